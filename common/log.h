@@ -1,0 +1,35 @@
+/* common/log.h — one line per event on stderr, with a level and a component tag.
+ *
+ * Libraries log through here and never print to stdout. Data-path call sites use
+ * LOG_RATELIMITED so a failing disk cannot flood the log.
+ */
+#ifndef QUILL_COMMON_LOG_H
+#define QUILL_COMMON_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Messages below this level are dropped. Default LOG_INFO, or QUILL_LOG=debug|info|warn|error. */
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+
+void log_msg(enum log_level level, const char *component, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* True at most `burst` times per second per call site state; used by LOG_RATELIMITED. */
+struct log_ratelimit {
+	long window_start;
+	unsigned count;
+	unsigned suppressed;
+};
+bool log_ratelimit_allow(struct log_ratelimit *rl, unsigned burst);
+
+#define LOG_RATELIMITED(level, component, ...)                                 \
+	do {                                                                   \
+		static struct log_ratelimit rl_;                               \
+		if (log_ratelimit_allow(&rl_, 10))                             \
+			log_msg((level), (component), __VA_ARGS__);            \
+	} while (0)
+
+#endif

@@ -1,0 +1,80 @@
+/* store/store.h — a node's local device: asynchronous block I/O over io_uring.
+ *
+ * The store is a flat byte range on a block device or a preallocated regular file,
+ * opened with O_DIRECT: no page cache. Every offset and length is a multiple of
+ * STORE_ALIGN and every buffer is aligned to STORE_ALIGN (use store_buf_alloc()).
+ *
+ * Threading: a store belongs to the thread that opened it; every call except
+ * store_event_fd() must come from that thread. Completions run from store_poll()
+ * on that thread.
+ *
+ * Async contract: store_read/store_write/store_writev/store_flush return 0, and then
+ * the callback runs exactly once, from a later store_poll(), with the number of
+ * bytes transferred (the full length: short transfers are resubmitted internally)
+ * or -errno; or they return -errno, and then the callback never runs.
+ * Requests are queued and submitted in batches: by store_submit(), or by
+ * store_poll(), or when the submission queue is full.
+ */
+#ifndef QUILL_STORE_STORE_H
+#define QUILL_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define STORE_ALIGN 4096u
+
+struct store;
+
+struct store_opts {
+	const char *path;      /* block device or regular file */
+	uint64_t create_size;  /* regular file only: if the file is smaller (or missing),
+				  create it / extend it to this size, preallocated with
+				  fallocate(). 0 = use the existing size. */
+	unsigned queue_depth;  /* io_uring entries; 0 = 256 */
+};
+
+typedef void (*store_cb)(void *arg, int res);
+
+/* Opens (and for a file, creates or extends) the store. -EINVAL for a size that is
+ * not a multiple of STORE_ALIGN, -errno from open/fallocate/io_uring_queue_init. */
+int store_open(const struct store_opts *opts, struct store **out);
+/* Waits for every request in flight (running their callbacks), then closes. NULL ok. */
+void store_close(struct store *st);
+
+/* Usable size in bytes (rounded down to STORE_ALIGN). */
+uint64_t store_size(const struct store *st);
+
+int store_read(struct store *st, uint64_t off, void *buf, size_t len, store_cb cb, void *arg);
+int store_write(struct store *st, uint64_t off, const void *buf, size_t len, store_cb cb, void *arg);
+/* iov is copied; the buffers it points to must stay valid until the callback. */
+int store_writev(struct store *st, uint64_t off, const struct iovec *iov, int iovcnt,
+		 store_cb cb, void *arg);
+int store_readv(struct store *st, uint64_t off, const struct iovec *iov, int iovcnt,
+		store_cb cb, void *arg);
+/* fdatasync: every write that completed before this call is durable when cb runs. */
+int store_flush(struct store *st, store_cb cb, void *arg);
+
+/* Submits queued requests. Returns 0 or -errno. */
+int store_submit(struct store *st);
+/* Submits queued requests, then reaps completions and runs their callbacks.
+ * Waits up to timeout_ms for at least one completion if none is ready
+ * (0 = don't wait, -1 = wait forever while requests are in flight).
+ * Returns the number of callbacks run, or -errno. */
+int store_poll(struct store *st, int timeout_ms);
+/* Number of requests submitted or queued whose callback has not run yet. */
+unsigned store_inflight(const struct store *st);
+/* An eventfd that becomes readable when completions are ready (for epoll loops). */
+int store_event_fd(const struct store *st);
+
+/* Blocking helpers for start-up and tools (not for the I/O path). Same alignment
+ * rules. Return 0 or -errno (a short transfer is -EIO). */
+int store_read_sync(struct store *st, uint64_t off, void *buf, size_t len);
+int store_write_sync(struct store *st, uint64_t off, const void *buf, size_t len);
+int store_flush_sync(struct store *st);
+
+/* STORE_ALIGN-aligned buffers, zeroed. NULL on failure. store_buf_free(NULL) is ok. */
+void *store_buf_alloc(size_t len);
+void store_buf_free(void *buf);
+
+#endif
