@@ -1,0 +1,394 @@
+#include "metadata/meta.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[64];
+static char dbpath[128];
+
+static void setup(void)
+{
+	strcpy(tmpdir, "/tmp/quill-meta-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	snprintf(dbpath, sizeof(dbpath), "%s/db", tmpdir);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+static void teardown(void)
+{
+	nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(meta, .init = setup, .fini = teardown);
+
+static struct meta *open_db(void)
+{
+	struct meta *m = NULL;
+
+	cr_assert_eq(meta_open(dbpath, &m), 0);
+	cr_assert_not_null(m);
+	return m;
+}
+
+static void put_str(struct meta *m, const char *k, const char *v, enum meta_durability d)
+{
+	cr_assert_eq(meta_put(m, k, strlen(k), v, strlen(v), d), 0);
+}
+
+static void assert_value(struct meta *m, const char *k, const char *expect)
+{
+	void *val = NULL;
+	size_t vlen = 0;
+	int ret = meta_get(m, k, strlen(k), &val, &vlen);
+
+	cr_assert_eq(ret, 0, "get %s: %d", k, ret);
+	cr_assert_eq(vlen, strlen(expect), "key %s", k);
+	cr_assert_eq(memcmp(val, expect, vlen), 0, "key %s", k);
+	free(val);
+}
+
+static void assert_absent(struct meta *m, const char *k)
+{
+	void *val = NULL;
+	size_t vlen = 0;
+
+	cr_assert_eq(meta_get(m, k, strlen(k), &val, &vlen), -ENOENT, "key %s", k);
+}
+
+/* Runs fn in a child process that then dies without closing anything, as a crash. */
+static void in_crashing_child(void (*fn)(void))
+{
+	pid_t pid = fork();
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		fn();
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %d", status);
+}
+
+Test(meta, put_get_delete)
+{
+	struct meta *m = open_db();
+
+	put_str(m, "alpha", "one", META_SYNC);
+	put_str(m, "beta", "two", META_NOWAL);
+	assert_value(m, "alpha", "one");
+	assert_value(m, "beta", "two");
+
+	put_str(m, "alpha", "uno", META_NOWAL);
+	assert_value(m, "alpha", "uno");
+
+	cr_assert_eq(meta_delete(m, "alpha", 5, META_SYNC), 0);
+	cr_assert_eq(meta_delete(m, "beta", 4, META_NOWAL), 0);
+	assert_absent(m, "alpha");
+	assert_absent(m, "beta");
+	meta_close(m);
+}
+
+Test(meta, missing_key_is_enoent)
+{
+	struct meta *m = open_db();
+
+	assert_absent(m, "nope");
+	cr_assert_eq(meta_delete(m, "nope", 4, META_SYNC), 0, "deleting an absent key is fine");
+	meta_close(m);
+}
+
+Test(meta, empty_value_and_binary_key)
+{
+	struct meta *m = open_db();
+	const unsigned char key[] = { 0x00, 0xff, 0x00, 0x01 };
+	void *val = NULL;
+	size_t vlen = 99;
+
+	cr_assert_eq(meta_put(m, key, sizeof(key), "", 0, META_SYNC), 0);
+	cr_assert_eq(meta_get(m, key, sizeof(key), &val, &vlen), 0);
+	cr_assert_not_null(val);
+	cr_assert_eq(vlen, 0);
+	free(val);
+	cr_assert_eq(meta_get(m, key, 3, &val, &vlen), -ENOENT, "a key prefix is another key");
+	meta_close(m);
+}
+
+Test(meta, invalid_durability_is_einval)
+{
+	struct meta *m = open_db();
+
+	cr_assert_eq(meta_put(m, "k", 1, "v", 1, (enum meta_durability)7), -EINVAL);
+	meta_close(m);
+}
+
+Test(meta, batch_applies_all_at_commit)
+{
+	struct meta *m = open_db();
+	struct meta_batch *b = NULL;
+
+	put_str(m, "old", "x", META_SYNC);
+	cr_assert_eq(meta_batch_create(&b), 0);
+	meta_batch_put(b, "k1", 2, "v1", 2);
+	meta_batch_put(b, "k2", 2, "v2", 2);
+	meta_batch_delete(b, "old", 3);
+	meta_batch_put(b, "gone", 4, "v", 1);
+	meta_batch_delete(b, "gone", 4); /* later operations win */
+	cr_assert_eq(meta_batch_count(b), 5);
+
+	/* Nothing is visible before the commit. */
+	assert_absent(m, "k1");
+	assert_absent(m, "k2");
+	assert_value(m, "old", "x");
+
+	cr_assert_eq(meta_batch_commit(m, b, META_SYNC), 0);
+	assert_value(m, "k1", "v1");
+	assert_value(m, "k2", "v2");
+	assert_absent(m, "old");
+	assert_absent(m, "gone");
+	meta_batch_destroy(b);
+	meta_batch_destroy(NULL);
+	meta_close(m);
+}
+
+static void commit_batch_then_crash(void)
+{
+	struct meta *m = NULL;
+	struct meta_batch *b = NULL;
+	char k[16];
+
+	if (meta_open(dbpath, &m) || meta_batch_create(&b))
+		_exit(1);
+	for (int i = 0; i < 1000; i++) {
+		snprintf(k, sizeof(k), "key%04d", i);
+		meta_batch_put(b, k, strlen(k), k, strlen(k));
+	}
+	if (meta_batch_commit(m, b, META_SYNC))
+		_exit(1);
+}
+
+Test(meta, synced_batch_survives_crash_whole)
+{
+	struct meta *m;
+	char k[16];
+
+	in_crashing_child(commit_batch_then_crash);
+	m = open_db();
+	for (int i = 0; i < 1000; i++) {
+		snprintf(k, sizeof(k), "key%04d", i);
+		assert_value(m, k, k);
+	}
+	meta_close(m);
+}
+
+static void be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+Test(meta, delete_range_is_half_open)
+{
+	struct meta *m = open_db();
+	struct meta_batch *b = NULL;
+	unsigned char key[5] = { 'e' }, begin[5] = { 'e' }, end[5] = { 'e' };
+	void *val;
+	size_t vlen;
+
+	for (uint32_t i = 0; i < 10; i++) {
+		be32(key + 1, i);
+		cr_assert_eq(meta_put(m, key, sizeof(key), "v", 1, META_NOWAL), 0);
+	}
+	be32(begin + 1, 3);
+	be32(end + 1, 7);
+	cr_assert_eq(meta_batch_create(&b), 0);
+	meta_batch_delete_range(b, begin, sizeof(begin), end, sizeof(end));
+	cr_assert_eq(meta_batch_commit(m, b, META_NOWAL), 0);
+	meta_batch_destroy(b);
+
+	for (uint32_t i = 0; i < 10; i++) {
+		int expect = (i >= 3 && i < 7) ? -ENOENT : 0;
+		int ret;
+
+		be32(key + 1, i);
+		ret = meta_get(m, key, sizeof(key), &val, &vlen);
+		cr_assert_eq(ret, expect, "key %u: %d", i, ret);
+		if (ret == 0)
+			free(val);
+	}
+	meta_close(m);
+}
+
+/* Collects the keys the iterator yields, joined with ',' into out. */
+static void collect(struct meta *m, const char *prefix, char *out, size_t size)
+{
+	struct meta_iter *it = NULL;
+	size_t n = 0, count = 0;
+
+	out[0] = '\0';
+	cr_assert_eq(meta_iter_create(m, prefix, strlen(prefix), &it), 0);
+	for (; meta_iter_valid(it); meta_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = meta_iter_key(it, &klen);
+		const char *v = meta_iter_value(it, &vlen);
+
+		cr_assert_eq(vlen, klen + 1);
+		cr_assert_eq(memcmp(v, k, klen), 0, "value belongs to its key");
+		n += (size_t)snprintf(out + n, size - n, "%s%.*s", count++ ? "," : "",
+				      (int)klen, k);
+		cr_assert_lt(n, size);
+	}
+	cr_assert_eq(meta_iter_status(it), 0);
+	meta_iter_next(it); /* harmless at the end */
+	cr_assert_not(meta_iter_valid(it));
+	meta_iter_destroy(it);
+}
+
+Test(meta, prefix_iteration_order_and_bounds)
+{
+	struct meta *m = open_db();
+	const char *keys[] = { "b", "ab", "a", "abc", "aa", "ac", "b0", "", "a\x7f", "a\xff" };
+	char got[256], val[8];
+
+	meta_iter_destroy(NULL);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		snprintf(val, sizeof(val), "%s!", keys[i]);
+		/* Half of them only in the memtable, half flushed to an SST. */
+		cr_assert_eq(meta_put(m, keys[i], strlen(keys[i]), val, strlen(val),
+				      i % 2 ? META_NOWAL : META_SYNC),
+			     0);
+		if (i == 4)
+			cr_assert_eq(meta_flush(m), 0);
+	}
+
+	collect(m, "a", got, sizeof(got));
+	cr_assert_str_eq(got, "a,aa,ab,abc,ac,a\x7f,a\xff");
+	collect(m, "ab", got, sizeof(got));
+	cr_assert_str_eq(got, "ab,abc");
+	collect(m, "b", got, sizeof(got));
+	cr_assert_str_eq(got, "b,b0");
+	collect(m, "abcd", got, sizeof(got));
+	cr_assert_str_eq(got, "");
+	collect(m, "c", got, sizeof(got));
+	cr_assert_str_eq(got, "");
+	collect(m, "", got, sizeof(got));
+	cr_assert_str_eq(got, ",a,aa,ab,abc,ac,a\x7f,a\xff,b,b0");
+	meta_close(m);
+}
+
+Test(meta, nowal_survives_close_and_reopen_after_flush)
+{
+	struct meta *m = open_db();
+
+	put_str(m, "extent", "map", META_NOWAL);
+	cr_assert_eq(meta_flush(m), 0);
+	meta_close(m);
+
+	m = open_db();
+	assert_value(m, "extent", "map");
+	meta_close(m);
+}
+
+static void nowal_put_flush_then_crash(void)
+{
+	struct meta *m = NULL;
+
+	if (meta_open(dbpath, &m) || meta_put(m, "extent", 6, "map", 3, META_NOWAL) ||
+	    meta_flush(m))
+		_exit(1);
+}
+
+Test(meta, nowal_survives_crash_after_flush)
+{
+	struct meta *m;
+
+	in_crashing_child(nowal_put_flush_then_crash);
+	m = open_db();
+	assert_value(m, "extent", "map");
+	meta_close(m);
+}
+
+static void sync_put_then_crash(void)
+{
+	struct meta *m = NULL;
+
+	if (meta_open(dbpath, &m) || meta_put(m, "volume", 6, "vol0", 4, META_SYNC))
+		_exit(1);
+}
+
+Test(meta, sync_write_persists_across_reopen)
+{
+	struct meta *m = open_db();
+
+	put_str(m, "volume", "vol0", META_SYNC);
+	meta_close(m);
+	m = open_db();
+	assert_value(m, "volume", "vol0");
+	meta_close(m);
+}
+
+Test(meta, sync_write_survives_crash)
+{
+	struct meta *m;
+
+	in_crashing_child(sync_put_then_crash);
+	m = open_db();
+	assert_value(m, "volume", "vol0");
+	meta_close(m);
+}
+
+Test(meta, second_open_in_same_process_is_ebusy)
+{
+	struct meta *m = open_db(), *m2 = NULL;
+
+	cr_assert_eq(meta_open(dbpath, &m2), -EBUSY);
+	cr_assert_null(m2);
+	meta_close(m);
+	meta_close(NULL);
+}
+
+static void open_expect_ebusy(void)
+{
+	struct meta *m = NULL;
+
+	_exit(meta_open(dbpath, &m) == -EBUSY ? 0 : 1);
+}
+
+Test(meta, second_open_from_another_process_is_ebusy)
+{
+	struct meta *m = open_db();
+
+	in_crashing_child(open_expect_ebusy);
+	meta_close(m);
+}
+
+Test(meta, open_under_a_regular_file_is_eio)
+{
+	struct meta *m = NULL;
+	char path[160];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/file", tmpdir);
+	fd = open(path, O_CREAT | O_WRONLY, 0644);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/file/db", tmpdir);
+	cr_assert_eq(meta_open(path, &m), -EIO);
+	cr_assert_null(m);
+}
