@@ -277,19 +277,55 @@ Test(meta, prefix_iteration_order_and_bounds)
 			cr_assert_eq(meta_flush(m), 0);
 	}
 
-	collect(m, "a", got, sizeof(got));
-	cr_assert_str_eq(got, "a,aa,ab,abc,ac,a\x7f,a\xff");
-	collect(m, "ab", got, sizeof(got));
-	cr_assert_str_eq(got, "ab,abc");
-	collect(m, "b", got, sizeof(got));
-	cr_assert_str_eq(got, "b,b0");
-	collect(m, "abcd", got, sizeof(got));
-	cr_assert_str_eq(got, "");
-	collect(m, "c", got, sizeof(got));
-	cr_assert_str_eq(got, "");
-	collect(m, "", got, sizeof(got));
-	cr_assert_str_eq(got, ",a,aa,ab,abc,ac,a\x7f,a\xff,b,b0");
+	static const struct {
+		const char *prefix, *keys;
+	} cases[] = {
+		{ "a", "a,aa,ab,abc,ac,a\x7f,a\xff" },
+		{ "ab", "ab,abc" },
+		{ "b", "b,b0" },
+		{ "abcd", "" },
+		{ "c", "" },
+		{ "", ",a,aa,ab,abc,ac,a\x7f,a\xff,b,b0" }, /* the empty key comes first */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		collect(m, cases[i].prefix, got, sizeof(got));
+		cr_assert_str_eq(got, cases[i].keys, "prefix \"%s\"", cases[i].prefix);
+	}
 	meta_close(m);
+}
+
+/* Opens the database afresh, checks one key, closes it again. */
+static void assert_value_after_reopen(const char *k, const char *expect)
+{
+	struct meta *m = open_db();
+
+	assert_value(m, k, expect);
+	meta_close(m);
+}
+
+/* A child opens the database, puts k=v with d, flushes if asked, and crashes. */
+static const char *crash_key, *crash_val;
+static enum meta_durability crash_durability;
+static bool crash_flush;
+
+static void put_then_crash(void)
+{
+	struct meta *m = NULL;
+
+	if (meta_open(dbpath, &m) || meta_put(m, crash_key, strlen(crash_key), crash_val,
+					      strlen(crash_val), crash_durability))
+		_exit(1);
+	if (crash_flush && meta_flush(m))
+		_exit(1);
+}
+
+static void crash_after_put(const char *k, const char *v, enum meta_durability d, bool flush)
+{
+	crash_key = k;
+	crash_val = v;
+	crash_durability = d;
+	crash_flush = flush;
+	in_crashing_child(put_then_crash);
 }
 
 Test(meta, nowal_survives_close_and_reopen_after_flush)
@@ -299,37 +335,13 @@ Test(meta, nowal_survives_close_and_reopen_after_flush)
 	put_str(m, "extent", "map", META_NOWAL);
 	cr_assert_eq(meta_flush(m), 0);
 	meta_close(m);
-
-	m = open_db();
-	assert_value(m, "extent", "map");
-	meta_close(m);
-}
-
-static void nowal_put_flush_then_crash(void)
-{
-	struct meta *m = NULL;
-
-	if (meta_open(dbpath, &m) || meta_put(m, "extent", 6, "map", 3, META_NOWAL) ||
-	    meta_flush(m))
-		_exit(1);
+	assert_value_after_reopen("extent", "map");
 }
 
 Test(meta, nowal_survives_crash_after_flush)
 {
-	struct meta *m;
-
-	in_crashing_child(nowal_put_flush_then_crash);
-	m = open_db();
-	assert_value(m, "extent", "map");
-	meta_close(m);
-}
-
-static void sync_put_then_crash(void)
-{
-	struct meta *m = NULL;
-
-	if (meta_open(dbpath, &m) || meta_put(m, "volume", 6, "vol0", 4, META_SYNC))
-		_exit(1);
+	crash_after_put("extent", "map", META_NOWAL, true);
+	assert_value_after_reopen("extent", "map");
 }
 
 Test(meta, sync_write_persists_across_reopen)
@@ -338,19 +350,13 @@ Test(meta, sync_write_persists_across_reopen)
 
 	put_str(m, "volume", "vol0", META_SYNC);
 	meta_close(m);
-	m = open_db();
-	assert_value(m, "volume", "vol0");
-	meta_close(m);
+	assert_value_after_reopen("volume", "vol0");
 }
 
 Test(meta, sync_write_survives_crash)
 {
-	struct meta *m;
-
-	in_crashing_child(sync_put_then_crash);
-	m = open_db();
-	assert_value(m, "volume", "vol0");
-	meta_close(m);
+	crash_after_put("volume", "vol0", META_SYNC, false);
+	assert_value_after_reopen("volume", "vol0");
 }
 
 Test(meta, second_open_in_same_process_is_ebusy)
