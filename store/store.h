@@ -2,7 +2,8 @@
  *
  * The store is a flat byte range on a block device or a preallocated regular file,
  * opened with O_DIRECT: no page cache. Every offset and length is a multiple of
- * STORE_ALIGN and every buffer is aligned to STORE_ALIGN (use store_buf_alloc()).
+ * STORE_ALIGN, lengths are not 0, and every buffer is aligned to STORE_ALIGN (use
+ * store_buf_alloc()); anything else is -EINVAL.
  *
  * Threading: a store belongs to the thread that opened it; every call except
  * store_event_fd() must come from that thread. Completions run from store_poll()
@@ -39,7 +40,9 @@ typedef void (*store_cb)(void *arg, int res);
 /* Opens (and for a file, creates or extends) the store. -EINVAL for a size that is
  * not a multiple of STORE_ALIGN, -errno from open/fallocate/io_uring_queue_init. */
 int store_open(const struct store_opts *opts, struct store **out);
-/* Waits for every request in flight (running their callbacks), then closes. NULL ok. */
+/* Waits for every request in flight (running their callbacks), then closes. NULL ok.
+ * Must not be called from a callback; requests issued by callbacks while it drains
+ * are refused with -ESHUTDOWN. */
 void store_close(struct store *st);
 
 /* Usable size in bytes (rounded down to STORE_ALIGN). */
@@ -64,7 +67,8 @@ int store_submit(struct store *st);
 int store_poll(struct store *st, int timeout_ms);
 /* Number of requests submitted or queued whose callback has not run yet. */
 unsigned store_inflight(const struct store *st);
-/* An eventfd that becomes readable when completions are ready (for epoll loops). */
+/* An eventfd that becomes readable when completions are ready (for epoll loops).
+ * The caller reads it to reset it; store_poll() does not. */
 int store_event_fd(const struct store *st);
 
 /* Blocking helpers for start-up and tools (not for the I/O path). Same alignment

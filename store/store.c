@@ -1,0 +1,873 @@
+/* store/store.c — store.h over io_uring and O_DIRECT.
+ *
+ * One ring per store, the device registered as fixed file 0, an eventfd registered
+ * for completions. Each request is a struct store_req taken from a free list that
+ * grows by slabs and never shrinks until close, so the steady path does no malloc.
+ *
+ * A request is in one of three places:
+ *   pending list — accepted, but the ring may not take it yet;
+ *   in the ring  — an SQE was prepared (submitted or not) and its CQE not yet handled;
+ *   free list    — its callback has run (or is about to: the request is freed first,
+ *                  so the callback may issue new I/O that reuses it).
+ * At most cq_entries requests are in the ring, so the CQ can never overflow.
+ *
+ * Completions are copied out of the CQ and the CQ advanced before any callback runs,
+ * which makes store_poll() re-entrant: a callback may issue I/O, submit, or poll.
+ * Only store_close() must not be called from a callback.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "store/store.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <liburing.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#define STORE_DEFAULT_QD 256u
+#define STORE_MAX_QD 32768u	 /* IORING_MAX_ENTRIES */
+#define STORE_MAX_IO 0x7ffff000u /* the kernel's MAX_RW_COUNT; also fits the int result */
+#define STORE_IOV_INLINE 4	 /* vectors up to this size need no allocation */
+#define STORE_MAX_RETRIES 16	 /* -EAGAIN/-EINTR resubmissions before giving up */
+#define STORE_REAP_BATCH 32
+#define STORE_SLAB_REQS 64
+
+_Static_assert(STORE_MAX_IO % STORE_ALIGN == 0, "largest transfer must stay aligned");
+_Static_assert(STORE_MAX_IO <= INT_MAX, "callback result is an int");
+
+enum req_op { REQ_READ, REQ_WRITE, REQ_FSYNC };
+
+struct store_req {
+	struct store_req *next; /* free list or pending list */
+	store_cb cb;
+	void *arg;
+	uint64_t off;		/* device offset of what remains to transfer */
+	struct iovec *iov;	/* what remains: points into iov_inline or iov_heap */
+	int iovcnt;
+	int iov_cap;		/* entries in iov_heap, kept across reuse */
+	struct iovec *iov_heap;
+	size_t total;		/* bytes asked for */
+	size_t done;		/* bytes transferred so far */
+	unsigned retries;
+	enum req_op op;
+	struct iovec iov_inline[STORE_IOV_INLINE];
+};
+
+struct store_slab {
+	struct store_slab *next;
+	struct store_req reqs[STORE_SLAB_REQS];
+};
+
+/* Owned by the thread that opened it (see store.h). */
+struct store {
+	struct io_uring ring;
+	int fd;
+	int event_fd;
+	uint64_t size;
+	char *path;		 /* for log lines */
+	unsigned max_in_ring;	 /* CQ entries */
+	unsigned in_ring;	 /* requests with an SQE prepared and the CQE not handled */
+	unsigned active;	 /* accepted requests whose callback has not run */
+	bool closing;		 /* store_close() is draining: new requests are refused */
+	struct store_req *free;
+	struct store_req *pending_head;
+	struct store_req **pending_tail;
+	struct store_slab *slabs;
+};
+
+/* ---- request allocation ---- */
+
+static int slab_grow(struct store *st)
+{
+	struct store_slab *slab = calloc(1, sizeof(*slab));
+
+	if (!slab)
+		return -ENOMEM;
+	slab->next = st->slabs;
+	st->slabs = slab;
+	for (unsigned i = 0; i < STORE_SLAB_REQS; i++) {
+		slab->reqs[i].next = st->free;
+		st->free = &slab->reqs[i];
+	}
+	return 0;
+}
+
+static void slabs_free(struct store *st)
+{
+	struct store_slab *slab = st->slabs;
+
+	while (slab) {
+		struct store_slab *next = slab->next;
+
+		for (unsigned i = 0; i < STORE_SLAB_REQS; i++)
+			free(slab->reqs[i].iov_heap);
+		free(slab);
+		slab = next;
+	}
+	st->slabs = NULL;
+	st->free = NULL;
+}
+
+static struct store_req *req_get(struct store *st)
+{
+	struct store_req *req;
+
+	if (!st->free && slab_grow(st) < 0)
+		return NULL;
+	req = st->free;
+	st->free = req->next;
+	req->next = NULL;
+	req->done = 0;
+	req->retries = 0;
+	req->iov = req->iov_inline;
+	req->iovcnt = 0;
+	return req;
+}
+
+static void req_put(struct store *st, struct store_req *req)
+{
+	req->next = st->free;
+	st->free = req;
+}
+
+/* Copies the caller's vector into the request. 0 or -ENOMEM. */
+static int req_set_iov(struct store_req *req, const struct iovec *iov, int iovcnt)
+{
+	struct iovec *dst = req->iov_inline;
+
+	if (iovcnt > STORE_IOV_INLINE) {
+		if (iovcnt > req->iov_cap) {
+			struct iovec *grown = realloc(req->iov_heap, sizeof(*grown) * (size_t)iovcnt);
+
+			if (!grown)
+				return -ENOMEM;
+			req->iov_heap = grown;
+			req->iov_cap = iovcnt;
+		}
+		dst = req->iov_heap;
+	}
+	memcpy(dst, iov, sizeof(*dst) * (size_t)iovcnt);
+	req->iov = dst;
+	req->iovcnt = iovcnt;
+	return 0;
+}
+
+/* Drops the first n bytes of the remaining vector after a short transfer. */
+static void req_advance(struct store_req *req, size_t n)
+{
+	req->off += n;
+	while (req->iovcnt > 0 && n >= req->iov[0].iov_len) {
+		n -= req->iov[0].iov_len;
+		req->iov++;
+		req->iovcnt--;
+	}
+	if (n) {
+		req->iov[0].iov_base = (char *)req->iov[0].iov_base + n;
+		req->iov[0].iov_len -= n;
+	}
+}
+
+/* ---- submission ---- */
+
+static void req_prep(struct io_uring_sqe *sqe, struct store_req *req)
+{
+	const struct iovec *v = req->iov;
+	bool rd = req->op == REQ_READ;
+
+	if (req->op == REQ_FSYNC)
+		io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+	else if (req->iovcnt == 1)
+		io_uring_prep_rw(rd ? IORING_OP_READ : IORING_OP_WRITE, sqe, 0, v->iov_base,
+				 (unsigned)v->iov_len, req->off);
+	else
+		io_uring_prep_rw(rd ? IORING_OP_READV : IORING_OP_WRITEV, sqe, 0, v,
+				 (unsigned)req->iovcnt, req->off);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data(sqe, req);
+}
+
+static bool submit_error_is_transient(int r)
+{
+	return r >= 0 || r == -EAGAIN || r == -EBUSY || r == -EINTR || r == -ETIME;
+}
+
+static int ring_submit(struct store *st)
+{
+	int r = io_uring_submit(&st->ring);
+
+	if (submit_error_is_transient(r))
+		return 0;
+	LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_submit: %s", st->path, strerror(-r));
+	return r;
+}
+
+/* Puts req into the SQ, submitting first if the SQ is full. False if no SQE. */
+static bool req_to_ring(struct store *st, struct store_req *req)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+
+	if (!sqe) {
+		ring_submit(st);
+		sqe = io_uring_get_sqe(&st->ring);
+		if (!sqe)
+			return false;
+	}
+	req_prep(sqe, req);
+	st->in_ring++;
+	return true;
+}
+
+static void pending_push(struct store *st, struct store_req *req)
+{
+	req->next = NULL;
+	*st->pending_tail = req;
+	st->pending_tail = &req->next;
+}
+
+static struct store_req *pending_pop(struct store *st)
+{
+	struct store_req *req = st->pending_head;
+
+	if (req) {
+		st->pending_head = req->next;
+		if (!st->pending_head)
+			st->pending_tail = &st->pending_head;
+		req->next = NULL;
+	}
+	return req;
+}
+
+/* Moves pending requests into the ring, oldest first, while it has room. */
+static void pending_drain(struct store *st)
+{
+	while (st->pending_head && st->in_ring < st->max_in_ring) {
+		if (!req_to_ring(st, st->pending_head))
+			return;
+		pending_pop(st);
+	}
+}
+
+/* Queues req behind any pending ones, or into the ring if there is room. */
+static void req_issue(struct store *st, struct store_req *req)
+{
+	if (st->pending_head || st->in_ring >= st->max_in_ring || !req_to_ring(st, req))
+		pending_push(st, req);
+}
+
+/* ---- completion ---- */
+
+static void req_complete(struct store *st, struct store_req *req, int res)
+{
+	store_cb cb = req->cb;
+	void *arg = req->arg;
+
+	req_put(st, req);
+	st->active--;
+	cb(arg, res);
+}
+
+static const char *op_name(enum req_op op)
+{
+	return op == REQ_READ ? "read" : op == REQ_WRITE ? "write" : "flush";
+}
+
+/* Handles one CQE: resubmits a retryable or short transfer, else runs the callback.
+ * Returns 1 if a callback ran. */
+static int req_handle(struct store *st, struct store_req *req, int res)
+{
+	st->in_ring--;
+	if ((res == -EAGAIN || res == -EINTR) && ++req->retries <= STORE_MAX_RETRIES) {
+		req_issue(st, req);
+		return 0;
+	}
+	if (res >= 0 && req->op == REQ_FSYNC) {
+		req_complete(st, req, 0);
+		return 1;
+	}
+	if (res > 0 && (size_t)res <= req->total - req->done) {
+		req->done += (size_t)res;
+		if (req->done == req->total) {
+			req_complete(st, req, (int)req->total);
+			return 1;
+		}
+		req_advance(req, (size_t)res);
+		req->retries = 0;
+		req_issue(st, req);
+		return 0;
+	}
+	if (res >= 0) {
+		LOG_RATELIMITED(LOG_ERROR, "store", "%s: %s at offset %" PRIu64 " transferred %d "
+				"of %zu bytes (past the end of the device?)", st->path,
+				op_name(req->op), req->off, res, req->total - req->done);
+		res = -EIO;
+	} else {
+		LOG_RATELIMITED(LOG_ERROR, "store", "%s: %s at offset %" PRIu64 " failed: %s",
+				st->path, op_name(req->op), req->off, strerror(-res));
+	}
+	req_complete(st, req, res);
+	return 1;
+}
+
+/* Reaps what the CQ holds (at most one CQ's worth, so a chain of callbacks cannot
+ * keep one call going forever). Returns the number of callbacks run. */
+static int reap(struct store *st)
+{
+	unsigned budget = st->max_in_ring;
+	int ran = 0;
+
+	while (budget) {
+		struct io_uring_cqe *cqes[STORE_REAP_BATCH];
+		struct { struct store_req *req; int res; } done[STORE_REAP_BATCH];
+		unsigned want = budget < STORE_REAP_BATCH ? budget : STORE_REAP_BATCH;
+		unsigned n = io_uring_peek_batch_cqe(&st->ring, cqes, want);
+
+		if (!n)
+			break;
+		for (unsigned i = 0; i < n; i++) {
+			done[i].req = io_uring_cqe_get_data(cqes[i]);
+			done[i].res = cqes[i]->res;
+		}
+		io_uring_cq_advance(&st->ring, n);
+		budget -= n;
+		for (unsigned i = 0; i < n; i++)
+			ran += req_handle(st, done[i].req, done[i].res);
+		pending_drain(st);
+	}
+	/* Requests issued by callbacks or moved from the pending list go out now, so an
+	 * event loop that polls only when the eventfd fires cannot strand them. */
+	if (io_uring_sq_ready(&st->ring))
+		ring_submit(st);
+	return ran;
+}
+
+/* ---- argument checks ---- */
+
+static int check_call(const struct store *st, store_cb cb)
+{
+	if (!st || !cb)
+		return -EINVAL;
+	return st->closing ? -ESHUTDOWN : 0;
+}
+
+static int check_range(const struct store *st, uint64_t off, size_t len)
+{
+	if (len == 0 || len > STORE_MAX_IO || off % STORE_ALIGN || len % STORE_ALIGN)
+		return -EINVAL;
+	if (off > st->size || len > st->size - off)
+		return -EINVAL;
+	return 0;
+}
+
+static bool buf_aligned(const void *buf)
+{
+	return buf && (uintptr_t)buf % STORE_ALIGN == 0;
+}
+
+/* Every segment aligned and the sum within one transfer. Sets *total. */
+static int check_iov(const struct iovec *iov, int iovcnt, size_t *total)
+{
+	size_t sum = 0;
+
+	if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	for (int i = 0; i < iovcnt; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (len % STORE_ALIGN || (uintptr_t)iov[i].iov_base % STORE_ALIGN)
+			return -EINVAL;
+		if ((len && !iov[i].iov_base) || len > STORE_MAX_IO - sum)
+			return -EINVAL;
+		sum += len;
+	}
+	*total = sum;
+	return 0;
+}
+
+/* ---- public I/O ---- */
+
+static int queue_req(struct store *st, enum req_op op, uint64_t off, const struct iovec *iov,
+		     int iovcnt, size_t total, store_cb cb, void *arg)
+{
+	struct store_req *req = req_get(st);
+
+	if (!req)
+		return -ENOMEM;
+	if (iovcnt && req_set_iov(req, iov, iovcnt) < 0) {
+		req_put(st, req);
+		return -ENOMEM;
+	}
+	req->op = op;
+	req->off = off;
+	req->total = total;
+	req->cb = cb;
+	req->arg = arg;
+	st->active++;
+	req_issue(st, req);
+	return 0;
+}
+
+static int queue_rwv(struct store *st, enum req_op op, uint64_t off, const struct iovec *iov,
+		     int iovcnt, store_cb cb, void *arg)
+{
+	size_t total = 0;
+	int r = check_call(st, cb);
+
+	if (r == 0)
+		r = check_iov(iov, iovcnt, &total);
+	if (r == 0)
+		r = check_range(st, off, total);
+	if (r < 0)
+		return r;
+	return queue_req(st, op, off, iov, iovcnt, total, cb, arg);
+}
+
+int store_read(struct store *st, uint64_t off, void *buf, size_t len, store_cb cb, void *arg)
+{
+	struct iovec one = { .iov_base = buf, .iov_len = len };
+
+	if (!buf)
+		return -EINVAL;
+	return queue_rwv(st, REQ_READ, off, &one, 1, cb, arg);
+}
+
+int store_write(struct store *st, uint64_t off, const void *buf, size_t len, store_cb cb,
+		void *arg)
+{
+	struct iovec one = { .iov_base = (void *)buf, .iov_len = len };
+
+	if (!buf)
+		return -EINVAL;
+	return queue_rwv(st, REQ_WRITE, off, &one, 1, cb, arg);
+}
+
+int store_readv(struct store *st, uint64_t off, const struct iovec *iov, int iovcnt,
+		store_cb cb, void *arg)
+{
+	return queue_rwv(st, REQ_READ, off, iov, iovcnt, cb, arg);
+}
+
+int store_writev(struct store *st, uint64_t off, const struct iovec *iov, int iovcnt,
+		 store_cb cb, void *arg)
+{
+	return queue_rwv(st, REQ_WRITE, off, iov, iovcnt, cb, arg);
+}
+
+int store_flush(struct store *st, store_cb cb, void *arg)
+{
+	int r = check_call(st, cb);
+
+	if (r < 0)
+		return r;
+	return queue_req(st, REQ_FSYNC, 0, NULL, 0, 0, cb, arg);
+}
+
+int store_submit(struct store *st)
+{
+	if (!st)
+		return -EINVAL;
+	pending_drain(st);
+	return ring_submit(st);
+}
+
+int store_poll(struct store *st, int timeout_ms)
+{
+	int r;
+
+	if (!st)
+		return -EINVAL;
+	pending_drain(st);
+	if (timeout_ms == 0 || st->in_ring == 0 || io_uring_cq_ready(&st->ring)) {
+		r = io_uring_submit(&st->ring);
+	} else if (timeout_ms < 0) {
+		r = io_uring_submit_and_wait(&st->ring, 1);
+	} else {
+		struct __kernel_timespec ts = {
+			.tv_sec = timeout_ms / 1000,
+			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+		};
+		struct io_uring_cqe *cqe;
+
+		r = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
+	}
+	if (!submit_error_is_transient(r)) {
+		LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_enter: %s", st->path,
+				strerror(-r));
+		return r;
+	}
+	return reap(st);
+}
+
+unsigned store_inflight(const struct store *st)
+{
+	return st ? st->active : 0;
+}
+
+int store_event_fd(const struct store *st)
+{
+	return st ? st->event_fd : -EINVAL;
+}
+
+uint64_t store_size(const struct store *st)
+{
+	return st ? st->size : 0;
+}
+
+/* ---- blocking helpers ---- */
+
+/* pread or pwrite until done; exactly one of rbuf and wbuf is set. */
+static int sync_rw(struct store *st, uint64_t off, void *rbuf, const void *wbuf, size_t len)
+{
+	const void *buf = rbuf ? rbuf : wbuf;
+	size_t done = 0;
+
+	if (!st || !buf_aligned(buf) || check_range(st, off, len) < 0)
+		return -EINVAL;
+	while (done < len) {
+		off_t at = (off_t)(off + done);
+		ssize_t n = rbuf ? pread(st->fd, (char *)rbuf + done, len - done, at)
+				 : pwrite(st->fd, (const char *)wbuf + done, len - done, at);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int r = n < 0 ? -errno : -EIO;
+
+			log_msg(LOG_ERROR, "store", "%s: %s at offset %" PRIu64 " failed: %s",
+				st->path, rbuf ? "read" : "write", off + done, strerror(-r));
+			return r;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int store_read_sync(struct store *st, uint64_t off, void *buf, size_t len)
+{
+	if (!buf)
+		return -EINVAL;
+	return sync_rw(st, off, buf, NULL, len);
+}
+
+int store_write_sync(struct store *st, uint64_t off, const void *buf, size_t len)
+{
+	if (!buf)
+		return -EINVAL;
+	return sync_rw(st, off, NULL, buf, len);
+}
+
+int store_flush_sync(struct store *st)
+{
+	if (!st)
+		return -EINVAL;
+	if (fdatasync(st->fd) < 0) {
+		int r = -errno;
+
+		log_msg(LOG_ERROR, "store", "%s: fdatasync: %s", st->path, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+void *store_buf_alloc(size_t len)
+{
+	void *buf;
+
+	if (len == 0 || posix_memalign(&buf, STORE_ALIGN, len) != 0)
+		return NULL;
+	memset(buf, 0, len);
+	return buf;
+}
+
+void store_buf_free(void *buf)
+{
+	free(buf);
+}
+
+/* ---- open and close ---- */
+
+static const char *fs_name(long type)
+{
+	static const struct { long magic; const char *name; } names[] = {
+		{ TMPFS_MAGIC, "tmpfs" },	{ RAMFS_MAGIC, "ramfs" },
+		{ EXT4_SUPER_MAGIC, "ext4" },	{ XFS_SUPER_MAGIC, "xfs" },
+		{ BTRFS_SUPER_MAGIC, "btrfs" }, { OVERLAYFS_SUPER_MAGIC, "overlayfs" },
+		{ NFS_SUPER_MAGIC, "nfs" },	{ 0x65735546, "fuse" },
+		{ 0x01021997, "9p" },		{ 0x2fc12fc1, "zfs" },
+		{ 0xff534d42, "cifs" },		{ 0xfe534d42, "smb2" },
+		{ PROC_SUPER_MAGIC, "proc" },	{ SYSFS_MAGIC, "sysfs" },
+		{ 0xf15f, "ecryptfs" },		{ 0x786f4256, "vboxsf" },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].magic == type)
+			return names[i].name;
+	return "an unrecognised filesystem";
+}
+
+/* statfs of the path, or of its directory if the path does not exist. */
+static long path_fs_type(const char *path)
+{
+	struct statfs sfs;
+	char *copy;
+	long type = 0;
+
+	if (statfs(path, &sfs) == 0)
+		return (long)sfs.f_type;
+	copy = strdup(path);
+	if (copy && statfs(dirname(copy), &sfs) == 0)
+		type = (long)sfs.f_type;
+	free(copy);
+	return type;
+}
+
+static int open_direct(struct store *st, uint64_t create_size, bool *created)
+{
+	const int flags = O_RDWR | O_DIRECT | O_CLOEXEC;
+	int fd = open(st->path, flags);
+
+	*created = false;
+	if (fd < 0 && errno == ENOENT && create_size) {
+		fd = open(st->path, flags | O_CREAT | O_EXCL, 0600);
+		*created = fd >= 0;
+		/* O_EXCL: a file left behind by a failed O_DIRECT open is ours to remove. */
+		if (fd < 0 && errno == EINVAL)
+			unlink(st->path);
+	}
+	if (fd >= 0)
+		return fd;
+	if (errno == EINVAL) {
+		long type = path_fs_type(st->path);
+
+		log_msg(LOG_ERROR, "store",
+			"%s: O_DIRECT is not supported on %s (f_type 0x%lx); put the store "
+			"on a block device or a local filesystem such as ext4 or xfs",
+			st->path, fs_name(type), type);
+		return -EINVAL;
+	}
+	fd = -errno;
+	log_msg(LOG_ERROR, "store", "%s: open: %s", st->path, strerror(-fd));
+	return fd;
+}
+
+static int size_regular_file(struct store *st, uint64_t create_size, uint64_t *size)
+{
+	struct stat sb;
+
+	if (create_size && fallocate(st->fd, 0, 0, (off_t)create_size) < 0) {
+		int r = -errno;
+
+		log_msg(LOG_ERROR, "store", "%s: fallocate of %" PRIu64 " bytes: %s", st->path,
+			create_size, strerror(-r));
+		return r;
+	}
+	if (fstat(st->fd, &sb) < 0)
+		return -errno;
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
+static int size_block_device(struct store *st, uint64_t *size)
+{
+	int lbs = 0;
+
+	if (ioctl(st->fd, BLKGETSIZE64, size) < 0 || ioctl(st->fd, BLKSSZGET, &lbs) < 0) {
+		int r = -errno;
+
+		log_msg(LOG_ERROR, "store", "%s: block device ioctl: %s", st->path, strerror(-r));
+		return r;
+	}
+	if (lbs <= 0 || (unsigned)lbs > STORE_ALIGN) {
+		log_msg(LOG_ERROR, "store", "%s: logical block size %d is larger than %u",
+			st->path, lbs, STORE_ALIGN);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Opens the device and sets st->fd and st->size. */
+static int device_open(struct store *st, uint64_t create_size)
+{
+	struct statfs sfs;
+	struct stat sb;
+	uint64_t size = 0;
+	bool created;
+	int r;
+
+	st->fd = open_direct(st, create_size, &created);
+	if (st->fd < 0)
+		return st->fd;
+	if (fstat(st->fd, &sb) < 0) {
+		r = -errno;
+		goto err_unlink;
+	}
+	if (S_ISREG(sb.st_mode)) {
+		r = size_regular_file(st, create_size, &size);
+		if (fstatfs(st->fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC))
+			log_msg(LOG_WARN, "store", "%s is on %s: its data will not survive a reboot",
+				st->path, fs_name((long)sfs.f_type));
+	} else if (S_ISBLK(sb.st_mode)) {
+		r = size_block_device(st, &size);
+	} else {
+		log_msg(LOG_ERROR, "store", "%s is neither a regular file nor a block device",
+			st->path);
+		r = -EINVAL;
+	}
+	if (r < 0)
+		goto err_unlink;
+	st->size = size - size % STORE_ALIGN;
+	if (st->size == 0) {
+		log_msg(LOG_ERROR, "store", "%s holds less than %u bytes; give a create size "
+			"to create or extend it", st->path, STORE_ALIGN);
+		r = -EINVAL;
+		goto err_unlink;
+	}
+	return 0;
+
+err_unlink:
+	if (created)
+		unlink(st->path);
+	return r;
+}
+
+static int ring_open(struct store *st, unsigned queue_depth)
+{
+	struct io_uring_params p = { 0 };
+	int r = io_uring_queue_init_params(queue_depth, &st->ring, &p);
+
+	if (r < 0) {
+		log_msg(LOG_ERROR, "store", "%s: io_uring_queue_init(%u): %s", st->path,
+			queue_depth, strerror(-r));
+		return r;
+	}
+	st->max_in_ring = p.cq_entries;
+	r = io_uring_register_files(&st->ring, &st->fd, 1);
+	if (r < 0) {
+		log_msg(LOG_ERROR, "store", "%s: io_uring_register_files: %s", st->path,
+			strerror(-r));
+		goto err_exit_ring;
+	}
+	st->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (st->event_fd < 0) {
+		r = -errno;
+		log_msg(LOG_ERROR, "store", "eventfd: %s", strerror(-r));
+		goto err_exit_ring;
+	}
+	r = io_uring_register_eventfd(&st->ring, st->event_fd);
+	if (r < 0) {
+		log_msg(LOG_ERROR, "store", "%s: io_uring_register_eventfd: %s", st->path,
+			strerror(-r));
+		goto err_close_eventfd;
+	}
+	return 0;
+
+err_close_eventfd:
+	close(st->event_fd);
+	st->event_fd = -1;
+err_exit_ring:
+	io_uring_queue_exit(&st->ring);
+	return r;
+}
+
+int store_open(const struct store_opts *opts, struct store **out)
+{
+	struct store *st;
+	unsigned qd;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!opts || !opts->path || !*opts->path)
+		return -EINVAL;
+	qd = opts->queue_depth ? opts->queue_depth : STORE_DEFAULT_QD;
+	if (opts->create_size % STORE_ALIGN) {
+		log_msg(LOG_ERROR, "store", "%s: create size %" PRIu64 " is not a multiple of %u",
+			opts->path, opts->create_size, STORE_ALIGN);
+		return -EINVAL;
+	}
+	if (qd > STORE_MAX_QD) {
+		log_msg(LOG_ERROR, "store", "%s: queue depth %u is above %u", opts->path, qd,
+			STORE_MAX_QD);
+		return -EINVAL;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->fd = -1;
+	st->event_fd = -1;
+	st->pending_tail = &st->pending_head;
+	st->path = strdup(opts->path);
+	if (!st->path) {
+		r = -ENOMEM;
+		goto err_free_store;
+	}
+	r = device_open(st, opts->create_size);
+	if (r < 0)
+		goto err_free_path;
+	r = ring_open(st, qd);
+	if (r < 0)
+		goto err_close_fd;
+	*out = st;
+	return 0;
+
+err_close_fd:
+	close(st->fd);
+err_free_path:
+	free(st->path);
+err_free_store:
+	free(st);
+	return r;
+}
+
+/* Runs the callbacks of requests that never reached the ring, with -ECANCELED. */
+static void pending_cancel(struct store *st)
+{
+	struct store_req *req;
+
+	while ((req = pending_pop(st)))
+		req_complete(st, req, -ECANCELED);
+}
+
+void store_close(struct store *st)
+{
+	unsigned failures = 0;
+
+	if (!st)
+		return;
+	st->closing = true;
+	while (st->active) {
+		if (store_poll(st, -1) >= 0) {
+			failures = 0;
+			continue;
+		}
+		pending_cancel(st);
+		if (++failures == 3) {
+			log_msg(LOG_ERROR, "store", "%s: closing with %u requests whose callbacks "
+				"will not run", st->path, st->active);
+			break;
+		}
+	}
+	io_uring_unregister_eventfd(&st->ring);
+	io_uring_queue_exit(&st->ring);
+	close(st->event_fd);
+	close(st->fd);
+	slabs_free(st);
+	free(st->path);
+	free(st);
+}
