@@ -1,0 +1,619 @@
+/* tests/unit/store/test_store.c — store/store.c against a file-backed store.
+ *
+ * Backing files go in $QUILL_TEST_DIR, else the build directory (QUILL_TEST_DIR at
+ * compile time), which must be on a filesystem that supports O_DIRECT; a test whose
+ * directory does not is skipped with the reason. Random tests print their seed and
+ * take QUILL_TEST_SEED.
+ */
+#include "store/store.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef QUILL_TEST_DIR
+#define QUILL_TEST_DIR "/var/tmp"
+#endif
+
+#define BLK STORE_ALIGN
+#define MIB (1024u * 1024u)
+
+static char test_path[PATH_MAX];
+
+/* Records the callbacks of one request. */
+struct done {
+	int res;
+	int calls;
+};
+
+static void on_done(void *arg, int res)
+{
+	struct done *d = arg;
+
+	d->res = res;
+	d->calls++;
+}
+
+static const char *test_dir(void)
+{
+	const char *dir = getenv("QUILL_TEST_DIR");
+
+	return dir && *dir ? dir : QUILL_TEST_DIR;
+}
+
+/* Picks a fresh backing-file path, skipping the test if O_DIRECT is unavailable. */
+static void path_init(const char *name)
+{
+	int fd;
+
+	snprintf(test_path, sizeof(test_path), "%s/quill-store-%d-%s", test_dir(), (int)getpid(),
+		 name);
+	unlink(test_path);
+	fd = open(test_path, O_RDWR | O_CREAT | O_DIRECT, 0600);
+	if (fd < 0)
+		cr_skip_test("%s does not support O_DIRECT (%s); set QUILL_TEST_DIR", test_dir(),
+			     strerror(errno));
+	close(fd);
+	unlink(test_path);
+}
+
+static struct store *store_make(const char *name, uint64_t size, unsigned qd)
+{
+	struct store_opts opts = { .create_size = size, .queue_depth = qd };
+	struct store *st = NULL;
+
+	path_init(name);
+	opts.path = test_path;
+	cr_assert_eq(store_open(&opts, &st), 0, "store_open %s", test_path);
+	cr_assert_not_null(st);
+	return st;
+}
+
+static void drain(struct store *st)
+{
+	while (store_inflight(st) > 0)
+		cr_assert_geq(store_poll(st, -1), 0);
+}
+
+static void fill(void *buf, size_t len, unsigned tag)
+{
+	uint32_t *w = buf;
+
+	for (size_t i = 0; i < len / sizeof(*w); i++)
+		w[i] = tag * 2654435761u + (uint32_t)i;
+}
+
+static unsigned seed_get(void)
+{
+	const char *env = getenv("QUILL_TEST_SEED");
+	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : (unsigned)time(NULL) ^ (unsigned)getpid();
+
+	fprintf(stderr, "test seed %u (rerun with QUILL_TEST_SEED=%u)\n", seed, seed);
+	return seed;
+}
+
+static void cleanup(void)
+{
+	if (test_path[0])
+		unlink(test_path);
+}
+
+TestSuite(store, .fini = cleanup);
+
+/* ---- open ---- */
+
+Test(store, open_creates_preallocated_file_of_create_size)
+{
+	struct store *st = store_make("create", 4 * MIB, 0);
+	struct stat sb;
+
+	cr_assert_eq(store_size(st), 4 * MIB);
+	cr_assert_eq(stat(test_path, &sb), 0);
+	cr_assert_eq(sb.st_size, 4 * MIB);
+	cr_assert_geq((uint64_t)sb.st_blocks * 512, 4 * MIB, "file is not preallocated");
+	cr_assert_geq(store_event_fd(st), 0);
+	store_close(st);
+}
+
+Test(store, open_extends_smaller_file_and_keeps_its_data)
+{
+	struct store *st = store_make("extend", 2 * BLK, 0);
+	char *buf = store_buf_alloc(2 * BLK);
+	char *back = store_buf_alloc(2 * BLK);
+	struct store_opts opts = { .path = test_path, .create_size = MIB };
+
+	fill(buf, 2 * BLK, 7);
+	cr_assert_eq(store_write_sync(st, 0, buf, 2 * BLK), 0);
+	store_close(st);
+
+	cr_assert_eq(store_open(&opts, &st), 0);
+	cr_assert_eq(store_size(st), MIB);
+	cr_assert_eq(store_read_sync(st, 0, back, 2 * BLK), 0);
+	cr_assert_eq(memcmp(buf, back, 2 * BLK), 0);
+	store_close(st);
+	store_buf_free(buf);
+	store_buf_free(back);
+}
+
+Test(store, open_uses_existing_size_rounded_down)
+{
+	struct store_opts opts = { 0 };
+	struct store *st = NULL;
+	int fd;
+
+	path_init("existing");
+	opts.path = test_path;
+	fd = open(test_path, O_RDWR | O_CREAT, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 3 * BLK + 100), 0);
+	close(fd);
+	cr_assert_eq(store_open(&opts, &st), 0);
+	cr_assert_eq(store_size(st), 3 * BLK);
+	store_close(st);
+}
+
+Test(store, open_rejects_bad_options)
+{
+	struct store_opts opts = { .create_size = BLK + 1 };
+	struct store *st = (struct store *)&opts;
+	int fd;
+
+	path_init("badopts");
+	opts.path = test_path;
+	cr_assert_eq(store_open(&opts, &st), -EINVAL, "misaligned create_size");
+	cr_assert_null(st);
+	cr_assert_eq(access(test_path, F_OK), -1, "a refused open must not create the file");
+
+	opts.create_size = 0;
+	cr_assert_eq(store_open(&opts, &st), -ENOENT, "missing file without create_size");
+
+	fd = open(test_path, O_RDWR | O_CREAT, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(store_open(&opts, &st), -EINVAL, "empty file without create_size");
+
+	opts.path = NULL;
+	cr_assert_eq(store_open(&opts, &st), -EINVAL);
+	cr_assert_eq(store_open(NULL, &st), -EINVAL);
+}
+
+Test(store, open_refuses_filesystem_without_o_direct)
+{
+	const char *path = "/dev/shm/quill-store-odirect-probe";
+	struct store_opts opts = { .path = path, .create_size = MIB };
+	struct store *st = NULL;
+	int fd;
+
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_DIRECT, 0600);
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+		cr_skip_test("tmpfs supports O_DIRECT on this kernel (Linux >= 6.6)");
+	}
+	unlink(path);
+	if (errno != EINVAL)
+		cr_skip_test("/dev/shm unusable here: %s", strerror(errno));
+	cr_assert_eq(store_open(&opts, &st), -EINVAL);
+	cr_assert_null(st);
+	cr_assert_eq(access(path, F_OK), -1, "the refused file must not be left behind");
+}
+
+/* ---- asynchronous I/O ---- */
+
+Test(store, write_then_read_back)
+{
+	struct store *st = store_make("rw", MIB, 0);
+	char *buf = store_buf_alloc(8 * BLK);
+	char *back = store_buf_alloc(8 * BLK);
+	struct done w = { 0 }, r = { 0 };
+
+	fill(buf, 8 * BLK, 1);
+	cr_assert_eq(store_write(st, 16 * BLK, buf, 8 * BLK, on_done, &w), 0);
+	cr_assert_eq(store_inflight(st), 1);
+	drain(st);
+	cr_assert_eq(w.calls, 1);
+	cr_assert_eq(w.res, 8 * BLK);
+
+	cr_assert_eq(store_read(st, 16 * BLK, back, 8 * BLK, on_done, &r), 0);
+	drain(st);
+	cr_assert_eq(r.calls, 1);
+	cr_assert_eq(r.res, 8 * BLK);
+	cr_assert_eq(memcmp(buf, back, 8 * BLK), 0);
+	store_close(st);
+	store_buf_free(buf);
+	store_buf_free(back);
+}
+
+Test(store, writev_then_readv_back)
+{
+	struct store *st = store_make("rwv", MIB, 0);
+	char *a = store_buf_alloc(BLK), *b = store_buf_alloc(2 * BLK), *c = store_buf_alloc(BLK);
+	char *flat = store_buf_alloc(4 * BLK);
+	char *pieces = store_buf_alloc(4 * BLK);
+	struct iovec wv[] = { { a, BLK }, { b, 2 * BLK }, { c, BLK } };
+	struct iovec rv[6]; /* more than the request's inline vector */
+	struct done w = { 0 }, r = { 0 }, r2 = { 0 };
+
+	fill(a, BLK, 10);
+	fill(b, 2 * BLK, 11);
+	fill(c, BLK, 12);
+	cr_assert_eq(store_writev(st, 4 * BLK, wv, 3, on_done, &w), 0);
+	drain(st);
+	cr_assert_eq(w.res, 4 * BLK);
+
+	cr_assert_eq(store_read(st, 4 * BLK, flat, 4 * BLK, on_done, &r), 0);
+	drain(st);
+	cr_assert_eq(r.res, 4 * BLK);
+	cr_assert_eq(memcmp(flat, a, BLK), 0);
+	cr_assert_eq(memcmp(flat + BLK, b, 2 * BLK), 0);
+	cr_assert_eq(memcmp(flat + 3 * BLK, c, BLK), 0);
+
+	for (int i = 0; i < 4; i++)
+		rv[i] = (struct iovec){ pieces + (3 - i) * BLK, BLK };
+	rv[4] = (struct iovec){ NULL, 0 };
+	rv[5] = (struct iovec){ NULL, 0 };
+	cr_assert_eq(store_readv(st, 4 * BLK, rv, 6, on_done, &r2), 0);
+	drain(st);
+	cr_assert_eq(r2.res, 4 * BLK);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(memcmp(pieces + (3 - i) * BLK, flat + i * BLK, BLK), 0);
+	store_close(st);
+	store_buf_free(a);
+	store_buf_free(b);
+	store_buf_free(c);
+	store_buf_free(flat);
+	store_buf_free(pieces);
+}
+
+#define MANY 2000
+#define MANY_BLOCKS 4096
+
+/* 2000 random 4k writes with a ring of 8 (CQ 16): most wait on the pending list. */
+Test(store, many_concurrent_writes_beyond_ring_size_read_back)
+{
+	struct store *st = store_make("many", (uint64_t)MANY_BLOCKS * BLK, 8);
+	static unsigned blocks[MANY_BLOCKS];
+	static struct done wd[MANY], rd[MANY];
+	char *wbuf = store_buf_alloc((size_t)MANY * BLK);
+	char *rbuf = store_buf_alloc((size_t)MANY * BLK);
+	unsigned seed = seed_get();
+
+	srand(seed);
+	for (unsigned i = 0; i < MANY_BLOCKS; i++)
+		blocks[i] = i;
+	for (unsigned i = MANY_BLOCKS - 1; i > 0; i--) { /* distinct blocks: no write races */
+		unsigned j = (unsigned)rand() % (i + 1), t = blocks[i];
+
+		blocks[i] = blocks[j];
+		blocks[j] = t;
+	}
+	for (unsigned i = 0; i < MANY; i++) {
+		fill(wbuf + (size_t)i * BLK, BLK, blocks[i] + 1);
+		cr_assert_eq(store_write(st, (uint64_t)blocks[i] * BLK, wbuf + (size_t)i * BLK,
+					 BLK, on_done, &wd[i]), 0);
+	}
+	cr_assert_eq(store_inflight(st), MANY);
+	drain(st);
+	for (unsigned i = 0; i < MANY; i++)
+		cr_assert(wd[i].calls == 1 && wd[i].res == BLK, "write %u: %d calls, res %d", i,
+			  wd[i].calls, wd[i].res);
+
+	for (unsigned i = 0; i < MANY; i++)
+		cr_assert_eq(store_read(st, (uint64_t)blocks[i] * BLK, rbuf + (size_t)i * BLK, BLK,
+					on_done, &rd[i]), 0);
+	drain(st);
+	for (unsigned i = 0; i < MANY; i++) {
+		cr_assert(rd[i].calls == 1 && rd[i].res == BLK, "read %u", i);
+		cr_assert_eq(memcmp(wbuf + (size_t)i * BLK, rbuf + (size_t)i * BLK, BLK), 0,
+			     "block %u differs", blocks[i]);
+	}
+	store_close(st);
+	store_buf_free(wbuf);
+	store_buf_free(rbuf);
+}
+
+Test(store, flush_runs_callback_with_zero)
+{
+	struct store *st = store_make("flush", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done w = { 0 }, f = { 0 };
+
+	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &w), 0);
+	drain(st);
+	cr_assert_eq(store_flush(st, on_done, &f), 0);
+	drain(st);
+	cr_assert_eq(f.calls, 1);
+	cr_assert_eq(f.res, 0);
+	cr_assert_eq(store_flush(NULL, on_done, &f), -EINVAL);
+	cr_assert_eq(store_flush(st, NULL, NULL), -EINVAL);
+	store_close(st);
+	store_buf_free(buf);
+}
+
+Test(store, misaligned_arguments_fail_without_callback)
+{
+	struct store *st = store_make("misaligned", MIB, 0);
+	char *buf = store_buf_alloc(2 * BLK);
+	struct done d = { 0 };
+	struct iovec bad_base[] = { { buf, BLK }, { buf + 512, BLK } };
+	struct iovec bad_len[] = { { buf, BLK - 512 } };
+	struct iovec ok[] = { { buf, BLK } };
+
+	cr_assert_eq(store_write(st, 512, buf, BLK, on_done, &d), -EINVAL, "offset");
+	cr_assert_eq(store_write(st, 0, buf, BLK + 1, on_done, &d), -EINVAL, "length");
+	cr_assert_eq(store_write(st, 0, buf + 8, BLK, on_done, &d), -EINVAL, "buffer");
+	cr_assert_eq(store_read(st, BLK, buf + 8, BLK, on_done, &d), -EINVAL, "buffer");
+	cr_assert_eq(store_read(st, 0, buf, 0, on_done, &d), -EINVAL, "empty");
+	cr_assert_eq(store_read(st, 0, NULL, BLK, on_done, &d), -EINVAL, "NULL buffer");
+	cr_assert_eq(store_read(st, 0, buf, BLK, NULL, &d), -EINVAL, "NULL callback");
+	cr_assert_eq(store_read(NULL, 0, buf, BLK, on_done, &d), -EINVAL, "NULL store");
+	cr_assert_eq(store_writev(st, 0, bad_base, 2, on_done, &d), -EINVAL, "iov base");
+	cr_assert_eq(store_readv(st, 0, bad_len, 1, on_done, &d), -EINVAL, "iov length");
+	cr_assert_eq(store_readv(st, 0, ok, 0, on_done, &d), -EINVAL, "iovcnt 0");
+	cr_assert_eq(store_readv(st, 0, ok, -1, on_done, &d), -EINVAL, "iovcnt -1");
+	cr_assert_eq(store_readv(st, 0, ok, IOV_MAX + 1, on_done, &d), -EINVAL, "iovcnt");
+	cr_assert_eq(store_writev(st, 0, NULL, 1, on_done, &d), -EINVAL, "NULL iov");
+
+	cr_assert_eq(store_inflight(st), 0);
+	cr_assert_eq(store_poll(st, 0), 0);
+	cr_assert_eq(store_poll(st, -1), 0, "nothing in flight: must not wait");
+	cr_assert_eq(d.calls, 0);
+	store_close(st);
+	cr_assert_eq(d.calls, 0);
+	store_buf_free(buf);
+}
+
+Test(store, out_of_range_fails_without_callback)
+{
+	struct store *st = store_make("range", 16 * BLK, 0);
+	char *buf = store_buf_alloc(2 * BLK);
+	struct iovec two[] = { { buf, BLK }, { buf + BLK, BLK } };
+	struct done d = { 0 };
+
+	cr_assert_eq(store_read(st, 16 * BLK, buf, BLK, on_done, &d), -EINVAL, "at the end");
+	cr_assert_eq(store_write(st, 15 * BLK, buf, 2 * BLK, on_done, &d), -EINVAL, "across");
+	cr_assert_eq(store_writev(st, 15 * BLK, two, 2, on_done, &d), -EINVAL, "iov across");
+	cr_assert_eq(store_read(st, UINT64_MAX - (BLK - 1), buf, BLK, on_done, &d), -EINVAL,
+		     "offset overflow");
+	cr_assert_eq(store_read(st, 0, buf, (size_t)1 << 40, on_done, &d), -EINVAL, "huge");
+	cr_assert_eq(store_read(st, 15 * BLK, buf, BLK, on_done, &d), 0, "last block is fine");
+	drain(st);
+	cr_assert_eq(d.calls, 1);
+	cr_assert_eq(d.res, BLK);
+	store_close(st);
+	store_buf_free(buf);
+}
+
+/* A read past the real end of the file (truncated behind the store's back) is a
+ * short transfer that is resubmitted, then a zero-byte read: -EIO. */
+Test(store, read_past_end_of_file_is_eio)
+{
+	struct store *st = store_make("eof", 16 * BLK, 0);
+	char *buf = store_buf_alloc(4 * BLK);
+	struct iovec v[] = { { buf, BLK }, { buf + BLK, 3 * BLK } };
+	struct done whole = { 0 }, vec = { 0 }, after = { 0 };
+
+	cr_assert_eq(truncate(test_path, 2 * BLK), 0);
+	cr_assert_eq(store_read(st, 0, buf, 4 * BLK, on_done, &whole), 0);
+	cr_assert_eq(store_readv(st, 0, v, 2, on_done, &vec), 0);
+	cr_assert_eq(store_read(st, 8 * BLK, buf, BLK, on_done, &after), 0);
+	drain(st);
+	cr_assert(whole.calls == 1 && whole.res == -EIO, "res %d", whole.res);
+	cr_assert(vec.calls == 1 && vec.res == -EIO, "res %d", vec.res);
+	cr_assert(after.calls == 1 && after.res == -EIO, "res %d", after.res);
+	store_close(st);
+	store_buf_free(buf);
+}
+
+/* Each callback issues the next request: write block i, read it back, write i+1... */
+struct chain {
+	struct store *st;
+	char *wbuf, *rbuf;
+	unsigned step, steps;
+	int error;
+};
+
+static void chain_next(void *arg, int res);
+
+static void chain_issue(struct chain *c)
+{
+	unsigned blk = c->step / 2;
+	int r;
+
+	if (c->step % 2 == 0) {
+		fill(c->wbuf, BLK, blk);
+		r = store_write(c->st, (uint64_t)blk * BLK, c->wbuf, BLK, chain_next, c);
+	} else {
+		r = store_read(c->st, (uint64_t)blk * BLK, c->rbuf, BLK, chain_next, c);
+	}
+	if (r < 0)
+		c->error = r;
+}
+
+static void chain_next(void *arg, int res)
+{
+	struct chain *c = arg;
+
+	if (res != BLK) {
+		c->error = res < 0 ? res : -EIO;
+		return;
+	}
+	if (c->step % 2 == 1 && memcmp(c->wbuf, c->rbuf, BLK) != 0) {
+		c->error = -EILSEQ;
+		return;
+	}
+	if (++c->step < c->steps)
+		chain_issue(c);
+}
+
+Test(store, callbacks_may_issue_new_requests)
+{
+	struct chain c = { .steps = 200 };
+
+	c.st = store_make("chain", MIB, 4);
+	c.wbuf = store_buf_alloc(BLK);
+	c.rbuf = store_buf_alloc(BLK);
+	chain_issue(&c);
+	drain(c.st);
+	cr_assert_eq(c.error, 0);
+	cr_assert_eq(c.step, c.steps);
+	store_close(c.st);
+	store_buf_free(c.wbuf);
+	store_buf_free(c.rbuf);
+}
+
+/* One callback fans out more requests than the ring holds. */
+struct fan {
+	struct store *st;
+	char *buf;
+	struct done kids[64];
+	int issue_errors;
+};
+
+static void fan_out(void *arg, int res)
+{
+	struct fan *f = arg;
+
+	cr_assert_eq(res, BLK);
+	for (unsigned i = 0; i < 64; i++)
+		if (store_read(f->st, (uint64_t)i * BLK, f->buf + (size_t)i * BLK, BLK, on_done,
+			       &f->kids[i]) < 0)
+			f->issue_errors++;
+	/* a nested poll from inside a callback must be safe too */
+	if (store_poll(f->st, 0) < 0)
+		f->issue_errors++;
+}
+
+Test(store, callback_fans_out_beyond_ring_and_polls)
+{
+	struct fan f = { 0 };
+
+	f.st = store_make("fan", MIB, 4);
+	f.buf = store_buf_alloc(64 * BLK);
+	cr_assert_eq(store_write(f.st, 0, f.buf, BLK, fan_out, &f), 0);
+	drain(f.st);
+	cr_assert_eq(f.issue_errors, 0);
+	for (unsigned i = 0; i < 64; i++)
+		cr_assert(f.kids[i].calls == 1 && f.kids[i].res == BLK, "child %u", i);
+	store_close(f.st);
+	store_buf_free(f.buf);
+}
+
+static void reissue_during_close(void *arg, int res)
+{
+	struct fan *f = arg;
+
+	cr_assert_eq(res, BLK);
+	if (store_read(f->st, 0, f->buf, BLK, on_done, &f->kids[0]) == -ESHUTDOWN)
+		f->issue_errors++;
+}
+
+Test(store, close_runs_every_callback_in_flight)
+{
+	struct store *st = store_make("close", MIB, 8);
+	static struct done d[500];
+	char *buf = store_buf_alloc(BLK);
+	struct fan f = { .st = st, .buf = buf };
+
+	for (unsigned i = 0; i < 500; i++)
+		cr_assert_eq(store_write(st, (uint64_t)(i % 256) * BLK, buf, BLK, on_done, &d[i]),
+			     0);
+	cr_assert_eq(store_submit(st), 0);
+	cr_assert_eq(store_flush(st, on_done, &d[499]), 0); /* d[499] now counts 2 */
+	cr_assert_eq(store_write(st, 0, buf, BLK, reissue_during_close, &f), 0);
+	store_close(st);
+	for (unsigned i = 0; i < 499; i++)
+		cr_assert(d[i].calls == 1 && d[i].res == BLK, "request %u: %d calls, res %d", i,
+			  d[i].calls, d[i].res);
+	cr_assert_eq(d[499].calls, 2);
+	cr_assert_eq(f.issue_errors, 1, "new requests during close are refused");
+	cr_assert_eq(f.kids[0].calls, 0);
+	store_buf_free(buf);
+}
+
+Test(store, event_fd_signals_completion)
+{
+	struct store *st = store_make("eventfd", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct pollfd pfd;
+
+	pfd = (struct pollfd){ .fd = store_event_fd(st), .events = POLLIN };
+	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
+	cr_assert_eq(store_submit(st), 0);
+	cr_assert_eq(poll(&pfd, 1, 5000), 1, "eventfd not readable");
+	cr_assert_eq(store_poll(st, 0), 1);
+	cr_assert_eq(d.res, BLK);
+	store_close(st);
+	store_buf_free(buf);
+}
+
+Test(store, poll_with_timeout_returns_when_idle)
+{
+	struct store *st = store_make("timeout", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	int ran = 0;
+
+	cr_assert_eq(store_poll(st, 10), 0);
+	cr_assert_eq(store_read(st, 0, buf, BLK, on_done, &d), 0);
+	for (int i = 0; i < 1000 && !ran; i++)
+		ran = store_poll(st, 100);
+	cr_assert_eq(ran, 1);
+	cr_assert_eq(d.res, BLK);
+	cr_assert_eq(store_poll(NULL, 0), -EINVAL);
+	store_close(st);
+	store_buf_free(buf);
+}
+
+/* ---- blocking helpers and buffers ---- */
+
+Test(store, sync_helpers_round_trip_and_validate)
+{
+	struct store *st = store_make("sync", 8 * BLK, 0);
+	char *buf = store_buf_alloc(2 * BLK);
+	char *back = store_buf_alloc(2 * BLK);
+
+	fill(buf, 2 * BLK, 99);
+	cr_assert_eq(store_write_sync(st, 6 * BLK, buf, 2 * BLK), 0);
+	cr_assert_eq(store_flush_sync(st), 0);
+	cr_assert_eq(store_read_sync(st, 6 * BLK, back, 2 * BLK), 0);
+	cr_assert_eq(memcmp(buf, back, 2 * BLK), 0);
+
+	cr_assert_eq(store_write_sync(st, 7 * BLK, buf, 2 * BLK), -EINVAL, "out of range");
+	cr_assert_eq(store_read_sync(st, 100, back, BLK), -EINVAL, "offset");
+	cr_assert_eq(store_read_sync(st, 0, back + 1, BLK), -EINVAL, "buffer");
+	cr_assert_eq(store_read_sync(st, 0, back, 100), -EINVAL, "length");
+	cr_assert_eq(store_read_sync(st, 0, NULL, BLK), -EINVAL, "NULL buffer");
+	cr_assert_eq(store_flush_sync(NULL), -EINVAL);
+
+	cr_assert_eq(truncate(test_path, BLK), 0);
+	cr_assert_eq(store_read_sync(st, 6 * BLK, back, BLK), -EIO, "past end of file");
+	store_close(st);
+	store_buf_free(buf);
+	store_buf_free(back);
+}
+
+Test(store, buffers_are_aligned_and_zeroed)
+{
+	unsigned char *buf = store_buf_alloc(3 * BLK);
+
+	cr_assert_not_null(buf);
+	cr_assert_eq((uintptr_t)buf % STORE_ALIGN, 0);
+	for (size_t i = 0; i < 3 * BLK; i++)
+		cr_assert_eq(buf[i], 0);
+	store_buf_free(buf);
+	store_buf_free(NULL);
+	store_close(NULL);
+	cr_assert_eq(store_size(NULL), 0);
+	cr_assert_eq(store_inflight(NULL), 0);
+}
