@@ -1,0 +1,656 @@
+/* engine/engine.c — opening, formatting and closing a store; volume management. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "engine/engine_internal.h"
+#include "metadata/meta.h"
+#include "store/store.h"
+
+#define DEFAULT_SEGMENT_SIZE (4u << 20)
+
+static const char KEY_STORE[] = "S";
+static const char KEY_CKPT[] = "C";
+
+uint64_t eng_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void volume_key(uint64_t id, uint8_t key[9])
+{
+	key[0] = 'V';
+	put_be64(key + 1, id);
+}
+
+void engine_opts_init(struct engine_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->gc_auto = true;
+}
+
+struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.volume_id == id)
+			return eng->vols[i];
+	return NULL;
+}
+
+static struct engine_volume *volume_by_name(struct engine *eng, const char *name)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (strcmp(eng->vols[i]->rec.name, name) == 0)
+			return eng->vols[i];
+	return NULL;
+}
+
+static int volume_add(struct engine *eng, const struct volume_record *rec)
+{
+	struct engine_volume *vol = calloc(1, sizeof(*vol));
+	struct engine_volume **vols;
+	int r;
+
+	if (!vol)
+		return -ENOMEM;
+	vol->eng = eng;
+	vol->rec = *rec;
+	vol->open_slot = -1;
+	r = map_create(rec->size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &vol->map);
+	if (r < 0)
+		goto err_free_vol;
+	vols = realloc(eng->vols, (eng->nvols + 1) * sizeof(*vols));
+	if (!vols) {
+		r = -ENOMEM;
+		goto err_free_map;
+	}
+	eng->vols = vols;
+	eng->vols[eng->nvols++] = vol;
+	return 0;
+
+err_free_map:
+	map_destroy(vol->map);
+err_free_vol:
+	free(vol);
+	return r;
+}
+
+static void volume_remove(struct engine *eng, struct engine_volume *vol)
+{
+	for (size_t i = 0; i < eng->nvols; i++) {
+		if (eng->vols[i] != vol)
+			continue;
+		eng->vols[i] = eng->vols[--eng->nvols];
+		break;
+	}
+	map_destroy(vol->map);
+	free(vol);
+}
+
+/* ---- format and superblock ---- */
+
+static int format_store(struct engine *eng)
+{
+	uint64_t size = store_size(eng->st);
+	uint32_t seg = eng->opts.segment_size ? eng->opts.segment_size : DEFAULT_SEGMENT_SIZE;
+	uint8_t *buf;
+	int r;
+
+	if (seg % QUILL_BLOCK_SIZE || seg < 16 * QUILL_BLOCK_SIZE ||
+	    seg / QUILL_BLOCK_SIZE > 65536) {
+		log_msg(LOG_ERROR, ENG_LOG, "segment size %u: must be a multiple of 4 KiB "
+			"between 64 KiB and 256 MiB", seg);
+		return -EINVAL;
+	}
+	if (size < QUILL_DATA_OFFSET + 4ull * seg) {
+		log_msg(LOG_ERROR, ENG_LOG, "store of %llu bytes is too small: it needs room "
+			"for at least 4 segments of %u bytes after 1 MiB",
+			(unsigned long long)size, seg);
+		return -ENOSPC;
+	}
+	memset(&eng->sb, 0, sizeof(eng->sb));
+	if (getrandom(eng->sb.uuid, sizeof(eng->sb.uuid), 0) != sizeof(eng->sb.uuid))
+		return -errno;
+	eng->sb.block_size = QUILL_BLOCK_SIZE;
+	eng->sb.segment_size = seg;
+	eng->sb.segment_count = (uint32_t)((size - QUILL_DATA_OFFSET) / seg);
+	eng->sb.data_offset = QUILL_DATA_OFFSET;
+	eng->sb.device_size = size;
+	eng->sb.created_ns = now_realtime_ns();
+	buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	ondisk_superblock_encode(&eng->sb, buf);
+	r = store_write_sync(eng->st, 0, buf, QUILL_BLOCK_SIZE);
+	if (r == 0)
+		r = store_flush_sync(eng->st);
+	store_buf_free(buf);
+	if (r == 0)
+		log_msg(LOG_INFO, ENG_LOG, "formatted %s: %u segments of %u KiB",
+			eng->opts.store_path, eng->sb.segment_count, seg / 1024);
+	return r;
+}
+
+static int load_superblock(struct engine *eng, bool *formatted)
+{
+	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	*formatted = false;
+	r = store_read_sync(eng->st, 0, buf, QUILL_BLOCK_SIZE);
+	if (r == 0)
+		r = ondisk_superblock_decode(buf, QUILL_BLOCK_SIZE, &eng->sb);
+	store_buf_free(buf);
+	if ((r == -ENOENT || r == -EILSEQ) && eng->opts.format) {
+		*formatted = true;
+		return format_store(eng);
+	}
+	if (r < 0)
+		log_msg(LOG_ERROR, ENG_LOG, "%s: %s", eng->opts.store_path,
+			r == -ENOENT   ? "not a quill store (no superblock); format it first" :
+			r == -EILSEQ   ? "superblock checksum mismatch" :
+			r == -EPROTO   ? "superblock of an unsupported version or shape" :
+					 strerror(-r));
+	return r;
+}
+
+/* The RocksDB directory must belong to this store; a fresh one is claimed. */
+static int check_store_record(struct engine *eng, bool formatted)
+{
+	struct ondisk_store_record rec;
+	uint8_t uuid[16];
+	void *val;
+	size_t len;
+	int r = meta_get(eng->meta, KEY_STORE, 1, &val, &len);
+
+	if (r == -ENOENT) {
+		if (!formatted) {
+			log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s has no record of store "
+				"%s; the store's volume table is lost", eng->opts.meta_path,
+				eng->opts.store_path);
+			return -EINVAL;
+		}
+		eng->next_volume_id = 1;
+		ondisk_store_record_encode(eng->sb.uuid, eng->next_volume_id, &rec);
+		return meta_put(eng->meta, KEY_STORE, 1, &rec, sizeof(rec), META_SYNC);
+	}
+	if (r < 0)
+		return r;
+	r = ondisk_store_record_decode(val, len, uuid, &eng->next_volume_id);
+	free(val);
+	if (r < 0) {
+		log_msg(LOG_ERROR, ENG_LOG, "metadata %s: store record is damaged", eng->opts.meta_path);
+		return r;
+	}
+	if (memcmp(uuid, eng->sb.uuid, sizeof(uuid)) != 0) {
+		log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s belongs to another store than %s",
+			eng->opts.meta_path, eng->opts.store_path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int load_volumes(struct engine *eng)
+{
+	struct meta_iter *it;
+	int r = meta_iter_create(eng->meta, "V", 1, &it);
+
+	if (r < 0)
+		return r;
+	for (; meta_iter_valid(it) && r == 0; meta_iter_next(it)) {
+		struct volume_record rec;
+		size_t vlen;
+		const void *val = meta_iter_value(it, &vlen);
+
+		r = ondisk_volume_record_decode(val, vlen, &rec);
+		if (r < 0) {
+			log_msg(LOG_ERROR, ENG_LOG, "metadata: a volume record is damaged");
+			break;
+		}
+		r = volume_add(eng, &rec);
+	}
+	if (r == 0)
+		r = meta_iter_status(it);
+	meta_iter_destroy(it);
+	return r;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Loads the checkpointed map; chunks of deleted volumes are dropped. */
+static int load_map(struct engine *eng, uint64_t *ckpt_seq)
+{
+	struct meta_iter *it;
+	struct meta_batch *stale;
+	void *val;
+	size_t len;
+	int r = meta_get(eng->meta, KEY_CKPT, 1, &val, &len);
+
+	*ckpt_seq = 0;
+	if (r == 0) {
+		r = ondisk_checkpoint_decode(val, len, ckpt_seq);
+		free(val);
+	}
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = meta_batch_create(&stale);
+	if (r < 0)
+		return r;
+	r = meta_iter_create(eng->meta, "M", 1, &it);
+	if (r < 0)
+		goto out_batch;
+	for (; meta_iter_valid(it) && r == 0; meta_iter_next(it)) {
+		size_t klen;
+		const uint8_t *key = meta_iter_key(it, &klen);
+		const void *v = meta_iter_value(it, &len);
+		struct engine_volume *vol;
+
+		if (klen != 17) {
+			r = -EPROTO;
+			break;
+		}
+		vol = eng_volume_by_id(eng, get_be64(key + 1));
+		if (!vol) {
+			meta_batch_delete(stale, key, klen);
+			continue;
+		}
+		r = map_load_chunk(vol->map, get_be64(key + 9), v, len);
+	}
+	if (r == 0)
+		r = meta_iter_status(it);
+	else
+		log_msg(LOG_ERROR, ENG_LOG, "metadata: extent map damaged (%s)", strerror(-r));
+	meta_iter_destroy(it);
+	for (size_t i = 0; i < eng->nvols; i++)
+		map_clear_dirty(eng->vols[i]->map);
+	if (r == 0 && meta_batch_count(stale))
+		r = meta_batch_commit(eng->meta, stale, META_NOWAL);
+out_batch:
+	meta_batch_destroy(stale);
+	return r;
+}
+
+int engine_open(const struct engine_opts *opts, struct engine **out)
+{
+	struct store_opts so = { .path = opts->store_path, .create_size = opts->store_size,
+				 .queue_depth = opts->queue_depth };
+	struct engine *eng;
+	uint64_t ckpt_seq;
+	bool formatted;
+	int r;
+
+	if (!opts->store_path || !opts->meta_path)
+		return -EINVAL;
+	eng = calloc(1, sizeof(*eng));
+	if (!eng)
+		return -ENOMEM;
+	eng->opts = *opts;
+	eng->next_seq = 1;
+	eng->next_gen = 1;
+	r = store_open(&so, &eng->st);
+	if (r < 0)
+		goto err_free;
+	r = load_superblock(eng, &formatted);
+	if (r < 0)
+		goto err_close_store;
+	eng->blocks_per_seg = eng->sb.segment_size / QUILL_BLOCK_SIZE;
+	eng->gc_reserve = opts->gc_reserve_segments ? opts->gc_reserve_segments
+						    : ENG_GC_RESERVE_DEFAULT;
+	eng->slots = calloc(eng->sb.segment_count, sizeof(*eng->slots));
+	eng->gc_buf = store_buf_alloc(eng->sb.segment_size);
+	if (!eng->slots || !eng->gc_buf) {
+		r = -ENOMEM;
+		goto err_close_store;
+	}
+	r = meta_open(opts->meta_path, &eng->meta);
+	if (r < 0)
+		goto err_close_store;
+	r = check_store_record(eng, formatted);
+	if (r == 0)
+		r = load_volumes(eng);
+	if (r == 0)
+		r = load_map(eng, &ckpt_seq);
+	if (r == 0)
+		r = eng_replay(eng, ckpt_seq);
+	if (r == 0)
+		r = eng_ckpt_start_thread(eng);
+	if (r < 0)
+		goto err_close_meta;
+	r = eng_ckpt_sync(eng); /* the replayed state becomes the checkpoint */
+	if (r < 0) {
+		engine_close(eng);
+		return r;
+	}
+	eng->ckpt_last_ms = eng_now_ms();
+	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu volumes, %u/%u segments free, replayed %llu "
+		"batches after checkpoint %llu, dropped %llu torn", opts->store_path, eng->nvols,
+		eng->nfree, eng->sb.segment_count, (unsigned long long)eng->stats.replayed_batches,
+		(unsigned long long)ckpt_seq, (unsigned long long)eng->stats.torn_batches);
+	*out = eng;
+	return 0;
+
+err_close_meta:
+	while (eng->nvols)
+		volume_remove(eng, eng->vols[0]);
+	meta_close(eng->meta);
+err_close_store:
+	store_close(eng->st);
+err_free:
+	store_buf_free(eng->gc_buf);
+	free(eng->slots);
+	free(eng->vols);
+	free(eng);
+	log_msg(LOG_ERROR, ENG_LOG, "cannot open store %s: %s", opts->store_path, strerror(-r));
+	return r;
+}
+
+void engine_close(struct engine *eng)
+{
+	if (!eng)
+		return;
+	for (size_t i = 0; i < eng->nvols; i++)
+		eng->vols[i]->open = false;
+	eng_run_parked(eng, true);
+	eng_drain(eng);
+	eng_ckpt_sync(eng); /* flushes the store, then writes the map */
+	eng_ckpt_stop_thread(eng);
+	while (eng->nvols)
+		volume_remove(eng, eng->vols[0]);
+	free(eng->vols);
+	meta_close(eng->meta);
+	store_close(eng->st);
+	while (eng->free_reqs) {
+		struct ioreq *r = eng->free_reqs;
+		eng->free_reqs = r->next;
+		free(r);
+	}
+	while (eng->free_batches) {
+		struct batch *b = eng->free_batches;
+		eng->free_batches = b->next;
+		store_buf_free(b->buf);
+		free(b);
+	}
+	store_buf_free(eng->gc_buf);
+	free(eng->deferred_free);
+	free(eng->slots);
+	free(eng);
+}
+
+/* ---- volumes ---- */
+
+static int valid_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > ENGINE_VOLUME_NAME_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int volume_record_save(struct engine *eng, const struct volume_record *rec)
+{
+	struct ondisk_volume_record d;
+	uint8_t key[9];
+
+	volume_key(rec->volume_id, key);
+	ondisk_volume_record_encode(rec, &d);
+	return meta_put(eng->meta, key, sizeof(key), &d, sizeof(d), META_SYNC);
+}
+
+int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes)
+{
+	struct ondisk_store_record srec;
+	struct volume_record rec = { 0 };
+	int r = valid_name(name);
+
+	if (r < 0)
+		return r;
+	if (size_bytes == 0 || size_bytes % QUILL_BLOCK_SIZE || size_bytes > (1ull << 60))
+		return -EINVAL;
+	if (volume_by_name(eng, name))
+		return -EEXIST;
+	rec.volume_id = eng->next_volume_id;
+	rec.size = size_bytes;
+	rec.created_ns = now_realtime_ns();
+	strcpy(rec.name, name);
+	/* the id is spent before it is used: never two volumes with one id */
+	ondisk_store_record_encode(eng->sb.uuid, rec.volume_id + 1, &srec);
+	r = meta_put(eng->meta, KEY_STORE, 1, &srec, sizeof(srec), META_SYNC);
+	if (r < 0)
+		return r;
+	eng->next_volume_id++;
+	r = volume_add(eng, &rec);
+	if (r < 0)
+		return r;
+	r = volume_record_save(eng, &rec);
+	if (r < 0) {
+		volume_remove(eng, eng->vols[eng->nvols - 1]);
+		return r;
+	}
+	log_msg(LOG_INFO, ENG_LOG, "volume %s created: id %llu, %llu bytes", name,
+		(unsigned long long)rec.volume_id, (unsigned long long)size_bytes);
+	return 0;
+}
+
+int engine_volume_delete(struct engine *eng, const char *name)
+{
+	struct engine_volume *vol = volume_by_name(eng, name);
+	uint8_t key[9], begin[17], end[17];
+	struct meta_batch *mb;
+	int r;
+
+	if (!vol)
+		return -ENOENT;
+	if (vol->open)
+		return -EBUSY;
+	while (vol->head || (eng->gc_busy && eng->slots[eng->gc_victim].volume_id ==
+						   vol->rec.volume_id)) {
+		r = engine_poll(eng, 100); /* the cleaner may be moving its blocks */
+		if (r < 0)
+			return r;
+	}
+	volume_key(vol->rec.volume_id, key);
+	r = meta_delete(eng->meta, key, sizeof(key), META_SYNC);
+	if (r < 0)
+		return r;
+	/* From here the log of this id is ignored by replay: its slots are free now. */
+	begin[0] = end[0] = 'M';
+	put_be64(begin + 1, vol->rec.volume_id);
+	put_be64(end + 1, vol->rec.volume_id + 1);
+	memset(begin + 9, 0, 8);
+	memset(end + 9, 0, 8);
+	if (meta_batch_create(&mb) == 0) {
+		meta_batch_delete_range(mb, begin, sizeof(begin), end, sizeof(end));
+		if (meta_batch_commit(eng->meta, mb, META_NOWAL) < 0)
+			log_msg(LOG_WARN, ENG_LOG, "volume %s: stale map keys stay until the "
+				"next start-up", name);
+		meta_batch_destroy(mb);
+	}
+	map_clear(vol->map, 0, map_nblocks(vol->map));
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE &&
+		    eng->slots[i].volume_id == vol->rec.volume_id)
+			eng_slot_release(eng, i);
+	log_msg(LOG_INFO, ENG_LOG, "volume %s deleted", name);
+	volume_remove(eng, vol);
+	eng_run_parked(eng, false);
+	return 0;
+}
+
+static void set_flag(void *arg, int res)
+{
+	int *out = arg;
+	*out = res;
+}
+
+int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes)
+{
+	struct engine_volume *vol = volume_by_name(eng, name);
+	struct volume_record rec;
+	uint64_t old_blocks, new_blocks = size_bytes / QUILL_BLOCK_SIZE;
+	int r;
+
+	if (!vol)
+		return -ENOENT;
+	if (size_bytes == 0 || size_bytes % QUILL_BLOCK_SIZE || size_bytes > (1ull << 60))
+		return -EINVAL;
+	old_blocks = vol->rec.size / QUILL_BLOCK_SIZE;
+	if (new_blocks < old_blocks) {
+		/* Log a trim of the cut-off tail, so that growing again later cannot bring
+		 * old blocks back at replay. */
+		int res = 1;
+		struct ioreq *req = eng_req_alloc(eng, set_flag, &res);
+
+		if (!req)
+			return -ENOMEM;
+		req->fua = true;
+		r = eng_append_trim(vol, new_blocks, old_blocks - new_blocks, req);
+		eng_req_put(eng, req, r);
+		while (res == 1) {
+			int pr = engine_poll(eng, 100);
+			if (pr < 0)
+				return pr;
+		}
+		if (res < 0)
+			return res;
+	}
+	rec = vol->rec;
+	rec.size = size_bytes;
+	r = volume_record_save(eng, &rec);
+	if (r < 0)
+		return r;
+	r = map_resize(vol->map, new_blocks);
+	if (r < 0)
+		return r;
+	vol->rec.size = size_bytes;
+	log_msg(LOG_INFO, ENG_LOG, "volume %s resized to %llu bytes", name,
+		(unsigned long long)size_bytes);
+	return 0;
+}
+
+static void volume_fill_info(const struct engine *eng, const struct engine_volume *vol,
+			     struct engine_volume_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	strcpy(out->name, vol->rec.name);
+	out->id = vol->rec.volume_id;
+	out->size = vol->rec.size;
+	out->created_ns = vol->rec.created_ns;
+	out->mapped_blocks = map_mapped_blocks(vol->map);
+	out->open = vol->open;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == vol->rec.volume_id)
+			out->segments++;
+}
+
+int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out)
+{
+	struct engine_volume *vol = volume_by_name(eng, name);
+
+	if (!vol)
+		return -ENOENT;
+	volume_fill_info(eng, vol, out);
+	return 0;
+}
+
+static int cmp_vol_name(const void *a, const void *b)
+{
+	const struct engine_volume *const *x = a, *const *y = b;
+	return strcmp((*x)->rec.name, (*y)->rec.name);
+}
+
+int engine_volume_list(struct engine *eng,
+		       int (*fn)(const struct engine_volume_info *info, void *arg), void *arg)
+{
+	struct engine_volume_info info;
+
+	qsort(eng->vols, eng->nvols, sizeof(*eng->vols), cmp_vol_name);
+	for (size_t i = 0; i < eng->nvols; i++) {
+		int r;
+
+		volume_fill_info(eng, eng->vols[i], &info);
+		r = fn(&info, arg);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out)
+{
+	struct engine_volume *vol = volume_by_name(eng, name);
+
+	if (!vol)
+		return -ENOENT;
+	if (vol->open)
+		return -EBUSY;
+	vol->open = true;
+	*out = vol;
+	return 0;
+}
+
+void engine_volume_close(struct engine_volume *vol)
+{
+	if (!vol)
+		return;
+	while (vol->head)
+		if (engine_poll(vol->eng, 100) < 0)
+			break;
+	vol->open = false;
+}
+
+uint64_t engine_volume_size(const struct engine_volume *vol)
+{
+	return vol->rec.size;
+}
+
+void engine_get_stats(const struct engine *eng, struct engine_stats *out)
+{
+	*out = eng->stats;
+	out->segment_size = eng->sb.segment_size;
+	out->segments_total = eng->sb.segment_count;
+	out->segments_free = eng->nfree;
+	out->segments_open = 0;
+	out->used_blocks = 0;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		if (eng->slots[i].state == SLOT_OPEN)
+			out->segments_open++;
+		if (eng->slots[i].state != SLOT_FREE)
+			out->used_blocks += eng->slots[i].used;
+	}
+}

@@ -1,0 +1,143 @@
+/* engine/engine.h — the single-node volume engine: a log-structured block store.
+ *
+ * An engine owns one store (a device or preallocated file, see store/store.h) and a
+ * RocksDB directory (metadata/meta.h). Volumes are thin: unwritten blocks read as
+ * zeros. Writes are appended to the volume's own log of segments in batches;
+ * concurrent writes are group-committed into one batch. The extent map lives in
+ * memory, is checkpointed to RocksDB in the background, and is rebuilt at start-up
+ * by rolling forward from the batch summaries written after the last checkpoint.
+ *
+ * Units: the I/O calls take LBAs and block counts in ENGINE_BLOCK_SIZE blocks; byte
+ * offsets and partial blocks are the caller's (the NBD server does read-modify-write).
+ *
+ * Threading: an engine and its volumes belong to the thread that opened it; every
+ * call must come from that thread. Completions run from engine_poll().
+ *
+ * Async contract (engine_read/write/trim/flush): returns 0 → the callback runs
+ * exactly once, from a later engine_poll(), with 0 or -errno; returns <0 → the
+ * callback never runs. Buffers passed in must stay valid until the callback.
+ *
+ * Durability: a write's callback means its data is in the store's log; it is durable
+ * after a later flush completes, or at once with ENGINE_FUA. A flush makes every
+ * write completed before it was called durable (on every volume of the engine).
+ *
+ * Errors: -EINVAL bad arguments, -ERANGE beyond the volume's end, -ENOSPC store full,
+ * -EILSEQ a block whose checksum does not match (logged; never wrong data),
+ * -EIO device errors, -ENOENT unknown volume, -EEXIST name taken, -EBUSY volume open.
+ */
+#ifndef QUILL_ENGINE_ENGINE_H
+#define QUILL_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENGINE_BLOCK_SIZE 4096u
+#define ENGINE_VOLUME_NAME_MAX 63u
+
+struct engine;
+struct engine_volume;
+
+struct engine_opts {
+	const char *store_path;    /* block device or file (see store_opts) */
+	const char *meta_path;     /* directory for RocksDB */
+	uint64_t store_size;       /* file only: create/extend to this size; 0 = as is */
+	bool format;               /* format the store if it has no valid superblock */
+	uint32_t segment_size;     /* at format time; 0 = 4 MiB */
+	unsigned queue_depth;      /* io_uring depth; 0 = default */
+	unsigned checkpoint_ms;    /* background map checkpoint period; 0 = 5000 */
+	unsigned gc_reserve_segments; /* slots only the cleaner may use; 0 = default */
+	bool gc_auto;              /* run the cleaner when free slots run low (default on
+				      through engine_opts_init) */
+};
+
+/* Fills defaults. */
+void engine_opts_init(struct engine_opts *opts);
+
+/* Opens the store and its metadata, formatting if asked and needed, then rolls the
+ * extent map forward from the log. -EINVAL (logged) if the metadata belongs to another
+ * store, -ENOENT/-EILSEQ if the store is not formatted and format is false. */
+int engine_open(const struct engine_opts *opts, struct engine **out);
+/* Waits for I/O in flight, flushes, writes a final checkpoint, closes. NULL ok.
+ * Volumes still open are closed. */
+void engine_close(struct engine *eng);
+
+/* Volume management. Blocking (metadata writes are synced); not for the I/O path. */
+int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes);
+/* Frees the volume's segments and map. -EBUSY if open. */
+int engine_volume_delete(struct engine *eng, const char *name);
+/* Grows or shrinks; shrinking drops the blocks past the new end. */
+int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes);
+
+struct engine_volume_info {
+	char name[ENGINE_VOLUME_NAME_MAX + 1];
+	uint64_t id;
+	uint64_t size;            /* bytes */
+	uint64_t mapped_blocks;   /* blocks that read back data (written, not trimmed) */
+	uint64_t segments;        /* slots holding this volume's log */
+	uint64_t created_ns;
+	bool open;
+};
+int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out);
+/* Calls fn for every volume in name order; stops and returns fn's value if non-zero. */
+int engine_volume_list(struct engine *eng,
+		       int (*fn)(const struct engine_volume_info *info, void *arg), void *arg);
+
+int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out);
+/* Waits for the volume's I/O in flight. NULL ok. */
+void engine_volume_close(struct engine_volume *vol);
+uint64_t engine_volume_size(const struct engine_volume *vol);
+
+typedef void (*engine_cb)(void *arg, int res);
+
+enum engine_io_flags {
+	ENGINE_FUA = 1u << 0, /* durable when the callback runs */
+};
+
+int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
+		engine_cb cb, void *arg);
+int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, const void *buf,
+		 unsigned flags, engine_cb cb, void *arg);
+/* Discard and write-zeroes: afterwards the range reads as zeros and uses no space. */
+int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
+		engine_cb cb, void *arg);
+int engine_flush(struct engine *eng, engine_cb cb, void *arg);
+
+/* Is the block mapped (holds data)? For NBD block status. */
+bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba);
+
+/* Runs completions. Waits up to timeout_ms (-1 forever, 0 not at all) if nothing is
+ * ready. Returns the number of callbacks run, or -errno. */
+int engine_poll(struct engine *eng, int timeout_ms);
+/* Readable when engine_poll() has work (for an epoll loop). */
+int engine_event_fd(const struct engine *eng);
+
+/* Convenience for tools and tests: run engine_poll() until *done is true. */
+int engine_wait(struct engine *eng, const bool *done);
+
+/* Space and the cleaner. */
+struct engine_stats {
+	uint32_t segment_size;
+	uint32_t segments_total;
+	uint32_t segments_free;
+	uint32_t segments_open;
+	uint64_t live_blocks;     /* blocks referenced by some volume's map */
+	uint64_t used_blocks;     /* blocks written in non-free segments (live + garbage) */
+	uint64_t gc_runs;
+	uint64_t gc_blocks_moved;
+	uint64_t gc_segments_freed;
+	uint64_t checkpoints;
+	uint64_t last_checkpoint_seq;
+	uint64_t replayed_batches;   /* at the last open */
+	uint64_t torn_batches;       /* dropped at the last open */
+};
+void engine_get_stats(const struct engine *eng, struct engine_stats *out);
+
+/* Runs the cleaner until at least want_free slots are free or nothing is worth
+ * cleaning; blocking. Returns the number of slots freed or -errno. */
+int engine_gc(struct engine *eng, unsigned want_free);
+
+/* Writes a map checkpoint now and waits for it. */
+int engine_checkpoint(struct engine *eng);
+
+#endif

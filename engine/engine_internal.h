@@ -1,0 +1,178 @@
+/* engine/engine_internal.h — the engine's state, shared by its .c files only. */
+#ifndef QUILL_ENGINE_INTERNAL_H
+#define QUILL_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/map.h"
+#include "engine/ondisk.h"
+
+struct store;
+struct meta;
+struct meta_batch;
+
+#define ENG_LOG "engine"
+#define ENG_MAX_INFLIGHT_BATCHES 2 /* per volume: more batches queue up and group */
+#define ENG_GC_RESERVE_DEFAULT 2
+
+enum slot_state { SLOT_FREE = 0, SLOT_OPEN, SLOT_SEALED };
+
+struct slot {
+	enum slot_state state;
+	uint64_t volume_id;
+	uint64_t generation;
+	uint64_t last_seq;  /* newest batch: the segment's age for the cleaner */
+	uint32_t live;      /* blocks some volume's map points at */
+	uint32_t used;      /* blocks written: header, summaries, data (the write pointer) */
+	uint32_t readers;   /* reads in flight: the slot is not reused meanwhile */
+	uint32_t pending;   /* batches written here that have not retired */
+	bool broken;        /* a write here failed: nothing after it can be replayed */
+	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
+};
+
+/* Who asks for a slot decides how deep into the reserve it may go. */
+enum slot_user { SLOT_FOR_WRITE, SLOT_FOR_TRIM, SLOT_FOR_GC };
+
+/* A client request (read, write, trim, flush) or the cleaner's relocations. */
+struct ioreq {
+	engine_cb cb;
+	void *arg;
+	uint32_t pending; /* parts not finished */
+	int result;
+	bool fua;
+	struct ioreq *next; /* completion, flush or parked list */
+	/* a write or trim parked for lack of space: what is left to append */
+	struct engine_volume *vol;
+	uint64_t lba;
+	uint64_t nblocks;
+	const uint8_t *src;
+	bool is_trim;
+};
+
+enum batch_state { BATCH_FORMING, BATCH_READY, BATCH_INFLIGHT, BATCH_DONE };
+
+struct batch {
+	struct engine_volume *vol;
+	enum batch_state state;
+	uint32_t slot;
+	uint32_t first_block; /* block in the slot where this batch's write starts */
+	bool with_header;     /* the slot's header block leads the write */
+	int result;
+	struct summary sum;
+	struct ioreq *parts[ONDISK_SUMMARY_MAX_ENTRIES]; /* owner of each entry */
+	uint8_t *buf;         /* [header][summary][data...] */
+	struct batch *next;
+};
+
+struct engine_volume {
+	struct engine *eng;
+	struct volume_record rec;
+	struct map *map;
+	bool open;
+	int64_t open_slot;    /* -1: the next write allocates a slot */
+	struct batch *head;   /* unretired batches in log order; tail is the forming one */
+	struct batch *tail;
+	unsigned ninflight;
+};
+
+struct ckpt_job {
+	struct engine *eng;
+	struct meta_batch *mb;
+	uint64_t seq;
+	uint32_t *free_slots; /* zero-live slots that become free once this is durable */
+	size_t nfree;
+	int result;
+};
+
+struct engine {
+	struct engine_opts opts;
+	struct store *st;
+	struct meta *meta;
+	struct superblock sb;
+	uint32_t blocks_per_seg;
+	struct slot *slots;
+	uint32_t nfree;
+	uint32_t gc_reserve;
+	uint64_t next_seq;
+	uint64_t next_gen;
+	uint64_t next_volume_id;
+
+	struct engine_volume **vols;
+	size_t nvols;
+
+	struct ioreq *free_reqs;
+	struct batch *free_batches;
+	struct ioreq *done_head, *done_tail; /* callbacks to run */
+	struct ioreq *parked_head, *parked_tail; /* writes waiting for space */
+
+	/* flush: waiting → one fdatasync in flight → completed */
+	struct ioreq *flush_wait;
+	struct ioreq *flush_running;
+	bool flush_inflight;
+
+	/* checkpoint: captured on this thread, written by ckpt_thread */
+	pthread_t ckpt_thread;
+	pthread_mutex_t ckpt_lock;
+	pthread_cond_t ckpt_cond;
+	struct ckpt_job *ckpt_todo;     /* handed to the thread */
+	struct ckpt_job *ckpt_done;     /* handed back */
+	atomic_bool ckpt_ready;
+	bool ckpt_stop;
+	bool ckpt_busy;                 /* a job between capture and its completion */
+	bool ckpt_wanted;
+	uint64_t ckpt_last_ms;
+	uint32_t *deferred_free;        /* slots waiting for their readers to finish */
+	size_t ndeferred_free;
+
+	/* cleaner */
+	bool gc_busy;
+	bool gc_stalled;   /* the last look found nothing worth cleaning */
+	bool gc_no_room;   /* the last relocation found no free slot */
+	uint32_t gc_victim;
+	uint8_t *gc_buf;
+	struct ioreq gc_req;
+	unsigned gc_want_free;
+
+	struct engine_stats stats;
+};
+
+/* engine.c */
+struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
+uint64_t eng_now_ms(void);
+
+/* io.c */
+struct ioreq *eng_req_alloc(struct engine *eng, engine_cb cb, void *arg);
+void eng_req_put(struct engine *eng, struct ioreq *req, int res);
+int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
+		    enum ondisk_entry_kind kind, uint32_t src_slot, uint32_t src_block,
+		    uint32_t crc, enum slot_user who, struct ioreq *owner);
+int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
+		    struct ioreq *owner);
+void eng_kick(struct engine *eng);
+void eng_run_parked(struct engine *eng, bool fail);
+void eng_map_ref(void *arg, const struct map_loc *loc, int delta);
+uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block);
+int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who);
+void eng_batch_free(struct engine *eng, struct batch *b);
+int eng_drain(struct engine *eng);
+
+/* replay.c */
+int eng_replay(struct engine *eng, uint64_t ckpt_seq);
+bool eng_batch_data_ok(const struct summary *s, const uint8_t *data, uint32_t *bad_entry);
+
+/* checkpoint.c */
+int eng_ckpt_start_thread(struct engine *eng);
+void eng_ckpt_stop_thread(struct engine *eng);
+void eng_ckpt_maybe(struct engine *eng);
+void eng_ckpt_reap(struct engine *eng);
+int eng_ckpt_sync(struct engine *eng);
+void eng_slot_release(struct engine *eng, uint32_t slot);
+
+/* gc.c */
+void eng_gc_maybe(struct engine *eng);
+
+#endif

@@ -1,0 +1,210 @@
+/* engine/gc.c — the cleaner.
+ *
+ * When free slots run low (or writes wait for space), the cleaner picks a sealed
+ * slot by cost-benefit as in Rosenblum & Ousterhout's LFS: benefit/cost =
+ * (1 - u) * age / (1 + u), u = live fraction, age = batches written since the slot's
+ * newest one. It reads the whole slot, finds the live blocks through the slot's own
+ * summaries (a block is live when its volume's map still points at it), verifies
+ * their checksums, and appends them to their volume's log as MOVE entries: a MOVE
+ * applies only if the block has not been overwritten meanwhile, at run time and at
+ * replay alike. Once the moves retire the slot holds nothing live, and the next
+ * checkpoint frees it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "engine/engine_internal.h"
+#include "store/store.h"
+
+static bool cleanable(const struct engine *eng, const struct slot *s)
+{
+	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip &&
+	       s->live + 2 < eng->blocks_per_seg;
+}
+
+/* Slots that are empty and only wait for a checkpoint to be freed. */
+static bool frees_at_checkpoint(const struct slot *s)
+{
+	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0;
+}
+
+static int64_t pick_victim(const struct engine *eng, bool *empty_waiting)
+{
+	int64_t best = -1;
+	double best_score = 0;
+
+	*empty_waiting = false;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		const struct slot *s = &eng->slots[i];
+		double u, age, score;
+
+		if (frees_at_checkpoint(s)) {
+			*empty_waiting = true;
+			continue;
+		}
+		if (!cleanable(eng, s))
+			continue;
+		u = (double)s->live / eng->blocks_per_seg;
+		age = (double)(eng->next_seq - s->last_seq) + 1.0;
+		score = (1.0 - u) * age / (1.0 + u);
+		if (best < 0 || score > best_score) {
+			best = i;
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+static void moves_done(void *arg, int res)
+{
+	struct engine *eng = arg;
+
+	if (res < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "cleaner: moving slot %u failed: %s",
+				eng->gc_victim, strerror(-res));
+	eng->gc_no_room = res == -ENOSPC;
+	eng->gc_busy = false;
+	eng->stats.gc_runs++;
+	eng->ckpt_wanted = true; /* frees the victim */
+}
+
+/* Is data block `block` of the victim, holding lba, still what the map points at? */
+static bool block_live(struct engine_volume *vol, uint64_t lba, uint32_t slot, uint32_t block,
+		       struct map_loc *loc)
+{
+	return map_get(vol->map, lba, loc) && loc->slot == slot && loc->block == block;
+}
+
+/* Walks the victim's batches in gc_buf; with move=false only checks the live blocks'
+ * checksums, with move=true appends them. */
+static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
+{
+	const struct slot *s = &eng->slots[eng->gc_victim];
+	struct summary sum;
+	uint32_t pos = 1;
+
+	while (pos < s->used) {
+		const uint8_t *p = eng->gc_buf + (size_t)pos * QUILL_BLOCK_SIZE;
+		uint32_t d = 0;
+
+		if (ondisk_summary_decode(p, QUILL_BLOCK_SIZE, &sum) < 0 ||
+		    sum.generation != s->generation || pos + 1 + sum.data_blocks > s->used)
+			break;
+		for (uint32_t i = 0; i < sum.nentries; i++) {
+			const struct summary_entry *e = &sum.entries[i];
+			uint32_t block = pos + 1 + d;
+			const uint8_t *data = p + (size_t)(1 + d) * QUILL_BLOCK_SIZE;
+			struct map_loc loc;
+			int r;
+
+			if (e->kind == ONDISK_ENTRY_TRIM)
+				continue;
+			d++;
+			if (!block_live(vol, e->lba, eng->gc_victim, block, &loc))
+				continue;
+			if (!move) {
+				if (crc32c(data, QUILL_BLOCK_SIZE) != loc.crc) {
+					log_msg(LOG_ERROR, ENG_LOG, "cleaner: volume %s lba %llu in "
+						"slot %u fails its checksum; slot left as is",
+						vol->rec.name, (unsigned long long)e->lba,
+						eng->gc_victim);
+					return -EILSEQ;
+				}
+				continue;
+			}
+			r = eng_append_data(vol, e->lba, data, ONDISK_ENTRY_MOVE, eng->gc_victim,
+					    block, loc.crc, SLOT_FOR_GC, &eng->gc_req);
+			if (r < 0)
+				return r;
+		}
+		pos += 1 + sum.data_blocks;
+	}
+	return 0;
+}
+
+static void victim_read(void *arg, int res)
+{
+	struct engine *eng = arg;
+	struct slot *s = &eng->slots[eng->gc_victim];
+	struct engine_volume *vol = eng_volume_by_id(eng, s->volume_id);
+	int r = res < 0 ? res : 0;
+
+	if (r == 0 && vol)
+		r = visit_live(eng, vol, false);
+	if (r < 0) {
+		if (res < 0)
+			log_msg(LOG_ERROR, ENG_LOG, "cleaner: reading slot %u failed: %s",
+				eng->gc_victim, strerror(-res));
+		s->gc_skip = true;
+		eng->gc_busy = false;
+		return;
+	}
+	eng->gc_req = (struct ioreq){ .cb = moves_done, .arg = eng, .pending = 1 };
+	if (vol)
+		r = visit_live(eng, vol, true);
+	eng_req_put(eng, &eng->gc_req, r);
+}
+
+void eng_gc_maybe(struct engine *eng)
+{
+	unsigned want = eng->gc_want_free;
+	bool empty_waiting;
+	int64_t victim;
+	int r;
+
+	if (eng->gc_busy)
+		return;
+	if (eng->opts.gc_auto && want < eng->gc_reserve + 2)
+		want = eng->gc_reserve + 2;
+	if (eng->nfree >= want && !eng->parked_head) {
+		eng->gc_want_free = 0;
+		return;
+	}
+	victim = pick_victim(eng, &empty_waiting);
+	if (empty_waiting) {
+		/* a checkpoint frees slots without moving a block: let it go first */
+		if (!eng->ckpt_busy)
+			eng->ckpt_wanted = true;
+		return;
+	}
+	if (eng->gc_no_room && eng->nfree == 0)
+		return; /* the last try had nowhere to move blocks: wait for a free slot */
+	if (victim < 0) {
+		/* nothing to clean: unless a checkpoint is about to free slots, the waiting
+		 * writes cannot be served */
+		eng->gc_stalled = true;
+		if (!empty_waiting && !eng->ckpt_busy && eng->parked_head)
+			eng_run_parked(eng, true);
+		return;
+	}
+	eng->gc_stalled = false;
+	eng->gc_busy = true;
+	eng->gc_victim = (uint32_t)victim;
+	r = store_read(eng->st, eng_slot_offset(eng, eng->gc_victim, 0), eng->gc_buf,
+		       eng->sb.segment_size, victim_read, eng);
+	if (r < 0)
+		victim_read(eng, r);
+}
+
+int engine_gc(struct engine *eng, unsigned want_free)
+{
+	uint32_t before = eng->nfree;
+
+	if (want_free > eng->sb.segment_count)
+		want_free = eng->sb.segment_count;
+	eng->gc_want_free = want_free;
+	eng->gc_stalled = false;
+	while (eng->nfree < want_free) {
+		int r;
+
+		if (eng->gc_stalled && !eng->gc_busy && !eng->ckpt_busy && !eng->ckpt_wanted)
+			break;
+		r = engine_poll(eng, 10);
+		if (r < 0)
+			return r;
+	}
+	eng->gc_want_free = 0;
+	return eng->nfree > before ? (int)(eng->nfree - before) : 0;
+}

@@ -1,0 +1,737 @@
+/* engine/io.c — the data path: batches, group commit, reads, flush, parked writes.
+ *
+ * A volume's writes join its forming batch; a batch is written as one I/O (summary
+ * then data, led by the slot header when it opens a slot). Batches retire in log
+ * order: the map changes only then, so the in-memory map always equals what replay
+ * of the retired batches gives.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/log.h"
+#include "engine/engine_internal.h"
+#include "store/store.h"
+
+#define BATCH_BUF_BLOCKS (2 + ONDISK_SUMMARY_MAX_ENTRIES)
+
+/* ---- requests and completions ---- */
+
+struct ioreq *eng_req_alloc(struct engine *eng, engine_cb cb, void *arg)
+{
+	struct ioreq *req = eng->free_reqs;
+
+	if (req)
+		eng->free_reqs = req->next;
+	else if (!(req = malloc(sizeof(*req))))
+		return NULL;
+	memset(req, 0, sizeof(*req));
+	req->cb = cb;
+	req->arg = arg;
+	req->pending = 1; /* the submitter's own reference */
+	return req;
+}
+
+static void req_queue_done(struct engine *eng, struct ioreq *req)
+{
+	req->next = NULL;
+	if (eng->done_tail)
+		eng->done_tail->next = req;
+	else
+		eng->done_head = req;
+	eng->done_tail = req;
+}
+
+/* Drops one reference; the first error sticks. The last reference queues the
+ * callback (a FUA write waits for a flush first). */
+void eng_req_put(struct engine *eng, struct ioreq *req, int res)
+{
+	if (res < 0 && req->result == 0)
+		req->result = res;
+	if (--req->pending)
+		return;
+	if (req->fua && req->result == 0) {
+		req->fua = false;
+		req->pending = 1;
+		req->next = eng->flush_wait;
+		eng->flush_wait = req;
+		return;
+	}
+	if (req == &eng->gc_req) {
+		req->cb(req->arg, req->result);
+		return;
+	}
+	req_queue_done(eng, req);
+}
+
+static int run_done(struct engine *eng)
+{
+	int n = 0;
+
+	while (eng->done_head) {
+		struct ioreq *req = eng->done_head;
+
+		eng->done_head = req->next;
+		if (!eng->done_head)
+			eng->done_tail = NULL;
+		req->cb(req->arg, req->result);
+		req->next = eng->free_reqs;
+		eng->free_reqs = req;
+		n++;
+	}
+	return n;
+}
+
+/* ---- slots ---- */
+
+uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block)
+{
+	return eng->sb.data_offset + (uint64_t)slot * eng->sb.segment_size +
+	       (uint64_t)block * QUILL_BLOCK_SIZE;
+}
+
+void eng_map_ref(void *arg, const struct map_loc *loc, int delta)
+{
+	struct engine *eng = arg;
+
+	if (loc->slot < eng->sb.segment_count)
+		eng->slots[loc->slot].live += (uint32_t)delta;
+	eng->stats.live_blocks += (uint64_t)(int64_t)delta;
+}
+
+/* Gives vol a fresh slot. Writes leave gc_reserve slots to the cleaner; trims, which
+ * free space, may use all but the last one. */
+int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who)
+{
+	uint32_t keep = who == SLOT_FOR_GC ? 0 : who == SLOT_FOR_TRIM ? 1 : eng->gc_reserve;
+
+	if (eng->nfree <= keep)
+		return -ENOSPC;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		struct slot *s = &eng->slots[i];
+
+		if (s->state != SLOT_FREE || s->readers)
+			continue;
+		memset(s, 0, sizeof(*s));
+		s->state = SLOT_OPEN;
+		s->volume_id = vol->rec.volume_id;
+		s->generation = eng->next_gen++;
+		eng->nfree--;
+		eng->gc_no_room = false;
+		if (vol->open_slot >= 0)
+			eng->slots[vol->open_slot].state = SLOT_SEALED;
+		vol->open_slot = i;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+/* ---- batches ---- */
+
+void eng_batch_free(struct engine *eng, struct batch *b)
+{
+	b->next = eng->free_batches;
+	eng->free_batches = b;
+}
+
+static struct batch *batch_new(struct engine *eng)
+{
+	struct batch *b = eng->free_batches;
+
+	if (b) {
+		eng->free_batches = b->next;
+	} else {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return NULL;
+		b->buf = store_buf_alloc((size_t)BATCH_BUF_BLOCKS * QUILL_BLOCK_SIZE);
+		if (!b->buf) {
+			free(b);
+			return NULL;
+		}
+	}
+	b->next = NULL;
+	b->result = 0;
+	b->state = BATCH_FORMING;
+	memset(&b->sum, 0, offsetof(struct summary, entries));
+	return b;
+}
+
+static uint32_t batch_blocks(const struct batch *b)
+{
+	return (b->with_header ? 1u : 0u) + 1u + b->sum.data_blocks;
+}
+
+static uint8_t *batch_data(struct batch *b, uint32_t i)
+{
+	return b->buf + (size_t)(2 + i) * QUILL_BLOCK_SIZE;
+}
+
+/* Room for one more entry (with `blocks` data blocks) in the forming batch? */
+static bool batch_fits(const struct engine *eng, const struct batch *b, uint32_t blocks)
+{
+	return b->state == BATCH_FORMING && b->sum.nentries < ONDISK_SUMMARY_MAX_ENTRIES &&
+	       b->first_block + batch_blocks(b) + blocks <= eng->blocks_per_seg;
+}
+
+static void batch_close(struct batch *b)
+{
+	if (b->state == BATCH_FORMING)
+		b->state = BATCH_READY;
+}
+
+/* The volume's forming batch with room for `blocks` more data blocks, starting a new
+ * one (and a new slot if needed). */
+static int forming_batch(struct engine_volume *vol, uint32_t blocks, enum slot_user who,
+			 struct batch **out)
+{
+	struct engine *eng = vol->eng;
+	struct batch *b = vol->tail;
+	struct slot *s;
+	int r;
+
+	if (b && batch_fits(eng, b, blocks)) {
+		*out = b;
+		return 0;
+	}
+	if (b)
+		batch_close(b);
+	if (vol->open_slot < 0 ||
+	    eng->slots[vol->open_slot].used + 1 + blocks > eng->blocks_per_seg ||
+	    eng->slots[vol->open_slot].broken) {
+		r = eng_slot_alloc(eng, vol, who);
+		if (r < 0)
+			return r;
+	}
+	b = batch_new(eng);
+	if (!b)
+		return -ENOMEM;
+	s = &eng->slots[vol->open_slot];
+	b->vol = vol;
+	b->slot = (uint32_t)vol->open_slot;
+	b->with_header = s->used == 0;
+	b->first_block = s->used;
+	b->sum.generation = s->generation;
+	b->sum.volume_id = vol->rec.volume_id;
+	s->used += batch_blocks(b);
+	s->pending++;
+	if (vol->tail)
+		vol->tail->next = b;
+	else
+		vol->head = b;
+	vol->tail = b;
+	*out = b;
+	return 0;
+}
+
+int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
+		    enum ondisk_entry_kind kind, uint32_t src_slot, uint32_t src_block,
+		    uint32_t crc, enum slot_user who, struct ioreq *owner)
+{
+	struct batch *b;
+	struct summary_entry *e;
+	int r = forming_batch(vol, 1, who, &b);
+
+	if (r < 0)
+		return r;
+	e = &b->sum.entries[b->sum.nentries];
+	memcpy(batch_data(b, b->sum.data_blocks), data, QUILL_BLOCK_SIZE);
+	e->lba = lba;
+	e->nblocks = 1;
+	e->kind = kind;
+	e->src_slot = src_slot;
+	e->src_block = src_block;
+	e->data_crc = kind == ONDISK_ENTRY_DATA ? crc32c(data, QUILL_BLOCK_SIZE) : crc;
+	b->parts[b->sum.nentries++] = owner;
+	b->sum.data_blocks++;
+	vol->eng->slots[b->slot].used++;
+	owner->pending++;
+	return 0;
+}
+
+int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
+		    struct ioreq *owner)
+{
+	while (nblocks) {
+		uint32_t n = nblocks > UINT32_MAX ? UINT32_MAX : (uint32_t)nblocks;
+		struct batch *b;
+		struct summary_entry *e;
+		int r = forming_batch(vol, 0, SLOT_FOR_TRIM, &b);
+
+		if (r < 0)
+			return r;
+		e = &b->sum.entries[b->sum.nentries];
+		memset(e, 0, sizeof(*e));
+		e->lba = lba;
+		e->nblocks = n;
+		e->kind = ONDISK_ENTRY_TRIM;
+		b->parts[b->sum.nentries++] = owner;
+		owner->pending++;
+		lba += n;
+		nblocks -= n;
+	}
+	return 0;
+}
+
+static void batch_apply(struct engine_volume *vol, struct batch *b)
+{
+	struct engine *eng = vol->eng;
+	uint32_t data_idx = 0;
+
+	for (uint32_t i = 0; i < b->sum.nentries; i++) {
+		const struct summary_entry *e = &b->sum.entries[i];
+		struct map_loc loc = { .slot = b->slot, .crc = e->data_crc };
+
+		if (e->kind == ONDISK_ENTRY_TRIM) {
+			map_clear(vol->map, e->lba, e->nblocks);
+			continue;
+		}
+		loc.block = b->first_block + (b->with_header ? 2 : 1) + data_idx++;
+		if (e->kind == ONDISK_ENTRY_MOVE) {
+			if (map_move(vol->map, e->lba, e->src_slot, e->src_block, &loc) > 0)
+				eng->stats.gc_blocks_moved++;
+		} else if (map_set(vol->map, e->lba, &loc) < 0) {
+			b->result = -ENOMEM; /* the map could not take it: fail the write */
+		}
+	}
+	eng->slots[b->slot].last_seq = b->sum.seq;
+}
+
+/* Retires done batches at the head of the volume's log, in order. */
+static void retire(struct engine_volume *vol)
+{
+	struct engine *eng = vol->eng;
+
+	while (vol->head && vol->head->state == BATCH_DONE) {
+		struct batch *b = vol->head;
+		struct slot *s = &eng->slots[b->slot];
+
+		vol->head = b->next;
+		if (!vol->head)
+			vol->tail = NULL;
+		if (b->result == 0 && s->broken)
+			b->result = -EIO; /* after a hole: replay could not reach it */
+		if (b->result == 0)
+			batch_apply(vol, b);
+		else
+			s->broken = true;
+		s->pending--;
+		for (uint32_t i = 0; i < b->sum.nentries; i++)
+			eng_req_put(eng, b->parts[i], b->result);
+		eng_batch_free(eng, b);
+	}
+}
+
+static void batch_written(void *arg, int res)
+{
+	struct batch *b = arg;
+	struct engine_volume *vol = b->vol;
+
+	if (res < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: log write to slot %u failed: %s",
+				vol->rec.name, b->slot, strerror(-res));
+	b->state = BATCH_DONE;
+	b->result = res < 0 ? -EIO : 0;
+	vol->ninflight--;
+	retire(vol);
+}
+
+static void batch_submit(struct engine *eng, struct batch *b)
+{
+	uint8_t *start = b->buf + (b->with_header ? 0 : QUILL_BLOCK_SIZE);
+	int r;
+
+	b->sum.seq = eng->next_seq++;
+	if (b->with_header) {
+		struct segment_header h = {
+			.state = ONDISK_SEG_USED,
+			.volume_id = b->vol->rec.volume_id,
+			.generation = b->sum.generation,
+			.first_seq = b->sum.seq,
+		};
+		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
+		ondisk_segment_header_encode(&h, b->buf);
+	}
+	ondisk_summary_encode(&b->sum, b->buf + QUILL_BLOCK_SIZE);
+	b->state = BATCH_INFLIGHT;
+	b->vol->ninflight++;
+	r = store_write(eng->st, eng_slot_offset(eng, b->slot, b->first_block), start,
+			(size_t)batch_blocks(b) * QUILL_BLOCK_SIZE, batch_written, b);
+	if (r < 0)
+		batch_written(b, r);
+}
+
+/* Submits what can go: full batches at once, the forming one while the volume has
+ * few batches in flight (otherwise it keeps collecting: group commit). */
+static void volume_kick(struct engine_volume *vol)
+{
+	for (struct batch *b = vol->head; b; b = b->next) {
+		if (b->state == BATCH_READY) {
+			batch_submit(vol->eng, b);
+		} else if (b->state == BATCH_FORMING && b->sum.nentries &&
+			   vol->ninflight < ENG_MAX_INFLIGHT_BATCHES) {
+			batch_close(b);
+			batch_submit(vol->eng, b);
+		}
+	}
+}
+
+static void flush_done(void *arg, int res)
+{
+	struct engine *eng = arg;
+	struct ioreq *req = eng->flush_running;
+
+	if (res < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "flush failed: %s", strerror(-res));
+	eng->flush_running = NULL;
+	eng->flush_inflight = false;
+	while (req) {
+		struct ioreq *next = req->next;
+		eng_req_put(eng, req, res < 0 ? -EIO : 0);
+		req = next;
+	}
+}
+
+static void flush_kick(struct engine *eng)
+{
+	int r;
+
+	if (eng->flush_inflight || !eng->flush_wait)
+		return;
+	eng->flush_running = eng->flush_wait;
+	eng->flush_wait = NULL;
+	eng->flush_inflight = true;
+	r = store_flush(eng->st, flush_done, eng);
+	if (r < 0)
+		flush_done(eng, r);
+}
+
+void eng_kick(struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		volume_kick(eng->vols[i]);
+	flush_kick(eng);
+}
+
+/* ---- writes, trims and the space they wait for ---- */
+
+static void park(struct engine *eng, struct ioreq *req)
+{
+	req->next = NULL;
+	if (eng->parked_tail)
+		eng->parked_tail->next = req;
+	else
+		eng->parked_head = req;
+	eng->parked_tail = req;
+	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: store has no free segment; "
+			"write waits for the cleaner", req->vol->rec.name);
+}
+
+/* Appends what is left of a write or trim. 0 when all of it is in batches; -ENOSPC
+ * when it must wait for space (req keeps its position); other errors are final. */
+static int append_rest(struct ioreq *req)
+{
+	int r;
+
+	if (req->is_trim) {
+		r = eng_append_trim(req->vol, req->lba, req->nblocks, req);
+		if (r == 0)
+			req->nblocks = 0;
+		return r;
+	}
+	while (req->nblocks) {
+		r = eng_append_data(req->vol, req->lba, req->src, ONDISK_ENTRY_DATA, 0, 0, 0,
+				    SLOT_FOR_WRITE, req);
+		if (r < 0)
+			return r;
+		req->lba++;
+		req->nblocks--;
+		req->src += QUILL_BLOCK_SIZE;
+	}
+	return 0;
+}
+
+static void start_or_park(struct engine *eng, struct ioreq *req)
+{
+	int r = eng->parked_head ? -ENOSPC : append_rest(req); /* keep arrival order */
+
+	if (r == -ENOSPC) {
+		req->pending++;
+		park(eng, req);
+		eng->gc_want_free = eng->gc_reserve + 1;
+	} else if (r < 0) {
+		req->result = r;
+	}
+	eng_req_put(eng, req, 0);
+}
+
+/* Retries parked requests now that slots may be free; with fail, ends them. */
+void eng_run_parked(struct engine *eng, bool fail)
+{
+	while (eng->parked_head) {
+		struct ioreq *req = eng->parked_head;
+		int r = fail ? -ENOSPC : append_rest(req);
+
+		if (r == -ENOSPC && !fail)
+			return;
+		eng->parked_head = req->next;
+		if (!eng->parked_head)
+			eng->parked_tail = NULL;
+		if (r == -ENOSPC)
+			log_msg(LOG_ERROR, ENG_LOG, "volume %s: write of %llu blocks at %llu "
+				"failed: store full (every segment holds live data)",
+				req->vol->rec.name, (unsigned long long)req->nblocks,
+				(unsigned long long)req->lba);
+		eng_req_put(eng, req, r);
+	}
+}
+
+static int check_range(const struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
+{
+	uint64_t size = vol->rec.size / QUILL_BLOCK_SIZE;
+
+	if (!vol->open)
+		return -EBADF;
+	if (lba > size || nblocks > size - lba)
+		return -ERANGE;
+	return 0;
+}
+
+int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, const void *buf,
+		 unsigned flags, engine_cb cb, void *arg)
+{
+	struct ioreq *req;
+	int r = check_range(vol, lba, nblocks);
+
+	if (r < 0)
+		return r;
+	if (!buf || !cb || nblocks == 0 || (flags & ~ENGINE_FUA))
+		return -EINVAL;
+	req = eng_req_alloc(vol->eng, cb, arg);
+	if (!req)
+		return -ENOMEM;
+	req->fua = flags & ENGINE_FUA;
+	req->vol = vol;
+	req->lba = lba;
+	req->nblocks = nblocks;
+	req->src = buf;
+	start_or_park(vol->eng, req);
+	return 0;
+}
+
+int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
+		engine_cb cb, void *arg)
+{
+	struct ioreq *req;
+	int r = check_range(vol, lba, nblocks);
+
+	if (r < 0)
+		return r;
+	if (!cb || nblocks == 0 || (flags & ~ENGINE_FUA))
+		return -EINVAL;
+	req = eng_req_alloc(vol->eng, cb, arg);
+	if (!req)
+		return -ENOMEM;
+	req->fua = flags & ENGINE_FUA;
+	req->vol = vol;
+	req->lba = lba;
+	req->nblocks = nblocks;
+	req->is_trim = true;
+	start_or_park(vol->eng, req);
+	return 0;
+}
+
+int engine_flush(struct engine *eng, engine_cb cb, void *arg)
+{
+	struct ioreq *req;
+
+	if (!cb)
+		return -EINVAL;
+	req = eng_req_alloc(eng, cb, arg);
+	if (!req)
+		return -ENOMEM;
+	req->next = eng->flush_wait;
+	eng->flush_wait = req;
+	return 0;
+}
+
+/* ---- reads ---- */
+
+struct read_part {
+	struct engine *eng;
+	struct ioreq *req;
+	struct engine_volume *vol;
+	uint64_t lba;
+	uint32_t slot;
+	uint32_t nblocks;
+	uint8_t *dst;      /* the caller's buffer */
+	uint8_t *bounce;   /* when dst is not aligned */
+	uint32_t crcs[];
+};
+
+#define READ_MAX_RUN 64u
+
+static int read_verify(struct read_part *p)
+{
+	const uint8_t *data = p->bounce ? p->bounce : p->dst;
+
+	for (uint32_t i = 0; i < p->nblocks; i++) {
+		if (crc32c(data + (size_t)i * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE) != p->crcs[i]) {
+			LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: checksum mismatch at lba "
+					"%llu (slot %u): returning an I/O error",
+					p->vol->rec.name, (unsigned long long)(p->lba + i), p->slot);
+			return -EILSEQ;
+		}
+	}
+	if (p->bounce)
+		memcpy(p->dst, p->bounce, (size_t)p->nblocks * QUILL_BLOCK_SIZE);
+	return 0;
+}
+
+static void read_done(void *arg, int res)
+{
+	struct read_part *p = arg;
+	struct engine *eng = p->eng;
+
+	if (res >= 0)
+		res = read_verify(p);
+	else
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: read of slot %u failed: %s",
+				p->vol->rec.name, p->slot, strerror(-res));
+	eng->slots[p->slot].readers--;
+	eng_req_put(eng, p->req, res < 0 ? res : 0);
+	store_buf_free(p->bounce);
+	free(p);
+}
+
+static int read_run(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
+		    const struct map_loc *locs, uint32_t n, uint8_t *dst)
+{
+	struct engine *eng = vol->eng;
+	struct read_part *p = malloc(sizeof(*p) + n * sizeof(uint32_t));
+	size_t len = (size_t)n * QUILL_BLOCK_SIZE;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	*p = (struct read_part){ .eng = eng, .req = req, .vol = vol, .lba = lba,
+				 .slot = locs[0].slot, .nblocks = n, .dst = dst };
+	for (uint32_t i = 0; i < n; i++)
+		p->crcs[i] = locs[i].crc;
+	if ((uintptr_t)dst % STORE_ALIGN) {
+		p->bounce = store_buf_alloc(len);
+		if (!p->bounce) {
+			free(p);
+			return -ENOMEM;
+		}
+	}
+	r = store_read(eng->st, eng_slot_offset(eng, locs[0].slot, locs[0].block),
+		       p->bounce ? p->bounce : dst, len, read_done, p);
+	if (r < 0) {
+		store_buf_free(p->bounce);
+		free(p);
+		return r;
+	}
+	eng->slots[locs[0].slot].readers++;
+	req->pending++;
+	return 0;
+}
+
+int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
+		engine_cb cb, void *arg)
+{
+	struct map_loc run[READ_MAX_RUN];
+	uint32_t nrun = 0;
+	uint64_t run_lba = lba;
+	uint8_t *dst = buf;
+	struct ioreq *req;
+	int r = check_range(vol, lba, nblocks);
+
+	if (r < 0)
+		return r;
+	if (!buf || !cb || nblocks == 0)
+		return -EINVAL;
+	req = eng_req_alloc(vol->eng, cb, arg);
+	if (!req)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < nblocks && r == 0; i++) {
+		struct map_loc loc;
+		bool mapped = map_get(vol->map, lba + i, &loc);
+		bool joins = mapped && nrun && nrun < READ_MAX_RUN &&
+			     loc.slot == run[0].slot && loc.block == run[nrun - 1].block + 1;
+
+		if (nrun && !joins) {
+			r = read_run(vol, req, run_lba, run, nrun,
+				     dst + (run_lba - lba) * QUILL_BLOCK_SIZE);
+			nrun = 0;
+		}
+		if (!mapped) {
+			memset(dst + (size_t)i * QUILL_BLOCK_SIZE, 0, QUILL_BLOCK_SIZE);
+			continue;
+		}
+		if (!nrun)
+			run_lba = lba + i;
+		run[nrun++] = loc;
+	}
+	if (nrun && r == 0)
+		r = read_run(vol, req, run_lba, run, nrun, dst + (run_lba - lba) * QUILL_BLOCK_SIZE);
+	eng_req_put(vol->eng, req, r);
+	return 0;
+}
+
+bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
+{
+	return map_get(vol->map, lba, NULL);
+}
+
+/* ---- the loop ---- */
+
+int engine_poll(struct engine *eng, int timeout_ms)
+{
+	int n, r;
+
+	eng_ckpt_reap(eng);
+	eng_gc_maybe(eng);
+	eng_ckpt_maybe(eng);
+	eng_kick(eng);
+	n = run_done(eng);
+	if (eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5))
+		timeout_ms = 5; /* the checkpoint thread does not wake the ring */
+	r = store_poll(eng->st, n ? 0 : timeout_ms);
+	if (r < 0 && r != -ETIME && r != -EINTR)
+		return r;
+	eng_kick(eng);
+	return n + run_done(eng);
+}
+
+int engine_event_fd(const struct engine *eng)
+{
+	return store_event_fd(eng->st);
+}
+
+int engine_wait(struct engine *eng, const bool *done)
+{
+	while (!*done) {
+		int r = engine_poll(eng, 100);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Runs the loop until nothing is in flight anywhere. */
+int eng_drain(struct engine *eng)
+{
+	for (;;) {
+		bool busy = eng->done_head || eng->flush_wait || eng->flush_inflight ||
+			    eng->ckpt_busy || eng->gc_busy || store_inflight(eng->st);
+		for (size_t i = 0; i < eng->nvols && !busy; i++)
+			busy = eng->vols[i]->head != NULL;
+		if (!busy)
+			return 0;
+		int r = engine_poll(eng, 100);
+		if (r < 0)
+			return r;
+	}
+}

@@ -1,0 +1,68 @@
+/* engine/map.h — a volume's extent map in memory (internal to the engine).
+ *
+ * LBA -> (slot, block in slot, CRC32C of the block). Sparse: a two-level table whose
+ * leaves (MAPX_LEAF_BLOCKS LBAs each) are allocated on first write, so a thin volume
+ * costs memory in proportion to what was written. Each leaf keeps one dirty bit per
+ * RocksDB chunk (MAP_CHUNK_BLOCKS LBAs, engine/ondisk.h) for the checkpoint.
+ *
+ * Owned by the engine thread; not thread-safe.
+ */
+#ifndef QUILL_ENGINE_MAP_H
+#define QUILL_ENGINE_MAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/ondisk.h"
+
+#define MAPX_LEAF_SHIFT 9u
+#define MAPX_LEAF_BLOCKS (1u << MAPX_LEAF_SHIFT)
+#define MAPX_CHUNKS_PER_LEAF (MAPX_LEAF_BLOCKS / MAP_CHUNK_BLOCKS)
+
+struct map_loc {
+	uint32_t slot;
+	uint32_t block;
+	uint32_t crc;
+};
+
+struct map;
+
+/* Called for every block whose location changes: old (if was_mapped) loses a
+ * reference, new (if now_mapped) gains one. Lets the engine keep live counts. */
+typedef void (*map_ref_fn)(void *arg, const struct map_loc *loc, int delta);
+
+int map_create(uint64_t nblocks, map_ref_fn ref, void *ref_arg, struct map **out);
+void map_destroy(struct map *m); /* NULL ok; does not call ref */
+uint64_t map_nblocks(const struct map *m);
+/* Grows or shrinks; shrinking unmaps (and unreferences) the blocks past the end. */
+int map_resize(struct map *m, uint64_t nblocks);
+
+bool map_get(const struct map *m, uint64_t lba, struct map_loc *out);
+/* -ENOMEM if a leaf cannot be allocated; the map is unchanged then. */
+int map_set(struct map *m, uint64_t lba, const struct map_loc *loc);
+/* Sets only if lba currently maps to (slot, block): the cleaner's relocation.
+ * Returns 1 if set, 0 if not, -ENOMEM. */
+int map_move(struct map *m, uint64_t lba, uint32_t src_slot, uint32_t src_block,
+	     const struct map_loc *dst);
+void map_clear(struct map *m, uint64_t lba, uint64_t nblocks);
+uint64_t map_mapped_blocks(const struct map *m);
+
+/* Calls fn for each mapped block with lba in order. */
+void map_for_each(const struct map *m,
+		  void (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg);
+
+/* Checkpoint support. map_take_dirty() calls emit(chunk, entries, n) for each chunk
+ * changed since the last call (n = 0: the chunk is now empty) and clears the dirty
+ * bits. entries are in on-disk form. */
+typedef int (*map_chunk_fn)(void *arg, uint64_t chunk, const struct ondisk_map_entry *e,
+			    size_t n);
+int map_take_dirty(struct map *m, map_chunk_fn emit, void *arg);
+/* Marks every chunk that holds or held data dirty (after a failed checkpoint). */
+void map_mark_all_dirty(struct map *m);
+/* Forgets every dirty bit (after loading a checkpoint, which is what they'd write). */
+void map_clear_dirty(struct map *m);
+/* Loads one chunk from its on-disk value. -EPROTO if malformed or past the end. */
+int map_load_chunk(struct map *m, uint64_t chunk, const void *val, size_t len);
+
+#endif

@@ -1,0 +1,257 @@
+/* engine/ondisk.c — encoders and decoders of the formats in engine/ondisk.h. */
+#include "engine/ondisk.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+
+/* CRC32C of a record whose crc field (at crc_off, 4 bytes) counts as zero. */
+static uint32_t record_crc(const void *buf, size_t len, size_t crc_off)
+{
+	static const uint8_t zero[4];
+	uint32_t crc = crc32c(buf, crc_off);
+	crc = crc32c_extend(crc, zero, sizeof(zero));
+	return crc32c_extend(crc, (const uint8_t *)buf + crc_off + 4, len - crc_off - 4);
+}
+
+void ondisk_superblock_encode(const struct superblock *sb, void *buf)
+{
+	struct ondisk_superblock d;
+
+	memset(&d, 0, sizeof(d));
+	d.magic = QUILL_SB_MAGIC;
+	d.version = QUILL_FORMAT_VERSION;
+	d.block_size = sb->block_size;
+	memcpy(d.uuid, sb->uuid, sizeof(d.uuid));
+	d.segment_size = sb->segment_size;
+	d.segment_count = sb->segment_count;
+	d.data_offset = sb->data_offset;
+	d.device_size = sb->device_size;
+	d.created_ns = sb->created_ns;
+	d.crc = record_crc(&d, sizeof(d), offsetof(struct ondisk_superblock, crc));
+	memcpy(buf, &d, sizeof(d));
+}
+
+int ondisk_superblock_decode(const void *buf, size_t len, struct superblock *sb)
+{
+	struct ondisk_superblock d;
+
+	if (len < sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.magic != QUILL_SB_MAGIC)
+		return -ENOENT;
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_superblock, crc)))
+		return -EILSEQ;
+	if (d.version != QUILL_FORMAT_VERSION || d.block_size != QUILL_BLOCK_SIZE)
+		return -EPROTO;
+	if (d.segment_size < 16 * QUILL_BLOCK_SIZE || d.segment_size % QUILL_BLOCK_SIZE ||
+	    d.segment_size / QUILL_BLOCK_SIZE > 65536 || d.segment_count == 0 ||
+	    d.data_offset % QUILL_BLOCK_SIZE || d.data_offset < QUILL_BLOCK_SIZE ||
+	    d.data_offset + (uint64_t)d.segment_count * d.segment_size > d.device_size)
+		return -EPROTO;
+	memcpy(sb->uuid, d.uuid, sizeof(sb->uuid));
+	sb->block_size = d.block_size;
+	sb->segment_size = d.segment_size;
+	sb->segment_count = d.segment_count;
+	sb->data_offset = d.data_offset;
+	sb->device_size = d.device_size;
+	sb->created_ns = d.created_ns;
+	return 0;
+}
+
+void ondisk_segment_header_encode(const struct segment_header *h, void *buf)
+{
+	struct ondisk_segment_header d;
+
+	memset(&d, 0, sizeof(d));
+	d.magic = QUILL_SEG_MAGIC;
+	d.version = QUILL_FORMAT_VERSION;
+	d.state = h->state;
+	d.volume_id = h->volume_id;
+	d.generation = h->generation;
+	d.first_seq = h->first_seq;
+	memcpy(d.uuid, h->uuid, sizeof(d.uuid));
+	d.crc = record_crc(&d, sizeof(d), offsetof(struct ondisk_segment_header, crc));
+	memcpy(buf, &d, sizeof(d));
+}
+
+int ondisk_segment_header_decode(const void *buf, size_t len, struct segment_header *h)
+{
+	struct ondisk_segment_header d;
+
+	if (len < sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.magic != QUILL_SEG_MAGIC)
+		return -ENOENT;
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_segment_header, crc)))
+		return -EILSEQ;
+	if (d.version != QUILL_FORMAT_VERSION ||
+	    (d.state != ONDISK_SEG_USED && d.state != ONDISK_SEG_FREE))
+		return -EPROTO;
+	h->state = d.state;
+	h->volume_id = d.volume_id;
+	h->generation = d.generation;
+	h->first_seq = d.first_seq;
+	memcpy(h->uuid, d.uuid, sizeof(h->uuid));
+	return 0;
+}
+
+void ondisk_summary_encode(const struct summary *s, void *buf)
+{
+	struct ondisk_summary *d = buf;
+
+	memset(d, 0, sizeof(*d));
+	d->magic = QUILL_SUM_MAGIC;
+	d->generation = s->generation;
+	d->volume_id = s->volume_id;
+	d->seq = s->seq;
+	d->nentries = s->nentries;
+	d->data_blocks = s->data_blocks;
+	for (uint32_t i = 0; i < s->nentries; i++) {
+		const struct summary_entry *e = &s->entries[i];
+		struct ondisk_summary_entry *o = &d->entries[i];
+		o->lba = e->lba;
+		o->nblocks = e->nblocks;
+		o->kind = (uint16_t)e->kind;
+		o->src_block = (uint16_t)e->src_block;
+		o->src_slot = e->src_slot;
+		o->data_crc = e->data_crc;
+	}
+	d->crc = record_crc(d, sizeof(*d), offsetof(struct ondisk_summary, crc));
+}
+
+static int summary_entry_decode(const struct ondisk_summary_entry *o, struct summary_entry *e)
+{
+	e->lba = o->lba;
+	e->nblocks = o->nblocks;
+	e->kind = (enum ondisk_entry_kind)o->kind;
+	e->src_slot = o->src_slot;
+	e->src_block = o->src_block;
+	e->data_crc = o->data_crc;
+	switch (o->kind) {
+	case ONDISK_ENTRY_DATA:
+	case ONDISK_ENTRY_MOVE:
+		return o->nblocks == 1 ? 1 : -EPROTO;
+	case ONDISK_ENTRY_TRIM:
+		return o->nblocks >= 1 ? 0 : -EPROTO;
+	default:
+		return -EPROTO;
+	}
+}
+
+int ondisk_summary_decode(const void *buf, size_t len, struct summary *s)
+{
+	const struct ondisk_summary *d = buf;
+	uint32_t data_blocks = 0;
+
+	if (len < sizeof(*d))
+		return -EINVAL;
+	if (d->magic != QUILL_SUM_MAGIC)
+		return -ENOENT;
+	if (d->crc != record_crc(buf, sizeof(*d), offsetof(struct ondisk_summary, crc)))
+		return -EILSEQ;
+	if (d->nentries == 0 || d->nentries > ONDISK_SUMMARY_MAX_ENTRIES)
+		return -EPROTO;
+	s->generation = d->generation;
+	s->volume_id = d->volume_id;
+	s->seq = d->seq;
+	s->nentries = d->nentries;
+	for (uint32_t i = 0; i < d->nentries; i++) {
+		struct ondisk_summary_entry o;
+		int r;
+
+		memcpy(&o, &d->entries[i], sizeof(o));
+		r = summary_entry_decode(&o, &s->entries[i]);
+		if (r < 0)
+			return r;
+		data_blocks += (uint32_t)r;
+	}
+	if (data_blocks != d->data_blocks)
+		return -EPROTO;
+	s->data_blocks = data_blocks;
+	return 0;
+}
+
+void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_volume_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = QUILL_FORMAT_VERSION;
+	out->volume_id = v->volume_id;
+	out->size = v->size;
+	out->created_ns = v->created_ns;
+	memcpy(out->name, v->name, sizeof(out->name));
+	out->name[QUILL_VOLUME_NAME_MAX] = '\0';
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_volume_record, crc));
+}
+
+int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_record *v)
+{
+	struct ondisk_volume_record d;
+
+	if (len != sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_volume_record, crc)))
+		return -EILSEQ;
+	if (d.version != QUILL_FORMAT_VERSION || d.size % QUILL_BLOCK_SIZE ||
+	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0')
+		return -EPROTO;
+	v->volume_id = d.volume_id;
+	v->size = d.size;
+	v->created_ns = d.created_ns;
+	memcpy(v->name, d.name, sizeof(v->name));
+	return 0;
+}
+
+void ondisk_store_record_encode(const uint8_t uuid[16], uint64_t next_volume_id,
+				struct ondisk_store_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = QUILL_FORMAT_VERSION;
+	memcpy(out->uuid, uuid, sizeof(out->uuid));
+	out->next_volume_id = next_volume_id;
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_store_record, crc));
+}
+
+int ondisk_store_record_decode(const void *buf, size_t len, uint8_t uuid[16],
+			       uint64_t *next_volume_id)
+{
+	struct ondisk_store_record d;
+
+	if (len != sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_store_record, crc)))
+		return -EILSEQ;
+	if (d.version != QUILL_FORMAT_VERSION)
+		return -EPROTO;
+	memcpy(uuid, d.uuid, sizeof(d.uuid));
+	*next_volume_id = d.next_volume_id;
+	return 0;
+}
+
+void ondisk_checkpoint_encode(uint64_t seq, struct ondisk_checkpoint *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = QUILL_FORMAT_VERSION;
+	out->seq = seq;
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_checkpoint, crc));
+}
+
+int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq)
+{
+	struct ondisk_checkpoint d;
+
+	if (len != sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_checkpoint, crc)))
+		return -EILSEQ;
+	if (d.version != QUILL_FORMAT_VERSION)
+		return -EPROTO;
+	*seq = d.seq;
+	return 0;
+}

@@ -1,0 +1,235 @@
+/* engine/ondisk.h — the on-disk format of a quill store (spec: docs/format.md).
+ *
+ * All integers are little-endian. Every structure carries a CRC32C (common/crc32c.h)
+ * computed with its crc field set to zero. Decoders take (buf, len), check every
+ * field and fill in-memory structs; nothing on disk is trusted.
+ *
+ * Layout of the device (block = 4096 bytes):
+ *   [0, 4096)                      superblock
+ *   [4096, data_offset)            reserved (zero)
+ *   data_offset + i*segment_size   segment slot i, for i in [0, segment_count)
+ *
+ * A segment slot holds one segment of one volume's log:
+ *   block 0       segment header (volume id, generation) or a free marker
+ *   blocks 1..    write batches, back to back: one summary block, then the data
+ *                 blocks its DATA entries describe, in entry order.
+ *
+ * The extent map checkpoint in RocksDB (engine/map.c) also has a value format,
+ * defined at the end of this header.
+ */
+#ifndef QUILL_ENGINE_ONDISK_H
+#define QUILL_ENGINE_ONDISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "quill's formats are little-endian and the codecs assume a little-endian host"
+#endif
+
+#define QUILL_BLOCK_SIZE 4096u
+#define QUILL_FORMAT_VERSION 1u
+
+#define QUILL_SB_MAGIC 0x31424c4c4955510aULL  /* "\nQUILLB1" */
+#define QUILL_SEG_MAGIC 0x5345474c4c495551ULL /* "QUILLSEG" */
+#define QUILL_SUM_MAGIC 0x4d55534c4c495551ULL /* "QUILLSUM" */
+
+#define QUILL_DATA_OFFSET (1u << 20) /* first segment slot starts at 1 MiB */
+
+/* ---- superblock (block 0) ---- */
+struct ondisk_superblock {
+	uint64_t magic;         /* QUILL_SB_MAGIC */
+	uint32_t version;       /* QUILL_FORMAT_VERSION */
+	uint32_t block_size;    /* QUILL_BLOCK_SIZE */
+	uint8_t uuid[16];       /* store identity; RocksDB records it too */
+	uint32_t segment_size;  /* bytes, a multiple of block_size, >= 16 blocks */
+	uint32_t segment_count; /* number of slots */
+	uint64_t data_offset;   /* byte offset of slot 0 */
+	uint64_t device_size;   /* bytes of the device when formatted */
+	uint64_t created_ns;    /* CLOCK_REALTIME at format */
+	uint8_t reserved[4028];
+	uint32_t crc;           /* CRC32C of the block with this field zero */
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_superblock) == QUILL_BLOCK_SIZE, "superblock is one block");
+_Static_assert(offsetof(struct ondisk_superblock, uuid) == 16, "uuid offset");
+_Static_assert(offsetof(struct ondisk_superblock, crc) == 4092, "crc at block end");
+
+/* ---- segment header (block 0 of a slot) ---- */
+enum ondisk_seg_state {
+	ONDISK_SEG_USED = 1, /* holds the log of volume_id */
+	ONDISK_SEG_FREE = 2, /* reclaimed: everything after this block is garbage */
+};
+
+struct ondisk_segment_header {
+	uint64_t magic;      /* QUILL_SEG_MAGIC */
+	uint32_t version;
+	uint32_t state;      /* enum ondisk_seg_state */
+	uint64_t volume_id;  /* owner (USED) or last owner (FREE) */
+	uint64_t generation; /* unique per (slot, use): store-wide counter, never reused */
+	uint64_t first_seq;  /* sequence number of the first batch written in it */
+	uint8_t uuid[16];    /* the store's uuid: a slot from another store is garbage */
+	uint8_t reserved[4036];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_segment_header) == QUILL_BLOCK_SIZE, "segment header is one block");
+_Static_assert(offsetof(struct ondisk_segment_header, generation) == 24, "generation offset");
+
+/* ---- write batch summary (first block of each batch) ---- */
+enum ondisk_entry_kind {
+	ONDISK_ENTRY_DATA = 1,  /* one block of data follows, in entry order */
+	ONDISK_ENTRY_TRIM = 2,  /* lba..lba+nblocks read as zeros from now on; no data */
+	ONDISK_ENTRY_MOVE = 3,  /* GC relocation of one block: like DATA, but applies only
+				   if the block still lives at (src_slot, src_block) */
+};
+
+struct ondisk_summary_entry {
+	uint64_t lba;       /* in blocks */
+	uint32_t nblocks;   /* DATA/MOVE: 1; TRIM: >= 1 */
+	uint16_t kind;      /* enum ondisk_entry_kind */
+	uint16_t src_block; /* MOVE: block index in the source slot */
+	uint32_t src_slot;  /* MOVE: source slot */
+	uint32_t data_crc;  /* DATA/MOVE: CRC32C of the block; TRIM: 0 */
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_summary_entry) == 24, "summary entry size");
+
+#define ONDISK_SUMMARY_HDR_SIZE 64u
+#define ONDISK_SUMMARY_MAX_ENTRIES \
+	((QUILL_BLOCK_SIZE - ONDISK_SUMMARY_HDR_SIZE) / sizeof(struct ondisk_summary_entry))
+
+struct ondisk_summary {
+	uint64_t magic;       /* QUILL_SUM_MAGIC */
+	uint64_t generation;  /* equals the segment header's: older batches in a reused
+				 slot are recognised as garbage */
+	uint64_t volume_id;
+	uint64_t seq;         /* store-wide batch sequence number, strictly increasing */
+	uint32_t nentries;
+	uint32_t data_blocks; /* number of DATA/MOVE entries = blocks after the summary */
+	uint32_t crc;         /* CRC32C of the summary block with this field zero */
+	uint8_t reserved[20];
+	struct ondisk_summary_entry entries[ONDISK_SUMMARY_MAX_ENTRIES];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_summary) == QUILL_BLOCK_SIZE, "summary is one block");
+_Static_assert(offsetof(struct ondisk_summary, entries) == ONDISK_SUMMARY_HDR_SIZE, "entries offset");
+_Static_assert(ONDISK_SUMMARY_MAX_ENTRIES == 168, "168 entries per batch");
+
+/* ---- in-memory forms, filled by the decoders ---- */
+struct superblock {
+	uint8_t uuid[16];
+	uint32_t block_size;
+	uint32_t segment_size;
+	uint32_t segment_count;
+	uint64_t data_offset;
+	uint64_t device_size;
+	uint64_t created_ns;
+};
+
+struct segment_header {
+	enum ondisk_seg_state state;
+	uint64_t volume_id;
+	uint64_t generation;
+	uint64_t first_seq;
+	uint8_t uuid[16];
+};
+
+struct summary_entry {
+	uint64_t lba;
+	uint32_t nblocks;
+	enum ondisk_entry_kind kind;
+	uint32_t src_slot;
+	uint32_t src_block;
+	uint32_t data_crc;
+};
+
+struct summary {
+	uint64_t generation;
+	uint64_t volume_id;
+	uint64_t seq;
+	uint32_t nentries;
+	uint32_t data_blocks;
+	struct summary_entry entries[ONDISK_SUMMARY_MAX_ENTRIES];
+};
+
+/* Encoders write exactly one block into buf (QUILL_BLOCK_SIZE bytes). */
+void ondisk_superblock_encode(const struct superblock *sb, void *buf);
+void ondisk_segment_header_encode(const struct segment_header *h, void *buf);
+void ondisk_summary_encode(const struct summary *s, void *buf);
+
+/* Decoders: 0, or -EINVAL for a short buffer, -ENOENT when the magic is not there
+ * (never written / garbage), -EILSEQ for a bad CRC, -EPROTO for a field out of range
+ * (unknown version, impossible sizes or counts). */
+int ondisk_superblock_decode(const void *buf, size_t len, struct superblock *sb);
+int ondisk_segment_header_decode(const void *buf, size_t len, struct segment_header *h);
+int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
+
+/* ---- RocksDB records ----
+ * key "V" | volume_id (8, big-endian) -> struct ondisk_volume_record (written META_SYNC)
+ * key "S"                               -> struct ondisk_store_record (META_SYNC)
+ * key "C"                               -> struct ondisk_checkpoint (META_NOWAL, with the map)
+ */
+#define QUILL_VOLUME_NAME_MAX 63u
+
+struct ondisk_volume_record {
+	uint32_t version;      /* QUILL_FORMAT_VERSION */
+	uint32_t flags;        /* reserved, 0 */
+	uint64_t volume_id;    /* never reused within a store */
+	uint64_t size;         /* bytes, a multiple of QUILL_BLOCK_SIZE */
+	uint64_t created_ns;
+	char name[QUILL_VOLUME_NAME_MAX + 1]; /* NUL-terminated */
+	uint8_t reserved[28];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_volume_record) == 128, "volume record size");
+
+struct ondisk_store_record {
+	uint32_t version;
+	uint32_t reserved0;
+	uint8_t uuid[16];         /* must equal the superblock's */
+	uint64_t next_volume_id;  /* ids below this were handed out */
+	uint8_t reserved[28];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_store_record) == 64, "store record size");
+
+struct ondisk_checkpoint {
+	uint32_t version;
+	uint32_t reserved0;
+	uint64_t seq;             /* every batch with seq <= this is in the stored map */
+	uint8_t reserved[44];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_checkpoint) == 64, "checkpoint record size");
+
+struct volume_record {
+	uint64_t volume_id;
+	uint64_t size;
+	uint64_t created_ns;
+	char name[QUILL_VOLUME_NAME_MAX + 1];
+};
+
+void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_volume_record *out);
+int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_record *v);
+void ondisk_store_record_encode(const uint8_t uuid[16], uint64_t next_volume_id,
+				struct ondisk_store_record *out);
+int ondisk_store_record_decode(const void *buf, size_t len, uint8_t uuid[16],
+			       uint64_t *next_volume_id);
+void ondisk_checkpoint_encode(uint64_t seq, struct ondisk_checkpoint *out);
+int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
+
+/* ---- RocksDB values (the extent map checkpoint) ----
+ * key  "M" | volume_id (8, big-endian) | chunk index (8, big-endian)
+ * value: a sequence of struct ondisk_map_entry, one per mapped block of the chunk
+ *        (a chunk covers MAP_CHUNK_BLOCKS consecutive LBAs), in index order.
+ *        A chunk with no mapped block has no key.
+ */
+#define MAP_CHUNK_SHIFT 6u
+#define MAP_CHUNK_BLOCKS (1u << MAP_CHUNK_SHIFT)
+
+struct ondisk_map_entry {
+	uint16_t index;     /* lba - chunk * MAP_CHUNK_BLOCKS */
+	uint16_t block;     /* block index inside the slot */
+	uint32_t slot;
+	uint32_t crc;       /* CRC32C of the block's data */
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_map_entry) == 12, "map entry size");
+
+#endif
