@@ -96,6 +96,7 @@ struct life {
 	unsigned checkpoint_ms;
 	bool ready;
 	bool done;
+	bool clean;          /* ended with engine_close: nothing left to replay */
 };
 
 struct crash_cfg {
@@ -492,8 +493,13 @@ static int verify_main(const struct crash_cfg *cfg, struct shared *sh, const str
 	sh->torn = st.torn_batches;
 	/* Some round became durable after the last checkpoint (the writer's checkpoint
 	 * period is longer than its life): its batches must be replayed. */
-	if (lf->checkpoint_ms == CKPT_SLOW_MS && lf->durable >= lf->first &&
-	    st.replayed_batches == 0) {
+	if (lf->clean && (st.replayed_batches || st.torn_batches)) {
+		printf("FAIL stats: after engine_close, replayed %" PRIu64 " batches and %" PRIu64
+		       " torn (the final checkpoint should cover everything)\n",
+		       st.replayed_batches, st.torn_batches);
+		vs->failures++;
+	} else if (!lf->clean && lf->checkpoint_ms == CKPT_SLOW_MS && lf->durable >= lf->first &&
+		   st.replayed_batches == 0) {
 		printf("FAIL stats: rounds %u..%u were durable but replayed_batches is 0\n",
 		       lf->first, lf->durable);
 		vs->failures++;
@@ -697,8 +703,11 @@ static bool crash_life(const struct crash_cfg *cfg, struct shared *sh, uint64_t 
 		       unsigned idx, uint32_t *next_round, uint64_t *torn_total)
 {
 	struct life lf = { .first = *next_round };
-	bool from_fork = it_rand_below(rng, 100) < 15;
-	unsigned delay_ms = (unsigned)it_rand_range(rng, 5, 300);
+	/* Every 5th life (and some others) is timed from the fork with a short delay, so
+	 * that the kill often lands in engine_open: a crash during replay. */
+	bool from_fork = idx % 5 == 0 || it_rand_below(rng, 100) < 10;
+	unsigned delay_ms = (unsigned)(from_fork ? it_rand_range(rng, 1, 60)
+						 : it_rand_range(rng, 5, 300));
 	uint64_t t0 = it_now_ns();
 	int p[2];
 	int eof;
@@ -725,9 +734,13 @@ static bool crash_life(const struct crash_cfg *cfg, struct shared *sh, uint64_t 
 	reap(10000);
 	pump(p[0], &lf, 0, 0);
 	close(p[0]);
-	printf("life %2u: killed %3u ms after %s; rounds %u..%u started, durable through %u (%s)\n",
-	       idx, delay_ms, from_fork ? "fork" : "ready", lf.first, lf.started, lf.durable,
-	       !lf.ready ? "killed during open" : lf.started > lf.durable ? "mid-round" : "between rounds");
+	if (lf.started < lf.first)
+		printf("life %2u: killed %3u ms after %s, %s\n", idx, delay_ms,
+		       from_fork ? "fork" : "ready", lf.ready ? "before round 1" : "during engine_open");
+	else
+		printf("life %2u: killed %3u ms after %s; rounds %u..%u started, durable through %u%s\n",
+		       idx, delay_ms, from_fork ? "fork" : "ready", lf.first, lf.started, lf.durable,
+		       lf.started > lf.durable ? " (mid-round)" : "");
 	if (!run_verifier(cfg, sh, &lf))
 		return false;
 	printf("         reopened: replayed %" PRIu64 " batches, %" PRIu64 " torn; %u data blocks, "
@@ -740,7 +753,7 @@ static bool crash_life(const struct crash_cfg *cfg, struct shared *sh, uint64_t 
 /* The last life ends with engine_close: every round must be there. */
 static bool clean_life(const struct crash_cfg *cfg, struct shared *sh, uint32_t *next_round)
 {
-	struct life lf = { .first = *next_round, .checkpoint_ms = CKPT_SLOW_MS };
+	struct life lf = { .first = *next_round, .checkpoint_ms = CKPT_SLOW_MS, .clean = true };
 	int p[2];
 
 	lf.durable = lf.started = lf.first - 1;

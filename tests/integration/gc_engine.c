@@ -38,7 +38,7 @@
 #define FILL_IO 32u
 #define FILL_QD 4u
 #define MAX_REPORTS 20u
-#define WATCHDOG_S 400u
+#define WATCHDOG_S 150u /* per phase */
 
 enum io_kind { IO_READ, IO_WRITE, IO_TRIM };
 
@@ -98,6 +98,7 @@ static void on_alarm(int sig)
 static void phase(const char *name)
 {
 	g_phase = name;
+	alarm(WATCHDOG_S);
 	printf("== %s\n", name);
 }
 
@@ -506,7 +507,7 @@ int main(void)
 	snprintf(g.store, sizeof(g.store), "%s/store.img", g.dir);
 	snprintf(g.meta, sizeof(g.meta), "%s/meta", g.dir);
 	signal(SIGALRM, on_alarm);
-	alarm(WATCHDOG_S);
+	phase("setup");
 	rng = it_mix(g.seed, 0x4743ull);
 	vol_init(&a, VOL_A, A_BLOCKS, it_mix(g.seed, 1));
 	vol_init(&b, VOL_B, (uint32_t)(B_BYTES / ENGINE_BLOCK_SIZE), it_mix(g.seed, 2));
