@@ -19,6 +19,11 @@
  * never-written read as zeros. A read error is a failure. What the verifier finds
  * becomes the model for the next life, which continues with new round numbers.
  *
+ * kill -9 never tears a write (the kernel finishes it), so in every 4th life the
+ * verifier first tears the newest batch the way a power loss could (tear.h: only a
+ * batch above the checkpoint whose blocks all come from rounds after F) and then
+ * expects the engine to report a torn batch and still pass the checks above.
+ *
  * Env: QUILL_SEED (default from the clock), QUILL_CRASH_ROUNDS (kills, default 25),
  * QUILL_TEST_DIR (scratch base, default the current directory), QUILL_KEEP=1 keeps
  * the scratch directory. Exit 0 pass, 1 failure, 77 skip.
@@ -38,6 +43,7 @@
 
 #include "engine/engine.h"
 #include "itest.h"
+#include "tear.h"
 
 #define VOL_NAME "crash"
 #define VOL_BLOCKS 2048u
@@ -86,6 +92,7 @@ struct shared {
 	uint64_t torn;
 	uint32_t data_blocks;
 	uint32_t late_blocks;       /* blocks holding a round after F */
+	uint64_t torn_seq;          /* batch the last verifier tore, 0 = none */
 };
 
 /* What the parent learned about one life of the writer. */
@@ -97,6 +104,7 @@ struct life {
 	bool ready;
 	bool done;
 	bool clean;          /* ended with engine_close: nothing left to replay */
+	bool tear;           /* tear the newest batch before reopening, if it may be */
 };
 
 struct crash_cfg {
@@ -472,6 +480,36 @@ static unsigned verify_volume(const struct crash_cfg *cfg, struct engine *eng,
 	return vs->failures;
 }
 
+struct tear_arg {
+	uint64_t seed;
+	uint32_t durable;
+};
+
+/* A block may be torn if a round after F wrote it: no flush promised it. */
+static bool tear_eligible(const void *block, uint64_t lba, void *arg)
+{
+	const struct tear_arg *ta = arg;
+	uint64_t tag;
+
+	return it_block_check(block, ta->seed, lba, &tag) == IT_BLOCK_DATA && tag > ta->durable;
+}
+
+/* Simulates a power loss that tore the newest batch (tear.h). */
+static void maybe_tear(const struct crash_cfg *cfg, struct shared *sh, const struct life *lf)
+{
+	struct tear_arg ta = { cfg->seed, lf->durable };
+	int rc;
+
+	sh->torn_seq = 0;
+	if (!lf->tear)
+		return;
+	rc = tear_newest_batch(cfg->store, cfg->meta, tear_eligible, &ta, &sh->torn_seq);
+	if (rc < 0)
+		child_die("tear_newest_batch", rc);
+	if (rc == 0)
+		sh->torn_seq = 0;
+}
+
 static int verify_main(const struct crash_cfg *cfg, struct shared *sh, const struct life *lf)
 {
 	struct expect *e = calloc(1, sizeof(*e));
@@ -483,6 +521,7 @@ static int verify_main(const struct crash_cfg *cfg, struct shared *sh, const str
 	if (!e || !vs)
 		child_die("calloc", -ENOMEM);
 	build_expect(cfg, sh, lf, e);
+	maybe_tear(cfg, sh, lf);
 	rc = open_engine(cfg, false, CKPT_SLOW_MS, &eng);
 	if (rc < 0) {
 		printf("FAIL verifier: engine_open after the crash: %s\n", strerror(-rc));
@@ -493,6 +532,11 @@ static int verify_main(const struct crash_cfg *cfg, struct shared *sh, const str
 	sh->torn = st.torn_batches;
 	/* Some round became durable after the last checkpoint (the writer's checkpoint
 	 * period is longer than its life): its batches must be replayed. */
+	if (sh->torn_seq && st.torn_batches == 0) {
+		printf("FAIL stats: batch seq %" PRIu64 " was torn on purpose, but torn_batches "
+		       "is 0\n", sh->torn_seq);
+		vs->failures++;
+	}
 	if (lf->clean && (st.replayed_batches || st.torn_batches)) {
 		printf("FAIL stats: after engine_close, replayed %" PRIu64 " batches and %" PRIu64
 		       " torn (the final checkpoint should cover everything)\n",
@@ -700,7 +744,7 @@ static bool run_verifier(const struct crash_cfg *cfg, struct shared *sh, const s
 
 /* One life: start a writer, kill it, verify. Returns true if all is well. */
 static bool crash_life(const struct crash_cfg *cfg, struct shared *sh, uint64_t *rng,
-		       unsigned idx, uint32_t *next_round, uint64_t *torn_total)
+		       unsigned idx, uint32_t *next_round, uint64_t *torn_total, unsigned *tears)
 {
 	struct life lf = { .first = *next_round };
 	/* Every 5th life (and some others) is timed from the fork with a short delay, so
@@ -714,6 +758,7 @@ static bool crash_life(const struct crash_cfg *cfg, struct shared *sh, uint64_t 
 
 	lf.durable = lf.started = lf.first - 1;
 	lf.checkpoint_ms = idx % 3 == 0 ? CKPT_FAST_MS : CKPT_SLOW_MS;
+	lf.tear = idx % 4 == 2;
 	if (pipe2(p, O_CLOEXEC) < 0 || spawn(cfg, sh, ROLE_WRITER, &lf, 0, p) < 0) {
 		perror("pipe/fork");
 		return false;
@@ -743,9 +788,12 @@ static bool crash_life(const struct crash_cfg *cfg, struct shared *sh, uint64_t 
 		       lf.started > lf.durable ? " (mid-round)" : "");
 	if (!run_verifier(cfg, sh, &lf))
 		return false;
+	if (sh->torn_seq)
+		printf("         tore batch seq %" PRIu64 " (power loss simulated)\n", sh->torn_seq);
 	printf("         reopened: replayed %" PRIu64 " batches, %" PRIu64 " torn; %u data blocks, "
 	       "%u from rounds after F\n", sh->replayed, sh->torn, sh->data_blocks, sh->late_blocks);
 	*torn_total += sh->torn;
+	*tears += sh->torn_seq != 0;
 	*next_round = lf.started + 1;
 	return true;
 }
@@ -784,6 +832,7 @@ int main(void)
 	struct shared *sh;
 	uint64_t rng, torn_total = 0, t0 = it_now_ns();
 	uint32_t next_round = 1;
+	unsigned tears = 0;
 	bool ok = true;
 	int rc;
 
@@ -815,12 +864,13 @@ int main(void)
 	    !status_ok(reap(VERIFY_TIMEOUT_MS), "setup"))
 		ok = false;
 	for (unsigned i = 1; ok && i <= cfg.kills; i++)
-		ok = crash_life(&cfg, sh, &rng, i, &next_round, &torn_total);
+		ok = crash_life(&cfg, sh, &rng, i, &next_round, &torn_total, &tears);
 	if (ok)
 		ok = clean_life(&cfg, sh, &next_round);
 
-	printf("crash_engine: %u rounds, %" PRIu64 " torn batches dropped in total, %.1f s\n",
-	       next_round - 1, torn_total, (double)(it_now_ns() - t0) / 1e9);
+	printf("crash_engine: %u rounds, %u batches torn on purpose, %" PRIu64 " torn batches "
+	       "dropped by replay, %.1f s\n", next_round - 1, tears, torn_total,
+	       (double)(it_now_ns() - t0) / 1e9);
 	if (!ok) {
 		printf("crash_engine: FAILED with seed %" PRIu64 "; store kept in %s\n", cfg.seed,
 		       cfg.dir);

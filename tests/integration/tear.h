@@ -1,0 +1,27 @@
+/* tests/integration/tear.h — simulate a torn batch write in a closed store.
+ *
+ * A process crash (kill -9) does not tear writes: the kernel finishes them. A power
+ * loss can: the summary of the newest batch reaches the disk, some of its data does
+ * not. tear_newest_batch() makes that happen on purpose, but only where it could
+ * really happen without breaking a promise the engine made:
+ *   - the batch is the newest in the store (highest seq) and holds only DATA entries;
+ *   - its seq is above the checkpoint recorded in RocksDB (a checkpoint means its
+ *     batches' data was synced);
+ *   - the caller's eligible() accepts every data block (e.g. "written by a round
+ *     whose flush never completed").
+ * It then overwrites the batch's last data block with garbage.
+ */
+#ifndef QUILL_TESTS_INTEGRATION_TEAR_H
+#define QUILL_TESTS_INTEGRATION_TEAR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef bool (*tear_eligible_fn)(const void *block, uint64_t lba, void *arg);
+
+/* Returns 1 and sets *seq if a batch was torn, 0 if the newest batch is not
+ * eligible (or there is none), -errno on I/O or format errors. */
+int tear_newest_batch(const char *store_path, const char *meta_path,
+		      tear_eligible_fn eligible, void *arg, uint64_t *seq);
+
+#endif
