@@ -119,6 +119,7 @@ static void req_cb(void *arg, int res);
 static bool req_submit(struct req *r)
 {
 	struct job *j = r->job;
+	uint32_t n = j->io_blocks;
 	uint64_t lba;
 	int rc;
 
@@ -126,7 +127,9 @@ static bool req_submit(struct req *r)
 		if (j->sequential_next >= j->nblocks)
 			return false;
 		lba = j->sequential_next;
-		j->sequential_next += j->io_blocks;
+		if (n > j->nblocks - lba)
+			n = (uint32_t)(j->nblocks - lba);
+		j->sequential_next += n;
 	} else {
 		if (now_ns() >= j->end_ns)
 			return false;
@@ -134,9 +137,9 @@ static bool req_submit(struct req *r)
 	}
 	r->t0 = now_ns();
 	if (j->kind == JOB_WRITE)
-		rc = engine_write(j->vol, lba, j->io_blocks, r->buf, 0, req_cb, r);
+		rc = engine_write(j->vol, lba, n, r->buf, 0, req_cb, r);
 	else
-		rc = engine_read(j->vol, lba, j->io_blocks, r->buf, req_cb, r);
+		rc = engine_read(j->vol, lba, n, r->buf, req_cb, r);
 	if (rc < 0) {
 		j->errors++;
 		if (!j->first_err)
@@ -423,7 +426,7 @@ static int engine_jobs(const struct bench_opts *o, struct job_result *res)
 	struct engine *eng;
 	struct engine_volume *vol = NULL;
 	struct job *j = malloc(sizeof(*j));
-	uint64_t vol_size = (o->size / 100 * o->volume_pct) & ~(uint64_t)(ENGINE_BLOCK_SIZE - 1);
+	uint64_t vol_size = (o->size * o->volume_pct / 100) & ~((1ull << 20) - 1);
 	int rc;
 
 	if (!j)

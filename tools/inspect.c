@@ -10,7 +10,7 @@
  * A torn batch (valid summary, data CRC mismatch) at the end of a slot's log is what
  * a crash leaves behind; replay drops it, so it is reported but is not damage. Damage
  * is what a crash cannot explain: a bad superblock or slot header, two slots with the
- * same generation, sequence numbers going backwards, or a bad batch followed by more
+ * same generation, sequence numbers going backwards or used twice, or a bad batch followed by more
  * valid batches than the engine keeps in flight.
  *
  * Opens the store read-only in spirit: it never writes. Exit 0 consistent, 1 damage
@@ -47,6 +47,12 @@ struct slot_info {
 	uint32_t beyond;      /* valid batches found behind a torn one */
 };
 
+struct seq_ref {
+	uint64_t seq;
+	uint32_t slot;
+	bool torn;
+};
+
 struct inspect {
 	const char *path;
 	struct store *st;
@@ -58,6 +64,8 @@ struct inspect {
 	uint8_t *seg;         /* one slot's contents */
 	struct summary *sum;
 	struct slot_info *slots;
+	struct seq_ref *seqs;  /* every batch seen, for the store-wide uniqueness check */
+	size_t nseqs, capseqs;
 	unsigned damage;
 };
 
@@ -208,6 +216,20 @@ static void print_batch(const struct summary *s, uint32_t pos, const char *statu
 	       moves, lo, hi, status);
 }
 
+static void note_seq(struct inspect *in, uint64_t seq, uint32_t slot, bool torn)
+{
+	if (in->nseqs == in->capseqs) {
+		size_t cap = in->capseqs ? in->capseqs * 2 : 1024;
+		struct seq_ref *v = realloc(in->seqs, cap * sizeof(*v));
+
+		if (!v)
+			return; /* the check is best effort under memory pressure */
+		in->seqs = v;
+		in->capseqs = cap;
+	}
+	in->seqs[in->nseqs++] = (struct seq_ref){ seq, slot, torn };
+}
+
 /* Counts the valid batches behind a torn one (a crash leaves a few in flight). */
 static uint32_t batches_beyond(struct inspect *in, const struct segment_header *h,
 			       uint32_t pos)
@@ -244,6 +266,9 @@ static void walk_slot(struct inspect *in, uint32_t idx, struct slot_info *si, bo
 			break;
 		if (next < 0) {
 			si->torn = true;
+			if (ondisk_summary_decode(in->seg + (size_t)pos * QUILL_BLOCK_SIZE,
+						  QUILL_BLOCK_SIZE, in->sum) == 0)
+				note_seq(in, in->sum->seq, idx, true);
 			si->beyond = batches_beyond(in, &si->h, pos);
 			if (verbose)
 				printf("  block %4u: TORN %s\n", pos, why);
@@ -263,6 +288,7 @@ static void walk_slot(struct inspect *in, uint32_t idx, struct slot_info *si, bo
 			       idx, in->sum->seq, si->h.first_seq);
 		if (verbose)
 			print_batch(in->sum, pos, in->check_data ? "ok" : "(data not checked)");
+		note_seq(in, in->sum->seq, idx, false);
 		prev_seq = in->sum->seq;
 		si->last_seq = in->sum->seq;
 		si->data_blocks += in->sum->data_blocks;
@@ -352,6 +378,33 @@ static void check_generations(struct inspect *in)
 			damage(in, "slots %td and %td share generation %" PRIu64, v[i - 1] - in->slots,
 			       v[i] - in->slots, v[i]->h.generation);
 	free(v);
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+	const struct seq_ref *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Batch sequence numbers are store-wide and strictly increasing: never reused, not
+ * even the number of a torn batch (replay would otherwise meet two batches with it). */
+static void check_seqs(struct inspect *in)
+{
+	qsort(in->seqs, in->nseqs, sizeof(*in->seqs), cmp_seq);
+	for (size_t i = 1; i < in->nseqs; i++) {
+		const struct seq_ref *a = &in->seqs[i - 1], *b = &in->seqs[i];
+
+		if (a->seq != b->seq)
+			continue;
+		if (a->torn || b->torn)
+			printf("WARNING: seq %" PRIu64 " of the torn batch in slot %u was used again "
+			       "in slot %u\n", a->seq, a->torn ? a->slot : b->slot,
+			       a->torn ? b->slot : a->slot);
+		else
+			damage(in, "seq %" PRIu64 " appears in slots %u and %u", a->seq, a->slot,
+			       b->slot);
+	}
 }
 
 static void print_segments(const struct inspect *in)
@@ -482,6 +535,7 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 	check_generations(&in);
+	check_seqs(&in);
 	if (in.list_segments)
 		print_segments(&in);
 	print_summary(&in);
@@ -489,6 +543,7 @@ out_free:
 	store_buf_free(in.seg);
 	free(in.sum);
 	free(in.slots);
+	free(in.seqs);
 out_close:
 	store_close(in.st);
 	if (rc < 0 && in.damage == 0)
