@@ -108,11 +108,9 @@ struct life {
 };
 
 struct crash_cfg {
+	struct it_env env; /* seed, scratch store */
 	uint64_t seed;
 	unsigned kills;
-	char dir[PATH_MAX];
-	char store[PATH_MAX + 16];
-	char meta[PATH_MAX + 16];
 };
 
 static pid_t g_child = -1;
@@ -163,8 +161,8 @@ static int open_engine(const struct crash_cfg *cfg, bool format, unsigned checkp
 	struct engine_opts o;
 
 	engine_opts_init(&o);
-	o.store_path = cfg->store;
-	o.meta_path = cfg->meta;
+	o.store_path = cfg->env.store;
+	o.meta_path = cfg->env.meta;
 	o.store_size = STORE_SIZE;
 	o.format = format;
 	o.segment_size = SEG_SIZE;
@@ -503,7 +501,7 @@ static void maybe_tear(const struct crash_cfg *cfg, struct shared *sh, const str
 	sh->torn_seq = 0;
 	if (!lf->tear)
 		return;
-	rc = tear_newest_batch(cfg->store, cfg->meta, tear_eligible, &ta, &sh->torn_seq);
+	rc = tear_newest_batch(cfg->env.store, cfg->env.meta, tear_eligible, &ta, &sh->torn_seq);
 	if (rc < 0)
 		child_die("tear_newest_batch", rc);
 	if (rc == 0)
@@ -836,20 +834,12 @@ int main(void)
 	bool ok = true;
 	int rc;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	cfg.seed = it_seed_from_env();
+	rc = it_begin(&cfg.env, "crash_engine");
+	if (rc)
+		return rc;
+	cfg.seed = cfg.env.seed;
 	cfg.kills = it_env_unsigned("QUILL_CRASH_ROUNDS", 25);
-	printf("crash_engine: seed %" PRIu64 " (QUILL_SEED=%" PRIu64 " reproduces), %u kills\n",
-	       cfg.seed, cfg.seed, cfg.kills);
-	rc = it_scratch_dir("crash", cfg.dir, sizeof(cfg.dir));
-	if (rc == IT_SKIP)
-		return IT_SKIP;
-	if (rc < 0) {
-		printf("FAIL scratch directory: %s\n", strerror(-rc));
-		return 1;
-	}
-	snprintf(cfg.store, sizeof(cfg.store), "%s/store.img", cfg.dir);
-	snprintf(cfg.meta, sizeof(cfg.meta), "%s/meta", cfg.dir);
+	printf("crash_engine: %u kills\n", cfg.kills);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED) {
 		perror("mmap");
@@ -871,15 +861,5 @@ int main(void)
 	printf("crash_engine: %u rounds, %u batches torn on purpose, %" PRIu64 " torn batches "
 	       "dropped by replay, %.1f s\n", next_round - 1, tears, torn_total,
 	       (double)(it_now_ns() - t0) / 1e9);
-	if (!ok) {
-		printf("crash_engine: FAILED with seed %" PRIu64 "; store kept in %s\n", cfg.seed,
-		       cfg.dir);
-		return 1;
-	}
-	if (it_env_unsigned("QUILL_KEEP", 0))
-		printf("crash_engine: store kept in %s\n", cfg.dir);
-	else
-		it_rm_rf(cfg.dir);
-	printf("crash_engine: PASS\n");
-	return 0;
+	return it_end(&cfg.env, ok);
 }

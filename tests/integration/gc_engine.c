@@ -74,12 +74,7 @@ struct gio {
 	void *buf;
 };
 
-static struct {
-	char dir[PATH_MAX];
-	char store[PATH_MAX + 16];
-	char meta[PATH_MAX + 16];
-	uint64_t seed;
-} g;
+static struct it_env g;
 
 static const char *volatile g_phase = "start";
 
@@ -494,18 +489,9 @@ int main(void)
 	uint64_t rng, t0 = it_now_ns();
 	int rc;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	g.seed = it_seed_from_env();
-	printf("gc_engine: seed %" PRIu64 " (QUILL_SEED=%" PRIu64 " reproduces)\n", g.seed, g.seed);
-	rc = it_scratch_dir("gc", g.dir, sizeof(g.dir));
-	if (rc == IT_SKIP)
-		return IT_SKIP;
-	if (rc < 0) {
-		printf("FAIL scratch directory: %s\n", strerror(-rc));
-		return 1;
-	}
-	snprintf(g.store, sizeof(g.store), "%s/store.img", g.dir);
-	snprintf(g.meta, sizeof(g.meta), "%s/meta", g.dir);
+	rc = it_begin(&g, "gc_engine");
+	if (rc)
+		return rc;
 	signal(SIGALRM, on_alarm);
 	phase("setup");
 	rng = it_mix(g.seed, 0x4743ull);
@@ -533,15 +519,7 @@ int main(void)
 
 	printf("gc_engine: %" PRIu64 " blocks written, %.1f s\n", r.written,
 	       (double)(it_now_ns() - t0) / 1e9);
-	if (r.failures) {
-		printf("gc_engine: FAILED (%u problems) with seed %" PRIu64 "; store kept in %s\n",
-		       r.failures, g.seed, g.dir);
-		return 1;
-	}
-	if (it_env_unsigned("QUILL_KEEP", 0))
-		printf("gc_engine: store kept in %s\n", g.dir);
-	else
-		it_rm_rf(g.dir);
-	printf("gc_engine: PASS\n");
-	return 0;
+	if (r.failures)
+		printf("gc_engine: %u problems\n", r.failures);
+	return it_end(&g, r.failures == 0);
 }

@@ -111,6 +111,42 @@ int it_scratch_dir(const char *tag, char *out, size_t outlen)
 	return 0;
 }
 
+int it_begin(struct it_env *env, const char *name)
+{
+	int rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	env->name = name;
+	env->seed = it_seed_from_env();
+	printf("%s: seed %" PRIu64 " (QUILL_SEED=%" PRIu64 " reproduces)\n", name, env->seed,
+	       env->seed);
+	rc = it_scratch_dir(name, env->dir, sizeof(env->dir));
+	if (rc == IT_SKIP)
+		return IT_SKIP;
+	if (rc < 0) {
+		printf("FAIL %s: scratch directory: %s\n", name, strerror(-rc));
+		return 1;
+	}
+	snprintf(env->store, sizeof(env->store), "%s/store.img", env->dir);
+	snprintf(env->meta, sizeof(env->meta), "%s/meta", env->dir);
+	return 0;
+}
+
+int it_end(const struct it_env *env, bool ok)
+{
+	if (!ok) {
+		printf("%s: FAILED with seed %" PRIu64 "; store kept in %s\n", env->name, env->seed,
+		       env->dir);
+		return 1;
+	}
+	if (it_env_unsigned("QUILL_KEEP", 0))
+		printf("%s: store kept in %s\n", env->name, env->dir);
+	else
+		it_rm_rf(env->dir);
+	printf("%s: PASS\n", env->name);
+	return 0;
+}
+
 static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
 {
 	(void)sb;

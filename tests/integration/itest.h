@@ -40,6 +40,21 @@ unsigned it_env_unsigned(const char *name, unsigned def);
 /* Monotonic clock in nanoseconds. */
 uint64_t it_now_ns(void);
 
+/* ---- a test's scratch store ---- */
+struct it_env {
+	const char *name;
+	uint64_t seed;
+	char dir[PATH_MAX];        /* scratch directory (it_scratch_dir) */
+	char store[PATH_MAX + 16]; /* dir/store.img */
+	char meta[PATH_MAX + 16];  /* dir/meta: the RocksDB directory */
+};
+/* Takes the seed (it_seed_from_env) and prints it, creates the scratch directory.
+ * Returns 0, IT_SKIP (reason printed) or 1 (failure printed). */
+int it_begin(struct it_env *env, const char *name);
+/* Prints the verdict. On success removes the scratch directory unless QUILL_KEEP=1; on
+ * failure keeps it and says where. Returns the exit status (0 or 1). */
+int it_end(const struct it_env *env, bool ok);
+
 /* ---- scratch directory ----
  * Creates <base>/quill-<tag>-XXXXXX where base is $QUILL_TEST_DIR, else the current
  * directory (ctest runs integration tests in the build tree), and checks that a file
