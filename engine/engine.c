@@ -379,9 +379,11 @@ void engine_close(struct engine *eng)
 		return;
 	for (size_t i = 0; i < eng->nvols; i++)
 		eng->vols[i]->open = false;
+	eng->closing = true; /* the cleaner starts nothing new */
 	eng_run_parked(eng, true);
 	eng_drain(eng);
 	eng_ckpt_sync(eng); /* flushes the store, then writes the map */
+	eng_drain(eng);
 	eng_ckpt_stop_thread(eng);
 	while (eng->nvols)
 		volume_remove(eng, eng->vols[0]);

@@ -128,6 +128,8 @@ struct engine {
 	uint32_t *deferred_free;        /* slots waiting for their readers to finish */
 	size_t ndeferred_free;
 
+	bool closing;
+
 	/* cleaner */
 	bool gc_busy;
 	bool gc_stalled;   /* the last look found nothing worth cleaning */
@@ -174,5 +176,9 @@ void eng_slot_release(struct engine *eng, uint32_t slot);
 
 /* gc.c */
 void eng_gc_maybe(struct engine *eng);
+/* The slot the cleaner should take next (cost-benefit), or -1. *empty_waiting tells
+ * whether some slot is already empty and only waits for a checkpoint. */
+int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
+			   uint64_t next_seq, bool *empty_waiting);
 
 #endif

@@ -18,10 +18,15 @@
 #include "engine/engine_internal.h"
 #include "store/store.h"
 
-static bool cleanable(const struct engine *eng, const struct slot *s)
+/* A slot more than GC_MAX_LIVE_PCT live is not worth cleaning: the cleaner would
+ * rewrite ten blocks to win one, and writes would crawl. So the store is full when
+ * no slot is below that: about 90% of its blocks hold live data. */
+#define GC_MAX_LIVE_PCT 90u
+
+static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 {
 	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip &&
-	       s->live + 2 < eng->blocks_per_seg;
+	       (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * GC_MAX_LIVE_PCT;
 }
 
 /* Slots that are empty and only wait for a checkpoint to be freed. */
@@ -30,24 +35,25 @@ static bool frees_at_checkpoint(const struct slot *s)
 	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0;
 }
 
-static int64_t pick_victim(const struct engine *eng, bool *empty_waiting)
+int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
+			   uint64_t next_seq, bool *empty_waiting)
 {
 	int64_t best = -1;
 	double best_score = 0;
 
 	*empty_waiting = false;
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
+	for (uint32_t i = 0; i < nslots; i++) {
+		const struct slot *s = &slots[i];
 		double u, age, score;
 
 		if (frees_at_checkpoint(s)) {
 			*empty_waiting = true;
 			continue;
 		}
-		if (!cleanable(eng, s))
+		if (!cleanable(s, blocks_per_seg))
 			continue;
-		u = (double)s->live / eng->blocks_per_seg;
-		age = (double)(eng->next_seq - s->last_seq) + 1.0;
+		u = (double)s->live / blocks_per_seg;
+		age = (double)(next_seq - s->last_seq) + 1.0;
 		score = (1.0 - u) * age / (1.0 + u);
 		if (best < 0 || score > best_score) {
 			best = i;
@@ -154,7 +160,7 @@ void eng_gc_maybe(struct engine *eng)
 	int64_t victim;
 	int r;
 
-	if (eng->gc_busy)
+	if (eng->gc_busy || eng->closing)
 		return;
 	if (eng->opts.gc_auto && want < eng->gc_reserve + 2)
 		want = eng->gc_reserve + 2;
@@ -162,20 +168,19 @@ void eng_gc_maybe(struct engine *eng)
 		eng->gc_want_free = 0;
 		return;
 	}
-	victim = pick_victim(eng, &empty_waiting);
+	victim = eng_gc_pick_victim(eng->slots, eng->sb.segment_count, eng->blocks_per_seg,
+				    eng->next_seq, &empty_waiting);
 	if (empty_waiting) {
 		/* a checkpoint frees slots without moving a block: let it go first */
 		if (!eng->ckpt_busy)
 			eng->ckpt_wanted = true;
 		return;
 	}
-	if (eng->gc_no_room && eng->nfree == 0)
-		return; /* the last try had nowhere to move blocks: wait for a free slot */
-	if (victim < 0) {
-		/* nothing to clean: unless a checkpoint is about to free slots, the waiting
-		 * writes cannot be served */
+	if (victim < 0 || (eng->gc_no_room && eng->nfree == 0)) {
+		/* nothing worth cleaning, or nowhere to move blocks: unless a checkpoint is
+		 * about to free slots, the waiting writes cannot be served */
 		eng->gc_stalled = true;
-		if (!empty_waiting && !eng->ckpt_busy && eng->parked_head)
+		if (!eng->ckpt_busy && eng->parked_head)
 			eng_run_parked(eng, true);
 		return;
 	}
