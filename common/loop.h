@@ -1,0 +1,47 @@
+/* common/loop.h — a single-threaded event loop over epoll: fd watchers, timers and
+ * "idle" hooks that run once per iteration (the engine submits its batches there).
+ *
+ * Threading: a loop and its watchers belong to the thread that runs loop_run().
+ * loop_stop() may be called from a signal handler or another thread.
+ */
+#ifndef QUILL_COMMON_LOOP_H
+#define QUILL_COMMON_LOOP_H
+
+#include <stdint.h>
+
+struct loop;
+struct loop_watch;
+struct loop_timer;
+
+enum loop_events { LOOP_READ = 1u << 0, LOOP_WRITE = 1u << 1 };
+
+/* events: the LOOP_* that are ready (LOOP_READ also on hang-up and error). */
+typedef void (*loop_fd_fn)(void *arg, unsigned events);
+typedef void (*loop_fn)(void *arg);
+/* Returns how long the loop may sleep, in ms (-1: as long as it likes). */
+typedef int (*loop_idle_fn)(void *arg);
+
+int loop_create(struct loop **out);
+void loop_destroy(struct loop *lp); /* NULL ok; watchers must be removed first */
+
+/* Watches fd for events. The watch is freed by loop_watch_remove(). */
+int loop_watch_add(struct loop *lp, int fd, unsigned events, loop_fd_fn fn, void *arg,
+		   struct loop_watch **out);
+int loop_watch_modify(struct loop_watch *w, unsigned events);
+/* Safe from inside any callback, including the watch's own. NULL ok. */
+void loop_watch_remove(struct loop_watch *w);
+
+/* A one-shot timer, after ms. Cancel (before or after it fired) with loop_timer_cancel. */
+int loop_timer_add(struct loop *lp, unsigned ms, loop_fn fn, void *arg, struct loop_timer **out);
+void loop_timer_cancel(struct loop_timer *t); /* NULL ok; a fired timer is already freed:
+						  only cancel timers that have not fired */
+
+/* Called before every wait; its return value bounds the wait. One hook per loop is
+ * enough for quilld (the engine's); a second replaces the first. */
+void loop_set_idle(struct loop *lp, loop_idle_fn fn, void *arg);
+
+/* Runs until loop_stop(). Returns 0, or -errno if epoll fails. */
+int loop_run(struct loop *lp);
+void loop_stop(struct loop *lp);
+
+#endif
