@@ -109,8 +109,14 @@ bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba);
 /* Runs completions. Waits up to timeout_ms (-1 forever, 0 not at all) if nothing is
  * ready. Returns the number of callbacks run, or -errno. */
 int engine_poll(struct engine *eng, int timeout_ms);
-/* Readable when engine_poll() has work (for an epoll loop). */
+/* Readable when I/O completions are ready (for an epoll loop). The loop reads it to
+ * reset it, then calls engine_poll(eng, 0). */
 int engine_event_fd(const struct engine *eng);
+/* How long an event loop may sleep before it must call engine_poll() again even if
+ * the event fd stays quiet (checkpoint timer and thread, cleaner), in ms; 0 when
+ * work is queued now. An event loop calls engine_poll(eng, 0) after handling its
+ * events (that is when queued writes are submitted), then sleeps at most this. */
+int engine_timeout_ms(const struct engine *eng);
 
 /* Convenience for tools and tests: run engine_poll() until *done is true. */
 int engine_wait(struct engine *eng, const bool *done);

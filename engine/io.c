@@ -710,6 +710,22 @@ int engine_event_fd(const struct engine *eng)
 	return store_event_fd(eng->st);
 }
 
+int engine_timeout_ms(const struct engine *eng)
+{
+	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
+	uint64_t since = eng_now_ms() - eng->ckpt_last_ms;
+
+	if (eng->done_head || eng->flush_wait || eng->ckpt_wanted)
+		return 0;
+	for (size_t i = 0; i < eng->nvols; i++)
+		for (const struct batch *b = eng->vols[i]->head; b; b = b->next)
+			if (b->state == BATCH_READY || b->state == BATCH_FORMING)
+				return 0;
+	if (eng->ckpt_busy || eng->parked_head || eng->ndeferred_free)
+		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
+	return since >= period ? 0 : (int)(period - since);
+}
+
 int engine_wait(struct engine *eng, const bool *done)
 {
 	while (!*done) {

@@ -1,0 +1,239 @@
+/* common/loop.c — epoll event loop; see common/loop.h. */
+#include "common/loop.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOOP_MAX_EVENTS 64
+
+struct loop_watch {
+	struct loop *lp;
+	int fd;
+	loop_fd_fn fn;
+	void *arg;
+	bool removed;
+	struct loop_watch *next_dead;
+};
+
+struct loop_timer {
+	struct loop *lp;
+	uint64_t due_ms;
+	loop_fn fn;
+	void *arg;
+	struct loop_timer *next;
+};
+
+struct loop {
+	int epfd;
+	volatile int stop;
+	loop_idle_fn idle;
+	void *idle_arg;
+	struct loop_timer *timers;   /* sorted by due time */
+	struct loop_watch *dead;     /* removed during dispatch, freed after it */
+	bool dispatching;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int loop_create(struct loop **out)
+{
+	struct loop *lp = calloc(1, sizeof(*lp));
+
+	if (!lp)
+		return -ENOMEM;
+	lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (lp->epfd < 0) {
+		int r = -errno;
+		free(lp);
+		return r;
+	}
+	*out = lp;
+	return 0;
+}
+
+static void free_dead(struct loop *lp)
+{
+	while (lp->dead) {
+		struct loop_watch *w = lp->dead;
+		lp->dead = w->next_dead;
+		free(w);
+	}
+}
+
+void loop_destroy(struct loop *lp)
+{
+	if (!lp)
+		return;
+	while (lp->timers) {
+		struct loop_timer *t = lp->timers;
+		lp->timers = t->next;
+		free(t);
+	}
+	free_dead(lp);
+	close(lp->epfd);
+	free(lp);
+}
+
+static uint32_t to_epoll(unsigned events)
+{
+	return (events & LOOP_READ ? EPOLLIN : 0) | (events & LOOP_WRITE ? EPOLLOUT : 0);
+}
+
+int loop_watch_add(struct loop *lp, int fd, unsigned events, loop_fd_fn fn, void *arg,
+		   struct loop_watch **out)
+{
+	struct loop_watch *w = calloc(1, sizeof(*w));
+	struct epoll_event ev = { .events = to_epoll(events) };
+
+	if (!w)
+		return -ENOMEM;
+	w->lp = lp;
+	w->fd = fd;
+	w->fn = fn;
+	w->arg = arg;
+	ev.data.ptr = w;
+	if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int r = -errno;
+		free(w);
+		return r;
+	}
+	*out = w;
+	return 0;
+}
+
+int loop_watch_modify(struct loop_watch *w, unsigned events)
+{
+	struct epoll_event ev = { .events = to_epoll(events), .data.ptr = w };
+
+	return epoll_ctl(w->lp->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0 ? -errno : 0;
+}
+
+void loop_watch_remove(struct loop_watch *w)
+{
+	if (!w)
+		return;
+	epoll_ctl(w->lp->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (!w->lp->dispatching) {
+		free(w);
+		return;
+	}
+	/* events for it may still be in this round's array: free after the round */
+	w->removed = true;
+	w->next_dead = w->lp->dead;
+	w->lp->dead = w;
+}
+
+int loop_timer_add(struct loop *lp, unsigned ms, loop_fn fn, void *arg, struct loop_timer **out)
+{
+	struct loop_timer *t = calloc(1, sizeof(*t)), **p;
+
+	if (!t)
+		return -ENOMEM;
+	t->lp = lp;
+	t->due_ms = now_ms() + ms;
+	t->fn = fn;
+	t->arg = arg;
+	for (p = &lp->timers; *p && (*p)->due_ms <= t->due_ms; p = &(*p)->next)
+		;
+	t->next = *p;
+	*p = t;
+	if (out)
+		*out = t;
+	return 0;
+}
+
+void loop_timer_cancel(struct loop_timer *t)
+{
+	struct loop_timer **p;
+
+	if (!t)
+		return;
+	for (p = &t->lp->timers; *p; p = &(*p)->next) {
+		if (*p == t) {
+			*p = t->next;
+			free(t);
+			return;
+		}
+	}
+}
+
+void loop_set_idle(struct loop *lp, loop_idle_fn fn, void *arg)
+{
+	lp->idle = fn;
+	lp->idle_arg = arg;
+}
+
+void loop_stop(struct loop *lp)
+{
+	lp->stop = 1;
+}
+
+static void run_timers(struct loop *lp)
+{
+	uint64_t now = now_ms();
+
+	while (lp->timers && lp->timers->due_ms <= now) {
+		struct loop_timer *t = lp->timers;
+
+		lp->timers = t->next;
+		t->fn(t->arg);
+		free(t);
+	}
+}
+
+/* The wait: bounded by the idle hook and the next timer. */
+static int wait_ms(struct loop *lp)
+{
+	int ms = lp->idle ? lp->idle(lp->idle_arg) : -1;
+
+	if (lp->timers) {
+		uint64_t now = now_ms();
+		int t = lp->timers->due_ms <= now ? 0 : (int)(lp->timers->due_ms - now);
+		if (ms < 0 || t < ms)
+			ms = t;
+	}
+	return ms;
+}
+
+int loop_run(struct loop *lp)
+{
+	struct epoll_event evs[LOOP_MAX_EVENTS];
+
+	lp->stop = 0;
+	while (!lp->stop) {
+		int n = epoll_wait(lp->epfd, evs, LOOP_MAX_EVENTS, wait_ms(lp));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		lp->dispatching = true;
+		for (int i = 0; i < n; i++) {
+			struct loop_watch *w = evs[i].data.ptr;
+			unsigned ev = 0;
+
+			if (w->removed)
+				continue;
+			if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+				ev |= LOOP_READ;
+			if (evs[i].events & EPOLLOUT)
+				ev |= LOOP_WRITE;
+			w->fn(w->arg, ev);
+		}
+		lp->dispatching = false;
+		free_dead(lp);
+		run_timers(lp);
+	}
+	return 0;
+}
