@@ -717,10 +717,16 @@ int engine_timeout_ms(const struct engine *eng)
 
 	if (eng->done_head || eng->flush_wait || eng->ckpt_wanted)
 		return 0;
-	for (size_t i = 0; i < eng->nvols; i++)
-		for (const struct batch *b = eng->vols[i]->head; b; b = b->next)
-			if (b->state == BATCH_READY || b->state == BATCH_FORMING)
+	for (size_t i = 0; i < eng->nvols; i++) {
+		const struct engine_volume *vol = eng->vols[i];
+
+		/* a forming batch behind a full pipeline waits for a completion, which
+		 * rings the event fd */
+		for (const struct batch *b = vol->head; b; b = b->next)
+			if (b->state == BATCH_READY || (b->state == BATCH_FORMING &&
+							vol->ninflight < ENG_MAX_INFLIGHT_BATCHES))
 				return 0;
+	}
 	if (eng->ckpt_busy || eng->parked_head || eng->ndeferred_free)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	return since >= period ? 0 : (int)(period - since);
