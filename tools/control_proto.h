@@ -1,0 +1,28 @@
+/* tools/control_proto.h — the control protocol between `quill` and `quilld`
+ * (spec: docs/control.md).
+ *
+ * A unix stream socket. The client sends one JSON object on one line, the daemon
+ * answers one JSON object on one line and closes. Every request has "cmd"; every
+ * answer has "ok" (true/false); a failed one has "error" (a sentence for people)
+ * and "errno" (the positive errno value, for scripts).
+ */
+#ifndef QUILL_TOOLS_CONTROL_PROTO_H
+#define QUILL_TOOLS_CONTROL_PROTO_H
+
+#include <stddef.h>
+
+#define CONTROL_MAX_REQUEST 65536 /* bytes, newline included */
+
+#define CONTROL_CMD_VOLUME_CREATE "volume.create" /* name, size (bytes) */
+#define CONTROL_CMD_VOLUME_LIST "volume.list"     /* -> volumes: [info...] */
+#define CONTROL_CMD_VOLUME_INFO "volume.info"     /* name -> info */
+#define CONTROL_CMD_VOLUME_RESIZE "volume.resize" /* name, size, allow_shrink */
+#define CONTROL_CMD_VOLUME_RM "volume.rm"         /* name */
+#define CONTROL_CMD_NODE_STATUS "node.status"     /* -> store and space figures */
+
+/* The socket both sides use when not told otherwise:
+ * $XDG_RUNTIME_DIR/quill/quilld.sock, or /tmp/quill-$UID/quilld.sock. Writes the
+ * path into buf; returns buf, or NULL if it does not fit. */
+char *control_default_socket(char *buf, size_t len);
+
+#endif
