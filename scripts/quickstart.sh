@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# quickstart.sh — from a fresh Debian 12 machine to a quill volume you can attach.
+#
+# Installs what is missing, builds, starts one quilld on a file-backed store under
+# data/node0/ (ignored by git), creates the volume vm0 and prints how to use it.
+# Run it again: it reuses the running node and the existing volume.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+NODE_DIR="$ROOT/data/node0"
+PORT=${QUILL_NBD_PORT:-10809}
+VOLUME=${QUILL_VOLUME:-vm0}
+VOLUME_SIZE=${QUILL_VOLUME_SIZE:-10G}
+STORE_SIZE=${QUILL_STORE_SIZE:-16G}
+
+scripts/deps.sh
+scripts/build.sh >/dev/null
+QUILL="$ROOT/build/tools/quill"
+QUILLD="$ROOT/build/tools/quilld"
+
+mkdir -p "$NODE_DIR"
+pidfile="$NODE_DIR/quilld.pid"
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+	echo "quickstart: quilld already running (pid $(cat "$pidfile"))"
+else
+	echo "quickstart: starting quilld (store $NODE_DIR/store.img, $STORE_SIZE, thin)"
+	nohup "$QUILLD" --data-dir "$NODE_DIR" --store-size "$STORE_SIZE" \
+		--nbd-addr 127.0.0.1 --nbd-port "$PORT" --nbd-unix "$NODE_DIR/nbd.sock" \
+		>>"$NODE_DIR/quilld.log" 2>&1 &
+	echo $! >"$pidfile"
+	for _ in $(seq 1 100); do
+		"$QUILL" status >/dev/null 2>&1 && break
+		if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+			echo "quickstart: quilld exited; its log:" >&2
+			tail -n 20 "$NODE_DIR/quilld.log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	"$QUILL" status >/dev/null
+fi
+
+if "$QUILL" volume info "$VOLUME" >/dev/null 2>&1; then
+	echo "quickstart: volume $VOLUME exists"
+else
+	"$QUILL" volume create "$VOLUME" "$VOLUME_SIZE" >/dev/null
+	echo "quickstart: created volume $VOLUME ($VOLUME_SIZE, thin)"
+fi
+
+URI="nbd://127.0.0.1:$PORT/$VOLUME"
+cat <<INFO
+
+quill is running. Volume $VOLUME is exported over NBD:
+
+  $URI
+  nbd+unix:///$VOLUME?socket=$NODE_DIR/nbd.sock
+
+Attach it to a VM:
+  qemu-system-x86_64 -m 1G -drive driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=$PORT,export=$VOLUME,cache=none,if=virtio ...
+
+Look at it and benchmark it:
+  qemu-img info $URI
+  nbdinfo --map $URI
+  NBD_URI=$URI fio fio-jobs/randwrite-4k-qd32.fio
+  scripts/bench.sh                      # quill vs the raw file, qemu-nbd and nbdkit
+
+Manage volumes (the CLI finds this node by itself):
+  build/tools/quill volume ls
+  build/tools/quill volume create NAME 20G
+  build/tools/quill status
+
+Stop the node (it flushes and checkpoints on SIGTERM):
+  kill \$(cat $pidfile)
+Its log: $NODE_DIR/quilld.log
+INFO
