@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PACKAGES="build-essential cmake pkg-config liburing-dev libisal-dev librocksdb-dev
-	libnbd-dev libcriterion-dev libjson-c-dev fio nbdkit qemu-utils libnbd-bin python3"
+	libnbd-dev libcriterion-dev libjson-c-dev fio nbdkit qemu-utils libnbd-bin python3
+	python3-libnbd"
 
 missing=()
 for pkg in $PACKAGES; do
