@@ -1,0 +1,159 @@
+/* nbd/nbd_internal.h — what server.c (listeners, connections, socket I/O),
+ * handshake.c (option haggling) and requests.c (transmission phase) share.
+ *
+ * Ownership: the server owns its exports and connections; a connection holds a
+ * reference on the export it attached to; a request belongs to its connection and
+ * keeps it alive (a closed connection is freed when its last request is). Everything
+ * runs on the loop's thread, which is also the engine's.
+ */
+#ifndef QUILL_NBD_NBD_INTERNAL_H
+#define QUILL_NBD_NBD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "nbd/nbd_proto.h"
+#include "nbd/nbd_server.h"
+
+#define NBD_LOG "nbd"
+
+#define NBD_INBUF_SIZE       (128u * 1024)  /* > NBD_MAX_OPTION_LEN + a header */
+#define NBD_CONN_MEM_MAX     (64u << 20)    /* stop reading a socket above this */
+#define NBD_HS_OUT_MAX       (1u << 20)     /* handshake replies queued, unsent */
+#define NBD_STATUS_SCAN_MAX  (1ull << 30)   /* bytes one BLOCK_STATUS looks at */
+#define NBD_STATUS_MAX_DESC  1024u          /* descriptors in one reply */
+#define NBD_OUT_HDR_MAX      48u
+
+struct loop_watch;
+struct loop_timer;
+struct nbd_conn;
+struct nbd_req;
+
+/* One export = one open engine volume, shared by the connections attached to it. */
+struct nbd_export {
+	struct nbd_export *next;
+	struct nbd_server *srv;
+	char name[ENGINE_VOLUME_NAME_MAX + 1];
+	struct engine_volume *vol;
+	uint64_t size;
+	unsigned refs;                   /* attached connections */
+	struct loop_timer *close_timer;  /* pending close once refs reached 0 */
+	/* Range locks on blocks: mutating requests hold one while they run. */
+	struct nbd_req *held;            /* doubly linked via lk_prev/lk_next */
+	struct nbd_req *wait_head;       /* FIFO of requests waiting for their range */
+	struct nbd_req *wait_tail;
+};
+
+/* A message queued on a connection's socket: a header (and small payload) copied
+ * into hdr, then optional data owned by someone else. */
+struct nbd_out {
+	struct nbd_out *next;
+	struct nbd_req *req;       /* freed once sent (data points into it), or NULL */
+	void *owned;               /* free()d once sent */
+	bool heap;                 /* this nbd_out was malloc'd (not embedded in a req) */
+	uint32_t hdr_len;
+	uint8_t hdr[NBD_OUT_HDR_MAX];
+	const uint8_t *data;
+	size_t data_len;
+	size_t sent;               /* bytes of hdr + data written */
+};
+
+enum nbd_conn_state {
+	NBD_CS_CLIENT_FLAGS,  /* greeting sent, waiting for the client's 32-bit flags */
+	NBD_CS_OPT_HDR,       /* waiting for an option header */
+	NBD_CS_OPT_DATA,      /* waiting for opt_len bytes of option data */
+	NBD_CS_OPT_SKIP,      /* discarding too-long option data, then ERR_TOO_BIG */
+	NBD_CS_REQ_HDR,       /* transmission: waiting for a request header */
+	NBD_CS_REQ_PAYLOAD,   /* receiving a WRITE payload into cur */
+	NBD_CS_DRAIN,         /* no more input: close once requests and output are done */
+	NBD_CS_DEAD,          /* socket closed; freed when the last request is */
+};
+
+struct nbd_conn {
+	struct nbd_conn *prev, *next;    /* the server's list */
+	struct nbd_server *srv;
+	int fd;
+	struct loop_watch *watch;
+	unsigned watch_events;
+	enum nbd_conn_state state;
+	char peer[64];                   /* for logs */
+	unsigned busy;                   /* inside a callback: do not free */
+
+	/* negotiated */
+	bool no_zeroes;
+	bool structured;
+	bool meta_alloc;                 /* base:allocation selected */
+	char meta_export[ENGINE_VOLUME_NAME_MAX + 1]; /* the export it was selected for */
+	struct nbd_export *exp;          /* after GO / EXPORT_NAME */
+	uint16_t tx_flags;
+
+	/* input */
+	uint8_t *in;                     /* NBD_INBUF_SIZE */
+	size_t in_start, in_end;
+	struct nbd_opt opt;              /* option being received */
+	uint64_t skip_left;
+	struct nbd_req *cur;             /* WRITE whose payload is arriving */
+	size_t payload_got;
+
+	/* output */
+	struct nbd_out *out_head, *out_tail;
+	size_t hs_out_bytes;             /* handshake bytes queued */
+
+	/* accounting */
+	size_t mem;                      /* request buffers and structs held */
+	size_t mem_need;                 /* what the request that paused us needs */
+	unsigned nreqs;                  /* requests alive (running or replying) */
+	bool paused;                     /* over NBD_CONN_MEM_MAX: not parsing */
+};
+
+struct nbd_server {
+	struct engine *eng;
+	struct loop *lp;
+	int tcp_fd, unix_fd;
+	struct loop_watch *tcp_watch, *unix_watch;
+	uint16_t tcp_port;
+	char unix_path[108];
+	unsigned max_conns;
+	unsigned nconns;                 /* including closed ones with requests alive */
+	struct nbd_conn *conns;
+	struct nbd_export *exports;
+	bool shutting_down;
+};
+
+/* ---- server.c ---- */
+/* Queues a message; re-arms LOOP_WRITE. Never writes to the socket itself. */
+void nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o);
+/* Closes the socket (logging why at debug level if reason), drops queued output. */
+void nbd_conn_close(struct nbd_conn *c, const char *reason);
+/* Recomputes the loop interest (read unless paused or draining, write if output). */
+void nbd_conn_update_watch(struct nbd_conn *c);
+/* A request's buffers went away: drops mem; frees a dead connection at its last. */
+void nbd_conn_req_gone(struct nbd_conn *c, size_t mem);
+
+/* Finds or opens the export of a volume, taking a reference. -ENOENT, -EBUSY... */
+int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out);
+void nbd_export_put(struct nbd_export *exp);
+
+/* ---- handshake.c ---- */
+/* Queues the greeting, enters NBD_CS_CLIENT_FLAGS. */
+void nbd_hs_start(struct nbd_conn *c);
+/* Consumes handshake input from c->in. Returns false when it needs more bytes or
+ * the state left the handshake. */
+bool nbd_hs_step(struct nbd_conn *c);
+/* The transmission flags of an export for this connection. */
+uint16_t nbd_hs_tx_flags(const struct nbd_conn *c);
+
+/* ---- requests.c ---- */
+/* Consumes transmission input from c->in: headers, payload bytes. Returns false
+ * when it needs more bytes, paused, or the state changed away. */
+bool nbd_tx_step(struct nbd_conn *c);
+/* Where a payload being received directly should go; 0 if none. */
+size_t nbd_tx_payload_window(struct nbd_conn *c, uint8_t **dst);
+/* n bytes were received into the window. */
+void nbd_tx_payload_got(struct nbd_conn *c, size_t n);
+/* Frees a request (after its reply was sent or dropped). */
+void nbd_req_free(struct nbd_req *r);
+
+#endif

@@ -1,0 +1,689 @@
+/* nbd/server.c — listeners, connections and their sockets, exports.
+ *
+ * A connection's socket is non-blocking and watched by the loop. Input is read into
+ * a per-connection buffer (as much as is available) and every complete message in
+ * it is parsed (handshake.c, requests.c); large WRITE payloads are received straight
+ * into the request's buffer. Output is a queue of messages written with sendmsg()
+ * (gathered, MSG_NOSIGNAL) when the socket is writable; engine completions only queue
+ * replies and ask for LOOP_WRITE. A connection that holds more than NBD_CONN_MEM_MAX
+ * bytes of request buffers stops reading until replies have gone out.
+ */
+#include "nbd/nbd_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/loop.h"
+
+#define NBD_DEFAULT_PORT      10809
+#define NBD_DEFAULT_MAX_CONNS 256u
+#define NBD_IOV_MAX           64
+#define NBD_ACCEPT_BATCH      32
+#define NBD_READ_ROUNDS       16
+#define NBD_SHUTDOWN_GRACE_MS 3000
+
+/* ---- exports ---- */
+
+static struct nbd_export *export_find(const struct nbd_server *srv, const char *name)
+{
+	for (struct nbd_export *e = srv->exports; e; e = e->next)
+		if (strcmp(e->name, name) == 0)
+			return e;
+	return NULL;
+}
+
+static void export_free(struct nbd_export *exp)
+{
+	struct nbd_export **p;
+
+	for (p = &exp->srv->exports; *p != exp; p = &(*p)->next)
+		;
+	*p = exp->next;
+	engine_volume_close(exp->vol);
+	log_msg(LOG_INFO, NBD_LOG, "volume %s: last client detached, closed", exp->name);
+	free(exp);
+}
+
+static void export_close_timer(void *arg)
+{
+	struct nbd_export *exp = arg;
+
+	exp->close_timer = NULL;
+	if (exp->refs == 0)
+		export_free(exp);
+}
+
+int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out)
+{
+	struct nbd_export *exp = export_find(srv, name);
+	int r;
+
+	if (srv->shutting_down)
+		return -ESHUTDOWN;
+	if (exp) {
+		exp->refs++;
+		*out = exp;
+		return 0;
+	}
+	if (strlen(name) > ENGINE_VOLUME_NAME_MAX)
+		return -ENOENT;
+	exp = calloc(1, sizeof(*exp));
+	if (!exp)
+		return -ENOMEM;
+	r = engine_volume_open(srv->eng, name, &exp->vol);
+	if (r < 0) {
+		free(exp);
+		return r;
+	}
+	snprintf(exp->name, sizeof(exp->name), "%s", name);
+	exp->srv = srv;
+	exp->size = engine_volume_size(exp->vol);
+	exp->refs = 1;
+	exp->next = srv->exports;
+	srv->exports = exp;
+	log_msg(LOG_INFO, NBD_LOG, "volume %s: opened for export (%llu bytes)", name,
+		(unsigned long long)exp->size);
+	*out = exp;
+	return 0;
+}
+
+/* The volume is closed from a loop timer, never from inside an engine callback
+ * (engine_volume_close polls the engine). */
+void nbd_export_put(struct nbd_export *exp)
+{
+	if (!exp || --exp->refs > 0 || exp->close_timer)
+		return;
+	if (exp->srv->shutting_down ||
+	    loop_timer_add(exp->srv->lp, 0, export_close_timer, exp, &exp->close_timer) < 0)
+		exp->close_timer = NULL; /* closed by nbd_server_destroy */
+}
+
+/* ---- connections: output ---- */
+
+static void out_release(struct nbd_conn *c, struct nbd_out *o)
+{
+	if (!o->req)
+		c->hs_out_bytes -= o->hdr_len + o->data_len;
+	free(o->owned);
+	if (o->req)
+		nbd_req_free(o->req);
+	else if (o->heap)
+		free(o);
+}
+
+void nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o)
+{
+	o->next = NULL;
+	o->sent = 0;
+	if (!o->req)
+		c->hs_out_bytes += o->hdr_len + o->data_len;
+	if (c->state == NBD_CS_DEAD) {
+		out_release(c, o);
+		return;
+	}
+	if (c->out_tail)
+		c->out_tail->next = o;
+	else
+		c->out_head = o;
+	c->out_tail = o;
+	if (!(c->watch_events & LOOP_WRITE))
+		nbd_conn_update_watch(c);
+}
+
+/* Writes queued output until the socket is full. */
+static void conn_flush(struct nbd_conn *c)
+{
+	while (c->out_head && c->state != NBD_CS_DEAD) {
+		struct iovec iov[NBD_IOV_MAX];
+		struct msghdr mh = { .msg_iov = iov };
+		size_t want = 0, left;
+		ssize_t n;
+		int k = 0;
+
+		for (struct nbd_out *o = c->out_head; o && k < NBD_IOV_MAX - 1; o = o->next) {
+			size_t s = o->sent;
+
+			if (s < o->hdr_len) {
+				iov[k++] = (struct iovec){ o->hdr + s, o->hdr_len - s };
+				s = o->hdr_len;
+			}
+			if (s - o->hdr_len < o->data_len)
+				iov[k++] = (struct iovec){ (void *)(o->data + (s - o->hdr_len)),
+							   o->data_len - (s - o->hdr_len) };
+		}
+		for (int i = 0; i < k; i++)
+			want += iov[i].iov_len;
+		mh.msg_iovlen = (size_t)k;
+		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				nbd_conn_close(c, strerror(errno));
+			return;
+		}
+		for (left = (size_t)n; left && c->out_head;) {
+			struct nbd_out *o = c->out_head;
+			size_t rest = o->hdr_len + o->data_len - o->sent;
+
+			if (left < rest) {
+				o->sent += left;
+				break;
+			}
+			left -= rest;
+			c->out_head = o->next;
+			if (!c->out_head)
+				c->out_tail = NULL;
+			out_release(c, o);
+		}
+		if ((size_t)n < want)
+			return;
+	}
+}
+
+/* ---- connections: lifetime ---- */
+
+static void conn_maybe_free(struct nbd_conn *c)
+{
+	struct nbd_server *srv = c->srv;
+
+	if (c->state != NBD_CS_DEAD || c->nreqs || c->busy)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->nconns--;
+	nbd_export_put(c->exp);
+	free(c);
+}
+
+void nbd_conn_close(struct nbd_conn *c, const char *reason)
+{
+	if (c->state == NBD_CS_DEAD)
+		return;
+	if (reason)
+		LOG_RATELIMITED(LOG_INFO, NBD_LOG, "%s: closing connection: %s", c->peer, reason);
+	c->busy++;
+	loop_watch_remove(c->watch);
+	c->watch = NULL;
+	close(c->fd);
+	c->fd = -1;
+	c->state = NBD_CS_DEAD;
+	while (c->out_head) {
+		struct nbd_out *o = c->out_head;
+
+		c->out_head = o->next;
+		out_release(c, o);
+	}
+	c->out_tail = NULL;
+	if (c->cur) { /* a WRITE whose payload never arrived: never submitted */
+		struct nbd_req *r = c->cur;
+
+		c->cur = NULL;
+		nbd_req_free(r);
+	}
+	free(c->in);
+	c->in = NULL;
+	c->busy--;
+	conn_maybe_free(c);
+}
+
+void nbd_conn_req_gone(struct nbd_conn *c, size_t mem)
+{
+	c->mem -= mem;
+	c->nreqs--;
+	conn_maybe_free(c);
+}
+
+static bool conn_reading(const struct nbd_conn *c)
+{
+	return c->state < NBD_CS_DRAIN;
+}
+
+void nbd_conn_update_watch(struct nbd_conn *c)
+{
+	unsigned want = 0;
+
+	if (c->state == NBD_CS_DEAD)
+		return;
+	if (conn_reading(c) && !c->paused)
+		want |= LOOP_READ;
+	if (c->out_head)
+		want |= LOOP_WRITE;
+	if (want != c->watch_events && loop_watch_modify(c->watch, want) == 0)
+		c->watch_events = want;
+}
+
+static bool conn_mem_ok(const struct nbd_conn *c)
+{
+	if (c->state < NBD_CS_REQ_HDR)
+		return c->hs_out_bytes <= NBD_HS_OUT_MAX;
+	return c->mem == 0 || c->mem + c->mem_need <= NBD_CONN_MEM_MAX;
+}
+
+/* Parses every complete message in the input buffer. */
+static void conn_parse(struct nbd_conn *c)
+{
+	for (;;) {
+		bool more;
+
+		if (c->paused)
+			return;
+		if (c->state < NBD_CS_REQ_HDR)
+			more = nbd_hs_step(c);
+		else if (c->state < NBD_CS_DRAIN)
+			more = nbd_tx_step(c);
+		else
+			return;
+		if (!more)
+			return;
+	}
+}
+
+static void conn_read(struct nbd_conn *c)
+{
+	for (int round = 0; round < NBD_READ_ROUNDS; round++) {
+		uint8_t *dst;
+		size_t want;
+		bool direct;
+		ssize_t n;
+
+		if (!conn_reading(c) || c->paused)
+			return;
+		if (c->in_start == c->in_end)
+			c->in_start = c->in_end = 0;
+		want = nbd_tx_payload_window(c, &dst);
+		direct = want > 0;
+		if (!direct) {
+			if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < NBD_INBUF_SIZE / 2) {
+				memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
+				c->in_end -= c->in_start;
+				c->in_start = 0;
+			}
+			dst = c->in + c->in_end;
+			want = NBD_INBUF_SIZE - c->in_end;
+		}
+		n = recv(c->fd, dst, want, MSG_DONTWAIT);
+		if (n == 0) {
+			bool mid = c->in_end > c->in_start || c->state == NBD_CS_REQ_PAYLOAD;
+
+			nbd_conn_close(c, mid ? "client vanished in the middle of a message" : NULL);
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				nbd_conn_close(c, strerror(errno));
+			return;
+		}
+		if (direct)
+			nbd_tx_payload_got(c, (size_t)n);
+		else
+			c->in_end += (size_t)n;
+		conn_parse(c);
+		if ((size_t)n < want)
+			return;
+	}
+}
+
+/* Readiness while we asked for no input: only a hang-up or an error can do that. */
+static void conn_check_hangup(struct nbd_conn *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)))
+		nbd_conn_close(c, "client hung up with requests in flight");
+}
+
+static void conn_event(void *arg, unsigned events)
+{
+	struct nbd_conn *c = arg;
+
+	c->busy++;
+	if (events & LOOP_WRITE)
+		conn_flush(c);
+	if ((events & LOOP_READ) && c->state != NBD_CS_DEAD) {
+		if (conn_reading(c) && !c->paused)
+			conn_read(c);
+		else
+			conn_check_hangup(c);
+	}
+	while (c->state != NBD_CS_DEAD) {
+		conn_flush(c);
+		if (c->state == NBD_CS_DEAD || !c->paused || !conn_mem_ok(c))
+			break;
+		c->paused = false;
+		conn_parse(c);
+	}
+	if (c->state == NBD_CS_DRAIN && !c->nreqs && !c->out_head)
+		nbd_conn_close(c, NULL);
+	nbd_conn_update_watch(c);
+	c->busy--;
+	conn_maybe_free(c);
+}
+
+static void conn_create(struct nbd_server *srv, int fd, const char *peer)
+{
+	struct nbd_conn *c = calloc(1, sizeof(*c));
+
+	if (!c || !(c->in = malloc(NBD_INBUF_SIZE))) {
+		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: out of memory, refused", peer);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	if (loop_watch_add(srv->lp, fd, LOOP_READ, conn_event, c, &c->watch) < 0) {
+		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: cannot watch socket, refused", peer);
+		free(c->in);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->watch_events = LOOP_READ;
+	c->next = srv->conns;
+	if (c->next)
+		c->next->prev = c;
+	srv->conns = c;
+	srv->nconns++;
+	log_msg(LOG_DEBUG, NBD_LOG, "%s: connected", peer);
+	nbd_hs_start(c);
+}
+
+/* ---- listeners ---- */
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t outlen)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	} else {
+		snprintf(out, outlen, "unix");
+		return;
+	}
+	snprintf(out, outlen, "%s:%u", host, port);
+}
+
+static void listener_resume(void *arg)
+{
+	struct loop_watch *w = arg;
+
+	loop_watch_modify(w, LOOP_READ);
+}
+
+static void accept_batch(struct nbd_server *srv, int lfd, struct loop_watch *w)
+{
+	for (int i = 0; i < NBD_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		char peer[64];
+		int one = 1;
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* EMFILE and friends: the listener stays readable; pause it a while */
+			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "accept: %s", strerror(errno));
+			if (loop_watch_modify(w, 0) == 0 &&
+			    loop_timer_add(srv->lp, 100, listener_resume, w, NULL) < 0)
+				loop_watch_modify(w, LOOP_READ);
+			return;
+		}
+		peer_name(&ss, peer, sizeof(peer));
+		if (srv->nconns >= srv->max_conns) {
+			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: refused: %u connections already",
+					peer, srv->nconns);
+			close(fd);
+			continue;
+		}
+		if (ss.ss_family != AF_UNIX)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		conn_create(srv, fd, peer);
+	}
+}
+
+static void tcp_event(void *arg, unsigned events)
+{
+	struct nbd_server *srv = arg;
+
+	(void)events;
+	accept_batch(srv, srv->tcp_fd, srv->tcp_watch);
+}
+
+static void unix_event(void *arg, unsigned events)
+{
+	struct nbd_server *srv = arg;
+
+	(void)events;
+	accept_batch(srv, srv->unix_fd, srv->unix_watch);
+}
+
+static int listen_tcp(struct nbd_server *srv, const char *addr, uint16_t port)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res, *ai;
+	char portstr[8];
+	int r, err = -EADDRNOTAVAIL;
+
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	r = getaddrinfo(addr, portstr, &hints, &res);
+	if (r != 0) {
+		log_msg(LOG_ERROR, NBD_LOG, "cannot resolve %s: %s", addr, gai_strerror(r));
+		return -EADDRNOTAVAIL;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		int one = 1;
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				ai->ai_protocol);
+
+		if (fd < 0) {
+			err = -errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+			err = -errno;
+			close(fd);
+			continue;
+		}
+		srv->tcp_fd = fd;
+		break;
+	}
+	freeaddrinfo(res);
+	if (srv->tcp_fd < 0) {
+		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s:%u: %s", addr, port, strerror(-err));
+		return err;
+	}
+	{
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+
+		if (getsockname(srv->tcp_fd, (struct sockaddr *)&ss, &len) == 0)
+			srv->tcp_port = ntohs(ss.ss_family == AF_INET6 ?
+					      ((struct sockaddr_in6 *)&ss)->sin6_port :
+					      ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	return loop_watch_add(srv->lp, srv->tcp_fd, LOOP_READ, tcp_event, srv, &srv->tcp_watch);
+}
+
+/* A socket file left by a dead server is removed; a live one is -EADDRINUSE. */
+static int unlink_stale_socket(const struct sockaddr_un *sun)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sun->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	close(fd);
+	if (r == 0)
+		return -EADDRINUSE;
+	return unlink(sun->sun_path) < 0 ? -errno : 0;
+}
+
+static int listen_unix(struct nbd_server *srv, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int r;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_msg(LOG_ERROR, NBD_LOG, "unix socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	r = unlink_stale_socket(&sun);
+	if (r < 0) {
+		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s", path,
+			r == -EADDRINUSE ? "another server is listening there" : strerror(-r));
+		return r;
+	}
+	srv->unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (srv->unix_fd < 0 || bind(srv->unix_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    listen(srv->unix_fd, SOMAXCONN) < 0) {
+		r = -errno;
+		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s", path, strerror(-r));
+		return r;
+	}
+	snprintf(srv->unix_path, sizeof(srv->unix_path), "%s", path);
+	return loop_watch_add(srv->lp, srv->unix_fd, LOOP_READ, unix_event, srv, &srv->unix_watch);
+}
+
+/* ---- the server ---- */
+
+int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **out)
+{
+	struct nbd_server *srv;
+	int r = 0;
+
+	if (!opts || !opts->eng || !opts->loop || (!opts->tcp_addr && !opts->unix_path))
+		return -EINVAL;
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->eng = opts->eng;
+	srv->lp = opts->loop;
+	srv->tcp_fd = srv->unix_fd = -1;
+	srv->max_conns = opts->max_connections ? opts->max_connections : NBD_DEFAULT_MAX_CONNS;
+	if (opts->tcp_addr)
+		r = listen_tcp(srv, opts->tcp_addr, opts->tcp_port ? opts->tcp_port : NBD_DEFAULT_PORT);
+	if (r == 0 && opts->unix_path)
+		r = listen_unix(srv, opts->unix_path);
+	if (r < 0) {
+		nbd_server_destroy(srv);
+		return r;
+	}
+	*out = srv;
+	return 0;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Stops reading every connection, lets requests finish and their replies go out
+ * (for a grace period), then closes everything. */
+static void drain_connections(struct nbd_server *srv)
+{
+	uint64_t deadline = now_ms() + NBD_SHUTDOWN_GRACE_MS;
+
+	for (struct nbd_conn *c = srv->conns; c; c = c->next) {
+		if (c->state == NBD_CS_DEAD)
+			continue;
+		if (c->cur) {
+			struct nbd_req *r = c->cur;
+
+			c->cur = NULL;
+			nbd_req_free(r);
+		}
+		c->state = NBD_CS_DRAIN;
+	}
+	while (srv->nconns) {
+		bool late = now_ms() > deadline;
+		struct nbd_conn *next;
+
+		for (struct nbd_conn *c = srv->conns; c; c = next) {
+			c->busy++;
+			conn_flush(c);
+			if (late || (!c->nreqs && !c->out_head))
+				nbd_conn_close(c, late && c->state != NBD_CS_DEAD ?
+						  "server shutting down" : NULL);
+			c->busy--;
+			next = c->next;
+			conn_maybe_free(c);
+		}
+		if (srv->nconns && engine_poll(srv->eng, 10) < 0 && late)
+			break; /* the engine is broken: nothing will complete */
+	}
+}
+
+void nbd_server_destroy(struct nbd_server *srv)
+{
+	if (!srv)
+		return;
+	srv->shutting_down = true;
+	loop_watch_remove(srv->tcp_watch);
+	loop_watch_remove(srv->unix_watch);
+	if (srv->tcp_fd >= 0)
+		close(srv->tcp_fd);
+	if (srv->unix_fd >= 0)
+		close(srv->unix_fd);
+	if (srv->unix_path[0])
+		unlink(srv->unix_path);
+	drain_connections(srv);
+	while (srv->exports) {
+		loop_timer_cancel(srv->exports->close_timer);
+		export_free(srv->exports);
+	}
+	free(srv);
+}
+
+bool nbd_server_volume_attached(const struct nbd_server *srv, const char *name)
+{
+	return srv && name && export_find(srv, name) != NULL;
+}
+
+uint16_t nbd_server_tcp_port(const struct nbd_server *srv)
+{
+	return srv && srv->tcp_fd >= 0 ? srv->tcp_port : 0;
+}
