@@ -24,6 +24,8 @@
  * batch above the checkpoint whose blocks all come from rounds after F) and then
  * expects the engine to report a torn batch and still pass the checks above.
  *
+ * After each verification quill-inspect (tools/inspect.c) checks the store's format.
+ *
  * Env: QUILL_SEED (default from the clock), QUILL_CRASH_ROUNDS (kills, default 25),
  * QUILL_TEST_DIR (scratch base, default the current directory), QUILL_KEEP=1 keeps
  * the scratch directory. Exit 0 pass, 1 failure, 77 skip.
@@ -731,13 +733,54 @@ static int pump(int fd, struct life *lf, uint64_t deadline_ns, unsigned arm_ms)
 	}
 }
 
+/* Runs quill-inspect on the closed store: the format's invariants (unique generations
+ * and sequence numbers, no bad batch in the middle of a log) must hold after every
+ * recovery. Its report is printed only when it finds damage. */
+static bool inspect_store(const struct crash_cfg *cfg)
+{
+#ifdef QUILL_INSPECT
+	char log[PATH_MAX + 32], line[512];
+	FILE *f;
+	int status;
+	pid_t pid;
+
+	snprintf(log, sizeof(log), "%s/inspect.log", cfg->env.dir);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		int fd = open(log, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		execl(QUILL_INSPECT, "quill-inspect", cfg->env.store, (char *)NULL);
+		_exit(127);
+	}
+	g_child = pid;
+	status = reap(VERIFY_TIMEOUT_MS);
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return true;
+	printf("FAIL quill-inspect %s: status %d; its report:\n", cfg->env.store, status);
+	f = fopen(log, "r");
+	while (f && fgets(line, sizeof(line), f))
+		printf("  | %s", line);
+	if (f)
+		fclose(f);
+	return false;
+#else
+	(void)cfg;
+	return true;
+#endif
+}
+
 static bool run_verifier(const struct crash_cfg *cfg, struct shared *sh, const struct life *lf)
 {
 	if (spawn(cfg, sh, ROLE_VERIFY, lf, 0, NULL) < 0) {
 		perror("fork");
 		return false;
 	}
-	return status_ok(reap(VERIFY_TIMEOUT_MS), "verifier");
+	return status_ok(reap(VERIFY_TIMEOUT_MS), "verifier") && inspect_store(cfg);
 }
 
 /* One life: start a writer, kill it, verify. Returns true if all is well. */

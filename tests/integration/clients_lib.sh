@@ -1,0 +1,229 @@
+# tests/integration/clients_lib.sh — shared by the real-client tests (clients_*.sh,
+# crash_nbd.sh). Sourced, not run. Each test gets:
+#
+#   it_init NAME         scratch folder $WORK (under $QUILL_TEST_DIR or the working
+#                        directory, i.e. the build tree under ctest), a trap that
+#                        stops every process the test started (by PID) and removes
+#                        $WORK when the test passed (kept, with its logs, if not)
+#   server_start         a quilld on a fresh file-backed store in $WORK/node, NBD on
+#                        127.0.0.1:$NBD_PORT (a free port) and $WORK/nbd.sock, its
+#                        own control socket $WORK/ctl.sock; server_start again after
+#                        server_kill9/server_stop reopens the same store
+#   volume_create N SIZE a volume (an NBD export named N)
+#   nbd_uri N            nbd://127.0.0.1:$NBD_PORT/N
+#   track PID            stop PID at exit too (clients run in the background)
+#   skip MSG / fail MSG  exit 77 / exit 1 with a reason
+#
+# Environment: QUILLD and QUILL name the binaries (ctest passes them; by default
+# build/tools/quilld and build/tools/quill of this checkout). A missing quilld
+# skips the test. QUILL_TEST_SERVER=nbdkit runs the same test against
+# `nbdkit file dir=` instead of quilld — a reference server, to tell a bug in a
+# test from a bug in quill.
+
+IT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+QUILLD="${QUILLD:-$IT_ROOT/build/tools/quilld}"
+QUILL="${QUILL:-$IT_ROOT/build/tools/quill}"
+QUILL_TEST_SERVER="${QUILL_TEST_SERVER:-quilld}"
+FIO_JOBS="$IT_ROOT/fio-jobs"
+
+IT_NAME=""
+WORK=""
+NBD_PORT=""
+SERVER_PID=""
+IT_PIDS=()
+IT_PASSED=0
+
+skip()
+{
+	echo "SKIP: $IT_NAME: $*"
+	exit 77
+}
+
+fail()
+{
+	echo "FAIL: $IT_NAME: $*" >&2
+	exit 1
+}
+
+log()
+{
+	echo "$IT_NAME: $*"
+}
+
+need_cmd()
+{
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed (scripts/deps.sh)"
+	done
+}
+
+track()
+{
+	IT_PIDS+=("$1")
+}
+
+# Stops one process by PID: SIGTERM, up to 10 s, then SIGKILL. Reaps it if it is
+# our child.
+stop_pid()
+{
+	local pid="$1" i
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+it_cleanup()
+{
+	local pid
+	for pid in "${IT_PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	if [ "$IT_PASSED" = 1 ]; then
+		rm -rf "$WORK"
+	elif [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		echo "$IT_NAME: kept $WORK" >&2
+		if [ -f "$WORK/server.log" ]; then
+			echo "$IT_NAME: last lines of the server's log:" >&2
+			tail -n 20 "$WORK/server.log" >&2
+		fi
+	fi
+}
+
+# Call last, when every check has passed.
+it_pass()
+{
+	IT_PASSED=1
+	echo "PASS: $IT_NAME"
+	exit 0
+}
+
+it_init()
+{
+	IT_NAME="$1"
+	case "$QUILL_TEST_SERVER" in
+	quilld)
+		[ -x "$QUILLD" ] || skip "quilld not built ($QUILLD is missing; scripts/build.sh builds it once nbd/ exists)"
+		[ -x "$QUILL" ] || skip "quill not built ($QUILL is missing)"
+		;;
+	nbdkit) need_cmd nbdkit ;;
+	*) fail "QUILL_TEST_SERVER must be quilld or nbdkit, not '$QUILL_TEST_SERVER'" ;;
+	esac
+	local base="${QUILL_TEST_DIR:-$PWD}"
+	mkdir -p "$base"
+	WORK="$(mktemp -d "$base/$IT_NAME.XXXXXX")"
+	trap it_cleanup EXIT
+	trap 'exit 130' INT TERM
+	log "server $QUILL_TEST_SERVER, scratch $WORK"
+}
+
+free_port()
+{
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+port_open()
+{
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Starts the server on $WORK's store; retries with another port if the one picked
+# was taken in the meantime.
+server_start()
+{
+	local attempt i
+	for attempt in 1 2 3; do
+		NBD_PORT="$(free_port)"
+		case "$QUILL_TEST_SERVER" in
+		quilld)
+			"$QUILLD" --data-dir "$WORK/node" --store-size "${IT_STORE_SIZE:-2G}" \
+				--nbd-addr 127.0.0.1 --nbd-port "$NBD_PORT" \
+				--nbd-unix "$WORK/nbd.sock" --control "$WORK/ctl.sock" \
+				>>"$WORK/server.log" 2>&1 &
+			;;
+		nbdkit)
+			mkdir -p "$WORK/node"
+			nbdkit -f --exit-with-parent -i 127.0.0.1 -p "$NBD_PORT" \
+				file dir="$WORK/node" >>"$WORK/server.log" 2>&1 &
+			;;
+		esac
+		SERVER_PID=$!
+		track "$SERVER_PID"
+		for i in $(seq 1 300); do
+			if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+				wait "$SERVER_PID" 2>/dev/null || true
+				break
+			fi
+			if port_open "$NBD_PORT" && { [ "$QUILL_TEST_SERVER" = nbdkit ] ||
+				"$QUILL" --socket "$WORK/ctl.sock" status >/dev/null 2>&1; }; then
+				log "server pid $SERVER_PID on 127.0.0.1:$NBD_PORT"
+				return 0
+			fi
+			sleep 0.1
+		done
+		if kill -0 "$SERVER_PID" 2>/dev/null; then
+			fail "server pid $SERVER_PID not ready after 30 s"
+		fi
+		grep -qi 'in use' "$WORK/server.log" || fail "server exited at start-up"
+		log "port $NBD_PORT taken, trying another"
+	done
+	fail "no free port after 3 attempts"
+}
+
+server_stop()
+{
+	stop_pid "$SERVER_PID"
+}
+
+server_kill9()
+{
+	kill -KILL "$SERVER_PID"
+	wait "$SERVER_PID" 2>/dev/null || true
+}
+
+quill()
+{
+	"$QUILL" --socket "$WORK/ctl.sock" "$@"
+}
+
+# volume_create NAME SIZE (SIZE in qemu/quill units: 64M, 1G)
+volume_create()
+{
+	case "$QUILL_TEST_SERVER" in
+	quilld) quill volume create "$1" "$2" >/dev/null || fail "volume create $1 $2" ;;
+	nbdkit) truncate -s "$2" "$WORK/node/$1" ;;
+	esac
+}
+
+nbd_uri()
+{
+	echo "nbd://127.0.0.1:$NBD_PORT/$1"
+}
+
+# A python3 that can `import nbd` (python3-libnbd installs it for /usr/bin/python3,
+# which may not be the first python3 on PATH).
+nbd_python()
+{
+	local py
+	for py in python3 /usr/bin/python3; do
+		if "$py" -c 'import nbd' 2>/dev/null; then
+			command -v "$py"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# random_file PATH MiB
+random_file()
+{
+	head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$1"
+}

@@ -1,0 +1,152 @@
+/* tests/integration/nbd_harness.c — a tiny NBD server for the NBD tests only.
+ *
+ *   nbd-harness --store FILE --meta DIR [--size 64M] [--volume NAME:SIZE]...
+ *               [--addr 127.0.0.1] [--port N] [--unix PATH]
+ *
+ * Formats/opens an engine, creates the volumes (an existing one is kept), runs the
+ * loop with the NBD server until SIGTERM or SIGINT, then closes cleanly and exits 0.
+ * Once listening it prints one line on stdout: "ready port=N" (N = the bound TCP
+ * port; --port 0 picks a free one).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/units.h"
+#include "engine/engine.h"
+#include "nbd/nbd_server.h"
+
+#define MAX_VOLUMES 16
+
+static struct loop *g_loop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_loop)
+		loop_stop(g_loop);
+}
+
+static void engine_ready(void *arg, unsigned events)
+{
+	struct engine *eng = arg;
+	uint64_t count;
+
+	(void)events;
+	if (read(engine_event_fd(eng), &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_msg(LOG_WARN, "harness", "engine event fd: %s", strerror(errno));
+	engine_poll(eng, 0);
+}
+
+static int engine_idle(void *arg)
+{
+	engine_poll(arg, 0);
+	return engine_timeout_ms(arg);
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: nbd-harness --store FILE --meta DIR [--size 64M] "
+			"[--volume NAME:SIZE]... [--addr A] [--port N] [--unix PATH]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct engine_opts eo;
+	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1" };
+	const char *volumes[MAX_VOLUMES];
+	unsigned nvol = 0, port = 10809;
+	struct engine *eng = NULL;
+	struct nbd_server *srv = NULL;
+	struct loop_watch *ew = NULL;
+	struct sigaction sa = { .sa_handler = on_signal };
+	int r;
+
+	engine_opts_init(&eo);
+	eo.format = true;
+	eo.store_size = 64ull << 20;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v)
+			return usage();
+		i++;
+		if (strcmp(a, "--store") == 0)
+			eo.store_path = v;
+		else if (strcmp(a, "--meta") == 0)
+			eo.meta_path = v;
+		else if (strcmp(a, "--size") == 0 && units_parse_size(v, &eo.store_size) == 0)
+			;
+		else if (strcmp(a, "--volume") == 0 && nvol < MAX_VOLUMES)
+			volumes[nvol++] = v;
+		else if (strcmp(a, "--addr") == 0)
+			no.tcp_addr = v;
+		else if (strcmp(a, "--port") == 0)
+			port = (unsigned)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--unix") == 0)
+			no.unix_path = v;
+		else
+			return usage();
+	}
+	if (!eo.store_path || !eo.meta_path || port > 65535)
+		return usage();
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	r = engine_open(&eo, &eng);
+	if (r < 0) {
+		fprintf(stderr, "nbd-harness: engine_open: %s\n", strerror(-r));
+		return 1;
+	}
+	for (unsigned i = 0; i < nvol; i++) {
+		char name[ENGINE_VOLUME_NAME_MAX + 1];
+		const char *colon = strchr(volumes[i], ':');
+		uint64_t size;
+
+		if (!colon || (size_t)(colon - volumes[i]) > ENGINE_VOLUME_NAME_MAX ||
+		    units_parse_size(colon + 1, &size) < 0)
+			return usage();
+		snprintf(name, sizeof(name), "%.*s", (int)(colon - volumes[i]), volumes[i]);
+		r = engine_volume_create(eng, name, size);
+		if (r < 0 && r != -EEXIST) {
+			fprintf(stderr, "nbd-harness: volume %s: %s\n", name, strerror(-r));
+			engine_close(eng);
+			return 1;
+		}
+	}
+	r = loop_create(&g_loop);
+	if (r == 0)
+		r = loop_watch_add(g_loop, engine_event_fd(eng), LOOP_READ, engine_ready, eng, &ew);
+	if (r == 0) {
+		loop_set_idle(g_loop, engine_idle, eng);
+		no.eng = eng;
+		no.loop = g_loop;
+		/* the server's port 0 means 10809: for --port 0 try random high ports */
+		srand((unsigned)getpid());
+		for (int tries = 0; tries < 100; tries++) {
+			no.tcp_port = (uint16_t)(port ? port : 20000 + (unsigned)rand() % 40000);
+			r = nbd_server_create(&no, &srv);
+			if (r != -EADDRINUSE || port)
+				break;
+		}
+	}
+	if (r == 0) {
+		printf("ready port=%u\n", nbd_server_tcp_port(srv));
+		fflush(stdout);
+		r = loop_run(g_loop);
+	}
+	if (r < 0)
+		fprintf(stderr, "nbd-harness: %s\n", strerror(-r));
+	nbd_server_destroy(srv);
+	loop_watch_remove(ew);
+	engine_close(eng);
+	loop_destroy(g_loop);
+	return r < 0 ? 1 : 0;
+}
