@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@ static char *run_capture(char *const argv[])
 		return NULL;
 	}
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* fio stops if the benchmark dies */
 		dup2(p[1], 1);
 		close(p[0]);
 		close(p[1]);

@@ -752,6 +752,7 @@ static bool inspect_store(const struct crash_cfg *cfg)
 	if (pid == 0) {
 		int fd = open(log, O_CREAT | O_TRUNC | O_WRONLY, 0600);
 
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(127);
 		execl(QUILL_INSPECT, "quill-inspect", cfg->env.store, (char *)NULL);

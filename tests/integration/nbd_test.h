@@ -1,0 +1,86 @@
+/* tests/integration/nbd_test.h — helpers shared by the NBD server tests.
+ *
+ * nbdt_start() runs nbd-harness (fork/exec) on a scratch store, on 127.0.0.1 with a
+ * free port and on a unix socket in the scratch directory; nbdt_stop() stops it by
+ * PID with SIGTERM and checks that it exited 0. A watchdog (SIGALRM) kills the
+ * harness and fails the test if it hangs. The raw_* helpers speak the protocol by
+ * hand over a blocking socket (receive timeout 10 s) for what libnbd cannot send.
+ */
+#ifndef QUILL_TESTS_INTEGRATION_NBD_TEST_H
+#define QUILL_TESTS_INTEGRATION_NBD_TEST_H
+
+#include <libnbd.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "itest.h"
+
+#define NBDT_VOL_SIZE   (64ull << 20) /* volume "vol" */
+#define NBDT_SMALL_SIZE (1ull << 20)  /* volume "small" */
+
+struct nbdt_server {
+	pid_t pid;
+	unsigned port;
+	char port_str[8];
+	char unix_path[PATH_MAX + 16];
+	char log_path[PATH_MAX + 16];
+};
+
+/* Fails the current bool-returning check with a message. */
+#define CHECK(cond, ...)                                                              \
+	do {                                                                          \
+		if (!(cond)) {                                                        \
+			fprintf(stderr, "  check failed at %s:%d: %s: ", __FILE__,   \
+				__LINE__, #cond);                                     \
+			fprintf(stderr, __VA_ARGS__);                                 \
+			fprintf(stderr, "\n");                                        \
+			return false;                                                 \
+		}                                                                     \
+	} while (0)
+
+/* Starts the harness with volumes "vol" and "small". Arms a watchdog of secs. */
+int nbdt_start(const struct it_env *env, struct nbdt_server *srv, unsigned watchdog_secs);
+/* Is the harness still running? */
+bool nbdt_alive(const struct nbdt_server *srv);
+/* SIGTERM, waits up to 20 s; 0 if it exited with status 0. Prints its log on failure. */
+int nbdt_stop(struct nbdt_server *srv);
+/* Prints the last lines of the harness's log on stderr. */
+void nbdt_dump_log(const struct nbdt_server *srv);
+
+/* A libnbd handle connected over TCP to export, asking for base:allocation if meta. */
+struct nbd_handle *nbdt_connect(const struct nbdt_server *srv, const char *export, bool meta);
+/* The liveness probe after each bad client: a new client writes and reads back. */
+bool nbdt_server_works(const struct nbdt_server *srv);
+
+/* Runs named checks; prints ok/FAIL per check. Returns true if all passed. */
+struct nbdt_check {
+	const char *name;
+	bool (*fn)(struct nbdt_server *srv, uint64_t seed);
+};
+bool nbdt_run(struct nbdt_server *srv, uint64_t seed, const struct nbdt_check *checks, size_t n);
+
+/* ---- raw protocol ---- */
+int raw_connect(const struct nbdt_server *srv);
+int raw_send(int fd, const void *buf, size_t len);
+/* Receives exactly len bytes; -1 on EOF/error/timeout. */
+int raw_recv(int fd, void *buf, size_t len);
+/* True if the server closed the connection (EOF or reset) within the timeout. */
+bool raw_closed(int fd);
+/* Reads the greeting and sends client flags. */
+int raw_greet(int fd, uint32_t client_flags);
+int raw_send_option(int fd, uint32_t opt, const void *data, uint32_t len);
+/* Receives one option reply header (+ data into buf up to cap); returns reply type,
+ * or 0 on failure. */
+uint32_t raw_recv_option_reply(int fd, uint32_t *len_out, void *buf, size_t cap);
+/* Full handshake to transmission with NBD_OPT_GO (structured replies if asked). */
+int raw_go(int fd, const char *export, bool structured);
+int raw_send_request(int fd, uint16_t flags, uint16_t type, uint64_t cookie, uint64_t offset,
+		     uint32_t length);
+/* Receives a simple reply; returns its error field or -1; *cookie set. */
+int64_t raw_recv_simple_reply(int fd, uint64_t *cookie);
+
+#endif
