@@ -180,12 +180,13 @@ def verify(uri, journal_path):
         for b, what, allowed in bad[:10]:
             print("verify: block %d (offset %d): read %s, allowed %s"
                   % (b, b * BS, what, allowed[-6:]))
-        print("verify: %d of %d written blocks wrong" % (len(bad), nw))
+        print("verify %s: %d of %d written blocks wrong" % (uri, len(bad), nw))
         return 1
     undecided = sum(1 for b in after if after[b])
     with open(journal_path, "a") as jr:
         jr.write("".join("P %d %d\n" % p for p in pins))
-    print("verify: %d written blocks ok (%d had unflushed versions)" % (nw, undecided))
+    print("verify %s: %d written blocks ok (%d had unflushed versions)"
+          % (uri, nw, undecided))
     return 0
 
 
