@@ -62,7 +62,7 @@ Attach it to a VM:
 Look at it and benchmark it:
   qemu-img info $URI
   nbdinfo --map $URI
-  NBD_URI=$URI fio fio-jobs/randwrite-4k-qd32.fio
+  NBD_URI=$URI SIZE=1G RUNTIME=10 fio fio-jobs/randwrite-4k-qd32.fio
   scripts/bench.sh                      # quill vs the raw file, qemu-nbd and nbdkit
 
 Manage volumes (the CLI finds this node by itself):
