@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# bench.sh — quill against the raw disk and two other NBD servers, with the same fio
+# jobs (fio-jobs/*.fio) on the same filesystem:
+#
+#   quill     a quilld started here on a fresh file-backed store, one volume
+#   raw       fio itself, io_uring + O_DIRECT, on a preallocated raw file (the ceiling)
+#   qemu-nbd  qemu-nbd --cache=none --aio=io_uring -f raw on a preallocated raw file
+#   nbdkit    nbdkit file (cache=none) on a preallocated raw file
+#
+# Every NBD server listens on 127.0.0.1 (a free port) and is stopped by PID at the
+# end. Each target is prefilled (SIZE written once) so that reads read data, then
+# the read jobs run before the write jobs. Prints one table (IOPS, quill's mean and
+# p99 latency, the peers' IOPS and quill's ratios: the machine is noisy, compare
+# ratios across runs, not IOPS) and saves it with fio's JSON under
+# data/bench/<timestamp>/; the images and the store are deleted afterwards.
+#
+# Usage: scripts/bench.sh            (from anywhere; builds quill if needed)
+# Environment:
+#   RUNTIME=10        seconds per job            SIZE=1G   bytes each job covers
+#   TARGETS="quill raw qemu-nbd nbdkit"          JOBS="randread-4k-qd1 ..." (names
+#                                                in fio-jobs/, without .fio)
+#   TRANSPORT=tcp     or unix (NBD over unix sockets instead of 127.0.0.1)
+#   STORE_SIZE        quill's store file (default 4 x SIZE, at least 2G)
+#   NBDKIT_CACHE=none nbdkit file's cache=; "default" lets it use the page cache
+#                     (reads of memory, unlike the O_DIRECT peers)
+#   KEEP=1            keep the images and quill's store
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+RUNTIME="${RUNTIME:-10}"
+SIZE="${SIZE:-1G}"
+TARGETS="${TARGETS:-quill raw qemu-nbd nbdkit}"
+JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8}"
+TRANSPORT="${TRANSPORT:-tcp}"
+NBDKIT_CACHE="${NBDKIT_CACHE:-none}"
+QUILLD="$ROOT/build/tools/quilld"
+QUILL="$ROOT/build/tools/quill"
+
+case "$TRANSPORT" in tcp | unix) ;; *)
+	echo "bench.sh: TRANSPORT must be tcp or unix" >&2
+	exit 2
+	;;
+esac
+for c in fio python3 qemu-nbd nbdkit fallocate numfmt; do
+	command -v "$c" >/dev/null || { echo "bench.sh: $c missing (scripts/deps.sh)" >&2; exit 1; }
+done
+if [ ! -x "$QUILLD" ] || [ ! -x "$QUILL" ]; then
+	echo "bench.sh: building quill (scripts/build.sh)"
+	scripts/build.sh >/dev/null
+fi
+SIZE_BYTES="$(numfmt --from=iec "$SIZE")"
+STORE_SIZE="${STORE_SIZE:-$(((SIZE_BYTES * 4 > 2 << 30 ? SIZE_BYTES * 4 : 2 << 30) >> 20))M}"
+OUT="$ROOT/data/bench/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+export SIZE RUNTIME
+
+PIDS=()
+cleanup()
+{
+	local pid i
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || continue
+		for i in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+	if [ "${KEEP:-0}" != 1 ]; then
+		rm -rf "$OUT"/*/store "$OUT"/*/disk.img
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port()
+{
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# wait_ready PID CHECK...: until CHECK succeeds; fails if PID exits or after 30 s
+wait_ready()
+{
+	local pid="$1" i
+	shift
+	for i in $(seq 1 300); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+port_open()
+{
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# disk_image DIR: a preallocated raw file of SIZE, for raw, qemu-nbd and nbdkit
+disk_image()
+{
+	fallocate -l "$SIZE_BYTES" "$1/disk.img"
+	echo "$1/disk.img"
+}
+
+# run_fio DIR NAME: one job from fio-jobs/ against $NBD_URI (or, for raw, the file
+# $RAW_FILE with io_uring and O_DIRECT: the same job with its engine lines swapped)
+run_fio()
+{
+	local dir="$1" name="$2" job="$ROOT/fio-jobs/$2.fio"
+	if [ -n "${RAW_FILE:-}" ]; then
+		sed -e 's/^ioengine=nbd$/ioengine=io_uring\ndirect=1/' \
+			-e "s|^uri=.*|filename=$RAW_FILE|" "$job" >"$dir/$name.fio"
+		job="$dir/$name.fio"
+	fi
+	if ! fio --output-format=json --output="$dir/$name.json" "$job" >"$dir/$name.err" 2>&1; then
+		echo "bench.sh: fio $name on $(basename "$dir") failed:" >&2
+		cat "$dir/$name.err" "$dir/$name.json" >&2
+		return 1
+	fi
+	[ -s "$dir/$name.err" ] || rm -f "$dir/$name.err"
+}
+
+# start_TARGET DIR: starts the server, sets NBD_URI (or RAW_FILE) and SERVER_PID
+start_quill()
+{
+	local port sock=""
+	port="$(free_port)"
+	[ "$TRANSPORT" = unix ] && sock="$1/nbd.sock"
+	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --nbd-addr 127.0.0.1 \
+		--nbd-port "$port" ${sock:+--nbd-unix "$sock"} --control "$1/ctl.sock" \
+		>"$1/server.log" 2>&1 &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	wait_ready "$SERVER_PID" "$QUILL" --socket "$1/ctl.sock" status || return 1
+	"$QUILL" --socket "$1/ctl.sock" volume create bench "$SIZE" >/dev/null
+	NBD_URI="nbd://127.0.0.1:$port/bench"
+	[ "$TRANSPORT" = unix ] && NBD_URI="nbd+unix:///bench?socket=$sock"
+	return 0
+}
+
+start_raw()
+{
+	RAW_FILE="$(disk_image "$1")"
+}
+
+start_qemu_nbd()
+{
+	local img port sock="$1/nbd.sock"
+	img="$(disk_image "$1")"
+	port="$(free_port)"
+	if [ "$TRANSPORT" = unix ]; then
+		qemu-nbd --cache=none --aio=io_uring -f raw -x bench --persistent --shared=0 \
+			-k "$sock" "$img" >"$1/server.log" 2>&1 &
+		NBD_URI="nbd+unix:///bench?socket=$sock"
+	else
+		qemu-nbd --cache=none --aio=io_uring -f raw -x bench --persistent --shared=0 \
+			-b 127.0.0.1 -p "$port" "$img" >"$1/server.log" 2>&1 &
+		NBD_URI="nbd://127.0.0.1:$port/bench"
+	fi
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	if [ "$TRANSPORT" = unix ]; then
+		wait_ready "$SERVER_PID" test -S "$sock"
+	else
+		wait_ready "$SERVER_PID" port_open "$port"
+	fi
+}
+
+start_nbdkit()
+{
+	local img port sock="$1/nbd.sock"
+	img="$(disk_image "$1")"
+	port="$(free_port)"
+	if [ "$TRANSPORT" = unix ]; then
+		nbdkit -f --exit-with-parent -U "$sock" file "$img" cache="$NBDKIT_CACHE" \
+			>"$1/server.log" 2>&1 &
+		NBD_URI="nbd+unix:///?socket=$sock"
+	else
+		nbdkit -f --exit-with-parent -i 127.0.0.1 -p "$port" file "$img" \
+			cache="$NBDKIT_CACHE" >"$1/server.log" 2>&1 &
+		NBD_URI="nbd://127.0.0.1:$port"
+	fi
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	if [ "$TRANSPORT" = unix ]; then
+		wait_ready "$SERVER_PID" test -S "$sock"
+	else
+		wait_ready "$SERVER_PID" port_open "$port"
+	fi
+}
+
+echo "bench.sh: SIZE=$SIZE RUNTIME=${RUNTIME}s TRANSPORT=$TRANSPORT, results in $OUT"
+fio --version >"$OUT/versions.txt"
+{ qemu-nbd --version | head -1; nbdkit --version; git -C "$ROOT" rev-parse --short HEAD; } \
+	>>"$OUT/versions.txt" 2>&1 || true
+for target in $TARGETS; do
+	dir="$OUT/$target"
+	mkdir -p "$dir"
+	NBD_URI=""
+	RAW_FILE=""
+	SERVER_PID=""
+	case "$target" in
+	quill) start_quill "$dir" ;;
+	raw) start_raw "$dir" ;;
+	qemu-nbd) start_qemu_nbd "$dir" ;;
+	nbdkit) start_nbdkit "$dir" ;;
+	*) echo "bench.sh: unknown target $target" >&2; exit 2 ;;
+	esac || { echo "bench.sh: $target did not start:" >&2; cat "$dir/server.log" >&2; exit 1; }
+	export NBD_URI
+	echo "bench.sh: $target: prefill $SIZE (${NBD_URI:-$RAW_FILE})"
+	run_fio "$dir" prefill
+	for job in $JOBS; do
+		echo "bench.sh: $target: $job"
+		run_fio "$dir" "$job"
+	done
+	if [ -n "$SERVER_PID" ]; then
+		cleanup
+	fi
+	[ "${KEEP:-0}" = 1 ] || rm -f "$dir/disk.img"
+done
+
+# The table: quill's IOPS and latency, the peers' IOPS, quill's ratios. Also every
+# number of every target in summary.json.
+python3 - "$OUT" "$TARGETS" "$JOBS" <<'PY' | tee "$OUT/table.txt"
+import json, os, sys
+
+out, targets, jobs = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+
+
+def load(target, job):
+    path = os.path.join(out, target, job + ".json")
+    if not os.path.exists(path):
+        return None
+    text = open(path).read()
+    j = json.loads(text[text.index("{"):])["jobs"][0]  # skip any line fio printed first
+    dirs = [j[d] for d in ("read", "write") if j[d]["total_ios"] > 0]
+    ios = sum(d["total_ios"] for d in dirs) or 1
+    return {
+        "iops": sum(d["iops"] for d in dirs),
+        "mib_s": sum(d["bw_bytes"] for d in dirs) / 2**20,
+        "lat_mean_us": sum(d["lat_ns"]["mean"] * d["total_ios"] for d in dirs) / ios / 1e3,
+        "p99_us": max(d["clat_ns"]["percentile"]["99.000000"] for d in dirs) / 1e3,
+        "errors": j["error"],
+    }
+
+
+def lat(us):
+    return "%.0f us" % us if us < 1000 else "%.2f ms" % (us / 1000)
+
+
+def ratio(a, b):
+    return "%.2f" % (a / b) if a is not None and b else "-"
+
+
+res = {t: {job: load(t, job) for job in jobs} for t in targets}
+json.dump(res, open(os.path.join(out, "summary.json"), "w"), indent=1)
+peers = [t for t in ("qemu-nbd", "nbdkit") if t in targets]
+head = ["job", "quill IOPS", "mean lat", "p99 lat", "raw", "qemu-nbd", "nbdkit",
+        "quill/best-peer", "quill/raw"]
+rows = []
+for job in jobs:
+    q = res.get("quill", {}).get(job)
+    iops = {t: (res[t][job] or {}).get("iops") for t in targets}
+    best = max((iops[t] for t in peers if iops[t]), default=None)
+    rows.append([job,
+                 "%.0f" % q["iops"] if q else "-",
+                 lat(q["lat_mean_us"]) if q else "-",
+                 lat(q["p99_us"]) if q else "-"] +
+                ["%.0f" % iops[t] if iops.get(t) else "-" for t in ("raw", "qemu-nbd", "nbdkit")] +
+                [ratio(q and q["iops"], best), ratio(q and q["iops"], iops.get("raw"))])
+w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+for r in [head, ["-" * n for n in w]] + rows:
+    print("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
+print("IOPS of both directions summed; 1m jobs: IOPS = MiB/s. Latency: fio lat (mean),")
+print("clat p99 (worst direction). best-peer = the better of qemu-nbd and nbdkit.")
+PY
+echo "bench.sh: table and fio JSON in $OUT"
