@@ -144,6 +144,17 @@ void nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o)
 		nbd_conn_update_watch(c);
 }
 
+/* After send/recv failed: true to retry (EINTR); a real error closes the connection,
+ * EAGAIN just returns false. */
+static bool sock_retry(struct nbd_conn *c)
+{
+	if (errno == EINTR)
+		return true;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		nbd_conn_close(c, strerror(errno));
+	return false;
+}
+
 /* Writes queued output until the socket is full. */
 static void conn_flush(struct nbd_conn *c)
 {
@@ -170,10 +181,8 @@ static void conn_flush(struct nbd_conn *c)
 		mh.msg_iovlen = (size_t)k;
 		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EINTR)
+			if (sock_retry(c))
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				nbd_conn_close(c, strerror(errno));
 			return;
 		}
 		for (left = (size_t)n; left && c->out_head;) {
@@ -328,10 +337,8 @@ static void conn_read(struct nbd_conn *c)
 			return;
 		}
 		if (n < 0) {
-			if (errno == EINTR)
+			if (sock_retry(c))
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				nbd_conn_close(c, strerror(errno));
 			return;
 		}
 		if (direct)

@@ -522,21 +522,6 @@ int main(void)
 		{ "multi-conn: flush and FUA visible across connections", t_multi_conn },
 		{ "many clients on two volumes, TCP and unix", t_many_clients },
 	};
-	struct it_env env;
-	struct nbdt_server srv;
-	bool ok;
-	int r = it_begin(&env, "nbd_protocol");
 
-	if (r)
-		return r;
-	if (nbdt_start(&env, &srv, 55) < 0)
-		return it_end(&env, false);
-	ok = nbdt_run(&srv, env.seed, checks, sizeof(checks) / sizeof(checks[0]));
-	if (!ok)
-		nbdt_dump_log(&srv);
-	if (nbdt_stop(&srv) < 0) {
-		fprintf(stderr, "the harness did not stop cleanly\n");
-		ok = false;
-	}
-	return it_end(&env, ok);
+	return nbdt_main("nbd_protocol", checks, sizeof(checks) / sizeof(checks[0]));
 }

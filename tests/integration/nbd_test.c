@@ -180,7 +180,8 @@ bool nbdt_server_works(const struct nbdt_server *srv)
 	return ok;
 }
 
-bool nbdt_run(struct nbdt_server *srv, uint64_t seed, const struct nbdt_check *checks, size_t n)
+static bool nbdt_run(struct nbdt_server *srv, uint64_t seed, const struct nbdt_check *checks,
+		     size_t n)
 {
 	bool all = true;
 
@@ -194,6 +195,27 @@ bool nbdt_run(struct nbdt_server *srv, uint64_t seed, const struct nbdt_check *c
 		all = all && ok;
 	}
 	return all;
+}
+
+int nbdt_main(const char *name, const struct nbdt_check *checks, size_t n)
+{
+	struct it_env env;
+	struct nbdt_server srv;
+	bool ok;
+	int r = it_begin(&env, name);
+
+	if (r)
+		return r;
+	if (nbdt_start(&env, &srv, 55) < 0)
+		return it_end(&env, false);
+	ok = nbdt_run(&srv, env.seed, checks, n);
+	if (!ok)
+		nbdt_dump_log(&srv);
+	if (nbdt_stop(&srv) < 0) {
+		fprintf(stderr, "the harness did not stop cleanly\n");
+		ok = false;
+	}
+	return it_end(&env, ok);
 }
 
 /* ---- raw protocol ---- */
@@ -216,12 +238,11 @@ int raw_connect(const struct nbdt_server *srv)
 	return fd;
 }
 
-int raw_send(int fd, const void *buf, size_t len)
+/* All of len bytes, or -1 (EOF, error, timeout). */
+static int raw_io(int fd, uint8_t *p, size_t len, bool out)
 {
-	const uint8_t *p = buf;
-
 	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -233,21 +254,14 @@ int raw_send(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int raw_send(int fd, const void *buf, size_t len)
+{
+	return raw_io(fd, (uint8_t *)buf, len, true);
+}
+
 int raw_recv(int fd, void *buf, size_t len)
 {
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return raw_io(fd, buf, len, false);
 }
 
 bool raw_closed(int fd)

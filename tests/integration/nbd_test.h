@@ -56,12 +56,14 @@ struct nbd_handle *nbdt_connect(const struct nbdt_server *srv, const char *expor
 /* The liveness probe after each bad client: a new client writes and reads back. */
 bool nbdt_server_works(const struct nbdt_server *srv);
 
-/* Runs named checks; prints ok/FAIL per check. Returns true if all passed. */
+/* A test program: starts the harness (watchdog 55 s), runs the named checks (ok/FAIL
+ * per check, each with its own seed derived from the test's), stops the harness and
+ * expects a clean exit. Returns the exit status (0, 1 or 77 to skip). */
 struct nbdt_check {
 	const char *name;
 	bool (*fn)(struct nbdt_server *srv, uint64_t seed);
 };
-bool nbdt_run(struct nbdt_server *srv, uint64_t seed, const struct nbdt_check *checks, size_t n);
+int nbdt_main(const char *name, const struct nbdt_check *checks, size_t n);
 
 /* ---- raw protocol ---- */
 int raw_connect(const struct nbdt_server *srv);
