@@ -75,6 +75,7 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	if (srv->shutting_down)
 		return -ESHUTDOWN;
 	if (exp) {
+		exp->size = engine_volume_size(exp->vol); /* a resize shows on attach */
 		exp->refs++;
 		*out = exp;
 		return 0;
