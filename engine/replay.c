@@ -196,7 +196,7 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++)
 		r = scan_slot(eng, i, hdr_buf, ckpt_seq, &rp);
 	store_buf_free(hdr_buf);
-	if (r == 0) {
+	if (r == 0 && rp.n) {
 		qsort(rp.v, rp.n, sizeof(*rp.v), cmp_seq);
 		for (size_t i = 0; i < rp.n && r == 0; i++)
 			r = apply(&rp.v[i]);
