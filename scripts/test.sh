@@ -34,8 +34,8 @@ if step "build" scripts/build.sh; then
 	step "tests (build/)" bash -c 'cd build && ctest --output-on-failure'
 fi
 if step "build --sanitize" scripts/build.sh --sanitize; then
-	step "unit tests under ASan+UBSan (build-san/)" \
-		bash -c 'cd build-san && ctest --output-on-failure -L unit'
+	step "unit and 'san' tests under ASan+UBSan (build-san/)" \
+		bash -c "cd build-san && ctest --output-on-failure -L 'unit|san'"
 fi
 
 echo
