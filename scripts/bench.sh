@@ -55,18 +55,15 @@ OUT="$ROOT/data/bench/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 export SIZE RUNTIME
 
+# free_port, port_open, wait_ready, stop_pid
+source "$ROOT/scripts/procs.sh"
+
 PIDS=()
 cleanup()
 {
-	local pid i
+	local pid
 	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || continue
-		for i in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
+		stop_pid "$pid"
 	done
 	PIDS=()
 	if [ "${KEEP:-0}" != 1 ]; then
@@ -75,32 +72,6 @@ cleanup()
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port()
-{
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# wait_ready PID CHECK...: until CHECK succeeds; fails if PID exits or after 30 s
-wait_ready()
-{
-	local pid="$1" i
-	shift
-	for i in $(seq 1 300); do
-		kill -0 "$pid" 2>/dev/null || return 1
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-port_open()
-{
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
 
 # disk_image DIR: a preallocated raw file of SIZE, for raw, qemu-nbd and nbdkit
 disk_image()
@@ -127,22 +98,41 @@ run_fio()
 	[ -s "$dir/$name.err" ] || rm -f "$dir/$name.err"
 }
 
+# listen DIR EXPORT UNIX_FLAG ADDR_FLAG [PORT_FLAG]: where a server listens. Sets
+# LISTEN (its flags: UNIX_FLAG SOCKET, or ADDR_FLAG 127.0.0.1 PORT_FLAG PORT), READY
+# (a command that succeeds once it accepts connections) and NBD_URI.
+listen()
+{
+	local port sock="$1/nbd.sock"
+	if [ "$TRANSPORT" = unix ]; then
+		LISTEN=("$3" "$sock")
+		READY=(test -S "$sock")
+		NBD_URI="nbd+unix:///$2?socket=$sock"
+	else
+		port="$(free_port)"
+		LISTEN=("$4" 127.0.0.1 "${5:--p}" "$port")
+		READY=(port_open "$port")
+		NBD_URI="nbd://127.0.0.1:$port/$2"
+	fi
+}
+
+# started: the server just put in the background is SERVER_PID; wait for READY
+started()
+{
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	wait_ready "$SERVER_PID" "${READY[@]}"
+}
+
 # start_TARGET DIR: starts the server, sets NBD_URI (or RAW_FILE) and SERVER_PID
 start_quill()
 {
-	local port sock=""
-	port="$(free_port)"
-	[ "$TRANSPORT" = unix ] && sock="$1/nbd.sock"
-	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --nbd-addr 127.0.0.1 \
-		--nbd-port "$port" ${sock:+--nbd-unix "$sock"} --control "$1/ctl.sock" \
-		>"$1/server.log" 2>&1 &
-	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
+	listen "$1" bench --nbd-unix --nbd-addr --nbd-port
+	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --control "$1/ctl.sock" \
+		--nbd-addr "" "${LISTEN[@]}" >"$1/server.log" 2>&1 &
+	started || return 1
 	wait_ready "$SERVER_PID" "$QUILL" --socket "$1/ctl.sock" status || return 1
 	"$QUILL" --socket "$1/ctl.sock" volume create bench "$SIZE" >/dev/null
-	NBD_URI="nbd://127.0.0.1:$port/bench"
-	[ "$TRANSPORT" = unix ] && NBD_URI="nbd+unix:///bench?socket=$sock"
-	return 0
 }
 
 start_raw()
@@ -152,48 +142,22 @@ start_raw()
 
 start_qemu_nbd()
 {
-	local img port sock="$1/nbd.sock"
+	local img
 	img="$(disk_image "$1")"
-	port="$(free_port)"
-	if [ "$TRANSPORT" = unix ]; then
-		qemu-nbd --cache=none --aio=io_uring -f raw -x bench --persistent --shared=0 \
-			-k "$sock" "$img" >"$1/server.log" 2>&1 &
-		NBD_URI="nbd+unix:///bench?socket=$sock"
-	else
-		qemu-nbd --cache=none --aio=io_uring -f raw -x bench --persistent --shared=0 \
-			-b 127.0.0.1 -p "$port" "$img" >"$1/server.log" 2>&1 &
-		NBD_URI="nbd://127.0.0.1:$port/bench"
-	fi
-	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
-	if [ "$TRANSPORT" = unix ]; then
-		wait_ready "$SERVER_PID" test -S "$sock"
-	else
-		wait_ready "$SERVER_PID" port_open "$port"
-	fi
+	listen "$1" bench -k -b
+	qemu-nbd --cache=none --aio=io_uring -f raw -x bench --persistent --shared=0 \
+		"${LISTEN[@]}" "$img" >"$1/server.log" 2>&1 &
+	started
 }
 
 start_nbdkit()
 {
-	local img port sock="$1/nbd.sock"
+	local img
 	img="$(disk_image "$1")"
-	port="$(free_port)"
-	if [ "$TRANSPORT" = unix ]; then
-		nbdkit -f --exit-with-parent -U "$sock" file "$img" cache="$NBDKIT_CACHE" \
-			>"$1/server.log" 2>&1 &
-		NBD_URI="nbd+unix:///?socket=$sock"
-	else
-		nbdkit -f --exit-with-parent -i 127.0.0.1 -p "$port" file "$img" \
-			cache="$NBDKIT_CACHE" >"$1/server.log" 2>&1 &
-		NBD_URI="nbd://127.0.0.1:$port"
-	fi
-	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
-	if [ "$TRANSPORT" = unix ]; then
-		wait_ready "$SERVER_PID" test -S "$sock"
-	else
-		wait_ready "$SERVER_PID" port_open "$port"
-	fi
+	listen "$1" "" -U -i
+	nbdkit -f --exit-with-parent "${LISTEN[@]}" file "$img" cache="$NBDKIT_CACHE" \
+		>"$1/server.log" 2>&1 &
+	started
 }
 
 echo "bench.sh: SIZE=$SIZE RUNTIME=${RUNTIME}s TRANSPORT=$TRANSPORT, results in $OUT"

@@ -25,6 +25,8 @@ QUILLD="${QUILLD:-$IT_ROOT/build/tools/quilld}"
 QUILL="${QUILL:-$IT_ROOT/build/tools/quill}"
 QUILL_TEST_SERVER="${QUILL_TEST_SERVER:-quilld}"
 FIO_JOBS="$IT_ROOT/fio-jobs"
+# free_port, port_open, wait_ready, stop_pid
+source "$IT_ROOT/scripts/procs.sh"
 
 IT_NAME=""
 WORK=""
@@ -61,21 +63,6 @@ need_cmd()
 track()
 {
 	IT_PIDS+=("$1")
-}
-
-# Stops one process by PID: SIGTERM, up to 10 s, then SIGKILL. Reaps it if it is
-# our child.
-stop_pid()
-{
-	local pid="$1" i
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
 }
 
 it_cleanup()
@@ -122,24 +109,17 @@ it_init()
 	log "server $QUILL_TEST_SERVER, scratch $WORK"
 }
 
-free_port()
+server_ready()
 {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-port_open()
-{
-	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	port_open "$NBD_PORT" &&
+		{ [ "$QUILL_TEST_SERVER" = nbdkit ] || quill status >/dev/null 2>&1; }
 }
 
 # Starts the server on $WORK's store; retries with another port if the one picked
 # was taken in the meantime.
 server_start()
 {
-	local attempt i
+	local attempt
 	for attempt in 1 2 3; do
 		NBD_PORT="$(free_port)"
 		case "$QUILL_TEST_SERVER" in
@@ -157,21 +137,12 @@ server_start()
 		esac
 		SERVER_PID=$!
 		track "$SERVER_PID"
-		for i in $(seq 1 300); do
-			if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-				wait "$SERVER_PID" 2>/dev/null || true
-				break
-			fi
-			if port_open "$NBD_PORT" && { [ "$QUILL_TEST_SERVER" = nbdkit ] ||
-				"$QUILL" --socket "$WORK/ctl.sock" status >/dev/null 2>&1; }; then
-				log "server pid $SERVER_PID on 127.0.0.1:$NBD_PORT"
-				return 0
-			fi
-			sleep 0.1
-		done
-		if kill -0 "$SERVER_PID" 2>/dev/null; then
-			fail "server pid $SERVER_PID not ready after 30 s"
+		if wait_ready "$SERVER_PID" server_ready; then
+			log "server pid $SERVER_PID on 127.0.0.1:$NBD_PORT"
+			return 0
 		fi
+		kill -0 "$SERVER_PID" 2>/dev/null && fail "server pid $SERVER_PID not ready after 30 s"
+		wait "$SERVER_PID" 2>/dev/null || true
 		grep -qi 'in use' "$WORK/server.log" || fail "server exited at start-up"
 		log "port $NBD_PORT taken, trying another"
 	done

@@ -1,0 +1,45 @@
+# scripts/procs.sh — helpers for scripts that start servers on 127.0.0.1 and stop
+# them by PID (scripts/bench.sh, tests/integration/clients_lib.sh). Sourced.
+
+# free_port: prints a TCP port of 127.0.0.1 that was free a moment ago
+free_port()
+{
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# port_open PORT: does something accept connections on 127.0.0.1:PORT?
+port_open()
+{
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_ready PID CHECK...: until the command CHECK succeeds; fails if PID exits
+# first or after 30 s
+wait_ready()
+{
+	local pid="$1" i
+	shift
+	for i in $(seq 1 300); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; reaps PID if it is our child
+stop_pid()
+{
+	local pid="$1" i
+	if kill -TERM "$pid" 2>/dev/null; then
+		for i in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
