@@ -103,6 +103,9 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 		end = pos + 1 + sum->data_blocks;
 		if (end > eng->blocks_per_seg)
 			break;
+		/* even a torn batch spent its number: never hand it out again */
+		if (sum->seq > rp->max_seq)
+			rp->max_seq = sum->seq;
 		if (sum->seq > ckpt_seq) {
 			uint32_t bad;
 
@@ -122,8 +125,6 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 			if (r < 0)
 				break;
 		}
-		if (sum->seq > rp->max_seq)
-			rp->max_seq = sum->seq;
 		s->last_seq = sum->seq;
 		pos = end;
 	}
