@@ -16,7 +16,7 @@ struct meta;
 struct meta_batch;
 
 #define ENG_LOG "engine"
-#define ENG_MAX_INFLIGHT_BATCHES 2 /* per volume: more batches queue up and group */
+#define ENG_MAX_INFLIGHT_BATCHES 4 /* per volume: more batches queue up and group */
 #define ENG_GC_RESERVE_DEFAULT 2
 
 enum slot_state { SLOT_FREE = 0, SLOT_OPEN, SLOT_SEALED };
@@ -176,9 +176,9 @@ void eng_slot_release(struct engine *eng, uint32_t slot);
 
 /* gc.c */
 void eng_gc_maybe(struct engine *eng);
-/* The slot the cleaner should take next (cost-benefit), or -1. *empty_waiting tells
- * whether some slot is already empty and only waits for a checkpoint. */
+/* The slot the cleaner should take next (cost-benefit), or -1. *empty_waiting counts
+ * the slots that are already empty and only wait for a checkpoint. */
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
-			   uint64_t next_seq, bool *empty_waiting);
+			   uint64_t next_seq, uint32_t *empty_waiting);
 
 #endif

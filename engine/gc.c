@@ -36,18 +36,18 @@ static bool frees_at_checkpoint(const struct slot *s)
 }
 
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
-			   uint64_t next_seq, bool *empty_waiting)
+			   uint64_t next_seq, uint32_t *empty_waiting)
 {
 	int64_t best = -1;
 	double best_score = 0;
 
-	*empty_waiting = false;
+	*empty_waiting = 0;
 	for (uint32_t i = 0; i < nslots; i++) {
 		const struct slot *s = &slots[i];
 		double u, age, score;
 
 		if (frees_at_checkpoint(s)) {
-			*empty_waiting = true;
+			(*empty_waiting)++;
 			continue;
 		}
 		if (!cleanable(s, blocks_per_seg))
@@ -73,7 +73,6 @@ static void moves_done(void *arg, int res)
 	eng->gc_no_room = res == -ENOSPC;
 	eng->gc_busy = false;
 	eng->stats.gc_runs++;
-	eng->ckpt_wanted = true; /* frees the victim */
 }
 
 /* Is data block `block` of the victim, holding lba, still what the map points at? */
@@ -153,34 +152,42 @@ static void victim_read(void *arg, int res)
 	eng_req_put(eng, &eng->gc_req, r);
 }
 
+/* Free slots the automatic cleaner keeps: the reserve, and ~3% of the store so that
+ * cleaning runs ahead of the writes instead of behind them. */
+static unsigned low_water(const struct engine *eng)
+{
+	unsigned w = eng->sb.segment_count / 32;
+
+	return w > eng->gc_reserve + 2 ? w : eng->gc_reserve + 2;
+}
+
 void eng_gc_maybe(struct engine *eng)
 {
 	unsigned want = eng->gc_want_free;
-	bool empty_waiting;
+	uint32_t empty;
 	int64_t victim;
 	int r;
 
 	if (eng->gc_busy || eng->closing)
 		return;
-	if (eng->opts.gc_auto && want < eng->gc_reserve + 2)
-		want = eng->gc_reserve + 2;
+	if (eng->opts.gc_auto && want < low_water(eng))
+		want = low_water(eng);
 	if (eng->nfree >= want && !eng->parked_head) {
 		eng->gc_want_free = 0;
 		return;
 	}
 	victim = eng_gc_pick_victim(eng->slots, eng->sb.segment_count, eng->blocks_per_seg,
-				    eng->next_seq, &empty_waiting);
-	if (empty_waiting) {
-		/* a checkpoint frees slots without moving a block: let it go first */
-		if (!eng->ckpt_busy)
-			eng->ckpt_wanted = true;
+				    eng->next_seq, &empty);
+	/* empty slots only wait for a checkpoint: one frees them all at once */
+	if (empty && !eng->ckpt_busy)
+		eng->ckpt_wanted = true;
+	if (eng->nfree + empty >= want)
 		return;
-	}
 	if (victim < 0 || (eng->gc_no_room && eng->nfree == 0)) {
 		/* nothing worth cleaning, or nowhere to move blocks: unless a checkpoint is
 		 * about to free slots, the waiting writes cannot be served */
 		eng->gc_stalled = true;
-		if (!eng->ckpt_busy && eng->parked_head)
+		if (!eng->ckpt_busy && !empty && eng->parked_head)
 			eng_run_parked(eng, true);
 		return;
 	}
