@@ -96,6 +96,9 @@ int meta_open(const char *path, struct meta **out)
 	rocksdb_options_set_max_write_buffer_number(m->opts, META_MAX_WRITE_BUFFERS);
 	rocksdb_options_set_info_log_level(m->opts, 2 /* WARN */);
 	rocksdb_options_set_keep_log_file_num(m->opts, 3);
+	/* The values are packed binary (extent map chunks): compressing them costs CPU the
+	 * I/O path needs and saves little. */
+	rocksdb_options_set_compression(m->opts, rocksdb_no_compression);
 
 	m->ro = rocksdb_readoptions_create();
 	m->wo_sync = rocksdb_writeoptions_create();
