@@ -550,6 +550,11 @@ int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_byt
 		}
 		if (res < 0)
 			return res;
+		/* Checkpoint the trimmed map before the record gives the smaller size:
+		 * engine_open() refuses stored map chunks past a volume's end. */
+		r = eng_ckpt_sync(eng);
+		if (r < 0)
+			return r;
 	}
 	rec = vol->rec;
 	rec.size = size_bytes;
