@@ -1,0 +1,920 @@
+/* tests/unit/engine/test_engine.c — the engine through its public API (engine/engine.h)
+ * on a file-backed store.
+ *
+ * Each test gets a scratch directory under $QUILL_TEST_DIR, else the build directory
+ * (QUILL_TEST_DIR at compile time), which must support O_DIRECT; a test whose
+ * directory does not is skipped with the reason.
+ *
+ * Crashes are simulated by a child process that opens the engine, works, and _exit()s
+ * without closing it: what it wrote after its last checkpoint is only in the log, so
+ * the parent's engine_open() must roll it forward. Damage is done to the closed store
+ * file directly, at the places the on-disk format (engine/ondisk.h) says.
+ */
+#include "engine/engine.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine/ondisk.h"
+
+#ifndef QUILL_TEST_DIR
+#define QUILL_TEST_DIR "/var/tmp"
+#endif
+
+#define BLK ENGINE_BLOCK_SIZE
+#define SEG_BLOCKS 32u
+#define SEG_SIZE (SEG_BLOCKS * BLK)
+#define NSEGS 16u
+#define STORE_SIZE (QUILL_DATA_OFFSET + (uint64_t)NSEGS * SEG_SIZE)
+#define VOL_BLOCKS 1024u
+#define VOL_SIZE ((uint64_t)VOL_BLOCKS * BLK)
+
+static char dir[PATH_MAX];
+static char store_path[PATH_MAX + 16];
+static char meta_path[PATH_MAX + 16];
+static struct engine *eng; /* the engine under test: the I/O helpers run it */
+
+/* ---- scratch directory ---- */
+
+static void setup(void)
+{
+	const char *base = getenv("QUILL_TEST_DIR");
+	char probe[PATH_MAX + 16];
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/quill-engine-XXXXXX", base && *base ? base : QUILL_TEST_DIR);
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
+	snprintf(store_path, sizeof(store_path), "%s/store.img", dir);
+	snprintf(meta_path, sizeof(meta_path), "%s/meta", dir);
+	snprintf(probe, sizeof(probe), "%s/probe", dir);
+	fd = open(probe, O_RDWR | O_CREAT | O_DIRECT, 0600);
+	if (fd < 0)
+		cr_skip_test("%s does not support O_DIRECT (%s); set QUILL_TEST_DIR", dir,
+			     strerror(errno));
+	close(fd);
+	unlink(probe);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+static void teardown(void)
+{
+	engine_close(eng);
+	eng = NULL;
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(engine, .init = setup, .fini = teardown);
+
+/* ---- opening ---- */
+
+static void opts_for(struct engine_opts *o, const char *store, const char *meta, bool format)
+{
+	engine_opts_init(o);
+	o->store_path = store;
+	o->meta_path = meta;
+	o->store_size = STORE_SIZE;
+	o->format = format;
+	o->segment_size = SEG_SIZE;
+	o->queue_depth = 16;
+	o->checkpoint_ms = 600000; /* checkpoints only when a test (or close) asks */
+}
+
+static int try_open(bool format)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, format);
+	return engine_open(&o, &eng);
+}
+
+static void open_engine(void)
+{
+	int r = try_open(true);
+
+	cr_assert_eq(r, 0, "engine_open: %s", strerror(-r));
+}
+
+static void reopen_engine(void)
+{
+	engine_close(eng);
+	eng = NULL;
+	open_engine();
+}
+
+static struct engine_stats stats(void)
+{
+	struct engine_stats st;
+
+	engine_get_stats(eng, &st);
+	return st;
+}
+
+static struct engine_volume *create_and_open(const char *name, uint64_t size)
+{
+	struct engine_volume *vol = NULL;
+
+	cr_assert_eq(engine_volume_create(eng, name, size), 0, "create %s", name);
+	cr_assert_eq(engine_volume_open(eng, name, &vol), 0, "open %s", name);
+	return vol;
+}
+
+static struct engine_volume *open_vol(const char *name)
+{
+	struct engine_volume *vol = NULL;
+
+	cr_assert_eq(engine_volume_open(eng, name, &vol), 0, "open %s", name);
+	return vol;
+}
+
+static struct engine_volume_info info(const char *name)
+{
+	struct engine_volume_info in;
+
+	cr_assert_eq(engine_volume_info(eng, name, &in), 0, "info %s", name);
+	return in;
+}
+
+/* ---- blocking I/O: run the engine until the callback fires ---- */
+
+struct done {
+	bool done;
+	int res;
+};
+
+static void on_done(void *arg, int res)
+{
+	struct done *d = arg;
+
+	cr_assert_not(d->done, "callback ran twice");
+	d->res = res;
+	d->done = true;
+}
+
+/* Waits for the callback of a call that returned r. */
+static int finish(int r, struct done *d)
+{
+	if (r < 0)
+		return r;
+	r = engine_wait(eng, &d->done);
+	return r < 0 ? r : d->res;
+}
+
+static int vwrite(struct engine_volume *vol, uint64_t lba, uint32_t n, const void *buf)
+{
+	struct done d = { 0 };
+
+	return finish(engine_write(vol, lba, n, buf, 0, on_done, &d), &d);
+}
+
+static int vread(struct engine_volume *vol, uint64_t lba, uint32_t n, void *buf)
+{
+	struct done d = { 0 };
+
+	return finish(engine_read(vol, lba, n, buf, on_done, &d), &d);
+}
+
+static int vtrim(struct engine_volume *vol, uint64_t lba, uint64_t n)
+{
+	struct done d = { 0 };
+
+	return finish(engine_trim(vol, lba, n, 0, on_done, &d), &d);
+}
+
+static int eflush(void)
+{
+	struct done d = { 0 };
+
+	return finish(engine_flush(eng, on_done, &d), &d);
+}
+
+/* ---- block contents ---- */
+
+/* buf may be unaligned: the words are copied in. */
+static void fill(void *buf, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	uint8_t *p = buf;
+
+	for (uint32_t b = 0; b < n; b++) {
+		for (uint32_t i = 0; i < BLK / 4; i++, p += 4) {
+			uint32_t w = (uint32_t)(lba + b) * 2654435761u ^ tag * 40503u ^ i;
+
+			memcpy(p, &w, sizeof(w));
+		}
+	}
+}
+
+/* Writes n blocks from lba tagged tag, from an unaligned buffer. */
+static void write_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	uint8_t *mem = malloc((size_t)n * BLK + 1);
+	int r;
+
+	cr_assert_not_null(mem);
+	fill(mem + 1, lba, n, tag);
+	r = vwrite(vol, lba, n, mem + 1);
+	free(mem);
+	cr_assert_eq(r, 0, "write %u blocks at %llu: %s", n, (unsigned long long)lba, strerror(-r));
+}
+
+/* Reads n blocks at lba (into an unaligned buffer) and checks they carry tag, or are
+ * zeros for tag 0. */
+static void expect_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	uint8_t *mem = malloc((size_t)n * BLK + 3);
+	uint8_t *want = calloc(n, BLK);
+	int r;
+
+	cr_assert(mem && want);
+	memset(mem, 0xee, (size_t)n * BLK + 3);
+	if (tag)
+		fill(want, lba, n, tag);
+	r = vread(vol, lba, n, mem + 3);
+	cr_assert_eq(r, 0, "read %u blocks at %llu: %s", n, (unsigned long long)lba, strerror(-r));
+	for (uint32_t b = 0; b < n; b++)
+		cr_assert_eq(memcmp(mem + 3 + (size_t)b * BLK, want + (size_t)b * BLK, BLK), 0,
+			     "lba %llu: not tag %u", (unsigned long long)(lba + b), tag);
+	free(mem);
+	free(want);
+}
+
+/* ---- crashes ---- */
+
+/* Runs fn in a child process; fn returns 0 or a line number to report. A crash is a
+ * child that returns without closing its engine: _exit() writes no final checkpoint.
+ * RocksDB's background threads do not survive fork(), so a test forks before its own
+ * process opens an engine. */
+static void in_child(int (*fn)(void))
+{
+	pid_t pid;
+	int status;
+
+	cr_assert_null(eng, "fork before the test's own engine_open");
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(fn() == 0 ? 0 : 1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %d", status);
+}
+
+/* In a child: no Criterion assertions, just a status. */
+#define CHILD_CHECK(x) \
+	do { \
+		if (!(x)) { \
+			fprintf(stderr, "child: %s:%d: %s\n", __FILE__, __LINE__, #x); \
+			return __LINE__; \
+		} \
+	} while (0)
+
+/* ---- the store file, read and damaged behind the engine's back ---- */
+
+/* The newest on-disk copy of one volume block: where it is and in which batch. */
+struct found {
+	bool found;
+	uint64_t off;
+	uint64_t seq;
+};
+
+static void pread_block(int fd, uint64_t off, void *buf)
+{
+	cr_assert_eq(pread(fd, buf, BLK, (off_t)off), (ssize_t)BLK, "pread at %llu",
+		     (unsigned long long)off);
+}
+
+/* Walks one slot's batches, noting the newest DATA/MOVE copy of lba. */
+static void scan_slot(int fd, const struct superblock *sb, uint32_t slot, uint64_t lba,
+		      struct found *f)
+{
+	static uint8_t buf[BLK];
+	static struct summary sum;
+	uint64_t base = sb->data_offset + (uint64_t)slot * sb->segment_size;
+	uint32_t bps = sb->segment_size / BLK;
+	struct segment_header h;
+
+	pread_block(fd, base, buf);
+	if (ondisk_segment_header_decode(buf, BLK, &h) < 0 || h.state != ONDISK_SEG_USED ||
+	    memcmp(h.uuid, sb->uuid, sizeof(h.uuid)) != 0)
+		return;
+	for (uint32_t pos = 1; pos < bps; pos += 1 + sum.data_blocks) {
+		uint32_t d = 0;
+
+		pread_block(fd, base + (uint64_t)pos * BLK, buf);
+		if (ondisk_summary_decode(buf, BLK, &sum) < 0 || sum.generation != h.generation)
+			return;
+		for (uint32_t i = 0; i < sum.nentries; i++) {
+			const struct summary_entry *e = &sum.entries[i];
+
+			if (e->kind == ONDISK_ENTRY_TRIM)
+				continue;
+			d++;
+			if (e->lba == lba && (!f->found || sum.seq > f->seq)) {
+				f->found = true;
+				f->seq = sum.seq;
+				f->off = base + (uint64_t)(pos + d) * BLK;
+			}
+		}
+	}
+}
+
+/* Flips a byte of the newest copy of lba in the closed store, which holds one volume;
+ * returns its batch's seq. */
+static uint64_t corrupt_block(uint64_t lba)
+{
+	static uint8_t buf[BLK];
+	struct superblock sb;
+	struct found f = { 0 };
+	int fd = open(store_path, O_RDWR);
+
+	cr_assert_geq(fd, 0);
+	pread_block(fd, 0, buf);
+	cr_assert_eq(ondisk_superblock_decode(buf, BLK, &sb), 0);
+	for (uint32_t slot = 0; slot < sb.segment_count; slot++)
+		scan_slot(fd, &sb, slot, lba, &f);
+	cr_assert(f.found, "no copy of lba %llu on disk", (unsigned long long)lba);
+	pread_block(fd, f.off, buf);
+	buf[100] ^= 0x5a;
+	cr_assert_eq(pwrite(fd, buf, BLK, (off_t)f.off), (ssize_t)BLK);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+	return f.seq;
+}
+
+/* ================= opening and formatting ================= */
+
+Test(engine, format_then_open_without_format)
+{
+	struct engine_stats st;
+
+	open_engine();
+	st = stats();
+	cr_assert_eq(st.segment_size, SEG_SIZE);
+	cr_assert_eq(st.segments_total, NSEGS);
+	cr_assert_eq(st.segments_free, NSEGS);
+	cr_assert_eq(st.live_blocks, 0);
+	engine_close(eng);
+	eng = NULL;
+	cr_assert_eq(try_open(false), 0, "a formatted store opens without format");
+	cr_assert_eq(stats().segments_total, NSEGS);
+}
+
+Test(engine, store_without_superblock_needs_format)
+{
+	cr_assert_eq(try_open(false), -ENOENT);
+	cr_assert_null(eng);
+}
+
+Test(engine, metadata_of_another_store_is_refused)
+{
+	char other_store[PATH_MAX + 32], other_meta[PATH_MAX + 32];
+	struct engine_opts o;
+
+	open_engine();
+	engine_close(eng);
+	eng = NULL;
+	snprintf(other_store, sizeof(other_store), "%s/other.img", dir);
+	snprintf(other_meta, sizeof(other_meta), "%s/other-meta", dir);
+	opts_for(&o, other_store, other_meta, true);
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	engine_close(eng);
+	eng = NULL;
+
+	opts_for(&o, other_store, meta_path, false);
+	cr_assert_eq(engine_open(&o, &eng), -EINVAL);
+	cr_assert_null(eng);
+}
+
+Test(engine, empty_metadata_for_a_formatted_store_is_refused)
+{
+	char fresh_meta[PATH_MAX + 32];
+	struct engine_opts o;
+
+	open_engine();
+	engine_close(eng);
+	eng = NULL;
+	snprintf(fresh_meta, sizeof(fresh_meta), "%s/fresh-meta", dir);
+	opts_for(&o, store_path, fresh_meta, true); /* format: only if no superblock */
+	cr_assert_eq(engine_open(&o, &eng), -EINVAL);
+	cr_assert_null(eng);
+}
+
+/* ================= volume management ================= */
+
+static int collect_names(const struct engine_volume_info *in, void *arg)
+{
+	char *names = arg;
+
+	strcat(names, in->name);
+	strcat(names, ",");
+	return 0;
+}
+
+static int stop_at_first(const struct engine_volume_info *in, void *arg)
+{
+	(void)in;
+	++*(int *)arg;
+	return 42;
+}
+
+Test(engine, volume_create_list_info_delete)
+{
+	char names[256] = "";
+	struct engine_volume_info a;
+	int calls = 0;
+
+	open_engine();
+	cr_assert_eq(engine_volume_create(eng, "zeta", VOL_SIZE), 0);
+	cr_assert_eq(engine_volume_create(eng, "alpha", 2 * VOL_SIZE), 0);
+	cr_assert_eq(engine_volume_create(eng, "mid.vol-1_x", BLK), 0);
+	cr_assert_eq(engine_volume_list(eng, collect_names, names), 0);
+	cr_assert_str_eq(names, "alpha,mid.vol-1_x,zeta,", "list is in name order");
+	cr_assert_eq(engine_volume_list(eng, stop_at_first, &calls), 42);
+	cr_assert_eq(calls, 1);
+
+	a = info("alpha");
+	cr_assert_str_eq(a.name, "alpha");
+	cr_assert_eq(a.size, 2 * VOL_SIZE);
+	cr_assert_eq(a.mapped_blocks, 0);
+	cr_assert_eq(a.segments, 0);
+	cr_assert_not(a.open);
+	cr_assert_neq(a.id, info("zeta").id);
+	cr_assert_gt(a.created_ns, 0);
+
+	cr_assert_eq(engine_volume_delete(eng, "alpha"), 0);
+	cr_assert_eq(engine_volume_info(eng, "alpha", &a), -ENOENT);
+	reopen_engine();
+	names[0] = '\0';
+	cr_assert_eq(engine_volume_list(eng, collect_names, names), 0);
+	cr_assert_str_eq(names, "mid.vol-1_x,zeta,", "volume table survives a reopen");
+}
+
+Test(engine, volume_ids_are_not_reused)
+{
+	uint64_t id;
+
+	open_engine();
+	cr_assert_eq(engine_volume_create(eng, "v", VOL_SIZE), 0);
+	id = info("v").id;
+	cr_assert_eq(engine_volume_delete(eng, "v"), 0);
+	reopen_engine();
+	cr_assert_eq(engine_volume_create(eng, "v", VOL_SIZE), 0);
+	cr_assert_gt(info("v").id, id);
+}
+
+Test(engine, volume_create_refuses_a_taken_name)
+{
+	open_engine();
+	cr_assert_eq(engine_volume_create(eng, "v", VOL_SIZE), 0);
+	cr_assert_eq(engine_volume_create(eng, "v", 2 * VOL_SIZE), -EEXIST);
+	cr_assert_eq(info("v").size, VOL_SIZE);
+}
+
+Test(engine, volume_create_refuses_bad_names)
+{
+	char longest[ENGINE_VOLUME_NAME_MAX + 2];
+	const char *bad[] = { "", "a/b", "a b", "vol\n", "é", longest };
+
+	memset(longest, 'x', sizeof(longest) - 1);
+	longest[sizeof(longest) - 1] = '\0'; /* one too long */
+	open_engine();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(engine_volume_create(eng, bad[i], VOL_SIZE), -EINVAL, "name '%s'", bad[i]);
+	cr_expect_eq(engine_volume_create(eng, NULL, VOL_SIZE), -EINVAL);
+	longest[ENGINE_VOLUME_NAME_MAX] = '\0';
+	cr_assert_eq(engine_volume_create(eng, longest, VOL_SIZE), 0, "63 characters are fine");
+}
+
+Test(engine, volume_create_refuses_bad_sizes)
+{
+	const uint64_t bad[] = { 0, 1, BLK - 1, BLK + 512, (1ull << 60) + BLK };
+
+	open_engine();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(engine_volume_create(eng, "v", bad[i]), -EINVAL, "size %llu",
+			     (unsigned long long)bad[i]);
+	cr_assert_eq(engine_volume_create(eng, "v", BLK), 0);
+	cr_assert_eq(engine_volume_resize(eng, "v", 0), -EINVAL);
+	cr_assert_eq(engine_volume_resize(eng, "v", BLK + 1), -EINVAL);
+}
+
+Test(engine, unknown_volume_is_enoent)
+{
+	struct engine_volume *vol = NULL;
+	struct engine_volume_info in;
+
+	open_engine();
+	cr_assert_eq(engine_volume_open(eng, "nope", &vol), -ENOENT);
+	cr_assert_eq(engine_volume_info(eng, "nope", &in), -ENOENT);
+	cr_assert_eq(engine_volume_delete(eng, "nope"), -ENOENT);
+	cr_assert_eq(engine_volume_resize(eng, "nope", VOL_SIZE), -ENOENT);
+}
+
+Test(engine, open_volume_is_busy)
+{
+	struct engine_volume *vol, *again = NULL;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	cr_assert_eq(engine_volume_open(eng, "v", &again), -EBUSY);
+	cr_assert_eq(engine_volume_delete(eng, "v"), -EBUSY);
+	cr_assert(info("v").open);
+	engine_volume_close(vol);
+	cr_assert_not(info("v").open);
+	cr_assert_eq(engine_volume_delete(eng, "v"), 0);
+}
+
+/* open_engine() must come first: create_and_open uses it. */
+static struct engine_volume *fresh_volume(const char *name, uint64_t size)
+{
+	open_engine();
+	return create_and_open(name, size);
+}
+
+Test(engine, io_past_the_end_is_out_of_range)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	uint8_t *buf = calloc(2, BLK);
+	struct done d = { 0 };
+
+	cr_assert_eq(engine_read(vol, VOL_BLOCKS, 1, buf, on_done, &d), -ERANGE);
+	cr_assert_eq(engine_read(vol, VOL_BLOCKS - 1, 2, buf, on_done, &d), -ERANGE);
+	cr_assert_eq(engine_write(vol, VOL_BLOCKS - 1, 2, buf, 0, on_done, &d), -ERANGE);
+	cr_assert_eq(engine_write(vol, UINT64_MAX, 1, buf, 0, on_done, &d), -ERANGE);
+	cr_assert_eq(engine_trim(vol, 1, VOL_BLOCKS, 0, on_done, &d), -ERANGE);
+	cr_assert_eq(engine_trim(vol, 2, UINT64_MAX, 0, on_done, &d), -ERANGE);
+	cr_assert_geq(engine_poll(eng, 0), 0);
+	cr_assert_not(d.done, "a refused call never calls back");
+	cr_assert_eq(vwrite(vol, VOL_BLOCKS - 2, 2, buf), 0, "the last blocks are in range");
+	free(buf);
+}
+
+Test(engine, io_with_bad_arguments_is_einval)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	uint8_t *buf = calloc(1, BLK);
+	struct done d = { 0 };
+
+	cr_assert_eq(engine_read(vol, 0, 0, buf, on_done, &d), -EINVAL);
+	cr_assert_eq(engine_read(vol, 0, 1, NULL, on_done, &d), -EINVAL);
+	cr_assert_eq(engine_read(vol, 0, 1, buf, NULL, &d), -EINVAL);
+	cr_assert_eq(engine_write(vol, 0, 0, buf, 0, on_done, &d), -EINVAL);
+	cr_assert_eq(engine_write(vol, 0, 1, buf, 0x80, on_done, &d), -EINVAL);
+	cr_assert_eq(engine_trim(vol, 0, 0, 0, on_done, &d), -EINVAL);
+	cr_assert_eq(engine_flush(eng, NULL, NULL), -EINVAL);
+	cr_assert_geq(engine_poll(eng, 0), 0);
+	cr_assert_not(d.done);
+	free(buf);
+}
+
+/* ================= data ================= */
+
+Test(engine, unwritten_blocks_read_as_zeros)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+
+	expect_tagged(vol, 0, 70, 0);
+	write_tagged(vol, 10, 1, 5);
+	expect_tagged(vol, 0, 10, 0);
+	expect_tagged(vol, 10, 1, 5);
+	expect_tagged(vol, 11, 60, 0);
+	cr_assert(engine_block_mapped(vol, 10));
+	cr_assert_not(engine_block_mapped(vol, 11));
+	cr_assert_eq(info("v").mapped_blocks, 1);
+}
+
+Test(engine, write_read_round_trip_with_unaligned_buffers)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+
+	/* more than a batch (168 entries) and several segments in one call */
+	write_tagged(vol, 3, 300, 1);
+	write_tagged(vol, 500, 1, 2);
+	write_tagged(vol, 100, 20, 3); /* overwrite inside */
+	expect_tagged(vol, 3, 97, 1);
+	expect_tagged(vol, 100, 20, 3);
+	expect_tagged(vol, 120, 183, 1);
+	expect_tagged(vol, 500, 1, 2);
+	expect_tagged(vol, 0, 3, 0);
+	cr_assert_eq(info("v").mapped_blocks, 301);
+	cr_assert_geq(info("v").segments, 300 / SEG_BLOCKS);
+}
+
+Test(engine, fua_write_and_flush_complete)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	uint8_t *buf = malloc(BLK);
+	struct done d = { 0 };
+
+	fill(buf, 7, 1, 9);
+	cr_assert_eq(finish(engine_write(vol, 7, 1, buf, ENGINE_FUA, on_done, &d), &d), 0);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(eflush(), 0, "a flush with nothing to flush");
+	free(buf);
+	expect_tagged(vol, 7, 1, 9);
+}
+
+Test(engine, trim_reads_zeros_and_unmaps)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+
+	write_tagged(vol, 0, 100, 1);
+	cr_assert_eq(vtrim(vol, 10, 20), 0);
+	expect_tagged(vol, 0, 10, 1);
+	expect_tagged(vol, 10, 20, 0);
+	expect_tagged(vol, 30, 70, 1);
+	cr_assert_not(engine_block_mapped(vol, 10));
+	cr_assert_eq(info("v").mapped_blocks, 80);
+	cr_assert_eq(vtrim(vol, 0, VOL_BLOCKS), 0, "the whole volume, holes included");
+	cr_assert_eq(info("v").mapped_blocks, 0);
+	expect_tagged(vol, 0, 100, 0);
+}
+
+Test(engine, space_accounting_follows_writes_trims_and_deletes)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	struct engine_stats st;
+
+	write_tagged(vol, 0, 100, 1);
+	st = stats();
+	cr_assert_eq(st.live_blocks, 100);
+	cr_assert_lt(st.segments_free, NSEGS);
+	cr_assert_eq(st.segments_open, 1);
+	cr_assert_geq(st.used_blocks, 100 + 1);
+
+	write_tagged(vol, 0, 50, 2); /* overwrites are not extra live blocks */
+	cr_assert_eq(stats().live_blocks, 100);
+	cr_assert_gt(stats().used_blocks, st.used_blocks, "the log only grows");
+
+	cr_assert_eq(vtrim(vol, 90, 20), 0); /* 10 of them mapped */
+	cr_assert_eq(stats().live_blocks, 90);
+
+	engine_volume_close(vol);
+	cr_assert_eq(engine_volume_delete(eng, "v"), 0);
+	st = stats();
+	cr_assert_eq(st.live_blocks, 0);
+	cr_assert_eq(st.segments_free, NSEGS, "a deleted volume's segments are free at once");
+	cr_assert_eq(st.used_blocks, 0);
+}
+
+Test(engine, cleaner_frees_overwritten_segments_and_keeps_data)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	struct engine_stats before, after;
+	int freed;
+
+	write_tagged(vol, 0, 200, 1);
+	for (uint64_t lba = 0; lba < 200; lba += 2) /* every other block: slots half live */
+		write_tagged(vol, lba, 1, 2);
+	before = stats();
+	cr_assert_eq(before.live_blocks, 200);
+
+	freed = engine_gc(eng, before.segments_free + 2);
+	cr_assert_gt(freed, 0, "engine_gc: %d", freed);
+	after = stats();
+	cr_assert_gt(after.segments_free, before.segments_free);
+	cr_assert_gt(after.gc_blocks_moved, 0);
+	cr_assert_geq(after.gc_segments_freed, (uint64_t)freed);
+	cr_assert_eq(after.live_blocks, 200, "moving blocks does not change what is live");
+	cr_assert_lt(after.used_blocks, before.used_blocks);
+	for (uint64_t lba = 0; lba < 200; lba++)
+		expect_tagged(vol, lba, 1, lba % 2 ? 1 : 2);
+
+	engine_volume_close(vol);
+	reopen_engine();
+	vol = open_vol("v");
+	for (uint64_t lba = 0; lba < 200; lba++)
+		expect_tagged(vol, lba, 1, lba % 2 ? 1 : 2);
+	cr_assert_eq(stats().live_blocks, 200);
+}
+
+Test(engine, cleaner_frees_fully_overwritten_segments)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	struct engine_stats before, after;
+
+	write_tagged(vol, 0, 4 * SEG_BLOCKS, 1);
+	write_tagged(vol, 0, 4 * SEG_BLOCKS, 2);
+	before = stats();
+	cr_assert_gt(engine_gc(eng, NSEGS), 0);
+	after = stats();
+	cr_assert_gt(after.segments_free, before.segments_free);
+	cr_assert_eq(after.live_blocks, 4 * SEG_BLOCKS);
+	expect_tagged(vol, 0, 4 * SEG_BLOCKS, 2);
+}
+
+Test(engine, resize_grows_with_zeros_and_shrink_drops_the_tail)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	static uint8_t scratch[BLK];
+
+	write_tagged(vol, 0, 8, 1);
+	write_tagged(vol, VOL_BLOCKS - 4, 4, 2);
+	cr_assert_eq(engine_volume_resize(eng, "v", 2 * VOL_SIZE), 0);
+	cr_assert_eq(engine_volume_size(vol), 2 * VOL_SIZE);
+	cr_assert_eq(info("v").size, 2 * VOL_SIZE);
+	expect_tagged(vol, VOL_BLOCKS, 16, 0);
+	write_tagged(vol, 2 * VOL_BLOCKS - 1, 1, 3);
+
+	cr_assert_eq(engine_volume_resize(eng, "v", 4 * BLK), 0);
+	cr_assert_eq(info("v").size, 4 * BLK);
+	cr_assert_eq(info("v").mapped_blocks, 4);
+	cr_assert_eq(stats().live_blocks, 4);
+	expect_tagged(vol, 0, 4, 1);
+	cr_assert_eq(vread(vol, 4, 1, scratch), -ERANGE);
+
+	cr_assert_eq(engine_volume_resize(eng, "v", 2 * VOL_SIZE), 0);
+	expect_tagged(vol, 4, 4, 0);
+	expect_tagged(vol, VOL_BLOCKS - 4, 4, 0);
+	expect_tagged(vol, 2 * VOL_BLOCKS - 1, 1, 0);
+	engine_volume_close(vol);
+	reopen_engine();
+	vol = open_vol("v");
+	cr_assert_eq(info("v").mapped_blocks, 4, "the cut tail stays cut after replay");
+	expect_tagged(vol, 0, 4, 1);
+	expect_tagged(vol, VOL_BLOCKS - 4, 4, 0);
+}
+
+Test(engine, reopen_keeps_data)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	struct engine_volume *w;
+
+	cr_assert_eq(engine_volume_create(eng, "w", VOL_SIZE), 0);
+	w = open_vol("w");
+	write_tagged(vol, 0, 64, 1);
+	write_tagged(w, 0, 64, 2);
+	cr_assert_eq(vtrim(vol, 32, 8), 0);
+	reopen_engine(); /* closes the open volumes too */
+	vol = open_vol("v");
+	w = open_vol("w");
+	expect_tagged(vol, 0, 32, 1);
+	expect_tagged(vol, 32, 8, 0);
+	expect_tagged(vol, 40, 24, 1);
+	expect_tagged(w, 0, 64, 2);
+	cr_assert_eq(stats().live_blocks, 56 + 64);
+	cr_assert_eq(stats().torn_batches, 0);
+}
+
+/* ================= crashes and damage ================= */
+
+static int child_open(struct engine_volume **vol)
+{
+	int r = try_open(false);
+
+	return r < 0 ? r : engine_volume_open(eng, "v", vol);
+}
+
+static void child_write(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	static uint8_t buf[16 * BLK];
+
+	fill(buf, lba, n, tag);
+	if (vwrite(vol, lba, n, buf) < 0)
+		_exit(2);
+}
+
+/* Writes tag 2 over blocks 0..3 and 100, trims 50..59, flushes, and dies. */
+static int write_flush_crash(void)
+{
+	struct engine_volume *vol;
+
+	CHILD_CHECK(child_open(&vol) == 0);
+	child_write(vol, 0, 4, 2);
+	child_write(vol, 100, 1, 2);
+	CHILD_CHECK(vtrim(vol, 50, 10) == 0);
+	CHILD_CHECK(eflush() == 0);
+	return 0;
+}
+
+/* Volume "v" with tag 1 on blocks 0..3 and 50..59, checkpointed by a clean close. */
+static int write_close(void)
+{
+	struct engine_volume *vol;
+
+	CHILD_CHECK(try_open(true) == 0);
+	CHILD_CHECK(engine_volume_create(eng, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	child_write(vol, 0, 4, 1);
+	child_write(vol, 50, 10, 1);
+	engine_close(eng);
+	return 0;
+}
+
+static void prepare_checkpointed(void)
+{
+	in_child(write_close);
+}
+
+Test(engine, replay_restores_flushed_writes_after_a_crash)
+{
+	struct engine_volume *vol;
+
+	prepare_checkpointed();
+	in_child(write_flush_crash);
+	open_engine();
+	cr_assert_geq(stats().replayed_batches, 2);
+	cr_assert_eq(stats().torn_batches, 0);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 4, 2);
+	expect_tagged(vol, 100, 1, 2);
+	expect_tagged(vol, 50, 10, 0);
+	cr_assert_eq(info("v").mapped_blocks, 5);
+	cr_assert_eq(stats().live_blocks, 5);
+}
+
+static int write_batch_crash(void)
+{
+	struct engine_volume *vol;
+
+	CHILD_CHECK(child_open(&vol) == 0);
+	child_write(vol, 0, 4, 2); /* one call: one batch */
+	CHILD_CHECK(eflush() == 0);
+	return 0;
+}
+
+Test(engine, torn_batch_is_dropped_and_blocks_keep_their_old_data)
+{
+	struct engine_volume *vol;
+
+	prepare_checkpointed();
+	in_child(write_batch_crash);
+	corrupt_block(2); /* the newest copy of block 2: in the child's batch */
+
+	open_engine();
+	cr_assert_eq(stats().torn_batches, 1);
+	cr_assert_eq(stats().replayed_batches, 0);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 4, 1);
+	cr_assert_eq(stats().live_blocks, 14);
+
+	/* the log goes on after the torn batch, and that survives a crash too */
+	write_tagged(vol, 2, 1, 3);
+	engine_volume_close(vol);
+	reopen_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 2, 1);
+	expect_tagged(vol, 2, 1, 3);
+	expect_tagged(vol, 3, 1, 1);
+}
+
+Test(engine, block_damaged_after_its_checkpoint_reads_eilseq)
+{
+	struct engine_volume *vol;
+	uint8_t *buf = malloc(4 * BLK);
+
+	prepare_checkpointed();
+	corrupt_block(1);
+
+	open_engine();
+	cr_assert_eq(stats().torn_batches, 0, "checkpointed batches are not re-verified");
+	vol = open_vol("v");
+	cr_assert_eq(vread(vol, 1, 1, buf), -EILSEQ);
+	cr_assert_eq(vread(vol, 0, 4, buf), -EILSEQ, "a read that covers it fails whole");
+	expect_tagged(vol, 0, 1, 1);
+	expect_tagged(vol, 2, 2, 1);
+	write_tagged(vol, 1, 1, 4); /* an overwrite heals it */
+	expect_tagged(vol, 1, 1, 4);
+	free(buf);
+}
+
+/* Shrinks "v" after a checkpoint that holds blocks past the new end, and dies. */
+static int shrink_crash(void)
+{
+	struct engine_volume *vol;
+
+	CHILD_CHECK(child_open(&vol) == 0);
+	child_write(vol, 900, 1, 2);
+	CHILD_CHECK(engine_checkpoint(eng) == 0);
+	CHILD_CHECK(engine_volume_resize(eng, "v", 16 * BLK) == 0);
+	return 0;
+}
+
+Test(engine, shrink_survives_a_crash_before_the_next_checkpoint)
+{
+	struct engine_volume *vol;
+	int r;
+
+	prepare_checkpointed();
+	in_child(shrink_crash);
+	r = try_open(false);
+	cr_assert_eq(r, 0, "engine_open after a shrink and a crash: %s", strerror(-r));
+	cr_assert_eq(info("v").size, 16 * BLK);
+	cr_assert_eq(engine_volume_resize(eng, "v", VOL_SIZE), 0);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 4, 1);
+	expect_tagged(vol, 900, 1, 0);
+}

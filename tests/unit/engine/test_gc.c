@@ -1,0 +1,120 @@
+/* tests/unit/engine/test_gc.c — the cleaner's victim choice (eng_gc_pick_victim in
+ * engine/gc.c) on hand-built slot tables: cost-benefit (1 - u) * age / (1 + u), only
+ * sealed slots that are idle, checksum-clean and at most 90% live; empty sealed slots
+ * are counted (a checkpoint frees them), not picked.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+
+#define BPS 100u /* blocks per segment */
+#define NEXT_SEQ 1000u
+
+static struct slot sealed(uint32_t live, uint64_t last_seq)
+{
+	return (struct slot){ .state = SLOT_SEALED, .volume_id = 1, .generation = 1,
+			      .last_seq = last_seq, .live = live, .used = BPS };
+}
+
+static int64_t pick(const struct slot *slots, uint32_t n, uint32_t *empty_waiting)
+{
+	return eng_gc_pick_victim(slots, n, BPS, NEXT_SEQ, empty_waiting);
+}
+
+Test(gc, prefers_low_utilisation)
+{
+	struct slot s[3] = { sealed(60, 500), sealed(10, 500), sealed(40, 500) };
+	uint32_t empty = 99;
+
+	cr_assert_eq(pick(s, 3, &empty), 1);
+	cr_assert_eq(empty, 0);
+}
+
+Test(gc, prefers_older_at_equal_utilisation)
+{
+	struct slot s[3] = { sealed(30, 900), sealed(30, 100), sealed(30, 500) };
+	uint32_t empty;
+
+	cr_assert_eq(pick(s, 3, &empty), 1);
+}
+
+Test(gc, weighs_age_against_utilisation)
+{
+	/* u = 0.5, age 901: 0.5 * 901 / 1.5 = 300; u = 0.1, age 101: 0.9 * 101 / 1.1 = 83 */
+	struct slot s[2] = { sealed(10, 900), sealed(50, 100) };
+	uint32_t empty;
+
+	cr_assert_eq(pick(s, 2, &empty), 1, "an old half-full slot beats a young sparse one");
+}
+
+Test(gc, skips_open_and_free_slots)
+{
+	struct slot s[3] = { sealed(1, 1), sealed(1, 1), sealed(50, 500) };
+	uint32_t empty;
+
+	s[0].state = SLOT_OPEN;
+	memset(&s[1], 0, sizeof(s[1]));
+	s[1].state = SLOT_FREE;
+	cr_assert_eq(pick(s, 3, &empty), 2);
+	cr_assert_eq(empty, 0, "a free slot is not an empty one waiting");
+}
+
+Test(gc, skips_slots_with_pending_batches)
+{
+	struct slot s[2] = { sealed(1, 1), sealed(50, 500) };
+	uint32_t empty;
+
+	s[0].pending = 1;
+	cr_assert_eq(pick(s, 2, &empty), 1);
+}
+
+Test(gc, skips_slots_that_failed_a_checksum)
+{
+	struct slot s[2] = { sealed(1, 1), sealed(50, 500) };
+	uint32_t empty;
+
+	s[0].gc_skip = true;
+	cr_assert_eq(pick(s, 2, &empty), 1);
+}
+
+Test(gc, skips_slots_more_than_90_percent_live)
+{
+	struct slot s[2] = { sealed(91, 1), sealed(90, 999) };
+	uint32_t empty;
+
+	cr_assert_eq(pick(s, 2, &empty), 1, "exactly 90% is still cleanable");
+	s[1].live = 95;
+	cr_assert_eq(pick(s, 2, &empty), -1);
+}
+
+Test(gc, counts_empty_slots_waiting_for_a_checkpoint)
+{
+	struct slot s[3] = { sealed(0, 10), sealed(50, 10), sealed(0, 20) };
+	uint32_t empty = 99;
+
+	cr_assert_eq(pick(s, 3, &empty), 1, "an empty slot is not a victim: nothing to move");
+	cr_assert_eq(empty, 2);
+}
+
+Test(gc, pending_empty_slot_is_not_waiting)
+{
+	struct slot s[1] = { sealed(0, 10) };
+	uint32_t empty = 99;
+
+	s[0].pending = 1;
+	cr_assert_eq(pick(s, 1, &empty), -1);
+	cr_assert_eq(empty, 0);
+}
+
+Test(gc, returns_minus_one_when_nothing_qualifies)
+{
+	struct slot s[4] = { sealed(99, 1), sealed(1, 1), sealed(1, 1), { .state = SLOT_FREE } };
+	uint32_t empty = 99;
+
+	s[1].state = SLOT_OPEN;
+	s[2].gc_skip = true;
+	cr_assert_eq(pick(s, 4, &empty), -1);
+	cr_assert_eq(empty, 0);
+	cr_assert_eq(pick(s, 0, &empty), -1, "no slots at all");
+}

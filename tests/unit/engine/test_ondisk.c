@@ -1,0 +1,582 @@
+/* tests/unit/engine/test_ondisk.c — engine/ondisk.c: every codec round-trips, and every
+ * decoder refuses a short buffer, a missing magic, a flipped byte and impossible fields.
+ *
+ * An impossible field is crafted on the encoded bytes and the record re-sealed with a
+ * valid CRC (reseal()), so that the decoder's field checks, not its CRC check, refuse it.
+ */
+#include "engine/ondisk.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "engine/engine_internal.h"
+
+/* Recomputes the CRC of an encoded record whose crc field is at crc_off. */
+static void reseal(void *buf, size_t len, size_t crc_off)
+{
+	uint32_t crc = 0;
+
+	memcpy((uint8_t *)buf + crc_off, &crc, sizeof(crc));
+	crc = crc32c(buf, len);
+	memcpy((uint8_t *)buf + crc_off, &crc, sizeof(crc));
+}
+
+/* Where the re-sealed decodes put what they accept. */
+static struct superblock sb_out;
+static struct segment_header hdr_out;
+static struct summary sum_out;
+static struct volume_record vol_out;
+
+/* Decodes an encoded record (an lvalue with a crc field) after re-sealing it. */
+#define DECODE_RESEALED(decode, rec, out) \
+	(reseal(&(rec), sizeof(rec), offsetof(__typeof__(rec), crc)), \
+	 decode(&(rec), sizeof(rec), (out)))
+
+/* ---- superblock ---- */
+
+static const struct superblock good_sb = {
+	.uuid = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
+	.block_size = QUILL_BLOCK_SIZE,
+	.segment_size = 1u << 20,
+	.segment_count = 7,
+	.data_offset = QUILL_DATA_OFFSET,
+	.device_size = QUILL_DATA_OFFSET + 7ull * (1u << 20) + 12345,
+	.created_ns = 0x1122334455667788ull,
+};
+
+static struct ondisk_superblock sb_encoded(void)
+{
+	struct ondisk_superblock d;
+
+	ondisk_superblock_encode(&good_sb, &d);
+	return d;
+}
+
+Test(ondisk, superblock_round_trip)
+{
+	struct ondisk_superblock d = sb_encoded();
+	struct superblock sb;
+
+	cr_assert_eq(d.magic, QUILL_SB_MAGIC);
+	cr_assert_eq(d.version, QUILL_FORMAT_VERSION);
+	cr_assert_eq(ondisk_superblock_decode(&d, sizeof(d), &sb), 0);
+	cr_assert_arr_eq(sb.uuid, good_sb.uuid, sizeof(sb.uuid));
+	cr_assert_eq(sb.block_size, good_sb.block_size);
+	cr_assert_eq(sb.segment_size, good_sb.segment_size);
+	cr_assert_eq(sb.segment_count, good_sb.segment_count);
+	cr_assert_eq(sb.data_offset, good_sb.data_offset);
+	cr_assert_eq(sb.device_size, good_sb.device_size);
+	cr_assert_eq(sb.created_ns, good_sb.created_ns);
+}
+
+Test(ondisk, superblock_rejects_short_buffer)
+{
+	struct ondisk_superblock d = sb_encoded();
+	struct superblock sb;
+
+	cr_assert_eq(ondisk_superblock_decode(&d, sizeof(d) - 1, &sb), -EINVAL);
+}
+
+Test(ondisk, superblock_rejects_wrong_magic)
+{
+	struct ondisk_superblock d = sb_encoded();
+	struct superblock sb;
+
+	d.magic = QUILL_SEG_MAGIC;
+	cr_assert_eq(ondisk_superblock_decode(&d, sizeof(d), &sb), -ENOENT);
+}
+
+Test(ondisk, superblock_rejects_bad_crc)
+{
+	struct ondisk_superblock d = sb_encoded();
+	struct superblock sb;
+
+	d.reserved[100] ^= 0x01; /* even a reserved byte is covered */
+	cr_assert_eq(ondisk_superblock_decode(&d, sizeof(d), &sb), -EILSEQ);
+	d = sb_encoded();
+	d.segment_count++;
+	cr_assert_eq(ondisk_superblock_decode(&d, sizeof(d), &sb), -EILSEQ);
+}
+
+Test(ondisk, superblock_rejects_unknown_version)
+{
+	struct ondisk_superblock d = sb_encoded();
+
+	d.version = QUILL_FORMAT_VERSION + 1;
+	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
+}
+
+Test(ondisk, superblock_rejects_other_block_size)
+{
+	struct ondisk_superblock d = sb_encoded();
+
+	d.block_size = 512;
+	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
+}
+
+Test(ondisk, superblock_rejects_impossible_geometry)
+{
+	static const struct {
+		const char *what;
+		uint32_t segment_size, segment_count;
+		uint64_t data_offset, device_size;
+	} cases[] = {
+		{ "segment below 16 blocks", 15 * QUILL_BLOCK_SIZE, 1, 4096, 1ull << 30 },
+		{ "segment not block-aligned", 16 * QUILL_BLOCK_SIZE + 512, 1, 4096, 1ull << 30 },
+		{ "segment above 65536 blocks", 65537 * QUILL_BLOCK_SIZE, 1, 4096, 1ull << 40 },
+		{ "no segments", 1u << 20, 0, 4096, 1ull << 30 },
+		{ "data offset not block-aligned", 1u << 20, 1, 4096 + 512, 1ull << 30 },
+		{ "data offset over the superblock", 1u << 20, 1, 0, 1ull << 30 },
+		{ "slots past the device end", 1u << 20, 4, 4096, 4ull << 20 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ondisk_superblock d = sb_encoded();
+
+		d.segment_size = cases[i].segment_size;
+		d.segment_count = cases[i].segment_count;
+		d.data_offset = cases[i].data_offset;
+		d.device_size = cases[i].device_size;
+		cr_expect_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO, "%s",
+			     cases[i].what);
+	}
+}
+
+/* ---- segment header ---- */
+
+static const struct segment_header good_hdr = {
+	.state = ONDISK_SEG_USED,
+	.volume_id = 42,
+	.generation = 0xabcdef0123ull,
+	.first_seq = 777,
+	.uuid = { 9, 8, 7, 6, 5, 4, 3, 2, 1 },
+};
+
+static struct ondisk_segment_header hdr_encoded(void)
+{
+	struct ondisk_segment_header d;
+
+	ondisk_segment_header_encode(&good_hdr, &d);
+	return d;
+}
+
+Test(ondisk, segment_header_round_trip)
+{
+	struct segment_header in = good_hdr, h;
+	struct ondisk_segment_header d;
+
+	for (int state = ONDISK_SEG_USED; state <= ONDISK_SEG_FREE; state++) {
+		in.state = (enum ondisk_seg_state)state;
+		ondisk_segment_header_encode(&in, &d);
+		cr_assert_eq(ondisk_segment_header_decode(&d, sizeof(d), &h), 0);
+		cr_assert_eq(h.state, in.state);
+		cr_assert_eq(h.volume_id, in.volume_id);
+		cr_assert_eq(h.generation, in.generation);
+		cr_assert_eq(h.first_seq, in.first_seq);
+		cr_assert_arr_eq(h.uuid, in.uuid, sizeof(h.uuid));
+	}
+}
+
+Test(ondisk, segment_header_rejects_short_buffer)
+{
+	struct ondisk_segment_header d = hdr_encoded();
+	struct segment_header h;
+
+	cr_assert_eq(ondisk_segment_header_decode(&d, sizeof(d) - 1, &h), -EINVAL);
+}
+
+Test(ondisk, segment_header_rejects_wrong_magic)
+{
+	struct ondisk_segment_header d = hdr_encoded();
+	struct segment_header h;
+
+	d.magic = QUILL_SUM_MAGIC; /* a summary where a header should be */
+	cr_assert_eq(ondisk_segment_header_decode(&d, sizeof(d), &h), -ENOENT);
+}
+
+Test(ondisk, segment_header_rejects_bad_crc)
+{
+	struct ondisk_segment_header d = hdr_encoded();
+	struct segment_header h;
+
+	d.generation ^= 1;
+	cr_assert_eq(ondisk_segment_header_decode(&d, sizeof(d), &h), -EILSEQ);
+}
+
+Test(ondisk, segment_header_rejects_unknown_version)
+{
+	struct ondisk_segment_header d = hdr_encoded();
+
+	d.version = 0;
+	cr_assert_eq(DECODE_RESEALED(ondisk_segment_header_decode, d, &hdr_out), -EPROTO);
+}
+
+Test(ondisk, segment_header_rejects_unknown_state)
+{
+	struct ondisk_segment_header d = hdr_encoded();
+
+	d.state = 3;
+	cr_assert_eq(DECODE_RESEALED(ondisk_segment_header_decode, d, &hdr_out), -EPROTO);
+}
+
+/* ---- summary ---- */
+
+/* A full summary: DATA entries, with a TRIM and a MOVE among them. */
+static void full_summary(struct summary *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->generation = 5;
+	s->volume_id = 3;
+	s->seq = 1000;
+	s->nentries = ONDISK_SUMMARY_MAX_ENTRIES;
+	for (uint32_t i = 0; i < s->nentries; i++) {
+		struct summary_entry *e = &s->entries[i];
+
+		e->lba = 0x100000000ull + i;
+		e->nblocks = 1;
+		e->kind = ONDISK_ENTRY_DATA;
+		e->data_crc = 0xc0de0000u + i;
+	}
+	s->entries[10] = (struct summary_entry){ .lba = 5, .nblocks = 4000000000u,
+						 .kind = ONDISK_ENTRY_TRIM };
+	s->entries[20] = (struct summary_entry){ .lba = 9, .nblocks = 1, .kind = ONDISK_ENTRY_MOVE,
+						 .src_slot = 123456, .src_block = 65535,
+						 .data_crc = 0xfeedbeef };
+	s->data_blocks = s->nentries - 1;
+}
+
+static struct ondisk_summary sum_encoded(void)
+{
+	static struct summary s;
+	struct ondisk_summary d;
+
+	full_summary(&s);
+	ondisk_summary_encode(&s, &d);
+	return d;
+}
+
+Test(ondisk, summary_round_trip_full_batch)
+{
+	static struct summary in, out;
+	struct ondisk_summary d;
+
+	full_summary(&in);
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(d.magic, QUILL_SUM_MAGIC);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), 0);
+	cr_assert_eq(out.generation, in.generation);
+	cr_assert_eq(out.volume_id, in.volume_id);
+	cr_assert_eq(out.seq, in.seq);
+	cr_assert_eq(out.nentries, ONDISK_SUMMARY_MAX_ENTRIES);
+	cr_assert_eq(out.data_blocks, ONDISK_SUMMARY_MAX_ENTRIES - 1);
+	for (uint32_t i = 0; i < in.nentries; i++) {
+		const struct summary_entry *a = &in.entries[i], *b = &out.entries[i];
+
+		cr_assert_eq(b->lba, a->lba, "entry %u", i);
+		cr_assert_eq(b->nblocks, a->nblocks, "entry %u", i);
+		cr_assert_eq(b->kind, a->kind, "entry %u", i);
+		cr_assert_eq(b->src_slot, a->src_slot, "entry %u", i);
+		cr_assert_eq(b->src_block, a->src_block, "entry %u", i);
+		cr_assert_eq(b->data_crc, a->data_crc, "entry %u", i);
+	}
+}
+
+Test(ondisk, summary_of_trims_only_has_no_data)
+{
+	static struct summary in, out;
+	struct ondisk_summary d;
+
+	memset(&in, 0, sizeof(in));
+	in.nentries = 2;
+	in.entries[0] = (struct summary_entry){ .lba = 0, .nblocks = 1, .kind = ONDISK_ENTRY_TRIM };
+	in.entries[1] = (struct summary_entry){ .lba = 7, .nblocks = UINT32_MAX,
+						.kind = ONDISK_ENTRY_TRIM };
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), 0);
+	cr_assert_eq(out.data_blocks, 0);
+	cr_assert_eq(out.entries[1].nblocks, UINT32_MAX);
+}
+
+Test(ondisk, summary_rejects_short_buffer)
+{
+	struct ondisk_summary d = sum_encoded();
+	static struct summary s;
+
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d) - 1, &s), -EINVAL);
+}
+
+Test(ondisk, summary_rejects_wrong_magic)
+{
+	static uint8_t zeros[QUILL_BLOCK_SIZE];
+	static struct summary s;
+
+	cr_assert_eq(ondisk_summary_decode(zeros, sizeof(zeros), &s), -ENOENT);
+}
+
+Test(ondisk, summary_rejects_bad_crc)
+{
+	struct ondisk_summary d = sum_encoded();
+	static struct summary s;
+
+	((uint8_t *)&d.entries[100])[3] ^= 0x80;
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &s), -EILSEQ);
+}
+
+Test(ondisk, summary_rejects_no_entries)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.nentries = 0;
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+Test(ondisk, summary_rejects_too_many_entries)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.nentries = ONDISK_SUMMARY_MAX_ENTRIES + 1;
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+Test(ondisk, summary_rejects_unknown_entry_kind)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.entries[5].kind = 4;
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+Test(ondisk, summary_rejects_data_entry_of_two_blocks)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.entries[0].nblocks = 2;
+	d.data_blocks++; /* keep the count consistent: the entry alone is wrong */
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+Test(ondisk, summary_rejects_move_entry_of_no_block)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.entries[20].nblocks = 0;
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+Test(ondisk, summary_rejects_empty_trim)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.entries[10].nblocks = 0;
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+Test(ondisk, summary_rejects_wrong_data_block_count)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.data_blocks = ONDISK_SUMMARY_MAX_ENTRIES; /* the TRIM has no block */
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+/* ---- torn batches ---- */
+
+Test(ondisk, batch_data_ok_finds_the_flipped_block)
+{
+	static struct summary s;
+	static uint8_t data[3 * QUILL_BLOCK_SIZE];
+	uint32_t bad = UINT32_MAX;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + i / QUILL_BLOCK_SIZE);
+	memset(&s, 0, sizeof(s));
+	s.nentries = 4; /* DATA, TRIM (no block), DATA, MOVE */
+	s.entries[0] = (struct summary_entry){ .lba = 1, .nblocks = 1, .kind = ONDISK_ENTRY_DATA };
+	s.entries[1] = (struct summary_entry){ .lba = 0, .nblocks = 9, .kind = ONDISK_ENTRY_TRIM };
+	s.entries[2] = (struct summary_entry){ .lba = 2, .nblocks = 1, .kind = ONDISK_ENTRY_DATA };
+	s.entries[3] = (struct summary_entry){ .lba = 3, .nblocks = 1, .kind = ONDISK_ENTRY_MOVE };
+	s.entries[0].data_crc = crc32c(data, QUILL_BLOCK_SIZE);
+	s.entries[2].data_crc = crc32c(data + QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
+	s.entries[3].data_crc = crc32c(data + 2 * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
+	s.data_blocks = 3;
+	cr_assert(eng_batch_data_ok(&s, data, &bad));
+	cr_assert_eq(bad, UINT32_MAX, "bad_entry untouched when the batch is whole");
+
+	data[QUILL_BLOCK_SIZE + 17] ^= 0x04; /* second data block: entry 2 */
+	cr_assert_not(eng_batch_data_ok(&s, data, &bad));
+	cr_assert_eq(bad, 2);
+	data[QUILL_BLOCK_SIZE + 17] ^= 0x04;
+
+	data[3 * QUILL_BLOCK_SIZE - 1] ^= 0xff; /* the MOVE's block */
+	cr_assert_not(eng_batch_data_ok(&s, data, NULL));
+}
+
+/* ---- RocksDB records ---- */
+
+static const struct volume_record good_vol = {
+	.volume_id = 17,
+	.size = 1ull << 40,
+	.created_ns = 99,
+	.name = "vm-disk.0_A",
+};
+
+Test(ondisk, volume_record_round_trip)
+{
+	struct ondisk_volume_record d;
+	struct volume_record in = good_vol, v;
+
+	memset(in.name, 'n', QUILL_VOLUME_NAME_MAX); /* the longest name */
+	in.name[QUILL_VOLUME_NAME_MAX] = '\0';
+	ondisk_volume_record_encode(&in, &d);
+	cr_assert_eq(ondisk_volume_record_decode(&d, sizeof(d), &v), 0);
+	cr_assert_eq(v.volume_id, in.volume_id);
+	cr_assert_eq(v.size, in.size);
+	cr_assert_eq(v.created_ns, in.created_ns);
+	cr_assert_str_eq(v.name, in.name);
+}
+
+Test(ondisk, volume_record_rejects_wrong_length)
+{
+	struct ondisk_volume_record d[2];
+	struct volume_record v;
+
+	ondisk_volume_record_encode(&good_vol, &d[0]);
+	cr_assert_eq(ondisk_volume_record_decode(d, sizeof(d[0]) - 1, &v), -EINVAL);
+	cr_assert_eq(ondisk_volume_record_decode(d, sizeof(d), &v), -EINVAL);
+}
+
+Test(ondisk, volume_record_rejects_bad_crc)
+{
+	struct ondisk_volume_record d;
+	struct volume_record v;
+
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.name[0] ^= 0x20;
+	cr_assert_eq(ondisk_volume_record_decode(&d, sizeof(d), &v), -EILSEQ);
+}
+
+Test(ondisk, volume_record_rejects_unknown_version)
+{
+	struct ondisk_volume_record d;
+
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.version = 2;
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &vol_out), -EPROTO);
+}
+
+Test(ondisk, volume_record_rejects_partial_block_size)
+{
+	struct ondisk_volume_record d;
+
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.size += 512;
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &vol_out), -EPROTO);
+}
+
+Test(ondisk, volume_record_rejects_unterminated_name)
+{
+	struct ondisk_volume_record d;
+
+	ondisk_volume_record_encode(&good_vol, &d);
+	memset(d.name, 'x', sizeof(d.name));
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &vol_out), -EPROTO);
+}
+
+Test(ondisk, volume_record_rejects_empty_name)
+{
+	struct ondisk_volume_record d;
+
+	ondisk_volume_record_encode(&good_vol, &d);
+	memset(d.name, 0, sizeof(d.name));
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &vol_out), -EPROTO);
+}
+
+static const uint8_t store_uuid[16] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+
+Test(ondisk, store_record_round_trip)
+{
+	struct ondisk_store_record d;
+	uint8_t uuid[16];
+	uint64_t next = 0;
+
+	ondisk_store_record_encode(store_uuid, 0x123456789ull, &d);
+	cr_assert_eq(ondisk_store_record_decode(&d, sizeof(d), uuid, &next), 0);
+	cr_assert_arr_eq(uuid, store_uuid, sizeof(uuid));
+	cr_assert_eq(next, 0x123456789ull);
+}
+
+Test(ondisk, store_record_rejects_wrong_length)
+{
+	struct ondisk_store_record d;
+	uint8_t uuid[16];
+	uint64_t next;
+
+	ondisk_store_record_encode(store_uuid, 1, &d);
+	cr_assert_eq(ondisk_store_record_decode(&d, sizeof(d) - 4, uuid, &next), -EINVAL);
+}
+
+Test(ondisk, store_record_rejects_bad_crc)
+{
+	struct ondisk_store_record d;
+	uint8_t uuid[16];
+	uint64_t next;
+
+	ondisk_store_record_encode(store_uuid, 1, &d);
+	d.uuid[15] ^= 1;
+	cr_assert_eq(ondisk_store_record_decode(&d, sizeof(d), uuid, &next), -EILSEQ);
+}
+
+Test(ondisk, store_record_rejects_unknown_version)
+{
+	struct ondisk_store_record d;
+	uint8_t uuid[16];
+	uint64_t next;
+
+	ondisk_store_record_encode(store_uuid, 1, &d);
+	d.version = 7;
+	reseal(&d, sizeof(d), offsetof(struct ondisk_store_record, crc));
+	cr_assert_eq(ondisk_store_record_decode(&d, sizeof(d), uuid, &next), -EPROTO);
+}
+
+Test(ondisk, checkpoint_round_trip)
+{
+	struct ondisk_checkpoint d;
+	uint64_t seq = 0;
+
+	ondisk_checkpoint_encode(UINT64_MAX - 1, &d);
+	cr_assert_eq(ondisk_checkpoint_decode(&d, sizeof(d), &seq), 0);
+	cr_assert_eq(seq, UINT64_MAX - 1);
+}
+
+Test(ondisk, checkpoint_rejects_wrong_length)
+{
+	struct ondisk_checkpoint d;
+	uint64_t seq;
+
+	ondisk_checkpoint_encode(5, &d);
+	cr_assert_eq(ondisk_checkpoint_decode(&d, 0, &seq), -EINVAL);
+}
+
+Test(ondisk, checkpoint_rejects_bad_crc)
+{
+	struct ondisk_checkpoint d;
+	uint64_t seq;
+
+	ondisk_checkpoint_encode(5, &d);
+	d.seq = 6;
+	cr_assert_eq(ondisk_checkpoint_decode(&d, sizeof(d), &seq), -EILSEQ);
+}
+
+Test(ondisk, checkpoint_rejects_unknown_version)
+{
+	struct ondisk_checkpoint d;
+	uint64_t seq;
+
+	ondisk_checkpoint_encode(5, &d);
+	d.version = 0;
+	reseal(&d, sizeof(d), offsetof(struct ondisk_checkpoint, crc));
+	cr_assert_eq(ondisk_checkpoint_decode(&d, sizeof(d), &seq), -EPROTO);
+}
