@@ -284,6 +284,15 @@ static int load_map(struct engine *eng, uint64_t *ckpt_seq)
 			continue;
 		}
 		r = map_load_chunk(vol->map, get_be64(key + 9), v, len);
+		if (r == -ERANGE) {
+			/* left by a shrink that crashed before its checkpoint: the volume
+			 * record's size is the authority */
+			log_msg(LOG_WARN, ENG_LOG, "volume %s: dropping stored map entries past "
+				"its end", vol->rec.name);
+			if (get_be64(key + 9) * MAP_CHUNK_BLOCKS >= map_nblocks(vol->map))
+				meta_batch_delete(stale, key, klen);
+			r = 0;
+		}
 	}
 	if (r == 0)
 		r = meta_iter_status(it);

@@ -315,17 +315,27 @@ int map_load_chunk(struct map *m, uint64_t chunk, const void *val, size_t len)
 	const struct ondisk_map_entry *e = val;
 	size_t n = len / sizeof(*e);
 	uint64_t base = chunk * MAP_CHUNK_BLOCKS;
+	int past_end = 0;
 
-	if (len % sizeof(*e) || n > MAP_CHUNK_BLOCKS || base >= m->nblocks)
+	if (len % sizeof(*e) || n > MAP_CHUNK_BLOCKS)
 		return -EPROTO;
+	for (size_t i = 0; i < n; i++) {
+		struct ondisk_map_entry x;
+
+		memcpy(&x, &e[i], sizeof(x));
+		if (x.index >= MAP_CHUNK_BLOCKS)
+			return -EPROTO;
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct ondisk_map_entry x;
 		struct map_loc loc;
 		int r;
 
 		memcpy(&x, &e[i], sizeof(x));
-		if (x.index >= MAP_CHUNK_BLOCKS || base + x.index >= m->nblocks)
-			return -EPROTO;
+		if (base + x.index >= m->nblocks) {
+			past_end = -ERANGE;
+			continue;
+		}
 		loc.slot = x.slot;
 		loc.block = x.block;
 		loc.crc = x.crc;
@@ -333,5 +343,5 @@ int map_load_chunk(struct map *m, uint64_t chunk, const void *val, size_t len)
 		if (r < 0)
 			return r;
 	}
-	return 0;
+	return past_end;
 }

@@ -62,7 +62,8 @@ int map_take_dirty(struct map *m, map_chunk_fn emit, void *arg);
 void map_mark_all_dirty(struct map *m);
 /* Forgets every dirty bit (after loading a checkpoint, which is what they'd write). */
 void map_clear_dirty(struct map *m);
-/* Loads one chunk from its on-disk value. -EPROTO if malformed or past the end. */
+/* Loads one chunk from its on-disk value. -EPROTO if malformed (nothing loaded);
+ * -ERANGE if some blocks lie past the map's end (the others are loaded). */
 int map_load_chunk(struct map *m, uint64_t chunk, const void *val, size_t len);
 
 #endif
