@@ -498,30 +498,9 @@ static int check_range(const struct engine_volume *vol, uint64_t lba, uint64_t n
 	return 0;
 }
 
-int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, const void *buf,
-		 unsigned flags, engine_cb cb, void *arg)
-{
-	struct ioreq *req;
-	int r = check_range(vol, lba, nblocks);
-
-	if (r < 0)
-		return r;
-	if (!buf || !cb || nblocks == 0 || (flags & ~ENGINE_FUA))
-		return -EINVAL;
-	req = eng_req_alloc(vol->eng, cb, arg);
-	if (!req)
-		return -ENOMEM;
-	req->fua = flags & ENGINE_FUA;
-	req->vol = vol;
-	req->lba = lba;
-	req->nblocks = nblocks;
-	req->src = buf;
-	start_or_park(vol->eng, req);
-	return 0;
-}
-
-int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
-		engine_cb cb, void *arg)
+/* A write (src != NULL) or a trim (src == NULL) of a volume's blocks. */
+static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
+			const void *src, unsigned flags, engine_cb cb, void *arg)
 {
 	struct ioreq *req;
 	int r = check_range(vol, lba, nblocks);
@@ -537,9 +516,24 @@ int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsig
 	req->vol = vol;
 	req->lba = lba;
 	req->nblocks = nblocks;
-	req->is_trim = true;
+	req->src = src;
+	req->is_trim = src == NULL;
 	start_or_park(vol->eng, req);
 	return 0;
+}
+
+int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, const void *buf,
+		 unsigned flags, engine_cb cb, void *arg)
+{
+	if (!buf)
+		return -EINVAL;
+	return start_update(vol, lba, nblocks, buf, flags, cb, arg);
+}
+
+int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
+		engine_cb cb, void *arg)
+{
+	return start_update(vol, lba, nblocks, NULL, flags, cb, arg);
 }
 
 int engine_flush(struct engine *eng, engine_cb cb, void *arg)
