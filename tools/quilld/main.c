@@ -6,6 +6,7 @@
  * read from many sockets in one iteration are group-committed into one batch.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +179,10 @@ int main(int argc, char **argv)
 	if (r)
 		return r > 0 ? 0 : 2;
 	set_log_level(n.cfg.log_level);
+	/* NBD requests carry buffers of up to 32 MiB: keep them on the heap and keep the
+	 * heap, instead of an mmap, page faults and munmap per large request. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	r = start(&n);
 	if (r == 0) {
 		log_msg(LOG_INFO, LOG_TAG, "ready: NBD on %s:%u%s%s, control socket %s",
