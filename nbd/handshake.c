@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/loop.h"
 
 #define META_CONTEXT_ID 1u /* our id for base:allocation */
 
@@ -130,6 +131,8 @@ static void enter_transmission(struct nbd_conn *c, struct nbd_export *exp)
 	if (c->meta_alloc && strcmp(c->meta_export, exp->name) != 0)
 		c->meta_alloc = false; /* selected for another export */
 	c->state = NBD_CS_REQ_HDR;
+	loop_timer_cancel(c->hs_timer);
+	c->hs_timer = NULL;
 	log_msg(LOG_INFO, NBD_LOG, "%s: attached volume %s%s%s", c->peer, exp->name,
 		c->structured ? " (structured replies" : "",
 		c->structured ? (c->meta_alloc ? ", base:allocation)" : ")") : "");

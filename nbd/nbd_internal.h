@@ -21,6 +21,7 @@
 
 #define NBD_INBUF_SIZE       (128u * 1024)  /* > NBD_MAX_OPTION_LEN + a header */
 #define NBD_CONN_MEM_MAX     (64u << 20)    /* stop reading a socket above this */
+#define NBD_HANDSHAKE_TIMEOUT_MS 30000u     /* default of nbd_server_opts */
 #define NBD_HS_OUT_MAX       (1u << 20)     /* handshake replies queued, unsent */
 #define NBD_STATUS_SCAN_MAX  (1ull << 30)   /* bytes one BLOCK_STATUS looks at */
 #define NBD_STATUS_MAX_DESC  1024u          /* descriptors in one reply */
@@ -80,6 +81,7 @@ struct nbd_conn {
 	enum nbd_conn_state state;
 	char peer[64];                   /* for logs */
 	unsigned busy;                   /* inside a callback: do not free */
+	struct loop_timer *hs_timer;     /* closes a client stuck in the handshake */
 
 	/* negotiated */
 	bool no_zeroes;
@@ -116,6 +118,7 @@ struct nbd_server {
 	uint16_t tcp_port;
 	char unix_path[108];
 	unsigned max_conns;
+	unsigned hs_timeout_ms;
 	unsigned nconns;                 /* including closed ones with requests alive */
 	struct nbd_conn *conns;
 	struct nbd_export *exports;

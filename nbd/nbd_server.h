@@ -24,6 +24,8 @@ struct nbd_server_opts {
 	uint16_t tcp_port;      /* 0 = 10809 */
 	const char *unix_path;  /* NULL = no unix socket */
 	unsigned max_connections; /* 0 = 256 */
+	unsigned handshake_timeout_ms; /* a client not in transmission by then is
+					  disconnected; 0 = 30000 */
 };
 
 /* Binds and listens. -EADDRINUSE etc. (logged with the address). */

@@ -231,6 +231,8 @@ void nbd_conn_close(struct nbd_conn *c, const char *reason)
 	if (reason)
 		LOG_RATELIMITED(LOG_INFO, NBD_LOG, "%s: closing connection: %s", c->peer, reason);
 	c->busy++;
+	loop_timer_cancel(c->hs_timer);
+	c->hs_timer = NULL;
 	loop_watch_remove(c->watch);
 	c->watch = NULL;
 	close(c->fd);
@@ -388,6 +390,17 @@ static void conn_event(void *arg, unsigned events)
 	conn_maybe_free(c);
 }
 
+/* A client gets hs_timeout_ms to reach transmission: one that connects
+ * and says nothing must not hold a connection slot forever. */
+static void handshake_timeout(void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	c->hs_timer = NULL; /* the loop frees a timer that fired */
+	if (c->state < NBD_CS_REQ_HDR)
+		nbd_conn_close(c, "handshake not finished in time");
+}
+
 static void conn_create(struct nbd_server *srv, int fd, const char *peer)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
@@ -415,6 +428,9 @@ static void conn_create(struct nbd_server *srv, int fd, const char *peer)
 	srv->conns = c;
 	srv->nconns++;
 	log_msg(LOG_DEBUG, NBD_LOG, "%s: connected", peer);
+	if (loop_timer_add(srv->lp, srv->hs_timeout_ms, handshake_timeout, c,
+			   &c->hs_timer) < 0)
+		c->hs_timer = NULL; /* without memory for it, no timeout: still served */
 	nbd_hs_start(c);
 }
 
@@ -609,6 +625,8 @@ int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **ou
 	srv->lp = opts->loop;
 	srv->tcp_fd = srv->unix_fd = -1;
 	srv->max_conns = opts->max_connections ? opts->max_connections : NBD_DEFAULT_MAX_CONNS;
+	srv->hs_timeout_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms
+							: NBD_HANDSHAKE_TIMEOUT_MS;
 	if (opts->tcp_addr)
 		r = listen_tcp(srv, opts->tcp_addr, opts->tcp_port ? opts->tcp_port : NBD_DEFAULT_PORT);
 	if (r == 0 && opts->unix_path)

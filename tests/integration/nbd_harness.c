@@ -59,7 +59,8 @@ static int usage(void)
 int main(int argc, char **argv)
 {
 	struct engine_opts eo;
-	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1" };
+	/* a short handshake timeout, so that the silent-client check runs quickly */
+	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .handshake_timeout_ms = 1000 };
 	const char *volumes[MAX_VOLUMES];
 	unsigned nvol = 0, port = 10809;
 	struct engine *eng = NULL;

@@ -247,6 +247,18 @@ static bool t_no_reader(struct nbdt_server *srv, uint64_t seed)
 }
 
 /* Random bytes at every stage of the handshake and of transmission. */
+/* Connects, takes the greeting and says nothing: the handshake timeout (1 s in the
+ * harness) must close it, or idle clients could hold every connection slot. */
+static bool t_silent_client(struct nbdt_server *srv, uint64_t seed)
+{
+	uint8_t g[sizeof(struct nbd_greeting)];
+
+	RAW(fd, srv);
+	(void)seed;
+	CHECK(raw_recv(fd, g, sizeof(g)) == 0, "greeting");
+	return closed_then_works(srv, fd, "silent client");
+}
+
 static bool t_garbage(struct nbdt_server *srv, uint64_t seed)
 {
 	uint8_t junk[4096];
@@ -286,6 +298,7 @@ int main(void)
 		{ "client vanishes mid-payload", t_vanish_mid_write },
 		{ "client vanishes with requests in flight", t_vanish_in_flight },
 		{ "client that never reads replies", t_no_reader },
+		{ "silent client: closed by the handshake timeout", t_silent_client },
 		{ "random garbage", t_garbage },
 	};
 
