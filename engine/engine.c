@@ -663,6 +663,8 @@ void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 	out->segments_free = eng->nfree;
 	out->segments_open = 0;
 	out->used_blocks = 0;
+	out->usable_blocks = (uint64_t)eng->sb.segment_count * (eng->blocks_per_seg - 1) *
+			     ENG_GC_MAX_LIVE_PCT / 100;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		if (eng->slots[i].state == SLOT_OPEN)
 			out->segments_open++;

@@ -128,6 +128,8 @@ struct engine_stats {
 	uint32_t segments_free;
 	uint32_t segments_open;
 	uint64_t live_blocks;     /* blocks referenced by some volume's map */
+	uint64_t usable_blocks;   /* live data the store can hold: the cleaner needs the
+				     rest (about 10%) to work */
 	uint64_t used_blocks;     /* blocks written in non-free segments (live + garbage) */
 	uint64_t gc_runs;
 	uint64_t gc_blocks_moved;

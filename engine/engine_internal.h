@@ -18,6 +18,10 @@ struct meta_batch;
 #define ENG_LOG "engine"
 #define ENG_MAX_INFLIGHT_BATCHES 4 /* per volume: more batches queue up and group */
 #define ENG_GC_RESERVE_DEFAULT 2
+/* A slot more than this % live is not worth cleaning: the cleaner would rewrite ten
+ * blocks to win one, and writes would crawl. So the store is full when no slot is
+ * below that: about 90% of its blocks hold live data. */
+#define ENG_GC_MAX_LIVE_PCT 90u
 
 enum slot_state { SLOT_FREE = 0, SLOT_OPEN, SLOT_SEALED };
 

@@ -18,15 +18,10 @@
 #include "engine/engine_internal.h"
 #include "store/store.h"
 
-/* A slot more than GC_MAX_LIVE_PCT live is not worth cleaning: the cleaner would
- * rewrite ten blocks to win one, and writes would crawl. So the store is full when
- * no slot is below that: about 90% of its blocks hold live data. */
-#define GC_MAX_LIVE_PCT 90u
-
 static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 {
 	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip &&
-	       (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * GC_MAX_LIVE_PCT;
+	       (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
 }
 
 /* Slots that are empty and only wait for a checkpoint to be freed. */

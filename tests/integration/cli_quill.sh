@@ -78,7 +78,7 @@ qemu-io -f raw "$(nbd_uri alpha)" -c 'read -P 0x61 0 1M' >/dev/null ||
 	fail "data below the new end survives a shrink"
 
 expect 0 status
-grep -q "capacity:" <<<"$OUT" || fail "status: $OUT"
+grep -q "capacity:" <<<"$OUT" && grep -q "usable:" <<<"$OUT" || fail "status: $OUT"
 
 # everything survives a clean restart
 server_stop

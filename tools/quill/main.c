@@ -218,6 +218,8 @@ static void show_status(struct json_object *ans)
 	       units_format_size((uint64_t)get_i64(ans, "capacity_bytes"), cap, sizeof(cap)),
 	       (long long)get_i64(ans, "segments_total"),
 	       units_format_size((uint64_t)get_i64(ans, "segment_size"), fr, sizeof(fr)));
+	printf("usable:    %s of live data (the cleaner needs the rest)\n",
+	       units_format_size((uint64_t)get_i64(ans, "usable_bytes"), cap, sizeof(cap)));
 	printf("free:      %s (%lld segments)\nlive data: %s\nlog used:  %s\n",
 	       units_format_size((uint64_t)get_i64(ans, "free_bytes"), fr, sizeof(fr)),
 	       (long long)get_i64(ans, "segments_free"),

@@ -188,6 +188,8 @@ static struct json_object *do_status(struct control *ctl)
 			       json_object_new_int64((int64_t)(seg * st.segments_total)));
 	json_object_object_add(v, "free_bytes",
 			       json_object_new_int64((int64_t)(seg * st.segments_free)));
+	json_object_object_add(v, "usable_bytes",
+			       json_object_new_int64((int64_t)(st.usable_blocks * ENGINE_BLOCK_SIZE)));
 	json_object_object_add(v, "live_bytes",
 			       json_object_new_int64((int64_t)(st.live_blocks * ENGINE_BLOCK_SIZE)));
 	json_object_object_add(v, "used_bytes",
