@@ -1,9 +1,9 @@
 /* tests/integration/itest.c — see itest.h. */
 #include "itest.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,20 +147,9 @@ int it_end(const struct it_env *env, bool ok)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
 void it_rm_rf(const char *path)
 {
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_tree(path);
 }
 
 static void fill_pattern(uint64_t *words, size_t n, uint64_t seed, uint64_t lba, uint64_t tag)

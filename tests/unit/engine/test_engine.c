@@ -15,7 +15,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "engine/ondisk.h"
+#include "testutil.h"
 
 #ifndef QUILL_TEST_DIR
 #define QUILL_TEST_DIR "/var/tmp"
@@ -63,19 +63,11 @@ static void setup(void)
 	unlink(probe);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void teardown(void)
 {
 	engine_close(eng);
 	eng = NULL;
-	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_tree(dir);
 }
 
 TestSuite(engine, .init = setup, .fini = teardown);

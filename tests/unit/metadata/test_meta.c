@@ -3,12 +3,12 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "testutil.h"
 
 static char tmpdir[64];
 static char dbpath[128];
@@ -20,17 +20,9 @@ static void setup(void)
 	snprintf(dbpath, sizeof(dbpath), "%s/db", tmpdir);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void teardown(void)
 {
-	nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rm_tree(tmpdir);
 }
 
 TestSuite(meta, .init = setup, .fini = teardown);
