@@ -21,9 +21,30 @@ QUILLD="$ROOT/build/tools/quilld"
 
 mkdir -p "$NODE_DIR"
 pidfile="$NODE_DIR/quilld.pid"
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+
+# alive: the node of the pid file runs (a zombie, already exited, does not count)
+alive()
+{
+	local pid state
+	[ -f "$pidfile" ] || return 1
+	pid=$(cat "$pidfile")
+	state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+	[ "${state:0:1}" != Z ]
+}
+
+if alive && "$QUILL" status >/dev/null 2>&1; then
 	echo "quickstart: quilld already running (pid $(cat "$pidfile"))"
 else
+	# a node that is stopping (it flushes and checkpoints first) gets time to finish
+	for _ in $(seq 1 100); do
+		alive || break
+		sleep 0.1
+	done
+	if alive; then
+		echo "quickstart: quilld (pid $(cat "$pidfile")) runs but does not answer on its" \
+			"control socket; see $NODE_DIR/quilld.log" >&2
+		exit 1
+	fi
 	echo "quickstart: starting quilld (store $NODE_DIR/store.img, $STORE_SIZE, thin)"
 	nohup "$QUILLD" --data-dir "$NODE_DIR" --store-size "$STORE_SIZE" \
 		--nbd-addr 127.0.0.1 --nbd-port "$PORT" --nbd-unix "$NODE_DIR/nbd.sock" \
@@ -31,7 +52,7 @@ else
 	echo $! >"$pidfile"
 	for _ in $(seq 1 100); do
 		"$QUILL" status >/dev/null 2>&1 && break
-		if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+		if ! alive; then
 			echo "quickstart: quilld exited; its log:" >&2
 			tail -n 20 "$NODE_DIR/quilld.log" >&2
 			exit 1
