@@ -153,7 +153,7 @@ static struct ckpt_job *capture(struct engine *eng)
 		/* last_seq <= seq: replay from this checkpoint never needs its batches */
 		if (s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 &&
 		    s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i))
-			job->free_slots[job->nfree++] = i;
+			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
 	return job;
 err:
@@ -234,6 +234,21 @@ static void release_deferred(struct engine *eng)
 		eng_slot_release(eng, eng->deferred_free[i]);
 }
 
+/* Frees a slot noted empty at capture, if it is still that slot and still empty. */
+static void free_if_still_empty(struct engine *eng, const struct ckpt_free *f)
+{
+	const struct slot *s = &eng->slots[f->slot];
+
+	if (s->state != SLOT_SEALED || s->generation != f->generation)
+		return; /* freed and reused meanwhile */
+	if (s->live) { /* nothing writes into a sealed slot: this is a bug, keep the data */
+		log_msg(LOG_ERROR, ENG_LOG, "slot %u gained %u live blocks after it was found "
+			"empty; not freed", f->slot, s->live);
+		return;
+	}
+	eng_slot_release(eng, f->slot);
+}
+
 void eng_ckpt_reap(struct engine *eng)
 {
 	struct ckpt_job *job;
@@ -254,8 +269,7 @@ void eng_ckpt_reap(struct engine *eng)
 		eng->stats.checkpoints++;
 		eng->stats.last_checkpoint_seq = job->seq;
 		for (size_t i = 0; i < job->nfree; i++)
-			if (eng->slots[job->free_slots[i]].state == SLOT_SEALED)
-				eng_slot_release(eng, job->free_slots[i]);
+			free_if_still_empty(eng, &job->free_slots[i]);
 		if (job->nfree)
 			eng_run_parked(eng, false);
 	}

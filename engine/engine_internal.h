@@ -87,7 +87,9 @@ struct ckpt_job {
 	struct engine *eng;
 	struct meta_batch *mb;
 	uint64_t seq;
-	uint32_t *free_slots; /* zero-live slots that become free once this is durable */
+	/* zero-live slots that become free once this is durable, with their generation:
+	 * a slot freed and reused meanwhile (volume deleted) is not this one any more */
+	struct ckpt_free { uint32_t slot; uint64_t generation; } *free_slots;
 	size_t nfree;
 	int result;
 };
