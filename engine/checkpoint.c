@@ -209,6 +209,8 @@ void eng_slot_release(struct engine *eng, uint32_t slot)
 {
 	struct slot *s = &eng->slots[slot];
 
+	if (s->state == SLOT_FREE)
+		return; /* noted twice (deferred, then again by a later checkpoint) */
 	if (s->readers) {
 		uint32_t *v = realloc(eng->deferred_free,
 				      (eng->ndeferred_free + 1) * sizeof(*v));
