@@ -22,8 +22,6 @@
 #include "metadata/meta.h"
 #include "store/store.h"
 
-static const char KEY_CKPT[] = "C";
-
 static void *ckpt_main(void *arg)
 {
 	struct engine *eng = arg;
@@ -42,7 +40,7 @@ static void *ckpt_main(void *arg)
 		pthread_mutex_unlock(&eng->ckpt_lock);
 
 		ondisk_checkpoint_encode(job->seq, &rec);
-		meta_batch_put(job->mb, KEY_CKPT, 1, &rec, sizeof(rec));
+		meta_batch_put(job->mb, ONDISK_KEY_CKPT, 1, &rec, sizeof(rec));
 		job->result = meta_batch_commit(eng->meta, job->mb, META_NOWAL);
 		if (job->result == 0)
 			job->result = meta_flush(eng->meta);
@@ -91,12 +89,6 @@ static void job_free(struct ckpt_job *job)
 	free(job);
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
 struct emit_ctx {
 	struct meta_batch *mb;
 	uint64_t volume_id;
@@ -105,11 +97,9 @@ struct emit_ctx {
 static int emit_chunk(void *arg, uint64_t chunk, const struct ondisk_map_entry *e, size_t n)
 {
 	struct emit_ctx *c = arg;
-	uint8_t key[17];
+	uint8_t key[ONDISK_MAP_KEY_LEN];
 
-	key[0] = 'M';
-	put_be64(key + 1, c->volume_id);
-	put_be64(key + 9, chunk);
+	ondisk_map_key(c->volume_id, chunk, key);
 	if (n)
 		meta_batch_put(c->mb, key, sizeof(key), e, n * sizeof(*e));
 	else
@@ -265,6 +255,7 @@ void eng_ckpt_reap(struct engine *eng)
 	atomic_store(&eng->ckpt_ready, false);
 	pthread_mutex_unlock(&eng->ckpt_lock);
 	eng->ckpt_busy = false;
+	eng->gc_rescan_later = false; /* slots may be free now, or empty */
 	if (job->result < 0) {
 		ckpt_failed(eng, job, job->result);
 	} else {

@@ -12,8 +12,6 @@
 
 #define DEFAULT_SEGMENT_SIZE (4u << 20)
 
-static const char KEY_STORE[] = "S";
-static const char KEY_CKPT[] = "C";
 
 uint64_t eng_now_ms(void)
 {
@@ -29,18 +27,6 @@ static uint64_t now_realtime_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static void volume_key(uint64_t id, uint8_t key[9])
-{
-	key[0] = 'V';
-	put_be64(key + 1, id);
 }
 
 void engine_opts_init(struct engine_opts *opts)
@@ -183,7 +169,7 @@ static int check_store_record(struct engine *eng, bool formatted)
 	uint8_t uuid[16];
 	void *val;
 	size_t len;
-	int r = meta_get(eng->meta, KEY_STORE, 1, &val, &len);
+	int r = meta_get(eng->meta, ONDISK_KEY_STORE, 1, &val, &len);
 
 	if (r == -ENOENT) {
 		if (!formatted) {
@@ -194,7 +180,7 @@ static int check_store_record(struct engine *eng, bool formatted)
 		}
 		eng->next_volume_id = 1;
 		ondisk_store_record_encode(eng->sb.uuid, eng->next_volume_id, &rec);
-		return meta_put(eng->meta, KEY_STORE, 1, &rec, sizeof(rec), META_SYNC);
+		return meta_put(eng->meta, ONDISK_KEY_STORE, 1, &rec, sizeof(rec), META_SYNC);
 	}
 	if (r < 0)
 		return r;
@@ -237,15 +223,6 @@ static int load_volumes(struct engine *eng)
 	return r;
 }
 
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* Loads the checkpointed map; chunks of deleted volumes are dropped. */
 static int load_map(struct engine *eng, uint64_t *ckpt_seq)
 {
@@ -253,7 +230,7 @@ static int load_map(struct engine *eng, uint64_t *ckpt_seq)
 	struct meta_batch *stale;
 	void *val;
 	size_t len;
-	int r = meta_get(eng->meta, KEY_CKPT, 1, &val, &len);
+	int r = meta_get(eng->meta, ONDISK_KEY_CKPT, 1, &val, &len);
 
 	*ckpt_seq = 0;
 	if (r == 0) {
@@ -273,23 +250,23 @@ static int load_map(struct engine *eng, uint64_t *ckpt_seq)
 		const uint8_t *key = meta_iter_key(it, &klen);
 		const void *v = meta_iter_value(it, &len);
 		struct engine_volume *vol;
+		uint64_t volume_id, chunk;
 
-		if (klen != 17) {
-			r = -EPROTO;
+		r = ondisk_map_key_decode(key, klen, &volume_id, &chunk);
+		if (r < 0)
 			break;
-		}
-		vol = eng_volume_by_id(eng, get_be64(key + 1));
+		vol = eng_volume_by_id(eng, volume_id);
 		if (!vol) {
 			meta_batch_delete(stale, key, klen);
 			continue;
 		}
-		r = map_load_chunk(vol->map, get_be64(key + 9), v, len);
+		r = map_load_chunk(vol->map, chunk, v, len);
 		if (r == -ERANGE) {
 			/* left by a shrink that crashed before its checkpoint: the volume
 			 * record's size is the authority */
 			log_msg(LOG_WARN, ENG_LOG, "volume %s: dropping stored map entries past "
 				"its end", vol->rec.name);
-			if (get_be64(key + 9) * MAP_CHUNK_BLOCKS >= map_nblocks(vol->map))
+			if (chunk * MAP_CHUNK_BLOCKS >= map_nblocks(vol->map))
 				meta_batch_delete(stale, key, klen);
 			r = 0;
 		}
@@ -436,9 +413,9 @@ static int valid_name(const char *name)
 static int volume_record_save(struct engine *eng, const struct volume_record *rec)
 {
 	struct ondisk_volume_record d;
-	uint8_t key[9];
+	uint8_t key[ONDISK_VOLUME_KEY_LEN];
 
-	volume_key(rec->volume_id, key);
+	ondisk_volume_key(rec->volume_id, key);
 	ondisk_volume_record_encode(rec, &d);
 	return meta_put(eng->meta, key, sizeof(key), &d, sizeof(d), META_SYNC);
 }
@@ -461,7 +438,7 @@ int engine_volume_create(struct engine *eng, const char *name, uint64_t size_byt
 	strcpy(rec.name, name);
 	/* the id is spent before it is used: never two volumes with one id */
 	ondisk_store_record_encode(eng->sb.uuid, rec.volume_id + 1, &srec);
-	r = meta_put(eng->meta, KEY_STORE, 1, &srec, sizeof(srec), META_SYNC);
+	r = meta_put(eng->meta, ONDISK_KEY_STORE, 1, &srec, sizeof(srec), META_SYNC);
 	if (r < 0)
 		return r;
 	eng->next_volume_id++;
@@ -481,7 +458,7 @@ int engine_volume_create(struct engine *eng, const char *name, uint64_t size_byt
 int engine_volume_delete(struct engine *eng, const char *name)
 {
 	struct engine_volume *vol = volume_by_name(eng, name);
-	uint8_t key[9], begin[17], end[17];
+	uint8_t key[ONDISK_VOLUME_KEY_LEN], begin[ONDISK_MAP_KEY_LEN], end[ONDISK_MAP_KEY_LEN];
 	struct meta_batch *mb;
 	int r;
 
@@ -495,16 +472,13 @@ int engine_volume_delete(struct engine *eng, const char *name)
 		if (r < 0)
 			return r;
 	}
-	volume_key(vol->rec.volume_id, key);
+	ondisk_volume_key(vol->rec.volume_id, key);
 	r = meta_delete(eng->meta, key, sizeof(key), META_SYNC);
 	if (r < 0)
 		return r;
 	/* From here the log of this id is ignored by replay: its slots are free now. */
-	begin[0] = end[0] = 'M';
-	put_be64(begin + 1, vol->rec.volume_id);
-	put_be64(end + 1, vol->rec.volume_id + 1);
-	memset(begin + 9, 0, 8);
-	memset(end + 9, 0, 8);
+	ondisk_map_key(vol->rec.volume_id, 0, begin);
+	ondisk_map_key(vol->rec.volume_id + 1, 0, end);
 	if (meta_batch_create(&mb) == 0) {
 		meta_batch_delete_range(mb, begin, sizeof(begin), end, sizeof(end));
 		if (meta_batch_commit(eng->meta, mb, META_NOWAL) < 0)

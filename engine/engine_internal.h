@@ -57,6 +57,11 @@ struct ioreq {
 	bool is_trim;
 };
 
+/* A FIFO of requests, linked through ioreq.next. */
+struct req_fifo {
+	struct ioreq *head, *tail;
+};
+
 enum batch_state { BATCH_FORMING, BATCH_READY, BATCH_INFLIGHT, BATCH_DONE };
 
 struct batch {
@@ -112,8 +117,8 @@ struct engine {
 
 	struct ioreq *free_reqs;
 	struct batch *free_batches;
-	struct ioreq *done_head, *done_tail; /* callbacks to run */
-	struct ioreq *parked_head, *parked_tail; /* writes waiting for space */
+	struct req_fifo done;   /* callbacks to run */
+	struct req_fifo parked; /* writes waiting for space */
 
 	/* flush: waiting → one fdatasync in flight → completed */
 	struct ioreq *flush_wait;
@@ -140,6 +145,9 @@ struct engine {
 	bool gc_busy;
 	bool gc_stalled;   /* the last look found nothing worth cleaning */
 	bool gc_no_room;   /* the last relocation found no free slot */
+	bool gc_rescan_later; /* the last scan of the slots found nothing to start: skip
+				 rescanning on every poll until a checkpoint completes or a
+				 write waits for space */
 	uint32_t gc_victim;
 	uint8_t *gc_buf;
 	struct ioreq gc_req;
@@ -165,7 +173,6 @@ void eng_run_parked(struct engine *eng, bool fail);
 void eng_map_ref(void *arg, const struct map_loc *loc, int delta);
 uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block);
 int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who);
-void eng_batch_free(struct engine *eng, struct batch *b);
 int eng_drain(struct engine *eng);
 
 /* replay.c */

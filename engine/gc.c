@@ -163,11 +163,11 @@ void eng_gc_maybe(struct engine *eng)
 	int64_t victim;
 	int r;
 
-	if (eng->gc_busy || eng->closing)
+	if (eng->gc_busy || eng->closing || eng->gc_rescan_later)
 		return;
 	if (eng->opts.gc_auto && want < low_water(eng))
 		want = low_water(eng);
-	if (eng->nfree >= want && !eng->parked_head) {
+	if (eng->nfree >= want && !eng->parked.head) {
 		eng->gc_want_free = 0;
 		return;
 	}
@@ -176,13 +176,16 @@ void eng_gc_maybe(struct engine *eng)
 	/* empty slots only wait for a checkpoint: one frees them all at once */
 	if (empty && !eng->ckpt_busy)
 		eng->ckpt_wanted = true;
-	if (eng->nfree + empty >= want)
+	if (eng->nfree + empty >= want) {
+		eng->gc_rescan_later = true;
 		return;
+	}
 	if (victim < 0 || (eng->gc_no_room && eng->nfree == 0)) {
+		eng->gc_rescan_later = true;
 		/* nothing worth cleaning, or nowhere to move blocks: unless a checkpoint is
 		 * about to free slots, the waiting writes cannot be served */
 		eng->gc_stalled = true;
-		if (!eng->ckpt_busy && !empty && eng->parked_head)
+		if (!eng->ckpt_busy && !empty && eng->parked.head)
 			eng_run_parked(eng, true);
 		return;
 	}
@@ -203,6 +206,7 @@ int engine_gc(struct engine *eng, unsigned want_free)
 		want_free = eng->sb.segment_count;
 	eng->gc_want_free = want_free;
 	eng->gc_stalled = false;
+	eng->gc_rescan_later = false;
 	while (eng->nfree < want_free) {
 		int r;
 

@@ -33,14 +33,26 @@ struct ioreq *eng_req_alloc(struct engine *eng, engine_cb cb, void *arg)
 	return req;
 }
 
-static void req_queue_done(struct engine *eng, struct ioreq *req)
+static void fifo_push(struct req_fifo *q, struct ioreq *req)
 {
 	req->next = NULL;
-	if (eng->done_tail)
-		eng->done_tail->next = req;
+	if (q->tail)
+		q->tail->next = req;
 	else
-		eng->done_head = req;
-	eng->done_tail = req;
+		q->head = req;
+	q->tail = req;
+}
+
+static struct ioreq *fifo_pop(struct req_fifo *q)
+{
+	struct ioreq *req = q->head;
+
+	if (req) {
+		q->head = req->next;
+		if (!q->head)
+			q->tail = NULL;
+	}
+	return req;
 }
 
 /* Drops one reference; the first error sticks. The last reference queues the
@@ -62,19 +74,15 @@ void eng_req_put(struct engine *eng, struct ioreq *req, int res)
 		req->cb(req->arg, req->result);
 		return;
 	}
-	req_queue_done(eng, req);
+	fifo_push(&eng->done, req);
 }
 
 static int run_done(struct engine *eng)
 {
+	struct ioreq *req;
 	int n = 0;
 
-	while (eng->done_head) {
-		struct ioreq *req = eng->done_head;
-
-		eng->done_head = req->next;
-		if (!eng->done_head)
-			eng->done_tail = NULL;
+	while ((req = fifo_pop(&eng->done))) {
 		req->cb(req->arg, req->result);
 		req->next = eng->free_reqs;
 		eng->free_reqs = req;
@@ -129,7 +137,7 @@ int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user
 
 /* ---- batches ---- */
 
-void eng_batch_free(struct engine *eng, struct batch *b)
+static void batch_free(struct engine *eng, struct batch *b)
 {
 	b->next = eng->free_batches;
 	eng->free_batches = b;
@@ -319,7 +327,7 @@ static void retire(struct engine_volume *vol)
 		s->pending--;
 		for (uint32_t i = 0; i < b->sum.nentries; i++)
 			eng_req_put(eng, b->parts[i], b->result);
-		eng_batch_free(eng, b);
+		batch_free(eng, b);
 	}
 }
 
@@ -418,12 +426,8 @@ void eng_kick(struct engine *eng)
 
 static void park(struct engine *eng, struct ioreq *req)
 {
-	req->next = NULL;
-	if (eng->parked_tail)
-		eng->parked_tail->next = req;
-	else
-		eng->parked_head = req;
-	eng->parked_tail = req;
+	fifo_push(&eng->parked, req);
+	eng->gc_rescan_later = false;
 	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: store has no free segment; "
 			"write waits for the cleaner", req->vol->rec.name);
 }
@@ -454,7 +458,7 @@ static int append_rest(struct ioreq *req)
 
 static void start_or_park(struct engine *eng, struct ioreq *req)
 {
-	int r = eng->parked_head ? -ENOSPC : append_rest(req); /* keep arrival order */
+	int r = eng->parked.head ? -ENOSPC : append_rest(req); /* keep arrival order */
 
 	if (r == -ENOSPC) {
 		req->pending++;
@@ -469,15 +473,13 @@ static void start_or_park(struct engine *eng, struct ioreq *req)
 /* Retries parked requests now that slots may be free; with fail, ends them. */
 void eng_run_parked(struct engine *eng, bool fail)
 {
-	while (eng->parked_head) {
-		struct ioreq *req = eng->parked_head;
+	while (eng->parked.head) {
+		struct ioreq *req = eng->parked.head;
 		int r = fail ? -ENOSPC : append_rest(req);
 
 		if (r == -ENOSPC && !fail)
 			return;
-		eng->parked_head = req->next;
-		if (!eng->parked_head)
-			eng->parked_tail = NULL;
+		fifo_pop(&eng->parked);
 		if (r == -ENOSPC)
 			log_msg(LOG_ERROR, ENG_LOG, "volume %s: write of %llu blocks at %llu "
 				"failed: store full (every segment holds live data)",
@@ -709,7 +711,7 @@ int engine_timeout_ms(const struct engine *eng)
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
 	uint64_t since = eng_now_ms() - eng->ckpt_last_ms;
 
-	if (eng->done_head || eng->flush_wait || eng->ckpt_wanted)
+	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted)
 		return 0;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *vol = eng->vols[i];
@@ -721,7 +723,7 @@ int engine_timeout_ms(const struct engine *eng)
 							vol->ninflight < ENG_MAX_INFLIGHT_BATCHES))
 				return 0;
 	}
-	if (eng->ckpt_busy || eng->parked_head || eng->ndeferred_free)
+	if (eng->ckpt_busy || eng->parked.head || eng->ndeferred_free)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	return since >= period ? 0 : (int)(period - since);
 }
@@ -740,7 +742,7 @@ int engine_wait(struct engine *eng, const bool *done)
 int eng_drain(struct engine *eng)
 {
 	for (;;) {
-		bool busy = eng->done_head || eng->flush_wait || eng->flush_inflight ||
+		bool busy = eng->done.head || eng->flush_wait || eng->flush_inflight ||
 			    eng->ckpt_busy || eng->gc_busy || store_inflight(eng->st);
 		for (size_t i = 0; i < eng->nvols && !busy; i++)
 			busy = eng->vols[i]->head != NULL;

@@ -15,6 +15,45 @@ static uint32_t record_crc(const void *buf, size_t len, size_t crc_off)
 	return crc32c_extend(crc, (const uint8_t *)buf + crc_off + 4, len - crc_off - 4);
 }
 
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+void ondisk_volume_key(uint64_t volume_id, uint8_t key[ONDISK_VOLUME_KEY_LEN])
+{
+	key[0] = 'V';
+	put_be64(key + 1, volume_id);
+}
+
+void ondisk_map_key(uint64_t volume_id, uint64_t chunk, uint8_t key[ONDISK_MAP_KEY_LEN])
+{
+	key[0] = 'M';
+	put_be64(key + 1, volume_id);
+	put_be64(key + 9, chunk);
+}
+
+int ondisk_map_key_decode(const void *key, size_t len, uint64_t *volume_id, uint64_t *chunk)
+{
+	const uint8_t *k = key;
+
+	if (len != ONDISK_MAP_KEY_LEN || k[0] != 'M')
+		return -EPROTO;
+	*volume_id = get_be64(k + 1);
+	*chunk = get_be64(k + 9);
+	return 0;
+}
+
 void ondisk_superblock_encode(const struct superblock *sb, void *buf)
 {
 	struct ondisk_superblock d;

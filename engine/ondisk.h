@@ -221,6 +221,16 @@ int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
  *        (a chunk covers MAP_CHUNK_BLOCKS consecutive LBAs), in index order.
  *        A chunk with no mapped block has no key.
  */
+#define ONDISK_KEY_STORE "S"
+#define ONDISK_KEY_CKPT "C"
+#define ONDISK_VOLUME_KEY_LEN 9u
+#define ONDISK_MAP_KEY_LEN 17u
+
+void ondisk_volume_key(uint64_t volume_id, uint8_t key[ONDISK_VOLUME_KEY_LEN]);
+void ondisk_map_key(uint64_t volume_id, uint64_t chunk, uint8_t key[ONDISK_MAP_KEY_LEN]);
+/* -EPROTO unless key is a map key. */
+int ondisk_map_key_decode(const void *key, size_t len, uint64_t *volume_id, uint64_t *chunk);
+
 #define MAP_CHUNK_SHIFT 6u
 #define MAP_CHUNK_BLOCKS (1u << MAP_CHUNK_SHIFT)
 

@@ -215,11 +215,10 @@ static struct json_object *dispatch(struct control *ctl, const char *line)
 		json_object_object_add(ans, "volumes", arr);
 	} else if (strcmp(cmd, CONTROL_CMD_NODE_STATUS) == 0)
 		ans = do_status(ctl);
-	else if (strncmp(cmd, "volume.", 7) == 0 &&
-		 (strcmp(cmd, CONTROL_CMD_VOLUME_CREATE) == 0 ||
-		  strcmp(cmd, CONTROL_CMD_VOLUME_INFO) == 0 ||
-		  strcmp(cmd, CONTROL_CMD_VOLUME_RESIZE) == 0 ||
-		  strcmp(cmd, CONTROL_CMD_VOLUME_RM) == 0))
+	else if (strcmp(cmd, CONTROL_CMD_VOLUME_CREATE) == 0 ||
+		 strcmp(cmd, CONTROL_CMD_VOLUME_INFO) == 0 ||
+		 strcmp(cmd, CONTROL_CMD_VOLUME_RESIZE) == 0 ||
+		 strcmp(cmd, CONTROL_CMD_VOLUME_RM) == 0)
 		ans = do_volume(ctl, cmd, req);
 	else
 		ans = answer_error(ENOTSUP, "unknown command '%s'", cmd);
