@@ -255,7 +255,7 @@ void eng_ckpt_reap(struct engine *eng)
 	atomic_store(&eng->ckpt_ready, false);
 	pthread_mutex_unlock(&eng->ckpt_lock);
 	eng->ckpt_busy = false;
-	eng->gc_rescan_later = false; /* slots may be free now, or empty */
+	eng->gc_next_scan_ms = 0; /* slots may be free now, or empty */
 	if (job->result < 0) {
 		ckpt_failed(eng, job, job->result);
 	} else {

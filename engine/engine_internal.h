@@ -145,9 +145,9 @@ struct engine {
 	bool gc_busy;
 	bool gc_stalled;   /* the last look found nothing worth cleaning */
 	bool gc_no_room;   /* the last relocation found no free slot */
-	bool gc_rescan_later; /* the last scan of the slots found nothing to start: skip
-				 rescanning on every poll until a checkpoint completes or a
-				 write waits for space */
+	uint64_t gc_next_scan_ms; /* after a scan of the slots that started nothing, the
+				     next waits a millisecond (not every poll), or until a
+				     checkpoint completes or a write waits for space */
 	uint32_t gc_victim;
 	uint8_t *gc_buf;
 	struct ioreq gc_req;

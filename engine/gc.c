@@ -163,7 +163,7 @@ void eng_gc_maybe(struct engine *eng)
 	int64_t victim;
 	int r;
 
-	if (eng->gc_busy || eng->closing || eng->gc_rescan_later)
+	if (eng->gc_busy || eng->closing)
 		return;
 	if (eng->opts.gc_auto && want < low_water(eng))
 		want = low_water(eng);
@@ -171,17 +171,19 @@ void eng_gc_maybe(struct engine *eng)
 		eng->gc_want_free = 0;
 		return;
 	}
+	if (eng->gc_next_scan_ms && eng_now_ms() < eng->gc_next_scan_ms)
+		return;
 	victim = eng_gc_pick_victim(eng->slots, eng->sb.segment_count, eng->blocks_per_seg,
 				    eng->next_seq, &empty);
 	/* empty slots only wait for a checkpoint: one frees them all at once */
 	if (empty && !eng->ckpt_busy)
 		eng->ckpt_wanted = true;
 	if (eng->nfree + empty >= want) {
-		eng->gc_rescan_later = true;
+		eng->gc_next_scan_ms = eng_now_ms() + 1;
 		return;
 	}
 	if (victim < 0 || (eng->gc_no_room && eng->nfree == 0)) {
-		eng->gc_rescan_later = true;
+		eng->gc_next_scan_ms = eng_now_ms() + 1;
 		/* nothing worth cleaning, or nowhere to move blocks: unless a checkpoint is
 		 * about to free slots, the waiting writes cannot be served */
 		eng->gc_stalled = true;
@@ -190,6 +192,7 @@ void eng_gc_maybe(struct engine *eng)
 		return;
 	}
 	eng->gc_stalled = false;
+	eng->gc_next_scan_ms = 0;
 	eng->gc_busy = true;
 	eng->gc_victim = (uint32_t)victim;
 	r = store_read(eng->st, eng_slot_offset(eng, eng->gc_victim, 0), eng->gc_buf,
@@ -206,7 +209,7 @@ int engine_gc(struct engine *eng, unsigned want_free)
 		want_free = eng->sb.segment_count;
 	eng->gc_want_free = want_free;
 	eng->gc_stalled = false;
-	eng->gc_rescan_later = false;
+	eng->gc_next_scan_ms = 0;
 	while (eng->nfree < want_free) {
 		int r;
 

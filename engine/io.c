@@ -427,7 +427,7 @@ void eng_kick(struct engine *eng)
 static void park(struct engine *eng, struct ioreq *req)
 {
 	fifo_push(&eng->parked, req);
-	eng->gc_rescan_later = false;
+	eng->gc_next_scan_ms = 0;
 	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: store has no free segment; "
 			"write waits for the cleaner", req->vol->rec.name);
 }
