@@ -6,10 +6,16 @@ struct control;
 struct engine;
 struct loop;
 
-/* Listens on path (a stale socket file is replaced; a live one is -EADDRINUSE),
+struct control_opts {
+	const char *path;       /* the socket */
+	struct engine *eng;
+	const char *nbd_tcp;    /* "ADDR:PORT" of the NBD server, or NULL: for node.status */
+	const char *nbd_unix;   /* its unix socket, or NULL */
+};
+
+/* Listens on opts->path (a stale socket file is replaced; a live one is -EADDRINUSE),
  * mode 0600. Runs on the loop's (= the engine's) thread. */
-int control_create(struct loop *lp, const char *path, struct engine *eng,
-		   struct control **out);
+int control_create(struct loop *lp, const struct control_opts *opts, struct control **out);
 void control_destroy(struct control *c); /* NULL ok; removes the socket file */
 
 #endif
