@@ -12,6 +12,10 @@
 #   volume_create N SIZE a volume (an NBD export named N)
 #   nbd_uri N            nbd://127.0.0.1:$NBD_PORT/N
 #   track PID            stop PID at exit too (clients run in the background)
+#   expect STATUS ARGS   runs quill ARGS, checks its exit status; $OUT, $ERR
+#   json_field EXPR      prints EXPR (like '["volume"]["size"]') of the JSON on stdin
+#   qio [-r] EXPORT CMD… qemu-io commands on an export (-r: read-only); fails the
+#                        test if one fails (a pattern that does not match)
 #   skip MSG / fail MSG  exit 77 / exit 1 with a reason
 #
 # Environment: QUILLD and QUILL name the binaries (ctest passes them; by default
@@ -163,6 +167,39 @@ server_kill9()
 quill()
 {
 	"$QUILL" --socket "$WORK/ctl.sock" "$@"
+}
+
+# expect STATUS CMD...: runs quill, checks its exit status, keeps stdout in $OUT and
+# stderr in $ERR
+expect()
+{
+	local want="$1" got=0
+	shift
+	OUT=$(quill "$@" 2>"$WORK/err") || got=$?
+	ERR=$(cat "$WORK/err")
+	[ "$got" = "$want" ] || fail "quill $* exited $got, expected $want (stderr: $ERR)"
+}
+
+json_field()
+{
+	python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"
+}
+
+# qio [-r] EXPORT 'CMD' ['CMD'...]: qemu-io over NBD; every command must succeed
+qio()
+{
+	local ro=() uri args=() c
+	if [ "$1" = -r ]; then
+		ro=(-r)
+		shift
+	fi
+	uri="$(nbd_uri "$1")"
+	shift
+	for c in "$@"; do
+		args+=(-c "$c")
+	done
+	qemu-io "${ro[@]}" -f raw "$uri" "${args[@]}" >"$WORK/qio.out" 2>&1 ||
+		fail "qemu-io ${ro[*]} $uri ${args[*]}: $(grep -v '^read\|^wrote\|ops;' "$WORK/qio.out" | head -3)"
 }
 
 # volume_create NAME SIZE (SIZE in qemu/quill units: 64M, 1G)
