@@ -369,6 +369,8 @@ static struct json_object *cmd_diff(struct control *ctl, struct json_object *req
 		json_object_put(arr);
 		if (r == -ENOENT)
 			return diff_missing(ctl, from, to);
+		if (r == -ENOSYS)
+			return ctl_error(ENOSYS, "this node's engine does not support diff yet");
 		if (r == -EINVAL)
 			return ctl_error(EINVAL, "cannot diff '%s' against '%s': 'from' must be a "
 					 "snapshot (VOL@SNAP) of the same family as '%s'",
