@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cli_quill
-[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests the quill CLI: quilld only"
+quilld_only "the quill CLI"
 need_cmd qemu-io qemu-img python3
 server_start
 

@@ -17,6 +17,11 @@
 #   qio [-r] EXPORT CMD… qemu-io commands on an export (-r: read-only); fails the
 #                        test if one fails (a pattern that does not match)
 #   skip MSG / fail MSG  exit 77 / exit 1 with a reason
+#   quilld_only WHAT     skip unless the server is quilld (WHAT: what the test tests)
+#   need_nbd_python      $PY: a python3 with libnbd's module, or skip
+#   fio_verify_job F URI SIZE RATE
+#                        writes job file F: 4 KiB random writes over SIZE of URI at
+#                        RATE IOPS, each block verified (crc32c) afterwards
 #
 # Environment: QUILLD and QUILL name the binaries (ctest passes them; by default
 # build/tools/quilld and build/tools/quill of this checkout). A missing quilld
@@ -62,6 +67,33 @@ need_cmd()
 	for c in "$@"; do
 		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed (scripts/deps.sh)"
 	done
+}
+
+quilld_only()
+{
+	[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests $1: quilld only"
+}
+
+need_nbd_python()
+{
+	PY="$(nbd_python)" || skip "no python3 with the nbd module (python3-libnbd; scripts/deps.sh)"
+}
+
+fio_verify_job()
+{
+	cat >"$1" <<FIO
+[verify]
+ioengine=nbd
+uri=$2
+rw=randwrite
+bs=4k
+size=$3
+iodepth=16
+rate_iops=$4
+verify=crc32c
+verify_fatal=1
+do_verify=1
+FIO
 }
 
 track()

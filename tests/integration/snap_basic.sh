@@ -10,9 +10,9 @@ set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_basic
-[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests quill snapshots: quilld only"
+quilld_only "quill snapshots"
 need_cmd qemu-io qemu-img python3
-PY="$(nbd_python)" || skip "no python3 with the nbd module (python3-libnbd; scripts/deps.sh)"
+need_nbd_python
 server_start
 
 volume_create vm0 64M

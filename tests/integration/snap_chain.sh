@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_chain
-[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests quill snapshots: quilld only"
+quilld_only "quill snapshots"
 need_cmd qemu-io
 server_start
 

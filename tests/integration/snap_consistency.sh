@@ -11,9 +11,9 @@ set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_consistency
-[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests quill snapshots: quilld only"
+quilld_only "quill snapshots"
 need_cmd fio python3
-PY="$(nbd_python)" || skip "no python3 with the nbd module (python3-libnbd; scripts/deps.sh)"
+need_nbd_python
 fio --enghelp=nbd >/dev/null 2>&1 || skip "this fio has no nbd engine"
 CHECK="$(dirname "$0")/snap_consistency.py"
 SEED="${QUILL_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
@@ -34,19 +34,7 @@ done
 
 # ---- fio with verify ----
 volume_create fio 32M
-cat >"$WORK/verify.fio" <<FIO
-[verify]
-ioengine=nbd
-uri=$(nbd_uri fio)
-rw=randwrite
-bs=4k
-size=32M
-iodepth=16
-rate_iops=6000
-verify=crc32c
-verify_fatal=1
-do_verify=1
-FIO
+fio_verify_job "$WORK/verify.fio" "$(nbd_uri fio)" 32M 6000
 (cd "$WORK" && fio --output="$WORK/fio.txt" "$WORK/verify.fio") &
 fio_pid=$!
 track "$fio_pid"

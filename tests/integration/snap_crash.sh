@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_crash
-[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests quill snapshots: quilld only"
+quilld_only "quill snapshots"
 need_cmd qemu-io qemu-img nbdcopy python3
 SEED="${QUILL_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 log "seed $SEED (QUILL_TEST_SEED=$SEED replays the kill points)"
@@ -82,18 +82,7 @@ log "flatten finished after the crash; p@base removed; q still reads right after
 if fio --enghelp=nbd >/dev/null 2>&1; then
 	expect 0 snap create p@two
 	expect 0 clone p@two q2
-	cat >"$WORK/q2.fio" <<FIO
-[q2]
-ioengine=nbd
-uri=$(nbd_uri q2)
-rw=randwrite
-bs=4k
-size=32M
-iodepth=8
-rate_iops=5000
-verify=crc32c
-verify_fatal=1
-FIO
+	fio_verify_job "$WORK/q2.fio" "$(nbd_uri q2)" 32M 5000
 	(cd "$WORK" && fio --output="$WORK/q2.txt" "$WORK/q2.fio") &
 	fio_pid=$!
 	track "$fio_pid"
