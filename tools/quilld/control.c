@@ -164,12 +164,10 @@ static struct json_object *volume_answer(struct control *ctl, int r, const char 
 	return v;
 }
 
-#define NEED_NAME(req, name)                                                             \
-	do {                                                                             \
-		(name) = ctl_get_string((req), "name");                                  \
-		if (!(name))                                                             \
-			return ctl_error(EINVAL, "request without a volume name");       \
-	} while (0)
+struct json_object *ctl_no_name(void)
+{
+	return ctl_error(EINVAL, "request without a volume name");
+}
 
 static struct json_object *cmd_volume_list(struct control *ctl, struct json_object *req)
 {
@@ -186,28 +184,31 @@ static struct json_object *cmd_volume_list(struct control *ctl, struct json_obje
 static struct json_object *cmd_volume_info(struct control *ctl, struct json_object *req)
 {
 	struct engine_volume_info info;
-	const char *name;
+	const char *name = ctl_get_string(req, "name");
 
-	NEED_NAME(req, name);
+	if (!name)
+		return ctl_no_name();
 	return volume_answer(ctl, engine_volume_info(ctl->eng, name, &info), name);
 }
 
 static struct json_object *cmd_volume_rm(struct control *ctl, struct json_object *req)
 {
-	const char *name;
+	const char *name = ctl_get_string(req, "name");
 	int r;
 
-	NEED_NAME(req, name);
+	if (!name)
+		return ctl_no_name();
 	r = engine_volume_delete(ctl->eng, name);
 	return r < 0 ? ctl_volume_error(r, name) : ctl_ok();
 }
 
 static struct json_object *cmd_volume_create(struct control *ctl, struct json_object *req)
 {
-	const char *name;
+	const char *name = ctl_get_string(req, "name");
 	uint64_t size;
 
-	NEED_NAME(req, name);
+	if (!name)
+		return ctl_no_name();
 	if (ctl_get_u64(req, "size", &size) < 0)
 		return ctl_error(EINVAL, "request for '%s' without a size", name);
 	return volume_answer(ctl, engine_volume_create(ctl->eng, name, size), name);
@@ -216,11 +217,12 @@ static struct json_object *cmd_volume_create(struct control *ctl, struct json_ob
 static struct json_object *cmd_volume_resize(struct control *ctl, struct json_object *req)
 {
 	struct engine_volume_info info;
-	const char *name;
+	const char *name = ctl_get_string(req, "name");
 	uint64_t size;
 	int r;
 
-	NEED_NAME(req, name);
+	if (!name)
+		return ctl_no_name();
 	if (ctl_get_u64(req, "size", &size) < 0)
 		return ctl_error(EINVAL, "request for '%s' without a size", name);
 	r = engine_volume_info(ctl->eng, name, &info);

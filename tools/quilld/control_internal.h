@@ -30,6 +30,7 @@ typedef struct json_object *(*control_cmd_fn)(struct control *ctl, struct json_o
 __attribute__((format(printf, 2, 3)))
 struct json_object *ctl_error(int err, const char *fmt, ...);
 struct json_object *ctl_ok(void);
+struct json_object *ctl_no_name(void); /* a request without "name" */
 /* A string field, or NULL if absent or not a string. */
 const char *ctl_get_string(struct json_object *req, const char *key);
 /* A non-negative integer field: 0 or -EINVAL. */

@@ -227,8 +227,10 @@ static struct json_object *cmd_snap_list(struct control *ctl, struct json_object
 	struct json_object *ans;
 	int r;
 
-	if (!name || strlen(name) > ENGINE_VOLUME_NAME_MAX)
-		return ctl_error(EINVAL, "request without a volume name");
+	if (!name)
+		return ctl_no_name();
+	if (strlen(name) > ENGINE_VOLUME_NAME_MAX)
+		return ctl_volume_error(-ENOENT, name);
 	strcpy(ref.vol, name);
 	lc.arr = json_object_new_array();
 	r = engine_snap_list(ctl->eng, name, list_one, &lc);
@@ -304,7 +306,7 @@ static struct json_object *flatten_answer(struct control *ctl, struct json_objec
 	int r;
 
 	if (!name)
-		return ctl_error(EINVAL, "request without a volume name");
+		return ctl_no_name();
 	r = start ? engine_flatten_start(ctl->eng, name) : 0;
 	if (r == 0)
 		r = engine_flatten_status(ctl->eng, name, &st);
