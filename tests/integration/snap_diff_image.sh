@@ -94,7 +94,8 @@ done
 
 expect 1 export d@b "$WORK/b.qcow2"
 grep -q "exists: pass --force" <<<"$ERR" || fail "export over a file: $ERR"
-expect 0 export d@b "$WORK/b.qcow2" --force
+expect 0 --json export d@b "$WORK/b.qcow2" --force
+[ "$(json_field '["format"]' <<<"$OUT")" = qcow2 ] || fail "export --json: $OUT"
 expect 1 import "$WORK/b.qcow2" d2
 grep -q "already exists" <<<"$ERR" || fail "import over a volume: $ERR"
 expect 1 export nosuch "$WORK/n.raw"

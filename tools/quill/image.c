@@ -172,6 +172,34 @@ static int check_source(const struct cli *c, const char *spec)
 	return code;
 }
 
+/* qemu-img's progress on stdout for people; quiet under --json. */
+static char *progress_flag(const struct cli *c)
+{
+	return c->json ? "-q" : "-p";
+}
+
+/* What export and import print when they are done. */
+static void report_done(const struct cli *c, bool export, const char *file,
+			const char *volume, const char *fmt)
+{
+	struct json_object *o;
+
+	if (!c->json) {
+		if (export)
+			printf("exported %s to %s (%s)\n", volume, file, fmt);
+		else
+			printf("imported %s as volume %s (%s)\n", file, volume, fmt);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	cli_add_str(o, "file", file);
+	cli_add_str(o, "volume", volume);
+	cli_add_str(o, "format", fmt);
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+	json_object_put(o);
+}
+
 static const char *export_format(const struct cli *c, const char *file)
 {
 	size_t n = strlen(file);
@@ -184,15 +212,18 @@ static const char *export_format(const struct cli *c, const char *file)
 int cmd_export(const struct cli *c)
 {
 	const char *spec = c->argv[1], *file = c->argv[2], *fmt = export_format(c, file);
+	char *argv[] = { QEMU_IMG, "convert", progress_flag(c), "-O", (char *)fmt, "--image-opts",
+			 NULL /* opts */, (char *)file, NULL };
 	char opts[OPTS_MAX];
 	struct stat st;
+	bool existed = stat(file, &st) == 0;
 	int code;
 
 	if (strcmp(fmt, "raw") != 0 && strcmp(fmt, "qcow2") != 0) {
 		fprintf(stderr, "quill: --format %s: export writes raw or qcow2\n", fmt);
 		return EXIT_USAGE;
 	}
-	if (!c->force && stat(file, &st) == 0) {
+	if (existed && !c->force) {
 		fprintf(stderr, "quill: %s exists: pass --force to overwrite it\n", file);
 		return EXIT_REFUSED;
 	}
@@ -200,20 +231,16 @@ int cmd_export(const struct cli *c)
 		return EXIT_REFUSED;
 	if ((code = check_source(c, spec)) || (code = nbd_image_opts(c, spec, opts, sizeof(opts))))
 		return code;
-	{
-		char *argv[] = { QEMU_IMG, "convert", "-p", "-O", (char *)fmt, "--image-opts",
-				 opts, (char *)file, NULL };
-
-		code = run(argv, -1);
-	}
+	argv[6] = opts;
+	code = run(argv, -1);
 	if (code != 0) {
-		fprintf(stderr, "quill: export of %s to %s failed (%s exited %d)\n", spec, file,
-			QEMU_IMG, code);
-		unlink(file);
+		fprintf(stderr, "quill: export of %s to %s failed (%s exited %d)%s\n", spec, file,
+			QEMU_IMG, code, existed ? "" : "; removing the partial file");
+		if (!existed)
+			unlink(file); /* never a device or a file that was there before */
 		return EXIT_REFUSED;
 	}
-	if (!c->json)
-		printf("exported %s to %s (%s)\n", spec, file, fmt);
+	report_done(c, true, file, spec, fmt);
 	return 0;
 }
 
@@ -290,7 +317,7 @@ static int import_convert(const struct cli *c, const char *file, const char *vol
 {
 	char opts[OPTS_MAX];
 	int code = nbd_image_opts(c, vol, opts, sizeof(opts));
-	char *argv[] = { QEMU_IMG, "convert", "-p", "-n", "--target-is-zero", "-f",
+	char *argv[] = { QEMU_IMG, "convert", progress_flag(c), "-n", "--target-is-zero", "-f",
 			 (char *)ii->format, (char *)file, "--target-image-opts", opts, NULL };
 
 	if (code)
@@ -330,8 +357,6 @@ int cmd_import(const struct cli *c)
 	if ((code = volume_call(c, CONTROL_CMD_VOLUME_CREATE, vol, size)) ||
 	    (code = import_convert(c, file, vol, &ii)))
 		return code;
-	if (!c->json)
-		printf("imported %s (%s, %s) as volume %s\n", file, ii.format, cli_size(size, 0),
-		       vol);
+	report_done(c, false, file, vol, ii.format);
 	return 0;
 }
