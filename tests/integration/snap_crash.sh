@@ -6,6 +6,7 @@
 # snap rm again), after which GC keeps the data right. Also a flatten online while
 # fio writes to the clone with verify.
 #
+# Also kill -9 during snap create: the snapshot is there and whole, or not there.
 # QUILL_TEST_SEED=N replays the kill points (the seed is printed).
 set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
@@ -130,8 +131,27 @@ print(" ".join(s["name"] for s in json.load(sys.stdin)["snapshots"]))' <<<"$OUT"
 	qio -r r "read -P $(printf '0x%02x' $((0x30 + round))) 0 4M" 'read -P 0x10 4M 4M'
 	qio -r r@keep 'read -P 0x10 0 8M'
 done
+# ---- kill -9 during snap create: there or not, and whole ----
+for round in 1 2; do
+	qio r "write -P $(printf '0x%02x' $((0x50 + round))) 0 4M"
+	"$QUILL" --socket "$WORK/ctl.sock" snap create "r@c$round" >/dev/null 2>&1 &
+	create_pid=$!
+	pause_ms $((RANDOM % 15))
+	server_kill9
+	wait "$create_pid" 2>/dev/null || true
+	server_start
+	if quill --json snap ls r | grep -q "\"c$round\""; then
+		qio -r "r@c$round" "read -P $(printf '0x%02x' $((0x50 + round))) 0 4M" \
+			'read -P 0x10 4M 4M'
+		expect 0 snap rm "r@c$round"
+		log "round $round: kill -9 during snap create r@c$round: it is there, whole"
+	else
+		log "round $round: kill -9 during snap create r@c$round: it is not there"
+	fi
+	qio -r r "read -P $(printf '0x%02x' $((0x50 + round))) 0 4M" 'read -P 0x10 4M 4M'
+done
 expect 0 gc
-qio -r r 'read -P 0x33 0 4M' 'read -P 0x10 4M 4M'
+qio -r r 'read -P 0x52 0 4M' 'read -P 0x10 4M 4M'
 qio -r r@keep 'read -P 0x10 0 8M'
 same_as "$WORK/q.raw" q
 
@@ -139,6 +159,6 @@ server_stop
 server_start
 qio -r r@keep 'read -P 0x10 0 8M'
 same_as "$WORK/q.raw" q
-log "snap rm interrupted 3 times: snapshots and volumes consistent, also after gc"
+log "snap rm and create interrupted: snapshots and volumes consistent, also after gc"
 
 it_pass
