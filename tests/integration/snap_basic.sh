@@ -7,6 +7,7 @@
 # rollback refused while attached unless --force; space comes back after snap rm
 # and gc.
 set -euo pipefail
+IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_basic

@@ -5,6 +5,7 @@
 #   * 10 snapshots of one volume, each after a write that the next one overwrites.
 # Every snapshot and every volume is read back over NBD, pattern by pattern.
 set -euo pipefail
+IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_chain

@@ -8,6 +8,7 @@
 #   * fio randwrite with verify=crc32c while a snapshot is taken: fio's verify
 #     passes, and every block of the snapshot is zeros or the block fio wrote.
 set -euo pipefail
+IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_consistency

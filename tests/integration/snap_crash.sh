@@ -9,6 +9,7 @@
 # Also kill -9 during snap create: the snapshot is there and whole, or not there.
 # QUILL_TEST_SEED=N replays the kill points (the seed is printed).
 set -euo pipefail
+IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_crash

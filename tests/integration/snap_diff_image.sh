@@ -6,6 +6,7 @@
 # quill import round-trip through qemu-img, compared with `qemu-img compare`;
 # export refuses to overwrite a file, import to reuse a volume name.
 set -euo pipefail
+IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init snap_diff_image

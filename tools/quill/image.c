@@ -111,6 +111,7 @@ static int nbd_image_opts(const struct cli *c, const char *name, char *buf, size
 	struct json_object *ans = cli_call(c, cli_request(CONTROL_CMD_NODE_STATUS));
 	const char *unix_path, *tcp, *colon;
 	char host[256];
+	bool found;
 
 	if (!ans)
 		return EXIT_NO_NODE;
@@ -133,8 +134,9 @@ static int nbd_image_opts(const struct cli *c, const char *name, char *buf, size
 		opt_append(buf, len, "server.port", colon + 1);
 	}
 	opt_append(buf, len, "export", name);
-	json_object_put(ans);
-	if (*unix_path || colon)
+	found = *unix_path || colon;
+	json_object_put(ans); /* unix_path and tcp pointed into it */
+	if (found)
 		return 0;
 	fprintf(stderr, "quill: the node serves NBD neither on TCP nor on a unix socket\n");
 	return EXIT_REFUSED;
