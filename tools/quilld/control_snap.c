@@ -31,6 +31,12 @@ static int split_spec(const char *spec, struct snap_ref *ref)
 	return 0;
 }
 
+static struct json_object *bad_spec_error(int err, const char *spec)
+{
+	return ctl_error(err, "'%s' is not a snapshot: write VOL@SNAP (names of at most 63 "
+			 "characters)", spec);
+}
+
 struct snap_find {
 	const char *name;
 	struct engine_snap_info *out;
@@ -133,8 +139,7 @@ static struct json_object *need_snap(struct json_object *req, struct snap_ref *r
 	if (!spec)
 		return ctl_error(EINVAL, "request without a snapshot (\"snap\": \"VOL@SNAP\")");
 	if (split_spec(spec, ref) < 0)
-		return ctl_error(EINVAL, "'%s' is not a snapshot: write VOL@SNAP (names of at most "
-				 "63 characters)", spec);
+		return bad_spec_error(EINVAL, spec);
 	return NULL;
 }
 
@@ -349,7 +354,9 @@ static struct json_object *diff_missing(struct control *ctl, const char *from, c
 	for (int i = 0; i < 2; i++) {
 		if (!specs[i])
 			continue;
-		if (split_spec(specs[i], &ref) == 0 && snap_find(ctl, &ref, &si) < 0)
+		if (strchr(specs[i], '@') && split_spec(specs[i], &ref) < 0)
+			return bad_spec_error(ENOENT, specs[i]);
+		if (strchr(specs[i], '@') && snap_find(ctl, &ref, &si) < 0)
 			return missing_error(ctl, &ref);
 		if (!strchr(specs[i], '@') && engine_volume_info(ctl->eng, specs[i], &vi) < 0)
 			return ctl_volume_error(-ENOENT, specs[i]);
