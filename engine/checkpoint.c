@@ -119,6 +119,28 @@ static uint64_t stable_seq(const struct engine *eng)
 	return s;
 }
 
+/* The metadata changes that must land with this checkpoint's map (snap.c). */
+static void add_ops(struct engine *eng, struct ckpt_job *job)
+{
+	for (size_t i = 0; i < eng->nops; i++) {
+		const struct eng_meta_op *op = &eng->ops[i];
+
+		if (op->kind == EMO_PUT)
+			meta_batch_put(job->mb, op->key, op->klen, op->val, op->vlen);
+		else if (op->kind == EMO_DELETE)
+			meta_batch_delete(job->mb, op->key, op->klen);
+		else
+			meta_batch_delete_range(job->mb, op->key, op->klen, op->end, op->klen);
+	}
+	job->nops = eng->nops;
+}
+
+static void drop_ops(struct engine *eng, size_t n)
+{
+	memmove(eng->ops, eng->ops + n, (eng->nops - n) * sizeof(*eng->ops));
+	eng->nops -= n;
+}
+
 static struct ckpt_job *capture(struct engine *eng)
 {
 	struct ckpt_job *job = calloc(1, sizeof(*job));
@@ -127,6 +149,7 @@ static struct ckpt_job *capture(struct engine *eng)
 	if (!job || meta_batch_create(&job->mb) < 0)
 		goto err;
 	job->seq = stable_seq(eng);
+	add_ops(eng, job);
 	for (size_t i = 0; i < eng->nvols; i++) {
 		struct emit_ctx c = { .mb = job->mb, .volume_id = eng->vols[i]->rec.volume_id };
 
@@ -261,6 +284,7 @@ void eng_ckpt_reap(struct engine *eng)
 	} else {
 		eng->stats.checkpoints++;
 		eng->stats.last_checkpoint_seq = job->seq;
+		drop_ops(eng, job->nops);
 		for (size_t i = 0; i < job->nfree; i++)
 			free_if_still_empty(eng, &job->free_slots[i]);
 		if (job->nfree)

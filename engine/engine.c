@@ -1,5 +1,6 @@
 /* engine/engine.c — opening, formatting and closing a store; volume management. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -21,7 +22,7 @@ uint64_t eng_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t now_realtime_ns(void)
+uint64_t eng_now_realtime_ns(void)
 {
 	struct timespec ts;
 
@@ -43,15 +44,18 @@ struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id)
 	return NULL;
 }
 
-static struct engine_volume *volume_by_name(struct engine *eng, const char *name)
+/* A volume's live layer by name (snapshots have their own namespace per volume). */
+struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name)
 {
 	for (size_t i = 0; i < eng->nvols; i++)
-		if (strcmp(eng->vols[i]->rec.name, name) == 0)
+		if (eng->vols[i]->rec.kind == ONDISK_LAYER_VOLUME &&
+		    strcmp(eng->vols[i]->rec.name, name) == 0)
 			return eng->vols[i];
 	return NULL;
 }
 
-static int volume_add(struct engine *eng, const struct volume_record *rec)
+int eng_volume_add(struct engine *eng, const struct volume_record *rec,
+		   struct engine_volume **out)
 {
 	struct engine_volume *vol = calloc(1, sizeof(*vol));
 	struct engine_volume **vols;
@@ -72,6 +76,8 @@ static int volume_add(struct engine *eng, const struct volume_record *rec)
 	}
 	eng->vols = vols;
 	eng->vols[eng->nvols++] = vol;
+	if (out)
+		*out = vol;
 	return 0;
 
 err_free_map:
@@ -81,7 +87,7 @@ err_free_vol:
 	return r;
 }
 
-static void volume_remove(struct engine *eng, struct engine_volume *vol)
+void eng_volume_remove(struct engine *eng, struct engine_volume *vol)
 {
 	for (size_t i = 0; i < eng->nvols; i++) {
 		if (eng->vols[i] != vol)
@@ -89,6 +95,7 @@ static void volume_remove(struct engine *eng, struct engine_volume *vol)
 		eng->vols[i] = eng->vols[--eng->nvols];
 		break;
 	}
+	eng_flatten_free(vol);
 	map_destroy(vol->map);
 	free(vol);
 }
@@ -122,7 +129,7 @@ static int format_store(struct engine *eng)
 	eng->sb.segment_count = (uint32_t)((size - QUILL_DATA_OFFSET) / seg);
 	eng->sb.data_offset = QUILL_DATA_OFFSET;
 	eng->sb.device_size = size;
-	eng->sb.created_ns = now_realtime_ns();
+	eng->sb.created_ns = eng_now_realtime_ns();
 	buf = store_buf_alloc(QUILL_BLOCK_SIZE);
 	if (!buf)
 		return -ENOMEM;
@@ -215,7 +222,7 @@ static int load_volumes(struct engine *eng)
 			log_msg(LOG_ERROR, ENG_LOG, "metadata: a volume record is damaged");
 			break;
 		}
-		r = volume_add(eng, &rec);
+		r = eng_volume_add(eng, &rec, NULL);
 	}
 	if (r == 0)
 		r = meta_iter_status(it);
@@ -324,6 +331,10 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	if (r == 0)
 		r = load_volumes(eng);
 	if (r == 0)
+		r = eng_link_layers(eng);
+	if (r == 0)
+		r = eng_load_aliases(eng);
+	if (r == 0)
 		r = load_map(eng, &ckpt_seq);
 	if (r == 0)
 		r = eng_replay(eng, ckpt_seq);
@@ -346,7 +357,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 
 err_close_meta:
 	while (eng->nvols)
-		volume_remove(eng, eng->vols[0]);
+		eng_volume_remove(eng, eng->vols[0]);
 	meta_close(eng->meta);
 err_close_store:
 	store_close(eng->st);
@@ -372,7 +383,7 @@ void engine_close(struct engine *eng)
 	eng_drain(eng);
 	eng_ckpt_stop_thread(eng);
 	while (eng->nvols)
-		volume_remove(eng, eng->vols[0]);
+		eng_volume_remove(eng, eng->vols[0]);
 	free(eng->vols);
 	meta_close(eng->meta);
 	store_close(eng->st);
@@ -389,13 +400,15 @@ void engine_close(struct engine *eng)
 	}
 	store_buf_free(eng->gc_buf);
 	free(eng->deferred_free);
+	free(eng->aliases);
+	free(eng->ops);
 	free(eng->slots);
 	free(eng);
 }
 
 /* ---- volumes ---- */
 
-static int valid_name(const char *name)
+int eng_valid_name(const char *name)
 {
 	size_t n = name ? strlen(name) : 0;
 
@@ -420,79 +433,148 @@ static int volume_record_save(struct engine *eng, const struct volume_record *re
 	return meta_put(eng->meta, key, sizeof(key), &d, sizeof(d), META_SYNC);
 }
 
-int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes)
+void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec)
+{
+	struct ondisk_volume_record d;
+	uint8_t key[ONDISK_VOLUME_KEY_LEN];
+
+	ondisk_volume_key(rec->volume_id, key);
+	ondisk_volume_record_encode(rec, &d);
+	meta_batch_put(mb, key, sizeof(key), &d, sizeof(d));
+}
+
+/* The id is spent (in the same batch) before it is used: never two layers with one id,
+ * and the counter only moves in memory once the batch is committed. */
+uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb)
 {
 	struct ondisk_store_record srec;
+	uint64_t id = eng->next_volume_id;
+
+	ondisk_store_record_encode(eng->sb.uuid, id + 1, &srec);
+	meta_batch_put(mb, ONDISK_KEY_STORE, 1, &srec, sizeof(srec));
+	return id;
+}
+
+void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t id)
+{
+	uint8_t key[ONDISK_VOLUME_KEY_LEN], begin[ONDISK_MAP_KEY_LEN], end[ONDISK_MAP_KEY_LEN];
+
+	ondisk_volume_key(id, key);
+	meta_batch_delete(mb, key, sizeof(key));
+	ondisk_map_key(id, 0, begin);
+	ondisk_map_key(id + 1, 0, end);
+	meta_batch_delete_range(mb, begin, sizeof(begin), end, sizeof(end));
+	for (size_t i = 0; i < eng->naliases; i++) {
+		if (eng->aliases[i].to != id)
+			continue;
+		ondisk_alias_key(eng->aliases[i].from, key);
+		meta_batch_delete(mb, key, sizeof(key));
+	}
+}
+
+int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes)
+{
 	struct volume_record rec = { 0 };
-	int r = valid_name(name);
+	struct meta_batch *mb;
+	int r = eng_valid_name(name);
 
 	if (r < 0)
 		return r;
 	if (size_bytes == 0 || size_bytes % QUILL_BLOCK_SIZE || size_bytes > (1ull << 60))
 		return -EINVAL;
-	if (volume_by_name(eng, name))
+	if (eng_volume_by_name(eng, name))
 		return -EEXIST;
-	rec.volume_id = eng->next_volume_id;
+	r = meta_batch_create(&mb);
+	if (r < 0)
+		return r;
+	rec.volume_id = eng_take_layer_id(eng, mb);
+	rec.uid = rec.volume_id;
+	rec.kind = ONDISK_LAYER_VOLUME;
 	rec.size = size_bytes;
-	rec.created_ns = now_realtime_ns();
+	rec.created_ns = eng_now_realtime_ns();
 	strcpy(rec.name, name);
-	/* the id is spent before it is used: never two volumes with one id */
-	ondisk_store_record_encode(eng->sb.uuid, rec.volume_id + 1, &srec);
-	r = meta_put(eng->meta, ONDISK_KEY_STORE, 1, &srec, sizeof(srec), META_SYNC);
+	eng_batch_put_record(mb, &rec);
+	r = eng_volume_add(eng, &rec, NULL);
+	if (r == 0) {
+		r = meta_batch_commit(eng->meta, mb, META_SYNC);
+		if (r < 0)
+			eng_volume_remove(eng, eng->vols[eng->nvols - 1]);
+	}
+	meta_batch_destroy(mb);
 	if (r < 0)
 		return r;
 	eng->next_volume_id++;
-	r = volume_add(eng, &rec);
-	if (r < 0)
-		return r;
-	r = volume_record_save(eng, &rec);
-	if (r < 0) {
-		volume_remove(eng, eng->vols[eng->nvols - 1]);
-		return r;
-	}
 	log_msg(LOG_INFO, ENG_LOG, "volume %s created: id %llu, %llu bytes", name,
 		(unsigned long long)rec.volume_id, (unsigned long long)size_bytes);
 	return 0;
 }
 
-int engine_volume_delete(struct engine *eng, const char *name)
+int eng_volume_quiesce(struct engine_volume *vol)
 {
-	struct engine_volume *vol = volume_by_name(eng, name);
-	uint8_t key[ONDISK_VOLUME_KEY_LEN], begin[ONDISK_MAP_KEY_LEN], end[ONDISK_MAP_KEY_LEN];
-	struct meta_batch *mb;
-	int r;
+	struct engine *eng = vol->eng;
 
-	if (!vol)
-		return -ENOENT;
-	if (vol->open)
-		return -EBUSY;
 	while (vol->head || (eng->gc_busy && eng->slots[eng->gc_victim].volume_id ==
-						   vol->rec.volume_id)) {
-		r = engine_poll(eng, 100); /* the cleaner may be moving its blocks */
+						    vol->rec.volume_id)) {
+		int r = engine_poll(eng, 100); /* the cleaner may be moving its blocks */
 		if (r < 0)
 			return r;
 	}
-	ondisk_volume_key(vol->rec.volume_id, key);
-	r = meta_delete(eng->meta, key, sizeof(key), META_SYNC);
-	if (r < 0)
-		return r;
-	/* From here the log of this id is ignored by replay: its slots are free now. */
-	ondisk_map_key(vol->rec.volume_id, 0, begin);
-	ondisk_map_key(vol->rec.volume_id + 1, 0, end);
-	if (meta_batch_create(&mb) == 0) {
-		meta_batch_delete_range(mb, begin, sizeof(begin), end, sizeof(end));
-		if (meta_batch_commit(eng->meta, mb, META_NOWAL) < 0)
-			log_msg(LOG_WARN, ENG_LOG, "volume %s: stale map keys stay until the "
-				"next start-up", name);
-		meta_batch_destroy(mb);
-	}
+	return 0;
+}
+
+void eng_layer_discard(struct engine *eng, struct engine_volume *vol)
+{
 	map_clear(vol->map, 0, map_nblocks(vol->map));
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
 		if (eng->slots[i].state != SLOT_FREE &&
 		    eng->slots[i].volume_id == vol->rec.volume_id)
 			eng_slot_release(eng, i);
+	vol->open_slot = -1;
+	/* merged snapshots' slots were among them: their aliases go with the records */
+	for (size_t i = 0; i < eng->naliases;)
+		if (eng->aliases[i].to == vol->rec.volume_id)
+			eng->aliases[i] = eng->aliases[--eng->naliases];
+		else
+			i++;
+}
+
+static unsigned snapshot_count(const struct engine *eng, const struct engine_volume *vol)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < eng->nvols; i++)
+		n += eng->vols[i]->rec.kind == ONDISK_LAYER_SNAPSHOT &&
+		     eng->vols[i]->rec.uid == vol->rec.uid;
+	return n;
+}
+
+int engine_volume_delete(struct engine *eng, const char *name)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, name);
+	struct meta_batch *mb;
+	int r;
+
+	if (!vol)
+		return -ENOENT;
+	if (vol->open || vol->flatten)
+		return -EBUSY;
+	if (snapshot_count(eng, vol))
+		return -ENOTEMPTY;
+	r = eng_volume_quiesce(vol);
+	if (r < 0)
+		return r;
+	r = meta_batch_create(&mb);
+	if (r < 0)
+		return r;
+	eng_batch_delete_layer(eng, mb, vol->rec.volume_id);
+	r = meta_batch_commit(eng->meta, mb, META_SYNC);
+	meta_batch_destroy(mb);
+	if (r < 0)
+		return r;
+	/* From here the log of this id is ignored by replay: its slots are free now. */
+	eng_layer_discard(eng, vol);
 	log_msg(LOG_INFO, ENG_LOG, "volume %s deleted", name);
-	volume_remove(eng, vol);
+	eng_volume_remove(eng, vol);
 	eng_run_parked(eng, false);
 	return 0;
 }
@@ -505,7 +587,7 @@ static void set_flag(void *arg, int res)
 
 int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes)
 {
-	struct engine_volume *vol = volume_by_name(eng, name);
+	struct engine_volume *vol = eng_volume_by_name(eng, name);
 	struct volume_record rec;
 	uint64_t old_blocks, new_blocks = size_bytes / QUILL_BLOCK_SIZE;
 	int r;
@@ -515,6 +597,7 @@ int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_byt
 	if (size_bytes == 0 || size_bytes % QUILL_BLOCK_SIZE || size_bytes > (1ull << 60))
 		return -EINVAL;
 	old_blocks = vol->rec.size / QUILL_BLOCK_SIZE;
+	rec = vol->rec;
 	if (new_blocks < old_blocks) {
 		/* Log a trim of the cut-off tail, so that growing again later cannot bring
 		 * old blocks back at replay. */
@@ -538,8 +621,10 @@ int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_byt
 		r = eng_ckpt_sync(eng);
 		if (r < 0)
 			return r;
+		/* and the parent's blocks past the new end stay out of reach for good */
+		if (rec.overlap > new_blocks)
+			rec.overlap = new_blocks;
 	}
-	rec = vol->rec;
 	rec.size = size_bytes;
 	r = volume_record_save(eng, &rec);
 	if (r < 0)
@@ -547,22 +632,47 @@ int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_byt
 	r = map_resize(vol->map, new_blocks);
 	if (r < 0)
 		return r;
-	vol->rec.size = size_bytes;
+	vol->rec = rec;
 	log_msg(LOG_INFO, ENG_LOG, "volume %s resized to %llu bytes", name,
 		(unsigned long long)size_bytes);
 	return 0;
 }
 
+/* "VOL@SNAP" of a snapshot layer into buf. */
+void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer, char *buf,
+		    size_t len)
+{
+	const char *owner = "?";
+
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.kind == ONDISK_LAYER_VOLUME &&
+		    eng->vols[i]->rec.uid == layer->rec.uid)
+			owner = eng->vols[i]->rec.name;
+	if (layer->rec.kind == ONDISK_LAYER_VOLUME)
+		snprintf(buf, len, "%s", layer->rec.name);
+	else
+		snprintf(buf, len, "%s@%s", owner, layer->rec.name);
+}
+
 static void volume_fill_info(const struct engine *eng, const struct engine_volume *vol,
 			     struct engine_volume_info *out)
 {
+	const struct engine_volume *p = vol->parent;
+
 	memset(out, 0, sizeof(*out));
 	strcpy(out->name, vol->rec.name);
-	out->id = vol->rec.volume_id;
+	out->id = vol->rec.uid;
 	out->size = vol->rec.size;
 	out->created_ns = vol->rec.created_ns;
 	out->mapped_blocks = map_mapped_blocks(vol->map);
 	out->open = vol->open;
+	out->snapshots = snapshot_count(eng, vol);
+	out->flattening = vol->flatten != NULL;
+	/* the parent a user sees is the first layer that is not this volume's own */
+	while (p && p->rec.uid == vol->rec.uid)
+		p = p->parent;
+	if (p)
+		eng_layer_spec(eng, p, out->parent, sizeof(out->parent));
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
 		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == vol->rec.volume_id)
 			out->segments++;
@@ -570,7 +680,7 @@ static void volume_fill_info(const struct engine *eng, const struct engine_volum
 
 int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out)
 {
-	struct engine_volume *vol = volume_by_name(eng, name);
+	struct engine_volume *vol = eng_volume_by_name(eng, name);
 
 	if (!vol)
 		return -ENOENT;
@@ -593,6 +703,8 @@ int engine_volume_list(struct engine *eng,
 	for (size_t i = 0; i < eng->nvols; i++) {
 		int r;
 
+		if (eng->vols[i]->rec.kind != ONDISK_LAYER_VOLUME)
+			continue;
 		volume_fill_info(eng, eng->vols[i], &info);
 		r = fn(&info, arg);
 		if (r)
@@ -603,7 +715,8 @@ int engine_volume_list(struct engine *eng,
 
 int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out)
 {
-	struct engine_volume *vol = volume_by_name(eng, name);
+	struct engine_volume *vol = strchr(name, '@') ? eng_snapshot_by_spec(eng, name)
+						       : eng_volume_by_name(eng, name);
 
 	if (!vol)
 		return -ENOENT;
@@ -612,6 +725,11 @@ int engine_volume_open(struct engine *eng, const char *name, struct engine_volum
 	vol->open = true;
 	*out = vol;
 	return 0;
+}
+
+bool engine_volume_readonly(const struct engine_volume *vol)
+{
+	return vol->rec.kind != ONDISK_LAYER_VOLUME;
 }
 
 void engine_volume_close(struct engine_volume *vol)

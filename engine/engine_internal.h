@@ -77,10 +77,19 @@ struct batch {
 	struct batch *next;
 };
 
+struct flatten_job;
+
+/* A layer: a volume's live head (rec.kind VOLUME) or a snapshot. Each has its own map
+ * and its own log; reads fall through to `parent` where the map has nothing. */
 struct engine_volume {
 	struct engine *eng;
 	struct volume_record rec;
 	struct map *map;
+	struct engine_volume *parent; /* rec.parent_id, resolved */
+	struct flatten_job *flatten;  /* running */
+	int flatten_result;           /* of the last one that ended */
+	bool flatten_finished;
+	uint64_t flatten_copied;
 	bool open;
 	int64_t open_slot;    /* -1: the next write allocates a slot */
 	struct batch *head;   /* unretired batches in log order; tail is the forming one */
@@ -88,10 +97,28 @@ struct engine_volume {
 	unsigned ninflight;
 };
 
+/* A metadata change that must land atomically with the next checkpoint's map (a
+ * snapshot merged into its child). Kept until a checkpoint carrying it succeeds. */
+enum eng_meta_op_kind { EMO_PUT, EMO_DELETE, EMO_DELETE_RANGE };
+struct eng_meta_op {
+	enum eng_meta_op_kind kind;
+	uint8_t key[ONDISK_MAP_KEY_LEN];
+	uint8_t end[ONDISK_MAP_KEY_LEN]; /* EMO_DELETE_RANGE */
+	uint8_t klen;
+	uint8_t val[sizeof(struct ondisk_volume_record)];
+	uint32_t vlen;
+};
+
+/* A merged snapshot's id and the layer its slots belong to now. */
+struct eng_alias {
+	uint64_t from, to;
+};
+
 struct ckpt_job {
 	struct engine *eng;
 	struct meta_batch *mb;
 	uint64_t seq;
+	size_t nops; /* eng->ops[0..nops) ride with this checkpoint */
 	/* zero-live slots that become free once this is durable, with their generation:
 	 * a slot freed and reused meanwhile (volume deleted) is not this one any more */
 	struct ckpt_free { uint32_t slot; uint64_t generation; } *free_slots;
@@ -112,8 +139,12 @@ struct engine {
 	uint64_t next_gen;
 	uint64_t next_volume_id;
 
-	struct engine_volume **vols;
+	struct engine_volume **vols; /* every layer: volumes and snapshots */
 	size_t nvols;
+	struct eng_alias *aliases;
+	size_t naliases;
+	struct eng_meta_op *ops;     /* for the next checkpoint */
+	size_t nops;
 
 	struct ioreq *free_reqs;
 	struct batch *free_batches;
@@ -158,7 +189,28 @@ struct engine {
 
 /* engine.c */
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
+struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
+uint64_t eng_now_realtime_ns(void);
+int eng_valid_name(const char *name);
+int eng_volume_add(struct engine *eng, const struct volume_record *rec,
+		   struct engine_volume **out);
+void eng_volume_remove(struct engine *eng, struct engine_volume *vol);
+/* The snapshot layer named "VOL@SNAP", or NULL. */
+struct engine_volume *eng_snapshot_by_spec(struct engine *eng, const char *spec);
+/* "VOL@SNAP" (or "VOL" for a volume's live layer) into buf. */
+void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer, char *buf,
+		    size_t len);
+/* Hands out a layer id: the store record that spends it goes into mb. */
+uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb);
+void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec);
+/* Puts into mb the deletion of a layer's record, map chunks and the aliases to it. */
+void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t id);
+/* Waits until none of vol's batches is unretired and the cleaner is not moving its
+ * blocks. */
+int eng_volume_quiesce(struct engine_volume *vol);
+/* Drops a layer's map and frees its slots (after its record is gone). */
+void eng_layer_discard(struct engine *eng, struct engine_volume *vol);
 
 /* io.c */
 struct ioreq *eng_req_alloc(struct engine *eng, engine_cb cb, void *arg);
@@ -174,6 +226,24 @@ void eng_map_ref(void *arg, const struct map_loc *loc, int delta);
 uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block);
 int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who);
 int eng_drain(struct engine *eng);
+/* engine_read() without the open and range checks: reads through vol's layers. */
+int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
+		    engine_cb cb, void *arg);
+
+/* snap.c */
+/* What a read of lba gives: true with *loc for data, false for zeros. */
+bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc);
+/* Applies one summary entry to vol's map (at retire and at replay alike); loc is where
+ * a data entry's block was written. */
+int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
+		    const struct map_loc *loc);
+int eng_link_layers(struct engine *eng);
+int eng_load_aliases(struct engine *eng);
+/* The layer owning a slot whose header names layer id (following merges), or NULL. */
+struct engine_volume *eng_layer_for_owner(struct engine *eng, uint64_t id);
+void eng_flatten_kick(struct engine *eng);
+bool eng_flatten_active(const struct engine *eng);
+void eng_flatten_free(struct engine_volume *vol);
 
 /* replay.c */
 int eng_replay(struct engine *eng, uint64_t ckpt_seq);

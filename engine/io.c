@@ -250,7 +250,8 @@ int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
 	e->kind = kind;
 	e->src_slot = src_slot;
 	e->src_block = src_block;
-	e->data_crc = kind == ONDISK_ENTRY_DATA ? crc32c(data, QUILL_BLOCK_SIZE) : crc;
+	/* a MOVE's crc was verified against the map's; the others are computed here */
+	e->data_crc = kind == ONDISK_ENTRY_MOVE ? crc : crc32c(data, QUILL_BLOCK_SIZE);
 	b->parts[b->sum.nentries++] = owner;
 	b->sum.data_blocks++;
 	vol->eng->slots[b->slot].used++;
@@ -291,17 +292,10 @@ static void batch_apply(struct engine_volume *vol, struct batch *b)
 		const struct summary_entry *e = &b->sum.entries[i];
 		struct map_loc loc = { .slot = b->slot, .crc = e->data_crc };
 
-		if (e->kind == ONDISK_ENTRY_TRIM) {
-			map_clear(vol->map, e->lba, e->nblocks);
-			continue;
-		}
-		loc.block = b->first_block + (b->with_header ? 2 : 1) + data_idx++;
-		if (e->kind == ONDISK_ENTRY_MOVE) {
-			if (map_move(vol->map, e->lba, e->src_slot, e->src_block, &loc) > 0)
-				eng->stats.gc_blocks_moved++;
-		} else if (map_set(vol->map, e->lba, &loc) < 0) {
+		if (e->kind != ONDISK_ENTRY_TRIM)
+			loc.block = b->first_block + (b->with_header ? 2 : 1) + data_idx++;
+		if (eng_apply_entry(vol, e, &loc) < 0)
 			b->result = -ENOMEM; /* the map could not take it: fail the write */
-		}
 	}
 	eng->slots[b->slot].last_seq = b->sum.seq;
 }
@@ -511,6 +505,8 @@ static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblock
 		return r;
 	if (!cb || nblocks == 0 || (flags & ~ENGINE_FUA))
 		return -EINVAL;
+	if (engine_volume_readonly(vol))
+		return -EPERM;
 	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
@@ -637,23 +633,31 @@ static int read_run(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		engine_cb cb, void *arg)
 {
-	struct map_loc run[READ_MAX_RUN];
-	uint32_t nrun = 0;
-	uint64_t run_lba = lba;
-	uint8_t *dst = buf;
-	struct ioreq *req;
 	int r = check_range(vol, lba, nblocks);
 
 	if (r < 0)
 		return r;
 	if (!buf || !cb || nblocks == 0)
 		return -EINVAL;
+	return eng_read_layers(vol, lba, nblocks, buf, cb, arg);
+}
+
+int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
+		    engine_cb cb, void *arg)
+{
+	struct map_loc run[READ_MAX_RUN];
+	uint32_t nrun = 0;
+	uint64_t run_lba = lba;
+	uint8_t *dst = buf;
+	struct ioreq *req;
+	int r = 0;
+
 	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < nblocks && r == 0; i++) {
 		struct map_loc loc;
-		bool mapped = map_get(vol->map, lba + i, &loc);
+		bool mapped = eng_resolve(vol, lba + i, &loc);
 		bool joins = mapped && nrun && nrun < READ_MAX_RUN &&
 			     loc.slot == run[0].slot && loc.block == run[nrun - 1].block + 1;
 
@@ -678,7 +682,7 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 {
-	return map_get(vol->map, lba, NULL);
+	return eng_resolve(vol, lba, NULL);
 }
 
 /* ---- the loop ---- */
@@ -690,6 +694,7 @@ int engine_poll(struct engine *eng, int timeout_ms)
 	eng_ckpt_reap(eng);
 	eng_gc_maybe(eng);
 	eng_ckpt_maybe(eng);
+	eng_flatten_kick(eng);
 	eng_kick(eng);
 	n = run_done(eng);
 	if (eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5))
@@ -723,6 +728,8 @@ int engine_timeout_ms(const struct engine *eng)
 							vol->ninflight < ENG_MAX_INFLIGHT_BATCHES))
 				return 0;
 	}
+	if (eng_flatten_active(eng))
+		return 1; /* it scans a bounded number of LBAs per poll */
 	if (eng->ckpt_busy || eng->parked.head || eng->ndeferred_free)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	return since >= period ? 0 : (int)(period - since);

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* slot_plus1 == 0 marks a hole, so a calloc()ed leaf is all holes. */
+/* slot_plus1 == 0 marks a hole, so a calloc()ed leaf is all holes; CELL_ZERO marks a
+ * zero entry (MAP_SLOT_ZERO). */
+#define CELL_ZERO UINT32_MAX
+
 struct map_cell {
 	uint32_t slot_plus1;
 	uint32_t block;
@@ -14,7 +17,7 @@ struct map_cell {
 
 struct map_leaf {
 	struct map_cell cells[MAPX_LEAF_BLOCKS];
-	uint32_t mapped;
+	uint32_t used;   /* cells that are not holes (data and zero entries) */
 	uint8_t dirty; /* one bit per chunk */
 	bool listed;   /* on the dirty list */
 };
@@ -24,7 +27,7 @@ struct map {
 	uint64_t nblocks;
 	uint64_t nleaves;
 	struct map_leaf **leaves;
-	uint64_t mapped;
+	uint64_t mapped; /* data cells */
 	map_ref_fn ref;
 	void *ref_arg;
 	uint64_t *dirty_list; /* leaf indexes with dirty chunks */
@@ -105,7 +108,7 @@ static struct map_leaf *leaf_get(struct map *m, uint64_t leaf_idx, bool create)
 
 static void cell_to_loc(const struct map_cell *c, struct map_loc *loc)
 {
-	loc->slot = c->slot_plus1 - 1;
+	loc->slot = c->slot_plus1 == CELL_ZERO ? MAP_SLOT_ZERO : c->slot_plus1 - 1;
 	loc->block = c->block;
 	loc->crc = c->crc;
 }
@@ -127,18 +130,25 @@ static int cell_store(struct map *m, uint64_t lba, const struct map_loc *loc)
 	r = mark_dirty(m, li, ci);
 	if (r < 0)
 		return r;
-	if (c->slot_plus1) {
+	if (c->slot_plus1 == CELL_ZERO) {
+		leaf->used--;
+	} else if (c->slot_plus1) {
 		struct map_loc old;
 		cell_to_loc(c, &old);
 		m->ref(m->ref_arg, &old, -1);
-		leaf->mapped--;
+		leaf->used--;
 		m->mapped--;
 	}
-	if (loc) {
+	if (loc && loc->slot == MAP_SLOT_ZERO) {
+		c->slot_plus1 = CELL_ZERO;
+		c->block = 0;
+		c->crc = 0;
+		leaf->used++;
+	} else if (loc) {
 		c->slot_plus1 = loc->slot + 1;
 		c->block = loc->block;
 		c->crc = loc->crc;
-		leaf->mapped++;
+		leaf->used++;
 		m->mapped++;
 		m->ref(m->ref_arg, loc, +1);
 	} else {
@@ -196,7 +206,7 @@ void map_clear(struct map *m, uint64_t lba, uint64_t nblocks)
 
 		if (leaf_end > end)
 			leaf_end = end;
-		if (m->leaves[li] && m->leaves[li]->mapped) {
+		if (m->leaves[li] && m->leaves[li]->used) {
 			for (; lba < leaf_end; lba++)
 				cell_store(m, lba, NULL); /* clearing never allocates */
 		}
@@ -204,23 +214,41 @@ void map_clear(struct map *m, uint64_t lba, uint64_t nblocks)
 	}
 }
 
-void map_for_each(const struct map *m,
-		  void (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg)
+int map_for_each_range(const struct map *m, uint64_t lba, uint64_t nblocks,
+		       int (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg)
 {
-	for (uint64_t li = 0; li < m->nleaves; li++) {
+	uint64_t end = lba + nblocks;
+
+	if (end > m->nblocks || end < lba)
+		end = m->nblocks;
+	while (lba < end) {
+		uint64_t li = lba >> MAPX_LEAF_SHIFT;
+		uint64_t leaf_end = (li + 1) << MAPX_LEAF_SHIFT;
 		const struct map_leaf *leaf = m->leaves[li];
 
-		if (!leaf || !leaf->mapped)
-			continue;
-		for (unsigned ci = 0; ci < MAPX_LEAF_BLOCKS; ci++) {
+		if (leaf_end > end)
+			leaf_end = end;
+		for (; leaf && leaf->used && lba < leaf_end; lba++) {
+			const struct map_cell *c = &leaf->cells[lba & (MAPX_LEAF_BLOCKS - 1)];
 			struct map_loc loc;
+			int r;
 
-			if (!leaf->cells[ci].slot_plus1)
+			if (!c->slot_plus1)
 				continue;
-			cell_to_loc(&leaf->cells[ci], &loc);
-			fn(arg, (li << MAPX_LEAF_SHIFT) + ci, &loc);
+			cell_to_loc(c, &loc);
+			r = fn(arg, lba, &loc);
+			if (r)
+				return r;
 		}
+		lba = leaf_end;
 	}
+	return 0;
+}
+
+int map_for_each(const struct map *m,
+		 int (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg)
+{
+	return map_for_each_range(m, 0, m->nblocks, fn, arg);
 }
 
 static int emit_chunk(const struct map_leaf *leaf, uint64_t li, unsigned k,
@@ -236,7 +264,7 @@ static int emit_chunk(const struct map_leaf *leaf, uint64_t li, unsigned k,
 			continue;
 		e[n].index = (uint16_t)i;
 		e[n].block = (uint16_t)c->block;
-		e[n].slot = c->slot_plus1 - 1;
+		e[n].slot = c->slot_plus1 == CELL_ZERO ? ONDISK_MAP_SLOT_ZERO : c->slot_plus1 - 1;
 		e[n].crc = c->crc;
 		n++;
 	}

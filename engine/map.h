@@ -20,6 +20,10 @@
 #define MAPX_LEAF_BLOCKS (1u << MAPX_LEAF_SHIFT)
 #define MAPX_CHUNKS_PER_LEAF (MAPX_LEAF_BLOCKS / MAP_CHUNK_BLOCKS)
 
+/* map_loc.slot of a zero entry: the LBA reads as zeros even if a parent layer holds
+ * data there. Zero entries reference no block. */
+#define MAP_SLOT_ZERO ONDISK_MAP_SLOT_ZERO
+
 struct map_loc {
 	uint32_t slot;
 	uint32_t block;
@@ -38,6 +42,7 @@ uint64_t map_nblocks(const struct map *m);
 /* Grows or shrinks; shrinking unmaps (and unreferences) the blocks past the end. */
 int map_resize(struct map *m, uint64_t nblocks);
 
+/* false for a hole; true for data or a zero entry (out->slot == MAP_SLOT_ZERO). */
 bool map_get(const struct map *m, uint64_t lba, struct map_loc *out);
 /* -ENOMEM if a leaf cannot be allocated; the map is unchanged then. */
 int map_set(struct map *m, uint64_t lba, const struct map_loc *loc);
@@ -46,11 +51,14 @@ int map_set(struct map *m, uint64_t lba, const struct map_loc *loc);
 int map_move(struct map *m, uint64_t lba, uint32_t src_slot, uint32_t src_block,
 	     const struct map_loc *dst);
 void map_clear(struct map *m, uint64_t lba, uint64_t nblocks);
-uint64_t map_mapped_blocks(const struct map *m);
+uint64_t map_mapped_blocks(const struct map *m); /* data entries only */
 
-/* Calls fn for each mapped block with lba in order. */
-void map_for_each(const struct map *m,
-		  void (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg);
+/* Calls fn for each entry (data or zero) with lba in order; stops and returns fn's
+ * value if non-zero. */
+int map_for_each(const struct map *m,
+		 int (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg);
+int map_for_each_range(const struct map *m, uint64_t lba, uint64_t nblocks,
+		       int (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg);
 
 /* Checkpoint support. map_take_dirty() calls emit(chunk, entries, n) for each chunk
  * changed since the last call (n = 0: the chunk is now empty) and clears the dirty

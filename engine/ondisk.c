@@ -54,6 +54,22 @@ int ondisk_map_key_decode(const void *key, size_t len, uint64_t *volume_id, uint
 	return 0;
 }
 
+void ondisk_alias_key(uint64_t layer_id, uint8_t key[ONDISK_ALIAS_KEY_LEN])
+{
+	key[0] = 'A';
+	put_be64(key + 1, layer_id);
+}
+
+int ondisk_alias_key_decode(const void *key, size_t len, uint64_t *layer_id)
+{
+	const uint8_t *k = key;
+
+	if (len != ONDISK_ALIAS_KEY_LEN || k[0] != 'A')
+		return -EPROTO;
+	*layer_id = get_be64(k + 1);
+	return 0;
+}
+
 void ondisk_superblock_encode(const struct superblock *sb, void *buf)
 {
 	struct ondisk_superblock d;
@@ -173,6 +189,7 @@ static int summary_entry_decode(const struct ondisk_summary_entry *o, struct sum
 	switch (o->kind) {
 	case ONDISK_ENTRY_DATA:
 	case ONDISK_ENTRY_MOVE:
+	case ONDISK_ENTRY_FILL:
 		return o->nblocks == 1 ? 1 : -EPROTO;
 	case ONDISK_ENTRY_TRIM:
 		return o->nblocks >= 1 ? 0 : -EPROTO;
@@ -223,6 +240,10 @@ void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_vo
 	out->created_ns = v->created_ns;
 	memcpy(out->name, v->name, sizeof(out->name));
 	out->name[QUILL_VOLUME_NAME_MAX] = '\0';
+	out->kind = v->kind;
+	out->parent_id = v->parent_id;
+	out->overlap = v->overlap;
+	out->uid = v->uid;
 	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_volume_record, crc));
 }
 
@@ -236,8 +257,14 @@ int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_recor
 	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_volume_record, crc)))
 		return -EILSEQ;
 	if (d.version != QUILL_FORMAT_VERSION || d.size % QUILL_BLOCK_SIZE ||
-	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0')
+	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0' ||
+	    d.kind > ONDISK_LAYER_SNAPSHOT || d.parent_id == d.volume_id ||
+	    (d.parent_id == 0 && d.overlap != 0) || d.overlap > d.size / QUILL_BLOCK_SIZE)
 		return -EPROTO;
+	v->kind = (enum ondisk_layer_kind)d.kind;
+	v->parent_id = d.parent_id;
+	v->overlap = d.overlap;
+	v->uid = d.uid ? d.uid : d.volume_id;
 	v->volume_id = d.volume_id;
 	v->size = d.size;
 	v->created_ns = d.created_ns;

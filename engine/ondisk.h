@@ -80,6 +80,9 @@ enum ondisk_entry_kind {
 	ONDISK_ENTRY_TRIM = 2,  /* lba..lba+nblocks read as zeros from now on; no data */
 	ONDISK_ENTRY_MOVE = 3,  /* GC relocation of one block: like DATA, but applies only
 				   if the block still lives at (src_slot, src_block) */
+	ONDISK_ENTRY_FILL = 4,  /* flatten's copy of a parent's block: like DATA, but applies
+				   only where the layer's own map has nothing (a write or
+				   trim that came first wins) */
 };
 
 struct ondisk_summary_entry {
@@ -165,17 +168,30 @@ int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
  * key "V" | volume_id (8, big-endian) -> struct ondisk_volume_record (written META_SYNC)
  * key "S"                               -> struct ondisk_store_record (META_SYNC)
  * key "C"                               -> struct ondisk_checkpoint (META_NOWAL, with the map)
+ * key "A" | layer_id (8, big-endian)    -> layer id (8, little-endian): a snapshot removed
+ *                                          by merging it into its child; the slots whose
+ *                                          headers name it belong to the child now
+ *                                          (written with the checkpoint of the merge)
  */
 #define QUILL_VOLUME_NAME_MAX 63u
 
+/* A layer: a volume's writable head, or a snapshot (docs/format.md, "Layers"). */
+enum ondisk_layer_kind {
+	ONDISK_LAYER_VOLUME = 0,   /* the live layer of volume `name` */
+	ONDISK_LAYER_SNAPSHOT = 1, /* snapshot `name` of the volume whose uid is `uid` */
+};
+
 struct ondisk_volume_record {
 	uint32_t version;      /* QUILL_FORMAT_VERSION */
-	uint32_t flags;        /* reserved, 0 */
-	uint64_t volume_id;    /* never reused within a store */
+	uint32_t kind;         /* enum ondisk_layer_kind */
+	uint64_t volume_id;    /* the layer's id: never reused within a store */
 	uint64_t size;         /* bytes, a multiple of QUILL_BLOCK_SIZE */
 	uint64_t created_ns;
 	char name[QUILL_VOLUME_NAME_MAX + 1]; /* NUL-terminated */
-	uint8_t reserved[28];
+	uint64_t parent_id;    /* layer this one reads through to where it has nothing; 0 */
+	uint64_t overlap;      /* blocks: LBAs at or past this never read through */
+	uint64_t uid;          /* the volume's identity, kept across its snapshots; 0 = id */
+	uint8_t reserved[4];
 	uint32_t crc;
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_volume_record) == 128, "volume record size");
@@ -204,6 +220,10 @@ struct volume_record {
 	uint64_t size;
 	uint64_t created_ns;
 	char name[QUILL_VOLUME_NAME_MAX + 1];
+	enum ondisk_layer_kind kind;
+	uint64_t parent_id;
+	uint64_t overlap;
+	uint64_t uid;
 };
 
 void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_volume_record *out);
@@ -225,9 +245,13 @@ int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
 #define ONDISK_KEY_CKPT "C"
 #define ONDISK_VOLUME_KEY_LEN 9u
 #define ONDISK_MAP_KEY_LEN 17u
+#define ONDISK_ALIAS_KEY_LEN 9u
 
 void ondisk_volume_key(uint64_t volume_id, uint8_t key[ONDISK_VOLUME_KEY_LEN]);
 void ondisk_map_key(uint64_t volume_id, uint64_t chunk, uint8_t key[ONDISK_MAP_KEY_LEN]);
+void ondisk_alias_key(uint64_t layer_id, uint8_t key[ONDISK_ALIAS_KEY_LEN]);
+/* -EPROTO unless key is an alias key. */
+int ondisk_alias_key_decode(const void *key, size_t len, uint64_t *layer_id);
 /* -EPROTO unless key is a map key. */
 int ondisk_map_key_decode(const void *key, size_t len, uint64_t *volume_id, uint64_t *chunk);
 
@@ -237,9 +261,11 @@ int ondisk_map_key_decode(const void *key, size_t len, uint64_t *volume_id, uint
 struct ondisk_map_entry {
 	uint16_t index;     /* lba - chunk * MAP_CHUNK_BLOCKS */
 	uint16_t block;     /* block index inside the slot */
-	uint32_t slot;
+	uint32_t slot;      /* ONDISK_MAP_SLOT_ZERO: reads as zeros, whatever the parent
+			       layers hold (a trim in a layer that has a parent) */
 	uint32_t crc;       /* CRC32C of the block's data */
 } __attribute__((packed));
+#define ONDISK_MAP_SLOT_ZERO 0xffffffffu
 _Static_assert(sizeof(struct ondisk_map_entry) == 12, "map entry size");
 
 #endif

@@ -89,7 +89,7 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 	if (!sum)
 		return -ENOMEM;
 	s->state = SLOT_SEALED;
-	s->volume_id = h->volume_id;
+	s->volume_id = vol->rec.volume_id; /* a merged snapshot's slots are its child's */
 	s->generation = h->generation;
 	while (pos + 1 <= eng->blocks_per_seg) {
 		uint32_t end;
@@ -146,21 +146,11 @@ static int apply(const struct replay_batch *b)
 	for (uint32_t i = 0; i < b->nentries; i++) {
 		const struct summary_entry *e = &b->entries[i];
 		struct map_loc loc = { .slot = b->slot, .crc = e->data_crc };
-		uint64_t nblocks = map_nblocks(b->vol->map);
 		int r;
 
-		if (e->kind == ONDISK_ENTRY_TRIM) {
-			if (e->lba < nblocks)
-				map_clear(b->vol->map, e->lba, e->nblocks);
-			continue;
-		}
-		loc.block = b->first_data + d++;
-		if (e->lba >= nblocks)
-			continue; /* written before a shrink */
-		if (e->kind == ONDISK_ENTRY_MOVE)
-			r = map_move(b->vol->map, e->lba, e->src_slot, e->src_block, &loc);
-		else
-			r = map_set(b->vol->map, e->lba, &loc);
+		if (e->kind != ONDISK_ENTRY_TRIM)
+			loc.block = b->first_data + d++;
+		r = eng_apply_entry(b->vol, e, &loc);
 		if (r < 0)
 			return r;
 	}
@@ -181,7 +171,7 @@ static int scan_slot(struct engine *eng, uint32_t slot, uint8_t *hdr_buf, uint64
 		return 0; /* never used, or garbage: free */
 	if (h.generation > rp->max_gen)
 		rp->max_gen = h.generation;
-	vol = eng_volume_by_id(eng, h.volume_id);
+	vol = eng_layer_for_owner(eng, h.volume_id);
 	if (h.state != ONDISK_SEG_USED || !vol)
 		return 0; /* freed, or its volume was deleted */
 	return walk_slot(eng, slot, &h, vol, ckpt_seq, rp);

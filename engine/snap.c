@@ -1,27 +1,1030 @@
-/* engine/snap.c — snapshots, clones, rollback, flatten and diff (being written). */
+/* engine/snap.c — layers: snapshots, clones, rollback, flatten and diff.
+ *
+ * Every volume and snapshot is a layer (struct engine_volume) with its own map and its
+ * own log. A layer reads through to its parent where its map has nothing and the LBA
+ * is below its overlap. A trim in a layer that has a parent leaves zero entries where
+ * a parent holds something, so that the trimmed range no longer reads through.
+ *
+ *   snapshot: the volume's layer is frozen under the snapshot's name; the volume
+ *             continues in a new, empty layer (a new id) whose parent it is.
+ *   clone:    a new volume layer whose parent is the snapshot.
+ *   rollback: the volume's layer is dropped; a new empty one reads through to the
+ *             snapshot.
+ *   snap rm:  a snapshot nobody reads through is dropped; one with a single child is
+ *             merged into it (the child takes the entries it does not override and
+ *             the slots; an alias record keeps the slots' headers pointing to the
+ *             child across restarts). Two children or more: refused.
+ *   flatten:  a clone copies what it reads from its parents with FILL entries, which
+ *             apply only where the clone's own map has nothing; then it drops the link.
+ *
+ * Space: every map entry holds one reference on its block (engine/map.h), so a block
+ * stays live while any layer maps it, and becomes garbage once none does: the
+ * cleaner's usual rule covers snapshots with nothing more. A block is mapped by one
+ * layer at a time; a merge moves the entry, it does not copy it.
+ */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "common/log.h"
 #include "engine/engine_internal.h"
+#include "metadata/meta.h"
+#include "store/store.h"
 
-int engine_snap_create(struct engine *eng, const char *vol, const char *snap)
-{ (void)eng; (void)vol; (void)snap; return -ENOSYS; }
-int engine_snap_delete(struct engine *eng, const char *vol, const char *snap)
-{ (void)eng; (void)vol; (void)snap; return -ENOSYS; }
-int engine_snap_dependents(struct engine *eng, const char *vol, const char *snap, char *buf,
-			   size_t len)
-{ (void)eng; (void)vol; (void)snap; (void)buf; (void)len; return -ENOSYS; }
-int engine_snap_rollback(struct engine *eng, const char *vol, const char *snap, bool force)
-{ (void)eng; (void)vol; (void)snap; (void)force; return -ENOSYS; }
-int engine_snap_list(struct engine *eng, const char *vol,
+/* ---- reading through layers ---- */
+
+bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc)
+{
+	struct map_loc tmp;
+
+	if (!loc)
+		loc = &tmp;
+	for (;;) {
+		if (map_get(vol->map, lba, loc))
+			return loc->slot != MAP_SLOT_ZERO;
+		if (!vol->parent || lba >= vol->rec.overlap)
+			return false;
+		vol = vol->parent;
+	}
+}
+
+static int set_zero(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO };
+
+	(void)loc;
+	return map_set(arg, lba, &zero);
+}
+
+/* A trim: the range reads as zeros, whatever the parents hold. */
+static int layer_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
+{
+	uint64_t end = lba + nblocks < lba ? UINT64_MAX : lba + nblocks;
+
+	map_clear(vol->map, lba, nblocks);
+	for (const struct engine_volume *p = vol; p->parent; p = p->parent) {
+		int r;
+
+		if (end > p->rec.overlap)
+			end = p->rec.overlap;
+		if (lba >= end)
+			break;
+		r = map_for_each_range(p->parent->map, lba, end - lba, set_zero, vol->map);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
+		    const struct map_loc *loc)
+{
+	int r;
+
+	if (e->kind == ONDISK_ENTRY_TRIM)
+		return layer_trim(vol, e->lba, e->nblocks);
+	if (e->lba >= map_nblocks(vol->map))
+		return 0; /* written before a shrink */
+	switch (e->kind) {
+	case ONDISK_ENTRY_MOVE:
+		r = map_move(vol->map, e->lba, e->src_slot, e->src_block, loc);
+		if (r > 0)
+			vol->eng->stats.gc_blocks_moved++;
+		return r < 0 ? r : 0;
+	case ONDISK_ENTRY_FILL:
+		if (map_get(vol->map, e->lba, NULL))
+			return 0; /* the clone's own write or trim came first */
+		return map_set(vol->map, e->lba, loc);
+	default:
+		return map_set(vol->map, e->lba, loc);
+	}
+}
+
+/* ---- the layer tree at start-up ---- */
+
+int eng_link_layers(struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *vol = eng->vols[i];
+
+		if (!vol->rec.parent_id)
+			continue;
+		/* parents are always older: no cycle can be stored */
+		vol->parent = vol->rec.parent_id < vol->rec.volume_id
+				      ? eng_volume_by_id(eng, vol->rec.parent_id) : NULL;
+		if (!vol->parent) {
+			log_msg(LOG_ERROR, ENG_LOG, "metadata: layer %s (id %llu) reads through "
+				"layer %llu, which is missing", vol->rec.name,
+				(unsigned long long)vol->rec.volume_id,
+				(unsigned long long)vol->rec.parent_id);
+			return -EPROTO;
+		}
+	}
+	return 0;
+}
+
+static int alias_add(struct engine *eng, uint64_t from, uint64_t to)
+{
+	struct eng_alias *v = realloc(eng->aliases, (eng->naliases + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	eng->aliases = v;
+	eng->aliases[eng->naliases++] = (struct eng_alias){ from, to };
+	return 0;
+}
+
+int eng_load_aliases(struct engine *eng)
+{
+	struct meta_iter *it;
+	int r = meta_iter_create(eng->meta, "A", 1, &it);
+
+	if (r < 0)
+		return r;
+	for (; meta_iter_valid(it) && r == 0; meta_iter_next(it)) {
+		size_t klen, vlen;
+		const void *key = meta_iter_key(it, &klen);
+		const void *val = meta_iter_value(it, &vlen);
+		uint64_t from, to;
+
+		r = ondisk_alias_key_decode(key, klen, &from);
+		if (r == 0 && vlen != sizeof(to))
+			r = -EPROTO;
+		if (r < 0) {
+			log_msg(LOG_ERROR, ENG_LOG, "metadata: an alias record is damaged");
+			break;
+		}
+		memcpy(&to, val, sizeof(to));
+		r = alias_add(eng, from, to);
+	}
+	if (r == 0)
+		r = meta_iter_status(it);
+	meta_iter_destroy(it);
+	return r;
+}
+
+struct engine_volume *eng_layer_for_owner(struct engine *eng, uint64_t id)
+{
+	for (size_t hops = 0; hops <= eng->naliases; hops++) {
+		struct engine_volume *vol = eng_volume_by_id(eng, id);
+		size_t i;
+
+		if (vol)
+			return vol;
+		for (i = 0; i < eng->naliases && eng->aliases[i].from != id; i++)
+			;
+		if (i == eng->naliases)
+			return NULL;
+		id = eng->aliases[i].to;
+	}
+	return NULL;
+}
+
+/* ---- names ---- */
+
+static struct engine_volume *snapshot_find(struct engine *eng, uint64_t uid, const char *name)
+{
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *l = eng->vols[i];
+
+		if (l->rec.kind == ONDISK_LAYER_SNAPSHOT && l->rec.uid == uid &&
+		    strcmp(l->rec.name, name) == 0)
+			return l;
+	}
+	return NULL;
+}
+
+struct engine_volume *eng_snapshot_by_spec(struct engine *eng, const char *spec)
+{
+	char vname[ENGINE_VOLUME_NAME_MAX + 1];
+	const char *at = strchr(spec, '@');
+	struct engine_volume *vol;
+
+	if (!at || (size_t)(at - spec) > ENGINE_VOLUME_NAME_MAX)
+		return NULL;
+	memcpy(vname, spec, (size_t)(at - spec));
+	vname[at - spec] = '\0';
+	vol = eng_volume_by_name(eng, vname);
+	return vol ? snapshot_find(eng, vol->rec.uid, at + 1) : NULL;
+}
+
+/* A volume ("VOL") or a snapshot ("VOL@SNAP"). */
+static struct engine_volume *layer_by_spec(struct engine *eng, const char *spec)
+{
+	return strchr(spec, '@') ? eng_snapshot_by_spec(eng, spec) : eng_volume_by_name(eng, spec);
+}
+
+/* vol's snapshot `snap`, with the usual errors. */
+static int lookup_snapshot(struct engine *eng, const char *volname, const char *snap,
+			   struct engine_volume **vol, struct engine_volume **s)
+{
+	*vol = eng_volume_by_name(eng, volname);
+	if (!*vol)
+		return -ENOENT;
+	*s = snapshot_find(eng, (*vol)->rec.uid, snap);
+	return *s ? 0 : -ENOENT;
+}
+
+/* ---- snapshot ---- */
+
+static void flag_done(void *arg, int res)
+{
+	int *out = arg;
+	*out = res;
+}
+
+static int flush_store(struct engine *eng)
+{
+	int res = 1;
+	int r = engine_flush(eng, flag_done, &res);
+
+	while (r == 0 && res == 1)
+		r = engine_poll(eng, 100) < 0 ? -EIO : 0;
+	return r < 0 ? r : res;
+}
+
+/* Grows eng->vols by one slot ahead, so that adding a layer after a commit cannot fail. */
+static int reserve_layer(struct engine *eng)
+{
+	struct engine_volume **v = realloc(eng->vols, (eng->nvols + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	eng->vols = v;
+	return 0;
+}
+
+static void seal_open_slot(struct engine_volume *vol)
+{
+	if (vol->open_slot >= 0)
+		vol->eng->slots[vol->open_slot].state = SLOT_SEALED;
+	vol->open_slot = -1;
+}
+
+/* Makes `rec` the volume's layer, with an empty map of `nblocks`; the old layer's map
+ * and log go to `frozen` (a snapshot) or are dropped (frozen == NULL). */
+static void switch_layer(struct engine_volume *vol, const struct volume_record *rec,
+			 struct map *fresh, struct engine_volume *frozen,
+			 struct engine_volume *parent)
+{
+	struct engine *eng = vol->eng;
+
+	seal_open_slot(vol);
+	if (frozen) {
+		frozen->map = vol->map;
+		frozen->parent = vol->parent;
+		eng->vols[eng->nvols++] = frozen;
+	} else {
+		eng_layer_discard(eng, vol);
+		map_destroy(vol->map);
+	}
+	vol->map = fresh;
+	vol->rec = *rec;
+	vol->parent = parent;
+	eng->next_volume_id++;
+}
+
+/* Waits until vol has nothing unretired and every completed write is durable. */
+static int settle(struct engine_volume *vol)
+{
+	int r;
+
+	do {
+		r = eng_volume_quiesce(vol);
+		if (r == 0)
+			r = flush_store(vol->eng);
+	} while (r == 0 && vol->head); /* writes that came in while we polled */
+	return r;
+}
+
+int engine_snap_create(struct engine *eng, const char *volname, const char *snap)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, volname);
+	struct engine_volume *frozen = NULL;
+	struct volume_record srec, hrec;
+	struct map *fresh = NULL;
+	struct meta_batch *mb = NULL;
+	int r;
+
+	if (!vol)
+		return -ENOENT;
+	r = eng_valid_name(snap);
+	if (r < 0)
+		return r;
+	if (snapshot_find(eng, vol->rec.uid, snap))
+		return -EEXIST;
+	if (vol->flatten)
+		return -EBUSY;
+	frozen = calloc(1, sizeof(*frozen));
+	r = frozen ? reserve_layer(eng) : -ENOMEM;
+	if (r == 0)
+		r = map_create(vol->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
+	if (r == 0)
+		r = meta_batch_create(&mb);
+	if (r == 0)
+		r = settle(vol);
+	if (r < 0)
+		goto out;
+	/* the old layer keeps its id (its log names it) and becomes the snapshot */
+	srec = vol->rec;
+	srec.kind = ONDISK_LAYER_SNAPSHOT;
+	srec.created_ns = eng_now_realtime_ns();
+	snprintf(srec.name, sizeof(srec.name), "%s", snap);
+	hrec = vol->rec;
+	hrec.volume_id = eng_take_layer_id(eng, mb);
+	hrec.parent_id = srec.volume_id;
+	hrec.overlap = vol->rec.size / QUILL_BLOCK_SIZE;
+	eng_batch_put_record(mb, &srec);
+	eng_batch_put_record(mb, &hrec);
+	r = meta_batch_commit(eng->meta, mb, META_SYNC);
+	if (r < 0)
+		goto out;
+	*frozen = (struct engine_volume){ .eng = eng, .rec = srec, .open_slot = -1 };
+	switch_layer(vol, &hrec, fresh, frozen, frozen);
+	log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s created (layer %llu; the volume continues "
+		"in layer %llu)", volname, snap, (unsigned long long)srec.volume_id,
+		(unsigned long long)hrec.volume_id);
+	frozen = NULL;
+	fresh = NULL;
+out:
+	meta_batch_destroy(mb);
+	map_destroy(fresh);
+	free(frozen);
+	return r;
+}
+
+/* ---- the layers that read through a snapshot ---- */
+
+static size_t children_of(const struct engine *eng, const struct engine_volume *s,
+			  struct engine_volume **out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->parent == s) {
+			if (n < max)
+				out[n] = eng->vols[i];
+			n++;
+		}
+	return n;
+}
+
+/* The child a snapshot would be merged into: its own volume's next layer, if any. */
+static struct engine_volume *natural_child(const struct engine *eng,
+					   const struct engine_volume *s)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->parent == s && eng->vols[i]->rec.uid == s->rec.uid)
+			return eng->vols[i];
+	return NULL;
+}
+
+int engine_snap_dependents(struct engine *eng, const char *volname, const char *snap,
+			   char *buf, size_t len)
+{
+	struct engine_volume *vol, *s, *skip;
+	size_t used = 0;
+	int n = 0;
+	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
+
+	if (r < 0)
+		return r;
+	if (len)
+		buf[0] = '\0';
+	skip = natural_child(eng, s);
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *c = eng->vols[i];
+		char spec[ENGINE_SNAP_SPEC_MAX + 1];
+		int w;
+
+		if (c->parent != s || c == skip)
+			continue;
+		eng_layer_spec(eng, c, spec, sizeof(spec));
+		w = snprintf(buf + used, len > used ? len - used : 0, "%s%s %s", n ? ", " : "",
+			     c->rec.kind == ONDISK_LAYER_SNAPSHOT ? "snapshot"
+			     : c->rec.uid == s->rec.uid ? "volume" : "clone", spec);
+		if (w > 0 && used + (size_t)w < len)
+			used += (size_t)w;
+		n++;
+	}
+	return n;
+}
+
+/* ---- snap rm ---- */
+
+static int take_if_hole(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct engine_volume *child = arg;
+
+	if (lba >= child->rec.overlap || map_get(child->map, lba, NULL))
+		return 0; /* the child never reads s there */
+	return map_set(child->map, lba, loc);
+}
+
+static int queue_op(struct engine *eng, const struct eng_meta_op *op)
+{
+	struct eng_meta_op *v = realloc(eng->ops, (eng->nops + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	eng->ops = v;
+	eng->ops[eng->nops++] = *op;
+	return 0;
+}
+
+static int queue_alias(struct engine *eng, uint64_t from, uint64_t to)
+{
+	struct eng_meta_op op = { .kind = EMO_PUT, .klen = ONDISK_ALIAS_KEY_LEN,
+				  .vlen = sizeof(to) };
+
+	ondisk_alias_key(from, op.key);
+	memcpy(op.val, &to, sizeof(to));
+	return queue_op(eng, &op);
+}
+
+/* The records a merge changes, for the checkpoint that stores the merged map. */
+static int queue_merge_ops(struct engine *eng, const struct engine_volume *s,
+			   const struct engine_volume *child)
+{
+	struct eng_meta_op op = { .kind = EMO_PUT, .klen = ONDISK_VOLUME_KEY_LEN,
+				  .vlen = sizeof(struct ondisk_volume_record) };
+	int r;
+
+	ondisk_volume_key(child->rec.volume_id, op.key);
+	ondisk_volume_record_encode(&child->rec, (struct ondisk_volume_record *)op.val);
+	r = queue_op(eng, &op);
+	op = (struct eng_meta_op){ .kind = EMO_DELETE, .klen = ONDISK_VOLUME_KEY_LEN };
+	ondisk_volume_key(s->rec.volume_id, op.key);
+	if (r == 0)
+		r = queue_op(eng, &op);
+	op = (struct eng_meta_op){ .kind = EMO_DELETE_RANGE, .klen = ONDISK_MAP_KEY_LEN };
+	ondisk_map_key(s->rec.volume_id, 0, op.key);
+	ondisk_map_key(s->rec.volume_id + 1, 0, op.end);
+	if (r == 0)
+		r = queue_op(eng, &op);
+	for (size_t i = 0; i < eng->naliases && r == 0; i++)
+		if (eng->aliases[i].to == child->rec.volume_id)
+			r = queue_alias(eng, eng->aliases[i].from, child->rec.volume_id);
+	return r;
+}
+
+/* Folds snapshot s into its only child: the child takes what it read through s. */
+static int merge_into_child(struct engine *eng, struct engine_volume *s,
+			    struct engine_volume *child)
+{
+	/* a merge stopped half way (no memory) is harmless: the child then holds a copy
+	 * of some entries it used to read through s, and reads the same */
+	int r = map_for_each(s->map, take_if_hole, child);
+
+	if (r == 0)
+		r = alias_add(eng, s->rec.volume_id, child->rec.volume_id);
+	if (r < 0)
+		return r;
+	map_clear(s->map, 0, map_nblocks(s->map));
+	seal_open_slot(s);
+	if (!s->parent)
+		child->rec.overlap = 0;
+	else if (child->rec.overlap > s->rec.overlap)
+		child->rec.overlap = s->rec.overlap;
+	child->rec.parent_id = s->rec.parent_id;
+	child->parent = s->parent;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == s->rec.volume_id)
+			eng->slots[i].volume_id = child->rec.volume_id;
+	for (size_t i = 0; i < eng->naliases; i++)
+		if (eng->aliases[i].to == s->rec.volume_id)
+			eng->aliases[i].to = child->rec.volume_id;
+	r = queue_merge_ops(eng, s, child);
+	eng_volume_remove(eng, s);
+	if (r < 0)
+		return r;
+	/* the merged map, the records and the aliases land in RocksDB together */
+	return eng_ckpt_sync(eng);
+}
+
+static int drop_leaf_snapshot(struct engine *eng, struct engine_volume *s)
+{
+	struct meta_batch *mb;
+	int r = meta_batch_create(&mb);
+
+	if (r < 0)
+		return r;
+	eng_batch_delete_layer(eng, mb, s->rec.volume_id);
+	r = meta_batch_commit(eng->meta, mb, META_SYNC);
+	meta_batch_destroy(mb);
+	if (r < 0)
+		return r;
+	eng_layer_discard(eng, s);
+	eng_volume_remove(eng, s);
+	return 0;
+}
+
+int engine_snap_delete(struct engine *eng, const char *volname, const char *snap)
+{
+	struct engine_volume *vol, *s, *child = NULL;
+	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
+
+	if (r < 0)
+		return r;
+	if (s->open)
+		return -EBUSY;
+	if (children_of(eng, s, &child, 1) > 1)
+		return -ENOTEMPTY;
+	if (child && child->flatten)
+		return -EBUSY;
+	r = eng_volume_quiesce(s); /* the cleaner may be moving its blocks */
+	if (r < 0)
+		return r;
+	r = child ? merge_into_child(eng, s, child) : drop_leaf_snapshot(eng, s);
+	if (r == 0)
+		log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s removed", volname, snap);
+	eng_run_parked(eng, false);
+	return r;
+}
+
+/* ---- rollback ---- */
+
+int engine_snap_rollback(struct engine *eng, const char *volname, const char *snap, bool force)
+{
+	struct engine_volume *vol, *s;
+	struct volume_record rec;
+	struct meta_batch *mb = NULL;
+	struct map *fresh = NULL;
+	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
+
+	if (r < 0)
+		return r;
+	if ((vol->open && !force) || vol->flatten)
+		return -EBUSY;
+	r = map_create(s->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
+	if (r == 0)
+		r = meta_batch_create(&mb);
+	if (r == 0)
+		r = eng_volume_quiesce(vol);
+	if (r < 0)
+		goto out;
+	rec = vol->rec;
+	rec.volume_id = eng_take_layer_id(eng, mb);
+	rec.size = s->rec.size;
+	rec.parent_id = s->rec.volume_id;
+	rec.overlap = s->rec.size / QUILL_BLOCK_SIZE;
+	eng_batch_put_record(mb, &rec);
+	eng_batch_delete_layer(eng, mb, vol->rec.volume_id);
+	r = meta_batch_commit(eng->meta, mb, META_SYNC);
+	if (r < 0)
+		goto out;
+	/* from here replay ignores the old layer's log */
+	switch_layer(vol, &rec, fresh, NULL, s);
+	fresh = NULL;
+	log_msg(LOG_INFO, ENG_LOG, "volume %s rolled back to snapshot %s", volname, snap);
+	eng_run_parked(eng, false);
+out:
+	meta_batch_destroy(mb);
+	map_destroy(fresh);
+	return r;
+}
+
+/* ---- listing ---- */
+
+static int cmp_layer_id(const void *a, const void *b)
+{
+	const struct engine_volume *const *x = a, *const *y = b;
+	return (*x)->rec.volume_id < (*y)->rec.volume_id ? -1
+	       : (*x)->rec.volume_id > (*y)->rec.volume_id;
+}
+
+int engine_snap_list(struct engine *eng, const char *volname,
 		     int (*fn)(const struct engine_snap_info *info, void *arg), void *arg)
-{ (void)eng; (void)vol; (void)fn; (void)arg; return -ENOSYS; }
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, volname);
+	struct engine_volume **snaps;
+	size_t n = 0;
+	int r = 0;
+
+	if (!vol)
+		return -ENOENT;
+	snaps = malloc((eng->nvols + 1) * sizeof(*snaps));
+	if (!snaps)
+		return -ENOMEM;
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.kind == ONDISK_LAYER_SNAPSHOT &&
+		    eng->vols[i]->rec.uid == vol->rec.uid)
+			snaps[n++] = eng->vols[i];
+	qsort(snaps, n, sizeof(*snaps), cmp_layer_id); /* ids grow: oldest first */
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct engine_snap_info info = { 0 };
+		const struct engine_volume *s = snaps[i];
+		const struct engine_volume *skip = natural_child(eng, s);
+		struct engine_volume *kids[1];
+		size_t nkids = children_of(eng, s, kids, 1);
+
+		snprintf(info.name, sizeof(info.name), "%s", s->rec.name);
+		info.id = s->rec.volume_id;
+		info.size = s->rec.size;
+		info.created_ns = s->rec.created_ns;
+		info.own_blocks = map_mapped_blocks(s->map);
+		info.dependents = (unsigned)(nkids - (skip ? 1 : 0));
+		info.open = s->open;
+		r = fn(&info, arg);
+	}
+	free(snaps);
+	return r;
+}
+
+/* ---- clone ---- */
+
 int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol)
-{ (void)eng; (void)snap_spec; (void)newvol; return -ENOSYS; }
-int engine_flatten_start(struct engine *eng, const char *vol)
-{ (void)eng; (void)vol; return -ENOSYS; }
-int engine_flatten_status(struct engine *eng, const char *vol, struct engine_flatten_status *out)
-{ (void)eng; (void)vol; (void)out; return -ENOSYS; }
+{
+	struct engine_volume *s = eng_snapshot_by_spec(eng, snap_spec);
+	struct engine_volume *clone;
+	struct volume_record rec = { 0 };
+	struct meta_batch *mb;
+	int r = eng_valid_name(newvol);
+
+	if (r < 0)
+		return r;
+	if (!s)
+		return -ENOENT;
+	if (eng_volume_by_name(eng, newvol))
+		return -EEXIST;
+	r = meta_batch_create(&mb);
+	if (r < 0)
+		return r;
+	rec.volume_id = eng_take_layer_id(eng, mb);
+	rec.uid = rec.volume_id;
+	rec.kind = ONDISK_LAYER_VOLUME;
+	rec.size = s->rec.size;
+	rec.created_ns = eng_now_realtime_ns();
+	rec.parent_id = s->rec.volume_id;
+	rec.overlap = s->rec.size / QUILL_BLOCK_SIZE;
+	snprintf(rec.name, sizeof(rec.name), "%s", newvol);
+	eng_batch_put_record(mb, &rec);
+	r = eng_volume_add(eng, &rec, &clone);
+	if (r == 0) {
+		r = meta_batch_commit(eng->meta, mb, META_SYNC);
+		if (r < 0)
+			eng_volume_remove(eng, clone);
+	}
+	meta_batch_destroy(mb);
+	if (r < 0)
+		return r;
+	clone->parent = s;
+	eng->next_volume_id++;
+	log_msg(LOG_INFO, ENG_LOG, "volume %s cloned from %s", newvol, snap_spec);
+	return 0;
+}
+
+/* ---- flatten ---- */
+
+#define FLATTEN_RUN 32u          /* blocks per read */
+#define FLATTEN_MAX_INFLIGHT 8u
+#define FLATTEN_SCAN_PER_KICK 65536u /* LBAs looked at per engine_poll() */
+
+struct flatten_job {
+	struct engine_volume *vol;
+	uint64_t next, end;
+	unsigned inflight;
+	int error;
+	bool flushing;
+};
+
+struct flatten_io {
+	struct flatten_job *job;
+	uint64_t lba;
+	uint32_t n;
+	uint8_t *buf;
+};
+
+static bool clone_reads_parent(const struct engine_volume *vol, uint64_t lba)
+{
+	return lba < vol->rec.overlap && !map_get(vol->map, lba, NULL) &&
+	       eng_resolve(vol->parent, lba, NULL);
+}
+
+static void flatten_filled(void *arg, int res)
+{
+	struct flatten_io *io = arg;
+	struct flatten_job *job = io->job;
+
+	if (res < 0 && !job->error)
+		job->error = res;
+	else if (res == 0)
+		job->vol->flatten_copied += io->n;
+	job->inflight--;
+	free(io);
+}
+
+static void flatten_read(void *arg, int res)
+{
+	struct flatten_io *io = arg;
+	struct flatten_job *job = io->job;
+	struct engine *eng = job->vol->eng;
+	struct ioreq *req;
+	int r = res;
+
+	if (r == 0 && eng->closing)
+		r = -ESHUTDOWN;
+	req = r == 0 ? eng_req_alloc(eng, flatten_filled, io) : NULL;
+	if (r == 0 && !req)
+		r = -ENOMEM;
+	/* the FILL entries apply only where the clone still has nothing when they retire */
+	for (uint32_t i = 0; r == 0 && i < io->n; i++)
+		r = eng_append_data(job->vol, io->lba + i, io->buf + (size_t)i * QUILL_BLOCK_SIZE,
+				    ONDISK_ENTRY_FILL, 0, 0, 0, SLOT_FOR_WRITE, req);
+	store_buf_free(io->buf);
+	io->buf = NULL;
+	if (req) {
+		eng_req_put(eng, req, r);
+		return;
+	}
+	flatten_filled(io, r);
+}
+
+static int flatten_issue(struct flatten_job *job, uint64_t lba, uint32_t n)
+{
+	struct flatten_io *io = calloc(1, sizeof(*io));
+	int r;
+
+	if (!io)
+		return -ENOMEM;
+	*io = (struct flatten_io){ .job = job, .lba = lba, .n = n,
+				   .buf = store_buf_alloc((size_t)n * QUILL_BLOCK_SIZE) };
+	if (!io->buf) {
+		free(io);
+		return -ENOMEM;
+	}
+	r = eng_read_layers(job->vol->parent, lba, n, io->buf, flatten_read, io);
+	if (r < 0) {
+		store_buf_free(io->buf);
+		free(io);
+		return r;
+	}
+	job->inflight++;
+	return 0;
+}
+
+static void flatten_end(struct engine_volume *vol, int result)
+{
+	char spec[ENGINE_SNAP_SPEC_MAX + 1] = "";
+
+	if (vol->parent)
+		eng_layer_spec(vol->eng, vol->parent, spec, sizeof(spec));
+	vol->flatten_result = result;
+	vol->flatten_finished = true;
+	free(vol->flatten);
+	vol->flatten = NULL;
+	if (result < 0)
+		log_msg(LOG_ERROR, ENG_LOG, "volume %s: flatten stopped: %s", vol->rec.name,
+			strerror(-result));
+}
+
+/* Every copied block is durable: the parent link can go. */
+static void flatten_flushed(void *arg, int res)
+{
+	struct flatten_job *job = arg;
+	struct engine_volume *vol = job->vol;
+	struct ondisk_volume_record d;
+	struct volume_record rec = vol->rec;
+	uint8_t key[ONDISK_VOLUME_KEY_LEN];
+
+	if (res == 0) {
+		rec.parent_id = 0;
+		rec.overlap = 0;
+		ondisk_volume_key(rec.volume_id, key);
+		ondisk_volume_record_encode(&rec, &d);
+		res = meta_put(vol->eng->meta, key, sizeof(key), &d, sizeof(d), META_SYNC);
+	}
+	if (res == 0) {
+		log_msg(LOG_INFO, ENG_LOG, "volume %s flattened: %llu blocks copied",
+			vol->rec.name, (unsigned long long)vol->flatten_copied);
+		vol->rec = rec;
+		vol->parent = NULL;
+	}
+	flatten_end(vol, res);
+}
+
+static void flatten_step(struct flatten_job *job)
+{
+	struct engine_volume *vol = job->vol;
+	uint32_t scanned = 0;
+
+	if (job->end > vol->rec.overlap)
+		job->end = vol->rec.overlap; /* shrunk meanwhile */
+	while (!job->error && job->inflight < FLATTEN_MAX_INFLIGHT && job->next < job->end &&
+	       scanned < FLATTEN_SCAN_PER_KICK) {
+		uint32_t n = 0;
+
+		while (job->next < job->end && scanned < FLATTEN_SCAN_PER_KICK &&
+		       !clone_reads_parent(vol, job->next)) {
+			job->next++;
+			scanned++;
+		}
+		while (job->next + n < job->end && n < FLATTEN_RUN &&
+		       clone_reads_parent(vol, job->next + n))
+			n++;
+		if (n) {
+			job->error = flatten_issue(job, job->next, n);
+			job->next += n;
+			scanned += n;
+		}
+	}
+	if (job->inflight || job->flushing || (job->next < job->end && !job->error))
+		return;
+	if (job->error) {
+		flatten_end(vol, job->error);
+		return;
+	}
+	job->flushing = true;
+	if (engine_flush(vol->eng, flatten_flushed, job) < 0)
+		flatten_end(vol, -ENOMEM);
+}
+
+void eng_flatten_kick(struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->flatten && !eng->closing)
+			flatten_step(eng->vols[i]->flatten);
+}
+
+bool eng_flatten_active(const struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->flatten)
+			return true;
+	return false;
+}
+
+void eng_flatten_free(struct engine_volume *vol)
+{
+	free(vol->flatten);
+	vol->flatten = NULL;
+}
+
+int engine_flatten_start(struct engine *eng, const char *volname)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, volname);
+	struct flatten_job *job;
+
+	if (!vol)
+		return -ENOENT;
+	if (vol->flatten)
+		return -EALREADY;
+	/* a clone's own snapshots would lose their parent: not supported */
+	if (!vol->parent || vol->parent->rec.uid == vol->rec.uid)
+		return -EINVAL;
+	job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	job->vol = vol;
+	job->end = vol->rec.overlap;
+	vol->flatten = job;
+	vol->flatten_finished = false;
+	vol->flatten_result = 0;
+	vol->flatten_copied = 0;
+	log_msg(LOG_INFO, ENG_LOG, "volume %s: flatten started (%llu blocks to look at)",
+		volname, (unsigned long long)job->end);
+	return 0;
+}
+
+int engine_flatten_status(struct engine *eng, const char *volname,
+			  struct engine_flatten_status *out)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, volname);
+
+	if (!vol)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	out->running = vol->flatten != NULL;
+	out->copied_blocks = vol->flatten_copied;
+	out->result = vol->flatten_result;
+	out->finished = vol->flatten_finished;
+	if (vol->flatten) {
+		out->done_blocks = vol->flatten->next;
+		out->total_blocks = vol->flatten->end;
+	}
+	return 0;
+}
+
+/* ---- diff ---- */
+
+#define DIFF_WINDOW MAPX_LEAF_BLOCKS
+
+struct diff_state {
+	uint64_t bits[DIFF_WINDOW / 64];
+	uint64_t base;
+	struct engine_extent ext; /* being grown */
+	int (*fn)(const struct engine_extent *ext, void *arg);
+	void *arg;
+};
+
+static int diff_mark(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct diff_state *d = arg;
+	uint64_t i = lba - d->base;
+
+	(void)loc;
+	d->bits[i / 64] |= 1ull << (i % 64);
+	return 0;
+}
+
+static int diff_emit(struct diff_state *d, uint64_t lba, bool data)
+{
+	uint64_t off = lba * QUILL_BLOCK_SIZE;
+	int r = 0;
+
+	if (d->ext.length && d->ext.offset + d->ext.length == off && d->ext.data == data) {
+		d->ext.length += QUILL_BLOCK_SIZE;
+		return 0;
+	}
+	if (d->ext.length)
+		r = d->fn(&d->ext, d->arg);
+	d->ext = (struct engine_extent){ .offset = off, .length = QUILL_BLOCK_SIZE, .data = data };
+	return r;
+}
+
+static bool reads_data(const struct engine_volume *l, uint64_t lba, struct map_loc *loc)
+{
+	return l && lba < l->rec.size / QUILL_BLOCK_SIZE && eng_resolve(l, lba, loc);
+}
+
+static int diff_window(struct diff_state *d, struct engine_volume *const *layers, size_t n,
+		       const struct engine_volume *a, const struct engine_volume *b, uint64_t len)
+{
+	memset(d->bits, 0, sizeof(d->bits));
+	/* only LBAs some layer of either side has an entry for can differ */
+	for (size_t i = 0; i < n; i++)
+		map_for_each_range(layers[i]->map, d->base, len, diff_mark, d);
+	for (uint64_t i = 0; i < len; i++) {
+		struct map_loc la, lb;
+		bool da, db;
+		int r;
+
+		if (!(d->bits[i / 64] & (1ull << (i % 64))))
+			continue;
+		da = reads_data(a, d->base + i, &la);
+		db = reads_data(b, d->base + i, &lb);
+		if (da == db && (!da || (la.slot == lb.slot && la.block == lb.block)))
+			continue;
+		r = diff_emit(d, d->base + i, db);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* The layers either side reads from, each once. */
+static size_t diff_layers(const struct engine_volume *a, const struct engine_volume *b,
+			  struct engine_volume **out, size_t max)
+{
+	size_t n = 0;
+
+	for (int side = 0; side < 2; side++)
+		for (const struct engine_volume *l = side ? b : a; l; l = l->parent) {
+			size_t i;
+
+			for (i = 0; i < n && out[i] != l; i++)
+				;
+			if (i == n && n < max)
+				out[n++] = (struct engine_volume *)l;
+		}
+	return n;
+}
+
 int engine_diff(struct engine *eng, const char *from, const char *to,
 		int (*fn)(const struct engine_extent *ext, void *arg), void *arg)
-{ (void)eng; (void)from; (void)to; (void)fn; (void)arg; return -ENOSYS; }
-bool engine_volume_readonly(const struct engine_volume *vol) { (void)vol; return false; }
+{
+	struct engine_volume *a = from ? layer_by_spec(eng, from) : NULL;
+	struct engine_volume *b = to ? layer_by_spec(eng, to) : NULL;
+	struct diff_state *d;
+	struct engine_volume **layers;
+	uint64_t nblocks;
+	size_t n;
+	int r = 0;
+
+	if (!b || (from && !a))
+		return -ENOENT;
+	nblocks = b->rec.size / QUILL_BLOCK_SIZE;
+	if (a && a->rec.size / QUILL_BLOCK_SIZE > nblocks)
+		nblocks = a->rec.size / QUILL_BLOCK_SIZE;
+	d = calloc(1, sizeof(*d));
+	layers = malloc(eng->nvols * sizeof(*layers));
+	if (!d || !layers) {
+		r = -ENOMEM;
+		goto out;
+	}
+	d->fn = fn;
+	d->arg = arg;
+	n = diff_layers(a, b, layers, eng->nvols);
+	for (d->base = 0; d->base < nblocks && r == 0; d->base += DIFF_WINDOW) {
+		uint64_t len = nblocks - d->base < DIFF_WINDOW ? nblocks - d->base : DIFF_WINDOW;
+
+		r = diff_window(d, layers, n, a, b, len);
+	}
+	if (r == 0 && d->ext.length)
+		r = fn(&d->ext, arg);
+out:
+	free(layers);
+	free(d);
+	return r;
+}

@@ -65,12 +65,14 @@ static void expect_at(const struct map *m, uint64_t lba, uint32_t slot, uint32_t
 }
 
 /* The shadow counts equal a recount of the map. */
-static void recount(void *arg, uint64_t lba, const struct map_loc *l)
+static int recount(void *arg, uint64_t lba, const struct map_loc *l)
 {
 	int64_t *live = arg;
 
 	(void)lba;
-	live[l->slot]++;
+	if (l->slot != MAP_SLOT_ZERO)
+		live[l->slot]++;
+	return 0;
 }
 
 static void check_refs(const struct map *m)

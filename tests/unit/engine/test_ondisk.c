@@ -345,7 +345,7 @@ Test(ondisk, summary_rejects_unknown_entry_kind)
 {
 	struct ondisk_summary d = sum_encoded();
 
-	d.entries[5].kind = 4;
+	d.entries[5].kind = ONDISK_ENTRY_FILL + 1;
 	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
 }
 
@@ -579,4 +579,69 @@ Test(ondisk, checkpoint_rejects_unknown_version)
 	d.version = 0;
 	reseal(&d, sizeof(d), offsetof(struct ondisk_checkpoint, crc));
 	cr_assert_eq(ondisk_checkpoint_decode(&d, sizeof(d), &seq), -EPROTO);
+}
+
+/* ---- layers ---- */
+
+Test(ondisk, volume_record_keeps_its_layer_fields)
+{
+	struct ondisk_volume_record d;
+	struct volume_record in = good_vol, v;
+
+	in.kind = ONDISK_LAYER_SNAPSHOT;
+	in.parent_id = in.volume_id - 1;
+	in.overlap = in.size / QUILL_BLOCK_SIZE;
+	in.uid = 3;
+	ondisk_volume_record_encode(&in, &d);
+	cr_assert_eq(ondisk_volume_record_decode(&d, sizeof(d), &v), 0);
+	cr_assert_eq(v.kind, ONDISK_LAYER_SNAPSHOT);
+	cr_assert_eq(v.parent_id, in.parent_id);
+	cr_assert_eq(v.overlap, in.overlap);
+	cr_assert_eq(v.uid, 3);
+}
+
+Test(ondisk, volume_record_without_uid_is_its_own_volume)
+{
+	struct ondisk_volume_record d;
+	struct volume_record v;
+
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.uid = 0; /* written before snapshots existed */
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), 0);
+	cr_assert_eq(v.uid, good_vol.volume_id);
+}
+
+Test(ondisk, volume_record_rejects_impossible_layer_links)
+{
+	struct ondisk_volume_record d;
+	struct volume_record v;
+
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.parent_id = d.volume_id; /* its own parent */
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.overlap = 1; /* overlap without a parent */
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.parent_id = 1;
+	d.overlap = d.size / QUILL_BLOCK_SIZE + 1; /* past the end */
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
+	ondisk_volume_record_encode(&good_vol, &d);
+	d.kind = ONDISK_LAYER_SNAPSHOT + 1;
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
+}
+
+Test(ondisk, alias_key_round_trip)
+{
+	uint8_t key[ONDISK_ALIAS_KEY_LEN];
+	uint64_t id;
+
+	ondisk_alias_key(0x0102030405060708ull, key);
+	cr_assert_eq(key[0], 'A');
+	cr_assert_eq(key[1], 0x01, "big-endian: keys sort by id");
+	cr_assert_eq(ondisk_alias_key_decode(key, sizeof(key), &id), 0);
+	cr_assert_eq(id, 0x0102030405060708ull);
+	cr_assert_eq(ondisk_alias_key_decode(key, sizeof(key) - 1, &id), -EPROTO);
+	key[0] = 'M';
+	cr_assert_eq(ondisk_alias_key_decode(key, sizeof(key), &id), -EPROTO);
 }

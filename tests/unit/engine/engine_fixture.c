@@ -1,0 +1,239 @@
+/* tests/unit/engine/engine_fixture.c — see engine_fixture.h. */
+#include "engine_fixture.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#ifndef QUILL_TEST_DIR
+#define QUILL_TEST_DIR "/var/tmp"
+#endif
+
+char dir[PATH_MAX];
+char store_path[PATH_MAX + 16];
+char meta_path[PATH_MAX + 16];
+struct engine *eng; /* the engine under test: the I/O helpers run it */
+
+/* ---- scratch directory ---- */
+
+void setup(void)
+{
+	const char *base = getenv("QUILL_TEST_DIR");
+	char probe[PATH_MAX + 16];
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/quill-engine-XXXXXX", base && *base ? base : QUILL_TEST_DIR);
+	cr_assert_not_null(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
+	snprintf(store_path, sizeof(store_path), "%s/store.img", dir);
+	snprintf(meta_path, sizeof(meta_path), "%s/meta", dir);
+	snprintf(probe, sizeof(probe), "%s/probe", dir);
+	fd = open(probe, O_RDWR | O_CREAT | O_DIRECT, 0600);
+	if (fd < 0)
+		cr_skip_test("%s does not support O_DIRECT (%s); set QUILL_TEST_DIR", dir,
+			     strerror(errno));
+	close(fd);
+	unlink(probe);
+}
+
+void teardown(void)
+{
+	engine_close(eng);
+	eng = NULL;
+	testutil_rm_tree(dir);
+}
+
+
+/* ---- opening ---- */
+
+void opts_for(struct engine_opts *o, const char *store, const char *meta, bool format)
+{
+	engine_opts_init(o);
+	o->store_path = store;
+	o->meta_path = meta;
+	o->store_size = STORE_SIZE;
+	o->format = format;
+	o->segment_size = SEG_SIZE;
+	o->queue_depth = 16;
+	o->checkpoint_ms = 600000; /* checkpoints only when a test (or close) asks */
+}
+
+int try_open(bool format)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, format);
+	return engine_open(&o, &eng);
+}
+
+void open_engine(void)
+{
+	int r = try_open(true);
+
+	cr_assert_eq(r, 0, "engine_open: %s", strerror(-r));
+}
+
+void reopen_engine(void)
+{
+	engine_close(eng);
+	eng = NULL;
+	open_engine();
+}
+
+struct engine_stats stats(void)
+{
+	struct engine_stats st;
+
+	engine_get_stats(eng, &st);
+	return st;
+}
+
+struct engine_volume *create_and_open(const char *name, uint64_t size)
+{
+	struct engine_volume *vol = NULL;
+
+	cr_assert_eq(engine_volume_create(eng, name, size), 0, "create %s", name);
+	cr_assert_eq(engine_volume_open(eng, name, &vol), 0, "open %s", name);
+	return vol;
+}
+
+struct engine_volume *open_vol(const char *name)
+{
+	struct engine_volume *vol = NULL;
+
+	cr_assert_eq(engine_volume_open(eng, name, &vol), 0, "open %s", name);
+	return vol;
+}
+
+struct engine_volume_info info(const char *name)
+{
+	struct engine_volume_info in;
+
+	cr_assert_eq(engine_volume_info(eng, name, &in), 0, "info %s", name);
+	return in;
+}
+
+/* ---- blocking I/O: run the engine until the callback fires ---- */
+
+
+void on_done(void *arg, int res)
+{
+	struct done *d = arg;
+
+	cr_assert_not(d->done, "callback ran twice");
+	d->res = res;
+	d->done = true;
+}
+
+/* Waits for the callback of a call that returned r. */
+int finish(int r, struct done *d)
+{
+	if (r < 0)
+		return r;
+	r = engine_wait(eng, &d->done);
+	return r < 0 ? r : d->res;
+}
+
+int vwrite(struct engine_volume *vol, uint64_t lba, uint32_t n, const void *buf)
+{
+	struct done d = { 0 };
+
+	return finish(engine_write(vol, lba, n, buf, 0, on_done, &d), &d);
+}
+
+int vread(struct engine_volume *vol, uint64_t lba, uint32_t n, void *buf)
+{
+	struct done d = { 0 };
+
+	return finish(engine_read(vol, lba, n, buf, on_done, &d), &d);
+}
+
+int vtrim(struct engine_volume *vol, uint64_t lba, uint64_t n)
+{
+	struct done d = { 0 };
+
+	return finish(engine_trim(vol, lba, n, 0, on_done, &d), &d);
+}
+
+int eflush(void)
+{
+	struct done d = { 0 };
+
+	return finish(engine_flush(eng, on_done, &d), &d);
+}
+
+/* ---- block contents ---- */
+
+/* buf may be unaligned: the words are copied in. */
+void fill(void *buf, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	uint8_t *p = buf;
+
+	for (uint32_t b = 0; b < n; b++) {
+		for (uint32_t i = 0; i < BLK / 4; i++, p += 4) {
+			uint32_t w = (uint32_t)(lba + b) * 2654435761u ^ tag * 40503u ^ i;
+
+			memcpy(p, &w, sizeof(w));
+		}
+	}
+}
+
+/* Writes n blocks from lba tagged tag, from an unaligned buffer. */
+void write_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	uint8_t *mem = malloc((size_t)n * BLK + 1);
+	int r;
+
+	cr_assert_not_null(mem);
+	fill(mem + 1, lba, n, tag);
+	r = vwrite(vol, lba, n, mem + 1);
+	free(mem);
+	cr_assert_eq(r, 0, "write %u blocks at %llu: %s", n, (unsigned long long)lba, strerror(-r));
+}
+
+/* Reads n blocks at lba (into an unaligned buffer) and checks they carry tag, or are
+ * zeros for tag 0. */
+void expect_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	uint8_t *mem = malloc((size_t)n * BLK + 3);
+	uint8_t *want = calloc(n, BLK);
+	int r;
+
+	cr_assert(mem && want);
+	memset(mem, 0xee, (size_t)n * BLK + 3);
+	if (tag)
+		fill(want, lba, n, tag);
+	r = vread(vol, lba, n, mem + 3);
+	cr_assert_eq(r, 0, "read %u blocks at %llu: %s", n, (unsigned long long)lba, strerror(-r));
+	for (uint32_t b = 0; b < n; b++)
+		cr_assert_eq(memcmp(mem + 3 + (size_t)b * BLK, want + (size_t)b * BLK, BLK), 0,
+			     "lba %llu: not tag %u", (unsigned long long)(lba + b), tag);
+	free(mem);
+	free(want);
+}
+
+/* ---- crashes ---- */
+
+/* Runs fn in a child process; fn returns 0 or a line number to report. A crash is a
+ * child that returns without closing its engine: _exit() writes no final checkpoint.
+ * RocksDB's background threads do not survive fork(), so a test forks before its own
+ * process opens an engine. */
+void in_child(int (*fn)(void))
+{
+	pid_t pid;
+	int status;
+
+	cr_assert_null(eng, "fork before the test's own engine_open");
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(fn() == 0 ? 0 : 1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %d", status);
+}
+

@@ -1,0 +1,462 @@
+/* tests/unit/engine/test_snap.c — snapshots, clones, rollback, flatten and diff through
+ * the engine's public API: the layer lookup (what reads through to what, zero entries
+ * after trims), the liveness rule (a block stays while any layer maps it), and that all
+ * of it survives a clean reopen and a crash. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine_fixture.h"
+
+TestSuite(snap, .init = setup, .fini = teardown);
+
+static void snap(const char *vol, const char *name)
+{
+	int r = engine_snap_create(eng, vol, name);
+
+	cr_assert_eq(r, 0, "snap create %s@%s: %s", vol, name, strerror(-r));
+}
+
+/* Each test but the crash one (which forks first) starts with an engine and volume v. */
+static struct engine_volume *new_engine_and_volume(void)
+{
+	open_engine();
+	return create_and_open("v", VOL_SIZE);
+}
+
+static void close_vol(struct engine_volume *vol)
+{
+	engine_volume_close(vol);
+}
+
+static uint64_t live(void)
+{
+	return stats().live_blocks;
+}
+
+/* Runs the engine until the volume's flatten ends; returns its result. */
+static int flatten_wait(const char *vol)
+{
+	struct engine_flatten_status st;
+
+	for (;;) {
+		cr_assert_eq(engine_flatten_status(eng, vol, &st), 0);
+		if (!st.running)
+			return st.result;
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+}
+
+Test(snap, snapshot_keeps_the_old_content_and_the_volume_moves_on)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *s;
+	uint8_t blk[BLK];
+
+	write_tagged(vol, 0, 64, 1);
+	snap("v", "s1");
+	write_tagged(vol, 0, 32, 2);
+	expect_tagged(vol, 0, 32, 2);
+	expect_tagged(vol, 32, 32, 1);
+	s = open_vol("v@s1");
+	cr_assert(engine_volume_readonly(s));
+	cr_assert_not(engine_volume_readonly(vol));
+	expect_tagged(s, 0, 64, 1);
+	expect_tagged(s, 64, 16, 0);
+	memset(blk, 7, sizeof(blk));
+	cr_assert_eq(engine_write(s, 0, 1, blk, 0, on_done, NULL), -EPERM);
+	cr_assert_eq(engine_trim(s, 0, 1, 0, on_done, NULL), -EPERM);
+	cr_assert_eq(engine_snap_create(eng, "v", "s1"), -EEXIST);
+	cr_assert_eq(engine_snap_create(eng, "nope", "s1"), -ENOENT);
+	cr_assert_eq(engine_snap_create(eng, "v", "bad@name"), -EINVAL);
+	cr_assert_eq(engine_volume_open(eng, "v@nope", &s), -ENOENT);
+	cr_assert_eq(info("v").snapshots, 1);
+	cr_assert_str_eq(info("v").parent, "", "a volume's own snapshots are not its parent");
+}
+
+Test(snap, clone_reads_through_and_writes_stay_its_own)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *c, *s;
+
+	write_tagged(vol, 0, 64, 1);
+	snap("v", "s1");
+	write_tagged(vol, 0, 64, 2);
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), 0);
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), -EEXIST);
+	cr_assert_eq(engine_clone(eng, "v@zz", "d"), -ENOENT);
+	cr_assert_str_eq(info("c").parent, "v@s1");
+	cr_assert_eq(info("c").size, VOL_SIZE);
+	c = open_vol("c");
+	expect_tagged(c, 0, 64, 1);
+	write_tagged(c, 8, 4, 3);
+	expect_tagged(c, 0, 8, 1);
+	expect_tagged(c, 8, 4, 3);
+	expect_tagged(c, 12, 52, 1);
+	expect_tagged(vol, 0, 64, 2);
+	s = open_vol("v@s1");
+	expect_tagged(s, 0, 64, 1);
+	close_vol(s);
+	/* a clone of a clone */
+	snap("c", "cs");
+	cr_assert_eq(engine_clone(eng, "c@cs", "cc"), 0);
+	s = open_vol("cc");
+	expect_tagged(s, 0, 8, 1);
+	expect_tagged(s, 8, 4, 3);
+	close_vol(s);
+	close_vol(c);
+	close_vol(vol);
+	reopen_engine();
+	c = open_vol("cc");
+	expect_tagged(c, 8, 4, 3);
+	expect_tagged(c, 12, 52, 1);
+}
+
+Test(snap, trim_in_a_clone_hides_the_parent_and_survives_replay)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *c;
+
+	write_tagged(vol, 0, 128, 1);
+	snap("v", "s1");
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), 0);
+	c = open_vol("c");
+	cr_assert_eq(vtrim(c, 16, 32), 0);
+	cr_assert_eq(vtrim(vol, 100, 10), 0);
+	expect_tagged(c, 0, 16, 1);
+	expect_tagged(c, 16, 32, 0);
+	expect_tagged(c, 48, 80, 1);
+	cr_assert_not(engine_block_mapped(c, 20));
+	cr_assert(engine_block_mapped(c, 50), "read through: mapped");
+	expect_tagged(vol, 100, 10, 0);
+	expect_tagged(vol, 110, 18, 1);
+	cr_assert_eq(eflush(), 0);
+	close_vol(c);
+	close_vol(vol);
+	/* reopen: the trims replay from the log (no checkpoint was asked for)... */
+	reopen_engine();
+	c = open_vol("c");
+	vol = open_vol("v");
+	expect_tagged(c, 16, 32, 0);
+	expect_tagged(c, 48, 80, 1);
+	expect_tagged(vol, 100, 10, 0);
+	/* ...and from the stored map */
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	close_vol(c);
+	close_vol(vol);
+	reopen_engine();
+	c = open_vol("c");
+	expect_tagged(c, 16, 32, 0);
+	expect_tagged(c, 0, 16, 1);
+}
+
+/* Ten snapshots, each after one more block written; then clones of some of them. */
+static void check_chain(void)
+{
+	char name[16];
+
+	for (unsigned k = 1; k <= 10; k++) {
+		struct engine_volume *s;
+
+		snprintf(name, sizeof(name), "v@s%u", k);
+		s = open_vol(name);
+		for (unsigned j = 1; j <= 10; j++)
+			expect_tagged(s, j * 10, 10, j <= k ? j : 0);
+		close_vol(s);
+	}
+	for (unsigned k = 2; k <= 10; k += 4) {
+		struct engine_volume *c;
+
+		snprintf(name, sizeof(name), "c%u", k);
+		c = open_vol(name);
+		for (unsigned j = 1; j <= 10; j++)
+			expect_tagged(c, j * 10, 10, j <= k ? j : 0);
+		expect_tagged(c, 0, 10, 100 + k);
+		close_vol(c);
+	}
+}
+
+Test(snap, a_chain_of_ten_snapshots_and_clones_reads_back)
+{
+	struct engine_volume *vol = new_engine_and_volume();
+	char name[16], spec[16];
+
+	for (unsigned k = 1; k <= 10; k++) {
+		write_tagged(vol, k * 10, 10, k);
+		snprintf(name, sizeof(name), "s%u", k);
+		snap("v", name);
+	}
+	for (unsigned k = 2; k <= 10; k += 4) {
+		struct engine_volume *c;
+
+		snprintf(spec, sizeof(spec), "v@s%u", k);
+		snprintf(name, sizeof(name), "c%u", k);
+		cr_assert_eq(engine_clone(eng, spec, name), 0);
+		c = open_vol(name);
+		write_tagged(c, 0, 10, 100 + k);
+		close_vol(c);
+	}
+	close_vol(vol);
+	check_chain();
+	cr_assert_eq(eflush(), 0);
+	reopen_engine();
+	check_chain();
+}
+
+static int child_snapshots_then_crashes(void)
+{
+	struct engine_opts o;
+	struct engine *e;
+	struct engine_volume *vol;
+
+	opts_for(&o, store_path, meta_path, true);
+	CHILD_CHECK(engine_open(&o, &e) == 0);
+	eng = e; /* the I/O helpers run this engine */
+	CHILD_CHECK(engine_volume_create(e, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(e, "v", &vol) == 0);
+	for (unsigned k = 1; k <= 3; k++) {
+		char name[8];
+		uint8_t *buf = malloc(16 * BLK);
+
+		CHILD_CHECK(buf != NULL);
+		fill(buf, 0, 16, k);
+		CHILD_CHECK(vwrite(vol, 0, 16, buf) == 0);
+		free(buf);
+		snprintf(name, sizeof(name), "s%u", k);
+		CHILD_CHECK(engine_snap_create(e, "v", name) == 0);
+	}
+	CHILD_CHECK(vtrim(vol, 0, 8) == 0);
+	CHILD_CHECK(eflush() == 0);
+	return 0; /* no engine_close: a crash */
+}
+
+Test(snap, snapshots_survive_a_crash)
+{
+	struct engine_volume *vol, *s;
+
+	in_child(child_snapshots_then_crashes);
+	eng = NULL;
+	open_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 8, 0);
+	expect_tagged(vol, 8, 8, 3);
+	for (unsigned k = 1; k <= 3; k++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "v@s%u", k);
+		s = open_vol(name);
+		expect_tagged(s, 0, 16, k);
+		close_vol(s);
+	}
+}
+
+static int list_names(const struct engine_snap_info *in, void *arg)
+{
+	char *out = arg;
+
+	strcat(out, in->name);
+	strcat(out, in->dependents ? "+ " : " ");
+	return 0;
+}
+
+Test(snap, snap_rm_merges_into_the_child_and_gives_space_back)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *s;
+	uint64_t one_copy;
+	char names[64] = "";
+
+	write_tagged(vol, 0, 64, 1);
+	one_copy = live();
+	snap("v", "s1");
+	write_tagged(vol, 0, 32, 2);
+	snap("v", "s2");
+	write_tagged(vol, 0, 64, 3);
+	cr_assert_eq(live(), one_copy * 5 / 2, "s1: 64, s2: 32, v: 64");
+	cr_assert_eq(engine_snap_list(eng, "v", list_names, names), 0);
+	cr_assert_str_eq(names, "s1 s2 ");
+	/* s1 merges into s2: s2 keeps reading blocks 128..255 from it */
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), 0);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), -ENOENT);
+	cr_assert_eq(live(), one_copy + one_copy / 2 + one_copy / 2,
+		     "s1's overwritten half is garbage now");
+	s = open_vol("v@s2");
+	expect_tagged(s, 0, 32, 2);
+	expect_tagged(s, 32, 32, 1);
+	close_vol(s);
+	/* s2 (the last one) merges into the volume, which overrides all of it */
+	cr_assert_eq(engine_snap_delete(eng, "v", "s2"), 0);
+	cr_assert_eq(live(), one_copy);
+	cr_assert_eq(info("v").snapshots, 0);
+	expect_tagged(vol, 0, 64, 3);
+	cr_assert_geq(engine_gc(eng, NSEGS), 0);
+	cr_assert_lt(stats().used_blocks, one_copy * 2, "the garbage was cleaned");
+	close_vol(vol);
+	reopen_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 64, 3);
+	cr_assert_eq(live(), one_copy);
+}
+
+Test(snap, merged_snapshot_slots_stay_with_the_child_across_restarts)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *s;
+
+	write_tagged(vol, 0, 128, 1);
+	snap("v", "s1");
+	write_tagged(vol, 0, 8, 2);
+	snap("v", "s2");
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), 0);
+	close_vol(vol);
+	/* twice: the alias must hold after a restart, and after a second merge */
+	reopen_engine();
+	cr_assert_eq(engine_snap_delete(eng, "v", "s2"), 0);
+	reopen_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 8, 2);
+	expect_tagged(vol, 8, 120, 1);
+	/* the cleaner still finds the blocks' owner */
+	write_tagged(vol, 200, 100, 3);
+	write_tagged(vol, 200, 100, 4);
+	cr_assert_geq(engine_gc(eng, NSEGS), 0);
+	expect_tagged(vol, 8, 120, 1);
+	close_vol(vol);
+	reopen_engine();
+	s = open_vol("v");
+	expect_tagged(s, 0, 8, 2);
+	expect_tagged(s, 8, 120, 1);
+	expect_tagged(s, 200, 100, 4);
+}
+
+Test(snap, snap_rm_is_refused_while_clones_read_it_until_flattened)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *c;
+	struct engine_flatten_status st;
+	char why[128];
+
+	write_tagged(vol, 0, 200, 1);
+	snap("v", "s1");
+	cr_assert_eq(engine_clone(eng, "v@s1", "c1"), 0);
+	cr_assert_eq(engine_clone(eng, "v@s1", "c2"), 0);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), -ENOTEMPTY);
+	cr_assert_eq(engine_snap_dependents(eng, "v", "s1", why, sizeof(why)), 2);
+	cr_assert(strstr(why, "clone c1") && strstr(why, "clone c2"), "%s", why);
+	cr_assert_eq(engine_volume_delete(eng, "v"), -EBUSY, "open");
+	close_vol(vol);
+	cr_assert_eq(engine_volume_delete(eng, "v"), -ENOTEMPTY, "has a snapshot");
+	cr_assert_eq(engine_volume_delete(eng, "c2"), 0);
+	cr_assert_eq(engine_flatten_start(eng, "v"), -EINVAL, "not a clone");
+	c = open_vol("c1");
+	write_tagged(c, 0, 10, 2);
+	cr_assert_eq(vtrim(c, 10, 10), 0);
+	cr_assert_eq(engine_flatten_start(eng, "c1"), 0);
+	cr_assert_eq(engine_flatten_start(eng, "c1"), -EALREADY);
+	cr_assert_eq(engine_snap_create(eng, "c1", "x"), -EBUSY);
+	write_tagged(c, 190, 10, 3); /* online */
+	cr_assert_eq(flatten_wait("c1"), 0);
+	cr_assert_eq(engine_flatten_status(eng, "c1", &st), 0);
+	cr_assert(st.finished);
+	/* what it still read: blocks 190..199 count if the copy won the race */
+	cr_assert(st.copied_blocks >= 170 && st.copied_blocks <= 180, "copied %llu",
+		  (unsigned long long)st.copied_blocks);
+	cr_assert_str_eq(info("c1").parent, "");
+	expect_tagged(c, 0, 10, 2);
+	expect_tagged(c, 10, 10, 0);
+	expect_tagged(c, 20, 170, 1);
+	expect_tagged(c, 190, 10, 3);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), 0);
+	close_vol(c);
+	reopen_engine();
+	c = open_vol("c1");
+	expect_tagged(c, 0, 10, 2);
+	expect_tagged(c, 10, 10, 0);
+	expect_tagged(c, 20, 170, 1);
+	expect_tagged(c, 190, 10, 3);
+}
+
+Test(snap, rollback_brings_back_the_snapshot_and_drops_what_came_after)
+{
+	struct engine_volume *vol = new_engine_and_volume();
+	uint64_t before;
+
+	write_tagged(vol, 0, 64, 1);
+	snap("v", "s1");
+	before = live();
+	write_tagged(vol, 0, 64, 2);
+	cr_assert_eq(engine_volume_resize(eng, "v", 2 * VOL_SIZE), 0);
+	cr_assert_eq(engine_snap_rollback(eng, "v", "s1", false), -EBUSY);
+	cr_assert_eq(engine_snap_rollback(eng, "v", "nope", true), -ENOENT);
+	cr_assert_eq(engine_snap_rollback(eng, "v", "s1", true), 0);
+	cr_assert_eq(engine_volume_size(vol), VOL_SIZE, "the snapshot's size comes back");
+	expect_tagged(vol, 0, 64, 1);
+	cr_assert_eq(live(), before, "what was written after is garbage");
+	write_tagged(vol, 0, 8, 3);
+	close_vol(vol);
+	reopen_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 8, 3);
+	expect_tagged(vol, 8, 56, 1);
+}
+
+Test(snap, shrinking_a_clone_cuts_its_parent_off_for_good)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *c;
+
+	write_tagged(vol, 0, 256, 1);
+	snap("v", "s1");
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), 0);
+	cr_assert_eq(engine_volume_resize(eng, "c", 128 * BLK), 0);
+	cr_assert_eq(engine_volume_resize(eng, "c", VOL_SIZE), 0);
+	c = open_vol("c");
+	expect_tagged(c, 0, 128, 1);
+	expect_tagged(c, 128, 128, 0);
+}
+
+struct extents {
+	struct engine_extent v[16];
+	unsigned n;
+};
+
+static int collect_extent(const struct engine_extent *e, void *arg)
+{
+	struct extents *x = arg;
+
+	cr_assert_lt(x->n, 16);
+	x->v[x->n++] = *e;
+	return 0;
+}
+
+static void expect_extent(const struct extents *x, unsigned i, uint64_t lba, uint64_t n,
+			  bool data)
+{
+	cr_assert_lt(i, x->n);
+	cr_assert_eq(x->v[i].offset, lba * BLK, "extent %u offset", i);
+	cr_assert_eq(x->v[i].length, n * BLK, "extent %u length", i);
+	cr_assert_eq(x->v[i].data, data, "extent %u kind", i);
+}
+
+Test(snap, diff_lists_what_changed_between_two_points)
+{
+	struct engine_volume *vol = new_engine_and_volume();
+	struct extents x = { 0 };
+
+	write_tagged(vol, 0, 100, 1);
+	snap("v", "a");
+	write_tagged(vol, 10, 5, 2);
+	cr_assert_eq(vtrim(vol, 50, 10), 0);
+	write_tagged(vol, 600, 3, 2);
+	snap("v", "b");
+	write_tagged(vol, 900, 1, 3);
+	cr_assert_eq(engine_diff(eng, "v@a", "v@b", collect_extent, &x), 0);
+	cr_assert_eq(x.n, 3);
+	expect_extent(&x, 0, 10, 5, true);
+	expect_extent(&x, 1, 50, 10, false);
+	expect_extent(&x, 2, 600, 3, true);
+	x.n = 0;
+	cr_assert_eq(engine_diff(eng, "v@b", "v", collect_extent, &x), 0);
+	cr_assert_eq(x.n, 1);
+	expect_extent(&x, 0, 900, 1, true);
+	x.n = 0;
+	cr_assert_eq(engine_diff(eng, NULL, "v@a", collect_extent, &x), 0);
+	cr_assert_eq(x.n, 1, "from nothing: everything allocated");
+	expect_extent(&x, 0, 0, 100, true);
+	cr_assert_eq(engine_diff(eng, "v@zz", "v", collect_extent, &x), -ENOENT);
+}
