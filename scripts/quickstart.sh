@@ -91,6 +91,11 @@ Manage volumes (the CLI finds this node by itself):
   build/tools/quill volume create NAME 20G
   build/tools/quill status
 
+Snapshots, clones and images:
+  build/tools/quill snap create $VOLUME@base     # read-only export $URI@base
+  build/tools/quill clone $VOLUME@base ${VOLUME}-copy
+  build/tools/quill export $VOLUME@base $VOLUME.qcow2
+
 Stop the node (it flushes and checkpoints on SIGTERM):
   kill \$(cat $pidfile)
 Its log: $NODE_DIR/quilld.log
