@@ -33,6 +33,20 @@ pause_ms()
 	sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"
 }
 
+# crash_during MS ARGS: quill ARGS in the background, kill -9 of quilld 0..MS ms
+# later, then a restart
+crash_during()
+{
+	local ms="$1" pid
+	shift
+	"$QUILL" --socket "$WORK/ctl.sock" "$@" >/dev/null 2>&1 &
+	pid=$!
+	pause_ms $((RANDOM % ms))
+	server_kill9
+	wait "$pid" 2>/dev/null || true
+	server_start
+}
+
 vol_field()
 {
 	quill --json volume info "$1" | json_field "[\"volume\"][\"$2\"]"
@@ -111,12 +125,7 @@ for round in 1 2 3; do
 	qio r "write -P $(printf '0x%02x' $((0x20 + round))) 0 4M"
 	expect 0 snap create "r@s$round"
 	qio r "write -P $(printf '0x%02x' $((0x30 + round))) 0 4M"
-	"$QUILL" --socket "$WORK/ctl.sock" snap rm "r@s$round" >/dev/null 2>&1 &
-	rm_pid=$!
-	pause_ms $((RANDOM % 20))
-	server_kill9
-	wait "$rm_pid" 2>/dev/null || true
-	server_start
+	crash_during 20 snap rm "r@s$round"
 	expect 0 --json snap ls r
 	left=$(python3 -c 'import json,sys
 print(" ".join(s["name"] for s in json.load(sys.stdin)["snapshots"]))' <<<"$OUT")
@@ -132,15 +141,11 @@ print(" ".join(s["name"] for s in json.load(sys.stdin)["snapshots"]))' <<<"$OUT"
 	qio -r r "read -P $(printf '0x%02x' $((0x30 + round))) 0 4M" 'read -P 0x10 4M 4M'
 	qio -r r@keep 'read -P 0x10 0 8M'
 done
+
 # ---- kill -9 during snap create: there or not, and whole ----
 for round in 1 2; do
 	qio r "write -P $(printf '0x%02x' $((0x50 + round))) 0 4M"
-	"$QUILL" --socket "$WORK/ctl.sock" snap create "r@c$round" >/dev/null 2>&1 &
-	create_pid=$!
-	pause_ms $((RANDOM % 15))
-	server_kill9
-	wait "$create_pid" 2>/dev/null || true
-	server_start
+	crash_during 15 snap create "r@c$round"
 	if quill --json snap ls r | grep -q "\"c$round\""; then
 		qio -r "r@c$round" "read -P $(printf '0x%02x' $((0x50 + round))) 0 4M" \
 			'read -P 0x10 4M 4M'
