@@ -110,7 +110,7 @@ qio vm0 'write -P 0x44 0 2M'
 qemu-io -f raw "$(nbd_uri vm0)" -c 'sleep 2000' >/dev/null 2>&1 &
 client=$!
 track "$client"
-sleep 0.5
+wait_attached vm0
 expect 1 snap rollback vm0@s2
 grep -q "attached; detach it or pass --force" <<<"$ERR" || fail "rollback attached: $ERR"
 wait "$client" || true
@@ -120,7 +120,7 @@ qio vm0 'write -P 0x45 0 4k'
 qemu-io -f raw "$(nbd_uri vm0)" -c 'sleep 2000' >/dev/null 2>&1 &
 client=$!
 track "$client"
-sleep 0.5
+wait_attached vm0
 expect 0 snap rollback vm0@s2 --force
 wait "$client" || true
 qio -r vm0 'read -P 0x42 0 4k'
