@@ -14,7 +14,9 @@
 #   track PID            stop PID at exit too (clients run in the background)
 #   expect STATUS ARGS   runs quill ARGS, checks its exit status; $OUT, $ERR
 #   json_field EXPR      prints EXPR (like '["volume"]["size"]') of the JSON on stdin
-#   wait_attached VOL    until quill says an NBD client has VOL open (10 s at most)
+#   wait_attached VOL [False]
+#                        until quill says an NBD client has VOL open (or, with
+#                        False, none has), 10 s at most
 #   qio [-r] EXPORT CMD… qemu-io commands on an export (-r: read-only); fails the
 #                        test if one fails (a pattern that does not match)
 #   skip MSG / fail MSG  exit 77 / exit 1 with a reason
@@ -220,13 +222,13 @@ json_field()
 
 wait_attached()
 {
-	local i
+	local i want="${2:-True}"
 	for i in $(seq 1 100); do
 		[ "$(quill --json volume info "$1" 2>/dev/null |
-			json_field '["volume"]["attached"]' 2>/dev/null)" = True ] && return 0
+			json_field '["volume"]["attached"]' 2>/dev/null)" = "$want" ] && return 0
 		sleep 0.1
 	done
-	fail "volume $1 not attached after 10 s"
+	fail "volume $1: attached is not $want after 10 s"
 }
 
 # qio [-r] EXPORT 'CMD' ['CMD'...]: qemu-io over NBD; every command must succeed

@@ -114,6 +114,7 @@ wait_attached vm0
 expect 1 snap rollback vm0@s2
 grep -q "attached; detach it or pass --force" <<<"$ERR" || fail "rollback attached: $ERR"
 wait "$client" || true
+wait_attached vm0 False
 expect 0 snap rollback vm0@s2
 qio -r vm0 'read -P 0x42 0 512k' 'read -P 0x41 512k 512k' 'read -P 0 1M 1M'
 qio vm0 'write -P 0x45 0 4k'
