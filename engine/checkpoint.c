@@ -137,6 +137,8 @@ static void add_ops(struct engine *eng, struct ckpt_job *job)
 
 static void drop_ops(struct engine *eng, size_t n)
 {
+	if (!n)
+		return;
 	memmove(eng->ops, eng->ops + n, (eng->nops - n) * sizeof(*eng->ops));
 	eng->nops -= n;
 }
