@@ -39,7 +39,11 @@ fio_verify_job "$WORK/verify.fio" "$(nbd_uri fio)" 32M 6000
 (cd "$WORK" && fio --output="$WORK/fio.txt" "$WORK/verify.fio") &
 fio_pid=$!
 track "$fio_pid"
-sleep 0.7
+for _ in $(seq 1 100); do # until fio has written a few MiB (of 32)
+	[ "$(quill --json volume info fio | json_field '["volume"]["written_bytes"]')" -gt \
+		$((4 << 20)) ] && break
+	sleep 0.1
+done
 expect 0 snap create fio@mid
 wait "$fio_pid" || {
 	tail -n 30 "$WORK/fio.txt" >&2
