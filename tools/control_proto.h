@@ -19,6 +19,9 @@
 #define CONTROL_CMD_VOLUME_RESIZE "volume.resize" /* name, size, allow_shrink */
 #define CONTROL_CMD_VOLUME_RM "volume.rm"         /* name */
 #define CONTROL_CMD_NODE_STATUS "node.status"     /* -> store and space figures */
+#define CONTROL_CMD_VHOST_START "vhost.start"     /* name, socket: vhost-user-blk export */
+#define CONTROL_CMD_VHOST_STOP "vhost.stop"       /* name */
+#define CONTROL_CMD_VHOST_LIST "vhost.list"       /* -> exports: [{volume, socket, ...}] */
 
 /* The socket both sides use when not told otherwise:
  * $XDG_RUNTIME_DIR/quill/quilld.sock, or /tmp/quill-$UID/quilld.sock. Writes the

@@ -3,6 +3,7 @@
  *   quill [--socket PATH] [--json] volume create NAME SIZE
  *   quill volume ls | info NAME | resize NAME SIZE [--allow-shrink] | rm NAME
  *   quill status
+ *   quill vhost start VOL SOCKET | stop VOL | ls
  *
  * Talks to quilld's control socket (tools/control_proto.h). Exit status: 0 done,
  * 1 the node refused (its message on stderr), 2 bad usage, 3 no node to talk to.
@@ -43,7 +44,10 @@ static int usage(FILE *out, int code)
 		"                                 grow (clients see it on reconnect); shrink drops\n"
 		"                                 the data past the new end, so it must be asked for\n"
 		"  volume rm NAME                 delete (refused while attached)\n"
-		"  status                         the node's store and space\n\n"
+		"  status                         the node's store and space\n"
+		"  vhost start VOL SOCKET         export VOL over vhost-user-blk on a unix socket\n"
+		"  vhost stop VOL                 stop that export (the VM loses its disk)\n"
+		"  vhost ls                       vhost-user-blk exports\n\n"
 		"The node's control socket: --socket, else $QUILL_SOCKET, else the default that\n"
 		"quilld uses ($XDG_RUNTIME_DIR/quill/quilld.sock or /tmp/quill-$UID/quilld.sock).\n");
 	return code;
@@ -273,6 +277,66 @@ static int cmd_volume(const struct cli *c)
 	return usage(stderr, EXIT_USAGE);
 }
 
+static void show_vhost_list(struct json_object *ans)
+{
+	struct json_object *exps = json_object_object_get(ans, "exports");
+	size_t n = exps ? json_object_array_length(exps) : 0;
+
+	if (n == 0) {
+		printf("no vhost-user exports (start one: quill vhost start VOL SOCKET)\n");
+		return;
+	}
+	printf("%-24s %-9s %8s  %s\n", "VOLUME", "CONNECTED", "IN-FLIGHT", "SOCKET");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(exps, i);
+
+		printf("%-24s %-9s %8lld  %s\n", get_str(e, "volume"),
+		       json_object_get_boolean(json_object_object_get(e, "connected")) ? "yes" : "no",
+		       (long long)get_i64(e, "requests"), get_str(e, "socket"));
+	}
+}
+
+/* quilld may run elsewhere in the tree: a relative socket path is made absolute. */
+static int absolute_path(const char *path, char *out, size_t len)
+{
+	char cwd[4096];
+	int n;
+
+	if (path[0] == '/')
+		n = snprintf(out, len, "%s", path);
+	else if (getcwd(cwd, sizeof(cwd)))
+		n = snprintf(out, len, "%s/%s", cwd, path);
+	else
+		return -errno;
+	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+static int cmd_vhost(const struct cli *c)
+{
+	const char *verb = c->argc > 1 ? c->argv[1] : "";
+	struct json_object *req;
+	char sock[4096];
+
+	if ((strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0) && c->argc == 2)
+		return finish(c, call(c, request(CONTROL_CMD_VHOST_LIST)), show_vhost_list);
+	if (strcmp(verb, "start") == 0 && c->argc == 4) {
+		if (absolute_path(c->argv[3], sock, sizeof(sock)) < 0) {
+			fprintf(stderr, "quill: socket path '%s' is too long\n", c->argv[3]);
+			return EXIT_USAGE;
+		}
+		req = request(CONTROL_CMD_VHOST_START);
+		json_object_object_add(req, "name", json_object_new_string(c->argv[2]));
+		json_object_object_add(req, "socket", json_object_new_string(sock));
+		return finish(c, call(c, req), NULL);
+	}
+	if (strcmp(verb, "stop") == 0 && c->argc == 3) {
+		req = request(CONTROL_CMD_VHOST_STOP);
+		json_object_object_add(req, "name", json_object_new_string(c->argv[2]));
+		return finish(c, call(c, req), NULL);
+	}
+	return usage(stderr, EXIT_USAGE);
+}
+
 static int parse_options(struct cli *c, int argc, char **argv)
 {
 	c->socket = getenv("QUILL_SOCKET");
@@ -310,6 +374,8 @@ int main(int argc, char **argv)
 		code = usage(r == 1 ? stdout : stderr, r == 1 ? 0 : EXIT_USAGE);
 	else if (strcmp(c.argv[0], "volume") == 0 || strcmp(c.argv[0], "vol") == 0)
 		code = cmd_volume(&c);
+	else if (strcmp(c.argv[0], "vhost") == 0)
+		code = cmd_vhost(&c);
 	else if (strcmp(c.argv[0], "status") == 0 && c.argc == 1)
 		code = finish(&c, call(&c, request(CONTROL_CMD_NODE_STATUS)), show_status);
 	else

@@ -20,12 +20,14 @@
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "tools/control_proto.h"
+#include "vhost/vhost_blk.h"
 
 #define CTL_LOG "control"
 
 struct control {
 	struct loop *lp;
 	struct engine *eng;
+	struct vhost_server *vhost;
 	int fd;
 	struct loop_watch *watch;
 	char *path;
@@ -70,8 +72,8 @@ static struct json_object *volume_error(int r, const char *name)
 	case -EEXIST:
 		return answer_error(EEXIST, "a volume named '%s' already exists", name);
 	case -EBUSY:
-		return answer_error(EBUSY, "volume '%s' is attached (NBD): detach its clients "
-				    "first", name);
+		return answer_error(EBUSY, "volume '%s' is attached (NBD or vhost-user): detach "
+				    "it first", name);
 	case -ENOSPC:
 		return answer_error(ENOSPC, "no space left in the store for '%s'", name);
 	case -EINVAL:
@@ -199,6 +201,72 @@ static struct json_object *do_status(struct control *ctl)
 	return v;
 }
 
+/* ---- vhost-user-blk exports ---- */
+
+static int vhost_one(const struct vhost_export_info *info, void *arg)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "volume", json_object_new_string(info->volume));
+	json_object_object_add(o, "socket", json_object_new_string(info->socket_path));
+	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
+	json_object_object_add(o, "requests", json_object_new_int64(info->requests));
+	json_object_object_add(o, "connections", json_object_new_int64((int64_t)info->connections));
+	json_object_array_add(arg, o);
+	return 0;
+}
+
+static struct json_object *vhost_error(int r, const char *name)
+{
+	switch (r) {
+	case -EEXIST:
+		return answer_error(EEXIST, "volume '%s' is already exported over vhost-user", name);
+	case -EBUSY:
+		return answer_error(EBUSY, "volume '%s' is attached over NBD: a volume has one "
+				    "writer at a time, detach its NBD clients first", name);
+	case -EADDRINUSE:
+		return answer_error(EADDRINUSE, "vhost-user socket for '%s': another server is "
+				    "listening there", name);
+	case -ENAMETOOLONG:
+		return answer_error(ENAMETOOLONG, "vhost-user socket for '%s': path too long "
+				    "(at most 107 bytes)", name);
+	default:
+		return r == -ENOENT ? volume_error(r, name) : answer_error(-r, "vhost '%s': %s", name);
+	}
+}
+
+static struct json_object *do_vhost(struct control *ctl, const char *cmd, struct json_object *req)
+{
+	const char *name = get_string(req, "name"), *sock = get_string(req, "socket");
+	struct json_object *ans, *arr;
+	int r;
+
+	if (!ctl->vhost)
+		return answer_error(ENOTSUP, "this node has no vhost-user server%s", NULL);
+	if (strcmp(cmd, CONTROL_CMD_VHOST_LIST) == 0) {
+		arr = json_object_new_array();
+		vhost_server_list(ctl->vhost, vhost_one, arr);
+		ans = answer_ok();
+		json_object_object_add(ans, "exports", arr);
+		return ans;
+	}
+	if (!name)
+		return answer_error(EINVAL, "request without a volume name%s", NULL);
+	if (strcmp(cmd, CONTROL_CMD_VHOST_START) == 0) {
+		if (!sock || sock[0] != '/')
+			return answer_error(EINVAL, "vhost start '%s': the socket must be an absolute "
+					    "path", name);
+		r = vhost_server_export(ctl->vhost, name, sock);
+	} else if (strcmp(cmd, CONTROL_CMD_VHOST_STOP) == 0) {
+		r = vhost_server_unexport(ctl->vhost, name);
+		if (r == -ENOENT)
+			return answer_error(ENOENT, "volume '%s' is not exported over vhost-user", name);
+	} else {
+		return answer_error(ENOTSUP, "unknown command '%s'", cmd);
+	}
+	return r < 0 ? vhost_error(r, name) : answer_ok();
+}
+
 static struct json_object *dispatch(struct control *ctl, const char *line)
 {
 	struct json_object *req = json_tokener_parse(line);
@@ -208,6 +276,8 @@ static struct json_object *dispatch(struct control *ctl, const char *line)
 	if (!cmd)
 		ans = answer_error(EINVAL, "not a control request (one JSON object with \"cmd\")%s",
 				   NULL);
+	else if (strncmp(cmd, "vhost.", 6) == 0)
+		ans = do_vhost(ctl, cmd, req);
 	else if (strcmp(cmd, CONTROL_CMD_VOLUME_LIST) == 0) {
 		struct json_object *arr = json_object_new_array();
 		engine_volume_list(ctl->eng, list_one, arr);
@@ -377,4 +447,9 @@ void control_destroy(struct control *ctl)
 	unlink(ctl->path);
 	free(ctl->path);
 	free(ctl);
+}
+
+void control_set_vhost(struct control *ctl, struct vhost_server *vhost)
+{
+	ctl->vhost = vhost;
 }
