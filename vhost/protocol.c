@@ -301,6 +301,8 @@ static int get_vring_base(struct vhost_conn *c)
 	}
 	queue_stop(q);
 	if (q->inflight) {
+		log_msg(LOG_DEBUG, VHOST_LOG, "%s: queue %u stops after its %u requests in flight",
+			c->exp->name, q->index, q->inflight);
 		c->state = VHOST_CS_DRAIN;
 		c->draining = q;
 		return 0;
@@ -458,8 +460,6 @@ void vhost_proto_dispatch(struct vhost_conn *c)
 {
 	uint32_t req = c->hdr.request;
 	const struct handler *h = req < VHOST_USER_REQUEST_MAX ? &handlers[req] : NULL;
-	bool ack = (c->hdr.flags & VHOST_USER_FLAG_NEED_REPLY) &&
-		   (c->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
 	int r;
 
 	/* short payloads read as zeros rather than as the previous message */
@@ -481,6 +481,9 @@ void vhost_proto_dispatch(struct vhost_conn *c)
 					h->name, strerror(-r));
 	}
 	close_fds(c);
-	if (ack && !(h && h->fn && h->replies))
+	/* after the handler: the SET_PROTOCOL_FEATURES that turns REPLY_ACK on is acked */
+	if ((c->hdr.flags & VHOST_USER_FLAG_NEED_REPLY) &&
+	    (c->protocol_features & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK)) &&
+	    !(h && h->fn && h->replies))
 		reply_u64(c, r < 0 ? 1 : 0);
 }
