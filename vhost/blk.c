@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 
 #include "common/log.h"
+#include "common/loop.h"
 
 #define BS ENGINE_BLOCK_SIZE
 #define SECTORS_PER_BLOCK (BS / VIRTIO_BLK_SECTOR)
@@ -117,6 +118,39 @@ static uint8_t status_of(int err)
 	return err == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
 }
 
+void vhost_blk_call(struct vhost_queue *q)
+{
+	if (!q->call_pending)
+		return;
+	q->call_pending = false;
+	if (q->call_fd >= 0 && vhost_vring_need_call(&q->vr))
+		eventfd_write(q->call_fd, 1);
+}
+
+static void calls_due(void *arg)
+{
+	struct vhost_conn *c = arg;
+
+	c->call_timer = NULL; /* the loop frees a timer that fired */
+	for (unsigned i = 0; i < c->nqueues; i++)
+		vhost_blk_call(&c->queues[i]);
+}
+
+/* Interrupts are batched: the completions the engine delivers in one loop iteration
+ * cost the guest one interrupt per queue, not one each (a 0 ms timer runs after the
+ * iteration's events). */
+static void schedule_call(struct vhost_queue *q)
+{
+	struct vhost_conn *c = q->conn;
+
+	q->call_pending = true;
+	if (!c->call_timer &&
+	    loop_timer_add(c->exp->srv->lp, 0, calls_due, c, &c->call_timer) < 0) {
+		c->call_timer = NULL;
+		vhost_blk_call(q); /* no memory for a timer: interrupt now */
+	}
+}
+
 /* Writes the status, returns the chain to the guest, interrupts it if it wants. A
  * chain without a status byte is returned with nothing written. */
 static void req_finish(struct vhost_req *r)
@@ -136,8 +170,7 @@ static void req_finish(struct vhost_req *r)
 			len = r->written + 1;
 		}
 		vhost_vring_push(&q->vr, r->chain.head, len);
-		if (q->call_fd >= 0 && vhost_vring_need_call(&q->vr))
-			eventfd_write(q->call_fd, 1);
+		schedule_call(q);
 		q->inflight--;
 	}
 	req_free(r);

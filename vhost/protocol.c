@@ -90,7 +90,7 @@ static void queue_reset(struct vhost_queue *q)
 	if (q->call_fd >= 0)
 		close(q->call_fd);
 	q->call_fd = -1;
-	q->mapped = q->broken = false;
+	q->mapped = q->broken = q->call_pending = false;
 	q->enabled = true;
 	q->desc_uva = q->avail_uva = q->used_uva = 0;
 	q->num = 0;
@@ -300,6 +300,7 @@ static int get_vring_base(struct vhost_conn *c)
 		return -EINVAL;
 	}
 	queue_stop(q);
+	vhost_blk_call(q);
 	if (q->inflight) {
 		log_msg(LOG_DEBUG, VHOST_LOG, "%s: queue %u stops after its %u requests in flight",
 			c->exp->name, q->index, q->inflight);
@@ -319,6 +320,7 @@ void vhost_proto_queue_drained(struct vhost_queue *q)
 		return;
 	c->draining = NULL;
 	c->state = VHOST_CS_HDR;
+	vhost_blk_call(q); /* the guest hears of the last completions before the stop */
 	reply_vring_base(c, q);
 	vhost_conn_resume(c);
 }

@@ -86,6 +86,7 @@ void vhost_conn_close(struct vhost_conn *c, const char *reason)
 		"dropped)", exp->name, reason ? ": " : "", reason ? reason : "", exp->nreqs);
 	vhost_proto_stop_queues(c);   /* orphans the requests: they forget guest memory */
 	c->state = VHOST_CS_DEAD;
+	loop_timer_cancel(c->call_timer);
 	loop_watch_remove(c->watch);
 	close(c->fd);
 	for (unsigned i = 0; i < c->nfds; i++)

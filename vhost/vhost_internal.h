@@ -119,6 +119,7 @@ size_t vhost_iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, cons
 /* ---- the export, its connection and queues ---- */
 
 struct loop;
+struct loop_timer;
 struct loop_watch;
 struct vhost_conn;
 struct vhost_req;
@@ -135,6 +136,7 @@ struct vhost_queue {
 	bool started;                /* has a kick fd; not stopped by GET_VRING_BASE */
 	bool enabled;                /* SET_VRING_ENABLE (see docs/vhost.md) */
 	bool broken;                 /* the driver corrupted the ring: ignored until reset */
+	bool call_pending;           /* used entries pushed since the last interrupt check */
 	unsigned inflight;           /* requests taken, not yet pushed back */
 };
 
@@ -179,6 +181,7 @@ struct vhost_conn {
 	unsigned nqueues;            /* queues this connection may use */
 	struct vhost_queue queues[VHOST_QUEUES_MAX];
 	struct vhost_queue *draining;  /* VHOST_CS_DRAIN: the queue being stopped */
+	struct loop_timer *call_timer; /* interrupts the guest once per loop iteration */
 	/* input: one message at a time, so that its fds are its own */
 	struct vhost_user_hdr hdr;
 	size_t hdr_got, payload_got;
@@ -217,5 +220,7 @@ void vhost_blk_process(struct vhost_queue *q);
 /* The requests of q's connection will never be answered: they forget the ring and
  * the memory, and are freed when the engine completes them. */
 void vhost_blk_orphan(struct vhost_export *exp, const struct vhost_conn *c);
+/* Interrupts the guest for what q pushed since the last time, if it wants to be. */
+void vhost_blk_call(struct vhost_queue *q);
 
 #endif

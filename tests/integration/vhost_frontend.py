@@ -240,6 +240,10 @@ def stop_with_requests_in_flight(f):
     """GET_VRING_BASE is answered only once the ring's requests are all used."""
     for slot in range(4):
         f.publish(f.request(slot, T_OUT, slot * 2048, 1 << 20))
+    # once one is used, the back-end has taken all four (one kick); some may still run
+    deadline = time.time() + 10
+    while f.used_idx() == 0 and time.time() < deadline:
+        time.sleep(0.001)
     f.send(GET_VRING_BASE, struct.pack("<II", 0, 0))
     idx, base = struct.unpack("<II", f.reply(GET_VRING_BASE))
     if base != f.avail_idx or f.used_idx() != f.avail_idx:

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/loop.h"
 #include "fake_guest.h"
 #include "testutil.h"
 
@@ -28,6 +29,7 @@
 static char dir[PATH_MAX];
 static struct fake_guest g;
 static struct engine *eng;
+static struct loop *lp;        /* never run: interrupts are not looked at */
 static struct vhost_server srv;
 static struct vhost_export xp;
 static struct vhost_conn *conn;
@@ -62,7 +64,8 @@ static void setup(void)
 {
 	fg_init(&g);
 	open_engine();
-	srv = (struct vhost_server){ .eng = eng, .num_queues = 1 };
+	cr_assert_eq(loop_create(&lp), 0);
+	srv = (struct vhost_server){ .eng = eng, .lp = lp, .num_queues = 1 };
 	xp = (struct vhost_export){ .srv = &srv, .size = VOL_SIZE, .listen_fd = -1 };
 	strcpy(xp.name, "disk0");
 	cr_assert_eq(engine_volume_open(eng, "disk0", &xp.vol), 0);
@@ -83,9 +86,12 @@ static void teardown(void)
 {
 	for (int i = 0; i < 1000 && xp.nreqs; i++)
 		engine_poll(eng, 10);
-	if (conn)
+	if (conn) {
+		loop_timer_cancel(conn->call_timer);
 		vhost_mem_put(conn->mem);
+	}
 	free(conn);
+	loop_destroy(lp);
 	engine_volume_close(xp.vol);
 	engine_close(eng);
 	fg_fini(&g);
