@@ -83,26 +83,27 @@ void vhost_mem_put(struct vhost_mem *m)
 	free(m);
 }
 
-void *vhost_mem_gpa(const struct vhost_mem *m, uint64_t gpa, uint64_t len)
+/* Host pointer of [addr, addr+len) in guest physical (or front-end) addresses. */
+static void *translate(const struct vhost_mem *m, uint64_t addr, uint64_t len, bool frontend)
 {
 	for (unsigned i = 0; m && i < m->nregions; i++) {
 		const struct vhost_mem_region *r = &m->regions[i];
+		uint64_t start = frontend ? r->uva : r->gpa;
 
-		if (range_inside(gpa, len, r->gpa, r->size))
-			return r->host + (gpa - r->gpa);
+		if (range_inside(addr, len, start, r->size))
+			return r->host + (addr - start);
 	}
 	return NULL;
 }
 
+void *vhost_mem_gpa(const struct vhost_mem *m, uint64_t gpa, uint64_t len)
+{
+	return translate(m, gpa, len, false);
+}
+
 void *vhost_mem_uva(const struct vhost_mem *m, uint64_t uva, uint64_t len)
 {
-	for (unsigned i = 0; m && i < m->nregions; i++) {
-		const struct vhost_mem_region *r = &m->regions[i];
-
-		if (range_inside(uva, len, r->uva, r->size))
-			return r->host + (uva - r->uva);
-	}
-	return NULL;
+	return translate(m, uva, len, true);
 }
 
 /* The region holding gpa, or NULL. */

@@ -9,18 +9,15 @@
 #include "vhost/vhost_internal.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/unixsock.h"
 
 #define UNEXPORT_GRACE_MS 5000
 
@@ -204,15 +201,6 @@ static void conn_read(struct vhost_conn *c)
 	}
 }
 
-/* Readiness while no input is wanted (DRAIN): only a hang-up can do that. */
-static void conn_check_hangup(struct vhost_conn *c)
-{
-	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-
-	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)))
-		vhost_conn_close(c, "hung up while its requests were draining");
-}
-
 static void conn_event(void *arg, unsigned events)
 {
 	struct vhost_conn *c = arg;
@@ -223,9 +211,10 @@ static void conn_event(void *arg, unsigned events)
 	if (exp->conn != c)
 		return;
 	if (events & LOOP_READ) {
-		if (c->state == VHOST_CS_DRAIN)
-			conn_check_hangup(c);
-		else
+		/* while draining no input is wanted: only a hang-up wakes us */
+		if (c->state == VHOST_CS_DRAIN && unixsock_hung_up(c->fd))
+			vhost_conn_close(c, "hung up while its requests were draining");
+		else if (c->state != VHOST_CS_DRAIN)
 			conn_read(c);
 	}
 	if (exp->conn == c)
@@ -292,62 +281,21 @@ static struct vhost_export *export_find(const struct vhost_server *srv, const ch
 	return NULL;
 }
 
-/* A socket file nobody answers on is left over by a crash and may go; a live one
- * is -EADDRINUSE, anything else at the path -EEXIST. */
-static int claim_socket_path(const struct sockaddr_un *sun)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sun->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-	close(fd);
-	if (r == 0)
-		return -EADDRINUSE;
-	return unlink(sun->sun_path) < 0 ? -errno : 0;
-}
-
 static int export_listen(struct vhost_export *exp, const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int r;
+	int fd = unixsock_listen(path, 0600, 4);
 
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sun.sun_path, path);
-	r = claim_socket_path(&sun);
-	if (r < 0)
-		return r;
-	exp->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (exp->listen_fd < 0)
-		return -errno;
-	if (bind(exp->listen_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		return -errno;
+	if (fd < 0)
+		return fd;
+	exp->listen_fd = fd;
 	snprintf(exp->path, sizeof(exp->path), "%s", path);
-	if (chmod(path, 0600) < 0 || listen(exp->listen_fd, 4) < 0)
-		return -errno;
-	return loop_watch_add(exp->srv->lp, exp->listen_fd, LOOP_READ, accept_ready, exp,
-			      &exp->listen_watch);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return loop_watch_add(exp->srv->lp, fd, LOOP_READ, accept_ready, exp, &exp->listen_watch);
 }
 
 /* Not from an engine callback: it polls the engine until the orphans are gone. */
 static void export_free(struct vhost_export *exp)
 {
-	uint64_t deadline = now_ms() + UNEXPORT_GRACE_MS;
+	uint64_t deadline = loop_now_ms() + UNEXPORT_GRACE_MS;
 
 	loop_watch_remove(exp->listen_watch);
 	if (exp->listen_fd >= 0)
@@ -356,7 +304,7 @@ static void export_free(struct vhost_export *exp)
 		unlink(exp->path);
 	if (exp->conn)
 		vhost_conn_close(exp->conn, "export stopped");
-	while (exp->nreqs && now_ms() < deadline)
+	while (exp->nreqs && loop_now_ms() < deadline)
 		if (engine_poll(exp->srv->eng, 10) < 0)
 			break;
 	if (exp->nreqs) {
