@@ -17,7 +17,7 @@ static int claim_path(const struct sockaddr_un *sun)
 	if (lstat(sun->sun_path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
+		return -ENOTSOCK;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

@@ -9,7 +9,7 @@
 /* Binds and listens on path, non-blocking and close-on-exec, with the file's mode
  * set to mode (0 = leave it to the umask). A socket file nobody answers on is left
  * over by a crash and is replaced; a live one is -EADDRINUSE, anything else at the
- * path -EEXIST; -ENAMETOOLONG past 107 bytes. Returns the fd or -errno. */
+ * path -ENOTSOCK; -ENAMETOOLONG past 107 bytes. Returns the fd or -errno. */
 int unixsock_listen(const char *path, mode_t mode, int backlog);
 
 /* For a server that stopped reading a stream socket (unix or TCP) and was woken

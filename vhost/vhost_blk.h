@@ -36,7 +36,8 @@ void vhost_server_destroy(struct vhost_server *srv);
 
 /* Opens the volume and listens on socket_path (a stale socket file is replaced).
  * -EEXIST already exported here, -EBUSY open elsewhere (NBD), -ENOENT no volume,
- * -EADDRINUSE a live socket at that path, -ENAMETOOLONG. */
+ * -EADDRINUSE a live socket at that path, -ENOTSOCK something else there,
+ * -ENAMETOOLONG. */
 int vhost_server_export(struct vhost_server *srv, const char *volume, const char *socket_path);
 /* Disconnects the front-end, waits for its requests, closes the volume, removes the
  * socket file. -ENOENT if not exported. */

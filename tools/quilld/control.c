@@ -227,6 +227,9 @@ static struct json_object *vhost_error(int r, const char *name)
 	case -EADDRINUSE:
 		return answer_error(EADDRINUSE, "vhost-user socket for '%s': another server is "
 				    "listening there", name);
+	case -ENOTSOCK:
+		return answer_error(ENOTSOCK, "vhost-user socket for '%s': something that is not a "
+				    "socket is at that path", name);
 	case -ENAMETOOLONG:
 		return answer_error(ENAMETOOLONG, "vhost-user socket for '%s': path too long "
 				    "(at most 107 bytes)", name);
