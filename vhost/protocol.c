@@ -169,6 +169,8 @@ static int set_features(struct vhost_conn *c)
 	if (f & ~vhost_blk_features())
 		return -EINVAL;
 	c->features = f;
+	log_msg(LOG_DEBUG, VHOST_LOG, "%s: features %#llx%s", c->exp->name,
+		(unsigned long long)f, f & (1ull << VIRTIO_RING_F_EVENT_IDX) ? " (event idx)" : "");
 	for (unsigned i = 0; i < c->nqueues; i++)
 		c->queues[i].vr.event_idx = f & (1ull << VIRTIO_RING_F_EVENT_IDX);
 	return 0;

@@ -33,6 +33,17 @@ static void conn_update_watch(struct vhost_conn *c)
 		c->watch_events = want;
 }
 
+/* A connection that cannot be written to any more is shut down, not freed: its
+ * callers (a handler, a completion) may still hold it. The loop then sees the
+ * hang-up and closes it from conn_event. */
+static void conn_abort(struct vhost_conn *c, const char *why)
+{
+	LOG_RATELIMITED(LOG_INFO, VHOST_LOG, "%s: front-end connection failed: %s",
+			c->exp->name, why);
+	c->out_len = 0;
+	shutdown(c->fd, SHUT_RDWR);
+}
+
 static void conn_flush(struct vhost_conn *c)
 {
 	while (c->out_len) {
@@ -42,7 +53,7 @@ static void conn_flush(struct vhost_conn *c)
 			continue;
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				vhost_conn_close(c, strerror(errno));
+				conn_abort(c, strerror(errno));
 			return;
 		}
 		memmove(c->out, c->out + n, c->out_len - (size_t)n);
@@ -59,7 +70,7 @@ void vhost_conn_reply(struct vhost_conn *c, uint32_t request, const void *payloa
 	if (c->state == VHOST_CS_DEAD)
 		return;
 	if (c->out_len + sizeof(h) + len > sizeof(c->out)) {
-		vhost_conn_close(c, "front-end does not read its replies");
+		conn_abort(c, "it does not read its replies");
 		return;
 	}
 	memcpy(c->out + c->out_len, &h, sizeof(h));
@@ -67,13 +78,14 @@ void vhost_conn_reply(struct vhost_conn *c, uint32_t request, const void *payloa
 		memcpy(c->out + c->out_len + sizeof(h), payload, len);
 	c->out_len += sizeof(h) + len;
 	conn_flush(c);
-	if (c->state != VHOST_CS_DEAD)
-		conn_update_watch(c);
+	conn_update_watch(c);
 }
 
 /* ---- connection lifetime ---- */
 
-void vhost_conn_close(struct vhost_conn *c, const char *reason)
+/* Closes the socket, orphans the requests in flight, unmaps memory, frees c. Only
+ * from the connection's own socket event or the export's end (see conn_abort). */
+static void vhost_conn_close(struct vhost_conn *c, const char *reason)
 {
 	struct vhost_export *exp = c->exp;
 

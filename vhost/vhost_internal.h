@@ -197,8 +197,6 @@ struct vhost_conn {
 /* Queues a reply to the message being handled and writes what the socket takes. */
 void vhost_conn_reply(struct vhost_conn *c, uint32_t request, const void *payload,
 		      uint32_t len);
-/* Closes the socket, orphans the requests in flight, unmaps memory, frees c. */
-void vhost_conn_close(struct vhost_conn *c, const char *reason);
 /* Reading resumes after VHOST_CS_DRAIN (the deferred reply was queued). */
 void vhost_conn_resume(struct vhost_conn *c);
 
