@@ -64,29 +64,108 @@ void engine_close(struct engine *eng);
 
 /* Volume management. Blocking (metadata writes are synced); not for the I/O path. */
 int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes);
-/* Frees the volume's segments and map. -EBUSY if open. */
+/* Frees the volume's segments and map. -EBUSY if open, -ENOTEMPTY if it has snapshots
+ * (remove them first). */
 int engine_volume_delete(struct engine *eng, const char *name);
 /* Grows or shrinks; shrinking drops the blocks past the new end. */
 int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes);
 
+/* A snapshot or clone reference is written "VOL@SNAP"; its longest form: */
+#define ENGINE_SNAP_SPEC_MAX (2 * ENGINE_VOLUME_NAME_MAX + 1)
+
 struct engine_volume_info {
 	char name[ENGINE_VOLUME_NAME_MAX + 1];
-	uint64_t id;
+	uint64_t id;              /* stable for the volume's life (snapshots keep it) */
 	uint64_t size;            /* bytes */
-	uint64_t mapped_blocks;   /* blocks that read back data (written, not trimmed) */
+	uint64_t mapped_blocks;   /* blocks this volume's own layer holds (written, not
+				     trimmed, not shared with a snapshot) */
 	uint64_t segments;        /* slots holding this volume's log */
 	uint64_t created_ns;
 	bool open;
+	char parent[ENGINE_SNAP_SPEC_MAX + 1]; /* "VOL@SNAP" a clone reads through, or "" */
+	unsigned snapshots;       /* of this volume */
+	bool flattening;          /* see engine_flatten_status() */
 };
 int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out);
 /* Calls fn for every volume in name order; stops and returns fn's value if non-zero. */
 int engine_volume_list(struct engine *eng,
 		       int (*fn)(const struct engine_volume_info *info, void *arg), void *arg);
 
+/* Opens a volume for I/O, or a snapshot read-only when name is "VOL@SNAP" (writes and
+ * trims then fail with -EPERM). One handle per volume or snapshot: -EBUSY if open. */
 int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out);
+bool engine_volume_readonly(const struct engine_volume *vol);
 /* Waits for the volume's I/O in flight. NULL ok. */
 void engine_volume_close(struct engine_volume *vol);
 uint64_t engine_volume_size(const struct engine_volume *vol);
+
+/* ---- Snapshots and clones (docs/engine.md, "Layers") ----
+ * A snapshot is a read-only point in time of a volume, taken without copying data: the
+ * volume's current layer is frozen and the volume continues in a new, empty layer that
+ * reads through to it. A clone is a new volume whose reads fall through to a snapshot.
+ * Blocking calls, like the volume calls above; they pause the volume's writes for
+ * about one store flush. */
+
+/* Every write completed before the call is in the snapshot; none started after it.
+ * -ENOENT no volume, -EEXIST snapshot name taken, -EBUSY the volume is being
+ * flattened. */
+int engine_snap_create(struct engine *eng, const char *vol, const char *snap);
+/* Removes a snapshot; the blocks only it held are garbage afterwards. -EBUSY it is open,
+ * -ENOTEMPTY other volumes or snapshots still read through it: engine_snap_dependents()
+ * names them. */
+int engine_snap_delete(struct engine *eng, const char *vol, const char *snap);
+/* Formats "clone c1, snapshot vm0@s2" (the layers that read through vol@snap) into buf;
+ * returns how many there are, or -errno. */
+int engine_snap_dependents(struct engine *eng, const char *vol, const char *snap, char *buf,
+			   size_t len);
+/* Makes the volume read what the snapshot holds (its size too); what was written since
+ * is discarded. -EBUSY if the volume is open, unless force (its clients then see the
+ * snapshot's data). */
+int engine_snap_rollback(struct engine *eng, const char *vol, const char *snap, bool force);
+
+struct engine_snap_info {
+	char name[ENGINE_VOLUME_NAME_MAX + 1]; /* SNAP of VOL@SNAP */
+	uint64_t id;
+	uint64_t size;            /* bytes */
+	uint64_t created_ns;
+	uint64_t own_blocks;      /* blocks held by this snapshot's layer only */
+	unsigned dependents;      /* clones (and branches) reading through it */
+	bool open;
+};
+/* Calls fn for every snapshot of vol, oldest first; stops and returns fn's value if
+ * non-zero. */
+int engine_snap_list(struct engine *eng, const char *vol,
+		     int (*fn)(const struct engine_snap_info *info, void *arg), void *arg);
+
+/* Creates volume newvol reading through snapshot "VOL@SNAP", of the snapshot's size. */
+int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol);
+
+/* Flatten: copies what a clone still reads from its parent into the clone, online (the
+ * volume may be open and written), then drops the parent link. Runs in the background
+ * from engine_poll(). -EINVAL not a clone (or a clone with snapshots of its own),
+ * -EALREADY running. */
+int engine_flatten_start(struct engine *eng, const char *vol);
+struct engine_flatten_status {
+	bool running;
+	uint64_t done_blocks;   /* LBAs looked at */
+	uint64_t total_blocks;
+	uint64_t copied_blocks;
+	int result;             /* of the last flatten that ended: 0 or -errno */
+	bool finished;          /* a flatten ended since the volume was loaded */
+};
+int engine_flatten_status(struct engine *eng, const char *vol,
+			  struct engine_flatten_status *out);
+
+/* Diff: the extents whose content differs between `from` ("VOL@SNAP", or NULL for an
+ * empty volume) and `to` ("VOL" live, or "VOL@SNAP"), in offset order and merged.
+ * data: the extent holds data in `to`; otherwise it reads as zeros there. */
+struct engine_extent {
+	uint64_t offset; /* bytes */
+	uint64_t length;
+	bool data;
+};
+int engine_diff(struct engine *eng, const char *from, const char *to,
+		int (*fn)(const struct engine_extent *ext, void *arg), void *arg);
 
 typedef void (*engine_cb)(void *arg, int res);
 

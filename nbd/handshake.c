@@ -88,22 +88,27 @@ static void opt_error(struct nbd_conn *c, uint32_t type, const char *fmt, ...)
 	opt_reply(c, type, msg, (size_t)n);
 }
 
-/* A wire name as a C string, if it could name a volume (short, no NUL inside). */
-static bool volume_name(const char *wire, size_t len, char out[ENGINE_VOLUME_NAME_MAX + 1])
+/* A wire name as a C string, if it could name a volume or a snapshot ("VOL@SNAP":
+ * short, no NUL inside). */
+static bool volume_name(const char *wire, size_t len, char out[ENGINE_SNAP_SPEC_MAX + 1])
 {
-	if (len > ENGINE_VOLUME_NAME_MAX || memchr(wire, 0, len))
+	if (len > ENGINE_SNAP_SPEC_MAX || memchr(wire, 0, len))
 		return false;
 	memcpy(out, wire, len);
 	out[len] = '\0';
 	return true;
 }
 
-uint16_t nbd_hs_tx_flags(const struct nbd_conn *c)
+uint16_t nbd_hs_tx_flags(const struct nbd_conn *c, bool readonly)
 {
-	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-		     NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN |
-		     NBD_FLAG_SEND_CACHE | NBD_FLAG_SEND_FAST_ZERO;
+	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_CAN_MULTI_CONN |
+		     NBD_FLAG_SEND_CACHE;
 
+	if (readonly)
+		f |= NBD_FLAG_READ_ONLY;
+	else
+		f |= NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
+		     NBD_FLAG_SEND_FAST_ZERO;
 	if (c->structured)
 		f |= NBD_FLAG_SEND_DF;
 	return f;
@@ -127,20 +132,21 @@ void nbd_hs_start(struct nbd_conn *c)
 static void enter_transmission(struct nbd_conn *c, struct nbd_export *exp)
 {
 	c->exp = exp;
-	c->tx_flags = nbd_hs_tx_flags(c);
+	c->tx_flags = nbd_hs_tx_flags(c, exp->readonly);
 	if (c->meta_alloc && strcmp(c->meta_export, exp->name) != 0)
 		c->meta_alloc = false; /* selected for another export */
 	c->state = NBD_CS_REQ_HDR;
 	loop_timer_cancel(c->hs_timer);
 	c->hs_timer = NULL;
-	log_msg(LOG_INFO, NBD_LOG, "%s: attached volume %s%s%s", c->peer, exp->name,
+	log_msg(LOG_INFO, NBD_LOG, "%s: attached %s %s%s%s", c->peer,
+		exp->readonly ? "snapshot" : "volume", exp->name,
 		c->structured ? " (structured replies" : "",
 		c->structured ? (c->meta_alloc ? ", base:allocation)" : ")") : "");
 }
 
 static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 {
-	char name[ENGINE_VOLUME_NAME_MAX + 1];
+	char name[ENGINE_SNAP_SPEC_MAX + 1];
 	struct nbd_out *o;
 	struct nbd_export *exp;
 	int r = volume_name((const char *)data, len, name) ? 0 : -ENOENT;
@@ -170,16 +176,40 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 	nbd_conn_queue(c, o);
 }
 
-static int list_one(const struct engine_volume_info *info, void *arg)
+static void list_reply(struct nbd_conn *c, const char *name)
 {
-	struct nbd_conn *c = arg;
-	uint8_t buf[4 + ENGINE_VOLUME_NAME_MAX];
-	size_t n = strlen(info->name);
+	uint8_t buf[4 + ENGINE_SNAP_SPEC_MAX];
+	size_t n = strlen(name);
 
 	nbd_put32(buf, (uint32_t)n);
-	memcpy(buf + 4, info->name, n);
+	memcpy(buf + 4, name, n);
 	opt_reply(c, NBD_REP_SERVER, buf, 4 + n);
-	return c->state == NBD_CS_DEAD ? -ENOMEM : 0;
+}
+
+struct list_ctx {
+	struct nbd_conn *c;
+	const char *vol;
+};
+
+static int list_snap(const struct engine_snap_info *info, void *arg)
+{
+	struct list_ctx *lc = arg;
+	char spec[ENGINE_SNAP_SPEC_MAX + 1];
+
+	snprintf(spec, sizeof(spec), "%s@%s", lc->vol, info->name);
+	list_reply(lc->c, spec);
+	return lc->c->state == NBD_CS_DEAD ? -ENOMEM : 0;
+}
+
+/* A volume, then its snapshots (read-only exports). */
+static int list_one(const struct engine_volume_info *info, void *arg)
+{
+	struct list_ctx lc = { .c = arg, .vol = info->name };
+
+	list_reply(lc.c, info->name);
+	if (lc.c->state != NBD_CS_DEAD && info->snapshots)
+		engine_snap_list(lc.c->srv->eng, info->name, list_snap, &lc);
+	return lc.c->state == NBD_CS_DEAD ? -ENOMEM : 0;
 }
 
 static void opt_list(struct nbd_conn *c, size_t len)
@@ -205,7 +235,7 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 	if (r == 0)
 		return false;
 	if (r == -ENOENT)
-		opt_error(c, NBD_REP_ERR_UNKNOWN, "no volume named '%s'", name);
+		opt_error(c, NBD_REP_ERR_UNKNOWN, "no volume or snapshot named '%s'", name);
 	else if (r == -ESHUTDOWN)
 		opt_error(c, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
 	else if (r == -EBUSY)
@@ -216,13 +246,13 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 	return true;
 }
 
-static void info_export(struct nbd_conn *c, uint64_t size)
+static void info_export(struct nbd_conn *c, uint64_t size, bool readonly)
 {
 	uint8_t b[sizeof(struct nbd_info_block_size)];
 
 	nbd_put16(b + offsetof(struct nbd_info_export, info), NBD_INFO_EXPORT);
 	nbd_put64(b + offsetof(struct nbd_info_export, size), size);
-	nbd_put16(b + offsetof(struct nbd_info_export, flags), nbd_hs_tx_flags(c));
+	nbd_put16(b + offsetof(struct nbd_info_export, flags), nbd_hs_tx_flags(c, readonly));
 	opt_reply(c, NBD_REP_INFO, b, sizeof(struct nbd_info_export));
 	nbd_put16(b + offsetof(struct nbd_info_block_size, info), NBD_INFO_BLOCK_SIZE);
 	nbd_put32(b + offsetof(struct nbd_info_block_size, minimum), NBD_MIN_BLOCK);
@@ -233,7 +263,7 @@ static void info_export(struct nbd_conn *c, uint64_t size)
 
 static void info_name(struct nbd_conn *c, const char *name)
 {
-	uint8_t b[2 + ENGINE_VOLUME_NAME_MAX];
+	uint8_t b[2 + ENGINE_SNAP_SPEC_MAX];
 	size_t n = strlen(name);
 
 	nbd_put16(b, NBD_INFO_NAME);
@@ -244,11 +274,11 @@ static void info_name(struct nbd_conn *c, const char *name)
 /* NBD_OPT_INFO and NBD_OPT_GO. */
 static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool go)
 {
-	char name[ENGINE_VOLUME_NAME_MAX + 1] = "";
+	char name[ENGINE_SNAP_SPEC_MAX + 1] = "";
 	struct nbd_info_opt io;
 	struct nbd_export *exp = NULL;
-	struct engine_volume_info vi;
-	uint64_t size;
+	bool readonly = false;
+	uint64_t size = 0;
 	int r;
 
 	if (nbd_decode_info_opt(data, len, &io) < 0) {
@@ -262,13 +292,13 @@ static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool g
 	if (go) {
 		r = nbd_export_get(c->srv, name, &exp);
 		size = exp ? exp->size : 0;
+		readonly = exp && exp->readonly;
 	} else {
-		r = c->srv->shutting_down ? -ESHUTDOWN : engine_volume_info(c->srv->eng, name, &vi);
-		size = r == 0 ? vi.size : 0;
+		r = nbd_export_probe(c->srv, name, &size, &readonly);
 	}
 	if (export_error(c, name, r))
 		return;
-	info_export(c, size);
+	info_export(c, size, readonly);
 	for (uint16_t i = 0; i < io.nreqs; i++) {
 		if (nbd_info_opt_req(&io, i) == NBD_INFO_NAME) {
 			info_name(c, name);
@@ -299,10 +329,10 @@ static void meta_context_reply(struct nbd_conn *c, uint32_t id)
 /* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: we know base:allocation. */
 static void opt_meta(struct nbd_conn *c, const uint8_t *data, size_t len, bool set)
 {
-	char name[ENGINE_VOLUME_NAME_MAX + 1] = "";
-	struct engine_volume_info vi;
+	char name[ENGINE_SNAP_SPEC_MAX + 1] = "";
 	struct nbd_meta_opt mo;
-	bool match = false;
+	bool match = false, readonly;
+	uint64_t size;
 	const char *q;
 	uint32_t qlen;
 	size_t pos = 0;
@@ -316,7 +346,7 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *data, size_t len, bool s
 		return;
 	}
 	if (!volume_name(mo.name, mo.name_len, name) ||
-	    engine_volume_info(c->srv->eng, name, &vi) < 0) {
+	    nbd_export_probe(c->srv, name, &size, &readonly) < 0) {
 		opt_error(c, NBD_REP_ERR_UNKNOWN, "no volume by that name");
 		return;
 	}

@@ -32,13 +32,15 @@ struct loop_timer;
 struct nbd_conn;
 struct nbd_req;
 
-/* One export = one open engine volume, shared by the connections attached to it. */
+/* One export = one open engine volume (or snapshot, "VOL@SNAP", read-only), shared
+ * by the connections attached to it. */
 struct nbd_export {
 	struct nbd_export *next;
 	struct nbd_server *srv;
-	char name[ENGINE_VOLUME_NAME_MAX + 1];
+	char name[ENGINE_SNAP_SPEC_MAX + 1];
 	struct engine_volume *vol;
 	uint64_t size;
+	bool readonly;                   /* a snapshot: writes, trims, zeroes get EPERM */
 	unsigned refs;                   /* attached connections */
 	struct loop_timer *close_timer;  /* pending close once refs reached 0 */
 	/* Range locks on blocks: mutating requests hold one while they run. */
@@ -87,7 +89,7 @@ struct nbd_conn {
 	bool no_zeroes;
 	bool structured;
 	bool meta_alloc;                 /* base:allocation selected */
-	char meta_export[ENGINE_VOLUME_NAME_MAX + 1]; /* the export it was selected for */
+	char meta_export[ENGINE_SNAP_SPEC_MAX + 1]; /* the export it was selected for */
 	struct nbd_export *exp;          /* after GO / EXPORT_NAME */
 	uint16_t tx_flags;
 
@@ -135,8 +137,12 @@ void nbd_conn_update_watch(struct nbd_conn *c);
 /* A request's buffers went away: drops mem; frees a dead connection at its last. */
 void nbd_conn_req_gone(struct nbd_conn *c, size_t mem);
 
-/* Finds or opens the export of a volume, taking a reference. -ENOENT, -EBUSY... */
+/* Finds or opens the export of a volume or snapshot, taking a reference. -ENOENT,
+ * -EBUSY... */
 int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out);
+/* What an export would be, without opening it (NBD_OPT_INFO, meta contexts): its size
+ * and whether it is read-only. -ENOENT, -ESHUTDOWN... */
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly);
 void nbd_export_put(struct nbd_export *exp);
 
 /* ---- handshake.c ---- */
@@ -145,8 +151,8 @@ void nbd_hs_start(struct nbd_conn *c);
 /* Consumes handshake input from c->in. Returns false when it needs more bytes or
  * the state left the handshake. */
 bool nbd_hs_step(struct nbd_conn *c);
-/* The transmission flags of an export for this connection. */
-uint16_t nbd_hs_tx_flags(const struct nbd_conn *c);
+/* The transmission flags of an export (read-only or not) for this connection. */
+uint16_t nbd_hs_tx_flags(const struct nbd_conn *c, bool readonly);
 
 /* ---- requests.c ---- */
 /* Consumes transmission input from c->in: headers, payload bytes. Returns false

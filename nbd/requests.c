@@ -452,6 +452,10 @@ static void validate(struct nbd_req *r)
 		fail(r, -EINVAL, "zero length");
 		return;
 	}
+	if (r->exp->readonly && (write || h->type == NBD_CMD_TRIM)) {
+		fail(r, -EPERM, "read-only export (a snapshot)");
+		return;
+	}
 	if (h->offset > size || h->length > size - h->offset) {
 		fail(r, write ? -ENOSPC : -EINVAL, "beyond the end of the export");
 		return;

@@ -15,6 +15,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,7 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 		*out = exp;
 		return 0;
 	}
-	if (strlen(name) > ENGINE_VOLUME_NAME_MAX)
+	if (strlen(name) > ENGINE_SNAP_SPEC_MAX)
 		return -ENOENT;
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)
@@ -90,13 +91,74 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	snprintf(exp->name, sizeof(exp->name), "%s", name);
 	exp->srv = srv;
 	exp->size = engine_volume_size(exp->vol);
+	exp->readonly = engine_volume_readonly(exp->vol);
 	exp->refs = 1;
 	exp->next = srv->exports;
 	srv->exports = exp;
-	log_msg(LOG_INFO, NBD_LOG, "volume %s: opened for export (%llu bytes)", name,
-		(unsigned long long)exp->size);
+	log_msg(LOG_INFO, NBD_LOG, "volume %s: opened for export (%llu bytes%s)", name,
+		(unsigned long long)exp->size, exp->readonly ? ", read-only" : "");
 	*out = exp;
 	return 0;
+}
+
+struct snap_size {
+	const char *name;
+	uint64_t size;
+	bool found;
+};
+
+static int snap_size_one(const struct engine_snap_info *info, void *arg)
+{
+	struct snap_size *ss = arg;
+
+	if (strcmp(info->name, ss->name) != 0)
+		return 0;
+	ss->size = info->size;
+	ss->found = true;
+	return 1;
+}
+
+/* The size of snapshot "VOL@SNAP" without opening it. */
+static int snap_probe(struct nbd_server *srv, const char *spec, uint64_t *size)
+{
+	const char *at = strchr(spec, '@');
+	char vol[ENGINE_VOLUME_NAME_MAX + 1];
+	struct snap_size ss = { .name = at + 1 };
+	int r;
+
+	if (at - spec > (ptrdiff_t)ENGINE_VOLUME_NAME_MAX)
+		return -ENOENT;
+	memcpy(vol, spec, (size_t)(at - spec));
+	vol[at - spec] = '\0';
+	r = engine_snap_list(srv->eng, vol, snap_size_one, &ss);
+	if (r < 0)
+		return r;
+	if (!ss.found)
+		return -ENOENT;
+	*size = ss.size;
+	return 0;
+}
+
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly)
+{
+	struct nbd_export *exp = export_find(srv, name);
+	struct engine_volume_info vi;
+	int r;
+
+	if (srv->shutting_down)
+		return -ESHUTDOWN;
+	if (exp) {
+		*size = engine_volume_size(exp->vol);
+		*readonly = exp->readonly;
+		return 0;
+	}
+	*readonly = strchr(name, '@') != NULL;
+	if (*readonly)
+		return snap_probe(srv, name, size);
+	r = engine_volume_info(srv->eng, name, &vi);
+	if (r == 0)
+		*size = vi.size;
+	return r;
 }
 
 /* The volume is closed from a loop timer, never from inside an engine callback

@@ -18,7 +18,19 @@
 #define CONTROL_CMD_VOLUME_INFO "volume.info"     /* name -> info */
 #define CONTROL_CMD_VOLUME_RESIZE "volume.resize" /* name, size, allow_shrink */
 #define CONTROL_CMD_VOLUME_RM "volume.rm"         /* name */
-#define CONTROL_CMD_NODE_STATUS "node.status"     /* -> store and space figures */
+#define CONTROL_CMD_NODE_STATUS "node.status"     /* -> store and space figures, NBD
+							     addresses */
+#define CONTROL_CMD_NODE_GC "node.gc"             /* [want_free] -> status + segments_freed */
+
+/* Snapshots and clones: a snapshot is named "VOL@SNAP" (field "snap"). */
+#define CONTROL_CMD_SNAP_CREATE "snap.create"     /* snap -> snapshot */
+#define CONTROL_CMD_SNAP_LIST "snap.list"         /* name -> snapshots: [snapshot...] */
+#define CONTROL_CMD_SNAP_RM "snap.rm"             /* snap */
+#define CONTROL_CMD_SNAP_ROLLBACK "snap.rollback" /* snap, force -> volume */
+#define CONTROL_CMD_CLONE "volume.clone"          /* snap, name (the new volume) -> volume */
+#define CONTROL_CMD_FLATTEN "volume.flatten"      /* name: starts it -> flatten */
+#define CONTROL_CMD_FLATTEN_STATUS "volume.flatten_status" /* name -> flatten */
+#define CONTROL_CMD_DIFF "volume.diff"            /* [from], to -> extents */
 #define CONTROL_CMD_VHOST_START "vhost.start"     /* name, socket: vhost-user-blk export */
 #define CONTROL_CMD_VHOST_STOP "vhost.stop"       /* name */
 #define CONTROL_CMD_VHOST_LIST "vhost.list"       /* -> exports: [{volume, socket, ...}] */

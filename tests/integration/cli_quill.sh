@@ -7,24 +7,9 @@ set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cli_quill
-[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests the quill CLI: quilld only"
+quilld_only "the quill CLI"
 need_cmd qemu-io qemu-img python3
 server_start
-
-# expect STATUS CMD...: runs quill, checks its exit status, keeps stderr in $ERR
-expect()
-{
-	local want="$1" got=0
-	shift
-	OUT=$(quill "$@" 2>"$WORK/err") || got=$?
-	ERR=$(cat "$WORK/err")
-	[ "$got" = "$want" ] || fail "quill $* exited $got, expected $want (stderr: $ERR)"
-}
-
-json_field()
-{
-	python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"
-}
 
 expect 0 volume ls
 grep -q "no volumes" <<<"$OUT" || fail "empty list: $OUT"

@@ -13,7 +13,16 @@
 #   volume_create N SIZE a volume (an NBD export named N)
 #   nbd_uri N            nbd://127.0.0.1:$NBD_PORT/N
 #   track PID            stop PID at exit too (clients run in the background)
+#   expect STATUS ARGS   runs quill ARGS, checks its exit status; $OUT, $ERR
+#   json_field EXPR      prints EXPR (like '["volume"]["size"]') of the JSON on stdin
+#   qio [-r] EXPORT CMD… qemu-io commands on an export (-r: read-only); fails the
+#                        test if one fails (a pattern that does not match)
 #   skip MSG / fail MSG  exit 77 / exit 1 with a reason
+#   quilld_only WHAT     skip unless the server is quilld (WHAT: what the test tests)
+#   need_nbd_python      $PY: a python3 with libnbd's module, or skip
+#   fio_verify_job F URI SIZE RATE
+#                        writes job file F: 4 KiB random writes over SIZE of URI at
+#                        RATE IOPS, each block verified (crc32c) afterwards
 #
 # Environment: QUILLD and QUILL name the binaries (ctest passes them; by default
 # build/tools/quilld and build/tools/quill of this checkout). A missing quilld
@@ -59,6 +68,33 @@ need_cmd()
 	for c in "$@"; do
 		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed (scripts/deps.sh)"
 	done
+}
+
+quilld_only()
+{
+	[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests $1: quilld only"
+}
+
+need_nbd_python()
+{
+	PY="$(nbd_python)" || skip "no python3 with the nbd module (python3-libnbd; scripts/deps.sh)"
+}
+
+fio_verify_job()
+{
+	cat >"$1" <<FIO
+[verify]
+ioengine=nbd
+uri=$2
+rw=randwrite
+bs=4k
+size=$3
+iodepth=16
+rate_iops=$4
+verify=crc32c
+verify_fatal=1
+do_verify=1
+FIO
 }
 
 track()
@@ -164,6 +200,39 @@ server_kill9()
 quill()
 {
 	"$QUILL" --socket "$WORK/ctl.sock" "$@"
+}
+
+# expect STATUS CMD...: runs quill, checks its exit status, keeps stdout in $OUT and
+# stderr in $ERR
+expect()
+{
+	local want="$1" got=0
+	shift
+	OUT=$(quill "$@" 2>"$WORK/err") || got=$?
+	ERR=$(cat "$WORK/err")
+	[ "$got" = "$want" ] || fail "quill $* exited $got, expected $want (stderr: $ERR)"
+}
+
+json_field()
+{
+	python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"
+}
+
+# qio [-r] EXPORT 'CMD' ['CMD'...]: qemu-io over NBD; every command must succeed
+qio()
+{
+	local ro=() uri args=() c
+	if [ "$1" = -r ]; then
+		ro=(-r)
+		shift
+	fi
+	uri="$(nbd_uri "$1")"
+	shift
+	for c in "$@"; do
+		args+=(-c "$c")
+	done
+	qemu-io "${ro[@]}" -f raw "$uri" "${args[@]}" >"$WORK/qio.out" 2>&1 ||
+		fail "qemu-io ${ro[*]} $uri ${args[*]}: $(grep -v '^read\|^wrote\|ops;' "$WORK/qio.out" | head -3)"
 }
 
 # volume_create NAME SIZE (SIZE in qemu/quill units: 64M, 1G)

@@ -12,7 +12,7 @@ source "$(dirname "$0")/clients_lib.sh"
 
 it_init crash_nbd
 need_cmd python3
-PY="$(nbd_python)" || skip "no python3 with the nbd module (python3-libnbd; scripts/deps.sh)"
+need_nbd_python
 CRASH_PY="$(dirname "$0")/crash_nbd.py"
 SEED="${QUILL_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 LIVES="${QUILL_CRASH_LIVES:-4}"

@@ -1,9 +1,10 @@
 /* tests/integration/nbd_harness.c — a tiny NBD server for the NBD tests only.
  *
  *   nbd-harness --store FILE --meta DIR [--size 64M] [--volume NAME:SIZE]...
- *               [--addr 127.0.0.1] [--port N] [--unix PATH]
+ *               [--snapshot VOL@SNAP]... [--addr 127.0.0.1] [--port N] [--unix PATH]
  *
- * Formats/opens an engine, creates the volumes (an existing one is kept), runs the
+ * Formats/opens an engine, creates the volumes and then the snapshots (an existing
+ * one is kept), runs the
  * loop with the NBD server until SIGTERM or SIGINT, then closes cleanly and exits 0.
  * Once listening it prints one line on stdout: "ready port=N" (N = the bound TCP
  * port; --port 0 picks a free one).
@@ -52,7 +53,8 @@ static int engine_idle(void *arg)
 static int usage(void)
 {
 	fprintf(stderr, "usage: nbd-harness --store FILE --meta DIR [--size 64M] "
-			"[--volume NAME:SIZE]... [--addr A] [--port N] [--unix PATH]\n");
+			"[--volume NAME:SIZE]... [--snapshot VOL@SNAP]... [--addr A] [--port N] "
+			"[--unix PATH]\n");
 	return 2;
 }
 
@@ -61,8 +63,8 @@ int main(int argc, char **argv)
 	struct engine_opts eo;
 	/* a short handshake timeout, so that the silent-client check runs quickly */
 	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .handshake_timeout_ms = 1000 };
-	const char *volumes[MAX_VOLUMES];
-	unsigned nvol = 0, port = 10809;
+	const char *volumes[MAX_VOLUMES], *snaps[MAX_VOLUMES];
+	unsigned nvol = 0, nsnap = 0, port = 10809;
 	struct engine *eng = NULL;
 	struct nbd_server *srv = NULL;
 	struct loop_watch *ew = NULL;
@@ -86,6 +88,8 @@ int main(int argc, char **argv)
 			;
 		else if (strcmp(a, "--volume") == 0 && nvol < MAX_VOLUMES)
 			volumes[nvol++] = v;
+		else if (strcmp(a, "--snapshot") == 0 && nsnap < MAX_VOLUMES)
+			snaps[nsnap++] = v;
 		else if (strcmp(a, "--addr") == 0)
 			no.tcp_addr = v;
 		else if (strcmp(a, "--port") == 0)
@@ -118,6 +122,20 @@ int main(int argc, char **argv)
 		r = engine_volume_create(eng, name, size);
 		if (r < 0 && r != -EEXIST) {
 			fprintf(stderr, "nbd-harness: volume %s: %s\n", name, strerror(-r));
+			engine_close(eng);
+			return 1;
+		}
+	}
+	for (unsigned i = 0; i < nsnap; i++) {
+		char vol[ENGINE_VOLUME_NAME_MAX + 1];
+		const char *at = strchr(snaps[i], '@');
+
+		if (!at || (size_t)(at - snaps[i]) > ENGINE_VOLUME_NAME_MAX)
+			return usage();
+		snprintf(vol, sizeof(vol), "%.*s", (int)(at - snaps[i]), snaps[i]);
+		r = engine_snap_create(eng, vol, at + 1);
+		if (r < 0 && r != -EEXIST) {
+			fprintf(stderr, "nbd-harness: snapshot %s: %s\n", snaps[i], strerror(-r));
 			engine_close(eng);
 			return 1;
 		}

@@ -35,7 +35,7 @@ static void close_handle(struct nbd_handle *h)
 
 struct names {
 	unsigned n;
-	bool vol, small, alloc;
+	bool vol, small, snap, long_snap, alloc;
 };
 
 static int list_cb(void *arg, const char *name, const char *desc)
@@ -46,6 +46,8 @@ static int list_cb(void *arg, const char *name, const char *desc)
 	ns->n++;
 	ns->vol = ns->vol || strcmp(name, "vol") == 0;
 	ns->small = ns->small || strcmp(name, "small") == 0;
+	ns->snap = ns->snap || strcmp(name, NBDT_SNAP) == 0;
+	ns->long_snap = ns->long_snap || strcmp(name, NBDT_LONG "@" NBDT_LONG) == 0;
 	return 0;
 }
 
@@ -67,9 +69,10 @@ static bool t_options(struct nbdt_server *srv, uint64_t seed)
 	CHECK(h && nbd_set_opt_mode(h, true) == 0, "opt mode");
 	CHECK(nbd_connect_tcp(h, "127.0.0.1", srv->port_str) == 0, "%s", nbd_get_error());
 	/* NBD_OPT_LIST */
-	CHECK(nbd_opt_list(h, (nbd_list_callback){ .callback = list_cb, .user_data = &ns }) == 2,
+	CHECK(nbd_opt_list(h, (nbd_list_callback){ .callback = list_cb, .user_data = &ns }) == 5,
 	      "list: %s", nbd_get_error());
-	CHECK(ns.vol && ns.small && ns.n == 2, "listed %u exports", ns.n);
+	CHECK(ns.vol && ns.small && ns.snap && ns.long_snap && ns.n == 5, "listed %u exports",
+	      ns.n);
 	/* NBD_OPT_INFO: sizes and block sizes */
 	CHECK(nbd_set_export_name(h, "small") == 0 && nbd_opt_info(h) == 0, "%s", nbd_get_error());
 	CHECK(nbd_get_size(h) == (int64_t)NBDT_SMALL_SIZE, "size %" PRId64, nbd_get_size(h));
@@ -125,6 +128,57 @@ static bool t_flags(struct nbdt_server *srv, uint64_t seed)
 	     nbd_can_fua(h) == 1;
 	close_handle(h);
 	CHECK(ok, "flags without structured replies");
+	return true;
+}
+
+static bool expect_errno(int r, struct nbd_handle *h, int want, const char *what)
+{
+	CHECK(r == -1, "%s succeeded", what);
+	CHECK(nbd_get_errno() == want, "%s: errno %d (%s), expected %d", what, nbd_get_errno(),
+	      nbd_get_error(), want);
+	(void)h;
+	return true;
+}
+
+/* A snapshot export: read-only flags, its size, reads; writes, trims and zeroes get
+ * EPERM from the server (strict mode off, so that libnbd sends them). */
+static bool t_snapshot(struct nbdt_server *srv, uint64_t seed)
+{
+	struct nbd_handle *h = nbdt_connect(srv, NBDT_SNAP, true);
+	static uint8_t buf[8192], zero[8192];
+	bool ok;
+
+	(void)seed;
+	CHECK(h && nbd_set_strict_mode(h, 0) == 0, "connect: %s", nbd_get_error());
+	ok = nbd_is_read_only(h) == 1 && nbd_can_trim(h) == 0 && nbd_can_zero(h) == 0 &&
+	     nbd_can_fua(h) == 0 && nbd_can_flush(h) == 1 && nbd_can_multi_conn(h) == 1 &&
+	     nbd_get_size(h) == (int64_t)NBDT_SMALL_SIZE;
+	CHECK(ok, "read-only flags or size");
+	CHECK(nbd_pread(h, buf, sizeof(buf), 4096, 0) == 0 && memcmp(buf, zero, sizeof(buf)) == 0,
+	      "read: %s", nbd_get_error());
+	if (!expect_errno(nbd_pwrite(h, buf, 4096, 0, 0), h, EPERM, "write to a snapshot") ||
+	    !expect_errno(nbd_pwrite(h, buf, 100, 10, 0), h, EPERM, "unaligned write") ||
+	    !expect_errno(nbd_trim(h, 4096, 0, 0), h, EPERM, "trim of a snapshot") ||
+	    !expect_errno(nbd_zero(h, 4096, 0, 0), h, EPERM, "zero of a snapshot"))
+		return false;
+	CHECK(nbd_flush(h, 0) == 0 && nbd_pread(h, buf, 4096, 0, 0) == 0, "after EPERM: %s",
+	      nbd_get_error());
+	close_handle(h);
+	/* the longest export name; one byte more is unknown */
+	h = nbdt_connect(srv, NBDT_LONG "@" NBDT_LONG, false);
+	CHECK(h && nbd_is_read_only(h) == 1, "the longest snapshot name: %s", nbd_get_error());
+	close_handle(h);
+	h = nbd_create();
+	CHECK(h && nbd_set_opt_mode(h, true) == 0, "opt mode");
+	CHECK(nbd_connect_tcp(h, "127.0.0.1", srv->port_str) == 0, "%s", nbd_get_error());
+	CHECK(nbd_set_export_name(h, NBDT_LONG "@" NBDT_LONG "x") == 0 && nbd_opt_info(h) == -1,
+	      "a 128-byte name was found");
+	CHECK(nbd_set_export_name(h, "small@nosuch") == 0 && nbd_opt_info(h) == -1,
+	      "an unknown snapshot was found");
+	CHECK(nbd_set_export_name(h, NBDT_SNAP) == 0 && nbd_opt_info(h) == 0 &&
+	      nbd_is_read_only(h) == 1 && nbd_get_size(h) == (int64_t)NBDT_SMALL_SIZE,
+	      "info of a snapshot: %s", nbd_get_error());
+	close_handle(h);
 	return true;
 }
 
@@ -334,15 +388,6 @@ static bool t_block_status(struct nbdt_server *srv, uint64_t seed)
 
 /* ---- errors ---- */
 
-static bool expect_errno(int r, struct nbd_handle *h, int want, const char *what)
-{
-	CHECK(r == -1, "%s succeeded", what);
-	CHECK(nbd_get_errno() == want, "%s: errno %d (%s), expected %d", what, nbd_get_errno(),
-	      nbd_get_error(), want);
-	(void)h;
-	return true;
-}
-
 static bool t_errors(struct nbdt_server *srv, uint64_t seed)
 {
 	struct nbd_handle *h = nbdt_connect(srv, "vol", true), *hn;
@@ -514,6 +559,7 @@ int main(void)
 	static const struct nbdt_check checks[] = {
 		{ "options: LIST, INFO, unknown export, meta contexts, GO, ABORT", t_options },
 		{ "transmission flags", t_flags },
+		{ "snapshot exports: read-only, EPERM, the longest name", t_snapshot },
 		{ "read, write, FUA, DF, 32 MiB, cache, flush", t_read_write },
 		{ "unaligned writes, zeroes and trims against a model", t_unaligned },
 		{ "block status (base:allocation)", t_block_status },

@@ -54,6 +54,8 @@ int nbdt_start(const struct it_env *env, struct nbdt_server *srv, unsigned watch
 		close(pipefd[0]);
 		execl(NBD_HARNESS, "nbd-harness", "--store", store, "--meta", env->meta,
 		      "--size", "256M", "--volume", "vol:64M", "--volume", "small:1M",
+		      "--volume", NBDT_LONG ":1M", "--snapshot", NBDT_SNAP,
+		      "--snapshot", NBDT_LONG "@" NBDT_LONG,
 		      "--addr", "127.0.0.1", "--port", "0", "--unix", srv->unix_path,
 		      (char *)NULL);
 		_exit(127);

@@ -21,6 +21,10 @@
 
 #define NBDT_VOL_SIZE   (64ull << 20) /* volume "vol" */
 #define NBDT_SMALL_SIZE (1ull << 20)  /* volume "small" */
+/* A volume with the longest name, 1 MiB, and its snapshot of the longest name: the
+ * longest export name, NBDT_LONG "@" NBDT_LONG (ENGINE_SNAP_SPEC_MAX bytes). */
+#define NBDT_LONG "v123456789012345678901234567890123456789012345678901234567890ab"
+#define NBDT_SNAP "small@base" /* a snapshot of "small", taken at start (zeros) */
 
 struct nbdt_server {
 	pid_t pid;
@@ -42,7 +46,8 @@ struct nbdt_server {
 		}                                                                     \
 	} while (0)
 
-/* Starts the harness with volumes "vol" and "small". Arms a watchdog of secs. */
+/* Starts the harness with volumes "vol", "small" and NBDT_LONG, and the snapshots
+ * NBDT_SNAP and NBDT_LONG@NBDT_LONG. Arms a watchdog of secs. */
 int nbdt_start(const struct it_env *env, struct nbdt_server *srv, unsigned watchdog_secs);
 /* Is the harness still running? */
 bool nbdt_alive(const struct nbdt_server *srv);

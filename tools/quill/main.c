@@ -1,39 +1,21 @@
-/* tools/quill/main.c — quill, the command line of a quill node.
- *
- *   quill [--socket PATH] [--json] volume create NAME SIZE
- *   quill volume ls | info NAME | resize NAME SIZE [--allow-shrink] | rm NAME
- *   quill status
- *   quill vhost start VOL SOCKET | stop VOL | ls
+/* tools/quill/main.c — quill, the command line of a quill node: options, volume and
+ * node commands. Snapshots, clones, flatten and diff are in snap.c, export and import
+ * in image.c, vhost-user-blk exports in vhost.c, talking to the node in client.c.
  *
  * Talks to quilld's control socket (tools/control_proto.h). Exit status: 0 done,
  * 1 the node refused (its message on stderr), 2 bad usage, 3 no node to talk to.
  */
 #include <errno.h>
-#include <json-c/json.h>
-#include <stdbool.h>
-#include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/units.h"
 #include "tools/control_proto.h"
+#include "tools/quill/cli.h"
 
-enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_NO_NODE = 3 };
-
-struct cli {
-	const char *socket;
-	char default_socket[4096];
-	bool json;
-	bool allow_shrink;
-	int argc;
-	char **argv; /* the words left after the options */
-};
-
-static int usage(FILE *out, int code)
+int cli_usage(FILE *out, int code)
 {
 	fprintf(out,
 		"usage: quill [--socket PATH] [--json] COMMAND\n\n"
@@ -43,8 +25,24 @@ static int usage(FILE *out, int code)
 		"  volume resize NAME SIZE [--allow-shrink]\n"
 		"                                 grow (clients see it on reconnect); shrink drops\n"
 		"                                 the data past the new end, so it must be asked for\n"
-		"  volume rm NAME                 delete (refused while attached)\n"
+		"  volume rm NAME                 delete (refused while attached or with snapshots)\n"
+		"  snap create VOL@SNAP           a read-only point in time of VOL (instant)\n"
+		"  snap ls VOL                    VOL's snapshots\n"
+		"  snap rm VOL@SNAP               delete (refused while clones read through it)\n"
+		"  snap rollback VOL@SNAP [--force]\n"
+		"                                 VOL reads what SNAP holds again; what was written\n"
+		"                                 since is lost (refused while attached: --force)\n"
+		"  clone VOL@SNAP NEWVOL          a writable volume reading through to SNAP\n"
+		"  flatten VOL [--no-wait]        copy what clone VOL reads from its parent, then\n"
+		"                                 drop the link (online; a progress bar)\n"
+		"  diff [VOL@A] VOL[@B]           extents that differ between A (or nothing) and B\n"
+		"                                 (or the live volume); --json: [{offset,length,type}]\n"
+		"  export VOL[@SNAP] FILE [--format raw|qcow2] [--force]\n"
+		"                                 write an image with qemu-img (format by default from\n"
+		"                                 FILE's extension: .qcow2, else raw)\n"
+		"  import FILE VOL [--format F]   a new volume VOL with FILE's content (qemu-img)\n"
 		"  status                         the node's store and space\n"
+		"  gc                             run the cleaner now: free what nothing reads\n"
 		"  vhost start VOL SOCKET         export VOL over vhost-user-blk on a unix socket\n"
 		"  vhost stop VOL                 stop that export (the VM loses its disk)\n"
 		"  vhost ls                       vhost-user-blk exports\n\n"
@@ -53,130 +51,25 @@ static int usage(FILE *out, int code)
 	return code;
 }
 
-/* ---- talking to the node ---- */
-
-static int connect_node(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-static int send_all(int fd, const char *s, size_t len)
-{
-	while (len) {
-		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return -errno;
-		s += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Sends req (consumed) and returns the answer, or NULL after printing why. */
-static struct json_object *call(const struct cli *c, struct json_object *req)
-{
-	const char *text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-	static char buf[1 << 20];
-	size_t len = 0;
-	struct json_object *ans = NULL;
-	int fd = connect_node(c->socket);
-
-	if (fd < 0) {
-		fprintf(stderr, "quill: cannot reach quilld at %s: %s\n"
-			"       (is it running? start one with scripts/quickstart.sh, or pass "
-			"--socket)\n", c->socket, strerror(-fd));
-		json_object_put(req);
-		return NULL;
-	}
-	if (send_all(fd, text, strlen(text)) == 0 && send_all(fd, "\n", 1) == 0) {
-		ssize_t n;
-		while (len < sizeof(buf) - 1 && (n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0)) > 0)
-			len += (size_t)n;
-		buf[len] = '\0';
-		ans = json_tokener_parse(buf);
-	}
-	close(fd);
-	json_object_put(req);
-	if (!ans)
-		fprintf(stderr, "quill: no answer from quilld at %s\n", c->socket);
-	return ans;
-}
-
-static struct json_object *request(const char *cmd)
-{
-	struct json_object *req = json_object_new_object();
-
-	json_object_object_add(req, "cmd", json_object_new_string(cmd));
-	return req;
-}
-
-static int64_t get_i64(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
-
-static const char *get_str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
-}
-
-/* Prints the answer (JSON, or via show for people); returns the exit status. */
-static int finish(const struct cli *c, struct json_object *ans,
-		  void (*show)(struct json_object *ans))
-{
-	struct json_object *ok;
-	int code = 0;
-
-	if (!ans)
-		return EXIT_NO_NODE;
-	if (!json_object_object_get_ex(ans, "ok", &ok) || !json_object_get_boolean(ok)) {
-		fprintf(stderr, "quill: %s\n", get_str(ans, "error"));
-		code = EXIT_REFUSED;
-		if (c->json)
-			printf("%s\n", json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PRETTY));
-	} else if (c->json) {
-		printf("%s\n", json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PRETTY));
-	} else if (show) {
-		show(ans);
-	}
-	json_object_put(ans);
-	return code;
-}
-
 /* ---- human output ---- */
+
+static const char *yes_no(struct json_object *o, const char *key)
+{
+	return cli_bool(o, key) ? "yes" : "no";
+}
+
+static const char *or_dash(const char *s)
+{
+	return *s ? s : "-";
+}
 
 static void print_volume_row(struct json_object *v)
 {
-	char size[32], written[32];
-
-	printf("%-24s %12s %12s %9lld  %s\n", get_str(v, "name"),
-	       units_format_size((uint64_t)get_i64(v, "size"), size, sizeof(size)),
-	       units_format_size((uint64_t)get_i64(v, "written_bytes"), written, sizeof(written)),
-	       (long long)get_i64(v, "segments"),
-	       json_object_get_boolean(json_object_object_get(v, "attached")) ? "yes" : "no");
-}
-
-static void print_volume_header(void)
-{
-	printf("%-24s %12s %12s %9s  %s\n", "NAME", "SIZE", "WRITTEN", "SEGMENTS", "ATTACHED");
+	printf("%-24s %12s %12s %9lld  %-8s  %s\n", cli_str(v, "name"),
+	       cli_size((uint64_t)cli_i64(v, "size"), 0),
+	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
+	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"),
+	       or_dash(cli_str(v, "parent")));
 }
 
 static void show_list(struct json_object *ans)
@@ -188,7 +81,8 @@ static void show_list(struct json_object *ans)
 		printf("no volumes (create one: quill volume create NAME SIZE)\n");
 		return;
 	}
-	print_volume_header();
+	printf("%-24s %12s %12s %9s  %-8s  %s\n", "NAME", "SIZE", "WRITTEN", "SEGMENTS",
+	       "ATTACHED", "PARENT");
 	for (size_t i = 0; i < n; i++)
 		print_volume_row(json_object_array_get_idx(vols, i));
 }
@@ -196,41 +90,49 @@ static void show_list(struct json_object *ans)
 static void show_volume(struct json_object *ans)
 {
 	struct json_object *v = json_object_object_get(ans, "volume");
-	char size[32], written[32], when[64];
+	char when[64];
 	time_t t;
 
 	if (!v)
 		return;
-	t = (time_t)(get_i64(v, "created_ns") / 1000000000);
+	t = (time_t)(cli_i64(v, "created_ns") / 1000000000);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
 	printf("name:      %s\nid:        %lld\nsize:      %s (%lld bytes)\n"
 	       "written:   %s\nsegments:  %lld\nattached:  %s\ncreated:   %s\n",
-	       get_str(v, "name"), (long long)get_i64(v, "id"),
-	       units_format_size((uint64_t)get_i64(v, "size"), size, sizeof(size)),
-	       (long long)get_i64(v, "size"),
-	       units_format_size((uint64_t)get_i64(v, "written_bytes"), written, sizeof(written)),
-	       (long long)get_i64(v, "segments"),
-	       json_object_get_boolean(json_object_object_get(v, "attached")) ? "yes" : "no",
-	       when);
+	       cli_str(v, "name"), (long long)cli_i64(v, "id"),
+	       cli_size((uint64_t)cli_i64(v, "size"), 0), (long long)cli_i64(v, "size"),
+	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
+	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"), when);
+	printf("parent:    %s\nsnapshots: %lld\n", or_dash(cli_str(v, "parent")),
+	       (long long)cli_i64(v, "snapshots"));
+	if (cli_bool(v, "flattening"))
+		printf("flatten:   running (quill flatten %s shows its progress)\n",
+		       cli_str(v, "name"));
 }
 
 static void show_status(struct json_object *ans)
 {
-	char cap[32], fr[32], live[32], used[32];
-
 	printf("capacity:  %s in %lld segments of %s\n",
-	       units_format_size((uint64_t)get_i64(ans, "capacity_bytes"), cap, sizeof(cap)),
-	       (long long)get_i64(ans, "segments_total"),
-	       units_format_size((uint64_t)get_i64(ans, "segment_size"), fr, sizeof(fr)));
+	       cli_size((uint64_t)cli_i64(ans, "capacity_bytes"), 0),
+	       (long long)cli_i64(ans, "segments_total"),
+	       cli_size((uint64_t)cli_i64(ans, "segment_size"), 1));
 	printf("usable:    %s of live data (the cleaner needs the rest)\n",
-	       units_format_size((uint64_t)get_i64(ans, "usable_bytes"), cap, sizeof(cap)));
+	       cli_size((uint64_t)cli_i64(ans, "usable_bytes"), 0));
 	printf("free:      %s (%lld segments)\nlive data: %s\nlog used:  %s\n",
-	       units_format_size((uint64_t)get_i64(ans, "free_bytes"), fr, sizeof(fr)),
-	       (long long)get_i64(ans, "segments_free"),
-	       units_format_size((uint64_t)get_i64(ans, "live_bytes"), live, sizeof(live)),
-	       units_format_size((uint64_t)get_i64(ans, "used_bytes"), used, sizeof(used)));
-	printf("cleaner:   %lld runs; checkpoints: %lld\n", (long long)get_i64(ans, "gc_runs"),
-	       (long long)get_i64(ans, "checkpoints"));
+	       cli_size((uint64_t)cli_i64(ans, "free_bytes"), 0),
+	       (long long)cli_i64(ans, "segments_free"),
+	       cli_size((uint64_t)cli_i64(ans, "live_bytes"), 1),
+	       cli_size((uint64_t)cli_i64(ans, "used_bytes"), 2));
+	printf("cleaner:   %lld runs; checkpoints: %lld\n", (long long)cli_i64(ans, "gc_runs"),
+	       (long long)cli_i64(ans, "checkpoints"));
+	printf("nbd:       %s%s%s\n", or_dash(cli_str(ans, "nbd_tcp")),
+	       *cli_str(ans, "nbd_unix") ? ", unix:" : "", cli_str(ans, "nbd_unix"));
+}
+
+static void show_gc(struct json_object *ans)
+{
+	printf("freed %lld segments\n", (long long)cli_i64(ans, "segments_freed"));
+	show_status(ans);
 }
 
 /* ---- commands ---- */
@@ -256,102 +158,76 @@ static int cmd_volume(const struct cli *c)
 
 	if (strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0) {
 		if (c->argc != 2)
-			return usage(stderr, EXIT_USAGE);
-		return finish(c, call(c, request(CONTROL_CMD_VOLUME_LIST)), show_list);
+			return cli_usage(stderr, EXIT_USAGE);
+		return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_VOLUME_LIST)), show_list);
 	}
 	if ((strcmp(verb, "info") == 0 || strcmp(verb, "rm") == 0) && c->argc == 3) {
-		req = request(verb[0] == 'i' ? CONTROL_CMD_VOLUME_INFO : CONTROL_CMD_VOLUME_RM);
-		json_object_object_add(req, "name", json_object_new_string(name));
-		return finish(c, call(c, req), verb[0] == 'i' ? show_volume : NULL);
+		req = cli_request(verb[0] == 'i' ? CONTROL_CMD_VOLUME_INFO : CONTROL_CMD_VOLUME_RM);
+		cli_add_str(req, "name", name);
+		return cli_finish(c, cli_call(c, req), verb[0] == 'i' ? show_volume : NULL);
 	}
 	if ((strcmp(verb, "create") == 0 || strcmp(verb, "resize") == 0) && c->argc == 4) {
 		if (parse_size_arg(c->argv[3], &size) < 0)
 			return EXIT_USAGE;
-		req = request(verb[0] == 'c' ? CONTROL_CMD_VOLUME_CREATE : CONTROL_CMD_VOLUME_RESIZE);
-		json_object_object_add(req, "name", json_object_new_string(name));
+		req = cli_request(verb[0] == 'c' ? CONTROL_CMD_VOLUME_CREATE :
+						   CONTROL_CMD_VOLUME_RESIZE);
+		cli_add_str(req, "name", name);
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
 		if (c->allow_shrink)
 			json_object_object_add(req, "allow_shrink", json_object_new_boolean(1));
-		return finish(c, call(c, req), show_volume);
+		return cli_finish(c, cli_call(c, req), show_volume);
 	}
-	return usage(stderr, EXIT_USAGE);
+	return cli_usage(stderr, EXIT_USAGE);
 }
 
-static void show_vhost_list(struct json_object *ans)
+/* An option's value: "--opt V" or "--opt=V"; advances *i past it. */
+static const char *option_value(const char *opt, int argc, char **argv, int *i)
 {
-	struct json_object *exps = json_object_object_get(ans, "exports");
-	size_t n = exps ? json_object_array_length(exps) : 0;
+	size_t n = strlen(opt);
 
-	if (n == 0) {
-		printf("no vhost-user exports (start one: quill vhost start VOL SOCKET)\n");
-		return;
-	}
-	printf("%-24s %-9s %8s  %s\n", "VOLUME", "CONNECTED", "IN-FLIGHT", "SOCKET");
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *e = json_object_array_get_idx(exps, i);
-
-		printf("%-24s %-9s %8lld  %s\n", get_str(e, "volume"),
-		       json_object_get_boolean(json_object_object_get(e, "connected")) ? "yes" : "no",
-		       (long long)get_i64(e, "requests"), get_str(e, "socket"));
-	}
+	if (strcmp(argv[*i], opt) == 0 && *i + 1 < argc)
+		return argv[++*i];
+	if (strncmp(argv[*i], opt, n) == 0 && argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	return NULL;
 }
 
-/* quilld may run elsewhere in the tree: a relative socket path is made absolute. */
-static int absolute_path(const char *path, char *out, size_t len)
+static bool flag_option(struct cli *c, const char *arg)
 {
-	char cwd[4096];
-	int n;
+	static const struct {
+		const char *name;
+		size_t off;
+	} flags[] = {
+		{ "--json", offsetof(struct cli, json) },
+		{ "--allow-shrink", offsetof(struct cli, allow_shrink) },
+		{ "--force", offsetof(struct cli, force) },
+		{ "--no-wait", offsetof(struct cli, no_wait) },
+	};
 
-	if (path[0] == '/')
-		n = snprintf(out, len, "%s", path);
-	else if (getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, len, "%s/%s", cwd, path);
-	else
-		return -errno;
-	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
-}
-
-static int cmd_vhost(const struct cli *c)
-{
-	const char *verb = c->argc > 1 ? c->argv[1] : "";
-	struct json_object *req;
-	char sock[4096];
-
-	if ((strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0) && c->argc == 2)
-		return finish(c, call(c, request(CONTROL_CMD_VHOST_LIST)), show_vhost_list);
-	if (strcmp(verb, "start") == 0 && c->argc == 4) {
-		if (absolute_path(c->argv[3], sock, sizeof(sock)) < 0) {
-			fprintf(stderr, "quill: socket path '%s' is too long\n", c->argv[3]);
-			return EXIT_USAGE;
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		if (strcmp(arg, flags[i].name) == 0) {
+			*(bool *)((char *)c + flags[i].off) = true;
+			return true;
 		}
-		req = request(CONTROL_CMD_VHOST_START);
-		json_object_object_add(req, "name", json_object_new_string(c->argv[2]));
-		json_object_object_add(req, "socket", json_object_new_string(sock));
-		return finish(c, call(c, req), NULL);
 	}
-	if (strcmp(verb, "stop") == 0 && c->argc == 3) {
-		req = request(CONTROL_CMD_VHOST_STOP);
-		json_object_object_add(req, "name", json_object_new_string(c->argv[2]));
-		return finish(c, call(c, req), NULL);
-	}
-	return usage(stderr, EXIT_USAGE);
+	return false;
 }
 
 static int parse_options(struct cli *c, int argc, char **argv)
 {
+	const char *v;
+
 	c->socket = getenv("QUILL_SOCKET");
 	c->argv = calloc((size_t)argc, sizeof(char *));
 	if (!c->argv)
 		return -ENOMEM;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			c->json = true;
-		else if (strcmp(argv[i], "--allow-shrink") == 0)
-			c->allow_shrink = true;
-		else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
-			c->socket = argv[++i];
-		else if (strncmp(argv[i], "--socket=", 9) == 0)
-			c->socket = argv[i] + 9;
+		if (flag_option(c, argv[i]))
+			continue;
+		if ((v = option_value("--socket", argc, argv, &i)))
+			c->socket = v;
+		else if ((v = option_value("--format", argc, argv, &i)))
+			c->format = v;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return 1;
 		else if (argv[i][0] == '-' && argv[i][1] == '-')
@@ -364,6 +240,43 @@ static int parse_options(struct cli *c, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_status(const struct cli *c)
+{
+	return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_NODE_STATUS)), show_status);
+}
+
+static int cmd_gc(const struct cli *c)
+{
+	return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_NODE_GC)), show_gc);
+}
+
+static const struct {
+	const char *word;
+	int (*fn)(const struct cli *c);
+	int min_args, max_args; /* words after the command's own */
+} commands[] = {
+	{ "volume", cmd_volume, 1, 3 },  { "vol", cmd_volume, 1, 3 },
+	{ "snap", cmd_snap, 1, 2 },      { "clone", cmd_clone, 2, 2 },
+	{ "flatten", cmd_flatten, 1, 1 }, { "diff", cmd_diff, 1, 2 },
+	{ "export", cmd_export, 2, 2 },  { "import", cmd_import, 2, 2 },
+	{ "status", cmd_status, 0, 0 },  { "gc", cmd_gc, 0, 0 },
+	{ "vhost", cmd_vhost, 1, 3 },
+};
+
+static int run(const struct cli *c)
+{
+	int args = c->argc - 1;
+
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(c->argv[0], commands[i].word) != 0)
+			continue;
+		if (args < commands[i].min_args || args > commands[i].max_args)
+			return cli_usage(stderr, EXIT_USAGE);
+		return commands[i].fn(c);
+	}
+	return cli_usage(stderr, EXIT_USAGE);
+}
+
 int main(int argc, char **argv)
 {
 	static struct cli c;
@@ -371,15 +284,9 @@ int main(int argc, char **argv)
 	int code;
 
 	if (r != 0 || c.argc == 0)
-		code = usage(r == 1 ? stdout : stderr, r == 1 ? 0 : EXIT_USAGE);
-	else if (strcmp(c.argv[0], "volume") == 0 || strcmp(c.argv[0], "vol") == 0)
-		code = cmd_volume(&c);
-	else if (strcmp(c.argv[0], "vhost") == 0)
-		code = cmd_vhost(&c);
-	else if (strcmp(c.argv[0], "status") == 0 && c.argc == 1)
-		code = finish(&c, call(&c, request(CONTROL_CMD_NODE_STATUS)), show_status);
+		code = cli_usage(r == 1 ? stdout : stderr, r == 1 ? 0 : EXIT_USAGE);
 	else
-		code = usage(stderr, EXIT_USAGE);
+		code = run(&c);
 	free(c.argv);
 	return code;
 }

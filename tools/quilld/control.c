@@ -3,9 +3,10 @@
  * One request per connection: read a line, run it on the engine (volume management
  * is blocking but short: metadata writes), write the answer, close.
  */
-#include "tools/quilld/control.h"
+#include "tools/quilld/control_internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,18 +22,8 @@
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "tools/control_proto.h"
-#include "vhost/vhost_blk.h"
 
 #define CTL_LOG "control"
-
-struct control {
-	struct loop *lp;
-	struct engine *eng;
-	struct vhost_server *vhost;
-	int fd;
-	struct loop_watch *watch;
-	char *path;
-};
 
 struct control_conn {
 	struct control *ctl;
@@ -43,19 +35,22 @@ struct control_conn {
 
 /* ---- answers ---- */
 
-static struct json_object *answer_error(int err, const char *fmt, const char *name)
+struct json_object *ctl_error(int err, const char *fmt, ...)
 {
 	struct json_object *o = json_object_new_object();
-	char msg[256];
+	char msg[1024];
+	va_list ap;
 
-	snprintf(msg, sizeof(msg), fmt, name ? name : "");
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
 	json_object_object_add(o, "ok", json_object_new_boolean(0));
 	json_object_object_add(o, "error", json_object_new_string(msg));
 	json_object_object_add(o, "errno", json_object_new_int(err));
 	return o;
 }
 
-static struct json_object *answer_ok(void)
+struct json_object *ctl_ok(void)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -63,51 +58,69 @@ static struct json_object *answer_ok(void)
 	return o;
 }
 
+void ctl_add_int(struct json_object *o, const char *key, int64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64(v));
+}
+
 /* The sentence for a failed volume call. */
-static struct json_object *volume_error(int r, const char *name)
+struct json_object *ctl_volume_error(int r, const char *name)
 {
 	switch (r) {
 	case -ENOENT:
-		return answer_error(ENOENT, "no volume named '%s'", name);
+		return ctl_error(ENOENT, "no volume named '%s'", name);
 	case -EEXIST:
-		return answer_error(EEXIST, "a volume named '%s' already exists", name);
+		return ctl_error(EEXIST, "a volume named '%s' already exists", name);
 	case -EBUSY:
-		return answer_error(EBUSY, "volume '%s' is attached (NBD or vhost-user): detach "
-				    "it first", name);
+		return ctl_error(EBUSY, "volume '%s' is attached (NBD or vhost-user): detach it "
+				 "first", name);
+	case -ENOTEMPTY:
+		return ctl_error(ENOTEMPTY, "volume '%s' has snapshots: remove them first (quill "
+				 "snap ls %s)", name, name);
 	case -ENOSPC:
-		return answer_error(ENOSPC, "no space left in the store for '%s'", name);
+		return ctl_error(ENOSPC, "no space left in the store for '%s'", name);
 	case -EINVAL:
-		return answer_error(EINVAL, "invalid name or size for '%s' (names: letters, digits, "
-				    "'-', '_', '.', at most 63; sizes: a non-zero multiple of "
-				    "4 KiB)", name);
+		return ctl_error(EINVAL, "invalid name or size for '%s' (names: letters, digits, "
+				 "'-', '_', '.', at most 63; sizes: a non-zero multiple of 4 KiB)",
+				 name);
 	default:
-		return answer_error(-r, "volume '%s': %s", name);
+		return ctl_error(-r, "volume '%s': %s", name, strerror(-r));
 	}
 }
 
-static struct json_object *volume_json(const struct engine_volume_info *info)
+static struct json_object *volume_info_json(const struct engine_volume_info *info)
 {
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "name", json_object_new_string(info->name));
-	json_object_object_add(o, "id", json_object_new_int64((int64_t)info->id));
-	json_object_object_add(o, "size", json_object_new_int64((int64_t)info->size));
-	json_object_object_add(o, "written_bytes",
-			       json_object_new_int64((int64_t)(info->mapped_blocks *
-							       ENGINE_BLOCK_SIZE)));
-	json_object_object_add(o, "segments", json_object_new_int64((int64_t)info->segments));
-	json_object_object_add(o, "created_ns", json_object_new_int64((int64_t)info->created_ns));
+	ctl_add_int(o, "id", (int64_t)info->id);
+	ctl_add_int(o, "size", (int64_t)info->size);
+	ctl_add_int(o, "written_bytes", (int64_t)(info->mapped_blocks * ENGINE_BLOCK_SIZE));
+	ctl_add_int(o, "segments", (int64_t)info->segments);
+	ctl_add_int(o, "created_ns", (int64_t)info->created_ns);
 	json_object_object_add(o, "attached", json_object_new_boolean(info->open));
+	json_object_object_add(o, "parent", json_object_new_string(info->parent));
+	ctl_add_int(o, "snapshots", info->snapshots);
+	json_object_object_add(o, "flattening", json_object_new_boolean(info->flattening));
 	return o;
+}
+
+struct json_object *ctl_volume_json(struct control *ctl, const char *name)
+{
+	struct engine_volume_info info;
+
+	if (engine_volume_info(ctl->eng, name, &info) < 0)
+		return NULL;
+	return volume_info_json(&info);
 }
 
 static int list_one(const struct engine_volume_info *info, void *arg)
 {
-	json_object_array_add(arg, volume_json(info));
+	json_object_array_add(arg, volume_info_json(info));
 	return 0;
 }
 
-static const char *get_string(struct json_object *req, const char *key)
+const char *ctl_get_string(struct json_object *req, const char *key)
 {
 	struct json_object *v;
 
@@ -116,7 +129,7 @@ static const char *get_string(struct json_object *req, const char *key)
 	return json_object_get_string(v);
 }
 
-static int get_u64(struct json_object *req, const char *key, uint64_t *out)
+int ctl_get_u64(struct json_object *req, const char *key, uint64_t *out)
 {
 	struct json_object *v;
 
@@ -128,173 +141,186 @@ static int get_u64(struct json_object *req, const char *key, uint64_t *out)
 	return 0;
 }
 
-static struct json_object *do_volume(struct control *ctl, const char *cmd, struct json_object *req)
+bool ctl_get_bool(struct json_object *req, const char *key)
 {
-	const char *name = get_string(req, "name");
-	struct engine_volume_info info;
 	struct json_object *v;
-	uint64_t size = 0;
-	int r;
 
-	if (!name)
-		return answer_error(EINVAL, "request without a volume name%s", NULL);
-	if (strcmp(cmd, CONTROL_CMD_VOLUME_INFO) == 0) {
-		r = engine_volume_info(ctl->eng, name, &info);
-		if (r < 0)
-			return volume_error(r, name);
-		v = answer_ok();
-		json_object_object_add(v, "volume", volume_json(&info));
-		return v;
-	}
-	if (strcmp(cmd, CONTROL_CMD_VOLUME_RM) == 0) {
-		r = engine_volume_delete(ctl->eng, name);
-		return r < 0 ? volume_error(r, name) : answer_ok();
-	}
-	if (get_u64(req, "size", &size) < 0)
-		return answer_error(EINVAL, "request for '%s' without a size", name);
-	if (strcmp(cmd, CONTROL_CMD_VOLUME_CREATE) == 0) {
-		r = engine_volume_create(ctl->eng, name, size);
-	} else {
-		struct json_object *shrink;
-		bool allow = json_object_object_get_ex(req, "allow_shrink", &shrink) &&
-			     json_object_get_boolean(shrink);
+	return json_object_object_get_ex(req, key, &v) && json_object_get_boolean(v);
+}
 
-		r = engine_volume_info(ctl->eng, name, &info);
-		if (r == 0 && size < info.size && !allow)
-			return answer_error(EPERM, "shrinking '%s' drops the data past the new end: "
-					    "add --allow-shrink to do it", name);
-		if (r == 0)
-			r = engine_volume_resize(ctl->eng, name, size);
-	}
+/* ---- volume commands ---- */
+
+/* An answer with the volume object after a call that succeeded (or the error). */
+static struct json_object *volume_answer(struct control *ctl, int r, const char *name)
+{
+	struct json_object *v, *vol;
+
 	if (r < 0)
-		return volume_error(r, name);
-	r = engine_volume_info(ctl->eng, name, &info);
-	v = answer_ok();
-	if (r == 0)
-		json_object_object_add(v, "volume", volume_json(&info));
+		return ctl_volume_error(r, name);
+	v = ctl_ok();
+	vol = ctl_volume_json(ctl, name);
+	if (vol)
+		json_object_object_add(v, "volume", vol);
 	return v;
 }
 
-static struct json_object *do_status(struct control *ctl)
+struct json_object *ctl_no_name(void)
+{
+	return ctl_error(EINVAL, "request without a volume name");
+}
+
+static struct json_object *cmd_volume_list(struct control *ctl, struct json_object *req)
+{
+	struct json_object *arr = json_object_new_array();
+	struct json_object *ans;
+
+	(void)req;
+	engine_volume_list(ctl->eng, list_one, arr);
+	ans = ctl_ok();
+	json_object_object_add(ans, "volumes", arr);
+	return ans;
+}
+
+static struct json_object *cmd_volume_info(struct control *ctl, struct json_object *req)
+{
+	struct engine_volume_info info;
+	const char *name = ctl_get_string(req, "name");
+
+	if (!name)
+		return ctl_no_name();
+	return volume_answer(ctl, engine_volume_info(ctl->eng, name, &info), name);
+}
+
+static struct json_object *cmd_volume_rm(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+	int r;
+
+	if (!name)
+		return ctl_no_name();
+	r = engine_volume_delete(ctl->eng, name);
+	return r < 0 ? ctl_volume_error(r, name) : ctl_ok();
+}
+
+static struct json_object *cmd_volume_create(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+	uint64_t size;
+
+	if (!name)
+		return ctl_no_name();
+	if (ctl_get_u64(req, "size", &size) < 0)
+		return ctl_error(EINVAL, "request for '%s' without a size", name);
+	return volume_answer(ctl, engine_volume_create(ctl->eng, name, size), name);
+}
+
+static struct json_object *cmd_volume_resize(struct control *ctl, struct json_object *req)
+{
+	struct engine_volume_info info;
+	const char *name = ctl_get_string(req, "name");
+	uint64_t size;
+	int r;
+
+	if (!name)
+		return ctl_no_name();
+	if (ctl_get_u64(req, "size", &size) < 0)
+		return ctl_error(EINVAL, "request for '%s' without a size", name);
+	r = engine_volume_info(ctl->eng, name, &info);
+	if (r == 0 && size < info.size && !ctl_get_bool(req, "allow_shrink"))
+		return ctl_error(EPERM, "shrinking '%s' drops the data past the new end: add "
+				 "--allow-shrink to do it", name);
+	if (r == 0)
+		r = engine_volume_resize(ctl->eng, name, size);
+	return volume_answer(ctl, r, name);
+}
+
+/* ---- node commands ---- */
+
+static void add_bytes(struct json_object *o, const char *key, uint64_t bytes)
+{
+	ctl_add_int(o, key, (int64_t)bytes);
+}
+
+static struct json_object *cmd_status(struct control *ctl, struct json_object *req)
 {
 	struct engine_stats st;
-	struct json_object *v = answer_ok();
-	uint64_t seg = 0;
+	struct json_object *v = ctl_ok();
+	uint64_t seg;
 
+	(void)req;
 	engine_get_stats(ctl->eng, &st);
 	seg = st.segment_size;
-	json_object_object_add(v, "segment_size", json_object_new_int64((int64_t)seg));
-	json_object_object_add(v, "segments_total", json_object_new_int64(st.segments_total));
-	json_object_object_add(v, "segments_free", json_object_new_int64(st.segments_free));
-	json_object_object_add(v, "capacity_bytes",
-			       json_object_new_int64((int64_t)(seg * st.segments_total)));
-	json_object_object_add(v, "free_bytes",
-			       json_object_new_int64((int64_t)(seg * st.segments_free)));
-	json_object_object_add(v, "usable_bytes",
-			       json_object_new_int64((int64_t)(st.usable_blocks * ENGINE_BLOCK_SIZE)));
-	json_object_object_add(v, "live_bytes",
-			       json_object_new_int64((int64_t)(st.live_blocks * ENGINE_BLOCK_SIZE)));
-	json_object_object_add(v, "used_bytes",
-			       json_object_new_int64((int64_t)(st.used_blocks * ENGINE_BLOCK_SIZE)));
-	json_object_object_add(v, "gc_runs", json_object_new_int64((int64_t)st.gc_runs));
-	json_object_object_add(v, "checkpoints", json_object_new_int64((int64_t)st.checkpoints));
+	add_bytes(v, "segment_size", seg);
+	ctl_add_int(v, "segments_total", st.segments_total);
+	ctl_add_int(v, "segments_free", st.segments_free);
+	add_bytes(v, "capacity_bytes", seg * st.segments_total);
+	add_bytes(v, "free_bytes", seg * st.segments_free);
+	add_bytes(v, "usable_bytes", st.usable_blocks * ENGINE_BLOCK_SIZE);
+	add_bytes(v, "live_bytes", st.live_blocks * ENGINE_BLOCK_SIZE);
+	add_bytes(v, "used_bytes", st.used_blocks * ENGINE_BLOCK_SIZE);
+	ctl_add_int(v, "gc_runs", (int64_t)st.gc_runs);
+	ctl_add_int(v, "checkpoints", (int64_t)st.checkpoints);
+	json_object_object_add(v, "nbd_tcp", json_object_new_string(ctl->nbd_tcp));
+	json_object_object_add(v, "nbd_unix", json_object_new_string(ctl->nbd_unix));
 	return v;
 }
 
-/* ---- vhost-user-blk exports ---- */
-
-static int vhost_one(const struct vhost_export_info *info, void *arg)
+/* Runs the cleaner now (blocking), until want_free slots are free (default: all it
+ * can), and answers with the status after it. */
+static struct json_object *cmd_gc(struct control *ctl, struct json_object *req)
 {
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "volume", json_object_new_string(info->volume));
-	json_object_object_add(o, "socket", json_object_new_string(info->socket_path));
-	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
-	json_object_object_add(o, "requests", json_object_new_int64(info->requests));
-	json_object_object_add(o, "connections", json_object_new_int64((int64_t)info->connections));
-	json_object_array_add(arg, o);
-	return 0;
-}
-
-static struct json_object *vhost_error(int r, const char *name)
-{
-	switch (r) {
-	case -EEXIST:
-		return answer_error(EEXIST, "volume '%s' is already exported over vhost-user", name);
-	case -EBUSY:
-		return answer_error(EBUSY, "volume '%s' is attached over NBD: a volume has one "
-				    "writer at a time, detach its NBD clients first", name);
-	case -EADDRINUSE:
-		return answer_error(EADDRINUSE, "vhost-user socket for '%s': another server is "
-				    "listening there", name);
-	case -ENOTSOCK:
-		return answer_error(ENOTSOCK, "vhost-user socket for '%s': something that is not a "
-				    "socket is at that path", name);
-	case -ENAMETOOLONG:
-		return answer_error(ENAMETOOLONG, "vhost-user socket for '%s': path too long "
-				    "(at most 107 bytes)", name);
-	default:
-		return r == -ENOENT ? volume_error(r, name) : answer_error(-r, "vhost '%s': %s", name);
-	}
-}
-
-static struct json_object *do_vhost(struct control *ctl, const char *cmd, struct json_object *req)
-{
-	const char *name = get_string(req, "name"), *sock = get_string(req, "socket");
-	struct json_object *ans, *arr;
+	struct engine_stats st;
+	struct json_object *v;
+	uint64_t want;
 	int r;
 
-	if (!ctl->vhost)
-		return answer_error(ENOTSUP, "this node has no vhost-user server%s", NULL);
-	if (strcmp(cmd, CONTROL_CMD_VHOST_LIST) == 0) {
-		arr = json_object_new_array();
-		vhost_server_list(ctl->vhost, vhost_one, arr);
-		ans = answer_ok();
-		json_object_object_add(ans, "exports", arr);
-		return ans;
-	}
-	if (!name)
-		return answer_error(EINVAL, "request without a volume name%s", NULL);
-	if (strcmp(cmd, CONTROL_CMD_VHOST_START) == 0) {
-		if (!sock || sock[0] != '/')
-			return answer_error(EINVAL, "vhost start '%s': the socket must be an absolute "
-					    "path", name);
-		r = vhost_server_export(ctl->vhost, name, sock);
-	} else if (strcmp(cmd, CONTROL_CMD_VHOST_STOP) == 0) {
-		r = vhost_server_unexport(ctl->vhost, name);
-		if (r == -ENOENT)
-			return answer_error(ENOENT, "volume '%s' is not exported over vhost-user", name);
-	} else {
-		return answer_error(ENOTSUP, "unknown command '%s'", cmd);
-	}
-	return r < 0 ? vhost_error(r, name) : answer_ok();
+	engine_get_stats(ctl->eng, &st);
+	if (ctl_get_u64(req, "want_free", &want) < 0 || want > st.segments_total)
+		want = st.segments_total;
+	r = engine_gc(ctl->eng, (unsigned)want);
+	if (r < 0)
+		return ctl_error(-r, "garbage collection failed: %s", strerror(-r));
+	v = cmd_status(ctl, req);
+	ctl_add_int(v, "segments_freed", r);
+	return v;
+}
+
+static const struct control_cmd node_commands[] = {
+	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create },
+	{ CONTROL_CMD_VOLUME_LIST, cmd_volume_list },
+	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info },
+	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize },
+	{ CONTROL_CMD_VOLUME_RM, cmd_volume_rm },
+	{ CONTROL_CMD_NODE_STATUS, cmd_status },
+	{ CONTROL_CMD_NODE_GC, cmd_gc },
+	{ NULL, NULL },
+};
+
+static control_cmd_fn find_command(const char *cmd)
+{
+	const struct control_cmd *tables[] = { node_commands, ctl_snap_commands,
+					       ctl_vhost_commands };
+
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (const struct control_cmd *c = tables[t]; c->cmd; c++)
+			if (strcmp(c->cmd, cmd) == 0)
+				return c->fn;
+	return NULL;
 }
 
 static struct json_object *dispatch(struct control *ctl, const char *line)
 {
 	struct json_object *req = json_tokener_parse(line);
 	struct json_object *ans;
-	const char *cmd = req ? get_string(req, "cmd") : NULL;
+	const char *cmd = req ? ctl_get_string(req, "cmd") : NULL;
+	control_cmd_fn fn = cmd ? find_command(cmd) : NULL;
 
 	if (!cmd)
-		ans = answer_error(EINVAL, "not a control request (one JSON object with \"cmd\")%s",
-				   NULL);
-	else if (strncmp(cmd, "vhost.", 6) == 0)
-		ans = do_vhost(ctl, cmd, req);
-	else if (strcmp(cmd, CONTROL_CMD_VOLUME_LIST) == 0) {
-		struct json_object *arr = json_object_new_array();
-		engine_volume_list(ctl->eng, list_one, arr);
-		ans = answer_ok();
-		json_object_object_add(ans, "volumes", arr);
-	} else if (strcmp(cmd, CONTROL_CMD_NODE_STATUS) == 0)
-		ans = do_status(ctl);
-	else if (strcmp(cmd, CONTROL_CMD_VOLUME_CREATE) == 0 ||
-		 strcmp(cmd, CONTROL_CMD_VOLUME_INFO) == 0 ||
-		 strcmp(cmd, CONTROL_CMD_VOLUME_RESIZE) == 0 ||
-		 strcmp(cmd, CONTROL_CMD_VOLUME_RM) == 0)
-		ans = do_volume(ctl, cmd, req);
+		ans = ctl_error(EINVAL, "not a control request (one JSON object with \"cmd\")");
+	else if (!fn)
+		ans = ctl_error(ENOTSUP, "unknown command '%s'", cmd);
 	else
-		ans = answer_error(ENOTSUP, "unknown command '%s'", cmd);
+		ans = fn(ctl, req);
 	json_object_put(req);
 	return ans;
 }
@@ -314,9 +340,11 @@ static void conn_answer(struct control_conn *c, const char *line)
 	const char *text = json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PLAIN);
 	size_t len = strlen(text), off = 0;
 	int fl = fcntl(c->fd, F_GETFL);
+	struct timeval send_timeout = { .tv_sec = 10 };
 
-	/* the answer is small and the client is waiting for it: send it blocking */
+	/* the client is waiting for the answer: send it blocking, but not forever */
 	fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
 	while (off < len) {
 		ssize_t n = send(c->fd, text + off, len - off, MSG_NOSIGNAL);
 		if (n <= 0)
@@ -393,9 +421,9 @@ static int claim_path(const char *path)
 	return 0;
 }
 
-int control_create(struct loop *lp, const char *path, struct engine *eng,
-		   struct control **out)
+int control_create(struct loop *lp, const struct control_opts *opts, struct control **out)
 {
+	const char *path = opts->path;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct control *ctl;
 	int r;
@@ -411,7 +439,10 @@ int control_create(struct loop *lp, const char *path, struct engine *eng,
 	if (!ctl)
 		return -ENOMEM;
 	ctl->lp = lp;
-	ctl->eng = eng;
+	ctl->eng = opts->eng;
+	ctl->vhost = opts->vhost;
+	snprintf(ctl->nbd_tcp, sizeof(ctl->nbd_tcp), "%s", opts->nbd_tcp ? opts->nbd_tcp : "");
+	snprintf(ctl->nbd_unix, sizeof(ctl->nbd_unix), "%s", opts->nbd_unix ? opts->nbd_unix : "");
 	ctl->path = strdup(path);
 	strcpy(sa.sun_path, path);
 	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -450,9 +481,4 @@ void control_destroy(struct control *ctl)
 	unlink(ctl->path);
 	free(ctl->path);
 	free(ctl);
-}
-
-void control_set_vhost(struct control *ctl, struct vhost_server *vhost)
-{
-	ctl->vhost = vhost;
 }

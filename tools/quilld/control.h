@@ -7,12 +7,17 @@ struct engine;
 struct loop;
 struct vhost_server;
 
-/* Listens on path (a stale socket file is replaced; a live one is -EADDRINUSE),
+struct control_opts {
+	const char *path;       /* the socket */
+	struct engine *eng;
+	const char *nbd_tcp;    /* "ADDR:PORT" of the NBD server, or NULL: for node.status */
+	const char *nbd_unix;   /* its unix socket, or NULL */
+	struct vhost_server *vhost; /* what vhost.* commands drive, or NULL (refused) */
+};
+
+/* Listens on opts->path (a stale socket file is replaced; a live one is -EADDRINUSE),
  * mode 0600. Runs on the loop's (= the engine's) thread. */
-int control_create(struct loop *lp, const char *path, struct engine *eng,
-		   struct control **out);
+int control_create(struct loop *lp, const struct control_opts *opts, struct control **out);
 void control_destroy(struct control *c); /* NULL ok; removes the socket file */
-/* The vhost-user-blk server that vhost.* commands drive (NULL: they are refused). */
-void control_set_vhost(struct control *c, struct vhost_server *vhost);
 
 #endif

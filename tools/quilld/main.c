@@ -128,6 +128,19 @@ static int open_engine(struct node *n)
 	return engine_open(&eo, &n->eng);
 }
 
+static int start_control(struct node *n)
+{
+	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost };
+	char tcp[96];
+
+	if (nbd_server_tcp_port(n->nbd)) {
+		snprintf(tcp, sizeof(tcp), "%s:%u", n->cfg.nbd_addr, nbd_server_tcp_port(n->nbd));
+		co.nbd_tcp = tcp;
+	}
+	co.nbd_unix = n->cfg.nbd_unix[0] ? n->cfg.nbd_unix : NULL;
+	return control_create(n->lp, &co, &n->ctl);
+}
+
 /* The vhost-user-blk server, and the exports asked for with --vhost VOL=SOCKET. */
 static int start_vhost(struct node *n)
 {
@@ -179,10 +192,7 @@ static int start(struct node *n)
 	if (r < 0)
 		return r;
 	make_parent_dirs(n->cfg.control);
-	r = control_create(n->lp, n->cfg.control, n->eng, &n->ctl);
-	if (r == 0)
-		control_set_vhost(n->ctl, n->vhost);
-	return r;
+	return start_control(n);
 }
 
 static void stop(struct node *n)

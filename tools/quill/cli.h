@@ -1,0 +1,59 @@
+/* tools/quill/cli.h — what the quill CLI's modules share: the parsed command line,
+ * talking to the node (client.c), and the commands of snap.c and image.c.
+ */
+#ifndef QUILL_TOOLS_QUILL_CLI_H
+#define QUILL_TOOLS_QUILL_CLI_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_NO_NODE = 3 };
+
+struct cli {
+	const char *socket;
+	char default_socket[4096];
+	bool json;
+	bool allow_shrink;
+	bool force;
+	bool no_wait;
+	const char *format;   /* --format raw|qcow2, or NULL */
+	int argc;
+	char **argv;          /* the words left after the options */
+};
+
+/* Prints the usage to out; returns code. */
+int cli_usage(FILE *out, int code);
+
+/* ---- client.c ---- */
+/* {"cmd": cmd} */
+struct json_object *cli_request(const char *cmd);
+void cli_add_str(struct json_object *req, const char *key, const char *val);
+/* Sends req (consumed) and returns the answer, or NULL after printing why. */
+struct json_object *cli_call(const struct cli *c, struct json_object *req);
+/* Did the node say ok? If not, prints its error on stderr. */
+bool cli_ok(struct json_object *ans);
+/* Prints the answer (JSON, or via show for people) and frees it; returns the exit
+ * status. */
+int cli_finish(const struct cli *c, struct json_object *ans, void (*show)(struct json_object *));
+int64_t cli_i64(struct json_object *o, const char *key);
+const char *cli_str(struct json_object *o, const char *key); /* "" if absent */
+bool cli_bool(struct json_object *o, const char *key);
+/* A size for people ("1.5 GiB"), in a static buffer of n (0..3) slots. */
+const char *cli_size(uint64_t bytes, int slot);
+
+/* ---- snap.c ---- */
+int cmd_snap(const struct cli *c);      /* snap create|ls|rm|rollback */
+int cmd_clone(const struct cli *c);
+int cmd_flatten(const struct cli *c);
+int cmd_diff(const struct cli *c);
+
+/* ---- vhost.c ---- */
+int cmd_vhost(const struct cli *c);     /* vhost start|stop|ls */
+
+/* ---- image.c ---- */
+int cmd_export(const struct cli *c);
+int cmd_import(const struct cli *c);
+
+#endif

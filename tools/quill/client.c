@@ -1,0 +1,167 @@
+/* tools/quill/client.c — one request to quilld's control socket and its answer
+ * (tools/control_proto.h), and the helpers that print answers.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/units.h"
+#include "tools/quill/cli.h"
+
+#define ANSWER_MAX (256u << 20) /* a diff of a fragmented volume can be large */
+
+static int connect_node(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int send_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return -errno;
+		s += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads until the daemon closes; a NUL-terminated malloc'd string, or NULL. */
+static char *recv_all(int fd)
+{
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap), *nb;
+	ssize_t n;
+
+	while (buf) {
+		if (len + 1 == cap) {
+			nb = cap < ANSWER_MAX ? realloc(buf, cap * 2) : NULL;
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+		n = recv(fd, buf + len, cap - 1 - len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			buf[len] = '\0';
+			return buf;
+		}
+		len += (size_t)n;
+	}
+	free(buf);
+	return NULL;
+}
+
+struct json_object *cli_call(const struct cli *c, struct json_object *req)
+{
+	const char *text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+	struct json_object *ans = NULL;
+	int fd = connect_node(c->socket);
+	char *buf;
+
+	if (fd < 0) {
+		fprintf(stderr, "quill: cannot reach quilld at %s: %s\n"
+			"       (is it running? start one with scripts/quickstart.sh, or pass "
+			"--socket)\n", c->socket, strerror(-fd));
+		json_object_put(req);
+		return NULL;
+	}
+	if (send_all(fd, text, strlen(text)) == 0 && send_all(fd, "\n", 1) == 0) {
+		buf = recv_all(fd);
+		ans = buf ? json_tokener_parse(buf) : NULL;
+		free(buf);
+	}
+	close(fd);
+	json_object_put(req);
+	if (!ans)
+		fprintf(stderr, "quill: no answer from quilld at %s\n", c->socket);
+	return ans;
+}
+
+struct json_object *cli_request(const char *cmd)
+{
+	struct json_object *req = json_object_new_object();
+
+	cli_add_str(req, "cmd", cmd);
+	return req;
+}
+
+void cli_add_str(struct json_object *req, const char *key, const char *val)
+{
+	json_object_object_add(req, key, json_object_new_string(val));
+}
+
+int64_t cli_i64(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+const char *cli_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	const char *s;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return "";
+	s = json_object_get_string(v);
+	return s ? s : "";
+}
+
+bool cli_bool(struct json_object *o, const char *key)
+{
+	return json_object_get_boolean(json_object_object_get(o, key));
+}
+
+const char *cli_size(uint64_t bytes, int slot)
+{
+	static char bufs[4][32];
+
+	return units_format_size(bytes, bufs[slot & 3], sizeof(bufs[0]));
+}
+
+bool cli_ok(struct json_object *ans)
+{
+	if (ans && cli_bool(ans, "ok"))
+		return true;
+	if (ans)
+		fprintf(stderr, "quill: %s\n", cli_str(ans, "error"));
+	return false;
+}
+
+int cli_finish(const struct cli *c, struct json_object *ans, void (*show)(struct json_object *))
+{
+	int code = 0;
+
+	if (!ans)
+		return EXIT_NO_NODE;
+	if (!cli_ok(ans))
+		code = EXIT_REFUSED;
+	if (c->json)
+		printf("%s\n", json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PRETTY));
+	else if (code == 0 && show)
+		show(ans);
+	json_object_put(ans);
+	return code;
+}

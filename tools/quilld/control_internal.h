@@ -1,0 +1,57 @@
+/* tools/quilld/control_internal.h — what control.c (the socket, volume and node
+ * commands) and control_snap.c (snapshots, clones, flatten, diff) share.
+ * Everything runs on the loop's (= the engine's) thread.
+ */
+#ifndef QUILL_QUILLD_CONTROL_INTERNAL_H
+#define QUILL_QUILLD_CONTROL_INTERNAL_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tools/quilld/control.h"
+
+struct loop_watch;
+
+struct control {
+	struct loop *lp;
+	struct engine *eng;
+	int fd;
+	struct loop_watch *watch;
+	char *path;
+	char nbd_tcp[96];      /* "ADDR:PORT" or "" */
+	char nbd_unix[4096];   /* path or "" */
+	struct vhost_server *vhost; /* or NULL */
+};
+
+/* A command: answers a parsed request (never NULL). */
+typedef struct json_object *(*control_cmd_fn)(struct control *ctl, struct json_object *req);
+
+/* {"ok": false, "error": <formatted sentence>, "errno": err} */
+__attribute__((format(printf, 2, 3)))
+struct json_object *ctl_error(int err, const char *fmt, ...);
+struct json_object *ctl_ok(void);
+struct json_object *ctl_no_name(void); /* a request without "name" */
+/* A string field, or NULL if absent or not a string. */
+const char *ctl_get_string(struct json_object *req, const char *key);
+/* A non-negative integer field: 0 or -EINVAL. */
+int ctl_get_u64(struct json_object *req, const char *key, uint64_t *out);
+/* A boolean field; false if absent. */
+bool ctl_get_bool(struct json_object *req, const char *key);
+void ctl_add_int(struct json_object *o, const char *key, int64_t v);
+/* The answer to a volume call that failed with r (-errno). */
+struct json_object *ctl_volume_error(int r, const char *name);
+/* The volume object of the protocol (docs/control.md), or NULL if it does not exist. */
+struct json_object *ctl_volume_json(struct control *ctl, const char *name);
+
+struct control_cmd {
+	const char *cmd;      /* CONTROL_CMD_*; NULL ends a table */
+	control_cmd_fn fn;
+};
+
+/* control_snap.c: snapshots, clones, rollback, flatten, diff. */
+extern const struct control_cmd ctl_snap_commands[];
+/* control_vhost.c: vhost-user-blk exports. */
+extern const struct control_cmd ctl_vhost_commands[];
+
+#endif

@@ -1,0 +1,397 @@
+/* tools/quilld/control_snap.c — the control commands of snapshots, clones, rollback,
+ * flatten and diff (docs/control.md). Each turns the engine's -errno into one
+ * sentence that names what is missing, busy or in the way.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "tools/control_proto.h"
+#include "tools/quilld/control_internal.h"
+
+/* A "VOL@SNAP" split into its parts. */
+struct snap_ref {
+	char vol[ENGINE_VOLUME_NAME_MAX + 1];
+	char snap[ENGINE_VOLUME_NAME_MAX + 1];
+};
+
+/* 0, or -EINVAL if spec is not VOL@SNAP with both parts of a valid length. */
+static int split_spec(const char *spec, struct snap_ref *ref)
+{
+	const char *at = spec ? strchr(spec, '@') : NULL;
+	size_t vlen = at ? (size_t)(at - spec) : 0;
+
+	if (!at || vlen == 0 || vlen > ENGINE_VOLUME_NAME_MAX || !at[1] ||
+	    strlen(at + 1) > ENGINE_VOLUME_NAME_MAX || strchr(at + 1, '@'))
+		return -EINVAL;
+	memcpy(ref->vol, spec, vlen);
+	ref->vol[vlen] = '\0';
+	strcpy(ref->snap, at + 1);
+	return 0;
+}
+
+struct snap_find {
+	const char *name;
+	struct engine_snap_info *out;
+	bool found;
+};
+
+static int find_one(const struct engine_snap_info *info, void *arg)
+{
+	struct snap_find *f = arg;
+
+	if (strcmp(info->name, f->name) != 0)
+		return 0;
+	*f->out = *info;
+	f->found = true;
+	return 1;
+}
+
+/* 0 and the snapshot's info, or -ENOENT (volume or snapshot missing), or -errno. */
+static int snap_find(struct control *ctl, const struct snap_ref *ref,
+		     struct engine_snap_info *out)
+{
+	struct snap_find f = { .name = ref->snap, .out = out };
+	int r = engine_snap_list(ctl->eng, ref->vol, find_one, &f);
+
+	if (r < 0)
+		return r;
+	return f.found ? 0 : -ENOENT;
+}
+
+/* The sentence for -ENOENT about ref: the volume or the snapshot? */
+static struct json_object *missing_error(struct control *ctl, const struct snap_ref *ref)
+{
+	struct engine_volume_info vi;
+
+	if (engine_volume_info(ctl->eng, ref->vol, &vi) < 0)
+		return ctl_error(ENOENT, "no volume named '%s'", ref->vol);
+	return ctl_error(ENOENT, "volume '%s' has no snapshot '%s' (quill snap ls %s)", ref->vol,
+			 ref->snap, ref->vol);
+}
+
+static struct json_object *dependents_error(struct control *ctl, const struct snap_ref *ref)
+{
+	char deps[800];
+
+	if (engine_snap_dependents(ctl->eng, ref->vol, ref->snap, deps, sizeof(deps)) < 0)
+		snprintf(deps, sizeof(deps), "other volumes or snapshots");
+	return ctl_error(ENOTEMPTY, "snapshot '%s@%s' is still read by %s: flatten or remove "
+			 "them first", ref->vol, ref->snap, deps);
+}
+
+enum snap_op { OP_CREATE, OP_RM, OP_ROLLBACK, OP_CLONE };
+
+static struct json_object *busy_error(const struct snap_ref *ref, enum snap_op op)
+{
+	switch (op) {
+	case OP_CREATE:
+		return ctl_error(EBUSY, "volume '%s' is being flattened: snapshot it when the "
+				 "flatten is done (quill flatten %s)", ref->vol, ref->vol);
+	case OP_ROLLBACK:
+		return ctl_error(EBUSY, "volume '%s' is attached; detach it or pass --force",
+				 ref->vol);
+	default:
+		return ctl_error(EBUSY, "snapshot '%s@%s' is attached (NBD): detach its clients "
+				 "first", ref->vol, ref->snap);
+	}
+}
+
+/* The answer to a snapshot call on ref that failed with r. */
+static struct json_object *snap_error(struct control *ctl, int r, const struct snap_ref *ref,
+				      enum snap_op op)
+{
+	switch (r) {
+	case -ENOENT:
+		return missing_error(ctl, ref);
+	case -EEXIST:
+		return ctl_error(EEXIST, "volume '%s' already has a snapshot named '%s'", ref->vol,
+				 ref->snap);
+	case -EBUSY:
+		return busy_error(ref, op);
+	case -ENOTEMPTY:
+		return dependents_error(ctl, ref);
+	case -EINVAL:
+		return ctl_error(EINVAL, "invalid snapshot name '%s@%s' (names: letters, digits, "
+				 "'-', '_', '.', at most 63)", ref->vol, ref->snap);
+	case -ENOSPC:
+		return ctl_error(ENOSPC, "no space left in the store for '%s@%s'", ref->vol,
+				 ref->snap);
+	case -ENOSYS:
+		return ctl_error(ENOSYS, "this node's engine does not support snapshots yet");
+	default:
+		return ctl_error(-r, "snapshot '%s@%s': %s", ref->vol, ref->snap, strerror(-r));
+	}
+}
+
+/* Reads the "snap" field into ref; NULL, or the answer to a bad one. */
+static struct json_object *need_snap(struct json_object *req, struct snap_ref *ref)
+{
+	const char *spec = ctl_get_string(req, "snap");
+
+	if (!spec)
+		return ctl_error(EINVAL, "request without a snapshot (\"snap\": \"VOL@SNAP\")");
+	if (split_spec(spec, ref) < 0)
+		return ctl_error(EINVAL, "'%s' is not a snapshot: write VOL@SNAP (names of at most "
+				 "63 characters)", spec);
+	return NULL;
+}
+
+static struct json_object *snap_json(const struct snap_ref *ref,
+				     const struct engine_snap_info *info)
+{
+	struct json_object *o = json_object_new_object();
+	char spec[ENGINE_SNAP_SPEC_MAX + 1];
+
+	snprintf(spec, sizeof(spec), "%s@%s", ref->vol, info->name);
+	json_object_object_add(o, "name", json_object_new_string(info->name));
+	json_object_object_add(o, "spec", json_object_new_string(spec));
+	ctl_add_int(o, "id", (int64_t)info->id);
+	ctl_add_int(o, "size", (int64_t)info->size);
+	ctl_add_int(o, "created_ns", (int64_t)info->created_ns);
+	ctl_add_int(o, "own_bytes", (int64_t)(info->own_blocks * ENGINE_BLOCK_SIZE));
+	ctl_add_int(o, "dependents", info->dependents);
+	json_object_object_add(o, "attached", json_object_new_boolean(info->open));
+	return o;
+}
+
+/* ---- commands ---- */
+
+static struct json_object *cmd_snap_create(struct control *ctl, struct json_object *req)
+{
+	struct engine_snap_info info;
+	struct json_object *ans;
+	struct snap_ref ref;
+	int r;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	r = engine_snap_create(ctl->eng, ref.vol, ref.snap);
+	if (r < 0)
+		return snap_error(ctl, r, &ref, OP_CREATE);
+	ans = ctl_ok();
+	if (snap_find(ctl, &ref, &info) == 0)
+		json_object_object_add(ans, "snapshot", snap_json(&ref, &info));
+	return ans;
+}
+
+static struct json_object *cmd_snap_rm(struct control *ctl, struct json_object *req)
+{
+	struct json_object *ans;
+	struct snap_ref ref;
+	int r;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	r = engine_snap_delete(ctl->eng, ref.vol, ref.snap);
+	return r < 0 ? snap_error(ctl, r, &ref, OP_RM) : ctl_ok();
+}
+
+static struct json_object *cmd_snap_rollback(struct control *ctl, struct json_object *req)
+{
+	struct json_object *ans, *vol;
+	struct snap_ref ref;
+	int r;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	r = engine_snap_rollback(ctl->eng, ref.vol, ref.snap, ctl_get_bool(req, "force"));
+	if (r < 0)
+		return snap_error(ctl, r, &ref, OP_ROLLBACK);
+	ans = ctl_ok();
+	vol = ctl_volume_json(ctl, ref.vol);
+	if (vol)
+		json_object_object_add(ans, "volume", vol);
+	return ans;
+}
+
+struct snap_list_ctx {
+	const struct snap_ref *ref;
+	struct json_object *arr;
+};
+
+static int list_one(const struct engine_snap_info *info, void *arg)
+{
+	struct snap_list_ctx *lc = arg;
+
+	json_object_array_add(lc->arr, snap_json(lc->ref, info));
+	return 0;
+}
+
+static struct json_object *cmd_snap_list(struct control *ctl, struct json_object *req)
+{
+	struct snap_ref ref = { .snap = "" };
+	struct snap_list_ctx lc = { .ref = &ref };
+	const char *name = ctl_get_string(req, "name");
+	struct json_object *ans;
+	int r;
+
+	if (!name)
+		return ctl_no_name();
+	if (strlen(name) > ENGINE_VOLUME_NAME_MAX)
+		return ctl_volume_error(-ENOENT, name);
+	strcpy(ref.vol, name);
+	lc.arr = json_object_new_array();
+	r = engine_snap_list(ctl->eng, name, list_one, &lc);
+	if (r < 0) {
+		json_object_put(lc.arr);
+		if (r == -ENOSYS)
+			return snap_error(ctl, r, &ref, OP_CREATE);
+		return ctl_volume_error(r, name);
+	}
+	ans = ctl_ok();
+	json_object_object_add(ans, "snapshots", lc.arr);
+	return ans;
+}
+
+static struct json_object *cmd_clone(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+	struct json_object *ans;
+	struct snap_ref ref;
+	int r;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	if (!name)
+		return ctl_error(EINVAL, "request without the new volume's name");
+	r = engine_clone(ctl->eng, ctl_get_string(req, "snap"), name);
+	if (r == -ENOENT || r == -ENOSYS)
+		return snap_error(ctl, r, &ref, OP_CLONE);
+	if (r < 0)
+		return ctl_volume_error(r, name);
+	ans = ctl_ok();
+	json_object_object_add(ans, "volume", ctl_volume_json(ctl, name));
+	return ans;
+}
+
+static struct json_object *flatten_json(const struct engine_flatten_status *st)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "running", json_object_new_boolean(st->running));
+	json_object_object_add(o, "finished", json_object_new_boolean(st->finished));
+	ctl_add_int(o, "done_blocks", (int64_t)st->done_blocks);
+	ctl_add_int(o, "total_blocks", (int64_t)st->total_blocks);
+	ctl_add_int(o, "copied_bytes", (int64_t)(st->copied_blocks * ENGINE_BLOCK_SIZE));
+	ctl_add_int(o, "result", -st->result);
+	if (st->result < 0)
+		json_object_object_add(o, "error", json_object_new_string(strerror(-st->result)));
+	return o;
+}
+
+static struct json_object *flatten_error(int r, const char *name)
+{
+	switch (r) {
+	case -EINVAL:
+		return ctl_error(EINVAL, "volume '%s' is not a clone, or has snapshots of its own "
+				 "(a clone with snapshots cannot be flattened)", name);
+	case -EALREADY:
+		return ctl_error(EALREADY, "volume '%s' is being flattened already", name);
+	case -ENOSYS:
+		return ctl_error(ENOSYS, "this node's engine does not support flatten yet");
+	default:
+		return ctl_volume_error(r, name);
+	}
+}
+
+/* volume.flatten (start) and volume.flatten_status: both answer the status. */
+static struct json_object *flatten_answer(struct control *ctl, struct json_object *req,
+					  bool start)
+{
+	const char *name = ctl_get_string(req, "name");
+	struct engine_flatten_status st;
+	struct json_object *ans;
+	int r;
+
+	if (!name)
+		return ctl_no_name();
+	r = start ? engine_flatten_start(ctl->eng, name) : 0;
+	if (r == 0)
+		r = engine_flatten_status(ctl->eng, name, &st);
+	if (r < 0)
+		return flatten_error(r, name);
+	ans = ctl_ok();
+	json_object_object_add(ans, "flatten", flatten_json(&st));
+	return ans;
+}
+
+static struct json_object *cmd_flatten(struct control *ctl, struct json_object *req)
+{
+	return flatten_answer(ctl, req, true);
+}
+
+static struct json_object *cmd_flatten_status(struct control *ctl, struct json_object *req)
+{
+	return flatten_answer(ctl, req, false);
+}
+
+static int diff_one(const struct engine_extent *ext, void *arg)
+{
+	struct json_object *o = json_object_new_object();
+
+	ctl_add_int(o, "offset", (int64_t)ext->offset);
+	ctl_add_int(o, "length", (int64_t)ext->length);
+	json_object_object_add(o, "type", json_object_new_string(ext->data ? "data" : "zero"));
+	json_object_array_add(arg, o);
+	return 0;
+}
+
+/* Which of from/to does not exist (for -ENOENT), as an answer. */
+static struct json_object *diff_missing(struct control *ctl, const char *from, const char *to)
+{
+	const char *specs[2] = { from, to };
+	struct engine_volume_info vi;
+	struct engine_snap_info si;
+	struct snap_ref ref;
+
+	for (int i = 0; i < 2; i++) {
+		if (!specs[i])
+			continue;
+		if (split_spec(specs[i], &ref) == 0 && snap_find(ctl, &ref, &si) < 0)
+			return missing_error(ctl, &ref);
+		if (!strchr(specs[i], '@') && engine_volume_info(ctl->eng, specs[i], &vi) < 0)
+			return ctl_volume_error(-ENOENT, specs[i]);
+	}
+	return ctl_error(ENOENT, "'%s' or '%s' does not exist", from ? from : "", to);
+}
+
+static struct json_object *cmd_diff(struct control *ctl, struct json_object *req)
+{
+	const char *from = ctl_get_string(req, "from"), *to = ctl_get_string(req, "to");
+	struct json_object *arr, *ans;
+	int r;
+
+	if (!to)
+		return ctl_error(EINVAL, "request without \"to\" (VOL or VOL@SNAP)");
+	arr = json_object_new_array();
+	r = engine_diff(ctl->eng, from, to, diff_one, arr);
+	if (r < 0) {
+		json_object_put(arr);
+		if (r == -ENOENT)
+			return diff_missing(ctl, from, to);
+		if (r == -ENOSYS)
+			return ctl_error(ENOSYS, "this node's engine does not support diff yet");
+		if (r == -EINVAL)
+			return ctl_error(EINVAL, "cannot diff '%s' against '%s': 'from' must be a "
+					 "snapshot (VOL@SNAP) of the same family as '%s'",
+					 from ? from : "(empty)", to, to);
+		return ctl_error(-r, "diff '%s' '%s': %s", from ? from : "", to, strerror(-r));
+	}
+	ans = ctl_ok();
+	json_object_object_add(ans, "extents", arr);
+	return ans;
+}
+
+const struct control_cmd ctl_snap_commands[] = {
+	{ CONTROL_CMD_SNAP_CREATE, cmd_snap_create },
+	{ CONTROL_CMD_SNAP_LIST, cmd_snap_list },
+	{ CONTROL_CMD_SNAP_RM, cmd_snap_rm },
+	{ CONTROL_CMD_SNAP_ROLLBACK, cmd_snap_rollback },
+	{ CONTROL_CMD_CLONE, cmd_clone },
+	{ CONTROL_CMD_FLATTEN, cmd_flatten },
+	{ CONTROL_CMD_FLATTEN_STATUS, cmd_flatten_status },
+	{ CONTROL_CMD_DIFF, cmd_diff },
+	{ NULL, NULL },
+};
