@@ -4,7 +4,8 @@
 #   boot 1 (vhost-user-blk) writes pattern 1; snap create vm0@s1; the host writes
 #   pattern 5 over vm0 (NBD); clone vm0@s1 vm1; boot 2 on vm1 (vhost-user-blk) reads
 #   pattern 1 and writes its own; vm0 still holds pattern 5.
-# Skipped while the node has no snapshots (`quill snap` unknown).
+# Skipped while the node has no snapshots (`quill snap` unknown, or the engine
+# answers that it does not implement them).
 set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 source "$(dirname "$0")/vm_lib.sh"
@@ -23,7 +24,11 @@ quill vhost start vm0 "$WORK/vm0.vhost" || fail "vhost start vm0"
 vm_boot first 'w:1:0:1024' $(vm_drive_vhost "$WORK/vm0.vhost")
 quill vhost stop vm0 || fail "vhost stop vm0"
 
-quill snap create vm0@s1 || fail "quill snap create vm0@s1"
+if ! quill snap create vm0@s1 2>"$WORK/snap.err"; then
+	grep -q "does not support snapshots" "$WORK/snap.err" &&
+		skip "skipped: snapshots not available (the engine does not implement them yet)"
+	fail "quill snap create vm0@s1: $(cat "$WORK/snap.err")"
+fi
 vm_pattern 5 1024 >"$WORK/p5"
 qemu-img convert -n -f raw -O raw "$WORK/p5" "$(nbd_uri vm0)" || fail "overwrite vm0 after the snapshot"
 quill clone vm0@s1 vm1 || fail "quill clone vm0@s1 vm1"
