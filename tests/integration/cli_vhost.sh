@@ -6,18 +6,9 @@ set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cli_vhost
-[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests the quill CLI: quilld only"
+quilld_only "the quill CLI"
 need_cmd python3
 server_start
-
-expect()
-{
-	local want="$1" got=0
-	shift
-	OUT=$(quill "$@" 2>"$WORK/err") || got=$?
-	ERR=$(cat "$WORK/err")
-	[ "$got" = "$want" ] || fail "quill $* exited $got, expected $want (stderr: $ERR)"
-}
 
 expect 0 vhost ls
 grep -q "no vhost-user exports" <<<"$OUT" || fail "empty list: $OUT"
