@@ -37,7 +37,7 @@ struct loop {
 	bool dispatching;
 };
 
-static uint64_t now_ms(void)
+uint64_t loop_now_ms(void)
 {
 	struct timespec ts;
 
@@ -140,7 +140,7 @@ int loop_timer_add(struct loop *lp, unsigned ms, loop_fn fn, void *arg, struct l
 	if (!t)
 		return -ENOMEM;
 	t->lp = lp;
-	t->due_ms = now_ms() + ms;
+	t->due_ms = loop_now_ms() + ms;
 	t->fn = fn;
 	t->arg = arg;
 	for (p = &lp->timers; *p && (*p)->due_ms <= t->due_ms; p = &(*p)->next)
@@ -180,7 +180,7 @@ void loop_stop(struct loop *lp)
 
 static void run_timers(struct loop *lp)
 {
-	uint64_t now = now_ms();
+	uint64_t now = loop_now_ms();
 
 	while (lp->timers && lp->timers->due_ms <= now) {
 		struct loop_timer *t = lp->timers;
@@ -197,7 +197,7 @@ static int wait_ms(struct loop *lp)
 	int ms = lp->idle ? lp->idle(lp->idle_arg) : -1;
 
 	if (lp->timers) {
-		uint64_t now = now_ms();
+		uint64_t now = loop_now_ms();
 		int t = lp->timers->due_ms <= now ? 0 : (int)(lp->timers->due_ms - now);
 		if (ms < 0 || t < ms)
 			ms = t;

@@ -42,6 +42,8 @@ void loop_set_idle(struct loop *lp, loop_idle_fn fn, void *arg);
 
 /* Runs until loop_stop(). Returns 0, or -errno if epoll fails. */
 int loop_run(struct loop *lp);
+/* CLOCK_MONOTONIC in ms: the clock timers use (also for deadlines outside the loop). */
+uint64_t loop_now_ms(void);
 void loop_stop(struct loop *lp);
 
 #endif

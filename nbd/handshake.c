@@ -239,7 +239,8 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 	else if (r == -ESHUTDOWN)
 		opt_error(c, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
 	else if (r == -EBUSY)
-		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s' is busy", name);
+		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s' is attached elsewhere (vhost-user): "
+			  "a volume has one writer at a time", name);
 	else
 		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s': %s", name, strerror(-r));
 	return true;

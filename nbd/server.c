@@ -15,20 +15,17 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/unixsock.h"
 
 #define NBD_DEFAULT_PORT      10809
 #define NBD_DEFAULT_MAX_CONNS 256u
@@ -419,9 +416,7 @@ static void conn_read(struct nbd_conn *c)
 /* Readiness while we asked for no input: only a hang-up or an error can do that. */
 static void conn_check_hangup(struct nbd_conn *c)
 {
-	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-
-	if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)))
+	if (unixsock_hung_up(c->fd))
 		nbd_conn_close(c, "client hung up with requests in flight");
 }
 
@@ -624,47 +619,14 @@ static int listen_tcp(struct nbd_server *srv, const char *addr, uint16_t port)
 	return loop_watch_add(srv->lp, srv->tcp_fd, LOOP_READ, tcp_event, srv, &srv->tcp_watch);
 }
 
-/* A socket file left by a dead server is removed; a live one is -EADDRINUSE. */
-static int unlink_stale_socket(const struct sockaddr_un *sun)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sun->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
-	close(fd);
-	if (r == 0)
-		return -EADDRINUSE;
-	return unlink(sun->sun_path) < 0 ? -errno : 0;
-}
-
 static int listen_unix(struct nbd_server *srv, const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int r;
+	srv->unix_fd = unixsock_listen(path, 0, SOMAXCONN);
+	if (srv->unix_fd < 0) {
+		int r = srv->unix_fd;
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		log_msg(LOG_ERROR, NBD_LOG, "unix socket path too long: %s", path);
-		return -ENAMETOOLONG;
-	}
-	memcpy(sun.sun_path, path, strlen(path));
-	r = unlink_stale_socket(&sun);
-	if (r < 0) {
 		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s", path,
 			r == -EADDRINUSE ? "another server is listening there" : strerror(-r));
-		return r;
-	}
-	srv->unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (srv->unix_fd < 0 || bind(srv->unix_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    listen(srv->unix_fd, SOMAXCONN) < 0) {
-		r = -errno;
-		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s", path, strerror(-r));
 		return r;
 	}
 	snprintf(srv->unix_path, sizeof(srv->unix_path), "%s", path);
@@ -701,19 +663,11 @@ int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **ou
 	return 0;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Stops reading every connection, lets requests finish and their replies go out
  * (for a grace period), then closes everything. */
 static void drain_connections(struct nbd_server *srv)
 {
-	uint64_t deadline = now_ms() + NBD_SHUTDOWN_GRACE_MS;
+	uint64_t deadline = loop_now_ms() + NBD_SHUTDOWN_GRACE_MS;
 
 	for (struct nbd_conn *c = srv->conns; c; c = c->next) {
 		if (c->state == NBD_CS_DEAD)
@@ -727,7 +681,7 @@ static void drain_connections(struct nbd_server *srv)
 		c->state = NBD_CS_DRAIN;
 	}
 	while (srv->nconns) {
-		bool late = now_ms() > deadline;
+		bool late = loop_now_ms() > deadline;
 		struct nbd_conn *next;
 
 		for (struct nbd_conn *c = srv->conns; c; c = next) {

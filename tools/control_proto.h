@@ -31,6 +31,9 @@
 #define CONTROL_CMD_FLATTEN "volume.flatten"      /* name: starts it -> flatten */
 #define CONTROL_CMD_FLATTEN_STATUS "volume.flatten_status" /* name -> flatten */
 #define CONTROL_CMD_DIFF "volume.diff"            /* [from], to -> extents */
+#define CONTROL_CMD_VHOST_START "vhost.start"     /* name, socket: vhost-user-blk export */
+#define CONTROL_CMD_VHOST_STOP "vhost.stop"       /* name */
+#define CONTROL_CMD_VHOST_LIST "vhost.list"       /* -> exports: [{volume, socket, ...}] */
 
 /* The socket both sides use when not told otherwise:
  * $XDG_RUNTIME_DIR/quill/quilld.sock, or /tmp/quill-$UID/quilld.sock. Writes the

@@ -8,7 +8,8 @@
 #   server_start         a quilld on a fresh file-backed store in $WORK/node, NBD on
 #                        127.0.0.1:$NBD_PORT (a free port) and $WORK/nbd.sock, its
 #                        own control socket $WORK/ctl.sock; server_start again after
-#                        server_kill9/server_stop reopens the same store
+#                        server_kill9/server_stop reopens the same store;
+#                        $IT_QUILLD_ARGS adds flags (e.g. --vhost VOL=SOCKET)
 #   volume_create N SIZE a volume (an NBD export named N)
 #   nbd_uri N            nbd://127.0.0.1:$NBD_PORT/N
 #   track PID            stop PID at exit too (clients run in the background)
@@ -166,7 +167,7 @@ server_start()
 			"$QUILLD" --data-dir "$WORK/node" --store-size "${IT_STORE_SIZE:-2G}" \
 				--nbd-addr 127.0.0.1 --nbd-port "$NBD_PORT" \
 				--nbd-unix "$WORK/nbd.sock" --control "$WORK/ctl.sock" \
-				>>"$WORK/server.log" 2>&1 &
+				${IT_QUILLD_ARGS:-} >>"$WORK/server.log" 2>&1 &
 			;;
 		nbdkit)
 			mkdir -p "$WORK/node"

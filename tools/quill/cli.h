@@ -49,6 +49,9 @@ int cmd_clone(const struct cli *c);
 int cmd_flatten(const struct cli *c);
 int cmd_diff(const struct cli *c);
 
+/* ---- vhost.c ---- */
+int cmd_vhost(const struct cli *c);     /* vhost start|stop|ls */
+
 /* ---- image.c ---- */
 int cmd_export(const struct cli *c);
 int cmd_import(const struct cli *c);

@@ -1,6 +1,6 @@
 /* tools/quill/main.c — quill, the command line of a quill node: options, volume and
  * node commands. Snapshots, clones, flatten and diff are in snap.c, export and import
- * in image.c, talking to the node in client.c.
+ * in image.c, vhost-user-blk exports in vhost.c, talking to the node in client.c.
  *
  * Talks to quilld's control socket (tools/control_proto.h). Exit status: 0 done,
  * 1 the node refused (its message on stderr), 2 bad usage, 3 no node to talk to.
@@ -42,7 +42,10 @@ int cli_usage(FILE *out, int code)
 		"                                 FILE's extension: .qcow2, else raw)\n"
 		"  import FILE VOL [--format F]   a new volume VOL with FILE's content (qemu-img)\n"
 		"  status                         the node's store and space\n"
-		"  gc                             run the cleaner now: free what nothing reads\n\n"
+		"  gc                             run the cleaner now: free what nothing reads\n"
+		"  vhost start VOL SOCKET         export VOL over vhost-user-blk on a unix socket\n"
+		"  vhost stop VOL                 stop that export (the VM loses its disk)\n"
+		"  vhost ls                       vhost-user-blk exports\n\n"
 		"The node's control socket: --socket, else $QUILL_SOCKET, else the default that\n"
 		"quilld uses ($XDG_RUNTIME_DIR/quill/quilld.sock or /tmp/quill-$UID/quilld.sock).\n");
 	return code;
@@ -257,6 +260,7 @@ static const struct {
 	{ "flatten", cmd_flatten, 1, 1 }, { "diff", cmd_diff, 1, 2 },
 	{ "export", cmd_export, 2, 2 },  { "import", cmd_import, 2, 2 },
 	{ "status", cmd_status, 0, 0 },  { "gc", cmd_gc, 0, 0 },
+	{ "vhost", cmd_vhost, 1, 3 },
 };
 
 static int run(const struct cli *c)

@@ -12,7 +12,7 @@
 #include "common/units.h"
 #include "tools/control_proto.h"
 
-enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT };
+enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST };
 
 struct setting {
 	const char *key;
@@ -35,6 +35,7 @@ static const struct setting settings[] = {
 	{ "nbd-unix", SET_PATH, F(nbd_unix), CAP(nbd_unix), "NBD unix socket (none)" },
 	{ "control", SET_PATH, F(control), CAP(control), "control socket for `quill`" },
 	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, "extent map checkpoint period (5000)" },
+	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)" },
 	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)" },
 };
 
@@ -44,6 +45,23 @@ static const struct setting *find_setting(const char *key)
 		if (strcmp(settings[i].key, key) == 0)
 			return &settings[i];
 	return NULL;
+}
+
+/* "VOL=SOCKET", one more vhost-user-blk export at start. */
+static int add_vhost(struct quilld_config *cfg, const char *val, const char *where)
+{
+	const char *eq = strchr(val, '=');
+
+	if (!eq || eq == val || !eq[1] || strlen(val) >= CONFIG_PATH_MAX) {
+		fprintf(stderr, "quilld: %s: vhost = '%s': expected VOLUME=SOCKET_PATH\n", where, val);
+		return -EINVAL;
+	}
+	if (cfg->nvhost >= CONFIG_VHOST_MAX) {
+		fprintf(stderr, "quilld: %s: more than %d vhost exports\n", where, CONFIG_VHOST_MAX);
+		return -EINVAL;
+	}
+	strcpy(cfg->vhost[cfg->nvhost++], val);
+	return 0;
 }
 
 static int apply(struct quilld_config *cfg, const char *key, const char *val, const char *where)
@@ -57,6 +75,8 @@ static int apply(struct quilld_config *cfg, const char *key, const char *val, co
 		return -EINVAL;
 	}
 	field = (char *)cfg + s->off;
+	if (s->kind == SET_VHOST)
+		return add_vhost(cfg, val, where);
 	switch (s->kind) {
 	case SET_PATH:
 	case SET_STR:

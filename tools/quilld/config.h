@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #define CONFIG_PATH_MAX 4096
+#define CONFIG_VHOST_MAX 16             /* --vhost VOL=SOCKET, repeatable */
 
 struct quilld_config {
 	char data_dir[CONFIG_PATH_MAX];  /* default for store, meta */
@@ -19,6 +20,8 @@ struct quilld_config {
 	char control[CONFIG_PATH_MAX];   /* default control_default_socket() */
 	unsigned checkpoint_ms;
 	char log_level[16];
+	char vhost[CONFIG_VHOST_MAX][CONFIG_PATH_MAX]; /* "VOL=SOCKET" */
+	unsigned nvhost;
 };
 
 /* Defaults, then the file named by --config (if any), then the other flags: a flag

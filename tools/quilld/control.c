@@ -72,8 +72,8 @@ struct json_object *ctl_volume_error(int r, const char *name)
 	case -EEXIST:
 		return ctl_error(EEXIST, "a volume named '%s' already exists", name);
 	case -EBUSY:
-		return ctl_error(EBUSY, "volume '%s' is attached (NBD): detach its clients first",
-				 name);
+		return ctl_error(EBUSY, "volume '%s' is attached (NBD or vhost-user): detach it "
+				 "first", name);
 	case -ENOTEMPTY:
 		return ctl_error(ENOTEMPTY, "volume '%s' has snapshots: remove them first (quill "
 				 "snap ls %s)", name, name);
@@ -298,7 +298,8 @@ static const struct control_cmd node_commands[] = {
 
 static control_cmd_fn find_command(const char *cmd)
 {
-	const struct control_cmd *tables[] = { node_commands, ctl_snap_commands };
+	const struct control_cmd *tables[] = { node_commands, ctl_snap_commands,
+					       ctl_vhost_commands };
 
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct control_cmd *c = tables[t]; c->cmd; c++)
@@ -439,6 +440,7 @@ int control_create(struct loop *lp, const struct control_opts *opts, struct cont
 		return -ENOMEM;
 	ctl->lp = lp;
 	ctl->eng = opts->eng;
+	ctl->vhost = opts->vhost;
 	snprintf(ctl->nbd_tcp, sizeof(ctl->nbd_tcp), "%s", opts->nbd_tcp ? opts->nbd_tcp : "");
 	snprintf(ctl->nbd_unix, sizeof(ctl->nbd_unix), "%s", opts->nbd_unix ? opts->nbd_unix : "");
 	ctl->path = strdup(path);

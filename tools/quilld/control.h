@@ -5,12 +5,14 @@
 struct control;
 struct engine;
 struct loop;
+struct vhost_server;
 
 struct control_opts {
 	const char *path;       /* the socket */
 	struct engine *eng;
 	const char *nbd_tcp;    /* "ADDR:PORT" of the NBD server, or NULL: for node.status */
 	const char *nbd_unix;   /* its unix socket, or NULL */
+	struct vhost_server *vhost; /* what vhost.* commands drive, or NULL (refused) */
 };
 
 /* Listens on opts->path (a stale socket file is replaced; a live one is -EADDRINUSE),

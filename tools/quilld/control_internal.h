@@ -21,6 +21,7 @@ struct control {
 	char *path;
 	char nbd_tcp[96];      /* "ADDR:PORT" or "" */
 	char nbd_unix[4096];   /* path or "" */
+	struct vhost_server *vhost; /* or NULL */
 };
 
 /* A command: answers a parsed request (never NULL). */
@@ -50,5 +51,7 @@ struct control_cmd {
 
 /* control_snap.c: snapshots, clones, rollback, flatten, diff. */
 extern const struct control_cmd ctl_snap_commands[];
+/* control_vhost.c: vhost-user-blk exports. */
+extern const struct control_cmd ctl_vhost_commands[];
 
 #endif

@@ -21,6 +21,7 @@
 #include "nbd/nbd_server.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
+#include "vhost/vhost_blk.h"
 
 #define LOG_TAG "quilld"
 
@@ -29,6 +30,7 @@ struct node {
 	struct loop *lp;
 	struct engine *eng;
 	struct nbd_server *nbd;
+	struct vhost_server *vhost;
 	struct control *ctl;
 	struct loop_watch *engine_watch;
 	struct loop_watch *signal_watch;
@@ -128,7 +130,7 @@ static int open_engine(struct node *n)
 
 static int start_control(struct node *n)
 {
-	struct control_opts co = { .path = n->cfg.control, .eng = n->eng };
+	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -137,6 +139,24 @@ static int start_control(struct node *n)
 	}
 	co.nbd_unix = n->cfg.nbd_unix[0] ? n->cfg.nbd_unix : NULL;
 	return control_create(n->lp, &co, &n->ctl);
+}
+
+/* The vhost-user-blk server, and the exports asked for with --vhost VOL=SOCKET. */
+static int start_vhost(struct node *n)
+{
+	struct vhost_server_opts vo = { .eng = n->eng, .loop = n->lp };
+	int r = vhost_server_create(&vo, &n->vhost);
+
+	for (unsigned i = 0; r == 0 && i < n->cfg.nvhost; i++) {
+		char *spec = n->cfg.vhost[i], *eq = strchr(spec, '=');
+
+		*eq = '\0';
+		make_parent_dirs(eq + 1);
+		r = vhost_server_export(n->vhost, spec, eq + 1);
+		if (r < 0)
+			log_msg(LOG_ERROR, LOG_TAG, "--vhost %s=%s: %s", spec, eq + 1, strerror(-r));
+	}
+	return r;
 }
 
 static int start(struct node *n)
@@ -168,6 +188,9 @@ static int start(struct node *n)
 	r = nbd_server_create(&no, &n->nbd);
 	if (r < 0)
 		return r;
+	r = start_vhost(n);
+	if (r < 0)
+		return r;
 	make_parent_dirs(n->cfg.control);
 	return start_control(n);
 }
@@ -175,6 +198,7 @@ static int start(struct node *n)
 static void stop(struct node *n)
 {
 	control_destroy(n->ctl);
+	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */
 	loop_watch_remove(n->engine_watch);
 	engine_close(n->eng);       /* flush and checkpoint */

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Usage: scripts/bench_vhost.sh [SECONDS]
+#
+# 4 KiB random reads and writes at queue depth 32 through vhost-user-blk and through
+# NBD, on the same quill volume, measured inside a guest (QEMU under TCG, the tiny
+# Debian-kernel + busybox guest of tests/integration/vm_lib.sh) by tools/vm_iobench.c
+# (Linux AIO, O_DIRECT, built static here). The 256 MiB the guest touches are filled
+# with random data first (over NBD), so reads hit the store.
+#
+# Under TCG the guest's CPU is emulated: absolute numbers mean little, the ratio
+# vhost/NBD is the figure. Needs build/ (scripts/build.sh) and what vm_lib.sh needs.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SECS="${1:-10}"
+export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$root/build/bench-vhost}"
+export QUILL_VM_CACHE="${QUILL_VM_CACHE:-$root/build/tests/integration/vm-cache}"
+source "$root/tests/integration/clients_lib.sh"
+source "$root/tests/integration/vm_lib.sh"
+
+it_init bench_vhost
+need_cmd cc qemu-img
+vm_prepare
+"${CC:-cc}" -static -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o "$WORK/iobench" \
+	"$root/tools/vm_iobench.c" || fail "cannot build tools/vm_iobench.c static (libc6-dev?)"
+vm_build_initrd "$WORK/initrd.gz" "$WORK/iobench"
+VM_INITRD="$WORK/initrd.gz"
+IT_STORE_SIZE=4G server_start
+volume_create bench 1G
+head -c $((256 << 20)) /dev/urandom >"$WORK/fill.img"
+qemu-img convert -n -f raw -O raw "$WORK/fill.img" "$(nbd_uri bench)" || fail "prefill"
+rm -f "$WORK/fill.img"
+
+# shellcheck disable=SC2046
+vm_boot nbd "b:$SECS" $(vm_drive_nbd bench)
+quill vhost start bench "$WORK/bench.vhost" || fail "vhost start"
+# shellcheck disable=SC2046
+vm_boot vhost "b:$SECS" $(vm_drive_vhost "$WORK/bench.vhost")
+quill vhost stop bench
+
+iops()
+{
+	grep -a "QUILL-BENCH $2 " "$WORK/$1.serial" | awk '{ print $4 }'
+}
+echo
+printf '%-20s %12s %12s %8s\n' "4k QD32, in guest" "NBD iops" "vhost iops" "ratio"
+for pat in randread-4k-qd32 randwrite-4k-qd32; do
+	n="$(iops nbd "$pat")" v="$(iops vhost "$pat")"
+	printf '%-20s %12s %12s %8s\n' "$pat" "$n" "$v" "$(awk -v a="$v" -v b="$n" 'BEGIN { printf "%.2f", a / b }')"
+done
+echo "(QEMU TCG, -smp 2, ${SECS} s per pattern, 256 MiB range of a 1 GiB volume; $(nproc) host cores)"
+it_pass >/dev/null

@@ -1,0 +1,90 @@
+/* tools/quilld/control_vhost.c — the control commands of vhost-user-blk exports
+ * (docs/control.md, docs/vhost.md): start, stop, list. */
+#include <errno.h>
+#include <string.h>
+
+#include "tools/control_proto.h"
+#include "tools/quilld/control_internal.h"
+#include "vhost/vhost_blk.h"
+
+static int export_json(const struct vhost_export_info *info, void *arg)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "volume", json_object_new_string(info->volume));
+	json_object_object_add(o, "socket", json_object_new_string(info->socket_path));
+	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
+	ctl_add_int(o, "requests", info->requests);
+	ctl_add_int(o, "connections", (int64_t)info->connections);
+	json_object_array_add(arg, o);
+	return 0;
+}
+
+/* The sentence for a failed export. */
+static struct json_object *vhost_error(int r, const char *name)
+{
+	switch (r) {
+	case -EEXIST:
+		return ctl_error(EEXIST, "volume '%s' is already exported over vhost-user", name);
+	case -EBUSY:
+		return ctl_error(EBUSY, "volume '%s' is attached over NBD: a volume has one writer "
+				 "at a time, detach its NBD clients first", name);
+	case -EADDRINUSE:
+		return ctl_error(EADDRINUSE, "vhost-user socket for '%s': another server is "
+				 "listening there", name);
+	case -ENOTSOCK:
+		return ctl_error(ENOTSOCK, "vhost-user socket for '%s': something that is not a "
+				 "socket is at that path", name);
+	case -ENAMETOOLONG:
+		return ctl_error(ENAMETOOLONG, "vhost-user socket for '%s': path too long (at most "
+				 "107 bytes)", name);
+	case -ENOENT:
+		return ctl_volume_error(r, name);
+	default:
+		return ctl_error(-r, "vhost '%s': %s", name, strerror(-r));
+	}
+}
+
+static struct json_object *cmd_vhost_start(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name"), *sock = ctl_get_string(req, "socket");
+	int r;
+
+	if (!name)
+		return ctl_no_name();
+	if (!ctl->vhost)
+		return ctl_error(ENOTSUP, "this node has no vhost-user server");
+	if (!sock || sock[0] != '/')
+		return ctl_error(EINVAL, "vhost start '%s': the socket must be an absolute path",
+				 name);
+	r = vhost_server_export(ctl->vhost, name, sock);
+	return r < 0 ? vhost_error(r, name) : ctl_ok();
+}
+
+static struct json_object *cmd_vhost_stop(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+
+	if (!name)
+		return ctl_no_name();
+	if (vhost_server_unexport(ctl->vhost, name) < 0)
+		return ctl_error(ENOENT, "volume '%s' is not exported over vhost-user", name);
+	return ctl_ok();
+}
+
+static struct json_object *cmd_vhost_list(struct control *ctl, struct json_object *req)
+{
+	struct json_object *ans = ctl_ok(), *arr = json_object_new_array();
+
+	(void)req;
+	vhost_server_list(ctl->vhost, export_json, arr);
+	json_object_object_add(ans, "exports", arr);
+	return ans;
+}
+
+const struct control_cmd ctl_vhost_commands[] = {
+	{ CONTROL_CMD_VHOST_START, cmd_vhost_start },
+	{ CONTROL_CMD_VHOST_STOP, cmd_vhost_stop },
+	{ CONTROL_CMD_VHOST_LIST, cmd_vhost_list },
+	{ NULL, NULL },
+};

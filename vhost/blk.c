@@ -1,0 +1,410 @@
+/* vhost/blk.c — virtio-blk requests (virtio 1.2 §5.2.6) served by the engine.
+ *
+ * A request is a descriptor chain: a 16-byte header the device reads, then data
+ * (read for OUT, DISCARD and WRITE_ZEROES, written for IN and GET_ID), then one
+ * status byte the device writes, the last byte of the chain.
+ *
+ * Data goes through a bounce buffer of whole 4 KiB engine blocks: guest buffers are
+ * scattered, and a request that outlives its front-end (kill -9 of QEMU, a reset)
+ * must never touch guest memory again — an orphan only owns its bounce buffer, and
+ * is freed when the engine calls back. We advertise blk_size 4096, so Linux sends
+ * aligned I/O; a READ at any 512-byte sector is still served (firmware probes), an
+ * unaligned WRITE, DISCARD or WRITE_ZEROES fails with VIRTIO_BLK_S_IOERR.
+ *
+ * Request stages count engine calls in r->pending; the issuing stage holds one
+ * count itself, so a synchronous failure cannot finish the request early.
+ */
+#include "vhost/vhost_internal.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+
+#include "common/log.h"
+#include "common/loop.h"
+
+#define BS ENGINE_BLOCK_SIZE
+#define SECTORS_PER_BLOCK (BS / VIRTIO_BLK_SECTOR)
+
+struct vhost_req {
+	struct vhost_req *prev, *next;  /* the export's requests in flight */
+	struct vhost_export *exp;
+	struct vhost_queue *q;          /* NULL once orphaned */
+	const struct vhost_conn *conn;  /* the connection it came from (orphaning) */
+	struct vhost_mem *mem;          /* keeps the chain's pointers valid; NULL if orphan */
+	uint32_t type;
+	uint64_t sector;
+	uint8_t *buf;                   /* bounce buffer: the blocks covered */
+	uint64_t first;                 /* first block covered */
+	uint32_t nblk;
+	uint32_t data_len;              /* IN / OUT bytes */
+	uint32_t written;               /* bytes given to the guest, status excluded */
+	unsigned pending;
+	int err;
+	struct vhost_chain chain;       /* large: last */
+};
+
+static const char *type_name(uint32_t type)
+{
+	switch (type) {
+	case VIRTIO_BLK_T_IN: return "IN";
+	case VIRTIO_BLK_T_OUT: return "OUT";
+	case VIRTIO_BLK_T_FLUSH: return "FLUSH";
+	case VIRTIO_BLK_T_GET_ID: return "GET_ID";
+	case VIRTIO_BLK_T_DISCARD: return "DISCARD";
+	case VIRTIO_BLK_T_WRITE_ZEROES: return "WRITE_ZEROES";
+	default: return "unknown";
+	}
+}
+
+/* ---- lifetime ---- */
+
+static struct vhost_req *req_new(struct vhost_queue *q)
+{
+	struct vhost_export *exp = q->conn->exp;
+	struct vhost_req *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	memset(r, 0, offsetof(struct vhost_req, chain));
+	r->exp = exp;
+	r->q = q;
+	r->conn = q->conn;
+	r->mem = vhost_mem_get(q->conn->mem);
+	r->next = exp->reqs;
+	if (r->next)
+		r->next->prev = r;
+	exp->reqs = r;
+	exp->nreqs++;
+	return r;
+}
+
+static void req_free(struct vhost_req *r)
+{
+	struct vhost_export *exp = r->exp;
+
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		exp->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	exp->nreqs--;
+	vhost_mem_put(r->mem);
+	free(r->buf);
+	free(r);
+}
+
+void vhost_blk_orphan(struct vhost_export *exp, const struct vhost_conn *c)
+{
+	for (struct vhost_req *r = exp->reqs; r; r = r->next) {
+		if (r->conn != c)
+			continue;
+		r->q = NULL;
+		r->conn = NULL;
+		vhost_mem_put(r->mem);
+		r->mem = NULL;
+	}
+}
+
+/* ---- completion ---- */
+
+static uint8_t status_of(int err)
+{
+	if (err == 0)
+		return VIRTIO_BLK_S_OK;
+	return err == -ENOTSUP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+}
+
+void vhost_blk_call(struct vhost_queue *q)
+{
+	if (!q->call_pending)
+		return;
+	q->call_pending = false;
+	if (q->call_fd >= 0 && vhost_vring_need_call(&q->vr))
+		eventfd_write(q->call_fd, 1);
+}
+
+static void calls_due(void *arg)
+{
+	struct vhost_conn *c = arg;
+
+	c->call_timer = NULL; /* the loop frees a timer that fired */
+	for (unsigned i = 0; i < c->nqueues; i++)
+		vhost_blk_call(&c->queues[i]);
+}
+
+/* Interrupts are batched: the completions the engine delivers in one loop iteration
+ * cost the guest one interrupt per queue, not one each (a 0 ms timer runs after the
+ * iteration's events). */
+static void schedule_call(struct vhost_queue *q)
+{
+	struct vhost_conn *c = q->conn;
+
+	q->call_pending = true;
+	if (!c->call_timer &&
+	    loop_timer_add(c->exp->srv->lp, 0, calls_due, c, &c->call_timer) < 0) {
+		c->call_timer = NULL;
+		vhost_blk_call(q); /* no memory for a timer: interrupt now */
+	}
+}
+
+/* Writes the status, returns the chain to the guest, interrupts it if it wants. A
+ * chain without a status byte is returned with nothing written. */
+static void req_finish(struct vhost_req *r)
+{
+	struct vhost_queue *q = r->q;
+	uint8_t status = status_of(r->err);
+
+	if (r->err && r->err != -ENOTSUP)
+		LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: %s sector %llu: %s", r->exp->name,
+				type_name(r->type), (unsigned long long)r->sector,
+				strerror(-r->err));
+	if (q) {
+		uint32_t len = 0;
+
+		if (r->chain.status) {
+			*r->chain.status = status;
+			len = r->written + 1;
+		}
+		vhost_vring_push(&q->vr, r->chain.head, len);
+		schedule_call(q);
+		q->inflight--;
+	}
+	req_free(r);
+	if (q && q->inflight == 0)
+		vhost_proto_queue_drained(q);
+}
+
+static void fail(struct vhost_req *r, int err)
+{
+	if (!r->err)
+		r->err = err;
+}
+
+/* Data of a successful IN goes to the guest's writable buffers (the status byte,
+ * their last byte, excluded). */
+static void req_complete(struct vhost_req *r)
+{
+	if (!r->err && r->q && r->type == VIRTIO_BLK_T_IN)
+		r->written = (uint32_t)vhost_iov_from_buf(
+			r->chain.iov + r->chain.nread, r->chain.nwrite, 0,
+			r->buf + (r->sector * VIRTIO_BLK_SECTOR) % BS, r->data_len);
+	req_finish(r);
+}
+
+static void part_done(struct vhost_req *r, int res)
+{
+	if (res < 0)
+		fail(r, res);
+	if (--r->pending == 0)
+		req_complete(r);
+}
+
+static void engine_done(void *arg, int res)
+{
+	part_done(arg, res);
+}
+
+/* One more engine call of the current stage; a synchronous failure ends it. */
+static void issue(struct vhost_req *r, int res)
+{
+	if (res < 0) {
+		fail(r, res);
+		r->pending--;
+	}
+}
+
+/* ---- requests ---- */
+
+/* Checks [sector, +len bytes) against the volume and sets the blocks it covers.
+ * aligned: both ends must fall on engine blocks (writes; see the file comment). */
+static int req_range(struct vhost_req *r, uint64_t sector, uint64_t len, bool aligned)
+{
+	uint64_t size = r->exp->size, off;
+
+	if (len == 0 || len % VIRTIO_BLK_SECTOR)
+		return -EINVAL;
+	if (sector > size / VIRTIO_BLK_SECTOR)
+		return -ERANGE;
+	off = sector * VIRTIO_BLK_SECTOR;
+	if (len > size - off)
+		return -ERANGE;
+	if (aligned && (off % BS || len % BS))
+		return -EINVAL;
+	r->first = off / BS;
+	r->nblk = (uint32_t)((off + len + BS - 1) / BS - r->first);
+	return 0;
+}
+
+static int alloc_bounce(struct vhost_req *r)
+{
+	if (posix_memalign((void **)&r->buf, BS, (size_t)r->nblk * BS) != 0) {
+		r->buf = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void exec_read(struct vhost_req *r)
+{
+	uint64_t len = r->chain.write_bytes - 1;
+	int res = len > VHOST_BLK_IO_MAX ? -EINVAL : req_range(r, r->sector, len, false);
+
+	if (res == 0)
+		res = alloc_bounce(r);
+	r->data_len = (uint32_t)len;
+	r->pending = 2;
+	issue(r, res < 0 ? res : engine_read(r->exp->vol, r->first, r->nblk, r->buf,
+					     engine_done, r));
+	part_done(r, 0);
+}
+
+static void exec_write(struct vhost_req *r)
+{
+	uint64_t len = r->chain.read_bytes - sizeof(struct virtio_blk_outhdr);
+	int res = len > VHOST_BLK_IO_MAX ? -EINVAL : req_range(r, r->sector, len, true);
+
+	if (res == 0)
+		res = alloc_bounce(r);
+	if (res == 0)
+		vhost_iov_to_buf(r->chain.iov, r->chain.nread, sizeof(struct virtio_blk_outhdr),
+				 r->buf, len);
+	r->pending = 2;
+	issue(r, res < 0 ? res : engine_write(r->exp->vol, r->first, r->nblk, r->buf, 0,
+					      engine_done, r));
+	part_done(r, 0);
+}
+
+static void exec_flush(struct vhost_req *r)
+{
+	r->pending = 2;
+	issue(r, engine_flush(r->exp->srv->eng, engine_done, r));
+	part_done(r, 0);
+}
+
+/* The serial number: the volume's name, zero-padded, not terminated at 20. */
+static void exec_get_id(struct vhost_req *r)
+{
+	char id[VIRTIO_BLK_ID_BYTES] = { 0 };
+	size_t room = r->chain.write_bytes - 1;
+
+	memcpy(id, r->exp->name, strnlen(r->exp->name, sizeof(id)));
+	r->written = (uint32_t)vhost_iov_from_buf(r->chain.iov + r->chain.nread, r->chain.nwrite,
+						  0, id, room < sizeof(id) ? room : sizeof(id));
+	req_finish(r);
+}
+
+/* One DISCARD / WRITE_ZEROES segment: both free the blocks (they read as zeros). */
+static int trim_segment(struct vhost_req *r, const struct virtio_blk_discard_write_zeroes *s)
+{
+	uint64_t sector = le64toh(s->sector);
+	uint32_t num = le32toh(s->num_sectors), flags = le32toh(s->flags);
+	uint32_t allowed = r->type == VIRTIO_BLK_T_WRITE_ZEROES ? 1u : 0u; /* unmap */
+	int res;
+
+	if (flags & ~allowed)
+		return -ENOTSUP;
+	if (num > VHOST_BLK_DISCARD_SECTORS_MAX)
+		return -EINVAL;
+	if (num == 0)
+		return 0;
+	res = req_range(r, sector, (uint64_t)num * VIRTIO_BLK_SECTOR, true);
+	if (res < 0)
+		return res;
+	r->pending++;
+	issue(r, engine_trim(r->exp->vol, r->first, r->nblk, 0, engine_done, r));
+	return 0;
+}
+
+static void exec_trim(struct vhost_req *r)
+{
+	uint64_t bytes = r->chain.read_bytes - sizeof(struct virtio_blk_outhdr);
+	uint64_t nseg = bytes / sizeof(struct virtio_blk_discard_write_zeroes);
+
+	r->pending = 1;
+	if (bytes % sizeof(struct virtio_blk_discard_write_zeroes) || nseg == 0 ||
+	    nseg > VHOST_BLK_DISCARD_SEG_MAX)
+		fail(r, -EINVAL);
+	for (uint64_t i = 0; i < nseg && !r->err; i++) {
+		struct virtio_blk_discard_write_zeroes s;
+		size_t skip = sizeof(struct virtio_blk_outhdr) + i * sizeof(s);
+
+		vhost_iov_to_buf(r->chain.iov, r->chain.nread, skip, &s, sizeof(s));
+		fail(r, trim_segment(r, &s));
+	}
+	part_done(r, 0);
+}
+
+static void req_start(struct vhost_req *r)
+{
+	struct vhost_chain *ch = &r->chain;
+	struct virtio_blk_outhdr h;
+
+	if (ch->err || !ch->status ||
+	    vhost_iov_to_buf(ch->iov, ch->nread, 0, &h, sizeof(h)) < sizeof(h)) {
+		LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: malformed request (head %u): %s",
+				r->exp->name, ch->head, ch->err ? strerror(-ch->err) :
+				"no header or no status byte");
+		fail(r, -EIO);
+		req_finish(r);
+		return;
+	}
+	r->type = le32toh(h.type);
+	r->sector = le64toh(h.sector);
+	switch (r->type) {
+	case VIRTIO_BLK_T_IN:
+		exec_read(r);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		exec_write(r);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		exec_flush(r);
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		exec_get_id(r);
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		exec_trim(r);
+		break;
+	default:
+		fail(r, -ENOTSUP);
+		req_finish(r);
+		break;
+	}
+}
+
+void vhost_blk_process(struct vhost_queue *q)
+{
+	struct vhost_conn *c = q->conn;
+
+	while (q->started && q->enabled && !q->broken && q->mapped && c->state != VHOST_CS_DEAD) {
+		struct vhost_req *r = req_new(q);
+		int res;
+
+		if (!r) {
+			LOG_RATELIMITED(LOG_ERROR, VHOST_LOG, "%s: out of memory for requests",
+					c->exp->name);
+			return;
+		}
+		res = vhost_vring_pop(&q->vr, c->mem, &r->chain);
+		if (res <= 0) {
+			req_free(r);
+			if (res < 0) {
+				q->broken = true;
+				log_msg(LOG_WARN, VHOST_LOG, "%s: queue %u: avail index out of range: "
+					"queue ignored until the device is reset", c->exp->name,
+					q->index);
+			}
+			if (res < 0 || !vhost_vring_rearm(&q->vr))
+				return;
+			continue;
+		}
+		q->inflight++;
+		req_start(r);
+	}
+}

@@ -1,0 +1,58 @@
+/* vhost/vhost_blk.h — vhost-user-blk exports of engine volumes: QEMU (or
+ * cloud-hypervisor) connects to a unix socket, shares the guest's memory, and the
+ * guest's virtio-blk requests are served from the rings without going through a
+ * socket. Spec notes and decisions: docs/vhost.md.
+ *
+ * One export per volume, one front-end per export at a time (a second connection
+ * is refused; a front-end that goes away — even with kill -9 — leaves the socket
+ * listening for the next). An export keeps its volume open from vhost_server_export
+ * to vhost_server_unexport: the volume has one writer, so exporting a volume that is
+ * open elsewhere (NBD) is -EBUSY, and NBD cannot attach it while it is exported.
+ *
+ * Durability: a completed VIRTIO_BLK_T_FLUSH means every write completed before it
+ * is durable (an engine flush), as NBD's FLUSH.
+ *
+ * Threading: runs on the loop's thread, which must also be the engine's.
+ */
+#ifndef QUILL_VHOST_VHOST_BLK_H
+#define QUILL_VHOST_VHOST_BLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct engine;
+struct loop;
+struct vhost_server;
+
+struct vhost_server_opts {
+	struct engine *eng;
+	struct loop *loop;
+	unsigned num_queues;   /* request queues offered per device; 0 = 4, at most 8 */
+};
+
+int vhost_server_create(const struct vhost_server_opts *opts, struct vhost_server **out);
+/* Unexports everything (requests in flight finish first). NULL ok. */
+void vhost_server_destroy(struct vhost_server *srv);
+
+/* Opens the volume and listens on socket_path (a stale socket file is replaced).
+ * -EEXIST already exported here, -EBUSY open elsewhere (NBD), -ENOENT no volume,
+ * -EADDRINUSE a live socket at that path, -ENOTSOCK something else there,
+ * -ENAMETOOLONG. */
+int vhost_server_export(struct vhost_server *srv, const char *volume, const char *socket_path);
+/* Disconnects the front-end, waits for its requests, closes the volume, removes the
+ * socket file. -ENOENT if not exported. */
+int vhost_server_unexport(struct vhost_server *srv, const char *volume);
+
+struct vhost_export_info {
+	const char *volume;
+	const char *socket_path;
+	bool connected;            /* a front-end is attached now */
+	unsigned requests;         /* in flight */
+	uint64_t connections;      /* front-ends accepted since the export started */
+};
+/* Calls fn for every export; stops and returns fn's value if non-zero. */
+int vhost_server_list(const struct vhost_server *srv,
+		      int (*fn)(const struct vhost_export_info *info, void *arg), void *arg);
+bool vhost_server_exported(const struct vhost_server *srv, const char *volume);
+
+#endif
