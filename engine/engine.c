@@ -699,7 +699,8 @@ int engine_volume_list(struct engine *eng,
 {
 	struct engine_volume_info info;
 
-	qsort(eng->vols, eng->nvols, sizeof(*eng->vols), cmp_vol_name);
+	if (eng->nvols) /* qsort() wants a non-NULL array even when empty */
+		qsort(eng->vols, eng->nvols, sizeof(*eng->vols), cmp_vol_name);
 	for (size_t i = 0; i < eng->nvols; i++) {
 		int r;
 
