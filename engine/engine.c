@@ -654,7 +654,7 @@ void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer,
 		snprintf(buf, len, "%s@%s", owner, layer->rec.name);
 }
 
-static void volume_fill_info(const struct engine *eng, const struct engine_volume *vol,
+static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 			     struct engine_volume_info *out)
 {
 	const struct engine_volume *p = vol->parent;
@@ -664,7 +664,8 @@ static void volume_fill_info(const struct engine *eng, const struct engine_volum
 	out->id = vol->rec.uid;
 	out->size = vol->rec.size;
 	out->created_ns = vol->rec.created_ns;
-	out->mapped_blocks = map_mapped_blocks(vol->map);
+	out->own_blocks = map_mapped_blocks(vol->map);
+	out->mapped_blocks = eng_layer_data_blocks(eng, vol);
 	out->open = vol->open;
 	out->snapshots = snapshot_count(eng, vol);
 	out->flattening = vol->flatten != NULL;

@@ -77,8 +77,10 @@ struct engine_volume_info {
 	char name[ENGINE_VOLUME_NAME_MAX + 1];
 	uint64_t id;              /* stable for the volume's life (snapshots keep it) */
 	uint64_t size;            /* bytes */
-	uint64_t mapped_blocks;   /* blocks this volume's own layer holds (written, not
-				     trimmed, not shared with a snapshot) */
+	uint64_t mapped_blocks;   /* blocks that read back data (written, not trimmed),
+				     wherever they live: its own layer or a snapshot */
+	uint64_t own_blocks;      /* of those, the ones only this volume holds (written
+				     since its last snapshot, or since it was cloned) */
 	uint64_t segments;        /* slots holding this volume's log */
 	uint64_t created_ns;
 	bool open;

@@ -241,6 +241,8 @@ int eng_link_layers(struct engine *eng);
 int eng_load_aliases(struct engine *eng);
 /* The layer owning a slot whose header names layer id (following merges), or NULL. */
 struct engine_volume *eng_layer_for_owner(struct engine *eng, uint64_t id);
+/* Blocks that read back data through vol's layers. */
+uint64_t eng_layer_data_blocks(struct engine *eng, struct engine_volume *vol);
 void eng_flatten_kick(struct engine *eng);
 bool eng_flatten_active(const struct engine *eng);
 void eng_flatten_free(struct engine_volume *vol);

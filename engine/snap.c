@@ -991,19 +991,16 @@ static size_t diff_layers(const struct engine_volume *a, const struct engine_vol
 	return n;
 }
 
-int engine_diff(struct engine *eng, const char *from, const char *to,
-		int (*fn)(const struct engine_extent *ext, void *arg), void *arg)
+/* The extents that differ between layers a (NULL: all zeros) and b. */
+static int diff_run(struct engine *eng, struct engine_volume *a, struct engine_volume *b,
+		    int (*fn)(const struct engine_extent *ext, void *arg), void *arg)
 {
-	struct engine_volume *a = from ? layer_by_spec(eng, from) : NULL;
-	struct engine_volume *b = to ? layer_by_spec(eng, to) : NULL;
 	struct diff_state *d;
 	struct engine_volume **layers;
 	uint64_t nblocks;
 	size_t n;
 	int r = 0;
 
-	if (!b || (from && !a))
-		return -ENOENT;
 	nblocks = b->rec.size / QUILL_BLOCK_SIZE;
 	if (a && a->rec.size / QUILL_BLOCK_SIZE > nblocks)
 		nblocks = a->rec.size / QUILL_BLOCK_SIZE;
@@ -1027,4 +1024,36 @@ out:
 	free(layers);
 	free(d);
 	return r;
+}
+
+int engine_diff(struct engine *eng, const char *from, const char *to,
+		int (*fn)(const struct engine_extent *ext, void *arg), void *arg)
+{
+	struct engine_volume *a = from ? layer_by_spec(eng, from) : NULL;
+	struct engine_volume *b = to ? layer_by_spec(eng, to) : NULL;
+
+	if (!b || (from && !a))
+		return -ENOENT;
+	return diff_run(eng, a, b, fn, arg);
+}
+
+static int count_data(const struct engine_extent *ext, void *arg)
+{
+	uint64_t *blocks = arg;
+
+	if (ext->data)
+		*blocks += ext->length / QUILL_BLOCK_SIZE;
+	return 0;
+}
+
+uint64_t eng_layer_data_blocks(struct engine *eng, struct engine_volume *vol)
+{
+	uint64_t blocks = 0;
+
+	if (!vol->parent)
+		return map_mapped_blocks(vol->map);
+	/* what differs from an empty volume: a walk over the chain's entries */
+	if (diff_run(eng, NULL, vol, count_data, &blocks) < 0)
+		return map_mapped_blocks(vol->map);
+	return blocks;
 }

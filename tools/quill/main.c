@@ -98,10 +98,12 @@ static void show_volume(struct json_object *ans)
 	t = (time_t)(cli_i64(v, "created_ns") / 1000000000);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
 	printf("name:      %s\nid:        %lld\nsize:      %s (%lld bytes)\n"
-	       "written:   %s\nsegments:  %lld\nattached:  %s\ncreated:   %s\n",
+	       "written:   %s (%s of it since the last snapshot or clone)\n"
+	       "segments:  %lld\nattached:  %s\ncreated:   %s\n",
 	       cli_str(v, "name"), (long long)cli_i64(v, "id"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0), (long long)cli_i64(v, "size"),
 	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
+	       cli_size((uint64_t)cli_i64(v, "own_bytes"), 2),
 	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"), when);
 	printf("parent:    %s\nsnapshots: %lld\n", or_dash(cli_str(v, "parent")),
 	       (long long)cli_i64(v, "snapshots"));

@@ -96,6 +96,7 @@ static struct json_object *volume_info_json(const struct engine_volume_info *inf
 	ctl_add_int(o, "id", (int64_t)info->id);
 	ctl_add_int(o, "size", (int64_t)info->size);
 	ctl_add_int(o, "written_bytes", (int64_t)(info->mapped_blocks * ENGINE_BLOCK_SIZE));
+	ctl_add_int(o, "own_bytes", (int64_t)(info->own_blocks * ENGINE_BLOCK_SIZE));
 	ctl_add_int(o, "segments", (int64_t)info->segments);
 	ctl_add_int(o, "created_ns", (int64_t)info->created_ns);
 	json_object_object_add(o, "attached", json_object_new_boolean(info->open));

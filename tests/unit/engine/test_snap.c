@@ -72,6 +72,8 @@ Test(snap, snapshot_keeps_the_old_content_and_the_volume_moves_on)
 	cr_assert_eq(engine_snap_create(eng, "v", "bad@name"), -EINVAL);
 	cr_assert_eq(engine_volume_open(eng, "v@nope", &s), -ENOENT);
 	cr_assert_eq(info("v").snapshots, 1);
+	cr_assert_eq(info("v").mapped_blocks, 64, "it reads 64 blocks of data");
+	cr_assert_eq(info("v").own_blocks, 32, "of which 32 are its own");
 	cr_assert_str_eq(info("v").parent, "", "a volume's own snapshots are not its parent");
 }
 
