@@ -348,6 +348,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 		return r;
 	}
 	eng->ckpt_last_ms = eng_now_ms();
+	eng_flatten_resume(eng);
 	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu volumes, %u/%u segments free, replayed %llu "
 		"batches after checkpoint %llu, dropped %llu torn", opts->store_path, eng->nvols,
 		eng->nfree, eng->sb.segment_count, (unsigned long long)eng->stats.replayed_batches,
@@ -423,7 +424,7 @@ int eng_valid_name(const char *name)
 	return 0;
 }
 
-static int volume_record_save(struct engine *eng, const struct volume_record *rec)
+int eng_volume_record_save(struct engine *eng, const struct volume_record *rec)
 {
 	struct ondisk_volume_record d;
 	uint8_t key[ONDISK_VOLUME_KEY_LEN];
@@ -626,7 +627,7 @@ int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_byt
 			rec.overlap = new_blocks;
 	}
 	rec.size = size_bytes;
-	r = volume_record_save(eng, &rec);
+	r = eng_volume_record_save(eng, &rec);
 	if (r < 0)
 		return r;
 	r = map_resize(vol->map, new_blocks);

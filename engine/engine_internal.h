@@ -204,6 +204,7 @@ void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer,
 /* Hands out a layer id: the store record that spends it goes into mb. */
 uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb);
 void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec);
+int eng_volume_record_save(struct engine *eng, const struct volume_record *rec); /* synced */
 /* Puts into mb the deletion of a layer's record, map chunks and the aliases to it. */
 void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t id);
 /* Waits until none of vol's batches is unretired and the cleaner is not moving its
@@ -244,6 +245,8 @@ struct engine_volume *eng_layer_for_owner(struct engine *eng, uint64_t id);
 /* Blocks that read back data through vol's layers. */
 uint64_t eng_layer_data_blocks(struct engine *eng, struct engine_volume *vol);
 void eng_flatten_kick(struct engine *eng);
+/* Restarts the flattens a crash or a stop interrupted (engine_open). */
+void eng_flatten_resume(struct engine *eng);
 bool eng_flatten_active(const struct engine *eng);
 void eng_flatten_free(struct engine_volume *vol);
 

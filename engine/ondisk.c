@@ -244,6 +244,7 @@ void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_vo
 	out->parent_id = v->parent_id;
 	out->overlap = v->overlap;
 	out->uid = v->uid;
+	out->flags = v->flags;
 	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_volume_record, crc));
 }
 
@@ -259,12 +260,14 @@ int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_recor
 	if (d.version != QUILL_FORMAT_VERSION || d.size % QUILL_BLOCK_SIZE ||
 	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0' ||
 	    d.kind > ONDISK_LAYER_SNAPSHOT || d.parent_id == d.volume_id ||
+	    (d.flags & ~(uint32_t)ONDISK_LAYER_FLATTENING) ||
 	    (d.parent_id == 0 && d.overlap != 0) || d.overlap > d.size / QUILL_BLOCK_SIZE)
 		return -EPROTO;
 	v->kind = (enum ondisk_layer_kind)d.kind;
 	v->parent_id = d.parent_id;
 	v->overlap = d.overlap;
 	v->uid = d.uid ? d.uid : d.volume_id;
+	v->flags = d.flags;
 	v->volume_id = d.volume_id;
 	v->size = d.size;
 	v->created_ns = d.created_ns;

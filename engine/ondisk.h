@@ -181,6 +181,10 @@ enum ondisk_layer_kind {
 	ONDISK_LAYER_SNAPSHOT = 1, /* snapshot `name` of the volume whose uid is `uid` */
 };
 
+enum ondisk_layer_flags {
+	ONDISK_LAYER_FLATTENING = 1u << 0, /* a flatten is under way: resumed at start-up */
+};
+
 struct ondisk_volume_record {
 	uint32_t version;      /* QUILL_FORMAT_VERSION */
 	uint32_t kind;         /* enum ondisk_layer_kind */
@@ -191,7 +195,7 @@ struct ondisk_volume_record {
 	uint64_t parent_id;    /* layer this one reads through to where it has nothing; 0 */
 	uint64_t overlap;      /* blocks: LBAs at or past this never read through */
 	uint64_t uid;          /* the volume's identity, kept across its snapshots; 0 = id */
-	uint8_t reserved[4];
+	uint32_t flags;        /* enum ondisk_layer_flags */
 	uint32_t crc;
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_volume_record) == 128, "volume record size");
@@ -224,6 +228,7 @@ struct volume_record {
 	uint64_t parent_id;
 	uint64_t overlap;
 	uint64_t uid;
+	uint32_t flags;
 };
 
 void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_volume_record *out);

@@ -766,10 +766,13 @@ static int flatten_issue(struct flatten_job *job, uint64_t lba, uint32_t n)
 
 static void flatten_end(struct engine_volume *vol, int result)
 {
-	char spec[ENGINE_SNAP_SPEC_MAX + 1] = "";
+	if (result < 0) { /* not resumed at the next start: the user decides */
+		struct volume_record rec = vol->rec;
 
-	if (vol->parent)
-		eng_layer_spec(vol->eng, vol->parent, spec, sizeof(spec));
+		rec.flags &= ~(uint32_t)ONDISK_LAYER_FLATTENING;
+		if (eng_volume_record_save(vol->eng, &rec) == 0)
+			vol->rec = rec;
+	}
 	vol->flatten_result = result;
 	vol->flatten_finished = true;
 	free(vol->flatten);
@@ -784,16 +787,13 @@ static void flatten_flushed(void *arg, int res)
 {
 	struct flatten_job *job = arg;
 	struct engine_volume *vol = job->vol;
-	struct ondisk_volume_record d;
 	struct volume_record rec = vol->rec;
-	uint8_t key[ONDISK_VOLUME_KEY_LEN];
 
 	if (res == 0) {
 		rec.parent_id = 0;
 		rec.overlap = 0;
-		ondisk_volume_key(rec.volume_id, key);
-		ondisk_volume_record_encode(&rec, &d);
-		res = meta_put(vol->eng->meta, key, sizeof(key), &d, sizeof(d), META_SYNC);
+		rec.flags &= ~(uint32_t)ONDISK_LAYER_FLATTENING;
+		res = eng_volume_record_save(vol->eng, &rec);
 	}
 	if (res == 0) {
 		log_msg(LOG_INFO, ENG_LOG, "volume %s flattened: %llu blocks copied",
@@ -861,19 +861,10 @@ void eng_flatten_free(struct engine_volume *vol)
 	vol->flatten = NULL;
 }
 
-int engine_flatten_start(struct engine *eng, const char *volname)
+static int flatten_begin(struct engine_volume *vol)
 {
-	struct engine_volume *vol = eng_volume_by_name(eng, volname);
-	struct flatten_job *job;
+	struct flatten_job *job = calloc(1, sizeof(*job));
 
-	if (!vol)
-		return -ENOENT;
-	if (vol->flatten)
-		return -EALREADY;
-	/* a clone's own snapshots would lose their parent: not supported */
-	if (!vol->parent || vol->parent->rec.uid == vol->rec.uid)
-		return -EINVAL;
-	job = calloc(1, sizeof(*job));
 	if (!job)
 		return -ENOMEM;
 	job->vol = vol;
@@ -883,8 +874,43 @@ int engine_flatten_start(struct engine *eng, const char *volname)
 	vol->flatten_result = 0;
 	vol->flatten_copied = 0;
 	log_msg(LOG_INFO, ENG_LOG, "volume %s: flatten started (%llu blocks to look at)",
-		volname, (unsigned long long)job->end);
+		vol->rec.name, (unsigned long long)job->end);
 	return 0;
+}
+
+int engine_flatten_start(struct engine *eng, const char *volname)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, volname);
+	struct volume_record rec;
+	int r;
+
+	if (!vol)
+		return -ENOENT;
+	if (vol->flatten)
+		return -EALREADY;
+	/* a clone's own snapshots would lose their parent: not supported */
+	if (!vol->parent || vol->parent->rec.uid == vol->rec.uid)
+		return -EINVAL;
+	/* noted first, so that a crash or a stop does not leave it half done */
+	rec = vol->rec;
+	rec.flags |= ONDISK_LAYER_FLATTENING;
+	r = eng_volume_record_save(eng, &rec);
+	if (r < 0)
+		return r;
+	vol->rec = rec;
+	return flatten_begin(vol);
+}
+
+void eng_flatten_resume(struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *vol = eng->vols[i];
+
+		if ((vol->rec.flags & ONDISK_LAYER_FLATTENING) && vol->parent && !vol->flatten &&
+		    flatten_begin(vol) < 0)
+			log_msg(LOG_ERROR, ENG_LOG, "volume %s: flatten not resumed (no memory); "
+				"run it again", vol->rec.name);
+	}
 }
 
 int engine_flatten_status(struct engine *eng, const char *volname,

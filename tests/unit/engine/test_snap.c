@@ -462,3 +462,26 @@ Test(snap, diff_lists_what_changed_between_two_points)
 	expect_extent(&x, 0, 0, 100, true);
 	cr_assert_eq(engine_diff(eng, "v@zz", "v", collect_extent, &x), -ENOENT);
 }
+
+Test(snap, a_flatten_cut_short_by_a_stop_resumes_at_the_next_start)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *c;
+	struct engine_flatten_status st;
+
+	write_tagged(vol, 0, 150, 1);
+	snap("v", "s1");
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), 0);
+	cr_assert_eq(engine_flatten_start(eng, "c"), 0);
+	close_vol(vol);
+	reopen_engine(); /* before the flatten could run */
+	cr_assert_eq(engine_flatten_status(eng, "c", &st), 0);
+	cr_assert(st.running, "resumed");
+	cr_assert_eq(flatten_wait("c"), 0);
+	cr_assert_str_eq(info("c").parent, "");
+	reopen_engine();
+	cr_assert_eq(engine_flatten_status(eng, "c", &st), 0);
+	cr_assert_not(st.running, "done: not resumed again");
+	cr_assert_str_eq(info("c").parent, "");
+	c = open_vol("c");
+	expect_tagged(c, 0, 150, 1);
+}
