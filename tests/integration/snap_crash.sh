@@ -79,15 +79,12 @@ expect 0 --json snap ls p
 [ "$(json_field '["snapshots"][0]["name"]' <<<"$OUT")" = base ] || fail "snap ls p: $OUT"
 log "after restart: q reads right, parent '$parent'"
 
-# finish it: a flatten that resumed by itself, or a new one
+# the flatten was recorded before `flatten --no-wait` returned: it resumes by itself
 for _ in $(seq 1 300); do
 	[ "$(vol_field q flattening)" = False ] && break
 	sleep 0.1
 done
-if [ "$(vol_field q parent)" != "" ]; then
-	expect 0 flatten q
-fi
-[ "$(vol_field q parent)" = "" ] || fail "q still has a parent after flatten"
+[ "$(vol_field q parent)" = "" ] || fail "the flatten did not resume after the restart"
 expect 0 snap rm p@base
 expect 0 gc
 same_as "$WORK/q.raw" q
