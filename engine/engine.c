@@ -424,6 +424,11 @@ int eng_valid_name(const char *name)
 	return 0;
 }
 
+int eng_ops_settle(struct engine *eng)
+{
+	return eng->nops ? eng_ckpt_sync(eng) : 0;
+}
+
 int eng_volume_record_save(struct engine *eng, const struct volume_record *rec)
 {
 	struct ondisk_volume_record d;
@@ -561,7 +566,9 @@ int engine_volume_delete(struct engine *eng, const char *name)
 		return -EBUSY;
 	if (snapshot_count(eng, vol))
 		return -ENOTEMPTY;
-	r = eng_volume_quiesce(vol);
+	r = eng_ops_settle(eng);
+	if (r == 0)
+		r = eng_volume_quiesce(vol);
 	if (r < 0)
 		return r;
 	r = meta_batch_create(&mb);
@@ -597,6 +604,9 @@ int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_byt
 		return -ENOENT;
 	if (size_bytes == 0 || size_bytes % QUILL_BLOCK_SIZE || size_bytes > (1ull << 60))
 		return -EINVAL;
+	r = eng_ops_settle(eng);
+	if (r < 0)
+		return r;
 	old_blocks = vol->rec.size / QUILL_BLOCK_SIZE;
 	rec = vol->rec;
 	if (new_blocks < old_blocks) {

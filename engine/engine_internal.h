@@ -142,9 +142,9 @@ struct engine {
 	struct engine_volume **vols; /* every layer: volumes and snapshots */
 	size_t nvols;
 	struct eng_alias *aliases;
-	size_t naliases;
+	size_t naliases, aliases_cap;
 	struct eng_meta_op *ops;     /* for the next checkpoint */
-	size_t nops;
+	size_t nops, ops_cap;
 
 	struct ioreq *free_reqs;
 	struct batch *free_batches;
@@ -205,6 +205,12 @@ void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer,
 uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb);
 void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec);
 int eng_volume_record_save(struct engine *eng, const struct volume_record *rec); /* synced */
+/* Record changes still queued for a checkpoint (a merge whose checkpoint failed) land
+ * first: a record written directly must never be overwritten by an older queued one.
+ * Every call that writes records starts with it. */
+int eng_ops_settle(struct engine *eng);
+/* Ends vol's writes waiting for space with err (the layer they aimed at is gone). */
+void eng_fail_parked(struct engine *eng, struct engine_volume *vol, int err);
 /* Puts into mb the deletion of a layer's record, map chunks and the aliases to it. */
 void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t id);
 /* Waits until none of vol's batches is unretired and the cleaner is not moving its

@@ -483,6 +483,20 @@ void eng_run_parked(struct engine *eng, bool fail)
 	}
 }
 
+void eng_fail_parked(struct engine *eng, struct engine_volume *vol, int err)
+{
+	struct req_fifo keep = { 0 };
+	struct ioreq *req;
+
+	while ((req = fifo_pop(&eng->parked))) {
+		if (req->vol == vol)
+			eng_req_put(eng, req, err);
+		else
+			fifo_push(&keep, req);
+	}
+	eng->parked = keep;
+}
+
 static int check_range(const struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
 {
 	uint64_t size = vol->rec.size / QUILL_BLOCK_SIZE;

@@ -93,8 +93,10 @@ int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 			vol->eng->stats.gc_blocks_moved++;
 		return r < 0 ? r : 0;
 	case ONDISK_ENTRY_FILL:
-		if (map_get(vol->map, e->lba, NULL))
-			return 0; /* the clone's own write or trim came first */
+		/* the clone's own write or trim came first; or the LBA no longer reads
+		 * through (shrunk, or flattened: a trim there left no zero entry) */
+		if (e->lba >= vol->rec.overlap || map_get(vol->map, e->lba, NULL))
+			return 0;
 		return map_set(vol->map, e->lba, loc);
 	default:
 		return map_set(vol->map, e->lba, loc);
@@ -124,15 +126,36 @@ int eng_link_layers(struct engine *eng)
 	return 0;
 }
 
+/* Room for `more` aliases and ops, so that a merge, once started, cannot fail half
+ * way for want of memory. */
+static int reserve_records(struct engine *eng, size_t more)
+{
+	if (eng->naliases + more > eng->aliases_cap) {
+		struct eng_alias *v = realloc(eng->aliases, (eng->naliases + more) * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		eng->aliases = v;
+		eng->aliases_cap = eng->naliases + more;
+	}
+	if (eng->nops + more > eng->ops_cap) {
+		struct eng_meta_op *v = realloc(eng->ops, (eng->nops + more) * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		eng->ops = v;
+		eng->ops_cap = eng->nops + more;
+	}
+	return 0;
+}
+
 static int alias_add(struct engine *eng, uint64_t from, uint64_t to)
 {
-	struct eng_alias *v = realloc(eng->aliases, (eng->naliases + 1) * sizeof(*v));
+	int r = reserve_records(eng, 1);
 
-	if (!v)
-		return -ENOMEM;
-	eng->aliases = v;
-	eng->aliases[eng->naliases++] = (struct eng_alias){ from, to };
-	return 0;
+	if (r == 0)
+		eng->aliases[eng->naliases++] = (struct eng_alias){ from, to };
+	return r;
 }
 
 int eng_load_aliases(struct engine *eng)
@@ -316,6 +339,9 @@ int engine_snap_create(struct engine *eng, const char *volname, const char *snap
 		return -EEXIST;
 	if (vol->flatten)
 		return -EBUSY;
+	r = eng_ops_settle(eng);
+	if (r < 0)
+		return r;
 	frozen = calloc(1, sizeof(*frozen));
 	r = frozen ? reserve_layer(eng) : -ENOMEM;
 	if (r == 0)
@@ -330,8 +356,10 @@ int engine_snap_create(struct engine *eng, const char *volname, const char *snap
 	srec = vol->rec;
 	srec.kind = ONDISK_LAYER_SNAPSHOT;
 	srec.created_ns = eng_now_realtime_ns();
+	srec.flags = 0;
 	snprintf(srec.name, sizeof(srec.name), "%s", snap);
 	hrec = vol->rec;
+	hrec.flags = 0;
 	hrec.volume_id = eng_take_layer_id(eng, mb);
 	hrec.parent_id = srec.volume_id;
 	hrec.overlap = vol->rec.size / QUILL_BLOCK_SIZE;
@@ -424,13 +452,11 @@ static int take_if_hole(void *arg, uint64_t lba, const struct map_loc *loc)
 
 static int queue_op(struct engine *eng, const struct eng_meta_op *op)
 {
-	struct eng_meta_op *v = realloc(eng->ops, (eng->nops + 1) * sizeof(*v));
+	int r = reserve_records(eng, 1);
 
-	if (!v)
-		return -ENOMEM;
-	eng->ops = v;
-	eng->ops[eng->nops++] = *op;
-	return 0;
+	if (r == 0)
+		eng->ops[eng->nops++] = *op;
+	return r;
 }
 
 static int queue_alias(struct engine *eng, uint64_t from, uint64_t to)
@@ -473,10 +499,14 @@ static int queue_merge_ops(struct engine *eng, const struct engine_volume *s,
 static int merge_into_child(struct engine *eng, struct engine_volume *s,
 			    struct engine_volume *child)
 {
-	/* a merge stopped half way (no memory) is harmless: the child then holds a copy
-	 * of some entries it used to read through s, and reads the same */
-	int r = map_for_each(s->map, take_if_hole, child);
+	/* the child's record, s's record and chunks, the new alias and one per alias
+	 * that pointed to the child: nothing after the map copy may fail */
+	int r = reserve_records(eng, 4 + eng->naliases);
 
+	/* a copy stopped half way (no memory) reads the same: the child holds a copy of
+	 * some entries it used to read through s (their blocks stay live until s goes) */
+	if (r == 0)
+		r = map_for_each(s->map, take_if_hole, child);
 	if (r == 0)
 		r = alias_add(eng, s->rec.volume_id, child->rec.volume_id);
 	if (r < 0)
@@ -533,7 +563,9 @@ int engine_snap_delete(struct engine *eng, const char *volname, const char *snap
 		return -ENOTEMPTY;
 	if (child && child->flatten)
 		return -EBUSY;
-	r = eng_volume_quiesce(s); /* the cleaner may be moving its blocks */
+	r = eng_ops_settle(eng);
+	if (r == 0)
+		r = eng_volume_quiesce(s); /* the cleaner may be moving its blocks */
 	if (r < 0)
 		return r;
 	r = child ? merge_into_child(eng, s, child) : drop_leaf_snapshot(eng, s);
@@ -557,7 +589,9 @@ int engine_snap_rollback(struct engine *eng, const char *volname, const char *sn
 		return r;
 	if ((vol->open && !force) || vol->flatten)
 		return -EBUSY;
-	r = map_create(s->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
+	r = eng_ops_settle(eng);
+	if (r == 0)
+		r = map_create(s->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
 	if (r == 0)
 		r = meta_batch_create(&mb);
 	if (r == 0)
@@ -565,6 +599,7 @@ int engine_snap_rollback(struct engine *eng, const char *volname, const char *sn
 	if (r < 0)
 		goto out;
 	rec = vol->rec;
+	rec.flags = 0;
 	rec.volume_id = eng_take_layer_id(eng, mb);
 	rec.size = s->rec.size;
 	rec.parent_id = s->rec.volume_id;
@@ -574,7 +609,9 @@ int engine_snap_rollback(struct engine *eng, const char *volname, const char *sn
 	r = meta_batch_commit(eng->meta, mb, META_SYNC);
 	if (r < 0)
 		goto out;
-	/* from here replay ignores the old layer's log */
+	/* from here replay ignores the old layer's log; a write still waiting for space
+	 * would land half in the old layer, half in the new one */
+	eng_fail_parked(eng, vol, -EIO);
 	switch_layer(vol, &rec, fresh, NULL, s);
 	fresh = NULL;
 	log_msg(LOG_INFO, ENG_LOG, "volume %s rolled back to snapshot %s", volname, snap);
@@ -648,7 +685,9 @@ int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol)
 		return -ENOENT;
 	if (eng_volume_by_name(eng, newvol))
 		return -EEXIST;
-	r = meta_batch_create(&mb);
+	r = eng_ops_settle(eng);
+	if (r == 0)
+		r = meta_batch_create(&mb);
 	if (r < 0)
 		return r;
 	rec.volume_id = eng_take_layer_id(eng, mb);
@@ -686,7 +725,8 @@ struct flatten_job {
 	uint64_t next, end;
 	unsigned inflight;
 	int error;
-	bool flushing;
+	bool copied_all;   /* every FILL has retired: waiting for a checkpoint */
+	uint64_t last_seq; /* ...at or above this */
 };
 
 struct flatten_io {
@@ -782,19 +822,19 @@ static void flatten_end(struct engine_volume *vol, int result)
 			strerror(-result));
 }
 
-/* Every copied block is durable: the parent link can go. */
-static void flatten_flushed(void *arg, int res)
+/* Every FILL is in the stored map: the parent link can go. Not before: replay of a
+ * clone without a parent would let a FILL land where an earlier trim left no zero
+ * entry, and bring old data back. */
+static void flatten_finish(struct flatten_job *job)
 {
-	struct flatten_job *job = arg;
 	struct engine_volume *vol = job->vol;
 	struct volume_record rec = vol->rec;
+	int res;
 
-	if (res == 0) {
-		rec.parent_id = 0;
-		rec.overlap = 0;
-		rec.flags &= ~(uint32_t)ONDISK_LAYER_FLATTENING;
-		res = eng_volume_record_save(vol->eng, &rec);
-	}
+	rec.parent_id = 0;
+	rec.overlap = 0;
+	rec.flags &= ~(uint32_t)ONDISK_LAYER_FLATTENING;
+	res = eng_volume_record_save(vol->eng, &rec);
 	if (res == 0) {
 		log_msg(LOG_INFO, ENG_LOG, "volume %s flattened: %llu blocks copied",
 			vol->rec.name, (unsigned long long)vol->flatten_copied);
@@ -829,15 +869,20 @@ static void flatten_step(struct flatten_job *job)
 			scanned += n;
 		}
 	}
-	if (job->inflight || job->flushing || (job->next < job->end && !job->error))
+	if (job->inflight || (job->next < job->end && !job->error))
 		return;
 	if (job->error) {
 		flatten_end(vol, job->error);
 		return;
 	}
-	job->flushing = true;
-	if (engine_flush(vol->eng, flatten_flushed, job) < 0)
-		flatten_end(vol, -ENOMEM);
+	if (!job->copied_all) {
+		job->copied_all = true;
+		job->last_seq = vol->eng->next_seq - 1;
+	}
+	if (vol->eng->stats.last_checkpoint_seq >= job->last_seq)
+		flatten_finish(job);
+	else if (!vol->eng->ckpt_busy)
+		vol->eng->ckpt_wanted = true; /* a checkpoint also flushes the store */
 }
 
 void eng_flatten_kick(struct engine *eng)
@@ -891,6 +936,9 @@ int engine_flatten_start(struct engine *eng, const char *volname)
 	/* a clone's own snapshots would lose their parent: not supported */
 	if (!vol->parent || vol->parent->rec.uid == vol->rec.uid)
 		return -EINVAL;
+	r = eng_ops_settle(eng);
+	if (r < 0)
+		return r;
 	/* noted first, so that a crash or a stop does not leave it half done */
 	rec = vol->rec;
 	rec.flags |= ONDISK_LAYER_FLATTENING;
@@ -906,8 +954,11 @@ void eng_flatten_resume(struct engine *eng)
 	for (size_t i = 0; i < eng->nvols; i++) {
 		struct engine_volume *vol = eng->vols[i];
 
-		if ((vol->rec.flags & ONDISK_LAYER_FLATTENING) && vol->parent && !vol->flatten &&
-		    flatten_begin(vol) < 0)
+		if (!(vol->rec.flags & ONDISK_LAYER_FLATTENING) || vol->flatten ||
+		    vol->rec.kind != ONDISK_LAYER_VOLUME || !vol->parent ||
+		    vol->parent->rec.uid == vol->rec.uid)
+			continue;
+		if (flatten_begin(vol) < 0)
 			log_msg(LOG_ERROR, ENG_LOG, "volume %s: flatten not resumed (no memory); "
 				"run it again", vol->rec.name);
 	}
