@@ -676,7 +676,7 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 	out->size = vol->rec.size;
 	out->created_ns = vol->rec.created_ns;
 	out->own_blocks = map_mapped_blocks(vol->map);
-	out->mapped_blocks = eng_layer_data_blocks(eng, vol);
+	out->mapped_blocks = eng_layer_data_blocks(vol);
 	out->open = vol->open;
 	out->snapshots = snapshot_count(eng, vol);
 	out->flattening = vol->flatten != NULL;

@@ -90,6 +90,9 @@ struct engine_volume {
 	int flatten_result;           /* of the last one that ended */
 	bool flatten_finished;
 	uint64_t flatten_copied;
+	uint64_t data_cache;          /* snapshots: blocks read back below data_cache_limit */
+	uint64_t data_cache_limit;
+	bool data_cache_valid;
 	bool open;
 	int64_t open_slot;    /* -1: the next write allocates a slot */
 	struct batch *head;   /* unretired batches in log order; tail is the forming one */
@@ -249,7 +252,7 @@ int eng_load_aliases(struct engine *eng);
 /* The layer owning a slot whose header names layer id (following merges), or NULL. */
 struct engine_volume *eng_layer_for_owner(struct engine *eng, uint64_t id);
 /* Blocks that read back data through vol's layers. */
-uint64_t eng_layer_data_blocks(struct engine *eng, struct engine_volume *vol);
+uint64_t eng_layer_data_blocks(struct engine_volume *vol);
 void eng_flatten_kick(struct engine *eng);
 /* Restarts the flattens a crash or a stop interrupted (engine_open). */
 void eng_flatten_resume(struct engine *eng);

@@ -1114,23 +1114,59 @@ int engine_diff(struct engine *eng, const char *from, const char *to,
 	return diff_run(eng, a, b, fn, arg);
 }
 
-static int count_data(const struct engine_extent *ext, void *arg)
-{
-	uint64_t *blocks = arg;
+/* ---- how much a layer reads back ----
+ * data(L, limit) = L's data entries below limit
+ *                + data(parent, min(limit, overlap))
+ *                - the parent's data that L's own entries hide below that.
+ * Snapshot layers never change what they read (the cleaner and merges move entries,
+ * not content), so their figure is cached per limit; a live layer costs one pass
+ * over its own entries. */
 
-	if (ext->data)
-		*blocks += ext->length / QUILL_BLOCK_SIZE;
+struct entry_count {
+	const struct engine_volume *parent; /* count entries hiding its data; NULL: data */
+	uint64_t n;
+};
+
+static int count_entry(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct entry_count *c = arg;
+
+	if (c->parent ? eng_resolve(c->parent, lba, NULL) : loc->slot != MAP_SLOT_ZERO)
+		c->n++;
 	return 0;
 }
 
-uint64_t eng_layer_data_blocks(struct engine *eng, struct engine_volume *vol)
+static uint64_t count_entries(const struct engine_volume *l, uint64_t limit,
+			      const struct engine_volume *hiding)
 {
-	uint64_t blocks = 0;
+	struct entry_count c = { .parent = hiding };
 
-	if (!vol->parent)
-		return map_mapped_blocks(vol->map);
-	/* what differs from an empty volume: a walk over the chain's entries */
-	if (diff_run(eng, NULL, vol, count_data, &blocks) < 0)
-		return map_mapped_blocks(vol->map);
-	return blocks;
+	if (!hiding && limit >= map_nblocks(l->map))
+		return map_mapped_blocks(l->map);
+	map_for_each_range(l->map, 0, limit, count_entry, &c);
+	return c.n;
+}
+
+static uint64_t layer_data_below(struct engine_volume *l, uint64_t limit)
+{
+	uint64_t through, n;
+
+	if (l->rec.kind == ONDISK_LAYER_SNAPSHOT && l->data_cache_valid &&
+	    l->data_cache_limit == limit)
+		return l->data_cache;
+	n = count_entries(l, limit, NULL);
+	through = l->rec.overlap < limit ? l->rec.overlap : limit;
+	if (l->parent && through)
+		n += layer_data_below(l->parent, through) - count_entries(l, through, l->parent);
+	if (l->rec.kind == ONDISK_LAYER_SNAPSHOT) {
+		l->data_cache = n;
+		l->data_cache_limit = limit;
+		l->data_cache_valid = true;
+	}
+	return n;
+}
+
+uint64_t eng_layer_data_blocks(struct engine_volume *vol)
+{
+	return layer_data_below(vol, vol->rec.size / QUILL_BLOCK_SIZE);
 }

@@ -49,6 +49,25 @@ static int flatten_wait(const char *vol)
 	}
 }
 
+static int sum_data(const struct engine_extent *ext, void *arg)
+{
+	uint64_t *blocks = arg;
+
+	if (ext->data)
+		*blocks += ext->length / BLK;
+	return 0;
+}
+
+/* A volume's "written" figure equals what a diff from nothing finds. */
+static void expect_written_matches_diff(const char *name)
+{
+	uint64_t blocks = 0;
+
+	cr_assert_eq(engine_diff(eng, NULL, name, sum_data, &blocks), 0);
+	cr_assert_eq(info(name).mapped_blocks, blocks, "%s: info says %llu, diff %llu", name,
+		     (unsigned long long)info(name).mapped_blocks, (unsigned long long)blocks);
+}
+
 Test(snap, snapshot_keeps_the_old_content_and_the_volume_moves_on)
 {
 	struct engine_volume *vol = new_engine_and_volume(), *s;
@@ -127,6 +146,8 @@ Test(snap, trim_in_a_clone_hides_the_parent_and_survives_replay)
 	expect_tagged(c, 0, 16, 1);
 	expect_tagged(c, 16, 32, 0);
 	expect_tagged(c, 48, 80, 1);
+	expect_written_matches_diff("c");
+	cr_assert_eq(info("c").mapped_blocks, 128 - 32);
 	cr_assert_not(engine_block_mapped(c, 20));
 	cr_assert(engine_block_mapped(c, 50), "read through: mapped");
 	expect_tagged(vol, 100, 10, 0);
@@ -174,7 +195,9 @@ static void check_chain(void)
 			expect_tagged(c, j * 10, 10, j <= k ? j : 0);
 		expect_tagged(c, 0, 10, 100 + k);
 		close_vol(c);
+		expect_written_matches_diff(name);
 	}
+	expect_written_matches_diff("v");
 }
 
 Test(snap, a_chain_of_ten_snapshots_and_clones_reads_back)
@@ -284,6 +307,7 @@ Test(snap, snap_rm_merges_into_the_child_and_gives_space_back)
 	expect_tagged(s, 0, 32, 2);
 	expect_tagged(s, 32, 32, 1);
 	close_vol(s);
+	expect_written_matches_diff("v");
 	/* s2 (the last one) merges into the volume, which overrides all of it */
 	cr_assert_eq(engine_snap_delete(eng, "v", "s2"), 0);
 	cr_assert_eq(live(), one_copy);
@@ -389,6 +413,7 @@ Test(snap, rollback_brings_back_the_snapshot_and_drops_what_came_after)
 	cr_assert_eq(engine_snap_rollback(eng, "v", "s1", true), 0);
 	cr_assert_eq(engine_volume_size(vol), VOL_SIZE, "the snapshot's size comes back");
 	expect_tagged(vol, 0, 64, 1);
+	expect_written_matches_diff("v");
 	cr_assert_eq(live(), before, "what was written after is garbage");
 	write_tagged(vol, 0, 8, 3);
 	close_vol(vol);
