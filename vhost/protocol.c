@@ -31,9 +31,11 @@ static const uint64_t protocol_features =
 	(1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |
 	(1ull << VHOST_USER_PROTOCOL_F_CONFIG) | (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE);
 
-uint64_t vhost_blk_features(void)
+uint64_t vhost_blk_features(const struct vhost_export *exp)
 {
-	return (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
+	uint64_t ro = engine_volume_readonly(exp->vol) ? 1ull << VIRTIO_BLK_F_RO : 0;
+
+	return ro | (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
 	       (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
 	       (1ull << VIRTIO_BLK_F_TOPOLOGY) | (1ull << VIRTIO_BLK_F_FLUSH) |
 	       (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_DISCARD) |
@@ -158,7 +160,7 @@ static int take_fd(struct vhost_conn *c)
 
 static int get_features(struct vhost_conn *c)
 {
-	reply_u64(c, vhost_blk_features());
+	reply_u64(c, vhost_blk_features(c->exp));
 	return 0;
 }
 
@@ -166,7 +168,7 @@ static int set_features(struct vhost_conn *c)
 {
 	uint64_t f = payload_u64(c);
 
-	if (f & ~vhost_blk_features())
+	if (f & ~vhost_blk_features(c->exp))
 		return -EINVAL;
 	c->features = f;
 	log_msg(LOG_DEBUG, VHOST_LOG, "%s: features %#llx%s", c->exp->name,

@@ -338,7 +338,7 @@ int vhost_server_export(struct vhost_server *srv, const char *volume, const char
 		return -EINVAL;
 	if (export_find(srv, volume))
 		return -EEXIST;
-	if (strlen(volume) > ENGINE_VOLUME_NAME_MAX)
+	if (strlen(volume) > ENGINE_SNAP_SPEC_MAX)
 		return -ENOENT;
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)

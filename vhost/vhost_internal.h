@@ -143,7 +143,7 @@ struct vhost_queue {
 struct vhost_export {
 	struct vhost_export *next;
 	struct vhost_server *srv;
-	char name[ENGINE_VOLUME_NAME_MAX + 1];
+	char name[ENGINE_SNAP_SPEC_MAX + 1]; /* VOL, or VOL@SNAP (read-only) */
 	char path[108];
 	struct engine_volume *vol;
 	uint64_t size;               /* bytes, read when a front-end connects */
@@ -208,7 +208,7 @@ void vhost_proto_stop_queues(struct vhost_conn *c);
 /* The queue's last request was pushed: answers a GET_VRING_BASE waiting for it. */
 void vhost_proto_queue_drained(struct vhost_queue *q);
 /* The device's virtio feature bits and its config space. */
-uint64_t vhost_blk_features(void);
+uint64_t vhost_blk_features(const struct vhost_export *exp);
 void vhost_blk_config(const struct vhost_export *exp, unsigned nqueues,
 		      struct virtio_blk_config *cfg);
 

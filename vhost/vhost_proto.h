@@ -123,6 +123,7 @@ _Static_assert(offsetof(struct vhost_user_config, payload) == VHOST_USER_CONFIG_
 
 #define VIRTIO_BLK_F_SIZE_MAX     1
 #define VIRTIO_BLK_F_SEG_MAX      2
+#define VIRTIO_BLK_F_RO           5  /* a snapshot: the device is read-only */
 #define VIRTIO_BLK_F_BLK_SIZE     6
 #define VIRTIO_BLK_F_FLUSH        9
 #define VIRTIO_BLK_F_TOPOLOGY     10

@@ -277,3 +277,18 @@ Test(vhost_blk, orphaned_request_never_touches_guest_memory)
 		engine_poll(eng, 10);
 	cr_assert_eq(xp.nreqs, 0, "the orphan was freed when the engine completed it");
 }
+
+Test(vhost_blk, a_snapshot_is_a_read_only_device)
+{
+	memset(data(0), 0x5a, BLK);
+	cr_assert_eq(request(0, VIRTIO_BLK_T_OUT, 0, BLK, false), VIRTIO_BLK_S_OK);
+	cr_assert_not(vhost_blk_features(&xp) & (1ull << VIRTIO_BLK_F_RO));
+	engine_volume_close(xp.vol);
+	cr_assert_eq(engine_snap_create(eng, "disk0", "s"), 0);
+	cr_assert_eq(engine_volume_open(eng, "disk0@s", &xp.vol), 0);
+	cr_assert(vhost_blk_features(&xp) & (1ull << VIRTIO_BLK_F_RO));
+	memset(data(1), 0, BLK);
+	cr_assert_eq(request(1, VIRTIO_BLK_T_IN, 0, BLK, true), VIRTIO_BLK_S_OK);
+	cr_assert_eq(data(1)[BLK - 1], 0x5a);
+	cr_assert_eq(request(2, VIRTIO_BLK_T_OUT, 0, BLK, false), VIRTIO_BLK_S_IOERR);
+}
