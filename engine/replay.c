@@ -76,28 +76,29 @@ static int replay_add(struct replay *rp, const struct summary *s, uint32_t slot,
 	return 0;
 }
 
-/* Walks one used slot's batches. */
+/* Walks one used slot's batches. The slot is read whole, in one I/O: a store of
+ * thousands of used slots would otherwise cost a 4 KiB read per batch at start-up. */
 static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_header *h,
 		     struct engine_volume *vol, uint64_t ckpt_seq, struct replay *rp)
 {
 	struct slot *s = &eng->slots[slot];
 	struct summary *sum = malloc(sizeof(*sum));
-	uint8_t *buf = eng->gc_buf; /* a segment-sized scratch buffer, idle at start-up */
+	const uint8_t *buf = eng->gc_buf; /* a segment-sized scratch buffer, idle at start-up */
 	uint32_t pos = 1;
-	int r = 0;
+	int r;
 
 	if (!sum)
 		return -ENOMEM;
 	s->state = SLOT_SEALED;
 	s->volume_id = vol->rec.volume_id; /* a merged snapshot's slots are its child's */
 	s->generation = h->generation;
-	while (pos + 1 <= eng->blocks_per_seg) {
+	r = store_read_sync(eng->st, eng_slot_offset(eng, slot, 0), eng->gc_buf,
+			    eng->sb.segment_size);
+	while (r == 0 && pos + 1 <= eng->blocks_per_seg) {
+		const uint8_t *p = buf + (size_t)pos * QUILL_BLOCK_SIZE;
 		uint32_t end;
 
-		r = store_read_sync(eng->st, eng_slot_offset(eng, slot, pos), buf, QUILL_BLOCK_SIZE);
-		if (r < 0)
-			break;
-		if (ondisk_summary_decode(buf, QUILL_BLOCK_SIZE, sum) < 0 ||
+		if (ondisk_summary_decode(p, QUILL_BLOCK_SIZE, sum) < 0 ||
 		    sum->generation != h->generation || sum->volume_id != h->volume_id)
 			break; /* the end of this slot's log */
 		end = pos + 1 + sum->data_blocks;
@@ -109,12 +110,7 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 		if (sum->seq > ckpt_seq) {
 			uint32_t bad;
 
-			if (sum->data_blocks)
-				r = store_read_sync(eng->st, eng_slot_offset(eng, slot, pos + 1),
-						    buf, (size_t)sum->data_blocks * QUILL_BLOCK_SIZE);
-			if (r < 0)
-				break;
-			if (!eng_batch_data_ok(sum, buf, &bad)) {
+			if (!eng_batch_data_ok(sum, p + QUILL_BLOCK_SIZE, &bad)) {
 				log_msg(LOG_WARN, ENG_LOG, "slot %u: batch %llu at block %u is torn "
 					"(entry %u); dropped with everything after it", slot,
 					(unsigned long long)sum->seq, pos, bad);
@@ -184,6 +180,8 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 	/* live counts so far come from the checkpointed map */
 	int r = hdr_buf ? 0 : -ENOMEM;
 
+	log_msg(LOG_INFO, ENG_LOG, "scanning the log: %u segments, checkpoint %llu",
+		eng->sb.segment_count, (unsigned long long)ckpt_seq);
 	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++)
 		r = scan_slot(eng, i, hdr_buf, ckpt_seq, &rp);
 	store_buf_free(hdr_buf);
