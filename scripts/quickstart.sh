@@ -50,13 +50,15 @@ else
 		--nbd-addr 127.0.0.1 --nbd-port "$PORT" --nbd-unix "$NODE_DIR/nbd.sock" \
 		>>"$NODE_DIR/quilld.log" 2>&1 &
 	echo $! >"$pidfile"
-	for _ in $(seq 1 100); do
+	# start-up scans the log: seconds for a store that has seen a lot of writes
+	for i in $(seq 1 3000); do
 		"$QUILL" status >/dev/null 2>&1 && break
 		if ! alive; then
 			echo "quickstart: quilld exited; its log:" >&2
 			tail -n 20 "$NODE_DIR/quilld.log" >&2
 			exit 1
 		fi
+		[ $((i % 50)) -eq 0 ] && echo "quickstart: quilld is still starting (scanning its log)..."
 		sleep 0.1
 	done
 	"$QUILL" status >/dev/null
