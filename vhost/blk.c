@@ -93,6 +93,8 @@ static void req_free(struct vhost_req *r)
 		r->next->prev = r->prev;
 	exp->nreqs--;
 	vhost_mem_put(r->mem);
+	if (r->buf)
+		exp->bounce_bytes -= (uint64_t)r->nblk * BS;
 	free(r->buf);
 	free(r);
 }
@@ -123,7 +125,7 @@ void vhost_blk_call(struct vhost_queue *q)
 	if (!q->call_pending)
 		return;
 	q->call_pending = false;
-	if (q->call_fd >= 0 && vhost_vring_need_call(&q->vr))
+	if (q->call_fd >= 0 && q->mapped && vhost_vring_need_call(&q->vr))
 		eventfd_write(q->call_fd, 1);
 }
 
@@ -134,6 +136,15 @@ static void calls_due(void *arg)
 	c->call_timer = NULL; /* the loop frees a timer that fired */
 	for (unsigned i = 0; i < c->nqueues; i++)
 		vhost_blk_call(&c->queues[i]);
+	for (unsigned i = 0; i < c->nqueues; i++) {
+		struct vhost_queue *q = &c->queues[i];
+
+		if (q->throttled) { /* completions made room: take what waits (no kick
+				       comes for it) */
+			q->throttled = false;
+			vhost_blk_process(q);
+		}
+	}
 }
 
 /* Interrupts are batched: the completions the engine delivers in one loop iteration
@@ -169,8 +180,10 @@ static void req_finish(struct vhost_req *r)
 			*r->chain.status = status;
 			len = r->written + 1;
 		}
-		vhost_vring_push(&q->vr, r->chain.head, len);
-		schedule_call(q);
+		if (q->mapped) { /* a failed remap left the ring nowhere: the driver resets */
+			vhost_vring_push(&q->vr, r->chain.head, len);
+			schedule_call(q);
+		}
 		q->inflight--;
 	}
 	req_free(r);
@@ -245,6 +258,7 @@ static int alloc_bounce(struct vhost_req *r)
 		r->buf = NULL;
 		return -ENOMEM;
 	}
+	r->exp->bounce_bytes += (uint64_t)r->nblk * BS;
 	return 0;
 }
 
@@ -383,9 +397,16 @@ void vhost_blk_process(struct vhost_queue *q)
 	struct vhost_conn *c = q->conn;
 
 	while (q->started && q->enabled && !q->broken && q->mapped && c->state != VHOST_CS_DEAD) {
-		struct vhost_req *r = req_new(q);
+		struct vhost_req *r;
 		int res;
 
+		/* a driver never has more than num requests out; nor may it pin more
+		 * than VHOST_BOUNCE_MAX of our memory */
+		if (q->inflight >= q->vr.num || c->exp->bounce_bytes >= VHOST_BOUNCE_MAX) {
+			q->throttled = true;
+			return;
+		}
+		r = req_new(q);
 		if (!r) {
 			LOG_RATELIMITED(LOG_ERROR, VHOST_LOG, "%s: out of memory for requests",
 					c->exp->name);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "common/log.h"
 
@@ -19,7 +20,11 @@ static bool range_inside(uint64_t addr, uint64_t len, uint64_t start, uint64_t s
 static int map_region(struct vhost_mem_region *r, const struct vhost_user_mem_region *w, int fd)
 {
 	uint64_t len = w->mmap_offset + w->memory_size;
+	struct stat st;
 
+	/* a region past the end of its file would fault (SIGBUS) at the first touch */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < len)
+		return -EINVAL;
 	if (w->memory_size == 0 || len < w->memory_size || len > SIZE_MAX ||
 	    w->guest_phys_addr + w->memory_size < w->guest_phys_addr ||
 	    w->userspace_addr + w->memory_size < w->userspace_addr)

@@ -18,6 +18,7 @@
 #include "vhost/vhost_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ uint64_t vhost_blk_features(const struct vhost_export *exp)
 
 	return ro | (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
 	       (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+	       (1ull << VIRTIO_BLK_F_SIZE_MAX) |
 	       (1ull << VIRTIO_BLK_F_TOPOLOGY) | (1ull << VIRTIO_BLK_F_FLUSH) |
 	       (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_DISCARD) |
 	       (1ull << VIRTIO_BLK_F_WRITE_ZEROES) | (1ull << VIRTIO_RING_F_INDIRECT_DESC) |
@@ -49,6 +51,7 @@ void vhost_blk_config(const struct vhost_export *exp, unsigned nqueues,
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->capacity = htole64(exp->size / VIRTIO_BLK_SECTOR);
 	cfg->seg_max = htole32(VHOST_BLK_SEG_MAX);
+	cfg->size_max = htole32(VHOST_BLK_SEG_SIZE_MAX);
 	cfg->blk_size = htole32(BS);           /* Linux then sends 4 KiB-aligned I/O */
 	cfg->physical_block_exp = 0;
 	cfg->min_io_size = htole16(1);
@@ -64,16 +67,15 @@ void vhost_blk_config(const struct vhost_export *exp, unsigned nqueues,
 
 /* ---- queues ---- */
 
-static void kick_ready(void *arg, unsigned events)
+static void ring_unmap(struct vhost_queue *q)
 {
-	struct vhost_queue *q = arg;
-	uint64_t n;
+	uint16_t last_avail = q->vr.last_avail;
 
-	(void)events;
-	if (read(q->kick_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "queue %u: kick fd: %s", q->index,
-				strerror(errno));
-	vhost_blk_process(q);
+	memset(&q->vr, 0, sizeof(q->vr));
+	q->vr.last_avail = last_avail;
+	q->mapped = false;
+	vhost_mem_put(q->ring_mem);
+	q->ring_mem = NULL;
 }
 
 static void queue_stop(struct vhost_queue *q)
@@ -86,13 +88,33 @@ static void queue_stop(struct vhost_queue *q)
 	q->started = false;
 }
 
+static void kick_ready(void *arg, unsigned events)
+{
+	struct vhost_queue *q = arg;
+	uint64_t n;
+
+	ssize_t r;
+
+	(void)events;
+	r = read(q->kick_fd, &n, sizeof(n));
+	if (r == 0 || (r < 0 && errno != EAGAIN)) {
+		/* closed, or not an eventfd: a level-triggered loop would spin on it */
+		log_msg(LOG_WARN, VHOST_LOG, "queue %u: kick fd %s: queue stopped", q->index,
+			r == 0 ? "at end of file" : strerror(errno));
+		queue_stop(q);
+		return;
+	}
+	vhost_blk_process(q);
+}
+
 static void queue_reset(struct vhost_queue *q)
 {
 	queue_stop(q);
 	if (q->call_fd >= 0)
 		close(q->call_fd);
 	q->call_fd = -1;
-	q->mapped = q->broken = q->call_pending = false;
+	ring_unmap(q);
+	q->broken = q->call_pending = false;
 	q->enabled = true;
 	q->desc_uva = q->avail_uva = q->used_uva = 0;
 	q->num = 0;
@@ -106,14 +128,19 @@ static int queue_map(struct vhost_conn *c, struct vhost_queue *q)
 	uint16_t last_avail = q->vr.last_avail;
 	int r;
 
-	q->mapped = false;
+	ring_unmap(q);
 	if (!q->desc_uva || !c->mem)
 		return 0;
 	r = vhost_vring_map(&q->vr, c->mem, q->num, q->desc_uva, q->avail_uva, q->used_uva);
+	if (r < 0) {
+		ring_unmap(q); /* no pointer into memory it does not hold */
+		return r;
+	}
 	q->vr.last_avail = last_avail;
 	q->vr.event_idx = c->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
-	q->mapped = r == 0;
-	return r;
+	q->ring_mem = vhost_mem_get(c->mem);
+	q->mapped = true;
+	return 0;
 }
 
 void vhost_proto_stop_queues(struct vhost_conn *c)
@@ -155,6 +182,11 @@ static int take_fd(struct vhost_conn *c)
 		return -EINVAL;
 	fd = c->fds[0];
 	c->fds[0] = -1;
+	/* QEMU's eventfds are non-blocking; one that is not would hang the only thread */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		close(fd);
+		return -EINVAL;
+	}
 	return fd;
 }
 

@@ -27,7 +27,14 @@
 #define VHOST_QUEUES_DEFAULT    4u
 #define VHOST_IOV_MAX           256u          /* iovecs one request may use */
 #define VHOST_BLK_SEG_MAX       126u          /* advertised data segments per request */
+#define VHOST_BLK_SEG_SIZE_MAX  (256u << 10)  /* advertised bytes per segment: a request
+						 then stays under VHOST_BLK_IO_MAX */
+_Static_assert((uint64_t)VHOST_BLK_SEG_MAX * (256u << 10) <= (32u << 20),
+	       "the advertised limits fit VHOST_BLK_IO_MAX");
 #define VHOST_BLK_IO_MAX        (32u << 20)   /* bytes of one READ or WRITE */
+/* Bounce buffers an export may hold at once: past it, queues stop taking requests
+ * until some complete (a guest must not run quilld out of memory). */
+#define VHOST_BOUNCE_MAX        (256u << 20)
 #define VHOST_BLK_DISCARD_SEG_MAX 16u
 #define VHOST_BLK_DISCARD_SECTORS_MAX (1u << 22) /* 2 GiB per segment */
 #define VHOST_USER_PAYLOAD_MAX  4096u         /* larger messages close the connection */
@@ -133,10 +140,14 @@ struct vhost_queue {
 	int kick_fd, call_fd;
 	struct loop_watch *kick_watch;
 	bool mapped;                 /* vr points into the current memory */
+	struct vhost_mem *ring_mem;  /* the memory vr points into, held while it does: a
+					later SET_MEM_TABLE must not unmap the ring under
+					a request still in flight */
 	bool started;                /* has a kick fd; not stopped by GET_VRING_BASE */
 	bool enabled;                /* SET_VRING_ENABLE (see docs/vhost.md) */
 	bool broken;                 /* the driver corrupted the ring: ignored until reset */
 	bool call_pending;           /* used entries pushed since the last interrupt check */
+	bool throttled;              /* stopped taking requests (too many in flight) */
 	unsigned inflight;           /* requests taken, not yet pushed back */
 };
 
@@ -147,6 +158,7 @@ struct vhost_export {
 	char path[108];
 	struct engine_volume *vol;
 	uint64_t size;               /* bytes, read when a front-end connects */
+	uint64_t bounce_bytes;       /* held by its requests in flight */
 	int listen_fd;
 	struct loop_watch *listen_watch;
 	struct vhost_conn *conn;     /* the front-end, or NULL */

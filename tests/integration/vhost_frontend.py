@@ -295,8 +295,41 @@ def malformed_messages():
     print("vhost_frontend: malformed messages: connection closed or refused")
 
 
+def hostile_fds():
+    """File descriptors a front-end controls must not crash or hang quilld."""
+    f = Frontend()
+    f.setup()
+    small = os.memfd_create("short-ram")  # declared as RAM bytes, holds 4 KiB
+    os.ftruncate(small, 4096)
+    region = struct.pack("<QQQQ", GPA, RAM, UVA, 0)
+    f.send(SET_MEM_TABLE, struct.pack("<II", 1, 0) + region + bytes(32 * 7),
+           fds=[small], flags=9)
+    if struct.unpack("<Q", f.reply(SET_MEM_TABLE))[0] == 0:
+        fail("SET_MEM_TABLE of a region past the end of its file acked (SIGBUS ahead)")
+    os.close(small)
+    f.close()
+    f = Frontend()
+    f.setup()
+    # a blocking call eventfd one short of its limit: the next interrupt would block
+    # a blocking write() forever
+    stuck = os.eventfd(0)  # blocking
+    os.eventfd_write(stuck, 0xFFFFFFFFFFFFFFFE)
+    f.send(SET_VRING_CALL, struct.pack("<Q", 0), fds=[stuck])
+    expect("a request while the call fd is full", f.run(0, T_IN, 8, 4096, data_in=True), S_OK)
+    expect("a second one", f.run(1, T_IN, 8, 4096, data_in=True), S_OK)
+    # a kick fd at end of file: the queue stops instead of spinning
+    r, w = os.pipe()
+    os.close(w)
+    f.send(SET_VRING_KICK, struct.pack("<Q", 0), fds=[r])
+    f.close()
+    os.close(stuck)
+    os.close(r)
+    print("vhost_frontend: hostile fds refused or survived")
+
+
 def main():
     malformed_messages()
+    hostile_fds()
     disconnect_in_flight()
     f = Frontend()
     f.setup()
