@@ -40,11 +40,35 @@ def fail(msg):
     sys.exit(1)
 
 
+def connect():
+    """A connection the back-end serves: right after a front-end leaves, the back-end
+    may not have seen it go yet and refuses a second one (one at a time)."""
+    deadline = time.time() + 10
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(SOCK)
+        s.settimeout(10)
+        got = b""
+        try:  # GET_FEATURES as a probe: a served connection answers it
+            s.sendall(struct.pack("<III", GET_FEATURES, 1, 0))
+            while len(got) < 20:
+                chunk = s.recv(20 - len(got))
+                if not chunk:
+                    break
+                got += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        if len(got) == 20:
+            return s
+        s.close()
+        if time.time() > deadline:
+            fail("the back-end kept refusing a new front-end")
+        time.sleep(0.05)
+
+
 class Frontend:
     def __init__(self):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.connect(SOCK)
-        self.s.settimeout(10)
+        self.s = connect()
         self.fd = os.memfd_create("guest-ram")
         os.ftruncate(self.fd, RAM)
         self.ram = mmap.mmap(self.fd, RAM)
