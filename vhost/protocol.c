@@ -401,6 +401,10 @@ static int set_vring_call(struct vhost_conn *c)
 		close(q->call_fd);
 	q->call_fd = fd;
 	q->vr.signalled_valid = false;
+	/* completions pushed while there was no call fd were never signalled: one
+	 * interrupt now (a spurious one costs the guest nothing) */
+	q->call_pending = true;
+	vhost_blk_call(q);
 	return 0;
 }
 
