@@ -40,6 +40,15 @@ static int absolute_path(const char *path, char *out, size_t len)
 	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
 }
 
+static void show_started(struct json_object *ans)
+{
+	printf("volume %s exported over vhost-user on %s\n"
+	       "  qemu: -object memory-backend-memfd,id=mem,size=RAM,share=on -numa node,"
+	       "memdev=mem\n        -chardev socket,id=c0,path=%s "
+	       "-device vhost-user-blk-pci,chardev=c0\n",
+	       cli_str(ans, "volume"), cli_str(ans, "socket"), cli_str(ans, "socket"));
+}
+
 int cmd_vhost(const struct cli *c)
 {
 	const char *verb = c->argv[1];
@@ -56,7 +65,7 @@ int cmd_vhost(const struct cli *c)
 		req = cli_request(CONTROL_CMD_VHOST_START);
 		cli_add_str(req, "name", c->argv[2]);
 		cli_add_str(req, "socket", sock);
-		return cli_finish(c, cli_call(c, req), NULL);
+		return cli_finish(c, cli_call(c, req), show_started);
 	}
 	if (strcmp(verb, "stop") == 0 && c->argc == 3) {
 		req = cli_request(CONTROL_CMD_VHOST_STOP);

@@ -48,6 +48,7 @@ static struct json_object *vhost_error(int r, const char *name)
 static struct json_object *cmd_vhost_start(struct control *ctl, struct json_object *req)
 {
 	const char *name = ctl_get_string(req, "name"), *sock = ctl_get_string(req, "socket");
+	struct json_object *ans;
 	int r;
 
 	if (!name)
@@ -58,7 +59,12 @@ static struct json_object *cmd_vhost_start(struct control *ctl, struct json_obje
 		return ctl_error(EINVAL, "vhost start '%s': the socket must be an absolute path",
 				 name);
 	r = vhost_server_export(ctl->vhost, name, sock);
-	return r < 0 ? vhost_error(r, name) : ctl_ok();
+	if (r < 0)
+		return vhost_error(r, name);
+	ans = ctl_ok();
+	json_object_object_add(ans, "volume", json_object_new_string(name));
+	json_object_object_add(ans, "socket", json_object_new_string(sock));
+	return ans;
 }
 
 static struct json_object *cmd_vhost_stop(struct control *ctl, struct json_object *req)
