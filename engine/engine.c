@@ -429,16 +429,6 @@ int eng_ops_settle(struct engine *eng)
 	return eng->nops ? eng_ckpt_sync(eng) : 0;
 }
 
-int eng_volume_record_save(struct engine *eng, const struct volume_record *rec)
-{
-	struct ondisk_volume_record d;
-	uint8_t key[ONDISK_VOLUME_KEY_LEN];
-
-	ondisk_volume_key(rec->volume_id, key);
-	ondisk_volume_record_encode(rec, &d);
-	return meta_put(eng->meta, key, sizeof(key), &d, sizeof(d), META_SYNC);
-}
-
 void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec)
 {
 	struct ondisk_volume_record d;
@@ -447,6 +437,19 @@ void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec
 	ondisk_volume_key(rec->volume_id, key);
 	ondisk_volume_record_encode(rec, &d);
 	meta_batch_put(mb, key, sizeof(key), &d, sizeof(d));
+}
+
+int eng_volume_record_save(struct engine *eng, const struct volume_record *rec)
+{
+	struct meta_batch *mb;
+	int r = meta_batch_create(&mb);
+
+	if (r < 0)
+		return r;
+	eng_batch_put_record(mb, rec);
+	r = meta_batch_commit(eng->meta, mb, META_SYNC);
+	meta_batch_destroy(mb);
+	return r;
 }
 
 /* The id is spent (in the same batch) before it is used: never two layers with one id,
@@ -554,10 +557,27 @@ static unsigned snapshot_count(const struct engine *eng, const struct engine_vol
 	return n;
 }
 
+int eng_layer_drop(struct engine *eng, struct engine_volume *layer)
+{
+	struct meta_batch *mb;
+	int r = meta_batch_create(&mb);
+
+	if (r < 0)
+		return r;
+	eng_batch_delete_layer(eng, mb, layer->rec.volume_id);
+	r = meta_batch_commit(eng->meta, mb, META_SYNC);
+	meta_batch_destroy(mb);
+	if (r < 0)
+		return r;
+	/* From here the log of this id is ignored by replay: its slots are free now. */
+	eng_layer_discard(eng, layer);
+	eng_volume_remove(eng, layer);
+	return 0;
+}
+
 int engine_volume_delete(struct engine *eng, const char *name)
 {
 	struct engine_volume *vol = eng_volume_by_name(eng, name);
-	struct meta_batch *mb;
 	int r;
 
 	if (!vol)
@@ -571,18 +591,10 @@ int engine_volume_delete(struct engine *eng, const char *name)
 		r = eng_volume_quiesce(vol);
 	if (r < 0)
 		return r;
-	r = meta_batch_create(&mb);
+	r = eng_layer_drop(eng, vol);
 	if (r < 0)
 		return r;
-	eng_batch_delete_layer(eng, mb, vol->rec.volume_id);
-	r = meta_batch_commit(eng->meta, mb, META_SYNC);
-	meta_batch_destroy(mb);
-	if (r < 0)
-		return r;
-	/* From here the log of this id is ignored by replay: its slots are free now. */
-	eng_layer_discard(eng, vol);
 	log_msg(LOG_INFO, ENG_LOG, "volume %s deleted", name);
-	eng_volume_remove(eng, vol);
 	eng_run_parked(eng, false);
 	return 0;
 }

@@ -158,9 +158,11 @@ struct engine_flatten_status {
 int engine_flatten_status(struct engine *eng, const char *vol,
 			  struct engine_flatten_status *out);
 
-/* Diff: the extents whose content differs between `from` ("VOL@SNAP", or NULL for an
- * empty volume) and `to` ("VOL" live, or "VOL@SNAP"), in offset order and merged.
- * data: the extent holds data in `to`; otherwise it reads as zeros there. */
+/* Diff: the extents whose content may differ between `from` and `to` (each "VOL@SNAP"
+ * or a live "VOL"; from may be NULL for an empty volume), in offset order and merged.
+ * It compares where blocks live, not their bytes: layers that share no history (or a
+ * flattened clone) show all their data as changed. data: the extent holds data in
+ * `to`; otherwise it reads as zeros there. */
 struct engine_extent {
 	uint64_t offset; /* bytes */
 	uint64_t length;

@@ -221,6 +221,8 @@ void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t 
 int eng_volume_quiesce(struct engine_volume *vol);
 /* Drops a layer's map and frees its slots (after its record is gone). */
 void eng_layer_discard(struct engine *eng, struct engine_volume *vol);
+/* Deletes a layer nothing reads through: records (synced), then map, slots, struct. */
+int eng_layer_drop(struct engine *eng, struct engine_volume *layer);
 
 /* io.c */
 struct ioreq *eng_req_alloc(struct engine *eng, engine_cb cb, void *arg);

@@ -194,26 +194,6 @@ int map_move(struct map *m, uint64_t lba, uint32_t src_slot, uint32_t src_block,
 	return r < 0 ? r : 1;
 }
 
-void map_clear(struct map *m, uint64_t lba, uint64_t nblocks)
-{
-	uint64_t end = lba + nblocks;
-
-	if (end > m->nblocks || end < lba)
-		end = m->nblocks;
-	while (lba < end) {
-		uint64_t li = lba >> MAPX_LEAF_SHIFT;
-		uint64_t leaf_end = (li + 1) << MAPX_LEAF_SHIFT;
-
-		if (leaf_end > end)
-			leaf_end = end;
-		if (m->leaves[li] && m->leaves[li]->used) {
-			for (; lba < leaf_end; lba++)
-				cell_store(m, lba, NULL); /* clearing never allocates */
-		}
-		lba = leaf_end;
-	}
-}
-
 int map_for_each_range(const struct map *m, uint64_t lba, uint64_t nblocks,
 		       int (*fn)(void *arg, uint64_t lba, const struct map_loc *loc), void *arg)
 {
@@ -243,6 +223,20 @@ int map_for_each_range(const struct map *m, uint64_t lba, uint64_t nblocks,
 		lba = leaf_end;
 	}
 	return 0;
+}
+
+static int clear_cell(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	(void)loc;
+	cell_store(arg, lba, NULL); /* only the dirty list can fail to grow: go on */
+	return 0;
+}
+
+/* Walks only the entries: empty leaves are skipped, a leaf's walk stops once it has
+ * no entry left, and clearing frees no leaf under the walk. */
+void map_clear(struct map *m, uint64_t lba, uint64_t nblocks)
+{
+	map_for_each_range(m, lba, nblocks, clear_cell, m);
 }
 
 int map_for_each(const struct map *m,

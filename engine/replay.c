@@ -92,8 +92,9 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 	s->state = SLOT_SEALED;
 	s->volume_id = vol->rec.volume_id; /* a merged snapshot's slots are its child's */
 	s->generation = h->generation;
-	r = store_read_sync(eng->st, eng_slot_offset(eng, slot, 0), eng->gc_buf,
-			    eng->sb.segment_size);
+	/* block 0, the header, was read by scan_slot(): its place in buf stays unused */
+	r = store_read_sync(eng->st, eng_slot_offset(eng, slot, 1), eng->gc_buf + QUILL_BLOCK_SIZE,
+			    eng->sb.segment_size - QUILL_BLOCK_SIZE);
 	while (r == 0 && pos + 1 <= eng->blocks_per_seg) {
 		const uint8_t *p = buf + (size_t)pos * QUILL_BLOCK_SIZE;
 		uint32_t end;

@@ -251,22 +251,6 @@ static int lookup_snapshot(struct engine *eng, const char *volname, const char *
 
 /* ---- snapshot ---- */
 
-static void flag_done(void *arg, int res)
-{
-	int *out = arg;
-	*out = res;
-}
-
-static int flush_store(struct engine *eng)
-{
-	int res = 1;
-	int r = engine_flush(eng, flag_done, &res);
-
-	while (r == 0 && res == 1)
-		r = engine_poll(eng, 100) < 0 ? -EIO : 0;
-	return r < 0 ? r : res;
-}
-
 /* Grows eng->vols by one slot ahead, so that adding a layer after a commit cannot fail. */
 static int reserve_layer(struct engine *eng)
 {
@@ -308,17 +292,14 @@ static void switch_layer(struct engine_volume *vol, const struct volume_record *
 	eng->next_volume_id++;
 }
 
-/* Waits until vol has nothing unretired and every completed write is durable. */
+/* Waits until vol has nothing unretired and every completed write is durable. The
+ * flush blocks without polling, so no write can join vol's log before the caller
+ * switches layers. */
 static int settle(struct engine_volume *vol)
 {
-	int r;
+	int r = eng_volume_quiesce(vol);
 
-	do {
-		r = eng_volume_quiesce(vol);
-		if (r == 0)
-			r = flush_store(vol->eng);
-	} while (r == 0 && vol->head); /* writes that came in while we polled */
-	return r;
+	return r < 0 ? r : store_flush_sync(vol->eng->st);
 }
 
 int engine_snap_create(struct engine *eng, const char *volname, const char *snap)
@@ -533,23 +514,6 @@ static int merge_into_child(struct engine *eng, struct engine_volume *s,
 	return eng_ckpt_sync(eng);
 }
 
-static int drop_leaf_snapshot(struct engine *eng, struct engine_volume *s)
-{
-	struct meta_batch *mb;
-	int r = meta_batch_create(&mb);
-
-	if (r < 0)
-		return r;
-	eng_batch_delete_layer(eng, mb, s->rec.volume_id);
-	r = meta_batch_commit(eng->meta, mb, META_SYNC);
-	meta_batch_destroy(mb);
-	if (r < 0)
-		return r;
-	eng_layer_discard(eng, s);
-	eng_volume_remove(eng, s);
-	return 0;
-}
-
 int engine_snap_delete(struct engine *eng, const char *volname, const char *snap)
 {
 	struct engine_volume *vol, *s, *child = NULL;
@@ -568,7 +532,7 @@ int engine_snap_delete(struct engine *eng, const char *volname, const char *snap
 		r = eng_volume_quiesce(s); /* the cleaner may be moving its blocks */
 	if (r < 0)
 		return r;
-	r = child ? merge_into_child(eng, s, child) : drop_leaf_snapshot(eng, s);
+	r = child ? merge_into_child(eng, s, child) : eng_layer_drop(eng, s);
 	if (r == 0)
 		log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s removed", volname, snap);
 	eng_run_parked(eng, false);

@@ -319,6 +319,21 @@ def malformed_messages():
     print("vhost_frontend: malformed messages: connection closed or refused")
 
 
+def server_cpu_seconds(sock, seconds):
+    """CPU time the back-end (the peer of sock) uses while we sleep."""
+    pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                              struct.calcsize("3i")))[0]
+
+    def ticks():
+        with open(f"/proc/{pid}/stat") as st:
+            fields = st.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    before = ticks()
+    time.sleep(seconds)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK")
+
+
 def hostile_fds():
     """File descriptors a front-end controls must not crash or hang quilld."""
     f = Frontend()
@@ -341,10 +356,13 @@ def hostile_fds():
     f.send(SET_VRING_CALL, struct.pack("<Q", 0), fds=[stuck])
     expect("a request while the call fd is full", f.run(0, T_IN, 8, 4096, data_in=True), S_OK)
     expect("a second one", f.run(1, T_IN, 8, 4096, data_in=True), S_OK)
-    # a kick fd at end of file: the queue stops instead of spinning
+    # a kick fd at end of file: the queue stops instead of spinning on it
     r, w = os.pipe()
     os.close(w)
     f.send(SET_VRING_KICK, struct.pack("<Q", 0), fds=[r])
+    cpu = server_cpu_seconds(f.s, 1.0)
+    if cpu > 0.5:
+        fail(f"the back-end spent {cpu:.2f} s of CPU in 1 s with a kick fd at end of file")
     f.close()
     os.close(stuck)
     os.close(r)
