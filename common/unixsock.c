@@ -30,6 +30,23 @@ static int claim_path(const struct sockaddr_un *sun)
 
 int unixsock_listen(const char *path, mode_t mode, int backlog)
 {
+	struct unixsock_access acc = { .mode = mode, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+
+	return unixsock_listen_access(path, &acc, backlog);
+}
+
+/* Owner and group, then mode (chown may clear mode bits): all before listen(). */
+static int set_access(const char *path, const struct unixsock_access *acc)
+{
+	if ((acc->uid != (uid_t)-1 || acc->gid != (gid_t)-1) && chown(path, acc->uid, acc->gid) < 0)
+		return -errno;
+	if (acc->mode && chmod(path, acc->mode) < 0)
+		return -errno;
+	return 0;
+}
+
+int unixsock_listen_access(const char *path, const struct unixsock_access *acc, int backlog)
+{
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd, r;
 
@@ -47,8 +64,9 @@ int unixsock_listen(const char *path, mode_t mode, int backlog)
 		close(fd);
 		return r;
 	}
-	if ((mode && chmod(path, mode) < 0) || listen(fd, backlog) < 0) {
-		r = -errno;
+	r = set_access(path, acc);
+	if (r < 0 || listen(fd, backlog) < 0) {
+		r = r < 0 ? r : -errno;
 		unlink(path);
 		close(fd);
 		return r;

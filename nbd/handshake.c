@@ -5,7 +5,13 @@
  *                                +-----------------------------------------------------+
  *   (option) = GO or EXPORT_NAME: REQ_HDR (transmission, requests.c)
  *              ABORT: ACK, DRAIN (close once sent)
+ *              STARTTLS: ACK, TLS_ACK --ACK sent--> TLS_HANDSHAKE --done--> OPT_HDR
+ *                        (server.c, tls.c; what was negotiated before is forgotten)
  *              anything else: replies, back to OPT_HDR
+ *
+ * With TLS required (nbd_tls.h), a TCP client that has not upgraded gets
+ * NBD_REP_ERR_TLS_REQD for every option but STARTTLS and ABORT (EXPORT_NAME, which
+ * cannot be refused, closes the connection). A unix socket is never upgraded.
  *
  * Protocol violations that leave no way to answer (unknown client flags, a wrong
  * option magic, EXPORT_NAME of an unknown export) close the connection; everything
@@ -21,6 +27,7 @@
 
 #include "common/log.h"
 #include "common/loop.h"
+#include "nbd/nbd_tls.h"
 
 #define META_CONTEXT_ID 1u /* our id for base:allocation */
 
@@ -366,9 +373,62 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *data, size_t len, bool s
 	opt_ack(c);
 }
 
+/* TLS on a TCP connection that has not upgraded yet, when the server requires it. */
+static bool tls_missing(const struct nbd_conn *c)
+{
+	return c->tcp && !c->tls && nbd_tls_mode(c->srv->tls) == NBD_TLS_REQUIRE;
+}
+
+static void opt_starttls(struct nbd_conn *c, size_t len)
+{
+	if (len) {
+		opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+		return;
+	}
+	if (!c->srv->tls) {
+		opt_error(c, NBD_REP_ERR_UNSUP, "TLS is not enabled on this server");
+		return;
+	}
+	if (c->tls) {
+		opt_error(c, NBD_REP_ERR_INVALID, "TLS is already in use");
+		return;
+	}
+	if (!c->tcp) {
+		opt_error(c, NBD_REP_ERR_POLICY, "TLS is offered on TCP only: this unix socket "
+			  "is protected by its file permissions");
+		return;
+	}
+	if (c->in_end != c->in_start) {
+		/* the client must wait for our ACK: bytes before it are not TLS */
+		nbd_conn_close(c, "data after NBD_OPT_STARTTLS before its reply");
+		return;
+	}
+	opt_ack(c);
+	if (c->state == NBD_CS_DEAD)
+		return;
+	/* nothing negotiated in plain text survives the upgrade (the spec's MUST) */
+	c->structured = false;
+	c->meta_alloc = false;
+	c->meta_export[0] = '\0';
+	c->state = NBD_CS_TLS_ACK;
+}
+
 static void handle_option(struct nbd_conn *c, const uint8_t *data, size_t len)
 {
-	switch (c->opt.option) {
+	uint32_t opt = c->opt.option;
+
+	if (tls_missing(c) && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+		if (opt == NBD_OPT_EXPORT_NAME) {
+			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: NBD_OPT_EXPORT_NAME without TLS, "
+					"which this server requires: closed", c->peer);
+			nbd_conn_close(c, NULL);
+			return;
+		}
+		opt_error(c, NBD_REP_ERR_TLS_REQD, "this server requires TLS (NBD_OPT_STARTTLS; "
+			  "nbds:// URIs, QEMU's tls-creds)");
+		return;
+	}
+	switch (opt) {
 	case NBD_OPT_EXPORT_NAME:
 		opt_export_name(c, data, len);
 		break;
@@ -395,6 +455,9 @@ static void handle_option(struct nbd_conn *c, const uint8_t *data, size_t len)
 	case NBD_OPT_LIST_META_CONTEXT:
 	case NBD_OPT_SET_META_CONTEXT:
 		opt_meta(c, data, len, c->opt.option == NBD_OPT_SET_META_CONTEXT);
+		break;
+	case NBD_OPT_STARTTLS:
+		opt_starttls(c, len);
 		break;
 	default:
 		opt_error(c, NBD_REP_ERR_UNSUP, "option %u (%s) is not supported", c->opt.option,

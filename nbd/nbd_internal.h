@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
 #include "engine/engine.h"
 #include "nbd/nbd_proto.h"
 #include "nbd/nbd_server.h"
@@ -31,6 +35,7 @@ struct loop_watch;
 struct loop_timer;
 struct nbd_conn;
 struct nbd_req;
+struct nbd_tls_session;
 
 /* One export = one open engine volume (or snapshot, "VOL@SNAP", read-only), shared
  * by the connections attached to it. */
@@ -68,6 +73,8 @@ enum nbd_conn_state {
 	NBD_CS_OPT_HDR,       /* waiting for an option header */
 	NBD_CS_OPT_DATA,      /* waiting for opt_len bytes of option data */
 	NBD_CS_OPT_SKIP,      /* discarding too-long option data, then ERR_TOO_BIG */
+	NBD_CS_TLS_ACK,       /* STARTTLS accepted: its ACK goes out in plain, no input */
+	NBD_CS_TLS_HANDSHAKE, /* the TLS handshake runs, then OPT_HDR again (tls.c) */
 	NBD_CS_REQ_HDR,       /* transmission: waiting for a request header */
 	NBD_CS_REQ_PAYLOAD,   /* receiving a WRITE payload into cur */
 	NBD_CS_DRAIN,         /* no more input: close once requests and output are done */
@@ -84,6 +91,9 @@ struct nbd_conn {
 	char peer[64];                   /* for logs */
 	unsigned busy;                   /* inside a callback: do not free */
 	struct loop_timer *hs_timer;     /* closes a client stuck in the handshake */
+	bool tcp;                        /* TLS is offered on TCP connections only */
+	struct nbd_tls_session *tls;     /* after STARTTLS: every byte goes through it */
+	struct loop_timer *kick;         /* input waits in the TLS session, not the socket */
 
 	/* negotiated */
 	bool no_zeroes;
@@ -115,6 +125,7 @@ struct nbd_conn {
 struct nbd_server {
 	struct engine *eng;
 	struct loop *lp;
+	const struct nbd_tls *tls;       /* NULL: no TLS */
 	int tcp_fd, unix_fd;
 	struct loop_watch *tcp_watch, *unix_watch;
 	uint16_t tcp_port;
@@ -145,6 +156,10 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly);
 void nbd_export_put(struct nbd_export *exp);
 
+/* Is the address a loopback one (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104)? Listening
+ * anywhere else without TLS gets a warning. */
+bool nbd_addr_is_loopback(const struct sockaddr *sa);
+
 /* ---- handshake.c ---- */
 /* Queues the greeting, enters NBD_CS_CLIENT_FLAGS. */
 void nbd_hs_start(struct nbd_conn *c);
@@ -164,5 +179,27 @@ size_t nbd_tx_payload_window(struct nbd_conn *c, uint8_t **dst);
 void nbd_tx_payload_got(struct nbd_conn *c, size_t n);
 /* Frees a request (after its reply was sent or dropped). */
 void nbd_req_free(struct nbd_req *r);
+
+/* ---- tls.c: the connection's transport ---- */
+/* recv()/sendmsg() on c->fd, or through its TLS session: same contract (bytes, 0 at
+ * the end of the stream, -1 and errno; EAGAIN; a short count means the socket has no
+ * more / is full for now). A sent byte is the transport's: it goes out, or the
+ * connection fails. */
+ssize_t nbd_conn_recv(struct nbd_conn *c, void *buf, size_t len);
+ssize_t nbd_conn_send(struct nbd_conn *c, const struct iovec *iov, int iovcnt);
+/* Decrypted input waits in the session (the socket will not wake us for it). */
+bool nbd_conn_recv_pending(const struct nbd_conn *c);
+/* Output taken by nbd_conn_send() still waits for the socket. */
+bool nbd_conn_send_pending(const struct nbd_conn *c);
+
+/* Sets up c->tls for c->fd with the server's credentials, once the ACK to
+ * NBD_OPT_STARTTLS has gone out. -ENOMEM. */
+int nbd_tls_session_start(struct nbd_conn *c);
+/* Goes on with the handshake: 0 when done (and the client verified, if asked),
+ * -EAGAIN to wait for nbd_tls_session_events(), else failed (*why says why). */
+int nbd_tls_session_handshake(struct nbd_conn *c, const char **why);
+unsigned nbd_tls_session_events(const struct nbd_conn *c);
+/* Sends close_notify if it can (never waits), frees c->tls. NULL c->tls ok. */
+void nbd_tls_session_free(struct nbd_conn *c);
 
 #endif

@@ -12,10 +12,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct engine;
 struct loop;
 struct nbd_server;
+struct nbd_tls;
 
 struct nbd_server_opts {
 	struct engine *eng;
@@ -23,12 +25,21 @@ struct nbd_server_opts {
 	const char *tcp_addr;   /* e.g. "127.0.0.1"; NULL = no TCP listener */
 	uint16_t tcp_port;      /* 0 = 10809 */
 	const char *unix_path;  /* NULL = no unix socket */
+	/* Who may connect to the unix socket (connect needs write permission). */
+	mode_t unix_mode;       /* 0 = 0600: only its owner */
+	bool unix_set_owner;    /* else it is ours */
+	uid_t unix_uid;
+	bool unix_set_group;    /* else ours; with mode 0660 its members may attach */
+	gid_t unix_gid;
+	const struct nbd_tls *tls; /* TLS on TCP (nbd_tls.h), borrowed; NULL = none */
 	unsigned max_connections; /* 0 = 256 */
 	unsigned handshake_timeout_ms; /* a client not in transmission by then is
 					  disconnected; 0 = 30000 */
 };
 
-/* Binds and listens. -EADDRINUSE etc. (logged with the address). */
+/* Binds and listens. -EADDRINUSE etc. (logged with the address). A TCP address
+ * that is not loopback without TLS required is served, with a warning: anyone
+ * who reaches it can read and write every volume. */
 int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **out);
 /* Closes every connection (their in-flight requests finish first) and the
  * listeners, and closes the volumes it opened. NULL ok. */

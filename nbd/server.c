@@ -7,6 +7,12 @@
  * (gathered, MSG_NOSIGNAL) when the socket is writable; engine completions only queue
  * replies and ask for LOOP_WRITE. A connection that holds more than NBD_CONN_MEM_MAX
  * bytes of request buffers stops reading until replies have gone out.
+ *
+ * The socket is read and written through nbd_conn_recv/nbd_conn_send (tls.c): plain,
+ * or a TLS session after NBD_OPT_STARTTLS. During the TLS handshake the connection
+ * waits for whatever direction gnutls asks for; afterwards, input that waits
+ * decrypted inside the session (the socket will not signal it) is read from a
+ * zero-delay timer, the "kick".
  */
 #include "nbd/nbd_internal.h"
 
@@ -26,6 +32,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/unixsock.h"
+#include "nbd/nbd_tls.h"
 
 #define NBD_DEFAULT_PORT      10809
 #define NBD_DEFAULT_MAX_CONNS 256u
@@ -33,6 +40,7 @@
 #define NBD_ACCEPT_BATCH      32
 #define NBD_READ_ROUNDS       16
 #define NBD_SHUTDOWN_GRACE_MS 3000
+#define NBD_UNIX_DEFAULT_MODE 0600
 
 /* ---- exports ---- */
 
@@ -215,12 +223,16 @@ static bool sock_retry(struct nbd_conn *c)
 	return false;
 }
 
+static bool conn_output_pending(const struct nbd_conn *c)
+{
+	return c->out_head || nbd_conn_send_pending(c);
+}
+
 /* Writes queued output until the socket is full. */
 static void conn_flush(struct nbd_conn *c)
 {
-	while (c->out_head && c->state != NBD_CS_DEAD) {
+	while (conn_output_pending(c) && c->state != NBD_CS_DEAD) {
 		struct iovec iov[NBD_IOV_MAX];
-		struct msghdr mh = { .msg_iov = iov };
 		size_t want = 0, left;
 		ssize_t n;
 		int k = 0;
@@ -238,8 +250,7 @@ static void conn_flush(struct nbd_conn *c)
 		}
 		for (int i = 0; i < k; i++)
 			want += iov[i].iov_len;
-		mh.msg_iovlen = (size_t)k;
-		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = nbd_conn_send(c, iov, k);
 		if (n < 0) {
 			if (sock_retry(c))
 				continue;
@@ -292,8 +303,11 @@ void nbd_conn_close(struct nbd_conn *c, const char *reason)
 	c->busy++;
 	loop_timer_cancel(c->hs_timer);
 	c->hs_timer = NULL;
+	loop_timer_cancel(c->kick);
+	c->kick = NULL;
 	loop_watch_remove(c->watch);
 	c->watch = NULL;
+	nbd_tls_session_free(c);
 	close(c->fd);
 	c->fd = -1;
 	c->state = NBD_CS_DEAD;
@@ -323,9 +337,11 @@ void nbd_conn_req_gone(struct nbd_conn *c, size_t mem)
 	conn_maybe_free(c);
 }
 
+/* Reading NBD messages (not while TLS is being set up on the socket). */
 static bool conn_reading(const struct nbd_conn *c)
 {
-	return c->state < NBD_CS_DRAIN;
+	return c->state < NBD_CS_DRAIN && c->state != NBD_CS_TLS_ACK &&
+	       c->state != NBD_CS_TLS_HANDSHAKE;
 }
 
 void nbd_conn_update_watch(struct nbd_conn *c)
@@ -334,9 +350,11 @@ void nbd_conn_update_watch(struct nbd_conn *c)
 
 	if (c->state == NBD_CS_DEAD)
 		return;
+	if (c->state == NBD_CS_TLS_HANDSHAKE)
+		want = nbd_tls_session_events(c);
 	if (conn_reading(c) && !c->paused)
 		want |= LOOP_READ;
-	if (c->out_head)
+	if (conn_output_pending(c))
 		want |= LOOP_WRITE;
 	if (want != c->watch_events && loop_watch_modify(c->watch, want) == 0)
 		c->watch_events = want;
@@ -391,7 +409,7 @@ static void conn_read(struct nbd_conn *c)
 			dst = c->in + c->in_end;
 			want = NBD_INBUF_SIZE - c->in_end;
 		}
-		n = recv(c->fd, dst, want, MSG_DONTWAIT);
+		n = nbd_conn_recv(c, dst, want);
 		if (n == 0) {
 			bool mid = c->in_end > c->in_start || c->state == NBD_CS_REQ_PAYLOAD;
 
@@ -420,14 +438,62 @@ static void conn_check_hangup(struct nbd_conn *c)
 		nbd_conn_close(c, "client hung up with requests in flight");
 }
 
+static void conn_event(void *arg, unsigned events);
+
+static void conn_kicked(void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	c->kick = NULL; /* the loop frees a timer that fired */
+	conn_event(c, LOOP_READ);
+}
+
+/* Input decrypted and waiting in the TLS session wakes no one: read it from a timer. */
+static void conn_kick_pending(struct nbd_conn *c)
+{
+	if (c->kick || !conn_reading(c) || c->paused || !nbd_conn_recv_pending(c))
+		return;
+	if (loop_timer_add(c->srv->lp, 0, conn_kicked, c, &c->kick) < 0)
+		c->kick = NULL; /* read when more comes in */
+}
+
+/* The ACK to STARTTLS went out: from here on the socket speaks TLS. */
+static void conn_tls_handshake(struct nbd_conn *c)
+{
+	const char *why = NULL;
+	int r;
+
+	if (!c->tls) {
+		r = nbd_tls_session_start(c);
+		if (r < 0) {
+			nbd_conn_close(c, "cannot start a TLS session: out of memory");
+			return;
+		}
+		c->state = NBD_CS_TLS_HANDSHAKE;
+	}
+	r = nbd_tls_session_handshake(c, &why);
+	if (r == -EAGAIN)
+		return;
+	if (r < 0) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "TLS handshake failed: %s", why ? why : strerror(-r));
+		nbd_conn_close(c, msg);
+		return;
+	}
+	c->state = NBD_CS_OPT_HDR;
+}
+
 static void conn_event(void *arg, unsigned events)
 {
 	struct nbd_conn *c = arg;
 
 	c->busy++;
-	if (events & LOOP_WRITE)
+	if (c->state == NBD_CS_TLS_HANDSHAKE)
+		conn_tls_handshake(c); /* whichever way gnutls waited */
+	else if (events & LOOP_WRITE)
 		conn_flush(c);
-	if ((events & LOOP_READ) && c->state != NBD_CS_DEAD) {
+	if ((events & LOOP_READ) && c->state != NBD_CS_DEAD && c->state != NBD_CS_TLS_HANDSHAKE) {
 		if (conn_reading(c) && !c->paused)
 			conn_read(c);
 		else
@@ -440,9 +506,12 @@ static void conn_event(void *arg, unsigned events)
 		c->paused = false;
 		conn_parse(c);
 	}
-	if (c->state == NBD_CS_DRAIN && !c->nreqs && !c->out_head)
+	if (c->state == NBD_CS_TLS_ACK && !conn_output_pending(c))
+		conn_tls_handshake(c);
+	if (c->state == NBD_CS_DRAIN && !c->nreqs && !conn_output_pending(c))
 		nbd_conn_close(c, NULL);
 	nbd_conn_update_watch(c);
+	conn_kick_pending(c);
 	c->busy--;
 	conn_maybe_free(c);
 }
@@ -458,7 +527,7 @@ static void handshake_timeout(void *arg)
 		nbd_conn_close(c, "handshake not finished in time");
 }
 
-static void conn_create(struct nbd_server *srv, int fd, const char *peer)
+static void conn_create(struct nbd_server *srv, int fd, const char *peer, bool tcp)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
 
@@ -470,6 +539,7 @@ static void conn_create(struct nbd_server *srv, int fd, const char *peer)
 	}
 	c->srv = srv;
 	c->fd = fd;
+	c->tcp = tcp;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (loop_watch_add(srv->lp, fd, LOOP_READ, conn_event, c, &c->watch) < 0) {
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: cannot watch socket, refused", peer);
@@ -550,7 +620,7 @@ static void accept_batch(struct nbd_server *srv, int lfd, struct loop_watch *w)
 		}
 		if (ss.ss_family != AF_UNIX)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		conn_create(srv, fd, peer);
+		conn_create(srv, fd, peer, ss.ss_family != AF_UNIX);
 	}
 }
 
@@ -568,6 +638,33 @@ static void unix_event(void *arg, unsigned events)
 
 	(void)events;
 	accept_batch(srv, srv->unix_fd, srv->unix_watch);
+}
+
+bool nbd_addr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/* Anyone who reaches a plain NBD port can read and write every volume. */
+static void warn_if_exposed(const struct nbd_server *srv, const struct sockaddr *sa,
+			    const char *addr, uint16_t port)
+{
+	if (nbd_addr_is_loopback(sa) || nbd_tls_mode(srv->tls) == NBD_TLS_REQUIRE)
+		return;
+	log_msg(LOG_WARN, NBD_LOG, "NBD listens on %s:%u, beyond loopback, %s: anyone who can "
+		"reach it can read and write every volume (require TLS: --nbd-tls require with "
+		"--nbd-tls-psk-file or --nbd-tls-x509-dir)", addr, port,
+		srv->tls ? "with TLS offered but not required" : "without TLS");
 }
 
 static int listen_tcp(struct nbd_server *srv, const char *addr, uint16_t port)
@@ -600,6 +697,7 @@ static int listen_tcp(struct nbd_server *srv, const char *addr, uint16_t port)
 			continue;
 		}
 		srv->tcp_fd = fd;
+		warn_if_exposed(srv, ai->ai_addr, addr, port);
 		break;
 	}
 	freeaddrinfo(res);
@@ -619,14 +717,23 @@ static int listen_tcp(struct nbd_server *srv, const char *addr, uint16_t port)
 	return loop_watch_add(srv->lp, srv->tcp_fd, LOOP_READ, tcp_event, srv, &srv->tcp_watch);
 }
 
-static int listen_unix(struct nbd_server *srv, const char *path)
+static int listen_unix(struct nbd_server *srv, const struct nbd_server_opts *opts)
 {
-	srv->unix_fd = unixsock_listen(path, 0, SOMAXCONN);
+	const char *path = opts->unix_path;
+	struct unixsock_access acc = {
+		.mode = opts->unix_mode ? opts->unix_mode : NBD_UNIX_DEFAULT_MODE,
+		.uid = opts->unix_set_owner ? opts->unix_uid : (uid_t)-1,
+		.gid = opts->unix_set_group ? opts->unix_gid : (gid_t)-1,
+	};
+
+	srv->unix_fd = unixsock_listen_access(path, &acc, SOMAXCONN);
 	if (srv->unix_fd < 0) {
 		int r = srv->unix_fd;
 
-		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s", path,
-			r == -EADDRINUSE ? "another server is listening there" : strerror(-r));
+		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s%s", path,
+			r == -EADDRINUSE ? "another server is listening there" : strerror(-r),
+			r == -EPERM ? " (setting its owner needs root, its group root or "
+				      "membership of the group)" : "");
 		return r;
 	}
 	snprintf(srv->unix_path, sizeof(srv->unix_path), "%s", path);
@@ -647,6 +754,7 @@ int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **ou
 		return -ENOMEM;
 	srv->eng = opts->eng;
 	srv->lp = opts->loop;
+	srv->tls = opts->tls;
 	srv->tcp_fd = srv->unix_fd = -1;
 	srv->max_conns = opts->max_connections ? opts->max_connections : NBD_DEFAULT_MAX_CONNS;
 	srv->hs_timeout_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms
@@ -654,7 +762,7 @@ int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **ou
 	if (opts->tcp_addr)
 		r = listen_tcp(srv, opts->tcp_addr, opts->tcp_port ? opts->tcp_port : NBD_DEFAULT_PORT);
 	if (r == 0 && opts->unix_path)
-		r = listen_unix(srv, opts->unix_path);
+		r = listen_unix(srv, opts);
 	if (r < 0) {
 		nbd_server_destroy(srv);
 		return r;
@@ -687,7 +795,7 @@ static void drain_connections(struct nbd_server *srv)
 		for (struct nbd_conn *c = srv->conns; c; c = next) {
 			c->busy++;
 			conn_flush(c);
-			if (late || (!c->nreqs && !c->out_head))
+			if (late || (!c->nreqs && !conn_output_pending(c)))
 				nbd_conn_close(c, late && c->state != NBD_CS_DEAD ?
 						  "server shutting down" : NULL);
 			c->busy--;

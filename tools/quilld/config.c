@@ -4,6 +4,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,7 @@
 #include "common/units.h"
 #include "tools/control_proto.h"
 
-enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST };
+enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST, SET_NBD_ACCESS };
 
 struct setting {
 	const char *key;
@@ -33,6 +35,13 @@ static const struct setting settings[] = {
 	{ "nbd-addr", SET_STR, F(nbd_addr), CAP(nbd_addr), "NBD TCP address, \"\" for none (127.0.0.1)" },
 	{ "nbd-port", SET_U16, F(nbd_port), 0, "NBD TCP port (10809)" },
 	{ "nbd-unix", SET_PATH, F(nbd_unix), CAP(nbd_unix), "NBD unix socket (none)" },
+	{ "nbd-unix-mode", SET_NBD_ACCESS, 0, 0, "its permissions, octal (0600; 0660: its group too)" },
+	{ "nbd-unix-owner", SET_NBD_ACCESS, 0, 0, "its owner, a user name or uid (ours; needs root)" },
+	{ "nbd-unix-group", SET_NBD_ACCESS, 0, 0, "its group, a name or gid (ours)" },
+	{ "nbd-tls", SET_NBD_ACCESS, 0, 0, "TLS on TCP: off, on (offered) or require (off)" },
+	{ "nbd-tls-psk-file", SET_PATH, F(nbd_tls_psk_file), CAP(nbd_tls_psk_file), "TLS pre-shared keys (psktool -u USER -p FILE)" },
+	{ "nbd-tls-x509-dir", SET_PATH, F(nbd_tls_x509_dir), CAP(nbd_tls_x509_dir), "TLS X.509 folder: server-cert.pem, server-key.pem, ca-cert.pem" },
+	{ "nbd-tls-verify-peer", SET_NBD_ACCESS, 0, 0, "X.509: clients need a certificate of the CA: yes or no (no)" },
 	{ "control", SET_PATH, F(control), CAP(control), "control socket for `quill`" },
 	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, "extent map checkpoint period (5000)" },
 	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)" },
@@ -45,6 +54,121 @@ static const struct setting *find_setting(const char *key)
 		if (strcmp(settings[i].key, key) == 0)
 			return &settings[i];
 	return NULL;
+}
+
+/* A user or group: a name, or a number. */
+static bool parse_id(const char *val, bool group, unsigned *id)
+{
+	struct passwd *pw;
+	struct group *gr;
+	char *end;
+	unsigned long v;
+
+	if (group && (gr = getgrnam(val))) {
+		*id = (unsigned)gr->gr_gid;
+		return true;
+	}
+	if (!group && (pw = getpwnam(val))) {
+		*id = (unsigned)pw->pw_uid;
+		return true;
+	}
+	errno = 0;
+	v = strtoul(val, &end, 10);
+	if (!*val || *end || errno || v >= UINT32_MAX)
+		return false;
+	*id = (unsigned)v;
+	return true;
+}
+
+static int parse_unix_mode(struct quilld_config *cfg, const char *val, const char *where)
+{
+	char *end;
+	unsigned long v = strtoul(val, &end, 8);
+
+	if (!*val || *end || v == 0 || v > 0777 || (v & 0200) == 0) {
+		fprintf(stderr, "quilld: %s: nbd-unix-mode = '%s': expected octal permissions like "
+			"0600 or 0660, with write for the owner (connecting needs write)\n", where,
+			val);
+		return -EINVAL;
+	}
+	cfg->nbd_unix_mode = (unsigned)v;
+	return 0;
+}
+
+static int parse_yes_no(const char *val, bool *out)
+{
+	if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "on") || !strcmp(val, "1"))
+		*out = true;
+	else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "off") ||
+		 !strcmp(val, "0"))
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* Who may attach over NBD: the unix socket's owner, group and mode, TLS. */
+static int apply_nbd_access(struct quilld_config *cfg, const char *key, const char *val,
+			    const char *where)
+{
+	unsigned id;
+
+	if (strcmp(key, "nbd-unix-mode") == 0)
+		return parse_unix_mode(cfg, val, where);
+	if (strcmp(key, "nbd-unix-owner") == 0 || strcmp(key, "nbd-unix-group") == 0) {
+		bool group = strcmp(key, "nbd-unix-group") == 0;
+
+		if (!parse_id(val, group, &id)) {
+			fprintf(stderr, "quilld: %s: %s = '%s': no such %s\n", where, key, val,
+				group ? "group" : "user");
+			return -EINVAL;
+		}
+		if (group) {
+			cfg->nbd_unix_gid = (gid_t)id;
+			cfg->nbd_unix_set_group = true;
+		} else {
+			cfg->nbd_unix_uid = (uid_t)id;
+			cfg->nbd_unix_set_owner = true;
+		}
+		return 0;
+	}
+	if (strcmp(key, "nbd-tls") == 0 && nbd_tls_mode_parse(val, &cfg->nbd_tls) < 0) {
+		fprintf(stderr, "quilld: %s: nbd-tls = '%s': expected off, on or require\n", where,
+			val);
+		return -EINVAL;
+	}
+	if (strcmp(key, "nbd-tls-verify-peer") == 0 &&
+	    parse_yes_no(val, &cfg->nbd_tls_verify_peer) < 0) {
+		fprintf(stderr, "quilld: %s: nbd-tls-verify-peer = '%s': expected yes or no\n",
+			where, val);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Settings that only make sense together. */
+static int check_nbd_access(const struct quilld_config *cfg)
+{
+	const char *why = NULL;
+
+	if (!cfg->nbd_unix[0] && (cfg->nbd_unix_mode || cfg->nbd_unix_set_owner ||
+				  cfg->nbd_unix_set_group))
+		why = "nbd-unix-mode, -owner and -group need a socket (nbd-unix)";
+	else if (cfg->nbd_tls == NBD_TLS_OFF &&
+		 (cfg->nbd_tls_psk_file[0] || cfg->nbd_tls_x509_dir[0]))
+		why = "TLS credentials are given but nbd-tls is off (on or require)";
+	else if (cfg->nbd_tls != NBD_TLS_OFF && !cfg->nbd_tls_psk_file[0] &&
+		 !cfg->nbd_tls_x509_dir[0])
+		why = "nbd-tls needs nbd-tls-psk-file or nbd-tls-x509-dir";
+	else if (cfg->nbd_tls_psk_file[0] && cfg->nbd_tls_x509_dir[0])
+		why = "nbd-tls-psk-file and nbd-tls-x509-dir exclude each other";
+	else if (cfg->nbd_tls_verify_peer && !cfg->nbd_tls_x509_dir[0])
+		why = "nbd-tls-verify-peer needs X.509 (nbd-tls-x509-dir)";
+	else if (cfg->nbd_tls != NBD_TLS_OFF && !cfg->nbd_addr[0])
+		why = "nbd-tls is for TCP, and nbd-addr is \"\" (no TCP listener)";
+	if (why)
+		fprintf(stderr, "quilld: %s\n", why);
+	return why ? -EINVAL : 0;
 }
 
 /* "VOL=SOCKET", one more vhost-user-blk export at start. */
@@ -77,6 +201,8 @@ static int apply(struct quilld_config *cfg, const char *key, const char *val, co
 	field = (char *)cfg + s->off;
 	if (s->kind == SET_VHOST)
 		return add_vhost(cfg, val, where);
+	if (s->kind == SET_NBD_ACCESS)
+		return apply_nbd_access(cfg, key, val, where);
 	switch (s->kind) {
 	case SET_PATH:
 	case SET_STR:
@@ -158,7 +284,7 @@ static void usage(void)
 	       "socket for `quill`. A config file holds 'KEY = VALUE' lines with the same keys;\n"
 	       "flags override it. Sizes take K, M, G, T suffixes (binary).\n\n");
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
-		printf("  --%-14s %s\n", settings[i].key, settings[i].help);
+		printf("  --%-19s %s\n", settings[i].key, settings[i].help);
 	printf("\nSIGTERM or SIGINT stops the node cleanly (flush, checkpoint).\n");
 }
 
@@ -240,5 +366,7 @@ int config_load(struct quilld_config *cfg, int argc, char **argv)
 			return -EINVAL;
 		i += used;
 	}
+	if (check_nbd_access(cfg) < 0)
+		return -EINVAL;
 	return derive_paths(cfg);
 }

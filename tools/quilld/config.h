@@ -4,6 +4,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "nbd/nbd_tls.h"
 
 #define CONFIG_PATH_MAX 4096
 #define CONFIG_VHOST_MAX 16             /* --vhost VOL=SOCKET, repeatable */
@@ -17,6 +20,14 @@ struct quilld_config {
 	char nbd_addr[64];               /* "" = no TCP; default 127.0.0.1 */
 	uint16_t nbd_port;               /* default 10809 */
 	char nbd_unix[CONFIG_PATH_MAX];  /* "" = none */
+	unsigned nbd_unix_mode;          /* 0 = the server's default, 0600 */
+	bool nbd_unix_set_owner, nbd_unix_set_group;
+	uid_t nbd_unix_uid;              /* resolved from a name or a number */
+	gid_t nbd_unix_gid;
+	enum nbd_tls_mode nbd_tls;       /* TLS on the TCP listener; default off */
+	char nbd_tls_psk_file[CONFIG_PATH_MAX];
+	char nbd_tls_x509_dir[CONFIG_PATH_MAX];
+	bool nbd_tls_verify_peer;
 	char control[CONFIG_PATH_MAX];   /* default control_default_socket() */
 	unsigned checkpoint_ms;
 	char log_level[16];

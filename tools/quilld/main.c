@@ -19,6 +19,7 @@
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "nbd/nbd_server.h"
+#include "nbd/nbd_tls.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
 #include "vhost/vhost_blk.h"
@@ -30,6 +31,7 @@ struct node {
 	struct loop *lp;
 	struct engine *eng;
 	struct nbd_server *nbd;
+	struct nbd_tls *tls;
 	struct vhost_server *vhost;
 	struct control *ctl;
 	struct loop_watch *engine_watch;
@@ -128,6 +130,40 @@ static int open_engine(struct node *n)
 	return engine_open(&eo, &n->eng);
 }
 
+/* TLS credentials, loaded before anything is created: a missing key file or an
+ * unreadable certificate stops the start with the reason. */
+static int load_tls(struct node *n)
+{
+	const struct quilld_config *cfg = &n->cfg;
+	struct nbd_tls_opts to = {
+		.mode = cfg->nbd_tls,
+		.psk_file = cfg->nbd_tls_psk_file[0] ? cfg->nbd_tls_psk_file : NULL,
+		.x509_dir = cfg->nbd_tls_x509_dir[0] ? cfg->nbd_tls_x509_dir : NULL,
+		.verify_peer = cfg->nbd_tls_verify_peer,
+	};
+
+	if (cfg->nbd_tls == NBD_TLS_OFF)
+		return 0;
+	return nbd_tls_create(&to, &n->tls);
+}
+
+static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
+{
+	const struct quilld_config *cfg = &n->cfg;
+
+	no->eng = n->eng;
+	no->loop = n->lp;
+	no->tcp_addr = cfg->nbd_addr[0] ? cfg->nbd_addr : NULL;
+	no->tcp_port = cfg->nbd_port;
+	no->unix_path = cfg->nbd_unix[0] ? cfg->nbd_unix : NULL;
+	no->unix_mode = cfg->nbd_unix_mode;
+	no->unix_set_owner = cfg->nbd_unix_set_owner;
+	no->unix_uid = cfg->nbd_unix_uid;
+	no->unix_set_group = cfg->nbd_unix_set_group;
+	no->unix_gid = cfg->nbd_unix_gid;
+	no->tls = n->tls;
+}
+
 static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost };
@@ -170,6 +206,9 @@ static int start(struct node *n)
 	r = setup_signals(n);
 	if (r < 0)
 		return r;
+	r = load_tls(n);
+	if (r < 0)
+		return r;
 	r = open_engine(n);
 	if (r < 0)
 		return r;
@@ -178,11 +217,7 @@ static int start(struct node *n)
 	if (r < 0)
 		return r;
 	loop_set_idle(n->lp, engine_idle, n);
-	no.eng = n->eng;
-	no.loop = n->lp;
-	no.tcp_addr = n->cfg.nbd_addr[0] ? n->cfg.nbd_addr : NULL;
-	no.tcp_port = n->cfg.nbd_port;
-	no.unix_path = n->cfg.nbd_unix[0] ? n->cfg.nbd_unix : NULL;
+	nbd_opts_fill(n, &no);
 	if (no.unix_path)
 		make_parent_dirs(no.unix_path);
 	r = nbd_server_create(&no, &n->nbd);
@@ -200,6 +235,7 @@ static void stop(struct node *n)
 	control_destroy(n->ctl);
 	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */
+	nbd_tls_destroy(n->tls);
 	loop_watch_remove(n->engine_watch);
 	engine_close(n->eng);       /* flush and checkpoint */
 	loop_watch_remove(n->signal_watch);
@@ -222,10 +258,12 @@ int main(int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	r = start(&n);
 	if (r == 0) {
-		log_msg(LOG_INFO, LOG_TAG, "ready: NBD on %s:%u%s%s, control socket %s",
+		static const char *tls[] = { "", " (TLS offered)", " (TLS required)" };
+
+		log_msg(LOG_INFO, LOG_TAG, "ready: NBD on %s:%u%s%s%s, control socket %s",
 			n.cfg.nbd_addr[0] ? n.cfg.nbd_addr : "(no TCP)",
-			nbd_server_tcp_port(n.nbd), n.cfg.nbd_unix[0] ? " and unix:" : "",
-			n.cfg.nbd_unix, n.cfg.control);
+			nbd_server_tcp_port(n.nbd), tls[n.cfg.nbd_tls],
+			n.cfg.nbd_unix[0] ? " and unix:" : "", n.cfg.nbd_unix, n.cfg.control);
 		r = loop_run(n.lp);
 	} else {
 		log_msg(LOG_ERROR, LOG_TAG, "cannot start: %s", strerror(-r));
