@@ -5,8 +5,9 @@
       The server requires TLS. Raw sockets: every option but STARTTLS and ABORT
       gets NBD_REP_ERR_TLS_REQD, EXPORT_NAME closes, STARTTLS with data is
       INVALID; garbage after STARTTLS's ACK, or bytes sent with STARTTLS before
-      its reply, close that connection only. URI (nbds://, libnbd) is attached
-      before all that and must still read and write after it.
+      its reply, close that connection only; while a handshake is stuck half-way,
+      another TLS client attaches. URI (nbds://, libnbd) is attached before all
+      that and must still read and write after it.
 
   nbd_tls_raw.py badrecord PORT CLIENTDIR URI
       X.509 (CLIENTDIR: ca-cert.pem, client-cert.pem, client-key.pem). Python's
@@ -123,7 +124,17 @@ def require(port, uri):
     s = connect(port)
     s.sendall(struct.pack(">QII", IHAVEOPT, OPT_STARTTLS, 0) + b"\x16\x03\x01early")
     check(closed(s), "bytes sent with STARTTLS before its reply: connection closed")
+
+    # a TLS handshake that stalls half-way must not stall the server
+    stalled = connect(port)
+    send_opt(stalled, OPT_STARTTLS)
+    check(reply(stalled)[1] == ACK, "STARTTLS: ACK")
+    stalled.sendall(b"\x16\x03\x01\x02\x00" + os.urandom(40))  # part of a ClientHello
+    h2 = attach(uri)
+    h2.shutdown()
+    check(True, "a new TLS client attaches while another's handshake is stuck half-way")
     still_works(h)
+    stalled.close()
 
 
 def badrecord(port, certs, uri):
