@@ -4,6 +4,11 @@
 # Installs what is missing, builds, starts one quilld on a file-backed store under
 # data/node0/ (ignored by git), creates the volume vm0 and prints how to use it.
 # Run it again: it reuses the running node and the existing volume.
+#
+# NBD is plain on 127.0.0.1 (any local user can attach) and on a unix socket only
+# you can use. QUILL_NBD_TLS=psk starts the node with TLS required instead, with a
+# pre-shared key for user $QUILL_TLS_USER (default quill) made by psktool in
+# data/node0/tls/keys.psk. The choice is made when the node starts.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,6 +18,15 @@ PORT=${QUILL_NBD_PORT:-10809}
 VOLUME=${QUILL_VOLUME:-vm0}
 VOLUME_SIZE=${QUILL_VOLUME_SIZE:-10G}
 STORE_SIZE=${QUILL_STORE_SIZE:-16G}
+TLS=${QUILL_NBD_TLS:-}
+TLS_USER=${QUILL_TLS_USER:-quill}
+case "$TLS" in
+"" | psk) ;;
+*)
+	echo "quickstart: QUILL_NBD_TLS is 'psk' or unset, not '$TLS'" >&2
+	exit 2
+	;;
+esac
 
 scripts/deps.sh
 scripts/build.sh >/dev/null
@@ -21,6 +35,9 @@ QUILLD="$ROOT/build/tools/quilld"
 
 mkdir -p "$NODE_DIR"
 pidfile="$NODE_DIR/quilld.pid"
+tlsfile="$NODE_DIR/nbd-tls"  # how the running node was started: "" or psk
+PSK_DIR="$NODE_DIR/tls"
+PSK_FILE="$PSK_DIR/keys.psk"
 
 # alive: the node of the pid file runs (a zombie, already exited, does not count)
 alive()
@@ -34,6 +51,12 @@ alive()
 
 if alive && "$QUILL" status >/dev/null 2>&1; then
 	echo "quickstart: quilld already running (pid $(cat "$pidfile"))"
+	running_tls=$(cat "$tlsfile" 2>/dev/null || true)
+	if [ "$running_tls" != "$TLS" ]; then
+		echo "quickstart: it runs with NBD TLS '${running_tls:-off}', not '${TLS:-off}':" \
+			"stop it first (kill \$(cat $pidfile)) to change that"
+		TLS=$running_tls
+	fi
 else
 	# a node that is stopping (it flushes and checkpoints first) gets time to finish
 	for _ in $(seq 1 100); do
@@ -45,11 +68,21 @@ else
 			"control socket; see $NODE_DIR/quilld.log" >&2
 		exit 1
 	fi
+	tls_args=()
+	if [ "$TLS" = psk ]; then
+		if [ ! -s "$PSK_FILE" ]; then
+			mkdir -p -m 700 "$PSK_DIR"
+			(umask 077 && psktool -u "$TLS_USER" -p "$PSK_FILE" >/dev/null)
+			echo "quickstart: made a pre-shared key for user $TLS_USER in $PSK_FILE"
+		fi
+		tls_args=(--nbd-tls require --nbd-tls-psk-file "$PSK_FILE")
+	fi
 	echo "quickstart: starting quilld (store $NODE_DIR/store.img, $STORE_SIZE, thin)"
 	nohup "$QUILLD" --data-dir "$NODE_DIR" --store-size "$STORE_SIZE" \
 		--nbd-addr 127.0.0.1 --nbd-port "$PORT" --nbd-unix "$NODE_DIR/nbd.sock" \
-		>>"$NODE_DIR/quilld.log" 2>&1 &
+		"${tls_args[@]}" >>"$NODE_DIR/quilld.log" 2>&1 &
 	echo $! >"$pidfile"
+	echo "$TLS" >"$tlsfile"
 	# start-up scans the log: seconds for a store that has seen a lot of writes
 	for i in $(seq 1 3000); do
 		"$QUILL" status >/dev/null 2>&1 && break
@@ -72,15 +105,37 @@ else
 fi
 
 URI="nbd://127.0.0.1:$PORT/$VOLUME"
-cat <<INFO
+UNIX_URI="nbd+unix:///$VOLUME?socket=$NODE_DIR/nbd.sock"
+if [ "$TLS" = psk ]; then
+	TLS_URI="nbds://$TLS_USER@127.0.0.1:$PORT/$VOLUME?tls-psk-file=$PSK_FILE"
+	TLS_OBJ="tls-creds-psk,id=tls0,endpoint=client,dir=$PSK_DIR,username=$TLS_USER"
+	cat <<INFO
+
+quill is running. Volume $VOLUME is exported over NBD, TCP with TLS required
+(pre-shared key of user $TLS_USER in $PSK_FILE):
+
+  $TLS_URI
+  $UNIX_URI      (unix socket, mode 0600: only you)
+
+Attach it to a VM (QEMU reads keys.psk from dir=):
+  qemu-system-x86_64 -m 1G -object $TLS_OBJ -drive driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=$PORT,export=$VOLUME,tls-creds=tls0,cache=none,if=virtio ...
+
+Look at it:
+  nbdinfo --map '$TLS_URI'
+  qemu-img info --object $TLS_OBJ --image-opts driver=nbd,host=127.0.0.1,port=$PORT,export=$VOLUME,tls-creds=tls0
+  A plain client (nbd://127.0.0.1:$PORT/$VOLUME) is refused: "this server requires TLS".
+INFO
+else
+	cat <<INFO
 
 quill is running. Volume $VOLUME is exported over NBD:
 
-  $URI
-  nbd+unix:///$VOLUME?socket=$NODE_DIR/nbd.sock
+  $URI      (TCP on loopback: any local user can attach)
+  $UNIX_URI      (unix socket, mode 0600: only you)
 
 Attach it to a VM:
   qemu-system-x86_64 -m 1G -drive driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=$PORT,export=$VOLUME,cache=none,if=virtio ...
+  (or over the unix socket: -drive driver=nbd,server.type=unix,server.path=$NODE_DIR/nbd.sock,export=$VOLUME,...)
 
 Look at it and benchmark it:
   qemu-img info $URI
@@ -88,13 +143,19 @@ Look at it and benchmark it:
   NBD_URI=$URI SIZE=1G RUNTIME=10 fio fio-jobs/randwrite-4k-qd32.fio
   scripts/bench.sh                      # quill vs the raw file, qemu-nbd and nbdkit
 
+Require TLS with a pre-shared key instead (a key is made for you; docs/nbd.md):
+  kill \$(cat $pidfile); QUILL_NBD_TLS=psk scripts/quickstart.sh
+INFO
+fi
+cat <<INFO
+
 Manage volumes (the CLI finds this node by itself):
   build/tools/quill volume ls
   build/tools/quill volume create NAME 20G
   build/tools/quill status
 
 Snapshots, clones and images:
-  build/tools/quill snap create $VOLUME@base     # read-only export $URI@base
+  build/tools/quill snap create $VOLUME@base     # read-only export $VOLUME@base
   build/tools/quill clone $VOLUME@base ${VOLUME}-copy
   build/tools/quill export $VOLUME@base $VOLUME.qcow2
 

@@ -190,4 +190,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && getent passwd nobody >
 else
 	log "unix socket 660 $group (not root: other users' access not tried)"
 fi
+server_stop
+# under ASan (label san) a report at exit, a leak say, lands in the log
+grep -q "Sanitizer" "$WORK/server.log" && fail "sanitizer report in the server's log"
 it_pass
