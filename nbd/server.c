@@ -736,6 +736,9 @@ static int listen_unix(struct nbd_server *srv, const struct nbd_server_opts *opt
 				      "membership of the group)" : "");
 		return r;
 	}
+	if (acc.mode & 0002)
+		log_msg(LOG_WARN, NBD_LOG, "NBD unix socket %s has mode %04o: every local user can "
+			"read and write every volume", path, (unsigned)acc.mode);
 	snprintf(srv->unix_path, sizeof(srv->unix_path), "%s", path);
 	return loop_watch_add(srv->lp, srv->unix_fd, LOOP_READ, unix_event, srv, &srv->unix_watch);
 }
