@@ -6,7 +6,8 @@
 #     and qemu-io/qemu-img (tls-creds-psk) write and read back; plain clients are
 #     refused with "requires TLS"; a wrong key or an unknown user fails the
 #     handshake; raw clients (nbd_tls_raw.py require) get NBD_REP_ERR_TLS_REQD and
-#     garbage after STARTTLS closes only their connection
+#     garbage after STARTTLS closes only their connection; the unix socket stays
+#     plain (STARTTLS there is NBD_REP_ERR_POLICY)
 #   · X.509 offered, client certificates verified (certificates made with certtool):
 #     nbdcopy and qemu-img round trips; a client without a certificate, or with one
 #     of another CA, is refused; a plain client is still served (mode "on"); a
@@ -113,7 +114,8 @@ nbdinfo "$(psk_uri tls bob "$WORK/bob.psk")" >/dev/null 2>&1 && fail "an unknown
 grep -q "TLS handshake failed" "$WORK/server.log" || fail "no 'TLS handshake failed' in the log"
 log "TLS-PSK: a wrong key and an unknown user fail the handshake"
 
-"$PY" "$RAW" require "$NBD_PORT" "$(psk_uri tls)" || fail "raw clients against TLS required"
+"$PY" "$RAW" require "$NBD_PORT" "$(psk_uri tls)" "$WORK/nbd.sock" ||
+	fail "raw clients against TLS required"
 kill -0 "$SERVER_PID" || fail "quilld died"
 server_stop
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """nbd_tls_raw.py — hand-made NBD clients against a quilld with TLS (nbd_tls.sh).
 
-  nbd_tls_raw.py require PORT URI
-      The server requires TLS. Raw sockets: every option but STARTTLS and ABORT
+  nbd_tls_raw.py require PORT URI UNIXSOCKET
+      The server requires TLS on TCP. Raw sockets: every option but STARTTLS and ABORT
       gets NBD_REP_ERR_TLS_REQD, EXPORT_NAME closes, STARTTLS with data is
       INVALID; garbage after STARTTLS's ACK, or bytes sent with STARTTLS before
       its reply, close that connection only; while a handshake is stuck half-way,
       another TLS client attaches. URI (nbds://, libnbd) is attached before all
-      that and must still read and write after it.
+      that and must still read and write after it. The unix socket is plain: it
+      lists exports without TLS and answers STARTTLS with NBD_REP_ERR_POLICY.
 
   nbd_tls_raw.py badrecord PORT CLIENTDIR URI
       X.509 (CLIENTDIR: ca-cert.pem, client-cert.pem, client-key.pem). Python's
@@ -27,7 +28,7 @@ IHAVEOPT = 0x49484156454F5054
 REPLY_MAGIC = 0x3E889045565A9
 ACK, SERVER = 1, 2
 ERR = 1 << 31
-ERR_INVALID, ERR_TLS_REQD = ERR | 3, ERR | 5
+ERR_POLICY, ERR_INVALID, ERR_TLS_REQD = ERR | 2, ERR | 3, ERR | 5
 OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_STARTTLS, OPT_GO = 1, 2, 3, 5, 7
 
 
@@ -42,7 +43,12 @@ def recvall(s, n):
 
 
 def connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if isinstance(port, str):  # a unix socket's path
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(port)
+    else:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
     greeting = recvall(s, 18)
     assert greeting[:8] == b"NBDMAGIC", greeting
     s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
@@ -97,8 +103,21 @@ def still_works(h):
     h.shutdown()
 
 
-def require(port, uri):
+def unix_plain(path):
+    s = connect(path)
+    send_opt(s, OPT_LIST)
+    typ = reply(s)[1]
+    while typ == SERVER:
+        typ = reply(s)[1]
+    check(typ == ACK, "unix socket: exports listed without TLS")
+    send_opt(s, OPT_STARTTLS)
+    check(reply(s)[1] == ERR_POLICY, "unix socket: STARTTLS is NBD_REP_ERR_POLICY")
+    s.close()
+
+
+def require(port, uri, unix_path):
     h = attach(uri)
+    unix_plain(unix_path)
     s = connect(port)
     for opt, data in ((OPT_LIST, b""), (OPT_GO, go_data("tls"))):
         send_opt(s, opt, data)
@@ -162,7 +181,7 @@ def badrecord(port, certs, uri):
 
 def main():
     if sys.argv[1] == "require":
-        require(int(sys.argv[2]), sys.argv[3])
+        require(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "badrecord":
         badrecord(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
