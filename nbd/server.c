@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/unixsock.h"
@@ -211,7 +212,7 @@ static bool sock_retry(struct nbd_conn *c)
 	if (errno == EINTR)
 		return true;
 	if (errno != EAGAIN && errno != EWOULDBLOCK)
-		nbd_conn_close(c, strerror(errno));
+		nbd_conn_close(c, err_str(errno));
 	return false;
 }
 
@@ -535,7 +536,7 @@ static void accept_batch(struct nbd_server *srv, int lfd, struct loop_watch *w)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			/* EMFILE and friends: the listener stays readable; pause it a while */
-			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "accept: %s", strerror(errno));
+			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "accept: %s", err_str(errno));
 			if (loop_watch_modify(w, 0) == 0 &&
 			    loop_timer_add(srv->lp, 100, listener_resume, w, NULL) < 0)
 				loop_watch_modify(w, LOOP_READ);
@@ -604,7 +605,7 @@ static int listen_tcp(struct nbd_server *srv, const char *addr, uint16_t port)
 	}
 	freeaddrinfo(res);
 	if (srv->tcp_fd < 0) {
-		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s:%u: %s", addr, port, strerror(-err));
+		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s:%u: %s", addr, port, err_str(-err));
 		return err;
 	}
 	{
@@ -626,7 +627,7 @@ static int listen_unix(struct nbd_server *srv, const char *path)
 		int r = srv->unix_fd;
 
 		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s", path,
-			r == -EADDRINUSE ? "another server is listening there" : strerror(-r));
+			r == -EADDRINUSE ? "another server is listening there" : err_str(-r));
 		return r;
 	}
 	snprintf(srv->unix_path, sizeof(srv->unix_path), "%s", path);

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "common/crc32c.h"
+#include "common/err.h"
 #include "engine/ondisk.h"
 #include "store/store.h"
 
@@ -94,7 +95,7 @@ static const char *decode_err_str(int err)
 	case -EINVAL:
 		return "short buffer";
 	default:
-		return strerror(-err);
+		return err_str(-err);
 	}
 }
 
@@ -116,7 +117,7 @@ static int read_superblock(struct inspect *in)
 		return -ENOMEM;
 	rc = store_read_sync(in->st, 0, buf, QUILL_BLOCK_SIZE);
 	if (rc < 0) {
-		fprintf(stderr, "quill-inspect: reading the superblock: %s\n", strerror(-rc));
+		fprintf(stderr, "quill-inspect: reading the superblock: %s\n", err_str(-rc));
 		store_buf_free(buf);
 		return rc;
 	}
@@ -509,7 +510,7 @@ int main(int argc, char **argv)
 	so.queue_depth = 8;
 	rc = store_open(&so, &in.st);
 	if (rc < 0) {
-		fprintf(stderr, "quill-inspect: %s: %s\n", in.path, strerror(-rc));
+		fprintf(stderr, "quill-inspect: %s: %s\n", in.path, err_str(-rc));
 		return 2;
 	}
 	rc = read_superblock(&in);
@@ -531,7 +532,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < in.sb.segment_count && rc == 0; i++)
 		rc = scan_slot(&in, i);
 	if (rc < 0) {
-		fprintf(stderr, "quill-inspect: reading slots: %s\n", strerror(-rc));
+		fprintf(stderr, "quill-inspect: reading slots: %s\n", err_str(-rc));
 		goto out_free;
 	}
 	check_generations(&in);

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/units.h"
 #include "tools/quill/cli.h"
 
@@ -82,7 +83,7 @@ struct json_object *cli_call(const struct cli *c, struct json_object *req)
 	if (fd < 0) {
 		fprintf(stderr, "quill: cannot reach quilld at %s: %s\n"
 			"       (is it running? start one with scripts/quickstart.sh, or pass "
-			"--socket)\n", c->socket, strerror(-fd));
+			"--socket)\n", c->socket, err_str(-fd));
 		json_object_put(req);
 		return NULL;
 	}

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/units.h"
 #include "tools/control_proto.h"
 
@@ -128,7 +129,7 @@ static int load_file(struct quilld_config *cfg, const char *path)
 	int r = 0;
 
 	if (!f) {
-		fprintf(stderr, "quilld: cannot read config %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "quilld: cannot read config %s: %s\n", path, err_str(errno));
 		return -EINVAL;
 	}
 	while (r == 0 && fgets(line, sizeof(line), f)) {

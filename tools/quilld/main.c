@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "engine/engine.h"
@@ -44,7 +45,7 @@ static void engine_ready(void *arg, unsigned events)
 
 	(void)events;
 	if (read(engine_event_fd(n->eng), &count, sizeof(count)) < 0 && errno != EAGAIN)
-		log_msg(LOG_WARN, LOG_TAG, "engine event fd: %s", strerror(errno));
+		log_msg(LOG_WARN, LOG_TAG, "engine event fd: %s", err_str(errno));
 	engine_poll(n->eng, 0);
 }
 
@@ -54,7 +55,7 @@ static int engine_idle(void *arg)
 	int r = engine_poll(n->eng, 0);
 
 	if (r < 0)
-		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", strerror(-r));
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", err_str(-r));
 	return engine_timeout_ms(n->eng);
 }
 
@@ -154,7 +155,7 @@ static int start_vhost(struct node *n)
 		make_parent_dirs(eq + 1);
 		r = vhost_server_export(n->vhost, spec, eq + 1);
 		if (r < 0)
-			log_msg(LOG_ERROR, LOG_TAG, "--vhost %s=%s: %s", spec, eq + 1, strerror(-r));
+			log_msg(LOG_ERROR, LOG_TAG, "--vhost %s=%s: %s", spec, eq + 1, err_str(-r));
 	}
 	return r;
 }
@@ -228,7 +229,7 @@ int main(int argc, char **argv)
 			n.cfg.nbd_unix, n.cfg.control);
 		r = loop_run(n.lp);
 	} else {
-		log_msg(LOG_ERROR, LOG_TAG, "cannot start: %s", strerror(-r));
+		log_msg(LOG_ERROR, LOG_TAG, "cannot start: %s", err_str(-r));
 	}
 	stop(&n);
 	return r < 0 ? 1 : 0;
