@@ -248,6 +248,17 @@ static const char *not_blank_why(struct engine *eng, const struct sb_probe *p, c
 	return buf;
 }
 
+/* Formatting as asked: a device holding a quill log needs destroy_data too. */
+static int check_destroy(struct engine *eng, const struct sb_probe *p)
+{
+	if (p->log_block == NOWHERE || eng->opts.destroy_data)
+		return 0;
+	log_msg(LOG_ERROR, ENG_LOG, "%s holds a quill log (a segment block at offset %" PRIu64
+		"): formatting it would destroy its volumes. Refusing; nothing was changed. Add "
+		"--destroy-data to --format to do it anyway", eng->opts.store_path, p->log_block);
+	return -ENOTEMPTY;
+}
+
 /* No valid superblock: format only a blank store, or one the caller asked for. */
 static int plan_without_superblock(struct engine *eng, const struct sb_probe *p, bool *format)
 {
@@ -263,9 +274,9 @@ static int plan_without_superblock(struct engine *eng, const struct sb_probe *p,
 			path);
 		return -ENOENT;
 	}
-	if (eng->opts.reformat && (p->log_block == NOWHERE || eng->opts.destroy_data)) {
+	if (eng->opts.reformat) {
 		*format = true;
-		return 0;
+		return check_destroy(eng, p);
 	}
 	log_msg(LOG_ERROR, ENG_LOG, "%s: no valid superblock (block 0: %s; copy at offset %u: "
 		"%s) and %s. Refusing to start; nothing was changed. `quill-inspect %s` shows what "
@@ -275,21 +286,6 @@ static int plan_without_superblock(struct engine *eng, const struct sb_probe *p,
 		sb_err_str(eng->sb_err[SB_COPY]), why, path,
 		p->log_block != NOWHERE ? " --destroy-data" : "");
 	return eng->sb_err[SB_MAIN] == -ENOENT ? eng->sb_err[SB_COPY] : eng->sb_err[SB_MAIN];
-}
-
-/* A valid superblock and reformat: a store with a log needs destroy_data too. */
-static int plan_reformat(struct engine *eng, const struct sb_probe *p)
-{
-	char uuid[37];
-
-	if (p->log_block == NOWHERE || eng->opts.destroy_data)
-		return 0;
-	eng_uuid_str(eng->sb.uuid, uuid);
-	log_msg(LOG_ERROR, ENG_LOG, "%s is quill store %s and holds a log (a segment block at "
-		"offset %" PRIu64 "): formatting would destroy its volumes. Refusing; nothing was "
-		"changed. Add --destroy-data to --format to do it anyway", eng->opts.store_path,
-		uuid, p->log_block);
-	return -ENOTEMPTY;
 }
 
 int eng_sb_load(struct engine *eng, bool *format)
@@ -316,7 +312,7 @@ int eng_sb_load(struct engine *eng, bool *format)
 	if (!valid)
 		r = plan_without_superblock(eng, &p, format);
 	else if (eng->opts.reformat)
-		r = plan_reformat(eng, &p);
+		r = check_destroy(eng, &p);
 	if (r < 0)
 		return r;
 	if (valid && eng->opts.reformat)
