@@ -281,7 +281,7 @@ static int plan_without_superblock(struct engine *eng, const struct sb_probe *p,
 	log_msg(LOG_ERROR, ENG_LOG, "%s: no valid superblock (block 0: %s; copy at offset %u: "
 		"%s) and %s. Refusing to start; nothing was changed. `quill-inspect %s` shows what "
 		"is there; restore the store from a backup, or make it a new, empty store with "
-		"quilld --format%s (everything on it is lost)", path,
+		"quilld --format%s and an empty metadata directory (everything on it is lost)", path,
 		sb_err_str(eng->sb_err[SB_MAIN]), QUILL_SB_COPY_OFFSET,
 		sb_err_str(eng->sb_err[SB_COPY]), why, path,
 		p->log_block != NOWHERE ? " --destroy-data" : "");
@@ -341,25 +341,54 @@ int eng_sb_load(struct engine *eng, bool *format)
 	return r;
 }
 
-static int write_copies(struct engine *eng, bool main, bool copy)
+/* Writes buf (one superblock block) to the places asked for, the copy first (a crash
+ * in between leaves block 0 as it was, and block 0 wins), then syncs. */
+static int write_places(struct engine *eng, const uint8_t *buf, bool main, bool copy)
 {
-	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
 	int r = 0;
 
-	if (!buf)
-		return -ENOMEM;
-	ondisk_superblock_encode(&eng->sb, buf);
-	/* the copy first: a crash in between leaves block 0 as it was, and block 0 wins */
 	if (copy)
 		r = store_write_sync(eng->st, sb_offset[SB_COPY], buf, QUILL_BLOCK_SIZE);
 	if (r == 0 && main)
 		r = store_write_sync(eng->st, sb_offset[SB_MAIN], buf, QUILL_BLOCK_SIZE);
 	if (r == 0)
 		r = store_flush_sync(eng->st);
-	store_buf_free(buf);
 	if (r < 0)
 		log_msg(LOG_ERROR, ENG_LOG, "%s: writing the superblock: %s", eng->opts.store_path,
 			err_str(r));
+	return r;
+}
+
+/* A new superblock (format, grow): eng->sb encoded, in both places. */
+static int write_new(struct engine *eng)
+{
+	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	ondisk_superblock_encode(&eng->sb, buf);
+	r = write_places(eng, buf, true, true);
+	store_buf_free(buf);
+	return r;
+}
+
+/* A repair copies the valid place's bytes as they are (whatever format version wrote
+ * them), never a re-encoding. */
+static int copy_place(struct engine *eng, int from)
+{
+	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = store_read_sync(eng->st, sb_offset[from], buf, QUILL_BLOCK_SIZE);
+	if (r == 0)
+		r = write_places(eng, buf, from == SB_COPY, from == SB_MAIN);
+	else
+		log_msg(LOG_ERROR, ENG_LOG, "%s: reading the superblock: %s", eng->opts.store_path,
+			err_str(r));
+	store_buf_free(buf);
 	return r;
 }
 
@@ -392,7 +421,7 @@ int eng_sb_format(struct engine *eng)
 	eng->sb.data_offset = QUILL_DATA_OFFSET;
 	eng->sb.device_size = size;
 	eng->sb.created_ns = eng_now_realtime_ns();
-	r = write_copies(eng, true, true);
+	r = write_new(eng);
 	if (r == 0)
 		log_msg(LOG_INFO, ENG_LOG, "formatted %s: %u segments of %u KiB",
 			eng->opts.store_path, eng->sb.segment_count, seg / 1024);
@@ -425,7 +454,7 @@ static int grow(struct engine *eng)
 	}
 	eng->sb.segment_count = (uint32_t)count;
 	eng->sb.device_size = size;
-	r = write_copies(eng, true, true);
+	r = write_new(eng);
 	if (r == 0)
 		log_msg(LOG_INFO, ENG_LOG, "grew %s to %s: %u segments, %u before",
 			eng->opts.store_path, size_str(size, 0), eng->sb.segment_count, before);
@@ -450,7 +479,7 @@ int eng_sb_repair(struct engine *eng)
 			"block 0", eng->opts.store_path, QUILL_SB_COPY_OFFSET,
 			eng->sb_err[SB_COPY] ? sb_err_str(eng->sb_err[SB_COPY]) : "differs");
 	if (fix_main || fix_copy)
-		r = write_copies(eng, fix_main, fix_copy);
+		r = copy_place(eng, fix_main ? SB_COPY : SB_MAIN);
 	if (r == 0 && eng->opts.grow)
 		r = grow(eng);
 	return r;

@@ -80,6 +80,29 @@ static uint64_t file_size(void)
 	return (uint64_t)st.st_size;
 }
 
+/* Closes the engine and checks that the copy holds block 0's bytes. */
+static void close_and_expect_copies_equal(const char *why)
+{
+	uint8_t a[BLK], b[BLK];
+
+	engine_close(eng);
+	eng = NULL;
+	read_block(0, a);
+	read_block(QUILL_SB_COPY_OFFSET, b);
+	cr_assert_eq(memcmp(a, b, BLK), 0, "%s", why);
+}
+
+/* A path in the test's scratch directory (two at a time). */
+static const char *scratch(const char *name)
+{
+	static char paths[2][PATH_MAX + 32];
+	static unsigned next;
+	char *p = paths[next++ % 2];
+
+	snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
+	return p;
+}
+
 static bool exists(const char *path)
 {
 	return access(path, F_OK) == 0;
@@ -134,18 +157,12 @@ Test(superblock, format_writes_both_copies)
 
 Test(superblock, flipped_byte_in_block_0_starts_from_the_copy_and_rewrites_it)
 {
-	uint8_t a[BLK], b[BLK];
-
 	store_with_data();
 	flip_byte(20); /* inside the uuid */
 	cr_assert_eq(try_open(true), 0, "opens from the copy");
 	cr_assert_eq(stats().segments_total, NSEGS);
 	expect_data();
-	engine_close(eng);
-	eng = NULL;
-	read_block(0, a);
-	read_block(QUILL_SB_COPY_OFFSET, b);
-	cr_assert_eq(memcmp(a, b, BLK), 0, "block 0 rewritten from the copy");
+	close_and_expect_copies_equal("block 0 rewritten from the copy");
 	cr_assert_eq(try_open(false), 0);
 	expect_data();
 }
@@ -160,32 +177,20 @@ Test(superblock, flipped_magic_in_block_0_starts_from_the_copy)
 
 Test(superblock, damaged_copy_is_rewritten_from_block_0)
 {
-	uint8_t a[BLK], b[BLK];
-
 	store_with_data();
 	flip_byte(QUILL_SB_COPY_OFFSET + 40);
 	cr_assert_eq(try_open(false), 0);
 	expect_data();
-	engine_close(eng);
-	eng = NULL;
-	read_block(0, a);
-	read_block(QUILL_SB_COPY_OFFSET, b);
-	cr_assert_eq(memcmp(a, b, BLK), 0);
+	close_and_expect_copies_equal("the copy rewritten from block 0");
 }
 
 Test(superblock, store_formatted_without_a_copy_opens_and_gets_one)
 {
-	uint8_t a[BLK], b[BLK];
-
 	store_with_data();
 	zero_range(QUILL_SB_COPY_OFFSET, BLK); /* as version 1 stores were, before copies */
 	cr_assert_eq(try_open(false), 0);
 	expect_data();
-	engine_close(eng);
-	eng = NULL;
-	read_block(0, a);
-	read_block(QUILL_SB_COPY_OFFSET, b);
-	cr_assert_eq(memcmp(a, b, BLK), 0, "the copy is written at first open");
+	close_and_expect_copies_equal("the copy is written at first open");
 }
 
 Test(superblock, both_copies_bad_is_refused_and_the_store_is_untouched)
@@ -241,20 +246,17 @@ Test(superblock, zeroed_block_0_and_missing_metadata_is_refused)
 
 Test(superblock, metadata_directory_of_another_store_is_refused_before_any_repair)
 {
-	char other_store[PATH_MAX + 32], other_meta[PATH_MAX + 32];
 	struct engine_opts o;
 	uint32_t before;
 
 	store_with_data();
-	snprintf(other_store, sizeof(other_store), "%s/other.img", dir);
-	snprintf(other_meta, sizeof(other_meta), "%s/other-meta", dir);
-	opts_for(&o, other_store, other_meta, true);
-	cr_assert_eq(engine_open(&o, &eng), 0);
+	opts_for(&o, scratch("other.img"), scratch("other-meta"), true);
+	cr_assert_eq(engine_open(&o, &eng), 0, "another store, its own metadata");
 	engine_close(eng);
 	eng = NULL;
 	flip_byte(20);
 	before = file_crc();
-	cr_assert_eq(open_with(false, false, false, other_meta), -EINVAL);
+	cr_assert_eq(open_with(false, false, false, scratch("other-meta")), -EINVAL);
 	cr_assert_eq(file_crc(), before);
 }
 
@@ -288,15 +290,13 @@ Test(superblock, garbage_in_the_superblock_area_needs_format)
 
 Test(superblock, format_of_a_valid_store_needs_destroy_data)
 {
-	char fresh_meta[PATH_MAX + 32];
 	uint32_t before;
 
 	store_with_data();
-	snprintf(fresh_meta, sizeof(fresh_meta), "%s/fresh-meta", dir);
 	before = file_crc();
-	cr_assert_eq(open_with(true, true, false, fresh_meta), -ENOTEMPTY);
+	cr_assert_eq(open_with(true, true, false, scratch("fresh-meta")), -ENOTEMPTY);
 	cr_assert_eq(file_crc(), before);
-	cr_assert_eq(open_with(true, true, true, fresh_meta), 0);
+	cr_assert_eq(open_with(true, true, true, scratch("fresh-meta")), 0);
 	cr_assert_eq(engine_volume_info(eng, "v", &(struct engine_volume_info){ 0 }), -ENOENT);
 }
 
