@@ -328,7 +328,7 @@ int eng_sb_load(struct engine *eng, bool *format)
 		return eng->meta ? 0 : meta_open(eng->opts.meta_path, &eng->meta);
 	if (eng->sb_err[SB_MAIN] != 0)
 		log_msg(LOG_WARN, ENG_LOG, "%s: superblock at block 0: %s; starting from its copy "
-			"at offset %u (block 0 is rewritten from it)", eng->opts.store_path,
+			"at offset %u (block 0 is rewritten from it once the metadata agrees)", eng->opts.store_path,
 			sb_err_str(eng->sb_err[SB_MAIN]), QUILL_SB_COPY_OFFSET);
 	r = check_geometry(eng);
 	if (r == 0 && !eng->meta) {

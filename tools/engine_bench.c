@@ -443,6 +443,9 @@ static int engine_jobs(const struct bench_opts *o, struct job_result *res)
 	eo.meta_path = o->meta;
 	eo.store_size = o->size;
 	eo.format = true;
+	/* the prefilled file is not blank, and the bench formats on purpose */
+	eo.reformat = true;
+	eo.destroy_data = true;
 	rc = engine_open(&eo, &eng);
 	if (rc < 0) {
 		fprintf(stderr, "quill-engine-bench: engine_open %s: %s\n", o->file, err_str(-rc));

@@ -2,7 +2,8 @@
  *
  *   quill-inspect STORE [--segments] [--batches SLOT] [--no-data]
  *
- * Prints the superblock and a summary of the segment slots; --segments lists every
+ * Prints both places of the superblock (block 0 and its copy at 1 MiB - 4 KiB, each
+ * valid or what is wrong with it) and a summary of the segment slots; --segments lists every
  * slot; --batches SLOT lists the batches of one slot. Every used slot's log is walked
  * the way start-up replay walks it (engine/replay.c): batch after batch from block 1
  * until one is not valid, checking the data CRCs (unless --no-data).

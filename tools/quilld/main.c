@@ -6,12 +6,12 @@
  * read from many sockets in one iteration are group-committed into one batch.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
