@@ -81,7 +81,9 @@ log "a flipped byte in block 0: started from the copy, data intact, repaired"
 flip $((main + 20))
 flip $((copy + 20))
 refused_start "no valid superblock (block 0: checksum mismatch; copy at offset 1044480: checksum mismatch)"
-grep -q "metadata" "$WORK/out" && fail "the message blames the metadata: $(cat "$WORK/out")"
+# the cause named is the superblock (the way out may mention a new metadata directory)
+sed 's/Refusing.*//' "$WORK/out" | grep -q "metadata" &&
+	fail "the message blames the metadata: $(cat "$WORK/out")"
 refused_start "Add --destroy-data to --format" --format
 refused_start "holds the index of store" --format --destroy-data
 flip $((main + 20))
