@@ -21,14 +21,15 @@ enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST, S
  * what the setting accepts (for the message). Rules between settings: check_all(). */
 typedef const char *(*setting_check)(const struct quilld_config *cfg);
 
+/* New fields go last: a row written { key, kind, off, cap, help } stays valid. */
 struct setting {
 	const char *key;
 	enum setting_kind kind;
 	size_t off;
 	size_t cap; /* strings */
-	setting_check check;
-	bool flag_only; /* a flag for one start, never a line of a config file */
 	const char *help;
+	setting_check check; /* NULL: any value of its kind */
+	bool flag_only; /* a flag for one start, never a line of a config file */
 };
 
 #define CMDLINE "command line" /* `where` of a flag */
@@ -116,21 +117,21 @@ static const char *check_log_level(const struct quilld_config *c)
 #define F(field) offsetof(struct quilld_config, field)
 #define CAP(field) sizeof(((struct quilld_config *)0)->field)
 static const struct setting settings[] = {
-	{ "data-dir", SET_PATH, F(data_dir), CAP(data_dir), check_data_dir, false, "folder for the store file and metadata (./data)" },
-	{ "store", SET_PATH, F(store), CAP(store), check_store, false, "block device or file (DATA/store.img)" },
-	{ "store-size", SET_SIZE, F(store_size), 0, check_store_size, false, "size of a new store file (8G); an existing store must have it (or --grow)" },
-	{ "grow", SET_FLAG, F(grow), 0, NULL, false, "grow an existing store to --store-size (a block device: to its size)" },
-	{ "meta", SET_PATH, F(meta), CAP(meta), check_meta, false, "RocksDB folder (DATA/meta)" },
-	{ "format", SET_FLAG, F(format), 0, NULL, true, "format the store even if it is not blank (never one holding a log...)" },
-	{ "destroy-data", SET_FLAG, F(destroy_data), 0, NULL, true, "...unless this is given too: its volumes are lost" },
-	{ "segment-size", SET_UINT, F(segment_size), 0, check_segment_size, false, "log segment size at format (4M)" },
-	{ "nbd-addr", SET_STR, F(nbd_addr), CAP(nbd_addr), check_nbd_addr, false, "NBD TCP address, \"\" for none (127.0.0.1)" },
-	{ "nbd-port", SET_U16, F(nbd_port), 0, check_port, false, "NBD TCP port (10809)" },
-	{ "nbd-unix", SET_PATH, F(nbd_unix), CAP(nbd_unix), check_nbd_unix, false, "NBD unix socket (none)" },
-	{ "control", SET_PATH, F(control), CAP(control), check_control, false, "control socket for `quill`" },
-	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, check_checkpoint, false, "extent map checkpoint period (5000)" },
-	{ "vhost", SET_VHOST, 0, 0, NULL, false, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)" },
-	{ "log-level", SET_STR, F(log_level), CAP(log_level), check_log_level, false, "debug, info, warn or error (info)" },
+	{ "data-dir", SET_PATH, F(data_dir), CAP(data_dir), "folder for the store file and metadata (./data)", check_data_dir, false },
+	{ "store", SET_PATH, F(store), CAP(store), "block device or file (DATA/store.img)", check_store, false },
+	{ "store-size", SET_SIZE, F(store_size), 0, "size of a new store file (8G); an existing store must have it (or --grow)", check_store_size, false },
+	{ "grow", SET_FLAG, F(grow), 0, "grow an existing store to --store-size (a block device: to its size)", NULL, false },
+	{ "meta", SET_PATH, F(meta), CAP(meta), "RocksDB folder (DATA/meta)", check_meta, false },
+	{ "format", SET_FLAG, F(format), 0, "format the store even if it is not blank (never one holding a log...)", NULL, true },
+	{ "destroy-data", SET_FLAG, F(destroy_data), 0, "...unless this is given too: its volumes are lost", NULL, true },
+	{ "segment-size", SET_UINT, F(segment_size), 0, "log segment size at format (4M)", check_segment_size, false },
+	{ "nbd-addr", SET_STR, F(nbd_addr), CAP(nbd_addr), "NBD TCP address, \"\" for none (127.0.0.1)", check_nbd_addr, false },
+	{ "nbd-port", SET_U16, F(nbd_port), 0, "NBD TCP port (10809)", check_port, false },
+	{ "nbd-unix", SET_PATH, F(nbd_unix), CAP(nbd_unix), "NBD unix socket (none)", check_nbd_unix, false },
+	{ "control", SET_PATH, F(control), CAP(control), "control socket for `quill`", check_control, false },
+	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, "extent map checkpoint period (5000)", check_checkpoint, false },
+	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)", NULL, false },
+	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)", check_log_level, false },
 };
 
 static const struct setting *find_setting(const char *key)
