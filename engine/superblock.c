@@ -305,6 +305,10 @@ int eng_sb_load(struct engine *eng, bool *format)
 		return r;
 	valid = eng->sb_err[SB_MAIN] == 0 || eng->sb_err[SB_COPY] == 0;
 	if ((!valid || eng->opts.reformat) && !store_created(eng->st)) {
+		if (!valid)
+			log_msg(LOG_INFO, ENG_LOG, "%s: no valid superblock; looking for quill data "
+				"on it (reads what was ever written of its %s)", eng->opts.store_path,
+				size_str(store_size(eng->st), 0));
 		r = scan_device(eng, &p);
 		if (r < 0)
 			return r;
