@@ -12,7 +12,6 @@
 #include "store/store.h"
 
 
-
 uint64_t eng_now_ms(void)
 {
 	struct timespec ts;
