@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
@@ -182,7 +183,7 @@ err:
 static void ckpt_failed(struct engine *eng, struct ckpt_job *job, int res)
 {
 	LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "map checkpoint at seq %llu failed: %s; "
-			"will retry", (unsigned long long)job->seq, strerror(-res));
+			"will retry", (unsigned long long)job->seq, err_str(-res));
 	for (size_t i = 0; i < eng->nvols; i++)
 		map_mark_all_dirty(eng->vols[i]->map);
 }

@@ -3,15 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
 #include "store/store.h"
-
-#define DEFAULT_SEGMENT_SIZE (4u << 20)
 
 
 uint64_t eng_now_ms(void)
@@ -100,89 +98,23 @@ void eng_volume_remove(struct engine *eng, struct engine_volume *vol)
 	free(vol);
 }
 
-/* ---- format and superblock ---- */
-
-static int format_store(struct engine *eng)
-{
-	uint64_t size = store_size(eng->st);
-	uint32_t seg = eng->opts.segment_size ? eng->opts.segment_size : DEFAULT_SEGMENT_SIZE;
-	uint8_t *buf;
-	int r;
-
-	if (seg % QUILL_BLOCK_SIZE || seg < 16 * QUILL_BLOCK_SIZE ||
-	    seg / QUILL_BLOCK_SIZE > 65536) {
-		log_msg(LOG_ERROR, ENG_LOG, "segment size %u: must be a multiple of 4 KiB "
-			"between 64 KiB and 256 MiB", seg);
-		return -EINVAL;
-	}
-	if (size < QUILL_DATA_OFFSET + 4ull * seg) {
-		log_msg(LOG_ERROR, ENG_LOG, "store of %llu bytes is too small: it needs room "
-			"for at least 4 segments of %u bytes after 1 MiB",
-			(unsigned long long)size, seg);
-		return -ENOSPC;
-	}
-	memset(&eng->sb, 0, sizeof(eng->sb));
-	if (getrandom(eng->sb.uuid, sizeof(eng->sb.uuid), 0) != sizeof(eng->sb.uuid))
-		return -errno;
-	eng->sb.block_size = QUILL_BLOCK_SIZE;
-	eng->sb.segment_size = seg;
-	eng->sb.segment_count = (uint32_t)((size - QUILL_DATA_OFFSET) / seg);
-	eng->sb.data_offset = QUILL_DATA_OFFSET;
-	eng->sb.device_size = size;
-	eng->sb.created_ns = eng_now_realtime_ns();
-	buf = store_buf_alloc(QUILL_BLOCK_SIZE);
-	if (!buf)
-		return -ENOMEM;
-	ondisk_superblock_encode(&eng->sb, buf);
-	r = store_write_sync(eng->st, 0, buf, QUILL_BLOCK_SIZE);
-	if (r == 0)
-		r = store_flush_sync(eng->st);
-	store_buf_free(buf);
-	if (r == 0)
-		log_msg(LOG_INFO, ENG_LOG, "formatted %s: %u segments of %u KiB",
-			eng->opts.store_path, eng->sb.segment_count, seg / 1024);
-	return r;
-}
-
-static int load_superblock(struct engine *eng, bool *formatted)
-{
-	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
-	int r;
-
-	if (!buf)
-		return -ENOMEM;
-	*formatted = false;
-	r = store_read_sync(eng->st, 0, buf, QUILL_BLOCK_SIZE);
-	if (r == 0)
-		r = ondisk_superblock_decode(buf, QUILL_BLOCK_SIZE, &eng->sb);
-	store_buf_free(buf);
-	if ((r == -ENOENT || r == -EILSEQ) && eng->opts.format) {
-		*formatted = true;
-		return format_store(eng);
-	}
-	if (r < 0)
-		log_msg(LOG_ERROR, ENG_LOG, "%s: %s", eng->opts.store_path,
-			r == -ENOENT   ? "not a quill store (no superblock); format it first" :
-			r == -EILSEQ   ? "superblock checksum mismatch" :
-			r == -EPROTO   ? "superblock of an unsupported version or shape" :
-					 strerror(-r));
-	return r;
-}
-
 /* The RocksDB directory must belong to this store; a fresh one is claimed. */
 static int check_store_record(struct engine *eng, bool formatted)
 {
 	struct ondisk_store_record rec;
-	uint8_t uuid[16];
+	uint8_t uuid_meta[16];
 	void *val;
 	size_t len;
 	int r = meta_get(eng->meta, ONDISK_KEY_STORE, 1, &val, &len);
+	char uuid[37], other[37];
 
+	eng_uuid_str(eng->sb.uuid, uuid);
 	if (r == -ENOENT) {
 		if (!formatted) {
-			log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s has no record of store "
-				"%s; the store's volume table is lost", eng->opts.meta_path,
-				eng->opts.store_path);
+			log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s is empty: it holds no "
+				"record of store %s (uuid %s), whose superblock is valid. Give the "
+				"store's own --meta, or restore it", eng->opts.meta_path,
+				eng->opts.store_path, uuid);
 			return -EINVAL;
 		}
 		eng->next_volume_id = 1;
@@ -191,15 +123,18 @@ static int check_store_record(struct engine *eng, bool formatted)
 	}
 	if (r < 0)
 		return r;
-	r = ondisk_store_record_decode(val, len, uuid, &eng->next_volume_id);
+	r = ondisk_store_record_decode(val, len, uuid_meta, &eng->next_volume_id);
 	free(val);
 	if (r < 0) {
-		log_msg(LOG_ERROR, ENG_LOG, "metadata %s: store record is damaged", eng->opts.meta_path);
+		log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s: its store record is damaged",
+			eng->opts.meta_path);
 		return r;
 	}
-	if (memcmp(uuid, eng->sb.uuid, sizeof(uuid)) != 0) {
-		log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s belongs to another store than %s",
-			eng->opts.meta_path, eng->opts.store_path);
+	if (memcmp(uuid_meta, eng->sb.uuid, sizeof(uuid_meta)) != 0) {
+		eng_uuid_str(uuid_meta, other);
+		log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s belongs to store %s, not to %s "
+			"(uuid %s): give the store's own --meta", eng->opts.meta_path, other,
+			eng->opts.store_path, uuid);
 		return -EINVAL;
 	}
 	return 0;
@@ -281,7 +216,7 @@ static int load_map(struct engine *eng, uint64_t *ckpt_seq)
 	if (r == 0)
 		r = meta_iter_status(it);
 	else
-		log_msg(LOG_ERROR, ENG_LOG, "metadata: extent map damaged (%s)", strerror(-r));
+		log_msg(LOG_ERROR, ENG_LOG, "metadata: extent map damaged (%s)", err_str(-r));
 	meta_iter_destroy(it);
 	for (size_t i = 0; i < eng->nvols; i++)
 		map_clear_dirty(eng->vols[i]->map);
@@ -312,9 +247,15 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	r = store_open(&so, &eng->st);
 	if (r < 0)
 		goto err_free;
-	r = load_superblock(eng, &formatted);
+	r = eng_sb_load(eng, &formatted);
+	if (r == 0 && formatted)
+		r = eng_sb_format(eng);
+	if (r == 0)
+		r = check_store_record(eng, formatted);
+	if (r == 0 && !formatted)
+		r = eng_sb_repair(eng);
 	if (r < 0)
-		goto err_close_store;
+		goto err_close_meta;
 	eng->blocks_per_seg = eng->sb.segment_size / QUILL_BLOCK_SIZE;
 	eng->gc_reserve = opts->gc_reserve_segments ? opts->gc_reserve_segments
 						    : ENG_GC_RESERVE_DEFAULT;
@@ -322,14 +263,9 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	eng->gc_buf = store_buf_alloc(eng->sb.segment_size);
 	if (!eng->slots || !eng->gc_buf) {
 		r = -ENOMEM;
-		goto err_close_store;
+		goto err_close_meta;
 	}
-	r = meta_open(opts->meta_path, &eng->meta);
-	if (r < 0)
-		goto err_close_store;
-	r = check_store_record(eng, formatted);
-	if (r == 0)
-		r = load_volumes(eng);
+	r = load_volumes(eng);
 	if (r == 0)
 		r = eng_link_layers(eng);
 	if (r == 0)
@@ -360,14 +296,13 @@ err_close_meta:
 	while (eng->nvols)
 		eng_volume_remove(eng, eng->vols[0]);
 	meta_close(eng->meta);
-err_close_store:
 	store_close(eng->st);
 err_free:
 	store_buf_free(eng->gc_buf);
 	free(eng->slots);
 	free(eng->vols);
 	free(eng);
-	log_msg(LOG_ERROR, ENG_LOG, "cannot open store %s: %s", opts->store_path, strerror(-r));
+	log_msg(LOG_ERROR, ENG_LOG, "cannot open store %s: %s", opts->store_path, err_str(-r));
 	return r;
 }
 

@@ -41,8 +41,18 @@ struct engine_volume;
 struct engine_opts {
 	const char *store_path;    /* block device or file (see store_opts) */
 	const char *meta_path;     /* directory for RocksDB */
-	uint64_t store_size;       /* file only: create/extend to this size; 0 = as is */
-	bool format;               /* format the store if it has no valid superblock */
+	uint64_t store_size;       /* file only: a missing file is created at this size; an
+				      existing store must have it (-EINVAL, logged), unless
+				      grow. 0 = an existing store at its size, no new file */
+	bool format;               /* format a blank store: no valid superblock, nothing in
+				      the superblock area, no quill log on the device, no
+				      store in the metadata directory (a new file is blank) */
+	bool reformat;             /* format even a store that is not blank, valid or not
+				      (quilld --format); the metadata directory must not
+				      hold a store. A device holding a quill log also needs: */
+	bool destroy_data;         /* with reformat: its log may be destroyed */
+	bool grow;                 /* extend a smaller file to store_size (a block device:
+				      use its new size) and add the slots that now fit */
 	uint32_t segment_size;     /* at format time; 0 = 4 MiB */
 	unsigned queue_depth;      /* io_uring depth; 0 = default */
 	unsigned checkpoint_ms;    /* background map checkpoint period; 0 = 5000 */
@@ -55,8 +65,13 @@ struct engine_opts {
 void engine_opts_init(struct engine_opts *opts);
 
 /* Opens the store and its metadata, formatting if asked and needed, then rolls the
- * extent map forward from the log. -EINVAL (logged) if the metadata belongs to another
- * store, -ENOENT/-EILSEQ if the store is not formatted and format is false. */
+ * extent map forward from the log. The superblock has a copy (docs/format.md): a
+ * damaged block 0 is rewritten from it. Errors (each logged with what was found):
+ * -EINVAL the metadata directory is missing, empty or another store's, or the size
+ * asked for differs; -ENOENT a blank store and format is false; -ENOENT/-EILSEQ/-EPROTO
+ * no valid superblock and the store is not blank (nothing is written); -ENOTEMPTY
+ * reformat of a store holding a log without destroy_data; -EEXIST a store to format
+ * whose metadata directory holds a store. */
 int engine_open(const struct engine_opts *opts, struct engine **out);
 /* Waits for I/O in flight, flushes, writes a final checkpoint, closes. NULL ok.
  * Volumes still open are closed. */

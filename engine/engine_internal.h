@@ -134,6 +134,8 @@ struct engine {
 	struct store *st;
 	struct meta *meta;
 	struct superblock sb;
+	int sb_err[2];          /* decode result of block 0 and of the copy (superblock.c) */
+	bool sb_copy_stale;     /* the copy is not the bytes of block 0: rewrite it */
 	uint32_t blocks_per_seg;
 	struct slot *slots;
 	uint32_t nfree;
@@ -189,6 +191,20 @@ struct engine {
 
 	struct engine_stats stats;
 };
+
+/* superblock.c (docs/format.md, "Superblock") */
+/* Reads the superblock and its copy and decides, before anything is written, whether
+ * the store is opened (*format false: eng->sb is set) or formatted; opens eng->meta
+ * (a missing metadata directory is created only for a store being formatted). A
+ * refusal is logged once, with what was found and how to recover. */
+int eng_sb_load(struct engine *eng, bool *format);
+/* Writes a new superblock to both places (the copy first) and syncs. */
+int eng_sb_format(struct engine *eng);
+/* Once the metadata agrees: rewrites a damaged block 0 from the copy, writes a missing
+ * or stale copy, and grows the store if opts.grow. */
+int eng_sb_repair(struct engine *eng);
+/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+void eng_uuid_str(const uint8_t uuid[16], char out[37]);
 
 /* engine.c */
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);

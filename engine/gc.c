@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/crc32c.h"
+#include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "store/store.h"
@@ -64,7 +65,7 @@ static void moves_done(void *arg, int res)
 
 	if (res < 0)
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "cleaner: moving slot %u failed: %s",
-				eng->gc_victim, strerror(-res));
+				eng->gc_victim, err_str(-res));
 	eng->gc_no_room = res == -ENOSPC;
 	eng->gc_busy = false;
 	eng->stats.gc_runs++;
@@ -136,7 +137,7 @@ static void victim_read(void *arg, int res)
 	if (r < 0) {
 		if (res < 0)
 			log_msg(LOG_ERROR, ENG_LOG, "cleaner: reading slot %u failed: %s",
-				eng->gc_victim, strerror(-res));
+				eng->gc_victim, err_str(-res));
 		s->gc_skip = true;
 		eng->gc_busy = false;
 		return;

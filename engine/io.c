@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/crc32c.h"
+#include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "store/store.h"
@@ -332,7 +333,7 @@ static void batch_written(void *arg, int res)
 
 	if (res < 0)
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: log write to slot %u failed: %s",
-				vol->rec.name, b->slot, strerror(-res));
+				vol->rec.name, b->slot, err_str(-res));
 	b->state = BATCH_DONE;
 	b->result = res < 0 ? -EIO : 0;
 	vol->ninflight--;
@@ -385,7 +386,7 @@ static void flush_done(void *arg, int res)
 	struct ioreq *req = eng->flush_running;
 
 	if (res < 0)
-		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "flush failed: %s", strerror(-res));
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "flush failed: %s", err_str(-res));
 	eng->flush_running = NULL;
 	eng->flush_inflight = false;
 	while (req) {
@@ -604,7 +605,7 @@ static void read_done(void *arg, int res)
 		res = read_verify(p);
 	else
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: read of slot %u failed: %s",
-				p->vol->rec.name, p->slot, strerror(-res));
+				p->vol->rec.name, p->slot, err_str(-res));
 	eng->slots[p->slot].readers--;
 	eng_req_put(eng, p->req, res < 0 ? res : 0);
 	store_buf_free(p->bounce);

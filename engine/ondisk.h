@@ -6,7 +6,8 @@
  *
  * Layout of the device (block = 4096 bytes):
  *   [0, 4096)                      superblock
- *   [4096, data_offset)            reserved (zero)
+ *   [4096, 1 MiB - 4096)           reserved (zero)
+ *   [1 MiB - 4096, 1 MiB)          copy of the superblock (QUILL_SB_COPY_OFFSET)
  *   data_offset + i*segment_size   segment slot i, for i in [0, segment_count)
  *
  * A segment slot holds one segment of one volume's log:
@@ -35,6 +36,9 @@
 #define QUILL_SUM_MAGIC 0x4d55534c4c495551ULL /* "QUILLSUM" */
 
 #define QUILL_DATA_OFFSET (1u << 20) /* first segment slot starts at 1 MiB */
+/* The superblock's copy: the last block of the reserved area, at a fixed offset so
+ * that it is found without block 0 (docs/format.md, "Superblock copy"). */
+#define QUILL_SB_COPY_OFFSET (QUILL_DATA_OFFSET - QUILL_BLOCK_SIZE)
 
 /* ---- superblock (block 0) ---- */
 struct ondisk_superblock {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/crc32c.h"
+#include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "store/store.h"
@@ -195,7 +196,7 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 		free(rp.v[i].entries);
 	free(rp.v);
 	if (r < 0) {
-		log_msg(LOG_ERROR, ENG_LOG, "replay failed: %s", strerror(-r));
+		log_msg(LOG_ERROR, ENG_LOG, "replay failed: %s", err_str(-r));
 		return r;
 	}
 	eng->stats.replayed_batches = rp.n;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
@@ -783,7 +784,7 @@ static void flatten_end(struct engine_volume *vol, int result)
 	vol->flatten = NULL;
 	if (result < 0)
 		log_msg(LOG_ERROR, ENG_LOG, "volume %s: flatten stopped: %s", vol->rec.name,
-			strerror(-result));
+			err_str(-result));
 }
 
 /* Every FILL is in the stored map: the parent link can go. Not before: replay of a

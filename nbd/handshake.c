@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "nbd/nbd_tls.h"
@@ -163,7 +164,7 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 	if (r < 0) {
 		/* EXPORT_NAME cannot answer with an error: the spec says close */
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer,
-				(int)(len > 64 ? 64 : len), (const char *)data, strerror(-r));
+				(int)(len > 64 ? 64 : len), (const char *)data, err_str(-r));
 		nbd_conn_close(c, NULL);
 		return;
 	}
@@ -231,7 +232,7 @@ static void opt_list(struct nbd_conn *c, size_t len)
 	if (c->state == NBD_CS_DEAD)
 		return;
 	if (r < 0)
-		opt_error(c, NBD_REP_ERR_PLATFORM, "cannot list volumes: %s", strerror(-r));
+		opt_error(c, NBD_REP_ERR_PLATFORM, "cannot list volumes: %s", err_str(-r));
 	else
 		opt_ack(c);
 }
@@ -249,7 +250,7 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s' is attached elsewhere (vhost-user): "
 			  "a volume has one writer at a time", name);
 	else
-		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s': %s", name, strerror(-r));
+		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s': %s", name, err_str(-r));
 	return true;
 }
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/log.h"
 
 #define BS ENGINE_BLOCK_SIZE
@@ -158,7 +159,7 @@ static void req_reply(struct nbd_req *r)
 	if (r->err)
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: %s offset %llu length %u: %s%s%s", c->peer,
 				nbd_cmd_name(type), (unsigned long long)r->h.offset, r->h.length,
-				strerror(-r->err), r->errmsg ? ": " : "", r->errmsg ? r->errmsg : "");
+				err_str(-r->err), r->errmsg ? ": " : "", r->errmsg ? r->errmsg : "");
 	memset(o, 0, sizeof(*o));
 	o->req = r;
 	if (c->structured && err) {

@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/unixsock.h"
@@ -219,7 +220,7 @@ static bool sock_retry(struct nbd_conn *c)
 	if (errno == EINTR)
 		return true;
 	if (errno != EAGAIN && errno != EWOULDBLOCK)
-		nbd_conn_close(c, strerror(errno));
+		nbd_conn_close(c, err_str(errno));
 	return false;
 }
 
@@ -477,7 +478,7 @@ static void conn_tls_handshake(struct nbd_conn *c)
 	if (r < 0) {
 		char msg[160];
 
-		snprintf(msg, sizeof(msg), "TLS handshake failed: %s", why ? why : strerror(-r));
+		snprintf(msg, sizeof(msg), "TLS handshake failed: %s", why ? why : err_str(-r));
 		nbd_conn_close(c, msg);
 		return;
 	}
@@ -605,7 +606,7 @@ static void accept_batch(struct nbd_server *srv, int lfd, struct loop_watch *w)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			/* EMFILE and friends: the listener stays readable; pause it a while */
-			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "accept: %s", strerror(errno));
+			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "accept: %s", err_str(errno));
 			if (loop_watch_modify(w, 0) == 0 &&
 			    loop_timer_add(srv->lp, 100, listener_resume, w, NULL) < 0)
 				loop_watch_modify(w, LOOP_READ);
@@ -702,7 +703,7 @@ static int listen_tcp(struct nbd_server *srv, const char *addr, uint16_t port)
 	}
 	freeaddrinfo(res);
 	if (srv->tcp_fd < 0) {
-		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s:%u: %s", addr, port, strerror(-err));
+		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s:%u: %s", addr, port, err_str(-err));
 		return err;
 	}
 	{
@@ -731,7 +732,7 @@ static int listen_unix(struct nbd_server *srv, const struct nbd_server_opts *opt
 		int r = srv->unix_fd;
 
 		log_msg(LOG_ERROR, NBD_LOG, "cannot listen on %s: %s%s", path,
-			r == -EADDRINUSE ? "another server is listening there" : strerror(-r),
+			r == -EADDRINUSE ? "another server is listening there" : err_str(-r),
 			r == -EPERM ? " (setting its owner needs root, its group root or "
 				      "membership of the group)" : "");
 		return r;

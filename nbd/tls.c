@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 
@@ -81,7 +82,7 @@ static int check_readable(const char *path, const char *what)
 {
 	if (access(path, R_OK) == 0)
 		return 0;
-	log_msg(LOG_ERROR, NBD_LOG, "%s %s: %s", what, path, strerror(errno));
+	log_msg(LOG_ERROR, NBD_LOG, "%s %s: %s", what, path, err_str(errno));
 	return -errno;
 }
 
@@ -111,7 +112,7 @@ static int psk_file_check(const char *path)
 	f = fopen(path, "r");
 	if (!f || fstat(fileno(f), &st) < 0) {
 		r = -errno;
-		log_msg(LOG_ERROR, NBD_LOG, "TLS pre-shared keys file %s: %s", path, strerror(-r));
+		log_msg(LOG_ERROR, NBD_LOG, "TLS pre-shared keys file %s: %s", path, err_str(-r));
 		if (f)
 			fclose(f);
 		return r;

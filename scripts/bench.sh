@@ -130,12 +130,13 @@ start_quill()
 	# The store file is written once before quilld formats it: a fallocate()d file
 	# has unwritten extents, and ext4 converts them on first write, which costs
 	# 30-40% at QD1. The peers' images are written by the prefill; a real device
-	# has no such state. This preconditions quill's store the same way.
+	# has no such state. This preconditions quill's store the same way; the store is
+	# then not blank, so quilld formats it only when told (--format).
 	mkdir -p "$1/store"
 	fio --name=precondition --filename="$1/store/store.img" --rw=write --bs=1M \
 		--ioengine=io_uring --direct=1 --iodepth=8 --size="$STORE_SIZE" >/dev/null
 	listen "$1" bench --nbd-unix --nbd-addr --nbd-port
-	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --control "$1/ctl.sock" \
+	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --format --control "$1/ctl.sock" \
 		--nbd-addr "" "${LISTEN[@]}" >"$1/server.log" 2>&1 &
 	started || return 1
 	wait_ready "$SERVER_PID" "$QUILL" --socket "$1/ctl.sock" status || return 1

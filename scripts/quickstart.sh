@@ -77,8 +77,16 @@ else
 		fi
 		tls_args=(--nbd-tls require --nbd-tls-psk-file "$PSK_FILE")
 	fi
-	echo "quickstart: starting quilld (store $NODE_DIR/store.img, $STORE_SIZE, thin)"
-	nohup "$QUILLD" --data-dir "$NODE_DIR" --store-size "$STORE_SIZE" \
+	# a new store gets STORE_SIZE; an existing one is used at its size (it may have
+	# been grown with quilld --grow since)
+	size_args=()
+	if [ -e "$NODE_DIR/store.img" ]; then
+		echo "quickstart: starting quilld (store $NODE_DIR/store.img)"
+	else
+		size_args=(--store-size "$STORE_SIZE")
+		echo "quickstart: starting quilld (new store $NODE_DIR/store.img, $STORE_SIZE, thin)"
+	fi
+	nohup "$QUILLD" --data-dir "$NODE_DIR" "${size_args[@]}" \
 		--nbd-addr 127.0.0.1 --nbd-port "$PORT" --nbd-unix "$NODE_DIR/nbd.sock" \
 		"${tls_args[@]}" >>"$NODE_DIR/quilld.log" 2>&1 &
 	echo $! >"$pidfile"

@@ -21,6 +21,7 @@
 
 #include "store/store.h"
 
+#include "common/err.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -80,6 +81,8 @@ struct store {
 	int fd;
 	int event_fd;
 	uint64_t size;
+	bool created;		 /* store_open() created the file */
+	bool regular;		 /* a regular file (else a block device) */
 	char *path;		 /* for log lines */
 	unsigned max_in_ring;	 /* CQ entries */
 	unsigned in_ring;	 /* requests with an SQE prepared and the CQE not handled */
@@ -213,7 +216,7 @@ static int ring_submit(struct store *st)
 
 	if (submit_error_is_transient(r))
 		return 0;
-	LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_submit: %s", st->path, strerror(-r));
+	LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_submit: %s", st->path, err_str(-r));
 	return r;
 }
 
@@ -318,7 +321,7 @@ static int req_handle(struct store *st, struct store_req *req, int res)
 		res = -EIO;
 	} else {
 		LOG_RATELIMITED(LOG_ERROR, "store", "%s: %s at offset %" PRIu64 " failed: %s",
-				st->path, op_name(req->op), req->off, strerror(-res));
+				st->path, op_name(req->op), req->off, err_str(-res));
 	}
 	req_complete(st, req, res);
 	return 1;
@@ -507,7 +510,7 @@ int store_poll(struct store *st, int timeout_ms)
 	}
 	if (!submit_error_is_transient(r)) {
 		LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_enter: %s", st->path,
-				strerror(-r));
+				err_str(-r));
 		return r;
 	}
 	return reap(st);
@@ -549,7 +552,7 @@ static int sync_rw(struct store *st, uint64_t off, void *rbuf, const void *wbuf,
 			int r = n < 0 ? -errno : -EIO;
 
 			log_msg(LOG_ERROR, "store", "%s: %s at offset %" PRIu64 " failed: %s",
-				st->path, rbuf ? "read" : "write", off + done, strerror(-r));
+				st->path, rbuf ? "read" : "write", off + done, err_str(-r));
 			return r;
 		}
 		done += (size_t)n;
@@ -578,7 +581,7 @@ int store_flush_sync(struct store *st)
 	if (fdatasync(st->fd) < 0) {
 		int r = -errno;
 
-		log_msg(LOG_ERROR, "store", "%s: fdatasync: %s", st->path, strerror(-r));
+		log_msg(LOG_ERROR, "store", "%s: fdatasync: %s", st->path, err_str(-r));
 		return r;
 	}
 	return 0;
@@ -661,20 +664,33 @@ static int open_direct(struct store *st, uint64_t create_size, bool *created)
 		return -EINVAL;
 	}
 	fd = -errno;
-	log_msg(LOG_ERROR, "store", "%s: open: %s", st->path, strerror(-fd));
+	log_msg(LOG_ERROR, "store", "%s: open: %s", st->path, err_str(-fd));
 	return fd;
 }
 
+/* Preallocates [0, size): a file smaller than size grows to it, its data kept. */
+static int preallocate(struct store *st, uint64_t size)
+{
+	if (fallocate(st->fd, 0, 0, (off_t)size) < 0) {
+		int r = -errno;
+
+		log_msg(LOG_ERROR, "store", "%s: fallocate of %" PRIu64 " bytes: %s", st->path,
+			size, err_str(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* A file this open created gets create_size; an existing one keeps its size. */
 static int size_regular_file(struct store *st, uint64_t create_size, uint64_t *size)
 {
 	struct stat sb;
 
-	if (create_size && fallocate(st->fd, 0, 0, (off_t)create_size) < 0) {
-		int r = -errno;
+	if (st->created) {
+		int r = preallocate(st, create_size);
 
-		log_msg(LOG_ERROR, "store", "%s: fallocate of %" PRIu64 " bytes: %s", st->path,
-			create_size, strerror(-r));
-		return r;
+		if (r < 0)
+			return r;
 	}
 	if (fstat(st->fd, &sb) < 0)
 		return -errno;
@@ -689,7 +705,7 @@ static int size_block_device(struct store *st, uint64_t *size)
 	if (ioctl(st->fd, BLKGETSIZE64, size) < 0 || ioctl(st->fd, BLKSSZGET, &lbs) < 0) {
 		int r = -errno;
 
-		log_msg(LOG_ERROR, "store", "%s: block device ioctl: %s", st->path, strerror(-r));
+		log_msg(LOG_ERROR, "store", "%s: block device ioctl: %s", st->path, err_str(-r));
 		return r;
 	}
 	if (lbs <= 0 || (unsigned)lbs > STORE_ALIGN) {
@@ -706,17 +722,17 @@ static int device_open(struct store *st, uint64_t create_size)
 	struct statfs sfs;
 	struct stat sb;
 	uint64_t size = 0;
-	bool created;
 	int r;
 
-	st->fd = open_direct(st, create_size, &created);
+	st->fd = open_direct(st, create_size, &st->created);
 	if (st->fd < 0)
 		return st->fd;
 	if (fstat(st->fd, &sb) < 0) {
 		r = -errno;
 		goto err_unlink;
 	}
-	if (S_ISREG(sb.st_mode)) {
+	st->regular = S_ISREG(sb.st_mode);
+	if (st->regular) {
 		r = size_regular_file(st, create_size, &size);
 		if (fstatfs(st->fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC))
 			log_msg(LOG_WARN, "store", "%s is on %s: its data will not survive a reboot",
@@ -732,15 +748,14 @@ static int device_open(struct store *st, uint64_t create_size)
 		goto err_unlink;
 	st->size = size - size % STORE_ALIGN;
 	if (st->size == 0) {
-		log_msg(LOG_ERROR, "store", "%s holds less than %u bytes; give a create size "
-			"to create or extend it", st->path, STORE_ALIGN);
+		log_msg(LOG_ERROR, "store", "%s holds less than %u bytes", st->path, STORE_ALIGN);
 		r = -EINVAL;
 		goto err_unlink;
 	}
 	return 0;
 
 err_unlink:
-	if (created)
+	if (st->created)
 		unlink(st->path);
 	return r;
 }
@@ -752,26 +767,26 @@ static int ring_open(struct store *st, unsigned queue_depth)
 
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_queue_init(%u): %s", st->path,
-			queue_depth, strerror(-r));
+			queue_depth, err_str(-r));
 		return r;
 	}
 	st->max_in_ring = p.cq_entries;
 	r = io_uring_register_files(&st->ring, &st->fd, 1);
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_register_files: %s", st->path,
-			strerror(-r));
+			err_str(-r));
 		goto err_exit_ring;
 	}
 	st->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (st->event_fd < 0) {
 		r = -errno;
-		log_msg(LOG_ERROR, "store", "eventfd: %s", strerror(-r));
+		log_msg(LOG_ERROR, "store", "eventfd: %s", err_str(-r));
 		goto err_exit_ring;
 	}
 	r = io_uring_register_eventfd(&st->ring, st->event_fd);
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_register_eventfd: %s", st->path,
-			strerror(-r));
+			err_str(-r));
 		goto err_close_eventfd;
 	}
 	return 0;
@@ -870,4 +885,45 @@ void store_close(struct store *st)
 	slabs_free(st);
 	free(st->path);
 	free(st);
+}
+
+bool store_created(const struct store *st)
+{
+	return st && st->created;
+}
+
+int store_grow(struct store *st, uint64_t size)
+{
+	int r;
+
+	if (size % STORE_ALIGN)
+		return -EINVAL;
+	if (!st->regular)
+		return -ENOTSUP;
+	if (size <= st->size)
+		return 0;
+	r = preallocate(st, size);
+	if (r == 0)
+		st->size = size;
+	return r;
+}
+
+int store_next_data(struct store *st, uint64_t off, uint64_t *start, uint64_t *end)
+{
+	off_t data, hole;
+
+	if (off >= st->size)
+		return -ENXIO;
+	*start = off;
+	*end = st->size;
+	if (!st->regular)
+		return 0;
+	data = lseek(st->fd, (off_t)off, SEEK_DATA);
+	if (data < 0)
+		return errno == ENXIO ? -ENXIO : 0; /* no SEEK_DATA here: all of it may be data */
+	hole = lseek(st->fd, data, SEEK_HOLE);
+	*start = (uint64_t)data - (uint64_t)data % STORE_ALIGN;
+	if (hole > data && (uint64_t)hole < st->size)
+		*end = ((uint64_t)hole + STORE_ALIGN - 1) / STORE_ALIGN * STORE_ALIGN;
+	return *start < st->size ? 0 : -ENXIO;
 }

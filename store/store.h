@@ -19,6 +19,7 @@
 #ifndef QUILL_STORE_STORE_H
 #define QUILL_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -29,9 +30,10 @@ struct store;
 
 struct store_opts {
 	const char *path;      /* block device or regular file */
-	uint64_t create_size;  /* regular file only: if the file is smaller (or missing),
-				  create it / extend it to this size, preallocated with
-				  fallocate(). 0 = use the existing size. */
+	uint64_t create_size;  /* regular file only: if the file is missing, create it
+				  with this size, preallocated with fallocate(). An existing
+				  file is used at its size (store_grow() extends it).
+				  0 = never create. */
 	unsigned queue_depth;  /* io_uring entries; 0 = 256 */
 };
 
@@ -47,6 +49,16 @@ void store_close(struct store *st);
 
 /* Usable size in bytes (rounded down to STORE_ALIGN). */
 uint64_t store_size(const struct store *st);
+/* True when store_open() created the file: it holds nothing but zeros. */
+bool store_created(const struct store *st);
+/* Extends a regular file to size bytes (a multiple of STORE_ALIGN), preallocated; its
+ * data is kept. Nothing to do if it is that large already. -ENOTSUP for a block
+ * device, -errno from fallocate. Not while requests are in flight. */
+int store_grow(struct store *st, uint64_t size);
+/* The next range [*start, *end) at or after off that may hold data, aligned to
+ * STORE_ALIGN: ranges a regular file has never written (holes, preallocated space)
+ * are skipped; a block device is all data. -ENXIO when nothing follows off. */
+int store_next_data(struct store *st, uint64_t off, uint64_t *start, uint64_t *end);
 
 int store_read(struct store *st, uint64_t off, void *buf, size_t len, store_cb cb, void *arg);
 int store_write(struct store *st, uint64_t off, const void *buf, size_t len, store_cb cb, void *arg);

@@ -7,6 +7,7 @@
  *   write: 49 IOPS, 59..78 clat percentiles, 81 lat mean (usec)
  */
 #include "bench_fio.h"
+#include "common/err.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,7 +53,7 @@ static char *run_capture(char *const argv[])
 		close(p[0]);
 		close(p[1]);
 		execvp(argv[0], argv);
-		fprintf(stderr, "quill-engine-bench: cannot run %s: %s\n", argv[0], strerror(errno));
+		fprintf(stderr, "quill-engine-bench: cannot run %s: %s\n", argv[0], err_str(errno));
 		_exit(127);
 	}
 	close(p[1]);

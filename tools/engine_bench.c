@@ -26,6 +26,7 @@
 
 #include "bench_fio.h"
 #include "bench_hist.h"
+#include "common/err.h"
 #include "engine/engine.h"
 
 #define VOL_NAME "bench"
@@ -180,7 +181,7 @@ static double job_run(struct job *j, unsigned qd)
 	while (j->inflight) {
 		rc = engine_poll(j->eng, -1);
 		if (rc < 0) {
-			fprintf(stderr, "quill-engine-bench: engine_poll: %s\n", strerror(-rc));
+			fprintf(stderr, "quill-engine-bench: engine_poll: %s\n", err_str(-rc));
 			exit(1);
 		}
 	}
@@ -409,7 +410,7 @@ static int prefill(struct engine *eng, struct engine_volume *vol)
 	secs = job_run(j, PREFILL_QD);
 	if (j->errors) {
 		fprintf(stderr, "quill-engine-bench: prefill: %" PRIu64 " errors (%s)\n", j->errors,
-			strerror(-j->first_err));
+			err_str(-j->first_err));
 		rc = j->first_err;
 	} else {
 		printf("prefill: %" PRIu64 " MiB sequential in %.1f s (%.0f MiB/s, 512k QD%u)\n",
@@ -442,9 +443,12 @@ static int engine_jobs(const struct bench_opts *o, struct job_result *res)
 	eo.meta_path = o->meta;
 	eo.store_size = o->size;
 	eo.format = true;
+	/* the prefilled file is not blank, and the bench formats on purpose */
+	eo.reformat = true;
+	eo.destroy_data = true;
 	rc = engine_open(&eo, &eng);
 	if (rc < 0) {
-		fprintf(stderr, "quill-engine-bench: engine_open %s: %s\n", o->file, strerror(-rc));
+		fprintf(stderr, "quill-engine-bench: engine_open %s: %s\n", o->file, err_str(-rc));
 		free(j);
 		return rc;
 	}
@@ -453,7 +457,7 @@ static int engine_jobs(const struct bench_opts *o, struct job_result *res)
 		rc = engine_volume_open(eng, VOL_NAME, &vol);
 	if (rc < 0) {
 		fprintf(stderr, "quill-engine-bench: volume of %" PRIu64 " bytes: %s\n", vol_size,
-			strerror(-rc));
+			err_str(-rc));
 		goto out_close;
 	}
 	printf("engine: store %s (%" PRIu64 " MiB), volume %" PRIu64 " MiB\n", o->file,
@@ -476,7 +480,7 @@ static int engine_jobs(const struct bench_opts *o, struct job_result *res)
 		       res[i].iops, res[i].mean_us, res[i].p99_us, j->errors ? "  ERRORS" : "");
 		if (j->errors) {
 			fprintf(stderr, "quill-engine-bench: %s: %" PRIu64 " errors (first: %s)\n",
-				jobs[i].name, j->errors, strerror(-j->first_err));
+				jobs[i].name, j->errors, err_str(-j->first_err));
 			rc = -EIO;
 		}
 		job_fini(j, jobs[i].qd);
@@ -546,12 +550,12 @@ int main(int argc, char **argv)
 	}
 	rc = mkdir_p(o.dir);
 	if (rc < 0) {
-		fprintf(stderr, "quill-engine-bench: %s: %s\n", o.dir, strerror(-rc));
+		fprintf(stderr, "quill-engine-bench: %s: %s\n", o.dir, err_str(-rc));
 		return 1;
 	}
 	rc = wipe_store(&o);
 	if (rc < 0) {
-		fprintf(stderr, "quill-engine-bench: cannot reset %s: %s\n", o.file, strerror(-rc));
+		fprintf(stderr, "quill-engine-bench: cannot reset %s: %s\n", o.file, err_str(-rc));
 		return 1;
 	}
 	rc = engine_jobs(&o, res);

@@ -2,7 +2,8 @@
  *
  *   quill-inspect STORE [--segments] [--batches SLOT] [--no-data]
  *
- * Prints the superblock and a summary of the segment slots; --segments lists every
+ * Prints both places of the superblock (block 0 and its copy at 1 MiB - 4 KiB, each
+ * valid or what is wrong with it) and a summary of the segment slots; --segments lists every
  * slot; --batches SLOT lists the batches of one slot. Every used slot's log is walked
  * the way start-up replay walks it (engine/replay.c): batch after batch from block 1
  * until one is not valid, checking the data CRCs (unless --no-data).
@@ -26,6 +27,7 @@
 #include <time.h>
 
 #include "common/crc32c.h"
+#include "common/err.h"
 #include "engine/ondisk.h"
 #include "store/store.h"
 
@@ -94,7 +96,7 @@ static const char *decode_err_str(int err)
 	case -EINVAL:
 		return "short buffer";
 	default:
-		return strerror(-err);
+		return err_str(-err);
 	}
 }
 
@@ -104,29 +106,12 @@ static void print_uuid(const uint8_t u[16], char *out)
 		out += sprintf(out, "%02x%s", u[i], (i == 3 || i == 5 || i == 7 || i == 9) ? "-" : "");
 }
 
-static int read_superblock(struct inspect *in)
+static int print_superblock(struct inspect *in)
 {
-	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
 	char uuid[40], when[64];
 	struct tm tm;
 	time_t t;
-	int rc;
 
-	if (!buf)
-		return -ENOMEM;
-	rc = store_read_sync(in->st, 0, buf, QUILL_BLOCK_SIZE);
-	if (rc < 0) {
-		fprintf(stderr, "quill-inspect: reading the superblock: %s\n", strerror(-rc));
-		store_buf_free(buf);
-		return rc;
-	}
-	rc = ondisk_superblock_decode(buf, QUILL_BLOCK_SIZE, &in->sb);
-	store_buf_free(buf);
-	if (rc < 0) {
-		damage(in, "superblock: %s (not a quill store, or its superblock is damaged)",
-		       decode_err_str(rc));
-		return rc;
-	}
 	in->bps = in->sb.segment_size / QUILL_BLOCK_SIZE;
 	print_uuid(in->sb.uuid, uuid);
 	t = (time_t)(in->sb.created_ns / 1000000000ull);
@@ -143,6 +128,49 @@ static int read_superblock(struct inspect *in)
 		damage(in, "superblock: %u slots end past the device (%" PRIu64 " bytes)",
 		       in->sb.segment_count, store_size(in->st));
 	return 0;
+}
+
+/* Reads both places of the superblock (block 0 and its copy, docs/format.md) and
+ * reports each; the store is read with the first valid one. */
+static int read_superblock(struct inspect *in)
+{
+	static const uint64_t where[2] = { 0, QUILL_SB_COPY_OFFSET };
+	static const char *const name[2] = { "block 0", "copy" };
+	uint8_t *buf = store_buf_alloc(2 * QUILL_BLOCK_SIZE);
+	struct superblock sb[2];
+	int rc = 0, err[2];
+
+	if (!buf)
+		return -ENOMEM;
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		rc = store_read_sync(in->st, where[i], buf + i * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
+		if (rc == 0)
+			err[i] = ondisk_superblock_decode(buf + i * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE,
+							  &sb[i]);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "quill-inspect: reading the superblock: %s\n", err_str(rc));
+		store_buf_free(buf);
+		return rc;
+	}
+	for (int i = 0; i < 2; i++)
+		printf("superblock %s at offset %" PRIu64 ": %s\n", name[i], where[i],
+		       err[i] ? decode_err_str(err[i]) : "valid");
+	if (err[0] == 0 && err[1] == 0 && memcmp(buf, buf + QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE))
+		printf("  the copy differs from block 0 (block 0 wins; the next start rewrites "
+		       "the copy)\n");
+	else if (err[0] == 0 && err[1] == -ENOENT)
+		printf("  no copy yet (a store formatted before copies; the next start writes it)\n");
+	store_buf_free(buf);
+	if (err[0] && err[1]) {
+		damage(in, "superblock: no valid copy (not a quill store, or both are damaged)");
+		return err[0];
+	}
+	if (err[0] || (err[1] && err[1] != -ENOENT))
+		damage(in, "superblock %s: %s (the next start repairs it from the other)",
+		       err[0] ? name[0] : name[1], decode_err_str(err[0] ? err[0] : err[1]));
+	in->sb = err[0] ? sb[1] : sb[0];
+	return print_superblock(in);
 }
 
 /* Checks a batch's data blocks; returns the index of the first bad entry or -1. */
@@ -509,7 +537,7 @@ int main(int argc, char **argv)
 	so.queue_depth = 8;
 	rc = store_open(&so, &in.st);
 	if (rc < 0) {
-		fprintf(stderr, "quill-inspect: %s: %s\n", in.path, strerror(-rc));
+		fprintf(stderr, "quill-inspect: %s: %s\n", in.path, err_str(-rc));
 		return 2;
 	}
 	rc = read_superblock(&in);
@@ -531,7 +559,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < in.sb.segment_count && rc == 0; i++)
 		rc = scan_slot(&in, i);
 	if (rc < 0) {
-		fprintf(stderr, "quill-inspect: reading slots: %s\n", strerror(-rc));
+		fprintf(stderr, "quill-inspect: reading slots: %s\n", err_str(-rc));
 		goto out_free;
 	}
 	check_generations(&in);

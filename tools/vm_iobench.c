@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/err.h"
+
 #define BS 4096u
 #define QD 32u
 
@@ -105,7 +107,7 @@ int main(int argc, char **argv)
 	}
 	fd = open(argv[1], O_RDWR | O_DIRECT);
 	if (fd < 0 || posix_memalign((void **)&bufs, BS, (size_t)QD * BS) != 0) {
-		fprintf(stderr, "vm_iobench: %s: %s\n", argv[1], strerror(errno));
+		fprintf(stderr, "vm_iobench: %s: %s\n", argv[1], err_str(errno));
 		return 1;
 	}
 	memset(bufs, 0xa5, (size_t)QD * BS);
@@ -115,7 +117,7 @@ int main(int argc, char **argv)
 		double t = now_s() - t0;
 
 		if (n < 0) {
-			fprintf(stderr, "vm_iobench: %s failed: %s\n", pats[p].name, strerror(errno));
+			fprintf(stderr, "vm_iobench: %s failed: %s\n", pats[p].name, err_str(errno));
 			return 1;
 		}
 		printf("QUILL-BENCH %s iops %.0f mib_s %.2f\n", pats[p].name, (double)n / t,

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 
@@ -172,7 +173,7 @@ static void req_finish(struct vhost_req *r)
 	if (r->err && r->err != -ENOTSUP)
 		LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: %s sector %llu: %s", r->exp->name,
 				type_name(r->type), (unsigned long long)r->sector,
-				strerror(-r->err));
+				err_str(-r->err));
 	if (q) {
 		uint32_t len = 0;
 
@@ -360,7 +361,7 @@ static void req_start(struct vhost_req *r)
 	if (ch->err || !ch->status ||
 	    vhost_iov_to_buf(ch->iov, ch->nread, 0, &h, sizeof(h)) < sizeof(h)) {
 		LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: malformed request (head %u): %s",
-				r->exp->name, ch->head, ch->err ? strerror(-ch->err) :
+				r->exp->name, ch->head, ch->err ? err_str(-ch->err) :
 				"no header or no status byte");
 		fail(r, -EIO);
 		req_finish(r);

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "common/err.h"
 #include "common/log.h"
 
 /* Is [addr, addr+len) inside [start, start+size)? Overflow-safe. */
@@ -63,7 +64,7 @@ int vhost_mem_map(const struct vhost_user_mem_table *t, const int *fds, unsigned
 	}
 	if (r < 0) {
 		log_msg(LOG_WARN, VHOST_LOG, "cannot map guest memory region %u: %s",
-			m->nregions, strerror(-r));
+			m->nregions, err_str(-r));
 		vhost_mem_put(m);
 		return r;
 	}

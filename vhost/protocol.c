@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 
@@ -100,7 +101,7 @@ static void kick_ready(void *arg, unsigned events)
 	if (r == 0 || (r < 0 && errno != EAGAIN)) {
 		/* closed, or not an eventfd: a level-triggered loop would spin on it */
 		log_msg(LOG_WARN, VHOST_LOG, "queue %u: kick fd %s: queue stopped", q->index,
-			r == 0 ? "at end of file" : strerror(errno));
+			r == 0 ? "at end of file" : err_str(errno));
 		queue_stop(q);
 		return;
 	}
@@ -520,7 +521,7 @@ void vhost_proto_dispatch(struct vhost_conn *c)
 		r = h->fn(c);
 		if (r < 0)
 			LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: %s failed: %s", c->exp->name,
-					h->name, strerror(-r));
+					h->name, err_str(-r));
 	}
 	close_fds(c);
 	/* after the handler: the SET_PROTOCOL_FEATURES that turns REPLY_ACK on is acked */

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/unixsock.h"
@@ -53,7 +54,7 @@ static void conn_flush(struct vhost_conn *c)
 			continue;
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				conn_abort(c, strerror(errno));
+				conn_abort(c, err_str(errno));
 			return;
 		}
 		memmove(c->out, c->out + n, c->out_len - (size_t)n);
@@ -189,7 +190,7 @@ static bool read_message(struct vhost_conn *c)
 		vhost_conn_close(c, c->hdr_got || c->state == VHOST_CS_PAYLOAD ?
 					    "in the middle of a message" : NULL);
 	else if (n < 0 && n != -EAGAIN)
-		vhost_conn_close(c, strerror((int)-n));
+		vhost_conn_close(c, err_str((int)-n));
 	return false;
 }
 
@@ -355,7 +356,7 @@ int vhost_server_export(struct vhost_server *srv, const char *volume, const char
 	r = export_listen(exp, socket_path);
 	if (r < 0) {
 		log_msg(LOG_ERROR, VHOST_LOG, "%s: cannot listen on %s: %s", volume, socket_path,
-			r == -EADDRINUSE ? "another server is listening there" : strerror(-r));
+			r == -EADDRINUSE ? "another server is listening there" : err_str(-r));
 		export_free(exp);
 		return r;
 	}

@@ -2,12 +2,15 @@
  * (tools/control_proto.h), and the helpers that print answers.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/units.h"
 #include "tools/quill/cli.h"
 
@@ -30,6 +33,36 @@ static int connect_node(const char *path)
 		return r;
 	}
 	return fd;
+}
+
+/* Why the control socket could not be reached: a permission problem is not a node
+ * that is down. */
+static void explain_no_node(const char *path, int err)
+{
+	struct stat st;
+	struct passwd *owner;
+	char who[64];
+
+	if (err != -EACCES && err != -EPERM) {
+		fprintf(stderr, "quill: cannot reach quilld at %s: %s\n"
+			"       (is it running? start one with scripts/quickstart.sh, or pass "
+			"--socket)\n", path, err_str(err));
+		return;
+	}
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "quill: permission denied: user %u cannot reach quilld's control "
+			"socket %s (a folder on its path is not open to it)\n", (unsigned)geteuid(),
+			path);
+		return;
+	}
+	owner = getpwuid(st.st_uid);
+	if (owner)
+		snprintf(who, sizeof(who), "%s", owner->pw_name);
+	else
+		snprintf(who, sizeof(who), "uid %u", (unsigned)st.st_uid);
+	fprintf(stderr, "quill: permission denied on quilld's control socket %s: it is mode %04o, "
+		"owned by %s; run quill as %s%s\n", path, (unsigned)(st.st_mode & 07777), who, who,
+		st.st_uid == 0 ? "" : " (or root)");
 }
 
 static int send_all(int fd, const char *s, size_t len)
@@ -80,9 +113,7 @@ struct json_object *cli_call(const struct cli *c, struct json_object *req)
 	char *buf;
 
 	if (fd < 0) {
-		fprintf(stderr, "quill: cannot reach quilld at %s: %s\n"
-			"       (is it running? start one with scripts/quickstart.sh, or pass "
-			"--socket)\n", c->socket, strerror(-fd));
+		explain_no_node(c->socket, fd);
 		json_object_put(req);
 		return NULL;
 	}

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "tools/control_proto.h"
 #include "tools/quill/cli.h"
 
@@ -341,7 +342,7 @@ int cmd_import(const struct cli *c)
 	int code;
 
 	if (access(file, R_OK) < 0) {
-		fprintf(stderr, "quill: cannot read %s: %s\n", file, strerror(errno));
+		fprintf(stderr, "quill: cannot read %s: %s\n", file, err_str(errno));
 		return EXIT_REFUSED;
 	}
 	if (!have_qemu_img())

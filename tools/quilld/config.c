@@ -6,46 +6,142 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <inttypes.h>
+#include <netdb.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/units.h"
 #include "tools/control_proto.h"
 
-enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST, SET_NBD_ACCESS };
+enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST, SET_FLAG,
+		    SET_NBD_ACCESS };
 
+/* A setting's own check, run as soon as it is set: NULL if the value is fine, else
+ * what the setting accepts (for the message). Rules between settings: check_all(). */
+typedef const char *(*setting_check)(const struct quilld_config *cfg);
+
+/* New fields go last: a row written { key, kind, off, cap, help } stays valid. */
 struct setting {
 	const char *key;
 	enum setting_kind kind;
 	size_t off;
 	size_t cap; /* strings */
 	const char *help;
+	setting_check check; /* NULL: any value of its kind */
+	bool flag_only; /* a flag for one start, never a line of a config file */
 };
+
+#define CMDLINE "command line" /* `where` of a flag */
+#define SOCKET_PATH_MAX 107 /* sun_path, without its NUL */
+#define MIN_SEGMENT (64u << 10)
+#define MAX_SEGMENT (256u << 20)
+#define DEFAULT_SEGMENT (4u << 20)
+#define STORE_RESERVED (1u << 20) /* the superblock area before slot 0 */
+
+static const char *check_not_empty(const char *v)
+{
+	return *v ? NULL : "must not be empty";
+}
+
+static const char *check_data_dir(const struct quilld_config *c) { return check_not_empty(c->data_dir); }
+static const char *check_store(const struct quilld_config *c) { return check_not_empty(c->store); }
+static const char *check_meta(const struct quilld_config *c) { return check_not_empty(c->meta); }
+
+static const char *check_store_size(const struct quilld_config *c)
+{
+	return c->store_size % 4096 || c->store_size < STORE_RESERVED + 4ull * MIN_SEGMENT
+		       ? "must be a multiple of 4 KiB, at least 1 MiB + 4 segments (1.25M with "
+			 "64K segments, 17M with the default 4M)"
+		       : NULL;
+}
+
+static const char *check_segment_size(const struct quilld_config *c)
+{
+	return c->segment_size % 4096 || c->segment_size < MIN_SEGMENT ||
+			       c->segment_size > MAX_SEGMENT
+		       ? "must be a multiple of 4 KiB between 64K and 256M"
+		       : NULL;
+}
+
+static const char *check_nbd_addr(const struct quilld_config *c)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICHOST,
+				  .ai_socktype = SOCK_STREAM }, *res = NULL;
+
+	if (!c->nbd_addr[0])
+		return NULL;
+	if (getaddrinfo(c->nbd_addr, NULL, &hints, &res) != 0) {
+		hints.ai_flags = AI_PASSIVE; /* a host name, resolved once */
+		if (getaddrinfo(c->nbd_addr, NULL, &hints, &res) != 0)
+			return "must be an IP address or a host name of this machine (\"\" for "
+			       "no TCP listener)";
+	}
+	freeaddrinfo(res);
+	return NULL;
+}
+
+static const char *check_port(const struct quilld_config *c)
+{
+	return c->nbd_port == 0 ? "must be a TCP port between 1 and 65535" : NULL;
+}
+
+static const char *socket_path(const char *v, bool may_be_empty)
+{
+	if (!*v)
+		return may_be_empty ? NULL : "must not be empty";
+	return strlen(v) > SOCKET_PATH_MAX ? "is too long for a unix socket (107 bytes at most)"
+					   : NULL;
+}
+
+static const char *check_nbd_unix(const struct quilld_config *c) { return socket_path(c->nbd_unix, true); }
+static const char *check_control(const struct quilld_config *c) { return socket_path(c->control, false); }
+
+static const char *check_checkpoint(const struct quilld_config *c)
+{
+	return c->checkpoint_ms < 10 || c->checkpoint_ms > 86400000
+		       ? "must be between 10 and 86400000 milliseconds"
+		       : NULL;
+}
+
+static const char *const log_levels[] = { "debug", "info", "warn", "error" };
+
+static const char *check_log_level(const struct quilld_config *c)
+{
+	for (size_t i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++)
+		if (strcmp(c->log_level, log_levels[i]) == 0)
+			return NULL;
+	return "must be debug, info, warn or error";
+}
 
 #define F(field) offsetof(struct quilld_config, field)
 #define CAP(field) sizeof(((struct quilld_config *)0)->field)
 static const struct setting settings[] = {
-	{ "data-dir", SET_PATH, F(data_dir), CAP(data_dir), "folder for the store file and metadata (./data)" },
-	{ "store", SET_PATH, F(store), CAP(store), "block device or file (DATA/store.img)" },
-	{ "store-size", SET_SIZE, F(store_size), 0, "size of a file store, created or grown (8G)" },
-	{ "meta", SET_PATH, F(meta), CAP(meta), "RocksDB folder (DATA/meta)" },
-	{ "segment-size", SET_UINT, F(segment_size), 0, "log segment size at format (4M)" },
-	{ "nbd-addr", SET_STR, F(nbd_addr), CAP(nbd_addr), "NBD TCP address, \"\" for none (127.0.0.1)" },
-	{ "nbd-port", SET_U16, F(nbd_port), 0, "NBD TCP port (10809)" },
-	{ "nbd-unix", SET_PATH, F(nbd_unix), CAP(nbd_unix), "NBD unix socket (none)" },
-	{ "nbd-unix-mode", SET_NBD_ACCESS, 0, 0, "its permissions, octal (0600; 0660: its group too)" },
-	{ "nbd-unix-owner", SET_NBD_ACCESS, 0, 0, "its owner, a user name or uid (ours; needs root)" },
-	{ "nbd-unix-group", SET_NBD_ACCESS, 0, 0, "its group, a name or gid (ours)" },
-	{ "nbd-tls", SET_NBD_ACCESS, 0, 0, "TLS on TCP: off, on (offered) or require (off)" },
-	{ "nbd-tls-psk-file", SET_PATH, F(nbd_tls_psk_file), CAP(nbd_tls_psk_file), "TLS pre-shared keys (psktool -u USER -p FILE)" },
-	{ "nbd-tls-x509-dir", SET_PATH, F(nbd_tls_x509_dir), CAP(nbd_tls_x509_dir), "TLS X.509 folder: server-cert.pem, server-key.pem, ca-cert.pem" },
-	{ "nbd-tls-verify-peer", SET_NBD_ACCESS, 0, 0, "X.509: clients need a certificate of the CA: yes or no (no)" },
-	{ "control", SET_PATH, F(control), CAP(control), "control socket for `quill`" },
-	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, "extent map checkpoint period (5000)" },
-	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)" },
-	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)" },
+	{ "data-dir", SET_PATH, F(data_dir), CAP(data_dir), "folder for the store file and metadata (./data)", check_data_dir, false },
+	{ "store", SET_PATH, F(store), CAP(store), "block device or file (DATA/store.img)", check_store, false },
+	{ "store-size", SET_SIZE, F(store_size), 0, "size of a new store file (8G); an existing store must have it (or --grow)", check_store_size, false },
+	{ "grow", SET_FLAG, F(grow), 0, "grow an existing store to --store-size (a block device: to its size)", NULL, false },
+	{ "meta", SET_PATH, F(meta), CAP(meta), "RocksDB folder (DATA/meta)", check_meta, false },
+	{ "format", SET_FLAG, F(format), 0, "format the store even if it is not blank (never one holding a log...)", NULL, true },
+	{ "destroy-data", SET_FLAG, F(destroy_data), 0, "...unless this is given too: its volumes are lost", NULL, true },
+	{ "segment-size", SET_UINT, F(segment_size), 0, "log segment size at format (4M)", check_segment_size, false },
+	{ "nbd-addr", SET_STR, F(nbd_addr), CAP(nbd_addr), "NBD TCP address, \"\" for none (127.0.0.1)", check_nbd_addr, false },
+	{ "nbd-port", SET_U16, F(nbd_port), 0, "NBD TCP port (10809)", check_port, false },
+	{ "nbd-unix", SET_PATH, F(nbd_unix), CAP(nbd_unix), "NBD unix socket (none)", check_nbd_unix, false },
+	{ "nbd-unix-mode", SET_NBD_ACCESS, 0, 0, "its permissions, octal (0600; 0660: its group too)", NULL, false },
+	{ "nbd-unix-owner", SET_NBD_ACCESS, 0, 0, "its owner, a user name or uid (ours; needs root)", NULL, false },
+	{ "nbd-unix-group", SET_NBD_ACCESS, 0, 0, "its group, a name or gid (ours)", NULL, false },
+	{ "nbd-tls", SET_NBD_ACCESS, 0, 0, "TLS on TCP: off, on (offered) or require (off)", NULL, false },
+	{ "nbd-tls-psk-file", SET_PATH, F(nbd_tls_psk_file), CAP(nbd_tls_psk_file), "TLS pre-shared keys (psktool -u USER -p FILE)", NULL, false },
+	{ "nbd-tls-x509-dir", SET_PATH, F(nbd_tls_x509_dir), CAP(nbd_tls_x509_dir), "TLS X.509 folder: server-cert.pem, server-key.pem, ca-cert.pem", NULL, false },
+	{ "nbd-tls-verify-peer", SET_NBD_ACCESS, 0, 0, "X.509: clients need a certificate of the CA: yes or no (no)", NULL, false },
+	{ "control", SET_PATH, F(control), CAP(control), "control socket for `quill`", check_control, false },
+	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, "extent map checkpoint period (5000)", check_checkpoint, false },
+	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)", NULL, false },
+	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)", check_log_level, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -95,16 +191,18 @@ static int parse_unix_mode(struct quilld_config *cfg, const char *val, const cha
 	return 0;
 }
 
-static int parse_yes_no(const char *val, bool *out)
+static int parse_flag_value(const char *val, bool *out)
 {
-	if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "on") || !strcmp(val, "1"))
-		*out = true;
-	else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "off") ||
-		 !strcmp(val, "0"))
-		*out = false;
-	else
-		return -EINVAL;
-	return 0;
+	static const char *const yes[] = { "", "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (strcmp(val, yes[i]) == 0)
+			return *out = true, 0;
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (strcmp(val, no[i]) == 0)
+			return *out = false, 0;
+	return -EINVAL;
 }
 
 /* Who may attach over NBD: the unix socket's owner, group and mode, TLS. */
@@ -138,7 +236,7 @@ static int apply_nbd_access(struct quilld_config *cfg, const char *key, const ch
 		return -EINVAL;
 	}
 	if (strcmp(key, "nbd-tls-verify-peer") == 0 &&
-	    parse_yes_no(val, &cfg->nbd_tls_verify_peer) < 0) {
+	    parse_flag_value(val, &cfg->nbd_tls_verify_peer) < 0) {
 		fprintf(stderr, "quilld: %s: nbd-tls-verify-peer = '%s': expected yes or no\n",
 			where, val);
 		return -EINVAL;
@@ -188,26 +286,27 @@ static int add_vhost(struct quilld_config *cfg, const char *val, const char *whe
 	return 0;
 }
 
-static int apply(struct quilld_config *cfg, const char *key, const char *val, const char *where)
+/* Stores the value in its field; the setting's check comes after, in apply(). */
+static int set_value(struct quilld_config *cfg, const struct setting *s, const char *val,
+		     const char *where)
 {
-	const struct setting *s = find_setting(key);
-	char *field;
+	char *field = (char *)cfg + s->off;
 	uint64_t v;
 
-	if (!s) {
-		fprintf(stderr, "quilld: %s: unknown setting '%s' (see --help)\n", where, key);
-		return -EINVAL;
-	}
-	field = (char *)cfg + s->off;
-	if (s->kind == SET_VHOST)
-		return add_vhost(cfg, val, where);
-	if (s->kind == SET_NBD_ACCESS)
-		return apply_nbd_access(cfg, key, val, where);
 	switch (s->kind) {
+	case SET_VHOST:
+		return add_vhost(cfg, val, where);
+	case SET_NBD_ACCESS:
+		return apply_nbd_access(cfg, s->key, val, where);
+	case SET_FLAG:
+		if (parse_flag_value(val, (bool *)(void *)field) == 0)
+			return 0;
+		fprintf(stderr, "quilld: %s: %s = '%s': expected yes or no\n", where, s->key, val);
+		return -EINVAL;
 	case SET_PATH:
 	case SET_STR:
 		if (strlen(val) >= s->cap) {
-			fprintf(stderr, "quilld: %s: %s is too long\n", where, key);
+			fprintf(stderr, "quilld: %s: %s is too long\n", where, s->key);
 			return -EINVAL;
 		}
 		strcpy(field, val);
@@ -217,8 +316,8 @@ static int apply(struct quilld_config *cfg, const char *key, const char *val, co
 	}
 	if (units_parse_size(val, &v) < 0 ||
 	    (s->kind == SET_U16 && v > UINT16_MAX) || (s->kind == SET_UINT && v > UINT32_MAX)) {
-		fprintf(stderr, "quilld: %s: %s = '%s' is not a valid number or size\n", where, key,
-			val);
+		fprintf(stderr, "quilld: %s: %s = '%s' is not a valid number or size%s\n", where,
+			s->key, val, s->kind == SET_U16 ? " (65535 at most)" : "");
 		return -EINVAL;
 	}
 	if (s->kind == SET_SIZE)
@@ -227,6 +326,54 @@ static int apply(struct quilld_config *cfg, const char *key, const char *val, co
 		*(uint16_t *)(void *)field = (uint16_t)v;
 	else
 		*(uint32_t *)(void *)field = (uint32_t)v;
+	return 0;
+}
+
+static int apply(struct quilld_config *cfg, const char *key, const char *val, const char *where)
+{
+	const struct setting *s = find_setting(key);
+	const char *bad;
+
+	if (!s) {
+		fprintf(stderr, "quilld: %s: unknown setting '%s' (see --help)\n", where, key);
+		return -EINVAL;
+	}
+	if (s->flag_only && strcmp(where, CMDLINE) != 0) {
+		fprintf(stderr, "quilld: %s: %s is a flag for one start (--%s), not a config file "
+			"setting\n", where, key, key);
+		return -EINVAL;
+	}
+	if (set_value(cfg, s, val, where) < 0)
+		return -EINVAL;
+	bad = s->check ? s->check(cfg) : NULL;
+	if (bad) {
+		fprintf(stderr, "quilld: %s: %s = '%s': %s\n", where, key, val, bad);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The rules between settings, once all are known. */
+static int check_all(const struct quilld_config *cfg)
+{
+	uint64_t seg = cfg->segment_size ? cfg->segment_size : DEFAULT_SEGMENT;
+	uint64_t min = STORE_RESERVED + 4 * seg;
+
+	if (cfg->destroy_data && !cfg->format) {
+		fprintf(stderr, "quilld: --destroy-data goes with --format (and only then)\n");
+		return -EINVAL;
+	}
+	if (!cfg->nbd_addr[0] && !cfg->nbd_unix[0]) {
+		fprintf(stderr, "quilld: no NBD listener: nbd-addr is \"\" and nbd-unix is not set "
+			"(give one of them)\n");
+		return -EINVAL;
+	}
+	if (cfg->store_size && cfg->store_size < min) {
+		fprintf(stderr, "quilld: store-size = %" PRIu64 ": too small for 4 segments of "
+			"%" PRIu64 " bytes after the first 1 MiB: at least %" PRIu64 " (%" PRIu64
+			"M)\n", cfg->store_size, seg, min, (min + (1u << 20) - 1) >> 20);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -254,7 +401,7 @@ static int load_file(struct quilld_config *cfg, const char *path)
 	int r = 0;
 
 	if (!f) {
-		fprintf(stderr, "quilld: cannot read config %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "quilld: cannot read config %s: %s\n", path, err_str(errno));
 		return -EINVAL;
 	}
 	while (r == 0 && fgets(line, sizeof(line), f)) {
@@ -285,6 +432,9 @@ static void usage(void)
 	       "flags override it. Sizes take K, M, G, T suffixes (binary).\n\n");
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
 		printf("  --%-19s %s\n", settings[i].key, settings[i].help);
+	printf("\nA new store file is formatted at its first start. A store that is not blank\n"
+	       "(no valid superblock, but something on it) is never formatted without --format;\n"
+	       "one holding a quill log needs --format --destroy-data.\n");
 	printf("\nSIGTERM or SIGINT stops the node cleanly (flush, checkpoint).\n");
 }
 
@@ -292,7 +442,6 @@ static void set_defaults(struct quilld_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	strcpy(cfg->data_dir, "./data");
-	cfg->store_size = 8ull << 30;
 	strcpy(cfg->nbd_addr, "127.0.0.1");
 	cfg->nbd_port = 10809;
 	strcpy(cfg->log_level, "info");
@@ -328,12 +477,14 @@ static int parse_flag(struct quilld_config *cfg, int argc, char **argv, int i)
 	memcpy(key, arg, klen);
 	key[klen] = '\0';
 	if (eq)
-		return apply(cfg, key, eq + 1, "flag") < 0 ? -EINVAL : 1;
+		return apply(cfg, key, eq + 1, CMDLINE) < 0 ? -EINVAL : 1;
+	if (find_setting(key) && find_setting(key)->kind == SET_FLAG)
+		return apply(cfg, key, "", CMDLINE) < 0 ? -EINVAL : 1; /* --format alone */
 	if (i + 1 >= argc) {
 		fprintf(stderr, "quilld: --%s needs a value\n", key);
 		return -EINVAL;
 	}
-	return apply(cfg, key, argv[i + 1], "flag") < 0 ? -EINVAL : 2;
+	return apply(cfg, key, argv[i + 1], CMDLINE) < 0 ? -EINVAL : 2;
 }
 
 int config_load(struct quilld_config *cfg, int argc, char **argv)
@@ -366,7 +517,7 @@ int config_load(struct quilld_config *cfg, int argc, char **argv)
 			return -EINVAL;
 		i += used;
 	}
-	if (check_nbd_access(cfg) < 0)
+	if (derive_paths(cfg) < 0 || check_nbd_access(cfg) < 0)
 		return -EINVAL;
-	return derive_paths(cfg);
+	return check_all(cfg);
 }

@@ -15,7 +15,8 @@ struct quilld_config {
 	char data_dir[CONFIG_PATH_MAX];  /* default for store, meta */
 	char store[CONFIG_PATH_MAX];     /* default DATA/store.img */
 	char meta[CONFIG_PATH_MAX];      /* default DATA/meta */
-	uint64_t store_size;             /* file stores: create/extend to this; default 8G */
+	uint64_t store_size;             /* 0 = not given: an existing store at its size, a
+					    new file of CONFIG_DEFAULT_STORE_SIZE */
 	uint32_t segment_size;           /* at format; 0 = engine default */
 	char nbd_addr[64];               /* "" = no TCP; default 127.0.0.1 */
 	uint16_t nbd_port;               /* default 10809 */
@@ -33,11 +34,17 @@ struct quilld_config {
 	char log_level[16];
 	char vhost[CONFIG_VHOST_MAX][CONFIG_PATH_MAX]; /* "VOL=SOCKET" */
 	unsigned nvhost;
+	bool format;                     /* --format: format even a store that is not blank */
+	bool destroy_data;               /* --destroy-data: with --format, even its log */
+	bool grow;                       /* --grow: grow the store to store_size */
 };
 
+#define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)
+
 /* Defaults, then the file named by --config (if any), then the other flags: a flag
- * wins over the file. Returns 0, 1 if --help was printed, or -EINVAL (with a message
- * on stderr). */
+ * wins over the file. Every setting is checked (each has its own check in the table
+ * of config.c, then the rules between settings): returns 0, 1 if --help was printed,
+ * or -EINVAL with one message on stderr that names the setting and what it accepts. */
 int config_load(struct quilld_config *cfg, int argc, char **argv);
 
 #endif

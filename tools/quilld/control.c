@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "engine/engine.h"
@@ -84,7 +85,7 @@ struct json_object *ctl_volume_error(int r, const char *name)
 				 "'-', '_', '.', at most 63; sizes: a non-zero multiple of 4 KiB)",
 				 name);
 	default:
-		return ctl_error(-r, "volume '%s': %s", name, strerror(-r));
+		return ctl_error(-r, "volume '%s': %s", name, err_str(-r));
 	}
 }
 
@@ -280,7 +281,7 @@ static struct json_object *cmd_gc(struct control *ctl, struct json_object *req)
 		want = st.segments_total;
 	r = engine_gc(ctl->eng, (unsigned)want);
 	if (r < 0)
-		return ctl_error(-r, "garbage collection failed: %s", strerror(-r));
+		return ctl_error(-r, "garbage collection failed: %s", err_str(-r));
 	v = cmd_status(ctl, req);
 	ctl_add_int(v, "segments_freed", r);
 	return v;
@@ -454,7 +455,7 @@ int control_create(struct loop *lp, const struct control_opts *opts, struct cont
 	if (bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
 	    listen(ctl->fd, 16) < 0) {
 		r = -errno;
-		log_msg(LOG_ERROR, CTL_LOG, "cannot listen on %s: %s", path, strerror(-r));
+		log_msg(LOG_ERROR, CTL_LOG, "cannot listen on %s: %s", path, err_str(-r));
 		goto err_close;
 	}
 	r = loop_watch_add(lp, ctl->fd, LOOP_READ, accept_ready, ctl, &ctl->watch);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "engine/engine.h"
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
@@ -127,7 +128,7 @@ static struct json_object *snap_error(struct control *ctl, int r, const struct s
 	case -ENOSYS:
 		return ctl_error(ENOSYS, "this node's engine does not support snapshots yet");
 	default:
-		return ctl_error(-r, "snapshot '%s@%s': %s", ref->vol, ref->snap, strerror(-r));
+		return ctl_error(-r, "snapshot '%s@%s': %s", ref->vol, ref->snap, err_str(-r));
 	}
 }
 
@@ -282,7 +283,7 @@ static struct json_object *flatten_json(const struct engine_flatten_status *st)
 	ctl_add_int(o, "copied_bytes", (int64_t)(st->copied_blocks * ENGINE_BLOCK_SIZE));
 	ctl_add_int(o, "result", -st->result);
 	if (st->result < 0)
-		json_object_object_add(o, "error", json_object_new_string(strerror(-st->result)));
+		json_object_object_add(o, "error", json_object_new_string(err_str(-st->result)));
 	return o;
 }
 
@@ -384,7 +385,7 @@ static struct json_object *cmd_diff(struct control *ctl, struct json_object *req
 			return ctl_error(EINVAL, "cannot diff '%s' against '%s': 'from' must be a "
 					 "snapshot (VOL@SNAP) of the same family as '%s'",
 					 from ? from : "(empty)", to, to);
-		return ctl_error(-r, "diff '%s' '%s': %s", from ? from : "", to, strerror(-r));
+		return ctl_error(-r, "diff '%s' '%s': %s", from ? from : "", to, err_str(-r));
 	}
 	ans = ctl_ok();
 	json_object_object_add(ans, "extents", arr);

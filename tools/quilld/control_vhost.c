@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
 #include "vhost/vhost_blk.h"
@@ -41,7 +42,7 @@ static struct json_object *vhost_error(int r, const char *name)
 	case -ENOENT:
 		return ctl_volume_error(r, name);
 	default:
-		return ctl_error(-r, "vhost '%s': %s", name, strerror(-r));
+		return ctl_error(-r, "vhost '%s': %s", name, err_str(-r));
 	}
 }
 

@@ -6,6 +6,7 @@
  * read from many sockets in one iteration are group-committed into one batch.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "engine/engine.h"
@@ -25,6 +27,7 @@
 #include "vhost/vhost_blk.h"
 
 #define LOG_TAG "quilld"
+#define CREATED_MAX 16
 
 struct node {
 	struct quilld_config cfg;
@@ -37,6 +40,13 @@ struct node {
 	struct loop_watch *engine_watch;
 	struct loop_watch *signal_watch;
 	int signal_fd;
+	/* what this start created, removed again if it fails: a start that cannot finish
+	 * leaves nothing behind (folders in creation order; a store file; a meta tree) */
+	struct created {
+		char path[CONFIG_PATH_MAX];
+		enum { CREATED_DIR, CREATED_FILE, CREATED_TREE } kind;
+	} created[CREATED_MAX];
+	unsigned ncreated;
 };
 
 static void engine_ready(void *arg, unsigned events)
@@ -46,7 +56,7 @@ static void engine_ready(void *arg, unsigned events)
 
 	(void)events;
 	if (read(engine_event_fd(n->eng), &count, sizeof(count)) < 0 && errno != EAGAIN)
-		log_msg(LOG_WARN, LOG_TAG, "engine event fd: %s", strerror(errno));
+		log_msg(LOG_WARN, LOG_TAG, "engine event fd: %s", err_str(errno));
 	engine_poll(n->eng, 0);
 }
 
@@ -56,7 +66,7 @@ static int engine_idle(void *arg)
 	int r = engine_poll(n->eng, 0);
 
 	if (r < 0)
-		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", strerror(-r));
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", err_str(-r));
 	return engine_timeout_ms(n->eng);
 }
 
@@ -88,8 +98,23 @@ static int setup_signals(struct node *n)
 	return loop_watch_add(n->lp, n->signal_fd, LOOP_READ, signal_ready, n, &n->signal_watch);
 }
 
+static void note_created(struct node *n, const char *path, int kind)
+{
+	if (n->ncreated == CREATED_MAX)
+		return; /* more folders than a start makes: those are left behind */
+	snprintf(n->created[n->ncreated].path, CONFIG_PATH_MAX, "%s", path);
+	n->created[n->ncreated++].kind = kind;
+}
+
+/* Notes path if it does not exist yet: this start will create it. */
+static void note_if_missing(struct node *n, const char *path, int kind)
+{
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		note_created(n, path, kind);
+}
+
 /* mkdir -p of path's parent (the folder a socket or file will live in). */
-static void make_parent_dirs(const char *path)
+static void make_parent_dirs(struct node *n, const char *path)
 {
 	char buf[CONFIG_PATH_MAX];
 
@@ -98,11 +123,37 @@ static void make_parent_dirs(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		mkdir(buf, 0700);
+		if (mkdir(buf, 0700) == 0)
+			note_created(n, buf, CREATED_DIR);
 		*p = '/';
 	}
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if ((flag == FTW_DP ? rmdir(path) : unlink(path)) < 0)
+		log_msg(LOG_WARN, LOG_TAG, "cannot remove %s: %s", path, err_str(errno));
+	return 0;
+}
+
+/* A failed start: removes, newest first, what it created. */
+static void remove_created(struct node *n)
+{
+	while (n->ncreated) {
+		struct created *c = &n->created[--n->ncreated];
+
+		if (c->kind == CREATED_TREE)
+			nftw(c->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+		else if (c->kind == CREATED_FILE)
+			unlink(c->path);
+		else
+			rmdir(c->path); /* only if empty: never what someone else put there */
+	}
+}
+
+/* The name was checked by config_load(). */
 static void set_log_level(const char *name)
 {
 	static const char *names[] = { "debug", "info", "warn", "error" };
@@ -115,18 +166,23 @@ static void set_log_level(const char *name)
 static int open_engine(struct node *n)
 {
 	struct engine_opts eo;
-	char probe[CONFIG_PATH_MAX + 16];
 
 	engine_opts_init(&eo);
 	eo.store_path = n->cfg.store;
 	eo.meta_path = n->cfg.meta;
 	eo.store_size = n->cfg.store_size;
-	eo.format = true; /* a store without a superblock is new: format it */
+	if (!eo.store_size && access(n->cfg.store, F_OK) < 0)
+		eo.store_size = CONFIG_DEFAULT_STORE_SIZE; /* a new file */
+	eo.format = true; /* a blank store is new: format it */
+	eo.reformat = n->cfg.format;
+	eo.destroy_data = n->cfg.destroy_data;
+	eo.grow = n->cfg.grow;
 	eo.segment_size = n->cfg.segment_size;
 	eo.checkpoint_ms = n->cfg.checkpoint_ms;
-	make_parent_dirs(n->cfg.store);
-	snprintf(probe, sizeof(probe), "%s/", n->cfg.meta);
-	make_parent_dirs(probe);
+	make_parent_dirs(n, n->cfg.store);
+	make_parent_dirs(n, n->cfg.meta); /* not meta itself: a missing one is news */
+	note_if_missing(n, n->cfg.store, CREATED_FILE);
+	note_if_missing(n, n->cfg.meta, CREATED_TREE);
 	return engine_open(&eo, &n->eng);
 }
 
@@ -187,10 +243,10 @@ static int start_vhost(struct node *n)
 		char *spec = n->cfg.vhost[i], *eq = strchr(spec, '=');
 
 		*eq = '\0';
-		make_parent_dirs(eq + 1);
+		make_parent_dirs(n, eq + 1);
 		r = vhost_server_export(n->vhost, spec, eq + 1);
 		if (r < 0)
-			log_msg(LOG_ERROR, LOG_TAG, "--vhost %s=%s: %s", spec, eq + 1, strerror(-r));
+			log_msg(LOG_ERROR, LOG_TAG, "--vhost %s=%s: %s", spec, eq + 1, err_str(-r));
 	}
 	return r;
 }
@@ -219,14 +275,14 @@ static int start(struct node *n)
 	loop_set_idle(n->lp, engine_idle, n);
 	nbd_opts_fill(n, &no);
 	if (no.unix_path)
-		make_parent_dirs(no.unix_path);
+		make_parent_dirs(n, no.unix_path);
 	r = nbd_server_create(&no, &n->nbd);
 	if (r < 0)
 		return r;
 	r = start_vhost(n);
 	if (r < 0)
 		return r;
-	make_parent_dirs(n->cfg.control);
+	make_parent_dirs(n, n->cfg.control);
 	return start_control(n);
 }
 
@@ -247,6 +303,7 @@ static void stop(struct node *n)
 int main(int argc, char **argv)
 {
 	static struct node n;
+	bool started;
 	int r = config_load(&n.cfg, argc, argv);
 
 	if (r)
@@ -257,7 +314,8 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	r = start(&n);
-	if (r == 0) {
+	started = r == 0;
+	if (started) {
 		static const char *tls[] = { "", " (TLS offered)", " (TLS required)" };
 
 		log_msg(LOG_INFO, LOG_TAG, "ready: NBD on %s:%u%s%s%s, control socket %s",
@@ -266,8 +324,10 @@ int main(int argc, char **argv)
 			n.cfg.nbd_unix[0] ? " and unix:" : "", n.cfg.nbd_unix, n.cfg.control);
 		r = loop_run(n.lp);
 	} else {
-		log_msg(LOG_ERROR, LOG_TAG, "cannot start: %s", strerror(-r));
+		log_msg(LOG_ERROR, LOG_TAG, "cannot start: %s", err_str(-r));
 	}
 	stop(&n);
+	if (!started)
+		remove_created(&n);
 	return r < 0 ? 1 : 0;
 }

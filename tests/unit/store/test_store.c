@@ -123,24 +123,64 @@ Test(store, open_creates_preallocated_file_of_create_size)
 	store_close(st);
 }
 
-Test(store, open_extends_smaller_file_and_keeps_its_data)
+Test(store, open_keeps_an_existing_file_at_its_size)
+{
+	struct store *st = store_make("keep", 2 * BLK, 0);
+	struct store_opts opts = { .path = test_path, .create_size = MIB };
+	struct stat sb;
+
+	cr_assert(store_created(st), "the first open created the file");
+	store_close(st);
+	cr_assert_eq(store_open(&opts, &st), 0);
+	cr_assert_not(store_created(st), "the second open found it");
+	cr_assert_eq(store_size(st), 2 * BLK, "create_size must not extend an existing file");
+	cr_assert_eq(stat(test_path, &sb), 0);
+	cr_assert_eq(sb.st_size, 2 * BLK);
+	store_close(st);
+}
+
+Test(store, grow_extends_a_file_and_keeps_its_data)
 {
 	struct store *st = store_make("extend", 2 * BLK, 0);
 	char *buf = store_buf_alloc(2 * BLK);
 	char *back = store_buf_alloc(2 * BLK);
-	struct store_opts opts = { .path = test_path, .create_size = MIB };
 
 	fill(buf, 2 * BLK, 7);
 	cr_assert_eq(store_write_sync(st, 0, buf, 2 * BLK), 0);
-	store_close(st);
-
-	cr_assert_eq(store_open(&opts, &st), 0);
+	cr_assert_eq(store_grow(st, MIB + 1), -EINVAL, "misaligned size");
+	cr_assert_eq(store_grow(st, MIB), 0);
+	cr_assert_eq(store_size(st), MIB);
+	cr_assert_eq(store_grow(st, BLK), 0, "never shrinks");
 	cr_assert_eq(store_size(st), MIB);
 	cr_assert_eq(store_read_sync(st, 0, back, 2 * BLK), 0);
 	cr_assert_eq(memcmp(buf, back, 2 * BLK), 0);
+	cr_assert_eq(store_read_sync(st, MIB - BLK, back, BLK), 0, "the new end is readable");
 	store_close(st);
 	store_buf_free(buf);
 	store_buf_free(back);
+}
+
+Test(store, next_data_skips_what_was_never_written)
+{
+	struct store *st = store_make("sparse", 4 * MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	uint64_t start = 1, end = 0;
+	int r;
+
+	r = store_next_data(st, 0, &start, &end);
+	if (r == 0 && start == 0 && end == 4 * MIB)
+		cr_skip_test("this filesystem reports preallocated space as data (no SEEK_DATA)");
+	cr_assert_eq(r, -ENXIO, "a preallocated, never written file holds no data");
+	fill(buf, BLK, 3);
+	cr_assert_eq(store_write_sync(st, 2 * MIB, buf, BLK), 0);
+	cr_assert_eq(store_next_data(st, 0, &start, &end), 0);
+	cr_assert_leq(start, 2 * MIB);
+	cr_assert_gt(end, 2 * MIB, "the written block is in the range");
+	cr_assert_eq(start % BLK, 0);
+	cr_assert_eq(end % BLK, 0);
+	cr_assert_eq(store_next_data(st, 4 * MIB, &start, &end), -ENXIO);
+	store_close(st);
+	store_buf_free(buf);
 }
 
 Test(store, open_uses_existing_size_rounded_down)
