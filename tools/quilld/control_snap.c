@@ -391,14 +391,15 @@ static struct json_object *cmd_diff(struct control *ctl, struct json_object *req
 	return ans;
 }
 
+
 const struct control_cmd ctl_snap_commands[] = {
-	{ CONTROL_CMD_SNAP_CREATE, cmd_snap_create },
-	{ CONTROL_CMD_SNAP_LIST, cmd_snap_list },
-	{ CONTROL_CMD_SNAP_RM, cmd_snap_rm },
-	{ CONTROL_CMD_SNAP_ROLLBACK, cmd_snap_rollback },
-	{ CONTROL_CMD_CLONE, cmd_clone },
-	{ CONTROL_CMD_FLATTEN, cmd_flatten },
-	{ CONTROL_CMD_FLATTEN_STATUS, cmd_flatten_status },
-	{ CONTROL_CMD_DIFF, cmd_diff },
-	{ NULL, NULL },
+	{ CONTROL_CMD_SNAP_CREATE, cmd_snap_create, { CTL_KEY_SNAP } },
+	{ CONTROL_CMD_SNAP_LIST, cmd_snap_list, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_SNAP_RM, cmd_snap_rm, { CTL_KEY_SNAP } },
+	{ CONTROL_CMD_SNAP_ROLLBACK, cmd_snap_rollback, { CTL_KEY_SNAP, { "force", CTL_BOOL } } },
+	{ CONTROL_CMD_CLONE, cmd_clone, { CTL_KEY_SNAP, CTL_KEY_NAME } },
+	{ CONTROL_CMD_FLATTEN, cmd_flatten, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_FLATTEN_STATUS, cmd_flatten_status, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_DIFF, cmd_diff, { { "from", CTL_STRING }, { "to", CTL_STRING } } },
+	{ NULL, NULL, { { NULL } } },
 };
