@@ -80,8 +80,9 @@ struct json_object *ctl_volume_error(int r, const char *name)
 	case -ENOTEMPTY:
 		return ctl_error(ENOTEMPTY, "volume '%s' has snapshots: remove them first (quill "
 				 "snap ls %s)", name, name);
-	case -ENOSPC:
-		return ctl_error(ENOSPC, "no space left in the store for '%s'", name);
+	case -ENOSPC: /* management calls take no store space: this is RocksDB's disk */
+		return ctl_error(ENOSPC, "metadata disk full: '%s' not changed (free space where "
+				 "the node keeps its metadata, --meta; it resumes by itself)", name);
 	case -EINVAL:
 		return ctl_error(EINVAL, "invalid name or size for '%s' (names: letters, digits, "
 				 "'-', '_', '.', at most 63; sizes: a non-zero multiple of 4 KiB)",
@@ -266,6 +267,11 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "checkpoints", (int64_t)st.checkpoints);
 	json_object_object_add(v, "nbd_tcp", json_object_new_string(ctl->nbd_tcp));
 	json_object_object_add(v, "nbd_unix", json_object_new_string(ctl->nbd_unix));
+	json_object_object_add(v, "metadata", json_object_new_string(
+		st.meta_error == 0 ? "ok" : st.meta_error == -ENOSPC ? "full" : "failing"));
+	if (st.meta_error)
+		json_object_object_add(v, "metadata_error",
+				       json_object_new_string(strerror(-st.meta_error)));
 	return v;
 }
 

@@ -121,9 +121,12 @@ static struct json_object *snap_error(struct control *ctl, int r, const struct s
 	case -EINVAL:
 		return ctl_error(EINVAL, "invalid snapshot name '%s@%s' (names: letters, digits, "
 				 "'-', '_', '.', at most 63)", ref->vol, ref->snap);
-	case -ENOSPC:
-		return ctl_error(ENOSPC, "no space left in the store for '%s@%s'", ref->vol,
-				 ref->snap);
+	case -ENOSPC: {
+		char spec[2 * ENGINE_VOLUME_NAME_MAX + 2];
+
+		snprintf(spec, sizeof(spec), "%s@%s", ref->vol, ref->snap);
+		return ctl_volume_error(r, spec);
+	}
 	case -ENOSYS:
 		return ctl_error(ENOSYS, "this node's engine does not support snapshots yet");
 	default:
