@@ -249,6 +249,18 @@ static int jkey(struct jcheck *j, struct jkey *keys, unsigned nkeys)
 	return 0;
 }
 
+/* After a member of an object or an element of an array: 1 if a ',' follows (one
+ * more), 0 at the closing bracket (consumed), or the error. */
+static int jnext(struct jcheck *j, char close, const char *what)
+{
+	skip_space(j);
+	if (j->p < j->end && (*j->p == ',' || *j->p == close))
+		return *j->p++ == ',';
+	if (j->p == j->end)
+		return jfail(j, "truncated %s", what);
+	return jfail(j, "expected ',' or '%c'", close);
+}
+
 static int jobject(struct jcheck *j, unsigned depth)
 {
 	struct jkey keys[CTL_MAX_KEYS + 1];
@@ -262,7 +274,7 @@ static int jobject(struct jcheck *j, unsigned depth)
 		j->p++;
 		return 0;
 	}
-	for (;;) {
+	do {
 		skip_space(j);
 		if (j->p == j->end || *j->p != '"')
 			return jfail(j, j->p == j->end ? "truncated object" : "expected a key");
@@ -274,20 +286,11 @@ static int jobject(struct jcheck *j, unsigned depth)
 			return jfail(j, "expected ':'");
 		j->p++;
 		r = jvalue(j, depth + 1);
-		if (r < 0)
-			return r;
-		skip_space(j);
-		if (j->p < j->end && *j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (j->p < j->end && *j->p == '}')
-			break;
-		return jfail(j, j->p == j->end ? "truncated object" : "expected ',' or '}'");
-	}
-	j->p++;
+		if (r == 0)
+			r = jnext(j, '}', "object");
+	} while (r > 0);
 	j->keys_len = keys_mark; /* this object's keys are done with */
-	return 0;
+	return r;
 }
 
 static int jarray(struct jcheck *j, unsigned depth)
@@ -300,21 +303,12 @@ static int jarray(struct jcheck *j, unsigned depth)
 		j->p++;
 		return 0;
 	}
-	for (;;) {
+	do {
 		r = jvalue(j, depth + 1);
-		if (r < 0)
-			return r;
-		skip_space(j);
-		if (j->p < j->end && *j->p == ',') {
-			j->p++;
-			continue;
-		}
-		if (j->p < j->end && *j->p == ']')
-			break;
-		return jfail(j, j->p == j->end ? "truncated array" : "expected ',' or ']'");
-	}
-	j->p++;
-	return 0;
+		if (r == 0)
+			r = jnext(j, ']', "array");
+	} while (r > 0);
+	return r;
 }
 
 static int jvalue(struct jcheck *j, unsigned depth)
