@@ -36,7 +36,7 @@ struct meta {
 	rocksdb_flushoptions_t *fo;
 	atomic_int health; /* 0, or the -errno of the last write or flush, if it failed */
 	atomic_uint iters; /* live iterators: a reopen waits for none */
-	/* META_NOWAL writes since the last good flush, and whether a reopen lost them */
+	/* META_NOWAL writes since the last meta_flush(), and whether a reopen lost them */
 	atomic_bool nowal_unflushed, nowal_lost;
 };
 
@@ -202,8 +202,9 @@ void meta_close(struct meta *m)
  * "Failed to switch from #10 to #13 WAL file ... Seen error. Skip writing buffer"),
  * and the C API has no Resume(). Close and open is what works: open replays the WAL
  * up to the torn record (kPointInTimeRecovery), whose write had failed anyway.
- * META_NOWAL writes not yet flushed are lost with the memtable: the next meta_flush
- * says so (-EIO), so that a caller never takes them as durable. */
+ * META_NOWAL writes not yet flushed are lost with the memtable: if no meta_flush()
+ * was called since (which would have failed), the next one says so (-EIO), so that
+ * a caller never takes them as durable. */
 int meta_recover(struct meta *m)
 {
 	int r = atomic_load(&m->health);
@@ -392,10 +393,9 @@ int meta_flush(struct meta *m)
 			"the database was reopened");
 		return -EIO;
 	}
+	/* a failed flush tells its caller too: a later reopen need not say it again */
 	atomic_store(&m->nowal_unflushed, false);
 	rocksdb_flush(m->db, m->fo, &err);
-	if (err)
-		atomic_store(&m->nowal_unflushed, true);
 	meta_leave(m);
 	return meta_note(m, err, "flush");
 }

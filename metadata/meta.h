@@ -70,7 +70,8 @@ int meta_health(struct meta *m);
  * threads; does nothing while an iterator exists. Returns 0 if healthy (at once if
  * the last write did not fail), else the error, and then every call fails with it
  * until a later meta_recover() succeeds. META_NOWAL writes not flushed before the
- * reopen are lost: the next meta_flush() fails (-EIO) to say so. */
+ * reopen are lost: if no meta_flush() was called since they returned (it would have
+ * failed), the next one fails (-EIO) to say so. */
 int meta_recover(struct meta *m);
 
 /* The -errno of a RocksDB error string (exposed for tests). */
