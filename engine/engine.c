@@ -325,6 +325,9 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 		goto err_close_store;
 	}
 	r = meta_open(opts->meta_path, &eng->meta);
+	if (r == -ENOSPC)
+		log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s: its disk is full; free space "
+			"there and start again", opts->meta_path);
 	if (r < 0)
 		goto err_close_store;
 	r = check_store_record(eng, formatted);

@@ -71,6 +71,9 @@ private:
 		if (level < log_get_level())
 			return;
 		vsnprintf(line, sizeof(line), format, ap);
+		for (char *p = line; *p; p++) /* one line per event (a VersionEdit dump has 8) */
+			if (*p == '\n' && p[1])
+				*p = ' ';
 		log_msg(level, "rocksdb", "%s", line);
 	}
 };
