@@ -213,6 +213,10 @@ int meta_recover(struct meta *m)
 	if (r == 0 || atomic_load(&m->iters))
 		return r; /* healthy, or an iterator still reads this database */
 	pthread_rwlock_wrlock(&m->lock);
+	if (atomic_load(&m->health) == 0) { /* another thread reopened it meanwhile */
+		pthread_rwlock_unlock(&m->lock);
+		return 0;
+	}
 	if (m->db)
 		rocksdb_close(m->db); /* its flush fails on a full disk: the WAL has the rest */
 	if (atomic_load(&m->nowal_unflushed))
@@ -261,7 +265,6 @@ int meta_get(struct meta *m, const void *key, size_t klen, void **val, size_t *v
 	char *err = NULL;
 	size_t len;
 	void *copy;
-
 	int r = meta_enter(m);
 
 	if (r < 0)
@@ -292,7 +295,6 @@ int meta_put(struct meta *m, const void *key, size_t klen, const void *val, size
 {
 	rocksdb_writeoptions_t *wo = meta_writeoptions(m, d);
 	char *err = NULL;
-
 	int r;
 
 	if (!wo)
@@ -308,7 +310,6 @@ int meta_delete(struct meta *m, const void *key, size_t klen, enum meta_durabili
 {
 	rocksdb_writeoptions_t *wo = meta_writeoptions(m, d);
 	char *err = NULL;
-
 	int r;
 
 	if (!wo)
@@ -366,7 +367,6 @@ int meta_batch_commit(struct meta *m, struct meta_batch *b, enum meta_durability
 {
 	rocksdb_writeoptions_t *wo = meta_writeoptions(m, d);
 	char *err = NULL;
-
 	int r;
 
 	if (!wo)
@@ -381,7 +381,6 @@ int meta_batch_commit(struct meta *m, struct meta_batch *b, enum meta_durability
 int meta_flush(struct meta *m)
 {
 	char *err = NULL;
-
 	int r = meta_enter(m);
 
 	if (r < 0)
