@@ -7,7 +7,8 @@
  *   2. fdatasync the store, so that no stored map entry points at volatile data.
  *   3. (checkpoint thread) commit the batch without WAL, then the "C" record, then
  *      flush RocksDB's memtables: durable at once, and RocksDB never syncs on the
- *      I/O path.
+ *      I/O path. A failed commit or flush (metadata disk full) is retried at the
+ *      next period, after meta_recover() has reopened RocksDB.
  *   4. (engine thread) the noted slots become free: replay no longer needs their
  *      batches, since even their trims are in the stored map now.
  * If RocksDB persists part of a checkpoint early (its own memtable flush), replay
@@ -42,7 +43,12 @@ static void *ckpt_main(void *arg)
 
 		ondisk_checkpoint_encode(job->seq, &rec);
 		meta_batch_put(job->mb, ONDISK_KEY_CKPT, 1, &rec, sizeof(rec));
-		job->result = meta_batch_commit(eng->meta, job->mb, META_NOWAL);
+		/* After a failed metadata write (a full metadata disk), RocksDB takes no
+		 * more writes until reopened: this thread, off the I/O path, does it
+		 * before each retry, so the node recovers by itself once there is room. */
+		job->result = meta_recover(eng->meta);
+		if (job->result == 0)
+			job->result = meta_batch_commit(eng->meta, job->mb, META_NOWAL);
 		if (job->result == 0)
 			job->result = meta_flush(eng->meta);
 
@@ -182,6 +188,7 @@ err:
  * took: every chunk is written again by the next one. */
 static void ckpt_failed(struct engine *eng, struct ckpt_job *job, int res)
 {
+	eng->ckpt_error = res;
 	LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "map checkpoint at seq %llu failed: %s; "
 			"will retry", (unsigned long long)job->seq, err_str(-res));
 	for (size_t i = 0; i < eng->nvols; i++)
@@ -285,6 +292,7 @@ void eng_ckpt_reap(struct engine *eng)
 	if (job->result < 0) {
 		ckpt_failed(eng, job, job->result);
 	} else {
+		eng->ckpt_error = 0;
 		eng->stats.checkpoints++;
 		eng->stats.last_checkpoint_seq = job->seq;
 		drop_ops(eng, job->nops);
@@ -325,7 +333,9 @@ int eng_ckpt_sync(struct engine *eng)
 		if (r < 0)
 			return r;
 	}
-	return eng->stats.checkpoints > before ? 0 : -EIO;
+	if (eng->stats.checkpoints > before)
+		return 0;
+	return eng->ckpt_error ? eng->ckpt_error : -EIO;
 }
 
 int engine_checkpoint(struct engine *eng)

@@ -710,6 +710,7 @@ uint64_t engine_volume_size(const struct engine_volume *vol)
 void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 {
 	*out = eng->stats;
+	out->meta_error = meta_health(eng->meta);
 	out->segment_size = eng->sb.segment_size;
 	out->segments_total = eng->sb.segment_count;
 	out->segments_free = eng->nfree;

@@ -24,6 +24,9 @@
  * Errors: -EINVAL bad arguments, -ERANGE beyond the volume's end, -ENOSPC store full,
  * -EILSEQ a block whose checksum does not match (logged; never wrong data),
  * -EIO device errors, -ENOENT unknown volume, -EEXIST name taken, -EBUSY volume open.
+ * Management calls (volume, snapshot, clone) write metadata: for them -ENOSPC means
+ * the metadata disk is full (engine_stats.meta_error says so too), -EIO that RocksDB
+ * failed otherwise; reads and writes of volumes never need metadata and go on.
  */
 #ifndef QUILL_ENGINE_ENGINE_H
 #define QUILL_ENGINE_ENGINE_H
@@ -236,6 +239,9 @@ struct engine_stats {
 	uint64_t last_checkpoint_seq;
 	uint64_t replayed_batches;   /* at the last open */
 	uint64_t torn_batches;       /* dropped at the last open */
+	int meta_error;              /* 0, or -errno while metadata writes fail (-ENOSPC: the
+					metadata disk is full); management calls fail with it,
+					client I/O goes on, checkpoints retry */
 };
 void engine_get_stats(const struct engine *eng, struct engine_stats *out);
 

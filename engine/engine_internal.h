@@ -172,6 +172,7 @@ struct engine {
 	bool ckpt_busy;                 /* a job between capture and its completion */
 	bool ckpt_wanted;
 	uint64_t ckpt_last_ms;
+	int ckpt_error;                 /* of the last checkpoint, if it failed */
 	uint32_t *deferred_free;        /* slots waiting for their readers to finish */
 	size_t ndeferred_free;
 

@@ -167,6 +167,18 @@ static bool dir_exists(const char *path)
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Opens the metadata directory; a full disk is named, since RocksDB's own words for it
+ * are easy to miss. */
+static int open_meta(struct engine *eng)
+{
+	int r = meta_open(eng->opts.meta_path, &eng->meta);
+
+	if (r == -ENOSPC)
+		log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s: its disk is full; free space "
+			"there and start again", eng->opts.meta_path);
+	return r;
+}
+
 /* Opens the metadata directory if it exists (a missing one is not created here) and
  * notes whether it records a store. */
 static int probe_meta(struct engine *eng, struct sb_probe *p)
@@ -178,7 +190,7 @@ static int probe_meta(struct engine *eng, struct sb_probe *p)
 
 	if (!dir_exists(eng->opts.meta_path))
 		return 0;
-	r = meta_open(eng->opts.meta_path, &eng->meta);
+	r = open_meta(eng);
 	if (r < 0)
 		return r;
 	r = meta_get(eng->meta, ONDISK_KEY_STORE, 1, &val, &len);
@@ -329,7 +341,7 @@ int eng_sb_load(struct engine *eng, bool *format)
 		return -EEXIST;
 	}
 	if (*format)
-		return eng->meta ? 0 : meta_open(eng->opts.meta_path, &eng->meta);
+		return eng->meta ? 0 : open_meta(eng);
 	if (eng->sb_err[SB_MAIN] != 0)
 		log_msg(LOG_WARN, ENG_LOG, "%s: superblock at block 0: %s; starting from its copy "
 			"at offset %u (block 0 is rewritten from it once the metadata agrees)", eng->opts.store_path,

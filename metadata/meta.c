@@ -1,14 +1,18 @@
 /* metadata/meta.c — metadata/meta.h over RocksDB's C API.
  *
  * RocksDB types stay in this file. Every RocksDB error string is logged once here
- * (component "meta"), freed, and returned as -errno: -EBUSY when the database's
- * lock is held, -EIO otherwise.
+ * (component "meta"), freed, and returned as -errno (meta_errno_of). RocksDB's own
+ * log goes to quill's log (meta_logger.cc), never to a LOG file in the database
+ * directory: Debian's RocksDB aborts the process when that file's disk is full.
  */
 #include "metadata/meta.h"
 
 #include "common/log.h"
+#include "metadata/meta_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +23,21 @@
 #define META_MAX_WRITE_BUFFERS 2
 #define META_BACKGROUND_THREADS 2
 
+/* The database is reopened (meta_recover) under the write side of lock; every other
+ * call holds its read side, and an iterator holds it for its whole life. */
 struct meta {
-	rocksdb_t *db;
+	pthread_rwlock_t lock;
+	rocksdb_t *db;       /* NULL after a reopen that failed */
+	char *path;
 	rocksdb_options_t *opts;
 	rocksdb_readoptions_t *ro;
 	rocksdb_writeoptions_t *wo_sync;
 	rocksdb_writeoptions_t *wo_nowal;
 	rocksdb_flushoptions_t *fo;
+	atomic_int health; /* 0, or the -errno of the last write or flush, if it failed */
+	atomic_uint iters; /* live iterators: a reopen waits for none */
+	/* META_NOWAL writes since the last meta_flush(), and whether a reopen lost them */
+	atomic_bool nowal_unflushed, nowal_lost;
 };
 
 struct meta_batch {
@@ -33,24 +45,59 @@ struct meta_batch {
 };
 
 struct meta_iter {
+	struct meta *m; /* whose lock it holds (read side) until destroyed */
 	rocksdb_iterator_t *it;
 	void *prefix; /* owned copy, plen bytes */
 	size_t plen;
 	bool valid; /* positioned on a key that starts with prefix */
 };
 
-/* Consumes err: logs it with what failed, frees it, returns -EBUSY or -EIO. */
+int meta_errno_of(const char *err)
+{
+	static const struct {
+		const char *words;
+		int err;
+	} map[] = {
+		/* RocksDB words a held lock "While lock file: ..." (another process) or
+		 * "lock hold by current process" (this one). */
+		{ "lock file", -EBUSY },
+		{ "lock hold", -EBUSY },
+		/* Status::NoSpace ("IO error: No space left on device: While appending
+		 * to file: ...") and SpaceLimit (an SstFileManager's limit); a write
+		 * refused after a background error carries that error's words. */
+		{ "No space left on device", -ENOSPC },
+		{ "Max allowed space was reached", -ENOSPC },
+		{ "Invalid argument", -EINVAL },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strstr(err, map[i].words))
+			return map[i].err;
+	return -EIO;
+}
+
+/* Consumes err: logs it with what failed, frees it, returns its -errno. */
 static int meta_error(char *err, const char *what)
 {
-	int ret = -EIO;
+	int ret = meta_errno_of(err);
 
-	/* RocksDB words a held lock as "While lock file: ..." (another process) or
-	 * "lock hold by current process" (this one). */
-	if (strstr(err, "lock file") || strstr(err, "lock hold"))
-		ret = -EBUSY;
-	log_msg(LOG_ERROR, "meta", "%s: %s", what, err);
+	LOG_RATELIMITED(LOG_ERROR, "meta", "%s: %s", what, err);
 	rocksdb_free(err);
 	return ret;
+}
+
+/* A write's or flush's result, kept for meta_health(). */
+static int meta_note(struct meta *m, char *err, const char *what)
+{
+	int r = err ? meta_error(err, what) : 0;
+
+	atomic_store(&m->health, r);
+	return r;
+}
+
+int meta_health(struct meta *m)
+{
+	return atomic_load(&m->health);
 }
 
 static rocksdb_writeoptions_t *meta_writeoptions(struct meta *m, enum meta_durability d)
@@ -80,6 +127,7 @@ static void meta_free_options(struct meta *m)
 
 int meta_open(const char *path, struct meta **out)
 {
+	rocksdb_logger_t *logger;
 	struct meta *m;
 	char *err = NULL;
 	char what[64];
@@ -88,14 +136,25 @@ int meta_open(const char *path, struct meta **out)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	m->path = strdup(path);
+	if (!m->path) {
+		free(m);
+		return -ENOMEM;
+	}
+	pthread_rwlock_init(&m->lock, NULL);
 
 	m->opts = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(m->opts, 1);
 	rocksdb_options_increase_parallelism(m->opts, META_BACKGROUND_THREADS);
 	rocksdb_options_set_write_buffer_size(m->opts, META_WRITE_BUFFER_BYTES);
 	rocksdb_options_set_max_write_buffer_number(m->opts, META_MAX_WRITE_BUFFERS);
-	rocksdb_options_set_info_log_level(m->opts, 2 /* WARN */);
-	rocksdb_options_set_keep_log_file_num(m->opts, 3);
+	logger = meta_logger_create();
+	if (!logger) {
+		ret = -ENOMEM;
+		goto err_free_options;
+	}
+	rocksdb_options_set_info_log(m->opts, logger); /* the options hold it now */
+	meta_logger_destroy(logger);
 	/* The values are packed binary (extent map chunks): compressing them costs CPU the
 	 * I/O path needs and saves little. */
 	rocksdb_options_set_compression(m->opts, rocksdb_no_compression);
@@ -119,6 +178,8 @@ int meta_open(const char *path, struct meta **out)
 
 err_free_options:
 	meta_free_options(m);
+	pthread_rwlock_destroy(&m->lock);
+	free(m->path);
 	free(m);
 	return ret;
 }
@@ -127,9 +188,74 @@ void meta_close(struct meta *m)
 {
 	if (!m)
 		return;
-	rocksdb_close(m->db);
+	if (m->db)
+		rocksdb_close(m->db);
 	meta_free_options(m);
+	pthread_rwlock_destroy(&m->lock);
+	free(m->path);
 	free(m);
+}
+
+/* Why not RocksDB's own recovery: it resumes after a full disk only once
+ * META_WRITE_BUFFER_BYTES are free, and 7.8 does not get past a failed WAL append at
+ * all (the WAL writer keeps its error, the recovery's memtable switch fails on it:
+ * "Failed to switch from #10 to #13 WAL file ... Seen error. Skip writing buffer"),
+ * and the C API has no Resume(). Close and open is what works: open replays the WAL
+ * up to the torn record (kPointInTimeRecovery), whose write had failed anyway.
+ * META_NOWAL writes not yet flushed are lost with the memtable: if no meta_flush()
+ * was called since (which would have failed), the next one says so (-EIO), so that
+ * a caller never takes them as durable. */
+int meta_recover(struct meta *m)
+{
+	int r = atomic_load(&m->health);
+	char *err = NULL;
+
+	if (r == 0 || atomic_load(&m->iters))
+		return r; /* healthy, or an iterator still reads this database */
+	pthread_rwlock_wrlock(&m->lock);
+	if (atomic_load(&m->health) == 0) { /* another thread reopened it meanwhile */
+		pthread_rwlock_unlock(&m->lock);
+		return 0;
+	}
+	if (m->db)
+		rocksdb_close(m->db); /* its flush fails on a full disk: the WAL has the rest */
+	if (atomic_load(&m->nowal_unflushed))
+		atomic_store(&m->nowal_lost, true);
+	m->db = rocksdb_open(m->opts, m->path, &err);
+	r = err ? meta_error(err, "reopen") : 0;
+	if (err)
+		m->db = NULL;
+	atomic_store(&m->health, r);
+	pthread_rwlock_unlock(&m->lock);
+	if (r == 0)
+		log_msg(LOG_INFO, "meta", "%s: reopened after a failed write; writes go on",
+			m->path);
+	return r;
+}
+
+/* The read side of the lock and the database, or the error it failed with. */
+static int meta_enter(struct meta *m)
+{
+	pthread_rwlock_rdlock(&m->lock);
+	if (m->db)
+		return 0;
+	pthread_rwlock_unlock(&m->lock);
+	return atomic_load(&m->health) ? atomic_load(&m->health) : -EIO;
+}
+
+static void meta_leave(struct meta *m)
+{
+	pthread_rwlock_unlock(&m->lock);
+}
+
+/* Ends a write that meta_enter() let in. */
+static int meta_write_done(struct meta *m, enum meta_durability d, char *err,
+			   const char *what)
+{
+	if (!err && d == META_NOWAL)
+		atomic_store(&m->nowal_unflushed, true);
+	meta_leave(m);
+	return meta_note(m, err, what);
 }
 
 int meta_get(struct meta *m, const void *key, size_t klen, void **val, size_t *vlen)
@@ -139,8 +265,12 @@ int meta_get(struct meta *m, const void *key, size_t klen, void **val, size_t *v
 	char *err = NULL;
 	size_t len;
 	void *copy;
+	int r = meta_enter(m);
 
+	if (r < 0)
+		return r;
 	ps = rocksdb_get_pinned(m->db, m->ro, key, klen, &err);
+	meta_leave(m);
 	if (err)
 		return meta_error(err, "get");
 	if (!ps)
@@ -165,22 +295,30 @@ int meta_put(struct meta *m, const void *key, size_t klen, const void *val, size
 {
 	rocksdb_writeoptions_t *wo = meta_writeoptions(m, d);
 	char *err = NULL;
+	int r;
 
 	if (!wo)
 		return -EINVAL;
+	r = meta_enter(m);
+	if (r < 0)
+		return r;
 	rocksdb_put(m->db, wo, key, klen, val, vlen, &err);
-	return err ? meta_error(err, "put") : 0;
+	return meta_write_done(m, d, err, "put");
 }
 
 int meta_delete(struct meta *m, const void *key, size_t klen, enum meta_durability d)
 {
 	rocksdb_writeoptions_t *wo = meta_writeoptions(m, d);
 	char *err = NULL;
+	int r;
 
 	if (!wo)
 		return -EINVAL;
+	r = meta_enter(m);
+	if (r < 0)
+		return r;
 	rocksdb_delete(m->db, wo, key, klen, &err);
-	return err ? meta_error(err, "delete") : 0;
+	return meta_write_done(m, d, err, "delete");
 }
 
 int meta_batch_create(struct meta_batch **out)
@@ -229,19 +367,36 @@ int meta_batch_commit(struct meta *m, struct meta_batch *b, enum meta_durability
 {
 	rocksdb_writeoptions_t *wo = meta_writeoptions(m, d);
 	char *err = NULL;
+	int r;
 
 	if (!wo)
 		return -EINVAL;
+	r = meta_enter(m);
+	if (r < 0)
+		return r;
 	rocksdb_write(m->db, wo, b->wb, &err);
-	return err ? meta_error(err, "batch commit") : 0;
+	return meta_write_done(m, d, err, "batch commit");
 }
 
 int meta_flush(struct meta *m)
 {
 	char *err = NULL;
+	int r = meta_enter(m);
 
+	if (r < 0)
+		return r;
+	if (atomic_exchange(&m->nowal_lost, false)) {
+		/* what this flush was to make durable went with a reopen */
+		meta_leave(m);
+		log_msg(LOG_WARN, "meta", "flush: unflushed META_NOWAL writes were lost when "
+			"the database was reopened");
+		return -EIO;
+	}
+	/* a failed flush tells its caller too: a later reopen need not say it again */
+	atomic_store(&m->nowal_unflushed, false);
 	rocksdb_flush(m->db, m->fo, &err);
-	return err ? meta_error(err, "flush") : 0;
+	meta_leave(m);
+	return meta_note(m, err, "flush");
 }
 
 static void meta_iter_update(struct meta_iter *it)
@@ -259,6 +414,7 @@ static void meta_iter_update(struct meta_iter *it)
 int meta_iter_create(struct meta *m, const void *prefix, size_t plen, struct meta_iter **out)
 {
 	struct meta_iter *it;
+	int r;
 
 	it = calloc(1, sizeof(*it));
 	if (!it)
@@ -270,6 +426,14 @@ int meta_iter_create(struct meta *m, const void *prefix, size_t plen, struct met
 		memcpy(it->prefix, prefix, plen);
 	it->plen = plen;
 
+	r = meta_enter(m);
+	if (r < 0) {
+		free(it->prefix);
+		free(it);
+		return r;
+	}
+	atomic_fetch_add(&m->iters, 1);
+	it->m = m;
 	it->it = rocksdb_create_iterator(m->db, m->ro);
 	if (plen)
 		rocksdb_iter_seek(it->it, it->prefix, plen);
@@ -320,6 +484,8 @@ void meta_iter_destroy(struct meta_iter *it)
 	if (!it)
 		return;
 	rocksdb_iter_destroy(it->it);
+	atomic_fetch_sub(&it->m->iters, 1);
+	meta_leave(it->m);
 	free(it->prefix);
 	free(it);
 }

@@ -12,6 +12,12 @@
  *
  * Threading: a struct meta may be used from several threads at once (RocksDB is
  * thread-safe); a batch or an iterator belongs to one thread.
+ *
+ * Errors: -ENOSPC the metadata disk is full, -EBUSY the database is held, -EIO
+ * anything else RocksDB reports. A failed write stops all of RocksDB's writes (a
+ * "hard" background error: every later write fails with the same words) until
+ * meta_recover() reopens the database; meta_health() says whether the last write
+ * failed. Nothing here aborts: RocksDB's own log goes to quill's (meta_logger.cc).
  */
 #ifndef QUILL_METADATA_META_H
 #define QUILL_METADATA_META_H
@@ -51,8 +57,25 @@ size_t meta_batch_count(const struct meta_batch *b);
 int meta_batch_commit(struct meta *m, struct meta_batch *b, enum meta_durability d);
 
 /* Writes every memtable to SST files and waits: after it returns 0, every META_NOWAL
- * write that returned before the call is durable. */
+ * write that returned before the call is durable. -EIO if some were lost to a
+ * meta_recover() since the last flush. */
 int meta_flush(struct meta *m);
+
+/* 0, or the -errno of the last write, commit or flush if it failed (-ENOSPC: the
+ * metadata disk is full). Any thread. */
+int meta_health(struct meta *m);
+
+/* After a failed write: closes and reopens the database, so that writes work again
+ * once the cause is gone (space freed). Waits for the calls in progress on other
+ * threads; does nothing while an iterator exists. Returns 0 if healthy (at once if
+ * the last write did not fail), else the error, and then every call fails with it
+ * until a later meta_recover() succeeds. META_NOWAL writes not flushed before the
+ * reopen are lost: if no meta_flush() was called since they returned (it would have
+ * failed), the next one fails (-EIO) to say so. */
+int meta_recover(struct meta *m);
+
+/* The -errno of a RocksDB error string (exposed for tests). */
+int meta_errno_of(const char *rocksdb_error);
 
 /* Iterates keys that start with prefix (plen may be 0: all keys), in key order.
  * Pointers from key()/value() are valid until the next meta_iter_next/destroy. */

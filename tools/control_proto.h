@@ -4,7 +4,9 @@
  * A unix stream socket. The client sends one JSON object on one line, the daemon
  * answers one JSON object on one line and closes. Every request has "cmd"; every
  * answer has "ok" (true/false); a failed one has "error" (a sentence for people)
- * and "errno" (the positive errno value, for scripts).
+ * and "errno" (the positive errno value, for scripts). Requests are strict: no
+ * duplicate keys, no key the command does not take (the fields listed below), each
+ * of its type; anything else is answered EINVAL (docs/control.md).
  */
 #ifndef QUILL_TOOLS_CONTROL_PROTO_H
 #define QUILL_TOOLS_CONTROL_PROTO_H

@@ -129,6 +129,12 @@ static void show_status(struct json_object *ans)
 	       (long long)cli_i64(ans, "checkpoints"));
 	printf("nbd:       %s%s%s\n", or_dash(cli_str(ans, "nbd_tcp")),
 	       *cli_str(ans, "nbd_unix") ? ", unix:" : "", cli_str(ans, "nbd_unix"));
+	if (*cli_str(ans, "metadata_error"))
+		printf("metadata:  %s (%s): volumes, snapshots and clones cannot change; "
+		       "client I/O goes on\n", cli_str(ans, "metadata"),
+		       cli_str(ans, "metadata_error"));
+	else
+		printf("metadata:  %s\n", or_dash(cli_str(ans, "metadata")));
 }
 
 static void show_gc(struct json_object *ans)

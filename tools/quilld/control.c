@@ -1,7 +1,8 @@
 /* tools/quilld/control.c — answers `quill` on the control socket.
  *
- * One request per connection: read a line, run it on the engine (volume management
- * is blocking but short: metadata writes), write the answer, close.
+ * One request per connection: read a line, check it whole (control_request.c), run
+ * it on the engine (volume management is blocking but short: metadata writes), write
+ * the answer, close.
  */
 #include "tools/quilld/control_internal.h"
 
@@ -31,6 +32,8 @@ struct control_conn {
 	int fd;
 	struct loop_watch *watch;
 	size_t len;
+	bool oversized;   /* past CONTROL_MAX_REQUEST without a newline: dropping the rest */
+	size_t discarded; /* bytes dropped since */
 	char buf[CONTROL_MAX_REQUEST];
 };
 
@@ -78,8 +81,9 @@ struct json_object *ctl_volume_error(int r, const char *name)
 	case -ENOTEMPTY:
 		return ctl_error(ENOTEMPTY, "volume '%s' has snapshots: remove them first (quill "
 				 "snap ls %s)", name, name);
-	case -ENOSPC:
-		return ctl_error(ENOSPC, "no space left in the store for '%s'", name);
+	case -ENOSPC: /* management calls take no store space: this is RocksDB's disk */
+		return ctl_error(ENOSPC, "metadata disk full: '%s' not changed (free space where "
+				 "the node keeps its metadata, --meta; it resumes by itself)", name);
 	case -EINVAL:
 		return ctl_error(EINVAL, "invalid name or size for '%s' (names: letters, digits, "
 				 "'-', '_', '.', at most 63; sizes: a non-zero multiple of 4 KiB)",
@@ -264,6 +268,11 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "checkpoints", (int64_t)st.checkpoints);
 	json_object_object_add(v, "nbd_tcp", json_object_new_string(ctl->nbd_tcp));
 	json_object_object_add(v, "nbd_unix", json_object_new_string(ctl->nbd_unix));
+	json_object_object_add(v, "metadata", json_object_new_string(
+		st.meta_error == 0 ? "ok" : st.meta_error == -ENOSPC ? "full" : "failing"));
+	if (st.meta_error)
+		json_object_object_add(v, "metadata_error",
+				       json_object_new_string(strerror(-st.meta_error)));
 	return v;
 }
 
@@ -287,18 +296,21 @@ static struct json_object *cmd_gc(struct control *ctl, struct json_object *req)
 	return v;
 }
 
+#define KEY_SIZE { "size", CTL_UINT }
+
 static const struct control_cmd node_commands[] = {
-	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create },
-	{ CONTROL_CMD_VOLUME_LIST, cmd_volume_list },
-	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info },
-	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize },
-	{ CONTROL_CMD_VOLUME_RM, cmd_volume_rm },
-	{ CONTROL_CMD_NODE_STATUS, cmd_status },
-	{ CONTROL_CMD_NODE_GC, cmd_gc },
-	{ NULL, NULL },
+	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create, { CTL_KEY_NAME, KEY_SIZE } },
+	{ CONTROL_CMD_VOLUME_LIST, cmd_volume_list, { { NULL } } },
+	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize,
+	  { CTL_KEY_NAME, KEY_SIZE, { "allow_shrink", CTL_BOOL } } },
+	{ CONTROL_CMD_VOLUME_RM, cmd_volume_rm, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_NODE_STATUS, cmd_status, { { NULL } } },
+	{ CONTROL_CMD_NODE_GC, cmd_gc, { { "want_free", CTL_UINT } } },
+	{ NULL, NULL, { { NULL } } },
 };
 
-static control_cmd_fn find_command(const char *cmd)
+static const struct control_cmd *find_command(const char *cmd)
 {
 	const struct control_cmd *tables[] = { node_commands, ctl_snap_commands,
 					       ctl_vhost_commands };
@@ -306,23 +318,34 @@ static control_cmd_fn find_command(const char *cmd)
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct control_cmd *c = tables[t]; c->cmd; c++)
 			if (strcmp(c->cmd, cmd) == 0)
-				return c->fn;
+				return c;
 	return NULL;
 }
 
-static struct json_object *dispatch(struct control *ctl, const char *line)
+/* Everything a handler may rely on is checked here, once, before it runs: the text
+ * is one JSON object without duplicate keys, "cmd" names a command, and every other
+ * key is one that command declares, of its type. */
+static struct json_object *dispatch(struct control *ctl, const char *text, size_t len)
 {
-	struct json_object *req = json_tokener_parse(line);
-	struct json_object *ans;
-	const char *cmd = req ? ctl_get_string(req, "cmd") : NULL;
-	control_cmd_fn fn = cmd ? find_command(cmd) : NULL;
+	const struct control_cmd *c;
+	struct json_object *req, *ans;
+	const char *cmd;
+	char why[256];
 
+	if (ctl_request_check(text, len, why, sizeof(why)) < 0)
+		return ctl_error(EINVAL, "not a control request (one JSON object with \"cmd\"): "
+				 "%s", why);
+	req = json_tokener_parse(text);
+	cmd = req ? ctl_get_string(req, "cmd") : NULL;
+	c = cmd ? find_command(cmd) : NULL;
 	if (!cmd)
-		ans = ctl_error(EINVAL, "not a control request (one JSON object with \"cmd\")");
-	else if (!fn)
-		ans = ctl_error(ENOTSUP, "unknown command '%s'", cmd);
+		ans = ctl_error(EINVAL, "not a control request: no \"cmd\" string");
+	else if (!c)
+		ans = ctl_error(ENOTSUP, "unknown command '%.64s'", cmd);
+	else if (ctl_request_check_keys(c, req, why, sizeof(why)) < 0)
+		ans = ctl_error(EINVAL, "%s", why);
 	else
-		ans = fn(ctl, req);
+		ans = c->fn(ctl, req);
 	json_object_put(req);
 	return ans;
 }
@@ -336,9 +359,8 @@ static void conn_close(struct control_conn *c)
 	free(c);
 }
 
-static void conn_answer(struct control_conn *c, const char *line)
+static void conn_send(struct control_conn *c, struct json_object *ans)
 {
-	struct json_object *ans = dispatch(c->ctl, line);
 	const char *text = json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PLAIN);
 	size_t len = strlen(text), off = 0;
 	int fl = fcntl(c->fd, F_GETFL);
@@ -357,9 +379,25 @@ static void conn_answer(struct control_conn *c, const char *line)
 	json_object_put(ans);
 }
 
+/* What is read of an oversized request before its answer is sent anyway. */
+#define CTL_DISCARD_MAX (16u * CONTROL_MAX_REQUEST)
+
+/* Past CONTROL_MAX_REQUEST, the rest of the line is read and dropped before the error
+ * is sent: closing a unix socket with unread data resets it, and the client would
+ * get that instead of the answer. Returns true once the answer is due. */
+static bool conn_discard(struct control_conn *c, ssize_t n)
+{
+	c->discarded += (size_t)n;
+	return n == 0 || memchr(c->buf, '\n', (size_t)n) || c->discarded >= CTL_DISCARD_MAX;
+}
+
+/* A request is one line; a client that ends its side without the newline still
+ * gets an answer to what it sent, and one that sends more than fits gets an error
+ * rather than a closed socket. */
 static void conn_readable(void *arg, unsigned events)
 {
 	struct control_conn *c = arg;
+	struct json_object *ans;
 	ssize_t n;
 	char *nl;
 
@@ -367,18 +405,32 @@ static void conn_readable(void *arg, unsigned events)
 	n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
+	if (n < 0 || (n == 0 && c->len == 0 && !c->oversized)) {
 		conn_close(c);
 		return;
 	}
+	if (c->oversized) {
+		if (!conn_discard(c, n))
+			return;
+		ans = ctl_error(EMSGSIZE, "request longer than %d bytes (one line of JSON)",
+				CONTROL_MAX_REQUEST - 1);
+		goto answer;
+	}
 	c->len += (size_t)n;
 	c->buf[c->len] = '\0';
-	nl = strchr(c->buf, '\n');
-	if (!nl && c->len < sizeof(c->buf) - 1)
-		return;
+	nl = memchr(c->buf, '\n', c->len);
+	if (!nl && n > 0) {
+		if (c->len == sizeof(c->buf) - 1) {
+			c->oversized = true;
+			c->len = 0;
+		}
+		return; /* more to come */
+	}
 	if (nl)
 		*nl = '\0';
-	conn_answer(c, c->buf);
+	ans = dispatch(c->ctl, c->buf, nl ? (size_t)(nl - c->buf) : c->len);
+answer:
+	conn_send(c, ans);
 	conn_close(c);
 }
 

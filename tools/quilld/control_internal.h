@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tools/quilld/control.h"
@@ -44,10 +45,38 @@ struct json_object *ctl_volume_error(int r, const char *name);
 /* The volume object of the protocol (docs/control.md), or NULL if it does not exist. */
 struct json_object *ctl_volume_json(struct control *ctl, const char *name);
 
+/* The keys a command takes besides "cmd", and their JSON types. The dispatcher
+ * refuses a request with any other key, or a key of another type, before the
+ * handler runs (control_request.c): a handler sees only keys it declared (each may
+ * still be absent). */
+enum ctl_type {
+	CTL_STRING,
+	CTL_UINT, /* an integer >= 0 */
+	CTL_BOOL,
+};
+
+struct ctl_key {
+	const char *name; /* NULL ends the list */
+	enum ctl_type type;
+};
+
+#define CTL_MAX_CMD_KEYS 4
+#define CTL_KEY_NAME { "name", CTL_STRING } /* a volume */
+#define CTL_KEY_SNAP { "snap", CTL_STRING } /* "VOL@SNAP" */
+
 struct control_cmd {
 	const char *cmd;      /* CONTROL_CMD_*; NULL ends a table */
 	control_cmd_fn fn;
+	struct ctl_key keys[CTL_MAX_CMD_KEYS];
 };
+
+/* 0 if text[0..len) is one JSON object with no duplicate key in any object (after
+ * unescaping), no NUL and no \u0000; else -EINVAL (-ENOMEM) and a reason in why. */
+int ctl_request_check(const char *text, size_t len, char *why, size_t whylen);
+/* 0 if every key of req but "cmd" is one c declares, of its type; else -EINVAL and
+ * a sentence in why. */
+int ctl_request_check_keys(const struct control_cmd *c, struct json_object *req, char *why,
+			   size_t whylen);
 
 /* control_snap.c: snapshots, clones, rollback, flatten, diff. */
 extern const struct control_cmd ctl_snap_commands[];

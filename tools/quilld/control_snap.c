@@ -122,9 +122,12 @@ static struct json_object *snap_error(struct control *ctl, int r, const struct s
 	case -EINVAL:
 		return ctl_error(EINVAL, "invalid snapshot name '%s@%s' (names: letters, digits, "
 				 "'-', '_', '.', at most 63)", ref->vol, ref->snap);
-	case -ENOSPC:
-		return ctl_error(ENOSPC, "no space left in the store for '%s@%s'", ref->vol,
-				 ref->snap);
+	case -ENOSPC: {
+		char spec[2 * ENGINE_VOLUME_NAME_MAX + 2];
+
+		snprintf(spec, sizeof(spec), "%s@%s", ref->vol, ref->snap);
+		return ctl_volume_error(r, spec);
+	}
 	case -ENOSYS:
 		return ctl_error(ENOSYS, "this node's engine does not support snapshots yet");
 	default:
@@ -392,14 +395,15 @@ static struct json_object *cmd_diff(struct control *ctl, struct json_object *req
 	return ans;
 }
 
+
 const struct control_cmd ctl_snap_commands[] = {
-	{ CONTROL_CMD_SNAP_CREATE, cmd_snap_create },
-	{ CONTROL_CMD_SNAP_LIST, cmd_snap_list },
-	{ CONTROL_CMD_SNAP_RM, cmd_snap_rm },
-	{ CONTROL_CMD_SNAP_ROLLBACK, cmd_snap_rollback },
-	{ CONTROL_CMD_CLONE, cmd_clone },
-	{ CONTROL_CMD_FLATTEN, cmd_flatten },
-	{ CONTROL_CMD_FLATTEN_STATUS, cmd_flatten_status },
-	{ CONTROL_CMD_DIFF, cmd_diff },
-	{ NULL, NULL },
+	{ CONTROL_CMD_SNAP_CREATE, cmd_snap_create, { CTL_KEY_SNAP } },
+	{ CONTROL_CMD_SNAP_LIST, cmd_snap_list, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_SNAP_RM, cmd_snap_rm, { CTL_KEY_SNAP } },
+	{ CONTROL_CMD_SNAP_ROLLBACK, cmd_snap_rollback, { CTL_KEY_SNAP, { "force", CTL_BOOL } } },
+	{ CONTROL_CMD_CLONE, cmd_clone, { CTL_KEY_SNAP, CTL_KEY_NAME } },
+	{ CONTROL_CMD_FLATTEN, cmd_flatten, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_FLATTEN_STATUS, cmd_flatten_status, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_DIFF, cmd_diff, { { "from", CTL_STRING }, { "to", CTL_STRING } } },
+	{ NULL, NULL, { { NULL } } },
 };

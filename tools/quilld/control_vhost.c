@@ -90,8 +90,9 @@ static struct json_object *cmd_vhost_list(struct control *ctl, struct json_objec
 }
 
 const struct control_cmd ctl_vhost_commands[] = {
-	{ CONTROL_CMD_VHOST_START, cmd_vhost_start },
-	{ CONTROL_CMD_VHOST_STOP, cmd_vhost_stop },
-	{ CONTROL_CMD_VHOST_LIST, cmd_vhost_list },
-	{ NULL, NULL },
+	{ CONTROL_CMD_VHOST_START, cmd_vhost_start,
+	  { CTL_KEY_NAME, { "socket", CTL_STRING } } },
+	{ CONTROL_CMD_VHOST_STOP, cmd_vhost_stop, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_VHOST_LIST, cmd_vhost_list, { { NULL } } },
+	{ NULL, NULL, { { NULL } } },
 };

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "testutil.h"
@@ -389,4 +390,182 @@ Test(meta, open_under_a_regular_file_is_eio)
 	snprintf(path, sizeof(path), "%s/file/db", tmpdir);
 	cr_assert_eq(meta_open(path, &m), -EIO);
 	cr_assert_null(m);
+}
+
+/* ---- RocksDB errors as -errno, and a full metadata disk ---- */
+
+Test(meta, rocksdb_errors_map_to_errno)
+{
+	static const struct {
+		const char *rocksdb;
+		int err;
+	} cases[] = {
+		{ "IO error: No space left on device: While appending to file: "
+		  "/m/db/000010.log: No space left on device", -ENOSPC },
+		{ "IO error: No space left on device: While open a file for appending: "
+		  "/m/db/000013.log: No space left on device", -ENOSPC },
+		{ "IO error: Max allowed space was reached", -ENOSPC },
+		{ "IO error: While lock file: /m/db/LOCK: Resource temporarily unavailable",
+		  -EBUSY },
+		{ "IO error: lock hold by current process, acquire time 1 acquiring thread 2: "
+		  "/m/db/LOCK: No locks available", -EBUSY },
+		{ "Invalid argument: Column family not found", -EINVAL },
+		{ "IO error: Seen error. Skip writing buffer.", -EIO },
+		{ "Corruption: block checksum mismatch: stored = 1, computed = 2", -EIO },
+		{ "", -EIO },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(meta_errno_of(cases[i].rocksdb), cases[i].err, "'%s': %d, not %d",
+			     cases[i].rocksdb, meta_errno_of(cases[i].rocksdb), cases[i].err);
+}
+
+Test(meta, writes_no_log_file_of_its_own)
+{
+	struct meta *m = open_db();
+	char path[192];
+
+	put_str(m, "k", "v", META_SYNC);
+	meta_close(m);
+	/* RocksDB's LOG on a full disk is what aborted quilld (meta_logger.cc) */
+	snprintf(path, sizeof(path), "%s/LOG", dbpath);
+	cr_assert_neq(access(path, F_OK), 0, "%s exists", path);
+}
+
+Test(meta, healthy_database_needs_no_recovery)
+{
+	struct meta *m = open_db();
+
+	cr_assert_eq(meta_health(m), 0);
+	cr_assert_eq(meta_recover(m), 0);
+	put_str(m, "k", "v", META_SYNC);
+	cr_assert_eq(meta_health(m), 0);
+	meta_close(m);
+}
+
+/* The suite meta_full puts the database on its own small tmpfs (root only). */
+static char fulldir[64];
+static char fulldb[128];
+static char filler[128];
+static bool mounted;
+
+static void full_setup(void)
+{
+	strcpy(fulldir, "/tmp/quill-metafull-XXXXXX");
+	cr_assert_not_null(mkdtemp(fulldir));
+	snprintf(fulldb, sizeof(fulldb), "%s/db", fulldir);
+	snprintf(filler, sizeof(filler), "%s/filler", fulldir);
+	if (mount("tmpfs", fulldir, "tmpfs", 0, "size=4m") < 0) {
+		rmdir(fulldir);
+		cr_skip_test("cannot mount a small tmpfs to fill (%s): needs root", strerror(errno));
+	}
+	mounted = true;
+}
+
+static void full_teardown(void)
+{
+	if (mounted)
+		umount2(fulldir, MNT_DETACH);
+	mounted = false;
+	rmdir(fulldir);
+}
+
+TestSuite(meta_full, .init = full_setup, .fini = full_teardown);
+
+/* Appends to the filler until the filesystem is full. */
+static void fill_disk(void)
+{
+	static char block[4096];
+	int fd = open(filler, O_CREAT | O_WRONLY | O_APPEND, 0644);
+
+	cr_assert_geq(fd, 0);
+	while (write(fd, block, sizeof(block)) > 0)
+		;
+	cr_assert_eq(errno, ENOSPC);
+	close(fd);
+}
+
+/* Puts until one fails (the WAL's preallocated room runs out first): its -errno. */
+static int put_until_error(struct meta *m, enum meta_durability d)
+{
+	char key[32], val[512] = { 0 };
+	int r = 0;
+
+	for (int i = 0; i < 100000 && r == 0; i++) {
+		snprintf(key, sizeof(key), "fill%06d", i);
+		r = meta_put(m, key, strlen(key), val, sizeof(val), d);
+		if (r == 0 && d == META_NOWAL && i % 64 == 63)
+			r = meta_flush(m);
+	}
+	return r;
+}
+
+Test(meta_full, full_disk_is_enospc_then_recovers_when_space_returns)
+{
+	struct meta *m = NULL;
+
+	cr_assert_eq(meta_open(fulldb, &m), 0);
+	put_str(m, "before", "kept", META_SYNC);
+	fill_disk();
+	cr_assert_eq(put_until_error(m, META_SYNC), -ENOSPC);
+	cr_assert_eq(meta_health(m), -ENOSPC);
+	/* RocksDB takes no write now, and reads go on */
+	cr_assert_eq(meta_put(m, "x", 1, "y", 1, META_SYNC), -ENOSPC);
+	assert_value(m, "before", "kept");
+	/* still full: the reopen may fail, or work and fail on the next write */
+	fill_disk();
+	if (meta_recover(m) == 0)
+		cr_assert_eq(put_until_error(m, META_SYNC), -ENOSPC);
+	cr_assert_lt(meta_health(m), 0);
+
+	cr_assert_eq(unlink(filler), 0);
+	cr_assert_eq(meta_recover(m), 0);
+	cr_assert_eq(meta_health(m), 0);
+	put_str(m, "after", "written", META_SYNC);
+	meta_close(m);
+	m = NULL;
+	cr_assert_eq(meta_open(fulldb, &m), 0);
+	assert_value(m, "before", "kept");
+	assert_value(m, "after", "written");
+	meta_close(m);
+}
+
+Test(meta_full, nowal_writes_lost_to_a_reopen_fail_the_next_flush)
+{
+	struct meta *m = NULL;
+
+	cr_assert_eq(meta_open(fulldb, &m), 0);
+	fill_disk();
+	cr_assert_eq(put_until_error(m, META_SYNC), -ENOSPC);
+	cr_assert_eq(unlink(filler), 0);
+	cr_assert_eq(meta_recover(m), 0);
+	put_str(m, "map", "chunk", META_NOWAL);
+	/* a write fails again, and the reopen drops the memtable with "map" in it */
+	fill_disk();
+	cr_assert_eq(put_until_error(m, META_SYNC), -ENOSPC);
+	cr_assert_eq(unlink(filler), 0);
+	cr_assert_eq(meta_recover(m), 0);
+	cr_assert_eq(meta_flush(m), -EIO, "a flush must not pass off lost writes as durable");
+	cr_assert_eq(meta_flush(m), 0);
+	meta_close(m);
+}
+
+Test(meta_full, a_failed_flush_is_not_reported_again_after_the_reopen)
+{
+	struct meta *m = NULL;
+
+	cr_assert_eq(meta_open(fulldb, &m), 0);
+	put_str(m, "map", "chunk", META_NOWAL);
+	fill_disk();
+	cr_assert_eq(meta_flush(m), -ENOSPC, "the SST write finds the disk full");
+	cr_assert_eq(unlink(filler), 0);
+	cr_assert_eq(meta_recover(m), 0);
+	/* the caller knows "map" did not land: a retry's flush is not failed for it */
+	put_str(m, "map", "chunk again", META_NOWAL);
+	cr_assert_eq(meta_flush(m), 0);
+	meta_close(m);
+	m = NULL;
+	cr_assert_eq(meta_open(fulldb, &m), 0);
+	assert_value(m, "map", "chunk again");
+	meta_close(m);
 }
