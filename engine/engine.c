@@ -147,6 +147,7 @@ static int format_store(struct engine *eng)
 static int load_superblock(struct engine *eng, bool *formatted)
 {
 	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	uint32_t version = 0;
 	int r;
 
 	if (!buf)
@@ -155,7 +156,18 @@ static int load_superblock(struct engine *eng, bool *formatted)
 	r = store_read_sync(eng->st, 0, buf, QUILL_BLOCK_SIZE);
 	if (r == 0)
 		r = ondisk_superblock_decode(buf, QUILL_BLOCK_SIZE, &eng->sb);
+	if (r == -EPROTO)
+		version = ondisk_superblock_version(buf, QUILL_BLOCK_SIZE);
 	store_buf_free(buf);
+	if (version && version < QUILL_FORMAT_VERSION) {
+		/* its summaries have no durable mark and its engine did not bound the
+		 * batches in flight: replay could not tell a tear from corruption */
+		log_msg(LOG_ERROR, ENG_LOG, "%s: store of format version %u; this quill reads "
+			"version %u only: copy its volumes out with the quill that wrote it "
+			"(quill export) into a new store", eng->opts.store_path, version,
+			QUILL_FORMAT_VERSION);
+		return r;
+	}
 	if ((r == -ENOENT || r == -EILSEQ) && eng->opts.format) {
 		*formatted = true;
 		return format_store(eng);
@@ -350,9 +362,11 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	eng->ckpt_last_ms = eng_now_ms();
 	eng_flatten_resume(eng);
 	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu volumes, %u/%u segments free, replayed %llu "
-		"batches after checkpoint %llu, dropped %llu torn", opts->store_path, eng->nvols,
-		eng->nfree, eng->sb.segment_count, (unsigned long long)eng->stats.replayed_batches,
-		(unsigned long long)ckpt_seq, (unsigned long long)eng->stats.torn_batches);
+		"batches after checkpoint %llu, dropped %llu torn, kept %llu corrupt",
+		opts->store_path, eng->nvols, eng->nfree, eng->sb.segment_count,
+		(unsigned long long)eng->stats.replayed_batches, (unsigned long long)ckpt_seq,
+		(unsigned long long)eng->stats.torn_batches,
+		(unsigned long long)eng->stats.corrupt_batches);
 	*out = eng;
 	return 0;
 
@@ -692,6 +706,8 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 	out->open = vol->open;
 	out->snapshots = snapshot_count(eng, vol);
 	out->flattening = vol->flatten != NULL;
+	for (const struct engine_volume *l = vol; l; l = l->parent)
+		out->damaged |= (l->rec.flags & ONDISK_LAYER_DAMAGED) != 0;
 	/* the parent a user sees is the first layer that is not this volume's own */
 	while (p && p->rec.uid == vol->rec.uid)
 		p = p->parent;
