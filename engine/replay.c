@@ -259,6 +259,26 @@ static void report_batch(struct engine *eng, const struct replay_batch *b)
 	eng->stats.corrupt_batches++;
 }
 
+/* The seq of a torn summary is unknown, so the next run may hand it out again, and
+ * a later start would judge the block anew against that run's batches. Zeroing it
+ * (the slot is sealed: nothing else writes there) ends the slot's log at it for good. */
+static int erase_torn_summary(struct engine *eng, const struct replay_damage *d)
+{
+	uint8_t *zero = store_buf_alloc(QUILL_BLOCK_SIZE);
+	int r;
+
+	if (!zero)
+		return -ENOMEM;
+	memset(zero, 0, QUILL_BLOCK_SIZE);
+	r = store_write_sync(eng->st, eng_slot_offset(eng, d->slot, d->pos), zero,
+			     QUILL_BLOCK_SIZE);
+	store_buf_free(zero);
+	if (r < 0)
+		log_msg(LOG_ERROR, ENG_LOG, "slot %u: erasing the torn summary at block %u "
+			"failed: %s", d->slot, d->pos, strerror(-r));
+	return r;
+}
+
 /* A durable batch whose LBAs cannot be known: the volume is marked damaged (kept in
  * its record) rather than anything being zero-filled. */
 static int report_damage(struct engine *eng, const struct replay_damage *d)
@@ -272,7 +292,7 @@ static int report_damage(struct engine *eng, const struct replay_damage *d)
 			"flight at the crash); dropped with everything after it in the slot",
 			d->slot, d->pos);
 		eng->stats.torn_batches++;
-		return 0;
+		return erase_torn_summary(eng, d);
 	}
 	why_durable(&d->verdict, why, sizeof(why));
 	log_msg(LOG_ERROR, ENG_LOG, "volume %s: slot %u blocks %u..%u: the summary of a "
