@@ -379,7 +379,8 @@ static int apply_all(struct engine *eng, struct replay *rp, uint64_t *applied)
 	int r = 0;
 
 	*applied = 0;
-	qsort(rp->v, rp->n, sizeof(*rp->v), cmp_seq);
+	if (rp->n)
+		qsort(rp->v, rp->n, sizeof(*rp->v), cmp_seq);
 	for (size_t i = 0; i < rp->n && r == 0; i++) {
 		if (is_cut(eng, rp->v[i].slot, rp->v[i].pos))
 			continue;
