@@ -84,6 +84,26 @@ static int checkpoint_seq(const char *meta_path, uint64_t *seq)
 	return rc;
 }
 
+/* Opens the store (*st: the caller closes it, even on error) and calls fn for every
+ * valid batch of every used slot; *ckpt is the checkpoint's seq. buf: one block. */
+static int scan_store(const char *store_path, const char *meta_path, uint64_t *ckpt,
+		      struct superblock *sb, uint8_t *buf, struct summary *tmp, batch_fn fn,
+		      void *arg, struct store **st)
+{
+	struct store_opts so = { .path = store_path, .queue_depth = 8 };
+	int rc = checkpoint_seq(meta_path, ckpt);
+
+	if (rc == 0)
+		rc = store_open(&so, st);
+	if (rc == 0)
+		rc = store_read_sync(*st, 0, buf, QUILL_BLOCK_SIZE);
+	if (rc == 0)
+		rc = ondisk_superblock_decode(buf, QUILL_BLOCK_SIZE, sb);
+	for (uint32_t i = 0; rc == 0 && i < sb->segment_count; i++)
+		rc = scan_slot(*st, sb, i, buf, tmp, fn, arg);
+	return rc;
+}
+
 /* Are all entries DATA, above the checkpoint, and every block eligible? */
 static int check_eligible(struct store *st, const struct superblock *sb, const struct newest *nw,
 			  uint64_t ckpt, uint8_t *data, tear_eligible_fn eligible, void *arg)
@@ -108,7 +128,6 @@ static int check_eligible(struct store *st, const struct superblock *sb, const s
 int tear_newest_batch(const char *store_path, const char *meta_path,
 		      tear_eligible_fn eligible, void *arg, uint64_t *seq)
 {
-	struct store_opts so = { .path = store_path, .queue_depth = 8 };
 	struct superblock sb;
 	struct summary *tmp = malloc(sizeof(*tmp));
 	struct newest *nw = calloc(1, sizeof(*nw));
@@ -118,15 +137,7 @@ int tear_newest_batch(const char *store_path, const char *meta_path,
 	int rc = (tmp && nw && buf) ? 0 : -ENOMEM;
 
 	if (rc == 0)
-		rc = checkpoint_seq(meta_path, &ckpt);
-	if (rc == 0)
-		rc = store_open(&so, &st);
-	if (rc == 0)
-		rc = store_read_sync(st, 0, buf, QUILL_BLOCK_SIZE);
-	if (rc == 0)
-		rc = ondisk_superblock_decode(buf, QUILL_BLOCK_SIZE, &sb);
-	for (uint32_t i = 0; rc == 0 && i < sb.segment_count; i++)
-		rc = scan_slot(st, &sb, i, buf, tmp, note_newest, nw);
+		rc = scan_store(store_path, meta_path, &ckpt, &sb, buf, tmp, note_newest, nw, &st);
 	if (rc == 0 && nw->found)
 		rc = check_eligible(st, &sb, nw, ckpt, buf, eligible, arg);
 	if (rc == 1) {
@@ -190,7 +201,6 @@ static int cmp_batch(const void *a, const void *b)
 int tear_list_batches(const char *store_path, const char *meta_path, struct tear_batch **out,
 		      size_t *n)
 {
-	struct store_opts so = { .path = store_path, .queue_depth = 8 };
 	struct superblock sb;
 	struct summary *tmp = malloc(sizeof(*tmp));
 	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
@@ -199,15 +209,7 @@ int tear_list_batches(const char *store_path, const char *meta_path, struct tear
 	int rc = (tmp && buf) ? 0 : -ENOMEM;
 
 	if (rc == 0)
-		rc = checkpoint_seq(meta_path, &c.ckpt);
-	if (rc == 0)
-		rc = store_open(&so, &st);
-	if (rc == 0)
-		rc = store_read_sync(st, 0, buf, QUILL_BLOCK_SIZE);
-	if (rc == 0)
-		rc = ondisk_superblock_decode(buf, QUILL_BLOCK_SIZE, &sb);
-	for (uint32_t i = 0; rc == 0 && i < sb.segment_count; i++)
-		rc = scan_slot(st, &sb, i, buf, tmp, note_batch, &c);
+		rc = scan_store(store_path, meta_path, &c.ckpt, &sb, buf, tmp, note_batch, &c, &st);
 	if (rc == 0)
 		rc = c.err;
 	store_close(st);
