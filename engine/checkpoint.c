@@ -114,7 +114,7 @@ static int emit_chunk(void *arg, uint64_t chunk, const struct ondisk_map_entry *
 	return 0;
 }
 
-static uint64_t stable_seq(const struct engine *eng)
+uint64_t eng_stable_seq(const struct engine *eng)
 {
 	uint64_t s = eng->next_seq - 1;
 
@@ -157,7 +157,7 @@ static struct ckpt_job *capture(struct engine *eng)
 
 	if (!job || meta_batch_create(&job->mb) < 0)
 		goto err;
-	job->seq = stable_seq(eng);
+	job->seq = eng_stable_seq(eng);
 	add_ops(eng, job);
 	for (size_t i = 0; i < eng->nvols; i++) {
 		struct emit_ctx c = { .mb = job->mb, .volume_id = eng->vols[i]->rec.volume_id };
@@ -206,6 +206,7 @@ static void store_flushed(void *arg, int res)
 		eng->ckpt_busy = false;
 		return;
 	}
+	eng_mark_durable(eng, job->seq);
 	pthread_mutex_lock(&eng->ckpt_lock);
 	eng->ckpt_todo = job;
 	pthread_cond_broadcast(&eng->ckpt_cond);

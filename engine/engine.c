@@ -286,9 +286,11 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	eng->ckpt_last_ms = eng_now_ms();
 	eng_flatten_resume(eng);
 	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu volumes, %u/%u segments free, replayed %llu "
-		"batches after checkpoint %llu, dropped %llu torn", opts->store_path, eng->nvols,
-		eng->nfree, eng->sb.segment_count, (unsigned long long)eng->stats.replayed_batches,
-		(unsigned long long)ckpt_seq, (unsigned long long)eng->stats.torn_batches);
+		"batches after checkpoint %llu, dropped %llu torn, kept %llu corrupt",
+		opts->store_path, eng->nvols, eng->nfree, eng->sb.segment_count,
+		(unsigned long long)eng->stats.replayed_batches, (unsigned long long)ckpt_seq,
+		(unsigned long long)eng->stats.torn_batches,
+		(unsigned long long)eng->stats.corrupt_batches);
 	*out = eng;
 	return 0;
 
@@ -627,6 +629,8 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 	out->open = vol->open;
 	out->snapshots = snapshot_count(eng, vol);
 	out->flattening = vol->flatten != NULL;
+	for (const struct engine_volume *l = vol; l; l = l->parent)
+		out->damaged |= (l->rec.flags & ONDISK_LAYER_DAMAGED) != 0;
 	/* the parent a user sees is the first layer that is not this volume's own */
 	while (p && p->rec.uid == vol->rec.uid)
 		p = p->parent;

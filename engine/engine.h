@@ -105,6 +105,9 @@ struct engine_volume_info {
 	char parent[ENGINE_SNAP_SPEC_MAX + 1]; /* "VOL@SNAP" a clone reads through, or "" */
 	unsigned snapshots;       /* of this volume */
 	bool flattening;          /* see engine_flatten_status() */
+	bool damaged;             /* replay found a durable batch of it (or of a snapshot it
+				     reads through) whose summary was damaged: some blocks
+				     may read old data or zeros (docs/format.md) */
 };
 int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out);
 /* Calls fn for every volume in name order; stops and returns fn's value if non-zero. */
@@ -238,7 +241,10 @@ struct engine_stats {
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
 	uint64_t replayed_batches;   /* at the last open */
-	uint64_t torn_batches;       /* dropped at the last open */
+	uint64_t torn_batches;       /* dropped at the last open (in flight at a crash) */
+	uint64_t corrupt_batches;    /* durable but damaged, found at the last open: kept,
+					their bad blocks read as errors (or, for a damaged
+					summary, the volume marked damaged) */
 	int meta_error;              /* 0, or -errno while metadata writes fail (-ENOSPC: the
 					metadata disk is full); management calls fail with it,
 					client I/O goes on, checkpoints retry */

@@ -16,7 +16,6 @@ struct meta;
 struct meta_batch;
 
 #define ENG_LOG "engine"
-#define ENG_MAX_INFLIGHT_BATCHES 4 /* per volume: more batches queue up and group */
 #define ENG_GC_RESERVE_DEFAULT 2
 /* A slot more than this % live is not worth cleaning: the cleaner would rewrite ten
  * blocks to win one, and writes would crawl. So the store is full when no slot is
@@ -97,7 +96,7 @@ struct engine_volume {
 	int64_t open_slot;    /* -1: the next write allocates a slot */
 	struct batch *head;   /* unretired batches in log order; tail is the forming one */
 	struct batch *tail;
-	unsigned ninflight;
+	unsigned ninflight;   /* submitted, not retired: at most ONDISK_MAX_INFLIGHT_BATCHES */
 };
 
 /* A metadata change that must land atomically with the next checkpoint's map (a
@@ -136,12 +135,16 @@ struct engine {
 	struct superblock sb;
 	int sb_err[2];          /* decode result of block 0 and of the copy (superblock.c) */
 	bool sb_copy_stale;     /* the copy is not the bytes of block 0: rewrite it */
+	uint32_t sb_old_version; /* a place holds a superblock of this older format: refused */
 	uint32_t blocks_per_seg;
 	struct slot *slots;
 	uint32_t nfree;
 	uint32_t gc_reserve;
 	uint64_t next_seq;
 	uint64_t next_gen;
+	uint64_t open_seq;    /* the first seq of this run (summaries carry it) */
+	uint64_t durable_seq; /* every batch up to it retired before a completed flush */
+	uint64_t flush_seq;   /* what the flush in flight makes durable */
 	uint64_t next_volume_id;
 
 	struct engine_volume **vols; /* every layer: volumes and snapshots */
@@ -280,7 +283,6 @@ void eng_flatten_free(struct engine_volume *vol);
 
 /* replay.c */
 int eng_replay(struct engine *eng, uint64_t ckpt_seq);
-bool eng_batch_data_ok(const struct summary *s, const uint8_t *data, uint32_t *bad_entry);
 
 /* checkpoint.c */
 int eng_ckpt_start_thread(struct engine *eng);
@@ -288,6 +290,11 @@ void eng_ckpt_stop_thread(struct engine *eng);
 void eng_ckpt_maybe(struct engine *eng);
 void eng_ckpt_reap(struct engine *eng);
 int eng_ckpt_sync(struct engine *eng);
+/* One less than the oldest batch submitted and not retired (the newest seq if none):
+ * every batch up to it is in the map, and a flush started now makes it durable. */
+uint64_t eng_stable_seq(const struct engine *eng);
+/* A store flush that started when eng_stable_seq() was seq has completed. */
+void eng_mark_durable(struct engine *eng, uint64_t seq);
 void eng_slot_release(struct engine *eng, uint32_t slot);
 
 /* gc.c */

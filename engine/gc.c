@@ -11,12 +11,14 @@
  * checkpoint frees it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
+#include "engine/logcheck.h"
 #include "store/store.h"
 
 static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
@@ -78,24 +80,32 @@ static bool block_live(struct engine_volume *vol, uint64_t lba, uint32_t slot, u
 	return map_get(vol->map, lba, loc) && loc->slot == slot && loc->block == block;
 }
 
-/* Walks the victim's batches in gc_buf; with move=false only checks the live blocks'
- * checksums, with move=true appends them. */
+/* Walks the victim's batches in gc_buf (past a damaged summary too, as replay does);
+ * with move=false only checks the live blocks' checksums, with move=true appends
+ * them. A live block that fails its checksum is never moved: the slot stays as is,
+ * and reads of the block keep failing rather than returning anything else. */
 static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 {
 	const struct slot *s = &eng->slots[eng->gc_victim];
+	struct segment_header h = { .state = ONDISK_SEG_USED, .generation = s->generation };
 	struct summary sum;
-	uint32_t pos = 1;
+	struct logcheck_walk w;
+	struct logcheck_item it;
 
-	while (pos < s->used) {
-		const uint8_t *p = eng->gc_buf + (size_t)pos * QUILL_BLOCK_SIZE;
+	/* the header's volume: a merged snapshot's slots name the snapshot */
+	memcpy(&h.volume_id, eng->gc_buf + offsetof(struct ondisk_segment_header, volume_id),
+	       sizeof(h.volume_id));
+	logcheck_walk_init(&w, eng->gc_buf, s->used, &h, UINT64_MAX);
+	for (logcheck_walk_next(&w, &sum, &it); it.kind != LOGCHECK_END;
+	     logcheck_walk_next(&w, &sum, &it)) {
+		const uint8_t *p = eng->gc_buf + (size_t)it.pos * QUILL_BLOCK_SIZE;
 		uint32_t d = 0;
 
-		if (ondisk_summary_decode(p, QUILL_BLOCK_SIZE, &sum) < 0 ||
-		    sum.generation != s->generation || pos + 1 + sum.data_blocks > s->used)
-			break;
+		if (it.kind != LOGCHECK_BATCH)
+			continue;
 		for (uint32_t i = 0; i < sum.nentries; i++) {
 			const struct summary_entry *e = &sum.entries[i];
-			uint32_t block = pos + 1 + d;
+			uint32_t block = it.pos + 1 + d;
 			const uint8_t *data = p + (size_t)(1 + d) * QUILL_BLOCK_SIZE;
 			struct map_loc loc;
 			int r;
@@ -120,7 +130,6 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 			if (r < 0)
 				return r;
 		}
-		pos += 1 + sum.data_blocks;
 	}
 	return 0;
 }

@@ -320,6 +320,7 @@ static void retire(struct engine_volume *vol)
 		else
 			s->broken = true;
 		s->pending--;
+		vol->ninflight--;
 		for (uint32_t i = 0; i < b->sum.nentries; i++)
 			eng_req_put(eng, b->parts[i], b->result);
 		batch_free(eng, b);
@@ -336,7 +337,6 @@ static void batch_written(void *arg, int res)
 				vol->rec.name, b->slot, err_str(-res));
 	b->state = BATCH_DONE;
 	b->result = res < 0 ? -EIO : 0;
-	vol->ninflight--;
 	retire(vol);
 }
 
@@ -346,6 +346,8 @@ static void batch_submit(struct engine *eng, struct batch *b)
 	int r;
 
 	b->sum.seq = eng->next_seq++;
+	b->sum.open_seq = eng->open_seq;
+	b->sum.durable_seq = eng->durable_seq;
 	if (b->with_header) {
 		struct segment_header h = {
 			.state = ONDISK_SEG_USED,
@@ -365,18 +367,18 @@ static void batch_submit(struct engine *eng, struct batch *b)
 		batch_written(b, r);
 }
 
-/* Submits what can go: full batches at once, the forming one while the volume has
- * few batches in flight (otherwise it keeps collecting: group commit). */
+/* Submits what can go, in log order, while fewer than ONDISK_MAX_INFLIGHT_BATCHES of
+ * the volume's batches are unretired: full batches first, then the forming one (which
+ * otherwise keeps collecting: group commit). The bound is a promise replay relies on:
+ * a batch that never completed is followed by fewer than that many in its log. */
 static void volume_kick(struct engine_volume *vol)
 {
-	for (struct batch *b = vol->head; b; b = b->next) {
-		if (b->state == BATCH_READY) {
-			batch_submit(vol->eng, b);
-		} else if (b->state == BATCH_FORMING && b->sum.nentries &&
-			   vol->ninflight < ENG_MAX_INFLIGHT_BATCHES) {
+	for (struct batch *b = vol->head; b && vol->ninflight < ONDISK_MAX_INFLIGHT_BATCHES;
+	     b = b->next) {
+		if (b->state == BATCH_FORMING && b->sum.nentries)
 			batch_close(b);
+		if (b->state == BATCH_READY)
 			batch_submit(vol->eng, b);
-		}
 	}
 }
 
@@ -389,6 +391,8 @@ static void flush_done(void *arg, int res)
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "flush failed: %s", err_str(-res));
 	eng->flush_running = NULL;
 	eng->flush_inflight = false;
+	if (res >= 0)
+		eng_mark_durable(eng, eng->flush_seq);
 	while (req) {
 		struct ioreq *next = req->next;
 		eng_req_put(eng, req, res < 0 ? -EIO : 0);
@@ -405,9 +409,16 @@ static void flush_kick(struct engine *eng)
 	eng->flush_running = eng->flush_wait;
 	eng->flush_wait = NULL;
 	eng->flush_inflight = true;
+	eng->flush_seq = eng_stable_seq(eng);
 	r = store_flush(eng->st, flush_done, eng);
 	if (r < 0)
 		flush_done(eng, r);
+}
+
+void eng_mark_durable(struct engine *eng, uint64_t seq)
+{
+	if (seq > eng->durable_seq)
+		eng->durable_seq = seq;
 }
 
 void eng_kick(struct engine *eng)
@@ -739,8 +750,8 @@ int engine_timeout_ms(const struct engine *eng)
 		/* a forming batch behind a full pipeline waits for a completion, which
 		 * rings the event fd */
 		for (const struct batch *b = vol->head; b; b = b->next)
-			if (b->state == BATCH_READY || (b->state == BATCH_FORMING &&
-							vol->ninflight < ENG_MAX_INFLIGHT_BATCHES))
+			if ((b->state == BATCH_READY || b->state == BATCH_FORMING) &&
+			    vol->ninflight < ONDISK_MAX_INFLIGHT_BATCHES)
 				return 0;
 	}
 	if (eng_flatten_active(eng))

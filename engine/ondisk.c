@@ -116,6 +116,16 @@ int ondisk_superblock_decode(const void *buf, size_t len, struct superblock *sb)
 	return 0;
 }
 
+uint32_t ondisk_superblock_version(const void *buf, size_t len)
+{
+	struct ondisk_superblock d;
+
+	if (len < sizeof(d))
+		return 0;
+	memcpy(&d, buf, sizeof(d));
+	return d.magic == QUILL_SB_MAGIC ? d.version : 0;
+}
+
 void ondisk_segment_header_encode(const struct segment_header *h, void *buf)
 {
 	struct ondisk_segment_header d;
@@ -163,6 +173,8 @@ void ondisk_summary_encode(const struct summary *s, void *buf)
 	d->generation = s->generation;
 	d->volume_id = s->volume_id;
 	d->seq = s->seq;
+	d->durable_seq = s->durable_seq;
+	d->open_seq = s->open_seq;
 	d->nentries = s->nentries;
 	d->data_blocks = s->data_blocks;
 	for (uint32_t i = 0; i < s->nentries; i++) {
@@ -211,9 +223,14 @@ int ondisk_summary_decode(const void *buf, size_t len, struct summary *s)
 		return -EILSEQ;
 	if (d->nentries == 0 || d->nentries > ONDISK_SUMMARY_MAX_ENTRIES)
 		return -EPROTO;
+	/* the marks describe batches written before this one, in its own engine run */
+	if (d->open_seq == 0 || d->open_seq > d->seq || d->durable_seq >= d->seq)
+		return -EPROTO;
 	s->generation = d->generation;
 	s->volume_id = d->volume_id;
 	s->seq = d->seq;
+	s->durable_seq = d->durable_seq;
+	s->open_seq = d->open_seq;
 	s->nentries = d->nentries;
 	for (uint32_t i = 0; i < d->nentries; i++) {
 		struct ondisk_summary_entry o;
@@ -260,7 +277,7 @@ int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_recor
 	if (d.version != QUILL_FORMAT_VERSION || d.size % QUILL_BLOCK_SIZE ||
 	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0' ||
 	    d.kind > ONDISK_LAYER_SNAPSHOT || d.parent_id == d.volume_id ||
-	    (d.flags & ~(uint32_t)ONDISK_LAYER_FLATTENING) ||
+	    (d.flags & ~(uint32_t)ONDISK_LAYER_FLAGS_KNOWN) ||
 	    (d.parent_id == 0 && d.overlap != 0) || d.overlap > d.size / QUILL_BLOCK_SIZE)
 		return -EPROTO;
 	v->kind = (enum ondisk_layer_kind)d.kind;

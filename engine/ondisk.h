@@ -29,7 +29,13 @@
 #endif
 
 #define QUILL_BLOCK_SIZE 4096u
-#define QUILL_FORMAT_VERSION 1u
+#define QUILL_FORMAT_VERSION 2u /* 2: summaries carry durable_seq and open_seq */
+
+/* Batches of one volume that can be in flight at once (submitted, not yet retired):
+ * the engine never submits more. After a crash, a batch whose data is bad can be a
+ * tear only if fewer than this many batches of its volume follow it (docs/format.md,
+ * "Tears and corruption"). */
+#define ONDISK_MAX_INFLIGHT_BATCHES 4u
 
 #define QUILL_SB_MAGIC 0x31424c4c4955510aULL  /* "\nQUILLB1" */
 #define QUILL_SEG_MAGIC 0x5345474c4c495551ULL /* "QUILLSEG" */
@@ -112,11 +118,17 @@ struct ondisk_summary {
 	uint32_t nentries;
 	uint32_t data_blocks; /* number of DATA/MOVE entries = blocks after the summary */
 	uint32_t crc;         /* CRC32C of the summary block with this field zero */
-	uint8_t reserved[20];
+	uint64_t durable_seq; /* every batch of seq open_seq..durable_seq was durable (a
+				 store flush completed after it) when this one was built */
+	uint64_t open_seq;    /* first seq handed out by the engine run that wrote this
+				 batch: durable_seq says nothing about older batches */
+	uint8_t reserved[4];
 	struct ondisk_summary_entry entries[ONDISK_SUMMARY_MAX_ENTRIES];
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_summary) == QUILL_BLOCK_SIZE, "summary is one block");
 _Static_assert(offsetof(struct ondisk_summary, entries) == ONDISK_SUMMARY_HDR_SIZE, "entries offset");
+_Static_assert(offsetof(struct ondisk_summary, durable_seq) == 44, "durable_seq offset");
+_Static_assert(offsetof(struct ondisk_summary, open_seq) == 52, "open_seq offset");
 _Static_assert(ONDISK_SUMMARY_MAX_ENTRIES == 168, "168 entries per batch");
 
 /* ---- in-memory forms, filled by the decoders ---- */
@@ -151,6 +163,8 @@ struct summary {
 	uint64_t generation;
 	uint64_t volume_id;
 	uint64_t seq;
+	uint64_t durable_seq;
+	uint64_t open_seq;
 	uint32_t nentries;
 	uint32_t data_blocks;
 	struct summary_entry entries[ONDISK_SUMMARY_MAX_ENTRIES];
@@ -165,6 +179,9 @@ void ondisk_summary_encode(const struct summary *s, void *buf);
  * (never written / garbage), -EILSEQ for a bad CRC, -EPROTO for a field out of range
  * (unknown version, impossible sizes or counts). */
 int ondisk_superblock_decode(const void *buf, size_t len, struct superblock *sb);
+/* The version a block with the superblock's magic claims (0 without the magic): says
+ * why a decode gave -EPROTO. Version 1 stores are refused: see docs/format.md. */
+uint32_t ondisk_superblock_version(const void *buf, size_t len);
 int ondisk_segment_header_decode(const void *buf, size_t len, struct segment_header *h);
 int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
 
@@ -187,7 +204,11 @@ enum ondisk_layer_kind {
 
 enum ondisk_layer_flags {
 	ONDISK_LAYER_FLATTENING = 1u << 0, /* a flatten is under way: resumed at start-up */
+	ONDISK_LAYER_DAMAGED = 1u << 1,    /* replay met a durable batch of this layer's log
+					      whose summary was damaged: blocks it wrote
+					      may read old data or zeros */
 };
+#define ONDISK_LAYER_FLAGS_KNOWN (ONDISK_LAYER_FLATTENING | ONDISK_LAYER_DAMAGED)
 
 struct ondisk_volume_record {
 	uint32_t version;      /* QUILL_FORMAT_VERSION */

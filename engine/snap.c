@@ -338,7 +338,7 @@ int engine_snap_create(struct engine *eng, const char *volname, const char *snap
 	srec = vol->rec;
 	srec.kind = ONDISK_LAYER_SNAPSHOT;
 	srec.created_ns = eng_now_realtime_ns();
-	srec.flags = 0;
+	srec.flags &= ONDISK_LAYER_DAMAGED; /* its log lost a batch: the snapshot keeps that */
 	snprintf(srec.name, sizeof(srec.name), "%s", snap);
 	hrec = vol->rec;
 	hrec.flags = 0;
@@ -501,6 +501,7 @@ static int merge_into_child(struct engine *eng, struct engine_volume *s,
 		child->rec.overlap = s->rec.overlap;
 	child->rec.parent_id = s->rec.parent_id;
 	child->parent = s->parent;
+	child->rec.flags |= s->rec.flags & ONDISK_LAYER_DAMAGED; /* it holds s's blocks now */
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
 		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == s->rec.volume_id)
 			eng->slots[i].volume_id = child->rec.volume_id;

@@ -83,6 +83,9 @@ static int read_both(struct engine *eng)
 		if (r == 0)
 			eng->sb_err[i] = ondisk_superblock_decode(buf + i * QUILL_BLOCK_SIZE,
 								  QUILL_BLOCK_SIZE, &sb[i]);
+		if (r == 0 && eng->sb_err[i] == -EPROTO && !eng->sb_old_version)
+			eng->sb_old_version = ondisk_superblock_version(buf + i * QUILL_BLOCK_SIZE,
+									QUILL_BLOCK_SIZE);
 	}
 	if (r == 0 && eng->sb_err[SB_MAIN] == 0) {
 		eng->sb = sb[SB_MAIN];
@@ -316,6 +319,15 @@ int eng_sb_load(struct engine *eng, bool *format)
 	if (r < 0)
 		return r;
 	valid = eng->sb_err[SB_MAIN] == 0 || eng->sb_err[SB_COPY] == 0;
+	if (!valid && eng->sb_old_version && eng->sb_old_version < QUILL_FORMAT_VERSION) {
+		/* its summaries have no durable mark and its engine did not bound the batches
+		 * in flight: replay could not tell a tear from corruption */
+		log_msg(LOG_ERROR, ENG_LOG, "%s: store of format version %u; this quill reads "
+			"version %u only: copy its volumes out with the quill that wrote it (quill "
+			"export) into a new store. Nothing was changed", eng->opts.store_path,
+			eng->sb_old_version, QUILL_FORMAT_VERSION);
+		return -EPROTO;
+	}
 	if ((!valid || eng->opts.reformat) && !store_created(eng->st)) {
 		if (!valid)
 			log_msg(LOG_INFO, ENG_LOG, "%s: no valid superblock; looking for quill data "

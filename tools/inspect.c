@@ -8,11 +8,14 @@
  * the way start-up replay walks it (engine/replay.c): batch after batch from block 1
  * until one is not valid, checking the data CRCs (unless --no-data).
  *
- * A torn batch (valid summary, data CRC mismatch) at the end of a slot's log is what
- * a crash leaves behind; replay drops it, so it is reported but is not damage. Damage
- * is what a crash cannot explain: a bad superblock or slot header, two slots with the
- * same generation, sequence numbers going backwards or used twice, or a bad batch followed by more
- * valid batches than the engine keeps in flight.
+ * Bad batches — data that fails its CRC, or a summary that does not decode though a
+ * valid batch of the slot's life follows it — are judged by the rule replay uses
+ * (engine/logcheck.h): a TEAR (in flight at the crash: replay drops it with what
+ * follows it in its slot) is what a crash leaves behind and is not damage; a bad
+ * batch that was durable is CORRUPTION (replay keeps it: its bad blocks read as I/O
+ * errors; a damaged summary marks its volume damaged), and is damage. Other damage is
+ * what a crash cannot explain: a bad superblock or slot header, two slots with the
+ * same generation, sequence numbers used twice.
  *
  * Opens the store read-only in spirit: it never writes. Exit 0 consistent, 1 damage
  * found, 2 usage or I/O error.
@@ -28,12 +31,9 @@
 
 #include "common/crc32c.h"
 #include "common/err.h"
+#include "engine/logcheck.h"
 #include "engine/ondisk.h"
 #include "store/store.h"
-
-/* Batches a volume may have in flight at a crash (ENG_MAX_INFLIGHT_BATCHES in
- * engine/engine_internal.h): this many valid batches behind a torn one are possible. */
-#define INFLIGHT_BATCHES_MAX 2u
 
 enum slot_kind { SK_NEVER, SK_USED, SK_FREE, SK_FOREIGN, SK_DAMAGED };
 
@@ -46,7 +46,18 @@ struct slot_info {
 	uint64_t last_seq;
 	uint64_t data_blocks;
 	bool torn;
-	uint32_t beyond;      /* valid batches found behind a torn one */
+	uint32_t cut;         /* block of the tear that ends the log for replay; 0: none */
+};
+
+/* A batch whose data fails its CRC, or whose summary is damaged: judged once every
+ * slot is read. */
+struct bad_batch {
+	uint32_t slot;
+	uint32_t pos, next;
+	bool damaged_summary;
+	uint64_t volume_id;
+	uint64_t lo, hi;      /* its seq lies in [lo, hi] */
+	char why[160];
 };
 
 struct seq_ref {
@@ -68,6 +79,10 @@ struct inspect {
 	struct slot_info *slots;
 	struct seq_ref *seqs;  /* every batch seen, for the store-wide uniqueness check */
 	size_t nseqs, capseqs;
+	struct logcheck_facts facts;
+	struct bad_batch *bad;
+	size_t nbad, capbad;
+	unsigned tears, corrupt;
 	unsigned damage;
 };
 
@@ -138,6 +153,7 @@ static int read_superblock(struct inspect *in)
 	static const char *const name[2] = { "block 0", "copy" };
 	uint8_t *buf = store_buf_alloc(2 * QUILL_BLOCK_SIZE);
 	struct superblock sb[2];
+	uint32_t version;
 	int rc = 0, err[2];
 
 	if (!buf)
@@ -161,7 +177,13 @@ static int read_superblock(struct inspect *in)
 		       "the copy)\n");
 	else if (err[0] == 0 && err[1] == -ENOENT)
 		printf("  no copy yet (a store formatted before copies; the next start writes it)\n");
+	version = ondisk_superblock_version(buf, QUILL_BLOCK_SIZE);
 	store_buf_free(buf);
+	if (err[0] == -EPROTO && version && version != QUILL_FORMAT_VERSION) {
+		damage(in, "superblock: format version %u; this quill-inspect reads version %u",
+		       version, QUILL_FORMAT_VERSION);
+		return err[0];
+	}
 	if (err[0] && err[1]) {
 		damage(in, "superblock: no valid copy (not a quill store, or both are damaged)");
 		return err[0];
@@ -171,57 +193,6 @@ static int read_superblock(struct inspect *in)
 		       err[0] ? name[0] : name[1], decode_err_str(err[0] ? err[0] : err[1]));
 	in->sb = err[0] ? sb[1] : sb[0];
 	return print_superblock(in);
-}
-
-/* Checks a batch's data blocks; returns the index of the first bad entry or -1. */
-static int bad_data_entry(const struct summary *s, const uint8_t *data, uint32_t *got)
-{
-	uint32_t d = 0;
-
-	for (uint32_t i = 0; i < s->nentries; i++) {
-		if (s->entries[i].kind == ONDISK_ENTRY_TRIM)
-			continue;
-		*got = crc32c(data + (size_t)d++ * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
-		if (*got != s->entries[i].data_crc)
-			return (int)i;
-	}
-	return -1;
-}
-
-/* Decodes the batch at block pos of the slot in in->seg into in->sum. Returns the block
- * after it, 0 at the end of the log (no batch of this slot's generation), or -1 when
- * the batch is torn/bad (*why says how). */
-static int64_t batch_at(struct inspect *in, const struct segment_header *h, uint32_t pos,
-			char *why, size_t whylen)
-{
-	struct summary *s = in->sum;
-	int rc = ondisk_summary_decode(in->seg + (size_t)pos * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE, s);
-	uint32_t got;
-	int bad;
-
-	if (rc == -ENOENT)
-		return 0;
-	if (rc < 0) {
-		snprintf(why, whylen, "summary: %s", decode_err_str(rc));
-		return -1;
-	}
-	if (s->generation != h->generation || s->volume_id != h->volume_id)
-		return 0; /* an older use of this slot */
-	if (pos + 1 + s->data_blocks > in->bps) {
-		snprintf(why, whylen, "batch seq %" PRIu64 ": %u data blocks run past the slot",
-			 s->seq, s->data_blocks);
-		return -1;
-	}
-	if (in->check_data) {
-		bad = bad_data_entry(s, in->seg + (size_t)(pos + 1) * QUILL_BLOCK_SIZE, &got);
-		if (bad >= 0) {
-			snprintf(why, whylen, "batch seq %" PRIu64 ": entry %d (lba %" PRIu64
-				 ") data CRC %08x, summary says %08x", s->seq, bad,
-				 s->entries[bad].lba, got, s->entries[bad].data_crc);
-			return -1;
-		}
-	}
-	return pos + 1 + s->data_blocks;
 }
 
 static void print_batch(const struct summary *s, uint32_t pos, const char *status)
@@ -258,75 +229,127 @@ static void note_seq(struct inspect *in, uint64_t seq, uint32_t slot, bool torn)
 	in->seqs[in->nseqs++] = (struct seq_ref){ seq, slot, torn };
 }
 
-/* Counts the valid batches behind a torn one (a crash leaves a few in flight). */
-static uint32_t batches_beyond(struct inspect *in, const struct segment_header *h,
-			       uint32_t pos)
+static void note_bad(struct inspect *in, const struct bad_batch *bb)
 {
-	uint32_t n = 0;
-	char why[160];
+	if (in->nbad == in->capbad) {
+		size_t cap = in->capbad ? in->capbad * 2 : 16;
+		struct bad_batch *v = realloc(in->bad, cap * sizeof(*v));
 
-	/* skip the torn batch: its summary may still say how long it is */
-	if (ondisk_summary_decode(in->seg + (size_t)pos * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE,
-				  in->sum) < 0 || in->sum->generation != h->generation)
-		return 0;
-	pos += 1 + in->sum->data_blocks;
-	while (pos < in->bps) {
-		int64_t next = batch_at(in, h, pos, why, sizeof(why));
-
-		if (next <= 0)
-			break;
-		n++;
-		pos = (uint32_t)next;
+		if (!v)
+			return; /* best effort under memory pressure */
+		in->bad = v;
+		in->capbad = cap;
 	}
-	return n;
+	in->bad[in->nbad++] = *bb;
+}
+
+/* A batch whose data fails its CRC: what the first bad block holds. */
+static void describe_bad_data(const struct inspect *in, const struct logcheck_item *it,
+			      struct bad_batch *bb)
+{
+	const struct summary *s = in->sum;
+	const struct summary_entry *e = &s->entries[it->bad_entry];
+	uint32_t d = 0;
+
+	for (uint32_t i = 0; i < it->bad_entry; i++)
+		d += s->entries[i].kind != ONDISK_ENTRY_TRIM;
+	snprintf(bb->why, sizeof(bb->why), "batch seq %" PRIu64 ": entry %u (lba %" PRIu64
+		 ") data CRC %08x, summary says %08x", s->seq, it->bad_entry, e->lba,
+		 crc32c(in->seg + (size_t)(it->pos + 1 + d) * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE),
+		 e->data_crc);
+}
+
+static void walk_batch(struct inspect *in, uint32_t idx, struct slot_info *si,
+		       const struct logcheck_item *it, bool verbose)
+{
+	if (si->batches == 0 && in->sum->seq < si->h.first_seq)
+		damage(in, "slot %u: first batch seq %" PRIu64 " < header first_seq %" PRIu64,
+		       idx, in->sum->seq, si->h.first_seq);
+	if (logcheck_note_batch(&in->facts, in->sum) < 0)
+		damage(in, "out of memory: verdicts may be wrong");
+	note_seq(in, in->sum->seq, idx, !it->data_ok);
+	if (!it->data_ok) {
+		struct bad_batch bb = { .slot = idx, .pos = it->pos, .next = it->next,
+					.volume_id = si->h.volume_id, .lo = in->sum->seq,
+					.hi = in->sum->seq };
+
+		describe_bad_data(in, it, &bb);
+		note_bad(in, &bb);
+	}
+	if (verbose)
+		print_batch(in->sum, it->pos, !it->data_checked ? "(data not checked)" :
+					      it->data_ok ? "ok" : "DATA CRC MISMATCH (judged below)");
+	si->last_seq = in->sum->seq;
+	si->data_blocks += in->sum->data_blocks;
+	si->batches++;
 }
 
 static void walk_slot(struct inspect *in, uint32_t idx, struct slot_info *si, bool verbose)
 {
-	uint64_t prev_seq = 0;
-	uint32_t pos = 1;
-	char why[160] = "";
+	struct logcheck_walk w;
+	struct logcheck_item it;
 
-	while (pos < in->bps) {
-		int64_t next = batch_at(in, &si->h, pos, why, sizeof(why));
+	logcheck_walk_init(&w, in->seg, in->bps, &si->h, in->check_data ? 0 : UINT64_MAX);
+	if (logcheck_note_slot(&in->facts, &si->h) < 0)
+		damage(in, "out of memory: verdicts may be wrong");
+	for (logcheck_walk_next(&w, in->sum, &it); it.kind != LOGCHECK_END;
+	     logcheck_walk_next(&w, in->sum, &it)) {
+		struct bad_batch bb = { .slot = idx, .pos = it.pos, .next = it.next,
+					.damaged_summary = true, .volume_id = si->h.volume_id,
+					.lo = it.seq_lo, .hi = it.seq_hi };
 
-		if (next == 0)
-			break;
-		if (next < 0) {
-			si->torn = true;
-			if (ondisk_summary_decode(in->seg + (size_t)pos * QUILL_BLOCK_SIZE,
-						  QUILL_BLOCK_SIZE, in->sum) == 0)
-				note_seq(in, in->sum->seq, idx, true);
-			si->beyond = batches_beyond(in, &si->h, pos);
-			if (verbose)
-				printf("  block %4u: TORN %s\n", pos, why);
-			if (si->beyond > INFLIGHT_BATCHES_MAX - 1)
-				damage(in, "slot %u: %s, followed by %u valid batches (replay loses them)",
-				       idx, why, si->beyond);
-			else if (si->beyond)
-				printf("  slot %u: %u valid batch(es) behind the torn one: in flight at "
-				       "the crash, never acknowledged, ignored by replay\n", idx, si->beyond);
-			break;
+		if (it.kind == LOGCHECK_BATCH) {
+			walk_batch(in, idx, si, &it, verbose);
+			continue;
 		}
-		if (in->sum->seq <= prev_seq)
-			damage(in, "slot %u block %u: seq %" PRIu64 " after seq %" PRIu64, idx, pos,
-			       in->sum->seq, prev_seq);
-		if (si->batches == 0 && in->sum->seq < si->h.first_seq)
-			damage(in, "slot %u: first batch seq %" PRIu64 " < header first_seq %" PRIu64,
-			       idx, in->sum->seq, si->h.first_seq);
+		snprintf(bb.why, sizeof(bb.why), "blocks %u..%u: summary does not decode "
+			 "(seq %" PRIu64 " or later)", it.pos, it.next - 1, it.seq_lo);
+		note_bad(in, &bb);
 		if (verbose)
-			print_batch(in->sum, pos, in->check_data ? "ok" : "(data not checked)");
-		note_seq(in, in->sum->seq, idx, false);
-		prev_seq = in->sum->seq;
-		si->last_seq = in->sum->seq;
-		si->data_blocks += in->sum->data_blocks;
-		si->batches++;
-		pos = (uint32_t)next;
+			printf("  block %4u: DAMAGED SUMMARY, next batch at block %u (judged below)\n",
+			       it.pos, it.next);
 	}
-	si->end_block = pos;
+	si->end_block = it.pos;
 	if (verbose)
-		printf("  end of log at block %u of %u%s\n", pos, in->bps,
-		       si->torn ? " (torn batch dropped by replay)" : "");
+		printf("  end of log at block %u of %u\n", it.pos, in->bps);
+}
+
+/* Tear or corruption, as replay decides it once every slot is read. */
+static void judge_bad(struct inspect *in)
+{
+	for (size_t i = 0; i < in->nbad; i++) {
+		struct bad_batch *bb = &in->bad[i];
+		struct slot_info *si = &in->slots[bb->slot];
+		struct logcheck_verdict v;
+
+		if (si->cut && bb->pos > si->cut) {
+			printf("  slot %u block %u: %s: behind the torn batch at block %u, dropped "
+			       "by replay with it\n", bb->slot, bb->pos, bb->why, si->cut);
+			continue;
+		}
+		if (bb->hi == UINT64_MAX)
+			bb->hi = logcheck_seq_hi(&in->facts, bb->volume_id, bb->lo);
+		logcheck_judge(&in->facts, bb->volume_id, bb->lo, bb->hi, &v);
+		if (!v.corrupt) {
+			printf("  slot %u block %u: TORN %s: in flight at the crash (%u later "
+			       "batches of volume %" PRIu64 "); replay drops it with what follows it "
+			       "in the slot\n", bb->slot, bb->pos, bb->why, v.later, bb->volume_id);
+			si->torn = true;
+			si->cut = bb->pos;
+			in->tears++;
+			continue;
+		}
+		in->corrupt++;
+		if (bb->damaged_summary)
+			damage(in, "slot %u %s, of a durable batch (%u later batches, durable mark "
+			       "%" PRIu64 "): replay marks volume %" PRIu64 " damaged", bb->slot,
+			       bb->why, v.later, v.durable_seq, bb->volume_id);
+		else
+			damage(in, "slot %u block %u: CORRUPT %s, of a durable batch (%u later "
+			       "batches, durable mark %" PRIu64 "): replay keeps it, its bad blocks "
+			       "read as I/O errors", bb->slot, bb->pos, bb->why, v.later,
+			       v.durable_seq);
+	}
 }
 
 static const char *kind_str(enum slot_kind k)
@@ -483,7 +506,7 @@ static void print_summary(const struct inspect *in)
 	       count[SK_USED], count[SK_FREE], count[SK_NEVER], count[SK_FOREIGN],
 	       count[SK_DAMAGED]);
 	printf("logs: %" PRIu64 " batches, %" PRIu64 " data blocks (live and garbage), "
-	       "%" PRIu64 " torn tails%s\n", batches, data, torn,
+	       "%" PRIu64 " torn tails, %u corrupt batches%s\n", batches, data, torn, in->corrupt,
 	       in->check_data ? "" : " (data CRCs not checked)");
 }
 
@@ -562,6 +585,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "quill-inspect: reading slots: %s\n", err_str(-rc));
 		goto out_free;
 	}
+	judge_bad(&in);
 	check_generations(&in);
 	check_seqs(&in);
 	if (in.list_segments)
@@ -572,6 +596,8 @@ out_free:
 	free(in.sum);
 	free(in.slots);
 	free(in.seqs);
+	free(in.bad);
+	logcheck_facts_free(&in.facts);
 out_close:
 	store_close(in.st);
 	if (rc < 0 && in.damage == 0)

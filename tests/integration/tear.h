@@ -15,7 +15,10 @@
 #define QUILL_TESTS_INTEGRATION_TEAR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "engine/ondisk.h"
 
 typedef bool (*tear_eligible_fn)(const void *block, uint64_t lba, void *arg);
 
@@ -23,5 +26,21 @@ typedef bool (*tear_eligible_fn)(const void *block, uint64_t lba, void *arg);
  * eligible (or there is none), -errno on I/O or format errors. */
 int tear_newest_batch(const char *store_path, const char *meta_path,
 		      tear_eligible_fn eligible, void *arg, uint64_t *seq);
+
+/* A valid batch above the checkpoint, as the log holds it. */
+struct tear_batch {
+	uint32_t slot;
+	uint32_t pos;    /* block of its summary within the slot */
+	uint64_t offset; /* byte offset of its summary in the store; data block k (the
+			    k-th DATA/MOVE entry) is at offset + (1 + k) * 4096 */
+	struct summary sum;
+};
+
+/* Every valid batch above the checkpoint, in seq order (*out: free() it). */
+int tear_list_batches(const char *store_path, const char *meta_path, struct tear_batch **out,
+		      size_t *n);
+
+/* XORs one byte of the closed store at offset with 0x5a (and syncs). */
+int tear_flip_byte(const char *store_path, uint64_t offset);
 
 #endif

@@ -65,11 +65,11 @@ static const char *or_dash(const char *s)
 
 static void print_volume_row(struct json_object *v)
 {
-	printf("%-24s %12s %12s %9lld  %-8s  %s\n", cli_str(v, "name"),
+	printf("%-24s %12s %12s %9lld  %-8s  %s%s\n", cli_str(v, "name"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0),
 	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
 	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"),
-	       or_dash(cli_str(v, "parent")));
+	       or_dash(cli_str(v, "parent")), cli_bool(v, "damaged") ? "  DAMAGED" : "");
 }
 
 static void show_list(struct json_object *ans)
@@ -83,8 +83,15 @@ static void show_list(struct json_object *ans)
 	}
 	printf("%-24s %12s %12s %9s  %-8s  %s\n", "NAME", "SIZE", "WRITTEN", "SEGMENTS",
 	       "ATTACHED", "PARENT");
-	for (size_t i = 0; i < n; i++)
+	bool damaged = false;
+
+	for (size_t i = 0; i < n; i++) {
 		print_volume_row(json_object_array_get_idx(vols, i));
+		damaged |= cli_bool(json_object_array_get_idx(vols, i), "damaged");
+	}
+	if (damaged)
+		printf("DAMAGED: the log lost a flushed batch of the volume; quill volume info "
+		       "NAME says more\n");
 }
 
 static void show_volume(struct json_object *ans)
@@ -110,6 +117,10 @@ static void show_volume(struct json_object *ans)
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
 		       cli_str(v, "name"));
+	if (cli_bool(v, "damaged"))
+		printf("damaged:   YES: start-up found a flushed batch of this volume whose "
+		       "summary is corrupt;\n           the blocks it wrote are unknown and may "
+		       "read old data (the node's log names the segment)\n");
 }
 
 static void show_status(struct json_object *ans)

@@ -108,6 +108,7 @@ static struct json_object *volume_info_json(const struct engine_volume_info *inf
 	json_object_object_add(o, "parent", json_object_new_string(info->parent));
 	ctl_add_int(o, "snapshots", info->snapshots);
 	json_object_object_add(o, "flattening", json_object_new_boolean(info->flattening));
+	json_object_object_add(o, "damaged", json_object_new_boolean(info->damaged));
 	return o;
 }
 

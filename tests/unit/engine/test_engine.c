@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/engine_internal.h"
 #include "engine/ondisk.h"
 #include "testutil.h"
 
@@ -373,6 +374,64 @@ Test(engine, fua_write_and_flush_complete)
 	cr_assert_eq(eflush(), 0, "a flush with nothing to flush");
 	free(buf);
 	expect_tagged(vol, 7, 1, 9);
+}
+
+/* Replay's rule rests on it: behind a batch that never completes, fewer than
+ * ONDISK_MAX_INFLIGHT_BATCHES of its volume's batches are ever submitted. */
+Test(engine, a_volume_never_has_more_batches_in_flight_than_the_format_allows)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	uint8_t *buf = malloc(256 * BLK);
+	struct done d = { 0 };
+	unsigned most = 0, batches = 0;
+
+	fill(buf, 0, 256, 1); /* about 9 batches: a slot holds 31 blocks */
+	cr_assert_eq(engine_write(vol, 0, 256, buf, 0, on_done, &d), 0);
+	eng_kick(eng); /* submits what may go; nothing completes before the next poll */
+	while (!d.done) {
+		unsigned submitted = 0, all = 0;
+
+		for (const struct batch *b = vol->head; b; b = b->next, all++)
+			submitted += b->state == BATCH_INFLIGHT || b->state == BATCH_DONE;
+		if (submitted > most)
+			most = submitted;
+		if (all > batches)
+			batches = all;
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	cr_assert_eq(d.res, 0);
+	cr_assert_gt(batches, ONDISK_MAX_INFLIGHT_BATCHES, "the write must need more batches");
+	cr_assert_leq(most, ONDISK_MAX_INFLIGHT_BATCHES, "%u batches unretired at once", most);
+	expect_tagged(vol, 0, 256, 1);
+	free(buf);
+}
+
+/* The durable mark: a batch built after a flush records what the flush covered. */
+Test(engine, summaries_record_the_flushed_sequence_and_the_run)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	struct summary *s = malloc(sizeof(*s));
+	uint8_t *blk = malloc(BLK);
+	uint64_t first;
+	int fd = open(store_path, O_RDONLY);
+
+	cr_assert(s && blk && fd >= 0);
+	write_tagged(vol, 0, 2, 1); /* one batch: the slot's header, summary, 2 blocks */
+	first = eng->next_seq - 1;
+	cr_assert_lt(eng->durable_seq, first, "not flushed yet");
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(eng->durable_seq, first);
+	write_tagged(vol, 2, 2, 1); /* the next batch, at block 4, carries the mark */
+	cr_assert_eq(pread(fd, blk, BLK, (off_t)eng_slot_offset(eng, (uint32_t)vol->open_slot, 4)),
+		     (ssize_t)BLK);
+	cr_assert_eq(ondisk_summary_decode(blk, BLK, s), 0);
+	cr_assert_eq(s->seq, first + 1);
+	cr_assert_eq(s->durable_seq, first, "the second batch records the first durable");
+	cr_assert_eq(s->open_seq, eng->open_seq);
+	cr_assert_leq(s->open_seq, first);
+	close(fd);
+	free(blk);
+	free(s);
 }
 
 Test(engine, trim_reads_zeros_and_unmaps)

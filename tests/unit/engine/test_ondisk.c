@@ -109,6 +109,19 @@ Test(ondisk, superblock_rejects_unknown_version)
 	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
 }
 
+Test(ondisk, superblock_of_version_1_is_refused_and_says_so)
+{
+	struct ondisk_superblock d = sb_encoded();
+
+	cr_assert_eq(QUILL_FORMAT_VERSION, 2);
+	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 2);
+	d.version = 1; /* summaries without a durable mark */
+	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
+	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 1);
+	d.magic = 0;
+	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 0, "no magic: no version");
+}
+
 Test(ondisk, superblock_rejects_other_block_size)
 {
 	struct ondisk_superblock d = sb_encoded();
@@ -231,6 +244,8 @@ static void full_summary(struct summary *s)
 	s->generation = 5;
 	s->volume_id = 3;
 	s->seq = 1000;
+	s->open_seq = 900;
+	s->durable_seq = 0x3e7; /* 999: the highest a summary can record */
 	s->nentries = ONDISK_SUMMARY_MAX_ENTRIES;
 	for (uint32_t i = 0; i < s->nentries; i++) {
 		struct summary_entry *e = &s->entries[i];
@@ -270,6 +285,8 @@ Test(ondisk, summary_round_trip_full_batch)
 	cr_assert_eq(out.generation, in.generation);
 	cr_assert_eq(out.volume_id, in.volume_id);
 	cr_assert_eq(out.seq, in.seq);
+	cr_assert_eq(out.open_seq, 900);
+	cr_assert_eq(out.durable_seq, 999);
 	cr_assert_eq(out.nentries, ONDISK_SUMMARY_MAX_ENTRIES);
 	cr_assert_eq(out.data_blocks, ONDISK_SUMMARY_MAX_ENTRIES - 1);
 	for (uint32_t i = 0; i < in.nentries; i++) {
@@ -290,6 +307,7 @@ Test(ondisk, summary_of_trims_only_has_no_data)
 	struct ondisk_summary d;
 
 	memset(&in, 0, sizeof(in));
+	in.seq = in.open_seq = 1; /* the first batch of a store: nothing durable before it */
 	in.nentries = 2;
 	in.entries[0] = (struct summary_entry){ .lba = 0, .nblocks = 1, .kind = ONDISK_ENTRY_TRIM };
 	in.entries[1] = (struct summary_entry){ .lba = 7, .nblocks = UINT32_MAX,
@@ -374,44 +392,43 @@ Test(ondisk, summary_rejects_empty_trim)
 	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
 }
 
+Test(ondisk, summary_marks_sit_in_the_former_reserved_bytes)
+{
+	struct ondisk_summary d = sum_encoded();
+	uint64_t v;
+
+	memcpy(&v, (const uint8_t *)&d + 44, sizeof(v));
+	cr_assert_eq(v, 999, "durable_seq at offset 44");
+	memcpy(&v, (const uint8_t *)&d + 52, sizeof(v));
+	cr_assert_eq(v, 900, "open_seq at offset 52");
+	cr_assert_eq(d.reserved[0] | d.reserved[1] | d.reserved[2] | d.reserved[3], 0);
+}
+
+Test(ondisk, summary_rejects_durable_mark_not_below_its_seq)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.durable_seq = d.seq; /* a batch cannot have been flushed before it was built */
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
+Test(ondisk, summary_rejects_open_seq_above_its_seq)
+{
+	struct ondisk_summary d = sum_encoded();
+
+	d.open_seq = d.seq + 1;
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+	d = sum_encoded();
+	d.open_seq = 0;
+	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
+}
+
 Test(ondisk, summary_rejects_wrong_data_block_count)
 {
 	struct ondisk_summary d = sum_encoded();
 
 	d.data_blocks = ONDISK_SUMMARY_MAX_ENTRIES; /* the TRIM has no block */
 	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
-}
-
-/* ---- torn batches ---- */
-
-Test(ondisk, batch_data_ok_finds_the_flipped_block)
-{
-	static struct summary s;
-	static uint8_t data[3 * QUILL_BLOCK_SIZE];
-	uint32_t bad = UINT32_MAX;
-
-	for (size_t i = 0; i < sizeof(data); i++)
-		data[i] = (uint8_t)(i * 7 + i / QUILL_BLOCK_SIZE);
-	memset(&s, 0, sizeof(s));
-	s.nentries = 4; /* DATA, TRIM (no block), DATA, MOVE */
-	s.entries[0] = (struct summary_entry){ .lba = 1, .nblocks = 1, .kind = ONDISK_ENTRY_DATA };
-	s.entries[1] = (struct summary_entry){ .lba = 0, .nblocks = 9, .kind = ONDISK_ENTRY_TRIM };
-	s.entries[2] = (struct summary_entry){ .lba = 2, .nblocks = 1, .kind = ONDISK_ENTRY_DATA };
-	s.entries[3] = (struct summary_entry){ .lba = 3, .nblocks = 1, .kind = ONDISK_ENTRY_MOVE };
-	s.entries[0].data_crc = crc32c(data, QUILL_BLOCK_SIZE);
-	s.entries[2].data_crc = crc32c(data + QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
-	s.entries[3].data_crc = crc32c(data + 2 * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
-	s.data_blocks = 3;
-	cr_assert(eng_batch_data_ok(&s, data, &bad));
-	cr_assert_eq(bad, UINT32_MAX, "bad_entry untouched when the batch is whole");
-
-	data[QUILL_BLOCK_SIZE + 17] ^= 0x04; /* second data block: entry 2 */
-	cr_assert_not(eng_batch_data_ok(&s, data, &bad));
-	cr_assert_eq(bad, 2);
-	data[QUILL_BLOCK_SIZE + 17] ^= 0x04;
-
-	data[3 * QUILL_BLOCK_SIZE - 1] ^= 0xff; /* the MOVE's block */
-	cr_assert_not(eng_batch_data_ok(&s, data, NULL));
 }
 
 /* ---- RocksDB records ---- */
@@ -422,6 +439,19 @@ static const struct volume_record good_vol = {
 	.created_ns = 99,
 	.name = "vm-disk.0_A",
 };
+
+Test(ondisk, volume_record_keeps_the_damaged_flag_and_refuses_unknown_ones)
+{
+	struct ondisk_volume_record d;
+	struct volume_record in = good_vol, v;
+
+	in.flags = ONDISK_LAYER_DAMAGED | ONDISK_LAYER_FLATTENING;
+	ondisk_volume_record_encode(&in, &d);
+	cr_assert_eq(ondisk_volume_record_decode(&d, sizeof(d), &v), 0);
+	cr_assert_eq(v.flags, ONDISK_LAYER_DAMAGED | ONDISK_LAYER_FLATTENING);
+	d.flags = 1u << 2;
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
+}
 
 Test(ondisk, volume_record_round_trip)
 {
@@ -463,7 +493,7 @@ Test(ondisk, volume_record_rejects_unknown_version)
 	struct ondisk_volume_record d;
 
 	ondisk_volume_record_encode(&good_vol, &d);
-	d.version = 2;
+	d.version = QUILL_FORMAT_VERSION + 1;
 	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &vol_out), -EPROTO);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/engine_internal.h"
 #include "engine_fixture.h"
 
 TestSuite(snap, .init = setup, .fini = teardown);
@@ -544,4 +545,30 @@ Test(snap, a_trim_before_the_flatten_copies_stays_a_trim_after_a_crash)
 	open_engine();
 	c = open_vol("c");
 	expect_tagged(c, 0, 64, 0);
+}
+
+/* A layer whose log lost a durable batch (replay marks it damaged) stays visible as
+ * such through snapshots, merges and restarts: the blocks it lost are still lost. */
+Test(snap, the_damaged_mark_follows_the_lost_blocks)
+{
+	struct engine_volume *vol = new_engine_and_volume();
+
+	write_tagged(vol, 0, 4, 1);
+	vol->rec.flags |= ONDISK_LAYER_DAMAGED; /* as replay sets it */
+	cr_assert_eq(eng_volume_record_save(eng, &vol->rec), 0);
+	cr_assert(info("v").damaged);
+	snap("v", "s1"); /* the damaged layer becomes the snapshot; the volume reads it */
+	cr_assert(info("v").damaged);
+	cr_assert_eq(vol->rec.flags & ONDISK_LAYER_DAMAGED, 0, "the new layer's own log is whole");
+	write_tagged(vol, 8, 4, 2);
+	engine_volume_close(vol);
+	reopen_engine();
+	cr_assert(info("v").damaged, "kept across a restart");
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), 0); /* merged into the volume */
+	cr_assert(info("v").damaged, "the volume holds the snapshot's blocks now");
+	reopen_engine();
+	cr_assert(info("v").damaged);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 4, 1);
+	expect_tagged(vol, 8, 4, 2);
 }

@@ -1,0 +1,188 @@
+/* engine/logcheck.c — see logcheck.h. */
+#include "engine/logcheck.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+
+static const uint8_t *block_at(const struct logcheck_walk *w, uint32_t b)
+{
+	return w->slot + (size_t)b * QUILL_BLOCK_SIZE;
+}
+
+bool logcheck_data_ok(const struct summary *s, const uint8_t *data, uint32_t *bad_entry)
+{
+	uint32_t d = 0;
+
+	for (uint32_t i = 0; i < s->nentries; i++) {
+		if (s->entries[i].kind == ONDISK_ENTRY_TRIM)
+			continue;
+		if (crc32c(data + (size_t)d++ * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE) !=
+		    s->entries[i].data_crc) {
+			if (bad_entry)
+				*bad_entry = i;
+			return false;
+		}
+	}
+	return true;
+}
+
+void logcheck_walk_init(struct logcheck_walk *w, const uint8_t *slot, uint32_t blocks,
+			const struct segment_header *h, uint64_t check_above)
+{
+	memset(w, 0, sizeof(*w));
+	w->slot = slot;
+	w->blocks = blocks;
+	w->h = *h;
+	w->check_above = check_above;
+	w->pos = 1;
+	/* the header is written with the slot's first batch: that one is first_seq */
+	w->prev_seq = h->first_seq ? h->first_seq - 1 : 0;
+}
+
+/* A batch of this slot's life at block pos, next in its log? */
+static bool valid_at(const struct logcheck_walk *w, uint32_t pos, struct summary *sum)
+{
+	return ondisk_summary_decode(block_at(w, pos), QUILL_BLOCK_SIZE, sum) == 0 &&
+	       sum->generation == w->h.generation && sum->volume_id == w->h.volume_id &&
+	       sum->seq > w->prev_seq && pos + 1 + (uint64_t)sum->data_blocks <= w->blocks;
+}
+
+/* The next batch after a summary that does not decode: a valid summary of this life
+ * whose data is whole too (a data block that merely looks like a summary is not
+ * taken for one). 0 if none. */
+static uint32_t resync(const struct logcheck_walk *w, uint32_t from, struct summary *sum)
+{
+	for (uint32_t b = from; b < w->blocks; b++)
+		if (valid_at(w, b, sum) && logcheck_data_ok(sum, block_at(w, b + 1), NULL))
+			return b;
+	return 0;
+}
+
+/* A block that fails to decode but still carries this slot's generation and volume
+ * where a summary has them: a damaged summary, not the end of the log (16 bytes that
+ * no older use of the slot and no garbage repeats). */
+static bool names_this_life(const struct logcheck_walk *w, uint32_t pos)
+{
+	const uint8_t *p = block_at(w, pos);
+	uint64_t gen, vol;
+
+	memcpy(&gen, p + offsetof(struct ondisk_summary, generation), sizeof(gen));
+	memcpy(&vol, p + offsetof(struct ondisk_summary, volume_id), sizeof(vol));
+	return gen == w->h.generation && vol == w->h.volume_id;
+}
+
+void logcheck_walk_next(struct logcheck_walk *w, struct summary *sum, struct logcheck_item *it)
+{
+	uint32_t pos = w->pos, next;
+
+	memset(it, 0, sizeof(*it));
+	it->pos = pos;
+	it->next = pos;
+	if (w->ended || pos >= w->blocks) {
+		w->ended = true;
+		return; /* LOGCHECK_END */
+	}
+	if (valid_at(w, pos, sum)) {
+		it->kind = LOGCHECK_BATCH;
+		it->next = pos + 1 + sum->data_blocks;
+		it->data_ok = true;
+		if (sum->seq > w->check_above) {
+			it->data_checked = true;
+			it->data_ok = logcheck_data_ok(sum, block_at(w, pos + 1), &it->bad_entry);
+		}
+		w->prev_seq = sum->seq;
+		w->pos = it->next;
+		return;
+	}
+	next = resync(w, pos + 1, sum);
+	if (!next && !names_this_life(w, pos)) {
+		w->ended = true;
+		return; /* LOGCHECK_END: never written, or an older use of the slot */
+	}
+	it->kind = LOGCHECK_DAMAGED;
+	it->seq_lo = w->prev_seq + 1;
+	it->seq_hi = next ? sum->seq - 1 : UINT64_MAX;
+	it->next = next ? next : w->blocks;
+	w->pos = it->next;
+	w->ended = !next;
+}
+
+/* ---- the verdict ---- */
+
+static int grow(void **v, size_t *cap, size_t n, size_t size)
+{
+	size_t c = *cap ? *cap * 2 : 256;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	p = realloc(*v, c * size);
+	if (!p)
+		return -ENOMEM;
+	*v = p;
+	*cap = c;
+	return 0;
+}
+
+int logcheck_note_batch(struct logcheck_facts *f, const struct summary *s)
+{
+	if (grow((void **)&f->batches, &f->cap_batches, f->nbatches, sizeof(*f->batches)) < 0)
+		return -ENOMEM;
+	f->batches[f->nbatches++] = (struct logcheck_batch){
+		.volume_id = s->volume_id, .seq = s->seq, .open_seq = s->open_seq,
+		.durable_seq = s->durable_seq };
+	return 0;
+}
+
+int logcheck_note_slot(struct logcheck_facts *f, const struct segment_header *h)
+{
+	if (grow((void **)&f->slots, &f->cap_slots, f->nslots, sizeof(*f->slots)) < 0)
+		return -ENOMEM;
+	f->slots[f->nslots++] = (struct logcheck_slot){ .volume_id = h->volume_id,
+							 .first_seq = h->first_seq };
+	return 0;
+}
+
+void logcheck_facts_free(struct logcheck_facts *f)
+{
+	free(f->batches);
+	free(f->slots);
+	memset(f, 0, sizeof(*f));
+}
+
+uint64_t logcheck_seq_hi(const struct logcheck_facts *f, uint64_t volume_id, uint64_t lo)
+{
+	uint64_t hi = UINT64_MAX;
+
+	/* a volume fills one slot at a time: its log goes on in the slot that starts
+	 * next, and the header of a slot is written with its first batch */
+	for (size_t i = 0; i < f->nslots; i++) {
+		const struct logcheck_slot *s = &f->slots[i];
+
+		if (s->volume_id == volume_id && s->first_seq > lo && s->first_seq - 1 < hi)
+			hi = s->first_seq - 1;
+	}
+	return hi;
+}
+
+void logcheck_judge(const struct logcheck_facts *f, uint64_t volume_id, uint64_t lo,
+		    uint64_t hi, struct logcheck_verdict *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < f->nbatches; i++) {
+		const struct logcheck_batch *b = &f->batches[i];
+
+		/* a later engine run's batches and marks say nothing about this one: that
+		 * run started after a replay that had judged it already */
+		if (b->open_seq > lo)
+			continue;
+		if (b->volume_id == volume_id && b->seq > hi)
+			out->later++;
+		if (b->durable_seq >= hi && b->durable_seq > out->durable_seq)
+			out->durable_seq = b->durable_seq;
+	}
+	out->corrupt = out->later >= ONDISK_MAX_INFLIGHT_BATCHES || out->durable_seq;
+}
