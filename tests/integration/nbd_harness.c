@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 {
 	struct engine_opts eo;
 	/* a short handshake timeout, so that the silent-client check runs quickly */
-	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .handshake_timeout_ms = 1000 };
+	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .limits.handshake_timeout_ms = 1000 };
 	const char *volumes[MAX_VOLUMES], *snaps[MAX_VOLUMES];
 	unsigned nvol = 0, nsnap = 0, port = 10809;
 	struct engine *eng = NULL;
