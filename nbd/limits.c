@@ -11,11 +11,13 @@
  * refused with NBD_REP_ERR_POLICY: an attached client is never closed for another.
  *
  * Memory. Every request's buffers are charged to the server; a header whose
- * request would take the total over request_mem is left unparsed in its
- * connection's input, and the connection stops being read and joins a FIFO. Freed
- * memory is granted to the FIFO in order (reserved for the head while it does not
- * fit, so a large request is not starved by small ones); with nothing held, the
- * head always gets its request, however large.
+ * request would take the total over its cap is left unparsed in its connection's
+ * input, and the connection stops being read and joins a FIFO. Small requests
+ * (NBD_MEM_SMALL) may use all of request_mem, large ones three quarters, each kind
+ * in its own FIFO: clients stalled in 32 MiB WRITEs cannot hold up the 4 KiB I/O
+ * of the others. Freed memory is granted in FIFO order (a large request at the
+ * head is not overtaken by later large ones); with nothing held, the head always
+ * gets its request, however large.
  *
  * Time. One periodic sweep closes a handshake that completed no message for
  * handshake_timeout_ms, and an attached client that has been in the middle of a
@@ -37,6 +39,8 @@
 
 #define SWEEP_MIN_MS 10u
 #define SWEEP_MAX_MS 1000u
+/* A request's cost is its payload, rounded out to blocks, plus the request itself. */
+#define NBD_MEM_SLACK (64u << 10)
 
 struct nbd_source {
 	struct nbd_source *next;
@@ -146,14 +150,15 @@ static void source_put(struct nbd_server *srv, struct nbd_source *s)
 	free(s);
 }
 
-/* The handshake (of source only, if not NULL) that has been idle for longest. */
+/* The handshake (of source only, if not NULL) that has been idle for longest; of
+ * those idle since the same millisecond, the oldest (the list is newest first). */
 static struct nbd_conn *idlest_handshake(struct nbd_server *srv, const struct nbd_source *only)
 {
 	struct nbd_conn *best = NULL;
 
 	for (struct nbd_conn *c = srv->conns; c; c = c->next)
 		if (c->slot == NBD_SLOT_HANDSHAKE && (!only || c->src == only) &&
-		    (!best || c->rx_ms < best->rx_ms))
+		    (!best || c->rx_ms <= best->rx_ms))
 			best = c;
 	return best;
 }
@@ -221,23 +226,42 @@ int nbd_limits_attach(struct nbd_conn *c, char *msg, size_t msglen)
 
 static void mem_grant(struct nbd_server *srv);
 
+/* ---- FIFOs of memory waiters ---- */
+
+static unsigned memq_of(size_t cost)
+{
+	return cost > NBD_MEM_SMALL + NBD_MEM_SLACK ? 1 : 0;
+}
+
+static void memq_push(struct nbd_memq *q, struct nbd_conn *c)
+{
+	c->mem_next = NULL;
+	if (q->tail)
+		q->tail->mem_next = c;
+	else
+		q->head = c;
+	q->tail = c;
+	c->mem_waiting = true;
+}
+
+static void memq_remove(struct nbd_memq *q, struct nbd_conn *c)
+{
+	struct nbd_conn **p, *prev = NULL;
+
+	for (p = &q->head; *p != c; p = &(*p)->mem_next)
+		prev = *p;
+	*p = c->mem_next;
+	if (q->tail == c)
+		q->tail = prev;
+	c->mem_waiting = false;
+}
+
 void nbd_limits_release(struct nbd_conn *c)
 {
 	struct nbd_server *srv = c->srv;
 
-	if (c->mem_waiting) {
-		struct nbd_conn **p;
-
-		for (p = &srv->mem_head; *p != c; p = &(*p)->mem_next)
-			;
-		*p = c->mem_next;
-		if (srv->mem_tail == c) {
-			srv->mem_tail = NULL;
-			for (struct nbd_conn *w = srv->mem_head; w; w = w->mem_next)
-				srv->mem_tail = w;
-		}
-		c->mem_waiting = false;
-	}
+	if (c->mem_waiting)
+		memq_remove(&srv->memq[memq_of(c->mem_need)], c);
 	srv->mem_reserved -= c->mem_reserved;
 	c->mem_reserved = 0;
 	c->mem_granted = false;
@@ -260,8 +284,11 @@ void nbd_limits_release(struct nbd_conn *c)
 static bool mem_fits(const struct nbd_server *srv, size_t cost)
 {
 	uint64_t held = srv->mem + srv->mem_reserved;
+	uint64_t cap = srv->lim.request_mem;
 
-	return held == 0 || held + cost <= srv->lim.request_mem;
+	if (memq_of(cost))
+		cap -= cap / 4; /* the last quarter is for small requests */
+	return held == 0 || held + cost <= cap;
 }
 
 static void wake_granted(void *arg)
@@ -279,24 +306,25 @@ static void wake_granted(void *arg)
 	}
 }
 
-/* Grants freed memory to the waiters in order; they resume from a timer (never
- * inside the engine callback or the other connection's event that freed it). */
+/* Grants memory to a waiter; it resumes from a timer (never inside the engine
+ * callback or the other connection's event that freed the memory). */
+static void mem_grant_one(struct nbd_server *srv, struct nbd_conn *c, struct nbd_memq *q)
+{
+	memq_remove(q, c);
+	c->mem_granted = true;
+	c->mem_reserved = c->mem_need;
+	srv->mem_reserved += c->mem_need;
+	if (!srv->wake_timer && !srv->shutting_down &&
+	    loop_timer_add(srv->lp, 0, wake_granted, srv, &srv->wake_timer) < 0)
+		srv->wake_timer = NULL; /* resumed by its next socket event */
+}
+
+/* Grants freed memory to the waiters of each FIFO in order. */
 static void mem_grant(struct nbd_server *srv)
 {
-	struct nbd_conn *c;
-
-	while ((c = srv->mem_head) && mem_fits(srv, c->mem_need)) {
-		srv->mem_head = c->mem_next;
-		if (!srv->mem_head)
-			srv->mem_tail = NULL;
-		c->mem_waiting = false;
-		c->mem_granted = true;
-		c->mem_reserved = c->mem_need;
-		srv->mem_reserved += c->mem_need;
-		if (!srv->wake_timer && !srv->shutting_down &&
-		    loop_timer_add(srv->lp, 0, wake_granted, srv, &srv->wake_timer) < 0)
-			srv->wake_timer = NULL; /* resumed by its next socket event */
-	}
+	for (unsigned q = 0; q < 2; q++)
+		while (srv->memq[q].head && mem_fits(srv, srv->memq[q].head->mem_need))
+			mem_grant_one(srv, srv->memq[q].head, &srv->memq[q]);
 }
 
 bool nbd_mem_admit(struct nbd_conn *c, size_t cost)
@@ -310,20 +338,14 @@ bool nbd_mem_admit(struct nbd_conn *c, size_t cost)
 	}
 	if (c->mem_waiting)
 		return false;
-	if (!srv->mem_head && mem_fits(srv, cost))
+	if (!srv->memq[memq_of(cost)].head && mem_fits(srv, cost))
 		return true;
 	LOG_RATELIMITED(LOG_INFO, NBD_LOG, "%s: request of %zu bytes waits for memory "
 			"(%llu of %llu held by requests)", c->peer, cost,
 			(unsigned long long)(srv->mem + srv->mem_reserved),
 			(unsigned long long)srv->lim.request_mem);
 	c->mem_need = cost;
-	c->mem_waiting = true;
-	c->mem_next = NULL;
-	if (srv->mem_tail)
-		srv->mem_tail->mem_next = c;
-	else
-		srv->mem_head = c;
-	srv->mem_tail = c;
+	memq_push(&srv->memq[memq_of(cost)], c);
 	return false;
 }
 

@@ -25,6 +25,10 @@
 #define NBD_STATUS_SCAN_MAX  (1ull << 30)   /* bytes one BLOCK_STATUS looks at */
 #define NBD_STATUS_MAX_DESC  1024u          /* descriptors in one reply */
 #define NBD_OUT_HDR_MAX      48u
+/* Requests up to this size are "small": they may use the last quarter of the
+ * server's request memory, which large ones may not, so that a few clients that
+ * stall in large WRITEs cannot hold up everybody's small I/O. */
+#define NBD_MEM_SMALL        (1u << 20)
 
 struct loop_watch;
 struct loop_timer;
@@ -141,7 +145,9 @@ struct nbd_server {
 	unsigned nhandshakes, nclients;  /* slots held */
 	uint64_t mem;                    /* request memory held (sum of conn->mem) */
 	uint64_t mem_reserved;           /* granted to waiters, not yet taken */
-	struct nbd_conn *mem_head, *mem_tail; /* FIFO of connections waiting for memory */
+	struct nbd_memq {                /* FIFOs of connections waiting for memory: */
+		struct nbd_conn *head, *tail;
+	} memq[2];                       /* [0] small requests, [1] large ones */
 	struct loop_timer *sweep_timer;  /* timeouts */
 	struct loop_timer *wake_timer;   /* resumes granted waiters */
 	struct nbd_export *exports;
