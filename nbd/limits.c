@@ -367,14 +367,14 @@ static const char *overdue(const struct nbd_conn *c, uint64_t now, const struct 
 		return NULL;
 	if (c->slot == NBD_SLOT_HANDSHAKE)
 		return now - c->rx_ms >= l->handshake_timeout_ms ?
-			       "no handshake message for nbd-handshake-timeout" : NULL;
+			       "no handshake message for nbd-handshake-timeout-ms" : NULL;
 	if (c->out_head && now - c->tx_ms >= l->request_timeout_ms)
-		return "replies unread for nbd-request-timeout";
+		return "replies unread for nbd-request-timeout-ms";
 	if (c->paused || c->mem_waiting || c->mem_granted)
 		return NULL; /* we are not reading it: not the client's stall */
 	mid = c->state == NBD_CS_REQ_PAYLOAD || (c->state == NBD_CS_REQ_HDR && c->in_end > c->in_start);
 	return mid && now - c->rx_ms >= l->request_timeout_ms ?
-		       "stalled in the middle of a request for nbd-request-timeout" : NULL;
+		       "stalled in the middle of a request for nbd-request-timeout-ms" : NULL;
 }
 
 static unsigned sweep_period(const struct nbd_server_limits *l)

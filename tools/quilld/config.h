@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nbd/nbd_server.h"
+
 #define CONFIG_PATH_MAX 4096
 #define CONFIG_VHOST_MAX 16             /* --vhost VOL=SOCKET, repeatable */
 
@@ -17,6 +19,7 @@ struct quilld_config {
 	char nbd_addr[64];               /* "" = no TCP; default 127.0.0.1 */
 	uint16_t nbd_port;               /* default 10809 */
 	char nbd_unix[CONFIG_PATH_MAX];  /* "" = none */
+	struct nbd_server_limits nbd_limits; /* nbd-max-*, nbd-*-timeout-ms, nbd-request-mem */
 	char control[CONFIG_PATH_MAX];   /* default control_default_socket() */
 	unsigned checkpoint_ms;
 	char log_level[16];

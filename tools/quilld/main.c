@@ -183,6 +183,7 @@ static int start(struct node *n)
 	no.tcp_addr = n->cfg.nbd_addr[0] ? n->cfg.nbd_addr : NULL;
 	no.tcp_port = n->cfg.nbd_port;
 	no.unix_path = n->cfg.nbd_unix[0] ? n->cfg.nbd_unix : NULL;
+	no.limits = n->cfg.nbd_limits;
 	if (no.unix_path)
 		make_parent_dirs(no.unix_path);
 	r = nbd_server_create(&no, &n->nbd);
