@@ -174,7 +174,8 @@ static void evict(struct nbd_server *srv, const struct nbd_source *only, const c
 	snprintf(why, sizeof(why), "%u handshakes%s%s already (%s): closing the one idle for "
 		 "%llu ms for %s", n, only ? " from " : "", only ? only->key : "", bound,
 		 (unsigned long long)(loop_now_ms() - victim->rx_ms), newcomer);
-	nbd_conn_close(victim, why);
+	LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: %s", victim->peer, why);
+	nbd_conn_close(victim, NULL);
 }
 
 int nbd_limits_accept(struct nbd_conn *c, const struct sockaddr_storage *ss)

@@ -77,6 +77,8 @@ int nbdt_main(const char *name, const struct nbdt_check *checks, size_t n);
 int raw_connect(const struct nbdt_server *srv);
 /* The same from a source address of ours (e.g. "127.0.0.2": another source). */
 int raw_connect_from(const struct nbdt_server *srv, const char *src);
+/* The same over the harness's unix socket. */
+int raw_connect_unix(const struct nbdt_server *srv);
 int raw_send(int fd, const void *buf, size_t len);
 /* Receives exactly len bytes; -1 on EOF/error/timeout. */
 int raw_recv(int fd, void *buf, size_t len);
