@@ -245,50 +245,45 @@ int raw_connect(const struct nbdt_server *srv)
 	return raw_connect_from(srv, NULL);
 }
 
-int raw_connect_from(const struct nbdt_server *srv, const char *src)
+/* A blocking socket with 10 s timeouts, bound to from (if any), connected to to. */
+static int raw_socket(int family, const struct sockaddr *from, socklen_t fromlen,
+		      const struct sockaddr *to, socklen_t tolen)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct sockaddr_in from = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = 10 };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (src && (inet_pton(AF_INET, src, &from.sin_addr) != 1 ||
-		    bind(fd, (struct sockaddr *)&from, sizeof(from)) < 0)) {
-		close(fd);
-		return -1;
-	}
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+	if ((from && bind(fd, from, fromlen) < 0) || connect(fd, to, tolen) < 0) {
 		close(fd);
 		return -1;
 	}
 	return fd;
 }
 
+int raw_connect_from(const struct nbdt_server *srv, const char *src)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in from = { .sin_family = AF_INET };
+
+	if (src && inet_pton(AF_INET, src, &from.sin_addr) != 1)
+		return -1;
+	return raw_socket(AF_INET, src ? (struct sockaddr *)&from : NULL, sizeof(from),
+			  (struct sockaddr *)&sin, sizeof(sin));
+}
+
 int raw_connect_unix(const struct nbdt_server *srv)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 10 };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	size_t n = strlen(srv->unix_path);
 
-	if (fd < 0)
+	if (n >= sizeof(sun.sun_path))
 		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (strlen(srv->unix_path) >= sizeof(sun.sun_path)) {
-		close(fd);
-		return -1;
-	}
-	memcpy(sun.sun_path, srv->unix_path, strlen(srv->unix_path) + 1);
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	memcpy(sun.sun_path, srv->unix_path, n + 1);
+	return raw_socket(AF_UNIX, NULL, 0, (struct sockaddr *)&sun, sizeof(sun));
 }
 
 /* All of len bytes, or -1 (EOF, error, timeout). */
