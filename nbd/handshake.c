@@ -147,9 +147,8 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 	char name[ENGINE_SNAP_SPEC_MAX + 1];
 	struct nbd_out *o;
 	struct nbd_export *exp;
-	int r = volume_name((const char *)data, len, name) ? 0 : -ENOENT;
-
 	char why[160];
+	int r = volume_name((const char *)data, len, name) ? 0 : -ENOENT;
 
 	if (r == 0)
 		r = nbd_export_get(c->srv, name, &exp);
