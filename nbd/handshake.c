@@ -144,8 +144,6 @@ static void enter_transmission(struct nbd_conn *c, struct nbd_export *exp)
 	if (c->meta_alloc && strcmp(c->meta_export, exp->name) != 0)
 		c->meta_alloc = false; /* selected for another export */
 	c->state = NBD_CS_REQ_HDR;
-	loop_timer_cancel(c->hs_timer);
-	c->hs_timer = NULL;
 	log_msg(LOG_INFO, NBD_LOG, "%s: attached %s %s%s%s", c->peer,
 		exp->readonly ? "snapshot" : "volume", exp->name,
 		c->structured ? " (structured replies" : "",
@@ -157,10 +155,16 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 	char name[ENGINE_SNAP_SPEC_MAX + 1];
 	struct nbd_out *o;
 	struct nbd_export *exp;
+	char why[160];
 	int r = volume_name((const char *)data, len, name) ? 0 : -ENOENT;
 
 	if (r == 0)
 		r = nbd_export_get(c->srv, name, &exp);
+	if (r == 0 && nbd_limits_attach(c, why, sizeof(why)) < 0) {
+		nbd_export_put(exp);
+		nbd_conn_close(c, NULL); /* refused (logged); no way to say why */
+		return;
+	}
 	if (r < 0) {
 		/* EXPORT_NAME cannot answer with an error: the spec says close */
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer,
@@ -287,6 +291,7 @@ static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool g
 	struct nbd_export *exp = NULL;
 	bool readonly = false;
 	uint64_t size = 0;
+	char why[160];
 	int r;
 
 	if (nbd_decode_info_opt(data, len, &io) < 0) {
@@ -306,6 +311,11 @@ static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool g
 	}
 	if (export_error(c, name, r))
 		return;
+	if (go && nbd_limits_attach(c, why, sizeof(why)) < 0) {
+		nbd_export_put(exp); /* stays in the handshake: it may try again */
+		opt_error(c, NBD_REP_ERR_POLICY, "%s", why);
+		return;
+	}
 	info_export(c, size, readonly);
 	for (uint16_t i = 0; i < io.nreqs; i++) {
 		if (nbd_info_opt_req(&io, i) == NBD_INFO_NAME) {

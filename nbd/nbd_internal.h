@@ -25,17 +25,25 @@
 
 #define NBD_INBUF_SIZE       (128u * 1024)  /* > NBD_MAX_OPTION_LEN + a header */
 #define NBD_CONN_MEM_MAX     (64u << 20)    /* stop reading a socket above this */
-#define NBD_HANDSHAKE_TIMEOUT_MS 30000u     /* default of nbd_server_opts */
 #define NBD_HS_OUT_MAX       (1u << 20)     /* handshake replies queued, unsent */
 #define NBD_STATUS_SCAN_MAX  (1ull << 30)   /* bytes one BLOCK_STATUS looks at */
 #define NBD_STATUS_MAX_DESC  1024u          /* descriptors in one reply */
 #define NBD_OUT_HDR_MAX      48u
+/* Requests up to this size are "small": they may use the last quarter of the
+ * server's request memory, which large ones may not, so that a few clients that
+ * stall in large WRITEs cannot hold up everybody's small I/O. */
+#define NBD_MEM_SMALL        (1u << 20)
 
 struct loop_watch;
 struct loop_timer;
 struct nbd_conn;
 struct nbd_req;
 struct nbd_tls_session;
+struct nbd_source;
+struct sockaddr_storage;
+
+/* Which limit a connection counts against (limits.c). */
+enum nbd_slot { NBD_SLOT_NONE, NBD_SLOT_HANDSHAKE, NBD_SLOT_CLIENT };
 
 /* One export = one open engine volume (or snapshot, "VOL@SNAP", read-only), shared
  * by the connections attached to it. */
@@ -90,10 +98,20 @@ struct nbd_conn {
 	enum nbd_conn_state state;
 	char peer[64];                   /* for logs */
 	unsigned busy;                   /* inside a callback: do not free */
-	struct loop_timer *hs_timer;     /* closes a client stuck in the handshake */
 	bool tcp;                        /* TLS is offered on TCP connections only */
 	struct nbd_tls_session *tls;     /* after STARTTLS: every byte goes through it */
 	struct loop_timer *kick;         /* input waits in the TLS session, not the socket */
+
+	/* limits.c: the slot it holds, and when the client last made progress */
+	struct nbd_source *src;
+	enum nbd_slot slot;
+	uint64_t rx_ms;                  /* last complete handshake message, or last
+					    bytes received in transmission */
+	uint64_t tx_ms;                  /* output queued or last bytes sent */
+	struct nbd_conn *mem_next;       /* the server's queue of memory waiters */
+	bool mem_waiting;                /* in that queue: not parsing */
+	bool mem_granted;                /* taken off it: resumes from a timer */
+	size_t mem_reserved;             /* granted to its next request */
 
 	/* negotiated */
 	bool no_zeroes;
@@ -130,10 +148,19 @@ struct nbd_server {
 	struct loop_watch *tcp_watch, *unix_watch;
 	uint16_t tcp_port;
 	char unix_path[108];
-	unsigned max_conns;
-	unsigned hs_timeout_ms;
+	struct nbd_server_limits lim;    /* defaults filled in */
 	unsigned nconns;                 /* including closed ones with requests alive */
 	struct nbd_conn *conns;
+	/* limits.c */
+	struct nbd_source *sources;      /* sources holding a slot */
+	unsigned nhandshakes, nclients;  /* slots held */
+	uint64_t mem;                    /* request memory held (sum of conn->mem) */
+	uint64_t mem_reserved;           /* granted to waiters, not yet taken */
+	struct nbd_memq {                /* FIFOs of connections waiting for memory: */
+		struct nbd_conn *head, *tail;
+	} memq[2];                       /* [0] small requests, [1] large ones */
+	struct loop_timer *sweep_timer;  /* timeouts */
+	struct loop_timer *wake_timer;   /* resumes granted waiters */
 	struct nbd_export *exports;
 	bool shutting_down;
 };
@@ -159,6 +186,32 @@ void nbd_export_put(struct nbd_export *exp);
 /* Is the address a loopback one (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104)? Listening
  * anywhere else without TLS gets a warning. */
 bool nbd_addr_is_loopback(const struct sockaddr *sa);
+/* ---- server.c, for limits.c ---- */
+/* Parses what is buffered and re-arms the watch, as after an event (a waiter that
+ * was granted memory). */
+void nbd_conn_resume(struct nbd_conn *c);
+
+/* ---- limits.c ---- */
+/* Validates opts->limits and fills srv->lim with defaults. -EINVAL (logged). */
+int nbd_limits_init(struct nbd_server *srv, const struct nbd_server_limits *lim);
+/* Starts the timeout sweep. */
+int nbd_limits_start(struct nbd_server *srv);
+/* Cancels the timers (before the server goes). */
+void nbd_limits_stop(struct nbd_server *srv);
+/* A new connection (its peer's address in ss; the uid of a unix peer comes from
+ * c->fd) takes a handshake slot, closing the handshake idle for longest if a bound
+ * is reached. -ENOMEM. */
+int nbd_limits_accept(struct nbd_conn *c, const struct sockaddr_storage *ss);
+/* The handshake slot becomes a client slot (GO, EXPORT_NAME); -EUSERS with a reason
+ * in msg if a client bound is reached (the connection keeps its handshake slot). */
+int nbd_limits_attach(struct nbd_conn *c, char *msg, size_t msglen);
+/* Releases c's slot and source (the socket closes). */
+void nbd_limits_release(struct nbd_conn *c);
+/* May c's next request take cost bytes now? If not, c is queued (and paused) until
+ * memory is free for it in turn. True once granted or when it fits. */
+bool nbd_mem_admit(struct nbd_conn *c, size_t cost);
+/* Request memory came (delta > 0) or went (< 0); going wakes waiters in turn. */
+void nbd_mem_charge(struct nbd_server *srv, int64_t delta);
 
 /* ---- handshake.c ---- */
 /* Queues the greeting, enters NBD_CS_CLIENT_FLAGS. */

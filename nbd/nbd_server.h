@@ -19,6 +19,39 @@ struct loop;
 struct nbd_server;
 struct nbd_tls;
 
+/* What a client (or all of them) may hold; see docs/nbd.md "Limits". A source is a
+ * peer address for TCP and a peer uid (SO_PEERCRED) for the unix socket. */
+struct nbd_server_limits {
+	/* Connections still in the handshake, all and per source. When one more
+	 * arrives, the handshaking connection idle for longest is closed to make room
+	 * (of the same source when that source is at its bound). */
+	unsigned max_handshakes;            /* 0 = NBD_DEFAULT_MAX_HANDSHAKES */
+	unsigned max_handshakes_per_source; /* 0 = NBD_DEFAULT_MAX_HANDSHAKES_PER_SOURCE */
+	/* Attached connections (past NBD_OPT_GO), all and per source: one more is
+	 * refused (NBD_REP_ERR_POLICY) and stays in the handshake. */
+	unsigned max_clients;               /* 0 = NBD_DEFAULT_MAX_CLIENTS */
+	unsigned max_clients_per_source;    /* 0 = NBD_DEFAULT_MAX_CLIENTS_PER_SOURCE */
+	/* A handshake that completes no message for this long is closed. */
+	unsigned handshake_timeout_ms;      /* 0 = NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS */
+	/* An attached client that stops in the middle of a request (header or payload
+	 * partly sent) or stops reading its replies for this long is dropped; one that
+	 * is idle between requests is never dropped. */
+	unsigned request_timeout_ms;        /* 0 = NBD_DEFAULT_REQUEST_TIMEOUT_MS */
+	/* Request buffers held server-wide; past it, connections stop being read and
+	 * wait their turn (first come, first served). */
+	uint64_t request_mem;               /* 0 = NBD_DEFAULT_REQUEST_MEM */
+};
+
+#define NBD_DEFAULT_MAX_HANDSHAKES             128u
+#define NBD_DEFAULT_MAX_HANDSHAKES_PER_SOURCE  32u
+#define NBD_DEFAULT_MAX_CLIENTS                1024u
+#define NBD_DEFAULT_MAX_CLIENTS_PER_SOURCE     512u
+#define NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS       30000u
+#define NBD_DEFAULT_REQUEST_TIMEOUT_MS         60000u
+#define NBD_DEFAULT_REQUEST_MEM                (512ull << 20)
+/* The smallest request_mem: one request of the largest size always fits. */
+#define NBD_MIN_REQUEST_MEM                    (64ull << 20)
+
 struct nbd_server_opts {
 	struct engine *eng;
 	struct loop *loop;
@@ -32,12 +65,12 @@ struct nbd_server_opts {
 	bool unix_set_group;    /* else ours; with mode 0660 its members may attach */
 	gid_t unix_gid;
 	const struct nbd_tls *tls; /* TLS on TCP (nbd_tls.h), borrowed; NULL = none */
-	unsigned max_connections; /* 0 = 256 */
-	unsigned handshake_timeout_ms; /* a client not in transmission by then is
-					  disconnected; 0 = 30000 */
+	struct nbd_server_limits limits; /* zero fields take the defaults above */
 };
 
-/* Binds and listens. -EADDRINUSE etc. (logged with the address). A TCP address
+/* Binds and listens. -EINVAL for limits out of range (a per-source bound above its
+ * total, request_mem below NBD_MIN_REQUEST_MEM), -EADDRINUSE etc. (logged with the
+ * address). A TCP address
  * that is not loopback without TLS required is served, with a warning: anyone
  * who reaches it can read and write every volume. */
 int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **out);

@@ -493,6 +493,7 @@ static struct nbd_req *req_new(struct nbd_conn *c, const struct nbd_req_hdr *h)
 		}
 	}
 	c->mem += r->mem;
+	nbd_mem_charge(c->srv, (int64_t)r->mem);
 	c->nreqs++;
 	return r;
 }
@@ -552,6 +553,10 @@ static bool parse_header(struct nbd_conn *c)
 	if (c->mem && c->mem + cost > NBD_CONN_MEM_MAX) {
 		c->paused = true;
 		c->mem_need = cost;
+		return false;
+	}
+	if (!nbd_mem_admit(c, cost)) { /* the header stays buffered until its turn */
+		c->paused = true;
 		return false;
 	}
 	c->in_start += sizeof(struct nbd_request);

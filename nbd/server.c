@@ -6,7 +6,8 @@
  * into the request's buffer. Output is a queue of messages written with sendmsg()
  * (gathered, MSG_NOSIGNAL) when the socket is writable; engine completions only queue
  * replies and ask for LOOP_WRITE. A connection that holds more than NBD_CONN_MEM_MAX
- * bytes of request buffers stops reading until replies have gone out.
+ * bytes of request buffers stops reading until replies have gone out; limits.c
+ * bounds connections, request memory server-wide and stalls.
  *
  * The socket is read and written through nbd_conn_recv/nbd_conn_send (tls.c): plain,
  * or a TLS session after NBD_OPT_STARTTLS. During the TLS handshake the connection
@@ -36,7 +37,6 @@
 #include "nbd/nbd_tls.h"
 
 #define NBD_DEFAULT_PORT      10809
-#define NBD_DEFAULT_MAX_CONNS 256u
 #define NBD_IOV_MAX           64
 #define NBD_ACCEPT_BATCH      32
 #define NBD_READ_ROUNDS       16
@@ -204,6 +204,8 @@ void nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o)
 		out_release(c, o);
 		return;
 	}
+	if (!c->out_head)
+		c->tx_ms = loop_now_ms(); /* the client has request_timeout_ms to read it */
 	if (c->out_tail)
 		c->out_tail->next = o;
 	else
@@ -257,6 +259,7 @@ static void conn_flush(struct nbd_conn *c)
 				continue;
 			return;
 		}
+		c->tx_ms = loop_now_ms();
 		for (left = (size_t)n; left && c->out_head;) {
 			struct nbd_out *o = c->out_head;
 			size_t rest = o->hdr_len + o->data_len - o->sent;
@@ -302,8 +305,7 @@ void nbd_conn_close(struct nbd_conn *c, const char *reason)
 	if (reason)
 		LOG_RATELIMITED(LOG_INFO, NBD_LOG, "%s: closing connection: %s", c->peer, reason);
 	c->busy++;
-	loop_timer_cancel(c->hs_timer);
-	c->hs_timer = NULL;
+	nbd_limits_release(c);
 	loop_timer_cancel(c->kick);
 	c->kick = NULL;
 	loop_watch_remove(c->watch);
@@ -334,6 +336,7 @@ void nbd_conn_close(struct nbd_conn *c, const char *reason)
 void nbd_conn_req_gone(struct nbd_conn *c, size_t mem)
 {
 	c->mem -= mem;
+	nbd_mem_charge(c->srv, -(int64_t)mem);
 	c->nreqs--;
 	conn_maybe_free(c);
 }
@@ -363,6 +366,8 @@ void nbd_conn_update_watch(struct nbd_conn *c)
 
 static bool conn_mem_ok(const struct nbd_conn *c)
 {
+	if (c->mem_waiting)
+		return false; /* its turn comes from limits.c */
 	if (c->state < NBD_CS_REQ_HDR)
 		return c->hs_out_bytes <= NBD_HS_OUT_MAX;
 	return c->mem == 0 || c->mem + c->mem_need <= NBD_CONN_MEM_MAX;
@@ -376,9 +381,13 @@ static void conn_parse(struct nbd_conn *c)
 
 		if (c->paused)
 			return;
-		if (c->state < NBD_CS_REQ_HDR)
+		if (c->state < NBD_CS_REQ_HDR) {
+			size_t before = c->in_start;
+
 			more = nbd_hs_step(c);
-		else if (c->state < NBD_CS_DRAIN)
+			if (c->state == NBD_CS_OPT_HDR && c->in_start != before)
+				c->rx_ms = loop_now_ms(); /* a whole message: progress */
+		} else if (c->state < NBD_CS_DRAIN)
 			more = nbd_tx_step(c);
 		else
 			return;
@@ -422,6 +431,8 @@ static void conn_read(struct nbd_conn *c)
 				continue;
 			return;
 		}
+		if (c->slot == NBD_SLOT_CLIENT)
+			c->rx_ms = loop_now_ms(); /* any bytes: not stalled */
 		if (direct)
 			nbd_tx_payload_got(c, (size_t)n);
 		else
@@ -482,7 +493,27 @@ static void conn_tls_handshake(struct nbd_conn *c)
 		nbd_conn_close(c, msg);
 		return;
 	}
+	c->rx_ms = loop_now_ms(); /* a complete message, for the handshake timeout */
 	c->state = NBD_CS_OPT_HDR;
+}
+
+/* Output, then input that was left waiting (paused) if it may go on now. */
+static void conn_pump(struct nbd_conn *c)
+{
+	while (c->state != NBD_CS_DEAD) {
+		conn_flush(c);
+		if (c->state == NBD_CS_DEAD || !c->paused || !conn_mem_ok(c))
+			break;
+		c->paused = false;
+		c->rx_ms = loop_now_ms(); /* what was buffered waited for us, not the client */
+		conn_parse(c);
+	}
+	if (c->state == NBD_CS_TLS_ACK && !conn_output_pending(c))
+		conn_tls_handshake(c);
+	if (c->state == NBD_CS_DRAIN && !c->nreqs && !conn_output_pending(c))
+		nbd_conn_close(c, NULL);
+	nbd_conn_update_watch(c);
+	conn_kick_pending(c);
 }
 
 static void conn_event(void *arg, unsigned events)
@@ -500,35 +531,21 @@ static void conn_event(void *arg, unsigned events)
 		else
 			conn_check_hangup(c);
 	}
-	while (c->state != NBD_CS_DEAD) {
-		conn_flush(c);
-		if (c->state == NBD_CS_DEAD || !c->paused || !conn_mem_ok(c))
-			break;
-		c->paused = false;
-		conn_parse(c);
-	}
-	if (c->state == NBD_CS_TLS_ACK && !conn_output_pending(c))
-		conn_tls_handshake(c);
-	if (c->state == NBD_CS_DRAIN && !c->nreqs && !conn_output_pending(c))
-		nbd_conn_close(c, NULL);
-	nbd_conn_update_watch(c);
-	conn_kick_pending(c);
+	conn_pump(c);
 	c->busy--;
 	conn_maybe_free(c);
 }
 
-/* A client gets hs_timeout_ms to reach transmission: one that connects
- * and says nothing must not hold a connection slot forever. */
-static void handshake_timeout(void *arg)
+void nbd_conn_resume(struct nbd_conn *c)
 {
-	struct nbd_conn *c = arg;
-
-	c->hs_timer = NULL; /* the loop frees a timer that fired */
-	if (c->state < NBD_CS_REQ_HDR)
-		nbd_conn_close(c, "handshake not finished in time");
+	c->busy++;
+	conn_pump(c); /* then the watch reads on: epoll is level-triggered */
+	c->busy--;
+	conn_maybe_free(c);
 }
 
-static void conn_create(struct nbd_server *srv, int fd, const char *peer, bool tcp)
+static void conn_create(struct nbd_server *srv, int fd, const char *peer,
+			const struct sockaddr_storage *ss)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
 
@@ -540,7 +557,7 @@ static void conn_create(struct nbd_server *srv, int fd, const char *peer, bool t
 	}
 	c->srv = srv;
 	c->fd = fd;
-	c->tcp = tcp;
+	c->tcp = ss->ss_family != AF_UNIX;
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (loop_watch_add(srv->lp, fd, LOOP_READ, conn_event, c, &c->watch) < 0) {
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: cannot watch socket, refused", peer);
@@ -556,9 +573,11 @@ static void conn_create(struct nbd_server *srv, int fd, const char *peer, bool t
 	srv->conns = c;
 	srv->nconns++;
 	log_msg(LOG_DEBUG, NBD_LOG, "%s: connected", peer);
-	if (loop_timer_add(srv->lp, srv->hs_timeout_ms, handshake_timeout, c,
-			   &c->hs_timer) < 0)
-		c->hs_timer = NULL; /* without memory for it, no timeout: still served */
+	if (nbd_limits_accept(c, ss) < 0) {
+		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: out of memory, refused", peer);
+		nbd_conn_close(c, NULL);
+		return;
+	}
 	nbd_hs_start(c);
 }
 
@@ -613,15 +632,9 @@ static void accept_batch(struct nbd_server *srv, int lfd, struct loop_watch *w)
 			return;
 		}
 		peer_name(&ss, peer, sizeof(peer));
-		if (srv->nconns >= srv->max_conns) {
-			LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: refused: %u connections already",
-					peer, srv->nconns);
-			close(fd);
-			continue;
-		}
 		if (ss.ss_family != AF_UNIX)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		conn_create(srv, fd, peer, ss.ss_family != AF_UNIX);
+		conn_create(srv, fd, peer, &ss);
 	}
 }
 
@@ -760,13 +773,13 @@ int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **ou
 	srv->lp = opts->loop;
 	srv->tls = opts->tls;
 	srv->tcp_fd = srv->unix_fd = -1;
-	srv->max_conns = opts->max_connections ? opts->max_connections : NBD_DEFAULT_MAX_CONNS;
-	srv->hs_timeout_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms
-							: NBD_HANDSHAKE_TIMEOUT_MS;
-	if (opts->tcp_addr)
+	r = nbd_limits_init(srv, &opts->limits);
+	if (r == 0 && opts->tcp_addr)
 		r = listen_tcp(srv, opts->tcp_addr, opts->tcp_port ? opts->tcp_port : NBD_DEFAULT_PORT);
 	if (r == 0 && opts->unix_path)
 		r = listen_unix(srv, opts);
+	if (r == 0)
+		r = nbd_limits_start(srv);
 	if (r < 0) {
 		nbd_server_destroy(srv);
 		return r;
@@ -825,6 +838,7 @@ void nbd_server_destroy(struct nbd_server *srv)
 	if (srv->unix_path[0])
 		unlink(srv->unix_path);
 	drain_connections(srv);
+	nbd_limits_stop(srv);
 	while (srv->exports) {
 		loop_timer_cancel(srv->exports->close_timer);
 		export_free(srv->exports);

@@ -1,7 +1,13 @@
 /* tests/integration/nbd_harness.c — a tiny NBD server for the NBD tests only.
  *
  *   nbd-harness --store FILE --meta DIR [--size 64M] [--volume NAME:SIZE]...
- *               [--snapshot VOL@SNAP]... [--addr 127.0.0.1] [--port N] [--unix PATH]
+ *               [--snapshot VOL@SNAP]... [--bulk-volumes N] [--addr 127.0.0.1]
+ *               [--port N] [--unix PATH] [--LIMIT VALUE]...
+ *
+ * LIMIT is a field of struct nbd_server_limits, as quilld's nbd-* settings name it:
+ * max-handshakes, max-handshakes-per-source, max-clients, max-clients-per-source,
+ * handshake-timeout (ms, default 1000 here), request-timeout (ms), request-mem.
+ * --bulk-volumes N creates N more volumes of 1 MiB, bulk00000, bulk00001...
  *
  * Formats/opens an engine, creates the volumes and then the snapshots (an existing
  * one is kept), runs the
@@ -11,6 +17,9 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,18 +62,67 @@ static int engine_idle(void *arg)
 static int usage(void)
 {
 	fprintf(stderr, "usage: nbd-harness --store FILE --meta DIR [--size 64M] "
-			"[--volume NAME:SIZE]... [--snapshot VOL@SNAP]... [--addr A] [--port N] "
-			"[--unix PATH]\n");
+			"[--volume NAME:SIZE]... [--snapshot VOL@SNAP]... [--bulk-volumes N] "
+			"[--addr A] [--port N] [--unix PATH] [--LIMIT VALUE]...\n");
 	return 2;
+}
+
+/* --LIMIT VALUE into the server's limits; false if a is no limit or v is bad. */
+static bool parse_limit(struct nbd_server_limits *l, const char *a, const char *v)
+{
+	static const struct {
+		const char *flag;
+		size_t off;
+	} lims[] = {
+		{ "--max-handshakes", offsetof(struct nbd_server_limits, max_handshakes) },
+		{ "--max-handshakes-per-source",
+		  offsetof(struct nbd_server_limits, max_handshakes_per_source) },
+		{ "--max-clients", offsetof(struct nbd_server_limits, max_clients) },
+		{ "--max-clients-per-source", offsetof(struct nbd_server_limits, max_clients_per_source) },
+		{ "--handshake-timeout", offsetof(struct nbd_server_limits, handshake_timeout_ms) },
+		{ "--request-timeout", offsetof(struct nbd_server_limits, request_timeout_ms) },
+	};
+	uint64_t n;
+
+	if (units_parse_size(v, &n) < 0)
+		return false;
+	if (strcmp(a, "--request-mem") == 0) {
+		l->request_mem = n;
+		return true;
+	}
+	for (size_t i = 0; i < sizeof(lims) / sizeof(lims[0]); i++) {
+		if (strcmp(a, lims[i].flag) == 0 && n <= UINT32_MAX) {
+			*(unsigned *)(void *)((char *)l + lims[i].off) = (unsigned)n;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* bulk00000... of 1 MiB: many exports for the listing test. */
+static int create_bulk(struct engine *eng, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char name[16];
+		int r;
+
+		snprintf(name, sizeof(name), "bulk%05u", i);
+		r = engine_volume_create(eng, name, 1 << 20);
+		if (r < 0 && r != -EEXIST) {
+			fprintf(stderr, "nbd-harness: volume %s: %s\n", name, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	struct engine_opts eo;
 	/* a short handshake timeout, so that the silent-client check runs quickly */
-	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .handshake_timeout_ms = 1000 };
+	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .limits.handshake_timeout_ms = 1000 };
 	const char *volumes[MAX_VOLUMES], *snaps[MAX_VOLUMES];
-	unsigned nvol = 0, nsnap = 0, port = 10809;
+	unsigned nvol = 0, nsnap = 0, port = 10809, bulk = 0;
 	struct engine *eng = NULL;
 	struct nbd_server *srv = NULL;
 	struct loop_watch *ew = NULL;
@@ -96,7 +154,9 @@ int main(int argc, char **argv)
 			port = (unsigned)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--unix") == 0)
 			no.unix_path = v;
-		else
+		else if (strcmp(a, "--bulk-volumes") == 0)
+			bulk = (unsigned)strtoul(v, NULL, 10);
+		else if (!parse_limit(&no.limits, a, v))
 			return usage();
 	}
 	if (!eo.store_path || !eo.meta_path || port > 65535)
@@ -125,6 +185,10 @@ int main(int argc, char **argv)
 			engine_close(eng);
 			return 1;
 		}
+	}
+	if (create_bulk(eng, bulk) < 0) {
+		engine_close(eng);
+		return 1;
 	}
 	for (unsigned i = 0; i < nsnap; i++) {
 		char vol[ENGINE_VOLUME_NAME_MAX + 1];

@@ -2,6 +2,7 @@
 #include "nbd_test.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +33,14 @@ static void watchdog(int sig)
 
 int nbdt_start(const struct it_env *env, struct nbdt_server *srv, unsigned watchdog_secs)
 {
+	return nbdt_start_args(env, srv, watchdog_secs, NULL);
+}
+
+#define NBDT_MAX_EXTRA 32
+
+int nbdt_start_args(const struct it_env *env, struct nbdt_server *srv, unsigned watchdog_secs,
+		    const char *const *extra)
+{
 	char store[PATH_MAX + 16], line[128];
 	struct pollfd pfd;
 	int pipefd[2];
@@ -51,13 +61,21 @@ int nbdt_start(const struct it_env *env, struct nbdt_server *srv, unsigned watch
 		dup2(pipefd[1], STDOUT_FILENO);
 		if (log >= 0)
 			dup2(log, STDERR_FILENO);
+		const char *argv[32 + NBDT_MAX_EXTRA] = {
+			"nbd-harness", "--store", store, "--meta", env->meta,
+			"--size", "256M", "--volume", "vol:64M", "--volume", "small:1M",
+			"--volume", NBDT_LONG ":1M", "--snapshot", NBDT_SNAP,
+			"--snapshot", NBDT_LONG "@" NBDT_LONG,
+			"--addr", "127.0.0.1", "--port", "0", "--unix", srv->unix_path,
+		};
+		size_t n = 0;
+
+		while (argv[n])
+			n++;
+		for (size_t i = 0; extra && extra[i] && i < NBDT_MAX_EXTRA; i++)
+			argv[n++] = extra[i];
 		close(pipefd[0]);
-		execl(NBD_HARNESS, "nbd-harness", "--store", store, "--meta", env->meta,
-		      "--size", "256M", "--volume", "vol:64M", "--volume", "small:1M",
-		      "--volume", NBDT_LONG ":1M", "--snapshot", NBDT_SNAP,
-		      "--snapshot", NBDT_LONG "@" NBDT_LONG,
-		      "--addr", "127.0.0.1", "--port", "0", "--unix", srv->unix_path,
-		      (char *)NULL);
+		execv(NBD_HARNESS, (char *const *)argv);
 		_exit(127);
 	}
 	close(pipefd[1]);
@@ -224,20 +242,48 @@ int nbdt_main(const char *name, const struct nbdt_check *checks, size_t n)
 
 int raw_connect(const struct nbdt_server *srv)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	return raw_connect_from(srv, NULL);
+}
+
+/* A blocking socket with 10 s timeouts, bound to from (if any), connected to to. */
+static int raw_socket(int family, const struct sockaddr *from, socklen_t fromlen,
+		      const struct sockaddr *to, socklen_t tolen)
+{
 	struct timeval tv = { .tv_sec = 10 };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+	if ((from && bind(fd, from, fromlen) < 0) || connect(fd, to, tolen) < 0) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+int raw_connect_from(const struct nbdt_server *srv, const char *src)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)srv->port),
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in from = { .sin_family = AF_INET };
+
+	if (src && inet_pton(AF_INET, src, &from.sin_addr) != 1)
+		return -1;
+	return raw_socket(AF_INET, src ? (struct sockaddr *)&from : NULL, sizeof(from),
+			  (struct sockaddr *)&sin, sizeof(sin));
+}
+
+int raw_connect_unix(const struct nbdt_server *srv)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t n = strlen(srv->unix_path);
+
+	if (n >= sizeof(sun.sun_path))
+		return -1;
+	memcpy(sun.sun_path, srv->unix_path, n + 1);
+	return raw_socket(AF_UNIX, NULL, 0, (struct sockaddr *)&sun, sizeof(sun));
 }
 
 /* All of len bytes, or -1 (EOF, error, timeout). */
@@ -332,23 +378,28 @@ uint32_t raw_recv_option_reply(int fd, uint32_t *len_out, void *buf, size_t cap)
 
 int raw_go(int fd, const char *export, bool structured)
 {
-	uint8_t data[128];
-	uint32_t n = (uint32_t)strlen(export), rep;
-
 	if (raw_greet(fd, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES) < 0)
 		return -1;
 	if (structured && (raw_send_option(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0) < 0 ||
 			   raw_recv_option_reply(fd, NULL, NULL, 0) != NBD_REP_ACK))
 		return -1;
+	return raw_send_go(fd, export) == NBD_REP_ACK ? 0 : -1;
+}
+
+uint32_t raw_send_go(int fd, const char *export)
+{
+	uint8_t data[128];
+	uint32_t n = (uint32_t)strlen(export), rep;
+
 	nbd_put32(data, n);
 	memcpy(data + 4, export, n);
 	nbd_put16(data + 4 + n, 0);
 	if (raw_send_option(fd, NBD_OPT_GO, data, 6 + n) < 0)
-		return -1;
+		return 0;
 	do
 		rep = raw_recv_option_reply(fd, NULL, NULL, 0);
 	while (rep == NBD_REP_INFO);
-	return rep == NBD_REP_ACK ? 0 : -1;
+	return rep;
 }
 
 int raw_send_request(int fd, uint16_t flags, uint16_t type, uint64_t cookie, uint64_t offset,

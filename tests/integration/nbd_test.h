@@ -49,6 +49,9 @@ struct nbdt_server {
 /* Starts the harness with volumes "vol", "small" and NBDT_LONG, and the snapshots
  * NBDT_SNAP and NBDT_LONG@NBDT_LONG. Arms a watchdog of secs. */
 int nbdt_start(const struct it_env *env, struct nbdt_server *srv, unsigned watchdog_secs);
+/* The same with more harness flags (NULL-terminated, at most 32), e.g. limits. */
+int nbdt_start_args(const struct it_env *env, struct nbdt_server *srv, unsigned watchdog_secs,
+		    const char *const *extra);
 /* Is the harness still running? */
 bool nbdt_alive(const struct nbdt_server *srv);
 /* SIGTERM, waits up to 20 s; 0 if it exited with status 0. Prints its log on failure. */
@@ -72,6 +75,10 @@ int nbdt_main(const char *name, const struct nbdt_check *checks, size_t n);
 
 /* ---- raw protocol ---- */
 int raw_connect(const struct nbdt_server *srv);
+/* The same from a source address of ours (e.g. "127.0.0.2": another source). */
+int raw_connect_from(const struct nbdt_server *srv, const char *src);
+/* The same over the harness's unix socket. */
+int raw_connect_unix(const struct nbdt_server *srv);
 int raw_send(int fd, const void *buf, size_t len);
 /* Receives exactly len bytes; -1 on EOF/error/timeout. */
 int raw_recv(int fd, void *buf, size_t len);
@@ -85,6 +92,9 @@ int raw_send_option(int fd, uint32_t opt, const void *data, uint32_t len);
 uint32_t raw_recv_option_reply(int fd, uint32_t *len_out, void *buf, size_t cap);
 /* Full handshake to transmission with NBD_OPT_GO (structured replies if asked). */
 int raw_go(int fd, const char *export, bool structured);
+/* Sends NBD_OPT_GO (after the greeting) and returns the reply type that ends it
+ * (NBD_REP_ACK or an error), 0 on failure. */
+uint32_t raw_send_go(int fd, const char *export);
 int raw_send_request(int fd, uint16_t flags, uint16_t type, uint64_t cookie, uint64_t offset,
 		     uint32_t length);
 /* Receives a simple reply; returns its error field or -1; *cookie set. */

@@ -138,6 +138,19 @@ static const struct setting settings[] = {
 	{ "nbd-tls-psk-file", SET_PATH, F(nbd_tls_psk_file), CAP(nbd_tls_psk_file), "TLS pre-shared keys (psktool -u USER -p FILE)", NULL, false },
 	{ "nbd-tls-x509-dir", SET_PATH, F(nbd_tls_x509_dir), CAP(nbd_tls_x509_dir), "TLS X.509 folder: server-cert.pem, server-key.pem, ca-cert.pem", NULL, false },
 	{ "nbd-tls-verify-peer", SET_NBD_ACCESS, 0, 0, "X.509: clients need a certificate of the CA: yes or no (no)", NULL, false },
+	{ "nbd-max-handshakes", SET_UINT, F(nbd_limits.max_handshakes), 0,
+	  "NBD connections still in the handshake (128)", NULL, false },
+	{ "nbd-max-handshakes-per-source", SET_UINT, F(nbd_limits.max_handshakes_per_source), 0,
+	  "NBD handshakes from one address or unix uid (32)", NULL, false },
+	{ "nbd-max-clients", SET_UINT, F(nbd_limits.max_clients), 0, "attached NBD clients (1024)", NULL, false },
+	{ "nbd-max-clients-per-source", SET_UINT, F(nbd_limits.max_clients_per_source), 0,
+	  "NBD clients from one address or unix uid (512)", NULL, false },
+	{ "nbd-handshake-timeout-ms", SET_UINT, F(nbd_limits.handshake_timeout_ms), 0,
+	  "close a handshake idle this long (30000)", NULL, false },
+	{ "nbd-request-timeout-ms", SET_UINT, F(nbd_limits.request_timeout_ms), 0,
+	  "drop a client stalled mid-request this long (60000)", NULL, false },
+	{ "nbd-request-mem", SET_SIZE, F(nbd_limits.request_mem), 0,
+	  "NBD request buffers held at most, all clients (512M, >= 64M)", NULL, false },
 	{ "control", SET_PATH, F(control), CAP(control), "control socket for `quill`", check_control, false },
 	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, "extent map checkpoint period (5000)", check_checkpoint, false },
 	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)", NULL, false },
@@ -444,6 +457,14 @@ static void set_defaults(struct quilld_config *cfg)
 	strcpy(cfg->data_dir, "./data");
 	strcpy(cfg->nbd_addr, "127.0.0.1");
 	cfg->nbd_port = 10809;
+	/* per-source bounds stay 0: their default, capped at the total */
+	cfg->nbd_limits = (struct nbd_server_limits){
+		.max_handshakes = NBD_DEFAULT_MAX_HANDSHAKES,
+		.max_clients = NBD_DEFAULT_MAX_CLIENTS,
+		.handshake_timeout_ms = NBD_DEFAULT_HANDSHAKE_TIMEOUT_MS,
+		.request_timeout_ms = NBD_DEFAULT_REQUEST_TIMEOUT_MS,
+		.request_mem = NBD_DEFAULT_REQUEST_MEM,
+	};
 	strcpy(cfg->log_level, "info");
 	control_default_socket(cfg->control, sizeof(cfg->control));
 }
@@ -458,6 +479,47 @@ static int derive_paths(struct quilld_config *cfg)
 		n = snprintf(cfg->meta, sizeof(cfg->meta), "%s/meta", cfg->data_dir);
 	if (n < 0 || (size_t)n >= sizeof(cfg->meta)) {
 		fprintf(stderr, "quilld: data-dir path is too long\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The NBD limits (set_defaults fills them, so a 0 was asked for): none may be 0 but
+ * the per-source bounds (0: the default, at most the total), a per-source bound may
+ * not exceed its total, one largest request must fit. Checked here so that a bad
+ * value stops quilld before it creates anything. */
+static int check_nbd_limits(const struct nbd_server_limits *l)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} counts[] = {
+		{ "nbd-max-handshakes", offsetof(struct nbd_server_limits, max_handshakes) },
+		{ "nbd-max-clients", offsetof(struct nbd_server_limits, max_clients) },
+		{ "nbd-handshake-timeout-ms", offsetof(struct nbd_server_limits, handshake_timeout_ms) },
+		{ "nbd-request-timeout-ms", offsetof(struct nbd_server_limits, request_timeout_ms) },
+	};
+
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		if (*(const unsigned *)(const void *)((const char *)l + counts[i].off) == 0) {
+			fprintf(stderr, "quilld: %s must be at least 1\n", counts[i].key);
+			return -EINVAL;
+		}
+	}
+	if (l->max_handshakes_per_source > l->max_handshakes) {
+		fprintf(stderr, "quilld: nbd-max-handshakes-per-source (%u) is above "
+			"nbd-max-handshakes (%u)\n", l->max_handshakes_per_source, l->max_handshakes);
+		return -EINVAL;
+	}
+	if (l->max_clients_per_source > l->max_clients) {
+		fprintf(stderr, "quilld: nbd-max-clients-per-source (%u) is above nbd-max-clients "
+			"(%u)\n", l->max_clients_per_source, l->max_clients);
+		return -EINVAL;
+	}
+	if (l->request_mem < NBD_MIN_REQUEST_MEM) {
+		fprintf(stderr, "quilld: nbd-request-mem must be at least %lluM (one request of "
+			"32 MiB and what the others need)\n",
+			(unsigned long long)(NBD_MIN_REQUEST_MEM >> 20));
 		return -EINVAL;
 	}
 	return 0;
@@ -517,7 +579,8 @@ int config_load(struct quilld_config *cfg, int argc, char **argv)
 			return -EINVAL;
 		i += used;
 	}
-	if (derive_paths(cfg) < 0 || check_nbd_access(cfg) < 0)
+	if (derive_paths(cfg) < 0 || check_nbd_access(cfg) < 0 ||
+	    check_nbd_limits(&cfg->nbd_limits) < 0)
 		return -EINVAL;
 	return check_all(cfg);
 }

@@ -8,6 +8,8 @@
 
 #include "nbd/nbd_tls.h"
 
+#include "nbd/nbd_server.h"
+
 #define CONFIG_PATH_MAX 4096
 #define CONFIG_VHOST_MAX 16             /* --vhost VOL=SOCKET, repeatable */
 
@@ -29,6 +31,7 @@ struct quilld_config {
 	char nbd_tls_psk_file[CONFIG_PATH_MAX];
 	char nbd_tls_x509_dir[CONFIG_PATH_MAX];
 	bool nbd_tls_verify_peer;
+	struct nbd_server_limits nbd_limits; /* nbd-max-*, nbd-*-timeout-ms, nbd-request-mem */
 	char control[CONFIG_PATH_MAX];   /* default control_default_socket() */
 	unsigned checkpoint_ms;
 	char log_level[16];

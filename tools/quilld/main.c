@@ -218,6 +218,7 @@ static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 	no->unix_set_group = cfg->nbd_unix_set_group;
 	no->unix_gid = cfg->nbd_unix_gid;
 	no->tls = n->tls;
+	no->limits = cfg->nbd_limits;
 }
 
 static int start_control(struct node *n)
