@@ -167,7 +167,8 @@ static struct ckpt_job *capture(struct engine *eng)
 
 		/* last_seq <= seq: replay from this checkpoint never needs its batches */
 		if (s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 &&
-		    s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i))
+		    s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i) &&
+		    !eng_slot_pinned(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
 	return job;
@@ -251,19 +252,36 @@ static void release_deferred(struct engine *eng)
 		eng_slot_release(eng, eng->deferred_free[i]);
 }
 
-/* Frees a slot noted empty at capture, if it is still that slot and still empty. */
-static void free_if_still_empty(struct engine *eng, const struct ckpt_free *f)
+/* Is a slot noted empty at capture still that slot and still empty? */
+static bool still_empty(struct engine *eng, const struct ckpt_free *f)
 {
 	const struct slot *s = &eng->slots[f->slot];
 
 	if (s->state != SLOT_SEALED || s->generation != f->generation)
-		return; /* freed and reused meanwhile */
+		return false; /* freed and reused meanwhile */
 	if (s->live) { /* nothing writes into a sealed slot: this is a bug, keep the data */
 		log_msg(LOG_ERROR, ENG_LOG, "slot %u gained %u live blocks after it was found "
 			"empty; not freed", f->slot, s->live);
-		return;
+		return false;
 	}
-	eng_slot_release(eng, f->slot);
+	return true;
+}
+
+/* The noted slots that are still empty get FREE headers, then are free. */
+static void free_noted(struct engine *eng, struct ckpt_job *job)
+{
+	uint32_t *v = malloc(job->nfree * sizeof(*v));
+	size_t n = 0;
+
+	if (!v)
+		return; /* they stay sealed; the next checkpoint notes them again */
+	for (size_t i = 0; i < job->nfree; i++)
+		if (still_empty(eng, &job->free_slots[i]))
+			v[n++] = job->free_slots[i].slot;
+	if (eng_slots_write_free(eng, v, n) == 0)
+		for (size_t i = 0; i < n; i++)
+			eng_slot_release(eng, v[i]);
+	free(v);
 }
 
 void eng_ckpt_reap(struct engine *eng)
@@ -287,8 +305,8 @@ void eng_ckpt_reap(struct engine *eng)
 		eng->stats.checkpoints++;
 		eng->stats.last_checkpoint_seq = job->seq;
 		drop_ops(eng, job->nops);
-		for (size_t i = 0; i < job->nfree; i++)
-			free_if_still_empty(eng, &job->free_slots[i]);
+		if (job->nfree)
+			free_noted(eng, job);
 		if (job->nfree)
 			eng_run_parked(eng, false);
 	}

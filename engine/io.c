@@ -125,6 +125,7 @@ int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user
 		s->state = SLOT_OPEN;
 		s->volume_id = vol->rec.volume_id;
 		s->generation = eng->next_gen++;
+		s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
 		eng->nfree--;
 		eng->gc_no_room = false;
 		if (vol->open_slot >= 0)

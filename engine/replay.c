@@ -122,6 +122,7 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 			if (r < 0)
 				break;
 		}
+		eng_catalog_note_batch(eng, slot, sum, p + QUILL_BLOCK_SIZE, pos + 1);
 		s->last_seq = sum->seq;
 		pos = end;
 	}
@@ -169,6 +170,11 @@ static int scan_slot(struct engine *eng, uint32_t slot, uint8_t *hdr_buf, uint64
 	if (h.generation > rp->max_gen)
 		rp->max_gen = h.generation;
 	vol = eng_layer_for_owner(eng, h.volume_id);
+	if (h.state == ONDISK_SEG_USED && !vol) {
+		eng->slots[slot].volume_id = h.volume_id;
+		eng->slots[slot].generation = h.generation;
+		eng_catalog_stale_slot(eng, slot); /* a deleted layer's: FREE it */
+	}
 	if (h.state != ONDISK_SEG_USED || !vol)
 		return 0; /* freed, or its volume was deleted */
 	return walk_slot(eng, slot, &h, vol, ckpt_seq, rp);
@@ -188,8 +194,10 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 	store_buf_free(hdr_buf);
 	if (r == 0 && rp.n) {
 		qsort(rp.v, rp.n, sizeof(*rp.v), cmp_seq);
+		eng->replaying = true;
 		for (size_t i = 0; i < rp.n && r == 0; i++)
 			r = apply(&rp.v[i]);
+		eng->replaying = false;
 	}
 	for (size_t i = 0; i < rp.n; i++)
 		free(rp.v[i].entries);

@@ -345,7 +345,7 @@ Test(ondisk, summary_rejects_unknown_entry_kind)
 {
 	struct ondisk_summary d = sum_encoded();
 
-	d.entries[5].kind = ONDISK_ENTRY_FILL + 1;
+	d.entries[5].kind = ONDISK_ENTRY_TOMB + 1;
 	cr_assert_eq(DECODE_RESEALED(ondisk_summary_decode, d, &sum_out), -EPROTO);
 }
 
@@ -463,7 +463,7 @@ Test(ondisk, volume_record_rejects_unknown_version)
 	struct ondisk_volume_record d;
 
 	ondisk_volume_record_encode(&good_vol, &d);
-	d.version = 2;
+	d.version = QUILL_FORMAT_VERSION + 1;
 	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &vol_out), -EPROTO);
 }
 
