@@ -524,6 +524,32 @@ static int tombs_flush(struct engine_volume *vol)
 	return r;
 }
 
+static int zero_entry(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	(void)arg;
+	(void)lba;
+	return loc->slot == MAP_SLOT_ZERO;
+}
+
+/* Does a trim of [lba, lba + n) still count? While an older slot of its layer is on
+ * disk (it hides blocks there), and while the layer's map holds zero entries in its
+ * range (a trim in a layer with a parent made them: they hide the parent's data, and
+ * nothing else in the log says so). */
+static bool trim_needed(struct engine_volume *vol, uint64_t lba, uint64_t n, uint64_t seq)
+{
+	struct engine *eng = vol->eng;
+	uint64_t end = map_nblocks(vol->map);
+
+	if (older_slot(eng->slots, eng->sb.segment_count, eng->gc_victim, vol->rec.volume_id,
+		       seq))
+		return true;
+	if (lba >= end)
+		return false;
+	if (n > end - lba)
+		n = end - lba;
+	return map_for_each_range(vol->map, lba, n, zero_entry, NULL) != 0;
+}
+
 static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uint64_t n,
 		    uint64_t seq)
 {
@@ -531,9 +557,8 @@ static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uin
 	struct tomb_block *t = eng->gc_tombs;
 	int r;
 
-	if (!older_slot(eng->slots, eng->sb.segment_count, eng->gc_victim, vol->rec.volume_id,
-			seq))
-		return 0; /* nothing older of this layer is on disk: the trim hides nothing */
+	if (!trim_needed(vol, lba, n, seq))
+		return 0;
 	if (!t) {
 		t = eng->gc_tombs = calloc(1, sizeof(*t));
 		if (!t)

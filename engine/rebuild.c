@@ -13,6 +13,12 @@
  *      headers when the rebuild is kept.
  * A MOVE applies as a DATA entry here: its source slot is usually gone, and the
  * cleaner never writes a MOVE that would lose (gc.c), so it always applied.
+ *
+ * A trim in a layer that has a parent leaves zero entries where a parent holds data.
+ * Here a parent's block may arrive only later, by a MOVE whose source slot is gone;
+ * so the trim also leaves zero entries where a parent has a MOVE anywhere in the log.
+ * A parent is frozen (a snapshot) before any layer reads through it, so such an
+ * entry only stands for data it held, or for zeros: a zero entry reads the same.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -52,8 +58,15 @@ struct rb_layer {
 	struct volume_record merged_rec;
 };
 
+/* A MOVE entry: which layer will hold data at lba (see above). */
+struct rb_move {
+	uint64_t layer, lba;
+};
+
 struct rebuild {
 	struct engine *eng;
+	struct rb_move *moves;
+	size_t nmoves, mcap;
 	struct rb_event *ev;
 	size_t nev, evcap;
 	struct rb_layer *layers;
@@ -183,6 +196,25 @@ static int note_blocks(struct rebuild *rb, uint32_t slot, const struct summary *
 	return r;
 }
 
+static int note_moves(struct rebuild *rb, const struct summary *sum)
+{
+	for (uint32_t i = 0; i < sum->nentries; i++) {
+		if (sum->entries[i].kind != ONDISK_ENTRY_MOVE)
+			continue;
+		if (rb->nmoves == rb->mcap) {
+			size_t cap = rb->mcap ? rb->mcap * 2 : 1024;
+			struct rb_move *v = realloc(rb->moves, cap * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			rb->moves = v;
+			rb->mcap = cap;
+		}
+		rb->moves[rb->nmoves++] = (struct rb_move){ sum->volume_id, sum->entries[i].lba };
+	}
+	return 0;
+}
+
 static int keep_batch(struct rebuild *rb, uint32_t slot, const struct summary *sum,
 		      const uint8_t *data, uint32_t first_data)
 {
@@ -196,6 +228,8 @@ static int keep_batch(struct rebuild *rb, uint32_t slot, const struct summary *s
 		return -ENOMEM;
 	memcpy(ev.entries, sum->entries, sum->nentries * sizeof(*ev.entries));
 	r = note_blocks(rb, slot, sum, data, first_data, &ev);
+	if (r == 0)
+		r = note_moves(rb, sum);
 	if (r == 0)
 		r = ev_push(rb, &ev);
 	if (r < 0) {
@@ -289,6 +323,60 @@ static int cmp_event(const void *a, const void *b)
 	return (int)x->kind - (int)y->kind;
 }
 
+static int cmp_move(const void *a, const void *b)
+{
+	const struct rb_move *x = a, *y = b;
+
+	if (x->layer != y->layer)
+		return x->layer < y->layer ? -1 : 1;
+	return x->lba < y->lba ? -1 : x->lba > y->lba;
+}
+
+/* The first MOVE of layer at or after lba. */
+static size_t moves_from(const struct rebuild *rb, uint64_t layer, uint64_t lba)
+{
+	size_t lo = 0, hi = rb->nmoves;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct rb_move *m = &rb->moves[mid];
+
+		if (m->layer < layer || (m->layer == layer && m->lba < lba))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* After a trim of vol's [lba, lba + n): zero entries where a parent will get a block
+ * by a MOVE (see the top of this file). */
+static int trim_moved(struct rebuild *rb, struct engine_volume *vol, uint64_t lba, uint64_t n)
+{
+	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO };
+	uint64_t end = lba + n < lba ? UINT64_MAX : lba + n;
+
+	for (const struct engine_volume *p = vol; p->parent; p = p->parent) {
+		uint64_t id = p->parent->rec.volume_id;
+
+		if (end > p->rec.overlap)
+			end = p->rec.overlap;
+		if (lba >= end)
+			break;
+		for (size_t i = moves_from(rb, id, lba);
+		     i < rb->nmoves && rb->moves[i].layer == id && rb->moves[i].lba < end; i++) {
+			int r;
+
+			if (map_get(vol->map, rb->moves[i].lba, NULL))
+				continue;
+			r = map_set(vol->map, rb->moves[i].lba, &zero);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
 /* ---- applying ---- */
 
 static int create_layers(struct rebuild *rb)
@@ -349,8 +437,9 @@ static int set_record(struct engine *eng, const struct volume_record *rec)
 	return 0;
 }
 
-static int apply_batch(struct engine *eng, const struct rb_event *ev)
+static int apply_batch(struct rebuild *rb, const struct rb_event *ev)
 {
+	struct engine *eng = rb->eng;
 	struct engine_volume *vol = eng_volume_by_id(eng, ev->layer);
 	uint32_t d = 0;
 
@@ -370,6 +459,8 @@ static int apply_batch(struct engine *eng, const struct rb_event *ev)
 			if (e.kind == ONDISK_ENTRY_MOVE)
 				e.kind = ONDISK_ENTRY_DATA;
 			r = eng_apply_entry(vol, &e, &loc);
+			if (r == 0 && e.kind == ONDISK_ENTRY_TRIM)
+				r = trim_moved(rb, vol, e.lba, e.nblocks);
 		}
 		if (r < 0)
 			return r;
@@ -377,16 +468,18 @@ static int apply_batch(struct engine *eng, const struct rb_event *ev)
 	return 0;
 }
 
-static int apply_tomb(struct engine *eng, const struct rb_event *ev)
+static int apply_tomb(struct rebuild *rb, const struct rb_event *ev)
 {
-	struct engine_volume *vol = eng_volume_by_id(eng, ev->layer);
+	struct engine_volume *vol = eng_volume_by_id(rb->eng, ev->layer);
+	int r;
 	struct summary_entry e = { .lba = ev->lba, .kind = ONDISK_ENTRY_TRIM };
 	struct map_loc loc = { .slot = ev->slot };
 
 	if (!vol || ev->lba >= map_nblocks(vol->map))
 		return 0;
 	e.nblocks = (uint32_t)(ev->nblocks > UINT32_MAX ? UINT32_MAX : ev->nblocks);
-	return eng_apply_entry(vol, &e, &loc);
+	r = eng_apply_entry(vol, &e, &loc);
+	return r < 0 ? r : trim_moved(rb, vol, e.lba, e.nblocks);
 }
 
 static int apply_merge(struct rebuild *rb, const struct rb_event *ev)
@@ -421,12 +514,14 @@ static int apply_all(struct rebuild *rb)
 	int r = 0;
 
 	qsort(rb->ev, rb->nev, sizeof(*rb->ev), cmp_event);
+	if (rb->nmoves)
+		qsort(rb->moves, rb->nmoves, sizeof(*rb->moves), cmp_move);
 	rb->eng->replaying = true; /* the slots' counts come from the walk */
 	for (size_t i = 0; i < rb->nev && r == 0; i++) {
 		const struct rb_event *ev = &rb->ev[i];
 
-		r = ev->kind == RB_BATCH ? apply_batch(rb->eng, ev)
-		    : ev->kind == RB_TOMB ? apply_tomb(rb->eng, ev) : apply_merge(rb, ev);
+		r = ev->kind == RB_BATCH ? apply_batch(rb, ev)
+		    : ev->kind == RB_TOMB ? apply_tomb(rb, ev) : apply_merge(rb, ev);
 	}
 	rb->eng->replaying = false;
 	return r;
@@ -551,6 +646,7 @@ static void rebuild_free(struct rebuild *rb)
 	}
 	free(rb->ev);
 	free(rb->layers);
+	free(rb->moves);
 }
 
 int eng_rebuild(struct engine *eng, bool keep)
