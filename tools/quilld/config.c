@@ -159,6 +159,9 @@ static void usage(void)
 	       "flags override it. Sizes take K, M, G, T suffixes (binary).\n\n");
 	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
 		printf("  --%-14s %s\n", settings[i].key, settings[i].help);
+	printf("  --%-14s %s\n", "rebuild-meta", "rebuild the metadata folder from the store "
+	       "alone (the old one, if any, is\n"
+	       "                   kept as META.before-rebuild-TIME), then start");
 	printf("\nSIGTERM or SIGINT stops the node cleanly (flush, checkpoint).\n");
 }
 
@@ -214,6 +217,8 @@ int config_load(struct quilld_config *cfg, int argc, char **argv)
 {
 	set_defaults(cfg);
 	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--rebuild-meta") == 0) /* an action, not a setting */
+			cfg->rebuild_meta = true;
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage();
 			return 1;
@@ -229,6 +234,10 @@ int config_load(struct quilld_config *cfg, int argc, char **argv)
 
 		if (strncmp(argv[i], "--config", 8) == 0) {
 			i += argv[i][8] == '=' ? 1 : 2;
+			continue;
+		}
+		if (strcmp(argv[i], "--rebuild-meta") == 0) {
+			i++;
 			continue;
 		}
 		if (strncmp(argv[i], "--", 2) != 0) {

@@ -22,6 +22,7 @@ struct quilld_config {
 	char log_level[16];
 	char vhost[CONFIG_VHOST_MAX][CONFIG_PATH_MAX]; /* "VOL=SOCKET" */
 	unsigned nvhost;
+	bool rebuild_meta;               /* --rebuild-meta: RocksDB from the store alone */
 };
 
 /* Defaults, then the file named by --config (if any), then the other flags: a flag
