@@ -531,23 +531,41 @@ static int zero_entry(void *arg, uint64_t lba, const struct map_loc *loc)
 	return loc->slot == MAP_SLOT_ZERO;
 }
 
-/* Does a trim of [lba, lba + n) still count? While an older slot of its layer is on
- * disk (it hides blocks there), and while the layer's map holds zero entries in its
- * range (a trim in a layer with a parent made them: they hide the parent's data, and
- * nothing else in the log says so). */
+struct cover {
+	const struct engine *eng;
+	uint64_t seq;
+	uint64_t newer; /* entries of blocks written after seq */
+};
+
+static int count_newer(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct cover *c = arg;
+
+	(void)lba;
+	if (loc->slot < c->eng->sb.segment_count && c->eng->slots[loc->slot].first_seq > c->seq)
+		c->newer++;
+	return 0;
+}
+
+/* Does a trim of [lba, lba + n) at seq still count? While an older slot of its
+ * layer is on disk (it may hide blocks there), unless every block of the range has
+ * been written since (the newer writes hide the old blocks as well: replay orders
+ * them after it). Zero entries (a trim in a layer with a parent: they hide the
+ * parent's data, nothing else in the log says so) are not newer writes: they keep it. */
 static bool trim_needed(struct engine_volume *vol, uint64_t lba, uint64_t n, uint64_t seq)
 {
 	struct engine *eng = vol->eng;
+	struct cover c = { .eng = eng, .seq = seq };
 	uint64_t end = map_nblocks(vol->map);
 
-	if (older_slot(eng->slots, eng->sb.segment_count, eng->gc_victim, vol->rec.volume_id,
-		       seq))
-		return true;
-	if (lba >= end)
-		return false;
-	if (n > end - lba)
-		n = end - lba;
-	return map_for_each_range(vol->map, lba, n, zero_entry, NULL) != 0;
+	if (!older_slot(eng->slots, eng->sb.segment_count, eng->gc_victim, vol->rec.volume_id,
+			seq))
+		return lba < end && map_for_each_range(vol->map, lba, n < end - lba ? n : end - lba,
+						       zero_entry, NULL) != 0;
+	if (lba >= end || n > end - lba)
+		return true; /* past the end (a shrink's): kept while older slots are */
+	map_for_each_range(vol->map, lba, n, count_newer, &c);
+	return c.newer < n;
 }
 
 static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uint64_t n,

@@ -165,6 +165,16 @@ static void victim_read(void *arg, int res)
 	eng_req_put(eng, &eng->gc_req, r);
 }
 
+/* Batches on their way to disk change what is live when they retire (the blocks
+ * they overwrite die): until then the store is not known to be full. */
+static bool batches_in_flight(const struct engine *eng)
+{
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].pending)
+			return true;
+	return false;
+}
+
 /* Free slots the automatic cleaner keeps: the reserve, and ~3% of the store so that
  * cleaning runs ahead of the writes instead of behind them. */
 static unsigned low_water(const struct engine *eng)
@@ -205,7 +215,7 @@ void eng_gc_maybe(struct engine *eng)
 		/* nothing worth cleaning, or nowhere to move blocks: unless a checkpoint is
 		 * about to free slots, the waiting writes cannot be served */
 		eng->gc_stalled = true;
-		if (!eng->ckpt_busy && !empty && eng->parked.head)
+		if (!eng->ckpt_busy && !empty && eng->parked.head && !batches_in_flight(eng))
 			eng_run_parked(eng, true);
 		return;
 	}
