@@ -267,21 +267,104 @@ static bool still_empty(struct engine *eng, const struct ckpt_free *f)
 	return true;
 }
 
-/* The noted slots that are still empty get FREE headers, then are free. */
+/* FREE headers of the slots a checkpoint found empty, written without blocking the
+ * engine thread: the slots are freed once the headers are durable. Meanwhile they
+ * stay sealed (and may not be reused: a late FREE header would hit the new log). */
+struct free_job {
+	struct engine *eng;
+	struct ckpt_free *slots;
+	size_t n;
+	unsigned pending; /* writes in flight */
+	int result;
+	uint8_t *buf;     /* one header block per slot */
+};
+
+static void free_job_end(struct free_job *fj)
+{
+	struct engine *eng = fj->eng;
+
+	for (size_t i = 0; i < fj->n; i++) {
+		const struct ckpt_free *f = &fj->slots[i];
+
+		eng->slots[f->slot].freeing = false;
+		if (fj->result == 0 && still_empty(eng, f))
+			eng_slot_release(eng, f->slot);
+	}
+	if (fj->result < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "writing FREE segment headers failed: %s; "
+				"the slots stay in use until the next checkpoint",
+				strerror(-fj->result));
+	eng->gc_next_scan_ms = 0;
+	eng->free_jobs--;
+	if (fj->result == 0)
+		eng_run_parked(eng, false);
+	store_buf_free(fj->buf);
+	free(fj->slots);
+	free(fj);
+}
+
+static void free_flushed(void *arg, int res)
+{
+	struct free_job *fj = arg;
+
+	if (res < 0 && fj->result == 0)
+		fj->result = res;
+	free_job_end(fj);
+}
+
+static void free_written(void *arg, int res)
+{
+	struct free_job *fj = arg;
+	int r;
+
+	if (res < 0 && fj->result == 0)
+		fj->result = res;
+	if (--fj->pending)
+		return;
+	if (fj->result < 0) {
+		free_job_end(fj);
+		return;
+	}
+	r = store_flush(fj->eng->st, free_flushed, fj);
+	if (r < 0)
+		free_flushed(fj, r);
+}
+
 static void free_noted(struct engine *eng, struct ckpt_job *job)
 {
-	uint32_t *v = malloc(job->nfree * sizeof(*v));
-	size_t n = 0;
+	struct free_job *fj = calloc(1, sizeof(*fj));
 
-	if (!v)
+	if (!fj || !(fj->slots = malloc(job->nfree * sizeof(*fj->slots))) ||
+	    !(fj->buf = store_buf_alloc(job->nfree * QUILL_BLOCK_SIZE))) {
+		if (fj)
+			free(fj->slots);
+		free(fj);
 		return; /* they stay sealed; the next checkpoint notes them again */
+	}
+	fj->eng = eng;
+	eng->free_jobs++;
 	for (size_t i = 0; i < job->nfree; i++)
-		if (still_empty(eng, &job->free_slots[i]))
-			v[n++] = job->free_slots[i].slot;
-	if (eng_slots_write_free(eng, v, n) == 0)
-		for (size_t i = 0; i < n; i++)
-			eng_slot_release(eng, v[i]);
-	free(v);
+		if (still_empty(eng, &job->free_slots[i]) &&
+		    !eng->slots[job->free_slots[i].slot].freeing)
+			fj->slots[fj->n++] = job->free_slots[i];
+	fj->pending = 1; /* ours, until every write is submitted */
+	for (size_t i = 0; i < fj->n; i++) {
+		struct slot *s = &eng->slots[fj->slots[i].slot];
+		struct segment_header h = { .state = ONDISK_SEG_FREE, .volume_id = s->volume_id,
+					    .generation = s->generation };
+		uint8_t *b = fj->buf + i * QUILL_BLOCK_SIZE;
+		int r;
+
+		s->freeing = true;
+		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
+		ondisk_segment_header_encode(&h, b);
+		fj->pending++;
+		r = store_write(eng->st, eng_slot_offset(eng, fj->slots[i].slot, 0), b,
+				QUILL_BLOCK_SIZE, free_written, fj);
+		if (r < 0)
+			free_written(fj, r);
+	}
+	free_written(fj, 0);
 }
 
 void eng_ckpt_reap(struct engine *eng)
@@ -306,9 +389,7 @@ void eng_ckpt_reap(struct engine *eng)
 		eng->stats.last_checkpoint_seq = job->seq;
 		drop_ops(eng, job->nops);
 		if (job->nfree)
-			free_noted(eng, job);
-		if (job->nfree)
-			eng_run_parked(eng, false);
+			free_noted(eng, job); /* runs the parked writes when the slots are free */
 	}
 	job_free(job);
 }
@@ -337,7 +418,7 @@ int eng_ckpt_sync(struct engine *eng)
 	before = eng->stats.checkpoints;
 	eng->ckpt_wanted = true;
 	eng_ckpt_maybe(eng);
-	while (eng->ckpt_busy) {
+	while (eng->ckpt_busy || eng->free_jobs) { /* and the slots it frees are free */
 		int r = engine_poll(eng, 10);
 		if (r < 0)
 			return r;

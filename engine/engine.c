@@ -292,6 +292,21 @@ out_batch:
 	return r;
 }
 
+/* The engine's own memory, once volumes, store and metadata are closed. */
+static void free_engine(struct engine *eng)
+{
+	store_buf_free(eng->gc_buf);
+	free(eng->deferred_free);
+	free(eng->vols);
+	free(eng->aliases);
+	free(eng->stale_slots);
+	free(eng->dead);
+	free(eng->gc_tombs);
+	free(eng->ops);
+	free(eng->slots);
+	free(eng);
+}
+
 int engine_open(const struct engine_opts *opts, struct engine **out)
 {
 	struct store_opts so = { .path = opts->store_path, .create_size = opts->store_size,
@@ -362,8 +377,8 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	}
 	eng->ckpt_last_ms = eng_now_ms();
 	eng_flatten_resume(eng);
-	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu volumes, %u/%u segments free, replayed %llu "
-		"batches after checkpoint %llu, dropped %llu torn", opts->store_path, eng->nvols,
+	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu layers, %u/%u segments free, replayed %llu "
+		"batches after checkpoint %llu, dropped %llu torn", opts->store_path, eng->nvols - 1,
 		eng->nfree, eng->sb.segment_count, (unsigned long long)eng->stats.replayed_batches,
 		(unsigned long long)ckpt_seq, (unsigned long long)eng->stats.torn_batches);
 	*out = eng;
@@ -376,13 +391,7 @@ err_close_meta:
 err_close_store:
 	store_close(eng->st);
 err_free:
-	store_buf_free(eng->gc_buf);
-	free(eng->slots);
-	free(eng->vols);
-	free(eng->aliases);
-	free(eng->ops);
-	free(eng->stale_slots);
-	free(eng);
+	free_engine(eng);
 	log_msg(LOG_ERROR, ENG_LOG, "cannot open store %s: %s", opts->store_path, strerror(-r));
 	return r;
 }
@@ -454,14 +463,7 @@ int engine_catalog_scan(const char *store_path,
 out_close:
 	store_close(eng->st);
 out_free:
-	store_buf_free(eng->gc_buf);
-	free(eng->slots);
-	free(eng->vols);
-	free(eng->aliases);
-	free(eng->ops);
-	free(eng->stale_slots);
-	free(eng->dead);
-	free(eng);
+	free_engine(eng);
 	return r;
 }
 
@@ -479,7 +481,6 @@ void engine_close(struct engine *eng)
 	eng_ckpt_stop_thread(eng);
 	while (eng->nvols)
 		eng_volume_remove(eng, eng->vols[0]);
-	free(eng->vols);
 	meta_close(eng->meta);
 	store_close(eng->st);
 	while (eng->free_reqs) {
@@ -493,15 +494,7 @@ void engine_close(struct engine *eng)
 		store_buf_free(b->buf);
 		free(b);
 	}
-	store_buf_free(eng->gc_buf);
-	free(eng->deferred_free);
-	free(eng->aliases);
-	free(eng->stale_slots);
-	free(eng->dead);
-	free(eng->gc_tombs);
-	free(eng->ops);
-	free(eng->slots);
-	free(eng);
+	free_engine(eng);
 }
 
 /* ---- volumes ---- */

@@ -38,6 +38,7 @@ struct slot {
 	uint32_t tombs;     /* TRIM and TOMB entries in it: they hide older blocks */
 	uint32_t records;   /* LAYER entries in it (any, current or not) */
 	bool carried;       /* the cleaner carried its tombstones forward: not pinned */
+	bool freeing;       /* its FREE header is being written: not reused meanwhile */
 	bool broken;        /* a write here failed: nothing after it can be replayed */
 	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
 };
@@ -199,6 +200,7 @@ struct engine {
 	bool ckpt_busy;                 /* a job between capture and its completion */
 	bool ckpt_wanted;
 	uint64_t ckpt_last_ms;
+	unsigned free_jobs;             /* FREE header writes in flight (checkpoint.c) */
 	uint32_t *deferred_free;        /* slots waiting for their readers to finish */
 	size_t ndeferred_free;
 

@@ -119,7 +119,7 @@ int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot *s = &eng->slots[i];
 
-		if (s->state != SLOT_FREE || s->readers)
+		if (s->state != SLOT_FREE || s->readers || s->freeing)
 			continue;
 		memset(s, 0, sizeof(*s));
 		s->state = SLOT_OPEN;
