@@ -122,18 +122,20 @@ static void log_failed(struct engine_volume *vol, int r)
 		strerror(-r));
 }
 
-/* Appends lb to vol's log with FUA and waits for it. */
-static int append_wait(struct engine_volume *vol, const struct layer_block *lb)
+/* Appends n blocks to vol's log with FUA (in one batch when they fit the forming
+ * one) and waits for them. */
+static int append_wait_n(struct engine_volume *vol, const struct layer_block *lb, size_t n)
 {
 	struct engine *eng = vol->eng;
-	int res = 1, r;
+	int res = 1, r = 0;
 	struct ioreq *req = eng_req_alloc(eng, set_result, &res);
 
 	if (!req)
 		return -ENOMEM;
 	req->fua = true;
 	/* a record frees nothing, but must not fail where a trim would not */
-	r = append_layer(vol, lb, SLOT_FOR_TRIM, req);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = append_layer(vol, &lb[i], SLOT_FOR_TRIM, req);
 	eng_req_put(eng, req, r);
 	while (res == 1) {
 		int pr = engine_poll(eng, 100);
@@ -141,6 +143,26 @@ static int append_wait(struct engine_volume *vol, const struct layer_block *lb)
 			return pr;
 	}
 	return res;
+}
+
+static int append_wait(struct engine_volume *vol, const struct layer_block *lb)
+{
+	return append_wait_n(vol, lb, 1);
+}
+
+int eng_catalog_log_pair(struct engine_volume *a, struct engine_volume *b)
+{
+	struct layer_block lb[2] = { { .op = ONDISK_LAYER_SET, .rec = a->rec },
+				     { .op = ONDISK_LAYER_SET, .rec = b->rec } };
+	struct engine_volume *log = family_log(a->eng, a);
+	int r;
+
+	if (log != family_log(b->eng, b))
+		return eng_catalog_log(a) < 0 ? -EIO : eng_catalog_log(b);
+	r = append_wait_n(log, lb, 2);
+	if (r < 0)
+		log_failed(a, r);
+	return 0;
 }
 
 int eng_catalog_log(struct engine_volume *vol)

@@ -316,6 +316,9 @@ void eng_slot_release(struct engine *eng, uint32_t slot);
 /* Appends a SET block of vol->rec to vol's log and waits until it is durable. After
  * the RocksDB record: a failure is logged and repaired at the next start. */
 int eng_catalog_log(struct engine_volume *vol);
+/* Both records, in one batch when they share a log (snap create: the new head a,
+ * then the snapshot b); waits. */
+int eng_catalog_log_pair(struct engine_volume *a, struct engine_volume *b);
 /* The same without waiting (from engine_poll: flatten's end). */
 void eng_catalog_log_async(struct engine_volume *vol);
 /* The MERGE block of snapshot srec merged into child at merge_seq; waits. */

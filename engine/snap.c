@@ -360,10 +360,9 @@ int engine_snap_create(struct engine *eng, const char *volname, const char *snap
 		goto out;
 	*frozen = (struct engine_volume){ .eng = eng, .rec = srec, .open_slot = -1 };
 	switch_layer(vol, &hrec, fresh, frozen, frozen);
-	/* the new head first: a rebuild that finds it without the snapshot's record
-	 * drops it (rebuild.c), while the other order would lose the volume */
-	eng_catalog_log(vol);
-	eng_catalog_log(frozen);
+	/* one batch: a rebuild sees both or neither (else the new head first: without
+	 * the snapshot's record it still reads the same data through it) */
+	eng_catalog_log_pair(vol, frozen);
 	log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s created (layer %llu; the volume continues "
 		"in layer %llu)", volname, snap, (unsigned long long)srec.volume_id,
 		(unsigned long long)hrec.volume_id);
