@@ -174,7 +174,8 @@ static struct ckpt_job *capture(struct engine *eng)
 
 		/* last_seq <= seq: replay from this checkpoint never needs its batches */
 		if (s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 &&
-		    s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i))
+		    s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i) &&
+		    !eng_slot_pinned(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
 	return job;
@@ -260,19 +261,119 @@ static void release_deferred(struct engine *eng)
 		eng_slot_release(eng, eng->deferred_free[i]);
 }
 
-/* Frees a slot noted empty at capture, if it is still that slot and still empty. */
-static void free_if_still_empty(struct engine *eng, const struct ckpt_free *f)
+/* Is a slot noted empty at capture still that slot and still empty? */
+static bool still_empty(struct engine *eng, const struct ckpt_free *f)
 {
 	const struct slot *s = &eng->slots[f->slot];
 
 	if (s->state != SLOT_SEALED || s->generation != f->generation)
-		return; /* freed and reused meanwhile */
+		return false; /* freed and reused meanwhile */
 	if (s->live) { /* nothing writes into a sealed slot: this is a bug, keep the data */
 		log_msg(LOG_ERROR, ENG_LOG, "slot %u gained %u live blocks after it was found "
 			"empty; not freed", f->slot, s->live);
+		return false;
+	}
+	return true;
+}
+
+/* FREE headers of the slots a checkpoint found empty, written without blocking the
+ * engine thread: the slots are freed once the headers are durable. Meanwhile they
+ * stay sealed (and may not be reused: a late FREE header would hit the new log). */
+struct free_job {
+	struct engine *eng;
+	struct ckpt_free *slots;
+	size_t n;
+	unsigned pending; /* writes in flight */
+	int result;
+	uint8_t *buf;     /* one header block per slot */
+};
+
+static void free_job_end(struct free_job *fj)
+{
+	struct engine *eng = fj->eng;
+
+	for (size_t i = 0; i < fj->n; i++) {
+		const struct ckpt_free *f = &fj->slots[i];
+
+		eng->slots[f->slot].freeing = false;
+		if (fj->result == 0 && still_empty(eng, f))
+			eng_slot_release(eng, f->slot);
+	}
+	if (fj->result < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "writing FREE segment headers failed: %s; "
+				"the slots stay in use until the next checkpoint",
+				strerror(-fj->result));
+	eng->gc_next_scan_ms = 0;
+	eng->free_jobs--;
+	if (fj->result == 0)
+		eng_run_parked(eng, false);
+	store_buf_free(fj->buf);
+	free(fj->slots);
+	free(fj);
+}
+
+static void free_flushed(void *arg, int res)
+{
+	struct free_job *fj = arg;
+
+	if (res < 0 && fj->result == 0)
+		fj->result = res;
+	free_job_end(fj);
+}
+
+static void free_written(void *arg, int res)
+{
+	struct free_job *fj = arg;
+	int r;
+
+	if (res < 0 && fj->result == 0)
+		fj->result = res;
+	if (--fj->pending)
+		return;
+	if (fj->result < 0) {
+		free_job_end(fj);
 		return;
 	}
-	eng_slot_release(eng, f->slot);
+	r = store_flush(fj->eng->st, free_flushed, fj);
+	if (r < 0)
+		free_flushed(fj, r);
+}
+
+static void free_noted(struct engine *eng, struct ckpt_job *job)
+{
+	struct free_job *fj = calloc(1, sizeof(*fj));
+
+	if (!fj || !(fj->slots = malloc(job->nfree * sizeof(*fj->slots))) ||
+	    !(fj->buf = store_buf_alloc(job->nfree * QUILL_BLOCK_SIZE))) {
+		if (fj)
+			free(fj->slots);
+		free(fj);
+		return; /* they stay sealed; the next checkpoint notes them again */
+	}
+	fj->eng = eng;
+	eng->free_jobs++;
+	for (size_t i = 0; i < job->nfree; i++)
+		if (still_empty(eng, &job->free_slots[i]) &&
+		    !eng->slots[job->free_slots[i].slot].freeing)
+			fj->slots[fj->n++] = job->free_slots[i];
+	fj->pending = 1; /* ours, until every write is submitted */
+	for (size_t i = 0; i < fj->n; i++) {
+		struct slot *s = &eng->slots[fj->slots[i].slot];
+		struct segment_header h = { .state = ONDISK_SEG_FREE, .volume_id = s->volume_id,
+					    .generation = s->generation };
+		uint8_t *b = fj->buf + i * QUILL_BLOCK_SIZE;
+		int r;
+
+		s->freeing = true;
+		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
+		ondisk_segment_header_encode(&h, b);
+		fj->pending++;
+		r = store_write(eng->st, eng_slot_offset(eng, fj->slots[i].slot, 0), b,
+				QUILL_BLOCK_SIZE, free_written, fj);
+		if (r < 0)
+			free_written(fj, r);
+	}
+	free_written(fj, 0);
 }
 
 void eng_ckpt_reap(struct engine *eng)
@@ -297,10 +398,8 @@ void eng_ckpt_reap(struct engine *eng)
 		eng->stats.checkpoints++;
 		eng->stats.last_checkpoint_seq = job->seq;
 		drop_ops(eng, job->nops);
-		for (size_t i = 0; i < job->nfree; i++)
-			free_if_still_empty(eng, &job->free_slots[i]);
 		if (job->nfree)
-			eng_run_parked(eng, false);
+			free_noted(eng, job); /* runs the parked writes when the slots are free */
 	}
 	job_free(job);
 }
@@ -329,7 +428,7 @@ int eng_ckpt_sync(struct engine *eng)
 	before = eng->stats.checkpoints;
 	eng->ckpt_wanted = true;
 	eng_ckpt_maybe(eng);
-	while (eng->ckpt_busy) {
+	while (eng->ckpt_busy || eng->free_jobs) { /* and the slots it frees are free */
 		int r = engine_poll(eng, 10);
 		if (r < 0)
 			return r;

@@ -227,6 +227,21 @@ out_batch:
 	return r;
 }
 
+/* The engine's own memory, once volumes, store and metadata are closed. */
+static void free_engine(struct engine *eng)
+{
+	store_buf_free(eng->gc_buf);
+	free(eng->deferred_free);
+	free(eng->vols);
+	free(eng->aliases);
+	free(eng->stale_slots);
+	free(eng->dead);
+	free(eng->gc_tombs);
+	free(eng->ops);
+	free(eng->slots);
+	free(eng);
+}
+
 int engine_open(const struct engine_opts *opts, struct engine **out)
 {
 	struct store_opts so = { .path = opts->store_path, .create_size = opts->store_size,
@@ -250,7 +265,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	r = eng_sb_load(eng, &formatted);
 	if (r == 0 && formatted)
 		r = eng_sb_format(eng);
-	if (r == 0)
+	if (r == 0 && !opts->rebuild_meta) /* a rebuild fills an empty directory */
 		r = check_store_record(eng, formatted);
 	if (r == 0 && !formatted)
 		r = eng_sb_repair(eng);
@@ -265,19 +280,32 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 		r = -ENOMEM;
 		goto err_close_meta;
 	}
-	r = load_volumes(eng);
-	if (r == 0)
-		r = eng_link_layers(eng);
-	if (r == 0)
-		r = eng_load_aliases(eng);
-	if (r == 0)
-		r = load_map(eng, &ckpt_seq);
-	if (r == 0)
-		r = eng_replay(eng, ckpt_seq);
+	ckpt_seq = 0;
+	r = eng_catalog_layer_add(eng);
+	if (r < 0)
+		goto err_close_meta;
+	if (opts->rebuild_meta) {
+		r = eng_rebuild(eng, true);
+	} else {
+		r = load_volumes(eng);
+		if (r == 0)
+			r = eng_link_layers(eng);
+		if (r == 0)
+			r = eng_load_aliases(eng);
+		if (r == 0)
+			r = load_map(eng, &ckpt_seq);
+		if (r == 0)
+			r = eng_replay(eng, ckpt_seq);
+	}
 	if (r == 0)
 		r = eng_ckpt_start_thread(eng);
 	if (r < 0)
 		goto err_close_meta;
+	r = eng_catalog_reconcile(eng);
+	if (r < 0) {
+		engine_close(eng);
+		return r;
+	}
 	r = eng_ckpt_sync(eng); /* the replayed state becomes the checkpoint */
 	if (r < 0) {
 		engine_close(eng);
@@ -285,9 +313,9 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	}
 	eng->ckpt_last_ms = eng_now_ms();
 	eng_flatten_resume(eng);
-	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu volumes, %u/%u segments free, replayed %llu "
+	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu layers, %u/%u segments free, replayed %llu "
 		"batches after checkpoint %llu, dropped %llu torn, kept %llu corrupt",
-		opts->store_path, eng->nvols, eng->nfree, eng->sb.segment_count,
+		opts->store_path, eng->nvols - 1, eng->nfree, eng->sb.segment_count,
 		(unsigned long long)eng->stats.replayed_batches, (unsigned long long)ckpt_seq,
 		(unsigned long long)eng->stats.torn_batches,
 		(unsigned long long)eng->stats.corrupt_batches);
@@ -300,11 +328,78 @@ err_close_meta:
 	meta_close(eng->meta);
 	store_close(eng->st);
 err_free:
-	store_buf_free(eng->gc_buf);
-	free(eng->slots);
-	free(eng->vols);
-	free(eng);
+	free_engine(eng);
 	log_msg(LOG_ERROR, ENG_LOG, "cannot open store %s: %s", opts->store_path, err_str(-r));
+	return r;
+}
+
+static void layer_info(struct engine *eng, struct engine_volume *l,
+		       struct engine_layer_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->id = l->rec.volume_id;
+	out->uid = l->rec.uid;
+	out->snapshot = l->rec.kind == ONDISK_LAYER_SNAPSHOT;
+	snprintf(out->name, sizeof(out->name), "%s", l->rec.name);
+	snprintf(out->volume, sizeof(out->volume), "%s", out->snapshot ? "?" : l->rec.name);
+	for (size_t i = 0; i < eng->nvols && out->snapshot; i++)
+		if (eng->vols[i]->rec.kind == ONDISK_LAYER_VOLUME &&
+		    eng->vols[i]->rec.uid == l->rec.uid)
+			snprintf(out->volume, sizeof(out->volume), "%s", eng->vols[i]->rec.name);
+	out->size = l->rec.size;
+	out->parent_id = l->rec.parent_id;
+	out->overlap = l->rec.overlap;
+	out->flattening = l->rec.flags & ONDISK_LAYER_FLATTENING;
+	out->own_blocks = map_mapped_blocks(l->map);
+	for (size_t i = 0; i < eng->naliases; i++)
+		out->merged += eng->aliases[i].to == l->rec.volume_id;
+}
+
+static int cmp_layer_id(const void *a, const void *b)
+{
+	const struct engine_volume *const *x = a, *const *y = b;
+	return (*x)->rec.volume_id < (*y)->rec.volume_id ? -1
+	       : (*x)->rec.volume_id > (*y)->rec.volume_id;
+}
+
+int engine_catalog_scan(const char *store_path,
+			int (*fn)(const struct engine_layer_info *info, void *arg), void *arg)
+{
+	struct store_opts so = { .path = store_path };
+	struct engine *eng = calloc(1, sizeof(*eng));
+	int r;
+
+	if (!eng)
+		return -ENOMEM;
+	eng->opts.store_path = store_path;
+	r = store_open(&so, &eng->st);
+	if (r < 0)
+		goto out_free;
+	r = eng_sb_read(eng);
+	if (r < 0)
+		goto out_close;
+	eng->blocks_per_seg = eng->sb.segment_size / QUILL_BLOCK_SIZE;
+	eng->slots = calloc(eng->sb.segment_count, sizeof(*eng->slots));
+	eng->gc_buf = store_buf_alloc(eng->sb.segment_size);
+	r = eng->slots && eng->gc_buf ? eng_catalog_layer_add(eng) : -ENOMEM;
+	if (r == 0)
+		r = eng_rebuild(eng, false);
+	if (r == 0 && eng->nvols)
+		qsort(eng->vols, eng->nvols, sizeof(*eng->vols), cmp_layer_id);
+	for (size_t i = 0; i < eng->nvols && r == 0; i++) {
+		struct engine_layer_info info;
+
+		if (eng->vols[i]->rec.kind == ONDISK_LAYER_CATALOG)
+			continue;
+		layer_info(eng, eng->vols[i], &info);
+		r = fn(&info, arg);
+	}
+	while (eng->nvols)
+		eng_volume_remove(eng, eng->vols[0]);
+out_close:
+	store_close(eng->st);
+out_free:
+	free_engine(eng);
 	return r;
 }
 
@@ -322,7 +417,6 @@ void engine_close(struct engine *eng)
 	eng_ckpt_stop_thread(eng);
 	while (eng->nvols)
 		eng_volume_remove(eng, eng->vols[0]);
-	free(eng->vols);
 	meta_close(eng->meta);
 	store_close(eng->st);
 	while (eng->free_reqs) {
@@ -336,12 +430,7 @@ void engine_close(struct engine *eng)
 		store_buf_free(b->buf);
 		free(b);
 	}
-	store_buf_free(eng->gc_buf);
-	free(eng->deferred_free);
-	free(eng->aliases);
-	free(eng->ops);
-	free(eng->slots);
-	free(eng);
+	free_engine(eng);
 }
 
 /* ---- volumes ---- */
@@ -421,6 +510,7 @@ void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t 
 int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes)
 {
 	struct volume_record rec = { 0 };
+	struct engine_volume *vol;
 	struct meta_batch *mb;
 	int r = eng_valid_name(name);
 
@@ -440,16 +530,17 @@ int engine_volume_create(struct engine *eng, const char *name, uint64_t size_byt
 	rec.created_ns = eng_now_realtime_ns();
 	strcpy(rec.name, name);
 	eng_batch_put_record(mb, &rec);
-	r = eng_volume_add(eng, &rec, NULL);
+	r = eng_volume_add(eng, &rec, &vol);
 	if (r == 0) {
 		r = meta_batch_commit(eng->meta, mb, META_SYNC);
 		if (r < 0)
-			eng_volume_remove(eng, eng->vols[eng->nvols - 1]);
+			eng_volume_remove(eng, vol);
 	}
 	meta_batch_destroy(mb);
 	if (r < 0)
 		return r;
 	eng->next_volume_id++;
+	eng_catalog_log(vol);
 	log_msg(LOG_INFO, ENG_LOG, "volume %s created: id %llu, %llu bytes", name,
 		(unsigned long long)rec.volume_id, (unsigned long long)size_bytes);
 	return 0;
@@ -470,11 +561,24 @@ int eng_volume_quiesce(struct engine_volume *vol)
 
 void eng_layer_discard(struct engine *eng, struct engine_volume *vol)
 {
+	uint32_t *gone = malloc(eng->sb.segment_count * sizeof(*gone));
+	size_t n = 0;
+
+	eng_catalog_orphans(eng, vol->rec.volume_id);
 	map_clear(vol->map, 0, map_nblocks(vol->map));
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE &&
+		    eng->slots[i].volume_id == vol->rec.volume_id && gone)
+			gone[n++] = i;
+	/* the log of a deleted layer must stop looking like log (a rebuild reads it);
+	 * without memory or on a write error the slots stay USED on disk, which only a
+	 * rebuild would see */
+	eng_slots_write_free(eng, gone, n);
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
 		if (eng->slots[i].state != SLOT_FREE &&
 		    eng->slots[i].volume_id == vol->rec.volume_id)
 			eng_slot_release(eng, i);
+	free(gone);
 	vol->open_slot = -1;
 	/* merged snapshots' slots were among them: their aliases go with the records */
 	for (size_t i = 0; i < eng->naliases;)
@@ -506,6 +610,10 @@ int eng_layer_drop(struct engine *eng, struct engine_volume *layer)
 	meta_batch_destroy(mb);
 	if (r < 0)
 		return r;
+	/* its tombstone, and records of other layers that live in its slots, first */
+	eng_catalog_tombstone(eng, &layer->rec);
+	eng_catalog_orphans(eng, layer->rec.volume_id);
+	eng_catalog_relog(eng, layer->rec.volume_id);
 	/* From here the log of this id is ignored by replay: its slots are free now. */
 	eng_layer_discard(eng, layer);
 	eng_volume_remove(eng, layer);
@@ -593,6 +701,7 @@ int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_byt
 	if (r < 0)
 		return r;
 	vol->rec = rec;
+	eng_catalog_log(vol);
 	log_msg(LOG_INFO, ENG_LOG, "volume %s resized to %llu bytes", name,
 		(unsigned long long)size_bytes);
 	return 0;

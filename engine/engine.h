@@ -62,6 +62,8 @@ struct engine_opts {
 	unsigned gc_reserve_segments; /* slots only the cleaner may use; 0 = default */
 	bool gc_auto;              /* run the cleaner when free slots run low (default on
 				      through engine_opts_init) */
+	bool rebuild_meta;         /* meta_path is empty: rebuild the catalog, aliases and
+				      maps from the store's log alone (docs/format.md) */
 };
 
 /* Fills defaults. */
@@ -257,5 +259,24 @@ int engine_gc(struct engine *eng, unsigned want_free);
 
 /* Writes a map checkpoint now and waits for it. */
 int engine_checkpoint(struct engine *eng);
+
+/* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----
+ * Reads the store's log alone (no RocksDB, nothing written) and calls fn for every
+ * layer that engine_open() with rebuild_meta would create, oldest first. */
+struct engine_layer_info {
+	uint64_t id;
+	uint64_t uid;             /* the volume's identity (snapshots share it) */
+	bool snapshot;
+	char name[ENGINE_VOLUME_NAME_MAX + 1];   /* the volume's, or the snapshot's */
+	char volume[ENGINE_VOLUME_NAME_MAX + 1]; /* snapshots: their volume's ("?": none) */
+	uint64_t size;            /* bytes */
+	uint64_t parent_id;       /* 0: none */
+	uint64_t overlap;         /* blocks read through the parent */
+	bool flattening;
+	uint64_t own_blocks;      /* data blocks its own map holds */
+	uint64_t merged;          /* snapshots merged into it (aliases) */
+};
+int engine_catalog_scan(const char *store_path,
+			int (*fn)(const struct engine_layer_info *info, void *arg), void *arg);
 
 #endif

@@ -33,6 +33,11 @@ struct slot {
 	uint32_t used;      /* blocks written: header, summaries, data (the write pointer) */
 	uint32_t readers;   /* reads in flight: the slot is not reused meanwhile */
 	uint32_t pending;   /* batches written here that have not retired */
+	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
+	uint32_t tombs;     /* TRIM and TOMB entries in it: they hide older blocks */
+	uint32_t records;   /* LAYER entries in it (any, current or not) */
+	bool carried;       /* the cleaner carried its tombstones forward: not pinned */
+	bool freeing;       /* its FREE header is being written: not reused meanwhile */
 	bool broken;        /* a write here failed: nothing after it can be replayed */
 	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
 };
@@ -94,6 +99,11 @@ struct engine_volume {
 	bool data_cache_valid;
 	bool open;
 	int64_t open_slot;    /* -1: the next write allocates a slot */
+	/* the newest LAYER SET block of this layer in the log: live, carried by the cleaner */
+	struct map_loc rec_loc;
+	bool rec_logged;
+	struct volume_record rec_in_log; /* what it says (start-up: compared with RocksDB) */
+	uint64_t rec_seq;
 	struct batch *head;   /* unretired batches in log order; tail is the forming one */
 	struct batch *tail;
 	unsigned ninflight;   /* submitted, not retired: at most ONDISK_MAX_INFLIGHT_BATCHES */
@@ -111,9 +121,26 @@ struct eng_meta_op {
 	uint32_t vlen;
 };
 
-/* A merged snapshot's id and the layer its slots belong to now. */
+/* A merged snapshot's id and the layer its slots belong to now; with the snapshot's
+ * record and when the merge took effect, as its MERGE block in the log says. */
 struct eng_alias {
 	uint64_t from, to;
+	struct volume_record rec; /* the merged snapshot's (valid when has_rec) */
+	uint64_t merge_seq;
+	bool has_rec;
+	bool logged;              /* a MERGE block at loc is live */
+	struct map_loc loc;
+	uint64_t loc_seq;
+};
+
+/* A deleted layer's tombstone (a SET block with ONDISK_LAYER_DELETED): live while
+ * older records of it may be on disk, so that a rebuild does not bring it back. */
+struct eng_dead {
+	uint64_t id;
+	struct volume_record rec;
+	struct map_loc loc;
+	uint64_t seq;
+	bool logged;
 };
 
 struct ckpt_job {
@@ -151,6 +178,9 @@ struct engine {
 	size_t nvols;
 	struct eng_alias *aliases;
 	size_t naliases, aliases_cap;
+	struct engine_volume *catalog; /* records of layers without a log of their own */
+	struct eng_dead *dead;         /* tombstones in the log */
+	size_t ndead;
 	struct eng_meta_op *ops;     /* for the next checkpoint */
 	size_t nops, ops_cap;
 
@@ -176,10 +206,15 @@ struct engine {
 	bool ckpt_wanted;
 	uint64_t ckpt_last_ms;
 	int ckpt_error;                 /* of the last checkpoint, if it failed */
+	unsigned free_jobs;             /* FREE header writes in flight (checkpoint.c) */
 	uint32_t *deferred_free;        /* slots waiting for their readers to finish */
 	size_t ndeferred_free;
 
 	bool closing;
+	bool replaying;  /* entries applied at start-up: the catalog counted them already */
+	uint32_t *stale_slots; /* USED headers of layers that are gone (start-up) */
+	size_t nstale;
+	struct tomb_block *gc_tombs; /* trims the cleaner carries out of its victim */
 
 	/* cleaner */
 	bool gc_busy;
@@ -202,6 +237,9 @@ struct engine {
  * (a missing metadata directory is created only for a store being formatted). A
  * refusal is logged once, with what was found and how to recover. */
 int eng_sb_load(struct engine *eng, bool *format);
+/* Reads the superblock (either place) and nothing else, for a look at a store that
+ * writes nothing (engine_catalog_scan). 0 or the decode error. */
+int eng_sb_read(struct engine *eng);
 /* Writes a new superblock to both places (the copy first) and syncs. */
 int eng_sb_format(struct engine *eng);
 /* Once the metadata agrees: rewrites a damaged block 0 from the copy, writes a missing
@@ -270,6 +308,10 @@ bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *
 int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 		    const struct map_loc *loc);
 int eng_link_layers(struct engine *eng);
+int eng_alias_add(struct engine *eng, uint64_t from, uint64_t to);
+/* The in-memory part of snap rm's merge of snapshot s into its only child: maps,
+ * record, slots, aliases; s is left for the caller to remove. */
+int eng_merge_layer(struct engine *eng, struct engine_volume *s, struct engine_volume *child);
 int eng_load_aliases(struct engine *eng);
 /* The layer owning a slot whose header names layer id (following merges), or NULL. */
 struct engine_volume *eng_layer_for_owner(struct engine *eng, uint64_t id);
@@ -296,6 +338,57 @@ uint64_t eng_stable_seq(const struct engine *eng);
 /* A store flush that started when eng_stable_seq() was seq has completed. */
 void eng_mark_durable(struct engine *eng, uint64_t seq);
 void eng_slot_release(struct engine *eng, uint32_t slot);
+
+/* catalog.c — the catalog in the log (docs/format.md, "The catalog in the log") */
+/* Appends a SET block of vol->rec to vol's log and waits until it is durable. After
+ * the RocksDB record: a failure is logged and repaired at the next start. */
+int eng_catalog_log(struct engine_volume *vol);
+/* Both records, in one batch when they share a log (snap create: the new head a,
+ * then the snapshot b); waits. */
+int eng_catalog_log_pair(struct engine_volume *a, struct engine_volume *b);
+/* The same without waiting (from engine_poll: flatten's end). */
+void eng_catalog_log_async(struct engine_volume *vol);
+/* The MERGE block of snapshot srec merged into child at merge_seq; waits. */
+int eng_catalog_log_merge(struct engine_volume *child, const struct volume_record *srec,
+			  uint64_t merge_seq);
+/* A LAYER, TOMB or TRIM entry retired into loc (eng_apply_entry). */
+void eng_catalog_retired(struct engine_volume *vol, const struct summary_entry *e,
+			 const struct map_loc *loc);
+/* Start-up: a valid batch of slot whose data blocks start at block first_data (data
+ * points at them). */
+void eng_catalog_note_batch(struct engine *eng, uint32_t slot, const struct summary *sum,
+			    const uint8_t *data, uint32_t first_data);
+/* Start-up: slot has a USED header of a layer that does not exist. */
+void eng_catalog_stale_slot(struct engine *eng, uint32_t slot);
+/* Start-up, after replay: stale slots get FREE headers; the log gets what RocksDB has
+ * and it lacks (a crash between a RocksDB commit and its log record). */
+int eng_catalog_reconcile(struct engine *eng);
+/* Layers (other than id) whose current record block lies in a slot of layer id,
+ * about to be freed, lose it; eng_catalog_relog() then writes them again. */
+void eng_catalog_orphans(struct engine *eng, uint64_t id);
+void eng_catalog_relog(struct engine *eng, uint64_t skip); /* all but layer skip */
+/* The in-memory layer (id 0) whose log holds records of layers without an open slot
+ * of their own, and tombstones. */
+int eng_catalog_layer_add(struct engine *eng);
+/* After the layer's RocksDB records are gone: its tombstone goes to the log (waits). */
+int eng_catalog_tombstone(struct engine *eng, const struct volume_record *rec);
+/* A merged layer's record block is no longer live. */
+void eng_catalog_forget(struct engine_volume *vol);
+/* Writes FREE headers on slots (those holding LAYER blocks first), then flushes. */
+int eng_slots_write_free(struct engine *eng, const uint32_t *slots, size_t n);
+/* Is slot i kept for its tombstones (an older slot of its layer is still in use)? */
+bool eng_slot_pinned(const struct slot *slots, uint32_t nslots, uint32_t i);
+/* Cleaner: LAYER, TOMB and TRIM entries of the victim (data: the entry's block). */
+int eng_catalog_carry(struct engine_volume *vol, const struct summary *sum,
+		      const struct summary_entry *e, uint32_t block, const uint8_t *data);
+int eng_catalog_carry_end(struct engine_volume *vol);
+/* Would a relocation of lba race a write or trim of vol not yet retired? */
+bool eng_lba_pending(const struct engine_volume *vol, uint64_t lba);
+
+/* rebuild.c */
+/* engine_open() with opts.rebuild_meta: the catalog and the maps from the log alone. */
+/* keep: write the result into the (empty) RocksDB directory; otherwise only look. */
+int eng_rebuild(struct engine *eng, bool keep);
 
 /* gc.c */
 void eng_gc_maybe(struct engine *eng);

@@ -27,10 +27,14 @@ static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 	       (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
 }
 
-/* Slots that are empty and only wait for a checkpoint to be freed. */
-static bool frees_at_checkpoint(const struct slot *s)
+/* Slots that are empty and only wait for a checkpoint to be freed (not those whose
+ * trims still hide older blocks: the cleaner carries them first). */
+static bool frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uint32_t i)
 {
-	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0;
+	const struct slot *s = &slots[i];
+
+	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 &&
+	       !eng_slot_pinned(slots, nslots, i);
 }
 
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
@@ -44,7 +48,7 @@ int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t b
 		const struct slot *s = &slots[i];
 		double u, age, score;
 
-		if (frees_at_checkpoint(s)) {
+		if (frees_at_checkpoint(slots, nslots, i)) {
 			(*empty_waiting)++;
 			continue;
 		}
@@ -70,6 +74,8 @@ static void moves_done(void *arg, int res)
 				eng->gc_victim, err_str(-res));
 	eng->gc_no_room = res == -ENOSPC;
 	eng->gc_busy = false;
+	if (res == 0) /* its trims are in a TOMB block now, if they still hide anything */
+		eng->slots[eng->gc_victim].carried = true;
 	eng->stats.gc_runs++;
 }
 
@@ -110,10 +116,22 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 			struct map_loc loc;
 			int r;
 
-			if (e->kind == ONDISK_ENTRY_TRIM)
+			if (e->kind == ONDISK_ENTRY_TRIM || e->kind == ONDISK_ENTRY_LAYER ||
+			    e->kind == ONDISK_ENTRY_TOMB) {
+				d += e->kind != ONDISK_ENTRY_TRIM;
+				/* records and tombstones: catalog.c decides what still counts */
+				r = move ? eng_catalog_carry(vol, &sum, e, block, data) : 0;
+				if (r < 0)
+					return r;
 				continue;
+			}
 			d++;
 			if (!block_live(vol, e->lba, eng->gc_victim, block, &loc))
+				continue;
+			/* a write or trim of it not yet retired comes first and wins; a MOVE
+			 * that would lose is not written, so that a MOVE always applies (a
+			 * rebuild cannot check its source, which is gone by then) */
+			if (eng_lba_pending(vol, e->lba))
 				continue;
 			if (!move) {
 				if (crc32c(data, QUILL_BLOCK_SIZE) != loc.crc) {
@@ -131,7 +149,7 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 				return r;
 		}
 	}
-	return 0;
+	return move ? eng_catalog_carry_end(vol) : 0;
 }
 
 static void victim_read(void *arg, int res)
@@ -155,6 +173,16 @@ static void victim_read(void *arg, int res)
 	if (vol)
 		r = visit_live(eng, vol, true);
 	eng_req_put(eng, &eng->gc_req, r);
+}
+
+/* Batches on their way to disk change what is live when they retire (the blocks
+ * they overwrite die): until then the store is not known to be full. */
+static bool batches_in_flight(const struct engine *eng)
+{
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].pending)
+			return true;
+	return false;
 }
 
 /* Free slots the automatic cleaner keeps: the reserve, and ~3% of the store so that
@@ -197,7 +225,7 @@ void eng_gc_maybe(struct engine *eng)
 		/* nothing worth cleaning, or nowhere to move blocks: unless a checkpoint is
 		 * about to free slots, the waiting writes cannot be served */
 		eng->gc_stalled = true;
-		if (!eng->ckpt_busy && !empty && eng->parked.head)
+		if (!eng->ckpt_busy && !empty && eng->parked.head && !batches_in_flight(eng))
 			eng_run_parked(eng, true);
 		return;
 	}

@@ -5,6 +5,7 @@
  * order: the map changes only then, so the in-memory map always equals what replay
  * of the retired batches gives.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,12 +121,13 @@ int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot *s = &eng->slots[i];
 
-		if (s->state != SLOT_FREE || s->readers)
+		if (s->state != SLOT_FREE || s->readers || s->freeing)
 			continue;
 		memset(s, 0, sizeof(*s));
 		s->state = SLOT_OPEN;
 		s->volume_id = vol->rec.volume_id;
 		s->generation = eng->next_gen++;
+		s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
 		eng->nfree--;
 		eng->gc_no_room = false;
 		if (vol->open_slot >= 0)
@@ -346,6 +348,7 @@ static void batch_submit(struct engine *eng, struct batch *b)
 	int r;
 
 	b->sum.seq = eng->next_seq++;
+	assert(eng->open_seq != 0); /* set by replay or rebuild: a summary without it is refused */
 	b->sum.open_seq = eng->open_seq;
 	b->sum.durable_seq = eng->durable_seq;
 	if (b->with_header) {

@@ -202,7 +202,11 @@ static int summary_entry_decode(const struct ondisk_summary_entry *o, struct sum
 	case ONDISK_ENTRY_DATA:
 	case ONDISK_ENTRY_MOVE:
 	case ONDISK_ENTRY_FILL:
+	case ONDISK_ENTRY_TOMB:
 		return o->nblocks == 1 ? 1 : -EPROTO;
+	case ONDISK_ENTRY_LAYER:
+		return o->nblocks == 1 && (o->src_block == ONDISK_LAYER_SET ||
+					   o->src_block == ONDISK_LAYER_MERGE) ? 1 : -EPROTO;
 	case ONDISK_ENTRY_TRIM:
 		return o->nblocks >= 1 ? 0 : -EPROTO;
 	default:
@@ -277,7 +281,7 @@ int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_recor
 	if (d.version != QUILL_FORMAT_VERSION || d.size % QUILL_BLOCK_SIZE ||
 	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0' ||
 	    d.kind > ONDISK_LAYER_SNAPSHOT || d.parent_id == d.volume_id ||
-	    (d.flags & ~(uint32_t)ONDISK_LAYER_FLAGS_KNOWN) ||
+	    (d.flags & ~(uint32_t)(ONDISK_LAYER_FLAGS_KNOWN | ONDISK_LAYER_DELETED)) ||
 	    (d.parent_id == 0 && d.overlap != 0) || d.overlap > d.size / QUILL_BLOCK_SIZE)
 		return -EPROTO;
 	v->kind = (enum ondisk_layer_kind)d.kind;
@@ -289,6 +293,77 @@ int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_recor
 	v->size = d.size;
 	v->created_ns = d.created_ns;
 	memcpy(v->name, d.name, sizeof(v->name));
+	return 0;
+}
+
+void ondisk_layer_block_encode(const struct layer_block *l, void *buf)
+{
+	struct ondisk_layer_block *d = buf;
+	struct ondisk_volume_record rec;
+
+	memset(d, 0, sizeof(*d));
+	d->magic = QUILL_LAYER_MAGIC;
+	d->version = QUILL_FORMAT_VERSION;
+	d->op = l->op;
+	d->merge_seq = l->merge_seq;
+	ondisk_volume_record_encode(&l->rec, &rec);
+	memcpy(d->rec, &rec, sizeof(rec));
+	d->crc = record_crc(d, sizeof(*d), offsetof(struct ondisk_layer_block, crc));
+}
+
+int ondisk_layer_block_decode(const void *buf, size_t len, struct layer_block *l)
+{
+	const struct ondisk_layer_block *d = buf;
+	int r;
+
+	if (len < sizeof(*d))
+		return -EINVAL;
+	if (d->magic != QUILL_LAYER_MAGIC)
+		return -ENOENT;
+	if (d->crc != record_crc(buf, sizeof(*d), offsetof(struct ondisk_layer_block, crc)))
+		return -EILSEQ;
+	if (d->version != QUILL_FORMAT_VERSION ||
+	    (d->op != ONDISK_LAYER_SET && d->op != ONDISK_LAYER_MERGE))
+		return -EPROTO;
+	r = ondisk_volume_record_decode(d->rec, sizeof(d->rec), &l->rec);
+	if (r < 0)
+		return r == -EINVAL ? -EPROTO : r;
+	l->op = (enum ondisk_layer_op)d->op;
+	l->merge_seq = d->merge_seq;
+	return 0;
+}
+
+void ondisk_tomb_block_encode(const struct tomb_block *t, void *buf)
+{
+	struct ondisk_tomb_block *d = buf;
+
+	memset(d, 0, sizeof(*d));
+	d->magic = QUILL_TOMB_MAGIC;
+	d->version = QUILL_FORMAT_VERSION;
+	d->count = t->count;
+	d->layer_id = t->layer_id;
+	memcpy(d->tombs, t->tombs, t->count * sizeof(t->tombs[0]));
+	d->crc = record_crc(d, sizeof(*d), offsetof(struct ondisk_tomb_block, crc));
+}
+
+int ondisk_tomb_block_decode(const void *buf, size_t len, struct tomb_block *t)
+{
+	const struct ondisk_tomb_block *d = buf;
+
+	if (len < sizeof(*d))
+		return -EINVAL;
+	if (d->magic != QUILL_TOMB_MAGIC)
+		return -ENOENT;
+	if (d->crc != record_crc(buf, sizeof(*d), offsetof(struct ondisk_tomb_block, crc)))
+		return -EILSEQ;
+	if (d->version != QUILL_FORMAT_VERSION || d->count == 0 || d->count > ONDISK_TOMB_MAX)
+		return -EPROTO;
+	t->layer_id = d->layer_id;
+	t->count = d->count;
+	memcpy(t->tombs, d->tombs, d->count * sizeof(t->tombs[0]));
+	for (uint32_t i = 0; i < t->count; i++)
+		if (t->tombs[i].nblocks == 0)
+			return -EPROTO;
 	return 0;
 }
 

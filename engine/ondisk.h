@@ -29,7 +29,8 @@
 #endif
 
 #define QUILL_BLOCK_SIZE 4096u
-#define QUILL_FORMAT_VERSION 2u /* 2: summaries carry durable_seq and open_seq */
+#define QUILL_FORMAT_VERSION 2u /* 2: summaries carry durable_seq and open_seq;
+				   the catalog is in the log too (LAYER, TOMB) */
 
 /* Batches of one volume that can be in flight at once (submitted, not yet retired):
  * the engine never submits more. After a crash, a batch whose data is bad can be a
@@ -40,6 +41,8 @@
 #define QUILL_SB_MAGIC 0x31424c4c4955510aULL  /* "\nQUILLB1" */
 #define QUILL_SEG_MAGIC 0x5345474c4c495551ULL /* "QUILLSEG" */
 #define QUILL_SUM_MAGIC 0x4d55534c4c495551ULL /* "QUILLSUM" */
+#define QUILL_LAYER_MAGIC 0x52594c4c4c495551ULL /* "QUILLLYR" */
+#define QUILL_TOMB_MAGIC 0x424d544c4c495551ULL  /* "QUILLTMB" */
 
 #define QUILL_DATA_OFFSET (1u << 20) /* first segment slot starts at 1 MiB */
 /* The superblock's copy: the last block of the reserved area, at a fixed offset so
@@ -93,6 +96,10 @@ enum ondisk_entry_kind {
 	ONDISK_ENTRY_FILL = 4,  /* flatten's copy of a parent's block: like DATA, but applies
 				   only where the layer's own map has nothing (a write or
 				   trim that came first wins) */
+	ONDISK_ENTRY_LAYER = 5, /* one block follows: a layer record block (the catalog in
+				   the log); lba = the layer it describes, src_block = op */
+	ONDISK_ENTRY_TOMB = 6,  /* one block follows: a tombstone block, trims carried
+				   forward by the cleaner; no effect at run time */
 };
 
 struct ondisk_summary_entry {
@@ -130,6 +137,56 @@ _Static_assert(offsetof(struct ondisk_summary, entries) == ONDISK_SUMMARY_HDR_SI
 _Static_assert(offsetof(struct ondisk_summary, durable_seq) == 44, "durable_seq offset");
 _Static_assert(offsetof(struct ondisk_summary, open_seq) == 52, "open_seq offset");
 _Static_assert(ONDISK_SUMMARY_MAX_ENTRIES == 168, "168 entries per batch");
+
+/* ---- layer record block (the data block of a LAYER entry) ----
+ * SET:   the layer `rec.volume_id` is now `rec` (create, resize, snapshot, clone,
+ *        rollback, flatten); written in that layer's own log.
+ * MERGE: snapshot `rec` was merged into its only child at `merge_seq` (its slots are
+ *        the child's from then on); written in the child's log. */
+enum ondisk_layer_op {
+	ONDISK_LAYER_SET = 1,
+	ONDISK_LAYER_MERGE = 2,
+};
+
+struct ondisk_layer_block {
+	uint64_t magic;     /* QUILL_LAYER_MAGIC */
+	uint32_t version;   /* QUILL_FORMAT_VERSION */
+	uint32_t op;        /* enum ondisk_layer_op */
+	uint64_t merge_seq; /* MERGE: the merge took effect after every batch <= this */
+	uint8_t rec[128];   /* struct ondisk_volume_record, with its own CRC */
+	uint8_t reserved[3940];
+	uint32_t crc;       /* CRC32C of the block */
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_layer_block) == QUILL_BLOCK_SIZE, "layer block is one block");
+_Static_assert(offsetof(struct ondisk_layer_block, rec) == 24, "layer block rec offset");
+
+/* ---- tombstone block (the data block of a TOMB entry) ----
+ * Trims of layer `layer_id` that the cleaner carried out of a slot it freed, because
+ * older blocks they hide were still on disk. Each applies at replay as a TRIM of the
+ * layer ordered at its original sequence number `seq`. */
+struct ondisk_tomb {
+	uint64_t lba;
+	uint64_t nblocks;
+	uint64_t seq;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_tomb) == 24, "tomb size");
+
+#define ONDISK_TOMB_HDR_SIZE 32u
+#define ONDISK_TOMB_MAX ((QUILL_BLOCK_SIZE - ONDISK_TOMB_HDR_SIZE) / sizeof(struct ondisk_tomb))
+
+struct ondisk_tomb_block {
+	uint64_t magic;    /* QUILL_TOMB_MAGIC */
+	uint32_t version;
+	uint32_t count;    /* 1 .. ONDISK_TOMB_MAX */
+	uint64_t layer_id; /* whose trims */
+	uint32_t crc;      /* CRC32C of the block */
+	uint32_t reserved0;
+	struct ondisk_tomb tombs[ONDISK_TOMB_MAX];
+	uint8_t reserved[QUILL_BLOCK_SIZE - ONDISK_TOMB_HDR_SIZE -
+			 ONDISK_TOMB_MAX * sizeof(struct ondisk_tomb)];
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_tomb_block) == QUILL_BLOCK_SIZE, "tomb block is one block");
+_Static_assert(ONDISK_TOMB_MAX == 169, "169 tombs per block");
 
 /* ---- in-memory forms, filled by the decoders ---- */
 struct superblock {
@@ -200,6 +257,8 @@ int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
 enum ondisk_layer_kind {
 	ONDISK_LAYER_VOLUME = 0,   /* the live layer of volume `name` */
 	ONDISK_LAYER_SNAPSHOT = 1, /* snapshot `name` of the volume whose uid is `uid` */
+	ONDISK_LAYER_CATALOG = 2,  /* in memory only: the log of records of layers that
+				      have no log of their own yet (id 0, never stored) */
 };
 
 enum ondisk_layer_flags {
@@ -207,6 +266,7 @@ enum ondisk_layer_flags {
 	ONDISK_LAYER_DAMAGED = 1u << 1,    /* replay met a durable batch of this layer's log
 					      whose summary was damaged: blocks it wrote
 					      may read old data or zeros */
+	ONDISK_LAYER_DELETED = 1u << 2,    /* log only: a tombstone, the layer is gone */
 };
 #define ONDISK_LAYER_FLAGS_KNOWN (ONDISK_LAYER_FLATTENING | ONDISK_LAYER_DAMAGED)
 
@@ -258,6 +318,23 @@ struct volume_record {
 
 void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_volume_record *out);
 int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_record *v);
+/* Layer record blocks: one block (QUILL_BLOCK_SIZE). Decode errors as above. */
+struct layer_block {
+	enum ondisk_layer_op op;
+	uint64_t merge_seq;
+	struct volume_record rec;
+};
+void ondisk_layer_block_encode(const struct layer_block *l, void *buf);
+int ondisk_layer_block_decode(const void *buf, size_t len, struct layer_block *l);
+
+struct tomb_block {
+	uint64_t layer_id;
+	uint32_t count;
+	struct ondisk_tomb tombs[ONDISK_TOMB_MAX];
+};
+void ondisk_tomb_block_encode(const struct tomb_block *t, void *buf);
+int ondisk_tomb_block_decode(const void *buf, size_t len, struct tomb_block *t);
+
 void ondisk_store_record_encode(const uint8_t uuid[16], uint64_t next_volume_id,
 				struct ondisk_store_record *out);
 int ondisk_store_record_decode(const void *buf, size_t len, uint8_t uuid[16],

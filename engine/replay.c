@@ -165,6 +165,11 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 		/* even a torn batch spent its number: never hand it out again */
 		if (sum->seq > rp->max_seq)
 			rp->max_seq = sum->seq;
+		if (it.data_ok) /* where its catalog records live (a bad batch's are
+				    written again from RocksDB by the reconcile) */
+			eng_catalog_note_batch(eng, slot, sum,
+					       eng->gc_buf + (size_t)(it.pos + 1) * QUILL_BLOCK_SIZE,
+					       it.pos + 1);
 		s->last_seq = sum->seq;
 		if (sum->seq <= rp->ckpt_seq)
 			continue; /* in the stored map already */
@@ -360,6 +365,11 @@ static int scan_slot(struct engine *eng, uint32_t slot, uint8_t *hdr_buf, struct
 	if (h.generation > rp->max_gen)
 		rp->max_gen = h.generation;
 	vol = eng_layer_for_owner(eng, h.volume_id);
+	if (h.state == ONDISK_SEG_USED && !vol) {
+		eng->slots[slot].volume_id = h.volume_id;
+		eng->slots[slot].generation = h.generation;
+		eng_catalog_stale_slot(eng, slot); /* a deleted layer's: FREE it */
+	}
 	if (h.state != ONDISK_SEG_USED || !vol)
 		return 0; /* freed, or its volume was deleted */
 	return walk_slot(eng, slot, &h, vol, rp);
@@ -408,8 +418,11 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 		judge(eng, &rp); /* marks are store-wide: only once every slot is read */
 		r = report(eng, &rp);
 	}
-	if (r == 0)
+	if (r == 0) {
+		eng->replaying = true;
 		r = apply_all(eng, &rp, &applied);
+		eng->replaying = false;
+	}
 	replay_free(&rp);
 	if (r < 0) {
 		log_msg(LOG_ERROR, ENG_LOG, "replay failed: %s", err_str(-r));

@@ -83,8 +83,13 @@ int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 {
 	int r;
 
+	if (e->kind == ONDISK_ENTRY_TRIM || e->kind == ONDISK_ENTRY_LAYER ||
+	    e->kind == ONDISK_ENTRY_TOMB)
+		eng_catalog_retired(vol, e, loc); /* catalog.c: what must outlive what */
 	if (e->kind == ONDISK_ENTRY_TRIM)
 		return layer_trim(vol, e->lba, e->nblocks);
+	if (e->kind == ONDISK_ENTRY_LAYER || e->kind == ONDISK_ENTRY_TOMB)
+		return 0; /* no map change: a record, or trims applied long ago */
 	if (e->lba >= map_nblocks(vol->map))
 		return 0; /* written before a shrink */
 	switch (e->kind) {
@@ -150,12 +155,12 @@ static int reserve_records(struct engine *eng, size_t more)
 	return 0;
 }
 
-static int alias_add(struct engine *eng, uint64_t from, uint64_t to)
+int eng_alias_add(struct engine *eng, uint64_t from, uint64_t to)
 {
 	int r = reserve_records(eng, 1);
 
 	if (r == 0)
-		eng->aliases[eng->naliases++] = (struct eng_alias){ from, to };
+		eng->aliases[eng->naliases++] = (struct eng_alias){ .from = from, .to = to };
 	return r;
 }
 
@@ -180,7 +185,7 @@ int eng_load_aliases(struct engine *eng)
 			break;
 		}
 		memcpy(&to, val, sizeof(to));
-		r = alias_add(eng, from, to);
+		r = eng_alias_add(eng, from, to);
 	}
 	if (r == 0)
 		r = meta_iter_status(it);
@@ -282,6 +287,9 @@ static void switch_layer(struct engine_volume *vol, const struct volume_record *
 	if (frozen) {
 		frozen->map = vol->map;
 		frozen->parent = vol->parent;
+		frozen->rec_loc = vol->rec_loc; /* the old layer's record block is its own */
+		frozen->rec_logged = vol->rec_logged;
+		frozen->rec_seq = vol->rec_seq;
 		eng->vols[eng->nvols++] = frozen;
 	} else {
 		eng_layer_discard(eng, vol);
@@ -290,6 +298,7 @@ static void switch_layer(struct engine_volume *vol, const struct volume_record *
 	vol->map = fresh;
 	vol->rec = *rec;
 	vol->parent = parent;
+	vol->rec_logged = false;
 	eng->next_volume_id++;
 }
 
@@ -352,6 +361,9 @@ int engine_snap_create(struct engine *eng, const char *volname, const char *snap
 		goto out;
 	*frozen = (struct engine_volume){ .eng = eng, .rec = srec, .open_slot = -1 };
 	switch_layer(vol, &hrec, fresh, frozen, frozen);
+	/* one batch: a rebuild sees both or neither (else the new head first: without
+	 * the snapshot's record it still reads the same data through it) */
+	eng_catalog_log_pair(vol, frozen);
 	log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s created (layer %llu; the volume continues "
 		"in layer %llu)", volname, snap, (unsigned long long)srec.volume_id,
 		(unsigned long long)hrec.volume_id);
@@ -477,9 +489,7 @@ static int queue_merge_ops(struct engine *eng, const struct engine_volume *s,
 	return r;
 }
 
-/* Folds snapshot s into its only child: the child takes what it read through s. */
-static int merge_into_child(struct engine *eng, struct engine_volume *s,
-			    struct engine_volume *child)
+int eng_merge_layer(struct engine *eng, struct engine_volume *s, struct engine_volume *child)
 {
 	/* the child's record, s's record and chunks, the new alias and one per alias
 	 * that pointed to the child: nothing after the map copy may fail */
@@ -490,9 +500,10 @@ static int merge_into_child(struct engine *eng, struct engine_volume *s,
 	if (r == 0)
 		r = map_for_each(s->map, take_if_hole, child);
 	if (r == 0)
-		r = alias_add(eng, s->rec.volume_id, child->rec.volume_id);
+		r = eng_alias_add(eng, s->rec.volume_id, child->rec.volume_id);
 	if (r < 0)
 		return r;
+	eng_catalog_forget(s); /* the MERGE block describes s from now on */
 	map_clear(s->map, 0, map_nblocks(s->map));
 	seal_open_slot(s);
 	if (!s->parent)
@@ -508,12 +519,29 @@ static int merge_into_child(struct engine *eng, struct engine_volume *s,
 	for (size_t i = 0; i < eng->naliases; i++)
 		if (eng->aliases[i].to == s->rec.volume_id)
 			eng->aliases[i].to = child->rec.volume_id;
+	return 0;
+}
+
+/* Folds snapshot s into its only child: the child takes what it read through s. */
+static int merge_into_child(struct engine *eng, struct engine_volume *s,
+			    struct engine_volume *child)
+{
+	struct volume_record srec = s->rec;
+	uint64_t merge_seq = eng->next_seq - 1; /* batches after it see the merged map */
+	int r = eng_merge_layer(eng, s, child);
+
+	if (r < 0)
+		return r;
 	r = queue_merge_ops(eng, s, child);
 	eng_volume_remove(eng, s);
 	if (r < 0)
 		return r;
 	/* the merged map, the records and the aliases land in RocksDB together */
-	return eng_ckpt_sync(eng);
+	r = eng_ckpt_sync(eng);
+	if (r < 0)
+		return r;
+	eng_catalog_log_merge(child, &srec, merge_seq);
+	return eng_catalog_log(child);
 }
 
 int engine_snap_delete(struct engine *eng, const char *volname, const char *snap)
@@ -546,7 +574,7 @@ int engine_snap_delete(struct engine *eng, const char *volname, const char *snap
 int engine_snap_rollback(struct engine *eng, const char *volname, const char *snap, bool force)
 {
 	struct engine_volume *vol, *s;
-	struct volume_record rec;
+	struct volume_record rec, old;
 	struct meta_batch *mb = NULL;
 	struct map *fresh = NULL;
 	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
@@ -564,6 +592,7 @@ int engine_snap_rollback(struct engine *eng, const char *volname, const char *sn
 		r = eng_volume_quiesce(vol);
 	if (r < 0)
 		goto out;
+	old = vol->rec;
 	rec = vol->rec;
 	rec.flags = 0;
 	rec.volume_id = eng_take_layer_id(eng, mb);
@@ -580,6 +609,8 @@ int engine_snap_rollback(struct engine *eng, const char *volname, const char *sn
 	eng_fail_parked(eng, vol, -EIO);
 	switch_layer(vol, &rec, fresh, NULL, s);
 	fresh = NULL;
+	eng_catalog_tombstone(eng, &old);
+	eng_catalog_relog(eng, 0); /* the new layer, and records that lived in the old one */
 	log_msg(LOG_INFO, ENG_LOG, "volume %s rolled back to snapshot %s", volname, snap);
 	eng_run_parked(eng, false);
 out:
@@ -676,6 +707,7 @@ int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol)
 		return r;
 	clone->parent = s;
 	eng->next_volume_id++;
+	eng_catalog_log(clone);
 	log_msg(LOG_INFO, ENG_LOG, "volume %s cloned from %s", newvol, snap_spec);
 	return 0;
 }
@@ -776,8 +808,10 @@ static void flatten_end(struct engine_volume *vol, int result)
 		struct volume_record rec = vol->rec;
 
 		rec.flags &= ~(uint32_t)ONDISK_LAYER_FLATTENING;
-		if (eng_volume_record_save(vol->eng, &rec) == 0)
+		if (eng_volume_record_save(vol->eng, &rec) == 0) {
 			vol->rec = rec;
+			eng_catalog_log_async(vol);
+		}
 	}
 	vol->flatten_result = result;
 	vol->flatten_finished = true;
@@ -806,6 +840,7 @@ static void flatten_finish(struct flatten_job *job)
 			vol->rec.name, (unsigned long long)vol->flatten_copied);
 		vol->rec = rec;
 		vol->parent = NULL;
+		eng_catalog_log_async(vol);
 	}
 	flatten_end(vol, res);
 }
@@ -912,6 +947,7 @@ int engine_flatten_start(struct engine *eng, const char *volname)
 	if (r < 0)
 		return r;
 	vol->rec = rec;
+	eng_catalog_log(vol);
 	return flatten_begin(vol);
 }
 

@@ -303,6 +303,15 @@ static int plan_without_superblock(struct engine *eng, const struct sb_probe *p,
 	return eng->sb_err[SB_MAIN] == -ENOENT ? eng->sb_err[SB_COPY] : eng->sb_err[SB_MAIN];
 }
 
+int eng_sb_read(struct engine *eng)
+{
+	int r = read_both(eng);
+
+	if (r == 0 && eng->sb_err[SB_MAIN] != 0 && eng->sb_err[SB_COPY] != 0)
+		r = eng->sb_err[SB_MAIN] == -ENOENT ? eng->sb_err[SB_COPY] : eng->sb_err[SB_MAIN];
+	return r;
+}
+
 int eng_sb_load(struct engine *eng, bool *format)
 {
 	struct sb_probe p = { .log_block = NOWHERE, .nonzero = NOWHERE };
@@ -352,6 +361,11 @@ int eng_sb_load(struct engine *eng, bool *format)
 			"Move it away (or remove it) first", eng->opts.meta_path, uuid);
 		return -EEXIST;
 	}
+	if (*format && eng->opts.rebuild_meta) {
+		log_msg(LOG_ERROR, ENG_LOG, "%s: no valid superblock: there is nothing to rebuild "
+			"the metadata from. Refusing; nothing was changed", eng->opts.store_path);
+		return -EINVAL;
+	}
 	if (*format)
 		return eng->meta ? 0 : open_meta(eng);
 	if (eng->sb_err[SB_MAIN] != 0)
@@ -359,7 +373,9 @@ int eng_sb_load(struct engine *eng, bool *format)
 			"at offset %u (block 0 is rewritten from it once the metadata agrees)", eng->opts.store_path,
 			sb_err_str(eng->sb_err[SB_MAIN]), QUILL_SB_COPY_OFFSET);
 	r = check_geometry(eng);
-	if (r == 0 && !eng->meta) {
+	if (r == 0 && !eng->meta && eng->opts.rebuild_meta)
+		r = open_meta(eng); /* a new, empty directory for the rebuild */
+	else if (r == 0 && !eng->meta) {
 		eng_uuid_str(eng->sb.uuid, uuid);
 		log_msg(LOG_ERROR, ENG_LOG, "metadata directory %s does not exist: store %s (uuid "
 			"%s) is formatted and its volume table lives there. Give the right --meta, or "

@@ -1,6 +1,9 @@
 /* tools/inspect.c — quill-inspect: dump and check the on-disk format of a store.
  *
- *   quill-inspect STORE [--segments] [--batches SLOT] [--no-data]
+ *   quill-inspect STORE [--segments] [--batches SLOT] [--no-data] [--catalog]
+ *
+ * --catalog prints the catalog found in the log: the volumes, snapshots and clones
+ * that `quilld --rebuild-meta` would rebuild (engine_catalog_scan()), without RocksDB.
  *
  * Prints both places of the superblock (block 0 and its copy at 1 MiB - 4 KiB, each
  * valid or what is wrong with it) and a summary of the segment slots; --segments lists every
@@ -32,6 +35,7 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "engine/logcheck.h"
+#include "engine/engine.h"
 #include "engine/ondisk.h"
 #include "store/store.h"
 
@@ -73,6 +77,7 @@ struct inspect {
 	uint32_t bps;         /* blocks per segment */
 	bool list_segments;
 	bool check_data;
+	bool catalog;
 	int64_t batches_slot; /* -1: none */
 	uint8_t *seg;         /* one slot's contents */
 	struct summary *sum;
@@ -510,12 +515,50 @@ static void print_summary(const struct inspect *in)
 	       in->check_data ? "" : " (data CRCs not checked)");
 }
 
+static int print_layer(const struct engine_layer_info *l, void *arg)
+{
+	unsigned *n = arg;
+
+	if ((*n)++ == 0)
+		printf("catalog in the log (what a metadata rebuild makes):\n"
+		       "%6s  %-8s  %-40s  %14s  %6s  %8s  %10s  %s\n", "layer", "kind", "name",
+		       "size", "parent", "overlap", "own blocks", "notes");
+	if (l->snapshot) {
+		int w = 39 - (int)strlen(l->volume);
+
+		printf("%6" PRIu64 "  %-8s  %s@%-*s", l->id, "snapshot", l->volume, w > 0 ? w : 0,
+		       l->name);
+	} else
+		printf("%6" PRIu64 "  %-8s  %-40s", l->id, "volume", l->name);
+	printf("  %14" PRIu64 "  %6" PRIu64 "  %8" PRIu64 "  %10" PRIu64 "  uid %" PRIu64 "%s",
+	       l->size, l->parent_id, l->overlap, l->own_blocks, l->uid,
+	       l->flattening ? ", flattening" : "");
+	if (l->merged)
+		printf(", %" PRIu64 " merged snapshot%s", l->merged, l->merged > 1 ? "s" : "");
+	printf("\n");
+	return 0;
+}
+
+/* After the store is closed: the engine opens it on its own. */
+static int print_catalog(const char *path)
+{
+	unsigned n = 0;
+	int r = engine_catalog_scan(path, print_layer, &n);
+
+	if (r < 0)
+		fprintf(stderr, "quill-inspect: catalog: %s\n", strerror(-r));
+	else if (!n)
+		printf("catalog in the log: no volumes\n");
+	return r;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: quill-inspect STORE [--segments] [--batches SLOT] [--no-data]\n"
 			"  --segments      list every segment slot\n"
 			"  --batches SLOT  list the batches of one slot\n"
 			"  --no-data       do not read data blocks to check their CRCs\n"
+			"  --catalog       print the catalog in the log (what --rebuild-meta makes)\n"
 			"exit status: 0 consistent, 1 damage found, 2 usage or I/O error\n");
 }
 
@@ -528,6 +571,8 @@ static int parse_args(struct inspect *in, int argc, char **argv)
 			in->list_segments = true;
 		} else if (!strcmp(argv[i], "--no-data")) {
 			in->check_data = false;
+		} else if (!strcmp(argv[i], "--catalog")) {
+			in->catalog = true;
 		} else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
 			char *end;
 
@@ -600,6 +645,8 @@ out_free:
 	logcheck_facts_free(&in.facts);
 out_close:
 	store_close(in.st);
+	if (rc == 0 && in.catalog)
+		rc = print_catalog(in.path);
 	if (rc < 0 && in.damage == 0)
 		return 2;
 	printf("%s\n", in.damage ? "DAMAGED" : "consistent");

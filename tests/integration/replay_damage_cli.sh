@@ -23,7 +23,7 @@ server_kill9
 STORE="$WORK/node/store.img"
 "$QUILL_INSPECT" "$STORE" --segments >"$WORK/inspect0.log" || fail "inspect before damage"
 # the first slot the volume used (lowest generation): it holds the start of the 8 MiB
-SLOT="$(awk '$2 == "USED" && $6 > 0 { print $1, $4 }' "$WORK/inspect0.log" |
+SLOT="$(awk '$2 == "USED" && $3 > 0 && $6 > 0 { print $1, $4 }' "$WORK/inspect0.log" |
 	sort -k2n | head -1 | cut -d' ' -f1)"
 [ -n "$SLOT" ] || fail "no used slot found: $(cat "$WORK/inspect0.log")"
 "$QUILL_INSPECT" "$STORE" --batches "$SLOT" >"$WORK/inspect1.log" || fail "inspect --batches"

@@ -126,6 +126,7 @@ static const struct setting settings[] = {
 	{ "grow", SET_FLAG, F(grow), 0, "grow an existing store to --store-size (a block device: to its size)", NULL, false },
 	{ "meta", SET_PATH, F(meta), CAP(meta), "RocksDB folder (DATA/meta)", check_meta, false },
 	{ "format", SET_FLAG, F(format), 0, "format the store even if it is not blank (never one holding a log...)", NULL, true },
+	{ "rebuild-meta", SET_FLAG, F(rebuild_meta), 0, "rebuild the metadata folder from the store alone (the old one is kept as META.before-rebuild-TIME), then start", NULL, true },
 	{ "destroy-data", SET_FLAG, F(destroy_data), 0, "...unless this is given too: its volumes are lost", NULL, true },
 	{ "segment-size", SET_UINT, F(segment_size), 0, "log segment size at format (4M)", check_segment_size, false },
 	{ "nbd-addr", SET_STR, F(nbd_addr), CAP(nbd_addr), "NBD TCP address, \"\" for none (127.0.0.1)", check_nbd_addr, false },
@@ -372,6 +373,11 @@ static int check_all(const struct quilld_config *cfg)
 	uint64_t seg = cfg->segment_size ? cfg->segment_size : DEFAULT_SEGMENT;
 	uint64_t min = STORE_RESERVED + 4 * seg;
 
+	if (cfg->rebuild_meta && cfg->format) {
+		fprintf(stderr, "quilld: --rebuild-meta reads the store that is there; it does not go "
+			"with --format\n");
+		return -EINVAL;
+	}
 	if (cfg->destroy_data && !cfg->format) {
 		fprintf(stderr, "quilld: --destroy-data goes with --format (and only then)\n");
 		return -EINVAL;

@@ -40,6 +40,7 @@ struct quilld_config {
 	bool format;                     /* --format: format even a store that is not blank */
 	bool destroy_data;               /* --destroy-data: with --format, even its log */
 	bool grow;                       /* --grow: grow the store to store_size */
+	bool rebuild_meta;               /* --rebuild-meta: RocksDB from the store alone */
 };
 
 #define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)

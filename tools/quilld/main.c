@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -163,6 +164,31 @@ static void set_log_level(const char *name)
 			log_set_level((enum log_level)i);
 }
 
+/* --rebuild-meta writes a new metadata folder; an old one is moved aside, never
+ * overwritten or deleted: it may be healthy, or worth a look. */
+static int move_meta_aside(const char *meta)
+{
+	char aside[CONFIG_PATH_MAX + 64], stamp[32];
+	struct stat st;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (stat(meta, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(aside, sizeof(aside), "%s.before-rebuild-%s", meta, stamp);
+	if (rename(meta, aside) < 0) {
+		int r = -errno;
+
+		log_msg(LOG_ERROR, LOG_TAG, "--rebuild-meta: cannot move %s aside: %s", meta,
+			strerror(-r));
+		return r;
+	}
+	log_msg(LOG_WARN, LOG_TAG, "--rebuild-meta: the old metadata folder is kept as %s", aside);
+	return 0;
+}
+
 static int open_engine(struct node *n)
 {
 	struct engine_opts eo;
@@ -179,6 +205,15 @@ static int open_engine(struct node *n)
 	eo.grow = n->cfg.grow;
 	eo.segment_size = n->cfg.segment_size;
 	eo.checkpoint_ms = n->cfg.checkpoint_ms;
+	if (n->cfg.rebuild_meta) {
+		int r = move_meta_aside(n->cfg.meta);
+
+		if (r < 0)
+			return r;
+		eo.rebuild_meta = true;
+		eo.format = false; /* a rebuild reads a store: it never makes one */
+		eo.reformat = false;
+	}
 	make_parent_dirs(n, n->cfg.store);
 	make_parent_dirs(n, n->cfg.meta); /* not meta itself: a missing one is news */
 	note_if_missing(n, n->cfg.store, CREATED_FILE);

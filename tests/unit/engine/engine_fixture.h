@@ -20,7 +20,7 @@
 #define BLK ENGINE_BLOCK_SIZE
 #define SEG_BLOCKS 32u
 #define SEG_SIZE (SEG_BLOCKS * BLK)
-#define NSEGS 16u
+#define NSEGS 20u
 #define STORE_SIZE (QUILL_DATA_OFFSET + (uint64_t)NSEGS * SEG_SIZE)
 #define VOL_BLOCKS 1024u
 #define VOL_SIZE ((uint64_t)VOL_BLOCKS * BLK)

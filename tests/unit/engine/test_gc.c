@@ -118,3 +118,32 @@ Test(gc, returns_minus_one_when_nothing_qualifies)
 	cr_assert_eq(empty, 0);
 	cr_assert_eq(pick(s, 0, &empty), -1, "no slots at all");
 }
+
+/* A slot whose trims still hide an older slot of its layer is not freed by a
+ * checkpoint: the cleaner takes it (and carries its trims); once carried, or with
+ * nothing older of its layer left, it is an empty slot like any other. */
+Test(gc, empty_slot_with_trims_over_older_blocks_is_a_victim)
+{
+	struct slot s[2] = { sealed(80, 100), sealed(0, 500) };
+	uint32_t empty;
+
+	s[0].first_seq = 90;
+	s[1].first_seq = 400;
+	s[1].tombs = 3;
+	cr_assert(eng_slot_pinned(s, 2, 1));
+	cr_assert_not(eng_slot_pinned(s, 2, 0), "no trims");
+	cr_assert_eq(pick(s, 2, &empty), 1);
+	cr_assert_eq(empty, 0, "pinned: not waiting for a checkpoint");
+
+	s[1].carried = true;
+	cr_assert_not(eng_slot_pinned(s, 2, 1));
+	cr_assert_eq(pick(s, 2, &empty), 0);
+	cr_assert_eq(empty, 1);
+
+	s[1].carried = false;
+	s[0].volume_id = 2; /* another layer's blocks are not hidden by these trims */
+	cr_assert_not(eng_slot_pinned(s, 2, 1));
+	s[0].volume_id = 1;
+	s[0].first_seq = 600; /* newer than every trim in slot 1 */
+	cr_assert_not(eng_slot_pinned(s, 2, 1));
+}

@@ -308,7 +308,7 @@ Test(superblock, existing_store_of_another_size_is_refused)
 
 	store_with_data();
 	opts_for(&o, store_path, meta_path, true);
-	o.store_size = STORE_SIZE + 16 * SEG_SIZE;
+	o.store_size = STORE_SIZE + NSEGS * SEG_SIZE;
 	cr_assert_eq(engine_open(&o, &eng), -EINVAL, "a larger size without grow");
 	cr_assert_eq(file_size(), STORE_SIZE, "the file was extended");
 	o.store_size = STORE_SIZE - SEG_SIZE;
@@ -333,11 +333,11 @@ Test(superblock, grow_adds_usable_slots)
 	eng = NULL;
 
 	opts_for(&o, store_path, meta_path, false);
-	o.store_size = STORE_SIZE + 16 * SEG_SIZE;
+	o.store_size = STORE_SIZE + NSEGS * SEG_SIZE;
 	o.grow = true;
 	cr_assert_eq(engine_open(&o, &eng), 0);
 	cr_assert_eq(stats().segments_total, 2 * NSEGS);
-	cr_assert_eq(file_size(), STORE_SIZE + 16 * SEG_SIZE);
+	cr_assert_eq(file_size(), STORE_SIZE + NSEGS * SEG_SIZE);
 	expect_data();
 	vol = open_vol("v");
 	write_tagged(vol, 100, 600, 9);

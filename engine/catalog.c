@@ -1,0 +1,691 @@
+/* engine/catalog.c — the catalog in the log, and what hides old data outliving it.
+ *
+ * RocksDB holds the catalog (layer records, aliases) for a fast start; the log holds
+ * it too, so that the metadata can be rebuilt from the store alone (rebuild.c):
+ *   - every record change is followed by a LAYER SET block in the layer's own log,
+ *     durable before the management call answers (RocksDB is the commit point; a
+ *     crash between the two is repaired at the next start by eng_catalog_reconcile);
+ *   - a snapshot merged into its child leaves a MERGE block in the child's log;
+ *   - each layer's newest SET block and each alias's MERGE block is live: it holds a
+ *     reference on its slot, and the cleaner carries it forward like data;
+ *   - a TRIM hides older blocks of its layer: a slot holding trims is not freed while
+ *     an older slot of its layer is in use, unless the cleaner carried the trims into
+ *     a TOMB block (each applies at replay at its original sequence number);
+ *   - a freed slot gets a FREE header, so that nothing freed looks like log.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "engine/engine_internal.h"
+#include "store/store.h"
+
+/* ---- writing records ---- */
+
+static void ref_move(struct engine *eng, struct map_loc *cur, bool *valid,
+		     const struct map_loc *loc)
+{
+	if (*valid && cur->slot < eng->sb.segment_count && eng->slots[cur->slot].live)
+		eng->slots[cur->slot].live--;
+	*cur = *loc;
+	*valid = true;
+	if (loc->slot < eng->sb.segment_count)
+		eng->slots[loc->slot].live++;
+}
+
+static int append_block(struct engine_volume *vol, enum ondisk_layer_op op, uint64_t layer_id,
+			const void *block, enum slot_user who, struct ioreq *owner)
+{
+	return eng_append_data(vol, layer_id, block, ONDISK_ENTRY_LAYER, 0, op, 0, who, owner);
+}
+
+int eng_catalog_layer_add(struct engine *eng)
+{
+	struct volume_record rec = { .volume_id = 0, .kind = ONDISK_LAYER_CATALOG,
+				     .size = QUILL_BLOCK_SIZE, .name = "(catalog)" };
+
+	return eng_volume_add(eng, &rec, &eng->catalog);
+}
+
+static bool is_catalog(const struct engine_volume *l)
+{
+	return l->rec.kind == ONDISK_LAYER_CATALOG;
+}
+
+/* A layer's record goes into its family's log (the volume's head layer) when that has
+ * an open slot, so that it moves with the family; otherwise into the catalog log: a
+ * slot of its own for one block would cost a segment per empty volume. */
+static struct engine_volume *family_log(struct engine *eng, struct engine_volume *layer)
+{
+	struct engine_volume *head = layer->rec.kind == ONDISK_LAYER_VOLUME ? layer : NULL;
+
+	for (size_t i = 0; i < eng->nvols && !head; i++)
+		if (eng->vols[i]->rec.kind == ONDISK_LAYER_VOLUME &&
+		    eng->vols[i]->rec.uid == layer->rec.uid)
+			head = eng->vols[i];
+	return head && head->open_slot >= 0 ? head : eng->catalog;
+}
+
+static struct eng_dead *dead_find(struct engine *eng, uint64_t id)
+{
+	for (size_t i = 0; i < eng->ndead; i++)
+		if (eng->dead[i].id == id)
+			return &eng->dead[i];
+	return NULL;
+}
+
+static struct eng_dead *dead_add(struct engine *eng, const struct volume_record *rec)
+{
+	struct eng_dead *d = dead_find(eng, rec->volume_id), *v;
+
+	if (d)
+		return d;
+	v = realloc(eng->dead, (eng->ndead + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	eng->dead = v;
+	d = &eng->dead[eng->ndead++];
+	*d = (struct eng_dead){ .id = rec->volume_id, .rec = *rec };
+	return d;
+}
+
+static void dead_drop(struct engine *eng, struct eng_dead *d)
+{
+	*d = eng->dead[--eng->ndead];
+}
+
+static int append_layer(struct engine_volume *vol, const struct layer_block *lb,
+			enum slot_user who, struct ioreq *owner)
+{
+	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	ondisk_layer_block_encode(lb, buf);
+	r = append_block(vol, lb->op, lb->rec.volume_id, buf, who, owner);
+	store_buf_free(buf);
+	return r;
+}
+
+static void set_result(void *arg, int res)
+{
+	int *out = arg;
+	*out = res;
+}
+
+static void log_failed(struct engine_volume *vol, int r)
+{
+	log_msg(LOG_ERROR, ENG_LOG, "layer %s (id %llu): its record is not in the log yet (%s); "
+		"the next start writes it", vol->rec.name, (unsigned long long)vol->rec.volume_id,
+		strerror(-r));
+}
+
+/* Appends n blocks to vol's log with FUA (in one batch when they fit the forming
+ * one) and waits for them. */
+static int append_wait_n(struct engine_volume *vol, const struct layer_block *lb, size_t n)
+{
+	struct engine *eng = vol->eng;
+	int res = 1, r = 0;
+	struct ioreq *req = eng_req_alloc(eng, set_result, &res);
+
+	if (!req)
+		return -ENOMEM;
+	req->fua = true;
+	/* a record frees nothing, but must not fail where a trim would not */
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = append_layer(vol, &lb[i], SLOT_FOR_TRIM, req);
+	eng_req_put(eng, req, r);
+	while (res == 1) {
+		int pr = engine_poll(eng, 100);
+		if (pr < 0)
+			return pr;
+	}
+	return res;
+}
+
+static int append_wait(struct engine_volume *vol, const struct layer_block *lb)
+{
+	return append_wait_n(vol, lb, 1);
+}
+
+int eng_catalog_log_pair(struct engine_volume *a, struct engine_volume *b)
+{
+	struct layer_block lb[2] = { { .op = ONDISK_LAYER_SET, .rec = a->rec },
+				     { .op = ONDISK_LAYER_SET, .rec = b->rec } };
+	struct engine_volume *log = family_log(a->eng, a);
+	int r;
+
+	if (log != family_log(b->eng, b))
+		return eng_catalog_log(a) < 0 ? -EIO : eng_catalog_log(b);
+	r = append_wait_n(log, lb, 2);
+	if (r < 0)
+		log_failed(a, r);
+	return 0;
+}
+
+int eng_catalog_log(struct engine_volume *vol)
+{
+	struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = vol->rec };
+	int r = append_wait(family_log(vol->eng, vol), &lb);
+
+	if (r < 0)
+		log_failed(vol, r);
+	return 0; /* committed in RocksDB: the answer stands */
+}
+
+void eng_catalog_orphans(struct engine *eng, uint64_t id)
+{
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *l = eng->vols[i];
+
+		if (l->rec.volume_id != id && l->rec_logged &&
+		    l->rec_loc.slot < eng->sb.segment_count &&
+		    eng->slots[l->rec_loc.slot].volume_id == id)
+			l->rec_logged = false;
+	}
+}
+
+void eng_catalog_relog(struct engine *eng, uint64_t skip)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (!eng->vols[i]->rec_logged && eng->vols[i]->rec.volume_id != skip &&
+		    !is_catalog(eng->vols[i]))
+			eng_catalog_log(eng->vols[i]);
+	for (size_t i = 0; i < eng->ndead; i++)
+		if (!eng->dead[i].logged)
+			eng_catalog_tombstone(eng, &eng->dead[i].rec);
+}
+
+int eng_catalog_tombstone(struct engine *eng, const struct volume_record *rec)
+{
+	struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = *rec };
+	struct eng_dead *d = dead_add(eng, rec);
+	int r;
+
+	lb.rec.flags |= ONDISK_LAYER_DELETED;
+	if (d)
+		d->rec = lb.rec;
+	r = append_wait(eng->catalog, &lb);
+	if (r < 0)
+		log_failed(eng->catalog, r);
+	return 0;
+}
+
+static void async_done(void *arg, int res)
+{
+	(void)arg;
+	if (res < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "a layer record did not reach the log (%s); "
+				"the next start writes it", strerror(-res));
+}
+
+void eng_catalog_log_async(struct engine_volume *vol)
+{
+	struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = vol->rec };
+	struct ioreq *req = eng_req_alloc(vol->eng, async_done, NULL);
+	int r;
+
+	if (!req) {
+		log_failed(vol, -ENOMEM);
+		return;
+	}
+	r = append_layer(family_log(vol->eng, vol), &lb, SLOT_FOR_TRIM, req);
+	eng_req_put(vol->eng, req, r);
+}
+
+static struct eng_alias *alias_find(struct engine *eng, uint64_t from)
+{
+	for (size_t i = 0; i < eng->naliases; i++)
+		if (eng->aliases[i].from == from)
+			return &eng->aliases[i];
+	return NULL;
+}
+
+int eng_catalog_log_merge(struct engine_volume *child, const struct volume_record *srec,
+			  uint64_t merge_seq)
+{
+	struct layer_block lb = { .op = ONDISK_LAYER_MERGE, .merge_seq = merge_seq, .rec = *srec };
+	struct eng_alias *a = alias_find(child->eng, srec->volume_id);
+	int r;
+
+	if (a) {
+		a->rec = *srec;
+		a->has_rec = true;
+		a->merge_seq = merge_seq;
+	}
+	r = append_wait(child, &lb);
+	if (r < 0)
+		log_failed(child, r);
+	return 0;
+}
+
+/* ---- the blocks that are live, at run time and at start-up ---- */
+
+static void note_layer(struct engine *eng, uint64_t seq, const struct layer_block *lb,
+		       const struct map_loc *loc)
+{
+	if (lb->op == ONDISK_LAYER_SET) {
+		struct eng_alias *a = alias_find(eng, lb->rec.volume_id);
+		struct engine_volume *l = eng_volume_by_id(eng, lb->rec.volume_id);
+		struct eng_dead *d;
+
+		if (lb->rec.flags & ONDISK_LAYER_DELETED) {
+			d = l ? NULL : dead_add(eng, &lb->rec);
+			if (d && (!d->logged || seq >= d->seq)) {
+				ref_move(eng, &d->loc, &d->logged, loc);
+				d->seq = seq;
+			}
+			return;
+		}
+		if (!l && !a && !dead_find(eng, lb->rec.volume_id)) {
+			/* a layer RocksDB does not know (a crash between its deletion and the
+			 * tombstone): reconcile writes the tombstone */
+			d = dead_add(eng, &lb->rec);
+			if (d)
+				d->rec.flags |= ONDISK_LAYER_DELETED;
+			return;
+		}
+		if (l) {
+			if (!l->rec_logged || seq >= l->rec_seq) {
+				ref_move(eng, &l->rec_loc, &l->rec_logged, loc);
+				l->rec_seq = seq;
+				l->rec_in_log = lb->rec;
+			}
+		} else if (a && (!a->has_rec || !a->logged)) {
+			a->rec = lb->rec; /* a merged snapshot's own record: for reconcile */
+			a->has_rec = true;
+		}
+		return;
+	}
+	struct eng_alias *a = alias_find(eng, lb->rec.volume_id);
+
+	if (!a || (a->logged && seq < a->loc_seq))
+		return;
+	ref_move(eng, &a->loc, &a->logged, loc);
+	a->loc_seq = seq;
+	a->rec = lb->rec;
+	a->has_rec = true;
+	a->merge_seq = lb->merge_seq;
+}
+
+void eng_catalog_retired(struct engine_volume *vol, const struct summary_entry *e,
+			 const struct map_loc *loc)
+{
+	struct engine *eng = vol->eng;
+	struct slot *s = &eng->slots[loc->slot];
+
+	if (eng->replaying)
+		return; /* eng_catalog_note_batch() saw it */
+	if (e->kind != ONDISK_ENTRY_LAYER) {
+		s->tombs++;
+		return;
+	}
+	s->records++;
+	if (e->src_block == ONDISK_LAYER_SET) {
+		struct engine_volume *l = eng_volume_by_id(eng, e->lba);
+		struct eng_dead *d = l ? NULL : dead_find(eng, e->lba);
+
+		if (d) {
+			ref_move(eng, &d->loc, &d->logged, loc);
+			d->seq = s->last_seq;
+		}
+		if (l) {
+			ref_move(eng, &l->rec_loc, &l->rec_logged, loc);
+			l->rec_seq = s->last_seq;
+			l->rec_in_log = l->rec;
+		}
+	} else if (e->src_block == ONDISK_LAYER_MERGE) {
+		struct eng_alias *a = alias_find(eng, e->lba);
+
+		if (a) {
+			ref_move(eng, &a->loc, &a->logged, loc);
+			a->loc_seq = s->last_seq;
+		}
+	}
+}
+
+void eng_catalog_note_batch(struct engine *eng, uint32_t slot, const struct summary *sum,
+			    const uint8_t *data, uint32_t first_data)
+{
+	struct slot *s = &eng->slots[slot];
+	uint32_t d = 0;
+
+	for (uint32_t i = 0; i < sum->nentries; i++) {
+		const struct summary_entry *e = &sum->entries[i];
+		struct map_loc loc = { .slot = slot, .block = first_data + d, .crc = e->data_crc };
+		struct layer_block lb;
+
+		if (e->kind == ONDISK_ENTRY_TRIM || e->kind == ONDISK_ENTRY_TOMB)
+			s->tombs++;
+		if (e->kind != ONDISK_ENTRY_TRIM)
+			d++;
+		if (e->kind != ONDISK_ENTRY_LAYER)
+			continue;
+		s->records++;
+		if (ondisk_layer_block_decode(data + (size_t)(d - 1) * QUILL_BLOCK_SIZE,
+					      QUILL_BLOCK_SIZE, &lb) == 0)
+			note_layer(eng, sum->seq, &lb, &loc);
+	}
+	if (!s->first_seq || sum->seq < s->first_seq)
+		s->first_seq = sum->seq;
+}
+
+void eng_catalog_forget(struct engine_volume *vol)
+{
+	struct slot *s;
+
+	if (!vol->rec_logged || vol->rec_loc.slot >= vol->eng->sb.segment_count)
+		return;
+	s = &vol->eng->slots[vol->rec_loc.slot];
+	if (s->live)
+		s->live--;
+	vol->rec_logged = false;
+}
+
+/* ---- FREE headers ---- */
+
+void eng_catalog_stale_slot(struct engine *eng, uint32_t slot)
+{
+	uint32_t *v = realloc(eng->stale_slots, (eng->nstale + 1) * sizeof(*v));
+
+	if (!v)
+		return; /* stays USED on disk: a rebuild would see it, nothing else does */
+	eng->stale_slots = v;
+	eng->stale_slots[eng->nstale++] = slot;
+}
+
+static int write_free(struct engine *eng, uint32_t slot, uint8_t *buf)
+{
+	struct segment_header h = { .state = ONDISK_SEG_FREE,
+				    .volume_id = eng->slots[slot].volume_id,
+				    .generation = eng->slots[slot].generation };
+
+	memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
+	ondisk_segment_header_encode(&h, buf);
+	return store_write_sync(eng->st, eng_slot_offset(eng, slot, 0), buf, QUILL_BLOCK_SIZE);
+}
+
+/* Slots that hold layer records go first: a crash half way must not leave a layer's
+ * record without the rest of its log having gone (a rebuild would bring back part of
+ * it), while data without a record is ignored. */
+int eng_slots_write_free(struct engine *eng, const uint32_t *slots, size_t n)
+{
+	uint8_t *buf;
+	int r = 0;
+
+	if (!n)
+		return 0;
+	buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	for (int pass = 0; pass < 2 && r == 0; pass++) {
+		size_t written = 0;
+
+		for (size_t i = 0; i < n && r == 0; i++) {
+			if ((eng->slots[slots[i]].records > 0) != (pass == 0))
+				continue;
+			r = write_free(eng, slots[i], buf);
+			written++;
+		}
+		if (r == 0 && written)
+			r = store_flush_sync(eng->st);
+	}
+	store_buf_free(buf);
+	if (r < 0)
+		log_msg(LOG_ERROR, ENG_LOG, "writing FREE segment headers failed: %s", strerror(-r));
+	return r;
+}
+
+/* ---- start-up: the log catches up with RocksDB ---- */
+
+static bool same_record(const struct volume_record *a, const struct volume_record *b)
+{
+	struct ondisk_volume_record x, y;
+
+	ondisk_volume_record_encode(a, &x);
+	ondisk_volume_record_encode(b, &y);
+	return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+int eng_catalog_reconcile(struct engine *eng)
+{
+	int r = eng_slots_write_free(eng, eng->stale_slots, eng->nstale);
+	size_t fixed = 0;
+
+	free(eng->stale_slots);
+	eng->stale_slots = NULL;
+	eng->nstale = 0;
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < eng->naliases; i++) {
+		struct eng_alias *a = &eng->aliases[i];
+		struct engine_volume *to = eng_layer_for_owner(eng, a->to);
+
+		if (a->logged || !to)
+			continue;
+		if (!a->has_rec) {
+			log_msg(LOG_WARN, ENG_LOG, "merged layer %llu: no record of it in the log",
+				(unsigned long long)a->from);
+			continue;
+		}
+		eng_catalog_log_merge(to, &a->rec, eng->next_seq - 1);
+		fixed++;
+	}
+	for (size_t i = 0; i < eng->ndead; i++) {
+		if (eng->dead[i].logged)
+			continue;
+		eng_catalog_tombstone(eng, &eng->dead[i].rec);
+		fixed++;
+	}
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *vol = eng->vols[i];
+
+		if (is_catalog(vol) ||
+		    (vol->rec_logged && same_record(&vol->rec_in_log, &vol->rec)))
+			continue;
+		eng_catalog_log(vol);
+		fixed++;
+	}
+	if (fixed)
+		log_msg(LOG_INFO, ENG_LOG, "wrote %zu layer records that the log lacked", fixed);
+	return 0;
+}
+
+/* ---- tombstones ---- */
+
+/* Is any slot of owner other than `self` older than seq? */
+static bool older_slot(const struct slot *slots, uint32_t nslots, uint32_t self,
+		       uint64_t owner, uint64_t seq)
+{
+	for (uint32_t j = 0; j < nslots; j++)
+		if (j != self && slots[j].state != SLOT_FREE && slots[j].volume_id == owner &&
+		    slots[j].first_seq < seq)
+			return true;
+	return false;
+}
+
+bool eng_slot_pinned(const struct slot *slots, uint32_t nslots, uint32_t i)
+{
+	const struct slot *s = &slots[i];
+
+	return s->tombs && !s->carried &&
+	       older_slot(slots, nslots, i, s->volume_id, s->last_seq);
+}
+
+bool eng_lba_pending(const struct engine_volume *vol, uint64_t lba)
+{
+	for (const struct batch *b = vol->head; b; b = b->next)
+		for (uint32_t i = 0; i < b->sum.nentries; i++) {
+			const struct summary_entry *e = &b->sum.entries[i];
+
+			if (lba >= e->lba && lba - e->lba < e->nblocks)
+				return true;
+		}
+	return false;
+}
+
+/* Appends the trims gathered for one layer as a TOMB block. */
+static int tombs_flush(struct engine_volume *vol)
+{
+	struct engine *eng = vol->eng;
+	uint8_t *buf;
+	int r;
+
+	if (!eng->gc_tombs || !eng->gc_tombs->count)
+		return 0;
+	buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	ondisk_tomb_block_encode(eng->gc_tombs, buf);
+	r = eng_append_data(vol, eng->gc_tombs->layer_id, buf, ONDISK_ENTRY_TOMB, 0, 0, 0,
+			    SLOT_FOR_GC, &eng->gc_req);
+	store_buf_free(buf);
+	eng->gc_tombs->count = 0;
+	return r;
+}
+
+static int zero_entry(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	(void)arg;
+	(void)lba;
+	return loc->slot == MAP_SLOT_ZERO;
+}
+
+struct cover {
+	const struct engine *eng;
+	uint64_t seq;
+	uint64_t newer; /* entries of blocks written after seq */
+};
+
+static int count_newer(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct cover *c = arg;
+
+	(void)lba;
+	if (loc->slot < c->eng->sb.segment_count && c->eng->slots[loc->slot].first_seq > c->seq)
+		c->newer++;
+	return 0;
+}
+
+/* Does a trim of [lba, lba + n) at seq still count? While an older slot of its
+ * layer is on disk (it may hide blocks there), unless every block of the range has
+ * been written since (the newer writes hide the old blocks as well: replay orders
+ * them after it). Zero entries (a trim in a layer with a parent: they hide the
+ * parent's data, nothing else in the log says so) are not newer writes: they keep it. */
+static bool trim_needed(struct engine_volume *vol, uint64_t lba, uint64_t n, uint64_t seq)
+{
+	struct engine *eng = vol->eng;
+	struct cover c = { .eng = eng, .seq = seq };
+	uint64_t end = map_nblocks(vol->map);
+
+	if (!older_slot(eng->slots, eng->sb.segment_count, eng->gc_victim, vol->rec.volume_id,
+			seq))
+		return lba < end && map_for_each_range(vol->map, lba, n < end - lba ? n : end - lba,
+						       zero_entry, NULL) != 0;
+	if (lba >= end || n > end - lba)
+		return true; /* past the end (a shrink's): kept while older slots are */
+	map_for_each_range(vol->map, lba, n, count_newer, &c);
+	return c.newer < n;
+}
+
+static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uint64_t n,
+		    uint64_t seq)
+{
+	struct engine *eng = vol->eng;
+	struct tomb_block *t = eng->gc_tombs;
+	int r;
+
+	if (!trim_needed(vol, lba, n, seq))
+		return 0;
+	if (!t) {
+		t = eng->gc_tombs = calloc(1, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+	}
+	if (t->count && (t->layer_id != layer || t->count == ONDISK_TOMB_MAX)) {
+		r = tombs_flush(vol);
+		if (r < 0)
+			return r;
+	}
+	t->layer_id = layer;
+	t->tombs[t->count++] = (struct ondisk_tomb){ .lba = lba, .nblocks = n, .seq = seq };
+	return 0;
+}
+
+/* A tombstone is needed while an older slot holds records (of any layer: which ones
+ * is not tracked per slot). */
+static int carry_tombstone(struct engine_volume *vol, struct eng_dead *d)
+{
+	struct engine *eng = vol->eng;
+	bool needed = false;
+
+	for (uint32_t j = 0; j < eng->sb.segment_count && !needed; j++)
+		needed = j != eng->gc_victim && eng->slots[j].state != SLOT_FREE &&
+			 eng->slots[j].records && eng->slots[j].first_seq < d->seq;
+	if (!needed) {
+		/* its reference goes with the victim, which the cleaner frees */
+		if (eng->slots[eng->gc_victim].live)
+			eng->slots[eng->gc_victim].live--;
+		dead_drop(eng, d);
+		return 0;
+	}
+	struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = d->rec };
+	return append_layer(vol, &lb, SLOT_FOR_GC, &eng->gc_req);
+}
+
+static int carry_layer(struct engine_volume *vol, const struct summary_entry *e,
+		       uint32_t block, const uint8_t *data)
+{
+	struct engine *eng = vol->eng;
+	struct eng_alias *a;
+
+	if (e->src_block == ONDISK_LAYER_SET) {
+		struct engine_volume *l = eng_volume_by_id(eng, e->lba);
+		struct eng_dead *d = l ? NULL : dead_find(eng, e->lba);
+
+		if (d && d->logged && d->loc.slot == eng->gc_victim && d->loc.block == block)
+			return carry_tombstone(vol, d);
+		if (!l || !l->rec_logged || l->rec_loc.slot != eng->gc_victim ||
+		    l->rec_loc.block != block)
+			return 0;
+		struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = l->rec };
+		return append_layer(vol, &lb, SLOT_FOR_GC, &eng->gc_req);
+	}
+	a = alias_find(eng, e->lba);
+	if (!a || !a->logged || a->loc.slot != eng->gc_victim || a->loc.block != block)
+		return 0;
+	return append_block(vol, ONDISK_LAYER_MERGE, e->lba, data, SLOT_FOR_GC, &eng->gc_req);
+}
+
+int eng_catalog_carry(struct engine_volume *vol, const struct summary *sum,
+		      const struct summary_entry *e, uint32_t block, const uint8_t *data)
+{
+	struct tomb_block *t;
+	int r = 0;
+
+	switch (e->kind) {
+	case ONDISK_ENTRY_LAYER:
+		return carry_layer(vol, e, block, data);
+	case ONDISK_ENTRY_TRIM:
+		return tomb_add(vol, sum->volume_id, e->lba, e->nblocks, sum->seq);
+	case ONDISK_ENTRY_TOMB:
+		t = malloc(sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		if (ondisk_tomb_block_decode(data, QUILL_BLOCK_SIZE, t) == 0)
+			for (uint32_t i = 0; i < t->count && r == 0; i++)
+				r = tomb_add(vol, t->layer_id, t->tombs[i].lba,
+					     t->tombs[i].nblocks, t->tombs[i].seq);
+		free(t);
+		return r;
+	default:
+		return 0;
+	}
+}
+
+int eng_catalog_carry_end(struct engine_volume *vol)
+{
+	return tombs_flush(vol);
+}
