@@ -385,6 +385,16 @@ int eng_catalog_carry_end(struct engine_volume *vol);
 /* Would a relocation of lba race a write or trim of vol not yet retired? */
 bool eng_lba_pending(const struct engine_volume *vol, uint64_t lba);
 
+/* replay.c: walks the log of a slot already read into gc_buf (block 0 its header h)
+ * with logcheck's walker, batches above check_above with their data checked: visit
+ * sees every item (sum filled and data at its first data block for a batch). Seals
+ * the slot's state and sets its write pointer to the log's end. 0 or visit's -errno. */
+struct logcheck_item;
+typedef int (*eng_walk_fn)(void *arg, const struct logcheck_item *it, const struct summary *sum,
+			   const uint8_t *data);
+int eng_walk_slot(struct engine *eng, uint32_t slot, const struct segment_header *h,
+		  uint64_t check_above, eng_walk_fn visit, void *arg);
+
 /* rebuild.c */
 /* engine_open() with opts.rebuild_meta: the catalog and the maps from the log alone. */
 /* keep: write the result into the (empty) RocksDB directory; otherwise only look. */

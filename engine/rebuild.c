@@ -282,50 +282,46 @@ static void count_entries(struct slot *s, const struct summary *sum)
 	s->last_seq = sum->seq;
 }
 
-/* Walks one USED slot, read whole into gc_buf. */
-static int walk(struct rebuild *rb, uint32_t slot, const struct segment_header *h)
+struct rebuild_walk {
+	struct rebuild *rb;
+	uint32_t slot;
+	uint64_t owner;
+};
+
+static int rebuild_visit(void *arg, const struct logcheck_item *it, const struct summary *sum,
+			 const uint8_t *data)
 {
-	struct engine *eng = rb->eng;
-	struct slot *s = &eng->slots[slot];
-	struct summary *sum = malloc(sizeof(*sum));
-	struct logcheck_walk w;
-	struct logcheck_item it = { 0 };
+	struct rebuild_walk *rw = arg;
+	struct rebuild *rb = rw->rb;
 	int r;
 
-	if (!sum)
-		return -ENOMEM;
-	s->state = SLOT_SEALED;
-	s->volume_id = h->volume_id;
-	s->generation = h->generation;
+	if (it->kind == LOGCHECK_DAMAGED)
+		return note_bad(rb, &(struct rb_bad){ .slot = rw->slot, .pos = it->pos,
+				.volume_id = rw->owner, .lo = it->seq_lo, .hi = it->seq_hi,
+				.damaged = true });
+	if (sum->seq > rb->max_seq)
+		rb->max_seq = sum->seq;
+	r = logcheck_note_batch(&rb->facts, sum);
+	if (r == 0 && !it->data_ok)
+		r = note_bad(rb, &(struct rb_bad){ .slot = rw->slot, .pos = it->pos,
+			     .volume_id = rw->owner, .lo = sum->seq, .hi = sum->seq });
+	if (r == 0)
+		r = keep_batch(rb, rw->slot, sum, data, it->pos + 1);
+	count_entries(&rb->eng->slots[rw->slot], sum);
+	return r;
+}
+
+/* Walks one USED slot, read whole into gc_buf; every batch's data is checked. */
+static int walk(struct rebuild *rb, uint32_t slot, const struct segment_header *h)
+{
+	struct rebuild_walk rw = { rb, slot, h->volume_id };
+	int r;
+
+	rb->eng->slots[slot].volume_id = h->volume_id;
 	if (h->volume_id > rb->max_id)
 		rb->max_id = h->volume_id;
 	r = logcheck_note_slot(&rb->facts, h);
-	logcheck_walk_init(&w, eng->gc_buf, eng->blocks_per_seg, h, 0);
-	while (r == 0) {
-		logcheck_walk_next(&w, sum, &it);
-		if (it.kind == LOGCHECK_END)
-			break;
-		if (it.kind == LOGCHECK_DAMAGED) {
-			r = note_bad(rb, &(struct rb_bad){ .slot = slot, .pos = it.pos,
-				     .volume_id = h->volume_id, .lo = it.seq_lo,
-				     .hi = it.seq_hi, .damaged = true });
-			continue;
-		}
-		if (sum->seq > rb->max_seq)
-			rb->max_seq = sum->seq;
-		r = logcheck_note_batch(&rb->facts, sum);
-		if (r == 0 && !it.data_ok)
-			r = note_bad(rb, &(struct rb_bad){ .slot = slot, .pos = it.pos,
-				     .volume_id = h->volume_id, .lo = sum->seq, .hi = sum->seq });
-		if (r == 0)
-			r = keep_batch(rb, slot, sum,
-				       eng->gc_buf + (size_t)(it.pos + 1) * QUILL_BLOCK_SIZE,
-				       it.pos + 1);
-		count_entries(s, sum);
-	}
-	s->used = it.pos;
-	free(sum);
-	return r;
+	return r < 0 ? r : eng_walk_slot(rb->eng, slot, h, 0, rebuild_visit, &rw);
 }
 
 /* A tear at (slot, pos): what the slot holds from there on was in flight at a crash. */

@@ -132,54 +132,76 @@ static int replay_add_damage(struct replay *rp, uint32_t slot, const struct logc
 	return 0;
 }
 
-/* Walks one used slot's log. The slot is read whole, in one I/O: a store of thousands
- * of used slots would otherwise cost a 4 KiB read per batch at start-up. */
-static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_header *h,
-		     struct engine_volume *vol, struct replay *rp)
+int eng_walk_slot(struct engine *eng, uint32_t slot, const struct segment_header *h,
+		  uint64_t check_above, eng_walk_fn visit, void *arg)
 {
 	struct slot *s = &eng->slots[slot];
 	struct summary *sum = malloc(sizeof(*sum));
 	struct logcheck_walk w;
 	struct logcheck_item it = { 0 };
-	int r;
+	int r = 0;
 
 	if (!sum)
 		return -ENOMEM;
 	s->state = SLOT_SEALED;
-	s->volume_id = vol->rec.volume_id; /* a merged snapshot's slots are its child's */
 	s->generation = h->generation;
+	logcheck_walk_init(&w, eng->gc_buf, eng->blocks_per_seg, h, check_above);
+	while (r == 0) {
+		logcheck_walk_next(&w, sum, &it);
+		if (it.kind == LOGCHECK_END)
+			break;
+		r = visit(arg, &it, sum, eng->gc_buf + (size_t)(it.pos + 1) * QUILL_BLOCK_SIZE);
+	}
+	s->used = it.pos;
+	free(sum);
+	return r;
+}
+
+struct replay_walk {
+	struct engine *eng;
+	struct replay *rp;
+	uint32_t slot;
+	uint64_t owner;              /* the volume the slot's header names */
+	struct engine_volume *vol;   /* the layer that holds its blocks now */
+};
+
+static int replay_visit(void *arg, const struct logcheck_item *it, const struct summary *sum,
+			const uint8_t *data)
+{
+	struct replay_walk *rw = arg;
+	struct replay *rp = rw->rp;
+
+	if (it->kind == LOGCHECK_DAMAGED)
+		return replay_add_damage(rp, rw->slot, it, rw->vol, rw->owner);
+	/* even a torn batch spent its number: never hand it out again */
+	if (sum->seq > rp->max_seq)
+		rp->max_seq = sum->seq;
+	if (it->data_ok) /* where its catalog records live (a bad batch's are written
+			    again from RocksDB by the reconcile) */
+		eng_catalog_note_batch(rw->eng, rw->slot, sum, data, it->pos + 1);
+	rw->eng->slots[rw->slot].last_seq = sum->seq;
+	if (sum->seq <= rp->ckpt_seq)
+		return 0; /* in the stored map already */
+	if (logcheck_note_batch(&rp->facts, sum) < 0)
+		return -ENOMEM;
+	return replay_add(rp, sum, rw->slot, it, rw->eng->gc_buf, rw->vol);
+}
+
+/* Walks one used slot's log. The slot is read whole, in one I/O: a store of thousands
+ * of used slots would otherwise cost a 4 KiB read per batch at start-up. */
+static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_header *h,
+		     struct engine_volume *vol, struct replay *rp)
+{
+	struct replay_walk rw = { eng, rp, slot, h->volume_id, vol };
+	int r;
+
+	eng->slots[slot].volume_id = vol->rec.volume_id; /* a merged snapshot's are its child's */
 	/* block 0, the header, was read by scan_slot(): its place in gc_buf stays unused */
 	r = store_read_sync(eng->st, eng_slot_offset(eng, slot, 1), eng->gc_buf + QUILL_BLOCK_SIZE,
 			    eng->sb.segment_size - QUILL_BLOCK_SIZE);
 	if (r == 0)
 		r = logcheck_note_slot(&rp->facts, h);
-	logcheck_walk_init(&w, eng->gc_buf, eng->blocks_per_seg, h, rp->ckpt_seq);
-	while (r == 0) {
-		logcheck_walk_next(&w, sum, &it);
-		if (it.kind == LOGCHECK_END)
-			break;
-		if (it.kind == LOGCHECK_DAMAGED) {
-			r = replay_add_damage(rp, slot, &it, vol, h->volume_id);
-			continue;
-		}
-		/* even a torn batch spent its number: never hand it out again */
-		if (sum->seq > rp->max_seq)
-			rp->max_seq = sum->seq;
-		if (it.data_ok) /* where its catalog records live (a bad batch's are
-				    written again from RocksDB by the reconcile) */
-			eng_catalog_note_batch(eng, slot, sum,
-					       eng->gc_buf + (size_t)(it.pos + 1) * QUILL_BLOCK_SIZE,
-					       it.pos + 1);
-		s->last_seq = sum->seq;
-		if (sum->seq <= rp->ckpt_seq)
-			continue; /* in the stored map already */
-		r = logcheck_note_batch(&rp->facts, sum);
-		if (r == 0)
-			r = replay_add(rp, sum, slot, &it, eng->gc_buf, vol);
-	}
-	s->used = it.pos;
-	free(sum);
-	return r;
+	return r < 0 ? r : eng_walk_slot(eng, slot, h, rp->ckpt_seq, replay_visit, &rw);
 }
 
 /* ---- tear or corruption ---- */
