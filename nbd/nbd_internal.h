@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "block/block.h"
 #include "engine/engine.h"
 #include "nbd/nbd_proto.h"
 #include "nbd/nbd_server.h"
@@ -51,15 +52,11 @@ struct nbd_export {
 	struct nbd_export *next;
 	struct nbd_server *srv;
 	char name[ENGINE_SNAP_SPEC_MAX + 1];
-	struct engine_volume *vol;
+	struct blk_dev *dev;             /* the block layer does range checks, RMW, locks */
 	uint64_t size;
 	bool readonly;                   /* a snapshot: writes, trims, zeroes get EPERM */
 	unsigned refs;                   /* attached connections */
 	struct loop_timer *close_timer;  /* pending close once refs reached 0 */
-	/* Range locks on blocks: mutating requests hold one while they run. */
-	struct nbd_req *held;            /* doubly linked via lk_prev/lk_next */
-	struct nbd_req *wait_head;       /* FIFO of requests waiting for their range */
-	struct nbd_req *wait_tail;
 };
 
 /* A message queued on a connection's socket: a header (and small payload) copied

@@ -60,7 +60,7 @@ static void export_free(struct nbd_export *exp)
 	for (p = &exp->srv->exports; *p != exp; p = &(*p)->next)
 		;
 	*p = exp->next;
-	engine_volume_close(exp->vol);
+	blk_close(exp->dev);
 	log_msg(LOG_INFO, NBD_LOG, "volume %s: last client detached, closed", exp->name);
 	free(exp);
 }
@@ -82,7 +82,7 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	if (srv->shutting_down)
 		return -ESHUTDOWN;
 	if (exp) {
-		exp->size = engine_volume_size(exp->vol); /* a resize shows on attach */
+		exp->size = blk_size(exp->dev); /* a resize shows on attach */
 		exp->refs++;
 		*out = exp;
 		return 0;
@@ -92,15 +92,15 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)
 		return -ENOMEM;
-	r = engine_volume_open(srv->eng, name, &exp->vol);
+	r = blk_open(srv->eng, name, &exp->dev);
 	if (r < 0) {
 		free(exp);
 		return r;
 	}
 	snprintf(exp->name, sizeof(exp->name), "%s", name);
 	exp->srv = srv;
-	exp->size = engine_volume_size(exp->vol);
-	exp->readonly = engine_volume_readonly(exp->vol);
+	exp->size = blk_size(exp->dev);
+	exp->readonly = blk_readonly(exp->dev);
 	exp->refs = 1;
 	exp->next = srv->exports;
 	srv->exports = exp;
@@ -130,15 +130,12 @@ static int snap_size_one(const struct engine_snap_info *info, void *arg)
 /* The size of snapshot "VOL@SNAP" without opening it. */
 static int snap_probe(struct nbd_server *srv, const char *spec, uint64_t *size)
 {
-	const char *at = strchr(spec, '@');
-	char vol[ENGINE_VOLUME_NAME_MAX + 1];
-	struct snap_size ss = { .name = at + 1 };
+	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
+	struct snap_size ss = { .name = snap };
 	int r;
 
-	if (at - spec > (ptrdiff_t)ENGINE_VOLUME_NAME_MAX)
+	if (blk_spec_parse(spec, vol, snap) < 0)
 		return -ENOENT;
-	memcpy(vol, spec, (size_t)(at - spec));
-	vol[at - spec] = '\0';
 	r = engine_snap_list(srv->eng, vol, snap_size_one, &ss);
 	if (r < 0)
 		return r;
@@ -157,7 +154,7 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
 	if (srv->shutting_down)
 		return -ESHUTDOWN;
 	if (exp) {
-		*size = engine_volume_size(exp->vol);
+		*size = blk_size(exp->dev);
 		*readonly = exp->readonly;
 		return 0;
 	}

@@ -4,15 +4,17 @@
  * (read for OUT, DISCARD and WRITE_ZEROES, written for IN and GET_ID), then one
  * status byte the device writes, the last byte of the chain.
  *
- * Data goes through a bounce buffer of whole 4 KiB engine blocks: guest buffers are
- * scattered, and a request that outlives its front-end (kill -9 of QEMU, a reset)
- * must never touch guest memory again — an orphan only owns its bounce buffer, and
- * is freed when the engine calls back. We advertise blk_size 4096, so Linux sends
- * aligned I/O; a READ at any 512-byte sector is still served (firmware probes), an
- * unaligned WRITE, DISCARD or WRITE_ZEROES fails with VIRTIO_BLK_S_IOERR.
+ * Data goes through a bounce buffer: guest buffers are scattered, and a request that
+ * outlives its front-end (kill -9 of QEMU, a reset) must never touch guest memory
+ * again — an orphan only owns its bounce buffer, and is freed when the block layer
+ * calls back. We advertise 512-byte logical sectors (blk_size 512) on 4 KiB physical
+ * blocks: every request at any sector is served; the block layer (block/block.h)
+ * does the read-modify-write of partial 4 KiB blocks under range locks, so
+ * overlapping unaligned writes from several queues keep each other's bytes.
  *
- * Request stages count engine calls in r->pending; the issuing stage holds one
- * count itself, so a synchronous failure cannot finish the request early.
+ * A request counts its block-layer calls in r->pending (DISCARD and WRITE_ZEROES
+ * have several segments); the issuing stage holds one count itself, so a
+ * synchronous failure cannot finish the request early.
  */
 #include "vhost/vhost_internal.h"
 
@@ -27,7 +29,6 @@
 #include "common/loop.h"
 
 #define BS ENGINE_BLOCK_SIZE
-#define SECTORS_PER_BLOCK (BS / VIRTIO_BLK_SECTOR)
 
 struct vhost_req {
 	struct vhost_req *prev, *next;  /* the export's requests in flight */
@@ -37,9 +38,8 @@ struct vhost_req {
 	struct vhost_mem *mem;          /* keeps the chain's pointers valid; NULL if orphan */
 	uint32_t type;
 	uint64_t sector;
-	uint8_t *buf;                   /* bounce buffer: the blocks covered */
-	uint64_t first;                 /* first block covered */
-	uint32_t nblk;
+	uint8_t *buf;                   /* bounce buffer: the data, 4 KiB aligned */
+	uint32_t buf_len;               /* its size (charged to bounce_bytes) */
 	uint32_t data_len;              /* IN / OUT bytes */
 	uint32_t written;               /* bytes given to the guest, status excluded */
 	unsigned pending;
@@ -94,8 +94,7 @@ static void req_free(struct vhost_req *r)
 		r->next->prev = r->prev;
 	exp->nreqs--;
 	vhost_mem_put(r->mem);
-	if (r->buf)
-		exp->bounce_bytes -= (uint64_t)r->nblk * BS;
+	exp->bounce_bytes -= r->buf_len;
 	free(r->buf);
 	free(r);
 }
@@ -205,7 +204,7 @@ static void req_complete(struct vhost_req *r)
 	if (!r->err && r->q && r->type == VIRTIO_BLK_T_IN)
 		r->written = (uint32_t)vhost_iov_from_buf(
 			r->chain.iov + r->chain.nread, r->chain.nwrite, 0,
-			r->buf + (r->sector * VIRTIO_BLK_SECTOR) % BS, r->data_len);
+			r->buf, r->data_len);
 	req_finish(r);
 }
 
@@ -217,12 +216,12 @@ static void part_done(struct vhost_req *r, int res)
 		req_complete(r);
 }
 
-static void engine_done(void *arg, int res)
+static void blk_done(void *arg, int res)
 {
 	part_done(arg, res);
 }
 
-/* One more engine call of the current stage; a synchronous failure ends it. */
+/* One more block-layer call of the current stage; a synchronous failure ends it. */
 static void issue(struct vhost_req *r, int res)
 {
 	if (res < 0) {
@@ -233,70 +232,69 @@ static void issue(struct vhost_req *r, int res)
 
 /* ---- requests ---- */
 
-/* Checks [sector, +len bytes) against the volume and sets the blocks it covers.
- * aligned: both ends must fall on engine blocks (writes; see the file comment). */
-static int req_range(struct vhost_req *r, uint64_t sector, uint64_t len, bool aligned)
+/* Checks [sector, +len bytes) against the volume: any 512-byte sector inside it. */
+static int req_range(const struct vhost_req *r, uint64_t sector, uint64_t len)
 {
-	uint64_t size = r->exp->size, off;
+	uint64_t size = r->exp->size;
 
 	if (len == 0 || len % VIRTIO_BLK_SECTOR)
 		return -EINVAL;
-	if (sector > size / VIRTIO_BLK_SECTOR)
+	if (sector > size / VIRTIO_BLK_SECTOR || len > size - sector * VIRTIO_BLK_SECTOR)
 		return -ERANGE;
-	off = sector * VIRTIO_BLK_SECTOR;
-	if (len > size - off)
-		return -ERANGE;
-	if (aligned && (off % BS || len % BS))
-		return -EINVAL;
-	r->first = off / BS;
-	r->nblk = (uint32_t)((off + len + BS - 1) / BS - r->first);
 	return 0;
 }
 
-static int alloc_bounce(struct vhost_req *r)
+static int alloc_bounce(struct vhost_req *r, uint64_t len)
 {
-	if (posix_memalign((void **)&r->buf, BS, (size_t)r->nblk * BS) != 0) {
+	size_t size = (size_t)((len + BS - 1) / BS * BS);
+
+	if (posix_memalign((void **)&r->buf, BS, size) != 0) {
 		r->buf = NULL;
 		return -ENOMEM;
 	}
-	r->exp->bounce_bytes += (uint64_t)r->nblk * BS;
+	r->buf_len = (uint32_t)size;
+	r->exp->bounce_bytes += size;
 	return 0;
+}
+
+/* Checks an IN or OUT of len bytes and gives it a bounce buffer. */
+static int rw_prepare(struct vhost_req *r, uint64_t len)
+{
+	int res = len > VHOST_BLK_IO_MAX ? -EINVAL : req_range(r, r->sector, len);
+
+	if (res == 0)
+		res = alloc_bounce(r, len);
+	r->data_len = (uint32_t)len;
+	return res;
 }
 
 static void exec_read(struct vhost_req *r)
 {
-	uint64_t len = r->chain.write_bytes - 1;
-	int res = len > VHOST_BLK_IO_MAX ? -EINVAL : req_range(r, r->sector, len, false);
+	int res = rw_prepare(r, r->chain.write_bytes - 1);
 
-	if (res == 0)
-		res = alloc_bounce(r);
-	r->data_len = (uint32_t)len;
 	r->pending = 2;
-	issue(r, res < 0 ? res : engine_read(r->exp->vol, r->first, r->nblk, r->buf,
-					     engine_done, r));
+	issue(r, res < 0 ? res : blk_read(r->exp->dev, r->sector * VIRTIO_BLK_SECTOR,
+					  r->data_len, r->buf, blk_done, r));
 	part_done(r, 0);
 }
 
 static void exec_write(struct vhost_req *r)
 {
-	uint64_t len = r->chain.read_bytes - sizeof(struct virtio_blk_outhdr);
-	int res = len > VHOST_BLK_IO_MAX ? -EINVAL : req_range(r, r->sector, len, true);
+	int res = rw_prepare(r, r->chain.read_bytes - sizeof(struct virtio_blk_outhdr));
 
 	if (res == 0)
-		res = alloc_bounce(r);
-	if (res == 0)
 		vhost_iov_to_buf(r->chain.iov, r->chain.nread, sizeof(struct virtio_blk_outhdr),
-				 r->buf, len);
+				 r->buf, r->data_len);
 	r->pending = 2;
-	issue(r, res < 0 ? res : engine_write(r->exp->vol, r->first, r->nblk, r->buf, 0,
-					      engine_done, r));
+	issue(r, res < 0 ? res : blk_write(r->exp->dev, r->sector * VIRTIO_BLK_SECTOR,
+					   r->data_len, r->buf, 0, blk_done, r));
 	part_done(r, 0);
 }
 
 static void exec_flush(struct vhost_req *r)
 {
 	r->pending = 2;
-	issue(r, engine_flush(r->exp->srv->eng, engine_done, r));
+	issue(r, blk_flush(r->exp->dev, blk_done, r));
 	part_done(r, 0);
 }
 
@@ -326,11 +324,12 @@ static int trim_segment(struct vhost_req *r, const struct virtio_blk_discard_wri
 		return -EINVAL;
 	if (num == 0)
 		return 0;
-	res = req_range(r, sector, (uint64_t)num * VIRTIO_BLK_SECTOR, true);
+	res = req_range(r, sector, (uint64_t)num * VIRTIO_BLK_SECTOR);
 	if (res < 0)
 		return res;
 	r->pending++;
-	issue(r, engine_trim(r->exp->vol, r->first, r->nblk, 0, engine_done, r));
+	issue(r, blk_zero(r->exp->dev, sector * VIRTIO_BLK_SECTOR,
+			  (uint64_t)num * VIRTIO_BLK_SECTOR, 0, blk_done, r));
 	return 0;
 }
 

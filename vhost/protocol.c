@@ -35,7 +35,7 @@ static const uint64_t protocol_features =
 
 uint64_t vhost_blk_features(const struct vhost_export *exp)
 {
-	uint64_t ro = engine_volume_readonly(exp->vol) ? 1ull << VIRTIO_BLK_F_RO : 0;
+	uint64_t ro = blk_readonly(exp->dev) ? 1ull << VIRTIO_BLK_F_RO : 0;
 
 	return ro | (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
 	       (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
@@ -53,10 +53,13 @@ void vhost_blk_config(const struct vhost_export *exp, unsigned nqueues,
 	cfg->capacity = htole64(exp->size / VIRTIO_BLK_SECTOR);
 	cfg->seg_max = htole32(VHOST_BLK_SEG_MAX);
 	cfg->size_max = htole32(VHOST_BLK_SEG_SIZE_MAX);
-	cfg->blk_size = htole32(BS);           /* Linux then sends 4 KiB-aligned I/O */
-	cfg->physical_block_exp = 0;
-	cfg->min_io_size = htole16(1);
-	cfg->opt_io_size = htole32(1);
+	/* 512-byte logical sectors on 4 KiB physical blocks (a 512e disk, as QEMU's own
+	 * virtio-blk): images made for 512-byte sectors work, and Linux still sends
+	 * 4 KiB-aligned I/O when it can. min/opt_io_size are in logical blocks. */
+	cfg->blk_size = htole32(VIRTIO_BLK_SECTOR);
+	cfg->physical_block_exp = VHOST_BLK_PHYS_EXP;
+	cfg->min_io_size = htole16(BS / VIRTIO_BLK_SECTOR);
+	cfg->opt_io_size = htole32(BS / VIRTIO_BLK_SECTOR);
 	cfg->num_queues = htole16((uint16_t)nqueues);
 	cfg->max_discard_sectors = htole32(VHOST_BLK_DISCARD_SECTORS_MAX);
 	cfg->max_discard_seg = htole32(VHOST_BLK_DISCARD_SEG_MAX);

@@ -260,7 +260,7 @@ static void conn_create(struct vhost_export *exp, int fd)
 		return;
 	}
 	c->watch_events = LOOP_READ;
-	exp->size = engine_volume_size(exp->vol); /* a resize shows on reconnect */
+	exp->size = blk_size(exp->dev); /* a resize shows on reconnect */
 	exp->conn = c;
 	exp->connections++;
 	log_msg(LOG_INFO, VHOST_LOG, "%s: front-end connected on %s", exp->name, exp->path);
@@ -326,7 +326,7 @@ static void export_free(struct vhost_export *exp)
 			exp->nreqs);
 		return;
 	}
-	engine_volume_close(exp->vol);
+	blk_close(exp->dev);
 	free(exp);
 }
 
@@ -347,12 +347,12 @@ int vhost_server_export(struct vhost_server *srv, const char *volume, const char
 	exp->srv = srv;
 	exp->listen_fd = -1;
 	snprintf(exp->name, sizeof(exp->name), "%s", volume);
-	r = engine_volume_open(srv->eng, volume, &exp->vol);
+	r = blk_open(srv->eng, volume, &exp->dev);
 	if (r < 0) {
 		free(exp);
 		return r;
 	}
-	exp->size = engine_volume_size(exp->vol);
+	exp->size = blk_size(exp->dev);
 	r = export_listen(exp, socket_path);
 	if (r < 0) {
 		log_msg(LOG_ERROR, VHOST_LOG, "%s: cannot listen on %s: %s", volume, socket_path,

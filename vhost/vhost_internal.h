@@ -17,11 +17,17 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "block/block.h"
 #include "engine/engine.h"
 #include "vhost/vhost_blk.h"
 #include "vhost/vhost_proto.h"
 
 #define VHOST_LOG "vhost"
+
+/* Physical block = 512-byte logical sector << this: the engine's 4 KiB block. */
+#define VHOST_BLK_PHYS_EXP      3u
+_Static_assert((VIRTIO_BLK_SECTOR << VHOST_BLK_PHYS_EXP) == ENGINE_BLOCK_SIZE,
+	       "the advertised physical block is the engine's");
 
 #define VHOST_QUEUES_MAX        8u
 #define VHOST_QUEUES_DEFAULT    4u
@@ -156,7 +162,7 @@ struct vhost_export {
 	struct vhost_server *srv;
 	char name[ENGINE_SNAP_SPEC_MAX + 1]; /* VOL, or VOL@SNAP (read-only) */
 	char path[108];
-	struct engine_volume *vol;
+	struct blk_dev *dev;         /* the block layer: ranges, RMW, range locks */
 	uint64_t size;               /* bytes, read when a front-end connects */
 	uint64_t bounce_bytes;       /* held by its requests in flight */
 	int listen_fd;

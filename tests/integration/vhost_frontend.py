@@ -127,8 +127,12 @@ class Frontend:
         cfg = self.reply(GET_CONFIG)
         capacity, = struct.unpack_from("<Q", cfg, 12)
         blk_size, = struct.unpack_from("<I", cfg, 12 + 20)
-        if capacity != SIZE // 512 or blk_size != 4096:
+        phys_exp, = struct.unpack_from("<B", cfg, 12 + 24)
+        min_io, opt_io = struct.unpack_from("<HI", cfg, 12 + 26)
+        if capacity != SIZE // 512 or blk_size != 512:
             fail(f"config: capacity {capacity} blk_size {blk_size}")
+        if (phys_exp, min_io, opt_io) != (3, 8, 8):
+            fail(f"config: topology {phys_exp} {min_io} {opt_io}")
         if self.u64(SET_FEATURES, F_VERSION_1 | F_PROTOCOL, True) != 0:
             fail("SET_FEATURES not acked")
         region = struct.pack("<QQQQ", GPA, RAM, UVA, 0)
@@ -220,11 +224,17 @@ def good_requests(f):
     expect("IN after DISCARD", f.run(1, T_IN, 8, 4096, data_in=True), S_OK)
     if f.data(1, 4096) != bytes(4096):
         fail("discarded block does not read as zeros")
+    # 512-byte sectors: a write at an odd sector keeps its neighbours' bytes
+    part = bytes((i * 7 + 3) & 0xFF for i in range(1024))
+    expect("OUT at sector 9", f.run(2, T_OUT, 9, 1024, payload=part), S_OK)
+    expect("IN around it", f.run(1, T_IN, 8, 4096, data_in=True), S_OK)
+    if f.data(1, 4096) != bytes(512) + part + bytes(4096 - 1536):
+        fail("a write at sector 9 did not land on its own bytes")
 
 
 def bad_requests(f):
     expect("IN past the end", f.run(0, T_IN, SIZE // 512 - 4, 4096, data_in=True), S_IOERR)
-    expect("OUT misaligned", f.run(0, T_OUT, 1, 4096), S_IOERR)
+    expect("OUT of a partial sector", f.run(0, T_OUT, 1, 100), S_IOERR)
     expect("unknown type", f.run(0, 77, 0), S_UNSUPP)
     # data buffer outside guest memory
     head = f.request(0, T_IN, 0, 4096, data_in=True)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "block/block.h"
 #include "common/err.h"
 #include "engine/engine.h"
 #include "tools/control_proto.h"
@@ -20,15 +21,8 @@ struct snap_ref {
 /* 0, or -EINVAL if spec is not VOL@SNAP with both parts of a valid length. */
 static int split_spec(const char *spec, struct snap_ref *ref)
 {
-	const char *at = spec ? strchr(spec, '@') : NULL;
-	size_t vlen = at ? (size_t)(at - spec) : 0;
-
-	if (!at || vlen == 0 || vlen > ENGINE_VOLUME_NAME_MAX || !at[1] ||
-	    strlen(at + 1) > ENGINE_VOLUME_NAME_MAX || strchr(at + 1, '@'))
+	if (!spec || blk_spec_parse(spec, ref->vol, ref->snap) < 0 || !ref->snap[0])
 		return -EINVAL;
-	memcpy(ref->vol, spec, vlen);
-	ref->vol[vlen] = '\0';
-	strcpy(ref->snap, at + 1);
 	return 0;
 }
 

@@ -1,0 +1,496 @@
+/* block/block.c — byte-granular I/O on an engine volume (block.h).
+ *
+ * A request (struct blk_io) runs in stages. Each engine call of a stage counts in
+ * io->pending; when the count drops to zero the stage's continuation io->next runs. A
+ * stage holds one count itself while it issues its calls, so a synchronous failure
+ * cannot finish the request early.
+ *
+ * Range locks: a mutating request is held on its blocks [first, first + nblk) while
+ * it runs. The device keeps the held requests in a list and the waiting ones in a
+ * FIFO; a waiter starts once it overlaps neither a held request nor an earlier
+ * waiter, so overlapping writes run in arrival order.
+ */
+#include "block/block.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BS ENGINE_BLOCK_SIZE
+#define SPLIT_BLOCKS (BLK_SPLIT_BYTES / BS)
+
+struct blk_dev {
+	struct engine *eng;
+	struct engine_volume *vol;
+	struct blk_io *held;             /* doubly linked via lk_prev/lk_next */
+	struct blk_io *wait_head, *wait_tail;
+	unsigned nlocked;
+};
+
+struct blk_io;
+
+/* A partial block at an end of a zeroed range: read, zeroed in part, written back. */
+struct blk_edge {
+	struct blk_io *io;
+	uint64_t lba;
+	uint8_t *blk;
+	uint32_t zoff, zlen;
+};
+
+struct blk_io {
+	struct blk_dev *dev;
+	uint64_t off, len;
+	uint64_t first, nblk;            /* blocks covered */
+	unsigned flags;
+	uint8_t *user;                   /* the caller's buffer (read into, write from) */
+	uint8_t *bounce;                 /* covering blocks, or two edge blocks (zero) */
+	unsigned pending;
+	int err;
+	void (*next)(struct blk_io *io);
+	blk_cb cb;
+	void *arg;
+	/* range lock */
+	bool locked;
+	struct blk_io *lk_prev, *lk_next;
+	struct blk_io *lk_granted;       /* lock_release's list of requests to start */
+	void (*lk_go)(struct blk_io *io);
+	struct blk_edge edges[2];
+};
+
+/* ---- specs, open, close ---- */
+
+int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
+		   char snap[ENGINE_VOLUME_NAME_MAX + 1])
+{
+	const char *at = strchr(spec, '@');
+	size_t vlen = at ? (size_t)(at - spec) : strlen(spec);
+
+	if (vlen == 0 || vlen > ENGINE_VOLUME_NAME_MAX)
+		return -EINVAL;
+	if (at && (!at[1] || strlen(at + 1) > ENGINE_VOLUME_NAME_MAX || strchr(at + 1, '@')))
+		return -EINVAL;
+	memcpy(vol, spec, vlen);
+	vol[vlen] = '\0';
+	strcpy(snap, at ? at + 1 : "");
+	return 0;
+}
+
+int blk_open(struct engine *eng, const char *spec, struct blk_dev **out)
+{
+	struct blk_dev *dev = calloc(1, sizeof(*dev));
+	int r;
+
+	if (!dev)
+		return -ENOMEM;
+	r = engine_volume_open(eng, spec, &dev->vol);
+	if (r < 0) {
+		free(dev);
+		return r;
+	}
+	dev->eng = eng;
+	*out = dev;
+	return 0;
+}
+
+void blk_close(struct blk_dev *dev)
+{
+	if (!dev)
+		return;
+	engine_volume_close(dev->vol);
+	free(dev);
+}
+
+uint64_t blk_size(const struct blk_dev *dev)
+{
+	return engine_volume_size(dev->vol);
+}
+
+bool blk_readonly(const struct blk_dev *dev)
+{
+	return engine_volume_readonly(dev->vol);
+}
+
+bool blk_mapped(const struct blk_dev *dev, uint64_t off)
+{
+	return engine_block_mapped(dev->vol, off / BS);
+}
+
+unsigned blk_locked(const struct blk_dev *dev)
+{
+	return dev->nlocked;
+}
+
+/* ---- range locks ---- */
+
+static bool overlaps(const struct blk_io *a, const struct blk_io *b)
+{
+	return a->first < b->first + b->nblk && b->first < a->first + a->nblk;
+}
+
+/* Does io overlap a request of the list from head up to (not including) stop? */
+static bool overlaps_list(const struct blk_io *io, const struct blk_io *head,
+			  const struct blk_io *stop)
+{
+	for (const struct blk_io *x = head; x && x != stop; x = x->lk_next)
+		if (overlaps(io, x))
+			return true;
+	return false;
+}
+
+static void lock_hold(struct blk_dev *dev, struct blk_io *io)
+{
+	io->locked = true;
+	io->lk_prev = NULL;
+	io->lk_next = dev->held;
+	if (dev->held)
+		dev->held->lk_prev = io;
+	dev->held = io;
+}
+
+/* Runs go(io) once its blocks overlap no running or earlier waiting mutation. */
+static void lock_acquire(struct blk_io *io, void (*go)(struct blk_io *io))
+{
+	struct blk_dev *dev = io->dev;
+
+	dev->nlocked++;
+	io->lk_go = go;
+	if (!overlaps_list(io, dev->held, NULL) && !overlaps_list(io, dev->wait_head, NULL)) {
+		lock_hold(dev, io);
+		go(io);
+		return;
+	}
+	io->lk_next = NULL;
+	if (dev->wait_tail)
+		dev->wait_tail->lk_next = io;
+	else
+		dev->wait_head = io;
+	dev->wait_tail = io;
+}
+
+static void lock_release(struct blk_io *io)
+{
+	struct blk_dev *dev = io->dev;
+	struct blk_io *grant = NULL, *prev = NULL, *w, *next;
+
+	if (!io->locked)
+		return;
+	io->locked = false;
+	dev->nlocked--;
+	if (io->lk_prev)
+		io->lk_prev->lk_next = io->lk_next;
+	else
+		dev->held = io->lk_next;
+	if (io->lk_next)
+		io->lk_next->lk_prev = io->lk_prev;
+	/* grant in FIFO order; run them after the scan (go may release again) */
+	for (w = dev->wait_head; w; w = next) {
+		next = w->lk_next;
+		if (overlaps_list(w, dev->held, NULL) || overlaps_list(w, dev->wait_head, w)) {
+			prev = w;
+			continue;
+		}
+		if (prev)
+			prev->lk_next = next;
+		else
+			dev->wait_head = next;
+		if (dev->wait_tail == w)
+			dev->wait_tail = prev;
+		lock_hold(dev, w);
+		w->lk_granted = grant;
+		grant = w;
+	}
+	while (grant) {
+		w = grant;
+		grant = w->lk_granted;
+		w->lk_go(w);
+	}
+}
+
+/* ---- requests ---- */
+
+static int check_range(const struct blk_dev *dev, uint64_t off, uint64_t len, bool write)
+{
+	uint64_t size = blk_size(dev);
+
+	if (len == 0)
+		return -EINVAL;
+	if (write && blk_readonly(dev))
+		return -EPERM;
+	if (off > size || len > size - off)
+		return -ERANGE;
+	return 0;
+}
+
+static struct blk_io *io_new(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags,
+			     blk_cb cb, void *arg)
+{
+	struct blk_io *io = calloc(1, sizeof(*io));
+
+	if (!io)
+		return NULL;
+	io->dev = dev;
+	io->off = off;
+	io->len = len;
+	io->first = off / BS;
+	io->nblk = (off + len + BS - 1) / BS - io->first;
+	io->flags = flags;
+	io->cb = cb;
+	io->arg = arg;
+	return io;
+}
+
+static int io_bounce(struct blk_io *io, uint64_t nblk)
+{
+	if (posix_memalign((void **)&io->bounce, BS, (size_t)nblk * BS) != 0) {
+		io->bounce = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void io_free(struct blk_io *io)
+{
+	free(io->bounce);
+	free(io);
+}
+
+/* The request is over: its range is free for the next, the caller learns. */
+static void io_finish(struct blk_io *io)
+{
+	blk_cb cb = io->cb;
+	void *arg = io->arg;
+	int err = io->err;
+
+	lock_release(io);
+	io_free(io);
+	cb(arg, err);
+}
+
+static void fail(struct blk_io *io, int err)
+{
+	if (!io->err)
+		io->err = err;
+}
+
+static void part_done(struct blk_io *io, int res)
+{
+	if (res < 0)
+		fail(io, res);
+	if (--io->pending == 0)
+		io->next(io);
+}
+
+static void engine_done(void *arg, int res)
+{
+	part_done(arg, res);
+}
+
+/* One engine call of the current stage: a synchronous failure ends its part. */
+static void issued(struct blk_io *io, int res)
+{
+	if (res < 0) {
+		fail(io, res);
+		io->pending--;
+	}
+}
+
+static unsigned engine_flags(const struct blk_io *io)
+{
+	return io->flags & BLK_FUA ? ENGINE_FUA : 0;
+}
+
+/* Reads or writes whole blocks, in engine calls of at most SPLIT_BLOCKS. */
+static void io_blocks(struct blk_io *io, bool write, uint64_t lba, uint64_t nblk, uint8_t *buf)
+{
+	struct engine_volume *vol = io->dev->vol;
+
+	while (nblk && !io->err) {
+		uint32_t n = nblk < SPLIT_BLOCKS ? (uint32_t)nblk : SPLIT_BLOCKS;
+
+		io->pending++;
+		issued(io, write ? engine_write(vol, lba, n, buf, engine_flags(io), engine_done, io)
+				 : engine_read(vol, lba, n, buf, engine_done, io));
+		lba += n;
+		nblk -= n;
+		buf += (size_t)n * BS;
+	}
+}
+
+/* Reads block lba into dst (zeros without I/O if it is unmapped). */
+static void edge_read(struct blk_io *io, uint64_t lba, uint8_t *dst)
+{
+	if (!engine_block_mapped(io->dev->vol, lba)) {
+		memset(dst, 0, BS);
+		return;
+	}
+	io->pending++;
+	issued(io, engine_read(io->dev->vol, lba, 1, dst, engine_done, io));
+}
+
+static bool aligned(uint64_t off, uint64_t len, const void *buf)
+{
+	return off % BS == 0 && len % BS == 0 && (uintptr_t)buf % BS == 0;
+}
+
+/* ---- read ---- */
+
+static void read_done(struct blk_io *io)
+{
+	if (!io->err && io->bounce)
+		memcpy(io->user, io->bounce + io->off % BS, io->len);
+	io_finish(io);
+}
+
+int blk_read(struct blk_dev *dev, uint64_t off, uint32_t len, void *buf, blk_cb cb, void *arg)
+{
+	struct blk_io *io;
+	int r = len > BLK_IO_MAX ? -EINVAL : check_range(dev, off, len, false);
+
+	if (r < 0)
+		return r;
+	io = io_new(dev, off, len, 0, cb, arg);
+	if (!io)
+		return -ENOMEM;
+	io->user = buf;
+	if (!aligned(off, len, buf) && io_bounce(io, io->nblk) < 0) {
+		io_free(io);
+		return -ENOMEM;
+	}
+	io->next = read_done;
+	io->pending = 1;
+	io_blocks(io, false, io->first, io->nblk, io->bounce ? io->bounce : io->user);
+	part_done(io, 0);
+	return 0;
+}
+
+/* ---- write ---- */
+
+/* The edge blocks are in the bounce buffer: lay the payload over them, write. */
+static void write_patched(struct blk_io *io)
+{
+	if (io->err) {
+		io_finish(io);
+		return;
+	}
+	memcpy(io->bounce + io->off % BS, io->user, io->len);
+	io->next = io_finish;
+	io->pending = 1;
+	io_blocks(io, true, io->first, io->nblk, io->bounce);
+	part_done(io, 0);
+}
+
+static void write_start(struct blk_io *io)
+{
+	uint32_t head = (uint32_t)(io->off % BS);
+	uint32_t tail = (uint32_t)((io->off + io->len) % BS);
+
+	io->pending = 1;
+	if (!io->bounce) {
+		io->next = io_finish;
+		io_blocks(io, true, io->first, io->nblk, io->user);
+		part_done(io, 0);
+		return;
+	}
+	io->next = write_patched;
+	if (head)
+		edge_read(io, io->first, io->bounce);
+	if (tail && (io->nblk > 1 || !head))
+		edge_read(io, io->first + io->nblk - 1, io->bounce + (io->nblk - 1) * BS);
+	part_done(io, 0);
+}
+
+int blk_write(struct blk_dev *dev, uint64_t off, uint32_t len, const void *buf,
+	      unsigned flags, blk_cb cb, void *arg)
+{
+	struct blk_io *io;
+	int r = len > BLK_IO_MAX ? -EINVAL : check_range(dev, off, len, true);
+
+	if (r < 0)
+		return r;
+	io = io_new(dev, off, len, flags, cb, arg);
+	if (!io)
+		return -ENOMEM;
+	io->user = (uint8_t *)buf; /* only read from */
+	if (!aligned(off, len, buf) && io_bounce(io, io->nblk) < 0) {
+		io_free(io);
+		return -ENOMEM;
+	}
+	lock_acquire(io, write_start);
+	return 0;
+}
+
+/* ---- zero ---- */
+
+/* The edge block was read: zero its bytes, write it back. */
+static void zero_edge_read(void *arg, int res)
+{
+	struct blk_edge *e = arg;
+	struct blk_io *io = e->io;
+
+	if (res < 0) {
+		part_done(io, res);
+		return;
+	}
+	memset(e->blk + e->zoff, 0, e->zlen);
+	/* the read's count carries over to the write */
+	res = engine_write(io->dev->vol, e->lba, 1, e->blk, engine_flags(io), engine_done, io);
+	if (res < 0)
+		part_done(io, res);
+}
+
+static void zero_edge(struct blk_io *io, unsigned i, uint64_t lba, uint32_t zoff, uint32_t zlen)
+{
+	struct blk_edge *e = &io->edges[i];
+
+	if (!engine_block_mapped(io->dev->vol, lba))
+		return; /* reads as zeros already */
+	*e = (struct blk_edge){ .io = io, .lba = lba, .blk = io->bounce + (size_t)i * BS,
+				.zoff = zoff, .zlen = zlen };
+	io->pending++;
+	issued(io, engine_read(io->dev->vol, lba, 1, e->blk, zero_edge_read, e));
+}
+
+static void zero_start(struct blk_io *io)
+{
+	uint64_t end = io->off + io->len;
+	uint64_t ib = (io->off + BS - 1) / BS, ie = end / BS;
+	uint32_t head = (uint32_t)(io->off % BS), tail = (uint32_t)(end % BS);
+
+	io->next = io_finish;
+	io->pending = 1;
+	if (ie > ib) {
+		io->pending++;
+		issued(io, engine_trim(io->dev->vol, ib, ie - ib, engine_flags(io), engine_done,
+				       io));
+	}
+	if (head)
+		zero_edge(io, 0, io->first, head,
+			  (uint32_t)(io->len < BS - head ? io->len : BS - head));
+	if (tail && (io->nblk > 1 || !head))
+		zero_edge(io, 1, io->first + io->nblk - 1, 0, tail);
+	part_done(io, 0);
+}
+
+int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, blk_cb cb,
+	     void *arg)
+{
+	struct blk_io *io;
+	int r = check_range(dev, off, len, true);
+
+	if (r < 0)
+		return r;
+	io = io_new(dev, off, len, flags, cb, arg);
+	if (!io)
+		return -ENOMEM;
+	if ((off % BS || len % BS) && io_bounce(io, 2) < 0) {
+		io_free(io);
+		return -ENOMEM;
+	}
+	lock_acquire(io, zero_start);
+	return 0;
+}
+
+int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg)
+{
+	return engine_flush(dev->eng, cb, arg);
+}

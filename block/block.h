@@ -1,0 +1,69 @@
+/* block/block.h — the block layer between the front ends (nbd/, vhost/) and the
+ * engine: byte-granular I/O on a volume or a "VOL@SNAP" snapshot (read-only).
+ *
+ * The engine works in whole ENGINE_BLOCK_SIZE blocks; this layer serves any byte
+ * offset and length. Aligned requests go straight to the engine (split into pieces of
+ * at most BLK_SPLIT_BYTES); a partial block at either end of a write or zeroing is
+ * read, patched and written back (read-modify-write). Every mutating request holds a
+ * lock on the blocks it covers while it runs (FIFO among overlapping requests), so
+ * overlapping unaligned writes from several connections or queues never lose each
+ * other's bytes. Reads take no lock: a read sees each block before or after a write.
+ *
+ * Async contract (blk_read/write/zero/trim/flush): returns 0 → cb runs exactly once
+ * with 0 or -errno (it may run before the call returns, when nothing needs I/O or an
+ * engine call fails at once); returns <0 → cb never runs. Buffers must stay valid
+ * until cb. Errors: -ERANGE beyond the end, -EINVAL zero length or too long
+ * (BLK_IO_MAX), -EPERM a write to a snapshot, -ENOMEM; the engine's errors are passed
+ * on through cb.
+ *
+ * Threading: the engine's thread only (completions run from engine_poll()).
+ */
+#ifndef QUILL_BLOCK_BLOCK_H
+#define QUILL_BLOCK_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+#define BLK_IO_MAX       (64u << 20)  /* bytes of one read or write */
+#define BLK_SPLIT_BYTES  (1u << 20)   /* largest engine call a request is split into */
+
+struct blk_dev;
+
+typedef void (*blk_cb)(void *arg, int res);
+
+enum blk_io_flags {
+	BLK_FUA = 1u << 0, /* durable when cb runs */
+};
+
+/* The one parser of volume specs: "VOL" or "VOL@SNAP". Fills vol and snap (snap ""
+ * for a volume). -EINVAL empty names, a second '@', or a name longer than
+ * ENGINE_VOLUME_NAME_MAX. */
+int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
+		   char snap[ENGINE_VOLUME_NAME_MAX + 1]);
+
+/* Opens spec for I/O (engine_volume_open: -ENOENT, -EBUSY, ...). */
+int blk_open(struct engine *eng, const char *spec, struct blk_dev **out);
+/* Waits for I/O in flight and closes the volume. NULL ok. */
+void blk_close(struct blk_dev *dev);
+uint64_t blk_size(const struct blk_dev *dev);     /* bytes, now */
+bool blk_readonly(const struct blk_dev *dev);
+/* Does the engine block holding byte off hold data (block status)? */
+bool blk_mapped(const struct blk_dev *dev, uint64_t off);
+/* Mutating requests running or waiting for their range (tests, stats). */
+unsigned blk_locked(const struct blk_dev *dev);
+
+int blk_read(struct blk_dev *dev, uint64_t off, uint32_t len, void *buf, blk_cb cb,
+	     void *arg);
+int blk_write(struct blk_dev *dev, uint64_t off, uint32_t len, const void *buf,
+	      unsigned flags, blk_cb cb, void *arg);
+/* Afterwards [off, off+len) reads as zeros; the whole blocks inside it are freed
+ * (trim and write-zeroes are the same here). */
+int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, blk_cb cb,
+	     void *arg);
+/* Makes every write completed before the call durable (the engine's flush). */
+int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg);
+
+#endif
