@@ -42,15 +42,12 @@ expect 0 --json volume info alpha
 	fail "written_bytes after 1M: $OUT"
 
 # an attached volume cannot be removed
-qemu-io -f raw "$(nbd_uri alpha)" -c 'sleep 3000' >/dev/null 2>&1 &
-client=$!
-track "$client"
-sleep 1
+hold_client alpha
 expect 0 --json volume info alpha
 [ "$(json_field '["volume"]["attached"]' <<<"$OUT")" = True ] || fail "attached: $OUT"
 expect 1 volume rm alpha
 grep -q "attached" <<<"$ERR" || fail "rm of an attached volume: $ERR"
-wait "$client" || true
+release_client alpha
 
 # grow online; a new client sees the new size
 expect 0 volume resize alpha 128M

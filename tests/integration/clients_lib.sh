@@ -17,7 +17,13 @@
 #   json_field EXPR      prints EXPR (like '["volume"]["size"]') of the JSON on stdin
 #   wait_attached VOL [False]
 #                        until quill says an NBD client has VOL open (or, with
-#                        False, none has), 10 s at most
+#                        False, none has), 30 s at most (one quill call a poll)
+#   hold_client VOL      a qemu-io client attached to VOL (waits until quill says
+#                        so) that stays until release_client: its PID in $CLIENT
+#   release_client VOL   stops $CLIENT by PID and waits until VOL is detached
+#   wait_for SECS MSG CMD…
+#                        until CMD succeeds (polls every 0.1 s), failing the test
+#                        with MSG after SECS seconds of wall time
 #   qio [-r] EXPORT CMD… qemu-io commands on an export (-r: read-only); fails the
 #                        test if one fails (a pattern that does not match)
 #   skip MSG / fail MSG  exit 77 / exit 1 with a reason
@@ -149,9 +155,16 @@ it_init()
 	log "server $QUILL_TEST_SERVER, scratch $WORK"
 }
 
+# port_listening PORT: is a socket listening on 127.0.0.1:PORT? Reads /proc/net/tcp
+# instead of connecting, so the server logs no probe connection that goes away.
+port_listening()
+{
+	grep -q "^ *[0-9]*: 0100007F:$(printf '%04X' "$1") 00000000:0000 0A " /proc/net/tcp
+}
+
 server_ready()
 {
-	port_open "$NBD_PORT" &&
+	port_listening "$NBD_PORT" &&
 		{ [ "$QUILL_TEST_SERVER" = nbdkit ] || quill status >/dev/null 2>&1; }
 }
 
@@ -221,15 +234,47 @@ json_field()
 	python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"
 }
 
-wait_attached()
+# wait_for SECS MSG CMD...: bounded by wall time, not by a count of polls, which
+# a loaded machine would stretch without limit
+wait_for()
 {
-	local i want="${2:-True}"
-	for i in $(seq 1 100); do
-		[ "$(quill --json volume info "$1" 2>/dev/null |
-			json_field '["volume"]["attached"]' 2>/dev/null)" = "$want" ] && return 0
+	local secs="$1" msg="$2" end
+	shift 2
+	end=$((SECONDS + secs))
+	until "$@"; do
+		[ "$SECONDS" -lt "$end" ] || fail "$msg after $secs s"
 		sleep 0.1
 	done
-	fail "volume $1: attached is not $want after 10 s"
+}
+
+# attached_is VOL yes|no: one quill call (no python start per poll)
+attached_is()
+{
+	quill volume info "$1" 2>/dev/null | grep -q "^attached: *$2\$"
+}
+
+wait_attached()
+{
+	local want=yes
+	[ "${2:-True}" = True ] || want=no
+	wait_for 30 "volume $1: attached is not $want" attached_is "$1" "$want"
+}
+
+# hold_client VOL: a client that stays attached until the test releases it (a
+# qemu-io sleeping for a day, stopped by PID), not one that leaves by itself after
+# a time a loaded machine may exceed
+hold_client()
+{
+	qemu-io -f raw "$(nbd_uri "$1")" -c 'sleep 86400000' >"$WORK/hold.out" 2>&1 &
+	CLIENT=$!
+	track "$CLIENT"
+	wait_attached "$1"
+}
+
+release_client()
+{
+	stop_pid "$CLIENT"
+	wait_attached "$1" False
 }
 
 # qio [-r] EXPORT 'CMD' ['CMD'...]: qemu-io over NBD; every command must succeed

@@ -119,20 +119,20 @@ fill
 qio -r a 'read -P 0xa1 0 8M'
 qio a 'write -P 0xb2 8M 8M' 'flush'
 qio -r a 'read -P 0xa1 0 8M' 'read -P 0xb2 8M 8M'
-sleep 1
+# a checkpoint every 300 ms: wait until one has met the full disk
+wait_for 30 "no checkpoint met the full disk" grep -q \
+	"map checkpoint at seq .* failed: No space left on device; will retry" "$WORK/server.log"
 alive "I/O on a full metadata disk"
-grep -q "map checkpoint at seq .* failed: No space left on device; will retry" \
-	"$WORK/server.log" || fail "no checkpoint met the full disk"
 grep -q "Assertion" "$WORK/server.log" && fail "RocksDB asserted"
 
 log "freeing the metadata disk"
 rm -f "$META/filler"
 ckpts="$(status_field '["checkpoints"]')"
-for i in $(seq 1 100); do
-	quill volume create c 16M >/dev/null 2>&1 && break
-	[ "$i" -lt 100 ] || fail "volume create still fails 10 s after the disk got room"
-	sleep 0.1
-done
+created_c()
+{
+	quill volume create c 16M >/dev/null 2>&1
+}
+wait_for 30 "volume create still fails after the disk got room" created_c
 CREATED+=(c)
 wait_checkpoint_after "$ckpts"
 log "recovered: volume c created, a checkpoint succeeded"

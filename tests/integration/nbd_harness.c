@@ -6,7 +6,7 @@
  *
  * LIMIT is a field of struct nbd_server_limits, as quilld's nbd-* settings name it:
  * max-handshakes, max-handshakes-per-source, max-clients, max-clients-per-source,
- * handshake-timeout (ms, default 1000 here), request-timeout (ms), request-mem.
+ * handshake-timeout (ms, default 5000 here), request-timeout (ms), request-mem.
  * --bulk-volumes N creates N more volumes of 1 MiB, bulk00000, bulk00001...
  *
  * Formats/opens an engine, creates the volumes and then the snapshots (an existing
@@ -119,8 +119,10 @@ static int create_bulk(struct engine *eng, unsigned n)
 int main(int argc, char **argv)
 {
 	struct engine_opts eo;
-	/* a short handshake timeout, so that the silent-client check runs quickly */
-	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .limits.handshake_timeout_ms = 1000 };
+	/* A short handshake timeout, so that the silent-client check runs quickly, but
+	 * not so short that a loaded machine (libnbd's handshake takes seconds between
+	 * messages at a load of 15) gets the liveness probes closed. */
+	struct nbd_server_opts no = { .tcp_addr = "127.0.0.1", .limits.handshake_timeout_ms = 5000 };
 	const char *volumes[MAX_VOLUMES], *snaps[MAX_VOLUMES];
 	unsigned nvol = 0, nsnap = 0, port = 10809, bulk = 0;
 	struct engine *eng = NULL;

@@ -51,9 +51,8 @@ s.listen()
 print(s.getsockname()[1], flush=True)
 time.sleep(120)' >"$WORK/taken" &
 track $!
-for _ in $(seq 1 50); do [ -s "$WORK/taken" ] && break; sleep 0.1; done
+wait_for 30 "no listener for the taken port" test -s "$WORK/taken"
 taken=$(cat "$WORK/taken")
-[ -n "$taken" ] || fail "no listener for the taken port"
 rc=0
 "$QUILLD" --data-dir "$WORK/p/node" --store-size 64M --nbd-addr 127.0.0.1 --nbd-port "$taken" \
 	--control "$WORK/p/ctl.sock" >"$WORK/out" 2>&1 || rc=$?

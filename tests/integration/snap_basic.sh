@@ -107,23 +107,16 @@ log "flatten, then snap rm: the clone still reads its data"
 # ---- rollback ----
 expect 0 snap create vm0@s2
 qio vm0 'write -P 0x44 0 2M'
-qemu-io -f raw "$(nbd_uri vm0)" -c 'sleep 2000' >/dev/null 2>&1 &
-client=$!
-track "$client"
-wait_attached vm0
+hold_client vm0
 expect 1 snap rollback vm0@s2
 grep -q "attached; detach it or pass --force" <<<"$ERR" || fail "rollback attached: $ERR"
-wait "$client" || true
-wait_attached vm0 False
+release_client vm0
 expect 0 snap rollback vm0@s2
 qio -r vm0 'read -P 0x42 0 512k' 'read -P 0x41 512k 512k' 'read -P 0 1M 1M'
 qio vm0 'write -P 0x45 0 4k'
-qemu-io -f raw "$(nbd_uri vm0)" -c 'sleep 2000' >/dev/null 2>&1 &
-client=$!
-track "$client"
-wait_attached vm0
+hold_client vm0
 expect 0 snap rollback vm0@s2 --force
-wait "$client" || true
+release_client vm0
 qio -r vm0 'read -P 0x42 0 4k'
 log "rollback: refused while attached, done when detached and with --force"
 

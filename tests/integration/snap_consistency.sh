@@ -5,8 +5,13 @@
 #     `quill snap create` without pausing: the snapshot holds every write completed
 #     before the command started, none issued after it returned, whole blocks only,
 #     and is a causal cut; the live volume holds every last write;
-#   * fio randwrite with verify=crc32c while a snapshot is taken: fio's verify
-#     passes, and every block of the snapshot is zeros or the block fio wrote.
+#   * fio randwrite with verify=crc32c, a snapshot taken in the middle of its run:
+#     fio's verify passes, and every block of the snapshot is zeros or the block
+#     fio wrote. Each progress check holds fio with SIGSTOP, and the one that finds
+#     a few MiB written keeps it held until the snapshot returns, so that a loaded
+#     machine cannot let fio finish first (its requests in flight still land around
+#     the snapshot); fio pauses 10 ms after every 16 writes (at most ~6 MiB/s of
+#     run time, with no catch-up burst after a hold as a rate limit would have).
 set -euo pipefail
 IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
@@ -36,15 +41,34 @@ done
 # ---- fio with verify ----
 volume_create fio 32M
 fio_verify_job "$WORK/verify.fio" "$(nbd_uri fio)" 32M 6000
-(cd "$WORK" && fio --output="$WORK/fio.txt" "$WORK/verify.fio") &
+cat >>"$WORK/verify.fio" <<'FIO'
+thread=1
+thinktime=10ms
+thinktime_blocks=16
+FIO
+(cd "$WORK" && exec fio --output="$WORK/fio.txt" "$WORK/verify.fio") &
 fio_pid=$!
 track "$fio_pid"
-for _ in $(seq 1 100); do # until fio has written a few MiB (of 32)
-	[ "$(quill --json volume info fio | json_field '["volume"]["written_bytes"]')" -gt \
-		$((4 << 20)) ] && break
-	sleep 0.1
-done
+# written_over VOL BYTES: one quill call, no python start per poll
+written_over()
+{
+	local w
+	w=$(quill --json volume info "$1" | sed -n 's/.*"written_bytes": *\([0-9]*\).*/\1/p')
+	[ "${w:-0}" -gt "$2" ]
+}
+# fio_held_past BYTES: holds fio (one process: thread=1) and keeps it held if it
+# has written more than BYTES; lets it go on otherwise
+fio_held_past()
+{
+	kill -STOP "$fio_pid" 2>/dev/null || true
+	written_over fio "$1" && return 0
+	kill -CONT "$fio_pid" 2>/dev/null || true
+	return 1
+}
+wait_for 60 "fio has not written 4 MiB" fio_held_past $((4 << 20))
+written_over fio $(((32 << 20) - 1)) && fail "fio wrote all 32 MiB before the snapshot"
 expect 0 snap create fio@mid
+kill -CONT "$fio_pid"
 wait "$fio_pid" || {
 	tail -n 30 "$WORK/fio.txt" >&2
 	fail "fio verify failed with a snapshot taken under it"

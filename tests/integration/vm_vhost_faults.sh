@@ -17,25 +17,21 @@ volume_create vm0 64M
 sock="$WORK/vm0.vhost"
 
 # --- one writer: an NBD client holds the volume ---
-qemu-io -f raw "$(nbd_uri vm0)" -c 'sleep 30000' >/dev/null 2>&1 &
-holder=$!
-track "$holder"
-for _ in $(seq 1 50); do
-	quill --json volume info vm0 | grep -q '"attached":true' && break
-	sleep 0.1
-done
+hold_client vm0
 if quill vhost start vm0 "$sock" 2>"$WORK/err"; then
 	fail "vhost start of a volume attached over NBD succeeded"
 fi
 grep -q "attached over NBD" "$WORK/err" || fail "refusal does not say why: $(cat "$WORK/err")"
-stop_pid "$holder"
+release_client vm0
 log "vhost start refused while an NBD client is attached"
 
 # --- kill -9 of QEMU in the middle of writes ---
-for _ in $(seq 1 50); do
-	quill vhost start vm0 "$sock" 2>/dev/null && break
-	sleep 0.1 # the NBD export closes its volume from a loop timer
-done
+vhost_started()
+{
+	quill vhost start vm0 "$sock" 2>/dev/null
+}
+# the NBD export closes its volume from a loop timer
+wait_for 30 "vhost start vm0 after the NBD client left" vhost_started
 quill vhost ls | grep -q '^vm0 ' || fail "vhost start vm0 after the NBD client left"
 # shellcheck disable=SC2046
 vm_boot_bg killed 'loop' $(vm_drive_vhost "$sock")
