@@ -7,6 +7,7 @@
  */
 #include "metadata/meta.h"
 
+#include "common/err.h"
 #include "common/log.h"
 #include "metadata/meta_internal.h"
 
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Bounded memtables: the index is small and RocksDB is off the 4k write path. */
 #define META_WRITE_BUFFER_BYTES (16u << 20)
@@ -167,6 +169,13 @@ int meta_open(const char *path, struct meta **out)
 	m->fo = rocksdb_flushoptions_create();
 	rocksdb_flushoptions_set_wait(m->fo, 1);
 
+	/* a new directory is made here: RocksDB would make it too, but only after
+	 * logging an ERROR that it could not read it */
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		log_msg(LOG_ERROR, "meta", "cannot create %s: %s", path, err_str(-ret));
+		goto err_free_options;
+	}
 	m->db = rocksdb_open(m->opts, path, &err);
 	if (err) {
 		snprintf(what, sizeof(what), "open %.50s", path);
