@@ -377,7 +377,7 @@ Test(meta, second_open_from_another_process_is_ebusy)
 	meta_close(m);
 }
 
-Test(meta, open_under_a_regular_file_is_eio)
+Test(meta, open_under_a_regular_file_is_enotdir)
 {
 	struct meta *m = NULL;
 	char path[160];
@@ -388,7 +388,7 @@ Test(meta, open_under_a_regular_file_is_eio)
 	cr_assert_geq(fd, 0);
 	close(fd);
 	snprintf(path, sizeof(path), "%s/file/db", tmpdir);
-	cr_assert_eq(meta_open(path, &m), -EIO);
+	cr_assert_eq(meta_open(path, &m), -ENOTDIR);
 	cr_assert_null(m);
 }
 
