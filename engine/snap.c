@@ -773,6 +773,43 @@ static int cmp_layer_id(const void *a, const void *b)
 	       : (*x)->rec.volume_id > (*y)->rec.volume_id;
 }
 
+/* What removing snapshot s frees (once the cleaner ran): its data entries that no
+ * layer reading through it reads, because each such layer has an entry of its own
+ * there or does not reach that far (its overlap). That is what a merge into the only
+ * child leaves behind (take_if_hole), or all of it when nothing reads through s. */
+struct freed_count {
+	struct engine_volume **kids;
+	size_t nkids;
+	uint64_t blocks;
+};
+
+static int count_freed(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct freed_count *c = arg;
+
+	if (loc->slot == MAP_SLOT_ZERO)
+		return 0;
+	for (size_t i = 0; i < c->nkids; i++)
+		if (lba < c->kids[i]->rec.overlap && !map_get(c->kids[i]->map, lba, NULL))
+			return 0; /* it still reads this block through s */
+	c->blocks++;
+	return 0;
+}
+
+static int snap_freed_blocks(struct engine *eng, const struct engine_volume *s,
+			     uint64_t *out)
+{
+	struct freed_count c = { .kids = malloc((eng->nvols + 1) * sizeof(*c.kids)) };
+
+	if (!c.kids)
+		return -ENOMEM;
+	c.nkids = children_of(eng, s, c.kids, eng->nvols);
+	map_for_each(s->map, count_freed, &c);
+	free(c.kids);
+	*out = c.blocks;
+	return 0;
+}
+
 int engine_snap_list(struct engine *eng, const char *volname,
 		     int (*fn)(const struct engine_snap_info *info, void *arg), void *arg)
 {
@@ -802,10 +839,11 @@ int engine_snap_list(struct engine *eng, const char *volname,
 		info.id = s->rec.volume_id;
 		info.size = s->rec.size;
 		info.created_ns = s->rec.created_ns;
-		info.own_blocks = map_mapped_blocks(s->map);
 		info.dependents = (unsigned)(nkids - (skip ? 1 : 0));
 		info.open = s->open;
-		r = fn(&info, arg);
+		r = snap_freed_blocks(eng, s, &info.own_blocks);
+		if (r == 0)
+			r = fn(&info, arg);
 	}
 	free(snaps);
 	return r;
