@@ -511,7 +511,8 @@ static int volume_create_check(struct engine *eng, const char *name, uint64_t si
 	return eng_volume_by_name(eng, name) ? -EEXIST : 0;
 }
 
-static int volume_create_commit(struct engine *eng, const char *name, uint64_t size_bytes)
+static int volume_create_commit(struct engine *eng, const char *name, uint64_t size_bytes,
+				unsigned flags)
 {
 	struct volume_record rec = { 0 };
 	struct meta_batch *mb;
@@ -527,6 +528,7 @@ static int volume_create_commit(struct engine *eng, const char *name, uint64_t s
 	rec.kind = ONDISK_LAYER_VOLUME;
 	rec.size = size_bytes;
 	rec.created_ns = eng_now_realtime_ns();
+	rec.flags = flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0;
 	strcpy(rec.name, name);
 	eng_batch_put_record(mb, &rec);
 	r = eng_volume_add(eng, &rec, NULL);
@@ -549,6 +551,7 @@ struct volume_job {
 	struct eng_job job;
 	char name[ENGINE_VOLUME_NAME_MAX + 1];
 	uint64_t size;
+	unsigned flags;       /* create: enum engine_create_flags */
 	uint64_t covered_seq; /* resize: batches a checkpoint must cover before growing */
 };
 
@@ -579,20 +582,23 @@ static int volume_create_step(struct eng_job *job)
 	struct volume_job *vj = (struct volume_job *)job;
 	int r = eng_job_wait_settled(job);
 
-	return r ? r : volume_create_commit(job->eng, vj->name, vj->size);
+	return r ? r : volume_create_commit(job->eng, vj->name, vj->size, vj->flags);
 }
 
 int engine_volume_create_async(struct engine *eng, const char *name, uint64_t size_bytes,
-			       engine_cb cb, void *arg)
+			       unsigned flags, engine_cb cb, void *arg)
 {
 	int r = volume_create_check(eng, name, size_bytes);
 	struct volume_job *vj;
 
 	if (r < 0)
 		return r;
+	if (flags & ~(unsigned)ENGINE_CREATE_IMPORTING)
+		return -EINVAL;
 	vj = volume_job_new(name, size_bytes);
 	if (!vj)
 		return -ENOMEM;
+	vj->flags = flags;
 	return volume_job_start(eng, vj, volume_create_step, cb, arg);
 }
 
@@ -600,8 +606,48 @@ int engine_volume_create(struct engine *eng, const char *name, uint64_t size_byt
 {
 	struct eng_sync s = { 0 };
 
-	return eng_sync_wait(eng, &s, engine_volume_create_async(eng, name, size_bytes,
+	return eng_sync_wait(eng, &s, engine_volume_create_async(eng, name, size_bytes, 0,
 								  eng_sync_done, &s));
+}
+
+static int import_done_step(struct eng_job *job)
+{
+	struct engine_volume *vol = job->layers[0];
+	struct volume_record rec = vol->rec;
+	int r = eng_job_wait_settled(job);
+
+	if (r)
+		return r;
+	rec.flags &= ~(uint32_t)ONDISK_LAYER_IMPORTING;
+	r = eng_volume_record_save(job->eng, &rec);
+	if (r == 0)
+		vol->rec = rec;
+	return r;
+}
+
+int engine_volume_import_done_async(struct engine *eng, const char *name, engine_cb cb,
+				    void *arg)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, name);
+	struct volume_job *vj;
+
+	if (!vol)
+		return -ENOENT;
+	if (!(vol->rec.flags & ONDISK_LAYER_IMPORTING))
+		return -EINVAL;
+	vj = volume_job_new(name, 0);
+	if (!vj)
+		return -ENOMEM;
+	vj->job.layers[0] = vol;
+	return volume_job_start(eng, vj, import_done_step, cb, arg);
+}
+
+int engine_volume_import_done(struct engine *eng, const char *name)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_volume_import_done_async(eng, name, eng_sync_done,
+								       &s));
 }
 
 void eng_layer_discard(struct engine *eng, struct engine_volume *vol)
@@ -802,6 +848,7 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 	out->open = vol->open;
 	out->snapshots = snapshot_count(eng, vol);
 	out->flattening = vol->flatten != NULL;
+	out->importing = vol->rec.flags & ONDISK_LAYER_IMPORTING;
 	/* the parent a user sees is the first layer that is not this volume's own */
 	while (p && p->rec.uid == vol->rec.uid)
 		p = p->parent;

@@ -77,8 +77,12 @@ int engine_open(const struct engine_opts *opts, struct engine **out);
 void engine_close(struct engine *eng);
 
 /* Volume management (metadata writes are synced); not for the I/O path. */
+enum engine_create_flags {
+	ENGINE_CREATE_IMPORTING = 1u << 0, /* marked as an unfinished import, in the same
+					      record: see engine_volume_import_done() */
+};
 int engine_volume_create_async(struct engine *eng, const char *name, uint64_t size_bytes,
-			       engine_cb cb, void *arg);
+			       unsigned flags, engine_cb cb, void *arg);
 int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes);
 /* Frees the volume's segments and map. -EBUSY if open, -ENOTEMPTY if it has snapshots
  * (remove them first). */
@@ -90,6 +94,11 @@ int engine_volume_delete(struct engine *eng, const char *name);
 int engine_volume_resize_async(struct engine *eng, const char *name, uint64_t size_bytes,
 			       engine_cb cb, void *arg);
 int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes);
+/* Clears the mark of ENGINE_CREATE_IMPORTING: the import filled the volume. -EINVAL if
+ * it has no such mark. */
+int engine_volume_import_done_async(struct engine *eng, const char *name, engine_cb cb,
+				    void *arg);
+int engine_volume_import_done(struct engine *eng, const char *name);
 
 /* A snapshot or clone reference is written "VOL@SNAP"; its longest form: */
 #define ENGINE_SNAP_SPEC_MAX (2 * ENGINE_VOLUME_NAME_MAX + 1)
@@ -108,6 +117,7 @@ struct engine_volume_info {
 	char parent[ENGINE_SNAP_SPEC_MAX + 1]; /* "VOL@SNAP" a clone reads through, or "" */
 	unsigned snapshots;       /* of this volume */
 	bool flattening;          /* see engine_flatten_status() */
+	bool importing;           /* an import created it and has not finished */
 };
 int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out);
 /* Calls fn for every volume in name order; stops and returns fn's value if non-zero. */

@@ -260,7 +260,7 @@ int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_recor
 	if (d.version != QUILL_FORMAT_VERSION || d.size % QUILL_BLOCK_SIZE ||
 	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0' ||
 	    d.kind > ONDISK_LAYER_SNAPSHOT || d.parent_id == d.volume_id ||
-	    (d.flags & ~(uint32_t)ONDISK_LAYER_FLATTENING) ||
+	    (d.flags & ~(uint32_t)ONDISK_LAYER_FLAGS_KNOWN) ||
 	    (d.parent_id == 0 && d.overlap != 0) || d.overlap > d.size / QUILL_BLOCK_SIZE)
 		return -EPROTO;
 	v->kind = (enum ondisk_layer_kind)d.kind;

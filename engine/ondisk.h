@@ -183,7 +183,9 @@ enum ondisk_layer_kind {
 
 enum ondisk_layer_flags {
 	ONDISK_LAYER_FLATTENING = 1u << 0, /* a flatten is under way: resumed at start-up */
+	ONDISK_LAYER_IMPORTING = 1u << 1,  /* created by an import that has not finished */
 };
+#define ONDISK_LAYER_FLAGS_KNOWN (ONDISK_LAYER_FLATTENING | ONDISK_LAYER_IMPORTING)
 
 struct ondisk_volume_record {
 	uint32_t version;      /* QUILL_FORMAT_VERSION */

@@ -65,11 +65,12 @@ static const char *or_dash(const char *s)
 
 static void print_volume_row(struct json_object *v)
 {
-	printf("%-24s %12s %12s %9lld  %-8s  %s\n", cli_str(v, "name"),
+	printf("%-24s %12s %12s %9lld  %-8s  %s%s\n", cli_str(v, "name"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0),
 	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
 	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"),
-	       or_dash(cli_str(v, "parent")));
+	       or_dash(cli_str(v, "parent")),
+	       cli_bool(v, "importing") ? "  (incomplete import)" : "");
 }
 
 static void show_list(struct json_object *ans)
@@ -109,6 +110,10 @@ static void show_volume(struct json_object *ans)
 	       (long long)cli_i64(v, "snapshots"));
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
+		       cli_str(v, "name"));
+	if (cli_bool(v, "importing"))
+		printf("import:    incomplete: an import was interrupted (quill import FILE %s "
+		       "restarts it, quill volume rm %s drops it)\n", cli_str(v, "name"),
 		       cli_str(v, "name"));
 }
 

@@ -113,6 +113,7 @@ static struct json_object *volume_info_json(const struct engine_volume_info *inf
 	json_object_object_add(o, "parent", json_object_new_string(info->parent));
 	ctl_add_int(o, "snapshots", info->snapshots);
 	json_object_object_add(o, "flattening", json_object_new_boolean(info->flattening));
+	json_object_object_add(o, "importing", json_object_new_boolean(info->importing));
 	return o;
 }
 
@@ -238,8 +239,31 @@ static struct json_object *cmd_volume_create(struct control *ctl, struct json_ob
 	if (ctl_get_u64(req, "size", &size) < 0)
 		return ctl_error(EINVAL, "request for '%s' without a size", name);
 	call = ctl_call_new(ctl, req, volume_finish);
-	return ctl_call_started(call, engine_volume_create_async(ctl->eng, name, size,
-								 ctl_call_done, call));
+	return ctl_call_started(call, engine_volume_create_async(
+		ctl->eng, name, size, ctl_get_bool(req, "importing") ? ENGINE_CREATE_IMPORTING : 0,
+		ctl_call_done, call));
+}
+
+static struct json_object *import_done_finish(struct control *ctl, struct json_object *req,
+					      int res)
+{
+	const char *name = ctl_get_string(req, "name");
+
+	if (res == -EINVAL)
+		return ctl_error(EINVAL, "volume '%s' is not an unfinished import", name);
+	return volume_answer(ctl, res, name);
+}
+
+static struct json_object *cmd_volume_import_done(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+	struct ctl_call *call;
+
+	if (!name)
+		return ctl_no_name();
+	call = ctl_call_new(ctl, req, import_done_finish);
+	return ctl_call_started(call, engine_volume_import_done_async(ctl->eng, name,
+								      ctl_call_done, call));
 }
 
 static struct json_object *cmd_volume_resize(struct control *ctl, struct json_object *req)
@@ -329,6 +353,7 @@ static const struct control_cmd node_commands[] = {
 	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info },
 	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize },
 	{ CONTROL_CMD_VOLUME_RM, cmd_volume_rm },
+	{ CONTROL_CMD_VOLUME_IMPORT_DONE, cmd_volume_import_done },
 	{ CONTROL_CMD_NODE_STATUS, cmd_status },
 	{ CONTROL_CMD_NODE_GC, cmd_gc },
 	{ NULL, NULL },
