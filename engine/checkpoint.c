@@ -337,14 +337,8 @@ static int checkpoint_step(struct eng_job *job)
 int engine_checkpoint_async(struct engine *eng, engine_cb cb, void *arg)
 {
 	struct eng_job *job = calloc(1, sizeof(*job));
-	int r;
 
-	if (!job)
-		return -ENOMEM;
-	r = eng_job_start(eng, job, checkpoint_step, cb, arg);
-	if (r < 0)
-		free(job);
-	return r;
+	return job ? eng_job_start(eng, job, checkpoint_step, cb, arg) : -ENOMEM;
 }
 
 int engine_checkpoint(struct engine *eng)

@@ -566,17 +566,6 @@ static struct volume_job *volume_job_new(const char *name, uint64_t size)
 	return vj;
 }
 
-/* Queues vj with step, or frees it: 0 or -errno, as the async calls answer. */
-static int volume_job_start(struct engine *eng, struct volume_job *vj, eng_job_step_fn step,
-			    engine_cb cb, void *arg)
-{
-	int r = eng_job_start(eng, &vj->job, step, cb, arg);
-
-	if (r < 0)
-		free(vj);
-	return r;
-}
-
 static int volume_create_step(struct eng_job *job)
 {
 	struct volume_job *vj = (struct volume_job *)job;
@@ -599,7 +588,7 @@ int engine_volume_create_async(struct engine *eng, const char *name, uint64_t si
 	if (!vj)
 		return -ENOMEM;
 	vj->flags = flags;
-	return volume_job_start(eng, vj, volume_create_step, cb, arg);
+	return eng_job_start(eng, &vj->job, volume_create_step, cb, arg);
 }
 
 int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes)
@@ -639,7 +628,7 @@ int engine_volume_import_done_async(struct engine *eng, const char *name, engine
 	if (!vj)
 		return -ENOMEM;
 	vj->job.layers[0] = vol;
-	return volume_job_start(eng, vj, import_done_step, cb, arg);
+	return eng_job_start(eng, &vj->job, import_done_step, cb, arg);
 }
 
 int engine_volume_import_done(struct engine *eng, const char *name)
@@ -737,7 +726,7 @@ int engine_volume_delete_async(struct engine *eng, const char *name, engine_cb c
 	if (!vj)
 		return -ENOMEM;
 	vj->job.layers[0] = vol;
-	return volume_job_start(eng, vj, volume_delete_step, cb, arg);
+	return eng_job_start(eng, &vj->job, volume_delete_step, cb, arg);
 }
 
 int engine_volume_delete(struct engine *eng, const char *name)
@@ -806,7 +795,7 @@ int engine_volume_resize_async(struct engine *eng, const char *name, uint64_t si
 		return -ENOMEM;
 	vj->covered_seq = eng->next_seq - 1;
 	vj->job.layers[0] = vol;
-	return volume_job_start(eng, vj, volume_resize_step, cb, arg);
+	return eng_job_start(eng, &vj->job, volume_resize_step, cb, arg);
 }
 
 int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes)

@@ -225,7 +225,8 @@ struct eng_job {
 };
 
 /* Queues job: its first step runs from the next engine_poll(), never from here.
- * -EBUSY if one of job->layers already has a job (nothing is queued then). */
+ * -EBUSY if one of job->layers already has a job, -EINVAL without cb: the job is
+ * freed then (release, or free()). */
 int eng_job_start(struct engine *eng, struct eng_job *job, eng_job_step_fn step,
 		  engine_cb cb, void *arg);
 /* Steps every job; runs the completions of those that ended. */

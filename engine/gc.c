@@ -239,10 +239,8 @@ int engine_gc_async(struct engine *eng, unsigned want_free, engine_cb cb, void *
 	g->want_free = want_free;
 	g->before = eng->nfree;
 	r = eng_job_start(eng, &g->job, gc_step, cb, arg);
-	if (r < 0) {
-		free(g);
+	if (r < 0)
 		return r;
-	}
 	if (eng->gc_want_free < want_free)
 		eng->gc_want_free = want_free;
 	eng->gc_stalled = false;

@@ -27,11 +27,18 @@ int eng_job_start(struct engine *eng, struct eng_job *job, eng_job_step_fn step,
 {
 	struct eng_job **p;
 
-	if (!cb || !step)
-		return -EINVAL;
-	for (size_t i = 0; i < ENG_JOB_MAX_LAYERS; i++)
+	int r = !cb || !step ? -EINVAL : 0;
+
+	for (size_t i = 0; i < ENG_JOB_MAX_LAYERS && r == 0; i++)
 		if (job->layers[i] && job->layers[i]->job)
-			return -EBUSY;
+			r = -EBUSY;
+	if (r < 0) {
+		if (job->release)
+			job->release(job);
+		else
+			free(job);
+		return r;
+	}
 	job->eng = eng;
 	job->step = step;
 	job->cb = cb;

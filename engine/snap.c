@@ -326,16 +326,6 @@ static struct snap_job *snap_job_new(const char *vol, const char *snap,
 	return sj;
 }
 
-static int snap_job_start(struct engine *eng, struct snap_job *sj, eng_job_step_fn step,
-			  engine_cb cb, void *arg)
-{
-	int r = eng_job_start(eng, &sj->job, step, cb, arg);
-
-	if (r < 0)
-		free(sj);
-	return r;
-}
-
 /* Holds the volume's new writes (they go to the layer that exists once the job ends),
  * then waits until it has nothing unretired and every completed write is durable. A
  * block the cleaner moved into its log meanwhile starts the wait over. */
@@ -445,7 +435,7 @@ int engine_snap_create_async(struct engine *eng, const char *volname, const char
 	sj = snap_job_new(volname, snap, vol, NULL);
 	if (!sj)
 		return -ENOMEM;
-	return snap_job_start(eng, sj, snap_create_step, cb, arg);
+	return eng_job_start(eng, &sj->job, snap_create_step, cb, arg);
 }
 
 int engine_snap_create(struct engine *eng, const char *volname, const char *snap)
@@ -666,7 +656,7 @@ int engine_snap_delete_async(struct engine *eng, const char *volname, const char
 	sj = snap_job_new(volname, snap, s, child);
 	if (!sj)
 		return -ENOMEM;
-	return snap_job_start(eng, sj, snap_delete_step, cb, arg);
+	return eng_job_start(eng, &sj->job, snap_delete_step, cb, arg);
 }
 
 int engine_snap_delete(struct engine *eng, const char *volname, const char *snap)
@@ -753,7 +743,7 @@ int engine_snap_rollback_async(struct engine *eng, const char *volname, const ch
 	if (!sj)
 		return -ENOMEM;
 	sj->force = force;
-	return snap_job_start(eng, sj, rollback_step, cb, arg);
+	return eng_job_start(eng, &sj->job, rollback_step, cb, arg);
 }
 
 int engine_snap_rollback(struct engine *eng, const char *volname, const char *snap, bool force)
@@ -921,7 +911,7 @@ int engine_clone_async(struct engine *eng, const char *snap_spec, const char *ne
 	sj = snap_job_new(newvol, snap_spec, s, NULL);
 	if (!sj)
 		return -ENOMEM;
-	return snap_job_start(eng, sj, clone_step, cb, arg);
+	return eng_job_start(eng, &sj->job, clone_step, cb, arg);
 }
 
 int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol)
@@ -1186,7 +1176,7 @@ int engine_flatten_start_async(struct engine *eng, const char *volname, engine_c
 	sj = snap_job_new(volname, NULL, vol, NULL);
 	if (!sj)
 		return -ENOMEM;
-	return snap_job_start(eng, sj, flatten_start_step, cb, arg);
+	return eng_job_start(eng, &sj->job, flatten_start_step, cb, arg);
 }
 
 int engine_flatten_start(struct engine *eng, const char *volname)
