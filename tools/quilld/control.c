@@ -27,20 +27,20 @@
 
 #define CTL_LOG "control"
 
-struct control_conn {
-	struct control *ctl;
-	int fd;
-	struct loop_watch *watch;
-	struct ctl_call *call; /* the answer comes from this engine completion */
-	size_t len;
-	char buf[CONTROL_MAX_REQUEST];
-};
-
 struct ctl_call {
 	struct control *ctl;
 	struct control_conn *conn;
 	struct json_object *req; /* a reference of our own */
 	ctl_finish_fn finish;
+};
+
+struct control_conn {
+	struct control *ctl;
+	int fd;
+	struct loop_watch *watch;
+	struct ctl_call call; /* one request per connection: its deferred answer */
+	size_t len;
+	char buf[CONTROL_MAX_REQUEST];
 };
 
 /* ---- answers ---- */
@@ -402,10 +402,8 @@ static void conn_close(struct control_conn *c)
 struct ctl_call *ctl_call_new(struct control *ctl, struct json_object *req,
 			      ctl_finish_fn finish)
 {
-	struct ctl_call *call = calloc(1, sizeof(*call));
+	struct ctl_call *call = &ctl->current->call; /* lives as long as the connection */
 
-	if (!call)
-		return NULL;
 	call->ctl = ctl;
 	call->conn = ctl->current;
 	call->req = json_object_get(req);
@@ -413,24 +411,21 @@ struct ctl_call *ctl_call_new(struct control *ctl, struct json_object *req,
 	return call;
 }
 
-static void call_free(struct ctl_call *call)
+static void call_end(struct ctl_call *call)
 {
 	json_object_put(call->req);
-	free(call);
+	call->req = NULL;
 }
 
 struct json_object *ctl_call_started(struct ctl_call *call, int started)
 {
 	struct json_object *ans;
 
-	if (!call)
-		return ctl_error(ENOMEM, "out of memory");
 	if (started < 0) {
 		ans = call->finish(call->ctl, call->req, started);
-		call_free(call);
+		call_end(call);
 		return ans;
 	}
-	call->conn->call = call;
 	call->ctl->npending++;
 	return NULL;
 }
@@ -444,8 +439,8 @@ void ctl_call_done(void *arg, int res)
 
 	/* the client may be gone: the answer then goes nowhere, the work is done */
 	conn_send(call->conn, call->finish(ctl, call->req, res));
+	call_end(call);
 	conn_close(call->conn);
-	call_free(call);
 	if (--ctl->npending == 0 && ctl->destroyed)
 		free(ctl);
 }

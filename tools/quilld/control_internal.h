@@ -42,7 +42,8 @@ typedef struct json_object *(*control_cmd_fn)(struct control *ctl, struct json_o
 typedef struct json_object *(*ctl_finish_fn)(struct control *ctl, struct json_object *req,
 					     int res);
 struct ctl_call;
-/* NULL without memory (call ctl_call_started(NULL, ...) all the same: it answers). */
+/* The deferred answer of the request being dispatched (never NULL: it is part of the
+ * connection). */
 struct ctl_call *ctl_call_new(struct control *ctl, struct json_object *req,
 			      ctl_finish_fn finish);
 /* started: what the engine call returned. <0: the answer now (finish(started)); 0: NULL,
