@@ -93,8 +93,9 @@ static struct json_object *busy_error(const struct snap_ref *ref, enum snap_op o
 {
 	switch (op) {
 	case OP_CREATE:
-		return ctl_error(EBUSY, "volume '%s' is being flattened: snapshot it when the "
-				 "flatten is done (quill flatten %s)", ref->vol, ref->vol);
+		return ctl_error(EBUSY, "volume '%s' is being flattened, or another command on "
+				 "it is still running: snapshot it when that is done (quill flatten "
+				 "%s shows a flatten)", ref->vol, ref->vol);
 	case OP_ROLLBACK:
 		return ctl_error(EBUSY, "volume '%s' is attached; detach it or pass --force",
 				 ref->vol);
