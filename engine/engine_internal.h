@@ -2,6 +2,7 @@
 #ifndef QUILL_ENGINE_INTERNAL_H
 #define QUILL_ENGINE_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -256,7 +257,9 @@ int eng_sb_repair(struct engine *eng);
 void eng_uuid_str(const uint8_t uuid[16], char out[37]);
 /* ---- jobs (job.c): management calls that engine_poll() drives ---- */
 
-#define ENG_JOB_WAIT 1 /* a step's "not yet": it runs again from a later engine_poll() */
+/* A step's "not yet": it runs again from a later engine_poll(). Not a result any call
+ * has (node.gc's is a count of slots, and 1 freed slot is a result, not a wait). */
+#define ENG_JOB_WAIT INT_MAX
 #define ENG_JOB_MAX_LAYERS 2
 
 /* Returns ENG_JOB_WAIT, or the call's result (>= 0, or -errno): then the completion

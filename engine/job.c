@@ -166,6 +166,8 @@ int eng_job_wait_ckpt(struct eng_job *job)
 		return ENG_JOB_WAIT;
 	}
 	if (eng->stats.checkpoints > job->ckpt_done_before) {
+		if (eng->free_jobs)
+			return ENG_JOB_WAIT; /* and the slots it frees are free (as eng_ckpt_sync) */
 		job->ckpt_asked = false;
 		return 0;
 	}
