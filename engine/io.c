@@ -731,10 +731,13 @@ int engine_poll(struct engine *eng, int timeout_ms)
 	int n, r;
 
 	eng_ckpt_reap(eng);
-	n = eng_jobs_run(eng);
 	eng_gc_maybe(eng);
 	eng_ckpt_maybe(eng);
 	eng_flatten_kick(eng);
+	/* after the cleaner and the checkpoint had their say on what the reap changed: a
+	 * job must not see a state they are about to act on (gc: "stalled", while the
+	 * slots a checkpoint just freed are about to be used) */
+	n = eng_jobs_run(eng);
 	eng_kick(eng);
 	n += run_done(eng);
 	if (eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5))
