@@ -2,6 +2,7 @@
 #ifndef QUILL_ENGINE_INTERNAL_H
 #define QUILL_ENGINE_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -198,7 +199,9 @@ struct engine {
 
 /* ---- jobs (job.c): management calls that engine_poll() drives ---- */
 
-#define ENG_JOB_WAIT 1 /* a step's "not yet": it runs again from a later engine_poll() */
+/* A step's "not yet": it runs again from a later engine_poll(). Not a result any call
+ * can have (they are counts or -errno). */
+#define ENG_JOB_WAIT INT_MIN
 #define ENG_JOB_MAX_LAYERS 2
 
 /* Returns ENG_JOB_WAIT, or the call's result (>= 0, or -errno): then the completion
