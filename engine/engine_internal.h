@@ -258,8 +258,8 @@ void eng_uuid_str(const uint8_t uuid[16], char out[37]);
 /* ---- jobs (job.c): management calls that engine_poll() drives ---- */
 
 /* A step's "not yet": it runs again from a later engine_poll(). Not a result any call
- * has (node.gc's is a count of slots, and 1 freed slot is a result, not a wait). */
-#define ENG_JOB_WAIT INT_MAX
+ * can have (they are counts or -errno). */
+#define ENG_JOB_WAIT INT_MIN
 #define ENG_JOB_MAX_LAYERS 2
 
 /* Returns ENG_JOB_WAIT, or the call's result (>= 0, or -errno): then the completion
