@@ -122,23 +122,42 @@ static void log_failed(struct engine_volume *vol, int r)
 		strerror(-r));
 }
 
+static void job_record_done(void *arg, int res)
+{
+	struct eng_job *job = arg;
+
+	if (res < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "a layer record did not reach the log (%s); "
+				"the next start writes it", strerror(-res));
+	eng_job_io_done(job, 0); /* the call's answer stands: RocksDB committed it */
+}
+
 /* Appends n blocks to vol's log with FUA (in one batch when they fit the forming
- * one) and waits for them. */
+ * one), durable before the management call answers. In a job's step (engine_poll()
+ * runs it: no waiting here) the job waits for them before its completion runs; from
+ * start-up this waits for them. 0, an error queueing them, or the write's error
+ * (start-up only: a job's completion logs it). */
 static int append_wait_n(struct engine_volume *vol, const struct layer_block *lb, size_t n)
 {
 	struct engine *eng = vol->eng;
+	struct eng_job *job = eng_job_running(eng);
 	int res = 1, r = 0;
-	struct ioreq *req = eng_req_alloc(eng, set_result, &res);
+	struct ioreq *req = job ? eng_req_alloc(eng, job_record_done, job) :
+				  eng_req_alloc(eng, set_result, &res);
 
 	if (!req)
 		return -ENOMEM;
+	if (job)
+		eng_job_io_begin(job);
 	req->fua = true;
 	/* a record frees nothing, but must not fail where a trim would not */
 	for (size_t i = 0; i < n && r == 0; i++)
 		r = append_layer(vol, &lb[i], SLOT_FOR_TRIM, req);
 	eng_req_put(eng, req, r);
+	if (job)
+		return r;
 	while (res == 1) {
-		int pr = engine_poll(eng, 100);
+		int pr = engine_poll(eng, 100); /* start-up: no loop runs yet */
 		if (pr < 0)
 			return pr;
 	}

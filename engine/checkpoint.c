@@ -192,6 +192,7 @@ static void ckpt_failed(struct engine *eng, struct ckpt_job *job, int res)
 	eng->ckpt_error = res;
 	LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "map checkpoint at seq %llu failed: %s; "
 			"will retry", (unsigned long long)job->seq, err_str(-res));
+	eng->ckpt_failures++;
 	for (size_t i = 0; i < eng->nvols; i++)
 		map_mark_all_dirty(eng->vols[i]->map);
 }
@@ -415,7 +416,8 @@ void eng_ckpt_maybe(struct engine *eng)
 		ckpt_start(eng);
 }
 
-/* Writes a checkpoint of everything retired now and waits for it. */
+/* Writes a checkpoint of everything retired now and waits for it, spinning the
+ * engine: for engine_open() and engine_close() only, outside any loop. */
 int eng_ckpt_sync(struct engine *eng)
 {
 	uint64_t before;
@@ -438,8 +440,22 @@ int eng_ckpt_sync(struct engine *eng)
 	return eng->ckpt_error ? eng->ckpt_error : -EIO;
 }
 
+static int checkpoint_step(struct eng_job *job)
+{
+	return eng_job_wait_ckpt(job);
+}
+
+int engine_checkpoint_async(struct engine *eng, engine_cb cb, void *arg)
+{
+	struct eng_job *job = calloc(1, sizeof(*job));
+
+	return job ? eng_job_start(eng, job, checkpoint_step, cb, arg) : -ENOMEM;
+}
+
 int engine_checkpoint(struct engine *eng)
 {
-	return eng_ckpt_sync(eng);
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_checkpoint_async(eng, eng_sync_done, &s));
 }
 

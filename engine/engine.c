@@ -94,6 +94,7 @@ void eng_volume_remove(struct engine *eng, struct engine_volume *vol)
 		break;
 	}
 	eng_flatten_free(vol);
+	eng_job_forget_layer(vol);
 	map_destroy(vol->map);
 	free(vol);
 }
@@ -165,6 +166,31 @@ static int load_volumes(struct engine *eng)
 	return r;
 }
 
+/* Rewrites a stored chunk without its entries at or past nblocks (a shrink that had
+ * no checkpoint yet): left there, a later grow would bring them back. */
+static int keep_in_range(struct meta_batch *mb, const uint8_t *key, size_t klen,
+			 const void *val, size_t len, uint64_t chunk, uint64_t nblocks)
+{
+	struct ondisk_map_entry *keep = malloc(len ? len : 1);
+	size_t n = 0;
+
+	if (!keep)
+		return -ENOMEM;
+	for (size_t i = 0; i < len / sizeof(*keep); i++) {
+		struct ondisk_map_entry e;
+
+		memcpy(&e, (const uint8_t *)val + i * sizeof(e), sizeof(e));
+		if (chunk * MAP_CHUNK_BLOCKS + e.index < nblocks)
+			keep[n++] = e;
+	}
+	if (n)
+		meta_batch_put(mb, key, klen, keep, n * sizeof(*keep));
+	else
+		meta_batch_delete(mb, key, klen);
+	free(keep);
+	return 0;
+}
+
 /* Loads the checkpointed map; chunks of deleted volumes are dropped. */
 static int load_map(struct engine *eng, uint64_t *ckpt_seq)
 {
@@ -208,9 +234,7 @@ static int load_map(struct engine *eng, uint64_t *ckpt_seq)
 			 * record's size is the authority */
 			log_msg(LOG_WARN, ENG_LOG, "volume %s: dropping stored map entries past "
 				"its end", vol->rec.name);
-			if (chunk * MAP_CHUNK_BLOCKS >= map_nblocks(vol->map))
-				meta_batch_delete(stale, key, klen);
-			r = 0;
+			r = keep_in_range(stale, key, klen, v, len, chunk, map_nblocks(vol->map));
 		}
 	}
 	if (r == 0)
@@ -450,11 +474,6 @@ int eng_valid_name(const char *name)
 	return 0;
 }
 
-int eng_ops_settle(struct engine *eng)
-{
-	return eng->nops ? eng_ckpt_sync(eng) : 0;
-}
-
 void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec)
 {
 	struct ondisk_volume_record d;
@@ -507,19 +526,27 @@ void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t 
 	}
 }
 
-int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes)
+static int volume_create_check(struct engine *eng, const char *name, uint64_t size_bytes)
 {
-	struct volume_record rec = { 0 };
-	struct engine_volume *vol;
-	struct meta_batch *mb;
 	int r = eng_valid_name(name);
 
 	if (r < 0)
 		return r;
 	if (size_bytes == 0 || size_bytes % QUILL_BLOCK_SIZE || size_bytes > (1ull << 60))
 		return -EINVAL;
-	if (eng_volume_by_name(eng, name))
-		return -EEXIST;
+	return eng_volume_by_name(eng, name) ? -EEXIST : 0;
+}
+
+static int volume_create_commit(struct engine *eng, const char *name, uint64_t size_bytes,
+				unsigned flags)
+{
+	struct volume_record rec = { 0 };
+	struct engine_volume *vol;
+	struct meta_batch *mb;
+	int r = volume_create_check(eng, name, size_bytes); /* taken meanwhile? */
+
+	if (r < 0)
+		return r;
 	r = meta_batch_create(&mb);
 	if (r < 0)
 		return r;
@@ -528,6 +555,7 @@ int engine_volume_create(struct engine *eng, const char *name, uint64_t size_byt
 	rec.kind = ONDISK_LAYER_VOLUME;
 	rec.size = size_bytes;
 	rec.created_ns = eng_now_realtime_ns();
+	rec.flags = flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0;
 	strcpy(rec.name, name);
 	eng_batch_put_record(mb, &rec);
 	r = eng_volume_add(eng, &rec, &vol);
@@ -546,17 +574,99 @@ int engine_volume_create(struct engine *eng, const char *name, uint64_t size_byt
 	return 0;
 }
 
-int eng_volume_quiesce(struct engine_volume *vol)
-{
-	struct engine *eng = vol->eng;
+/* The job of a volume call: create, delete, resize. */
+struct volume_job {
+	struct eng_job job;
+	char name[ENGINE_VOLUME_NAME_MAX + 1];
+	uint64_t size;
+	unsigned flags;       /* create: enum engine_create_flags */
+	uint64_t covered_seq; /* resize: batches a checkpoint must cover before growing */
+};
 
-	while (vol->head || (eng->gc_busy && eng->slots[eng->gc_victim].volume_id ==
-						    vol->rec.volume_id)) {
-		int r = engine_poll(eng, 100); /* the cleaner may be moving its blocks */
-		if (r < 0)
-			return r;
+static struct volume_job *volume_job_new(const char *name, uint64_t size)
+{
+	struct volume_job *vj = calloc(1, sizeof(*vj));
+
+	if (vj) {
+		snprintf(vj->name, sizeof(vj->name), "%s", name);
+		vj->size = size;
 	}
+	return vj;
+}
+
+static int volume_create_step(struct eng_job *job)
+{
+	struct volume_job *vj = (struct volume_job *)job;
+	int r = eng_job_wait_settled(job);
+
+	return r ? r : volume_create_commit(job->eng, vj->name, vj->size, vj->flags);
+}
+
+int engine_volume_create_async(struct engine *eng, const char *name, uint64_t size_bytes,
+			       unsigned flags, engine_cb cb, void *arg)
+{
+	int r = volume_create_check(eng, name, size_bytes);
+	struct volume_job *vj;
+
+	if (r < 0)
+		return r;
+	if (flags & ~(unsigned)ENGINE_CREATE_IMPORTING)
+		return -EINVAL;
+	vj = volume_job_new(name, size_bytes);
+	if (!vj)
+		return -ENOMEM;
+	vj->flags = flags;
+	return eng_job_start(eng, &vj->job, volume_create_step, cb, arg);
+}
+
+int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_volume_create_async(eng, name, size_bytes, 0,
+								  eng_sync_done, &s));
+}
+
+static int import_done_step(struct eng_job *job)
+{
+	struct engine_volume *vol = job->layers[0];
+	struct volume_record rec = vol->rec;
+	int r = eng_job_wait_settled(job);
+
+	if (r)
+		return r;
+	rec.flags &= ~(uint32_t)ONDISK_LAYER_IMPORTING;
+	r = eng_volume_record_save(job->eng, &rec);
+	if (r < 0)
+		return r;
+	vol->rec = rec;
+	eng_catalog_log(vol);
 	return 0;
+}
+
+int engine_volume_import_done_async(struct engine *eng, const char *name, engine_cb cb,
+				    void *arg)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, name);
+	struct volume_job *vj;
+
+	if (!vol)
+		return -ENOENT;
+	if (!(vol->rec.flags & ONDISK_LAYER_IMPORTING))
+		return -EINVAL;
+	vj = volume_job_new(name, 0);
+	if (!vj)
+		return -ENOMEM;
+	vj->job.layers[0] = vol;
+	return eng_job_start(eng, &vj->job, import_done_step, cb, arg);
+}
+
+int engine_volume_import_done(struct engine *eng, const char *name)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_volume_import_done_async(eng, name, eng_sync_done,
+								       &s));
 }
 
 void eng_layer_discard(struct engine *eng, struct engine_volume *vol)
@@ -620,91 +730,158 @@ int eng_layer_drop(struct engine *eng, struct engine_volume *layer)
 	return 0;
 }
 
-int engine_volume_delete(struct engine *eng, const char *name)
+static int volume_delete_check(struct engine *eng, struct engine_volume *vol)
 {
-	struct engine_volume *vol = eng_volume_by_name(eng, name);
-	int r;
-
-	if (!vol)
-		return -ENOENT;
 	if (vol->open || vol->flatten)
 		return -EBUSY;
-	if (snapshot_count(eng, vol))
-		return -ENOTEMPTY;
-	r = eng_ops_settle(eng);
+	return snapshot_count(eng, vol) ? -ENOTEMPTY : 0;
+}
+
+static int volume_delete_step(struct eng_job *job)
+{
+	struct volume_job *vj = (struct volume_job *)job;
+	struct engine_volume *vol = job->layers[0];
+	struct engine *eng = job->eng;
+	int r = eng_job_wait_settled(job);
+
 	if (r == 0)
-		r = eng_volume_quiesce(vol);
-	if (r < 0)
+		r = eng_job_wait_quiet(job, vol);
+	if (r == 0)
+		r = volume_delete_check(eng, vol); /* attached meanwhile? */
+	if (r)
 		return r;
 	r = eng_layer_drop(eng, vol);
 	if (r < 0)
 		return r;
-	log_msg(LOG_INFO, ENG_LOG, "volume %s deleted", name);
+	log_msg(LOG_INFO, ENG_LOG, "volume %s deleted", vj->name);
 	eng_run_parked(eng, false);
 	return 0;
 }
 
-static void set_flag(void *arg, int res)
-{
-	int *out = arg;
-	*out = res;
-}
-
-int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes)
+int engine_volume_delete_async(struct engine *eng, const char *name, engine_cb cb, void *arg)
 {
 	struct engine_volume *vol = eng_volume_by_name(eng, name);
-	struct volume_record rec;
-	uint64_t old_blocks, new_blocks = size_bytes / QUILL_BLOCK_SIZE;
+	struct volume_job *vj;
 	int r;
+
+	if (!vol)
+		return -ENOENT;
+	r = volume_delete_check(eng, vol);
+	if (r < 0)
+		return r;
+	vj = volume_job_new(name, 0);
+	if (!vj)
+		return -ENOMEM;
+	vj->job.layers[0] = vol;
+	return eng_job_start(eng, &vj->job, volume_delete_step, cb, arg);
+}
+
+int engine_volume_delete(struct engine *eng, const char *name)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_volume_delete_async(eng, name, eng_sync_done, &s));
+}
+
+/* A resize is one synced record: a crash leaves the old size or the new one, never
+ * half of it. Shrinking drops the map past the new end at once; the log may still hold
+ * those blocks, but replay ignores entries past a volume's end, and engine_open() drops
+ * stored map entries past it. Growing must not bring them back: it first waits for a
+ * checkpoint that covers every batch written before the call (the map it stores has
+ * nothing past the old end, and replay starts after those batches), and only then
+ * writes the larger size. */
+static void tail_trimmed(void *arg, int res)
+{
+	if (res < 0)
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "the trim of a shrunk volume's tail did not "
+				"reach the log (%s): a rebuild of the metadata may bring its old "
+				"blocks back", strerror(-res));
+	eng_job_io_done(arg, 0); /* the shrink stands: RocksDB committed it */
+}
+
+/* After a shrink's record: a trim of the cut-off tail in its log, durable before the
+ * call answers, so that a rebuild from the log (rebuild.c replays all of it) cannot
+ * bring old blocks back once the volume grows again; the cleaner keeps it while older
+ * slots exist. Not before the record: a crash between the two would keep the old size
+ * with its tail gone. */
+static void resize_trim_tail(struct eng_job *job, struct engine_volume *vol,
+			     uint64_t from, uint64_t nblocks)
+{
+	struct ioreq *req = eng_req_alloc(vol->eng, tail_trimmed, job);
+
+	eng_job_io_begin(job);
+	if (!req) {
+		tail_trimmed(job, -ENOMEM);
+		return;
+	}
+	req->fua = true;
+	eng_req_put(vol->eng, req, eng_append_trim(vol, from, nblocks, req));
+}
+
+static int volume_resize_step(struct eng_job *job)
+{
+	struct volume_job *vj = (struct volume_job *)job;
+	struct engine_volume *vol = job->layers[0];
+	struct engine *eng = job->eng;
+	uint64_t new_blocks = vj->size / QUILL_BLOCK_SIZE;
+	struct volume_record rec = vol->rec;
+	int r = eng_job_wait_settled(job);
+
+	if (r)
+		return r;
+	if (vj->size > vol->rec.size) {
+		if (eng->stats.last_checkpoint_seq < vj->covered_seq || job->ckpt_asked)
+			r = eng_job_wait_ckpt(job);
+		if (r == 0 && eng->stats.last_checkpoint_seq < vj->covered_seq)
+			r = ENG_JOB_WAIT; /* a batch older than the call was still in flight */
+		if (r)
+			return r;
+	}
+	if (rec.overlap > new_blocks)
+		rec.overlap = new_blocks; /* the parent's blocks past the end stay out of reach */
+	rec.size = vj->size;
+	if (new_blocks > map_nblocks(vol->map)) {
+		r = map_resize(vol->map, new_blocks); /* may need memory: before the record */
+		if (r < 0)
+			return r;
+	}
+	r = eng_volume_record_save(eng, &rec);
+	if (r < 0)
+		return r;
+	map_resize(vol->map, new_blocks); /* shrinking only unmaps: it cannot fail */
+	if (new_blocks < vol->rec.size / QUILL_BLOCK_SIZE)
+		resize_trim_tail(job, vol, new_blocks, vol->rec.size / QUILL_BLOCK_SIZE - new_blocks);
+	vol->rec = rec;
+	eng_catalog_log(vol);
+	log_msg(LOG_INFO, ENG_LOG, "volume %s resized to %llu bytes", vj->name,
+		(unsigned long long)vj->size);
+	return 0;
+}
+
+int engine_volume_resize_async(struct engine *eng, const char *name, uint64_t size_bytes,
+			       engine_cb cb, void *arg)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, name);
+	struct volume_job *vj;
 
 	if (!vol)
 		return -ENOENT;
 	if (size_bytes == 0 || size_bytes % QUILL_BLOCK_SIZE || size_bytes > (1ull << 60))
 		return -EINVAL;
-	r = eng_ops_settle(eng);
-	if (r < 0)
-		return r;
-	old_blocks = vol->rec.size / QUILL_BLOCK_SIZE;
-	rec = vol->rec;
-	if (new_blocks < old_blocks) {
-		/* Log a trim of the cut-off tail, so that growing again later cannot bring
-		 * old blocks back at replay. */
-		int res = 1;
-		struct ioreq *req = eng_req_alloc(eng, set_flag, &res);
+	vj = volume_job_new(name, size_bytes);
+	if (!vj)
+		return -ENOMEM;
+	vj->covered_seq = eng->next_seq - 1;
+	vj->job.layers[0] = vol;
+	return eng_job_start(eng, &vj->job, volume_resize_step, cb, arg);
+}
 
-		if (!req)
-			return -ENOMEM;
-		req->fua = true;
-		r = eng_append_trim(vol, new_blocks, old_blocks - new_blocks, req);
-		eng_req_put(eng, req, r);
-		while (res == 1) {
-			int pr = engine_poll(eng, 100);
-			if (pr < 0)
-				return pr;
-		}
-		if (res < 0)
-			return res;
-		/* Checkpoint the trimmed map before the record gives the smaller size:
-		 * engine_open() refuses stored map chunks past a volume's end. */
-		r = eng_ckpt_sync(eng);
-		if (r < 0)
-			return r;
-		/* and the parent's blocks past the new end stay out of reach for good */
-		if (rec.overlap > new_blocks)
-			rec.overlap = new_blocks;
-	}
-	rec.size = size_bytes;
-	r = eng_volume_record_save(eng, &rec);
-	if (r < 0)
-		return r;
-	r = map_resize(vol->map, new_blocks);
-	if (r < 0)
-		return r;
-	vol->rec = rec;
-	eng_catalog_log(vol);
-	log_msg(LOG_INFO, ENG_LOG, "volume %s resized to %llu bytes", name,
-		(unsigned long long)size_bytes);
-	return 0;
+int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_volume_resize_async(eng, name, size_bytes,
+								  eng_sync_done, &s));
 }
 
 /* "VOL@SNAP" of a snapshot layer into buf. */
@@ -740,6 +917,7 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 	out->flattening = vol->flatten != NULL;
 	for (const struct engine_volume *l = vol; l; l = l->parent)
 		out->damaged |= (l->rec.flags & ONDISK_LAYER_DAMAGED) != 0;
+	out->importing = vol->rec.flags & ONDISK_LAYER_IMPORTING;
 	/* the parent a user sees is the first layer that is not this volume's own */
 	while (p && p->rec.uid == vol->rec.uid)
 		p = p->parent;
@@ -809,9 +987,9 @@ void engine_volume_close(struct engine_volume *vol)
 {
 	if (!vol)
 		return;
-	while (vol->head)
-		if (engine_poll(vol->eng, 100) < 0)
-			break;
+	/* every request through the handle has completed (the caller waited for its
+	 * callbacks): what may still be in the volume's log (the cleaner's moves, a
+	 * flatten's fills) does not need the handle */
 	vol->open = false;
 }
 

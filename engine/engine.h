@@ -13,9 +13,20 @@
  * Threading: an engine and its volumes belong to the thread that opened it; every
  * call must come from that thread. Completions run from engine_poll().
  *
- * Async contract (engine_read/write/trim/flush): returns 0 → the callback runs
- * exactly once, from a later engine_poll(), with 0 or -errno; returns <0 → the
- * callback never runs. Buffers passed in must stay valid until the callback.
+ * Async contract (engine_read/write/trim/flush and every engine_*_async call):
+ * returns 0 → the callback runs exactly once, from a later engine_poll(), with 0 or
+ * -errno (or a count, where said); returns <0 → the callback never runs. Buffers and
+ * strings passed in need only stay valid until the call returns, except I/O buffers,
+ * which must stay valid until the callback.
+ *
+ * Management calls (volume create/delete/resize, snapshots, clone, flatten start, gc,
+ * checkpoint) are asynchronous: the engine_*_async form checks its arguments, then does
+ * its work as a job that engine_poll() drives in steps (engine/job.c), so client I/O is
+ * served while it waits for batches to retire, a flush or a checkpoint. An event loop
+ * (quilld) must use only these. Each has a blocking form of the same name without
+ * _async that runs engine_poll() until it is done: for tests and offline tools only,
+ * never from a callback or a daemon's loop. A second management call on a layer that
+ * one is working on fails with -EBUSY.
  *
  * Durability: a write's callback means its data is in the store's log; it is durable
  * after a later flush completes, or at once with ENGINE_FUA. A flush makes every
@@ -40,6 +51,9 @@
 
 struct engine;
 struct engine_volume;
+
+/* A completion: res is 0 or -errno (or a count, where a call says so). */
+typedef void (*engine_cb)(void *arg, int res);
 
 struct engine_opts {
 	const char *store_path;    /* block device or file (see store_opts) */
@@ -82,13 +96,29 @@ int engine_open(const struct engine_opts *opts, struct engine **out);
  * Volumes still open are closed. */
 void engine_close(struct engine *eng);
 
-/* Volume management. Blocking (metadata writes are synced); not for the I/O path. */
+/* Volume management (metadata writes are synced); not for the I/O path. */
+enum engine_create_flags {
+	ENGINE_CREATE_IMPORTING = 1u << 0, /* marked as an unfinished import, in the same
+					      record: see engine_volume_import_done() */
+};
+int engine_volume_create_async(struct engine *eng, const char *name, uint64_t size_bytes,
+			       unsigned flags, engine_cb cb, void *arg);
 int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes);
 /* Frees the volume's segments and map. -EBUSY if open, -ENOTEMPTY if it has snapshots
  * (remove them first). */
+int engine_volume_delete_async(struct engine *eng, const char *name, engine_cb cb,
+			       void *arg);
 int engine_volume_delete(struct engine *eng, const char *name);
-/* Grows or shrinks; shrinking drops the blocks past the new end. */
+/* Grows or shrinks, atomically across a crash (one record); shrinking drops the blocks
+ * past the new end. */
+int engine_volume_resize_async(struct engine *eng, const char *name, uint64_t size_bytes,
+			       engine_cb cb, void *arg);
 int engine_volume_resize(struct engine *eng, const char *name, uint64_t size_bytes);
+/* Clears the mark of ENGINE_CREATE_IMPORTING: the import filled the volume. -EINVAL if
+ * it has no such mark. */
+int engine_volume_import_done_async(struct engine *eng, const char *name, engine_cb cb,
+				    void *arg);
+int engine_volume_import_done(struct engine *eng, const char *name);
 
 /* A snapshot or clone reference is written "VOL@SNAP"; its longest form: */
 #define ENGINE_SNAP_SPEC_MAX (2 * ENGINE_VOLUME_NAME_MAX + 1)
@@ -110,6 +140,7 @@ struct engine_volume_info {
 	bool damaged;             /* replay found a durable batch of it (or of a snapshot it
 				     reads through) whose summary was damaged: some blocks
 				     may read old data or zeros (docs/format.md) */
+	bool importing;           /* an import created it and has not finished */
 };
 int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out);
 /* Calls fn for every volume in name order; stops and returns fn's value if non-zero. */
@@ -120,7 +151,8 @@ int engine_volume_list(struct engine *eng,
  * trims then fail with -EPERM). One handle per volume or snapshot: -EBUSY if open. */
 int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out);
 bool engine_volume_readonly(const struct engine_volume *vol);
-/* Waits for the volume's I/O in flight. NULL ok. */
+/* Gives the handle back; every request made through it must have completed (its
+ * callback has run). Does not wait. NULL ok. */
 void engine_volume_close(struct engine_volume *vol);
 uint64_t engine_volume_size(const struct engine_volume *vol);
 
@@ -128,16 +160,20 @@ uint64_t engine_volume_size(const struct engine_volume *vol);
  * A snapshot is a read-only point in time of a volume, taken without copying data: the
  * volume's current layer is frozen and the volume continues in a new, empty layer that
  * reads through to it. A clone is a new volume whose reads fall through to a snapshot.
- * Blocking calls, like the volume calls above; they pause the volume's writes for
- * about one store flush. */
+ * Management calls, like the volume calls above; a snapshot or a rollback holds the
+ * volume's new writes for about one store flush (they then go to the new layer). */
 
 /* Every write completed before the call is in the snapshot; none started after it.
  * -ENOENT no volume, -EEXIST snapshot name taken, -EBUSY the volume is being
  * flattened. */
+int engine_snap_create_async(struct engine *eng, const char *vol, const char *snap,
+			     engine_cb cb, void *arg);
 int engine_snap_create(struct engine *eng, const char *vol, const char *snap);
 /* Removes a snapshot; the blocks only it held are garbage afterwards. -EBUSY it is open,
  * -ENOTEMPTY other volumes or snapshots still read through it: engine_snap_dependents()
  * names them. */
+int engine_snap_delete_async(struct engine *eng, const char *vol, const char *snap,
+			     engine_cb cb, void *arg);
 int engine_snap_delete(struct engine *eng, const char *vol, const char *snap);
 /* Formats "clone c1, snapshot vm0@s2" (the layers that read through vol@snap) into buf;
  * returns how many there are, or -errno. */
@@ -146,6 +182,8 @@ int engine_snap_dependents(struct engine *eng, const char *vol, const char *snap
 /* Makes the volume read what the snapshot holds (its size too); what was written since
  * is discarded. -EBUSY if the volume is open, unless force (its clients then see the
  * snapshot's data). */
+int engine_snap_rollback_async(struct engine *eng, const char *vol, const char *snap,
+			       bool force, engine_cb cb, void *arg);
 int engine_snap_rollback(struct engine *eng, const char *vol, const char *snap, bool force);
 
 struct engine_snap_info {
@@ -153,7 +191,8 @@ struct engine_snap_info {
 	uint64_t id;
 	uint64_t size;            /* bytes */
 	uint64_t created_ns;
-	uint64_t own_blocks;      /* blocks held by this snapshot's layer only */
+	uint64_t own_blocks;      /* blocks that removing it frees (after the cleaner ran):
+				     its data that no layer reading through it reads */
 	unsigned dependents;      /* clones (and branches) reading through it */
 	bool open;
 };
@@ -163,12 +202,16 @@ int engine_snap_list(struct engine *eng, const char *vol,
 		     int (*fn)(const struct engine_snap_info *info, void *arg), void *arg);
 
 /* Creates volume newvol reading through snapshot "VOL@SNAP", of the snapshot's size. */
+int engine_clone_async(struct engine *eng, const char *snap_spec, const char *newvol,
+		       engine_cb cb, void *arg);
 int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol);
 
 /* Flatten: copies what a clone still reads from its parent into the clone, online (the
  * volume may be open and written), then drops the parent link. Runs in the background
  * from engine_poll(). -EINVAL not a clone (or a clone with snapshots of its own),
- * -EALREADY running. */
+ * -EALREADY running. The callback of the _async form runs once the flatten is under
+ * way (noted in the volume's record), not when it ends. */
+int engine_flatten_start_async(struct engine *eng, const char *vol, engine_cb cb, void *arg);
 int engine_flatten_start(struct engine *eng, const char *vol);
 struct engine_flatten_status {
 	bool running;
@@ -193,8 +236,6 @@ struct engine_extent {
 };
 int engine_diff(struct engine *eng, const char *from, const char *to,
 		int (*fn)(const struct engine_extent *ext, void *arg), void *arg);
-
-typedef void (*engine_cb)(void *arg, int res);
 
 enum engine_io_flags {
 	ENGINE_FUA = 1u << 0, /* durable when the callback runs */
@@ -224,7 +265,8 @@ int engine_event_fd(const struct engine *eng);
  * events (that is when queued writes are submitted), then sleeps at most this. */
 int engine_timeout_ms(const struct engine *eng);
 
-/* Convenience for tools and tests: run engine_poll() until *done is true. */
+/* Convenience for tools and tests: run engine_poll() until *done is true. Never from
+ * a callback or a daemon's loop. */
 int engine_wait(struct engine *eng, const bool *done);
 
 /* Space and the cleaner. */
@@ -254,10 +296,13 @@ struct engine_stats {
 void engine_get_stats(const struct engine *eng, struct engine_stats *out);
 
 /* Runs the cleaner until at least want_free slots are free or nothing is worth
- * cleaning; blocking. Returns the number of slots freed or -errno. */
+ * cleaning. It cleans one slot per turn of engine_poll(), so client I/O keeps being
+ * served in between. The callback gets the number of slots freed, or -errno. */
+int engine_gc_async(struct engine *eng, unsigned want_free, engine_cb cb, void *arg);
 int engine_gc(struct engine *eng, unsigned want_free);
 
-/* Writes a map checkpoint now and waits for it. */
+/* Writes a map checkpoint now (one captured after the call). */
+int engine_checkpoint_async(struct engine *eng, engine_cb cb, void *arg);
 int engine_checkpoint(struct engine *eng);
 
 /* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----

@@ -2,6 +2,7 @@
 #ifndef QUILL_ENGINE_INTERNAL_H
 #define QUILL_ENGINE_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -82,6 +83,7 @@ struct batch {
 };
 
 struct flatten_job;
+struct eng_job;
 
 /* A layer: a volume's live head (rec.kind VOLUME) or a snapshot. Each has its own map
  * and its own log; reads fall through to `parent` where the map has nothing. */
@@ -107,6 +109,9 @@ struct engine_volume {
 	struct batch *head;   /* unretired batches in log order; tail is the forming one */
 	struct batch *tail;
 	unsigned ninflight;   /* submitted, not retired: at most ONDISK_MAX_INFLIGHT_BATCHES */
+	struct eng_job *job;  /* the management job working on this layer, or NULL */
+	unsigned holds;       /* >0: new writes wait in `held` (a layer switch is coming) */
+	struct req_fifo held;
 };
 
 /* A metadata change that must land atomically with the next checkpoint's map (a
@@ -215,6 +220,9 @@ struct engine {
 	uint32_t *stale_slots; /* USED headers of layers that are gone (start-up) */
 	size_t nstale;
 	struct tomb_block *gc_tombs; /* trims the cleaner carries out of its victim */
+	struct eng_job *jobs;           /* management calls under way (job.c), FIFO */
+	struct eng_job *job_running;    /* whose step eng_jobs_run() is in */
+	uint64_t ckpt_failures;         /* checkpoints that did not land */
 
 	/* cleaner */
 	bool gc_busy;
@@ -247,6 +255,80 @@ int eng_sb_format(struct engine *eng);
 int eng_sb_repair(struct engine *eng);
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
 void eng_uuid_str(const uint8_t uuid[16], char out[37]);
+/* ---- jobs (job.c): management calls that engine_poll() drives ---- */
+
+/* A step's "not yet": it runs again from a later engine_poll(). Not a result any call
+ * can have (they are counts or -errno). */
+#define ENG_JOB_WAIT INT_MIN
+#define ENG_JOB_MAX_LAYERS 2
+
+/* Returns ENG_JOB_WAIT, or the call's result (>= 0, or -errno): then the completion
+ * runs once with it and the job is freed. */
+typedef int (*eng_job_step_fn)(struct eng_job *job);
+
+/* Embedded first in each call's own struct (allocated with malloc, freed with free
+ * unless release says otherwise). */
+struct eng_job {
+	struct engine *eng;
+	eng_job_step_fn step;
+	void (*release)(struct eng_job *job);
+	engine_cb cb;
+	void *arg;
+	unsigned pc;   /* where the step goes on: each step numbers its own states */
+	/* layers this job works on, set before eng_job_start(): claimed while it runs */
+	struct engine_volume *layers[ENG_JOB_MAX_LAYERS];
+	/* state of the shared waits */
+	bool ckpt_asked;
+	uint64_t ckpt_done_before, ckpt_failed_before;
+	bool io_started, io_done;
+	int io_result;
+	/* writes the job started (eng_job_io_begin): it does not end before they are done */
+	unsigned io_pending;
+	int io_error;  /* the first of theirs that failed */
+	bool ending;   /* the step has returned `result`; the job waits for io_pending */
+	int result;
+	struct eng_job *next;
+};
+
+/* Queues job: its first step runs from the next engine_poll(), never from here.
+ * -EBUSY if one of job->layers already has a job, -EINVAL without cb: the job is
+ * freed then (release, or free()). */
+int eng_job_start(struct engine *eng, struct eng_job *job, eng_job_step_fn step,
+		  engine_cb cb, void *arg);
+/* Steps every job; runs the completions of those that ended. */
+int eng_jobs_run(struct engine *eng);
+bool eng_jobs_pending(const struct engine *eng);
+/* A layer about to be freed drops out of its job's claims. */
+void eng_job_forget_layer(struct engine_volume *layer);
+/* The waits a step is made of: ENG_JOB_WAIT until done, then 0 or -errno.
+ *   ckpt:    a checkpoint captured after the wait began has landed (-EIO: it failed);
+ *   settled: record changes queued for a checkpoint (eng->ops) have landed;
+ *   quiet:   none of vol's batches is unretired, the cleaner is not moving its blocks;
+ *   flush:   an fdatasync of the store started by the wait has completed. */
+int eng_job_wait_ckpt(struct eng_job *job);
+int eng_job_wait_settled(struct eng_job *job);
+int eng_job_wait_quiet(struct eng_job *job, const struct engine_volume *vol);
+int eng_job_wait_flush(struct eng_job *job);
+/* The job whose step is running, or NULL: what a step calls learns from it that it must
+ * not wait for its writes (catalog.c) but leave them to the job. */
+struct eng_job *eng_job_running(const struct engine *eng);
+/* A write the job must see done before it ends: begin before it is queued, end from its
+ * completion. A job whose step returned its result still waits for these, so that
+ * what it wrote is done (durable, with FUA) before its completion answers. */
+void eng_job_io_begin(struct eng_job *job);
+void eng_job_io_done(void *job, int res); /* an engine_cb */
+/* ENG_JOB_WAIT while the job's writes are in flight, then the first one's error or 0 */
+int eng_job_wait_io(struct eng_job *job);
+
+/* The blocking wrappers of the async calls (tools and tests only, never from a
+ * callback or quilld's loop): struct eng_sync s = { 0 };
+ * return eng_sync_wait(eng, &s, engine_x_async(..., eng_sync_done, &s)); */
+struct eng_sync {
+	bool done;
+	int res;
+};
+void eng_sync_done(void *arg, int res);
+int eng_sync_wait(struct engine *eng, struct eng_sync *s, int started);
 
 /* engine.c */
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
@@ -266,17 +348,10 @@ void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer,
 uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb);
 void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec);
 int eng_volume_record_save(struct engine *eng, const struct volume_record *rec); /* synced */
-/* Record changes still queued for a checkpoint (a merge whose checkpoint failed) land
- * first: a record written directly must never be overwritten by an older queued one.
- * Every call that writes records starts with it. */
-int eng_ops_settle(struct engine *eng);
 /* Ends vol's writes waiting for space with err (the layer they aimed at is gone). */
 void eng_fail_parked(struct engine *eng, struct engine_volume *vol, int err);
 /* Puts into mb the deletion of a layer's record, map chunks and the aliases to it. */
 void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t id);
-/* Waits until none of vol's batches is unretired and the cleaner is not moving its
- * blocks. */
-int eng_volume_quiesce(struct engine_volume *vol);
 /* Drops a layer's map and frees its slots (after its record is gone). */
 void eng_layer_discard(struct engine *eng, struct engine_volume *vol);
 /* Deletes a layer nothing reads through: records (synced), then map, slots, struct. */
@@ -296,6 +371,10 @@ void eng_map_ref(void *arg, const struct map_loc *loc, int delta);
 uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block);
 int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who);
 int eng_drain(struct engine *eng);
+/* Stops vol's new writes (they wait, in order) until the matching release, which
+ * starts them on whatever layer vol is then. */
+void eng_hold_writes(struct engine_volume *vol);
+void eng_release_writes(struct engine_volume *vol);
 /* engine_read() without the open and range checks: reads through vol's layers. */
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg);

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/crc32c.h"
@@ -239,24 +240,55 @@ void eng_gc_maybe(struct engine *eng)
 		victim_read(eng, r);
 }
 
-int engine_gc(struct engine *eng, unsigned want_free)
-{
-	uint32_t before = eng->nfree;
+/* `quill gc`: the cleaner runs from engine_poll() as always, one victim slot per
+ * turn (a read of the slot, a check of its live blocks and their appends: a few ms
+ * of work, then back to the loop), with a higher target; the job only watches. */
+struct gc_job {
+	struct eng_job job;
+	unsigned want_free;
+	uint32_t before;
+};
 
+static int gc_step(struct eng_job *job)
+{
+	struct gc_job *g = (struct gc_job *)job;
+	struct engine *eng = job->eng;
+	bool stuck = eng->gc_stalled && !eng->gc_busy && !eng->ckpt_busy && !eng->ckpt_wanted;
+
+	if (eng->nfree < g->want_free && !stuck && !eng->closing) {
+		if (eng->gc_want_free < g->want_free)
+			eng->gc_want_free = g->want_free; /* automatic runs may have reset it */
+		return ENG_JOB_WAIT;
+	}
+	if (eng->gc_want_free == g->want_free)
+		eng->gc_want_free = 0;
+	return eng->nfree > g->before ? (int)(eng->nfree - g->before) : 0;
+}
+
+int engine_gc_async(struct engine *eng, unsigned want_free, engine_cb cb, void *arg)
+{
+	struct gc_job *g = calloc(1, sizeof(*g));
+	int r;
+
+	if (!g)
+		return -ENOMEM;
 	if (want_free > eng->sb.segment_count)
 		want_free = eng->sb.segment_count;
-	eng->gc_want_free = want_free;
+	g->want_free = want_free;
+	g->before = eng->nfree;
+	r = eng_job_start(eng, &g->job, gc_step, cb, arg);
+	if (r < 0)
+		return r;
+	if (eng->gc_want_free < want_free)
+		eng->gc_want_free = want_free;
 	eng->gc_stalled = false;
 	eng->gc_next_scan_ms = 0;
-	while (eng->nfree < want_free) {
-		int r;
+	return 0;
+}
 
-		if (eng->gc_stalled && !eng->gc_busy && !eng->ckpt_busy && !eng->ckpt_wanted)
-			break;
-		r = engine_poll(eng, 10);
-		if (r < 0)
-			return r;
-	}
-	eng->gc_want_free = 0;
-	return eng->nfree > before ? (int)(eng->nfree - before) : 0;
+int engine_gc(struct engine *eng, unsigned want_free)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_gc_async(eng, want_free, eng_sync_done, &s));
 }

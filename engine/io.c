@@ -545,8 +545,33 @@ static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblock
 	req->nblocks = nblocks;
 	req->src = src;
 	req->is_trim = src == NULL;
+	if (vol->holds) {
+		fifo_push(&vol->held, req); /* keeps the submitter's reference */
+		return 0;
+	}
 	start_or_park(vol->eng, req);
 	return 0;
+}
+
+void eng_hold_writes(struct engine_volume *vol)
+{
+	vol->holds++;
+}
+
+void eng_release_writes(struct engine_volume *vol)
+{
+	uint64_t size = vol->rec.size / QUILL_BLOCK_SIZE;
+	struct ioreq *req;
+
+	if (--vol->holds)
+		return;
+	while ((req = fifo_pop(&vol->held))) {
+		/* the layer they go to now may be smaller (a rollback) */
+		if (req->lba > size || req->nblocks > size - req->lba)
+			eng_req_put(vol->eng, req, -ERANGE);
+		else
+			start_or_park(vol->eng, req);
+	}
 }
 
 int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, const void *buf,
@@ -724,15 +749,20 @@ int engine_poll(struct engine *eng, int timeout_ms)
 	eng_gc_maybe(eng);
 	eng_ckpt_maybe(eng);
 	eng_flatten_kick(eng);
+	/* after the cleaner and the checkpoint had their say on what the reap changed: a
+	 * job must not see a state they are about to act on (gc: "stalled", while the
+	 * slots a checkpoint just freed are about to be used) */
+	n = eng_jobs_run(eng);
 	eng_kick(eng);
-	n = run_done(eng);
+	n += run_done(eng);
 	if (eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5))
 		timeout_ms = 5; /* the checkpoint thread does not wake the ring */
 	r = store_poll(eng->st, n ? 0 : timeout_ms);
 	if (r < 0 && r != -ETIME && r != -EINTR)
 		return r;
 	eng_kick(eng);
-	return n + run_done(eng);
+	n += run_done(eng);
+	return n + eng_jobs_run(eng);
 }
 
 int engine_event_fd(const struct engine *eng)
@@ -757,8 +787,9 @@ int engine_timeout_ms(const struct engine *eng)
 			    vol->ninflight < ONDISK_MAX_INFLIGHT_BATCHES)
 				return 0;
 	}
-	if (eng_flatten_active(eng))
-		return 1; /* it scans a bounded number of LBAs per poll */
+	if (eng_flatten_active(eng) || eng_jobs_pending(eng))
+		return 1; /* a flatten scans a bounded number of LBAs per poll; a job re-checks
+			     what it waits for (the checkpoint thread rings no fd) */
 	if (eng->ckpt_busy || eng->parked.head || eng->ndeferred_free)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	return since >= period ? 0 : (int)(period - since);
@@ -779,7 +810,8 @@ int eng_drain(struct engine *eng)
 {
 	for (;;) {
 		bool busy = eng->done.head || eng->flush_wait || eng->flush_inflight ||
-			    eng->ckpt_busy || eng->gc_busy || store_inflight(eng->st);
+			    eng->ckpt_busy || eng->gc_busy || eng->jobs ||
+			    store_inflight(eng->st);
 		for (size_t i = 0; i < eng->nvols && !busy; i++)
 			busy = eng->vols[i]->head != NULL;
 		if (!busy)

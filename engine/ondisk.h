@@ -267,8 +267,10 @@ enum ondisk_layer_flags {
 					      whose summary was damaged: blocks it wrote
 					      may read old data or zeros */
 	ONDISK_LAYER_DELETED = 1u << 2,    /* log only: a tombstone, the layer is gone */
+	ONDISK_LAYER_IMPORTING = 1u << 3,  /* created by an import that has not finished */
 };
-#define ONDISK_LAYER_FLAGS_KNOWN (ONDISK_LAYER_FLATTENING | ONDISK_LAYER_DAMAGED)
+#define ONDISK_LAYER_FLAGS_KNOWN \
+	(ONDISK_LAYER_FLATTENING | ONDISK_LAYER_DAMAGED | ONDISK_LAYER_IMPORTING)
 
 struct ondisk_volume_record {
 	uint32_t version;      /* QUILL_FORMAT_VERSION */

@@ -302,35 +302,85 @@ static void switch_layer(struct engine_volume *vol, const struct volume_record *
 	eng->next_volume_id++;
 }
 
-/* Waits until vol has nothing unretired and every completed write is durable. The
- * flush blocks without polling, so no write can join vol's log before the caller
- * switches layers. */
-static int settle(struct engine_volume *vol)
-{
-	int r = eng_volume_quiesce(vol);
+/* ---- the jobs of snapshot calls ---- */
 
-	return r < 0 ? r : store_flush_sync(vol->eng->st);
+struct snap_job {
+	struct eng_job job;
+	char vol[ENGINE_VOLUME_NAME_MAX + 1];
+	char snap[ENGINE_VOLUME_NAME_MAX + 1];
+	bool force;                  /* rollback */
+	struct engine_volume *held;  /* whose writes wait until the job ends */
+	struct volume_record merged; /* delete: the snapshot merged into its child... */
+	uint64_t merge_seq;          /* ...and the last batch before the merge */
+};
+
+static void snap_job_release(struct eng_job *job)
+{
+	struct snap_job *sj = (struct snap_job *)job;
+
+	if (sj->held)
+		eng_release_writes(sj->held);
+	free(sj);
 }
 
-int engine_snap_create(struct engine *eng, const char *volname, const char *snap)
+static struct snap_job *snap_job_new(const char *vol, const char *snap,
+				     struct engine_volume *l0, struct engine_volume *l1)
 {
-	struct engine_volume *vol = eng_volume_by_name(eng, volname);
-	struct engine_volume *frozen = NULL;
-	struct volume_record srec, hrec;
-	struct map *fresh = NULL;
-	struct meta_batch *mb = NULL;
+	struct snap_job *sj = calloc(1, sizeof(*sj));
+
+	if (!sj)
+		return NULL;
+	snprintf(sj->vol, sizeof(sj->vol), "%s", vol);
+	snprintf(sj->snap, sizeof(sj->snap), "%s", snap ? snap : "");
+	sj->job.layers[0] = l0;
+	sj->job.layers[1] = l1;
+	sj->job.release = snap_job_release;
+	return sj;
+}
+
+/* Holds the volume's new writes (they go to the layer that exists once the job ends),
+ * then waits until it has nothing unretired and every completed write is durable. A
+ * block the cleaner moved into its log meanwhile starts the wait over. */
+static int hold_and_settle(struct snap_job *sj, struct engine_volume *vol)
+{
 	int r;
 
-	if (!vol)
-		return -ENOENT;
-	r = eng_valid_name(snap);
+	if (!sj->held) {
+		eng_hold_writes(vol);
+		sj->held = vol;
+	}
+	for (;;) {
+		r = eng_job_wait_quiet(&sj->job, vol);
+		if (r)
+			return r;
+		r = eng_job_wait_flush(&sj->job);
+		if (r || !vol->head)
+			return r;
+	}
+}
+
+/* ---- snapshot ---- */
+
+static int snap_create_check(struct engine *eng, struct engine_volume *vol, const char *snap)
+{
+	int r = eng_valid_name(snap);
+
 	if (r < 0)
 		return r;
 	if (snapshot_find(eng, vol->rec.uid, snap))
 		return -EEXIST;
-	if (vol->flatten)
-		return -EBUSY;
-	r = eng_ops_settle(eng);
+	return vol->flatten ? -EBUSY : 0;
+}
+
+/* Freezes vol's layer as snapshot `snap`; the volume goes on in a new layer. */
+static int snap_create_commit(struct engine *eng, struct engine_volume *vol, const char *snap)
+{
+	struct engine_volume *frozen = NULL;
+	struct volume_record srec, hrec;
+	struct map *fresh = NULL;
+	struct meta_batch *mb = NULL;
+	int r = snap_create_check(eng, vol, snap);
+
 	if (r < 0)
 		return r;
 	frozen = calloc(1, sizeof(*frozen));
@@ -339,8 +389,6 @@ int engine_snap_create(struct engine *eng, const char *volname, const char *snap
 		r = map_create(vol->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
 	if (r == 0)
 		r = meta_batch_create(&mb);
-	if (r == 0)
-		r = settle(vol);
 	if (r < 0)
 		goto out;
 	/* the old layer keeps its id (its log names it) and becomes the snapshot */
@@ -365,7 +413,7 @@ int engine_snap_create(struct engine *eng, const char *volname, const char *snap
 	 * the snapshot's record it still reads the same data through it) */
 	eng_catalog_log_pair(vol, frozen);
 	log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s created (layer %llu; the volume continues "
-		"in layer %llu)", volname, snap, (unsigned long long)srec.volume_id,
+		"in layer %llu)", vol->rec.name, snap, (unsigned long long)srec.volume_id,
 		(unsigned long long)hrec.volume_id);
 	frozen = NULL;
 	fresh = NULL;
@@ -374,6 +422,43 @@ out:
 	map_destroy(fresh);
 	free(frozen);
 	return r;
+}
+
+static int snap_create_step(struct eng_job *job)
+{
+	struct snap_job *sj = (struct snap_job *)job;
+	struct engine_volume *vol = job->layers[0];
+	int r = eng_job_wait_settled(job);
+
+	if (r == 0)
+		r = hold_and_settle(sj, vol);
+	return r ? r : snap_create_commit(job->eng, vol, sj->snap);
+}
+
+int engine_snap_create_async(struct engine *eng, const char *volname, const char *snap,
+			     engine_cb cb, void *arg)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, volname);
+	struct snap_job *sj;
+	int r;
+
+	if (!vol)
+		return -ENOENT;
+	r = snap_create_check(eng, vol, snap);
+	if (r < 0)
+		return r;
+	sj = snap_job_new(volname, snap, vol, NULL);
+	if (!sj)
+		return -ENOMEM;
+	return eng_job_start(eng, &sj->job, snap_create_step, cb, arg);
+}
+
+int engine_snap_create(struct engine *eng, const char *volname, const char *snap)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_snap_create_async(eng, volname, snap,
+								eng_sync_done, &s));
 }
 
 /* ---- the layers that read through a snapshot ---- */
@@ -522,74 +607,120 @@ int eng_merge_layer(struct engine *eng, struct engine_volume *s, struct engine_v
 	return 0;
 }
 
-/* Folds snapshot s into its only child: the child takes what it read through s. */
-static int merge_into_child(struct engine *eng, struct engine_volume *s,
+/* Folds snapshot s into its only child: the child takes what it read through s. What
+ * its MERGE block will say goes into sj. */
+static int merge_into_child(struct snap_job *sj, struct engine_volume *s,
 			    struct engine_volume *child)
 {
-	struct volume_record srec = s->rec;
-	uint64_t merge_seq = eng->next_seq - 1; /* batches after it see the merged map */
-	int r = eng_merge_layer(eng, s, child);
+	struct engine *eng = sj->job.eng;
+	int r;
+
+	sj->merged = s->rec;
+	sj->merge_seq = eng->next_seq - 1; /* batches after it see the merged map */
+	r = eng_merge_layer(eng, s, child);
 
 	if (r < 0)
 		return r;
 	r = queue_merge_ops(eng, s, child);
 	eng_volume_remove(eng, s);
-	if (r < 0)
-		return r;
-	/* the merged map, the records and the aliases land in RocksDB together */
-	r = eng_ckpt_sync(eng);
-	if (r < 0)
-		return r;
-	eng_catalog_log_merge(child, &srec, merge_seq);
-	return eng_catalog_log(child);
+	return r; /* the caller waits for the checkpoint that stores it all */
 }
 
-int engine_snap_delete(struct engine *eng, const char *volname, const char *snap)
+static int snap_delete_check(struct engine *eng, struct engine_volume *s,
+			     struct engine_volume **child)
 {
-	struct engine_volume *vol, *s, *child = NULL;
-	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
-
-	if (r < 0)
-		return r;
+	*child = NULL;
 	if (s->open)
 		return -EBUSY;
-	if (children_of(eng, s, &child, 1) > 1)
+	if (children_of(eng, s, child, 1) > 1)
 		return -ENOTEMPTY;
-	if (child && child->flatten)
-		return -EBUSY;
-	r = eng_ops_settle(eng);
-	if (r == 0)
-		r = eng_volume_quiesce(s); /* the cleaner may be moving its blocks */
-	if (r < 0)
+	return *child && (*child)->flatten ? -EBUSY : 0;
+}
+
+static int snap_delete_step(struct eng_job *job)
+{
+	struct snap_job *sj = (struct snap_job *)job;
+	struct engine *eng = job->eng;
+	struct engine_volume *s = job->layers[0], *child;
+	int r;
+
+	if (job->pc == 0) {
+		r = eng_job_wait_settled(job);
+		if (r == 0)
+			r = eng_job_wait_quiet(job, s); /* the cleaner may be moving its blocks */
+		if (r == 0)
+			r = snap_delete_check(eng, s, &child); /* changed meanwhile? */
+		if (r == 0 && child != job->layers[1])
+			r = -EBUSY; /* a clone of it appeared (it is claimed: cannot be) */
+		if (r)
+			return r;
+		if (!child) {
+			r = eng_layer_drop(eng, s);
+			goto done;
+		}
+		r = merge_into_child(sj, s, child); /* s is gone now */
+		if (r < 0)
+			return r;
+		job->pc = 1;
+	}
+	/* the merged map, the records and the aliases land in RocksDB together */
+	r = eng_job_wait_ckpt(job);
+	if (r == ENG_JOB_WAIT)
 		return r;
-	r = child ? merge_into_child(eng, s, child) : eng_layer_drop(eng, s);
+	if (r == 0) {
+		/* queued after the commit: the job ends once they are durable */
+		eng_catalog_log_merge(job->layers[1], &sj->merged, sj->merge_seq);
+		eng_catalog_log(job->layers[1]);
+	}
+done:
 	if (r == 0)
-		log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s removed", volname, snap);
+		log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s removed", sj->vol, sj->snap);
 	eng_run_parked(eng, false);
 	return r;
 }
 
+int engine_snap_delete_async(struct engine *eng, const char *volname, const char *snap,
+			     engine_cb cb, void *arg)
+{
+	struct engine_volume *vol, *s, *child;
+	struct snap_job *sj;
+	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
+
+	if (r == 0)
+		r = snap_delete_check(eng, s, &child);
+	if (r < 0)
+		return r;
+	sj = snap_job_new(volname, snap, s, child);
+	if (!sj)
+		return -ENOMEM;
+	return eng_job_start(eng, &sj->job, snap_delete_step, cb, arg);
+}
+
+int engine_snap_delete(struct engine *eng, const char *volname, const char *snap)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_snap_delete_async(eng, volname, snap,
+								eng_sync_done, &s));
+}
+
 /* ---- rollback ---- */
 
-int engine_snap_rollback(struct engine *eng, const char *volname, const char *snap, bool force)
+static int rollback_check(const struct engine_volume *vol, bool force)
 {
-	struct engine_volume *vol, *s;
+	return (vol->open && !force) || vol->flatten ? -EBUSY : 0;
+}
+
+static int rollback_commit(struct engine *eng, struct engine_volume *vol,
+			   struct engine_volume *s)
+{
 	struct volume_record rec, old;
 	struct meta_batch *mb = NULL;
 	struct map *fresh = NULL;
-	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
+	int r = map_create(s->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
 
-	if (r < 0)
-		return r;
-	if ((vol->open && !force) || vol->flatten)
-		return -EBUSY;
-	r = eng_ops_settle(eng);
-	if (r == 0)
-		r = map_create(s->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
 	if (r == 0)
 		r = meta_batch_create(&mb);
-	if (r == 0)
-		r = eng_volume_quiesce(vol);
 	if (r < 0)
 		goto out;
 	old = vol->rec;
@@ -611,12 +742,56 @@ int engine_snap_rollback(struct engine *eng, const char *volname, const char *sn
 	fresh = NULL;
 	eng_catalog_tombstone(eng, &old);
 	eng_catalog_relog(eng, 0); /* the new layer, and records that lived in the old one */
-	log_msg(LOG_INFO, ENG_LOG, "volume %s rolled back to snapshot %s", volname, snap);
+	log_msg(LOG_INFO, ENG_LOG, "volume %s rolled back to snapshot %s", vol->rec.name,
+		s->rec.name);
 	eng_run_parked(eng, false);
 out:
 	meta_batch_destroy(mb);
 	map_destroy(fresh);
 	return r;
+}
+
+static int rollback_step(struct eng_job *job)
+{
+	struct snap_job *sj = (struct snap_job *)job;
+	struct engine_volume *vol = job->layers[0];
+	int r = eng_job_wait_settled(job);
+
+	if (r == 0 && !sj->held) {
+		eng_hold_writes(vol); /* writes from now on go to the rolled back layer */
+		sj->held = vol;
+	}
+	if (r == 0)
+		r = eng_job_wait_quiet(job, vol);
+	if (r == 0)
+		r = rollback_check(vol, sj->force);
+	return r ? r : rollback_commit(job->eng, vol, job->layers[1]);
+}
+
+int engine_snap_rollback_async(struct engine *eng, const char *volname, const char *snap,
+			       bool force, engine_cb cb, void *arg)
+{
+	struct engine_volume *vol, *s;
+	struct snap_job *sj;
+	int r = lookup_snapshot(eng, volname, snap, &vol, &s);
+
+	if (r == 0)
+		r = rollback_check(vol, force);
+	if (r < 0)
+		return r;
+	sj = snap_job_new(volname, snap, vol, s);
+	if (!sj)
+		return -ENOMEM;
+	sj->force = force;
+	return eng_job_start(eng, &sj->job, rollback_step, cb, arg);
+}
+
+int engine_snap_rollback(struct engine *eng, const char *volname, const char *snap, bool force)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_snap_rollback_async(eng, volname, snap, force,
+								  eng_sync_done, &s));
 }
 
 /* ---- listing ---- */
@@ -626,6 +801,43 @@ static int cmp_layer_id(const void *a, const void *b)
 	const struct engine_volume *const *x = a, *const *y = b;
 	return (*x)->rec.volume_id < (*y)->rec.volume_id ? -1
 	       : (*x)->rec.volume_id > (*y)->rec.volume_id;
+}
+
+/* What removing snapshot s frees (once the cleaner ran): its data entries that no
+ * layer reading through it reads, because each such layer has an entry of its own
+ * there or does not reach that far (its overlap). That is what a merge into the only
+ * child leaves behind (take_if_hole), or all of it when nothing reads through s. */
+struct freed_count {
+	struct engine_volume **kids;
+	size_t nkids;
+	uint64_t blocks;
+};
+
+static int count_freed(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct freed_count *c = arg;
+
+	if (loc->slot == MAP_SLOT_ZERO)
+		return 0;
+	for (size_t i = 0; i < c->nkids; i++)
+		if (lba < c->kids[i]->rec.overlap && !map_get(c->kids[i]->map, lba, NULL))
+			return 0; /* it still reads this block through s */
+	c->blocks++;
+	return 0;
+}
+
+static int snap_freed_blocks(struct engine *eng, const struct engine_volume *s,
+			     uint64_t *out)
+{
+	struct freed_count c = { .kids = malloc((eng->nvols + 1) * sizeof(*c.kids)) };
+
+	if (!c.kids)
+		return -ENOMEM;
+	c.nkids = children_of(eng, s, c.kids, eng->nvols);
+	map_for_each(s->map, count_freed, &c);
+	free(c.kids);
+	*out = c.blocks;
+	return 0;
 }
 
 int engine_snap_list(struct engine *eng, const char *volname,
@@ -657,10 +869,11 @@ int engine_snap_list(struct engine *eng, const char *volname,
 		info.id = s->rec.volume_id;
 		info.size = s->rec.size;
 		info.created_ns = s->rec.created_ns;
-		info.own_blocks = map_mapped_blocks(s->map);
 		info.dependents = (unsigned)(nkids - (skip ? 1 : 0));
 		info.open = s->open;
-		r = fn(&info, arg);
+		r = snap_freed_blocks(eng, s, &info.own_blocks);
+		if (r == 0)
+			r = fn(&info, arg);
 	}
 	free(snaps);
 	return r;
@@ -668,21 +881,24 @@ int engine_snap_list(struct engine *eng, const char *volname,
 
 /* ---- clone ---- */
 
-int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol)
+static int clone_check(struct engine *eng, struct engine_volume *s, const char *newvol)
 {
-	struct engine_volume *s = eng_snapshot_by_spec(eng, snap_spec);
-	struct engine_volume *clone;
-	struct volume_record rec = { 0 };
-	struct meta_batch *mb;
 	int r = eng_valid_name(newvol);
 
 	if (r < 0)
 		return r;
 	if (!s)
 		return -ENOENT;
-	if (eng_volume_by_name(eng, newvol))
-		return -EEXIST;
-	r = eng_ops_settle(eng);
+	return eng_volume_by_name(eng, newvol) ? -EEXIST : 0;
+}
+
+static int clone_commit(struct engine *eng, struct engine_volume *s, const char *newvol)
+{
+	struct engine_volume *clone;
+	struct volume_record rec = { 0 };
+	struct meta_batch *mb;
+	int r = clone_check(eng, s, newvol); /* taken meanwhile? */
+
 	if (r == 0)
 		r = meta_batch_create(&mb);
 	if (r < 0)
@@ -708,8 +924,43 @@ int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol)
 	clone->parent = s;
 	eng->next_volume_id++;
 	eng_catalog_log(clone);
-	log_msg(LOG_INFO, ENG_LOG, "volume %s cloned from %s", newvol, snap_spec);
 	return 0;
+}
+
+/* sj->vol: the new volume; sj->snap: the "VOL@SNAP" it reads through. */
+static int clone_step(struct eng_job *job)
+{
+	struct snap_job *sj = (struct snap_job *)job;
+	int r = eng_job_wait_settled(job);
+
+	if (r == 0)
+		r = clone_commit(job->eng, job->layers[0], sj->vol);
+	if (r == 0)
+		log_msg(LOG_INFO, ENG_LOG, "volume %s cloned from %s", sj->vol, sj->snap);
+	return r;
+}
+
+int engine_clone_async(struct engine *eng, const char *snap_spec, const char *newvol,
+		       engine_cb cb, void *arg)
+{
+	struct engine_volume *s = eng_snapshot_by_spec(eng, snap_spec);
+	struct snap_job *sj;
+	int r = clone_check(eng, s, newvol);
+
+	if (r < 0)
+		return r;
+	sj = snap_job_new(newvol, snap_spec, s, NULL);
+	if (!sj)
+		return -ENOMEM;
+	return eng_job_start(eng, &sj->job, clone_step, cb, arg);
+}
+
+int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_clone_async(eng, snap_spec, newvol,
+							  eng_sync_done, &s));
 }
 
 /* ---- flatten ---- */
@@ -924,31 +1175,61 @@ static int flatten_begin(struct engine_volume *vol)
 	return 0;
 }
 
-int engine_flatten_start(struct engine *eng, const char *volname)
+static int flatten_check(const struct engine_volume *vol)
 {
-	struct engine_volume *vol = eng_volume_by_name(eng, volname);
-	struct volume_record rec;
-	int r;
-
-	if (!vol)
-		return -ENOENT;
 	if (vol->flatten)
 		return -EALREADY;
 	/* a clone's own snapshots would lose their parent: not supported */
 	if (!vol->parent || vol->parent->rec.uid == vol->rec.uid)
 		return -EINVAL;
-	r = eng_ops_settle(eng);
-	if (r < 0)
+	return 0;
+}
+
+static int flatten_start_step(struct eng_job *job)
+{
+	struct engine_volume *vol = job->layers[0];
+	struct volume_record rec;
+	int r = eng_job_wait_settled(job);
+
+	if (r == 0)
+		r = flatten_check(vol);
+	if (r)
 		return r;
 	/* noted first, so that a crash or a stop does not leave it half done */
 	rec = vol->rec;
 	rec.flags |= ONDISK_LAYER_FLATTENING;
-	r = eng_volume_record_save(eng, &rec);
+	r = eng_volume_record_save(job->eng, &rec);
 	if (r < 0)
 		return r;
 	vol->rec = rec;
 	eng_catalog_log(vol);
 	return flatten_begin(vol);
+}
+
+int engine_flatten_start_async(struct engine *eng, const char *volname, engine_cb cb,
+			       void *arg)
+{
+	struct engine_volume *vol = eng_volume_by_name(eng, volname);
+	struct snap_job *sj;
+	int r;
+
+	if (!vol)
+		return -ENOENT;
+	r = flatten_check(vol);
+	if (r < 0)
+		return r;
+	sj = snap_job_new(volname, NULL, vol, NULL);
+	if (!sj)
+		return -ENOMEM;
+	return eng_job_start(eng, &sj->job, flatten_start_step, cb, arg);
+}
+
+int engine_flatten_start(struct engine *eng, const char *volname)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_flatten_start_async(eng, volname, eng_sync_done,
+								  &s));
 }
 
 void eng_flatten_resume(struct engine *eng)

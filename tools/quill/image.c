@@ -280,25 +280,6 @@ static int image_info(const struct cli *c, const char *file, struct image_info *
 	return 0;
 }
 
-/* 0 if no volume is named name; else an exit status (after saying why). */
-static int check_new_volume(const struct cli *c, const char *name)
-{
-	struct json_object *req = cli_request(CONTROL_CMD_VOLUME_INFO), *ans;
-	bool exists;
-
-	cli_add_str(req, "name", name);
-	ans = cli_call(c, req);
-	if (!ans)
-		return EXIT_NO_NODE;
-	exists = cli_bool(ans, "ok");
-	json_object_put(ans);
-	if (!exists)
-		return 0;
-	fprintf(stderr, "quill: volume '%s' already exists: import creates its volume (pick "
-		"another name, or remove it first)\n", name);
-	return EXIT_REFUSED;
-}
-
 static int volume_call(const struct cli *c, const char *cmd, const char *name, uint64_t size)
 {
 	struct json_object *req = cli_request(cmd), *ans;
@@ -307,12 +288,42 @@ static int volume_call(const struct cli *c, const char *cmd, const char *name, u
 	cli_add_str(req, "name", name);
 	if (size)
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
+	if (strcmp(cmd, CONTROL_CMD_VOLUME_CREATE) == 0) /* marked until the import is done */
+		json_object_object_add(req, "importing", json_object_new_boolean(1));
 	ans = cli_call(c, req);
 	if (!ans)
 		return EXIT_NO_NODE;
 	ok = cli_ok(ans);
 	json_object_put(ans);
 	return ok ? 0 : EXIT_REFUSED;
+}
+
+/* 0 if no volume is named name, or if it is what an interrupted import left (marked
+ * as importing: it is removed, to be imported again); else an exit status (after
+ * saying why). */
+static int check_new_volume(const struct cli *c, const char *name)
+{
+	struct json_object *req = cli_request(CONTROL_CMD_VOLUME_INFO), *ans, *vol;
+	bool exists, importing;
+
+	cli_add_str(req, "name", name);
+	ans = cli_call(c, req);
+	if (!ans)
+		return EXIT_NO_NODE;
+	exists = cli_bool(ans, "ok");
+	vol = json_object_object_get(ans, "volume");
+	importing = vol && cli_bool(vol, "importing");
+	json_object_put(ans);
+	if (!exists)
+		return 0;
+	if (!importing) {
+		fprintf(stderr, "quill: volume '%s' already exists: import creates its volume "
+			"(pick another name, or remove it first)\n", name);
+		return EXIT_REFUSED;
+	}
+	fprintf(stderr, "quill: volume '%s' is what an interrupted import left: removing it "
+		"and importing again\n", name);
+	return volume_call(c, CONTROL_CMD_VOLUME_RM, name, 0);
 }
 
 static int import_convert(const struct cli *c, const char *file, const char *vol,
@@ -358,7 +369,8 @@ int cmd_import(const struct cli *c)
 		fprintf(stderr, "quill: %s is %llu bytes: the volume is rounded up to %llu\n", file,
 			(unsigned long long)ii.size, (unsigned long long)size);
 	if ((code = volume_call(c, CONTROL_CMD_VOLUME_CREATE, vol, size)) ||
-	    (code = import_convert(c, file, vol, &ii)))
+	    (code = import_convert(c, file, vol, &ii)) ||
+	    (code = volume_call(c, CONTROL_CMD_VOLUME_IMPORT_DONE, vol, 0)))
 		return code;
 	report_done(c, false, file, vol, ii.format);
 	return 0;

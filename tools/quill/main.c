@@ -65,11 +65,12 @@ static const char *or_dash(const char *s)
 
 static void print_volume_row(struct json_object *v)
 {
-	printf("%-24s %12s %12s %9lld  %-8s  %s%s\n", cli_str(v, "name"),
+	printf("%-24s %12s %12s %9lld  %-8s  %s%s%s\n", cli_str(v, "name"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0),
 	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
 	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"),
-	       or_dash(cli_str(v, "parent")), cli_bool(v, "damaged") ? "  DAMAGED" : "");
+	       or_dash(cli_str(v, "parent")), cli_bool(v, "damaged") ? "  DAMAGED" : "",
+	       cli_bool(v, "importing") ? "  (incomplete import)" : "");
 }
 
 static void show_list(struct json_object *ans)
@@ -121,6 +122,10 @@ static void show_volume(struct json_object *ans)
 		printf("damaged:   YES: start-up found a flushed batch of this volume whose "
 		       "summary is corrupt;\n           the blocks it wrote are unknown and may "
 		       "read old data (the node's log names the segment)\n");
+	if (cli_bool(v, "importing"))
+		printf("import:    incomplete: an import was interrupted (quill import FILE %s "
+		       "restarts it, quill volume rm %s drops it)\n", cli_str(v, "name"),
+		       cli_str(v, "name"));
 }
 
 static void show_status(struct json_object *ans)

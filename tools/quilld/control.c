@@ -1,8 +1,10 @@
 /* tools/quilld/control.c — answers `quill` on the control socket.
  *
  * One request per connection: read a line, check it whole (control_request.c), run
- * it on the engine (volume management is blocking but short: metadata writes), write
- * the answer, close.
+ * it on the engine, write the answer, close. A management call that waits for the
+ * engine (a snapshot's flush, a volume's batches, the cleaner, a checkpoint) answers
+ * from its completion: that connection waits, and the loop goes on serving the
+ * others, NBD and vhost.
  */
 #include "tools/quilld/control_internal.h"
 
@@ -27,10 +29,18 @@
 
 #define CTL_LOG "control"
 
+struct ctl_call {
+	struct control *ctl;
+	struct control_conn *conn;
+	struct json_object *req; /* a reference of our own */
+	ctl_finish_fn finish;
+};
+
 struct control_conn {
 	struct control *ctl;
 	int fd;
 	struct loop_watch *watch;
+	struct ctl_call call; /* one request per connection: its deferred answer */
 	size_t len;
 	bool oversized;   /* past CONTROL_MAX_REQUEST without a newline: dropping the rest */
 	size_t discarded; /* bytes dropped since */
@@ -109,6 +119,7 @@ static struct json_object *volume_info_json(const struct engine_volume_info *inf
 	ctl_add_int(o, "snapshots", info->snapshots);
 	json_object_object_add(o, "flattening", json_object_new_boolean(info->flattening));
 	json_object_object_add(o, "damaged", json_object_new_boolean(info->damaged));
+	json_object_object_add(o, "importing", json_object_new_boolean(info->importing));
 	return o;
 }
 
@@ -198,33 +209,74 @@ static struct json_object *cmd_volume_info(struct control *ctl, struct json_obje
 	return volume_answer(ctl, engine_volume_info(ctl->eng, name, &info), name);
 }
 
+/* finish of the calls answered with the volume object (create, resize). */
+static struct json_object *volume_finish(struct control *ctl, struct json_object *req, int res)
+{
+	return volume_answer(ctl, res, ctl_get_string(req, "name"));
+}
+
+static struct json_object *volume_rm_finish(struct control *ctl, struct json_object *req,
+					    int res)
+{
+	(void)ctl;
+	return res < 0 ? ctl_volume_error(res, ctl_get_string(req, "name")) : ctl_ok();
+}
+
 static struct json_object *cmd_volume_rm(struct control *ctl, struct json_object *req)
 {
 	const char *name = ctl_get_string(req, "name");
-	int r;
+	struct ctl_call *call;
 
 	if (!name)
 		return ctl_no_name();
-	r = engine_volume_delete(ctl->eng, name);
-	return r < 0 ? ctl_volume_error(r, name) : ctl_ok();
+	call = ctl_call_new(ctl, req, volume_rm_finish);
+	return ctl_call_started(call, engine_volume_delete_async(ctl->eng, name, ctl_call_done,
+								 call));
 }
 
 static struct json_object *cmd_volume_create(struct control *ctl, struct json_object *req)
 {
 	const char *name = ctl_get_string(req, "name");
+	struct ctl_call *call;
 	uint64_t size;
 
 	if (!name)
 		return ctl_no_name();
 	if (ctl_get_u64(req, "size", &size) < 0)
 		return ctl_error(EINVAL, "request for '%s' without a size", name);
-	return volume_answer(ctl, engine_volume_create(ctl->eng, name, size), name);
+	call = ctl_call_new(ctl, req, volume_finish);
+	return ctl_call_started(call, engine_volume_create_async(
+		ctl->eng, name, size, ctl_get_bool(req, "importing") ? ENGINE_CREATE_IMPORTING : 0,
+		ctl_call_done, call));
+}
+
+static struct json_object *import_done_finish(struct control *ctl, struct json_object *req,
+					      int res)
+{
+	const char *name = ctl_get_string(req, "name");
+
+	if (res == -EINVAL)
+		return ctl_error(EINVAL, "volume '%s' is not an unfinished import", name);
+	return volume_answer(ctl, res, name);
+}
+
+static struct json_object *cmd_volume_import_done(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+	struct ctl_call *call;
+
+	if (!name)
+		return ctl_no_name();
+	call = ctl_call_new(ctl, req, import_done_finish);
+	return ctl_call_started(call, engine_volume_import_done_async(ctl->eng, name,
+								      ctl_call_done, call));
 }
 
 static struct json_object *cmd_volume_resize(struct control *ctl, struct json_object *req)
 {
 	struct engine_volume_info info;
 	const char *name = ctl_get_string(req, "name");
+	struct ctl_call *call;
 	uint64_t size;
 	int r;
 
@@ -236,9 +288,11 @@ static struct json_object *cmd_volume_resize(struct control *ctl, struct json_ob
 	if (r == 0 && size < info.size && !ctl_get_bool(req, "allow_shrink"))
 		return ctl_error(EPERM, "shrinking '%s' drops the data past the new end: add "
 				 "--allow-shrink to do it", name);
-	if (r == 0)
-		r = engine_volume_resize(ctl->eng, name, size);
-	return volume_answer(ctl, r, name);
+	if (r < 0)
+		return ctl_volume_error(r, name);
+	call = ctl_call_new(ctl, req, volume_finish);
+	return ctl_call_started(call, engine_volume_resize_async(ctl->eng, name, size,
+								 ctl_call_done, call));
 }
 
 /* ---- node commands ---- */
@@ -277,35 +331,44 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	return v;
 }
 
-/* Runs the cleaner now (blocking), until want_free slots are free (default: all it
- * can), and answers with the status after it. */
+static struct json_object *gc_finish(struct control *ctl, struct json_object *req, int res)
+{
+	struct json_object *v;
+
+	if (res < 0)
+		return ctl_error(-res, "garbage collection failed: %s", strerror(-res));
+	v = cmd_status(ctl, req);
+	ctl_add_int(v, "segments_freed", res);
+	return v;
+}
+
+/* Runs the cleaner now, until want_free slots are free (default: all it can), and
+ * answers with the status after it. */
 static struct json_object *cmd_gc(struct control *ctl, struct json_object *req)
 {
 	struct engine_stats st;
-	struct json_object *v;
+	struct ctl_call *call;
 	uint64_t want;
-	int r;
 
 	engine_get_stats(ctl->eng, &st);
 	if (ctl_get_u64(req, "want_free", &want) < 0 || want > st.segments_total)
 		want = st.segments_total;
-	r = engine_gc(ctl->eng, (unsigned)want);
-	if (r < 0)
-		return ctl_error(-r, "garbage collection failed: %s", err_str(-r));
-	v = cmd_status(ctl, req);
-	ctl_add_int(v, "segments_freed", r);
-	return v;
+	call = ctl_call_new(ctl, req, gc_finish);
+	return ctl_call_started(call, engine_gc_async(ctl->eng, (unsigned)want, ctl_call_done,
+						      call));
 }
 
 #define KEY_SIZE { "size", CTL_UINT }
 
 static const struct control_cmd node_commands[] = {
-	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create, { CTL_KEY_NAME, KEY_SIZE } },
+	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create,
+	  { CTL_KEY_NAME, KEY_SIZE, { "importing", CTL_BOOL } } },
 	{ CONTROL_CMD_VOLUME_LIST, cmd_volume_list, { { NULL } } },
 	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize,
 	  { CTL_KEY_NAME, KEY_SIZE, { "allow_shrink", CTL_BOOL } } },
 	{ CONTROL_CMD_VOLUME_RM, cmd_volume_rm, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_VOLUME_IMPORT_DONE, cmd_volume_import_done, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_NODE_STATUS, cmd_status, { { NULL } } },
 	{ CONTROL_CMD_NODE_GC, cmd_gc, { { "want_free", CTL_UINT } } },
 	{ NULL, NULL, { { NULL } } },
@@ -360,6 +423,54 @@ static void conn_close(struct control_conn *c)
 	free(c);
 }
 
+/* ---- answers that come later ---- */
+
+struct ctl_call *ctl_call_new(struct control *ctl, struct json_object *req,
+			      ctl_finish_fn finish)
+{
+	struct ctl_call *call = &ctl->current->call; /* lives as long as the connection */
+
+	call->ctl = ctl;
+	call->conn = ctl->current;
+	call->req = json_object_get(req);
+	call->finish = finish;
+	return call;
+}
+
+static void call_end(struct ctl_call *call)
+{
+	json_object_put(call->req);
+	call->req = NULL;
+}
+
+struct json_object *ctl_call_started(struct ctl_call *call, int started)
+{
+	struct json_object *ans;
+
+	if (started < 0) {
+		ans = call->finish(call->ctl, call->req, started);
+		call_end(call);
+		return ans;
+	}
+	call->ctl->npending++;
+	return NULL;
+}
+
+static void conn_send(struct control_conn *c, struct json_object *ans);
+
+void ctl_call_done(void *arg, int res)
+{
+	struct ctl_call *call = arg;
+	struct control *ctl = call->ctl;
+
+	/* the client may be gone: the answer then goes nowhere, the work is done */
+	conn_send(call->conn, call->finish(ctl, call->req, res));
+	call_end(call);
+	conn_close(call->conn);
+	if (--ctl->npending == 0 && ctl->destroyed)
+		free(ctl);
+}
+
 static void conn_send(struct control_conn *c, struct json_object *ans)
 {
 	const char *text = json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PLAIN);
@@ -390,6 +501,24 @@ static bool conn_discard(struct control_conn *c, ssize_t n)
 {
 	c->discarded += (size_t)n;
 	return n == 0 || memchr(c->buf, '\n', (size_t)n) || c->discarded >= CTL_DISCARD_MAX;
+}
+
+/* false when the answer comes later, from the engine call's completion */
+static bool conn_answer(struct control_conn *c, const char *line, size_t len)
+{
+	struct json_object *ans;
+
+	c->ctl->current = c;
+	ans = dispatch(c->ctl, line, len);
+	c->ctl->current = NULL;
+	if (!ans) {
+		/* the connection only waits now: nothing more is read from it */
+		loop_watch_remove(c->watch);
+		c->watch = NULL;
+		return false;
+	}
+	conn_send(c, ans);
+	return true;
 }
 
 /* A request is one line; a client that ends its side without the newline still
@@ -429,7 +558,9 @@ static void conn_readable(void *arg, unsigned events)
 	}
 	if (nl)
 		*nl = '\0';
-	ans = dispatch(c->ctl, c->buf, nl ? (size_t)(nl - c->buf) : c->len);
+	if (conn_answer(c, c->buf, nl ? (size_t)(nl - c->buf) : c->len))
+		conn_close(c);
+	return;
 answer:
 	conn_send(c, ans);
 	conn_close(c);
@@ -535,5 +666,10 @@ void control_destroy(struct control *ctl)
 	close(ctl->fd);
 	unlink(ctl->path);
 	free(ctl->path);
-	free(ctl);
+	ctl->path = NULL;
+	ctl->destroyed = true;
+	/* calls still waiting for the engine keep it: the last one frees it (engine_close
+	 * runs every completion) */
+	if (!ctl->npending)
+		free(ctl);
 }

@@ -13,6 +13,7 @@
 #include "tools/quilld/control.h"
 
 struct loop_watch;
+struct control_conn;
 
 struct control {
 	struct loop *lp;
@@ -23,10 +24,34 @@ struct control {
 	char nbd_tcp[96];      /* "ADDR:PORT" or "" */
 	char nbd_unix[4096];   /* path or "" */
 	struct vhost_server *vhost; /* or NULL */
+	struct control_conn *current; /* the connection whose request is being dispatched */
+	unsigned npending;     /* calls waiting for their engine completion */
+	bool destroyed;        /* control_destroy() ran: freed when npending drops to 0 */
 };
 
-/* A command: answers a parsed request (never NULL). */
+/* A command: answers a parsed request, or returns NULL when the answer comes later
+ * (ctl_call_started() said so: the connection then waits, the loop goes on). */
 typedef struct json_object *(*control_cmd_fn)(struct control *ctl, struct json_object *req);
+
+/* ---- commands whose engine call is asynchronous ----
+ * struct ctl_call *call = ctl_call_new(ctl, req, finish);
+ * return ctl_call_started(call, engine_x_async(..., ctl_call_done, call));
+ * finish(ctl, req, res) builds the answer from the engine's result; it runs from the
+ * engine's completion (or at once if the call failed to start), and its answer goes
+ * to the connection that asked. Other connections, NBD and vhost are served
+ * meanwhile. */
+typedef struct json_object *(*ctl_finish_fn)(struct control *ctl, struct json_object *req,
+					     int res);
+struct ctl_call;
+/* The deferred answer of the request being dispatched (never NULL: it is part of the
+ * connection). */
+struct ctl_call *ctl_call_new(struct control *ctl, struct json_object *req,
+			      ctl_finish_fn finish);
+/* started: what the engine call returned. <0: the answer now (finish(started)); 0: NULL,
+ * the answer is sent by ctl_call_done(). */
+struct json_object *ctl_call_started(struct ctl_call *call, int started);
+/* The engine_cb to give the engine call, with the call as its argument. */
+void ctl_call_done(void *arg, int res);
 
 /* {"ok": false, "error": <formatted sentence>, "errno": err} */
 __attribute__((format(printf, 2, 3)))

@@ -88,8 +88,9 @@ static struct json_object *busy_error(const struct snap_ref *ref, enum snap_op o
 {
 	switch (op) {
 	case OP_CREATE:
-		return ctl_error(EBUSY, "volume '%s' is being flattened: snapshot it when the "
-				 "flatten is done (quill flatten %s)", ref->vol, ref->vol);
+		return ctl_error(EBUSY, "volume '%s' is being flattened, or another command on "
+				 "it is still running: snapshot it when that is done (quill flatten "
+				 "%s shows a flatten)", ref->vol, ref->vol);
 	case OP_ROLLBACK:
 		return ctl_error(EBUSY, "volume '%s' is attached; detach it or pass --force",
 				 ref->vol);
@@ -161,52 +162,86 @@ static struct json_object *snap_json(const struct snap_ref *ref,
 
 /* ---- commands ---- */
 
-static struct json_object *cmd_snap_create(struct control *ctl, struct json_object *req)
+/* The finish of each snapshot call (control_internal.h): the request was checked
+ * when it started, so its "snap" splits. */
+static struct json_object *snap_create_finish(struct control *ctl, struct json_object *req,
+					      int res)
 {
 	struct engine_snap_info info;
 	struct json_object *ans;
 	struct snap_ref ref;
-	int r;
 
-	if ((ans = need_snap(req, &ref)))
-		return ans;
-	r = engine_snap_create(ctl->eng, ref.vol, ref.snap);
-	if (r < 0)
-		return snap_error(ctl, r, &ref, OP_CREATE);
+	need_snap(req, &ref);
+	if (res < 0)
+		return snap_error(ctl, res, &ref, OP_CREATE);
 	ans = ctl_ok();
 	if (snap_find(ctl, &ref, &info) == 0)
 		json_object_object_add(ans, "snapshot", snap_json(&ref, &info));
 	return ans;
 }
 
-static struct json_object *cmd_snap_rm(struct control *ctl, struct json_object *req)
+static struct json_object *snap_rm_finish(struct control *ctl, struct json_object *req, int res)
 {
-	struct json_object *ans;
 	struct snap_ref ref;
-	int r;
 
-	if ((ans = need_snap(req, &ref)))
-		return ans;
-	r = engine_snap_delete(ctl->eng, ref.vol, ref.snap);
-	return r < 0 ? snap_error(ctl, r, &ref, OP_RM) : ctl_ok();
+	need_snap(req, &ref);
+	return res < 0 ? snap_error(ctl, res, &ref, OP_RM) : ctl_ok();
 }
 
-static struct json_object *cmd_snap_rollback(struct control *ctl, struct json_object *req)
+static struct json_object *snap_rollback_finish(struct control *ctl, struct json_object *req,
+						int res)
 {
 	struct json_object *ans, *vol;
 	struct snap_ref ref;
-	int r;
 
-	if ((ans = need_snap(req, &ref)))
-		return ans;
-	r = engine_snap_rollback(ctl->eng, ref.vol, ref.snap, ctl_get_bool(req, "force"));
-	if (r < 0)
-		return snap_error(ctl, r, &ref, OP_ROLLBACK);
+	need_snap(req, &ref);
+	if (res < 0)
+		return snap_error(ctl, res, &ref, OP_ROLLBACK);
 	ans = ctl_ok();
 	vol = ctl_volume_json(ctl, ref.vol);
 	if (vol)
 		json_object_object_add(ans, "volume", vol);
 	return ans;
+}
+
+static struct json_object *cmd_snap_create(struct control *ctl, struct json_object *req)
+{
+	struct json_object *ans;
+	struct ctl_call *call;
+	struct snap_ref ref;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	call = ctl_call_new(ctl, req, snap_create_finish);
+	return ctl_call_started(call, engine_snap_create_async(ctl->eng, ref.vol, ref.snap,
+							       ctl_call_done, call));
+}
+
+static struct json_object *cmd_snap_rm(struct control *ctl, struct json_object *req)
+{
+	struct json_object *ans;
+	struct ctl_call *call;
+	struct snap_ref ref;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	call = ctl_call_new(ctl, req, snap_rm_finish);
+	return ctl_call_started(call, engine_snap_delete_async(ctl->eng, ref.vol, ref.snap,
+							       ctl_call_done, call));
+}
+
+static struct json_object *cmd_snap_rollback(struct control *ctl, struct json_object *req)
+{
+	struct json_object *ans;
+	struct ctl_call *call;
+	struct snap_ref ref;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	call = ctl_call_new(ctl, req, snap_rollback_finish);
+	return ctl_call_started(call, engine_snap_rollback_async(ctl->eng, ref.vol, ref.snap,
+								 ctl_get_bool(req, "force"),
+								 ctl_call_done, call));
 }
 
 struct snap_list_ctx {
@@ -248,18 +283,13 @@ static struct json_object *cmd_snap_list(struct control *ctl, struct json_object
 	return ans;
 }
 
-static struct json_object *cmd_clone(struct control *ctl, struct json_object *req)
+static struct json_object *clone_finish(struct control *ctl, struct json_object *req, int r)
 {
 	const char *name = ctl_get_string(req, "name");
 	struct json_object *ans;
 	struct snap_ref ref;
-	int r;
 
-	if ((ans = need_snap(req, &ref)))
-		return ans;
-	if (!name)
-		return ctl_error(EINVAL, "request without the new volume's name");
-	r = engine_clone(ctl->eng, ctl_get_string(req, "snap"), name);
+	need_snap(req, &ref);
 	if (r == -ENOENT || r == -ENOSYS)
 		return snap_error(ctl, r, &ref, OP_CLONE);
 	if (r < 0)
@@ -267,6 +297,22 @@ static struct json_object *cmd_clone(struct control *ctl, struct json_object *re
 	ans = ctl_ok();
 	json_object_object_add(ans, "volume", ctl_volume_json(ctl, name));
 	return ans;
+}
+
+static struct json_object *cmd_clone(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+	struct json_object *ans;
+	struct ctl_call *call;
+	struct snap_ref ref;
+
+	if ((ans = need_snap(req, &ref)))
+		return ans;
+	if (!name)
+		return ctl_error(EINVAL, "request without the new volume's name");
+	call = ctl_call_new(ctl, req, clone_finish);
+	return ctl_call_started(call, engine_clone_async(ctl->eng, ctl_get_string(req, "snap"),
+							 name, ctl_call_done, call));
 }
 
 static struct json_object *flatten_json(const struct engine_flatten_status *st)
@@ -299,18 +345,13 @@ static struct json_object *flatten_error(int r, const char *name)
 	}
 }
 
-/* volume.flatten (start) and volume.flatten_status: both answer the status. */
-static struct json_object *flatten_answer(struct control *ctl, struct json_object *req,
-					  bool start)
+/* volume.flatten (once started) and volume.flatten_status: both answer the status. */
+static struct json_object *flatten_answer(struct control *ctl, struct json_object *req, int r)
 {
 	const char *name = ctl_get_string(req, "name");
 	struct engine_flatten_status st;
 	struct json_object *ans;
-	int r;
 
-	if (!name)
-		return ctl_no_name();
-	r = start ? engine_flatten_start(ctl->eng, name) : 0;
 	if (r == 0)
 		r = engine_flatten_status(ctl->eng, name, &st);
 	if (r < 0)
@@ -322,12 +363,21 @@ static struct json_object *flatten_answer(struct control *ctl, struct json_objec
 
 static struct json_object *cmd_flatten(struct control *ctl, struct json_object *req)
 {
-	return flatten_answer(ctl, req, true);
+	const char *name = ctl_get_string(req, "name");
+	struct ctl_call *call;
+
+	if (!name)
+		return ctl_no_name();
+	call = ctl_call_new(ctl, req, flatten_answer);
+	return ctl_call_started(call, engine_flatten_start_async(ctl->eng, name, ctl_call_done,
+								 call));
 }
 
 static struct json_object *cmd_flatten_status(struct control *ctl, struct json_object *req)
 {
-	return flatten_answer(ctl, req, false);
+	if (!ctl_get_string(req, "name"))
+		return ctl_no_name();
+	return flatten_answer(ctl, req, 0);
 }
 
 static int diff_one(const struct engine_extent *ext, void *arg)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -726,4 +727,143 @@ Test(engine, shrink_survives_a_crash_before_the_next_checkpoint)
 	vol = open_vol("v");
 	expect_tagged(vol, 0, 4, 1);
 	expect_tagged(vol, 900, 1, 0);
+}
+
+/* ---- a resize is all or nothing across a crash (issue 9, item 5) ----
+ * The child starts an asynchronous resize and dies (no engine_close: a crash) after a
+ * given number of engine_poll() turns, so that every point of the resize's job gets a
+ * crash. Blocks HEAD..HEAD+16 and TAIL..TAIL+16 hold tag 1 (flushed, after the last
+ * checkpoint: replay sees them); the shrink cuts at SHRUNK, between the two. */
+#define SHRUNK 128u
+#define TAIL (VOL_BLOCKS - 32u)
+
+static unsigned crash_turns;
+static uint64_t resize_to;
+
+/* Exits 0 if it died before the resize completed, 3 if after. */
+static int resize_crash(void)
+{
+	struct engine_volume *vol;
+	struct done d = { 0 };
+
+	CHILD_CHECK(try_open(true) == 0);
+	CHILD_CHECK(engine_volume_create(eng, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	child_write(vol, 0, 16, 1);
+	child_write(vol, TAIL, 16, 1);
+	CHILD_CHECK(eflush() == 0);
+	engine_volume_close(vol);
+	if (resize_to > SHRUNK * BLK) /* the grow case starts from a shrunk volume */
+		CHILD_CHECK(engine_volume_resize(eng, "v", SHRUNK * BLK) == 0);
+	CHILD_CHECK(engine_volume_resize_async(eng, "v", resize_to, on_done, &d) == 0);
+	for (unsigned i = 0; i < crash_turns && !d.done; i++)
+		CHILD_CHECK(engine_poll(eng, 10) >= 0);
+	CHILD_CHECK(!d.done || d.res == 0);
+	_exit(d.done ? 3 : 0);
+}
+
+/* Runs resize_crash with crash_turns; true if the resize had completed. */
+static bool crash_during_resize(unsigned turns)
+{
+	pid_t pid;
+	int status;
+
+	crash_turns = turns;
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(resize_crash());
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 3),
+		  "child failed: status %d", status);
+	return WEXITSTATUS(status) == 3;
+}
+
+static unsigned verify_turns;
+static uint64_t verify_from;
+static bool verify_done;
+
+/* Does [lba, lba + n) read back tag (0: zeros)? */
+static bool child_reads(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	static uint8_t got[16 * BLK], want[16 * BLK];
+
+	if (n > 16 || vread(vol, lba, n, got) < 0)
+		return false;
+	if (tag)
+		fill(want, lba, n, tag);
+	else
+		memset(want, 0, sizeof(want));
+	return memcmp(got, want, (size_t)n * BLK) == 0;
+}
+
+/* After the crash: the old size with all of its data, or the new size with what lies
+ * below it; grown back to the full size, what was cut off reads as zeros. A child too:
+ * RocksDB's threads would not survive the next fork if this process opened it. */
+static int resize_verify(void)
+{
+	struct engine_volume *vol;
+	struct engine_volume_info vi;
+	uint64_t size;
+	bool shrunk;
+
+	CHILD_CHECK(try_open(false) == 0);
+	CHILD_CHECK(engine_volume_info(eng, "v", &vi) == 0);
+	size = vi.size;
+	if (size != verify_from && size != resize_to) {
+		fprintf(stderr, "after %u turns: size %llu\n", verify_turns,
+			(unsigned long long)size);
+		return 1;
+	}
+	CHILD_CHECK(!verify_done || size == resize_to); /* a completed resize is kept */
+	shrunk = size < VOL_SIZE || verify_from < VOL_SIZE;
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	CHILD_CHECK(child_reads(vol, 0, 16, 1));
+	if (!shrunk)
+		CHILD_CHECK(child_reads(vol, TAIL, 16, 1)); /* not shrunk: nothing lost */
+	engine_volume_close(vol);
+	if (size < VOL_SIZE)
+		CHILD_CHECK(engine_volume_resize(eng, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	if (shrunk)
+		CHILD_CHECK(child_reads(vol, TAIL, 16, 0)); /* cut once: never comes back */
+	engine_volume_close(vol);
+	engine_close(eng);
+	return 0;
+}
+
+static void expect_resize_whole(unsigned turns, uint64_t from, bool done)
+{
+	verify_turns = turns;
+	verify_from = from;
+	verify_done = done;
+	in_child(resize_verify);
+	testutil_rm_tree(dir);
+	cr_assert_eq(mkdir(dir, 0700), 0);
+}
+
+/* A crash at every turn of the resize's job, until one comes after it completed. */
+static void resize_at_every_step(uint64_t from, uint64_t to)
+{
+	unsigned turns;
+	bool done = false;
+
+	resize_to = to;
+	/* every turn at first, then further apart: a turn may be quick, and a checkpoint
+	 * (which a grow waits for) takes as long as RocksDB needs */
+	for (turns = 0; turns < 1000000 && !done; turns += 1 + turns / 3) {
+		done = crash_during_resize(turns);
+		expect_resize_whole(turns, from, done);
+	}
+	cr_assert(done, "the resize never completed in %u turns", turns);
+}
+
+Test(engine, shrink_is_all_or_nothing_across_a_crash_at_every_step)
+{
+	resize_at_every_step(VOL_SIZE, SHRUNK * BLK);
+}
+
+Test(engine, grow_after_a_shrink_never_brings_the_cut_data_back_across_a_crash)
+{
+	resize_at_every_step(SHRUNK * BLK, VOL_SIZE);
 }

@@ -449,7 +449,7 @@ Test(ondisk, volume_record_keeps_the_damaged_flag_and_refuses_unknown_ones)
 	ondisk_volume_record_encode(&in, &d);
 	cr_assert_eq(ondisk_volume_record_decode(&d, sizeof(d), &v), 0);
 	cr_assert_eq(v.flags, ONDISK_LAYER_DAMAGED | ONDISK_LAYER_FLATTENING);
-	d.flags = 1u << 3; /* bit 2 is DELETED, of the log's layer blocks */
+	d.flags = 1u << 4; /* bit 2 is DELETED, of the log's layer blocks; 3 IMPORTING */
 	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
 }
 

@@ -311,6 +311,54 @@ Test(snap, snap_rm_merges_into_the_child_and_gives_space_back)
 	cr_assert_eq(live(), one_copy);
 }
 
+static int find_own(const struct engine_snap_info *in, void *arg)
+{
+	struct engine_snap_info *want = arg;
+
+	if (strcmp(in->name, want->name) == 0)
+		*want = *in;
+	return 0;
+}
+
+static uint64_t snap_own(const char *snap)
+{
+	struct engine_snap_info si = { 0 };
+
+	snprintf(si.name, sizeof(si.name), "%s", snap);
+	si.own_blocks = UINT64_MAX;
+	cr_assert_eq(engine_snap_list(eng, "v", find_own, &si), 0);
+	cr_assert_neq(si.own_blocks, UINT64_MAX, "no snapshot %s", snap);
+	return si.own_blocks;
+}
+
+/* Removes v@snap and checks that snap ls said beforehand how many blocks it frees. */
+static void expect_rm_frees_own(const char *snap, uint64_t want)
+{
+	uint64_t own = snap_own(snap), before = live();
+
+	cr_assert_eq(own, want, "%s: own %llu, expected %llu", snap, (unsigned long long)own,
+		     (unsigned long long)want);
+	cr_assert_eq(engine_snap_delete(eng, "v", snap), 0);
+	cr_assert_eq(before - live(), own, "%s: removal freed %llu blocks, snap ls said %llu",
+		     snap, (unsigned long long)(before - live()), (unsigned long long)own);
+}
+
+Test(snap, snap_ls_own_is_what_snap_rm_frees)
+{
+	struct engine_volume *vol = new_engine_and_volume();
+
+	write_tagged(vol, 0, 64, 1);
+	snap("v", "s1");
+	write_tagged(vol, 0, 16, 2);
+	snap("v", "s2");
+	write_tagged(vol, 0, 48, 3);
+	/* s1 holds 64 blocks, but s2 reads 16..63 of them: only 0..15 go with it */
+	expect_rm_frees_own("s1", 16);
+	/* s2 now holds 0..15 and 16..63 (merged); v overrides 0..47 */
+	expect_rm_frees_own("s2", 48);
+	cr_assert_eq(info("v").snapshots, 0);
+}
+
 Test(snap, merged_snapshot_slots_stay_with_the_child_across_restarts)
 {
 	struct engine_volume *vol = new_engine_and_volume(), *s;
