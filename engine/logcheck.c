@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
 #include "common/crc32c.h"
 
 static const uint8_t *block_at(const struct logcheck_walk *w, uint32_t b)
@@ -112,24 +113,9 @@ void logcheck_walk_next(struct logcheck_walk *w, struct summary *sum, struct log
 
 /* ---- the verdict ---- */
 
-static int grow(void **v, size_t *cap, size_t n, size_t size)
-{
-	size_t c = *cap ? *cap * 2 : 256;
-	void *p;
-
-	if (n < *cap)
-		return 0;
-	p = realloc(*v, c * size);
-	if (!p)
-		return -ENOMEM;
-	*v = p;
-	*cap = c;
-	return 0;
-}
-
 int logcheck_note_batch(struct logcheck_facts *f, const struct summary *s)
 {
-	if (grow((void **)&f->batches, &f->cap_batches, f->nbatches, sizeof(*f->batches)) < 0)
+	if (ARRAY_GROW(f->batches, f->cap_batches, f->nbatches, 256) < 0)
 		return -ENOMEM;
 	f->batches[f->nbatches++] = (struct logcheck_batch){
 		.volume_id = s->volume_id, .seq = s->seq, .open_seq = s->open_seq,
@@ -139,7 +125,7 @@ int logcheck_note_batch(struct logcheck_facts *f, const struct summary *s)
 
 int logcheck_note_slot(struct logcheck_facts *f, const struct segment_header *h)
 {
-	if (grow((void **)&f->slots, &f->cap_slots, f->nslots, sizeof(*f->slots)) < 0)
+	if (ARRAY_GROW(f->slots, f->cap_slots, f->nslots, 256) < 0)
 		return -ENOMEM;
 	f->slots[f->nslots++] = (struct logcheck_slot){ .volume_id = h->volume_id,
 							 .first_seq = h->first_seq };

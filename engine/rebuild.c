@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
@@ -91,15 +92,8 @@ struct rebuild {
 
 static int ev_push(struct rebuild *rb, const struct rb_event *e)
 {
-	if (rb->nev == rb->evcap) {
-		size_t cap = rb->evcap ? rb->evcap * 2 : 1024;
-		struct rb_event *v = realloc(rb->ev, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		rb->ev = v;
-		rb->evcap = cap;
-	}
+	if (ARRAY_GROW(rb->ev, rb->evcap, rb->nev, 1024) < 0)
+		return -ENOMEM;
 	rb->ev[rb->nev++] = *e;
 	return 0;
 }
@@ -109,15 +103,8 @@ static struct rb_layer *layer_slot(struct rebuild *rb, uint64_t id)
 	for (size_t i = 0; i < rb->nlayers; i++)
 		if (rb->layers[i].id == id)
 			return &rb->layers[i];
-	if (rb->nlayers == rb->lcap) {
-		size_t cap = rb->lcap ? rb->lcap * 2 : 64;
-		struct rb_layer *v = realloc(rb->layers, cap * sizeof(*v));
-
-		if (!v)
-			return NULL;
-		rb->layers = v;
-		rb->lcap = cap;
-	}
+	if (ARRAY_GROW(rb->layers, rb->lcap, rb->nlayers, 64) < 0)
+		return NULL;
 	memset(&rb->layers[rb->nlayers], 0, sizeof(rb->layers[0]));
 	rb->layers[rb->nlayers].id = id;
 	if (id > rb->max_id)
@@ -217,15 +204,8 @@ static int note_moves(struct rebuild *rb, const struct summary *sum)
 	for (uint32_t i = 0; i < sum->nentries; i++) {
 		if (sum->entries[i].kind != ONDISK_ENTRY_MOVE)
 			continue;
-		if (rb->nmoves == rb->mcap) {
-			size_t cap = rb->mcap ? rb->mcap * 2 : 1024;
-			struct rb_move *v = realloc(rb->moves, cap * sizeof(*v));
-
-			if (!v)
-				return -ENOMEM;
-			rb->moves = v;
-			rb->mcap = cap;
-		}
+		if (ARRAY_GROW(rb->moves, rb->mcap, rb->nmoves, 1024) < 0)
+			return -ENOMEM;
 		rb->moves[rb->nmoves++] = (struct rb_move){ sum->volume_id, sum->entries[i].lba };
 	}
 	return 0;
@@ -257,15 +237,8 @@ static int keep_batch(struct rebuild *rb, uint32_t slot, const struct summary *s
 
 static int note_bad(struct rebuild *rb, const struct rb_bad *b)
 {
-	if (rb->nbad == rb->badcap) {
-		size_t cap = rb->badcap ? rb->badcap * 2 : 16;
-		struct rb_bad *v = realloc(rb->bad, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		rb->bad = v;
-		rb->badcap = cap;
-	}
+	if (ARRAY_GROW(rb->bad, rb->badcap, rb->nbad, 16) < 0)
+		return -ENOMEM;
 	rb->bad[rb->nbad++] = *b;
 	return 0;
 }

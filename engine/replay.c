@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -88,14 +89,8 @@ static int replay_add(struct replay *rp, const struct summary *s, uint32_t slot,
 {
 	struct replay_batch *b;
 
-	if (rp->n == rp->cap) {
-		size_t cap = rp->cap ? rp->cap * 2 : 256;
-		struct replay_batch *v = realloc(rp->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		rp->v = v;
-		rp->cap = cap;
-	}
+	if (ARRAY_GROW(rp->v, rp->cap, rp->n, 256) < 0)
+		return -ENOMEM;
 	b = &rp->v[rp->n];
 	memset(b, 0, sizeof(*b));
 	b->entries = malloc(s->nentries * sizeof(*b->entries));
@@ -118,14 +113,8 @@ static int replay_add(struct replay *rp, const struct summary *s, uint32_t slot,
 static int replay_add_damage(struct replay *rp, uint32_t slot, const struct logcheck_item *it,
 			     struct engine_volume *vol, uint64_t volume_id)
 {
-	if (rp->ndmg == rp->capdmg) {
-		size_t cap = rp->capdmg ? rp->capdmg * 2 : 16;
-		struct replay_damage *v = realloc(rp->dmg, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		rp->dmg = v;
-		rp->capdmg = cap;
-	}
+	if (ARRAY_GROW(rp->dmg, rp->capdmg, rp->ndmg, 16) < 0)
+		return -ENOMEM;
 	rp->dmg[rp->ndmg++] = (struct replay_damage){
 		.slot = slot, .pos = it->pos, .next = it->next, .vol = vol,
 		.volume_id = volume_id, .lo = it->seq_lo, .hi = it->seq_hi };

@@ -24,21 +24,13 @@ struct engine *eng; /* the engine under test: the I/O helpers run it */
 
 void setup(void)
 {
-	const char *base = getenv("QUILL_TEST_DIR");
-	char probe[PATH_MAX + 16];
-	int fd;
+	int r = testutil_scratch_dir(QUILL_TEST_DIR, "quill-engine", dir, sizeof(dir));
 
-	snprintf(dir, sizeof(dir), "%s/quill-engine-XXXXXX", base && *base ? base : QUILL_TEST_DIR);
-	cr_assert_not_null(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
+	if (r == -EOPNOTSUPP)
+		cr_skip_test("%s does not support O_DIRECT; set QUILL_TEST_DIR", dir);
+	cr_assert_eq(r, 0, "mkdtemp %s: %s", dir, strerror(-r));
 	snprintf(store_path, sizeof(store_path), "%s/store.img", dir);
 	snprintf(meta_path, sizeof(meta_path), "%s/meta", dir);
-	snprintf(probe, sizeof(probe), "%s/probe", dir);
-	fd = open(probe, O_RDWR | O_CREAT | O_DIRECT, 0600);
-	if (fd < 0)
-		cr_skip_test("%s does not support O_DIRECT (%s); set QUILL_TEST_DIR", dir,
-			     strerror(errno));
-	close(fd);
-	unlink(probe);
 }
 
 void teardown(void)
