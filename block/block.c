@@ -13,6 +13,7 @@
 #include "block/block.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,63 @@ void blk_close(struct blk_dev *dev)
 		return;
 	engine_volume_close(dev->vol);
 	free(dev);
+}
+
+struct snap_size {
+	const char *name;
+	uint64_t size;
+	bool found;
+};
+
+static int snap_size_one(const struct engine_snap_info *info, void *arg)
+{
+	struct snap_size *ss = arg;
+
+	if (strcmp(info->name, ss->name) != 0)
+		return 0;
+	ss->size = info->size;
+	ss->found = true;
+	return 1;
+}
+
+int blk_probe(struct engine *eng, const char *spec, uint64_t *size, bool *readonly)
+{
+	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
+	struct snap_size ss = { .name = snap };
+	struct engine_volume_info vi;
+	int r;
+
+	if (blk_spec_parse(spec, vol, snap) < 0)
+		return -ENOENT;
+	*readonly = snap[0] != '\0';
+	if (!*readonly) {
+		r = engine_volume_info(eng, vol, &vi);
+		if (r == 0)
+			*size = vi.size;
+		return r;
+	}
+	r = engine_snap_list(eng, vol, snap_size_one, &ss);
+	if (r < 0)
+		return r;
+	if (!ss.found)
+		return -ENOENT;
+	*size = ss.size;
+	return 0;
+}
+
+void blk_set_holder(struct blk_dev *dev, const char *holder)
+{
+	engine_volume_set_holder(dev->vol, holder);
+}
+
+void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len)
+{
+	struct engine_volume_info info;
+
+	if (engine_volume_info(eng, spec, &info) == 0 && info.holder[0])
+		snprintf(buf, len, "volume '%s' is attached over %s", spec, info.holder);
+	else
+		snprintf(buf, len, "volume '%s' is attached", spec);
 }
 
 uint64_t blk_size(const struct blk_dev *dev)

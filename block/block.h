@@ -44,8 +44,21 @@ enum blk_io_flags {
 int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
 		   char snap[ENGINE_VOLUME_NAME_MAX + 1]);
 
-/* Opens spec for I/O (engine_volume_open: -ENOENT, -EBUSY, ...). */
+/* What spec is, without opening it (so whoever holds it is not disturbed): its size
+ * now, and whether it is read-only (a snapshot). -ENOENT no such volume or snapshot
+ * (or a spec that cannot name one). */
+int blk_probe(struct engine *eng, const char *spec, uint64_t *size, bool *readonly);
+/* Opens spec for I/O (engine_volume_open: -ENOENT, -EBUSY, ...). A volume has one
+ * writer: -EBUSY while another handle is out (blk_busy_reason says whose). A snapshot
+ * opens any number of times: read-only opens never conflict. */
 int blk_open(struct engine *eng, const char *spec, struct blk_dev **out);
+/* Who holds the handle, for others' refusals and `quill volume info`: a phrase that
+ * reads after "attached over", e.g. "NBD by 127.0.0.1:53122". Copied; the front end
+ * updates it as its clients come and go. Ignored for snapshots. */
+void blk_set_holder(struct blk_dev *dev, const char *holder);
+/* The sentence for an open of spec refused with -EBUSY: "volume 'v' is attached over
+ * NBD by 127.0.0.1:53122" (without a holder named: "volume 'v' is attached"). */
+void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len);
 /* Waits for I/O in flight and closes the volume. NULL ok. */
 void blk_close(struct blk_dev *dev);
 uint64_t blk_size(const struct blk_dev *dev);     /* bytes, now */

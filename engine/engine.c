@@ -431,8 +431,10 @@ void engine_close(struct engine *eng)
 {
 	if (!eng)
 		return;
-	for (size_t i = 0; i < eng->nvols; i++)
+	for (size_t i = 0; i < eng->nvols; i++) {
 		eng->vols[i]->open = false;
+		eng->vols[i]->readers = 0;
+	}
 	eng->closing = true; /* the cleaner starts nothing new */
 	eng_run_parked(eng, true);
 	eng_drain(eng);
@@ -913,6 +915,8 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 	out->own_blocks = map_mapped_blocks(vol->map);
 	out->mapped_blocks = eng_layer_data_blocks(vol);
 	out->open = vol->open;
+	if (vol->open)
+		strcpy(out->holder, vol->holder);
 	out->snapshots = snapshot_count(eng, vol);
 	out->flattening = vol->flatten != NULL;
 	for (const struct engine_volume *l = vol; l; l = l->parent)
@@ -971,11 +975,22 @@ int engine_volume_open(struct engine *eng, const char *name, struct engine_volum
 
 	if (!vol)
 		return -ENOENT;
-	if (vol->open)
-		return -EBUSY;
+	if (engine_volume_readonly(vol)) {
+		vol->readers++;
+	} else {
+		if (vol->open)
+			return -EBUSY;
+		vol->holder[0] = '\0';
+	}
 	vol->open = true;
 	*out = vol;
 	return 0;
+}
+
+void engine_volume_set_holder(struct engine_volume *vol, const char *holder)
+{
+	if (!engine_volume_readonly(vol))
+		snprintf(vol->holder, sizeof(vol->holder), "%s", holder ? holder : "");
 }
 
 bool engine_volume_readonly(const struct engine_volume *vol)
@@ -990,6 +1005,12 @@ void engine_volume_close(struct engine_volume *vol)
 	/* every request through the handle has completed (the caller waited for its
 	 * callbacks): what may still be in the volume's log (the cleaner's moves, a
 	 * flatten's fills) does not need the handle */
+	if (engine_volume_readonly(vol) && vol->readers > 1) {
+		vol->readers--;
+		return;
+	}
+	vol->readers = 0;
+	vol->holder[0] = '\0';
 	vol->open = false;
 }
 

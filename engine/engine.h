@@ -122,6 +122,8 @@ int engine_volume_import_done(struct engine *eng, const char *name);
 
 /* A snapshot or clone reference is written "VOL@SNAP"; its longest form: */
 #define ENGINE_SNAP_SPEC_MAX (2 * ENGINE_VOLUME_NAME_MAX + 1)
+/* The longest description of who holds a volume open (engine_volume_set_holder). */
+#define ENGINE_HOLDER_MAX 191u
 
 struct engine_volume_info {
 	char name[ENGINE_VOLUME_NAME_MAX + 1];
@@ -141,6 +143,8 @@ struct engine_volume_info {
 				     reads through) whose summary was damaged: some blocks
 				     may read old data or zeros (docs/format.md) */
 	bool importing;           /* an import created it and has not finished */
+	char holder[ENGINE_HOLDER_MAX + 1]; /* who has it open (engine_volume_set_holder),
+					       "" if nobody or unnamed */
 };
 int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out);
 /* Calls fn for every volume in name order; stops and returns fn's value if non-zero. */
@@ -148,9 +152,15 @@ int engine_volume_list(struct engine *eng,
 		       int (*fn)(const struct engine_volume_info *info, void *arg), void *arg);
 
 /* Opens a volume for I/O, or a snapshot read-only when name is "VOL@SNAP" (writes and
- * trims then fail with -EPERM). One handle per volume or snapshot: -EBUSY if open. */
+ * trims then fail with -EPERM). A volume has one writer: -EBUSY if it is open. A
+ * snapshot may be opened any number of times (each open is closed once); read-only
+ * opens never conflict. */
 int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out);
 bool engine_volume_readonly(const struct engine_volume *vol);
+/* Describes who holds a volume's handle ("NBD by 127.0.0.1:53122"), for the refusals
+ * of others and engine_volume_info(); copied, truncated to ENGINE_HOLDER_MAX. Cleared
+ * when the handle is closed. Ignored for snapshots (they have no one holder). */
+void engine_volume_set_holder(struct engine_volume *vol, const char *holder);
 /* Gives the handle back; every request made through it must have completed (its
  * callback has run). Does not wait. NULL ok. */
 void engine_volume_close(struct engine_volume *vol);

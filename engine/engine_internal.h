@@ -99,7 +99,9 @@ struct engine_volume {
 	uint64_t data_cache;          /* snapshots: blocks read back below data_cache_limit */
 	uint64_t data_cache_limit;
 	bool data_cache_valid;
-	bool open;
+	bool open;            /* a handle is out (volume: its one writer; snapshot: readers) */
+	unsigned readers;     /* snapshots: handles out (read-only opens never conflict) */
+	char holder[ENGINE_HOLDER_MAX + 1]; /* who holds the writable handle, or "" */
 	int64_t open_slot;    /* -1: the next write allocates a slot */
 	/* the newest LAYER SET block of this layer in the log: live, carried by the cleaner */
 	struct map_loc rec_loc;

@@ -81,7 +81,7 @@ static void opt_ack(struct nbd_conn *c)
 __attribute__((format(printf, 3, 4)))
 static void opt_error(struct nbd_conn *c, uint32_t type, const char *fmt, ...)
 {
-	char msg[256];
+	char msg[512]; /* a refusal names a holder: up to a socket path long */
 	va_list ap;
 	int n;
 
@@ -144,6 +144,7 @@ static void enter_transmission(struct nbd_conn *c, struct nbd_export *exp)
 	if (c->meta_alloc && strcmp(c->meta_export, exp->name) != 0)
 		c->meta_alloc = false; /* selected for another export */
 	c->state = NBD_CS_REQ_HDR;
+	nbd_export_describe(exp);
 	log_msg(LOG_INFO, NBD_LOG, "%s: attached %s %s%s%s", c->peer,
 		exp->readonly ? "snapshot" : "volume", exp->name,
 		c->structured ? " (structured replies" : "",
@@ -155,7 +156,7 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 	char name[ENGINE_SNAP_SPEC_MAX + 1];
 	struct nbd_out *o;
 	struct nbd_export *exp;
-	char why[160];
+	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
 	int r = volume_name((const char *)data, len, name) ? 0 : -ENOENT;
 
 	if (r == 0)
@@ -167,8 +168,11 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 	}
 	if (r < 0) {
 		/* EXPORT_NAME cannot answer with an error: the spec says close */
+		if (r == -EBUSY)
+			blk_busy_reason(c->srv->eng, name, why, sizeof(why));
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer,
-				(int)(len > 64 ? 64 : len), (const char *)data, err_str(-r));
+				(int)(len > 64 ? 64 : len), (const char *)data,
+				r == -EBUSY ? why : err_str(-r));
 		nbd_conn_close(c, NULL);
 		return;
 	}
@@ -241,6 +245,15 @@ static void opt_list(struct nbd_conn *c, size_t len)
 		opt_ack(c);
 }
 
+/* The volume has another writer: the refusal names it. */
+static void opt_busy(struct nbd_conn *c, const char *name)
+{
+	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
+
+	blk_busy_reason(c->srv->eng, name, why, sizeof(why));
+	opt_error(c, NBD_REP_ERR_POLICY, "%s: a volume has one writer at a time", why);
+}
+
 /* Replies for an export lookup that failed; true if it did. */
 static bool export_error(struct nbd_conn *c, const char *name, int r)
 {
@@ -251,8 +264,7 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 	else if (r == -ESHUTDOWN)
 		opt_error(c, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
 	else if (r == -EBUSY)
-		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s' is attached elsewhere (vhost-user): "
-			  "a volume has one writer at a time", name);
+		opt_busy(c, name);
 	else
 		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s': %s", name, err_str(-r));
 	return true;

@@ -179,6 +179,9 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
  * and whether it is read-only. -ENOENT, -ESHUTDOWN... */
 int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly);
 void nbd_export_put(struct nbd_export *exp);
+/* Names the export's attached clients as its volume's holder (blk_set_holder), for
+ * the refusals others get and `quill volume info`; after each attach and detach. */
+void nbd_export_describe(struct nbd_export *exp);
 
 /* Is the address a loopback one (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104)? Listening
  * anywhere else without TLS gets a warning. */

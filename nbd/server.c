@@ -110,46 +110,9 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	return 0;
 }
 
-struct snap_size {
-	const char *name;
-	uint64_t size;
-	bool found;
-};
-
-static int snap_size_one(const struct engine_snap_info *info, void *arg)
-{
-	struct snap_size *ss = arg;
-
-	if (strcmp(info->name, ss->name) != 0)
-		return 0;
-	ss->size = info->size;
-	ss->found = true;
-	return 1;
-}
-
-/* The size of snapshot "VOL@SNAP" without opening it. */
-static int snap_probe(struct nbd_server *srv, const char *spec, uint64_t *size)
-{
-	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
-	struct snap_size ss = { .name = snap };
-	int r;
-
-	if (blk_spec_parse(spec, vol, snap) < 0)
-		return -ENOENT;
-	r = engine_snap_list(srv->eng, vol, snap_size_one, &ss);
-	if (r < 0)
-		return r;
-	if (!ss.found)
-		return -ENOENT;
-	*size = ss.size;
-	return 0;
-}
-
 int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly)
 {
 	struct nbd_export *exp = export_find(srv, name);
-	struct engine_volume_info vi;
-	int r;
 
 	if (srv->shutting_down)
 		return -ESHUTDOWN;
@@ -158,20 +121,42 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
 		*readonly = exp->readonly;
 		return 0;
 	}
-	*readonly = strchr(name, '@') != NULL;
-	if (*readonly)
-		return snap_probe(srv, name, size);
-	r = engine_volume_info(srv->eng, name, &vi);
-	if (r == 0)
-		*size = vi.size;
-	return r;
+	return blk_probe(srv->eng, name, size, readonly);
+}
+
+void nbd_export_describe(struct nbd_export *exp)
+{
+	const struct nbd_conn *first = NULL;
+	char holder[ENGINE_HOLDER_MAX + 1];
+	unsigned n = 0;
+
+	for (const struct nbd_conn *c = exp->srv->conns; c; c = c->next) {
+		if (c->exp != exp || c->state == NBD_CS_DEAD)
+			continue;
+		first = first ? first : c;
+		n++;
+	}
+	if (!first)
+		return;
+	if (n == 1)
+		snprintf(holder, sizeof(holder), "NBD by %s", first->peer);
+	else
+		snprintf(holder, sizeof(holder), "NBD by %s and %u other clients", first->peer,
+			 n - 1);
+	blk_set_holder(exp->dev, holder);
 }
 
 /* The volume is closed from a loop timer, never from inside an engine callback
  * (engine_volume_close polls the engine). */
 void nbd_export_put(struct nbd_export *exp)
 {
-	if (!exp || --exp->refs > 0 || exp->close_timer)
+	if (!exp)
+		return;
+	if (--exp->refs > 0) {
+		nbd_export_describe(exp); /* a client left: the others still hold it */
+		return;
+	}
+	if (exp->close_timer)
 		return;
 	if (exp->srv->shutting_down ||
 	    loop_timer_add(exp->srv->lp, 0, export_close_timer, exp, &exp->close_timer) < 0)
@@ -600,6 +585,16 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t outle
 	snprintf(out, outlen, "%s:%u", host, port);
 }
 
+/* A unix client is named by its process: "unix socket (pid 1234)". */
+static void peer_name_unix(int fd, char *out, size_t outlen)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 0)
+		snprintf(out, outlen, "unix socket (pid %ld)", (long)cred.pid);
+}
+
 static void listener_resume(void *arg)
 {
 	struct loop_watch *w = arg;
@@ -629,6 +624,8 @@ static void accept_batch(struct nbd_server *srv, int lfd, struct loop_watch *w)
 			return;
 		}
 		peer_name(&ss, peer, sizeof(peer));
+		if (ss.ss_family == AF_UNIX)
+			peer_name_unix(fd, peer, sizeof(peer));
 		if (ss.ss_family != AF_UNIX)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		conn_create(srv, fd, peer, &ss);

@@ -97,6 +97,8 @@ static void req_free(struct vhost_req *r)
 	exp->bounce_bytes -= r->buf_len;
 	free(r->buf);
 	free(r);
+	if (exp->releasing && exp->nreqs == 0)
+		vhost_export_release(exp);
 }
 
 void vhost_blk_orphan(struct vhost_export *exp, const struct vhost_conn *c)

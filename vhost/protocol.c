@@ -35,7 +35,7 @@ static const uint64_t protocol_features =
 
 uint64_t vhost_blk_features(const struct vhost_export *exp)
 {
-	uint64_t ro = blk_readonly(exp->dev) ? 1ull << VIRTIO_BLK_F_RO : 0;
+	uint64_t ro = exp->readonly ? 1ull << VIRTIO_BLK_F_RO : 0;
 
 	return ro | (1ull << VIRTIO_F_VERSION_1) | (1ull << VHOST_USER_F_PROTOCOL_FEATURES) |
 	       (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |

@@ -82,6 +82,72 @@ void vhost_conn_reply(struct vhost_conn *c, uint32_t request, const void *payloa
 	conn_update_watch(c);
 }
 
+/* ---- the volume: claimed while a front-end is connected ---- */
+
+static void export_holder(struct vhost_export *exp, const char *state)
+{
+	char holder[ENGINE_HOLDER_MAX + 1];
+
+	snprintf(holder, sizeof(holder), "vhost-user by %s (%s)", exp->path, state);
+	blk_set_holder(exp->dev, holder);
+}
+
+/* A front-end connected: the export opens its volume for it (one writer at a time;
+ * a snapshot never conflicts). A front-end that comes back before the last one's
+ * release finished keeps the claim. -EBUSY held elsewhere, -ENOENT gone. */
+static int export_claim(struct vhost_export *exp)
+{
+	int r;
+
+	exp->releasing = false;
+	if (!exp->dev) {
+		r = blk_open(exp->srv->eng, exp->name, &exp->dev);
+		if (r < 0)
+			return r;
+	}
+	export_holder(exp, "front-end connected");
+	return 0;
+}
+
+static void release_flushed(void *arg, int res)
+{
+	struct vhost_export *exp = arg;
+
+	exp->flushing = false;
+	if (res < 0)
+		log_msg(LOG_WARN, VHOST_LOG, "%s: flush after the front-end left: %s", exp->name,
+			err_str(-res));
+	if (!exp->releasing)
+		return; /* a front-end came back: the claim goes on */
+	if (exp->nreqs)
+		return; /* one came and went meanwhile: its last request calls again */
+	exp->releasing = false;
+	blk_close(exp->dev);
+	exp->dev = NULL;
+	log_msg(LOG_INFO, VHOST_LOG, "%s: volume released (no front-end on %s)", exp->name,
+		exp->path);
+}
+
+void vhost_export_release(struct vhost_export *exp)
+{
+	int r;
+
+	if (!exp->dev)
+		return;
+	exp->releasing = true;
+	if (exp->flushing)
+		return; /* release_flushed looks again */
+	if (exp->nreqs) {
+		export_holder(exp, "front-end gone, its requests finishing");
+		return; /* the last one to complete calls again */
+	}
+	export_holder(exp, "front-end gone, flushing");
+	exp->flushing = true;
+	r = blk_flush(exp->dev, release_flushed, exp);
+	if (r < 0)
+		release_flushed(exp, r);
+}
+
 /* ---- connection lifetime ---- */
 
 /* Closes the socket, orphans the requests in flight, unmaps memory, frees c. Only
@@ -105,6 +171,7 @@ static void vhost_conn_close(struct vhost_conn *c, const char *reason)
 	vhost_mem_put(c->mem);
 	exp->conn = NULL;
 	free(c);
+	vhost_export_release(exp);
 }
 
 void vhost_conn_resume(struct vhost_conn *c)
@@ -242,6 +309,7 @@ static void conn_create(struct vhost_export *exp, int fd)
 		LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: out of memory, front-end refused",
 				exp->name);
 		close(fd);
+		vhost_export_release(exp);
 		return;
 	}
 	c->exp = exp;
@@ -257,6 +325,7 @@ static void conn_create(struct vhost_export *exp, int fd)
 	if (loop_watch_add(exp->srv->lp, fd, LOOP_READ, conn_event, c, &c->watch) < 0) {
 		close(fd);
 		free(c);
+		vhost_export_release(exp);
 		return;
 	}
 	c->watch_events = LOOP_READ;
@@ -266,10 +335,28 @@ static void conn_create(struct vhost_export *exp, int fd)
 	log_msg(LOG_INFO, VHOST_LOG, "%s: front-end connected on %s", exp->name, exp->path);
 }
 
+/* The volume cannot be claimed: the connection is closed before any message is
+ * answered, so QEMU's device fails to start (vhost-user has no way to say why:
+ * quilld's log does). */
+static void refuse(struct vhost_export *exp, int fd, int err)
+{
+	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
+
+	if (err == -EBUSY)
+		blk_busy_reason(exp->srv->eng, exp->name, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "volume '%s': %s", exp->name, err_str(-err));
+	LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: front-end on %s refused: %s%s", exp->name,
+			exp->path, why, err == -EBUSY ? ": a volume has one writer at a time "
+			"(the VM's disk fails to start; detach the other client first)" : "");
+	exp->refused++;
+	close(fd);
+}
+
 static void accept_ready(void *arg, unsigned events)
 {
 	struct vhost_export *exp = arg;
-	int fd;
+	int fd, r;
 
 	(void)events;
 	fd = accept4(exp->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -279,6 +366,11 @@ static void accept_ready(void *arg, unsigned events)
 		LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: refused a second front-end: one at a "
 				"time", exp->name);
 		close(fd);
+		return;
+	}
+	r = export_claim(exp);
+	if (r < 0) {
+		refuse(exp, fd, r);
 		return;
 	}
 	conn_create(exp, fd);
@@ -317,10 +409,10 @@ static void export_free(struct vhost_export *exp)
 		unlink(exp->path);
 	if (exp->conn)
 		vhost_conn_close(exp->conn, "export stopped");
-	while (exp->nreqs && loop_now_ms() < deadline)
+	while ((exp->nreqs || exp->flushing) && loop_now_ms() < deadline)
 		if (engine_poll(exp->srv->eng, 10) < 0)
 			break;
-	if (exp->nreqs) {
+	if (exp->nreqs || exp->flushing) {
 		/* the engine is stuck: leak the orphans rather than free what it may use */
 		log_msg(LOG_ERROR, VHOST_LOG, "%s: %u requests never completed", exp->name,
 			exp->nreqs);
@@ -347,12 +439,12 @@ int vhost_server_export(struct vhost_server *srv, const char *volume, const char
 	exp->srv = srv;
 	exp->listen_fd = -1;
 	snprintf(exp->name, sizeof(exp->name), "%s", volume);
-	r = blk_open(srv->eng, volume, &exp->dev);
+	/* defined, not claimed: a front-end's connect claims the volume */
+	r = blk_probe(srv->eng, volume, &exp->size, &exp->readonly);
 	if (r < 0) {
 		free(exp);
 		return r;
 	}
-	exp->size = blk_size(exp->dev);
 	r = export_listen(exp, socket_path);
 	if (r < 0) {
 		log_msg(LOG_ERROR, VHOST_LOG, "%s: cannot listen on %s: %s", volume, socket_path,
@@ -393,7 +485,8 @@ int vhost_server_list(const struct vhost_server *srv,
 	for (const struct vhost_export *e = srv ? srv->exports : NULL; e; e = e->next) {
 		struct vhost_export_info info = {
 			.volume = e->name, .socket_path = e->path, .connected = e->conn != NULL,
-			.requests = e->nreqs, .connections = e->connections,
+			.claimed = e->dev != NULL, .requests = e->nreqs,
+			.connections = e->connections, .refused = e->refused,
 		};
 		int r = fn(&info, arg);
 

@@ -162,7 +162,13 @@ struct vhost_export {
 	struct vhost_server *srv;
 	char name[ENGINE_SNAP_SPEC_MAX + 1]; /* VOL, or VOL@SNAP (read-only) */
 	char path[108];
-	struct blk_dev *dev;         /* the block layer: ranges, RMW, range locks */
+	struct blk_dev *dev;         /* the claimed volume (block layer: ranges, RMW, range
+					locks) from a front-end's connect until its release
+					(server.c), else NULL */
+	bool releasing;              /* its front-end left: dev is given back once the
+					requests it left are done and flushed */
+	bool flushing;               /* that flush is running */
+	bool readonly;               /* a snapshot (from the record, not the handle) */
 	uint64_t size;               /* bytes, read when a front-end connects */
 	uint64_t bounce_bytes;       /* held by its requests in flight */
 	int listen_fd;
@@ -171,6 +177,7 @@ struct vhost_export {
 	struct vhost_req *reqs;      /* in flight, orphans included */
 	unsigned nreqs;
 	uint64_t connections;        /* accepted so far */
+	uint64_t refused;            /* front-ends refused: the volume was held elsewhere */
 };
 
 struct vhost_server {
@@ -217,6 +224,9 @@ void vhost_conn_reply(struct vhost_conn *c, uint32_t request, const void *payloa
 		      uint32_t len);
 /* Reading resumes after VHOST_CS_DRAIN (the deferred reply was queued). */
 void vhost_conn_resume(struct vhost_conn *c);
+/* The front-end left and its last request is done: flush, then give the volume back
+ * (unless a front-end came back meanwhile). */
+void vhost_export_release(struct vhost_export *exp);
 
 /* ---- protocol.c ---- */
 /* Handles the complete message in c->hdr / c->payload / c->fds (takes the fds). */

@@ -63,13 +63,21 @@ static const char *or_dash(const char *s)
 	return *s ? s : "-";
 }
 
+/* Who holds the volume: the holder it names, "yes" for one that names nobody, "-". */
+static const char *holder_of(struct json_object *v)
+{
+	const char *h = cli_str(v, "holder");
+
+	return *h ? h : cli_bool(v, "attached") ? "yes" : "-";
+}
+
 static void print_volume_row(struct json_object *v)
 {
-	printf("%-24s %12s %12s %9lld  %-8s  %s%s%s\n", cli_str(v, "name"),
+	printf("%-24s %12s %12s %9lld  %-16s  %s%s%s\n", cli_str(v, "name"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0),
 	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
-	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"),
-	       or_dash(cli_str(v, "parent")), cli_bool(v, "damaged") ? "  DAMAGED" : "",
+	       (long long)cli_i64(v, "segments"), or_dash(cli_str(v, "parent")),
+	       holder_of(v), cli_bool(v, "damaged") ? "  DAMAGED" : "",
 	       cli_bool(v, "importing") ? "  (incomplete import)" : "");
 }
 
@@ -82,8 +90,8 @@ static void show_list(struct json_object *ans)
 		printf("no volumes (create one: quill volume create NAME SIZE)\n");
 		return;
 	}
-	printf("%-24s %12s %12s %9s  %-8s  %s\n", "NAME", "SIZE", "WRITTEN", "SEGMENTS",
-	       "ATTACHED", "PARENT");
+	printf("%-24s %12s %12s %9s  %-16s  %s\n", "NAME", "SIZE", "WRITTEN", "SEGMENTS",
+	       "PARENT", "HOLDER");
 	bool damaged = false;
 
 	for (size_t i = 0; i < n; i++) {
@@ -93,6 +101,21 @@ static void show_list(struct json_object *ans)
 	if (damaged)
 		printf("DAMAGED: the log lost a flushed batch of the volume; quill volume info "
 		       "NAME says more\n");
+}
+
+/* The holder, and the vhost-user exports defined on the volume (connected or not). */
+static void show_holder(struct json_object *v)
+{
+	struct json_object *exps = json_object_object_get(v, "vhost_exports");
+	size_t n = exps ? json_object_array_length(exps) : 0;
+
+	printf("holder:    %s\n", holder_of(v));
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(exps, i);
+
+		printf("vhost:     %s on %s (%s)\n", cli_str(e, "spec"), cli_str(e, "socket"),
+		       cli_bool(e, "connected") ? "front-end connected" : "no front-end");
+	}
 }
 
 static void show_volume(struct json_object *ans)
@@ -115,6 +138,7 @@ static void show_volume(struct json_object *ans)
 	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"), when);
 	printf("parent:    %s\nsnapshots: %lld\n", or_dash(cli_str(v, "parent")),
 	       (long long)cli_i64(v, "snapshots"));
+	show_holder(v);
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
 		       cli_str(v, "name"));

@@ -15,13 +15,14 @@ static void show_exports(struct json_object *ans)
 		printf("no vhost-user exports (start one: quill vhost start VOL SOCKET)\n");
 		return;
 	}
-	printf("%-24s %-9s %8s  %s\n", "VOLUME", "CONNECTED", "IN-FLIGHT", "SOCKET");
+	printf("%-24s %-9s %8s %7s  %s\n", "VOLUME", "CONNECTED", "IN-FLIGHT", "REFUSED",
+	       "SOCKET");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(exps, i);
 
-		printf("%-24s %-9s %8lld  %s\n", cli_str(e, "volume"),
+		printf("%-24s %-9s %8lld %7lld  %s\n", cli_str(e, "volume"),
 		       cli_bool(e, "connected") ? "yes" : "no", (long long)cli_i64(e, "requests"),
-		       cli_str(e, "socket"));
+		       (long long)cli_i64(e, "refused"), cli_str(e, "socket"));
 	}
 }
 
@@ -42,7 +43,7 @@ static int absolute_path(const char *path, char *out, size_t len)
 
 static void show_started(struct json_object *ans)
 {
-	printf("volume %s exported over vhost-user on %s\n"
+	printf("volume %s exported over vhost-user on %s (opened when a front-end connects)\n"
 	       "  qemu: -object memory-backend-memfd,id=mem,size=RAM,share=on -numa node,"
 	       "memdev=mem\n        -chardev socket,id=c0,path=%s "
 	       "-device vhost-user-blk-pci,chardev=c0\n",

@@ -23,6 +23,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "block/block.h"
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "tools/control_proto.h"
@@ -103,7 +104,21 @@ struct json_object *ctl_volume_error(int r, const char *name)
 	}
 }
 
-static struct json_object *volume_info_json(const struct engine_volume_info *info)
+struct json_object *ctl_busy_error(struct control *ctl, const char *spec, const char *advice)
+{
+	struct engine_volume_info info;
+	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
+
+	if (strchr(spec, '@') == NULL && engine_volume_info(ctl->eng, spec, &info) == 0 &&
+	    !info.open)
+		return ctl_error(EBUSY, "volume '%s' is being flattened, or another command on "
+				 "it is still running: try again when it is done", spec);
+	blk_busy_reason(ctl->eng, spec, why, sizeof(why));
+	return ctl_error(EBUSY, "%s: %s", why, advice);
+}
+
+static struct json_object *volume_info_json(struct control *ctl,
+					    const struct engine_volume_info *info)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -115,6 +130,8 @@ static struct json_object *volume_info_json(const struct engine_volume_info *inf
 	ctl_add_int(o, "segments", (int64_t)info->segments);
 	ctl_add_int(o, "created_ns", (int64_t)info->created_ns);
 	json_object_object_add(o, "attached", json_object_new_boolean(info->open));
+	json_object_object_add(o, "holder", json_object_new_string(info->holder));
+	ctl_vhost_add_exports(ctl, info->name, o);
 	json_object_object_add(o, "parent", json_object_new_string(info->parent));
 	ctl_add_int(o, "snapshots", info->snapshots);
 	json_object_object_add(o, "flattening", json_object_new_boolean(info->flattening));
@@ -129,12 +146,19 @@ struct json_object *ctl_volume_json(struct control *ctl, const char *name)
 
 	if (engine_volume_info(ctl->eng, name, &info) < 0)
 		return NULL;
-	return volume_info_json(&info);
+	return volume_info_json(ctl, &info);
 }
+
+struct list_ctx {
+	struct control *ctl;
+	struct json_object *arr;
+};
 
 static int list_one(const struct engine_volume_info *info, void *arg)
 {
-	json_object_array_add(arg, volume_info_json(info));
+	struct list_ctx *lc = arg;
+
+	json_object_array_add(lc->arr, volume_info_json(lc->ctl, info));
 	return 0;
 }
 
@@ -190,10 +214,11 @@ struct json_object *ctl_no_name(void)
 static struct json_object *cmd_volume_list(struct control *ctl, struct json_object *req)
 {
 	struct json_object *arr = json_object_new_array();
+	struct list_ctx lc = { ctl, arr };
 	struct json_object *ans;
 
 	(void)req;
-	engine_volume_list(ctl->eng, list_one, arr);
+	engine_volume_list(ctl->eng, list_one, &lc);
 	ans = ctl_ok();
 	json_object_object_add(ans, "volumes", arr);
 	return ans;
@@ -218,17 +243,23 @@ static struct json_object *volume_finish(struct control *ctl, struct json_object
 static struct json_object *volume_rm_finish(struct control *ctl, struct json_object *req,
 					    int res)
 {
-	(void)ctl;
-	return res < 0 ? ctl_volume_error(res, ctl_get_string(req, "name")) : ctl_ok();
+	const char *name = ctl_get_string(req, "name");
+
+	if (res == -EBUSY)
+		return ctl_busy_error(ctl, name, "detach it first");
+	return res < 0 ? ctl_volume_error(res, name) : ctl_ok();
 }
 
 static struct json_object *cmd_volume_rm(struct control *ctl, struct json_object *req)
 {
 	const char *name = ctl_get_string(req, "name");
+	struct json_object *ans;
 	struct ctl_call *call;
 
 	if (!name)
 		return ctl_no_name();
+	if ((ans = ctl_vhost_refuse_rm(ctl, name)))
+		return ans;
 	call = ctl_call_new(ctl, req, volume_rm_finish);
 	return ctl_call_started(call, engine_volume_delete_async(ctl->eng, name, ctl_call_done,
 								 call));

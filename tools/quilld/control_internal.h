@@ -69,6 +69,16 @@ void ctl_add_int(struct json_object *o, const char *key, int64_t v);
 struct json_object *ctl_volume_error(int r, const char *name);
 /* The volume object of the protocol (docs/control.md), or NULL if it does not exist. */
 struct json_object *ctl_volume_json(struct control *ctl, const char *name);
+/* The answer to a call on spec refused with -EBUSY: names who holds it ("volume 'v'
+ * is attached over NBD by 127.0.0.1:53122: <advice>"), or says that another command
+ * is working on it. */
+struct json_object *ctl_busy_error(struct control *ctl, const char *spec, const char *advice);
+/* Refuses to delete what a vhost-user export is defined on (spec exactly: "VOL" or
+ * "VOL@SNAP"), even with no front-end connected: the answer, or NULL. */
+struct json_object *ctl_vhost_refuse_rm(struct control *ctl, const char *spec);
+/* Adds "vhost_exports": [{"spec", "socket", "connected"}] to o: the exports defined on
+ * vol and its snapshots. */
+void ctl_vhost_add_exports(struct control *ctl, const char *vol, struct json_object *o);
 
 /* The keys a command takes besides "cmd", and their JSON types. The dispatcher
  * refuses a request with any other key, or a key of another type, before the

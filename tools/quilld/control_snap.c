@@ -84,19 +84,22 @@ static struct json_object *dependents_error(struct control *ctl, const struct sn
 
 enum snap_op { OP_CREATE, OP_RM, OP_ROLLBACK, OP_CLONE };
 
-static struct json_object *busy_error(const struct snap_ref *ref, enum snap_op op)
+static struct json_object *busy_error(struct control *ctl, const struct snap_ref *ref,
+				      enum snap_op op)
 {
+	char spec[ENGINE_SNAP_SPEC_MAX + 1];
+
 	switch (op) {
 	case OP_CREATE:
 		return ctl_error(EBUSY, "volume '%s' is being flattened, or another command on "
 				 "it is still running: snapshot it when that is done (quill flatten "
 				 "%s shows a flatten)", ref->vol, ref->vol);
 	case OP_ROLLBACK:
-		return ctl_error(EBUSY, "volume '%s' is attached; detach it or pass --force",
-				 ref->vol);
+		return ctl_busy_error(ctl, ref->vol, "detach it or pass --force");
 	default:
-		return ctl_error(EBUSY, "snapshot '%s@%s' is attached (NBD): detach its clients "
-				 "first", ref->vol, ref->snap);
+		snprintf(spec, sizeof(spec), "%s@%s", ref->vol, ref->snap);
+		return ctl_error(EBUSY, "snapshot '%s' is attached (NBD or vhost-user): detach "
+				 "its clients first", spec);
 	}
 }
 
@@ -111,7 +114,7 @@ static struct json_object *snap_error(struct control *ctl, int r, const struct s
 		return ctl_error(EEXIST, "volume '%s' already has a snapshot named '%s'", ref->vol,
 				 ref->snap);
 	case -EBUSY:
-		return busy_error(ref, op);
+		return busy_error(ctl, ref, op);
 	case -ENOTEMPTY:
 		return dependents_error(ctl, ref);
 	case -EINVAL:
@@ -224,6 +227,8 @@ static struct json_object *cmd_snap_rm(struct control *ctl, struct json_object *
 	struct snap_ref ref;
 
 	if ((ans = need_snap(req, &ref)))
+		return ans;
+	if ((ans = ctl_vhost_refuse_rm(ctl, ctl_get_string(req, "snap"))))
 		return ans;
 	call = ctl_call_new(ctl, req, snap_rm_finish);
 	return ctl_call_started(call, engine_snap_delete_async(ctl->eng, ref.vol, ref.snap,

@@ -1,6 +1,7 @@
 /* tools/quilld/control_vhost.c — the control commands of vhost-user-blk exports
  * (docs/control.md, docs/vhost.md): start, stop, list. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -15,10 +16,73 @@ static int export_json(const struct vhost_export_info *info, void *arg)
 	json_object_object_add(o, "volume", json_object_new_string(info->volume));
 	json_object_object_add(o, "socket", json_object_new_string(info->socket_path));
 	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
+	json_object_object_add(o, "claimed", json_object_new_boolean(info->claimed));
 	ctl_add_int(o, "requests", info->requests);
 	ctl_add_int(o, "connections", (int64_t)info->connections);
+	ctl_add_int(o, "refused", (int64_t)info->refused);
 	json_object_array_add(arg, o);
 	return 0;
+}
+
+/* Is spec the volume vol, or one of its snapshots? */
+static bool spec_of(const char *spec, const char *vol)
+{
+	size_t n = strlen(vol);
+
+	return strncmp(spec, vol, n) == 0 && (spec[n] == '\0' || spec[n] == '@');
+}
+
+struct exports_of {
+	const char *vol;
+	struct json_object *arr;
+};
+
+static int export_of(const struct vhost_export_info *info, void *arg)
+{
+	struct exports_of *eo = arg;
+	struct json_object *o;
+
+	if (!spec_of(info->volume, eo->vol))
+		return 0;
+	o = json_object_new_object();
+	json_object_object_add(o, "spec", json_object_new_string(info->volume));
+	json_object_object_add(o, "socket", json_object_new_string(info->socket_path));
+	json_object_object_add(o, "connected", json_object_new_boolean(info->connected));
+	json_object_array_add(eo->arr, o);
+	return 0;
+}
+
+void ctl_vhost_add_exports(struct control *ctl, const char *vol, struct json_object *o)
+{
+	struct exports_of eo = { vol, json_object_new_array() };
+
+	vhost_server_list(ctl->vhost, export_of, &eo);
+	json_object_object_add(o, "vhost_exports", eo.arr);
+}
+
+struct socket_of {
+	const char *spec;
+	char path[128];
+};
+
+static int socket_of(const struct vhost_export_info *info, void *arg)
+{
+	struct socket_of *so = arg;
+
+	if (strcmp(info->volume, so->spec) != 0)
+		return 0;
+	snprintf(so->path, sizeof(so->path), "%s", info->socket_path);
+	return 1;
+}
+
+struct json_object *ctl_vhost_refuse_rm(struct control *ctl, const char *spec)
+{
+	struct socket_of so = { .spec = spec };
+
+	if (!spec || vhost_server_list(ctl->vhost, socket_of, &so) == 0)
+		return NULL;
+	return ctl_error(EBUSY, "'%s' is exported over vhost-user on %s: stop that export "
+			 "first (quill vhost stop %s)", spec, so.path, spec);
 }
 
 /* The sentence for a failed export. */
@@ -27,9 +91,6 @@ static struct json_object *vhost_error(int r, const char *name)
 	switch (r) {
 	case -EEXIST:
 		return ctl_error(EEXIST, "volume '%s' is already exported over vhost-user", name);
-	case -EBUSY:
-		return ctl_error(EBUSY, "volume '%s' is attached over NBD: a volume has one writer "
-				 "at a time, detach its NBD clients first", name);
 	case -EADDRINUSE:
 		return ctl_error(EADDRINUSE, "vhost-user socket for '%s': another server is "
 				 "listening there", name);

@@ -410,6 +410,7 @@ Test(vhost_blk, a_snapshot_is_a_read_only_device)
 	blk_close(xp.dev);
 	cr_assert_eq(engine_snap_create(eng, "disk0", "s"), 0);
 	cr_assert_eq(blk_open(eng, "disk0@s", &xp.dev), 0);
+	xp.readonly = true; /* what vhost_server_export reads from the record */
 	cr_assert(vhost_blk_features(&xp) & (1ull << VIRTIO_BLK_F_RO));
 	memset(data(1), 0, BLK);
 	cr_assert_eq(request(1, VIRTIO_BLK_T_IN, 0, BLK, true), VIRTIO_BLK_S_OK);
