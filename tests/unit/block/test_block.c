@@ -305,3 +305,67 @@ Test(engine_errors, store_full_is_passed_on)
 	free(buf);
 	teardown();
 }
+
+/* ---- attach rules: one writer, any number of readers, a named holder ---- */
+
+Test(block, one_writer_and_its_refusal_names_the_holder)
+{
+	struct engine_volume_info info;
+	struct blk_dev *again = NULL;
+	char why[256];
+
+	cr_assert_eq(blk_open(eng, "disk0", &again), -EBUSY);
+	blk_busy_reason(eng, "disk0", why, sizeof(why));
+	cr_assert_str_eq(why, "volume 'disk0' is attached", "a holder that named nobody");
+	blk_set_holder(dev, "NBD by 127.0.0.1:53122");
+	blk_busy_reason(eng, "disk0", why, sizeof(why));
+	cr_assert_str_eq(why, "volume 'disk0' is attached over NBD by 127.0.0.1:53122");
+	cr_assert_eq(engine_volume_info(eng, "disk0", &info), 0);
+	cr_assert(info.open);
+	cr_assert_str_eq(info.holder, "NBD by 127.0.0.1:53122");
+	blk_close(dev);
+	dev = NULL;
+	cr_assert_eq(engine_volume_info(eng, "disk0", &info), 0);
+	cr_assert_not(info.open);
+	cr_assert_str_eq(info.holder, "", "the holder goes with the handle");
+	cr_assert_eq(blk_open(eng, "disk0", &dev), 0, "free again once closed");
+	cr_assert_eq(engine_volume_info(eng, "disk0", &info), 0);
+	cr_assert_str_eq(info.holder, "", "a new opener starts unnamed");
+}
+
+Test(block, snapshots_open_many_times_and_never_block_the_writer)
+{
+	struct blk_dev *a = NULL, *b = NULL;
+	uint8_t buf[512];
+	uint64_t size = 0;
+	bool ro = false;
+	struct done d = { 0 };
+
+	pattern(buf, sizeof(buf), 3);
+	cr_assert_eq(bwrite(0, sizeof(buf), buf), 0);
+	cr_assert_eq(engine_snap_create(eng, "disk0", "s1"), 0);
+	cr_assert_eq(blk_open(eng, "disk0@s1", &a), 0);
+	cr_assert_eq(blk_open(eng, "disk0@s1", &b), 0, "a second reader (NBD and vhost)");
+	blk_set_holder(a, "ignored for snapshots");
+	blk_close(a);
+	/* the other reader still reads; the writer was never refused */
+	memset(buf, 0, sizeof(buf));
+	cr_assert_eq(wait_done(blk_read(b, 0, sizeof(buf), buf, on_done, &d), &d), 0);
+	{
+		uint8_t want[512];
+
+		pattern(want, sizeof(want), 3);
+		cr_assert_eq(memcmp(buf, want, sizeof(want)), 0);
+	}
+	cr_assert_eq(engine_snap_delete(eng, "disk0", "s1"), -EBUSY, "still read");
+	blk_close(b);
+	cr_assert_eq(blk_probe(eng, "disk0@s1", &size, &ro), 0);
+	cr_assert(ro);
+	cr_assert_eq(size, VOL_SIZE);
+	cr_assert_eq(blk_probe(eng, "disk0", &size, &ro), 0, "probing does not open");
+	cr_assert_not(ro);
+	cr_assert_eq(blk_probe(eng, "disk0@nope", &size, &ro), -ENOENT);
+	cr_assert_eq(blk_probe(eng, "nope", &size, &ro), -ENOENT);
+	cr_assert_eq(blk_probe(eng, "a@b@c", &size, &ro), -ENOENT);
+	cr_assert_eq(engine_snap_delete(eng, "disk0", "s1"), 0, "the last reader closed");
+}
