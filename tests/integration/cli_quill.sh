@@ -46,7 +46,8 @@ hold_client alpha
 expect 0 --json volume info alpha
 [ "$(json_field '["volume"]["attached"]' <<<"$OUT")" = True ] || fail "attached: $OUT"
 expect 1 volume rm alpha
-grep -q "attached" <<<"$ERR" || fail "rm of an attached volume: $ERR"
+grep -q "volume 'alpha' is attached over NBD by 127.0.0.1:[0-9]*: detach it first" <<<"$ERR" ||
+	fail "rm of an attached volume: $ERR"
 release_client alpha
 
 # grow online; a new client sees the new size

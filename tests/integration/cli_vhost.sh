@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cli_vhost.sh — `quill vhost start|stop|ls` and `quilld --vhost` without a VM: exit
 # statuses and one-line errors, relative socket paths, one export per volume, an
-# exported volume kept from removal, the socket file's lifetime.
+# exported volume kept from removal (even with no front-end), the socket file's
+# lifetime.
 set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
@@ -28,7 +29,8 @@ grep -q '"volume":"disk0"' <<<"$(tr -d ' \n' <<<"$OUT")" || fail "json ls: $OUT"
 expect 1 vhost start disk0 "$WORK/other.sock"
 grep -q "already exported" <<<"$ERR" || fail "second export: $ERR"
 expect 1 volume rm disk0
-grep -q "attached" <<<"$ERR" || fail "rm of an exported volume: $ERR"
+grep -q "'disk0' is exported over vhost-user on $WORK/rel.sock: stop that export first" <<<"$ERR" ||
+	fail "rm of an exported volume: $ERR"
 
 volume_create disk1 16M
 touch "$WORK/file"

@@ -109,7 +109,8 @@ expect 0 snap create vm0@s2
 qio vm0 'write -P 0x44 0 2M'
 hold_client vm0
 expect 1 snap rollback vm0@s2
-grep -q "attached; detach it or pass --force" <<<"$ERR" || fail "rollback attached: $ERR"
+grep -q "volume 'vm0' is attached over NBD by 127.0.0.1:[0-9]*: detach it or pass --force" <<<"$ERR" ||
+	fail "rollback attached: $ERR"
 release_client vm0
 expect 0 snap rollback vm0@s2
 qio -r vm0 'read -P 0x42 0 512k' 'read -P 0x41 512k 512k' 'read -P 0 1M 1M'

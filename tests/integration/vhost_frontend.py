@@ -8,7 +8,13 @@ overlong chains, requests past the end and misaligned, malformed messages, a
 disconnect with requests in flight. The back-end must fail those requests
 (VIRTIO_BLK_S_IOERR) or close that connection, and keep serving the next one.
 
-usage: vhost_frontend.py SOCKET VOLUME_NAME VOLUME_BYTES
+usage: vhost_frontend.py SOCKET VOLUME_NAME VOLUME_BYTES [hold|refused]
+
+hold: a well-behaved front-end that sets the device up, writes 4 KiB of 0x5a at
+sector 0 (unless the device is read-only), prints "vhost_frontend: holding" and
+stays connected until it is killed (attach_rules.sh).
+refused: the back-end must close the connection without answering GET_FEATURES
+(the volume is held elsewhere).
 """
 import mmap
 import os
@@ -19,13 +25,14 @@ import sys
 import time
 
 SOCK, NAME, SIZE = sys.argv[1], sys.argv[2], int(sys.argv[3])
+MODE = sys.argv[4] if len(sys.argv) > 4 else "hostile"
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
 SET_MEM_TABLE, SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE = 5, 8, 9, 10
 GET_VRING_BASE, SET_VRING_KICK, SET_VRING_CALL = 11, 12, 13
 GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM = 15, 16, 17
 SET_VRING_ENABLE, GET_CONFIG = 18, 24
-F_PROTOCOL, F_VERSION_1 = 1 << 30, 1 << 32
+F_PROTOCOL, F_VERSION_1, F_RO = 1 << 30, 1 << 32, 1 << 5
 PF_MQ, PF_REPLY_ACK, PF_CONFIG = 1 << 0, 1 << 3, 1 << 9
 T_IN, T_OUT, T_FLUSH, T_GET_ID, T_DISCARD = 0, 1, 4, 8, 11
 S_OK, S_IOERR, S_UNSUPP = 0, 1, 2
@@ -379,7 +386,41 @@ def hostile_fds():
     print("vhost_frontend: hostile fds refused or survived")
 
 
+def hold():
+    f = Frontend()
+    f.setup()
+    if not f.u64(GET_FEATURES) & F_RO:
+        expect("a write while holding", f.run(0, T_OUT, 0, 4096, payload=b"\x5a" * 4096),
+               S_OK)
+    expect("a read while holding", f.run(1, T_IN, 0, 4096, data_in=True), S_OK)
+    print("vhost_frontend: holding", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def refused():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(SOCK)
+    s.settimeout(10)
+    got = b""
+    try:
+        s.sendall(struct.pack("<III", GET_FEATURES, 1, 0))
+        got = s.recv(20)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    except socket.timeout:
+        fail("the back-end neither answered nor closed a refused front-end in 10 s")
+    if got:
+        fail(f"a front-end was served while the volume is held elsewhere: {got!r}")
+    print("vhost_frontend: refused")
+
+
 def main():
+    if MODE == "hold":
+        hold()
+    if MODE == "refused":
+        refused()
+        return
     malformed_messages()
     hostile_fds()
     disconnect_in_flight()
