@@ -23,6 +23,10 @@
 #   z:OFFKB:KB           blkdiscard, then the range must read back as zeros
 #   b:SECS               runs /bin/iobench (only in scripts/bench_vhost.sh's initramfs)
 #   loop                 writes until the VM is killed (prints QUILL-LOOP first)
+#   mkfs:BS              mke2fs with BS-byte blocks on the whole disk (ext2)
+#   mount / umount       the ext2 on /dev/vda at /mnt (ext4's driver: VM_FS_MODULES)
+#   f:SEED:KB            writes /mnt/fSEED with the pattern, syncs, reads it back
+#   fc:SEED:KB           /mnt/fSEED must hold the pattern
 
 VM_CACHE="${QUILL_VM_CACHE:-$PWD/vm-cache}"
 VM_TIMEOUT="${VM_TIMEOUT:-90}"
@@ -32,6 +36,10 @@ VM_INITRD=""
 VM_PID=""
 # virtio_blk and what it needs, in load order (each module's depends= is checked)
 VM_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk"
+# file systems in the guest: ext2 is served by ext4's driver (CONFIG_EXT4_USE_FOR_EXT2),
+# which loads the crc32c driver at every mount
+VM_FS_MODULES="crc16 crc32c_generic mbcache jbd2 ext4"
+VM_MODULES="$VM_MODULES $VM_FS_MODULES"
 
 vm_pattern()
 {
@@ -116,6 +124,13 @@ EOF2
 		else bad "not zeros after discard"; fi ;;
 	b) if [ -x /bin/iobench ]; then /bin/iobench /dev/vda "$a" && ok; else bad "no /bin/iobench"; fi ;;
 	loop) echo "QUILL-LOOP"; while :; do pattern 9 1024 | dd of=/dev/vda bs=4096 oflag=direct 2>/dev/null; done ;;
+	mkfs) if mke2fs -b "$a" /dev/vda >/tmp/err 2>&1; then ok; else bad "mke2fs: $(tail -n 1 /tmp/err)"; fi ;;
+	mount) mkdir -p /mnt; if mount -t ext2 /dev/vda /mnt 2>/tmp/err; then ok; else bad "mount: $(tail -n 1 /tmp/err)"; fi ;;
+	umount) if umount /mnt 2>/tmp/err; then ok; else bad "umount: $(tail -n 1 /tmp/err)"; fi ;;
+	f)
+		if ! pattern "$a" "$b" >"/mnt/f$a" 2>/tmp/err || ! sync; then bad "write f$a: $(tail -n 1 /tmp/err)"
+		elif [ "$(md5sum <"/mnt/f$a")" = "$(pattern "$a" "$b" | md5sum)" ]; then ok; else bad "f$a reads back wrong"; fi ;;
+	fc) if [ "$(md5sum <"/mnt/f$a" 2>/dev/null)" = "$(pattern "$a" "$b" | md5sum)" ]; then ok; else bad "f$a differs"; fi ;;
 	*) bad "unknown step" ;;
 	esac
 done
