@@ -73,11 +73,11 @@ static const char *holder_of(struct json_object *v)
 
 static void print_volume_row(struct json_object *v)
 {
-	printf("%-24s %12s %12s %9lld  %-16s  %s%s%s\n", cli_str(v, "name"),
+	printf("%-24s %12s %12s %9lld  %-24s  %s%s%s\n", cli_str(v, "name"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0),
 	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
-	       (long long)cli_i64(v, "segments"), or_dash(cli_str(v, "parent")),
-	       holder_of(v), cli_bool(v, "damaged") ? "  DAMAGED" : "",
+	       (long long)cli_i64(v, "segments"), holder_of(v),
+	       or_dash(cli_str(v, "parent")), cli_bool(v, "damaged") ? "  DAMAGED" : "",
 	       cli_bool(v, "importing") ? "  (incomplete import)" : "");
 }
 
@@ -90,8 +90,8 @@ static void show_list(struct json_object *ans)
 		printf("no volumes (create one: quill volume create NAME SIZE)\n");
 		return;
 	}
-	printf("%-24s %12s %12s %9s  %-16s  %s\n", "NAME", "SIZE", "WRITTEN", "SEGMENTS",
-	       "PARENT", "HOLDER");
+	printf("%-24s %12s %12s %9s  %-24s  %s\n", "NAME", "SIZE", "WRITTEN", "SEGMENTS",
+	       "HOLDER", "PARENT");
 	bool damaged = false;
 
 	for (size_t i = 0; i < n; i++) {
