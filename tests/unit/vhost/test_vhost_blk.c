@@ -417,3 +417,57 @@ Test(vhost_blk, a_snapshot_is_a_read_only_device)
 	cr_assert_eq(data(1)[BLK - 1], 0x5a);
 	cr_assert_eq(request(2, VIRTIO_BLK_T_OUT, 0, BLK, false), VIRTIO_BLK_S_IOERR);
 }
+
+static void set_res(void *arg, int res)
+{
+	*(int *)arg = res;
+}
+
+/* The front-end left with a write in flight: the export keeps the volume until that
+ * write has completed and been flushed, then gives it back (vhost_export_release);
+ * nobody else can open the volume before. */
+Test(vhost_blk, volume_released_after_the_orphans_and_a_flush)
+{
+	struct blk_dev *other = NULL;
+
+	memset(data(0), 0x3c, BLK);
+	fg_publish(&g, build(0, VIRTIO_BLK_T_OUT, 0, BLK, false));
+	vhost_blk_process(q);
+	cr_assert_eq(xp.nreqs, 1, "the write is in flight");
+	vhost_blk_orphan(&xp, conn);
+	vhost_export_release(&xp);
+	cr_assert(xp.releasing);
+	cr_assert_not_null(xp.dev, "held while its request runs");
+	cr_assert_eq(blk_open(eng, "disk0", &other), -EBUSY);
+	for (int i = 0; i < 1000 && (xp.nreqs || xp.dev); i++)
+		engine_poll(eng, 10);
+	cr_assert_eq(xp.nreqs, 0);
+	cr_assert_null(xp.dev, "released once the write was done and flushed");
+	cr_assert_not(xp.flushing);
+	cr_assert_eq(blk_open(eng, "disk0", &other), 0, "the volume is free");
+	{
+		uint8_t buf[BLK];
+		int res = 1;
+
+		cr_assert_eq(blk_read(other, 0, BLK, buf, set_res, &res), 0);
+		for (int i = 0; i < 1000 && res == 1; i++)
+			engine_poll(eng, 10);
+		cr_assert_eq(res, 0);
+		cr_assert_eq(buf[0], 0x3c, "the orphaned write landed");
+	}
+	blk_close(other);
+}
+
+/* A front-end that comes back while the release flush runs keeps the claim. */
+Test(vhost_blk, a_returning_front_end_keeps_the_claim)
+{
+	struct blk_dev *dev = xp.dev;
+
+	vhost_export_release(&xp);
+	cr_assert(xp.flushing, "nothing in flight: the flush starts at once");
+	xp.releasing = false; /* what export_claim does when a front-end connects */
+	for (int i = 0; i < 1000 && xp.flushing; i++)
+		engine_poll(eng, 10);
+	cr_assert_not(xp.flushing);
+	cr_assert_eq(xp.dev, dev, "still claimed");
+}
