@@ -50,6 +50,23 @@ bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *
 	}
 }
 
+enum engine_block_state engine_block_state(const struct engine_volume *vol, uint64_t lba)
+{
+	struct map_loc loc;
+
+	for (;;) {
+		if (map_get(vol->map, lba, &loc)) {
+			if (loc.slot != MAP_SLOT_ZERO)
+				return ENGINE_BLOCK_DATA;
+			return loc.block == MAP_ZERO_ALLOCATED ? ENGINE_BLOCK_ZERO
+							       : ENGINE_BLOCK_HOLE;
+		}
+		if (!vol->parent || lba >= vol->rec.overlap)
+			return ENGINE_BLOCK_HOLE;
+		vol = vol->parent;
+	}
+}
+
 static int set_zero(void *arg, uint64_t lba, const struct map_loc *loc)
 {
 	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO };
@@ -78,16 +95,35 @@ static int layer_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
 	return 0;
 }
 
+/* Allocated zeros: every LBA of the range gets a zero entry that block status reports
+ * allocated, with or without a parent. */
+static int layer_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
+{
+	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO, .block = MAP_ZERO_ALLOCATED };
+	uint64_t end = map_nblocks(vol->map);
+
+	if (lba < end && nblocks < end - lba)
+		end = lba + nblocks;
+	for (; lba < end; lba++) {
+		int r = map_set(vol->map, lba, &zero);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 		    const struct map_loc *loc)
 {
 	int r;
 
-	if (e->kind == ONDISK_ENTRY_TRIM || e->kind == ONDISK_ENTRY_LAYER ||
+	if (ONDISK_ENTRY_ZEROES(e->kind) || e->kind == ONDISK_ENTRY_LAYER ||
 	    e->kind == ONDISK_ENTRY_TOMB)
 		eng_catalog_retired(vol, e, loc); /* catalog.c: what must outlive what */
 	if (e->kind == ONDISK_ENTRY_TRIM)
 		return layer_trim(vol, e->lba, e->nblocks);
+	if (e->kind == ONDISK_ENTRY_ZERO)
+		return layer_zero(vol, e->lba, e->nblocks);
 	if (e->kind == ONDISK_ENTRY_LAYER || e->kind == ONDISK_ENTRY_TOMB)
 		return 0; /* no map change: a record, or trims applied long ago */
 	if (e->lba >= map_nblocks(vol->map))

@@ -152,6 +152,13 @@ int vtrim(struct engine_volume *vol, uint64_t lba, uint64_t n)
 	return finish(engine_trim(vol, lba, n, 0, on_done, &d), &d);
 }
 
+int vzero(struct engine_volume *vol, uint64_t lba, uint64_t n)
+{
+	struct done d = { 0 };
+
+	return finish(engine_zero(vol, lba, n, 0, on_done, &d), &d);
+}
+
 int eflush(void)
 {
 	struct done d = { 0 };
