@@ -609,7 +609,7 @@ static bool trim_needed(struct engine_volume *vol, uint64_t lba, uint64_t n, uin
 	return c.newer < n;
 }
 
-/* n: as in struct ondisk_tomb, a block count with ONDISK_TOMB_ALLOCATED perhaps. */
+/* n: as in struct ondisk_tomb, a block count and perhaps ONDISK_TOMB_ALLOCATED/FILL. */
 static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uint64_t n,
 		    uint64_t seq)
 {
@@ -691,7 +691,9 @@ int eng_catalog_carry(struct engine_volume *vol, const struct summary *sum,
 	case ONDISK_ENTRY_TRIM:
 		return tomb_add(vol, sum->volume_id, e->lba, e->nblocks, sum->seq);
 	case ONDISK_ENTRY_ZERO:
-		return tomb_add(vol, sum->volume_id, e->lba, e->nblocks | ONDISK_TOMB_ALLOCATED,
+		return tomb_add(vol, sum->volume_id, e->lba,
+				e->nblocks | ONDISK_TOMB_ALLOCATED |
+					(e->src_block == ONDISK_ZERO_FILL ? ONDISK_TOMB_FILL : 0),
 				sum->seq);
 	case ONDISK_ENTRY_TOMB:
 		t = malloc(sizeof(*t));

@@ -363,9 +363,9 @@ void eng_req_put(struct engine *eng, struct ioreq *req, int res);
 int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
 		    enum ondisk_entry_kind kind, uint32_t src_slot, uint32_t src_block,
 		    uint32_t crc, enum slot_user who, struct ioreq *owner);
-/* kind: TRIM, or ZERO (allocated zeros) */
+/* kind: TRIM, or ZERO (allocated zeros; src_block ONDISK_ZERO_FILL: flatten's) */
 int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
-		    enum ondisk_entry_kind kind, struct ioreq *owner);
+		    enum ondisk_entry_kind kind, uint16_t src_block, struct ioreq *owner);
 void eng_kick(struct engine *eng);
 void eng_run_parked(struct engine *eng, bool fail);
 void eng_map_ref(void *arg, const struct map_loc *loc, int delta);

@@ -263,7 +263,7 @@ int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
 }
 
 int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
-		    enum ondisk_entry_kind kind, struct ioreq *owner)
+		    enum ondisk_entry_kind kind, uint16_t src_block, struct ioreq *owner)
 {
 	while (nblocks) {
 		uint32_t n = nblocks > UINT32_MAX ? UINT32_MAX : (uint32_t)nblocks;
@@ -278,6 +278,7 @@ int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
 		e->lba = lba;
 		e->nblocks = n;
 		e->kind = kind;
+		e->src_block = src_block;
 		b->parts[b->sum.nentries++] = owner;
 		owner->pending++;
 		lba += n;
@@ -448,7 +449,7 @@ static int append_rest(struct ioreq *req)
 	int r;
 
 	if (req->kind != ONDISK_ENTRY_DATA) {
-		r = eng_append_trim(req->vol, req->lba, req->nblocks, req->kind, req);
+		r = eng_append_trim(req->vol, req->lba, req->nblocks, req->kind, 0, req);
 		if (r == 0)
 			req->nblocks = 0;
 		return r;

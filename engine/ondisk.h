@@ -104,8 +104,11 @@ enum ondisk_entry_kind {
 	ONDISK_ENTRY_TOMB = 6,  /* one block follows: a tombstone block, trims carried
 				   forward by the cleaner; no effect at run time */
 	ONDISK_ENTRY_ZERO = 7,  /* lba..lba+nblocks read as zeros from now on and are
-				   allocated (block status: zeros, not a hole); no data */
+				   allocated (block status: zeros, not a hole); no data.
+				   src_block ONDISK_ZERO_FILL: flatten's, applies only
+				   where the layer's own map has nothing (like FILL) */
 };
+#define ONDISK_ZERO_FILL 1u
 
 /* Does an entry of this kind have a block after the summary? TRIM and ZERO do not. */
 #define ONDISK_ENTRY_HAS_BLOCK(kind) \
@@ -117,7 +120,8 @@ struct ondisk_summary_entry {
 	uint64_t lba;       /* in blocks */
 	uint32_t nblocks;   /* DATA/MOVE: 1; TRIM/ZERO: >= 1 */
 	uint16_t kind;      /* enum ondisk_entry_kind */
-	uint16_t src_block; /* MOVE: block index in the source slot */
+	uint16_t src_block; /* MOVE: block index in the source slot; LAYER: op; ZERO:
+			       0 or ONDISK_ZERO_FILL */
 	uint32_t src_slot;  /* MOVE: source slot */
 	uint32_t data_crc;  /* DATA/MOVE: CRC32C of the block; TRIM/ZERO: 0 */
 } __attribute__((packed));
@@ -178,10 +182,12 @@ _Static_assert(offsetof(struct ondisk_layer_block, rec) == 24, "layer block rec 
  * ONDISK_TOMB_ALLOCATED: allocated zeros are carried the same way). */
 struct ondisk_tomb {
 	uint64_t lba;
-	uint64_t nblocks;   /* low 32 bits: blocks (>= 1); ONDISK_TOMB_ALLOCATED */
+	uint64_t nblocks;   /* low 32 bits: blocks (>= 1); ONDISK_TOMB_ALLOCATED, and
+			       with it ONDISK_TOMB_FILL (a ZERO with ONDISK_ZERO_FILL) */
 	uint64_t seq;
 } __attribute__((packed));
 #define ONDISK_TOMB_ALLOCATED (1ull << 63)
+#define ONDISK_TOMB_FILL (1ull << 62)
 #define ONDISK_TOMB_NBLOCKS(t) ((t)->nblocks & 0xffffffffull)
 _Static_assert(sizeof(struct ondisk_tomb) == 24, "tomb size");
 

@@ -547,6 +547,8 @@ static int apply_tomb(struct rebuild *rb, const struct rb_event *ev)
 		return 0;
 	if (ev->nblocks & ONDISK_TOMB_ALLOCATED)
 		e.kind = ONDISK_ENTRY_ZERO; /* hides everything itself: no trim_moved() */
+	if (ev->nblocks & ONDISK_TOMB_FILL)
+		e.src_block = ONDISK_ZERO_FILL;
 	e.nblocks = (uint32_t)(ev->nblocks & 0xffffffffull);
 	r = eng_apply_entry(vol, &e, &loc);
 	return r < 0 || e.kind == ONDISK_ENTRY_ZERO ? r : trim_moved(rb, vol, e.lba, e.nblocks);

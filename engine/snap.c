@@ -96,8 +96,9 @@ static int layer_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
 }
 
 /* Allocated zeros: every LBA of the range gets a zero entry that block status reports
- * allocated, with or without a parent. */
-static int layer_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
+ * allocated, with or without a parent. Flatten's (fill) apply only where a FILL would:
+ * the layer's own write or trim that came first wins. */
+static int layer_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, bool fill)
 {
 	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO, .block = MAP_ZERO_ALLOCATED };
 	uint64_t end = map_nblocks(vol->map);
@@ -105,7 +106,11 @@ static int layer_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
 	if (lba < end && nblocks < end - lba)
 		end = lba + nblocks;
 	for (; lba < end; lba++) {
-		int r = map_set(vol->map, lba, &zero);
+		int r;
+
+		if (fill && (lba >= vol->rec.overlap || map_get(vol->map, lba, NULL)))
+			continue;
+		r = map_set(vol->map, lba, &zero);
 		if (r < 0)
 			return r;
 	}
@@ -123,7 +128,7 @@ int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 	if (e->kind == ONDISK_ENTRY_TRIM)
 		return layer_trim(vol, e->lba, e->nblocks);
 	if (e->kind == ONDISK_ENTRY_ZERO)
-		return layer_zero(vol, e->lba, e->nblocks);
+		return layer_zero(vol, e->lba, e->nblocks, e->src_block == ONDISK_ZERO_FILL);
 	if (e->kind == ONDISK_ENTRY_LAYER || e->kind == ONDISK_ENTRY_TOMB)
 		return 0; /* no map change: a record, or trims applied long ago */
 	if (e->lba >= map_nblocks(vol->map))
@@ -1027,6 +1032,13 @@ static bool clone_reads_parent(const struct engine_volume *vol, uint64_t lba)
 	       eng_resolve(vol->parent, lba, NULL);
 }
 
+/* Does the clone read allocated zeros of a parent there? */
+static bool clone_zeros_parent(const struct engine_volume *vol, uint64_t lba)
+{
+	return lba < vol->rec.overlap && !map_get(vol->map, lba, NULL) &&
+	       engine_block_state(vol->parent, lba) == ENGINE_BLOCK_ZERO;
+}
+
 static void flatten_filled(void *arg, int res)
 {
 	struct flatten_io *io = arg;
@@ -1089,6 +1101,28 @@ static int flatten_issue(struct flatten_job *job, uint64_t lba, uint32_t n)
 	return 0;
 }
 
+/* A parent's allocated zeros stay allocated in the clone: a ZERO entry of flatten's,
+ * which (like a FILL) loses to the clone's own write or trim that came first. */
+static int flatten_zero(struct flatten_job *job, uint64_t lba, uint32_t n)
+{
+	struct engine *eng = job->vol->eng;
+	struct flatten_io *io = calloc(1, sizeof(*io));
+	struct ioreq *req;
+
+	if (!io)
+		return -ENOMEM;
+	*io = (struct flatten_io){ .job = job, .lba = lba }; /* n 0: no block copied */
+	req = eng_req_alloc(eng, flatten_filled, io);
+	if (!req) {
+		free(io);
+		return -ENOMEM;
+	}
+	job->inflight++;
+	eng_req_put(eng, req, eng_append_trim(job->vol, lba, n, ONDISK_ENTRY_ZERO,
+					      ONDISK_ZERO_FILL, req));
+	return 0;
+}
+
 static void flatten_end(struct engine_volume *vol, int result)
 {
 	if (result < 0) { /* not resumed at the next start: the user decides */
@@ -1144,9 +1178,18 @@ static void flatten_step(struct flatten_job *job)
 		uint32_t n = 0;
 
 		while (job->next < job->end && scanned < FLATTEN_SCAN_PER_KICK &&
-		       !clone_reads_parent(vol, job->next)) {
+		       !clone_reads_parent(vol, job->next) && !clone_zeros_parent(vol, job->next)) {
 			job->next++;
 			scanned++;
+		}
+		while (job->next + n < job->end && scanned + n < FLATTEN_SCAN_PER_KICK &&
+		       clone_zeros_parent(vol, job->next + n))
+			n++;
+		if (n) {
+			job->error = flatten_zero(job, job->next, n);
+			job->next += n;
+			scanned += n;
+			continue;
 		}
 		while (job->next + n < job->end && n < FLATTEN_RUN &&
 		       clone_reads_parent(vol, job->next + n))

@@ -342,6 +342,14 @@ Test(ondisk, summary_of_zero_entries_has_no_data)
 	cr_assert_eq(out.entries[2].nblocks, UINT32_MAX);
 	cr_assert_not(ONDISK_ENTRY_HAS_BLOCK(ONDISK_ENTRY_ZERO));
 	cr_assert(ONDISK_ENTRY_ZEROES(ONDISK_ENTRY_ZERO) && ONDISK_ENTRY_ZEROES(ONDISK_ENTRY_TRIM));
+	in.entries[2].src_block = ONDISK_ZERO_FILL; /* flatten's */
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), 0);
+	cr_assert_eq(out.entries[2].src_block, ONDISK_ZERO_FILL);
+	in.entries[2].src_block = 2;
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), -EPROTO, "unknown ZERO flag");
+	in.entries[2].src_block = 0;
 	in.entries[0].nblocks = 0;
 	ondisk_summary_encode(&in, &d);
 	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), -EPROTO, "a ZERO of nothing");
@@ -780,6 +788,11 @@ Test(ondisk, tomb_block_round_trip_and_rejects)
 	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), -EPROTO, "no blocks");
 	d.tombs[5].nblocks = 1ull << 40;
 	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), -EPROTO, "other bits");
+	d.tombs[5].nblocks = 2 | ONDISK_TOMB_ALLOCATED | ONDISK_TOMB_FILL; /* flatten's */
+	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), 0);
+	d.tombs[5].nblocks = 2 | ONDISK_TOMB_FILL;
+	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), -EPROTO,
+		     "FILL is only for allocated zeros");
 }
 
 Test(ondisk, summary_accepts_layer_and_tomb_entries)

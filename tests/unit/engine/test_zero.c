@@ -210,3 +210,57 @@ Test(zero, a_trim_in_a_clone_stays_a_hole_and_allocated_zeros_read_through)
 	expect_state(c, 50, 5, ENGINE_BLOCK_ZERO);
 	expect_tagged(c, 50, 5, 0);
 }
+
+static int flatten_wait(const char *vol)
+{
+	struct engine_flatten_status st;
+
+	for (;;) {
+		cr_assert_eq(engine_flatten_status(eng, vol, &st), 0);
+		if (!st.running)
+			return st.result;
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+}
+
+static void expect_flattened(struct engine_volume *c)
+{
+	expect_tagged(c, 0, 10, 1);
+	expect_state(c, 0, 10, ENGINE_BLOCK_DATA);
+	expect_state(c, 10, 2, ENGINE_BLOCK_ZERO);
+	expect_tagged(c, 12, 2, 5);
+	expect_state(c, 12, 2, ENGINE_BLOCK_DATA);
+	expect_state(c, 14, 6, ENGINE_BLOCK_ZERO);
+	expect_state(c, 20, 2, ENGINE_BLOCK_HOLE);
+	expect_state(c, 22, 8, ENGINE_BLOCK_ZERO);
+	expect_tagged(c, 14, 16, 0);
+	expect_tagged(c, 30, 70, 1);
+	expect_state(c, 100, 10, ENGINE_BLOCK_HOLE);
+}
+
+/* Flatten keeps the parent's allocated zeros allocated in the clone (ZERO entries of
+ * its own, which lose to the clone's earlier write or trim), across a reopen and a
+ * rebuild, and with the snapshot gone. */
+Test(zero, flatten_keeps_the_parents_allocated_zeros)
+{
+	struct engine_volume *c;
+
+	zeroed_volume();
+	cr_assert_eq(engine_snap_create(eng, "v", "s1"), 0);
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), 0);
+	c = open_vol("c");
+	write_tagged(c, 12, 2, 5);
+	cr_assert_eq(vtrim(c, 20, 2), 0);
+	cr_assert_eq(engine_flatten_start(eng, "c"), 0);
+	cr_assert_eq(flatten_wait("c"), 0);
+	cr_assert_str_empty(info("c").parent, "flattened");
+	expect_flattened(c);
+	engine_volume_close(c);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), 0);
+	reopen_engine();
+	c = open_vol("c");
+	expect_flattened(c);
+	engine_volume_close(c);
+	rebuild_engine();
+	expect_flattened(open_vol("c"));
+}
