@@ -1166,6 +1166,17 @@ static void flatten_finish(struct flatten_job *job)
 	flatten_end(vol, res);
 }
 
+/* How many LBAs from job->next on (at most max) pred holds for. */
+static uint32_t flatten_run(const struct flatten_job *job, uint32_t max,
+			    bool (*pred)(const struct engine_volume *vol, uint64_t lba))
+{
+	uint32_t n = 0;
+
+	while (job->next + n < job->end && n < max && pred(job->vol, job->next + n))
+		n++;
+	return n;
+}
+
 static void flatten_step(struct flatten_job *job)
 {
 	struct engine_volume *vol = job->vol;
@@ -1175,27 +1186,22 @@ static void flatten_step(struct flatten_job *job)
 		job->end = vol->rec.overlap; /* shrunk meanwhile */
 	while (!job->error && job->inflight < FLATTEN_MAX_INFLIGHT && job->next < job->end &&
 	       scanned < FLATTEN_SCAN_PER_KICK) {
-		uint32_t n = 0;
+		int (*issue)(struct flatten_job *, uint64_t, uint32_t) = flatten_zero;
+		uint32_t n;
 
 		while (job->next < job->end && scanned < FLATTEN_SCAN_PER_KICK &&
 		       !clone_reads_parent(vol, job->next) && !clone_zeros_parent(vol, job->next)) {
 			job->next++;
 			scanned++;
 		}
-		while (job->next + n < job->end && scanned + n < FLATTEN_SCAN_PER_KICK &&
-		       clone_zeros_parent(vol, job->next + n))
-			n++;
-		if (n) {
-			job->error = flatten_zero(job, job->next, n);
-			job->next += n;
-			scanned += n;
-			continue;
+		/* allocated zeros need no read: a run as long as the scan allows */
+		n = flatten_run(job, FLATTEN_SCAN_PER_KICK - scanned, clone_zeros_parent);
+		if (!n) {
+			n = flatten_run(job, FLATTEN_RUN, clone_reads_parent);
+			issue = flatten_issue;
 		}
-		while (job->next + n < job->end && n < FLATTEN_RUN &&
-		       clone_reads_parent(vol, job->next + n))
-			n++;
 		if (n) {
-			job->error = flatten_issue(job, job->next, n);
+			job->error = issue(job, job->next, n);
 			job->next += n;
 			scanned += n;
 		}

@@ -211,18 +211,6 @@ Test(zero, a_trim_in_a_clone_stays_a_hole_and_allocated_zeros_read_through)
 	expect_tagged(c, 50, 5, 0);
 }
 
-static int flatten_wait(const char *vol)
-{
-	struct engine_flatten_status st;
-
-	for (;;) {
-		cr_assert_eq(engine_flatten_status(eng, vol, &st), 0);
-		if (!st.running)
-			return st.result;
-		cr_assert_geq(engine_poll(eng, 10), 0);
-	}
-}
-
 static void expect_flattened(struct engine_volume *c)
 {
 	expect_tagged(c, 0, 10, 1);
