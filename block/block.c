@@ -471,9 +471,12 @@ static void zero_start(struct blk_io *io)
 	io->next = io_finish;
 	io->pending = 1;
 	if (ie > ib) {
+		/* the whole blocks: allocated zeros, or holes */
+		int (*zero)(struct engine_volume *, uint64_t, uint64_t, unsigned, engine_cb,
+			    void *) = io->flags & BLK_NO_HOLE ? engine_zero : engine_trim;
+
 		io->pending++;
-		issued(io, (io->flags & BLK_NO_HOLE ? engine_zero : engine_trim)(
-				   io->dev->vol, ib, ie - ib, engine_flags(io), engine_done, io));
+		issued(io, zero(io->dev->vol, ib, ie - ib, engine_flags(io), engine_done, io));
 	}
 	if (head)
 		zero_edge(io, 0, io->first, head,

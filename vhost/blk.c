@@ -317,8 +317,9 @@ static int trim_segment(struct vhost_req *r, const struct virtio_blk_discard_wri
 {
 	uint64_t sector = le64toh(s->sector);
 	uint32_t num = le32toh(s->num_sectors), flags = le32toh(s->flags);
-	uint32_t allowed = r->type == VIRTIO_BLK_T_WRITE_ZEROES
-				   ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0u;
+	bool wz = r->type == VIRTIO_BLK_T_WRITE_ZEROES;
+	uint32_t allowed = wz ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0u;
+	unsigned how = wz && !(flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? BLK_NO_HOLE : 0;
 	int res;
 
 	if (flags & ~allowed)
@@ -332,10 +333,7 @@ static int trim_segment(struct vhost_req *r, const struct virtio_blk_discard_wri
 		return res;
 	r->pending++;
 	issue(r, blk_zero(r->exp->dev, sector * VIRTIO_BLK_SECTOR,
-			  (uint64_t)num * VIRTIO_BLK_SECTOR,
-			  r->type == VIRTIO_BLK_T_WRITE_ZEROES &&
-					  !(flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? BLK_NO_HOLE : 0,
-			  blk_done, r));
+			  (uint64_t)num * VIRTIO_BLK_SECTOR, how, blk_done, r));
 	return 0;
 }
 
