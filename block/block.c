@@ -168,9 +168,14 @@ bool blk_readonly(const struct blk_dev *dev)
 	return engine_volume_readonly(dev->vol);
 }
 
+enum engine_block_state blk_state(const struct blk_dev *dev, uint64_t off)
+{
+	return engine_block_state(dev->vol, off / BS);
+}
+
 bool blk_mapped(const struct blk_dev *dev, uint64_t off)
 {
-	return engine_block_mapped(dev->vol, off / BS);
+	return blk_state(dev, off) != ENGINE_BLOCK_HOLE;
 }
 
 unsigned blk_locked(const struct blk_dev *dev)
@@ -499,8 +504,15 @@ static void zero_edge_read(void *arg, int res)
 static void zero_edge(struct blk_io *io, unsigned i, uint64_t lba, uint32_t zoff, uint32_t zlen)
 {
 	struct blk_edge *e = &io->edges[i];
+	enum engine_block_state st = engine_block_state(io->dev->vol, lba);
 
-	if (!engine_block_mapped(io->dev->vol, lba))
+	if (st == ENGINE_BLOCK_HOLE && (io->flags & BLK_NO_HOLE)) {
+		/* reads as zeros whole: allocating it changes no byte */
+		io->pending++;
+		issued(io, engine_zero(io->dev->vol, lba, 1, engine_flags(io), engine_done, io));
+		return;
+	}
+	if (st != ENGINE_BLOCK_DATA)
 		return; /* reads as zeros already */
 	*e = (struct blk_edge){ .io = io, .lba = lba, .blk = io->bounce + (size_t)i * BS,
 				.zoff = zoff, .zlen = zlen };
@@ -517,9 +529,12 @@ static void zero_start(struct blk_io *io)
 	io->next = io_finish;
 	io->pending = 1;
 	if (ie > ib) {
+		/* the whole blocks: allocated zeros, or holes */
+		int (*zero)(struct engine_volume *, uint64_t, uint64_t, unsigned, engine_cb,
+			    void *) = io->flags & BLK_NO_HOLE ? engine_zero : engine_trim;
+
 		io->pending++;
-		issued(io, engine_trim(io->dev->vol, ib, ie - ib, engine_flags(io), engine_done,
-				       io));
+		issued(io, zero(io->dev->vol, ib, ie - ib, engine_flags(io), engine_done, io));
 	}
 	if (head)
 		zero_edge(io, 0, io->first, head,

@@ -35,7 +35,8 @@ struct blk_dev;
 typedef void (*blk_cb)(void *arg, int res);
 
 enum blk_io_flags {
-	BLK_FUA = 1u << 0, /* durable when cb runs */
+	BLK_FUA = 1u << 0,     /* durable when cb runs */
+	BLK_NO_HOLE = 1u << 1, /* blk_zero: the zeros must be allocated, not a hole */
 };
 
 /* The one parser of volume specs: "VOL" or "VOL@SNAP". Fills vol and snap (snap ""
@@ -63,8 +64,12 @@ void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len
 void blk_close(struct blk_dev *dev);
 uint64_t blk_size(const struct blk_dev *dev);     /* bytes, now */
 bool blk_readonly(const struct blk_dev *dev);
-/* Does the engine block holding byte off hold data (block status)? */
+/* Does the engine block holding byte off hold data or allocated zeros (is it not a
+ * hole)? */
 bool blk_mapped(const struct blk_dev *dev, uint64_t off);
+/* Block status of the engine block holding byte off: ENGINE_BLOCK_DATA,
+ * ENGINE_BLOCK_ZERO (allocated zeros: blk_zero with BLK_NO_HOLE) or ENGINE_BLOCK_HOLE. */
+enum engine_block_state blk_state(const struct blk_dev *dev, uint64_t off);
 /* Mutating requests running or waiting for their range (tests, stats). */
 unsigned blk_locked(const struct blk_dev *dev);
 
@@ -72,8 +77,13 @@ int blk_read(struct blk_dev *dev, uint64_t off, uint32_t len, void *buf, blk_cb 
 	     void *arg);
 int blk_write(struct blk_dev *dev, uint64_t off, uint32_t len, const void *buf,
 	      unsigned flags, blk_cb cb, void *arg);
-/* Afterwards [off, off+len) reads as zeros; the whole blocks inside it are freed
- * (trim and write-zeroes are the same here). */
+/* Afterwards [off, off+len) reads as zeros. Without BLK_NO_HOLE (a trim, or a
+ * write-zeroes that may punch holes) the whole blocks inside it are freed and block
+ * status reports them holes. With BLK_NO_HOLE (a write-zeroes that must allocate) they
+ * become allocated zeros: freed of their data all the same (zeros need no data block),
+ * but block status reports them allocated; a partial block at either end is written
+ * (read-modify-write) where it holds data, and turned into allocated zeros where it is
+ * a hole (it reads as zeros whole). */
 int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, blk_cb cb,
 	     void *arg);
 /* Makes every write completed before the call durable (the engine's flush). */

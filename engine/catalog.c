@@ -376,9 +376,9 @@ void eng_catalog_note_batch(struct engine *eng, uint32_t slot, const struct summ
 		struct map_loc loc = { .slot = slot, .block = first_data + d, .crc = e->data_crc };
 		struct layer_block lb;
 
-		if (e->kind == ONDISK_ENTRY_TRIM || e->kind == ONDISK_ENTRY_TOMB)
+		if (ONDISK_ENTRY_ZEROES(e->kind) || e->kind == ONDISK_ENTRY_TOMB)
 			s->tombs++;
-		if (e->kind != ONDISK_ENTRY_TRIM)
+		if (ONDISK_ENTRY_HAS_BLOCK(e->kind))
 			d++;
 		if (e->kind != ONDISK_ENTRY_LAYER)
 			continue;
@@ -609,6 +609,7 @@ static bool trim_needed(struct engine_volume *vol, uint64_t lba, uint64_t n, uin
 	return c.newer < n;
 }
 
+/* n: as in struct ondisk_tomb, a block count and perhaps ONDISK_TOMB_ALLOCATED/FILL. */
 static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uint64_t n,
 		    uint64_t seq)
 {
@@ -616,7 +617,7 @@ static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uin
 	struct tomb_block *t = eng->gc_tombs;
 	int r;
 
-	if (!trim_needed(vol, lba, n, seq))
+	if (!trim_needed(vol, lba, n & 0xffffffffull, seq))
 		return 0;
 	if (!t) {
 		t = eng->gc_tombs = calloc(1, sizeof(*t));
@@ -689,6 +690,11 @@ int eng_catalog_carry(struct engine_volume *vol, const struct summary *sum,
 		return carry_layer(vol, e, block, data);
 	case ONDISK_ENTRY_TRIM:
 		return tomb_add(vol, sum->volume_id, e->lba, e->nblocks, sum->seq);
+	case ONDISK_ENTRY_ZERO:
+		return tomb_add(vol, sum->volume_id, e->lba,
+				e->nblocks | ONDISK_TOMB_ALLOCATED |
+					(e->src_block == ONDISK_ZERO_FILL ? ONDISK_TOMB_FILL : 0),
+				sum->seq);
 	case ONDISK_ENTRY_TOMB:
 		t = malloc(sizeof(*t));
 		if (!t)

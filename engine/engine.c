@@ -817,7 +817,7 @@ static void resize_trim_tail(struct eng_job *job, struct engine_volume *vol,
 		return;
 	}
 	req->fua = true;
-	eng_req_put(vol->eng, req, eng_append_trim(vol, from, nblocks, req));
+	eng_req_put(vol->eng, req, eng_append_trim(vol, from, nblocks, ONDISK_ENTRY_TRIM, 0, req));
 }
 
 static int volume_resize_step(struct eng_job *job)

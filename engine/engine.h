@@ -255,13 +255,27 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 		engine_cb cb, void *arg);
 int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, const void *buf,
 		 unsigned flags, engine_cb cb, void *arg);
-/* Discard and write-zeroes: afterwards the range reads as zeros and uses no space. */
+/* Discard (and write-zeroes that may leave a hole): afterwards the range reads as
+ * zeros, uses no space, and block status reports it a hole. */
 int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
+		engine_cb cb, void *arg);
+/* Write-zeroes that must allocate: afterwards the range reads as zeros and block status
+ * reports it allocated (ENGINE_BLOCK_ZERO), yet it holds no data block and no space is
+ * reserved for it (a later write of it needs space like any write). */
+int engine_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
 		engine_cb cb, void *arg);
 int engine_flush(struct engine *eng, engine_cb cb, void *arg);
 
-/* Is the block mapped (holds data)? For NBD block status. */
+/* Is the block mapped (holds data)? */
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba);
+/* Block status, through the layers: data, allocated zeros (engine_zero), or a hole
+ * (never written, trimmed, or past the end). */
+enum engine_block_state {
+	ENGINE_BLOCK_HOLE = 0,
+	ENGINE_BLOCK_DATA = 1,
+	ENGINE_BLOCK_ZERO = 2,
+};
+enum engine_block_state engine_block_state(const struct engine_volume *vol, uint64_t lba);
 
 /* Runs completions. Waits up to timeout_ms (-1 forever, 0 not at all) if nothing is
  * ready. Returns the number of callbacks run, or -errno. */

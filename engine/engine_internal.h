@@ -35,7 +35,7 @@ struct slot {
 	uint32_t readers;   /* reads in flight: the slot is not reused meanwhile */
 	uint32_t pending;   /* batches written here that have not retired */
 	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
-	uint32_t tombs;     /* TRIM and TOMB entries in it: they hide older blocks */
+	uint32_t tombs;     /* TRIM, ZERO and TOMB entries in it: they hide older blocks */
 	uint32_t records;   /* LAYER entries in it (any, current or not) */
 	bool carried;       /* the cleaner carried its tombstones forward: not pinned */
 	bool freeing;       /* its FREE header is being written: not reused meanwhile */
@@ -59,7 +59,7 @@ struct ioreq {
 	uint64_t lba;
 	uint64_t nblocks;
 	const uint8_t *src;
-	bool is_trim;
+	enum ondisk_entry_kind kind; /* DATA (a write), TRIM or ZERO */
 };
 
 /* A FIFO of requests, linked through ioreq.next. */
@@ -365,8 +365,9 @@ void eng_req_put(struct engine *eng, struct ioreq *req, int res);
 int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
 		    enum ondisk_entry_kind kind, uint32_t src_slot, uint32_t src_block,
 		    uint32_t crc, enum slot_user who, struct ioreq *owner);
+/* kind: TRIM, or ZERO (allocated zeros; src_block ONDISK_ZERO_FILL: flatten's) */
 int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
-		    struct ioreq *owner);
+		    enum ondisk_entry_kind kind, uint16_t src_block, struct ioreq *owner);
 void eng_kick(struct engine *eng);
 void eng_run_parked(struct engine *eng, bool fail);
 void eng_map_ref(void *arg, const struct map_loc *loc, int delta);

@@ -117,9 +117,9 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 			struct map_loc loc;
 			int r;
 
-			if (e->kind == ONDISK_ENTRY_TRIM || e->kind == ONDISK_ENTRY_LAYER ||
+			if (ONDISK_ENTRY_ZEROES(e->kind) || e->kind == ONDISK_ENTRY_LAYER ||
 			    e->kind == ONDISK_ENTRY_TOMB) {
-				d += e->kind != ONDISK_ENTRY_TRIM;
+				d += ONDISK_ENTRY_HAS_BLOCK(e->kind);
 				/* records and tombstones: catalog.c decides what still counts */
 				r = move ? eng_catalog_carry(vol, &sum, e, block, data) : 0;
 				if (r < 0)

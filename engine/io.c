@@ -263,7 +263,7 @@ int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
 }
 
 int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
-		    struct ioreq *owner)
+		    enum ondisk_entry_kind kind, uint16_t src_block, struct ioreq *owner)
 {
 	while (nblocks) {
 		uint32_t n = nblocks > UINT32_MAX ? UINT32_MAX : (uint32_t)nblocks;
@@ -277,7 +277,8 @@ int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
 		memset(e, 0, sizeof(*e));
 		e->lba = lba;
 		e->nblocks = n;
-		e->kind = ONDISK_ENTRY_TRIM;
+		e->kind = kind;
+		e->src_block = src_block;
 		b->parts[b->sum.nentries++] = owner;
 		owner->pending++;
 		lba += n;
@@ -295,7 +296,7 @@ static void batch_apply(struct engine_volume *vol, struct batch *b)
 		const struct summary_entry *e = &b->sum.entries[i];
 		struct map_loc loc = { .slot = b->slot, .crc = e->data_crc };
 
-		if (e->kind != ONDISK_ENTRY_TRIM)
+		if (ONDISK_ENTRY_HAS_BLOCK(e->kind))
 			loc.block = b->first_block + (b->with_header ? 2 : 1) + data_idx++;
 		if (eng_apply_entry(vol, e, &loc) < 0)
 			b->result = -ENOMEM; /* the map could not take it: fail the write */
@@ -447,8 +448,8 @@ static int append_rest(struct ioreq *req)
 {
 	int r;
 
-	if (req->is_trim) {
-		r = eng_append_trim(req->vol, req->lba, req->nblocks, req);
+	if (req->kind != ONDISK_ENTRY_DATA) {
+		r = eng_append_trim(req->vol, req->lba, req->nblocks, req->kind, 0, req);
 		if (r == 0)
 			req->nblocks = 0;
 		return r;
@@ -523,9 +524,11 @@ static int check_range(const struct engine_volume *vol, uint64_t lba, uint64_t n
 	return 0;
 }
 
-/* A write (src != NULL) or a trim (src == NULL) of a volume's blocks. */
+/* A write (kind DATA, from src), a trim or allocated zeros (TRIM, ZERO) of a volume's
+ * blocks. */
 static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
-			const void *src, unsigned flags, engine_cb cb, void *arg)
+			enum ondisk_entry_kind kind, const void *src, unsigned flags,
+			engine_cb cb, void *arg)
 {
 	struct ioreq *req;
 	int r = check_range(vol, lba, nblocks);
@@ -544,7 +547,7 @@ static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblock
 	req->lba = lba;
 	req->nblocks = nblocks;
 	req->src = src;
-	req->is_trim = src == NULL;
+	req->kind = kind;
 	if (vol->holds) {
 		fifo_push(&vol->held, req); /* keeps the submitter's reference */
 		return 0;
@@ -579,13 +582,19 @@ int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, cons
 {
 	if (!buf)
 		return -EINVAL;
-	return start_update(vol, lba, nblocks, buf, flags, cb, arg);
+	return start_update(vol, lba, nblocks, ONDISK_ENTRY_DATA, buf, flags, cb, arg);
 }
 
 int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
 		engine_cb cb, void *arg)
 {
-	return start_update(vol, lba, nblocks, NULL, flags, cb, arg);
+	return start_update(vol, lba, nblocks, ONDISK_ENTRY_TRIM, NULL, flags, cb, arg);
+}
+
+int engine_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
+		engine_cb cb, void *arg)
+{
+	return start_update(vol, lba, nblocks, ONDISK_ENTRY_ZERO, NULL, flags, cb, arg);
 }
 
 int engine_flush(struct engine *eng, engine_cb cb, void *arg)

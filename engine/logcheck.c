@@ -18,7 +18,7 @@ bool logcheck_data_ok(const struct summary *s, const uint8_t *data, uint32_t *ba
 	uint32_t d = 0;
 
 	for (uint32_t i = 0; i < s->nentries; i++) {
-		if (s->entries[i].kind == ONDISK_ENTRY_TRIM)
+		if (!ONDISK_ENTRY_HAS_BLOCK(s->entries[i].kind))
 			continue;
 		if (crc32c(data + (size_t)d++ * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE) !=
 		    s->entries[i].data_crc) {

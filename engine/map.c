@@ -141,7 +141,7 @@ static int cell_store(struct map *m, uint64_t lba, const struct map_loc *loc)
 	}
 	if (loc && loc->slot == MAP_SLOT_ZERO) {
 		c->slot_plus1 = CELL_ZERO;
-		c->block = 0;
+		c->block = loc->block == MAP_ZERO_ALLOCATED ? MAP_ZERO_ALLOCATED : 0;
 		c->crc = 0;
 		leaf->used++;
 	} else if (loc) {
@@ -345,7 +345,8 @@ int map_load_chunk(struct map *m, uint64_t chunk, const void *val, size_t len)
 		struct ondisk_map_entry x;
 
 		memcpy(&x, &e[i], sizeof(x));
-		if (x.index >= MAP_CHUNK_BLOCKS)
+		if (x.index >= MAP_CHUNK_BLOCKS ||
+		    (x.slot == ONDISK_MAP_SLOT_ZERO && x.block > ONDISK_MAP_ZERO_ALLOCATED))
 			return -EPROTO;
 	}
 	for (size_t i = 0; i < n; i++) {

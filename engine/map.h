@@ -21,8 +21,11 @@
 #define MAPX_CHUNKS_PER_LEAF (MAPX_LEAF_BLOCKS / MAP_CHUNK_BLOCKS)
 
 /* map_loc.slot of a zero entry: the LBA reads as zeros even if a parent layer holds
- * data there. Zero entries reference no block. */
+ * data there. Zero entries reference no block. Their map_loc.block is 0 for a trim
+ * (block status: a hole) or MAP_ZERO_ALLOCATED for allocated zeros (block status:
+ * allocated, reads as zeros; in a layer without a parent too). */
 #define MAP_SLOT_ZERO ONDISK_MAP_SLOT_ZERO
+#define MAP_ZERO_ALLOCATED ONDISK_MAP_ZERO_ALLOCATED
 
 struct map_loc {
 	uint32_t slot;

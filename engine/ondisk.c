@@ -209,6 +209,8 @@ static int summary_entry_decode(const struct ondisk_summary_entry *o, struct sum
 					   o->src_block == ONDISK_LAYER_MERGE) ? 1 : -EPROTO;
 	case ONDISK_ENTRY_TRIM:
 		return o->nblocks >= 1 ? 0 : -EPROTO;
+	case ONDISK_ENTRY_ZERO:
+		return o->nblocks >= 1 && o->src_block <= ONDISK_ZERO_FILL ? 0 : -EPROTO;
 	default:
 		return -EPROTO;
 	}
@@ -362,7 +364,11 @@ int ondisk_tomb_block_decode(const void *buf, size_t len, struct tomb_block *t)
 	t->count = d->count;
 	memcpy(t->tombs, d->tombs, d->count * sizeof(t->tombs[0]));
 	for (uint32_t i = 0; i < t->count; i++)
-		if (t->tombs[i].nblocks == 0)
+		if (ONDISK_TOMB_NBLOCKS(&t->tombs[i]) == 0 ||
+		    (t->tombs[i].nblocks &
+		     ~(ONDISK_TOMB_ALLOCATED | ONDISK_TOMB_FILL | 0xffffffffull)) ||
+		    (t->tombs[i].nblocks & (ONDISK_TOMB_ALLOCATED | ONDISK_TOMB_FILL)) ==
+			    ONDISK_TOMB_FILL)
 			return -EPROTO;
 	return 0;
 }

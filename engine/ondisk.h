@@ -29,8 +29,11 @@
 #endif
 
 #define QUILL_BLOCK_SIZE 4096u
-#define QUILL_FORMAT_VERSION 2u /* 2: summaries carry durable_seq and open_seq;
-				   the catalog is in the log too (LAYER, TOMB) */
+#define QUILL_FORMAT_VERSION 3u /* 2: summaries carry durable_seq and open_seq;
+				   the catalog is in the log too (LAYER, TOMB);
+				   3: allocated zeros (ZERO entries, flagged tombs and
+				   map entries), which a version 2 reader would take
+				   for a damaged summary */
 
 /* Batches of one volume that can be in flight at once (submitted, not yet retired):
  * the engine never submits more. After a crash, a batch whose data is bad can be a
@@ -100,15 +103,27 @@ enum ondisk_entry_kind {
 				   the log); lba = the layer it describes, src_block = op */
 	ONDISK_ENTRY_TOMB = 6,  /* one block follows: a tombstone block, trims carried
 				   forward by the cleaner; no effect at run time */
+	ONDISK_ENTRY_ZERO = 7,  /* lba..lba+nblocks read as zeros from now on and are
+				   allocated (block status: zeros, not a hole); no data.
+				   src_block ONDISK_ZERO_FILL: flatten's, applies only
+				   where the layer's own map has nothing (like FILL) */
 };
+#define ONDISK_ZERO_FILL 1u
+
+/* Does an entry of this kind have a block after the summary? TRIM and ZERO do not. */
+#define ONDISK_ENTRY_HAS_BLOCK(kind) \
+	((kind) != ONDISK_ENTRY_TRIM && (kind) != ONDISK_ENTRY_ZERO)
+/* Is it a range that reads as zeros (TRIM or ZERO)? */
+#define ONDISK_ENTRY_ZEROES(kind) ((kind) == ONDISK_ENTRY_TRIM || (kind) == ONDISK_ENTRY_ZERO)
 
 struct ondisk_summary_entry {
 	uint64_t lba;       /* in blocks */
-	uint32_t nblocks;   /* DATA/MOVE: 1; TRIM: >= 1 */
+	uint32_t nblocks;   /* DATA/MOVE: 1; TRIM/ZERO: >= 1 */
 	uint16_t kind;      /* enum ondisk_entry_kind */
-	uint16_t src_block; /* MOVE: block index in the source slot */
+	uint16_t src_block; /* MOVE: block index in the source slot; LAYER: op; ZERO:
+			       0 or ONDISK_ZERO_FILL */
 	uint32_t src_slot;  /* MOVE: source slot */
-	uint32_t data_crc;  /* DATA/MOVE: CRC32C of the block; TRIM: 0 */
+	uint32_t data_crc;  /* DATA/MOVE: CRC32C of the block; TRIM/ZERO: 0 */
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_summary_entry) == 24, "summary entry size");
 
@@ -163,12 +178,17 @@ _Static_assert(offsetof(struct ondisk_layer_block, rec) == 24, "layer block rec 
 /* ---- tombstone block (the data block of a TOMB entry) ----
  * Trims of layer `layer_id` that the cleaner carried out of a slot it freed, because
  * older blocks they hide were still on disk. Each applies at replay as a TRIM of the
- * layer ordered at its original sequence number `seq`. */
+ * layer ordered at its original sequence number `seq` (a ZERO when nblocks has
+ * ONDISK_TOMB_ALLOCATED: allocated zeros are carried the same way). */
 struct ondisk_tomb {
 	uint64_t lba;
-	uint64_t nblocks;
+	uint64_t nblocks;   /* low 32 bits: blocks (>= 1); ONDISK_TOMB_ALLOCATED, and
+			       with it ONDISK_TOMB_FILL (a ZERO with ONDISK_ZERO_FILL) */
 	uint64_t seq;
 } __attribute__((packed));
+#define ONDISK_TOMB_ALLOCATED (1ull << 63)
+#define ONDISK_TOMB_FILL (1ull << 62)
+#define ONDISK_TOMB_NBLOCKS(t) ((t)->nblocks & 0xffffffffull)
 _Static_assert(sizeof(struct ondisk_tomb) == 24, "tomb size");
 
 #define ONDISK_TOMB_HDR_SIZE 32u
@@ -371,10 +391,13 @@ struct ondisk_map_entry {
 	uint16_t index;     /* lba - chunk * MAP_CHUNK_BLOCKS */
 	uint16_t block;     /* block index inside the slot */
 	uint32_t slot;      /* ONDISK_MAP_SLOT_ZERO: reads as zeros, whatever the parent
-			       layers hold (a trim in a layer that has a parent) */
+			       layers hold (a trim in a layer that has a parent, or
+			       allocated zeros: block ONDISK_MAP_ZERO_ALLOCATED) */
 	uint32_t crc;       /* CRC32C of the block's data */
 } __attribute__((packed));
 #define ONDISK_MAP_SLOT_ZERO 0xffffffffu
+/* block of a zero entry: 0 a trim (block status: a hole), this: allocated zeros */
+#define ONDISK_MAP_ZERO_ALLOCATED 1u
 _Static_assert(sizeof(struct ondisk_map_entry) == 12, "map entry size");
 
 #endif

@@ -165,7 +165,7 @@ static int note_blocks(struct rebuild *rb, uint32_t slot, const struct summary *
 		struct map_loc loc = { .slot = slot, .block = first_data + d, .crc = e->data_crc };
 		struct layer_block lb;
 
-		if (e->kind == ONDISK_ENTRY_TRIM)
+		if (!ONDISK_ENTRY_HAS_BLOCK(e->kind))
 			continue;
 		d++;
 		if (e->kind == ONDISK_ENTRY_LAYER &&
@@ -246,7 +246,7 @@ static int note_bad(struct rebuild *rb, const struct rb_bad *b)
 static void count_entries(struct slot *s, const struct summary *sum)
 {
 	for (uint32_t i = 0; i < sum->nentries; i++) {
-		s->tombs += sum->entries[i].kind == ONDISK_ENTRY_TRIM ||
+		s->tombs += ONDISK_ENTRY_ZEROES(sum->entries[i].kind) ||
 			    sum->entries[i].kind == ONDISK_ENTRY_TOMB;
 		s->records += sum->entries[i].kind == ONDISK_ENTRY_LAYER;
 	}
@@ -518,7 +518,7 @@ static int apply_batch(struct rebuild *rb, const struct rb_event *ev)
 		struct map_loc loc = { .slot = ev->slot, .crc = e.data_crc };
 		int r;
 
-		if (e.kind != ONDISK_ENTRY_TRIM)
+		if (ONDISK_ENTRY_HAS_BLOCK(e.kind))
 			loc.block = ev->first_data + d++;
 		if (e.kind == ONDISK_ENTRY_LAYER) {
 			r = ev->recs && e.src_block == ONDISK_LAYER_SET
@@ -545,9 +545,13 @@ static int apply_tomb(struct rebuild *rb, const struct rb_event *ev)
 
 	if (!vol || ev->lba >= map_nblocks(vol->map))
 		return 0;
-	e.nblocks = (uint32_t)(ev->nblocks > UINT32_MAX ? UINT32_MAX : ev->nblocks);
+	if (ev->nblocks & ONDISK_TOMB_ALLOCATED)
+		e.kind = ONDISK_ENTRY_ZERO; /* hides everything itself: no trim_moved() */
+	if (ev->nblocks & ONDISK_TOMB_FILL)
+		e.src_block = ONDISK_ZERO_FILL;
+	e.nblocks = (uint32_t)(ev->nblocks & 0xffffffffull);
 	r = eng_apply_entry(vol, &e, &loc);
-	return r < 0 ? r : trim_moved(rb, vol, e.lba, e.nblocks);
+	return r < 0 || e.kind == ONDISK_ENTRY_ZERO ? r : trim_moved(rb, vol, e.lba, e.nblocks);
 }
 
 static int apply_merge(struct rebuild *rb, const struct rb_event *ev)

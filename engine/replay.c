@@ -72,7 +72,7 @@ static void note_bad_blocks(struct replay_batch *b, const struct summary *s,
 	uint32_t d = 0;
 
 	for (uint32_t i = 0; i < s->nentries; i++) {
-		if (s->entries[i].kind == ONDISK_ENTRY_TRIM)
+		if (!ONDISK_ENTRY_HAS_BLOCK(s->entries[i].kind))
 			continue;
 		if (crc32c(data + (size_t)d++ * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE) ==
 		    s->entries[i].data_crc)
@@ -353,7 +353,7 @@ static int apply(const struct replay_batch *b)
 		struct map_loc loc = { .slot = b->slot, .crc = e->data_crc };
 		int r;
 
-		if (e->kind != ONDISK_ENTRY_TRIM)
+		if (ONDISK_ENTRY_HAS_BLOCK(e->kind))
 			loc.block = b->pos + 1 + d++;
 		r = eng_apply_entry(b->vol, e, &loc);
 		if (r < 0)

@@ -50,6 +50,23 @@ bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *
 	}
 }
 
+enum engine_block_state engine_block_state(const struct engine_volume *vol, uint64_t lba)
+{
+	struct map_loc loc;
+
+	for (;;) {
+		if (map_get(vol->map, lba, &loc)) {
+			if (loc.slot != MAP_SLOT_ZERO)
+				return ENGINE_BLOCK_DATA;
+			return loc.block == MAP_ZERO_ALLOCATED ? ENGINE_BLOCK_ZERO
+							       : ENGINE_BLOCK_HOLE;
+		}
+		if (!vol->parent || lba >= vol->rec.overlap)
+			return ENGINE_BLOCK_HOLE;
+		vol = vol->parent;
+	}
+}
+
 static int set_zero(void *arg, uint64_t lba, const struct map_loc *loc)
 {
 	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO };
@@ -78,16 +95,40 @@ static int layer_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks)
 	return 0;
 }
 
+/* Allocated zeros: every LBA of the range gets a zero entry that block status reports
+ * allocated, with or without a parent. Flatten's (fill) apply only where a FILL would:
+ * the layer's own write or trim that came first wins. */
+static int layer_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, bool fill)
+{
+	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO, .block = MAP_ZERO_ALLOCATED };
+	uint64_t end = map_nblocks(vol->map);
+
+	if (lba < end && nblocks < end - lba)
+		end = lba + nblocks;
+	for (; lba < end; lba++) {
+		int r;
+
+		if (fill && (lba >= vol->rec.overlap || map_get(vol->map, lba, NULL)))
+			continue;
+		r = map_set(vol->map, lba, &zero);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 		    const struct map_loc *loc)
 {
 	int r;
 
-	if (e->kind == ONDISK_ENTRY_TRIM || e->kind == ONDISK_ENTRY_LAYER ||
+	if (ONDISK_ENTRY_ZEROES(e->kind) || e->kind == ONDISK_ENTRY_LAYER ||
 	    e->kind == ONDISK_ENTRY_TOMB)
 		eng_catalog_retired(vol, e, loc); /* catalog.c: what must outlive what */
 	if (e->kind == ONDISK_ENTRY_TRIM)
 		return layer_trim(vol, e->lba, e->nblocks);
+	if (e->kind == ONDISK_ENTRY_ZERO)
+		return layer_zero(vol, e->lba, e->nblocks, e->src_block == ONDISK_ZERO_FILL);
 	if (e->kind == ONDISK_ENTRY_LAYER || e->kind == ONDISK_ENTRY_TOMB)
 		return 0; /* no map change: a record, or trims applied long ago */
 	if (e->lba >= map_nblocks(vol->map))
@@ -991,6 +1032,13 @@ static bool clone_reads_parent(const struct engine_volume *vol, uint64_t lba)
 	       eng_resolve(vol->parent, lba, NULL);
 }
 
+/* Does the clone read allocated zeros of a parent there? */
+static bool clone_zeros_parent(const struct engine_volume *vol, uint64_t lba)
+{
+	return lba < vol->rec.overlap && !map_get(vol->map, lba, NULL) &&
+	       engine_block_state(vol->parent, lba) == ENGINE_BLOCK_ZERO;
+}
+
 static void flatten_filled(void *arg, int res)
 {
 	struct flatten_io *io = arg;
@@ -1053,6 +1101,28 @@ static int flatten_issue(struct flatten_job *job, uint64_t lba, uint32_t n)
 	return 0;
 }
 
+/* A parent's allocated zeros stay allocated in the clone: a ZERO entry of flatten's,
+ * which (like a FILL) loses to the clone's own write or trim that came first. */
+static int flatten_zero(struct flatten_job *job, uint64_t lba, uint32_t n)
+{
+	struct engine *eng = job->vol->eng;
+	struct flatten_io *io = calloc(1, sizeof(*io));
+	struct ioreq *req;
+
+	if (!io)
+		return -ENOMEM;
+	*io = (struct flatten_io){ .job = job, .lba = lba }; /* n 0: no block copied */
+	req = eng_req_alloc(eng, flatten_filled, io);
+	if (!req) {
+		free(io);
+		return -ENOMEM;
+	}
+	job->inflight++;
+	eng_req_put(eng, req, eng_append_trim(job->vol, lba, n, ONDISK_ENTRY_ZERO,
+					      ONDISK_ZERO_FILL, req));
+	return 0;
+}
+
 static void flatten_end(struct engine_volume *vol, int result)
 {
 	if (result < 0) { /* not resumed at the next start: the user decides */
@@ -1096,6 +1166,17 @@ static void flatten_finish(struct flatten_job *job)
 	flatten_end(vol, res);
 }
 
+/* How many LBAs from job->next on (at most max) pred holds for. */
+static uint32_t flatten_run(const struct flatten_job *job, uint32_t max,
+			    bool (*pred)(const struct engine_volume *vol, uint64_t lba))
+{
+	uint32_t n = 0;
+
+	while (job->next + n < job->end && n < max && pred(job->vol, job->next + n))
+		n++;
+	return n;
+}
+
 static void flatten_step(struct flatten_job *job)
 {
 	struct engine_volume *vol = job->vol;
@@ -1105,18 +1186,22 @@ static void flatten_step(struct flatten_job *job)
 		job->end = vol->rec.overlap; /* shrunk meanwhile */
 	while (!job->error && job->inflight < FLATTEN_MAX_INFLIGHT && job->next < job->end &&
 	       scanned < FLATTEN_SCAN_PER_KICK) {
-		uint32_t n = 0;
+		int (*issue)(struct flatten_job *, uint64_t, uint32_t) = flatten_zero;
+		uint32_t n;
 
 		while (job->next < job->end && scanned < FLATTEN_SCAN_PER_KICK &&
-		       !clone_reads_parent(vol, job->next)) {
+		       !clone_reads_parent(vol, job->next) && !clone_zeros_parent(vol, job->next)) {
 			job->next++;
 			scanned++;
 		}
-		while (job->next + n < job->end && n < FLATTEN_RUN &&
-		       clone_reads_parent(vol, job->next + n))
-			n++;
+		/* allocated zeros need no read: a run as long as the scan allows */
+		n = flatten_run(job, FLATTEN_SCAN_PER_KICK - scanned, clone_zeros_parent);
+		if (!n) {
+			n = flatten_run(job, FLATTEN_RUN, clone_reads_parent);
+			issue = flatten_issue;
+		}
 		if (n) {
-			job->error = flatten_issue(job, job->next, n);
+			job->error = issue(job, job->next, n);
 			job->next += n;
 			scanned += n;
 		}

@@ -329,8 +329,10 @@ int eng_sb_load(struct engine *eng, bool *format)
 		return r;
 	valid = eng->sb_err[SB_MAIN] == 0 || eng->sb_err[SB_COPY] == 0;
 	if (!valid && eng->sb_old_version && eng->sb_old_version < QUILL_FORMAT_VERSION) {
-		/* its summaries have no durable mark and its engine did not bound the batches
-		 * in flight: replay could not tell a tear from corruption */
+		/* version 1: its summaries have no durable mark and its engine did not bound
+		 * the batches in flight, so replay could not tell a tear from corruption;
+		 * version 2: a quill of that version may still open it, and would take a
+		 * ZERO entry written here for a damaged summary (docs/format.md) */
 		log_msg(LOG_ERROR, ENG_LOG, "%s: store of format version %u; this quill reads "
 			"version %u only: copy its volumes out with the quill that wrote it (quill "
 			"export) into a new store. Nothing was changed", eng->opts.store_path,

@@ -121,7 +121,20 @@ static unsigned fua(const struct nbd_req *r)
 	return r->h.flags & NBD_CMD_FLAG_FUA ? BLK_FUA : 0;
 }
 
-/* base:allocation: unmapped blocks are hole|zero, mapped ones 0; runs merged. */
+/* base:allocation: holes are hole|zero, allocated zeros (WRITE_ZEROES with NO_HOLE)
+ * zero, data 0; runs merged. */
+static uint32_t alloc_state(enum engine_block_state st)
+{
+	switch (st) {
+	case ENGINE_BLOCK_DATA:
+		return 0;
+	case ENGINE_BLOCK_ZERO:
+		return NBD_STATE_ZERO;
+	default:
+		return NBD_STATE_HOLE | NBD_STATE_ZERO;
+	}
+}
+
 static void exec_block_status(struct nbd_req *r)
 {
 	const struct blk_dev *dev = r->exp->dev;
@@ -137,17 +150,17 @@ static void exec_block_status(struct nbd_req *r)
 		return;
 	}
 	while (pos < end && n < max) {
-		bool mapped = blk_mapped(dev, pos);
+		enum engine_block_state st = blk_state(dev, pos);
 		uint64_t run = (pos / BS + 1) * BS;
 		uint8_t *d = r->status + (size_t)n * sizeof(struct nbd_block_descriptor);
 
-		while (run < end && blk_mapped(dev, run) == mapped)
+		while (run < end && blk_state(dev, run) == st)
 			run += BS;
 		if (run > end)
 			run = end;
 		nbd_put32(d + offsetof(struct nbd_block_descriptor, length), (uint32_t)(run - pos));
 		nbd_put32(d + offsetof(struct nbd_block_descriptor, status),
-			  mapped ? 0 : NBD_STATE_HOLE | NBD_STATE_ZERO);
+			  alloc_state(st));
 		n++;
 		pos = run;
 	}
@@ -259,8 +272,13 @@ static void req_submit(struct nbd_req *r)
 				    blk_done, r));
 		break;
 	case NBD_CMD_TRIM:
-	case NBD_CMD_WRITE_ZEROES:
 		issued(r, blk_zero(r->exp->dev, r->h.offset, r->h.length, fua(r), blk_done, r));
+		break;
+	case NBD_CMD_WRITE_ZEROES:
+		/* either way it is fast (no data is written): FAST_ZERO needs nothing */
+		issued(r, blk_zero(r->exp->dev, r->h.offset, r->h.length,
+				   fua(r) | (r->h.flags & NBD_CMD_FLAG_NO_HOLE ? BLK_NO_HOLE : 0),
+				   blk_done, r));
 		break;
 	case NBD_CMD_FLUSH:
 		issued(r, blk_flush(r->exp->dev, blk_done, r));

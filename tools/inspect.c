@@ -202,22 +202,23 @@ static int read_superblock(struct inspect *in)
 
 static void print_batch(const struct summary *s, uint32_t pos, const char *status)
 {
-	uint32_t trims = 0, moves = 0;
+	uint32_t trims = 0, zeros = 0, moves = 0;
 	uint64_t lo = UINT64_MAX, hi = 0;
 
 	for (uint32_t i = 0; i < s->nentries; i++) {
 		const struct summary_entry *e = &s->entries[i];
 
 		trims += e->kind == ONDISK_ENTRY_TRIM;
+		zeros += e->kind == ONDISK_ENTRY_ZERO;
 		moves += e->kind == ONDISK_ENTRY_MOVE;
 		if (e->lba < lo)
 			lo = e->lba;
 		if (e->lba + e->nblocks - 1 > hi)
 			hi = e->lba + e->nblocks - 1;
 	}
-	printf("  block %4u: seq %-8" PRIu64 " entries %3u  data %3u  trims %3u  moves %3u  "
-	       "lba %" PRIu64 "..%" PRIu64 "  %s\n", pos, s->seq, s->nentries, s->data_blocks, trims,
-	       moves, lo, hi, status);
+	printf("  block %4u: seq %-8" PRIu64 " entries %3u  data %3u  trims %3u  zeros %3u  "
+	       "moves %3u  lba %" PRIu64 "..%" PRIu64 "  %s\n", pos, s->seq, s->nentries,
+	       s->data_blocks, trims, zeros, moves, lo, hi, status);
 }
 
 static void note_seq(struct inspect *in, uint64_t seq, uint32_t slot, bool torn)
@@ -257,7 +258,7 @@ static void describe_bad_data(const struct inspect *in, const struct logcheck_it
 	uint32_t d = 0;
 
 	for (uint32_t i = 0; i < it->bad_entry; i++)
-		d += s->entries[i].kind != ONDISK_ENTRY_TRIM;
+		d += ONDISK_ENTRY_HAS_BLOCK(s->entries[i].kind);
 	snprintf(bb->why, sizeof(bb->why), "batch seq %" PRIu64 ": entry %u (lba %" PRIu64
 		 ") data CRC %08x, summary says %08x", s->seq, it->bad_entry, e->lba,
 		 crc32c(in->seg + (size_t)(it->pos + 1 + d) * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE),

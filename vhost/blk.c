@@ -312,12 +312,16 @@ static void exec_get_id(struct vhost_req *r)
 	req_finish(r);
 }
 
-/* One DISCARD / WRITE_ZEROES segment: both free the blocks (they read as zeros). */
+/* One DISCARD / WRITE_ZEROES segment: both free the blocks (they read as zeros). A
+ * WRITE_ZEROES without the unmap flag (the guest's REQ_NOUNMAP: fallocate, a
+ * preallocated image) leaves allocated zeros; with it, or a DISCARD, holes. */
 static int trim_segment(struct vhost_req *r, const struct virtio_blk_discard_write_zeroes *s)
 {
 	uint64_t sector = le64toh(s->sector);
 	uint32_t num = le32toh(s->num_sectors), flags = le32toh(s->flags);
-	uint32_t allowed = r->type == VIRTIO_BLK_T_WRITE_ZEROES ? 1u : 0u; /* unmap */
+	bool wz = r->type == VIRTIO_BLK_T_WRITE_ZEROES;
+	uint32_t allowed = wz ? VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP : 0u;
+	unsigned how = wz && !(flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ? BLK_NO_HOLE : 0;
 	int res;
 
 	if (flags & ~allowed)
@@ -331,7 +335,7 @@ static int trim_segment(struct vhost_req *r, const struct virtio_blk_discard_wri
 		return res;
 	r->pending++;
 	issue(r, blk_zero(r->exp->dev, sector * VIRTIO_BLK_SECTOR,
-			  (uint64_t)num * VIRTIO_BLK_SECTOR, 0, blk_done, r));
+			  (uint64_t)num * VIRTIO_BLK_SECTOR, how, blk_done, r));
 	return 0;
 }
 

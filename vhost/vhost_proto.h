@@ -198,9 +198,10 @@ _Static_assert(sizeof(struct virtio_blk_outhdr) == 16, "virtio-blk header");
 struct virtio_blk_discard_write_zeroes {
 	uint64_t sector;
 	uint32_t num_sectors;
-	uint32_t flags;    /* bit 0: unmap (WRITE_ZEROES) */
+	uint32_t flags;    /* VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP (WRITE_ZEROES only) */
 } __attribute__((packed));
 _Static_assert(sizeof(struct virtio_blk_discard_write_zeroes) == 16, "discard segment");
+#define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1u /* may leave holes (else: allocated zeros) */
 
 struct virtio_blk_config {
 	uint64_t capacity;          /* 512-byte sectors */

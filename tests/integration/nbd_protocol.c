@@ -386,6 +386,49 @@ static bool t_block_status(struct nbdt_server *srv, uint64_t seed)
 	return true;
 }
 
+/* WRITE_ZEROES with NO_HOLE: allocated zeros (ZERO, not HOLE), surviving a reconnect;
+ * without it, or TRIM: holes (HOLE|ZERO). FAST_ZERO is accepted either way. */
+static bool t_zero_no_hole(struct nbdt_server *srv, uint64_t seed)
+{
+	const uint64_t b = 58 * MIB; /* untouched by the other checks */
+	struct nbd_handle *h = nbdt_connect(srv, "vol", true);
+	uint8_t buf[16384], in[16384], zero[16384] = { 0 };
+	struct extents x;
+
+	CHECK(h, "connect");
+	fill(buf, sizeof(buf), seed);
+	CHECK(nbd_pwrite(h, buf, sizeof(buf), b, 0) == 0, "%s", nbd_get_error());
+	CHECK(nbd_zero(h, 8192, b, LIBNBD_CMD_FLAG_NO_HOLE) == 0, "%s", nbd_get_error());
+	CHECK(nbd_zero(h, 4096, b + 8192, 0) == 0, "%s", nbd_get_error());
+	/* past the written data: a hole becomes allocated zeros too */
+	CHECK(nbd_zero(h, 8192, b + 16384, LIBNBD_CMD_FLAG_NO_HOLE | LIBNBD_CMD_FLAG_FAST_ZERO) ==
+	      0, "%s", nbd_get_error());
+	CHECK(nbd_pread(h, in, sizeof(in), b, 0) == 0, "%s", nbd_get_error());
+	CHECK(memcmp(in, zero, 12288) == 0 && memcmp(in + 12288, buf + 12288, 4096) == 0,
+	      "zeroed blocks read back wrong");
+	CHECK(nbd_pread(h, in, 8192, b + 16384, 0) == 0 && memcmp(in, zero, 8192) == 0,
+	      "allocated zeros over a hole read back wrong");
+	CHECK(status(h, 65536, b, 0, &x), "status");
+	CHECK(x.n == 5 && x.len[0] == 8192 && x.flags[0] == LIBNBD_STATE_ZERO &&
+	      x.len[1] == 4096 && x.flags[1] == HZ && x.len[2] == 4096 && x.flags[2] == 0 &&
+	      x.len[3] == 8192 && x.flags[3] == LIBNBD_STATE_ZERO && x.flags[4] == HZ,
+	      "NO_HOLE: %u extents (%u/%u %u/%u %u/%u %u/%u)", x.n, x.len[0], x.flags[0],
+	      x.len[1], x.flags[1], x.len[2], x.flags[2], x.len[3], x.flags[3]);
+	/* a trim makes a hole of allocated zeros */
+	CHECK(nbd_trim(h, 4096, b + 16384, 0) == 0, "%s", nbd_get_error());
+	CHECK(nbd_flush(h, 0) == 0, "%s", nbd_get_error());
+	close_handle(h);
+	h = nbdt_connect(srv, "vol", true);
+	CHECK(h, "reconnect");
+	CHECK(status(h, 32768, b, 0, &x), "status");
+	CHECK(x.n == 6 && x.flags[0] == LIBNBD_STATE_ZERO && x.flags[1] == HZ &&
+	      x.flags[2] == 0 && x.flags[3] == HZ && x.len[4] == 4096 &&
+	      x.flags[4] == LIBNBD_STATE_ZERO && x.flags[5] == HZ,
+	      "after a trim and a reconnect: %u extents", x.n);
+	close_handle(h);
+	return true;
+}
+
 /* ---- errors ---- */
 
 static bool t_errors(struct nbdt_server *srv, uint64_t seed)
@@ -563,6 +606,8 @@ int main(void)
 		{ "read, write, FUA, DF, 32 MiB, cache, flush", t_read_write },
 		{ "unaligned writes, zeroes and trims against a model", t_unaligned },
 		{ "block status (base:allocation)", t_block_status },
+		{ "write-zeroes with NO_HOLE allocates, without it and trim make holes",
+		  t_zero_no_hole },
 		{ "errors: out of range, too long, bad flags, no context", t_errors },
 		{ "concurrent overlapping unaligned requests", t_concurrent },
 		{ "multi-conn: flush and FUA visible across connections", t_multi_conn },

@@ -227,6 +227,39 @@ Test(block, unaligned_zero_keeps_neighbours)
 	cr_assert_not(blk_mapped(dev, 2 * BS), "a whole block inside is freed");
 }
 
+static int bzero_alloc(uint64_t off, uint64_t len)
+{
+	struct done d = { 0 };
+
+	return wait_done(blk_zero(dev, off, len, BLK_NO_HOLE, on_done, &d), &d);
+}
+
+/* BLK_NO_HOLE: whole blocks become allocated zeros; a partial edge block keeps its
+ * other bytes where it holds data, and becomes allocated zeros where it is a hole. */
+Test(block, zero_without_holes_allocates)
+{
+	enum { SPAN = 8 * BS };
+	uint8_t model[SPAN];
+
+	pattern(model, 4 * BS, 5);
+	memset(model + 4 * BS, 0, SPAN - 4 * BS);
+	cr_assert_eq(bwrite(0, 4 * BS, model), 0);
+	cr_assert_eq(bzero_alloc(BS + 100, 4 * BS), 0); /* data edge, 3 whole, hole edge */
+	memset(model + BS + 100, 0, 4 * BS);
+	expect_model(model, SPAN);
+	cr_assert_eq(blk_state(dev, 0), ENGINE_BLOCK_DATA);
+	cr_assert_eq(blk_state(dev, BS), ENGINE_BLOCK_DATA, "the RMW'd edge keeps its data");
+	for (unsigned b = 2; b <= 5; b++)
+		cr_assert_eq(blk_state(dev, b * BS), ENGINE_BLOCK_ZERO, "block %u", b);
+	cr_assert_eq(blk_state(dev, 6 * BS), ENGINE_BLOCK_HOLE);
+	cr_assert(blk_mapped(dev, 3 * BS), "allocated zeros are not a hole");
+	/* without the flag, the same range is trimmed: holes again */
+	cr_assert_eq(bzero_range(2 * BS, 3 * BS), 0);
+	cr_assert_eq(blk_state(dev, 3 * BS), ENGINE_BLOCK_HOLE);
+	cr_assert_eq(blk_state(dev, 5 * BS), ENGINE_BLOCK_ZERO);
+	expect_model(model, SPAN);
+}
+
 Test(block, range_and_argument_errors)
 {
 	uint8_t buf[BS];

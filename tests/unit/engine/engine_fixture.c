@@ -152,6 +152,25 @@ int vtrim(struct engine_volume *vol, uint64_t lba, uint64_t n)
 	return finish(engine_trim(vol, lba, n, 0, on_done, &d), &d);
 }
 
+int vzero(struct engine_volume *vol, uint64_t lba, uint64_t n)
+{
+	struct done d = { 0 };
+
+	return finish(engine_zero(vol, lba, n, 0, on_done, &d), &d);
+}
+
+int flatten_wait(const char *vol)
+{
+	struct engine_flatten_status st;
+
+	for (;;) {
+		cr_assert_eq(engine_flatten_status(eng, vol, &st), 0);
+		if (!st.running)
+			return st.result;
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+}
+
 int eflush(void)
 {
 	struct done d = { 0 };

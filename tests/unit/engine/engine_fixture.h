@@ -50,7 +50,10 @@ int finish(int r, struct done *d);
 int vwrite(struct engine_volume *vol, uint64_t lba, uint32_t n, const void *buf);
 int vread(struct engine_volume *vol, uint64_t lba, uint32_t n, void *buf);
 int vtrim(struct engine_volume *vol, uint64_t lba, uint64_t n);
+int vzero(struct engine_volume *vol, uint64_t lba, uint64_t n); /* allocated zeros */
 int eflush(void);
+/* Runs the engine until the volume's flatten ends; returns its result. */
+int flatten_wait(const char *vol);
 void fill(void *buf, uint64_t lba, uint32_t n, uint32_t tag);
 void write_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag);
 void expect_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag);

@@ -69,7 +69,7 @@ static void scan_slot(int fd, const struct superblock *sb, uint32_t slot, uint64
 		for (uint32_t i = 0; i < sum.nentries; i++) {
 			const struct summary_entry *e = &sum.entries[i];
 
-			if (e->kind == ONDISK_ENTRY_TRIM)
+			if (!ONDISK_ENTRY_HAS_BLOCK(e->kind))
 				continue;
 			d++;
 			if (e->lba == lba && (!f->found || sum.seq > f->seq)) {

@@ -311,6 +311,38 @@ Test(map, load_chunk_round_trips_take_dirty)
 	map_destroy(dst);
 }
 
+/* Zero entries keep whether they are allocated (block 1) or a trim's (block 0), in
+ * memory and through a checkpoint's chunks; they reference no block. */
+Test(map, zero_entries_keep_their_kind_through_a_chunk)
+{
+	struct map *src = map_new(MAP_CHUNK_BLOCKS), *dst;
+	struct map_loc trim = { .slot = MAP_SLOT_ZERO }, alloc = trim, got;
+	struct emitted *em;
+
+	alloc.block = MAP_ZERO_ALLOCATED;
+	cr_assert_eq(map_set(src, 3, &trim), 0);
+	cr_assert_eq(map_set(src, 4, &alloc), 0);
+	set(src, 5, 1, 9);
+	cr_assert_eq(map_mapped_blocks(src), 1, "zero entries are not data");
+	em = take(src);
+	cr_assert_eq(em->n, 1);
+	cr_assert_eq(em->c[0].e[1].slot, ONDISK_MAP_SLOT_ZERO);
+	cr_assert_eq(em->c[0].e[1].block, ONDISK_MAP_ZERO_ALLOCATED);
+	dst = map_new(MAP_CHUNK_BLOCKS);
+	cr_assert_eq(map_load_chunk(dst, 0, em->c[0].e, em->c[0].n * sizeof(em->c[0].e[0])), 0);
+	cr_assert(map_get(dst, 3, &got) && got.slot == MAP_SLOT_ZERO && got.block == 0);
+	cr_assert(map_get(dst, 4, &got) && got.slot == MAP_SLOT_ZERO &&
+		  got.block == MAP_ZERO_ALLOCATED);
+	expect_at(dst, 5, 1, 9);
+	cr_assert_eq(map_mapped_blocks(dst), 1);
+	/* a zero entry with any other block is not something this quill wrote */
+	em->c[0].e[1].block = 2;
+	cr_assert_eq(map_load_chunk(dst, 0, em->c[0].e, em->c[0].n * sizeof(em->c[0].e[0])),
+		     -EPROTO);
+	map_destroy(src);
+	map_destroy(dst);
+}
+
 Test(map, load_chunk_rejects_a_partial_entry)
 {
 	struct map *m = map_new(128);

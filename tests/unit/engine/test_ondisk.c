@@ -109,11 +109,14 @@ Test(ondisk, superblock_rejects_unknown_version)
 	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
 }
 
-Test(ondisk, superblock_of_version_1_is_refused_and_says_so)
+Test(ondisk, superblock_of_an_older_version_is_refused_and_says_so)
 {
 	struct ondisk_superblock d = sb_encoded();
 
-	cr_assert_eq(QUILL_FORMAT_VERSION, 2);
+	cr_assert_eq(QUILL_FORMAT_VERSION, 3);
+	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 3);
+	d.version = 2; /* no ZERO entries: would take them for a damaged summary */
+	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
 	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 2);
 	d.version = 1; /* summaries without a durable mark */
 	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
@@ -316,6 +319,40 @@ Test(ondisk, summary_of_trims_only_has_no_data)
 	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), 0);
 	cr_assert_eq(out.data_blocks, 0);
 	cr_assert_eq(out.entries[1].nblocks, UINT32_MAX);
+}
+
+Test(ondisk, summary_of_zero_entries_has_no_data)
+{
+	static struct summary in, out;
+	struct ondisk_summary d;
+
+	memset(&in, 0, sizeof(in));
+	in.seq = in.open_seq = 1;
+	in.nentries = 3;
+	in.data_blocks = 1;
+	in.entries[0] = (struct summary_entry){ .lba = 0, .nblocks = 5, .kind = ONDISK_ENTRY_ZERO };
+	in.entries[1] = (struct summary_entry){ .lba = 9, .nblocks = 1, .kind = ONDISK_ENTRY_DATA,
+						.data_crc = 77 };
+	in.entries[2] = (struct summary_entry){ .lba = 7, .nblocks = UINT32_MAX,
+						.kind = ONDISK_ENTRY_ZERO };
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), 0);
+	cr_assert_eq(out.data_blocks, 1, "a ZERO entry has no block");
+	cr_assert_eq(out.entries[0].kind, ONDISK_ENTRY_ZERO);
+	cr_assert_eq(out.entries[2].nblocks, UINT32_MAX);
+	cr_assert_not(ONDISK_ENTRY_HAS_BLOCK(ONDISK_ENTRY_ZERO));
+	cr_assert(ONDISK_ENTRY_ZEROES(ONDISK_ENTRY_ZERO) && ONDISK_ENTRY_ZEROES(ONDISK_ENTRY_TRIM));
+	in.entries[2].src_block = ONDISK_ZERO_FILL; /* flatten's */
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), 0);
+	cr_assert_eq(out.entries[2].src_block, ONDISK_ZERO_FILL);
+	in.entries[2].src_block = 2;
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), -EPROTO, "unknown ZERO flag");
+	in.entries[2].src_block = 0;
+	in.entries[0].nblocks = 0;
+	ondisk_summary_encode(&in, &d);
+	cr_assert_eq(ondisk_summary_decode(&d, sizeof(d), &out), -EPROTO, "a ZERO of nothing");
 }
 
 Test(ondisk, summary_rejects_short_buffer)
@@ -741,6 +778,21 @@ Test(ondisk, tomb_block_round_trip_and_rejects)
 	ondisk_tomb_block_encode(&in, &d);
 	d.tombs[5].nblocks = 0;
 	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), -EPROTO);
+	/* allocated zeros: the top bit, over a count of at least one */
+	ondisk_tomb_block_encode(&in, &d);
+	d.tombs[5].nblocks = 3 | ONDISK_TOMB_ALLOCATED;
+	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), 0);
+	cr_assert_eq(ONDISK_TOMB_NBLOCKS(&out.tombs[5]), 3);
+	cr_assert(out.tombs[5].nblocks & ONDISK_TOMB_ALLOCATED);
+	d.tombs[5].nblocks = ONDISK_TOMB_ALLOCATED;
+	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), -EPROTO, "no blocks");
+	d.tombs[5].nblocks = 1ull << 40;
+	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), -EPROTO, "other bits");
+	d.tombs[5].nblocks = 2 | ONDISK_TOMB_ALLOCATED | ONDISK_TOMB_FILL; /* flatten's */
+	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), 0);
+	d.tombs[5].nblocks = 2 | ONDISK_TOMB_FILL;
+	cr_assert_eq(DECODE_RESEALED(ondisk_tomb_block_decode, d, &out), -EPROTO,
+		     "FILL is only for allocated zeros");
 }
 
 Test(ondisk, summary_accepts_layer_and_tomb_entries)

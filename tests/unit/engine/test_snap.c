@@ -32,19 +32,6 @@ static uint64_t live(void)
 	return stats().live_blocks;
 }
 
-/* Runs the engine until the volume's flatten ends; returns its result. */
-static int flatten_wait(const char *vol)
-{
-	struct engine_flatten_status st;
-
-	for (;;) {
-		cr_assert_eq(engine_flatten_status(eng, vol, &st), 0);
-		if (!st.running)
-			return st.result;
-		cr_assert_geq(engine_poll(eng, 10), 0);
-	}
-}
-
 static int sum_data(const struct engine_extent *ext, void *arg)
 {
 	uint64_t *blocks = arg;

@@ -211,6 +211,41 @@ Test(superblock, both_copies_bad_is_refused_and_the_store_is_untouched)
 	cr_assert_eq(file_crc(), before);
 }
 
+/* Rewrites both superblock copies with another format version, resealed. */
+static void set_version(uint32_t version)
+{
+	uint8_t buf[BLK];
+	struct ondisk_superblock *d = (struct ondisk_superblock *)buf;
+	int fd;
+
+	read_block(0, buf);
+	d->version = version;
+	d->crc = 0;
+	d->crc = crc32c(buf, BLK);
+	fd = open(store_path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pwrite(fd, buf, BLK, 0), (ssize_t)BLK);
+	cr_assert_eq(pwrite(fd, buf, BLK, QUILL_SB_COPY_OFFSET), (ssize_t)BLK);
+	close(fd);
+}
+
+/* A version 2 quill would take a ZERO entry for a damaged summary: a version 2 store
+ * is refused (and a version 3 one by it), nothing written. */
+Test(superblock, a_store_of_version_2_is_refused_and_untouched)
+{
+	uint32_t before;
+
+	store_with_data();
+	set_version(2);
+	before = file_crc();
+	cr_assert_eq(try_open(false), -EPROTO);
+	cr_assert_null(eng);
+	cr_assert_eq(file_crc(), before, "a refused start changed the store");
+	set_version(QUILL_FORMAT_VERSION);
+	cr_assert_eq(try_open(false), 0, "the same bytes with this version open");
+	expect_data();
+}
+
 Test(superblock, zeroed_superblocks_of_a_store_with_a_log_are_refused)
 {
 	uint32_t before;

@@ -241,6 +241,31 @@ Test(vhost_blk, discard_and_write_zeroes_read_back_as_zeros)
 	cr_assert_eq(data(3)[3 * BLK], 0x5a);
 }
 
+/* WRITE_ZEROES without the unmap flag (a guest's fallocate, REQ_NOUNMAP) leaves
+ * allocated zeros; with it, or a DISCARD, holes. */
+Test(vhost_blk, write_zeroes_without_unmap_allocates)
+{
+	memset(data(0), 0x5a, 8 * BLK);
+	cr_assert_eq(request(0, VIRTIO_BLK_T_OUT, 0, 8 * BLK, false), VIRTIO_BLK_S_OK);
+	cr_assert_eq(zero_request(1, VIRTIO_BLK_T_WRITE_ZEROES, 8, 16, 0), VIRTIO_BLK_S_OK);
+	cr_assert_eq(zero_request(2, VIRTIO_BLK_T_WRITE_ZEROES, 24, 8,
+				  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP), VIRTIO_BLK_S_OK);
+	cr_assert_eq(zero_request(3, VIRTIO_BLK_T_DISCARD, 32, 8, 0), VIRTIO_BLK_S_OK);
+	/* unaligned, over a hole: its block becomes allocated zeros */
+	cr_assert_eq(zero_request(0, VIRTIO_BLK_T_WRITE_ZEROES, 81, 2, 0), VIRTIO_BLK_S_OK);
+	cr_assert_eq(blk_state(xp.dev, 0), ENGINE_BLOCK_DATA);
+	cr_assert_eq(blk_state(xp.dev, 1 * BLK), ENGINE_BLOCK_ZERO);
+	cr_assert_eq(blk_state(xp.dev, 2 * BLK), ENGINE_BLOCK_ZERO);
+	cr_assert_eq(blk_state(xp.dev, 3 * BLK), ENGINE_BLOCK_HOLE, "unmap allowed");
+	cr_assert_eq(blk_state(xp.dev, 4 * BLK), ENGINE_BLOCK_HOLE, "discard");
+	cr_assert_eq(blk_state(xp.dev, 5 * BLK), ENGINE_BLOCK_DATA);
+	cr_assert_eq(blk_state(xp.dev, 10 * BLK), ENGINE_BLOCK_ZERO);
+	cr_assert_eq(blk_state(xp.dev, 11 * BLK), ENGINE_BLOCK_HOLE);
+	cr_assert_eq(request(1, VIRTIO_BLK_T_IN, 0, 8 * BLK, true), VIRTIO_BLK_S_OK);
+	for (unsigned i = 0; i < 8 * BLK; i++)
+		cr_assert_eq(data(1)[i], i < BLK || i >= 5 * BLK ? 0x5a : 0, "byte %u", i);
+}
+
 Test(vhost_blk, discard_with_unmap_flag_or_past_the_end_is_refused)
 {
 	cr_assert_eq(zero_request(0, VIRTIO_BLK_T_DISCARD, 8, 8, 1), VIRTIO_BLK_S_UNSUPP);
