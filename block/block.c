@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/volspec.h"
+
 #define BS ENGINE_BLOCK_SIZE
 #define SPLIT_BLOCKS (BLK_SPLIT_BYTES / BS)
 
@@ -62,17 +64,7 @@ struct blk_io {
 int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
 		   char snap[ENGINE_VOLUME_NAME_MAX + 1])
 {
-	const char *at = strchr(spec, '@');
-	size_t vlen = at ? (size_t)(at - spec) : strlen(spec);
-
-	if (vlen == 0 || vlen > ENGINE_VOLUME_NAME_MAX)
-		return -EINVAL;
-	if (at && (!at[1] || strlen(at + 1) > ENGINE_VOLUME_NAME_MAX || strchr(at + 1, '@')))
-		return -EINVAL;
-	memcpy(vol, spec, vlen);
-	vol[vlen] = '\0';
-	strcpy(snap, at ? at + 1 : "");
-	return 0;
+	return volspec_parse(spec, vol, snap);
 }
 
 int blk_open(struct engine *eng, const char *spec, struct blk_dev **out)
@@ -103,6 +95,11 @@ void blk_close(struct blk_dev *dev)
 uint64_t blk_size(const struct blk_dev *dev)
 {
 	return engine_volume_size(dev->vol);
+}
+
+uint32_t blk_sector_size(const struct blk_dev *dev)
+{
+	return engine_volume_sector_size(dev->vol);
 }
 
 bool blk_readonly(const struct blk_dev *dev)

@@ -38,9 +38,9 @@ enum blk_io_flags {
 	BLK_FUA = 1u << 0, /* durable when cb runs */
 };
 
-/* The one parser of volume specs: "VOL" or "VOL@SNAP". Fills vol and snap (snap ""
- * for a volume). -EINVAL empty names, a second '@', or a name longer than
- * ENGINE_VOLUME_NAME_MAX. */
+/* Volume specs: "VOL" or "VOL@SNAP", read by the one parser (common/volspec.h) that
+ * the engine and the CLI use too. Fills vol and snap (snap "" for a volume). -EINVAL
+ * empty names, a second '@', or a name longer than ENGINE_VOLUME_NAME_MAX. */
 int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
 		   char snap[ENGINE_VOLUME_NAME_MAX + 1]);
 
@@ -49,6 +49,10 @@ int blk_open(struct engine *eng, const char *spec, struct blk_dev **out);
 /* Waits for I/O in flight and closes the volume. NULL ok. */
 void blk_close(struct blk_dev *dev);
 uint64_t blk_size(const struct blk_dev *dev);     /* bytes, now */
+/* The volume's logical sector size (512 or 4096): what a front end advertises (NBD's
+ * minimum block size, virtio-blk's blk_size). Requests are still served at any byte
+ * offset and length, whatever it is. */
+uint32_t blk_sector_size(const struct blk_dev *dev);
 bool blk_readonly(const struct blk_dev *dev);
 /* Does the engine block holding byte off hold data (block status)? */
 bool blk_mapped(const struct blk_dev *dev, uint64_t off);

@@ -110,61 +110,72 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	return 0;
 }
 
-struct snap_size {
+struct snap_probe {
 	const char *name;
 	uint64_t size;
+	uint32_t sector_size;
 	bool found;
 };
 
-static int snap_size_one(const struct engine_snap_info *info, void *arg)
+static int snap_probe_one(const struct engine_snap_info *info, void *arg)
 {
-	struct snap_size *ss = arg;
+	struct snap_probe *sp = arg;
 
-	if (strcmp(info->name, ss->name) != 0)
+	if (strcmp(info->name, sp->name) != 0)
 		return 0;
-	ss->size = info->size;
-	ss->found = true;
+	sp->size = info->size;
+	sp->sector_size = info->sector_size;
+	sp->found = true;
 	return 1;
 }
 
-/* The size of snapshot "VOL@SNAP" without opening it. */
-static int snap_probe(struct nbd_server *srv, const char *spec, uint64_t *size)
+/* The size and sector size of a volume or a snapshot without opening it. */
+static int spec_probe(struct nbd_server *srv, const char *spec, uint64_t *size,
+		      uint32_t *sector_size, bool *readonly)
 {
 	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
-	struct snap_size ss = { .name = snap };
+	struct snap_probe sp = { .name = snap };
+	struct engine_volume_info vi;
 	int r;
 
 	if (blk_spec_parse(spec, vol, snap) < 0)
 		return -ENOENT;
-	r = engine_snap_list(srv->eng, vol, snap_size_one, &ss);
-	if (r < 0)
+	*readonly = snap[0] != '\0';
+	if (!*readonly) {
+		r = engine_volume_info(srv->eng, vol, &vi);
+		if (r == 0) {
+			*size = vi.size;
+			*sector_size = vi.sector_size;
+		}
 		return r;
-	if (!ss.found)
-		return -ENOENT;
-	*size = ss.size;
-	return 0;
+	}
+	r = engine_snap_list(srv->eng, vol, snap_probe_one, &sp);
+	if (r == 0 && !sp.found)
+		r = -ENOENT;
+	if (r == 0) {
+		*size = sp.size;
+		*sector_size = sp.sector_size;
+	}
+	return r;
 }
 
-int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly)
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly,
+		     uint32_t *sector_size)
 {
 	struct nbd_export *exp = export_find(srv, name);
-	struct engine_volume_info vi;
-	int r;
+	uint32_t sector;
 
 	if (srv->shutting_down)
 		return -ESHUTDOWN;
+	if (!sector_size)
+		sector_size = &sector;
 	if (exp) {
 		*size = blk_size(exp->dev);
 		*readonly = exp->readonly;
+		*sector_size = blk_sector_size(exp->dev);
 		return 0;
 	}
-	*readonly = strchr(name, '@') != NULL;
-	if (*readonly)
-		return snap_probe(srv, name, size);
-	r = engine_volume_info(srv->eng, name, &vi);
-	if (r == 0)
-		*size = vi.size;
-	return r;
+	return spec_probe(srv, name, size, sector_size, readonly);
 }
 
 /* The volume is closed from a loop timer, never from inside an engine callback
