@@ -149,14 +149,14 @@ static int spec_probe(struct nbd_server *srv, const char *spec, uint64_t *size,
 		}
 		return r;
 	}
-	r = engine_snap_list(srv->eng, vol, snap_probe_one, &sp);
-	if (r == 0 && !sp.found)
-		r = -ENOENT;
-	if (r == 0) {
-		*size = sp.size;
-		*sector_size = sp.sector_size;
-	}
-	return r;
+	r = engine_snap_list(srv->eng, vol, snap_probe_one, &sp); /* 1: found */
+	if (r < 0)
+		return r;
+	if (!sp.found)
+		return -ENOENT;
+	*size = sp.size;
+	*sector_size = sp.sector_size;
+	return 0;
 }
 
 int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly,

@@ -8,7 +8,11 @@ overlong chains, requests past the end and misaligned, malformed messages, a
 disconnect with requests in flight. The back-end must fail those requests
 (VIRTIO_BLK_S_IOERR) or close that connection, and keep serving the next one.
 
-usage: vhost_frontend.py SOCKET VOLUME_NAME VOLUME_BYTES
+With SECTOR 4096 (a volume made with --sector-size 4096) it checks the 4Kn config
+space (blk_size 4096, one logical block per physical one) and that requests, in
+512-byte sector units as virtio says, are served, a misaligned one included.
+
+usage: vhost_frontend.py SOCKET VOLUME_NAME VOLUME_BYTES [SECTOR]
 """
 import mmap
 import os
@@ -19,6 +23,9 @@ import sys
 import time
 
 SOCK, NAME, SIZE = sys.argv[1], sys.argv[2], int(sys.argv[3])
+SECTOR = int(sys.argv[4]) if len(sys.argv) > 4 else 512
+# blk_size, then physical_block_exp, min_io_size, opt_io_size (in logical blocks)
+TOPOLOGY = {512: (3, 8, 8), 4096: (0, 1, 1)}[SECTOR]
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
 SET_MEM_TABLE, SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE = 5, 8, 9, 10
@@ -129,10 +136,12 @@ class Frontend:
         blk_size, = struct.unpack_from("<I", cfg, 12 + 20)
         phys_exp, = struct.unpack_from("<B", cfg, 12 + 24)
         min_io, opt_io = struct.unpack_from("<HI", cfg, 12 + 26)
-        if capacity != SIZE // 512 or blk_size != 512:
-            fail(f"config: capacity {capacity} blk_size {blk_size}")
-        if (phys_exp, min_io, opt_io) != (3, 8, 8):
-            fail(f"config: topology {phys_exp} {min_io} {opt_io}")
+        if capacity != SIZE // 512 or blk_size != SECTOR:
+            fail(f"config: capacity {capacity} blk_size {blk_size}, expected "
+                 f"{SIZE // 512} {SECTOR}")
+        if (phys_exp, min_io, opt_io) != TOPOLOGY:
+            fail(f"config: topology {phys_exp} {min_io} {opt_io}, expected {TOPOLOGY}")
+        print(f"vhost_frontend: config: blk_size {blk_size}, topology {TOPOLOGY}: ok")
         if self.u64(SET_FEATURES, F_VERSION_1 | F_PROTOCOL, True) != 0:
             fail("SET_FEATURES not acked")
         region = struct.pack("<QQQQ", GPA, RAM, UVA, 0)
@@ -380,6 +389,13 @@ def hostile_fds():
 
 
 def main():
+    if SECTOR != 512:  # a 4Kn disk: its config, and the same requests served
+        f = Frontend()
+        f.setup()
+        good_requests(f)
+        f.close()
+        print("PASS: vhost_frontend (4Kn)")
+        return
     malformed_messages()
     hostile_fds()
     disconnect_in_flight()
