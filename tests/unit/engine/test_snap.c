@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/volspec.h"
 #include "engine/engine_internal.h"
 #include "engine_fixture.h"
 #include "testutil.h"
@@ -660,7 +661,7 @@ static uint32_t snap_sector(const char *vol, const char *name)
  * snapshot, through a handle too). */
 static void expect_sectors(uint32_t want, const char *const *vols, const char *const *snaps)
 {
-	char vname[ENGINE_VOLUME_NAME_MAX + 1];
+	char vname[VOLSPEC_NAME_MAX + 1], sname[VOLSPEC_NAME_MAX + 1];
 	struct engine_volume *h;
 
 	for (; *vols; vols++) {
@@ -670,10 +671,8 @@ static void expect_sectors(uint32_t want, const char *const *vols, const char *c
 		engine_volume_close(h);
 	}
 	for (; *snaps; snaps++) {
-		const char *at = strchr(*snaps, '@');
-
-		snprintf(vname, sizeof(vname), "%.*s", (int)(at - *snaps), *snaps);
-		cr_assert_eq(snap_sector(vname, at + 1), want, "snapshot %s", *snaps);
+		cr_assert_eq(volspec_parse(*snaps, vname, sname), 0);
+		cr_assert_eq(snap_sector(vname, sname), want, "snapshot %s", *snaps);
 		h = open_vol(*snaps);
 		cr_assert_eq(engine_volume_sector_size(h), want, "handle of %s", *snaps);
 		engine_volume_close(h);
