@@ -393,7 +393,7 @@ static int snap_create_commit(struct engine *eng, struct engine_volume *vol, con
 	srec = vol->rec;
 	srec.kind = ONDISK_LAYER_SNAPSHOT;
 	srec.created_ns = eng_now_realtime_ns();
-	/* its log lost a batch: the snapshot keeps that */
+	/* a batch its log lost (DAMAGED) stays the snapshot's; so does the sector size */
 	srec.flags &= ONDISK_LAYER_DAMAGED | ONDISK_LAYER_INHERITED;
 	snprintf(srec.name, sizeof(srec.name), "%s", snap);
 	hrec = vol->rec;

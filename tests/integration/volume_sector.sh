@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# volume_sector.sh — the logical sector size belongs to the volume (issue 10): `quill
-# volume create --sector-size 4096` makes a 4Kn disk, `volume info` (and --json,
-# `volume ls --json`, `snap ls --json`) shows it, its snapshot and clone keep it, a
-# resize keeps it; every export advertises it: nbdinfo shows minimum block size 4096
-# for it (the volume, its snapshot, its clone) and 512 for a default volume, and the
-# vhost-user-blk config space says blk_size 4096 with one logical block per physical
-# one (vhost_frontend.py; vhost_malformed.sh checks the default's 512 on 4 KiB). Sizes other than 512 and 4096 are refused by the CLI and,
-# sent raw, by quilld.
+# volume_sector.sh — the logical sector size belongs to the volume (issue 10):
+# `quill volume create --sector-size 4096` (or `quill import --sector-size 4096`)
+# makes a 4Kn disk; `volume info` (and --json, `volume ls --json`, `snap ls --json`)
+# shows it; its snapshot and clone keep it, a resize keeps it; every export
+# advertises it: nbdinfo shows minimum block size 4096 for it (the volume, its
+# snapshot, its clone) and 512 for a default volume, and the vhost-user-blk config
+# space says blk_size 4096 with one logical block per physical one
+# (vhost_frontend.py; vhost_malformed.sh checks the default's 512 on 4 KiB). Sizes
+# other than 512 and 4096 are refused by the CLI and, sent raw, by quilld.
 set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
@@ -31,6 +32,17 @@ expect 0 volume create d4kb 16M --sector-size=4K # the usual size units
 expect 0 --json volume info d4kb
 [ "$(json_field '["volume"]["sector_size"]' <<<"$OUT")" = 4096 ] || fail "--sector-size=4K: $OUT"
 log "create --sector-size 4096, info, --json"
+if command -v qemu-img >/dev/null; then
+	random_file "$WORK/img.raw" 1
+	expect 0 import "$WORK/img.raw" imp4k --sector-size 4096
+	expect 0 --json volume info imp4k
+	[ "$(json_field '["volume"]["sector_size"], d["volume"]["importing"]' <<<"$OUT")" = \
+		"(4096, False)" ] || fail "import --sector-size 4096: $OUT"
+	expect 2 import "$WORK/img.raw" imp2 --sector-size 2048
+	expect 1 volume info imp2
+	expect 0 volume rm imp4k
+	log "import --sector-size 4096"
+fi
 
 # ---- refused sizes: the CLI, and quilld itself ----
 expect 2 volume create bad 16M --sector-size 1000
