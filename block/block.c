@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/volspec.h"
+
 #define BS ENGINE_BLOCK_SIZE
 #define SPLIT_BLOCKS (BLK_SPLIT_BYTES / BS)
 
@@ -63,17 +65,7 @@ struct blk_io {
 int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
 		   char snap[ENGINE_VOLUME_NAME_MAX + 1])
 {
-	const char *at = strchr(spec, '@');
-	size_t vlen = at ? (size_t)(at - spec) : strlen(spec);
-
-	if (vlen == 0 || vlen > ENGINE_VOLUME_NAME_MAX)
-		return -EINVAL;
-	if (at && (!at[1] || strlen(at + 1) > ENGINE_VOLUME_NAME_MAX || strchr(at + 1, '@')))
-		return -EINVAL;
-	memcpy(vol, spec, vlen);
-	vol[vlen] = '\0';
-	strcpy(snap, at ? at + 1 : "");
-	return 0;
+	return volspec_parse(spec, vol, snap);
 }
 
 int blk_open(struct engine *eng, const char *spec, struct blk_dev **out)
@@ -104,6 +96,7 @@ void blk_close(struct blk_dev *dev)
 struct snap_size {
 	const char *name;
 	uint64_t size;
+	uint32_t sector_size;
 	bool found;
 };
 
@@ -114,11 +107,12 @@ static int snap_size_one(const struct engine_snap_info *info, void *arg)
 	if (strcmp(info->name, ss->name) != 0)
 		return 0;
 	ss->size = info->size;
+	ss->sector_size = info->sector_size;
 	ss->found = true;
 	return 1;
 }
 
-int blk_probe(struct engine *eng, const char *spec, uint64_t *size, bool *readonly)
+int blk_probe(struct engine *eng, const char *spec, struct blk_probe_info *out)
 {
 	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
 	struct snap_size ss = { .name = snap };
@@ -127,11 +121,13 @@ int blk_probe(struct engine *eng, const char *spec, uint64_t *size, bool *readon
 
 	if (blk_spec_parse(spec, vol, snap) < 0)
 		return -ENOENT;
-	*readonly = snap[0] != '\0';
-	if (!*readonly) {
+	out->readonly = snap[0] != '\0';
+	if (!out->readonly) {
 		r = engine_volume_info(eng, vol, &vi);
-		if (r == 0)
-			*size = vi.size;
+		if (r == 0) {
+			out->size = vi.size;
+			out->sector_size = vi.sector_size;
+		}
 		return r;
 	}
 	r = engine_snap_list(eng, vol, snap_size_one, &ss);
@@ -139,7 +135,8 @@ int blk_probe(struct engine *eng, const char *spec, uint64_t *size, bool *readon
 		return r;
 	if (!ss.found)
 		return -ENOENT;
-	*size = ss.size;
+	out->size = ss.size;
+	out->sector_size = ss.sector_size;
 	return 0;
 }
 
@@ -161,6 +158,11 @@ void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len
 uint64_t blk_size(const struct blk_dev *dev)
 {
 	return engine_volume_size(dev->vol);
+}
+
+uint32_t blk_sector_size(const struct blk_dev *dev)
+{
+	return engine_volume_sector_size(dev->vol);
 }
 
 bool blk_readonly(const struct blk_dev *dev)

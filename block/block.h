@@ -39,16 +39,21 @@ enum blk_io_flags {
 	BLK_NO_HOLE = 1u << 1, /* blk_zero: the zeros must be allocated, not a hole */
 };
 
-/* The one parser of volume specs: "VOL" or "VOL@SNAP". Fills vol and snap (snap ""
- * for a volume). -EINVAL empty names, a second '@', or a name longer than
- * ENGINE_VOLUME_NAME_MAX. */
+/* Volume specs: "VOL" or "VOL@SNAP", read by the one parser (common/volspec.h) that
+ * the engine and the CLI use too. Fills vol and snap (snap "" for a volume). -EINVAL
+ * empty names, a second '@', or a name longer than ENGINE_VOLUME_NAME_MAX. */
 int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
 		   char snap[ENGINE_VOLUME_NAME_MAX + 1]);
 
-/* What spec is, without opening it (so whoever holds it is not disturbed): its size
- * now, and whether it is read-only (a snapshot). -ENOENT no such volume or snapshot
- * (or a spec that cannot name one). */
-int blk_probe(struct engine *eng, const char *spec, uint64_t *size, bool *readonly);
+/* What a spec is, read from its record without opening it (so whoever holds it is
+ * not disturbed). */
+struct blk_probe_info {
+	uint64_t size;        /* bytes, now */
+	uint32_t sector_size; /* the volume's logical sector: 512 or 4096 */
+	bool readonly;        /* a snapshot */
+};
+/* -ENOENT no such volume or snapshot (or a spec that cannot name one). */
+int blk_probe(struct engine *eng, const char *spec, struct blk_probe_info *out);
 /* Opens spec for I/O (engine_volume_open: -ENOENT, -EBUSY, ...). A volume has one
  * writer: -EBUSY while another handle is out (blk_busy_reason says whose). A snapshot
  * opens any number of times: read-only opens never conflict. */
@@ -63,6 +68,10 @@ void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len
 /* Waits for I/O in flight and closes the volume. NULL ok. */
 void blk_close(struct blk_dev *dev);
 uint64_t blk_size(const struct blk_dev *dev);     /* bytes, now */
+/* The volume's logical sector size (512 or 4096): what a front end advertises (NBD's
+ * minimum block size, virtio-blk's blk_size). Requests are still served at any byte
+ * offset and length, whatever it is. */
+uint32_t blk_sector_size(const struct blk_dev *dev);
 bool blk_readonly(const struct blk_dev *dev);
 /* Does the engine block holding byte off hold data or allocated zeros (is it not a
  * hole)? */

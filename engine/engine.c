@@ -7,10 +7,14 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/volspec.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
 #include "store/store.h"
 
+_Static_assert(ENGINE_VOLUME_NAME_MAX == VOLSPEC_NAME_MAX &&
+		       ENGINE_SNAP_SPEC_MAX == VOLSPEC_MAX,
+	       "volume specs are parsed by common/volspec.h");
 
 uint64_t eng_now_ms(void)
 {
@@ -374,6 +378,7 @@ static void layer_info(struct engine *eng, struct engine_volume *l,
 	out->parent_id = l->rec.parent_id;
 	out->overlap = l->rec.overlap;
 	out->flattening = l->rec.flags & ONDISK_LAYER_FLATTENING;
+	out->sector_size = eng_sector_size(&l->rec);
 	out->own_blocks = map_mapped_blocks(l->map);
 	for (size_t i = 0; i < eng->naliases; i++)
 		out->merged += eng->aliases[i].to == l->rec.volume_id;
@@ -460,6 +465,11 @@ void engine_close(struct engine *eng)
 }
 
 /* ---- volumes ---- */
+
+uint32_t eng_sector_size(const struct volume_record *rec)
+{
+	return rec->flags & ONDISK_LAYER_4KN ? ENGINE_SECTOR_SIZE_4K : ENGINE_SECTOR_SIZE_DEFAULT;
+}
 
 int eng_valid_name(const char *name)
 {
@@ -557,7 +567,8 @@ static int volume_create_commit(struct engine *eng, const char *name, uint64_t s
 	rec.kind = ONDISK_LAYER_VOLUME;
 	rec.size = size_bytes;
 	rec.created_ns = eng_now_realtime_ns();
-	rec.flags = flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0;
+	rec.flags = (flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0) |
+		    (flags & ENGINE_CREATE_SECTOR_4K ? ONDISK_LAYER_4KN : 0);
 	strcpy(rec.name, name);
 	eng_batch_put_record(mb, &rec);
 	r = eng_volume_add(eng, &rec, &vol);
@@ -612,7 +623,7 @@ int engine_volume_create_async(struct engine *eng, const char *name, uint64_t si
 
 	if (r < 0)
 		return r;
-	if (flags & ~(unsigned)ENGINE_CREATE_IMPORTING)
+	if (flags & ~(unsigned)(ENGINE_CREATE_IMPORTING | ENGINE_CREATE_SECTOR_4K))
 		return -EINVAL;
 	vj = volume_job_new(name, size_bytes);
 	if (!vj)
@@ -897,9 +908,9 @@ void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer,
 		    eng->vols[i]->rec.uid == layer->rec.uid)
 			owner = eng->vols[i]->rec.name;
 	if (layer->rec.kind == ONDISK_LAYER_VOLUME)
-		snprintf(buf, len, "%s", layer->rec.name);
+		volspec_format(buf, len, layer->rec.name, NULL);
 	else
-		snprintf(buf, len, "%s@%s", owner, layer->rec.name);
+		volspec_format(buf, len, owner, layer->rec.name);
 }
 
 static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
@@ -922,6 +933,7 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 	for (const struct engine_volume *l = vol; l; l = l->parent)
 		out->damaged |= (l->rec.flags & ONDISK_LAYER_DAMAGED) != 0;
 	out->importing = vol->rec.flags & ONDISK_LAYER_IMPORTING;
+	out->sector_size = eng_sector_size(&vol->rec);
 	/* the parent a user sees is the first layer that is not this volume's own */
 	while (p && p->rec.uid == vol->rec.uid)
 		p = p->parent;
@@ -970,8 +982,7 @@ int engine_volume_list(struct engine *eng,
 
 int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out)
 {
-	struct engine_volume *vol = strchr(name, '@') ? eng_snapshot_by_spec(eng, name)
-						       : eng_volume_by_name(eng, name);
+	struct engine_volume *vol = eng_layer_by_spec(eng, name);
 
 	if (!vol)
 		return -ENOENT;
@@ -1017,6 +1028,11 @@ void engine_volume_close(struct engine_volume *vol)
 uint64_t engine_volume_size(const struct engine_volume *vol)
 {
 	return vol->rec.size;
+}
+
+uint32_t engine_volume_sector_size(const struct engine_volume *vol)
+{
+	return eng_sector_size(&vol->rec);
 }
 
 void engine_get_stats(const struct engine *eng, struct engine_stats *out)

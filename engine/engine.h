@@ -100,7 +100,15 @@ void engine_close(struct engine *eng);
 enum engine_create_flags {
 	ENGINE_CREATE_IMPORTING = 1u << 0, /* marked as an unfinished import, in the same
 					      record: see engine_volume_import_done() */
+	ENGINE_CREATE_SECTOR_4K = 1u << 1, /* logical sectors of 4096 bytes (a 4Kn disk)
+					      instead of 512 (below) */
 };
+/* The logical sector size is the volume's: fixed when it is created, kept by its
+ * snapshots and clones and across resize, rollback, flatten and merges. It is what
+ * the front ends advertise (NBD block sizes, virtio-blk blk_size); the engine itself
+ * works in ENGINE_BLOCK_SIZE blocks whatever it is. */
+#define ENGINE_SECTOR_SIZE_DEFAULT 512u
+#define ENGINE_SECTOR_SIZE_4K      4096u
 int engine_volume_create_async(struct engine *eng, const char *name, uint64_t size_bytes,
 			       unsigned flags, engine_cb cb, void *arg);
 int engine_volume_create(struct engine *eng, const char *name, uint64_t size_bytes);
@@ -145,6 +153,7 @@ struct engine_volume_info {
 	bool importing;           /* an import created it and has not finished */
 	char holder[ENGINE_HOLDER_MAX + 1]; /* who has it open (engine_volume_set_holder),
 					       "" if nobody or unnamed */
+	uint32_t sector_size;     /* logical sector: 512 or 4096 bytes */
 };
 int engine_volume_info(struct engine *eng, const char *name, struct engine_volume_info *out);
 /* Calls fn for every volume in name order; stops and returns fn's value if non-zero. */
@@ -165,6 +174,8 @@ void engine_volume_set_holder(struct engine_volume *vol, const char *holder);
  * callback has run). Does not wait. NULL ok. */
 void engine_volume_close(struct engine_volume *vol);
 uint64_t engine_volume_size(const struct engine_volume *vol);
+/* The logical sector size of the volume (or snapshot): 512 or 4096 bytes. */
+uint32_t engine_volume_sector_size(const struct engine_volume *vol);
 
 /* ---- Snapshots and clones (docs/engine.md, "Layers") ----
  * A snapshot is a read-only point in time of a volume, taken without copying data: the
@@ -205,6 +216,7 @@ struct engine_snap_info {
 				     its data that no layer reading through it reads */
 	unsigned dependents;      /* clones (and branches) reading through it */
 	bool open;
+	uint32_t sector_size;     /* its volume's: 512 or 4096 bytes */
 };
 /* Calls fn for every snapshot of vol, oldest first; stops and returns fn's value if
  * non-zero. */
@@ -344,6 +356,7 @@ struct engine_layer_info {
 	bool flattening;
 	uint64_t own_blocks;      /* data blocks its own map holds */
 	uint64_t merged;          /* snapshots merged into it (aliases) */
+	uint32_t sector_size;     /* logical sector: 512 or 4096 bytes */
 };
 int engine_catalog_scan(const char *store_path,
 			int (*fn)(const struct engine_layer_info *info, void *arg), void *arg);

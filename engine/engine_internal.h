@@ -338,9 +338,14 @@ struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
 uint64_t eng_now_realtime_ns(void);
 int eng_valid_name(const char *name);
+/* The logical sector size a layer's record says (ONDISK_LAYER_4KN). */
+uint32_t eng_sector_size(const struct volume_record *rec);
 int eng_volume_add(struct engine *eng, const struct volume_record *rec,
 		   struct engine_volume **out);
 void eng_volume_remove(struct engine *eng, struct engine_volume *vol);
+/* The layer a spec names (common/volspec.h): a volume "VOL" or a snapshot
+ * "VOL@SNAP"; NULL if there is none or spec is not one. */
+struct engine_volume *eng_layer_by_spec(struct engine *eng, const char *spec);
 /* The snapshot layer named "VOL@SNAP", or NULL. */
 struct engine_volume *eng_snapshot_by_spec(struct engine *eng, const char *spec);
 /* "VOL@SNAP" (or "VOL" for a volume's live layer) into buf. */

@@ -288,9 +288,15 @@ enum ondisk_layer_flags {
 					      may read old data or zeros */
 	ONDISK_LAYER_DELETED = 1u << 2,    /* log only: a tombstone, the layer is gone */
 	ONDISK_LAYER_IMPORTING = 1u << 3,  /* created by an import that has not finished */
+	ONDISK_LAYER_4KN = 1u << 4,        /* logical sectors of 4096 bytes (else 512): what
+					      every export advertises; set at create, kept
+					      by every layer derived from this one */
 };
 #define ONDISK_LAYER_FLAGS_KNOWN \
-	(ONDISK_LAYER_FLATTENING | ONDISK_LAYER_DAMAGED | ONDISK_LAYER_IMPORTING)
+	(ONDISK_LAYER_FLATTENING | ONDISK_LAYER_DAMAGED | ONDISK_LAYER_IMPORTING | \
+	 ONDISK_LAYER_4KN)
+/* What a layer made from another (snapshot, its new head, clone, rollback) keeps. */
+#define ONDISK_LAYER_INHERITED ONDISK_LAYER_4KN
 
 struct ondisk_volume_record {
 	uint32_t version;      /* QUILL_FORMAT_VERSION */

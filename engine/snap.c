@@ -29,6 +29,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/volspec.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
 #include "store/store.h"
@@ -265,24 +266,21 @@ static struct engine_volume *snapshot_find(struct engine *eng, uint64_t uid, con
 	return NULL;
 }
 
-struct engine_volume *eng_snapshot_by_spec(struct engine *eng, const char *spec)
+struct engine_volume *eng_layer_by_spec(struct engine *eng, const char *spec)
 {
-	char vname[ENGINE_VOLUME_NAME_MAX + 1];
-	const char *at = strchr(spec, '@');
+	char vname[VOLSPEC_NAME_MAX + 1], sname[VOLSPEC_NAME_MAX + 1];
 	struct engine_volume *vol;
 
-	if (!at || (size_t)(at - spec) > ENGINE_VOLUME_NAME_MAX)
+	if (volspec_parse(spec, vname, sname) < 0 || !(vol = eng_volume_by_name(eng, vname)))
 		return NULL;
-	memcpy(vname, spec, (size_t)(at - spec));
-	vname[at - spec] = '\0';
-	vol = eng_volume_by_name(eng, vname);
-	return vol ? snapshot_find(eng, vol->rec.uid, at + 1) : NULL;
+	return sname[0] ? snapshot_find(eng, vol->rec.uid, sname) : vol;
 }
 
-/* A volume ("VOL") or a snapshot ("VOL@SNAP"). */
-static struct engine_volume *layer_by_spec(struct engine *eng, const char *spec)
+struct engine_volume *eng_snapshot_by_spec(struct engine *eng, const char *spec)
 {
-	return strchr(spec, '@') ? eng_snapshot_by_spec(eng, spec) : eng_volume_by_name(eng, spec);
+	struct engine_volume *l = eng_layer_by_spec(eng, spec);
+
+	return l && l->rec.kind == ONDISK_LAYER_SNAPSHOT ? l : NULL;
 }
 
 /* vol's snapshot `snap`, with the usual errors. */
@@ -436,10 +434,11 @@ static int snap_create_commit(struct engine *eng, struct engine_volume *vol, con
 	srec = vol->rec;
 	srec.kind = ONDISK_LAYER_SNAPSHOT;
 	srec.created_ns = eng_now_realtime_ns();
-	srec.flags &= ONDISK_LAYER_DAMAGED; /* its log lost a batch: the snapshot keeps that */
+	/* a batch its log lost (DAMAGED) stays the snapshot's; so does the sector size */
+	srec.flags &= ONDISK_LAYER_DAMAGED | ONDISK_LAYER_INHERITED;
 	snprintf(srec.name, sizeof(srec.name), "%s", snap);
 	hrec = vol->rec;
-	hrec.flags = 0;
+	hrec.flags &= ONDISK_LAYER_INHERITED;
 	hrec.volume_id = eng_take_layer_id(eng, mb);
 	hrec.parent_id = srec.volume_id;
 	hrec.overlap = vol->rec.size / QUILL_BLOCK_SIZE;
@@ -766,7 +765,7 @@ static int rollback_commit(struct engine *eng, struct engine_volume *vol,
 		goto out;
 	old = vol->rec;
 	rec = vol->rec;
-	rec.flags = 0;
+	rec.flags &= ONDISK_LAYER_INHERITED; /* the volume's sector size stays */
 	rec.volume_id = eng_take_layer_id(eng, mb);
 	rec.size = s->rec.size;
 	rec.parent_id = s->rec.volume_id;
@@ -912,6 +911,7 @@ int engine_snap_list(struct engine *eng, const char *volname,
 		info.created_ns = s->rec.created_ns;
 		info.dependents = (unsigned)(nkids - (skip ? 1 : 0));
 		info.open = s->open;
+		info.sector_size = eng_sector_size(&s->rec);
 		r = snap_freed_blocks(eng, s, &info.own_blocks);
 		if (r == 0)
 			r = fn(&info, arg);
@@ -951,6 +951,7 @@ static int clone_commit(struct engine *eng, struct engine_volume *s, const char 
 	rec.created_ns = eng_now_realtime_ns();
 	rec.parent_id = s->rec.volume_id;
 	rec.overlap = s->rec.size / QUILL_BLOCK_SIZE;
+	rec.flags = s->rec.flags & ONDISK_LAYER_INHERITED; /* a clone of a 4Kn disk is one */
 	snprintf(rec.name, sizeof(rec.name), "%s", newvol);
 	eng_batch_put_record(mb, &rec);
 	r = eng_volume_add(eng, &rec, &clone);
@@ -1474,8 +1475,8 @@ out:
 int engine_diff(struct engine *eng, const char *from, const char *to,
 		int (*fn)(const struct engine_extent *ext, void *arg), void *arg)
 {
-	struct engine_volume *a = from ? layer_by_spec(eng, from) : NULL;
-	struct engine_volume *b = to ? layer_by_spec(eng, to) : NULL;
+	struct engine_volume *a = from ? eng_layer_by_spec(eng, from) : NULL;
+	struct engine_volume *b = to ? eng_layer_by_spec(eng, to) : NULL;
 
 	if (!b || (from && !a))
 		return -ENOENT;

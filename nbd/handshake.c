@@ -270,7 +270,9 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 	return true;
 }
 
-static void info_export(struct nbd_conn *c, uint64_t size, bool readonly)
+/* The export's size and flags, then its block sizes: the minimum is the volume's
+ * logical sector (a 4Kn volume says 4096), though any byte range is served. */
+static void info_export(struct nbd_conn *c, uint64_t size, bool readonly, uint32_t sector)
 {
 	uint8_t b[sizeof(struct nbd_info_block_size)];
 
@@ -279,7 +281,7 @@ static void info_export(struct nbd_conn *c, uint64_t size, bool readonly)
 	nbd_put16(b + offsetof(struct nbd_info_export, flags), nbd_hs_tx_flags(c, readonly));
 	opt_reply(c, NBD_REP_INFO, b, sizeof(struct nbd_info_export));
 	nbd_put16(b + offsetof(struct nbd_info_block_size, info), NBD_INFO_BLOCK_SIZE);
-	nbd_put32(b + offsetof(struct nbd_info_block_size, minimum), NBD_MIN_BLOCK);
+	nbd_put32(b + offsetof(struct nbd_info_block_size, minimum), sector);
 	nbd_put32(b + offsetof(struct nbd_info_block_size, preferred), NBD_PREF_BLOCK);
 	nbd_put32(b + offsetof(struct nbd_info_block_size, maximum), NBD_MAX_PAYLOAD);
 	opt_reply(c, NBD_REP_INFO, b, sizeof(struct nbd_info_block_size));
@@ -303,6 +305,7 @@ static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool g
 	struct nbd_export *exp = NULL;
 	bool readonly = false;
 	uint64_t size = 0;
+	uint32_t sector = 0;
 	char why[160];
 	int r;
 
@@ -318,8 +321,9 @@ static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool g
 		r = nbd_export_get(c->srv, name, &exp);
 		size = exp ? exp->size : 0;
 		readonly = exp && exp->readonly;
+		sector = exp ? blk_sector_size(exp->dev) : 0;
 	} else {
-		r = nbd_export_probe(c->srv, name, &size, &readonly);
+		r = nbd_export_probe(c->srv, name, &size, &readonly, &sector);
 	}
 	if (export_error(c, name, r))
 		return;
@@ -328,7 +332,7 @@ static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool g
 		opt_error(c, NBD_REP_ERR_POLICY, "%s", why);
 		return;
 	}
-	info_export(c, size, readonly);
+	info_export(c, size, readonly, sector);
 	for (uint16_t i = 0; i < io.nreqs; i++) {
 		if (nbd_info_opt_req(&io, i) == NBD_INFO_NAME) {
 			info_name(c, name);
@@ -376,7 +380,7 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *data, size_t len, bool s
 		return;
 	}
 	if (!volume_name(mo.name, mo.name_len, name) ||
-	    nbd_export_probe(c->srv, name, &size, &readonly) < 0) {
+	    nbd_export_probe(c->srv, name, &size, &readonly, NULL) < 0) {
 		opt_error(c, NBD_REP_ERR_UNKNOWN, "no volume by that name");
 		return;
 	}

@@ -175,9 +175,11 @@ void nbd_conn_req_gone(struct nbd_conn *c, size_t mem);
 /* Finds or opens the export of a volume or snapshot, taking a reference. -ENOENT,
  * -EBUSY... */
 int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export **out);
-/* What an export would be, without opening it (NBD_OPT_INFO, meta contexts): its size
- * and whether it is read-only. -ENOENT, -ESHUTDOWN... */
-int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly);
+/* What an export would be, without opening it (NBD_OPT_INFO, meta contexts): its size,
+ * whether it is read-only and (if sector_size is not NULL) its volume's logical sector
+ * size. -ENOENT, -ESHUTDOWN... */
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly,
+		     uint32_t *sector_size);
 void nbd_export_put(struct nbd_export *exp);
 /* Names the export's attached clients as its volume's holder (blk_set_holder), for
  * the refusals others get and `quill volume info`; after each attach and detach. */

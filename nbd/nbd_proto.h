@@ -140,7 +140,8 @@
 /* ---- limits this server applies ---- */
 #define NBD_MAX_NAME        4096u       /* export names and meta context queries */
 #define NBD_MAX_OPTION_LEN  65536u      /* longer option data: NBD_REP_ERR_TOO_BIG */
-#define NBD_MIN_BLOCK       1u          /* NBD_INFO_BLOCK_SIZE: byte-granular */
+/* NBD_INFO_BLOCK_SIZE: the minimum is the volume's logical sector (512 or 4096; any
+ * byte range is still served), the preferred the engine's block */
 #define NBD_PREF_BLOCK      4096u
 #define NBD_MAX_PAYLOAD     (32u << 20) /* largest READ/WRITE */
 

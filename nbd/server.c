@@ -110,18 +110,31 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	return 0;
 }
 
-int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly)
+int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, bool *readonly,
+		     uint32_t *sector_size)
 {
 	struct nbd_export *exp = export_find(srv, name);
+	struct blk_probe_info info;
+	uint32_t sector;
+	int r;
 
 	if (srv->shutting_down)
 		return -ESHUTDOWN;
+	if (!sector_size)
+		sector_size = &sector;
 	if (exp) {
 		*size = blk_size(exp->dev);
 		*readonly = exp->readonly;
+		*sector_size = blk_sector_size(exp->dev);
 		return 0;
 	}
-	return blk_probe(srv->eng, name, size, readonly);
+	r = blk_probe(srv->eng, name, &info);
+	if (r < 0)
+		return r;
+	*size = info.size;
+	*readonly = info.readonly;
+	*sector_size = info.sector_size;
+	return 0;
 }
 
 void nbd_export_describe(struct nbd_export *exp)

@@ -15,7 +15,8 @@
 
 #define CONTROL_MAX_REQUEST 65536 /* bytes, newline included */
 
-#define CONTROL_CMD_VOLUME_CREATE "volume.create" /* name, size (bytes), importing */
+#define CONTROL_CMD_VOLUME_CREATE "volume.create" /* name, size (bytes), importing,
+						   sector_size (512, 4096) */
 #define CONTROL_CMD_VOLUME_IMPORT_DONE "volume.import_done" /* name: the import filled it */
 #define CONTROL_CMD_VOLUME_LIST "volume.list"     /* -> volumes: [info...] */
 #define CONTROL_CMD_VOLUME_INFO "volume.info"     /* name -> info */

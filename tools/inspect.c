@@ -531,9 +531,10 @@ static int print_layer(const struct engine_layer_info *l, void *arg)
 		       l->name);
 	} else
 		printf("%6" PRIu64 "  %-8s  %-40s", l->id, "volume", l->name);
-	printf("  %14" PRIu64 "  %6" PRIu64 "  %8" PRIu64 "  %10" PRIu64 "  uid %" PRIu64 "%s",
+	printf("  %14" PRIu64 "  %6" PRIu64 "  %8" PRIu64 "  %10" PRIu64 "  uid %" PRIu64 "%s%s",
 	       l->size, l->parent_id, l->overlap, l->own_blocks, l->uid,
-	       l->flattening ? ", flattening" : "");
+	       l->flattening ? ", flattening" : "",
+	       l->sector_size == ENGINE_SECTOR_SIZE_4K ? ", 4Kn (4096-byte sectors)" : "");
 	if (l->merged)
 		printf(", %" PRIu64 " merged snapshot%s", l->merged, l->merged > 1 ? "s" : "");
 	printf("\n");

@@ -7,10 +7,13 @@
  * Data goes through a bounce buffer: guest buffers are scattered, and a request that
  * outlives its front-end (kill -9 of QEMU, a reset) must never touch guest memory
  * again — an orphan only owns its bounce buffer, and is freed when the block layer
- * calls back. We advertise 512-byte logical sectors (blk_size 512) on 4 KiB physical
- * blocks: every request at any sector is served; the block layer (block/block.h)
- * does the read-modify-write of partial 4 KiB blocks under range locks, so
- * overlapping unaligned writes from several queues keep each other's bytes.
+ * calls back. We advertise the volume's logical sector (blk_size 512 by default, 4096
+ * for a 4Kn volume) on 4 KiB physical blocks. Requests address 512-byte sectors
+ * whatever blk_size says (virtio 1.2 §5.2.6), and every request at any 512-byte
+ * sector is served, on a 4Kn disk too (a guest there sends 4 KiB-aligned I/O; one
+ * that does not is not refused); the block layer (block/block.h) does the
+ * read-modify-write of partial 4 KiB blocks under range locks, so overlapping
+ * unaligned writes from several queues keep each other's bytes.
  *
  * A request counts its block-layer calls in r->pending (DISCARD and WRITE_ZEROES
  * have several segments); the issuing stage holds one count itself, so a

@@ -49,17 +49,20 @@ uint64_t vhost_blk_features(const struct vhost_export *exp)
 void vhost_blk_config(const struct vhost_export *exp, unsigned nqueues,
 		      struct virtio_blk_config *cfg)
 {
+	uint32_t sector = exp->sector_size;
+
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->capacity = htole64(exp->size / VIRTIO_BLK_SECTOR);
 	cfg->seg_max = htole32(VHOST_BLK_SEG_MAX);
 	cfg->size_max = htole32(VHOST_BLK_SEG_SIZE_MAX);
-	/* 512-byte logical sectors on 4 KiB physical blocks (a 512e disk, as QEMU's own
-	 * virtio-blk): images made for 512-byte sectors work, and Linux still sends
-	 * 4 KiB-aligned I/O when it can. min/opt_io_size are in logical blocks. */
-	cfg->blk_size = htole32(VIRTIO_BLK_SECTOR);
-	cfg->physical_block_exp = VHOST_BLK_PHYS_EXP;
-	cfg->min_io_size = htole16(BS / VIRTIO_BLK_SECTOR);
-	cfg->opt_io_size = htole32(BS / VIRTIO_BLK_SECTOR);
+	/* The volume's logical sector on 4 KiB physical blocks. 512 (the default): a 512e
+	 * disk, as QEMU's own virtio-blk, so images made for 512-byte sectors work and
+	 * Linux still sends 4 KiB-aligned I/O when it can; 4096: a 4Kn disk. min/opt_io_size
+	 * are in logical blocks. */
+	cfg->blk_size = htole32(sector);
+	cfg->physical_block_exp = (uint8_t)__builtin_ctz(BS / sector);
+	cfg->min_io_size = htole16((uint16_t)(BS / sector));
+	cfg->opt_io_size = htole32(BS / sector);
 	cfg->num_queues = htole16((uint16_t)nqueues);
 	cfg->max_discard_sectors = htole32(VHOST_BLK_DISCARD_SECTORS_MAX);
 	cfg->max_discard_seg = htole32(VHOST_BLK_DISCARD_SEG_MAX);

@@ -424,6 +424,7 @@ static void export_free(struct vhost_export *exp)
 
 int vhost_server_export(struct vhost_server *srv, const char *volume, const char *socket_path)
 {
+	struct blk_probe_info info;
 	struct vhost_export *exp;
 	int r;
 
@@ -440,11 +441,14 @@ int vhost_server_export(struct vhost_server *srv, const char *volume, const char
 	exp->listen_fd = -1;
 	snprintf(exp->name, sizeof(exp->name), "%s", volume);
 	/* defined, not claimed: a front-end's connect claims the volume */
-	r = blk_probe(srv->eng, volume, &exp->size, &exp->readonly);
+	r = blk_probe(srv->eng, volume, &info);
 	if (r < 0) {
 		free(exp);
 		return r;
 	}
+	exp->size = info.size;
+	exp->sector_size = info.sector_size;
+	exp->readonly = info.readonly;
 	r = export_listen(exp, socket_path);
 	if (r < 0) {
 		log_msg(LOG_ERROR, VHOST_LOG, "%s: cannot listen on %s: %s", volume, socket_path,

@@ -24,10 +24,10 @@
 
 #define VHOST_LOG "vhost"
 
-/* Physical block = 512-byte logical sector << this: the engine's 4 KiB block. */
-#define VHOST_BLK_PHYS_EXP      3u
-_Static_assert((VIRTIO_BLK_SECTOR << VHOST_BLK_PHYS_EXP) == ENGINE_BLOCK_SIZE,
-	       "the advertised physical block is the engine's");
+/* The advertised physical block is the engine's; the logical one is the volume's
+ * sector (blk_sector_size), which divides it. */
+_Static_assert(ENGINE_BLOCK_SIZE % ENGINE_SECTOR_SIZE_4K == 0 &&
+	       ENGINE_SECTOR_SIZE_4K % VIRTIO_BLK_SECTOR == 0, "sector sizes");
 
 #define VHOST_QUEUES_MAX        8u
 #define VHOST_QUEUES_DEFAULT    4u
@@ -170,6 +170,7 @@ struct vhost_export {
 	bool flushing;               /* that flush is running */
 	bool readonly;               /* a snapshot (from the record, not the handle) */
 	uint64_t size;               /* bytes, read when a front-end connects */
+	uint32_t sector_size;        /* the volume's logical sector (its record) */
 	uint64_t bounce_bytes;       /* held by its requests in flight */
 	int listen_fd;
 	struct loop_watch *listen_watch;

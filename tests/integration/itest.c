@@ -263,6 +263,14 @@ int it_trim(struct engine *eng, struct engine_volume *vol, uint64_t lba, uint64_
 	return it_finish(eng, engine_trim(vol, lba, n, 0, it_done_cb, &d), &d);
 }
 
+int it_volume_create(struct engine *eng, const char *name, uint64_t size, unsigned flags)
+{
+	struct it_done d = { 0 };
+
+	return it_finish(eng, engine_volume_create_async(eng, name, size, flags, it_done_cb, &d),
+			 &d);
+}
+
 int it_flush(struct engine *eng)
 {
 	struct it_done d = { 0 };

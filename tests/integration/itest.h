@@ -84,6 +84,8 @@ int it_write(struct engine *eng, struct engine_volume *vol, uint64_t lba, uint32
 	     const void *buf, unsigned flags);
 int it_trim(struct engine *eng, struct engine_volume *vol, uint64_t lba, uint64_t n);
 int it_flush(struct engine *eng);
+/* engine_volume_create with enum engine_create_flags (ENGINE_CREATE_SECTOR_4K...). */
+int it_volume_create(struct engine *eng, const char *name, uint64_t size, unsigned flags);
 
 void it_print_stats(const char *prefix, const struct engine_stats *st);
 

@@ -28,6 +28,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/units.h"
+#include "common/volspec.h"
 #include "engine/engine.h"
 #include "nbd/nbd_server.h"
 
@@ -193,13 +194,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (unsigned i = 0; i < nsnap; i++) {
-		char vol[ENGINE_VOLUME_NAME_MAX + 1];
-		const char *at = strchr(snaps[i], '@');
+		char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
 
-		if (!at || (size_t)(at - snaps[i]) > ENGINE_VOLUME_NAME_MAX)
+		if (volspec_parse(snaps[i], vol, snap) < 0 || !snap[0])
 			return usage();
-		snprintf(vol, sizeof(vol), "%.*s", (int)(at - snaps[i]), snaps[i]);
-		r = engine_snap_create(eng, vol, at + 1);
+		r = engine_snap_create(eng, vol, snap);
 		if (r < 0 && r != -EEXIST) {
 			fprintf(stderr, "nbd-harness: snapshot %s: %s\n", snaps[i], strerror(-r));
 			engine_close(eng);

@@ -76,7 +76,8 @@ static bool t_options(struct nbdt_server *srv, uint64_t seed)
 	/* NBD_OPT_INFO: sizes and block sizes */
 	CHECK(nbd_set_export_name(h, "small") == 0 && nbd_opt_info(h) == 0, "%s", nbd_get_error());
 	CHECK(nbd_get_size(h) == (int64_t)NBDT_SMALL_SIZE, "size %" PRId64, nbd_get_size(h));
-	CHECK(nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM) == 1, "minimum block size");
+	CHECK(nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM) == 512, "minimum block size: the "
+	      "volume's logical sector");
 	CHECK(nbd_get_block_size(h, LIBNBD_SIZE_PREFERRED) == 4096, "preferred block size");
 	CHECK(nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM) == 32 * (int64_t)MIB, "maximum block size");
 	/* unknown export: NBD_REP_ERR_UNKNOWN, and the session goes on */
@@ -579,7 +580,8 @@ static bool t_many_clients(struct nbdt_server *srv, uint64_t seed)
 
 		if (i % 4 == 3) {
 			h[i] = nbd_create();
-			CHECK(h[i] && nbd_set_export_name(h[i], vol) == 0 &&
+			CHECK(h[i] && nbdt_allow_unaligned(h[i]) == 0 &&
+			      nbd_set_export_name(h[i], vol) == 0 &&
 			      nbd_connect_unix(h[i], srv->unix_path) == 0, "unix: %s", nbd_get_error());
 		} else {
 			h[i] = nbdt_connect(srv, vol, false);

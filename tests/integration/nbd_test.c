@@ -162,13 +162,18 @@ int nbdt_stop(struct nbdt_server *srv)
 	return 0;
 }
 
+int nbdt_allow_unaligned(struct nbd_handle *h)
+{
+	return nbd_set_strict_mode(h, nbd_get_strict_mode(h) & ~(uint32_t)LIBNBD_STRICT_ALIGN);
+}
+
 struct nbd_handle *nbdt_connect(const struct nbdt_server *srv, const char *export, bool meta)
 {
 	struct nbd_handle *h = nbd_create();
 
 	if (!h)
 		return NULL;
-	if (nbd_set_export_name(h, export) < 0 ||
+	if (nbdt_allow_unaligned(h) < 0 || nbd_set_export_name(h, export) < 0 ||
 	    (meta && nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) ||
 	    nbd_connect_tcp(h, "127.0.0.1", srv->port_str) < 0) {
 		fprintf(stderr, "  connect %s: %s\n", export, nbd_get_error());

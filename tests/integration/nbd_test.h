@@ -61,6 +61,10 @@ void nbdt_dump_log(const struct nbdt_server *srv);
 
 /* A libnbd handle connected over TCP to export, asking for base:allocation if meta. */
 struct nbd_handle *nbdt_connect(const struct nbdt_server *srv, const char *export, bool meta);
+/* The server serves any byte range, past the minimum block size it advertises (the
+ * volume's logical sector), and libnbd refuses to send such requests unless told:
+ * tests that send them on purpose call this (nbdt_connect does). */
+int nbdt_allow_unaligned(struct nbd_handle *h);
 /* The liveness probe after each bad client: a new client writes and reads back. */
 bool nbdt_server_works(const struct nbdt_server *srv);
 

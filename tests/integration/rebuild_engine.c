@@ -7,7 +7,8 @@
  *                   it hides are still on disk, a deleted volume (issue 9, item 3):
  *                   the trimmed range reads zeros, the deleted volume is absent.
  *   layers:         snapshots, a clone, a grow and a shrink, a snapshot merged into
- *                   its child by snap rm, a snapshot dropped, a rollback.
+ *                   its child by snap rm, a snapshot dropped, a rollback, a 4Kn
+ *                   volume (its sector size is compared like the sizes).
  *   kill9:          a child writes, flushes, snapshots, then is killed with SIGKILL;
  *                   the rebuild holds every flushed write.
  * The catalog that engine_catalog_scan() reports (quill-inspect --catalog) is
@@ -112,6 +113,7 @@ static void trim(const char *name, uint64_t lba, uint64_t n)
 struct image {
 	char name[ENGINE_SNAP_SPEC_MAX + 1];
 	uint64_t size;
+	uint32_t sector_size;
 	uint8_t *data;
 };
 
@@ -120,13 +122,14 @@ struct view {
 	unsigned n;
 };
 
-static void capture_one(struct view *v, const char *name, uint64_t size)
+static void capture_one(struct view *v, const char *name, uint64_t size, uint32_t sector)
 {
 	struct engine_volume *h = vopen(name);
 	struct image *im = &v->img[v->n++];
 
 	snprintf(im->name, sizeof(im->name), "%s", name);
 	im->size = size;
+	im->sector_size = sector;
 	im->data = it_alloc(size);
 	if (!h)
 		return;
@@ -150,7 +153,7 @@ static int capture_snap(const struct engine_snap_info *s, void *arg)
 	char spec[ENGINE_SNAP_SPEC_MAX + 1];
 
 	snprintf(spec, sizeof(spec), "%s@%s", w->vol, s->name);
-	capture_one(w->v, spec, s->size);
+	capture_one(w->v, spec, s->size, s->sector_size);
 	return 0;
 }
 
@@ -158,7 +161,7 @@ static int capture_vol(const struct engine_volume_info *info, void *arg)
 {
 	struct snap_walk w = { .v = arg, .vol = info->name };
 
-	capture_one(arg, info->name, info->size);
+	capture_one(arg, info->name, info->size, info->sector_size);
 	return engine_snap_list(eng, info->name, capture_snap, &w);
 }
 
@@ -186,6 +189,8 @@ static void compare(const struct view *before, const struct view *after)
 		      b->name);
 		CHECK(a->size == b->size, "%s: %llu bytes before, %llu after", a->name,
 		      (unsigned long long)a->size, (unsigned long long)b->size);
+		CHECK(a->sector_size == b->sector_size, "%s: %u-byte sectors before, %u after",
+		      a->name, a->sector_size, b->sector_size);
 		for (uint64_t off = 0; off < a->size && off < b->size; off += BLK)
 			if (memcmp(a->data + off, b->data + off, BLK)) {
 				char d1[96], d2[96];
@@ -297,6 +302,8 @@ static void case_trim_gc_delete(void)
 
 static void case_layers(void)
 {
+	struct engine_volume_info info;
+
 	fresh_store();
 	CHECK(engine_volume_create(eng, "base", 4 * IT_MIB) == 0, "create base");
 	write_tag("base", 0, 300, 1);
@@ -316,7 +323,7 @@ static void case_layers(void)
 	/* s2 is read by the head only: merged into it; s3 likewise */
 	CHECK(engine_snap_delete(eng, "base", "s2") == 0, "snap rm s2 (merge)");
 	CHECK(engine_snap_delete(eng, "base", "s3") == 0, "snap rm s3 (merge)");
-	CHECK(engine_volume_create(eng, "r", IT_MIB) == 0, "create r");
+	CHECK(it_volume_create(eng, "r", IT_MIB, ENGINE_CREATE_SECTOR_4K) == 0, "create r (4Kn)");
 	write_tag("r", 0, 100, 7);
 	CHECK(engine_snap_create(eng, "r", "rs") == 0, "snap rs");
 	write_tag("r", 50, 100, 8);
@@ -330,6 +337,8 @@ static void case_layers(void)
 	CHECK(engine_checkpoint(eng) == 0, "checkpoint");
 	CHECK(engine_gc(eng, 1000) >= 0, "gc");
 	rebuild_and_compare("layers");
+	CHECK(engine_volume_info(eng, "r", &info) == 0 && info.sector_size == 4096,
+	      "r is not 4Kn after the rebuild");
 }
 
 /* The child writes, flushes, snapshots, writes and flushes again, says so on the

@@ -6,7 +6,8 @@
 # start refuses; `quill-inspect --catalog` lists what the log holds; a start with
 # --rebuild-meta keeps the old folder aside and serves every volume and snapshot
 # with the same content as before (qemu-img compare against images taken before),
-# the trimmed range as zeros, and the deleted volume absent. A second
+# the trimmed range as zeros, the deleted volume absent, and a 4Kn volume (--sector-size
+# 4096) and its snapshot still 4Kn. A second
 # --rebuild-meta, over that healthy folder, moves it aside too and changes nothing.
 set -euo pipefail
 IT_STORE_SIZE="${IT_STORE_SIZE:-1G}"
@@ -37,9 +38,12 @@ volume_create gone 8M
 qio gone 'write -P 0x55 0 4M'
 expect 0 volume rm gone
 volume_create empty 4M
+expect 0 volume create k4 8M --sector-size 4096
+qio k4 'write -P 0x57 0 1M'
+expect 0 snap create k4@ks
 expect 0 gc
 
-exports="vm vm@s1 cl empty"
+exports="vm vm@s1 cl empty k4 k4@ks"
 for e in $exports; do
 	qemu-img convert -f raw -O raw "$(nbd_uri "$e")" "$WORK/before-$e.raw"
 done
@@ -63,9 +67,11 @@ log "a normal start refuses: $(grep -m1 -i 'error' "$WORK/refused.log" || true)"
 
 "$INSPECT" "$WORK/node/store.img" --catalog >"$WORK/catalog.txt" 2>"$WORK/inspect.err" ||
 	fail "quill-inspect --catalog: $(cat "$WORK/inspect.err")"
-for name in vm cl empty vm@s1; do
+for name in vm cl empty vm@s1 k4 k4@ks; do
 	grep -q " $name " "$WORK/catalog.txt" || fail "catalog lacks $name: $(cat "$WORK/catalog.txt")"
 done
+[ "$(grep -c '4Kn' "$WORK/catalog.txt")" = 2 ] ||
+	fail "catalog: k4 and k4@ks are the 4Kn layers: $(cat "$WORK/catalog.txt")"
 grep -q " gone " "$WORK/catalog.txt" && fail "catalog shows the deleted volume: $(cat "$WORK/catalog.txt")"
 grep -q " vm@s2 " "$WORK/catalog.txt" && fail "catalog shows the merged snapshot"
 log "quill-inspect --catalog: $(grep -c '^ ' "$WORK/catalog.txt") layers"
@@ -90,6 +96,12 @@ check_all()
 	expect 0 snap ls vm
 	echo "$OUT" | awk 'NR > 1 { print $1 }' | sort >"$WORK/snaps-after"
 	diff "$WORK/snaps-before" "$WORK/snaps-after" >&2 || fail "snap ls differs ($1)"
+	expect 0 --json volume ls
+	[ "$(json_field '["volumes"][2]["name"], d["volumes"][2]["sector_size"], d["volumes"][3]["sector_size"]' \
+		<<<"$OUT")" = "('k4', 4096, 512)" ] || fail "sector sizes of k4 and vm ($1): $OUT"
+	expect 0 --json snap ls k4
+	[ "$(json_field '["snapshots"][0]["sector_size"]' <<<"$OUT")" = 4096 ] ||
+		fail "k4@ks sector size ($1): $OUT"
 }
 check_all "rebuilt"
 qio vm 'write -P 0x56 0 1M' # and it takes writes

@@ -8,13 +8,16 @@ overlong chains, requests past the end and misaligned, malformed messages, a
 disconnect with requests in flight. The back-end must fail those requests
 (VIRTIO_BLK_S_IOERR) or close that connection, and keep serving the next one.
 
-usage: vhost_frontend.py SOCKET VOLUME_NAME VOLUME_BYTES [hold|refused]
+usage: vhost_frontend.py SOCKET VOLUME_NAME VOLUME_BYTES [hold|refused|SECTOR]
 
 hold: a well-behaved front-end that sets the device up, writes 4 KiB of 0x5a at
 sector 0 (unless the device is read-only), prints "vhost_frontend: holding" and
 stays connected until it is killed (attach_rules.sh).
 refused: the back-end must close the connection without answering GET_FEATURES
 (the volume is held elsewhere).
+SECTOR 4096 (a volume made with --sector-size 4096): checks the 4Kn config
+space (blk_size 4096, one logical block per physical one) and that requests, in
+512-byte sector units as virtio says, are served, a misaligned one included.
 """
 import mmap
 import os
@@ -25,7 +28,11 @@ import sys
 import time
 
 SOCK, NAME, SIZE = sys.argv[1], sys.argv[2], int(sys.argv[3])
-MODE = sys.argv[4] if len(sys.argv) > 4 else "hostile"
+ARG = sys.argv[4] if len(sys.argv) > 4 else "hostile"
+MODE = "sector" if ARG.isdigit() else ARG
+SECTOR = int(ARG) if ARG.isdigit() else 512
+# blk_size, then physical_block_exp, min_io_size, opt_io_size (in logical blocks)
+TOPOLOGY = {512: (3, 8, 8), 4096: (0, 1, 1)}[SECTOR]
 
 GET_FEATURES, SET_FEATURES, SET_OWNER = 1, 2, 3
 SET_MEM_TABLE, SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE = 5, 8, 9, 10
@@ -136,10 +143,12 @@ class Frontend:
         blk_size, = struct.unpack_from("<I", cfg, 12 + 20)
         phys_exp, = struct.unpack_from("<B", cfg, 12 + 24)
         min_io, opt_io = struct.unpack_from("<HI", cfg, 12 + 26)
-        if capacity != SIZE // 512 or blk_size != 512:
-            fail(f"config: capacity {capacity} blk_size {blk_size}")
-        if (phys_exp, min_io, opt_io) != (3, 8, 8):
-            fail(f"config: topology {phys_exp} {min_io} {opt_io}")
+        if capacity != SIZE // 512 or blk_size != SECTOR:
+            fail(f"config: capacity {capacity} blk_size {blk_size}, expected "
+                 f"{SIZE // 512} {SECTOR}")
+        if (phys_exp, min_io, opt_io) != TOPOLOGY:
+            fail(f"config: topology {phys_exp} {min_io} {opt_io}, expected {TOPOLOGY}")
+        print(f"vhost_frontend: config: blk_size {blk_size}, topology {TOPOLOGY}: ok")
         if self.u64(SET_FEATURES, F_VERSION_1 | F_PROTOCOL, True) != 0:
             fail("SET_FEATURES not acked")
         region = struct.pack("<QQQQ", GPA, RAM, UVA, 0)
@@ -420,6 +429,13 @@ def main():
         hold()
     if MODE == "refused":
         refused()
+        return
+    if MODE == "sector":  # a 4Kn disk: its config, and the same requests served
+        f = Frontend()
+        f.setup()
+        good_requests(f)
+        f.close()
+        print(f"PASS: vhost_frontend ({SECTOR}-byte sectors)")
         return
     malformed_messages()
     hostile_fds()

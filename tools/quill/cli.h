@@ -19,6 +19,7 @@ struct cli {
 	bool force;
 	bool no_wait;
 	const char *format;   /* --format raw|qcow2, or NULL */
+	const char *sector_size; /* --sector-size 512|4096 (volume create, import), or NULL */
 	int argc;
 	char **argv;          /* the words left after the options */
 };
@@ -30,6 +31,11 @@ int cli_usage(FILE *out, int code);
 /* {"cmd": cmd} */
 struct json_object *cli_request(const char *cmd);
 void cli_add_str(struct json_object *req, const char *key, const char *val);
+/* --sector-size: 0 and *out 512 or 4096 (0 when not given), or -EINVAL after saying
+ * that only those two are sector sizes. */
+int cli_sector_size(const struct cli *c, uint32_t *out);
+/* Adds --sector-size (if given) to a volume.create request; errors as above. */
+int cli_add_sector_size(const struct cli *c, struct json_object *req);
 /* Sends req (consumed) and returns the answer, or NULL after printing why. */
 struct json_object *cli_call(const struct cli *c, struct json_object *req);
 /* Did the node say ok? If not, prints its error on stderr. */

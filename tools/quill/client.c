@@ -142,6 +142,32 @@ void cli_add_str(struct json_object *req, const char *key, const char *val)
 	json_object_object_add(req, key, json_object_new_string(val));
 }
 
+int cli_sector_size(const struct cli *c, uint32_t *out)
+{
+	uint64_t n = 0;
+
+	*out = 0;
+	if (!c->sector_size)
+		return 0;
+	if (units_parse_size(c->sector_size, &n) < 0 || (n != 512 && n != 4096)) {
+		fprintf(stderr, "quill: --sector-size %s: a volume's logical sector is 512 bytes "
+			"(the default) or 4096 (a 4Kn disk), nothing else\n", c->sector_size);
+		return -EINVAL;
+	}
+	*out = (uint32_t)n;
+	return 0;
+}
+
+int cli_add_sector_size(const struct cli *c, struct json_object *req)
+{
+	uint32_t n;
+	int r = cli_sector_size(c, &n);
+
+	if (r == 0 && n)
+		json_object_object_add(req, "sector_size", json_object_new_int64(n));
+	return r;
+}
+
 int64_t cli_i64(struct json_object *o, const char *key)
 {
 	struct json_object *v;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/volspec.h"
 #include "tools/control_proto.h"
 #include "tools/quill/cli.h"
 
@@ -154,21 +155,24 @@ static bool snap_listed(struct json_object *arr, const char *name)
 /* Does the volume or snapshot exist? 0, or an exit status (after saying why). */
 static int check_source(const struct cli *c, const char *spec)
 {
-	const char *at = strchr(spec, '@');
+	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
 	struct json_object *req, *ans;
-	char vol[256];
 	int code = 0;
 
-	snprintf(vol, sizeof(vol), "%.*s", at ? (int)(at - spec) : (int)strlen(spec), spec);
-	req = cli_request(at ? CONTROL_CMD_SNAP_LIST : CONTROL_CMD_VOLUME_INFO);
+	if (volspec_parse(spec, vol, snap) < 0) {
+		fprintf(stderr, "quill: '%s' is neither VOL nor VOL@SNAP (names of at most %u "
+			"characters)\n", spec, VOLSPEC_NAME_MAX);
+		return EXIT_USAGE;
+	}
+	req = cli_request(snap[0] ? CONTROL_CMD_SNAP_LIST : CONTROL_CMD_VOLUME_INFO);
 	cli_add_str(req, "name", vol);
 	ans = cli_call(c, req);
 	if (!ans)
 		return EXIT_NO_NODE;
 	if (!cli_ok(ans)) {
 		code = EXIT_REFUSED;
-	} else if (at && !snap_listed(json_object_object_get(ans, "snapshots"), at + 1)) {
-		fprintf(stderr, "quill: volume '%s' has no snapshot '%s'\n", vol, at + 1);
+	} else if (snap[0] && !snap_listed(json_object_object_get(ans, "snapshots"), snap)) {
+		fprintf(stderr, "quill: volume '%s' has no snapshot '%s'\n", vol, snap);
 		code = EXIT_REFUSED;
 	}
 	json_object_put(ans);
@@ -288,8 +292,10 @@ static int volume_call(const struct cli *c, const char *cmd, const char *name, u
 	cli_add_str(req, "name", name);
 	if (size)
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
-	if (strcmp(cmd, CONTROL_CMD_VOLUME_CREATE) == 0) /* marked until the import is done */
+	if (strcmp(cmd, CONTROL_CMD_VOLUME_CREATE) == 0) { /* marked until the import is done */
 		json_object_object_add(req, "importing", json_object_new_boolean(1));
+		cli_add_sector_size(c, req); /* checked by cmd_import */
+	}
 	ans = cli_call(c, req);
 	if (!ans)
 		return EXIT_NO_NODE;
@@ -349,9 +355,12 @@ int cmd_import(const struct cli *c)
 {
 	const char *file = c->argv[1], *vol = c->argv[2];
 	struct image_info ii;
+	uint32_t sector;
 	uint64_t size;
 	int code;
 
+	if (cli_sector_size(c, &sector) < 0)
+		return EXIT_USAGE;
 	if (access(file, R_OK) < 0) {
 		fprintf(stderr, "quill: cannot read %s: %s\n", file, err_str(errno));
 		return EXIT_REFUSED;

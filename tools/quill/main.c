@@ -19,7 +19,9 @@ int cli_usage(FILE *out, int code)
 {
 	fprintf(out,
 		"usage: quill [--socket PATH] [--json] COMMAND\n\n"
-		"  volume create NAME SIZE        a thin volume (SIZE like 10G, 512M)\n"
+		"  volume create NAME SIZE [--sector-size 512|4096]\n"
+		"                                 a thin volume (SIZE like 10G, 512M) with 512-byte\n"
+		"                                 logical sectors, or 4096 (a 4Kn disk)\n"
 		"  volume ls                      all volumes\n"
 		"  volume info NAME               one volume\n"
 		"  volume resize NAME SIZE [--allow-shrink]\n"
@@ -41,7 +43,8 @@ int cli_usage(FILE *out, int code)
 		"  export VOL[@SNAP] FILE [--format raw|qcow2] [--force]\n"
 		"                                 write an image with qemu-img (format by default from\n"
 		"                                 FILE's extension: .qcow2, else raw)\n"
-		"  import FILE VOL [--format F]   a new volume VOL with FILE's content (qemu-img)\n"
+		"  import FILE VOL [--format F] [--sector-size 512|4096]\n"
+		"                                 a new volume VOL with FILE's content (qemu-img)\n"
 		"  status                         the node's store and space\n"
 		"  gc                             run the cleaner now: free what nothing reads\n"
 		"  vhost start VOL SOCKET         export VOL over vhost-user-blk on a unix socket\n"
@@ -140,6 +143,8 @@ static void show_volume(struct json_object *ans)
 	       (long long)cli_i64(v, "segments"), yes_no(v, "attached"), when);
 	printf("parent:    %s\nsnapshots: %lld\n", or_dash(cli_str(v, "parent")),
 	       (long long)cli_i64(v, "snapshots"));
+	printf("sector:    %lld bytes (logical; 4 KiB physical)\n",
+	       (long long)cli_i64(v, "sector_size"));
 	show_holder(v);
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
@@ -216,11 +221,20 @@ static int cmd_volume(const struct cli *c)
 		cli_add_str(req, "name", name);
 		return cli_finish(c, cli_call(c, req), verb[0] == 'i' ? show_volume : NULL);
 	}
+	if (c->sector_size && strcmp(verb, "create") != 0) {
+		fprintf(stderr, "quill: --sector-size is chosen when a volume is created (volume "
+			"create, import) and never changes\n");
+		return EXIT_USAGE;
+	}
 	if ((strcmp(verb, "create") == 0 || strcmp(verb, "resize") == 0) && c->argc == 4) {
 		if (parse_size_arg(c->argv[3], &size) < 0)
 			return EXIT_USAGE;
 		req = cli_request(verb[0] == 'c' ? CONTROL_CMD_VOLUME_CREATE :
 						   CONTROL_CMD_VOLUME_RESIZE);
+		if (cli_add_sector_size(c, req) < 0) {
+			json_object_put(req);
+			return EXIT_USAGE;
+		}
 		cli_add_str(req, "name", name);
 		json_object_object_add(req, "size", json_object_new_int64((int64_t)size));
 		if (c->allow_shrink)
@@ -278,6 +292,8 @@ static int parse_options(struct cli *c, int argc, char **argv)
 			c->socket = v;
 		else if ((v = option_value("--format", argc, argv, &i)))
 			c->format = v;
+		else if ((v = option_value("--sector-size", argc, argv, &i)))
+			c->sector_size = v;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return 1;
 		else if (argv[i][0] == '-' && argv[i][1] == '-')

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/volspec.h"
 #include "tools/control_proto.h"
 #include "tools/quill/cli.h"
 
@@ -16,11 +17,12 @@
 /* A VOL@SNAP argument, or a usage message. */
 static bool is_snap_spec(const char *s)
 {
-	const char *at = strchr(s, '@');
+	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
 
-	if (at && at != s && at[1])
+	if (volspec_parse(s, vol, snap) == 0 && snap[0])
 		return true;
-	fprintf(stderr, "quill: '%s' is not a snapshot: write VOL@SNAP\n", s);
+	fprintf(stderr, "quill: '%s' is not a snapshot: write VOL@SNAP (names of at most %u "
+		"characters)\n", s, VOLSPEC_NAME_MAX);
 	return false;
 }
 

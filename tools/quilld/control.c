@@ -137,6 +137,7 @@ static struct json_object *volume_info_json(struct control *ctl,
 	json_object_object_add(o, "flattening", json_object_new_boolean(info->flattening));
 	json_object_object_add(o, "damaged", json_object_new_boolean(info->damaged));
 	json_object_object_add(o, "importing", json_object_new_boolean(info->importing));
+	ctl_add_int(o, "sector_size", info->sector_size);
 	return o;
 }
 
@@ -265,20 +266,39 @@ static struct json_object *cmd_volume_rm(struct control *ctl, struct json_object
 								 call));
 }
 
+/* The engine's create flags for "importing" and "sector_size" (absent: 512); -EINVAL
+ * for a sector size other than 512 or 4096. */
+static int create_flags(struct json_object *req, unsigned *flags)
+{
+	uint64_t sector = ENGINE_SECTOR_SIZE_DEFAULT;
+
+	*flags = ctl_get_bool(req, "importing") ? ENGINE_CREATE_IMPORTING : 0;
+	if (json_object_object_get_ex(req, "sector_size", NULL) &&
+	    ctl_get_u64(req, "sector_size", &sector) < 0)
+		return -EINVAL;
+	if (sector == ENGINE_SECTOR_SIZE_4K)
+		*flags |= ENGINE_CREATE_SECTOR_4K;
+	return sector == ENGINE_SECTOR_SIZE_DEFAULT || sector == ENGINE_SECTOR_SIZE_4K ? 0
+										 : -EINVAL;
+}
+
 static struct json_object *cmd_volume_create(struct control *ctl, struct json_object *req)
 {
 	const char *name = ctl_get_string(req, "name");
 	struct ctl_call *call;
+	unsigned flags;
 	uint64_t size;
 
 	if (!name)
 		return ctl_no_name();
 	if (ctl_get_u64(req, "size", &size) < 0)
 		return ctl_error(EINVAL, "request for '%s' without a size", name);
+	if (create_flags(req, &flags) < 0)
+		return ctl_error(EINVAL, "volume '%s': a logical sector size of 512 (the default) "
+				 "or 4096 bytes (a 4Kn disk), nothing else", name);
 	call = ctl_call_new(ctl, req, volume_finish);
-	return ctl_call_started(call, engine_volume_create_async(
-		ctl->eng, name, size, ctl_get_bool(req, "importing") ? ENGINE_CREATE_IMPORTING : 0,
-		ctl_call_done, call));
+	return ctl_call_started(call, engine_volume_create_async(ctl->eng, name, size, flags,
+								 ctl_call_done, call));
 }
 
 static struct json_object *import_done_finish(struct control *ctl, struct json_object *req,
@@ -393,7 +413,7 @@ static struct json_object *cmd_gc(struct control *ctl, struct json_object *req)
 
 static const struct control_cmd node_commands[] = {
 	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create,
-	  { CTL_KEY_NAME, KEY_SIZE, { "importing", CTL_BOOL } } },
+	  { CTL_KEY_NAME, KEY_SIZE, { "importing", CTL_BOOL }, { "sector_size", CTL_UINT } } },
 	{ CONTROL_CMD_VOLUME_LIST, cmd_volume_list, { { NULL } } },
 	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize,

@@ -95,7 +95,7 @@ struct ctl_key {
 	enum ctl_type type;
 };
 
-#define CTL_MAX_CMD_KEYS 4
+#define CTL_MAX_CMD_KEYS 6
 #define CTL_KEY_NAME { "name", CTL_STRING } /* a volume */
 #define CTL_KEY_SNAP { "snap", CTL_STRING } /* "VOL@SNAP" */
 

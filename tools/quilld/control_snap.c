@@ -8,6 +8,7 @@
 
 #include "block/block.h"
 #include "common/err.h"
+#include "common/volspec.h"
 #include "engine/engine.h"
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
@@ -123,7 +124,7 @@ static struct json_object *snap_error(struct control *ctl, int r, const struct s
 	case -ENOSPC: {
 		char spec[2 * ENGINE_VOLUME_NAME_MAX + 2];
 
-		snprintf(spec, sizeof(spec), "%s@%s", ref->vol, ref->snap);
+		volspec_format(spec, sizeof(spec), ref->vol, ref->snap);
 		return ctl_volume_error(r, spec);
 	}
 	case -ENOSYS:
@@ -151,7 +152,7 @@ static struct json_object *snap_json(const struct snap_ref *ref,
 	struct json_object *o = json_object_new_object();
 	char spec[ENGINE_SNAP_SPEC_MAX + 1];
 
-	snprintf(spec, sizeof(spec), "%s@%s", ref->vol, info->name);
+	volspec_format(spec, sizeof(spec), ref->vol, info->name);
 	json_object_object_add(o, "name", json_object_new_string(info->name));
 	json_object_object_add(o, "spec", json_object_new_string(spec));
 	ctl_add_int(o, "id", (int64_t)info->id);
@@ -160,6 +161,7 @@ static struct json_object *snap_json(const struct snap_ref *ref,
 	ctl_add_int(o, "own_bytes", (int64_t)(info->own_blocks * ENGINE_BLOCK_SIZE));
 	ctl_add_int(o, "dependents", info->dependents);
 	json_object_object_add(o, "attached", json_object_new_boolean(info->open));
+	ctl_add_int(o, "sector_size", info->sector_size);
 	return o;
 }
 
@@ -407,11 +409,11 @@ static struct json_object *diff_missing(struct control *ctl, const char *from, c
 	for (int i = 0; i < 2; i++) {
 		if (!specs[i])
 			continue;
-		if (strchr(specs[i], '@') && split_spec(specs[i], &ref) < 0)
+		if (blk_spec_parse(specs[i], ref.vol, ref.snap) < 0)
 			return bad_spec_error(ENOENT, specs[i]);
-		if (strchr(specs[i], '@') && snap_find(ctl, &ref, &si) < 0)
+		if (ref.snap[0] && snap_find(ctl, &ref, &si) < 0)
 			return missing_error(ctl, &ref);
-		if (!strchr(specs[i], '@') && engine_volume_info(ctl->eng, specs[i], &vi) < 0)
+		if (!ref.snap[0] && engine_volume_info(ctl->eng, ref.vol, &vi) < 0)
 			return ctl_volume_error(-ENOENT, specs[i]);
 	}
 	return ctl_error(ENOENT, "'%s' or '%s' does not exist", from ? from : "", to);

@@ -370,8 +370,7 @@ Test(block, snapshots_open_many_times_and_never_block_the_writer)
 {
 	struct blk_dev *a = NULL, *b = NULL;
 	uint8_t buf[512];
-	uint64_t size = 0;
-	bool ro = false;
+	struct blk_probe_info pi = { 0 };
 	struct done d = { 0 };
 
 	pattern(buf, sizeof(buf), 3);
@@ -392,13 +391,15 @@ Test(block, snapshots_open_many_times_and_never_block_the_writer)
 	}
 	cr_assert_eq(engine_snap_delete(eng, "disk0", "s1"), -EBUSY, "still read");
 	blk_close(b);
-	cr_assert_eq(blk_probe(eng, "disk0@s1", &size, &ro), 0);
-	cr_assert(ro);
-	cr_assert_eq(size, VOL_SIZE);
-	cr_assert_eq(blk_probe(eng, "disk0", &size, &ro), 0, "probing does not open");
-	cr_assert_not(ro);
-	cr_assert_eq(blk_probe(eng, "disk0@nope", &size, &ro), -ENOENT);
-	cr_assert_eq(blk_probe(eng, "nope", &size, &ro), -ENOENT);
-	cr_assert_eq(blk_probe(eng, "a@b@c", &size, &ro), -ENOENT);
+	cr_assert_eq(blk_probe(eng, "disk0@s1", &pi), 0);
+	cr_assert(pi.readonly);
+	cr_assert_eq(pi.size, VOL_SIZE);
+	cr_assert_eq(pi.sector_size, 512, "a snapshot has its volume's sector");
+	cr_assert_eq(blk_probe(eng, "disk0", &pi), 0, "probing does not open");
+	cr_assert_not(pi.readonly);
+	cr_assert_eq(pi.sector_size, 512);
+	cr_assert_eq(blk_probe(eng, "disk0@nope", &pi), -ENOENT);
+	cr_assert_eq(blk_probe(eng, "nope", &pi), -ENOENT);
+	cr_assert_eq(blk_probe(eng, "a@b@c", &pi), -ENOENT);
 	cr_assert_eq(engine_snap_delete(eng, "disk0", "s1"), 0, "the last reader closed");
 }

@@ -482,11 +482,11 @@ Test(ondisk, volume_record_keeps_the_damaged_flag_and_refuses_unknown_ones)
 	struct ondisk_volume_record d;
 	struct volume_record in = good_vol, v;
 
-	in.flags = ONDISK_LAYER_DAMAGED | ONDISK_LAYER_FLATTENING;
+	in.flags = ONDISK_LAYER_DAMAGED | ONDISK_LAYER_FLATTENING | ONDISK_LAYER_4KN;
 	ondisk_volume_record_encode(&in, &d);
 	cr_assert_eq(ondisk_volume_record_decode(&d, sizeof(d), &v), 0);
-	cr_assert_eq(v.flags, ONDISK_LAYER_DAMAGED | ONDISK_LAYER_FLATTENING);
-	d.flags = 1u << 4; /* bit 2 is DELETED, of the log's layer blocks; 3 IMPORTING */
+	cr_assert_eq(v.flags, ONDISK_LAYER_DAMAGED | ONDISK_LAYER_FLATTENING | ONDISK_LAYER_4KN);
+	d.flags = 1u << 5; /* bit 2 is DELETED, of the log's layer blocks; 3 IMPORTING; 4 4KN */
 	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
 }
 

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/volspec.h"
 #include "engine/engine_internal.h"
 #include "engine_fixture.h"
+#include "testutil.h"
 
 TestSuite(snap, .init = setup, .fini = teardown);
 
@@ -606,4 +608,146 @@ Test(snap, the_damaged_mark_follows_the_lost_blocks)
 	vol = open_vol("v");
 	expect_tagged(vol, 0, 4, 1);
 	expect_tagged(vol, 8, 4, 2);
+}
+
+/* ---- the logical sector size is the volume's ---- */
+
+static void create_4kn(const char *name)
+{
+	struct done d = { 0 };
+	int r = finish(engine_volume_create_async(eng, name, VOL_SIZE, ENGINE_CREATE_SECTOR_4K,
+						  on_done, &d), &d);
+
+	cr_assert_eq(r, 0, "create %s 4Kn: %s", name, strerror(-r));
+}
+
+struct snap_sector {
+	const char *name;
+	uint32_t sector;
+};
+
+static int snap_sector_one(const struct engine_snap_info *s, void *arg)
+{
+	struct snap_sector *ss = arg;
+
+	if (strcmp(s->name, ss->name) == 0)
+		ss->sector = s->sector_size;
+	return 0;
+}
+
+static uint32_t snap_sector(const char *vol, const char *name)
+{
+	struct snap_sector ss = { .name = name };
+	int r = engine_snap_list(eng, vol, snap_sector_one, &ss);
+
+	cr_assert_eq(r, 0);
+	return ss.sector;
+}
+
+/* Every layer that the volumes of the family have, and what it says (volume or
+ * snapshot, through a handle too). */
+static void expect_sectors(uint32_t want, const char *const *vols, const char *const *snaps)
+{
+	char vname[VOLSPEC_NAME_MAX + 1], sname[VOLSPEC_NAME_MAX + 1];
+	struct engine_volume *h;
+
+	for (; *vols; vols++) {
+		cr_assert_eq(info(*vols).sector_size, want, "volume %s", *vols);
+		h = open_vol(*vols);
+		cr_assert_eq(engine_volume_sector_size(h), want, "handle of %s", *vols);
+		engine_volume_close(h);
+	}
+	for (; *snaps; snaps++) {
+		cr_assert_eq(volspec_parse(*snaps, vname, sname), 0);
+		cr_assert_eq(snap_sector(vname, sname), want, "snapshot %s", *snaps);
+		h = open_vol(*snaps);
+		cr_assert_eq(engine_volume_sector_size(h), want, "handle of %s", *snaps);
+		engine_volume_close(h);
+	}
+}
+
+Test(snap, the_sector_size_is_the_volumes_and_its_snapshots_and_clones_keep_it)
+{
+	static const char *const vols[] = { "k", "kc", NULL };
+	static const char *const snaps[] = { "k@s1", "kc@cs", NULL };
+	static const char *const plain_vols[] = { "v", NULL }, *const plain_snaps[] = { NULL };
+	struct engine_volume *v = new_engine_and_volume(), *k, *kc;
+
+	engine_volume_close(v);
+	cr_assert_eq(info("v").sector_size, ENGINE_SECTOR_SIZE_DEFAULT, "512 by default");
+	create_4kn("k");
+	cr_assert_eq(info("k").sector_size, ENGINE_SECTOR_SIZE_4K);
+	k = open_vol("k");
+	write_tagged(k, 0, 16, 1);
+	snap("k", "s1");                                  /* snapshot and the new head */
+	cr_assert_eq(engine_clone(eng, "k@s1", "kc"), 0); /* clone */
+	kc = open_vol("kc");
+	write_tagged(kc, 0, 4, 2);
+	engine_volume_close(kc);
+	snap("kc", "cs");                                 /* a clone's snapshot */
+	snap("k", "s2");
+	cr_assert_eq(engine_volume_resize(eng, "k", 2 * VOL_SIZE), 0);
+	cr_assert_eq(engine_volume_resize(eng, "kc", VOL_SIZE / 2), 0);
+	cr_assert_eq(engine_snap_rollback(eng, "k", "s2", true), 0);
+	cr_assert_eq(engine_snap_delete(eng, "k", "s2"), 0); /* merged into the head */
+	engine_volume_close(k);
+	cr_assert_eq(engine_flatten_start(eng, "kc"), -EINVAL, "a clone with a snapshot");
+	expect_sectors(ENGINE_SECTOR_SIZE_4K, vols, snaps);
+	expect_sectors(ENGINE_SECTOR_SIZE_DEFAULT, plain_vols, plain_snaps);
+	reopen_engine();
+	expect_sectors(ENGINE_SECTOR_SIZE_4K, vols, snaps);
+	expect_sectors(ENGINE_SECTOR_SIZE_DEFAULT, plain_vols, plain_snaps);
+	/* flatten: a clone without snapshots of its own */
+	cr_assert_eq(engine_clone(eng, "k@s1", "kf"), 0);
+	cr_assert_eq(engine_flatten_start(eng, "kf"), 0);
+	cr_assert_eq(flatten_wait("kf"), 0);
+	cr_assert_str_eq(info("kf").parent, "");
+	cr_assert_eq(info("kf").sector_size, ENGINE_SECTOR_SIZE_4K, "after a flatten");
+}
+
+/* The catalog in the log carries it: a metadata rebuild from the store alone and the
+ * catalog scan (quill-inspect --catalog) both find it. */
+static int scan_sector(const struct engine_layer_info *l, void *arg)
+{
+	unsigned *n4k = arg;
+
+	*n4k += l->sector_size == ENGINE_SECTOR_SIZE_4K;
+	cr_assert(l->sector_size == ENGINE_SECTOR_SIZE_4K ||
+		  l->sector_size == ENGINE_SECTOR_SIZE_DEFAULT);
+	cr_assert_eq(l->sector_size == ENGINE_SECTOR_SIZE_4K, l->name[0] == 'k', "layer %s: %u",
+		     l->name, l->sector_size);
+	return 0;
+}
+
+Test(snap, a_metadata_rebuild_from_the_log_keeps_the_sector_size)
+{
+	static const char *const vols[] = { "k", "kc", NULL }, *const snaps[] = { "k@ks", NULL };
+	static const char *const plain_vols[] = { "v", NULL }, *const plain_snaps[] = { NULL };
+	struct engine_volume *v = new_engine_and_volume(), *k;
+	struct engine_opts o;
+	unsigned n4k = 0;
+	int r;
+
+	write_tagged(v, 0, 4, 1);
+	engine_volume_close(v);
+	create_4kn("k");
+	k = open_vol("k");
+	write_tagged(k, 0, 4, 2);
+	engine_volume_close(k);
+	snap("k", "ks");
+	cr_assert_eq(engine_clone(eng, "k@ks", "kc"), 0);
+	engine_close(eng);
+	eng = NULL;
+	cr_assert_eq(engine_catalog_scan(store_path, scan_sector, &n4k), 0);
+	cr_assert_eq(n4k, 3, "k, k@ks and kc are 4Kn in the log");
+	testutil_rm_tree(meta_path);
+	opts_for(&o, store_path, meta_path, false);
+	o.rebuild_meta = true;
+	r = engine_open(&o, &eng);
+	cr_assert_eq(r, 0, "rebuild: %s", strerror(-r));
+	expect_sectors(ENGINE_SECTOR_SIZE_4K, vols, snaps);
+	expect_sectors(ENGINE_SECTOR_SIZE_DEFAULT, plain_vols, plain_snaps);
+	k = open_vol("k");
+	expect_tagged(k, 0, 4, 2);
+	engine_volume_close(k);
 }

@@ -2,8 +2,10 @@
  * engine, through a fake guest's ring: every request type, requests past the end
  * and misaligned, malformed chains (the request fails, the queue goes on), and a
  * request orphaned by a disconnect whose guest memory is gone before the engine
- * completes it (ASan would see any touch). No QEMU, no socket. */
+ * completes it (ASan would see any touch), and the config space of a 512-byte and a
+ * 4Kn volume. No QEMU, no socket. */
 #include <criterion/criterion.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -62,7 +64,8 @@ static void setup(void)
 	open_engine();
 	cr_assert_eq(loop_create(&lp), 0);
 	srv = (struct vhost_server){ .eng = eng, .lp = lp, .num_queues = 1 };
-	xp = (struct vhost_export){ .srv = &srv, .size = VOL_SIZE, .listen_fd = -1 };
+	xp = (struct vhost_export){ .srv = &srv, .size = VOL_SIZE, .sector_size = 512,
+				    .listen_fd = -1 };
 	strcpy(xp.name, "disk0");
 	cr_assert_eq(blk_open(eng, "disk0", &xp.dev), 0);
 	conn = calloc(1, sizeof(*conn));
@@ -495,4 +498,67 @@ Test(vhost_blk, a_returning_front_end_keeps_the_claim)
 		engine_poll(eng, 10);
 	cr_assert_not(xp.flushing);
 	cr_assert_eq(xp.dev, dev, "still claimed");
+}
+
+/* The config space says the volume's logical sector: 512 on 4 KiB (512e) by default,
+ * 4096 on 4 KiB (4Kn) for a volume made so, and its snapshot says the same. */
+static void expect_config(uint32_t blk_size, uint8_t phys_exp, uint16_t min_io,
+			  uint32_t opt_io)
+{
+	struct virtio_blk_config cfg;
+
+	vhost_blk_config(&xp, 1, &cfg);
+	cr_assert_eq(le32toh(cfg.blk_size), blk_size);
+	cr_assert_eq(cfg.physical_block_exp, phys_exp);
+	cr_assert_eq(le16toh(cfg.min_io_size), min_io);
+	cr_assert_eq(le32toh(cfg.opt_io_size), opt_io);
+	cr_assert_eq(le64toh(cfg.capacity), xp.size / 512, "capacity is in 512-byte units");
+	cr_assert_eq(blk_size << phys_exp, BLK, "the physical block is the engine's");
+}
+
+static void export_4kn(const char *spec)
+{
+	blk_close(xp.dev);
+	xp.dev = NULL;
+	struct blk_probe_info info;
+
+	cr_assert_eq(blk_probe(eng, spec, &info), 0); /* what vhost_server_export reads */
+	xp.sector_size = info.sector_size;
+	cr_assert_eq(blk_open(eng, spec, &xp.dev), 0);
+	cr_assert_eq(blk_sector_size(xp.dev), 4096);
+}
+
+static void create_done(void *arg, int res)
+{
+	int *r = arg;
+
+	*r = res;
+}
+
+Test(vhost_blk, the_config_space_says_the_volumes_sector_size)
+{
+	int res = 1;
+
+	expect_config(512, 3, 8, 8);
+	cr_assert_eq(engine_volume_create_async(eng, "disk4k", VOL_SIZE, ENGINE_CREATE_SECTOR_4K,
+						create_done, &res), 0);
+	while (res == 1)
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	cr_assert_eq(res, 0);
+	export_4kn("disk4k");
+	expect_config(4096, 0, 1, 1);
+	/* a misaligned request on a 4Kn disk (a guest sends 4 KiB-aligned I/O) is served */
+	memset(data(0), 0x3c, 1024);
+	cr_assert_eq(request(0, VIRTIO_BLK_T_OUT, 9, 1024, false), VIRTIO_BLK_S_OK);
+	memset(data(1), 0xff, BLK);
+	cr_assert_eq(request(1, VIRTIO_BLK_T_IN, 8, BLK, true), VIRTIO_BLK_S_OK);
+	cr_assert_eq(data(1)[0], 0);
+	cr_assert_eq(data(1)[512], 0x3c);
+	cr_assert_eq(data(1)[1535], 0x3c);
+	cr_assert_eq(data(1)[1536], 0);
+	blk_close(xp.dev);
+	xp.dev = NULL;
+	cr_assert_eq(engine_snap_create(eng, "disk4k", "s"), 0);
+	export_4kn("disk4k@s");
+	expect_config(4096, 0, 1, 1);
 }
