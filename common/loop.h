@@ -16,6 +16,7 @@
 struct loop;
 struct loop_watch;
 struct loop_timer;
+struct loop_task;
 
 enum loop_events { LOOP_READ = 1u << 0, LOOP_WRITE = 1u << 1 };
 
@@ -56,7 +57,6 @@ void loop_set_wait(struct loop *lp, loop_wait_fn fn, void *arg);
  * (after the idle hook; no system call, unlike a 0 ms timer's wake-up). Scheduling
  * a task that is already scheduled does nothing; a task may schedule itself again
  * from fn, or destroy itself. Destroying unschedules it. NULL ok for destroy. */
-struct loop_task;
 int loop_task_create(struct loop *lp, loop_fn fn, void *arg, struct loop_task **out);
 void loop_task_schedule(struct loop_task *t);
 void loop_task_destroy(struct loop_task *t);

@@ -7,9 +7,9 @@
  * (gathered, MSG_NOSIGNAL) by the connection's loop task, before the loop sleeps:
  * engine completions only queue replies and schedule the task, so the replies of one
  * loop iteration go out in one sendmsg and no epoll_ctl is made per request;
- * LOOP_WRITE is watched only while the socket is full. A connection that holds more than NBD_CONN_MEM_MAX
- * bytes of request buffers stops reading until replies have gone out; limits.c
- * bounds connections, request memory server-wide and stalls.
+ * LOOP_WRITE is watched only while the socket is full. A connection that holds more
+ * than NBD_CONN_MEM_MAX bytes of request buffers stops reading until replies have
+ * gone out; limits.c bounds connections, request memory server-wide and stalls.
  *
  * The socket is read and written through nbd_conn_recv/nbd_conn_send (tls.c): plain,
  * or a TLS session after NBD_OPT_STARTTLS. During the TLS handshake the connection
