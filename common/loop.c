@@ -1,4 +1,9 @@
-/* common/loop.c — epoll event loop; see common/loop.h. */
+/* common/loop.c — epoll event loop; see common/loop.h.
+ *
+ * One iteration: the idle hook and the tasks run until neither has more to do (the
+ * engine's completions queue replies; the tasks send them), then the loop sleeps
+ * once — in epoll_wait, or in the waiter (the engine's ring, which also watches the
+ * epoll fd) — then dispatches fd events and due timers. */
 #include "common/loop.h"
 
 #include <errno.h>
@@ -27,11 +32,25 @@ struct loop_timer {
 	struct loop_timer *next;
 };
 
+struct loop_task {
+	struct loop *lp;
+	loop_fn fn;
+	void *arg;
+	bool queued;
+	struct loop_task *next;
+};
+
+/* Tasks run per round before the loop gives the waiter and the fds their turn. */
+#define LOOP_TASK_ROUND 1024
+
 struct loop {
 	int epfd;
 	volatile int stop;
 	loop_idle_fn idle;
 	void *idle_arg;
+	loop_wait_fn wait;
+	void *wait_arg;
+	struct loop_task *tasks, **tasks_tail; /* scheduled, in order */
 	struct loop_timer *timers;   /* sorted by due time */
 	struct loop_watch *dead;     /* removed during dispatch, freed after it */
 	bool dispatching;
@@ -51,6 +70,7 @@ int loop_create(struct loop **out)
 
 	if (!lp)
 		return -ENOMEM;
+	lp->tasks_tail = &lp->tasks;
 	lp->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (lp->epfd < 0) {
 		int r = -errno;
@@ -173,6 +193,74 @@ void loop_set_idle(struct loop *lp, loop_idle_fn fn, void *arg)
 	lp->idle_arg = arg;
 }
 
+void loop_set_wait(struct loop *lp, loop_wait_fn fn, void *arg)
+{
+	lp->wait = fn;
+	lp->wait_arg = arg;
+}
+
+int loop_task_create(struct loop *lp, loop_fn fn, void *arg, struct loop_task **out)
+{
+	struct loop_task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->lp = lp;
+	t->fn = fn;
+	t->arg = arg;
+	*out = t;
+	return 0;
+}
+
+void loop_task_schedule(struct loop_task *t)
+{
+	struct loop *lp = t->lp;
+
+	if (t->queued)
+		return;
+	t->queued = true;
+	t->next = NULL;
+	*lp->tasks_tail = t;
+	lp->tasks_tail = &t->next;
+}
+
+static void task_unlink(struct loop *lp, struct loop_task *t)
+{
+	struct loop_task **p;
+
+	for (p = &lp->tasks; *p != t; p = &(*p)->next)
+		;
+	*p = t->next;
+	if (lp->tasks_tail == &t->next)
+		lp->tasks_tail = p;
+	t->queued = false;
+}
+
+void loop_task_destroy(struct loop_task *t)
+{
+	if (!t)
+		return;
+	if (t->queued)
+		task_unlink(t->lp, t);
+	free(t);
+}
+
+/* Runs scheduled tasks (and those they schedule), up to a round's worth. Returns how
+ * many ran. */
+static int run_tasks(struct loop *lp)
+{
+	int n = 0;
+
+	while (lp->tasks && n < LOOP_TASK_ROUND) {
+		struct loop_task *t = lp->tasks;
+
+		task_unlink(lp, t); /* first: fn may schedule it again, or destroy it */
+		t->fn(t->arg);
+		n++;
+	}
+	return n;
+}
+
 void loop_stop(struct loop *lp)
 {
 	lp->stop = 1;
@@ -191,11 +279,19 @@ static void run_timers(struct loop *lp)
 	}
 }
 
-/* The wait: bounded by the idle hook and the next timer. */
-static int wait_ms(struct loop *lp)
+/* Before a sleep: the idle hook and the tasks, until neither has more to do (a task
+ * may queue engine work; the engine's callbacks schedule tasks). Returns how long
+ * the loop may sleep: bounded by the idle hook and the next timer, 0 with tasks. */
+static int prepare(struct loop *lp)
 {
-	int ms = lp->idle ? lp->idle(lp->idle_arg) : -1;
+	int ms, ran;
 
+	do {
+		ms = lp->idle ? lp->idle(lp->idle_arg) : -1;
+		ran = run_tasks(lp);
+	} while (ran && ran < LOOP_TASK_ROUND && !lp->stop);
+	if (lp->tasks)
+		ms = 0;
 	if (lp->timers) {
 		uint64_t now = loop_now_ms();
 		int t = lp->timers->due_ms <= now ? 0 : (int)(lp->timers->due_ms - now);
@@ -205,18 +301,34 @@ static int wait_ms(struct loop *lp)
 	return ms;
 }
 
+/* Sleeps up to ms and collects the ready fds: in epoll_wait, or in the waiter, which
+ * says whether the epoll fd became readable (then epoll_wait just collects). */
+static int wait_events(struct loop *lp, struct epoll_event *evs, int ms)
+{
+	int r;
+
+	if (lp->wait) {
+		r = lp->wait(lp->wait_arg, lp->epfd, ms);
+		if (r <= 0)
+			return r;
+		ms = 0;
+	}
+	r = epoll_wait(lp->epfd, evs, LOOP_MAX_EVENTS, ms);
+	return r < 0 ? -errno : r;
+}
+
 int loop_run(struct loop *lp)
 {
 	struct epoll_event evs[LOOP_MAX_EVENTS];
 
 	lp->stop = 0;
 	while (!lp->stop) {
-		int n = epoll_wait(lp->epfd, evs, LOOP_MAX_EVENTS, wait_ms(lp));
+		int n = wait_events(lp, evs, prepare(lp));
 
 		if (n < 0) {
-			if (errno == EINTR)
+			if (n == -EINTR)
 				continue;
-			return -errno;
+			return n;
 		}
 		lp->dispatching = true;
 		for (int i = 0; i < n; i++) {

@@ -1,5 +1,9 @@
-/* common/loop.h — a single-threaded event loop over epoll: fd watchers, timers and
- * "idle" hooks that run once per iteration (the engine submits its batches there).
+/* common/loop.h — a single-threaded event loop over epoll: fd watchers, timers, an
+ * "idle" hook that runs before every sleep (the engine runs its completions and
+ * forms its batches there), tasks that run once before the next sleep (the NBD
+ * server sends the replies those completions queued), and an optional waiter that
+ * sleeps instead of epoll_wait (the engine's io_uring, which also watches the epoll
+ * fd: one system call sleeps for I/O completions and sockets alike).
  *
  * Threading: a loop and its watchers belong to the thread that runs loop_run().
  * loop_stop() may be called from a signal handler or another thread.
@@ -12,6 +16,7 @@
 struct loop;
 struct loop_watch;
 struct loop_timer;
+struct loop_task;
 
 enum loop_events { LOOP_READ = 1u << 0, LOOP_WRITE = 1u << 1 };
 
@@ -20,6 +25,11 @@ typedef void (*loop_fd_fn)(void *arg, unsigned events);
 typedef void (*loop_fn)(void *arg);
 /* Returns how long the loop may sleep, in ms (-1: as long as it likes). */
 typedef int (*loop_idle_fn)(void *arg);
+/* Sleeps up to timeout_ms (-1: as long as it likes; 0: not at all) or until epfd (the
+ * loop's epoll fd) is readable or the waiter's own work is ready. Returns 1 if epfd
+ * became readable (the loop then collects its events without sleeping), 0 if not,
+ * or -errno (-EINTR: the loop goes on; others end loop_run()). */
+typedef int (*loop_wait_fn)(void *arg, int epfd, int timeout_ms);
 
 int loop_create(struct loop **out);
 void loop_destroy(struct loop *lp); /* NULL ok; watchers must be removed first */
@@ -39,6 +49,17 @@ void loop_timer_cancel(struct loop_timer *t); /* NULL ok; a fired timer is alrea
 /* Called before every wait; its return value bounds the wait. One hook per loop is
  * enough for quilld (the engine's); a second replaces the first. */
 void loop_set_idle(struct loop *lp, loop_idle_fn fn, void *arg);
+
+/* Replaces the loop's epoll_wait() sleep by fn (see loop_wait_fn). */
+void loop_set_wait(struct loop *lp, loop_wait_fn fn, void *arg);
+
+/* A task runs fn(arg) once each time it is scheduled, before the loop next sleeps
+ * (after the idle hook; no system call, unlike a 0 ms timer's wake-up). Scheduling
+ * a task that is already scheduled does nothing; a task may schedule itself again
+ * from fn, or destroy itself. Destroying unschedules it. NULL ok for destroy. */
+int loop_task_create(struct loop *lp, loop_fn fn, void *arg, struct loop_task **out);
+void loop_task_schedule(struct loop_task *t);
+void loop_task_destroy(struct loop_task *t);
 
 /* Runs until loop_stop(). Returns 0, or -errno if epoll fails. */
 int loop_run(struct loop *lp);

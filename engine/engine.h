@@ -301,6 +301,17 @@ int engine_event_fd(const struct engine *eng);
  * events (that is when queued writes are submitted), then sleeps at most this. */
 int engine_timeout_ms(const struct engine *eng);
 
+/* An event loop that sleeps in the engine's ring instead of watching the event fd
+ * (quilld): engine_run() is engine_poll(eng, 0) without entering the kernel to submit
+ * (callbacks run, batches are formed and queued; no wait), called after the loop's
+ * events; then engine_wait_fd() submits everything queued and sleeps up to
+ * timeout_ms (-1: forever) until an I/O completes or fd (the loop's epoll fd) is
+ * readable; it reaps the store's completions, whose callbacks then run from the next
+ * engine_run(). *fd_ready: fd became readable. One system call per sleep, none per
+ * completion. Both return the number of callbacks run, or -errno. */
+int engine_run(struct engine *eng);
+int engine_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready);
+
 /* Convenience for tools and tests: run engine_poll() until *done is true. Never from
  * a callback or a daemon's loop. */
 int engine_wait(struct engine *eng, const bool *done);

@@ -750,9 +750,11 @@ bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 
 /* ---- the loop ---- */
 
-int engine_poll(struct engine *eng, int timeout_ms)
+/* What a poll does before it asks the store: background work, batches submitted
+ * (queued to the store), callbacks of what completed. Returns callbacks run. */
+static int poll_begin(struct engine *eng)
 {
-	int n, r;
+	int n;
 
 	eng_ckpt_reap(eng);
 	eng_gc_maybe(eng);
@@ -763,15 +765,48 @@ int engine_poll(struct engine *eng, int timeout_ms)
 	 * slots a checkpoint just freed are about to be used) */
 	n = eng_jobs_run(eng);
 	eng_kick(eng);
-	n += run_done(eng);
-	if (eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5))
-		timeout_ms = 5; /* the checkpoint thread does not wake the ring */
-	r = store_poll(eng->st, n ? 0 : timeout_ms);
-	if (r < 0 && r != -ETIME && r != -EINTR)
-		return r;
+	return n + run_done(eng);
+}
+
+/* ... and after: what the store's completions made ready. */
+static int poll_end(struct engine *eng, int n)
+{
 	eng_kick(eng);
 	n += run_done(eng);
 	return n + eng_jobs_run(eng);
+}
+
+/* The checkpoint thread does not wake the ring: a sleep while it works is short. */
+static int sleep_bound(const struct engine *eng, int timeout_ms)
+{
+	return eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5) ? 5 : timeout_ms;
+}
+
+int engine_poll(struct engine *eng, int timeout_ms)
+{
+	int n = poll_begin(eng);
+	int r = store_poll(eng->st, n ? 0 : sleep_bound(eng, timeout_ms));
+
+	if (r < 0 && r != -ETIME && r != -EINTR)
+		return r;
+	return poll_end(eng, n);
+}
+
+int engine_run(struct engine *eng)
+{
+	int n = poll_begin(eng);
+	int r = store_reap(eng->st);
+
+	if (r < 0)
+		return r;
+	return poll_end(eng, n);
+}
+
+int engine_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready)
+{
+	int r = store_wait_fd(eng->st, fd, sleep_bound(eng, timeout_ms), fd_ready);
+
+	return r < 0 && (r == -ETIME || r == -EINTR) ? 0 : r;
 }
 
 int engine_event_fd(const struct engine *eng)

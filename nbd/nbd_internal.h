@@ -37,6 +37,7 @@
 
 struct loop_watch;
 struct loop_timer;
+struct loop_task;
 struct nbd_conn;
 struct nbd_req;
 struct nbd_tls_session;
@@ -98,6 +99,7 @@ struct nbd_conn {
 	bool tcp;                        /* TLS is offered on TCP connections only */
 	struct nbd_tls_session *tls;     /* after STARTTLS: every byte goes through it */
 	struct loop_timer *kick;         /* input waits in the TLS session, not the socket */
+	struct loop_task *send_task;     /* sends queued output before the loop sleeps */
 
 	/* limits.c: the slot it holds, and when the client last made progress */
 	struct nbd_source *src;
@@ -163,7 +165,10 @@ struct nbd_server {
 };
 
 /* ---- server.c ---- */
-/* Queues a message; re-arms LOOP_WRITE. Never writes to the socket itself. */
+/* Queues a message, sent before the loop next sleeps (with whatever else was queued
+ * by then: one sendmsg for a batch of replies). Never writes to the socket itself
+ * (its callers may be deep in engine callbacks). LOOP_WRITE is asked for only when
+ * the socket is full. */
 void nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o);
 /* Closes the socket (logging why at debug level if reason), drops queued output. */
 void nbd_conn_close(struct nbd_conn *c, const char *reason);

@@ -4,10 +4,12 @@
  * a per-connection buffer (as much as is available) and every complete message in
  * it is parsed (handshake.c, requests.c); large WRITE payloads are received straight
  * into the request's buffer. Output is a queue of messages written with sendmsg()
- * (gathered, MSG_NOSIGNAL) when the socket is writable; engine completions only queue
- * replies and ask for LOOP_WRITE. A connection that holds more than NBD_CONN_MEM_MAX
- * bytes of request buffers stops reading until replies have gone out; limits.c
- * bounds connections, request memory server-wide and stalls.
+ * (gathered, MSG_NOSIGNAL) by the connection's loop task, before the loop sleeps:
+ * engine completions only queue replies and schedule the task, so the replies of one
+ * loop iteration go out in one sendmsg and no epoll_ctl is made per request;
+ * LOOP_WRITE is watched only while the socket is full. A connection that holds more
+ * than NBD_CONN_MEM_MAX bytes of request buffers stops reading until replies have
+ * gone out; limits.c bounds connections, request memory server-wide and stalls.
  *
  * The socket is read and written through nbd_conn_recv/nbd_conn_send (tls.c): plain,
  * or a TLS session after NBD_OPT_STARTTLS. During the TLS handshake the connection
@@ -206,8 +208,8 @@ void nbd_conn_queue(struct nbd_conn *c, struct nbd_out *o)
 	else
 		c->out_head = o;
 	c->out_tail = o;
-	if (!(c->watch_events & LOOP_WRITE))
-		nbd_conn_update_watch(c);
+	if (!(c->watch_events & LOOP_WRITE)) /* else the socket is full: LOOP_WRITE sends */
+		loop_task_schedule(c->send_task);
 }
 
 /* After send/recv failed: true to retry (EINTR); a real error closes the connection,
@@ -290,6 +292,7 @@ static void conn_maybe_free(struct nbd_conn *c)
 		c->next->prev = c->prev;
 	srv->nconns--;
 	nbd_export_put(c->exp);
+	loop_task_destroy(c->send_task);
 	free(c);
 }
 
@@ -539,13 +542,21 @@ void nbd_conn_resume(struct nbd_conn *c)
 	conn_maybe_free(c);
 }
 
+static void conn_send_task(void *arg)
+{
+	nbd_conn_resume(arg);
+}
+
 static void conn_create(struct nbd_server *srv, int fd, const char *peer,
 			const struct sockaddr_storage *ss)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
 
-	if (!c || !(c->in = malloc(NBD_INBUF_SIZE))) {
+	if (!c || !(c->in = malloc(NBD_INBUF_SIZE)) ||
+	    loop_task_create(srv->lp, conn_send_task, c, &c->send_task) < 0) {
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: out of memory, refused", peer);
+		if (c)
+			free(c->in);
 		free(c);
 		close(fd);
 		return;
@@ -556,6 +567,7 @@ static void conn_create(struct nbd_server *srv, int fd, const char *peer,
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 	if (loop_watch_add(srv->lp, fd, LOOP_READ, conn_event, c, &c->watch) < 0) {
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: cannot watch socket, refused", peer);
+		loop_task_destroy(c->send_task);
 		free(c->in);
 		free(c);
 		close(fd);

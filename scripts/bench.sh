@@ -6,24 +6,31 @@
 #   raw       fio itself, io_uring + O_DIRECT, on a preallocated raw file (the ceiling)
 #   qemu-nbd  qemu-nbd --cache=none --aio=io_uring -f raw on a preallocated raw file
 #   nbdkit    nbdkit file (cache=none) on a preallocated raw file
+#   nbdkit-memory  nbdkit memory: no disk at all, what the client, TCP and the NBD
+#             protocol cost (quill's QD1 latency should be raw + this + a little)
 #
 # Every NBD server listens on 127.0.0.1 (a free port) and is stopped by PID at the
-# end. Each target is prefilled (SIZE written once) so that reads read data, then
-# the read jobs run before the write jobs. Prints one table (IOPS, quill's mean and
-# p99 latency, the peers' IOPS and quill's ratios: the machine is noisy, compare
-# ratios across runs, not IOPS) and saves it with fio's JSON under
+# end. Each export is 2 x SIZE; its first SIZE bytes are prefilled (written once) so
+# that reads read data (randread-4k-qd1-unwritten reads the second SIZE, never
+# written); the read jobs run before the write jobs. Prints one table (IOPS, quill's
+# mean, p99 and max latency, the peers' IOPS and quill's ratios: the machine is
+# noisy, compare ratios across runs, not IOPS), then one of every target's QD1
+# latencies (mean / p99 / max), and saves them with fio's JSON under
 # data/bench/<timestamp>/; the images and the store are deleted afterwards.
 #
 # Usage: scripts/bench.sh            (from anywhere; builds quill if needed)
 # Environment:
 #   RUNTIME=10        seconds per job            SIZE=1G   bytes each job covers
 #   TARGETS="quill raw qemu-nbd nbdkit"          JOBS="randread-4k-qd1 ..." (names
+#                 (also nbdkit-memory)
 #                                                in fio-jobs/, without .fio)
 #   TRANSPORT=tcp     or unix (NBD over unix sockets instead of 127.0.0.1)
 #   STORE_SIZE        quill's store file (default 4 x SIZE, at least 2G)
 #   NBDKIT_CACHE=none nbdkit file's cache=; "default" lets it use the page cache
 #                     (reads of memory, unlike the O_DIRECT peers)
 #   KEEP=1            keep the images and quill's store
+#   QUILLD=path       the quilld to run (default build/tools/quilld): before/after
+#                     comparisons of two builds on the same machine
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,10 +38,10 @@ ROOT="$(pwd)"
 RUNTIME="${RUNTIME:-10}"
 SIZE="${SIZE:-1G}"
 TARGETS="${TARGETS:-quill raw qemu-nbd nbdkit}"
-JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8}"
+JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd1-unwritten randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8}"
 TRANSPORT="${TRANSPORT:-tcp}"
 NBDKIT_CACHE="${NBDKIT_CACHE:-none}"
-QUILLD="$ROOT/build/tools/quilld"
+QUILLD="${QUILLD:-$ROOT/build/tools/quilld}"
 QUILL="$ROOT/build/tools/quill"
 
 case "$TRANSPORT" in tcp | unix) ;; *)
@@ -50,6 +57,7 @@ if [ ! -x "$QUILLD" ] || [ ! -x "$QUILL" ]; then
 	scripts/build.sh >/dev/null
 fi
 SIZE_BYTES="$(numfmt --from=iec "$SIZE")"
+EXPORT_BYTES=$((SIZE_BYTES * 2)) # the second half is never written
 STORE_SIZE="${STORE_SIZE:-$(((SIZE_BYTES * 4 > 2 << 30 ? SIZE_BYTES * 4 : 2 << 30) >> 20))M}"
 OUT="$ROOT/data/bench/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
@@ -73,10 +81,10 @@ cleanup()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# disk_image DIR: a preallocated raw file of SIZE, for raw, qemu-nbd and nbdkit
+# disk_image DIR: a preallocated raw file of 2 x SIZE, for raw, qemu-nbd and nbdkit
 disk_image()
 {
-	fallocate -l "$SIZE_BYTES" "$1/disk.img"
+	fallocate -l "$EXPORT_BYTES" "$1/disk.img"
 	echo "$1/disk.img"
 }
 
@@ -140,7 +148,15 @@ start_quill()
 		--nbd-addr "" "${LISTEN[@]}" >"$1/server.log" 2>&1 &
 	started || return 1
 	wait_ready "$SERVER_PID" "$QUILL" --socket "$1/ctl.sock" status || return 1
-	"$QUILL" --socket "$1/ctl.sock" volume create bench "$SIZE" >/dev/null
+	"$QUILL" --socket "$1/ctl.sock" volume create bench "$EXPORT_BYTES" >/dev/null
+}
+
+start_nbdkit_memory()
+{
+	listen "$1" "" -U -i
+	nbdkit -f --exit-with-parent "${LISTEN[@]}" memory size="$EXPORT_BYTES" \
+		>"$1/server.log" 2>&1 &
+	started
 }
 
 start_raw()
@@ -183,6 +199,7 @@ for target in $TARGETS; do
 	raw) start_raw "$dir" ;;
 	qemu-nbd) start_qemu_nbd "$dir" ;;
 	nbdkit) start_nbdkit "$dir" ;;
+	nbdkit-memory) start_nbdkit_memory "$dir" ;;
 	*) echo "bench.sh: unknown target $target" >&2; exit 2 ;;
 	esac || { echo "bench.sh: $target did not start:" >&2; cat "$dir/server.log" >&2; exit 1; }
 	export NBD_URI
@@ -219,6 +236,7 @@ def load(target, job):
         "mib_s": sum(d["bw_bytes"] for d in dirs) / 2**20,
         "lat_mean_us": sum(d["lat_ns"]["mean"] * d["total_ios"] for d in dirs) / ios / 1e3,
         "p99_us": max(d["clat_ns"]["percentile"]["99.000000"] for d in dirs) / 1e3,
+        "max_us": max(d["lat_ns"]["max"] for d in dirs) / 1e3,
         "errors": j["error"],
     }
 
@@ -234,7 +252,7 @@ def ratio(a, b):
 res = {t: {job: load(t, job) for job in jobs} for t in targets}
 json.dump(res, open(os.path.join(out, "summary.json"), "w"), indent=1)
 peers = [t for t in ("qemu-nbd", "nbdkit") if t in targets]
-head = ["job", "quill IOPS", "mean lat", "p99 lat", "raw", "qemu-nbd", "nbdkit",
+head = ["job", "quill IOPS", "mean lat", "p99 lat", "max lat", "raw", "qemu-nbd", "nbdkit",
         "quill/best-peer", "quill/raw"]
 rows = []
 for job in jobs:
@@ -244,13 +262,26 @@ for job in jobs:
     rows.append([job,
                  "%.0f" % q["iops"] if q else "-",
                  lat(q["lat_mean_us"]) if q else "-",
-                 lat(q["p99_us"]) if q else "-"] +
+                 lat(q["p99_us"]) if q else "-",
+                 lat(q["max_us"]) if q else "-"] +
                 ["%.0f" % iops[t] if iops.get(t) else "-" for t in ("raw", "qemu-nbd", "nbdkit")] +
                 [ratio(q and q["iops"], best), ratio(q and q["iops"], iops.get("raw"))])
-w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-for r in [head, ["-" * n for n in w]] + rows:
-    print("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
-print("IOPS of both directions summed; 1m jobs: IOPS = MiB/s. Latency: fio lat (mean),")
-print("clat p99 (worst direction). best-peer = the better of qemu-nbd and nbdkit.")
+
+
+def table(head, rows):
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    for r in [head, ["-" * n for n in w]] + rows:
+        print("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
+
+
+table(head, rows)
+print("IOPS of both directions summed; 1m jobs: IOPS = MiB/s. Latency: fio lat (mean,")
+print("max), clat p99 (worst direction). best-peer = the better of qemu-nbd and nbdkit.")
+qd1 = [job for job in jobs if "qd1" in job.split("-")]
+if qd1:
+    print()
+    rows = [[job] + ["%s / %s / %s" % (lat(r["lat_mean_us"]), lat(r["p99_us"]), lat(r["max_us"]))
+                     if r else "-" for r in (res[t][job] for t in targets)] for job in qd1]
+    table(["QD1 latency: mean / p99 / max"] + targets, rows)
 PY
 echo "bench.sh: table and fio JSON in $OUT"

@@ -14,6 +14,13 @@
  * Completions are copied out of the CQ and the CQ advanced before any callback runs,
  * which makes store_poll() re-entrant: a callback may issue I/O, submit, or poll.
  * Only store_close() must not be called from a callback.
+ *
+ * The ring is set up for one thread (SINGLE_ISSUER) that runs completion work when it
+ * asks for completions (DEFER_TASKRUN): no inter-processor interrupt, no interrupted
+ * system call per completion. Older kernels get COOP_TASKRUN, or nothing. An event
+ * loop can sleep in the ring itself (store_wait_fd()): a one-shot poll of the loop's
+ * own fd (an epoll fd) sits in the ring beside the I/O, so one io_uring_enter submits,
+ * sleeps and wakes for either. That poll takes one CQ entry, kept aside for it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,6 +37,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <liburing.h>
+#include <poll.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
 #include <stdbool.h>
@@ -48,6 +56,7 @@
 #define STORE_MAX_RETRIES 16	 /* -EAGAIN/-EINTR resubmissions before giving up */
 #define STORE_REAP_BATCH 32
 #define STORE_SLAB_REQS 64
+#define STORE_FD_POLL_CQES 1u	 /* CQ entries kept for the poll of store_wait_fd() */
 
 _Static_assert(STORE_MAX_IO % STORE_ALIGN == 0, "largest transfer must stay aligned");
 _Static_assert(STORE_MAX_IO <= INT_MAX, "callback result is an int");
@@ -84,10 +93,12 @@ struct store {
 	bool created;		 /* store_open() created the file */
 	bool regular;		 /* a regular file (else a block device) */
 	char *path;		 /* for log lines */
-	unsigned max_in_ring;	 /* CQ entries */
+	unsigned max_in_ring;	 /* CQ entries for requests (one more is the poll's) */
 	unsigned in_ring;	 /* requests with an SQE prepared and the CQE not handled */
 	unsigned active;	 /* accepted requests whose callback has not run */
 	bool closing;		 /* store_close() is draining: new requests are refused */
+	int poll_fd;		 /* store_wait_fd()'s fd while its poll is in the ring, or -1 */
+	bool poll_fired;	 /* that poll completed: the fd is (or was) readable */
 	struct store_req *free;
 	struct store_req *pending_head;
 	struct store_req **pending_tail;
@@ -327,11 +338,15 @@ static int req_handle(struct store *st, struct store_req *req, int res)
 	return 1;
 }
 
+/* The user_data of store_wait_fd()'s poll: no request has this address. */
+static char poll_tag;
+
 /* Reaps what the CQ holds (at most one CQ's worth, so a chain of callbacks cannot
- * keep one call going forever). Returns the number of callbacks run. */
-static int reap(struct store *st)
+ * keep one call going forever), then submits what callbacks issued unless told not
+ * to. Returns the number of callbacks run. */
+static int reap(struct store *st, bool submit)
 {
-	unsigned budget = st->max_in_ring;
+	unsigned budget = st->max_in_ring + STORE_FD_POLL_CQES;
 	int ran = 0;
 
 	while (budget) {
@@ -348,13 +363,19 @@ static int reap(struct store *st)
 		}
 		io_uring_cq_advance(&st->ring, n);
 		budget -= n;
-		for (unsigned i = 0; i < n; i++)
+		for (unsigned i = 0; i < n; i++) {
+			if ((void *)done[i].req == &poll_tag) {
+				st->poll_fd = -1;
+				st->poll_fired = true;
+				continue;
+			}
 			ran += req_handle(st, done[i].req, done[i].res);
+		}
 		pending_drain(st);
 	}
 	/* Requests issued by callbacks or moved from the pending list go out now, so an
 	 * event loop that polls only when the eventfd fires cannot strand them. */
-	if (io_uring_sq_ready(&st->ring))
+	if (submit && io_uring_sq_ready(&st->ring))
 		ring_submit(st);
 	return ran;
 }
@@ -488,14 +509,15 @@ int store_submit(struct store *st)
 	return ring_submit(st);
 }
 
-int store_poll(struct store *st, int timeout_ms)
+/* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,
+ * waits up to timeout_ms (-1: forever) for one. 0 or -errno. */
+static int submit_and_wait(struct store *st, int timeout_ms)
 {
 	int r;
 
-	if (!st)
-		return -EINVAL;
-	pending_drain(st);
-	if (timeout_ms == 0 || st->in_ring == 0 || io_uring_cq_ready(&st->ring)) {
+	bool idle = st->in_ring == 0 && st->poll_fd < 0; /* nothing could wake us */
+
+	if (timeout_ms == 0 || idle || io_uring_cq_ready(&st->ring)) {
 		r = io_uring_submit(&st->ring);
 	} else if (timeout_ms < 0) {
 		r = io_uring_submit_and_wait(&st->ring, 1);
@@ -513,7 +535,64 @@ int store_poll(struct store *st, int timeout_ms)
 				err_str(-r));
 		return r;
 	}
-	return reap(st);
+	return 0;
+}
+
+int store_poll(struct store *st, int timeout_ms)
+{
+	int r;
+
+	if (!st)
+		return -EINVAL;
+	pending_drain(st);
+	r = submit_and_wait(st, timeout_ms);
+	return r < 0 ? r : reap(st, true);
+}
+
+int store_reap(struct store *st)
+{
+	if (!st)
+		return -EINVAL;
+	pending_drain(st);
+	return reap(st, false);
+}
+
+/* Puts the one-shot poll of fd into the SQ (it goes in with the next submit). */
+static int poll_arm(struct store *st, int fd)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+
+	if (!sqe) {
+		ring_submit(st);
+		sqe = io_uring_get_sqe(&st->ring);
+		if (!sqe)
+			return -EBUSY;
+	}
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data(sqe, &poll_tag);
+	st->poll_fd = fd; /* not in in_ring: its CQ entry is kept aside */
+	return 0;
+}
+
+int store_wait_fd(struct store *st, int fd, int timeout_ms, bool *fd_ready)
+{
+	int r;
+
+	if (!st || fd < 0 || !fd_ready || (st->poll_fd >= 0 && st->poll_fd != fd))
+		return -EINVAL;
+	pending_drain(st);
+	if (!st->poll_fired && st->poll_fd < 0) {
+		r = poll_arm(st, fd);
+		if (r < 0)
+			return r;
+	}
+	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms);
+	if (r < 0)
+		return r;
+	r = reap(st, true);
+	*fd_ready = st->poll_fired;
+	st->poll_fired = false;
+	return r;
 }
 
 unsigned store_inflight(const struct store *st)
@@ -760,17 +839,38 @@ err_unlink:
 	return r;
 }
 
+/* The cheapest completion mode the kernel has: DEFER_TASKRUN (6.1), COOP_TASKRUN
+ * (5.19), or the default. TASKRUN_FLAG tells liburing when completions wait for it
+ * to enter the kernel. */
+static int ring_init(struct store *st, unsigned queue_depth, struct io_uring_params *p)
+{
+	static const unsigned modes[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		0,
+	};
+	int r = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		*p = (struct io_uring_params){ .flags = modes[i] };
+		r = io_uring_queue_init_params(queue_depth, &st->ring, p);
+		if (r != -EINVAL)
+			return r;
+	}
+	return r;
+}
+
 static int ring_open(struct store *st, unsigned queue_depth)
 {
-	struct io_uring_params p = { 0 };
-	int r = io_uring_queue_init_params(queue_depth, &st->ring, &p);
+	struct io_uring_params p;
+	int r = ring_init(st, queue_depth, &p);
 
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_queue_init(%u): %s", st->path,
 			queue_depth, err_str(-r));
 		return r;
 	}
-	st->max_in_ring = p.cq_entries;
+	st->max_in_ring = p.cq_entries - STORE_FD_POLL_CQES;
 	r = io_uring_register_files(&st->ring, &st->fd, 1);
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_register_files: %s", st->path,
@@ -826,6 +926,7 @@ int store_open(const struct store_opts *opts, struct store **out)
 		return -ENOMEM;
 	st->fd = -1;
 	st->event_fd = -1;
+	st->poll_fd = -1;
 	st->pending_tail = &st->pending_head;
 	st->path = strdup(opts->path);
 	if (!st->path) {

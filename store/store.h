@@ -77,6 +77,17 @@ int store_submit(struct store *st);
  * (0 = don't wait, -1 = wait forever while requests are in flight).
  * Returns the number of callbacks run, or -errno. */
 int store_poll(struct store *st, int timeout_ms);
+/* Reaps completions that are ready and runs their callbacks, without submitting or
+ * waiting (what is queued goes out with the next store_poll()/store_wait_fd()).
+ * Returns the number of callbacks run, or -errno. */
+int store_reap(struct store *st);
+/* For an event loop that sleeps in the store: submits queued requests, then waits up
+ * to timeout_ms (-1: forever) until a completion is ready or fd (e.g. the loop's
+ * epoll fd) is readable, then reaps and runs callbacks. *fd_ready tells whether fd
+ * became readable (since the last call; the caller reads fd then). One fd per store:
+ * another is -EINVAL while the first one's poll is armed. Returns the number of
+ * callbacks run, or -errno. */
+int store_wait_fd(struct store *st, int fd, int timeout_ms, bool *fd_ready);
 /* Number of requests submitted or queued whose callback has not run yet. */
 unsigned store_inflight(const struct store *st);
 /* An eventfd that becomes readable when completions are ready (for epoll loops).

@@ -1,13 +1,18 @@
 /* tools/quilld/main.c — quilld: one quill node.
  *
  * One thread runs an event loop that owns the engine, the NBD server and the control
- * socket. Engine completions arrive on the engine's event fd; queued writes are
- * submitted from the loop's idle hook, once per loop iteration, so that requests
- * read from many sockets in one iteration are group-committed into one batch.
+ * socket. The loop sleeps in the engine's io_uring, which also watches the loop's
+ * epoll fd: one io_uring_enter submits what is queued and wakes for an I/O completion
+ * or a socket alike, with no event fd to read. After the sockets' events the idle
+ * hook runs the engine's callbacks and closes its forming batches (requests read
+ * from many sockets in one iteration are group-committed into one batch, and a lone
+ * request goes out at once: nothing waits for company); the NBD server's tasks then
+ * send the replies, and the loop sleeps again.
  */
 #include <errno.h>
 #include <ftw.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +43,6 @@ struct node {
 	struct nbd_tls *tls;
 	struct vhost_server *vhost;
 	struct control *ctl;
-	struct loop_watch *engine_watch;
 	struct loop_watch *signal_watch;
 	int signal_fd;
 	/* what this start created, removed again if it fails: a start that cannot finish
@@ -50,21 +54,27 @@ struct node {
 	unsigned ncreated;
 };
 
-static void engine_ready(void *arg, unsigned events)
+static int engine_sleep(void *arg, int epfd, int timeout_ms)
 {
 	struct node *n = arg;
-	uint64_t count;
+	bool ready = false;
+	int r = engine_wait_fd(n->eng, epfd, timeout_ms, &ready);
 
-	(void)events;
-	if (read(engine_event_fd(n->eng), &count, sizeof(count)) < 0 && errno != EAGAIN)
-		log_msg(LOG_WARN, LOG_TAG, "engine event fd: %s", err_str(errno));
-	engine_poll(n->eng, 0);
+	if (r < 0) {
+		/* the ring failed: sleep on the sockets a little, then try it again */
+		struct pollfd pfd = { .fd = epfd, .events = POLLIN };
+
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", err_str(-r));
+		r = poll(&pfd, 1, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
+		return r < 0 ? -errno : r > 0;
+	}
+	return ready;
 }
 
 static int engine_idle(void *arg)
 {
 	struct node *n = arg;
-	int r = engine_poll(n->eng, 0);
+	int r = engine_run(n->eng);
 
 	if (r < 0)
 		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", err_str(-r));
@@ -304,11 +314,8 @@ static int start(struct node *n)
 	r = open_engine(n);
 	if (r < 0)
 		return r;
-	r = loop_watch_add(n->lp, engine_event_fd(n->eng), LOOP_READ, engine_ready, n,
-			   &n->engine_watch);
-	if (r < 0)
-		return r;
 	loop_set_idle(n->lp, engine_idle, n);
+	loop_set_wait(n->lp, engine_sleep, n);
 	nbd_opts_fill(n, &no);
 	if (no.unix_path)
 		make_parent_dirs(n, no.unix_path);
@@ -328,7 +335,6 @@ static void stop(struct node *n)
 	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */
 	nbd_tls_destroy(n->tls);
-	loop_watch_remove(n->engine_watch);
 	engine_close(n->eng);       /* flush and checkpoint */
 	loop_watch_remove(n->signal_watch);
 	if (n->signal_fd > 0)

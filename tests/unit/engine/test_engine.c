@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -404,6 +405,50 @@ Test(engine, a_volume_never_has_more_batches_in_flight_than_the_format_allows)
 	cr_assert_gt(batches, ONDISK_MAX_INFLIGHT_BATCHES, "the write must need more batches");
 	cr_assert_leq(most, ONDISK_MAX_INFLIGHT_BATCHES, "%u batches unretired at once", most);
 	expect_tagged(vol, 0, 256, 1);
+	free(buf);
+}
+
+/* An event loop that sleeps in the engine (quilld): engine_run() after the loop's
+ * events, then one engine_wait_fd(). Writes that arrived in the same round share a
+ * batch; a lone write goes out in the very next sleep, with nothing (no timer, no
+ * second turn) in between, and its callback runs from the engine_run() after it. */
+static unsigned waits_until_done(int epfd, const struct done *d)
+{
+	unsigned waits = 0;
+	bool ready;
+
+	cr_assert_geq(engine_run(eng), 0);
+	while (!d->done) {
+		cr_assert_geq(engine_wait_fd(eng, epfd, -1, &ready), 0);
+		cr_assert_not(ready, "nothing watched by the epoll fd is ever readable");
+		waits++;
+		cr_assert_geq(engine_run(eng), 0);
+	}
+	return waits;
+}
+
+Test(engine, a_loop_sleeping_in_the_engine_batches_a_round_and_sends_a_lone_write_at_once)
+{
+	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
+	uint8_t *buf = malloc(2 * BLK);
+	struct done a = { 0 }, b = { 0 }, c = { 0 };
+	uint64_t seq;
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+	cr_assert(buf && epfd >= 0);
+	fill(buf, 0, 2, 7);
+	seq = eng->next_seq;
+	cr_assert_eq(engine_write(vol, 0, 1, buf, 0, on_done, &a), 0);
+	cr_assert_eq(engine_write(vol, 1, 1, buf + BLK, 0, on_done, &b), 0);
+	cr_assert_eq(waits_until_done(epfd, &b), 1, "one sleep for both");
+	cr_assert(a.done && a.res == 0 && b.res == 0);
+	cr_assert_eq(eng->next_seq, seq + 1, "one round: one batch");
+	cr_assert_eq(engine_write(vol, 2, 1, buf, 0, on_done, &c), 0);
+	cr_assert_eq(waits_until_done(epfd, &c), 1, "a lone write needs one sleep");
+	cr_assert_eq(c.res, 0);
+	cr_assert_eq(eng->next_seq, seq + 2);
+	expect_tagged(vol, 0, 2, 7);
+	close(epfd);
 	free(buf);
 }
 

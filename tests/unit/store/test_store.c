@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -612,6 +613,129 @@ Test(store, poll_with_timeout_returns_when_idle)
 	cr_assert_eq(d.res, BLK);
 	cr_assert_eq(store_poll(NULL, 0), -EINVAL);
 	store_close(st);
+	store_buf_free(buf);
+}
+
+/* ---- an event loop that sleeps in the store ---- */
+
+/* An epoll fd watching a pipe, as quilld's loop hands its epoll fd to the store. */
+struct loop_fds {
+	int epfd;
+	int pipe[2];
+};
+
+static void loop_fds_open(struct loop_fds *l)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	cr_assert_geq(l->epfd, 0);
+	cr_assert_eq(pipe(l->pipe), 0);
+	cr_assert_eq(epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->pipe[0], &ev), 0);
+}
+
+static void loop_fds_close(struct loop_fds *l)
+{
+	close(l->pipe[0]);
+	close(l->pipe[1]);
+	close(l->epfd);
+}
+
+Test(store, wait_fd_submits_sleeps_and_reaps_a_completion)
+{
+	struct store *st = store_make("waitio", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct loop_fds l;
+	bool ready = true;
+	int ran = 0;
+
+	loop_fds_open(&l);
+	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
+	/* nothing readable on the fd: only the write can end the (unbounded) sleep */
+	ran = store_wait_fd(st, l.epfd, -1, &ready);
+	cr_assert_eq(ran, 1);
+	cr_assert_not(ready, "the epoll fd never became readable");
+	cr_assert_eq(d.calls, 1);
+	cr_assert_eq(d.res, BLK);
+	store_close(st);
+	loop_fds_close(&l);
+	store_buf_free(buf);
+}
+
+Test(store, wait_fd_wakes_for_the_fd_and_keeps_it_watched)
+{
+	struct store *st = store_make("waitfd", MIB, 0);
+	struct loop_fds l;
+	bool ready = false;
+	char c;
+
+	loop_fds_open(&l);
+	cr_assert_eq(write(l.pipe[1], "x", 1), 1);
+	cr_assert_eq(store_wait_fd(st, l.epfd, -1, &ready), 0); /* no I/O: the fd woke it */
+	cr_assert(ready);
+	cr_assert_eq(read(l.pipe[0], &c, 1), 1);
+	/* not readable now: a bounded sleep ends with neither */
+	cr_assert_eq(store_wait_fd(st, l.epfd, 10, &ready), 0);
+	cr_assert_not(ready);
+	cr_assert_eq(store_wait_fd(st, l.pipe[0], 0, &ready), -EINVAL,
+		     "one fd per store while its poll is armed");
+	/* the poll is still armed: readiness that comes while nobody waits is seen */
+	cr_assert_eq(write(l.pipe[1], "y", 1), 1);
+	cr_assert_eq(store_wait_fd(st, l.epfd, -1, &ready), 0);
+	cr_assert(ready);
+	store_close(st);
+	loop_fds_close(&l);
+}
+
+/* store_reap() runs what completed and leaves submitting to the loop's one sleep. */
+Test(store, reap_does_not_submit)
+{
+	struct store *st = store_make("reap", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct loop_fds l;
+	bool ready;
+
+	loop_fds_open(&l);
+	cr_assert_eq(store_read(st, 0, buf, BLK, on_done, &d), 0);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(store_reap(st), 0);
+		usleep(2000);
+	}
+	cr_assert_eq(d.calls, 0, "a request completed that nobody submitted");
+	cr_assert_eq(store_wait_fd(st, l.epfd, -1, &ready), 1);
+	cr_assert_eq(d.calls, 1);
+	store_close(st);
+	loop_fds_close(&l);
+	store_buf_free(buf);
+}
+
+/* The poll has its own CQ entry: a ring full of requests cannot overflow with it. */
+Test(store, wait_fd_with_a_full_ring)
+{
+	enum { N = 100 };
+	struct store *st = store_make("waitfull", MIB, 4); /* 8 CQ entries */
+	char *buf = store_buf_alloc(BLK);
+	struct done d[N] = { 0 };
+	struct loop_fds l;
+	bool ready;
+	int ran = 0;
+
+	loop_fds_open(&l);
+	cr_assert_eq(write(l.pipe[1], "x", 1), 1);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(store_read(st, (uint64_t)(i % 16) * BLK, buf, BLK, on_done, &d[i]), 0);
+	while (ran < N) {
+		int r = store_wait_fd(st, l.epfd, -1, &ready);
+
+		cr_assert_geq(r, 0);
+		ran += r;
+	}
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(d[i].calls, 1, "request %d", i);
+	store_close(st);
+	loop_fds_close(&l);
 	store_buf_free(buf);
 }
 

@@ -1,0 +1,224 @@
+/* tests/unit/common/test_loop.c — common/loop.c: the order of one iteration (idle
+ * hook, tasks, one sleep, fds, timers), tasks, and a waiter in place of epoll_wait.
+ */
+#include "common/loop.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+/* What happened, in order: one letter per event. */
+static char trace[64];
+
+static void note(char c)
+{
+	size_t n = strlen(trace);
+
+	cr_assert_lt(n, sizeof(trace) - 1, "trace full: %s", trace);
+	trace[n] = c;
+}
+
+struct fixture {
+	struct loop *lp;
+	struct loop_task *task, *other;
+	int pipe[2];
+	struct loop_watch *watch;
+	unsigned waits;       /* waiter calls */
+	unsigned stop_after;  /* stop the loop at this waiter call */
+	bool idle_schedules;  /* the idle hook schedules the task, once */
+	bool task_reschedules;
+	bool task_destroys_other;
+	int last_timeout;
+};
+
+static struct fixture f;
+
+static void setup(void)
+{
+	memset(&f, 0, sizeof(f));
+	memset(trace, 0, sizeof(trace));
+	cr_assert_eq(loop_create(&f.lp), 0);
+	cr_assert_eq(pipe(f.pipe), 0);
+}
+
+static void teardown(void)
+{
+	loop_task_destroy(f.task);
+	loop_task_destroy(f.other);
+	loop_watch_remove(f.watch);
+	loop_destroy(f.lp);
+	close(f.pipe[0]);
+	close(f.pipe[1]);
+}
+
+TestSuite(loop, .init = setup, .fini = teardown);
+
+static void task_fn(void *arg)
+{
+	(void)arg;
+	note('T');
+	if (f.task_reschedules) {
+		f.task_reschedules = false;
+		loop_task_schedule(f.task);
+	}
+	if (f.task_destroys_other) {
+		loop_task_destroy(f.other);
+		f.other = NULL;
+	}
+}
+
+static void other_fn(void *arg)
+{
+	(void)arg;
+	note('O');
+}
+
+static int idle_fn(void *arg)
+{
+	(void)arg;
+	note('I');
+	if (f.idle_schedules) {
+		f.idle_schedules = false;
+		loop_task_schedule(f.task);
+	}
+	return -1;
+}
+
+/* Honours the contract: sleeps in poll() on epfd. */
+static int waiter(void *arg, int epfd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = epfd, .events = POLLIN };
+
+	(void)arg;
+	note('W');
+	f.last_timeout = timeout_ms;
+	if (++f.waits >= f.stop_after) {
+		loop_stop(f.lp);
+		return 0;
+	}
+	return poll(&pfd, 1, timeout_ms) > 0;
+}
+
+static void pipe_ready(void *arg, unsigned events)
+{
+	char c;
+
+	(void)arg;
+	cr_assert(events & LOOP_READ);
+	cr_assert_eq(read(f.pipe[0], &c, 1), 1);
+	note('F');
+}
+
+Test(loop, a_task_runs_once_before_the_loop_sleeps)
+{
+	cr_assert_eq(loop_task_create(f.lp, task_fn, NULL, &f.task), 0);
+	loop_set_wait(f.lp, waiter, NULL);
+	loop_task_schedule(f.task);
+	loop_task_schedule(f.task); /* already scheduled: still once */
+	f.stop_after = 1;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "TW");
+}
+
+/* The engine's completions (idle hook) queue replies; the NBD server's task sends
+ * them before the loop sleeps, and the engine gets another turn for what the task
+ * did before the sleep too. */
+Test(loop, a_task_scheduled_by_the_idle_hook_runs_before_the_sleep)
+{
+	cr_assert_eq(loop_task_create(f.lp, task_fn, NULL, &f.task), 0);
+	loop_set_idle(f.lp, idle_fn, NULL);
+	loop_set_wait(f.lp, waiter, NULL);
+	f.idle_schedules = true;
+	f.stop_after = 1;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "ITIW");
+	cr_assert_eq(f.last_timeout, -1, "nothing to do: the waiter may sleep for ever");
+}
+
+Test(loop, a_task_may_schedule_itself_again_and_destroy_another)
+{
+	cr_assert_eq(loop_task_create(f.lp, task_fn, NULL, &f.task), 0);
+	cr_assert_eq(loop_task_create(f.lp, other_fn, NULL, &f.other), 0);
+	loop_set_wait(f.lp, waiter, NULL);
+	loop_task_schedule(f.task);
+	loop_task_schedule(f.other);
+	f.task_reschedules = true;
+	f.task_destroys_other = true; /* other is scheduled behind task: it must not run */
+	f.stop_after = 1;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "TTW");
+}
+
+Test(loop, a_destroyed_task_does_not_run)
+{
+	cr_assert_eq(loop_task_create(f.lp, task_fn, NULL, &f.task), 0);
+	cr_assert_eq(loop_task_create(f.lp, other_fn, NULL, &f.other), 0);
+	loop_set_wait(f.lp, waiter, NULL);
+	loop_task_schedule(f.task);
+	loop_task_schedule(f.other);
+	loop_task_destroy(f.task);
+	f.task = NULL;
+	f.stop_after = 1;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "OW");
+}
+
+/* The fds are looked at only when the waiter says the epoll fd fired: no epoll_wait
+ * per wake-up for I/O completions. */
+Test(loop, fds_are_dispatched_only_when_the_waiter_saw_the_epoll_fd)
+{
+	cr_assert_eq(loop_watch_add(f.lp, f.pipe[0], LOOP_READ, pipe_ready, NULL, &f.watch), 0);
+	cr_assert_eq(write(f.pipe[1], "x", 1), 1);
+	loop_set_wait(f.lp, waiter, NULL);
+	f.stop_after = 2;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "WFW", "the first wait saw the pipe, the second stopped");
+}
+
+static int wait_says_nothing(void *arg, int epfd, int timeout_ms)
+{
+	(void)arg;
+	(void)epfd;
+	(void)timeout_ms;
+	note('W');
+	if (++f.waits >= 2)
+		loop_stop(f.lp);
+	return 0; /* an I/O completion woke it, not the epoll fd */
+}
+
+Test(loop, a_waiter_that_saw_no_fd_readiness_costs_no_epoll_wait)
+{
+	cr_assert_eq(loop_watch_add(f.lp, f.pipe[0], LOOP_READ, pipe_ready, NULL, &f.watch), 0);
+	cr_assert_eq(write(f.pipe[1], "x", 1), 1); /* readable, but nobody said so */
+	loop_set_wait(f.lp, wait_says_nothing, NULL);
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "WW");
+}
+
+static void timer_fn(void *arg)
+{
+	(void)arg;
+	note('X');
+	loop_stop(f.lp);
+}
+
+Test(loop, without_a_waiter_epoll_wait_sleeps_until_a_timer_or_an_fd)
+{
+	cr_assert_eq(loop_watch_add(f.lp, f.pipe[0], LOOP_READ, pipe_ready, NULL, &f.watch), 0);
+	cr_assert_eq(write(f.pipe[1], "x", 1), 1);
+	cr_assert_eq(loop_timer_add(f.lp, 20, timer_fn, NULL, NULL), 0);
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "FX");
+}
+
+Test(loop, a_scheduled_task_or_a_due_timer_means_no_sleep)
+{
+	cr_assert_eq(loop_timer_add(f.lp, 0, timer_fn, NULL, NULL), 0);
+	loop_set_wait(f.lp, waiter, NULL);
+	f.stop_after = 100;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "WX");
+	cr_assert_eq(f.last_timeout, 0);
+}
