@@ -23,6 +23,11 @@
 #   z:OFFKB:KB           blkdiscard, then the range must read back as zeros
 #   b:SECS               runs /bin/iobench (only in scripts/bench_vhost.sh's initramfs)
 #   loop                 writes until the VM is killed (prints QUILL-LOOP first)
+#   geo                  prints "QUILL-GEOMETRY <logical> <physical>" (the disk's sector
+#                        and physical block sizes, as the guest's kernel sees them)
+#   fr:PART:FILE         mounts /dev/PART (ext4 driver: ext2/3/4), prints the file's
+#                        first line as "QUILL-FILE PART/FILE <text>", unmounts
+#   fw:PART:FILE:TEXT    mounts /dev/PART, writes TEXT into FILE, syncs, unmounts
 
 VM_CACHE="${QUILL_VM_CACHE:-$PWD/vm-cache}"
 VM_TIMEOUT="${VM_TIMEOUT:-90}"
@@ -32,6 +37,8 @@ VM_INITRD=""
 VM_PID=""
 # virtio_blk and what it needs, in load order (each module's depends= is checked)
 VM_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk"
+# and ext4 (which also mounts ext2/ext3) with what it needs; crc32c for metadata_csum
+VM_MODULES="$VM_MODULES crc16 mbcache jbd2 crc32c_generic ext4"
 
 vm_pattern()
 {
@@ -93,6 +100,12 @@ while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 pattern() { yes "quill-pattern-$1" | head -c $(($2 * 1024)); }
 ok() { echo "QUILL-STEP $step ok"; }
 bad() { echo "QUILL-STEP $step FAIL $*"; }
+# the partition's node may come a little after the disk's
+mount_part() {
+	j=0
+	while [ ! -b "/dev/$1" ] && [ $j -lt 100 ]; do sleep 0.05; j=$((j + 1)); done
+	mkdir -p /mnt && mount -t ext4 "/dev/$1" /mnt 2>/tmp/err
+}
 readback() { dd if=/dev/vda bs=4096 skip=$(($1 / 4)) count=$(($2 / 4)) iflag=direct 2>/dev/null | md5sum; }
 steps=$(sed -n 's/.*quill.steps=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -b /dev/vda ] || { echo "QUILL-STEP vda FAIL no /dev/vda"; steps=""; }
@@ -116,6 +129,15 @@ EOF2
 		else bad "not zeros after discard"; fi ;;
 	b) if [ -x /bin/iobench ]; then /bin/iobench /dev/vda "$a" && ok; else bad "no /bin/iobench"; fi ;;
 	loop) echo "QUILL-LOOP"; while :; do pattern 9 1024 | dd of=/dev/vda bs=4096 oflag=direct 2>/dev/null; done ;;
+	geo) echo "QUILL-GEOMETRY $(cat /sys/block/vda/queue/logical_block_size) $(cat /sys/block/vda/queue/physical_block_size)"; ok ;;
+	fr)
+		if ! mount_part "$a"; then bad "mount /dev/$a: $(tail -n 1 /tmp/err)"
+		elif [ -f "/mnt/$b" ]; then echo "QUILL-FILE $a/$b $(head -n 1 "/mnt/$b")"; umount /mnt && ok
+		else bad "no $b on /dev/$a"; umount /mnt; fi ;;
+	fw)
+		if ! mount_part "$a"; then bad "mount /dev/$a: $(tail -n 1 /tmp/err)"
+		elif echo "$c" >"/mnt/$b" && sync && umount /mnt; then ok
+		else bad "cannot write $b on /dev/$a"; umount /mnt; fi ;;
 	*) bad "unknown step" ;;
 	esac
 done
