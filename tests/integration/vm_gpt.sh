@@ -9,13 +9,18 @@
 # then `quill import`s it and
 #   · boots a guest over vhost-user-blk: it sees 512-byte logical sectors on 4 KiB
 #     physical blocks, finds both partitions in the GPT, mounts them, reads the
-#     markers, writes a file into each
+#     markers, writes a file into each; and past the partitions, four writers at once
+#     write every 4th 512-byte sector each (bs=512, O_DIRECT: every 4 KiB block gets
+#     sectors from all four, each a read-modify-write). One dd per sector is too slow
+#     to race reliably: test_vhost_blk's stress is what catches lost updates.
 #   · after `quill vhost stop`, boots a guest over NBD on the same volume: it reads
 #     the markers and the vhost guest's files
-#   · the host reads the vhost guest's files from the volume with debugfs
+#   · the host reads the vhost guest's files from the volume with debugfs, and its
+#     512-byte sectors byte for byte
 # A 4 KiB-sector GPT would put its header at byte 4096, where this one has none: a
 # guest that saw 4096-byte sectors would find no partition.
 set -euo pipefail
+VM_TIMEOUT="${VM_TIMEOUT:-180}" # the four 512-byte writers are slow under TCG on a loaded host
 source "$(dirname "$0")/clients_lib.sh"
 source "$(dirname "$0")/vm_lib.sh"
 
@@ -29,6 +34,7 @@ server_start
 P1_START=2048 P1_SECTORS=$((24 << 11))        # 24 MiB at 1 MiB
 P2_START=$((P1_START + P1_SECTORS + 7))       # odd, not a multiple of 8
 P2_SECTORS=$((16 << 11))
+S512_START=$((P2_START + P2_SECTORS + 4003)) S512_COUNT=255 # not on a 4 KiB boundary, past p2
 img="$WORK/gpt.img"
 truncate -s 64M "$img"
 sfdisk --quiet --no-reread --no-tell-kernel "$img" >"$WORK/sfdisk.log" 2>&1 <<EOF ||
@@ -70,13 +76,13 @@ expect_file()
 sock="$WORK/gptvm.vhost"
 quill vhost start gptvm "$sock" || fail "quill vhost start gptvm"
 # shellcheck disable=SC2046
-vm_boot vhost "geo,fr:vda1:marker,fr:vda2:marker,fw:vda1:from-vhost:v1-$marker1,fw:vda2:from-vhost:v2-$marker2" \
+vm_boot vhost "geo,fr:vda1:marker,fr:vda2:marker,fw:vda1:from-vhost:v1-$marker1,fw:vda2:from-vhost:v2-$marker2,s:$S512_START:$S512_COUNT:4" \
 	$(vm_drive_vhost "$sock")
 grep -aq '^QUILL-GEOMETRY 512 4096' "$WORK/vhost.serial" ||
 	fail "the vhost guest does not see 512-byte sectors on 4 KiB blocks: $(grep -a QUILL-GEOMETRY "$WORK/vhost.serial")"
 expect_file vhost vda1 marker "$marker1"
 expect_file vhost vda2 marker "$marker2"
-log "vhost guest: 512/4096, mounted both GPT partitions, read the markers, wrote a file into each"
+log "vhost guest: 512/4096, mounted both GPT partitions, read the markers, wrote a file into each, wrote $S512_COUNT sectors from 4 writers"
 quill vhost stop gptvm || fail "quill vhost stop gptvm"
 
 # --- the same volume over NBD ---
@@ -98,6 +104,9 @@ host_file()
 }
 [ "$(host_file 1 "$P1_START" "$P1_SECTORS")" = "v1-$marker1" ] || fail "host: partition 1's from-vhost differs"
 [ "$(host_file 2 "$P2_START" "$P2_SECTORS")" = "v2-$marker2" ] || fail "host: partition 2's from-vhost differs"
+vm_sector_pattern "$S512_START" "$S512_COUNT" |
+	cmp -n $((S512_COUNT * 512)) -i 0:$((S512_START * 512)) - "$WORK/out.img" ||
+	fail "host: the sectors the vhost guest's four writers wrote differ"
 rm -f "$WORK/out.img" "$WORK/p1.img" "$WORK/p2.img" "$img"
-log "host read the vhost guest's files from both partitions with debugfs"
+log "host read the vhost guest's files from both partitions with debugfs, and its sectors"
 it_pass

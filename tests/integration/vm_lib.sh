@@ -28,6 +28,11 @@
 #   fr:PART:FILE         mounts /dev/PART (ext4 driver: ext2/3/4), prints the file's
 #                        first line as "QUILL-FILE PART/FILE <text>", unmounts
 #   fw:PART:FILE:TEXT    mounts /dev/PART, writes TEXT into FILE, syncs, unmounts
+#   s:SECTOR:COUNT:JOBS  JOBS writers at once, each writing every JOBS-th 512-byte
+#                        sector of [SECTOR, SECTOR+COUNT) with its own dd (bs=512,
+#                        O_DIRECT): neighbours in one 4 KiB block come from different
+#                        writers; then reads the range back (vm_sector_pattern)
+#                        and compares
 
 VM_CACHE="${QUILL_VM_CACHE:-$PWD/vm-cache}"
 VM_TIMEOUT="${VM_TIMEOUT:-90}"
@@ -44,6 +49,23 @@ vm_pattern()
 {
 	# yes dies of SIGPIPE when head has enough: not a failure under pipefail
 	{ yes "quill-pattern-$1" || true; } | head -c "$(($2 * 1024))"
+}
+
+# What the "s" step writes to 512-byte sectors a..a+n-1: "quill-s512-SECTOR\n" over
+# and over, cut at 512 bytes. One awk program for the host and the guest (busybox).
+VM_SECTOR_AWK='BEGIN {
+	for (s = a; s < a + n; s++) {
+		t = ""
+		while (length(t) < 512)
+			t = t "quill-s512-" s "\n"
+		printf "%s", substr(t, 1, 512)
+	}
+}'
+
+# vm_sector_pattern FIRST COUNT: those sectors as the "s" step writes them
+vm_sector_pattern()
+{
+	awk -v a="$1" -v n="$2" "$VM_SECTOR_AWK"
 }
 
 # The kernel package: what linux-image-amd64 depends on, e.g. linux-image-6.1.0-56-amd64
@@ -106,6 +128,16 @@ mount_part() {
 	while [ ! -b "/dev/$1" ] && [ $j -lt 100 ]; do sleep 0.05; j=$((j + 1)); done
 	mkdir -p /mnt && mount -t ext4 "/dev/$1" /mnt 2>/tmp/err
 }
+# striped JOB FIRST COUNT JOBS: sectors FIRST+JOB, FIRST+JOB+JOBS, ... from /tmp/sectors,
+# one dd each
+striped() {
+	s=$(($2 + $1))
+	while [ $s -lt $(($2 + $3)) ]; do
+		dd if=/tmp/sectors of=/dev/vda bs=512 skip=$((s - $2)) seek=$s count=1 \
+			oflag=direct conv=notrunc 2>/dev/null || return 1
+		s=$((s + $4))
+	done
+}
 readback() { dd if=/dev/vda bs=4096 skip=$(($1 / 4)) count=$(($2 / 4)) iflag=direct 2>/dev/null | md5sum; }
 steps=$(sed -n 's/.*quill.steps=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -b /dev/vda ] || { echo "QUILL-STEP vda FAIL no /dev/vda"; steps=""; }
@@ -129,6 +161,16 @@ EOF2
 		else bad "not zeros after discard"; fi ;;
 	b) if [ -x /bin/iobench ]; then /bin/iobench /dev/vda "$a" && ok; else bad "no /bin/iobench"; fi ;;
 	loop) echo "QUILL-LOOP"; while :; do pattern 9 1024 | dd of=/dev/vda bs=4096 oflag=direct 2>/dev/null; done ;;
+	s)
+		awk -v a="$a" -v n="$b" -f /sectors.awk >/tmp/sectors
+		j=0; pids=""
+		while [ $j -lt "$c" ]; do striped $j "$a" "$b" "$c" & pids="$pids $!"; j=$((j + 1)); done
+		failed=0
+		for p in $pids; do wait $p || failed=1; done
+		if [ $failed = 1 ]; then bad "a writer failed"
+		elif [ "$(dd if=/dev/vda bs=512 skip="$a" count="$b" iflag=direct 2>/dev/null | md5sum)" = \
+			"$(md5sum </tmp/sectors)" ]; then ok
+		else bad "sectors read back differ"; fi ;;
 	geo) echo "QUILL-GEOMETRY $(cat /sys/block/vda/queue/logical_block_size) $(cat /sys/block/vda/queue/physical_block_size)"; ok ;;
 	fr)
 		if ! mount_part "$a"; then bad "mount /dev/$a: $(tail -n 1 /tmp/err)"
@@ -145,6 +187,7 @@ echo "QUILL-DONE"
 poweroff -f
 INIT
 	chmod +x "$1/init"
+	echo "$VM_SECTOR_AWK" >"$1/sectors.awk"
 }
 
 # vm_build_initrd OUT [EXTRA_BINARY]: a busybox initramfs (cpio newc, gzip)
