@@ -27,6 +27,16 @@
 #   mount / umount       the ext2 on /dev/vda at /mnt (ext4's driver: VM_FS_MODULES)
 #   f:SEED:KB            writes /mnt/fSEED with the pattern, syncs, reads it back
 #   fc:SEED:KB           /mnt/fSEED must hold the pattern
+#   geo                  prints "QUILL-GEOMETRY <logical> <physical>" (the disk's sector
+#                        and physical block sizes, as the guest's kernel sees them)
+#   fr:PART:FILE         mounts /dev/PART (ext4 driver: ext2/3/4), prints the file's
+#                        first line as "QUILL-FILE PART/FILE <text>", unmounts
+#   fw:PART:FILE:TEXT    mounts /dev/PART, writes TEXT into FILE, syncs, unmounts
+#   s:SECTOR:COUNT:JOBS  JOBS writers at once, each writing every JOBS-th 512-byte
+#                        sector of [SECTOR, SECTOR+COUNT) with its own dd (bs=512,
+#                        O_DIRECT): neighbours in one 4 KiB block come from different
+#                        writers; then reads the range back (vm_sector_pattern)
+#                        and compares
 
 VM_CACHE="${QUILL_VM_CACHE:-$PWD/vm-cache}"
 VM_TIMEOUT="${VM_TIMEOUT:-90}"
@@ -45,6 +55,23 @@ vm_pattern()
 {
 	# yes dies of SIGPIPE when head has enough: not a failure under pipefail
 	{ yes "quill-pattern-$1" || true; } | head -c "$(($2 * 1024))"
+}
+
+# What the "s" step writes to 512-byte sectors a..a+n-1: "quill-s512-SECTOR\n" over
+# and over, cut at 512 bytes. One awk program for the host and the guest (busybox).
+VM_SECTOR_AWK='BEGIN {
+	for (s = a; s < a + n; s++) {
+		t = ""
+		while (length(t) < 512)
+			t = t "quill-s512-" s "\n"
+		printf "%s", substr(t, 1, 512)
+	}
+}'
+
+# vm_sector_pattern FIRST COUNT: those sectors as the "s" step writes them
+vm_sector_pattern()
+{
+	awk -v a="$1" -v n="$2" "$VM_SECTOR_AWK"
 }
 
 # The kernel package: what linux-image-amd64 depends on, e.g. linux-image-6.1.0-56-amd64
@@ -101,6 +128,22 @@ while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 pattern() { yes "quill-pattern-$1" | head -c $(($2 * 1024)); }
 ok() { echo "QUILL-STEP $step ok"; }
 bad() { echo "QUILL-STEP $step FAIL $*"; }
+# the partition's node may come a little after the disk's
+mount_part() {
+	j=0
+	while [ ! -b "/dev/$1" ] && [ $j -lt 100 ]; do sleep 0.05; j=$((j + 1)); done
+	mkdir -p /mnt && mount -t ext4 "/dev/$1" /mnt 2>/tmp/err
+}
+# striped JOB FIRST COUNT JOBS: sectors FIRST+JOB, FIRST+JOB+JOBS, ... from /tmp/sectors,
+# one dd each
+striped() {
+	s=$(($2 + $1))
+	while [ $s -lt $(($2 + $3)) ]; do
+		dd if=/tmp/sectors of=/dev/vda bs=512 skip=$((s - $2)) seek=$s count=1 \
+			oflag=direct conv=notrunc 2>/dev/null || return 1
+		s=$((s + $4))
+	done
+}
 readback() { dd if=/dev/vda bs=4096 skip=$(($1 / 4)) count=$(($2 / 4)) iflag=direct 2>/dev/null | md5sum; }
 steps=$(sed -n 's/.*quill.steps=\([^ ]*\).*/\1/p' /proc/cmdline)
 [ -b /dev/vda ] || { echo "QUILL-STEP vda FAIL no /dev/vda"; steps=""; }
@@ -131,6 +174,25 @@ EOF2
 		if ! pattern "$a" "$b" >"/mnt/f$a" 2>/tmp/err || ! sync; then bad "write f$a: $(tail -n 1 /tmp/err)"
 		elif [ "$(md5sum <"/mnt/f$a")" = "$(pattern "$a" "$b" | md5sum)" ]; then ok; else bad "f$a reads back wrong"; fi ;;
 	fc) if [ "$(md5sum <"/mnt/f$a" 2>/dev/null)" = "$(pattern "$a" "$b" | md5sum)" ]; then ok; else bad "f$a differs"; fi ;;
+	s)
+		awk -v a="$a" -v n="$b" -f /sectors.awk >/tmp/sectors
+		j=0; pids=""
+		while [ $j -lt "$c" ]; do striped $j "$a" "$b" "$c" & pids="$pids $!"; j=$((j + 1)); done
+		failed=0
+		for p in $pids; do wait $p || failed=1; done
+		if [ $failed = 1 ]; then bad "a writer failed"
+		elif [ "$(dd if=/dev/vda bs=512 skip="$a" count="$b" iflag=direct 2>/dev/null | md5sum)" = \
+			"$(md5sum </tmp/sectors)" ]; then ok
+		else bad "sectors read back differ"; fi ;;
+	geo) echo "QUILL-GEOMETRY $(cat /sys/block/vda/queue/logical_block_size) $(cat /sys/block/vda/queue/physical_block_size)"; ok ;;
+	fr)
+		if ! mount_part "$a"; then bad "mount /dev/$a: $(tail -n 1 /tmp/err)"
+		elif [ -f "/mnt/$b" ]; then echo "QUILL-FILE $a/$b $(head -n 1 "/mnt/$b")"; umount /mnt && ok
+		else bad "no $b on /dev/$a"; umount /mnt; fi ;;
+	fw)
+		if ! mount_part "$a"; then bad "mount /dev/$a: $(tail -n 1 /tmp/err)"
+		elif echo "$c" >"/mnt/$b" && sync && umount /mnt; then ok
+		else bad "cannot write $b on /dev/$a"; umount /mnt; fi ;;
 	*) bad "unknown step" ;;
 	esac
 done
@@ -138,6 +200,7 @@ echo "QUILL-DONE"
 poweroff -f
 INIT
 	chmod +x "$1/init"
+	echo "$VM_SECTOR_AWK" >"$1/sectors.awk"
 }
 
 # vm_build_initrd OUT [EXTRA_BINARY]: a busybox initramfs (cpio newc, gzip)

@@ -12,4 +12,8 @@ void testutil_rm_tree(const char *path);
  * 0; -errno of mkdtemp; -EOPNOTSUPP (folder made, out filled) without O_DIRECT. */
 int testutil_scratch_dir(const char *default_base, const char *prefix, char *out, size_t len);
 
+/* A seed for a random test: $QUILL_TEST_SEED if set, else time and pid. Printed on
+ * stderr, so that a failure can be replayed. */
+unsigned testutil_seed(void);
+
 #endif

@@ -17,8 +17,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "testutil.h"
 
 #ifndef QUILL_TEST_DIR
 #define QUILL_TEST_DIR "/var/tmp"
@@ -90,15 +91,6 @@ static void fill(void *buf, size_t len, unsigned tag)
 
 	for (size_t i = 0; i < len / sizeof(*w); i++)
 		w[i] = tag * 2654435761u + (uint32_t)i;
-}
-
-static unsigned seed_get(void)
-{
-	const char *env = getenv("QUILL_TEST_SEED");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : (unsigned)time(NULL) ^ (unsigned)getpid();
-
-	fprintf(stderr, "test seed %u (rerun with QUILL_TEST_SEED=%u)\n", seed, seed);
-	return seed;
 }
 
 static void cleanup(void)
@@ -326,7 +318,7 @@ Test(store, many_concurrent_writes_beyond_ring_size_read_back)
 	static struct done wd[MANY], rd[MANY];
 	char *wbuf = store_buf_alloc((size_t)MANY * BLK);
 	char *rbuf = store_buf_alloc((size_t)MANY * BLK);
-	unsigned seed = seed_get();
+	unsigned seed = testutil_seed();
 
 	srand(seed);
 	for (unsigned i = 0; i < MANY_BLOCKS; i++)

@@ -2,8 +2,9 @@
  * engine, through a fake guest's ring: every request type, requests past the end
  * and misaligned, malformed chains (the request fails, the queue goes on), and a
  * request orphaned by a disconnect whose guest memory is gone before the engine
- * completes it (ASan would see any touch), and the config space of a 512-byte and a
- * 4Kn volume. No QEMU, no socket. */
+ * completes it (ASan would see any touch), the config space of a 512-byte and a
+ * 4Kn volume, and a stress of overlapping 512-byte writes, discards and write-zeroes
+ * from four queues at once against a model. No QEMU, no socket. */
 #include <criterion/criterion.h>
 #include <endian.h>
 #include <errno.h>
@@ -24,9 +25,12 @@
 
 #define BLK ENGINE_BLOCK_SIZE
 #define VOL_SIZE (1u << 20)
-#define SLOT(s) (FG_DATA + (uint64_t)(s) * 0x40000) /* a request's buffers */
+/* A request's buffers: header at 0, status byte at STATUS_OFF, data at DATA_OFF (up to
+ * 60 KiB); 63 slots fit in the fake guest's RAM. */
+#define SLOT(s) (FG_DATA + (uint64_t)(s) * 0x10000)
+#define NSLOTS ((FG_SIZE - (FG_DATA - FG_GPA)) / 0x10000)
 #define DATA_OFF 0x1000
-#define STATUS_OFF 0x30000
+#define STATUS_OFF 0x800
 
 static char dir[PATH_MAX];
 static struct fake_guest g;
@@ -293,44 +297,76 @@ Test(vhost_blk, unaligned_discard_and_write_zeroes_zero_their_sectors)
 		cr_assert_eq(data(3)[i], model[i], "byte %u", i);
 }
 
-/* A second queue's ring in the same guest memory, below FG_DATA. */
-#define Q2_DESC  (FG_GPA + 0x3000)
-#define Q2_AVAIL (FG_GPA + 0x4000)
-#define Q2_USED  (FG_GPA + 0x5000)
+/* Queues 1..NQ-1 have their rings in the same guest memory, below FG_DATA (queue 0
+ * is the fake guest's own ring, at FG_DESC). */
+#define NQ 4
+#define QRING(i) (FG_GPA + 0x3000ull * (i))  /* desc; avail at +0x1000, used at +0x2000 */
+_Static_assert(QRING(NQ) <= FG_DATA, "rings below the data");
 
-static uint16_t q2_avail_idx;
+static uint16_t qavail_idx[NQ];
 
-static struct vhost_queue *second_queue(void)
+static struct vhost_queue *extra_queue(unsigned i)
 {
-	struct vhost_queue *q2 = &conn->queues[1];
+	struct vhost_queue *qi = &conn->queues[i];
 
-	conn->nqueues = 2;
-	q2->conn = conn;
-	q2->index = 1;
-	cr_assert_eq(vhost_vring_map(&q2->vr, g.mem, FG_NUM, FG_UVA + (Q2_DESC - FG_GPA),
-				     FG_UVA + (Q2_AVAIL - FG_GPA), FG_UVA + (Q2_USED - FG_GPA)),
+	if (conn->nqueues <= i)
+		conn->nqueues = i + 1;
+	qi->conn = conn;
+	qi->index = i;
+	cr_assert_eq(vhost_vring_map(&qi->vr, g.mem, FG_NUM, FG_UVA + (QRING(i) - FG_GPA),
+				     FG_UVA + (QRING(i) + 0x1000 - FG_GPA),
+				     FG_UVA + (QRING(i) + 0x2000 - FG_GPA)),
 		     0);
-	q2->kick_fd = q2->call_fd = -1;
-	q2->mapped = q2->started = q2->enabled = true;
-	q2_avail_idx = 0;
-	return q2;
+	qi->kick_fd = qi->call_fd = -1;
+	qi->mapped = qi->started = qi->enabled = true;
+	qavail_idx[i] = 0;
+	return qi;
 }
 
-static void q2_publish(uint16_t head)
+/* Makes the chain at head available on queue i. */
+static void q_publish(unsigned i, uint16_t head)
 {
-	uint8_t *avail = fg_ptr(&g, Q2_AVAIL);
+	uint8_t *avail;
 
-	memcpy(avail + 4 + 2 * (q2_avail_idx % FG_NUM), &head, 2);
-	q2_avail_idx++;
-	memcpy(avail + 2, &q2_avail_idx, 2);
+	if (i == 0) {
+		fg_publish(&g, head);
+		return;
+	}
+	avail = fg_ptr(&g, QRING(i) + 0x1000);
+	memcpy(avail + 4 + 2 * (qavail_idx[i] % FG_NUM), &head, 2);
+	qavail_idx[i]++;
+	memcpy(avail + 2, &qavail_idx[i], 2);
 }
 
-static uint16_t q2_used_idx(void)
+static uint16_t q_used_idx(unsigned i)
 {
 	uint16_t v;
 
-	memcpy(&v, (uint8_t *)fg_ptr(&g, Q2_USED) + 2, 2);
+	if (i == 0)
+		return fg_used_idx(&g);
+	memcpy(&v, (uint8_t *)fg_ptr(&g, QRING(i) + 0x2000) + 2, 2);
 	return v;
+}
+
+static uint64_t q_table(unsigned i)
+{
+	return i == 0 ? FG_DESC : QRING(i);
+}
+
+/* Polls the engine until every queue's used index is want[i]. */
+static void wait_used(unsigned nq, const uint16_t *want)
+{
+	for (int n = 0; n < 2000; n++) {
+		unsigned done = 0;
+
+		for (unsigned i = 0; i < nq; i++)
+			done += q_used_idx(i) == want[i];
+		if (done == nq)
+			return;
+		engine_poll(eng, 10);
+	}
+	for (unsigned i = 0; i < nq; i++)
+		cr_assert_eq(q_used_idx(i), want[i], "queue %u: requests completed", i);
 }
 
 /* Overlapping writes at odd sectors from two queues, all in flight together: each
@@ -341,14 +377,15 @@ Test(vhost_blk, overlapping_unaligned_writes_from_two_queues_keep_every_byte)
 	enum { PER_QUEUE = 5, SPAN = 6 * BLK };
 	static const uint32_t sectors[2 * PER_QUEUE] = { 1, 7, 9, 20, 33, 3, 8, 15, 21, 40 };
 	static const uint32_t counts[2 * PER_QUEUE] = { 9, 3, 17, 2, 5, 6, 11, 1, 13, 4 };
-	struct vhost_queue *q2 = second_queue();
-	uint16_t used0 = fg_used_idx(&g);
+	struct vhost_queue *q2 = extra_queue(1);
+	uint16_t want[2];
 	uint8_t model[SPAN];
 
 	pattern(model, SPAN, 50);
 	memcpy(data(0), model, SPAN);
 	cr_assert_eq(request(0, VIRTIO_BLK_T_OUT, 0, SPAN, false), VIRTIO_BLK_S_OK);
-	used0 = fg_used_idx(&g);
+	want[0] = (uint16_t)(fg_used_idx(&g) + PER_QUEUE);
+	want[1] = PER_QUEUE;
 	for (unsigned i = 0; i < 2 * PER_QUEUE; i++) {
 		unsigned k = i % PER_QUEUE;
 		uint32_t len = counts[i] * 512;
@@ -356,27 +393,197 @@ Test(vhost_blk, overlapping_unaligned_writes_from_two_queues_keep_every_byte)
 
 		pattern(data(i), len, i);
 		memcpy(model + (size_t)sectors[i] * 512, data(i), len);
-		head = build_at(i < PER_QUEUE ? FG_DESC : Q2_DESC, (uint16_t)(3 * k), i,
-				VIRTIO_BLK_T_OUT, sectors[i], len, false);
-		if (i < PER_QUEUE)
-			fg_publish(&g, head);
-		else
-			q2_publish(head);
+		head = build_at(q_table(i / PER_QUEUE), (uint16_t)(3 * k), i, VIRTIO_BLK_T_OUT,
+				sectors[i], len, false);
+		q_publish(i / PER_QUEUE, head);
 	}
 	vhost_blk_process(q);
 	vhost_blk_process(q2);
 	cr_assert_gt(blk_locked(xp.dev), 1, "the writes should be in flight together");
-	for (int i = 0; i < 1000 && (fg_used_idx(&g) != used0 + PER_QUEUE ||
-				     q2_used_idx() != PER_QUEUE); i++)
-		engine_poll(eng, 10);
-	cr_assert_eq(fg_used_idx(&g), used0 + PER_QUEUE);
-	cr_assert_eq(q2_used_idx(), PER_QUEUE);
+	wait_used(2, want);
 	for (unsigned i = 0; i < 2 * PER_QUEUE; i++)
 		cr_assert_eq(*(uint8_t *)fg_ptr(&g, SLOT(i) + STATUS_OFF), VIRTIO_BLK_S_OK,
 			     "write %u", i);
 	cr_assert_eq(request(0, VIRTIO_BLK_T_IN, 0, SPAN, true), VIRTIO_BLK_S_OK);
 	for (unsigned i = 0; i < SPAN; i++)
 		cr_assert_eq(data(0)[i], model[i], "byte %u", i);
+}
+
+/* ---- a stress of 512-byte I/O from NQ queues at once, checked against a model ---- */
+
+#define ST_SECTORS  512u  /* the region under stress: 256 KiB, 64 engine blocks */
+#define ST_ROUNDS   40
+#define ST_PER_Q    5     /* requests per queue per batch: 3 descriptors each in 16 */
+#define ST_MAX_IO   96u   /* sectors of one write or read (48 KiB of a slot's 60) */
+#define ST_MAX_SEGS 3     /* segments of one DISCARD / WRITE_ZEROES */
+
+struct stress {
+	unsigned seed;
+	uint64_t rng;
+	uint8_t model[ST_SECTORS * 512];
+	unsigned max_locked;    /* most mutations running or waiting at once */
+	unsigned ops[4];        /* writes, discards, write-zeroes, reads issued */
+};
+
+static uint32_t st_rand(struct stress *st, uint32_t n)
+{
+	st->rng ^= st->rng << 13; /* xorshift64 */
+	st->rng ^= st->rng >> 7;
+	st->rng ^= st->rng << 17;
+	return (uint32_t)(st->rng % n);
+}
+
+/* A random range of 1..max sectors inside the region. */
+static void st_range(struct stress *st, uint32_t max, uint64_t *sector, uint32_t *n)
+{
+	*n = 1 + st_rand(st, max);
+	*sector = st_rand(st, ST_SECTORS - *n + 1);
+}
+
+/* A write of random bytes in slot s as head on queue qi's table, applied to the model. */
+static uint16_t st_write(struct stress *st, unsigned qi, uint16_t head, unsigned s)
+{
+	uint64_t sector;
+	uint32_t n;
+
+	st_range(st, ST_MAX_IO, &sector, &n);
+	for (uint32_t i = 0; i < n * 512; i++)
+		data(s)[i] = (uint8_t)st_rand(st, 256);
+	memcpy(st->model + sector * 512, data(s), n * 512);
+	st->ops[0]++;
+	return build_at(q_table(qi), head, s, VIRTIO_BLK_T_OUT, sector, n * 512, false);
+}
+
+/* A DISCARD or WRITE_ZEROES (unmap flag or not) of 1..ST_MAX_SEGS random segments,
+ * applied to the model. */
+static uint16_t st_zero(struct stress *st, unsigned qi, uint16_t head, unsigned s,
+			uint32_t type)
+{
+	struct virtio_blk_discard_write_zeroes seg = { 0 };
+	uint32_t nseg = 1 + st_rand(st, ST_MAX_SEGS), n;
+	uint64_t sector;
+
+	for (uint32_t k = 0; k < nseg; k++) {
+		st_range(st, ST_MAX_IO, &sector, &n);
+		seg.sector = sector;
+		seg.num_sectors = n;
+		seg.flags = type == VIRTIO_BLK_T_WRITE_ZEROES ? st_rand(st, 2) : 0;
+		memcpy(data(s) + k * sizeof(seg), &seg, sizeof(seg));
+		memset(st->model + sector * 512, 0, n * 512);
+	}
+	st->ops[type == VIRTIO_BLK_T_DISCARD ? 1 : 2]++;
+	return build_at(q_table(qi), head, s, type, 0, nseg * (uint32_t)sizeof(seg), false);
+}
+
+/* A random mutation: the model applies them in the order the queues take them (the
+ * block layer's range locks are FIFO among overlapping requests). */
+static uint16_t st_mutation(struct stress *st, unsigned qi, uint16_t head, unsigned s)
+{
+	uint32_t kind = st_rand(st, 10);
+
+	if (kind < 6)
+		return st_write(st, qi, head, s);
+	return st_zero(st, qi, head, s,
+		       kind < 8 ? VIRTIO_BLK_T_DISCARD : VIRTIO_BLK_T_WRITE_ZEROES);
+}
+
+/* One batch: up to ST_PER_Q requests on each queue, made available on all of them,
+ * then the queues are processed in a random order, so that the requests of every
+ * queue are in flight together. Reads (reads) or mutations. */
+static void st_batch(struct stress *st, bool reads, unsigned round)
+{
+	uint16_t want[NQ];
+	uint64_t rsector[NQ * ST_PER_Q];
+	uint32_t rn[NQ * ST_PER_Q], nreq[NQ];
+	unsigned order[NQ];
+
+	for (unsigned qi = 0; qi < NQ; qi++) {
+		nreq[qi] = 1 + st_rand(st, ST_PER_Q);
+		want[qi] = (uint16_t)(q_used_idx(qi) + nreq[qi]);
+		order[qi] = qi;
+	}
+	for (unsigned qi = NQ - 1; qi > 0; qi--) { /* Fisher-Yates */
+		unsigned j = st_rand(st, qi + 1), t = order[qi];
+
+		order[qi] = order[j];
+		order[j] = t;
+	}
+	for (unsigned k = 0; k < NQ; k++) {
+		unsigned qi = order[k];
+
+		for (unsigned r = 0; r < nreq[qi]; r++) {
+			unsigned s = qi * ST_PER_Q + r;
+			uint16_t head = (uint16_t)(3 * r);
+
+			if (reads) {
+				st_range(st, ST_MAX_IO, &rsector[s], &rn[s]);
+				memset(data(s), 0xee, rn[s] * 512);
+				head = build_at(q_table(qi), head, s, VIRTIO_BLK_T_IN, rsector[s],
+						rn[s] * 512, true);
+				st->ops[3]++;
+			} else {
+				head = st_mutation(st, qi, head, s);
+			}
+			q_publish(qi, head);
+		}
+		vhost_blk_process(qi == 0 ? q : &conn->queues[qi]);
+		if (blk_locked(xp.dev) > st->max_locked)
+			st->max_locked = blk_locked(xp.dev);
+	}
+	wait_used(NQ, want);
+	for (unsigned qi = 0; qi < NQ; qi++) {
+		for (unsigned r = 0; r < nreq[qi]; r++) {
+			unsigned s = qi * ST_PER_Q + r;
+
+			cr_assert_eq(*(uint8_t *)fg_ptr(&g, SLOT(s) + STATUS_OFF), VIRTIO_BLK_S_OK,
+				     "seed %u round %u queue %u request %u", st->seed, round, qi, r);
+			if (reads)
+				cr_assert_eq(memcmp(data(s), st->model + rsector[s] * 512,
+						    rn[s] * 512), 0,
+					     "seed %u round %u: read of sectors %llu+%u on queue %u "
+					     "differs from the model", st->seed, round,
+					     (unsigned long long)rsector[s], rn[s], qi);
+		}
+	}
+}
+
+/* Rounds of overlapping writes, discards and write-zeroes at odd 512-byte sectors
+ * and lengths from NQ queues at once, with reads from every queue between them;
+ * every byte read must be the model's. Seed: QUILL_TEST_SEED. */
+Test(vhost_blk, stress_of_unaligned_io_from_several_queues_matches_a_model)
+{
+	static struct stress st;
+	static uint8_t whole[ST_SECTORS * 512];
+
+	_Static_assert(NQ * ST_PER_Q <= NSLOTS, "a slot per request in flight");
+	_Static_assert(ST_MAX_IO * 512 <= 0x10000 - DATA_OFF, "data fits a slot");
+	_Static_assert(3 * ST_PER_Q <= FG_NUM, "descriptors fit a queue's table");
+	st.seed = testutil_seed();
+	st.rng = 0x9e3779b97f4a7c15ull ^ st.seed;
+	for (unsigned i = 1; i < NQ; i++)
+		extra_queue(i);
+	for (unsigned i = 0; i < sizeof(st.model); i++)
+		st.model[i] = (uint8_t)st_rand(&st, 256);
+	memcpy(whole, st.model, sizeof(whole));
+	for (unsigned off = 0; off < sizeof(whole); off += 0x8000) {
+		memcpy(data(0), whole + off, 0x8000);
+		cr_assert_eq(request(0, VIRTIO_BLK_T_OUT, off / 512, 0x8000, false), VIRTIO_BLK_S_OK);
+	}
+	for (unsigned round = 0; round < ST_ROUNDS; round++) {
+		st_batch(&st, false, round);
+		st_batch(&st, true, round);
+	}
+	for (unsigned off = 0; off < sizeof(whole); off += 0x8000) {
+		cr_assert_eq(request(0, VIRTIO_BLK_T_IN, off / 512, 0x8000, true), VIRTIO_BLK_S_OK);
+		for (unsigned i = 0; i < 0x8000; i++)
+			cr_assert_eq(data(0)[i], st.model[off + i], "seed %u: byte %u",
+				     st.seed, off + i);
+	}
+	fprintf(stderr, "stress (seed %u): %u writes, %u discards, %u write-zeroes, %u reads "
+		"from %d queues; at most %u mutations in flight together\n", st.seed, st.ops[0],
+		st.ops[1], st.ops[2], st.ops[3], NQ, st.max_locked);
+	cr_assert_gt(st.max_locked, NQ, "seed %u: the queues' mutations were never in flight "
+		     "together", st.seed);
 }
 
 Test(vhost_blk, unknown_type_is_unsupported)
