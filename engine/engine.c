@@ -255,6 +255,7 @@ out_batch:
 static void free_engine(struct engine *eng)
 {
 	store_buf_free(eng->gc_buf);
+	store_buf_free(eng->read_scratch);
 	free(eng->deferred_free);
 	free(eng->vols);
 	free(eng->aliases);

@@ -282,6 +282,8 @@ struct engine_stats {
 	uint64_t gc_runs;
 	uint64_t gc_blocks_moved;
 	uint64_t gc_segments_freed;
+	uint64_t read_ios;        /* store reads issued for client reads: a read of
+				     neighbouring blocks in the log is one */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
 	uint64_t replayed_batches;   /* at the last open */

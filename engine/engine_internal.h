@@ -233,6 +233,7 @@ struct engine {
 				     checkpoint completes or a write waits for space */
 	uint32_t gc_victim;
 	uint8_t *gc_buf;
+	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
 	struct ioreq gc_req;
 	unsigned gc_want_free;
 
