@@ -256,6 +256,7 @@ static void free_engine(struct engine *eng)
 {
 	store_buf_free(eng->gc_buf);
 	store_buf_free(eng->read_scratch);
+	free(eng->gc_moves);
 	free(eng->deferred_free);
 	free(eng->vols);
 	free(eng->aliases);

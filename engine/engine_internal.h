@@ -85,6 +85,14 @@ struct batch {
 struct flatten_job;
 struct eng_job;
 
+/* A live block of the cleaner's victim: moved in LBA order (gc.c). */
+struct gc_move {
+	uint64_t lba;
+	uint32_t block; /* in the victim */
+	uint32_t crc;
+	const uint8_t *data; /* in gc_buf */
+};
+
 /* A layer: a volume's live head (rec.kind VOLUME) or a snapshot. Each has its own map
  * and its own log; reads fall through to `parent` where the map has nothing. */
 struct engine_volume {
@@ -233,6 +241,8 @@ struct engine {
 				     checkpoint completes or a write waits for space */
 	uint32_t gc_victim;
 	uint8_t *gc_buf;
+	struct gc_move *gc_moves; /* gc.c: the victim's live blocks, sorted before moving */
+	uint32_t gc_nmoves;
 	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
 	struct ioreq gc_req;
 	unsigned gc_want_free;
