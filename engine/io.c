@@ -850,6 +850,7 @@ int engine_poll(struct engine *eng, int timeout_ms)
 
 	eng_ckpt_reap(eng);
 	eng_gc_maybe(eng);
+	eng_prezero_maybe(eng);
 	eng_ckpt_maybe(eng);
 	eng_flatten_kick(eng);
 	/* after the cleaner and the checkpoint had their say on what the reap changed: a
@@ -895,7 +896,10 @@ int engine_timeout_ms(const struct engine *eng)
 			     what it waits for (the checkpoint thread rings no fd) */
 	if (eng->ckpt_busy || eng->parked.head || eng->ndeferred_free)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
-	return since >= period ? 0 : (int)(period - since);
+	if (since >= period)
+		return 0;
+	return eng_prezero_timeout(eng) < (int)(period - since) ? eng_prezero_timeout(eng)
+								: (int)(period - since);
 }
 
 int engine_wait(struct engine *eng, const bool *done)
