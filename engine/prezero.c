@@ -18,7 +18,8 @@
  *
  * Bandwidth. One chunk in flight at a time. While the clients are quiet (none of
  * their I/O in flight for PZ_QUIET_MS) chunks of PZ_CHUNK go back to back; while
- * they are busy, a chunk of PZ_BUSY_CHUNK at most every PZ_BUSY_GAP_MS (~12 MiB/s).
+ * they are busy, a chunk of PZ_BUSY_CHUNK at most every PZ_BUSY_GAP_MS (64 MiB/s: more
+ * than a QD1 writer consumes, a few % of a disk's sequential bandwidth).
  * None when free slots are scarce (the cleaner's time).
  */
 #include <errno.h>
@@ -31,8 +32,8 @@
 
 #define PZ_LEAD_SLOTS 16u
 #define PZ_CHUNK (1u << 20)
-#define PZ_BUSY_CHUNK (64u << 10)
-#define PZ_BUSY_GAP_MS 5u
+#define PZ_BUSY_CHUNK (128u << 10)
+#define PZ_BUSY_GAP_MS 2u
 #define PZ_QUIET_MS 20u
 
 static uint64_t data_end(const struct engine *eng)

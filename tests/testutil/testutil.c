@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -40,4 +41,14 @@ int testutil_scratch_dir(const char *default_base, const char *prefix, char *out
 	close(fd);
 	unlink(probe);
 	return 0;
+}
+
+unsigned testutil_seed(void)
+{
+	const char *env = getenv("QUILL_TEST_SEED");
+	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0)
+			    : (unsigned)time(NULL) ^ (unsigned)getpid();
+
+	fprintf(stderr, "test seed %u (rerun with QUILL_TEST_SEED=%u)\n", seed, seed);
+	return seed;
 }

@@ -12,4 +12,8 @@ void testutil_rm_tree(const char *path);
  * 0; -errno of mkdtemp; -EOPNOTSUPP (folder made, out filled) without O_DIRECT. */
 int testutil_scratch_dir(const char *default_base, const char *prefix, char *out, size_t len);
 
+/* A random test's seed: $QUILL_TEST_SEED if set, else a fresh one; printed to stderr
+ * with how to rerun with it. */
+unsigned testutil_seed(void);
+
 #endif

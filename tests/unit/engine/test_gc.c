@@ -1,12 +1,16 @@
 /* tests/unit/engine/test_gc.c — the cleaner's victim choice (eng_gc_pick_victim in
  * engine/gc.c) on hand-built slot tables: cost-benefit (1 - u) * age / (1 + u), only
  * sealed slots that are idle, checksum-clean and at most 90% live; empty sealed slots
- * are counted (a checkpoint frees them), not picked.
+ * are counted (a checkpoint frees them), not picked; and on a real engine, that the
+ * cleaner moves a victim's live blocks in LBA order.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/engine_internal.h"
+#include "engine_fixture.h"
+#include "testutil.h"
 
 #define BPS 100u /* blocks per segment */
 #define NEXT_SEQ 1000u
@@ -150,12 +154,6 @@ Test(gc, empty_slot_with_trims_over_older_blocks_is_a_victim)
 
 /* ---- the cleaner at work: it moves a victim's live blocks in LBA order ---- */
 
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "engine_fixture.h"
-
 TestSuite(gc_engine, .init = setup, .fini = teardown);
 
 /* Blocks lba0..lba0+n of vol, where the map puts them, must sit in one slot in
@@ -181,14 +179,12 @@ static void expect_ascending_in_one_slot(struct engine_volume *vol, uint64_t lba
 Test(gc_engine, relocated_blocks_are_written_in_lba_order)
 {
 	enum { N = 15 }; /* one write each: header + 15 x (summary, block) fill a slot */
-	const char *env = getenv("QUILL_TEST_SEED");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : (unsigned)time(NULL) ^ (unsigned)getpid();
+	unsigned seed = testutil_seed();
 	uint64_t order[N];
 	struct engine_volume *vol;
 	struct map_loc loc;
 	uint32_t victim;
 
-	fprintf(stderr, "test seed %u (rerun with QUILL_TEST_SEED=%u)\n", seed, seed);
 	srand(seed);
 	for (unsigned i = 0; i < N; i++)
 		order[i] = N - 1 - i; /* backwards, then shuffled a little */

@@ -5,21 +5,11 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "engine_fixture.h"
+#include "testutil.h"
 
 TestSuite(engine_io, .init = setup, .fini = teardown);
-
-static unsigned seed_get(void)
-{
-	const char *env = getenv("QUILL_TEST_SEED");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : (unsigned)time(NULL) ^ (unsigned)getpid();
-
-	fprintf(stderr, "test seed %u (rerun with QUILL_TEST_SEED=%u)\n", seed, seed);
-	return seed;
-}
 
 static uint64_t read_ios(void)
 {
@@ -116,7 +106,7 @@ Test(engine_io, blocks_far_apart_in_a_slot_are_separate_ios)
 Test(engine_io, a_read_across_batches_holes_zero_entries_and_the_parent_is_exact)
 {
 	enum { N = 48 };
-	unsigned seed = seed_get();
+	unsigned seed = testutil_seed();
 	uint32_t parent[N] = { 0 }, tags[N];
 	struct engine_volume *vol, *c;
 
