@@ -36,6 +36,7 @@ void engine_opts_init(struct engine_opts *opts)
 {
 	memset(opts, 0, sizeof(*opts));
 	opts->gc_auto = true;
+	opts->prezero = true;
 }
 
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id)
@@ -259,6 +260,9 @@ out_batch:
 static void free_engine(struct engine *eng)
 {
 	store_buf_free(eng->gc_buf);
+	store_buf_free(eng->read_scratch);
+	free(eng->gc_moves);
+	store_buf_free(eng->pz_zeros);
 	free(eng->deferred_free);
 	free(eng->vols);
 	free(eng->aliases);
@@ -341,6 +345,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	}
 	eng->ckpt_last_ms = eng_now_ms();
 	eng_flatten_resume(eng);
+	eng_prezero_init(eng);
 	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu layers, %u/%u segments free, replayed %llu "
 		"batches after checkpoint %llu, dropped %llu torn, kept %llu corrupt",
 		opts->store_path, eng->nvols - 1, eng->nfree, eng->sb.segment_count,

@@ -76,6 +76,11 @@ struct engine_opts {
 	unsigned gc_reserve_segments; /* slots only the cleaner may use; 0 = default */
 	bool gc_auto;              /* run the cleaner when free slots run low (default on
 				      through engine_opts_init) */
+	bool prezero;              /* write zeros, in the background and throttled, over
+				      the never-written free segments the log takes next,
+				      so that first writes do not pay the file system's
+				      unwritten-extent conversion (a fallocate()d file);
+				      default on through engine_opts_init */
 	bool rebuild_meta;         /* meta_path is empty: rebuild the catalog, aliases and
 				      maps from the store's log alone (docs/format.md) */
 };
@@ -329,6 +334,9 @@ struct engine_stats {
 	uint64_t gc_runs;
 	uint64_t gc_blocks_moved;
 	uint64_t gc_segments_freed;
+	uint64_t prezeroed_bytes; /* zeros written ahead of the log (engine_opts.prezero) */
+	uint64_t read_ios;        /* store reads issued for client reads: a read of
+				     neighbouring blocks in the log is one */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
 	uint64_t replayed_batches;   /* at the last open */

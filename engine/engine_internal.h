@@ -85,6 +85,14 @@ struct batch {
 struct flatten_job;
 struct eng_job;
 
+/* A live block of the cleaner's victim: moved in LBA order (gc.c). */
+struct gc_move {
+	uint64_t lba;
+	uint32_t block; /* in the victim */
+	uint32_t crc;
+	const uint8_t *data; /* in gc_buf */
+};
+
 /* A layer: a volume's live head (rec.kind VOLUME) or a snapshot. Each has its own map
  * and its own log; reads fall through to `parent` where the map has nothing. */
 struct engine_volume {
@@ -235,6 +243,19 @@ struct engine {
 				     checkpoint completes or a write waits for space */
 	uint32_t gc_victim;
 	uint8_t *gc_buf;
+	struct gc_move *gc_moves; /* gc.c: the victim's live blocks, sorted before moving */
+	uint32_t gc_nmoves;
+	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
+
+	/* prezero.c: zeros over unwritten free slots ahead of the log */
+	uint64_t pz_cursor;   /* store offset: the next chunk is looked for from here */
+	uint64_t pz_busy_ms;  /* client I/O was last seen in flight */
+	uint64_t pz_next_ms;  /* while busy, no chunk before this */
+	uint8_t *pz_zeros;
+	uint32_t pz_slot;     /* of the chunk in flight */
+	bool pz_inflight;
+	bool pz_waiting;      /* the lead is reached: the next slot waits for the log */
+	bool pz_done;         /* off, nothing left, or an error */
 	struct ioreq gc_req;
 	unsigned gc_want_free;
 
@@ -489,6 +510,12 @@ int eng_rebuild(struct engine *eng, bool keep);
 
 /* gc.c */
 void eng_gc_maybe(struct engine *eng);
+
+/* prezero.c: zeros over the never-written free slots the log takes next */
+void eng_prezero_init(struct engine *eng);
+void eng_prezero_maybe(struct engine *eng);
+/* ms until eng_prezero_maybe() has work, INT_MAX when nothing but an event brings it */
+int eng_prezero_timeout(const struct engine *eng);
 /* The slot the cleaner should take next (cost-benefit), or -1. *empty_waiting counts
  * the slots that are already empty and only wait for a checkpoint. */
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,

@@ -9,6 +9,11 @@
  * applies only if the block has not been overwritten meanwhile, at run time and at
  * replay alike. Once the moves retire the slot holds nothing live, and the next
  * checkpoint frees it.
+ *
+ * The live blocks are appended in LBA order, not in the order the victim holds them:
+ * random writes leave a volume's neighbouring blocks scattered through its log, and
+ * every relocation gathers those of the victim into ascending runs, which a
+ * sequential read then takes with few I/Os (io.c joins neighbouring blocks).
  */
 #include <errno.h>
 #include <stddef.h>
@@ -88,8 +93,8 @@ static bool block_live(struct engine_volume *vol, uint64_t lba, uint32_t slot, u
 }
 
 /* Walks the victim's batches in gc_buf (past a damaged summary too, as replay does);
- * with move=false only checks the live blocks' checksums, with move=true appends
- * them. A live block that fails its checksum is never moved: the slot stays as is,
+ * with move=false only checks the live blocks' checksums, with move=true carries the
+ * records and lists the live blocks in gc_moves for append_moves(). A live block that fails its checksum is never moved: the slot stays as is,
  * and reads of the block keep failing rather than returning anything else. */
 static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 {
@@ -144,13 +149,49 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 				}
 				continue;
 			}
-			r = eng_append_data(vol, e->lba, data, ONDISK_ENTRY_MOVE, eng->gc_victim,
-					    block, loc.crc, SLOT_FOR_GC, &eng->gc_req);
-			if (r < 0)
-				return r;
+			eng->gc_moves[eng->gc_nmoves++] = (struct gc_move){
+				.lba = e->lba, .block = block, .crc = loc.crc, .data = data };
 		}
 	}
-	return move ? eng_catalog_carry_end(vol) : 0;
+	return 0;
+}
+
+static int gc_move_cmp(const void *a, const void *b)
+{
+	const struct gc_move *x = a, *y = b;
+
+	return x->lba < y->lba ? -1 : x->lba > y->lba;
+}
+
+/* Appends the live blocks visit_live() found, in LBA order (see the top). */
+static int append_moves(struct engine *eng, struct engine_volume *vol)
+{
+	qsort(eng->gc_moves, eng->gc_nmoves, sizeof(eng->gc_moves[0]), gc_move_cmp);
+	for (uint32_t i = 0; i < eng->gc_nmoves; i++) {
+		const struct gc_move *m = &eng->gc_moves[i];
+		int r = eng_append_data(vol, m->lba, m->data, ONDISK_ENTRY_MOVE, eng->gc_victim,
+					m->block, m->crc, SLOT_FOR_GC, &eng->gc_req);
+
+		if (r < 0)
+			return r;
+	}
+	return eng_catalog_carry_end(vol);
+}
+
+/* Finds the victim's live blocks (gc_moves) and carries its records, then moves the
+ * blocks. */
+static int relocate(struct engine *eng, struct engine_volume *vol)
+{
+	int r;
+
+	if (!eng->gc_moves) {
+		eng->gc_moves = malloc((size_t)eng->blocks_per_seg * sizeof(eng->gc_moves[0]));
+		if (!eng->gc_moves)
+			return -ENOMEM;
+	}
+	eng->gc_nmoves = 0;
+	r = visit_live(eng, vol, true);
+	return r < 0 ? r : append_moves(eng, vol);
 }
 
 static void victim_read(void *arg, int res)
@@ -172,7 +213,7 @@ static void victim_read(void *arg, int res)
 	}
 	eng->gc_req = (struct ioreq){ .cb = moves_done, .arg = eng, .pending = 1 };
 	if (vol)
-		r = visit_live(eng, vol, true);
+		r = relocate(eng, vol);
 	eng_req_put(eng, &eng->gc_req, r);
 }
 

@@ -611,36 +611,68 @@ int engine_flush(struct engine *eng, engine_cb cb, void *arg)
 	return 0;
 }
 
-/* ---- reads ---- */
+/* ---- reads ----
+ *
+ * A read resolves its blocks a window at a time, sorts the window's mapped blocks by
+ * where they lie in the store, and reads the blocks of one slot that lie close
+ * together with one I/O: blocks between them (summaries, other batches' data, dead
+ * blocks) are read into a scratch buffer and dropped. A few wasted blocks in one
+ * request cost less than one more request: a sequential read through data written by
+ * several batches, or after the cleaner gathered a range, is a few large reads. Every
+ * I/O of a request is queued before any is submitted (they go together at the next
+ * store_poll()).
+ */
 
+#define READ_WINDOW 256u   /* blocks resolved and sorted at a time */
+#define READ_MAX_GAP 8u    /* unwanted blocks read to join two runs of one slot */
+#define READ_MAX_SPAN 256u /* blocks in one I/O */
+
+/* A block of the window that holds data: where it is, and its place in the read. */
+struct read_block {
+	uint32_t slot, block;
+	uint32_t idx; /* block of the request */
+	uint32_t crc;
+};
+
+struct read_want {
+	uint32_t pos; /* block of the span */
+	uint32_t idx; /* block of the request */
+	uint32_t crc;
+};
+
+/* One I/O: span blocks of a slot from `first`, of which nwant are the caller's. */
 struct read_part {
 	struct engine *eng;
 	struct ioreq *req;
 	struct engine_volume *vol;
-	uint64_t lba;
-	uint32_t slot;
-	uint32_t nblocks;
-	uint8_t *dst;      /* the caller's buffer */
-	uint8_t *bounce;   /* when dst is not aligned */
-	uint32_t crcs[];
+	uint64_t lba;      /* of the request's block 0 */
+	uint8_t *dst;      /* the caller's buffer (block 0) */
+	uint8_t *bounce;   /* the span, when dst is not aligned */
+	uint32_t slot, first, span, nwant;
+	struct read_want want[];
 };
 
-#define READ_MAX_RUN 64u
+static uint8_t *want_data(const struct read_part *p, const struct read_want *w)
+{
+	return p->bounce ? p->bounce + (size_t)w->pos * QUILL_BLOCK_SIZE
+			 : p->dst + (size_t)w->idx * QUILL_BLOCK_SIZE;
+}
 
 static int read_verify(struct read_part *p)
 {
-	const uint8_t *data = p->bounce ? p->bounce : p->dst;
+	for (uint32_t i = 0; i < p->nwant; i++) {
+		const struct read_want *w = &p->want[i];
+		uint8_t *data = want_data(p, w);
 
-	for (uint32_t i = 0; i < p->nblocks; i++) {
-		if (crc32c(data + (size_t)i * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE) != p->crcs[i]) {
+		if (crc32c(data, QUILL_BLOCK_SIZE) != w->crc) {
 			LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: checksum mismatch at lba "
-					"%llu (slot %u): returning an I/O error",
-					p->vol->rec.name, (unsigned long long)(p->lba + i), p->slot);
+					"%llu (slot %u): returning an I/O error", p->vol->rec.name,
+					(unsigned long long)(p->lba + w->idx), p->slot);
 			return -EILSEQ;
 		}
+		if (p->bounce)
+			memcpy(p->dst + (size_t)w->idx * QUILL_BLOCK_SIZE, data, QUILL_BLOCK_SIZE);
 	}
-	if (p->bounce)
-		memcpy(p->dst, p->bounce, (size_t)p->nblocks * QUILL_BLOCK_SIZE);
 	return 0;
 }
 
@@ -660,36 +692,113 @@ static void read_done(void *arg, int res)
 	free(p);
 }
 
-static int read_run(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
-		    const struct map_loc *locs, uint32_t n, uint8_t *dst)
+/* The blocks a span reads only to join runs land here (never read back). */
+static uint8_t *read_scratch(struct engine *eng)
+{
+	if (!eng->read_scratch)
+		eng->read_scratch = store_buf_alloc((size_t)READ_MAX_GAP * QUILL_BLOCK_SIZE);
+	return eng->read_scratch;
+}
+
+/* The vector of a span read straight into the caller's buffer: runs of wanted blocks
+ * that are adjacent in both places are one element, each gap one on the scratch. */
+static int span_iov(struct read_part *p, uint8_t *scratch, struct iovec *iov)
+{
+	int n = 0;
+	uint32_t pos = 0;
+
+	for (uint32_t i = 0; i < p->nwant; i++) {
+		const struct read_want *w = &p->want[i];
+		uint8_t *data = want_data(p, w);
+
+		if (w->pos > pos)
+			iov[n++] = (struct iovec){ scratch, (size_t)(w->pos - pos) * QUILL_BLOCK_SIZE };
+		if (n && w->pos == pos && i &&
+		    (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == data)
+			iov[n - 1].iov_len += QUILL_BLOCK_SIZE;
+		else
+			iov[n++] = (struct iovec){ data, QUILL_BLOCK_SIZE };
+		pos = w->pos + 1;
+	}
+	return n;
+}
+
+/* Reads blocks b[0..n) (one slot, ascending, within READ_MAX_SPAN and READ_MAX_GAP of
+ * each other) of a request whose block 0 is lba, into dst. */
+static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
+		     const struct read_block *b, uint32_t n)
 {
 	struct engine *eng = vol->eng;
-	struct read_part *p = malloc(sizeof(*p) + n * sizeof(uint32_t));
-	size_t len = (size_t)n * QUILL_BLOCK_SIZE;
-	int r;
+	struct read_part *p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
+	struct iovec iov[2 * READ_MAX_SPAN];
+	uint8_t *scratch = NULL;
+	uint64_t off;
+	int r, niov;
 
 	if (!p)
 		return -ENOMEM;
-	*p = (struct read_part){ .eng = eng, .req = req, .vol = vol, .lba = lba,
-				 .slot = locs[0].slot, .nblocks = n, .dst = dst };
+	*p = (struct read_part){ .eng = eng, .req = req, .vol = vol, .lba = lba, .dst = dst,
+				 .slot = b[0].slot, .first = b[0].block,
+				 .span = b[n - 1].block - b[0].block + 1, .nwant = n };
 	for (uint32_t i = 0; i < n; i++)
-		p->crcs[i] = locs[i].crc;
+		p->want[i] = (struct read_want){ .pos = b[i].block - p->first, .idx = b[i].idx,
+						 .crc = b[i].crc };
+	off = eng_slot_offset(eng, p->slot, p->first);
 	if ((uintptr_t)dst % STORE_ALIGN) {
-		p->bounce = store_buf_alloc(len);
-		if (!p->bounce) {
-			free(p);
-			return -ENOMEM;
-		}
+		p->bounce = store_buf_alloc((size_t)p->span * QUILL_BLOCK_SIZE);
+		r = p->bounce ? store_read(eng->st, off, p->bounce,
+					   (size_t)p->span * QUILL_BLOCK_SIZE, read_done, p)
+			      : -ENOMEM;
+	} else if (p->span > n && !(scratch = read_scratch(eng))) {
+		r = -ENOMEM;
+	} else {
+		niov = span_iov(p, scratch, iov);
+		r = store_readv(eng->st, off, iov, niov, read_done, p);
 	}
-	r = store_read(eng->st, eng_slot_offset(eng, locs[0].slot, locs[0].block),
-		       p->bounce ? p->bounce : dst, len, read_done, p);
 	if (r < 0) {
 		store_buf_free(p->bounce);
 		free(p);
 		return r;
 	}
-	eng->slots[locs[0].slot].readers++;
+	eng->slots[p->slot].readers++;
+	eng->stats.read_ios++;
 	req->pending++;
+	return 0;
+}
+
+static int read_block_cmp(const void *a, const void *b)
+{
+	const struct read_block *x = a, *y = b;
+
+	if (x->slot != y->slot)
+		return x->slot < y->slot ? -1 : 1;
+	return x->block < y->block ? -1 : x->block > y->block;
+}
+
+/* Does c join the span that starts at b[0] and ends at `last`? */
+static bool span_joins(const struct read_block *first, const struct read_block *last,
+		       const struct read_block *c)
+{
+	return c->slot == first->slot && c->block > last->block &&
+	       c->block - last->block - 1 <= READ_MAX_GAP &&
+	       c->block - first->block < READ_MAX_SPAN;
+}
+
+/* Reads a window's mapped blocks b[0..n), sorted, as few spans. */
+static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
+		       uint8_t *dst, struct read_block *b, uint32_t n)
+{
+	uint32_t start = 0;
+
+	qsort(b, n, sizeof(*b), read_block_cmp);
+	for (uint32_t i = 1; i <= n; i++) {
+		if (i < n && span_joins(&b[start], &b[i - 1], &b[i]))
+			continue;
+		int r = read_span(vol, req, lba, dst, &b[start], i - start);
+		if (r < 0)
+			return r;
+		start = i;
+	}
 	return 0;
 }
 
@@ -708,9 +817,7 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg)
 {
-	struct map_loc run[READ_MAX_RUN];
-	uint32_t nrun = 0;
-	uint64_t run_lba = lba;
+	struct read_block b[READ_WINDOW];
 	uint8_t *dst = buf;
 	struct ioreq *req;
 	int r = 0;
@@ -718,27 +825,23 @@ int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, v
 	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < nblocks && r == 0; i++) {
-		struct map_loc loc;
-		bool mapped = eng_resolve(vol, lba + i, &loc);
-		bool joins = mapped && nrun && nrun < READ_MAX_RUN &&
-			     loc.slot == run[0].slot && loc.block == run[nrun - 1].block + 1;
+	for (uint32_t w = 0; w < nblocks && r == 0; w += READ_WINDOW) {
+		uint32_t end = nblocks - w < READ_WINDOW ? nblocks : w + READ_WINDOW;
+		uint32_t n = 0;
 
-		if (nrun && !joins) {
-			r = read_run(vol, req, run_lba, run, nrun,
-				     dst + (run_lba - lba) * QUILL_BLOCK_SIZE);
-			nrun = 0;
+		for (uint32_t i = w; i < end; i++) {
+			struct map_loc loc;
+
+			if (!eng_resolve(vol, lba + i, &loc)) {
+				memset(dst + (size_t)i * QUILL_BLOCK_SIZE, 0, QUILL_BLOCK_SIZE);
+				continue;
+			}
+			b[n++] = (struct read_block){ .slot = loc.slot, .block = loc.block,
+						      .idx = i, .crc = loc.crc };
 		}
-		if (!mapped) {
-			memset(dst + (size_t)i * QUILL_BLOCK_SIZE, 0, QUILL_BLOCK_SIZE);
-			continue;
-		}
-		if (!nrun)
-			run_lba = lba + i;
-		run[nrun++] = loc;
+		if (n)
+			r = read_window(vol, req, lba, dst, b, n);
 	}
-	if (nrun && r == 0)
-		r = read_run(vol, req, run_lba, run, nrun, dst + (run_lba - lba) * QUILL_BLOCK_SIZE);
 	eng_req_put(vol->eng, req, r);
 	return 0;
 }
@@ -758,6 +861,7 @@ static int poll_begin(struct engine *eng)
 
 	eng_ckpt_reap(eng);
 	eng_gc_maybe(eng);
+	eng_prezero_maybe(eng);
 	eng_ckpt_maybe(eng);
 	eng_flatten_kick(eng);
 	/* after the cleaner and the checkpoint had their say on what the reap changed: a
@@ -836,7 +940,10 @@ int engine_timeout_ms(const struct engine *eng)
 			     what it waits for (the checkpoint thread rings no fd) */
 	if (eng->ckpt_busy || eng->parked.head || eng->ndeferred_free)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
-	return since >= period ? 0 : (int)(period - since);
+	if (since >= period)
+		return 0;
+	return eng_prezero_timeout(eng) < (int)(period - since) ? eng_prezero_timeout(eng)
+								: (int)(period - since);
 }
 
 int engine_wait(struct engine *eng, const bool *done)

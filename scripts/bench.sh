@@ -31,6 +31,8 @@
 #   KEEP=1            keep the images and quill's store
 #   QUILLD=path       the quilld to run (default build/tools/quilld): before/after
 #                     comparisons of two builds on the same machine
+#   PRECONDITION=1    write quill's whole store file once before quilld starts
+#                     (default 0: a fallocate()d file, as the quick start makes)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,9 +40,10 @@ ROOT="$(pwd)"
 RUNTIME="${RUNTIME:-10}"
 SIZE="${SIZE:-1G}"
 TARGETS="${TARGETS:-quill raw qemu-nbd nbdkit}"
-JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd1-unwritten randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8}"
+JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd1-unwritten randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8 seqread-after-randwrite}"
 TRANSPORT="${TRANSPORT:-tcp}"
 NBDKIT_CACHE="${NBDKIT_CACHE:-none}"
+PRECONDITION="${PRECONDITION:-0}"
 QUILLD="${QUILLD:-$ROOT/build/tools/quilld}"
 QUILL="$ROOT/build/tools/quill"
 
@@ -135,14 +138,17 @@ started()
 # start_TARGET DIR: starts the server, sets NBD_URI (or RAW_FILE) and SERVER_PID
 start_quill()
 {
-	# The store file is written once before quilld formats it: a fallocate()d file
-	# has unwritten extents, and ext4 converts them on first write, which costs
-	# 30-40% at QD1. The peers' images are written by the prefill; a real device
-	# has no such state. This preconditions quill's store the same way; the store is
-	# then not blank, so quilld formats it only when told (--format).
+	# By default quilld makes its store file as the quick start does (fallocate():
+	# unwritten extents, which ext4 converts on first write) and writes zeros over
+	# the free segments ahead of its log itself (docs/engine.md, "Preparing free
+	# segments"). PRECONDITION=1 writes the whole file once first instead, as the
+	# peers' images are by the prefill; the store is then not blank, so quilld
+	# formats it only when told (--format).
 	mkdir -p "$1/store"
-	fio --name=precondition --filename="$1/store/store.img" --rw=write --bs=1M \
-		--ioengine=io_uring --direct=1 --iodepth=8 --size="$STORE_SIZE" >/dev/null
+	if [ "$PRECONDITION" = 1 ]; then
+		fio --name=precondition --filename="$1/store/store.img" --rw=write --bs=1M \
+			--ioengine=io_uring --direct=1 --iodepth=8 --size="$STORE_SIZE" >/dev/null
+	fi
 	listen "$1" bench --nbd-unix --nbd-addr --nbd-port
 	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --format --control "$1/ctl.sock" \
 		--nbd-addr "" "${LISTEN[@]}" >"$1/server.log" 2>&1 &
@@ -228,7 +234,9 @@ def load(target, job):
     if not os.path.exists(path):
         return None
     text = open(path).read()
-    j = json.loads(text[text.index("{"):])["jobs"][0]  # skip any line fio printed first
+    # skip any line fio printed first; a file of several jobs (stonewall) is measured
+    # by its last one (seqread-after-randwrite: the read after the writes)
+    j = json.loads(text[text.index("{"):])["jobs"][-1]
     dirs = [j[d] for d in ("read", "write") if j[d]["total_ios"] > 0]
     ios = sum(d["total_ios"] for d in dirs) or 1
     return {

@@ -46,7 +46,8 @@ int testutil_scratch_dir(const char *default_base, const char *prefix, char *out
 unsigned testutil_seed(void)
 {
 	const char *env = getenv("QUILL_TEST_SEED");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : (unsigned)time(NULL) ^ (unsigned)getpid();
+	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0)
+			    : (unsigned)time(NULL) ^ (unsigned)getpid();
 
 	fprintf(stderr, "test seed %u (rerun with QUILL_TEST_SEED=%u)\n", seed, seed);
 	return seed;

@@ -1,0 +1,158 @@
+/* tests/unit/engine/test_prezero.c — engine/prezero.c: zeros over the never-written
+ * free slots ahead of the log, a bounded lead, never in a slot in use, and a store
+ * that replays whatever moment a crash comes at. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine_fixture.h"
+
+TestSuite(prezero, .init = setup, .fini = teardown);
+
+#define BIG_SEGS 64u
+#define LEAD 16u /* PZ_LEAD_SLOTS */
+
+static int open_big(bool format, bool prezero)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, format);
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)BIG_SEGS * SEG_SIZE;
+	o.prezero = prezero;
+	return engine_open(&o, &eng);
+}
+
+/* Polls until the zeros written stop growing for 300 ms; returns them. */
+static uint64_t settle(void)
+{
+	uint64_t last, now = stats().prezeroed_bytes;
+
+	for (int quiet = 0; quiet < 60;) {
+		cr_assert_geq(engine_poll(eng, 5), 0);
+		usleep(5000);
+		last = now;
+		now = stats().prezeroed_bytes;
+		quiet = now == last ? quiet + 1 : 0;
+	}
+	return now;
+}
+
+/* Does slot i of the store file hold data (written), as the file system says? */
+static bool slot_written(unsigned i)
+{
+	int fd = open(store_path, O_RDONLY);
+	off_t off = (off_t)QUILL_DATA_OFFSET + (off_t)i * SEG_SIZE, d;
+
+	cr_assert_geq(fd, 0);
+	d = lseek(fd, off, SEEK_DATA);
+	close(fd);
+	return d == off;
+}
+
+Test(prezero, free_slots_ahead_of_the_log_are_written_up_to_the_lead)
+{
+	uint64_t zeroed;
+	unsigned written = 0;
+
+	cr_assert_eq(open_big(true, true), 0);
+	if (slot_written(BIG_SEGS - 1))
+		cr_skip_test("this file system reports no holes or unwritten extents");
+	zeroed = settle();
+	cr_assert_gt(zeroed, 0, "nothing zeroed");
+	for (unsigned i = 0; i < BIG_SEGS; i++)
+		written += slot_written(i);
+	cr_assert_geq(written, LEAD, "the lead is written: %u slots", written);
+	cr_assert_leq(written, LEAD + 4, "and not much more (thin): %u slots", written);
+	cr_assert_not(slot_written(BIG_SEGS - 1));
+	cr_assert_leq(zeroed, (uint64_t)(LEAD + 4) * SEG_SIZE);
+}
+
+Test(prezero, the_lead_follows_the_log)
+{
+	struct engine_volume *vol;
+	uint64_t before;
+
+	cr_assert_eq(open_big(true, true), 0);
+	if (slot_written(BIG_SEGS - 1))
+		cr_skip_test("this file system reports no holes or unwritten extents");
+	before = settle();
+	vol = create_and_open("v", (uint64_t)BIG_SEGS * SEG_SIZE);
+	write_tagged(vol, 0, 8 * SEG_BLOCKS, 1); /* eight slots of log */
+	cr_assert_gt(settle(), before, "the lead moved on");
+	cr_assert(slot_written(LEAD + 6));
+	expect_tagged(vol, 0, 8 * SEG_BLOCKS, 1);
+}
+
+Test(prezero, off_when_asked)
+{
+	cr_assert_eq(open_big(true, false), 0);
+	cr_assert_eq(settle(), 0);
+	cr_assert_not(slot_written(LEAD));
+}
+
+/* Writes one block at a time, polling between, while zeros go down ahead: every
+ * block reads back, before and after a reopen (replay over the zeroed slots). */
+Test(prezero, writes_while_zeroing_read_back_and_replay)
+{
+	struct engine_volume *vol;
+
+	cr_assert_eq(open_big(true, true), 0);
+	vol = create_and_open("v", (uint64_t)BIG_SEGS * SEG_SIZE);
+	for (uint64_t lba = 0; lba < 6 * SEG_BLOCKS; lba++) {
+		write_tagged(vol, lba, 1, 3);
+		cr_assert_geq(engine_poll(eng, 0), 0);
+	}
+	cr_assert_gt(stats().prezeroed_bytes, 0);
+	expect_tagged(vol, 0, 6 * SEG_BLOCKS, 3);
+	cr_assert_eq(eflush(), 0);
+	engine_volume_close(vol);
+	engine_close(eng);
+	eng = NULL;
+	cr_assert_eq(open_big(false, true), 0);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 6 * SEG_BLOCKS, 3);
+}
+
+/* A crash (no close, no checkpoint) with zero writes in flight or just done. */
+static int crash_while_zeroing(void)
+{
+	struct engine_volume *vol = NULL;
+	static uint8_t buf[2 * BLK] __attribute__((aligned(4096)));
+	struct done d = { 0 };
+
+	CHILD_CHECK(open_big(true, true) == 0);
+	CHILD_CHECK(engine_volume_create(eng, "v", (uint64_t)BIG_SEGS * SEG_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	fill(buf, 0, 2, 9);
+	CHILD_CHECK(engine_write(vol, 0, 2, buf, ENGINE_FUA, on_done, &d) == 0);
+	CHILD_CHECK(engine_wait(eng, &d.done) == 0 && d.res == 0);
+	while (stats().prezeroed_bytes < 3 * SEG_SIZE)
+		CHILD_CHECK(engine_poll(eng, 1) >= 0);
+	d = (struct done){ 0 };
+	CHILD_CHECK(engine_write(vol, 2, 2, buf, ENGINE_FUA, on_done, &d) == 0);
+	CHILD_CHECK(engine_wait(eng, &d.done) == 0 && d.res == 0);
+	engine_poll(eng, 0); /* the next chunk goes out: the crash comes with it in flight */
+	return 0;
+}
+
+Test(prezero, a_crash_while_zeroing_leaves_a_store_that_replays)
+{
+	struct engine_volume *vol;
+	uint8_t *want = malloc(2 * BLK), *got = aligned_alloc(BLK, 4 * BLK);
+
+	cr_assert(want && got);
+	in_child(crash_while_zeroing);
+	cr_assert_eq(open_big(false, true), 0);
+	vol = open_vol("v");
+	cr_assert_eq(vread(vol, 0, 4, got), 0);
+	fill(want, 0, 2, 9);
+	cr_assert_eq(memcmp(got, want, 2 * BLK), 0);
+	cr_assert_eq(memcmp(got + 2 * BLK, want, 2 * BLK), 0);
+	cr_assert_eq(stats().torn_batches, 0);
+	cr_assert_eq(stats().corrupt_batches, 0);
+	free(want);
+	free(got);
+}
