@@ -140,6 +140,39 @@ int blk_probe(struct engine *eng, const char *spec, struct blk_probe_info *out)
 	return 0;
 }
 
+struct list_ctx {
+	struct engine *eng;
+	blk_list_fn fn;
+	void *arg;
+	const char *vol;
+};
+
+static int list_snapshot(const struct engine_snap_info *info, void *arg)
+{
+	struct list_ctx *lc = arg;
+	char spec[VOLSPEC_MAX + 1];
+
+	return lc->fn(volspec_format(spec, sizeof(spec), lc->vol, info->name), lc->arg);
+}
+
+static int list_volume(const struct engine_volume_info *info, void *arg)
+{
+	struct list_ctx *lc = arg;
+	int r = lc->fn(info->name, lc->arg);
+
+	if (r != 0 || !info->snapshots)
+		return r;
+	lc->vol = info->name;
+	return engine_snap_list(lc->eng, info->name, list_snapshot, lc);
+}
+
+int blk_list(struct engine *eng, blk_list_fn fn, void *arg)
+{
+	struct list_ctx lc = { .eng = eng, .fn = fn, .arg = arg };
+
+	return engine_volume_list(eng, list_volume, &lc);
+}
+
 void blk_set_holder(struct blk_dev *dev, const char *holder)
 {
 	engine_volume_set_holder(dev->vol, holder);

@@ -54,6 +54,12 @@ struct blk_probe_info {
 };
 /* -ENOENT no such volume or snapshot (or a spec that cannot name one). */
 int blk_probe(struct engine *eng, const char *spec, struct blk_probe_info *out);
+
+/* Calls fn with the spec of every exportable volume and snapshot: each volume in name
+ * order, then its snapshots ("VOL@SNAP"). Stops and returns fn's value if non-zero;
+ * 0 when all were listed; -errno if the catalog cannot be read. */
+typedef int (*blk_list_fn)(const char *spec, void *arg);
+int blk_list(struct engine *eng, blk_list_fn fn, void *arg);
 /* Opens spec for I/O (engine_volume_open: -ENOENT, -EBUSY, ...). A volume has one
  * writer: -EBUSY while another handle is out (blk_busy_reason says whose). A snapshot
  * opens any number of times: read-only opens never conflict. */

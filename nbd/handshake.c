@@ -202,30 +202,13 @@ static void list_reply(struct nbd_conn *c, const char *name)
 	opt_reply(c, NBD_REP_SERVER, buf, 4 + n);
 }
 
-struct list_ctx {
-	struct nbd_conn *c;
-	const char *vol;
-};
-
-static int list_snap(const struct engine_snap_info *info, void *arg)
+/* Every volume, then its snapshots (read-only exports). */
+static int list_one(const char *spec, void *arg)
 {
-	struct list_ctx *lc = arg;
-	char spec[ENGINE_SNAP_SPEC_MAX + 1];
+	struct nbd_conn *c = arg;
 
-	snprintf(spec, sizeof(spec), "%s@%s", lc->vol, info->name);
-	list_reply(lc->c, spec);
-	return lc->c->state == NBD_CS_DEAD ? -ENOMEM : 0;
-}
-
-/* A volume, then its snapshots (read-only exports). */
-static int list_one(const struct engine_volume_info *info, void *arg)
-{
-	struct list_ctx lc = { .c = arg, .vol = info->name };
-
-	list_reply(lc.c, info->name);
-	if (lc.c->state != NBD_CS_DEAD && info->snapshots)
-		engine_snap_list(lc.c->srv->eng, info->name, list_snap, &lc);
-	return lc.c->state == NBD_CS_DEAD ? -ENOMEM : 0;
+	list_reply(c, spec);
+	return c->state == NBD_CS_DEAD ? -ENOMEM : 0;
 }
 
 static void opt_list(struct nbd_conn *c, size_t len)
@@ -236,7 +219,7 @@ static void opt_list(struct nbd_conn *c, size_t len)
 		opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
 		return;
 	}
-	r = engine_volume_list(c->srv->eng, list_one, c);
+	r = blk_list(c->srv->eng, list_one, c);
 	if (c->state == NBD_CS_DEAD)
 		return;
 	if (r < 0)

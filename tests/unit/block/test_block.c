@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "common/volspec.h"
 #include "testutil.h"
 
 #ifndef QUILL_TEST_DIR
@@ -402,4 +403,36 @@ Test(block, snapshots_open_many_times_and_never_block_the_writer)
 	cr_assert_eq(blk_probe(eng, "nope", &pi), -ENOENT);
 	cr_assert_eq(blk_probe(eng, "a@b@c", &pi), -ENOENT);
 	cr_assert_eq(engine_snap_delete(eng, "disk0", "s1"), 0, "the last reader closed");
+}
+
+struct listed {
+	char specs[8][VOLSPEC_MAX + 1];
+	unsigned n, stop_at;
+};
+
+static int note_spec(const char *spec, void *arg)
+{
+	struct listed *l = arg;
+
+	cr_assert_lt(l->n, 8u);
+	snprintf(l->specs[l->n], sizeof(l->specs[0]), "%s", spec);
+	return ++l->n == l->stop_at ? 7 : 0;
+}
+
+/* What NBD_OPT_LIST offers: each volume, then its snapshots, in the engine's order. */
+Test(block, list_names_every_volume_then_its_snapshots)
+{
+	static const char *want[] = { "disk0", "disk0@a", "disk0@b", "disk1" };
+	struct listed l = { 0 };
+
+	cr_assert_eq(engine_snap_create(eng, "disk0", "a"), 0);
+	cr_assert_eq(engine_snap_create(eng, "disk0", "b"), 0);
+	cr_assert_eq(engine_volume_create(eng, "disk1", VOL_SIZE), 0);
+	cr_assert_eq(blk_list(eng, note_spec, &l), 0);
+	cr_assert_eq(l.n, 4u);
+	for (unsigned i = 0; i < 4; i++)
+		cr_assert_str_eq(l.specs[i], want[i]);
+	l = (struct listed){ .stop_at = 2 };
+	cr_assert_eq(blk_list(eng, note_spec, &l), 7, "fn's value stops the listing");
+	cr_assert_eq(l.n, 2u);
 }
