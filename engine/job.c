@@ -216,7 +216,7 @@ int eng_job_wait_flush(struct eng_job *job)
 	if (!job->io_started) {
 		job->io_started = true;
 		job->io_done = false;
-		r = store_flush(job->eng->st, flushed, job);
+		r = eng_store_flush(job->eng, flushed, job);
 		if (r < 0)
 			flushed(job, r);
 	}

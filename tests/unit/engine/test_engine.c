@@ -435,6 +435,44 @@ Test(engine, summaries_record_the_flushed_sequence_and_the_run)
 	free(s);
 }
 
+/* Write-back pacing: once sync_bytes of log are written, a store flush starts by itself
+ * (within ENGINE_SYNC_MIN_MS), so that no later flush has much to write back. Returns
+ * whether the writes became durable while the engine ran for a few pacing periods. */
+static bool paced_flush_covers_writes(uint64_t sync_bytes)
+{
+	struct engine_opts o;
+	struct engine_volume *vol;
+	uint64_t last, end;
+	int timeout;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.sync_bytes = sync_bytes;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 24, 1); /* 96 KiB of data, no flush asked for */
+	last = eng->next_seq - 1;
+	cr_assert_lt(eng->durable_seq, last);
+	timeout = engine_timeout_ms(eng);
+	cr_assert_leq(timeout, sync_bytes == UINT64_MAX ? 600000 : (int)ENGINE_SYNC_MIN_MS,
+		      "a loop sleeping on engine_timeout_ms() wakes for the flush (%d ms)",
+		      timeout);
+	end = eng_now_ms() + 3 * ENGINE_SYNC_MIN_MS;
+	while (eng->durable_seq < last && eng_now_ms() < end)
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	expect_tagged(vol, 0, 24, 1);
+	return eng->durable_seq >= last;
+}
+
+Test(engine, a_flush_starts_by_itself_after_sync_bytes_of_log)
+{
+	cr_assert(paced_flush_covers_writes(64 << 10));
+}
+
+Test(engine, no_flush_starts_by_itself_when_pacing_is_off)
+{
+	cr_assert_not(paced_flush_covers_writes(UINT64_MAX));
+}
+
 Test(engine, trim_reads_zeros_and_unmaps)
 {
 	struct engine_volume *vol = fresh_volume("v", VOL_SIZE);
