@@ -212,6 +212,53 @@ Test(engine, volume_create_list_info_delete)
 	cr_assert_str_eq(names, "mid.vol-1_x,zeta,", "volume table survives a reopen");
 }
 
+/* A deleted volume's slots get FREE headers without holding the loop: the delete's
+ * RocksDB commit is done and its slots are still `freeing` (headers in flight) at some
+ * poll before its callback runs; when it runs, they are free and FREE on disk. */
+Test(engine, volume_delete_writes_free_headers_without_blocking_the_loop)
+{
+	struct engine_volume *vol;
+	uint32_t used[NSEGS];
+	size_t nused = 0;
+	bool seen_in_flight = false;
+	struct done d = { 0 };
+	uint8_t *blk = malloc(BLK);
+	int fd;
+
+	open_engine();
+	vol = create_and_open("gone", VOL_SIZE);
+	write_tagged(vol, 0, 80, 1); /* three slots of 31 blocks */
+	engine_volume_close(vol);
+	for (uint32_t i = 0; i < NSEGS; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == 1)
+			used[nused++] = i;
+	cr_assert_geq(nused, 3);
+	cr_assert_eq(engine_volume_delete_async(eng, "gone", on_done, &d), 0);
+	while (!d.done) {
+		bool freeing = false;
+
+		cr_assert_geq(engine_poll(eng, 10), 0);
+		for (size_t i = 0; i < nused; i++)
+			freeing |= eng->slots[used[i]].freeing;
+		if (!d.done && freeing && !eng_volume_by_name(eng, "gone"))
+			seen_in_flight = true;
+	}
+	cr_assert_eq(d.res, 0);
+	cr_assert(seen_in_flight, "the FREE headers were written inside one step");
+	fd = open(store_path, O_RDONLY);
+	cr_assert(fd >= 0 && blk);
+	for (size_t i = 0; i < nused; i++) {
+		struct segment_header h;
+
+		cr_assert_eq(eng->slots[used[i]].state, SLOT_FREE, "slot %u", used[i]);
+		pread_block(fd, eng_slot_offset(eng, used[i], 0), blk);
+		cr_assert_eq(ondisk_segment_header_decode(blk, BLK, &h), 0);
+		cr_assert_eq(h.state, ONDISK_SEG_FREE, "slot %u header", used[i]);
+	}
+	close(fd);
+	free(blk);
+}
+
 Test(engine, volume_ids_are_not_reused)
 {
 	uint64_t id;
