@@ -191,6 +191,7 @@ err:
 static void ckpt_failed(struct engine *eng, struct ckpt_job *job, int res)
 {
 	eng->ckpt_error = res;
+	eng->ckpt_failed_no = job->start_no;
 	LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "map checkpoint at seq %llu failed: %s; "
 			"will retry", (unsigned long long)job->seq, err_str(-res));
 	eng->ckpt_failures++;
@@ -224,6 +225,7 @@ static void ckpt_start(struct engine *eng)
 	if (!job)
 		return;
 	job->eng = eng;
+	job->start_no = ++eng->ckpt_starts;
 	eng->ckpt_busy = true;
 	eng->ckpt_wanted = false;
 	eng->ckpt_last_ms = eng_now_ms();
@@ -456,6 +458,7 @@ void eng_ckpt_reap(struct engine *eng)
 		ckpt_failed(eng, job, job->result);
 	} else {
 		eng->ckpt_error = 0;
+		eng->ckpt_landed_no = job->start_no;
 		eng->stats.checkpoints++;
 		eng->stats.last_checkpoint_seq = job->seq;
 		drop_ops(eng, job->nops);
@@ -472,7 +475,9 @@ void eng_ckpt_maybe(struct engine *eng)
 
 	if (eng->ckpt_busy)
 		return;
-	if (eng->ckpt_wanted || eng_now_ms() - eng->ckpt_last_ms >= period)
+	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see
+	 * one start as the last lands, for ever */
+	if (eng->ckpt_wanted || (!eng->closing && eng_now_ms() - eng->ckpt_last_ms >= period))
 		ckpt_start(eng);
 }
 
@@ -480,22 +485,17 @@ void eng_ckpt_maybe(struct engine *eng)
  * engine: for engine_open() and engine_close() only, outside any loop. */
 int eng_ckpt_sync(struct engine *eng)
 {
-	uint64_t before;
+	uint64_t after = eng->ckpt_starts; /* one in flight was captured earlier: not enough */
 
-	while (eng->ckpt_busy) { /* one in flight was captured earlier: not enough */
-		int r = engine_poll(eng, 10);
-		if (r < 0)
-			return r;
-	}
-	before = eng->stats.checkpoints;
 	eng->ckpt_wanted = true;
 	eng_ckpt_maybe(eng);
-	while (eng->ckpt_busy || eng->free_jobs) { /* and the slots it frees are free */
+	/* and the slots it frees are free */
+	while ((eng->ckpt_landed_no <= after && eng->ckpt_failed_no <= after) || eng->free_jobs) {
 		int r = engine_poll(eng, 10);
 		if (r < 0)
 			return r;
 	}
-	if (eng->stats.checkpoints > before)
+	if (eng->ckpt_landed_no > after)
 		return 0;
 	return eng->ckpt_error ? eng->ckpt_error : -EIO;
 }

@@ -158,6 +158,7 @@ struct ckpt_job {
 	struct engine *eng;
 	struct meta_batch *mb;
 	uint64_t seq;
+	uint64_t start_no; /* eng->ckpt_starts when it started */
 	size_t nops; /* eng->ops[0..nops) ride with this checkpoint */
 	/* zero-live slots that become free once this is durable */
 	struct ckpt_free *free_slots;
@@ -232,6 +233,12 @@ struct engine {
 	struct eng_job *jobs;           /* management calls under way (job.c), FIFO */
 	struct eng_job *job_running;    /* whose step eng_jobs_run() is in */
 	uint64_t ckpt_failures;         /* checkpoints that did not land */
+	/* checkpoints are numbered as they start; a wait for "one captured after now"
+	 * notes ckpt_starts and looks for a higher number landed (or failed): checking
+	 * ckpt_busy instead never ends when each checkpoint starts as the last lands
+	 * (the cleaner asking, or one taking longer than checkpoint_ms) */
+	uint64_t ckpt_starts;
+	uint64_t ckpt_landed_no, ckpt_failed_no;
 
 	/* cleaner */
 	bool gc_busy;
@@ -288,7 +295,7 @@ struct eng_job {
 	struct engine_volume *layers[ENG_JOB_MAX_LAYERS];
 	/* state of the shared waits */
 	bool ckpt_asked;
-	uint64_t ckpt_done_before, ckpt_failed_before;
+	uint64_t ckpt_after; /* eng->ckpt_starts when asked */
 	bool io_started, io_done;
 	int io_result;
 	/* writes the job started (eng_job_io_begin): it does not end before they are done */

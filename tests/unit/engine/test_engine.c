@@ -482,6 +482,32 @@ Test(engine, summaries_record_the_flushed_sequence_and_the_run)
 	free(s);
 }
 
+/* Checkpoints that each take longer than checkpoint_ms start back to back (so do those
+ * the cleaner asks for): a wait for one captured after it began must still end, at
+ * open, in a job and at close, instead of seeing one busy at every poll. */
+Test(engine, a_checkpoint_wait_ends_when_checkpoints_run_back_to_back, .timeout = 60)
+{
+	struct engine_opts o;
+	struct engine_volume *vol;
+	uint64_t before;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.checkpoint_ms = 10;
+	o.test_pause = "ckpt-commit:40"; /* each checkpoint holds its thread 40 ms */
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 8, 1);
+	before = stats().checkpoints;
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	cr_assert_gt(stats().checkpoints, before);
+	cr_assert_geq(stats().last_checkpoint_seq, eng->next_seq - 1, "it covers the write");
+	engine_volume_close(vol);
+	engine_close(eng); /* its final checkpoint waits the same way */
+	eng = NULL;
+	open_engine();
+	expect_tagged(open_vol("v"), 0, 8, 1);
+}
+
 /* Write-back pacing: once sync_bytes of log are written, a store flush starts by itself
  * (within ENGINE_SYNC_MIN_MS), so that no later flush has much to write back. Returns
  * whether the writes became durable while the engine ran for a few pacing periods. */
