@@ -11,7 +11,8 @@
 # end. Each target is prefilled (SIZE written once) so that reads read data, then
 # the read jobs run before the write jobs. Prints one table (IOPS, quill's mean and
 # p99 latency, the peers' IOPS and quill's ratios: the machine is noisy, compare
-# ratios across runs, not IOPS) and saves it with fio's JSON under
+# ratios across runs, not IOPS), then the stall rows (QD1 worst latency and QD32 p99
+# against the raw file's, issue 11's targets), and saves it with fio's JSON under
 # data/bench/<timestamp>/; the images and the store are deleted afterwards.
 #
 # Usage: scripts/bench.sh            (from anywhere; builds quill if needed)
@@ -219,6 +220,7 @@ def load(target, job):
         "mib_s": sum(d["bw_bytes"] for d in dirs) / 2**20,
         "lat_mean_us": sum(d["lat_ns"]["mean"] * d["total_ios"] for d in dirs) / ios / 1e3,
         "p99_us": max(d["clat_ns"]["percentile"]["99.000000"] for d in dirs) / 1e3,
+        "max_us": max(d["lat_ns"]["max"] for d in dirs) / 1e3,
         "errors": j["error"],
     }
 
@@ -252,5 +254,24 @@ for r in [head, ["-" * n for n in w]] + rows:
     print("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
 print("IOPS of both directions summed; 1m jobs: IOPS = MiB/s. Latency: fio lat (mean),")
 print("clat p99 (worst direction). best-peer = the better of qemu-nbd and nbdkit.")
+
+# Stalls (issue 11): a QD1 job's worst request against the raw file's in the same run
+# (target: at most max(20 ms, 2x raw)); a QD32 job's p99 against the raw file's (2x).
+# Run with RUNTIME=60: a checkpoint, a cleaner pass or a flush must show up in the max.
+stall_rows = []
+for job in jobs:
+    q, raw = res.get("quill", {}).get(job), res.get("raw", {}).get(job)
+    if not q or not raw or not ("qd1" in job or "qd32" in job):
+        continue
+    key = "max_us" if job.endswith("qd1") else "p99_us"
+    limit = max(20000, 2 * raw[key]) if key == "max_us" else 2 * raw[key]
+    stall_rows.append([job, "max" if key == "max_us" else "p99", lat(q[key]), lat(raw[key]),
+                       lat(limit), "yes" if q[key] <= limit else "NO"])
+if stall_rows:
+    head = ["job", "what", "quill", "raw", "target", "met"]
+    w = [max(len(r[i]) for r in stall_rows + [head]) for i in range(len(head))]
+    print("\nstalls, same run: QD1 worst latency <= max(20 ms, 2x raw); QD32 p99 <= 2x raw")
+    for r in [head, ["-" * n for n in w]] + stall_rows:
+        print("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
 PY
 echo "bench.sh: table and fio JSON in $OUT"
