@@ -38,11 +38,23 @@ pauses()
 	grep -c "test pause at $1" "$WORK/server.log" || true
 }
 
+# paused POINT N: quilld reached POINT's pause N times
+paused()
+{
+	[ "$(pauses "$1")" -ge "$2" ]
+}
+
 flushes()
 {
 	local n=0
 	[ -f "$1" ] && n="$(grep -c '^F' "$1")"
 	echo "$n"
+}
+
+# flushed JOURNAL N: the writer saw N flushes complete
+flushed()
+{
+	[ "$(flushes "$1")" -ge "$2" ]
 }
 
 # start_writer VOL: crash_nbd.py writes VOL in rounds that end with a FLUSH; $WRITER
@@ -53,13 +65,13 @@ start_writer()
 	WRITER=$!
 	track "$WRITER"
 	VOLS+=("$1")
-	wait_for 60 "the writer of $1 never flushed" test "$(flushes "$WORK/journal-$1")" -ge 3
+	wait_for 60 "the writer of $1 never flushed" flushed "$WORK/journal-$1" 3
 }
 
 # kill_at POINT N: kill -9 once POINT's pause count reaches N (quilld is held there)
 kill_at()
 {
-	wait_for 60 "quilld never paused at $1 (pause $2)" test "$(pauses "$1")" -ge "$2"
+	wait_for 60 "quilld never paused at $1 (pause $2)" paused "$1" "$2"
 	kill -0 "$SERVER_PID" 2>/dev/null || fail "quilld died before the kill"
 	server_kill9
 }
@@ -94,7 +106,7 @@ for life in 1 2; do
 	"$QUILL" --socket "$WORK/ctl.sock" gc >/dev/null 2>&1 &
 	gc_pid=$!
 	n=$(($(pauses ckpt-commit) + 2 + RANDOM % 2))
-	wait_for 60 "quilld never paused at ckpt-commit (pause $n)" test "$(pauses ckpt-commit)" -ge "$n"
+	wait_for 60 "quilld never paused at ckpt-commit (pause $n)" paused ckpt-commit "$n"
 	runs="$(quill --json status | json_field '["gc_runs"]')"
 	gc_seen=$((gc_seen + runs))
 	kill_at ckpt-commit "$n"
