@@ -49,6 +49,7 @@ static void *ckpt_main(void *arg)
 		job->result = meta_recover(eng->meta);
 		if (job->result == 0)
 			job->result = meta_batch_commit(eng->meta, job->mb, META_NOWAL);
+		eng_test_pause(eng, "ckpt-commit");
 		if (job->result == 0)
 			job->result = meta_flush(eng->meta);
 
@@ -190,6 +191,7 @@ err:
 static void ckpt_failed(struct engine *eng, struct ckpt_job *job, int res)
 {
 	eng->ckpt_error = res;
+	eng->ckpt_failed_no = job->start_no;
 	LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "map checkpoint at seq %llu failed: %s; "
 			"will retry", (unsigned long long)job->seq, err_str(-res));
 	eng->ckpt_failures++;
@@ -223,10 +225,11 @@ static void ckpt_start(struct engine *eng)
 	if (!job)
 		return;
 	job->eng = eng;
+	job->start_no = ++eng->ckpt_starts;
 	eng->ckpt_busy = true;
 	eng->ckpt_wanted = false;
 	eng->ckpt_last_ms = eng_now_ms();
-	r = store_flush(eng->st, store_flushed, job);
+	r = eng_store_flush(eng, store_flushed, job);
 	if (r < 0)
 		store_flushed(job, r);
 }
@@ -277,17 +280,32 @@ static bool still_empty(struct engine *eng, const struct ckpt_free *f)
 	return true;
 }
 
-/* FREE headers of the slots a checkpoint found empty, written without blocking the
- * engine thread: the slots are freed once the headers are durable. Meanwhile they
- * stay sealed (and may not be reused: a late FREE header would hit the new log). */
+/* FREE headers written without blocking the engine thread (eng_slots_free_async): the
+ * slots are freed once the headers are durable. Meanwhile they stay as they are and
+ * `freeing` (not reused: a late FREE header would hit the new log). */
 struct free_job {
 	struct engine *eng;
 	struct ckpt_free *slots;
 	size_t n;
+	bool ordered;     /* slots holding LAYER entries first, flushed before the rest */
+	bool only_empty;  /* release a slot only if still sealed and empty (a checkpoint's) */
+	unsigned pass;    /* 0, then 1 (ordered: the slots without LAYER entries) */
 	unsigned pending; /* writes in flight */
+	unsigned written; /* in this pass */
 	int result;
 	uint8_t *buf;     /* one header block per slot */
+	engine_cb cb;
+	void *arg;
 };
+
+static bool still_ours(struct engine *eng, const struct free_job *fj, const struct ckpt_free *f)
+{
+	const struct slot *s = &eng->slots[f->slot];
+
+	if (fj->only_empty)
+		return still_empty(eng, f);
+	return s->state != SLOT_FREE && s->generation == f->generation;
+}
 
 static void free_job_end(struct free_job *fj)
 {
@@ -297,7 +315,7 @@ static void free_job_end(struct free_job *fj)
 		const struct ckpt_free *f = &fj->slots[i];
 
 		eng->slots[f->slot].freeing = false;
-		if (fj->result == 0 && still_empty(eng, f))
+		if (fj->result == 0 && still_ours(eng, fj, f))
 			eng_slot_release(eng, f->slot);
 	}
 	if (fj->result < 0)
@@ -308,10 +326,14 @@ static void free_job_end(struct free_job *fj)
 	eng->free_jobs--;
 	if (fj->result == 0)
 		eng_run_parked(eng, false);
+	if (fj->cb)
+		fj->cb(fj->arg, fj->result);
 	store_buf_free(fj->buf);
 	free(fj->slots);
 	free(fj);
 }
+
+static void free_write_pass(struct free_job *fj);
 
 static void free_flushed(void *arg, int res)
 {
@@ -319,7 +341,10 @@ static void free_flushed(void *arg, int res)
 
 	if (res < 0 && fj->result == 0)
 		fj->result = res;
-	free_job_end(fj);
+	if (fj->result == 0 && fj->ordered && fj->pass++ == 0)
+		free_write_pass(fj);
+	else
+		free_job_end(fj);
 }
 
 static void free_written(void *arg, int res)
@@ -335,29 +360,29 @@ static void free_written(void *arg, int res)
 		free_job_end(fj);
 		return;
 	}
-	r = store_flush(fj->eng->st, free_flushed, fj);
+	if (!fj->written) {
+		free_flushed(fj, 0); /* nothing in this pass */
+		return;
+	}
+	r = eng_store_flush(fj->eng, free_flushed, fj);
 	if (r < 0)
 		free_flushed(fj, r);
 }
 
-static void free_noted(struct engine *eng, struct ckpt_job *job)
+/* Which pass writes slot f: ordered, those holding LAYER entries in the first. */
+static unsigned free_pass_of(const struct free_job *fj, const struct ckpt_free *f)
 {
-	struct free_job *fj = calloc(1, sizeof(*fj));
+	return fj->ordered && fj->eng->slots[f->slot].records == 0 ? 1 : 0;
+}
 
-	if (!fj || !(fj->slots = malloc(job->nfree * sizeof(*fj->slots))) ||
-	    !(fj->buf = store_buf_alloc(job->nfree * QUILL_BLOCK_SIZE))) {
-		if (fj)
-			free(fj->slots);
-		free(fj);
-		return; /* they stay sealed; the next checkpoint notes them again */
-	}
-	fj->eng = eng;
-	eng->free_jobs++;
-	for (size_t i = 0; i < job->nfree; i++)
-		if (still_empty(eng, &job->free_slots[i]) &&
-		    !eng->slots[job->free_slots[i].slot].freeing)
-			fj->slots[fj->n++] = job->free_slots[i];
+static void free_write_pass(struct free_job *fj)
+{
+	struct engine *eng = fj->eng;
+
+	if (fj->ordered)
+		eng_test_pause(eng, "free-layer");
 	fj->pending = 1; /* ours, until every write is submitted */
+	fj->written = 0;
 	for (size_t i = 0; i < fj->n; i++) {
 		struct slot *s = &eng->slots[fj->slots[i].slot];
 		struct segment_header h = { .state = ONDISK_SEG_FREE, .volume_id = s->volume_id,
@@ -365,16 +390,53 @@ static void free_noted(struct engine *eng, struct ckpt_job *job)
 		uint8_t *b = fj->buf + i * QUILL_BLOCK_SIZE;
 		int r;
 
-		s->freeing = true;
+		if (free_pass_of(fj, &fj->slots[i]) != fj->pass)
+			continue;
 		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
 		ondisk_segment_header_encode(&h, b);
 		fj->pending++;
+		fj->written++;
 		r = store_write(eng->st, eng_slot_offset(eng, fj->slots[i].slot, 0), b,
 				QUILL_BLOCK_SIZE, free_written, fj);
 		if (r < 0)
 			free_written(fj, r);
 	}
 	free_written(fj, 0);
+}
+
+int eng_slots_free_async(struct engine *eng, const struct ckpt_free *slots, size_t n,
+			 unsigned flags, engine_cb cb, void *arg)
+{
+	struct free_job *fj = calloc(1, sizeof(*fj));
+
+	if (!fj || !(fj->slots = malloc((n ? n : 1) * sizeof(*fj->slots))) ||
+	    !(fj->buf = store_buf_alloc((n ? n : 1) * QUILL_BLOCK_SIZE))) {
+		if (fj)
+			free(fj->slots);
+		free(fj);
+		return -ENOMEM;
+	}
+	*fj = (struct free_job){ .eng = eng, .slots = fj->slots, .buf = fj->buf,
+				 .ordered = flags & ENG_FREE_ORDERED,
+				 .only_empty = flags & ENG_FREE_ONLY_EMPTY, .cb = cb, .arg = arg };
+	eng->free_jobs++;
+	for (size_t i = 0; i < n; i++) {
+		struct slot *s = &eng->slots[slots[i].slot];
+
+		if (still_ours(eng, fj, &slots[i]) && !s->freeing) {
+			s->freeing = true;
+			fj->slots[fj->n++] = slots[i];
+		}
+	}
+	free_write_pass(fj);
+	return 0;
+}
+
+/* The slots a checkpoint found empty; without memory they stay sealed, and the next
+ * checkpoint notes them again. */
+static void free_noted(struct engine *eng, struct ckpt_job *job)
+{
+	eng_slots_free_async(eng, job->free_slots, job->nfree, ENG_FREE_ONLY_EMPTY, NULL, NULL);
 }
 
 void eng_ckpt_reap(struct engine *eng)
@@ -396,6 +458,7 @@ void eng_ckpt_reap(struct engine *eng)
 		ckpt_failed(eng, job, job->result);
 	} else {
 		eng->ckpt_error = 0;
+		eng->ckpt_landed_no = job->start_no;
 		eng->stats.checkpoints++;
 		eng->stats.last_checkpoint_seq = job->seq;
 		drop_ops(eng, job->nops);
@@ -412,7 +475,9 @@ void eng_ckpt_maybe(struct engine *eng)
 
 	if (eng->ckpt_busy)
 		return;
-	if (eng->ckpt_wanted || eng_now_ms() - eng->ckpt_last_ms >= period)
+	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see
+	 * one start as the last lands, for ever */
+	if (eng->ckpt_wanted || (!eng->closing && eng_now_ms() - eng->ckpt_last_ms >= period))
 		ckpt_start(eng);
 }
 
@@ -420,22 +485,17 @@ void eng_ckpt_maybe(struct engine *eng)
  * engine: for engine_open() and engine_close() only, outside any loop. */
 int eng_ckpt_sync(struct engine *eng)
 {
-	uint64_t before;
+	uint64_t after = eng->ckpt_starts; /* one in flight was captured earlier: not enough */
 
-	while (eng->ckpt_busy) { /* one in flight was captured earlier: not enough */
-		int r = engine_poll(eng, 10);
-		if (r < 0)
-			return r;
-	}
-	before = eng->stats.checkpoints;
 	eng->ckpt_wanted = true;
 	eng_ckpt_maybe(eng);
-	while (eng->ckpt_busy || eng->free_jobs) { /* and the slots it frees are free */
+	/* and the slots it frees are free */
+	while ((eng->ckpt_landed_no <= after && eng->ckpt_failed_no <= after) || eng->free_jobs) {
 		int r = engine_poll(eng, 10);
 		if (r < 0)
 			return r;
 	}
-	if (eng->stats.checkpoints > before)
+	if (eng->ckpt_landed_no > after)
 		return 0;
 	return eng->ckpt_error ? eng->ckpt_error : -EIO;
 }

@@ -32,6 +32,22 @@ uint64_t eng_now_realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void eng_test_pause(const struct engine *eng, const char *point)
+{
+	const char *p = eng->opts.test_pause;
+	size_t n = strlen(point);
+	unsigned long ms;
+	struct timespec ts;
+
+	if (!p || strncmp(p, point, n) != 0 || p[n] != ':')
+		return;
+	ms = strtoul(p + n + 1, NULL, 10);
+	log_msg(LOG_INFO, ENG_LOG, "test pause at %s for %lu ms", point, ms);
+	ts = (struct timespec){ .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 void engine_opts_init(struct engine_opts *opts)
 {
 	memset(opts, 0, sizeof(*opts));
@@ -687,26 +703,42 @@ int engine_volume_import_done(struct engine *eng, const char *name)
 								       &s));
 }
 
-void eng_layer_discard(struct engine *eng, struct engine_volume *vol)
+/* The slots of a discarded layer get FREE headers (the log of a deleted layer must
+ * stop looking like log: a rebuild reads it) and are freed once those are durable,
+ * without blocking the loop: the job that discards the layer ends only then, so a
+ * `volume delete` answers with its space free. Without memory, or on a write error,
+ * the slots stay USED on disk and in use until the next start (which finds them stale
+ * and frees them). */
+static void layer_slots_freed(void *job, int res)
 {
-	uint32_t *gone = malloc(eng->sb.segment_count * sizeof(*gone));
+	(void)res; /* logged; the delete stands: RocksDB committed it */
+	eng_job_io_done(job, 0);
+}
+
+static void free_layer_slots(struct engine *eng, uint64_t id)
+{
+	struct ckpt_free *gone = malloc(eng->sb.segment_count * sizeof(*gone));
+	struct eng_job *job = eng_job_running(eng);
 	size_t n = 0;
 
+	if (!gone)
+		return;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == id)
+			gone[n++] = (struct ckpt_free){ i, eng->slots[i].generation };
+	if (job)
+		eng_job_io_begin(job);
+	if (eng_slots_free_async(eng, gone, n, ENG_FREE_ORDERED, job ? layer_slots_freed : NULL,
+				 job) < 0 && job)
+		layer_slots_freed(job, -ENOMEM);
+	free(gone);
+}
+
+void eng_layer_discard(struct engine *eng, struct engine_volume *vol)
+{
 	eng_catalog_orphans(eng, vol->rec.volume_id);
 	map_clear(vol->map, 0, map_nblocks(vol->map));
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-		if (eng->slots[i].state != SLOT_FREE &&
-		    eng->slots[i].volume_id == vol->rec.volume_id && gone)
-			gone[n++] = i;
-	/* the log of a deleted layer must stop looking like log (a rebuild reads it);
-	 * without memory or on a write error the slots stay USED on disk, which only a
-	 * rebuild would see */
-	eng_slots_write_free(eng, gone, n);
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-		if (eng->slots[i].state != SLOT_FREE &&
-		    eng->slots[i].volume_id == vol->rec.volume_id)
-			eng_slot_release(eng, i);
-	free(gone);
+	free_layer_slots(eng, vol->rec.volume_id);
 	vol->open_slot = -1;
 	/* merged snapshots' slots were among them: their aliases go with the records */
 	for (size_t i = 0; i < eng->naliases;)

@@ -48,6 +48,8 @@
 
 #define ENGINE_BLOCK_SIZE 4096u
 #define ENGINE_VOLUME_NAME_MAX 63u
+#define ENGINE_SYNC_BYTES_DEFAULT (8u << 20)
+#define ENGINE_SYNC_MIN_MS 200u
 
 struct engine;
 struct engine_volume;
@@ -73,6 +75,11 @@ struct engine_opts {
 	uint32_t segment_size;     /* at format time; 0 = 4 MiB */
 	unsigned queue_depth;      /* io_uring depth; 0 = default */
 	unsigned checkpoint_ms;    /* background map checkpoint period; 0 = 5000 */
+	uint64_t sync_bytes;       /* log bytes after which a background store flush starts
+				      (at most one per ENGINE_SYNC_MIN_MS), so that no flush,
+				      a checkpoint's included, has much to write back and
+				      holds the device long; 0 = ENGINE_SYNC_BYTES_DEFAULT,
+				      UINT64_MAX = never (only flushes asked for) */
 	unsigned gc_reserve_segments; /* slots only the cleaner may use; 0 = default */
 	bool gc_auto;              /* run the cleaner when free slots run low (default on
 				      through engine_opts_init) */
@@ -83,6 +90,13 @@ struct engine_opts {
 				      default on through engine_opts_init */
 	bool rebuild_meta;         /* meta_path is empty: rebuild the catalog, aliases and
 				      maps from the store's log alone (docs/format.md) */
+	const char *test_pause;    /* crash tests only: "POINT:MS" holds the thread that
+				      reaches POINT for MS ms, after an INFO line "test pause
+				      at POINT", so that a kill -9 lands there. Points:
+				      ckpt-commit (the checkpoint thread, its RocksDB batch
+				      committed and not flushed), free-layer (the engine
+				      thread, before each pass of a deleted layer's FREE
+				      headers). Must outlive the engine. NULL: none */
 };
 
 /* Fills defaults. */

@@ -158,14 +158,20 @@ struct eng_dead {
 	bool logged;
 };
 
+/* A slot and its generation: a slot freed and reused meanwhile is not this one any more */
+struct ckpt_free {
+	uint32_t slot;
+	uint64_t generation;
+};
+
 struct ckpt_job {
 	struct engine *eng;
 	struct meta_batch *mb;
 	uint64_t seq;
+	uint64_t start_no; /* eng->ckpt_starts when it started */
 	size_t nops; /* eng->ops[0..nops) ride with this checkpoint */
-	/* zero-live slots that become free once this is durable, with their generation:
-	 * a slot freed and reused meanwhile (volume deleted) is not this one any more */
-	struct ckpt_free { uint32_t slot; uint64_t generation; } *free_slots;
+	/* zero-live slots that become free once this is durable */
+	struct ckpt_free *free_slots;
 	size_t nfree;
 	int result;
 };
@@ -208,6 +214,10 @@ struct engine {
 	struct ioreq *flush_wait;
 	struct ioreq *flush_running;
 	bool flush_inflight;
+	/* write-back pacing (eng_store_flush): log bytes written since the last store
+	 * flush started, and when it started */
+	uint64_t unsynced_bytes;
+	uint64_t last_sync_ms;
 
 	/* checkpoint: captured on this thread, written by ckpt_thread */
 	pthread_t ckpt_thread;
@@ -233,6 +243,12 @@ struct engine {
 	struct eng_job *jobs;           /* management calls under way (job.c), FIFO */
 	struct eng_job *job_running;    /* whose step eng_jobs_run() is in */
 	uint64_t ckpt_failures;         /* checkpoints that did not land */
+	/* checkpoints are numbered as they start; a wait for "one captured after now"
+	 * notes ckpt_starts and looks for a higher number landed (or failed): checking
+	 * ckpt_busy instead never ends when each checkpoint starts as the last lands
+	 * (the cleaner asking, or one taking longer than checkpoint_ms) */
+	uint64_t ckpt_starts;
+	uint64_t ckpt_landed_no, ckpt_failed_no;
 
 	/* cleaner */
 	bool gc_busy;
@@ -302,7 +318,7 @@ struct eng_job {
 	struct engine_volume *layers[ENG_JOB_MAX_LAYERS];
 	/* state of the shared waits */
 	bool ckpt_asked;
-	uint64_t ckpt_done_before, ckpt_failed_before;
+	uint64_t ckpt_after; /* eng->ckpt_starts when asked */
 	bool io_started, io_done;
 	int io_result;
 	/* writes the job started (eng_job_io_begin): it does not end before they are done */
@@ -357,6 +373,8 @@ int eng_sync_wait(struct engine *eng, struct eng_sync *s, int started);
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
 struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
+/* engine_opts.test_pause: holds the calling thread if point is the one named. */
+void eng_test_pause(const struct engine *eng, const char *point);
 uint64_t eng_now_realtime_ns(void);
 int eng_valid_name(const char *name);
 /* The logical sector size a layer's record says (ONDISK_LAYER_4KN). */
@@ -400,6 +418,10 @@ void eng_map_ref(void *arg, const struct map_loc *loc, int delta);
 uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block);
 int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who);
 int eng_drain(struct engine *eng);
+/* Every fdatasync of the store goes through here (client flushes, the pacing's, a
+ * checkpoint's, FREE headers'): it restarts the pacing's count. store_flush's
+ * contract. */
+int eng_store_flush(struct engine *eng, void (*cb)(void *arg, int res), void *arg);
 /* Stops vol's new writes (they wait, in order) until the matching release, which
  * starts them on whatever layer vol is then. */
 void eng_hold_writes(struct engine_volume *vol);
@@ -446,6 +468,16 @@ uint64_t eng_stable_seq(const struct engine *eng);
 /* A store flush that started when eng_stable_seq() was seq has completed. */
 void eng_mark_durable(struct engine *eng, uint64_t seq);
 void eng_slot_release(struct engine *eng, uint32_t slot);
+/* Writes FREE headers on slots without blocking the engine thread, then flushes; the
+ * slots are released once their headers are durable, and meanwhile are `freeing` (not
+ * reused, not cleaned). Slots already freeing, or not the same generation any more,
+ * are left out. ENG_FREE_ORDERED: the slots holding LAYER entries are written and
+ * flushed before the others (eng_slots_write_free's rule); ENG_FREE_ONLY_EMPTY: a
+ * slot is released only if still sealed and empty (a checkpoint's). cb, if not NULL,
+ * runs once with 0 or -errno, after the slots are released. -ENOMEM: nothing started. */
+enum { ENG_FREE_ORDERED = 1u << 0, ENG_FREE_ONLY_EMPTY = 1u << 1 };
+int eng_slots_free_async(struct engine *eng, const struct ckpt_free *slots, size_t n,
+			 unsigned flags, engine_cb cb, void *arg);
 
 /* catalog.c — the catalog in the log (docs/format.md, "The catalog in the log") */
 /* Appends a SET block of vol->rec to vol's log and waits until it is durable. After

@@ -29,7 +29,7 @@
 
 static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 {
-	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip &&
+	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip && !s->freeing &&
 	       (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
 }
 

@@ -365,6 +365,7 @@ static void batch_submit(struct engine *eng, struct batch *b)
 	ondisk_summary_encode(&b->sum, b->buf + QUILL_BLOCK_SIZE);
 	b->state = BATCH_INFLIGHT;
 	b->vol->ninflight++;
+	eng->unsynced_bytes += (uint64_t)batch_blocks(b) * QUILL_BLOCK_SIZE;
 	r = store_write(eng->st, eng_slot_offset(eng, b->slot, b->first_block), start,
 			(size_t)batch_blocks(b) * QUILL_BLOCK_SIZE, batch_written, b);
 	if (r < 0)
@@ -404,17 +405,44 @@ static void flush_done(void *arg, int res)
 	}
 }
 
+int eng_store_flush(struct engine *eng, void (*cb)(void *arg, int res), void *arg)
+{
+	eng->unsynced_bytes = 0;
+	eng->last_sync_ms = eng_now_ms();
+	return store_flush(eng->st, cb, arg);
+}
+
+/* Write-back pacing. A flush makes the device write back everything written since
+ * the one before, and holds every request behind it meanwhile (a virtual disk flushes
+ * its host file; a disk its cache): the time it takes grows with what was written.
+ * Left to the checkpoint every 5 s, that is up to seconds' worth of writes and a
+ * pause of hundreds of ms. So a flush starts after every sync_bytes of log instead,
+ * as RocksDB's bytes_per_sync does, keeping each one short; at most one per
+ * ENGINE_SYNC_MIN_MS, since each also delays the requests in flight once: at queue
+ * depth 32, ten a second would reach the 99th percentile. Milliseconds until one is
+ * due, 0 if it is, -1 if none is. */
+static int64_t sync_due_ms(const struct engine *eng)
+{
+	uint64_t limit = eng->opts.sync_bytes ? eng->opts.sync_bytes : ENGINE_SYNC_BYTES_DEFAULT;
+	uint64_t since;
+
+	if (eng->unsynced_bytes < limit)
+		return -1;
+	since = eng_now_ms() - eng->last_sync_ms;
+	return since >= ENGINE_SYNC_MIN_MS ? 0 : (int64_t)(ENGINE_SYNC_MIN_MS - since);
+}
+
 static void flush_kick(struct engine *eng)
 {
 	int r;
 
-	if (eng->flush_inflight || !eng->flush_wait)
+	if (eng->flush_inflight || (!eng->flush_wait && sync_due_ms(eng) != 0))
 		return;
-	eng->flush_running = eng->flush_wait;
+	eng->flush_running = eng->flush_wait; /* none: the pacing's own */
 	eng->flush_wait = NULL;
 	eng->flush_inflight = true;
 	eng->flush_seq = eng_stable_seq(eng);
-	r = store_flush(eng->st, flush_done, eng);
+	r = eng_store_flush(eng, flush_done, eng);
 	if (r < 0)
 		flush_done(eng, r);
 }
@@ -922,8 +950,9 @@ int engine_timeout_ms(const struct engine *eng)
 {
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
 	uint64_t since = eng_now_ms() - eng->ckpt_last_ms;
+	int64_t sync = eng->flush_inflight ? -1 : sync_due_ms(eng);
 
-	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted)
+	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || sync == 0)
 		return 0;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *vol = eng->vols[i];
@@ -942,8 +971,15 @@ int engine_timeout_ms(const struct engine *eng)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	if (since >= period)
 		return 0;
-	return eng_prezero_timeout(eng) < (int)(period - since) ? eng_prezero_timeout(eng)
-								: (int)(period - since);
+	{
+		int64_t t = (int64_t)(period - since);
+
+		if (sync > 0 && sync < t)
+			t = sync; /* the next write-back flush is due */
+		if (eng_prezero_timeout(eng) < t)
+			t = eng_prezero_timeout(eng); /* the next slice of zeroing ahead */
+		return (int)t;
+	}
 }
 
 int engine_wait(struct engine *eng, const bool *done)

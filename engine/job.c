@@ -157,21 +157,18 @@ int eng_job_wait_ckpt(struct eng_job *job)
 	struct engine *eng = job->eng;
 
 	if (!job->ckpt_asked) {
-		if (eng->ckpt_busy)
-			return ENG_JOB_WAIT; /* one in flight was captured earlier: not enough */
 		job->ckpt_asked = true;
-		job->ckpt_done_before = eng->stats.checkpoints;
-		job->ckpt_failed_before = eng->ckpt_failures;
+		job->ckpt_after = eng->ckpt_starts; /* one in flight was captured earlier */
 		eng->ckpt_wanted = true; /* engine_poll() starts it */
 		return ENG_JOB_WAIT;
 	}
-	if (eng->stats.checkpoints > job->ckpt_done_before) {
+	if (eng->ckpt_landed_no > job->ckpt_after) {
 		if (eng->free_jobs)
 			return ENG_JOB_WAIT; /* and the slots it frees are free (as eng_ckpt_sync) */
 		job->ckpt_asked = false;
 		return 0;
 	}
-	if (eng->ckpt_failures > job->ckpt_failed_before) {
+	if (eng->ckpt_failed_no > job->ckpt_after) {
 		job->ckpt_asked = false;
 		return -EIO;
 	}
@@ -216,7 +213,7 @@ int eng_job_wait_flush(struct eng_job *job)
 	if (!job->io_started) {
 		job->io_started = true;
 		job->io_done = false;
-		r = store_flush(job->eng->st, flushed, job);
+		r = eng_store_flush(job->eng, flushed, job);
 		if (r < 0)
 			flushed(job, r);
 	}

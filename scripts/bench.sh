@@ -15,7 +15,8 @@
 # written); the read jobs run before the write jobs. Prints one table (IOPS, quill's
 # mean, p99 and max latency, the peers' IOPS and quill's ratios: the machine is
 # noisy, compare ratios across runs, not IOPS), then one of every target's QD1
-# latencies (mean / p99 / max), and saves them with fio's JSON under
+# latencies (mean / p99 / max), then the stall rows (QD1 worst latency and QD32 p99
+# against the raw file's, issue 11's targets), and saves them with fio's JSON under
 # data/bench/<timestamp>/; the images and the store are deleted afterwards.
 #
 # Usage: scripts/bench.sh            (from anywhere; builds quill if needed)
@@ -291,5 +292,22 @@ if qd1:
     rows = [[job] + ["%s / %s / %s" % (lat(r["lat_mean_us"]), lat(r["p99_us"]), lat(r["max_us"]))
                      if r else "-" for r in (res[t][job] for t in targets)] for job in qd1]
     table(["QD1 latency: mean / p99 / max"] + targets, rows)
+
+# Stalls (issue 11): a QD1 job's worst request against the raw file's in the same run
+# (target: at most max(20 ms, 2x raw)); a QD32 job's p99 against the raw file's (2x).
+# Run with RUNTIME=60: a checkpoint, a cleaner pass or a flush must show up in the max.
+stall_rows = []
+for job in jobs:
+    q, raw = res.get("quill", {}).get(job), res.get("raw", {}).get(job)
+    depth = job.split("-")
+    if not q or not raw or not ("qd1" in depth or "qd32" in depth):
+        continue
+    key = "max_us" if "qd1" in depth else "p99_us"
+    limit = max(20000, 2 * raw[key]) if key == "max_us" else 2 * raw[key]
+    stall_rows.append([job, "max" if key == "max_us" else "p99", lat(q[key]), lat(raw[key]),
+                       lat(limit), "yes" if q[key] <= limit else "NO"])
+if stall_rows:
+    print("\nstalls, same run: QD1 worst latency <= max(20 ms, 2x raw); QD32 p99 <= 2x raw")
+    table(["job", "what", "quill", "raw", "target", "met"], stall_rows)
 PY
 echo "bench.sh: table and fio JSON in $OUT"

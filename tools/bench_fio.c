@@ -104,6 +104,8 @@ int fio_parse_terse(const char *line, bool write, struct fio_result *out)
 		goto out;
 	out->iops = atof(col[write ? COL_WRITE_IOPS : COL_READ_IOPS]);
 	out->lat_mean_us = atof(col[write ? COL_WRITE_LAT_MEAN : COL_READ_LAT_MEAN]);
+	/* lat min, max, mean, stddev */
+	out->lat_max_us = atof(col[(write ? COL_WRITE_LAT_MEAN : COL_READ_LAT_MEAN) - 1]);
 	out->clat_p99_us = 0;
 	for (int i = pct0; i < pct0 + NPCT; i++) {
 		const char *eq = strchr(col[i], '=');

@@ -9,6 +9,7 @@ struct fio_result {
 	double iops;
 	double lat_mean_us;  /* total latency (submission to completion) */
 	double clat_p99_us;  /* completion latency, 99th percentile */
+	double lat_max_us;   /* total latency, the worst */
 };
 
 /* Writes the whole file sequentially (1 MiB, QD 16) so that reads hit written extents.

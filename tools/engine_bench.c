@@ -1,13 +1,16 @@
 /* tools/engine_bench.c — quill-engine-bench: the volume engine's speed, no network.
  *
  *   quill-engine-bench [--file PATH] [--dir DIR] [--size 1G] [--runtime 10]
- *                      [--volume-pct 50] [--fio] [--keep]
+ *                      [--volume-pct 50] [--sync-size 8M|0] [--fio] [--keep]
  *
  * Formats a store on PATH (default DIR/engine-store.img; its RocksDB goes to
  * DIR/engine-meta), creates a volume of --volume-pct of the store (50% leaves the
  * cleaner room to keep up with random overwrites), prefills it sequentially so that
  * reads hit data, then runs 4 KiB random writes and reads at QD1 and QD32, keeping QD
- * requests in flight (each completion resubmits). Prints IOPS, mean and p99 latency.
+ * requests in flight (each completion resubmits). Prints IOPS, mean, p99 and max
+ * latency: the max shows a stall (a flush, a checkpoint, the cleaner) that the p99
+ * hides. --sync-size sets the engine's write-back pacing (engine_opts.sync_bytes; 0:
+ * off), to compare with and without it in one build.
  *
  * --fio runs the same four jobs with fio (io_uring, O_DIRECT) on a raw file of the
  * same size in DIR (prefilled too), and adds fio's numbers and engine/fio ratios.
@@ -42,6 +45,7 @@ struct bench_opts {
 	uint64_t size;
 	unsigned runtime_s;
 	unsigned volume_pct;
+	uint64_t sync_bytes; /* engine_opts.sync_bytes */
 	bool fio;
 	bool keep;
 };
@@ -67,6 +71,7 @@ struct job_result {
 	double iops;
 	double mean_us;
 	double p99_us;
+	double max_us;
 	uint64_t errors;
 	struct fio_result fio;
 	bool have_fio;
@@ -246,12 +251,14 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: quill-engine-bench [--file PATH] [--dir DIR] [--size 1G] [--runtime 10]\n"
-		"                          [--volume-pct 50] [--fio] [--keep]\n"
+		"                          [--volume-pct 50] [--sync-size 8M|0] [--fio] [--keep]\n"
 		"  --file PATH       store file to format (default DIR/engine-store.img)\n"
 		"  --dir DIR         measurement files (default ./data/bench)\n"
 		"  --size SIZE       store size, and fio's file size (default 1G)\n"
 		"  --runtime SEC     seconds per job (default 10)\n"
 		"  --volume-pct PCT  volume size in percent of the store (default 50)\n"
+		"  --sync-size SIZE  background store flush after this much log (default 8M;\n"
+		"                    0: only the checkpoint's)\n"
 		"  --fio             also run fio on a raw file and compare\n"
 		"  --keep            keep the files\n");
 }
@@ -289,6 +296,12 @@ static int parse_args(struct bench_opts *o, int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--runtime")) {
 			o->runtime_s = (unsigned)atoi(v);
+			i++;
+		} else if (!strcmp(a, "--sync-size")) {
+			if (!strcmp(v, "0"))
+				o->sync_bytes = UINT64_MAX;
+			else if (parse_size(v, &o->sync_bytes) < 0)
+				return -EINVAL;
 			i++;
 		} else if (!strcmp(a, "--volume-pct")) {
 			o->volume_pct = (unsigned)atoi(v);
@@ -443,6 +456,7 @@ static int engine_jobs(const struct bench_opts *o, struct job_result *res)
 	eo.meta_path = o->meta;
 	eo.store_size = o->size;
 	eo.format = true;
+	eo.sync_bytes = o->sync_bytes;
 	/* the prefilled file is not blank, and the bench formats on purpose */
 	eo.reformat = true;
 	eo.destroy_data = true;
@@ -475,9 +489,11 @@ static int engine_jobs(const struct bench_opts *o, struct job_result *res)
 		res[i].iops = (double)j->hist.count / secs;
 		res[i].mean_us = hist_mean_ns(&j->hist) / 1000.0;
 		res[i].p99_us = (double)hist_percentile_ns(&j->hist, 99.0) / 1000.0;
+		res[i].max_us = (double)j->hist.max_ns / 1000.0;
 		res[i].errors = j->errors;
-		printf("  %-18s %9.0f IOPS  mean %8.1f us  p99 %8.1f us%s\n", jobs[i].name,
-		       res[i].iops, res[i].mean_us, res[i].p99_us, j->errors ? "  ERRORS" : "");
+		printf("  %-18s %9.0f IOPS  mean %8.1f us  p99 %8.1f us  max %8.1f us%s\n",
+		       jobs[i].name, res[i].iops, res[i].mean_us, res[i].p99_us, res[i].max_us,
+		       j->errors ? "  ERRORS" : "");
 		if (j->errors) {
 			fprintf(stderr, "quill-engine-bench: %s: %" PRIu64 " errors (first: %s)\n",
 				jobs[i].name, j->errors, err_str(-j->first_err));
@@ -508,8 +524,9 @@ static int fio_jobs(const struct bench_opts *o, struct job_result *res)
 			    &res[i].fio) < 0)
 			continue;
 		res[i].have_fio = true;
-		printf("  %-18s %9.0f IOPS  mean %8.1f us  p99 %8.1f us (clat)\n", jobs[i].name,
-		       res[i].fio.iops, res[i].fio.lat_mean_us, res[i].fio.clat_p99_us);
+		printf("  %-18s %9.0f IOPS  mean %8.1f us  p99 %8.1f us (clat)  max %8.1f us\n",
+		       jobs[i].name, res[i].fio.iops, res[i].fio.lat_mean_us, res[i].fio.clat_p99_us,
+		       res[i].fio.lat_max_us);
 	}
 	return 0;
 }
@@ -518,23 +535,29 @@ static void print_table(const struct bench_opts *o, const struct job_result *res
 {
 	printf("\nquill-engine-bench: store %" PRIu64 " MiB, volume %u%%, %u s per job\n",
 	       o->size >> 20, o->volume_pct, o->runtime_s);
-	printf("%-18s %10s %10s %10s", "job", "IOPS", "mean us", "p99 us");
+	printf("%-18s %8s %8s %8s %9s", "job", "IOPS", "mean us", "p99 us", "max us");
 	if (o->fio)
-		printf(" | %10s %10s %10s | %9s", "fio IOPS", "fio mean", "fio p99", "engine/fio");
+		printf(" | %8s %8s %8s %9s | %5s %5s %5s", "fio IOPS", "fio mean", "fio p99",
+		       "fio max", "IOPS", "p99", "max");
 	printf("\n");
 	for (size_t i = 0; i < NJOBS; i++) {
-		printf("%-18s %10.0f %10.1f %10.1f", jobs[i].name, res[i].iops, res[i].mean_us,
-		       res[i].p99_us);
-		if (o->fio && res[i].have_fio)
-			printf(" | %10.0f %10.1f %10.1f | %9.2f", res[i].fio.iops,
-			       res[i].fio.lat_mean_us, res[i].fio.clat_p99_us,
-			       res[i].fio.iops > 0 ? res[i].iops / res[i].fio.iops : 0.0);
+		const struct fio_result *f = &res[i].fio;
+
+		printf("%-18s %8.0f %8.1f %8.1f %9.1f", jobs[i].name, res[i].iops, res[i].mean_us,
+		       res[i].p99_us, res[i].max_us);
+		if (o->fio && res[i].have_fio && f->iops > 0 && f->clat_p99_us > 0 &&
+		    f->lat_max_us > 0)
+			printf(" | %8.0f %8.1f %8.1f %9.1f | %5.2f %5.2f %5.2f", f->iops,
+			       f->lat_mean_us, f->clat_p99_us, f->lat_max_us, res[i].iops / f->iops,
+			       res[i].p99_us / f->clat_p99_us, res[i].max_us / f->lat_max_us);
 		else if (o->fio)
-			printf(" | %10s %10s %10s | %9s", "-", "-", "-", "-");
+			printf(" | %8s %8s %8s %9s | %5s %5s %5s", "-", "-", "-", "-", "-", "-", "-");
 		printf("\n");
 	}
 	if (o->fio)
-		printf("(fio p99 is its completion latency; the engine's is submission to callback)\n");
+		printf("(engine/fio ratios on the right. fio p99 is its completion latency; the "
+		       "engine's is\n submission to callback. Run both on a quiet machine: any "
+		       "flush on the disk stalls both)\n");
 }
 
 int main(int argc, char **argv)

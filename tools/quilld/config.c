@@ -15,6 +15,7 @@
 
 #include "common/err.h"
 #include "common/units.h"
+#include "engine/engine.h"
 #include "tools/control_proto.h"
 
 enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST, SET_FLAG,
@@ -154,6 +155,7 @@ static const struct setting settings[] = {
 	  "NBD request buffers held at most, all clients (512M, >= 64M)", NULL, false },
 	{ "control", SET_PATH, F(control), CAP(control), "control socket for `quill`", check_control, false },
 	{ "checkpoint-ms", SET_UINT, F(checkpoint_ms), 0, "extent map checkpoint period (5000)", check_checkpoint, false },
+	{ "sync-size", SET_SIZE, F(sync_size), 0, "flush the store in the background after this much log, so that no flush holds the disk long (8M; 0: only when asked)", NULL, false },
 	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)", NULL, false },
 	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)", check_log_level, false },
 };
@@ -472,6 +474,7 @@ static void set_defaults(struct quilld_config *cfg)
 		.request_mem = NBD_DEFAULT_REQUEST_MEM,
 	};
 	strcpy(cfg->log_level, "info");
+	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	control_default_socket(cfg->control, sizeof(cfg->control));
 }
 

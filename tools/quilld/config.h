@@ -34,6 +34,7 @@ struct quilld_config {
 	struct nbd_server_limits nbd_limits; /* nbd-max-*, nbd-*-timeout-ms, nbd-request-mem */
 	char control[CONFIG_PATH_MAX];   /* default control_default_socket() */
 	unsigned checkpoint_ms;
+	uint64_t sync_size;              /* background store flush after this much log; 0 = off */
 	char log_level[16];
 	char vhost[CONFIG_VHOST_MAX][CONFIG_PATH_MAX]; /* "VOL=SOCKET" */
 	unsigned nvhost;

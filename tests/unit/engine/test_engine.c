@@ -213,6 +213,53 @@ Test(engine, volume_create_list_info_delete)
 	cr_assert_str_eq(names, "mid.vol-1_x,zeta,", "volume table survives a reopen");
 }
 
+/* A deleted volume's slots get FREE headers without holding the loop: the delete's
+ * RocksDB commit is done and its slots are still `freeing` (headers in flight) at some
+ * poll before its callback runs; when it runs, they are free and FREE on disk. */
+Test(engine, volume_delete_writes_free_headers_without_blocking_the_loop)
+{
+	struct engine_volume *vol;
+	uint32_t used[NSEGS];
+	size_t nused = 0;
+	bool seen_in_flight = false;
+	struct done d = { 0 };
+	uint8_t *blk = malloc(BLK);
+	int fd;
+
+	open_engine();
+	vol = create_and_open("gone", VOL_SIZE);
+	write_tagged(vol, 0, 80, 1); /* three slots of 31 blocks */
+	engine_volume_close(vol);
+	for (uint32_t i = 0; i < NSEGS; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == 1)
+			used[nused++] = i;
+	cr_assert_geq(nused, 3);
+	cr_assert_eq(engine_volume_delete_async(eng, "gone", on_done, &d), 0);
+	while (!d.done) {
+		bool freeing = false;
+
+		cr_assert_geq(engine_poll(eng, 10), 0);
+		for (size_t i = 0; i < nused; i++)
+			freeing |= eng->slots[used[i]].freeing;
+		if (!d.done && freeing && !eng_volume_by_name(eng, "gone"))
+			seen_in_flight = true;
+	}
+	cr_assert_eq(d.res, 0);
+	cr_assert(seen_in_flight, "the FREE headers were written inside one step");
+	fd = open(store_path, O_RDONLY);
+	cr_assert(fd >= 0 && blk);
+	for (size_t i = 0; i < nused; i++) {
+		struct segment_header h;
+
+		cr_assert_eq(eng->slots[used[i]].state, SLOT_FREE, "slot %u", used[i]);
+		pread_block(fd, eng_slot_offset(eng, used[i], 0), blk);
+		cr_assert_eq(ondisk_segment_header_decode(blk, BLK, &h), 0);
+		cr_assert_eq(h.state, ONDISK_SEG_FREE, "slot %u header", used[i]);
+	}
+	close(fd);
+	free(blk);
+}
+
 Test(engine, volume_ids_are_not_reused)
 {
 	uint64_t id;
@@ -478,6 +525,70 @@ Test(engine, summaries_record_the_flushed_sequence_and_the_run)
 	close(fd);
 	free(blk);
 	free(s);
+}
+
+/* Checkpoints that each take longer than checkpoint_ms start back to back (so do those
+ * the cleaner asks for): a wait for one captured after it began must still end, at
+ * open, in a job and at close, instead of seeing one busy at every poll. */
+Test(engine, a_checkpoint_wait_ends_when_checkpoints_run_back_to_back, .timeout = 60)
+{
+	struct engine_opts o;
+	struct engine_volume *vol;
+	uint64_t before;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.checkpoint_ms = 10;
+	o.test_pause = "ckpt-commit:40"; /* each checkpoint holds its thread 40 ms */
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 8, 1);
+	before = stats().checkpoints;
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	cr_assert_gt(stats().checkpoints, before);
+	cr_assert_geq(stats().last_checkpoint_seq, eng->next_seq - 1, "it covers the write");
+	engine_volume_close(vol);
+	engine_close(eng); /* its final checkpoint waits the same way */
+	eng = NULL;
+	open_engine();
+	expect_tagged(open_vol("v"), 0, 8, 1);
+}
+
+/* Write-back pacing: once sync_bytes of log are written, a store flush starts by itself
+ * (within ENGINE_SYNC_MIN_MS), so that no later flush has much to write back. Returns
+ * whether the writes became durable while the engine ran for a few pacing periods. */
+static bool paced_flush_covers_writes(uint64_t sync_bytes)
+{
+	struct engine_opts o;
+	struct engine_volume *vol;
+	uint64_t last, end;
+	int timeout;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.sync_bytes = sync_bytes;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 24, 1); /* 96 KiB of data, no flush asked for */
+	last = eng->next_seq - 1;
+	cr_assert_lt(eng->durable_seq, last);
+	timeout = engine_timeout_ms(eng);
+	cr_assert_leq(timeout, sync_bytes == UINT64_MAX ? 600000 : (int)ENGINE_SYNC_MIN_MS,
+		      "a loop sleeping on engine_timeout_ms() wakes for the flush (%d ms)",
+		      timeout);
+	end = eng_now_ms() + 3 * ENGINE_SYNC_MIN_MS;
+	while (eng->durable_seq < last && eng_now_ms() < end)
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	expect_tagged(vol, 0, 24, 1);
+	return eng->durable_seq >= last;
+}
+
+Test(engine, a_flush_starts_by_itself_after_sync_bytes_of_log)
+{
+	cr_assert(paced_flush_covers_writes(64 << 10));
+}
+
+Test(engine, no_flush_starts_by_itself_when_pacing_is_off)
+{
+	cr_assert_not(paced_flush_covers_writes(UINT64_MAX));
 }
 
 Test(engine, trim_reads_zeros_and_unmaps)
