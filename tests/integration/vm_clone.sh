@@ -12,7 +12,7 @@ source "$(dirname "$0")/vm_lib.sh"
 
 it_init vm_clone
 [ "$QUILL_TEST_SERVER" = quilld ] || skip "vhost-user-blk: quilld only"
-"$QUILL" --help 2>&1 | grep -q '^ *snap ' ||
+"$QUILL" --help 2>&1 | grep '^ *snap ' >/dev/null ||
 	skip "skipped: snapshots not available (quill snap is not a known command)"
 server_start
 need_cmd qemu-io

@@ -34,7 +34,7 @@ quill vhost ls | grep -q "^vm0 .*no .*$sock" || fail "the vhost export is gone: 
 nbdcopy "nbd+unix:///vm0?socket=$WORK/nbd.sock" "$WORK/vm0.img" ||
 	fail "nbdcopy of vm0 over NBD with the vhost export defined"
 e2fsck -fn "$WORK/vm0.img" >"$WORK/fsck.txt" 2>&1 || fail "e2fsck: $(tail -n 5 "$WORK/fsck.txt")"
-debugfs -R stats "$WORK/vm0.img" 2>/dev/null | grep -q "^Block size: *1024$" ||
+debugfs -R stats "$WORK/vm0.img" 2>/dev/null | grep "^Block size: *1024$" >/dev/null ||
 	fail "not an ext2 with 1 KiB blocks: $(debugfs -R stats "$WORK/vm0.img" 2>&1 | head -n 20)"
 for f in $files; do
 	seed=${f%%:*} kb=${f##*:}
