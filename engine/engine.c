@@ -53,6 +53,7 @@ void engine_opts_init(struct engine_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->gc_auto = true;
 	opts->prezero = true;
+	opts->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 }
 
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id)

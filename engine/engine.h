@@ -78,8 +78,9 @@ struct engine_opts {
 	uint64_t sync_bytes;       /* log bytes after which a background store flush starts
 				      (at most one per ENGINE_SYNC_MIN_MS), so that no flush,
 				      a checkpoint's included, has much to write back and
-				      holds the device long; 0 = ENGINE_SYNC_BYTES_DEFAULT,
-				      UINT64_MAX = never (only flushes asked for) */
+				      holds the device long; engine_opts_init sets
+				      ENGINE_SYNC_BYTES_DEFAULT; 0 = never (only flushes
+				      asked for) */
 	unsigned gc_reserve_segments; /* slots only the cleaner may use; 0 = default */
 	bool gc_auto;              /* run the cleaner when free slots run low (default on
 				      through engine_opts_init) */

@@ -423,10 +423,9 @@ int eng_store_flush(struct engine *eng, void (*cb)(void *arg, int res), void *ar
  * due, 0 if it is, -1 if none is. */
 static int64_t sync_due_ms(const struct engine *eng)
 {
-	uint64_t limit = eng->opts.sync_bytes ? eng->opts.sync_bytes : ENGINE_SYNC_BYTES_DEFAULT;
 	uint64_t since;
 
-	if (eng->unsynced_bytes < limit)
+	if (!eng->opts.sync_bytes || eng->unsynced_bytes < eng->opts.sync_bytes)
 		return -1;
 	since = eng_now_ms() - eng->last_sync_ms;
 	return since >= ENGINE_SYNC_MIN_MS ? 0 : (int64_t)(ENGINE_SYNC_MIN_MS - since);
@@ -946,6 +945,12 @@ int engine_event_fd(const struct engine *eng)
 	return store_event_fd(eng->st);
 }
 
+/* The sooner of two waits in ms; a negative one (nothing due) does not count. */
+static int64_t min_deadline(int64_t a, int64_t b)
+{
+	return b >= 0 && b < a ? b : a;
+}
+
 int engine_timeout_ms(const struct engine *eng)
 {
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
@@ -971,15 +976,8 @@ int engine_timeout_ms(const struct engine *eng)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	if (since >= period)
 		return 0;
-	{
-		int64_t t = (int64_t)(period - since);
-
-		if (sync > 0 && sync < t)
-			t = sync; /* the next write-back flush is due */
-		if (eng_prezero_timeout(eng) < t)
-			t = eng_prezero_timeout(eng); /* the next slice of zeroing ahead */
-		return (int)t;
-	}
+	return (int)min_deadline(min_deadline((int64_t)(period - since), sync),
+				 eng_prezero_timeout(eng));
 }
 
 int engine_wait(struct engine *eng, const bool *done)

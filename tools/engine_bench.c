@@ -30,6 +30,7 @@
 #include "bench_fio.h"
 #include "bench_hist.h"
 #include "common/err.h"
+#include "common/units.h"
 #include "engine/engine.h"
 
 #define VOL_NAME "bench"
@@ -226,27 +227,6 @@ static void job_fini(struct job *j, unsigned qd)
 
 /* ---- setup ---- */
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-	uint64_t mult = 1;
-
-	switch (*end) {
-	case 'k': case 'K': mult = 1ull << 10; end++; break;
-	case 'm': case 'M': mult = 1ull << 20; end++; break;
-	case 'g': case 'G': mult = 1ull << 30; end++; break;
-	case 't': case 'T': mult = 1ull << 40; end++; break;
-	default: break;
-	}
-	if (*end == 'i' || *end == 'B')
-		end += *end == 'i' && end[1] == 'B' ? 2 : 1;
-	if (*end || v <= 0)
-		return -EINVAL;
-	*out = (uint64_t)(v * (double)mult) & ~(uint64_t)(ENGINE_BLOCK_SIZE - 1);
-	return 0;
-}
-
 static void usage(void)
 {
 	fprintf(stderr,
@@ -271,6 +251,7 @@ static int parse_args(struct bench_opts *o, int argc, char **argv)
 	o->size = 1ull << 30;
 	o->runtime_s = 10;
 	o->volume_pct = 50;
+	o->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -291,16 +272,15 @@ static int parse_args(struct bench_opts *o, int argc, char **argv)
 			snprintf(o->dir, sizeof(o->dir), "%s", v);
 			i++;
 		} else if (!strcmp(a, "--size")) {
-			if (parse_size(v, &o->size) < 0)
+			if (units_parse_size(v, &o->size) < 0 ||
+			    (o->size &= ~(uint64_t)(ENGINE_BLOCK_SIZE - 1)) == 0)
 				return -EINVAL;
 			i++;
 		} else if (!strcmp(a, "--runtime")) {
 			o->runtime_s = (unsigned)atoi(v);
 			i++;
 		} else if (!strcmp(a, "--sync-size")) {
-			if (!strcmp(v, "0"))
-				o->sync_bytes = UINT64_MAX;
-			else if (parse_size(v, &o->sync_bytes) < 0)
+			if (units_parse_size(v, &o->sync_bytes) < 0)
 				return -EINVAL;
 			i++;
 		} else if (!strcmp(a, "--volume-pct")) {

@@ -14,6 +14,7 @@
 
 #include "block/block.h"
 #include "common/volspec.h"
+#include "test_engine_scratch.h"
 #include "testutil.h"
 
 #ifndef QUILL_TEST_DIR
@@ -29,22 +30,12 @@ static struct blk_dev *dev;
 
 static int open_engine(uint64_t store_size)
 {
-	char store[PATH_MAX + 16], meta[PATH_MAX + 16];
-	struct engine_opts o;
-	int r = testutil_scratch_dir(QUILL_TEST_DIR, "quill-block", dir, sizeof(dir));
+	int r = test_engine_scratch(QUILL_TEST_DIR, "quill-block", store_size, dir, sizeof(dir),
+				    &eng);
 
 	if (r == -EOPNOTSUPP)
 		return -1;
 	cr_assert_eq(r, 0);
-	snprintf(store, sizeof(store), "%s/store.img", dir);
-	snprintf(meta, sizeof(meta), "%s/meta", dir);
-	engine_opts_init(&o);
-	o.store_path = store;
-	o.meta_path = meta;
-	o.store_size = store_size;
-	o.format = true;
-	o.segment_size = 1u << 20;
-	cr_assert_eq(engine_open(&o, &eng), 0);
 	cr_assert_eq(engine_volume_create(eng, "disk0", VOL_SIZE), 0);
 	return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "common/loop.h"
 #include "fake_guest.h"
+#include "test_engine_scratch.h"
 #include "testutil.h"
 
 #ifndef QUILL_TEST_DIR
@@ -43,22 +44,12 @@ static struct vhost_queue *q;
 
 static void open_engine(void)
 {
-	char store[PATH_MAX + 16], meta[PATH_MAX + 16];
-	struct engine_opts o;
-	int r = testutil_scratch_dir(QUILL_TEST_DIR, "quill-vhost", dir, sizeof(dir));
+	int r = test_engine_scratch(QUILL_TEST_DIR, "quill-vhost", 64u << 20, dir, sizeof(dir),
+				    &eng);
 
 	if (r == -EOPNOTSUPP)
 		cr_skip_test("%s does not support O_DIRECT", dir);
 	cr_assert_eq(r, 0);
-	snprintf(store, sizeof(store), "%s/store.img", dir);
-	snprintf(meta, sizeof(meta), "%s/meta", dir);
-	engine_opts_init(&o);
-	o.store_path = store;
-	o.meta_path = meta;
-	o.store_size = 64u << 20;
-	o.format = true;
-	o.segment_size = 1u << 20;
-	cr_assert_eq(engine_open(&o, &eng), 0);
 	cr_assert_eq(engine_volume_create(eng, "disk0", VOL_SIZE), 0);
 }
 
