@@ -369,7 +369,7 @@ struct eng_sync {
 void eng_sync_done(void *arg, int res);
 int eng_sync_wait(struct engine *eng, struct eng_sync *s, int started);
 
-/* engine.c */
+/* engine.c, volume.c (the volume catalog) */
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
 struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
@@ -430,7 +430,7 @@ void eng_release_writes(struct engine_volume *vol);
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg);
 
-/* snap.c */
+/* layer.c */
 /* What a read of lba gives: true with *loc for data, false for zeros. */
 bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc);
 /* Applies one summary entry to vol's map (at retire and at replay alike); loc is where
@@ -439,14 +439,20 @@ int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 		    const struct map_loc *loc);
 int eng_link_layers(struct engine *eng);
 int eng_alias_add(struct engine *eng, uint64_t from, uint64_t to);
+/* Room for `more` aliases and ops, so that a merge, once started, cannot fail half way
+ * for want of memory (eng_alias_add, snap.c's merge). */
+int eng_reserve_records(struct engine *eng, size_t more);
+/* snap.c */
 /* The in-memory part of snap rm's merge of snapshot s into its only child: maps,
  * record, slots, aliases; s is left for the caller to remove. */
 int eng_merge_layer(struct engine *eng, struct engine_volume *s, struct engine_volume *child);
+/* layer.c */
 int eng_load_aliases(struct engine *eng);
 /* The layer owning a slot whose header names layer id (following merges), or NULL. */
 struct engine_volume *eng_layer_for_owner(struct engine *eng, uint64_t id);
 /* Blocks that read back data through vol's layers. */
 uint64_t eng_layer_data_blocks(struct engine_volume *vol);
+/* flatten.c */
 void eng_flatten_kick(struct engine *eng);
 /* Restarts the flattens a crash or a stop interrupted (engine_open). */
 void eng_flatten_resume(struct engine *eng);
