@@ -19,7 +19,6 @@
 
 #include "common/log.h"
 #include "engine/engine_internal.h"
-#include "store/store.h"
 
 /* ---- writing records ---- */
 
@@ -98,14 +97,14 @@ static void dead_drop(struct engine *eng, struct eng_dead *d)
 static int append_layer(struct engine_volume *vol, const struct layer_block *lb,
 			enum slot_user who, struct ioreq *owner)
 {
-	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	uint8_t *buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
 	int r;
 
 	if (!buf)
 		return -ENOMEM;
 	ondisk_layer_block_encode(lb, buf);
 	r = append_block(vol, lb->op, lb->rec.volume_id, buf, who, owner);
-	store_buf_free(buf);
+	seg_buf_free(buf);
 	return r;
 }
 
@@ -415,17 +414,6 @@ void eng_catalog_stale_slot(struct engine *eng, uint32_t slot)
 	eng->stale_slots[eng->nstale++] = slot;
 }
 
-static int write_free(struct engine *eng, uint32_t slot, uint8_t *buf)
-{
-	struct segment_header h = { .state = ONDISK_SEG_FREE,
-				    .volume_id = eng->slots[slot].volume_id,
-				    .generation = eng->slots[slot].generation };
-
-	memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
-	ondisk_segment_header_encode(&h, buf);
-	return store_write_sync(eng->st, eng_slot_offset(eng, slot, 0), buf, QUILL_BLOCK_SIZE);
-}
-
 /* Slots that hold layer records go first: a crash half way must not leave a layer's
  * record without the rest of its log having gone (a rebuild would bring back part of
  * it), while data without a record is ignored. */
@@ -436,7 +424,7 @@ int eng_slots_write_free(struct engine *eng, const uint32_t *slots, size_t n)
 
 	if (!n)
 		return 0;
-	buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
 	if (!buf)
 		return -ENOMEM;
 	for (int pass = 0; pass < 2 && r == 0; pass++) {
@@ -445,13 +433,13 @@ int eng_slots_write_free(struct engine *eng, const uint32_t *slots, size_t n)
 		for (size_t i = 0; i < n && r == 0; i++) {
 			if ((eng->slots[slots[i]].records > 0) != (pass == 0))
 				continue;
-			r = write_free(eng, slots[i], buf);
+			r = seg_delete_sync(eng, slots[i], buf);
 			written++;
 		}
 		if (r == 0 && written)
-			r = store_flush_sync(eng->st);
+			r = seg_flush_sync(eng);
 	}
-	store_buf_free(buf);
+	seg_buf_free(buf);
 	if (r < 0)
 		log_msg(LOG_ERROR, ENG_LOG, "writing FREE segment headers failed: %s", strerror(-r));
 	return r;
@@ -554,13 +542,13 @@ static int tombs_flush(struct engine_volume *vol)
 
 	if (!eng->gc_tombs || !eng->gc_tombs->count)
 		return 0;
-	buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
 	if (!buf)
 		return -ENOMEM;
 	ondisk_tomb_block_encode(eng->gc_tombs, buf);
 	r = eng_append_data(vol, eng->gc_tombs->layer_id, buf, ONDISK_ENTRY_TOMB, 0, 0, 0,
 			    SLOT_FOR_GC, &eng->gc_req);
-	store_buf_free(buf);
+	seg_buf_free(buf);
 	eng->gc_tombs->count = 0;
 	return r;
 }

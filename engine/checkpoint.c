@@ -22,7 +22,6 @@
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
-#include "store/store.h"
 
 static void *ckpt_main(void *arg)
 {
@@ -234,37 +233,6 @@ static void ckpt_start(struct engine *eng)
 		store_flushed(job, r);
 }
 
-void eng_slot_release(struct engine *eng, uint32_t slot)
-{
-	struct slot *s = &eng->slots[slot];
-
-	if (s->state == SLOT_FREE)
-		return; /* noted twice (deferred, then again by a later checkpoint) */
-	if (s->readers) {
-		uint32_t *v = realloc(eng->deferred_free,
-				      (eng->ndeferred_free + 1) * sizeof(*v));
-		if (v) { /* without memory the slot just stays sealed until next time */
-			eng->deferred_free = v;
-			eng->deferred_free[eng->ndeferred_free++] = slot;
-		}
-		return;
-	}
-	memset(s, 0, sizeof(*s));
-	s->state = SLOT_FREE;
-	eng->nfree++;
-	eng->gc_no_room = false;
-	eng->stats.gc_segments_freed++;
-}
-
-static void release_deferred(struct engine *eng)
-{
-	size_t n = eng->ndeferred_free;
-
-	eng->ndeferred_free = 0;
-	for (size_t i = 0; i < n; i++)
-		eng_slot_release(eng, eng->deferred_free[i]);
-}
-
 /* Is a slot noted empty at capture still that slot and still empty? */
 static bool still_empty(struct engine *eng, const struct ckpt_free *f)
 {
@@ -316,7 +284,7 @@ static void free_job_end(struct free_job *fj)
 
 		eng->slots[f->slot].freeing = false;
 		if (fj->result == 0 && still_ours(eng, fj, f))
-			eng_slot_release(eng, f->slot);
+			seg_release(eng, f->slot);
 	}
 	if (fj->result < 0)
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "writing FREE segment headers failed: %s; "
@@ -328,7 +296,7 @@ static void free_job_end(struct free_job *fj)
 		eng_run_parked(eng, false);
 	if (fj->cb)
 		fj->cb(fj->arg, fj->result);
-	store_buf_free(fj->buf);
+	seg_buf_free(fj->buf);
 	free(fj->slots);
 	free(fj);
 }
@@ -384,20 +352,14 @@ static void free_write_pass(struct free_job *fj)
 	fj->pending = 1; /* ours, until every write is submitted */
 	fj->written = 0;
 	for (size_t i = 0; i < fj->n; i++) {
-		struct slot *s = &eng->slots[fj->slots[i].slot];
-		struct segment_header h = { .state = ONDISK_SEG_FREE, .volume_id = s->volume_id,
-					    .generation = s->generation };
 		uint8_t *b = fj->buf + i * QUILL_BLOCK_SIZE;
 		int r;
 
 		if (free_pass_of(fj, &fj->slots[i]) != fj->pass)
 			continue;
-		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
-		ondisk_segment_header_encode(&h, b);
 		fj->pending++;
 		fj->written++;
-		r = store_write(eng->st, eng_slot_offset(eng, fj->slots[i].slot, 0), b,
-				QUILL_BLOCK_SIZE, free_written, fj);
+		r = seg_delete(eng, fj->slots[i].slot, b, free_written, fj);
 		if (r < 0)
 			free_written(fj, r);
 	}
@@ -410,7 +372,7 @@ int eng_slots_free_async(struct engine *eng, const struct ckpt_free *slots, size
 	struct free_job *fj = calloc(1, sizeof(*fj));
 
 	if (!fj || !(fj->slots = malloc((n ? n : 1) * sizeof(*fj->slots))) ||
-	    !(fj->buf = store_buf_alloc((n ? n : 1) * QUILL_BLOCK_SIZE))) {
+	    !(fj->buf = seg_buf_alloc((n ? n : 1) * QUILL_BLOCK_SIZE))) {
 		if (fj)
 			free(fj->slots);
 		free(fj);
@@ -444,7 +406,7 @@ void eng_ckpt_reap(struct engine *eng)
 	struct ckpt_job *job;
 
 	if (eng->ndeferred_free)
-		release_deferred(eng);
+		seg_release_deferred(eng);
 	if (!atomic_load(&eng->ckpt_ready))
 		return;
 	pthread_mutex_lock(&eng->ckpt_lock);

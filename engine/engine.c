@@ -11,7 +11,6 @@
 #include "common/volspec.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
-#include "store/store.h"
 
 _Static_assert(ENGINE_VOLUME_NAME_MAX == VOLSPEC_NAME_MAX &&
 		       ENGINE_SNAP_SPEC_MAX == VOLSPEC_MAX,
@@ -212,10 +211,10 @@ out_batch:
 /* The engine's own memory, once volumes, store and metadata are closed. */
 static void free_engine(struct engine *eng)
 {
-	store_buf_free(eng->gc_buf);
-	store_buf_free(eng->read_scratch);
+	seg_buf_free(eng->gc_buf);
+	seg_buf_free(eng->read_scratch);
 	free(eng->gc_moves);
-	store_buf_free(eng->pz_zeros);
+	seg_buf_free(eng->pz_zeros);
 	free(eng->deferred_free);
 	free(eng->vols);
 	free(eng->aliases);
@@ -229,8 +228,6 @@ static void free_engine(struct engine *eng)
 
 int engine_open(const struct engine_opts *opts, struct engine **out)
 {
-	struct store_opts so = { .path = opts->store_path, .create_size = opts->store_size,
-				 .queue_depth = opts->queue_depth };
 	struct engine *eng;
 	uint64_t ckpt_seq;
 	bool formatted;
@@ -244,7 +241,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	eng->opts = *opts;
 	eng->next_seq = 1;
 	eng->next_gen = 1;
-	r = store_open(&so, &eng->st);
+	r = seg_local_open(opts->store_path, opts->store_size, opts->queue_depth, &eng->segs);
 	if (r < 0)
 		goto err_free;
 	r = eng_sb_load(eng, &formatted);
@@ -257,10 +254,12 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	if (r < 0)
 		goto err_close_meta;
 	eng->blocks_per_seg = eng->sb.segment_size / QUILL_BLOCK_SIZE;
+	seg_local_layout(eng->segs, eng->sb.data_offset, eng->sb.segment_size,
+			 eng->sb.segment_count);
 	eng->gc_reserve = opts->gc_reserve_segments ? opts->gc_reserve_segments
 						    : ENG_GC_RESERVE_DEFAULT;
 	eng->slots = calloc(eng->sb.segment_count, sizeof(*eng->slots));
-	eng->gc_buf = store_buf_alloc(eng->sb.segment_size);
+	eng->gc_buf = seg_buf_alloc(eng->sb.segment_size);
 	if (!eng->slots || !eng->gc_buf) {
 		r = -ENOMEM;
 		goto err_close_meta;
@@ -312,7 +311,7 @@ err_close_meta:
 	while (eng->nvols)
 		eng_volume_remove(eng, eng->vols[0]);
 	meta_close(eng->meta);
-	store_close(eng->st);
+	seg_close(eng->segs);
 err_free:
 	free_engine(eng);
 	log_msg(LOG_ERROR, ENG_LOG, "cannot open store %s: %s", opts->store_path, err_str(-r));
@@ -352,22 +351,23 @@ static int cmp_layer_id(const void *a, const void *b)
 int engine_catalog_scan(const char *store_path,
 			int (*fn)(const struct engine_layer_info *info, void *arg), void *arg)
 {
-	struct store_opts so = { .path = store_path };
 	struct engine *eng = calloc(1, sizeof(*eng));
 	int r;
 
 	if (!eng)
 		return -ENOMEM;
 	eng->opts.store_path = store_path;
-	r = store_open(&so, &eng->st);
+	r = seg_local_open(store_path, 0, 0, &eng->segs);
 	if (r < 0)
 		goto out_free;
 	r = eng_sb_read(eng);
 	if (r < 0)
 		goto out_close;
 	eng->blocks_per_seg = eng->sb.segment_size / QUILL_BLOCK_SIZE;
+	seg_local_layout(eng->segs, eng->sb.data_offset, eng->sb.segment_size,
+			 eng->sb.segment_count);
 	eng->slots = calloc(eng->sb.segment_count, sizeof(*eng->slots));
-	eng->gc_buf = store_buf_alloc(eng->sb.segment_size);
+	eng->gc_buf = seg_buf_alloc(eng->sb.segment_size);
 	r = eng->slots && eng->gc_buf ? eng_catalog_layer_add(eng) : -ENOMEM;
 	if (r == 0)
 		r = eng_rebuild(eng, false);
@@ -384,7 +384,7 @@ int engine_catalog_scan(const char *store_path,
 	while (eng->nvols)
 		eng_volume_remove(eng, eng->vols[0]);
 out_close:
-	store_close(eng->st);
+	seg_close(eng->segs);
 out_free:
 	free_engine(eng);
 	return r;
@@ -407,7 +407,7 @@ void engine_close(struct engine *eng)
 	while (eng->nvols)
 		eng_volume_remove(eng, eng->vols[0]);
 	meta_close(eng->meta);
-	store_close(eng->st);
+	seg_close(eng->segs);
 	while (eng->free_reqs) {
 		struct ioreq *r = eng->free_reqs;
 		eng->free_reqs = r->next;
@@ -416,7 +416,7 @@ void engine_close(struct engine *eng)
 	while (eng->free_batches) {
 		struct batch *b = eng->free_batches;
 		eng->free_batches = b->next;
-		store_buf_free(b->buf);
+		seg_buf_free(b->buf);
 		free(b);
 	}
 	free_engine(eng);

@@ -11,8 +11,8 @@
 #include "engine/engine.h"
 #include "engine/map.h"
 #include "engine/ondisk.h"
+#include "engine/segment.h"
 
-struct store;
 struct meta;
 struct meta_batch;
 
@@ -22,29 +22,6 @@ struct meta_batch;
  * blocks to win one, and writes would crawl. So the store is full when no slot is
  * below that: about 90% of its blocks hold live data. */
 #define ENG_GC_MAX_LIVE_PCT 90u
-
-enum slot_state { SLOT_FREE = 0, SLOT_OPEN, SLOT_SEALED };
-
-struct slot {
-	enum slot_state state;
-	uint64_t volume_id;
-	uint64_t generation;
-	uint64_t last_seq;  /* newest batch: the segment's age for the cleaner */
-	uint32_t live;      /* blocks some volume's map points at */
-	uint32_t used;      /* blocks written: header, summaries, data (the write pointer) */
-	uint32_t readers;   /* reads in flight: the slot is not reused meanwhile */
-	uint32_t pending;   /* batches written here that have not retired */
-	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
-	uint32_t tombs;     /* TRIM, ZERO and TOMB entries in it: they hide older blocks */
-	uint32_t records;   /* LAYER entries in it (any, current or not) */
-	bool carried;       /* the cleaner carried its tombstones forward: not pinned */
-	bool freeing;       /* its FREE header is being written: not reused meanwhile */
-	bool broken;        /* a write here failed: nothing after it can be replayed */
-	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
-};
-
-/* Who asks for a slot decides how deep into the reserve it may go. */
-enum slot_user { SLOT_FOR_WRITE, SLOT_FOR_TRIM, SLOT_FOR_GC };
 
 /* A client request (read, write, trim, flush) or the cleaner's relocations. */
 struct ioreq {
@@ -178,7 +155,7 @@ struct ckpt_job {
 
 struct engine {
 	struct engine_opts opts;
-	struct store *st;
+	struct segs *segs;  /* where the segments live (segment.h) */
 	struct meta *meta;
 	struct superblock sb;
 	int sb_err[2];          /* decode result of block 0 and of the copy (superblock.c) */
@@ -415,11 +392,9 @@ int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
 void eng_kick(struct engine *eng);
 void eng_run_parked(struct engine *eng, bool fail);
 void eng_map_ref(void *arg, const struct map_loc *loc, int delta);
-uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block);
-int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who);
 int eng_drain(struct engine *eng);
-/* Every fdatasync of the store goes through here (client flushes, the pacing's, a
- * checkpoint's, FREE headers'): it restarts the pacing's count. store_flush's
+/* Every flush of the segments goes through here (client flushes, the pacing's, a
+ * checkpoint's, FREE headers'): it restarts the pacing's count. seg_flush's
  * contract. */
 int eng_store_flush(struct engine *eng, void (*cb)(void *arg, int res), void *arg);
 /* Stops vol's new writes (they wait, in order) until the matching release, which
@@ -473,7 +448,6 @@ int eng_ckpt_sync(struct engine *eng);
 uint64_t eng_stable_seq(const struct engine *eng);
 /* A store flush that started when eng_stable_seq() was seq has completed. */
 void eng_mark_durable(struct engine *eng, uint64_t seq);
-void eng_slot_release(struct engine *eng, uint32_t slot);
 /* Writes FREE headers on slots without blocking the engine thread, then flushes; the
  * slots are released once their headers are durable, and meanwhile are `freeing` (not
  * reused, not cleaned). Slots already freeing, or not the same generation any more,

@@ -9,7 +9,6 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
-#include "store/store.h"
 
 /* ---- flatten ---- */
 
@@ -76,7 +75,7 @@ static void flatten_read(void *arg, int res)
 	for (uint32_t i = 0; r == 0 && i < io->n; i++)
 		r = eng_append_data(job->vol, io->lba + i, io->buf + (size_t)i * QUILL_BLOCK_SIZE,
 				    ONDISK_ENTRY_FILL, 0, 0, 0, SLOT_FOR_WRITE, req);
-	store_buf_free(io->buf);
+	seg_buf_free(io->buf);
 	io->buf = NULL;
 	if (req) {
 		eng_req_put(eng, req, r);
@@ -93,14 +92,14 @@ static int flatten_issue(struct flatten_job *job, uint64_t lba, uint32_t n)
 	if (!io)
 		return -ENOMEM;
 	*io = (struct flatten_io){ .job = job, .lba = lba, .n = n,
-				   .buf = store_buf_alloc((size_t)n * QUILL_BLOCK_SIZE) };
+				   .buf = seg_buf_alloc((size_t)n * QUILL_BLOCK_SIZE) };
 	if (!io->buf) {
 		free(io);
 		return -ENOMEM;
 	}
 	r = eng_read_layers(job->vol->parent, lba, n, io->buf, flatten_read, io);
 	if (r < 0) {
-		store_buf_free(io->buf);
+		seg_buf_free(io->buf);
 		free(io);
 		return r;
 	}

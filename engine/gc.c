@@ -25,7 +25,6 @@
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "engine/logcheck.h"
-#include "store/store.h"
 
 static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 {
@@ -275,8 +274,8 @@ void eng_gc_maybe(struct engine *eng)
 	eng->gc_next_scan_ms = 0;
 	eng->gc_busy = true;
 	eng->gc_victim = (uint32_t)victim;
-	r = store_read(eng->st, eng_slot_offset(eng, eng->gc_victim, 0), eng->gc_buf,
-		       eng->sb.segment_size, victim_read, eng);
+	r = seg_read(eng, eng->gc_victim, 0,
+		     &(struct iovec){ eng->gc_buf, eng->sb.segment_size }, 1, victim_read, eng);
 	if (r < 0)
 		victim_read(eng, r);
 }

@@ -14,7 +14,6 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
-#include "store/store.h"
 
 #define BATCH_BUF_BLOCKS (2 + ONDISK_SUMMARY_MAX_ENTRIES)
 
@@ -95,12 +94,6 @@ static int run_done(struct engine *eng)
 
 /* ---- slots ---- */
 
-uint64_t eng_slot_offset(const struct engine *eng, uint32_t slot, uint32_t block)
-{
-	return eng->sb.data_offset + (uint64_t)slot * eng->sb.segment_size +
-	       (uint64_t)block * QUILL_BLOCK_SIZE;
-}
-
 void eng_map_ref(void *arg, const struct map_loc *loc, int delta)
 {
 	struct engine *eng = arg;
@@ -108,34 +101,6 @@ void eng_map_ref(void *arg, const struct map_loc *loc, int delta)
 	if (loc->slot < eng->sb.segment_count)
 		eng->slots[loc->slot].live += (uint32_t)delta;
 	eng->stats.live_blocks += (uint64_t)(int64_t)delta;
-}
-
-/* Gives vol a fresh slot. Writes leave gc_reserve slots to the cleaner; trims, which
- * free space, may use all but the last one. */
-int eng_slot_alloc(struct engine *eng, struct engine_volume *vol, enum slot_user who)
-{
-	uint32_t keep = who == SLOT_FOR_GC ? 0 : who == SLOT_FOR_TRIM ? 1 : eng->gc_reserve;
-
-	if (eng->nfree <= keep)
-		return -ENOSPC;
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		struct slot *s = &eng->slots[i];
-
-		if (s->state != SLOT_FREE || s->readers || s->freeing)
-			continue;
-		memset(s, 0, sizeof(*s));
-		s->state = SLOT_OPEN;
-		s->volume_id = vol->rec.volume_id;
-		s->generation = eng->next_gen++;
-		s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
-		eng->nfree--;
-		eng->gc_no_room = false;
-		if (vol->open_slot >= 0)
-			eng->slots[vol->open_slot].state = SLOT_SEALED;
-		vol->open_slot = i;
-		return 0;
-	}
-	return -ENOSPC;
 }
 
 /* ---- batches ---- */
@@ -156,7 +121,7 @@ static struct batch *batch_new(struct engine *eng)
 		b = calloc(1, sizeof(*b));
 		if (!b)
 			return NULL;
-		b->buf = store_buf_alloc((size_t)BATCH_BUF_BLOCKS * QUILL_BLOCK_SIZE);
+		b->buf = seg_buf_alloc((size_t)BATCH_BUF_BLOCKS * QUILL_BLOCK_SIZE);
 		if (!b->buf) {
 			free(b);
 			return NULL;
@@ -211,7 +176,7 @@ static int forming_batch(struct engine_volume *vol, uint32_t blocks, enum slot_u
 	if (vol->open_slot < 0 ||
 	    eng->slots[vol->open_slot].used + 1 + blocks > eng->blocks_per_seg ||
 	    eng->slots[vol->open_slot].broken) {
-		r = eng_slot_alloc(eng, vol, who);
+		r = seg_open(eng, vol, who);
 		if (r < 0)
 			return r;
 	}
@@ -352,22 +317,13 @@ static void batch_submit(struct engine *eng, struct batch *b)
 	assert(eng->open_seq != 0); /* set by replay or rebuild: a summary without it is refused */
 	b->sum.open_seq = eng->open_seq;
 	b->sum.durable_seq = eng->durable_seq;
-	if (b->with_header) {
-		struct segment_header h = {
-			.state = ONDISK_SEG_USED,
-			.volume_id = b->vol->rec.volume_id,
-			.generation = b->sum.generation,
-			.first_seq = b->sum.seq,
-		};
-		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
-		ondisk_segment_header_encode(&h, b->buf);
-	}
 	ondisk_summary_encode(&b->sum, b->buf + QUILL_BLOCK_SIZE);
 	b->state = BATCH_INFLIGHT;
 	b->vol->ninflight++;
 	eng->unsynced_bytes += (uint64_t)batch_blocks(b) * QUILL_BLOCK_SIZE;
-	r = store_write(eng->st, eng_slot_offset(eng, b->slot, b->first_block), start,
-			(size_t)batch_blocks(b) * QUILL_BLOCK_SIZE, batch_written, b);
+	/* the first batch of a slot carries its header: seg_append writes it */
+	r = seg_append(eng, b->slot, b->first_block, start, batch_blocks(b), b->sum.seq,
+		       batch_written, b);
 	if (r < 0)
 		batch_written(b, r);
 }
@@ -409,7 +365,7 @@ int eng_store_flush(struct engine *eng, void (*cb)(void *arg, int res), void *ar
 {
 	eng->unsynced_bytes = 0;
 	eng->last_sync_ms = eng_now_ms();
-	return store_flush(eng->st, cb, arg);
+	return seg_flush(eng, cb, arg);
 }
 
 /* Write-back pacing. A flush makes the device write back everything written since
@@ -647,7 +603,7 @@ int engine_flush(struct engine *eng, engine_cb cb, void *arg)
  * request cost less than one more request: a sequential read through data written by
  * several batches, or after the cleaner gathered a range, is a few large reads. Every
  * I/O of a request is queued before any is submitted (they go together at the next
- * store_poll()).
+ * seg_poll()).
  */
 
 #define READ_WINDOW 256u   /* blocks resolved and sorted at a time */
@@ -715,7 +671,7 @@ static void read_done(void *arg, int res)
 				p->vol->rec.name, p->slot, err_str(-res));
 	eng->slots[p->slot].readers--;
 	eng_req_put(eng, p->req, res < 0 ? res : 0);
-	store_buf_free(p->bounce);
+	seg_buf_free(p->bounce);
 	free(p);
 }
 
@@ -723,7 +679,7 @@ static void read_done(void *arg, int res)
 static uint8_t *read_scratch(struct engine *eng)
 {
 	if (!eng->read_scratch)
-		eng->read_scratch = store_buf_alloc((size_t)READ_MAX_GAP * QUILL_BLOCK_SIZE);
+		eng->read_scratch = seg_buf_alloc((size_t)READ_MAX_GAP * QUILL_BLOCK_SIZE);
 	return eng->read_scratch;
 }
 
@@ -759,7 +715,7 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 	struct read_part *p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
 	struct iovec iov[2 * READ_MAX_SPAN];
 	uint8_t *scratch = NULL;
-	uint64_t off;
+	struct iovec one;
 	int r, niov;
 
 	if (!p)
@@ -770,20 +726,18 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 	for (uint32_t i = 0; i < n; i++)
 		p->want[i] = (struct read_want){ .pos = b[i].block - p->first, .idx = b[i].idx,
 						 .crc = b[i].crc };
-	off = eng_slot_offset(eng, p->slot, p->first);
-	if ((uintptr_t)dst % STORE_ALIGN) {
-		p->bounce = store_buf_alloc((size_t)p->span * QUILL_BLOCK_SIZE);
-		r = p->bounce ? store_read(eng->st, off, p->bounce,
-					   (size_t)p->span * QUILL_BLOCK_SIZE, read_done, p)
-			      : -ENOMEM;
+	if ((uintptr_t)dst % SEG_ALIGN) {
+		p->bounce = seg_buf_alloc((size_t)p->span * QUILL_BLOCK_SIZE);
+		one = (struct iovec){ p->bounce, (size_t)p->span * QUILL_BLOCK_SIZE };
+		r = p->bounce ? seg_read(eng, p->slot, p->first, &one, 1, read_done, p) : -ENOMEM;
 	} else if (p->span > n && !(scratch = read_scratch(eng))) {
 		r = -ENOMEM;
 	} else {
 		niov = span_iov(p, scratch, iov);
-		r = store_readv(eng->st, off, iov, niov, read_done, p);
+		r = seg_read(eng, p->slot, p->first, iov, niov, read_done, p);
 	}
 	if (r < 0) {
-		store_buf_free(p->bounce);
+		seg_buf_free(p->bounce);
 		free(p);
 		return r;
 	}
@@ -916,7 +870,7 @@ static int sleep_bound(const struct engine *eng, int timeout_ms)
 int engine_poll(struct engine *eng, int timeout_ms)
 {
 	int n = poll_begin(eng);
-	int r = store_poll(eng->st, n ? 0 : sleep_bound(eng, timeout_ms));
+	int r = seg_poll(eng, n ? 0 : sleep_bound(eng, timeout_ms));
 
 	if (r < 0 && r != -ETIME && r != -EINTR)
 		return r;
@@ -926,7 +880,7 @@ int engine_poll(struct engine *eng, int timeout_ms)
 int engine_run(struct engine *eng)
 {
 	int n = poll_begin(eng);
-	int r = store_reap(eng->st);
+	int r = seg_reap(eng);
 
 	if (r < 0)
 		return r;
@@ -935,14 +889,14 @@ int engine_run(struct engine *eng)
 
 int engine_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready)
 {
-	int r = store_wait_fd(eng->st, fd, sleep_bound(eng, timeout_ms), fd_ready);
+	int r = seg_wait_fd(eng, fd, sleep_bound(eng, timeout_ms), fd_ready);
 
 	return r < 0 && (r == -ETIME || r == -EINTR) ? 0 : r;
 }
 
 int engine_event_fd(const struct engine *eng)
 {
-	return store_event_fd(eng->st);
+	return seg_event_fd(eng);
 }
 
 /* The sooner of two waits in ms; a negative one (nothing due) does not count. */
@@ -996,7 +950,7 @@ int eng_drain(struct engine *eng)
 	for (;;) {
 		bool busy = eng->done.head || eng->flush_wait || eng->flush_inflight ||
 			    eng->ckpt_busy || eng->gc_busy || eng->jobs ||
-			    store_inflight(eng->st);
+			    seg_inflight(eng);
 		for (size_t i = 0; i < eng->nvols && !busy; i++)
 			busy = eng->vols[i]->head != NULL;
 		if (!busy)

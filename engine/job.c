@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
-#include "store/store.h"
 
 int eng_job_start(struct engine *eng, struct eng_job *job, eng_job_step_fn step,
 		  engine_cb cb, void *arg)

@@ -14,7 +14,7 @@
  * zeros already): what a replay or the walker reads there is zeros before, during and
  * after the write, whatever the moment of a crash. A slot that ever held the log is
  * data and is never touched. While a chunk is in flight its slot counts a reader, so
- * eng_slot_alloc() does not hand the slot out under it.
+ * seg_open() does not hand the slot out under it.
  *
  * Bandwidth. One chunk in flight at a time. While the clients are quiet (none of
  * their I/O in flight for PZ_QUIET_MS) chunks of PZ_CHUNK go back to back; while
@@ -28,7 +28,6 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
-#include "store/store.h"
 
 #define PZ_LEAD_SLOTS 16u
 #define PZ_CHUNK (1u << 20)
@@ -38,7 +37,7 @@
 
 static uint64_t data_end(const struct engine *eng)
 {
-	return eng_slot_offset(eng, eng->sb.segment_count, 0);
+	return seg_dev_slot_offset(eng->segs, eng->sb.segment_count);
 }
 
 static uint32_t slot_of(const struct engine *eng, uint64_t off)
@@ -66,7 +65,7 @@ static int next_chunk(struct engine *eng, uint32_t max, uint64_t *off, uint32_t 
 		uint64_t cur = eng->pz_cursor, start, end;
 		uint32_t i = slot_of(eng, cur);
 		const struct slot *s = &eng->slots[i];
-		uint64_t slot_end = eng_slot_offset(eng, i + 1, 0);
+		uint64_t slot_end = seg_dev_slot_offset(eng->segs, i + 1);
 		int r;
 
 		if (s->state != SLOT_FREE || s->readers || s->freeing) {
@@ -75,7 +74,7 @@ static int next_chunk(struct engine *eng, uint32_t max, uint64_t *off, uint32_t 
 		}
 		if (!within_lead(eng, i))
 			return -EAGAIN;
-		r = store_next_data(eng->st, cur, &start, &end);
+		r = seg_dev_next_data(eng->segs, cur, &start, &end);
 		if (r == -ENXIO)
 			start = data_end(eng); /* no data from here on */
 		else if (r < 0)
@@ -117,7 +116,7 @@ void eng_prezero_init(struct engine *eng)
 	eng->pz_cursor = eng->sb.data_offset;
 	eng->pz_done = !eng->opts.prezero;
 	/* a block device, or a file written all over: nothing is unwritten */
-	if (store_next_data(eng->st, eng->sb.data_offset, &start, &end) == 0 &&
+	if (seg_dev_next_data(eng->segs, eng->sb.data_offset, &start, &end) == 0 &&
 	    start == eng->sb.data_offset && end >= data_end(eng))
 		eng->pz_done = true;
 }
@@ -132,7 +131,7 @@ void eng_prezero_maybe(struct engine *eng)
 	if (eng->pz_done || eng->closing || !eng->pz_cursor) /* !cursor: start-up polls */
 		return;
 	now = eng_now_ms();
-	if (store_inflight(eng->st) > (eng->pz_inflight ? 1u : 0u))
+	if (seg_inflight(eng) > (eng->pz_inflight ? 1u : 0u))
 		eng->pz_busy_ms = now;
 	if (eng->pz_inflight || eng->nfree <= eng->gc_reserve + 2)
 		return;
@@ -145,12 +144,12 @@ void eng_prezero_maybe(struct engine *eng)
 		eng->pz_done = r != -EAGAIN;
 		return;
 	}
-	if (!eng->pz_zeros && !(eng->pz_zeros = store_buf_alloc(PZ_CHUNK))) {
+	if (!eng->pz_zeros && !(eng->pz_zeros = seg_buf_alloc(PZ_CHUNK))) {
 		eng->pz_done = true;
 		return;
 	}
 	eng->pz_slot = slot_of(eng, off);
-	r = store_write(eng->st, off, eng->pz_zeros, len, chunk_written, eng);
+	r = seg_dev_write(eng->segs, off, eng->pz_zeros, len, chunk_written, eng);
 	if (r < 0) {
 		chunk_written(eng, r);
 		return;

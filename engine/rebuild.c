@@ -33,7 +33,6 @@
 #include "engine/engine_internal.h"
 #include "engine/logcheck.h"
 #include "metadata/meta.h"
-#include "store/store.h"
 
 enum rb_kind { RB_BATCH = 0, RB_TOMB = 1, RB_MERGE = 2 }; /* order at one seq */
 
@@ -365,12 +364,10 @@ static int scan(struct rebuild *rb)
 	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++) {
 		struct segment_header h;
 
-		r = store_read_sync(eng->st, eng_slot_offset(eng, i, 0), eng->gc_buf,
-				    eng->sb.segment_size);
+		r = seg_read_sync(eng, i, 0, eng->gc_buf, eng->blocks_per_seg);
 		if (r < 0)
 			break;
-		if (ondisk_segment_header_decode(eng->gc_buf, QUILL_BLOCK_SIZE, &h) < 0 ||
-		    memcmp(h.uuid, eng->sb.uuid, sizeof(h.uuid)) != 0)
+		if (seg_header_decode(eng, eng->gc_buf, &h) < 0)
 			continue;
 		if (h.generation > rb->max_gen)
 			rb->max_gen = h.generation;

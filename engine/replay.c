@@ -24,7 +24,6 @@
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "engine/logcheck.h"
-#include "store/store.h"
 
 #define REPLAY_BAD_LBAS 8 /* bad LBAs a log line names */
 
@@ -55,6 +54,7 @@ struct replay_damage {
 };
 
 struct replay {
+	struct engine *eng;
 	struct replay_batch *v;
 	size_t n, cap;
 	struct replay_damage *dmg;
@@ -186,8 +186,7 @@ static int walk_slot(struct engine *eng, uint32_t slot, const struct segment_hea
 
 	eng->slots[slot].volume_id = vol->rec.volume_id; /* a merged snapshot's are its child's */
 	/* block 0, the header, was read by scan_slot(): its place in gc_buf stays unused */
-	r = store_read_sync(eng->st, eng_slot_offset(eng, slot, 1), eng->gc_buf + QUILL_BLOCK_SIZE,
-			    eng->sb.segment_size - QUILL_BLOCK_SIZE);
+	r = seg_read_sync(eng, slot, 1, eng->gc_buf + QUILL_BLOCK_SIZE, eng->blocks_per_seg - 1);
 	if (r == 0)
 		r = logcheck_note_slot(&rp->facts, h);
 	return r < 0 ? r : eng_walk_slot(eng, slot, h, rp->ckpt_seq, replay_visit, &rw);
@@ -281,15 +280,8 @@ static void report_batch(struct engine *eng, const struct replay_batch *b)
  * (the slot is sealed: nothing else writes there) ends the slot's log at it for good. */
 static int erase_torn_summary(struct engine *eng, const struct replay_damage *d)
 {
-	uint8_t *zero = store_buf_alloc(QUILL_BLOCK_SIZE);
-	int r;
+	int r = seg_zero_block_sync(eng, d->slot, d->pos);
 
-	if (!zero)
-		return -ENOMEM;
-	memset(zero, 0, QUILL_BLOCK_SIZE);
-	r = store_write_sync(eng->st, eng_slot_offset(eng, d->slot, d->pos), zero,
-			     QUILL_BLOCK_SIZE);
-	store_buf_free(zero);
 	if (r < 0)
 		log_msg(LOG_ERROR, ENG_LOG, "slot %u: erasing the torn summary at block %u "
 			"failed: %s", d->slot, d->pos, strerror(-r));
@@ -362,28 +354,26 @@ static int apply(const struct replay_batch *b)
 	return 0;
 }
 
-static int scan_slot(struct engine *eng, uint32_t slot, uint8_t *hdr_buf, struct replay *rp)
+/* seg_list_sync's visit of a slot and its header h (NULL: never used, or garbage). */
+static int scan_slot(void *arg, uint32_t slot, const struct segment_header *h)
 {
-	struct segment_header h;
+	struct replay *rp = arg;
+	struct engine *eng = rp->eng;
 	struct engine_volume *vol;
-	int r = store_read_sync(eng->st, eng_slot_offset(eng, slot, 0), hdr_buf, QUILL_BLOCK_SIZE);
 
-	if (r < 0)
-		return r;
-	if (ondisk_segment_header_decode(hdr_buf, QUILL_BLOCK_SIZE, &h) < 0 ||
-	    memcmp(h.uuid, eng->sb.uuid, sizeof(h.uuid)) != 0)
-		return 0; /* never used, or garbage: free */
-	if (h.generation > rp->max_gen)
-		rp->max_gen = h.generation;
-	vol = eng_layer_for_owner(eng, h.volume_id);
-	if (h.state == ONDISK_SEG_USED && !vol) {
-		eng->slots[slot].volume_id = h.volume_id;
-		eng->slots[slot].generation = h.generation;
+	if (!h)
+		return 0; /* free */
+	if (h->generation > rp->max_gen)
+		rp->max_gen = h->generation;
+	vol = eng_layer_for_owner(eng, h->volume_id);
+	if (h->state == ONDISK_SEG_USED && !vol) {
+		eng->slots[slot].volume_id = h->volume_id;
+		eng->slots[slot].generation = h->generation;
 		eng_catalog_stale_slot(eng, slot); /* a deleted layer's: FREE it */
 	}
-	if (h.state != ONDISK_SEG_USED || !vol)
+	if (h->state != ONDISK_SEG_USED || !vol)
 		return 0; /* freed, or its volume was deleted */
-	return walk_slot(eng, slot, &h, vol, rp);
+	return walk_slot(eng, slot, h, vol, rp);
 }
 
 static void replay_free(struct replay *rp)
@@ -414,17 +404,14 @@ static int apply_all(struct engine *eng, struct replay *rp, uint64_t *applied)
 
 int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 {
-	struct replay rp = { .max_seq = ckpt_seq, .ckpt_seq = ckpt_seq };
-	uint8_t *hdr_buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	struct replay rp = { .eng = eng, .max_seq = ckpt_seq, .ckpt_seq = ckpt_seq };
 	uint64_t applied = 0;
 	/* live counts so far come from the checkpointed map */
-	int r = hdr_buf ? 0 : -ENOMEM;
+	int r;
 
 	log_msg(LOG_INFO, ENG_LOG, "scanning the log: %u segments, checkpoint %llu",
 		eng->sb.segment_count, (unsigned long long)ckpt_seq);
-	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++)
-		r = scan_slot(eng, i, hdr_buf, &rp);
-	store_buf_free(hdr_buf);
+	r = seg_list_sync(eng, scan_slot, &rp);
 	if (r == 0) {
 		judge(eng, &rp); /* marks are store-wide: only once every slot is read */
 		r = report(eng, &rp);

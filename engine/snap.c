@@ -80,7 +80,7 @@ static int reserve_layer(struct engine *eng)
 static void seal_open_slot(struct engine_volume *vol)
 {
 	if (vol->open_slot >= 0)
-		vol->eng->slots[vol->open_slot].state = SLOT_SEALED;
+		seg_seal(vol->eng, (uint32_t)vol->open_slot);
 	vol->open_slot = -1;
 }
 

@@ -21,7 +21,6 @@
 #include "common/units.h"
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
-#include "store/store.h"
 
 #define DEFAULT_SEGMENT_SIZE (4u << 20)
 #define SCAN_CHUNK (1u << 20)
@@ -71,14 +70,14 @@ static const char *size_str(uint64_t bytes, int slot)
 /* Reads and decodes both places; eng->sb is the first valid one (block 0 first). */
 static int read_both(struct engine *eng)
 {
-	uint8_t *buf = store_buf_alloc(2 * QUILL_BLOCK_SIZE);
+	uint8_t *buf = seg_buf_alloc(2 * QUILL_BLOCK_SIZE);
 	struct superblock sb[2];
 	int r = 0;
 
 	if (!buf)
 		return -ENOMEM;
 	for (int i = SB_MAIN; i <= SB_COPY && r == 0; i++) {
-		r = store_read_sync(eng->st, sb_offset[i], buf + i * QUILL_BLOCK_SIZE,
+		r = seg_dev_read_sync(eng->segs, sb_offset[i], buf + i * QUILL_BLOCK_SIZE,
 				    QUILL_BLOCK_SIZE);
 		if (r == 0)
 			eng->sb_err[i] = ondisk_superblock_decode(buf + i * QUILL_BLOCK_SIZE,
@@ -94,7 +93,7 @@ static int read_both(struct engine *eng)
 	} else if (r == 0 && eng->sb_err[SB_COPY] == 0) {
 		eng->sb = sb[SB_COPY];
 	}
-	store_buf_free(buf);
+	seg_buf_free(buf);
 	if (r < 0)
 		log_msg(LOG_ERROR, ENG_LOG, "%s: reading the superblock: %s", eng->opts.store_path,
 			err_str(r));
@@ -134,29 +133,29 @@ static bool scan_chunk(struct sb_probe *p, const uint8_t *buf, uint64_t off, siz
 	return false;
 }
 
-/* Every block that may hold data (store_next_data skips what a file never wrote),
+/* Every block that may hold data (seg_dev_next_data skips what a file never wrote),
  * until the first block of a quill log. A new file costs nothing; a device that was
  * zeroed is read whole, once. */
 static int scan_device(struct engine *eng, struct sb_probe *p)
 {
-	uint8_t *buf = store_buf_alloc(SCAN_CHUNK);
+	uint8_t *buf = seg_buf_alloc(SCAN_CHUNK);
 	uint64_t off = 0, start, end;
 	int r = 0;
 
 	if (!buf)
 		return -ENOMEM;
-	while (r == 0 && store_next_data(eng->st, off, &start, &end) == 0) {
+	while (r == 0 && seg_dev_next_data(eng->segs, off, &start, &end) == 0) {
 		for (off = start; off < end && r == 0; off += SCAN_CHUNK) {
 			size_t len = end - off < SCAN_CHUNK ? (size_t)(end - off) : SCAN_CHUNK;
 
-			r = store_read_sync(eng->st, off, buf, len);
+			r = seg_dev_read_sync(eng->segs, off, buf, len);
 			if (r == 0 && scan_chunk(p, buf, off, len))
 				goto out;
 		}
 		off = end;
 	}
 out:
-	store_buf_free(buf);
+	seg_buf_free(buf);
 	if (r < 0)
 		log_msg(LOG_ERROR, ENG_LOG, "%s: reading the store: %s", eng->opts.store_path,
 			err_str(r));
@@ -211,9 +210,9 @@ static int probe_meta(struct engine *eng, struct sb_probe *p)
 /* An existing store must have the size asked for, or be grown to it (opts.grow). */
 static int check_size(struct engine *eng)
 {
-	uint64_t want = eng->opts.store_size, have = store_size(eng->st);
+	uint64_t want = eng->opts.store_size, have = seg_dev_size(eng->segs);
 
-	if (!want || want == have || store_created(eng->st) || (want > have && eng->opts.grow))
+	if (!want || want == have || seg_dev_created(eng->segs) || (want > have && eng->opts.grow))
 		return 0;
 	if (want > have)
 		log_msg(LOG_ERROR, ENG_LOG, "store %s is %s, not the %s asked for: grow it "
@@ -231,11 +230,11 @@ static int check_geometry(struct engine *eng)
 {
 	uint64_t end = eng->sb.data_offset + (uint64_t)eng->sb.segment_count * eng->sb.segment_size;
 
-	if (end <= store_size(eng->st))
+	if (end <= seg_dev_size(eng->segs))
 		return 0;
 	log_msg(LOG_ERROR, ENG_LOG, "store %s is %s, but its superblock describes %u segments "
 		"ending at %" PRIu64 " bytes: the file was truncated, or this is not the device "
-		"it was formatted on", eng->opts.store_path, size_str(store_size(eng->st), 0),
+		"it was formatted on", eng->opts.store_path, size_str(seg_dev_size(eng->segs), 0),
 		eng->sb.segment_count, end);
 	return -EINVAL;
 }
@@ -339,11 +338,11 @@ int eng_sb_load(struct engine *eng, bool *format)
 			eng->sb_old_version, QUILL_FORMAT_VERSION);
 		return -EPROTO;
 	}
-	if ((!valid || eng->opts.reformat) && !store_created(eng->st)) {
+	if ((!valid || eng->opts.reformat) && !seg_dev_created(eng->segs)) {
 		if (!valid)
 			log_msg(LOG_INFO, ENG_LOG, "%s: no valid superblock; looking for quill data "
 				"on it (reads what was ever written of its %s)", eng->opts.store_path,
-				size_str(store_size(eng->st), 0));
+				size_str(seg_dev_size(eng->segs), 0));
 		r = scan_device(eng, &p);
 		if (r < 0)
 			return r;
@@ -394,11 +393,11 @@ static int write_places(struct engine *eng, const uint8_t *buf, bool main, bool 
 	int r = 0;
 
 	if (copy)
-		r = store_write_sync(eng->st, sb_offset[SB_COPY], buf, QUILL_BLOCK_SIZE);
+		r = seg_dev_write_sync(eng->segs, sb_offset[SB_COPY], buf, QUILL_BLOCK_SIZE);
 	if (r == 0 && main)
-		r = store_write_sync(eng->st, sb_offset[SB_MAIN], buf, QUILL_BLOCK_SIZE);
+		r = seg_dev_write_sync(eng->segs, sb_offset[SB_MAIN], buf, QUILL_BLOCK_SIZE);
 	if (r == 0)
-		r = store_flush_sync(eng->st);
+		r = seg_dev_flush_sync(eng->segs);
 	if (r < 0)
 		log_msg(LOG_ERROR, ENG_LOG, "%s: writing the superblock: %s", eng->opts.store_path,
 			err_str(r));
@@ -408,14 +407,14 @@ static int write_places(struct engine *eng, const uint8_t *buf, bool main, bool 
 /* A new superblock (format, grow): eng->sb encoded, in both places. */
 static int write_new(struct engine *eng)
 {
-	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	uint8_t *buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
 	int r;
 
 	if (!buf)
 		return -ENOMEM;
 	ondisk_superblock_encode(&eng->sb, buf);
 	r = write_places(eng, buf, true, true);
-	store_buf_free(buf);
+	seg_buf_free(buf);
 	return r;
 }
 
@@ -423,24 +422,24 @@ static int write_new(struct engine *eng)
  * them), never a re-encoding. */
 static int copy_place(struct engine *eng, int from)
 {
-	uint8_t *buf = store_buf_alloc(QUILL_BLOCK_SIZE);
+	uint8_t *buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
 	int r;
 
 	if (!buf)
 		return -ENOMEM;
-	r = store_read_sync(eng->st, sb_offset[from], buf, QUILL_BLOCK_SIZE);
+	r = seg_dev_read_sync(eng->segs, sb_offset[from], buf, QUILL_BLOCK_SIZE);
 	if (r == 0)
 		r = write_places(eng, buf, from == SB_COPY, from == SB_MAIN);
 	else
 		log_msg(LOG_ERROR, ENG_LOG, "%s: reading the superblock: %s", eng->opts.store_path,
 			err_str(r));
-	store_buf_free(buf);
+	seg_buf_free(buf);
 	return r;
 }
 
 int eng_sb_format(struct engine *eng)
 {
-	uint64_t size = store_size(eng->st);
+	uint64_t size = seg_dev_size(eng->segs);
 	uint32_t seg = eng->opts.segment_size ? eng->opts.segment_size : DEFAULT_SEGMENT_SIZE;
 	int r;
 
@@ -455,7 +454,7 @@ int eng_sb_format(struct engine *eng)
 			"for at least 4 segments of %u bytes after 1 MiB", size, seg);
 		return -ENOSPC;
 	}
-	if (eng->opts.reformat && !store_created(eng->st))
+	if (eng->opts.reformat && !seg_dev_created(eng->segs))
 		log_msg(LOG_WARN, ENG_LOG, "%s: formatting as asked (--format%s): whatever it held "
 			"is gone", eng->opts.store_path, eng->opts.destroy_data ? " --destroy-data" : "");
 	memset(&eng->sb, 0, sizeof(eng->sb));
@@ -481,15 +480,15 @@ static int grow(struct engine *eng)
 	uint32_t before = eng->sb.segment_count;
 	int r;
 
-	if (want > store_size(eng->st)) {
-		r = store_grow(eng->st, want);
+	if (want > seg_dev_size(eng->segs)) {
+		r = seg_dev_grow(eng->segs, want);
 		if (r < 0) {
 			log_msg(LOG_ERROR, ENG_LOG, "%s: cannot grow to %s: %s", eng->opts.store_path,
 				size_str(want, 0), err_str(r));
 			return r;
 		}
 	}
-	size = store_size(eng->st);
+	size = seg_dev_size(eng->segs);
 	count = (size - eng->sb.data_offset) / eng->sb.segment_size;
 	if (count > UINT32_MAX)
 		count = UINT32_MAX;

@@ -252,7 +252,7 @@ Test(engine, volume_delete_writes_free_headers_without_blocking_the_loop)
 		struct segment_header h;
 
 		cr_assert_eq(eng->slots[used[i]].state, SLOT_FREE, "slot %u", used[i]);
-		pread_block(fd, eng_slot_offset(eng, used[i], 0), blk);
+		pread_block(fd, seg_dev_slot_offset(eng->segs, used[i]), blk);
 		cr_assert_eq(ondisk_segment_header_decode(blk, BLK, &h), 0);
 		cr_assert_eq(h.state, ONDISK_SEG_FREE, "slot %u header", used[i]);
 	}
@@ -520,7 +520,7 @@ Test(engine, summaries_record_the_flushed_sequence_and_the_run)
 	cr_assert_eq(eflush(), 0);
 	cr_assert_eq(eng->durable_seq, first);
 	write_tagged(vol, 2, 2, 1); /* the next batch, at block 4, carries the mark */
-	cr_assert_eq(pread(fd, blk, BLK, (off_t)eng_slot_offset(eng, (uint32_t)vol->open_slot, 4)),
+	cr_assert_eq(pread(fd, blk, BLK, (off_t)(seg_dev_slot_offset(eng->segs, (uint32_t)vol->open_slot) + 4 * BLK)),
 		     (ssize_t)BLK);
 	cr_assert_eq(ondisk_summary_decode(blk, BLK, s), 0);
 	cr_assert_eq(s->seq, first + 1);

@@ -1,0 +1,208 @@
+/* engine/segment.c — the segment calls of engine/segment.h over the slot table.
+ *
+ * What a segment is (its slot, its state and generation, its header) is decided
+ * here, whatever implementation holds its blocks; the I/O goes to eng->segs->ops.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "engine/segment.h"
+
+/* ---- open, seal, release ---- */
+
+int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
+{
+	uint32_t keep = who == SLOT_FOR_GC ? 0 : who == SLOT_FOR_TRIM ? 1 : eng->gc_reserve;
+
+	if (eng->nfree <= keep)
+		return -ENOSPC;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		struct slot *s = &eng->slots[i];
+
+		if (s->state != SLOT_FREE || s->readers || s->freeing)
+			continue;
+		memset(s, 0, sizeof(*s));
+		s->state = SLOT_OPEN;
+		s->volume_id = vol->rec.volume_id;
+		s->generation = eng->next_gen++;
+		s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
+		eng->nfree--;
+		eng->gc_no_room = false;
+		if (vol->open_slot >= 0)
+			seg_seal(eng, (uint32_t)vol->open_slot);
+		vol->open_slot = i;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+void seg_seal(struct engine *eng, uint32_t slot)
+{
+	eng->slots[slot].state = SLOT_SEALED;
+}
+
+void seg_release(struct engine *eng, uint32_t slot)
+{
+	struct slot *s = &eng->slots[slot];
+
+	if (s->state == SLOT_FREE)
+		return; /* noted twice (deferred, then again by a later checkpoint) */
+	if (s->readers) {
+		uint32_t *v = realloc(eng->deferred_free,
+				      (eng->ndeferred_free + 1) * sizeof(*v));
+		if (v) { /* without memory the slot just stays sealed until next time */
+			eng->deferred_free = v;
+			eng->deferred_free[eng->ndeferred_free++] = slot;
+		}
+		return;
+	}
+	memset(s, 0, sizeof(*s));
+	s->state = SLOT_FREE;
+	eng->nfree++;
+	eng->gc_no_room = false;
+	eng->stats.gc_segments_freed++;
+}
+
+void seg_release_deferred(struct engine *eng)
+{
+	size_t n = eng->ndeferred_free;
+
+	eng->ndeferred_free = 0;
+	for (size_t i = 0; i < n; i++)
+		seg_release(eng, eng->deferred_free[i]);
+}
+
+/* ---- headers ---- */
+
+/* The header of slot's segment in state `state`, encoded into buf (one block). */
+static void header_encode(const struct engine *eng, uint32_t slot, enum ondisk_seg_state state,
+			  uint64_t first_seq, void *buf)
+{
+	const struct slot *s = &eng->slots[slot];
+	struct segment_header h = { .state = state, .volume_id = s->volume_id,
+				    .generation = s->generation, .first_seq = first_seq };
+
+	memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
+	ondisk_segment_header_encode(&h, buf);
+}
+
+int seg_header_decode(const struct engine *eng, const void *buf, struct segment_header *h)
+{
+	if (ondisk_segment_header_decode(buf, QUILL_BLOCK_SIZE, h) < 0 ||
+	    memcmp(h->uuid, eng->sb.uuid, sizeof(h->uuid)) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- I/O ---- */
+
+int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uint32_t nblocks,
+	       uint64_t seq, seg_cb cb, void *arg)
+{
+	struct iovec iov = { buf, (size_t)nblocks * QUILL_BLOCK_SIZE };
+
+	if (block == 0)
+		header_encode(eng, slot, ONDISK_SEG_USED, seq, buf);
+	return eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, cb, arg);
+}
+
+int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
+	     int iovcnt, seg_cb cb, void *arg)
+{
+	return eng->segs->ops->readv(eng->segs, slot, block, iov, iovcnt, cb, arg);
+}
+
+int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *arg)
+{
+	struct iovec iov = { buf, QUILL_BLOCK_SIZE };
+
+	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
+	return eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
+}
+
+int seg_flush(struct engine *eng, seg_cb cb, void *arg)
+{
+	return eng->segs->ops->flush(eng->segs, cb, arg);
+}
+
+int seg_read_sync(struct engine *eng, uint32_t slot, uint32_t block, void *buf,
+		  uint32_t nblocks)
+{
+	return eng->segs->ops->read_sync(eng->segs, slot, block, buf,
+					 (size_t)nblocks * QUILL_BLOCK_SIZE);
+}
+
+int seg_delete_sync(struct engine *eng, uint32_t slot, void *buf)
+{
+	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
+	return eng->segs->ops->write_sync(eng->segs, slot, 0, buf, QUILL_BLOCK_SIZE);
+}
+
+int seg_flush_sync(struct engine *eng)
+{
+	return eng->segs->ops->flush_sync(eng->segs);
+}
+
+int seg_zero_block_sync(struct engine *eng, uint32_t slot, uint32_t block)
+{
+	uint8_t *zero = seg_buf_alloc(QUILL_BLOCK_SIZE); /* zeroed */
+	int r;
+
+	if (!zero)
+		return -ENOMEM;
+	r = eng->segs->ops->write_sync(eng->segs, slot, block, zero, QUILL_BLOCK_SIZE);
+	seg_buf_free(zero);
+	return r;
+}
+
+int seg_list_sync(struct engine *eng,
+		  int (*fn)(void *arg, uint32_t slot, const struct segment_header *h), void *arg)
+{
+	uint8_t *buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
+	int r = buf ? 0 : -ENOMEM;
+
+	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++) {
+		struct segment_header h;
+
+		r = seg_read_sync(eng, i, 0, buf, 1);
+		if (r == 0)
+			r = fn(arg, i, seg_header_decode(eng, buf, &h) == 0 ? &h : NULL);
+	}
+	seg_buf_free(buf);
+	return r;
+}
+
+/* ---- completions ---- */
+
+int seg_poll(struct engine *eng, int timeout_ms)
+{
+	return eng->segs->ops->poll(eng->segs, timeout_ms);
+}
+
+int seg_reap(struct engine *eng)
+{
+	return eng->segs->ops->reap(eng->segs);
+}
+
+int seg_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready)
+{
+	return eng->segs->ops->wait_fd(eng->segs, fd, timeout_ms, fd_ready);
+}
+
+int seg_event_fd(const struct engine *eng)
+{
+	return eng->segs->ops->event_fd(eng->segs);
+}
+
+unsigned seg_inflight(const struct engine *eng)
+{
+	return eng->segs->ops->inflight(eng->segs);
+}
+
+void seg_close(struct segs *sg)
+{
+	if (sg)
+		sg->ops->close(sg);
+}

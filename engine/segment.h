@@ -1,0 +1,191 @@
+/* engine/segment.h — the engine's one seam to where segments live.
+ *
+ * The engine's log is a chain of segments per volume. This layer owns where they
+ * are: the slot table (which slot holds which volume's segment, in which generation,
+ * written how far), allocating and releasing slots, where a block of a segment is,
+ * and every call into the device (store/). Above it, the engine names a segment by
+ * its slot and a block within it; it never computes a byte offset and never calls
+ * store/ (docs/engine.md, "The segment layer").
+ *
+ * What a segment needs, and nothing more:
+ *   open    seg_open: a free slot for a volume's next segment; its USED header goes
+ *           out with the first append (one write, not two)
+ *   append  seg_append: a batch at the segment's write pointer
+ *   read    seg_read: a range of blocks
+ *   seal    seg_seal: no more appends
+ *   delete  seg_delete: a FREE header, then (once durable) seg_release
+ *   list    seg_list_sync: the headers of every slot (start-up)
+ *   flush   seg_flush: every append that completed before is durable
+ *
+ * Where segments live is a `struct seg_ops` table: the local store
+ * (segment_local.c) is the first implementation; replication/ will be the second,
+ * behind the same calls. So every call that does I/O is asynchronous with the store's
+ * contract: it returns 0 and its callback then runs exactly once, from a later
+ * seg_poll() (or reap/wait_fd) on the engine's thread, with >= 0 or -errno; or it
+ * returns -errno and the callback never runs. Nothing here blocks the loop thread
+ * except the *_sync calls, which are for start-up and tools only.
+ *
+ * Threading: the engine's thread only, like the store.
+ */
+#ifndef QUILL_ENGINE_SEGMENT_H
+#define QUILL_ENGINE_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct engine;
+struct engine_volume;
+struct segment_header;
+struct segs;
+
+typedef void (*seg_cb)(void *arg, int res);
+
+/* Every buffer of segment I/O is aligned to this (seg_buf_alloc's are). */
+#define SEG_ALIGN 4096u
+
+/* ---- the slot table ---- */
+
+enum slot_state { SLOT_FREE = 0, SLOT_OPEN, SLOT_SEALED };
+
+/* One slot of the local store and the segment in it. state, volume_id, generation and
+ * used are the segment layer's; the rest is the engine's accounting of the segment. */
+struct slot {
+	enum slot_state state;
+	uint64_t volume_id;
+	uint64_t generation;
+	uint64_t last_seq;  /* newest batch: the segment's age for the cleaner */
+	uint32_t live;      /* blocks some volume's map points at */
+	uint32_t used;      /* blocks written: header, summaries, data (the write pointer) */
+	uint32_t readers;   /* reads in flight: the slot is not reused meanwhile */
+	uint32_t pending;   /* batches written here that have not retired */
+	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
+	uint32_t tombs;     /* TRIM, ZERO and TOMB entries in it: they hide older blocks */
+	uint32_t records;   /* LAYER entries in it (any, current or not) */
+	bool carried;       /* the cleaner carried its tombstones forward: not pinned */
+	bool freeing;       /* its FREE header is being written: not reused meanwhile */
+	bool broken;        /* a write here failed: nothing after it can be replayed */
+	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
+};
+
+/* Who asks for a slot decides how deep into the reserve it may go. */
+enum slot_user { SLOT_FOR_WRITE, SLOT_FOR_TRIM, SLOT_FOR_GC };
+
+/* ---- where segments live: the implementations ---- */
+
+/* Blocks are QUILL_BLOCK_SIZE; a range never crosses its segment's end; buffers are
+ * seg_buf_alloc()'s alignment. The async calls follow the contract above. */
+struct seg_ops {
+	int (*readv)(struct segs *sg, uint32_t slot, uint32_t block, const struct iovec *iov,
+		     int iovcnt, seg_cb cb, void *arg);
+	int (*writev)(struct segs *sg, uint32_t slot, uint32_t block, const struct iovec *iov,
+		      int iovcnt, seg_cb cb, void *arg);
+	int (*flush)(struct segs *sg, seg_cb cb, void *arg);
+	/* blocking forms, for start-up and tools: 0 or -errno */
+	int (*read_sync)(struct segs *sg, uint32_t slot, uint32_t block, void *buf, size_t len);
+	int (*write_sync)(struct segs *sg, uint32_t slot, uint32_t block, const void *buf,
+			  size_t len);
+	int (*flush_sync)(struct segs *sg);
+	/* completions: store.h's store_poll, store_reap, store_wait_fd, store_event_fd,
+	 * store_inflight */
+	int (*poll)(struct segs *sg, int timeout_ms);
+	int (*reap)(struct segs *sg);
+	int (*wait_fd)(struct segs *sg, int fd, int timeout_ms, bool *fd_ready);
+	int (*event_fd)(const struct segs *sg);
+	unsigned (*inflight)(const struct segs *sg);
+	void (*close)(struct segs *sg);
+};
+
+/* Embedded first in each implementation's own struct. */
+struct segs {
+	const struct seg_ops *ops;
+	uint32_t count;          /* slots (0 until the layout is known) */
+	uint32_t blocks_per_seg;
+};
+
+/* Closes whatever implementation sg is; NULL is fine. Waits for its I/O in flight. */
+void seg_close(struct segs *sg);
+/* Buffers fit for every implementation's I/O (aligned, zeroed); NULL without memory. */
+void *seg_buf_alloc(size_t len);
+void seg_buf_free(void *buf);
+
+/* ---- the segment calls (segment.c): by slot, on eng's slot table ---- */
+
+/* open: gives vol a fresh slot (vol->open_slot; the one it had is sealed). Writes
+ * leave gc_reserve slots to the cleaner; trims, which free space, may use all but the
+ * last one. -ENOSPC when none is left for `who`. */
+int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who);
+/* append: nblocks blocks of buf at block `block` of slot's segment (its write
+ * pointer, reserved by the caller in slot.used). The first append (block 0) carries
+ * the segment's USED header in buf's first block: encoded here, naming the slot's
+ * volume and generation and seq, the first batch's sequence number. */
+int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uint32_t nblocks,
+	       uint64_t seq, seg_cb cb, void *arg);
+/* read: blocks starting at `block` of slot's segment into iov. */
+int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
+	     int iovcnt, seg_cb cb, void *arg);
+/* seal: the segment takes no more appends (its slot stays in use). */
+void seg_seal(struct engine *eng, uint32_t slot);
+/* delete: writes slot's FREE header (buf: one block of the caller's, kept until cb);
+ * the slot is released by seg_release once the header is durable (seg_flush). */
+int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *arg);
+/* The slot becomes free (no-op if it is); with reads in flight it is noted and
+ * released by seg_release_deferred() once they are done. */
+void seg_release(struct engine *eng, uint32_t slot);
+void seg_release_deferred(struct engine *eng);
+/* flush: every append and delete that completed before this call is durable at cb. */
+int seg_flush(struct engine *eng, seg_cb cb, void *arg);
+
+/* Start-up and tools only (block the thread): */
+int seg_read_sync(struct engine *eng, uint32_t slot, uint32_t block, void *buf,
+		  uint32_t nblocks);
+int seg_delete_sync(struct engine *eng, uint32_t slot, void *buf); /* not flushed */
+int seg_flush_sync(struct engine *eng);
+/* A repair of a sealed segment at start-up: block `block` of slot becomes zeros (a
+ * torn summary, so that its log ends there for good). */
+int seg_zero_block_sync(struct engine *eng, uint32_t slot, uint32_t block);
+/* list: every slot's header in slot order: fn(arg, slot, h) with h the decoded header
+ * of this store's segment there, or NULL (never used, garbage, another store's). Stops
+ * at fn's first nonzero result, or a read's -errno. */
+int seg_list_sync(struct engine *eng,
+		  int (*fn)(void *arg, uint32_t slot, const struct segment_header *h), void *arg);
+/* Decodes a segment's header block (buf: QUILL_BLOCK_SIZE): 0 if it is one of this
+ * store's, -EINVAL otherwise. */
+int seg_header_decode(const struct engine *eng, const void *buf, struct segment_header *h);
+
+/* The completions of the calls above (engine_poll and friends): store.h's meaning. */
+int seg_poll(struct engine *eng, int timeout_ms);
+int seg_reap(struct engine *eng);
+int seg_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready);
+int seg_event_fd(const struct engine *eng);
+unsigned seg_inflight(const struct engine *eng);
+
+/* ---- the local store (segment_local.c) ----
+ * Its device also holds the superblock (superblock.c) and free space that prezero.c
+ * readies; those are the local store's own upkeep, by byte offset, and have no
+ * meaning for another implementation: hence the seg_dev_* calls below. */
+
+/* Opens the store at path (created with create_size if missing and create_size > 0;
+ * queue_depth 0: the store's default). */
+int seg_local_open(const char *path, uint64_t create_size, unsigned queue_depth,
+		   struct segs **out);
+/* Where the slots are, once the superblock says: slot i starts at data_offset +
+ * i * segment_size. */
+void seg_local_layout(struct segs *sg, uint64_t data_offset, uint32_t segment_size,
+		      uint32_t count);
+/* store.h's store_size, store_created, store_grow, store_next_data, the sync I/O and
+ * store_write, on the device of a local sg. */
+uint64_t seg_dev_size(const struct segs *sg);
+bool seg_dev_created(const struct segs *sg);
+int seg_dev_grow(struct segs *sg, uint64_t size);
+int seg_dev_next_data(struct segs *sg, uint64_t off, uint64_t *start, uint64_t *end);
+int seg_dev_read_sync(struct segs *sg, uint64_t off, void *buf, size_t len);
+int seg_dev_write_sync(struct segs *sg, uint64_t off, const void *buf, size_t len);
+int seg_dev_flush_sync(struct segs *sg);
+int seg_dev_write(struct segs *sg, uint64_t off, const void *buf, size_t len, seg_cb cb,
+		  void *arg);
+/* Byte offset of slot's block 0 on the device (slot == count: the end of the slots). */
+uint64_t seg_dev_slot_offset(const struct segs *sg, uint32_t slot);
+
+#endif

@@ -1,0 +1,299 @@
+/* tests/unit/engine/test_segment.c — the segment layer (engine/segment.h) on a scratch
+ * store: open, append, read, seal, delete, list, flush, their errors, a full store.
+ *
+ * The engine is opened on a fresh store for its slot table and its loop (completions
+ * run from engine_poll); the segments here belong to a layer the engine does not know
+ * (a struct engine_volume of the test's own), so nothing else writes into them.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "engine/segment.h"
+
+#include "engine_fixture.h"
+
+TestSuite(segment, .init = setup, .fini = teardown);
+
+#define TEST_LAYER 4242u
+
+static struct engine_volume layer;
+
+static void open_scratch(void)
+{
+	open_engine();
+	memset(&layer, 0, sizeof(layer));
+	layer.eng = eng;
+	layer.rec.volume_id = TEST_LAYER;
+	layer.open_slot = -1;
+}
+
+static uint32_t open_slot(void)
+{
+	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_WRITE), 0);
+	cr_assert_geq(layer.open_slot, 0);
+	return (uint32_t)layer.open_slot;
+}
+
+/* A buffer of n blocks: block 0 left for the header, the others tagged. */
+static uint8_t *tagged_blocks(uint32_t n, uint8_t tag)
+{
+	uint8_t *buf = seg_buf_alloc((size_t)n * BLK);
+
+	cr_assert_not_null(buf);
+	for (uint32_t i = 1; i < n; i++)
+		memset(buf + (size_t)i * BLK, tag + i, BLK);
+	return buf;
+}
+
+static void read_blocks(uint32_t slot, uint32_t block, void *buf, uint32_t n)
+{
+	struct done d = { 0 };
+	struct iovec iov = { buf, (size_t)n * BLK };
+
+	cr_assert_eq(finish(seg_read(eng, slot, block, &iov, 1, on_done, &d), &d),
+		     (int)(n * BLK));
+}
+
+struct listing {
+	uint32_t slot;        /* the one looked for */
+	bool seen;
+	struct segment_header h;
+	uint32_t used, unused;
+	uint32_t stop_after;  /* fn returns 7 at this many slots (0: never) */
+};
+
+static int list_fn(void *arg, uint32_t slot, const struct segment_header *h)
+{
+	struct listing *l = arg;
+
+	if (h)
+		l->used++;
+	else
+		l->unused++;
+	if (h && slot == l->slot) {
+		l->seen = true;
+		l->h = *h;
+	}
+	return l->stop_after && l->used + l->unused == l->stop_after ? 7 : 0;
+}
+
+Test(segment, open_append_read_round_trip_with_the_header)
+{
+	struct engine_stats before;
+	uint32_t slot, nfree;
+	uint8_t *buf, *back;
+	struct segment_header h;
+	struct done d = { 0 };
+
+	open_scratch();
+	engine_get_stats(eng, &before);
+	nfree = (uint32_t)before.segments_free;
+	slot = open_slot();
+	cr_assert_eq(eng->slots[slot].state, SLOT_OPEN);
+	cr_assert_eq(eng->slots[slot].volume_id, TEST_LAYER);
+	cr_assert_eq(stats().segments_free, nfree - 1);
+
+	buf = tagged_blocks(3, 0x40);
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 3, 777, on_done, &d), &d), 3 * BLK);
+	back = seg_buf_alloc(3 * BLK);
+	read_blocks(slot, 0, back, 3);
+	cr_assert_eq(seg_header_decode(eng, back, &h), 0, "the first append carries the header");
+	cr_assert_eq(h.state, ONDISK_SEG_USED);
+	cr_assert_eq(h.volume_id, TEST_LAYER);
+	cr_assert_eq(h.generation, eng->slots[slot].generation);
+	cr_assert_eq(h.first_seq, 777);
+	cr_assert_arr_eq(back + BLK, buf + BLK, 2 * BLK);
+
+	/* a later append at the write pointer leaves the header alone */
+	memset(buf, 0x55, BLK);
+	d = (struct done){ 0 };
+	cr_assert_eq(finish(seg_append(eng, slot, 3, buf, 1, 778, on_done, &d), &d), BLK);
+	read_blocks(slot, 0, back, 1);
+	cr_assert_eq(seg_header_decode(eng, back, &h), 0);
+	cr_assert_eq(h.first_seq, 777);
+	read_blocks(slot, 3, back, 1);
+	cr_assert_arr_eq(back, buf, BLK);
+	seg_buf_free(back);
+	seg_buf_free(buf);
+}
+
+Test(segment, a_read_into_several_buffers_is_one_range)
+{
+	uint32_t slot;
+	uint8_t *buf = tagged_blocks(4, 0x10), *a = seg_buf_alloc(BLK), *b = seg_buf_alloc(2 * BLK);
+	struct iovec iov[2] = { { a, BLK }, { b, 2 * BLK } };
+	struct done d = { 0 };
+
+	open_scratch();
+	slot = open_slot();
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 4, 1, on_done, &d), &d), 4 * BLK);
+	d = (struct done){ 0 };
+	cr_assert_eq(finish(seg_read(eng, slot, 1, iov, 2, on_done, &d), &d), 3 * BLK);
+	cr_assert_arr_eq(a, buf + BLK, BLK);
+	cr_assert_arr_eq(b, buf + 2 * BLK, 2 * BLK);
+	seg_buf_free(a);
+	seg_buf_free(b);
+	seg_buf_free(buf);
+}
+
+Test(segment, opening_the_next_segment_seals_the_last)
+{
+	uint32_t first, second;
+
+	open_scratch();
+	first = open_slot();
+	second = open_slot();
+	cr_assert_neq(first, second);
+	cr_assert_eq(eng->slots[first].state, SLOT_SEALED);
+	cr_assert_eq(eng->slots[second].state, SLOT_OPEN);
+	cr_assert_gt(eng->slots[second].generation, eng->slots[first].generation);
+	seg_seal(eng, second);
+	cr_assert_eq(eng->slots[second].state, SLOT_SEALED);
+}
+
+Test(segment, delete_writes_a_free_header_and_release_frees_the_slot)
+{
+	uint32_t slot, nfree;
+	uint8_t *buf, *hdr = seg_buf_alloc(BLK);
+	struct listing l = { 0 };
+	struct done d = { 0 };
+
+	open_scratch();
+	slot = open_slot();
+	buf = tagged_blocks(2, 0x20);
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), &d), 2 * BLK);
+	seg_seal(eng, slot);
+	l.slot = slot;
+	cr_assert_eq(seg_list_sync(eng, list_fn, &l), 0);
+	cr_assert(l.seen);
+	cr_assert_eq(l.h.state, ONDISK_SEG_USED);
+
+	d = (struct done){ 0 };
+	cr_assert_eq(finish(seg_delete(eng, slot, hdr, on_done, &d), &d), BLK);
+	d = (struct done){ 0 };
+	cr_assert_eq(finish(seg_flush(eng, on_done, &d), &d), 0);
+	nfree = (uint32_t)stats().segments_free;
+	seg_release(eng, slot);
+	cr_assert_eq(eng->slots[slot].state, SLOT_FREE);
+	cr_assert_eq(stats().segments_free, nfree + 1);
+	seg_release(eng, slot); /* twice: nothing more */
+	cr_assert_eq(stats().segments_free, nfree + 1);
+
+	l = (struct listing){ .slot = slot };
+	cr_assert_eq(seg_list_sync(eng, list_fn, &l), 0);
+	cr_assert(l.seen);
+	cr_assert_eq(l.h.state, ONDISK_SEG_FREE);
+	cr_assert_eq(l.h.volume_id, TEST_LAYER);
+	seg_buf_free(hdr);
+	seg_buf_free(buf);
+}
+
+Test(segment, a_slot_with_reads_in_flight_is_released_after_them)
+{
+	uint32_t slot;
+
+	open_scratch();
+	slot = open_slot();
+	seg_seal(eng, slot);
+	eng->slots[slot].readers = 1;
+	seg_release(eng, slot);
+	cr_assert_eq(eng->slots[slot].state, SLOT_SEALED, "not reused under a read");
+	eng->slots[slot].readers = 0;
+	seg_release_deferred(eng);
+	cr_assert_eq(eng->slots[slot].state, SLOT_FREE);
+}
+
+Test(segment, list_names_only_this_stores_headers_and_stops_on_request)
+{
+	struct listing l = { 0 };
+	uint8_t *buf, *other = seg_buf_alloc(BLK);
+	struct segment_header h = { .state = ONDISK_SEG_USED, .volume_id = 1, .generation = 1 };
+	uint32_t slot, used_before;
+	struct done d = { 0 };
+
+	open_scratch();
+	cr_assert_eq(seg_list_sync(eng, list_fn, &l), 0);
+	cr_assert_eq(l.used + l.unused, NSEGS);
+	used_before = l.used;
+
+	slot = open_slot();
+	buf = tagged_blocks(1, 0);
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 1, 9, on_done, &d), &d), BLK);
+	l = (struct listing){ .slot = slot };
+	cr_assert_eq(seg_list_sync(eng, list_fn, &l), 0);
+	cr_assert_eq(l.used, used_before + 1);
+	cr_assert(l.seen);
+
+	/* a header of another store (another uuid) is not one of ours */
+	memset(h.uuid, 0xee, sizeof(h.uuid));
+	ondisk_segment_header_encode(&h, other);
+	cr_assert_eq(seg_header_decode(eng, other, &h), -EINVAL);
+	d = (struct done){ 0 };
+	cr_assert_eq(finish(seg_append(eng, slot, 1, other, 1, 10, on_done, &d), &d), BLK);
+	cr_assert_eq(seg_read_sync(eng, slot, 1, other, 1), 0);
+	cr_assert_eq(seg_header_decode(eng, other, &h), -EINVAL);
+
+	l = (struct listing){ .stop_after = 3 };
+	cr_assert_eq(seg_list_sync(eng, list_fn, &l), 7);
+	cr_assert_eq(l.used + l.unused, 3);
+	seg_buf_free(other);
+	seg_buf_free(buf);
+}
+
+Test(segment, ranges_outside_a_segment_are_refused_without_a_callback)
+{
+	uint32_t slot;
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct iovec iov = { buf, 2 * BLK };
+	struct done d = { 0 };
+
+	open_scratch();
+	slot = open_slot();
+	cr_assert_eq(seg_read(eng, slot, SEG_BLOCKS - 1, &iov, 1, on_done, &d), -EINVAL);
+	cr_assert_eq(seg_append(eng, NSEGS, 1, buf, 1, 1, on_done, &d), -EINVAL);
+	cr_assert_eq(seg_read(eng, slot, SEG_BLOCKS + 1, &iov, 1, on_done, &d), -EINVAL);
+	cr_assert_eq(seg_read_sync(eng, NSEGS, 0, buf, 1), -EINVAL);
+	cr_assert_eq(seg_zero_block_sync(eng, slot, SEG_BLOCKS), -EINVAL);
+	for (int i = 0; i < 20; i++)
+		cr_assert_geq(engine_poll(eng, 0), 0);
+	cr_assert_not(d.done, "a refused call never calls back");
+	seg_buf_free(buf);
+}
+
+Test(segment, zero_block_repair_reads_back_zeros)
+{
+	uint32_t slot;
+	uint8_t *buf = tagged_blocks(3, 0x70), *zeros = seg_buf_alloc(BLK);
+	struct done d = { 0 };
+
+	open_scratch();
+	slot = open_slot();
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 3, 1, on_done, &d), &d), 3 * BLK);
+	cr_assert_eq(seg_zero_block_sync(eng, slot, 1), 0);
+	cr_assert_eq(seg_read_sync(eng, slot, 0, buf, 3), 0);
+	cr_assert_arr_eq(buf + BLK, zeros, BLK);
+	cr_assert_eq(buf[2 * BLK], 0x72, "the next block is untouched");
+	seg_buf_free(zeros);
+	seg_buf_free(buf);
+}
+
+Test(segment, a_full_store_keeps_the_reserve_for_the_cleaner)
+{
+	uint32_t opened = 0;
+	int r;
+
+	open_scratch();
+	while ((r = seg_open(eng, &layer, SLOT_FOR_WRITE)) == 0)
+		opened++;
+	cr_assert_eq(r, -ENOSPC);
+	cr_assert_gt(opened, 0);
+	cr_assert_eq(eng->nfree, eng->gc_reserve, "writes leave the reserve");
+	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_TRIM), 0, "trims may go deeper");
+	while (seg_open(eng, &layer, SLOT_FOR_GC) == 0)
+		opened++;
+	cr_assert_eq(eng->nfree, 0, "the cleaner takes the last");
+	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_GC), -ENOSPC);
+	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_TRIM), -ENOSPC);
+}
