@@ -178,6 +178,8 @@ static struct ckpt_job *capture(struct engine *eng)
 		    !eng_slot_pinned(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
+	if (seg_table_capture(eng, job->mb, job->seq) < 0)
+		goto err;
 	return job;
 err:
 	log_msg(LOG_ERROR, ENG_LOG, "checkpoint capture failed: out of memory");
@@ -196,6 +198,7 @@ static void ckpt_failed(struct engine *eng, struct ckpt_job *job, int res)
 	eng->ckpt_failures++;
 	for (size_t i = 0; i < eng->nvols; i++)
 		map_mark_all_dirty(eng->vols[i]->map);
+	seg_table_unsure(eng);
 }
 
 static void store_flushed(void *arg, int res)

@@ -216,6 +216,7 @@ static void free_engine(struct engine *eng)
 	free(eng->gc_moves);
 	seg_buf_free(eng->pz_zeros);
 	free(eng->deferred_free);
+	free(eng->seg_table);
 	free(eng->vols);
 	free(eng->aliases);
 	free(eng->stale_slots);

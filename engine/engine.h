@@ -359,6 +359,9 @@ struct engine_stats {
 	uint64_t corrupt_batches;    /* durable but damaged, found at the last open: kept,
 					their bad blocks read as errors (or, for a damaged
 					summary, the volume marked damaged) */
+	uint32_t segments_read_at_open;    /* used segments whose log the last open read */
+	uint32_t segments_settled_at_open; /* ...and those it took from the checkpoint's
+					      segment table instead (docs/format.md) */
 	int meta_error;              /* 0, or -errno while metadata writes fail (-ENOSPC: the
 					metadata disk is full); management calls fail with it,
 					client I/O goes on, checkpoints retry */

@@ -210,6 +210,10 @@ struct engine {
 	int ckpt_error;                 /* of the last checkpoint, if it failed */
 	unsigned free_jobs;             /* FREE header writes in flight (checkpoint.c) */
 	uint32_t *deferred_free;        /* slots waiting for their readers to finish */
+	/* segment.c: the segment table as the last checkpoint's capture put it, one
+	 * record per slot (used 0: none); unsure after a checkpoint that did not land */
+	struct slot_record *seg_table;
+	bool seg_table_unsure;
 	size_t ndeferred_free;
 
 	bool closing;

@@ -60,6 +60,54 @@ void ondisk_alias_key(uint64_t layer_id, uint8_t key[ONDISK_ALIAS_KEY_LEN])
 	put_be64(key + 1, layer_id);
 }
 
+void ondisk_slot_key(uint32_t slot, uint8_t key[ONDISK_SLOT_KEY_LEN])
+{
+	key[0] = 'T';
+	key[1] = (uint8_t)(slot >> 24);
+	key[2] = (uint8_t)(slot >> 16);
+	key[3] = (uint8_t)(slot >> 8);
+	key[4] = (uint8_t)slot;
+}
+
+int ondisk_slot_key_decode(const void *key, size_t len, uint32_t *slot)
+{
+	const uint8_t *k = key;
+
+	if (len != ONDISK_SLOT_KEY_LEN || k[0] != 'T')
+		return -EPROTO;
+	*slot = (uint32_t)k[1] << 24 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 8 | k[4];
+	return 0;
+}
+
+void ondisk_slot_record_encode(const struct slot_record *r, struct ondisk_slot_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = ONDISK_SLOT_RECORD_VERSION;
+	out->used = r->used;
+	out->volume_id = r->volume_id;
+	out->generation = r->generation;
+	out->last_seq = r->last_seq;
+	out->tombs = r->tombs;
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_slot_record, crc));
+}
+
+int ondisk_slot_record_decode(const void *buf, size_t len, struct slot_record *r)
+{
+	struct ondisk_slot_record d;
+
+	if (len != sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_slot_record, crc)))
+		return -EILSEQ;
+	if (d.version != ONDISK_SLOT_RECORD_VERSION || d.used == 0)
+		return -EPROTO;
+	*r = (struct slot_record){ .volume_id = d.volume_id, .generation = d.generation,
+				   .last_seq = d.last_seq,
+				   .used = d.used, .tombs = d.tombs };
+	return 0;
+}
+
 int ondisk_alias_key_decode(const void *key, size_t len, uint64_t *layer_id)
 {
 	const uint8_t *k = key;

@@ -270,6 +270,10 @@ int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
  *                                          by merging it into its child; the slots whose
  *                                          headers name it belong to the child now
  *                                          (written with the checkpoint of the merge)
+ * key "T" | slot (4, big-endian)        -> struct ondisk_slot_record: a segment the
+ *                                          checkpoint covers whole, whose log start-up
+ *                                          does not read (written with the checkpoint;
+ *                                          docs/format.md, "The segment table")
  */
 #define QUILL_VOLUME_NAME_MAX 63u
 
@@ -367,6 +371,29 @@ void ondisk_store_record_encode(const uint8_t uuid[16], uint64_t next_volume_id,
 				struct ondisk_store_record *out);
 int ondisk_store_record_decode(const void *buf, size_t len, uint8_t uuid[16],
 			       uint64_t *next_volume_id);
+/* A settled segment: sealed, every batch in it retired with a seq at most the
+ * checkpoint's, no LAYER entry in it. What start-up would otherwise learn by walking
+ * its log. Little-endian. */
+#define ONDISK_SLOT_RECORD_VERSION 1u
+struct ondisk_slot_record {
+	uint32_t version;     /* ONDISK_SLOT_RECORD_VERSION */
+	uint32_t used;        /* blocks written: header, summaries, data */
+	uint64_t volume_id;   /* as the segment's header names it */
+	uint64_t generation;  /* the segment's header's: another one is another segment */
+	uint64_t reserved0;   /* zero (its oldest batch is in its header) */
+	uint64_t last_seq;    /* its newest batch */
+	uint32_t tombs;       /* TRIM, ZERO and TOMB entries in it */
+	uint8_t reserved[16];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_slot_record) == 64, "slot record size");
+_Static_assert(offsetof(struct ondisk_slot_record, generation) == 16, "slot record generation");
+
+struct slot_record {
+	uint64_t volume_id, generation, last_seq;
+	uint32_t used, tombs;
+};
+
 void ondisk_checkpoint_encode(uint64_t seq, struct ondisk_checkpoint *out);
 int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
 
@@ -385,6 +412,13 @@ int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
 void ondisk_volume_key(uint64_t volume_id, uint8_t key[ONDISK_VOLUME_KEY_LEN]);
 void ondisk_map_key(uint64_t volume_id, uint64_t chunk, uint8_t key[ONDISK_MAP_KEY_LEN]);
 void ondisk_alias_key(uint64_t layer_id, uint8_t key[ONDISK_ALIAS_KEY_LEN]);
+#define ONDISK_SLOT_KEY_LEN 5u
+void ondisk_slot_key(uint32_t slot, uint8_t key[ONDISK_SLOT_KEY_LEN]);
+/* -EPROTO unless key is a slot key. */
+int ondisk_slot_key_decode(const void *key, size_t len, uint32_t *slot);
+void ondisk_slot_record_encode(const struct slot_record *r, struct ondisk_slot_record *out);
+/* 0, -EINVAL (length), -EILSEQ (crc), -EPROTO (version, or used 0) */
+int ondisk_slot_record_decode(const void *buf, size_t len, struct slot_record *r);
 /* -EPROTO unless key is an alias key. */
 int ondisk_alias_key_decode(const void *key, size_t len, uint64_t *layer_id);
 /* -EPROTO unless key is a map key. */

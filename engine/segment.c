@@ -9,6 +9,7 @@
 
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
+#include "metadata/meta.h"
 
 /* ---- open, seal, release ---- */
 
@@ -205,4 +206,112 @@ void seg_close(struct segs *sg)
 {
 	if (sg)
 		sg->ops->close(sg);
+}
+
+/* ---- the segment table in the checkpoint ---- */
+
+/* What the table says of slot i now: a record (used > 0) if its segment is settled —
+ * sealed, every batch in it retired with a seq at most the checkpoint's, not broken,
+ * no LAYER entry (those are noted by the walk, catalog.c) — else none (used 0). */
+static struct slot_record settled_record(const struct engine *eng, uint32_t i, uint64_t seq)
+{
+	const struct slot *s = &eng->slots[i];
+
+	if (s->state != SLOT_SEALED || s->used == 0 || s->pending || s->broken || s->freeing ||
+	    s->records || s->last_seq > seq)
+		return (struct slot_record){ 0 };
+	return (struct slot_record){ .volume_id = s->volume_id, .generation = s->generation,
+				     .last_seq = s->last_seq,
+				     .used = s->used, .tombs = s->tombs };
+}
+
+static int table_alloc(struct engine *eng)
+{
+	if (!eng->seg_table)
+		eng->seg_table = calloc(eng->sb.segment_count ? eng->sb.segment_count : 1,
+					sizeof(*eng->seg_table));
+	return eng->seg_table ? 0 : -ENOMEM;
+}
+
+int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq)
+{
+	int r = table_alloc(eng);
+
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		struct slot_record now = settled_record(eng, i, seq);
+		struct slot_record *was = &eng->seg_table[i];
+		uint8_t key[ONDISK_SLOT_KEY_LEN];
+
+		if (!eng->seg_table_unsure && !memcmp(&now, was, sizeof(now)))
+			continue;
+		ondisk_slot_key(i, key);
+		if (now.used) {
+			struct ondisk_slot_record rec;
+
+			ondisk_slot_record_encode(&now, &rec);
+			meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+		} else if (was->used || eng->seg_table_unsure) {
+			meta_batch_delete(mb, key, sizeof(key));
+		}
+		*was = now;
+	}
+	eng->seg_table_unsure = false;
+	return 0;
+}
+
+void seg_table_unsure(struct engine *eng)
+{
+	eng->seg_table_unsure = true;
+}
+
+int seg_table_load(struct engine *eng)
+{
+	struct meta_iter *it;
+	int r = table_alloc(eng);
+
+	if (r == 0)
+		r = meta_iter_create(eng->meta, "T", 1, &it);
+	if (r < 0)
+		return r;
+	for (; meta_iter_valid(it); meta_iter_next(it)) {
+		size_t klen, vlen;
+		const void *key = meta_iter_key(it, &klen);
+		const void *val = meta_iter_value(it, &vlen);
+		struct slot_record rec;
+		uint32_t slot;
+
+		/* a record that does not decode is no record: that slot's log is walked */
+		if (ondisk_slot_key_decode(key, klen, &slot) == 0 && slot < eng->sb.segment_count &&
+		    ondisk_slot_record_decode(val, vlen, &rec) == 0)
+			eng->seg_table[slot] = rec;
+	}
+	r = meta_iter_status(it);
+	meta_iter_destroy(it);
+	return r;
+}
+
+bool seg_table_restore(struct engine *eng, uint32_t slot, const struct segment_header *h,
+		       uint64_t ckpt_seq, uint64_t volume_id)
+{
+	const struct slot_record *rec = eng->seg_table ? &eng->seg_table[slot] : NULL;
+	struct slot *s = &eng->slots[slot];
+
+	/* the same segment (generations are never reused), and one the checkpoint that
+	 * start-up loaded covers whole: a record a later checkpoint left behind without
+	 * its "C" record (RocksDB persisted part of it) does not count */
+	if (!rec || !rec->used || h->state != ONDISK_SEG_USED || rec->generation != h->generation ||
+	    rec->last_seq > ckpt_seq)
+		return false;
+	s->state = SLOT_SEALED;
+	s->volume_id = volume_id;
+	s->generation = rec->generation;
+	s->used = rec->used;
+	s->first_seq = h->first_seq; /* its first batch's, as a walk finds: the run's own
+					value was a lower bound */
+	s->last_seq = rec->last_seq;
+	s->tombs = rec->tombs;
+	s->records = 0;
+	return true;
 }

@@ -161,6 +161,26 @@ int seg_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready);
 int seg_event_fd(const struct engine *eng);
 unsigned seg_inflight(const struct engine *eng);
 
+/* ---- the segment table in the checkpoint (docs/format.md, "The segment table") ----
+ * A settled segment (sealed, every batch retired and covered by the checkpoint, no
+ * LAYER entry) is recorded with the checkpoint; start-up then takes its state from
+ * the record instead of reading its log, when its header still names the same
+ * generation. */
+
+struct meta_batch;
+/* Puts into mb the records that changed since the last capture (engine thread, with
+ * the map of the checkpoint at seq). -ENOMEM: nothing put. */
+int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq);
+/* The checkpoint of the last capture did not land: the next one writes every record. */
+void seg_table_unsure(struct engine *eng);
+/* Start-up: the records of the stored table. */
+int seg_table_load(struct engine *eng);
+/* Start-up: if slot's record says the segment whose header is h is settled and the
+ * checkpoint at ckpt_seq covers it, sets the slot's state from it (sealed, owned by
+ * volume_id) and returns true: its log need not be read. */
+bool seg_table_restore(struct engine *eng, uint32_t slot, const struct segment_header *h,
+		       uint64_t ckpt_seq, uint64_t volume_id);
+
 /* ---- the local store (segment_local.c) ----
  * Its device also holds the superblock (superblock.c) and free space that prezero.c
  * readies; those are the local store's own upkeep, by byte offset, and have no

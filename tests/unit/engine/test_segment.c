@@ -11,6 +11,7 @@
 
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
+#include "metadata/meta.h"
 
 #include "engine_fixture.h"
 
@@ -296,4 +297,253 @@ Test(segment, a_full_store_keeps_the_reserve_for_the_cleaner)
 	cr_assert_eq(eng->nfree, 0, "the cleaner takes the last");
 	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_GC), -ENOSPC);
 	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_TRIM), -ENOSPC);
+}
+
+/* ---- the segment table in the checkpoint ---- */
+
+#define TABLE_LBAS 150u /* about six segments of the fixture's store per pass */
+
+static void write_pass(struct engine_volume *vol, uint32_t tag)
+{
+	for (uint32_t lba = 0; lba < TABLE_LBAS; lba += 10)
+		write_tagged(vol, lba, 10, tag);
+}
+
+/* The state of a slot that start-up rebuilds, whichever way. */
+struct slot_view {
+	enum slot_state state;
+	uint64_t volume_id, generation, first_seq, last_seq;
+	uint32_t used, live, tombs, records;
+};
+
+static void view_slots(struct slot_view *v)
+{
+	for (uint32_t i = 0; i < NSEGS; i++) {
+		const struct slot *s = &eng->slots[i];
+
+		v[i] = (struct slot_view){ .state = s->state == SLOT_FREE ? SLOT_FREE : SLOT_SEALED,
+					   .volume_id = s->volume_id, .generation = s->generation,
+					   .first_seq = s->first_seq, .last_seq = s->last_seq,
+					   .used = s->used, .live = s->live, .tombs = s->tombs,
+					   .records = s->records };
+	}
+}
+
+/* Slot by slot, what start-up gave (a) is what b says. exact: b is another start-up,
+ * so first_seq must match too (a running engine's is only a lower bound). */
+static void expect_same_slots(const struct slot_view *a, const struct slot_view *b, bool exact)
+{
+	for (uint32_t i = 0; i < NSEGS; i++) {
+		cr_assert_eq(a[i].state, b[i].state, "slot %u state", i);
+		if (b[i].state == SLOT_FREE)
+			continue;
+		cr_assert_eq(a[i].generation, b[i].generation, "slot %u", i);
+		cr_assert_eq(a[i].volume_id, b[i].volume_id, "slot %u", i);
+		cr_assert_eq(a[i].used, b[i].used, "slot %u used", i);
+		cr_assert_eq(a[i].last_seq, b[i].last_seq, "slot %u last_seq", i);
+		cr_assert_eq(a[i].live, b[i].live, "slot %u live", i);
+		cr_assert_eq(a[i].tombs, b[i].tombs, "slot %u tombs", i);
+		cr_assert_eq(a[i].records, b[i].records, "slot %u records", i);
+		if (exact)
+			cr_assert_eq(a[i].first_seq, b[i].first_seq, "slot %u first_seq", i);
+	}
+}
+
+Test(segment, a_clean_stop_reads_only_unsettled_logs_and_restores_the_same_slots)
+{
+	struct engine_volume *vol;
+	struct slot_view before[NSEGS], after[NSEGS];
+	struct engine_stats st;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	write_pass(vol, 1);
+	cr_assert_eq(vtrim(vol, 200, 8), 0); /* a TRIM entry: a settled slot with tombs */
+	write_tagged(vol, 300, 10, 1);
+	write_tagged(vol, 400, 10, 1);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	engine_volume_close(vol);
+	/* the volume's open slot and the catalog's (LAYER entries) are read again at
+	 * start-up; every slot must come back as it is now */
+	view_slots(before);
+	reopen_engine();
+	st = stats();
+	cr_assert_geq(st.segments_settled_at_open, 4, "settled %u", st.segments_settled_at_open);
+	cr_assert_leq(st.segments_read_at_open, 2, "read %u", st.segments_read_at_open);
+	cr_assert_eq(st.replayed_batches, 0);
+	view_slots(after);
+	expect_same_slots(after, before, false);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, TABLE_LBAS, 1);
+	expect_tagged(vol, 200, 8, 0);
+	expect_tagged(vol, 300, 10, 1);
+	/* and the log goes on after them */
+	write_tagged(vol, 500, 10, 2);
+	expect_tagged(vol, 500, 10, 2);
+}
+
+/* Checkpoint with the volume's slot open, then more batches into that slot, flushed,
+ * and a crash: the table must not have settled the slot. */
+static int append_to_open_slot_crash(void)
+{
+	struct engine_volume *vol;
+	int64_t slot;
+
+	CHILD_CHECK(try_open(true) == 0);
+	CHILD_CHECK(engine_volume_create(eng, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	write_tagged(vol, 0, 10, 1);
+	CHILD_CHECK(engine_checkpoint(eng) == 0);
+	slot = vol->open_slot;
+	CHILD_CHECK(slot >= 0 && eng->slots[slot].state == SLOT_OPEN);
+	write_tagged(vol, 20, 5, 2);
+	write_tagged(vol, 0, 3, 2);
+	CHILD_CHECK(vol->open_slot == slot); /* the same slot took them */
+	CHILD_CHECK(eflush() == 0);
+	return 0;
+}
+
+Test(segment, a_crash_after_appends_to_a_slot_the_checkpoint_saw_open)
+{
+	struct engine_volume *vol;
+
+	in_child(append_to_open_slot_crash);
+	open_engine();
+	cr_assert_geq(stats().replayed_batches, 2);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 3, 2);
+	expect_tagged(vol, 3, 7, 1);
+	expect_tagged(vol, 20, 5, 2);
+}
+
+/* Settles slots in one checkpoint, empties them (their records stay: the next
+ * checkpoint frees them after it lands), reuses them for new batches, flushes and
+ * crashes before another checkpoint: start-up finds records of older generations. */
+static int reuse_settled_slot_crash(void)
+{
+	struct engine_volume *vol;
+	bool stale = false;
+
+	CHILD_CHECK(try_open(true) == 0);
+	CHILD_CHECK(engine_volume_create(eng, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	write_pass(vol, 1);
+	CHILD_CHECK(engine_checkpoint(eng) == 0);
+	write_pass(vol, 2);
+	CHILD_CHECK(engine_checkpoint(eng) == 0); /* pass 1's slots: empty, freed after it */
+	for (int i = 0; i < 100 && eng->free_jobs; i++)
+		CHILD_CHECK(engine_poll(eng, 10) >= 0);
+	write_pass(vol, 3);
+	CHILD_CHECK(eflush() == 0);
+	for (uint32_t i = 0; i < NSEGS; i++)
+		stale |= eng->seg_table[i].used && eng->slots[i].state != SLOT_FREE &&
+			 eng->seg_table[i].generation != eng->slots[i].generation;
+	CHILD_CHECK(stale); /* the case under test happened */
+	return 0;
+}
+
+Test(segment, a_crash_after_a_settled_slot_was_freed_and_reused)
+{
+	struct engine_volume *vol;
+
+	in_child(reuse_settled_slot_crash);
+	open_engine();
+	cr_assert_gt(stats().replayed_batches, 0);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, TABLE_LBAS, 3);
+	write_tagged(vol, 0, 10, 4);
+	reopen_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 10, 4);
+	expect_tagged(vol, 10, TABLE_LBAS - 10, 3);
+}
+
+Test(segment, a_record_counts_only_for_its_generation_under_its_checkpoint)
+{
+	struct segment_header h = { .state = ONDISK_SEG_USED, .volume_id = TEST_LAYER,
+				    .generation = 9, .first_seq = 3 };
+	struct slot_record rec = { .volume_id = TEST_LAYER, .generation = 9, .last_seq = 40,
+				   .used = 12, .tombs = 2 };
+
+	open_scratch();
+	cr_assert_not(seg_table_restore(eng, 3, &h, 100, TEST_LAYER), "no record");
+	cr_assert_not_null(eng->seg_table, "start-up loaded the (empty) table");
+	eng->seg_table[3] = rec;
+	h.generation = 10;
+	cr_assert_not(seg_table_restore(eng, 3, &h, 100, TEST_LAYER), "another generation");
+	h.generation = 9;
+	cr_assert_not(seg_table_restore(eng, 3, &h, 39, TEST_LAYER),
+		      "a record newer than the checkpoint loaded");
+	h.state = ONDISK_SEG_FREE;
+	cr_assert_not(seg_table_restore(eng, 3, &h, 100, TEST_LAYER), "a freed segment");
+	h.state = ONDISK_SEG_USED;
+	cr_assert(seg_table_restore(eng, 3, &h, 40, TEST_LAYER + 1));
+	cr_assert_eq(eng->slots[3].state, SLOT_SEALED);
+	cr_assert_eq(eng->slots[3].volume_id, TEST_LAYER + 1, "the layer that owns it now");
+	cr_assert_eq(eng->slots[3].used, 12);
+	cr_assert_eq(eng->slots[3].last_seq, 40);
+	cr_assert_eq(eng->slots[3].first_seq, 3, "the header's");
+	cr_assert_eq(eng->slots[3].tombs, 2);
+}
+
+/* Deletes the segment table from the closed engine's metadata: the next start-up
+ * walks every log, as before the table existed. */
+static void drop_table(void)
+{
+	struct meta *m;
+	struct meta_batch *mb;
+	uint8_t key[ONDISK_SLOT_KEY_LEN];
+
+	cr_assert_eq(meta_open(meta_path, &m), 0);
+	cr_assert_eq(meta_batch_create(&mb), 0);
+	for (uint32_t i = 0; i < NSEGS; i++) {
+		ondisk_slot_key(i, key);
+		meta_batch_delete(mb, key, sizeof(key));
+	}
+	cr_assert_eq(meta_batch_commit(m, mb, META_SYNC), 0);
+	meta_batch_destroy(mb);
+	meta_close(m);
+}
+
+/* Start-up from the table and start-up from every log give the same slots, down to
+ * what the cleaner's pins read (first_seq, tombs), on a log with overwrites, trims
+ * and a snapshot; and the same free slots once their start-up checkpoints ran. */
+Test(segment, start_up_from_the_table_equals_start_up_from_every_log)
+{
+	struct engine_volume *vol;
+	struct slot_view table[NSEGS], walked[NSEGS];
+	uint32_t free_table;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	write_pass(vol, 1);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	for (uint32_t lba = 0; lba < TABLE_LBAS; lba += 20) {
+		write_tagged(vol, lba, 10, 2);
+		cr_assert_eq(vtrim(vol, lba + 10, 3), 0);
+	}
+	cr_assert_eq(engine_snap_create(eng, "v", "s"), 0);
+	write_tagged(vol, 0, 10, 3);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	engine_volume_close(vol);
+	engine_close(eng);
+	eng = NULL;
+
+	/* the same store twice: one copy of the metadata keeps its table */
+	open_engine();
+	cr_assert_geq(stats().segments_settled_at_open, 3);
+	view_slots(table);
+	free_table = (uint32_t)stats().segments_free;
+	engine_close(eng);
+	eng = NULL;
+	drop_table();
+	open_engine();
+	cr_assert_eq(stats().segments_settled_at_open, 0);
+	view_slots(walked);
+	cr_assert_eq(stats().segments_free, free_table);
+	expect_same_slots(table, walked, true);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 10, 3);
+	expect_tagged(vol, 10, 3, 0);
+	expect_tagged(vol, 20, 10, 2);
 }
