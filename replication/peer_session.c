@@ -128,7 +128,7 @@ int peer_secret_load(const char *path, struct peer_secret **out)
 		return r;
 	if (n < 0)
 		return -errno;
-	if (n == sizeof(text) && text[n - 1] == '\n')
+	if (n > 0 && text[n - 1] == '\n')
 		n--;
 	if (n != 2 * PEER_SECRET_BYTES ||
 	    sodium_hex2bin(key, sizeof(key), text, (size_t)n, NULL, &bin_len, NULL) < 0 ||
