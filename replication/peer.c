@@ -102,7 +102,7 @@ static void conn_close(struct peer_conn *c, int err, const char *why)
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "peer %s: closed: %s (%s)", c->addr, why,
 				err_str(err));
 	else
-		log_msg(LOG_INFO, LOG_TAG, "peer %s: closed: %s", c->addr, why);
+		log_msg(LOG_INFO, LOG_TAG, "peer %s: %s", c->addr, why);
 	conn_unlink(c);
 	loop_watch_remove(c->watch);
 	loop_timer_cancel(c->hs_timer);
@@ -470,6 +470,34 @@ static int resolve(const char *addr, uint16_t port, bool passive, struct addrinf
 
 	snprintf(service, sizeof(service), "%u", port);
 	return getaddrinfo(addr, service, &hints, res) == 0 ? 0 : -EINVAL;
+}
+
+int peer_addr_parse(const char *text, char *addr, size_t size, uint16_t *port)
+{
+	const char *colon = strrchr(text, ':'), *start = text;
+	struct addrinfo *ai;
+	unsigned long p;
+	size_t len;
+	char *end;
+
+	if (!colon)
+		return -EINVAL;
+	len = (size_t)(colon - text);
+	if (*start == '[' && len >= 2 && colon[-1] == ']') {
+		start++;
+		len -= 2;
+	}
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (len == 0 || len >= size || !colon[1] || *end || errno || p == 0 || p > 65535)
+		return -EINVAL;
+	memcpy(addr, start, len);
+	addr[len] = '\0';
+	*port = (uint16_t)p;
+	if (resolve(addr, *port, false, &ai) < 0)
+		return -EINVAL;
+	freeaddrinfo(ai);
+	return 0;
 }
 
 int peer_connect(struct peer_endpoint *ep, const char *addr, uint16_t port,

@@ -56,6 +56,10 @@ struct peer_conn_ops {
 	void (*closed)(void *arg, struct peer_conn *c, int err, const char *why);
 };
 
+/* Parses "ADDR:PORT" or "[V6ADDR]:PORT" (a numeric address, a port 1..65535) into addr
+ * (size bytes) and *port. -EINVAL if it is not that. */
+int peer_addr_parse(const char *text, char *addr, size_t size, uint16_t *port);
+
 /* Connects to a numeric address and port without blocking, then handshakes. Returns 0
  * (ops->closed will run exactly once) or -errno (it never runs). */
 int peer_connect(struct peer_endpoint *ep, const char *addr, uint16_t port,
