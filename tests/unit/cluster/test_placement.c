@@ -175,55 +175,48 @@ static bool holds(const uint64_t *set, uint64_t id)
 	return set[0] == id || set[1] == id || set[2] == id;
 }
 
-/* Copies whose holder changed, counting each (segment, new holder) once. */
-static unsigned moved(void)
+/* The fraction of copies whose holder changed between before and after (each
+ * (segment, new holder) once) is within [0.9, high] × ideal. */
+static void check_moved(const char *what, double ideal, double high)
 {
 	unsigned m = 0;
+	double fraction;
 
 	for (unsigned s = 0; s < SEGS; s++)
 		for (int i = 0; i < 3; i++)
 			m += !holds(before[s], after[s][i]);
-	return m;
+	fraction = (double)m / (SEGS * 3);
+	cr_log_info("%s: %.4f of the copies moved (ideal %.4f)", what, fraction, ideal);
+	cr_assert(fraction > ideal * 0.9 && fraction < ideal * high, "%s: moved %.4f", what,
+		  fraction);
 }
 
 /* One node per domain: a newcomer takes its fair share, 1/(n+1) of the copies, and
  * every copy that moves, moves to it. */
 Test(placement, a_joining_node_takes_only_its_share)
 {
-	unsigned m;
-	double fraction, ideal = 1.0 / 11;
-
 	cluster_of(11, 1);
 	pick_all(10, before);
 	pick_all(11, after);
-	m = moved();
 	for (unsigned s = 0; s < SEGS; s++)
 		for (int i = 0; i < 3; i++)
 			cr_assert(holds(before[s], after[s][i]) || after[s][i] == nodes[10].id,
 				  "segment %u moved a copy between old nodes", s);
-	fraction = (double)m / (SEGS * 3);
-	cr_log_info("join: %.4f of the copies moved (ideal %.4f)", fraction, ideal);
-	cr_assert(fraction > ideal * 0.9 && fraction < ideal * 1.1, "moved %.4f", fraction);
+	check_moved("join", 1.0 / 11, 1.1);
 }
 
 /* A node that leaves gives up its copies, 1/n of them; nothing else moves. */
 Test(placement, a_leaving_node_gives_up_only_its_copies)
 {
-	unsigned m;
-	double fraction, ideal = 1.0 / 10;
-
 	cluster_of(10, 1);
 	pick_all(10, before);
 	nodes[4].usable = false; /* down or out */
 	pick_all(10, after);
-	m = moved();
 	for (unsigned s = 0; s < SEGS; s++)
 		for (int i = 0; i < 3; i++)
 			cr_assert(holds(before[s], after[s][i]) || holds(before[s], nodes[4].id),
 				  "segment %u moved without losing a holder", s);
-	fraction = (double)m / (SEGS * 3);
-	cr_log_info("leave: %.4f of the copies moved (ideal %.4f)", fraction, ideal);
-	cr_assert(fraction > ideal * 0.9 && fraction < ideal * 1.1, "moved %.4f", fraction);
+	check_moved("leave", 1.0 / 10, 1.1);
 }
 
 /* With several nodes per domain, a newcomer takes a share of its own domain's copies,
@@ -232,16 +225,9 @@ Test(placement, a_leaving_node_gives_up_only_its_copies)
  * in rack 0 should take a quarter of those, 1/16 of all. */
 Test(placement, joining_a_shared_domain_moves_little)
 {
-	unsigned m;
-	double fraction, ideal = 1.0 / 16;
-
 	cluster_of(13, 3);
 	nodes[12].domain = nodes[0].domain; /* the 13th node joins rack 0 */
 	pick_all(12, before);
 	pick_all(13, after);
-	m = moved();
-	fraction = (double)m / (SEGS * 3);
-	cr_log_info("join a shared domain: %.4f of the copies moved (ideal %.4f)", fraction,
-		    ideal);
-	cr_assert(fraction > ideal * 0.9 && fraction < ideal * 1.25, "moved %.4f", fraction);
+	check_moved("join a shared domain", 1.0 / 16, 1.25);
 }

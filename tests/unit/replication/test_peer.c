@@ -15,6 +15,7 @@
 
 #include "common/loop.h"
 #include "replication/peer_session.h"
+#include "peer_fixture.h"
 
 static struct loop *lp;
 static struct peer_secret *sec_a, *sec_b;
@@ -32,16 +33,6 @@ static void give_up(void *arg)
 	cr_assert_fail("the loop ran 10 s without finishing the test");
 }
 
-static struct peer_secret *secret_of(uint8_t fill)
-{
-	uint8_t key[PEER_SECRET_BYTES];
-	struct peer_secret *sec;
-
-	memset(key, fill, sizeof(key));
-	cr_assert_eq(peer_secret_from_bytes(key, &sec), 0);
-	return sec;
-}
-
 static struct peer_endpoint *endpoint(struct peer_secret *sec, bool listen, unsigned hs_ms,
 				      unsigned max_hs)
 {
@@ -57,8 +48,8 @@ static struct peer_endpoint *endpoint(struct peer_secret *sec, bool listen, unsi
 static void setup(void)
 {
 	cr_assert_eq(loop_create(&lp), 0);
-	sec_a = secret_of(1);
-	sec_b = secret_of(2);
+	sec_a = peer_fixture_secret(1);
+	sec_b = peer_fixture_secret(2);
 	cr_assert_eq(loop_timer_add(lp, 10000, give_up, NULL, NULL), 0);
 }
 

@@ -13,24 +13,15 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "peer_fixture.h"
 
 static struct peer_secret *secret_a, *secret_b;
 static uint8_t inst_c[PEER_INSTANCE_BYTES], inst_s[PEER_INSTANCE_BYTES];
 
-static struct peer_secret *secret_of(uint8_t fill)
-{
-	uint8_t key[PEER_SECRET_BYTES];
-	struct peer_secret *sec;
-
-	memset(key, fill, sizeof(key));
-	cr_assert_eq(peer_secret_from_bytes(key, &sec), 0);
-	return sec;
-}
-
 static void setup(void)
 {
-	secret_a = secret_of(0xa5);
-	secret_b = secret_of(0x5a);
+	secret_a = peer_fixture_secret(0xa5);
+	secret_b = peer_fixture_secret(0x5a);
 	memset(inst_c, 0xc1, sizeof(inst_c));
 	memset(inst_s, 0x51, sizeof(inst_s));
 }
