@@ -12,7 +12,8 @@
  *
  * Today a server answers PING with PONG; the segment ops (peer_proto.h) come later.
  *
- * Threading: an endpoint and its connections belong to the loop's thread.
+ * Threading: an endpoint and its connections belong to the loop's thread. The
+ * callbacks may ping and close their own connection, never destroy the endpoint.
  */
 #ifndef QUILL_REPLICATION_PEER_H
 #define QUILL_REPLICATION_PEER_H

@@ -80,8 +80,10 @@ int peer_hdr_decode(const void *buf, size_t len, struct peer_hdr *out)
 
 	if (len < PEER_HDR_BYTES)
 		return -EINVAL;
-	if (peer_get32(p + HDR(magic)) != PEER_MAGIC || p[HDR(version)] != PEER_VERSION)
+	if (peer_get32(p + HDR(magic)) != PEER_MAGIC)
 		return -EPROTO;
+	if (p[HDR(version)] != PEER_VERSION)
+		return -EPROTONOSUPPORT;
 	if (crc32c(p, HDR(hdr_crc)) != peer_get32(p + HDR(hdr_crc)))
 		return -EILSEQ;
 	out->op = p[HDR(op)];

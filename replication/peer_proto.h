@@ -16,8 +16,8 @@
  * fenced; frames that are about no volume carry 0 and 0.
  *
  * Errors of the decoders: -EINVAL (shorter than its layout, or a payload length the
- * op does not allow below), -EPROTO (not this protocol or version, a reserved field or
- * flag set), -EOPNOTSUPP (an op no one implements), -EMSGSIZE (a payload longer than
+ * op does not allow below), -EPROTO (not this protocol, a reserved field or flag set),
+ * -EPROTONOSUPPORT (another version of it), -EOPNOTSUPP (an op no one implements), -EMSGSIZE (a payload longer than
  * the op allows), -EILSEQ (a CRC mismatch).
  */
 #ifndef QUILL_REPLICATION_PEER_PROTO_H

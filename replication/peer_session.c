@@ -407,7 +407,8 @@ static const char *hdr_why(int r)
 {
 	switch (r) {
 	case -EINVAL: return "a payload shorter than its op needs";
-	case -EPROTO: return "not a quill peer frame of version 1 (magic, version, flags)";
+	case -EPROTO: return "not a quill peer frame (magic, flags or reserved field)";
+	case -EPROTONOSUPPORT: return "another version of the peer protocol (this node speaks 1)";
 	case -EILSEQ: return "bad header CRC";
 	case -EOPNOTSUPP: return "unknown op";
 	case -EMSGSIZE: return "payload length beyond the op's maximum";

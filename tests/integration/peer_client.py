@@ -240,6 +240,15 @@ def case_not_our_protocol(port, master):
     p.expect_closed()
 
 
+def case_other_version(port, master):
+    p = Peer(port, master)
+    head = bytearray(header(OP_HELLO, b""))
+    head[4] = 2
+    head[44:48] = struct.pack("<I", crc32c(bytes(head[:44])))
+    p.send(bytes(head))
+    p.expect_closed()
+
+
 def case_unknown_op_before_auth(port, master):
     p = Peer(port, master)
     p.send(header(0x42, b""))

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # peer_protocol.sh — the peer protocol against a real quilld with its peer listener
-# (issue 12, "The peer protocol"): truncated frames, bad CRCs, unknown ops, huge
-# lengths, a wrong secret, a reflected challenge, a forged MAC, a replayed handshake and
-# a replayed frame are each refused with one log line naming the peer and why, and the
-# node still serves NBD and a good peer's PINGs afterwards. The attacks come from
+# (issue 12, "The peer protocol"): truncated frames, bad CRCs, another version,
+# unknown ops, huge lengths, a wrong secret, a reflected challenge, a forged MAC, a
+# replayed handshake and a replayed frame are each refused with one log line naming
+# the peer and why, and the node still serves NBD and a good peer's PINGs afterwards. The attacks come from
 # peer_client.py, a second implementation of docs/peer-protocol.md; the good peer is
 # quill-peer (replication/ itself).
 set -euo pipefail
@@ -54,6 +54,7 @@ cases=(
 	"bad_payload_crc|bad payload CRC"
 	"bad_payload_crc_after_auth|bad payload CRC"
 	"not_our_protocol|not a quill peer frame"
+	"other_version|another version of the peer protocol"
 	"unknown_op_before_auth|unknown op"
 	"unknown_op|unknown op"
 	"huge_length|payload length beyond the op's maximum"

@@ -83,7 +83,7 @@ Test(peer_proto, other_version_refused)
 	ping_frame();
 	frame[4] = PEER_VERSION + 1;
 	fix_crc();
-	cr_assert_eq(peer_hdr_decode(frame, PEER_HDR_BYTES, &d), -EPROTO);
+	cr_assert_eq(peer_hdr_decode(frame, PEER_HDR_BYTES, &d), -EPROTONOSUPPORT);
 }
 
 Test(peer_proto, bad_header_crc_refused)
