@@ -26,7 +26,7 @@ struct ping_run {
 	struct peer_conn *conn;
 	struct loop_timer *timer; /* NULL once fired */
 	unsigned count, sent, received;
-	uint64_t sent_us;
+	uint64_t sent_us, sum_us, max_us;
 	int err;
 	const char *why;
 	char payload[32];
@@ -68,6 +68,7 @@ static void on_pong(void *arg, struct peer_conn *c, uint64_t request_id, const v
 		    size_t len)
 {
 	struct ping_run *run = arg;
+	uint64_t rtt;
 
 	if (request_id != run->sent || len != strlen(run->payload) ||
 	    memcmp(payload, run->payload, len) != 0) {
@@ -76,9 +77,16 @@ static void on_pong(void *arg, struct peer_conn *c, uint64_t request_id, const v
 		loop_stop(run->lp);
 		return;
 	}
-	printf("PONG %llu: %llu us\n", (unsigned long long)request_id,
-	       (unsigned long long)(now_us() - run->sent_us));
+	rtt = now_us() - run->sent_us;
+	run->sum_us += rtt;
+	run->max_us = rtt > run->max_us ? rtt : run->max_us;
+	if (run->count <= 10)
+		printf("PONG %llu: %llu us\n", (unsigned long long)request_id,
+		       (unsigned long long)rtt);
 	if (++run->received == run->count) {
+		printf("%u PONGs, round trip mean %llu us, max %llu us\n", run->count,
+		       (unsigned long long)(run->sum_us / run->count),
+		       (unsigned long long)run->max_us);
 		peer_conn_close(c);
 		return;
 	}

@@ -21,17 +21,34 @@ need_cmd qemu-io python3
 "$QUILL_PEER" secret "$WORK/cluster.key" 2>"$WORK/err" && fail "a secret was overwritten"
 grep -q "exists already" "$WORK/err" || fail "overwrite refused without a reason: $(cat "$WORK/err")"
 
+# settings that do not go refused, naming the setting, nothing created
+refused()
+{
+	local msg="$1" rc=0
+	shift
+	"$QUILLD" --data-dir "$WORK/bad" --control "$WORK/bad/ctl.sock" --nbd-port "$(free_port)" \
+		"$@" >"$WORK/out" 2>&1 || rc=$?
+	[ "$rc" != 0 ] || fail "quilld $* was accepted"
+	grep -qF -- "$msg" "$WORK/out" || fail "quilld $*: expected '$msg', got: $(cat "$WORK/out")"
+	[ ! -e "$WORK/bad" ] || fail "a refused start created $WORK/bad"
+}
+refused "peer-listen = '127.0.0.1': must be ADDRESS:PORT" --peer-listen 127.0.0.1 \
+	--peer-secret "$WORK/cluster.key"
+refused "peer-listen = 'node1:10900': must be ADDRESS:PORT" --peer-listen node1:10900 \
+	--peer-secret "$WORK/cluster.key"
+refused "peer-listen and peer-secret go together" --peer-listen 127.0.0.1:10900
+refused "peer-listen and peer-secret go together" --peer-secret "$WORK/cluster.key"
+printf 'not a key\n' >"$WORK/bad.key"
+chmod 600 "$WORK/bad.key"
+refused "expected 64 hex digits" --peer-listen "127.0.0.1:$(free_port)" \
+	--peer-secret "$WORK/bad.key"
+
 # a secret readable by others stops the start, and says so
 chmod 640 "$WORK/cluster.key"
-rc=0
-"$QUILLD" --data-dir "$WORK/bad" --control "$WORK/bad/ctl.sock" --nbd-port "$(free_port)" \
-	--peer-listen "127.0.0.1:$(free_port)" --peer-secret "$WORK/cluster.key" \
-	>"$WORK/out" 2>&1 || rc=$?
-[ "$rc" != 0 ] || fail "quilld started with a secret of mode 0640"
-grep -q "mode 0640, must be 0600" "$WORK/out" || fail "mode 0640: $(cat "$WORK/out")"
-[ ! -e "$WORK/bad" ] || fail "a refused start created $WORK/bad"
+refused "mode 0640, must be 0600" --peer-listen "127.0.0.1:$(free_port)" \
+	--peer-secret "$WORK/cluster.key"
 chmod 600 "$WORK/cluster.key"
-log "a secret of mode 0640 refused"
+log "bad peer settings and a secret of mode 0640 refused"
 
 PEER_PORT="$(free_port)"
 IT_QUILLD_ARGS="--peer-listen 127.0.0.1:$PEER_PORT --peer-secret $WORK/cluster.key"
