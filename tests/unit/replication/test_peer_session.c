@@ -303,6 +303,23 @@ Test(peer_session, forged_mac_refused)
 	pair_free(&p);
 }
 
+/* A forged AUTH_OK (a relay that cannot know the session keys): the client stays shut. */
+Test(peer_session, forged_auth_ok_refused)
+{
+	struct pair p = { 0 };
+
+	p.c = session(PEER_CLIENT, secret_a, inst_c);
+	p.s = session(PEER_SERVER, secret_a, inst_s);
+	cr_assert_eq(peer_session_hello(p.c, &p.c2s), 0);
+	cr_assert_eq(deliver(p.s, &p.c2s, &p.s2c, &p.msg, &p.why), 0);
+	cr_assert_eq(deliver(p.c, &p.s2c, &p.c2s, &p.msg, &p.why), 0);
+	cr_assert_eq(deliver(p.s, &p.c2s, &p.s2c, &p.msg, &p.why), 0);
+	p.s2c.data[p.s2c.len - 3] ^= 4;
+	cr_assert_eq(deliver(p.c, &p.s2c, &p.c2s, &p.msg, &p.why), -EACCES);
+	cr_assert_not(peer_session_is_open(p.c));
+	pair_free(&p);
+}
+
 /* An altered payload with both CRCs made right again: the MAC still tells. */
 Test(peer_session, altered_payload_refused)
 {
