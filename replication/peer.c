@@ -3,7 +3,7 @@
  * Each connection reads what the socket has into its input buffer, cuts whole frames
  * from it with its session (the header first: a frame the session's state does not
  * allow is refused before its payload is waited for, so a stranger cannot make us
- * buffer more than a header), hands session messages to dispatch(), and queues what it
+ * buffer more than one read's worth), hands session messages to dispatch(), and queues what it
  * answers in its output buffer, written as the socket takes it. A peer that does not
  * read its answers is not read from either, past PEER_OUT_MAX queued bytes.
  *
