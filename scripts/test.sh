@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds quill twice (plain and ASan+UBSan) and runs the
-# tests: every test in build/, the unit tests in build-san/. Exits non-zero if any
+# tests: every test in build/ (with the fuzz targets' short runs, label fuzz, when
+# clang can build them), the unit and 'san' tests in build-san/. Exits non-zero if any
 # step fails; the last line says which.
 set -uo pipefail
 

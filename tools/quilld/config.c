@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/units.h"
 #include "engine/engine.h"
+#include "replication/peer.h"
 #include "tools/control_proto.h"
 
 enum setting_kind { SET_PATH, SET_STR, SET_SIZE, SET_U16, SET_UINT, SET_VHOST, SET_FLAG,
@@ -108,6 +109,19 @@ static const char *check_checkpoint(const struct quilld_config *c)
 		       : NULL;
 }
 
+static const char *check_peer_listen(const struct quilld_config *c)
+{
+	char addr[64];
+	uint16_t port;
+
+	if (!c->peer_listen[0])
+		return NULL;
+	return peer_addr_parse(c->peer_listen, addr, sizeof(addr), &port) < 0
+		       ? "must be ADDRESS:PORT, a numeric address of this machine and a port "
+			 "(e.g. 127.0.0.1:10900, [::1]:10900), or \"\" for none"
+		       : NULL;
+}
+
 static const char *const log_levels[] = { "debug", "info", "warn", "error" };
 
 static const char *check_log_level(const struct quilld_config *c)
@@ -158,6 +172,8 @@ static const struct setting settings[] = {
 	{ "sync-size", SET_SIZE, F(sync_size), 0, "flush the store in the background after this much log, so that no flush holds the disk long (8M; 0: only when asked)", NULL, false },
 	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)", NULL, false },
 	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)", check_log_level, false },
+	{ "peer-listen", SET_STR, F(peer_listen), CAP(peer_listen), "peer protocol ADDR:PORT for other nodes (none)", check_peer_listen, false },
+	{ "peer-secret", SET_PATH, F(peer_secret), CAP(peer_secret), "cluster secret file, mode 0600 (quill-peer secret FILE)", NULL, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -382,6 +398,11 @@ static int check_all(const struct quilld_config *cfg)
 	}
 	if (cfg->destroy_data && !cfg->format) {
 		fprintf(stderr, "quilld: --destroy-data goes with --format (and only then)\n");
+		return -EINVAL;
+	}
+	if (!cfg->peer_listen[0] != !cfg->peer_secret[0]) {
+		fprintf(stderr, "quilld: peer-listen and peer-secret go together (the listener "
+			"lets in only the nodes that prove the secret)\n");
 		return -EINVAL;
 	}
 	if (!cfg->nbd_addr[0] && !cfg->nbd_unix[0]) {

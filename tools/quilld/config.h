@@ -42,6 +42,8 @@ struct quilld_config {
 	bool destroy_data;               /* --destroy-data: with --format, even its log */
 	bool grow;                       /* --grow: grow the store to store_size */
 	bool rebuild_meta;               /* --rebuild-meta: RocksDB from the store alone */
+	char peer_listen[80];            /* peer protocol listener "ADDR:PORT"; "" = none */
+	char peer_secret[CONFIG_PATH_MAX]; /* the cluster secret file (mode 0600) */
 };
 
 #define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)

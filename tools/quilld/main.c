@@ -28,6 +28,8 @@
 #include "engine/engine.h"
 #include "nbd/nbd_server.h"
 #include "nbd/nbd_tls.h"
+#include "replication/peer.h"
+#include "replication/peer_session.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
 #include "vhost/vhost_blk.h"
@@ -43,6 +45,8 @@ struct node {
 	struct nbd_tls *tls;
 	struct vhost_server *vhost;
 	struct control *ctl;
+	struct peer_secret *peer_secret;
+	struct peer_endpoint *peer;
 	struct loop_watch *signal_watch;
 	int signal_fd;
 	/* what this start created, removed again if it fails: a start that cannot finish
@@ -250,6 +254,33 @@ static int load_tls(struct node *n)
 	return nbd_tls_create(&to, &n->tls);
 }
 
+/* The cluster secret, read before anything is created: a secret file of the wrong
+ * mode stops the start with the reason. */
+static int load_peer_secret(struct node *n)
+{
+	if (!n->cfg.peer_secret[0])
+		return 0;
+	return peer_secret_load(n->cfg.peer_secret, &n->peer_secret);
+}
+
+/* The peer listener (peer-listen), for the other nodes of the cluster. */
+static int start_peer(struct node *n)
+{
+	struct peer_endpoint_opts po = { .loop = n->lp, .secret = n->peer_secret };
+	char addr[64];
+	int r;
+
+	if (!n->cfg.peer_listen[0])
+		return 0;
+	peer_addr_parse(n->cfg.peer_listen, addr, sizeof(addr), &po.listen_port); /* checked */
+	po.listen_addr = addr;
+	r = peer_endpoint_create(&po, &n->peer);
+	if (r == 0)
+		log_msg(LOG_INFO, LOG_TAG, "peer protocol on %s (cluster secret %s)",
+			n->cfg.peer_listen, n->cfg.peer_secret);
+	return r;
+}
+
 static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 {
 	const struct quilld_config *cfg = &n->cfg;
@@ -313,6 +344,9 @@ static int start(struct node *n)
 	r = load_tls(n);
 	if (r < 0)
 		return r;
+	r = load_peer_secret(n);
+	if (r < 0)
+		return r;
 	r = open_engine(n);
 	if (r < 0)
 		return r;
@@ -327,6 +361,9 @@ static int start(struct node *n)
 	r = start_vhost(n);
 	if (r < 0)
 		return r;
+	r = start_peer(n);
+	if (r < 0)
+		return r;
 	make_parent_dirs(n, n->cfg.control);
 	return start_control(n);
 }
@@ -334,6 +371,8 @@ static int start(struct node *n)
 static void stop(struct node *n)
 {
 	control_destroy(n->ctl);
+	peer_endpoint_destroy(n->peer);
+	peer_secret_destroy(n->peer_secret);
 	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */
 	nbd_tls_destroy(n->tls);

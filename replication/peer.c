@@ -1,0 +1,626 @@
+/* replication/peer.c — peer connections on the loop; see peer.h.
+ *
+ * Each connection reads what the socket has into its input buffer, cuts whole frames
+ * from it with its session (the header first: a frame the session's state does not
+ * allow is refused before its payload is waited for, so a stranger cannot make us
+ * buffer more than one read's worth), hands session messages to dispatch(), and queues what it
+ * answers in its output buffer, written as the socket takes it. A peer that does not
+ * read its answers is not read from either, past PEER_OUT_MAX queued bytes.
+ *
+ * Connections are closed from one place, conn_close(), which logs the one line. A
+ * close asked for while the connection's own callback runs (a pong callback calling
+ * peer_conn_close) waits until that callback has returned.
+ */
+#include "replication/peer.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "replication/peer_session.h"
+
+#define LOG_TAG "peer"
+#define PEER_ACCEPT_BATCH 32
+#define PEER_READ_CHUNK (64u << 10)
+#define PEER_READ_ROUNDS 16
+#define PEER_OUT_MAX (1u << 20) /* queued output past which we stop reading */
+#define PEER_ADDR_MAX 64
+
+struct peer_conn {
+	struct peer_endpoint *ep;
+	struct peer_conn *next;
+	int fd;
+	struct loop_watch *watch;
+	unsigned watched;          /* LOOP_* the watch has */
+	struct peer_session *s;
+	struct peer_buf in, out;
+	struct loop_timer *hs_timer;
+	bool outgoing, connecting, open;
+	unsigned busy;             /* inside a callback of ours: close later */
+	bool close_pending;
+	int close_err;
+	const char *close_why;
+	const struct peer_conn_ops *ops;
+	void *arg;
+	char addr[PEER_ADDR_MAX];
+};
+
+struct peer_endpoint {
+	struct loop *lp;
+	const struct peer_secret *sec;
+	uint64_t node_id;
+	uint8_t instance[PEER_INSTANCE_BYTES];
+	int listen_fd;
+	uint16_t port;
+	struct loop_watch *listen_watch;
+	struct peer_conn *conns;
+	unsigned nconns, handshakes;
+	unsigned handshake_timeout_ms, max_handshakes, max_conns;
+};
+
+static void conn_update_watch(struct peer_conn *c);
+
+/* ---- closing ---- */
+
+static void conn_unlink(struct peer_conn *c)
+{
+	struct peer_conn **p;
+
+	for (p = &c->ep->conns; *p != c; p = &(*p)->next)
+		;
+	*p = c->next;
+	c->ep->nconns--;
+	if (!c->open)
+		c->ep->handshakes--;
+}
+
+/* The one place a connection ends: one log line (a refusal: a warning, rate-limited
+ * so that a flood of strangers cannot flood the log), then the outgoing connection's
+ * closed callback, then the memory. */
+static void conn_close(struct peer_conn *c, int err, const char *why)
+{
+	if (c->busy) {
+		if (!c->close_pending) {
+			c->close_pending = true;
+			c->close_err = err;
+			c->close_why = why;
+		}
+		return;
+	}
+	if (err)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "peer %s: closed: %s (%s)", c->addr, why,
+				err_str(err));
+	else
+		log_msg(LOG_INFO, LOG_TAG, "peer %s: %s", c->addr, why);
+	conn_unlink(c);
+	loop_watch_remove(c->watch);
+	loop_timer_cancel(c->hs_timer);
+	close(c->fd);
+	peer_session_destroy(c->s);
+	peer_buf_free(&c->in);
+	peer_buf_free(&c->out);
+	if (c->ops && c->ops->closed)
+		c->ops->closed(c->arg, c, err, why);
+	free(c);
+}
+
+/* After a callback of ours: a close it asked for happens now. Returns true if c is
+ * gone. */
+static bool conn_unbusy(struct peer_conn *c)
+{
+	if (--c->busy == 0 && c->close_pending) {
+		conn_close(c, c->close_err, c->close_why);
+		return true;
+	}
+	return false;
+}
+
+void peer_conn_close(struct peer_conn *c)
+{
+	conn_close(c, 0, "closed by this node");
+}
+
+/* ---- output ---- */
+
+/* Writes what the socket takes. Returns 0 or -errno (the connection must close). */
+static int conn_flush(struct peer_conn *c)
+{
+	while (c->out.len) {
+		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -errno;
+		}
+		peer_buf_consume(&c->out, (size_t)n);
+	}
+	conn_update_watch(c);
+	return 0;
+}
+
+static void conn_update_watch(struct peer_conn *c)
+{
+	unsigned want = 0;
+
+	if (c->connecting || c->out.len)
+		want |= LOOP_WRITE;
+	if (!c->connecting && c->out.len < PEER_OUT_MAX)
+		want |= LOOP_READ;
+	if (want != c->watched && loop_watch_modify(c->watch, want) == 0)
+		c->watched = want;
+}
+
+/* A refusal after authentication tells the peer why (best effort), then closes. */
+static void conn_refuse(struct peer_conn *c, int err, const char *why)
+{
+	uint8_t payload[sizeof(struct peer_error) + PEER_ERROR_MSG_MAX];
+	struct peer_hdr h = { .op = PEER_OP_ERROR };
+
+	if (c->open) {
+		h.payload_len = (uint32_t)peer_error_encode(err, why, payload);
+		if (peer_session_send(c->s, &h, payload, &c->out) == 0)
+			conn_flush(c);
+	}
+	conn_close(c, err, why);
+}
+
+/* ---- input ---- */
+
+/* The handshake is done. Returns true if c is gone (its ready callback closed it). */
+static bool conn_authenticated(struct peer_conn *c)
+{
+	c->open = true;
+	c->ep->handshakes--;
+	loop_timer_cancel(c->hs_timer);
+	c->hs_timer = NULL;
+	log_msg(LOG_INFO, LOG_TAG, "peer %s: authenticated (node %llu)", c->addr,
+		(unsigned long long)peer_session_peer_node(c->s));
+	if (!c->outgoing || !c->ops || !c->ops->ready)
+		return false;
+	c->busy++;
+	c->ops->ready(c->arg, c);
+	return conn_unbusy(c);
+}
+
+static int on_error_msg(struct peer_conn *c, const struct peer_msg *m)
+{
+	struct peer_error_msg e;
+	char text[PEER_ERROR_MSG_MAX + 1];
+
+	if (peer_error_decode(m->payload, m->hdr.payload_len, &e) < 0) {
+		conn_close(c, EPROTO, "a malformed ERROR");
+		return -1;
+	}
+	memcpy(text, e.msg, e.msg_len);
+	text[e.msg_len] = '\0';
+	for (char *p = text; *p; p++)
+		if (*p < ' ' || *p > '~')
+			*p = '?'; /* the peer's text goes to our log: printable only */
+	log_msg(LOG_WARN, LOG_TAG, "peer %s: refused us: %s: %s", c->addr, err_str(e.err), text);
+	conn_close(c, e.err, "the peer refused us");
+	return -1;
+}
+
+/* A message of an authenticated session. Returns 0, or -1 if c is gone. */
+static int dispatch(struct peer_conn *c, const struct peer_msg *m)
+{
+	struct peer_hdr reply = m->hdr;
+	int r;
+
+	switch (m->hdr.op) {
+	case PEER_OP_PING:
+		reply.op = PEER_OP_PONG;
+		r = peer_session_send(c->s, &reply, m->payload, &c->out);
+		if (r < 0) {
+			conn_close(c, -r, "cannot queue a PONG");
+			return -1;
+		}
+		return 0;
+	case PEER_OP_PONG:
+		if (!c->outgoing) {
+			conn_refuse(c, EPROTO, "a PONG that answers no PING of ours");
+			return -1;
+		}
+		if (c->ops && c->ops->pong) {
+			c->busy++;
+			c->ops->pong(c->arg, c, m->hdr.request_id, m->payload, m->hdr.payload_len);
+			return conn_unbusy(c) ? -1 : 0;
+		}
+		return 0;
+	default: /* PEER_OP_ERROR: the session lets no other op through */
+		return on_error_msg(c, m);
+	}
+}
+
+/* Cuts and handles every whole frame in the input buffer. Returns 0, or -1 if c is
+ * gone. */
+static int conn_process(struct peer_conn *c)
+{
+	size_t done = 0;
+
+	while (c->out.len < PEER_OUT_MAX) {
+		struct peer_msg m;
+		const char *why = NULL;
+		size_t need;
+		bool was_open = c->open;
+		int r = peer_session_frame_len(c->s, c->in.data + done, c->in.len - done, &need,
+					       &why);
+
+		if (r == 0 && (need == 0 || c->in.len - done < need)) {
+			if (need && peer_buf_reserve(&c->in, need - (c->in.len - done)) < 0)
+				r = -ENOMEM, why = "no memory for a frame";
+			else
+				break;
+		}
+		if (r == 0)
+			r = peer_session_input(c->s, c->in.data + done, need, &m, &c->out, &why);
+		if (r < 0) {
+			conn_refuse(c, -r, why);
+			return -1;
+		}
+		done += need;
+		if (!was_open && peer_session_is_open(c->s) && conn_authenticated(c))
+			return -1;
+		if (r == 1 && dispatch(c, &m) < 0)
+			return -1;
+	}
+	peer_buf_consume(&c->in, done);
+	return 0;
+}
+
+/* Reads what the socket has, a few rounds at most (other connections get their turn).
+ * Returns 0, or -1 if c is gone. */
+static int conn_read(struct peer_conn *c)
+{
+	for (int round = 0; round < PEER_READ_ROUNDS && c->out.len < PEER_OUT_MAX; round++) {
+		ssize_t n;
+
+		if (peer_buf_reserve(&c->in, PEER_READ_CHUNK) < 0) {
+			conn_close(c, ENOMEM, "no memory for input");
+			return -1;
+		}
+		n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0) {
+			if (n == 0 && c->open && c->in.len == 0)
+				conn_close(c, 0, "closed by the peer");
+			else
+				conn_close(c, n == 0 ? EPIPE : errno,
+					   n < 0 ? "receive failed" :
+					   c->open ? "closed by the peer mid-frame (truncated)" :
+						     "closed by the peer during the handshake");
+			return -1;
+		}
+		c->in.len += (size_t)n;
+		if (conn_process(c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int conn_connected(struct peer_conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		conn_close(c, err, "cannot connect");
+		return -1;
+	}
+	c->connecting = false;
+	err = -peer_session_hello(c->s, &c->out);
+	if (err) {
+		conn_close(c, err, "cannot start the handshake");
+		return -1;
+	}
+	return 0;
+}
+
+static void conn_event(void *arg, unsigned events)
+{
+	struct peer_conn *c = arg;
+	int r;
+
+	if (c->connecting && conn_connected(c) < 0)
+		return;
+	if ((events & LOOP_READ) && c->out.len < PEER_OUT_MAX && conn_read(c) < 0)
+		return;
+	/* input left when reading paused for output: its turn once the output drained */
+	if (c->in.len && c->out.len < PEER_OUT_MAX && conn_process(c) < 0)
+		return;
+	r = conn_flush(c);
+	if (r < 0)
+		conn_close(c, -r, "send failed");
+}
+
+static void handshake_timeout(void *arg)
+{
+	struct peer_conn *c = arg;
+
+	c->hs_timer = NULL;
+	conn_close(c, ETIMEDOUT, c->connecting ? "connect timed out"
+					       : "handshake not finished in time");
+}
+
+/* ---- connections ---- */
+
+static void format_addr(const struct sockaddr *sa, socklen_t len, char *out)
+{
+	char host[INET6_ADDRSTRLEN], port[8];
+
+	if (getnameinfo(sa, len, host, sizeof(host), port, sizeof(port),
+			NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(out, PEER_ADDR_MAX, "(unknown)");
+		return;
+	}
+	snprintf(out, PEER_ADDR_MAX, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* Takes fd (closed on failure). */
+static int conn_create(struct peer_endpoint *ep, int fd, bool outgoing, const char *addr,
+		       struct peer_conn **out)
+{
+	struct peer_session_opts so = { .role = outgoing ? PEER_CLIENT : PEER_SERVER,
+					.secret = ep->sec, .node_id = ep->node_id,
+					.instance = ep->instance };
+	struct peer_conn *c = calloc(1, sizeof(*c));
+	int one = 1, r = -ENOMEM;
+
+	if (!c)
+		goto err_close_fd;
+	c->ep = ep;
+	c->fd = fd;
+	c->outgoing = outgoing;
+	c->connecting = outgoing;
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	r = peer_session_create(&so, &c->s);
+	if (r < 0)
+		goto err_free_conn;
+	c->watched = outgoing ? LOOP_WRITE : LOOP_READ;
+	r = loop_watch_add(ep->lp, fd, c->watched, conn_event, c, &c->watch);
+	if (r < 0)
+		goto err_destroy_session;
+	r = loop_timer_add(ep->lp, ep->handshake_timeout_ms, handshake_timeout, c, &c->hs_timer);
+	if (r < 0)
+		goto err_remove_watch;
+	c->next = ep->conns;
+	ep->conns = c;
+	ep->nconns++;
+	ep->handshakes++;
+	*out = c;
+	return 0;
+
+err_remove_watch:
+	loop_watch_remove(c->watch);
+err_destroy_session:
+	peer_session_destroy(c->s);
+err_free_conn:
+	free(c);
+err_close_fd:
+	close(fd);
+	return r;
+}
+
+static void accept_one(struct peer_endpoint *ep, int fd, const struct sockaddr *sa,
+		       socklen_t len)
+{
+	char addr[PEER_ADDR_MAX];
+	struct peer_conn *c;
+	int r;
+
+	format_addr(sa, len, addr);
+	if (ep->handshakes >= ep->max_handshakes || ep->nconns >= ep->max_conns) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "peer %s: refused: %s", addr,
+				ep->nconns >= ep->max_conns ? "too many peer connections"
+							    : "too many handshakes at once");
+		close(fd);
+		return;
+	}
+	r = conn_create(ep, fd, false, addr, &c);
+	if (r < 0)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "peer %s: refused: %s", addr, err_str(-r));
+}
+
+static void listener_event(void *arg, unsigned events)
+{
+	struct peer_endpoint *ep = arg;
+
+	(void)events;
+	for (int i = 0; i < PEER_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(ep->listen_fd, (struct sockaddr *)&ss, &len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				LOG_RATELIMITED(LOG_WARN, LOG_TAG, "accept: %s", err_str(errno));
+			return;
+		}
+		accept_one(ep, fd, (struct sockaddr *)&ss, len);
+	}
+}
+
+static int resolve(const char *addr, uint16_t port, bool passive, struct addrinfo **res)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV |
+					      (passive ? AI_PASSIVE : 0) };
+	char service[8];
+
+	snprintf(service, sizeof(service), "%u", port);
+	return getaddrinfo(addr, service, &hints, res) == 0 ? 0 : -EINVAL;
+}
+
+int peer_addr_parse(const char *text, char *addr, size_t size, uint16_t *port)
+{
+	const char *colon = strrchr(text, ':'), *start = text;
+	struct addrinfo *ai;
+	unsigned long p;
+	size_t len;
+	char *end;
+
+	if (!colon)
+		return -EINVAL;
+	len = (size_t)(colon - text);
+	if (*start == '[' && len >= 2 && colon[-1] == ']') {
+		start++;
+		len -= 2;
+	}
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (len == 0 || len >= size || !colon[1] || *end || errno || p == 0 || p > 65535)
+		return -EINVAL;
+	memcpy(addr, start, len);
+	addr[len] = '\0';
+	*port = (uint16_t)p;
+	if (resolve(addr, *port, false, &ai) < 0)
+		return -EINVAL;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int peer_connect(struct peer_endpoint *ep, const char *addr, uint16_t port,
+		 const struct peer_conn_ops *ops, void *arg, struct peer_conn **out)
+{
+	struct addrinfo *ai;
+	struct peer_conn *c;
+	char name[PEER_ADDR_MAX];
+	int fd, r = resolve(addr, port, false, &ai);
+
+	if (r < 0)
+		return r;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS)) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return r;
+	}
+	format_addr(ai->ai_addr, ai->ai_addrlen, name);
+	freeaddrinfo(ai);
+	r = conn_create(ep, fd, true, name, &c);
+	if (r < 0)
+		return r;
+	c->ops = ops;
+	c->arg = arg;
+	*out = c;
+	return 0;
+}
+
+int peer_ping(struct peer_conn *c, uint64_t request_id, const void *payload, size_t len)
+{
+	struct peer_hdr h = { .op = PEER_OP_PING, .request_id = request_id,
+			      .payload_len = (uint32_t)len };
+	int r;
+
+	if (!c->open)
+		return -ENOTCONN;
+	if (len > PEER_PING_MAX)
+		return -EMSGSIZE;
+	r = peer_session_send(c->s, &h, payload, &c->out);
+	if (r == 0 && !c->busy)
+		conn_update_watch(c); /* the loop's next round writes it */
+	return r;
+}
+
+/* ---- the endpoint ---- */
+
+static int listen_on(struct peer_endpoint *ep, const char *addr, uint16_t port)
+{
+	struct addrinfo *ai;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int one = 1, r = resolve(addr, port, true, &ai);
+
+	if (r < 0) {
+		log_msg(LOG_ERROR, LOG_TAG, "peer-listen %s: not a numeric address", addr);
+		return r;
+	}
+	ep->listen_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (ep->listen_fd < 0 ||
+	    setsockopt(ep->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(ep->listen_fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(ep->listen_fd, 128) < 0 ||
+	    getsockname(ep->listen_fd, (struct sockaddr *)&ss, &len) < 0) {
+		r = -errno;
+		log_msg(LOG_ERROR, LOG_TAG, "peer listener on %s:%u: %s", addr, port, err_str(r));
+		freeaddrinfo(ai);
+		return r;
+	}
+	freeaddrinfo(ai);
+	ep->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						  : ((struct sockaddr_in *)&ss)->sin_port);
+	return loop_watch_add(ep->lp, ep->listen_fd, LOOP_READ, listener_event, ep,
+			      &ep->listen_watch);
+}
+
+int peer_endpoint_create(const struct peer_endpoint_opts *opts, struct peer_endpoint **out)
+{
+	struct peer_endpoint *ep;
+	int r;
+
+	if (!opts->loop || !opts->secret)
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -EIO;
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	ep->lp = opts->loop;
+	ep->sec = opts->secret;
+	ep->node_id = opts->node_id;
+	ep->listen_fd = -1;
+	ep->handshake_timeout_ms = opts->handshake_timeout_ms ? opts->handshake_timeout_ms
+							      : PEER_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	ep->max_handshakes = opts->max_handshakes ? opts->max_handshakes
+						  : PEER_DEFAULT_MAX_HANDSHAKES;
+	ep->max_conns = opts->max_conns ? opts->max_conns : PEER_DEFAULT_MAX_CONNS;
+	randombytes_buf(ep->instance, sizeof(ep->instance));
+	if (opts->listen_addr) {
+		r = listen_on(ep, opts->listen_addr, opts->listen_port);
+		if (r < 0) {
+			peer_endpoint_destroy(ep);
+			return r;
+		}
+	}
+	*out = ep;
+	return 0;
+}
+
+void peer_endpoint_destroy(struct peer_endpoint *ep)
+{
+	if (!ep)
+		return;
+	while (ep->conns)
+		conn_close(ep->conns, 0, "this node stops");
+	loop_watch_remove(ep->listen_watch);
+	if (ep->listen_fd >= 0)
+		close(ep->listen_fd);
+	free(ep);
+}
+
+uint16_t peer_endpoint_port(const struct peer_endpoint *ep)
+{
+	return ep->port;
+}
