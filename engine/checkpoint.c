@@ -41,6 +41,8 @@ static void *ckpt_main(void *arg)
 		eng->ckpt_todo = NULL;
 		pthread_mutex_unlock(&eng->ckpt_lock);
 
+		uint64_t t0 = log_clock_us(), t1;
+
 		ondisk_checkpoint_encode(job->seq, &rec);
 		meta_batch_put(job->mb, ONDISK_KEY_CKPT, 1, &rec, sizeof(rec));
 		/* After a failed metadata write (a full metadata disk), RocksDB takes no
@@ -50,8 +52,14 @@ static void *ckpt_main(void *arg)
 		if (job->result == 0)
 			job->result = meta_batch_commit(eng->meta, job->mb, META_NOWAL);
 		eng_test_pause(eng, "ckpt-commit");
+		t1 = log_clock_us();
 		if (job->result == 0)
 			job->result = meta_flush(eng->meta);
+		log_msg(LOG_DEBUG, ENG_LOG, "checkpoint at seq %llu: %zu chunks committed in "
+			"%.1f ms, flushed in %.1f ms, %.1f ms since capture",
+			(unsigned long long)job->seq, job->nchunks, (double)(t1 - t0) / 1000.0,
+			(double)(log_clock_us() - t1) / 1000.0,
+			(double)(log_clock_us() - job->started_us) / 1000.0);
 
 		pthread_mutex_lock(&eng->ckpt_lock);
 		eng->ckpt_done = job;
@@ -98,7 +106,7 @@ static void job_free(struct ckpt_job *job)
 }
 
 struct emit_ctx {
-	struct meta_batch *mb;
+	struct ckpt_job *job;
 	uint64_t volume_id;
 };
 
@@ -109,9 +117,10 @@ static int emit_chunk(void *arg, uint64_t chunk, const struct ondisk_map_entry *
 
 	ondisk_map_key(c->volume_id, chunk, key);
 	if (n)
-		meta_batch_put(c->mb, key, sizeof(key), e, n * sizeof(*e));
+		meta_batch_put(c->job->mb, key, sizeof(key), e, n * sizeof(*e));
 	else
-		meta_batch_delete(c->mb, key, sizeof(key));
+		meta_batch_delete(c->job->mb, key, sizeof(key));
+	c->job->nchunks++;
 	return 0;
 }
 
@@ -158,10 +167,11 @@ static struct ckpt_job *capture(struct engine *eng)
 
 	if (!job || meta_batch_create(&job->mb) < 0)
 		goto err;
+	job->started_us = log_clock_us();
 	job->seq = eng_stable_seq(eng);
 	add_ops(eng, job);
 	for (size_t i = 0; i < eng->nvols; i++) {
-		struct emit_ctx c = { .mb = job->mb, .volume_id = eng->vols[i]->rec.volume_id };
+		struct emit_ctx c = { .job = job, .volume_id = eng->vols[i]->rec.volume_id };
 
 		r = map_take_dirty(eng->vols[i]->map, emit_chunk, &c);
 		if (r < 0)
@@ -179,6 +189,9 @@ static struct ckpt_job *capture(struct engine *eng)
 		    !eng_slot_pinned(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
+	log_msg(LOG_DEBUG, ENG_LOG, "checkpoint at seq %llu: captured %zu chunks in %.1f ms",
+		(unsigned long long)job->seq, job->nchunks,
+		(double)(log_clock_us() - job->started_us) / 1000.0);
 	return job;
 err:
 	log_msg(LOG_ERROR, ENG_LOG, "checkpoint capture failed: out of memory");

@@ -22,6 +22,7 @@ struct meta_batch;
  * blocks to win one, and writes would crawl. So the store is full when no slot is
  * below that: about 90% of its blocks hold live data. */
 #define ENG_GC_MAX_LIVE_PCT 90u
+#define ENG_GC_CKPT_MIN_MS 200u /* between checkpoints the automatic cleaner asks for */
 
 enum slot_state { SLOT_FREE = 0, SLOT_OPEN, SLOT_SEALED };
 
@@ -174,6 +175,8 @@ struct ckpt_job {
 	struct ckpt_free *free_slots;
 	size_t nfree;
 	int result;
+	size_t nchunks;      /* map chunks in mb */
+	uint64_t started_us; /* log_clock_us() at capture: debug lines time the steps */
 };
 
 struct engine {
