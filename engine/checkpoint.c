@@ -74,6 +74,7 @@ int eng_ckpt_start_thread(struct engine *eng)
 {
 	int r;
 
+	eng->ckpt_slice_chunks = ENG_CKPT_SLICE_CHUNKS;
 	pthread_mutex_init(&eng->ckpt_lock, NULL);
 	pthread_cond_init(&eng->ckpt_cond, NULL);
 	r = pthread_create(&eng->ckpt_thread, NULL, ckpt_main, eng);
@@ -160,23 +161,20 @@ static void drop_ops(struct engine *eng, size_t n)
 	eng->nops -= n;
 }
 
-static struct ckpt_job *capture(struct engine *eng)
+/* Step 1, begun: the sequence, the metadata ops and the slots to free are noted now;
+ * the dirty chunks are set aside in each map and taken in slices (capture_slice), a
+ * few per poll, each as it is when taken. So the stored map may hold the effect of
+ * batches after job->seq as well: replay from job->seq applies them again in order and
+ * reaches the same map, as when RocksDB persists a memtable early (a MOVE applies only
+ * where its block still lives; writes and trims override). */
+static struct ckpt_job *capture_begin(struct engine *eng)
 {
 	struct ckpt_job *job = calloc(1, sizeof(*job));
-	int r;
 
 	if (!job || meta_batch_create(&job->mb) < 0)
 		goto err;
 	job->started_us = log_clock_us();
 	job->seq = eng_stable_seq(eng);
-	add_ops(eng, job);
-	for (size_t i = 0; i < eng->nvols; i++) {
-		struct emit_ctx c = { .job = job, .volume_id = eng->vols[i]->rec.volume_id };
-
-		r = map_take_dirty(eng->vols[i]->map, emit_chunk, &c);
-		if (r < 0)
-			goto err;
-	}
 	job->free_slots = malloc(eng->sb.segment_count * sizeof(*job->free_slots));
 	if (!job->free_slots)
 		goto err;
@@ -189,14 +187,41 @@ static struct ckpt_job *capture(struct engine *eng)
 		    !eng_slot_pinned(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
-	log_msg(LOG_DEBUG, ENG_LOG, "checkpoint at seq %llu: captured %zu chunks in %.1f ms",
-		(unsigned long long)job->seq, job->nchunks,
-		(double)(log_clock_us() - job->started_us) / 1000.0);
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (map_take_begin(eng->vols[i]->map) < 0)
+			goto err_abort;
+	add_ops(eng, job);
 	return job;
+err_abort:
+	for (size_t i = 0; i < eng->nvols; i++)
+		map_take_abort(eng->vols[i]->map);
 err:
 	log_msg(LOG_ERROR, ENG_LOG, "checkpoint capture failed: out of memory");
 	job_free(job);
 	return NULL;
+}
+
+/* Takes about eng->ckpt_slice_chunks of the set-aside chunks. A layer added meanwhile
+ * has nothing set aside; one deleted took its chunks along (its delete removes them
+ * from RocksDB after this checkpoint); a snapshot's frozen layer keeps its map and id.
+ * Returns 1 while some remain. */
+static int capture_slice(struct engine *eng, struct ckpt_job *job)
+{
+	size_t n = 0;
+	bool more = false;
+
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct emit_ctx c = { .job = job, .volume_id = eng->vols[i]->rec.volume_id };
+		struct map *m = eng->vols[i]->map;
+
+		if (!map_taking(m))
+			continue;
+		if (n >= eng->ckpt_slice_chunks || /* emit_chunk does not fail */
+		    map_take_some(m, eng->ckpt_slice_chunks - n, emit_chunk, &c, &n) > 0)
+			more = true;
+	}
+	job->slices++;
+	return more;
 }
 
 /* A checkpoint that did not land leaves RocksDB without chunks whose dirty bits it
@@ -230,10 +255,26 @@ static void store_flushed(void *arg, int res)
 	pthread_mutex_unlock(&eng->ckpt_lock);
 }
 
+/* A slice of the capture; once all is taken, step 2. */
+static void capture_step(struct engine *eng)
+{
+	struct ckpt_job *job = eng->ckpt_capturing;
+	int r;
+
+	if (capture_slice(eng, job))
+		return;
+	eng->ckpt_capturing = NULL;
+	log_msg(LOG_DEBUG, ENG_LOG, "checkpoint at seq %llu: captured %zu chunks in %u slices "
+		"over %.1f ms", (unsigned long long)job->seq, job->nchunks, job->slices,
+		(double)(log_clock_us() - job->started_us) / 1000.0);
+	r = eng_store_flush(eng, store_flushed, job);
+	if (r < 0)
+		store_flushed(job, r);
+}
+
 static void ckpt_start(struct engine *eng)
 {
-	struct ckpt_job *job = capture(eng);
-	int r;
+	struct ckpt_job *job = capture_begin(eng);
 
 	if (!job)
 		return;
@@ -242,9 +283,8 @@ static void ckpt_start(struct engine *eng)
 	eng->ckpt_busy = true;
 	eng->ckpt_wanted = false;
 	eng->ckpt_last_ms = eng_now_ms();
-	r = eng_store_flush(eng, store_flushed, job);
-	if (r < 0)
-		store_flushed(job, r);
+	eng->ckpt_capturing = job;
+	capture_step(eng);
 }
 
 void eng_slot_release(struct engine *eng, uint32_t slot)
@@ -486,6 +526,8 @@ void eng_ckpt_maybe(struct engine *eng)
 {
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
 
+	if (eng->ckpt_capturing)
+		capture_step(eng);
 	if (eng->ckpt_busy)
 		return;
 	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see

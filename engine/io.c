@@ -924,6 +924,8 @@ static int poll_end(struct engine *eng, int n)
 /* The checkpoint thread does not wake the ring: a sleep while it works is short. */
 static int sleep_bound(const struct engine *eng, int timeout_ms)
 {
+	if (eng->ckpt_capturing)
+		return 0; /* the next slice is due */
 	return eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5) ? 5 : timeout_ms;
 }
 
@@ -971,7 +973,8 @@ int engine_timeout_ms(const struct engine *eng)
 	uint64_t since = eng_now_ms() - eng->ckpt_last_ms;
 	int64_t sync = eng->flush_inflight ? -1 : sync_due_ms(eng);
 
-	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || sync == 0)
+	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || eng->ckpt_capturing ||
+	    sync == 0)
 		return 0;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *vol = eng->vols[i];
