@@ -561,5 +561,7 @@ int eng_prezero_timeout(const struct engine *eng);
  * the slots that are already empty and only wait for a checkpoint. */
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
 			   uint64_t next_seq, uint32_t *empty_waiting);
+/* Whether the slots the cleaner emptied are worth a checkpoint at now_ms (gc.c). */
+bool eng_gc_ckpt_due(const struct engine *eng, uint64_t now_ms);
 
 #endif
