@@ -138,28 +138,27 @@ static void expect_after_crash(void)
 	cr_assert_eq(info("v").mapped_blocks, LEAVES - 2 + 1);
 }
 
-Test(checkpoint, a_capture_in_slices_with_writes_during_it_replays_to_the_right_map)
+static void crash_and_check(size_t slices, enum crash_point at)
 {
-	slice_chunks = 1;
-	crash_point = CRASH_AFTER_LANDING;
+	slice_chunks = slices;
+	crash_point = at;
 	in_child(write_during_capture_and_crash);
 	expect_after_crash();
+}
+
+Test(checkpoint, a_capture_in_slices_with_writes_during_it_replays_to_the_right_map)
+{
+	crash_and_check(1, CRASH_AFTER_LANDING);
 }
 
 Test(checkpoint, a_capture_at_once_gives_the_same_map)
 {
-	slice_chunks = SIZE_MAX;
-	crash_point = CRASH_AFTER_LANDING;
-	in_child(write_during_capture_and_crash);
-	expect_after_crash();
+	crash_and_check(SIZE_MAX, CRASH_AFTER_LANDING);
 }
 
 Test(checkpoint, a_crash_during_a_sliced_capture_keeps_every_flushed_write)
 {
-	slice_chunks = 1;
-	crash_point = CRASH_DURING_CAPTURE;
-	in_child(write_during_capture_and_crash);
-	expect_after_crash();
+	crash_and_check(1, CRASH_DURING_CAPTURE);
 }
 
 /* No job step runs while a capture is open: a resize (a map change outside the log,
