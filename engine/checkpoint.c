@@ -2,8 +2,9 @@
  *
  * A checkpoint at sequence S promises: the stored map holds the effect of every batch
  * with seq <= S, and their data is durable. Steps:
- *   1. capture (engine thread): S = (oldest unretired batch) - 1; take the dirty map
- *      chunks into a RocksDB batch; note the sealed slots with no live block.
+ *   1. capture (engine thread): S = (oldest unretired batch) - 1; note the sealed
+ *      slots with no live block; take the dirty map chunks into a RocksDB batch, a
+ *      slice per poll (capture_begin, capture_slice: client I/O goes on between).
  *   2. fdatasync the store, so that no stored map entry points at volatile data.
  *   3. (checkpoint thread) commit the batch without WAL, then the "C" record, then
  *      flush RocksDB's memtables: durable at once, and RocksDB never syncs on the
@@ -32,6 +33,7 @@ static void *ckpt_main(void *arg)
 	for (;;) {
 		struct ckpt_job *job;
 		struct ondisk_checkpoint rec;
+		uint64_t t0, t1;
 
 		while (!eng->ckpt_todo && !eng->ckpt_stop)
 			pthread_cond_wait(&eng->ckpt_cond, &eng->ckpt_lock);
@@ -41,8 +43,7 @@ static void *ckpt_main(void *arg)
 		eng->ckpt_todo = NULL;
 		pthread_mutex_unlock(&eng->ckpt_lock);
 
-		uint64_t t0 = log_clock_us(), t1;
-
+		t0 = log_clock_us();
 		ondisk_checkpoint_encode(job->seq, &rec);
 		meta_batch_put(job->mb, ONDISK_KEY_CKPT, 1, &rec, sizeof(rec));
 		/* After a failed metadata write (a full metadata disk), RocksDB takes no
