@@ -135,6 +135,14 @@ void log_msg(enum log_level level, const char *component, const char *fmt, ...)
 	va_end(ap);
 }
 
+uint64_t log_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static long monotonic_seconds(void)
 {
 	struct timespec ts;

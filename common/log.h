@@ -7,12 +7,17 @@
 #define QUILL_COMMON_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* Messages below this level are dropped. Default LOG_INFO, or QUILL_LOG=debug|info|warn|error. */
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
+
+/* Microseconds on the monotonic clock: for debug lines that time an event (a slow
+ * store request, a checkpoint's steps), so that stalls can be matched to causes. */
+uint64_t log_clock_us(void);
 
 void log_msg(enum log_level level, const char *component, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

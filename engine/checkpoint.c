@@ -2,8 +2,9 @@
  *
  * A checkpoint at sequence S promises: the stored map holds the effect of every batch
  * with seq <= S, and their data is durable. Steps:
- *   1. capture (engine thread): S = (oldest unretired batch) - 1; take the dirty map
- *      chunks into a RocksDB batch; note the sealed slots with no live block.
+ *   1. capture (engine thread): S = (oldest unretired batch) - 1; note the sealed
+ *      slots with no live block; take the dirty map chunks into a RocksDB batch, a
+ *      slice per poll (capture_begin, capture_slice: client I/O goes on between).
  *   2. fdatasync the store, so that no stored map entry points at volatile data.
  *   3. (checkpoint thread) commit the batch without WAL, then the "C" record, then
  *      flush RocksDB's memtables: durable at once, and RocksDB never syncs on the
@@ -31,6 +32,7 @@ static void *ckpt_main(void *arg)
 	for (;;) {
 		struct ckpt_job *job;
 		struct ondisk_checkpoint rec;
+		uint64_t t0, t1;
 
 		while (!eng->ckpt_todo && !eng->ckpt_stop)
 			pthread_cond_wait(&eng->ckpt_cond, &eng->ckpt_lock);
@@ -40,6 +42,7 @@ static void *ckpt_main(void *arg)
 		eng->ckpt_todo = NULL;
 		pthread_mutex_unlock(&eng->ckpt_lock);
 
+		t0 = log_clock_us();
 		ondisk_checkpoint_encode(job->seq, &rec);
 		meta_batch_put(job->mb, ONDISK_KEY_CKPT, 1, &rec, sizeof(rec));
 		/* After a failed metadata write (a full metadata disk), RocksDB takes no
@@ -49,8 +52,14 @@ static void *ckpt_main(void *arg)
 		if (job->result == 0)
 			job->result = meta_batch_commit(eng->meta, job->mb, META_NOWAL);
 		eng_test_pause(eng, "ckpt-commit");
+		t1 = log_clock_us();
 		if (job->result == 0)
 			job->result = meta_flush(eng->meta);
+		log_msg(LOG_DEBUG, ENG_LOG, "checkpoint at seq %llu: %zu chunks committed in "
+			"%.1f ms, flushed in %.1f ms, %.1f ms since capture",
+			(unsigned long long)job->seq, job->nchunks, (double)(t1 - t0) / 1000.0,
+			(double)(log_clock_us() - t1) / 1000.0,
+			(double)(log_clock_us() - job->started_us) / 1000.0);
 
 		pthread_mutex_lock(&eng->ckpt_lock);
 		eng->ckpt_done = job;
@@ -65,6 +74,7 @@ int eng_ckpt_start_thread(struct engine *eng)
 {
 	int r;
 
+	eng->ckpt_slice_chunks = ENG_CKPT_SLICE_CHUNKS;
 	pthread_mutex_init(&eng->ckpt_lock, NULL);
 	pthread_cond_init(&eng->ckpt_cond, NULL);
 	r = pthread_create(&eng->ckpt_thread, NULL, ckpt_main, eng);
@@ -97,7 +107,7 @@ static void job_free(struct ckpt_job *job)
 }
 
 struct emit_ctx {
-	struct meta_batch *mb;
+	struct ckpt_job *job;
 	uint64_t volume_id;
 };
 
@@ -108,9 +118,10 @@ static int emit_chunk(void *arg, uint64_t chunk, const struct ondisk_map_entry *
 
 	ondisk_map_key(c->volume_id, chunk, key);
 	if (n)
-		meta_batch_put(c->mb, key, sizeof(key), e, n * sizeof(*e));
+		meta_batch_put(c->job->mb, key, sizeof(key), e, n * sizeof(*e));
 	else
-		meta_batch_delete(c->mb, key, sizeof(key));
+		meta_batch_delete(c->job->mb, key, sizeof(key));
+	c->job->nchunks++;
 	return 0;
 }
 
@@ -150,22 +161,20 @@ static void drop_ops(struct engine *eng, size_t n)
 	eng->nops -= n;
 }
 
-static struct ckpt_job *capture(struct engine *eng)
+/* Step 1, begun: the sequence, the metadata ops and the slots to free are noted now;
+ * the dirty chunks are set aside in each map and taken in slices (capture_slice), a
+ * few per poll, each as it is when taken. So the stored map may hold the effect of
+ * batches after job->seq as well: replay from job->seq applies them again in order and
+ * reaches the same map, as when RocksDB persists a memtable early (a MOVE applies only
+ * where its block still lives; writes and trims override). */
+static struct ckpt_job *capture_begin(struct engine *eng)
 {
 	struct ckpt_job *job = calloc(1, sizeof(*job));
-	int r;
 
 	if (!job || meta_batch_create(&job->mb) < 0)
 		goto err;
+	job->started_us = log_clock_us();
 	job->seq = eng_stable_seq(eng);
-	add_ops(eng, job);
-	for (size_t i = 0; i < eng->nvols; i++) {
-		struct emit_ctx c = { .mb = job->mb, .volume_id = eng->vols[i]->rec.volume_id };
-
-		r = map_take_dirty(eng->vols[i]->map, emit_chunk, &c);
-		if (r < 0)
-			goto err;
-	}
 	job->free_slots = malloc(eng->sb.segment_count * sizeof(*job->free_slots));
 	if (!job->free_slots)
 		goto err;
@@ -178,13 +187,45 @@ static struct ckpt_job *capture(struct engine *eng)
 		    !eng_slot_pinned(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (map_take_begin(eng->vols[i]->map) < 0)
+			goto err_abort;
+	/* the segment table as of job->seq: a slot settled now stays settled (sealed,
+	 * nothing newer lands in it); one freed and reused later has another generation */
 	if (seg_table_capture(eng, job->mb, job->seq) < 0)
-		goto err;
+		goto err_abort;
+	add_ops(eng, job);
 	return job;
+err_abort:
+	for (size_t i = 0; i < eng->nvols; i++)
+		map_take_abort(eng->vols[i]->map);
 err:
 	log_msg(LOG_ERROR, ENG_LOG, "checkpoint capture failed: out of memory");
 	job_free(job);
 	return NULL;
+}
+
+/* Takes about eng->ckpt_slice_chunks of the set-aside chunks. A layer added meanwhile
+ * has nothing set aside; one deleted took its chunks along (its delete removes them
+ * from RocksDB after this checkpoint); a snapshot's frozen layer keeps its map and id.
+ * Returns 1 while some remain. */
+static int capture_slice(struct engine *eng, struct ckpt_job *job)
+{
+	size_t n = 0;
+	bool more = false;
+
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct emit_ctx c = { .job = job, .volume_id = eng->vols[i]->rec.volume_id };
+		struct map *m = eng->vols[i]->map;
+
+		if (!map_taking(m))
+			continue;
+		if (n >= eng->ckpt_slice_chunks || /* emit_chunk does not fail */
+		    map_take_some(m, eng->ckpt_slice_chunks - n, emit_chunk, &c, &n) > 0)
+			more = true;
+	}
+	job->slices++;
+	return more;
 }
 
 /* A checkpoint that did not land leaves RocksDB without chunks whose dirty bits it
@@ -219,10 +260,26 @@ static void store_flushed(void *arg, int res)
 	pthread_mutex_unlock(&eng->ckpt_lock);
 }
 
+/* A slice of the capture; once all is taken, step 2. */
+static void capture_step(struct engine *eng)
+{
+	struct ckpt_job *job = eng->ckpt_capturing;
+	int r;
+
+	if (capture_slice(eng, job))
+		return;
+	eng->ckpt_capturing = NULL;
+	log_msg(LOG_DEBUG, ENG_LOG, "checkpoint at seq %llu: captured %zu chunks in %u slices "
+		"over %.1f ms", (unsigned long long)job->seq, job->nchunks, job->slices,
+		(double)(log_clock_us() - job->started_us) / 1000.0);
+	r = eng_store_flush(eng, store_flushed, job);
+	if (r < 0)
+		store_flushed(job, r);
+}
+
 static void ckpt_start(struct engine *eng)
 {
-	struct ckpt_job *job = capture(eng);
-	int r;
+	struct ckpt_job *job = capture_begin(eng);
 
 	if (!job)
 		return;
@@ -231,9 +288,8 @@ static void ckpt_start(struct engine *eng)
 	eng->ckpt_busy = true;
 	eng->ckpt_wanted = false;
 	eng->ckpt_last_ms = eng_now_ms();
-	r = eng_store_flush(eng, store_flushed, job);
-	if (r < 0)
-		store_flushed(job, r);
+	eng->ckpt_capturing = job;
+	capture_step(eng);
 }
 
 /* Is a slot noted empty at capture still that slot and still empty? */
@@ -438,6 +494,8 @@ void eng_ckpt_maybe(struct engine *eng)
 {
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
 
+	if (eng->ckpt_capturing)
+		capture_step(eng);
 	if (eng->ckpt_busy)
 		return;
 	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see

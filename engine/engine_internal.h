@@ -22,6 +22,10 @@ struct meta_batch;
  * blocks to win one, and writes would crawl. So the store is full when no slot is
  * below that: about 90% of its blocks hold live data. */
 #define ENG_GC_MAX_LIVE_PCT 90u
+#define ENG_GC_CKPT_MIN_MS 200u /* between checkpoints the automatic cleaner asks for */
+/* Map chunks a checkpoint takes per poll (~5 us each: a RocksDB batch entry of up to
+ * 64 map entries): the whole of a 1 GiB volume written at random held the loop 20 ms */
+#define ENG_CKPT_SLICE_CHUNKS 128u
 
 /* A client request (read, write, trim, flush) or the cleaner's relocations. */
 struct ioreq {
@@ -151,6 +155,9 @@ struct ckpt_job {
 	struct ckpt_free *free_slots;
 	size_t nfree;
 	int result;
+	size_t nchunks;      /* map chunks in mb */
+	unsigned slices;     /* polls the capture took */
+	uint64_t started_us; /* log_clock_us() at capture: debug lines time the steps */
 };
 
 struct engine {
@@ -205,6 +212,8 @@ struct engine {
 	atomic_bool ckpt_ready;
 	bool ckpt_stop;
 	bool ckpt_busy;                 /* a job between capture and its completion */
+	struct ckpt_job *ckpt_capturing; /* a job taking its chunks, a slice per poll */
+	size_t ckpt_slice_chunks;       /* chunks a slice takes (ENG_CKPT_SLICE_CHUNKS) */
 	bool ckpt_wanted;
 	uint64_t ckpt_last_ms;
 	int ckpt_error;                 /* of the last checkpoint, if it failed */
@@ -536,5 +545,7 @@ int eng_prezero_timeout(const struct engine *eng);
  * the slots that are already empty and only wait for a checkpoint. */
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
 			   uint64_t next_seq, uint32_t *empty_waiting);
+/* Whether the slots the cleaner emptied are worth a checkpoint at now_ms (gc.c). */
+bool eng_gc_ckpt_due(const struct engine *eng, uint64_t now_ms);
 
 #endif

@@ -836,21 +836,35 @@ bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 
 /* What a poll does before it asks the store: background work, batches submitted
  * (queued to the store), callbacks of what completed. Returns callbacks run. */
+/* Background steps slower than this are logged at LOG_DEBUG (they hold the loop). */
+#define ENG_TRACE_SLOW_US 1000u
+
+#define TIMED(what, stmt)                                                              \
+	do {                                                                           \
+		uint64_t t0_ = trace ? log_clock_us() : 0;                             \
+		stmt;                                                                  \
+		if (trace && log_clock_us() - t0_ >= ENG_TRACE_SLOW_US)                \
+			log_msg(LOG_DEBUG, ENG_LOG, "%s held the loop %.1f ms", what,  \
+				(double)(log_clock_us() - t0_) / 1000.0);              \
+	} while (0)
+
 static int poll_begin(struct engine *eng)
 {
+	bool trace = log_get_level() == LOG_DEBUG;
 	int n;
 
-	eng_ckpt_reap(eng);
-	eng_gc_maybe(eng);
-	eng_prezero_maybe(eng);
-	eng_ckpt_maybe(eng);
+	TIMED("checkpoint reap", eng_ckpt_reap(eng));
+	TIMED("cleaner", eng_gc_maybe(eng));
+	TIMED("prezero", eng_prezero_maybe(eng));
+	TIMED("checkpoint start", eng_ckpt_maybe(eng));
 	eng_flatten_kick(eng);
 	/* after the cleaner and the checkpoint had their say on what the reap changed: a
 	 * job must not see a state they are about to act on (gc: "stalled", while the
 	 * slots a checkpoint just freed are about to be used) */
-	n = eng_jobs_run(eng);
+	TIMED("jobs", n = eng_jobs_run(eng));
 	eng_kick(eng);
-	return n + run_done(eng);
+	TIMED("callbacks", n += run_done(eng));
+	return n;
 }
 
 /* ... and after: what the store's completions made ready. */
@@ -864,6 +878,8 @@ static int poll_end(struct engine *eng, int n)
 /* The checkpoint thread does not wake the ring: a sleep while it works is short. */
 static int sleep_bound(const struct engine *eng, int timeout_ms)
 {
+	if (eng->ckpt_capturing)
+		return 0; /* the next slice is due */
 	return eng->ckpt_busy && (timeout_ms < 0 || timeout_ms > 5) ? 5 : timeout_ms;
 }
 
@@ -911,7 +927,8 @@ int engine_timeout_ms(const struct engine *eng)
 	uint64_t since = eng_now_ms() - eng->ckpt_last_ms;
 	int64_t sync = eng->flush_inflight ? -1 : sync_due_ms(eng);
 
-	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || sync == 0)
+	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || eng->ckpt_capturing ||
+	    sync == 0)
 		return 0;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *vol = eng->vols[i];

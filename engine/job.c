@@ -95,6 +95,13 @@ int eng_jobs_run(struct engine *eng)
 	struct eng_job **p = &eng->jobs;
 	int n = 0;
 
+	/* A checkpoint taking its chunks in slices waits for no job, and no job step runs
+	 * meanwhile: a step changes maps outside the log (a merge, a resize, a snapshot's
+	 * or a rollback's new layer, a delete) together with the records its ops carry,
+	 * and one checkpoint must hold all of such a change or none of it. Changes through
+	 * the log may straddle the slices: replay applies them again (checkpoint.c). */
+	if (eng->ckpt_capturing)
+		return 0;
 	while (*p) {
 		struct eng_job *job = *p;
 		int r = job->ending ? job->result : run_step(job);

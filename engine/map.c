@@ -32,6 +32,11 @@ struct map {
 	void *ref_arg;
 	uint64_t *dirty_list; /* leaf indexes with dirty chunks */
 	uint64_t ndirty, dirty_cap;
+	/* a sliced take (map_take_begin): the dirty list it set aside, and how far it got;
+	 * its leaves stay `listed` until emitted, so that a change meanwhile is emitted
+	 * by it (newest content) instead of listed again */
+	uint64_t *taking;
+	uint64_t ntaking, taken;
 };
 
 static uint64_t leaves_for(uint64_t nblocks)
@@ -66,6 +71,7 @@ void map_destroy(struct map *m)
 		free(m->leaves[i]);
 	free(m->leaves);
 	free(m->dirty_list);
+	free(m->taking);
 	free(m);
 }
 
@@ -265,28 +271,98 @@ static int emit_chunk(const struct map_leaf *leaf, uint64_t li, unsigned k,
 	return emit(arg, li * MAPX_CHUNKS_PER_LEAF + k, e, n);
 }
 
+/* Emits a listed leaf's dirty chunks and takes it off the list. */
+static int take_leaf(struct map *m, uint64_t li, map_chunk_fn emit, void *arg, size_t *emitted)
+{
+	struct map_leaf *leaf = m->leaves[li];
+
+	if (!leaf)
+		return 0;
+	for (unsigned k = 0; k < MAPX_CHUNKS_PER_LEAF; k++) {
+		int r;
+
+		if (!(leaf->dirty & (1u << k)))
+			continue;
+		r = emit_chunk(leaf, li, k, emit, arg);
+		if (r < 0)
+			return r;
+		leaf->dirty &= (uint8_t)~(1u << k);
+		(*emitted)++;
+	}
+	leaf->listed = false;
+	return 0;
+}
+
 int map_take_dirty(struct map *m, map_chunk_fn emit, void *arg)
 {
-	while (m->ndirty) {
-		uint64_t li = m->dirty_list[m->ndirty - 1];
+	int r = map_take_begin(m);
+
+	while (r == 0 && map_taking(m))
+		r = map_take_some(m, SIZE_MAX, emit, arg, &(size_t){ 0 });
+	return r < 0 ? r : 0;
+}
+
+bool map_taking(const struct map *m)
+{
+	return m->taking != NULL;
+}
+
+int map_take_begin(struct map *m)
+{
+	if (m->taking)
+		return -EBUSY;
+	if (!m->ndirty)
+		return 0;
+	m->taking = m->dirty_list;
+	m->ntaking = m->ndirty;
+	m->taken = 0;
+	m->dirty_list = NULL;
+	m->ndirty = m->dirty_cap = 0;
+	return 0;
+}
+
+static void take_end(struct map *m)
+{
+	free(m->taking);
+	m->taking = NULL;
+	m->ntaking = m->taken = 0;
+}
+
+int map_take_some(struct map *m, size_t max_chunks, map_chunk_fn emit, void *arg,
+		  size_t *emitted)
+{
+	size_t n = 0;
+
+	while (m->taken < m->ntaking && n < max_chunks) {
+		int r = take_leaf(m, m->taking[m->taken], emit, arg, &n);
+
+		if (r < 0) {
+			*emitted += n;
+			return r;
+		}
+		m->taken++;
+	}
+	*emitted += n;
+	if (m->taken < m->ntaking)
+		return 1;
+	take_end(m);
+	return 0;
+}
+
+void map_take_abort(struct map *m)
+{
+	for (uint64_t i = m->taken; i < m->ntaking; i++) {
+		uint64_t li = m->taking[i];
 		struct map_leaf *leaf = m->leaves[li];
 
-		if (leaf) {
-			for (unsigned k = 0; k < MAPX_CHUNKS_PER_LEAF; k++) {
-				int r;
-
-				if (!(leaf->dirty & (1u << k)))
-					continue;
-				r = emit_chunk(leaf, li, k, emit, arg);
-				if (r < 0)
-					return r;
-				leaf->dirty &= (uint8_t)~(1u << k);
-			}
-			leaf->listed = false;
-		}
-		m->ndirty--;
+		if (!leaf)
+			continue;
+		leaf->listed = false;
+		for (unsigned k = 0; k < MAPX_CHUNKS_PER_LEAF; k++)
+			if (leaf->dirty & (1u << k))
+				mark_dirty(m, li, k * MAP_CHUNK_BLOCKS); /* no memory: as elsewhere */
 	}
-	return 0;
+	take_end(m);
 }
 
 int map_resize(struct map *m, uint64_t nblocks)
@@ -322,6 +398,7 @@ void map_mark_all_dirty(struct map *m)
 
 void map_clear_dirty(struct map *m)
 {
+	map_take_abort(m);
 	for (uint64_t i = 0; i < m->ndirty; i++) {
 		struct map_leaf *leaf = m->leaves[m->dirty_list[i]];
 		if (leaf) {

@@ -69,6 +69,20 @@ int map_for_each_range(const struct map *m, uint64_t lba, uint64_t nblocks,
 typedef int (*map_chunk_fn)(void *arg, uint64_t chunk, const struct ondisk_map_entry *e,
 			    size_t n);
 int map_take_dirty(struct map *m, map_chunk_fn emit, void *arg);
+/* The same in slices, so that a checkpoint of many chunks does not hold the engine's
+ * thread: map_take_begin() sets aside the chunks dirty now (one take at a time);
+ * map_take_some() emits about max_chunks of them (whole leaves: up to
+ * MAPX_CHUNKS_PER_LEAF - 1 more), each with its content at that moment, adds the
+ * number emitted to *emitted, and returns 1 while some remain, 0 once the take is over,
+ * or emit's error (the take then stays open at the failing leaf). A chunk changed
+ * after its leaf was emitted is dirty again for the next take; one changed before is
+ * emitted once, as it is then. map_take_abort() gives back to the dirty set what the
+ * take has not emitted. */
+int map_take_begin(struct map *m);
+int map_take_some(struct map *m, size_t max_chunks, map_chunk_fn emit, void *arg,
+		  size_t *emitted);
+bool map_taking(const struct map *m);
+void map_take_abort(struct map *m);
 /* Marks every chunk that holds or held data dirty (after a failed checkpoint). */
 void map_mark_all_dirty(struct map *m);
 /* Forgets every dirty bit (after loading a checkpoint, which is what they'd write). */

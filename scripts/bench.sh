@@ -4,6 +4,11 @@
 #
 #   quill     a quilld started here on a fresh file-backed store, one volume
 #   raw       fio itself, io_uring + O_DIRECT, on a preallocated raw file (the ceiling)
+#   raw-sync  the same, plus an fdatasync after every RAW_SYNC_WRITES writes: the disk
+#             under the flushes a durable store must issue (quill's write-back pacing
+#             flushes after every 8 MiB of log). On a virtual disk a flush holds every
+#             request in flight while the host writes back, so the stall rows compare
+#             quill's worst case with this one as well as with raw's
 #   qemu-nbd  qemu-nbd --cache=none --aio=io_uring -f raw on a preallocated raw file
 #   nbdkit    nbdkit file (cache=none) on a preallocated raw file
 #   nbdkit-memory  nbdkit memory: no disk at all, what the client, TCP and the NBD
@@ -23,7 +28,8 @@
 # Environment:
 #   RUNTIME=10        seconds per job            SIZE=1G   bytes each job covers
 #   TARGETS="quill raw qemu-nbd nbdkit"          JOBS="randread-4k-qd1 ..." (names
-#                 (also nbdkit-memory)
+#                 (also nbdkit-memory, raw-sync)
+#   RAW_SYNC_WRITES=2048  raw-sync's writes per fdatasync (2048 x 4 KiB = 8 MiB)
 #                                                in fio-jobs/, without .fio)
 #   TRANSPORT=tcp     or unix (NBD over unix sockets instead of 127.0.0.1)
 #   STORE_SIZE        quill's store file (default 4 x SIZE, at least 2G)
@@ -45,6 +51,7 @@ JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd1-unwritten randread-4k-qd32 randrw-
 TRANSPORT="${TRANSPORT:-tcp}"
 NBDKIT_CACHE="${NBDKIT_CACHE:-none}"
 PRECONDITION="${PRECONDITION:-0}"
+RAW_SYNC_WRITES="${RAW_SYNC_WRITES:-2048}"
 QUILLD="${QUILLD:-$ROOT/build/tools/quilld}"
 QUILL="$ROOT/build/tools/quill"
 
@@ -93,12 +100,13 @@ disk_image()
 }
 
 # run_fio DIR NAME: one job from fio-jobs/ against $NBD_URI (or, for raw, the file
-# $RAW_FILE with io_uring and O_DIRECT: the same job with its engine lines swapped)
+# $RAW_FILE with io_uring and O_DIRECT: the same job with its engine lines swapped,
+# and $RAW_SYNC, if set, fio options added: raw-sync's fdatasync=)
 run_fio()
 {
 	local dir="$1" name="$2" job="$ROOT/fio-jobs/$2.fio"
 	if [ -n "${RAW_FILE:-}" ]; then
-		sed -e 's/^ioengine=nbd$/ioengine=io_uring\ndirect=1/' \
+		sed -e "s/^ioengine=nbd\$/ioengine=io_uring\\ndirect=1${RAW_SYNC:+\\n$RAW_SYNC}/" \
 			-e "s|^uri=.*|filename=$RAW_FILE|" "$job" >"$dir/$name.fio"
 		job="$dir/$name.fio"
 	fi
@@ -171,6 +179,12 @@ start_raw()
 	RAW_FILE="$(disk_image "$1")"
 }
 
+start_raw_sync()
+{
+	RAW_FILE="$(disk_image "$1")"
+	RAW_SYNC="fdatasync=$RAW_SYNC_WRITES"
+}
+
 start_qemu_nbd()
 {
 	local img
@@ -200,10 +214,12 @@ for target in $TARGETS; do
 	mkdir -p "$dir"
 	NBD_URI=""
 	RAW_FILE=""
+	RAW_SYNC=""
 	SERVER_PID=""
 	case "$target" in
 	quill) start_quill "$dir" ;;
 	raw) start_raw "$dir" ;;
+	raw-sync) start_raw_sync "$dir" ;;
 	qemu-nbd) start_qemu_nbd "$dir" ;;
 	nbdkit) start_nbdkit "$dir" ;;
 	nbdkit-memory) start_nbdkit_memory "$dir" ;;
@@ -296,18 +312,31 @@ if qd1:
 # Stalls (issue 11): a QD1 job's worst request against the raw file's in the same run
 # (target: at most max(20 ms, 2x raw)); a QD32 job's p99 against the raw file's (2x).
 # Run with RUNTIME=60: a checkpoint, a cleaner pass or a flush must show up in the max.
+# With raw-sync in TARGETS, the same limits against the raw file under periodic
+# fdatasync (the disk's own cost of the flushes a durable store issues).
+def limit_of(key, ref):
+    return max(20000, 2 * ref[key]) if key == "max_us" else 2 * ref[key]
+
+
 stall_rows = []
+with_sync = "raw-sync" in targets
 for job in jobs:
     q, raw = res.get("quill", {}).get(job), res.get("raw", {}).get(job)
     depth = job.split("-")
     if not q or not raw or not ("qd1" in depth or "qd32" in depth):
         continue
     key = "max_us" if "qd1" in depth else "p99_us"
-    limit = max(20000, 2 * raw[key]) if key == "max_us" else 2 * raw[key]
-    stall_rows.append([job, "max" if key == "max_us" else "p99", lat(q[key]), lat(raw[key]),
-                       lat(limit), "yes" if q[key] <= limit else "NO"])
+    limit = limit_of(key, raw)
+    row = [job, "max" if key == "max_us" else "p99", lat(q[key]), lat(raw[key]),
+           lat(limit), "yes" if q[key] <= limit else "NO"]
+    if with_sync:
+        rs = res["raw-sync"].get(job)
+        row += [lat(rs[key]), lat(limit_of(key, rs)),
+                "yes" if q[key] <= limit_of(key, rs) else "NO"] if rs else ["-"] * 3
+    stall_rows.append(row)
 if stall_rows:
     print("\nstalls, same run: QD1 worst latency <= max(20 ms, 2x raw); QD32 p99 <= 2x raw")
-    table(["job", "what", "quill", "raw", "target", "met"], stall_rows)
+    table(["job", "what", "quill", "raw", "target", "met"] +
+          (["raw-sync", "target", "met"] if with_sync else []), stall_rows)
 PY
 echo "bench.sh: table and fio JSON in $OUT"

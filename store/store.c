@@ -76,6 +76,7 @@ struct store_req {
 	size_t done;		/* bytes transferred so far */
 	unsigned retries;
 	enum req_op op;
+	uint64_t queued_us;	/* when the caller asked (tracing only, else 0) */
 	struct iovec iov_inline[STORE_IOV_INLINE];
 };
 
@@ -99,6 +100,7 @@ struct store {
 	bool closing;		 /* store_close() is draining: new requests are refused */
 	int poll_fd;		 /* store_wait_fd()'s fd while its poll is in the ring, or -1 */
 	bool poll_fired;	 /* that poll completed: the fd is (or was) readable */
+	bool trace;		 /* LOG_DEBUG at open: slow requests and flushes logged */
 	struct store_req *free;
 	struct store_req *pending_head;
 	struct store_req **pending_tail;
@@ -286,20 +288,36 @@ static void req_issue(struct store *st, struct store_req *req)
 
 /* ---- completion ---- */
 
+static const char *op_name(enum req_op op)
+{
+	return op == REQ_READ ? "read" : op == REQ_WRITE ? "write" : "flush";
+}
+
+/* Requests slower than this are logged at LOG_DEBUG; flushes always are. */
+#define STORE_TRACE_SLOW_US 5000u
+
+static void req_trace(const struct store *st, const struct store_req *req, int res)
+{
+	uint64_t us = log_clock_us() - req->queued_us;
+
+	if (req->op == REQ_FSYNC || us >= STORE_TRACE_SLOW_US)
+		log_msg(LOG_DEBUG, "store", "%s at %" PRIu64 " (%zu bytes, %u in flight) took "
+			"%.1f ms: %d", op_name(req->op), req->off, req->total, st->in_ring,
+			(double)us / 1000.0, res);
+}
+
 static void req_complete(struct store *st, struct store_req *req, int res)
 {
 	store_cb cb = req->cb;
 	void *arg = req->arg;
 
+	if (st->trace)
+		req_trace(st, req, res);
 	req_put(st, req);
 	st->active--;
 	cb(arg, res);
 }
 
-static const char *op_name(enum req_op op)
-{
-	return op == REQ_READ ? "read" : op == REQ_WRITE ? "write" : "flush";
-}
 
 /* Handles one CQE: resubmits a retryable or short transfer, else runs the callback.
  * Returns 1 if a callback ran. */
@@ -441,6 +459,7 @@ static int queue_req(struct store *st, enum req_op op, uint64_t off, const struc
 	req->total = total;
 	req->cb = cb;
 	req->arg = arg;
+	req->queued_us = st->trace ? log_clock_us() : 0;
 	st->active++;
 	req_issue(st, req);
 	return 0;
@@ -928,6 +947,7 @@ int store_open(const struct store_opts *opts, struct store **out)
 	st->event_fd = -1;
 	st->poll_fd = -1;
 	st->pending_tail = &st->pending_head;
+	st->trace = log_get_level() == LOG_DEBUG;
 	st->path = strdup(opts->path);
 	if (!st->path) {
 		r = -ENOMEM;

@@ -30,6 +30,7 @@
 #include "bench_fio.h"
 #include "bench_hist.h"
 #include "common/err.h"
+#include "common/log.h"
 #include "common/units.h"
 #include "engine/engine.h"
 
@@ -120,6 +121,8 @@ static uint64_t xorshift(uint64_t *s)
 	return *s = x;
 }
 
+#define SLOW_NS 5000000ull /* requests logged at LOG_DEBUG */
+
 static void req_cb(void *arg, int res);
 
 /* Submits r's next request; false when the job is over (or submission failed). */
@@ -161,8 +164,12 @@ static void req_cb(void *arg, int res)
 {
 	struct req *r = arg;
 	struct job *j = r->job;
+	uint64_t ns = now_ns() - r->t0;
 
-	hist_add(&j->hist, now_ns() - r->t0);
+	hist_add(&j->hist, ns);
+	if (ns >= SLOW_NS) /* QUILL_LOG=debug: matched against the engine's debug lines */
+		log_msg(LOG_DEBUG, "bench", "slow %s: %.1f ms", j->kind == JOB_WRITE ? "write" :
+			"read", (double)ns / 1e6);
 	j->inflight--;
 	if (res < 0) {
 		j->errors++;

@@ -152,6 +152,34 @@ Test(gc, empty_slot_with_trims_over_older_blocks_is_a_victim)
 	cr_assert_not(eng_slot_pinned(s, 2, 1));
 }
 
+/* Emptied slots wait for a checkpoint; while the automatic cleaner only keeps its
+ * lead, it asks for one at most every ENG_GC_CKPT_MIN_MS (each flushes the store and
+ * RocksDB: back to back, they stalled a QD32 writer), and at once when space is short. */
+Test(gc, asks_for_a_checkpoint_at_most_every_min_ms_while_keeping_its_lead)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	struct ioreq parked = { 0 };
+	const uint64_t t = 100000;
+
+	cr_assert_not_null(e);
+	e->gc_reserve = 2;
+	e->nfree = 10;
+	e->ckpt_last_ms = t;
+	cr_assert_not(eng_gc_ckpt_due(e, t));
+	cr_assert_not(eng_gc_ckpt_due(e, t + ENG_GC_CKPT_MIN_MS - 1));
+	cr_assert(eng_gc_ckpt_due(e, t + ENG_GC_CKPT_MIN_MS));
+
+	e->nfree = e->gc_reserve + 2; /* down to the floor: now */
+	cr_assert(eng_gc_ckpt_due(e, t));
+	e->nfree = 10;
+	e->gc_want_free = 12; /* `quill gc` waits for it: now */
+	cr_assert(eng_gc_ckpt_due(e, t));
+	e->gc_want_free = 0;
+	e->parked.head = &parked; /* a write waits for space: now */
+	cr_assert(eng_gc_ckpt_due(e, t));
+	free(e);
+}
+
 /* ---- the cleaner at work: it moves a victim's live blocks in LBA order ---- */
 
 TestSuite(gc_engine, .init = setup, .fini = teardown);

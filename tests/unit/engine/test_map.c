@@ -434,3 +434,149 @@ Test(map, mark_all_dirty_reemits_every_chunk_that_held_data)
 	cr_assert_eq(take(m)->n, 0);
 	map_destroy(m);
 }
+
+/* Applies every emitted chunk to `dst`, as RocksDB then start-up would. */
+static void load_all(struct map *dst, const struct emitted *em)
+{
+	for (size_t i = 0; i < em->n; i++)
+		cr_assert_eq(map_load_chunk(dst, em->c[i].chunk, em->c[i].e,
+					    em->c[i].n * sizeof(struct ondisk_map_entry)), 0);
+}
+
+/* One slice of at most `max` chunks into em (appended). Returns map_take_some's. */
+static int take_slice(struct map *m, size_t max, struct emitted *em, size_t *emitted)
+{
+	size_t before = em->n;
+	int r = map_take_some(m, max, on_emit, em, emitted);
+
+	cr_assert_geq(r, 0);
+	/* whole leaves: at most a leaf's chunks past the budget */
+	cr_assert_leq(em->n - before, max + MAPX_CHUNKS_PER_LEAF - 1);
+	return r;
+}
+
+/* A take in slices emits what one take emits, and nothing twice. */
+Test(map, a_take_in_slices_emits_what_one_take_emits)
+{
+	const uint64_t nblocks = 6 * MAPX_LEAF_BLOCKS;
+	struct map *a = map_new(nblocks), *b;
+	static struct emitted sliced;
+	struct emitted *whole;
+	size_t emitted = 0;
+	int slices = 0;
+
+	for (uint64_t i = 0; i < nblocks; i += 13)
+		set(a, i, (uint32_t)(i % NSLOTS), (uint32_t)i);
+	b = map_new(nblocks);
+	for (uint64_t i = 0; i < nblocks; i += 13)
+		set(b, i, (uint32_t)(i % NSLOTS), (uint32_t)i);
+	whole = take(a);
+	cr_assert_gt(whole->n, 8, "enough chunks for several slices");
+	memset(&sliced, 0, sizeof(sliced));
+	cr_assert_eq(map_take_begin(b), 0);
+	cr_assert(map_taking(b));
+	cr_assert_eq(map_take_begin(b), -EBUSY, "one take at a time");
+	while (take_slice(b, 3, &sliced, &emitted) > 0)
+		slices++;
+	cr_assert_not(map_taking(b));
+	cr_assert_gt(slices, 2, "it took several slices");
+	cr_assert_eq(sliced.n, whole->n);
+	cr_assert_eq(emitted, whole->n, "the count matches what was emitted");
+	for (size_t i = 0; i < whole->n; i++) {
+		cr_assert_eq(emitted_n(&sliced, whole->c[i].chunk), (long)whole->c[i].n);
+		for (size_t j = 0; j < sliced.n; j++)
+			if (sliced.c[j].chunk == whole->c[i].chunk)
+				cr_assert_arr_eq(sliced.c[j].e, whole->c[i].e,
+						 whole->c[i].n * sizeof(struct ondisk_map_entry));
+	}
+	cr_assert_eq(take(b)->n, 0, "nothing left dirty");
+	map_destroy(a);
+	map_destroy(b);
+}
+
+/* Changes while a take is in slices: a chunk not reached yet is emitted once, with its
+ * newest content; one already emitted is dirty again for the next take. The chunks of
+ * both takes loaded in order give the map as it is. */
+Test(map, changes_during_a_sliced_take_reach_this_take_or_the_next)
+{
+	const uint64_t nblocks = 4 * MAPX_LEAF_BLOCKS;
+	const uint64_t last = 3 * MAPX_LEAF_BLOCKS + 1; /* in the last leaf taken */
+	struct map *m = map_new(nblocks), *dst;
+	static struct emitted first;
+	struct emitted *second;
+	size_t emitted = 0;
+
+	/* one chunk in each of the four leaves, listed in order 0..3 */
+	for (uint64_t leaf = 0; leaf < 4; leaf++)
+		set(m, leaf * MAPX_LEAF_BLOCKS + 1, 1, (uint32_t)leaf);
+	take(m);
+	for (uint64_t leaf = 0; leaf < 4; leaf++)
+		set(m, leaf * MAPX_LEAF_BLOCKS + 1, 2, (uint32_t)leaf);
+	memset(&first, 0, sizeof(first));
+	cr_assert_eq(map_take_begin(m), 0);
+	/* in list order, one leaf per slice of 1: leaf 0 first */
+	cr_assert_eq(take_slice(m, 1, &first, &emitted), 1);
+	cr_assert_eq(first.n, 1);
+	cr_assert_eq(first.c[0].chunk, 0);
+
+	set(m, 1, 3, 33);                     /* leaf 0, emitted already: the next take */
+	set(m, last, 3, 10);                  /* leaf 3, not reached: this take, newest */
+	set(m, MAPX_LEAF_BLOCKS + 64, 3, 11); /* leaf 1, another chunk, not reached */
+	map_clear(m, 2 * MAPX_LEAF_BLOCKS + 1, 1); /* leaf 2 emptied before its turn */
+	while (take_slice(m, 1, &first, &emitted) > 0)
+		;
+	cr_assert_eq(first.n, 5, "leaf 0 once, two chunks of leaf 1, leaf 2, leaf 3");
+	cr_assert_eq(emitted, 5);
+	cr_assert_eq(emitted_n(&first, last / MAP_CHUNK_BLOCKS), 1);
+	cr_assert_eq(emitted_n(&first, (2 * MAPX_LEAF_BLOCKS) / MAP_CHUNK_BLOCKS), 0);
+	cr_assert_eq(emitted_n(&first, (MAPX_LEAF_BLOCKS + 64) / MAP_CHUNK_BLOCKS), 1);
+	for (size_t i = 0; i < first.n; i++) {
+		if (first.c[i].chunk == last / MAP_CHUNK_BLOCKS)
+			cr_assert_eq(first.c[i].e[0].block, 10, "leaf 3 as it is when taken");
+		if (first.c[i].chunk == 0)
+			cr_assert_eq(first.c[i].e[0].block, 0, "leaf 0 as it was when taken");
+	}
+
+	second = take(m);
+	cr_assert_eq(second->n, 1, "only the chunk changed after its leaf was taken");
+	cr_assert_eq(second->c[0].chunk, 0);
+	cr_assert_eq(second->c[0].e[0].block, 33);
+
+	dst = map_new(nblocks);
+	load_all(dst, &first);
+	load_all(dst, second);
+	for (uint64_t lba = 0; lba < nblocks; lba++) {
+		struct map_loc want, got;
+		bool has = map_get(m, lba, &want);
+
+		cr_assert_eq(map_get(dst, lba, &got), has, "lba %llu", (unsigned long long)lba);
+		if (has)
+			cr_assert(want.slot == got.slot && want.block == got.block, "lba %llu",
+				  (unsigned long long)lba);
+	}
+	map_destroy(m);
+	map_destroy(dst);
+}
+
+/* A take given up (a checkpoint that could not go on) leaves every chunk it had not
+ * emitted dirty, and the next take emits them. */
+Test(map, an_aborted_take_gives_its_chunks_back)
+{
+	struct map *m = map_new(4 * MAPX_LEAF_BLOCKS);
+	static struct emitted part;
+	struct emitted *rest;
+	size_t emitted = 0;
+
+	for (uint64_t leaf = 0; leaf < 4; leaf++)
+		set(m, leaf * MAPX_LEAF_BLOCKS, 1, (uint32_t)leaf);
+	memset(&part, 0, sizeof(part));
+	cr_assert_eq(map_take_begin(m), 0);
+	cr_assert_eq(take_slice(m, 1, &part, &emitted), 1);
+	map_take_abort(m);
+	cr_assert_not(map_taking(m));
+	rest = take(m);
+	cr_assert_eq(part.n + rest->n, 4);
+	for (size_t i = 0; i < part.n; i++)
+		cr_assert_eq(emitted_n(rest, part.c[i].chunk), -1, "not emitted again");
+	map_destroy(m);
+}
