@@ -654,7 +654,9 @@ int engine_flush(struct engine *eng, engine_cb cb, void *arg)
 
 #define READ_WINDOW 256u   /* blocks resolved and sorted at a time */
 #define READ_MAX_GAP 8u    /* unwanted blocks read to join two runs of one slot */
-#define READ_MAX_SPAN 256u /* blocks in one I/O */
+/* blocks in one I/O: a whole window and what lies between its runs (a window written
+ * by 1 MiB writes spans its 256 blocks and the summaries of two or three batches) */
+#define READ_MAX_SPAN (2 * READ_WINDOW)
 
 struct read_want {
 	uint32_t pos; /* block of the span */
@@ -752,7 +754,7 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 {
 	struct engine *eng = vol->eng;
 	struct read_part *p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
-	struct iovec iov[2 * READ_MAX_SPAN];
+	struct iovec iov[2 * READ_WINDOW]; /* a gap and a run per wanted block at most */
 	uint8_t *scratch = NULL;
 	uint64_t off;
 	int r, niov;
