@@ -53,6 +53,7 @@ void engine_opts_init(struct engine_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->gc_auto = true;
 	opts->prezero = true;
+	opts->read_defrag = true;
 	opts->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 }
 

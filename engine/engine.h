@@ -89,6 +89,10 @@ struct engine_opts {
 				      so that first writes do not pay the file system's
 				      unwritten-extent conversion (a fallocate()d file);
 				      default on through engine_opts_init */
+	bool read_defrag;          /* a read whose blocks lie scattered over the log writes
+				      them back in LBA order (MOVE entries), so that the
+				      next read of the range is one I/O (engine/defrag.c);
+				      default on through engine_opts_init */
 	bool rebuild_meta;         /* meta_path is empty: rebuild the catalog, aliases and
 				      maps from the store's log alone (docs/format.md) */
 	const char *test_pause;    /* crash tests only: "POINT:MS" holds the thread that
@@ -352,6 +356,9 @@ struct engine_stats {
 	uint64_t prezeroed_bytes; /* zeros written ahead of the log (engine_opts.prezero) */
 	uint64_t read_ios;        /* store reads issued for client reads: a read of
 				     neighbouring blocks in the log is one */
+	uint64_t defrag_blocks;   /* blocks rewritten by read reallocation (retired) */
+	uint64_t defrag_skipped;  /* scattered windows left as they were (over budget, no
+				     room, a job on the volume) */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
 	uint64_t replayed_batches;   /* at the last open */

@@ -41,6 +41,7 @@ struct ioreq {
 	uint64_t nblocks;
 	const uint8_t *src;
 	enum ondisk_entry_kind kind; /* DATA (a write), TRIM or ZERO */
+	struct defrag_plan *defrag;  /* a read: blocks to rewrite once it is done (defrag.c) */
 };
 
 /* A FIFO of requests, linked through ioreq.next. */
@@ -65,6 +66,14 @@ struct batch {
 
 struct flatten_job;
 struct eng_job;
+struct defrag_plan;
+
+/* A block a read wants that holds data: where it is, and its place in the read. */
+struct read_block {
+	uint32_t slot, block;
+	uint32_t idx; /* block of the request */
+	uint32_t crc;
+};
 
 /* A live block of the cleaner's victim: moved in LBA order (gc.c). */
 struct gc_move {
@@ -252,6 +261,7 @@ struct engine {
 	struct gc_move *gc_moves; /* gc.c: the victim's live blocks, sorted before moving */
 	uint32_t gc_nmoves;
 	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
+	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
 
 	/* prezero.c: zeros over unwritten free slots ahead of the log */
 	uint64_t pz_cursor;   /* store offset: the next chunk is looked for from here */
@@ -535,6 +545,19 @@ int eng_rebuild(struct engine *eng, bool keep);
 
 /* gc.c */
 void eng_gc_maybe(struct engine *eng);
+/* Free slots the automatic cleaner keeps (others stay clear of them). */
+unsigned eng_gc_low_water(const struct engine *eng);
+
+/* defrag.c: read reallocation */
+/* Does a window of n mapped blocks that took `ios` I/Os want rewriting? */
+bool eng_defrag_wanted(uint32_t n, uint32_t ios);
+/* A read of vol found such a window, b[0..n) (lba: the request's block 0, dst: its
+ * buffer): the blocks vol's own map holds are noted in req, rewritten when it ends. */
+void eng_defrag_note(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
+		     const struct read_block *b, uint32_t n);
+/* Before a read's callback (req->defrag set): appends what still qualifies as MOVEs,
+ * in LBA order, from req's buffer; frees the plan. */
+void eng_defrag_finish(struct engine *eng, struct ioreq *req);
 
 /* prezero.c: zeros over the never-written free slots the log takes next */
 void eng_prezero_init(struct engine *eng);

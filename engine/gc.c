@@ -228,7 +228,7 @@ static bool batches_in_flight(const struct engine *eng)
 
 /* Free slots the automatic cleaner keeps: the reserve, and ~3% of the store so that
  * cleaning runs ahead of the writes instead of behind them. */
-static unsigned low_water(const struct engine *eng)
+unsigned eng_gc_low_water(const struct engine *eng)
 {
 	unsigned w = eng->sb.segment_count / 32;
 
@@ -257,8 +257,8 @@ void eng_gc_maybe(struct engine *eng)
 
 	if (eng->gc_busy || eng->closing)
 		return;
-	if (eng->opts.gc_auto && want < low_water(eng))
-		want = low_water(eng);
+	if (eng->opts.gc_auto && want < eng_gc_low_water(eng))
+		want = eng_gc_low_water(eng);
 	if (eng->nfree >= want && !eng->parked.head) {
 		eng->gc_want_free = 0;
 		return;

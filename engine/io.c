@@ -84,6 +84,8 @@ static int run_done(struct engine *eng)
 	int n = 0;
 
 	while ((req = fifo_pop(&eng->done))) {
+		if (req->defrag) /* a read: its buffer is still the engine's */
+			eng_defrag_finish(eng, req);
 		req->cb(req->arg, req->result);
 		req->next = eng->free_reqs;
 		eng->free_reqs = req;
@@ -608,14 +610,9 @@ int engine_flush(struct engine *eng, engine_cb cb, void *arg)
 
 #define READ_WINDOW 256u   /* blocks resolved and sorted at a time */
 #define READ_MAX_GAP 8u    /* unwanted blocks read to join two runs of one slot */
-#define READ_MAX_SPAN 256u /* blocks in one I/O */
-
-/* A block of the window that holds data: where it is, and its place in the read. */
-struct read_block {
-	uint32_t slot, block;
-	uint32_t idx; /* block of the request */
-	uint32_t crc;
-};
+/* blocks in one I/O: a whole window and what lies between its runs (a window written
+ * by 1 MiB writes spans its 256 blocks and the summaries of two or three batches) */
+#define READ_MAX_SPAN (2 * READ_WINDOW)
 
 struct read_want {
 	uint32_t pos; /* block of the span */
@@ -713,7 +710,7 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 {
 	struct engine *eng = vol->eng;
 	struct read_part *p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
-	struct iovec iov[2 * READ_MAX_SPAN];
+	struct iovec iov[2 * READ_WINDOW]; /* a gap and a run per wanted block at most */
 	uint8_t *scratch = NULL;
 	struct iovec one;
 	int r, niov;
@@ -765,11 +762,12 @@ static bool span_joins(const struct read_block *first, const struct read_block *
 	       c->block - first->block < READ_MAX_SPAN;
 }
 
-/* Reads a window's mapped blocks b[0..n), sorted, as few spans. */
+/* Reads a window's mapped blocks b[0..n), sorted, as few spans; a window that took
+ * many goes to read reallocation (defrag.c). */
 static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 		       uint8_t *dst, struct read_block *b, uint32_t n)
 {
-	uint32_t start = 0;
+	uint32_t start = 0, spans = 0;
 
 	qsort(b, n, sizeof(*b), read_block_cmp);
 	for (uint32_t i = 1; i <= n; i++) {
@@ -779,7 +777,10 @@ static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lb
 		if (r < 0)
 			return r;
 		start = i;
+		spans++;
 	}
+	if (eng_defrag_wanted(n, spans))
+		eng_defrag_note(vol, req, lba, dst, b, n);
 	return 0;
 }
 

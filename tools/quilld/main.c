@@ -220,6 +220,8 @@ static int open_engine(struct node *n)
 	eo.segment_size = n->cfg.segment_size;
 	eo.checkpoint_ms = n->cfg.checkpoint_ms;
 	eo.sync_bytes = n->cfg.sync_size; /* 0: never, as in the engine */
+	eo.prezero = n->cfg.prezero;
+	eo.read_defrag = n->cfg.read_defrag;
 	eo.test_pause = getenv("QUILL_TEST_PAUSE"); /* crash tests (engine.h) */
 	if (n->cfg.rebuild_meta) {
 		int r = move_meta_aside(n->cfg.meta);

@@ -77,6 +77,21 @@ void reopen_engine(void)
 	open_engine();
 }
 
+/* Reopens from the store alone: the metadata directory is thrown away. */
+void rebuild_engine(void)
+{
+	struct engine_opts o;
+	int r;
+
+	engine_close(eng);
+	eng = NULL;
+	testutil_rm_tree(meta_path);
+	opts_for(&o, store_path, meta_path, false);
+	o.rebuild_meta = true;
+	r = engine_open(&o, &eng);
+	cr_assert_eq(r, 0, "rebuild: %s", strerror(-r));
+}
+
 struct engine_stats stats(void)
 {
 	struct engine_stats st;

@@ -41,6 +41,8 @@ void opts_for(struct engine_opts *o, const char *store, const char *meta, bool f
 int try_open(bool format);
 void open_engine(void);
 void reopen_engine(void);
+/* Reopens from the store alone: RocksDB rebuilt from the log (rebuild_meta). */
+void rebuild_engine(void);
 struct engine_stats stats(void);
 struct engine_volume *create_and_open(const char *name, uint64_t size);
 struct engine_volume *open_vol(const char *name);

@@ -152,3 +152,24 @@ Test(engine_io, a_read_across_batches_holes_zero_entries_and_the_parent_is_exact
 	c = open_vol("c");
 	expect_model(c, 0, N, tags, 0);
 }
+
+/* A window of 256 blocks written by two writes (two batches, a summary between them
+ * and before each) spans 257 blocks of one slot: still one I/O. */
+Test(engine_io, a_window_written_by_two_batches_is_one_io)
+{
+	struct engine_opts o;
+	static uint32_t tags[512];
+	struct engine_volume *vol;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.segment_size = 2u << 20; /* 512 blocks: the window and its summaries fit */
+	o.store_size = QUILL_DATA_OFFSET + 8ull * o.segment_size;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 128, 4);
+	write_tagged(vol, 128, 128, 5);
+	for (unsigned i = 0; i < 256; i++)
+		tags[i] = i < 128 ? 4 : 5;
+	cr_assert_eq(expect_model(vol, 0, 256, tags, 0), 1);
+	cr_assert_eq(expect_model(vol, 0, 256, tags, 5), 1, "unaligned buffer");
+}

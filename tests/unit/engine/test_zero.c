@@ -111,21 +111,6 @@ Test(zero, allocated_zeros_are_replayed_after_a_crash)
 	expect_zeroed(open_vol("v"), 0);
 }
 
-/* Reopens from the store alone: the metadata directory is thrown away. */
-static void rebuild_engine(void)
-{
-	struct engine_opts o;
-	int r;
-
-	engine_close(eng);
-	eng = NULL;
-	testutil_rm_tree(meta_path);
-	opts_for(&o, store_path, meta_path, false);
-	o.rebuild_meta = true;
-	r = engine_open(&o, &eng);
-	cr_assert_eq(r, 0, "rebuild: %s", strerror(-r));
-}
-
 Test(zero, allocated_zeros_survive_a_rebuild_of_the_metadata)
 {
 	zeroed_volume();
