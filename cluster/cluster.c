@@ -449,6 +449,7 @@ static int join(struct cluster *cl, uint64_t *next_ka)
 	cl->lease_id = id;
 	cl->joined_once = true;
 	cl->waiting_logged = false;
+	cl->outage_logged = false;
 	lease_set(cl, id, ttl, sent);
 	*next_ka = lease_next_keepalive_ms(sent, ttl);
 	set_state(cl, "registered");
