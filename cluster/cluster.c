@@ -754,7 +754,7 @@ int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb c
 
 static int make_clients(struct cluster *cl, const struct cluster_opts *opts)
 {
-	char user[CLUSTER_CRED_MAX] = "", password[CLUSTER_CRED_MAX] = "", why[MSG_MAX];
+	char user[CLUSTER_CRED_MAX] = "", password[CLUSTER_CRED_MAX] = "", why[3 * 4096];
 	struct etcd_opts eo = { .endpoints = opts->endpoints };
 	unsigned timeout = cl->ttl_s * 1000 / 3;
 	int r = 0;

@@ -23,9 +23,8 @@ cmd=$1
 dir=$2
 prefix=${3:-/quill/default/}
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# free_port
+source "$(dirname "${BASH_SOURCE[0]}")/procs.sh"
 
 running() {
 	[ -f "$dir/etcd.pid" ] && kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null
