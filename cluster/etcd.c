@@ -225,7 +225,7 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
 /* Runs the easy handle to its end: the CURLcode, or -ECANCELED. */
 static int run(struct etcd *e)
 {
-	int running = 1, res = -1;
+	int running = 1, res = -EIO;
 	CURLMsg *m;
 	int left;
 
@@ -333,7 +333,8 @@ static int post_any(struct etcd *e, const char *path, const char *body, struct x
 			x->body[0] = '\0';
 		code = post(e, path, body, x, stream, http);
 		if (code < 0)
-			return code == -ECANCELED ? fail(e, code, "etcd: interrupted") : code;
+			return code == -ECANCELED ? fail(e, code, "etcd: interrupted")
+						  : fail(e, code, "etcd: %s", strerror(-code));
 		if (!network_error(code))
 			return code;
 		fail(e, 0, "etcd at %s: %s", e->endpoint[e->cur], curl_easy_strerror(code));

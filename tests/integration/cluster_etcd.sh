@@ -193,7 +193,7 @@ sys.exit(0 if io["state"] == "waiting" and io["requests_waiting"] > 0 and
 outage() # outage stop|kill: one etcd outage under fio
 {
 	local how="$1" fio_pid rc=0
-	fio_verify_job "$WORK/verify.fio" "$(nbd_uri v0)" 16M 300
+	fio_verify_job "$WORK/verify.fio" "$(nbd_uri v0)" 12M 400
 	fio "$WORK/verify.fio" >"$WORK/fio-$how.log" 2>&1 &
 	fio_pid=$!
 	track "$fio_pid"
@@ -203,9 +203,9 @@ outage() # outage stop|kill: one etcd outage under fio
 	else
 		kill -KILL "$ETCD_PID"
 	fi
-	wait_for 20 "client I/O does not wait with etcd ${how}ped" waiting_seen
-	log "etcd ${how}ped: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["io"]["why"])' "$WORK/status.json")"
-	kill -0 "$fio_pid" 2>/dev/null || fail "fio ended while etcd was ${how}ped"
+	wait_for 20 "client I/O does not wait with etcd down ($how)" waiting_seen
+	log "etcd $([ "$how" = stop ] && echo stopped || echo killed): $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["io"]["why"])' "$WORK/status.json")"
+	kill -0 "$fio_pid" 2>/dev/null || fail "fio ended while etcd was down ($how)"
 	sleep 1
 	if [ "$how" = stop ]; then
 		kill -CONT "$ETCD_PID"
