@@ -543,45 +543,43 @@ int etcd_txn(struct etcd *e, struct json_object *compare, struct json_object *su
 	return 0;
 }
 
-int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id, int64_t *granted_ttl)
+/* A lease call whose request is {name: v} and whose answer is {ID, TTL}. */
+static int lease_call(struct etcd *e, const char *path, const char *name, int64_t v,
+		      int64_t *id, int64_t *ttl)
 {
 	struct json_object *req = json_object_new_object(), *resp;
 	int r;
 
-	if (!req || etcd_json_add_int64(req, "TTL", ttl_s) < 0) {
+	if (!req || etcd_json_add_int64(req, name, v) < 0) {
 		json_object_put(req);
 		return -ENOMEM;
 	}
-	r = etcd_call(e, "/v3/lease/grant", req, &resp);
+	r = etcd_call(e, path, req, &resp);
 	json_object_put(req);
 	if (r < 0)
 		return r;
-	r = etcd_json_lease(resp, id, granted_ttl);
+	r = etcd_json_lease(resp, id, ttl);
 	json_object_put(resp);
+	return r < 0 ? fail(e, r, "etcd: the answer to %s does not decode", path) : 0;
+}
+
+int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id, int64_t *granted_ttl)
+{
+	int r = lease_call(e, "/v3/lease/grant", "TTL", ttl_s, id, granted_ttl);
+
 	if (r == 0 && *granted_ttl <= 0)
-		r = -EPROTO;
-	return r < 0 ? fail(e, r, "etcd: a lease grant answer does not decode") : 0;
+		r = fail(e, -EPROTO, "etcd granted a lease without a TTL");
+	return r;
 }
 
 int etcd_lease_keepalive(struct etcd *e, int64_t id, int64_t *ttl)
 {
-	struct json_object *req = json_object_new_object(), *resp;
 	int64_t got;
-	int r;
+	int r = lease_call(e, "/v3/lease/keepalive", "ID", id, &got, ttl);
 
-	if (!req || etcd_json_add_int64(req, "ID", id) < 0) {
-		json_object_put(req);
-		return -ENOMEM;
-	}
-	r = etcd_call(e, "/v3/lease/keepalive", req, &resp);
-	json_object_put(req);
-	if (r < 0)
-		return r;
-	r = etcd_json_lease(resp, &got, ttl);
-	json_object_put(resp);
 	if (r == 0 && got != id)
-		r = -EPROTO;
-	return r < 0 ? fail(e, r, "etcd: a keepalive answer does not decode") : 0;
+		r = fail(e, -EPROTO, "etcd answered a keepalive for another lease");
+	return r;
 }
 
 int etcd_lease_revoke(struct etcd *e, int64_t id)
