@@ -583,7 +583,10 @@ static void *session_main(void *arg)
 		}
 		wait_until(cl, next, true);
 	}
-	if (cl->lease_id && etcd_lease_revoke(cl->sess, cl->lease_id) == 0)
+	/* revoked, the node is down at once rather than after its TTL; not tried when
+	 * etcd has not answered for a while (the stop would wait for the timeout) */
+	if (cl->lease_id && lease_valid(atomic_load(&cl->deadline_ms), loop_now_ms()) &&
+	    etcd_lease_revoke(cl->sess, cl->lease_id) == 0)
 		log_msg(LOG_INFO, LOG_TAG, "left %s: lease revoked", cl->prefix);
 	atomic_store(&cl->deadline_ms, 0);
 	return NULL;
@@ -636,6 +639,10 @@ static void *watch_main(void *arg)
 		int64_t rev = 0, compact = 0;
 		int r = reload(cl, &rev);
 
+		if (r == 0 && logged) {
+			log_msg(LOG_INFO, LOG_TAG, "map watch: etcd answers again");
+			logged = false;
+		}
 		if (r == 0)
 			r = etcd_watch(cl->watch, cl->prefix, cl->prefix_end, rev + 1, watch_events,
 				       cl, &compact);
