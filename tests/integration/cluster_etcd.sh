@@ -99,6 +99,20 @@ refused_start()
 	REFUSED_LOG=$(cat "$log")
 }
 
+# settings checked before anything starts (exit 2, the setting named)
+settings_refused() # settings_refused PATTERN FLAGS…
+{
+	local pat="$1" rc=0 out
+	shift
+	out=$("$QUILLD" --data-dir "$WORK/never" --nbd-port "$(free_port)" "$@" 2>&1) || rc=$?
+	[ "$rc" = 2 ] && grep -q -- "$pat" <<<"$out" || fail "quilld $*: exit $rc, $out"
+	[ ! -e "$WORK/never" ] || fail "quilld $* created its data folder"
+}
+settings_refused "give etcd-endpoints too" --node-id n0
+settings_refused "lease-ttl = '1'" --etcd-endpoints http://127.0.0.1:1 --lease-ttl 1
+settings_refused "etcd-prefix = 'quill'" --etcd-endpoints http://127.0.0.1:1 --etcd-prefix quill
+log "cluster settings are checked at start"
+
 etcd_start
 log "etcd pid $ETCD_PID at $ENDPOINT (auth on, prefix $PREFIX)"
 
