@@ -295,4 +295,13 @@ Test(etcd_json, requests_encode_keys_and_int64s)
 	json_object_put(k);
 	json_object_put(cmp);
 	json_object_put(put);
+	cmp = etcd_json_compare_eq("foo", ETCD_TARGET_MOD, 9007199254740993LL);
+	cr_assert_str_eq(json_object_to_json_string_ext(cmp, JSON_C_TO_STRING_PLAIN),
+			 "{\"key\":\"Zm9v\",\"target\":\"MOD\",\"result\":\"EQUAL\","
+			 "\"mod_revision\":\"9007199254740993\"}"); /* past a double's 2^53 */
+	json_object_put(cmp);
+	put = etcd_json_delete_op("foo");
+	cr_assert_str_eq(json_object_to_json_string_ext(put, JSON_C_TO_STRING_PLAIN),
+			 "{\"request_delete_range\":{\"key\":\"Zm9v\"}}");
+	json_object_put(put);
 }
