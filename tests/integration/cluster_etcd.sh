@@ -2,6 +2,7 @@
 # tests/integration/cluster_etcd.sh — cluster membership on a real etcd (started
 # here with authentication on, scripts/etcd-local.sh, 127.0.0.1 free ports, stopped
 # by PID), three real quilld nodes with a 2 s lease:
+#   - a node without etcd says it is a single node
 #   - the three register; every node's `cluster status` and `node ls` show all three up
 #   - kill -9 of a node: it is down once its lease lapses; started again, it is up
 #   - node out / node in, from another node; an out mark survives the node's restart
@@ -112,6 +113,16 @@ settings_refused "give etcd-endpoints too" --node-id n0
 settings_refused "lease-ttl = '1'" --etcd-endpoints http://127.0.0.1:1 --lease-ttl 1
 settings_refused "etcd-prefix = 'quill'" --etcd-endpoints http://127.0.0.1:1 --etcd-prefix quill
 log "cluster settings are checked at start"
+
+# a node without etcd: a single node, as before
+IT_STORE_SIZE=64M server_start
+out=$(quill cluster status) || fail "cluster status on a single node"
+grep -q "single node" <<<"$out" || fail "single node status: $out"
+[ "$(quill --json cluster status | json_field '["cluster"]')" = None ] || fail "single node: cluster not null"
+expect 1 node ls
+grep -q "not part of a cluster" <<<"$ERR" || fail "node ls on a single node: $ERR"
+server_stop
+log "a node without etcd says it is a single node"
 
 etcd_start
 log "etcd pid $ETCD_PID at $ENDPOINT (auth on, prefix $PREFIX)"
