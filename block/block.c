@@ -66,7 +66,17 @@ struct blk_io {
 	void (*lk_go)(struct blk_io *io);
 	struct blk_edge edges[2];
 	struct blk_io *next_spare;
+	struct blk_io *next_held;        /* the guard's list of held completions */
 };
+
+/* The lease guard (block.h): one per process, as the node has one lease. */
+static struct {
+	blk_guard_fn valid;
+	void *arg;
+	bool shutdown;
+	struct blk_io *head, *tail;      /* completions held back, oldest first */
+	unsigned n;
+} guard;
 
 /* ---- specs, open, close ---- */
 
@@ -381,16 +391,88 @@ static void io_free(struct blk_io *io)
 	dev->nspare++;
 }
 
-/* The request is over: its range is free for the next, the caller learns. */
-static void io_finish(struct blk_io *io)
+static void io_complete(struct blk_io *io)
 {
 	blk_cb cb = io->cb;
 	void *arg = io->arg;
 	int err = io->err;
 
-	lock_release(io);
 	io_free(io);
 	cb(arg, err);
+}
+
+/* The request is over: its range is free for the next; the caller learns, unless the
+ * guard holds the answer back. */
+static void io_finish(struct blk_io *io)
+{
+	lock_release(io);
+	if (guard.valid && !guard.valid(guard.arg)) {
+		if (guard.shutdown) {
+			io->err = -ESHUTDOWN;
+		} else {
+			io->next_held = NULL;
+			if (guard.tail)
+				guard.tail->next_held = io;
+			else
+				guard.head = io;
+			guard.tail = io;
+			guard.n++;
+			return;
+		}
+	}
+	io_complete(io);
+}
+
+/* Completes every held request, with err (0: its own result). */
+static void guard_release(int err)
+{
+	struct blk_io *io = guard.head;
+
+	guard.head = guard.tail = NULL;
+	guard.n = 0;
+	while (io) {
+		struct blk_io *next = io->next_held;
+
+		if (err)
+			io->err = err;
+		io_complete(io);
+		io = next;
+	}
+}
+
+void blk_guard_set(blk_guard_fn valid, void *arg)
+{
+	guard.valid = valid;
+	guard.arg = arg;
+	guard.shutdown = false;
+}
+
+void blk_guard_recheck(void)
+{
+	if (guard.head && guard.valid && guard.valid(guard.arg))
+		guard_release(0);
+}
+
+unsigned blk_guard_waiting(void)
+{
+	return guard.n;
+}
+
+void blk_guard_shutdown(void)
+{
+	guard.shutdown = true;
+	if (guard.valid && !guard.valid(guard.arg))
+		guard_release(-ESHUTDOWN);
+	else
+		guard_release(0);
+}
+
+void blk_guard_clear(void)
+{
+	guard_release(-ESHUTDOWN);
+	guard.valid = NULL;
+	guard.arg = NULL;
+	guard.shutdown = false;
 }
 
 static void fail(struct blk_io *io, int err)
@@ -629,5 +711,15 @@ int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, bl
 
 int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg)
 {
-	return engine_flush(dev->eng, cb, arg);
+	struct blk_io *io = io_new(dev, 0, 0, 0, cb, arg);
+	int r;
+
+	if (!io)
+		return -ENOMEM;
+	io->next = io_finish; /* through the guard like every other request */
+	io->pending = 1;
+	r = engine_flush(dev->eng, engine_done, io);
+	if (r < 0)
+		io_free(io);
+	return r;
 }

@@ -104,4 +104,27 @@ int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, bl
 /* Makes every write completed before the call durable (the engine's flush). */
 int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg);
 
+/* ---- the lease guard ----
+ * A node of a cluster may complete client I/O only while its lease is valid
+ * (cluster/cluster.h, docs/cluster.md). quilld sets the guard once for the process; a
+ * single node without etcd sets none and nothing below happens. Before any request
+ * of this layer (read, write, zero, flush) calls its cb, valid(arg) is asked: while
+ * it says no, the request is finished (its data where it would be, its range lock
+ * released) but its completion waits, in arrival order, until a blk_guard_recheck()
+ * finds the guard valid again: the client sees a slow request, never an error.
+ * Engine's thread only. */
+typedef bool (*blk_guard_fn)(void *arg);
+void blk_guard_set(blk_guard_fn valid, void *arg);
+/* Completes the requests that wait, if valid() now says yes (quilld calls it when a
+ * keepalive was granted). */
+void blk_guard_recheck(void);
+/* Requests whose completion waits for the guard (cluster status, tests). */
+unsigned blk_guard_waiting(void);
+/* The node stops: from now on a completion that the guard holds back fails with
+ * -ESHUTDOWN instead of waiting (what already waits fails now), so the front ends
+ * can drain; completions under a valid lease go on as before. */
+void blk_guard_shutdown(void);
+/* Removes the guard; what still waits fails with -ESHUTDOWN. */
+void blk_guard_clear(void);
+
 #endif

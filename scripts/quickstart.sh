@@ -9,10 +9,24 @@
 # you can use. QUILL_NBD_TLS=psk starts the node with TLS required instead, with a
 # pre-shared key for user $QUILL_TLS_USER (default quill) made by psktool in
 # data/node0/tls/keys.psk. The choice is made when the node starts.
+#
+# --cluster: a local cluster instead (docs/cluster.md): an etcd member with
+# authentication on (data/etcd/, scripts/etcd-local.sh) and three nodes data/node0,
+# data/node1, data/node2 that join it, NBD on ports 10809, 10810, 10811. Replication
+# is not there yet: the volume lives on node0.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+CLUSTER=0
+case "${1:-}" in
+"") ;;
+--cluster) CLUSTER=1 ;;
+*)
+	echo "usage: scripts/quickstart.sh [--cluster]" >&2
+	exit 2
+	;;
+esac
 NODE_DIR="$ROOT/data/node0"
 PORT=${QUILL_NBD_PORT:-10809}
 VOLUME=${QUILL_VOLUME:-vm0}
@@ -33,9 +47,6 @@ scripts/build.sh >/dev/null
 QUILL="$ROOT/build/tools/quill"
 QUILLD="$ROOT/build/tools/quilld"
 
-mkdir -p "$NODE_DIR"
-pidfile="$NODE_DIR/quilld.pid"
-tlsfile="$NODE_DIR/nbd-tls"  # how the running node was started: "" or psk
 PSK_DIR="$NODE_DIR/tls"
 PSK_FILE="$PSK_DIR/keys.psk"
 
@@ -49,15 +60,29 @@ alive()
 	[ "${state:0:1}" != Z ]
 }
 
-if alive && "$QUILL" status >/dev/null 2>&1; then
-	echo "quickstart: quilld already running (pid $(cat "$pidfile"))"
-	running_tls=$(cat "$tlsfile" 2>/dev/null || true)
-	if [ "$running_tls" != "$TLS" ]; then
-		echo "quickstart: it runs with NBD TLS '${running_tls:-off}', not '${TLS:-off}':" \
-			"stop it first (kill \$(cat $pidfile)) to change that"
-		TLS=$running_tls
+# start_node I [FLAGS...]: node I (data/nodeI, NBD port PORT+I; node0 on the CLI's
+# default control socket, the others on data/nodeI/quilld.sock), unless it runs
+start_node()
+{
+	local i="$1" dir="$ROOT/data/node$1" port=$((PORT + $1)) ctl=() q=("$QUILL")
+	shift
+	pidfile="$dir/quilld.pid"
+	tlsfile="$dir/nbd-tls"  # how the running node was started: "" or psk
+	mkdir -p "$dir"
+	if [ "$i" != 0 ]; then
+		ctl=(--control "$dir/quilld.sock")
+		q=("$QUILL" --socket "$dir/quilld.sock")
 	fi
-else
+	if alive && "${q[@]}" status >/dev/null 2>&1; then
+		echo "quickstart: node$i already running (pid $(cat "$pidfile"))"
+		running_tls=$(cat "$tlsfile" 2>/dev/null || true)
+		if [ "$running_tls" != "$TLS" ]; then
+			echo "quickstart: it runs with NBD TLS '${running_tls:-off}', not '${TLS:-off}':" \
+				"stop it first (kill \$(cat $pidfile)) to change that"
+			TLS=$running_tls
+		fi
+		return 0
+	fi
 	# a node that is stopping (it flushes and checkpoints first) gets time to finish
 	for _ in $(seq 1 100); do
 		alive || break
@@ -65,7 +90,7 @@ else
 	done
 	if alive; then
 		echo "quickstart: quilld (pid $(cat "$pidfile")) runs but does not answer on its" \
-			"control socket; see $NODE_DIR/quilld.log" >&2
+			"control socket; see $dir/quilld.log" >&2
 		exit 1
 	fi
 	tls_args=()
@@ -80,30 +105,59 @@ else
 	# a new store gets STORE_SIZE; an existing one is used at its size (it may have
 	# been grown with quilld --grow since)
 	size_args=()
-	if [ -e "$NODE_DIR/store.img" ]; then
-		echo "quickstart: starting quilld (store $NODE_DIR/store.img)"
+	if [ -e "$dir/store.img" ]; then
+		echo "quickstart: starting node$i (store $dir/store.img)"
 	else
 		size_args=(--store-size "$STORE_SIZE")
-		echo "quickstart: starting quilld (new store $NODE_DIR/store.img, $STORE_SIZE, thin)"
+		echo "quickstart: starting node$i (new store $dir/store.img, $STORE_SIZE, thin)"
 	fi
-	nohup "$QUILLD" --data-dir "$NODE_DIR" "${size_args[@]}" \
-		--nbd-addr 127.0.0.1 --nbd-port "$PORT" --nbd-unix "$NODE_DIR/nbd.sock" \
-		"${tls_args[@]}" >>"$NODE_DIR/quilld.log" 2>&1 &
+	nohup "$QUILLD" --data-dir "$dir" "${size_args[@]}" \
+		--nbd-addr 127.0.0.1 --nbd-port "$port" --nbd-unix "$dir/nbd.sock" "${ctl[@]}" \
+		"${tls_args[@]}" "$@" >>"$dir/quilld.log" 2>&1 &
 	echo $! >"$pidfile"
 	echo "$TLS" >"$tlsfile"
 	# start-up scans the log: seconds for a store that has seen a lot of writes
-	for i in $(seq 1 3000); do
-		"$QUILL" status >/dev/null 2>&1 && break
+	for t in $(seq 1 3000); do
+		"${q[@]}" status >/dev/null 2>&1 && break
 		if ! alive; then
 			echo "quickstart: quilld exited; its log:" >&2
-			tail -n 20 "$NODE_DIR/quilld.log" >&2
+			tail -n 20 "$dir/quilld.log" >&2
 			exit 1
 		fi
-		[ $((i % 50)) -eq 0 ] && echo "quickstart: quilld is still starting (scanning its log)..."
+		[ $((t % 50)) -eq 0 ] && echo "quickstart: node$i is still starting (scanning its log)..."
 		sleep 0.1
 	done
-	"$QUILL" status >/dev/null
+	"${q[@]}" status >/dev/null
+}
+
+# lease_valid: node0 holds its cluster lease (client I/O is served)
+lease_valid()
+{
+	"$QUILL" --json cluster status 2>/dev/null | grep -q '"valid":true'
+}
+
+if [ "$CLUSTER" = 1 ]; then
+	ETCD_DIR="$ROOT/data/etcd"
+	scripts/etcd-local.sh start "$ETCD_DIR"
+	cluster_args=(--etcd-endpoints "$(scripts/etcd-local.sh endpoint "$ETCD_DIR")"
+		      --etcd-credentials "$ETCD_DIR/quill.cred")
+	if "$QUILL" --json cluster status 2>/dev/null | grep -q '"cluster":null'; then
+		echo "quickstart: node0 runs as a single node: stop it first" \
+			"(kill \$(cat $ROOT/data/node0/quilld.pid)) to start it in the cluster" >&2
+		exit 1
+	fi
+	for n in 0 1 2; do
+		start_node "$n" "${cluster_args[@]}" --node-id "node$n"
+	done
+	for _ in $(seq 1 300); do
+		lease_valid && break
+		sleep 0.1
+	done
+	lease_valid || { "$QUILL" cluster status >&2; exit 1; }
+else
+	start_node 0
 fi
+pidfile="$NODE_DIR/quilld.pid"
 
 if "$QUILL" volume info "$VOLUME" >/dev/null 2>&1; then
 	echo "quickstart: volume $VOLUME exists"
@@ -153,6 +207,18 @@ Look at it and benchmark it:
 
 Require TLS with a pre-shared key instead (a key is made for you; docs/nbd.md):
   kill \$(cat $pidfile); QUILL_NBD_TLS=psk scripts/quickstart.sh
+INFO
+fi
+if [ "$CLUSTER" = 1 ]; then
+	cat <<INFO
+
+A local cluster runs: etcd (auth on) in data/etcd, node0..node2 in data/node0..2,
+NBD on 127.0.0.1 ports $PORT, $((PORT + 1)), $((PORT + 2)). $VOLUME lives on node0 (replication
+is to come): $URI
+  build/tools/quill cluster status      # nodes, this node's lease, why I/O waits if it does
+  build/tools/quill node ls
+  build/tools/quill --socket data/node1/quilld.sock cluster status
+Stop it: kill \$(cat data/node0/quilld.pid) \$(cat data/node1/quilld.pid) \$(cat data/node2/quilld.pid); scripts/etcd-local.sh stop data/etcd
 INFO
 fi
 cat <<INFO

@@ -39,6 +39,13 @@
 #define CONTROL_CMD_VHOST_STOP "vhost.stop"       /* name */
 #define CONTROL_CMD_VHOST_LIST "vhost.list"       /* -> exports: [{volume, socket, ...}] */
 
+/* The cluster (docs/cluster.md): answered by every node of it; a node without etcd
+ * answers cluster.status with "cluster": null and refuses the others (ENOTSUP). */
+#define CONTROL_CMD_CLUSTER_STATUS "cluster.status" /* -> cluster, lease, io, nodes */
+#define CONTROL_CMD_CLUSTER_NODES "cluster.nodes"   /* -> nodes: [node...] */
+#define CONTROL_CMD_NODE_OUT "cluster.node_out"     /* id: mark the node out */
+#define CONTROL_CMD_NODE_IN "cluster.node_in"       /* id: take the out mark away */
+
 /* The socket both sides use when not told otherwise:
  * $XDG_RUNTIME_DIR/quill/quilld.sock, or /tmp/quill-$UID/quilld.sock. Writes the
  * path into buf; returns buf, or NULL if it does not fit. */

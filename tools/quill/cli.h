@@ -58,6 +58,10 @@ int cmd_diff(const struct cli *c);
 /* ---- vhost.c ---- */
 int cmd_vhost(const struct cli *c);     /* vhost start|stop|ls */
 
+/* ---- cluster.c ---- */
+int cmd_cluster(const struct cli *c);   /* cluster status */
+int cmd_node(const struct cli *c);      /* node ls|out|in */
+
 /* ---- image.c ---- */
 int cmd_export(const struct cli *c);
 int cmd_import(const struct cli *c);

@@ -50,7 +50,12 @@ int cli_usage(FILE *out, int code)
 		"  vhost start VOL SOCKET         export VOL over vhost-user-blk on a unix socket\n"
 		"                                 (VOL is held only while a VM is connected)\n"
 		"  vhost stop VOL                 stop that export (the VM loses its disk)\n"
-		"  vhost ls                       vhost-user-blk exports\n\n"
+		"  vhost ls                       vhost-user-blk exports\n"
+		"  cluster status                 the cluster as this node sees it: nodes, this\n"
+		"                                 node's lease, and why client I/O waits if it does\n"
+		"  node ls                        the cluster's nodes: up or down, out, domain\n"
+		"  node out|in ID                 mark a node out (an operator's decision, kept\n"
+		"                                 across restarts) or in again\n\n"
 		"The node's control socket: --socket, else $QUILL_SOCKET, else the default that\n"
 		"quilld uses ($XDG_RUNTIME_DIR/quill/quilld.sock or /tmp/quill-$UID/quilld.sock).\n");
 	return code;
@@ -327,6 +332,7 @@ static const struct {
 	{ "export", cmd_export, 2, 2 },  { "import", cmd_import, 2, 2 },
 	{ "status", cmd_status, 0, 0 },  { "gc", cmd_gc, 0, 0 },
 	{ "vhost", cmd_vhost, 1, 3 },
+	{ "cluster", cmd_cluster, 1, 1 }, { "node", cmd_node, 1, 2 },
 };
 
 static int run(const struct cli *c)

@@ -132,6 +132,22 @@ static const char *check_log_level(const struct quilld_config *c)
 	return "must be debug, info, warn or error";
 }
 
+static const char *check_etcd_prefix(const struct quilld_config *c)
+{
+	size_t n = strlen(c->etcd_prefix);
+
+	return n < 1 || c->etcd_prefix[0] != '/' || c->etcd_prefix[n - 1] != '/' ||
+			       strstr(c->etcd_prefix, "//")
+		       ? "must start and end with '/' (like /quill/prod/)"
+		       : NULL;
+}
+
+static const char *check_lease_ttl(const struct quilld_config *c)
+{
+	return c->lease_ttl < 2 || c->lease_ttl > 3600 ? "must be between 2 and 3600 seconds"
+						       : NULL;
+}
+
 #define F(field) offsetof(struct quilld_config, field)
 #define CAP(field) sizeof(((struct quilld_config *)0)->field)
 static const struct setting settings[] = {
@@ -176,6 +192,13 @@ static const struct setting settings[] = {
 	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)", check_log_level, false },
 	{ "peer-listen", SET_STR, F(peer_listen), CAP(peer_listen), "peer protocol ADDR:PORT for other nodes (none)", check_peer_listen, false },
 	{ "peer-secret", SET_PATH, F(peer_secret), CAP(peer_secret), "cluster secret file, mode 0600 (quill-peer secret FILE)", NULL, false },
+	{ "etcd-endpoints", SET_STR, F(etcd_endpoints), CAP(etcd_endpoints), "join a cluster: etcd's client URLs, http://HOST:PORT[,...] (none: a single node)", NULL, false },
+	{ "etcd-credentials", SET_PATH, F(etcd_credentials), CAP(etcd_credentials), "file with 'user = NAME' and 'password = SECRET', mode 0600 (none: etcd without auth)", NULL, false },
+	{ "etcd-prefix", SET_STR, F(etcd_prefix), CAP(etcd_prefix), "the cluster's keys in etcd (/quill/default/)", check_etcd_prefix, false },
+	{ "node-id", SET_STR, F(node_id), CAP(node_id), "this node's id in the cluster (the host name)", NULL, false },
+	{ "failure-domain", SET_STR, F(failure_domain), CAP(failure_domain), "nodes that fail together (a host, a rack): copies go to distinct ones (the node id)", NULL, false },
+	{ "peer-addr", SET_STR, F(peer_addr), CAP(peer_addr), "HOST:PORT other nodes reach this one at (peer protocol)", NULL, false },
+	{ "lease-ttl", SET_UINT, F(lease_ttl), 0, "seconds without etcd before this node stops serving I/O and is down (10)", check_lease_ttl, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -412,6 +435,12 @@ static int check_all(const struct quilld_config *cfg)
 			"(give one of them)\n");
 		return -EINVAL;
 	}
+	if (!cfg->etcd_endpoints[0] && (cfg->etcd_credentials[0] || cfg->node_id[0] ||
+					 cfg->failure_domain[0] || cfg->peer_addr[0])) {
+		fprintf(stderr, "quilld: etcd-credentials, node-id, failure-domain and peer-addr "
+			"are cluster settings: give etcd-endpoints too\n");
+		return -EINVAL;
+	}
 	if (cfg->store_size && cfg->store_size < min) {
 		fprintf(stderr, "quilld: store-size = %" PRIu64 ": too small for 4 segments of "
 			"%" PRIu64 " bytes after the first 1 MiB: at least %" PRIu64 " (%" PRIu64
@@ -479,6 +508,9 @@ static void usage(void)
 	printf("\nA new store file is formatted at its first start. A store that is not blank\n"
 	       "(no valid superblock, but something on it) is never formatted without --format;\n"
 	       "one holding a quill log needs --format --destroy-data.\n");
+	printf("\nWith etcd-endpoints the node joins a cluster (docs/cluster.md): it registers\n"
+	       "under a lease of lease-ttl seconds and completes client I/O only while that\n"
+	       "lease is valid (while etcd cannot be reached, I/O waits; it is not failed).\n");
 	printf("\nSIGTERM or SIGINT stops the node cleanly (flush, checkpoint).\n");
 }
 
@@ -497,6 +529,8 @@ static void set_defaults(struct quilld_config *cfg)
 		.request_mem = NBD_DEFAULT_REQUEST_MEM,
 	};
 	strcpy(cfg->log_level, "info");
+	strcpy(cfg->etcd_prefix, "/quill/default/");
+	cfg->lease_ttl = 10;
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	cfg->prezero = true;
 	cfg->read_defrag = true;

@@ -46,6 +46,14 @@ struct quilld_config {
 	bool rebuild_meta;               /* --rebuild-meta: RocksDB from the store alone */
 	char peer_listen[80];            /* peer protocol listener "ADDR:PORT"; "" = none */
 	char peer_secret[CONFIG_PATH_MAX]; /* the cluster secret file (mode 0600) */
+	/* cluster membership (docs/cluster.md); no etcd-endpoints: a single node */
+	char etcd_endpoints[1024];       /* "http://HOST:PORT[,...]" */
+	char etcd_credentials[CONFIG_PATH_MAX]; /* "user = / password =" file, mode 0600 */
+	char etcd_prefix[256];           /* default /quill/default/ */
+	char node_id[64];                /* default: the host name */
+	char failure_domain[64];         /* default: the node id */
+	char peer_addr[256];             /* "HOST:PORT" published for the peer protocol */
+	unsigned lease_ttl;              /* seconds; default 10 */
 };
 
 #define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)

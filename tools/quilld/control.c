@@ -431,7 +431,7 @@ static const struct control_cmd node_commands[] = {
 static const struct control_cmd *find_command(const char *cmd)
 {
 	const struct control_cmd *tables[] = { node_commands, ctl_snap_commands,
-					       ctl_vhost_commands };
+					       ctl_vhost_commands, ctl_cluster_commands };
 
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct control_cmd *c = tables[t]; c->cmd; c++)
@@ -681,6 +681,7 @@ int control_create(struct loop *lp, const struct control_opts *opts, struct cont
 	ctl->lp = lp;
 	ctl->eng = opts->eng;
 	ctl->vhost = opts->vhost;
+	ctl->cluster = opts->cluster;
 	snprintf(ctl->nbd_tcp, sizeof(ctl->nbd_tcp), "%s", opts->nbd_tcp ? opts->nbd_tcp : "");
 	snprintf(ctl->nbd_unix, sizeof(ctl->nbd_unix), "%s", opts->nbd_unix ? opts->nbd_unix : "");
 	ctl->path = strdup(path);

@@ -2,6 +2,7 @@
 #ifndef QUILL_QUILLD_CONTROL_H
 #define QUILL_QUILLD_CONTROL_H
 
+struct cluster;
 struct control;
 struct engine;
 struct loop;
@@ -13,6 +14,8 @@ struct control_opts {
 	const char *nbd_tcp;    /* "ADDR:PORT" of the NBD server, or NULL: for node.status */
 	const char *nbd_unix;   /* its unix socket, or NULL */
 	struct vhost_server *vhost; /* what vhost.* commands drive, or NULL (refused) */
+	struct cluster *cluster; /* what cluster.* commands show and drive, or NULL: a
+				    single node */
 };
 
 /* Listens on opts->path (a stale socket file is replaced; a live one is -EADDRINUSE),

@@ -24,6 +24,7 @@ struct control {
 	char nbd_tcp[96];      /* "ADDR:PORT" or "" */
 	char nbd_unix[4096];   /* path or "" */
 	struct vhost_server *vhost; /* or NULL */
+	struct cluster *cluster;    /* or NULL: a single node */
 	struct control_conn *current; /* the connection whose request is being dispatched */
 	unsigned npending;     /* calls waiting for their engine completion */
 	bool destroyed;        /* control_destroy() ran: freed when npending drops to 0 */
@@ -117,5 +118,7 @@ int ctl_request_check_keys(const struct control_cmd *c, struct json_object *req,
 extern const struct control_cmd ctl_snap_commands[];
 /* control_vhost.c: vhost-user-blk exports. */
 extern const struct control_cmd ctl_vhost_commands[];
+/* control_cluster.c: cluster status, nodes, out and in. */
+extern const struct control_cmd ctl_cluster_commands[];
 
 #endif

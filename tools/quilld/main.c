@@ -25,7 +25,10 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "block/block.h"
+#include "cluster/cluster.h"
 #include "engine/engine.h"
+#include "engine/ondisk.h"
 #include "nbd/nbd_server.h"
 #include "nbd/nbd_tls.h"
 #include "replication/peer.h"
@@ -47,6 +50,8 @@ struct node {
 	struct control *ctl;
 	struct peer_secret *peer_secret;
 	struct peer_endpoint *peer;
+	struct cluster *cluster;   /* NULL: a single node */
+	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
 	int signal_fd;
 	/* what this start created, removed again if it fails: a start that cannot finish
@@ -303,7 +308,8 @@ static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 
 static int start_control(struct node *n)
 {
-	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost };
+	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
+				   .cluster = n->cluster };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -330,6 +336,77 @@ static int start_vhost(struct node *n)
 			log_msg(LOG_ERROR, LOG_TAG, "--vhost %s=%s: %s", spec, eq + 1, err_str(-r));
 	}
 	return r;
+}
+
+/* ---- the cluster: membership, and the lease that guards client I/O ---- */
+
+static bool lease_valid(void *arg)
+{
+	return cluster_lease_valid(arg);
+}
+
+/* A keepalive was granted or the map moved: requests held for the lease may go. */
+static void cluster_changed(void *arg)
+{
+	(void)arg;
+	blk_guard_recheck();
+}
+
+static void cluster_refused(void *arg, const char *why)
+{
+	struct node *n = arg;
+
+	log_msg(LOG_ERROR, LOG_TAG, "cannot join the cluster: %s", why);
+	n->refused = true;
+	loop_stop(n->lp);
+}
+
+static void cluster_self(struct node *n, struct layout_node *self)
+{
+	const struct quilld_config *cfg = &n->cfg;
+
+	memset(self, 0, sizeof(*self));
+	if (cfg->node_id[0])
+		snprintf(self->id, sizeof(self->id), "%s", cfg->node_id);
+	else if (gethostname(self->id, sizeof(self->id) - 1) < 0)
+		self->id[0] = '\0'; /* refused by cluster_start with the reason */
+	snprintf(self->domain, sizeof(self->domain), "%s",
+		 cfg->failure_domain[0] ? cfg->failure_domain : self->id);
+	if (nbd_server_tcp_port(n->nbd))
+		snprintf(self->nbd, sizeof(self->nbd), "%s:%u", cfg->nbd_addr,
+			 nbd_server_tcp_port(n->nbd));
+	snprintf(self->control, sizeof(self->control), "%.255s", cfg->control); /* <= 107 */
+	snprintf(self->peer, sizeof(self->peer), "%s", cfg->peer_addr);
+	self->format_version = QUILL_FORMAT_VERSION;
+	self->protocol_version = CLUSTER_PROTOCOL_VERSION;
+}
+
+/* Joins in the background: until this node holds a lease, client I/O waits. */
+static int start_cluster(struct node *n)
+{
+	const struct quilld_config *cfg = &n->cfg;
+	struct layout_node self;
+	struct cluster_opts co = {
+		.loop = n->lp,
+		.endpoints = cfg->etcd_endpoints,
+		.credentials_file = cfg->etcd_credentials[0] ? cfg->etcd_credentials : NULL,
+		.prefix = cfg->etcd_prefix,
+		.self = &self,
+		.ttl_s = cfg->lease_ttl,
+		.on_change = cluster_changed,
+		.on_fatal = cluster_refused,
+		.arg = n,
+	};
+	int r;
+
+	if (!cfg->etcd_endpoints[0])
+		return 0;
+	cluster_self(n, &self);
+	r = cluster_start(&co, &n->cluster);
+	if (r < 0)
+		return r;
+	blk_guard_set(lease_valid, n->cluster);
+	return 0;
 }
 
 static int start(struct node *n)
@@ -366,12 +443,17 @@ static int start(struct node *n)
 	r = start_peer(n);
 	if (r < 0)
 		return r;
+	r = start_cluster(n);
+	if (r < 0)
+		return r;
 	make_parent_dirs(n, n->cfg.control);
 	return start_control(n);
 }
 
 static void stop(struct node *n)
 {
+	/* the front ends drain: what the lease holds back fails rather than waits */
+	blk_guard_shutdown();
 	control_destroy(n->ctl);
 	peer_endpoint_destroy(n->peer);
 	peer_secret_destroy(n->peer_secret);
@@ -379,6 +461,8 @@ static void stop(struct node *n)
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */
 	nbd_tls_destroy(n->tls);
 	engine_close(n->eng);       /* flush and checkpoint */
+	cluster_stop(n->cluster);   /* after the last client I/O: revokes the lease */
+	blk_guard_clear();
 	loop_watch_remove(n->signal_watch);
 	if (n->signal_fd > 0)
 		close(n->signal_fd);
@@ -414,5 +498,5 @@ int main(int argc, char **argv)
 	stop(&n);
 	if (!started)
 		remove_created(&n);
-	return r < 0 ? 1 : 0;
+	return r < 0 || n.refused ? 1 : 0;
 }

@@ -1,0 +1,804 @@
+/* cluster/cluster.c — membership: join under a lease, keepalives, the map (cluster.h).
+ *
+ * Two threads, each with its own etcd connection (etcd.h calls block):
+ *  - the session thread: joins (checks that every live node's versions match, takes
+ *    a lease, registers alive/ID under it if no one holds that id), sends keepalives
+ *    every third of the TTL and moves the lease deadline on each one granted, runs
+ *    the operator's node out/in, and revokes the lease when the node stops;
+ *  - the watch thread: loads the map with a range of the prefix, then watches it from
+ *    the next revision; a compacted or broken watch reloads.
+ * The loop learns of news through an eventfd (cl->efd); everything the threads share
+ * with it is under cl->mu, but the deadline, which is an atomic.
+ */
+#include "cluster/cluster.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/etcd.h"
+#include "cluster/lease.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+
+#define LOG_TAG "cluster"
+#define KEY_MAX (LAYOUT_PREFIX_MAX + 32 + LAYOUT_ID_MAX)
+#define MSG_MAX 256
+
+struct cmd {
+	struct cmd *next;
+	char id[LAYOUT_ID_MAX + 1];
+	bool out;
+	cluster_cb cb;
+	void *arg;
+	int res;
+	char msg[MSG_MAX];
+};
+
+struct entry {
+	struct cluster_node n;
+	bool member;
+	bool warned; /* its incompatibility was logged */
+};
+
+struct cluster {
+	struct loop *lp;
+	int efd;
+	struct loop_watch *efd_watch;
+	char prefix[LAYOUT_PREFIX_MAX + 1];
+	char prefix_end[LAYOUT_PREFIX_MAX + 1];
+	struct layout_node self;
+	unsigned ttl_s;
+	void (*on_change)(void *arg);
+	void (*on_fatal)(void *arg, const char *why);
+	void *arg;
+	struct etcd *sess, *watch;
+	pthread_t sess_thread, watch_thread;
+	bool sess_started, watch_started;
+	atomic_uint_fast64_t deadline_ms;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	/* under mu */
+	bool stopping;
+	struct cmd *queue, *done;
+	char fatal[MSG_MAX];
+	bool fatal_pending;
+	struct cluster_info info;
+	struct entry *map;
+	size_t nmap, capmap;
+
+	/* the session thread's own */
+	int64_t lease_id;
+	bool joined_once;
+	bool waiting_logged;
+	bool outage_logged;
+};
+
+/* ---- shared state ---- */
+
+static void notify(struct cluster *cl)
+{
+	uint64_t one = 1;
+
+	if (write(cl->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "eventfd: %s", err_str(errno));
+}
+
+static bool stopping(struct cluster *cl)
+{
+	bool s;
+
+	pthread_mutex_lock(&cl->mu);
+	s = cl->stopping;
+	pthread_mutex_unlock(&cl->mu);
+	return s;
+}
+
+/* Sleeps until the monotonic time `until` (ms), a command, or the stop. */
+static void wait_until(struct cluster *cl, uint64_t until, bool wake_for_commands)
+{
+	uint64_t now = loop_now_ms();
+	struct timespec ts;
+
+	if (until <= now)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)((until - now) / 1000);
+	ts.tv_nsec += (long)((until - now) % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&cl->mu);
+	while (!cl->stopping && !(wake_for_commands && cl->queue)) {
+		if (pthread_cond_timedwait(&cl->cond, &cl->mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&cl->mu);
+}
+
+__attribute__((format(printf, 2, 3)))
+static void set_state(struct cluster *cl, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&cl->mu);
+	va_start(ap, fmt);
+	vsnprintf(cl->info.state, sizeof(cl->info.state), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&cl->mu);
+}
+
+/* What the last call to etcd said: answered, or why not. */
+static void set_etcd(struct cluster *cl, struct etcd *e, int r)
+{
+	pthread_mutex_lock(&cl->mu);
+	cl->info.etcd_ok = r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT);
+	snprintf(cl->info.etcd_error, sizeof(cl->info.etcd_error), "%s",
+		 r < 0 ? etcd_last_error(e) : "");
+	snprintf(cl->info.endpoint, sizeof(cl->info.endpoint), "%s", etcd_endpoint(e));
+	pthread_mutex_unlock(&cl->mu);
+}
+
+static void set_fatal(struct cluster *cl, const char *why)
+{
+	pthread_mutex_lock(&cl->mu);
+	snprintf(cl->fatal, sizeof(cl->fatal), "%s", why);
+	snprintf(cl->info.state, sizeof(cl->info.state), "refused: %s", why);
+	cl->fatal_pending = true;
+	pthread_mutex_unlock(&cl->mu);
+	notify(cl);
+}
+
+/* ---- the map ---- */
+
+static struct entry *map_find(struct cluster *cl, const char *id, bool add)
+{
+	struct entry *e;
+
+	for (size_t i = 0; i < cl->nmap; i++)
+		if (strcmp(cl->map[i].n.rec.id, id) == 0)
+			return &cl->map[i];
+	if (!add)
+		return NULL;
+	if (cl->nmap == cl->capmap) {
+		size_t cap = cl->capmap ? cl->capmap * 2 : 8;
+		struct entry *m = realloc(cl->map, cap * sizeof(*m));
+
+		if (!m)
+			return NULL;
+		cl->map = m;
+		cl->capmap = cap;
+	}
+	e = &cl->map[cl->nmap++];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->n.rec.id, sizeof(e->n.rec.id), "%s", id);
+	e->n.self = strcmp(id, cl->self.id) == 0;
+	e->n.compatible = true;
+	return e;
+}
+
+static void map_drop_unused(struct cluster *cl, struct entry *e)
+{
+	if (e->member || e->n.up || e->n.out)
+		return;
+	*e = cl->map[--cl->nmap];
+}
+
+static void map_set_record(struct cluster *cl, struct entry *e, const struct layout_node *rec,
+			   bool log_changes)
+{
+	e->n.rec = *rec;
+	e->n.compatible = layout_compatible(rec, &cl->self);
+	if (!e->n.compatible && !e->warned && log_changes) {
+		log_msg(LOG_ERROR, LOG_TAG, "node %s writes format %u and speaks protocol %u; this "
+			"node: format %u, protocol %u: incompatible, it is ignored", rec->id,
+			rec->format_version, rec->protocol_version, cl->self.format_version,
+			cl->self.protocol_version);
+		e->warned = true;
+	}
+}
+
+/* One key's new value (PUT) or removal; log_changes: a watch event, not a reload. */
+static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bool log_changes)
+{
+	enum layout_kind kind;
+	char id[LAYOUT_ID_MAX + 1];
+	struct layout_node rec;
+	struct entry *e;
+	int64_t since;
+
+	if (layout_key_parse(cl->prefix, kv->key, kv->key_len, &kind, id) < 0)
+		return; /* volumes/, segments/, ...: not the map's */
+	if (put && ((kind != LAYOUT_OUT && layout_node_decode(kv->value, kv->value_len, &rec) < 0) ||
+		    (kind == LAYOUT_OUT && layout_out_decode(kv->value, kv->value_len, &since) < 0))) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cluster map: %s does not decode: skipped", kv->key);
+		return;
+	}
+	e = map_find(cl, id, put);
+	if (!e)
+		return;
+	switch (kind) {
+	case LAYOUT_MEMBER:
+		e->member = put;
+		if (put && !e->n.up)
+			map_set_record(cl, e, &rec, log_changes);
+		break;
+	case LAYOUT_ALIVE:
+		if (log_changes && put != e->n.up)
+			log_msg(put ? LOG_INFO : LOG_WARN, LOG_TAG, "node %s is %s", id,
+				put ? "up" : "down (its lease is gone)");
+		e->n.up = put;
+		if (put)
+			map_set_record(cl, e, &rec, log_changes);
+		else
+			e->warned = false;
+		break;
+	case LAYOUT_OUT:
+		if (log_changes && put != e->n.out)
+			log_msg(LOG_INFO, LOG_TAG, "node %s is marked %s", id, put ? "out" : "in");
+		e->n.out = put;
+		break;
+	}
+	if (!put)
+		map_drop_unused(cl, e);
+}
+
+/* ---- the session thread ---- */
+
+static int key_of(struct cluster *cl, enum layout_kind kind, const char *id, char *buf)
+{
+	return layout_key(buf, KEY_MAX, cl->prefix, kind, id);
+}
+
+/* Every live node must speak our versions, or we do not join. */
+static int check_compatible(struct cluster *cl)
+{
+	char dir[KEY_MAX], end[KEY_MAX], why[MSG_MAX];
+	struct etcd_kv *kvs;
+	struct layout_node rec;
+	int64_t rev;
+	size_t n;
+	int r;
+
+	layout_dir(dir, sizeof(dir), cl->prefix, LAYOUT_ALIVE);
+	etcd_prefix_end(dir, end);
+	r = etcd_range(cl->sess, dir, end, &rev, &kvs, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (layout_node_decode(kvs[i].value, kvs[i].value_len, &rec) < 0 ||
+		    strcmp(rec.id, cl->self.id) == 0 || layout_compatible(&rec, &cl->self))
+			continue;
+		snprintf(why, sizeof(why), "node %s writes format %u and speaks protocol %u, this "
+			 "node format %u and protocol %u: refusing to join a cluster of "
+			 "incompatible nodes", rec.id, rec.format_version, rec.protocol_version,
+			 cl->self.format_version, cl->self.protocol_version);
+		set_fatal(cl, why);
+		r = -EPROTONOSUPPORT;
+	}
+	etcd_kv_free(kvs, n);
+	return r;
+}
+
+/* The registration txn: alive/ID (under the lease) and members/ID, if no live lease
+ * holds alive/ID. */
+static int register_txn(struct cluster *cl, int64_t lease, bool *succeeded)
+{
+	char alive[KEY_MAX], member[KEY_MAX];
+	struct json_object *cmp = json_object_new_array(), *ok = json_object_new_array(), *resp;
+	char *rec = layout_node_encode(&cl->self);
+	int r = -ENOMEM;
+
+	key_of(cl, LAYOUT_ALIVE, cl->self.id, alive);
+	key_of(cl, LAYOUT_MEMBER, cl->self.id, member);
+	if (!cmp || !ok || !rec ||
+	    json_object_array_add(cmp, etcd_json_compare_eq(alive, ETCD_TARGET_CREATE, 0)) < 0 ||
+	    json_object_array_add(ok, etcd_json_put_op(alive, rec, lease)) < 0 ||
+	    json_object_array_add(ok, etcd_json_put_op(member, rec, 0)) < 0) {
+		json_object_put(cmp);
+		json_object_put(ok);
+		free(rec);
+		return r;
+	}
+	free(rec);
+	r = etcd_txn(cl->sess, cmp, ok, NULL, succeeded, &resp);
+	if (r == 0)
+		json_object_put(resp);
+	return r;
+}
+
+static void lease_set(struct cluster *cl, int64_t id, int64_t ttl, uint64_t sent)
+{
+	atomic_store(&cl->deadline_ms, lease_deadline_ms(sent, ttl));
+	pthread_mutex_lock(&cl->mu);
+	cl->info.lease_id = id;
+	cl->info.ttl_s = (unsigned)ttl;
+	pthread_mutex_unlock(&cl->mu);
+}
+
+static int join(struct cluster *cl, uint64_t *next_ka)
+{
+	int64_t id, ttl;
+	uint64_t sent;
+	bool ok = false;
+	int r;
+
+	r = check_compatible(cl);
+	if (r < 0)
+		return r;
+	sent = loop_now_ms();
+	r = etcd_lease_grant(cl->sess, cl->ttl_s, &id, &ttl);
+	if (r < 0)
+		return r;
+	r = register_txn(cl, id, &ok);
+	if (r < 0 || !ok) {
+		etcd_lease_revoke(cl->sess, id); /* best effort: it lapses anyway */
+		if (r < 0)
+			return r;
+		set_state(cl, "waiting for the earlier registration of node %s to lapse (a "
+			  "previous run, or another process with this id)", cl->self.id);
+		if (!cl->waiting_logged)
+			log_msg(LOG_WARN, LOG_TAG, "node %s is still registered (a previous run, or "
+				"another process with this node id): waiting for that lease to "
+				"lapse", cl->self.id);
+		cl->waiting_logged = true;
+		return -EBUSY;
+	}
+	cl->lease_id = id;
+	cl->joined_once = true;
+	cl->waiting_logged = false;
+	cl->outage_logged = false;
+	lease_set(cl, id, ttl, sent);
+	*next_ka = lease_next_keepalive_ms(sent, ttl);
+	set_state(cl, "registered");
+	log_msg(LOG_INFO, LOG_TAG, "joined %s as node %s (failure domain %s, lease %llx, TTL %llds)",
+		cl->prefix, cl->self.id, cl->self.domain, (unsigned long long)id, (long long)ttl);
+	notify(cl);
+	return 0;
+}
+
+static void keepalive(struct cluster *cl, uint64_t *next_ka)
+{
+	uint64_t sent = loop_now_ms();
+	int64_t ttl = 0;
+	int r = etcd_lease_keepalive(cl->sess, cl->lease_id, &ttl);
+
+	set_etcd(cl, cl->sess, r);
+	if (r == 0 && ttl > 0) {
+		lease_set(cl, cl->lease_id, ttl, sent);
+		*next_ka = lease_next_keepalive_ms(sent, ttl);
+		if (cl->outage_logged)
+			log_msg(LOG_INFO, LOG_TAG, "etcd answers again (%s): lease renewed",
+				etcd_endpoint(cl->sess));
+		cl->outage_logged = false;
+		set_state(cl, "registered");
+		notify(cl);
+		return;
+	}
+	if (r == 0 || r == -ENOENT) {
+		log_msg(LOG_WARN, LOG_TAG, "lease %llx is gone (etcd did not hear from this node "
+			"for its TTL): joining again", (unsigned long long)cl->lease_id);
+		cl->lease_id = 0;
+		pthread_mutex_lock(&cl->mu);
+		cl->info.lease_id = 0;
+		pthread_mutex_unlock(&cl->mu);
+		set_state(cl, "lease lost: joining again");
+		return;
+	}
+	if (!cl->outage_logged)
+		log_msg(LOG_WARN, LOG_TAG, "keepalive failed: %s (client I/O waits once the lease "
+			"deadline passes)", etcd_last_error(cl->sess));
+	cl->outage_logged = true;
+	set_state(cl, "cannot renew the lease: %s", etcd_last_error(cl->sess));
+	*next_ka = sent + lease_retry_ms(cl->ttl_s);
+}
+
+static void run_command(struct cluster *cl, struct cmd *c)
+{
+	char member[KEY_MAX], out[KEY_MAX];
+	struct etcd_kv *kvs;
+	int64_t rev;
+	size_t n;
+	char *val;
+
+	key_of(cl, LAYOUT_MEMBER, c->id, member);
+	key_of(cl, LAYOUT_OUT, c->id, out);
+	c->res = etcd_range(cl->sess, member, NULL, &rev, &kvs, &n);
+	if (c->res == 0) {
+		etcd_kv_free(kvs, n);
+		if (n == 0) {
+			c->res = -ENOENT;
+			snprintf(c->msg, sizeof(c->msg), "no node '%s' in the cluster", c->id);
+			return;
+		}
+		if (c->out) {
+			val = layout_out_encode((int64_t)time(NULL));
+			c->res = val ? etcd_put(cl->sess, out, val, 0) : -ENOMEM;
+			free(val);
+		} else {
+			c->res = etcd_delete(cl->sess, out);
+		}
+	}
+	set_etcd(cl, cl->sess, c->res);
+	if (c->res < 0)
+		snprintf(c->msg, sizeof(c->msg), "%s", etcd_last_error(cl->sess));
+	else
+		log_msg(LOG_INFO, LOG_TAG, "node %s marked %s", c->id, c->out ? "out" : "in");
+}
+
+static void run_commands(struct cluster *cl)
+{
+	for (;;) {
+		struct cmd *c, **tail;
+
+		pthread_mutex_lock(&cl->mu);
+		c = cl->queue;
+		if (c)
+			cl->queue = c->next;
+		pthread_mutex_unlock(&cl->mu);
+		if (!c)
+			return;
+		run_command(cl, c);
+		pthread_mutex_lock(&cl->mu);
+		for (tail = &cl->done; *tail; tail = &(*tail)->next)
+			;
+		c->next = NULL;
+		*tail = c;
+		pthread_mutex_unlock(&cl->mu);
+		notify(cl);
+	}
+}
+
+/* Errors a join cannot get past by waiting: this node is not welcome. */
+static bool join_fatal(int r)
+{
+	return r == -EACCES || r == -EPERM || r == -ENOSYS || r == -EPROTONOSUPPORT;
+}
+
+static void *session_main(void *arg)
+{
+	struct cluster *cl = arg;
+	uint64_t next = 0;
+
+	while (!stopping(cl)) {
+		run_commands(cl);
+		if (loop_now_ms() >= next) {
+			if (cl->lease_id) {
+				keepalive(cl, &next);
+			} else {
+				int r = join(cl, &next);
+
+				if (r != -EPROTONOSUPPORT)
+					set_etcd(cl, cl->sess, r == -EBUSY ? 0 : r);
+				if (r < 0 && join_fatal(r) && !cl->joined_once) {
+					if (r != -EPROTONOSUPPORT)
+						set_fatal(cl, etcd_last_error(cl->sess));
+					break;
+				}
+				if (r < 0) {
+					if (r != -EBUSY)
+						set_state(cl, "joining: %s", etcd_last_error(cl->sess));
+					next = loop_now_ms() + (r == -EBUSY ? 500 : lease_retry_ms(cl->ttl_s));
+				}
+			}
+		}
+		wait_until(cl, next, true);
+	}
+	/* revoked, the node is down at once rather than after its TTL; not tried when
+	 * etcd has not answered for a while (the stop would wait for the timeout) */
+	if (cl->lease_id && lease_valid(atomic_load(&cl->deadline_ms), loop_now_ms()) &&
+	    etcd_lease_revoke(cl->sess, cl->lease_id) == 0)
+		log_msg(LOG_INFO, LOG_TAG, "left %s: lease revoked", cl->prefix);
+	atomic_store(&cl->deadline_ms, 0);
+	return NULL;
+}
+
+/* ---- the watch thread ---- */
+
+static int watch_events(void *arg, const struct etcd_watch_msg *msg)
+{
+	struct cluster *cl = arg;
+
+	pthread_mutex_lock(&cl->mu);
+	for (size_t i = 0; i < msg->nevents; i++) {
+		const struct etcd_event *ev = &msg->events[i];
+
+		map_apply(cl, &ev->kv, ev->type == ETCD_EVENT_PUT, true);
+		if (ev->kv.mod_revision > cl->info.map_revision)
+			cl->info.map_revision = ev->kv.mod_revision;
+	}
+	pthread_mutex_unlock(&cl->mu);
+	notify(cl);
+	return 0;
+}
+
+static int reload(struct cluster *cl, int64_t *rev)
+{
+	struct etcd_kv *kvs;
+	size_t n;
+	int r = etcd_range(cl->watch, cl->prefix, cl->prefix_end, rev, &kvs, &n);
+
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&cl->mu);
+	cl->nmap = 0;
+	for (size_t i = 0; i < n; i++)
+		map_apply(cl, &kvs[i], true, false);
+	cl->info.map_revision = *rev;
+	pthread_mutex_unlock(&cl->mu);
+	etcd_kv_free(kvs, n);
+	notify(cl);
+	return 0;
+}
+
+static void *watch_main(void *arg)
+{
+	struct cluster *cl = arg;
+	bool logged = false;
+
+	while (!stopping(cl)) {
+		int64_t rev = 0, compact = 0;
+		int r = reload(cl, &rev);
+
+		if (r == 0 && logged) {
+			log_msg(LOG_INFO, LOG_TAG, "map watch: etcd answers again");
+			logged = false;
+		}
+		if (r == 0)
+			r = etcd_watch(cl->watch, cl->prefix, cl->prefix_end, rev + 1, watch_events,
+				       cl, &compact);
+		if (r == -ECANCELED || stopping(cl))
+			break;
+		if (r == -ESTALE) {
+			log_msg(LOG_INFO, LOG_TAG, "map watch compacted at revision %lld: reloading",
+				(long long)compact);
+			continue;
+		}
+		if (!logged)
+			log_msg(LOG_WARN, LOG_TAG, "map watch: %s (retrying)", etcd_last_error(cl->watch));
+		logged = true;
+		wait_until(cl, loop_now_ms() + lease_retry_ms(cl->ttl_s), false);
+	}
+	return NULL;
+}
+
+/* ---- the loop's side ---- */
+
+static void complete_commands(struct cmd *c, int force_res)
+{
+	while (c) {
+		struct cmd *next = c->next;
+
+		if (force_res)
+			c->cb(c->arg, force_res, "quilld is stopping");
+		else
+			c->cb(c->arg, c->res, c->msg);
+		free(c);
+		c = next;
+	}
+}
+
+static void efd_ready(void *arg, unsigned events)
+{
+	struct cluster *cl = arg;
+	struct cmd *done;
+	char fatal[MSG_MAX] = "";
+	uint64_t v;
+
+	(void)events;
+	if (read(cl->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "eventfd: %s", err_str(errno));
+	pthread_mutex_lock(&cl->mu);
+	done = cl->done;
+	cl->done = NULL;
+	if (cl->fatal_pending) {
+		snprintf(fatal, sizeof(fatal), "%s", cl->fatal);
+		cl->fatal_pending = false;
+	}
+	pthread_mutex_unlock(&cl->mu);
+	complete_commands(done, 0);
+	if (cl->on_change)
+		cl->on_change(cl->arg);
+	if (fatal[0] && cl->on_fatal)
+		cl->on_fatal(cl->arg, fatal);
+}
+
+bool cluster_lease_valid(const struct cluster *cl)
+{
+	return lease_valid(atomic_load(&cl->deadline_ms), loop_now_ms());
+}
+
+void cluster_info(const struct cluster *cl, struct cluster_info *info)
+{
+	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
+	uint64_t deadline = atomic_load(&cl->deadline_ms), now = loop_now_ms();
+
+	pthread_mutex_lock(&c->mu);
+	*info = cl->info;
+	pthread_mutex_unlock(&c->mu);
+	info->lease_valid = lease_valid(deadline, now);
+	info->lease_remaining_ms = deadline ? (int64_t)deadline - (int64_t)now : 0;
+}
+
+int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t *n)
+{
+	struct cluster *c = (struct cluster *)cl;
+	int r = 0;
+
+	pthread_mutex_lock(&c->mu);
+	*n = cl->nmap;
+	*nodes = calloc(cl->nmap ? cl->nmap : 1, sizeof(**nodes));
+	if (!*nodes)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < cl->nmap; i++)
+		(*nodes)[i] = cl->map[i].n;
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg)
+{
+	struct cmd *c, **tail;
+
+	if (!layout_id_valid(id))
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	c->out = out;
+	c->cb = cb;
+	c->arg = arg;
+	pthread_mutex_lock(&cl->mu);
+	for (tail = &cl->queue; *tail; tail = &(*tail)->next)
+		;
+	*tail = c;
+	pthread_cond_broadcast(&cl->cond);
+	pthread_mutex_unlock(&cl->mu);
+	return 0;
+}
+
+/* ---- start, stop ---- */
+
+static int make_clients(struct cluster *cl, const struct cluster_opts *opts)
+{
+	char user[CLUSTER_CRED_MAX] = "", password[CLUSTER_CRED_MAX] = "", why[3 * 4096];
+	struct etcd_opts eo = { .endpoints = opts->endpoints };
+	unsigned timeout = cl->ttl_s * 1000 / 3;
+	int r = 0;
+
+	eo.timeout_ms = timeout < 300 ? 300 : timeout > 5000 ? 5000 : timeout;
+	if (opts->credentials_file) {
+		r = cluster_credentials_load(opts->credentials_file, user, password, why,
+					     sizeof(why));
+		if (r < 0) {
+			log_msg(LOG_ERROR, LOG_TAG, "%s", why);
+			return r;
+		}
+		eo.user = user;
+		eo.password = password;
+	}
+	r = etcd_create(&eo, &cl->sess);
+	if (r == 0)
+		r = etcd_create(&eo, &cl->watch);
+	if (r == -EINVAL)
+		log_msg(LOG_ERROR, LOG_TAG, "etcd endpoints '%s': expected http://HOST:PORT[,...] "
+			"(at most %d)", opts->endpoints, ETCD_MAX_ENDPOINTS);
+	explicit_bzero(password, sizeof(password));
+	return r;
+}
+
+static int check_opts(const struct cluster_opts *opts)
+{
+	const char *prefix = opts->prefix ? opts->prefix : CLUSTER_DEFAULT_PREFIX;
+
+	if (!layout_prefix_valid(prefix)) {
+		log_msg(LOG_ERROR, LOG_TAG, "etcd prefix '%s': must start and end with '/' (%d "
+			"bytes at most)", prefix, LAYOUT_PREFIX_MAX);
+		return -EINVAL;
+	}
+	if (!layout_id_valid(opts->self->id) || !layout_id_valid(opts->self->domain)) {
+		log_msg(LOG_ERROR, LOG_TAG, "node id '%s' or failure domain '%s': 1 to %d of "
+			"A-Z a-z 0-9 . _ -", opts->self->id, opts->self->domain, LAYOUT_ID_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cluster_start(const struct cluster_opts *opts, struct cluster **out)
+{
+	struct cluster *cl;
+	int r = check_opts(opts);
+
+	if (r < 0)
+		return r;
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return -ENOMEM;
+	pthread_mutex_init(&cl->mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&cl->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	cl->lp = opts->loop;
+	cl->efd = -1;
+	snprintf(cl->prefix, sizeof(cl->prefix), "%s", opts->prefix ? opts->prefix : CLUSTER_DEFAULT_PREFIX);
+	etcd_prefix_end(cl->prefix, cl->prefix_end);
+	cl->self = *opts->self;
+	cl->self.up_since = (int64_t)time(NULL);
+	cl->ttl_s = opts->ttl_s ? opts->ttl_s : CLUSTER_DEFAULT_TTL_S;
+	cl->on_change = opts->on_change;
+	cl->on_fatal = opts->on_fatal;
+	cl->arg = opts->arg;
+	snprintf(cl->info.node_id, sizeof(cl->info.node_id), "%s", cl->self.id);
+	snprintf(cl->info.prefix, sizeof(cl->info.prefix), "%s", cl->prefix);
+	snprintf(cl->info.state, sizeof(cl->info.state), "joining");
+	cl->info.etcd_ok = true;
+	r = make_clients(cl, opts);
+	if (r == 0) {
+		snprintf(cl->info.endpoint, sizeof(cl->info.endpoint), "%s", etcd_endpoint(cl->sess));
+		cl->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		r = cl->efd < 0 ? -errno : 0;
+	}
+	if (r == 0)
+		r = loop_watch_add(cl->lp, cl->efd, LOOP_READ, efd_ready, cl, &cl->efd_watch);
+	if (r == 0) {
+		r = -pthread_create(&cl->sess_thread, NULL, session_main, cl);
+		cl->sess_started = r == 0;
+	}
+	if (r == 0) {
+		r = -pthread_create(&cl->watch_thread, NULL, watch_main, cl);
+		cl->watch_started = r == 0;
+	}
+	if (r < 0) {
+		cluster_stop(cl);
+		return r;
+	}
+	*out = cl;
+	return 0;
+}
+
+void cluster_stop(struct cluster *cl)
+{
+	struct cmd *left;
+
+	if (!cl)
+		return;
+	pthread_mutex_lock(&cl->mu);
+	cl->stopping = true;
+	pthread_cond_broadcast(&cl->cond);
+	pthread_mutex_unlock(&cl->mu);
+	if (cl->watch)
+		etcd_interrupt(cl->watch);
+	if (cl->watch_started)
+		pthread_join(cl->watch_thread, NULL);
+	if (cl->sess_started)
+		pthread_join(cl->sess_thread, NULL); /* its calls time out within a TTL/3 */
+	left = cl->queue;
+	cl->queue = NULL;
+	complete_commands(cl->done, 0);
+	complete_commands(left, -ESHUTDOWN);
+	loop_watch_remove(cl->efd_watch);
+	if (cl->efd >= 0)
+		close(cl->efd);
+	etcd_destroy(cl->sess);
+	etcd_destroy(cl->watch);
+	free(cl->map);
+	pthread_cond_destroy(&cl->cond);
+	pthread_mutex_destroy(&cl->mu);
+	free(cl);
+}

@@ -1,0 +1,95 @@
+/* cluster/cluster.h — this node's membership of a quill cluster: its registration in
+ * etcd under a lease, the lease deadline that guards client I/O, and the cluster map
+ * (nodes up, down, out) kept current by a watch. Spec: docs/cluster.md.
+ *
+ * Threads: cluster_start() starts two threads of its own, each with its own etcd
+ * connection (cluster/etcd.h calls block): the session thread (authenticate, join,
+ * keepalives, the operator's node out/in) and the watch thread (the map). They talk
+ * to the event loop through an eventfd that the loop watches: opts->on_change runs on
+ * the loop's thread after a keepalive was granted, the map changed, or a command
+ * finished. Nothing here blocks the loop: cluster_lease_valid() reads an atomic, the
+ * status calls copy under a mutex that the threads hold only around memory updates.
+ * Every other call is for the loop's thread.
+ */
+#ifndef QUILL_CLUSTER_CLUSTER_H
+#define QUILL_CLUSTER_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/layout.h"
+
+#define CLUSTER_PROTOCOL_VERSION 1u /* what a node speaks to the map and to its peers */
+#define CLUSTER_DEFAULT_PREFIX "/quill/default/"
+#define CLUSTER_DEFAULT_TTL_S 10u
+#define CLUSTER_CRED_MAX 256 /* user name or password, bytes */
+
+struct loop;
+struct cluster;
+
+/* The credentials file: "user = NAME" and "password = SECRET" lines ('#' comments).
+ * It must be a regular file that only its owner can read or write (mode 0600 or
+ * 0400): anyone else who reads it could rewrite the cluster map. Returns 0, or
+ * -EACCES (mode), -ENOENT, -EINVAL (format), with a sentence in why. */
+int cluster_credentials_load(const char *path, char user[CLUSTER_CRED_MAX],
+			     char password[CLUSTER_CRED_MAX], char *why, size_t whylen);
+
+struct cluster_opts {
+	struct loop *loop;
+	const char *endpoints;        /* "http://127.0.0.1:2379[,...]" */
+	const char *credentials_file; /* NULL: etcd without authentication */
+	const char *prefix;           /* NULL: CLUSTER_DEFAULT_PREFIX */
+	const struct layout_node *self; /* id, domain, addresses, versions (up_since is
+					   filled in) */
+	unsigned ttl_s;               /* 0: CLUSTER_DEFAULT_TTL_S */
+	/* on the loop's thread; fatal: this node cannot be part of the cluster (its
+	 * credentials were refused, its versions are incompatible): why says it. */
+	void (*on_change)(void *arg);
+	void (*on_fatal)(void *arg, const char *why);
+	void *arg;
+};
+
+/* Checks the options and the credentials file (the reasons are logged), then starts
+ * the threads: joining happens in the background, and client I/O waits until it did.
+ * -EINVAL, -EACCES, -ENOENT, -ENOMEM. */
+int cluster_start(const struct cluster_opts *opts, struct cluster **out);
+/* Stops the threads, and revokes the lease (the node is down at once) if etcd answers
+ * in time. NULL ok. */
+void cluster_stop(struct cluster *cl);
+
+/* May this node complete client I/O now (its lease deadline is ahead)? Any thread. */
+bool cluster_lease_valid(const struct cluster *cl);
+
+struct cluster_info {
+	char node_id[LAYOUT_ID_MAX + 1];
+	char prefix[LAYOUT_PREFIX_MAX + 1];
+	char endpoint[256];        /* the etcd endpoint in use */
+	bool etcd_ok;              /* the last call to etcd was answered */
+	char etcd_error[256];      /* else why not */
+	char state[320];           /* "joining", "registered", "waiting for ...", ... */
+	int64_t lease_id;          /* 0: none */
+	unsigned ttl_s;            /* granted */
+	bool lease_valid;
+	int64_t lease_remaining_ms; /* until the deadline; <= 0 past it */
+	int64_t map_revision;      /* the etcd revision the map is at */
+};
+void cluster_info(const struct cluster *cl, struct cluster_info *info);
+
+struct cluster_node {
+	struct layout_node rec;    /* last known record */
+	bool up;                   /* registered under a live lease */
+	bool out;                  /* marked out by an operator */
+	bool compatible;           /* versions match this node's */
+	bool self;
+};
+/* A copy of the map, by node id: *nodes (free() it), *n. 0 or -ENOMEM. */
+int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t *n);
+
+/* Marks node id out (out true) or in. Async: returns 0 → cb runs once on the loop's
+ * thread with 0 or -errno and a sentence (-ENOENT no such node, an etcd error);
+ * <0 → it never runs (-EINVAL a bad id, -ENOMEM). */
+typedef void (*cluster_cb)(void *arg, int res, const char *msg);
+int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,155 @@
+/* tests/unit/cluster/test_layout.c — quill's etcd keys and values (cluster/layout.c):
+ * keys built and parsed back, foreign keys skipped, node records round-trip and bad
+ * ones refused, version compatibility. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "cluster/layout.h"
+
+#define P "/quill/test/"
+
+Test(layout, ids_and_prefixes)
+{
+	cr_assert(layout_id_valid("node-0.rack_1"));
+	cr_assert_not(layout_id_valid(""));
+	cr_assert_not(layout_id_valid("."));
+	cr_assert_not(layout_id_valid(".."));
+	cr_assert_not(layout_id_valid("a/b"));
+	cr_assert_not(layout_id_valid("a b"));
+	cr_assert_not(layout_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+	cr_assert(layout_prefix_valid("/quill/default/"));
+	cr_assert(layout_prefix_valid("/"));
+	cr_assert_not(layout_prefix_valid("quill/"));
+	cr_assert_not(layout_prefix_valid("/quill"));
+	cr_assert_not(layout_prefix_valid("/quill//x/"));
+	cr_assert_not(layout_prefix_valid("/qu\nill/"));
+}
+
+Test(layout, keys_round_trip)
+{
+	static const enum layout_kind kinds[] = { LAYOUT_MEMBER, LAYOUT_ALIVE, LAYOUT_OUT };
+	static const char *const want[] = { P "members/n1", P "alive/n1", P "out/n1" };
+	char key[128], id[LAYOUT_ID_MAX + 1];
+	enum layout_kind kind;
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(layout_key(key, sizeof(key), P, kinds[i], "n1"), 0);
+		cr_assert_str_eq(key, want[i]);
+		cr_assert_eq(layout_key_parse(P, key, strlen(key), &kind, id), 0);
+		cr_assert_eq(kind, kinds[i]);
+		cr_assert_str_eq(id, "n1");
+	}
+	cr_assert_eq(layout_dir(key, sizeof(key), P, LAYOUT_ALIVE), 0);
+	cr_assert_str_eq(key, P "alive/");
+	cr_assert_eq(layout_key(key, sizeof(key), P, LAYOUT_ALIVE, "bad/id"), -EINVAL);
+	cr_assert_eq(layout_key(key, 10, P, LAYOUT_ALIVE, "n1"), -ENAMETOOLONG);
+}
+
+Test(layout, foreign_keys_are_skipped)
+{
+	static const char *const keys[] = {
+		"/quill/other/alive/n1", P "volumes/v0/owner", P "alive/", P "alive/a/b",
+		P "alive/..", P "membersX/n1", "/quill/tes",
+	};
+	char id[LAYOUT_ID_MAX + 1];
+	enum layout_kind kind;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		cr_assert_eq(layout_key_parse(P, keys[i], strlen(keys[i]), &kind, id), -ENOENT,
+			     "%s", keys[i]);
+	/* a NUL inside the key's bytes */
+	cr_assert_eq(layout_key_parse(P, P "alive/n1\0x", sizeof(P "alive/n1\0x") - 1, &kind, id),
+		     -ENOENT);
+}
+
+static struct layout_node sample(void)
+{
+	struct layout_node n = { .format_version = 3, .protocol_version = 1,
+				 .up_since = 1796459816 };
+
+	strcpy(n.id, "n0");
+	strcpy(n.domain, "rack-a");
+	strcpy(n.nbd, "127.0.0.1:10809");
+	strcpy(n.control, "/run/quill/quilld.sock");
+	strcpy(n.peer, "10.0.0.1:7000");
+	return n;
+}
+
+Test(layout, node_record_round_trips)
+{
+	struct layout_node n = sample(), back;
+	char *text = layout_node_encode(&n);
+
+	cr_assert_not_null(text);
+	cr_assert_eq(layout_node_decode(text, strlen(text), &back), 0);
+	cr_assert_eq(memcmp(&n, &back, sizeof(n)), 0);
+	free(text);
+	/* fields it does not know are a newer node's: ignored */
+	text = "{\"id\":\"n0\",\"domain\":\"n0\",\"nbd\":\"\",\"control\":\"\",\"peer\":\"\","
+	       "\"format_version\":3,\"protocol_version\":1,\"up_since\":0,\"zone\":\"z\"}";
+	cr_assert_eq(layout_node_decode(text, strlen(text), &back), 0);
+}
+
+Test(layout, bad_node_records_are_refused)
+{
+	static const char *const bad[] = {
+		"", "[]", "{", "{}", "not json",
+		"{\"id\":\"n0\",\"domain\":\"n0\",\"nbd\":\"\",\"control\":\"\",\"peer\":\"\","
+		"\"format_version\":3,\"protocol_version\":1}", /* no up_since */
+		"{\"id\":\"n/0\",\"domain\":\"n0\",\"nbd\":\"\",\"control\":\"\",\"peer\":\"\","
+		"\"format_version\":3,\"protocol_version\":1,\"up_since\":0}", /* bad id */
+		"{\"id\":\"n0\",\"domain\":\"n0\",\"nbd\":5,\"control\":\"\",\"peer\":\"\","
+		"\"format_version\":3,\"protocol_version\":1,\"up_since\":0}", /* a number */
+		"{\"id\":\"n0\",\"domain\":\"n0\",\"nbd\":\"\",\"control\":\"\",\"peer\":\"\","
+		"\"format_version\":-1,\"protocol_version\":1,\"up_since\":0}", /* negative */
+		"{\"id\":\"n0\",\"domain\":\"n0\",\"nbd\":\"\",\"control\":\"\",\"peer\":\"\","
+		"\"format_version\":3,\"protocol_version\":1,\"up_since\":0} {}", /* trailing */
+		"{\"id\":\"n\\u00000\",\"domain\":\"n0\",\"nbd\":\"\",\"control\":\"\",\"peer\":\"\","
+		"\"format_version\":3,\"protocol_version\":1,\"up_since\":0}", /* a NUL */
+	};
+	struct layout_node back;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(layout_node_decode(bad[i], strlen(bad[i]), &back), -EPROTO, "%s",
+			     bad[i]);
+}
+
+Test(layout, long_strings_are_refused)
+{
+	struct layout_node n = sample(), back;
+	char *text;
+
+	memset(n.nbd, 'x', LAYOUT_ADDR_MAX);
+	n.nbd[LAYOUT_ADDR_MAX] = '\0';
+	text = layout_node_encode(&n);
+	cr_assert_eq(layout_node_decode(text, strlen(text), &back), 0); /* the longest fits */
+	free(text);
+	text = "{\"id\":\"n0\",\"domain\":\"n0\",\"nbd\":\"\",\"control\":\"\",\"peer\":\"\","
+	       "\"format_version\":3,\"protocol_version\":1,\"up_since\":0}";
+	cr_assert_eq(layout_node_decode(text, strlen(text) - 1, &back), -EPROTO); /* cut */
+}
+
+Test(layout, compatibility_is_equal_versions)
+{
+	struct layout_node a = sample(), b = sample();
+
+	cr_assert(layout_compatible(&a, &b));
+	b.protocol_version = 2;
+	cr_assert_not(layout_compatible(&a, &b));
+	b = sample();
+	b.format_version = 4;
+	cr_assert_not(layout_compatible(&a, &b));
+}
+
+Test(layout, out_marks)
+{
+	char *text = layout_out_encode(1796459816);
+	int64_t since;
+
+	cr_assert_eq(layout_out_decode(text, strlen(text), &since), 0);
+	cr_assert_eq(since, 1796459816);
+	free(text);
+	cr_assert_eq(layout_out_decode("{}", 2, &since), -EPROTO);
+	cr_assert_eq(layout_out_decode("{\"since\":\"1\"}", 13, &since), -EPROTO);
+}

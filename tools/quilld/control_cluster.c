@@ -1,0 +1,197 @@
+/* tools/quilld/control_cluster.c — cluster.status, cluster.nodes, cluster.node_out and
+ * cluster.node_in (docs/control.md): the cluster map as this node sees it, its lease,
+ * and why client I/O waits when it does. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block.h"
+#include "cluster/cluster.h"
+#include "tools/control_proto.h"
+#include "tools/quilld/control_internal.h"
+
+static void add_str(struct json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, json_object_new_string(v));
+}
+
+static void add_bool(struct json_object *o, const char *key, bool v)
+{
+	json_object_object_add(o, key, json_object_new_boolean(v));
+}
+
+static struct json_object *node_json(const struct cluster_node *n)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_str(o, "id", n->rec.id);
+	add_str(o, "state", n->up ? "up" : "down");
+	add_bool(o, "out", n->out);
+	add_bool(o, "self", n->self);
+	add_bool(o, "compatible", n->compatible);
+	add_str(o, "failure_domain", n->rec.domain);
+	add_str(o, "nbd", n->rec.nbd);
+	add_str(o, "control", n->rec.control);
+	add_str(o, "peer", n->rec.peer);
+	ctl_add_int(o, "format_version", n->rec.format_version);
+	ctl_add_int(o, "protocol_version", n->rec.protocol_version);
+	ctl_add_int(o, "up_since", n->rec.up_since);
+	return o;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	return strcmp(((const struct cluster_node *)a)->rec.id,
+		      ((const struct cluster_node *)b)->rec.id);
+}
+
+/* Adds "nodes": [...] to o. */
+static int add_nodes(struct control *ctl, struct json_object *o)
+{
+	struct cluster_node *nodes;
+	struct json_object *arr;
+	size_t n;
+	int r = cluster_nodes(ctl->cluster, &nodes, &n);
+
+	if (r < 0)
+		return r;
+	qsort(nodes, n, sizeof(*nodes), by_id);
+	arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(arr, node_json(&nodes[i]));
+	json_object_object_add(o, "nodes", arr);
+	free(nodes);
+	return 0;
+}
+
+static struct json_object *single_node(void)
+{
+	return ctl_error(ENOTSUP, "this node is not part of a cluster (quilld runs without "
+			 "--etcd-endpoints)");
+}
+
+/* Why client I/O waits, in a sentence ("" when it does not). */
+static void io_wait_reason(const struct cluster_info *ci, char *buf, size_t len)
+{
+	if (ci->lease_valid)
+		buf[0] = '\0';
+	else if (!ci->lease_id)
+		snprintf(buf, len, "this node holds no lease (%s)", ci->state);
+	else if (!ci->etcd_ok)
+		snprintf(buf, len, "the lease expired: etcd cannot be reached (%s)", ci->etcd_error);
+	else
+		snprintf(buf, len, "the lease expired: %s", ci->state);
+}
+
+static struct json_object *cmd_cluster_status(struct control *ctl, struct json_object *req)
+{
+	struct json_object *v = ctl_ok(), *c, *lease, *io;
+	struct cluster_info ci;
+	char why[1024];
+
+	(void)req;
+	if (!ctl->cluster) {
+		json_object_object_add(v, "cluster", NULL);
+		return v;
+	}
+	cluster_info(ctl->cluster, &ci);
+	c = json_object_new_object();
+	add_str(c, "prefix", ci.prefix);
+	add_str(c, "node_id", ci.node_id);
+	add_str(c, "etcd_endpoint", ci.endpoint);
+	add_bool(c, "etcd_reachable", ci.etcd_ok);
+	add_str(c, "etcd_error", ci.etcd_error);
+	add_str(c, "state", ci.state);
+	ctl_add_int(c, "map_revision", ci.map_revision);
+	json_object_object_add(v, "cluster", c);
+	lease = json_object_new_object();
+	snprintf(why, sizeof(why), "%llx", (unsigned long long)ci.lease_id);
+	add_str(lease, "id", ci.lease_id ? why : "");
+	ctl_add_int(lease, "ttl_s", ci.ttl_s);
+	add_bool(lease, "valid", ci.lease_valid);
+	ctl_add_int(lease, "remaining_ms", ci.lease_valid ? ci.lease_remaining_ms : 0);
+	json_object_object_add(v, "lease", lease);
+	io = json_object_new_object();
+	io_wait_reason(&ci, why, sizeof(why));
+	add_str(io, "state", ci.lease_valid ? "serving" : "waiting");
+	add_str(io, "why", why);
+	ctl_add_int(io, "requests_waiting", blk_guard_waiting());
+	json_object_object_add(v, "io", io);
+	if (add_nodes(ctl, v) < 0) {
+		json_object_put(v);
+		return ctl_error(ENOMEM, "out of memory");
+	}
+	return v;
+}
+
+static struct json_object *cmd_cluster_nodes(struct control *ctl, struct json_object *req)
+{
+	struct json_object *v;
+
+	(void)req;
+	if (!ctl->cluster)
+		return single_node();
+	v = ctl_ok();
+	if (add_nodes(ctl, v) < 0) {
+		json_object_put(v);
+		return ctl_error(ENOMEM, "out of memory");
+	}
+	return v;
+}
+
+/* The sentence of the mark that just finished: its finish runs from the callback,
+ * on the loop's thread, before the next one can. */
+static char mark_msg[256];
+
+static struct json_object *mark_finish(struct control *ctl, struct json_object *req, int res)
+{
+	(void)ctl;
+	if (res < 0)
+		return ctl_error(-res, "node '%s': %s", ctl_get_string(req, "id"),
+				 mark_msg[0] ? mark_msg : strerror(-res));
+	return ctl_ok();
+}
+
+static void mark_done(void *arg, int res, const char *msg)
+{
+	snprintf(mark_msg, sizeof(mark_msg), "%s", msg ? msg : "");
+	ctl_call_done(arg, res);
+}
+
+static struct json_object *node_mark(struct control *ctl, struct json_object *req, bool out)
+{
+	const char *id = ctl_get_string(req, "id");
+	struct ctl_call *call;
+	int r;
+
+	if (!ctl->cluster)
+		return single_node();
+	if (!id)
+		return ctl_error(EINVAL, "which node? (\"id\")");
+	if (!layout_id_valid(id))
+		return ctl_error(EINVAL, "'%.80s' is not a node id (1 to %d of A-Z a-z 0-9 . _ -)",
+				 id, LAYOUT_ID_MAX);
+	call = ctl_call_new(ctl, req, mark_finish);
+	mark_msg[0] = '\0';
+	r = cluster_node_mark(ctl->cluster, id, out, mark_done, call);
+	return ctl_call_started(call, r);
+}
+
+static struct json_object *cmd_node_out(struct control *ctl, struct json_object *req)
+{
+	return node_mark(ctl, req, true);
+}
+
+static struct json_object *cmd_node_in(struct control *ctl, struct json_object *req)
+{
+	return node_mark(ctl, req, false);
+}
+
+const struct control_cmd ctl_cluster_commands[] = {
+	{ CONTROL_CMD_CLUSTER_STATUS, cmd_cluster_status, { { NULL } } },
+	{ CONTROL_CMD_CLUSTER_NODES, cmd_cluster_nodes, { { NULL } } },
+	{ CONTROL_CMD_NODE_OUT, cmd_node_out, { { "id", CTL_STRING } } },
+	{ CONTROL_CMD_NODE_IN, cmd_node_in, { { "id", CTL_STRING } } },
+	{ NULL, NULL, { { NULL } } },
+};
