@@ -158,18 +158,63 @@ int seg_zero_block_sync(struct engine *eng, uint32_t slot, uint32_t block)
 	return r;
 }
 
+/* Headers are read this many at a time, all in flight together: one after another, a
+ * store of thousands of slots would spend its start-up waiting on each. */
+#define LIST_BATCH 64u
+
+struct list_batch {
+	unsigned pending;
+	int err;
+};
+
+static void header_read(void *arg, int res)
+{
+	struct list_batch *lb = arg;
+
+	if (res < 0 && lb->err == 0)
+		lb->err = res;
+	lb->pending--;
+}
+
+/* Reads the headers of slots [first, first + n) into buf, one block each. */
+static int read_headers(struct engine *eng, uint32_t first, uint32_t n, uint8_t *buf)
+{
+	struct list_batch lb = { 0 };
+	int r = 0;
+
+	for (uint32_t i = 0; i < n && r == 0; i++) {
+		struct iovec iov = { buf + (size_t)i * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE };
+
+		r = seg_read(eng, first + i, 0, &iov, 1, header_read, &lb);
+		if (r == 0)
+			lb.pending++;
+	}
+	while (lb.pending) { /* even after a refused read: those in flight write into buf */
+		int p = seg_poll(eng, -1);
+
+		if (p < 0 && p != -EINTR && p != -ETIME && r == 0)
+			r = p;
+	}
+	return r < 0 ? r : lb.err;
+}
+
 int seg_list_sync(struct engine *eng,
 		  int (*fn)(void *arg, uint32_t slot, const struct segment_header *h), void *arg)
 {
-	uint8_t *buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
+	uint8_t *buf = seg_buf_alloc((size_t)LIST_BATCH * QUILL_BLOCK_SIZE);
 	int r = buf ? 0 : -ENOMEM;
 
-	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++) {
-		struct segment_header h;
+	for (uint32_t first = 0; first < eng->sb.segment_count && r == 0; first += LIST_BATCH) {
+		uint32_t n = eng->sb.segment_count - first < LIST_BATCH ? eng->sb.segment_count - first
+									: LIST_BATCH;
 
-		r = seg_read_sync(eng, i, 0, buf, 1);
-		if (r == 0)
-			r = fn(arg, i, seg_header_decode(eng, buf, &h) == 0 ? &h : NULL);
+		r = read_headers(eng, first, n, buf);
+		for (uint32_t i = 0; i < n && r == 0; i++) {
+			struct segment_header h;
+			const uint8_t *b = buf + (size_t)i * QUILL_BLOCK_SIZE;
+
+			r = fn(arg, first + i, seg_header_decode(eng, b, &h) == 0 ? &h : NULL);
+		}
 	}
 	seg_buf_free(buf);
 	return r;

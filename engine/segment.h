@@ -147,7 +147,9 @@ int seg_flush_sync(struct engine *eng);
 int seg_zero_block_sync(struct engine *eng, uint32_t slot, uint32_t block);
 /* list: every slot's header in slot order: fn(arg, slot, h) with h the decoded header
  * of this store's segment there, or NULL (never used, garbage, another store's). Stops
- * at fn's first nonzero result, or a read's -errno. */
+ * at fn's first nonzero result, or a read's -errno. The headers are read many at a
+ * time through seg_read and seg_poll, which also runs the completions of whatever
+ * else is in flight: start-up and tools only. */
 int seg_list_sync(struct engine *eng,
 		  int (*fn)(void *arg, uint32_t slot, const struct segment_header *h), void *arg);
 /* Decodes a segment's header block (buf: QUILL_BLOCK_SIZE): 0 if it is one of this

@@ -243,6 +243,29 @@ Test(segment, list_names_only_this_stores_headers_and_stops_on_request)
 	seg_buf_free(buf);
 }
 
+Test(segment, list_reads_every_header_of_a_store_larger_than_one_batch)
+{
+	struct engine_opts o;
+	struct listing l = { .slot = 130 };
+	uint8_t *buf = tagged_blocks(1, 0);
+	struct done d = { 0 };
+
+	opts_for(&o, store_path, meta_path, true);
+	o.store_size = QUILL_DATA_OFFSET + 150ull * SEG_SIZE; /* headers read 64 at a time */
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	eng->slots[130].volume_id = TEST_LAYER;
+	eng->slots[130].generation = 77;
+	cr_assert_eq(finish(seg_append(eng, 130, 0, buf, 1, 5, on_done, &d), &d), BLK);
+	cr_assert_eq(seg_list_sync(eng, list_fn, &l), 0);
+	cr_assert_eq(l.used + l.unused, 150);
+	cr_assert(l.seen, "slot 130, in the third batch");
+	cr_assert_eq(l.h.generation, 77);
+	cr_assert_eq(l.h.first_seq, 5);
+	eng->slots[130].volume_id = 0;
+	eng->slots[130].generation = 0;
+	seg_buf_free(buf);
+}
+
 Test(segment, ranges_outside_a_segment_are_refused_without_a_callback)
 {
 	uint32_t slot;
