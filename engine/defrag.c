@@ -112,10 +112,8 @@ static int plan_add(struct engine_volume *vol, struct ioreq *req, uint64_t lba, 
 void eng_defrag_note(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		     const struct read_block *b, uint32_t n)
 {
-	if (!vol->eng->opts.read_defrag || vol->rec.kind != ONDISK_LAYER_VOLUME)
-		return;
-	if (plan_add(vol, req, lba, dst, b, n) < 0)
-		return; /* no memory: the read goes on, the range stays as it is */
+	if (vol->eng->opts.read_defrag && vol->rec.kind == ONDISK_LAYER_VOLUME)
+		(void)plan_add(vol, req, lba, dst, b, n); /* no memory: the range stays as is */
 }
 
 static void moves_retired(void *arg, int res)
@@ -136,7 +134,30 @@ static bool may_rewrite(const struct engine *eng, const struct engine_volume *vo
 	       eng->defrag_inflight + n <= DEFRAG_MAX_INFLIGHT;
 }
 
-/* Is block b, read into data, still what vol reads at lba, with nothing pending? */
+/* Which of the span blocks from lba have a write or trim of vol not yet retired:
+ * one pass over the unretired batches (eng_lba_pending() per block would walk them
+ * all for each). NULL: no memory. */
+static uint8_t *pending_blocks(const struct engine_volume *vol, uint64_t lba, uint32_t span)
+{
+	uint8_t *pend = calloc(span, 1);
+
+	if (!pend)
+		return NULL;
+	for (const struct batch *bt = vol->head; bt; bt = bt->next)
+		for (uint32_t i = 0; i < bt->sum.nentries; i++) {
+			const struct summary_entry *e = &bt->sum.entries[i];
+			uint64_t from = e->lba > lba ? e->lba : lba;
+			uint64_t to = e->lba + e->nblocks < lba + span ? e->lba + e->nblocks
+								       : lba + span;
+
+			for (uint64_t x = from; x < to; x++)
+				pend[x - lba] = 1;
+		}
+	return pend;
+}
+
+/* Is block b still what vol reads at lba (not overwritten, trimmed or moved since it
+ * was read: the map points at it and its slot was not reused)? */
 static bool still_there(const struct engine_volume *vol, uint64_t lba,
 			const struct defrag_block *b)
 {
@@ -144,8 +165,7 @@ static bool still_there(const struct engine_volume *vol, uint64_t lba,
 	struct map_loc loc;
 
 	return eng->slots[b->slot].generation == b->generation &&
-	       map_get(vol->map, lba, &loc) && loc.slot == b->slot && loc.block == b->block &&
-	       !eng_lba_pending(vol, lba);
+	       map_get(vol->map, lba, &loc) && loc.slot == b->slot && loc.block == b->block;
 }
 
 /* Appends the plan's blocks that still qualify as MOVEs, in LBA order. */
@@ -154,6 +174,7 @@ static void rewrite(struct engine *eng, struct defrag_plan *p)
 	struct engine_volume *vol = eng_volume_by_id(eng, p->layer_id);
 	struct defrag_batch *d;
 	struct ioreq *owner;
+	uint8_t *pend;
 	uint8_t copy[QUILL_BLOCK_SIZE];
 
 	if (p->n < DEFRAG_MIN_BLOCKS)
@@ -162,19 +183,21 @@ static void rewrite(struct engine *eng, struct defrag_plan *p)
 		eng->stats.defrag_skipped++;
 		return;
 	}
-	d = malloc(sizeof(*d));
+	qsort(p->b, p->n, sizeof(p->b[0]), block_idx_cmp);
+	pend = pending_blocks(vol, p->lba, p->b[p->n - 1].idx + 1);
+	d = pend ? malloc(sizeof(*d)) : NULL;
 	owner = d ? eng_req_alloc(eng, moves_retired, d) : NULL;
 	if (!owner) {
 		free(d);
+		free(pend);
 		return;
 	}
 	*d = (struct defrag_batch){ .eng = eng };
-	qsort(p->b, p->n, sizeof(p->b[0]), block_idx_cmp);
 	for (uint32_t i = 0; i < p->n; i++) {
 		const struct defrag_block *b = &p->b[i];
 		uint64_t lba = p->lba + b->idx;
 
-		if (!still_there(vol, lba, b))
+		if (pend[b->idx] || !still_there(vol, lba, b))
 			continue;
 		memcpy(copy, p->dst + (size_t)b->idx * QUILL_BLOCK_SIZE, sizeof(copy));
 		if (crc32c(copy, sizeof(copy)) != b->crc)
@@ -184,6 +207,7 @@ static void rewrite(struct engine *eng, struct defrag_plan *p)
 			break; /* no slot: what is appended stands */
 		d->n++;
 	}
+	free(pend);
 	eng->defrag_inflight += d->n;
 	eng_req_put(eng, owner, 0);
 }

@@ -53,7 +53,6 @@ void engine_opts_init(struct engine_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->gc_auto = true;
 	opts->prezero = true;
-	opts->read_defrag = true;
 	opts->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 }
 

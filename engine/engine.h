@@ -92,7 +92,8 @@ struct engine_opts {
 	bool read_defrag;          /* a read whose blocks lie scattered over the log writes
 				      them back in LBA order (MOVE entries), so that the
 				      next read of the range is one I/O (engine/defrag.c);
-				      default on through engine_opts_init */
+				      off by default: the first read of a scattered range
+				      pays a write of it (docs/engine.md) */
 	bool rebuild_meta;         /* meta_path is empty: rebuild the catalog, aliases and
 				      maps from the store's log alone (docs/format.md) */
 	const char *test_pause;    /* crash tests only: "POINT:MS" holds the thread that

@@ -2,13 +2,14 @@
 # read_defrag.sh — read reallocation and the background zeroing through quilld, with
 # real clients (issue 11):
 #   - after 4 KiB random writes over a range, a first 1 MiB sequential read of it takes
-#     many store reads per MiB (the log scattered the blocks); quilld rewrites them as
-#     it reads, and a second read takes at most 3 per MiB (`read_ios` in node.status);
+#     many store reads per MiB (the log scattered the blocks); with --read-defrag=yes
+#     quilld rewrites them as it reads, and a second read takes at most 3 per MiB
+#     (`read_ios` in node.status);
 #   - the content is the same byte for byte before, after the rewrite and after a
 #     restart (qemu-img convert of the range, compared);
-#   - with --read-defrag=no nothing is rewritten and the second read is as scattered
-#     as the first; with --prezero=no no zeros are written ahead of the log, while by
-#     default they are (the store file is thin: fallocate()d).
+#   - by default nothing is rewritten and the second read is as scattered as the
+#     first; with --prezero=no no zeros are written ahead of the log, while by default
+#     they are (the store file is thin: fallocate()d).
 set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
@@ -53,18 +54,19 @@ image()
 		fail "qemu-img convert to $1"
 }
 
+IT_QUILLD_ARGS="--read-defrag=yes"
 server_start
 scatter
 first="$(seq_read)"
-log "default: first sequential read $first store reads per MiB"
+log "read-defrag: first sequential read $first store reads per MiB"
 [ "$first" -ge 8 ] || fail "the random writes left only $first reads per MiB: nothing to test"
 second="$(seq_read)"
 moved="$(status_field defrag_bytes)"
-log "default: second sequential read $second store reads per MiB, $((moved >> 20)) MiB rewritten"
+log "read-defrag: second sequential read $second store reads per MiB, $((moved >> 20)) MiB rewritten"
 [ "$second" -le 3 ] || fail "after the rewrite a MiB still takes $second store reads"
 [ "$moved" -ge $((MIB << 19)) ] || fail "only $moved bytes rewritten"
 zeroed="$(status_field prezeroed_bytes)"
-[ "$zeroed" -gt 0 ] || fail "default: no zeros written ahead of the log on a thin store"
+[ "$zeroed" -gt 0 ] || fail "prezero by default: no zeros written ahead of the log on a thin store"
 image after
 server_stop
 server_start
@@ -75,20 +77,21 @@ third="$(seq_read)"
 server_stop
 rm -rf "$WORK/node" "$WORK"/*.img
 
-# the same with both switches off; the image before any rewrite is the reference
-IT_QUILLD_ARGS="--read-defrag=no --prezero=no"
+# the same by default (no read reallocation) and with --prezero=no; the image before
+# any rewrite is the reference
+IT_QUILLD_ARGS="--prezero=no"
 server_start
 scatter
 image before
 first="$(seq_read)"
 second="$(seq_read)"
-log "read-defrag=no: $first then $second store reads per MiB"
-[ "$second" -ge 8 ] || fail "read-defrag=no: the second read took only $second per MiB"
-[ "$(status_field defrag_bytes)" = 0 ] || fail "read-defrag=no rewrote blocks"
+log "default: $first then $second store reads per MiB"
+[ "$second" -ge 8 ] || fail "default: the second read took only $second per MiB"
+[ "$(status_field defrag_bytes)" = 0 ] || fail "by default blocks were rewritten"
 [ "$(status_field prezeroed_bytes)" = 0 ] || fail "prezero=no wrote zeros"
 server_stop
 # the scattered image, then read by a quilld that rewrites it: the same bytes
-IT_QUILLD_ARGS=""
+IT_QUILLD_ARGS="--read-defrag=yes"
 server_start
 image first
 seq_read >/dev/null

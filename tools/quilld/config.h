@@ -36,7 +36,7 @@ struct quilld_config {
 	unsigned checkpoint_ms;
 	uint64_t sync_size;              /* background store flush after this much log; 0 = off */
 	bool prezero;                    /* zeros ahead of the log (engine_opts.prezero); yes */
-	bool read_defrag;                /* read reallocation (engine_opts.read_defrag); yes */
+	bool read_defrag;                /* read reallocation (engine_opts.read_defrag); no */
 	char log_level[16];
 	char vhost[CONFIG_VHOST_MAX][CONFIG_PATH_MAX]; /* "VOL=SOCKET" */
 	unsigned nvhost;

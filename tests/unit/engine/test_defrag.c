@@ -2,7 +2,7 @@
  * blocks lie scattered over the log rewrites them once, in LBA order, so that the
  * next read takes few I/Os; a write or trim racing the rewrite wins, at run time,
  * after a crash and after a rebuild of the metadata from the log; snapshots are never
- * rewritten; the option turns it off. */
+ * rewritten; it is off unless asked for (engine_opts.read_defrag). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -14,6 +14,23 @@
 #include "testutil.h"
 
 TestSuite(defrag, .init = setup, .fini = teardown);
+
+/* An engine with read reallocation on (it is off by default). */
+static int open_defrag(bool format)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, format);
+	o.read_defrag = true;
+	return engine_open(&o, &eng);
+}
+
+static void open_engine_defrag(void)
+{
+	int r = open_defrag(true);
+
+	cr_assert_eq(r, 0, "engine_open: %s", strerror(-r));
+}
 
 #define RUN 8u      /* blocks per run */
 #define RUNS 8u     /* runs: lba 0 .. RUN * RUNS - 1 */
@@ -56,7 +73,7 @@ Test(defrag, a_scattered_range_is_rewritten_once_and_then_read_with_few_ios)
 	struct engine_volume *vol;
 	uint64_t ios;
 
-	open_engine();
+	open_engine_defrag();
 	vol = scattered(1);
 	ios = read_range(vol, 1);
 	cr_assert_eq(ios, RUNS, "the scattered read took %llu I/Os", (unsigned long long)ios);
@@ -113,7 +130,7 @@ Test(defrag, writes_and_trims_racing_the_rewrite_win)
 	cr_assert(buf && early && rr.later);
 	fill(early, 5, 1, 2);
 	fill(rr.later, 9, 1, 3);
-	open_engine();
+	open_engine_defrag();
 	rr.vol = scattered(1);
 	/* the read is queued first, the write and the trim behind it, before the engine runs:
 	 * they retire, or are in flight, when the read ends and its rewrite is appended */
@@ -154,7 +171,7 @@ Test(defrag, a_write_or_trim_pending_when_the_rewrite_is_appended_wins)
 	cr_assert(buf && early && late);
 	fill(early, 5, 1, 2);
 	fill(late, 9, 1, 3);
-	open_engine();
+	open_engine_defrag();
 	vol = scattered(1);
 	eng->opts.read_defrag = false;
 	cr_assert_eq(vread(vol, 0, NBLK, buf), 0);
@@ -199,7 +216,7 @@ static int rewrite_crash(bool flushed)
 	struct engine_volume *vol;
 	uint8_t *buf = malloc((size_t)NBLK * BLK);
 
-	CHILD_CHECK(buf && try_open(true) == 0);
+	CHILD_CHECK(buf && open_defrag(true) == 0);
 	vol = scattered(1);
 	CHILD_CHECK(eflush() == 0);
 	CHILD_CHECK(vread(vol, 0, NBLK, buf) == 0);
@@ -240,7 +257,7 @@ Test(defrag, snapshots_are_never_rewritten)
 {
 	struct engine_volume *vol, *s;
 
-	open_engine();
+	open_engine_defrag();
 	vol = scattered(1);
 	engine_volume_close(vol);
 	cr_assert_eq(engine_snap_create(eng, "v", "s"), 0);
@@ -254,14 +271,11 @@ Test(defrag, snapshots_are_never_rewritten)
 	cr_assert_eq(stats().defrag_blocks, 0);
 }
 
-Test(defrag, read_defrag_off_rewrites_nothing)
+Test(defrag, off_by_default)
 {
-	struct engine_opts o;
 	struct engine_volume *vol;
 
-	opts_for(&o, store_path, meta_path, true);
-	o.read_defrag = false;
-	cr_assert_eq(engine_open(&o, &eng), 0);
+	open_engine();
 	vol = scattered(1);
 	cr_assert_eq(read_range(vol, 1), RUNS);
 	cr_assert_eq(read_range(vol, 1), RUNS);
@@ -273,7 +287,7 @@ Test(defrag, no_rewrite_when_free_slots_are_scarce)
 {
 	struct engine_volume *vol;
 
-	open_engine();
+	open_engine_defrag();
 	vol = scattered(1);
 	/* fill the store with live data until free slots are at the cleaner's mark */
 	for (uint64_t lba = 100; eng->nfree > eng_gc_low_water(eng) && lba < 500; lba += 20)
