@@ -60,11 +60,17 @@ scatter
 first="$(seq_read)"
 log "read-defrag: first sequential read $first store reads per MiB"
 [ "$first" -ge 8 ] || fail "the random writes left only $first reads per MiB: nothing to test"
-second="$(seq_read)"
+# a window that found the rewrite budget spent (a slow disk) is rewritten when it is
+# read again: a few passes at most, until every block was rewritten once
+for pass in 2 3 4 5; do
+	[ "$(status_field defrag_bytes)" -lt $((MIB << 20)) ] || break
+	seq_read >/dev/null
+done
 moved="$(status_field defrag_bytes)"
-log "read-defrag: second sequential read $second store reads per MiB, $((moved >> 20)) MiB rewritten"
+second="$(seq_read)"
+log "read-defrag: after $((pass - 1)) passes $((moved >> 20)) MiB rewritten; the next pass took $second store reads per MiB"
+[ "$moved" -ge $((MIB << 20)) ] || fail "only $moved bytes rewritten after $((pass - 1)) passes"
 [ "$second" -le 3 ] || fail "after the rewrite a MiB still takes $second store reads"
-[ "$moved" -ge $((MIB << 19)) ] || fail "only $moved bytes rewritten"
 zeroed="$(status_field prezeroed_bytes)"
 [ "$zeroed" -gt 0 ] || fail "prezero by default: no zeros written ahead of the log on a thin store"
 image after
