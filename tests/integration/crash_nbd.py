@@ -20,6 +20,7 @@ bytes from a PRNG seeded with (seed, block, version). Journal lines:
   S seed             the writer's seed (first line)
   W blk n ver        write of blocks blk..blk+n-1, version ver, sent
   Z blk n ver        write-zeroes of those blocks, sent
+  T blk n ver        trim of those blocks, sent (crash_loop.py): reads as zeros too
   D blk n ver        that FUA write completed: durable
   F                  a FLUSH completed: everything sent before it is durable
   P blk ver          pinned by a check (ver 0: zeros)
@@ -120,10 +121,11 @@ def load_journal(path):
             continue
         if f[0] == "S":
             seed = int(f[1])
-        elif f[0] in ("W", "Z"):
+        elif f[0] in ("W", "Z", "T"):
             blk, n, ver = map(int, f[1:])
+            kind = "Z" if f[0] == "T" else f[0]  # a trimmed block reads as zeros
             for b in range(blk, blk + n):
-                after.setdefault(b, []).append((f[0], ver))
+                after.setdefault(b, []).append((kind, ver))
         elif f[0] == "D":
             blk, n, ver = map(int, f[1:])
             for b in range(blk, blk + n):
