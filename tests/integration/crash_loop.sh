@@ -89,16 +89,21 @@ sync_snaps()
 	SNAPS=("${kept[@]}")
 }
 
-# tally: adds the node's counters since its start to the totals (before a kill), so
+# tally: the node's counters since its start, kept (quill status is quick: the kill
+# moment stays where it was drawn); totals: their sums over every life so far, so
 # that the end can tell the cleaner, the checkpoints and read-defrag all ran
-GC_RUNS=0 CKPTS=0 DEFRAG=0
 tally()
 {
-	local st
-	st="$(quill status --json 2>/dev/null)" || return 0
-	GC_RUNS=$((GC_RUNS + $(json_field '["gc_runs"]' <<<"$st")))
-	CKPTS=$((CKPTS + $(json_field '["checkpoints"]' <<<"$st")))
-	DEFRAG=$((DEFRAG + $(json_field '["defrag_bytes"]' <<<"$st")))
+	quill status --json >"$WORK/status.$1.json" 2>/dev/null || rm -f "$WORK/status.$1.json"
+}
+
+totals()
+{
+	python3 - "$WORK"/status.*.json <<'PY'
+import json, sys
+t = [json.load(open(f)) for f in sys.argv[1:]]
+print(*(sum(s[k] for s in t) for k in ("gc_runs", "checkpoints", "defrag_bytes")))
+PY
 }
 
 round=0
@@ -119,7 +124,7 @@ while [ $((SECONDS - start)) -lt "$SECS" ]; do
 	fi
 	sleep "$(printf '%d.%03d' $((life / 2000)) $((life / 2 % 1000)))"
 	kill -0 "$writer" 2>/dev/null || { cat "$WORK/writer.log" >&2; fail "round $round: the writer stopped before the kill"; }
-	tally
+	tally "$round"
 	server_kill9
 	wait_client "$writer" writer "$round"
 	wait_client "$reader" reader "$round"
@@ -130,8 +135,9 @@ while [ $((SECONDS - start)) -lt "$SECS" ]; do
 		"snapshots ${SNAPS[*]:-none}; $(tail -n 1 "$WORK/verify.log")"
 done
 
-tally
+tally last
 server_stop
+read -r GC_RUNS CKPTS DEFRAG < <(totals)
 log "in all: $GC_RUNS cleaner runs, $CKPTS checkpoints, $((DEFRAG >> 10)) KiB rewritten by read-defrag"
 [ "$GC_RUNS" -gt 0 ] && [ "$CKPTS" -gt 0 ] && [ "$DEFRAG" -gt 0 ] ||
 	fail "the cleaner, the checkpoints or read-defrag never ran: nothing was tested"
