@@ -19,6 +19,7 @@ crash_nbd.py's (imported); this adds what the kill -9 loop needs on top:
   crash_loop.py scan URI SEED
       One such pass over an export (a snapshot): whole blocks or zeros, no garbage.
 
+The writer and the reader print "up" once connected.
 Exit 0: all good, or connection lost (the server was killed); 1: a request failed
 with the connection up, or a block read wrong.
 """
@@ -50,6 +51,15 @@ def journal_start(path, seed):
     return seed, last
 
 
+def connect(uri):
+    """A handle on uri; prints "up" once connected (crash_loop.sh draws the moment of
+    its kill from then on)."""
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    print("up", flush=True)
+    return h
+
+
 def lost(h, e):
     return h.aio_is_dead() or h.aio_is_closed() or e.errnum in crash_nbd.LOST
 
@@ -78,8 +88,7 @@ def send_one(h, rng, seed, blk, n, ver, jr, caps):
 def write(uri, journal_path, seed, seconds):
     seed, ver = journal_start(journal_path, seed)
     rng = random.Random("%d:%d" % (seed, ver))
-    h = nbd.NBD()
-    h.connect_uri(uri)
+    h = connect(uri)
     nblocks = h.get_size() // BS
     caps = {"fua": h.can_fua(), "zero": h.can_zero(), "trim": h.can_trim()}
     jr = open(journal_path, "a")
@@ -159,8 +168,7 @@ def report(what, bad):
 
 
 def read(uri, seed, seconds):
-    h = nbd.NBD()
-    h.connect_uri(uri)
+    h = connect(uri)
     size = h.get_size()
     passes = 0
     deadline = time.monotonic() + seconds

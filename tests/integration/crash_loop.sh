@@ -69,6 +69,13 @@ snapshot()
 	fi
 }
 
+# clients_up: have the writer and the reader both connected (the kill moment is
+# drawn from then on: a python start takes seconds on a busy machine)
+clients_up()
+{
+	grep -qs '^up' "$WORK/writer.log" && grep -qs '^up' "$WORK/reader.log"
+}
+
 # wait_client PID NAME ROUND: the client's exit after the kill; 0 unless it failed
 wait_client()
 {
@@ -117,6 +124,7 @@ while [ $((SECONDS - start)) -lt "$SECS" ]; do
 	"$PY" "$LOOP_PY" read "$(nbd_uri "$VOL")" "$SEED" 600 >"$WORK/reader.log" 2>&1 &
 	reader=$!
 	track "$reader"
+	wait_for 60 "round $round: the writer and the reader did not connect" clients_up
 	life=$((200 + (RANDOM * 32768 + RANDOM) % MAX_MS))
 	if [ $((RANDOM % 3)) = 0 ]; then
 		sleep "$(printf '%d.%03d' $((life / 2000)) $((life / 2 % 1000)))"
