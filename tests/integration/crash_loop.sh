@@ -139,7 +139,7 @@ while [ $((SECONDS - start)) -lt "$SECS" ]; do
 	server_start
 	sync_snaps
 	check "round $round (kill after ${life} ms)"
-	log "round $round: kill -9 after $life ms; $(cat "$WORK/writer.log"); $(cat "$WORK/reader.log");" \
+	log "round $round: kill -9 after $life ms; $(tail -n 1 "$WORK/writer.log"); $(tail -n 1 "$WORK/reader.log");" \
 		"snapshots ${SNAPS[*]:-none}; $(tail -n 1 "$WORK/verify.log")"
 done
 
