@@ -31,10 +31,9 @@ import time
 import nbd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import crash_nbd  # noqa: E402  (block_data, HDR, MAGIC, LOST, load_journal, verify)
+import crash_nbd  # noqa: E402  (the block format, the writer's rounds, lost())
 
 BS = crash_nbd.BS
-QD = 32
 CHUNK = 1 << 20
 
 
@@ -60,78 +59,26 @@ def connect(uri):
     return h
 
 
-def lost(h, e):
-    return h.aio_is_dead() or h.aio_is_closed() or e.errnum in crash_nbd.LOST
-
-
-def send_one(h, rng, seed, blk, n, ver, jr, caps):
-    """Sends one request on blocks blk..blk+n-1; returns (cookie, line journaled when
-    it completes, or None)."""
-    kind = rng.random()
-    if caps["zero"] and kind < 0.08:
-        jr.write("Z %d %d %d\n" % (blk, n, ver))
-        jr.flush()
-        return h.aio_zero(n * BS, blk * BS), None
-    if caps["trim"] and kind < 0.16:
-        jr.write("T %d %d %d\n" % (blk, n, ver))
-        jr.flush()
-        return h.aio_trim(n * BS, blk * BS), None
-    buf = b"".join(crash_nbd.block_data(seed, b, ver) for b in range(blk, blk + n))
-    fua = caps["fua"] and kind > 0.9
-    jr.write("W %d %d %d\n" % (blk, n, ver))
-    jr.flush()
-    cookie = h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(buf)), blk * BS,
-                          flags=nbd.CMD_FLAG_FUA if fua else 0)
-    return cookie, "D %d %d %d\n" % (blk, n, ver) if fua else None
-
-
 def write(uri, journal_path, seed, seconds):
     seed, ver = journal_start(journal_path, seed)
-    rng = random.Random("%d:%d" % (seed, ver))
     h = connect(uri)
-    nblocks = h.get_size() // BS
-    caps = {"fua": h.can_fua(), "zero": h.can_zero(), "trim": h.can_trim()}
+    can_fua, can_zero, can_trim = h.can_fua(), h.can_zero(), h.can_trim()
+
+    def choose(rng):
+        n = rng.randint(1, 4) if rng.random() < 0.75 else rng.randint(5, 64)
+        kind = rng.random()
+        if can_zero and kind < 0.08:
+            return n, "Z", False
+        if can_trim and kind < 0.16:
+            return n, "T", False
+        return n, "W", can_fua and kind > 0.9
+
     jr = open(journal_path, "a")
     if ver == 0:
         jr.write("S %d\n" % seed)
         jr.flush()
-    rounds = 0
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            used = set()
-            inflight = []
-            for _ in range(rng.randint(1, QD)):
-                n = rng.randint(1, 4) if rng.random() < 0.75 else rng.randint(5, 64)
-                blk = rng.randrange(0, nblocks - n + 1)
-                if any(b in used for b in range(blk, blk + n)):
-                    continue
-                used.update(range(blk, blk + n))
-                ver += 1
-                inflight.append(send_one(h, rng, seed, blk, n, ver, jr, caps))
-            while inflight:
-                h.poll(-1)
-                left = []
-                for cookie, line in inflight:
-                    if not h.aio_command_completed(cookie):
-                        left.append((cookie, line))
-                    elif line:
-                        jr.write(line)
-                        jr.flush()
-                inflight = left
-            h.flush()
-            jr.write("F\n")
-            jr.flush()
-            rounds += 1
-    except nbd.Error as e:
-        if lost(h, e):
-            print("writer: connection lost after %d rounds, version %d" % (rounds, ver))
-            return 0
-        print("writer: request failed with the connection up: %s" % e.string)
-        return 1
-    print("writer: time up after %d rounds, version %d" % (rounds, ver))
-    h.shutdown()
-    return 0
+    rng = random.Random("%d:%d" % (seed, ver))
+    return crash_nbd.write_rounds(h, jr, seed, rng, seconds, ver, choose)
 
 
 def check_chunk(seed, off, data):
@@ -179,7 +126,7 @@ def read(uri, seed, seconds):
                 return report("reader", bad)
             passes += 1
     except nbd.Error as e:
-        if lost(h, e):
+        if crash_nbd.lost(h, e):
             print("reader: connection lost after %d passes" % passes)
             return 0
         print("reader: read failed with the connection up: %s" % e.string)
