@@ -55,7 +55,8 @@ check()
 	done
 }
 
-# snapshot now and then; at most 2 kept, so the store does not fill up
+# snapshot now and then; the newest two are kept (the volume and they fit in the
+# store: the cleaner is pressed, not stalled)
 snapshot()
 {
 	local name="s$1"
@@ -85,15 +86,15 @@ wait_client()
 	fi
 }
 
-# sync_snaps: the snapshots the node lists (a kill during snap create leaves the
-# snapshot there or not, during snap rm too)
+# sync_snaps: the snapshots the node lists, in the order they were made (a kill
+# during snap create leaves the snapshot there or not, during snap rm too)
 sync_snaps()
 {
-	local s kept=()
-	for s in "${SNAPS[@]}"; do
-		quill --json snap ls "$VOL" | grep -q "\"$s\"" && kept+=("$s")
-	done
-	SNAPS=("${kept[@]}")
+	local listed
+	listed="$(quill snap ls "$VOL" | awk '$1 ~ /^s[0-9]+$/ { print substr($1, 2) }' |
+		sort -n | sed 's/^/s/')" || fail "snap ls $VOL"
+	mapfile -t SNAPS <<<"$listed"
+	[ -n "${SNAPS[0]:-}" ] || SNAPS=()
 }
 
 # tally: the node's counters since its start, kept (quill status is quick: the kill
@@ -117,6 +118,9 @@ round=0
 start=$SECONDS
 while [ $((SECONDS - start)) -lt "$SECS" ]; do
 	round=$((round + 1))
+	# the last round's say "up": gone before the clients start (their redirections
+	# truncate them only once they run)
+	rm -f "$WORK/writer.log" "$WORK/reader.log"
 	"$PY" "$LOOP_PY" write "$(nbd_uri "$VOL")" "$JOURNAL" "$SEED" 600 \
 		>"$WORK/writer.log" 2>&1 &
 	writer=$!
