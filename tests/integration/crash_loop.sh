@@ -14,7 +14,8 @@
 #
 # QUILL_TEST_SEED=N replays the kill points (the seed is printed);
 # QUILL_CRASH_LOOP_SECS (120) how long the rounds go on; QUILL_CRASH_LOOP_MS (3000)
-# the longest life of a round before the kill.
+# the longest life of a round before the kill; QUILL_CRASH_LOOP_ARGS more quilld flags
+# (the last of a flag given twice counts: --read-defrag=no).
 set -euo pipefail
 IT_STORE_SIZE="${IT_STORE_SIZE:-96M}" # small: the cleaner works all the time
 source "$(dirname "$0")/clients_lib.sh"
@@ -31,7 +32,7 @@ SECS="${QUILL_CRASH_LOOP_SECS:-120}"
 MAX_MS="${QUILL_CRASH_LOOP_MS:-3000}"
 log "seed $SEED (QUILL_TEST_SEED=$SEED replays the kill points), ${SECS} s of rounds"
 RANDOM=$((SEED % 32768))
-IT_QUILLD_ARGS="--segment-size 1M --checkpoint-ms 100 --read-defrag=yes"
+IT_QUILLD_ARGS="--segment-size 1M --checkpoint-ms 100 --read-defrag=yes ${QUILL_CRASH_LOOP_ARGS:-}"
 VOL=loop
 JOURNAL="$WORK/journal"
 SNAPS=()
