@@ -30,6 +30,7 @@ import time
 
 import nbd
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crash_nbd  # noqa: E402  (the block format, the writer's rounds, lost())
 
