@@ -20,6 +20,7 @@ bytes from a PRNG seeded with (seed, block, version). Journal lines:
   S seed             the writer's seed (first line)
   W blk n ver        write of blocks blk..blk+n-1, version ver, sent
   Z blk n ver        write-zeroes of those blocks, sent
+  T blk n ver        trim of those blocks, sent (crash_loop.py): reads as zeros too
   D blk n ver        that FUA write completed: durable
   F                  a FLUSH completed: everything sent before it is durable
   P blk ver          pinned by a check (ver 0: zeros)
@@ -45,17 +46,47 @@ def block_data(seed, blk, ver):
     return HDR.pack(MAGIC, seed, blk, ver) + filler
 
 
-def write(uri, journal_path, seed, seconds):
-    rng = random.Random(seed)
-    h = nbd.NBD()
-    h.connect_uri(uri)
-    nblocks = h.get_size() // BS
-    can_fua = h.can_fua()
-    can_zero = h.can_zero()
-    jr = open(journal_path, "a")
-    jr.write("S %d\n" % seed)
+def lost(h, e):
+    """Did e come from the server going away rather than refusing a request?"""
+    return h.aio_is_dead() or h.aio_is_closed() or e.errnum in LOST
+
+
+def send_request(h, jr, seed, blk, n, ver, kind, fua):
+    """Journals, then sends one request on blocks blk..blk+n-1: kind "W" (a write of
+    version ver, FUA if fua), "Z" (write-zeroes) or "T" (trim). Returns (cookie, the
+    line to journal when it completes, or None)."""
+    jr.write("%s %d %d %d\n" % (kind, blk, n, ver))
     jr.flush()
-    ver = 0
+    if kind == "Z":
+        return h.aio_zero(n * BS, blk * BS), None
+    if kind == "T":
+        return h.aio_trim(n * BS, blk * BS), None
+    buf = b"".join(block_data(seed, b, ver) for b in range(blk, blk + n))
+    cookie = h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(buf)), blk * BS,
+                          flags=nbd.CMD_FLAG_FUA if fua else 0)
+    return cookie, "D %d %d %d\n" % (blk, n, ver) if fua else None
+
+
+def wait_all(h, jr, inflight):
+    """Waits for every (cookie, line) sent; journals the lines of those completed."""
+    while inflight:
+        h.poll(-1)
+        left = []
+        for cookie, line in inflight:
+            if not h.aio_command_completed(cookie):
+                left.append((cookie, line))
+            elif line:
+                jr.write(line)
+                jr.flush()
+        inflight = left
+
+
+def write_rounds(h, jr, seed, rng, seconds, ver, choose):
+    """Rounds of up to QD concurrent requests on distinct blocks, each round ended by a
+    FLUSH, until the connection dies or SECONDS pass. choose(rng) draws a request's
+    (blocks, kind, fua) (send_request); versions go on after ver. Returns the exit
+    status of `write`."""
+    nblocks = h.get_size() // BS
     rounds = 0
     deadline = time.monotonic() + seconds
     try:
@@ -63,49 +94,46 @@ def write(uri, journal_path, seed, seconds):
             used = set()
             inflight = []  # (cookie, line to journal when it completes, or None)
             for _ in range(rng.randint(1, QD)):
-                n = rng.randint(1, 4)
+                n, kind, fua = choose(rng)
                 blk = rng.randrange(0, nblocks - n + 1)
                 if any(b in used for b in range(blk, blk + n)):
                     continue
                 used.update(range(blk, blk + n))
                 ver += 1
-                kind = rng.random()
-                if can_zero and kind < 0.1:
-                    jr.write("Z %d %d %d\n" % (blk, n, ver))
-                    jr.flush()
-                    inflight.append((h.aio_zero(n * BS, blk * BS), None))
-                    continue
-                buf = b"".join(block_data(seed, b, ver) for b in range(blk, blk + n))
-                fua = can_fua and kind > 0.9
-                jr.write("W %d %d %d\n" % (blk, n, ver))
-                jr.flush()
-                cookie = h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(buf)), blk * BS,
-                                      flags=nbd.CMD_FLAG_FUA if fua else 0)
-                inflight.append((cookie, "D %d %d %d\n" % (blk, n, ver) if fua else None))
-            while inflight:
-                h.poll(-1)
-                left = []
-                for cookie, line in inflight:
-                    if not h.aio_command_completed(cookie):
-                        left.append((cookie, line))
-                    elif line:
-                        jr.write(line)
-                        jr.flush()
-                inflight = left
+                inflight.append(send_request(h, jr, seed, blk, n, ver, kind, fua))
+            wait_all(h, jr, inflight)
             h.flush()
             jr.write("F\n")
             jr.flush()
             rounds += 1
     except nbd.Error as e:
-        if h.aio_is_dead() or h.aio_is_closed() or e.errnum in LOST:
-            print("writer: connection lost after %d rounds, %d versions: %s"
+        if lost(h, e):
+            print("writer: connection lost after %d rounds, version %d: %s"
                   % (rounds, ver, e.string))
             return 0
         print("writer: request failed with the connection up: %s" % e.string)
         return 1
-    print("writer: time up after %d rounds, %d versions" % (rounds, ver))
+    print("writer: time up after %d rounds, version %d" % (rounds, ver))
     h.shutdown()
     return 0
+
+
+def write(uri, journal_path, seed, seconds):
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    can_fua = h.can_fua()
+    can_zero = h.can_zero()
+
+    def choose(rng):
+        n, kind = rng.randint(1, 4), rng.random()
+        if can_zero and kind < 0.1:
+            return n, "Z", False
+        return n, "W", can_fua and kind > 0.9
+
+    jr = open(journal_path, "a")
+    jr.write("S %d\n" % seed)
+    jr.flush()
+    return write_rounds(h, jr, seed, random.Random(seed), seconds, 0, choose)
 
 
 def load_journal(path):
@@ -120,10 +148,11 @@ def load_journal(path):
             continue
         if f[0] == "S":
             seed = int(f[1])
-        elif f[0] in ("W", "Z"):
+        elif f[0] in ("W", "Z", "T"):
             blk, n, ver = map(int, f[1:])
+            kind = "Z" if f[0] == "T" else f[0]  # a trimmed block reads as zeros
             for b in range(blk, blk + n):
-                after.setdefault(b, []).append((f[0], ver))
+                after.setdefault(b, []).append((kind, ver))
         elif f[0] == "D":
             blk, n, ver = map(int, f[1:])
             for b in range(blk, blk + n):
