@@ -362,19 +362,42 @@ Test(meta, second_open_in_same_process_is_ebusy)
 	meta_close(NULL);
 }
 
-static void open_expect_ebusy(void)
-{
-	struct meta *m = NULL;
-
-	_exit(meta_open(dbpath, &m) == -EBUSY ? 0 : 1);
-}
-
+/* The other process opens first and holds the database until told to go: a child
+ * forked while this process had RocksDB's threads running could inherit one of their
+ * mutexes locked and hang in its own open (seen: PeriodicTaskScheduler). */
 Test(meta, second_open_from_another_process_is_ebusy)
 {
-	struct meta *m = open_db();
+	int ready[2], go[2], status;
+	struct meta *m = NULL;
+	char c = 0;
+	pid_t pid;
 
-	in_crashing_child(open_expect_ebusy);
+	cr_assert_eq(pipe(ready), 0);
+	cr_assert_eq(pipe(go), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct meta *held = NULL;
+
+		c = meta_open(dbpath, &held) == 0 ? 'y' : 'n';
+		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(0); /* dies holding it, as a crash: the lock goes with the process */
+	}
+	cr_assert_eq(read(ready[0], &c, 1), 1);
+	cr_assert_eq(c, 'y', "the other process could not open the database");
+	cr_assert_eq(meta_open(dbpath, &m), -EBUSY);
+	cr_assert_null(m);
+	cr_assert_eq(write(go[1], &c, 1), 1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %d", status);
+	/* and once it is gone, the database opens */
+	cr_assert_eq(meta_open(dbpath, &m), 0);
 	meta_close(m);
+	for (int i = 0; i < 2; i++) {
+		close(ready[i]);
+		close(go[i]);
+	}
 }
 
 Test(meta, open_under_a_regular_file_is_enotdir)
