@@ -723,18 +723,10 @@ static int clone_commit(struct engine *eng, struct engine_volume *s, const char 
 	rec.overlap = s->rec.size / QUILL_BLOCK_SIZE;
 	rec.flags = s->rec.flags & ONDISK_LAYER_INHERITED; /* a clone of a 4Kn disk is one */
 	snprintf(rec.name, sizeof(rec.name), "%s", newvol);
-	eng_batch_put_record(mb, &rec);
-	r = eng_volume_add(eng, &rec, &clone);
-	if (r == 0) {
-		r = meta_batch_commit(eng->meta, mb, META_SYNC);
-		if (r < 0)
-			eng_volume_remove(eng, clone);
-	}
-	meta_batch_destroy(mb);
+	r = eng_volume_commit_new(eng, mb, &rec, &clone);
 	if (r < 0)
 		return r;
 	clone->parent = s;
-	eng->next_volume_id++;
 	eng_catalog_log(clone);
 	return 0;
 }

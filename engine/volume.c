@@ -160,6 +160,27 @@ static int volume_create_check(struct engine *eng, const char *name, uint64_t si
 	return eng_volume_by_name(eng, name) ? -EEXIST : 0;
 }
 
+int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
+			  const struct volume_record *rec, struct engine_volume **out)
+{
+	struct engine_volume *vol;
+	int r;
+
+	eng_batch_put_record(mb, rec);
+	r = eng_volume_add(eng, rec, &vol);
+	if (r == 0) {
+		r = meta_batch_commit(eng->meta, mb, META_SYNC);
+		if (r < 0)
+			eng_volume_remove(eng, vol);
+	}
+	meta_batch_destroy(mb);
+	if (r < 0)
+		return r;
+	eng->next_volume_id++;
+	*out = vol;
+	return 0;
+}
+
 static int volume_create_commit(struct engine *eng, const char *name, uint64_t size_bytes,
 				unsigned flags)
 {
@@ -181,17 +202,9 @@ static int volume_create_commit(struct engine *eng, const char *name, uint64_t s
 	rec.flags = (flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0) |
 		    (flags & ENGINE_CREATE_SECTOR_4K ? ONDISK_LAYER_4KN : 0);
 	strcpy(rec.name, name);
-	eng_batch_put_record(mb, &rec);
-	r = eng_volume_add(eng, &rec, &vol);
-	if (r == 0) {
-		r = meta_batch_commit(eng->meta, mb, META_SYNC);
-		if (r < 0)
-			eng_volume_remove(eng, vol);
-	}
-	meta_batch_destroy(mb);
+	r = eng_volume_commit_new(eng, mb, &rec, &vol);
 	if (r < 0)
 		return r;
-	eng->next_volume_id++;
 	eng_catalog_log(vol);
 	log_msg(LOG_INFO, ENG_LOG, "volume %s created: id %llu, %llu bytes", name,
 		(unsigned long long)rec.volume_id, (unsigned long long)size_bytes);
