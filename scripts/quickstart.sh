@@ -20,10 +20,10 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CLUSTER=0
 case "${1:-}" in
-"") ;;
+"" | --single) ;; # one node without etcd (the default until replication exists)
 --cluster) CLUSTER=1 ;;
 *)
-	echo "usage: scripts/quickstart.sh [--cluster]" >&2
+	echo "usage: scripts/quickstart.sh [--single | --cluster]" >&2
 	exit 2
 	;;
 esac
