@@ -382,11 +382,12 @@ uint32_t eng_sector_size(const struct volume_record *rec);
 int eng_volume_add(struct engine *eng, const struct volume_record *rec,
 		   struct engine_volume **out);
 void eng_volume_remove(struct engine *eng, struct engine_volume *vol);
-/* A new volume layer (create, clone): rec, whose id eng_take_layer_id() spent into
- * mb, is added and mb committed (synced, then destroyed); on failure nothing of it
- * stays. The caller links its parent and logs its record. */
+/* A new volume layer (create, clone): rec (size, name, flags, parent set by the
+ * caller) gets a new id (spent into mb), its uid, kind and creation time; it is added
+ * and mb committed (synced, then destroyed); on failure nothing of it stays. The
+ * caller links its parent and logs its record. */
 int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
-			  const struct volume_record *rec, struct engine_volume **out);
+			  struct volume_record *rec, struct engine_volume **out);
 /* The layer a spec names (common/volspec.h): a volume "VOL" or a snapshot
  * "VOL@SNAP"; NULL if there is none or spec is not one. */
 struct engine_volume *eng_layer_by_spec(struct engine *eng, const char *spec);

@@ -714,11 +714,7 @@ static int clone_commit(struct engine *eng, struct engine_volume *s, const char 
 		r = meta_batch_create(&mb);
 	if (r < 0)
 		return r;
-	rec.volume_id = eng_take_layer_id(eng, mb);
-	rec.uid = rec.volume_id;
-	rec.kind = ONDISK_LAYER_VOLUME;
 	rec.size = s->rec.size;
-	rec.created_ns = eng_now_realtime_ns();
 	rec.parent_id = s->rec.volume_id;
 	rec.overlap = s->rec.size / QUILL_BLOCK_SIZE;
 	rec.flags = s->rec.flags & ONDISK_LAYER_INHERITED; /* a clone of a 4Kn disk is one */

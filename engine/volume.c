@@ -161,11 +161,15 @@ static int volume_create_check(struct engine *eng, const char *name, uint64_t si
 }
 
 int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
-			  const struct volume_record *rec, struct engine_volume **out)
+			  struct volume_record *rec, struct engine_volume **out)
 {
 	struct engine_volume *vol;
 	int r;
 
+	rec->volume_id = eng_take_layer_id(eng, mb);
+	rec->uid = rec->volume_id;
+	rec->kind = ONDISK_LAYER_VOLUME;
+	rec->created_ns = eng_now_realtime_ns();
 	eng_batch_put_record(mb, rec);
 	r = eng_volume_add(eng, rec, &vol);
 	if (r == 0) {
@@ -194,11 +198,7 @@ static int volume_create_commit(struct engine *eng, const char *name, uint64_t s
 	r = meta_batch_create(&mb);
 	if (r < 0)
 		return r;
-	rec.volume_id = eng_take_layer_id(eng, mb);
-	rec.uid = rec.volume_id;
-	rec.kind = ONDISK_LAYER_VOLUME;
 	rec.size = size_bytes;
-	rec.created_ns = eng_now_realtime_ns();
 	rec.flags = (flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0) |
 		    (flags & ENGINE_CREATE_SECTOR_4K ? ONDISK_LAYER_4KN : 0);
 	strcpy(rec.name, name);
