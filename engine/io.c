@@ -527,6 +527,7 @@ static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblock
 	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
+	vol->eng->client_reqs++;
 	req->fua = flags & ENGINE_FUA;
 	req->vol = vol;
 	req->lba = lba;
@@ -739,7 +740,8 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 		return r;
 	}
 	eng->slots[p->slot].readers++;
-	eng->stats.read_ios++;
+	if (!req->idle_defrag)
+		eng->stats.read_ios++; /* the clients' reads only */
 	req->pending++;
 	return 0;
 }
@@ -762,24 +764,44 @@ static bool span_joins(const struct read_block *first, const struct read_block *
 	       c->block - first->block < READ_MAX_SPAN;
 }
 
+/* The end of the span that starts at b[start] (b sorted, n blocks): one I/O. */
+static uint32_t span_end(const struct read_block *b, uint32_t start, uint32_t n)
+{
+	uint32_t i = start + 1;
+
+	while (i < n && span_joins(&b[start], &b[i - 1], &b[i]))
+		i++;
+	return i;
+}
+
+uint32_t eng_read_spans(struct read_block *b, uint32_t n)
+{
+	uint32_t spans = 0;
+
+	qsort(b, n, sizeof(*b), read_block_cmp);
+	for (uint32_t start = 0; start < n; start = span_end(b, start, n))
+		spans++;
+	return spans;
+}
+
 /* Reads a window's mapped blocks b[0..n), sorted, as few spans; a window that took
- * many goes to read reallocation (defrag.c). */
+ * many goes to read reallocation (defrag.c), and so does every window the idle
+ * defragmenter reads (it chose it for that). */
 static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 		       uint8_t *dst, struct read_block *b, uint32_t n)
 {
-	uint32_t start = 0, spans = 0;
+	uint32_t spans = 0;
 
 	qsort(b, n, sizeof(*b), read_block_cmp);
-	for (uint32_t i = 1; i <= n; i++) {
-		if (i < n && span_joins(&b[start], &b[i - 1], &b[i]))
-			continue;
-		int r = read_span(vol, req, lba, dst, &b[start], i - start);
+	for (uint32_t start = 0, end; start < n; start = end, spans++) {
+		int r;
+
+		end = span_end(b, start, n);
+		r = read_span(vol, req, lba, dst, &b[start], end - start);
 		if (r < 0)
 			return r;
-		start = i;
-		spans++;
 	}
-	if (eng_defrag_wanted(n, spans))
+	if (req->idle_defrag || eng_defrag_wanted(n, spans))
 		eng_defrag_note(vol, req, lba, dst, b, n);
 	return 0;
 }
@@ -793,20 +815,28 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 		return r;
 	if (!buf || !cb || nblocks == 0)
 		return -EINVAL;
+	vol->eng->client_reqs++; /* the idle defragmenter waits for a quiet spell */
 	return eng_read_layers(vol, lba, nblocks, buf, cb, arg);
 }
 
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg)
 {
-	struct read_block b[READ_WINDOW];
-	uint8_t *dst = buf;
-	struct ioreq *req;
-	int r = 0;
+	struct ioreq *req = eng_req_alloc(vol->eng, cb, arg);
 
-	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
+	eng_read_req(vol, req, lba, nblocks, buf);
+	return 0;
+}
+
+void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint32_t nblocks,
+		  void *buf)
+{
+	struct read_block b[READ_WINDOW];
+	uint8_t *dst = buf;
+	int r = 0;
+
 	for (uint32_t w = 0; w < nblocks && r == 0; w += READ_WINDOW) {
 		uint32_t end = nblocks - w < READ_WINDOW ? nblocks : w + READ_WINDOW;
 		uint32_t n = 0;
@@ -825,7 +855,6 @@ int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, v
 			r = read_window(vol, req, lba, dst, b, n);
 	}
 	eng_req_put(vol->eng, req, r);
-	return 0;
 }
 
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
@@ -857,6 +886,7 @@ static int poll_begin(struct engine *eng)
 	TIMED("checkpoint reap", eng_ckpt_reap(eng));
 	TIMED("cleaner", eng_gc_maybe(eng));
 	TIMED("prezero", eng_prezero_maybe(eng));
+	TIMED("idle defrag", eng_defrag_idle_maybe(eng));
 	TIMED("checkpoint start", eng_ckpt_maybe(eng));
 	eng_flatten_kick(eng);
 	/* after the cleaner and the checkpoint had their say on what the reap changed: a
@@ -948,8 +978,9 @@ int engine_timeout_ms(const struct engine *eng)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	if (since >= period)
 		return 0;
-	return (int)min_deadline(min_deadline((int64_t)(period - since), sync),
-				 eng_prezero_timeout(eng));
+	return (int)min_deadline(min_deadline(min_deadline((int64_t)(period - since), sync),
+					      eng_prezero_timeout(eng)),
+				 eng_defrag_idle_timeout(eng));
 }
 
 int engine_wait(struct engine *eng, const bool *done)
