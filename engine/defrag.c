@@ -241,10 +241,11 @@ void eng_defrag_finish(struct engine *eng, struct ioreq *req)
  * entries (so the same crash safety: a MOVE applies only where the block still is).
  *
  * Client I/O first. Nothing starts while clients are busy: a client request ends the
- * quiet spell, and no new window starts until the next one. One window is read at a
- * time, and the next only once at most one window's MOVEs are unretired, so a client
- * request that arrives meanwhile waits behind at most a window's read (its pieces:
- * up to DEFRAG_IDLE_WINDOW small reads) and two windows' writes (2 MiB). A pass that
+ * quiet spell, and no new window starts until the next one. DEFRAG_IDLE_READS (2)
+ * windows are read at a time (a scattered window is ~190 reads of 4 KiB: two keep the
+ * disk busier), and another only while at most two windows' MOVEs are unretired, so a
+ * client request that arrives meanwhile waits behind at most two windows' reads and
+ * four windows' writes (4 MiB). A pass that
  * rewrote nothing (found nothing scattered, or could not rewrite what it found: the
  * rewrite's budget) ends the work until clients make a request again, so an idle
  * node does not scan its maps, or read the same window, over and over. Snapshots are never rewritten, nor
@@ -278,9 +279,16 @@ void eng_defrag_idle_init(struct engine *eng)
 					  .busy_ms = eng_now_ms() };
 	if (!eng->opts.idle_defrag || idle_window(eng) < DEFRAG_MIN_BLOCKS)
 		return; /* (slots too small for a window worth it: tests' stores) */
-	eng->idle.buf = seg_buf_alloc((size_t)DEFRAG_IDLE_WINDOW * QUILL_BLOCK_SIZE);
-	if (!eng->idle.buf)
-		log_msg(LOG_WARN, ENG_LOG, "idle defragmenter off: no memory for its buffer");
+	eng->idle.buf = seg_buf_alloc((size_t)DEFRAG_IDLE_READS * DEFRAG_IDLE_WINDOW *
+				      QUILL_BLOCK_SIZE);
+	if (!eng->idle.buf) {
+		log_msg(LOG_WARN, ENG_LOG, "idle defragmenter off: no memory for its buffers");
+		return;
+	}
+	for (unsigned i = 0; i < DEFRAG_IDLE_READS; i++)
+		eng->idle.reads[i] = (struct defrag_idle_read){
+			.eng = eng,
+			.buf = eng->idle.buf + (size_t)i * DEFRAG_IDLE_WINDOW * QUILL_BLOCK_SIZE };
 }
 
 void eng_defrag_idle_free(struct engine *eng)
@@ -293,7 +301,7 @@ void eng_defrag_idle_free(struct engine *eng)
  * it finds the last windows scattered still. */
 static bool pass_ending(const struct engine *eng)
 {
-	return eng->idle.vol_idx >= eng->nvols && eng->defrag_inflight;
+	return eng->idle.vol_idx >= eng->nvols && (eng->defrag_inflight || eng->idle.reading);
 }
 
 /* 0: the idle defragmenter may work now; else ms until it may (INT_MAX: until an
@@ -303,12 +311,12 @@ static int idle_wait_ms(const struct engine *eng, uint64_t now)
 	const struct defrag_idle *d = &eng->idle;
 	uint64_t quiet_end = d->busy_ms + d->quiet_ms;
 
-	if (!d->buf || eng->closing || d->reading)
-		return INT_MAX; /* the read's completion rings the event fd */
+	if (!d->buf || eng->closing || d->reading == DEFRAG_IDLE_READS)
+		return INT_MAX; /* a read's completion rings the event fd */
 	if (eng->client_reqs != d->seen_reqs)
 		return (int)d->quiet_ms;
 	if (d->clean || eng->parked.head || eng->nfree <= eng_gc_low_water(eng) ||
-	    eng->defrag_inflight > idle_window(eng) || pass_ending(eng))
+	    eng->defrag_inflight > DEFRAG_IDLE_READS * idle_window(eng) || pass_ending(eng))
 		return INT_MAX; /* a request, a checkpoint or a retired batch comes first */
 	return quiet_end > now ? (int)(quiet_end - now) : 0;
 }
@@ -358,10 +366,12 @@ static bool window_scattered(const struct engine_volume *vol, uint64_t lba, uint
 
 static void idle_read_done(void *arg, int res)
 {
-	struct engine *eng = arg;
+	struct defrag_idle_read *rd = arg;
+	struct engine *eng = rd->eng;
 
-	eng->idle.reading = false;
-	if (eng->idle.appended != eng->idle.appended_at_read)
+	rd->busy = false;
+	eng->idle.reading--;
+	if (eng->idle.appended != rd->appended_at_read)
 		eng->idle.found = true; /* rewritten: the pass changed something */
 	if (res < 0) /* the window stays as it is; a read of it will say the same */
 		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "idle defragmenter: reading a window "
@@ -372,15 +382,20 @@ static void idle_read_done(void *arg, int res)
  * through io.c's read_window). */
 static void idle_read(struct engine *eng, struct engine_volume *vol, uint64_t lba, uint32_t n)
 {
-	struct ioreq *req = eng_req_alloc(eng, idle_read_done, eng);
+	struct defrag_idle_read *rd = eng->idle.reads;
+	struct ioreq *req;
 
+	while (rd->busy) /* idle_wait_ms() saw one free */
+		rd++;
+	req = eng_req_alloc(eng, idle_read_done, rd);
 	if (!req)
 		return;
 	req->idle_defrag = true;
-	eng->idle.reading = true;
-	eng->idle.appended_at_read = eng->idle.appended;
+	rd->busy = true;
+	rd->appended_at_read = eng->idle.appended;
+	eng->idle.reading++;
 	eng->stats.defrag_idle_reads++;
-	eng_read_req(vol, req, lba, n, eng->idle.buf);
+	eng_read_req(vol, req, lba, n, rd->buf);
 }
 
 /* Looks at up to DEFRAG_IDLE_SCAN windows from the scan's place; reads the first

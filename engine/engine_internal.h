@@ -78,16 +78,24 @@ struct read_block {
 };
 
 /* The idle defragmenter (defrag.c): where its scan is, and what it waits for. */
+#define DEFRAG_IDLE_READS 2u /* windows read at once */
+struct defrag_idle_read {
+	struct engine *eng;
+	uint8_t *buf;              /* its window's blocks */
+	bool busy;
+	uint64_t appended_at_read; /* defrag_idle.appended when it started */
+};
+
 struct defrag_idle {
 	size_t vol_idx;        /* eng->vols[vol_idx]: the layer the scan is in */
 	uint64_t lba;          /* its next window */
 	uint64_t seen_reqs;    /* eng->client_reqs at the last look */
 	uint64_t busy_ms;      /* when client requests were last seen */
 	uint32_t quiet_ms;     /* no client request for this long: the node is idle */
-	uint8_t *buf;          /* a window's blocks, read to be rewritten */
-	bool reading;          /* a window's read is in flight */
+	uint8_t *buf;          /* the reads' buffers, one allocation (NULL: off) */
+	struct defrag_idle_read reads[DEFRAG_IDLE_READS];
+	unsigned reading;      /* windows' reads in flight */
 	uint64_t appended;     /* blocks rewrite() appended, ever (read reallocation too) */
-	uint64_t appended_at_read; /* ... when the window's read started */
 	bool found;            /* this pass over the layers rewrote something */
 	bool clean;            /* the last pass found nothing: wait for client requests */
 };

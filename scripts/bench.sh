@@ -233,6 +233,9 @@ for target in $TARGETS; do
 	for job in $JOBS; do
 		echo "bench.sh: $target: $job"
 		run_fio "$dir" "$job"
+		if [ "$target" = quill ]; then # its counters after each job (read_ios: per MiB read, how scattered)
+			"$QUILL" --socket "$dir/ctl.sock" status --json >"$dir/$job.status.json" || true
+		fi
 	done
 	if [ -n "$SERVER_PID" ]; then
 		cleanup
