@@ -115,7 +115,7 @@ static int plan_add(struct engine_volume *vol, struct ioreq *req, uint64_t lba, 
 void eng_defrag_note(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		     const struct read_block *b, uint32_t n)
 {
-	if ((vol->eng->opts.read_defrag || req->idle_defrag) &&
+	if (n && (vol->eng->opts.read_defrag || req->idle_defrag) &&
 	    vol->rec.kind == ONDISK_LAYER_VOLUME)
 		(void)plan_add(vol, req, lba, dst, b, n); /* no memory: the range stays as is */
 }

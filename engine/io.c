@@ -604,9 +604,11 @@ int engine_flush(struct engine *eng, engine_cb cb, void *arg)
  * together with one I/O: blocks between them (summaries, other batches' data, dead
  * blocks) are read into a scratch buffer and dropped. A few wasted blocks in one
  * request cost less than one more request: a sequential read through data written by
- * several batches, or after the cleaner gathered a range, is a few large reads. Every
- * I/O of a request is queued before any is submitted (they go together at the next
- * seg_poll()).
+ * several batches, or after the cleaner gathered a range, is a few large reads. The
+ * span that reaches a window's last block waits for the next window, so that a range
+ * lying in order in the log is read in spans of up to READ_MAX_SPAN blocks whatever
+ * the windows. Every I/O of a request is queued before any is submitted (they go
+ * together at the next seg_poll()).
  */
 
 #define READ_WINDOW 256u   /* blocks resolved and sorted at a time */
@@ -711,7 +713,7 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 {
 	struct engine *eng = vol->eng;
 	struct read_part *p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
-	struct iovec iov[2 * READ_WINDOW]; /* a gap and a run per wanted block at most */
+	struct iovec iov[READ_MAX_SPAN]; /* each covers one block of the span at least */
 	uint8_t *scratch = NULL;
 	struct iovec one;
 	int r, niov;
@@ -784,25 +786,53 @@ uint32_t eng_read_spans(struct read_block *b, uint32_t n)
 	return spans;
 }
 
+/* Where in b[0..n) (sorted) the block of the highest LBA is. */
+static uint32_t last_lba_at(const struct read_block *b, uint32_t n)
+{
+	uint32_t at = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		if (b[i].idx > b[at].idx)
+			at = i;
+	return at;
+}
+
 /* Reads a window's mapped blocks b[0..n), sorted, as few spans; a window that took
  * many goes to read reallocation (defrag.c), and so does every window the idle
- * defragmenter reads (it chose it for that). */
+ * defragmenter reads (it chose it for that). With `more` (the request goes on past
+ * this window), the span that holds the window's last block is not read: it is
+ * moved to b[0..*carried) for the next window, whose first blocks often lie right
+ * after it in the log (a range written, or rewritten, in order), and joins them
+ * there as one I/O. A window boundary then costs no I/O of its own. */
 static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
-		       uint8_t *dst, struct read_block *b, uint32_t n)
+		       uint8_t *dst, struct read_block *b, uint32_t n, bool more,
+		       uint32_t *carried)
 {
-	uint32_t spans = 0;
+	uint32_t spans = 0, keep = n, keep_end = n;
+	uint32_t last;
 
 	qsort(b, n, sizeof(*b), read_block_cmp);
-	for (uint32_t start = 0, end; start < n; start = end, spans++) {
+	last = more ? last_lba_at(b, n) : n;
+	for (uint32_t start = 0, end; start < n; start = end) {
 		int r;
 
 		end = span_end(b, start, n);
+		if (start <= last && last < end) {
+			keep = start;
+			keep_end = end;
+			continue;
+		}
 		r = read_span(vol, req, lba, dst, &b[start], end - start);
 		if (r < 0)
 			return r;
+		spans++;
 	}
-	if (req->idle_defrag || eng_defrag_wanted(n, spans))
-		eng_defrag_note(vol, req, lba, dst, b, n);
+	if (req->idle_defrag || eng_defrag_wanted(n - (keep_end - keep), spans)) {
+		eng_defrag_note(vol, req, lba, dst, b, keep);
+		eng_defrag_note(vol, req, lba, dst, b + keep_end, n - keep_end);
+	}
+	memmove(b, b + keep, (keep_end - keep) * sizeof(*b));
+	*carried = keep_end - keep;
 	return 0;
 }
 
@@ -833,13 +863,15 @@ int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, v
 void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint32_t nblocks,
 		  void *buf)
 {
-	struct read_block b[READ_WINDOW];
+	/* a window, and what the one before carried over (a span: READ_MAX_SPAN) */
+	struct read_block b[READ_WINDOW + READ_MAX_SPAN];
 	uint8_t *dst = buf;
+	uint32_t carried = 0;
 	int r = 0;
 
 	for (uint32_t w = 0; w < nblocks && r == 0; w += READ_WINDOW) {
 		uint32_t end = nblocks - w < READ_WINDOW ? nblocks : w + READ_WINDOW;
-		uint32_t n = 0;
+		uint32_t n = carried;
 
 		for (uint32_t i = w; i < end; i++) {
 			struct map_loc loc;
@@ -851,8 +883,9 @@ void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, ui
 			b[n++] = (struct read_block){ .slot = loc.slot, .block = loc.block,
 						      .idx = i, .crc = loc.crc };
 		}
+		carried = 0;
 		if (n)
-			r = read_window(vol, req, lba, dst, b, n);
+			r = read_window(vol, req, lba, dst, b, n, end < nblocks, &carried);
 	}
 	eng_req_put(vol->eng, req, r);
 }

@@ -173,3 +173,30 @@ Test(engine_io, a_window_written_by_two_batches_is_one_io)
 	cr_assert_eq(expect_model(vol, 0, 256, tags, 0), 1);
 	cr_assert_eq(expect_model(vol, 0, 256, tags, 5), 1, "unaligned buffer");
 }
+
+/* 400 blocks written by one write lie in order in one slot (three batches, a summary
+ * before each): a read of them crosses a window boundary (256 blocks), and the span
+ * that reaches it joins the next window's: one I/O, not one per window. */
+Test(engine_io, a_range_in_order_across_two_windows_is_one_io)
+{
+	struct engine_opts o;
+	static uint32_t tags[512];
+	struct engine_volume *vol;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.segment_size = 4u << 20; /* 1024 blocks: the range and its summaries fit */
+	o.store_size = QUILL_DATA_OFFSET + 4ull * o.segment_size;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 400, 6);
+	for (unsigned i = 0; i < 400; i++)
+		tags[i] = 6;
+	cr_assert_eq(expect_model(vol, 0, 400, tags, 0), 1);
+	cr_assert_eq(expect_model(vol, 0, 400, tags, 7), 1, "unaligned buffer");
+	cr_assert_eq(expect_model(vol, 100, 300, tags, 0), 1, "a window that starts mid-range");
+	/* past READ_MAX_SPAN (512 blocks): two I/Os, the second carried over windows */
+	write_tagged(vol, 400, 112, 7);
+	for (unsigned i = 400; i < 512; i++)
+		tags[i] = 7;
+	cr_assert_eq(expect_model(vol, 0, 512, tags, 0), 2);
+}
