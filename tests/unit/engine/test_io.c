@@ -153,19 +153,27 @@ Test(engine_io, a_read_across_batches_holes_zero_entries_and_the_parent_is_exact
 	expect_model(c, 0, N, tags, 0);
 }
 
+/* An engine on a store of nsegs slots of seg_size bytes (the fixture's are 32 blocks:
+ * too small for a window), with volume "v" open. */
+static struct engine_volume *open_big_slots(uint32_t seg_size, unsigned nsegs)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.segment_size = seg_size;
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)nsegs * seg_size;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	return create_and_open("v", VOL_SIZE);
+}
+
 /* A window of 256 blocks written by two writes (two batches, a summary between them
  * and before each) spans 257 blocks of one slot: still one I/O. */
 Test(engine_io, a_window_written_by_two_batches_is_one_io)
 {
-	struct engine_opts o;
 	static uint32_t tags[512];
-	struct engine_volume *vol;
+	/* 512 blocks: the window and its summaries fit */
+	struct engine_volume *vol = open_big_slots(2u << 20, 8);
 
-	opts_for(&o, store_path, meta_path, true);
-	o.segment_size = 2u << 20; /* 512 blocks: the window and its summaries fit */
-	o.store_size = QUILL_DATA_OFFSET + 8ull * o.segment_size;
-	cr_assert_eq(engine_open(&o, &eng), 0);
-	vol = create_and_open("v", VOL_SIZE);
 	write_tagged(vol, 0, 128, 4);
 	write_tagged(vol, 128, 128, 5);
 	for (unsigned i = 0; i < 256; i++)
@@ -179,15 +187,10 @@ Test(engine_io, a_window_written_by_two_batches_is_one_io)
  * that reaches it joins the next window's: one I/O, not one per window. */
 Test(engine_io, a_range_in_order_across_two_windows_is_one_io)
 {
-	struct engine_opts o;
 	static uint32_t tags[512];
-	struct engine_volume *vol;
+	/* 1024 blocks: the range and its summaries fit */
+	struct engine_volume *vol = open_big_slots(4u << 20, 4);
 
-	opts_for(&o, store_path, meta_path, true);
-	o.segment_size = 4u << 20; /* 1024 blocks: the range and its summaries fit */
-	o.store_size = QUILL_DATA_OFFSET + 4ull * o.segment_size;
-	cr_assert_eq(engine_open(&o, &eng), 0);
-	vol = create_and_open("v", VOL_SIZE);
 	write_tagged(vol, 0, 400, 6);
 	for (unsigned i = 0; i < 400; i++)
 		tags[i] = 6;
