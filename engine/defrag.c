@@ -315,7 +315,10 @@ static int idle_wait_ms(const struct engine *eng, uint64_t now)
 		return INT_MAX; /* a read's completion rings the event fd */
 	if (eng->client_reqs != d->seen_reqs)
 		return (int)d->quiet_ms;
-	if (d->clean || eng->parked.head || eng->nfree <= eng_gc_low_water(eng) ||
+	/* a job waiting for quiet (eng_job_wait_quiet) waits for these reads: none
+	 * starts while one is pending, or a long pass would starve it */
+	if (d->clean || eng->parked.head || eng_jobs_pending(eng) ||
+	    eng->nfree <= eng_gc_low_water(eng) ||
 	    eng->defrag_inflight > DEFRAG_IDLE_READS * idle_window(eng) || pass_ending(eng))
 		return INT_MAX; /* a request, a checkpoint or a retired batch comes first */
 	return quiet_end > now ? (int)(quiet_end - now) : 0;

@@ -265,3 +265,28 @@ Test(defrag_idle, a_crash_with_moves_in_flight_loses_nothing)
 	in_child(crash_with_moves_in_flight);
 	expect_nothing_lost();
 }
+
+/* A management job that waits for a volume to be quiet (a snapshot of w) waits for
+ * the reads in flight, of any volume, and no new one starts meanwhile (v has more
+ * scattered windows): a long pass cannot starve it. */
+Test(defrag_idle, a_job_waits_for_the_reads_in_flight_and_no_new_one_starts)
+{
+	struct engine_volume *vol;
+	uint64_t reads;
+
+	open_engine_idle(true);
+	vol = scattered(1);
+	engine_volume_close(create_and_open("w", VOL_SIZE));
+	eng->idle.quiet_ms = 0;
+	/* a read started and not submitted yet (a poll could start and finish it) */
+	for (unsigned i = 0; i < 3 && !eng->idle.reading; i++)
+		eng_defrag_idle_maybe(eng);
+	cr_assert_eq(eng->idle.reading, 1);
+	reads = stats().defrag_idle_reads;
+	cr_assert_eq(engine_snap_create(eng, "w", "s"), 0);
+	cr_assert_eq(stats().defrag_idle_reads, reads, "a window was read while the job waited");
+	run_idle();
+	cr_assert_gt(stats().defrag_idle_reads, reads, "the pass goes on after the job");
+	expect_data(vol);
+	expect_one_run(vol, 1);
+}
