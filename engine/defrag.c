@@ -32,10 +32,13 @@
  * and what was rewritten takes few: a range is rewritten once, not at every read.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
 #include "engine/engine_internal.h"
 
 /* A window is rewritten when its blocks took more than 2 + n/64 I/Os (about four
@@ -112,7 +115,8 @@ static int plan_add(struct engine_volume *vol, struct ioreq *req, uint64_t lba, 
 void eng_defrag_note(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		     const struct read_block *b, uint32_t n)
 {
-	if (vol->eng->opts.read_defrag && vol->rec.kind == ONDISK_LAYER_VOLUME)
+	if (n && (vol->eng->opts.read_defrag || req->idle_defrag) &&
+	    vol->rec.kind == ONDISK_LAYER_VOLUME)
 		(void)plan_add(vol, req, lba, dst, b, n); /* no memory: the range stays as is */
 }
 
@@ -209,6 +213,7 @@ static void rewrite(struct engine *eng, struct defrag_plan *p)
 	}
 	free(pend);
 	eng->defrag_inflight += d->n;
+	eng->idle.appended += d->n;
 	eng_req_put(eng, owner, 0);
 }
 
@@ -220,4 +225,236 @@ void eng_defrag_finish(struct engine *eng, struct ioreq *req)
 	if (req->result == 0)
 		rewrite(eng, p);
 	free(p);
+}
+
+/* ---- the idle defragmenter ----
+ *
+ * Read reallocation pays at the first sequential read: the read takes as many I/Os as
+ * the range has pieces, and writes it too. A VM disk that is written at random and
+ * read sequentially later (a backup, a table scan, a boot) is better served if the
+ * ranges are put back in order before the read comes: while the node is idle. So
+ * when no client request came for idle.quiet_ms, the engine walks each volume's map a
+ * window (DEFRAG_IDLE_WINDOW blocks) at a time, counts the I/Os a read of the
+ * window's own blocks would take (io.c's rule), and reads a window that wants
+ * rewriting (eng_defrag_wanted()) into its own buffer, flagged, so that the read's end
+ * rewrites it exactly as read reallocation does: same checks, same budget, same MOVE
+ * entries (so the same crash safety: a MOVE applies only where the block still is).
+ *
+ * Client I/O first. Nothing starts while clients are busy: a client request ends the
+ * quiet spell, and no new window starts until the next one. DEFRAG_IDLE_READS (2)
+ * windows are read at a time (a scattered window is ~190 reads of 4 KiB: two keep the
+ * disk busier), and another only while at most two windows' MOVEs are unretired, so a
+ * client request that arrives meanwhile waits behind at most two windows' reads and
+ * four windows' writes (4 MiB). A pass that
+ * rewrote nothing (found nothing scattered, or could not rewrite what it found: the
+ * rewrite's budget) ends the work until clients make a request again, so an idle
+ * node does not scan its maps, or read the same window, over and over. Snapshots are never rewritten, nor
+ * a volume a management job holds or claims, nor anything when free slots are down
+ * to what the cleaner keeps.
+ *
+ * Cost: each scattered window is written once more (write amplification), and its
+ * old copies become garbage the cleaner reclaims; slots whose blocks all moved out
+ * are freed by a checkpoint without any copying. docs/engine.md has the figures.
+ */
+
+#define DEFRAG_IDLE_WINDOW 256u   /* blocks: a read's window (io.c) */
+#define DEFRAG_IDLE_SCAN 16u      /* windows looked at per poll (~100 us) */
+#define DEFRAG_IDLE_QUIET_MS 100u /* no client request for this long: idle */
+
+/* A window: at most a read's, and half a slot, so that its rewrite fits in one slot
+ * with its summary (a 4 MiB slot: 256 blocks). */
+static uint32_t idle_window(const struct engine *eng)
+{
+	uint32_t w = DEFRAG_IDLE_WINDOW;
+
+	while (w > eng->blocks_per_seg / 2)
+		w /= 2;
+	return w;
+}
+
+void eng_defrag_idle_init(struct engine *eng)
+{
+	eng->idle = (struct defrag_idle){ .quiet_ms = DEFRAG_IDLE_QUIET_MS,
+					  .seen_reqs = eng->client_reqs,
+					  .busy_ms = eng_now_ms() };
+	if (!eng->opts.idle_defrag || idle_window(eng) < DEFRAG_MIN_BLOCKS)
+		return; /* (slots too small for a window worth it: tests' stores) */
+	eng->idle.buf = seg_buf_alloc((size_t)DEFRAG_IDLE_READS * DEFRAG_IDLE_WINDOW *
+				      QUILL_BLOCK_SIZE);
+	if (!eng->idle.buf) {
+		log_msg(LOG_WARN, ENG_LOG, "idle defragmenter off: no memory for its buffers");
+		return;
+	}
+	for (unsigned i = 0; i < DEFRAG_IDLE_READS; i++)
+		eng->idle.reads[i] = (struct defrag_idle_read){
+			.eng = eng,
+			.buf = eng->idle.buf + (size_t)i * DEFRAG_IDLE_WINDOW * QUILL_BLOCK_SIZE };
+}
+
+void eng_defrag_idle_free(struct engine *eng)
+{
+	seg_buf_free(eng->idle.buf);
+	eng->idle.buf = NULL;
+}
+
+/* A pass ends once its rewrites retired: the next one must see them in the map, or
+ * it finds the last windows scattered still. */
+static bool pass_ending(const struct engine *eng)
+{
+	return eng->idle.vol_idx >= eng->nvols && (eng->defrag_inflight || eng->idle.reading);
+}
+
+/* 0: the idle defragmenter may work now; else ms until it may (INT_MAX: until an
+ * event). Client requests it has not noticed yet count as just now. */
+static int idle_wait_ms(const struct engine *eng, uint64_t now)
+{
+	const struct defrag_idle *d = &eng->idle;
+	uint64_t quiet_end = d->busy_ms + d->quiet_ms;
+
+	if (!d->buf || eng->closing || d->reading == DEFRAG_IDLE_READS)
+		return INT_MAX; /* a read's completion rings the event fd */
+	if (eng->client_reqs != d->seen_reqs)
+		return (int)d->quiet_ms;
+	/* a job waiting for quiet (eng_job_wait_quiet) waits for these reads: none
+	 * starts while one is pending, or a long pass would starve it */
+	if (d->clean || eng->parked.head || eng_jobs_pending(eng) ||
+	    eng->nfree <= eng_gc_low_water(eng) ||
+	    eng->defrag_inflight > DEFRAG_IDLE_READS * idle_window(eng) || pass_ending(eng))
+		return INT_MAX; /* a request, a checkpoint or a retired batch comes first */
+	return quiet_end > now ? (int)(quiet_end - now) : 0;
+}
+
+int eng_defrag_idle_timeout(const struct engine *eng)
+{
+	return eng->idle.buf ? idle_wait_ms(eng, eng_now_ms()) : INT_MAX;
+}
+
+bool eng_defrag_idle_busy(const struct engine *eng)
+{
+	return eng->idle.reading;
+}
+
+/* May the idle defragmenter rewrite vol's blocks? (rewrite() checks again.) */
+static bool idle_candidate(const struct engine_volume *vol)
+{
+	return vol->rec.kind == ONDISK_LAYER_VOLUME && !vol->holds && !vol->job && !vol->flatten;
+}
+
+struct window_scan {
+	struct read_block *b;
+	uint64_t lba;
+	uint32_t n;
+};
+
+static int add_own_block(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct window_scan *w = arg;
+
+	if (loc->slot != MAP_SLOT_ZERO)
+		w->b[w->n++] = (struct read_block){ .slot = loc->slot, .block = loc->block,
+						    .idx = (uint32_t)(lba - w->lba),
+						    .crc = loc->crc };
+	return 0;
+}
+
+/* Would a read of vol's own blocks in [lba, lba + n) want rewriting? */
+static bool window_scattered(const struct engine_volume *vol, uint64_t lba, uint32_t n)
+{
+	struct read_block b[DEFRAG_IDLE_WINDOW];
+	struct window_scan w = { .b = b, .lba = lba };
+
+	map_for_each_range(vol->map, lba, n, add_own_block, &w);
+	return eng_defrag_wanted(w.n, w.n ? eng_read_spans(b, w.n) : 0);
+}
+
+static void idle_read_done(void *arg, int res)
+{
+	struct defrag_idle_read *rd = arg;
+	struct engine *eng = rd->eng;
+
+	rd->busy = false;
+	eng->idle.reading--;
+	if (eng->idle.appended != rd->appended_at_read)
+		eng->idle.found = true; /* rewritten: the pass changed something */
+	if (res < 0) /* the window stays as it is; a read of it will say the same */
+		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "idle defragmenter: reading a window "
+				"failed: %s", err_str(-res));
+}
+
+/* Reads [lba, lba + n) of vol into the buffer; its end rewrites it (eng_defrag_note
+ * through io.c's read_window). */
+static void idle_read(struct engine *eng, struct engine_volume *vol, uint64_t lba, uint32_t n)
+{
+	struct defrag_idle_read *rd = eng->idle.reads;
+	struct ioreq *req;
+
+	while (rd->busy) /* idle_wait_ms() saw one free */
+		rd++;
+	req = eng_req_alloc(eng, idle_read_done, rd);
+	if (!req)
+		return;
+	req->idle_defrag = true;
+	rd->busy = true;
+	rd->appended_at_read = eng->idle.appended;
+	eng->idle.reading++;
+	eng->stats.defrag_idle_reads++;
+	eng_read_req(vol, req, lba, n, rd->buf);
+}
+
+/* Looks at up to DEFRAG_IDLE_SCAN windows from the scan's place; reads the first
+ * scattered one. A pass over every layer that rewrote nothing makes the scan clean. */
+static void idle_scan(struct engine *eng)
+{
+	struct defrag_idle *d = &eng->idle;
+	uint32_t wsize = idle_window(eng);
+
+	for (uint32_t k = 0; k < DEFRAG_IDLE_SCAN; k++) {
+		struct engine_volume *vol;
+		uint64_t size, lba;
+		uint32_t n;
+
+		if (d->vol_idx >= eng->nvols) { /* a pass ends */
+			if (pass_ending(eng))
+				return;
+			d->vol_idx = 0;
+			d->lba = 0;
+			d->clean = !d->found;
+			d->found = false;
+			if (d->clean)
+				return;
+		}
+		vol = eng->vols[d->vol_idx];
+		size = vol->rec.size / QUILL_BLOCK_SIZE;
+		if (!idle_candidate(vol) || d->lba >= size) {
+			d->vol_idx++;
+			d->lba = 0;
+			continue;
+		}
+		lba = d->lba;
+		n = size - lba < wsize ? (uint32_t)(size - lba) : wsize;
+		d->lba += n;
+		if (window_scattered(vol, lba, n)) {
+			idle_read(eng, vol, lba, n);
+			return;
+		}
+	}
+}
+
+void eng_defrag_idle_maybe(struct engine *eng)
+{
+	struct defrag_idle *d = &eng->idle;
+	uint64_t now;
+
+	if (!d->buf || eng->closing)
+		return;
+	now = eng_now_ms();
+	if (eng->client_reqs != d->seen_reqs) {
+		d->seen_reqs = eng->client_reqs;
+		d->busy_ms = now;
+		d->clean = false;
+		d->found = true; /* the pass under way may have passed what they changed */
+		return;
+	}
+	if (idle_wait_ms(eng, now) == 0)
+		idle_scan(eng);
 }

@@ -53,6 +53,7 @@ void engine_opts_init(struct engine_opts *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->gc_auto = true;
 	opts->prezero = true;
+	opts->idle_defrag = true;
 	opts->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 }
 
@@ -215,6 +216,7 @@ static void free_engine(struct engine *eng)
 	seg_buf_free(eng->read_scratch);
 	free(eng->gc_moves);
 	seg_buf_free(eng->pz_zeros);
+	eng_defrag_idle_free(eng);
 	free(eng->deferred_free);
 	free(eng->seg_table);
 	free(eng->vols);
@@ -299,6 +301,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	eng->ckpt_last_ms = eng_now_ms();
 	eng_flatten_resume(eng);
 	eng_prezero_init(eng);
+	eng_defrag_idle_init(eng);
 	log_msg(LOG_INFO, ENG_LOG, "opened %s: %zu layers, %u/%u segments free, replayed %llu "
 		"batches after checkpoint %llu, dropped %llu torn, kept %llu corrupt",
 		opts->store_path, eng->nvols - 1, eng->nfree, eng->sb.segment_count,

@@ -94,6 +94,11 @@ struct engine_opts {
 				      next read of the range is one I/O (engine/defrag.c);
 				      off by default: the first read of a scattered range
 				      pays a write of it (docs/engine.md) */
+	bool idle_defrag;          /* when no client request came for a while (100 ms),
+				      rewrite the volumes' scattered windows in LBA order, one
+				      at a time, so that a later sequential read finds them
+				      in one piece (engine/defrag.c); default on through
+				      engine_opts_init */
 	bool rebuild_meta;         /* meta_path is empty: rebuild the catalog, aliases and
 				      maps from the store's log alone (docs/format.md) */
 	const char *test_pause;    /* crash tests only: "POINT:MS" holds the thread that
@@ -360,6 +365,7 @@ struct engine_stats {
 	uint64_t defrag_blocks;   /* blocks rewritten by read reallocation (retired) */
 	uint64_t defrag_skipped;  /* scattered windows left as they were (over budget, no
 				     room, a job on the volume) */
+	uint64_t defrag_idle_reads; /* windows the idle defragmenter read to rewrite */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
 	uint64_t replayed_batches;   /* at the last open */

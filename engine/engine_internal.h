@@ -42,6 +42,8 @@ struct ioreq {
 	const uint8_t *src;
 	enum ondisk_entry_kind kind; /* DATA (a write), TRIM or ZERO */
 	struct defrag_plan *defrag;  /* a read: blocks to rewrite once it is done (defrag.c) */
+	bool idle_defrag;            /* a read of the idle defragmenter, not a client's:
+					its windows are rewritten (defrag.c) */
 };
 
 /* A FIFO of requests, linked through ioreq.next. */
@@ -73,6 +75,29 @@ struct read_block {
 	uint32_t slot, block;
 	uint32_t idx; /* block of the request */
 	uint32_t crc;
+};
+
+/* The idle defragmenter (defrag.c): where its scan is, and what it waits for. */
+#define DEFRAG_IDLE_READS 2u /* windows read at once */
+struct defrag_idle_read {
+	struct engine *eng;
+	uint8_t *buf;              /* its window's blocks */
+	bool busy;
+	uint64_t appended_at_read; /* defrag_idle.appended when it started */
+};
+
+struct defrag_idle {
+	size_t vol_idx;        /* eng->vols[vol_idx]: the layer the scan is in */
+	uint64_t lba;          /* its next window */
+	uint64_t seen_reqs;    /* eng->client_reqs at the last look */
+	uint64_t busy_ms;      /* when client requests were last seen */
+	uint32_t quiet_ms;     /* no client request for this long: the node is idle */
+	uint8_t *buf;          /* the reads' buffers, one allocation (NULL: off) */
+	struct defrag_idle_read reads[DEFRAG_IDLE_READS];
+	unsigned reading;      /* windows' reads in flight */
+	uint64_t appended;     /* blocks rewrite() appended, ever (read reallocation too) */
+	bool found;            /* this pass over the layers rewrote something */
+	bool clean;            /* the last pass found nothing: wait for client requests */
 };
 
 /* A live block of the cleaner's victim: moved in LBA order (gc.c). */
@@ -262,6 +287,8 @@ struct engine {
 	uint32_t gc_nmoves;
 	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
 	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
+	uint64_t client_reqs;     /* reads, writes, trims and zeroes asked for by clients */
+	struct defrag_idle idle;  /* defrag.c: the idle defragmenter */
 
 	/* prezero.c: zeros over unwritten free slots ahead of the log */
 	uint64_t pz_cursor;   /* store offset: the next chunk is looked for from here */
@@ -342,7 +369,8 @@ void eng_job_forget_layer(struct engine_volume *layer);
 /* The waits a step is made of: ENG_JOB_WAIT until done, then 0 or -errno.
  *   ckpt:    a checkpoint captured after the wait began has landed (-EIO: it failed);
  *   settled: record changes queued for a checkpoint (eng->ops) have landed;
- *   quiet:   none of vol's batches is unretired, the cleaner is not moving its blocks;
+ *   quiet:   none of vol's batches is unretired, the cleaner is not moving its blocks,
+ *            the idle defragmenter is not reading a window;
  *   flush:   an fdatasync of the store started by the wait has completed. */
 int eng_job_wait_ckpt(struct eng_job *job);
 int eng_job_wait_settled(struct eng_job *job);
@@ -433,6 +461,13 @@ void eng_release_writes(struct engine_volume *vol);
 /* engine_read() without the open and range checks: reads through vol's layers. */
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg);
+/* The same with a request the caller allocated (and flagged): req's reference is
+ * spent, its callback runs once. */
+void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint32_t nblocks,
+		  void *buf);
+/* Sorts b[0..n) by place in the log and returns how many I/Os a read of them takes
+ * (blocks of one slot close together are one). */
+uint32_t eng_read_spans(struct read_block *b, uint32_t n);
 
 /* layer.c */
 /* What a read of lba gives: true with *loc for data, false for zeros. */
@@ -564,6 +599,15 @@ void eng_defrag_note(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 /* Before a read's callback (req->defrag set): appends what still qualifies as MOVEs,
  * in LBA order, from req's buffer; frees the plan. */
 void eng_defrag_finish(struct engine *eng, struct ioreq *req);
+/* The idle defragmenter (engine_opts.idle_defrag): when no client request came for a
+ * while, finds a volume's next scattered window and rewrites it (one at a time). */
+void eng_defrag_idle_init(struct engine *eng); /* engine_open, once the log is replayed */
+void eng_defrag_idle_free(struct engine *eng);
+void eng_defrag_idle_maybe(struct engine *eng);
+/* ms until eng_defrag_idle_maybe() has work, INT_MAX when only an event brings it */
+int eng_defrag_idle_timeout(const struct engine *eng);
+/* Has it a read or rewritten blocks in flight (a job that drops a layer waits)? */
+bool eng_defrag_idle_busy(const struct engine *eng);
 
 /* prezero.c: zeros over the never-written free slots the log takes next */
 void eng_prezero_init(struct engine *eng);

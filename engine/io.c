@@ -527,6 +527,7 @@ static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblock
 	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
+	vol->eng->client_reqs++;
 	req->fua = flags & ENGINE_FUA;
 	req->vol = vol;
 	req->lba = lba;
@@ -603,9 +604,11 @@ int engine_flush(struct engine *eng, engine_cb cb, void *arg)
  * together with one I/O: blocks between them (summaries, other batches' data, dead
  * blocks) are read into a scratch buffer and dropped. A few wasted blocks in one
  * request cost less than one more request: a sequential read through data written by
- * several batches, or after the cleaner gathered a range, is a few large reads. Every
- * I/O of a request is queued before any is submitted (they go together at the next
- * seg_poll()).
+ * several batches, or after the cleaner gathered a range, is a few large reads. The
+ * span that reaches a window's last block waits for the next window, so that a range
+ * lying in order in the log is read in spans of up to READ_MAX_SPAN blocks whatever
+ * the windows. Every I/O of a request is queued before any is submitted (they go
+ * together at the next seg_poll()).
  */
 
 #define READ_WINDOW 256u   /* blocks resolved and sorted at a time */
@@ -710,7 +713,7 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 {
 	struct engine *eng = vol->eng;
 	struct read_part *p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
-	struct iovec iov[2 * READ_WINDOW]; /* a gap and a run per wanted block at most */
+	struct iovec iov[READ_MAX_SPAN]; /* each covers one block of the span at least */
 	uint8_t *scratch = NULL;
 	struct iovec one;
 	int r, niov;
@@ -739,7 +742,8 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 		return r;
 	}
 	eng->slots[p->slot].readers++;
-	eng->stats.read_ios++;
+	if (!req->idle_defrag)
+		eng->stats.read_ios++; /* the clients' reads only */
 	req->pending++;
 	return 0;
 }
@@ -762,25 +766,73 @@ static bool span_joins(const struct read_block *first, const struct read_block *
 	       c->block - first->block < READ_MAX_SPAN;
 }
 
-/* Reads a window's mapped blocks b[0..n), sorted, as few spans; a window that took
- * many goes to read reallocation (defrag.c). */
-static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
-		       uint8_t *dst, struct read_block *b, uint32_t n)
+/* The end of the span that starts at b[start] (b sorted, n blocks): one I/O. */
+static uint32_t span_end(const struct read_block *b, uint32_t start, uint32_t n)
 {
-	uint32_t start = 0, spans = 0;
+	uint32_t i = start + 1;
+
+	while (i < n && span_joins(&b[start], &b[i - 1], &b[i]))
+		i++;
+	return i;
+}
+
+uint32_t eng_read_spans(struct read_block *b, uint32_t n)
+{
+	uint32_t spans = 0;
 
 	qsort(b, n, sizeof(*b), read_block_cmp);
-	for (uint32_t i = 1; i <= n; i++) {
-		if (i < n && span_joins(&b[start], &b[i - 1], &b[i]))
+	for (uint32_t start = 0; start < n; start = span_end(b, start, n))
+		spans++;
+	return spans;
+}
+
+/* Where in b[0..n) (sorted) the block of the highest LBA is. */
+static uint32_t last_lba_at(const struct read_block *b, uint32_t n)
+{
+	uint32_t at = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		if (b[i].idx > b[at].idx)
+			at = i;
+	return at;
+}
+
+/* Reads a window's mapped blocks b[0..n), sorted, as few spans; a window that took
+ * many goes to read reallocation (defrag.c), and so does every window the idle
+ * defragmenter reads (it chose it for that). With `more` (the request goes on past
+ * this window), the span that holds the window's last block is not read: it is
+ * moved to b[0..*carried) for the next window, whose first blocks often lie right
+ * after it in the log (a range written, or rewritten, in order), and joins them
+ * there as one I/O. A window boundary then costs no I/O of its own. */
+static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
+		       uint8_t *dst, struct read_block *b, uint32_t n, bool more,
+		       uint32_t *carried)
+{
+	uint32_t spans = 0, keep = n, keep_end = n;
+	uint32_t last;
+
+	qsort(b, n, sizeof(*b), read_block_cmp);
+	last = more ? last_lba_at(b, n) : n;
+	for (uint32_t start = 0, end; start < n; start = end) {
+		int r;
+
+		end = span_end(b, start, n);
+		if (start <= last && last < end) {
+			keep = start;
+			keep_end = end;
 			continue;
-		int r = read_span(vol, req, lba, dst, &b[start], i - start);
+		}
+		r = read_span(vol, req, lba, dst, &b[start], end - start);
 		if (r < 0)
 			return r;
-		start = i;
 		spans++;
 	}
-	if (eng_defrag_wanted(n, spans))
-		eng_defrag_note(vol, req, lba, dst, b, n);
+	if (req->idle_defrag || eng_defrag_wanted(n - (keep_end - keep), spans)) {
+		eng_defrag_note(vol, req, lba, dst, b, keep);
+		eng_defrag_note(vol, req, lba, dst, b + keep_end, n - keep_end);
+	}
+	memmove(b, b + keep, (keep_end - keep) * sizeof(*b));
+	*carried = keep_end - keep;
 	return 0;
 }
 
@@ -793,23 +845,33 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 		return r;
 	if (!buf || !cb || nblocks == 0)
 		return -EINVAL;
+	vol->eng->client_reqs++; /* the idle defragmenter waits for a quiet spell */
 	return eng_read_layers(vol, lba, nblocks, buf, cb, arg);
 }
 
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg)
 {
-	struct read_block b[READ_WINDOW];
-	uint8_t *dst = buf;
-	struct ioreq *req;
-	int r = 0;
+	struct ioreq *req = eng_req_alloc(vol->eng, cb, arg);
 
-	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
+	eng_read_req(vol, req, lba, nblocks, buf);
+	return 0;
+}
+
+void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint32_t nblocks,
+		  void *buf)
+{
+	/* a window, and what the one before carried over (a span: READ_MAX_SPAN) */
+	struct read_block b[READ_WINDOW + READ_MAX_SPAN];
+	uint8_t *dst = buf;
+	uint32_t carried = 0;
+	int r = 0;
+
 	for (uint32_t w = 0; w < nblocks && r == 0; w += READ_WINDOW) {
 		uint32_t end = nblocks - w < READ_WINDOW ? nblocks : w + READ_WINDOW;
-		uint32_t n = 0;
+		uint32_t n = carried;
 
 		for (uint32_t i = w; i < end; i++) {
 			struct map_loc loc;
@@ -821,11 +883,11 @@ int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, v
 			b[n++] = (struct read_block){ .slot = loc.slot, .block = loc.block,
 						      .idx = i, .crc = loc.crc };
 		}
+		carried = 0;
 		if (n)
-			r = read_window(vol, req, lba, dst, b, n);
+			r = read_window(vol, req, lba, dst, b, n, end < nblocks, &carried);
 	}
 	eng_req_put(vol->eng, req, r);
-	return 0;
 }
 
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
@@ -857,6 +919,7 @@ static int poll_begin(struct engine *eng)
 	TIMED("checkpoint reap", eng_ckpt_reap(eng));
 	TIMED("cleaner", eng_gc_maybe(eng));
 	TIMED("prezero", eng_prezero_maybe(eng));
+	TIMED("idle defrag", eng_defrag_idle_maybe(eng));
 	TIMED("checkpoint start", eng_ckpt_maybe(eng));
 	eng_flatten_kick(eng);
 	/* after the cleaner and the checkpoint had their say on what the reap changed: a
@@ -948,8 +1011,9 @@ int engine_timeout_ms(const struct engine *eng)
 		return 5; /* the checkpoint thread and the cleaner do not ring the event fd */
 	if (since >= period)
 		return 0;
-	return (int)min_deadline(min_deadline((int64_t)(period - since), sync),
-				 eng_prezero_timeout(eng));
+	return (int)min_deadline(min_deadline(min_deadline((int64_t)(period - since), sync),
+					      eng_prezero_timeout(eng)),
+				 eng_defrag_idle_timeout(eng));
 }
 
 int engine_wait(struct engine *eng, const bool *done)

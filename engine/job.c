@@ -201,6 +201,9 @@ int eng_job_wait_quiet(struct eng_job *job, const struct engine_volume *vol)
 	/* the cleaner may be moving its blocks */
 	if (eng->gc_busy && eng->slots[eng->gc_victim].volume_id == vol->rec.volume_id)
 		return ENG_JOB_WAIT;
+	/* the idle defragmenter may be reading it (through its layers): one window */
+	if (eng_defrag_idle_busy(eng))
+		return ENG_JOB_WAIT;
 	return 0;
 }
 

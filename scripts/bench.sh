@@ -47,7 +47,7 @@ ROOT="$(pwd)"
 RUNTIME="${RUNTIME:-10}"
 SIZE="${SIZE:-1G}"
 TARGETS="${TARGETS:-quill raw qemu-nbd nbdkit}"
-JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd1-unwritten randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8 seqread-after-randwrite}"
+JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd1-unwritten randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8 seqread-after-randwrite seqread-after-randwrite-idle}"
 TRANSPORT="${TRANSPORT:-tcp}"
 NBDKIT_CACHE="${NBDKIT_CACHE:-none}"
 PRECONDITION="${PRECONDITION:-0}"
@@ -110,7 +110,9 @@ run_fio()
 			-e "s|^uri=.*|filename=$RAW_FILE|" "$job" >"$dir/$name.fio"
 		job="$dir/$name.fio"
 	fi
-	if ! fio --output-format=json --output="$dir/$name.json" "$job" >"$dir/$name.err" 2>&1; then
+	# (in dir: a job's exec_prerun leaves its output there)
+	if ! (cd "$dir" && fio --output-format=json --output="$dir/$name.json" "$job") \
+		>"$dir/$name.err" 2>&1; then
 		echo "bench.sh: fio $name on $(basename "$dir") failed:" >&2
 		cat "$dir/$name.err" "$dir/$name.json" >&2
 		return 1
@@ -231,6 +233,9 @@ for target in $TARGETS; do
 	for job in $JOBS; do
 		echo "bench.sh: $target: $job"
 		run_fio "$dir" "$job"
+		if [ "$target" = quill ]; then # its counters after each job (read_ios: per MiB read, how scattered)
+			"$QUILL" --socket "$dir/ctl.sock" status --json >"$dir/$job.status.json" || true
+		fi
 	done
 	if [ -n "$SERVER_PID" ]; then
 		cleanup

@@ -7,9 +7,12 @@
 #     (`read_ios` in node.status);
 #   - the content is the same byte for byte before, after the rewrite and after a
 #     restart (qemu-img convert of the range, compared);
-#   - by default nothing is rewritten and the second read is as scattered as the
-#     first; with --prezero=no no zeros are written ahead of the log, while by default
-#     they are (the store file is thin: fallocate()d).
+#   - without either (--idle-defrag=no) nothing is rewritten and the second read is
+#     as scattered as the first; with --prezero=no no zeros are written ahead of the
+#     log, while by default they are (the store file is thin: fallocate()d);
+#   - by default the idle defragmenter rewrites the scattered range once the clients
+#     are quiet: the first read after the pause takes at most 3 store reads per MiB,
+#     and the bytes are the same, before and after a restart.
 set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
@@ -54,7 +57,7 @@ image()
 		fail "qemu-img convert to $1"
 }
 
-IT_QUILLD_ARGS="--read-defrag=yes"
+IT_QUILLD_ARGS="--read-defrag=yes --idle-defrag=no"
 server_start
 scatter
 first="$(seq_read)"
@@ -85,7 +88,7 @@ rm -rf "$WORK/node" "$WORK"/*.img
 
 # the same by default (no read reallocation) and with --prezero=no; the image before
 # any rewrite is the reference
-IT_QUILLD_ARGS="--prezero=no"
+IT_QUILLD_ARGS="--prezero=no --idle-defrag=no"
 server_start
 scatter
 image before
@@ -97,7 +100,7 @@ log "default: $first then $second store reads per MiB"
 [ "$(status_field prezeroed_bytes)" = 0 ] || fail "prezero=no wrote zeros"
 server_stop
 # the scattered image, then read by a quilld that rewrites it: the same bytes
-IT_QUILLD_ARGS="--read-defrag=yes"
+IT_QUILLD_ARGS="--read-defrag=yes --idle-defrag=no"
 server_start
 image first
 seq_read >/dev/null
@@ -105,4 +108,34 @@ seq_read >/dev/null
 image rewritten
 cmp "$WORK/before.img" "$WORK/first.img" || fail "a restart changed the volume"
 cmp "$WORK/before.img" "$WORK/rewritten.img" || fail "the rewrite changed the volume"
+server_stop
+rm -rf "$WORK/node" "$WORK"/*.img
+
+# the idle defragmenter (on by default): scattered by the random writes, then quiet
+IT_QUILLD_ARGS=""
+server_start
+scatter
+image before
+# it starts 100 ms after the last request; done once a pass rewrote nothing (its
+# counters stay put), which takes well under a second here: 60 s at most
+last=-1
+for i in $(seq 120); do
+	now="$(status_field defrag_idle_reads)"
+	[ "$now" != "$last" ] || break
+	last="$now"
+	sleep 0.5
+done
+moved="$(status_field defrag_bytes)"
+log "idle-defrag: $last windows read, $((moved >> 20)) MiB rewritten"
+[ "$moved" -ge $((MIB << 20)) ] || fail "idle: only $moved bytes rewritten"
+idle="$(seq_read)"
+log "idle-defrag: the first sequential read then took $idle store reads per MiB"
+[ "$idle" -le 3 ] || fail "after the idle rewrite a MiB still takes $idle store reads"
+image idle
+cmp "$WORK/before.img" "$WORK/idle.img" || fail "the idle rewrite changed the volume"
+server_stop
+server_start
+image idle-restarted
+cmp "$WORK/before.img" "$WORK/idle-restarted.img" || fail "a restart changed the volume"
+server_stop
 it_pass

@@ -37,6 +37,7 @@ struct quilld_config {
 	uint64_t sync_size;              /* background store flush after this much log; 0 = off */
 	bool prezero;                    /* zeros ahead of the log (engine_opts.prezero); yes */
 	bool read_defrag;                /* read reallocation (engine_opts.read_defrag); no */
+	bool idle_defrag;                /* the idle defragmenter (engine_opts.idle_defrag); yes */
 	char log_level[16];
 	char vhost[CONFIG_VHOST_MAX][CONFIG_PATH_MAX]; /* "VOL=SOCKET" */
 	unsigned nvhost;

@@ -227,6 +227,7 @@ static int open_engine(struct node *n)
 	eo.sync_bytes = n->cfg.sync_size; /* 0: never, as in the engine */
 	eo.prezero = n->cfg.prezero;
 	eo.read_defrag = n->cfg.read_defrag;
+	eo.idle_defrag = n->cfg.idle_defrag;
 	eo.test_pause = getenv("QUILL_TEST_PAUSE"); /* crash tests (engine.h) */
 	if (n->cfg.rebuild_meta) {
 		int r = move_meta_aside(n->cfg.meta);

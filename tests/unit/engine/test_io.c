@@ -153,23 +153,53 @@ Test(engine_io, a_read_across_batches_holes_zero_entries_and_the_parent_is_exact
 	expect_model(c, 0, N, tags, 0);
 }
 
+/* An engine on a store of nsegs slots of seg_size bytes (the fixture's are 32 blocks:
+ * too small for a window), with volume "v" open. */
+static struct engine_volume *open_big_slots(uint32_t seg_size, unsigned nsegs)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.segment_size = seg_size;
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)nsegs * seg_size;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	return create_and_open("v", VOL_SIZE);
+}
+
 /* A window of 256 blocks written by two writes (two batches, a summary between them
  * and before each) spans 257 blocks of one slot: still one I/O. */
 Test(engine_io, a_window_written_by_two_batches_is_one_io)
 {
-	struct engine_opts o;
 	static uint32_t tags[512];
-	struct engine_volume *vol;
+	/* 512 blocks: the window and its summaries fit */
+	struct engine_volume *vol = open_big_slots(2u << 20, 8);
 
-	opts_for(&o, store_path, meta_path, true);
-	o.segment_size = 2u << 20; /* 512 blocks: the window and its summaries fit */
-	o.store_size = QUILL_DATA_OFFSET + 8ull * o.segment_size;
-	cr_assert_eq(engine_open(&o, &eng), 0);
-	vol = create_and_open("v", VOL_SIZE);
 	write_tagged(vol, 0, 128, 4);
 	write_tagged(vol, 128, 128, 5);
 	for (unsigned i = 0; i < 256; i++)
 		tags[i] = i < 128 ? 4 : 5;
 	cr_assert_eq(expect_model(vol, 0, 256, tags, 0), 1);
 	cr_assert_eq(expect_model(vol, 0, 256, tags, 5), 1, "unaligned buffer");
+}
+
+/* 400 blocks written by one write lie in order in one slot (three batches, a summary
+ * before each): a read of them crosses a window boundary (256 blocks), and the span
+ * that reaches it joins the next window's: one I/O, not one per window. */
+Test(engine_io, a_range_in_order_across_two_windows_is_one_io)
+{
+	static uint32_t tags[512];
+	/* 1024 blocks: the range and its summaries fit */
+	struct engine_volume *vol = open_big_slots(4u << 20, 4);
+
+	write_tagged(vol, 0, 400, 6);
+	for (unsigned i = 0; i < 400; i++)
+		tags[i] = 6;
+	cr_assert_eq(expect_model(vol, 0, 400, tags, 0), 1);
+	cr_assert_eq(expect_model(vol, 0, 400, tags, 7), 1, "unaligned buffer");
+	cr_assert_eq(expect_model(vol, 100, 300, tags, 0), 1, "a window that starts mid-range");
+	/* past READ_MAX_SPAN (512 blocks): two I/Os, the second carried over windows */
+	write_tagged(vol, 400, 112, 7);
+	for (unsigned i = 400; i < 512; i++)
+		tags[i] = 7;
+	cr_assert_eq(expect_model(vol, 0, 512, tags, 0), 2);
 }
