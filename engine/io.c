@@ -904,9 +904,9 @@ int engine_run(struct engine *eng)
 	return poll_end(eng, n);
 }
 
-int engine_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready)
+int engine_wait_fd(struct engine *eng, struct loop_wait *w, int timeout_ms)
 {
-	int r = seg_wait_fd(eng, fd, sleep_bound(eng, timeout_ms), fd_ready);
+	int r = seg_wait_fd(eng, w, sleep_bound(eng, timeout_ms));
 
 	return r < 0 && (r == -ETIME || r == -EINTR) ? 0 : r;
 }
