@@ -241,6 +241,16 @@ struct engine {
 	struct tomb_block *gc_tombs; /* trims the cleaner carries out of its victim */
 	struct eng_job *jobs;           /* management calls under way (job.c), FIFO */
 	struct eng_job *job_running;    /* whose step eng_jobs_run() is in */
+	/* metacommit.c: a job's synced RocksDB commit, made by mc_thread */
+	pthread_t mc_thread;
+	pthread_mutex_t mc_lock;
+	pthread_cond_t mc_cond;
+	bool mc_running, mc_stop;
+	struct meta_batch *mc_todo;     /* handed to the thread */
+	int mc_result;                  /* handed back, with mc_done */
+	atomic_bool mc_done;
+	struct eng_job *mc_owner;       /* whose commit is in flight (engine thread) */
+	bool mc_parked_later;           /* parked writes not retried meanwhile */
 	uint64_t ckpt_failures;         /* checkpoints that did not land */
 	/* checkpoints are numbered as they start; a wait for "one captured after now"
 	 * notes ckpt_starts and looks for a higher number landed (or failed): checking
@@ -358,6 +368,14 @@ void eng_job_io_begin(struct eng_job *job);
 void eng_job_io_done(void *job, int res); /* an engine_cb */
 /* ENG_JOB_WAIT while the job's writes are in flight, then the first one's error or 0 */
 int eng_job_wait_io(struct eng_job *job);
+/* In a job step: commits *mb (META_SYNC) on the metadata thread (metacommit.c).
+ * ENG_JOB_WAIT until it has landed: the step is called again and calls this again
+ * with the same *mb; then the commit's result, 0 or -errno, with *mb destroyed and
+ * NULL. Meanwhile no other job steps and no checkpoint starts. */
+int eng_job_meta_commit(struct eng_job *job, struct meta_batch **mb);
+bool eng_mc_busy(const struct engine *eng);
+int eng_mc_start_thread(struct engine *eng);
+void eng_mc_stop_thread(struct engine *eng); /* ok if never started */
 
 /* The blocking wrappers of the async calls (tools and tests only, never from a
  * callback or quilld's loop): struct eng_sync s = { 0 };

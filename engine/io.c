@@ -465,9 +465,15 @@ static void start_or_park(struct engine *eng, struct ioreq *req)
 	eng_req_put(eng, req, 0);
 }
 
-/* Retries parked requests now that slots may be free; with fail, ends them. */
+/* Retries parked requests now that slots may be free; with fail, ends them. Not while
+ * a job's commit is in flight: they could land in a layer it is about to freeze (they
+ * are retried from the first poll after it). */
 void eng_run_parked(struct engine *eng, bool fail)
 {
+	if (!fail && eng_mc_busy(eng)) {
+		eng->mc_parked_later = true;
+		return;
+	}
 	while (eng->parked.head) {
 		struct ioreq *req = eng->parked.head;
 		int r = fail ? -ENOSPC : append_rest(req);
@@ -855,7 +861,14 @@ static int poll_begin(struct engine *eng)
 	int n;
 
 	TIMED("checkpoint reap", eng_ckpt_reap(eng));
-	TIMED("cleaner", eng_gc_maybe(eng));
+	/* a job's commit in flight (metacommit.c): the cleaner starts no pass that could
+	 * move blocks into the log of a layer the commit is about to freeze */
+	if (!eng_mc_busy(eng))
+		TIMED("cleaner", eng_gc_maybe(eng));
+	if (eng->mc_parked_later && !eng_mc_busy(eng)) {
+		eng->mc_parked_later = false;
+		eng_run_parked(eng, false);
+	}
 	TIMED("prezero", eng_prezero_maybe(eng));
 	TIMED("checkpoint start", eng_ckpt_maybe(eng));
 	eng_flatten_kick(eng);
