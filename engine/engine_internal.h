@@ -98,6 +98,7 @@ struct engine_volume {
 	uint64_t data_cache_limit;
 	bool data_cache_valid;
 	bool open;            /* a handle is out (volume: its one writer; snapshot: readers) */
+	bool committing;      /* its creation or deletion is being committed: not opened */
 	unsigned readers;     /* snapshots: handles out (read-only opens never conflict) */
 	char holder[ENGINE_HOLDER_MAX + 1]; /* who holds the writable handle, or "" */
 	int64_t open_slot;    /* -1: the next write allocates a slot */
@@ -406,6 +407,14 @@ void eng_volume_remove(struct engine *eng, struct engine_volume *vol);
  * caller links its parent and logs its record. */
 int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
 			  struct volume_record *rec, struct engine_volume **out);
+/* The same in two halves, for a job whose commit is made in between (metacommit.c):
+ * add_new spends the id and adds the layer (flagged committing: not opened until
+ * new_committed); new_committed takes the commit's result, removes the layer if it
+ * failed (nothing could have opened it), destroys mb. */
+int eng_volume_add_new(struct engine *eng, struct meta_batch *mb, struct volume_record *rec,
+		       struct engine_volume **out);
+int eng_volume_new_committed(struct engine *eng, struct meta_batch *mb,
+			     struct engine_volume *vol, int r);
 /* The layer a spec names (common/volspec.h): a volume "VOL" or a snapshot
  * "VOL@SNAP"; NULL if there is none or spec is not one. */
 struct engine_volume *eng_layer_by_spec(struct engine *eng, const char *spec);
@@ -426,6 +435,8 @@ void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t 
 void eng_layer_discard(struct engine *eng, struct engine_volume *vol);
 /* Deletes a layer nothing reads through: records (synced), then map, slots, struct. */
 int eng_layer_drop(struct engine *eng, struct engine_volume *layer);
+/* eng_layer_drop's second half, once its commit has landed (volume delete). */
+void eng_layer_dropped(struct engine *eng, struct engine_volume *layer);
 
 /* io.c */
 struct ioreq *eng_req_alloc(struct engine *eng, engine_cb cb, void *arg);
