@@ -102,7 +102,9 @@ struct engine_opts {
 				      ckpt-commit (the checkpoint thread, its RocksDB batch
 				      committed and not flushed), free-layer (the engine
 				      thread, before each pass of a deleted layer's FREE
-				      headers). Must outlive the engine. NULL: none */
+				      headers), meta-commit (the metadata thread, after a
+				      management call's synced commit). Must outlive the
+				      engine. NULL: none */
 };
 
 /* Fills defaults. */
