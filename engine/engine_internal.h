@@ -375,6 +375,9 @@ int eng_job_wait_io(struct eng_job *job);
  * NULL. Meanwhile no other job steps and no checkpoint starts. */
 int eng_job_meta_commit(struct eng_job *job, struct meta_batch **mb);
 bool eng_mc_busy(const struct engine *eng);
+/* engine_poll() with nothing else to do: sleeps until the commit lands, 1 ms at most
+ * (instead of spinning against the thread that makes it). */
+void eng_mc_wait(struct engine *eng, int timeout_ms);
 int eng_mc_start_thread(struct engine *eng);
 void eng_mc_stop_thread(struct engine *eng); /* ok if never started */
 

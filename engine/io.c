@@ -904,7 +904,10 @@ int engine_poll(struct engine *eng, int timeout_ms)
 
 	if (r < 0 && r != -ETIME && r != -EINTR)
 		return r;
-	return poll_end(eng, n);
+	n = poll_end(eng, n);
+	if (n == 0 && r <= 0)
+		eng_mc_wait(eng, timeout_ms); /* a job's commit, the only thing going on */
+	return n;
 }
 
 int engine_run(struct engine *eng)

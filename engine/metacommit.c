@@ -20,6 +20,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "engine/engine_internal.h"
@@ -48,6 +49,7 @@ static void *mc_main(void *arg)
 		pthread_mutex_lock(&eng->mc_lock);
 		eng->mc_result = r;
 		atomic_store(&eng->mc_done, true);
+		pthread_cond_broadcast(&eng->mc_cond); /* eng_mc_wait */
 	}
 	pthread_mutex_unlock(&eng->mc_lock);
 	return NULL;
@@ -118,4 +120,22 @@ int eng_job_meta_commit(struct eng_job *job, struct meta_batch **mb)
 bool eng_mc_busy(const struct engine *eng)
 {
 	return eng->mc_owner != NULL;
+}
+
+void eng_mc_wait(struct engine *eng, int timeout_ms)
+{
+	struct timespec ts;
+
+	if (!eng->mc_owner || timeout_ms == 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(timeout_ms < 0 || timeout_ms > 1 ? 1 : timeout_ms) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&eng->mc_lock);
+	if (!atomic_load(&eng->mc_done))
+		pthread_cond_timedwait(&eng->mc_cond, &eng->mc_lock, &ts);
+	pthread_mutex_unlock(&eng->mc_lock);
 }
