@@ -54,6 +54,8 @@ struct loop {
 	struct loop_timer *timers;   /* sorted by due time */
 	struct loop_watch *dead;     /* removed during dispatch, freed after it */
 	bool dispatching;
+	/* events of one wait; the waiter may have the kernel fill them (loop_wait) */
+	struct epoll_event evs[LOOP_MAX_EVENTS];
 };
 
 uint64_t loop_now_ms(void)
@@ -301,29 +303,34 @@ static int prepare(struct loop *lp)
 	return ms;
 }
 
-/* Sleeps up to ms and collects the ready fds: in epoll_wait, or in the waiter, which
- * says whether the epoll fd became readable (then epoll_wait just collects). */
-static int wait_events(struct loop *lp, struct epoll_event *evs, int ms)
+/* Sleeps up to ms and collects the ready fds into lp->evs: in epoll_wait, or in the
+ * waiter, which collects them itself or says the epoll fd became readable (then
+ * epoll_wait only collects). */
+static int wait_events(struct loop *lp, int ms)
 {
 	int r;
 
 	if (lp->wait) {
-		r = lp->wait(lp->wait_arg, lp->epfd, ms);
-		if (r <= 0)
-			return r;
+		struct loop_wait w = { .epfd = lp->epfd, .events = lp->evs,
+				       .max_events = LOOP_MAX_EVENTS };
+
+		r = lp->wait(lp->wait_arg, &w, ms);
+		if (r < 0 || !w.ready)
+			return r < 0 ? r : 0;
+		if (w.nevents > 0)
+			return w.nevents < LOOP_MAX_EVENTS ? w.nevents : LOOP_MAX_EVENTS;
 		ms = 0;
 	}
-	r = epoll_wait(lp->epfd, evs, LOOP_MAX_EVENTS, ms);
+	r = epoll_wait(lp->epfd, lp->evs, LOOP_MAX_EVENTS, ms);
 	return r < 0 ? -errno : r;
 }
 
 int loop_run(struct loop *lp)
 {
-	struct epoll_event evs[LOOP_MAX_EVENTS];
-
 	lp->stop = 0;
 	while (!lp->stop) {
-		int n = wait_events(lp, evs, prepare(lp));
+		int n = wait_events(lp, prepare(lp));
+		struct epoll_event *evs = lp->evs;
 
 		if (n < 0) {
 			if (n == -EINTR)

@@ -3,7 +3,10 @@
  * forms its batches there), tasks that run once before the next sleep (the NBD
  * server sends the replies those completions queued), and an optional waiter that
  * sleeps instead of epoll_wait (the engine's io_uring, which also watches the epoll
- * fd: one system call sleeps for I/O completions and sockets alike).
+ * fd: one system call sleeps for I/O completions and sockets alike, and on recent
+ * kernels collects the sockets' events too). A waiter may keep a collection into
+ * the loop's event buffer pending across waits: stop it (close the engine) before
+ * loop_destroy().
  *
  * Threading: a loop and its watchers belong to the thread that runs loop_run().
  * loop_stop() may be called from a signal handler or another thread.
@@ -11,6 +14,7 @@
 #ifndef QUILL_COMMON_LOOP_H
 #define QUILL_COMMON_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct loop;
@@ -25,11 +29,24 @@ typedef void (*loop_fd_fn)(void *arg, unsigned events);
 typedef void (*loop_fn)(void *arg);
 /* Returns how long the loop may sleep, in ms (-1: as long as it likes). */
 typedef int (*loop_idle_fn)(void *arg);
-/* Sleeps up to timeout_ms (-1: as long as it likes; 0: not at all) or until epfd (the
- * loop's epoll fd) is readable or the waiter's own work is ready. Returns 1 if epfd
- * became readable (the loop then collects its events without sleeping), 0 if not,
- * or -errno (-EINTR: the loop goes on; others end loop_run()). */
-typedef int (*loop_wait_fn)(void *arg, int epfd, int timeout_ms);
+/* What a waiter watches besides its own work: the loop's epoll fd. A waiter that can
+ * collect the fd's events as it wakes (io_uring's EPOLL_WAIT) writes them into events,
+ * saving the loop an epoll_wait; one that cannot only says the fd became readable. */
+struct loop_wait {
+	int epfd;        /* in: the loop's epoll fd */
+	void *events;    /* in: struct epoll_event[max_events], owned by the loop; the
+			    waiter may leave a collection of it pending across calls */
+	int max_events;  /* in */
+	bool ready;      /* out: epfd became readable (or has events below) */
+	int nevents;     /* out, when ready: events already in events (0: the loop
+			    collects them with epoll_wait) */
+};
+
+/* Sleeps up to timeout_ms (-1: as long as it likes; 0: not at all) or until w->epfd is
+ * readable or the waiter's own work is ready; fills w's out fields. Returns 0, or
+ * -errno (-EINTR: the loop goes on; others end loop_run()). Events it reports are
+ * collected during the call: never earlier, when a watch may since have gone. */
+typedef int (*loop_wait_fn)(void *arg, struct loop_wait *w, int timeout_ms);
 
 int loop_create(struct loop **out);
 void loop_destroy(struct loop *lp); /* NULL ok; watchers must be removed first */

@@ -496,8 +496,8 @@ void eng_ckpt_maybe(struct engine *eng)
 
 	if (eng->ckpt_capturing)
 		capture_step(eng);
-	if (eng->ckpt_busy)
-		return;
+	if (eng->ckpt_busy || eng_mc_busy(eng))
+		return; /* a job's commit in flight: its maps change when it lands */
 	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see
 	 * one start as the last lands, for ever */
 	if (eng->ckpt_wanted || (!eng->closing && eng_now_ms() - eng->ckpt_last_ms >= period))

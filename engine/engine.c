@@ -288,6 +288,11 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 		r = eng_ckpt_start_thread(eng);
 	if (r < 0)
 		goto err_close_meta;
+	r = eng_mc_start_thread(eng);
+	if (r < 0) {
+		engine_close(eng);
+		return r;
+	}
 	r = eng_catalog_reconcile(eng);
 	if (r < 0) {
 		engine_close(eng);
@@ -408,6 +413,7 @@ void engine_close(struct engine *eng)
 	eng_ckpt_sync(eng); /* flushes the store, then writes the map */
 	eng_drain(eng);
 	eng_ckpt_stop_thread(eng);
+	eng_mc_stop_thread(eng);
 	while (eng->nvols)
 		eng_volume_remove(eng, eng->vols[0]);
 	meta_close(eng->meta);

@@ -107,7 +107,9 @@ struct engine_opts {
 				      ckpt-commit (the checkpoint thread, its RocksDB batch
 				      committed and not flushed), free-layer (the engine
 				      thread, before each pass of a deleted layer's FREE
-				      headers). Must outlive the engine. NULL: none */
+				      headers), meta-commit (the metadata thread, after a
+				      management call's synced commit). Must outlive the
+				      engine. NULL: none */
 };
 
 /* Fills defaults. */
@@ -335,12 +337,15 @@ int engine_timeout_ms(const struct engine *eng);
  * (quilld): engine_run() is engine_poll(eng, 0) without entering the kernel to submit
  * (callbacks run, batches are formed and queued; no wait), called after the loop's
  * events; then engine_wait_fd() submits everything queued and sleeps up to
- * timeout_ms (-1: forever) until an I/O completes or fd (the loop's epoll fd) is
+ * timeout_ms (-1: forever) until an I/O completes or w->epfd (the loop's epoll fd) is
  * readable; it reaps the store's completions, whose callbacks then run from the next
- * engine_run(). *fd_ready: fd became readable. One system call per sleep, none per
- * completion. Both return the number of callbacks run, or -errno. */
+ * engine_run(). w's out fields: common/loop.h (on kernels with IORING_OP_EPOLL_WAIT
+ * the ring collects the loop's events too: store.h's store_wait_fd). One system call
+ * per sleep, none per completion. Both return the number of callbacks run, or -errno.
+ * Close the engine before the loop whose events w points to is destroyed. */
+struct loop_wait;
 int engine_run(struct engine *eng);
-int engine_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready);
+int engine_wait_fd(struct engine *eng, struct loop_wait *w, int timeout_ms);
 
 /* Convenience for tools and tests: run engine_poll() until *done is true. Never from
  * a callback or a daemon's loop. */

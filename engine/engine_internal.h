@@ -123,6 +123,7 @@ struct engine_volume {
 	uint64_t data_cache_limit;
 	bool data_cache_valid;
 	bool open;            /* a handle is out (volume: its one writer; snapshot: readers) */
+	bool committing;      /* its creation or deletion is being committed: not opened */
 	unsigned readers;     /* snapshots: handles out (read-only opens never conflict) */
 	char holder[ENGINE_HOLDER_MAX + 1]; /* who holds the writable handle, or "" */
 	int64_t open_slot;    /* -1: the next write allocates a slot */
@@ -266,6 +267,16 @@ struct engine {
 	struct tomb_block *gc_tombs; /* trims the cleaner carries out of its victim */
 	struct eng_job *jobs;           /* management calls under way (job.c), FIFO */
 	struct eng_job *job_running;    /* whose step eng_jobs_run() is in */
+	/* metacommit.c: a job's synced RocksDB commit, made by mc_thread */
+	pthread_t mc_thread;
+	pthread_mutex_t mc_lock;
+	pthread_cond_t mc_cond;
+	bool mc_running, mc_stop;
+	struct meta_batch *mc_todo;     /* handed to the thread */
+	int mc_result;                  /* handed back, with mc_done */
+	atomic_bool mc_done;
+	struct eng_job *mc_owner;       /* whose commit is in flight (engine thread) */
+	bool mc_parked_later;           /* parked writes not retried meanwhile */
 	uint64_t ckpt_failures;         /* checkpoints that did not land */
 	/* checkpoints are numbered as they start; a wait for "one captured after now"
 	 * notes ckpt_starts and looks for a higher number landed (or failed): checking
@@ -386,6 +397,17 @@ void eng_job_io_begin(struct eng_job *job);
 void eng_job_io_done(void *job, int res); /* an engine_cb */
 /* ENG_JOB_WAIT while the job's writes are in flight, then the first one's error or 0 */
 int eng_job_wait_io(struct eng_job *job);
+/* In a job step: commits *mb (META_SYNC) on the metadata thread (metacommit.c).
+ * ENG_JOB_WAIT until it has landed: the step is called again and calls this again
+ * with the same *mb; then the commit's result, 0 or -errno, with *mb destroyed and
+ * NULL. Meanwhile no other job steps and no checkpoint starts. */
+int eng_job_meta_commit(struct eng_job *job, struct meta_batch **mb);
+bool eng_mc_busy(const struct engine *eng);
+/* engine_poll() with nothing else to do: sleeps until the commit lands, 1 ms at most
+ * (instead of spinning against the thread that makes it). */
+void eng_mc_wait(struct engine *eng, int timeout_ms);
+int eng_mc_start_thread(struct engine *eng);
+void eng_mc_stop_thread(struct engine *eng); /* ok if never started */
 
 /* The blocking wrappers of the async calls (tools and tests only, never from a
  * callback or quilld's loop): struct eng_sync s = { 0 };
@@ -416,6 +438,14 @@ void eng_volume_remove(struct engine *eng, struct engine_volume *vol);
  * caller links its parent and logs its record. */
 int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
 			  struct volume_record *rec, struct engine_volume **out);
+/* The same in two halves, for a job whose commit is made in between (metacommit.c):
+ * add_new spends the id and adds the layer (flagged committing: not opened until
+ * new_committed); new_committed takes the commit's result, removes the layer if it
+ * failed (nothing could have opened it), destroys mb. */
+int eng_volume_add_new(struct engine *eng, struct meta_batch *mb, struct volume_record *rec,
+		       struct engine_volume **out);
+int eng_volume_new_committed(struct engine *eng, struct meta_batch *mb,
+			     struct engine_volume *vol, int r);
 /* The layer a spec names (common/volspec.h): a volume "VOL" or a snapshot
  * "VOL@SNAP"; NULL if there is none or spec is not one. */
 struct engine_volume *eng_layer_by_spec(struct engine *eng, const char *spec);
@@ -436,6 +466,8 @@ void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t 
 void eng_layer_discard(struct engine *eng, struct engine_volume *vol);
 /* Deletes a layer nothing reads through: records (synced), then map, slots, struct. */
 int eng_layer_drop(struct engine *eng, struct engine_volume *layer);
+/* eng_layer_drop's second half, once its commit has landed (volume delete). */
+void eng_layer_dropped(struct engine *eng, struct engine_volume *layer);
 
 /* io.c */
 struct ioreq *eng_req_alloc(struct engine *eng, engine_cb cb, void *arg);

@@ -465,9 +465,15 @@ static void start_or_park(struct engine *eng, struct ioreq *req)
 	eng_req_put(eng, req, 0);
 }
 
-/* Retries parked requests now that slots may be free; with fail, ends them. */
+/* Retries parked requests now that slots may be free; with fail, ends them. Not while
+ * a job's commit is in flight: they could land in a layer it is about to freeze (they
+ * are retried from the first poll after it). */
 void eng_run_parked(struct engine *eng, bool fail)
 {
+	if (!fail && eng_mc_busy(eng)) {
+		eng->mc_parked_later = true;
+		return;
+	}
 	while (eng->parked.head) {
 		struct ioreq *req = eng->parked.head;
 		int r = fail ? -ENOSPC : append_rest(req);
@@ -917,7 +923,14 @@ static int poll_begin(struct engine *eng)
 	int n;
 
 	TIMED("checkpoint reap", eng_ckpt_reap(eng));
-	TIMED("cleaner", eng_gc_maybe(eng));
+	/* a job's commit in flight (metacommit.c): the cleaner starts no pass that could
+	 * move blocks into the log of a layer the commit is about to freeze */
+	if (!eng_mc_busy(eng))
+		TIMED("cleaner", eng_gc_maybe(eng));
+	if (eng->mc_parked_later && !eng_mc_busy(eng)) {
+		eng->mc_parked_later = false;
+		eng_run_parked(eng, false);
+	}
 	TIMED("prezero", eng_prezero_maybe(eng));
 	TIMED("idle defrag", eng_defrag_idle_maybe(eng));
 	TIMED("checkpoint start", eng_ckpt_maybe(eng));
@@ -954,7 +967,10 @@ int engine_poll(struct engine *eng, int timeout_ms)
 
 	if (r < 0 && r != -ETIME && r != -EINTR)
 		return r;
-	return poll_end(eng, n);
+	n = poll_end(eng, n);
+	if (n == 0 && r <= 0)
+		eng_mc_wait(eng, timeout_ms); /* a job's commit, the only thing going on */
+	return n;
 }
 
 int engine_run(struct engine *eng)
@@ -967,9 +983,9 @@ int engine_run(struct engine *eng)
 	return poll_end(eng, n);
 }
 
-int engine_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready)
+int engine_wait_fd(struct engine *eng, struct loop_wait *w, int timeout_ms)
 {
-	int r = seg_wait_fd(eng, fd, sleep_bound(eng, timeout_ms), fd_ready);
+	int r = seg_wait_fd(eng, w, sleep_bound(eng, timeout_ms));
 
 	return r < 0 && (r == -ETIME || r == -EINTR) ? 0 : r;
 }

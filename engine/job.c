@@ -104,7 +104,13 @@ int eng_jobs_run(struct engine *eng)
 		return 0;
 	while (*p) {
 		struct eng_job *job = *p;
-		int r = job->ending ? job->result : run_step(job);
+		int r;
+
+		if (eng->mc_owner && job != eng->mc_owner) {
+			p = &job->next; /* as if the committing step were still running */
+			continue;
+		}
+		r = job->ending ? job->result : run_step(job);
 
 		if (r == ENG_JOB_WAIT || job->io_pending) {
 			/* its records are not durable yet: the answer waits for them */

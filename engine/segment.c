@@ -232,9 +232,9 @@ int seg_reap(struct engine *eng)
 	return eng->segs->ops->reap(eng->segs);
 }
 
-int seg_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready)
+int seg_wait_fd(struct engine *eng, struct loop_wait *w, int timeout_ms)
 {
-	return eng->segs->ops->wait_fd(eng->segs, fd, timeout_ms, fd_ready);
+	return eng->segs->ops->wait_fd(eng->segs, w, timeout_ms);
 }
 
 int seg_event_fd(const struct engine *eng)

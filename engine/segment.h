@@ -36,6 +36,7 @@
 #include <sys/uio.h>
 
 struct engine;
+struct loop_wait;
 struct engine_volume;
 struct segment_header;
 struct segs;
@@ -91,7 +92,7 @@ struct seg_ops {
 	 * store_inflight */
 	int (*poll)(struct segs *sg, int timeout_ms);
 	int (*reap)(struct segs *sg);
-	int (*wait_fd)(struct segs *sg, int fd, int timeout_ms, bool *fd_ready);
+	int (*wait_fd)(struct segs *sg, struct loop_wait *w, int timeout_ms);
 	int (*event_fd)(const struct segs *sg);
 	unsigned (*inflight)(const struct segs *sg);
 	void (*close)(struct segs *sg);
@@ -159,7 +160,7 @@ int seg_header_decode(const struct engine *eng, const void *buf, struct segment_
 /* The completions of the calls above (engine_poll and friends): store.h's meaning. */
 int seg_poll(struct engine *eng, int timeout_ms);
 int seg_reap(struct engine *eng);
-int seg_wait_fd(struct engine *eng, int fd, int timeout_ms, bool *fd_ready);
+int seg_wait_fd(struct engine *eng, struct loop_wait *w, int timeout_ms);
 int seg_event_fd(const struct engine *eng);
 unsigned seg_inflight(const struct engine *eng);
 

@@ -122,9 +122,9 @@ static int local_reap(struct segs *sg)
 	return store_reap(local_of(sg)->st);
 }
 
-static int local_wait_fd(struct segs *sg, int fd, int timeout_ms, bool *fd_ready)
+static int local_wait_fd(struct segs *sg, struct loop_wait *w, int timeout_ms)
 {
-	return store_wait_fd(local_of(sg)->st, fd, timeout_ms, fd_ready);
+	return store_wait_fd(local_of(sg)->st, w, timeout_ms);
 }
 
 static int local_event_fd(const struct segs *sg)

@@ -121,6 +121,11 @@ struct snap_job {
 	struct engine_volume *held;  /* whose writes wait until the job ends */
 	struct volume_record merged; /* delete: the snapshot merged into its child... */
 	uint64_t merge_seq;          /* ...and the last batch before the merge */
+	/* create: what its commit makes, applied once the commit has landed */
+	struct meta_batch *mb;
+	struct engine_volume *frozen;
+	struct map *fresh;
+	struct volume_record srec, hrec;
 };
 
 static void snap_job_release(struct eng_job *job)
@@ -129,6 +134,9 @@ static void snap_job_release(struct eng_job *job)
 
 	if (sj->held)
 		eng_release_writes(sj->held);
+	meta_batch_destroy(sj->mb);
+	map_destroy(sj->fresh);
+	free(sj->frozen);
 	free(sj);
 }
 
@@ -181,68 +189,81 @@ static int snap_create_check(struct engine *eng, struct engine_volume *vol, cons
 	return vol->flatten ? -EBUSY : 0;
 }
 
-/* Freezes vol's layer as snapshot `snap`; the volume goes on in a new layer. */
-static int snap_create_commit(struct engine *eng, struct engine_volume *vol, const char *snap)
+/* The commit that freezes vol's layer as snapshot `snap` (the volume goes on in a new
+ * layer): its records in sj->mb, the layers and map it needs allocated ahead, so that
+ * applying it once it has landed cannot fail. */
+static int snap_create_prepare(struct engine *eng, struct engine_volume *vol,
+			       struct snap_job *sj)
 {
-	struct engine_volume *frozen = NULL;
-	struct volume_record srec, hrec;
-	struct map *fresh = NULL;
-	struct meta_batch *mb = NULL;
-	int r = snap_create_check(eng, vol, snap);
+	int r = snap_create_check(eng, vol, sj->snap);
 
 	if (r < 0)
 		return r;
-	frozen = calloc(1, sizeof(*frozen));
-	r = frozen ? reserve_layer(eng) : -ENOMEM;
+	sj->frozen = calloc(1, sizeof(*sj->frozen));
+	r = sj->frozen ? reserve_layer(eng) : -ENOMEM;
 	if (r == 0)
-		r = map_create(vol->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &fresh);
+		r = map_create(vol->rec.size / QUILL_BLOCK_SIZE, eng_map_ref, eng, &sj->fresh);
 	if (r == 0)
-		r = meta_batch_create(&mb);
+		r = meta_batch_create(&sj->mb);
 	if (r < 0)
-		goto out;
+		return r;
 	/* the old layer keeps its id (its log names it) and becomes the snapshot */
-	srec = vol->rec;
-	srec.kind = ONDISK_LAYER_SNAPSHOT;
-	srec.created_ns = eng_now_realtime_ns();
+	sj->srec = vol->rec;
+	sj->srec.kind = ONDISK_LAYER_SNAPSHOT;
+	sj->srec.created_ns = eng_now_realtime_ns();
 	/* a batch its log lost (DAMAGED) stays the snapshot's; so does the sector size */
-	srec.flags &= ONDISK_LAYER_DAMAGED | ONDISK_LAYER_INHERITED;
-	snprintf(srec.name, sizeof(srec.name), "%s", snap);
-	hrec = vol->rec;
-	hrec.flags &= ONDISK_LAYER_INHERITED;
-	hrec.volume_id = eng_take_layer_id(eng, mb);
-	hrec.parent_id = srec.volume_id;
-	hrec.overlap = vol->rec.size / QUILL_BLOCK_SIZE;
-	eng_batch_put_record(mb, &srec);
-	eng_batch_put_record(mb, &hrec);
-	r = meta_batch_commit(eng->meta, mb, META_SYNC);
-	if (r < 0)
-		goto out;
-	*frozen = (struct engine_volume){ .eng = eng, .rec = srec, .open_slot = -1 };
-	switch_layer(vol, &hrec, fresh, frozen, frozen);
+	sj->srec.flags &= ONDISK_LAYER_DAMAGED | ONDISK_LAYER_INHERITED;
+	snprintf(sj->srec.name, sizeof(sj->srec.name), "%s", sj->snap);
+	sj->hrec = vol->rec;
+	sj->hrec.flags &= ONDISK_LAYER_INHERITED;
+	sj->hrec.volume_id = eng_take_layer_id(eng, sj->mb);
+	sj->hrec.parent_id = sj->srec.volume_id;
+	sj->hrec.overlap = vol->rec.size / QUILL_BLOCK_SIZE;
+	eng_batch_put_record(sj->mb, &sj->srec);
+	eng_batch_put_record(sj->mb, &sj->hrec);
+	return 0;
+}
+
+/* The commit landed: the layers switch in memory, and their records go to the log. */
+static void snap_create_apply(struct engine *eng, struct engine_volume *vol,
+			      struct snap_job *sj)
+{
+	struct engine_volume *frozen = sj->frozen;
+
+	*frozen = (struct engine_volume){ .eng = eng, .rec = sj->srec, .open_slot = -1 };
+	switch_layer(vol, &sj->hrec, sj->fresh, frozen, frozen);
+	sj->frozen = NULL;
+	sj->fresh = NULL;
 	/* one batch: a rebuild sees both or neither (else the new head first: without
 	 * the snapshot's record it still reads the same data through it) */
 	eng_catalog_log_pair(vol, frozen);
 	log_msg(LOG_INFO, ENG_LOG, "snapshot %s@%s created (layer %llu; the volume continues "
-		"in layer %llu)", vol->rec.name, snap, (unsigned long long)srec.volume_id,
-		(unsigned long long)hrec.volume_id);
-	frozen = NULL;
-	fresh = NULL;
-out:
-	meta_batch_destroy(mb);
-	map_destroy(fresh);
-	free(frozen);
-	return r;
+		"in layer %llu)", vol->rec.name, sj->snap, (unsigned long long)sj->srec.volume_id,
+		(unsigned long long)sj->hrec.volume_id);
 }
 
+/* pc 0: settle the volume (its writes held), prepare the commit; pc 1: the commit is
+ * in flight on the metadata thread (client I/O goes on; this volume's writes wait). */
 static int snap_create_step(struct eng_job *job)
 {
 	struct snap_job *sj = (struct snap_job *)job;
 	struct engine_volume *vol = job->layers[0];
-	int r = eng_job_wait_settled(job);
+	int r;
 
+	if (job->pc == 0) {
+		r = eng_job_wait_settled(job);
+		if (r == 0)
+			r = hold_and_settle(sj, vol);
+		if (r == 0)
+			r = snap_create_prepare(job->eng, vol, sj);
+		if (r)
+			return r;
+		job->pc = 1;
+	}
+	r = eng_job_meta_commit(job, &sj->mb);
 	if (r == 0)
-		r = hold_and_settle(sj, vol);
-	return r ? r : snap_create_commit(job->eng, vol, sj->snap);
+		snap_create_apply(job->eng, vol, sj);
+	return r;
 }
 
 int engine_snap_create_async(struct engine *eng, const char *volname, const char *snap,

@@ -160,10 +160,9 @@ static int volume_create_check(struct engine *eng, const char *name, uint64_t si
 	return eng_volume_by_name(eng, name) ? -EEXIST : 0;
 }
 
-int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
-			  struct volume_record *rec, struct engine_volume **out)
+int eng_volume_add_new(struct engine *eng, struct meta_batch *mb, struct volume_record *rec,
+		       struct engine_volume **out)
 {
-	struct engine_volume *vol;
 	int r;
 
 	rec->volume_id = eng_take_layer_id(eng, mb);
@@ -171,44 +170,35 @@ int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
 	rec->kind = ONDISK_LAYER_VOLUME;
 	rec->created_ns = eng_now_realtime_ns();
 	eng_batch_put_record(mb, rec);
-	r = eng_volume_add(eng, rec, &vol);
-	if (r == 0) {
-		r = meta_batch_commit(eng->meta, mb, META_SYNC);
-		if (r < 0)
-			eng_volume_remove(eng, vol);
-	}
-	meta_batch_destroy(mb);
+	r = eng_volume_add(eng, rec, out);
 	if (r < 0)
+		meta_batch_destroy(mb);
+	else
+		(*out)->committing = true;
+	return r;
+}
+
+int eng_volume_new_committed(struct engine *eng, struct meta_batch *mb,
+			     struct engine_volume *vol, int r)
+{
+	meta_batch_destroy(mb);
+	if (r < 0) {
+		eng_volume_remove(eng, vol);
 		return r;
+	}
+	vol->committing = false;
 	eng->next_volume_id++;
-	*out = vol;
 	return 0;
 }
 
-static int volume_create_commit(struct engine *eng, const char *name, uint64_t size_bytes,
-				unsigned flags)
+int eng_volume_commit_new(struct engine *eng, struct meta_batch *mb,
+			  struct volume_record *rec, struct engine_volume **out)
 {
-	struct volume_record rec = { 0 };
-	struct engine_volume *vol;
-	struct meta_batch *mb;
-	int r = volume_create_check(eng, name, size_bytes); /* taken meanwhile? */
+	int r = eng_volume_add_new(eng, mb, rec, out);
 
 	if (r < 0)
 		return r;
-	r = meta_batch_create(&mb);
-	if (r < 0)
-		return r;
-	rec.size = size_bytes;
-	rec.flags = (flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0) |
-		    (flags & ENGINE_CREATE_SECTOR_4K ? ONDISK_LAYER_4KN : 0);
-	strcpy(rec.name, name);
-	r = eng_volume_commit_new(eng, mb, &rec, &vol);
-	if (r < 0)
-		return r;
-	eng_catalog_log(vol);
-	log_msg(LOG_INFO, ENG_LOG, "volume %s created: id %llu, %llu bytes", name,
-		(unsigned long long)rec.volume_id, (unsigned long long)size_bytes);
-	return 0;
+	return eng_volume_new_committed(eng, mb, *out, meta_batch_commit(eng->meta, mb, META_SYNC));
 }
 
 /* The job of a volume call: create, delete, resize. */
@@ -218,7 +208,39 @@ struct volume_job {
 	uint64_t size;
 	unsigned flags;       /* create: enum engine_create_flags */
 	uint64_t covered_seq; /* resize: batches a checkpoint must cover before growing */
+	struct meta_batch *mb;      /* create, delete: the commit in flight */
+	struct engine_volume *vol;  /* create: the volume it adds */
 };
+
+static void volume_job_release(struct eng_job *job)
+{
+	struct volume_job *vj = (struct volume_job *)job;
+
+	meta_batch_destroy(vj->mb);
+	free(vj);
+}
+
+/* The new volume's record into vj->mb, the volume added (not openable until the
+ * commit has landed: volume_create_step). */
+static int volume_create_prepare(struct engine *eng, struct volume_job *vj)
+{
+	struct volume_record rec = { 0 };
+	int r = volume_create_check(eng, vj->name, vj->size); /* taken meanwhile? */
+
+	if (r < 0)
+		return r;
+	r = meta_batch_create(&vj->mb);
+	if (r < 0)
+		return r;
+	rec.size = vj->size;
+	rec.flags = (vj->flags & ENGINE_CREATE_IMPORTING ? ONDISK_LAYER_IMPORTING : 0) |
+		    (vj->flags & ENGINE_CREATE_SECTOR_4K ? ONDISK_LAYER_4KN : 0);
+	strcpy(rec.name, vj->name);
+	r = eng_volume_add_new(eng, vj->mb, &rec, &vj->vol);
+	if (r < 0)
+		vj->mb = NULL; /* destroyed */
+	return r;
+}
 
 static struct volume_job *volume_job_new(const char *name, uint64_t size)
 {
@@ -227,16 +249,37 @@ static struct volume_job *volume_job_new(const char *name, uint64_t size)
 	if (vj) {
 		snprintf(vj->name, sizeof(vj->name), "%s", name);
 		vj->size = size;
+		vj->job.release = volume_job_release;
 	}
 	return vj;
 }
 
+/* pc 0: the record prepared, the volume added; pc 1: its commit in flight on the
+ * metadata thread (client I/O goes on). */
 static int volume_create_step(struct eng_job *job)
 {
 	struct volume_job *vj = (struct volume_job *)job;
-	int r = eng_job_wait_settled(job);
+	struct engine *eng = job->eng;
+	int r;
 
-	return r ? r : volume_create_commit(job->eng, vj->name, vj->size, vj->flags);
+	if (job->pc == 0) {
+		r = eng_job_wait_settled(job);
+		if (r == 0)
+			r = volume_create_prepare(eng, vj);
+		if (r)
+			return r;
+		job->pc = 1;
+	}
+	r = eng_job_meta_commit(job, &vj->mb);
+	if (r == ENG_JOB_WAIT)
+		return r;
+	r = eng_volume_new_committed(eng, NULL, vj->vol, r);
+	if (r < 0)
+		return r;
+	eng_catalog_log(vj->vol);
+	log_msg(LOG_INFO, ENG_LOG, "volume %s created: id %llu, %llu bytes", vj->name,
+		(unsigned long long)vj->vol->rec.volume_id, (unsigned long long)vj->size);
+	return 0;
 }
 
 int engine_volume_create_async(struct engine *eng, const char *name, uint64_t size_bytes,
@@ -361,18 +404,34 @@ static unsigned snapshot_count(const struct engine *eng, const struct engine_vol
 	return n;
 }
 
+/* What deleting a layer commits: its records and map out of RocksDB. */
+static int layer_drop_batch(struct engine *eng, struct engine_volume *layer,
+			    struct meta_batch **mb)
+{
+	int r = meta_batch_create(mb);
+
+	if (r == 0)
+		eng_batch_delete_layer(eng, *mb, layer->rec.volume_id);
+	return r;
+}
+
 int eng_layer_drop(struct engine *eng, struct engine_volume *layer)
 {
 	struct meta_batch *mb;
-	int r = meta_batch_create(&mb);
+	int r = layer_drop_batch(eng, layer, &mb);
 
 	if (r < 0)
 		return r;
-	eng_batch_delete_layer(eng, mb, layer->rec.volume_id);
 	r = meta_batch_commit(eng->meta, mb, META_SYNC);
 	meta_batch_destroy(mb);
 	if (r < 0)
 		return r;
+	eng_layer_dropped(eng, layer);
+	return 0;
+}
+
+void eng_layer_dropped(struct engine *eng, struct engine_volume *layer)
+{
 	/* its tombstone, and records of other layers that live in its slots, first */
 	eng_catalog_tombstone(eng, &layer->rec);
 	eng_catalog_orphans(eng, layer->rec.volume_id);
@@ -380,7 +439,6 @@ int eng_layer_drop(struct engine *eng, struct engine_volume *layer)
 	/* From here the log of this id is ignored by replay: its slots are free now. */
 	eng_layer_discard(eng, layer);
 	eng_volume_remove(eng, layer);
-	return 0;
 }
 
 static int volume_delete_check(struct engine *eng, struct engine_volume *vol)
@@ -395,17 +453,28 @@ static int volume_delete_step(struct eng_job *job)
 	struct volume_job *vj = (struct volume_job *)job;
 	struct engine_volume *vol = job->layers[0];
 	struct engine *eng = job->eng;
-	int r = eng_job_wait_settled(job);
+	int r;
 
-	if (r == 0)
-		r = eng_job_wait_quiet(job, vol);
-	if (r == 0)
-		r = volume_delete_check(eng, vol); /* attached meanwhile? */
-	if (r)
+	if (job->pc == 0) {
+		r = eng_job_wait_settled(job);
+		if (r == 0)
+			r = eng_job_wait_quiet(job, vol);
+		if (r == 0)
+			r = volume_delete_check(eng, vol); /* attached meanwhile? */
+		if (r == 0)
+			r = layer_drop_batch(eng, vol, &vj->mb);
+		if (r)
+			return r;
+		vol->committing = true; /* nobody opens it while its records go */
+		job->pc = 1;
+	}
+	r = eng_job_meta_commit(job, &vj->mb); /* on the metadata thread */
+	if (r == ENG_JOB_WAIT)
 		return r;
-	r = eng_layer_drop(eng, vol);
+	vol->committing = false;
 	if (r < 0)
 		return r;
+	eng_layer_dropped(eng, vol);
 	log_msg(LOG_INFO, ENG_LOG, "volume %s deleted", vj->name);
 	eng_run_parked(eng, false);
 	return 0;
@@ -624,8 +693,8 @@ int engine_volume_open(struct engine *eng, const char *name, struct engine_volum
 {
 	struct engine_volume *vol = eng_layer_by_spec(eng, name);
 
-	if (!vol)
-		return -ENOENT;
+	if (!vol || vol->committing)
+		return -ENOENT; /* being created or deleted */
 	if (engine_volume_readonly(vol)) {
 		vol->readers++;
 	} else {

@@ -20,7 +20,10 @@
  * system call per completion. Older kernels get COOP_TASKRUN, or nothing. An event
  * loop can sleep in the ring itself (store_wait_fd()): a one-shot poll of the loop's
  * own fd (an epoll fd) sits in the ring beside the I/O, so one io_uring_enter submits,
- * sleeps and wakes for either. That poll takes one CQ entry, kept aside for it.
+ * sleeps and wakes for either. That poll takes one CQ entry, kept aside for it. On
+ * kernels with IORING_OP_EPOLL_WAIT (6.15) the poll is an epoll_wait in the ring: it
+ * completes with the loop's events already collected, and the loop makes no
+ * epoll_wait of its own.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,6 +33,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/loop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +61,10 @@
 #define STORE_REAP_BATCH 32
 #define STORE_SLAB_REQS 64
 #define STORE_FD_POLL_CQES 1u	 /* CQ entries kept for the poll of store_wait_fd() */
+/* IORING_OP_EPOLL_WAIT, enum io_uring_op's number since Linux 6.15 (after RECV_ZC);
+ * Debian 12's headers (6.1) do not name it. Used only if the ring's probe says the
+ * kernel has it. */
+#define STORE_OP_EPOLL_WAIT 59
 
 _Static_assert(STORE_MAX_IO % STORE_ALIGN == 0, "largest transfer must stay aligned");
 _Static_assert(STORE_MAX_IO <= INT_MAX, "callback result is an int");
@@ -99,7 +107,10 @@ struct store {
 	unsigned active;	 /* accepted requests whose callback has not run */
 	bool closing;		 /* store_close() is draining: new requests are refused */
 	int poll_fd;		 /* store_wait_fd()'s fd while its poll is in the ring, or -1 */
+	void *poll_events;	 /* where that poll, an EPOLL_WAIT, puts events (else NULL) */
 	bool poll_fired;	 /* that poll completed: the fd is (or was) readable */
+	int poll_nevents;	 /* events an EPOLL_WAIT collected when it completed */
+	bool epoll_wait_op;	 /* the kernel has IORING_OP_EPOLL_WAIT */
 	bool trace;		 /* LOG_DEBUG at open: slow requests and flushes logged */
 	struct store_req *free;
 	struct store_req *pending_head;
@@ -361,7 +372,10 @@ static char poll_tag;
 
 /* Reaps what the CQ holds (at most one CQ's worth, so a chain of callbacks cannot
  * keep one call going forever), then submits what callbacks issued unless told not
- * to. Returns the number of callbacks run. */
+ * to. Returns the number of callbacks run. Without submit it never enters the kernel:
+ * liburing's peek would, to run completion work that waits there (TASKRUN), a system
+ * call the loop's next sleep makes anyway, and one that would collect the loop's
+ * events early (store_wait_fd() must then report them as stale). */
 static int reap(struct store *st, bool submit)
 {
 	unsigned budget = st->max_in_ring + STORE_FD_POLL_CQES;
@@ -371,7 +385,8 @@ static int reap(struct store *st, bool submit)
 		struct io_uring_cqe *cqes[STORE_REAP_BATCH];
 		struct { struct store_req *req; int res; } done[STORE_REAP_BATCH];
 		unsigned want = budget < STORE_REAP_BATCH ? budget : STORE_REAP_BATCH;
-		unsigned n = io_uring_peek_batch_cqe(&st->ring, cqes, want);
+		unsigned n = submit || io_uring_cq_ready(&st->ring) ?
+			     io_uring_peek_batch_cqe(&st->ring, cqes, want) : 0;
 
 		if (!n)
 			break;
@@ -385,6 +400,7 @@ static int reap(struct store *st, bool submit)
 			if ((void *)done[i].req == &poll_tag) {
 				st->poll_fd = -1;
 				st->poll_fired = true;
+				st->poll_nevents = st->poll_events && done[i].res > 0 ? done[i].res : 0;
 				continue;
 			}
 			ran += req_handle(st, done[i].req, done[i].res);
@@ -576,8 +592,9 @@ int store_reap(struct store *st)
 	return reap(st, false);
 }
 
-/* Puts the one-shot poll of fd into the SQ (it goes in with the next submit). */
-static int poll_arm(struct store *st, int fd)
+/* Puts the one-shot watch of w->epfd into the SQ (it goes in with the next submit): an
+ * EPOLL_WAIT into w->events where the kernel has it, else a poll. */
+static int poll_arm(struct store *st, const struct loop_wait *w)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
 
@@ -587,21 +604,38 @@ static int poll_arm(struct store *st, int fd)
 		if (!sqe)
 			return -EBUSY;
 	}
-	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	st->poll_events = st->epoll_wait_op ? w->events : NULL;
+	if (st->poll_events)
+		io_uring_prep_rw(STORE_OP_EPOLL_WAIT, sqe, w->epfd, w->events,
+				 (unsigned)w->max_events, 0);
+	else
+		io_uring_prep_poll_add(sqe, w->epfd, POLLIN);
 	io_uring_sqe_set_data(sqe, &poll_tag);
-	st->poll_fd = fd; /* not in in_ring: its CQ entry is kept aside */
+	st->poll_fd = w->epfd; /* not in in_ring: its CQ entry is kept aside */
 	return 0;
 }
 
-int store_wait_fd(struct store *st, int fd, int timeout_ms, bool *fd_ready)
+/* Is w what the armed poll watches (the same fd, and events where its EPOLL_WAIT
+ * writes)? Anything else while it is armed would lose its events or the buffer. */
+static bool poll_matches(const struct store *st, const struct loop_wait *w)
 {
+	return st->poll_fd < 0 ||
+	       (st->poll_fd == w->epfd && (!st->poll_events || st->poll_events == w->events));
+}
+
+int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
+{
+	bool stale;
 	int r;
 
-	if (!st || fd < 0 || !fd_ready || (st->poll_fd >= 0 && st->poll_fd != fd))
+	if (!st || !w || w->epfd < 0 || (w->events && w->max_events < 1) || !poll_matches(st, w))
 		return -EINVAL;
 	pending_drain(st);
+	/* It completed in a store_poll()/store_reap() since the last wait: its events may
+	 * name watches the loop removed meanwhile. Say "readable": the loop collects. */
+	stale = st->poll_fired;
 	if (!st->poll_fired && st->poll_fd < 0) {
-		r = poll_arm(st, fd);
+		r = poll_arm(st, w);
 		if (r < 0)
 			return r;
 	}
@@ -609,7 +643,8 @@ int store_wait_fd(struct store *st, int fd, int timeout_ms, bool *fd_ready)
 	if (r < 0)
 		return r;
 	r = reap(st, true);
-	*fd_ready = st->poll_fired;
+	w->ready = st->poll_fired;
+	w->nevents = st->poll_fired && !stale ? st->poll_nevents : 0;
 	st->poll_fired = false;
 	return r;
 }
@@ -879,6 +914,15 @@ static int ring_init(struct store *st, unsigned queue_depth, struct io_uring_par
 	return r;
 }
 
+static bool ring_has_op(struct io_uring *ring, int op)
+{
+	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+	bool has = probe && io_uring_opcode_supported(probe, op);
+
+	io_uring_free_probe(probe);
+	return has;
+}
+
 static int ring_open(struct store *st, unsigned queue_depth)
 {
 	struct io_uring_params p;
@@ -890,6 +934,7 @@ static int ring_open(struct store *st, unsigned queue_depth)
 		return r;
 	}
 	st->max_in_ring = p.cq_entries - STORE_FD_POLL_CQES;
+	st->epoll_wait_op = ring_has_op(&st->ring, STORE_OP_EPOLL_WAIT);
 	r = io_uring_register_files(&st->ring, &st->fd, 1);
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_register_files: %s", st->path,

@@ -78,16 +78,23 @@ int store_submit(struct store *st);
  * Returns the number of callbacks run, or -errno. */
 int store_poll(struct store *st, int timeout_ms);
 /* Reaps completions that are ready and runs their callbacks, without submitting or
- * waiting (what is queued goes out with the next store_poll()/store_wait_fd()).
+ * waiting, and without a system call (what is queued goes out, and completion work
+ * the kernel holds is run, with the next store_poll()/store_wait_fd()).
  * Returns the number of callbacks run, or -errno. */
 int store_reap(struct store *st);
-/* For an event loop that sleeps in the store: submits queued requests, then waits up
- * to timeout_ms (-1: forever) until a completion is ready or fd (e.g. the loop's
- * epoll fd) is readable, then reaps and runs callbacks. *fd_ready tells whether fd
- * became readable (since the last call; the caller reads fd then). One fd per store:
- * another is -EINVAL while the first one's poll is armed. Returns the number of
- * callbacks run, or -errno. */
-int store_wait_fd(struct store *st, int fd, int timeout_ms, bool *fd_ready);
+/* For an event loop that sleeps in the store (common/loop.h's waiter): submits queued
+ * requests, then waits up to timeout_ms (-1: forever) until a completion is ready or
+ * w->epfd (the loop's epoll fd) is readable, then reaps and runs callbacks. The watch
+ * of w->epfd stays in the ring until it fires: where the kernel has
+ * IORING_OP_EPOLL_WAIT it collects the events into w->events itself (which must
+ * stay valid, and the same, until the store is closed or the watch fired), else it
+ * is a poll. w->ready: the fd became readable since the last call; w->nevents: how
+ * many events this call collected (0: the caller runs epoll_wait). Events collected
+ * by an earlier store_poll()/store_reap() are not reported (they may be stale): only
+ * ready. One fd per store: another fd or buffer is -EINVAL while the watch is armed.
+ * Returns the number of callbacks run, or -errno. */
+struct loop_wait;
+int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms);
 /* Number of requests submitted or queued whose callback has not run yet. */
 unsigned store_inflight(const struct store *st);
 /* An eventfd that becomes readable when completions are ready (for epoll loops).

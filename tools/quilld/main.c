@@ -63,21 +63,23 @@ struct node {
 	unsigned ncreated;
 };
 
-static int engine_sleep(void *arg, int epfd, int timeout_ms)
+static int engine_sleep(void *arg, struct loop_wait *w, int timeout_ms)
 {
 	struct node *n = arg;
-	bool ready = false;
-	int r = engine_wait_fd(n->eng, epfd, timeout_ms, &ready);
+	int r = engine_wait_fd(n->eng, w, timeout_ms);
 
 	if (r < 0) {
 		/* the ring failed: sleep on the sockets a little, then try it again */
-		struct pollfd pfd = { .fd = epfd, .events = POLLIN };
+		struct pollfd pfd = { .fd = w->epfd, .events = POLLIN };
 
 		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", err_str(-r));
 		r = poll(&pfd, 1, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
-		return r < 0 ? -errno : r > 0;
+		if (r < 0)
+			return -errno;
+		w->ready = r > 0;
+		w->nevents = 0;
 	}
-	return ready;
+	return 0;
 }
 
 static int engine_idle(void *arg)

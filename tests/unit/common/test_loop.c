@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 /* What happened, in order: one letter per event. */
@@ -87,9 +88,9 @@ static int idle_fn(void *arg)
 }
 
 /* Honours the contract: sleeps in poll() on epfd. */
-static int waiter(void *arg, int epfd, int timeout_ms)
+static int waiter(void *arg, struct loop_wait *w, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = epfd, .events = POLLIN };
+	struct pollfd pfd = { .fd = w->epfd, .events = POLLIN };
 
 	(void)arg;
 	note('W');
@@ -98,7 +99,8 @@ static int waiter(void *arg, int epfd, int timeout_ms)
 		loop_stop(f.lp);
 		return 0;
 	}
-	return poll(&pfd, 1, timeout_ms) > 0;
+	w->ready = poll(&pfd, 1, timeout_ms) > 0;
+	return 0;
 }
 
 static void pipe_ready(void *arg, unsigned events)
@@ -177,10 +179,10 @@ Test(loop, fds_are_dispatched_only_when_the_waiter_saw_the_epoll_fd)
 	cr_assert_str_eq(trace, "WFW", "the first wait saw the pipe, the second stopped");
 }
 
-static int wait_says_nothing(void *arg, int epfd, int timeout_ms)
+static int wait_says_nothing(void *arg, struct loop_wait *w, int timeout_ms)
 {
 	(void)arg;
-	(void)epfd;
+	(void)w;
 	(void)timeout_ms;
 	note('W');
 	if (++f.waits >= 2)
@@ -195,6 +197,41 @@ Test(loop, a_waiter_that_saw_no_fd_readiness_costs_no_epoll_wait)
 	loop_set_wait(f.lp, wait_says_nothing, NULL);
 	cr_assert_eq(loop_run(f.lp), 0);
 	cr_assert_str_eq(trace, "WW");
+}
+
+/* A waiter that collects the events itself (io_uring's EPOLL_WAIT): it says the pipe
+ * is writable, which epoll would not say of its read end. */
+static int wait_collects(void *arg, struct loop_wait *w, int timeout_ms)
+{
+	struct epoll_event *evs = w->events;
+
+	(void)arg;
+	(void)timeout_ms;
+	note('W');
+	if (++f.waits >= 2) {
+		loop_stop(f.lp);
+		return 0;
+	}
+	cr_assert_geq(w->max_events, 1);
+	evs[0] = (struct epoll_event){ .events = EPOLLOUT, .data.ptr = f.watch };
+	w->ready = true;
+	w->nevents = 1;
+	return 0;
+}
+
+static void pipe_event(void *arg, unsigned events)
+{
+	(void)arg;
+	note(events == LOOP_WRITE ? 'O' : 'E');
+}
+
+Test(loop, events_the_waiter_collected_are_dispatched_without_an_epoll_wait)
+{
+	cr_assert_eq(loop_watch_add(f.lp, f.pipe[0], LOOP_READ, pipe_event, NULL, &f.watch), 0);
+	cr_assert_eq(write(f.pipe[1], "x", 1), 1); /* epoll_wait would say readable */
+	loop_set_wait(f.lp, wait_collects, NULL);
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "WOW", "the waiter's event, not epoll's");
 }
 
 static void timer_fn(void *arg)

@@ -11,6 +11,7 @@
  * file directly, at the places the on-disk format (engine/ondisk.h) says.
  */
 #include "engine/engine.h"
+#include "common/loop.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -462,12 +463,13 @@ Test(engine, a_volume_never_has_more_batches_in_flight_than_the_format_allows)
 static unsigned waits_until_done(int epfd, const struct done *d)
 {
 	unsigned waits = 0;
-	bool ready;
+	struct epoll_event evs[4];
+	struct loop_wait w = { .epfd = epfd, .events = evs, .max_events = 4 };
 
 	cr_assert_geq(engine_run(eng), 0);
 	while (!d->done) {
-		cr_assert_geq(engine_wait_fd(eng, epfd, -1, &ready), 0);
-		cr_assert_not(ready, "nothing watched by the epoll fd is ever readable");
+		cr_assert_geq(engine_wait_fd(eng, &w, -1), 0);
+		cr_assert_not(w.ready, "nothing watched by the epoll fd is ever readable");
 		waits++;
 		cr_assert_geq(engine_run(eng), 0);
 	}

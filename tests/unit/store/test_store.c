@@ -6,10 +6,12 @@
  * take QUILL_TEST_SEED.
  */
 #include "store/store.h"
+#include "common/loop.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -626,6 +628,22 @@ static void loop_fds_open(struct loop_fds *l)
 	cr_assert_eq(epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->pipe[0], &ev), 0);
 }
 
+/* How the loop hands its epoll fd to the store: plain (a poll), or with a buffer for
+ * the events (an EPOLL_WAIT in the ring, where the kernel has it). */
+static struct loop_wait wait_plain(const struct loop_fds *l)
+{
+	return (struct loop_wait){ .epfd = l->epfd };
+}
+
+static int wait_fd(struct store *st, const struct loop_fds *l, int timeout_ms, bool *ready)
+{
+	struct loop_wait w = wait_plain(l);
+	int r = store_wait_fd(st, &w, timeout_ms);
+
+	*ready = w.ready;
+	return r;
+}
+
 static void loop_fds_close(struct loop_fds *l)
 {
 	close(l->pipe[0]);
@@ -645,7 +663,7 @@ Test(store, wait_fd_submits_sleeps_and_reaps_a_completion)
 	loop_fds_open(&l);
 	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
 	/* nothing readable on the fd: only the write can end the (unbounded) sleep */
-	ran = store_wait_fd(st, l.epfd, -1, &ready);
+	ran = wait_fd(st, &l, -1, &ready);
 	cr_assert_eq(ran, 1);
 	cr_assert_not(ready, "the epoll fd never became readable");
 	cr_assert_eq(d.calls, 1);
@@ -659,22 +677,24 @@ Test(store, wait_fd_wakes_for_the_fd_and_keeps_it_watched)
 {
 	struct store *st = store_make("waitfd", MIB, 0);
 	struct loop_fds l;
+	struct loop_wait other;
 	bool ready = false;
 	char c;
 
 	loop_fds_open(&l);
 	cr_assert_eq(write(l.pipe[1], "x", 1), 1);
-	cr_assert_eq(store_wait_fd(st, l.epfd, -1, &ready), 0); /* no I/O: the fd woke it */
+	cr_assert_eq(wait_fd(st, &l, -1, &ready), 0); /* no I/O: the fd woke it */
 	cr_assert(ready);
 	cr_assert_eq(read(l.pipe[0], &c, 1), 1);
 	/* not readable now: a bounded sleep ends with neither */
-	cr_assert_eq(store_wait_fd(st, l.epfd, 10, &ready), 0);
+	cr_assert_eq(wait_fd(st, &l, 10, &ready), 0);
 	cr_assert_not(ready);
-	cr_assert_eq(store_wait_fd(st, l.pipe[0], 0, &ready), -EINVAL,
+	other = (struct loop_wait){ .epfd = l.pipe[0] };
+	cr_assert_eq(store_wait_fd(st, &other, 0), -EINVAL,
 		     "one fd per store while its poll is armed");
 	/* the poll is still armed: readiness that comes while nobody waits is seen */
 	cr_assert_eq(write(l.pipe[1], "y", 1), 1);
-	cr_assert_eq(store_wait_fd(st, l.epfd, -1, &ready), 0);
+	cr_assert_eq(wait_fd(st, &l, -1, &ready), 0);
 	cr_assert(ready);
 	store_close(st);
 	loop_fds_close(&l);
@@ -696,11 +716,64 @@ Test(store, reap_does_not_submit)
 		usleep(2000);
 	}
 	cr_assert_eq(d.calls, 0, "a request completed that nobody submitted");
-	cr_assert_eq(store_wait_fd(st, l.epfd, -1, &ready), 1);
+	cr_assert_eq(wait_fd(st, &l, -1, &ready), 1);
 	cr_assert_eq(d.calls, 1);
 	store_close(st);
 	loop_fds_close(&l);
 	store_buf_free(buf);
+}
+
+/* IORING_OP_EPOLL_WAIT (59 in enum io_uring_op, Linux 6.15): does this kernel have it? */
+static bool kernel_has_epoll_wait(void)
+{
+	struct io_uring ring;
+	struct io_uring_probe *p;
+	bool has;
+
+	cr_assert_eq(io_uring_queue_init(2, &ring, 0), 0);
+	p = io_uring_get_probe_ring(&ring);
+	has = p && io_uring_opcode_supported(p, 59);
+	io_uring_free_probe(p);
+	io_uring_queue_exit(&ring);
+	return has;
+}
+
+/* With a buffer, the ring collects the loop's events as it wakes (no epoll_wait). */
+Test(store, wait_fd_collects_the_epoll_events_in_the_ring)
+{
+	struct store *st = store_make("waitev", MIB, 0);
+	struct epoll_event evs[4] = { 0 };
+	struct loop_fds l;
+	struct loop_wait w;
+	bool has = kernel_has_epoll_wait();
+	char c;
+
+	loop_fds_open(&l);
+	w = (struct loop_wait){ .epfd = l.epfd, .events = evs, .max_events = 4 };
+	/* armed before the fd is readable: the event comes while it sleeps */
+	cr_assert_eq(store_wait_fd(st, &w, 10), 0);
+	cr_assert_not(w.ready);
+	cr_assert_eq(write(l.pipe[1], "x", 1), 1);
+	cr_assert_eq(store_wait_fd(st, &w, -1), 0);
+	cr_assert(w.ready);
+	cr_assert_eq(w.nevents, has ? 1 : 0, "kernel %s EPOLL_WAIT", has ? "has" : "lacks");
+	if (has)
+		cr_assert_eq(evs[0].events & EPOLLIN, EPOLLIN);
+	/* still readable: level-triggered, it fires again at once */
+	cr_assert_eq(store_wait_fd(st, &w, -1), 0);
+	cr_assert(w.ready);
+	cr_assert_eq(w.nevents, has ? 1 : 0);
+	cr_assert_eq(read(l.pipe[0], &c, 1), 1);
+	/* fired while nobody waited (in a store_poll): "readable", the loop collects */
+	cr_assert_eq(store_wait_fd(st, &w, 0), 0); /* armed again; nothing readable */
+	cr_assert_not(w.ready);
+	cr_assert_eq(write(l.pipe[1], "y", 1), 1);
+	cr_assert_geq(store_poll(st, 0), 0);
+	cr_assert_eq(store_wait_fd(st, &w, 0), 0);
+	cr_assert(w.ready);
+	cr_assert_eq(w.nevents, 0, "events collected before this wait are not reported");
+	store_close(st);
+	loop_fds_close(&l);
 }
 
 /* The poll has its own CQ entry: a ring full of requests cannot overflow with it. */
@@ -719,7 +792,7 @@ Test(store, wait_fd_with_a_full_ring)
 	for (int i = 0; i < N; i++)
 		cr_assert_eq(store_read(st, (uint64_t)(i % 16) * BLK, buf, BLK, on_done, &d[i]), 0);
 	while (ran < N) {
-		int r = store_wait_fd(st, l.epfd, -1, &ready);
+		int r = wait_fd(st, &l, -1, &ready);
 
 		cr_assert_geq(r, 0);
 		ran += r;
