@@ -130,11 +130,13 @@ static void moves_retired(void *arg, int res)
 	free(d);
 }
 
-/* May vol's blocks be rewritten now (see "Budget" at the top)? */
+/* May vol's blocks be rewritten now (see "Budget" at the top)? Not while a job's
+ * commit is in flight (metacommit.c): like the cleaner, nothing moves into a log that
+ * the commit may be about to freeze. */
 static bool may_rewrite(const struct engine *eng, const struct engine_volume *vol, uint32_t n)
 {
 	return vol && !eng->closing && vol->rec.kind == ONDISK_LAYER_VOLUME && !vol->holds &&
-	       !vol->job && eng->nfree > eng_gc_low_water(eng) &&
+	       !vol->job && !eng_mc_busy(eng) && eng->nfree > eng_gc_low_water(eng) &&
 	       eng->defrag_inflight + n <= DEFRAG_MAX_INFLIGHT;
 }
 
