@@ -339,6 +339,20 @@ int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int
 	return r;
 }
 
+/* clvol_get(), then -EBUSY (the owner named, then advice) if a claim is alive that is
+ * not this node's (mine_ok) or any (!mine_ok). */
+static int get_unclaimed(struct etcd *e, const struct clvol_who *w, const char *name,
+			 bool mine_ok, const char *advice, struct layout_volume *vol, int64_t *mod,
+			 struct layout_claim *claim, char *msg, size_t len)
+{
+	int r = clvol_get(e, w->prefix, name, vol, mod, claim, msg, len);
+
+	if (r < 0 || !claim->node[0] || (mine_ok && strcmp(claim->node, w->node) == 0))
+		return r;
+	return say(-EBUSY, msg, len, "volume '%s' is owned by node %s (epoch %lld): %s", name,
+		   claim->node, (long long)claim->epoch, advice);
+}
+
 int clvol_claim(struct etcd *e, const struct clvol_who *w, const char *name, int64_t *epoch,
 		char *msg, size_t len)
 {
@@ -347,14 +361,11 @@ int clvol_claim(struct etcd *e, const struct clvol_who *w, const char *name, int
 	struct clvol_txn t;
 	bool ok = false;
 	int64_t mod;
-	int r = clvol_get(e, w->prefix, name, &vol, &mod, &claim, msg, len);
+	int r = get_unclaimed(e, w, name, true, "it can be claimed once that node releases it "
+			      "or its lease lapses", &vol, &mod, &claim, msg, len);
 
 	if (r < 0)
 		return r;
-	if (claim.node[0] && strcmp(claim.node, w->node) != 0)
-		return say(-EBUSY, msg, len, "volume '%s' is owned by node %s (epoch %lld): it can "
-			   "be claimed once that node releases it or its lease lapses", name,
-			   claim.node, (long long)claim.epoch);
 	if (claim.node[0]) {
 		*epoch = claim.epoch; /* ours already (the lease is the node's one lease) */
 		return 0;
@@ -398,13 +409,12 @@ int clvol_remove(struct etcd *e, const struct clvol_who *w, const char *name, in
 	struct clvol_txn t;
 	bool ok = false;
 	int64_t mod;
-	int r = clvol_get(e, w->prefix, name, &vol, &mod, &claim, msg, len);
+	/* with an epoch the fence below decides; without, no claim may be alive */
+	int r = get_unclaimed(e, w, name, epoch != 0, "remove it there", &vol, &mod, &claim, msg,
+			      len);
 
 	if (r < 0)
 		return r;
-	if (!epoch && claim.node[0])
-		return say(-EBUSY, msg, len, "volume '%s' is owned by node %s (epoch %lld): remove "
-			   "it there", name, claim.node, (long long)claim.epoch);
 	vol_key(vkey, w->prefix, LAYOUT_VOLUME, name);
 	vol_key(okey, w->prefix, LAYOUT_OWNER, name);
 	layout_segment_dir(sdir, sizeof(sdir), w->prefix, name);

@@ -194,8 +194,7 @@ bool ctl_get_bool(struct json_object *req, const char *key)
 
 /* ---- volume commands ---- */
 
-/* An answer with the volume object after a call that succeeded (or the error). */
-static struct json_object *volume_answer(struct control *ctl, int r, const char *name)
+struct json_object *ctl_volume_answer(struct control *ctl, int r, const char *name)
 {
 	struct json_object *v, *vol;
 
@@ -233,13 +232,13 @@ static struct json_object *cmd_volume_info(struct control *ctl, struct json_obje
 
 	if (!name)
 		return ctl_no_name();
-	return volume_answer(ctl, engine_volume_info(ctl->eng, name, &info), name);
+	return ctl_volume_answer(ctl, engine_volume_info(ctl->eng, name, &info), name);
 }
 
 /* finish of the calls answered with the volume object (create, resize). */
 static struct json_object *volume_finish(struct control *ctl, struct json_object *req, int res)
 {
-	return volume_answer(ctl, res, ctl_get_string(req, "name"));
+	return ctl_volume_answer(ctl, res, ctl_get_string(req, "name"));
 }
 
 static struct json_object *volume_rm_finish(struct control *ctl, struct json_object *req,
@@ -314,7 +313,7 @@ static struct json_object *import_done_finish(struct control *ctl, struct json_o
 
 	if (res == -EINVAL)
 		return ctl_error(EINVAL, "volume '%s' is not an unfinished import", name);
-	return volume_answer(ctl, res, name);
+	return ctl_volume_answer(ctl, res, name);
 }
 
 static struct json_object *cmd_volume_import_done(struct control *ctl, struct json_object *req)

@@ -151,15 +151,8 @@ int ctl_cluster_add_volumes(struct control *ctl, struct json_object *o)
 static struct json_object *create_finish(struct control *ctl, struct json_object *req, int res)
 {
 	const char *name = ctl_get_string(req, "name");
-	struct json_object *v, *vol;
 
-	if (res < 0)
-		return job_error(res, name);
-	v = ctl_ok();
-	vol = ctl_volume_json(ctl, name);
-	if (vol)
-		json_object_object_add(v, "volume", vol);
-	return v;
+	return res < 0 ? job_error(res, name) : ctl_volume_answer(ctl, 0, name);
 }
 
 static void create_undone(void *arg, int res, const char *msg)

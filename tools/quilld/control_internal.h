@@ -68,6 +68,8 @@ bool ctl_get_bool(struct json_object *req, const char *key);
 void ctl_add_int(struct json_object *o, const char *key, int64_t v);
 /* The answer to a volume call that failed with r (-errno). */
 struct json_object *ctl_volume_error(int r, const char *name);
+/* An answer with the volume object after a call that succeeded (or r's error). */
+struct json_object *ctl_volume_answer(struct control *ctl, int r, const char *name);
 /* The volume object of the protocol (docs/control.md), or NULL if it does not exist. */
 struct json_object *ctl_volume_json(struct control *ctl, const char *name);
 /* The answer to a call on spec refused with -EBUSY: names who holds it ("volume 'v'
