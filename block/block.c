@@ -86,11 +86,34 @@ int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
 	return volspec_parse(spec, vol, snap);
 }
 
+static blk_owner_fn owner_fn;
+static void *owner_arg;
+
+void blk_owner_set(blk_owner_fn owns, void *arg)
+{
+	owner_fn = owns;
+	owner_arg = arg;
+}
+
+/* The owner guard's answer for spec (0 without a guard, or for a bad spec: the open
+ * below refuses that). */
+static int owner_check(const char *spec)
+{
+	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
+
+	if (!owner_fn || blk_spec_parse(spec, vol, snap) < 0)
+		return 0;
+	return owner_fn(owner_arg, vol);
+}
+
 int blk_open(struct engine *eng, const char *spec, struct blk_dev **out)
 {
-	struct blk_dev *dev = calloc(1, sizeof(*dev));
-	int r;
+	struct blk_dev *dev;
+	int r = owner_check(spec);
 
+	if (r < 0)
+		return r;
+	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
 	r = engine_volume_open(eng, spec, &dev->vol);

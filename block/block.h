@@ -104,6 +104,15 @@ int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, bl
 /* Makes every write completed before the call durable (the engine's flush). */
 int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg);
 
+/* ---- the owner guard ----
+ * In a cluster a volume is exported only by its owner (docs/cluster.md, "Volumes").
+ * quilld sets the guard once for the process; a single node sets none. blk_open(spec)
+ * asks owns(arg, VOL) first (VOL of a snapshot's spec too) and fails with what it
+ * returns: 0 goes on, -EREMOTE says another node owns it (the guard logs why).
+ * Engine's thread only. */
+typedef int (*blk_owner_fn)(void *arg, const char *vol);
+void blk_owner_set(blk_owner_fn owns, void *arg);
+
 /* ---- the lease guard ----
  * A node of a cluster may complete client I/O only while its lease is valid
  * (cluster/cluster.h, docs/cluster.md). quilld sets the guard once for the process; a

@@ -37,6 +37,7 @@ struct cmd {
 	struct cmd *next;
 	char id[LAYOUT_ID_MAX + 1];
 	bool out;
+	struct cluster_vol_req *vreq; /* a volume call, else a node mark */
 	cluster_cb cb;
 	void *arg;
 	int res;
@@ -48,6 +49,28 @@ struct entry {
 	bool member;
 	bool warned; /* its incompatibility was logged */
 };
+
+/* A claim this node made (under its current lease). */
+struct claim {
+	char name[LAYOUT_ID_MAX + 1];
+	int64_t epoch;
+};
+
+/* A growable array of n elements of size sz: a new zeroed slot, or NULL. */
+static void *grow(void **arr, size_t *n, size_t *cap, size_t sz)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 8;
+		void *a = realloc(*arr, c * sz);
+
+		if (!a)
+			return NULL;
+		*arr = a;
+		*cap = c;
+	}
+	memset((char *)*arr + *n * sz, 0, sz);
+	return (char *)*arr + (*n)++ * sz;
+}
 
 struct cluster {
 	struct loop *lp;
@@ -75,6 +98,10 @@ struct cluster {
 	struct cluster_info info;
 	struct entry *map;
 	size_t nmap, capmap;
+	struct cluster_volume *vols; /* the map's volumes */
+	size_t nvols, capvols;
+	struct claim *claims;        /* this node's */
+	size_t nclaims, capclaims;
 
 	/* the session thread's own */
 	int64_t lease_id;
@@ -170,17 +197,9 @@ static struct entry *map_find(struct cluster *cl, const char *id, bool add)
 			return &cl->map[i];
 	if (!add)
 		return NULL;
-	if (cl->nmap == cl->capmap) {
-		size_t cap = cl->capmap ? cl->capmap * 2 : 8;
-		struct entry *m = realloc(cl->map, cap * sizeof(*m));
-
-		if (!m)
-			return NULL;
-		cl->map = m;
-		cl->capmap = cap;
-	}
-	e = &cl->map[cl->nmap++];
-	memset(e, 0, sizeof(*e));
+	e = grow((void **)&cl->map, &cl->nmap, &cl->capmap, sizeof(*e));
+	if (!e)
+		return NULL;
 	snprintf(e->n.rec.id, sizeof(e->n.rec.id), "%s", id);
 	e->n.self = strcmp(id, cl->self.id) == 0;
 	e->n.compatible = true;
@@ -208,6 +227,46 @@ static void map_set_record(struct cluster *cl, struct entry *e, const struct lay
 	}
 }
 
+static struct cluster_volume *vol_find(struct cluster *cl, const char *name, bool add)
+{
+	struct cluster_volume *v;
+
+	for (size_t i = 0; i < cl->nvols; i++)
+		if (strcmp(cl->vols[i].rec.name, name) == 0)
+			return &cl->vols[i];
+	if (!add)
+		return NULL;
+	v = grow((void **)&cl->vols, &cl->nvols, &cl->capvols, sizeof(*v));
+	if (v)
+		snprintf(v->rec.name, sizeof(v->rec.name), "%s", name);
+	return v;
+}
+
+/* A volumes/ or owners/ key. A claim without a record (seen first) keeps an entry
+ * whose record is empty until the record arrives. */
+static void vols_apply(struct cluster *cl, enum layout_kind kind, const char *name,
+		       const struct etcd_kv *kv, bool put)
+{
+	struct cluster_volume *v = vol_find(cl, name, put);
+	struct layout_volume rec;
+	struct layout_claim claim;
+
+	if (!v)
+		return;
+	if (kind == LAYOUT_VOLUME && !put) {
+		*v = cl->vols[--cl->nvols];
+		return;
+	}
+	if (kind == LAYOUT_VOLUME && layout_volume_decode(kv->value, kv->value_len, &rec) == 0)
+		v->rec = rec;
+	else if (kind == LAYOUT_OWNER && !put)
+		v->claimed = false;
+	else if (kind == LAYOUT_OWNER && layout_claim_decode(kv->value, kv->value_len, &claim) == 0)
+		v->claimed = true, v->claim = claim;
+	else
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cluster map: %s does not decode: skipped", kv->key);
+}
+
 /* One key's new value (PUT) or removal; log_changes: a watch event, not a reload. */
 static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bool log_changes)
 {
@@ -218,7 +277,11 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 	int64_t since;
 
 	if (layout_key_parse(cl->prefix, kv->key, kv->key_len, &kind, id) < 0)
-		return; /* volumes/, segments/, ...: not the map's */
+		return; /* segments/, ...: not the map's */
+	if (kind == LAYOUT_VOLUME || kind == LAYOUT_OWNER) {
+		vols_apply(cl, kind, id, kv, put);
+		return;
+	}
 	if (put && ((kind != LAYOUT_OUT && layout_node_decode(kv->value, kv->value_len, &rec) < 0) ||
 		    (kind == LAYOUT_OUT && layout_out_decode(kv->value, kv->value_len, &since) < 0))) {
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cluster map: %s does not decode: skipped", kv->key);
@@ -243,6 +306,9 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 		else
 			e->warned = false;
 		break;
+	case LAYOUT_VOLUME:
+	case LAYOUT_OWNER:
+		break;
 	case LAYOUT_OUT:
 		if (log_changes && put != e->n.out)
 			log_msg(LOG_INFO, LOG_TAG, "node %s is marked %s", id, put ? "out" : "in");
@@ -251,6 +317,154 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 	}
 	if (!put)
 		map_drop_unused(cl, e);
+}
+
+/* ---- volumes: this node's claims, and the calls (cluster/volume.h) ---- */
+
+static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
+{
+	struct claim *c = NULL;
+
+	pthread_mutex_lock(&cl->mu);
+	for (size_t i = 0; i < cl->nclaims && !c; i++)
+		if (strcmp(cl->claims[i].name, name) == 0)
+			c = &cl->claims[i];
+	if (!c)
+		c = grow((void **)&cl->claims, &cl->nclaims, &cl->capclaims, sizeof(*c));
+	if (c) {
+		snprintf(c->name, sizeof(c->name), "%s", name);
+		c->epoch = epoch;
+	}
+	pthread_mutex_unlock(&cl->mu);
+}
+
+static void claim_drop(struct cluster *cl, const char *name)
+{
+	pthread_mutex_lock(&cl->mu);
+	for (size_t i = 0; i < cl->nclaims; i++)
+		if (strcmp(cl->claims[i].name, name) == 0) {
+			cl->claims[i] = cl->claims[--cl->nclaims];
+			break;
+		}
+	pthread_mutex_unlock(&cl->mu);
+}
+
+/* The lease is gone, and every claim under it. */
+static void claims_lost(struct cluster *cl)
+{
+	pthread_mutex_lock(&cl->mu);
+	for (size_t i = 0; i < cl->nclaims; i++)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: no longer owned by this node (its claim at "
+			"epoch %lld went with the lease)", cl->claims[i].name,
+			(long long)cl->claims[i].epoch);
+	cl->nclaims = 0;
+	pthread_mutex_unlock(&cl->mu);
+}
+
+bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch)
+{
+	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
+	bool found = false;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < cl->nclaims && !found; i++)
+		if (strcmp(cl->claims[i].name, name) == 0) {
+			found = true;
+			if (epoch)
+				*epoch = cl->claims[i].epoch;
+		}
+	pthread_mutex_unlock(&c->mu);
+	return found;
+}
+
+static void run_volume(struct cluster *cl, struct cmd *c)
+{
+	struct cluster_vol_req *q = c->vreq;
+	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
+	const char *name = q->vol.name;
+	char *msg = c->msg;
+	size_t len = sizeof(c->msg);
+	int64_t epoch = q->epoch;
+
+	if (!cl->lease_id) {
+		c->res = -EAGAIN;
+		snprintf(msg, len, "this node holds no lease yet (%.160s): try again", cl->info.state);
+		return;
+	}
+	if (!epoch)
+		cluster_volume_owned(cl, name, &epoch);
+	switch (q->op) {
+	case CLUSTER_VOL_CREATE:
+		c->res = clvol_create(cl->sess, &w, &q->vol, &q->resumed, msg, len);
+		q->epoch = q->vol.epoch;
+		break;
+	case CLUSTER_VOL_READY:
+		c->res = clvol_ready(cl->sess, &w, name, epoch, msg, len);
+		break;
+	case CLUSTER_VOL_CLAIM:
+		c->res = clvol_claim(cl->sess, &w, name, &q->epoch, msg, len);
+		break;
+	case CLUSTER_VOL_RELEASE:
+		c->res = clvol_release(cl->sess, &w, name, epoch, msg, len);
+		break;
+	case CLUSTER_VOL_REMOVE:
+		c->res = clvol_remove(cl->sess, &w, name, epoch, msg, len);
+		break;
+	case CLUSTER_VOL_SEG_OPEN:
+		c->res = clvol_segment_open(cl->sess, &w, name, epoch, &q->seg, msg, len);
+		break;
+	case CLUSTER_VOL_SEG_SEAL:
+		c->res = clvol_segment_seal(cl->sess, &w, name, epoch, &q->seg.id, q->seg.length,
+					    msg, len);
+		break;
+	case CLUSTER_VOL_SEG_DELETE:
+		c->res = clvol_segment_delete(cl->sess, &w, name, epoch, &q->seg.id, msg, len);
+		break;
+	case CLUSTER_VOL_SEG_LIST:
+		c->res = clvol_segment_list(cl->sess, cl->prefix, name, &q->segs, &q->nsegs, msg,
+					    len);
+		break;
+	}
+	if (c->res == 0 && (q->op == CLUSTER_VOL_CREATE || q->op == CLUSTER_VOL_CLAIM)) {
+		claim_set(cl, name, q->epoch);
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: owned by this node at epoch %lld%s", name,
+			(long long)q->epoch, q->resumed ? " (an unfinished create taken over)" : "");
+	}
+	if ((c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE)) ||
+	    c->res == -ESTALE)
+		claim_drop(cl, name);
+	if (c->res < 0 && !msg[0])
+		snprintf(msg, len, "%s", strerror(-c->res));
+}
+
+/* After a join: claim again the volumes this node owned last, that no one claimed
+ * since (a restart, or a lease that lapsed while no other node wanted them). */
+static void reclaim(struct cluster *cl)
+{
+	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
+	char dir[KEY_MAX], end[KEY_MAX], msg[MSG_MAX];
+	struct layout_volume vol;
+	struct etcd_kv *kvs;
+	int64_t rev, epoch;
+	size_t n;
+
+	layout_dir(dir, sizeof(dir), cl->prefix, LAYOUT_VOLUME);
+	etcd_prefix_end(dir, end);
+	if (etcd_range(cl->sess, dir, end, &rev, &kvs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (layout_volume_decode(kvs[i].value, kvs[i].value_len, &vol) < 0 ||
+		    strcmp(vol.owner, cl->self.id) != 0)
+			continue;
+		if (clvol_claim(cl->sess, &w, vol.name, &epoch, msg, sizeof(msg)) == 0) {
+			claim_set(cl, vol.name, epoch);
+			log_msg(LOG_INFO, LOG_TAG, "volume %s: owned again by this node, epoch %lld",
+				vol.name, (long long)epoch);
+		} else {
+			log_msg(LOG_WARN, LOG_TAG, "volume %s: not claimed again: %s", vol.name, msg);
+		}
+	}
+	etcd_kv_free(kvs, n);
 }
 
 /* ---- the session thread ---- */
@@ -363,6 +577,7 @@ static int join(struct cluster *cl, uint64_t *next_ka)
 	set_state(cl, "registered");
 	log_msg(LOG_INFO, LOG_TAG, "joined %s as node %s (failure domain %s, lease %llx, TTL %llds)",
 		cl->prefix, cl->self.id, cl->self.domain, (unsigned long long)id, (long long)ttl);
+	reclaim(cl);
 	notify(cl);
 	return 0;
 }
@@ -392,6 +607,7 @@ static void keepalive(struct cluster *cl, uint64_t *next_ka)
 		pthread_mutex_lock(&cl->mu);
 		cl->info.lease_id = 0;
 		pthread_mutex_unlock(&cl->mu);
+		claims_lost(cl);
 		set_state(cl, "lease lost: joining again");
 		return;
 	}
@@ -411,6 +627,11 @@ static void run_command(struct cluster *cl, struct cmd *c)
 	size_t n;
 	char *val;
 
+	if (c->vreq) {
+		run_volume(cl, c);
+		set_etcd(cl, cl->sess, c->res);
+		return;
+	}
 	key_of(cl, LAYOUT_MEMBER, c->id, member);
 	key_of(cl, LAYOUT_OUT, c->id, out);
 	c->res = etcd_range(cl->sess, member, NULL, &rev, &kvs, &n);
@@ -532,6 +753,7 @@ static int reload(struct cluster *cl, int64_t *rev)
 		return r;
 	pthread_mutex_lock(&cl->mu);
 	cl->nmap = 0;
+	cl->nvols = 0;
 	for (size_t i = 0; i < n; i++)
 		map_apply(cl, &kvs[i], true, false);
 	cl->info.map_revision = *rev;
@@ -646,7 +868,8 @@ int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t 
 	return r;
 }
 
-int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg)
+static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_vol_req *vreq,
+		   cluster_cb cb, void *arg)
 {
 	struct cmd *c, **tail;
 
@@ -657,6 +880,7 @@ int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb c
 		return -ENOMEM;
 	snprintf(c->id, sizeof(c->id), "%s", id);
 	c->out = out;
+	c->vreq = vreq;
 	c->cb = cb;
 	c->arg = arg;
 	pthread_mutex_lock(&cl->mu);
@@ -666,6 +890,80 @@ int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb c
 	pthread_cond_broadcast(&cl->cond);
 	pthread_mutex_unlock(&cl->mu);
 	return 0;
+}
+
+int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg)
+{
+	return enqueue(cl, id, out, NULL, cb, arg);
+}
+
+int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
+			 void *arg)
+{
+	return enqueue(cl, req->vol.name, false, req, cb, arg);
+}
+
+int cluster_volumes(const struct cluster *cl, struct cluster_volume **vols, size_t *n)
+{
+	struct cluster *c = (struct cluster *)cl;
+	int r = 0;
+
+	pthread_mutex_lock(&c->mu);
+	*n = 0;
+	*vols = calloc(cl->nvols ? cl->nvols : 1, sizeof(**vols));
+	if (!*vols)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < cl->nvols; i++)
+		if (cl->vols[i].rec.replicas) /* a claim seen before its record: not yet */
+			(*vols)[(*n)++] = cl->vols[i];
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+int cluster_volume_get(const struct cluster *cl, const char *name, struct cluster_volume *out)
+{
+	struct cluster *c = (struct cluster *)cl;
+	struct cluster_volume *v;
+	bool found;
+
+	pthread_mutex_lock(&c->mu);
+	v = vol_find(c, name, false);
+	found = v && v->rec.replicas; /* not a claim seen before its record */
+	if (found)
+		*out = *v;
+	pthread_mutex_unlock(&c->mu);
+	return found ? 0 : -ENOENT;
+}
+
+unsigned cluster_domains(const struct cluster *cl, char *names, size_t len)
+{
+	struct cluster *c = (struct cluster *)cl;
+	unsigned nd = 0;
+	size_t off = 0;
+
+	names[0] = '\0';
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < cl->nmap; i++) {
+		const struct cluster_node *n = &cl->map[i].n;
+		bool seen = false;
+
+		if (!n->up || n->out || !n->compatible)
+			continue;
+		for (size_t j = 0; j < i && !seen; j++) {
+			const struct cluster_node *m = &cl->map[j].n;
+
+			seen = m->up && !m->out && m->compatible &&
+			       strcmp(m->rec.domain, n->rec.domain) == 0;
+		}
+		if (seen)
+			continue;
+		nd++;
+		if (off < len)
+			off += (size_t)snprintf(names + off, len - off, "%s%s", nd > 1 ? ", " : "",
+						n->rec.domain);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return nd;
 }
 
 /* ---- start, stop ---- */
@@ -798,6 +1096,8 @@ void cluster_stop(struct cluster *cl)
 	etcd_destroy(cl->sess);
 	etcd_destroy(cl->watch);
 	free(cl->map);
+	free(cl->vols);
+	free(cl->claims);
 	pthread_cond_destroy(&cl->cond);
 	pthread_mutex_destroy(&cl->mu);
 	free(cl);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "cluster/layout.h"
+#include "cluster/volume.h"
 
 #define CLUSTER_PROTOCOL_VERSION 1u /* what a node speaks to the map and to its peers */
 #define CLUSTER_DEFAULT_PREFIX "/quill/default/"
@@ -91,5 +92,58 @@ int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t 
  * <0 → it never runs (-EINVAL a bad id, -ENOMEM). */
 typedef void (*cluster_cb)(void *arg, int res, const char *msg);
 int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg);
+
+/* ---- volumes (cluster/volume.h, docs/cluster.md "Volumes") ---- */
+
+/* A volume as the map shows it (the watch keeps it current). */
+struct cluster_volume {
+	struct layout_volume rec;
+	bool claimed;                  /* a claim is alive */
+	struct layout_claim claim;     /* then: the owner and its epoch */
+};
+/* A copy of the map's volumes, by name: *vols (free() it), *n. 0 or -ENOMEM. */
+int cluster_volumes(const struct cluster *cl, struct cluster_volume **vols, size_t *n);
+/* One volume of the map: 0 or -ENOENT. */
+int cluster_volume_get(const struct cluster *cl, const char *name, struct cluster_volume *out);
+/* Does this node hold the claim on name (a claim it made under its current lease)?
+ * *epoch its epoch. Any thread. */
+bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch);
+/* Failure domains with at least one node up, in and compatible: their number, and
+ * their names, comma-separated, into names (len bytes). */
+unsigned cluster_domains(const struct cluster *cl, char *names, size_t len);
+
+enum cluster_vol_op {
+	CLUSTER_VOL_CREATE,   /* vol: name, size, sector_size, replicas -> the record */
+	CLUSTER_VOL_READY,    /* the create is done */
+	CLUSTER_VOL_CLAIM,    /* -> epoch */
+	CLUSTER_VOL_RELEASE,
+	CLUSTER_VOL_REMOVE,   /* epoch 0 and no claim of this node: only if unclaimed */
+	CLUSTER_VOL_SEG_OPEN, /* seg: id, holders */
+	CLUSTER_VOL_SEG_SEAL, /* seg: id, length */
+	CLUSTER_VOL_SEG_DELETE, /* seg: id */
+	CLUSTER_VOL_SEG_LIST, /* -> segs, nsegs */
+};
+
+/* One volume call; the caller's, alive until its cb ran. */
+struct cluster_vol_req {
+	enum cluster_vol_op op;
+	struct layout_volume vol;   /* vol.name always */
+	/* in: the epoch the caller believes in (0: this node's claim, if any); out:
+	 * CREATE, CLAIM: the new one */
+	int64_t epoch;
+	struct layout_segment seg;
+	bool resumed;               /* out, CREATE: an unfinished create was taken over */
+	struct layout_segment *segs; /* out, SEG_LIST: free() it */
+	size_t nsegs;
+};
+/* Runs req on the cluster's session thread (etcd transactions, cluster/volume.h):
+ * returns 0 -> cb runs once on the loop's thread with 0 or -errno and a sentence;
+ * <0 -> it never runs (-EINVAL a bad name, -ENOMEM). Writes are fenced by the
+ * epoch: a node that is not the volume's live owner at that epoch records nothing
+ * (-ESTALE). A successful CREATE or CLAIM makes this node the owner (until RELEASE,
+ * REMOVE, or its lease is lost); at each join the node claims again the volumes whose
+ * record names it as the last owner and that no one claimed since. */
+int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
+			 void *arg);
 
 #endif

@@ -435,6 +435,21 @@ struct json_object *etcd_json_compare_eq(const char *key, enum etcd_target targe
 	return o;
 }
 
+struct json_object *etcd_json_compare_value(const char *key, const char *value)
+{
+	struct json_object *o = etcd_json_key(key, NULL);
+
+	if (!o)
+		return NULL;
+	if (json_object_object_add(o, "target", json_object_new_string("VALUE")) < 0 ||
+	    json_object_object_add(o, "result", json_object_new_string("EQUAL")) < 0 ||
+	    etcd_json_add_bytes(o, "value", value, strlen(value)) < 0) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
 /* {name: inner}, taking inner (NULL stays NULL). */
 static struct json_object *wrap(const char *name, struct json_object *inner)
 {
@@ -463,6 +478,11 @@ struct json_object *etcd_json_put_op(const char *key, const char *value, int64_t
 struct json_object *etcd_json_delete_op(const char *key)
 {
 	return wrap("request_delete_range", etcd_json_key(key, NULL));
+}
+
+struct json_object *etcd_json_delete_range_op(const char *key, const char *end)
+{
+	return wrap("request_delete_range", etcd_json_key(key, end));
 }
 
 struct json_object *etcd_json_range_op(const char *key)

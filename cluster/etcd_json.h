@@ -107,10 +107,14 @@ enum etcd_target { ETCD_TARGET_CREATE, ETCD_TARGET_MOD };
 /* The key's create_revision (mod_revision) equals rev; create_revision 0: no such key. */
 struct json_object *etcd_json_compare_eq(const char *key, enum etcd_target target,
 					 int64_t rev);
+/* The key's value is exactly value's bytes (false for a key that does not exist). */
+struct json_object *etcd_json_compare_value(const char *key, const char *value);
 /* {"request_put": {key, value, lease (0: none)}} */
 struct json_object *etcd_json_put_op(const char *key, const char *value, int64_t lease);
 /* {"request_delete_range": {key}} */
 struct json_object *etcd_json_delete_op(const char *key);
+/* {"request_delete_range": {key, range_end}}: every key in [key, end) */
+struct json_object *etcd_json_delete_range_op(const char *key, const char *end);
 /* {"request_range": {key}} */
 struct json_object *etcd_json_range_op(const char *key);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@ static const char *const dirs[] = {
 	[LAYOUT_MEMBER] = "members/",
 	[LAYOUT_ALIVE] = "alive/",
 	[LAYOUT_OUT] = "out/",
+	[LAYOUT_VOLUME] = "volumes/",
+	[LAYOUT_OWNER] = "owners/",
 };
 
 bool layout_id_valid(const char *id)
@@ -194,4 +197,231 @@ int layout_out_decode(const char *text, size_t len, int64_t *since)
 	r = get_int(o, "since", 0, INT64_MAX, since);
 	json_object_put(o);
 	return r;
+}
+
+/* ---- volumes ---- */
+
+static const char *const vol_states[] = {
+	[LAYOUT_VOL_CREATING] = "creating",
+	[LAYOUT_VOL_READY] = "ready",
+};
+
+static const char *const seg_states[] = {
+	[LAYOUT_SEG_OPEN] = "open",
+	[LAYOUT_SEG_SEALED] = "sealed",
+};
+
+uint32_t layout_min_replicas(uint32_t replicas)
+{
+	return replicas >= 3 ? replicas - 1 : replicas;
+}
+
+static int add_int(struct json_object *o, const char *key, int64_t v)
+{
+	return json_object_object_add(o, key, json_object_new_int64(v));
+}
+
+/* The text of o (taken), or NULL. */
+static char *finish_text(struct json_object *o, bool ok)
+{
+	char *text = ok ? strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN)) : NULL;
+
+	json_object_put(o);
+	return text;
+}
+
+char *layout_volume_encode(const struct layout_volume *vol)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	return finish_text(o, add_str(o, "name", vol->name) == 0 &&
+			      add_int(o, "size", (int64_t)vol->size) == 0 &&
+			      add_int(o, "sector_size", vol->sector_size) == 0 &&
+			      add_int(o, "replicas", vol->replicas) == 0 &&
+			      add_int(o, "min_replicas", vol->min_replicas) == 0 &&
+			      add_str(o, "owner", vol->owner) == 0 &&
+			      add_int(o, "epoch", vol->epoch) == 0 &&
+			      add_int(o, "created", vol->created) == 0 &&
+			      add_str(o, "state", vol_states[vol->state]) == 0);
+}
+
+/* The index of the string field key in names[0..n), or -EPROTO. */
+static int get_enum(struct json_object *o, const char *key, const char *const *names, int n)
+{
+	char buf[32];
+
+	if (get_str(o, key, buf, sizeof(buf)) < 0)
+		return -EPROTO;
+	for (int i = 0; i < n; i++)
+		if (strcmp(buf, names[i]) == 0)
+			return i;
+	return -EPROTO;
+}
+
+int layout_volume_decode(const char *text, size_t len, struct layout_volume *vol)
+{
+	struct json_object *o = parse_object(text, len);
+	int64_t size = 0, sector = 0, repl = 0, minr = 0;
+	int st = -EPROTO, r = -EPROTO;
+
+	memset(vol, 0, sizeof(*vol));
+	if (!o)
+		return -EPROTO;
+	if (get_str(o, "name", vol->name, sizeof(vol->name)) == 0 &&
+	    get_int(o, "size", 0, INT64_MAX, &size) == 0 &&
+	    get_int(o, "sector_size", 512, 4096, &sector) == 0 &&
+	    get_int(o, "replicas", 1, LAYOUT_MAX_REPLICAS, &repl) == 0 &&
+	    get_int(o, "min_replicas", 1, repl, &minr) == 0 &&
+	    get_str(o, "owner", vol->owner, sizeof(vol->owner)) == 0 &&
+	    get_int(o, "epoch", 1, INT64_MAX, &vol->epoch) == 0 &&
+	    get_int(o, "created", 0, INT64_MAX, &vol->created) == 0 &&
+	    (st = get_enum(o, "state", vol_states, 2)) >= 0 && layout_id_valid(vol->name) &&
+	    layout_id_valid(vol->owner))
+		r = 0;
+	json_object_put(o);
+	if (r < 0) {
+		memset(vol, 0, sizeof(*vol));
+		return r;
+	}
+	vol->size = (uint64_t)size;
+	vol->sector_size = (uint32_t)sector;
+	vol->replicas = (uint32_t)repl;
+	vol->min_replicas = (uint32_t)minr;
+	vol->state = (enum layout_volume_state)st;
+	return 0;
+}
+
+char *layout_claim_encode(const struct layout_claim *claim)
+{
+	char buf[LAYOUT_ID_MAX + 64];
+
+	/* by hand: its bytes must never change (see layout.h) */
+	snprintf(buf, sizeof(buf), "{\"node\":\"%s\",\"epoch\":%" PRId64 "}", claim->node,
+		 claim->epoch);
+	return layout_id_valid(claim->node) ? strdup(buf) : NULL;
+}
+
+int layout_claim_decode(const char *text, size_t len, struct layout_claim *claim)
+{
+	struct json_object *o = parse_object(text, len);
+	int r = -EPROTO;
+
+	memset(claim, 0, sizeof(*claim));
+	if (!o)
+		return -EPROTO;
+	if (get_str(o, "node", claim->node, sizeof(claim->node)) == 0 &&
+	    get_int(o, "epoch", 1, INT64_MAX, &claim->epoch) == 0 && layout_id_valid(claim->node))
+		r = 0;
+	json_object_put(o);
+	if (r < 0)
+		memset(claim, 0, sizeof(*claim));
+	return r;
+}
+
+char *layout_segment_encode(const struct layout_segment *seg)
+{
+	struct json_object *o = json_object_new_object(), *h = json_object_new_array();
+	bool ok = o && h;
+
+	for (unsigned i = 0; ok && i < seg->nholders; i++)
+		ok = json_object_array_add(h, json_object_new_string(seg->holders[i])) == 0;
+	if (!ok || json_object_object_add(o, "holders", h) < 0) {
+		json_object_put(h);
+		json_object_put(o);
+		return NULL;
+	}
+	return finish_text(o, add_str(o, "state", seg_states[seg->state]) == 0 &&
+			      add_int(o, "length", (int64_t)seg->length) == 0 &&
+			      add_int(o, "epoch", seg->epoch) == 0);
+}
+
+static int get_holders(struct json_object *o, struct layout_segment *seg)
+{
+	struct json_object *h;
+	size_t n;
+
+	if (!json_object_object_get_ex(o, "holders", &h) || !json_object_is_type(h, json_type_array))
+		return -EPROTO;
+	n = json_object_array_length(h);
+	if (n > LAYOUT_MAX_HOLDERS)
+		return -EPROTO;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *v = json_object_array_get_idx(h, i);
+
+		if (!json_object_is_type(v, json_type_string) ||
+		    !layout_id_valid(json_object_get_string(v)))
+			return -EPROTO;
+		snprintf(seg->holders[i], sizeof(seg->holders[i]), "%s", json_object_get_string(v));
+	}
+	seg->nholders = (unsigned)n;
+	return 0;
+}
+
+int layout_segment_decode(const char *text, size_t len, struct layout_segment *seg)
+{
+	struct json_object *o = parse_object(text, len);
+	int64_t length = 0;
+	int st = -EPROTO, r = -EPROTO;
+
+	memset(seg, 0, sizeof(*seg));
+	if (!o)
+		return -EPROTO;
+	if ((st = get_enum(o, "state", seg_states, 2)) >= 0 &&
+	    get_int(o, "length", 0, INT64_MAX, &length) == 0 &&
+	    get_int(o, "epoch", 1, INT64_MAX, &seg->epoch) == 0 && get_holders(o, seg) == 0)
+		r = 0;
+	json_object_put(o);
+	if (r < 0) {
+		memset(seg, 0, sizeof(*seg));
+		return r;
+	}
+	seg->state = (enum layout_segment_state)st;
+	seg->length = (uint64_t)length;
+	return 0;
+}
+
+int layout_segment_dir(char *buf, size_t len, const char *prefix, const char *vol)
+{
+	int n;
+
+	if (!layout_id_valid(vol))
+		return -EINVAL;
+	n = snprintf(buf, len, "%ssegments/%s/", prefix, vol);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int layout_segment_key(char *buf, size_t len, const char *prefix, const char *vol,
+		       const struct layout_segid *id)
+{
+	int n;
+
+	if (!layout_id_valid(vol))
+		return -EINVAL;
+	n = snprintf(buf, len, "%ssegments/%s/%016" PRIx64 ".%08" PRIx32, prefix, vol,
+		     id->family, id->seq);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int layout_segment_key_parse(const char *prefix, const char *vol, const char *key,
+			     size_t key_len, struct layout_segid *id)
+{
+	char dir[LAYOUT_PREFIX_MAX + LAYOUT_ID_MAX + 16], tail[32];
+	size_t dlen;
+
+	if (layout_segment_dir(dir, sizeof(dir), prefix, vol) < 0)
+		return -ENOENT;
+	dlen = strlen(dir);
+	if (key_len != dlen + 25 || memcmp(key, dir, dlen) != 0)
+		return -ENOENT;
+	memcpy(tail, key + dlen, 25);
+	tail[25] = '\0';
+	if (tail[16] != '.' || strspn(tail, "0123456789abcdef") != 16 ||
+	    strspn(tail + 17, "0123456789abcdef") != 8)
+		return -ENOENT;
+	tail[16] = '\0';
+	id->family = strtoull(tail, NULL, 16);
+	id->seq = (uint32_t)strtoul(tail + 17, NULL, 16);
+	return 0;
 }

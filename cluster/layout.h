@@ -5,9 +5,12 @@
  *   PREFIX members/ID   the node's record, persistent: the cluster knows the node
  *   PREFIX alive/ID     the same record under the node's lease: the node is up
  *   PREFIX out/ID       an operator marked the node out: {"since": UNIX_SECONDS}
- * (volume owners and epochs, then segment records, will live under PREFIX volumes/
- * and PREFIX segments/.) Values are JSON objects; decoders ignore fields they do not
- * know, so a newer node can add some.
+ *   PREFIX volumes/NAME the volume's record, persistent: size, replicas, epoch, ...
+ *   PREFIX owners/NAME  the owner's claim, under the owner's lease: {"node", "epoch"}
+ *   PREFIX segments/NAME/FFFFFFFFFFFFFFFF.SSSSSSSS  a segment record (family uid and
+ *                       segment number in hex): open (holders) or sealed (length)
+ * Values are JSON objects; decoders ignore fields they do not know, so a newer node
+ * can add some.
  */
 #ifndef QUILL_CLUSTER_LAYOUT_H
 #define QUILL_CLUSTER_LAYOUT_H
@@ -24,6 +27,8 @@ enum layout_kind {
 	LAYOUT_MEMBER,
 	LAYOUT_ALIVE,
 	LAYOUT_OUT,
+	LAYOUT_VOLUME, /* the id is a volume name (the engine's rule is the same charset) */
+	LAYOUT_OWNER,
 };
 
 /* A node id or failure domain: 1..LAYOUT_ID_MAX of [A-Za-z0-9._-], not "." or "..". */
@@ -65,5 +70,75 @@ bool layout_compatible(const struct layout_node *a, const struct layout_node *b)
 
 char *layout_out_encode(int64_t since);
 int layout_out_decode(const char *text, size_t len, int64_t *since);
+
+/* ---- volumes (docs/cluster.md, "Volumes") ---- */
+
+#define LAYOUT_MAX_REPLICAS 16u
+#define LAYOUT_MAX_HOLDERS LAYOUT_MAX_REPLICAS
+
+enum layout_volume_state {
+	LAYOUT_VOL_CREATING, /* the record is taken; the owner is creating the volume */
+	LAYOUT_VOL_READY,
+};
+
+/* A volume's record (volumes/NAME). */
+struct layout_volume {
+	char name[LAYOUT_ID_MAX + 1];
+	uint64_t size;                  /* bytes, at creation */
+	uint32_t sector_size;           /* 512 or 4096 */
+	uint32_t replicas;              /* R */
+	uint32_t min_replicas;          /* copies below which writes wait */
+	char owner[LAYOUT_ID_MAX + 1];  /* the node of the last claim (live or not) */
+	int64_t epoch;                  /* raised by every claim; 1 at creation */
+	int64_t created;                /* unix seconds, for people */
+	enum layout_volume_state state;
+};
+
+/* min_replicas for R copies: R-1 for R >= 3, R for R <= 2. */
+uint32_t layout_min_replicas(uint32_t replicas);
+char *layout_volume_encode(const struct layout_volume *vol);
+/* -EPROTO also for replicas outside 1..LAYOUT_MAX_REPLICAS, an epoch < 1, a bad name. */
+int layout_volume_decode(const char *text, size_t len, struct layout_volume *vol);
+
+/* The owner's claim (owners/NAME, under its lease). Encoded the same way every time
+ * (fields in this order, no spaces): the fencing compares of a txn compare its exact
+ * bytes, so that one holds only while this node's claim at this epoch is alive. */
+struct layout_claim {
+	char node[LAYOUT_ID_MAX + 1];
+	int64_t epoch;
+};
+char *layout_claim_encode(const struct layout_claim *claim);
+int layout_claim_decode(const char *text, size_t len, struct layout_claim *claim);
+
+/* A segment's id, opaque here: (family uid, segment number). */
+struct layout_segid {
+	uint64_t family;
+	uint32_t seq;
+};
+
+enum layout_segment_state { LAYOUT_SEG_OPEN, LAYOUT_SEG_SEALED };
+
+/* A segment record (segments/NAME/ID). */
+struct layout_segment {
+	struct layout_segid id;
+	enum layout_segment_state state;
+	uint64_t length;  /* sealed: bytes; open: 0 */
+	int64_t epoch;    /* the epoch it was last recorded under */
+	unsigned nholders;
+	char holders[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
+};
+char *layout_segment_encode(const struct layout_segment *seg);
+/* The id is not in the value (it is the key's). */
+int layout_segment_decode(const char *text, size_t len, struct layout_segment *seg);
+
+/* PREFIX segments/VOL/ (the range of one volume's records): 0, -EINVAL, -ENAMETOOLONG. */
+int layout_segment_dir(char *buf, size_t len, const char *prefix, const char *vol);
+/* PREFIX segments/VOL/FFFFFFFFFFFFFFFF.SSSSSSSS: fixed-width hex, so that keys sort as
+ * (family, seq). */
+int layout_segment_key(char *buf, size_t len, const char *prefix, const char *vol,
+		       const struct layout_segid *id);
+/* The id of a key under PREFIX segments/VOL/: 0 or -ENOENT. */
+int layout_segment_key_parse(const char *prefix, const char *vol, const char *key,
+			     size_t key_len, struct layout_segid *id);
 
 #endif

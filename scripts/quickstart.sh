@@ -154,6 +154,11 @@ if [ "$CLUSTER" = 1 ]; then
 		sleep 0.1
 	done
 	lease_valid || { "$QUILL" cluster status >&2; exit 1; }
+	# the volume's default of 3 replicas needs the three nodes in node0's map
+	for _ in $(seq 1 300); do
+		[ "$("$QUILL" node ls 2>/dev/null | awk '$2 == "up"' | wc -l)" -ge 3 ] && break
+		sleep 0.1
+	done
 else
 	start_node 0
 fi

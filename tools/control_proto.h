@@ -45,6 +45,14 @@
 #define CONTROL_CMD_CLUSTER_NODES "cluster.nodes"   /* -> nodes: [node...] */
 #define CONTROL_CMD_NODE_OUT "cluster.node_out"     /* id: mark the node out */
 #define CONTROL_CMD_NODE_IN "cluster.node_in"       /* id: take the out mark away */
+/* volumes in the cluster map (docs/cluster.md, "Volumes"); volume.create takes
+ * "replicas" too, and volume objects carry "cluster": {replicas, owner, epoch, ...} */
+#define CONTROL_CMD_VOLUME_CLAIM "volume.claim"     /* name: this node owns it -> epoch */
+#define CONTROL_CMD_VOLUME_RELEASE "volume.release" /* name: gives its claim up */
+/* name, op ("open", "seal", "delete", "list"), segment ("FAMILY.SEQ", hex), holders
+ * ("a,b,c"), length, epoch (absent: this node's claim): the segment lifecycle
+ * records replication writes, reachable for tests and operators -> segments */
+#define CONTROL_CMD_VOLUME_SEGMENT "volume.segment"
 
 /* The socket both sides use when not told otherwise:
  * $XDG_RUNTIME_DIR/quill/quilld.sock, or /tmp/quill-$UID/quilld.sock. Writes the

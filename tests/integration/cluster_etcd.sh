@@ -16,75 +16,7 @@ source "$(dirname "$0")/clients_lib.sh"
 it_init cluster_etcd
 quilld_only "cluster membership"
 need_cmd etcd etcdctl curl fio python3
-
-ETCD_DIR="$WORK/etcd"
-ETCD_LOCAL="$IT_ROOT/scripts/etcd-local.sh"
-PREFIX=/quill/itest/
-TTL=2
-declare -a NODE_PID NODE_PORT
-
-etcd_start()
-{
-	"$ETCD_LOCAL" start "$ETCD_DIR" "$PREFIX" >>"$WORK/etcd-local.log" 2>&1 ||
-		fail "etcd does not start: $(tail -3 "$WORK/etcd-local.log")"
-	ETCD_PID=$(cat "$ETCD_DIR/etcd.pid")
-	track "$ETCD_PID"
-	ENDPOINT=$("$ETCD_LOCAL" endpoint "$ETCD_DIR")
-}
-
-etcd_root()
-{
-	local pw
-	pw=$(sed -n 's/^password = //p' "$ETCD_DIR/root.cred")
-	etcdctl --endpoints="$ENDPOINT" --user "root:$pw" "$@"
-}
-
-qn() # qn I ARGS: quill on node I
-{
-	local i="$1"
-	shift
-	"$QUILL" --socket "$WORK/ctl$i.sock" "$@"
-}
-
-# node_launch I [EXTRA FLAGS]: starts quilld node I in the background ($LAUNCHED)
-node_launch()
-{
-	local i="$1"
-	shift
-	[ -n "${NODE_PORT[$i]:-}" ] || NODE_PORT[$i]=$(free_port)
-	"$QUILLD" --data-dir "$WORK/node$i" --store-size 96M --segment-size 1M \
-		--nbd-addr 127.0.0.1 --nbd-port "${NODE_PORT[$i]}" --control "$WORK/ctl$i.sock" \
-		--etcd-endpoints "$ENDPOINT" --etcd-prefix "$PREFIX" --node-id "node$i" \
-		--lease-ttl "$TTL" "$@" >>"$WORK/node$i.log" 2>&1 &
-	LAUNCHED=$!
-	track "$LAUNCHED"
-}
-
-registered() # registered I: node I holds a valid lease
-{
-	[ "$(qn "$1" --json cluster status 2>/dev/null | json_field '["lease"]["valid"]' 2>/dev/null)" = True ]
-}
-
-node_start()
-{
-	local i="$1"
-	shift
-	node_launch "$i" --etcd-credentials "$ETCD_DIR/quill.cred" "$@"
-	NODE_PID[$i]=$LAUNCHED
-	wait_for 30 "node$i not registered" registered "$i"
-}
-
-# state_is FROM ID STATE [OUT]: node FROM's map says node ID is STATE (and out or not)
-state_is()
-{
-	local got
-	got=$(qn "$1" --json node ls 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-n = [x for x in d["nodes"] if x["id"] == sys.argv[1]]
-print("%s %s" % (n[0]["state"], "out" if n[0]["out"] else "in") if n else "absent")' "$2" 2>/dev/null)
-	[ "$got" = "$3 ${4:-in}" ] || [ "$got" = "$3" ]
-}
+source "$(dirname "$0")/cluster_lib.sh"
 
 # refused_start FLAGS…: quilld must exit non-zero; its log in $REFUSED_LOG
 refused_start()

@@ -20,9 +20,19 @@ struct cli {
 	bool no_wait;
 	const char *format;   /* --format raw|qcow2, or NULL */
 	const char *sector_size; /* --sector-size 512|4096 (volume create, import), or NULL */
+	const char *replicas; /* --replicas R (volume create in a cluster), or NULL */
+	const char *epoch;    /* --epoch E (volume segment), or NULL */
 	int argc;
 	char **argv;          /* the words left after the options */
 };
+
+/* ---- cluster.c: volumes in the cluster map ---- */
+/* Adds --replicas (if given) to a volume.create request: 0, or -EINVAL (said). */
+int cli_add_replicas(const struct cli *c, struct json_object *req);
+/* volume claim|release|segment ...: the exit code, or -ENOENT (not one of these). */
+int cmd_volume_cluster(const struct cli *c);
+/* " [R3 owner n1 epoch 2]" for a volume object's "cluster" ("" without), into buf. */
+const char *cli_cluster_brief(struct json_object *v, char *buf, size_t len);
 
 /* Prints the usage to out; returns code. */
 int cli_usage(FILE *out, int code);

@@ -1,4 +1,7 @@
-/* tools/quill/cluster.c — cluster status, node ls|out|in (docs/cluster.md). */
+/* tools/quill/cluster.c — cluster status, node ls|out|in, and volume claim|release|
+ * segment (docs/cluster.md). */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -39,6 +42,42 @@ static void show_nodes(struct json_object *ans)
 	}
 }
 
+const char *cli_cluster_brief(struct json_object *v, char *buf, size_t len)
+{
+	struct json_object *c = json_object_object_get(v, "cluster");
+
+	buf[0] = '\0';
+	if (c)
+		snprintf(buf, len, "  [R%lld owner %s epoch %lld%s]", (long long)cli_i64(c, "replicas"),
+			 or_dash(cli_str(c, "owner")), (long long)cli_i64(c, "epoch"),
+			 strcmp(cli_str(c, "state"), "ready") ? ", being created" : "");
+	return buf;
+}
+
+static void show_volumes(struct json_object *ans)
+{
+	struct json_object *vols = json_object_object_get(ans, "volumes");
+	size_t n = vols ? json_object_array_length(vols) : 0;
+
+	if (n == 0) {
+		printf("\nno volumes in the cluster\n");
+		return;
+	}
+	printf("\n%-24s %12s %8s %-16s %6s  %s\n", "VOLUME", "SIZE", "REPLICAS", "OWNER", "EPOCH",
+	       "STATE");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(vols, i);
+		char repl[24];
+
+		snprintf(repl, sizeof(repl), "%lld/%lld", (long long)cli_i64(o, "replicas"),
+			 (long long)cli_i64(o, "min_replicas"));
+		printf("%-24s %12s %8s %-16s %6lld  %s\n", cli_str(o, "name"),
+		       cli_size((uint64_t)cli_i64(o, "size"), 0), repl,
+		       *cli_str(o, "owner") ? cli_str(o, "owner") : "(none)",
+		       (long long)cli_i64(o, "epoch"), cli_str(o, "state"));
+	}
+}
+
 static void show_status(struct json_object *ans)
 {
 	struct json_object *c = json_object_object_get(ans, "cluster");
@@ -65,6 +104,7 @@ static void show_status(struct json_object *ans)
 		       (long long)cli_i64(io, "requests_waiting"), cli_str(io, "why"));
 	printf("\n");
 	show_nodes(ans);
+	show_volumes(ans);
 }
 
 int cmd_cluster(const struct cli *c)
@@ -88,4 +128,93 @@ int cmd_node(const struct cli *c)
 		return cli_finish(c, cli_call(c, req), NULL);
 	}
 	return cli_usage(stderr, EXIT_USAGE);
+}
+
+int cli_add_replicas(const struct cli *c, struct json_object *req)
+{
+	char *end;
+	long r;
+
+	if (!c->replicas)
+		return 0;
+	r = strtol(c->replicas, &end, 10);
+	if (end == c->replicas || *end || r < 1 || r > 16) {
+		fprintf(stderr, "quill: --replicas '%s': a number of copies, 1 to 16\n", c->replicas);
+		return -EINVAL;
+	}
+	json_object_object_add(req, "replicas", json_object_new_int64(r));
+	return 0;
+}
+
+static void show_epoch(struct json_object *ans)
+{
+	printf("epoch %lld\n", (long long)cli_i64(ans, "epoch"));
+}
+
+static void show_segments(struct json_object *ans)
+{
+	struct json_object *segs = json_object_object_get(ans, "segments");
+	size_t n = segs ? json_object_array_length(segs) : 0;
+
+	if (n == 0)
+		return;
+	printf("%-25s %-6s %14s %6s  %s\n", "SEGMENT", "STATE", "LENGTH", "EPOCH", "HOLDERS");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(segs, i);
+		struct json_object *h = json_object_object_get(o, "holders");
+		char holders[256] = "";
+		size_t off = 0;
+
+		for (size_t j = 0; h && j < json_object_array_length(h) && off < sizeof(holders); j++)
+			off += (size_t)snprintf(holders + off, sizeof(holders) - off, "%s%s",
+						j ? "," : "",
+						json_object_get_string(json_object_array_get_idx(h, j)));
+		printf("%-25s %-6s %14lld %6lld  %s\n", cli_str(o, "segment"), cli_str(o, "state"),
+		       (long long)cli_i64(o, "length"), (long long)cli_i64(o, "epoch"), holders);
+	}
+}
+
+/* volume segment NAME OP [FAMILY.SEQ] [HOLDERS|LENGTH] */
+static int segment_request(const struct cli *c, struct json_object *req)
+{
+	const char *op = c->argc > 3 ? c->argv[3] : "";
+	bool list = strcmp(op, "list") == 0, open = strcmp(op, "open") == 0;
+	bool seal = strcmp(op, "seal") == 0;
+	int want = list ? 4 : open || seal ? 6 : 5;
+	char *end;
+
+	if (c->argc != want || (!list && !open && !seal && strcmp(op, "delete") != 0))
+		return -EINVAL;
+	cli_add_str(req, "op", op);
+	if (!list)
+		cli_add_str(req, "segment", c->argv[4]);
+	if (open)
+		cli_add_str(req, "holders", c->argv[5]);
+	if (seal)
+		json_object_object_add(req, "length",
+				       json_object_new_int64(strtoll(c->argv[5], &end, 10)));
+	if (c->epoch)
+		json_object_object_add(req, "epoch", json_object_new_int64(strtoll(c->epoch, &end, 10)));
+	return 0;
+}
+
+int cmd_volume_cluster(const struct cli *c)
+{
+	const char *verb = c->argv[1];
+	struct json_object *req;
+
+	if ((strcmp(verb, "claim") == 0 || strcmp(verb, "release") == 0) && c->argc == 3) {
+		req = cli_request(verb[0] == 'c' ? CONTROL_CMD_VOLUME_CLAIM : CONTROL_CMD_VOLUME_RELEASE);
+		cli_add_str(req, "name", c->argv[2]);
+		return cli_finish(c, cli_call(c, req), verb[0] == 'c' ? show_epoch : NULL);
+	}
+	if (strcmp(verb, "segment") != 0 || c->argc < 4)
+		return -ENOENT;
+	req = cli_request(CONTROL_CMD_VOLUME_SEGMENT);
+	cli_add_str(req, "name", c->argv[2]);
+	if (segment_request(c, req) < 0) {
+		json_object_put(req);
+		return cli_usage(stderr, EXIT_USAGE);
+	}
+	return cli_finish(c, cli_call(c, req), show_segments);
 }

@@ -19,9 +19,11 @@ int cli_usage(FILE *out, int code)
 {
 	fprintf(out,
 		"usage: quill [--socket PATH] [--json] COMMAND\n\n"
-		"  volume create NAME SIZE [--sector-size 512|4096]\n"
+		"  volume create NAME SIZE [--sector-size 512|4096] [--replicas R]\n"
 		"                                 a thin volume (SIZE like 10G, 512M) with 512-byte\n"
-		"                                 logical sectors, or 4096 (a 4Kn disk)\n"
+		"                                 logical sectors, or 4096 (a 4Kn disk); in a\n"
+		"                                 cluster, R copies (default 3: needs 3 failure\n"
+		"                                 domains), registered in etcd, owned by this node\n"
 		"  volume ls                      all volumes\n"
 		"  volume info NAME               one volume\n"
 		"  volume resize NAME SIZE [--allow-shrink]\n"
@@ -29,6 +31,12 @@ int cli_usage(FILE *out, int code)
 		"                                 the data past the new end, so it must be asked for\n"
 		"  volume rm NAME                 delete (refused while attached, exported over\n"
 		"                                 vhost-user, or with snapshots)\n"
+		"  volume claim NAME              (cluster) this node becomes the owner, the epoch\n"
+		"                                 rises; refused while another node's claim lives\n"
+		"  volume release NAME            (cluster) give the claim up: any node may claim\n"
+		"  volume segment NAME open|seal|delete|list [FAMILY.SEQ] [HOLDERS|LENGTH]\n"
+		"                 [--epoch E]     (cluster) segment lifecycle records, fenced by\n"
+		"                                 the epoch (default: this node's claim)\n"
 		"  snap create VOL@SNAP           a read-only point in time of VOL (instant)\n"
 		"  snap ls VOL                    VOL's snapshots\n"
 		"  snap rm VOL@SNAP               delete (refused while clones read through it)\n"
@@ -83,12 +91,15 @@ static const char *holder_of(struct json_object *v)
 
 static void print_volume_row(struct json_object *v)
 {
-	printf("%-24s %12s %12s %9lld  %-24s  %s%s%s\n", cli_str(v, "name"),
+	char brief[160];
+
+	printf("%-24s %12s %12s %9lld  %-24s  %s%s%s%s\n", cli_str(v, "name"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0),
 	       cli_size((uint64_t)cli_i64(v, "written_bytes"), 1),
 	       (long long)cli_i64(v, "segments"), holder_of(v),
 	       or_dash(cli_str(v, "parent")), cli_bool(v, "damaged") ? "  DAMAGED" : "",
-	       cli_bool(v, "importing") ? "  (incomplete import)" : "");
+	       cli_bool(v, "importing") ? "  (incomplete import)" : "",
+	       cli_cluster_brief(v, brief, sizeof(brief)));
 }
 
 static void show_list(struct json_object *ans)
@@ -151,6 +162,8 @@ static void show_volume(struct json_object *ans)
 	printf("sector:    %lld bytes (logical; 4 KiB physical)\n",
 	       (long long)cli_i64(v, "sector_size"));
 	show_holder(v);
+	if (json_object_object_get(v, "cluster"))
+		printf("cluster:  %s\n", cli_cluster_brief(v, (char[160]){ 0 }, 160));
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
 		       cli_str(v, "name"));
@@ -215,12 +228,15 @@ static int cmd_volume(const struct cli *c)
 	const char *name = c->argc > 2 ? c->argv[2] : NULL;
 	struct json_object *req;
 	uint64_t size;
+	int r;
 
 	if (strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0) {
 		if (c->argc != 2)
 			return cli_usage(stderr, EXIT_USAGE);
 		return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_VOLUME_LIST)), show_list);
 	}
+	if ((r = cmd_volume_cluster(c)) != -ENOENT)
+		return r;
 	if ((strcmp(verb, "info") == 0 || strcmp(verb, "rm") == 0) && c->argc == 3) {
 		req = cli_request(verb[0] == 'i' ? CONTROL_CMD_VOLUME_INFO : CONTROL_CMD_VOLUME_RM);
 		cli_add_str(req, "name", name);
@@ -236,7 +252,8 @@ static int cmd_volume(const struct cli *c)
 			return EXIT_USAGE;
 		req = cli_request(verb[0] == 'c' ? CONTROL_CMD_VOLUME_CREATE :
 						   CONTROL_CMD_VOLUME_RESIZE);
-		if (cli_add_sector_size(c, req) < 0) {
+		if (cli_add_sector_size(c, req) < 0 ||
+		    (verb[0] == 'c' && cli_add_replicas(c, req) < 0)) {
 			json_object_put(req);
 			return EXIT_USAGE;
 		}
@@ -299,6 +316,10 @@ static int parse_options(struct cli *c, int argc, char **argv)
 			c->format = v;
 		else if ((v = option_value("--sector-size", argc, argv, &i)))
 			c->sector_size = v;
+		else if ((v = option_value("--replicas", argc, argv, &i)))
+			c->replicas = v;
+		else if ((v = option_value("--epoch", argc, argv, &i)))
+			c->epoch = v;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return 1;
 		else if (argv[i][0] == '-' && argv[i][1] == '-')
@@ -326,7 +347,7 @@ static const struct {
 	int (*fn)(const struct cli *c);
 	int min_args, max_args; /* words after the command's own */
 } commands[] = {
-	{ "volume", cmd_volume, 1, 3 },  { "vol", cmd_volume, 1, 3 },
+	{ "volume", cmd_volume, 1, 5 },  { "vol", cmd_volume, 1, 5 },
 	{ "snap", cmd_snap, 1, 2 },      { "clone", cmd_clone, 2, 2 },
 	{ "flatten", cmd_flatten, 1, 1 }, { "diff", cmd_diff, 1, 2 },
 	{ "export", cmd_export, 2, 2 },  { "import", cmd_import, 2, 2 },

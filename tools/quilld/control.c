@@ -138,6 +138,7 @@ static struct json_object *volume_info_json(struct control *ctl,
 	json_object_object_add(o, "damaged", json_object_new_boolean(info->damaged));
 	json_object_object_add(o, "importing", json_object_new_boolean(info->importing));
 	ctl_add_int(o, "sector_size", info->sector_size);
+	ctl_cluster_add_volume(ctl, info->name, o);
 	return o;
 }
 
@@ -193,8 +194,7 @@ bool ctl_get_bool(struct json_object *req, const char *key)
 
 /* ---- volume commands ---- */
 
-/* An answer with the volume object after a call that succeeded (or the error). */
-static struct json_object *volume_answer(struct control *ctl, int r, const char *name)
+struct json_object *ctl_volume_answer(struct control *ctl, int r, const char *name)
 {
 	struct json_object *v, *vol;
 
@@ -232,13 +232,13 @@ static struct json_object *cmd_volume_info(struct control *ctl, struct json_obje
 
 	if (!name)
 		return ctl_no_name();
-	return volume_answer(ctl, engine_volume_info(ctl->eng, name, &info), name);
+	return ctl_volume_answer(ctl, engine_volume_info(ctl->eng, name, &info), name);
 }
 
 /* finish of the calls answered with the volume object (create, resize). */
 static struct json_object *volume_finish(struct control *ctl, struct json_object *req, int res)
 {
-	return volume_answer(ctl, res, ctl_get_string(req, "name"));
+	return ctl_volume_answer(ctl, res, ctl_get_string(req, "name"));
 }
 
 static struct json_object *volume_rm_finish(struct control *ctl, struct json_object *req,
@@ -260,6 +260,8 @@ static struct json_object *cmd_volume_rm(struct control *ctl, struct json_object
 	if (!name)
 		return ctl_no_name();
 	if ((ans = ctl_vhost_refuse_rm(ctl, name)))
+		return ans;
+	if (ctl_cluster_volume_rm(ctl, req, name, &ans))
 		return ans;
 	call = ctl_call_new(ctl, req, volume_rm_finish);
 	return ctl_call_started(call, engine_volume_delete_async(ctl->eng, name, ctl_call_done,
@@ -285,6 +287,7 @@ static int create_flags(struct json_object *req, unsigned *flags)
 static struct json_object *cmd_volume_create(struct control *ctl, struct json_object *req)
 {
 	const char *name = ctl_get_string(req, "name");
+	struct json_object *ans;
 	struct ctl_call *call;
 	unsigned flags;
 	uint64_t size;
@@ -296,6 +299,8 @@ static struct json_object *cmd_volume_create(struct control *ctl, struct json_ob
 	if (create_flags(req, &flags) < 0)
 		return ctl_error(EINVAL, "volume '%s': a logical sector size of 512 (the default) "
 				 "or 4096 bytes (a 4Kn disk), nothing else", name);
+	if (ctl_cluster_volume_create(ctl, req, name, size, flags, &ans))
+		return ans;
 	call = ctl_call_new(ctl, req, volume_finish);
 	return ctl_call_started(call, engine_volume_create_async(ctl->eng, name, size, flags,
 								 ctl_call_done, call));
@@ -308,7 +313,7 @@ static struct json_object *import_done_finish(struct control *ctl, struct json_o
 
 	if (res == -EINVAL)
 		return ctl_error(EINVAL, "volume '%s' is not an unfinished import", name);
-	return volume_answer(ctl, res, name);
+	return ctl_volume_answer(ctl, res, name);
 }
 
 static struct json_object *cmd_volume_import_done(struct control *ctl, struct json_object *req)
@@ -418,7 +423,8 @@ static struct json_object *cmd_gc(struct control *ctl, struct json_object *req)
 
 static const struct control_cmd node_commands[] = {
 	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create,
-	  { CTL_KEY_NAME, KEY_SIZE, { "importing", CTL_BOOL }, { "sector_size", CTL_UINT } } },
+	  { CTL_KEY_NAME, KEY_SIZE, { "importing", CTL_BOOL }, { "sector_size", CTL_UINT },
+	    { "replicas", CTL_UINT } } },
 	{ CONTROL_CMD_VOLUME_LIST, cmd_volume_list, { { NULL } } },
 	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize,
@@ -433,7 +439,8 @@ static const struct control_cmd node_commands[] = {
 static const struct control_cmd *find_command(const char *cmd)
 {
 	const struct control_cmd *tables[] = { node_commands, ctl_snap_commands,
-					       ctl_vhost_commands, ctl_cluster_commands };
+					       ctl_vhost_commands, ctl_cluster_commands,
+					       ctl_cluster_vol_commands };
 
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct control_cmd *c = tables[t]; c->cmd; c++)

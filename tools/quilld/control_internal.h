@@ -68,6 +68,8 @@ bool ctl_get_bool(struct json_object *req, const char *key);
 void ctl_add_int(struct json_object *o, const char *key, int64_t v);
 /* The answer to a volume call that failed with r (-errno). */
 struct json_object *ctl_volume_error(int r, const char *name);
+/* An answer with the volume object after a call that succeeded (or r's error). */
+struct json_object *ctl_volume_answer(struct control *ctl, int r, const char *name);
 /* The volume object of the protocol (docs/control.md), or NULL if it does not exist. */
 struct json_object *ctl_volume_json(struct control *ctl, const char *name);
 /* The answer to a call on spec refused with -EBUSY: names who holds it ("volume 'v'
@@ -120,5 +122,19 @@ extern const struct control_cmd ctl_snap_commands[];
 extern const struct control_cmd ctl_vhost_commands[];
 /* control_cluster.c: cluster status, nodes, out and in. */
 extern const struct control_cmd ctl_cluster_commands[];
+/* control_cluster_vol.c: volumes in the cluster map. */
+extern const struct control_cmd ctl_cluster_vol_commands[];
+/* volume.create and volume.rm of a node of a cluster (records in etcd, then the local
+ * volume): true if handled, *ans the answer (NULL: it comes later); false: the single
+ * node's way (the caller goes on). */
+bool ctl_cluster_volume_create(struct control *ctl, struct json_object *req, const char *name,
+			       uint64_t size, unsigned flags, struct json_object **ans);
+bool ctl_cluster_volume_rm(struct control *ctl, struct json_object *req, const char *name,
+			   struct json_object **ans);
+/* Adds "cluster": {replicas, owner, epoch, ...} (null: not in the map) to a volume
+ * object; nothing on a single node. */
+void ctl_cluster_add_volume(struct control *ctl, const char *name, struct json_object *o);
+/* Adds "volumes": [...] of the map to o: 0 or -ENOMEM. */
+int ctl_cluster_add_volumes(struct control *ctl, struct json_object *o);
 
 #endif

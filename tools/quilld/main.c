@@ -384,6 +384,25 @@ static void cluster_self(struct node *n, struct layout_node *self)
 	self->protocol_version = CLUSTER_PROTOCOL_VERSION;
 }
 
+/* The owner guard (block/block.h): a volume of the map is exported only by the node
+ * that holds its claim. A volume the map does not know (made while the node ran
+ * alone, or a clone: no record) no other node can claim, so it stays this node's. */
+static int volume_owner(void *arg, const char *vol)
+{
+	struct cluster_volume v;
+
+	if (cluster_volume_owned(arg, vol, NULL) || cluster_volume_get(arg, vol, &v) < 0)
+		return 0;
+	if (v.claimed)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s is owned by node %s (epoch %lld): "
+				"attach it there, not here", vol, v.claim.node,
+				(long long)v.claim.epoch);
+	else
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s has no owner now: claim it first "
+				"(quill volume claim %s)", vol, vol);
+	return -EREMOTE;
+}
+
 /* Joins in the background: until this node holds a lease, client I/O waits. */
 static int start_cluster(struct node *n)
 {
@@ -409,6 +428,7 @@ static int start_cluster(struct node *n)
 	if (r < 0)
 		return r;
 	blk_guard_set(lease_valid, n->cluster);
+	blk_owner_set(volume_owner, n->cluster);
 	return 0;
 }
 
@@ -466,6 +486,7 @@ static void stop(struct node *n)
 	engine_close(n->eng);       /* flush and checkpoint */
 	cluster_stop(n->cluster);   /* after the last client I/O: revokes the lease */
 	blk_guard_clear();
+	blk_owner_set(NULL, NULL);
 	loop_watch_remove(n->signal_watch);
 	if (n->signal_fd > 0)
 		close(n->signal_fd);

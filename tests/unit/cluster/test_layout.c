@@ -153,3 +153,145 @@ Test(layout, out_marks)
 	cr_assert_eq(layout_out_decode("{}", 2, &since), -EPROTO);
 	cr_assert_eq(layout_out_decode("{\"since\":\"1\"}", 13, &since), -EPROTO);
 }
+
+/* ---- volumes ---- */
+
+Test(layout, volume_and_owner_keys)
+{
+	char key[160], id[LAYOUT_ID_MAX + 1];
+	enum layout_kind kind;
+
+	cr_assert_eq(layout_key(key, sizeof(key), P, LAYOUT_VOLUME, "vm0"), 0);
+	cr_assert_str_eq(key, P "volumes/vm0");
+	cr_assert_eq(layout_key_parse(P, key, strlen(key), &kind, id), 0);
+	cr_assert_eq(kind, LAYOUT_VOLUME);
+	cr_assert_str_eq(id, "vm0");
+	cr_assert_eq(layout_key(key, sizeof(key), P, LAYOUT_OWNER, "vm0"), 0);
+	cr_assert_str_eq(key, P "owners/vm0");
+	cr_assert_eq(layout_key_parse(P, key, strlen(key), &kind, id), 0);
+	cr_assert_eq(kind, LAYOUT_OWNER);
+	/* a segment record is not a volume's key: the map skips it */
+	cr_assert_eq(layout_key_parse(P, P "segments/vm0/0000000000000001.00000002",
+				      strlen(P "segments/vm0/0000000000000001.00000002"), &kind, id),
+		     -ENOENT);
+}
+
+Test(layout, min_replicas)
+{
+	cr_assert_eq(layout_min_replicas(1), 1);
+	cr_assert_eq(layout_min_replicas(2), 2);
+	cr_assert_eq(layout_min_replicas(3), 2);
+	cr_assert_eq(layout_min_replicas(5), 4);
+}
+
+static struct layout_volume sample_volume(void)
+{
+	struct layout_volume v = { .size = 1ull << 40, .sector_size = 4096, .replicas = 3,
+				   .min_replicas = 2, .epoch = 7, .created = 1796459816,
+				   .state = LAYOUT_VOL_READY };
+
+	strcpy(v.name, "vm-0.disk_1");
+	strcpy(v.owner, "n2");
+	return v;
+}
+
+Test(layout, volume_record_round_trips)
+{
+	struct layout_volume v = sample_volume(), back;
+	char *text = layout_volume_encode(&v);
+
+	cr_assert_not_null(text);
+	cr_assert_eq(layout_volume_decode(text, strlen(text), &back), 0, "%s", text);
+	cr_assert_eq(memcmp(&v, &back, sizeof(v)), 0);
+	free(text);
+	v.state = LAYOUT_VOL_CREATING;
+	text = layout_volume_encode(&v);
+	cr_assert_not_null(strstr(text, "\"state\":\"creating\""), "%s", text);
+	cr_assert_eq(layout_volume_decode(text, strlen(text), &back), 0);
+	cr_assert_eq(back.state, LAYOUT_VOL_CREATING);
+	free(text);
+}
+
+Test(layout, bad_volume_records_are_refused)
+{
+#define VREC(repl, minr, epoch, state, name) \
+	"{\"name\":\"" name "\",\"size\":4096,\"sector_size\":512,\"replicas\":" #repl \
+	",\"min_replicas\":" #minr ",\"owner\":\"n0\",\"epoch\":" #epoch ",\"created\":0," \
+	"\"state\":\"" state "\"}"
+	static const char *const bad[] = {
+		VREC(0, 0, 1, "ready", "v"),   /* no copies */
+		VREC(17, 2, 1, "ready", "v"),  /* past LAYOUT_MAX_REPLICAS */
+		VREC(2, 3, 1, "ready", "v"),   /* min above R */
+		VREC(3, 2, 0, "ready", "v"),   /* epochs start at 1 */
+		VREC(3, 2, 1, "gone", "v"),    /* unknown state */
+		VREC(3, 2, 1, "ready", "a/b"), /* not a name */
+		"{}", "[]",
+	};
+	const char *good = VREC(3, 2, 1, "ready", "v");
+	struct layout_volume back;
+
+	cr_assert_eq(layout_volume_decode(good, strlen(good), &back), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(layout_volume_decode(bad[i], strlen(bad[i]), &back), -EPROTO, "%s",
+			     bad[i]);
+#undef VREC
+}
+
+Test(layout, claims_encode_to_fixed_bytes)
+{
+	struct layout_claim c = { .node = "n1", .epoch = 42 }, back;
+	char *text = layout_claim_encode(&c);
+
+	/* the fence compares these exact bytes: they must never change */
+	cr_assert_str_eq(text, "{\"node\":\"n1\",\"epoch\":42}");
+	cr_assert_eq(layout_claim_decode(text, strlen(text), &back), 0);
+	cr_assert_str_eq(back.node, "n1");
+	cr_assert_eq(back.epoch, 42);
+	free(text);
+	strcpy(c.node, "a\"b");
+	cr_assert_null(layout_claim_encode(&c)); /* no id can break out of the string */
+	cr_assert_eq(layout_claim_decode("{\"node\":\"n1\",\"epoch\":0}", 24, &back), -EPROTO);
+}
+
+Test(layout, segment_records_round_trip)
+{
+	struct layout_segment s = { .state = LAYOUT_SEG_SEALED, .length = 1u << 30, .epoch = 3,
+				    .nholders = 3 }, back;
+	char *text;
+
+	strcpy(s.holders[0], "n0");
+	strcpy(s.holders[1], "n1");
+	strcpy(s.holders[2], "n2");
+	text = layout_segment_encode(&s);
+	cr_assert_not_null(text);
+	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), 0, "%s", text);
+	cr_assert_eq(memcmp(&s, &back, sizeof(s)), 0);
+	free(text);
+	text = "{\"holders\":[\"n0\",\"x/y\"],\"state\":\"open\",\"length\":0,\"epoch\":1}";
+	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), -EPROTO);
+	text = "{\"holders\":[],\"state\":\"half\",\"length\":0,\"epoch\":1}";
+	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), -EPROTO);
+}
+
+Test(layout, segment_keys_sort_by_family_then_number)
+{
+	struct layout_segid a = { 0x1f, 0xffffffffu }, b = { 0x20, 0 }, back;
+	char ka[160], kb[160], dir[160];
+
+	cr_assert_eq(layout_segment_key(ka, sizeof(ka), P, "vm0", &a), 0);
+	cr_assert_str_eq(ka, P "segments/vm0/000000000000001f.ffffffff");
+	cr_assert_eq(layout_segment_key(kb, sizeof(kb), P, "vm0", &b), 0);
+	cr_assert_lt(strcmp(ka, kb), 0);
+	cr_assert_eq(layout_segment_dir(dir, sizeof(dir), P, "vm0"), 0);
+	cr_assert_eq(strncmp(ka, dir, strlen(dir)), 0);
+	cr_assert_eq(layout_segment_key_parse(P, "vm0", ka, strlen(ka), &back), 0);
+	cr_assert(back.family == a.family && back.seq == a.seq);
+	/* another volume's, a bad tail, a short one */
+	cr_assert_eq(layout_segment_key_parse(P, "vm1", ka, strlen(ka), &back), -ENOENT);
+	cr_assert_eq(layout_segment_key_parse(P, "vm0", P "segments/vm0/000000000000001f.fffffff.",
+					      strlen(P "segments/vm0/000000000000001f.fffffff."),
+					      &back), -ENOENT);
+	cr_assert_eq(layout_segment_key_parse(P, "vm0", P "segments/vm0/1f.2",
+					      strlen(P "segments/vm0/1f.2"), &back), -ENOENT);
+	cr_assert_eq(layout_segment_key(ka, sizeof(ka), P, "a/b", &a), -EINVAL);
+}

@@ -1,0 +1,613 @@
+/* cluster/volume.c — volume records, claims, epochs and segment records (volume.h). */
+#include "cluster/volume.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster/etcd.h"
+
+#define KEY_MAX (LAYOUT_PREFIX_MAX + 2 * LAYOUT_ID_MAX + 48)
+
+__attribute__((format(printf, 4, 5)))
+static int say(int err, char *msg, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, len, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* An etcd failure: its errno, etcd's sentence. */
+static int etcd_failed(struct etcd *e, int r, char *msg, size_t len)
+{
+	return say(r, msg, len, "%s", etcd_last_error(e));
+}
+
+void clvol_txn_free(struct clvol_txn *t)
+{
+	json_object_put(t->cmp);
+	json_object_put(t->ok);
+	json_object_put(t->fail);
+	memset(t, 0, sizeof(*t));
+}
+
+static int txn_new(struct clvol_txn *t)
+{
+	t->cmp = json_object_new_array();
+	t->ok = json_object_new_array();
+	t->fail = json_object_new_array();
+	if (t->cmp && t->ok && t->fail)
+		return 0;
+	clvol_txn_free(t);
+	return -ENOMEM;
+}
+
+/* Appends item (taken; NULL: ENOMEM) to arr. */
+static int push(struct json_object *arr, struct json_object *item)
+{
+	if (!item)
+		return -ENOMEM;
+	if (json_object_array_add(arr, item) < 0) {
+		json_object_put(item);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int vol_key(char *buf, const char *prefix, enum layout_kind kind, const char *name)
+{
+	return layout_key(buf, KEY_MAX, prefix, kind, name);
+}
+
+/* Puts the record and the claim {vol->owner, vol->epoch} under lease. */
+static int push_record_and_claim(struct clvol_txn *t, const char *prefix,
+				 const struct layout_volume *vol, int64_t lease)
+{
+	char vkey[KEY_MAX], okey[KEY_MAX];
+	struct layout_claim claim = { .epoch = vol->epoch };
+	char *rec, *cl;
+	int r;
+
+	snprintf(claim.node, sizeof(claim.node), "%s", vol->owner);
+	if (vol_key(vkey, prefix, LAYOUT_VOLUME, vol->name) < 0 ||
+	    vol_key(okey, prefix, LAYOUT_OWNER, vol->name) < 0)
+		return -EINVAL;
+	rec = layout_volume_encode(vol);
+	cl = layout_claim_encode(&claim);
+	r = rec && cl ? 0 : -ENOMEM;
+	if (r == 0)
+		r = push(t->ok, etcd_json_put_op(vkey, rec, 0));
+	if (r == 0)
+		r = push(t->ok, etcd_json_put_op(okey, cl, lease));
+	free(rec);
+	free(cl);
+	return r;
+}
+
+int clvol_txn_create(const char *prefix, const struct layout_volume *vol, int64_t lease,
+		     struct clvol_txn *t)
+{
+	char vkey[KEY_MAX];
+	int r;
+
+	if (vol_key(vkey, prefix, LAYOUT_VOLUME, vol->name) < 0)
+		return -EINVAL;
+	r = txn_new(t);
+	if (r == 0)
+		r = push(t->cmp, etcd_json_compare_eq(vkey, ETCD_TARGET_CREATE, 0));
+	if (r == 0)
+		r = push_record_and_claim(t, prefix, vol, lease);
+	if (r < 0)
+		clvol_txn_free(t);
+	return r;
+}
+
+int clvol_txn_claim(const char *prefix, const struct layout_volume *vol, int64_t rec_mod,
+		    int64_t lease, struct clvol_txn *t)
+{
+	char vkey[KEY_MAX], okey[KEY_MAX];
+	int r;
+
+	if (vol_key(vkey, prefix, LAYOUT_VOLUME, vol->name) < 0 ||
+	    vol_key(okey, prefix, LAYOUT_OWNER, vol->name) < 0)
+		return -EINVAL;
+	r = txn_new(t);
+	if (r == 0)
+		r = push(t->cmp, etcd_json_compare_eq(okey, ETCD_TARGET_CREATE, 0));
+	if (r == 0)
+		r = push(t->cmp, etcd_json_compare_eq(vkey, ETCD_TARGET_MOD, rec_mod));
+	if (r == 0)
+		r = push_record_and_claim(t, prefix, vol, lease);
+	if (r < 0)
+		clvol_txn_free(t);
+	return r;
+}
+
+int clvol_txn_fenced(const char *prefix, const char *vol, const struct layout_claim *claim,
+		     struct clvol_txn *t)
+{
+	char okey[KEY_MAX], *cl;
+	int r;
+
+	if (vol_key(okey, prefix, LAYOUT_OWNER, vol) < 0)
+		return -EINVAL;
+	cl = layout_claim_encode(claim);
+	if (!cl)
+		return -EINVAL;
+	r = txn_new(t);
+	if (r == 0)
+		r = push(t->cmp, etcd_json_compare_value(okey, cl));
+	free(cl);
+	if (r < 0)
+		clvol_txn_free(t);
+	return r;
+}
+
+/* Runs t (taken): 0 and *ok, or an etcd error. */
+static int txn_run(struct etcd *e, struct clvol_txn *t, bool *ok, char *msg, size_t len)
+{
+	struct json_object *resp = NULL;
+	int r = etcd_txn(e, t->cmp, t->ok, t->fail, ok, &resp);
+
+	memset(t, 0, sizeof(*t));
+	json_object_put(resp);
+	return r < 0 ? etcd_failed(e, r, msg, len) : 0;
+}
+
+/* The first kv of a range of one key: 0 (found), -ENOENT, or an etcd error. */
+static int get_one(struct etcd *e, const char *key, struct etcd_kv **kv, char *msg, size_t len)
+{
+	int64_t rev;
+	size_t n;
+	int r = etcd_range(e, key, NULL, &rev, kv, &n);
+
+	if (r < 0)
+		return etcd_failed(e, r, msg, len);
+	if (n == 0)
+		return -ENOENT;
+	return 0;
+}
+
+int clvol_get(struct etcd *e, const char *prefix, const char *name, struct layout_volume *vol,
+	      int64_t *mod, struct layout_claim *claim, char *msg, size_t len)
+{
+	char vkey[KEY_MAX], okey[KEY_MAX];
+	struct etcd_kv *kv = NULL;
+	int r;
+
+	memset(claim, 0, sizeof(*claim));
+	if (vol_key(vkey, prefix, LAYOUT_VOLUME, name) < 0 ||
+	    vol_key(okey, prefix, LAYOUT_OWNER, name) < 0)
+		return say(-EINVAL, msg, len, "'%.80s' is not a volume name (1 to %d of A-Z a-z "
+			   "0-9 . _ -)", name, LAYOUT_ID_MAX);
+	r = get_one(e, vkey, &kv, msg, len);
+	if (r == -ENOENT)
+		return say(r, msg, len, "volume '%s' is not in the cluster", name);
+	if (r < 0)
+		return r;
+	*mod = kv->mod_revision;
+	r = layout_volume_decode(kv->value, kv->value_len, vol);
+	etcd_kv_free(kv, 1);
+	if (r < 0)
+		return say(-EPROTO, msg, len, "the record of volume '%s' does not decode", name);
+	kv = NULL;
+	r = get_one(e, okey, &kv, msg, len);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	if (layout_claim_decode(kv->value, kv->value_len, claim) < 0)
+		snprintf(claim->node, sizeof(claim->node), "?");
+	etcd_kv_free(kv, 1);
+	return 0;
+}
+
+/* Why a fenced txn of (w->node, epoch) on name failed, from a fresh read. */
+static int fence_failed(struct etcd *e, const struct clvol_who *w, const char *name,
+			int64_t epoch, char *msg, size_t len)
+{
+	struct layout_volume vol;
+	struct layout_claim claim;
+	int64_t mod;
+	int r = clvol_get(e, w->prefix, name, &vol, &mod, &claim, msg, len);
+
+	if (r < 0)
+		return r;
+	if (!claim.node[0])
+		return say(-ESTALE, msg, len, "volume '%s': node %s at epoch %lld is not its owner: "
+			   "no node owns it now (the claim lapsed; the volume is at epoch %lld)",
+			   name, w->node, (long long)epoch, (long long)vol.epoch);
+	return say(-ESTALE, msg, len, "volume '%s': node %s at epoch %lld is not its owner: "
+		   "node %s owns it at epoch %lld", name, w->node, (long long)epoch, claim.node,
+		   (long long)claim.epoch);
+}
+
+static int fenced_new(const struct clvol_who *w, const char *name, int64_t epoch,
+		      struct clvol_txn *t)
+{
+	struct layout_claim claim = { .epoch = epoch };
+
+	snprintf(claim.node, sizeof(claim.node), "%s", w->node);
+	return clvol_txn_fenced(w->prefix, name, &claim, t);
+}
+
+/* Runs the fenced txn t: 0, -ESTALE (why in msg), or an etcd error. */
+static int fenced_run(struct etcd *e, const struct clvol_who *w, const char *name,
+		      int64_t epoch, struct clvol_txn *t, char *msg, size_t len)
+{
+	bool ok = false;
+	int r = txn_run(e, t, &ok, msg, len);
+
+	if (r < 0)
+		return r;
+	return ok ? 0 : fence_failed(e, w, name, epoch, msg, len);
+}
+
+/* ---- volumes ---- */
+
+static int describe_existing(struct etcd *e, const struct clvol_who *w,
+			     const struct layout_volume *want, bool *resumable, int64_t *mod,
+			     struct layout_volume *old, char *msg, size_t len)
+{
+	struct layout_claim claim;
+	int r = clvol_get(e, w->prefix, want->name, old, mod, &claim, msg, len);
+
+	*resumable = false;
+	if (r == -ENOENT)
+		return -EAGAIN; /* gone meanwhile: try again */
+	if (r < 0)
+		return r;
+	if (old->state == LAYOUT_VOL_CREATING && !claim.node[0] && old->size == want->size &&
+	    old->replicas == want->replicas && old->sector_size == want->sector_size) {
+		*resumable = true;
+		return 0;
+	}
+	return say(-EEXIST, msg, len, "volume '%s' already exists in the cluster (%s, owner %s, "
+		   "created by %s)", want->name, old->state == LAYOUT_VOL_CREATING ? "being created"
+		   : "ready", claim.node[0] ? claim.node : "none", old->owner);
+}
+
+int clvol_create(struct etcd *e, const struct clvol_who *w, struct layout_volume *vol,
+		 bool *resumed, char *msg, size_t len)
+{
+	struct layout_volume old;
+	struct clvol_txn t;
+	bool ok = false, resumable;
+	int64_t mod;
+	int r;
+
+	*resumed = false;
+	if (!layout_id_valid(vol->name))
+		return say(-EINVAL, msg, len, "'%.80s' is not a volume name in a cluster (1 to %d "
+			   "of A-Z a-z 0-9 . _ -)", vol->name, LAYOUT_ID_MAX);
+	vol->state = LAYOUT_VOL_CREATING;
+	vol->min_replicas = layout_min_replicas(vol->replicas);
+	vol->epoch = 1;
+	vol->created = (int64_t)time(NULL);
+	snprintf(vol->owner, sizeof(vol->owner), "%s", w->node);
+	r = clvol_txn_create(w->prefix, vol, w->lease, &t);
+	if (r == 0)
+		r = txn_run(e, &t, &ok, msg, len);
+	if (r < 0 || ok)
+		return r;
+	r = describe_existing(e, w, vol, &resumable, &mod, &old, msg, len);
+	if (r < 0)
+		return r;
+	/* a create that died half way: take it over under a raised epoch */
+	vol->epoch = old.epoch + 1;
+	vol->created = old.created;
+	r = clvol_txn_claim(w->prefix, vol, mod, w->lease, &t);
+	if (r == 0)
+		r = txn_run(e, &t, &ok, msg, len);
+	if (r == 0 && !ok)
+		r = say(-EAGAIN, msg, len, "volume '%s' changed while its unfinished create was "
+			"taken over: try again", vol->name);
+	*resumed = r == 0;
+	return r;
+}
+
+int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		char *msg, size_t len)
+{
+	struct layout_volume vol;
+	struct layout_claim claim;
+	struct clvol_txn t;
+	char vkey[KEY_MAX], *rec;
+	int64_t mod;
+	int r = clvol_get(e, w->prefix, name, &vol, &mod, &claim, msg, len);
+
+	if (r < 0)
+		return r;
+	vol.state = LAYOUT_VOL_READY;
+	vol_key(vkey, w->prefix, LAYOUT_VOLUME, name);
+	rec = layout_volume_encode(&vol);
+	r = rec ? fenced_new(w, name, epoch, &t) : -ENOMEM;
+	if (r == 0) {
+		r = push(t.ok, etcd_json_put_op(vkey, rec, 0));
+		if (r == 0)
+			r = fenced_run(e, w, name, epoch, &t, msg, len);
+		clvol_txn_free(&t);
+	}
+	free(rec);
+	return r;
+}
+
+/* clvol_get(), then -EBUSY (the owner named, then advice) if a claim is alive that is
+ * not this node's (mine_ok) or any (!mine_ok). */
+static int get_unclaimed(struct etcd *e, const struct clvol_who *w, const char *name,
+			 bool mine_ok, const char *advice, struct layout_volume *vol, int64_t *mod,
+			 struct layout_claim *claim, char *msg, size_t len)
+{
+	int r = clvol_get(e, w->prefix, name, vol, mod, claim, msg, len);
+
+	if (r < 0 || !claim->node[0] || (mine_ok && strcmp(claim->node, w->node) == 0))
+		return r;
+	return say(-EBUSY, msg, len, "volume '%s' is owned by node %s (epoch %lld): %s", name,
+		   claim->node, (long long)claim->epoch, advice);
+}
+
+int clvol_claim(struct etcd *e, const struct clvol_who *w, const char *name, int64_t *epoch,
+		char *msg, size_t len)
+{
+	struct layout_volume vol;
+	struct layout_claim claim;
+	struct clvol_txn t;
+	bool ok = false;
+	int64_t mod;
+	int r = get_unclaimed(e, w, name, true, "it can be claimed once that node releases it "
+			      "or its lease lapses", &vol, &mod, &claim, msg, len);
+
+	if (r < 0)
+		return r;
+	if (claim.node[0]) {
+		*epoch = claim.epoch; /* ours already (the lease is the node's one lease) */
+		return 0;
+	}
+	vol.epoch++;
+	snprintf(vol.owner, sizeof(vol.owner), "%s", w->node);
+	r = clvol_txn_claim(w->prefix, &vol, mod, w->lease, &t);
+	if (r == 0)
+		r = txn_run(e, &t, &ok, msg, len);
+	if (r == 0 && !ok)
+		r = say(-EBUSY, msg, len, "volume '%s' was claimed or changed by another node at "
+			"the same time", name);
+	if (r == 0)
+		*epoch = vol.epoch;
+	return r;
+}
+
+int clvol_release(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		  char *msg, size_t len)
+{
+	char okey[KEY_MAX];
+	struct clvol_txn t;
+	int r = fenced_new(w, name, epoch, &t);
+
+	if (r < 0)
+		return say(r, msg, len, "volume '%.80s': bad name", name);
+	vol_key(okey, w->prefix, LAYOUT_OWNER, name);
+	r = push(t.ok, etcd_json_delete_op(okey));
+	if (r == 0)
+		r = fenced_run(e, w, name, epoch, &t, msg, len);
+	clvol_txn_free(&t);
+	return r;
+}
+
+int clvol_remove(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		 char *msg, size_t len)
+{
+	char vkey[KEY_MAX], okey[KEY_MAX], sdir[KEY_MAX], send[KEY_MAX];
+	struct layout_volume vol;
+	struct layout_claim claim;
+	struct clvol_txn t;
+	bool ok = false;
+	int64_t mod;
+	/* with an epoch the fence below decides; without, no claim may be alive */
+	int r = get_unclaimed(e, w, name, epoch != 0, "remove it there", &vol, &mod, &claim, msg,
+			      len);
+
+	if (r < 0)
+		return r;
+	vol_key(vkey, w->prefix, LAYOUT_VOLUME, name);
+	vol_key(okey, w->prefix, LAYOUT_OWNER, name);
+	layout_segment_dir(sdir, sizeof(sdir), w->prefix, name);
+	etcd_prefix_end(sdir, send);
+	if (epoch) {
+		r = fenced_new(w, name, epoch, &t);
+	} else {
+		r = txn_new(&t);
+		if (r == 0)
+			r = push(t.cmp, etcd_json_compare_eq(okey, ETCD_TARGET_CREATE, 0));
+	}
+	if (r == 0)
+		r = push(t.ok, etcd_json_delete_op(vkey));
+	if (r == 0)
+		r = push(t.ok, etcd_json_delete_op(okey));
+	if (r == 0)
+		r = push(t.ok, etcd_json_delete_range_op(sdir, send));
+	if (r == 0 && epoch)
+		r = fenced_run(e, w, name, epoch, &t, msg, len);
+	else if (r == 0)
+		r = txn_run(e, &t, &ok, msg, len);
+	clvol_txn_free(&t);
+	if (r == 0 && !epoch && !ok)
+		r = say(-EBUSY, msg, len, "volume '%s' was claimed by another node meanwhile", name);
+	return r;
+}
+
+/* ---- segments ---- */
+
+static int seg_key(const struct clvol_who *w, const char *name, const struct layout_segid *id,
+		   char *key, char *msg, size_t len)
+{
+	if (layout_segment_key(key, KEY_MAX, w->prefix, name, id) < 0)
+		return say(-EINVAL, msg, len, "'%.80s' is not a volume name", name);
+	return 0;
+}
+
+/* A fenced txn putting seg at key, with an extra compare on the segment's key (taken). */
+static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		   const char *key, const struct layout_segment *seg, struct json_object *cmp,
+		   bool *held, char *msg, size_t len)
+{
+	struct clvol_txn t;
+	char *val = layout_segment_encode(seg);
+	bool ok = false;
+	int r = val ? fenced_new(w, name, epoch, &t) : -ENOMEM;
+
+	if (r < 0) {
+		json_object_put(cmp);
+		free(val);
+		return r;
+	}
+	r = push(t.cmp, cmp);
+	if (r == 0)
+		r = push(t.ok, etcd_json_put_op(key, val, 0));
+	free(val);
+	if (r == 0)
+		r = txn_run(e, &t, &ok, msg, len);
+	clvol_txn_free(&t);
+	*held = ok;
+	return r;
+}
+
+/* After a failed segment txn: the fence, or else the segment's own compare. */
+static int seg_failed(struct etcd *e, const struct clvol_who *w, const char *name,
+		      int64_t epoch, int err, const char *what, char *msg, size_t len)
+{
+	struct clvol_txn t;
+	int r = fenced_new(w, name, epoch, &t);
+
+	if (r == 0)
+		r = fenced_run(e, w, name, epoch, &t, msg, len); /* compares, writes nothing */
+	clvol_txn_free(&t);
+	return r < 0 ? r : say(err, msg, len, "volume '%s': %s", name, what);
+}
+
+int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segment *seg, char *msg, size_t len)
+{
+	struct layout_segment rec = *seg;
+	char key[KEY_MAX];
+	bool ok = false;
+	int r = seg_key(w, name, &seg->id, key, msg, len);
+
+	if (r < 0)
+		return r;
+	if (seg->nholders == 0 || seg->nholders > LAYOUT_MAX_HOLDERS)
+		return say(-EINVAL, msg, len, "a segment has 1 to %u holders", LAYOUT_MAX_HOLDERS);
+	rec.state = LAYOUT_SEG_OPEN;
+	rec.length = 0;
+	rec.epoch = epoch;
+	r = seg_put(e, w, name, epoch, key, &rec, etcd_json_compare_eq(key, ETCD_TARGET_CREATE, 0),
+		    &ok, msg, len);
+	if (r < 0 || ok)
+		return r;
+	return seg_failed(e, w, name, epoch, -EEXIST, "that segment is recorded already", msg,
+			  len);
+}
+
+int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segid *id, uint64_t length, char *msg,
+		       size_t len)
+{
+	struct layout_segment rec;
+	struct etcd_kv *kv = NULL;
+	char key[KEY_MAX];
+	bool ok = false;
+	int r = seg_key(w, name, id, key, msg, len);
+
+	if (r == 0)
+		r = get_one(e, key, &kv, msg, len);
+	if (r == -ENOENT)
+		return seg_failed(e, w, name, epoch, -ENOENT, "that segment is not recorded", msg,
+				  len);
+	if (r < 0)
+		return r;
+	r = layout_segment_decode(kv->value, kv->value_len, &rec);
+	if (r == 0) {
+		rec.id = *id;
+		rec.state = LAYOUT_SEG_SEALED;
+		rec.length = length;
+		rec.epoch = epoch;
+		r = seg_put(e, w, name, epoch, key, &rec,
+			    etcd_json_compare_eq(key, ETCD_TARGET_MOD, kv->mod_revision), &ok, msg,
+			    len);
+	} else {
+		r = say(-EPROTO, msg, len, "the record of segment %s does not decode", key);
+	}
+	etcd_kv_free(kv, 1);
+	if (r < 0 || ok)
+		return r;
+	return seg_failed(e, w, name, epoch, -EAGAIN, "that segment changed meanwhile: try again",
+			  msg, len);
+}
+
+int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
+			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len)
+{
+	struct clvol_txn t;
+	char key[KEY_MAX];
+	int r = seg_key(w, name, id, key, msg, len);
+
+	if (r == 0)
+		r = fenced_new(w, name, epoch, &t);
+	if (r < 0)
+		return r;
+	r = push(t.ok, etcd_json_delete_op(key));
+	if (r == 0)
+		r = fenced_run(e, w, name, epoch, &t, msg, len);
+	clvol_txn_free(&t);
+	return r;
+}
+
+int clvol_segment_list(struct etcd *e, const char *prefix, const char *name,
+		       struct layout_segment **segs, size_t *n, char *msg, size_t len)
+{
+	char dir[KEY_MAX], end[KEY_MAX];
+	struct etcd_kv *kvs;
+	int64_t rev;
+	size_t nk, k = 0;
+	int r;
+
+	*segs = NULL;
+	*n = 0;
+	if (layout_segment_dir(dir, sizeof(dir), prefix, name) < 0)
+		return say(-EINVAL, msg, len, "'%.80s' is not a volume name", name);
+	etcd_prefix_end(dir, end);
+	r = etcd_range(e, dir, end, &rev, &kvs, &nk);
+	if (r < 0)
+		return etcd_failed(e, r, msg, len);
+	*segs = calloc(nk ? nk : 1, sizeof(**segs));
+	if (!*segs) {
+		etcd_kv_free(kvs, nk);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nk; i++) {
+		struct layout_segment *s = &(*segs)[k];
+
+		/* a record that does not decode is skipped: a takeover then misses it, so
+		 * say so loudly rather than pretend */
+		if (layout_segment_decode(kvs[i].value, kvs[i].value_len, s) < 0 ||
+		    layout_segment_key_parse(prefix, name, kvs[i].key, kvs[i].key_len, &s->id) < 0) {
+			r = say(-EPROTO, msg, len, "segment record %s does not decode", kvs[i].key);
+			break;
+		}
+		k++;
+	}
+	etcd_kv_free(kvs, nk);
+	if (r < 0) {
+		free(*segs);
+		*segs = NULL;
+		return r;
+	}
+	*n = k;
+	return 0;
+}

@@ -1,0 +1,96 @@
+/* cluster/volume.h — volumes in the cluster map (spec: docs/cluster.md, "Volumes"):
+ * their records, the owner's claim and its epoch, and the segment lifecycle records,
+ * each written by one etcd transaction.
+ *
+ * The fence: every write an owner makes compares the exact bytes of its claim
+ * (owners/NAME = {"node": ID, "epoch": E}, layout_claim_encode). That key lives under
+ * the owner's lease, and only a claim with a higher epoch replaces it, so the compare
+ * holds only while this node's claim at epoch E is alive: an owner whose lease lapsed,
+ * or that another node has since taken the volume from, records nothing (-ESTALE).
+ *
+ * The calls block (etcd.h): they run on the cluster's session thread, reached from the
+ * loop through cluster_volume_async() (cluster.h). The txn builders are separate so
+ * that unit tests check every compare without etcd.
+ *
+ * Errors (with a sentence in msg): -EEXIST the name (or segment) is taken; -ENOENT no
+ * such volume (segment); -EBUSY another node's claim is alive; -ESTALE the caller's
+ * epoch is not the volume's live claim; -EINVAL a bad name or argument; etcd's own
+ * (etcd.h).
+ */
+#ifndef QUILL_CLUSTER_VOLUME_H
+#define QUILL_CLUSTER_VOLUME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/layout.h"
+
+struct etcd;
+struct json_object;
+
+/* Who writes: the cluster's prefix, this node's id, and its lease (claims go under it). */
+struct clvol_who {
+	const char *prefix;
+	const char *node;
+	int64_t lease;
+};
+
+/* A txn's three arrays: compare, success, failure. */
+struct clvol_txn {
+	struct json_object *cmp, *ok, *fail;
+};
+void clvol_txn_free(struct clvol_txn *t);
+
+/* Creating vol (state, owner and epoch set by the caller): volumes/NAME does not exist;
+ * then the record and the claim {owner, epoch} under lease. */
+int clvol_txn_create(const char *prefix, const struct layout_volume *vol, int64_t lease,
+		     struct clvol_txn *t);
+/* Claiming: no live claim, and the record unchanged since it was read at rec_mod;
+ * then vol (the record with its raised epoch and new owner) and the claim. */
+int clvol_txn_claim(const char *prefix, const struct layout_volume *vol, int64_t rec_mod,
+		    int64_t lease, struct clvol_txn *t);
+/* Fenced: owners/NAME is exactly claim; no operations yet (the caller adds them). */
+int clvol_txn_fenced(const char *prefix, const char *vol, const struct layout_claim *claim,
+		     struct clvol_txn *t);
+
+/* The record, its mod revision, and the live claim (claim->node "" when none). */
+int clvol_get(struct etcd *e, const char *prefix, const char *name, struct layout_volume *vol,
+	      int64_t *mod, struct layout_claim *claim, char *msg, size_t len);
+
+/* Registers vol (name, size, sector_size, replicas in; the rest filled: state
+ * creating, owner this node, epoch 1) with this node's claim. A record of the same
+ * name still "creating" with no live claim (a create that died half way) is taken over
+ * instead: *resumed, epoch raised. -EEXIST otherwise. */
+int clvol_create(struct etcd *e, const struct clvol_who *w, struct layout_volume *vol,
+		 bool *resumed, char *msg, size_t len);
+/* The create is done: the record's state becomes ready (fenced). */
+int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		char *msg, size_t len);
+/* Claims the volume for this node (no live claim): *epoch the new one. Already this
+ * node's under its current lease: 0, the same epoch. */
+int clvol_claim(struct etcd *e, const struct clvol_who *w, const char *name, int64_t *epoch,
+		char *msg, size_t len);
+/* Gives up the claim (fenced): another node may claim at once. */
+int clvol_release(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		  char *msg, size_t len);
+/* Removes the record, the claim and the segment records: fenced by this node's claim
+ * at epoch, or (epoch 0) only while no claim is alive. Also undoes a failed create. */
+int clvol_remove(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		 char *msg, size_t len);
+
+/* Segment lifecycle records, each fenced by (this node, epoch). open: seg's id and
+ * holders, the segment not recorded yet. seal: an open (or sealed) segment, its length.
+ * delete: gone (deleting what is not recorded succeeds: a retry). */
+int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segment *seg, char *msg, size_t len);
+int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segid *id, uint64_t length, char *msg,
+		       size_t len);
+int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
+			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len);
+/* Every segment record of the volume, in (family, seq) order: *segs (free() it), *n. */
+int clvol_segment_list(struct etcd *e, const char *prefix, const char *name,
+		       struct layout_segment **segs, size_t *n, char *msg, size_t len);
+
+#endif

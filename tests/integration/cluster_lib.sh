@@ -1,0 +1,80 @@
+# tests/integration/cluster_lib.sh — what the cluster tests share: a real etcd
+# (scripts/etcd-local.sh, auth on, free ports, tracked by PID) and quilld nodes with a
+# 2 s lease, each with its own data folder, NBD port and control socket under $WORK.
+# Sourced after it_init (it uses $WORK).
+ETCD_DIR="$WORK/etcd"
+ETCD_LOCAL="$IT_ROOT/scripts/etcd-local.sh"
+PREFIX=/quill/itest/
+TTL=2
+declare -a NODE_PID NODE_PORT
+
+etcd_start()
+{
+	"$ETCD_LOCAL" start "$ETCD_DIR" "$PREFIX" >>"$WORK/etcd-local.log" 2>&1 ||
+		fail "etcd does not start: $(tail -3 "$WORK/etcd-local.log")"
+	ETCD_PID=$(cat "$ETCD_DIR/etcd.pid")
+	track "$ETCD_PID"
+	ENDPOINT=$("$ETCD_LOCAL" endpoint "$ETCD_DIR")
+}
+
+etcd_root()
+{
+	local pw
+	pw=$(sed -n 's/^password = //p' "$ETCD_DIR/root.cred")
+	etcdctl --endpoints="$ENDPOINT" --user "root:$pw" "$@"
+}
+
+qn() # qn I ARGS: quill on node I
+{
+	local i="$1"
+	shift
+	"$QUILL" --socket "$WORK/ctl$i.sock" "$@"
+}
+
+# node_launch I [EXTRA FLAGS]: starts quilld node I in the background ($LAUNCHED)
+node_launch()
+{
+	local i="$1"
+	shift
+	[ -n "${NODE_PORT[$i]:-}" ] || NODE_PORT[$i]=$(free_port)
+	"$QUILLD" --data-dir "$WORK/node$i" --store-size 96M --segment-size 1M \
+		--nbd-addr 127.0.0.1 --nbd-port "${NODE_PORT[$i]}" --control "$WORK/ctl$i.sock" \
+		--etcd-endpoints "$ENDPOINT" --etcd-prefix "$PREFIX" --node-id "node$i" \
+		--lease-ttl "$TTL" "$@" >>"$WORK/node$i.log" 2>&1 &
+	LAUNCHED=$!
+	track "$LAUNCHED"
+}
+
+registered() # registered I: node I holds a valid lease (no python per poll: a loaded
+{            # machine takes a second to start one)
+	qn "$1" cluster status 2>/dev/null | grep -q "^lease: .*valid for"
+}
+
+node_start()
+{
+	local i="$1"
+	shift
+	node_launch "$i" --etcd-credentials "$ETCD_DIR/quill.cred" "$@"
+	NODE_PID[$i]=$LAUNCHED
+	wait_for 30 "node$i not registered" registered "$i"
+}
+
+# state_is FROM ID STATE [OUT]: node FROM's map says node ID is STATE (and out or not)
+state_is()
+{
+	local got
+	got=$(qn "$1" node ls 2>/dev/null |
+		awk -v id="$2" '$1 == id { print $2, ($3 == "out" ? "out" : "in") }')
+	[ -n "$got" ] || got=absent
+	[ "$got" = "$3 ${4:-in}" ] || [ "$got" = "$3" ]
+}
+
+# qexpect I CODE ARGS…: quill on node I exits CODE; its stdout in $OUT, stderr in $ERR
+qexpect()
+{
+	local i="$1" want="$2" got=0
+	shift 2
+	OUT=$(qn "$i" "$@" 2>"$WORK/err") || got=$?
+	ERR=$(cat "$WORK/err")
+	[ "$got" = "$want" ] || fail "node$i: quill $* exited $got, expected $want (stdout: $OUT, stderr: $ERR)"
+}

@@ -1,0 +1,134 @@
+/* tests/unit/cluster/test_volume.c — the transactions of volumes in the cluster map
+ * (cluster/volume.c): what each one compares and writes, decoded back from the JSON
+ * that goes to etcd. The calls themselves run against a real etcd in
+ * tests/integration/cluster_volumes.sh. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/etcd_json.h"
+#include "cluster/volume.h"
+
+#define P "/quill/test/"
+
+/* The decoded base64 field name of o, as a static string. */
+static const char *bytes(struct json_object *o, const char *name)
+{
+	static char buf[4][512];
+	static int k;
+	struct json_object *v;
+	size_t n;
+
+	k = (k + 1) % 4;
+	if (!json_object_object_get_ex(o, name, &v))
+		return "";
+	cr_assert_eq(etcd_b64_decode(json_object_get_string(v), buf[k], sizeof(buf[k]) - 1, &n), 0);
+	buf[k][n] = '\0';
+	return buf[k];
+}
+
+static const char *str(struct json_object *o, const char *name)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, name, &v) ? json_object_get_string(v) : "";
+}
+
+static struct json_object *at(struct json_object *arr, size_t i, const char *wrap)
+{
+	struct json_object *o = json_object_array_get_idx(arr, i), *inner;
+
+	cr_assert_not_null(o);
+	if (!wrap)
+		return o;
+	cr_assert(json_object_object_get_ex(o, wrap, &inner), "%s", json_object_to_json_string(o));
+	return inner;
+}
+
+static struct layout_volume vol(void)
+{
+	struct layout_volume v = { .size = 1 << 20, .sector_size = 512, .replicas = 3,
+				   .min_replicas = 2, .epoch = 5, .state = LAYOUT_VOL_READY };
+
+	strcpy(v.name, "vm0");
+	strcpy(v.owner, "n1");
+	return v;
+}
+
+/* t->ok puts the record, then the claim {n1, 5} under lease 77. */
+static void check_record_and_claim(struct clvol_txn *t)
+{
+	struct json_object *put;
+	struct layout_volume back;
+	const char *rec;
+
+	cr_assert_eq(json_object_array_length(t->ok), 2);
+	put = at(t->ok, 0, "request_put");
+	cr_assert_str_eq(bytes(put, "key"), P "volumes/vm0");
+	rec = bytes(put, "value");
+	cr_assert_eq(layout_volume_decode(rec, strlen(rec), &back), 0, "%s", rec);
+	cr_assert_eq(back.epoch, 5);
+	cr_assert_str_eq(str(put, "lease"), ""); /* the record is persistent */
+	put = at(t->ok, 1, "request_put");
+	cr_assert_str_eq(bytes(put, "key"), P "owners/vm0");
+	cr_assert_str_eq(bytes(put, "value"), "{\"node\":\"n1\",\"epoch\":5}");
+	cr_assert_str_eq(str(put, "lease"), "77"); /* the claim dies with the lease */
+}
+
+Test(clvol_txn, create_needs_the_name_free)
+{
+	struct layout_volume v = vol();
+	struct clvol_txn t;
+	struct json_object *c;
+
+	cr_assert_eq(clvol_txn_create(P, &v, 77, &t), 0);
+	cr_assert_eq(json_object_array_length(t.cmp), 1);
+	c = at(t.cmp, 0, NULL);
+	cr_assert_str_eq(bytes(c, "key"), P "volumes/vm0");
+	cr_assert_str_eq(str(c, "target"), "CREATE");
+	cr_assert_str_eq(str(c, "create_revision"), "0");
+	check_record_and_claim(&t);
+	clvol_txn_free(&t);
+	strcpy(v.name, "../x");
+	cr_assert_eq(clvol_txn_create(P, &v, 77, &t), -EINVAL);
+}
+
+Test(clvol_txn, claim_needs_no_live_claim_and_an_unchanged_record)
+{
+	struct layout_volume v = vol();
+	struct clvol_txn t;
+	struct json_object *c;
+
+	cr_assert_eq(clvol_txn_claim(P, &v, 1234, 77, &t), 0);
+	cr_assert_eq(json_object_array_length(t.cmp), 2);
+	c = at(t.cmp, 0, NULL);
+	cr_assert_str_eq(bytes(c, "key"), P "owners/vm0");
+	cr_assert_str_eq(str(c, "target"), "CREATE");
+	cr_assert_str_eq(str(c, "create_revision"), "0");
+	c = at(t.cmp, 1, NULL);
+	cr_assert_str_eq(bytes(c, "key"), P "volumes/vm0");
+	cr_assert_str_eq(str(c, "target"), "MOD");
+	cr_assert_str_eq(str(c, "mod_revision"), "1234");
+	check_record_and_claim(&t);
+	clvol_txn_free(&t);
+}
+
+Test(clvol_txn, fenced_compares_the_exact_claim)
+{
+	struct layout_claim claim = { .node = "n2", .epoch = 9 };
+	struct clvol_txn t;
+	struct json_object *c;
+
+	cr_assert_eq(clvol_txn_fenced(P, "vm0", &claim, &t), 0);
+	cr_assert_eq(json_object_array_length(t.cmp), 1);
+	cr_assert_eq(json_object_array_length(t.ok), 0);
+	c = at(t.cmp, 0, NULL);
+	cr_assert_str_eq(bytes(c, "key"), P "owners/vm0");
+	cr_assert_str_eq(str(c, "target"), "VALUE");
+	cr_assert_str_eq(str(c, "result"), "EQUAL");
+	cr_assert_str_eq(bytes(c, "value"), "{\"node\":\"n2\",\"epoch\":9}");
+	clvol_txn_free(&t);
+	cr_assert_eq(clvol_txn_fenced(P, "a/b", &claim, &t), -EINVAL);
+}

@@ -1,0 +1,509 @@
+/* tools/quilld/control_cluster_vol.c — volumes in the cluster map (docs/cluster.md,
+ * "Volumes"): volume.create and volume.rm on a node of a cluster, volume.claim,
+ * volume.release, volume.segment, and the "cluster" object of a volume.
+ *
+ * A create registers the record (and this node's claim) in etcd first, then creates
+ * the local volume, then marks the record ready; if the local create fails, the record
+ * is removed. A node that dies in between leaves a record "creating" whose claim
+ * lapses with its lease: the same create, retried on any node, takes it over. A remove
+ * deletes the local volume first, then the record (a retry finishes a half-done one).
+ * Each etcd step runs on the cluster's thread (cluster_volume_async), each engine step
+ * on the loop: the connection waits, the loop goes on.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cluster.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "engine/engine.h"
+#include "tools/control_proto.h"
+#include "tools/quilld/control_internal.h"
+
+#define LOG_TAG "control"
+
+/* One command's chain of calls. */
+struct vol_job {
+	struct control *ctl;
+	struct ctl_call *call;
+	struct cluster_vol_req req;
+	uint64_t size;
+	unsigned flags;  /* create: the engine's */
+	int local_res;   /* the engine step's answer, when a later step undoes it */
+	char msg[512];   /* the sentence of the answer */
+};
+
+/* The job whose answer is being built: its finish runs inside ctl_call_done(). */
+static struct vol_job *finishing;
+
+static void job_end(struct vol_job *job, int res, const char *msg)
+{
+	if (msg && msg != job->msg)
+		snprintf(job->msg, sizeof(job->msg), "%s", msg);
+	finishing = job;
+	ctl_call_done(job->call, res);
+	finishing = NULL;
+	free(job->req.segs);
+	free(job);
+}
+
+static struct vol_job *job_new(struct control *ctl, struct json_object *req, ctl_finish_fn fin,
+			       enum cluster_vol_op op, const char *name)
+{
+	struct vol_job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return NULL;
+	job->ctl = ctl;
+	job->call = ctl_call_new(ctl, req, fin);
+	job->req.op = op;
+	snprintf(job->req.vol.name, sizeof(job->req.vol.name), "%s", name);
+	return job;
+}
+
+/* Starts job's cluster call with cb: the answer to give now (NULL: it comes later). */
+static struct json_object *job_started(struct vol_job *job, int r)
+{
+	struct json_object *ans;
+
+	if (r == 0)
+		return ctl_call_started(job->call, 0);
+	finishing = job;
+	ans = ctl_call_started(job->call, r);
+	finishing = NULL;
+	free(job);
+	return ans;
+}
+
+static struct json_object *job_start(struct vol_job *job, cluster_cb cb)
+{
+	return job_started(job, cluster_volume_async(job->ctl->cluster, &job->req, cb, job));
+}
+
+/* The answer after a job failed. */
+static struct json_object *job_error(int res, const char *name)
+{
+	const char *msg = finishing && finishing->msg[0] ? finishing->msg : err_str(-res);
+
+	if (res == -EINVAL && !finishing)
+		return ctl_volume_error(res, name);
+	return ctl_error(-res, "%s", msg[0] ? msg : "failed");
+}
+
+/* ---- the "cluster" object of a volume ---- */
+
+static void add_str(struct json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, json_object_new_string(v));
+}
+
+static struct json_object *cluster_vol_json(const struct cluster_volume *v)
+{
+	struct json_object *o = json_object_new_object();
+
+	ctl_add_int(o, "replicas", v->rec.replicas);
+	ctl_add_int(o, "min_replicas", v->rec.min_replicas);
+	add_str(o, "owner", v->claimed ? v->claim.node : "");
+	add_str(o, "last_owner", v->rec.owner);
+	ctl_add_int(o, "epoch", v->claimed ? v->claim.epoch : v->rec.epoch);
+	add_str(o, "state", v->rec.state == LAYOUT_VOL_READY ? "ready" : "creating");
+	ctl_add_int(o, "created", v->rec.created);
+	return o;
+}
+
+void ctl_cluster_add_volume(struct control *ctl, const char *name, struct json_object *o)
+{
+	struct cluster_volume v;
+
+	if (!ctl->cluster)
+		return;
+	json_object_object_add(o, "cluster", cluster_volume_get(ctl->cluster, name, &v) == 0
+				? cluster_vol_json(&v) : NULL);
+}
+
+int ctl_cluster_add_volumes(struct control *ctl, struct json_object *o)
+{
+	struct cluster_volume *vols;
+	struct json_object *arr;
+	size_t n;
+	int r = cluster_volumes(ctl->cluster, &vols, &n);
+
+	if (r < 0)
+		return r;
+	arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *v = cluster_vol_json(&vols[i]);
+
+		add_str(v, "name", vols[i].rec.name);
+		ctl_add_int(v, "size", (int64_t)vols[i].rec.size);
+		json_object_array_add(arr, v);
+	}
+	json_object_object_add(o, "volumes", arr);
+	free(vols);
+	return 0;
+}
+
+/* ---- create ---- */
+
+static struct json_object *create_finish(struct control *ctl, struct json_object *req, int res)
+{
+	const char *name = ctl_get_string(req, "name");
+
+	return res < 0 ? job_error(res, name) : ctl_volume_answer(ctl, 0, name);
+}
+
+static void create_undone(void *arg, int res, const char *msg)
+{
+	struct vol_job *job = arg;
+
+	if (res < 0)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: its record stays \"creating\" (%s): a retry "
+			"of the create takes it over", job->req.vol.name, msg);
+	job_end(job, job->local_res, NULL);
+}
+
+static void create_ready(void *arg, int res, const char *msg)
+{
+	job_end(arg, res, msg);
+}
+
+static void create_local_done(void *arg, int res)
+{
+	struct vol_job *job = arg;
+	struct json_object *err;
+	int r;
+
+	/* a create taken over may find the local volume there already */
+	if (res == -EEXIST && job->req.resumed)
+		res = 0;
+	job->local_res = res;
+	job->req.op = res < 0 ? CLUSTER_VOL_REMOVE : CLUSTER_VOL_READY;
+	if (res < 0) {
+		err = ctl_volume_error(res, job->req.vol.name);
+		snprintf(job->msg, sizeof(job->msg), "%s",
+			 json_object_get_string(json_object_object_get(err, "error")));
+		json_object_put(err);
+	}
+	r = cluster_volume_async(job->ctl->cluster, &job->req,
+				 res < 0 ? create_undone : create_ready, job);
+	if (r < 0)
+		job_end(job, res < 0 ? res : r, NULL);
+}
+
+static void create_registered(void *arg, int res, const char *msg)
+{
+	struct vol_job *job = arg;
+	int r;
+
+	if (res < 0) {
+		job_end(job, res, msg);
+		return;
+	}
+	r = engine_volume_create_async(job->ctl->eng, job->req.vol.name, job->size, job->flags,
+				       create_local_done, job);
+	if (r < 0)
+		create_local_done(job, r);
+}
+
+/* R: the request's, or the default: 3 when the map has 3 failure domains up and in. */
+static struct json_object *pick_replicas(struct control *ctl, struct json_object *req,
+					 const char *name, uint32_t *r_out)
+{
+	char domains[512];
+	unsigned nd = cluster_domains(ctl->cluster, domains, sizeof(domains));
+	uint64_t r = 0;
+
+	if (json_object_object_get_ex(req, "replicas", NULL) &&
+	    (ctl_get_u64(req, "replicas", &r) < 0 || r < 1 || r > LAYOUT_MAX_REPLICAS))
+		return ctl_error(EINVAL, "volume '%s': --replicas is 1 to %u", name,
+				 LAYOUT_MAX_REPLICAS);
+	if (!r && nd < 3)
+		return ctl_error(EINVAL, "volume '%s': the default of 3 replicas needs 3 failure "
+				 "domains up and in, and the cluster has %u (%s): give --replicas "
+				 "%u or fewer", name, nd, nd ? domains : "none", nd ? nd : 1);
+	if (!r)
+		r = 3;
+	if (r > nd)
+		return ctl_error(ERANGE, "volume '%s': %llu replicas need %llu failure domains up "
+				 "and in, and the cluster has %u (%s)", name, (unsigned long long)r,
+				 (unsigned long long)r, nd, nd ? domains : "none");
+	*r_out = (uint32_t)r;
+	return NULL;
+}
+
+bool ctl_cluster_volume_create(struct control *ctl, struct json_object *req, const char *name,
+			       uint64_t size, unsigned flags, struct json_object **ans)
+{
+	struct vol_job *job = NULL;
+	uint32_t replicas = 0;
+
+	if (!ctl->cluster) {
+		uint64_t r = 1;
+
+		if (json_object_object_get_ex(req, "replicas", NULL) &&
+		    (ctl_get_u64(req, "replicas", &r) < 0 || r != 1)) {
+			*ans = ctl_error(EINVAL, "volume '%s': this node is not part of a cluster "
+					 "(quilld runs without --etcd-endpoints): only --replicas 1",
+					 name);
+			return true;
+		}
+		return false; /* the single node's create */
+	}
+	if (!layout_id_valid(name))
+		*ans = ctl_volume_error(-EINVAL, name);
+	else if (!(*ans = pick_replicas(ctl, req, name, &replicas)) &&
+		 !(job = job_new(ctl, req, create_finish, CLUSTER_VOL_CREATE, name)))
+		*ans = ctl_error(ENOMEM, "out of memory");
+	if (*ans)
+		return true;
+	job->size = size;
+	job->flags = flags;
+	job->req.vol.size = size;
+	job->req.vol.sector_size = flags & ENGINE_CREATE_SECTOR_4K ? ENGINE_SECTOR_SIZE_4K
+								  : ENGINE_SECTOR_SIZE_DEFAULT;
+	job->req.vol.replicas = replicas;
+	*ans = job_start(job, create_registered);
+	return true;
+}
+
+/* ---- rm ---- */
+
+static struct json_object *rm_finish(struct control *ctl, struct json_object *req, int res)
+{
+	const char *name = ctl_get_string(req, "name");
+
+	if (res == -EBUSY && finishing && !finishing->msg[0])
+		return ctl_busy_error(ctl, name, "detach it first");
+	if (res < 0 && finishing && !finishing->msg[0])
+		return ctl_volume_error(res, name);
+	return res < 0 ? job_error(res, name) : ctl_ok();
+}
+
+static void rm_recorded(void *arg, int res, const char *msg)
+{
+	job_end(arg, res, msg);
+}
+
+static void rm_local_done(void *arg, int res)
+{
+	struct vol_job *job = arg;
+	int r;
+
+	/* gone here already: a retry, or a volume whose data is elsewhere */
+	if (res < 0 && res != -ENOENT) {
+		job_end(job, res, NULL);
+		return;
+	}
+	r = cluster_volume_async(job->ctl->cluster, &job->req, rm_recorded, job);
+	if (r < 0)
+		job_end(job, r, NULL);
+}
+
+bool ctl_cluster_volume_rm(struct control *ctl, struct json_object *req, const char *name,
+			   struct json_object **ans)
+{
+	struct cluster_volume v;
+	struct vol_job *job;
+	int r;
+
+	if (!ctl->cluster || cluster_volume_get(ctl->cluster, name, &v) < 0)
+		return false; /* not in the map: the local remove alone */
+	if (v.claimed && !cluster_volume_owned(ctl->cluster, name, NULL))
+		*ans = ctl_error(EBUSY, "volume '%s' is owned by node %s (epoch %lld): remove it "
+				 "there", name, v.claim.node, (long long)v.claim.epoch);
+	else if (!(job = job_new(ctl, req, rm_finish, CLUSTER_VOL_REMOVE, name)))
+		*ans = ctl_error(ENOMEM, "out of memory");
+	else if ((r = engine_volume_delete_async(ctl->eng, name, rm_local_done, job)) == -ENOENT)
+		/* no local copy (a retry, or the data is on other nodes): the record alone */
+		*ans = job_start(job, rm_recorded);
+	else
+		*ans = job_started(job, r);
+	return true;
+}
+
+/* ---- claim, release ---- */
+
+static struct json_object *claim_finish(struct control *ctl, struct json_object *req, int res)
+{
+	struct json_object *v;
+
+	(void)ctl;
+	if (res < 0)
+		return job_error(res, ctl_get_string(req, "name"));
+	v = ctl_ok();
+	if (finishing)
+		ctl_add_int(v, "epoch", finishing->req.epoch);
+	return v;
+}
+
+static void job_done(void *arg, int res, const char *msg)
+{
+	job_end(arg, res, msg);
+}
+
+static struct json_object *simple_job(struct control *ctl, struct json_object *req,
+				      enum cluster_vol_op op)
+{
+	const char *name = ctl_get_string(req, "name");
+	struct vol_job *job;
+
+	if (!ctl->cluster)
+		return ctl_error(ENOTSUP, "this node is not part of a cluster (quilld runs without "
+				 "--etcd-endpoints)");
+	if (!name)
+		return ctl_no_name();
+	if (!layout_id_valid(name))
+		return ctl_volume_error(-EINVAL, name);
+	job = job_new(ctl, req, claim_finish, op, name);
+	if (!job)
+		return ctl_error(ENOMEM, "out of memory");
+	return job_start(job, job_done);
+}
+
+static struct json_object *cmd_volume_claim(struct control *ctl, struct json_object *req)
+{
+	return simple_job(ctl, req, CLUSTER_VOL_CLAIM);
+}
+
+static struct json_object *cmd_volume_release(struct control *ctl, struct json_object *req)
+{
+	return simple_job(ctl, req, CLUSTER_VOL_RELEASE);
+}
+
+/* ---- segment records ---- */
+
+static struct json_object *segment_json(const struct layout_segment *s)
+{
+	struct json_object *o = json_object_new_object(), *h = json_object_new_array();
+	char id[32];
+
+	snprintf(id, sizeof(id), "%016" PRIx64 ".%08" PRIx32, s->id.family, s->id.seq);
+	add_str(o, "segment", id);
+	add_str(o, "state", s->state == LAYOUT_SEG_OPEN ? "open" : "sealed");
+	ctl_add_int(o, "length", (int64_t)s->length);
+	ctl_add_int(o, "epoch", s->epoch);
+	for (unsigned i = 0; i < s->nholders; i++)
+		json_object_array_add(h, json_object_new_string(s->holders[i]));
+	json_object_object_add(o, "holders", h);
+	return o;
+}
+
+static struct json_object *segment_finish(struct control *ctl, struct json_object *req, int res)
+{
+	struct json_object *v, *arr;
+
+	(void)ctl;
+	if (res < 0)
+		return job_error(res, ctl_get_string(req, "name"));
+	v = ctl_ok();
+	if (!finishing)
+		return v;
+	ctl_add_int(v, "epoch", finishing->req.epoch);
+	arr = json_object_new_array();
+	for (size_t i = 0; i < finishing->req.nsegs; i++)
+		json_object_array_add(arr, segment_json(&finishing->req.segs[i]));
+	json_object_object_add(v, "segments", arr);
+	return v;
+}
+
+/* "FAMILY.SEQ" in hex: 0 or -EINVAL. */
+static int parse_segid(const char *text, struct layout_segid *id)
+{
+	char *end;
+	unsigned long long fam, seq;
+
+	if (!text)
+		return -EINVAL;
+	fam = strtoull(text, &end, 16);
+	if (end == text || *end != '.')
+		return -EINVAL;
+	text = end + 1;
+	seq = strtoull(text, &end, 16);
+	if (end == text || *end || seq > UINT32_MAX)
+		return -EINVAL;
+	id->family = fam;
+	id->seq = (uint32_t)seq;
+	return 0;
+}
+
+/* "a,b,c" into seg's holders: 0 or -EINVAL. */
+static int parse_holders(const char *text, struct layout_segment *seg)
+{
+	char buf[LAYOUT_MAX_HOLDERS * (LAYOUT_ID_MAX + 1)], *save = NULL, *tok;
+
+	if (!text || strlen(text) >= sizeof(buf))
+		return -EINVAL;
+	snprintf(buf, sizeof(buf), "%s", text);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (seg->nholders == LAYOUT_MAX_HOLDERS || !layout_id_valid(tok))
+			return -EINVAL;
+		snprintf(seg->holders[seg->nholders++], LAYOUT_ID_MAX + 1, "%s", tok);
+	}
+	return seg->nholders ? 0 : -EINVAL;
+}
+
+static int segment_op(const char *op, enum cluster_vol_op *out)
+{
+	static const struct { const char *name; enum cluster_vol_op op; } ops[] = {
+		{ "open", CLUSTER_VOL_SEG_OPEN }, { "seal", CLUSTER_VOL_SEG_SEAL },
+		{ "delete", CLUSTER_VOL_SEG_DELETE }, { "list", CLUSTER_VOL_SEG_LIST },
+	};
+
+	for (size_t i = 0; op && i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strcmp(op, ops[i].name) == 0) {
+			*out = ops[i].op;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static struct json_object *cmd_volume_segment(struct control *ctl, struct json_object *req)
+{
+	const char *name = ctl_get_string(req, "name");
+	enum cluster_vol_op op;
+	struct vol_job *job;
+	struct layout_segment seg = { 0 };
+	uint64_t epoch = 0, length = 0;
+
+	if (!ctl->cluster)
+		return ctl_error(ENOTSUP, "this node is not part of a cluster (quilld runs without "
+				 "--etcd-endpoints)");
+	if (!name)
+		return ctl_no_name();
+	if (segment_op(ctl_get_string(req, "op"), &op) < 0)
+		return ctl_error(EINVAL, "\"op\": open, seal, delete or list");
+	if (op != CLUSTER_VOL_SEG_LIST && parse_segid(ctl_get_string(req, "segment"), &seg.id) < 0)
+		return ctl_error(EINVAL, "\"segment\": FAMILY.SEQ in hex (e.g. 1f.2)");
+	if (op == CLUSTER_VOL_SEG_OPEN && parse_holders(ctl_get_string(req, "holders"), &seg) < 0)
+		return ctl_error(EINVAL, "\"holders\": node ids, comma-separated (1 to %u)",
+				 LAYOUT_MAX_HOLDERS);
+	if (op == CLUSTER_VOL_SEG_SEAL && ctl_get_u64(req, "length", &length) < 0)
+		return ctl_error(EINVAL, "\"length\": the sealed segment's bytes");
+	if (json_object_object_get_ex(req, "epoch", NULL) &&
+	    (ctl_get_u64(req, "epoch", &epoch) < 0 || epoch > INT64_MAX))
+		return ctl_error(EINVAL, "\"epoch\": a number");
+	if (!epoch && op != CLUSTER_VOL_SEG_LIST && !cluster_volume_owned(ctl->cluster, name, NULL))
+		return ctl_error(EPERM, "volume '%s' is not owned by this node (quill volume claim "
+				 "%s)", name, name);
+	if (!layout_id_valid(name))
+		return ctl_volume_error(-EINVAL, name);
+	job = job_new(ctl, req, segment_finish, op, name);
+	if (!job)
+		return ctl_error(ENOMEM, "out of memory");
+	seg.length = length;
+	job->req.seg = seg;
+	job->req.epoch = (int64_t)epoch;
+	return job_start(job, job_done);
+}
+
+const struct control_cmd ctl_cluster_vol_commands[] = {
+	{ CONTROL_CMD_VOLUME_CLAIM, cmd_volume_claim, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_VOLUME_RELEASE, cmd_volume_release, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_VOLUME_SEGMENT, cmd_volume_segment,
+	  { CTL_KEY_NAME, { "op", CTL_STRING }, { "segment", CTL_STRING },
+	    { "holders", CTL_STRING }, { "length", CTL_UINT }, { "epoch", CTL_UINT } } },
+	{ NULL, NULL, { { NULL } } },
+};
