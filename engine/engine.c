@@ -217,6 +217,7 @@ static void free_engine(struct engine *eng)
 	seg_buf_free(eng->pz_zeros);
 	free(eng->deferred_free);
 	free(eng->seg_table);
+	free(eng->families);
 	free(eng->vols);
 	free(eng->aliases);
 	free(eng->stale_slots);
