@@ -400,7 +400,7 @@ void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer,
 		    size_t len);
 /* Hands out a layer id: the store record that spends it goes into mb. */
 uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb);
-/* A new family's uid (the uid of a created volume or a clone): random, never 0 or
+/* A new family's uid (the uid of a created volume or a clone): 63 random bits, never 0 or
  * ONDISK_CATALOG_UID, unique on this node. -errno from getrandom; -EAGAIN if every
  * draw was taken. */
 int eng_family_uid_new(struct engine *eng, uint64_t *uid);

@@ -1,6 +1,7 @@
 /* engine/volume.c — the volume catalog: layers by id and name, volume create, delete,
  * resize, import, info, list, and the handles that open them. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,8 +164,9 @@ static bool family_uid_reserve(const struct engine *eng, uint64_t uid)
 
 int eng_family_uid_new(struct engine *eng, uint64_t *uid)
 {
-	/* 64 random bits: a draw that is taken is next to impossible, and a few tries
-	 * are enough unless the random source is broken */
+	/* 63 random bits (the control protocol's JSON carries ids as signed 64-bit
+	 * integers): a draw that is taken is next to impossible, and a few tries are
+	 * enough unless the random source is broken */
 	for (int tries = 0; tries < 16; tries++) {
 		ssize_t n = getrandom(uid, sizeof(*uid), 0);
 
@@ -172,6 +174,7 @@ int eng_family_uid_new(struct engine *eng, uint64_t *uid)
 			return -errno;
 		if (n != sizeof(*uid))
 			return -EIO;
+		*uid &= INT64_MAX;
 		if (family_uid_reserve(eng, *uid))
 			return 0;
 	}
