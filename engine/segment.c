@@ -34,16 +34,14 @@ static struct seg_family *family_find(struct engine *eng, uint64_t uid, bool add
 	return f;
 }
 
-/* Raises uid's counter past `sno`'s predecessor: numbers below next stay spent. */
-static int family_restart(struct engine *eng, uint64_t uid, uint32_t next)
+/* Raises uid's counter to `next` at least: the numbers below it stay spent. */
+static struct seg_family *family_restart(struct engine *eng, uint64_t uid, uint32_t next)
 {
 	struct seg_family *f = family_find(eng, uid, true);
 
-	if (!f)
-		return -ENOMEM;
-	if (next > f->next_sno)
+	if (f && next > f->next_sno)
 		f->next_sno = next;
-	return 0;
+	return f;
 }
 
 int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_header *h)
@@ -53,7 +51,8 @@ int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_head
 		eng->slots[slot].sno = h->sno;
 	}
 	/* a FREE header's number was spent too; UINT32_MAX leaves the counter full */
-	return family_restart(eng, h->family_uid, h->sno == UINT32_MAX ? UINT32_MAX : h->sno + 1);
+	return family_restart(eng, h->family_uid,
+			      h->sno == UINT32_MAX ? UINT32_MAX : h->sno + 1) ? 0 : -ENOMEM;
 }
 
 /* ---- open, seal, release ---- */
@@ -437,6 +436,8 @@ static int load_slot_record(struct engine *eng, const void *key, size_t klen,
 	    ondisk_slot_key_decode(key, klen, &rec.family_uid, &rec.sno) < 0 ||
 	    rec.slot >= eng->sb.segment_count)
 		return 0;
+	if (eng->seg_table[rec.slot].used)
+		eng->seg_table_unsure = true; /* the next checkpoint drops the other one */
 	if (rec.generation >= eng->seg_table[rec.slot].generation)
 		eng->seg_table[rec.slot] = rec;
 	return 0;
@@ -453,11 +454,9 @@ static int load_family_record(struct engine *eng, const void *key, size_t klen,
 	if (ondisk_family_key_decode(key, klen, &uid) < 0 ||
 	    ondisk_family_record_decode(val, vlen, &next) < 0)
 		return 0; /* the headers still give every number in use */
-	f = family_find(eng, uid, true);
+	f = family_restart(eng, uid, next);
 	if (!f)
 		return -ENOMEM;
-	if (next > f->next_sno)
-		f->next_sno = next;
 	f->saved_sno = next;
 	return 0;
 }
