@@ -42,7 +42,8 @@ static int append_block(struct engine_volume *vol, enum ondisk_layer_op op, uint
 int eng_catalog_layer_add(struct engine *eng)
 {
 	struct volume_record rec = { .volume_id = 0, .kind = ONDISK_LAYER_CATALOG,
-				     .size = QUILL_BLOCK_SIZE, .name = "(catalog)" };
+				     .uid = ONDISK_CATALOG_UID, .size = QUILL_BLOCK_SIZE,
+				     .name = "(catalog)" };
 
 	return eng_volume_add(eng, &rec, &eng->catalog);
 }

@@ -219,6 +219,7 @@ static void free_engine(struct engine *eng)
 	eng_defrag_idle_free(eng);
 	free(eng->deferred_free);
 	free(eng->seg_table);
+	free(eng->families);
 	free(eng->vols);
 	free(eng->aliases);
 	free(eng->stale_slots);

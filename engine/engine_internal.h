@@ -258,6 +258,8 @@ struct engine {
 	 * record per slot (used 0: none); unsure after a checkpoint that did not land */
 	struct slot_record *seg_table;
 	bool seg_table_unsure;
+	struct seg_family *families; /* segment.c: every family with segments, its counter */
+	size_t nfamilies;
 	size_t ndeferred_free;
 
 	bool closing;
@@ -456,6 +458,10 @@ void eng_layer_spec(const struct engine *eng, const struct engine_volume *layer,
 		    size_t len);
 /* Hands out a layer id: the store record that spends it goes into mb. */
 uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb);
+/* A new family's uid (the uid of a created volume or a clone): 63 random bits, never 0 or
+ * ONDISK_CATALOG_UID, unique on this node. -errno from getrandom; -EAGAIN if every
+ * draw was taken. */
+int eng_family_uid_new(struct engine *eng, uint64_t *uid);
 void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec);
 int eng_volume_record_save(struct engine *eng, const struct volume_record *rec); /* synced */
 /* Ends vol's writes waiting for space with err (the layer they aimed at is gone). */

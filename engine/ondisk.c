@@ -60,22 +60,32 @@ void ondisk_alias_key(uint64_t layer_id, uint8_t key[ONDISK_ALIAS_KEY_LEN])
 	put_be64(key + 1, layer_id);
 }
 
-void ondisk_slot_key(uint32_t slot, uint8_t key[ONDISK_SLOT_KEY_LEN])
+static void put_be32(uint8_t *p, uint32_t v)
 {
-	key[0] = 'T';
-	key[1] = (uint8_t)(slot >> 24);
-	key[2] = (uint8_t)(slot >> 16);
-	key[3] = (uint8_t)(slot >> 8);
-	key[4] = (uint8_t)slot;
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
 }
 
-int ondisk_slot_key_decode(const void *key, size_t len, uint32_t *slot)
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void ondisk_slot_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_SLOT_KEY_LEN])
+{
+	key[0] = 'T';
+	put_be64(key + 1, family_uid);
+	put_be32(key + 9, sno);
+}
+
+int ondisk_slot_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno)
 {
 	const uint8_t *k = key;
 
 	if (len != ONDISK_SLOT_KEY_LEN || k[0] != 'T')
 		return -EPROTO;
-	*slot = (uint32_t)k[1] << 24 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 8 | k[4];
+	*family_uid = get_be64(k + 1);
+	*sno = get_be32(k + 9);
 	return 0;
 }
 
@@ -88,6 +98,7 @@ void ondisk_slot_record_encode(const struct slot_record *r, struct ondisk_slot_r
 	out->generation = r->generation;
 	out->last_seq = r->last_seq;
 	out->tombs = r->tombs;
+	out->slot = r->slot;
 	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_slot_record, crc));
 }
 
@@ -104,7 +115,46 @@ int ondisk_slot_record_decode(const void *buf, size_t len, struct slot_record *r
 		return -EPROTO;
 	*r = (struct slot_record){ .volume_id = d.volume_id, .generation = d.generation,
 				   .last_seq = d.last_seq,
-				   .used = d.used, .tombs = d.tombs };
+				   .used = d.used, .tombs = d.tombs, .slot = d.slot };
+	return 0;
+}
+
+void ondisk_family_key(uint64_t family_uid, uint8_t key[ONDISK_FAMILY_KEY_LEN])
+{
+	key[0] = 'F';
+	put_be64(key + 1, family_uid);
+}
+
+int ondisk_family_key_decode(const void *key, size_t len, uint64_t *family_uid)
+{
+	const uint8_t *k = key;
+
+	if (len != ONDISK_FAMILY_KEY_LEN || k[0] != 'F')
+		return -EPROTO;
+	*family_uid = get_be64(k + 1);
+	return 0;
+}
+
+void ondisk_family_record_encode(uint32_t next_sno, struct ondisk_family_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = ONDISK_FAMILY_RECORD_VERSION;
+	out->next_sno = next_sno;
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_family_record, crc));
+}
+
+int ondisk_family_record_decode(const void *buf, size_t len, uint32_t *next_sno)
+{
+	struct ondisk_family_record d;
+
+	if (len != sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_family_record, crc)))
+		return -EILSEQ;
+	if (d.version != ONDISK_FAMILY_RECORD_VERSION)
+		return -EPROTO;
+	*next_sno = d.next_sno;
 	return 0;
 }
 
@@ -186,6 +236,9 @@ void ondisk_segment_header_encode(const struct segment_header *h, void *buf)
 	d.generation = h->generation;
 	d.first_seq = h->first_seq;
 	memcpy(d.uuid, h->uuid, sizeof(d.uuid));
+	d.family_uid = h->family_uid;
+	d.segment_no = h->sno;
+	d.epoch = h->epoch;
 	d.crc = record_crc(&d, sizeof(d), offsetof(struct ondisk_segment_header, crc));
 	memcpy(buf, &d, sizeof(d));
 }
@@ -201,14 +254,19 @@ int ondisk_segment_header_decode(const void *buf, size_t len, struct segment_hea
 		return -ENOENT;
 	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_segment_header, crc)))
 		return -EILSEQ;
+	/* no family: a segment without an id, which nothing could name */
 	if (d.version != QUILL_FORMAT_VERSION ||
-	    (d.state != ONDISK_SEG_USED && d.state != ONDISK_SEG_FREE))
+	    (d.state != ONDISK_SEG_USED && d.state != ONDISK_SEG_FREE) || d.family_uid == 0 ||
+	    d.reserved0 != 0)
 		return -EPROTO;
 	h->state = d.state;
 	h->volume_id = d.volume_id;
 	h->generation = d.generation;
 	h->first_seq = d.first_seq;
 	memcpy(h->uuid, d.uuid, sizeof(h->uuid));
+	h->family_uid = d.family_uid;
+	h->sno = d.segment_no;
+	h->epoch = d.epoch;
 	return 0;
 }
 
@@ -332,12 +390,13 @@ int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_recor
 	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0' ||
 	    d.kind > ONDISK_LAYER_SNAPSHOT || d.parent_id == d.volume_id ||
 	    (d.flags & ~(uint32_t)(ONDISK_LAYER_FLAGS_KNOWN | ONDISK_LAYER_DELETED)) ||
-	    (d.parent_id == 0 && d.overlap != 0) || d.overlap > d.size / QUILL_BLOCK_SIZE)
+	    (d.parent_id == 0 && d.overlap != 0) || d.overlap > d.size / QUILL_BLOCK_SIZE ||
+	    d.uid == 0)
 		return -EPROTO;
 	v->kind = (enum ondisk_layer_kind)d.kind;
 	v->parent_id = d.parent_id;
 	v->overlap = d.overlap;
-	v->uid = d.uid ? d.uid : d.volume_id;
+	v->uid = d.uid;
 	v->flags = d.flags;
 	v->volume_id = d.volume_id;
 	v->size = d.size;

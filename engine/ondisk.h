@@ -11,7 +11,8 @@
  *   data_offset + i*segment_size   segment slot i, for i in [0, segment_count)
  *
  * A segment slot holds one segment of one volume's log:
- *   block 0       segment header (volume id, generation) or a free marker
+ *   block 0       segment header (its id: family uid and segment number; the layer,
+ *                 generation, epoch) or a free marker
  *   blocks 1..    write batches, back to back: one summary block, then the data
  *                 blocks its DATA entries describe, in entry order.
  *
@@ -29,11 +30,14 @@
 #endif
 
 #define QUILL_BLOCK_SIZE 4096u
-#define QUILL_FORMAT_VERSION 3u /* 2: summaries carry durable_seq and open_seq;
+#define QUILL_FORMAT_VERSION 4u /* 2: summaries carry durable_seq and open_seq;
 				   the catalog is in the log too (LAYER, TOMB);
 				   3: allocated zeros (ZERO entries, flagged tombs and
 				   map entries), which a version 2 reader would take
-				   for a damaged summary */
+				   for a damaged summary;
+				   4: segments named by (family uid, segment number):
+				   random family uids, headers and slot records name
+				   the segment (docs/format.md, "Segment ids") */
 
 /* Batches of one volume that can be in flight at once (submitted, not yet retired):
  * the engine never submits more. After a crash, a batch whose data is bad can be a
@@ -76,19 +80,32 @@ enum ondisk_seg_state {
 	ONDISK_SEG_FREE = 2, /* reclaimed: everything after this block is garbage */
 };
 
+/* A segment's cluster-wide id is (family_uid, segment_no): the family is a volume with
+ * its snapshots (the layers sharing ondisk_volume_record.uid), the number a counter of
+ * the family that is never reused (docs/format.md, "Segment ids"). */
 struct ondisk_segment_header {
 	uint64_t magic;      /* QUILL_SEG_MAGIC */
 	uint32_t version;
 	uint32_t state;      /* enum ondisk_seg_state */
-	uint64_t volume_id;  /* owner (USED) or last owner (FREE) */
-	uint64_t generation; /* unique per (slot, use): store-wide counter, never reused */
+	uint64_t volume_id;  /* the layer whose log it is (USED) or was (FREE) */
+	uint64_t generation; /* unique per (slot, use): store-wide counter, never reused;
+				the slot's incarnation on this node */
 	uint64_t first_seq;  /* sequence number of the first batch written in it */
 	uint8_t uuid[16];    /* the store's uuid: a slot from another store is garbage */
-	uint8_t reserved[4036];
+	uint64_t family_uid; /* the family of the layer: never 0 */
+	uint32_t segment_no; /* the segment's number in its family */
+	uint32_t reserved0;  /* zero */
+	uint64_t epoch;      /* the owner's epoch when it was opened: 0 on a node without
+				a cluster (issue 12) */
+	uint8_t reserved[4012];
 	uint32_t crc;
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_segment_header) == QUILL_BLOCK_SIZE, "segment header is one block");
 _Static_assert(offsetof(struct ondisk_segment_header, generation) == 24, "generation offset");
+_Static_assert(offsetof(struct ondisk_segment_header, family_uid) == 56, "family uid offset");
+_Static_assert(offsetof(struct ondisk_segment_header, segment_no) == 64, "segment number offset");
+_Static_assert(offsetof(struct ondisk_segment_header, epoch) == 72, "epoch offset");
+_Static_assert(offsetof(struct ondisk_segment_header, crc) == 4092, "crc at block end");
 
 /* ---- write batch summary (first block of each batch) ---- */
 enum ondisk_entry_kind {
@@ -221,10 +238,13 @@ struct superblock {
 
 struct segment_header {
 	enum ondisk_seg_state state;
-	uint64_t volume_id;
+	uint64_t volume_id; /* the layer */
 	uint64_t generation;
 	uint64_t first_seq;
 	uint8_t uuid[16];
+	uint64_t family_uid; /* with sno: the segment's id */
+	uint32_t sno;
+	uint64_t epoch;
 };
 
 struct summary_entry {
@@ -270,10 +290,14 @@ int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
  *                                          by merging it into its child; the slots whose
  *                                          headers name it belong to the child now
  *                                          (written with the checkpoint of the merge)
- * key "T" | slot (4, big-endian)        -> struct ondisk_slot_record: a segment the
+ * key "T" | family uid (8, big-endian) | segment number (4, big-endian)
+ *                                       -> struct ondisk_slot_record: a segment the
  *                                          checkpoint covers whole, whose log start-up
- *                                          does not read (written with the checkpoint;
+ *                                          does not read, and the slot holding it here
+ *                                          (written with the checkpoint;
  *                                          docs/format.md, "The segment table")
+ * key "F" | family uid (8, big-endian)  -> struct ondisk_family_record: the family's
+ *                                          next segment number (with the checkpoint)
  */
 #define QUILL_VOLUME_NAME_MAX 63u
 
@@ -302,6 +326,9 @@ enum ondisk_layer_flags {
 /* What a layer made from another (snapshot, its new head, clone, rollback) keeps. */
 #define ONDISK_LAYER_INHERITED ONDISK_LAYER_4KN
 
+/* The family of the catalog log (layer 0, in memory only): no volume's uid is this. */
+#define ONDISK_CATALOG_UID 1ull
+
 struct ondisk_volume_record {
 	uint32_t version;      /* QUILL_FORMAT_VERSION */
 	uint32_t kind;         /* enum ondisk_layer_kind */
@@ -311,7 +338,8 @@ struct ondisk_volume_record {
 	char name[QUILL_VOLUME_NAME_MAX + 1]; /* NUL-terminated */
 	uint64_t parent_id;    /* layer this one reads through to where it has nothing; 0 */
 	uint64_t overlap;      /* blocks: LBAs at or past this never read through */
-	uint64_t uid;          /* the volume's identity, kept across its snapshots; 0 = id */
+	uint64_t uid;          /* the volume's family uid, kept across its snapshots: random,
+				  never 0, unique in the store (docs/format.md, "Segment ids") */
 	uint32_t flags;        /* enum ondisk_layer_flags */
 	uint32_t crc;
 } __attribute__((packed));
@@ -374,7 +402,7 @@ int ondisk_store_record_decode(const void *buf, size_t len, uint8_t uuid[16],
 /* A settled segment: sealed, every batch in it retired with a seq at most the
  * checkpoint's, no LAYER entry in it. What start-up would otherwise learn by walking
  * its log. Little-endian. */
-#define ONDISK_SLOT_RECORD_VERSION 1u
+#define ONDISK_SLOT_RECORD_VERSION 2u
 struct ondisk_slot_record {
 	uint32_t version;     /* ONDISK_SLOT_RECORD_VERSION */
 	uint32_t used;        /* blocks written: header, summaries, data */
@@ -383,16 +411,30 @@ struct ondisk_slot_record {
 	uint64_t reserved0;   /* zero (its oldest batch is in its header) */
 	uint64_t last_seq;    /* its newest batch */
 	uint32_t tombs;       /* TRIM, ZERO and TOMB entries in it */
-	uint8_t reserved[16];
+	uint32_t slot;        /* where it is on this node */
+	uint8_t reserved[12];
 	uint32_t crc;
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_slot_record) == 64, "slot record size");
 _Static_assert(offsetof(struct ondisk_slot_record, generation) == 16, "slot record generation");
+_Static_assert(offsetof(struct ondisk_slot_record, slot) == 44, "slot record slot");
 
+/* The segment (family_uid, sno) is this record's key; the rest is its value. No
+ * padding: the engine compares records with memcmp. */
 struct slot_record {
-	uint64_t volume_id, generation, last_seq;
-	uint32_t used, tombs;
+	uint64_t family_uid, volume_id, generation, last_seq;
+	uint32_t sno, used, tombs, slot;
 };
+_Static_assert(sizeof(struct slot_record) == 48, "slot_record has no padding");
+
+#define ONDISK_FAMILY_RECORD_VERSION 1u
+struct ondisk_family_record {
+	uint32_t version;  /* ONDISK_FAMILY_RECORD_VERSION */
+	uint32_t next_sno; /* segment numbers below it may have been given out */
+	uint8_t reserved[52];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_family_record) == 64, "family record size");
 
 void ondisk_checkpoint_encode(uint64_t seq, struct ondisk_checkpoint *out);
 int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
@@ -412,12 +454,20 @@ int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
 void ondisk_volume_key(uint64_t volume_id, uint8_t key[ONDISK_VOLUME_KEY_LEN]);
 void ondisk_map_key(uint64_t volume_id, uint64_t chunk, uint8_t key[ONDISK_MAP_KEY_LEN]);
 void ondisk_alias_key(uint64_t layer_id, uint8_t key[ONDISK_ALIAS_KEY_LEN]);
-#define ONDISK_SLOT_KEY_LEN 5u
-void ondisk_slot_key(uint32_t slot, uint8_t key[ONDISK_SLOT_KEY_LEN]);
+#define ONDISK_SLOT_KEY_LEN 13u
+void ondisk_slot_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_SLOT_KEY_LEN]);
 /* -EPROTO unless key is a slot key. */
-int ondisk_slot_key_decode(const void *key, size_t len, uint32_t *slot);
+int ondisk_slot_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno);
+#define ONDISK_FAMILY_KEY_LEN 9u
+void ondisk_family_key(uint64_t family_uid, uint8_t key[ONDISK_FAMILY_KEY_LEN]);
+/* -EPROTO unless key is a family key. */
+int ondisk_family_key_decode(const void *key, size_t len, uint64_t *family_uid);
+void ondisk_family_record_encode(uint32_t next_sno, struct ondisk_family_record *out);
+/* 0, -EINVAL (length), -EILSEQ (crc), -EPROTO (version) */
+int ondisk_family_record_decode(const void *buf, size_t len, uint32_t *next_sno);
 void ondisk_slot_record_encode(const struct slot_record *r, struct ondisk_slot_record *out);
-/* 0, -EINVAL (length), -EILSEQ (crc), -EPROTO (version, or used 0) */
+/* Fills r but its key's fields (family_uid, sno). 0, -EINVAL (length), -EILSEQ (crc),
+ * -EPROTO (version, or used 0) */
 int ondisk_slot_record_decode(const void *buf, size_t len, struct slot_record *r);
 /* -EPROTO unless key is an alias key. */
 int ondisk_alias_key_decode(const void *key, size_t len, uint64_t *layer_id);

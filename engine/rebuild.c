@@ -369,6 +369,9 @@ static int scan(struct rebuild *rb)
 			break;
 		if (seg_header_decode(eng, eng->gc_buf, &h) < 0)
 			continue;
+		r = seg_note_header(eng, i, &h);
+		if (r < 0)
+			break;
 		if (h.generation > rb->max_gen)
 			rb->max_gen = h.generation;
 		if (h.volume_id > rb->max_id)

@@ -361,11 +361,15 @@ static int scan_slot(void *arg, uint32_t slot, const struct segment_header *h)
 	struct replay *rp = arg;
 	struct engine *eng = rp->eng;
 	struct engine_volume *vol;
+	int r;
 
 	if (!h)
 		return 0; /* free */
 	if (h->generation > rp->max_gen)
 		rp->max_gen = h->generation;
+	r = seg_note_header(eng, slot, h);
+	if (r < 0)
+		return r;
 	vol = eng_layer_for_owner(eng, h->volume_id);
 	if (h->state == ONDISK_SEG_USED && !vol) {
 		eng->slots[slot].volume_id = h->volume_id;

@@ -11,14 +11,64 @@
 #include "engine/segment.h"
 #include "metadata/meta.h"
 
+/* ---- families and their segment numbers ---- */
+
+/* uid's entry in the family table; added (next_sno 0) if `add`. NULL if absent, or
+ * without memory. Linear: a store holds hundreds of families, and only seg_open and
+ * start-up look. */
+static struct seg_family *family_find(struct engine *eng, uint64_t uid, bool add)
+{
+	struct seg_family *f;
+
+	for (size_t i = 0; i < eng->nfamilies; i++)
+		if (eng->families[i].uid == uid)
+			return &eng->families[i];
+	if (!add)
+		return NULL;
+	f = realloc(eng->families, (eng->nfamilies + 1) * sizeof(*f));
+	if (!f)
+		return NULL;
+	eng->families = f;
+	f = &eng->families[eng->nfamilies++];
+	*f = (struct seg_family){ .uid = uid };
+	return f;
+}
+
+/* Raises uid's counter to `next` at least: the numbers below it stay spent. */
+static struct seg_family *family_restart(struct engine *eng, uint64_t uid, uint32_t next)
+{
+	struct seg_family *f = family_find(eng, uid, true);
+
+	if (f && next > f->next_sno)
+		f->next_sno = next;
+	return f;
+}
+
+int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_header *h)
+{
+	if (h->state == ONDISK_SEG_USED) {
+		eng->slots[slot].family_uid = h->family_uid;
+		eng->slots[slot].sno = h->sno;
+	}
+	/* a FREE header's number was spent too; UINT32_MAX leaves the counter full */
+	return family_restart(eng, h->family_uid,
+			      h->sno == UINT32_MAX ? UINT32_MAX : h->sno + 1) ? 0 : -ENOMEM;
+}
+
 /* ---- open, seal, release ---- */
 
 int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
 {
 	uint32_t keep = who == SLOT_FOR_GC ? 0 : who == SLOT_FOR_TRIM ? 1 : eng->gc_reserve;
+	struct seg_family *f;
 
 	if (eng->nfree <= keep)
 		return -ENOSPC;
+	f = family_find(eng, vol->rec.uid, true);
+	if (!f)
+		return -ENOMEM;
+	if (f->next_sno == UINT32_MAX)
+		return -EOVERFLOW;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot *s = &eng->slots[i];
 
@@ -27,6 +77,8 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
 		memset(s, 0, sizeof(*s));
 		s->state = SLOT_OPEN;
 		s->volume_id = vol->rec.volume_id;
+		s->family_uid = f->uid;
+		s->sno = f->next_sno++;
 		s->generation = eng->next_gen++;
 		s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
 		eng->nfree--;
@@ -83,7 +135,8 @@ static void header_encode(const struct engine *eng, uint32_t slot, enum ondisk_s
 {
 	const struct slot *s = &eng->slots[slot];
 	struct segment_header h = { .state = state, .volume_id = s->volume_id,
-				    .generation = s->generation, .first_seq = first_seq };
+				    .generation = s->generation, .first_seq = first_seq,
+				    .family_uid = s->family_uid, .sno = s->sno };
 
 	memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
 	ondisk_segment_header_encode(&h, buf);
@@ -265,9 +318,10 @@ static struct slot_record settled_record(const struct engine *eng, uint32_t i, u
 	if (s->state != SLOT_SEALED || s->used == 0 || s->pending || s->broken || s->freeing ||
 	    s->records || s->last_seq > seq)
 		return (struct slot_record){ 0 };
-	return (struct slot_record){ .volume_id = s->volume_id, .generation = s->generation,
+	return (struct slot_record){ .family_uid = s->family_uid, .sno = s->sno,
+				     .volume_id = s->volume_id, .generation = s->generation,
 				     .last_seq = s->last_seq,
-				     .used = s->used, .tombs = s->tombs };
+				     .used = s->used, .tombs = s->tombs, .slot = i };
 }
 
 static int table_alloc(struct engine *eng)
@@ -278,30 +332,90 @@ static int table_alloc(struct engine *eng)
 	return eng->seg_table ? 0 : -ENOMEM;
 }
 
+static void put_slot_record(struct meta_batch *mb, const struct slot_record *r)
+{
+	uint8_t key[ONDISK_SLOT_KEY_LEN];
+	struct ondisk_slot_record rec;
+
+	ondisk_slot_key(r->family_uid, r->sno, key);
+	ondisk_slot_record_encode(r, &rec);
+	meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+}
+
+static void delete_slot_record(struct meta_batch *mb, const struct slot_record *r)
+{
+	uint8_t key[ONDISK_SLOT_KEY_LEN];
+
+	ondisk_slot_key(r->family_uid, r->sno, key);
+	meta_batch_delete(mb, key, sizeof(key));
+}
+
+/* Deletes every key of the one-letter prefix p: what the metadata holds there is not
+ * known (a checkpoint that did not land). */
+static void delete_prefix(struct meta_batch *mb, char p)
+{
+	const uint8_t begin[1] = { (uint8_t)p }, end[1] = { (uint8_t)(p + 1) };
+
+	meta_batch_delete_range(mb, begin, sizeof(begin), end, sizeof(end));
+}
+
+static bool family_has_layer(const struct engine *eng, uint64_t uid)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == uid)
+			return true;
+	return false;
+}
+
+/* The families' counters that changed. A family without a layer any more loses its
+ * record (nothing opens a segment of it again); its entry stays, so that its uid is
+ * not drawn again while this engine runs (start-up notes the headers that name it). */
+static void capture_families(struct engine *eng, struct meta_batch *mb, bool unsure)
+{
+	if (unsure)
+		delete_prefix(mb, 'F');
+	for (size_t i = 0; i < eng->nfamilies; i++) {
+		struct seg_family *f = &eng->families[i];
+		uint8_t key[ONDISK_FAMILY_KEY_LEN];
+		struct ondisk_family_record rec;
+
+		ondisk_family_key(f->uid, key);
+		if (!family_has_layer(eng, f->uid)) {
+			if (f->saved_sno && !unsure)
+				meta_batch_delete(mb, key, sizeof(key));
+			f->saved_sno = 0;
+		} else if (f->next_sno != f->saved_sno || unsure) {
+			ondisk_family_record_encode(f->next_sno, &rec);
+			meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+			f->saved_sno = f->next_sno;
+		}
+	}
+}
+
 int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq)
 {
+	bool unsure = eng->seg_table_unsure;
 	int r = table_alloc(eng);
 
 	if (r < 0)
 		return r;
+	if (unsure)
+		delete_prefix(mb, 'T');
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot_record now = settled_record(eng, i, seq);
 		struct slot_record *was = &eng->seg_table[i];
-		uint8_t key[ONDISK_SLOT_KEY_LEN];
 
-		if (!eng->seg_table_unsure && !memcmp(&now, was, sizeof(now)))
+		if (!unsure && !memcmp(&now, was, sizeof(now)))
 			continue;
-		ondisk_slot_key(i, key);
-		if (now.used) {
-			struct ondisk_slot_record rec;
-
-			ondisk_slot_record_encode(&now, &rec);
-			meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
-		} else if (was->used || eng->seg_table_unsure) {
-			meta_batch_delete(mb, key, sizeof(key));
-		}
+		/* the key is the segment: another segment in the slot has another key */
+		if (was->used && !unsure &&
+		    (!now.used || was->family_uid != now.family_uid || was->sno != now.sno))
+			delete_slot_record(mb, was);
+		if (now.used)
+			put_slot_record(mb, &now);
 		*was = now;
 	}
+	capture_families(eng, mb, unsure);
 	eng->seg_table_unsure = false;
 	return 0;
 }
@@ -311,29 +425,72 @@ void seg_table_unsure(struct engine *eng)
 	eng->seg_table_unsure = true;
 }
 
-int seg_table_load(struct engine *eng)
+/* A "T" record: kept at its slot, unless one of a later use of the slot is there. A
+ * record that does not decode is no record: that segment's log is walked. */
+static int load_slot_record(struct engine *eng, const void *key, size_t klen,
+			    const void *val, size_t vlen)
+{
+	struct slot_record rec;
+
+	if (ondisk_slot_record_decode(val, vlen, &rec) < 0 ||
+	    ondisk_slot_key_decode(key, klen, &rec.family_uid, &rec.sno) < 0 ||
+	    rec.slot >= eng->sb.segment_count)
+		return 0;
+	if (eng->seg_table[rec.slot].used)
+		eng->seg_table_unsure = true; /* the next checkpoint drops the other one */
+	if (rec.generation >= eng->seg_table[rec.slot].generation)
+		eng->seg_table[rec.slot] = rec;
+	return 0;
+}
+
+/* An "F" record: the family's counter restarts at least there. */
+static int load_family_record(struct engine *eng, const void *key, size_t klen,
+			      const void *val, size_t vlen)
+{
+	struct seg_family *f;
+	uint64_t uid;
+	uint32_t next;
+
+	if (ondisk_family_key_decode(key, klen, &uid) < 0 ||
+	    ondisk_family_record_decode(val, vlen, &next) < 0)
+		return 0; /* the headers still give every number in use */
+	f = family_restart(eng, uid, next);
+	if (!f)
+		return -ENOMEM;
+	f->saved_sno = next;
+	return 0;
+}
+
+/* Calls load on every record under the one-letter prefix p. */
+static int load_prefix(struct engine *eng, char p,
+		       int (*load)(struct engine *eng, const void *key, size_t klen,
+				   const void *val, size_t vlen))
 {
 	struct meta_iter *it;
-	int r = table_alloc(eng);
+	const char prefix[1] = { p };
+	int r = meta_iter_create(eng->meta, prefix, 1, &it);
 
-	if (r == 0)
-		r = meta_iter_create(eng->meta, "T", 1, &it);
-	if (r < 0)
-		return r;
-	for (; meta_iter_valid(it); meta_iter_next(it)) {
+	for (; r == 0 && meta_iter_valid(it); meta_iter_next(it)) {
 		size_t klen, vlen;
 		const void *key = meta_iter_key(it, &klen);
 		const void *val = meta_iter_value(it, &vlen);
-		struct slot_record rec;
-		uint32_t slot;
 
-		/* a record that does not decode is no record: that slot's log is walked */
-		if (ondisk_slot_key_decode(key, klen, &slot) == 0 && slot < eng->sb.segment_count &&
-		    ondisk_slot_record_decode(val, vlen, &rec) == 0)
-			eng->seg_table[slot] = rec;
+		r = load(eng, key, klen, val, vlen);
 	}
-	r = meta_iter_status(it);
+	if (r == 0)
+		r = meta_iter_status(it);
 	meta_iter_destroy(it);
+	return r;
+}
+
+int seg_table_load(struct engine *eng)
+{
+	int r = table_alloc(eng);
+
+	if (r == 0)
+		r = load_prefix(eng, 'T', load_slot_record);
+	if (r == 0)
+		r = load_prefix(eng, 'F', load_family_record);
 	return r;
 }
 
@@ -343,14 +500,17 @@ bool seg_table_restore(struct engine *eng, uint32_t slot, const struct segment_h
 	const struct slot_record *rec = eng->seg_table ? &eng->seg_table[slot] : NULL;
 	struct slot *s = &eng->slots[slot];
 
-	/* the same segment (generations are never reused), and one the checkpoint that
-	 * start-up loaded covers whole: a record a later checkpoint left behind without
-	 * its "C" record (RocksDB persisted part of it) does not count */
+	/* the same segment (its id, and the same use of the slot: generations are never
+	 * reused), and one the checkpoint that start-up loaded covers whole: a record a
+	 * later checkpoint left behind without its "C" record (RocksDB persisted part of
+	 * it) does not count */
 	if (!rec || !rec->used || h->state != ONDISK_SEG_USED || rec->generation != h->generation ||
-	    rec->last_seq > ckpt_seq)
+	    rec->family_uid != h->family_uid || rec->sno != h->sno || rec->last_seq > ckpt_seq)
 		return false;
 	s->state = SLOT_SEALED;
 	s->volume_id = volume_id;
+	s->family_uid = rec->family_uid;
+	s->sno = rec->sno;
 	s->generation = rec->generation;
 	s->used = rec->used;
 	s->first_seq = h->first_seq; /* its first batch's, as a walk finds: the run's own

@@ -55,6 +55,8 @@ enum slot_state { SLOT_FREE = 0, SLOT_OPEN, SLOT_SEALED };
 struct slot {
 	enum slot_state state;
 	uint64_t volume_id;
+	uint64_t family_uid; /* with sno: the id of the segment in it (its header's) */
+	uint32_t sno;
 	uint64_t generation;
 	uint64_t last_seq;  /* newest batch: the segment's age for the cleaner */
 	uint32_t live;      /* blocks some volume's map points at */
@@ -68,6 +70,13 @@ struct slot {
 	bool freeing;       /* its FREE header is being written: not reused meanwhile */
 	bool broken;        /* a write here failed: nothing after it can be replayed */
 	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
+};
+
+/* A family (the layers sharing a uid) and the next number its segments take. */
+struct seg_family {
+	uint64_t uid;
+	uint32_t next_sno; /* numbers below it may have been given out: never again */
+	uint32_t saved_sno; /* what its "F" record in the metadata says (0: none) */
 };
 
 /* Who asks for a slot decides how deep into the reserve it may go. */
@@ -113,9 +122,11 @@ void seg_buf_free(void *buf);
 
 /* ---- the segment calls (segment.c): by slot, on eng's slot table ---- */
 
-/* open: gives vol a fresh slot (vol->open_slot; the one it had is sealed). Writes
+/* open: gives vol a fresh slot (vol->open_slot; the one it had is sealed) for the next
+ * segment of its family (vol->rec.uid), numbered by the family's counter. Writes
  * leave gc_reserve slots to the cleaner; trims, which free space, may use all but the
- * last one. -ENOSPC when none is left for `who`. */
+ * last one. -ENOSPC when none is left for `who`; -ENOMEM; -EOVERFLOW when the family
+ * has used up its 2^32 segment numbers. */
 int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who);
 /* append: nblocks blocks of buf at block `block` of slot's segment (its write
  * pointer, reserved by the caller in slot.used). The first append (block 0) carries
@@ -156,6 +167,10 @@ int seg_list_sync(struct engine *eng,
 /* Decodes a segment's header block (buf: QUILL_BLOCK_SIZE): 0 if it is one of this
  * store's, -EINVAL otherwise. */
 int seg_header_decode(const struct engine *eng, const void *buf, struct segment_header *h);
+/* Start-up, for every header found (USED or FREE): the slot takes the segment's id
+ * (USED), and its family's counter restarts past its number, so that no number is
+ * given out twice. -ENOMEM. */
+int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_header *h);
 
 /* The completions of the calls above (engine_poll and friends): store.h's meaning. */
 int seg_poll(struct engine *eng, int timeout_ms);
@@ -176,7 +191,7 @@ struct meta_batch;
 int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq);
 /* The checkpoint of the last capture did not land: the next one writes every record. */
 void seg_table_unsure(struct engine *eng);
-/* Start-up: the records of the stored table. */
+/* Start-up: the records of the stored table, and the families' counters. */
 int seg_table_load(struct engine *eng);
 /* Start-up: if slot's record says the segment whose header is h is settled and the
  * checkpoint at ckpt_seq covers it, sets the slot's state from it (sealed, owned by

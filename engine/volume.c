@@ -1,9 +1,11 @@
 /* engine/volume.c — the volume catalog: layers by id and name, volume create, delete,
  * resize, import, info, list, and the handles that open them. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/log.h"
 #include "common/volspec.h"
@@ -132,6 +134,53 @@ uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb)
 	return id;
 }
 
+/* Is uid free for a new family on this node: not 0 or the catalog's, and named by no
+ * layer, no tombstone and no segment here (a deleted family's segments may still be
+ * on disk)? */
+static bool family_uid_unused(const struct engine *eng, uint64_t uid)
+{
+	if (uid == 0 || uid == ONDISK_CATALOG_UID)
+		return false;
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == uid)
+			return false;
+	for (size_t i = 0; i < eng->ndead; i++)
+		if (eng->dead[i].rec.uid == uid)
+			return false;
+	for (size_t i = 0; i < eng->nfamilies; i++)
+		if (eng->families[i].uid == uid)
+			return false;
+	return true;
+}
+
+/* Reserves uid for a new family. On one node the local check is the whole of it;
+ * in a cluster, this is where the etcd reservation goes (a transaction that creates
+ * families/<uid> only if it does not exist: docs/engine.md, "Next: cluster-wide
+ * segment ids"), and a refusal means draw again. */
+static bool family_uid_reserve(const struct engine *eng, uint64_t uid)
+{
+	return family_uid_unused(eng, uid);
+}
+
+int eng_family_uid_new(struct engine *eng, uint64_t *uid)
+{
+	/* 63 random bits (the control protocol's JSON carries ids as signed 64-bit
+	 * integers): a draw that is taken is next to impossible, and a few tries are
+	 * enough unless the random source is broken */
+	for (int tries = 0; tries < 16; tries++) {
+		ssize_t n = getrandom(uid, sizeof(*uid), 0);
+
+		if (n < 0)
+			return -errno;
+		if (n != sizeof(*uid))
+			return -EIO;
+		*uid &= INT64_MAX;
+		if (family_uid_reserve(eng, *uid))
+			return 0;
+	}
+	return -EAGAIN;
+}
+
 void eng_batch_delete_layer(struct engine *eng, struct meta_batch *mb, uint64_t id)
 {
 	uint8_t key[ONDISK_VOLUME_KEY_LEN], begin[ONDISK_MAP_KEY_LEN], end[ONDISK_MAP_KEY_LEN];
@@ -165,8 +214,12 @@ int eng_volume_add_new(struct engine *eng, struct meta_batch *mb, struct volume_
 {
 	int r;
 
+	r = eng_family_uid_new(eng, &rec->uid);
+	if (r < 0) {
+		meta_batch_destroy(mb);
+		return r;
+	}
 	rec->volume_id = eng_take_layer_id(eng, mb);
-	rec->uid = rec->volume_id;
 	rec->kind = ONDISK_LAYER_VOLUME;
 	rec->created_ns = eng_now_realtime_ns();
 	eng_batch_put_record(mb, rec);

@@ -393,8 +393,10 @@ static int scan_slot(struct inspect *in, uint32_t idx)
 		printf("slot %u at offset %" PRIu64 ": %s", idx, off, kind_str(si->kind));
 	if (si->kind == SK_USED || si->kind == SK_FREE) {
 		if (verbose)
-			printf(", volume %" PRIu64 ", generation %" PRIu64 ", first seq %" PRIu64,
-			       si->h.volume_id, si->h.generation, si->h.first_seq);
+			printf(", volume %" PRIu64 ", generation %" PRIu64 ", first seq %" PRIu64
+			       ", segment %016" PRIx64 ":%" PRIu32 ", epoch %" PRIu64,
+			       si->h.volume_id, si->h.generation, si->h.first_seq,
+			       si->h.family_uid, si->h.sno, si->h.epoch);
 	}
 	if (verbose)
 		printf("\n");
@@ -419,21 +421,49 @@ static int cmp_gen(const void *a, const void *b)
 	return x->h.generation < y->h.generation ? -1 : x->h.generation > y->h.generation;
 }
 
-static void check_generations(struct inspect *in)
+static void gen_str(const struct slot_info *si, char *out, size_t len)
+{
+	snprintf(out, len, "generation %" PRIu64, si->h.generation);
+}
+
+/* A segment's id (family uid, number) is unique: two slots with one id would be two
+ * logs that the map and the segment table cannot tell apart. */
+static int cmp_id(const void *a, const void *b)
+{
+	const struct slot_info *x = *(const struct slot_info *const *)a;
+	const struct slot_info *y = *(const struct slot_info *const *)b;
+
+	if (x->h.family_uid != y->h.family_uid)
+		return x->h.family_uid < y->h.family_uid ? -1 : 1;
+	return x->h.sno < y->h.sno ? -1 : x->h.sno > y->h.sno;
+}
+
+static void id_str(const struct slot_info *si, char *out, size_t len)
+{
+	snprintf(out, len, "segment id %016" PRIx64 ":%" PRIu32, si->h.family_uid, si->h.sno);
+}
+
+/* Damage wherever two used slots compare equal under cmp: what should be unique. */
+static void check_unique(struct inspect *in, int (*cmp)(const void *, const void *),
+			 void (*str)(const struct slot_info *, char *, size_t))
 {
 	struct slot_info **v = calloc(in->sb.segment_count, sizeof(*v));
 	uint32_t n = 0;
+	char what[64];
 
 	if (!v)
 		return;
 	for (uint32_t i = 0; i < in->sb.segment_count; i++)
 		if (in->slots[i].kind == SK_USED)
 			v[n++] = &in->slots[i];
-	qsort(v, n, sizeof(*v), cmp_gen);
-	for (uint32_t i = 1; i < n; i++)
-		if (v[i]->h.generation == v[i - 1]->h.generation)
-			damage(in, "slots %td and %td share generation %" PRIu64, v[i - 1] - in->slots,
-			       v[i] - in->slots, v[i]->h.generation);
+	qsort(v, n, sizeof(*v), cmp);
+	for (uint32_t i = 1; i < n; i++) {
+		if (cmp(&v[i - 1], &v[i]) != 0)
+			continue;
+		str(v[i], what, sizeof(what));
+		damage(in, "slots %td and %td share %s", v[i - 1] - in->slots, v[i] - in->slots,
+		       what);
+	}
 	free(v);
 }
 
@@ -466,18 +496,23 @@ static void check_seqs(struct inspect *in)
 
 static void print_segments(const struct inspect *in)
 {
-	printf("slot  state       volume  generation  first_seq  last_seq  batches  data  end\n");
+	/* segment: its id, family uid and number (docs/format.md, "Segment ids") */
+	printf("slot  state       volume  generation  first_seq  last_seq  batches  data  end  "
+	       "segment\n");
 	for (uint32_t i = 0; i < in->sb.segment_count; i++) {
 		const struct slot_info *si = &in->slots[i];
 
 		if (si->kind == SK_USED)
 			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "  %9" PRIu64 "  %8" PRIu64
-			       "  %7u  %4" PRIu64 "  %3u%s\n", i, kind_str(si->kind), si->h.volume_id,
-			       si->h.generation, si->h.first_seq, si->last_seq, si->batches,
-			       si->data_blocks, si->end_block, si->torn ? "  torn tail" : "");
+			       "  %7u  %4" PRIu64 "  %3u  %016" PRIx64 ":%" PRIu32 "%s\n", i,
+			       kind_str(si->kind), si->h.volume_id, si->h.generation,
+			       si->h.first_seq, si->last_seq, si->batches, si->data_blocks,
+			       si->end_block, si->h.family_uid, si->h.sno,
+			       si->torn ? "  torn tail" : "");
 		else if (si->kind == SK_FREE)
-			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "\n", i, kind_str(si->kind),
-			       si->h.volume_id, si->h.generation);
+			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "  %016" PRIx64 ":%" PRIu32 "\n",
+			       i, kind_str(si->kind), si->h.volume_id, si->h.generation,
+			       si->h.family_uid, si->h.sno);
 		else if (si->kind != SK_NEVER)
 			printf("%4u  %-10s\n", i, kind_str(si->kind));
 		else {
@@ -633,7 +668,8 @@ int main(int argc, char **argv)
 		goto out_free;
 	}
 	judge_bad(&in);
-	check_generations(&in);
+	check_unique(&in, cmp_gen, gen_str);
+	check_unique(&in, cmp_id, id_str);
 	check_seqs(&in);
 	if (in.list_segments)
 		print_segments(&in);

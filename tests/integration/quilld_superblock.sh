@@ -90,6 +90,40 @@ flip $((main + 20))
 flip $((copy + 20))
 log "both copies bad: refused, store unchanged"
 
+# set_version V: both superblocks claim format version V, their CRC32C resealed
+set_version()
+{
+	python3 - "$STORE" "$1" "$main" "$copy" <<'PY'
+import struct, sys
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+assert crc32c(b"123456789") == 0xE3069283
+with open(sys.argv[1], "r+b") as f:
+    for off in (int(sys.argv[3]), int(sys.argv[4])):
+        f.seek(off)
+        blk = bytearray(f.read(4096))
+        blk[8:12] = struct.pack("<I", int(sys.argv[2]))
+        blk[4092:4096] = b"\0" * 4
+        blk[4092:4096] = struct.pack("<I", crc32c(bytes(blk)))
+        f.seek(off)
+        f.write(blk)
+PY
+}
+
+# a store of format version 3 (segments named by slot): refused, said so, untouched
+set_version 3
+refused_start "store of format version 3; this quill reads version 4 only"
+set_version 4
+"$INSPECT" "$STORE" --no-data >"$WORK/inspect" || fail "version 4 again: $(cat "$WORK/inspect")"
+log "a version 3 store: refused with its version named, store unchanged"
+
 # zeroed first 4 KiB and no metadata directory: refused, nothing created
 dd if=/dev/zero of="$STORE" bs=4096 count=1 conv=notrunc status=none
 mv "$WORK/node/meta" "$WORK/meta.away"

@@ -271,7 +271,9 @@ Test(engine, volume_ids_are_not_reused)
 	cr_assert_eq(engine_volume_delete(eng, "v"), 0);
 	reopen_engine();
 	cr_assert_eq(engine_volume_create(eng, "v", VOL_SIZE), 0);
-	cr_assert_gt(info("v").id, id);
+	cr_assert_neq(info("v").id, id, "a new family uid");
+	cr_assert_gt(info("v").id, ONDISK_CATALOG_UID, "never 0 or the catalog's");
+	cr_assert_leq(info("v").id, (uint64_t)INT64_MAX, "fits the control protocol's JSON");
 }
 
 Test(engine, volume_create_refuses_a_taken_name)

@@ -113,7 +113,10 @@ Test(ondisk, superblock_of_an_older_version_is_refused_and_says_so)
 {
 	struct ondisk_superblock d = sb_encoded();
 
-	cr_assert_eq(QUILL_FORMAT_VERSION, 3);
+	cr_assert_eq(QUILL_FORMAT_VERSION, 4);
+	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 4);
+	d.version = 3; /* segments named by slot, volumes by the store's counter */
+	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
 	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 3);
 	d.version = 2; /* no ZERO entries: would take them for a damaged summary */
 	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
@@ -169,6 +172,9 @@ static const struct segment_header good_hdr = {
 	.generation = 0xabcdef0123ull,
 	.first_seq = 777,
 	.uuid = { 9, 8, 7, 6, 5, 4, 3, 2, 1 },
+	.family_uid = 0x0123456789abcdefull,
+	.sno = 0xfedcba98u,
+	.epoch = 31,
 };
 
 static struct ondisk_segment_header hdr_encoded(void)
@@ -193,7 +199,33 @@ Test(ondisk, segment_header_round_trip)
 		cr_assert_eq(h.generation, in.generation);
 		cr_assert_eq(h.first_seq, in.first_seq);
 		cr_assert_arr_eq(h.uuid, in.uuid, sizeof(h.uuid));
+		cr_assert_eq(h.family_uid, in.family_uid);
+		cr_assert_eq(h.sno, in.sno);
+		cr_assert_eq(h.epoch, in.epoch);
 	}
+	/* the id sits where docs/format.md says */
+	cr_assert_eq(d.family_uid, in.family_uid);
+	cr_assert_eq(d.segment_no, in.sno);
+	cr_assert_eq(d.epoch, in.epoch);
+}
+
+Test(ondisk, segment_header_without_a_family_is_refused)
+{
+	struct ondisk_segment_header d = hdr_encoded();
+
+	d.family_uid = 0; /* a segment nothing could name */
+	cr_assert_eq(DECODE_RESEALED(ondisk_segment_header_decode, d, &hdr_out), -EPROTO);
+	d = hdr_encoded();
+	d.reserved0 = 1;
+	cr_assert_eq(DECODE_RESEALED(ondisk_segment_header_decode, d, &hdr_out), -EPROTO);
+}
+
+Test(ondisk, segment_header_of_version_3_is_refused)
+{
+	struct ondisk_segment_header d = hdr_encoded();
+
+	d.version = 3;
+	cr_assert_eq(DECODE_RESEALED(ondisk_segment_header_decode, d, &hdr_out), -EPROTO);
 }
 
 Test(ondisk, segment_header_rejects_short_buffer)
@@ -475,6 +507,7 @@ static const struct volume_record good_vol = {
 	.size = 1ull << 40,
 	.created_ns = 99,
 	.name = "vm-disk.0_A",
+	.uid = 0x8badf00ddeadbeefull,
 };
 
 Test(ondisk, volume_record_keeps_the_damaged_flag_and_refuses_unknown_ones)
@@ -667,15 +700,17 @@ Test(ondisk, volume_record_keeps_its_layer_fields)
 	cr_assert_eq(v.uid, 3);
 }
 
-Test(ondisk, volume_record_without_uid_is_its_own_volume)
+/* Version 4: every layer names its family (what its segments' ids start with). */
+Test(ondisk, volume_record_without_a_family_uid_is_refused)
 {
 	struct ondisk_volume_record d;
 	struct volume_record v;
 
 	ondisk_volume_record_encode(&good_vol, &d);
-	d.uid = 0; /* written before snapshots existed */
-	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), 0);
-	cr_assert_eq(v.uid, good_vol.volume_id);
+	cr_assert_eq(ondisk_volume_record_decode(&d, sizeof(d), &v), 0);
+	cr_assert_eq(v.uid, good_vol.uid);
+	d.uid = 0;
+	cr_assert_eq(DECODE_RESEALED(ondisk_volume_record_decode, d, &v), -EPROTO);
 }
 
 Test(ondisk, volume_record_rejects_impossible_layer_links)
@@ -711,6 +746,69 @@ Test(ondisk, alias_key_round_trip)
 	cr_assert_eq(ondisk_alias_key_decode(key, sizeof(key) - 1, &id), -EPROTO);
 	key[0] = 'M';
 	cr_assert_eq(ondisk_alias_key_decode(key, sizeof(key), &id), -EPROTO);
+}
+
+Test(ondisk, slot_key_names_the_segment_and_sorts_by_family_then_number)
+{
+	uint8_t a[ONDISK_SLOT_KEY_LEN], b[ONDISK_SLOT_KEY_LEN];
+	uint64_t uid;
+	uint32_t sno;
+
+	ondisk_slot_key(0x0102030405060708ull, 0x0a0b0c0du, a);
+	cr_assert_eq(a[0], 'T');
+	cr_assert_eq(a[1], 0x01, "big-endian uid");
+	cr_assert_eq(a[9], 0x0a, "big-endian number");
+	cr_assert_eq(ondisk_slot_key_decode(a, sizeof(a), &uid, &sno), 0);
+	cr_assert_eq(uid, 0x0102030405060708ull);
+	cr_assert_eq(sno, 0x0a0b0c0du);
+	ondisk_slot_key(0x0102030405060708ull, 0x0a0b0c0eu, b);
+	cr_assert_lt(memcmp(a, b, sizeof(a)), 0);
+	ondisk_slot_key(0x0102030405060709ull, 0, b);
+	cr_assert_lt(memcmp(a, b, sizeof(a)), 0);
+	cr_assert_eq(ondisk_slot_key_decode(a, sizeof(a) - 1, &uid, &sno), -EPROTO);
+	a[0] = 'F';
+	cr_assert_eq(ondisk_slot_key_decode(a, sizeof(a), &uid, &sno), -EPROTO);
+}
+
+Test(ondisk, slot_record_round_trip_carries_the_slot)
+{
+	struct slot_record in = { .volume_id = 7, .generation = 99, .last_seq = 1234,
+				  .used = 50, .tombs = 3, .slot = 4242 }, out;
+	struct ondisk_slot_record d;
+
+	ondisk_slot_record_encode(&in, &d);
+	cr_assert_eq(d.slot, 4242);
+	cr_assert_eq(ondisk_slot_record_decode(&d, sizeof(d), &out), 0);
+	cr_assert_eq(out.slot, 4242);
+	cr_assert_eq(out.generation, 99);
+	cr_assert_eq(out.last_seq, 1234);
+	cr_assert_eq(out.used, 50);
+	cr_assert_eq(out.tombs, 3);
+	d.version = 1; /* version 3's, keyed by slot */
+	cr_assert_eq(DECODE_RESEALED(ondisk_slot_record_decode, d, &out), -EPROTO);
+}
+
+Test(ondisk, family_key_and_record_round_trip)
+{
+	uint8_t key[ONDISK_FAMILY_KEY_LEN];
+	struct ondisk_family_record d;
+	uint64_t uid;
+	uint32_t next;
+
+	ondisk_family_key(0x1122334455667788ull, key);
+	cr_assert_eq(key[0], 'F');
+	cr_assert_eq(ondisk_family_key_decode(key, sizeof(key), &uid), 0);
+	cr_assert_eq(uid, 0x1122334455667788ull);
+	cr_assert_eq(ondisk_family_key_decode(key, sizeof(key) - 1, &uid), -EPROTO);
+	ondisk_family_record_encode(77, &d);
+	cr_assert_eq(ondisk_family_record_decode(&d, sizeof(d), &next), 0);
+	cr_assert_eq(next, 77);
+	cr_assert_eq(ondisk_family_record_decode(&d, sizeof(d) - 1, &next), -EINVAL);
+	d.next_sno ^= 1;
+	cr_assert_eq(ondisk_family_record_decode(&d, sizeof(d), &next), -EILSEQ);
+	d.next_sno ^= 1;
+	d.version = 2;
+	cr_assert_eq(DECODE_RESEALED(ondisk_family_record_decode, d, &next), -EPROTO);
 }
 
 /* ---- the catalog in the log: layer and tomb blocks ---- */

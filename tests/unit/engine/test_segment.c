@@ -7,7 +7,9 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
@@ -18,6 +20,7 @@
 TestSuite(segment, .init = setup, .fini = teardown);
 
 #define TEST_LAYER 4242u
+#define TEST_FAMILY 0x5eed0f0f1234ull
 
 static struct engine_volume layer;
 
@@ -27,6 +30,7 @@ static void open_scratch(void)
 	memset(&layer, 0, sizeof(layer));
 	layer.eng = eng;
 	layer.rec.volume_id = TEST_LAYER;
+	layer.rec.uid = TEST_FAMILY;
 	layer.open_slot = -1;
 }
 
@@ -210,7 +214,8 @@ Test(segment, list_names_only_this_stores_headers_and_stops_on_request)
 {
 	struct listing l = { 0 };
 	uint8_t *buf, *other = seg_buf_alloc(BLK);
-	struct segment_header h = { .state = ONDISK_SEG_USED, .volume_id = 1, .generation = 1 };
+	struct segment_header h = { .state = ONDISK_SEG_USED, .volume_id = 1, .generation = 1,
+				    .family_uid = TEST_FAMILY };
 	uint32_t slot, used_before;
 	struct done d = { 0 };
 
@@ -254,6 +259,7 @@ Test(segment, list_reads_every_header_of_a_store_larger_than_one_batch)
 	o.store_size = QUILL_DATA_OFFSET + 150ull * SEG_SIZE; /* headers read 64 at a time */
 	cr_assert_eq(engine_open(&o, &eng), 0);
 	eng->slots[130].volume_id = TEST_LAYER;
+	eng->slots[130].family_uid = TEST_FAMILY;
 	eng->slots[130].generation = 77;
 	cr_assert_eq(finish(seg_append(eng, 130, 0, buf, 1, 5, on_done, &d), &d), BLK);
 	cr_assert_eq(seg_list_sync(eng, list_fn, &l), 0);
@@ -484,9 +490,11 @@ Test(segment, a_crash_after_a_settled_slot_was_freed_and_reused)
 Test(segment, a_record_counts_only_for_its_generation_under_its_checkpoint)
 {
 	struct segment_header h = { .state = ONDISK_SEG_USED, .volume_id = TEST_LAYER,
-				    .generation = 9, .first_seq = 3 };
+				    .generation = 9, .first_seq = 3, .family_uid = TEST_FAMILY,
+				    .sno = 5 };
 	struct slot_record rec = { .volume_id = TEST_LAYER, .generation = 9, .last_seq = 40,
-				   .used = 12, .tombs = 2 };
+				   .used = 12, .tombs = 2, .family_uid = TEST_FAMILY, .sno = 5,
+				   .slot = 3 };
 
 	open_scratch();
 	cr_assert_not(seg_table_restore(eng, 3, &h, 100, TEST_LAYER), "no record");
@@ -495,6 +503,12 @@ Test(segment, a_record_counts_only_for_its_generation_under_its_checkpoint)
 	h.generation = 10;
 	cr_assert_not(seg_table_restore(eng, 3, &h, 100, TEST_LAYER), "another generation");
 	h.generation = 9;
+	h.sno = 6;
+	cr_assert_not(seg_table_restore(eng, 3, &h, 100, TEST_LAYER), "another segment");
+	h.sno = 5;
+	h.family_uid = TEST_FAMILY + 1;
+	cr_assert_not(seg_table_restore(eng, 3, &h, 100, TEST_LAYER), "another family's");
+	h.family_uid = TEST_FAMILY;
 	cr_assert_not(seg_table_restore(eng, 3, &h, 39, TEST_LAYER),
 		      "a record newer than the checkpoint loaded");
 	h.state = ONDISK_SEG_FREE;
@@ -507,6 +521,8 @@ Test(segment, a_record_counts_only_for_its_generation_under_its_checkpoint)
 	cr_assert_eq(eng->slots[3].last_seq, 40);
 	cr_assert_eq(eng->slots[3].first_seq, 3, "the header's");
 	cr_assert_eq(eng->slots[3].tombs, 2);
+	cr_assert_eq(eng->slots[3].family_uid, TEST_FAMILY, "the segment's id");
+	cr_assert_eq(eng->slots[3].sno, 5);
 }
 
 /* Deletes the segment table from the closed engine's metadata: the next start-up
@@ -515,14 +531,10 @@ static void drop_table(void)
 {
 	struct meta *m;
 	struct meta_batch *mb;
-	uint8_t key[ONDISK_SLOT_KEY_LEN];
 
 	cr_assert_eq(meta_open(meta_path, &m), 0);
 	cr_assert_eq(meta_batch_create(&mb), 0);
-	for (uint32_t i = 0; i < NSEGS; i++) {
-		ondisk_slot_key(i, key);
-		meta_batch_delete(mb, key, sizeof(key));
-	}
+	meta_batch_delete_range(mb, "T", 1, "U", 1);
 	cr_assert_eq(meta_batch_commit(m, mb, META_SYNC), 0);
 	meta_batch_destroy(mb);
 	meta_close(m);
@@ -569,4 +581,144 @@ Test(segment, start_up_from_the_table_equals_start_up_from_every_log)
 	expect_tagged(vol, 0, 10, 3);
 	expect_tagged(vol, 10, 3, 0);
 	expect_tagged(vol, 20, 10, 2);
+}
+
+/* ---- segment ids: (family uid, number) ---- */
+
+static const struct seg_family *family(uint64_t uid)
+{
+	for (size_t i = 0; i < eng->nfamilies; i++)
+		if (eng->families[i].uid == uid)
+			return &eng->families[i];
+	return NULL;
+}
+
+/* Opens a segment of `l` and writes its header (one block). */
+static uint32_t open_written(struct engine_volume *l, uint64_t seq)
+{
+	uint8_t *buf = tagged_blocks(1, 0);
+	struct done d = { 0 };
+	uint32_t slot;
+
+	cr_assert_eq(seg_open(eng, l, SLOT_FOR_WRITE), 0);
+	slot = (uint32_t)l->open_slot;
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 1, seq, on_done, &d), &d), BLK);
+	seg_buf_free(buf);
+	return slot;
+}
+
+Test(segment, numbers_count_per_family_and_restart_past_every_header)
+{
+	struct engine_volume other;
+	struct segment_header h;
+	uint8_t *buf = seg_buf_alloc(BLK);
+	uint32_t a0, a1, b0, a2;
+	struct done d = { 0 };
+
+	open_scratch();
+	other = layer;
+	other.rec.volume_id = TEST_LAYER + 1;
+	other.rec.uid = TEST_FAMILY + 1;
+	a0 = open_written(&layer, 5);
+	a1 = open_written(&layer, 6);
+	b0 = open_written(&other, 7);
+	cr_assert_eq(eng->slots[a0].sno, 0);
+	cr_assert_eq(eng->slots[a1].sno, 1);
+	cr_assert_eq(eng->slots[b0].sno, 0, "each family counts on its own");
+	cr_assert_eq(eng->slots[b0].family_uid, TEST_FAMILY + 1);
+	cr_assert_eq(seg_read_sync(eng, a1, 0, buf, 1), 0);
+	cr_assert_eq(seg_header_decode(eng, buf, &h), 0);
+	cr_assert_eq(h.family_uid, TEST_FAMILY, "the header names the segment");
+	cr_assert_eq(h.sno, 1);
+	cr_assert_eq(h.epoch, 0, "no cluster: epoch 0");
+
+	/* the newest segment of the family is deleted: its FREE header keeps its number */
+	seg_seal(eng, a1);
+	cr_assert_eq(finish(seg_delete(eng, a1, buf, on_done, &d), &d), BLK);
+	cr_assert_eq(seg_flush_sync(eng), 0);
+	cr_assert_eq(seg_read_sync(eng, a1, 0, buf, 1), 0);
+	cr_assert_eq(seg_header_decode(eng, buf, &h), 0);
+	cr_assert_eq(h.state, ONDISK_SEG_FREE);
+	cr_assert_eq(h.sno, 1);
+	seg_buf_free(buf);
+
+	/* the engine does not know these layers: start-up frees their segments, and the
+	 * families' counters restart past every number a header shows */
+	reopen_engine();
+	cr_assert_not_null(family(TEST_FAMILY));
+	cr_assert_eq(family(TEST_FAMILY)->next_sno, 2, "past the freed segment's number");
+	cr_assert_eq(family(TEST_FAMILY + 1)->next_sno, 1);
+	layer.eng = eng;
+	layer.open_slot = -1;
+	a2 = open_written(&layer, 8);
+	cr_assert_eq(eng->slots[a2].sno, 2, "number 1 is never given out again");
+}
+
+/* The checkpoint keeps a family's counter ("F" record): numbers whose headers are
+ * gone (their slots reused) are not given out again. */
+Test(segment, a_familys_counter_outlives_its_headers)
+{
+	struct engine_volume *vol;
+	uint64_t uid;
+	uint32_t top = 0, n = 0;
+	int fd;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	uid = info("v").id;
+	for (uint32_t lba = 0; lba < 3 * SEG_BLOCKS; lba += 16)
+		write_tagged(vol, lba, 16, 1);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	for (uint32_t i = 0; i < NSEGS; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == uid) {
+			top = eng->slots[i].sno > top ? eng->slots[i].sno : top;
+			n++;
+		}
+	cr_assert_geq(n, 3, "the writes took several segments");
+	cr_assert_eq(top, n - 1, "numbered 0, 1, 2, ... in the family");
+	engine_volume_close(vol);
+	engine_close(eng);
+	eng = NULL;
+
+	/* every header of the family gone (as if the slots were reused elsewhere) */
+	fd = open(store_path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	for (uint32_t i = 0; i < NSEGS; i++) {
+		static const uint8_t zero[BLK];
+
+		cr_assert_eq(pwrite(fd, zero, BLK, (off_t)(QUILL_DATA_OFFSET + (uint64_t)i * SEG_SIZE)),
+			     (ssize_t)BLK);
+	}
+	close(fd);
+	open_engine();
+	for (uint32_t i = 0; i < NSEGS; i++) /* start-up may have logged records anew */
+		if (eng->slots[i].family_uid == uid)
+			cr_assert_gt(eng->slots[i].sno, top, "slot %u: a number given out twice", i);
+	cr_assert_not_null(family(uid), "the checkpoint's record");
+	cr_assert_gt(family(uid)->next_sno, top);
+}
+
+/* --rebuild-meta has no checkpoint: the headers alone give the counters. */
+Test(segment, rebuild_restarts_the_counters_from_the_headers)
+{
+	struct engine_volume *vol;
+	uint64_t uid;
+	uint32_t top = 0;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	uid = info("v").id;
+	for (uint32_t lba = 0; lba < 3 * SEG_BLOCKS; lba += 16)
+		write_tagged(vol, lba, 16, 1);
+	cr_assert_eq(eflush(), 0);
+	for (uint32_t i = 0; i < NSEGS; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == uid &&
+		    eng->slots[i].sno > top)
+			top = eng->slots[i].sno;
+	cr_assert_gt(top, 0);
+	engine_volume_close(vol);
+	rebuild_engine();
+	cr_assert_eq(info("v").id, uid, "the family keeps its uid");
+	cr_assert_not_null(family(uid));
+	cr_assert_gt(family(uid)->next_sno, top);
 }

@@ -229,14 +229,14 @@ static void set_version(uint32_t version)
 	close(fd);
 }
 
-/* A version 2 quill would take a ZERO entry for a damaged summary: a version 2 store
- * is refused (and a version 3 one by it), nothing written. */
-Test(superblock, a_store_of_version_2_is_refused_and_untouched)
+/* A store of an older format version is refused, nothing written; the same bytes with
+ * this version open. */
+static void expect_version_refused(uint32_t version)
 {
 	uint32_t before;
 
 	store_with_data();
-	set_version(2);
+	set_version(version);
 	before = file_crc();
 	cr_assert_eq(try_open(false), -EPROTO);
 	cr_assert_null(eng);
@@ -244,6 +244,21 @@ Test(superblock, a_store_of_version_2_is_refused_and_untouched)
 	set_version(QUILL_FORMAT_VERSION);
 	cr_assert_eq(try_open(false), 0, "the same bytes with this version open");
 	expect_data();
+}
+
+/* A version 2 quill would take a ZERO entry for a damaged summary: a version 2 store
+ * is refused (and a version 3 one by it), nothing written. */
+Test(superblock, a_store_of_version_2_is_refused_and_untouched)
+{
+	expect_version_refused(2);
+}
+
+/* Version 3 named segments by slot and families by the store's counter: its map and
+ * headers mean something else here. (The message: quilld_superblock.sh.) */
+Test(superblock, a_store_of_version_3_is_refused_and_untouched)
+{
+	cr_assert_eq(QUILL_FORMAT_VERSION, 4);
+	expect_version_refused(3);
 }
 
 Test(superblock, zeroed_superblocks_of_a_store_with_a_log_are_refused)
