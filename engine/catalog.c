@@ -10,7 +10,8 @@
  *     reference on its slot, and the cleaner carries it forward like data;
  *   - a TRIM hides older blocks of its layer: a slot holding trims is not freed while
  *     an older slot of its layer is in use, unless the cleaner carried the trims into
- *     a TOMB block (each applies at replay at its original sequence number);
+ *     a TOMB block (each applies at replay at its original sequence number): over
+ *     each block only the newest trim, and only where nothing was written since;
  *   - a freed slot gets a FREE header, so that nothing freed looks like log.
  */
 #include <errno.h>

@@ -2,7 +2,8 @@
  * engine/gc.c) on hand-built slot tables: cost-benefit (1 - u) * age / (1 + u), only
  * sealed slots that are idle, checksum-clean and at most 90% live; empty sealed slots
  * are counted (a checkpoint frees them), not picked; and on a real engine, that the
- * cleaner moves a victim's live blocks in LBA order.
+ * cleaner moves a victim's live blocks in LBA order, and that trims repeated over the
+ * same blocks do not fill the store with carried tombstones.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
