@@ -10,7 +10,8 @@
  *     reference on its slot, and the cleaner carries it forward like data;
  *   - a TRIM hides older blocks of its layer: a slot holding trims is not freed while
  *     an older slot of its layer is in use, unless the cleaner carried the trims into
- *     a TOMB block (each applies at replay at its original sequence number);
+ *     a TOMB block (each applies at replay at its original sequence number): over
+ *     each block only the newest trim, and only where nothing was written since;
  *   - a freed slot gets a FREE header, so that nothing freed looks like log.
  */
 #include <errno.h>
@@ -503,15 +504,18 @@ int eng_catalog_reconcile(struct engine *eng)
 
 /* ---- tombstones ---- */
 
-/* Is any slot of owner other than `self` older than seq? */
-static bool older_slot(const struct slot *slots, uint32_t nslots, uint32_t self,
-		       uint64_t owner, uint64_t seq)
+/* The oldest first_seq of the slots of owner other than `self` (UINT64_MAX: none):
+ * a trim at seq may hide blocks in them when it is larger. */
+static uint64_t oldest_slot_seq(const struct slot *slots, uint32_t nslots, uint32_t self,
+				uint64_t owner)
 {
+	uint64_t oldest = UINT64_MAX;
+
 	for (uint32_t j = 0; j < nslots; j++)
 		if (j != self && slots[j].state != SLOT_FREE && slots[j].volume_id == owner &&
-		    slots[j].first_seq < seq)
-			return true;
-	return false;
+		    slots[j].first_seq < oldest)
+			oldest = slots[j].first_seq;
+	return oldest;
 }
 
 bool eng_slot_pinned(const struct slot *slots, uint32_t nslots, uint32_t i)
@@ -519,7 +523,7 @@ bool eng_slot_pinned(const struct slot *slots, uint32_t nslots, uint32_t i)
 	const struct slot *s = &slots[i];
 
 	return s->tombs && !s->carried &&
-	       older_slot(slots, nslots, i, s->volume_id, s->last_seq);
+	       oldest_slot_seq(slots, nslots, i, s->volume_id) < s->last_seq;
 }
 
 bool eng_lba_pending(const struct engine_volume *vol, uint64_t lba)
@@ -534,7 +538,7 @@ bool eng_lba_pending(const struct engine_volume *vol, uint64_t lba)
 	return false;
 }
 
-/* Appends the trims gathered for one layer as a TOMB block. */
+/* Appends the tombs gathered for one layer as a TOMB block. */
 static int tombs_flush(struct engine_volume *vol)
 {
 	struct engine *eng = vol->eng;
@@ -554,60 +558,12 @@ static int tombs_flush(struct engine_volume *vol)
 	return r;
 }
 
-static int zero_entry(void *arg, uint64_t lba, const struct map_loc *loc)
-{
-	(void)arg;
-	(void)lba;
-	return loc->slot == MAP_SLOT_ZERO;
-}
-
-struct cover {
-	const struct engine *eng;
-	uint64_t seq;
-	uint64_t newer; /* entries of blocks written after seq */
-};
-
-static int count_newer(void *arg, uint64_t lba, const struct map_loc *loc)
-{
-	struct cover *c = arg;
-
-	(void)lba;
-	if (loc->slot < c->eng->sb.segment_count && c->eng->slots[loc->slot].first_seq > c->seq)
-		c->newer++;
-	return 0;
-}
-
-/* Does a trim of [lba, lba + n) at seq still count? While an older slot of its
- * layer is on disk (it may hide blocks there), unless every block of the range has
- * been written since (the newer writes hide the old blocks as well: replay orders
- * them after it). Zero entries (a trim in a layer with a parent: they hide the
- * parent's data, nothing else in the log says so) are not newer writes: they keep it. */
-static bool trim_needed(struct engine_volume *vol, uint64_t lba, uint64_t n, uint64_t seq)
-{
-	struct engine *eng = vol->eng;
-	struct cover c = { .eng = eng, .seq = seq };
-	uint64_t end = map_nblocks(vol->map);
-
-	if (!older_slot(eng->slots, eng->sb.segment_count, eng->gc_victim, vol->rec.volume_id,
-			seq))
-		return lba < end && map_for_each_range(vol->map, lba, n < end - lba ? n : end - lba,
-						       zero_entry, NULL) != 0;
-	if (lba >= end || n > end - lba)
-		return true; /* past the end (a shrink's): kept while older slots are */
-	map_for_each_range(vol->map, lba, n, count_newer, &c);
-	return c.newer < n;
-}
-
-/* n: as in struct ondisk_tomb, a block count and perhaps ONDISK_TOMB_ALLOCATED/FILL. */
-static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uint64_t n,
-		    uint64_t seq)
+static int tomb_put(struct engine_volume *vol, uint64_t layer, const struct ondisk_tomb *tomb)
 {
 	struct engine *eng = vol->eng;
 	struct tomb_block *t = eng->gc_tombs;
 	int r;
 
-	if (!trim_needed(vol, lba, n & 0xffffffffull, seq))
-		return 0;
 	if (!t) {
 		t = eng->gc_tombs = calloc(1, sizeof(*t));
 		if (!t)
@@ -619,8 +575,218 @@ static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uin
 			return r;
 	}
 	t->layer_id = layer;
-	t->tombs[t->count++] = (struct ondisk_tomb){ .lba = lba, .nblocks = n, .seq = seq };
+	t->tombs[t->count++] = *tomb;
+	eng->gc_trims_kept++;
 	return 0;
+}
+
+/* The tombs carried, joined into runs: neighbouring pieces of one trim (or of trims
+ * of one batch) become one tomb again. */
+struct tomb_run {
+	struct engine_volume *vol;
+	uint64_t layer;
+	struct ondisk_tomb cur; /* cur.nblocks 0: none yet */
+	int err;
+};
+
+static void run_end(struct tomb_run *run)
+{
+	if (run->cur.nblocks && run->err == 0)
+		run->err = tomb_put(run->vol, run->layer, &run->cur);
+	run->cur.nblocks = 0;
+}
+
+static void run_add(struct tomb_run *run, uint64_t lba, uint64_t n, uint64_t flags, uint64_t seq)
+{
+	const struct ondisk_tomb *c = &run->cur;
+	uint64_t have = c->nblocks & 0xffffffffull;
+
+	if (!have || c->seq != seq || (c->nblocks & ~0xffffffffull) != flags ||
+	    c->lba + have != lba || have + n > 0xffffffffull) {
+		run_end(run);
+		if (n > 0xffffffffull) { /* only past a shrunk end: one tomb per 2^32 - 1 */
+			run_add(run, lba, 0xffffffffull, flags, seq);
+			run_add(run, lba + 0xffffffffull, n - 0xffffffffull, flags, seq);
+			return;
+		}
+		run->cur = (struct ondisk_tomb){ .lba = lba, .nblocks = n | flags, .seq = seq };
+		return;
+	}
+	run->cur.nblocks += n;
+}
+
+/* Which blocks of a trim's piece still need it: while an older slot of the layer is
+ * on disk (`older`: it may hold blocks the trim hides; rebuild replays it), every
+ * block not written since (a newer write hides the old blocks too: replay orders it
+ * after the trim), and past the end (a shrink's); with none, only the zero entries
+ * (a trim in a layer with a parent: they hide the parent's data, nothing else in
+ * the log says so). Zero entries are not newer writes. */
+struct narrow {
+	struct tomb_run *run;
+	const struct engine *eng;
+	uint64_t seq, flags, cursor;
+	bool older;
+};
+
+static int narrow_entry(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct narrow *w = arg;
+	const struct engine *eng = w->eng;
+	bool newer = loc->slot < eng->sb.segment_count && eng->slots[loc->slot].first_seq > w->seq;
+
+	if (w->older && lba > w->cursor) /* holes */
+		run_add(w->run, w->cursor, lba - w->cursor, w->flags, w->seq);
+	if (loc->slot == MAP_SLOT_ZERO || (w->older && !newer))
+		run_add(w->run, lba, 1, w->flags, w->seq);
+	w->cursor = lba + 1;
+	return w->run->err;
+}
+
+static void narrow(struct tomb_run *run, uint64_t lo, uint64_t hi, const struct gc_trim *t,
+		   bool older)
+{
+	const struct map *m = run->vol->map;
+	uint64_t end = map_nblocks(m), mid = hi < end ? hi : end;
+	struct narrow w = { .run = run, .eng = run->vol->eng, .seq = t->seq,
+			    .flags = t->n & ~0xffffffffull, .cursor = lo, .older = older };
+
+	if (lo < mid) {
+		map_for_each_range(m, lo, mid - lo, narrow_entry, &w);
+		if (older && mid > w.cursor)
+			run_add(run, w.cursor, mid - w.cursor, w.flags, w.seq);
+	}
+	if (older && hi > end && hi > lo)
+		run_add(run, lo > end ? lo : end, hi - (lo > end ? lo : end), w.flags, w.seq);
+}
+
+/* Gathers one of the victim's trims; eng_catalog_carry_end() carries what counts. */
+static int tomb_add(struct engine_volume *vol, uint64_t layer, uint64_t lba, uint64_t n,
+		    uint64_t seq)
+{
+	struct engine *eng = vol->eng;
+
+	if (eng->gc_ntrims == eng->gc_trims_cap) {
+		size_t cap = eng->gc_trims_cap ? 2 * eng->gc_trims_cap : 256;
+		struct gc_trim *v = realloc(eng->gc_trims, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		eng->gc_trims = v;
+		eng->gc_trims_cap = cap;
+	}
+	eng->gc_trims[eng->gc_ntrims] = (struct gc_trim){ .layer = layer, .lba = lba, .n = n,
+							  .seq = seq, .idx = eng->gc_trims_seen++ };
+	eng->gc_ntrims++;
+	return 0;
+}
+
+static uint64_t trim_end(const struct gc_trim *t)
+{
+	uint64_t n = t->n & 0xffffffffull;
+
+	return t->lba + n < t->lba ? UINT64_MAX : t->lba + n;
+}
+
+static bool is_fill(const struct gc_trim *t)
+{
+	return (t->n & ONDISK_TOMB_FILL) != 0;
+}
+
+/* Later in the log: replay applies it after the other. */
+static bool later(const struct gc_trim *a, const struct gc_trim *b)
+{
+	return a->seq != b->seq ? a->seq > b->seq : a->idx > b->idx;
+}
+
+static int by_layer_lba(const void *x, const void *y)
+{
+	const struct gc_trim *a = x, *b = y;
+
+	if (a->layer != b->layer)
+		return a->layer < b->layer ? -1 : 1;
+	return a->lba < b->lba ? -1 : a->lba > b->lba;
+}
+
+static int by_value(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* A max-heap of trims by later(): the newest trim over the point of a sweep. */
+static void heap_push(const struct gc_trim **h, size_t *n, const struct gc_trim *t)
+{
+	size_t i = (*n)++;
+
+	for (; i && later(t, h[(i - 1) / 2]); i = (i - 1) / 2)
+		h[i] = h[(i - 1) / 2];
+	h[i] = t;
+}
+
+static void heap_pop(const struct gc_trim **h, size_t *n)
+{
+	const struct gc_trim *last = h[--*n];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= *n)
+			break;
+		if (c + 1 < *n && later(h[c + 1], h[c]))
+			c++;
+		if (!later(h[c], last))
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	if (*n)
+		h[i] = last;
+}
+
+/* The trims of one layer (sorted by LBA): over each block only the newest counts (a
+ * trim or allocated zero decides what the block holds whatever came before it, so
+ * an older one hides nothing the newer does not), and of it only what still hides
+ * something (narrow). FILLs (flatten's zeros) apply only where nothing came first:
+ * they decide nothing for older trims and go as they are, narrowed. */
+static int carry_layer_trims(struct tomb_run *run, const struct gc_trim *t, size_t n,
+			     uint64_t oldest)
+{
+	uint64_t *bounds = malloc(2 * n * sizeof(*bounds));
+	const struct gc_trim **heap = malloc(n * sizeof(*heap));
+	size_t nb = 0, nu = 0, nh = 0, p = 0;
+
+	if (!bounds || !heap) {
+		free(bounds);
+		free(heap);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!is_fill(&t[i])) {
+			bounds[nb++] = t[i].lba;
+			bounds[nb++] = trim_end(&t[i]);
+		}
+	qsort(bounds, nb, sizeof(*bounds), by_value);
+	for (size_t i = 0; i < nb; i++) /* each bound once */
+		if (!nu || bounds[i] != bounds[nu - 1])
+			bounds[nu++] = bounds[i];
+	nb = nu;
+	for (size_t k = 0; k < nb && run->err == 0; k++) {
+		for (; p < n && t[p].lba <= bounds[k]; p++)
+			if (!is_fill(&t[p]))
+				heap_push(heap, &nh, &t[p]);
+		while (nh && trim_end(heap[0]) <= bounds[k])
+			heap_pop(heap, &nh);
+		if (nh && k + 1 < nb)
+			narrow(run, bounds[k], bounds[k + 1], heap[0], oldest < heap[0]->seq);
+	}
+	for (size_t i = 0; i < n && run->err == 0; i++)
+		if (is_fill(&t[i]))
+			narrow(run, t[i].lba, trim_end(&t[i]), &t[i], oldest < t[i].seq);
+	free(bounds);
+	free(heap);
+	return run->err;
 }
 
 /* A tombstone is needed while an older slot holds records (of any layer: which ones
@@ -701,5 +867,25 @@ int eng_catalog_carry(struct engine_volume *vol, const struct summary *sum,
 
 int eng_catalog_carry_end(struct engine_volume *vol)
 {
-	return tombs_flush(vol);
+	struct engine *eng = vol->eng;
+	struct gc_trim *t = eng->gc_trims;
+	size_t n = eng->gc_ntrims;
+	uint64_t oldest = oldest_slot_seq(eng->slots, eng->sb.segment_count, eng->gc_victim,
+					  vol->rec.volume_id);
+	int r = 0;
+
+	eng->gc_ntrims = 0;
+	if (n)
+		qsort(t, n, sizeof(*t), by_layer_lba);
+	for (size_t i = 0, j; i < n && r == 0; i = j) {
+		struct tomb_run run = { .vol = vol, .layer = t[i].layer };
+
+		for (j = i; j < n && t[j].layer == t[i].layer; j++)
+			;
+		r = carry_layer_trims(&run, t + i, j - i, oldest);
+		run_end(&run);
+		if (r == 0)
+			r = run.err;
+	}
+	return r < 0 ? r : tombs_flush(vol);
 }

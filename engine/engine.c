@@ -225,6 +225,7 @@ static void free_engine(struct engine *eng)
 	free(eng->stale_slots);
 	free(eng->dead);
 	free(eng->gc_tombs);
+	free(eng->gc_trims);
 	free(eng->ops);
 	free(eng->slots);
 	free(eng);
@@ -435,6 +436,8 @@ void engine_close(struct engine *eng)
 
 void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 {
+	struct eng_space sp;
+
 	*out = eng->stats;
 	out->meta_error = meta_health(eng->meta);
 	out->segment_size = eng->sb.segment_size;
@@ -442,6 +445,11 @@ void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 	out->segments_free = eng->nfree;
 	out->segments_open = 0;
 	out->used_blocks = 0;
+	eng_space_census(eng, &sp);
+	out->segments_too_live = sp.too_live;
+	out->segments_trims_only = sp.pinned;
+	out->segments_empty = sp.waiting;
+	out->trim_entries = sp.tombs;
 	out->usable_blocks = (uint64_t)eng->sb.segment_count * (eng->blocks_per_seg - 1) *
 			     ENG_GC_MAX_LIVE_PCT / 100;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {

@@ -357,6 +357,12 @@ struct engine_stats {
 	uint32_t segments_total;
 	uint32_t segments_free;
 	uint32_t segments_open;
+	/* what holds the segments in use (besides the open ones) */
+	uint32_t segments_too_live;    /* sealed, over 90% live: not worth cleaning */
+	uint32_t segments_trims_only;  /* sealed, nothing live, kept for the trims in them
+					  until the cleaner carries those */
+	uint32_t segments_empty;       /* sealed, nothing live: the next checkpoint frees them */
+	uint64_t trim_entries;         /* TRIM, ZERO and TOMB entries in segments in use */
 	uint64_t live_blocks;     /* blocks referenced by some volume's map */
 	uint64_t usable_blocks;   /* live data the store can hold: the cleaner needs the
 				     rest (about 10%) to work */

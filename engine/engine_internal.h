@@ -101,6 +101,13 @@ struct defrag_idle {
 };
 
 /* A live block of the cleaner's victim: moved in LBA order (gc.c). */
+/* A trim the cleaner found in its victim (a TRIM or ZERO entry, or a tomb of a TOMB
+ * block): n as in struct ondisk_tomb; idx its order in the victim (ties of seq). */
+struct gc_trim {
+	uint64_t layer, lba, n, seq;
+	uint32_t idx;
+};
+
 struct gc_move {
 	uint64_t lba;
 	uint32_t block; /* in the victim */
@@ -266,7 +273,10 @@ struct engine {
 	bool replaying;  /* entries applied at start-up: the catalog counted them already */
 	uint32_t *stale_slots; /* USED headers of layers that are gone (start-up) */
 	size_t nstale;
-	struct tomb_block *gc_tombs; /* trims the cleaner carries out of its victim */
+	struct tomb_block *gc_tombs; /* the TOMB block the cleaner is filling */
+	struct gc_trim *gc_trims;    /* the victim's trims, gathered (catalog.c) */
+	size_t gc_ntrims, gc_trims_cap;
+	uint32_t gc_trims_seen, gc_trims_kept; /* the victim's trims, and tombs carried */
 	struct eng_job *jobs;           /* management calls under way (job.c), FIFO */
 	struct eng_job *job_running;    /* whose step eng_jobs_run() is in */
 	/* metacommit.c: a job's synced RocksDB commit, made by mc_thread */
@@ -658,5 +668,22 @@ int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t b
 			   uint64_t next_seq, uint32_t *empty_waiting);
 /* Whether the slots the cleaner emptied are worth a checkpoint at now_ms (gc.c). */
 bool eng_gc_ckpt_due(const struct engine *eng, uint64_t now_ms);
+
+/* What holds the slots in use (gc.c): the store-full message and the cleaner's debug
+ * log say it, so that "full" is explained rather than asserted. */
+struct eng_space {
+	uint32_t used;      /* slots not free */
+	uint32_t busy;      /* open, batches or reads in flight, being freed */
+	uint32_t too_live;  /* sealed, more than ENG_GC_MAX_LIVE_PCT live: not worth cleaning */
+	uint32_t pinned;    /* sealed, nothing live, kept for the trims in them */
+	uint32_t waiting;   /* sealed, nothing live: the next checkpoint frees them */
+	uint32_t skipped;   /* hold a block that failed its checksum */
+	uint32_t cleanable; /* the rest: the cleaner can take them */
+	uint64_t live;      /* live blocks in all of them */
+	uint64_t tombs;     /* TRIM, ZERO and TOMB entries in them */
+};
+void eng_space_census(const struct engine *eng, struct eng_space *sp);
+/* One line of it, for a log message. */
+void eng_space_describe(const struct engine *eng, char *buf, size_t len);
 
 #endif

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,47 @@ int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t b
 	return best;
 }
 
+void eng_space_census(const struct engine *eng, struct eng_space *sp)
+{
+	const uint32_t n = eng->sb.segment_count;
+
+	*sp = (struct eng_space){ 0 };
+	for (uint32_t i = 0; i < n; i++) {
+		const struct slot *s = &eng->slots[i];
+
+		if (s->state == SLOT_FREE)
+			continue;
+		sp->used++;
+		sp->live += s->live;
+		sp->tombs += s->tombs;
+		if (s->state != SLOT_SEALED || s->pending || s->readers || s->freeing)
+			sp->busy++;
+		else if (s->gc_skip)
+			sp->skipped++;
+		else if (s->live == 0 && eng_slot_pinned(eng->slots, n, i))
+			sp->pinned++;
+		else if (s->live == 0)
+			sp->waiting++;
+		else if (!cleanable(s, eng->blocks_per_seg))
+			sp->too_live++;
+		else
+			sp->cleanable++;
+	}
+}
+
+void eng_space_describe(const struct engine *eng, char *buf, size_t len)
+{
+	struct eng_space sp;
+
+	eng_space_census(eng, &sp);
+	snprintf(buf, len, "%u of %u segments in use: %llu MiB live data; %u too live to clean, "
+		 "%u cleanable, %u empty but kept for their %llu trims, %u empty awaiting a "
+		 "checkpoint, %u busy (open or I/O in flight), %u with a bad block",
+		 sp.used, eng->sb.segment_count,
+		 (unsigned long long)(sp.live * QUILL_BLOCK_SIZE >> 20), sp.too_live, sp.cleanable,
+		 sp.pinned, (unsigned long long)sp.tombs, sp.waiting, sp.busy, sp.skipped);
+}
+
 static void moves_done(void *arg, int res)
 {
 	struct engine *eng = arg;
@@ -77,6 +119,10 @@ static void moves_done(void *arg, int res)
 	if (res < 0)
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "cleaner: moving slot %u failed: %s",
 				eng->gc_victim, err_str(-res));
+	else
+		log_msg(LOG_DEBUG, ENG_LOG, "cleaner: slot %u: moved %u live blocks; of its %u "
+			"trims, %u tombs still hide something", eng->gc_victim, eng->gc_nmoves,
+			eng->gc_trims_seen, eng->gc_trims_kept);
 	eng->gc_no_room = res == -ENOSPC;
 	eng->gc_busy = false;
 	if (res == 0) /* its trims are in a TOMB block now, if they still hide anything */
@@ -189,6 +235,10 @@ static int relocate(struct engine *eng, struct engine_volume *vol)
 			return -ENOMEM;
 	}
 	eng->gc_nmoves = 0;
+	eng->gc_trims_seen = eng->gc_trims_kept = 0;
+	eng->gc_ntrims = 0; /* what a failed run left */
+	if (eng->gc_tombs)
+		eng->gc_tombs->count = 0;
 	r = visit_live(eng, vol, true);
 	return r < 0 ? r : append_moves(eng, vol);
 }
@@ -224,6 +274,16 @@ static bool batches_in_flight(const struct engine *eng)
 		if (eng->slots[i].pending)
 			return true;
 	return false;
+}
+
+static void log_stall(const struct engine *eng, int64_t victim)
+{
+	char why[320];
+
+	eng_space_describe(eng, why, sizeof(why));
+	log_msg(LOG_INFO, ENG_LOG, "cleaner: %s (%u free); %s",
+		victim < 0 ? "nothing worth cleaning" : "no free segment to move blocks to",
+		eng->nfree, why);
 }
 
 /* Free slots the automatic cleaner keeps: the reserve, and ~3% of the store so that
@@ -278,6 +338,8 @@ void eng_gc_maybe(struct engine *eng)
 		eng->gc_next_scan_ms = eng_now_ms() + 1;
 		/* nothing worth cleaning, or nowhere to move blocks: unless a checkpoint is
 		 * about to free slots, the waiting writes cannot be served */
+		if (!eng->gc_stalled)
+			log_stall(eng, victim);
 		eng->gc_stalled = true;
 		if (!eng->ckpt_busy && !empty && eng->parked.head && !batches_in_flight(eng))
 			eng_run_parked(eng, true);

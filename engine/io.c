@@ -481,11 +481,14 @@ void eng_run_parked(struct engine *eng, bool fail)
 		if (r == -ENOSPC && !fail)
 			return;
 		fifo_pop(&eng->parked);
-		if (r == -ENOSPC)
+		if (r == -ENOSPC) {
+			char why[320];
+
+			eng_space_describe(eng, why, sizeof(why));
 			log_msg(LOG_ERROR, ENG_LOG, "volume %s: write of %llu blocks at %llu "
-				"failed: store full (every segment holds live data)",
-				req->vol->rec.name, (unsigned long long)req->nblocks,
-				(unsigned long long)req->lba);
+				"failed: store full (%s)", req->vol->rec.name,
+				(unsigned long long)req->nblocks, (unsigned long long)req->lba, why);
+		}
 		eng_req_put(eng, req, r);
 	}
 }

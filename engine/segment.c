@@ -318,10 +318,13 @@ static struct slot_record settled_record(const struct engine *eng, uint32_t i, u
 	if (s->state != SLOT_SEALED || s->used == 0 || s->pending || s->broken || s->freeing ||
 	    s->records || s->last_seq > seq)
 		return (struct slot_record){ 0 };
+	/* carried trims (the cleaner put what still counts in a TOMB block elsewhere, durable
+	 * before this record commits: the checkpoint syncs the store first) pin nothing:
+	 * after a restart the slot is not taken for its trims again */
 	return (struct slot_record){ .family_uid = s->family_uid, .sno = s->sno,
 				     .volume_id = s->volume_id, .generation = s->generation,
-				     .last_seq = s->last_seq,
-				     .used = s->used, .tombs = s->tombs, .slot = i };
+				     .last_seq = s->last_seq, .used = s->used,
+				     .tombs = s->carried ? 0 : s->tombs, .slot = i };
 }
 
 static int table_alloc(struct engine *eng)
