@@ -303,7 +303,9 @@ static void expect_zeros(struct engine_volume *vol, uint64_t lba, uint32_t n)
  * store filled up with tombstones at a third live. Over each block only the newest
  * trim counts: once everything is cleaned, the store is nearly empty again, and a
  * rebuild from the log still hides the old data the trims hid. */
-Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout = 120)
+/* snap: a snapshot "s" of the volume is taken and removed again every 40 cycles, so
+ * its layer is merged into the volume's (an alias) while the trims go on. */
+static void trim_the_same_blocks(bool snap)
 {
 	/* one write fills a slot (header, summary, 30 blocks): 29 cold blocks keep it
 	 * over 90% live, never cleaned, older than every trim; its 30th is old data at
@@ -318,6 +320,10 @@ Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout
 	for (unsigned c = 0; c < CYCLES; c++) {
 		trim_burst(vol, REGION, SPAN, BURST, c);
 		write_tagged(vol, 512 + c % 16, 1, 3 + c); /* and some garbage */
+		if (snap && c % 40 == 9)
+			cr_assert_eq(engine_snap_create(eng, "v", "s"), 0);
+		if (snap && c % 40 == 29)
+			cr_assert_eq(engine_snap_delete(eng, "v", "s"), 0);
 		if (c % 20 == 19) { /* a restart forgets what was carried */
 			engine_volume_close(vol);
 			reopen_engine();
@@ -342,4 +348,14 @@ Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout
 	expect_tagged(vol, 0, COLD, 1);
 	expect_zeros(vol, REGION, SPAN);
 	expect_tagged(vol, 512 + (CYCLES - 1) % 16, 1, 3 + CYCLES - 1);
+}
+
+Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout = 120)
+{
+	trim_the_same_blocks(false);
+}
+
+Test(gc_engine, repeated_trims_across_a_merged_snapshot_leave_the_store_free, .timeout = 120)
+{
+	trim_the_same_blocks(true);
 }
