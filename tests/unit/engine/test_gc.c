@@ -359,3 +359,38 @@ Test(gc_engine, repeated_trims_across_a_merged_snapshot_leave_the_store_free, .t
 {
 	trim_the_same_blocks(true);
 }
+
+/* snap rm merges the snapshot into the volume's layer; the cleaner then keeps only
+ * that layer's newest record, which names no parent. A rebuild from the log must
+ * still fold the snapshot's blocks into the layer, under the trims the layer made
+ * while it read through the snapshot. */
+Test(gc_engine, a_rebuild_merges_a_snapshot_whose_childs_first_record_was_cleaned,
+     .timeout = 120)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 30, 1); /* fills a slot: the records go to later ones */
+	cr_assert_eq(engine_snap_create(eng, "v", "s"), 0);
+	for (unsigned c = 0; c < 2 * SEG_BLOCKS; c++) /* the layer's first SET's slot fills */
+		write_tagged(vol, 512 + c % 16, 1, 3 + c);
+	cr_assert_eq(vtrim(vol, 1, 1), 0);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s"), 0);
+	for (unsigned c = 0; c < 8 * SEG_BLOCKS; c++) /* garbage: the first slots go */
+		write_tagged(vol, 512 + c % 16, 1, 3 + c);
+	engine_volume_close(vol);
+	reopen_engine(); /* seals the slot the records went to */
+	for (int i = 0; i < 3; i++) { /* emptied slots wait for a checkpoint */
+		engine_gc(eng, NSEGS - 2);
+		cr_assert_eq(engine_checkpoint(eng), 0);
+	}
+
+	rebuild_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 1, 1);
+	expect_zeros(vol, 1, 1);
+	expect_tagged(vol, 2, 28, 1);
+	cr_assert_eq(info("v").snapshots, 0);
+	engine_volume_close(vol);
+}
