@@ -264,9 +264,11 @@ static struct eng_alias *alias_find(struct engine *eng, uint64_t from)
 }
 
 int eng_catalog_log_merge(struct engine_volume *child, const struct volume_record *srec,
-			  uint64_t merge_seq)
+			  uint64_t merge_seq, const uint64_t *child_overlap)
 {
-	struct layer_block lb = { .op = ONDISK_LAYER_MERGE, .merge_seq = merge_seq, .rec = *srec };
+	struct layer_block lb = { .op = ONDISK_LAYER_MERGE, .merge_seq = merge_seq, .rec = *srec,
+				  .child_id = child_overlap ? child->rec.volume_id : 0,
+				  .child_overlap = child_overlap ? *child_overlap : 0 };
 	struct eng_alias *a = alias_find(child->eng, srec->volume_id);
 	int r;
 
@@ -479,7 +481,7 @@ int eng_catalog_reconcile(struct engine *eng)
 				(unsigned long long)a->from);
 			continue;
 		}
-		eng_catalog_log_merge(to, &a->rec, eng->next_seq - 1);
+		eng_catalog_log_merge(to, &a->rec, eng->next_seq - 1, NULL); /* the child: unknown */
 		fixed++;
 	}
 	for (size_t i = 0; i < eng->ndead; i++) {

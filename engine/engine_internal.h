@@ -580,9 +580,11 @@ int eng_catalog_log(struct engine_volume *vol);
 int eng_catalog_log_pair(struct engine_volume *a, struct engine_volume *b);
 /* The same without waiting (from engine_poll: flatten's end). */
 void eng_catalog_log_async(struct engine_volume *vol);
-/* The MERGE block of snapshot srec merged into child at merge_seq; waits. */
+/* The MERGE block of snapshot srec merged into child at merge_seq; waits. child_overlap
+ * is the child's before the merge; NULL: the block does not name the child (child may
+ * be a layer the real one was merged into since). */
 int eng_catalog_log_merge(struct engine_volume *child, const struct volume_record *srec,
-			  uint64_t merge_seq);
+			  uint64_t merge_seq, const uint64_t *child_overlap);
 /* A LAYER, TOMB or TRIM entry retired into loc (eng_apply_entry). */
 void eng_catalog_retired(struct engine_volume *vol, const struct summary_entry *e,
 			 const struct map_loc *loc);

@@ -415,6 +415,8 @@ void ondisk_layer_block_encode(const struct layer_block *l, void *buf)
 	d->version = QUILL_FORMAT_VERSION;
 	d->op = l->op;
 	d->merge_seq = l->merge_seq;
+	d->child_id = l->child_id;
+	d->child_overlap = l->child_overlap;
 	ondisk_volume_record_encode(&l->rec, &rec);
 	memcpy(d->rec, &rec, sizeof(rec));
 	d->crc = record_crc(d, sizeof(*d), offsetof(struct ondisk_layer_block, crc));
@@ -439,6 +441,8 @@ int ondisk_layer_block_decode(const void *buf, size_t len, struct layer_block *l
 		return r == -EINVAL ? -EPROTO : r;
 	l->op = (enum ondisk_layer_op)d->op;
 	l->merge_seq = d->merge_seq;
+	l->child_id = d->child_id;
+	l->child_overlap = d->child_overlap;
 	return 0;
 }
 

@@ -174,7 +174,10 @@ _Static_assert(ONDISK_SUMMARY_MAX_ENTRIES == 168, "168 entries per batch");
  * SET:   the layer `rec.volume_id` is now `rec` (create, resize, snapshot, clone,
  *        rollback, flatten); written in that layer's own log.
  * MERGE: snapshot `rec` was merged into its only child at `merge_seq` (its slots are
- *        the child's from then on); written in the child's log. */
+ *        the child's from then on); written in the child's log. It names the child and
+ *        the child's overlap just before the merge (0: unknown, a block written before
+ *        these fields, or re-logged at start-up): the child's own oldest record may be
+ *        gone (cleaned) and the one left says what it was after the merge. */
 enum ondisk_layer_op {
 	ONDISK_LAYER_SET = 1,
 	ONDISK_LAYER_MERGE = 2,
@@ -186,11 +189,14 @@ struct ondisk_layer_block {
 	uint32_t op;        /* enum ondisk_layer_op */
 	uint64_t merge_seq; /* MERGE: the merge took effect after every batch <= this */
 	uint8_t rec[128];   /* struct ondisk_volume_record, with its own CRC */
-	uint8_t reserved[3940];
+	uint64_t child_id;  /* MERGE: the layer rec was merged into (0: unknown) */
+	uint64_t child_overlap; /* MERGE: its overlap before the merge */
+	uint8_t reserved[3924];
 	uint32_t crc;       /* CRC32C of the block */
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_layer_block) == QUILL_BLOCK_SIZE, "layer block is one block");
 _Static_assert(offsetof(struct ondisk_layer_block, rec) == 24, "layer block rec offset");
+_Static_assert(offsetof(struct ondisk_layer_block, child_id) == 152, "layer block child offset");
 
 /* ---- tombstone block (the data block of a TOMB entry) ----
  * Trims of layer `layer_id` that the cleaner carried out of a slot it freed, because
@@ -383,6 +389,7 @@ struct layer_block {
 	enum ondisk_layer_op op;
 	uint64_t merge_seq;
 	struct volume_record rec;
+	uint64_t child_id, child_overlap; /* MERGE (0: unknown) */
 };
 void ondisk_layer_block_encode(const struct layer_block *l, void *buf);
 int ondisk_layer_block_decode(const void *buf, size_t len, struct layer_block *l);

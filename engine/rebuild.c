@@ -61,6 +61,7 @@ struct rb_layer {
 	uint64_t merge_seq, merge_block_seq;
 	struct map_loc merge_loc;
 	struct volume_record merged_rec;
+	uint64_t merge_child, child_overlap; /* its MERGE block's (0: not named) */
 };
 
 /* A MOVE entry: which layer will hold data at lba (see above). */
@@ -146,6 +147,10 @@ static int note_record(struct rebuild *rb, uint64_t seq, const struct layer_bloc
 	}
 	if (!l->merged || lb->merge_seq < l->merge_seq)
 		l->merge_seq = lb->merge_seq;
+	if (lb->child_id && lb->merge_seq == l->merge_seq) {
+		l->merge_child = lb->child_id;
+		l->child_overlap = lb->child_overlap;
+	}
 	l->merged = true;
 	return 0;
 }
@@ -447,6 +452,48 @@ static int trim_moved(struct rebuild *rb, struct engine_volume *vol, uint64_t lb
 
 /* ---- applying ---- */
 
+static const struct rb_layer *rb_layer_find(const struct rebuild *rb, uint64_t id)
+{
+	for (size_t i = 0; i < rb->nlayers; i++)
+		if (rb->layers[i].id == id)
+			return &rb->layers[i];
+	return NULL;
+}
+
+/* The first snapshot merged into c (its MERGE block names c), or NULL. */
+static const struct rb_layer *first_merged_into(const struct rebuild *rb, uint64_t c)
+{
+	const struct rb_layer *first = NULL;
+
+	for (size_t i = 0; i < rb->nlayers; i++) {
+		const struct rb_layer *l = &rb->layers[i];
+
+		if (l->merged && l->merge_child == c && (!first || l->merge_seq < first->merge_seq))
+			first = l;
+	}
+	return first;
+}
+
+/* Layer c was created from its oldest record left in the log; when the cleaner has
+ * dropped the older ones, that record is from after a snapshot was merged into c and
+ * names the merged snapshot's parent. Until the merge, c read through the snapshot:
+ * without that, c's trims would leave holes that the merge then fills with the
+ * snapshot's blocks, and the merge itself would find no child. */
+static void read_through_merged(struct rebuild *rb, const struct rb_layer *cl)
+{
+	const struct rb_layer *sl = first_merged_into(rb, cl->id);
+	struct engine_volume *c = eng_volume_by_id(rb->eng, cl->id), *s;
+
+	if (!sl || !c || (cl->first_seq && cl->first_seq <= sl->merge_seq))
+		return;
+	s = eng_volume_by_id(rb->eng, sl->id);
+	if (!s || c->parent == s)
+		return;
+	c->rec.parent_id = s->rec.volume_id;
+	c->parent = s;
+	c->rec.overlap = sl->child_overlap;
+}
+
 static int create_layers(struct rebuild *rb)
 {
 	struct engine *eng = rb->eng;
@@ -466,6 +513,8 @@ static int create_layers(struct rebuild *rb)
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.parent_id)
 			eng->vols[i]->parent = eng_volume_by_id(eng, eng->vols[i]->rec.parent_id);
+	for (size_t i = 0; i < rb->nlayers; i++)
+		read_through_merged(rb, &rb->layers[i]);
 	return 0;
 }
 
@@ -558,16 +607,23 @@ static int apply_merge(struct rebuild *rb, const struct rb_event *ev)
 {
 	struct engine *eng = rb->eng;
 	struct engine_volume *s = eng_volume_by_id(eng, ev->layer), *child = NULL;
+	const struct rb_layer *sl;
 	size_t n = 0;
 	int r;
 
 	if (!s)
 		return 0; /* merged already (its MERGE block was carried: two copies) */
-	for (size_t i = 0; i < eng->nvols; i++)
-		if (eng->vols[i]->parent == s) {
-			child = eng->vols[i];
-			n++;
-		}
+	sl = rb_layer_find(rb, s->rec.volume_id);
+	if (sl && sl->merge_child) /* the block names it: no guessing from the parents */
+		child = eng_volume_by_id(eng, sl->merge_child);
+	if (child)
+		n = 1;
+	else
+		for (size_t i = 0; i < eng->nvols; i++)
+			if (eng->vols[i]->parent == s) {
+				child = eng->vols[i];
+				n++;
+			}
 	if (n != 1) {
 		log_msg(LOG_WARN, ENG_LOG, "rebuild: snapshot %s (layer %llu) was merged into its "
 			"only child, but %zu layers read through it here; left as is",

@@ -126,6 +126,7 @@ struct snap_job {
 	struct engine_volume *frozen;
 	struct map *fresh;
 	struct volume_record srec, hrec;
+	uint64_t child_overlap;      /* ...and the child's overlap before it */
 };
 
 static void snap_job_release(struct eng_job *job)
@@ -448,6 +449,7 @@ static int merge_into_child(struct snap_job *sj, struct engine_volume *s,
 
 	sj->merged = s->rec;
 	sj->merge_seq = eng->next_seq - 1; /* batches after it see the merged map */
+	sj->child_overlap = child->rec.overlap;
 	r = eng_merge_layer(eng, s, child);
 
 	if (r < 0)
@@ -500,7 +502,8 @@ static int snap_delete_step(struct eng_job *job)
 		return r;
 	if (r == 0) {
 		/* queued after the commit: the job ends once they are durable */
-		eng_catalog_log_merge(job->layers[1], &sj->merged, sj->merge_seq);
+		eng_catalog_log_merge(job->layers[1], &sj->merged, sj->merge_seq,
+				      &sj->child_overlap);
 		eng_catalog_log(job->layers[1]);
 	}
 done:

@@ -303,7 +303,9 @@ static void expect_zeros(struct engine_volume *vol, uint64_t lba, uint32_t n)
  * store filled up with tombstones at a third live. Over each block only the newest
  * trim counts: once everything is cleaned, the store is nearly empty again, and a
  * rebuild from the log still hides the old data the trims hid. */
-Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout = 120)
+/* snap: a snapshot "s" of the volume is taken and removed again every 40 cycles, so
+ * its layer is merged into the volume's (an alias) while the trims go on. */
+static void trim_the_same_blocks(bool snap)
 {
 	/* one write fills a slot (header, summary, 30 blocks): 29 cold blocks keep it
 	 * over 90% live, never cleaned, older than every trim; its 30th is old data at
@@ -318,6 +320,10 @@ Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout
 	for (unsigned c = 0; c < CYCLES; c++) {
 		trim_burst(vol, REGION, SPAN, BURST, c);
 		write_tagged(vol, 512 + c % 16, 1, 3 + c); /* and some garbage */
+		if (snap && c % 40 == 9)
+			cr_assert_eq(engine_snap_create(eng, "v", "s"), 0);
+		if (snap && c % 40 == 29)
+			cr_assert_eq(engine_snap_delete(eng, "v", "s"), 0);
 		if (c % 20 == 19) { /* a restart forgets what was carried */
 			engine_volume_close(vol);
 			reopen_engine();
@@ -342,4 +348,49 @@ Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout
 	expect_tagged(vol, 0, COLD, 1);
 	expect_zeros(vol, REGION, SPAN);
 	expect_tagged(vol, 512 + (CYCLES - 1) % 16, 1, 3 + CYCLES - 1);
+}
+
+Test(gc_engine, repeated_trims_of_the_same_blocks_leave_the_store_free, .timeout = 120)
+{
+	trim_the_same_blocks(false);
+}
+
+Test(gc_engine, repeated_trims_across_a_merged_snapshot_leave_the_store_free, .timeout = 120)
+{
+	trim_the_same_blocks(true);
+}
+
+/* snap rm merges the snapshot into the volume's layer; the cleaner then keeps only
+ * that layer's newest record, which names no parent. A rebuild from the log must
+ * still fold the snapshot's blocks into the layer, under the trims the layer made
+ * while it read through the snapshot. */
+Test(gc_engine, a_rebuild_merges_a_snapshot_whose_childs_first_record_was_cleaned,
+     .timeout = 120)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 30, 1); /* fills a slot: the records go to later ones */
+	cr_assert_eq(engine_snap_create(eng, "v", "s"), 0);
+	for (unsigned c = 0; c < 2 * SEG_BLOCKS; c++) /* the layer's first SET's slot fills */
+		write_tagged(vol, 512 + c % 16, 1, 3 + c);
+	cr_assert_eq(vtrim(vol, 1, 1), 0);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s"), 0);
+	for (unsigned c = 0; c < 8 * SEG_BLOCKS; c++) /* garbage: the first slots go */
+		write_tagged(vol, 512 + c % 16, 1, 3 + c);
+	engine_volume_close(vol);
+	reopen_engine(); /* seals the slot the records went to */
+	for (int i = 0; i < 3; i++) { /* emptied slots wait for a checkpoint */
+		engine_gc(eng, NSEGS - 2);
+		cr_assert_eq(engine_checkpoint(eng), 0);
+	}
+
+	rebuild_engine();
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 1, 1);
+	expect_zeros(vol, 1, 1);
+	expect_tagged(vol, 2, 28, 1);
+	cr_assert_eq(info("v").snapshots, 0);
+	engine_volume_close(vol);
 }

@@ -816,7 +816,8 @@ Test(ondisk, family_key_and_record_round_trip)
 Test(ondisk, layer_block_round_trip)
 {
 	struct ondisk_layer_block d;
-	struct layer_block in = { .op = ONDISK_LAYER_MERGE, .merge_seq = 1234, .rec = good_vol },
+	struct layer_block in = { .op = ONDISK_LAYER_MERGE, .merge_seq = 1234, .rec = good_vol,
+				  .child_id = 77, .child_overlap = 4096 },
 			   out;
 
 	in.rec.kind = ONDISK_LAYER_SNAPSHOT;
@@ -825,6 +826,8 @@ Test(ondisk, layer_block_round_trip)
 	cr_assert_eq(ondisk_layer_block_decode(&d, sizeof(d), &out), 0);
 	cr_assert_eq(out.op, ONDISK_LAYER_MERGE);
 	cr_assert_eq(out.merge_seq, 1234);
+	cr_assert_eq(out.child_id, 77);
+	cr_assert_eq(out.child_overlap, 4096);
 	cr_assert_eq(out.rec.volume_id, good_vol.volume_id);
 	cr_assert_eq(out.rec.kind, ONDISK_LAYER_SNAPSHOT);
 	cr_assert_eq(out.rec.flags, ONDISK_LAYER_DELETED);
