@@ -121,12 +121,12 @@ struct snap_job {
 	struct engine_volume *held;  /* whose writes wait until the job ends */
 	struct volume_record merged; /* delete: the snapshot merged into its child... */
 	uint64_t merge_seq;          /* ...and the last batch before the merge */
+	uint64_t child_overlap;      /* ...and the child's overlap before it */
 	/* create: what its commit makes, applied once the commit has landed */
 	struct meta_batch *mb;
 	struct engine_volume *frozen;
 	struct map *fresh;
 	struct volume_record srec, hrec;
-	uint64_t child_overlap;      /* ...and the child's overlap before it */
 };
 
 static void snap_job_release(struct eng_job *job)
