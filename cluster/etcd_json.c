@@ -484,8 +484,3 @@ struct json_object *etcd_json_delete_range_op(const char *key, const char *end)
 {
 	return wrap("request_delete_range", etcd_json_key(key, end));
 }
-
-struct json_object *etcd_json_range_op(const char *key)
-{
-	return wrap("request_range", etcd_json_key(key, NULL));
-}

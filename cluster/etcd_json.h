@@ -115,7 +115,5 @@ struct json_object *etcd_json_put_op(const char *key, const char *value, int64_t
 struct json_object *etcd_json_delete_op(const char *key);
 /* {"request_delete_range": {key, range_end}}: every key in [key, end) */
 struct json_object *etcd_json_delete_range_op(const char *key, const char *end);
-/* {"request_range": {key}} */
-struct json_object *etcd_json_range_op(const char *key);
 
 #endif
