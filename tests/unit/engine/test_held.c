@@ -343,10 +343,10 @@ Test(held, inspect_reports_held_copies_as_held_not_damage)
 	cr_assert_eq(held_write(UID, 1, 0, last + 2, seg), 0);
 	engine_close(eng);
 	eng = NULL;
-	status = inspect("2 held for other nodes", &found);
-	cr_assert(found, "inspect counts the held copies");
-	cr_assert_eq(status, 0, "held copies are no damage (exit %d)", status);
 	seg_buf_free(seg);
+	status = inspect("2 held for other nodes", &found);
+	cr_assert(found, "inspect counts the held copies (exit status %d)", status);
+	cr_assert_eq(status, 0, "held copies are no damage (exit status %d)", status);
 }
 
 /* ---- the rest of the engine leaves held slots alone ---- */
