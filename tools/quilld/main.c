@@ -32,6 +32,7 @@
 #include "nbd/nbd_server.h"
 #include "nbd/nbd_tls.h"
 #include "replication/peer.h"
+#include "replication/holder.h"
 #include "replication/peer_session.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
@@ -50,6 +51,7 @@ struct node {
 	struct control *ctl;
 	struct peer_secret *peer_secret;
 	struct peer_endpoint *peer;
+	struct holder *holder;             /* serves other nodes' segment ops on peer */
 	struct cluster *cluster;   /* NULL: a single node */
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
@@ -273,15 +275,21 @@ static int load_peer_secret(struct node *n)
 	return peer_secret_load(n->cfg.peer_secret, &n->peer_secret);
 }
 
-/* The peer listener (peer-listen), for the other nodes of the cluster. */
+/* The peer listener (peer-listen), for the other nodes of the cluster, with the
+ * holder service that keeps their segments' copies in this node's store. */
 static int start_peer(struct node *n)
 {
-	struct peer_endpoint_opts po = { .loop = n->lp, .secret = n->peer_secret };
+	struct peer_endpoint_opts po = { .loop = n->lp, .secret = n->peer_secret,
+					 .serve = holder_serve };
 	char addr[64];
 	int r;
 
 	if (!n->cfg.peer_listen[0])
 		return 0;
+	r = holder_create(n->eng, &n->holder);
+	if (r < 0)
+		return r;
+	po.serve_arg = n->holder;
 	peer_addr_parse(n->cfg.peer_listen, addr, sizeof(addr), &po.listen_port); /* checked */
 	po.listen_addr = addr;
 	r = peer_endpoint_create(&po, &n->peer);
@@ -479,6 +487,7 @@ static void stop(struct node *n)
 	blk_guard_shutdown();
 	control_destroy(n->ctl);
 	peer_endpoint_destroy(n->peer);
+	holder_destroy(n->holder);  /* its ops still in the engine end in engine_close */
 	peer_secret_destroy(n->peer_secret);
 	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */
