@@ -1,5 +1,6 @@
 # scripts/procs.sh — helpers for scripts that start servers on 127.0.0.1 and stop
-# them by PID (scripts/bench.sh, tests/integration/clients_lib.sh). Sourced.
+# them by PID (scripts/bench.sh, scripts/quickstart.sh,
+# tests/integration/clients_lib.sh). Sourced.
 
 # free_port: prints a TCP port of 127.0.0.1 that was free a moment ago
 free_port()
@@ -8,6 +9,19 @@ free_port()
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
+}
+
+# port_free PORT: can a server bind 127.0.0.1:PORT now? (SO_REUSEADDR, as servers
+# bind: a port whose last connections linger in TIME_WAIT counts as free)
+port_free()
+{
+	python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"
 }
 
 # port_open PORT: does something accept connections on 127.0.0.1:PORT?
