@@ -24,6 +24,23 @@ except OSError:
     sys.exit(1)' "$1"
 }
 
+# free_ports N: prints the first of N ports in a row, below the ephemeral range
+# (where free_port's picks come from), that a server could bind a moment ago: a
+# local cluster's NBD and peer ports (quickstart.sh's QUILL_NBD_PORT: node I + I)
+free_ports()
+{
+	local try base p ok
+	for try in $(seq 1 50); do
+		base=$((20000 + RANDOM % 12000))
+		ok=1
+		for p in $(seq "$base" $((base + $1 - 1))); do
+			port_free "$p" || { ok=0; break; }
+		done
+		[ "$ok" = 1 ] && { echo "$base"; return 0; }
+	done
+	return 1
+}
+
 # port_open PORT: does something accept connections on 127.0.0.1:PORT?
 port_open()
 {

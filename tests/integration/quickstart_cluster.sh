@@ -31,22 +31,8 @@ export QUILL_LEASE_TTL=2 QUILL_STORE_SIZE=256M QUILL_VOLUME_SIZE=64M
 unset QUILL_SOCKET QUILL_NBD_TLS QUILL_VOLUME
 QS="$IT_ROOT/scripts/quickstart.sh"
 
-# six free ports in a row below the ephemeral range (free_port's picks of other
-# tests): NBD on BASE..BASE+2, peers on BASE+3..BASE+5
-pick_ports()
-{
-	local try p ok
-	for try in $(seq 1 50); do
-		BASE=$((20000 + RANDOM % 12000))
-		ok=1
-		for p in $(seq "$BASE" $((BASE + 5))); do
-			port_free "$p" || { ok=0; break; }
-		done
-		[ "$ok" = 1 ] && return 0
-	done
-	fail "no six free ports in a row"
-}
-pick_ports
+# NBD on BASE..BASE+2, peers on BASE+3..BASE+5
+BASE=$(free_ports 6) || fail "no six free ports in a row"
 export QUILL_NBD_PORT=$BASE QUILL_PEER_PORT=$((BASE + 3))
 NBD_PORT=$BASE # qio, nbd_uri: node0
 log "NBD ports $BASE-$((BASE + 2)), peer ports $((BASE + 3))-$((BASE + 5))"
