@@ -1,10 +1,11 @@
-# scripts/bench_lib.sh — the preamble the fio benchmarks share (bench.sh,
-# bench_cluster.sh). Sourced by a script in scripts/, which it leaves in the
-# repository's root. It sets:
+# scripts/bench_lib.sh — the preamble the benchmarks share (bench.sh,
+# bench_cluster.sh, bench_snap.sh, bench_startup.sh). Sourced by a script in
+# scripts/, which it leaves in the repository's root. It sets:
 #   ROOT             the repository
 #   BENCH            the script's name, for messages
-#   QUILLD, QUILL    the binaries (QUILLD may be given: before/after comparisons of
-#                    two builds); scripts/build.sh runs when they are missing
+#   QUILLD, QUILL    the binaries (default build/tools/; QUILLD may name another
+#                    build: before/after comparisons); scripts/build.sh runs when
+#                    they are missing
 #   RUNTIME, SIZE    seconds per job (10) and bytes each job covers (1G), exported
 #                    for fio-jobs/*.fio; SIZE_BYTES in bytes
 # and defines:
@@ -28,7 +29,7 @@ SIZE="${SIZE:-1G}"
 TRANSPORT="${TRANSPORT:-tcp}"
 PRECONDITION="${PRECONDITION:-0}"
 QUILLD="${QUILLD:-$ROOT/build/tools/quilld}"
-QUILL="$ROOT/build/tools/quill"
+QUILL="${QUILL:-$ROOT/build/tools/quill}"
 export SIZE RUNTIME
 
 # free_port, port_free, free_ports, port_open, wait_ready, stop_pid
