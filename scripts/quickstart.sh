@@ -253,16 +253,16 @@ nodes_up()
 	[ "$(qn 0 node ls 2>/dev/null | awk '$2 == "up"' | wc -l)" -ge 3 ]
 }
 
-# until SECS CMD...: polls CMD every 0.1 s for SECS seconds; its status
+# until_ok SECS CMD...: polls CMD every 0.1 s for SECS seconds of wall time (not a
+# count of polls, which a loaded machine would stretch); its last status
 until_ok()
 {
-	local secs="$1"
+	local end=$((SECONDS + $1))
 	shift
-	for _ in $(seq 1 $((secs * 10))); do
-		"$@" && return 0
+	until "$@"; do
+		[ "$SECONDS" -lt "$end" ] || return 1
 		sleep 0.1
 	done
-	"$@"
 }
 
 if [ "$MODE" = cluster ]; then
@@ -297,6 +297,14 @@ if [ "$MODE" = cluster ]; then
 		echo "quickstart: node0's map does not have the three nodes up after 60 s:" >&2
 		qn 0 node ls >&2
 		exit 1
+	fi
+	# a node an older quick start started (before peers) runs without a listener
+	no_peer=$(qn 0 --json node ls | python3 -c 'import json, sys
+print(" ".join(n["id"] for n in json.load(sys.stdin)["nodes"] if not n.get("peer")))')
+	if [ -n "$no_peer" ]; then
+		echo "quickstart: $no_peer run(s) without a peer listener (an older quick start" \
+			"started it): copies cannot reach it; scripts/quickstart.sh --stop, then run" \
+			"this again" >&2
 	fi
 	replicas=(--replicas 3)
 else

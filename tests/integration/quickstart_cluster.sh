@@ -27,7 +27,9 @@ BIN=$(dirname "$QUILLD")
 DATA="$WORK/data"
 mkdir -m 700 "$WORK/run"
 export QUILL_DATA_DIR="$DATA" QUILL_BIN_DIR="$BIN" XDG_RUNTIME_DIR="$WORK/run"
-export QUILL_LEASE_TTL=2 QUILL_STORE_SIZE=256M QUILL_VOLUME_SIZE=64M
+# a lease of 4 s: short, for the restarts after kill -9, but not so short that a
+# loaded machine's slow etcd takes it away
+export QUILL_LEASE_TTL=4 QUILL_STORE_SIZE=256M QUILL_VOLUME_SIZE=64M
 unset QUILL_SOCKET QUILL_NBD_TLS QUILL_VOLUME
 QS="$IT_ROOT/scripts/quickstart.sh"
 
@@ -45,15 +47,21 @@ pid_of() # pid_of node0|etcd: the pid in its pid file ("" if none)
 	esac
 }
 
-# track_started: whatever the quick start left running is stopped at exit too
-track_started()
+# stop_started: at exit, whatever the quick start left running (a failure, ctest's
+# timeout) is stopped, by the pids its pid files name and only if they are still
+# that etcd or quilld
+stop_started()
 {
-	local p pid
-	for p in etcd node0 node1 node2; do
+	local p pid comm
+	for p in node0 node1 node2 etcd; do
 		pid=$(pid_of "$p")
-		[ -z "$pid" ] || track "$pid"
+		[ -n "$pid" ] || continue
+		comm=$(ps -o comm= -p "$pid" 2>/dev/null) || continue
+		[ "$comm" = quilld ] || [ "$comm" = etcd ] || continue
+		stop_pid "$pid"
 	done
 }
+trap 'stop_started; it_cleanup' EXIT
 
 # qs N [ARGS]: runs the quick start, its output in $WORK/qsN.out; fails on an error
 qs()
@@ -61,7 +69,6 @@ qs()
 	local n="$1" rc=0
 	shift
 	"$QS" "$@" >"$WORK/qs$n.out" 2>&1 || rc=$?
-	track_started
 	[ "$rc" = 0 ] || fail "quickstart.sh $* (run $n) exited $rc: $(tail -n 15 "$WORK/qs$n.out")"
 }
 
@@ -93,7 +100,6 @@ track "$HOLDER"
 wait_for 10 "the port holder does not listen" port_listening $((BASE + 2))
 rc=0
 "$QS" >"$WORK/taken.out" 2>&1 || rc=$?
-track_started
 [ "$rc" = 1 ] || fail "quickstart with node2's NBD port taken exited $rc: $(cat "$WORK/taken.out")"
 grep -q "127.0.0.1:$((BASE + 2)), node2's NBD port, is in use by another program" \
 	"$WORK/taken.out" || fail "no clear message for a taken port: $(cat "$WORK/taken.out")"
