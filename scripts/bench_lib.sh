@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # scripts/bench_lib.sh — the preamble the benchmarks share (bench.sh,
 # bench_cluster.sh, bench_snap.sh, bench_startup.sh). Sourced by a script in
 # scripts/, which it leaves in the repository's root. It sets:

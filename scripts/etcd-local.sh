@@ -26,10 +26,13 @@ prefix=${3:-/quill/default/}
 # free_port, port_free
 source "$(dirname "${BASH_SOURCE[0]}")/procs.sh"
 
-# running: etcd.pid names a running etcd (not another program given the pid since)
+# running: etcd.pid names a running etcd (not a zombie killed and not reaped yet,
+# not another program given the pid since)
 running() {
-	[ -f "$dir/etcd.pid" ] &&
-		[ "$(ps -o comm= -p "$(cat "$dir/etcd.pid")" 2>/dev/null)" = etcd ]
+	local st
+	[ -f "$dir/etcd.pid" ] || return 1
+	st=$(ps -o stat=,comm= -p "$(cat "$dir/etcd.pid")" 2>/dev/null) || return 1
+	[ "${st:0:1}" != Z ] && [ "${st##* }" = etcd ]
 }
 
 endpoint() {
@@ -123,7 +126,7 @@ stop() {
 	pid=$(cat "$dir/etcd.pid")
 	kill "$pid"
 	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
+		running || break
 		sleep 0.1
 	done
 	rm -f "$dir/etcd.pid"

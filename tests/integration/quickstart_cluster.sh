@@ -12,7 +12,8 @@
 #     its owner
 #   - run again: nothing restarted, the data kept
 #   - kill -9 a node that is not the owner, then the owner: each run again restarts
-#     the killed node (a new pid), node0 claims vm0 again, the data kept
+#     the killed node (a new pid), node0 claims vm0 again, the data kept; kill -9
+#     etcd: run again restarts it alone, and the nodes serve on
 #   - --stop stops every node and etcd by PID; --single then starts node0 alone,
 #     without etcd, on the same store
 source "$(dirname "$0")/clients_lib.sh"
@@ -182,6 +183,17 @@ for n in 1 0; do
 	peer_ok "$n" || fail "node$n's peer port after its restart: $(tail -3 "$WORK/peer.out")"
 	pattern_is 0xab
 done
+
+# ---- kill -9 etcd: run again restarts it (same ports and data), the nodes stay ----
+nodes=$(for n in 0 1 2; do pid_of "node$n"; done)
+old=$(pid_of etcd)
+kill -KILL "$old"
+wait_for 10 "etcd (pid $old) does not die" eval "! running $old"
+qs 33
+new=$(pid_of etcd)
+[ -n "$new" ] && [ "$new" != "$old" ] && running "$new" || fail "etcd was not restarted"
+[ "$nodes" = "$(for n in 0 1 2; do pid_of "node$n"; done)" ] || fail "the nodes were restarted too"
+grep -q "etcd: started" "$WORK/qs33.out" || fail "run 33 does not say it started etcd"
 qio vm0 "write -P 0xef 0 1M" flush
 pattern_is 0xef
 
