@@ -25,6 +25,7 @@
 # data/bench/<timestamp>/; the images and the store are deleted afterwards.
 #
 # Usage: scripts/bench.sh            (from anywhere; builds quill if needed)
+#        scripts/bench.sh --cluster  a local cluster instead (scripts/bench_cluster.sh)
 # Environment:
 #   RUNTIME=10        seconds per job            SIZE=1G   bytes each job covers
 #   TARGETS="quill raw qemu-nbd nbdkit"          JOBS="randread-4k-qd1 ..." (names
@@ -42,49 +43,33 @@
 #                     (default 0: a fallocate()d file, as the quick start makes)
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$(pwd)"
-RUNTIME="${RUNTIME:-10}"
-SIZE="${SIZE:-1G}"
+if [ "${1:-}" = --cluster ]; then
+	exec "$(dirname "${BASH_SOURCE[0]}")/bench_cluster.sh"
+elif [ $# -gt 0 ]; then
+	echo "usage: scripts/bench.sh [--cluster]" >&2
+	exit 2
+fi
+# ROOT, QUILLD, QUILL, RUNTIME, SIZE, SIZE_BYTES, TRANSPORT, PRECONDITION; bench_need,
+# bench_out, bench_track, bench_stop, run_fio, listen, started, start_quill; procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 TARGETS="${TARGETS:-quill raw qemu-nbd nbdkit}"
 JOBS="${JOBS:-randread-4k-qd1 randread-4k-qd1-unwritten randread-4k-qd32 randrw-4k-qd32 seqread-1m-qd8 randwrite-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8 seqread-after-randwrite seqread-after-randwrite-idle}"
-TRANSPORT="${TRANSPORT:-tcp}"
 NBDKIT_CACHE="${NBDKIT_CACHE:-none}"
-PRECONDITION="${PRECONDITION:-0}"
 RAW_SYNC_WRITES="${RAW_SYNC_WRITES:-2048}"
-QUILLD="${QUILLD:-$ROOT/build/tools/quilld}"
-QUILL="$ROOT/build/tools/quill"
 
 case "$TRANSPORT" in tcp | unix) ;; *)
 	echo "bench.sh: TRANSPORT must be tcp or unix" >&2
 	exit 2
 	;;
 esac
-for c in fio python3 qemu-nbd nbdkit fallocate numfmt; do
-	command -v "$c" >/dev/null || { echo "bench.sh: $c missing (scripts/deps.sh)" >&2; exit 1; }
-done
-if [ ! -x "$QUILLD" ] || [ ! -x "$QUILL" ]; then
-	echo "bench.sh: building quill (scripts/build.sh)"
-	scripts/build.sh >/dev/null
-fi
-SIZE_BYTES="$(numfmt --from=iec "$SIZE")"
+bench_need qemu-nbd nbdkit fallocate
 EXPORT_BYTES=$((SIZE_BYTES * 2)) # the second half is never written
 STORE_SIZE="${STORE_SIZE:-$(((SIZE_BYTES * 4 > 2 << 30 ? SIZE_BYTES * 4 : 2 << 30) >> 20))M}"
-OUT="$ROOT/data/bench/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$OUT"
-export SIZE RUNTIME
+bench_out
 
-# free_port, port_open, wait_ready, stop_pid
-source "$ROOT/scripts/procs.sh"
-
-PIDS=()
 cleanup()
 {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid"
-	done
-	PIDS=()
+	bench_stop
 	if [ "${KEEP:-0}" != 1 ]; then
 		rm -rf "$OUT"/*/store "$OUT"/*/disk.img
 	fi
@@ -97,75 +82,6 @@ disk_image()
 {
 	fallocate -l "$EXPORT_BYTES" "$1/disk.img"
 	echo "$1/disk.img"
-}
-
-# run_fio DIR NAME: one job from fio-jobs/ against $NBD_URI (or, for raw, the file
-# $RAW_FILE with io_uring and O_DIRECT: the same job with its engine lines swapped,
-# and $RAW_SYNC, if set, fio options added: raw-sync's fdatasync=)
-run_fio()
-{
-	local dir="$1" name="$2" job="$ROOT/fio-jobs/$2.fio"
-	if [ -n "${RAW_FILE:-}" ]; then
-		sed -e "s/^ioengine=nbd\$/ioengine=io_uring\\ndirect=1${RAW_SYNC:+\\n$RAW_SYNC}/" \
-			-e "s|^uri=.*|filename=$RAW_FILE|" "$job" >"$dir/$name.fio"
-		job="$dir/$name.fio"
-	fi
-	# (in dir: a job's exec_prerun leaves its output there)
-	if ! (cd "$dir" && fio --output-format=json --output="$dir/$name.json" "$job") \
-		>"$dir/$name.err" 2>&1; then
-		echo "bench.sh: fio $name on $(basename "$dir") failed:" >&2
-		cat "$dir/$name.err" "$dir/$name.json" >&2
-		return 1
-	fi
-	[ -s "$dir/$name.err" ] || rm -f "$dir/$name.err"
-}
-
-# listen DIR EXPORT UNIX_FLAG ADDR_FLAG [PORT_FLAG]: where a server listens. Sets
-# LISTEN (its flags: UNIX_FLAG SOCKET, or ADDR_FLAG 127.0.0.1 PORT_FLAG PORT), READY
-# (a command that succeeds once it accepts connections) and NBD_URI.
-listen()
-{
-	local port sock="$1/nbd.sock"
-	if [ "$TRANSPORT" = unix ]; then
-		LISTEN=("$3" "$sock")
-		READY=(test -S "$sock")
-		NBD_URI="nbd+unix:///$2?socket=$sock"
-	else
-		port="$(free_port)"
-		LISTEN=("$4" 127.0.0.1 "${5:--p}" "$port")
-		READY=(port_open "$port")
-		NBD_URI="nbd://127.0.0.1:$port/$2"
-	fi
-}
-
-# started: the server just put in the background is SERVER_PID; wait for READY
-started()
-{
-	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
-	wait_ready "$SERVER_PID" "${READY[@]}"
-}
-
-# start_TARGET DIR: starts the server, sets NBD_URI (or RAW_FILE) and SERVER_PID
-start_quill()
-{
-	# By default quilld makes its store file as the quick start does (fallocate():
-	# unwritten extents, which ext4 converts on first write) and writes zeros over
-	# the free segments ahead of its log itself (docs/engine.md, "Preparing free
-	# segments"). PRECONDITION=1 writes the whole file once first instead, as the
-	# peers' images are by the prefill; the store is then not blank, so quilld
-	# formats it only when told (--format).
-	mkdir -p "$1/store"
-	if [ "$PRECONDITION" = 1 ]; then
-		fio --name=precondition --filename="$1/store/store.img" --rw=write --bs=1M \
-			--ioengine=io_uring --direct=1 --iodepth=8 --size="$STORE_SIZE" >/dev/null
-	fi
-	listen "$1" bench --nbd-unix --nbd-addr --nbd-port
-	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --format --control "$1/ctl.sock" \
-		--nbd-addr "" "${LISTEN[@]}" >"$1/server.log" 2>&1 &
-	started || return 1
-	wait_ready "$SERVER_PID" "$QUILL" --socket "$1/ctl.sock" status || return 1
-	"$QUILL" --socket "$1/ctl.sock" volume create bench "$EXPORT_BYTES" >/dev/null
 }
 
 start_nbdkit_memory()
@@ -208,9 +124,6 @@ start_nbdkit()
 }
 
 echo "bench.sh: SIZE=$SIZE RUNTIME=${RUNTIME}s TRANSPORT=$TRANSPORT, results in $OUT"
-fio --version >"$OUT/versions.txt"
-{ qemu-nbd --version | head -1; nbdkit --version; git -C "$ROOT" rev-parse --short HEAD; } \
-	>>"$OUT/versions.txt" 2>&1 || true
 for target in $TARGETS; do
 	dir="$OUT/$target"
 	mkdir -p "$dir"
@@ -245,38 +158,16 @@ done
 
 # The table: quill's IOPS and latency, the peers' IOPS, quill's ratios. Also every
 # number of every target in summary.json.
-python3 - "$OUT" "$TARGETS" "$JOBS" <<'PY' | tee "$OUT/table.txt"
+PYTHONPATH="$ROOT/scripts" python3 - "$OUT" "$TARGETS" "$JOBS" <<'PY' | tee "$OUT/table.txt"
 import json, os, sys
+
+from bench_fio import fio_result, lat, ratio, table
 
 out, targets, jobs = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 
 
 def load(target, job):
-    path = os.path.join(out, target, job + ".json")
-    if not os.path.exists(path):
-        return None
-    text = open(path).read()
-    # skip any line fio printed first; a file of several jobs (stonewall) is measured
-    # by its last one (seqread-after-randwrite: the read after the writes)
-    j = json.loads(text[text.index("{"):])["jobs"][-1]
-    dirs = [j[d] for d in ("read", "write") if j[d]["total_ios"] > 0]
-    ios = sum(d["total_ios"] for d in dirs) or 1
-    return {
-        "iops": sum(d["iops"] for d in dirs),
-        "mib_s": sum(d["bw_bytes"] for d in dirs) / 2**20,
-        "lat_mean_us": sum(d["lat_ns"]["mean"] * d["total_ios"] for d in dirs) / ios / 1e3,
-        "p99_us": max(d["clat_ns"]["percentile"]["99.000000"] for d in dirs) / 1e3,
-        "max_us": max(d["lat_ns"]["max"] for d in dirs) / 1e3,
-        "errors": j["error"],
-    }
-
-
-def lat(us):
-    return "%.0f us" % us if us < 1000 else "%.2f ms" % (us / 1000)
-
-
-def ratio(a, b):
-    return "%.2f" % (a / b) if a is not None and b else "-"
+    return fio_result(os.path.join(out, target, job + ".json"))
 
 
 res = {t: {job: load(t, job) for job in jobs} for t in targets}
@@ -296,12 +187,6 @@ for job in jobs:
                  lat(q["max_us"]) if q else "-"] +
                 ["%.0f" % iops[t] if iops.get(t) else "-" for t in ("raw", "qemu-nbd", "nbdkit")] +
                 [ratio(q and q["iops"], best), ratio(q and q["iops"], iops.get("raw"))])
-
-
-def table(head, rows):
-    w = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
-    for r in [head, ["-" * n for n in w]] + rows:
-        print("  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)))
 
 
 table(head, rows)

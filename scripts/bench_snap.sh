@@ -17,21 +17,12 @@
 # STORE_SIZE=12G, QUILLD/QUILL (default build/tools/), KEEP=1 keeps the store.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$(pwd)"
-RUNTIME="${RUNTIME:-10}"
+# ROOT, QUILLD, QUILL, RUNTIME (exported); procs.sh's free_port, wait_ready, stop_pid
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 WRITTEN="${WRITTEN:-1G}"
 SNAPS="${SNAPS:-10}"
 DEPTH="${DEPTH:-10}"
 STORE_SIZE="${STORE_SIZE:-12G}"
-QUILLD="${QUILLD:-$ROOT/build/tools/quilld}"
-QUILL="${QUILL:-$ROOT/build/tools/quill}"
-for c in fio python3; do
-	command -v "$c" >/dev/null || { echo "bench_snap.sh: $c missing (scripts/deps.sh)" >&2; exit 1; }
-done
-[ -x "$QUILLD" ] && [ -x "$QUILL" ] || { echo "bench_snap.sh: build quill first (scripts/build.sh)" >&2; exit 1; }
-# free_port, port_open, wait_ready, stop_pid
-source "$ROOT/scripts/procs.sh"
 
 mkdir -p "$ROOT/data"
 WORK="$(mktemp -d "$ROOT/data/bench-snap.XXXXXX")"

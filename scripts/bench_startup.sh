@@ -16,19 +16,11 @@
 # there), KEEP=1 keeps the store.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$(pwd)"
+# ROOT, QUILLD, QUILL; procs.sh's free_port, stop_pid
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 WRITTEN="${WRITTEN:-4G}"
 KILL_AFTER="${KILL_AFTER:-8}"
-QUILLD="${QUILLD:-$ROOT/build/tools/quilld}"
-QUILL="${QUILL:-$ROOT/build/tools/quill}"
 DIR="${DIR:-$ROOT/data}"
-for c in fio python3; do
-	command -v "$c" >/dev/null || { echo "bench_startup.sh: $c missing (scripts/deps.sh)" >&2; exit 1; }
-done
-[ -x "$QUILLD" ] && [ -x "$QUILL" ] || { echo "bench_startup.sh: build quill first (scripts/build.sh)" >&2; exit 1; }
-# free_port, stop_pid
-source "$ROOT/scripts/procs.sh"
 
 bytes()
 {

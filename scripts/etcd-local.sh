@@ -23,11 +23,16 @@ cmd=$1
 dir=$2
 prefix=${3:-/quill/default/}
 
-# free_port
+# free_port, port_free
 source "$(dirname "${BASH_SOURCE[0]}")/procs.sh"
 
+# running: etcd.pid names a running etcd (not a zombie killed and not reaped yet,
+# not another program given the pid since)
 running() {
-	[ -f "$dir/etcd.pid" ] && kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null
+	local st
+	[ -f "$dir/etcd.pid" ] || return 1
+	st=$(ps -o stat=,comm= -p "$(cat "$dir/etcd.pid")" 2>/dev/null) || return 1
+	[ "${st:0:1}" != Z ] && [ "${st##* }" = etcd ]
 }
 
 endpoint() {
@@ -78,7 +83,7 @@ setup_auth() {
 }
 
 start() {
-	local client peer first=0
+	local client peer p first=0
 	mkdir -p "$dir"
 	chmod 700 "$dir"
 	if running; then
@@ -90,6 +95,13 @@ start() {
 	fi
 	[ -f "$dir/quill.cred" ] || first=1
 	read -r client peer <"$dir/ports"
+	for p in "$client" "$peer"; do
+		if ! port_free "$p"; then
+			echo "etcd-local: 127.0.0.1:$p (etcd's ports are kept in $dir/ports) is in use by" \
+				"another program: stop it, or delete $dir/ports to choose new ones" >&2
+			return 1
+		fi
+	done
 	etcd --name quill-local --data-dir "$dir/data" \
 		--listen-client-urls "http://127.0.0.1:$client" \
 		--advertise-client-urls "http://127.0.0.1:$client" \
@@ -114,7 +126,7 @@ stop() {
 	pid=$(cat "$dir/etcd.pid")
 	kill "$pid"
 	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
+		running || break
 		sleep 0.1
 	done
 	rm -f "$dir/etcd.pid"

@@ -1,5 +1,6 @@
 # scripts/procs.sh — helpers for scripts that start servers on 127.0.0.1 and stop
-# them by PID (scripts/bench.sh, tests/integration/clients_lib.sh). Sourced.
+# them by PID (scripts/bench.sh, scripts/quickstart.sh,
+# tests/integration/clients_lib.sh). Sourced.
 
 # free_port: prints a TCP port of 127.0.0.1 that was free a moment ago
 free_port()
@@ -8,6 +9,36 @@ free_port()
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
+}
+
+# port_free PORT: can a server bind 127.0.0.1:PORT now? (SO_REUSEADDR, as servers
+# bind: a port whose last connections linger in TIME_WAIT counts as free)
+port_free()
+{
+	python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"
+}
+
+# free_ports N: prints the first of N ports in a row, below the ephemeral range
+# (where free_port's picks come from), that a server could bind a moment ago: a
+# local cluster's NBD and peer ports (quickstart.sh's QUILL_NBD_PORT: node I + I)
+free_ports()
+{
+	local try base p ok
+	for try in $(seq 1 50); do
+		base=$((20000 + RANDOM % 12000))
+		ok=1
+		for p in $(seq "$base" $((base + $1 - 1))); do
+			port_free "$p" || { ok=0; break; }
+		done
+		[ "$ok" = 1 ] && { echo "$base"; return 0; }
+	done
+	return 1
 }
 
 # port_open PORT: does something accept connections on 127.0.0.1:PORT?
