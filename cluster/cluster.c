@@ -56,6 +56,9 @@ struct claim {
 	int64_t epoch;
 };
 
+struct cluster;
+static void claim_forget(struct cluster *cl, size_t i);
+
 /* A growable array of n elements of size sz: a new zeroed slot, or NULL. */
 static void *grow(void **arr, size_t *n, size_t *cap, size_t sz)
 {
@@ -87,6 +90,7 @@ struct cluster {
 	pthread_t sess_thread, watch_thread;
 	bool sess_started, watch_started;
 	atomic_uint_fast64_t deadline_ms;
+	atomic_uint_fast64_t claims_gen; /* moves whenever a claim of this node goes */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -242,6 +246,29 @@ static struct cluster_volume *vol_find(struct cluster *cl, const char *name, boo
 	return v;
 }
 
+/* Under cl->mu: a watch event shows name's claim as now. A claim of this node at a
+ * lower epoch is gone (another node claimed since, or this node again after a lease
+ * that lapsed): forgotten at once, so that the loop stops serving the volume even
+ * before a keepalive tells. A claim at a lower epoch than ours is an older event: it
+ * says nothing. (A deleted claim key says nothing either: a late event of an old
+ * claim's deletion must not undo the new one; the lease and release cover those.) */
+static void claims_check_map(struct cluster *cl, const char *name, const struct layout_claim *now)
+{
+	for (size_t i = 0; i < cl->nclaims; i++) {
+		struct claim *c = &cl->claims[i];
+
+		if (strcmp(c->name, name) != 0)
+			continue;
+		if (now->epoch <= c->epoch)
+			return; /* ours as we know it, or an older event */
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: the map shows node %s owning it at epoch "
+			"%lld: this node's claim at epoch %lld is gone", name, now->node,
+			(long long)now->epoch, (long long)c->epoch);
+		claim_forget(cl, i);
+		return;
+	}
+}
+
 /* A volumes/ or owners/ key. A claim without a record (seen first) keeps an entry
  * whose record is empty until the record arrives. */
 static void vols_apply(struct cluster *cl, enum layout_kind kind, const char *name,
@@ -257,13 +284,14 @@ static void vols_apply(struct cluster *cl, enum layout_kind kind, const char *na
 		*v = cl->vols[--cl->nvols];
 		return;
 	}
-	if (kind == LAYOUT_VOLUME && layout_volume_decode(kv->value, kv->value_len, &rec) == 0)
+	if (kind == LAYOUT_VOLUME && layout_volume_decode(kv->value, kv->value_len, &rec) == 0) {
 		v->rec = rec;
-	else if (kind == LAYOUT_OWNER && !put)
+	} else if (kind == LAYOUT_OWNER && !put) {
 		v->claimed = false;
-	else if (kind == LAYOUT_OWNER && layout_claim_decode(kv->value, kv->value_len, &claim) == 0)
+	} else if (kind == LAYOUT_OWNER && layout_claim_decode(kv->value, kv->value_len, &claim) == 0) {
 		v->claimed = true, v->claim = claim;
-	else
+		claims_check_map(cl, name, &claim);
+	} else
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cluster map: %s does not decode: skipped", kv->key);
 }
 
@@ -338,12 +366,20 @@ static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 	pthread_mutex_unlock(&cl->mu);
 }
 
+/* Under cl->mu: forgets claim i; the loop learns it from claims_gen (and the
+ * notify that the caller's news brings). */
+static void claim_forget(struct cluster *cl, size_t i)
+{
+	cl->claims[i] = cl->claims[--cl->nclaims];
+	atomic_fetch_add(&cl->claims_gen, 1);
+}
+
 static void claim_drop(struct cluster *cl, const char *name)
 {
 	pthread_mutex_lock(&cl->mu);
 	for (size_t i = 0; i < cl->nclaims; i++)
 		if (strcmp(cl->claims[i].name, name) == 0) {
-			cl->claims[i] = cl->claims[--cl->nclaims];
+			claim_forget(cl, i);
 			break;
 		}
 	pthread_mutex_unlock(&cl->mu);
@@ -358,7 +394,9 @@ static void claims_lost(struct cluster *cl)
 			"epoch %lld went with the lease)", cl->claims[i].name,
 			(long long)cl->claims[i].epoch);
 	cl->nclaims = 0;
+	atomic_fetch_add(&cl->claims_gen, 1);
 	pthread_mutex_unlock(&cl->mu);
+	notify(cl); /* the loop fences what it serves of them */
 }
 
 bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch)
@@ -833,6 +871,24 @@ static void efd_ready(void *arg, unsigned events)
 		cl->on_change(cl->arg);
 	if (fatal[0] && cl->on_fatal)
 		cl->on_fatal(cl->arg, fatal);
+}
+
+uint64_t cluster_claims_gen(const struct cluster *cl)
+{
+	return atomic_load(&cl->claims_gen);
+}
+
+int cluster_node_get(const struct cluster *cl, const char *id, struct cluster_node *out)
+{
+	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
+	struct entry *e;
+
+	pthread_mutex_lock(&c->mu);
+	e = map_find(c, id, false);
+	if (e)
+		*out = e->n;
+	pthread_mutex_unlock(&c->mu);
+	return e ? 0 : -ENOENT;
 }
 
 bool cluster_lease_valid(const struct cluster *cl)

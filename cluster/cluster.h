@@ -61,6 +61,11 @@ void cluster_stop(struct cluster *cl);
 
 /* May this node complete client I/O now (its lease deadline is ahead)? Any thread. */
 bool cluster_lease_valid(const struct cluster *cl);
+/* A number that moves whenever a claim of this node is forgotten (its lease lost, a
+ * release or remove, a fenced write refused, or the map showing the claim gone or
+ * another's): an atomic, for the guard on every completion. on_change follows each
+ * move. Any thread. */
+uint64_t cluster_claims_gen(const struct cluster *cl);
 
 struct cluster_info {
 	char node_id[LAYOUT_ID_MAX + 1];
@@ -86,6 +91,8 @@ struct cluster_node {
 };
 /* A copy of the map, by node id: *nodes (free() it), *n. 0 or -ENOMEM. */
 int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t *n);
+/* One node of the map: 0 or -ENOENT. */
+int cluster_node_get(const struct cluster *cl, const char *id, struct cluster_node *out);
 
 /* Marks node id out (out true) or in. Async: returns 0 → cb runs once on the loop's
  * thread with 0 or -errno and a sentence (-ENOENT no such node, an etcd error);

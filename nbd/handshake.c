@@ -170,9 +170,11 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 		/* EXPORT_NAME cannot answer with an error: the spec says close */
 		if (r == -EBUSY)
 			blk_busy_reason(c->srv->eng, name, why, sizeof(why));
+		else if (r == -EREMOTE)
+			blk_guard_refusal(c->srv->guard, name, why, sizeof(why));
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer,
 				(int)(len > 64 ? 64 : len), (const char *)data,
-				r == -EBUSY ? why : err_str(-r));
+				r == -EBUSY || r == -EREMOTE ? why : err_str(-r));
 		nbd_conn_close(c, NULL);
 		return;
 	}
@@ -237,6 +239,15 @@ static void opt_busy(struct nbd_conn *c, const char *name)
 	opt_error(c, NBD_REP_ERR_POLICY, "%s: a volume has one writer at a time", why);
 }
 
+/* Another node owns the volume (or none does): the refusal says which, and where. */
+static void opt_remote(struct nbd_conn *c, const char *name)
+{
+	char why[320];
+
+	blk_guard_refusal(c->srv->guard, name, why, sizeof(why));
+	opt_error(c, NBD_REP_ERR_POLICY, "%s", why);
+}
+
 /* Replies for an export lookup that failed; true if it did. */
 static bool export_error(struct nbd_conn *c, const char *name, int r)
 {
@@ -248,6 +259,8 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 		opt_error(c, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
 	else if (r == -EBUSY)
 		opt_busy(c, name);
+	else if (r == -EREMOTE)
+		opt_remote(c, name);
 	else
 		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s': %s", name, err_str(-r));
 	return true;

@@ -57,6 +57,7 @@ struct nbd_export {
 	uint64_t size;
 	bool readonly;                   /* a snapshot: writes, trims, zeroes get EPERM */
 	unsigned refs;                   /* attached connections */
+	bool fenced;                     /* the node lost the volume: no new attach here */
 	struct loop_timer *close_timer;  /* pending close once refs reached 0 */
 };
 
@@ -161,6 +162,7 @@ struct nbd_server {
 	struct loop_timer *sweep_timer;  /* timeouts */
 	struct loop_timer *wake_timer;   /* resumes granted waiters */
 	struct nbd_export *exports;
+	struct blk_guard *guard;         /* NULL: a single node */
 	bool shutting_down;
 };
 
