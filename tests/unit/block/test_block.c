@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blk_done.h"
 #include "block/block.h"
 #include "common/volspec.h"
 #include "test_engine_scratch.h"
@@ -54,24 +55,6 @@ static void teardown(void)
 	engine_close(eng);
 	eng = NULL;
 	testutil_rm_tree(dir);
-}
-
-struct done {
-	bool done;
-	int res;
-	unsigned seq;
-};
-
-static unsigned completions;
-
-static void on_done(void *arg, int res)
-{
-	struct done *d = arg;
-
-	cr_assert_not(d->done, "callback ran twice");
-	d->done = true;
-	d->res = res;
-	d->seq = completions++;
 }
 
 static int wait_done(int r, struct done *d)

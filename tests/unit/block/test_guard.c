@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blk_done.h"
 #include "block/block.h"
 #include "test_engine_scratch.h"
 #include "testutil.h"
@@ -90,24 +91,6 @@ static void teardown(void)
 }
 
 TestSuite(block_guard, .init = setup, .fini = teardown);
-
-struct done {
-	bool done;
-	int res;
-	unsigned seq;
-};
-
-static unsigned completions;
-
-static void on_done(void *arg, int res)
-{
-	struct done *d = arg;
-
-	cr_assert_not(d->done, "callback ran twice");
-	d->done = true;
-	d->res = res;
-	d->seq = completions++;
-}
 
 static void poll_some(int n)
 {
