@@ -139,11 +139,17 @@ struct blk_guard_ops {
 	 * as cheap. The node calls blk_guard_recheck() after it moved. */
 	uint64_t (*claims_gen)(void *arg);
 	/* Does this node own vol? 0 and *epoch (the claim's; 0: a volume the cluster
-	 * does not know, which this node serves), or -EREMOTE (another node owns it, or
-	 * none does) with a sentence for the client in why. */
+	 * does not know, which this node serves); -EREMOTE another node owns it, or
+	 * -EAGAIN no node does (this node may claim it), with a sentence for the client
+	 * in why. */
 	int (*owns)(void *arg, const char *vol, int64_t *epoch, char *why, size_t whylen);
+	/* Claims vol for this node (the clean handoff of a volume whose claim was given
+	 * up), then done(done_arg, 0 or -errno) once, on the engine's thread, later;
+	 * <0: not started (done never runs). NULL: an attach never claims. */
+	int (*claim)(void *arg, const char *vol, void (*done)(void *done_arg, int res),
+		     void *done_arg);
 };
-/* ops is copied. 0, -EINVAL (an op missing), -ENOMEM. */
+/* ops is copied. 0, -EINVAL (an op missing: all but claim are needed), -ENOMEM. */
 int blk_guard_create(const struct blk_guard_ops *ops, void *arg, struct blk_guard **out);
 /* What still waits fails with -ESHUTDOWN; handles still open are no longer guarded.
  * NULL ok. */
@@ -158,9 +164,17 @@ unsigned blk_guard_waiting(const struct blk_guard *g);
  * with -ESHUTDOWN instead (what already waits fails now), so the front ends can
  * drain; completions under a valid lease go on as before. */
 void blk_guard_shutdown(struct blk_guard *g);
-/* The sentence for an open of spec refused with -EREMOTE: "volume 'v1' is owned by
- * node node1 (epoch 3, NBD at 127.0.0.1:10810): attach it there". */
+/* The sentence for an open of spec refused with -EREMOTE or -EAGAIN: "volume 'v1' is
+ * owned by node node1 (epoch 3, NBD at 127.0.0.1:10810): attach it there". */
 void blk_guard_refusal(struct blk_guard *g, const char *spec, char *buf, size_t len);
+/* Attach anywhere: blk_open(spec) said -EAGAIN (no node owns the volume now): claims
+ * it for this node, then cb(arg, 0 or -errno), after which the front end opens again
+ * (the open decides: served, or refused if another node won the race). Returns 0
+ * (cb runs once, later) or -errno (-ENOTSUP: the guard's node does not claim on
+ * attach; cb never runs). A waiter that goes away first calls
+ * blk_guard_claim_cancel(g, cb, arg): its cb then never runs. */
+int blk_guard_claim(struct blk_guard *g, const char *spec, blk_cb cb, void *arg);
+void blk_guard_claim_cancel(struct blk_guard *g, blk_cb cb, void *arg);
 
 /* The front end learns that its handle was fenced (why: the log line's reason), on
  * the engine's thread, from inside blk_guard_recheck(): it must not close the handle

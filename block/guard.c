@@ -21,6 +21,15 @@
 #define LOG_TAG "block"
 #define WHY_MAX 320
 
+/* A front end waiting for a claim made on its attach. Freed by claim_done (the
+ * node's claim calls back exactly once, even after the guard went). */
+struct claim_wait {
+	struct claim_wait *next;
+	struct blk_guard *g;             /* NULL: the guard went */
+	blk_cb cb;                       /* NULL: cancelled */
+	void *arg;
+};
+
 struct blk_guard {
 	struct blk_guard_ops ops;
 	void *arg;
@@ -30,6 +39,7 @@ struct blk_guard {
 	struct blk_io *head, *tail;      /* completions held back, oldest first */
 	unsigned n;
 	struct blk_dev *devs;            /* the open handles */
+	struct claim_wait *waits;        /* claims made on attach, in flight */
 };
 
 int blk_guard_create(const struct blk_guard_ops *ops, void *arg, struct blk_guard **out)
@@ -93,6 +103,10 @@ void blk_guard_destroy(struct blk_guard *g)
 	release_held(g, NULL, -ESHUTDOWN);
 	while (g->devs)
 		blk_guard_detach(g->devs);
+	for (struct claim_wait *w = g->waits; w; w = w->next) {
+		w->g = NULL; /* claim_done frees it */
+		w->cb = NULL;
+	}
 	free(g);
 }
 
@@ -139,6 +153,50 @@ void blk_guard_refusal(struct blk_guard *g, const char *spec, char *buf, size_t 
 	if (!g || volspec_parse(spec, vol, snap) < 0 ||
 	    g->ops.owns(g->arg, vol, &epoch, buf, len) == 0 || !buf[0])
 		snprintf(buf, len, "volume '%s' is not served by this node", spec);
+}
+
+static void claim_done(void *arg, int res)
+{
+	struct claim_wait *w = arg, **p;
+
+	if (w->g) {
+		for (p = &w->g->waits; *p != w; p = &(*p)->next)
+			;
+		*p = w->next;
+	}
+	if (w->cb)
+		w->cb(w->arg, res);
+	free(w);
+}
+
+int blk_guard_claim(struct blk_guard *g, const char *spec, blk_cb cb, void *arg)
+{
+	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
+	struct claim_wait *w;
+	int r;
+
+	if (!g || !g->ops.claim)
+		return -ENOTSUP;
+	if (volspec_parse(spec, vol, snap) < 0)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	*w = (struct claim_wait){ .next = g->waits, .g = g, .cb = cb, .arg = arg };
+	g->waits = w;
+	r = g->ops.claim(g->arg, vol, claim_done, w);
+	if (r < 0) {
+		g->waits = w->next;
+		free(w);
+	}
+	return r;
+}
+
+void blk_guard_claim_cancel(struct blk_guard *g, blk_cb cb, void *arg)
+{
+	for (struct claim_wait *w = g ? g->waits : NULL; w; w = w->next)
+		if (w->cb == cb && w->arg == arg)
+			w->cb = NULL;
 }
 
 bool blk_guard_hold(struct blk_io *io)

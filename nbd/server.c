@@ -333,6 +333,8 @@ static void conn_maybe_free(struct nbd_conn *c)
 
 void nbd_conn_close(struct nbd_conn *c, const char *reason)
 {
+	if (c->claim_wait)
+		nbd_hs_cancel(c);
 	if (c->state == NBD_CS_DEAD)
 		return;
 	if (reason)
@@ -401,6 +403,8 @@ static bool conn_mem_ok(const struct nbd_conn *c)
 {
 	if (c->mem_waiting)
 		return false; /* its turn comes from limits.c */
+	if (c->claim_wait)
+		return false; /* its turn comes from the claim (handshake.c) */
 	if (c->state < NBD_CS_REQ_HDR)
 		return c->hs_out_bytes <= NBD_HS_OUT_MAX;
 	return c->mem == 0 || c->mem + c->mem_need <= NBD_CONN_MEM_MAX;

@@ -352,7 +352,7 @@ static void refuse(struct vhost_export *exp, int fd, int err)
 
 	if (err == -EBUSY)
 		blk_busy_reason(exp->srv->eng, exp->name, why, sizeof(why));
-	else if (err == -EREMOTE)
+	else if (err == -EREMOTE || err == -EAGAIN)
 		blk_guard_refusal(exp->srv->guard, exp->name, why, sizeof(why));
 	else
 		snprintf(why, sizeof(why), "volume '%s': %s", exp->name, err_str(-err));

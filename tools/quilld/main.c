@@ -429,12 +429,53 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 		owner_nbd(n, v.claim.node, nbd, sizeof(nbd));
 		snprintf(why, len, "volume '%s' is owned by node %s (epoch %lld%s): attach it "
 			 "there, not here", vol, v.claim.node, (long long)v.claim.epoch, nbd);
-	} else {
-		snprintf(why, len, "volume '%s' has no owner now: claim it first (quill volume "
-			 "claim %s)", vol, vol);
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s", why);
+		return -EREMOTE;
 	}
-	LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s", why);
-	return -EREMOTE;
+	snprintf(why, len, "volume '%s' has no owner now: claim it first (quill volume claim "
+		 "%s)", vol, vol);
+	return -EAGAIN; /* an NBD attach claims it (guard_claim) */
+}
+
+/* A claim made for an attach (blk_guard_claim): the cluster's call, then done. */
+struct attach_claim {
+	struct cluster_vol_req req;
+	void (*done)(void *arg, int res);
+	void *done_arg;
+};
+
+static void attach_claimed(void *arg, int res, const char *msg)
+{
+	struct attach_claim *ac = arg;
+
+	if (res < 0)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: not claimed for an attach: %s",
+			ac->req.vol.name, msg);
+	ac->done(ac->done_arg, res);
+	free(ac);
+}
+
+static int guard_claim(void *arg, const char *vol, void (*done)(void *done_arg, int res),
+		       void *done_arg)
+{
+	struct node *n = arg;
+	struct attach_claim *ac;
+	int r;
+
+	if (!n->cluster)
+		return -ENOTSUP;
+	ac = calloc(1, sizeof(*ac));
+	if (!ac)
+		return -ENOMEM;
+	ac->req.op = CLUSTER_VOL_CLAIM;
+	snprintf(ac->req.vol.name, sizeof(ac->req.vol.name), "%s", vol);
+	ac->done = done;
+	ac->done_arg = done_arg;
+	log_msg(LOG_INFO, LOG_TAG, "volume %s: no owner: claiming it for an attach", vol);
+	r = cluster_volume_async(n->cluster, &ac->req, attach_claimed, ac);
+	if (r < 0)
+		free(ac);
+	return r;
 }
 
 static int make_guard(struct node *n)
@@ -443,6 +484,7 @@ static int make_guard(struct node *n)
 		.lease_valid = guard_lease_valid,
 		.claims_gen = guard_claims_gen,
 		.owns = guard_owns,
+		.claim = guard_claim,
 	};
 
 	if (!n->cfg.etcd_endpoints[0])

@@ -27,8 +27,13 @@ static struct node {
 	bool lease;
 	uint64_t gen;
 	bool owned;
+	bool unowned;      /* not owned by anyone: -EAGAIN */
 	int64_t epoch;
 	unsigned owns_calls;
+	/* a claim in flight (claim op) */
+	void (*claim_done)(void *arg, int res);
+	void *claim_arg;
+	char claimed[64];
 } node;
 
 static bool node_lease(void *arg)
@@ -47,6 +52,10 @@ static int node_owns(void *arg, const char *vol, int64_t *epoch, char *why, size
 {
 	(void)arg;
 	node.owns_calls++;
+	if (node.unowned) {
+		snprintf(why, len, "volume '%s' has no owner now", vol);
+		return -EAGAIN;
+	}
 	if (!node.owned) {
 		snprintf(why, len, "volume '%s' is owned by node n2 (epoch 9, NBD at "
 			 "127.0.0.1:10811): attach it there, not here", vol);
@@ -56,8 +65,30 @@ static int node_owns(void *arg, const char *vol, int64_t *epoch, char *why, size
 	return 0;
 }
 
+static int node_claim(void *arg, const char *vol, void (*done)(void *arg, int res),
+		      void *done_arg)
+{
+	(void)arg;
+	cr_assert_null(node.claim_done, "one claim at a time in these tests");
+	snprintf(node.claimed, sizeof(node.claimed), "%s", vol);
+	node.claim_done = done;
+	node.claim_arg = done_arg;
+	return 0;
+}
+
+/* The node's claim call ends (on the engine's thread, later). */
+static void node_claim_ends(int res)
+{
+	void (*done)(void *arg, int res) = node.claim_done;
+
+	cr_assert_not_null(done, "no claim was made");
+	node.claim_done = NULL;
+	done(node.claim_arg, res);
+}
+
 static const struct blk_guard_ops ops = {
 	.lease_valid = node_lease, .claims_gen = node_gen, .owns = node_owns,
+	.claim = node_claim,
 };
 
 static char dir[PATH_MAX];
@@ -355,4 +386,61 @@ Test(block_guard, a_read_modify_write_stops_at_the_fence)
 	cr_assert_eq(d.res, -ESTALE);
 	read_unguarded(0, BS, got);
 	cr_assert_eq(memcmp(got, base, BS), 0, "the patched block was written");
+}
+
+/* ---- attach anywhere ---- */
+
+/* A volume no node owns: the open says -EAGAIN, the front end has the node claim it
+ * and is called back once; the open then succeeds. A waiter that went away (cancel)
+ * is not called; a claim that ends after the guard went touches nothing of it. */
+Test(block_guard, an_unowned_volume_is_claimed_for_the_attach)
+{
+	struct blk_dev *d2;
+	struct done d = { 0 }, gone = { 0 };
+	char why[256];
+
+	blk_close(dev);
+	dev = NULL;
+	node.unowned = true;
+	cr_assert_eq(blk_open(eng, guard, "disk0", &d2), -EAGAIN);
+	blk_guard_refusal(guard, "disk0", why, sizeof(why));
+	cr_assert(strstr(why, "has no owner now"), "%s", why);
+	cr_assert_eq(blk_guard_claim(guard, "disk0@snap", on_done, &d), 0);
+	cr_assert_str_eq(node.claimed, "disk0", "the volume of the spec is claimed");
+	cr_assert_not(d.done, "called back before the claim ended");
+	node.unowned = false;
+	node.epoch = 7;
+	node_claim_ends(0);
+	cr_assert(d.done && d.res == 0);
+	cr_assert_eq(blk_open(eng, guard, "disk0", &dev), 0);
+
+	/* cancelled: never called */
+	cr_assert_eq(blk_guard_claim(guard, "disk0", on_done, &gone), 0);
+	blk_guard_claim_cancel(guard, on_done, &gone);
+	node_claim_ends(-EBUSY);
+	cr_assert_not(gone.done);
+
+	/* the guard goes first */
+	cr_assert_eq(blk_guard_claim(guard, "disk0", on_done, &gone), 0);
+	blk_close(dev);
+	dev = NULL;
+	blk_guard_destroy(guard);
+	guard = NULL;
+	node_claim_ends(0);
+	cr_assert_not(gone.done);
+}
+
+/* A node whose guard has no claim op does not claim on attach. */
+Test(block_guard, no_claim_op_no_claim)
+{
+	static const struct blk_guard_ops no_claim = {
+		.lease_valid = node_lease, .claims_gen = node_gen, .owns = node_owns,
+	};
+	struct blk_guard *g2;
+	struct done d = { 0 };
+
+	cr_assert_eq(blk_guard_create(&no_claim, &node, &g2), 0);
+	cr_assert_eq(blk_guard_claim(g2, "disk0", on_done, &d), -ENOTSUP);
+	blk_guard_destroy(g2);
+	cr_assert_not(d.done);
 }
