@@ -138,10 +138,12 @@ struct blk_guard_ops {
 	/* A number that moves whenever this node may have lost a claim; per completion,
 	 * as cheap. The node calls blk_guard_recheck() after it moved. */
 	uint64_t (*claims_gen)(void *arg);
-	/* Does this node own vol? 0 and *epoch (the claim's; 0: a volume the cluster
-	 * does not know, which this node serves); -EREMOTE another node owns it, or
-	 * -EAGAIN no node does (this node may claim it), with a sentence for the client
-	 * in why. */
+	/* Does this node own vol? 0 and *epoch (the first epoch of its unbroken
+	 * ownership; 0: a volume the cluster does not know, which this node serves);
+	 * -EREMOTE another node owns it, -EAGAIN no node does (this node may claim it),
+	 * -EINPROGRESS undecided (this node's claim lapsed and it may take it back
+	 * unbroken: handles are not fenced, completions wait), with a sentence for the
+	 * client in why. */
 	int (*owns)(void *arg, const char *vol, int64_t *epoch, char *why, size_t whylen);
 	/* Claims vol for this node (the clean handoff of a volume whose claim was given
 	 * up), then done(done_arg, 0 or -errno) once, on the engine's thread, later;

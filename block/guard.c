@@ -36,6 +36,8 @@ struct blk_guard {
 	bool shutdown;
 	uint64_t gen_seen;               /* claims_gen at the last recheck */
 	unsigned pass;                   /* rechecks so far */
+	bool undecided;                  /* the last recheck met a claim that may come back:
+					    every completion waits */
 	struct blk_io *head, *tail;      /* completions held back, oldest first */
 	unsigned n;
 	struct blk_dev *devs;            /* the open handles */
@@ -113,10 +115,12 @@ void blk_guard_destroy(struct blk_guard *g)
 int blk_guard_admit(struct blk_guard *g, const char *spec, struct blk_dev *dev)
 {
 	char snap[ENGINE_VOLUME_NAME_MAX + 1], why[WHY_MAX];
+	int r;
 
 	if (volspec_parse(spec, dev->vol_name, snap) < 0)
 		return 0; /* the engine refuses it */
-	return g->ops.owns(g->arg, dev->vol_name, &dev->epoch, why, sizeof(why));
+	r = g->ops.owns(g->arg, dev->vol_name, &dev->epoch, why, sizeof(why));
+	return r == -EINPROGRESS ? -EAGAIN : r; /* not served while undecided */
 }
 
 void blk_guard_attach(struct blk_guard *g, struct blk_dev *dev)
@@ -208,7 +212,8 @@ bool blk_guard_hold(struct blk_io *io)
 		io->err = dev->fenced;
 		return false;
 	}
-	if (g->ops.lease_valid(g->arg) && g->ops.claims_gen(g->arg) == g->gen_seen)
+	if (!g->undecided && g->ops.lease_valid(g->arg) &&
+	    g->ops.claims_gen(g->arg) == g->gen_seen)
 		return false;
 	if (g->shutdown) {
 		io->err = -ESHUTDOWN;
@@ -254,13 +259,18 @@ static void fence(struct blk_guard *g, struct blk_dev *dev, const char *why)
 }
 
 /* Does this node still own dev's volume at the epoch it was opened under? If not,
- * why (a sentence). */
+ * why (a sentence). Undecided (g->undecided) counts as owned, for now. */
 static bool still_owned(struct blk_guard *g, struct blk_dev *dev, char *why, size_t len)
 {
 	char refusal[WHY_MAX] = "";
 	int64_t epoch = 0;
+	int r = g->ops.owns(g->arg, dev->vol_name, &epoch, refusal, sizeof(refusal));
 
-	if (g->ops.owns(g->arg, dev->vol_name, &epoch, refusal, sizeof(refusal)) < 0) {
+	if (r == -EINPROGRESS) {
+		g->undecided = true;
+		return true;
+	}
+	if (r < 0) {
 		snprintf(why, len, "this node lost it (%s)", refusal[0] ? refusal : "no claim");
 		return false;
 	}
@@ -294,13 +304,15 @@ void blk_guard_recheck(struct blk_guard *g)
 	if (!g)
 		return;
 	g->pass++;
+	g->undecided = false;
 	while ((dev = next_unchecked(g))) {
 		dev->pass = g->pass;
 		if (!dev->fenced && !still_owned(g, dev, why, sizeof(why)))
 			fence(g, dev, why);
 	}
 	g->gen_seen = gen;
-	if (g->head && g->ops.lease_valid(g->arg) && g->ops.claims_gen(g->arg) == gen)
+	if (g->head && !g->undecided && g->ops.lease_valid(g->arg) &&
+	    g->ops.claims_gen(g->arg) == gen)
 		release_held(g, NULL, 0);
 }
 

@@ -54,6 +54,7 @@ struct entry {
 struct claim {
 	char name[LAYOUT_ID_MAX + 1];
 	int64_t epoch;
+	int64_t since;  /* the first epoch of this node's unbroken ownership (below) */
 };
 
 struct cluster;
@@ -106,6 +107,8 @@ struct cluster {
 	size_t nvols, capvols;
 	struct claim *claims;        /* this node's */
 	size_t nclaims, capclaims;
+	struct claim *lapsed;        /* claims that went with a lease, until claimed again */
+	size_t nlapsed, caplapsed;
 
 	/* the session thread's own */
 	int64_t lease_id;
@@ -349,6 +352,26 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 
 /* ---- volumes: this node's claims, and the calls (cluster/volume.h) ---- */
 
+/* Under cl->mu: the unbroken ownership a claim at epoch continues. Epochs rise by one
+ * per claim, so a claim at E + 1 right after this node's claim at E lapsed with its
+ * lease proves that no other node claimed (nor wrote) in between: the volume never
+ * left this node, and what its clients have in flight stays good. Anything else
+ * starts anew. */
+static int64_t claim_since(struct cluster *cl, const char *name, int64_t epoch)
+{
+	int64_t since = epoch;
+
+	for (size_t i = 0; i < cl->nlapsed; i++) {
+		if (strcmp(cl->lapsed[i].name, name) != 0)
+			continue;
+		if (cl->lapsed[i].epoch + 1 == epoch)
+			since = cl->lapsed[i].since;
+		cl->lapsed[i] = cl->lapsed[--cl->nlapsed];
+		break;
+	}
+	return since;
+}
+
 static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 {
 	struct claim *c = NULL;
@@ -361,6 +384,7 @@ static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 		c = grow((void **)&cl->claims, &cl->nclaims, &cl->capclaims, sizeof(*c));
 	if (c) {
 		snprintf(c->name, sizeof(c->name), "%s", name);
+		c->since = claim_since(cl, name, epoch);
 		c->epoch = epoch;
 	}
 	pthread_mutex_unlock(&cl->mu);
@@ -393,13 +417,21 @@ static void claims_lost(struct cluster *cl)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: no longer owned by this node (its claim at "
 			"epoch %lld went with the lease)", cl->claims[i].name,
 			(long long)cl->claims[i].epoch);
+	/* kept: a claim taken again at the next epoch continues them (claim_since) */
+	for (size_t i = 0; i < cl->nclaims; i++) {
+		struct claim *l = grow((void **)&cl->lapsed, &cl->nlapsed, &cl->caplapsed,
+				       sizeof(*l));
+
+		if (l)
+			*l = cl->claims[i];
+	}
 	cl->nclaims = 0;
 	atomic_fetch_add(&cl->claims_gen, 1);
 	pthread_mutex_unlock(&cl->mu);
 	notify(cl); /* the loop fences what it serves of them */
 }
 
-bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch)
+static bool owned(const struct cluster *cl, const char *name, int64_t *epoch, int64_t *since)
 {
 	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
 	bool found = false;
@@ -410,7 +442,31 @@ bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *e
 			found = true;
 			if (epoch)
 				*epoch = cl->claims[i].epoch;
+			if (since)
+				*since = cl->claims[i].since;
 		}
+	pthread_mutex_unlock(&c->mu);
+	return found;
+}
+
+bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch)
+{
+	return owned(cl, name, epoch, NULL);
+}
+
+bool cluster_volume_owned_since(const struct cluster *cl, const char *name, int64_t *since)
+{
+	return owned(cl, name, NULL, since);
+}
+
+bool cluster_volume_lapsed(const struct cluster *cl, const char *name)
+{
+	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
+	bool found = false;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < cl->nlapsed && !found; i++)
+		found = strcmp(cl->lapsed[i].name, name) == 0;
 	pthread_mutex_unlock(&c->mu);
 	return found;
 }
@@ -488,8 +544,10 @@ static void reclaim(struct cluster *cl)
 
 	layout_dir(dir, sizeof(dir), cl->prefix, LAYOUT_VOLUME);
 	etcd_prefix_end(dir, end);
-	if (etcd_range(cl->sess, dir, end, &rev, &kvs, &n) < 0)
-		return;
+	if (etcd_range(cl->sess, dir, end, &rev, &kvs, &n) < 0) {
+		kvs = NULL; /* nothing taken again: the lapsed claims are lost */
+		n = 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (layout_volume_decode(kvs[i].value, kvs[i].value_len, &vol) < 0 ||
 		    strcmp(vol.owner, cl->self.id) != 0)
@@ -503,6 +561,12 @@ static void reclaim(struct cluster *cl)
 		}
 	}
 	etcd_kv_free(kvs, n);
+	/* what was not taken again is lost for good: the loop fences it (join notifies) */
+	pthread_mutex_lock(&cl->mu);
+	if (cl->nlapsed)
+		atomic_fetch_add(&cl->claims_gen, 1);
+	cl->nlapsed = 0;
+	pthread_mutex_unlock(&cl->mu);
 }
 
 /* ---- the session thread ---- */
@@ -1154,6 +1218,7 @@ void cluster_stop(struct cluster *cl)
 	free(cl->map);
 	free(cl->vols);
 	free(cl->claims);
+	free(cl->lapsed);
 	pthread_cond_destroy(&cl->cond);
 	pthread_mutex_destroy(&cl->mu);
 	free(cl);

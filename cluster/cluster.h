@@ -115,6 +115,16 @@ int cluster_volume_get(const struct cluster *cl, const char *name, struct cluste
 /* Does this node hold the claim on name (a claim it made under its current lease)?
  * *epoch its epoch. Any thread. */
 bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch);
+/* The same, and *since: the first epoch of this node's unbroken ownership. It is the
+ * claim's epoch, or an earlier one when the claim was taken again at the next epoch
+ * after this node's previous one lapsed with its lease (no other claim can have come
+ * between: epochs rise by one per claim). What the node served under `since` is
+ * still its to answer; a handle opened under an older epoch is stale. Any thread. */
+bool cluster_volume_owned_since(const struct cluster *cl, const char *name, int64_t *since);
+/* Did this node's claim on name go with its lease, and the node has not joined again
+ * yet (it then takes its volumes again, if no one claimed them: owned_since says
+ * whether the ownership is unbroken)? Undecided until then. Any thread. */
+bool cluster_volume_lapsed(const struct cluster *cl, const char *name);
 /* Failure domains with at least one node up, in and compatible: their number, and
  * their names, comma-separated, into names (len bytes). */
 unsigned cluster_domains(const struct cluster *cl, char *names, size_t len);

@@ -14,6 +14,9 @@
 #   - SIGSTOP the owner with the writer attached until its lease lapses, node1
 #     claims, SIGCONT: the writer's queued writes fail, none is acknowledged after,
 #     the reconnect names node1; every acknowledged write is intact
+#   - SIGSTOP the owner until its lease lapses, no one claims, SIGCONT: it claims
+#     the volume again at the next epoch, an unbroken ownership: the writer sees no
+#     error at all
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_fence
@@ -130,6 +133,23 @@ qexpect 1 0 volume release v1
 wait_for 10 "node0 does not see node1's release" owner_is 0 v1 ""
 verify b "$URI0"
 log "SIGSTOP: the stale owner acknowledged nothing after its claim went; acknowledged writes intact"
+
+# ---- the lease lapses and no one claims: the node takes it again, clients go on ----
+epoch=$(qn 0 --json volume info v1 | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["volume"]["cluster"]["epoch"])')
+"$PY" "$FENCE_CLIENT" keep "$URI0" "$WORK/c.journal" c 15 >"$WORK/c.out" 2>&1 &
+WRITER=$!
+track "$WRITER"
+wait_for 20 "the c writer acknowledges nothing" enough_acked "$WORK/c.journal" 200
+kill -STOP "${NODE_PID[0]}"
+wait_for 15 "node1 does not see node0 down" state_is 1 node0 down
+kill -CONT "${NODE_PID[0]}"
+wait_for 15 "node0 does not claim v1 again" grep -q "volume v1: owned again by this node, epoch $((epoch + 1))" "$WORK/node0.log"
+rc=0
+wait "$WRITER" || rc=$?
+[ "$rc" = 0 ] || fail "the c writer failed across a lapse nobody else used (exit $rc): $(cat "$WORK/c.out")"
+[ "$(fences)" = 2 ] || fail "node0 fenced v1 after a lapse nobody else used: $(grep "cut off" "$WORK/node0.log")"
+verify c "$URI0"
+log "the lease lapsed, no one claimed: node0 took v1 again at epoch $((epoch + 1)) and its writer saw no error ($(tail -1 "$WORK/c.out"))"
 
 "$ETCD_LOCAL" stop "$ETCD_DIR" >/dev/null
 it_pass

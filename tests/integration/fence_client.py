@@ -12,6 +12,11 @@ check of what it was told.
       as a success after one failed (a fenced node answers nothing more as done), or
       if none failed. Exit 0 otherwise.
 
+  fence_client.py keep URI JOURNAL TAG SECONDS
+      The same writes for SECONDS, across whatever the test does meanwhile; exit 1
+      if any failed (the node kept the volume: its clients see slow requests at
+      worst), 0 otherwise.
+
   fence_client.py verify URI JOURNAL TAG
       Reads every journaled block: it holds the last version the server said was
       done, or a version sent after it (done, failed or unanswered), never an older
@@ -34,7 +39,7 @@ def block_data(tag, blk, ver):
     return random.Random("%s:%d:%d" % (tag, blk, ver)).randbytes(BS)
 
 
-def write(uri, journal_path, tag, seconds):
+def write(uri, journal_path, tag, seconds, keep=False):
     h = nbd.NBD()
     h.connect_uri(uri)
     nblocks = h.get_size() // BS
@@ -62,6 +67,8 @@ def write(uri, journal_path, tag, seconds):
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline and not state["failed"]:
+            if keep:
+                time.sleep(0.001)  # a steady stream over the seconds asked for
             while state["inflight"] < QD:
                 blk, ver = i % nblocks, i // nblocks
                 bufs[i] = nbd.Buffer.from_bytearray(bytearray(block_data(tag, blk, ver)))
@@ -83,6 +90,8 @@ def write(uri, journal_path, tag, seconds):
     oks = sum(1 for line in open(journal_path) if line.startswith("K"))
     print("writer: %d sent, %d done, %d failed, connection %s" %
           (i, oks, state["failed"], "gone" if gone else "up"))
+    if keep:
+        return 1 if state["failed"] or gone else 0
     if state["late_ok"]:
         print("writer: blocks %s completed as done after a write had failed"
               % state["late_ok"][:10])
@@ -120,6 +129,8 @@ def verify(uri, journal_path, tag):
 def main(argv):
     if len(argv) >= 5 and argv[1] == "write":
         return write(argv[2], argv[3], argv[4], float(argv[5]) if len(argv) > 5 else 60)
+    if len(argv) == 6 and argv[1] == "keep":
+        return write(argv[2], argv[3], argv[4], float(argv[5]), keep=True)
     if len(argv) == 5 and argv[1] == "verify":
         return verify(argv[2], argv[3], argv[4])
     print(__doc__, file=sys.stderr)

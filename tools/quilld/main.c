@@ -410,9 +410,12 @@ static void owner_nbd(struct node *n, const char *id, char *buf, size_t len)
 		snprintf(buf, len, ", NBD at %s", cn.rec.nbd);
 }
 
-/* A volume of the map is served only by the node that holds its claim. A volume the
- * map does not know (made while the node ran alone, or a clone: no record) no other
- * node can claim, so it stays this node's (epoch 0). */
+/* A volume of the map is served only by the node that holds its claim; the epoch the
+ * guard keeps is the first of the node's unbroken ownership, so that a lease that
+ * lapsed and was replaced with no other claim between (etcd away for longer than
+ * the TTL) costs the clients nothing. A volume the map does not know (made while the
+ * node ran alone, or a clone: no record) no other node can claim, so it stays this
+ * node's (epoch 0). */
 static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, size_t len)
 {
 	struct node *n = arg;
@@ -421,7 +424,7 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 	char nbd[LAYOUT_ADDR_MAX + 16];
 
 	*epoch = 0;
-	if (!n->cluster || cluster_volume_owned(n->cluster, vol, epoch) ||
+	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
 	    cluster_volume_get(n->cluster, vol, &v) < 0)
 		return 0;
 	cluster_info(n->cluster, &self);
@@ -431,6 +434,11 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 			 "there, not here", vol, v.claim.node, (long long)v.claim.epoch, nbd);
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s", why);
 		return -EREMOTE;
+	}
+	if (cluster_volume_lapsed(n->cluster, vol)) {
+		snprintf(why, len, "volume '%s': this node's claim lapsed with its lease; it "
+			 "takes the volume again when it joins, if no one claimed it", vol);
+		return -EINPROGRESS; /* the guard waits for the join */
 	}
 	snprintf(why, len, "volume '%s' has no owner now: claim it first (quill volume claim "
 		 "%s)", vol, vol);

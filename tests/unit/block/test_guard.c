@@ -28,6 +28,7 @@ static struct node {
 	uint64_t gen;
 	bool owned;
 	bool unowned;      /* not owned by anyone: -EAGAIN */
+	bool undecided;    /* the claim lapsed and may come back: -EINPROGRESS */
 	int64_t epoch;
 	unsigned owns_calls;
 	/* a claim in flight (claim op) */
@@ -52,6 +53,10 @@ static int node_owns(void *arg, const char *vol, int64_t *epoch, char *why, size
 {
 	(void)arg;
 	node.owns_calls++;
+	if (node.undecided) {
+		snprintf(why, len, "volume '%s': the claim lapsed", vol);
+		return -EINPROGRESS;
+	}
 	if (node.unowned) {
 		snprintf(why, len, "volume '%s' has no owner now", vol);
 		return -EAGAIN;
@@ -443,4 +448,32 @@ Test(block_guard, no_claim_op_no_claim)
 	cr_assert_eq(blk_guard_claim(g2, "disk0", on_done, &d), -ENOTSUP);
 	blk_guard_destroy(g2);
 	cr_assert_not(d.done);
+}
+
+/* The claim lapsed with the lease and the node may take it back unbroken: nothing is
+ * fenced, and every completion waits (even under a valid lease) until the node knows;
+ * taken back at the same unbroken epoch, they complete as they ended. An open
+ * meanwhile is refused (-EAGAIN). */
+Test(block_guard, an_undecided_claim_holds_completions_without_fencing)
+{
+	uint8_t a[BS];
+	struct done d = { 0 }, d2 = { 0 };
+	struct blk_dev *other;
+
+	memset(a, 9, BS);
+	node.undecided = true;
+	node.gen++;
+	blk_guard_recheck(guard);
+	cr_assert_not(blk_fenced(dev));
+	cr_assert_eq(blk_write(dev, 0, BS, a, 0, on_done, &d), 0);
+	wait_held(1);
+	blk_guard_recheck(guard); /* still undecided: still held */
+	cr_assert_not(d.done);
+	cr_assert_eq(blk_write(dev, BS, BS, a, 0, on_done, &d2), 0);
+	wait_held(2);
+	cr_assert_eq(blk_open(eng, guard, "disk0@x", &other), -EAGAIN);
+	node.undecided = false; /* taken back, ownership unbroken since epoch 5 */
+	blk_guard_recheck(guard);
+	cr_assert(d.done && d.res == 0 && d2.done && d2.res == 0);
+	cr_assert_not(blk_fenced(dev));
 }
