@@ -10,7 +10,7 @@
  * FIFO; a waiter starts once it overlaps neither a held request nor an earlier
  * waiter, so overlapping writes run in arrival order.
  */
-#include "block/block.h"
+#include "block/block_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,61 +22,10 @@
 #define BS ENGINE_BLOCK_SIZE
 #define SPLIT_BLOCKS (BLK_SPLIT_BYTES / BS)
 
-struct blk_dev {
-	struct engine *eng;
-	struct engine_volume *vol;
-	struct blk_io *held;             /* doubly linked via lk_prev/lk_next */
-	struct blk_io *wait_head, *wait_tail;
-	unsigned nlocked;
-	struct blk_io *spare;            /* finished requests kept for reuse (via next_spare) */
-	unsigned nspare;
-};
-
 /* Requests kept per handle for reuse: a request's struct is ~250 bytes, and a malloc and
  * free per guest I/O showed as ~10% of quilld's CPU under vhost (bench_vhost.sh). A
  * queue depth's worth is enough. */
 #define BLK_SPARE_MAX 128u
-
-struct blk_io;
-
-/* A partial block at an end of a zeroed range: read, zeroed in part, written back. */
-struct blk_edge {
-	struct blk_io *io;
-	uint64_t lba;
-	uint8_t *blk;
-	uint32_t zoff, zlen;
-};
-
-struct blk_io {
-	struct blk_dev *dev;
-	uint64_t off, len;
-	uint64_t first, nblk;            /* blocks covered */
-	unsigned flags;
-	uint8_t *user;                   /* the caller's buffer (read into, write from) */
-	uint8_t *bounce;                 /* covering blocks, or two edge blocks (zero) */
-	unsigned pending;
-	int err;
-	void (*next)(struct blk_io *io);
-	blk_cb cb;
-	void *arg;
-	/* range lock */
-	bool locked;
-	struct blk_io *lk_prev, *lk_next;
-	struct blk_io *lk_granted;       /* lock_release's list of requests to start */
-	void (*lk_go)(struct blk_io *io);
-	struct blk_edge edges[2];
-	struct blk_io *next_spare;
-	struct blk_io *next_held;        /* the guard's list of held completions */
-};
-
-/* The lease guard (block.h): one per process, as the node has one lease. */
-static struct {
-	blk_guard_fn valid;
-	void *arg;
-	bool shutdown;
-	struct blk_io *head, *tail;      /* completions held back, oldest first */
-	unsigned n;
-} guard;
 
 /* ---- specs, open, close ---- */
 
@@ -86,42 +35,26 @@ int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
 	return volspec_parse(spec, vol, snap);
 }
 
-static blk_owner_fn owner_fn;
-static void *owner_arg;
-
-void blk_owner_set(blk_owner_fn owns, void *arg)
+int blk_open(struct engine *eng, struct blk_guard *guard, const char *spec,
+	     struct blk_dev **out)
 {
-	owner_fn = owns;
-	owner_arg = arg;
-}
+	struct blk_dev *dev = calloc(1, sizeof(*dev));
+	int r;
 
-/* The owner guard's answer for spec (0 without a guard, or for a bad spec: the open
- * below refuses that). */
-static int owner_check(const char *spec)
-{
-	char vol[ENGINE_VOLUME_NAME_MAX + 1], snap[ENGINE_VOLUME_NAME_MAX + 1];
-
-	if (!owner_fn || blk_spec_parse(spec, vol, snap) < 0)
-		return 0;
-	return owner_fn(owner_arg, vol);
-}
-
-int blk_open(struct engine *eng, const char *spec, struct blk_dev **out)
-{
-	struct blk_dev *dev;
-	int r = owner_check(spec);
-
-	if (r < 0)
-		return r;
-	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
-	r = engine_volume_open(eng, spec, &dev->vol);
+	r = guard ? blk_guard_admit(guard, spec, dev) : 0;
+	if (r == 0)
+		r = engine_volume_open(eng, spec, &dev->vol);
 	if (r < 0) {
 		free(dev);
 		return r;
 	}
 	dev->eng = eng;
+	dev->readonly = engine_volume_readonly(dev->vol);
+	dev->sector_size = engine_volume_sector_size(dev->vol);
+	if (guard)
+		blk_guard_attach(guard, dev);
 	*out = dev;
 	return 0;
 }
@@ -130,7 +63,9 @@ void blk_close(struct blk_dev *dev)
 {
 	if (!dev)
 		return;
-	engine_volume_close(dev->vol);
+	if (dev->guard)
+		blk_guard_detach(dev);
+	engine_volume_close(dev->vol); /* NULL: a fenced handle closed it already */
 	while (dev->spare) {
 		struct blk_io *io = dev->spare;
 
@@ -222,7 +157,8 @@ int blk_list(struct engine *eng, blk_list_fn fn, void *arg)
 
 void blk_set_holder(struct blk_dev *dev, const char *holder)
 {
-	engine_volume_set_holder(dev->vol, holder);
+	if (dev->vol)
+		engine_volume_set_holder(dev->vol, holder);
 }
 
 void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len)
@@ -237,22 +173,22 @@ void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len
 
 uint64_t blk_size(const struct blk_dev *dev)
 {
-	return engine_volume_size(dev->vol);
+	return dev->vol ? engine_volume_size(dev->vol) : 0;
 }
 
 uint32_t blk_sector_size(const struct blk_dev *dev)
 {
-	return engine_volume_sector_size(dev->vol);
+	return dev->sector_size;
 }
 
 bool blk_readonly(const struct blk_dev *dev)
 {
-	return engine_volume_readonly(dev->vol);
+	return dev->readonly;
 }
 
 enum engine_block_state blk_state(const struct blk_dev *dev, uint64_t off)
 {
-	return engine_block_state(dev->vol, off / BS);
+	return dev->vol ? engine_block_state(dev->vol, off / BS) : ENGINE_BLOCK_HOLE;
 }
 
 bool blk_mapped(const struct blk_dev *dev, uint64_t off)
@@ -351,12 +287,30 @@ static void lock_release(struct blk_io *io)
 	}
 }
 
+void blk_dev_fail_waiters(struct blk_dev *dev, int err)
+{
+	struct blk_io *w = dev->wait_head;
+
+	dev->wait_head = dev->wait_tail = NULL;
+	while (w) {
+		struct blk_io *next = w->lk_next;
+
+		dev->nlocked--;
+		w->err = err;
+		blk_io_complete(w);
+		w = next;
+	}
+}
+
 /* ---- requests ---- */
 
 static int check_range(const struct blk_dev *dev, uint64_t off, uint64_t len, bool write)
 {
-	uint64_t size = blk_size(dev);
+	uint64_t size;
 
+	if (dev->fenced)
+		return dev->fenced;
+	size = blk_size(dev);
 	if (len == 0)
 		return -EINVAL;
 	if (write && blk_readonly(dev))
@@ -388,6 +342,8 @@ static struct blk_io *io_new(struct blk_dev *dev, uint64_t off, uint64_t len, un
 	io->flags = flags;
 	io->cb = cb;
 	io->arg = arg;
+	if (dev->guard)
+		dev->inflight++;
 	return io;
 }
 
@@ -407,14 +363,16 @@ static void io_free(struct blk_io *io)
 	free(io->bounce);
 	if (dev->nspare >= BLK_SPARE_MAX) {
 		free(io);
-		return;
+	} else {
+		io->next_spare = dev->spare;
+		dev->spare = io;
+		dev->nspare++;
 	}
-	io->next_spare = dev->spare;
-	dev->spare = io;
-	dev->nspare++;
+	if (dev->guard)
+		blk_guard_io_gone(dev);
 }
 
-static void io_complete(struct blk_io *io)
+void blk_io_complete(struct blk_io *io)
 {
 	blk_cb cb = io->cb;
 	void *arg = io->arg;
@@ -425,77 +383,13 @@ static void io_complete(struct blk_io *io)
 }
 
 /* The request is over: its range is free for the next; the caller learns, unless the
- * guard holds the answer back. */
+ * guard holds the answer back (a single node has no guard: nothing more per request). */
 static void io_finish(struct blk_io *io)
 {
 	lock_release(io);
-	if (guard.valid && !guard.valid(guard.arg)) {
-		if (guard.shutdown) {
-			io->err = -ESHUTDOWN;
-		} else {
-			io->next_held = NULL;
-			if (guard.tail)
-				guard.tail->next_held = io;
-			else
-				guard.head = io;
-			guard.tail = io;
-			guard.n++;
-			return;
-		}
-	}
-	io_complete(io);
-}
-
-/* Completes every held request, with err (0: its own result). */
-static void guard_release(int err)
-{
-	struct blk_io *io = guard.head;
-
-	guard.head = guard.tail = NULL;
-	guard.n = 0;
-	while (io) {
-		struct blk_io *next = io->next_held;
-
-		if (err)
-			io->err = err;
-		io_complete(io);
-		io = next;
-	}
-}
-
-void blk_guard_set(blk_guard_fn valid, void *arg)
-{
-	guard.valid = valid;
-	guard.arg = arg;
-	guard.shutdown = false;
-}
-
-void blk_guard_recheck(void)
-{
-	if (guard.head && guard.valid && guard.valid(guard.arg))
-		guard_release(0);
-}
-
-unsigned blk_guard_waiting(void)
-{
-	return guard.n;
-}
-
-void blk_guard_shutdown(void)
-{
-	guard.shutdown = true;
-	if (guard.valid && !guard.valid(guard.arg))
-		guard_release(-ESHUTDOWN);
-	else
-		guard_release(0);
-}
-
-void blk_guard_clear(void)
-{
-	guard_release(-ESHUTDOWN);
-	guard.valid = NULL;
-	guard.arg = NULL;
-	guard.shutdown = false;
+	if (io->dev->guard && blk_guard_hold(io))
+		return;
+	blk_io_complete(io);
 }
 
 static void fail(struct blk_io *io, int err)
@@ -536,6 +430,8 @@ static void io_blocks(struct blk_io *io, bool write, uint64_t lba, uint64_t nblk
 {
 	struct engine_volume *vol = io->dev->vol;
 
+	if (io->dev->fenced)
+		fail(io, io->dev->fenced); /* the node lost the volume: nothing more is written */
 	while (nblk && !io->err) {
 		uint32_t n = nblk < SPLIT_BLOCKS ? (uint32_t)nblk : SPLIT_BLOCKS;
 
@@ -551,6 +447,10 @@ static void io_blocks(struct blk_io *io, bool write, uint64_t lba, uint64_t nblk
 /* Reads block lba into dst (zeros without I/O if it is unmapped). */
 static void edge_read(struct blk_io *io, uint64_t lba, uint8_t *dst)
 {
+	if (io->dev->fenced) {
+		fail(io, io->dev->fenced);
+		return;
+	}
 	if (!engine_block_mapped(io->dev->vol, lba)) {
 		memset(dst, 0, BS);
 		return;
@@ -659,6 +559,8 @@ static void zero_edge_read(void *arg, int res)
 	struct blk_edge *e = arg;
 	struct blk_io *io = e->io;
 
+	if (res == 0 && io->dev->fenced)
+		res = io->dev->fenced;
 	if (res < 0) {
 		part_done(io, res);
 		return;
@@ -697,6 +599,11 @@ static void zero_start(struct blk_io *io)
 
 	io->next = io_finish;
 	io->pending = 1;
+	if (io->dev->fenced) {
+		fail(io, io->dev->fenced);
+		part_done(io, 0);
+		return;
+	}
 	if (ie > ib) {
 		/* the whole blocks: allocated zeros, or holes */
 		int (*zero)(struct engine_volume *, uint64_t, uint64_t, unsigned, engine_cb,
@@ -734,9 +641,12 @@ int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, bl
 
 int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg)
 {
-	struct blk_io *io = io_new(dev, 0, 0, 0, cb, arg);
+	struct blk_io *io;
 	int r;
 
+	if (dev->fenced)
+		return dev->fenced;
+	io = io_new(dev, 0, 0, 0, cb, arg);
 	if (!io)
 		return -ENOMEM;
 	io->next = io_finish; /* through the guard like every other request */

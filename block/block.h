@@ -60,10 +60,14 @@ int blk_probe(struct engine *eng, const char *spec, struct blk_probe_info *out);
  * 0 when all were listed; -errno if the catalog cannot be read. */
 typedef int (*blk_list_fn)(const char *spec, void *arg);
 int blk_list(struct engine *eng, blk_list_fn fn, void *arg);
+struct blk_guard;
 /* Opens spec for I/O (engine_volume_open: -ENOENT, -EBUSY, ...). A volume has one
  * writer: -EBUSY while another handle is out (blk_busy_reason says whose). A snapshot
- * opens any number of times: read-only opens never conflict. */
-int blk_open(struct engine *eng, const char *spec, struct blk_dev **out);
+ * opens any number of times: read-only opens never conflict. guard: the node's (see
+ * "the guard" below), NULL on a single node; with one, a volume this node does not
+ * own is refused with -EREMOTE (blk_guard_refusal says why). */
+int blk_open(struct engine *eng, struct blk_guard *guard, const char *spec,
+	     struct blk_dev **out);
 /* Who holds the handle, for others' refusals and `quill volume info`: a phrase that
  * reads after "attached over", e.g. "NBD by 127.0.0.1:53122". Copied; the front end
  * updates it as its clients come and go. Ignored for snapshots. */
@@ -104,36 +108,83 @@ int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, bl
 /* Makes every write completed before the call durable (the engine's flush). */
 int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg);
 
-/* ---- the owner guard ----
- * In a cluster a volume is exported only by its owner (docs/cluster.md, "Volumes").
- * quilld sets the guard once for the process; a single node sets none. blk_open(spec)
- * asks owns(arg, VOL) first (VOL of a snapshot's spec too) and fails with what it
- * returns: 0 goes on, -EREMOTE says another node owns it (the guard logs why).
+/* ---- the guard: ownership and the lease (docs/cluster.md) ----
+ * In a cluster a node serves a volume only while it owns it, and completes client
+ * I/O only while its lease is valid. The node (quilld) makes one guard, owned by it,
+ * and gives it to every blk_open (through its front ends); a single node gives NULL,
+ * and then nothing below happens and a request costs nothing more.
+ *
+ * The lease: before a request of a guarded handle calls its cb, lease_valid(arg) and
+ * claims_gen(arg) are asked. While the lease is not valid, or a claim may have been
+ * lost since the last blk_guard_recheck() (claims_gen moved), the request is finished
+ * (its data where it would be, its range lock released) but its completion waits, in
+ * arrival order, for a recheck: the client sees a slow request, never an error.
+ *
+ * Ownership: blk_open asks owns(arg, VOL) (VOL of a snapshot's spec too) and keeps
+ * the epoch. Each recheck asks again for every open handle; a handle whose volume
+ * this node no longer owns at that epoch is FENCED: one log line, then every request
+ * waiting for its range lock or for the guard fails with -ESTALE (none completes as a
+ * success), the requests still in the engine fail with -ESTALE when they end (writes
+ * the engine still queues are failed there and never land: engine_volume_abort), new
+ * ones are refused with -ESTALE, the handle's fence callback runs (the front end
+ * hangs up its clients), and once its last request ended the engine volume is closed
+ * (another open may then succeed, if the node owns the volume again). The handle
+ * itself stays until blk_close.
  * Engine's thread only. */
-typedef int (*blk_owner_fn)(void *arg, const char *vol);
-void blk_owner_set(blk_owner_fn owns, void *arg);
-
-/* ---- the lease guard ----
- * A node of a cluster may complete client I/O only while its lease is valid
- * (cluster/cluster.h, docs/cluster.md). quilld sets the guard once for the process; a
- * single node without etcd sets none and nothing below happens. Before any request
- * of this layer (read, write, zero, flush) calls its cb, valid(arg) is asked: while
- * it says no, the request is finished (its data where it would be, its range lock
- * released) but its completion waits, in arrival order, until a blk_guard_recheck()
- * finds the guard valid again: the client sees a slow request, never an error.
- * Engine's thread only. */
-typedef bool (*blk_guard_fn)(void *arg);
-void blk_guard_set(blk_guard_fn valid, void *arg);
-/* Completes the requests that wait, if valid() now says yes (quilld calls it when a
- * keepalive was granted). */
-void blk_guard_recheck(void);
+struct blk_guard_ops {
+	/* May client I/O complete now (the lease deadline is ahead)? Per completion:
+	 * must be cheap (an atomic). */
+	bool (*lease_valid)(void *arg);
+	/* A number that moves whenever this node may have lost a claim; per completion,
+	 * as cheap. The node calls blk_guard_recheck() after it moved. */
+	uint64_t (*claims_gen)(void *arg);
+	/* Does this node own vol? 0 and *epoch (the first epoch of its unbroken
+	 * ownership; 0: a volume the cluster does not know, which this node serves);
+	 * -EREMOTE another node owns it, -EAGAIN no node does (this node may claim it),
+	 * -EINPROGRESS undecided (this node's claim lapsed and it may take it back
+	 * unbroken: handles are not fenced, completions wait), with a sentence for the
+	 * client in why. */
+	int (*owns)(void *arg, const char *vol, int64_t *epoch, char *why, size_t whylen);
+	/* Claims vol for this node (the clean handoff of a volume whose claim was given
+	 * up), then done(done_arg, 0 or -errno) once, on the engine's thread, later;
+	 * <0: not started (done never runs). NULL: an attach never claims. */
+	int (*claim)(void *arg, const char *vol, void (*done)(void *done_arg, int res),
+		     void *done_arg);
+};
+/* ops is copied. 0, -EINVAL (an op missing: all but claim are needed), -ENOMEM. */
+int blk_guard_create(const struct blk_guard_ops *ops, void *arg, struct blk_guard **out);
+/* What still waits fails with -ESHUTDOWN; handles still open are no longer guarded.
+ * NULL ok. */
+void blk_guard_destroy(struct blk_guard *g);
+/* Fences the handles of volumes this node lost, then, if the lease is valid,
+ * completes the requests that wait (quilld: after every keepalive granted and every
+ * change of the map or of its claims). */
+void blk_guard_recheck(struct blk_guard *g);
 /* Requests whose completion waits for the guard (cluster status, tests). */
-unsigned blk_guard_waiting(void);
-/* The node stops: from now on a completion that the guard holds back fails with
- * -ESHUTDOWN instead of waiting (what already waits fails now), so the front ends
- * can drain; completions under a valid lease go on as before. */
-void blk_guard_shutdown(void);
-/* Removes the guard; what still waits fails with -ESHUTDOWN. */
-void blk_guard_clear(void);
+unsigned blk_guard_waiting(const struct blk_guard *g);
+/* The node stops: from now on a completion that the guard would hold back fails
+ * with -ESHUTDOWN instead (what already waits fails now), so the front ends can
+ * drain; completions under a valid lease go on as before. */
+void blk_guard_shutdown(struct blk_guard *g);
+/* The sentence for an open of spec refused with -EREMOTE or -EAGAIN: "volume 'v1' is
+ * owned by node node1 (epoch 3, NBD at 127.0.0.1:10810): attach it there". */
+void blk_guard_refusal(struct blk_guard *g, const char *spec, char *buf, size_t len);
+/* Attach anywhere: blk_open(spec) said -EAGAIN (no node owns the volume now): claims
+ * it for this node, then cb(arg, 0 or -errno), after which the front end opens again
+ * (the open decides: served, or refused if another node won the race). Returns 0
+ * (cb runs once, later) or -errno (-ENOTSUP: the guard's node does not claim on
+ * attach; cb never runs). A waiter that goes away first calls
+ * blk_guard_claim_cancel(g, cb, arg): its cb then never runs. */
+int blk_guard_claim(struct blk_guard *g, const char *spec, blk_cb cb, void *arg);
+void blk_guard_claim_cancel(struct blk_guard *g, blk_cb cb, void *arg);
+
+/* The front end learns that its handle was fenced (why: the log line's reason), on
+ * the engine's thread, from inside blk_guard_recheck(): it must not close the handle
+ * there (its requests are still ending), only stop taking requests (NBD hangs up
+ * once the errors went out). */
+typedef void (*blk_fence_fn)(void *arg, const char *why);
+void blk_set_fence_cb(struct blk_dev *dev, blk_fence_fn fn, void *arg);
+/* Was the handle fenced? */
+bool blk_fenced(const struct blk_dev *dev);
 
 #endif

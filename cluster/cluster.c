@@ -54,7 +54,11 @@ struct entry {
 struct claim {
 	char name[LAYOUT_ID_MAX + 1];
 	int64_t epoch;
+	int64_t since;  /* the first epoch of this node's unbroken ownership (below) */
 };
+
+struct cluster;
+static void claim_forget(struct cluster *cl, size_t i);
 
 /* A growable array of n elements of size sz: a new zeroed slot, or NULL. */
 static void *grow(void **arr, size_t *n, size_t *cap, size_t sz)
@@ -87,6 +91,7 @@ struct cluster {
 	pthread_t sess_thread, watch_thread;
 	bool sess_started, watch_started;
 	atomic_uint_fast64_t deadline_ms;
+	atomic_uint_fast64_t claims_gen; /* moves whenever a claim of this node goes */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -102,6 +107,8 @@ struct cluster {
 	size_t nvols, capvols;
 	struct claim *claims;        /* this node's */
 	size_t nclaims, capclaims;
+	struct claim *lapsed;        /* claims that went with a lease, until claimed again */
+	size_t nlapsed, caplapsed;
 
 	/* the session thread's own */
 	int64_t lease_id;
@@ -242,6 +249,29 @@ static struct cluster_volume *vol_find(struct cluster *cl, const char *name, boo
 	return v;
 }
 
+/* Under cl->mu: a watch event shows name's claim as now. A claim of this node at a
+ * lower epoch is gone (another node claimed since, or this node again after a lease
+ * that lapsed): forgotten at once, so that the loop stops serving the volume even
+ * before a keepalive tells. A claim at a lower epoch than ours is an older event: it
+ * says nothing. (A deleted claim key says nothing either: a late event of an old
+ * claim's deletion must not undo the new one; the lease and release cover those.) */
+static void claims_check_map(struct cluster *cl, const char *name, const struct layout_claim *now)
+{
+	for (size_t i = 0; i < cl->nclaims; i++) {
+		struct claim *c = &cl->claims[i];
+
+		if (strcmp(c->name, name) != 0)
+			continue;
+		if (now->epoch <= c->epoch)
+			return; /* ours as we know it, or an older event */
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: the map shows node %s owning it at epoch "
+			"%lld: this node's claim at epoch %lld is gone", name, now->node,
+			(long long)now->epoch, (long long)c->epoch);
+		claim_forget(cl, i);
+		return;
+	}
+}
+
 /* A volumes/ or owners/ key. A claim without a record (seen first) keeps an entry
  * whose record is empty until the record arrives. */
 static void vols_apply(struct cluster *cl, enum layout_kind kind, const char *name,
@@ -257,13 +287,14 @@ static void vols_apply(struct cluster *cl, enum layout_kind kind, const char *na
 		*v = cl->vols[--cl->nvols];
 		return;
 	}
-	if (kind == LAYOUT_VOLUME && layout_volume_decode(kv->value, kv->value_len, &rec) == 0)
+	if (kind == LAYOUT_VOLUME && layout_volume_decode(kv->value, kv->value_len, &rec) == 0) {
 		v->rec = rec;
-	else if (kind == LAYOUT_OWNER && !put)
+	} else if (kind == LAYOUT_OWNER && !put) {
 		v->claimed = false;
-	else if (kind == LAYOUT_OWNER && layout_claim_decode(kv->value, kv->value_len, &claim) == 0)
+	} else if (kind == LAYOUT_OWNER && layout_claim_decode(kv->value, kv->value_len, &claim) == 0) {
 		v->claimed = true, v->claim = claim;
-	else
+		claims_check_map(cl, name, &claim);
+	} else
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cluster map: %s does not decode: skipped", kv->key);
 }
 
@@ -321,6 +352,26 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 
 /* ---- volumes: this node's claims, and the calls (cluster/volume.h) ---- */
 
+/* Under cl->mu: the unbroken ownership a claim at epoch continues. Epochs rise by one
+ * per claim, so a claim at E + 1 right after this node's claim at E lapsed with its
+ * lease proves that no other node claimed (nor wrote) in between: the volume never
+ * left this node, and what its clients have in flight stays good. Anything else
+ * starts anew. */
+static int64_t claim_since(struct cluster *cl, const char *name, int64_t epoch)
+{
+	int64_t since = epoch;
+
+	for (size_t i = 0; i < cl->nlapsed; i++) {
+		if (strcmp(cl->lapsed[i].name, name) != 0)
+			continue;
+		if (cl->lapsed[i].epoch + 1 == epoch)
+			since = cl->lapsed[i].since;
+		cl->lapsed[i] = cl->lapsed[--cl->nlapsed];
+		break;
+	}
+	return since;
+}
+
 static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 {
 	struct claim *c = NULL;
@@ -333,9 +384,18 @@ static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 		c = grow((void **)&cl->claims, &cl->nclaims, &cl->capclaims, sizeof(*c));
 	if (c) {
 		snprintf(c->name, sizeof(c->name), "%s", name);
+		c->since = claim_since(cl, name, epoch);
 		c->epoch = epoch;
 	}
 	pthread_mutex_unlock(&cl->mu);
+}
+
+/* Under cl->mu: forgets claim i; the loop learns it from claims_gen (and the
+ * notify that the caller's news brings). */
+static void claim_forget(struct cluster *cl, size_t i)
+{
+	cl->claims[i] = cl->claims[--cl->nclaims];
+	atomic_fetch_add(&cl->claims_gen, 1);
 }
 
 static void claim_drop(struct cluster *cl, const char *name)
@@ -343,7 +403,7 @@ static void claim_drop(struct cluster *cl, const char *name)
 	pthread_mutex_lock(&cl->mu);
 	for (size_t i = 0; i < cl->nclaims; i++)
 		if (strcmp(cl->claims[i].name, name) == 0) {
-			cl->claims[i] = cl->claims[--cl->nclaims];
+			claim_forget(cl, i);
 			break;
 		}
 	pthread_mutex_unlock(&cl->mu);
@@ -357,11 +417,21 @@ static void claims_lost(struct cluster *cl)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: no longer owned by this node (its claim at "
 			"epoch %lld went with the lease)", cl->claims[i].name,
 			(long long)cl->claims[i].epoch);
+	/* kept: a claim taken again at the next epoch continues them (claim_since) */
+	for (size_t i = 0; i < cl->nclaims; i++) {
+		struct claim *l = grow((void **)&cl->lapsed, &cl->nlapsed, &cl->caplapsed,
+				       sizeof(*l));
+
+		if (l)
+			*l = cl->claims[i];
+	}
 	cl->nclaims = 0;
+	atomic_fetch_add(&cl->claims_gen, 1);
 	pthread_mutex_unlock(&cl->mu);
+	notify(cl); /* the loop fences what it serves of them */
 }
 
-bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch)
+static bool owned(const struct cluster *cl, const char *name, int64_t *epoch, int64_t *since)
 {
 	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
 	bool found = false;
@@ -372,7 +442,31 @@ bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *e
 			found = true;
 			if (epoch)
 				*epoch = cl->claims[i].epoch;
+			if (since)
+				*since = cl->claims[i].since;
 		}
+	pthread_mutex_unlock(&c->mu);
+	return found;
+}
+
+bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch)
+{
+	return owned(cl, name, epoch, NULL);
+}
+
+bool cluster_volume_owned_since(const struct cluster *cl, const char *name, int64_t *since)
+{
+	return owned(cl, name, NULL, since);
+}
+
+bool cluster_volume_lapsed(const struct cluster *cl, const char *name)
+{
+	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
+	bool found = false;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < cl->nlapsed && !found; i++)
+		found = strcmp(cl->lapsed[i].name, name) == 0;
 	pthread_mutex_unlock(&c->mu);
 	return found;
 }
@@ -450,8 +544,10 @@ static void reclaim(struct cluster *cl)
 
 	layout_dir(dir, sizeof(dir), cl->prefix, LAYOUT_VOLUME);
 	etcd_prefix_end(dir, end);
-	if (etcd_range(cl->sess, dir, end, &rev, &kvs, &n) < 0)
-		return;
+	if (etcd_range(cl->sess, dir, end, &rev, &kvs, &n) < 0) {
+		kvs = NULL; /* nothing taken again: the lapsed claims are lost */
+		n = 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (layout_volume_decode(kvs[i].value, kvs[i].value_len, &vol) < 0 ||
 		    strcmp(vol.owner, cl->self.id) != 0)
@@ -465,6 +561,12 @@ static void reclaim(struct cluster *cl)
 		}
 	}
 	etcd_kv_free(kvs, n);
+	/* what was not taken again is lost for good: the loop fences it (join notifies) */
+	pthread_mutex_lock(&cl->mu);
+	if (cl->nlapsed)
+		atomic_fetch_add(&cl->claims_gen, 1);
+	cl->nlapsed = 0;
+	pthread_mutex_unlock(&cl->mu);
 }
 
 /* ---- the session thread ---- */
@@ -835,6 +937,24 @@ static void efd_ready(void *arg, unsigned events)
 		cl->on_fatal(cl->arg, fatal);
 }
 
+uint64_t cluster_claims_gen(const struct cluster *cl)
+{
+	return atomic_load(&cl->claims_gen);
+}
+
+int cluster_node_get(const struct cluster *cl, const char *id, struct cluster_node *out)
+{
+	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
+	struct entry *e;
+
+	pthread_mutex_lock(&c->mu);
+	e = map_find(c, id, false);
+	if (e)
+		*out = e->n;
+	pthread_mutex_unlock(&c->mu);
+	return e ? 0 : -ENOENT;
+}
+
 bool cluster_lease_valid(const struct cluster *cl)
 {
 	return lease_valid(atomic_load(&cl->deadline_ms), loop_now_ms());
@@ -1098,6 +1218,7 @@ void cluster_stop(struct cluster *cl)
 	free(cl->map);
 	free(cl->vols);
 	free(cl->claims);
+	free(cl->lapsed);
 	pthread_cond_destroy(&cl->cond);
 	pthread_mutex_destroy(&cl->mu);
 	free(cl);

@@ -61,6 +61,11 @@ void cluster_stop(struct cluster *cl);
 
 /* May this node complete client I/O now (its lease deadline is ahead)? Any thread. */
 bool cluster_lease_valid(const struct cluster *cl);
+/* A number that moves whenever a claim of this node is forgotten (its lease lost, a
+ * release or remove, a fenced write refused, or the map showing the claim gone or
+ * another's): an atomic, for the guard on every completion. on_change follows each
+ * move. Any thread. */
+uint64_t cluster_claims_gen(const struct cluster *cl);
 
 struct cluster_info {
 	char node_id[LAYOUT_ID_MAX + 1];
@@ -86,6 +91,8 @@ struct cluster_node {
 };
 /* A copy of the map, by node id: *nodes (free() it), *n. 0 or -ENOMEM. */
 int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t *n);
+/* One node of the map: 0 or -ENOENT. */
+int cluster_node_get(const struct cluster *cl, const char *id, struct cluster_node *out);
 
 /* Marks node id out (out true) or in. Async: returns 0 → cb runs once on the loop's
  * thread with 0 or -errno and a sentence (-ENOENT no such node, an etcd error);
@@ -108,6 +115,16 @@ int cluster_volume_get(const struct cluster *cl, const char *name, struct cluste
 /* Does this node hold the claim on name (a claim it made under its current lease)?
  * *epoch its epoch. Any thread. */
 bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch);
+/* The same, and *since: the first epoch of this node's unbroken ownership. It is the
+ * claim's epoch, or an earlier one when the claim was taken again at the next epoch
+ * after this node's previous one lapsed with its lease (no other claim can have come
+ * between: epochs rise by one per claim). What the node served under `since` is
+ * still its to answer; a handle opened under an older epoch is stale. Any thread. */
+bool cluster_volume_owned_since(const struct cluster *cl, const char *name, int64_t *since);
+/* Did this node's claim on name go with its lease, and the node has not joined again
+ * yet (it then takes its volumes again, if no one claimed them: owned_since says
+ * whether the ownership is unbroken)? Undecided until then. Any thread. */
+bool cluster_volume_lapsed(const struct cluster *cl, const char *name);
 /* Failure domains with at least one node up, in and compatible: their number, and
  * their names, comma-separated, into names (len bytes). */
 unsigned cluster_domains(const struct cluster *cl, char *names, size_t len);

@@ -206,6 +206,11 @@ void engine_volume_set_holder(struct engine_volume *vol, const char *holder);
 /* Gives the handle back; every request made through it must have completed (its
  * callback has run). Does not wait. NULL ok. */
 void engine_volume_close(struct engine_volume *vol);
+/* The node lost the volume (docs/cluster.md, fencing): fails with err every write,
+ * trim or zeroing of the handle that the engine still queues (waiting for free space,
+ * or held while a snapshot or rollback is taken), so that none of them lands later.
+ * What is already in a batch ends as usual. */
+void engine_volume_abort(struct engine_volume *vol, int err);
 uint64_t engine_volume_size(const struct engine_volume *vol);
 /* The logical sector size of the volume (or snapshot): 512 or 4096 bytes. */
 uint32_t engine_volume_sector_size(const struct engine_volume *vol);

@@ -572,6 +572,15 @@ void eng_release_writes(struct engine_volume *vol)
 	}
 }
 
+void engine_volume_abort(struct engine_volume *vol, int err)
+{
+	struct ioreq *req;
+
+	eng_fail_parked(vol->eng, vol, err);
+	while ((req = fifo_pop(&vol->held)))
+		eng_req_put(vol->eng, req, err);
+}
+
 int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, const void *buf,
 		 unsigned flags, engine_cb cb, void *arg)
 {

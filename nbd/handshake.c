@@ -151,6 +151,38 @@ static void enter_transmission(struct nbd_conn *c, struct nbd_export *exp)
 		c->structured ? (c->meta_alloc ? ", base:allocation)" : ")") : "");
 }
 
+/* ---- attach anywhere: a volume no node owns is claimed first ---- */
+
+static void claim_done(void *arg, int res)
+{
+	struct nbd_conn *c = arg;
+
+	(void)res; /* the option read again says what came of it */
+	c->claim_wait = false;
+	c->claim_retry = true;
+	nbd_conn_resume(c);
+}
+
+void nbd_hs_cancel(struct nbd_conn *c)
+{
+	blk_guard_claim_cancel(c->srv->guard, claim_done, c);
+	c->claim_wait = false;
+}
+
+/* The open said -EAGAIN (no node owns the volume): the node claims it, and the
+ * option (len bytes of data, just consumed) is read again once it did. False: not
+ * this time (it was read again already, or the node does not claim): refuse. */
+static bool claim_first(struct nbd_conn *c, const char *name, size_t len)
+{
+	if (c->claim_retry || blk_guard_claim(c->srv->guard, name, claim_done, c) < 0)
+		return false;
+	c->claim_wait = true;
+	c->paused = true;
+	c->in_start -= len;
+	c->state = NBD_CS_OPT_DATA;
+	return true;
+}
+
 static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 {
 	char name[ENGINE_SNAP_SPEC_MAX + 1];
@@ -161,6 +193,8 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 
 	if (r == 0)
 		r = nbd_export_get(c->srv, name, &exp);
+	if (r == -EAGAIN && claim_first(c, name, len))
+		return;
 	if (r == 0 && nbd_limits_attach(c, why, sizeof(why)) < 0) {
 		nbd_export_put(exp);
 		nbd_conn_close(c, NULL); /* refused (logged); no way to say why */
@@ -170,9 +204,11 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 		/* EXPORT_NAME cannot answer with an error: the spec says close */
 		if (r == -EBUSY)
 			blk_busy_reason(c->srv->eng, name, why, sizeof(why));
+		else if (r == -EREMOTE || r == -EAGAIN)
+			blk_guard_refusal(c->srv->guard, name, why, sizeof(why));
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer,
 				(int)(len > 64 ? 64 : len), (const char *)data,
-				r == -EBUSY ? why : err_str(-r));
+				r == -EBUSY || r == -EREMOTE || r == -EAGAIN ? why : err_str(-r));
 		nbd_conn_close(c, NULL);
 		return;
 	}
@@ -237,6 +273,15 @@ static void opt_busy(struct nbd_conn *c, const char *name)
 	opt_error(c, NBD_REP_ERR_POLICY, "%s: a volume has one writer at a time", why);
 }
 
+/* Another node owns the volume (or none does): the refusal says which, and where. */
+static void opt_remote(struct nbd_conn *c, const char *name)
+{
+	char why[320];
+
+	blk_guard_refusal(c->srv->guard, name, why, sizeof(why));
+	opt_error(c, NBD_REP_ERR_POLICY, "%s", why);
+}
+
 /* Replies for an export lookup that failed; true if it did. */
 static bool export_error(struct nbd_conn *c, const char *name, int r)
 {
@@ -248,6 +293,8 @@ static bool export_error(struct nbd_conn *c, const char *name, int r)
 		opt_error(c, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
 	else if (r == -EBUSY)
 		opt_busy(c, name);
+	else if (r == -EREMOTE || r == -EAGAIN)
+		opt_remote(c, name);
 	else
 		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s': %s", name, err_str(-r));
 	return true;
@@ -302,6 +349,8 @@ static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool g
 	}
 	if (go) {
 		r = nbd_export_get(c->srv, name, &exp);
+		if (r == -EAGAIN && claim_first(c, name, len))
+			return;
 		size = exp ? exp->size : 0;
 		readonly = exp && exp->readonly;
 		sector = exp ? blk_sector_size(exp->dev) : 0;
@@ -534,6 +583,8 @@ bool nbd_hs_step(struct nbd_conn *c)
 		c->in_start += c->opt.length;
 		c->state = NBD_CS_OPT_HDR;
 		handle_option(c, p, c->opt.length);
+		if (!c->claim_wait)
+			c->claim_retry = false; /* done with it: a later option may claim */
 		return c->state != NBD_CS_DEAD;
 	default:
 		return false;

@@ -57,6 +57,7 @@ struct nbd_export {
 	uint64_t size;
 	bool readonly;                   /* a snapshot: writes, trims, zeroes get EPERM */
 	unsigned refs;                   /* attached connections */
+	bool fenced;                     /* the node lost the volume: no new attach here */
 	struct loop_timer *close_timer;  /* pending close once refs reached 0 */
 };
 
@@ -137,6 +138,10 @@ struct nbd_conn {
 	size_t mem_need;                 /* what the request that paused us needs */
 	unsigned nreqs;                  /* requests alive (running or replying) */
 	bool paused;                     /* over NBD_CONN_MEM_MAX: not parsing */
+	/* attach anywhere (handshake.c): a GO / EXPORT_NAME of a volume no node owns
+	 * waits, unparsed, while the node claims it, then is read again */
+	bool claim_wait;
+	bool claim_retry;                /* the option read again: claims no more */
 };
 
 struct nbd_server {
@@ -161,6 +166,7 @@ struct nbd_server {
 	struct loop_timer *sweep_timer;  /* timeouts */
 	struct loop_timer *wake_timer;   /* resumes granted waiters */
 	struct nbd_export *exports;
+	struct blk_guard *guard;         /* NULL: a single node */
 	bool shutting_down;
 };
 
@@ -226,6 +232,8 @@ void nbd_hs_start(struct nbd_conn *c);
 /* Consumes handshake input from c->in. Returns false when it needs more bytes or
  * the state left the handshake. */
 bool nbd_hs_step(struct nbd_conn *c);
+/* The connection closes: a claim it waits for calls back no more. */
+void nbd_hs_cancel(struct nbd_conn *c);
 /* The transmission flags of an export (read-only or not) for this connection. */
 uint16_t nbd_hs_tx_flags(const struct nbd_conn *c, bool readonly);
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct blk_guard;
 struct engine;
 struct loop;
 struct nbd_server;
@@ -66,6 +67,10 @@ struct nbd_server_opts {
 	gid_t unix_gid;
 	const struct nbd_tls *tls; /* TLS on TCP (nbd_tls.h), borrowed; NULL = none */
 	struct nbd_server_limits limits; /* zero fields take the defaults above */
+	/* The node's guard (block.h), borrowed; NULL: a single node. A volume this node
+	 * does not own is refused with the guard's sentence; when the node loses one,
+	 * its clients' requests end in errors and their connections are closed. */
+	struct blk_guard *guard;
 };
 
 /* Binds and listens. -EINVAL for limits out of range (a per-source bound above its

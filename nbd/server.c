@@ -47,12 +47,46 @@
 
 /* ---- exports ---- */
 
+/* The live export of name (a fenced one only drains its clients: a new attach opens
+ * the volume again, through the guard). */
 static struct nbd_export *export_find(const struct nbd_server *srv, const char *name)
 {
 	for (struct nbd_export *e = srv->exports; e; e = e->next)
-		if (strcmp(e->name, name) == 0)
+		if (!e->fenced && strcmp(e->name, name) == 0)
 			return e;
 	return NULL;
+}
+
+static void conn_pump(struct nbd_conn *c);
+static void conn_maybe_free(struct nbd_conn *c);
+
+/* The node lost the volume (block.h, the guard): its requests end in errors (the
+ * block layer's); the clients' connections read nothing more and close once those
+ * replies went out. A WRITE whose payload is still arriving is dropped unanswered. */
+static void export_fenced(void *arg, const char *why)
+{
+	struct nbd_export *exp = arg;
+	struct nbd_conn *next;
+
+	exp->fenced = true;
+	for (struct nbd_conn *c = exp->srv->conns; c; c = next) {
+		next = c->next;
+		if (c->exp != exp || c->state == NBD_CS_DEAD || c->state == NBD_CS_DRAIN)
+			continue;
+		log_msg(LOG_WARN, NBD_LOG, "%s: volume %s: hanging up (%s)", c->peer, exp->name,
+			why);
+		if (c->cur) {
+			struct nbd_req *r = c->cur;
+
+			c->cur = NULL;
+			nbd_req_free(r);
+		}
+		c->state = NBD_CS_DRAIN;
+		c->busy++;
+		conn_pump(c);
+		c->busy--;
+		conn_maybe_free(c);
+	}
 }
 
 static void export_free(struct nbd_export *exp)
@@ -94,11 +128,12 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)
 		return -ENOMEM;
-	r = blk_open(srv->eng, name, &exp->dev);
+	r = blk_open(srv->eng, srv->guard, name, &exp->dev);
 	if (r < 0) {
 		free(exp);
 		return r;
 	}
+	blk_set_fence_cb(exp->dev, export_fenced, exp);
 	snprintf(exp->name, sizeof(exp->name), "%s", name);
 	exp->srv = srv;
 	exp->size = blk_size(exp->dev);
@@ -298,6 +333,8 @@ static void conn_maybe_free(struct nbd_conn *c)
 
 void nbd_conn_close(struct nbd_conn *c, const char *reason)
 {
+	if (c->claim_wait)
+		nbd_hs_cancel(c);
 	if (c->state == NBD_CS_DEAD)
 		return;
 	if (reason)
@@ -366,6 +403,8 @@ static bool conn_mem_ok(const struct nbd_conn *c)
 {
 	if (c->mem_waiting)
 		return false; /* its turn comes from limits.c */
+	if (c->claim_wait)
+		return false; /* its turn comes from the claim (handshake.c) */
 	if (c->state < NBD_CS_REQ_HDR)
 		return c->hs_out_bytes <= NBD_HS_OUT_MAX;
 	return c->mem == 0 || c->mem + c->mem_need <= NBD_CONN_MEM_MAX;
@@ -791,6 +830,7 @@ int nbd_server_create(const struct nbd_server_opts *opts, struct nbd_server **ou
 	srv->eng = opts->eng;
 	srv->lp = opts->loop;
 	srv->tls = opts->tls;
+	srv->guard = opts->guard;
 	srv->tcp_fd = srv->unix_fd = -1;
 	r = nbd_limits_init(srv, &opts->limits);
 	if (r == 0 && opts->tcp_addr)
@@ -867,7 +907,12 @@ void nbd_server_destroy(struct nbd_server *srv)
 
 bool nbd_server_volume_attached(const struct nbd_server *srv, const char *name)
 {
-	return srv && name && export_find(srv, name) != NULL;
+	if (!srv || !name)
+		return false;
+	for (struct nbd_export *e = srv->exports; e; e = e->next)
+		if (strcmp(e->name, name) == 0)
+			return true; /* a fenced one too: its clients are still draining */
+	return false;
 }
 
 uint16_t nbd_server_tcp_port(const struct nbd_server *srv)

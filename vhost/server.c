@@ -99,9 +99,17 @@ static int export_claim(struct vhost_export *exp)
 {
 	int r;
 
+	if (exp->dev && blk_fenced(exp->dev)) {
+		/* the node lost the volume while the last front-end was here: open it
+		 * again (the guard decides), once that one's requests are over */
+		if (exp->nreqs || exp->flushing)
+			return -ESTALE;
+		blk_close(exp->dev);
+		exp->dev = NULL;
+	}
 	exp->releasing = false;
 	if (!exp->dev) {
-		r = blk_open(exp->srv->eng, exp->name, &exp->dev);
+		r = blk_open(exp->srv->eng, exp->srv->guard, exp->name, &exp->dev);
 		if (r < 0)
 			return r;
 	}
@@ -344,6 +352,8 @@ static void refuse(struct vhost_export *exp, int fd, int err)
 
 	if (err == -EBUSY)
 		blk_busy_reason(exp->srv->eng, exp->name, why, sizeof(why));
+	else if (err == -EREMOTE || err == -EAGAIN)
+		blk_guard_refusal(exp->srv->guard, exp->name, why, sizeof(why));
 	else
 		snprintf(why, sizeof(why), "volume '%s': %s", exp->name, err_str(-err));
 	LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: front-end on %s refused: %s%s", exp->name,
@@ -515,6 +525,7 @@ int vhost_server_create(const struct vhost_server_opts *opts, struct vhost_serve
 	if (!srv)
 		return -ENOMEM;
 	srv->eng = opts->eng;
+	srv->guard = opts->guard;
 	srv->lp = opts->loop;
 	srv->num_queues = opts->num_queues ? opts->num_queues : VHOST_QUEUES_DEFAULT;
 	*out = srv;

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct blk_guard;
 struct engine;
 struct loop;
 struct vhost_server;
@@ -31,6 +32,10 @@ struct vhost_server_opts {
 	struct engine *eng;
 	struct loop *loop;
 	unsigned num_queues;   /* request queues offered per device; 0 = 4, at most 8 */
+	/* The node's guard (block.h), borrowed; NULL: a single node. A front-end of a
+	 * volume this node does not own is refused (the log says who owns it); when the
+	 * node loses the volume, every request fails with VIRTIO_BLK_S_IOERR. */
+	struct blk_guard *guard;
 };
 
 int vhost_server_create(const struct vhost_server_opts *opts, struct vhost_server **out);

@@ -183,6 +183,7 @@ struct vhost_export {
 
 struct vhost_server {
 	struct engine *eng;
+	struct blk_guard *guard;     /* NULL: a single node */
 	struct loop *lp;
 	unsigned num_queues;
 	struct vhost_export *exports;

@@ -102,7 +102,7 @@ log "one name created from two nodes at once: node$winner won, the other got EEX
 # ---- only the owner exports ----
 exports 0 v1 || fail "node0 (the owner) does not export v1"
 ! exports 1 v1 || fail "node1 exports v1, owned by node0"
-wait_for 5 "node1 does not log why" grep -q "volume v1 is owned by node node0" "$WORK/node1.log"
+wait_for 5 "node1 does not log why" grep -q "volume 'v1' is owned by node node0 (epoch 1, NBD at 127.0.0.1:${NODE_PORT[0]})" "$WORK/node1.log"
 log "only the owner exports a volume"
 
 # ---- segment records ----

@@ -206,6 +206,8 @@ int cmd_volume_cluster(const struct cli *c)
 	if ((strcmp(verb, "claim") == 0 || strcmp(verb, "release") == 0) && c->argc == 3) {
 		req = cli_request(verb[0] == 'c' ? CONTROL_CMD_VOLUME_CLAIM : CONTROL_CMD_VOLUME_RELEASE);
 		cli_add_str(req, "name", c->argv[2]);
+		if (c->force && verb[0] == 'r')
+			json_object_object_add(req, "force", json_object_new_boolean(1));
 		return cli_finish(c, cli_call(c, req), verb[0] == 'c' ? show_epoch : NULL);
 	}
 	if (strcmp(verb, "segment") != 0 || c->argc < 4)

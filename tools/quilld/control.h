@@ -2,6 +2,7 @@
 #ifndef QUILL_QUILLD_CONTROL_H
 #define QUILL_QUILLD_CONTROL_H
 
+struct blk_guard;
 struct cluster;
 struct control;
 struct engine;
@@ -16,6 +17,7 @@ struct control_opts {
 	struct vhost_server *vhost; /* what vhost.* commands drive, or NULL (refused) */
 	struct cluster *cluster; /* what cluster.* commands show and drive, or NULL: a
 				    single node */
+	struct blk_guard *guard; /* the node's guard over client I/O, or NULL */
 };
 
 /* Listens on opts->path (a stale socket file is replaced; a live one is -EADDRINUSE),

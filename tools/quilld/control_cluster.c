@@ -116,7 +116,7 @@ static struct json_object *cmd_cluster_status(struct control *ctl, struct json_o
 	io_wait_reason(&ci, why, sizeof(why));
 	add_str(io, "state", ci.lease_valid ? "serving" : "waiting");
 	add_str(io, "why", why);
-	ctl_add_int(io, "requests_waiting", blk_guard_waiting());
+	ctl_add_int(io, "requests_waiting", blk_guard_waiting(ctl->guard));
 	json_object_object_add(v, "io", io);
 	if (add_nodes(ctl, v) < 0 || ctl_cluster_add_volumes(ctl, v) < 0) {
 		json_object_put(v);

@@ -368,8 +368,18 @@ static struct json_object *cmd_volume_claim(struct control *ctl, struct json_obj
 	return simple_job(ctl, req, CLUSTER_VOL_CLAIM);
 }
 
+/* A release cuts off the clients attached here (the guard fences the volume once
+ * the claim is gone: their requests fail, NBD hangs up): refused while any is,
+ * unless forced, as a rollback is. */
 static struct json_object *cmd_volume_release(struct control *ctl, struct json_object *req)
 {
+	const char *name = ctl_get_string(req, "name");
+	struct engine_volume_info info;
+
+	if (ctl->cluster && name && !ctl_get_bool(req, "force") &&
+	    engine_volume_info(ctl->eng, name, &info) == 0 && info.open)
+		return ctl_busy_error(ctl, name, "releasing it cuts its clients off: detach "
+				      "them first, or give --force");
 	return simple_job(ctl, req, CLUSTER_VOL_RELEASE);
 }
 
@@ -501,7 +511,7 @@ static struct json_object *cmd_volume_segment(struct control *ctl, struct json_o
 
 const struct control_cmd ctl_cluster_vol_commands[] = {
 	{ CONTROL_CMD_VOLUME_CLAIM, cmd_volume_claim, { CTL_KEY_NAME } },
-	{ CONTROL_CMD_VOLUME_RELEASE, cmd_volume_release, { CTL_KEY_NAME } },
+	{ CONTROL_CMD_VOLUME_RELEASE, cmd_volume_release, { CTL_KEY_NAME, { "force", CTL_BOOL } } },
 	{ CONTROL_CMD_VOLUME_SEGMENT, cmd_volume_segment,
 	  { CTL_KEY_NAME, { "op", CTL_STRING }, { "segment", CTL_STRING },
 	    { "holders", CTL_STRING }, { "length", CTL_UINT }, { "epoch", CTL_UINT } } },

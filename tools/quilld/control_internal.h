@@ -25,6 +25,7 @@ struct control {
 	char nbd_unix[4096];   /* path or "" */
 	struct vhost_server *vhost; /* or NULL */
 	struct cluster *cluster;    /* or NULL: a single node */
+	struct blk_guard *guard;    /* or NULL: a single node */
 	struct control_conn *current; /* the connection whose request is being dispatched */
 	unsigned npending;     /* calls waiting for their engine completion */
 	bool destroyed;        /* control_destroy() ran: freed when npending drops to 0 */

@@ -53,6 +53,7 @@ struct node {
 	struct peer_endpoint *peer;
 	struct holder *holder;             /* serves other nodes' segment ops on peer */
 	struct cluster *cluster;   /* NULL: a single node */
+	struct blk_guard *guard;   /* the cluster's guard over client I/O; NULL: single */
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
 	int signal_fd;
@@ -315,12 +316,13 @@ static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 	no->unix_gid = cfg->nbd_unix_gid;
 	no->tls = n->tls;
 	no->limits = cfg->nbd_limits;
+	no->guard = n->guard;
 }
 
 static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
-				   .cluster = n->cluster };
+				   .cluster = n->cluster, .guard = n->guard };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -334,7 +336,7 @@ static int start_control(struct node *n)
 /* The vhost-user-blk server, and the exports asked for with --vhost VOL=SOCKET. */
 static int start_vhost(struct node *n)
 {
-	struct vhost_server_opts vo = { .eng = n->eng, .loop = n->lp };
+	struct vhost_server_opts vo = { .eng = n->eng, .loop = n->lp, .guard = n->guard };
 	int r = vhost_server_create(&vo, &n->vhost);
 
 	for (unsigned i = 0; r == 0 && i < n->cfg.nvhost; i++) {
@@ -351,16 +353,13 @@ static int start_vhost(struct node *n)
 
 /* ---- the cluster: membership, and the lease that guards client I/O ---- */
 
-static bool lease_valid(void *arg)
-{
-	return cluster_lease_valid(arg);
-}
-
-/* A keepalive was granted or the map moved: requests held for the lease may go. */
+/* A keepalive was granted, the map moved or a claim went: volumes this node lost
+ * stop being served; requests held for the lease may go. */
 static void cluster_changed(void *arg)
 {
-	(void)arg;
-	blk_guard_recheck();
+	struct node *n = arg;
+
+	blk_guard_recheck(n->guard);
 }
 
 static void cluster_refused(void *arg, const char *why)
@@ -392,23 +391,121 @@ static void cluster_self(struct node *n, struct layout_node *self)
 	self->protocol_version = CLUSTER_PROTOCOL_VERSION;
 }
 
-/* The owner guard (block/block.h): a volume of the map is exported only by the node
- * that holds its claim. A volume the map does not know (made while the node ran
- * alone, or a clone: no record) no other node can claim, so it stays this node's. */
-static int volume_owner(void *arg, const char *vol)
-{
-	struct cluster_volume v;
+/* ---- the guard over client I/O (block/block.h): the lease, and ownership ---- */
 
-	if (cluster_volume_owned(arg, vol, NULL) || cluster_volume_get(arg, vol, &v) < 0)
+static bool guard_lease_valid(void *arg)
+{
+	struct node *n = arg;
+
+	return n->cluster && cluster_lease_valid(n->cluster);
+}
+
+static uint64_t guard_claims_gen(void *arg)
+{
+	struct node *n = arg;
+
+	return n->cluster ? cluster_claims_gen(n->cluster) : 0;
+}
+
+/* Where a client should attach instead: " (NBD at HOST:PORT)", or "" when the map
+ * has no NBD address for the node. */
+static void owner_nbd(struct node *n, const char *id, char *buf, size_t len)
+{
+	struct cluster_node cn;
+
+	buf[0] = '\0';
+	if (cluster_node_get(n->cluster, id, &cn) == 0 && cn.rec.nbd[0])
+		snprintf(buf, len, ", NBD at %s", cn.rec.nbd);
+}
+
+/* A volume of the map is served only by the node that holds its claim; the epoch the
+ * guard keeps is the first of the node's unbroken ownership, so that a lease that
+ * lapsed and was replaced with no other claim between (etcd away for longer than
+ * the TTL) costs the clients nothing. A volume the map does not know (made while the
+ * node ran alone, or a clone: no record) no other node can claim, so it stays this
+ * node's (epoch 0). */
+static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, size_t len)
+{
+	struct node *n = arg;
+	struct cluster_volume v;
+	struct cluster_info self;
+	char nbd[LAYOUT_ADDR_MAX + 16];
+
+	*epoch = 0;
+	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
+	    cluster_volume_get(n->cluster, vol, &v) < 0)
 		return 0;
-	if (v.claimed)
-		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s is owned by node %s (epoch %lld): "
-				"attach it there, not here", vol, v.claim.node,
-				(long long)v.claim.epoch);
-	else
-		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s has no owner now: claim it first "
-				"(quill volume claim %s)", vol, vol);
-	return -EREMOTE;
+	cluster_info(n->cluster, &self);
+	if (v.claimed && strcmp(v.claim.node, self.node_id) != 0) {
+		owner_nbd(n, v.claim.node, nbd, sizeof(nbd));
+		snprintf(why, len, "volume '%s' is owned by node %s (epoch %lld%s): attach it "
+			 "there, not here", vol, v.claim.node, (long long)v.claim.epoch, nbd);
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s", why);
+		return -EREMOTE;
+	}
+	if (cluster_volume_lapsed(n->cluster, vol)) {
+		snprintf(why, len, "volume '%s': this node's claim lapsed with its lease; it "
+			 "takes the volume again when it joins, if no one claimed it", vol);
+		return -EINPROGRESS; /* the guard waits for the join */
+	}
+	snprintf(why, len, "volume '%s' has no owner now: claim it first (quill volume claim "
+		 "%s)", vol, vol);
+	return -EAGAIN; /* an NBD attach claims it (guard_claim) */
+}
+
+/* A claim made for an attach (blk_guard_claim): the cluster's call, then done. */
+struct attach_claim {
+	struct cluster_vol_req req;
+	void (*done)(void *arg, int res);
+	void *done_arg;
+};
+
+static void attach_claimed(void *arg, int res, const char *msg)
+{
+	struct attach_claim *ac = arg;
+
+	if (res < 0)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: not claimed for an attach: %s",
+			ac->req.vol.name, msg);
+	ac->done(ac->done_arg, res);
+	free(ac);
+}
+
+static int guard_claim(void *arg, const char *vol, void (*done)(void *done_arg, int res),
+		       void *done_arg)
+{
+	struct node *n = arg;
+	struct attach_claim *ac;
+	int r;
+
+	if (!n->cluster)
+		return -ENOTSUP;
+	ac = calloc(1, sizeof(*ac));
+	if (!ac)
+		return -ENOMEM;
+	ac->req.op = CLUSTER_VOL_CLAIM;
+	snprintf(ac->req.vol.name, sizeof(ac->req.vol.name), "%s", vol);
+	ac->done = done;
+	ac->done_arg = done_arg;
+	log_msg(LOG_INFO, LOG_TAG, "volume %s: no owner: claiming it for an attach", vol);
+	r = cluster_volume_async(n->cluster, &ac->req, attach_claimed, ac);
+	if (r < 0)
+		free(ac);
+	return r;
+}
+
+static int make_guard(struct node *n)
+{
+	static const struct blk_guard_ops ops = {
+		.lease_valid = guard_lease_valid,
+		.claims_gen = guard_claims_gen,
+		.owns = guard_owns,
+		.claim = guard_claim,
+	};
+
+	if (!n->cfg.etcd_endpoints[0])
+		return 0; /* a single node: no guard, nothing per request */
+	return blk_guard_create(&ops, n, &n->guard);
 }
 
 /* Joins in the background: until this node holds a lease, client I/O waits. */
@@ -427,17 +524,11 @@ static int start_cluster(struct node *n)
 		.on_fatal = cluster_refused,
 		.arg = n,
 	};
-	int r;
 
 	if (!cfg->etcd_endpoints[0])
 		return 0;
 	cluster_self(n, &self);
-	r = cluster_start(&co, &n->cluster);
-	if (r < 0)
-		return r;
-	blk_guard_set(lease_valid, n->cluster);
-	blk_owner_set(volume_owner, n->cluster);
-	return 0;
+	return cluster_start(&co, &n->cluster);
 }
 
 static int start(struct node *n)
@@ -462,6 +553,9 @@ static int start(struct node *n)
 		return r;
 	loop_set_idle(n->lp, engine_idle, n);
 	loop_set_wait(n->lp, engine_sleep, n);
+	r = make_guard(n);
+	if (r < 0)
+		return r;
 	nbd_opts_fill(n, &no);
 	if (no.unix_path)
 		make_parent_dirs(n, no.unix_path);
@@ -484,7 +578,7 @@ static int start(struct node *n)
 static void stop(struct node *n)
 {
 	/* the front ends drain: what the lease holds back fails rather than waits */
-	blk_guard_shutdown();
+	blk_guard_shutdown(n->guard);
 	control_destroy(n->ctl);
 	peer_endpoint_destroy(n->peer);
 	holder_destroy(n->holder);  /* its ops still in the engine end in engine_close */
@@ -493,9 +587,9 @@ static void stop(struct node *n)
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */
 	nbd_tls_destroy(n->tls);
 	engine_close(n->eng);       /* flush and checkpoint */
+	blk_guard_destroy(n->guard); /* before the cluster its ops read */
+	n->guard = NULL;
 	cluster_stop(n->cluster);   /* after the last client I/O: revokes the lease */
-	blk_guard_clear();
-	blk_owner_set(NULL, NULL);
 	loop_watch_remove(n->signal_watch);
 	if (n->signal_fd > 0)
 		close(n->signal_fd);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blk_done.h"
 #include "block/block.h"
 #include "common/volspec.h"
 #include "test_engine_scratch.h"
@@ -44,7 +45,7 @@ static void setup(void)
 {
 	if (open_engine(64u << 20) < 0)
 		cr_skip_test("%s does not support O_DIRECT", QUILL_TEST_DIR);
-	cr_assert_eq(blk_open(eng, "disk0", &dev), 0);
+	cr_assert_eq(blk_open(eng, NULL, "disk0", &dev), 0);
 }
 
 static void teardown(void)
@@ -54,24 +55,6 @@ static void teardown(void)
 	engine_close(eng);
 	eng = NULL;
 	testutil_rm_tree(dir);
-}
-
-struct done {
-	bool done;
-	int res;
-	unsigned seq;
-};
-
-static unsigned completions;
-
-static void on_done(void *arg, int res)
-{
-	struct done *d = arg;
-
-	cr_assert_not(d->done, "callback ran twice");
-	d->done = true;
-	d->res = res;
-	d->seq = completions++;
 }
 
 static int wait_done(int r, struct done *d)
@@ -275,7 +258,7 @@ Test(block, snapshot_is_read_only)
 	pattern(buf, sizeof(buf), 5);
 	cr_assert_eq(bwrite(777, sizeof(buf), buf), 0);
 	cr_assert_eq(engine_snap_create(eng, "disk0", "s1"), 0);
-	cr_assert_eq(blk_open(eng, "disk0@s1", &snap), 0);
+	cr_assert_eq(blk_open(eng, NULL, "disk0@s1", &snap), 0);
 	cr_assert(blk_readonly(snap));
 	cr_assert_eq(blk_write(snap, 0, 512, buf, 0, on_done, &d), -EPERM);
 	cr_assert_eq(blk_zero(snap, 0, 512, 0, on_done, &d), -EPERM);
@@ -320,7 +303,7 @@ Test(engine_errors, store_full_is_passed_on)
 
 	if (open_engine(6u << 20) < 0)
 		cr_skip_test("%s does not support O_DIRECT", QUILL_TEST_DIR);
-	cr_assert_eq(blk_open(eng, "disk0", &dev), 0);
+	cr_assert_eq(blk_open(eng, NULL, "disk0", &dev), 0);
 	cr_assert_eq(posix_memalign((void **)&buf, BS, BLK_SPLIT_BYTES + 512), 0);
 	pattern(buf, BLK_SPLIT_BYTES + 512, 9);
 	for (uint64_t off = 512; off + BLK_SPLIT_BYTES + 512 <= VOL_SIZE && res == 0;
@@ -339,7 +322,7 @@ Test(block, one_writer_and_its_refusal_names_the_holder)
 	struct blk_dev *again = NULL;
 	char why[256];
 
-	cr_assert_eq(blk_open(eng, "disk0", &again), -EBUSY);
+	cr_assert_eq(blk_open(eng, NULL, "disk0", &again), -EBUSY);
 	blk_busy_reason(eng, "disk0", why, sizeof(why));
 	cr_assert_str_eq(why, "volume 'disk0' is attached", "a holder that named nobody");
 	blk_set_holder(dev, "NBD by 127.0.0.1:53122");
@@ -353,7 +336,7 @@ Test(block, one_writer_and_its_refusal_names_the_holder)
 	cr_assert_eq(engine_volume_info(eng, "disk0", &info), 0);
 	cr_assert_not(info.open);
 	cr_assert_str_eq(info.holder, "", "the holder goes with the handle");
-	cr_assert_eq(blk_open(eng, "disk0", &dev), 0, "free again once closed");
+	cr_assert_eq(blk_open(eng, NULL, "disk0", &dev), 0, "free again once closed");
 	cr_assert_eq(engine_volume_info(eng, "disk0", &info), 0);
 	cr_assert_str_eq(info.holder, "", "a new opener starts unnamed");
 }
@@ -368,8 +351,8 @@ Test(block, snapshots_open_many_times_and_never_block_the_writer)
 	pattern(buf, sizeof(buf), 3);
 	cr_assert_eq(bwrite(0, sizeof(buf), buf), 0);
 	cr_assert_eq(engine_snap_create(eng, "disk0", "s1"), 0);
-	cr_assert_eq(blk_open(eng, "disk0@s1", &a), 0);
-	cr_assert_eq(blk_open(eng, "disk0@s1", &b), 0, "a second reader (NBD and vhost)");
+	cr_assert_eq(blk_open(eng, NULL, "disk0@s1", &a), 0);
+	cr_assert_eq(blk_open(eng, NULL, "disk0@s1", &b), 0, "a second reader (NBD and vhost)");
 	blk_set_holder(a, "ignored for snapshots");
 	blk_close(a);
 	/* the other reader still reads; the writer was never refused */
@@ -426,120 +409,4 @@ Test(block, list_names_every_volume_then_its_snapshots)
 	l = (struct listed){ .stop_at = 2 };
 	cr_assert_eq(blk_list(eng, note_spec, &l), 7, "fn's value stops the listing");
 	cr_assert_eq(l.n, 2u);
-}
-
-/* ---- the lease guard ---- */
-
-static bool lease_ok;
-
-static bool guard_valid(void *arg)
-{
-	cr_assert_eq(arg, &lease_ok);
-	return lease_ok;
-}
-
-/* Polls the engine until n completions are held by the guard. */
-static void wait_held(unsigned n)
-{
-	for (int i = 0; i < 10000 && blk_guard_waiting() < n; i++)
-		cr_assert_geq(engine_poll(eng, 10), 0);
-	cr_assert_eq(blk_guard_waiting(), n);
-}
-
-static void guard_fini(void)
-{
-	blk_guard_clear();
-	teardown();
-}
-
-TestSuite(block_guard, .init = setup, .fini = guard_fini);
-
-/* Without a valid lease a read, a write, a zeroing and a flush do their work but
- * answer nothing; once the lease is valid again they all complete, without error, in
- * the order they finished. */
-Test(block_guard, io_waits_for_the_lease_and_resumes)
-{
-	uint8_t *w = aligned_alloc(BS, 2 * BS), *r = aligned_alloc(BS, 2 * BS);
-	struct done dw = { 0 }, dr = { 0 }, dz = { 0 }, df = { 0 };
-
-	cr_assert(w && r);
-	pattern(w, 2 * BS, 3);
-	cr_assert_eq(bwrite(0, 2 * BS, w), 0); /* no guard yet: completes at once */
-	lease_ok = false;
-	blk_guard_set(guard_valid, &lease_ok);
-	cr_assert_eq(blk_write(dev, 2 * BS, 2 * BS, w, 0, on_done, &dw), 0);
-	wait_held(1);
-	cr_assert_eq(blk_read(dev, 0, 2 * BS, r, on_done, &dr), 0);
-	wait_held(2);
-	cr_assert_eq(blk_zero(dev, 100, 50, 0, on_done, &dz), 0);
-	wait_held(3);
-	cr_assert_eq(blk_flush(dev, on_done, &df), 0);
-	wait_held(4);
-	for (int i = 0; i < 20; i++)
-		cr_assert_geq(engine_poll(eng, 1), 0);
-	cr_assert(!dw.done && !dr.done && !dz.done && !df.done, "completed without a lease");
-	blk_guard_recheck(); /* still no lease: nothing moves */
-	cr_assert_eq(blk_guard_waiting(), 4);
-	cr_assert(!dw.done);
-	lease_ok = true;
-	blk_guard_recheck();
-	cr_assert_eq(blk_guard_waiting(), 0);
-	cr_assert(dw.done && dr.done && dz.done && df.done);
-	cr_assert_eq(dw.res, 0);
-	cr_assert_eq(dr.res, 0);
-	cr_assert_eq(dz.res, 0);
-	cr_assert_eq(df.res, 0);
-	cr_assert(dw.seq < dr.seq && dr.seq < dz.seq && dz.seq < df.seq);
-	cr_assert_eq(memcmp(r, w, 2 * BS), 0);
-	/* the held write landed */
-	cr_assert_eq(bread(2 * BS, 2 * BS, r), 0);
-	cr_assert_eq(memcmp(r, w, 2 * BS), 0);
-	free(w);
-	free(r);
-}
-
-/* A held write keeps no range lock: an overlapping write behind it runs (and is held
- * too), so a client's queue never deadlocks behind the lease. */
-Test(block_guard, held_requests_release_their_range)
-{
-	uint8_t *a = aligned_alloc(BS, BS), *b = aligned_alloc(BS, BS);
-	struct done da = { 0 }, db = { 0 };
-
-	cr_assert(a && b);
-	memset(a, 0xaa, BS);
-	memset(b, 0xbb, BS);
-	lease_ok = false;
-	blk_guard_set(guard_valid, &lease_ok);
-	cr_assert_eq(blk_write(dev, 10, 100, a, 0, on_done, &da), 0);
-	cr_assert_eq(blk_write(dev, 50, 100, b, 0, on_done, &db), 0);
-	wait_held(2);
-	cr_assert_eq(blk_locked(dev), 0);
-	lease_ok = true;
-	blk_guard_recheck();
-	cr_assert(da.done && db.done && da.res == 0 && db.res == 0);
-	free(a);
-	free(b);
-}
-
-/* At shutdown, what waits fails with -ESHUTDOWN (the front ends can drain) and later
- * completions without a lease fail at once; a node without a guard is not touched. */
-Test(block_guard, shutdown_fails_what_waits)
-{
-	uint8_t *a = aligned_alloc(BS, BS);
-	struct done d1 = { 0 }, d2 = { 0 };
-
-	cr_assert(a);
-	memset(a, 1, BS);
-	lease_ok = false;
-	blk_guard_set(guard_valid, &lease_ok);
-	cr_assert_eq(blk_write(dev, 0, BS, a, 0, on_done, &d1), 0);
-	wait_held(1);
-	blk_guard_shutdown();
-	cr_assert(d1.done);
-	cr_assert_eq(d1.res, -ESHUTDOWN);
-	cr_assert_eq(bwrite(0, BS, a), -ESHUTDOWN);
-	blk_guard_clear();
-	cr_assert_eq(blk_write(dev, 0, BS, a, 0, on_done, &d2), 0);
-	cr_assert_eq(wait_done(0, &d2), 0);
-	free(a);
 }

@@ -62,7 +62,7 @@ static void setup(void)
 	xp = (struct vhost_export){ .srv = &srv, .size = VOL_SIZE, .sector_size = 512,
 				    .listen_fd = -1 };
 	strcpy(xp.name, "disk0");
-	cr_assert_eq(blk_open(eng, "disk0", &xp.dev), 0);
+	cr_assert_eq(blk_open(eng, NULL, "disk0", &xp.dev), 0);
 	conn = calloc(1, sizeof(*conn));
 	cr_assert_not_null(conn);
 	conn->exp = &xp;
@@ -635,7 +635,7 @@ Test(vhost_blk, a_snapshot_is_a_read_only_device)
 	cr_assert_not(vhost_blk_features(&xp) & (1ull << VIRTIO_BLK_F_RO));
 	blk_close(xp.dev);
 	cr_assert_eq(engine_snap_create(eng, "disk0", "s"), 0);
-	cr_assert_eq(blk_open(eng, "disk0@s", &xp.dev), 0);
+	cr_assert_eq(blk_open(eng, NULL, "disk0@s", &xp.dev), 0);
 	xp.readonly = true; /* what vhost_server_export reads from the record */
 	cr_assert(vhost_blk_features(&xp) & (1ull << VIRTIO_BLK_F_RO));
 	memset(data(1), 0, BLK);
@@ -664,13 +664,13 @@ Test(vhost_blk, volume_released_after_the_orphans_and_a_flush)
 	vhost_export_release(&xp);
 	cr_assert(xp.releasing);
 	cr_assert_not_null(xp.dev, "held while its request runs");
-	cr_assert_eq(blk_open(eng, "disk0", &other), -EBUSY);
+	cr_assert_eq(blk_open(eng, NULL, "disk0", &other), -EBUSY);
 	for (int i = 0; i < 1000 && (xp.nreqs || xp.dev); i++)
 		engine_poll(eng, 10);
 	cr_assert_eq(xp.nreqs, 0);
 	cr_assert_null(xp.dev, "released once the write was done and flushed");
 	cr_assert_not(xp.flushing);
-	cr_assert_eq(blk_open(eng, "disk0", &other), 0, "the volume is free");
+	cr_assert_eq(blk_open(eng, NULL, "disk0", &other), 0, "the volume is free");
 	{
 		uint8_t buf[BLK];
 		int res = 1;
@@ -722,7 +722,7 @@ static void export_4kn(const char *spec)
 
 	cr_assert_eq(blk_probe(eng, spec, &info), 0); /* what vhost_server_export reads */
 	xp.sector_size = info.sector_size;
-	cr_assert_eq(blk_open(eng, spec, &xp.dev), 0);
+	cr_assert_eq(blk_open(eng, NULL, spec, &xp.dev), 0);
 	cr_assert_eq(blk_sector_size(xp.dev), 4096);
 }
 
