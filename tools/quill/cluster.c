@@ -179,16 +179,17 @@ static int segment_request(const struct cli *c, struct json_object *req)
 {
 	const char *op = c->argc > 3 ? c->argv[3] : "";
 	bool list = strcmp(op, "list") == 0, open = strcmp(op, "open") == 0;
-	bool seal = strcmp(op, "seal") == 0;
-	int want = list ? 4 : open || seal ? 6 : 5;
+	bool seal = strcmp(op, "seal") == 0, holders = strcmp(op, "holders") == 0;
+	int want = list ? 4 : open || seal || holders ? 6 : 5;
 	char *end;
 
-	if (c->argc != want || (!list && !open && !seal && strcmp(op, "delete") != 0))
+	if (c->argc != want ||
+	    (!list && !open && !seal && !holders && strcmp(op, "delete") != 0))
 		return -EINVAL;
 	cli_add_str(req, "op", op);
 	if (!list)
 		cli_add_str(req, "segment", c->argv[4]);
-	if (open)
+	if (open || holders)
 		cli_add_str(req, "holders", c->argv[5]);
 	if (seal)
 		json_object_object_add(req, "length",

@@ -34,7 +34,7 @@ int cli_usage(FILE *out, int code)
 		"  volume claim NAME              (cluster) this node becomes the owner, the epoch\n"
 		"                                 rises; refused while another node's claim lives\n"
 		"  volume release NAME            (cluster) give the claim up: any node may claim\n"
-		"  volume segment NAME open|seal|delete|list [FAMILY.SEQ] [HOLDERS|LENGTH]\n"
+		"  volume segment NAME open|seal|holders|delete|list [FAMILY.SEQ] [HOLDERS|LENGTH]\n"
 		"                 [--epoch E]     (cluster) segment lifecycle records, fenced by\n"
 		"                                 the epoch (default: this node's claim)\n"
 		"  snap create VOL@SNAP           a read-only point in time of VOL (instant)\n"

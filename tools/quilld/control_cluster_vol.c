@@ -450,6 +450,7 @@ static int segment_op(const char *op, enum cluster_vol_op *out)
 	static const struct { const char *name; enum cluster_vol_op op; } ops[] = {
 		{ "open", CLUSTER_VOL_SEG_OPEN }, { "seal", CLUSTER_VOL_SEG_SEAL },
 		{ "delete", CLUSTER_VOL_SEG_DELETE }, { "list", CLUSTER_VOL_SEG_LIST },
+		{ "holders", CLUSTER_VOL_SEG_HOLDERS },
 	};
 
 	for (size_t i = 0; op && i < sizeof(ops) / sizeof(ops[0]); i++)
@@ -474,10 +475,10 @@ static struct json_object *cmd_volume_segment(struct control *ctl, struct json_o
 	if (!name)
 		return ctl_no_name();
 	if (segment_op(ctl_get_string(req, "op"), &op) < 0)
-		return ctl_error(EINVAL, "\"op\": open, seal, delete or list");
+		return ctl_error(EINVAL, "\"op\": open, seal, holders, delete or list");
 	if (op != CLUSTER_VOL_SEG_LIST && parse_segid(ctl_get_string(req, "segment"), &seg.id) < 0)
 		return ctl_error(EINVAL, "\"segment\": FAMILY.SEQ in hex (e.g. 1f.2)");
-	if (op == CLUSTER_VOL_SEG_OPEN && parse_holders(ctl_get_string(req, "holders"), &seg) < 0)
+	if ((op == CLUSTER_VOL_SEG_OPEN || op == CLUSTER_VOL_SEG_HOLDERS) && parse_holders(ctl_get_string(req, "holders"), &seg) < 0)
 		return ctl_error(EINVAL, "\"holders\": node ids, comma-separated (1 to %u)",
 				 LAYOUT_MAX_HOLDERS);
 	if (op == CLUSTER_VOL_SEG_SEAL && ctl_get_u64(req, "length", &length) < 0)
