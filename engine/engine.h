@@ -45,6 +45,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define ENGINE_BLOCK_SIZE 4096u
 #define ENGINE_VOLUME_NAME_MAX 63u
@@ -362,6 +363,7 @@ struct engine_stats {
 	uint32_t segments_trims_only;  /* sealed, nothing live, kept for the trims in them
 					  until the cleaner carries those */
 	uint32_t segments_empty;       /* sealed, nothing live: the next checkpoint frees them */
+	uint32_t segments_held;        /* copies of other nodes' segments (engine_held_*) */
 	uint64_t trim_entries;         /* TRIM, ZERO and TOMB entries in segments in use */
 	uint64_t live_blocks;     /* blocks referenced by some volume's map */
 	uint64_t usable_blocks;   /* live data the store can hold: the cleaner needs the
@@ -402,6 +404,65 @@ int engine_gc(struct engine *eng, unsigned want_free);
 /* Writes a map checkpoint now (one captured after the call). */
 int engine_checkpoint_async(struct engine *eng, engine_cb cb, void *arg);
 int engine_checkpoint(struct engine *eng);
+
+/* ---- segments held for other nodes (replication's holders; docs/replication.md) ----
+ * A held segment is named by (family uid, segment number); uid != 0. The I/O and
+ * management calls follow the async contract above. Blocks are ENGINE_BLOCK_SIZE;
+ * offsets are in blocks from the segment's start (block 0: its header).
+ *
+ * A holder keeps a copy of another node's segment in one of its own slots, byte for
+ * byte (block 0 is the owner's header, naming the owner's store uuid and generation).
+ * The engine knows such a slot as held: never a volume's, never cleaned, defragmented,
+ * prezeroed or reused until the holder drops it (engine/held.c, docs/engine.md "Held
+ * segments"). The held table is in memory and in RocksDB: an "H" record per held
+ * segment, an "E" record per family (its highest epoch), written off the loop thread
+ * and loaded at start-up before the slots are classified. */
+struct engine_held_info {
+	uint64_t uid;
+	uint32_t sno;
+	uint64_t epoch;    /* the epoch it was opened (or last appended) under */
+	bool sealed;
+	uint32_t length;   /* blocks written (open) or the sealed length */
+	uint32_t slot;     /* local slot, for tools and tests */
+};
+/* The segment size every held copy has: this store's (a holder refuses another). */
+uint32_t engine_segment_blocks(const struct engine *eng);
+/* Opens a copy: allocates a slot (leaving the cleaner's reserve, like a write), persists
+ * its "H" record, then cb(0). Already held with the same uid/sno: cb(0) (a retry), its
+ * length unchanged. -ENOSPC no slot, -ESTALE epoch below the family's "E". */
+int engine_held_open_async(struct engine *eng, uint64_t uid, uint32_t sno, uint64_t epoch,
+			   engine_cb cb, void *arg);
+/* Writes nblocks at `block` (iov: nblocks * ENGINE_BLOCK_SIZE bytes, aligned buffers
+ * are not required: copy if the store needs it). block <= length (a retry of what is
+ * there is allowed), block > length: -ERANGE (a hole), past the segment's end -EINVAL,
+ * sealed -EROFS, not held -ENOENT. cb(0) when written (not yet durable). length becomes
+ * max(length, block + nblocks). */
+int engine_held_write(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
+		      const struct iovec *iov, int iovcnt, uint32_t nblocks, engine_cb cb,
+		      void *arg);
+/* Reads nblocks at block (block + nblocks <= length, else -ERANGE) into iov. */
+int engine_held_read(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
+		     const struct iovec *iov, int iovcnt, uint32_t nblocks, engine_cb cb,
+		     void *arg);
+/* Seals at `length` blocks (<= what is written: the rest is cut off for good),
+ * persisted before cb(0). Sealing again at the same length: cb(0). */
+int engine_held_seal_async(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t length,
+			   engine_cb cb, void *arg);
+/* Drops a copy: its "H" record is deleted (durably), then the slot is free. Not held:
+ * cb(0) (a retry). */
+int engine_held_delete_async(struct engine *eng, uint64_t uid, uint32_t sno, engine_cb cb,
+			     void *arg);
+/* The family's fence: the highest epoch seen (0: none). raise persists a higher one
+ * before cb(0); a lower or equal one: cb(0) at once, unchanged. */
+uint64_t engine_held_epoch(const struct engine *eng, uint64_t uid);
+int engine_held_epoch_raise_async(struct engine *eng, uint64_t uid, uint64_t epoch,
+				  engine_cb cb, void *arg);
+/* 0 and *out, or -ENOENT. */
+int engine_held_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
+		     struct engine_held_info *out);
+/* Every held copy, in (uid, sno) order; stops at fn's first nonzero result. */
+int engine_held_list(const struct engine *eng,
+		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg);
 
 /* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----
  * Reads the store's log alone (no RocksDB, nothing written) and calls fn for every
