@@ -2,8 +2,11 @@
 #ifndef QUILL_QUILLD_CONTROL_H
 #define QUILL_QUILLD_CONTROL_H
 
+#include <stdint.h>
+
 struct cluster;
 struct control;
+struct replicas;
 struct engine;
 struct loop;
 struct vhost_server;
@@ -16,6 +19,11 @@ struct control_opts {
 	struct vhost_server *vhost; /* what vhost.* commands drive, or NULL (refused) */
 	struct cluster *cluster; /* what cluster.* commands show and drive, or NULL: a
 				    single node */
+	struct replicas *replicas; /* this node's replicated families, or NULL */
+	/* a create or claim made this node the owner of a volume at epoch: its copies
+	 * start now (replicas 0: the map says how many) */
+	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
+	void *volume_owned_arg;
 };
 
 /* Listens on opts->path (a stale socket file is replaced; a live one is -EADDRINUSE),

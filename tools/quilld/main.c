@@ -31,8 +31,12 @@
 #include "engine/ondisk.h"
 #include "nbd/nbd_server.h"
 #include "nbd/nbd_tls.h"
+#ifdef QUILL_REPLICATION /* the holder service and the peer protocol's segment ops */
+#include "replication/holder.h"
+#endif
 #include "replication/peer.h"
 #include "replication/peer_session.h"
+#include "replication/replica.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
 #include "vhost/vhost_blk.h"
@@ -50,7 +54,11 @@ struct node {
 	struct control *ctl;
 	struct peer_secret *peer_secret;
 	struct peer_endpoint *peer;
+	struct holder *holder;     /* copies this node keeps for others (with a listener) */
 	struct cluster *cluster;   /* NULL: a single node */
+	struct replicas *replicas; /* copies of this node's volumes elsewhere (a cluster
+				      with a peer listener), or NULL */
+	char self_id[LAYOUT_ID_MAX + 1];
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
 	int signal_fd;
@@ -273,7 +281,8 @@ static int load_peer_secret(struct node *n)
 	return peer_secret_load(n->cfg.peer_secret, &n->peer_secret);
 }
 
-/* The peer listener (peer-listen), for the other nodes of the cluster. */
+/* The peer listener (peer-listen), for the other nodes of the cluster, and the holder
+ * service that answers their segment ops with copies in this node's store. */
 static int start_peer(struct node *n)
 {
 	struct peer_endpoint_opts po = { .loop = n->lp, .secret = n->peer_secret };
@@ -282,6 +291,13 @@ static int start_peer(struct node *n)
 
 	if (!n->cfg.peer_listen[0])
 		return 0;
+#ifdef QUILL_REPLICATION
+	r = holder_create(n->eng, &n->holder);
+	if (r < 0)
+		return r;
+	po.serve = holder_serve;
+	po.serve_arg = n->holder;
+#endif
 	peer_addr_parse(n->cfg.peer_listen, addr, sizeof(addr), &po.listen_port); /* checked */
 	po.listen_addr = addr;
 	r = peer_endpoint_create(&po, &n->peer);
@@ -309,10 +325,94 @@ static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 	no->limits = cfg->nbd_limits;
 }
 
+/* ---- replicated volumes: the replica sets of this node's volumes ---- */
+
+#ifdef QUILL_REPLICATION
+/* Registers name's family with the replica sets if this node owns it at epoch and
+ * it has more than one copy (replicas 0: the map says how many). */
+static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned replicas)
+{
+	struct node *n = arg;
+	struct engine_volume_info info;
+	struct cluster_volume v;
+	int r;
+
+	if (!n->replicas)
+		return;
+	if (!replicas && cluster_volume_get(n->cluster, name, &v) == 0)
+		replicas = v.rec.replicas;
+	if (replicas <= 1 || engine_volume_info(n->eng, name, &info) < 0)
+		return;
+	r = replica_family_set(n->replicas, info.id, name, epoch, replicas,
+			       layout_min_replicas(replicas));
+	if (r < 0)
+		log_msg(LOG_ERROR, LOG_TAG, "volume %s: its copies cannot start: %s", name,
+			err_str(-r));
+}
+
+/* The volumes of the map this node owns (a claim at a join, after a restart): their
+ * copies go on under the claim's epoch. */
+static void sync_families(struct node *n)
+{
+	struct cluster_volume *vols;
+	size_t count;
+
+	if (!n->replicas || cluster_volumes(n->cluster, &vols, &count) < 0)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		int64_t epoch;
+
+		if (vols[i].rec.replicas > 1 &&
+		    cluster_volume_owned(n->cluster, vols[i].rec.name, &epoch))
+			volume_owned(n, vols[i].rec.name, epoch, vols[i].rec.replicas);
+	}
+	free(vols);
+}
+
+#define volume_owned_fn volume_owned
+
+/* The map moved: the replica sets see the nodes, and the volumes this node owns now. */
+static void replicas_changed(struct node *n)
+{
+	if (n->replicas) {
+		replica_map_changed(n->replicas);
+		sync_families(n);
+	}
+}
+
+/* The replica sets of this node's volumes: in a cluster, with a peer listener. */
+static int start_replicas(struct node *n)
+{
+	struct replica_opts ro = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
+				   .cluster = n->cluster, .self_id = n->self_id,
+				   .peer_timeout_ms = n->cfg.peer_timeout_ms };
+
+	if (!n->cluster || !n->peer)
+		return 0;
+	return replica_create(&ro, &n->replicas);
+}
+
+#else /* a build without the holder service: one copy */
+#define volume_owned_fn NULL
+
+static void replicas_changed(struct node *n)
+{
+	(void)n;
+}
+
+static int start_replicas(struct node *n)
+{
+	if (n->cluster && n->peer)
+		log_msg(LOG_WARN, LOG_TAG, "this build has no replication: volumes keep one copy");
+	return 0;
+}
+#endif
+
 static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
-				   .cluster = n->cluster };
+				   .cluster = n->cluster, .replicas = n->replicas,
+				   .volume_owned = volume_owned_fn, .volume_owned_arg = n };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -348,11 +448,14 @@ static bool lease_valid(void *arg)
 	return cluster_lease_valid(arg);
 }
 
-/* A keepalive was granted or the map moved: requests held for the lease may go. */
+/* A keepalive was granted or the map moved: requests held for the lease may go; the
+ * replica sets see the nodes and the volumes this node owns now. */
 static void cluster_changed(void *arg)
 {
-	(void)arg;
+	struct node *n = arg;
+
 	blk_guard_recheck();
+	replicas_changed(n);
 }
 
 static void cluster_refused(void *arg, const char *why)
@@ -424,6 +527,7 @@ static int start_cluster(struct node *n)
 	if (!cfg->etcd_endpoints[0])
 		return 0;
 	cluster_self(n, &self);
+	snprintf(n->self_id, sizeof(n->self_id), "%s", self.id);
 	r = cluster_start(&co, &n->cluster);
 	if (r < 0)
 		return r;
@@ -469,6 +573,9 @@ static int start(struct node *n)
 	r = start_cluster(n);
 	if (r < 0)
 		return r;
+	r = start_replicas(n);
+	if (r < 0)
+		return r;
 	make_parent_dirs(n, n->cfg.control);
 	return start_control(n);
 }
@@ -478,7 +585,14 @@ static void stop(struct node *n)
 	/* the front ends drain: what the lease holds back fails rather than waits */
 	blk_guard_shutdown();
 	control_destroy(n->ctl);
+#ifdef QUILL_REPLICATION
+	replica_destroy(n->replicas); /* before the endpoint (its connections) and the
+					 engine (its mirror) */
+#endif
 	peer_endpoint_destroy(n->peer);
+#ifdef QUILL_REPLICATION
+	holder_destroy(n->holder);
+#endif
 	peer_secret_destroy(n->peer_secret);
 	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */

@@ -1,0 +1,1347 @@
+/* replication/replica.c — the owner side of replicated volumes (replica.h).
+ *
+ * Three kinds of object, all on the loop's thread:
+ *   rnode   a node of the map that may hold copies: its peer connection (reconnected
+ *           with backoff), whether it is usable for placement, whether it has
+ *           acknowledged appends since its last flush
+ *   rseg    one mirrored segment (by the engine's slot until deleted): its family,
+ *           its holders, its state (placing -> recording -> opening -> open ->
+ *           sealing -> sealed; deleting), its appends
+ *   rop     one append: the engine's callback, which holders acknowledged it
+ * An append completes when every current holder of its segment acknowledged it, no
+ * record of a drop is pending, and the segment has min_replicas copies. A holder that
+ * fails is dropped from the segment (rseg_drop), which reconsiders every waiting
+ * append once the reduced set is recorded.
+ */
+#include "replication/replica.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cluster.h"
+#include "cluster/placement.h"
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "engine/engine.h"
+#include "engine/segment.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
+
+#define LOG_TAG "replica"
+#define RETRY_MS 250u          /* a record etcd did not take, a placement not possible */
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 2000u
+#define MAX_REMOTE (LAYOUT_MAX_HOLDERS - 1)
+
+struct rnode {
+	struct replicas *rs;
+	char id[LAYOUT_ID_MAX + 1];
+	char domain[LAYOUT_ID_MAX + 1];
+	char peer[LAYOUT_ADDR_MAX + 1]; /* "HOST:PORT" from the map */
+	bool in_map;         /* up, in and compatible in the last map */
+	struct peer_conn *conn;
+	bool ready;          /* conn authenticated */
+	bool bad_size;       /* refused our segment size: never placed again */
+	unsigned backoff_ms;
+	struct loop_timer *retry;
+	bool dirty;          /* acknowledged appends since its last SEG_FLUSH */
+};
+
+struct family {
+	uint64_t uid;
+	char name[LAYOUT_ID_MAX + 1];
+	int64_t epoch;
+	unsigned replicas, min_replicas;
+	bool stale;          /* etcd refused its epoch: this node is not its owner */
+};
+
+enum rseg_state {
+	RS_PLACING,   /* waiting for enough holders */
+	RS_RECORDING, /* the open record goes to etcd */
+	RS_OPENING,   /* SEG_OPEN on the holders */
+	RS_OPEN,
+	RS_SEALING,   /* the sealed record, then SEG_SEAL */
+	RS_SEALED,
+	RS_DELETING,  /* the record deleted, then SEG_DELETE */
+	RS_DEAD,      /* no copy can be made any more (a stale epoch): appends fail */
+};
+
+struct rop;
+
+struct rseg {
+	struct replicas *rs;
+	struct family *fam;
+	uint32_t slot, sno;
+	enum rseg_state state;
+	unsigned nholders;              /* remote holders now */
+	struct rnode *holders[MAX_REMOTE];
+	unsigned opening;               /* SEG_OPEN replies outstanding */
+	uint32_t appended;              /* end of the appends given to us */
+	unsigned inflight;              /* appends not completed */
+	struct rop *ops;                /* appends not completed, oldest first */
+	bool seal_wanted, delete_wanted;
+	uint32_t seal_len;
+	bool record_busy;               /* a holders record is in etcd's hands */
+	bool record_again;              /* the set changed again meanwhile */
+	bool warned_min;
+	unsigned refs;                  /* requests and etcd calls referring to it */
+	struct loop_timer *retry;
+	struct rseg *next_all;
+};
+
+struct rop {
+	struct rseg *seg;
+	uint32_t block, nblocks;
+	struct iovec iov;               /* the engine's buffer, alive until cb */
+	uint32_t crc;
+	seg_cb cb;
+	void *arg;
+	unsigned nsent;
+	struct rnode *sent[MAX_REMOTE]; /* sent to */
+	bool acked[MAX_REMOTE];
+	unsigned refs;                  /* replies outstanding, +1 until completed */
+	int res;
+	bool done;
+	struct rop *next;
+};
+
+struct rflush {
+	struct replicas *rs;
+	seg_cb cb;
+	void *arg;
+	unsigned pending;
+	bool failed;
+};
+
+struct replicas {
+	struct loop *loop;
+	struct engine *eng;
+	struct peer_endpoint *ep;
+	struct cluster *cluster;
+	char self[LAYOUT_ID_MAX + 1];
+	char self_domain[LAYOUT_ID_MAX + 1];
+	unsigned timeout_ms;
+	uint32_t seg_blocks;
+	bool closing;
+	struct family **fams;
+	size_t nfams;
+	struct rnode **nodes;
+	size_t nnodes;
+	struct rseg **by_slot;          /* the mirrored segment in each slot, or NULL */
+	size_t nslots;
+	struct rseg *all;               /* every rseg, also those no longer in a slot */
+	unsigned records_busy;          /* holders records in flight: flushes wait */
+	struct loop_task *kick;         /* completions deferred out of the engine's calls */
+	bool in_hook;                   /* inside a mirror hook: complete nothing now */
+	struct rflush **flushes;        /* flushes waiting for records */
+	size_t nflushes;
+};
+
+/* ---- wire helpers (payload layouts: docs/peer-protocol.md) ---- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* The reply's result: the transport's error, or the payload's i32 result. */
+static int reply_result(int res, const void *payload, size_t len)
+{
+	if (res < 0)
+		return res;
+	if (!payload || len < 8)
+		return -EPROTO;
+	return (int32_t)get32(payload);
+}
+
+static void seg_id_text(const struct rseg *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s segment %016" PRIx64 ".%08" PRIx32, s->fam->name, s->fam->uid,
+		 s->sno);
+}
+
+/* ---- nodes and connections ---- */
+
+static void node_connect(struct rnode *n);
+
+static void node_retry_fire(void *arg)
+{
+	struct rnode *n = arg;
+
+	n->retry = NULL;
+	node_connect(n);
+}
+
+static void node_schedule(struct rnode *n)
+{
+	if (n->rs->closing || n->retry || !n->in_map)
+		return;
+	n->backoff_ms = n->backoff_ms ? n->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (n->backoff_ms > BACKOFF_MAX_MS)
+		n->backoff_ms = BACKOFF_MAX_MS;
+	if (loop_timer_add(n->rs->loop, n->backoff_ms, node_retry_fire, n, &n->retry) < 0)
+		n->retry = NULL;
+}
+
+static void segs_retry_placing(struct replicas *rs);
+static void node_failed(struct rnode *n, const char *why);
+
+static void conn_ready(void *arg, struct peer_conn *c)
+{
+	struct rnode *n = arg;
+
+	(void)c;
+	n->ready = true;
+	n->backoff_ms = 0;
+	log_msg(LOG_INFO, LOG_TAG, "holder node %s (%s): connected", n->id, n->peer);
+	segs_retry_placing(n->rs);
+}
+
+static void conn_closed(void *arg, struct peer_conn *c, int err, const char *why)
+{
+	struct rnode *n = arg;
+	bool was_ready = n->ready;
+	char reason[256];
+
+	(void)c;
+	n->conn = NULL;
+	n->ready = false;
+	if (n->rs->closing)
+		return;
+	snprintf(reason, sizeof(reason), "connection %s: %s",
+		 was_ready ? "lost" : "failed", why && why[0] ? why : err_str(-err));
+	node_failed(n, reason);
+	node_schedule(n);
+}
+
+static const struct peer_conn_ops conn_ops = {
+	.ready = conn_ready,
+	.closed = conn_closed,
+};
+
+static void node_connect(struct rnode *n)
+{
+	char addr[LAYOUT_ADDR_MAX + 1];
+	uint16_t port;
+	int r;
+
+	if (n->conn || n->rs->closing || !n->in_map || !n->peer[0])
+		return;
+	if (peer_addr_parse(n->peer, addr, sizeof(addr), &port) < 0) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "node %s: peer address '%s' is not ADDR:PORT",
+				n->id, n->peer);
+		return;
+	}
+	r = peer_connect(n->rs->ep, addr, port, &conn_ops, n, &n->conn);
+	if (r < 0) {
+		n->conn = NULL;
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "node %s (%s): cannot connect: %s", n->id,
+				n->peer, err_str(-r));
+		node_schedule(n);
+	}
+}
+
+static struct rnode *node_find(struct replicas *rs, const char *id)
+{
+	for (size_t i = 0; i < rs->nnodes; i++)
+		if (strcmp(rs->nodes[i]->id, id) == 0)
+			return rs->nodes[i];
+	return NULL;
+}
+
+static struct rnode *node_add(struct replicas *rs, const char *id)
+{
+	struct rnode **v = realloc(rs->nodes, (rs->nnodes + 1) * sizeof(*v));
+	struct rnode *n;
+
+	if (!v)
+		return NULL;
+	rs->nodes = v;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->rs = rs;
+	snprintf(n->id, sizeof(n->id), "%s", id);
+	rs->nodes[rs->nnodes++] = n;
+	return n;
+}
+
+/* Takes the map's view of every other node; connects to those that may hold copies. */
+static void nodes_refresh(struct replicas *rs)
+{
+	struct cluster_node *map;
+	size_t count;
+
+	if (cluster_nodes(rs->cluster, &map, &count) < 0)
+		return;
+	for (size_t i = 0; i < rs->nnodes; i++)
+		rs->nodes[i]->in_map = false;
+	for (size_t i = 0; i < count; i++) {
+		struct cluster_node *m = &map[i];
+		struct rnode *n;
+
+		if (m->self) {
+			snprintf(rs->self_domain, sizeof(rs->self_domain), "%s", m->rec.domain);
+			continue;
+		}
+		n = node_find(rs, m->rec.id);
+		if (!n && !(n = node_add(rs, m->rec.id)))
+			continue;
+		snprintf(n->domain, sizeof(n->domain), "%s", m->rec.domain);
+		if (strcmp(n->peer, m->rec.peer) != 0 && n->conn)
+			peer_conn_close(n->conn); /* it moved: the old address is not it */
+		snprintf(n->peer, sizeof(n->peer), "%s", m->rec.peer);
+		n->in_map = m->up && !m->out && m->compatible && m->rec.peer[0];
+	}
+	free(map);
+	for (size_t i = 0; i < rs->nnodes; i++) {
+		struct rnode *n = rs->nodes[i];
+
+		if (n->in_map && !n->conn && !n->retry)
+			node_connect(n);
+	}
+}
+
+/* ---- families ---- */
+
+static struct family *family_find(const struct replicas *rs, uint64_t uid)
+{
+	for (size_t i = 0; i < rs->nfams; i++)
+		if (rs->fams[i]->uid == uid)
+			return rs->fams[i];
+	return NULL;
+}
+
+int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int64_t epoch,
+		       unsigned replicas, unsigned min_replicas)
+{
+	struct family *f = family_find(rs, uid);
+
+	if (!uid || replicas == 0 || replicas > LAYOUT_MAX_REPLICAS || min_replicas > replicas ||
+	    strlen(name) > LAYOUT_ID_MAX)
+		return -EINVAL;
+	if (!f) {
+		struct family **v = realloc(rs->fams, (rs->nfams + 1) * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		rs->fams = v;
+		f = calloc(1, sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		f->uid = uid;
+		rs->fams[rs->nfams++] = f;
+	}
+	if (f->epoch != epoch || f->replicas != replicas)
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: %u copies of each segment (at least %u), "
+			"epoch %lld", name, replicas, min_replicas, (long long)epoch);
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->epoch = epoch;
+	f->replicas = replicas;
+	f->min_replicas = min_replicas ? min_replicas : 1;
+	f->stale = false;
+	return 0;
+}
+
+/* ---- segments ---- */
+
+static struct rseg *seg_at(const struct replicas *rs, uint32_t slot)
+{
+	return slot < rs->nslots ? rs->by_slot[slot] : NULL;
+}
+
+static unsigned seg_copies(const struct rseg *s)
+{
+	return 1 + s->nholders;
+}
+
+static void seg_unref(struct rseg *s)
+{
+	struct replicas *rs = s->rs;
+
+	if (--s->refs)
+		return;
+	for (struct rseg **p = &rs->all; *p; p = &(*p)->next_all)
+		if (*p == s) {
+			*p = s->next_all;
+			break;
+		}
+	loop_timer_cancel(s->retry);
+	free(s);
+}
+
+static void seg_step(struct rseg *s);
+
+static void seg_retry_fire(void *arg)
+{
+	struct rseg *s = arg;
+
+	s->retry = NULL;
+	seg_step(s);
+}
+
+static void seg_retry_later(struct rseg *s)
+{
+	if (!s->retry && !s->rs->closing &&
+	    loop_timer_add(s->rs->loop, RETRY_MS, seg_retry_fire, s, &s->retry) < 0)
+		s->retry = NULL;
+}
+
+/* A request about s to node n: the one struct every reply callback gets. */
+struct rreq {
+	struct rseg *seg;
+	struct rop *op;
+	struct rnode *node;
+};
+
+static struct rreq *rreq_new(struct rseg *s, struct rop *op, struct rnode *n)
+{
+	struct rreq *q = malloc(sizeof(*q));
+
+	if (q) {
+		*q = (struct rreq){ .seg = s, .op = op, .node = n };
+		s->refs++;
+	}
+	return q;
+}
+
+static int send_req(struct rreq *q, uint8_t op, const void *head, size_t head_len,
+		    const struct iovec *data, int datacnt, peer_reply_cb cb)
+{
+	struct rseg *s = q->seg;
+	struct peer_msg m = { .op = op, .volume_id = s->fam->uid, .epoch = (uint64_t)s->fam->epoch,
+			      .head = head, .head_len = head_len, .data = data, .datacnt = datacnt };
+
+	if (!q->node->ready || !q->node->conn)
+		return -ENOTCONN;
+	return peer_request(q->node->conn, &m, s->rs->timeout_ms, cb, q);
+}
+
+/* ---- appends: completion ---- */
+
+static bool holder_of(const struct rseg *s, const struct rnode *n)
+{
+	for (unsigned i = 0; i < s->nholders; i++)
+		if (s->holders[i] == n)
+			return true;
+	return false;
+}
+
+static bool op_acked_by(const struct rop *op, const struct rnode *n)
+{
+	for (unsigned i = 0; i < op->nsent; i++)
+		if (op->sent[i] == n)
+			return op->acked[i];
+	return false;
+}
+
+static void op_unref(struct rop *op)
+{
+	if (--op->refs == 0)
+		free(op);
+}
+
+/* Completes, oldest first, every append of s that may: each current holder has it, no
+ * drop is waiting for its record, and s has min_replicas copies. */
+static void seg_complete(struct rseg *s)
+{
+	struct rop *ready = NULL, **tail = &ready;
+
+	if (s->rs->in_hook) {
+		/* never call the engine back from inside its own call (a batch it is
+		 * submitting could retire under it): on the loop's next turn */
+		loop_task_schedule(s->rs->kick);
+		return;
+	}
+	if (s->record_busy || s->record_again)
+		return;
+	if (s->state != RS_DEAD && seg_copies(s) < s->fam->min_replicas) {
+		if (!s->warned_min) {
+			char id[128];
+
+			seg_id_text(s, id, sizeof(id));
+			log_msg(LOG_WARN, LOG_TAG, "volume %s: %u copies, below min_replicas %u: "
+				"its writes wait", id, seg_copies(s), s->fam->min_replicas);
+			s->warned_min = true;
+		}
+		return;
+	}
+	for (struct rop **p = &s->ops; *p;) {
+		struct rop *op = *p;
+		bool all = op->res < 0 || s->state == RS_DEAD;
+
+		if (!all) {
+			all = true;
+			for (unsigned i = 0; i < s->nholders && all; i++)
+				all = op_acked_by(op, s->holders[i]);
+		}
+		if (!all) {
+			p = &op->next;
+			continue;
+		}
+		*p = op->next;
+		op->next = NULL;
+		*tail = op;
+		tail = &op->next;
+	}
+	s->refs++; /* a callback may delete the segment */
+	while (ready) {
+		struct rop *op = ready;
+
+		ready = op->next;
+		op->done = true;
+		s->inflight--;
+		op->cb(op->arg, s->state == RS_DEAD && op->res == 0 ? -ESTALE : op->res);
+		op_unref(op);
+	}
+	seg_step(s); /* a seal may be due now */
+	seg_unref(s);
+}
+
+/* ---- holders: the record of a drop ---- */
+
+struct seg_call {
+	struct rseg *seg;
+	struct cluster_vol_req req;
+};
+
+static void fill_holders(const struct rseg *s, struct layout_segment *seg)
+{
+	seg->id.family = s->fam->uid;
+	seg->id.seq = s->sno;
+	seg->nholders = 0;
+	snprintf(seg->holders[seg->nholders++], LAYOUT_ID_MAX + 1, "%s", s->rs->self);
+	for (unsigned i = 0; i < s->nholders; i++)
+		snprintf(seg->holders[seg->nholders++], LAYOUT_ID_MAX + 1, "%s", s->holders[i]->id);
+}
+
+static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
+{
+	struct seg_call *c = calloc(1, sizeof(*c));
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	c->seg = s;
+	c->req.op = op;
+	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", s->fam->name);
+	c->req.epoch = s->fam->epoch;
+	fill_holders(s, &c->req.seg);
+	if (op == CLUSTER_VOL_SEG_SEAL)
+		c->req.seg.length = (uint64_t)s->seal_len * ENGINE_BLOCK_SIZE;
+	s->refs++;
+	r = cluster_volume_async(s->rs->cluster, &c->req, cb, c);
+	if (r < 0) {
+		s->refs--;
+		free(c);
+	}
+	return r;
+}
+
+/* etcd said this node is not the family's owner at its epoch: nothing of it can be
+ * copied any more. Its appends fail; it stays so until a claim sets a new epoch. */
+static void family_stale(struct rseg *s, const char *msg)
+{
+	char id[128];
+
+	seg_id_text(s, id, sizeof(id));
+	log_msg(LOG_ERROR, LOG_TAG, "volume %s: %s: its writes fail", id, msg);
+	s->fam->stale = true;
+	s->state = RS_DEAD;
+	s->record_busy = s->record_again = false;
+}
+
+static void record_holders(struct rseg *s);
+
+static void flushes_recheck(struct replicas *rs);
+
+static void holders_recorded(void *arg, int res, const char *msg)
+{
+	struct seg_call *c = arg;
+	struct rseg *s = c->seg;
+
+	free(c);
+	s->rs->records_busy--;
+	s->record_busy = false;
+	if (res == -ESTALE) {
+		family_stale(s, msg);
+	} else if (res < 0) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: the reduced holder set is not "
+				"recorded (%s): trying again", s->fam->name, msg);
+		s->record_again = true;
+	}
+	if (!s->rs->closing) {
+		if (s->record_again)
+			record_holders(s);
+		seg_complete(s);
+	}
+	flushes_recheck(s->rs);
+	seg_unref(s);
+}
+
+static void record_holders(struct rseg *s)
+{
+	int r;
+
+	if (s->record_busy) {
+		s->record_again = true;
+		return;
+	}
+	s->record_again = false;
+	s->record_busy = true;
+	s->rs->records_busy++;
+	r = seg_call(s, CLUSTER_VOL_SEG_HOLDERS, holders_recorded);
+	if (r < 0) {
+		s->rs->records_busy--;
+		s->record_busy = false;
+		s->record_again = true;
+		seg_retry_later(s);
+	}
+}
+
+/* Drops n from s's holders: logged, recorded in etcd before a write n lacks is
+ * acknowledged. */
+static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
+{
+	char id[128];
+	unsigned i;
+
+	for (i = 0; i < s->nholders && s->holders[i] != n; i++)
+		;
+	if (i == s->nholders)
+		return;
+	s->holders[i] = s->holders[--s->nholders];
+	seg_id_text(s, id, sizeof(id));
+	log_msg(LOG_WARN, LOG_TAG, "volume %s: dropping holder node %s: %s (%u copies left)", id,
+		n->id, why, seg_copies(s));
+	if (s->state == RS_OPENING || s->state == RS_OPEN || s->state == RS_SEALING)
+		record_holders(s);
+	seg_complete(s);
+}
+
+/* n failed: it leaves every segment still written that it holds. */
+static void node_failed(struct rnode *n, const char *why)
+{
+	struct replicas *rs = n->rs;
+
+	n->dirty = false;
+	for (struct rseg *s = rs->all; s; s = s->next_all)
+		if (s->state <= RS_OPEN && holder_of(s, n))
+			seg_drop(s, n, why);
+}
+
+/* ---- appends: sending ---- */
+
+static void append_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			   size_t len)
+{
+	struct rreq *q = arg;
+	struct rseg *s = q->seg;
+	struct rop *op = q->op;
+	struct rnode *n = q->node;
+	int r = reply_result(res, payload, len);
+
+	(void)h;
+	free(q);
+	if (!s->rs->closing) {
+		if (r < 0) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "append at block %u: %s", op->block, err_str(-r));
+			seg_drop(s, n, why);
+		} else {
+			for (unsigned i = 0; i < op->nsent; i++)
+				if (op->sent[i] == n)
+					op->acked[i] = true;
+			n->dirty = true;
+			if (!op->done)
+				seg_complete(s);
+		}
+	}
+	op_unref(op);
+	seg_unref(s);
+}
+
+static void op_send(struct rseg *s, struct rop *op)
+{
+	uint8_t head[24] = { 0 };
+
+	put32(head, s->sno);
+	put32(head + 4, op->block);
+	put32(head + 8, op->nblocks);
+	put32(head + 12, 0); /* FUA: the engine flushes instead */
+	put32(head + 16, op->crc);
+	for (unsigned i = 0; i < s->nholders; i++) {
+		struct rnode *n = s->holders[i];
+		struct rreq *q = rreq_new(s, op, n);
+		int r = q ? send_req(q, PEER_OP_SEG_APPEND, head, sizeof(head), &op->iov, 1,
+				     append_replied) : -ENOMEM;
+
+		op->sent[op->nsent++] = n;
+		if (r == 0) {
+			op->refs++;
+			continue;
+		}
+		if (q) {
+			free(q);
+			s->refs--;
+		}
+		seg_drop(s, n, r == -ENOTCONN ? "not connected" : err_str(-r));
+		i--; /* seg_drop moved another holder into slot i */
+	}
+}
+
+static void seg_send_queued(struct rseg *s)
+{
+	for (struct rop *op = s->ops; op; op = op->next)
+		if (!op->nsent && op->res == 0)
+			op_send(s, op);
+	seg_complete(s);
+}
+
+static int mirror_append(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
+			 int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg)
+{
+	struct replicas *rs = ctx;
+	struct rseg *s = seg_at(rs, slot);
+	struct rop *op, **p;
+
+	(void)fua;
+	if (!s || iovcnt != 1)
+		return -EINVAL;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	*op = (struct rop){ .seg = s, .block = block, .nblocks = nblocks, .iov = iov[0],
+			    .crc = crc32c(iov[0].iov_base, iov[0].iov_len), .cb = cb, .arg = arg,
+			    .refs = 1 };
+	for (p = &s->ops; *p; p = &(*p)->next)
+		;
+	*p = op;
+	s->inflight++;
+	if (block + nblocks > s->appended)
+		s->appended = block + nblocks;
+	rs->in_hook = true;
+	if (s->state == RS_DEAD)
+		op->res = -ESTALE;
+	else if (s->state == RS_OPEN)
+		op_send(s, op);
+	else
+		seg_step(s); /* the first append places the segment */
+	seg_complete(s); /* deferred: see there */
+	rs->in_hook = false;
+	return 0;
+}
+
+/* ---- open: placement, the record, SEG_OPEN ---- */
+
+/* The remote holders of s by placement: up, in, connected nodes of other failure
+ * domains. 0, or -EAGAIN: too few now (or nodes still connecting that might make R). */
+static int seg_place(struct rseg *s)
+{
+	struct replicas *rs = s->rs;
+	struct placement_node *pn = calloc(rs->nnodes ? rs->nnodes : 1, sizeof(*pn));
+	uint64_t picked[PLACEMENT_MAX_COPIES];
+	uint64_t self_domain = placement_domain_id(rs->self_domain[0] ? rs->self_domain : rs->self);
+	unsigned want = s->fam->replicas - 1, have, connecting = 0;
+	int r = 0;
+
+	if (!pn)
+		return -ENOMEM;
+	for (size_t i = 0; i < rs->nnodes; i++) {
+		struct rnode *n = rs->nodes[i];
+
+		pn[i].id = placement_domain_id(n->id);
+		pn[i].domain = placement_domain_id(n->domain[0] ? n->domain : n->id);
+		pn[i].weight = 1;
+		pn[i].usable = n->in_map && n->ready && !n->bad_size && pn[i].domain != self_domain;
+		connecting += n->in_map && !n->ready && !n->bad_size && n->conn;
+	}
+	have = placement_domains(pn, rs->nnodes);
+	if (have > want)
+		have = want;
+	if (1 + have < s->fam->min_replicas || (have < want && connecting))
+		r = -EAGAIN;
+	if (r == 0 && have)
+		r = placement_pick(pn, rs->nnodes, s->fam->uid ^ ((uint64_t)s->sno << 32 | s->sno),
+				   have, picked);
+	s->nholders = 0;
+	for (unsigned k = 0; r == 0 && k < have; k++)
+		for (size_t i = 0; i < rs->nnodes; i++)
+			if (pn[i].id == picked[k])
+				s->holders[s->nholders++] = rs->nodes[i];
+	free(pn);
+	return r;
+}
+
+static void open_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			 size_t len)
+{
+	struct rreq *q = arg;
+	struct rseg *s = q->seg;
+	struct rnode *n = q->node;
+	int r = reply_result(res, payload, len);
+
+	(void)h;
+	free(q);
+	if (!s->rs->closing) {
+		if (r == -EINVAL && !n->bad_size) {
+			log_msg(LOG_ERROR, LOG_TAG, "node %s refuses segments of %u blocks (its "
+				"segment size differs from this node's): no copies go to it",
+				n->id, s->rs->seg_blocks);
+			n->bad_size = true;
+		}
+		if (r < 0) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "open: %s", err_str(-r));
+			seg_drop(s, n, why);
+		}
+		if (--s->opening == 0 && s->state == RS_OPENING) {
+			s->state = RS_OPEN;
+			seg_send_queued(s);
+		}
+	}
+	seg_unref(s);
+}
+
+static void seg_send_open(struct rseg *s)
+{
+	uint8_t head[16] = { 0 };
+
+	put32(head, s->sno);
+	put32(head + 4, s->rs->seg_blocks);
+	s->state = RS_OPENING;
+	s->opening = 1; /* this function's, so that a drop cannot finish the open early */
+	for (unsigned i = 0; i < s->nholders; i++) {
+		struct rnode *n = s->holders[i];
+		struct rreq *q = rreq_new(s, NULL, n);
+		int r = q ? send_req(q, PEER_OP_SEG_OPEN, head, sizeof(head), NULL, 0,
+				     open_replied) : -ENOMEM;
+
+		if (r == 0) {
+			s->opening++;
+			continue;
+		}
+		if (q) {
+			free(q);
+			s->refs--;
+		}
+		seg_drop(s, n, r == -ENOTCONN ? "not connected" : err_str(-r));
+		i--;
+	}
+	if (--s->opening == 0) {
+		s->state = RS_OPEN;
+		seg_send_queued(s);
+	}
+}
+
+static void open_recorded(void *arg, int res, const char *msg)
+{
+	struct seg_call *c = arg;
+	struct rseg *s = c->seg;
+
+	free(c);
+	if (!s->rs->closing && s->state == RS_RECORDING) {
+		if (res == -ESTALE) {
+			family_stale(s, msg);
+			seg_complete(s);
+		} else if (res < 0 && res != -EEXIST) {
+			/* EEXIST: a retry of ours that etcd did take */
+			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a segment's open record is "
+					"not written (%s): its writes wait", s->fam->name, msg);
+			s->state = RS_PLACING;
+			seg_retry_later(s);
+		} else {
+			seg_send_open(s);
+		}
+	}
+	seg_unref(s);
+}
+
+/* ---- seal and delete ---- */
+
+static void seal_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			 size_t len)
+{
+	struct rreq *q = arg;
+	int r = reply_result(res, payload, len);
+
+	(void)h;
+	if (r < 0 && !q->seg->rs->closing) {
+		char id[128];
+
+		seg_id_text(q->seg, id, sizeof(id));
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: holder node %s did not seal its copy: %s",
+			id, q->node->id, err_str(-r));
+	}
+	seg_unref(q->seg);
+	free(q);
+}
+
+/* Sends a header-only op (SEG_SEAL, SEG_DELETE: u32 sno, u32 arg) to every holder. */
+static void seg_send_all(struct rseg *s, uint8_t opcode, uint32_t val, peer_reply_cb cb)
+{
+	uint8_t head[8];
+
+	put32(head, s->sno);
+	put32(head + 4, val);
+	for (unsigned i = 0; i < s->nholders; i++) {
+		struct rreq *q = rreq_new(s, NULL, s->holders[i]);
+
+		if (q && send_req(q, opcode, head, sizeof(head), NULL, 0, cb) < 0) {
+			free(q);
+			s->refs--;
+		}
+	}
+}
+
+static void seal_recorded(void *arg, int res, const char *msg)
+{
+	struct seg_call *c = arg;
+	struct rseg *s = c->seg;
+
+	free(c);
+	if (!s->rs->closing && s->state == RS_SEALING) {
+		if (res == -ESTALE) {
+			family_stale(s, msg);
+		} else if (res < 0) {
+			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a segment's sealed record is "
+					"not written (%s): trying again", s->fam->name, msg);
+			s->state = RS_OPEN;
+			seg_retry_later(s);
+		} else {
+			s->state = RS_SEALED;
+			seg_send_all(s, PEER_OP_SEG_SEAL, s->seal_len, seal_replied);
+		}
+		seg_step(s);
+	}
+	seg_unref(s);
+}
+
+static void delete_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			   size_t len)
+{
+	(void)h;
+	(void)res;
+	(void)payload;
+	(void)len;
+	seg_unref(((struct rreq *)arg)->seg);
+	free(arg);
+}
+
+static void delete_recorded(void *arg, int res, const char *msg)
+{
+	struct seg_call *c = arg;
+	struct rseg *s = c->seg;
+
+	free(c);
+	if (res < 0 && !s->rs->closing)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a deleted segment's record stays "
+				"(%s): its copies stay too", s->fam->name, msg);
+	else if (!s->rs->closing)
+		seg_send_all(s, PEER_OP_SEG_DELETE, 0, delete_replied);
+	seg_unref(s); /* the call's */
+	seg_unref(s); /* the slot's: the segment is gone */
+}
+
+/* Moves s on as far as it can go now. */
+static void seg_step(struct rseg *s)
+{
+	if (s->rs->closing)
+		return;
+	switch (s->state) {
+	case RS_PLACING:
+		if (s->delete_wanted && !s->ops) {
+			s->state = RS_DEAD; /* never recorded, never written elsewhere */
+			seg_unref(s);
+			return;
+		}
+		if (!s->ops && !s->appended)
+			return; /* placed at its first append: an empty segment costs nothing */
+		if (s->fam->stale) {
+			s->state = RS_DEAD;
+			seg_complete(s);
+			return;
+		}
+		if (seg_place(s) < 0) {
+			seg_retry_later(s);
+			return;
+		}
+		s->state = RS_RECORDING;
+		if (seg_call(s, CLUSTER_VOL_SEG_OPEN, open_recorded) < 0) {
+			s->state = RS_PLACING;
+			seg_retry_later(s);
+		}
+		return;
+	case RS_OPEN:
+		if (s->record_again && !s->record_busy)
+			record_holders(s);
+		if (!s->seal_wanted || s->inflight || s->appended < s->seal_len || s->record_busy)
+			return;
+		s->state = RS_SEALING;
+		if (seg_call(s, CLUSTER_VOL_SEG_SEAL, seal_recorded) < 0) {
+			s->state = RS_OPEN;
+			seg_retry_later(s);
+		}
+		return;
+	case RS_SEALED:
+		if (!s->delete_wanted)
+			return;
+		s->state = RS_DELETING;
+		if (seg_call(s, CLUSTER_VOL_SEG_DELETE, delete_recorded) < 0) {
+			s->state = RS_SEALED;
+			seg_retry_later(s);
+		}
+		return;
+	case RS_DEAD:
+		if (s->delete_wanted && !s->ops) {
+			s->delete_wanted = false;
+			seg_unref(s);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+static bool mirror_wants(void *ctx, uint64_t uid)
+{
+	return family_find(ctx, uid) != NULL;
+}
+
+static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
+{
+	struct replicas *rs = ctx;
+	struct rseg *s;
+
+	(void)epoch;
+	if (slot >= rs->nslots) {
+		size_t n = slot + 64;
+		struct rseg **v = realloc(rs->by_slot, n * sizeof(*v));
+
+		if (!v)
+			return; /* its appends are refused: the engine's writes fail */
+		memset(v + rs->nslots, 0, (n - rs->nslots) * sizeof(*v));
+		rs->by_slot = v;
+		rs->nslots = n;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	*s = (struct rseg){ .rs = rs, .fam = family_find(rs, uid), .slot = slot, .sno = sno,
+			    .state = RS_PLACING, .refs = 1, .next_all = rs->all };
+	rs->all = s;
+	rs->by_slot[slot] = s;
+}
+
+static void mirror_sealed(void *ctx, uint32_t slot, uint32_t length)
+{
+	struct rseg *s = seg_at(ctx, slot);
+
+	if (!s)
+		return;
+	s->seal_wanted = true;
+	s->seal_len = length;
+	s->rs->in_hook = true;
+	seg_step(s);
+	s->rs->in_hook = false;
+}
+
+static void mirror_deleted(void *ctx, uint32_t slot)
+{
+	struct replicas *rs = ctx;
+	struct rseg *s = seg_at(rs, slot);
+
+	if (!s)
+		return;
+	rs->by_slot[slot] = NULL; /* the slot may take another segment at once */
+	s->delete_wanted = true;
+	rs->in_hook = true;
+	seg_step(s);
+	rs->in_hook = false;
+}
+
+/* ---- flush ---- */
+
+/* A flush is done when every holder it went to answered and every drop it caused
+ * is recorded: a holder that failed it is not counted among the copies any more,
+ * so the flush holds on the others (the error is theirs to give, and they gave
+ * none). */
+static void flush_end(struct rflush *f)
+{
+	f->cb(f->arg, 0);
+	free(f);
+}
+
+static void flushes_recheck(struct replicas *rs)
+{
+	size_t k = 0;
+
+	if (rs->records_busy || rs->in_hook) {
+		if (rs->in_hook)
+			loop_task_schedule(rs->kick);
+		return;
+	}
+	for (size_t i = 0; i < rs->nflushes; i++) {
+		struct rflush *f = rs->flushes[i];
+
+		if (f->pending)
+			rs->flushes[k++] = f;
+		else
+			flush_end(f);
+	}
+	rs->nflushes = k;
+}
+
+static void flush_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			  size_t len)
+{
+	struct rreq *q = arg;
+	struct rflush *f = (struct rflush *)q->op;
+	struct rnode *n = q->node;
+	int r = reply_result(res, payload, len);
+
+	(void)h;
+	free(q);
+	if (r < 0 && !f->rs->closing) {
+		char why[128];
+
+		/* its copies are not durable: it leaves the segments still written, recorded
+		 * before this flush completes */
+		snprintf(why, sizeof(why), "flush: %s", err_str(-r));
+		f->failed = true;
+		node_failed(n, why);
+	}
+	f->pending--;
+	flushes_recheck(f->rs);
+}
+
+static int mirror_flush(void *ctx, seg_cb cb, void *arg)
+{
+	struct replicas *rs = ctx;
+	struct rflush *f = calloc(1, sizeof(*f));
+	struct rflush **v;
+
+	if (!f)
+		return -ENOMEM;
+	rs->in_hook = true; /* node_failed below completes nothing now */
+	v = realloc(rs->flushes, (rs->nflushes + 1) * sizeof(*v));
+	if (!v) {
+		rs->in_hook = false;
+		free(f);
+		return -ENOMEM;
+	}
+	rs->flushes = v;
+	*f = (struct rflush){ .rs = rs, .cb = cb, .arg = arg, .pending = 1 };
+	rs->flushes[rs->nflushes++] = f;
+	for (size_t i = 0; i < rs->nnodes; i++) {
+		struct rnode *n = rs->nodes[i];
+		struct rreq *q;
+		struct peer_msg m = { .op = PEER_OP_SEG_FLUSH };
+
+		if (!n->dirty)
+			continue;
+		n->dirty = false;
+		q = malloc(sizeof(*q));
+		if (!q) {
+			node_failed(n, "flush: out of memory");
+			continue;
+		}
+		*q = (struct rreq){ .op = (struct rop *)f, .node = n };
+		if (!n->ready || peer_request(n->conn, &m, rs->timeout_ms, flush_replied, q) < 0) {
+			free(q);
+			node_failed(n, "flush: not connected");
+			continue;
+		}
+		f->pending++;
+	}
+	f->pending--; /* this function's */
+	rs->in_hook = false;
+	/* completes from a later reply, or (nothing to wait for) on the loop's next turn:
+	 * never inside this call (the engine's contract) */
+	loop_task_schedule(rs->kick);
+	return 0;
+}
+
+static const struct seg_mirror_ops mirror_ops = {
+	.wants = mirror_wants,
+	.opened = mirror_opened,
+	.append = mirror_append,
+	.flush = mirror_flush,
+	.sealed = mirror_sealed,
+	.deleted = mirror_deleted,
+};
+
+/* ---- the module ---- */
+
+/* The deferred completions: every segment's appends that may complete, the flushes. */
+static void kick_run(void *arg)
+{
+	struct replicas *rs = arg;
+
+	struct rseg *s = rs->all, *next;
+
+	if (s)
+		s->refs++; /* a completion may delete it, or the next one: each is held */
+	for (; s; s = next) {
+		seg_complete(s);
+		next = s->next_all;
+		if (next)
+			next->refs++;
+		seg_unref(s);
+	}
+	flushes_recheck(rs);
+}
+
+static void segs_retry_placing(struct replicas *rs)
+{
+	for (struct rseg *s = rs->all; s; s = s->next_all)
+		if (s->state == RS_PLACING) {
+			loop_timer_cancel(s->retry);
+			s->retry = NULL;
+			seg_step(s);
+		}
+}
+
+void replica_map_changed(struct replicas *rs)
+{
+	if (!rs)
+		return;
+	nodes_refresh(rs);
+	segs_retry_placing(rs);
+	flushes_recheck(rs);
+}
+
+int replica_create(const struct replica_opts *opts, struct replicas **out)
+{
+	struct replicas *rs;
+
+	if (!opts->loop || !opts->eng || !opts->ep || !opts->cluster || !opts->self_id ||
+	    strlen(opts->self_id) > LAYOUT_ID_MAX)
+		return -EINVAL;
+	rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return -ENOMEM;
+	rs->loop = opts->loop;
+	rs->eng = opts->eng;
+	rs->ep = opts->ep;
+	rs->cluster = opts->cluster;
+	snprintf(rs->self, sizeof(rs->self), "%s", opts->self_id);
+	rs->timeout_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms
+					       : REPLICA_DEFAULT_PEER_TIMEOUT_MS;
+	rs->seg_blocks = engine_segment_blocks(opts->eng);
+	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0) {
+		free(rs);
+		return -ENOMEM;
+	}
+	seg_mirror_set(opts->eng, &mirror_ops, rs);
+	nodes_refresh(rs);
+	*out = rs;
+	return 0;
+}
+
+void replica_destroy(struct replicas *rs)
+{
+	if (!rs)
+		return;
+	seg_mirror_set(rs->eng, NULL, NULL);
+	rs->closing = true;
+	for (size_t i = 0; i < rs->nnodes; i++) {
+		loop_timer_cancel(rs->nodes[i]->retry);
+		if (rs->nodes[i]->conn)
+			peer_conn_close(rs->nodes[i]->conn); /* replies in flight: -ECONNRESET */
+	}
+	for (struct rseg *s = rs->all, *next; s; s = next) {
+		next = s->next_all;
+		loop_timer_cancel(s->retry);
+		s->retry = NULL;
+		while (s->ops) {
+			struct rop *op = s->ops;
+
+			s->ops = op->next;
+			op->cb(op->arg, -ESHUTDOWN);
+			op_unref(op);
+		}
+		free(s);
+	}
+	for (size_t i = 0; i < rs->nflushes; i++) {
+		rs->flushes[i]->cb(rs->flushes[i]->arg, -ESHUTDOWN);
+		free(rs->flushes[i]);
+	}
+	for (size_t i = 0; i < rs->nnodes; i++)
+		free(rs->nodes[i]);
+	for (size_t i = 0; i < rs->nfams; i++)
+		free(rs->fams[i]);
+	loop_task_destroy(rs->kick);
+	free(rs->flushes);
+	free(rs->nodes);
+	free(rs->fams);
+	free(rs->by_slot);
+	free(rs);
+}
+
+/* ---- status ---- */
+
+static struct family *family_named(const struct replicas *rs, const char *name)
+{
+	for (size_t i = 0; i < rs->nfams; i++)
+		if (strcmp(rs->fams[i]->name, name) == 0)
+			return rs->fams[i];
+	return NULL;
+}
+
+int replica_status(const struct replicas *rs, const char *name, struct replica_status *out)
+{
+	const struct family *f = rs ? family_named(rs, name) : NULL;
+
+	if (!f)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	out->replicas = f->replicas;
+	out->min_replicas = f->min_replicas;
+	out->copies = f->replicas;
+	for (const struct rseg *s = rs->all; s; s = s->next_all) {
+		struct replica_seg_status *st;
+		bool placed = s->state >= RS_OPENING && s->state <= RS_OPEN;
+
+		if (s->fam != f || s->state > RS_OPEN || (s->state == RS_PLACING && !s->ops))
+			continue;
+		if (placed && seg_copies(s) < out->copies)
+			out->copies = seg_copies(s);
+		if (!placed || seg_copies(s) < f->min_replicas)
+			out->waiting = true;
+		if (out->nsegs == REPLICA_STATUS_SEGS)
+			continue;
+		st = &out->segs[out->nsegs++];
+		st->sno = s->sno;
+		st->placed = placed;
+		snprintf(st->holders[st->nholders++], sizeof(st->holders[0]), "%s", rs->self);
+		for (unsigned i = 0; placed && i < s->nholders && st->nholders < 8; i++)
+			snprintf(st->holders[st->nholders++], sizeof(st->holders[0]), "%s",
+				 s->holders[i]->id);
+	}
+	out->degraded = out->copies < f->replicas;
+	if (f->stale)
+		snprintf(out->why, sizeof(out->why), "this node is no longer its owner at epoch %lld",
+			 (long long)f->epoch);
+	else if (out->waiting)
+		snprintf(out->why, sizeof(out->why), "writes wait: fewer than %u copies can be "
+			 "placed or recorded", f->min_replicas);
+	else if (out->degraded)
+		snprintf(out->why, sizeof(out->why), "%u of %u copies: a holder is missing",
+			 out->copies, f->replicas);
+	return 0;
+}
