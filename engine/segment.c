@@ -99,7 +99,7 @@ void seg_seal(struct engine *eng, uint32_t slot)
 {
 	struct slot *s = &eng->slots[slot];
 
-	if (s->mirrored && s->state == SLOT_OPEN)
+	if (s->mirrored && eng->mirror && s->state == SLOT_OPEN)
 		eng->mirror->sealed(eng->mirror_ctx, slot, s->used);
 	s->state = SLOT_SEALED;
 }
@@ -167,7 +167,7 @@ void seg_mirror_set(struct engine *eng, const struct seg_mirror_ops *ops, void *
 }
 
 /* One engine call done twice, locally and by the mirror: cb runs once both did, with
- * the first error. */
+ * the first error (or the local result: the mirror's is 0). */
 struct mirror_join {
 	seg_cb cb;
 	void *arg;
@@ -179,7 +179,8 @@ static void join_done(void *arg, int res)
 {
 	struct mirror_join *j = arg;
 
-	if (res < 0 && j->res == 0)
+	/* the first error, else the local call's result (bytes written) */
+	if (res < 0 ? j->res >= 0 : j->res == 0)
 		j->res = res;
 	if (--j->pending)
 		return;
@@ -225,7 +226,7 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 
 	if (block == 0)
 		header_encode(eng, slot, ONDISK_SEG_USED, seq, buf);
-	if (!eng->slots[slot].mirrored)
+	if (!eng->slots[slot].mirrored || !eng->mirror)
 		return eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, cb, arg);
 	j = join_new(cb, arg);
 	if (!j)
@@ -256,7 +257,7 @@ int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *ar
 
 	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
 	r = eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
-	if (r == 0 && s->mirrored) {
+	if (r == 0 && s->mirrored && eng->mirror) {
 		/* the copies go too; the slot may hold another segment from now on */
 		s->mirrored = false;
 		eng->mirror->deleted(eng->mirror_ctx, slot);

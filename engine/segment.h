@@ -135,7 +135,8 @@ struct seg_mirror_ops {
 	void (*deleted)(void *ctx, uint32_t slot);
 };
 /* Sets (ops NULL: clears) the mirror; the engine's thread, with no segment I/O of a
- * mirrored family in flight. ops and ctx outlive the engine or the next call. */
+ * mirrored family in flight. ops and ctx outlive the engine or the next call. Once
+ * cleared, segments that were mirrored go on locally only (a node that stops). */
 void seg_mirror_set(struct engine *eng, const struct seg_mirror_ops *ops, void *ctx);
 
 /* Closes whatever implementation sg is; NULL is fine. Waits for its I/O in flight. */
