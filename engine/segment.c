@@ -226,7 +226,8 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 
 	if (block == 0)
 		header_encode(eng, slot, ONDISK_SEG_USED, seq, buf);
-	if (!eng->slots[slot].mirrored || !eng->mirror)
+	/* a slot out of range is the store's to refuse */
+	if (slot >= eng->sb.segment_count || !eng->slots[slot].mirrored || !eng->mirror)
 		return eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, cb, arg);
 	j = join_new(cb, arg);
 	if (!j)
@@ -252,14 +253,13 @@ int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *ar
 {
 	struct iovec iov = { buf, QUILL_BLOCK_SIZE };
 
-	struct slot *s = &eng->slots[slot];
 	int r;
 
 	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
 	r = eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
-	if (r == 0 && s->mirrored && eng->mirror) {
+	if (r == 0 && eng->slots[slot].mirrored && eng->mirror) {
 		/* the copies go too; the slot may hold another segment from now on */
-		s->mirrored = false;
+		eng->slots[slot].mirrored = false;
 		eng->mirror->deleted(eng->mirror_ctx, slot);
 	}
 	return r;
