@@ -514,8 +514,8 @@ static uint64_t oldest_slot_seq(const struct slot *slots, uint32_t nslots, uint3
 	uint64_t oldest = UINT64_MAX;
 
 	for (uint32_t j = 0; j < nslots; j++)
-		if (j != self && slots[j].state != SLOT_FREE && slots[j].volume_id == owner &&
-		    slots[j].first_seq < oldest)
+		if (j != self && slots[j].state != SLOT_FREE && !slots[j].held &&
+		    slots[j].volume_id == owner && slots[j].first_seq < oldest)
 			oldest = slots[j].first_seq;
 	return oldest;
 }

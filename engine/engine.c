@@ -220,6 +220,7 @@ static void free_engine(struct engine *eng)
 	free(eng->deferred_free);
 	free(eng->seg_table);
 	free(eng->families);
+	eng_held_free(eng);
 	free(eng->vols);
 	free(eng->aliases);
 	free(eng->stale_slots);
@@ -283,6 +284,8 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 			r = eng_load_aliases(eng);
 		if (r == 0)
 			r = load_map(eng, &ckpt_seq);
+		if (r == 0) /* held slots are marked before replay takes the rest */
+			r = eng_held_load(eng);
 		if (r == 0)
 			r = eng_replay(eng, ckpt_seq);
 	}
@@ -449,10 +452,14 @@ void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 	out->segments_too_live = sp.too_live;
 	out->segments_trims_only = sp.pinned;
 	out->segments_empty = sp.waiting;
+	out->segments_held = sp.held;
 	out->trim_entries = sp.tombs;
-	out->usable_blocks = (uint64_t)eng->sb.segment_count * (eng->blocks_per_seg - 1) *
-			     ENG_GC_MAX_LIVE_PCT / 100;
+	/* held slots are other nodes' data: neither this store's room nor its use */
+	out->usable_blocks = (uint64_t)(eng->sb.segment_count - sp.held) *
+			     (eng->blocks_per_seg - 1) * ENG_GC_MAX_LIVE_PCT / 100;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		if (eng->slots[i].held)
+			continue;
 		if (eng->slots[i].state == SLOT_OPEN)
 			out->segments_open++;
 		if (eng->slots[i].state != SLOT_FREE)

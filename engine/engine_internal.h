@@ -15,6 +15,7 @@
 
 struct meta;
 struct meta_batch;
+struct eng_held;
 
 #define ENG_LOG "engine"
 #define ENG_GC_RESERVE_DEFAULT 2
@@ -267,6 +268,7 @@ struct engine {
 	 * record per slot (used 0: none); unsure after a checkpoint that did not land */
 	struct slot_record *seg_table;
 	bool seg_table_unsure;
+	struct eng_held *held;       /* held.c: copies of other nodes' segments, epochs */
 	struct seg_family *families; /* segment.c: every family with segments, its counter */
 	size_t nfamilies;
 	size_t ndeferred_free;
@@ -551,6 +553,18 @@ void eng_flatten_free(struct engine_volume *vol);
 /* replay.c */
 int eng_replay(struct engine *eng, uint64_t ckpt_seq);
 
+/* segment.c: calls load on every RocksDB record under the one-letter prefix p; stops at
+ * load's first nonzero result. */
+int eng_load_prefix(struct engine *eng, char p,
+		    int (*load)(struct engine *eng, const void *key, size_t klen,
+				const void *val, size_t vlen));
+
+/* held.c: segments held for other nodes (engine.h) */
+/* Start-up, before replay classifies the slots: the "E" and "H" records; each held
+ * slot is marked (seg_hold_restore), an open copy's length found by walking its log. */
+int eng_held_load(struct engine *eng);
+void eng_held_free(struct engine *eng);
+
 /* checkpoint.c */
 int eng_ckpt_start_thread(struct engine *eng);
 void eng_ckpt_stop_thread(struct engine *eng);
@@ -683,6 +697,7 @@ struct eng_space {
 	uint32_t waiting;   /* sealed, nothing live: the next checkpoint frees them */
 	uint32_t skipped;   /* hold a block that failed its checksum */
 	uint32_t cleanable; /* the rest: the cleaner can take them */
+	uint32_t held;      /* copies of other nodes' segments (held.c): counted nowhere else */
 	uint64_t live;      /* live blocks in all of them */
 	uint64_t tombs;     /* TRIM, ZERO and TOMB entries in them */
 };

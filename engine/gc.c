@@ -30,7 +30,7 @@
 static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 {
 	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip && !s->freeing &&
-	       (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
+	       !s->held && (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
 }
 
 /* Slots that are empty and only wait for a checkpoint to be freed (not those whose
@@ -39,7 +39,7 @@ static bool frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uint3
 {
 	const struct slot *s = &slots[i];
 
-	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 &&
+	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 && !s->held &&
 	       !eng_slot_pinned(slots, nslots, i);
 }
 
@@ -82,6 +82,10 @@ void eng_space_census(const struct engine *eng, struct eng_space *sp)
 		if (s->state == SLOT_FREE)
 			continue;
 		sp->used++;
+		if (s->held) { /* another node's copy: nothing here to clean or free */
+			sp->held++;
+			continue;
+		}
 		sp->live += s->live;
 		sp->tombs += s->tombs;
 		if (s->state != SLOT_SEALED || s->pending || s->readers || s->freeing)
@@ -106,10 +110,11 @@ void eng_space_describe(const struct engine *eng, char *buf, size_t len)
 	eng_space_census(eng, &sp);
 	snprintf(buf, len, "%u of %u segments in use: %llu MiB live data; %u too live to clean, "
 		 "%u cleanable, %u empty but kept for their %llu trims, %u empty awaiting a "
-		 "checkpoint, %u busy (open or I/O in flight), %u with a bad block",
+		 "checkpoint, %u busy (open or I/O in flight), %u with a bad block, %u held "
+		 "for other nodes",
 		 sp.used, eng->sb.segment_count,
 		 (unsigned long long)(sp.live * QUILL_BLOCK_SIZE >> 20), sp.too_live, sp.cleanable,
-		 sp.pinned, (unsigned long long)sp.tombs, sp.waiting, sp.busy, sp.skipped);
+		 sp.pinned, (unsigned long long)sp.tombs, sp.waiting, sp.busy, sp.skipped, sp.held);
 }
 
 static void moves_done(void *arg, int res)
@@ -278,7 +283,7 @@ static bool batches_in_flight(const struct engine *eng)
 
 static void log_stall(const struct engine *eng, int64_t victim)
 {
-	char why[320];
+	char why[384];
 
 	eng_space_describe(eng, why, sizeof(why));
 	log_msg(LOG_INFO, ENG_LOG, "cleaner: %s (%u free); %s",

@@ -482,7 +482,7 @@ void eng_run_parked(struct engine *eng, bool fail)
 			return;
 		fifo_pop(&eng->parked);
 		if (r == -ENOSPC) {
-			char why[320];
+			char why[384];
 
 			eng_space_describe(eng, why, sizeof(why));
 			log_msg(LOG_ERROR, ENG_LOG, "volume %s: write of %llu blocks at %llu "

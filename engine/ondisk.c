@@ -71,21 +71,123 @@ static uint32_t get_be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-void ondisk_slot_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_SLOT_KEY_LEN])
+/* Keys of a segment (family uid, segment number) under a one-letter prefix. */
+static void segment_key(char p, uint64_t family_uid, uint32_t sno, uint8_t key[13])
 {
-	key[0] = 'T';
+	key[0] = (uint8_t)p;
 	put_be64(key + 1, family_uid);
 	put_be32(key + 9, sno);
 }
 
-int ondisk_slot_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno)
+static int segment_key_decode(char p, const void *key, size_t len, uint64_t *family_uid,
+			      uint32_t *sno)
 {
 	const uint8_t *k = key;
 
-	if (len != ONDISK_SLOT_KEY_LEN || k[0] != 'T')
+	if (len != 13 || k[0] != (uint8_t)p)
 		return -EPROTO;
 	*family_uid = get_be64(k + 1);
 	*sno = get_be32(k + 9);
+	return 0;
+}
+
+/* Keys of a family under a one-letter prefix. */
+static void uid_key(char p, uint64_t family_uid, uint8_t key[9])
+{
+	key[0] = (uint8_t)p;
+	put_be64(key + 1, family_uid);
+}
+
+static int uid_key_decode(char p, const void *key, size_t len, uint64_t *family_uid)
+{
+	const uint8_t *k = key;
+
+	if (len != 9 || k[0] != (uint8_t)p)
+		return -EPROTO;
+	*family_uid = get_be64(k + 1);
+	return 0;
+}
+
+_Static_assert(ONDISK_SLOT_KEY_LEN == 13 && ONDISK_HELD_KEY_LEN == 13, "segment keys");
+_Static_assert(ONDISK_FAMILY_KEY_LEN == 9 && ONDISK_EPOCH_KEY_LEN == 9, "family keys");
+
+void ondisk_slot_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_SLOT_KEY_LEN])
+{
+	segment_key('T', family_uid, sno, key);
+}
+
+int ondisk_slot_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno)
+{
+	return segment_key_decode('T', key, len, family_uid, sno);
+}
+
+void ondisk_held_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_HELD_KEY_LEN])
+{
+	segment_key('H', family_uid, sno, key);
+}
+
+int ondisk_held_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno)
+{
+	return segment_key_decode('H', key, len, family_uid, sno);
+}
+
+void ondisk_epoch_key(uint64_t family_uid, uint8_t key[ONDISK_EPOCH_KEY_LEN])
+{
+	uid_key('E', family_uid, key);
+}
+
+int ondisk_epoch_key_decode(const void *key, size_t len, uint64_t *family_uid)
+{
+	return uid_key_decode('E', key, len, family_uid);
+}
+
+void ondisk_held_record_encode(const struct held_record *r, struct ondisk_held_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = ONDISK_HELD_RECORD_VERSION;
+	out->slot = r->slot;
+	out->epoch = r->epoch;
+	out->sealed = r->sealed ? 1 : 0;
+	out->length = r->sealed ? r->length : 0;
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_held_record, crc));
+}
+
+int ondisk_held_record_decode(const void *buf, size_t len, struct held_record *r)
+{
+	struct ondisk_held_record d;
+
+	if (len != sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_held_record, crc)))
+		return -EILSEQ;
+	if (d.version != ONDISK_HELD_RECORD_VERSION || d.sealed > 1)
+		return -EPROTO;
+	*r = (struct held_record){ .slot = d.slot, .epoch = d.epoch, .sealed = d.sealed,
+				   .length = d.length };
+	return 0;
+}
+
+void ondisk_epoch_record_encode(uint64_t epoch, struct ondisk_epoch_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = ONDISK_EPOCH_RECORD_VERSION;
+	out->epoch = epoch;
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_epoch_record, crc));
+}
+
+int ondisk_epoch_record_decode(const void *buf, size_t len, uint64_t *epoch)
+{
+	struct ondisk_epoch_record d;
+
+	if (len != sizeof(d))
+		return -EINVAL;
+	memcpy(&d, buf, sizeof(d));
+	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_epoch_record, crc)))
+		return -EILSEQ;
+	if (d.version != ONDISK_EPOCH_RECORD_VERSION)
+		return -EPROTO;
+	*epoch = d.epoch;
 	return 0;
 }
 
@@ -121,18 +223,12 @@ int ondisk_slot_record_decode(const void *buf, size_t len, struct slot_record *r
 
 void ondisk_family_key(uint64_t family_uid, uint8_t key[ONDISK_FAMILY_KEY_LEN])
 {
-	key[0] = 'F';
-	put_be64(key + 1, family_uid);
+	uid_key('F', family_uid, key);
 }
 
 int ondisk_family_key_decode(const void *key, size_t len, uint64_t *family_uid)
 {
-	const uint8_t *k = key;
-
-	if (len != ONDISK_FAMILY_KEY_LEN || k[0] != 'F')
-		return -EPROTO;
-	*family_uid = get_be64(k + 1);
-	return 0;
+	return uid_key_decode('F', key, len, family_uid);
 }
 
 void ondisk_family_record_encode(uint32_t next_sno, struct ondisk_family_record *out)

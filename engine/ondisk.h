@@ -22,6 +22,7 @@
 #ifndef QUILL_ENGINE_ONDISK_H
 #define QUILL_ENGINE_ONDISK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -304,6 +305,12 @@ int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
  *                                          docs/format.md, "The segment table")
  * key "F" | family uid (8, big-endian)  -> struct ondisk_family_record: the family's
  *                                          next segment number (with the checkpoint)
+ * key "H" | family uid (8, big-endian) | segment number (4, big-endian)
+ *                                       -> struct ondisk_held_record: a copy of another
+ *                                          node's segment held here (META_SYNC,
+ *                                          engine/held.c)
+ * key "E" | family uid (8, big-endian)  -> struct ondisk_epoch_record: the highest epoch
+ *                                          a holder has seen of that family (META_SYNC)
  */
 #define QUILL_VOLUME_NAME_MAX 63u
 
@@ -443,6 +450,40 @@ struct ondisk_family_record {
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_family_record) == 64, "family record size");
 
+/* A held copy of another node's segment (engine/held.c). Little-endian. */
+#define ONDISK_HELD_RECORD_VERSION 1u
+struct ondisk_held_record {
+	uint32_t version;  /* ONDISK_HELD_RECORD_VERSION */
+	uint32_t slot;     /* where the copy is on this node */
+	uint64_t epoch;    /* the owner's epoch it was opened under */
+	uint32_t sealed;   /* 1: sealed at `length`; 0: open (its length is its log's) */
+	uint32_t length;   /* sealed: blocks that count; open: 0 */
+	uint8_t reserved[36];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_held_record) == 64, "held record size");
+_Static_assert(offsetof(struct ondisk_held_record, length) == 20, "held record length");
+
+/* The highest epoch a holder has seen of a family: older ones are refused. */
+#define ONDISK_EPOCH_RECORD_VERSION 1u
+struct ondisk_epoch_record {
+	uint32_t version;  /* ONDISK_EPOCH_RECORD_VERSION */
+	uint32_t reserved0;
+	uint64_t epoch;
+	uint8_t reserved[44];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_epoch_record) == 64, "epoch record size");
+_Static_assert(offsetof(struct ondisk_epoch_record, epoch) == 8, "epoch record epoch");
+
+/* What a held record says, without its key. */
+struct held_record {
+	uint32_t slot;
+	uint64_t epoch;
+	bool sealed;
+	uint32_t length;
+};
+
 void ondisk_checkpoint_encode(uint64_t seq, struct ondisk_checkpoint *out);
 int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq);
 
@@ -476,6 +517,19 @@ void ondisk_slot_record_encode(const struct slot_record *r, struct ondisk_slot_r
 /* Fills r but its key's fields (family_uid, sno). 0, -EINVAL (length), -EILSEQ (crc),
  * -EPROTO (version, or used 0) */
 int ondisk_slot_record_decode(const void *buf, size_t len, struct slot_record *r);
+/* Held copies and families' epochs: keys like "T" and "F" under 'H' and 'E'. */
+#define ONDISK_HELD_KEY_LEN 13u
+#define ONDISK_EPOCH_KEY_LEN 9u
+void ondisk_held_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_HELD_KEY_LEN]);
+/* -EPROTO unless key is a held key. */
+int ondisk_held_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno);
+void ondisk_epoch_key(uint64_t family_uid, uint8_t key[ONDISK_EPOCH_KEY_LEN]);
+int ondisk_epoch_key_decode(const void *key, size_t len, uint64_t *family_uid);
+void ondisk_held_record_encode(const struct held_record *r, struct ondisk_held_record *out);
+/* 0, -EINVAL (length), -EILSEQ (crc), -EPROTO (version, sealed not 0 or 1) */
+int ondisk_held_record_decode(const void *buf, size_t len, struct held_record *r);
+void ondisk_epoch_record_encode(uint64_t epoch, struct ondisk_epoch_record *out);
+int ondisk_epoch_record_decode(const void *buf, size_t len, uint64_t *epoch);
 /* -EPROTO unless key is an alias key. */
 int ondisk_alias_key_decode(const void *key, size_t len, uint64_t *layer_id);
 /* -EPROTO unless key is a map key. */

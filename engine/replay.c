@@ -363,6 +363,8 @@ static int scan_slot(void *arg, uint32_t slot, const struct segment_header *h)
 	struct engine_volume *vol;
 	int r;
 
+	if (eng->slots[slot].held)
+		return 0; /* another node's segment (held.c, loaded before): not this log */
 	if (!h)
 		return 0; /* free */
 	if (h->generation > rp->max_gen)

@@ -57,18 +57,13 @@ int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_head
 
 /* ---- open, seal, release ---- */
 
-int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
+/* A free slot for `who`, taken (OPEN, zeroed otherwise), or -ENOSPC. */
+static int64_t slot_take(struct engine *eng, enum slot_user who)
 {
 	uint32_t keep = who == SLOT_FOR_GC ? 0 : who == SLOT_FOR_TRIM ? 1 : eng->gc_reserve;
-	struct seg_family *f;
 
 	if (eng->nfree <= keep)
 		return -ENOSPC;
-	f = family_find(eng, vol->rec.uid, true);
-	if (!f)
-		return -ENOMEM;
-	if (f->next_sno == UINT32_MAX)
-		return -EOVERFLOW;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot *s = &eng->slots[i];
 
@@ -76,23 +71,64 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
 			continue;
 		memset(s, 0, sizeof(*s));
 		s->state = SLOT_OPEN;
-		s->volume_id = vol->rec.volume_id;
-		s->family_uid = f->uid;
-		s->sno = f->next_sno++;
-		s->generation = eng->next_gen++;
-		s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
 		eng->nfree--;
 		eng->gc_no_room = false;
-		if (vol->open_slot >= 0)
-			seg_seal(eng, (uint32_t)vol->open_slot);
-		vol->open_slot = i;
-		if (eng->mirror && eng->mirror->wants(eng->mirror_ctx, s->family_uid)) {
-			s->mirrored = true;
-			eng->mirror->opened(eng->mirror_ctx, i, s->family_uid, s->sno, 0);
-		}
-		return 0;
+		return i;
 	}
 	return -ENOSPC;
+}
+
+int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
+{
+	struct seg_family *f = family_find(eng, vol->rec.uid, true);
+	struct slot *s;
+	int64_t i;
+
+	if (!f)
+		return -ENOMEM;
+	if (f->next_sno == UINT32_MAX)
+		return -EOVERFLOW;
+	i = slot_take(eng, who);
+	if (i < 0)
+		return (int)i;
+	s = &eng->slots[i];
+	s->volume_id = vol->rec.volume_id;
+	s->family_uid = f->uid;
+	s->sno = f->next_sno++;
+	s->generation = eng->next_gen++;
+	s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
+	if (vol->open_slot >= 0)
+		seg_seal(eng, (uint32_t)vol->open_slot);
+	vol->open_slot = i;
+	if (eng->mirror && eng->mirror->wants(eng->mirror_ctx, s->family_uid)) {
+		s->mirrored = true;
+		eng->mirror->opened(eng->mirror_ctx, (uint32_t)i, s->family_uid, s->sno, 0);
+	}
+	return 0;
+}
+
+int seg_hold(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t *slot)
+{
+	int64_t i = slot_take(eng, SLOT_FOR_WRITE);
+
+	if (i < 0)
+		return (int)i;
+	seg_hold_restore(eng, (uint32_t)i, uid, sno, false, 0);
+	*slot = (uint32_t)i;
+	return 0;
+}
+
+void seg_hold_restore(struct engine *eng, uint32_t slot, uint64_t uid, uint32_t sno,
+		      bool sealed, uint32_t used)
+{
+	struct slot *s = &eng->slots[slot];
+
+	memset(s, 0, sizeof(*s));
+	s->state = sealed ? SLOT_SEALED : SLOT_OPEN;
+	s->held = true;
+	s->family_uid = uid; /* another node's family: not in eng->families */
+	s->sno = sno;
+	s->used = used;
 }
 
 void seg_seal(struct engine *eng, uint32_t slot)
@@ -119,11 +155,12 @@ void seg_release(struct engine *eng, uint32_t slot)
 		}
 		return;
 	}
+	if (!s->held) /* a held copy's slot is the holder's to drop, not the cleaner's win */
+		eng->stats.gc_segments_freed++;
 	memset(s, 0, sizeof(*s));
 	s->state = SLOT_FREE;
 	eng->nfree++;
 	eng->gc_no_room = false;
-	eng->stats.gc_segments_freed++;
 }
 
 void seg_release_deferred(struct engine *eng)
@@ -241,6 +278,12 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 	if (mirror < 0)
 		j->pending--;
 	return join_end(j, local, mirror);
+}
+
+int seg_write(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
+	      int iovcnt, seg_cb cb, void *arg)
+{
+	return eng->segs->ops->writev(eng->segs, slot, block, iov, iovcnt, cb, arg);
 }
 
 int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
@@ -420,7 +463,7 @@ static struct slot_record settled_record(const struct engine *eng, uint32_t i, u
 	const struct slot *s = &eng->slots[i];
 
 	if (s->state != SLOT_SEALED || s->used == 0 || s->pending || s->broken || s->freeing ||
-	    s->records || s->last_seq > seq)
+	    s->records || s->last_seq > seq || s->held) /* "H" records are held copies' */
 		return (struct slot_record){ 0 };
 	/* carried trims (the cleaner put what still counts in a TOMB block elsewhere, durable
 	 * before this record commits: the checkpoint syncs the store first) pin nothing:
@@ -568,10 +611,9 @@ static int load_family_record(struct engine *eng, const void *key, size_t klen,
 	return 0;
 }
 
-/* Calls load on every record under the one-letter prefix p. */
-static int load_prefix(struct engine *eng, char p,
-		       int (*load)(struct engine *eng, const void *key, size_t klen,
-				   const void *val, size_t vlen))
+int eng_load_prefix(struct engine *eng, char p,
+		    int (*load)(struct engine *eng, const void *key, size_t klen,
+				const void *val, size_t vlen))
 {
 	struct meta_iter *it;
 	const char prefix[1] = { p };
@@ -595,9 +637,9 @@ int seg_table_load(struct engine *eng)
 	int r = table_alloc(eng);
 
 	if (r == 0)
-		r = load_prefix(eng, 'T', load_slot_record);
+		r = eng_load_prefix(eng, 'T', load_slot_record);
 	if (r == 0)
-		r = load_prefix(eng, 'F', load_family_record);
+		r = eng_load_prefix(eng, 'F', load_family_record);
 	return r;
 }
 

@@ -71,6 +71,9 @@ struct slot {
 	bool broken;        /* a write here failed: nothing after it can be replayed */
 	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
 	bool mirrored;      /* its family has copies elsewhere: the mirror hooks run */
+	bool held;          /* a copy of another node's segment (engine/held.c): volume_id
+			       0, never cleaned, freed by a checkpoint, prezeroed or
+			       reused until the holder drops it (seg_release) */
 };
 
 /* A family (the layers sharing a uid) and the next number its segments take. */
@@ -162,6 +165,17 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 /* read: blocks starting at `block` of slot's segment into iov. */
 int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
 	     int iovcnt, seg_cb cb, void *arg);
+/* hold: a free slot (leaving gc_reserve slots to the cleaner, as a write does) for a
+ * copy of segment (uid, sno) of another node: OPEN, held, volume_id 0. Its blocks are
+ * the owner's, header included (seg_write). -ENOSPC. */
+int seg_hold(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t *slot);
+/* Start-up: slot holds the copy of (uid, sno) that the held table names, `used`
+ * blocks of it written; sealed or open. */
+void seg_hold_restore(struct engine *eng, uint32_t slot, uint64_t uid, uint32_t sno,
+		      bool sealed, uint32_t used);
+/* write: blocks of a held slot as they are (no header of this store's is encoded). */
+int seg_write(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
+	      int iovcnt, seg_cb cb, void *arg);
 /* seal: the segment takes no more appends (its slot stays in use). */
 void seg_seal(struct engine *eng, uint32_t slot);
 /* delete: writes slot's FREE header (buf: one block of the caller's, kept until cb);

@@ -320,6 +320,33 @@ static void walk_slot(struct inspect *in, uint32_t idx, struct slot_info *si, bo
 		printf("  end of log at block %u of %u\n", it.pos, in->bps);
 }
 
+/* A slot whose header is another store's: a copy of another node's segment held here
+ * (engine/held.c; the holder's RocksDB "H" record names it), or what a dropped copy
+ * left. Its log is the owner's: walked with the same walker, every batch's data checked,
+ * to the end of its whole batches; a bad batch ends it (a copy's torn tail, as its
+ * holder cuts it at start-up) and is no damage of this store, nor are its sequence
+ * numbers this store's. */
+static void walk_held(struct inspect *in, struct slot_info *si, bool verbose)
+{
+	struct logcheck_walk w;
+	struct logcheck_item it;
+
+	logcheck_walk_init(&w, in->seg, in->bps, &si->h, in->check_data ? 0 : UINT64_MAX);
+	for (logcheck_walk_next(&w, in->sum, &it); it.kind == LOGCHECK_BATCH && it.data_ok;
+	     logcheck_walk_next(&w, in->sum, &it)) {
+		if (verbose)
+			print_batch(in->sum, it.pos, it.data_checked ? "ok" : "(data not checked)");
+		si->last_seq = in->sum->seq;
+		si->data_blocks += in->sum->data_blocks;
+		si->batches++;
+	}
+	si->end_block = it.pos;
+	si->torn = it.kind != LOGCHECK_END;
+	if (verbose)
+		printf("  end of the copy's log at block %u of %u%s\n", it.pos, in->bps,
+		       si->torn ? " (a bad batch follows: its holder cuts it there)" : "");
+}
+
 /* Tear or corruption, as replay decides it once every slot is read. */
 static void judge_bad(struct inspect *in)
 {
@@ -360,7 +387,7 @@ static void judge_bad(struct inspect *in)
 
 static const char *kind_str(enum slot_kind k)
 {
-	static const char *const names[] = { "never used", "USED", "FREE", "foreign", "DAMAGED" };
+	static const char *const names[] = { "never used", "USED", "FREE", "HELD", "DAMAGED" };
 
 	return names[k];
 }
@@ -391,7 +418,7 @@ static int scan_slot(struct inspect *in, uint32_t idx)
 	}
 	if (verbose)
 		printf("slot %u at offset %" PRIu64 ": %s", idx, off, kind_str(si->kind));
-	if (si->kind == SK_USED || si->kind == SK_FREE) {
+	if (si->kind != SK_NEVER && si->kind != SK_DAMAGED) {
 		if (verbose)
 			printf(", volume %" PRIu64 ", generation %" PRIu64 ", first seq %" PRIu64
 			       ", segment %016" PRIx64 ":%" PRIu32 ", epoch %" PRIu64,
@@ -400,16 +427,19 @@ static int scan_slot(struct inspect *in, uint32_t idx)
 	}
 	if (verbose)
 		printf("\n");
-	if (si->kind != SK_USED && !verbose)
+	if (si->kind != SK_USED && si->kind != SK_FOREIGN && !verbose)
 		return 0;
-	if (si->kind != SK_USED) {
+	if (si->kind != SK_USED && (si->kind != SK_FOREIGN || si->h.state != ONDISK_SEG_USED)) {
 		printf("  (not in use: no log to walk)\n");
 		return 0;
 	}
 	rc = store_read_sync(in->st, off, in->seg, len);
 	if (rc < 0)
 		return rc;
-	walk_slot(in, idx, si, verbose);
+	if (si->kind == SK_FOREIGN)
+		walk_held(in, si, verbose);
+	else
+		walk_slot(in, idx, si, verbose);
 	return 0;
 }
 
@@ -509,6 +539,13 @@ static void print_segments(const struct inspect *in)
 			       si->h.first_seq, si->last_seq, si->batches, si->data_blocks,
 			       si->end_block, si->h.family_uid, si->h.sno,
 			       si->torn ? "  torn tail" : "");
+		else if (si->kind == SK_FOREIGN)
+			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "  %9" PRIu64 "  %8" PRIu64
+			       "  %7u  %4" PRIu64 "  %3u  %016" PRIx64 ":%" PRIu32 "  another store's "
+			       "segment (held for another node)%s\n", i, kind_str(si->kind),
+			       si->h.volume_id, si->h.generation, si->h.first_seq, si->last_seq,
+			       si->batches, si->data_blocks, si->end_block, si->h.family_uid,
+			       si->h.sno, si->torn ? ", bad tail" : "");
 		else if (si->kind == SK_FREE)
 			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "  %016" PRIx64 ":%" PRIu32 "\n",
 			       i, kind_str(si->kind), si->h.volume_id, si->h.generation,
@@ -539,11 +576,14 @@ static void print_summary(const struct inspect *in)
 		const struct slot_info *si = &in->slots[i];
 
 		count[si->kind]++;
+		if (si->kind == SK_FOREIGN)
+			continue; /* another store's log: not this one's batches */
 		batches += si->batches;
 		data += si->data_blocks;
 		torn += si->torn;
 	}
-	printf("slots: %u used, %u free, %u never used, %u foreign, %u damaged\n",
+	printf("slots: %u used, %u free, %u never used, %u held for other nodes (other "
+	       "stores' segments), %u damaged\n",
 	       count[SK_USED], count[SK_FREE], count[SK_NEVER], count[SK_FOREIGN],
 	       count[SK_DAMAGED]);
 	printf("logs: %" PRIu64 " batches, %" PRIu64 " data blocks (live and garbage), "

@@ -193,6 +193,9 @@ static void show_status(struct json_object *ans)
 	       (long long)cli_i64(ans, "segments_free"),
 	       cli_size((uint64_t)cli_i64(ans, "live_bytes"), 1),
 	       cli_size((uint64_t)cli_i64(ans, "used_bytes"), 2));
+	if (cli_i64(ans, "segments_held"))
+		printf("held:      %lld segments of other nodes (replicas kept here)\n",
+		       (long long)cli_i64(ans, "segments_held"));
 	printf("cleaner:   %lld runs; checkpoints: %lld\n", (long long)cli_i64(ans, "gc_runs"),
 	       (long long)cli_i64(ans, "checkpoints"));
 	printf("nbd:       %s%s%s\n", or_dash(cli_str(ans, "nbd_tcp")),

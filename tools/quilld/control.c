@@ -378,6 +378,7 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "segments_too_live", st.segments_too_live);
 	ctl_add_int(v, "segments_trims_only", st.segments_trims_only);
 	ctl_add_int(v, "segments_empty", st.segments_empty);
+	ctl_add_int(v, "segments_held", st.segments_held);
 	ctl_add_int(v, "trim_entries", (int64_t)st.trim_entries);
 	ctl_add_int(v, "gc_runs", (int64_t)st.gc_runs);
 	ctl_add_int(v, "checkpoints", (int64_t)st.checkpoints);
