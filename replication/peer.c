@@ -3,9 +3,17 @@
  * Each connection reads what the socket has into its input buffer, cuts whole frames
  * from it with its session (the header first: a frame the session's state does not
  * allow is refused before its payload is waited for, so a stranger cannot make us
- * buffer more than one read's worth), hands session messages to dispatch(), and queues what it
- * answers in its output buffer, written as the socket takes it. A peer that does not
- * read its answers is not read from either, past PEER_OUT_MAX queued bytes.
+ * buffer more than one read's worth), hands session messages to dispatch(), and queues
+ * what it sends in its output buffer, written as the socket takes it (by a loop task
+ * that runs before the loop sleeps: requests and replies queued in one round go out
+ * in one send). A peer that does not read its answers is not read from either, past
+ * PEER_OUT_MAX queued bytes of answers (our own requests do not count: a client
+ * always reads its replies, so two nodes that both send cannot stall each other).
+ *
+ * A client's requests wait in a list in the order sent (replies mostly come in that
+ * order), with one loop timer per connection armed at the earliest deadline. A
+ * server's requests being served are listed too, so that a connection that closes
+ * first leaves them orphaned (their replies are dropped), never dangling.
  *
  * Connections are closed from one place, conn_close(), which logs the one line. A
  * close asked for while the connection's own callback runs (a pong callback calling
@@ -34,8 +42,28 @@
 #define PEER_ACCEPT_BATCH 32
 #define PEER_READ_CHUNK (64u << 10)
 #define PEER_READ_ROUNDS 16
-#define PEER_OUT_MAX (1u << 20) /* queued output past which we stop reading */
+#define PEER_OUT_MAX (1u << 20) /* queued answers past which we stop reading */
 #define PEER_ADDR_MAX 64
+#define PEER_STEAL_MIN (64u << 10) /* a served payload this large keeps the read buffer */
+
+/* A request of ours waiting for its reply. */
+struct pending {
+	struct pending *next, *prev;
+	uint64_t id;
+	uint64_t deadline; /* loop_now_ms() by which the reply is due; 0: none */
+	uint8_t op;
+	peer_reply_cb cb;
+	void *arg;
+};
+
+/* A request of the peer's being served. */
+struct peer_req {
+	struct peer_conn *c;            /* NULL once the connection closed */
+	struct peer_req *next, *prev;   /* c's requests being served */
+	struct peer_hdr hdr;
+	const uint8_t *payload;
+	uint8_t *mem;                   /* owned: what payload points into */
+};
 
 struct peer_conn {
 	struct peer_endpoint *ep;
@@ -45,8 +73,17 @@ struct peer_conn {
 	unsigned watched;          /* LOOP_* the watch has */
 	struct peer_session *s;
 	struct peer_buf in, out;
+	size_t out_sent;           /* bytes at the head of out already sent */
+	size_t out_reqs;           /* bytes of our requests queued since out last drained */
+	struct loop_task *task;    /* writes out (and input held back) before the loop sleeps */
 	struct loop_timer *hs_timer;
-	bool outgoing, connecting, open;
+	struct pending *pend_head, *pend_tail;
+	unsigned npending;
+	uint64_t last_id;          /* our requests' ids: 1, 2, ... */
+	struct loop_timer *req_timer; /* at the earliest pending deadline */
+	uint64_t req_timer_due;
+	struct peer_req *served;
+	bool outgoing, connecting, open, closing;
 	unsigned busy;             /* inside a callback of ours: close later */
 	bool close_pending;
 	int close_err;
@@ -67,9 +104,35 @@ struct peer_endpoint {
 	struct peer_conn *conns;
 	unsigned nconns, handshakes;
 	unsigned handshake_timeout_ms, max_handshakes, max_conns;
+	void (*serve)(void *arg, struct peer_req *req);
+	void *serve_arg;
+	bool destroying;
 };
 
 static void conn_update_watch(struct peer_conn *c);
+static void req_unlink(struct peer_req *req);
+
+/* ---- flow control ---- */
+
+static size_t conn_queued(const struct peer_conn *c)
+{
+	return c->out.len - c->out_sent;
+}
+
+/* Whether we read on: fewer than PEER_OUT_MAX bytes of answers wait to go out (our own
+ * requests are not counted: a client reads its replies whatever it has queued). */
+static bool conn_may_read(const struct peer_conn *c)
+{
+	size_t q = conn_queued(c);
+
+	return (q > c->out_reqs ? q - c->out_reqs : 0) < PEER_OUT_MAX;
+}
+
+/* Output (or input held back) to move before the loop sleeps. */
+static void conn_kick(struct peer_conn *c)
+{
+	loop_task_schedule(c->task);
+}
 
 /* ---- closing ---- */
 
@@ -85,11 +148,39 @@ static void conn_unlink(struct peer_conn *c)
 		c->ep->handshakes--;
 }
 
+/* Every request of ours ends with res (-ECONNRESET): the connection closes. */
+static void pending_fail_all(struct peer_conn *c, int res)
+{
+	while (c->pend_head) {
+		struct pending *p = c->pend_head;
+
+		c->pend_head = p->next;
+		c->npending--;
+		p->cb(p->arg, res, NULL, NULL, 0);
+		free(p);
+	}
+	c->pend_tail = NULL;
+}
+
+/* The requests being served outlive the connection: their replies are dropped. */
+static void served_orphan_all(struct peer_conn *c)
+{
+	while (c->served) {
+		struct peer_req *req = c->served;
+
+		c->served = req->next;
+		req->c = NULL;
+		req->next = req->prev = NULL;
+	}
+}
+
 /* The one place a connection ends: one log line (a refusal: a warning, rate-limited
- * so that a flood of strangers cannot flood the log), then the outgoing connection's
- * closed callback, then the memory. */
+ * so that a flood of strangers cannot flood the log), then every request of ours ends
+ * (-ECONNRESET), then the outgoing connection's closed callback, then the memory. */
 static void conn_close(struct peer_conn *c, int err, const char *why)
 {
+	if (c->closing)
+		return; /* a callback of the close itself asked again */
 	if (c->busy) {
 		if (!c->close_pending) {
 			c->close_pending = true;
@@ -103,10 +194,15 @@ static void conn_close(struct peer_conn *c, int err, const char *why)
 				err_str(err));
 	else
 		log_msg(LOG_INFO, LOG_TAG, "peer %s: %s", c->addr, why);
+	c->closing = true;
 	conn_unlink(c);
 	loop_watch_remove(c->watch);
 	loop_timer_cancel(c->hs_timer);
+	loop_timer_cancel(c->req_timer);
+	loop_task_destroy(c->task);
 	close(c->fd);
+	served_orphan_all(c);
+	pending_fail_all(c, -ECONNRESET);
 	peer_session_destroy(c->s);
 	peer_buf_free(&c->in);
 	peer_buf_free(&c->out);
@@ -133,11 +229,14 @@ void peer_conn_close(struct peer_conn *c)
 
 /* ---- output ---- */
 
-/* Writes what the socket takes. Returns 0 or -errno (the connection must close). */
+/* Writes what the socket takes. Returns 0 or -errno (the connection must close). The
+ * sent head of the buffer is dropped when all of it went, or moved away once it is
+ * the larger half (so each byte is moved at most once on average). */
 static int conn_flush(struct peer_conn *c)
 {
-	while (c->out.len) {
-		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (conn_queued(c)) {
+		ssize_t n = send(c->fd, c->out.data + c->out_sent, conn_queued(c),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -146,7 +245,13 @@ static int conn_flush(struct peer_conn *c)
 				break;
 			return -errno;
 		}
-		peer_buf_consume(&c->out, (size_t)n);
+		c->out_sent += (size_t)n;
+	}
+	if (c->out_sent == c->out.len) {
+		c->out.len = c->out_sent = c->out_reqs = 0;
+	} else if (c->out_sent >= PEER_READ_CHUNK && c->out_sent >= c->out.len / 2) {
+		peer_buf_consume(&c->out, c->out_sent);
+		c->out_sent = 0;
 	}
 	conn_update_watch(c);
 	return 0;
@@ -156,9 +261,9 @@ static void conn_update_watch(struct peer_conn *c)
 {
 	unsigned want = 0;
 
-	if (c->connecting || c->out.len)
+	if (c->connecting || conn_queued(c))
 		want |= LOOP_WRITE;
-	if (!c->connecting && c->out.len < PEER_OUT_MAX)
+	if (!c->connecting && conn_may_read(c))
 		want |= LOOP_READ;
 	if (want != c->watched && loop_watch_modify(c->watch, want) == 0)
 		c->watched = want;
@@ -196,7 +301,7 @@ static bool conn_authenticated(struct peer_conn *c)
 	return conn_unbusy(c);
 }
 
-static int on_error_msg(struct peer_conn *c, const struct peer_msg *m)
+static int on_error_msg(struct peer_conn *c, const struct peer_frame *m)
 {
 	struct peer_error_msg e;
 	char text[PEER_ERROR_MSG_MAX + 1];
@@ -215,12 +320,306 @@ static int on_error_msg(struct peer_conn *c, const struct peer_msg *m)
 	return -1;
 }
 
-/* A message of an authenticated session. Returns 0, or -1 if c is gone. */
-static int dispatch(struct peer_conn *c, const struct peer_msg *m)
+/* ---- requests of ours and their replies ---- */
+
+static void pending_unlink(struct peer_conn *c, struct pending *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		c->pend_head = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	else
+		c->pend_tail = p->prev;
+	c->npending--;
+}
+
+static struct pending *pending_find(const struct peer_conn *c, uint64_t id)
+{
+	struct pending *p;
+
+	for (p = c->pend_head; p && p->id != id; p = p->next)
+		;
+	return p;
+}
+
+static void req_timeout(void *arg);
+
+/* The request timer fires by due (the earliest deadline). */
+static int req_timer_arm(struct peer_conn *c, uint64_t due)
+{
+	uint64_t now = loop_now_ms();
+	int r;
+
+	if (c->req_timer && c->req_timer_due <= due)
+		return 0;
+	loop_timer_cancel(c->req_timer);
+	c->req_timer = NULL;
+	r = loop_timer_add(c->ep->lp, due > now ? (unsigned)(due - now) : 0, req_timeout, c,
+			   &c->req_timer);
+	if (r == 0)
+		c->req_timer_due = due;
+	return r;
+}
+
+/* The earliest deadline came: a request past its own ends -ETIMEDOUT and closes the
+ * connection (the others end -ECONNRESET); if none is (the one it was armed for was
+ * answered), the timer waits for the next deadline. */
+static void req_timeout(void *arg)
+{
+	struct peer_conn *c = arg;
+	uint64_t now = loop_now_ms(), next = 0;
+	struct pending *p, *after;
+	bool late = false;
+
+	c->req_timer = NULL;
+	c->busy++;
+	for (p = c->pend_head; p; p = after) {
+		after = p->next;
+		if (!p->deadline)
+			continue;
+		if (p->deadline > now) {
+			next = next && next < p->deadline ? next : p->deadline;
+			continue;
+		}
+		late = true;
+		log_msg(LOG_WARN, LOG_TAG, "peer %s: no reply to %s (request %llu) in time", c->addr,
+			peer_op_name(p->op), (unsigned long long)p->id);
+		pending_unlink(c, p);
+		p->cb(p->arg, -ETIMEDOUT, NULL, NULL, 0);
+		free(p);
+	}
+	c->busy--;
+	if (late) {
+		conn_close(c, ETIMEDOUT, "a request was not answered in time");
+		return;
+	}
+	if (c->close_pending) {
+		conn_close(c, c->close_err, c->close_why);
+		return;
+	}
+	if (next && req_timer_arm(c, next) < 0)
+		conn_close(c, ENOMEM, "no memory for a request timer");
+}
+
+/* A segment op's reply: to the request it names, whose callback gets it in place. */
+static int on_reply(struct peer_conn *c, const struct peer_frame *f)
+{
+	struct pending *p = pending_find(c, f->hdr.request_id);
+	struct peer_seg_reply r;
+
+	if (!p || (p->op | PEER_OP_REPLY) != f->hdr.op) {
+		conn_refuse(c, EPROTO, "a reply that answers no request of ours");
+		return -1;
+	}
+	if (peer_seg_reply_decode(f->hdr.op, f->payload, f->hdr.payload_len, &r) < 0) {
+		conn_refuse(c, EPROTO, "a malformed reply");
+		return -1;
+	}
+	pending_unlink(c, p);
+	c->busy++;
+	p->cb(p->arg, 0, &f->hdr, f->payload, f->hdr.payload_len);
+	free(p);
+	return conn_unbusy(c) ? -1 : 0;
+}
+
+int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout_ms,
+		 peer_reply_cb cb, void *arg)
+{
+	struct peer_hdr h = { .op = m->op, .request_id = c->last_id + 1,
+			      .volume_id = m->volume_id, .epoch = m->epoch };
+	size_t before = c->out.len;
+	struct pending *p;
+	int r;
+
+	if (!c->open || c->closing || c->close_pending)
+		return -ENOTCONN;
+	if (!peer_op_seg_request(m->op) || m->datacnt < 0 || !cb)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->id = h.request_id;
+	p->op = m->op;
+	p->cb = cb;
+	p->arg = arg;
+	p->deadline = timeout_ms ? loop_now_ms() + timeout_ms : 0;
+	r = p->deadline ? req_timer_arm(c, p->deadline) : 0;
+	if (r == 0)
+		r = peer_session_sendv(c->s, &h, m->head, m->head_len, m->data, m->datacnt,
+				       &c->out);
+	if (r < 0) {
+		free(p); /* a timer armed for it finds nothing late, and goes */
+		return r;
+	}
+	c->last_id++;
+	c->out_reqs += c->out.len - before;
+	p->prev = c->pend_tail;
+	if (c->pend_tail)
+		c->pend_tail->next = p;
+	else
+		c->pend_head = p;
+	c->pend_tail = p;
+	c->npending++;
+	conn_kick(c);
+	return 0;
+}
+
+unsigned peer_conn_pending(const struct peer_conn *c)
+{
+	return c->npending;
+}
+
+/* ---- requests of the peer's, served ---- */
+
+/* A served request keeps its payload until the reply. A large one takes the read
+ * buffer itself (what follows the frame moves to a new one): no copy of the data; a
+ * small one is copied. Returns 0, 1 (the buffer was taken), or -ENOMEM. */
+static int req_take_payload(struct peer_conn *c, struct peer_req *req,
+			    const struct peer_frame *f, size_t end)
+{
+	struct peer_buf rest = { 0 };
+	size_t len = f->hdr.payload_len;
+
+	if (len < PEER_STEAL_MIN) {
+		req->mem = malloc(len ? len : 1);
+		if (!req->mem)
+			return -ENOMEM;
+		memcpy(req->mem, f->payload, len);
+		req->payload = req->mem;
+		return 0;
+	}
+	if (peer_buf_reserve(&rest, PEER_READ_CHUNK) < 0 ||
+	    peer_buf_append(&rest, c->in.data + end, c->in.len - end) < 0) {
+		peer_buf_free(&rest);
+		return -ENOMEM;
+	}
+	req->mem = c->in.data;
+	req->payload = f->payload;
+	c->in = rest;
+	return 1;
+}
+
+static void req_free(struct peer_req *req)
+{
+	free(req->mem);
+	free(req);
+}
+
+static void req_unlink(struct peer_req *req)
+{
+	struct peer_conn *c = req->c;
+
+	if (!c)
+		return;
+	if (req->prev)
+		req->prev->next = req->next;
+	else
+		c->served = req->next;
+	if (req->next)
+		req->next->prev = req->prev;
+	req->c = NULL;
+}
+
+/* A segment op's request (the frame ends at `end` in the input buffer), to the serve
+ * hook. Returns 0, 1 (the input buffer was taken: frames after it start at 0), or -1
+ * if c is gone. */
+static int on_request(struct peer_conn *c, const struct peer_frame *f, size_t end)
+{
+	struct peer_seg_req sr;
+	struct peer_req *req;
+	int r, taken;
+
+	if (c->outgoing) {
+		conn_refuse(c, EPROTO, "a request on a connection this node opened");
+		return -1;
+	}
+	r = peer_seg_req_decode(f->hdr.op, f->payload, f->hdr.payload_len, &sr);
+	if (r < 0) {
+		conn_refuse(c, -r, "a malformed segment request");
+		return -1;
+	}
+	req = calloc(1, sizeof(*req));
+	taken = req ? req_take_payload(c, req, f, end) : -ENOMEM;
+	if (taken < 0) {
+		free(req);
+		conn_close(c, ENOMEM, "no memory for a request");
+		return -1;
+	}
+	req->hdr = f->hdr;
+	req->c = c;
+	req->next = c->served;
+	if (c->served)
+		c->served->prev = req;
+	c->served = req;
+	c->busy++;
+	if (c->ep->serve) {
+		c->ep->serve(c->ep->serve_arg, req);
+	} else {
+		uint8_t head[PEER_SEG_HEAD_MAX];
+		struct peer_seg_reply no = { .result = -EOPNOTSUPP };
+		struct peer_msg m = { .op = f->hdr.op | PEER_OP_REPLY, .volume_id = f->hdr.volume_id,
+				      .epoch = f->hdr.epoch, .head = head };
+
+		m.head_len = peer_seg_reply_encode(m.op, &no, head);
+		peer_req_reply(req, &m);
+	}
+	return conn_unbusy(c) ? -1 : taken;
+}
+
+const struct peer_hdr *peer_req_hdr(const struct peer_req *req)
+{
+	return &req->hdr;
+}
+
+const void *peer_req_payload(const struct peer_req *req, size_t *len)
+{
+	*len = req->hdr.payload_len;
+	return req->payload;
+}
+
+int peer_req_reply(struct peer_req *req, const struct peer_msg *reply)
+{
+	struct peer_conn *c = req->c;
+	struct peer_hdr h = { .op = reply->op, .request_id = req->hdr.request_id,
+			      .volume_id = reply->volume_id, .epoch = reply->epoch };
+	int r = -ENOTCONN;
+
+	req_unlink(req);
+	if (c && !c->closing) {
+		r = reply->op == (req->hdr.op | PEER_OP_REPLY) && reply->datacnt >= 0
+			    ? peer_session_sendv(c->s, &h, reply->head, reply->head_len,
+						 reply->data, reply->datacnt, &c->out)
+			    : -EINVAL;
+		if (r == 0)
+			conn_kick(c);
+		else
+			conn_close(c, -r, "cannot queue a reply");
+	}
+	req_free(req);
+	return r;
+}
+
+void peer_req_drop(struct peer_req *req)
+{
+	req_unlink(req);
+	req_free(req);
+}
+
+/* ---- dispatch ---- */
+
+/* A message of an authenticated session (the frame ends at `end` in the input
+ * buffer). Returns 0, 1 (the input buffer was taken), or -1 if c is gone. */
+static int dispatch(struct peer_conn *c, const struct peer_frame *m, size_t end)
 {
 	struct peer_hdr reply = m->hdr;
 	int r;
 
+	if (peer_op_seg_request(m->hdr.op))
+		return on_request(c, m, end);
+	if (peer_op_seg_reply(m->hdr.op))
+		return on_reply(c, m);
 	switch (m->hdr.op) {
 	case PEER_OP_PING:
 		reply.op = PEER_OP_PONG;
@@ -252,8 +651,8 @@ static int conn_process(struct peer_conn *c)
 {
 	size_t done = 0;
 
-	while (c->out.len < PEER_OUT_MAX) {
-		struct peer_msg m;
+	while (conn_may_read(c)) {
+		struct peer_frame m;
 		const char *why = NULL;
 		size_t need;
 		bool was_open = c->open;
@@ -275,8 +674,13 @@ static int conn_process(struct peer_conn *c)
 		done += need;
 		if (!was_open && peer_session_is_open(c->s) && conn_authenticated(c))
 			return -1;
-		if (r == 1 && dispatch(c, &m) < 0)
-			return -1;
+		if (r == 1) {
+			r = dispatch(c, &m, done);
+			if (r < 0)
+				return -1;
+			if (r == 1)
+				done = 0; /* a request took the buffer; the rest starts a new one */
+		}
 	}
 	peer_buf_consume(&c->in, done);
 	return 0;
@@ -286,7 +690,7 @@ static int conn_process(struct peer_conn *c)
  * Returns 0, or -1 if c is gone. */
 static int conn_read(struct peer_conn *c)
 {
-	for (int round = 0; round < PEER_READ_ROUNDS && c->out.len < PEER_OUT_MAX; round++) {
+	for (int round = 0; round < PEER_READ_ROUNDS && conn_may_read(c); round++) {
 		ssize_t n;
 
 		if (peer_buf_reserve(&c->in, PEER_READ_CHUNK) < 0) {
@@ -335,21 +739,37 @@ static int conn_connected(struct peer_conn *c)
 	return 0;
 }
 
+/* Handles input held back while answers waited, and writes what is queued. When the
+ * write made room for input held back, the task comes again before the loop sleeps
+ * (no socket event would bring it). */
+static void conn_pump(void *arg)
+{
+	struct peer_conn *c = arg;
+	bool held = !conn_may_read(c);
+	int r;
+
+	if (c->connecting)
+		return;
+	if (c->in.len && !held && conn_process(c) < 0)
+		return;
+	r = conn_flush(c);
+	if (r < 0) {
+		conn_close(c, -r, "send failed");
+		return;
+	}
+	if (held && c->in.len && conn_may_read(c))
+		conn_kick(c);
+}
+
 static void conn_event(void *arg, unsigned events)
 {
 	struct peer_conn *c = arg;
-	int r;
 
 	if (c->connecting && conn_connected(c) < 0)
 		return;
-	if ((events & LOOP_READ) && c->out.len < PEER_OUT_MAX && conn_read(c) < 0)
+	if ((events & LOOP_READ) && conn_may_read(c) && conn_read(c) < 0)
 		return;
-	/* input left when reading paused for output: its turn once the output drained */
-	if (c->in.len && c->out.len < PEER_OUT_MAX && conn_process(c) < 0)
-		return;
-	r = conn_flush(c);
-	if (r < 0)
-		conn_close(c, -r, "send failed");
+	conn_pump(c);
 }
 
 static void handshake_timeout(void *arg)
@@ -397,9 +817,12 @@ static int conn_create(struct peer_endpoint *ep, int fd, bool outgoing, const ch
 	if (r < 0)
 		goto err_free_conn;
 	c->watched = outgoing ? LOOP_WRITE : LOOP_READ;
-	r = loop_watch_add(ep->lp, fd, c->watched, conn_event, c, &c->watch);
+	r = loop_task_create(ep->lp, conn_pump, c, &c->task);
 	if (r < 0)
 		goto err_destroy_session;
+	r = loop_watch_add(ep->lp, fd, c->watched, conn_event, c, &c->watch);
+	if (r < 0)
+		goto err_destroy_task;
 	r = loop_timer_add(ep->lp, ep->handshake_timeout_ms, handshake_timeout, c, &c->hs_timer);
 	if (r < 0)
 		goto err_remove_watch;
@@ -412,6 +835,8 @@ static int conn_create(struct peer_endpoint *ep, int fd, bool outgoing, const ch
 
 err_remove_watch:
 	loop_watch_remove(c->watch);
+err_destroy_task:
+	loop_task_destroy(c->task);
 err_destroy_session:
 	peer_session_destroy(c->s);
 err_free_conn:
@@ -506,7 +931,7 @@ int peer_connect(struct peer_endpoint *ep, const char *addr, uint16_t port,
 	struct addrinfo *ai;
 	struct peer_conn *c;
 	char name[PEER_ADDR_MAX];
-	int fd, r = resolve(addr, port, false, &ai);
+	int fd, r = ep->destroying ? -ESHUTDOWN : resolve(addr, port, false, &ai);
 
 	if (r < 0)
 		return r;
@@ -539,9 +964,13 @@ int peer_ping(struct peer_conn *c, uint64_t request_id, const void *payload, siz
 		return -ENOTCONN;
 	if (len > PEER_PING_MAX)
 		return -EMSGSIZE;
+	if (c->closing || c->close_pending)
+		return -ENOTCONN;
 	r = peer_session_send(c->s, &h, payload, &c->out);
-	if (r == 0 && !c->busy)
-		conn_update_watch(c); /* the loop's next round writes it */
+	if (r == 0) {
+		c->out_reqs += peer_frame_len(&h) + PEER_MAC_BYTES;
+		conn_kick(c);
+	}
 	return r;
 }
 
@@ -596,6 +1025,8 @@ int peer_endpoint_create(const struct peer_endpoint_opts *opts, struct peer_endp
 	ep->max_handshakes = opts->max_handshakes ? opts->max_handshakes
 						  : PEER_DEFAULT_MAX_HANDSHAKES;
 	ep->max_conns = opts->max_conns ? opts->max_conns : PEER_DEFAULT_MAX_CONNS;
+	ep->serve = opts->serve;
+	ep->serve_arg = opts->serve_arg;
 	randombytes_buf(ep->instance, sizeof(ep->instance));
 	if (opts->listen_addr) {
 		r = listen_on(ep, opts->listen_addr, opts->listen_port);
@@ -612,6 +1043,7 @@ void peer_endpoint_destroy(struct peer_endpoint *ep)
 {
 	if (!ep)
 		return;
+	ep->destroying = true; /* the closes' callbacks cannot connect again */
 	while (ep->conns)
 		conn_close(ep->conns, 0, "this node stops");
 	loop_watch_remove(ep->listen_watch);

@@ -10,21 +10,37 @@
  * peer that will not read closes that connection with one log line (the peer's
  * address, why) and changes nothing else.
  *
- * Today a server answers PING with PONG; the segment ops (peer_proto.h) come later.
+ * A server answers PING with PONG itself, and hands every segment op's request
+ * (peer_proto.h) to its serve hook (replication/holder.h), which answers it with
+ * peer_req_reply(), at once or later. A client sends those requests with
+ * peer_request() and gets each reply, or the connection's end, in a callback; a reply
+ * later than the request's timeout closes the connection. A refused op (a stale epoch,
+ * a hole, no space) is a reply with a negative result: the connection stays. Only a
+ * protocol violation (a malformed request or reply, a reply to no request) closes it.
+ *
+ * Frames are copied at most once on the way out (into the connection's write buffer)
+ * and not at all on the way in (a served request's payload is the read buffer's, or
+ * the read buffer itself for a large one). Sockets are non-blocking: one slow peer
+ * stalls only its own connection.
  *
  * Threading: an endpoint and its connections belong to the loop's thread. The
- * callbacks may ping and close their own connection, never destroy the endpoint.
+ * callbacks may ping, send requests on and close their own connection, never destroy
+ * the endpoint.
  */
 #ifndef QUILL_REPLICATION_PEER_H
 #define QUILL_REPLICATION_PEER_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
+
+#include "replication/peer_proto.h"
 
 struct loop;
 struct peer_secret;
 struct peer_endpoint;
 struct peer_conn;
+struct peer_req;
 
 #define PEER_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define PEER_DEFAULT_MAX_HANDSHAKES 64 /* connections not yet authenticated */
@@ -39,6 +55,12 @@ struct peer_endpoint_opts {
 	unsigned handshake_timeout_ms;    /* 0: the default */
 	unsigned max_handshakes;          /* 0: the default */
 	unsigned max_conns;               /* 0: the default */
+	/* Every segment op's request of an authenticated incoming connection, decoded and
+	 * checked (header, CRCs, MAC, payload layout and bounds), on the loop's thread;
+	 * it answers exactly once with peer_req_reply(). NULL: each is answered
+	 * -EOPNOTSUPP. */
+	void (*serve)(void *arg, struct peer_req *req);
+	void *serve_arg;
 };
 
 int peer_endpoint_create(const struct peer_endpoint_opts *opts, struct peer_endpoint **out);
@@ -69,5 +91,47 @@ int peer_connect(struct peer_endpoint *ep, const char *addr, uint16_t port,
 int peer_ping(struct peer_conn *c, uint64_t request_id, const void *payload, size_t len);
 /* Closes c now (closed runs with err 0). */
 void peer_conn_close(struct peer_conn *c);
+
+/* ---- requests and replies (segment ops) ---- */
+
+struct peer_msg {                 /* one request or reply */
+	uint8_t op;
+	uint64_t volume_id, epoch;    /* the frame header's */
+	const void *head; size_t head_len;          /* the fixed payload */
+	const struct iovec *data; int datacnt;      /* then data (may be 0) */
+};
+
+/* A reply (res 0, h its decoded header, payload the reply's whole payload, result
+ * first: peer_seg_reply_decode; the layout was checked) or the request's end (res
+ * -ECONNRESET or -ETIMEDOUT, h NULL). payload is valid only during the call. */
+typedef void (*peer_reply_cb)(void *arg, int res, const struct peer_hdr *h,
+			      const void *payload, size_t len);
+
+/* Queues a request (a segment op's: PEER_OP_SEG_*) on a ready connection and returns
+ * 0: cb runs exactly once, never before this returns, with the reply, or -ECONNRESET
+ * when the connection closes first, or -ETIMEDOUT when no reply came within
+ * timeout_ms (0: no limit), which also closes the connection (its other requests end
+ * -ECONNRESET). Or returns -errno and cb never runs: -ENOTCONN (not ready, or
+ * closing), -EINVAL (not a segment request, or a payload below its op's bound),
+ * -EMSGSIZE (above it), -ENOMEM. The payload is copied before this returns: the
+ * caller's buffers are free at once. The request id is the connection's. */
+int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout_ms,
+		 peer_reply_cb cb, void *arg);
+/* Requests sent and not answered yet. */
+unsigned peer_conn_pending(const struct peer_conn *c);
+
+/* Server side: a request handed to the serve hook. The header and payload stay valid
+ * until the reply (the payload is the request's whole payload: peer_seg_req_decode
+ * reads it). */
+const struct peer_hdr *peer_req_hdr(const struct peer_req *req);
+const void *peer_req_payload(const struct peer_req *req, size_t *len);
+/* Answers req with reply (its op must be the request's | PEER_OP_REPLY; the request
+ * id is req's) and frees req. If the connection closed meanwhile, the reply is dropped
+ * (-ENOTCONN); if it cannot be queued (-EMSGSIZE, -EINVAL, -ENOMEM) the connection is
+ * closed: the requester must not wait for an answer that will not come. */
+int peer_req_reply(struct peer_req *req, const struct peer_msg *reply);
+/* Frees req without an answer (a server shutting down); the requester's timeout or
+ * the connection's close ends its wait. */
+void peer_req_drop(struct peer_req *req);
 
 #endif

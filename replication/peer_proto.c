@@ -8,24 +8,45 @@
 
 #include "common/crc32c.h"
 
-/* The ops this version implements, with their payload bounds. The reserved segment
- * ops are absent on purpose: an op gets a row when its handler exists. */
+/* The ops this version implements, with their payload bounds, and whether they
+ * belong to the authenticated session. An op gets a row when its handler exists. */
+#define SEG_REPLY_MIN ((uint32_t)sizeof(struct peer_seg_result))
+#define SEG(op, name, min, max, rmax)                                          \
+	{ op, name, min, max, true }, { (op) | PEER_OP_REPLY, name " reply", SEG_REPLY_MIN, rmax, true }
 static const struct op_info {
 	uint8_t op;
 	const char *name;
 	uint32_t min, max;
+	bool session;
 } ops[] = {
-	{ PEER_OP_HELLO, "HELLO", sizeof(struct peer_hello), sizeof(struct peer_hello) },
+	{ PEER_OP_HELLO, "HELLO", sizeof(struct peer_hello), sizeof(struct peer_hello), false },
 	{ PEER_OP_CHALLENGE, "CHALLENGE", sizeof(struct peer_challenge),
-	  sizeof(struct peer_challenge) },
-	{ PEER_OP_AUTH, "AUTH", sizeof(struct peer_auth), sizeof(struct peer_auth) },
-	{ PEER_OP_AUTH_OK, "AUTH_OK", 0, 0 },
-	{ PEER_OP_PING, "PING", 0, PEER_PING_MAX },
-	{ PEER_OP_PONG, "PONG", 0, PEER_PING_MAX },
+	  sizeof(struct peer_challenge), false },
+	{ PEER_OP_AUTH, "AUTH", sizeof(struct peer_auth), sizeof(struct peer_auth), false },
+	{ PEER_OP_AUTH_OK, "AUTH_OK", 0, 0, false },
+	{ PEER_OP_PING, "PING", 0, PEER_PING_MAX, true },
+	{ PEER_OP_PONG, "PONG", 0, PEER_PING_MAX, true },
 	{ PEER_OP_ERROR, "ERROR", sizeof(struct peer_error),
-	  sizeof(struct peer_error) + PEER_ERROR_MSG_MAX },
+	  sizeof(struct peer_error) + PEER_ERROR_MSG_MAX, true },
+	SEG(PEER_OP_SEG_OPEN, "SEG_OPEN", sizeof(struct peer_seg_open),
+	    sizeof(struct peer_seg_open), SEG_REPLY_MIN),
+	SEG(PEER_OP_SEG_APPEND, "SEG_APPEND", sizeof(struct peer_seg_append) + PEER_SEG_BLOCK,
+	    PEER_PAYLOAD_MAX, SEG_REPLY_MIN),
+	SEG(PEER_OP_SEG_READ, "SEG_READ", sizeof(struct peer_seg_read),
+	    sizeof(struct peer_seg_read),
+	    SEG_REPLY_MIN + PEER_SEG_READ_MAX_BLOCKS * PEER_SEG_BLOCK),
+	SEG(PEER_OP_SEG_SEAL, "SEG_SEAL", sizeof(struct peer_seg_seal),
+	    sizeof(struct peer_seg_seal), SEG_REPLY_MIN),
+	SEG(PEER_OP_SEG_DELETE, "SEG_DELETE", sizeof(struct peer_seg_sno),
+	    sizeof(struct peer_seg_sno), SEG_REPLY_MIN),
+	SEG(PEER_OP_EPOCH_RAISE, "EPOCH_RAISE", 0, 0, SEG_REPLY_MIN),
+	SEG(PEER_OP_SEG_FLUSH, "SEG_FLUSH", 0, 0, SEG_REPLY_MIN),
+	SEG(PEER_OP_SEG_STAT, "SEG_STAT", sizeof(struct peer_seg_sno),
+	    sizeof(struct peer_seg_sno), SEG_REPLY_MIN + sizeof(struct peer_seg_stat)),
 };
-_Static_assert(sizeof(struct peer_error) + PEER_ERROR_MSG_MAX <= PEER_PAYLOAD_MAX,
+_Static_assert(sizeof(struct peer_error) + PEER_ERROR_MSG_MAX <= PEER_PAYLOAD_MAX &&
+		       SEG_REPLY_MIN + PEER_SEG_READ_MAX_BLOCKS * PEER_SEG_BLOCK <=
+			       PEER_PAYLOAD_MAX,
 	       "every op's bound is within the protocol's");
 
 static const struct op_info *op_find(uint8_t op)
@@ -41,19 +62,30 @@ bool peer_op_known(uint8_t op)
 	return op_find(op) != NULL;
 }
 
+bool peer_op_is_session(uint8_t op)
+{
+	const struct op_info *oi = op_find(op);
+
+	return oi && oi->session;
+}
+
+bool peer_op_seg_request(uint8_t op)
+{
+	return op >= PEER_OP_SEG_FIRST && op <= PEER_OP_SEG_LAST;
+}
+
+bool peer_op_seg_reply(uint8_t op)
+{
+	return (op & PEER_OP_REPLY) && peer_op_seg_request(op & (uint8_t)~PEER_OP_REPLY);
+}
+
 const char *peer_op_name(uint8_t op)
 {
-	static const char *const reserved[] = { "SEG_OPEN", "SEG_APPEND", "SEG_READ",
-						"SEG_SEAL", "SEG_DELETE", "EPOCH_RAISE" };
 	static char other[32];
 	const struct op_info *oi = op_find(op);
 
 	if (oi)
 		return oi->name;
-	if (op >= PEER_OP_SEG_OPEN && op <= PEER_OP_EPOCH_RAISE) {
-		snprintf(other, sizeof(other), "%s (reserved)", reserved[op - PEER_OP_SEG_OPEN]);
-		return other;
-	}
 	snprintf(other, sizeof(other), "op 0x%02x", op);
 	return other;
 }
@@ -219,4 +251,194 @@ size_t peer_error_encode(int err, const char *msg, void *buf)
 	peer_put16(p + ERR(reserved), 0);
 	memcpy(p + sizeof(struct peer_error), msg, n);
 	return sizeof(struct peer_error) + n;
+}
+
+/* ---- segment ops ---- */
+
+#define APP(field) offsetof(struct peer_seg_append, field)
+#define RD(field) offsetof(struct peer_seg_read, field)
+#define RES(field) offsetof(struct peer_seg_result, field)
+#define STAT(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_seg_stat, field))
+
+/* A range of blocks that must not be empty, wrap or exceed max blocks. */
+static int range_check(uint32_t block, uint32_t nblocks, uint32_t max)
+{
+	if (nblocks == 0 || nblocks > UINT32_MAX - block)
+		return -EINVAL;
+	return nblocks > max ? -EMSGSIZE : 0;
+}
+
+static int seg_append_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	int r;
+
+	if (len < sizeof(struct peer_seg_append))
+		return -EINVAL;
+	out->sno = peer_get32(p + APP(sno));
+	out->block = peer_get32(p + APP(block));
+	out->nblocks = peer_get32(p + APP(nblocks));
+	out->flags = peer_get32(p + APP(flags));
+	out->data_crc = peer_get32(p + APP(data_crc));
+	if ((out->flags & ~PEER_SEG_F_FUA) || peer_get32(p + APP(reserved)))
+		return -EPROTO;
+	r = range_check(out->block, out->nblocks, PEER_SEG_APPEND_MAX_BLOCKS);
+	if (r < 0)
+		return r;
+	if (len - sizeof(struct peer_seg_append) != (size_t)out->nblocks * PEER_SEG_BLOCK)
+		return -EINVAL; /* the data is exactly nblocks blocks */
+	out->data = p + sizeof(struct peer_seg_append);
+	return 0;
+}
+
+static int seg_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	if (len != sizeof(struct peer_seg_read))
+		return -EINVAL;
+	out->sno = peer_get32(p + RD(sno));
+	out->block = peer_get32(p + RD(block));
+	out->nblocks = peer_get32(p + RD(nblocks));
+	if (peer_get32(p + RD(reserved)))
+		return -EPROTO;
+	return range_check(out->block, out->nblocks, PEER_SEG_READ_MAX_BLOCKS);
+}
+
+/* The ops whose payload is 8 bytes: sno, then a length (SEAL) or reserved. */
+static int seg_sno_decode(uint8_t op, const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	if (len != sizeof(struct peer_seg_sno))
+		return -EINVAL;
+	out->sno = peer_get32(p);
+	if (op == PEER_OP_SEG_SEAL)
+		out->length = peer_get32(p + offsetof(struct peer_seg_seal, length));
+	else if (peer_get32(p + offsetof(struct peer_seg_sno, reserved)))
+		return -EPROTO;
+	return 0;
+}
+_Static_assert(sizeof(struct peer_seg_seal) == sizeof(struct peer_seg_sno) &&
+		       offsetof(struct peer_seg_seal, length) ==
+			       offsetof(struct peer_seg_sno, reserved),
+	       "SEAL is sno and a length where the others have reserved");
+
+int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out)
+{
+	const uint8_t *p = buf;
+
+	*out = (struct peer_seg_req){ .op = op };
+	switch (op) {
+	case PEER_OP_SEG_OPEN:
+		if (len != sizeof(struct peer_seg_open))
+			return -EINVAL;
+		out->sno = peer_get32(p + offsetof(struct peer_seg_open, sno));
+		out->segment_blocks = peer_get32(p + offsetof(struct peer_seg_open, segment_blocks));
+		if (peer_get64(p + offsetof(struct peer_seg_open, reserved)))
+			return -EPROTO;
+		return out->segment_blocks ? 0 : -EINVAL;
+	case PEER_OP_SEG_APPEND:
+		return seg_append_decode(p, len, out);
+	case PEER_OP_SEG_READ:
+		return seg_read_decode(p, len, out);
+	case PEER_OP_SEG_SEAL:
+	case PEER_OP_SEG_DELETE:
+	case PEER_OP_SEG_STAT:
+		return seg_sno_decode(op, p, len, out);
+	case PEER_OP_EPOCH_RAISE:
+	case PEER_OP_SEG_FLUSH:
+		return len == 0 ? 0 : -EINVAL;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+int peer_seg_data_check(const struct peer_seg_req *r)
+{
+	size_t len = (size_t)r->nblocks * PEER_SEG_BLOCK;
+
+	return crc32c(r->data, len) == r->data_crc ? 0 : -EILSEQ;
+}
+
+size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
+{
+	uint8_t *p = buf;
+
+	switch (r->op) {
+	case PEER_OP_SEG_OPEN:
+		peer_put32(p + offsetof(struct peer_seg_open, sno), r->sno);
+		peer_put32(p + offsetof(struct peer_seg_open, segment_blocks), r->segment_blocks);
+		peer_put64(p + offsetof(struct peer_seg_open, reserved), 0);
+		return sizeof(struct peer_seg_open);
+	case PEER_OP_SEG_APPEND:
+		peer_put32(p + APP(sno), r->sno);
+		peer_put32(p + APP(block), r->block);
+		peer_put32(p + APP(nblocks), r->nblocks);
+		peer_put32(p + APP(flags), r->flags);
+		peer_put32(p + APP(data_crc), r->data_crc);
+		peer_put32(p + APP(reserved), 0);
+		return sizeof(struct peer_seg_append);
+	case PEER_OP_SEG_READ:
+		peer_put32(p + RD(sno), r->sno);
+		peer_put32(p + RD(block), r->block);
+		peer_put32(p + RD(nblocks), r->nblocks);
+		peer_put32(p + RD(reserved), 0);
+		return sizeof(struct peer_seg_read);
+	case PEER_OP_SEG_SEAL:
+	case PEER_OP_SEG_DELETE:
+	case PEER_OP_SEG_STAT:
+		peer_put32(p, r->sno);
+		peer_put32(p + 4, r->op == PEER_OP_SEG_SEAL ? r->length : 0);
+		return sizeof(struct peer_seg_sno);
+	default: /* EPOCH_RAISE, SEG_FLUSH: empty */
+		return 0;
+	}
+}
+
+int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out)
+{
+	const uint8_t *p = buf;
+	size_t rest;
+	uint32_t sealed;
+
+	op &= (uint8_t)~PEER_OP_REPLY;
+	*out = (struct peer_seg_reply){ 0 };
+	if (!peer_op_seg_request(op))
+		return -EOPNOTSUPP;
+	if (len < sizeof(struct peer_seg_result))
+		return -EINVAL;
+	out->result = (int32_t)peer_get32(p + RES(result));
+	out->length = peer_get32(p + RES(length));
+	if (out->result > 0 || out->result < -4095)
+		return -EPROTO;
+	rest = len - sizeof(struct peer_seg_result);
+	if (out->result < 0 || (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT))
+		return rest == 0 ? 0 : -EINVAL;
+	if (op == PEER_OP_SEG_STAT) {
+		if (rest != sizeof(struct peer_seg_stat))
+			return -EINVAL;
+		out->epoch = peer_get64(p + STAT(epoch));
+		sealed = peer_get32(p + STAT(sealed));
+		if (sealed > 1 || peer_get32(p + STAT(reserved)))
+			return -EPROTO;
+		out->sealed = sealed;
+		return 0;
+	}
+	if (rest == 0 || rest % PEER_SEG_BLOCK)
+		return -EINVAL;
+	if (rest / PEER_SEG_BLOCK > PEER_SEG_READ_MAX_BLOCKS)
+		return -EMSGSIZE;
+	out->nblocks = (uint32_t)(rest / PEER_SEG_BLOCK);
+	out->data = p + sizeof(struct peer_seg_result);
+	return 0;
+}
+
+size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *buf)
+{
+	uint8_t *p = buf;
+
+	peer_put32(p + RES(result), (uint32_t)r->result);
+	peer_put32(p + RES(length), r->length);
+	if ((op & (uint8_t)~PEER_OP_REPLY) != PEER_OP_SEG_STAT || r->result < 0)
+		return sizeof(struct peer_seg_result);
+	peer_put64(p + STAT(epoch), r->epoch);
+	peer_put32(p + STAT(sealed), r->sealed ? 1 : 0);
+	peer_put32(p + STAT(reserved), 0);
+	return sizeof(struct peer_seg_result) + sizeof(struct peer_seg_stat);
 }

@@ -17,8 +17,8 @@
  *
  * Errors of the decoders: -EINVAL (shorter than its layout, or a payload length the
  * op does not allow below), -EPROTO (not this protocol, a reserved field or flag set),
- * -EPROTONOSUPPORT (another version of it), -EOPNOTSUPP (an op no one implements), -EMSGSIZE (a payload longer than
- * the op allows), -EILSEQ (a CRC mismatch).
+ * -EPROTONOSUPPORT (another version of it), -EOPNOTSUPP (an op no one implements),
+ * -EMSGSIZE (a payload or a count larger than the op allows), -EILSEQ (a CRC mismatch).
  */
 #ifndef QUILL_REPLICATION_PEER_PROTO_H
 #define QUILL_REPLICATION_PEER_PROTO_H
@@ -40,8 +40,8 @@
 #define PEER_PROOF_BYTES 32u
 #define PEER_INSTANCE_BYTES 16u
 
-/* The largest payload of any op (a segment append of a batch to come); each op has
- * its own, smaller or equal, bound (peer_op_payload_max). */
+/* The largest payload of any op (SEG_APPEND: a batch); each op has its own, smaller
+ * or equal, bound (peer_op_payload_bounds). */
 #define PEER_PAYLOAD_MAX (16u << 20)
 #define PEER_PING_MAX    4096u
 #define PEER_ERROR_MSG_MAX 256u
@@ -58,15 +58,21 @@ enum peer_op {
 	PEER_OP_PING      = 0x10, /* 0..PEER_PING_MAX bytes, echoed by PONG */
 	PEER_OP_PONG      = 0x90,
 	PEER_OP_ERROR     = 0xff, /* a refusal: peer_error (+ message), then the sender closes */
-	/* Reserved for the segment ops (issue 12), numbered now, implemented by no one
-	 * yet: each is an unknown op (-EOPNOTSUPP) until its handler exists. */
-	PEER_OP_SEG_OPEN    = 0x20,
-	PEER_OP_SEG_APPEND  = 0x21,
-	PEER_OP_SEG_READ    = 0x22,
-	PEER_OP_SEG_SEAL    = 0x23,
-	PEER_OP_SEG_DELETE  = 0x24,
-	PEER_OP_EPOCH_RAISE = 0x25,
+	/* segment ops (docs/replication.md), session only: an owner asks a holder. The
+	 * header's volume_id is the family uid, its epoch the sender's epoch of that
+	 * family. Each is answered by its op | PEER_OP_REPLY with the same request_id,
+	 * whose payload starts with peer_seg_result. */
+	PEER_OP_SEG_OPEN    = 0x20, /* peer_seg_open */
+	PEER_OP_SEG_APPEND  = 0x21, /* peer_seg_append, then nblocks blocks of data */
+	PEER_OP_SEG_READ    = 0x22, /* peer_seg_read; the reply's data: the blocks */
+	PEER_OP_SEG_SEAL    = 0x23, /* peer_seg_seal */
+	PEER_OP_SEG_DELETE  = 0x24, /* peer_seg_sno */
+	PEER_OP_EPOCH_RAISE = 0x25, /* empty: the header's epoch */
+	PEER_OP_SEG_FLUSH   = 0x26, /* empty: flushes the holder's store */
+	PEER_OP_SEG_STAT    = 0x27, /* peer_seg_sno; the reply's data: peer_seg_stat */
 };
+#define PEER_OP_SEG_FIRST PEER_OP_SEG_OPEN
+#define PEER_OP_SEG_LAST  PEER_OP_SEG_STAT
 
 /* ---- layouts ---- */
 
@@ -125,6 +131,81 @@ struct peer_error {
 	uint16_t reserved; /* 0 */
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_error) == 8, "ERROR payload head is 8 bytes");
+
+/* ---- segment ops: payloads ---- */
+
+#define PEER_SEG_BLOCK 4096u              /* a segment's block: the engine's */
+#define PEER_SEG_F_FUA (1u << 0)          /* SEG_APPEND: durable before the reply */
+#define PEER_SEG_READ_MAX_BLOCKS 1024u    /* 4 MiB per SEG_READ */
+
+/* SEG_OPEN: the holder allocates a slot for (volume_id, sno). */
+struct peer_seg_open {
+	uint32_t sno;
+	uint32_t segment_blocks; /* the owner's segment size: must be the holder's */
+	uint64_t reserved;       /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_open) == 16, "SEG_OPEN payload is 16 bytes");
+
+/* SEG_APPEND: nblocks * PEER_SEG_BLOCK bytes of data follow, written at `block`
+ * (blocks from the segment's start; block 0 is its header). */
+struct peer_seg_append {
+	uint32_t sno;
+	uint32_t block;
+	uint32_t nblocks;  /* 1..PEER_SEG_APPEND_MAX_BLOCKS */
+	uint32_t flags;    /* PEER_SEG_F_* */
+	uint32_t data_crc; /* CRC32C of the data, from the owner's end */
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_append) == 24, "SEG_APPEND head is 24 bytes");
+_Static_assert(offsetof(struct peer_seg_append, data_crc) == 16, "data_crc at 16");
+
+/* The largest append: what fits in the protocol's largest payload after the head. */
+#define PEER_SEG_APPEND_MAX_BLOCKS \
+	((PEER_PAYLOAD_MAX - (uint32_t)sizeof(struct peer_seg_append)) / PEER_SEG_BLOCK)
+_Static_assert(PEER_SEG_APPEND_MAX_BLOCKS == 4095, "16 MiB less the head: 4095 blocks");
+
+/* SEG_READ: nblocks at block; the reply carries them after its result. */
+struct peer_seg_read {
+	uint32_t sno;
+	uint32_t block;
+	uint32_t nblocks;  /* 1..PEER_SEG_READ_MAX_BLOCKS */
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_read) == 16, "SEG_READ payload is 16 bytes");
+
+/* SEG_SEAL: cut at length blocks, no more appends. */
+struct peer_seg_seal {
+	uint32_t sno;
+	uint32_t length;
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_seal) == 8, "SEG_SEAL payload is 8 bytes");
+
+/* SEG_DELETE, SEG_STAT: a segment number. */
+struct peer_seg_sno {
+	uint32_t sno;
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_sno) == 8, "SEG_DELETE / SEG_STAT payload is 8 bytes");
+
+/* Every segment op's reply begins with this. */
+struct peer_seg_result {
+	int32_t result;  /* 0, or a negative Linux errno (-4095..-1) */
+	uint32_t length; /* the holder's blocks of that segment after the op (0: none) */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_result) == 8, "a segment reply begins with 8 bytes");
+
+/* SEG_STAT's reply, on success, after peer_seg_result. */
+struct peer_seg_stat {
+	uint64_t epoch;    /* the epoch the copy was opened or last appended under */
+	uint32_t sealed;   /* 0 or 1 */
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_stat) == 16, "SEG_STAT reply data is 16 bytes");
+
+/* The longest fixed part of a request or a reply (the data is apart). */
+#define PEER_SEG_HEAD_MAX 24u
+_Static_assert(sizeof(struct peer_seg_result) + sizeof(struct peer_seg_stat) <=
+		       PEER_SEG_HEAD_MAX, "reply heads fit");
 
 /* ---- byte order ---- */
 
@@ -192,11 +273,38 @@ struct peer_error_msg {
 	uint16_t msg_len;
 };
 
+/* A segment op's request, decoded. Fields an op does not have are 0. */
+struct peer_seg_req {
+	uint8_t op;              /* PEER_OP_SEG_OPEN .. PEER_OP_SEG_STAT */
+	uint32_t sno;
+	uint32_t segment_blocks; /* OPEN */
+	uint32_t block, nblocks; /* APPEND, READ */
+	uint32_t flags;          /* APPEND: PEER_SEG_F_* */
+	uint32_t data_crc;       /* APPEND */
+	uint32_t length;         /* SEAL */
+	const uint8_t *data;     /* APPEND: nblocks * PEER_SEG_BLOCK bytes, in the payload */
+};
+
+/* A segment op's reply, decoded. */
+struct peer_seg_reply {
+	int result;          /* 0 or -errno */
+	uint32_t length;
+	uint64_t epoch;      /* STAT, on success */
+	bool sealed;         /* STAT, on success */
+	const uint8_t *data; /* READ, on success: nblocks * PEER_SEG_BLOCK bytes */
+	uint32_t nblocks;    /* READ, on success */
+};
+
 /* ---- ops ---- */
 
-/* Whether op is one this version implements; its name ("op 0x21" style for others,
+/* Whether op is one this version implements; its name ("op 0x28" style for others,
  * in a static buffer: for logs of the loop's thread). */
 bool peer_op_known(uint8_t op);
+/* Whether a known op belongs to the authenticated session (not the handshake). */
+bool peer_op_is_session(uint8_t op);
+/* Whether op is a segment op's request, or (peer_op_seg_reply) its reply. */
+bool peer_op_seg_request(uint8_t op);
+bool peer_op_seg_reply(uint8_t op);
 const char *peer_op_name(uint8_t op);
 /* The payload bounds of a known op. */
 void peer_op_payload_bounds(uint8_t op, uint32_t *min, uint32_t *max);
@@ -224,5 +332,24 @@ int peer_error_decode(const void *buf, size_t len, struct peer_error_msg *out);
 /* Writes an ERROR payload (msg cut at PEER_ERROR_MSG_MAX) into buf of at least
  * sizeof(struct peer_error) + PEER_ERROR_MSG_MAX bytes; returns its length. */
 size_t peer_error_encode(int err, const char *msg, void *buf);
+
+/* A segment request's payload (op: a segment op): every length, count, range and
+ * reserved field is checked; an APPEND's data is the rest of the payload, exactly
+ * nblocks blocks (its CRC is peer_seg_data_check's, which the holder answers). */
+int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out);
+/* 0 if an APPEND's data has its data_crc, else -EILSEQ. */
+int peer_seg_data_check(const struct peer_seg_req *r);
+/* Writes r's fixed part (an APPEND's head without its data: the data follows it in the
+ * payload) into buf of PEER_SEG_HEAD_MAX bytes; returns its length (0 for the empty
+ * ones). data_crc is written as given (crc32c of the data, the caller's). */
+size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf);
+/* A segment reply's payload; op is the request's op or the reply's (bit 7 ignored).
+ * A refusal (result < 0) carries nothing after the result; READ carries whole blocks
+ * (at most PEER_SEG_READ_MAX_BLOCKS; the caller checks them against what it asked),
+ * STAT peer_seg_stat; the others nothing. */
+int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out);
+/* Writes r's fixed part (result, length, and STAT's peer_seg_stat on success) into buf
+ * of PEER_SEG_HEAD_MAX bytes; returns its length. READ's blocks follow it. */
+size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *buf);
 
 #endif

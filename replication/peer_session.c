@@ -319,27 +319,50 @@ uint64_t peer_session_peer_node(const struct peer_session *s)
 	return s->peer_node;
 }
 
-/* Appends a frame: header, payload, and with mac the MAC under the send counter. */
-static int append_frame(struct peer_session *s, struct peer_hdr h, const void *payload,
-			bool mac, struct peer_buf *out)
+/* Appends a frame: header, payload (head, then the data's pieces, copied once), and
+ * with mac the MAC under the send counter. */
+static int append_framev(struct peer_session *s, struct peer_hdr h, const void *head,
+			 size_t head_len, const struct iovec *data, int datacnt, bool mac,
+			 struct peer_buf *out)
 {
-	size_t start = out->len;
+	size_t start = out->len, len = head_len;
+	uint8_t *payload;
 	int r;
 
+	for (int i = 0; i < datacnt; i++)
+		len += data[i].iov_len;
+	if (len > PEER_PAYLOAD_MAX)
+		return -EMSGSIZE;
+	h.payload_len = (uint32_t)len;
 	h.flags = mac ? PEER_F_MAC : 0;
-	h.payload_crc = crc32c(payload, h.payload_len);
 	r = peer_buf_reserve(out, peer_frame_len(&h));
 	if (r < 0)
 		return r;
-	peer_hdr_encode(&h, out->data + out->len);
-	out->len += PEER_HDR_BYTES;
-	peer_buf_append(out, payload, h.payload_len); /* reserved: cannot fail */
+	payload = out->data + start + PEER_HDR_BYTES;
+	if (head_len)
+		memcpy(payload, head, head_len);
+	payload += head_len;
+	for (int i = 0; i < datacnt; i++) {
+		if (data[i].iov_len)
+			memcpy(payload, data[i].iov_base, data[i].iov_len);
+		payload += data[i].iov_len;
+	}
+	/* the CRC over the copy in the buffer: one pass over the bytes we send */
+	h.payload_crc = crc32c(out->data + start + PEER_HDR_BYTES, len);
+	peer_hdr_encode(&h, out->data + start);
+	out->len += PEER_HDR_BYTES + len;
 	if (mac) {
 		frame_mac(s->send_key, s->send_ctr++, out->data + start, out->len - start,
 			  out->data + out->len);
 		out->len += PEER_MAC_BYTES;
 	}
 	return 0;
+}
+
+static int append_frame(struct peer_session *s, struct peer_hdr h, const void *payload,
+			bool mac, struct peer_buf *out)
+{
+	return append_framev(s, h, payload, h.payload_len, NULL, 0, mac, out);
 }
 
 static int handshake_frame(struct peer_session *s, uint8_t op, const void *payload,
@@ -386,7 +409,7 @@ static int expect(const struct peer_session *s, const struct peer_hdr *h, const 
 		return -EPROTO;
 	}
 	if (s->st == ST_OPEN) {
-		if (h->op != PEER_OP_PING && h->op != PEER_OP_PONG && h->op != PEER_OP_ERROR) {
+		if (!peer_op_is_session(h->op)) {
 			*why = "a handshake message after authentication";
 			return -EPROTO;
 		}
@@ -515,7 +538,7 @@ static int check_mac(struct peer_session *s, const uint8_t *frame, size_t len,
 }
 
 int peer_session_input(struct peer_session *s, const void *frame, size_t len,
-		       struct peer_msg *msg, struct peer_buf *out, const char **why)
+		       struct peer_frame *msg, struct peer_buf *out, const char **why)
 {
 	const uint8_t *p = frame;
 	size_t need;
@@ -546,19 +569,29 @@ int peer_session_input(struct peer_session *s, const void *frame, size_t len,
 	}
 }
 
-int peer_session_send(struct peer_session *s, const struct peer_hdr *h, const void *payload,
-		      struct peer_buf *out)
+int peer_session_sendv(struct peer_session *s, const struct peer_hdr *h, const void *head,
+		       size_t head_len, const struct iovec *data, int datacnt,
+		       struct peer_buf *out)
 {
 	uint32_t min, max;
+	size_t len = head_len;
 
 	if (s->st != ST_OPEN && !(h->op == PEER_OP_ERROR && s->keyed))
 		return -ENOTCONN;
-	if (h->op != PEER_OP_PING && h->op != PEER_OP_PONG && h->op != PEER_OP_ERROR)
+	if (!peer_op_is_session(h->op))
 		return -EOPNOTSUPP;
+	for (int i = 0; i < datacnt && len <= PEER_PAYLOAD_MAX; i++)
+		len += data[i].iov_len;
 	peer_op_payload_bounds(h->op, &min, &max);
-	if (h->payload_len > max)
+	if (len > max)
 		return -EMSGSIZE;
-	if (h->payload_len < min)
+	if (len < min)
 		return -EINVAL;
-	return append_frame(s, *h, payload, true, out);
+	return append_framev(s, *h, head, head_len, data, datacnt, true, out);
+}
+
+int peer_session_send(struct peer_session *s, const struct peer_hdr *h, const void *payload,
+		      struct peer_buf *out)
+{
+	return peer_session_sendv(s, h, payload, h->payload_len, NULL, 0, out);
 }

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "replication/peer_proto.h"
 
@@ -73,9 +74,9 @@ struct peer_session_opts {
 
 struct peer_session;
 
-/* A message of an authenticated session. payload points into the frame given to
- * peer_session_input() and lives as long as it. */
-struct peer_msg {
+/* A frame of an authenticated session, received. payload points into the frame given
+ * to peer_session_input() and lives as long as it. */
+struct peer_frame {
 	struct peer_hdr hdr;
 	const uint8_t *payload;
 };
@@ -105,13 +106,19 @@ int peer_session_frame_len(struct peer_session *s, const void *buf, size_t len,
  * refusal (-EILSEQ a CRC, -EACCES a proof or MAC, -EPROTO an unexpected message): the
  * connection must close. */
 int peer_session_input(struct peer_session *s, const void *frame, size_t len,
-		       struct peer_msg *msg, struct peer_buf *out, const char **why);
+		       struct peer_frame *msg, struct peer_buf *out, const char **why);
 
 /* Appends one session frame: h's op, request_id, volume_id, epoch and payload_len
  * (payload: that many bytes) with its CRCs and MAC. -ENOTCONN before the session is
  * open (an ERROR may still go out after a refusal, once keys exist: it says why),
- * -EMSGSIZE beyond the op's bound, -EOPNOTSUPP for an op this version lacks. */
+ * -EMSGSIZE beyond the op's bound (-EINVAL below it), -EOPNOTSUPP for an op this
+ * version lacks or one of the handshake. */
 int peer_session_send(struct peer_session *s, const struct peer_hdr *h, const void *payload,
 		      struct peer_buf *out);
+/* The same with the payload in pieces, a head and data (h->payload_len is ignored:
+ * their sum), copied once, into out. */
+int peer_session_sendv(struct peer_session *s, const struct peer_hdr *h, const void *head,
+		       size_t head_len, const struct iovec *data, int datacnt,
+		       struct peer_buf *out);
 
 #endif

@@ -142,28 +142,18 @@ struct replicas {
 	size_t nflushes;
 };
 
-/* ---- wire helpers (payload layouts: docs/peer-protocol.md) ---- */
+/* ---- wire helpers (payload layouts: peer_proto.h) ---- */
 
-static void put32(uint8_t *p, uint32_t v)
+/* The reply's result: the transport's error, or the holder's. */
+static int reply_result(uint8_t op, int res, const void *payload, size_t len)
 {
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
+	struct peer_seg_reply r;
 
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-/* The reply's result: the transport's error, or the payload's i32 result. */
-static int reply_result(int res, const void *payload, size_t len)
-{
 	if (res < 0)
 		return res;
-	if (!payload || len < 8)
+	if (peer_seg_reply_decode(op, payload, len, &r) < 0)
 		return -EPROTO;
-	return (int32_t)get32(payload);
+	return r.result;
 }
 
 static void seg_id_text(const struct rseg *s, char *buf, size_t len)
@@ -417,12 +407,17 @@ static struct rreq *rreq_new(struct rseg *s, struct rop *op, struct rnode *n)
 	return q;
 }
 
-static int send_req(struct rreq *q, uint8_t op, const void *head, size_t head_len,
-		    const struct iovec *data, int datacnt, peer_reply_cb cb)
+/* Sends r (its head encoded here) about q's segment to q's node, data after it. */
+static int send_req(struct rreq *q, const struct peer_seg_req *r, const struct iovec *data,
+		    int datacnt, peer_reply_cb cb)
 {
 	struct rseg *s = q->seg;
-	struct peer_msg m = { .op = op, .volume_id = s->fam->uid, .epoch = (uint64_t)s->fam->epoch,
-			      .head = head, .head_len = head_len, .data = data, .datacnt = datacnt };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = r->op, .volume_id = s->fam->uid,
+			      .epoch = (uint64_t)s->fam->epoch, .head = head,
+			      .data = data, .datacnt = datacnt };
+
+	m.head_len = peer_seg_req_encode(r, head);
 
 	if (!q->node->ready || !q->node->conn)
 		return -ENOTCONN;
@@ -651,7 +646,7 @@ static void append_replied(void *arg, int res, const struct peer_hdr *h, const v
 	struct rseg *s = q->seg;
 	struct rop *op = q->op;
 	struct rnode *n = q->node;
-	int r = reply_result(res, payload, len);
+	int r = reply_result(PEER_OP_SEG_APPEND, res, payload, len);
 
 	(void)h;
 	free(q);
@@ -676,18 +671,14 @@ static void append_replied(void *arg, int res, const struct peer_hdr *h, const v
 
 static void op_send(struct rseg *s, struct rop *op)
 {
-	uint8_t head[24] = { 0 };
+	/* no FUA: the engine's flush makes the holders durable (SEG_FLUSH) */
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_APPEND, .sno = s->sno, .block = op->block,
+				   .nblocks = op->nblocks, .data_crc = op->crc };
 
-	put32(head, s->sno);
-	put32(head + 4, op->block);
-	put32(head + 8, op->nblocks);
-	put32(head + 12, 0); /* FUA: the engine flushes instead */
-	put32(head + 16, op->crc);
 	for (unsigned i = 0; i < s->nholders; i++) {
 		struct rnode *n = s->holders[i];
 		struct rreq *q = rreq_new(s, op, n);
-		int r = q ? send_req(q, PEER_OP_SEG_APPEND, head, sizeof(head), &op->iov, 1,
-				     append_replied) : -ENOMEM;
+		int r = q ? send_req(q, &rq, &op->iov, 1, append_replied) : -ENOMEM;
 
 		op->sent[op->nsent++] = n;
 		if (r == 0) {
@@ -792,7 +783,7 @@ static void open_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	struct rreq *q = arg;
 	struct rseg *s = q->seg;
 	struct rnode *n = q->node;
-	int r = reply_result(res, payload, len);
+	int r = reply_result(PEER_OP_SEG_OPEN, res, payload, len);
 
 	(void)h;
 	free(q);
@@ -819,17 +810,15 @@ static void open_replied(void *arg, int res, const struct peer_hdr *h, const voi
 
 static void seg_send_open(struct rseg *s)
 {
-	uint8_t head[16] = { 0 };
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_OPEN, .sno = s->sno,
+				   .segment_blocks = s->rs->seg_blocks };
 
-	put32(head, s->sno);
-	put32(head + 4, s->rs->seg_blocks);
 	s->state = RS_OPENING;
 	s->opening = 1; /* this function's, so that a drop cannot finish the open early */
 	for (unsigned i = 0; i < s->nholders; i++) {
 		struct rnode *n = s->holders[i];
 		struct rreq *q = rreq_new(s, NULL, n);
-		int r = q ? send_req(q, PEER_OP_SEG_OPEN, head, sizeof(head), NULL, 0,
-				     open_replied) : -ENOMEM;
+		int r = q ? send_req(q, &rq, NULL, 0, open_replied) : -ENOMEM;
 
 		if (r == 0) {
 			s->opening++;
@@ -877,7 +866,7 @@ static void seal_replied(void *arg, int res, const struct peer_hdr *h, const voi
 			 size_t len)
 {
 	struct rreq *q = arg;
-	int r = reply_result(res, payload, len);
+	int r = reply_result(PEER_OP_SEG_SEAL, res, payload, len);
 
 	(void)h;
 	if (r < 0 && !q->seg->rs->closing) {
@@ -891,17 +880,15 @@ static void seal_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	free(q);
 }
 
-/* Sends a header-only op (SEG_SEAL, SEG_DELETE: u32 sno, u32 arg) to every holder. */
-static void seg_send_all(struct rseg *s, uint8_t opcode, uint32_t val, peer_reply_cb cb)
+/* Sends SEG_SEAL (at length) or SEG_DELETE to every holder. */
+static void seg_send_all(struct rseg *s, uint8_t opcode, uint32_t length, peer_reply_cb cb)
 {
-	uint8_t head[8];
+	struct peer_seg_req rq = { .op = opcode, .sno = s->sno, .length = length };
 
-	put32(head, s->sno);
-	put32(head + 4, val);
 	for (unsigned i = 0; i < s->nholders; i++) {
 		struct rreq *q = rreq_new(s, NULL, s->holders[i]);
 
-		if (q && send_req(q, opcode, head, sizeof(head), NULL, 0, cb) < 0) {
+		if (q && send_req(q, &rq, NULL, 0, cb) < 0) {
 			free(q);
 			s->refs--;
 		}
@@ -953,7 +940,7 @@ static void delete_recorded(void *arg, int res, const char *msg)
 				"(%s): its copies stay too", s->fam->name, msg);
 	else if (!s->rs->closing)
 		seg_send_all(s, PEER_OP_SEG_DELETE, 0, delete_replied);
-	seg_unref(s); /* the call's */
+	s->refs--;    /* the call's (the slot's still holds it) */
 	seg_unref(s); /* the slot's: the segment is gone */
 }
 
@@ -1112,7 +1099,7 @@ static void flush_replied(void *arg, int res, const struct peer_hdr *h, const vo
 	struct rreq *q = arg;
 	struct rflush *f = (struct rflush *)q->op;
 	struct rnode *n = q->node;
-	int r = reply_result(res, payload, len);
+	int r = reply_result(PEER_OP_SEG_FLUSH, res, payload, len);
 
 	(void)h;
 	free(q);

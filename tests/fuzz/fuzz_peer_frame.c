@@ -46,7 +46,7 @@ static struct peer_session *session(enum peer_role role, uint8_t id)
 static void feed(struct peer_session *s, const uint8_t *p, size_t len, struct peer_buf *out)
 {
 	while (len) {
-		struct peer_msg m;
+		struct peer_frame m;
 		const char *why;
 		size_t need;
 

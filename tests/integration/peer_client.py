@@ -23,7 +23,8 @@ F_MAC = 1
 HDR = struct.Struct("<IBBHIIQQQII")  # magic version op flags len pcrc req vol epoch rsv hcrc
 assert HDR.size == 48
 OP_HELLO, OP_CHALLENGE, OP_AUTH, OP_AUTH_OK = 0x01, 0x81, 0x02, 0x82
-OP_PING, OP_PONG, OP_ERROR, OP_SEG_APPEND = 0x10, 0x90, 0xFF, 0x21
+OP_PING, OP_PONG, OP_ERROR = 0x10, 0x90, 0xFF
+OP_UNKNOWN = 0x28  # the first op after the segment ops
 MAC_BYTES = 16
 
 
@@ -258,7 +259,7 @@ def case_unknown_op_before_auth(port, master):
 def case_unknown_op(port, master):
     p = Peer(port, master)
     p.handshake()
-    p.send(p.frame(OP_SEG_APPEND, b"segment data"))
+    p.send(p.frame(OP_UNKNOWN, b"segment data"))
     refused_after_auth(p, 95)  # EOPNOTSUPP
 
 

@@ -139,14 +139,8 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 	ctl_add_int(o, "epoch", v->claimed ? v->claim.epoch : v->rec.epoch);
 	add_str(o, "state", v->rec.state == LAYOUT_VOL_READY ? "ready" : "creating");
 	ctl_add_int(o, "created", v->rec.created);
-#ifdef QUILL_REPLICATION
 	if (replica_status(ctl->replicas, v->rec.name, &st) == 0)
 		json_object_object_add(o, "copies", copies_json(&st));
-#else
-	(void)ctl;
-	(void)st;
-	(void)copies_json;
-#endif
 	return o;
 }
 

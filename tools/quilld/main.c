@@ -31,9 +31,7 @@
 #include "engine/ondisk.h"
 #include "nbd/nbd_server.h"
 #include "nbd/nbd_tls.h"
-#ifdef QUILL_REPLICATION /* the holder service and the peer protocol's segment ops */
 #include "replication/holder.h"
-#endif
 #include "replication/peer.h"
 #include "replication/peer_session.h"
 #include "replication/replica.h"
@@ -291,13 +289,11 @@ static int start_peer(struct node *n)
 
 	if (!n->cfg.peer_listen[0])
 		return 0;
-#ifdef QUILL_REPLICATION
 	r = holder_create(n->eng, &n->holder);
 	if (r < 0)
 		return r;
 	po.serve = holder_serve;
 	po.serve_arg = n->holder;
-#endif
 	peer_addr_parse(n->cfg.peer_listen, addr, sizeof(addr), &po.listen_port); /* checked */
 	po.listen_addr = addr;
 	r = peer_endpoint_create(&po, &n->peer);
@@ -327,7 +323,6 @@ static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 
 /* ---- replicated volumes: the replica sets of this node's volumes ---- */
 
-#ifdef QUILL_REPLICATION
 /* Registers name's family with the replica sets if this node owns it at epoch and
  * it has more than one copy (replicas 0: the map says how many). */
 static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned replicas)
@@ -369,8 +364,6 @@ static void sync_families(struct node *n)
 	free(vols);
 }
 
-#define volume_owned_fn volume_owned
-
 /* The map moved: the replica sets see the nodes, and the volumes this node owns now. */
 static void replicas_changed(struct node *n)
 {
@@ -392,27 +385,12 @@ static int start_replicas(struct node *n)
 	return replica_create(&ro, &n->replicas);
 }
 
-#else /* a build without the holder service: one copy */
-#define volume_owned_fn NULL
-
-static void replicas_changed(struct node *n)
-{
-	(void)n;
-}
-
-static int start_replicas(struct node *n)
-{
-	if (n->cluster && n->peer)
-		log_msg(LOG_WARN, LOG_TAG, "this build has no replication: volumes keep one copy");
-	return 0;
-}
-#endif
 
 static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
 				   .cluster = n->cluster, .replicas = n->replicas,
-				   .volume_owned = volume_owned_fn, .volume_owned_arg = n };
+				   .volume_owned = volume_owned, .volume_owned_arg = n };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -585,14 +563,10 @@ static void stop(struct node *n)
 	/* the front ends drain: what the lease holds back fails rather than waits */
 	blk_guard_shutdown();
 	control_destroy(n->ctl);
-#ifdef QUILL_REPLICATION
 	replica_destroy(n->replicas); /* before the endpoint (its connections) and the
 					 engine (its mirror) */
-#endif
 	peer_endpoint_destroy(n->peer);
-#ifdef QUILL_REPLICATION
 	holder_destroy(n->holder);
-#endif
 	peer_secret_destroy(n->peer_secret);
 	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */

@@ -119,12 +119,10 @@ Test(peer_proto, unknown_flags_and_reserved_refused)
 	cr_assert_eq(peer_hdr_decode(frame, PEER_HDR_BYTES, &d), -EPROTO);
 }
 
-Test(peer_proto, unknown_and_reserved_ops_refused)
+Test(peer_proto, unknown_ops_refused)
 {
-	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x7f, 0x80, 0xfe,
-					   PEER_OP_SEG_OPEN, PEER_OP_SEG_APPEND, PEER_OP_SEG_READ,
-					   PEER_OP_SEG_SEAL, PEER_OP_SEG_DELETE,
-					   PEER_OP_EPOCH_RAISE };
+	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x28, 0x29, 0x7f, 0x80,
+					   0xa8, 0xfe };
 	struct peer_hdr d;
 
 	for (size_t i = 0; i < sizeof(unknown); i++) {
@@ -135,9 +133,76 @@ Test(peer_proto, unknown_and_reserved_ops_refused)
 			     unknown[i]);
 		cr_assert_not(peer_op_known(unknown[i]));
 	}
-	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND (reserved)");
-	cr_assert_str_eq(peer_op_name(0x42), "op 0x42");
+	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND");
+	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND | PEER_OP_REPLY), "SEG_APPEND reply");
+	cr_assert_str_eq(peer_op_name(0x28), "op 0x28");
 	cr_assert_str_eq(peer_op_name(PEER_OP_PING), "PING");
+}
+
+/* Every segment op and its reply is known, of the session, and has its bounds. */
+Test(peer_proto, segment_ops_known_with_bounds)
+{
+	static const struct {
+		uint8_t op;
+		uint32_t min, max, rmax;
+	} want[] = {
+		{ PEER_OP_SEG_OPEN, 16, 16, 8 },
+		{ PEER_OP_SEG_APPEND, 24 + 4096, 16u << 20, 8 },
+		{ PEER_OP_SEG_READ, 16, 16, 8 + (4u << 20) },
+		{ PEER_OP_SEG_SEAL, 8, 8, 8 },
+		{ PEER_OP_SEG_DELETE, 8, 8, 8 },
+		{ PEER_OP_EPOCH_RAISE, 0, 0, 8 },
+		{ PEER_OP_SEG_FLUSH, 0, 0, 8 },
+		{ PEER_OP_SEG_STAT, 8, 8, 24 },
+	};
+	uint32_t min, max;
+
+	cr_assert_eq(sizeof(want) / sizeof(want[0]), PEER_OP_SEG_LAST - PEER_OP_SEG_FIRST + 1);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		uint8_t op = want[i].op, rop = op | PEER_OP_REPLY;
+
+		cr_assert(peer_op_known(op) && peer_op_known(rop), "op 0x%02x", op);
+		cr_assert(peer_op_is_session(op) && peer_op_is_session(rop));
+		cr_assert(peer_op_seg_request(op) && !peer_op_seg_reply(op));
+		cr_assert(peer_op_seg_reply(rop) && !peer_op_seg_request(rop));
+		peer_op_payload_bounds(op, &min, &max);
+		cr_assert_eq(min, want[i].min, "op 0x%02x", op);
+		cr_assert_eq(max, want[i].max, "op 0x%02x", op);
+		peer_op_payload_bounds(rop, &min, &max);
+		cr_assert_eq(min, 8, "reply 0x%02x", rop);
+		cr_assert_eq(max, want[i].rmax, "reply 0x%02x", rop);
+	}
+	cr_assert_not(peer_op_is_session(PEER_OP_HELLO));
+	cr_assert(peer_op_is_session(PEER_OP_PING));
+	cr_assert_not(peer_op_seg_request(PEER_OP_PING));
+	cr_assert_not(peer_op_seg_reply(PEER_OP_PONG));
+	cr_assert_not(peer_op_seg_reply(PEER_OP_ERROR));
+}
+
+/* A header announcing more than an op allows is refused on its 48 bytes. */
+Test(peer_proto, segment_op_lengths_checked_in_the_header)
+{
+	struct peer_hdr h = { .op = PEER_OP_SEG_APPEND, .payload_len = 24 + 4095 }, d;
+	uint8_t hdr[PEER_HDR_BYTES];
+
+	peer_hdr_encode(&h, hdr);
+	cr_assert_eq(peer_hdr_decode(hdr, sizeof(hdr), &d), -EINVAL, "below one block");
+	h.payload_len = (16u << 20) + 1;
+	peer_hdr_encode(&h, hdr);
+	cr_assert_eq(peer_hdr_decode(hdr, sizeof(hdr), &d), -EMSGSIZE);
+	h = (struct peer_hdr){ .op = PEER_OP_SEG_READ | PEER_OP_REPLY,
+			       .payload_len = 8 + (4u << 20) + 1 };
+	peer_hdr_encode(&h, hdr);
+	cr_assert_eq(peer_hdr_decode(hdr, sizeof(hdr), &d), -EMSGSIZE, "a READ reply past 4 MiB");
+	h = (struct peer_hdr){ .op = PEER_OP_SEG_SEAL, .payload_len = 9 };
+	peer_hdr_encode(&h, hdr);
+	cr_assert_eq(peer_hdr_decode(hdr, sizeof(hdr), &d), -EMSGSIZE);
+	h = (struct peer_hdr){ .op = PEER_OP_EPOCH_RAISE, .payload_len = 1 };
+	peer_hdr_encode(&h, hdr);
+	cr_assert_eq(peer_hdr_decode(hdr, sizeof(hdr), &d), -EMSGSIZE);
+	h = (struct peer_hdr){ .op = PEER_OP_SEG_OPEN | PEER_OP_REPLY, .payload_len = 7 };
+	peer_hdr_encode(&h, hdr);
+	cr_assert_eq(peer_hdr_decode(hdr, sizeof(hdr), &d), -EINVAL);
 }
 
 Test(peer_proto, huge_lengths_refused)
@@ -233,4 +298,226 @@ Test(peer_proto, error_round_trip_and_refusals)
 	cr_assert_eq(peer_error_decode(buf, n, &e), -EPROTO, "err 0 is no error");
 	peer_put32(buf + offsetof(struct peer_error, err), 70000);
 	cr_assert_eq(peer_error_decode(buf, n, &e), -EPROTO, "not an errno");
+}
+
+/* ---- segment ops ---- */
+
+static uint8_t seg_buf[24 + 3 * PEER_SEG_BLOCK];
+
+/* An APPEND of n blocks of pattern at block 7 of segment 5: head + data in seg_buf. */
+static size_t append_payload(uint32_t n, uint32_t flags)
+{
+	struct peer_seg_req r = { .op = PEER_OP_SEG_APPEND, .sno = 5, .block = 7, .nblocks = n,
+				  .flags = flags };
+	size_t head;
+
+	memset(seg_buf + 24, 0xc3, (size_t)n * PEER_SEG_BLOCK);
+	r.data_crc = crc32c(seg_buf + 24, (size_t)n * PEER_SEG_BLOCK);
+	head = peer_seg_req_encode(&r, seg_buf);
+	cr_assert_eq(head, 24);
+	return head + (size_t)n * PEER_SEG_BLOCK;
+}
+
+Test(peer_proto, seg_requests_round_trip)
+{
+	static const struct peer_seg_req reqs[] = {
+		{ .op = PEER_OP_SEG_OPEN, .sno = 1, .segment_blocks = 1024 },
+		{ .op = PEER_OP_SEG_READ, .sno = 2, .block = 10, .nblocks = 1024 },
+		{ .op = PEER_OP_SEG_SEAL, .sno = 3, .length = 77 },
+		{ .op = PEER_OP_SEG_DELETE, .sno = 4 },
+		{ .op = PEER_OP_SEG_STAT, .sno = UINT32_MAX },
+		{ .op = PEER_OP_EPOCH_RAISE },
+		{ .op = PEER_OP_SEG_FLUSH },
+	};
+	static const size_t lens[] = { 16, 16, 8, 8, 8, 0, 0 };
+	uint8_t buf[PEER_SEG_HEAD_MAX];
+
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		struct peer_seg_req d;
+		size_t len = peer_seg_req_encode(&reqs[i], buf);
+
+		cr_assert_eq(len, lens[i], "op 0x%02x", reqs[i].op);
+		cr_assert_eq(peer_seg_req_decode(reqs[i].op, buf, len, &d), 0, "op 0x%02x",
+			     reqs[i].op);
+		cr_assert_eq(memcmp(&d, &reqs[i], sizeof(d)), 0, "op 0x%02x", reqs[i].op);
+	}
+	/* the layouts on the wire */
+	peer_seg_req_encode(&reqs[0], buf);
+	cr_assert_eq(buf[0], 1);
+	cr_assert_eq(peer_get32(buf + 4), 1024, "segment_blocks at 4");
+	peer_seg_req_encode(&reqs[2], buf);
+	cr_assert_eq(peer_get32(buf + 4), 77, "length at 4");
+}
+
+Test(peer_proto, seg_append_round_trip_and_data_crc)
+{
+	size_t len = append_payload(3, PEER_SEG_F_FUA);
+	struct peer_seg_req d;
+
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len, &d), 0);
+	cr_assert_eq(d.sno, 5);
+	cr_assert_eq(d.block, 7);
+	cr_assert_eq(d.nblocks, 3);
+	cr_assert_eq(d.flags, PEER_SEG_F_FUA);
+	cr_assert_eq(d.data, seg_buf + 24, "the data in place, after the head");
+	cr_assert_eq(peer_get32(seg_buf + 16), d.data_crc, "data_crc at 16");
+	cr_assert_eq(peer_seg_data_check(&d), 0);
+	seg_buf[24 + 2 * PEER_SEG_BLOCK + 100] ^= 1;
+	cr_assert_eq(peer_seg_data_check(&d), -EILSEQ, "one bit of the data changed");
+}
+
+Test(peer_proto, seg_append_refusals)
+{
+	struct peer_seg_req d;
+	size_t len;
+
+	len = append_payload(2, 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len - 1, &d), -EINVAL,
+		     "data not whole blocks");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len + PEER_SEG_BLOCK, &d),
+		     -EINVAL, "more data than nblocks says");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len - PEER_SEG_BLOCK, &d),
+		     -EINVAL, "less data than nblocks says");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, 23, &d), -EINVAL);
+	len = append_payload(2, 1u << 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len, &d), -EPROTO,
+		     "an unknown flag");
+	len = append_payload(2, 0);
+	peer_put32(seg_buf + 20, 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len, &d), -EPROTO,
+		     "reserved set");
+	len = append_payload(2, 0);
+	peer_put32(seg_buf + 8, 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, 24, &d), -EINVAL,
+		     "no blocks");
+	peer_put32(seg_buf + 8, PEER_SEG_APPEND_MAX_BLOCKS + 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len, &d), -EMSGSIZE);
+	peer_put32(seg_buf + 8, UINT32_MAX);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len, &d), -EINVAL,
+		     "a count whose bytes wrap");
+	len = append_payload(2, 0);
+	peer_put32(seg_buf + 4, UINT32_MAX);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_APPEND, seg_buf, len, &d), -EINVAL,
+		     "a range that wraps");
+}
+
+Test(peer_proto, seg_request_refusals)
+{
+	uint8_t buf[32] = { 0 };
+	struct peer_seg_req d;
+
+	/* OPEN: exact length, reserved 0, a size */
+	peer_put32(buf + 4, 1024);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_OPEN, buf, 16, &d), 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_OPEN, buf, 15, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_OPEN, buf, 17, &d), -EINVAL);
+	buf[15] = 1;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_OPEN, buf, 16, &d), -EPROTO);
+	memset(buf, 0, sizeof(buf));
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_OPEN, buf, 16, &d), -EINVAL,
+		     "a segment of no blocks");
+	/* READ: 1..1024 blocks, no wrap, reserved 0 */
+	peer_put32(buf + 8, 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 12, &d), -EINVAL);
+	peer_put32(buf + 8, 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EINVAL);
+	peer_put32(buf + 8, PEER_SEG_READ_MAX_BLOCKS + 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EMSGSIZE);
+	peer_put32(buf + 4, UINT32_MAX);
+	peer_put32(buf + 8, 2);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EINVAL);
+	memset(buf, 0, sizeof(buf));
+	peer_put32(buf + 8, 1);
+	peer_put32(buf + 12, 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EPROTO);
+	/* SEAL has a length where DELETE and STAT have reserved */
+	memset(buf, 0, sizeof(buf));
+	peer_put32(buf + 4, 9);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL, buf, 8, &d), 0);
+	cr_assert_eq(d.length, 9);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 8, &d), -EPROTO);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_STAT, buf, 8, &d), -EPROTO);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL, buf, 7, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 9, &d), -EINVAL);
+	/* the empty ones */
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_EPOCH_RAISE, buf, 0, &d), 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_EPOCH_RAISE, buf, 1, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_FLUSH, buf, 4, &d), -EINVAL);
+	/* not a segment request */
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_PING, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(0x28, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL | PEER_OP_REPLY, buf, 8, &d),
+		     -EOPNOTSUPP);
+}
+
+Test(peer_proto, seg_replies_round_trip)
+{
+	uint8_t buf[PEER_SEG_HEAD_MAX + 2 * PEER_SEG_BLOCK];
+	struct peer_seg_reply r = { .result = 0, .length = 12 }, d;
+	size_t len;
+
+	len = peer_seg_reply_encode(PEER_OP_SEG_APPEND | PEER_OP_REPLY, &r, buf);
+	cr_assert_eq(len, 8);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_APPEND, buf, len, &d), 0);
+	cr_assert_eq(d.result, 0);
+	cr_assert_eq(d.length, 12);
+	cr_assert_eq(peer_get32(buf + 4), 12, "length at 4");
+	/* a refusal: a negative errno, nothing after it */
+	r = (struct peer_seg_reply){ .result = -ESTALE, .length = 3 };
+	len = peer_seg_reply_encode(PEER_OP_SEG_STAT, &r, buf);
+	cr_assert_eq(len, 8, "a refused STAT has no stat");
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_STAT | PEER_OP_REPLY, buf, len, &d), 0);
+	cr_assert_eq(d.result, -ESTALE);
+	cr_assert_eq(d.length, 3);
+	/* STAT */
+	r = (struct peer_seg_reply){ .length = 40, .epoch = 1ull << 40, .sealed = true };
+	len = peer_seg_reply_encode(PEER_OP_SEG_STAT, &r, buf);
+	cr_assert_eq(len, 24);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_STAT, buf, len, &d), 0);
+	cr_assert_eq(d.epoch, 1ull << 40);
+	cr_assert(d.sealed);
+	cr_assert_eq(d.length, 40);
+	/* READ: its blocks after the result */
+	r = (struct peer_seg_reply){ .length = 40 };
+	len = peer_seg_reply_encode(PEER_OP_SEG_READ, &r, buf);
+	cr_assert_eq(len, 8);
+	memset(buf + 8, 0x11, 2 * PEER_SEG_BLOCK);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_READ, buf, 8 + 2 * PEER_SEG_BLOCK, &d), 0);
+	cr_assert_eq(d.nblocks, 2);
+	cr_assert_eq(d.data, buf + 8);
+}
+
+Test(peer_proto, seg_reply_refusals)
+{
+	uint8_t buf[PEER_SEG_HEAD_MAX + PEER_SEG_BLOCK] = { 0 };
+	struct peer_seg_reply d;
+
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_OPEN, buf, 7, &d), -EINVAL);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_OPEN, buf, 9, &d), -EINVAL,
+		     "data after a reply that has none");
+	peer_put32(buf, 1);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_OPEN, buf, 8, &d), -EPROTO,
+		     "a positive result");
+	peer_put32(buf, (uint32_t)-4096);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_OPEN, buf, 8, &d), -EPROTO,
+		     "not an errno");
+	peer_put32(buf, (uint32_t)-EIO);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_READ, buf, 8 + PEER_SEG_BLOCK, &d),
+		     -EINVAL, "a refused READ with data");
+	peer_put32(buf, 0);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_READ, buf, 8, &d), -EINVAL,
+		     "a READ of nothing");
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_READ, buf, 8 + 100, &d), -EINVAL,
+		     "part of a block");
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_STAT, buf, 8, &d), -EINVAL,
+		     "a STAT without its stat");
+	peer_put32(buf + 16, 2);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_STAT, buf, 24, &d), -EPROTO,
+		     "sealed neither 0 nor 1");
+	peer_put32(buf + 16, 1);
+	peer_put32(buf + 20, 1);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_STAT, buf, 24, &d), -EPROTO,
+		     "reserved set");
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_PONG, buf, 8, &d), -EOPNOTSUPP);
 }

@@ -49,7 +49,7 @@ static struct peer_session *session(enum peer_role role, struct peer_secret *sec
  * Returns the last result of peer_session_input (or of frame_len on a refusal); the
  * last session message in *msg. */
 static int deliver(struct peer_session *s, struct peer_buf *in, struct peer_buf *out,
-		   struct peer_msg *msg, const char **why)
+		   struct peer_frame *msg, const char **why)
 {
 	size_t pos = 0;
 	int r = 0;
@@ -75,7 +75,7 @@ static int deliver(struct peer_session *s, struct peer_buf *in, struct peer_buf 
 struct pair {
 	struct peer_session *c, *s;
 	struct peer_buf c2s, s2c; /* frames on their way */
-	struct peer_msg msg;
+	struct peer_frame msg;
 	const char *why;
 };
 
@@ -189,7 +189,7 @@ Test(peer_session, wrong_proof_refused_by_the_server)
 {
 	struct pair p = { 0 };
 	struct peer_session *c2;
-	struct peer_msg m;
+	struct peer_frame m;
 
 	pair_new(&p, secret_a, secret_a);
 	pair_steps(&p, 3);
@@ -421,7 +421,7 @@ Test(peer_session, unexpected_messages_refused)
 		{ .op = PEER_OP_ERROR, .payload_len = 8 },
 	};
 	uint8_t hdr[PEER_HDR_BYTES];
-	struct peer_msg m;
+	struct peer_frame m;
 	struct peer_buf out = { 0 };
 	const char *why;
 	size_t need;
@@ -444,7 +444,7 @@ Test(peer_session, truncated_frame_refused)
 	struct peer_session *s = session(PEER_SERVER, secret_a, inst_s);
 	struct peer_session *c = session(PEER_CLIENT, secret_a, inst_c);
 	struct peer_buf hello = { 0 }, out = { 0 };
-	struct peer_msg m;
+	struct peer_frame m;
 	const char *why;
 	size_t need;
 
@@ -476,14 +476,51 @@ Test(peer_session, send_refuses_what_the_protocol_does)
 {
 	struct pair p = { 0 };
 	struct peer_hdr big = { .op = PEER_OP_PING, .payload_len = PEER_PING_MAX + 1 };
-	struct peer_hdr seg = { .op = PEER_OP_SEG_APPEND };
+	struct peer_hdr seg = { .op = PEER_OP_SEG_APPEND, .payload_len = PEER_PING_MAX + 1 };
+	struct peer_hdr unknown = { .op = 0x28 }, hello = { .op = PEER_OP_HELLO };
 	static uint8_t payload[PEER_PING_MAX + 1];
 
 	handshake(&p, secret_a, secret_a);
 	cr_assert_eq(peer_session_send(p.c, &big, payload, &p.c2s), -EMSGSIZE);
-	cr_assert_eq(peer_session_send(p.c, &seg, payload, &p.c2s), -EOPNOTSUPP);
+	cr_assert_eq(peer_session_send(p.c, &seg, payload, &p.c2s), -EINVAL,
+		     "an append of less than a block");
+	cr_assert_eq(peer_session_send(p.c, &unknown, payload, &p.c2s), -EOPNOTSUPP);
+	cr_assert_eq(peer_session_send(p.c, &hello, payload, &p.c2s), -EOPNOTSUPP,
+		     "no handshake op in the session");
 	cr_assert_eq(p.c2s.len, 0);
 	pair_free(&p);
+}
+
+/* A segment op goes through an open session both ways; a payload in pieces (a head,
+ * then data) is one frame, the same bytes as when it was contiguous. */
+Test(peer_session, segment_ops_in_pieces)
+{
+	struct pair p = { 0 }, q = { 0 };
+	static uint8_t payload[24 + 2 * 4096];
+	struct iovec data[2] = { { payload + 24, 4096 }, { payload + 24 + 4096, 4096 } };
+	struct peer_hdr h = { .op = PEER_OP_SEG_APPEND, .request_id = 3, .volume_id = 9,
+			      .epoch = 4, .payload_len = sizeof(payload) };
+	struct peer_hdr r = { .op = PEER_OP_SEG_APPEND | PEER_OP_REPLY, .request_id = 3,
+			      .payload_len = 8 };
+
+	for (size_t i = 0; i < sizeof(payload); i++)
+		payload[i] = (uint8_t)(i * 7);
+	handshake(&p, secret_a, secret_a);
+	handshake(&q, secret_a, secret_a);
+	cr_assert_eq(peer_session_sendv(p.c, &h, payload, 24, data, 2, &p.c2s), 0);
+	cr_assert_eq(peer_session_send(q.c, &h, payload, &q.c2s), 0);
+	cr_assert_eq(p.c2s.len, q.c2s.len);
+	/* the MACs differ (other keys): the header and payload do not */
+	cr_assert_eq(memcmp(p.c2s.data, q.c2s.data, PEER_HDR_BYTES + sizeof(payload)), 0);
+	cr_assert_eq(deliver(p.s, &p.c2s, &p.s2c, &p.msg, &p.why), 1, "%s", p.why);
+	cr_assert_eq(p.msg.hdr.op, PEER_OP_SEG_APPEND);
+	cr_assert_eq(p.msg.hdr.payload_len, sizeof(payload));
+	cr_assert_eq(memcmp(p.msg.payload, payload, sizeof(payload)), 0);
+	cr_assert_eq(peer_session_send(p.s, &r, "\0\0\0\0\0\0\0\0", &p.s2c), 0);
+	cr_assert_eq(deliver(p.c, &p.s2c, &p.c2s, &p.msg, &p.why), 1, "%s", p.why);
+	cr_assert_eq(p.msg.hdr.op, PEER_OP_SEG_APPEND | PEER_OP_REPLY);
+	pair_free(&p);
+	pair_free(&q);
 }
 
 /* ---- the secret file ---- */

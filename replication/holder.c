@@ -1,0 +1,316 @@
+/* replication/holder.c — the holder service of holder.h.
+ *
+ * Each request becomes an op that goes through at most three engine steps: the
+ * fence's raise (only for an epoch above the family's), the op itself, and for a FUA
+ * append the flush. Every engine callback comes back here; the op then answers its
+ * request and is freed. The holder keeps its ops in flight in a list so that
+ * holder_destroy() can orphan them: an orphan's callback frees it without answering.
+ */
+#include "replication/holder.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "engine/engine.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
+
+#define LOG_TAG "holder"
+
+struct holder {
+	struct engine *eng;
+	struct hold_op *ops; /* in flight in the engine */
+};
+
+struct hold_op {
+	struct holder *h;            /* NULL once the holder is gone: answer nothing */
+	struct hold_op *next, *prev;
+	struct peer_req *req;
+	struct peer_seg_req sr;      /* the request, decoded */
+	uint64_t uid, epoch;         /* the header's: the family and the sender's epoch */
+	uint8_t *buf;                /* READ: the blocks read */
+};
+
+_Static_assert(PEER_SEG_BLOCK == ENGINE_BLOCK_SIZE, "a segment's block is the engine's");
+
+int holder_create(struct engine *eng, struct holder **out)
+{
+	struct holder *h;
+
+	if (!eng)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->eng = eng;
+	*out = h;
+	return 0;
+}
+
+void holder_destroy(struct holder *h)
+{
+	if (!h)
+		return;
+	while (h->ops) {
+		struct hold_op *op = h->ops;
+
+		h->ops = op->next;
+		op->h = NULL; /* its engine callback frees it */
+		op->next = op->prev = NULL;
+		peer_req_drop(op->req);
+		op->req = NULL;
+	}
+	free(h);
+}
+
+/* ---- answering ---- */
+
+static void op_free(struct hold_op *op)
+{
+	struct holder *h = op->h;
+
+	if (h) {
+		if (op->prev)
+			op->prev->next = op->next;
+		else if (h->ops == op)
+			h->ops = op->next;
+		if (op->next)
+			op->next->prev = op->prev;
+	}
+	free(op->buf);
+	free(op);
+}
+
+static bool op_has_family(const struct hold_op *op)
+{
+	return op->sr.op != PEER_OP_SEG_FLUSH;
+}
+
+static bool op_has_segment(const struct hold_op *op)
+{
+	return op->sr.op != PEER_OP_SEG_FLUSH && op->sr.op != PEER_OP_EPOCH_RAISE;
+}
+
+/* The family's fence rose above the op's epoch: another owner took the family. */
+static bool op_fenced(const struct hold_op *op, struct engine *eng)
+{
+	return op_has_family(op) && op->epoch < engine_held_epoch(eng, op->uid);
+}
+
+static void log_refusal(const struct hold_op *op, struct engine *eng, int res)
+{
+	if (res == -ESTALE)
+		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "family %llx: %s of segment %u at epoch %llu "
+				"refused: fenced at epoch %llu", (unsigned long long)op->uid,
+				peer_op_name(op->sr.op), op->sr.sno, (unsigned long long)op->epoch,
+				(unsigned long long)engine_held_epoch(eng, op->uid));
+	else if (res == -EILSEQ)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "family %llx: append to segment %u at block %u "
+				"refused: its data does not match its CRC",
+				(unsigned long long)op->uid, op->sr.sno, op->sr.block);
+}
+
+/* Answers the op's request with res (the holder's state of the segment after it) and
+ * frees the op. */
+static void op_finish(struct hold_op *op, int res)
+{
+	struct engine *eng = op->h->eng;
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_seg_reply rep = { 0 };
+	struct engine_held_info info;
+	struct iovec data;
+	struct peer_msg m = { .op = op->sr.op | PEER_OP_REPLY, .volume_id = op->uid,
+			      .head = head };
+	bool held;
+
+	if (res == 0 && op_fenced(op, eng))
+		res = -ESTALE; /* never acknowledge what a newer owner fenced off */
+	held = op_has_segment(op) && engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
+	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT && !held)
+		res = -ENOENT;
+	log_refusal(op, eng, res);
+	rep.result = res;
+	rep.length = held ? info.length : 0;
+	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT) {
+		rep.epoch = info.epoch;
+		rep.sealed = info.sealed;
+	}
+	if (res == 0 && op->sr.op == PEER_OP_SEG_READ) {
+		data = (struct iovec){ op->buf, (size_t)op->sr.nblocks * PEER_SEG_BLOCK };
+		m.data = &data;
+		m.datacnt = 1;
+	}
+	m.epoch = op_has_family(op) ? engine_held_epoch(eng, op->uid) : 0;
+	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
+	peer_req_reply(op->req, &m);
+	op_free(op);
+}
+
+/* The end of the op's last engine step. */
+static void op_done(void *arg, int res)
+{
+	struct hold_op *op = arg;
+
+	if (!op->h) {
+		op_free(op); /* the holder is gone: nothing to answer */
+		return;
+	}
+	op_finish(op, res < 0 ? res : 0);
+}
+
+/* A FUA append is answered once it is durable. */
+static void op_written(void *arg, int res)
+{
+	struct hold_op *op = arg;
+	int r;
+
+	if (res < 0 || !op->h || !(op->sr.flags & PEER_SEG_F_FUA)) {
+		op_done(op, res);
+		return;
+	}
+	r = engine_flush(op->h->eng, op_done, op);
+	if (r < 0)
+		op_finish(op, r);
+}
+
+/* ---- running ---- */
+
+/* Starts the op's own engine step. Returns 0 (a callback answers), 1 (nothing to do
+ * in the engine: answer now) or -errno. */
+static int op_start(struct hold_op *op)
+{
+	struct engine *eng = op->h->eng;
+	const struct peer_seg_req *sr = &op->sr;
+	struct iovec iov;
+
+	switch (sr->op) {
+	case PEER_OP_SEG_OPEN:
+		return engine_held_open_async(eng, op->uid, sr->sno, op->epoch, op_done, op);
+	case PEER_OP_SEG_APPEND:
+		iov = (struct iovec){ (void *)sr->data, (size_t)sr->nblocks * PEER_SEG_BLOCK };
+		return engine_held_write(eng, op->uid, sr->sno, sr->block, &iov, 1, sr->nblocks,
+					 op_written, op);
+	case PEER_OP_SEG_READ:
+		op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)sr->nblocks * PEER_SEG_BLOCK);
+		if (!op->buf)
+			return -ENOMEM;
+		iov = (struct iovec){ op->buf, (size_t)sr->nblocks * PEER_SEG_BLOCK };
+		return engine_held_read(eng, op->uid, sr->sno, sr->block, &iov, 1, sr->nblocks,
+					op_done, op);
+	case PEER_OP_SEG_SEAL:
+		return engine_held_seal_async(eng, op->uid, sr->sno, sr->length, op_done, op);
+	case PEER_OP_SEG_DELETE:
+		return engine_held_delete_async(eng, op->uid, sr->sno, op_done, op);
+	case PEER_OP_SEG_FLUSH:
+		return engine_flush(eng, op_done, op);
+	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT */
+		return 1;
+	}
+}
+
+static void op_run(struct hold_op *op)
+{
+	int r;
+
+	/* a raise of ours may have been overtaken by a higher one while it committed */
+	r = op_fenced(op, op->h->eng) ? -ESTALE : op_start(op);
+	if (r != 0)
+		op_finish(op, r < 0 ? r : 0);
+}
+
+static void op_raised(void *arg, int res)
+{
+	struct hold_op *op = arg;
+
+	if (!op->h) {
+		op_free(op);
+		return;
+	}
+	if (res < 0)
+		op_finish(op, res);
+	else
+		op_run(op);
+}
+
+/* What is refused before anything is written, the fence's raise included. */
+static int op_check(const struct hold_op *op, struct engine *eng)
+{
+	const struct peer_seg_req *sr = &op->sr;
+
+	if (op_has_family(op) && (op->uid == 0 || op->epoch == 0))
+		return -EINVAL; /* every segment op names a family and its owner's epoch */
+	if (sr->op == PEER_OP_SEG_OPEN && sr->segment_blocks != engine_segment_blocks(eng))
+		return -EINVAL;
+	if (sr->op == PEER_OP_SEG_APPEND)
+		return peer_seg_data_check(sr);
+	return 0;
+}
+
+/* The fence: returns 0 (run now), 1 (a raise is under way: op_raised runs it) or
+ * -errno. */
+static int op_fence(struct hold_op *op, struct engine *eng)
+{
+	uint64_t fence;
+	int r;
+
+	if (!op_has_family(op))
+		return 0;
+	fence = engine_held_epoch(eng, op->uid);
+	if (op->epoch < fence)
+		return -ESTALE;
+	if (op->epoch == fence)
+		return 0;
+	r = engine_held_epoch_raise_async(eng, op->uid, op->epoch, op_raised, op);
+	return r < 0 ? r : 1;
+}
+
+/* Answers a request the holder could not even take on (no memory for it). */
+static void refuse_bare(struct peer_req *req, int res)
+{
+	const struct peer_hdr *hdr = peer_req_hdr(req);
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_seg_reply rep = { .result = res };
+	struct peer_msg m = { .op = hdr->op | PEER_OP_REPLY, .volume_id = hdr->volume_id,
+			      .epoch = hdr->epoch, .head = head };
+
+	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
+	peer_req_reply(req, &m);
+}
+
+void holder_serve(void *arg, struct peer_req *req)
+{
+	struct holder *h = arg;
+	const struct peer_hdr *hdr = peer_req_hdr(req);
+	struct hold_op *op = calloc(1, sizeof(*op));
+	const void *payload;
+	size_t len;
+	int r;
+
+	if (!op) {
+		refuse_bare(req, -ENOMEM);
+		return;
+	}
+	op->h = h;
+	op->req = req;
+	op->uid = hdr->volume_id;
+	op->epoch = hdr->epoch;
+	payload = peer_req_payload(req, &len);
+	/* peer.c checked the layout; decoding again gives the fields */
+	r = peer_seg_req_decode(hdr->op, payload, len, &op->sr);
+	op->sr.op = hdr->op;
+	op->next = h->ops;
+	if (h->ops)
+		h->ops->prev = op;
+	h->ops = op;
+	if (r == 0)
+		r = op_check(op, h->eng);
+	if (r == 0)
+		r = op_fence(op, h->eng);
+	if (r < 0)
+		op_finish(op, r);
+	else if (r == 0)
+		op_run(op);
+}

@@ -1,0 +1,38 @@
+/* replication/holder.h — the holder service: keeps copies of other nodes' segments
+ * for them, answering the peer protocol's segment ops (docs/peer-protocol.md,
+ * "Segment ops"; docs/replication.md) with the engine's held segments
+ * (engine_held_* in engine/engine.h).
+ *
+ * It is a peer endpoint's serve hook: peer.c hands it every segment request of an
+ * authenticated connection, decoded and checked; it answers each exactly once with
+ * peer_req_reply(). The header's volume_id is the family uid, its epoch the sender's
+ * epoch of that family. Fencing (docs/replication.md, "Fencing"):
+ *   - an op whose epoch is below the family's fence (engine_held_epoch) is refused
+ *     -ESTALE, and so is its reply when the fence rose above it while it ran: nothing
+ *     is acknowledged to an owner that another one has fenced off;
+ *   - a higher epoch is persisted first (engine_held_epoch_raise_async), then the op
+ *     runs; EPOCH_RAISE is just that;
+ *   - SEG_OPEN's segment size must be this store's (-EINVAL);
+ *   - SEG_APPEND's data CRC is checked before anything is written or raised
+ *     (-EILSEQ); with FUA the reply comes after engine_flush().
+ * SEG_FLUSH flushes the store (no family, no fence). A refused op is a reply with a
+ * negative result; the connection stays open.
+ *
+ * Threading: the loop's thread (the engine's and the endpoint's).
+ */
+#ifndef QUILL_REPLICATION_HOLDER_H
+#define QUILL_REPLICATION_HOLDER_H
+
+struct engine;
+struct holder;
+struct peer_req;
+
+/* The engine is borrowed: it outlives the holder. */
+int holder_create(struct engine *eng, struct holder **out);
+/* Answers nothing more: requests still in the engine are dropped unanswered when it
+ * completes them (their requesters time out or see the connection close). NULL ok. */
+void holder_destroy(struct holder *h);
+/* peer_endpoint_opts.serve, arg = the holder. */
+void holder_serve(void *arg, struct peer_req *req);
+
+#endif

@@ -1,0 +1,435 @@
+/* tests/unit/replication/test_holder.c — replication/holder.c over a real engine
+ * (a scratch file-backed store) and real peer connections on 127.0.0.1, all on one
+ * loop: open, append, read back, stat, seal and delete through the wire; a stale
+ * epoch refused with the connection kept; a raise persisted before the op; a FUA
+ * append answered only after the store's flush; a data CRC mismatch refused with
+ * nothing written; another segment size refused; the holder destroyed with an op in
+ * the engine (its reply dropped). */
+#include "replication/holder.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/engine_fixture.h"
+#include "common/crc32c.h"
+#include "common/loop.h"
+#include "engine/engine_internal.h"
+#include "engine/segment.h"
+#include "replication/peer.h"
+#include "replication/peer_session.h"
+#include "peer_fixture.h"
+
+#define UID 0xfa11u
+
+static struct loop *lp;
+static struct peer_secret *sec;
+static struct peer_endpoint *server, *client;
+static struct holder *holder;
+static struct peer_conn *conn;
+static bool destroy_in_serve;
+
+/* ---- the engine on the loop, as quilld runs it ---- */
+
+static int idle(void *arg)
+{
+	(void)arg;
+	cr_assert_geq(engine_run(eng), 0);
+	return engine_timeout_ms(eng);
+}
+
+static int sleep_in_engine(void *arg, struct loop_wait *w, int timeout_ms)
+{
+	(void)arg;
+	return engine_wait_fd(eng, w, timeout_ms);
+}
+
+/* The store's flushes, counted when they complete. */
+static const struct seg_ops *real_ops;
+static struct seg_ops counting_ops;
+static unsigned flushes_done;
+
+struct flush_wrap {
+	seg_cb cb;
+	void *arg;
+};
+
+static void flush_counted(void *arg, int res)
+{
+	struct flush_wrap fw = *(struct flush_wrap *)arg;
+
+	free(arg);
+	flushes_done++;
+	fw.cb(fw.arg, res);
+}
+
+static int counting_flush(struct segs *sg, seg_cb cb, void *arg)
+{
+	struct flush_wrap *fw = malloc(sizeof(*fw));
+	int r;
+
+	cr_assert_not_null(fw);
+	*fw = (struct flush_wrap){ cb, arg };
+	r = real_ops->flush(sg, flush_counted, fw);
+	if (r < 0)
+		free(fw);
+	return r;
+}
+
+/* ---- a holder behind a peer listener, and a connection to it ---- */
+
+static void serve(void *arg, struct peer_req *req)
+{
+	holder_serve(arg, req);
+	if (destroy_in_serve) { /* the op is in the engine now */
+		holder_destroy(holder);
+		holder = NULL;
+	}
+}
+
+static void on_ready(void *arg, struct peer_conn *c)
+{
+	(void)arg;
+	conn = c;
+	loop_stop(lp);
+}
+
+static int closes;
+
+static void on_closed(void *arg, struct peer_conn *c, int err, const char *why)
+{
+	(void)arg;
+	(void)c;
+	(void)err;
+	(void)why;
+	closes++;
+	conn = NULL;
+	loop_stop(lp);
+}
+
+static const struct peer_conn_ops ops = { .ready = on_ready, .closed = on_closed };
+
+static void give_up(void *arg)
+{
+	(void)arg;
+	cr_assert_fail("the loop ran 30 s without finishing the test");
+}
+
+static void holder_setup(void)
+{
+	struct peer_endpoint_opts so, co;
+
+	setup();
+	open_engine();
+	cr_assert_eq(loop_create(&lp), 0);
+	loop_set_idle(lp, idle, NULL);
+	loop_set_wait(lp, sleep_in_engine, NULL);
+	real_ops = eng->segs->ops;
+	counting_ops = *real_ops;
+	counting_ops.flush = counting_flush;
+	eng->segs->ops = &counting_ops;
+	flushes_done = 0;
+	closes = 0;
+	destroy_in_serve = false;
+	sec = peer_fixture_secret(9);
+	cr_assert_eq(holder_create(eng, &holder), 0);
+	so = (struct peer_endpoint_opts){ .loop = lp, .secret = sec, .listen_addr = "127.0.0.1",
+					  .serve = serve, .serve_arg = holder };
+	co = (struct peer_endpoint_opts){ .loop = lp, .secret = sec };
+	cr_assert_eq(peer_endpoint_create(&so, &server), 0);
+	cr_assert_eq(peer_endpoint_create(&co, &client), 0);
+	cr_assert_eq(loop_timer_add(lp, 30000, give_up, NULL, NULL), 0);
+	cr_assert_eq(peer_connect(client, "127.0.0.1", peer_endpoint_port(server), &ops, NULL,
+				  &conn), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_not_null(conn);
+}
+
+static void holder_teardown(void)
+{
+	peer_endpoint_destroy(client);
+	peer_endpoint_destroy(server);
+	holder_destroy(holder);
+	teardown(); /* closes the engine: its last callbacks run */
+	loop_destroy(lp);
+	peer_secret_destroy(sec);
+}
+
+TestSuite(holder, .init = holder_setup, .fini = holder_teardown, .timeout = 60);
+
+/* ---- requests, one at a time ---- */
+
+struct answer {
+	bool done;
+	int res;
+	uint64_t vol, epoch;     /* the reply header's: the family, the holder's fence */
+	struct peer_seg_reply rep;
+	uint8_t data[8 * BLK];
+	unsigned flushes_then;   /* flushes_done when the reply arrived */
+};
+
+static void on_reply(void *arg, int res, const struct peer_hdr *h, const void *payload,
+		     size_t len)
+{
+	struct answer *a = arg;
+
+	a->done = true;
+	a->res = res;
+	a->flushes_then = flushes_done;
+	if (res == 0) {
+		a->vol = h->volume_id;
+		a->epoch = h->epoch;
+		cr_assert_eq(peer_seg_reply_decode(h->op, payload, len, &a->rep), 0);
+		if (a->rep.data) {
+			cr_assert_leq((size_t)a->rep.nblocks * BLK, sizeof(a->data));
+			memcpy(a->data, a->rep.data, (size_t)a->rep.nblocks * BLK);
+			a->rep.data = a->data;
+		}
+	}
+	loop_stop(lp);
+}
+
+/* Sends sr (with data for an APPEND) at epoch and waits for the answer. */
+static struct answer *call(const struct peer_seg_req *sr, uint64_t epoch, const void *data,
+			   unsigned timeout_ms)
+{
+	static struct answer a;
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct iovec iov = { (void *)data, (size_t)sr->nblocks * BLK };
+	struct peer_msg m = { .op = sr->op, .volume_id = UID, .epoch = epoch, .head = head };
+
+	memset(&a, 0, sizeof(a));
+	m.head_len = peer_seg_req_encode(sr, head);
+	if (sr->op == PEER_OP_SEG_APPEND) {
+		m.data = &iov;
+		m.datacnt = 1;
+	}
+	cr_assert_eq(peer_request(conn, &m, timeout_ms, on_reply, &a), 0);
+	while (!a.done)
+		cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(a.res, 0, "a reply, not the connection's end: %d", a.res);
+	cr_assert_eq(a.vol, UID);
+	return &a;
+}
+
+static int result_of(const struct peer_seg_req *sr, uint64_t epoch, const void *data)
+{
+	return call(sr, epoch, data, 5000)->rep.result;
+}
+
+static int open_seg(uint32_t sno, uint64_t epoch)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_OPEN, .sno = sno,
+				   .segment_blocks = SEG_BLOCKS };
+
+	return result_of(&sr, epoch, NULL);
+}
+
+/* An APPEND of n blocks of fill at block; data_crc as the owner computes it. */
+static struct answer *append(uint32_t sno, uint32_t block, uint32_t n, uint8_t fill,
+			     uint32_t flags, uint64_t epoch)
+{
+	static uint8_t buf[8 * BLK];
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_APPEND, .sno = sno, .block = block,
+				   .nblocks = n, .flags = flags };
+
+	cr_assert_leq(n, 8);
+	memset(buf, fill, (size_t)n * BLK);
+	sr.data_crc = crc32c(buf, (size_t)n * BLK);
+	return call(&sr, epoch, buf, 5000);
+}
+
+static struct answer *read_back(uint32_t sno, uint32_t block, uint32_t n, uint64_t epoch)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_READ, .sno = sno, .block = block,
+				   .nblocks = n };
+
+	return call(&sr, epoch, NULL, 5000);
+}
+
+static struct answer *stat_seg(uint32_t sno, uint64_t epoch)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = sno };
+
+	return call(&sr, epoch, NULL, 5000);
+}
+
+static bool all(const uint8_t *p, size_t n, uint8_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+Test(holder, open_append_read_seal_delete)
+{
+	struct peer_seg_req sr;
+	struct engine_held_info hi;
+	struct answer *a;
+
+	cr_assert_eq(open_seg(1, 3), 0);
+	cr_assert_eq(open_seg(1, 3), 0, "an open again is a retry");
+	cr_assert_eq(engine_held_stat(eng, UID, 1, &hi), 0);
+	cr_assert_eq(engine_held_epoch(eng, UID), 3, "the epoch was raised first");
+	a = append(1, 0, 4, 0xa1, 0, 3);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 4);
+	cr_assert_eq(append(1, 4, 2, 0xb2, 0, 3)->rep.length, 6);
+	cr_assert_eq(append(1, 4, 2, 0xb2, 0, 3)->rep.result, 0, "a retry of what is there");
+	a = read_back(1, 2, 4, 3);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.nblocks, 4);
+	cr_assert(all(a->data, 2 * BLK, 0xa1));
+	cr_assert(all(a->data + 2 * BLK, 2 * BLK, 0xb2));
+	cr_assert_eq(read_back(1, 4, 3, 3)->rep.result, -ERANGE, "past what is written");
+	a = stat_seg(1, 3);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 6);
+	cr_assert_eq(a->rep.epoch, 3);
+	cr_assert_not(a->rep.sealed);
+
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_SEAL, .sno = 1, .length = 5 };
+	cr_assert_eq(result_of(&sr, 3, NULL), 0);
+	a = stat_seg(1, 3);
+	cr_assert(a->rep.sealed);
+	cr_assert_eq(a->rep.length, 5, "cut at the sealed length");
+	cr_assert_eq(append(1, 5, 1, 0xc3, 0, 3)->rep.result, -EROFS);
+	cr_assert_eq(engine_held_stat(eng, UID, 1, &hi), 0);
+	cr_assert(hi.sealed);
+
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_DELETE, .sno = 1 };
+	a = call(&sr, 3, NULL, 5000);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 0);
+	cr_assert_eq(engine_held_stat(eng, UID, 1, &hi), -ENOENT);
+	cr_assert_eq(stat_seg(1, 3)->rep.result, -ENOENT);
+	cr_assert_eq(result_of(&sr, 3, NULL), 0, "a delete again is a retry");
+	cr_assert_eq(append(9, 0, 1, 0, 0, 3)->rep.result, -ENOENT, "not held");
+	cr_assert_eq(closes, 0);
+}
+
+Test(holder, stale_epoch_refused_connection_kept)
+{
+	struct peer_seg_req raise = { .op = PEER_OP_EPOCH_RAISE };
+	struct engine_held_info hi;
+	struct answer *a;
+
+	cr_assert_eq(open_seg(1, 5), 0);
+	cr_assert_eq(append(1, 0, 2, 0x11, 0, 5)->rep.result, 0);
+	a = call(&raise, 7, NULL, 5000); /* a new owner fences the old one off */
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->epoch, 7);
+	cr_assert_eq(engine_held_epoch(eng, UID), 7, "persisted before the answer");
+
+	a = append(1, 2, 2, 0x22, 0, 5);
+	cr_assert_eq(a->rep.result, -ESTALE);
+	cr_assert_eq(a->epoch, 7, "the reply names the fence");
+	cr_assert_eq(a->rep.length, 2, "nothing of the stale append landed");
+	cr_assert_eq(open_seg(2, 6), -ESTALE, "no new segment under an old epoch");
+	cr_assert_eq(engine_held_stat(eng, UID, 2, &hi), -ENOENT);
+	cr_assert_eq(read_back(1, 0, 1, 6)->rep.result, -ESTALE);
+	cr_assert_eq(call(&raise, 6, NULL, 5000)->rep.result, -ESTALE, "no lowering");
+
+	/* the same connection goes on, under the new epoch */
+	cr_assert_not_null(conn);
+	cr_assert_eq(closes, 0);
+	a = append(1, 2, 1, 0x33, 0, 7);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 3);
+	cr_assert_eq(engine_held_stat(eng, UID, 1, &hi), 0);
+	cr_assert_eq(hi.length, 3);
+	/* a higher epoch on an op raises the fence first */
+	cr_assert_eq(append(1, 3, 1, 0x44, 0, 9)->rep.result, 0);
+	cr_assert_eq(engine_held_epoch(eng, UID), 9);
+	cr_assert_eq(append(1, 4, 1, 0x55, 0, 7)->rep.result, -ESTALE);
+}
+
+Test(holder, fua_answered_after_the_flush)
+{
+	struct answer *a;
+	unsigned before;
+
+	cr_assert_eq(open_seg(1, 2), 0);
+	before = flushes_done;
+	a = append(1, 0, 3, 0x66, 0, 2);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->flushes_then, before, "no flush for a plain append");
+	a = append(1, 3, 2, 0x77, PEER_SEG_F_FUA, 2);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 5);
+	cr_assert_gt(a->flushes_then, before, "the FUA reply came after a flush completed");
+	before = flushes_done;
+	a = call(&(struct peer_seg_req){ .op = PEER_OP_SEG_FLUSH }, 0, NULL, 5000);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_gt(a->flushes_then, before, "SEG_FLUSH flushes");
+}
+
+Test(holder, data_crc_mismatch_refused_nothing_written)
+{
+	static uint8_t buf[2 * BLK];
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_APPEND, .sno = 1, .block = 0, .nblocks = 2 };
+	struct engine_held_info hi;
+
+	cr_assert_eq(open_seg(1, 4), 0);
+	memset(buf, 0x99, sizeof(buf));
+	sr.data_crc = crc32c(buf, sizeof(buf)) ^ 1;
+	cr_assert_eq(result_of(&sr, 4, buf), -EILSEQ);
+	cr_assert_eq(engine_held_stat(eng, UID, 1, &hi), 0);
+	cr_assert_eq(hi.length, 0);
+	cr_assert_eq(append(1, 1, 1, 0x12, 0, 4)->rep.result, -ERANGE,
+		     "block 0 was not taken: block 1 is a hole");
+	/* refused before the fence moves too */
+	sr.data_crc = crc32c(buf, sizeof(buf)) ^ 1;
+	cr_assert_eq(result_of(&sr, 8, buf), -EILSEQ);
+	cr_assert_eq(engine_held_epoch(eng, UID), 4, "a refused append raises nothing");
+	cr_assert_eq(append(1, 0, 2, 0x99, 0, 4)->rep.result, 0, "the good one after it");
+	cr_assert_eq(closes, 0);
+}
+
+Test(holder, other_segment_size_and_bad_names_refused)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_OPEN, .sno = 1,
+				   .segment_blocks = SEG_BLOCKS * 2 };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct answer a = { 0 };
+	struct peer_msg m = { .op = PEER_OP_SEG_STAT, .volume_id = 0, .epoch = 1, .head = head };
+
+	cr_assert_eq(result_of(&sr, 1, NULL), -EINVAL);
+	cr_assert_eq(engine_held_stat(eng, UID, 1, &(struct engine_held_info){ 0 }), -ENOENT);
+	cr_assert_eq(open_seg(1, 0), -EINVAL, "every op names its owner's epoch");
+	/* a family uid of 0 */
+	m.head_len = peer_seg_req_encode(&(struct peer_seg_req){ .op = PEER_OP_SEG_STAT, .sno = 1 },
+					 head);
+	cr_assert_eq(peer_request(conn, &m, 5000, on_reply, &a), 0);
+	while (!a.done)
+		cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(a.res, 0);
+	cr_assert_eq(a.rep.result, -EINVAL, "no family");
+	cr_assert_eq(closes, 0);
+}
+
+/* The holder goes while an op of it is in the engine: nothing is answered (the
+ * requester times out), and the engine's callback later frees the op. */
+Test(holder, destroyed_with_an_op_in_flight)
+{
+	static uint8_t buf[BLK];
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_APPEND, .sno = 1, .nblocks = 1,
+				   .flags = PEER_SEG_F_FUA };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct iovec iov = { buf, BLK };
+	struct peer_msg m = { .op = sr.op, .volume_id = UID, .epoch = 2, .head = head,
+			      .data = &iov, .datacnt = 1 };
+	static struct answer late;
+
+	cr_assert_eq(open_seg(1, 2), 0);
+	sr.data_crc = crc32c(buf, BLK);
+	m.head_len = peer_seg_req_encode(&sr, head);
+	destroy_in_serve = true;
+	cr_assert_eq(peer_request(conn, &m, 300, on_reply, &late), 0);
+	while (!late.done)
+		cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(late.res, -ETIMEDOUT, "never answered");
+	cr_assert_null(holder);
+}

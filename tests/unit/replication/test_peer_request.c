@@ -1,0 +1,674 @@
+/* tests/unit/replication/test_peer_request.c — replication/peer.c's requests and
+ * replies (the segment ops) between two endpoints on 127.0.0.1 in one process: a
+ * request and its reply, large frames both ways, many requests in flight answered out
+ * of order, a reply later than its timeout, a close with requests in flight (every
+ * callback runs once), replies to a connection that closed (dropped, never a use
+ * after free: run under ASan in build-san), no serve hook, a malformed reply, the
+ * calls' refusals, and a peer that does not read its replies stalling no one else. */
+#include "replication/peer.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+#include "common/loop.h"
+#include "replication/peer_session.h"
+#include "peer_fixture.h"
+
+#define MAX_HELD 512
+#define FAMILY 0x77
+#define EPOCH 5
+
+static struct loop *lp;
+static struct peer_secret *sec;
+static struct peer_endpoint *server, *client;
+
+/* ---- the server's serve hook ---- */
+
+enum mode { ANSWER, HOLD, BAD_REPLY };
+
+static struct srv {
+	enum mode mode;
+	unsigned served, bad_crc, stop_at;
+	struct peer_req *held[MAX_HELD];
+	unsigned nheld;
+	struct peer_hdr last_hdr;
+	struct peer_seg_req last;
+} srv;
+
+static uint8_t pattern(uint32_t block, size_t i)
+{
+	return (uint8_t)(block * 31 + i);
+}
+
+/* Answers as a holder would, from nothing: an APPEND's length is its end, a READ's
+ * blocks are pattern(), a STAT says sealed at 40. */
+static void answer(struct peer_req *req, int result)
+{
+	const struct peer_hdr *h = peer_req_hdr(req);
+	size_t len;
+	const void *p = peer_req_payload(req, &len);
+	struct peer_seg_req sr;
+	struct peer_seg_reply rep = { .result = result };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	static uint8_t blocks[PEER_SEG_READ_MAX_BLOCKS * PEER_SEG_BLOCK];
+	struct iovec data;
+	struct peer_msg m = { .op = h->op | PEER_OP_REPLY, .volume_id = h->volume_id,
+			      .epoch = h->epoch, .head = head };
+
+	cr_assert_eq(peer_seg_req_decode(h->op, p, len, &sr), 0);
+	if (result == 0 && sr.op == PEER_OP_SEG_APPEND)
+		rep.length = sr.block + sr.nblocks;
+	if (result == 0 && sr.op == PEER_OP_SEG_STAT) {
+		rep.length = 40;
+		rep.epoch = h->epoch;
+		rep.sealed = true;
+	}
+	if (result == 0 && sr.op == PEER_OP_SEG_READ) {
+		for (size_t i = 0; i < (size_t)sr.nblocks * PEER_SEG_BLOCK; i++)
+			blocks[i] = pattern(sr.block, i);
+		data = (struct iovec){ blocks, (size_t)sr.nblocks * PEER_SEG_BLOCK };
+		m.data = &data;
+		m.datacnt = 1;
+	}
+	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
+	if (srv.mode == BAD_REPLY)
+		m.head_len = 8; /* a STAT's success without its stat: not a reply's layout */
+	cr_assert_eq(peer_req_reply(req, &m), 0);
+}
+
+static void serve(void *arg, struct peer_req *req)
+{
+	const struct peer_hdr *h = peer_req_hdr(req);
+	size_t len;
+	const void *p = peer_req_payload(req, &len);
+
+	cr_assert_eq(arg, &srv);
+	srv.served++;
+	srv.last_hdr = *h;
+	cr_assert_eq(peer_seg_req_decode(h->op, p, len, &srv.last), 0, "peer.c checked it");
+	if (srv.last.op == PEER_OP_SEG_APPEND && peer_seg_data_check(&srv.last) < 0)
+		srv.bad_crc++;
+	if (srv.mode == HOLD) {
+		cr_assert_lt(srv.nheld, MAX_HELD);
+		srv.held[srv.nheld++] = req;
+	} else {
+		answer(req, 0);
+	}
+	if (srv.stop_at && srv.served == srv.stop_at)
+		loop_stop(lp);
+}
+
+/* ---- the client ---- */
+
+struct cli {
+	struct peer_conn *c;
+	unsigned readies, closes;
+	int close_err;
+};
+
+struct call {
+	unsigned calls;
+	int res;
+	struct peer_hdr hdr;
+	struct peer_seg_reply rep;
+	bool data_ok;
+	uint32_t want_block;
+	unsigned *done, stop_at; /* a shared count, and when it stops the loop */
+};
+
+static void on_ready(void *arg, struct peer_conn *c)
+{
+	struct cli *cl = arg;
+
+	cr_assert_eq(c, cl->c);
+	cl->readies++;
+	loop_stop(lp);
+}
+
+static void on_closed(void *arg, struct peer_conn *c, int err, const char *why)
+{
+	struct cli *cl = arg;
+
+	(void)c;
+	(void)why;
+	cl->closes++;
+	cl->close_err = err;
+	cl->c = NULL;
+	loop_stop(lp);
+}
+
+static const struct peer_conn_ops cli_ops = { .ready = on_ready, .closed = on_closed };
+
+static void on_reply(void *arg, int res, const struct peer_hdr *h, const void *payload,
+		     size_t len)
+{
+	struct call *k = arg;
+
+	k->calls++;
+	k->res = res;
+	if (res == 0) {
+		cr_assert_not_null(h);
+		k->hdr = *h;
+		cr_assert_eq(peer_seg_reply_decode(h->op, payload, len, &k->rep), 0);
+		k->data_ok = true;
+		for (size_t i = 0; k->rep.data && i < (size_t)k->rep.nblocks * PEER_SEG_BLOCK; i++)
+			if (k->rep.data[i] != pattern(k->want_block, i)) {
+				k->data_ok = false;
+				break;
+			}
+	} else {
+		cr_assert_null(h);
+	}
+	if (k->done && ++*k->done == k->stop_at)
+		loop_stop(lp);
+}
+
+static void give_up(void *arg)
+{
+	(void)arg;
+	cr_assert_fail("the loop ran 20 s without finishing the test");
+}
+
+static struct peer_endpoint *endpoint(bool listen, bool with_serve)
+{
+	struct peer_endpoint_opts o = { .loop = lp, .secret = sec, .node_id = 7,
+					.listen_addr = listen ? "127.0.0.1" : NULL,
+					.serve = with_serve ? serve : NULL, .serve_arg = &srv };
+	struct peer_endpoint *ep;
+
+	cr_assert_eq(peer_endpoint_create(&o, &ep), 0);
+	return ep;
+}
+
+static void setup(void)
+{
+	memset(&srv, 0, sizeof(srv));
+	cr_assert_eq(loop_create(&lp), 0);
+	sec = peer_fixture_secret(3);
+	cr_assert_eq(loop_timer_add(lp, 20000, give_up, NULL, NULL), 0);
+	client = endpoint(false, false);
+}
+
+static void teardown(void)
+{
+	peer_endpoint_destroy(client);
+	peer_endpoint_destroy(server);
+	server = NULL;
+	peer_secret_destroy(sec);
+	loop_destroy(lp);
+}
+
+TestSuite(peer_request, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A server (with the serve hook or none) and a client connection to it, ready. */
+static void connect_ready(struct cli *cl, bool with_serve)
+{
+	server = endpoint(true, with_serve);
+	cr_assert_eq(peer_connect(client, "127.0.0.1", peer_endpoint_port(server), &cli_ops, cl,
+				  &cl->c), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(cl->readies, 1, "the connection is ready");
+}
+
+/* Sends a request of op with the given head and data; 0 or peer_request's error. */
+static int send_req(struct cli *cl, const struct peer_seg_req *sr, const struct iovec *data,
+		    int datacnt, unsigned timeout_ms, struct call *k)
+{
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = sr->op, .volume_id = FAMILY, .epoch = EPOCH, .head = head,
+			      .data = data, .datacnt = datacnt };
+
+	m.head_len = peer_seg_req_encode(sr, head);
+	return peer_request(cl->c, &m, timeout_ms, on_reply, k);
+}
+
+/* An APPEND of n blocks (filled with fill) at block, its data in `pieces` iovs. */
+static int send_append(struct cli *cl, uint32_t block, uint32_t n, uint8_t fill, int pieces,
+		       uint32_t flags, unsigned timeout_ms, struct call *k)
+{
+	size_t len = (size_t)n * PEER_SEG_BLOCK, at = 0;
+	uint8_t *buf = malloc(len);
+	struct iovec iov[4];
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_APPEND, .sno = 2, .block = block,
+				   .nblocks = n, .flags = flags };
+	int r;
+
+	cr_assert_not_null(buf);
+	cr_assert_leq(pieces, 4);
+	memset(buf, fill, len);
+	sr.data_crc = crc32c(buf, len);
+	for (int i = 0; i < pieces; i++) {
+		size_t part = i == pieces - 1 ? len - at : len / (size_t)pieces;
+
+		iov[i] = (struct iovec){ buf + at, part };
+		at += part;
+	}
+	r = send_req(cl, &sr, iov, pieces, timeout_ms, k);
+	memset(buf, ~fill, len); /* the caller's buffers are free at once */
+	free(buf);
+	return r;
+}
+
+Test(peer_request, request_and_reply)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call open = { .done = &done, .stop_at = 5 }, big = open, small = open, rd = open,
+		    st = open;
+	struct peer_seg_req sr;
+
+	connect_ready(&cl, true);
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_OPEN, .sno = 2, .segment_blocks = 1024 };
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &open), 0);
+	/* 1 MiB in three pieces, FUA: the server sees one payload whose data has its CRC */
+	cr_assert_eq(send_append(&cl, 1, 256, 0x5a, 3, PEER_SEG_F_FUA, 1000, &big), 0);
+	cr_assert_eq(send_append(&cl, 257, 1, 0x11, 1, 0, 1000, &small), 0);
+	/* a READ whose reply is 4 MiB */
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_READ, .sno = 2, .block = 9,
+				    .nblocks = PEER_SEG_READ_MAX_BLOCKS };
+	rd.want_block = 9;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &rd), 0);
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_STAT, .sno = 2 };
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 0, &st), 0);
+	cr_assert_eq(peer_conn_pending(cl.c), 5);
+	cr_assert_eq(open.calls, 0, "never before peer_request returns");
+	cr_assert_eq(loop_run(lp), 0);
+
+	cr_assert_eq(srv.served, 5);
+	cr_assert_eq(srv.bad_crc, 0, "every append's data arrived whole");
+	cr_assert_eq(srv.last_hdr.volume_id, FAMILY);
+	cr_assert_eq(srv.last_hdr.epoch, EPOCH);
+	cr_assert_eq(open.calls, 1);
+	cr_assert_eq(open.res, 0);
+	cr_assert_eq(open.hdr.op, PEER_OP_SEG_OPEN | PEER_OP_REPLY);
+	cr_assert_eq(big.rep.result, 0);
+	cr_assert_eq(big.rep.length, 257);
+	cr_assert_eq(small.rep.length, 258);
+	cr_assert_eq(rd.calls, 1);
+	cr_assert_eq(rd.rep.nblocks, PEER_SEG_READ_MAX_BLOCKS);
+	cr_assert(rd.data_ok, "the READ's 4 MiB arrived as sent");
+	cr_assert_eq(st.rep.epoch, EPOCH);
+	cr_assert(st.rep.sealed);
+	cr_assert_eq(st.rep.length, 40);
+	cr_assert_eq(peer_conn_pending(cl.c), 0);
+	cr_assert_eq(cl.closes, 0, "the connection stays");
+}
+
+/* Many appends in flight at once, answered in the reverse order: each callback runs
+ * once, with its own reply. */
+static void answer_held_reversed(void)
+{
+	while (srv.nheld)
+		answer(srv.held[--srv.nheld], 0);
+}
+
+Test(peer_request, many_requests_in_flight)
+{
+	enum { N = 200 };
+	struct cli cl = { 0 };
+	static struct call k[N];
+	unsigned done = 0;
+
+	connect_ready(&cl, true);
+	srv.mode = HOLD;
+	srv.stop_at = N;
+	for (unsigned i = 0; i < N; i++) {
+		k[i] = (struct call){ .done = &done, .stop_at = N };
+		/* 128 KiB each: a served payload that large keeps the read buffer */
+		cr_assert_eq(send_append(&cl, i * 32, 32, (uint8_t)i, 2, 0, 5000, &k[i]), 0);
+	}
+	cr_assert_eq(peer_conn_pending(cl.c), N);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(srv.served, N);
+	cr_assert_eq(srv.bad_crc, 0);
+	answer_held_reversed();
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(done, N);
+	for (unsigned i = 0; i < N; i++) {
+		cr_assert_eq(k[i].calls, 1, "request %u", i);
+		cr_assert_eq(k[i].rep.length, i * 32 + 32, "request %u got its own reply", i);
+	}
+	cr_assert_eq(peer_conn_pending(cl.c), 0);
+}
+
+/* The server's held requests, answered now: the connection closed, so each reply is
+ * dropped and its request freed. */
+static void reply_to_closed(void)
+{
+	uint8_t head[8];
+	struct peer_seg_reply rep = { 0 };
+
+	for (unsigned i = 0; i < srv.nheld; i++) {
+		struct peer_msg m = { .op = peer_req_hdr(srv.held[i])->op | PEER_OP_REPLY,
+				      .head = head, .head_len = 8 };
+
+		peer_seg_reply_encode(m.op, &rep, head);
+		cr_assert_eq(peer_req_reply(srv.held[i], &m), -ENOTCONN);
+	}
+	srv.nheld = 0;
+}
+
+static void stop_soon(void *arg)
+{
+	(void)arg;
+	loop_stop(lp);
+}
+
+/* Runs the loop for ms: the server notices a close meanwhile. */
+static void run_for(unsigned ms)
+{
+	cr_assert_eq(loop_timer_add(lp, ms, stop_soon, NULL, NULL), 0);
+	cr_assert_eq(loop_run(lp), 0);
+}
+
+Test(peer_request, late_reply_times_out_and_closes)
+{
+	struct cli cl = { 0 };
+	struct call late = { 0 }, none = { 0 }, longer = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
+
+	connect_ready(&cl, true);
+	srv.mode = HOLD;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 0, &none), 0);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 5000, &longer), 0);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 100, &late), 0);
+	cr_assert_eq(loop_run(lp), 0); /* until the close */
+	cr_assert_eq(late.calls, 1);
+	cr_assert_eq(late.res, -ETIMEDOUT);
+	cr_assert_eq(none.calls, 1);
+	cr_assert_eq(none.res, -ECONNRESET);
+	cr_assert_eq(longer.calls, 1);
+	cr_assert_eq(longer.res, -ECONNRESET);
+	cr_assert_eq(cl.closes, 1);
+	cr_assert_eq(cl.close_err, ETIMEDOUT);
+	run_for(100);
+	cr_assert_eq(srv.nheld, 3, "the server got them all");
+	reply_to_closed();
+}
+
+/* A reply that came in time leaves the timer for the next deadline. */
+Test(peer_request, answered_in_time_no_timeout)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call a = { .done = &done, .stop_at = 2 }, b = a;
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
+
+	connect_ready(&cl, true);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 50, &a), 0);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 50, &b), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	run_for(200); /* past both deadlines */
+	cr_assert_eq(a.calls, 1);
+	cr_assert_eq(a.res, 0);
+	cr_assert_eq(b.res, 0);
+	cr_assert_eq(cl.closes, 0, "no timeout after the replies");
+}
+
+Test(peer_request, close_with_requests_in_flight)
+{
+	enum { N = 10 };
+	struct cli cl = { 0 };
+	struct call k[N] = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_DELETE, .sno = 3 };
+
+	connect_ready(&cl, true);
+	srv.mode = HOLD;
+	srv.stop_at = N;
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(send_req(&cl, &sr, NULL, 0, i % 2 ? 5000 : 0, &k[i]), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	peer_conn_close(cl.c);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(k[i].calls, 1, "request %d", i);
+		cr_assert_eq(k[i].res, -ECONNRESET);
+	}
+	cr_assert_eq(cl.closes, 1);
+	cr_assert_eq(cl.close_err, 0);
+	run_for(100); /* the server sees the close */
+	reply_to_closed();
+}
+
+/* The server goes away with requests being served: the client's end with
+ * -ECONNRESET; the replies after it are dropped. */
+Test(peer_request, server_gone_replies_dropped)
+{
+	struct cli cl = { 0 };
+	struct call a = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_EPOCH_RAISE };
+
+	connect_ready(&cl, true);
+	srv.mode = HOLD;
+	srv.stop_at = 1;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 0, &a), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	peer_endpoint_destroy(server);
+	server = NULL;
+	cr_assert_eq(loop_run(lp), 0); /* until the client sees the close */
+	cr_assert_eq(a.calls, 1);
+	cr_assert_eq(a.res, -ECONNRESET);
+	reply_to_closed();
+}
+
+Test(peer_request, no_serve_hook_answers_eopnotsupp)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call a = { .done = &done, .stop_at = 2 }, b = a;
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_FLUSH };
+
+	connect_ready(&cl, false);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &a), 0);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &b), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(a.rep.result, -EOPNOTSUPP);
+	cr_assert_eq(b.rep.result, -EOPNOTSUPP, "the connection stays for the next");
+	cr_assert_eq(cl.closes, 0);
+}
+
+Test(peer_request, malformed_reply_closes)
+{
+	struct cli cl = { 0 };
+	struct call a = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
+
+	connect_ready(&cl, true);
+	srv.mode = BAD_REPLY;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &a), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(a.calls, 1);
+	cr_assert_eq(a.res, -ECONNRESET);
+	cr_assert_eq(cl.closes, 1);
+	cr_assert_eq(cl.close_err, EPROTO);
+}
+
+Test(peer_request, refusals_never_call_back)
+{
+	struct cli cl = { 0 };
+	struct call k = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_APPEND, .sno = 1, .nblocks = 1 };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg ping = { .op = PEER_OP_PING };
+	struct peer_msg empty = { .op = PEER_OP_SEG_APPEND, .head = head };
+	static uint8_t huge[PEER_PAYLOAD_MAX];
+	struct iovec iov = { huge, sizeof(huge) };
+	struct peer_conn *c;
+
+	server = endpoint(true, true);
+	cr_assert_eq(peer_connect(client, "127.0.0.1", peer_endpoint_port(server), &cli_ops, &cl,
+				  &c), 0);
+	cl.c = c;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 0, &k), -ENOTCONN, "not before ready");
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(peer_request(c, &ping, 0, on_reply, &k), -EINVAL, "not a segment op");
+	empty.head_len = peer_seg_req_encode(&sr, head);
+	cr_assert_eq(peer_request(c, &empty, 0, on_reply, &k), -EINVAL, "an append of no data");
+	empty.data = &iov;
+	empty.datacnt = 1;
+	cr_assert_eq(peer_request(c, &empty, 0, on_reply, &k), -EMSGSIZE, "past 16 MiB");
+	cr_assert_eq(peer_conn_pending(c), 0);
+	peer_conn_close(c);
+	cr_assert_eq(k.calls, 0);
+}
+
+/* Callbacks may send the next request and close the connection. */
+struct chain {
+	struct cli *cl;
+	unsigned left;
+	struct call k;
+};
+
+static void chain_reply(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			size_t len)
+{
+	struct chain *ch = arg;
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_SEAL, .sno = 4 };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = sr.op, .volume_id = FAMILY, .epoch = EPOCH, .head = head };
+
+	on_reply(&ch->k, res, h, payload, len);
+	if (res < 0)
+		return;
+	if (--ch->left == 0) {
+		peer_conn_close(ch->cl->c); /* from inside: after this returns */
+		return;
+	}
+	sr.length = ch->left;
+	m.head_len = peer_seg_req_encode(&sr, head);
+	cr_assert_eq(peer_request(ch->cl->c, &m, 1000, chain_reply, ch), 0);
+}
+
+Test(peer_request, callbacks_send_and_close)
+{
+	struct cli cl = { 0 };
+	struct chain ch = { .cl = &cl, .left = 20 };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_SEAL, .sno = 4, .length = 20 };
+	struct peer_msg m = { .op = sr.op, .volume_id = FAMILY, .epoch = EPOCH, .head = head };
+
+	connect_ready(&cl, true);
+	m.head_len = peer_seg_req_encode(&sr, head);
+	cr_assert_eq(peer_request(cl.c, &m, 1000, chain_reply, &ch), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(ch.k.calls, 20);
+	cr_assert_eq(srv.served, 20);
+	cr_assert_eq(srv.last.length, 1);
+	cr_assert_eq(cl.closes, 1);
+	cr_assert_eq(cl.close_err, 0);
+}
+
+/* ---- a peer that does not read its replies ---- */
+
+/* A client made of a session over a raw socket: it handshakes, sends big READs, then
+ * never reads again. */
+struct raw {
+	int fd;
+	struct peer_session *s;
+	struct peer_buf in, out;
+	struct loop_watch *w;
+	unsigned reads;
+};
+
+static void raw_send_all(struct raw *r)
+{
+	size_t off = 0;
+
+	while (off < r->out.len) {
+		ssize_t n = send(r->fd, r->out.data + off, r->out.len - off, MSG_NOSIGNAL);
+
+		cr_assert_gt(n, 0);
+		off += (size_t)n;
+	}
+	r->out.len = 0;
+}
+
+static void raw_event(void *arg, unsigned events)
+{
+	struct raw *r = arg;
+	struct peer_frame f;
+	const char *why;
+	size_t need;
+	ssize_t n;
+
+	(void)events;
+	cr_assert_eq(peer_buf_reserve(&r->in, 4096), 0);
+	n = recv(r->fd, r->in.data + r->in.len, r->in.cap - r->in.len, MSG_DONTWAIT);
+	cr_assert_gt(n, 0, "the server closed the raw client");
+	r->in.len += (size_t)n;
+	while (peer_session_frame_len(r->s, r->in.data, r->in.len, &need, &why) == 0 && need &&
+	       need <= r->in.len) {
+		cr_assert_geq(peer_session_input(r->s, r->in.data, need, &f, &r->out, &why), 0);
+		peer_buf_consume(&r->in, need);
+	}
+	raw_send_all(r);
+	if (!peer_session_is_open(r->s))
+		return;
+	for (unsigned i = 0; i < r->reads; i++) {
+		uint8_t head[PEER_SEG_HEAD_MAX];
+		struct peer_seg_req sr = { .op = PEER_OP_SEG_READ, .sno = 1,
+					   .nblocks = PEER_SEG_READ_MAX_BLOCKS };
+		struct peer_hdr h = { .op = PEER_OP_SEG_READ, .request_id = i + 1,
+				      .volume_id = FAMILY, .epoch = EPOCH };
+
+		h.payload_len = (uint32_t)peer_seg_req_encode(&sr, head);
+		cr_assert_eq(peer_session_send(r->s, &h, head, &r->out), 0);
+	}
+	raw_send_all(r);
+	loop_watch_remove(r->w); /* and never read again */
+	r->w = NULL;
+	loop_stop(lp);
+}
+
+Test(peer_request, slow_reader_stalls_no_one_else)
+{
+	uint8_t inst[PEER_INSTANCE_BYTES];
+	struct peer_session_opts so = { .role = PEER_CLIENT, .secret = sec, .instance = inst };
+	struct raw r = { .reads = 16 };
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct cli cl = { 0 };
+	unsigned done = 0, before;
+	static struct call k[50];
+
+	memset(inst, 0xee, sizeof(inst));
+	server = endpoint(true, true);
+	sa.sin_port = htons(peer_endpoint_port(server));
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	r.fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(r.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(peer_session_create(&so, &r.s), 0);
+	cr_assert_eq(peer_session_hello(r.s, &r.out), 0);
+	raw_send_all(&r);
+	cr_assert_eq(loop_watch_add(lp, r.fd, LOOP_READ, raw_event, &r, &r.w), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_null(r.w, "the raw client sent its READs (64 MiB of replies) and stopped reading");
+	run_for(500);
+	cr_assert_geq(srv.served, 1);
+	cr_assert_lt(srv.served, r.reads, "the server stopped reading a peer that does not read");
+	before = srv.served;
+
+	/* its replies sit in the server's buffers; another client is served all the same */
+	cr_assert_eq(peer_connect(client, "127.0.0.1", peer_endpoint_port(server), &cli_ops, &cl,
+				  &cl.c), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(cl.readies, 1);
+	for (unsigned i = 0; i < 50; i++) {
+		k[i] = (struct call){ .done = &done, .stop_at = 50 };
+		cr_assert_eq(send_append(&cl, i, 1, (uint8_t)i, 1, 0, 2000, &k[i]), 0);
+	}
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(done, 50);
+	for (unsigned i = 0; i < 50; i++)
+		cr_assert_eq(k[i].res, 0);
+	cr_assert_eq(srv.served, before + 50);
+	close(r.fd);
+	peer_session_destroy(r.s);
+	peer_buf_free(&r.in);
+	peer_buf_free(&r.out);
+}
