@@ -31,121 +31,12 @@
 #include "engine/segment.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
-
-#define LOG_TAG "replica"
-#define RETRY_MS 250u          /* a record etcd did not take, a placement not possible */
-#define BACKOFF_MIN_MS 100u
-#define BACKOFF_MAX_MS 2000u
-#define MAX_REMOTE (LAYOUT_MAX_HOLDERS - 1)
-
-struct rnode {
-	struct replicas *rs;
-	char id[LAYOUT_ID_MAX + 1];
-	char domain[LAYOUT_ID_MAX + 1];
-	char peer[LAYOUT_ADDR_MAX + 1]; /* "HOST:PORT" from the map */
-	bool in_map;         /* up, in and compatible in the last map */
-	struct peer_conn *conn;
-	bool ready;          /* conn authenticated */
-	bool bad_size;       /* refused our segment size: never placed again */
-	unsigned backoff_ms;
-	struct loop_timer *retry;
-	bool dirty;          /* acknowledged appends since its last SEG_FLUSH */
-};
-
-struct family {
-	uint64_t uid;
-	char name[LAYOUT_ID_MAX + 1];
-	int64_t epoch;
-	unsigned replicas, min_replicas;
-	bool stale;          /* etcd refused its epoch: this node is not its owner */
-};
-
-enum rseg_state {
-	RS_PLACING,   /* waiting for enough holders */
-	RS_RECORDING, /* the open record goes to etcd */
-	RS_OPENING,   /* SEG_OPEN on the holders */
-	RS_OPEN,
-	RS_SEALING,   /* the sealed record, then SEG_SEAL */
-	RS_SEALED,
-	RS_DELETING,  /* the record deleted, then SEG_DELETE */
-	RS_DEAD,      /* no copy can be made any more (a stale epoch): appends fail */
-};
-
-struct rop;
-
-struct rseg {
-	struct replicas *rs;
-	struct family *fam;
-	uint32_t slot, sno;
-	enum rseg_state state;
-	unsigned nholders;              /* remote holders now */
-	struct rnode *holders[MAX_REMOTE];
-	unsigned opening;               /* SEG_OPEN replies outstanding */
-	uint32_t appended;              /* end of the appends given to us */
-	unsigned inflight;              /* appends not completed */
-	struct rop *ops;                /* appends not completed, oldest first */
-	bool seal_wanted, delete_wanted;
-	uint32_t seal_len;
-	bool record_busy;               /* a holders record is in etcd's hands */
-	bool record_again;              /* the set changed again meanwhile */
-	bool warned_min;
-	unsigned refs;                  /* requests and etcd calls referring to it */
-	struct loop_timer *retry;
-	struct rseg *next_all;
-};
-
-struct rop {
-	struct rseg *seg;
-	uint32_t block, nblocks;
-	struct iovec iov;               /* the engine's buffer, alive until cb */
-	uint32_t crc;
-	seg_cb cb;
-	void *arg;
-	unsigned nsent;
-	struct rnode *sent[MAX_REMOTE]; /* sent to */
-	bool acked[MAX_REMOTE];
-	unsigned refs;                  /* replies outstanding, +1 until completed */
-	int res;
-	bool done;
-	struct rop *next;
-};
-
-struct rflush {
-	struct replicas *rs;
-	seg_cb cb;
-	void *arg;
-	unsigned pending;
-	bool failed;
-};
-
-struct replicas {
-	struct loop *loop;
-	struct engine *eng;
-	struct peer_endpoint *ep;
-	struct cluster *cluster;
-	char self[LAYOUT_ID_MAX + 1];
-	char self_domain[LAYOUT_ID_MAX + 1];
-	unsigned timeout_ms;
-	uint32_t seg_blocks;
-	bool closing;
-	struct family **fams;
-	size_t nfams;
-	struct rnode **nodes;
-	size_t nnodes;
-	struct rseg **by_slot;          /* the mirrored segment in each slot, or NULL */
-	size_t nslots;
-	struct rseg *all;               /* every rseg, also those no longer in a slot */
-	unsigned records_busy;          /* holders records in flight: flushes wait */
-	struct loop_task *kick;         /* completions deferred out of the engine's calls */
-	bool in_hook;                   /* inside a mirror hook: complete nothing now */
-	struct rflush **flushes;        /* flushes waiting for records */
-	size_t nflushes;
-};
+#include "replication/replica_internal.h"
 
 /* ---- wire helpers (payload layouts: peer_proto.h) ---- */
 
 /* The reply's result: the transport's error, or the holder's. */
-static int reply_result(uint8_t op, int res, const void *payload, size_t len)
+int replica_reply_result(uint8_t op, int res, const void *payload, size_t len)
 {
 	struct peer_seg_reply r;
 
@@ -164,145 +55,7 @@ static void seg_id_text(const struct rseg *s, char *buf, size_t len)
 
 /* ---- nodes and connections ---- */
 
-static void node_connect(struct rnode *n);
 
-static void node_retry_fire(void *arg)
-{
-	struct rnode *n = arg;
-
-	n->retry = NULL;
-	node_connect(n);
-}
-
-static void node_schedule(struct rnode *n)
-{
-	if (n->rs->closing || n->retry || !n->in_map)
-		return;
-	n->backoff_ms = n->backoff_ms ? n->backoff_ms * 2 : BACKOFF_MIN_MS;
-	if (n->backoff_ms > BACKOFF_MAX_MS)
-		n->backoff_ms = BACKOFF_MAX_MS;
-	if (loop_timer_add(n->rs->loop, n->backoff_ms, node_retry_fire, n, &n->retry) < 0)
-		n->retry = NULL;
-}
-
-static void segs_retry_placing(struct replicas *rs);
-static void node_failed(struct rnode *n, const char *why);
-
-static void conn_ready(void *arg, struct peer_conn *c)
-{
-	struct rnode *n = arg;
-
-	(void)c;
-	n->ready = true;
-	n->backoff_ms = 0;
-	log_msg(LOG_INFO, LOG_TAG, "holder node %s (%s): connected", n->id, n->peer);
-	segs_retry_placing(n->rs);
-}
-
-static void conn_closed(void *arg, struct peer_conn *c, int err, const char *why)
-{
-	struct rnode *n = arg;
-	bool was_ready = n->ready;
-	char reason[256];
-
-	(void)c;
-	n->conn = NULL;
-	n->ready = false;
-	if (n->rs->closing)
-		return;
-	snprintf(reason, sizeof(reason), "connection %s: %s",
-		 was_ready ? "lost" : "failed", why && why[0] ? why : err_str(-err));
-	node_failed(n, reason);
-	node_schedule(n);
-}
-
-static const struct peer_conn_ops conn_ops = {
-	.ready = conn_ready,
-	.closed = conn_closed,
-};
-
-static void node_connect(struct rnode *n)
-{
-	char addr[LAYOUT_ADDR_MAX + 1];
-	uint16_t port;
-	int r;
-
-	if (n->conn || n->rs->closing || !n->in_map || !n->peer[0])
-		return;
-	if (peer_addr_parse(n->peer, addr, sizeof(addr), &port) < 0) {
-		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "node %s: peer address '%s' is not ADDR:PORT",
-				n->id, n->peer);
-		return;
-	}
-	r = peer_connect(n->rs->ep, addr, port, &conn_ops, n, &n->conn);
-	if (r < 0) {
-		n->conn = NULL;
-		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "node %s (%s): cannot connect: %s", n->id,
-				n->peer, err_str(-r));
-		node_schedule(n);
-	}
-}
-
-static struct rnode *node_find(struct replicas *rs, const char *id)
-{
-	for (size_t i = 0; i < rs->nnodes; i++)
-		if (strcmp(rs->nodes[i]->id, id) == 0)
-			return rs->nodes[i];
-	return NULL;
-}
-
-static struct rnode *node_add(struct replicas *rs, const char *id)
-{
-	struct rnode **v = realloc(rs->nodes, (rs->nnodes + 1) * sizeof(*v));
-	struct rnode *n;
-
-	if (!v)
-		return NULL;
-	rs->nodes = v;
-	n = calloc(1, sizeof(*n));
-	if (!n)
-		return NULL;
-	n->rs = rs;
-	snprintf(n->id, sizeof(n->id), "%s", id);
-	rs->nodes[rs->nnodes++] = n;
-	return n;
-}
-
-/* Takes the map's view of every other node; connects to those that may hold copies. */
-static void nodes_refresh(struct replicas *rs)
-{
-	struct cluster_node *map;
-	size_t count;
-
-	if (cluster_nodes(rs->cluster, &map, &count) < 0)
-		return;
-	for (size_t i = 0; i < rs->nnodes; i++)
-		rs->nodes[i]->in_map = false;
-	for (size_t i = 0; i < count; i++) {
-		struct cluster_node *m = &map[i];
-		struct rnode *n;
-
-		if (m->self) {
-			snprintf(rs->self_domain, sizeof(rs->self_domain), "%s", m->rec.domain);
-			continue;
-		}
-		n = node_find(rs, m->rec.id);
-		if (!n && !(n = node_add(rs, m->rec.id)))
-			continue;
-		snprintf(n->domain, sizeof(n->domain), "%s", m->rec.domain);
-		if (strcmp(n->peer, m->rec.peer) != 0 && n->conn)
-			peer_conn_close(n->conn); /* it moved: the old address is not it */
-		snprintf(n->peer, sizeof(n->peer), "%s", m->rec.peer);
-		n->in_map = m->up && !m->out && m->compatible && m->rec.peer[0];
-	}
-	free(map);
-	for (size_t i = 0; i < rs->nnodes; i++) {
-		struct rnode *n = rs->nodes[i];
-
-		if (n->in_map && !n->conn && !n->retry)
-			node_connect(n);
-	}
-}
 
 /* ---- families ---- */
 
@@ -507,10 +260,30 @@ static void seg_complete(struct rseg *s)
 
 /* ---- holders: the record of a drop ---- */
 
+/* One etcd call about a segment. The cluster may answer after replica_destroy (its
+ * stop completes what is queued): the call is then an orphan (seg NULL), freed by its
+ * callback, which touches nothing else. */
 struct seg_call {
 	struct rseg *seg;
 	struct cluster_vol_req req;
+	struct seg_call *next; /* in rs->calls */
 };
+
+/* The callback's side: c leaves rs->calls and is freed; its segment, or NULL for an
+ * orphan (the module is gone: do nothing). */
+static struct rseg *call_end(struct seg_call *c)
+{
+	struct rseg *s = c->seg;
+
+	if (s)
+		for (struct seg_call **p = &s->rs->calls; *p; p = &(*p)->next)
+			if (*p == c) {
+				*p = c->next;
+				break;
+			}
+	free(c);
+	return s;
+}
 
 static void fill_holders(const struct rseg *s, struct layout_segment *seg)
 {
@@ -541,8 +314,11 @@ static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
 	if (r < 0) {
 		s->refs--;
 		free(c);
+		return r;
 	}
-	return r;
+	c->next = s->rs->calls;
+	s->rs->calls = c;
+	return 0;
 }
 
 /* etcd said this node is not the family's owner at its epoch: nothing of it can be
@@ -560,14 +336,13 @@ static void family_stale(struct rseg *s, const char *msg)
 
 static void record_holders(struct rseg *s);
 
-static void flushes_recheck(struct replicas *rs);
 
 static void holders_recorded(void *arg, int res, const char *msg)
 {
-	struct seg_call *c = arg;
-	struct rseg *s = c->seg;
+	struct rseg *s = call_end(arg);
 
-	free(c);
+	if (!s)
+		return;
 	s->rs->records_busy--;
 	s->record_busy = false;
 	if (res == -ESTALE) {
@@ -582,7 +357,7 @@ static void holders_recorded(void *arg, int res, const char *msg)
 			record_holders(s);
 		seg_complete(s);
 	}
-	flushes_recheck(s->rs);
+	replica_flushes_recheck(s->rs);
 	seg_unref(s);
 }
 
@@ -627,7 +402,7 @@ static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
 }
 
 /* n failed: it leaves every segment still written that it holds. */
-static void node_failed(struct rnode *n, const char *why)
+void replica_node_failed(struct rnode *n, const char *why)
 {
 	struct replicas *rs = n->rs;
 
@@ -646,7 +421,7 @@ static void append_replied(void *arg, int res, const struct peer_hdr *h, const v
 	struct rseg *s = q->seg;
 	struct rop *op = q->op;
 	struct rnode *n = q->node;
-	int r = reply_result(PEER_OP_SEG_APPEND, res, payload, len);
+	int r = replica_reply_result(PEER_OP_SEG_APPEND, res, payload, len);
 
 	(void)h;
 	free(q);
@@ -738,52 +513,13 @@ static int mirror_append(void *ctx, uint32_t slot, uint32_t block, const struct 
 
 /* ---- open: placement, the record, SEG_OPEN ---- */
 
-/* The remote holders of s by placement: up, in, connected nodes of other failure
- * domains. 0, or -EAGAIN: too few now (or nodes still connecting that might make R). */
-static int seg_place(struct rseg *s)
-{
-	struct replicas *rs = s->rs;
-	struct placement_node *pn = calloc(rs->nnodes ? rs->nnodes : 1, sizeof(*pn));
-	uint64_t picked[PLACEMENT_MAX_COPIES];
-	uint64_t self_domain = placement_domain_id(rs->self_domain[0] ? rs->self_domain : rs->self);
-	unsigned want = s->fam->replicas - 1, have, connecting = 0;
-	int r = 0;
-
-	if (!pn)
-		return -ENOMEM;
-	for (size_t i = 0; i < rs->nnodes; i++) {
-		struct rnode *n = rs->nodes[i];
-
-		pn[i].id = placement_domain_id(n->id);
-		pn[i].domain = placement_domain_id(n->domain[0] ? n->domain : n->id);
-		pn[i].weight = 1;
-		pn[i].usable = n->in_map && n->ready && !n->bad_size && pn[i].domain != self_domain;
-		connecting += n->in_map && !n->ready && !n->bad_size && n->conn;
-	}
-	have = placement_domains(pn, rs->nnodes);
-	if (have > want)
-		have = want;
-	if (1 + have < s->fam->min_replicas || (have < want && connecting))
-		r = -EAGAIN;
-	if (r == 0 && have)
-		r = placement_pick(pn, rs->nnodes, s->fam->uid ^ ((uint64_t)s->sno << 32 | s->sno),
-				   have, picked);
-	s->nholders = 0;
-	for (unsigned k = 0; r == 0 && k < have; k++)
-		for (size_t i = 0; i < rs->nnodes; i++)
-			if (pn[i].id == picked[k])
-				s->holders[s->nholders++] = rs->nodes[i];
-	free(pn);
-	return r;
-}
-
 static void open_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
 			 size_t len)
 {
 	struct rreq *q = arg;
 	struct rseg *s = q->seg;
 	struct rnode *n = q->node;
-	int r = reply_result(PEER_OP_SEG_OPEN, res, payload, len);
+	int r = replica_reply_result(PEER_OP_SEG_OPEN, res, payload, len);
 
 	(void)h;
 	free(q);
@@ -839,10 +575,10 @@ static void seg_send_open(struct rseg *s)
 
 static void open_recorded(void *arg, int res, const char *msg)
 {
-	struct seg_call *c = arg;
-	struct rseg *s = c->seg;
+	struct rseg *s = call_end(arg);
 
-	free(c);
+	if (!s)
+		return;
 	if (!s->rs->closing && s->state == RS_RECORDING) {
 		if (res == -ESTALE) {
 			family_stale(s, msg);
@@ -866,7 +602,7 @@ static void seal_replied(void *arg, int res, const struct peer_hdr *h, const voi
 			 size_t len)
 {
 	struct rreq *q = arg;
-	int r = reply_result(PEER_OP_SEG_SEAL, res, payload, len);
+	int r = replica_reply_result(PEER_OP_SEG_SEAL, res, payload, len);
 
 	(void)h;
 	if (r < 0 && !q->seg->rs->closing) {
@@ -897,10 +633,10 @@ static void seg_send_all(struct rseg *s, uint8_t opcode, uint32_t length, peer_r
 
 static void seal_recorded(void *arg, int res, const char *msg)
 {
-	struct seg_call *c = arg;
-	struct rseg *s = c->seg;
+	struct rseg *s = call_end(arg);
 
-	free(c);
+	if (!s)
+		return;
 	if (!s->rs->closing && s->state == RS_SEALING) {
 		if (res == -ESTALE) {
 			family_stale(s, msg);
@@ -931,10 +667,10 @@ static void delete_replied(void *arg, int res, const struct peer_hdr *h, const v
 
 static void delete_recorded(void *arg, int res, const char *msg)
 {
-	struct seg_call *c = arg;
-	struct rseg *s = c->seg;
+	struct rseg *s = call_end(arg);
 
-	free(c);
+	if (!s)
+		return;
 	if (res < 0 && !s->rs->closing)
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a deleted segment's record stays "
 				"(%s): its copies stay too", s->fam->name, msg);
@@ -963,7 +699,7 @@ static void seg_step(struct rseg *s)
 			seg_complete(s);
 			return;
 		}
-		if (seg_place(s) < 0) {
+		if (replica_place(s) < 0) {
 			seg_retry_later(s);
 			return;
 		}
@@ -1063,111 +799,11 @@ static void mirror_deleted(void *ctx, uint32_t slot)
 
 /* ---- flush ---- */
 
-/* A flush is done when every holder it went to answered and every drop it caused
- * is recorded: a holder that failed it is not counted among the copies any more,
- * so the flush holds on the others (the error is theirs to give, and they gave
- * none). */
-static void flush_end(struct rflush *f)
-{
-	f->cb(f->arg, 0);
-	free(f);
-}
-
-static void flushes_recheck(struct replicas *rs)
-{
-	size_t k = 0;
-
-	if (rs->records_busy || rs->in_hook) {
-		if (rs->in_hook)
-			loop_task_schedule(rs->kick);
-		return;
-	}
-	for (size_t i = 0; i < rs->nflushes; i++) {
-		struct rflush *f = rs->flushes[i];
-
-		if (f->pending)
-			rs->flushes[k++] = f;
-		else
-			flush_end(f);
-	}
-	rs->nflushes = k;
-}
-
-static void flush_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
-			  size_t len)
-{
-	struct rreq *q = arg;
-	struct rflush *f = (struct rflush *)q->op;
-	struct rnode *n = q->node;
-	int r = reply_result(PEER_OP_SEG_FLUSH, res, payload, len);
-
-	(void)h;
-	free(q);
-	if (r < 0 && !f->rs->closing) {
-		char why[128];
-
-		/* its copies are not durable: it leaves the segments still written, recorded
-		 * before this flush completes */
-		snprintf(why, sizeof(why), "flush: %s", err_str(-r));
-		f->failed = true;
-		node_failed(n, why);
-	}
-	f->pending--;
-	flushes_recheck(f->rs);
-}
-
-static int mirror_flush(void *ctx, seg_cb cb, void *arg)
-{
-	struct replicas *rs = ctx;
-	struct rflush *f = calloc(1, sizeof(*f));
-	struct rflush **v;
-
-	if (!f)
-		return -ENOMEM;
-	rs->in_hook = true; /* node_failed below completes nothing now */
-	v = realloc(rs->flushes, (rs->nflushes + 1) * sizeof(*v));
-	if (!v) {
-		rs->in_hook = false;
-		free(f);
-		return -ENOMEM;
-	}
-	rs->flushes = v;
-	*f = (struct rflush){ .rs = rs, .cb = cb, .arg = arg, .pending = 1 };
-	rs->flushes[rs->nflushes++] = f;
-	for (size_t i = 0; i < rs->nnodes; i++) {
-		struct rnode *n = rs->nodes[i];
-		struct rreq *q;
-		struct peer_msg m = { .op = PEER_OP_SEG_FLUSH };
-
-		if (!n->dirty)
-			continue;
-		n->dirty = false;
-		q = malloc(sizeof(*q));
-		if (!q) {
-			node_failed(n, "flush: out of memory");
-			continue;
-		}
-		*q = (struct rreq){ .op = (struct rop *)f, .node = n };
-		if (!n->ready || peer_request(n->conn, &m, rs->timeout_ms, flush_replied, q) < 0) {
-			free(q);
-			node_failed(n, "flush: not connected");
-			continue;
-		}
-		f->pending++;
-	}
-	f->pending--; /* this function's */
-	rs->in_hook = false;
-	/* completes from a later reply, or (nothing to wait for) on the loop's next turn:
-	 * never inside this call (the engine's contract) */
-	loop_task_schedule(rs->kick);
-	return 0;
-}
-
 static const struct seg_mirror_ops mirror_ops = {
 	.wants = mirror_wants,
 	.opened = mirror_opened,
 	.append = mirror_append,
-	.flush = mirror_flush,
+	.flush = replica_flush,
 	.sealed = mirror_sealed,
 	.deleted = mirror_deleted,
 };
@@ -1190,10 +826,10 @@ static void kick_run(void *arg)
 			next->refs++;
 		seg_unref(s);
 	}
-	flushes_recheck(rs);
+	replica_flushes_recheck(rs);
 }
 
-static void segs_retry_placing(struct replicas *rs)
+void replica_segs_retry_placing(struct replicas *rs)
 {
 	for (struct rseg *s = rs->all; s; s = s->next_all)
 		if (s->state == RS_PLACING) {
@@ -1207,9 +843,9 @@ void replica_map_changed(struct replicas *rs)
 {
 	if (!rs)
 		return;
-	nodes_refresh(rs);
-	segs_retry_placing(rs);
-	flushes_recheck(rs);
+	replica_nodes_refresh(rs);
+	replica_segs_retry_placing(rs);
+	replica_flushes_recheck(rs);
 }
 
 int replica_create(const struct replica_opts *opts, struct replicas **out)
@@ -1235,7 +871,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		return -ENOMEM;
 	}
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
-	nodes_refresh(rs);
+	replica_nodes_refresh(rs);
 	*out = rs;
 	return 0;
 }
@@ -1246,11 +882,9 @@ void replica_destroy(struct replicas *rs)
 		return;
 	seg_mirror_set(rs->eng, NULL, NULL);
 	rs->closing = true;
-	for (size_t i = 0; i < rs->nnodes; i++) {
-		loop_timer_cancel(rs->nodes[i]->retry);
-		if (rs->nodes[i]->conn)
-			peer_conn_close(rs->nodes[i]->conn); /* replies in flight: -ECONNRESET */
-	}
+	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
+	for (struct seg_call *c = rs->calls; c; c = c->next)
+		c->seg = NULL; /* answered later, if at all: orphans */
 	for (struct rseg *s = rs->all, *next; s; s = next) {
 		next = s->next_all;
 		loop_timer_cancel(s->retry);
@@ -1268,13 +902,10 @@ void replica_destroy(struct replicas *rs)
 		rs->flushes[i]->cb(rs->flushes[i]->arg, -ESHUTDOWN);
 		free(rs->flushes[i]);
 	}
-	for (size_t i = 0; i < rs->nnodes; i++)
-		free(rs->nodes[i]);
 	for (size_t i = 0; i < rs->nfams; i++)
 		free(rs->fams[i]);
 	loop_task_destroy(rs->kick);
 	free(rs->flushes);
-	free(rs->nodes);
 	free(rs->fams);
 	free(rs->by_slot);
 	free(rs);
