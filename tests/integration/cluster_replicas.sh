@@ -13,6 +13,10 @@
 #     equal the owner's segment's (read from the stores' slots)
 #   - node2 restarts, joins, and the volume keeps working (a short fio verify); it gets
 #     new copies, none of what it missed (catch-up is not built)
+#   - a node whose segment size differs is refused with a clear message, holds nothing
+#   - a silent holder (SIGSTOP) is dropped after the peer timeout and the writes go on
+#   - with one copy left (node1 stopped, node2 killed) a write waits, never completes,
+#     and cluster status says the volume waits
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_replicas
@@ -192,4 +196,76 @@ sed -i '/rate_iops/d' "$WORK/small.fio"
 fio --output="$WORK/fio-small.log" "$WORK/small.fio" ||
 	fail "fio after node2's return: $(tail -20 "$WORK/fio-small.log")"
 log "node2 is back; the volume keeps working (what it missed is not caught up: not built)"
+qexpect 0 0 --json volume segment "$VOL" list
+python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])["segments"][-1]
+assert "node2" in r["holders"], r' "$OUT" || fail "no new segment on node2 after its return: $OUT"
+log "segments opened after node2's return are placed on it again"
+
+# ---- a node of another segment size is refused, clearly, and never used ----
+PEER_PORT[3]=$(free_port)
+node_start 3 --store-size 64M --segment-size 2M --peer-listen "127.0.0.1:${PEER_PORT[3]}" \
+	--peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[3]}"
+wait_for 30 "node0 does not see node3 up" state_is 0 node3 up
+fio_verify_job "$WORK/mid.fio" "$URI" 32M 0
+sed -i '/rate_iops/d; s/^size=.*/size=32M\noffset=64M\nfsync=8/' "$WORK/mid.fio"
+fio --output="$WORK/fio-mid.log" "$WORK/mid.fio" ||
+	fail "fio with node3 in the map: $(tail -20 "$WORK/fio-mid.log")"
+grep -q "node node3 refuses segments of 256 blocks (its segment size differs" "$WORK/node0.log" ||
+	fail "node3 (2 MiB segments) was not refused with a clear message"
+qexpect 3 0 --json node held
+python3 -c 'import json, sys; assert not json.loads(sys.argv[1])["held"]' "$OUT" ||
+	fail "node3 holds copies of 1 MiB segments: $OUT"
+stop_pid "${NODE_PID[3]}"
+log "a node with 2 MiB segments is refused (logged), holds nothing, and the writes go on"
+
+# ---- a silent holder (SIGSTOP) is dropped after the peer timeout; writes go on ----
+fio --output="$WORK/fio-stop.log" "$WORK/mid.fio" &
+FIO_PID=$!
+track "$FIO_PID"
+drops=$(grep -c "dropping holder node node1" "$WORK/node0.log" || true)
+sleep 1
+kill -0 "$FIO_PID" 2>/dev/null || fail "fio ended before node1 was stopped: the case proves nothing"
+kill -STOP "${NODE_PID[1]}"
+wait "$FIO_PID" || fail "fio while node1 was stopped: $(tail -20 "$WORK/fio-stop.log")"
+kill -CONT "${NODE_PID[1]}"
+[ "$(grep -c "dropping holder node node1" "$WORK/node0.log")" -gt "$drops" ] ||
+	fail "the owner did not drop node1 while it was stopped"
+log "a stopped holder is dropped after the peer timeout; the writes went on with 2 copies"
+
+# ---- below min_replicas writes wait: they are never acknowledged with fewer ----
+wait_for 30 "node0 does not use node1 again" bash -c \
+	"grep -q 'holder node node1 (.*): connected' '$WORK/node0.log'"
+kill -STOP "${NODE_PID[1]}"
+kill -9 "${NODE_PID[2]}"
+wait "${NODE_PID[2]}" 2>/dev/null || true
+cat >"$WORK/one.fio" <<FIO
+[one]
+ioengine=nbd
+uri=$URI
+rw=write
+bs=4k
+size=64k
+offset=100M
+fsync=1
+FIO
+fio --output="$WORK/fio-one.log" "$WORK/one.fio" &
+FIO_PID=$!
+track "$FIO_PID"
+waiting() # node0's status says rv's writes wait
+{
+	qn 0 --json cluster status 2>/dev/null | python3 -c '
+import json, sys
+v = [x for x in json.load(sys.stdin)["volumes"] if x["name"] == "rv"][0]
+sys.exit(0 if v.get("copies", {}).get("waiting") else 1)'
+}
+wait_for 30 "cluster status does not say the writes wait" waiting
+sleep 3
+kill -0 "$FIO_PID" 2>/dev/null || fail "a write completed with one copy: $(cat "$WORK/fio-one.log")"
+qexpect 0 0 cluster status
+grep -q "WAITING" <<<"$OUT" || fail "cluster status text does not say WAITING: $OUT"
+stop_pid "$FIO_PID"
+kill -CONT "${NODE_PID[1]}"
+log "with one copy left, writes wait (never acknowledged) and cluster status says so"
 it_pass
