@@ -383,6 +383,17 @@ static int seal_cut(struct held_job *hj, struct held *h)
 	return 0;
 }
 
+/* A seal's wait that returned r: on to state `next` once it is done. */
+static int seal_next(struct held_job *hj, struct held *h, int r, unsigned next)
+{
+	if (r == ENG_JOB_WAIT)
+		return r;
+	if (r < 0)
+		return seal_fail(h, r);
+	hj->job.pc = next;
+	return ENG_JOB_WAIT;
+}
+
 static int seal_step(struct held_job *hj)
 {
 	struct engine *eng = hj->job.eng;
@@ -406,27 +417,11 @@ static int seal_step(struct held_job *hj)
 										: SEAL_COMMIT;
 		return ENG_JOB_WAIT;
 	case SEAL_CUT:
-		r = seal_cut(hj, h);
-		if (r < 0)
-			return seal_fail(h, r);
-		hj->job.pc = SEAL_CUT_WAIT;
-		return ENG_JOB_WAIT;
+		return seal_next(hj, h, seal_cut(hj, h), SEAL_CUT_WAIT);
 	case SEAL_CUT_WAIT:
-		r = eng_job_wait_io(&hj->job);
-		if (r == ENG_JOB_WAIT)
-			return r;
-		if (r < 0)
-			return seal_fail(h, r);
-		hj->job.pc = SEAL_FLUSH;
-		return ENG_JOB_WAIT;
+		return seal_next(hj, h, eng_job_wait_io(&hj->job), SEAL_FLUSH);
 	case SEAL_FLUSH:
-		r = eng_job_wait_flush(&hj->job);
-		if (r == ENG_JOB_WAIT)
-			return r;
-		if (r < 0)
-			return seal_fail(h, r);
-		hj->job.pc = SEAL_COMMIT;
-		return ENG_JOB_WAIT;
+		return seal_next(hj, h, eng_job_wait_flush(&hj->job), SEAL_COMMIT);
 	default:
 		r = held_commit(hj, put_seal);
 		if (r == ENG_JOB_WAIT)
@@ -634,41 +629,25 @@ static void iov_copy(uint8_t *dst, const struct iovec *iov, int iovcnt, bool to_
 }
 
 /* The checks both directions share: the entry, or NULL and *err. */
-static struct held *io_entry(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
-			     const struct iovec *iov, int iovcnt, uint32_t nblocks, int *err)
+static struct held *io_entry(struct engine *eng, bool write, uint64_t uid, uint32_t sno,
+			     uint32_t block, const struct iovec *iov, int iovcnt, uint32_t nblocks,
+			     engine_cb cb, int *err)
 {
 	struct held *h = held_find(eng, uid, sno);
 
 	*err = 0;
-	if (!h || h->opening || h->deleting)
+	if (!cb)
+		*err = -EINVAL;
+	else if (!h || h->opening || h->deleting)
 		*err = -ENOENT;
+	else if (write && (h->sealed || h->closing))
+		*err = -EROFS;
 	else if (nblocks == 0 || iovcnt <= 0 ||
 		 iov_total(iov, iovcnt) != (size_t)nblocks * ENGINE_BLOCK_SIZE)
 		*err = -EINVAL;
 	else if ((uint64_t)block + nblocks > eng->blocks_per_seg)
 		*err = -EINVAL;
 	return *err ? NULL : h;
-}
-
-/* A held_io for iov, with a bounce buffer if the store cannot take iov as it is. */
-static struct held_io *io_new(struct engine *eng, struct held *h, uint32_t block,
-			      const struct iovec *iov, int iovcnt, uint32_t nblocks,
-			      engine_cb cb, void *arg)
-{
-	struct held_io *io = calloc(1, sizeof(*io));
-
-	if (!io)
-		return NULL;
-	*io = (struct held_io){ .eng = eng, .h = h, .block = block, .nblocks = nblocks,
-				.cb = cb, .arg = arg, .iov = iov, .iovcnt = iovcnt };
-	if (!iov_aligned(iov, iovcnt)) {
-		io->bounce = seg_buf_alloc((size_t)nblocks * ENGINE_BLOCK_SIZE);
-		if (!io->bounce) {
-			free(io);
-			return NULL;
-		}
-	}
-	return io;
 }
 
 static void io_end(struct held_io *io, int res)
@@ -717,53 +696,16 @@ static void held_written(void *arg, int res)
 	struct held *h = io->h;
 
 	h->writes--;
-	if (res >= 0)
+	if (res >= 0) {
 		length_grow(h, io->block, io->block + io->nblocks);
-	else
+		/* the background flush's pacing counts held copies' bytes like the log's */
+		io->eng->unsynced_bytes += (uint64_t)io->nblocks * ENGINE_BLOCK_SIZE;
+	} else {
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "held segment %llx.%u: write of %u blocks "
 				"at %u failed: %s", (unsigned long long)h->uid, h->sno,
 				io->nblocks, io->block, err_str(-res));
+	}
 	io_end(io, res);
-}
-
-int engine_held_write(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
-		      const struct iovec *iov, int iovcnt, uint32_t nblocks, engine_cb cb,
-		      void *arg)
-{
-	struct held_io *io;
-	struct held *h;
-	struct iovec one;
-	int r;
-
-	if (!cb)
-		return -EINVAL;
-	h = held_find(eng, uid, sno);
-	if (h && !h->opening && !h->deleting && (h->sealed || h->closing))
-		return -EROFS;
-	h = io_entry(eng, uid, sno, block, iov, iovcnt, nblocks, &r);
-	if (!h)
-		return r;
-	if (block > h->ahead)
-		return -ERANGE; /* a hole: the owner must send what comes before first */
-	io = io_new(eng, h, block, iov, iovcnt, nblocks, cb, arg);
-	if (!io)
-		return -ENOMEM;
-	if (io->bounce) {
-		iov_copy(io->bounce, iov, iovcnt, false);
-		one = (struct iovec){ io->bounce, (size_t)nblocks * ENGINE_BLOCK_SIZE };
-		iov = &one;
-		iovcnt = 1;
-	}
-	r = seg_write(eng, h->slot, block, iov, iovcnt, held_written, io);
-	if (r < 0) {
-		seg_buf_free(io->bounce);
-		free(io);
-		return r;
-	}
-	h->writes++;
-	if (block + nblocks > h->ahead)
-		h->ahead = block + nblocks;
-	return 0;
 }
 
 static void held_read_done(void *arg, int res)
@@ -776,38 +718,77 @@ static void held_read_done(void *arg, int res)
 	io_end(io, res);
 }
 
-int engine_held_read(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
-		     const struct iovec *iov, int iovcnt, uint32_t nblocks, engine_cb cb,
-		     void *arg)
+/* Submits a write or a read of h's slot, through a bounce buffer if the store cannot
+ * take iov as it is (unaligned). */
+static int io_start(struct engine *eng, struct held *h, bool write, uint32_t block,
+		    const struct iovec *iov, int iovcnt, uint32_t nblocks, engine_cb cb,
+		    void *arg)
 {
-	struct held_io *io;
-	struct held *h;
+	struct held_io *io = calloc(1, sizeof(*io));
 	struct iovec one;
 	int r;
 
-	if (!cb)
-		return -EINVAL;
-	h = io_entry(eng, uid, sno, block, iov, iovcnt, nblocks, &r);
-	if (!h)
-		return r;
-	if ((uint64_t)block + nblocks > h->length)
-		return -ERANGE;
-	io = io_new(eng, h, block, iov, iovcnt, nblocks, cb, arg);
 	if (!io)
 		return -ENOMEM;
-	if (io->bounce) {
+	*io = (struct held_io){ .eng = eng, .h = h, .block = block, .nblocks = nblocks,
+				.cb = cb, .arg = arg, .iov = iov, .iovcnt = iovcnt };
+	if (!iov_aligned(iov, iovcnt)) {
+		io->bounce = seg_buf_alloc((size_t)nblocks * ENGINE_BLOCK_SIZE);
+		if (!io->bounce) {
+			free(io);
+			return -ENOMEM;
+		}
+		if (write)
+			iov_copy(io->bounce, iov, iovcnt, false);
 		one = (struct iovec){ io->bounce, (size_t)nblocks * ENGINE_BLOCK_SIZE };
 		iov = &one;
 		iovcnt = 1;
 	}
-	r = seg_read(eng, h->slot, block, iov, iovcnt, held_read_done, io);
+	r = write ? seg_write(eng, h->slot, block, iov, iovcnt, held_written, io)
+		  : seg_read(eng, h->slot, block, iov, iovcnt, held_read_done, io);
 	if (r < 0) {
 		seg_buf_free(io->bounce);
 		free(io);
 		return r;
 	}
-	h->reads++;
+	if (write)
+		h->writes++;
+	else
+		h->reads++;
 	return 0;
+}
+
+int engine_held_write(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
+		      const struct iovec *iov, int iovcnt, uint32_t nblocks, engine_cb cb,
+		      void *arg)
+{
+	int r;
+	struct held *h = io_entry(eng, true, uid, sno, block, iov, iovcnt, nblocks, cb, &r);
+
+	if (!h)
+		return r;
+	if (block > h->ahead)
+		return -ERANGE; /* a hole: the owner must send what comes before first */
+	r = io_start(eng, h, true, block, iov, iovcnt, nblocks, cb, arg);
+	if (r < 0)
+		return r;
+	if (block + nblocks > h->ahead)
+		h->ahead = block + nblocks;
+	return 0;
+}
+
+int engine_held_read(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
+		     const struct iovec *iov, int iovcnt, uint32_t nblocks, engine_cb cb,
+		     void *arg)
+{
+	int r;
+	struct held *h = io_entry(eng, false, uid, sno, block, iov, iovcnt, nblocks, cb, &r);
+
+	if (!h)
+		return r;
+	if ((uint64_t)block + nblocks > h->length)
+		return -ERANGE;
+	return io_start(eng, h, false, block, iov, iovcnt, nblocks, cb, arg);
 }
 
 /* ---- start-up ---- */

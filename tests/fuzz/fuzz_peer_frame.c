@@ -7,7 +7,7 @@
  *   1  a client session that sent HELLO (a planted "node" answering us)
  *   2  a server session after a real handshake (a member's session frames: the MAC
  *      stops forgeries, the header and length checks before it must hold anyway)
- *   3  the header and payload decoders directly
+ *   3  the header and payload decoders directly (a segment op's payload too)
  * Seeds: tests/fuzz/corpus/peer_frame/. A crash becomes a named test in
  * tests/unit/replication/.
  */
@@ -91,8 +91,19 @@ static void decoders(const uint8_t *p, size_t len)
 	struct peer_challenge_msg ch;
 	struct peer_error_msg e;
 
-	if (peer_hdr_decode(p, len, &h) == 0 && len >= peer_frame_len(&h))
+	if (peer_hdr_decode(p, len, &h) == 0 && len >= peer_frame_len(&h)) {
+		struct peer_seg_req r;
+		struct peer_seg_reply rep;
+
 		peer_payload_check(&h, p + PEER_HDR_BYTES);
+		/* a segment op's payload as peer.c hands it on (fuzz_peer_seg goes deeper) */
+		if (peer_op_seg_request(h.op) &&
+		    peer_seg_req_decode(h.op, p + PEER_HDR_BYTES, h.payload_len, &r) == 0 &&
+		    h.op == PEER_OP_SEG_APPEND)
+			peer_seg_data_check(&r);
+		if (peer_op_seg_reply(h.op))
+			peer_seg_reply_decode(h.op, p + PEER_HDR_BYTES, h.payload_len, &rep);
+	}
 	peer_hello_decode(p, len, &hello);
 	peer_challenge_decode(p, len, &ch);
 	if (peer_error_decode(p, len, &e) == 0 &&

@@ -25,7 +25,15 @@ assert HDR.size == 48
 OP_HELLO, OP_CHALLENGE, OP_AUTH, OP_AUTH_OK = 0x01, 0x81, 0x02, 0x82
 OP_PING, OP_PONG, OP_ERROR = 0x10, 0x90, 0xFF
 OP_UNKNOWN = 0x28  # the first op after the segment ops
+OP_SEG_OPEN, OP_SEG_APPEND, OP_SEG_READ, OP_SEG_SEAL = 0x20, 0x21, 0x22, 0x23
+OP_SEG_DELETE, OP_EPOCH_RAISE, OP_SEG_FLUSH, OP_SEG_STAT = 0x24, 0x25, 0x26, 0x27
+OP_REPLY = 0x80
+SEG_F_FUA = 1
+BLOCK = 4096
 MAC_BYTES = 16
+# the node's segment size in blocks (SEG_OPEN must name it)
+SEG_BLOCKS = int(os.environ.get("QUILL_SEG_BLOCKS", "1024"))
+ESTALE, EILSEQ, ENOENT, EINVAL, EMSGSIZE, EPROTO = 116, 84, 2, 22, 90, 71
 
 
 def _crc_table():
@@ -167,8 +175,8 @@ class Peer:
         if op != OP_AUTH_OK:
             raise Fail("op 0x%02x instead of AUTH_OK" % op)
 
-    def frame(self, op, payload, req=1, mac_fix=None):
-        head = header(op, payload, flags=F_MAC, req=req)
+    def frame(self, op, payload, req=1, mac_fix=None, vol=0, epoch=0):
+        head = header(op, payload, flags=F_MAC, req=req, vol=vol, epoch=epoch)
         mac = keyed(self.send_key, struct.pack("<Q", self.send_ctr), head, payload,
                     size=MAC_BYTES)
         self.send_ctr += 1
@@ -181,6 +189,31 @@ class Peer:
         op, rid, echo = self.recv_frame()
         if op != OP_PONG or rid != req or echo != payload:
             raise Fail("no PONG that echoes PING %d" % req)
+
+
+    def seg(self, op, payload, vol, epoch, req=1):
+        """A segment op and its reply: (result, length, the rest of the payload)."""
+        self.send(self.frame(op, payload, req=req, vol=vol, epoch=epoch))
+        rop, rid, reply = self.recv_frame()
+        if rop != op | OP_REPLY or rid != req:
+            raise Fail("op 0x%02x (request %d) answered by op 0x%02x (request %d)" %
+                       (op, req, rop, rid))
+        result, length = struct.unpack("<iI", reply[:8])
+        return result, length, reply[8:]
+
+    def expect(self, what, got, want):
+        if got != want:
+            raise Fail("%s: %r, expected %r" % (what, got, want))
+
+
+def seg_open(sno, blocks=None):
+    return struct.pack("<IIQ", sno, SEG_BLOCKS if blocks is None else blocks, 0)
+
+
+def seg_append(sno, block, data, flags=0, crc=None, nblocks=None):
+    nblocks = len(data) // BLOCK if nblocks is None else nblocks
+    crc = crc32c(data) if crc is None else crc
+    return struct.pack("<IIIIII", sno, block, nblocks, flags, crc, 0) + data
 
 
 def refused_after_auth(p, expect_err):
@@ -344,6 +377,91 @@ def case_pong_unasked(port, master):
     p.handshake()
     p.send(p.frame(OP_PONG, b"unasked"))
     refused_after_auth(p, 71)  # EPROTO
+
+
+def case_segments(port, master):
+    """A holder's whole round: open, append (FUA), read back, stat, seal, delete."""
+    p = Peer(port, master)
+    p.handshake()
+    vol, epoch = 0x5E61, 3
+    data = bytes(range(256)) * 16 * 2
+    p.expect("open", p.seg(OP_SEG_OPEN, seg_open(1), vol, epoch)[0], 0)
+    p.expect("append", p.seg(OP_SEG_APPEND, seg_append(1, 0, data, SEG_F_FUA), vol, epoch,
+                             req=2)[:2], (0, 2))
+    res, length, got = p.seg(OP_SEG_READ, struct.pack("<IIII", 1, 0, 2, 0), vol, epoch, req=3)
+    p.expect("read", (res, length, got == data), (0, 2, True))
+    res, length, st = p.seg(OP_SEG_STAT, struct.pack("<II", 1, 0), vol, epoch, req=4)
+    p.expect("stat", (res, length, struct.unpack("<QII", st)), (0, 2, (epoch, 0, 0)))
+    p.expect("flush", p.seg(OP_SEG_FLUSH, b"", 0, 0, req=5)[0], 0)
+    p.expect("seal", p.seg(OP_SEG_SEAL, struct.pack("<II", 1, 2), vol, epoch, req=6)[:2], (0, 2))
+    p.expect("delete", p.seg(OP_SEG_DELETE, struct.pack("<II", 1, 0), vol, epoch, req=7)[0], 0)
+    p.expect("stat after delete",
+             p.seg(OP_SEG_STAT, struct.pack("<II", 1, 0), vol, epoch, req=8)[0], -ENOENT)
+
+
+def case_seg_stale_epoch(port, master):
+    """A raise fences the family; an op at the old epoch is refused, the session stays."""
+    p = Peer(port, master)
+    p.handshake()
+    vol = 0x5E62
+    p.expect("raise", p.seg(OP_EPOCH_RAISE, b"", vol, 9)[0], 0)
+    p.expect("stale open", p.seg(OP_SEG_OPEN, seg_open(1), vol, 8, req=2)[0], -ESTALE)
+    p.expect("open", p.seg(OP_SEG_OPEN, seg_open(1), vol, 9, req=3)[0], 0)
+    p.ping(4, b"still here")
+
+
+def case_seg_bad_data_crc(port, master):
+    """An append whose data does not match its data CRC: refused, nothing written."""
+    p = Peer(port, master)
+    p.handshake()
+    vol, data = 0x5E63, b"\x5a" * BLOCK
+    p.expect("open", p.seg(OP_SEG_OPEN, seg_open(1), vol, 1)[0], 0)
+    p.expect("append", p.seg(OP_SEG_APPEND, seg_append(1, 0, data, crc=crc32c(data) ^ 1),
+                             vol, 1, req=2)[:2], (-EILSEQ, 0))
+    p.expect("stat", p.seg(OP_SEG_STAT, struct.pack("<II", 1, 0), vol, 1, req=3)[:2], (0, 0))
+    p.expect("delete", p.seg(OP_SEG_DELETE, struct.pack("<II", 1, 0), vol, 1, req=4)[0], 0)
+    p.ping(5, b"still here")
+
+
+def case_seg_wrong_size(port, master):
+    p = Peer(port, master)
+    p.handshake()
+    p.expect("open", p.seg(OP_SEG_OPEN, seg_open(1, SEG_BLOCKS + 1), 0x5E64, 1)[0], -EINVAL)
+    p.ping(2, b"still here")
+
+
+def case_seg_truncated(port, master):
+    """An append cut short, then the end of the stream."""
+    p = Peer(port, master)
+    p.handshake()
+    frame = p.frame(OP_SEG_APPEND, seg_append(1, 0, bytes(BLOCK)), vol=0x5E65, epoch=1)
+    p.send(frame[:48 + 24 + 100])
+    p.sock.shutdown(socket.SHUT_WR)
+    p.expect_closed()
+
+
+def case_seg_oversized(port, master):
+    """An append announcing more than 16 MiB: refused on its header."""
+    p = Peer(port, master)
+    p.handshake()
+    p.send(header(OP_SEG_APPEND, b"", flags=F_MAC, plen=(16 << 20) + 1, vol=0x5E66, epoch=1))
+    refused_after_auth(p, EMSGSIZE)
+
+
+def case_seg_malformed(port, master):
+    """An append whose head announces two blocks with one block of data."""
+    p = Peer(port, master)
+    p.handshake()
+    data = bytes(BLOCK)
+    p.send(p.frame(OP_SEG_APPEND, seg_append(1, 0, data, nblocks=2), vol=0x5E67, epoch=1))
+    refused_after_auth(p, EINVAL)
+
+
+def case_reply_unasked(port, master):
+    p = Peer(port, master)
+    p.handshake()
+    p.send(p.frame(OP_SEG_OPEN | OP_REPLY, struct.pack("<iI", 0, 0)))
+    refused_after_auth(p, EPROTO)
 
 
 def main():

@@ -3,7 +3,11 @@
 # (issue 12, "The peer protocol"): truncated frames, bad CRCs, another version,
 # unknown ops, huge lengths, a wrong secret, a reflected challenge, a forged MAC, a
 # replayed handshake and a replayed frame are each refused with one log line naming
-# the peer and why, and the node still serves NBD and a good peer's PINGs afterwards. The attacks come from
+# the peer and why, and the node still serves NBD and a good peer's PINGs afterwards.
+# The segment ops go to the node's holder service: a good round (open, append, read
+# back, stat, seal, delete), a stale epoch and a bad data CRC refused by a reply on a
+# session that goes on; a truncated, oversized or malformed append and an unasked
+# reply close the session. The attacks come from
 # peer_client.py, a second implementation of docs/peer-protocol.md; the good peer is
 # quill-peer (replication/ itself).
 set -euo pipefail
@@ -51,7 +55,7 @@ chmod 600 "$WORK/cluster.key"
 log "bad peer settings and a secret of mode 0640 refused"
 
 PEER_PORT="$(free_port)"
-IT_QUILLD_ARGS="--peer-listen 127.0.0.1:$PEER_PORT --peer-secret $WORK/cluster.key"
+IT_QUILLD_ARGS="--peer-listen 127.0.0.1:$PEER_PORT --peer-secret $WORK/cluster.key --segment-size 4M"
 server_start
 grep -q "peer protocol on 127.0.0.1:$PEER_PORT" "$WORK/server.log" || fail "no peer listener"
 volume_create vol 64M
@@ -83,6 +87,14 @@ cases=(
 	"replayed_frame|bad MAC"
 	"no_mac_after_auth|a frame without a MAC after authentication"
 	"pong_unasked|a PONG that answers no PING of ours"
+	"segments|authenticated"
+	"seg_stale_epoch|refused: fenced at epoch 9"
+	"seg_bad_data_crc|refused: its data does not match its CRC"
+	"seg_wrong_size|authenticated"
+	"seg_truncated|closed by the peer mid-frame (truncated)"
+	"seg_oversized|payload length beyond the op's maximum"
+	"seg_malformed|a malformed segment request"
+	"reply_unasked|a reply that answers no request of ours"
 )
 names=()
 declare -A want=()
@@ -91,6 +103,7 @@ for c in "${cases[@]}"; do
 	want["${c#*|}"]=$((${want["${c#*|}"]:-0} + 1))
 done
 before=$(wc -l <"$WORK/server.log")
+QUILL_SEG_BLOCKS=1024 \
 python3 "$(dirname "$0")/peer_client.py" "$PEER_PORT" "$WORK/cluster.key" "${names[@]}" \
 	>"$WORK/cases.out" 2>&1 || fail "$(tail -n 1 "$WORK/cases.out")"
 kill -0 "$SERVER_PID" || fail "quilld died"

@@ -52,7 +52,7 @@ struct node {
 	struct control *ctl;
 	struct peer_secret *peer_secret;
 	struct peer_endpoint *peer;
-	struct holder *holder;     /* copies this node keeps for others (with a listener) */
+	struct holder *holder;             /* serves other nodes' segment ops on peer */
 	struct cluster *cluster;   /* NULL: a single node */
 	struct replicas *replicas; /* copies of this node's volumes elsewhere (a cluster
 				      with a peer listener), or NULL */
@@ -279,11 +279,12 @@ static int load_peer_secret(struct node *n)
 	return peer_secret_load(n->cfg.peer_secret, &n->peer_secret);
 }
 
-/* The peer listener (peer-listen), for the other nodes of the cluster, and the holder
- * service that answers their segment ops with copies in this node's store. */
+/* The peer listener (peer-listen), for the other nodes of the cluster, with the
+ * holder service that keeps their segments' copies in this node's store. */
 static int start_peer(struct node *n)
 {
-	struct peer_endpoint_opts po = { .loop = n->lp, .secret = n->peer_secret };
+	struct peer_endpoint_opts po = { .loop = n->lp, .secret = n->peer_secret,
+					 .serve = holder_serve };
 	char addr[64];
 	int r;
 
@@ -292,7 +293,6 @@ static int start_peer(struct node *n)
 	r = holder_create(n->eng, &n->holder);
 	if (r < 0)
 		return r;
-	po.serve = holder_serve;
 	po.serve_arg = n->holder;
 	peer_addr_parse(n->cfg.peer_listen, addr, sizeof(addr), &po.listen_port); /* checked */
 	po.listen_addr = addr;
@@ -566,7 +566,7 @@ static void stop(struct node *n)
 	replica_destroy(n->replicas); /* before the endpoint (its connections) and the
 					 engine (its mirror) */
 	peer_endpoint_destroy(n->peer);
-	holder_destroy(n->holder);
+	holder_destroy(n->holder);  /* its ops still in the engine end in engine_close */
 	peer_secret_destroy(n->peer_secret);
 	vhost_server_destroy(n->vhost); /* lets in-flight requests finish */
 	nbd_server_destroy(n->nbd); /* lets in-flight requests finish */

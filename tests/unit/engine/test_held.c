@@ -253,15 +253,25 @@ static uint32_t owner_segment(uint8_t **out, uint32_t *last)
 	return used;
 }
 
+/* A fresh engine holding (UID, 0): a copy of a real owner's segment, `used` blocks of
+ * it; *last: its last batch's summary block. */
+static uint8_t *held_owner_copy(uint32_t *used, uint32_t *last)
+{
+	uint8_t *seg;
+
+	open_engine();
+	*used = owner_segment(&seg, last);
+	cr_assert_eq(held_open(UID, 0, 1), 0);
+	cr_assert_eq(held_write(UID, 0, 0, *used, seg), 0);
+	return seg;
+}
+
 Test(held, an_open_copys_length_is_found_again_from_its_log)
 {
 	uint32_t last, used;
 	uint8_t *seg;
 
-	open_engine();
-	used = owner_segment(&seg, &last);
-	cr_assert_eq(held_open(UID, 0, 1), 0);
-	cr_assert_eq(held_write(UID, 0, 0, used, seg), 0);
+	seg = held_owner_copy(&used, &last);
 	/* a torn copy: the last batch's summary and one of its data blocks only */
 	cr_assert_eq(held_open(UID, 1, 1), 0);
 	cr_assert_eq(held_write(UID, 1, 0, last + 2, seg), 0);
@@ -285,15 +295,16 @@ Test(held, a_sealed_copys_length_is_its_records_after_a_reopen)
 	uint32_t last, used;
 	uint8_t *seg;
 
-	open_engine();
-	used = owner_segment(&seg, &last);
-	cr_assert_eq(held_open(UID, 0, 1), 0);
-	cr_assert_eq(held_write(UID, 0, 0, used, seg), 0);
+	seg = held_owner_copy(&used, &last);
 	cr_assert_eq(held_seal(UID, 0, last), 0, "the last batch is cut off");
 	reopen_engine();
 	cr_assert(held_stat(UID, 0).sealed);
 	cr_assert_eq(held_stat(UID, 0).length, last);
 	expect_bytes(UID, 0, 0, last, seg);
+	/* the cut is in the copy itself: its log ends at `last` for whoever replays it */
+	cr_assert_eq(seg_read_sync(eng, held_stat(UID, 0).slot, last, seg, 1), 0);
+	for (size_t i = 0; i < BLK; i++)
+		cr_assert_eq(seg[i], 0, "block %u is zeros", last);
 	seg_buf_free(seg);
 }
 
@@ -327,10 +338,7 @@ Test(held, inspect_reports_held_copies_as_held_not_damage)
 	bool found;
 	int status;
 
-	open_engine();
-	used = owner_segment(&seg, &last);
-	cr_assert_eq(held_open(UID, 0, 1), 0);
-	cr_assert_eq(held_write(UID, 0, 0, used, seg), 0);
+	seg = held_owner_copy(&used, &last);
 	cr_assert_eq(held_open(UID, 1, 1), 0); /* a torn tail */
 	cr_assert_eq(held_write(UID, 1, 0, last + 2, seg), 0);
 	engine_close(eng);

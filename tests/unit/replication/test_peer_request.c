@@ -342,14 +342,14 @@ Test(peer_request, many_requests_in_flight)
  * dropped and its request freed. */
 static void reply_to_closed(void)
 {
-	uint8_t head[8];
+	uint8_t head[PEER_SEG_HEAD_MAX];
 	struct peer_seg_reply rep = { 0 };
 
 	for (unsigned i = 0; i < srv.nheld; i++) {
 		struct peer_msg m = { .op = peer_req_hdr(srv.held[i])->op | PEER_OP_REPLY,
-				      .head = head, .head_len = 8 };
+				      .head = head };
 
-		peer_seg_reply_encode(m.op, &rep, head);
+		m.head_len = peer_seg_reply_encode(m.op, &rep, head);
 		cr_assert_eq(peer_req_reply(srv.held[i], &m), -ENOTCONN);
 	}
 	srv.nheld = 0;
