@@ -596,7 +596,8 @@ struct held_io {
 	engine_cb cb;
 	void *arg;
 	uint8_t *bounce;          /* the store needs aligned buffers: a copy, or NULL */
-	const struct iovec *iov;  /* a read's destination, when bounced */
+	struct iovec *iov;        /* a bounced read's destination (a copy of the caller's
+				     iovec array, which need not outlive the call) */
 	int iovcnt;
 };
 
@@ -650,13 +651,19 @@ static struct held *io_entry(struct engine *eng, bool write, uint64_t uid, uint3
 	return *err ? NULL : h;
 }
 
+static void io_free(struct held_io *io)
+{
+	seg_buf_free(io->bounce);
+	free(io->iov);
+	free(io);
+}
+
 static void io_end(struct held_io *io, int res)
 {
 	engine_cb cb = io->cb;
 	void *arg = io->arg;
 
-	seg_buf_free(io->bounce);
-	free(io);
+	io_free(io);
 	cb(arg, res < 0 ? res : 0);
 }
 
@@ -666,8 +673,8 @@ static void length_grow(struct held *h, uint32_t start, uint32_t end)
 {
 	bool grew;
 
-	if (h->sealed || h->closing)
-		return; /* a seal fixes the length */
+	if (h->sealed)
+		return; /* the seal fixed the length (a seal under way waits for this write) */
 	if (start > h->length) {
 		if (ARRAY_GROW(h->done, h->capdone, h->ndone, 8) == 0)
 			h->done[h->ndone++] = (struct held_range){ start, end };
@@ -731,15 +738,19 @@ static int io_start(struct engine *eng, struct held *h, bool write, uint32_t blo
 	if (!io)
 		return -ENOMEM;
 	*io = (struct held_io){ .eng = eng, .h = h, .block = block, .nblocks = nblocks,
-				.cb = cb, .arg = arg, .iov = iov, .iovcnt = iovcnt };
+				.cb = cb, .arg = arg, .iovcnt = iovcnt };
 	if (!iov_aligned(iov, iovcnt)) {
 		io->bounce = seg_buf_alloc((size_t)nblocks * ENGINE_BLOCK_SIZE);
-		if (!io->bounce) {
-			free(io);
+		if (!write)
+			io->iov = malloc((size_t)iovcnt * sizeof(*iov));
+		if (!io->bounce || (!write && !io->iov)) {
+			io_free(io);
 			return -ENOMEM;
 		}
 		if (write)
 			iov_copy(io->bounce, iov, iovcnt, false);
+		else
+			memcpy(io->iov, iov, (size_t)iovcnt * sizeof(*iov));
 		one = (struct iovec){ io->bounce, (size_t)nblocks * ENGINE_BLOCK_SIZE };
 		iov = &one;
 		iovcnt = 1;
@@ -747,8 +758,7 @@ static int io_start(struct engine *eng, struct held *h, bool write, uint32_t blo
 	r = write ? seg_write(eng, h->slot, block, iov, iovcnt, held_written, io)
 		  : seg_read(eng, h->slot, block, iov, iovcnt, held_read_done, io);
 	if (r < 0) {
-		seg_buf_free(io->bounce);
-		free(io);
+		io_free(io);
 		return r;
 	}
 	if (write)

@@ -508,7 +508,8 @@ static int cmp_seq(const void *a, const void *b)
  * even the number of a torn batch (replay would otherwise meet two batches with it). */
 static void check_seqs(struct inspect *in)
 {
-	qsort(in->seqs, in->nseqs, sizeof(*in->seqs), cmp_seq);
+	if (in->nseqs) /* none: seqs is NULL, which qsort must not get even for 0 */
+		qsort(in->seqs, in->nseqs, sizeof(*in->seqs), cmp_seq);
 	for (size_t i = 1; i < in->nseqs; i++) {
 		const struct seq_ref *a = &in->seqs[i - 1], *b = &in->seqs[i];
 

@@ -186,6 +186,27 @@ Test(held, retries_holes_ends_and_seals_answer_as_the_contract_says)
 	free(raw);
 }
 
+Test(held, a_seal_waits_for_the_writes_in_flight_and_counts_them)
+{
+	uint8_t *raw = pattern(8, 6);
+	struct iovec a = { raw + 1, 4 * BLK }, b = { raw + 1 + 4 * BLK, 4 * BLK };
+	struct done wa = { 0 }, wb = { 0 }, s = { 0 };
+
+	open_engine();
+	cr_assert_eq(held_open(UID, 0, 1), 0);
+	/* pipelined like an owner's appends: the second starts where the first ends */
+	cr_assert_eq(engine_held_write(eng, UID, 0, 0, &a, 1, 4, on_done, &wa), 0);
+	cr_assert_eq(engine_held_write(eng, UID, 0, 4, &b, 1, 4, on_done, &wb), 0);
+	cr_assert_eq(engine_held_seal_async(eng, UID, 0, 8, on_done, &s), 0);
+	cr_assert_eq(finish(0, &s), 0, "the seal counts the writes it waited for");
+	cr_assert(wa.done && wb.done);
+	cr_assert_eq(wa.res, 0);
+	cr_assert_eq(wb.res, 0);
+	cr_assert_eq(held_stat(UID, 0).length, 8);
+	expect_bytes(UID, 0, 0, 8, raw + 1);
+	free(raw);
+}
+
 Test(held, the_epoch_fence_survives_a_reopen)
 {
 	open_engine();
@@ -343,10 +364,10 @@ Test(held, inspect_reports_held_copies_as_held_not_damage)
 	cr_assert_eq(held_write(UID, 1, 0, last + 2, seg), 0);
 	engine_close(eng);
 	eng = NULL;
-	status = inspect("2 held for other nodes", &found);
-	cr_assert(found, "inspect counts the held copies");
-	cr_assert_eq(status, 0, "held copies are no damage (exit %d)", status);
 	seg_buf_free(seg);
+	status = inspect("2 held for other nodes", &found);
+	cr_assert(found, "inspect counts the held copies (exit status %d)", status);
+	cr_assert_eq(status, 0, "held copies are no damage (exit status %d)", status);
 }
 
 /* ---- the rest of the engine leaves held slots alone ---- */
