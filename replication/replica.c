@@ -213,8 +213,8 @@ static void seg_complete(struct rseg *s)
 		loop_task_schedule(s->rs->kick);
 		return;
 	}
-	if (s->record_busy || s->record_again)
-		return;
+	if (s->record_busy || s->record_again || s->state < RS_OPEN)
+		return; /* nothing is sent before the segment is open on its holders */
 	if (s->state != RS_DEAD && seg_copies(s) < s->fam->min_replicas) {
 		if (!s->warned_min) {
 			char id[128];
@@ -347,11 +347,11 @@ static void holders_recorded(void *arg, int res, const char *msg)
 	s->record_busy = false;
 	if (res == -ESTALE) {
 		family_stale(s, msg);
-	} else if (res < 0) {
+	} else if (res < 0 && s->state >= RS_OPENING && s->state <= RS_SEALING) {
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: the reduced holder set is not "
 				"recorded (%s): trying again", s->fam->name, msg);
 		s->record_again = true;
-	}
+	} /* else the open record failed too: the segment is placed again from scratch */
 	if (!s->rs->closing) {
 		if (s->record_again)
 			record_holders(s);
@@ -396,7 +396,9 @@ static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
 	seg_id_text(s, id, sizeof(id));
 	log_msg(LOG_WARN, LOG_TAG, "volume %s: dropping holder node %s: %s (%u copies left)", id,
 		n->id, why, seg_copies(s));
-	if (s->state == RS_OPENING || s->state == RS_OPEN || s->state == RS_SEALING)
+	/* recording: the open record in flight names n; this one follows it (the
+	 * cluster runs its calls in order) */
+	if (s->state >= RS_RECORDING && s->state <= RS_SEALING)
 		record_holders(s);
 	seg_complete(s);
 }
