@@ -48,10 +48,6 @@ etcd_start
 for i in 0 1 2; do
 	start_peer_node "$i"
 done
-grep -q "this build has no replication" "$WORK/node0.log" &&
-	skip "quilld was built without the holder service (replication/holder.c)"
-qn 1 node held >/dev/null 2>"$WORK/held.err" ||
-	skip "held segments are not built here: $(cat "$WORK/held.err")"
 wait_for 30 "node0 does not see three nodes up" \
 	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
 
