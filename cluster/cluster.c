@@ -511,6 +511,9 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 		c->res = clvol_segment_seal(cl->sess, &w, name, epoch, &q->seg.id, q->seg.length,
 					    msg, len);
 		break;
+	case CLUSTER_VOL_SEG_HOLDERS:
+		c->res = clvol_segment_holders(cl->sess, &w, name, epoch, &q->seg, msg, len);
+		break;
 	case CLUSTER_VOL_SEG_DELETE:
 		c->res = clvol_segment_delete(cl->sess, &w, name, epoch, &q->seg.id, msg, len);
 		break;

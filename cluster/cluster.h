@@ -138,6 +138,7 @@ enum cluster_vol_op {
 	CLUSTER_VOL_SEG_OPEN, /* seg: id, holders */
 	CLUSTER_VOL_SEG_SEAL, /* seg: id, length */
 	CLUSTER_VOL_SEG_DELETE, /* seg: id */
+	CLUSTER_VOL_SEG_HOLDERS, /* seg: id, holders (an open segment's, after a drop) */
 	CLUSTER_VOL_SEG_LIST, /* -> segs, nsegs */
 };
 

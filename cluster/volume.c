@@ -514,15 +514,17 @@ int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *na
 			  len);
 }
 
-int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *name,
-		       int64_t epoch, const struct layout_segid *id, uint64_t length, char *msg,
-		       size_t len)
+/* Rewrites an existing record: its state, length and epoch from `to`, and its holders
+ * too if to->nholders (else kept); fenced, and only if the record did not change since
+ * it was read. */
+static int seg_rewrite(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segment *to, char *msg, size_t len)
 {
 	struct layout_segment rec;
 	struct etcd_kv *kv = NULL;
 	char key[KEY_MAX];
 	bool ok = false;
-	int r = seg_key(w, name, id, key, msg, len);
+	int r = seg_key(w, name, &to->id, key, msg, len);
 
 	if (r == 0)
 		r = get_one(e, key, &kv, msg, len);
@@ -533,10 +535,14 @@ int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *na
 		return r;
 	r = layout_segment_decode(kv->value, kv->value_len, &rec);
 	if (r == 0) {
-		rec.id = *id;
-		rec.state = LAYOUT_SEG_SEALED;
-		rec.length = length;
+		rec.id = to->id;
+		rec.state = to->state;
+		rec.length = to->length;
 		rec.epoch = epoch;
+		if (to->nholders) {
+			rec.nholders = to->nholders;
+			memcpy(rec.holders, to->holders, sizeof(rec.holders));
+		}
 		r = seg_put(e, w, name, epoch, key, &rec,
 			    etcd_json_compare_eq(key, ETCD_TARGET_MOD, kv->mod_revision), &ok, msg,
 			    len);
@@ -548,6 +554,27 @@ int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *na
 		return r;
 	return seg_failed(e, w, name, epoch, -EAGAIN, "that segment changed meanwhile: try again",
 			  msg, len);
+}
+
+int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segid *id, uint64_t length, char *msg,
+		       size_t len)
+{
+	struct layout_segment to = { .id = *id, .state = LAYOUT_SEG_SEALED, .length = length };
+
+	return seg_rewrite(e, w, name, epoch, &to, msg, len);
+}
+
+int clvol_segment_holders(struct etcd *e, const struct clvol_who *w, const char *name,
+			  int64_t epoch, const struct layout_segment *seg, char *msg, size_t len)
+{
+	struct layout_segment to = *seg;
+
+	if (seg->nholders == 0 || seg->nholders > LAYOUT_MAX_HOLDERS)
+		return say(-EINVAL, msg, len, "a segment has 1 to %u holders", LAYOUT_MAX_HOLDERS);
+	to.state = LAYOUT_SEG_OPEN;
+	to.length = 0;
+	return seg_rewrite(e, w, name, epoch, &to, msg, len);
 }
 
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,

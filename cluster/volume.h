@@ -87,6 +87,10 @@ int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *na
 int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *name,
 		       int64_t epoch, const struct layout_segid *id, uint64_t length, char *msg,
 		       size_t len);
+/* holders: an open segment's holder set becomes seg->holders (a holder was dropped:
+ * docs/replication.md), fenced, the record unchanged since it was read. */
+int clvol_segment_holders(struct etcd *e, const struct clvol_who *w, const char *name,
+			  int64_t epoch, const struct layout_segment *seg, char *msg, size_t len);
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
 			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len);
 /* Every segment record of the volume, in (family, seq) order: *segs (free() it), *n. */

@@ -206,6 +206,8 @@ struct ckpt_job {
 struct engine {
 	struct engine_opts opts;
 	struct segs *segs;  /* where the segments live (segment.h) */
+	const struct seg_mirror_ops *mirror; /* copies elsewhere (segment.h), or NULL */
+	void *mirror_ctx;
 	struct meta *meta;
 	struct superblock sb;
 	int sb_err[2];          /* decode result of block 0 and of the copy (superblock.c) */

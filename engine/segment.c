@@ -100,6 +100,10 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
 	if (vol->open_slot >= 0)
 		seg_seal(eng, (uint32_t)vol->open_slot);
 	vol->open_slot = i;
+	if (eng->mirror && eng->mirror->wants(eng->mirror_ctx, s->family_uid)) {
+		s->mirrored = true;
+		eng->mirror->opened(eng->mirror_ctx, (uint32_t)i, s->family_uid, s->sno, 0);
+	}
 	return 0;
 }
 
@@ -129,7 +133,11 @@ void seg_hold_restore(struct engine *eng, uint32_t slot, uint64_t uid, uint32_t 
 
 void seg_seal(struct engine *eng, uint32_t slot)
 {
-	eng->slots[slot].state = SLOT_SEALED;
+	struct slot *s = &eng->slots[slot];
+
+	if (s->mirrored && eng->mirror && s->state == SLOT_OPEN)
+		eng->mirror->sealed(eng->mirror_ctx, slot, s->used);
+	s->state = SLOT_SEALED;
 }
 
 void seg_release(struct engine *eng, uint32_t slot)
@@ -187,16 +195,89 @@ int seg_header_decode(const struct engine *eng, const void *buf, struct segment_
 	return 0;
 }
 
+/* ---- the mirror ---- */
+
+void seg_mirror_set(struct engine *eng, const struct seg_mirror_ops *ops, void *ctx)
+{
+	eng->mirror = ops;
+	eng->mirror_ctx = ctx;
+}
+
+/* One engine call done twice, locally and by the mirror: cb runs once both did, with
+ * the first error (or the local result: the mirror's is 0). */
+struct mirror_join {
+	seg_cb cb;
+	void *arg;
+	int pending;
+	int res;
+};
+
+static void join_done(void *arg, int res)
+{
+	struct mirror_join *j = arg;
+
+	/* the first error, else the local call's result (bytes written) */
+	if (res < 0 ? j->res >= 0 : j->res == 0)
+		j->res = res;
+	if (--j->pending)
+		return;
+	j->cb(j->arg, j->res);
+	free(j);
+}
+
+static struct mirror_join *join_new(seg_cb cb, void *arg)
+{
+	struct mirror_join *j = malloc(sizeof(*j));
+
+	if (j)
+		*j = (struct mirror_join){ .cb = cb, .arg = arg, .pending = 1 };
+	return j;
+}
+
+/* After both halves were started with j (pending 3: each half, and the caller): drops
+ * the caller's reference, with a half's refusal as the error. Both refused: nothing
+ * will call back, the local refusal is returned; else 0 and cb runs exactly once. */
+static int join_end(struct mirror_join *j, int local, int mirror)
+{
+	if (local < 0 && mirror < 0) {
+		free(j);
+		return local;
+	}
+	if (local < 0)
+		join_done(j, local); /* the mirror's half still calls back: cb once */
+	else if (mirror < 0)
+		join_done(j, mirror);
+	else
+		join_done(j, 0); /* the reference this function held */
+	return 0;
+}
+
 /* ---- I/O ---- */
 
 int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uint32_t nblocks,
 	       uint64_t seq, seg_cb cb, void *arg)
 {
 	struct iovec iov = { buf, (size_t)nblocks * QUILL_BLOCK_SIZE };
+	struct mirror_join *j;
+	int local, mirror;
 
 	if (block == 0)
 		header_encode(eng, slot, ONDISK_SEG_USED, seq, buf);
-	return eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, cb, arg);
+	/* a slot out of range is the store's to refuse */
+	if (slot >= eng->sb.segment_count || !eng->slots[slot].mirrored || !eng->mirror)
+		return eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, cb, arg);
+	j = join_new(cb, arg);
+	if (!j)
+		return -ENOMEM;
+	j->pending = 3; /* the local write, the mirror's, and this function until it returns */
+	local = eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, join_done, j);
+	if (local < 0)
+		j->pending--;
+	mirror = eng->mirror->append(eng->mirror_ctx, slot, block, &iov, 1, nblocks, false,
+				     join_done, j);
+	if (mirror < 0)
+		j->pending--;
+	return join_end(j, local, mirror);
 }
 
 int seg_write(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
@@ -215,13 +296,36 @@ int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *ar
 {
 	struct iovec iov = { buf, QUILL_BLOCK_SIZE };
 
+	int r;
+
 	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
-	return eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
+	r = eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
+	if (r == 0 && eng->slots[slot].mirrored && eng->mirror) {
+		/* the copies go too; the slot may hold another segment from now on */
+		eng->slots[slot].mirrored = false;
+		eng->mirror->deleted(eng->mirror_ctx, slot);
+	}
+	return r;
 }
 
 int seg_flush(struct engine *eng, seg_cb cb, void *arg)
 {
-	return eng->segs->ops->flush(eng->segs, cb, arg);
+	struct mirror_join *j;
+	int local, mirror;
+
+	if (!eng->mirror)
+		return eng->segs->ops->flush(eng->segs, cb, arg);
+	j = join_new(cb, arg);
+	if (!j)
+		return -ENOMEM;
+	j->pending = 3;
+	local = eng->segs->ops->flush(eng->segs, join_done, j);
+	if (local < 0)
+		j->pending--;
+	mirror = eng->mirror->flush(eng->mirror_ctx, join_done, j);
+	if (mirror < 0)
+		j->pending--;
+	return join_end(j, local, mirror);
 }
 
 int seg_read_sync(struct engine *eng, uint32_t slot, uint32_t block, void *buf,

@@ -70,6 +70,7 @@ struct slot {
 	bool freeing;       /* its FREE header is being written: not reused meanwhile */
 	bool broken;        /* a write here failed: nothing after it can be replayed */
 	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
+	bool mirrored;      /* its family has copies elsewhere: the mirror hooks run */
 	bool held;          /* a copy of another node's segment (engine/held.c): volume_id
 			       0, never cleaned, freed by a checkpoint, prezeroed or
 			       reused until the holder drops it (seg_release) */
@@ -116,6 +117,30 @@ struct segs {
 	uint32_t count;          /* slots (0 until the layout is known) */
 	uint32_t blocks_per_seg;
 };
+
+/* ---- copies beyond the local store (replication/replica.c) ----
+ * Copies of a family's segments on other nodes. Each hook is called by segment.c on
+ * the engine's thread, only for the segments of families for which wants() was true
+ * at seg_open (slot.mirrored). append and flush follow the async contract above; the
+ * engine's call (seg_append, seg_flush) completes when the local I/O AND the mirror's
+ * have, with the first error of the two. opened's epoch is 0: the mirror knows the
+ * family's. sealed's length is the blocks the segment will hold (appends still in
+ * flight or not yet submitted included); deleted comes with the FREE header's write,
+ * and the slot may be given to another segment right after. Without a mirror (or for
+ * a family it does not want) nothing of this runs: the local path is unchanged. */
+struct seg_mirror_ops {
+	bool (*wants)(void *ctx, uint64_t uid);
+	void (*opened)(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch);
+	int (*append)(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
+		      int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg);
+	int (*flush)(void *ctx, seg_cb cb, void *arg);
+	void (*sealed)(void *ctx, uint32_t slot, uint32_t length);
+	void (*deleted)(void *ctx, uint32_t slot);
+};
+/* Sets (ops NULL: clears) the mirror; the engine's thread, with no segment I/O of a
+ * mirrored family in flight. ops and ctx outlive the engine or the next call. Once
+ * cleared, segments that were mirrored go on locally only (a node that stops). */
+void seg_mirror_set(struct engine *eng, const struct seg_mirror_ops *ops, void *ctx);
 
 /* Closes whatever implementation sg is; NULL is fine. Waits for its I/O in flight. */
 void seg_close(struct segs *sg);

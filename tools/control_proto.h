@@ -44,6 +44,7 @@
 #define CONTROL_CMD_CLUSTER_STATUS "cluster.status" /* -> cluster, lease, io, nodes */
 #define CONTROL_CMD_CLUSTER_NODES "cluster.nodes"   /* -> nodes: [node...] */
 #define CONTROL_CMD_NODE_OUT "cluster.node_out"     /* id: mark the node out */
+#define CONTROL_CMD_NODE_HELD "node.held"           /* -> held: [copy...] held for others */
 #define CONTROL_CMD_NODE_IN "cluster.node_in"       /* id: take the out mark away */
 /* volumes in the cluster map (docs/cluster.md, "Volumes"); volume.create takes
  * "replicas" too, and volume objects carry "cluster": {replicas, owner, epoch, ...} */

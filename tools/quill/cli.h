@@ -33,6 +33,10 @@ int cli_add_replicas(const struct cli *c, struct json_object *req);
 int cmd_volume_cluster(const struct cli *c);
 /* " [R3 owner n1 epoch 2]" for a volume object's "cluster" ("" without), into buf. */
 const char *cli_cluster_brief(struct json_object *v, char *buf, size_t len);
+/* ", 3 copies" or ", DEGRADED (2 of 3 copies: why)" from a "cluster" object. */
+const char *cli_copies_brief(struct json_object *c, char *buf, size_t len);
+/* The holders of a replicated volume's open segments, one line each. */
+void cli_show_copies(struct json_object *c);
 
 /* Prints the usage to out; returns code. */
 int cli_usage(FILE *out, int code);

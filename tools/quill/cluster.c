@@ -48,10 +48,48 @@ const char *cli_cluster_brief(struct json_object *v, char *buf, size_t len)
 
 	buf[0] = '\0';
 	if (c)
-		snprintf(buf, len, "  [R%lld owner %s epoch %lld%s]", (long long)cli_i64(c, "replicas"),
-			 or_dash(cli_str(c, "owner")), (long long)cli_i64(c, "epoch"),
-			 strcmp(cli_str(c, "state"), "ready") ? ", being created" : "");
+		snprintf(buf, len, "  [R%lld owner %s epoch %lld%s%s]",
+			 (long long)cli_i64(c, "replicas"), or_dash(cli_str(c, "owner")),
+			 (long long)cli_i64(c, "epoch"),
+			 strcmp(cli_str(c, "state"), "ready") ? ", being created" : "",
+			 cli_copies_brief(c, (char[200]){ 0 }, 200));
 	return buf;
+}
+
+const char *cli_copies_brief(struct json_object *c, char *buf, size_t len)
+{
+	struct json_object *cp = c ? json_object_object_get(c, "copies") : NULL;
+
+	buf[0] = '\0';
+	if (!cp)
+		return buf;
+	if (cli_bool(cp, "waiting") || cli_bool(cp, "degraded"))
+		snprintf(buf, len, ", %s (%lld of %lld copies: %s)",
+			 cli_bool(cp, "waiting") ? "WAITING" : "DEGRADED",
+			 (long long)cli_i64(cp, "current"), (long long)cli_i64(cp, "replicas"),
+			 cli_str(cp, "why"));
+	else
+		snprintf(buf, len, ", %lld copies", (long long)cli_i64(cp, "current"));
+	return buf;
+}
+
+void cli_show_copies(struct json_object *c)
+{
+	struct json_object *cp = c ? json_object_object_get(c, "copies") : NULL;
+	struct json_object *segs = cp ? json_object_object_get(cp, "open_segments") : NULL;
+	size_t n = segs ? json_object_array_length(segs) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *s = json_object_array_get_idx(segs, i);
+		struct json_object *h = json_object_object_get(s, "holders");
+		size_t nh = h ? json_object_array_length(h) : 0;
+
+		printf("copies:    segment %lld on", (long long)cli_i64(s, "segment"));
+		for (size_t k = 0; k < nh; k++)
+			printf("%s %s", k ? "," : "", json_object_get_string(
+						json_object_array_get_idx(h, k)));
+		printf("%s\n", cli_bool(s, "placed") ? "" : " (being placed)");
+	}
 }
 
 static void show_volumes(struct json_object *ans)
@@ -71,10 +109,11 @@ static void show_volumes(struct json_object *ans)
 
 		snprintf(repl, sizeof(repl), "%lld/%lld", (long long)cli_i64(o, "replicas"),
 			 (long long)cli_i64(o, "min_replicas"));
-		printf("%-24s %12s %8s %-16s %6lld  %s\n", cli_str(o, "name"),
+		printf("%-24s %12s %8s %-16s %6lld  %s%s\n", cli_str(o, "name"),
 		       cli_size((uint64_t)cli_i64(o, "size"), 0), repl,
 		       *cli_str(o, "owner") ? cli_str(o, "owner") : "(none)",
-		       (long long)cli_i64(o, "epoch"), cli_str(o, "state"));
+		       (long long)cli_i64(o, "epoch"), cli_str(o, "state"),
+		       cli_copies_brief(o, (char[200]){ 0 }, 200));
 	}
 }
 
@@ -115,6 +154,27 @@ int cmd_cluster(const struct cli *c)
 	return cli_usage(stderr, EXIT_USAGE);
 }
 
+static void show_held(struct json_object *ans)
+{
+	struct json_object *held = json_object_object_get(ans, "held");
+	size_t n = held ? json_object_array_length(held) : 0;
+
+	if (n == 0) {
+		printf("no copies held for other nodes\n");
+		return;
+	}
+	printf("%-16s %8s %-6s %8s %6s %6s\n", "FAMILY", "SEGMENT", "STATE", "BLOCKS", "EPOCH",
+	       "SLOT");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(held, i);
+
+		printf("%-16s %8lld %-6s %8lld %6lld %6lld\n", cli_str(o, "family"),
+		       (long long)cli_i64(o, "segment"), cli_str(o, "state"),
+		       (long long)cli_i64(o, "length"), (long long)cli_i64(o, "epoch"),
+		       (long long)cli_i64(o, "slot"));
+	}
+}
+
 int cmd_node(const struct cli *c)
 {
 	const char *verb = c->argv[1];
@@ -122,6 +182,8 @@ int cmd_node(const struct cli *c)
 
 	if ((strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0) && c->argc == 2)
 		return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_CLUSTER_NODES)), show_nodes);
+	if (strcmp(verb, "held") == 0 && c->argc == 2)
+		return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_NODE_HELD)), show_held);
 	if ((strcmp(verb, "out") == 0 || strcmp(verb, "in") == 0) && c->argc == 3) {
 		req = cli_request(strcmp(verb, "out") == 0 ? CONTROL_CMD_NODE_OUT : CONTROL_CMD_NODE_IN);
 		cli_add_str(req, "id", c->argv[2]);
@@ -179,16 +241,17 @@ static int segment_request(const struct cli *c, struct json_object *req)
 {
 	const char *op = c->argc > 3 ? c->argv[3] : "";
 	bool list = strcmp(op, "list") == 0, open = strcmp(op, "open") == 0;
-	bool seal = strcmp(op, "seal") == 0;
-	int want = list ? 4 : open || seal ? 6 : 5;
+	bool seal = strcmp(op, "seal") == 0, holders = strcmp(op, "holders") == 0;
+	int want = list ? 4 : open || seal || holders ? 6 : 5;
 	char *end;
 
-	if (c->argc != want || (!list && !open && !seal && strcmp(op, "delete") != 0))
+	if (c->argc != want ||
+	    (!list && !open && !seal && !holders && strcmp(op, "delete") != 0))
 		return -EINVAL;
 	cli_add_str(req, "op", op);
 	if (!list)
 		cli_add_str(req, "segment", c->argv[4]);
-	if (open)
+	if (open || holders)
 		cli_add_str(req, "holders", c->argv[5]);
 	if (seal)
 		json_object_object_add(req, "length",

@@ -34,7 +34,7 @@ int cli_usage(FILE *out, int code)
 		"  volume claim NAME              (cluster) this node becomes the owner, the epoch\n"
 		"                                 rises; refused while another node's claim lives\n"
 		"  volume release NAME [--force]  (cluster) give the claim up: any node may claim\n"
-		"  volume segment NAME open|seal|delete|list [FAMILY.SEQ] [HOLDERS|LENGTH]\n"
+		"  volume segment NAME open|seal|holders|delete|list [FAMILY.SEQ] [HOLDERS|LENGTH]\n"
 		"                 [--epoch E]     (cluster) segment lifecycle records, fenced by\n"
 		"                                 the epoch (default: this node's claim)\n"
 		"  snap create VOL@SNAP           a read-only point in time of VOL (instant)\n"
@@ -63,7 +63,9 @@ int cli_usage(FILE *out, int code)
 		"                                 node's lease, and why client I/O waits if it does\n"
 		"  node ls                        the cluster's nodes: up or down, out, domain\n"
 		"  node out|in ID                 mark a node out (an operator's decision, kept\n"
-		"                                 across restarts) or in again\n\n"
+		"                                 across restarts) or in again\n"
+		"  node held                      the copies of other nodes' segments this node\n"
+		"                                 holds (replicated volumes)\n\n"
 		"The node's control socket: --socket, else $QUILL_SOCKET, else the default that\n"
 		"quilld uses ($XDG_RUNTIME_DIR/quill/quilld.sock or /tmp/quill-$UID/quilld.sock).\n");
 	return code;
@@ -91,7 +93,7 @@ static const char *holder_of(struct json_object *v)
 
 static void print_volume_row(struct json_object *v)
 {
-	char brief[160];
+	char brief[400];
 
 	printf("%-24s %12s %12s %9lld  %-24s  %s%s%s%s\n", cli_str(v, "name"),
 	       cli_size((uint64_t)cli_i64(v, "size"), 0),
@@ -163,7 +165,8 @@ static void show_volume(struct json_object *ans)
 	       (long long)cli_i64(v, "sector_size"));
 	show_holder(v);
 	if (json_object_object_get(v, "cluster"))
-		printf("cluster:  %s\n", cli_cluster_brief(v, (char[160]){ 0 }, 160));
+		printf("cluster:  %s\n", cli_cluster_brief(v, (char[400]){ 0 }, 400));
+	cli_show_copies(json_object_object_get(v, "cluster"));
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
 		       cli_str(v, "name"));

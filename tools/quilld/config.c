@@ -142,6 +142,12 @@ static const char *check_etcd_prefix(const struct quilld_config *c)
 		       : NULL;
 }
 
+static const char *check_peer_timeout(const struct quilld_config *c)
+{
+	return c->peer_timeout_ms < 50 || c->peer_timeout_ms > 600000
+		       ? "must be between 50 and 600000 milliseconds" : NULL;
+}
+
 static const char *check_lease_ttl(const struct quilld_config *c)
 {
 	return c->lease_ttl < 2 || c->lease_ttl > 3600 ? "must be between 2 and 3600 seconds"
@@ -200,6 +206,7 @@ static const struct setting settings[] = {
 	{ "failure-domain", SET_STR, F(failure_domain), CAP(failure_domain), "nodes that fail together (a host, a rack): copies go to distinct ones (the node id)", NULL, false },
 	{ "peer-addr", SET_STR, F(peer_addr), CAP(peer_addr), "HOST:PORT other nodes reach this one at (peer protocol)", NULL, false },
 	{ "lease-ttl", SET_UINT, F(lease_ttl), 0, "seconds without etcd before this node stops serving I/O and is down (10)", check_lease_ttl, false },
+	{ "peer-timeout-ms", SET_UINT, F(peer_timeout_ms), 0, "a node holding copies that does not answer this long is dropped from them (1000)", check_peer_timeout, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -532,6 +539,7 @@ static void set_defaults(struct quilld_config *cfg)
 	strcpy(cfg->log_level, "info");
 	strcpy(cfg->etcd_prefix, "/quill/default/");
 	cfg->lease_ttl = 10;
+	cfg->peer_timeout_ms = 1000;
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	cfg->prezero = true;
 	cfg->idle_defrag = true;

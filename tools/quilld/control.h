@@ -2,9 +2,12 @@
 #ifndef QUILL_QUILLD_CONTROL_H
 #define QUILL_QUILLD_CONTROL_H
 
+#include <stdint.h>
+
 struct blk_guard;
 struct cluster;
 struct control;
+struct replicas;
 struct engine;
 struct loop;
 struct vhost_server;
@@ -18,6 +21,11 @@ struct control_opts {
 	struct cluster *cluster; /* what cluster.* commands show and drive, or NULL: a
 				    single node */
 	struct blk_guard *guard; /* the node's guard over client I/O, or NULL */
+	struct replicas *replicas; /* this node's replicated families, or NULL */
+	/* a create or claim made this node the owner of a volume at epoch: its copies
+	 * start now (replicas 0: the map says how many) */
+	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
+	void *volume_owned_arg;
 };
 
 /* Listens on opts->path (a stale socket file is replaced; a live one is -EADDRINUSE),

@@ -8,6 +8,7 @@
 
 #include "block/block.h"
 #include "cluster/cluster.h"
+#include "engine/engine.h"
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
 
@@ -188,7 +189,41 @@ static struct json_object *cmd_node_in(struct control *ctl, struct json_object *
 	return node_mark(ctl, req, false);
 }
 
+/* ---- node.held: the copies this node keeps for other nodes' segments ---- */
+
+static int held_one(void *arg, const struct engine_held_info *h)
+{
+	struct json_object *o = json_object_new_object();
+	char uid[24];
+
+	snprintf(uid, sizeof(uid), "%016llx", (unsigned long long)h->uid);
+	add_str(o, "family", uid);
+	ctl_add_int(o, "segment", h->sno);
+	ctl_add_int(o, "epoch", (int64_t)h->epoch);
+	add_str(o, "state", h->sealed ? "sealed" : "open");
+	ctl_add_int(o, "length", h->length);
+	ctl_add_int(o, "slot", h->slot);
+	json_object_array_add(arg, o);
+	return 0;
+}
+
+static struct json_object *cmd_node_held(struct control *ctl, struct json_object *req)
+{
+	struct json_object *v = ctl_ok(), *arr = json_object_new_array();
+	int r;
+
+	(void)req;
+	json_object_object_add(v, "held", arr);
+	r = engine_held_list(ctl->eng, held_one, arr);
+	if (r < 0) {
+		json_object_put(v);
+		return ctl_error(-r, "cannot list the held copies: %s", strerror(-r));
+	}
+	return v;
+}
+
 const struct control_cmd ctl_cluster_commands[] = {
+	{ CONTROL_CMD_NODE_HELD, cmd_node_held, { { NULL } } },
 	{ CONTROL_CMD_CLUSTER_STATUS, cmd_cluster_status, { { NULL } } },
 	{ CONTROL_CMD_CLUSTER_NODES, cmd_cluster_nodes, { { NULL } } },
 	{ CONTROL_CMD_NODE_OUT, cmd_node_out, { { "id", CTL_STRING } } },

@@ -20,6 +20,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine.h"
+#include "replication/replica.h"
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
 
@@ -100,9 +101,36 @@ static void add_str(struct json_object *o, const char *key, const char *v)
 	json_object_object_add(o, key, json_object_new_string(v));
 }
 
-static struct json_object *cluster_vol_json(const struct cluster_volume *v)
+/* The "copies" of a volume this node replicates: the holders of its open segments,
+ * and whether it runs below R (degraded) or its writes wait. */
+static struct json_object *copies_json(const struct replica_status *st)
+{
+	struct json_object *o = json_object_new_object(), *segs = json_object_new_array();
+
+	ctl_add_int(o, "replicas", st->replicas);
+	ctl_add_int(o, "min_replicas", st->min_replicas);
+	ctl_add_int(o, "current", st->copies);
+	json_object_object_add(o, "degraded", json_object_new_boolean(st->degraded));
+	json_object_object_add(o, "waiting", json_object_new_boolean(st->waiting));
+	add_str(o, "why", st->why);
+	for (unsigned i = 0; i < st->nsegs; i++) {
+		struct json_object *s = json_object_new_object(), *h = json_object_new_array();
+
+		ctl_add_int(s, "segment", st->segs[i].sno);
+		json_object_object_add(s, "placed", json_object_new_boolean(st->segs[i].placed));
+		for (unsigned k = 0; k < st->segs[i].nholders; k++)
+			json_object_array_add(h, json_object_new_string(st->segs[i].holders[k]));
+		json_object_object_add(s, "holders", h);
+		json_object_array_add(segs, s);
+	}
+	json_object_object_add(o, "open_segments", segs);
+	return o;
+}
+
+static struct json_object *cluster_vol_json(struct control *ctl, const struct cluster_volume *v)
 {
 	struct json_object *o = json_object_new_object();
+	struct replica_status st;
 
 	ctl_add_int(o, "replicas", v->rec.replicas);
 	ctl_add_int(o, "min_replicas", v->rec.min_replicas);
@@ -111,6 +139,8 @@ static struct json_object *cluster_vol_json(const struct cluster_volume *v)
 	ctl_add_int(o, "epoch", v->claimed ? v->claim.epoch : v->rec.epoch);
 	add_str(o, "state", v->rec.state == LAYOUT_VOL_READY ? "ready" : "creating");
 	ctl_add_int(o, "created", v->rec.created);
+	if (replica_status(ctl->replicas, v->rec.name, &st) == 0)
+		json_object_object_add(o, "copies", copies_json(&st));
 	return o;
 }
 
@@ -121,7 +151,7 @@ void ctl_cluster_add_volume(struct control *ctl, const char *name, struct json_o
 	if (!ctl->cluster)
 		return;
 	json_object_object_add(o, "cluster", cluster_volume_get(ctl->cluster, name, &v) == 0
-				? cluster_vol_json(&v) : NULL);
+				? cluster_vol_json(ctl, &v) : NULL);
 }
 
 int ctl_cluster_add_volumes(struct control *ctl, struct json_object *o)
@@ -135,7 +165,7 @@ int ctl_cluster_add_volumes(struct control *ctl, struct json_object *o)
 		return r;
 	arr = json_object_new_array();
 	for (size_t i = 0; i < n; i++) {
-		struct json_object *v = cluster_vol_json(&vols[i]);
+		struct json_object *v = cluster_vol_json(ctl, &vols[i]);
 
 		add_str(v, "name", vols[i].rec.name);
 		ctl_add_int(v, "size", (int64_t)vols[i].rec.size);
@@ -165,9 +195,21 @@ static void create_undone(void *arg, int res, const char *msg)
 	job_end(job, job->local_res, NULL);
 }
 
+/* This node owns name now: its copies start before any client can attach. */
+static void owned(struct control *ctl, const struct vol_job *job)
+{
+	if (ctl->volume_owned)
+		ctl->volume_owned(ctl->volume_owned_arg, job->req.vol.name, job->req.epoch,
+				  job->req.vol.replicas);
+}
+
 static void create_ready(void *arg, int res, const char *msg)
 {
-	job_end(arg, res, msg);
+	struct vol_job *job = arg;
+
+	if (res == 0)
+		owned(job->ctl, job);
+	job_end(job, res, msg);
 }
 
 static void create_local_done(void *arg, int res)
@@ -341,7 +383,11 @@ static struct json_object *claim_finish(struct control *ctl, struct json_object 
 
 static void job_done(void *arg, int res, const char *msg)
 {
-	job_end(arg, res, msg);
+	struct vol_job *job = arg;
+
+	if (res == 0 && job->req.op == CLUSTER_VOL_CLAIM)
+		owned(job->ctl, job);
+	job_end(job, res, msg);
 }
 
 static struct json_object *simple_job(struct control *ctl, struct json_object *req,
@@ -460,6 +506,7 @@ static int segment_op(const char *op, enum cluster_vol_op *out)
 	static const struct { const char *name; enum cluster_vol_op op; } ops[] = {
 		{ "open", CLUSTER_VOL_SEG_OPEN }, { "seal", CLUSTER_VOL_SEG_SEAL },
 		{ "delete", CLUSTER_VOL_SEG_DELETE }, { "list", CLUSTER_VOL_SEG_LIST },
+		{ "holders", CLUSTER_VOL_SEG_HOLDERS },
 	};
 
 	for (size_t i = 0; op && i < sizeof(ops) / sizeof(ops[0]); i++)
@@ -484,10 +531,10 @@ static struct json_object *cmd_volume_segment(struct control *ctl, struct json_o
 	if (!name)
 		return ctl_no_name();
 	if (segment_op(ctl_get_string(req, "op"), &op) < 0)
-		return ctl_error(EINVAL, "\"op\": open, seal, delete or list");
+		return ctl_error(EINVAL, "\"op\": open, seal, holders, delete or list");
 	if (op != CLUSTER_VOL_SEG_LIST && parse_segid(ctl_get_string(req, "segment"), &seg.id) < 0)
 		return ctl_error(EINVAL, "\"segment\": FAMILY.SEQ in hex (e.g. 1f.2)");
-	if (op == CLUSTER_VOL_SEG_OPEN && parse_holders(ctl_get_string(req, "holders"), &seg) < 0)
+	if ((op == CLUSTER_VOL_SEG_OPEN || op == CLUSTER_VOL_SEG_HOLDERS) && parse_holders(ctl_get_string(req, "holders"), &seg) < 0)
 		return ctl_error(EINVAL, "\"holders\": node ids, comma-separated (1 to %u)",
 				 LAYOUT_MAX_HOLDERS);
 	if (op == CLUSTER_VOL_SEG_SEAL && ctl_get_u64(req, "length", &length) < 0)

@@ -26,6 +26,9 @@ struct control {
 	struct vhost_server *vhost; /* or NULL */
 	struct cluster *cluster;    /* or NULL: a single node */
 	struct blk_guard *guard;    /* or NULL: a single node */
+	struct replicas *replicas;  /* or NULL: nothing replicated here */
+	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
+	void *volume_owned_arg;
 	struct control_conn *current; /* the connection whose request is being dispatched */
 	unsigned npending;     /* calls waiting for their engine completion */
 	bool destroyed;        /* control_destroy() ran: freed when npending drops to 0 */

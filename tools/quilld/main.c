@@ -31,9 +31,10 @@
 #include "engine/ondisk.h"
 #include "nbd/nbd_server.h"
 #include "nbd/nbd_tls.h"
-#include "replication/peer.h"
 #include "replication/holder.h"
+#include "replication/peer.h"
 #include "replication/peer_session.h"
+#include "replication/replica.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
 #include "vhost/vhost_blk.h"
@@ -54,6 +55,9 @@ struct node {
 	struct holder *holder;             /* serves other nodes' segment ops on peer */
 	struct cluster *cluster;   /* NULL: a single node */
 	struct blk_guard *guard;   /* the cluster's guard over client I/O; NULL: single */
+	struct replicas *replicas; /* copies of this node's volumes elsewhere (a cluster
+				      with a peer listener), or NULL */
+	char self_id[LAYOUT_ID_MAX + 1];
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
 	int signal_fd;
@@ -319,10 +323,76 @@ static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 	no->guard = n->guard;
 }
 
+/* ---- replicated volumes: the replica sets of this node's volumes ---- */
+
+/* Registers name's family with the replica sets if this node owns it at epoch and
+ * it has more than one copy (replicas 0: the map says how many). */
+static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned replicas)
+{
+	struct node *n = arg;
+	struct engine_volume_info info;
+	struct cluster_volume v;
+	int r;
+
+	if (!n->replicas)
+		return;
+	if (!replicas && cluster_volume_get(n->cluster, name, &v) == 0)
+		replicas = v.rec.replicas;
+	if (replicas <= 1 || engine_volume_info(n->eng, name, &info) < 0)
+		return;
+	r = replica_family_set(n->replicas, info.id, name, epoch, replicas,
+			       layout_min_replicas(replicas));
+	if (r < 0)
+		log_msg(LOG_ERROR, LOG_TAG, "volume %s: its copies cannot start: %s", name,
+			err_str(-r));
+}
+
+/* The volumes of the map this node owns (a claim at a join, after a restart): their
+ * copies go on under the claim's epoch. */
+static void sync_families(struct node *n)
+{
+	struct cluster_volume *vols;
+	size_t count;
+
+	if (!n->replicas || cluster_volumes(n->cluster, &vols, &count) < 0)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		int64_t epoch;
+
+		if (vols[i].rec.replicas > 1 &&
+		    cluster_volume_owned(n->cluster, vols[i].rec.name, &epoch))
+			volume_owned(n, vols[i].rec.name, epoch, vols[i].rec.replicas);
+	}
+	free(vols);
+}
+
+/* The map moved: the replica sets see the nodes, and the volumes this node owns now. */
+static void replicas_changed(struct node *n)
+{
+	if (n->replicas) {
+		replica_map_changed(n->replicas);
+		sync_families(n);
+	}
+}
+
+/* The replica sets of this node's volumes: in a cluster, with a peer listener. */
+static int start_replicas(struct node *n)
+{
+	struct replica_opts ro = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
+				   .cluster = n->cluster, .self_id = n->self_id,
+				   .peer_timeout_ms = n->cfg.peer_timeout_ms };
+
+	if (!n->cluster || !n->peer)
+		return 0;
+	return replica_create(&ro, &n->replicas);
+}
+
+
 static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
-				   .cluster = n->cluster, .guard = n->guard };
+				   .cluster = n->cluster, .guard = n->guard, .replicas = n->replicas,
+				   .volume_owned = volume_owned, .volume_owned_arg = n };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -354,12 +424,14 @@ static int start_vhost(struct node *n)
 /* ---- the cluster: membership, and the lease that guards client I/O ---- */
 
 /* A keepalive was granted, the map moved or a claim went: volumes this node lost
- * stop being served; requests held for the lease may go. */
+ * stop being served; requests held for the lease may go; the replica sets see the
+ * nodes and the volumes this node owns now. */
 static void cluster_changed(void *arg)
 {
 	struct node *n = arg;
 
 	blk_guard_recheck(n->guard);
+	replicas_changed(n);
 }
 
 static void cluster_refused(void *arg, const char *why)
@@ -528,6 +600,7 @@ static int start_cluster(struct node *n)
 	if (!cfg->etcd_endpoints[0])
 		return 0;
 	cluster_self(n, &self);
+	snprintf(n->self_id, sizeof(n->self_id), "%s", self.id);
 	return cluster_start(&co, &n->cluster);
 }
 
@@ -571,6 +644,9 @@ static int start(struct node *n)
 	r = start_cluster(n);
 	if (r < 0)
 		return r;
+	r = start_replicas(n);
+	if (r < 0)
+		return r;
 	make_parent_dirs(n, n->cfg.control);
 	return start_control(n);
 }
@@ -580,6 +656,8 @@ static void stop(struct node *n)
 	/* the front ends drain: what the lease holds back fails rather than waits */
 	blk_guard_shutdown(n->guard);
 	control_destroy(n->ctl);
+	replica_destroy(n->replicas); /* before the endpoint (its connections) and the
+					 engine (its mirror) */
 	peer_endpoint_destroy(n->peer);
 	holder_destroy(n->holder);  /* its ops still in the engine end in engine_close */
 	peer_secret_destroy(n->peer_secret);

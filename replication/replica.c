@@ -1,0 +1,967 @@
+/* replication/replica.c — the owner side of replicated volumes (replica.h).
+ *
+ * Three kinds of object, all on the loop's thread:
+ *   rnode   a node of the map that may hold copies: its peer connection (reconnected
+ *           with backoff), whether it is usable for placement, whether it has
+ *           acknowledged appends since its last flush
+ *   rseg    one mirrored segment (by the engine's slot until deleted): its family,
+ *           its holders, its state (placing -> recording -> opening -> open ->
+ *           sealing -> sealed; deleting), its appends
+ *   rop     one append: the engine's callback, which holders acknowledged it
+ * An append completes when every current holder of its segment acknowledged it, no
+ * record of a drop is pending, and the segment has min_replicas copies. A holder that
+ * fails is dropped from the segment (rseg_drop), which reconsiders every waiting
+ * append once the reduced set is recorded.
+ */
+#include "replication/replica.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cluster.h"
+#include "cluster/placement.h"
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "engine/engine.h"
+#include "engine/segment.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
+#include "replication/replica_internal.h"
+
+/* ---- wire helpers (payload layouts: peer_proto.h) ---- */
+
+/* The reply's result: the transport's error, or the holder's. */
+int replica_reply_result(uint8_t op, int res, const void *payload, size_t len)
+{
+	struct peer_seg_reply r;
+
+	if (res < 0)
+		return res;
+	if (peer_seg_reply_decode(op, payload, len, &r) < 0)
+		return -EPROTO;
+	return r.result;
+}
+
+static void seg_id_text(const struct rseg *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s segment %016" PRIx64 ".%08" PRIx32, s->fam->name, s->fam->uid,
+		 s->sno);
+}
+
+/* ---- nodes and connections ---- */
+
+
+
+/* ---- families ---- */
+
+static struct family *family_find(const struct replicas *rs, uint64_t uid)
+{
+	for (size_t i = 0; i < rs->nfams; i++)
+		if (rs->fams[i]->uid == uid)
+			return rs->fams[i];
+	return NULL;
+}
+
+int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int64_t epoch,
+		       unsigned replicas, unsigned min_replicas)
+{
+	struct family *f = family_find(rs, uid);
+
+	if (!uid || replicas == 0 || replicas > LAYOUT_MAX_REPLICAS || min_replicas > replicas ||
+	    strlen(name) > LAYOUT_ID_MAX)
+		return -EINVAL;
+	if (!f) {
+		struct family **v = realloc(rs->fams, (rs->nfams + 1) * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		rs->fams = v;
+		f = calloc(1, sizeof(*f));
+		if (!f)
+			return -ENOMEM;
+		f->uid = uid;
+		rs->fams[rs->nfams++] = f;
+	}
+	if (f->epoch != epoch || f->replicas != replicas)
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: %u copies of each segment (at least %u), "
+			"epoch %lld", name, replicas, min_replicas, (long long)epoch);
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->epoch = epoch;
+	f->replicas = replicas;
+	f->min_replicas = min_replicas ? min_replicas : 1;
+	f->stale = false;
+	return 0;
+}
+
+/* ---- segments ---- */
+
+static struct rseg *seg_at(const struct replicas *rs, uint32_t slot)
+{
+	return slot < rs->nslots ? rs->by_slot[slot] : NULL;
+}
+
+static unsigned seg_copies(const struct rseg *s)
+{
+	return 1 + s->nholders;
+}
+
+static void seg_unref(struct rseg *s)
+{
+	struct replicas *rs = s->rs;
+
+	if (--s->refs)
+		return;
+	for (struct rseg **p = &rs->all; *p; p = &(*p)->next_all)
+		if (*p == s) {
+			*p = s->next_all;
+			break;
+		}
+	loop_timer_cancel(s->retry);
+	free(s);
+}
+
+static void seg_step(struct rseg *s);
+
+static void seg_retry_fire(void *arg)
+{
+	struct rseg *s = arg;
+
+	s->retry = NULL;
+	seg_step(s);
+}
+
+static void seg_retry_later(struct rseg *s)
+{
+	if (!s->retry && !s->rs->closing &&
+	    loop_timer_add(s->rs->loop, RETRY_MS, seg_retry_fire, s, &s->retry) < 0)
+		s->retry = NULL;
+}
+
+/* A request about s to node n: the one struct every reply callback gets. */
+struct rreq {
+	struct rseg *seg;
+	struct rop *op;
+	struct rnode *node;
+};
+
+static struct rreq *rreq_new(struct rseg *s, struct rop *op, struct rnode *n)
+{
+	struct rreq *q = malloc(sizeof(*q));
+
+	if (q) {
+		*q = (struct rreq){ .seg = s, .op = op, .node = n };
+		s->refs++;
+	}
+	return q;
+}
+
+/* Sends r (its head encoded here) about q's segment to q's node, data after it. */
+static int send_req(struct rreq *q, const struct peer_seg_req *r, const struct iovec *data,
+		    int datacnt, peer_reply_cb cb)
+{
+	struct rseg *s = q->seg;
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = r->op, .volume_id = s->fam->uid,
+			      .epoch = (uint64_t)s->fam->epoch, .head = head,
+			      .data = data, .datacnt = datacnt };
+
+	m.head_len = peer_seg_req_encode(r, head);
+
+	if (!q->node->ready || !q->node->conn)
+		return -ENOTCONN;
+	return peer_request(q->node->conn, &m, s->rs->timeout_ms, cb, q);
+}
+
+/* ---- appends: completion ---- */
+
+static bool holder_of(const struct rseg *s, const struct rnode *n)
+{
+	for (unsigned i = 0; i < s->nholders; i++)
+		if (s->holders[i] == n)
+			return true;
+	return false;
+}
+
+static bool op_acked_by(const struct rop *op, const struct rnode *n)
+{
+	for (unsigned i = 0; i < op->nsent; i++)
+		if (op->sent[i] == n)
+			return op->acked[i];
+	return false;
+}
+
+static void op_unref(struct rop *op)
+{
+	if (--op->refs == 0)
+		free(op);
+}
+
+/* Completes, oldest first, every append of s that may: each current holder has it, no
+ * drop is waiting for its record, and s has min_replicas copies. */
+static void seg_complete(struct rseg *s)
+{
+	struct rop *ready = NULL, **tail = &ready;
+
+	if (s->rs->in_hook) {
+		/* never call the engine back from inside its own call (a batch it is
+		 * submitting could retire under it): on the loop's next turn */
+		loop_task_schedule(s->rs->kick);
+		return;
+	}
+	if (s->record_busy || s->record_again || s->state < RS_OPEN)
+		return; /* nothing is sent before the segment is open on its holders */
+	if (s->state != RS_DEAD && seg_copies(s) < s->fam->min_replicas) {
+		if (!s->warned_min) {
+			char id[128];
+
+			seg_id_text(s, id, sizeof(id));
+			log_msg(LOG_WARN, LOG_TAG, "volume %s: %u copies, below min_replicas %u: "
+				"its writes wait", id, seg_copies(s), s->fam->min_replicas);
+			s->warned_min = true;
+		}
+		return;
+	}
+	for (struct rop **p = &s->ops; *p;) {
+		struct rop *op = *p;
+		bool all = op->res < 0 || s->state == RS_DEAD;
+
+		if (!all) {
+			all = true;
+			for (unsigned i = 0; i < s->nholders && all; i++)
+				all = op_acked_by(op, s->holders[i]);
+		}
+		if (!all) {
+			p = &op->next;
+			continue;
+		}
+		*p = op->next;
+		op->next = NULL;
+		*tail = op;
+		tail = &op->next;
+	}
+	s->refs++; /* a callback may delete the segment */
+	while (ready) {
+		struct rop *op = ready;
+
+		ready = op->next;
+		op->done = true;
+		s->inflight--;
+		op->cb(op->arg, s->state == RS_DEAD && op->res == 0 ? -ESTALE : op->res);
+		op_unref(op);
+	}
+	seg_step(s); /* a seal may be due now */
+	seg_unref(s);
+}
+
+/* ---- holders: the record of a drop ---- */
+
+/* One etcd call about a segment. The cluster may answer after replica_destroy (its
+ * stop completes what is queued): the call is then an orphan (seg NULL), freed by its
+ * callback, which touches nothing else. */
+struct seg_call {
+	struct rseg *seg;
+	struct cluster_vol_req req;
+	struct seg_call *next; /* in rs->calls */
+};
+
+/* The callback's side: c leaves rs->calls and is freed; its segment, or NULL for an
+ * orphan (the module is gone: do nothing). */
+static struct rseg *call_end(struct seg_call *c)
+{
+	struct rseg *s = c->seg;
+
+	if (s)
+		for (struct seg_call **p = &s->rs->calls; *p; p = &(*p)->next)
+			if (*p == c) {
+				*p = c->next;
+				break;
+			}
+	free(c);
+	return s;
+}
+
+static void fill_holders(const struct rseg *s, struct layout_segment *seg)
+{
+	seg->id.family = s->fam->uid;
+	seg->id.seq = s->sno;
+	seg->nholders = 0;
+	snprintf(seg->holders[seg->nholders++], LAYOUT_ID_MAX + 1, "%s", s->rs->self);
+	for (unsigned i = 0; i < s->nholders; i++)
+		snprintf(seg->holders[seg->nholders++], LAYOUT_ID_MAX + 1, "%s", s->holders[i]->id);
+}
+
+static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
+{
+	struct seg_call *c = calloc(1, sizeof(*c));
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	c->seg = s;
+	c->req.op = op;
+	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", s->fam->name);
+	c->req.epoch = s->fam->epoch;
+	fill_holders(s, &c->req.seg);
+	if (op == CLUSTER_VOL_SEG_SEAL)
+		c->req.seg.length = (uint64_t)s->seal_len * ENGINE_BLOCK_SIZE;
+	s->refs++;
+	r = cluster_volume_async(s->rs->cluster, &c->req, cb, c);
+	if (r < 0) {
+		s->refs--;
+		free(c);
+		return r;
+	}
+	c->next = s->rs->calls;
+	s->rs->calls = c;
+	return 0;
+}
+
+/* etcd said this node is not the family's owner at its epoch: nothing of it can be
+ * copied any more. Its appends fail; it stays so until a claim sets a new epoch. */
+static void family_stale(struct rseg *s, const char *msg)
+{
+	char id[128];
+
+	seg_id_text(s, id, sizeof(id));
+	log_msg(LOG_ERROR, LOG_TAG, "volume %s: %s: its writes fail", id, msg);
+	s->fam->stale = true;
+	s->state = RS_DEAD;
+	s->record_busy = s->record_again = false;
+}
+
+static void record_holders(struct rseg *s);
+
+
+static void holders_recorded(void *arg, int res, const char *msg)
+{
+	struct rseg *s = call_end(arg);
+
+	if (!s)
+		return;
+	s->rs->records_busy--;
+	s->record_busy = false;
+	if (res == -ESTALE) {
+		family_stale(s, msg);
+	} else if (res < 0 && s->state >= RS_OPENING && s->state <= RS_SEALING) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: the reduced holder set is not "
+				"recorded (%s): trying again", s->fam->name, msg);
+		s->record_again = true;
+	} /* else the open record failed too: the segment is placed again from scratch */
+	if (!s->rs->closing) {
+		if (s->record_again)
+			record_holders(s);
+		seg_complete(s);
+	}
+	replica_flushes_recheck(s->rs);
+	seg_unref(s);
+}
+
+static void record_holders(struct rseg *s)
+{
+	int r;
+
+	if (s->record_busy) {
+		s->record_again = true;
+		return;
+	}
+	s->record_again = false;
+	s->record_busy = true;
+	s->rs->records_busy++;
+	r = seg_call(s, CLUSTER_VOL_SEG_HOLDERS, holders_recorded);
+	if (r < 0) {
+		s->rs->records_busy--;
+		s->record_busy = false;
+		s->record_again = true;
+		seg_retry_later(s);
+	}
+}
+
+/* Drops n from s's holders: logged, recorded in etcd before a write n lacks is
+ * acknowledged. */
+static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
+{
+	char id[128];
+	unsigned i;
+
+	for (i = 0; i < s->nholders && s->holders[i] != n; i++)
+		;
+	if (i == s->nholders)
+		return;
+	s->holders[i] = s->holders[--s->nholders];
+	seg_id_text(s, id, sizeof(id));
+	log_msg(LOG_WARN, LOG_TAG, "volume %s: dropping holder node %s: %s (%u copies left)", id,
+		n->id, why, seg_copies(s));
+	/* recording: the open record in flight names n; this one follows it (the
+	 * cluster runs its calls in order) */
+	if (s->state >= RS_RECORDING && s->state <= RS_SEALING)
+		record_holders(s);
+	seg_complete(s);
+}
+
+/* n failed: it leaves every segment still written that it holds. */
+void replica_node_failed(struct rnode *n, const char *why)
+{
+	struct replicas *rs = n->rs;
+
+	n->dirty = false;
+	for (struct rseg *s = rs->all; s; s = s->next_all)
+		if (s->state <= RS_OPEN && holder_of(s, n))
+			seg_drop(s, n, why);
+}
+
+/* ---- appends: sending ---- */
+
+static void append_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			   size_t len)
+{
+	struct rreq *q = arg;
+	struct rseg *s = q->seg;
+	struct rop *op = q->op;
+	struct rnode *n = q->node;
+	int r = replica_reply_result(PEER_OP_SEG_APPEND, res, payload, len);
+
+	(void)h;
+	free(q);
+	if (!s->rs->closing) {
+		if (r < 0) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "append at block %u: %s", op->block, err_str(-r));
+			seg_drop(s, n, why);
+		} else {
+			for (unsigned i = 0; i < op->nsent; i++)
+				if (op->sent[i] == n)
+					op->acked[i] = true;
+			n->dirty = true;
+			if (!op->done)
+				seg_complete(s);
+		}
+	}
+	op_unref(op);
+	seg_unref(s);
+}
+
+static void op_send(struct rseg *s, struct rop *op)
+{
+	/* no FUA: the engine's flush makes the holders durable (SEG_FLUSH) */
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_APPEND, .sno = s->sno, .block = op->block,
+				   .nblocks = op->nblocks, .data_crc = op->crc };
+
+	for (unsigned i = 0; i < s->nholders; i++) {
+		struct rnode *n = s->holders[i];
+		struct rreq *q = rreq_new(s, op, n);
+		int r = q ? send_req(q, &rq, &op->iov, 1, append_replied) : -ENOMEM;
+
+		op->sent[op->nsent++] = n;
+		if (r == 0) {
+			op->refs++;
+			continue;
+		}
+		if (q) {
+			free(q);
+			s->refs--;
+		}
+		seg_drop(s, n, r == -ENOTCONN ? "not connected" : err_str(-r));
+		i--; /* seg_drop moved another holder into slot i */
+	}
+}
+
+static void seg_send_queued(struct rseg *s)
+{
+	for (struct rop *op = s->ops; op; op = op->next)
+		if (!op->nsent && op->res == 0)
+			op_send(s, op);
+	seg_complete(s);
+}
+
+static int mirror_append(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
+			 int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg)
+{
+	struct replicas *rs = ctx;
+	struct rseg *s = seg_at(rs, slot);
+	struct rop *op, **p;
+
+	(void)fua;
+	if (!s || iovcnt != 1)
+		return -EINVAL;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	*op = (struct rop){ .seg = s, .block = block, .nblocks = nblocks, .iov = iov[0],
+			    .crc = crc32c(iov[0].iov_base, iov[0].iov_len), .cb = cb, .arg = arg,
+			    .refs = 1 };
+	for (p = &s->ops; *p; p = &(*p)->next)
+		;
+	*p = op;
+	s->inflight++;
+	if (block + nblocks > s->appended)
+		s->appended = block + nblocks;
+	rs->in_hook = true;
+	if (s->state == RS_DEAD)
+		op->res = -ESTALE;
+	else if (s->state == RS_OPEN)
+		op_send(s, op);
+	else
+		seg_step(s); /* the first append places the segment */
+	seg_complete(s); /* deferred: see there */
+	rs->in_hook = false;
+	return 0;
+}
+
+/* ---- open: placement, the record, SEG_OPEN ---- */
+
+static void open_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			 size_t len)
+{
+	struct rreq *q = arg;
+	struct rseg *s = q->seg;
+	struct rnode *n = q->node;
+	int r = replica_reply_result(PEER_OP_SEG_OPEN, res, payload, len);
+
+	(void)h;
+	free(q);
+	if (!s->rs->closing) {
+		if (r == -EINVAL && !n->bad_size) {
+			log_msg(LOG_ERROR, LOG_TAG, "node %s refuses segments of %u blocks (its "
+				"segment size differs from this node's): no copies go to it",
+				n->id, s->rs->seg_blocks);
+			n->bad_size = true;
+		}
+		if (r < 0) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "open: %s", err_str(-r));
+			seg_drop(s, n, why);
+		}
+		if (--s->opening == 0 && s->state == RS_OPENING) {
+			s->state = RS_OPEN;
+			seg_send_queued(s);
+		}
+	}
+	seg_unref(s);
+}
+
+static void seg_send_open(struct rseg *s)
+{
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_OPEN, .sno = s->sno,
+				   .segment_blocks = s->rs->seg_blocks };
+
+	s->state = RS_OPENING;
+	s->opening = 1; /* this function's, so that a drop cannot finish the open early */
+	for (unsigned i = 0; i < s->nholders; i++) {
+		struct rnode *n = s->holders[i];
+		struct rreq *q = rreq_new(s, NULL, n);
+		int r = q ? send_req(q, &rq, NULL, 0, open_replied) : -ENOMEM;
+
+		if (r == 0) {
+			s->opening++;
+			continue;
+		}
+		if (q) {
+			free(q);
+			s->refs--;
+		}
+		seg_drop(s, n, r == -ENOTCONN ? "not connected" : err_str(-r));
+		i--;
+	}
+	if (--s->opening == 0) {
+		s->state = RS_OPEN;
+		seg_send_queued(s);
+	}
+}
+
+static void open_recorded(void *arg, int res, const char *msg)
+{
+	struct rseg *s = call_end(arg);
+
+	if (!s)
+		return;
+	if (!s->rs->closing && s->state == RS_RECORDING) {
+		if (res == -ESTALE) {
+			family_stale(s, msg);
+			seg_complete(s);
+		} else if (res < 0 && res != -EEXIST) {
+			/* EEXIST: a retry of ours that etcd did take */
+			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a segment's open record is "
+					"not written (%s): its writes wait", s->fam->name, msg);
+			s->state = RS_PLACING;
+			seg_retry_later(s);
+		} else {
+			seg_send_open(s);
+		}
+	}
+	seg_unref(s);
+}
+
+/* ---- seal and delete ---- */
+
+static void seal_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			 size_t len)
+{
+	struct rreq *q = arg;
+	int r = replica_reply_result(PEER_OP_SEG_SEAL, res, payload, len);
+
+	(void)h;
+	if (r < 0 && !q->seg->rs->closing) {
+		char id[128];
+
+		seg_id_text(q->seg, id, sizeof(id));
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: holder node %s did not seal its copy: %s",
+			id, q->node->id, err_str(-r));
+	}
+	seg_unref(q->seg);
+	free(q);
+}
+
+/* Sends SEG_SEAL (at length) or SEG_DELETE to every holder. */
+static void seg_send_all(struct rseg *s, uint8_t opcode, uint32_t length, peer_reply_cb cb)
+{
+	struct peer_seg_req rq = { .op = opcode, .sno = s->sno, .length = length };
+
+	for (unsigned i = 0; i < s->nholders; i++) {
+		struct rreq *q = rreq_new(s, NULL, s->holders[i]);
+
+		if (q && send_req(q, &rq, NULL, 0, cb) < 0) {
+			free(q);
+			s->refs--;
+		}
+	}
+}
+
+static void seal_recorded(void *arg, int res, const char *msg)
+{
+	struct rseg *s = call_end(arg);
+
+	if (!s)
+		return;
+	if (!s->rs->closing && s->state == RS_SEALING) {
+		if (res == -ESTALE) {
+			family_stale(s, msg);
+		} else if (res < 0) {
+			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a segment's sealed record is "
+					"not written (%s): trying again", s->fam->name, msg);
+			s->state = RS_OPEN;
+			seg_retry_later(s);
+		} else {
+			s->state = RS_SEALED;
+			seg_send_all(s, PEER_OP_SEG_SEAL, s->seal_len, seal_replied);
+		}
+		seg_step(s);
+	}
+	seg_unref(s);
+}
+
+static void delete_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			   size_t len)
+{
+	(void)h;
+	(void)res;
+	(void)payload;
+	(void)len;
+	seg_unref(((struct rreq *)arg)->seg);
+	free(arg);
+}
+
+static void delete_recorded(void *arg, int res, const char *msg)
+{
+	struct rseg *s = call_end(arg);
+
+	if (!s)
+		return;
+	if (res < 0 && !s->rs->closing)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a deleted segment's record stays "
+				"(%s): its copies stay too", s->fam->name, msg);
+	else if (!s->rs->closing)
+		seg_send_all(s, PEER_OP_SEG_DELETE, 0, delete_replied);
+	s->refs--;    /* the call's (the slot's still holds it) */
+	seg_unref(s); /* the slot's: the segment is gone */
+}
+
+/* Moves s on as far as it can go now. */
+static void seg_step(struct rseg *s)
+{
+	if (s->rs->closing)
+		return;
+	switch (s->state) {
+	case RS_PLACING:
+		if (s->delete_wanted && !s->ops) {
+			s->state = RS_DEAD; /* never recorded, never written elsewhere */
+			seg_unref(s);
+			return;
+		}
+		if (!s->ops && !s->appended)
+			return; /* placed at its first append: an empty segment costs nothing */
+		if (s->fam->stale) {
+			s->state = RS_DEAD;
+			seg_complete(s);
+			return;
+		}
+		if (replica_place(s) < 0) {
+			seg_retry_later(s);
+			return;
+		}
+		s->state = RS_RECORDING;
+		if (seg_call(s, CLUSTER_VOL_SEG_OPEN, open_recorded) < 0) {
+			s->state = RS_PLACING;
+			seg_retry_later(s);
+		}
+		return;
+	case RS_OPEN:
+		if (s->record_again && !s->record_busy)
+			record_holders(s);
+		if (!s->seal_wanted || s->inflight || s->appended < s->seal_len || s->record_busy)
+			return;
+		s->state = RS_SEALING;
+		if (seg_call(s, CLUSTER_VOL_SEG_SEAL, seal_recorded) < 0) {
+			s->state = RS_OPEN;
+			seg_retry_later(s);
+		}
+		return;
+	case RS_SEALED:
+		if (!s->delete_wanted)
+			return;
+		s->state = RS_DELETING;
+		if (seg_call(s, CLUSTER_VOL_SEG_DELETE, delete_recorded) < 0) {
+			s->state = RS_SEALED;
+			seg_retry_later(s);
+		}
+		return;
+	case RS_DEAD:
+		if (s->delete_wanted && !s->ops) {
+			s->delete_wanted = false;
+			seg_unref(s);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+static bool mirror_wants(void *ctx, uint64_t uid)
+{
+	return family_find(ctx, uid) != NULL;
+}
+
+static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
+{
+	struct replicas *rs = ctx;
+	struct rseg *s;
+
+	(void)epoch;
+	if (slot >= rs->nslots) {
+		size_t n = slot + 64;
+		struct rseg **v = realloc(rs->by_slot, n * sizeof(*v));
+
+		if (!v)
+			return; /* its appends are refused: the engine's writes fail */
+		memset(v + rs->nslots, 0, (n - rs->nslots) * sizeof(*v));
+		rs->by_slot = v;
+		rs->nslots = n;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	*s = (struct rseg){ .rs = rs, .fam = family_find(rs, uid), .slot = slot, .sno = sno,
+			    .state = RS_PLACING, .refs = 1, .next_all = rs->all };
+	rs->all = s;
+	rs->by_slot[slot] = s;
+}
+
+static void mirror_sealed(void *ctx, uint32_t slot, uint32_t length)
+{
+	struct rseg *s = seg_at(ctx, slot);
+
+	if (!s)
+		return;
+	s->seal_wanted = true;
+	s->seal_len = length;
+	s->rs->in_hook = true;
+	seg_step(s);
+	s->rs->in_hook = false;
+}
+
+static void mirror_deleted(void *ctx, uint32_t slot)
+{
+	struct replicas *rs = ctx;
+	struct rseg *s = seg_at(rs, slot);
+
+	if (!s)
+		return;
+	rs->by_slot[slot] = NULL; /* the slot may take another segment at once */
+	s->delete_wanted = true;
+	rs->in_hook = true;
+	seg_step(s);
+	rs->in_hook = false;
+}
+
+/* ---- flush ---- */
+
+static const struct seg_mirror_ops mirror_ops = {
+	.wants = mirror_wants,
+	.opened = mirror_opened,
+	.append = mirror_append,
+	.flush = replica_flush,
+	.sealed = mirror_sealed,
+	.deleted = mirror_deleted,
+};
+
+/* ---- the module ---- */
+
+/* The deferred completions: every segment's appends that may complete, the flushes. */
+static void kick_run(void *arg)
+{
+	struct replicas *rs = arg;
+
+	struct rseg *s = rs->all, *next;
+
+	if (s)
+		s->refs++; /* a completion may delete it, or the next one: each is held */
+	for (; s; s = next) {
+		seg_complete(s);
+		next = s->next_all;
+		if (next)
+			next->refs++;
+		seg_unref(s);
+	}
+	replica_flushes_recheck(rs);
+}
+
+void replica_segs_retry_placing(struct replicas *rs)
+{
+	for (struct rseg *s = rs->all; s; s = s->next_all)
+		if (s->state == RS_PLACING) {
+			loop_timer_cancel(s->retry);
+			s->retry = NULL;
+			seg_step(s);
+		}
+}
+
+void replica_map_changed(struct replicas *rs)
+{
+	if (!rs)
+		return;
+	replica_nodes_refresh(rs);
+	replica_segs_retry_placing(rs);
+	replica_flushes_recheck(rs);
+}
+
+int replica_create(const struct replica_opts *opts, struct replicas **out)
+{
+	struct replicas *rs;
+
+	if (!opts->loop || !opts->eng || !opts->ep || !opts->cluster || !opts->self_id ||
+	    strlen(opts->self_id) > LAYOUT_ID_MAX)
+		return -EINVAL;
+	rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return -ENOMEM;
+	rs->loop = opts->loop;
+	rs->eng = opts->eng;
+	rs->ep = opts->ep;
+	rs->cluster = opts->cluster;
+	snprintf(rs->self, sizeof(rs->self), "%s", opts->self_id);
+	rs->timeout_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms
+					       : REPLICA_DEFAULT_PEER_TIMEOUT_MS;
+	rs->seg_blocks = engine_segment_blocks(opts->eng);
+	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0) {
+		free(rs);
+		return -ENOMEM;
+	}
+	seg_mirror_set(opts->eng, &mirror_ops, rs);
+	replica_nodes_refresh(rs);
+	*out = rs;
+	return 0;
+}
+
+void replica_destroy(struct replicas *rs)
+{
+	if (!rs)
+		return;
+	seg_mirror_set(rs->eng, NULL, NULL);
+	rs->closing = true;
+	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
+	for (struct seg_call *c = rs->calls; c; c = c->next)
+		c->seg = NULL; /* answered later, if at all: orphans */
+	for (struct rseg *s = rs->all, *next; s; s = next) {
+		next = s->next_all;
+		loop_timer_cancel(s->retry);
+		s->retry = NULL;
+		while (s->ops) {
+			struct rop *op = s->ops;
+
+			s->ops = op->next;
+			op->cb(op->arg, -ESHUTDOWN);
+			op_unref(op);
+		}
+		free(s);
+	}
+	for (size_t i = 0; i < rs->nflushes; i++) {
+		rs->flushes[i]->cb(rs->flushes[i]->arg, -ESHUTDOWN);
+		free(rs->flushes[i]);
+	}
+	for (size_t i = 0; i < rs->nfams; i++)
+		free(rs->fams[i]);
+	loop_task_destroy(rs->kick);
+	free(rs->flushes);
+	free(rs->fams);
+	free(rs->by_slot);
+	free(rs);
+}
+
+/* ---- status ---- */
+
+static struct family *family_named(const struct replicas *rs, const char *name)
+{
+	for (size_t i = 0; i < rs->nfams; i++)
+		if (strcmp(rs->fams[i]->name, name) == 0)
+			return rs->fams[i];
+	return NULL;
+}
+
+int replica_status(const struct replicas *rs, const char *name, struct replica_status *out)
+{
+	const struct family *f = rs ? family_named(rs, name) : NULL;
+
+	if (!f)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	out->replicas = f->replicas;
+	out->min_replicas = f->min_replicas;
+	out->copies = f->replicas;
+	for (const struct rseg *s = rs->all; s; s = s->next_all) {
+		struct replica_seg_status *st;
+		bool placed = s->state >= RS_OPENING && s->state <= RS_OPEN;
+
+		if (s->fam != f || s->state > RS_OPEN || (s->state == RS_PLACING && !s->ops))
+			continue;
+		if (placed && seg_copies(s) < out->copies)
+			out->copies = seg_copies(s);
+		if (!placed || seg_copies(s) < f->min_replicas)
+			out->waiting = true;
+		if (out->nsegs == REPLICA_STATUS_SEGS)
+			continue;
+		st = &out->segs[out->nsegs++];
+		st->sno = s->sno;
+		st->placed = placed;
+		snprintf(st->holders[st->nholders++], sizeof(st->holders[0]), "%s", rs->self);
+		for (unsigned i = 0; placed && i < s->nholders && st->nholders < 8; i++)
+			snprintf(st->holders[st->nholders++], sizeof(st->holders[0]), "%s",
+				 s->holders[i]->id);
+	}
+	out->degraded = out->copies < f->replicas;
+	if (f->stale)
+		snprintf(out->why, sizeof(out->why), "this node is no longer its owner at epoch %lld",
+			 (long long)f->epoch);
+	else if (out->waiting)
+		snprintf(out->why, sizeof(out->why), "writes wait: fewer than %u copies can be "
+			 "placed or recorded", f->min_replicas);
+	else if (out->degraded)
+		snprintf(out->why, sizeof(out->why), "%u of %u copies: a holder is missing",
+			 out->copies, f->replicas);
+	return 0;
+}

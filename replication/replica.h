@@ -1,0 +1,90 @@
+/* replication/replica.h — the owner side of replicated volumes: the replica sets of
+ * this node's families (docs/replication.md, "The write path (owner)").
+ *
+ * A family registered here (a replicated volume this node owns: its uid, name, epoch,
+ * R and min_replicas) has every segment written locally AND on up to R-1 other nodes
+ * ("holders"), which keep a byte-identical copy (replication/holder.h serves them).
+ * This module is the engine's segment mirror (engine/segment.h, seg_mirror_ops):
+ *
+ *   open    holders by placement_pick over the cluster map (up, in, compatible nodes
+ *           of other failure domains, connected; the owner itself is the first copy),
+ *           the segment recorded open in etcd (CLUSTER_VOL_SEG_OPEN), then SEG_OPEN
+ *           to each holder; appends queue meanwhile
+ *   append  SEG_APPEND to every holder in parallel with the local write; the engine's
+ *           call completes when the local write and every current holder did
+ *   flush   SEG_FLUSH to every holder that acknowledged an append since its last one
+ *   seal    once every append of the segment is done: the sealed record in etcd, then
+ *           SEG_SEAL to the holders
+ *   delete  the record deleted in etcd, then SEG_DELETE to the holders
+ *
+ * A holder that fails (an error, its connection lost) or is silent for the peer
+ * timeout is dropped from each segment it holds: the reduced holder set is recorded
+ * in etcd (CLUSTER_VOL_SEG_HOLDERS) before any write that holder lacks is
+ * acknowledged, and the drop is logged with the node and the reason. While a segment
+ * has fewer than min_replicas copies (the owner's included), its writes wait: they
+ * are never acknowledged with fewer. The next segment is placed on healthy nodes.
+ * A dropped node gets no copy of a segment it missed (catch-up is not built).
+ *
+ * Threading: the loop's thread, which is the engine's. Nothing blocks: etcd calls go
+ * through cluster_volume_async, peers through peer_request.
+ */
+#ifndef QUILL_REPLICATION_REPLICA_H
+#define QUILL_REPLICATION_REPLICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+struct engine;
+struct cluster;
+struct peer_endpoint;
+struct replicas;
+
+#define REPLICA_DEFAULT_PEER_TIMEOUT_MS 1000u
+
+struct replica_opts {
+	struct loop *loop;
+	struct engine *eng;      /* its mirror is set to this module until destroy */
+	struct peer_endpoint *ep; /* outgoing connections to the holders */
+	struct cluster *cluster;  /* the map, and the segment records */
+	const char *self_id;      /* this node's id in the map */
+	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
+};
+
+/* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */
+int replica_create(const struct replica_opts *opts, struct replicas **out);
+/* Clears the engine's mirror, closes the connections; writes still waiting for their
+ * copies fail (-ESHUTDOWN). Before the engine and the endpoint go. NULL ok. */
+void replica_destroy(struct replicas *rs);
+
+/* Registers the family uid (a replicated volume this node owns), or updates its
+ * epoch after a claim. Segments opened from now on are replicated. -EINVAL
+ * (replicas 0 or above LAYOUT_MAX_REPLICAS, min_replicas above replicas), -ENOMEM. */
+int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int64_t epoch,
+		       unsigned replicas, unsigned min_replicas);
+
+/* The cluster map moved: connects to new nodes, retries what waits for placement. */
+void replica_map_changed(struct replicas *rs);
+
+/* A family's copies, for volume info and cluster status. */
+#define REPLICA_STATUS_SEGS 8
+struct replica_status {
+	unsigned replicas, min_replicas;
+	unsigned copies;       /* the fewest copies of an open segment (replicas: none open) */
+	bool degraded;         /* an open segment has fewer than replicas copies */
+	bool waiting;          /* an open segment's writes wait: fewer than min_replicas
+				  copies, or not placed yet */
+	char why[160];         /* when degraded or waiting: why, for people */
+	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */
+	struct replica_seg_status {
+		uint32_t sno;
+		unsigned nholders;  /* the owner's copy first */
+		char holders[8][64];
+		bool placed;        /* recorded and open on its holders */
+	} segs[REPLICA_STATUS_SEGS];
+};
+/* 0 and *out, or -ENOENT: name is no family registered here. */
+int replica_status(const struct replicas *rs, const char *name, struct replica_status *out);
+
+#endif

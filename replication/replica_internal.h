@@ -1,0 +1,152 @@
+/* replication/replica_internal.h — what replica.c (families, segments, appends, the
+ * mirror hooks) and replica_nodes.c (the holder nodes: connections, placement,
+ * flushes) share. The loop's thread only. */
+#ifndef QUILL_REPLICATION_REPLICA_INTERNAL_H
+#define QUILL_REPLICATION_REPLICA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "cluster/layout.h"
+#include "engine/segment.h"
+#include "replication/replica.h"
+
+struct peer_conn;
+struct seg_call;
+struct loop_timer;
+struct loop_task;
+
+#define LOG_TAG "replica"
+#define RETRY_MS 250u          /* a record etcd did not take, a placement not possible */
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 2000u
+#define MAX_REMOTE (LAYOUT_MAX_HOLDERS - 1)
+
+struct rnode {
+	struct replicas *rs;
+	char id[LAYOUT_ID_MAX + 1];
+	char domain[LAYOUT_ID_MAX + 1];
+	char peer[LAYOUT_ADDR_MAX + 1]; /* "HOST:PORT" from the map */
+	bool in_map;         /* up, in and compatible in the last map */
+	struct peer_conn *conn;
+	bool ready;          /* conn authenticated */
+	bool bad_size;       /* refused our segment size: never placed again */
+	unsigned backoff_ms;
+	struct loop_timer *retry;
+	bool dirty;          /* acknowledged appends since its last SEG_FLUSH */
+};
+
+struct family {
+	uint64_t uid;
+	char name[LAYOUT_ID_MAX + 1];
+	int64_t epoch;
+	unsigned replicas, min_replicas;
+	bool stale;          /* etcd refused its epoch: this node is not its owner */
+};
+
+enum rseg_state {
+	RS_PLACING,   /* waiting for enough holders */
+	RS_RECORDING, /* the open record goes to etcd */
+	RS_OPENING,   /* SEG_OPEN on the holders */
+	RS_OPEN,
+	RS_SEALING,   /* the sealed record, then SEG_SEAL */
+	RS_SEALED,
+	RS_DELETING,  /* the record deleted, then SEG_DELETE */
+	RS_DEAD,      /* no copy can be made any more (a stale epoch): appends fail */
+};
+
+struct rop;
+
+struct rseg {
+	struct replicas *rs;
+	struct family *fam;
+	uint32_t slot, sno;
+	enum rseg_state state;
+	unsigned nholders;              /* remote holders now */
+	struct rnode *holders[MAX_REMOTE];
+	unsigned opening;               /* SEG_OPEN replies outstanding */
+	uint32_t appended;              /* end of the appends given to us */
+	unsigned inflight;              /* appends not completed */
+	struct rop *ops;                /* appends not completed, oldest first */
+	bool seal_wanted, delete_wanted;
+	uint32_t seal_len;
+	bool record_busy;               /* a holders record is in etcd's hands */
+	bool record_again;              /* the set changed again meanwhile */
+	bool warned_min;
+	unsigned refs;                  /* requests and etcd calls referring to it */
+	struct loop_timer *retry;
+	struct rseg *next_all;
+};
+
+struct rop {
+	struct rseg *seg;
+	uint32_t block, nblocks;
+	struct iovec iov;               /* the engine's buffer, alive until cb */
+	uint32_t crc;
+	seg_cb cb;
+	void *arg;
+	unsigned nsent;
+	struct rnode *sent[MAX_REMOTE]; /* sent to */
+	bool acked[MAX_REMOTE];
+	unsigned refs;                  /* replies outstanding, +1 until completed */
+	int res;
+	bool done;
+	struct rop *next;
+};
+
+struct rflush {
+	struct replicas *rs;
+	seg_cb cb;
+	void *arg;
+	unsigned pending;
+};
+
+struct replicas {
+	struct loop *loop;
+	struct engine *eng;
+	struct peer_endpoint *ep;
+	struct cluster *cluster;
+	char self[LAYOUT_ID_MAX + 1];
+	char self_domain[LAYOUT_ID_MAX + 1];
+	unsigned timeout_ms;
+	uint32_t seg_blocks;
+	bool closing;
+	struct family **fams;
+	size_t nfams;
+	struct rnode **nodes;
+	size_t nnodes;
+	struct rseg **by_slot;          /* the mirrored segment in each slot, or NULL */
+	size_t nslots;
+	struct rseg *all;               /* every rseg, also those no longer in a slot */
+	unsigned records_busy;          /* holders records in flight: flushes wait */
+	struct loop_task *kick;         /* completions deferred out of the engine's calls */
+	bool in_hook;                   /* inside a mirror hook: complete nothing now */
+	struct seg_call *calls;         /* etcd calls not answered yet */
+	struct rflush **flushes;        /* flushes waiting for records */
+	size_t nflushes;
+};
+
+/* replica.c */
+/* A segment reply's result: the transport's error (res < 0), or the holder's. */
+int replica_reply_result(uint8_t op, int res, const void *payload, size_t len);
+/* n failed (why): it leaves every segment still written that it holds (recorded). */
+void replica_node_failed(struct rnode *n, const char *why);
+/* A node became usable: segments waiting for placement try again. */
+void replica_segs_retry_placing(struct replicas *rs);
+
+/* replica_nodes.c */
+/* Takes the map's view of every other node; connects to those that may hold copies. */
+void replica_nodes_refresh(struct replicas *rs);
+/* Closes every connection (replies in flight: -ECONNRESET) and frees the nodes. */
+void replica_nodes_destroy(struct replicas *rs);
+/* The remote holders of s by placement: 0, or -EAGAIN (too few now, or nodes still
+ * connecting that might make R), -ENOMEM. */
+int replica_place(struct rseg *s);
+/* The mirror's flush (seg_mirror_ops.flush). */
+int replica_flush(void *ctx, seg_cb cb, void *arg);
+/* Ends the flushes that may end (every reply in, no drop left to record). */
+void replica_flushes_recheck(struct replicas *rs);
+
+#endif

@@ -1,0 +1,290 @@
+/* tests/unit/engine/test_segment_mirror.c — the segment layer's mirror hooks
+ * (engine/segment.h, seg_mirror_set): which segments are mirrored, what each hook is
+ * told, and that the engine's append and flush complete only when the local I/O AND
+ * the mirror's did, with the first error.
+ *
+ * The mirror here is a fake that records every call and completes appends and flushes
+ * only when the test says so. Segments belong to a layer of the test's own, as in
+ * test_segment.c.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "engine/segment.h"
+
+#include "engine_fixture.h"
+
+static void fini(void);
+TestSuite(segment_mirror, .init = setup, .fini = fini);
+
+#define TEST_LAYER 4243u
+#define MIRRORED 0x6d6972726f72ull
+#define LOCAL_ONLY 0x6c6f63616cull
+
+struct fake {
+	unsigned opened, sealed, deleted, appends, flushes;
+	uint32_t slot, sno, seal_len, deleted_slot, block, nblocks;
+	uint64_t uid;
+	int refuse;         /* append/flush return this (<0) instead of starting */
+	seg_cb cb;          /* the one call in flight */
+	void *arg;
+};
+
+static struct fake fk;
+static struct engine_volume layer;
+
+static bool fake_wants(void *ctx, uint64_t uid)
+{
+	(void)ctx;
+	return uid == MIRRORED;
+}
+
+static void fake_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
+{
+	(void)ctx;
+	(void)epoch;
+	fk.opened++;
+	fk.slot = slot;
+	fk.uid = uid;
+	fk.sno = sno;
+}
+
+static int fake_append(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
+		       int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg)
+{
+	(void)ctx;
+	(void)iov;
+	(void)iovcnt;
+	(void)fua;
+	cr_assert_eq(slot, fk.slot);
+	if (fk.refuse)
+		return fk.refuse;
+	fk.appends++;
+	fk.block = block;
+	fk.nblocks = nblocks;
+	fk.cb = cb;
+	fk.arg = arg;
+	return 0;
+}
+
+static int fake_flush(void *ctx, seg_cb cb, void *arg)
+{
+	(void)ctx;
+	if (fk.refuse)
+		return fk.refuse;
+	fk.flushes++;
+	fk.cb = cb;
+	fk.arg = arg;
+	return 0;
+}
+
+static void fake_sealed(void *ctx, uint32_t slot, uint32_t length)
+{
+	(void)ctx;
+	cr_assert_eq(slot, fk.slot);
+	fk.sealed++;
+	fk.seal_len = length;
+}
+
+static void fake_deleted(void *ctx, uint32_t slot)
+{
+	(void)ctx;
+	fk.deleted++;
+	fk.deleted_slot = slot;
+}
+
+static const struct seg_mirror_ops fake_ops = {
+	.wants = fake_wants, .opened = fake_opened, .append = fake_append,
+	.flush = fake_flush, .sealed = fake_sealed, .deleted = fake_deleted,
+};
+
+/* The engine closes without the fake (its close flushes): what the fake holds is done. */
+static void fini(void)
+{
+	if (eng)
+		seg_mirror_set(eng, NULL, NULL);
+	if (fk.cb) {
+		seg_cb cb = fk.cb;
+
+		fk.cb = NULL;
+		cb(fk.arg, 0);
+	}
+	teardown();
+}
+
+static uint32_t open_family(uint64_t uid)
+{
+	open_engine();
+	memset(&fk, 0, sizeof(fk));
+	seg_mirror_set(eng, &fake_ops, NULL);
+	memset(&layer, 0, sizeof(layer));
+	layer.eng = eng;
+	layer.rec.volume_id = TEST_LAYER;
+	layer.rec.uid = uid;
+	layer.open_slot = -1;
+	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_WRITE), 0);
+	return (uint32_t)layer.open_slot;
+}
+
+/* Runs the engine's completions until the local I/O in flight is done. */
+static void drain_local(void)
+{
+	while (seg_inflight(eng))
+		seg_poll(eng, 100);
+}
+
+/* The mirror's pending call completes with res. */
+static void mirror_completes(int res)
+{
+	seg_cb cb = fk.cb;
+
+	cr_assert_not_null(cb);
+	fk.cb = NULL;
+	cb(fk.arg, res);
+}
+
+Test(segment_mirror, a_family_the_mirror_does_not_want_runs_no_hook)
+{
+	uint32_t slot = open_family(LOCAL_ONLY);
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct done d = { 0 };
+
+	cr_assert_eq(fk.opened, 0);
+	cr_assert_not(eng->slots[slot].mirrored);
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), &d), 2 * BLK);
+	seg_seal(eng, slot);
+	cr_assert_eq(fk.appends + fk.sealed, 0);
+	seg_buf_free(buf);
+}
+
+Test(segment_mirror, opened_names_the_segment)
+{
+	uint32_t slot = open_family(MIRRORED);
+
+	cr_assert_eq(fk.opened, 1);
+	cr_assert_eq(fk.slot, slot);
+	cr_assert_eq(fk.uid, MIRRORED);
+	cr_assert_eq(fk.sno, eng->slots[slot].sno);
+	cr_assert(eng->slots[slot].mirrored);
+}
+
+Test(segment_mirror, append_completes_only_when_the_mirror_did)
+{
+	uint32_t slot = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(3 * BLK);
+	struct done d = { 0 };
+
+	cr_assert_eq(seg_append(eng, slot, 0, buf, 3, 5, on_done, &d), 0);
+	cr_assert_eq(fk.appends, 1);
+	cr_assert_eq(fk.block, 0);
+	cr_assert_eq(fk.nblocks, 3);
+	drain_local();
+	cr_assert_not(d.done, "the local write alone completed the engine's append");
+	mirror_completes(0);
+	cr_assert(d.done);
+	cr_assert_eq(d.res, 3 * BLK, "the local result goes up: %d", d.res);
+	seg_buf_free(buf);
+}
+
+Test(segment_mirror, the_mirrors_error_fails_the_append)
+{
+	uint32_t slot = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct done d = { 0 };
+
+	cr_assert_eq(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), 0);
+	mirror_completes(-EIO); /* before the local write: the error still wins */
+	cr_assert_not(d.done);
+	drain_local();
+	cr_assert(d.done);
+	cr_assert_eq(d.res, -EIO);
+	seg_buf_free(buf);
+}
+
+Test(segment_mirror, a_mirror_that_refuses_fails_the_append_once)
+{
+	uint32_t slot = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct done d = { 0 };
+
+	fk.refuse = -ENOMEM;
+	/* the local write started: the call returns 0 and calls back once, with the error */
+	cr_assert_eq(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), 0);
+	drain_local();
+	cr_assert(d.done);
+	cr_assert_eq(d.res, -ENOMEM);
+	seg_buf_free(buf);
+}
+
+Test(segment_mirror, flush_waits_for_the_mirrors_flush)
+{
+	struct done d = { 0 };
+
+	open_family(MIRRORED);
+	cr_assert_eq(seg_flush(eng, on_done, &d), 0);
+	cr_assert_eq(fk.flushes, 1);
+	drain_local();
+	cr_assert_not(d.done);
+	mirror_completes(0);
+	cr_assert(d.done);
+	cr_assert_eq(d.res, 0);
+}
+
+Test(segment_mirror, seal_and_delete_are_told)
+{
+	uint32_t slot = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(4 * BLK), *hdr = seg_buf_alloc(BLK);
+	struct done d = { 0 };
+
+	eng->slots[slot].used = 4; /* the caller reserves what it appends */
+	cr_assert_eq(seg_append(eng, slot, 0, buf, 4, 5, on_done, &d), 0);
+	mirror_completes(0);
+	drain_local();
+	cr_assert(d.done);
+	seg_seal(eng, slot);
+	seg_seal(eng, slot); /* sealed already: not told twice */
+	cr_assert_eq(fk.sealed, 1);
+	cr_assert_eq(fk.seal_len, 4);
+	d = (struct done){ 0 };
+	cr_assert_eq(finish(seg_delete(eng, slot, hdr, on_done, &d), &d), BLK);
+	cr_assert_eq(fk.deleted, 1);
+	cr_assert_eq(fk.deleted_slot, slot);
+	cr_assert_not(eng->slots[slot].mirrored);
+	seg_buf_free(buf);
+	seg_buf_free(hdr);
+}
+
+Test(segment_mirror, opening_the_next_segment_seals_the_previous_one_on_the_mirror)
+{
+	uint32_t first = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct done d = { 0 };
+
+	eng->slots[first].used = 2;
+	cr_assert_eq(seg_append(eng, first, 0, buf, 2, 5, on_done, &d), 0);
+	mirror_completes(0);
+	drain_local();
+	cr_assert(d.done);
+	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_WRITE), 0);
+	cr_assert_eq(fk.sealed, 1);
+	cr_assert_eq(fk.seal_len, 2);
+	cr_assert_eq(fk.opened, 2);
+	cr_assert_neq(fk.slot, first);
+	eng->slots[first].used = 0; /* the engine's accounting knows no batch of this layer */
+	seg_buf_free(buf);
+}
+
+Test(segment_mirror, once_cleared_a_mirrored_segment_goes_on_locally)
+{
+	uint32_t slot = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct done d = { 0 };
+
+	seg_mirror_set(eng, NULL, NULL); /* a node that stops: replica_destroy */
+	cr_assert_eq(finish(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), &d), 2 * BLK);
+	seg_seal(eng, slot);
+	cr_assert_eq(fk.appends + fk.sealed, 0);
+	seg_buf_free(buf);
+}
