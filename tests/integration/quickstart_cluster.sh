@@ -154,7 +154,7 @@ for n in 1 2; do
 		fail "node$n does not answer NBD on $((BASE + n))"
 	! nbdinfo --size "${uris[$n]}" >/dev/null 2>&1 || fail "node$n exports vm0, owned by node0"
 	wait_for 10 "node$n does not log why it refuses vm0" \
-		grep -q "volume vm0 is owned by node node0" "$DATA/node$n/quilld.log"
+		grep -q "volume 'vm0' is owned by node node0 (epoch [0-9]*, NBD at 127.0.0.1:$BASE)" "$DATA/node$n/quilld.log"
 done
 
 # ---- run again: nothing restarted, data kept ----
