@@ -89,11 +89,12 @@ kill -9 "${NODE_PID[2]}"
 wait "${NODE_PID[2]}" 2>/dev/null || true
 log "node2 killed -9"
 
-# node2 is dropped from rv's open segment at the next write; then the first 12M are
-# written over (their segments become garbage) and the cleaner frees them
+# node2 is dropped from rv's open segment at the next write; then the first 6M are
+# written over (their segments become garbage: the cleaner frees them) while the next
+# 6M stay (their copies on node2 are still recorded)
 write rv 2M 12M
 grep -q "dropping holder node node2" "$WORK/node0.log" || fail "the owner did not drop node2"
-write rv 12M 0
+write rv 6M 0
 qexpect 0 0 --json volume segment rv list
 echo "$OUT" >"$WORK/rv-records-before-gc.json"
 qexpect 0 0 gc
