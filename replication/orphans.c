@@ -370,9 +370,9 @@ void orphans_kick(struct orphans *o)
 		return;
 	}
 	if (o->checked_once && since < o->min_interval_ms) {
+		/* not before the interval is over; the timer set (the period's, or a retry's)
+		 * may be later: brought forward */
 		o->want = true;
-		if (o->timer && !joined)
-			return; /* the period's timer may be later: bring it forward */
 		loop_timer_cancel(o->timer);
 		o->timer = NULL;
 		schedule(o, (unsigned)(o->min_interval_ms - since));
