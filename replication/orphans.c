@@ -298,6 +298,12 @@ static int check_new(struct orphans *o, orphans_report_cb report, void *arg,
 	c->report_arg = arg;
 	c->req.op = CLUSTER_VOL_SEG_LIST_ALL;
 	r = report ? 0 : engine_held_list(o->eng, copy_add, c);
+	if (r == 0 && !report && c->ncopies == 0) {
+		/* nothing held: nothing to judge, and no range read to pay */
+		free(c);
+		*out = NULL;
+		return 0;
+	}
 	if (r == 0)
 		r = cluster_volume_async(o->cluster, &c->req, listed, c);
 	if (r < 0) {
@@ -325,6 +331,11 @@ static void check_start(struct orphans *o)
 	if (r < 0) {
 		log_msg(LOG_WARN, LOG_TAG, "cannot start an orphan check: %s", strerror(-r));
 		schedule(o, RETRY_MS);
+		return;
+	}
+	if (!c) { /* nothing held: checked */
+		o->checked_once = true;
+		schedule(o, o->period_ms);
 		return;
 	}
 	o->running = c;

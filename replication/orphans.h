@@ -18,7 +18,8 @@
  * recorded open before any holder gets its SEG_OPEN, so a copy that existed before the
  * range was asked for has its record in the answer (etcd's reads are linearizable); a
  * copy opened after is not judged. When the records cannot be read (etcd down, a
- * record that does not decode) nothing is dropped: the check is retried.
+ * record that does not decode) nothing is dropped: the check is retried. A node that
+ * holds no copy reads nothing.
  *
  * When: once the node holds a lease (after each join), whenever the watch sees a
  * segment record change (cluster_segments_gen), at most once per min_interval_ms, and
