@@ -92,6 +92,7 @@ struct cluster {
 	bool sess_started, watch_started;
 	atomic_uint_fast64_t deadline_ms;
 	atomic_uint_fast64_t claims_gen; /* moves whenever a claim of this node goes */
+	atomic_uint_fast64_t segments_gen; /* moves when the watch sees segments/ change */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -307,8 +308,14 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 	struct entry *e;
 	int64_t since;
 
-	if (layout_key_parse(cl->prefix, kv->key, kv->key_len, &kind, id) < 0)
-		return; /* segments/, ...: not the map's */
+	if (layout_key_parse(cl->prefix, kv->key, kv->key_len, &kind, id) < 0) {
+		size_t plen = strlen(cl->prefix);
+
+		/* segments/, ...: not the map's; a segment record's change is a hint */
+		if (kv->key_len > plen + 9 && memcmp(kv->key + plen, "segments/", 9) == 0)
+			atomic_fetch_add(&cl->segments_gen, 1);
+		return;
+	}
 	if (kind == LAYOUT_VOLUME || kind == LAYOUT_OWNER) {
 		vols_apply(cl, kind, id, kv, put);
 		return;
@@ -520,6 +527,10 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 	case CLUSTER_VOL_SEG_LIST:
 		c->res = clvol_segment_list(cl->sess, cl->prefix, name, &q->segs, &q->nsegs, msg,
 					    len);
+		break;
+	case CLUSTER_VOL_SEG_LIST_ALL:
+		c->res = clvol_segment_list_all(cl->sess, cl->prefix, &q->segs, &q->seg_vols,
+						&q->nsegs, msg, len);
 		break;
 	}
 	if (c->res == 0 && (q->op == CLUSTER_VOL_CREATE || q->op == CLUSTER_VOL_CLAIM)) {
@@ -863,6 +874,7 @@ static int reload(struct cluster *cl, int64_t *rev)
 		map_apply(cl, &kvs[i], true, false);
 	cl->info.map_revision = *rev;
 	pthread_mutex_unlock(&cl->mu);
+	atomic_fetch_add(&cl->segments_gen, 1); /* events may have been missed */
 	etcd_kv_free(kvs, n);
 	notify(cl);
 	return 0;
@@ -1023,7 +1035,14 @@ int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb c
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
 			 void *arg)
 {
-	return enqueue(cl, req->vol.name, false, req, cb, arg);
+	/* a list of every volume's records names none: any valid id queues it */
+	return enqueue(cl, req->op == CLUSTER_VOL_SEG_LIST_ALL ? "segments" : req->vol.name,
+		       false, req, cb, arg);
+}
+
+uint64_t cluster_segments_gen(const struct cluster *cl)
+{
+	return atomic_load(&cl->segments_gen);
 }
 
 int cluster_volumes(const struct cluster *cl, struct cluster_volume **vols, size_t *n)

@@ -140,6 +140,7 @@ enum cluster_vol_op {
 	CLUSTER_VOL_SEG_DELETE, /* seg: id */
 	CLUSTER_VOL_SEG_HOLDERS, /* seg: id, holders (an open segment's, after a drop) */
 	CLUSTER_VOL_SEG_LIST, /* -> segs, nsegs */
+	CLUSTER_VOL_SEG_LIST_ALL, /* every volume's (vol.name unused) -> segs, seg_vols, nsegs */
 };
 
 /* One volume call; the caller's, alive until its cb ran. */
@@ -151,7 +152,8 @@ struct cluster_vol_req {
 	int64_t epoch;
 	struct layout_segment seg;
 	bool resumed;               /* out, CREATE: an unfinished create was taken over */
-	struct layout_segment *segs; /* out, SEG_LIST: free() it */
+	struct layout_segment *segs; /* out, SEG_LIST(_ALL): free() it */
+	char (*seg_vols)[LAYOUT_ID_MAX + 1]; /* out, SEG_LIST_ALL: segs[i]'s volume; free() it */
 	size_t nsegs;
 };
 /* Runs req on the cluster's session thread (etcd transactions, cluster/volume.h):
@@ -163,5 +165,8 @@ struct cluster_vol_req {
  * record names it as the last owner and that no one claimed since. */
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
 			 void *arg);
+/* A number that moves whenever the watch sees a segment record change (or reloads the
+ * map): a hint that SEG_LIST_ALL may answer differently. Any thread. */
+uint64_t cluster_segments_gen(const struct cluster *cl);
 
 #endif

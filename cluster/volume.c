@@ -595,13 +595,80 @@ int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *
 	return r;
 }
 
+/* The volume name of a key under PREFIX segments/ (segments/NAME/ID): 0 or -ENOENT. */
+static int key_volume(const char *prefix, const char *key, size_t key_len,
+		      char name[LAYOUT_ID_MAX + 1])
+{
+	size_t plen = strlen(prefix) + strlen("segments/"), nlen;
+	const char *slash;
+
+	if (key_len <= plen || memcmp(key, prefix, strlen(prefix)) != 0)
+		return -ENOENT;
+	slash = memchr(key + plen, '/', key_len - plen);
+	nlen = slash ? (size_t)(slash - (key + plen)) : 0;
+	if (nlen == 0 || nlen > LAYOUT_ID_MAX)
+		return -ENOENT;
+	memcpy(name, key + plen, nlen);
+	name[nlen] = '\0';
+	return 0;
+}
+
+/* Decodes the records of a range of segments/ (one volume's: name, or every volume's:
+ * name NULL, each record's volume into vols[i]). A record that does not decode fails
+ * the whole list: a takeover would miss it, and an orphan check would drop the copies
+ * it names, so say so loudly rather than pretend. */
+static int decode_records(const char *prefix, const char *name, struct etcd_kv *kvs,
+			  size_t nk, struct layout_segment **segs,
+			  char (**vols)[LAYOUT_ID_MAX + 1], size_t *n, char *msg, size_t len)
+{
+	char vol[LAYOUT_ID_MAX + 1];
+	size_t k = 0;
+	int r = 0;
+
+	*segs = calloc(nk ? nk : 1, sizeof(**segs));
+	if (vols)
+		*vols = calloc(nk ? nk : 1, sizeof(**vols));
+	if (!*segs || (vols && !*vols)) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nk; i++) {
+		struct layout_segment *s = &(*segs)[k];
+
+		if (!name && key_volume(prefix, kvs[i].key, kvs[i].key_len, vol) < 0)
+			vol[0] = '\0';
+		if ((!name && !vol[0]) ||
+		    layout_segment_decode(kvs[i].value, kvs[i].value_len, s) < 0 ||
+		    layout_segment_key_parse(prefix, name ? name : vol, kvs[i].key,
+					     kvs[i].key_len, &s->id) < 0) {
+			r = say(-EPROTO, msg, len, "segment record %.*s does not decode",
+				(int)kvs[i].key_len, kvs[i].key);
+			goto out;
+		}
+		if (vols)
+			memcpy((*vols)[k], vol, sizeof(vol));
+		k++;
+	}
+	*n = k;
+out:
+	if (r < 0) {
+		free(*segs);
+		*segs = NULL;
+		if (vols) {
+			free(*vols);
+			*vols = NULL;
+		}
+	}
+	return r;
+}
+
 int clvol_segment_list(struct etcd *e, const char *prefix, const char *name,
 		       struct layout_segment **segs, size_t *n, char *msg, size_t len)
 {
 	char dir[KEY_MAX], end[KEY_MAX];
 	struct etcd_kv *kvs;
 	int64_t rev;
-	size_t nk, k = 0;
+	size_t nk;
 	int r;
 
 	*segs = NULL;
@@ -612,29 +679,30 @@ int clvol_segment_list(struct etcd *e, const char *prefix, const char *name,
 	r = etcd_range(e, dir, end, &rev, &kvs, &nk);
 	if (r < 0)
 		return etcd_failed(e, r, msg, len);
-	*segs = calloc(nk ? nk : 1, sizeof(**segs));
-	if (!*segs) {
-		etcd_kv_free(kvs, nk);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < nk; i++) {
-		struct layout_segment *s = &(*segs)[k];
-
-		/* a record that does not decode is skipped: a takeover then misses it, so
-		 * say so loudly rather than pretend */
-		if (layout_segment_decode(kvs[i].value, kvs[i].value_len, s) < 0 ||
-		    layout_segment_key_parse(prefix, name, kvs[i].key, kvs[i].key_len, &s->id) < 0) {
-			r = say(-EPROTO, msg, len, "segment record %s does not decode", kvs[i].key);
-			break;
-		}
-		k++;
-	}
+	r = decode_records(prefix, name, kvs, nk, segs, NULL, n, msg, len);
 	etcd_kv_free(kvs, nk);
-	if (r < 0) {
-		free(*segs);
-		*segs = NULL;
-		return r;
-	}
-	*n = k;
-	return 0;
+	return r;
+}
+
+int clvol_segment_list_all(struct etcd *e, const char *prefix, struct layout_segment **segs,
+			   char (**vols)[LAYOUT_ID_MAX + 1], size_t *n, char *msg, size_t len)
+{
+	char dir[KEY_MAX], end[KEY_MAX];
+	struct etcd_kv *kvs;
+	int64_t rev;
+	size_t nk;
+	int r;
+
+	*segs = NULL;
+	*vols = NULL;
+	*n = 0;
+	if (snprintf(dir, sizeof(dir), "%ssegments/", prefix) >= (int)sizeof(dir))
+		return say(-ENAMETOOLONG, msg, len, "the prefix is too long");
+	etcd_prefix_end(dir, end);
+	r = etcd_range(e, dir, end, &rev, &kvs, &nk);
+	if (r < 0)
+		return etcd_failed(e, r, msg, len);
+	r = decode_records(prefix, NULL, kvs, nk, segs, vols, n, msg, len);
+	etcd_kv_free(kvs, nk);
+	return r;
 }

@@ -96,5 +96,10 @@ int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *
 /* Every segment record of the volume, in (family, seq) order: *segs (free() it), *n. */
 int clvol_segment_list(struct etcd *e, const char *prefix, const char *name,
 		       struct layout_segment **segs, size_t *n, char *msg, size_t len);
+/* Every segment record of every volume (one range of PREFIX segments/), in key order,
+ * and each one's volume in (*vols)[i]: free() both. A record that does not decode
+ * fails it (-EPROTO): nothing may be judged on a partial list. */
+int clvol_segment_list_all(struct etcd *e, const char *prefix, struct layout_segment **segs,
+			   char (**vols)[LAYOUT_ID_MAX + 1], size_t *n, char *msg, size_t len);
 
 #endif

@@ -18,6 +18,7 @@ struct cli {
 	bool allow_shrink;
 	bool force;
 	bool no_wait;
+	bool orphans;         /* node held --orphans */
 	const char *format;   /* --format raw|qcow2, or NULL */
 	const char *sector_size; /* --sector-size 512|4096 (volume create, import), or NULL */
 	const char *replicas; /* --replicas R (volume create in a cluster), or NULL */

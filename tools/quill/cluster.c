@@ -158,21 +158,38 @@ static void show_held(struct json_object *ans)
 {
 	struct json_object *held = json_object_object_get(ans, "held");
 	size_t n = held ? json_object_array_length(held) : 0;
+	bool judged = json_object_object_get(ans, "orphans") != NULL;
 
 	if (n == 0) {
 		printf("no copies held for other nodes\n");
 		return;
 	}
-	printf("%-16s %8s %-6s %8s %6s %6s\n", "FAMILY", "SEGMENT", "STATE", "BLOCKS", "EPOCH",
-	       "SLOT");
+	printf("%-16s %8s %-6s %8s %6s %6s%s\n", "FAMILY", "SEGMENT", "STATE", "BLOCKS", "EPOCH",
+	       "SLOT", judged ? "  VOLUME  ORPHAN" : "");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *o = json_object_array_get_idx(held, i);
 
-		printf("%-16s %8lld %-6s %8lld %6lld %6lld\n", cli_str(o, "family"),
+		printf("%-16s %8lld %-6s %8lld %6lld %6lld", cli_str(o, "family"),
 		       (long long)cli_i64(o, "segment"), cli_str(o, "state"),
 		       (long long)cli_i64(o, "length"), (long long)cli_i64(o, "epoch"),
 		       (long long)cli_i64(o, "slot"));
+		if (judged)
+			printf("  %s  %s: %s", cli_str(o, "volume")[0] ? cli_str(o, "volume") : "-",
+			       cli_bool(o, "orphan") ? "yes" : "no", cli_str(o, "why"));
+		printf("\n");
 	}
+	if (judged)
+		printf("%lld orphan cop%s (dropped by the node at its next check)\n",
+		       (long long)cli_i64(ans, "orphans"), cli_i64(ans, "orphans") == 1 ? "y" : "ies");
+}
+
+static struct json_object *held_request(const struct cli *c)
+{
+	struct json_object *req = cli_request(CONTROL_CMD_NODE_HELD);
+
+	if (c->orphans)
+		json_object_object_add(req, "orphans", json_object_new_boolean(true));
+	return req;
 }
 
 int cmd_node(const struct cli *c)
@@ -183,7 +200,7 @@ int cmd_node(const struct cli *c)
 	if ((strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0) && c->argc == 2)
 		return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_CLUSTER_NODES)), show_nodes);
 	if (strcmp(verb, "held") == 0 && c->argc == 2)
-		return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_NODE_HELD)), show_held);
+		return cli_finish(c, cli_call(c, held_request(c)), show_held);
 	if ((strcmp(verb, "out") == 0 || strcmp(verb, "in") == 0) && c->argc == 3) {
 		req = cli_request(strcmp(verb, "out") == 0 ? CONTROL_CMD_NODE_OUT : CONTROL_CMD_NODE_IN);
 		cli_add_str(req, "id", c->argv[2]);

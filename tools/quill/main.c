@@ -64,8 +64,10 @@ int cli_usage(FILE *out, int code)
 		"  node ls                        the cluster's nodes: up or down, out, domain\n"
 		"  node out|in ID                 mark a node out (an operator's decision, kept\n"
 		"                                 across restarts) or in again\n"
-		"  node held                      the copies of other nodes' segments this node\n"
-		"                                 holds (replicated volumes)\n\n"
+		"  node held [--orphans]          the copies of other nodes' segments this node\n"
+		"                                 holds (replicated volumes); --orphans: which of\n"
+		"                                 them the segment records no longer want, and why\n"
+		"                                 (the node drops those by itself)\n\n"
 		"The node's control socket: --socket, else $QUILL_SOCKET, else the default that\n"
 		"quilld uses ($XDG_RUNTIME_DIR/quill/quilld.sock or /tmp/quill-$UID/quilld.sock).\n");
 	return code;
@@ -294,6 +296,7 @@ static bool flag_option(struct cli *c, const char *arg)
 		{ "--allow-shrink", offsetof(struct cli, allow_shrink) },
 		{ "--force", offsetof(struct cli, force) },
 		{ "--no-wait", offsetof(struct cli, no_wait) },
+		{ "--orphans", offsetof(struct cli, orphans) },
 	};
 
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {

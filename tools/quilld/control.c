@@ -698,6 +698,7 @@ int control_create(struct loop *lp, const struct control_opts *opts, struct cont
 	ctl->cluster = opts->cluster;
 	ctl->guard = opts->guard;
 	ctl->replicas = opts->replicas;
+	ctl->orphans = opts->orphans;
 	ctl->volume_owned = opts->volume_owned;
 	ctl->volume_owned_arg = opts->volume_owned_arg;
 	snprintf(ctl->nbd_tcp, sizeof(ctl->nbd_tcp), "%s", opts->nbd_tcp ? opts->nbd_tcp : "");

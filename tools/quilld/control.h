@@ -8,6 +8,7 @@ struct blk_guard;
 struct cluster;
 struct control;
 struct replicas;
+struct orphans;
 struct engine;
 struct loop;
 struct vhost_server;
@@ -22,6 +23,7 @@ struct control_opts {
 				    single node */
 	struct blk_guard *guard; /* the node's guard over client I/O, or NULL */
 	struct replicas *replicas; /* this node's replicated families, or NULL */
+	struct orphans *orphans;   /* the held copies' clean-up (node held --orphans), or NULL */
 	/* a create or claim made this node the owner of a volume at epoch: its copies
 	 * start now (replicas 0: the map says how many) */
 	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);

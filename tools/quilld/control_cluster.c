@@ -9,6 +9,7 @@
 #include "block/block.h"
 #include "cluster/cluster.h"
 #include "engine/engine.h"
+#include "replication/orphans.h"
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
 
@@ -207,12 +208,11 @@ static int held_one(void *arg, const struct engine_held_info *h)
 	return 0;
 }
 
-static struct json_object *cmd_node_held(struct control *ctl, struct json_object *req)
+static struct json_object *held_answer(struct control *ctl)
 {
 	struct json_object *v = ctl_ok(), *arr = json_object_new_array();
 	int r;
 
-	(void)req;
 	json_object_object_add(v, "held", arr);
 	r = engine_held_list(ctl->eng, held_one, arr);
 	if (r < 0) {
@@ -222,8 +222,77 @@ static struct json_object *cmd_node_held(struct control *ctl, struct json_object
 	return v;
 }
 
+/* --orphans: the records and the sentence of the report that just finished (its
+ * finish runs from the callback, before the next one can). */
+static const struct orphan_records *orphans_recs;
+static char orphans_msg[256];
+
+/* Each copy of the answer judged against the records: "orphan", "why", "volume". */
+static void orphans_judge_all(struct control *ctl, struct json_object *arr, unsigned *n)
+{
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i);
+		uint64_t uid = strtoull(json_object_get_string(json_object_object_get(o, "family")),
+					NULL, 16);
+		uint32_t sno = (uint32_t)json_object_get_int64(json_object_object_get(o, "segment"));
+		const char *vol;
+		enum orphan_why why = orphans_judge(orphans_recs, orphans_self(ctl->orphans), uid,
+						    sno, orphans_owned, ctl->orphans, &vol);
+		bool orphan = why != ORPHAN_KEPT && why != ORPHAN_OWNED;
+
+		add_bool(o, "orphan", orphan);
+		add_str(o, "why", orphans_why_str(why));
+		add_str(o, "volume", vol);
+		*n += orphan;
+	}
+}
+
+static struct json_object *orphans_finish(struct control *ctl, struct json_object *req,
+					  int res)
+{
+	struct json_object *v, *arr;
+	unsigned n = 0;
+
+	(void)req;
+	if (res < 0)
+		return ctl_error(-res, "cannot read the segment records: %s (no copy is dropped "
+				 "while they cannot be read)",
+				 orphans_msg[0] ? orphans_msg : strerror(-res));
+	v = held_answer(ctl);
+	arr = json_object_object_get(v, "held");
+	if (arr) {
+		orphans_judge_all(ctl, arr, &n);
+		ctl_add_int(v, "orphans", n);
+	}
+	return v;
+}
+
+static void orphans_judged(void *arg, int res, const char *msg,
+			   const struct orphan_records *recs)
+{
+	snprintf(orphans_msg, sizeof(orphans_msg), "%s", msg ? msg : "");
+	orphans_recs = recs;
+	ctl_call_done(arg, res);
+	orphans_recs = NULL;
+}
+
+static struct json_object *cmd_node_held(struct control *ctl, struct json_object *req)
+{
+	struct ctl_call *call;
+
+	if (!ctl_get_bool(req, "orphans"))
+		return held_answer(ctl);
+	if (!ctl->cluster)
+		return single_node();
+	if (!ctl->orphans)
+		return ctl_error(ENOTSUP, "this node keeps no copies for others (no peer listener)");
+	call = ctl_call_new(ctl, req, orphans_finish);
+	orphans_msg[0] = '\0';
+	return ctl_call_started(call, orphans_report_async(ctl->orphans, orphans_judged, call));
+}
+
 const struct control_cmd ctl_cluster_commands[] = {
-	{ CONTROL_CMD_NODE_HELD, cmd_node_held, { { NULL } } },
+	{ CONTROL_CMD_NODE_HELD, cmd_node_held, { { "orphans", CTL_BOOL } } },
 	{ CONTROL_CMD_CLUSTER_STATUS, cmd_cluster_status, { { NULL } } },
 	{ CONTROL_CMD_CLUSTER_NODES, cmd_cluster_nodes, { { NULL } } },
 	{ CONTROL_CMD_NODE_OUT, cmd_node_out, { { "id", CTL_STRING } } },

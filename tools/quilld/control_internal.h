@@ -27,6 +27,7 @@ struct control {
 	struct cluster *cluster;    /* or NULL: a single node */
 	struct blk_guard *guard;    /* or NULL: a single node */
 	struct replicas *replicas;  /* or NULL: nothing replicated here */
+	struct orphans *orphans;    /* or NULL: no holder, or a single node */
 	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
 	void *volume_owned_arg;
 	struct control_conn *current; /* the connection whose request is being dispatched */

@@ -32,6 +32,7 @@
 #include "nbd/nbd_server.h"
 #include "nbd/nbd_tls.h"
 #include "replication/holder.h"
+#include "replication/orphans.h"
 #include "replication/peer.h"
 #include "replication/peer_session.h"
 #include "replication/replica.h"
@@ -57,6 +58,8 @@ struct node {
 	struct blk_guard *guard;   /* the cluster's guard over client I/O; NULL: single */
 	struct replicas *replicas; /* copies of this node's volumes elsewhere (a cluster
 				      with a peer listener), or NULL */
+	struct orphans *orphans;   /* drops the held copies nobody needs (a cluster with
+				      a holder), or NULL */
 	char self_id[LAYOUT_ID_MAX + 1];
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
@@ -387,11 +390,23 @@ static int start_replicas(struct node *n)
 	return replica_create(&ro, &n->replicas);
 }
 
+/* The holder's clean-up: copies whose records are gone or no longer name this node. */
+static int start_orphans(struct node *n)
+{
+	struct orphans_opts oo = { .loop = n->lp, .eng = n->eng, .cluster = n->cluster,
+				   .self_id = n->self_id };
+
+	if (!n->cluster || !n->holder)
+		return 0;
+	return orphans_create(&oo, &n->orphans);
+}
+
 
 static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
 				   .cluster = n->cluster, .guard = n->guard, .replicas = n->replicas,
+				   .orphans = n->orphans,
 				   .volume_owned = volume_owned, .volume_owned_arg = n };
 	char tcp[96];
 
@@ -432,6 +447,7 @@ static void cluster_changed(void *arg)
 
 	blk_guard_recheck(n->guard);
 	replicas_changed(n);
+	orphans_kick(n->orphans);
 }
 
 static void cluster_refused(void *arg, const char *why)
@@ -647,6 +663,9 @@ static int start(struct node *n)
 	r = start_replicas(n);
 	if (r < 0)
 		return r;
+	r = start_orphans(n);
+	if (r < 0)
+		return r;
 	make_parent_dirs(n, n->cfg.control);
 	return start_control(n);
 }
@@ -656,6 +675,7 @@ static void stop(struct node *n)
 	/* the front ends drain: what the lease holds back fails rather than waits */
 	blk_guard_shutdown(n->guard);
 	control_destroy(n->ctl);
+	orphans_destroy(n->orphans); /* before the engine and the cluster it calls */
 	replica_destroy(n->replicas); /* before the endpoint (its connections) and the
 					 engine (its mirror) */
 	peer_endpoint_destroy(n->peer);
