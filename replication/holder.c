@@ -58,10 +58,10 @@ void holder_destroy(struct holder *h)
 		struct hold_op *op = h->ops;
 
 		h->ops = op->next;
-		op->h = NULL; /* its engine callback frees it */
+		/* its engine callback frees it, and its request then: a large append's
+		 * data is written from the request's own buffer (peer.c lands it aligned) */
+		op->h = NULL;
 		op->next = op->prev = NULL;
-		peer_req_drop(op->req);
-		op->req = NULL;
 	}
 	free(h);
 }
@@ -80,6 +80,8 @@ static void op_free(struct hold_op *op)
 		if (op->next)
 			op->next->prev = op->prev;
 	}
+	if (op->req)
+		peer_req_drop(op->req); /* not answered: the holder is gone */
 	free(op->buf);
 	free(op);
 }
@@ -146,6 +148,7 @@ static void op_finish(struct hold_op *op, int res)
 	m.epoch = op_has_family(op) ? engine_held_epoch(eng, op->uid) : 0;
 	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
 	peer_req_reply(op->req, &m);
+	op->req = NULL;
 	op_free(op);
 }
 

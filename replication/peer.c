@@ -73,6 +73,7 @@ struct peer_conn {
 	unsigned watched;          /* LOOP_* the watch has */
 	struct peer_session *s;
 	struct peer_buf in, out;
+	size_t in_lead;            /* bytes before the frame at the head of in (in_align) */
 	size_t out_sent;           /* bytes at the head of out already sent */
 	size_t out_reqs;           /* bytes of our requests queued since out last drained */
 	struct loop_task *task;    /* writes out (and input held back) before the loop sleeps */
@@ -645,11 +646,42 @@ static int dispatch(struct peer_conn *c, const struct peer_frame *m, size_t end)
 	}
 }
 
+/* The offset of a SEG_APPEND's data in its frame. */
+#define APPEND_DATA_OFF (PEER_HDR_BYTES + sizeof(struct peer_seg_append))
+#define DATA_ALIGN 4096u
+
+/* A large SEG_APPEND whose header is in but not its data (the frame of `need` bytes
+ * at `done`): it moves to a new buffer where its data will land 4 KiB aligned, so that
+ * the holder writes it as it is (O_DIRECT) instead of copying it to a bounce buffer;
+ * the frame then takes that buffer (req_take_payload). Only an optimisation: a frame
+ * not moved (no memory, a realloc later) is still whole, just not aligned. Returns 0
+ * (room reserved in place), 1 (moved: the frame starts at c->in_lead) or -ENOMEM. */
+static int in_align(struct peer_conn *c, size_t done, size_t need)
+{
+	struct peer_hdr h;
+	size_t have = c->in.len - done, lead, cap;
+	uint8_t *nb;
+
+	if (c->outgoing || peer_hdr_decode(c->in.data + done, have, &h) < 0 ||
+	    h.op != PEER_OP_SEG_APPEND || h.payload_len < PEER_STEAL_MIN)
+		return peer_buf_reserve(&c->in, need - have);
+	lead = (DATA_ALIGN - APPEND_DATA_OFF % DATA_ALIGN) % DATA_ALIGN;
+	cap = (lead + need + PEER_READ_CHUNK + DATA_ALIGN - 1) / DATA_ALIGN * DATA_ALIGN;
+	nb = aligned_alloc(DATA_ALIGN, cap);
+	if (!nb)
+		return peer_buf_reserve(&c->in, need - have);
+	memcpy(nb + lead, c->in.data + done, have);
+	free(c->in.data);
+	c->in = (struct peer_buf){ .data = nb, .len = lead + have, .cap = cap };
+	c->in_lead = lead;
+	return 1;
+}
+
 /* Cuts and handles every whole frame in the input buffer. Returns 0, or -1 if c is
  * gone. */
 static int conn_process(struct peer_conn *c)
 {
-	size_t done = 0;
+	size_t done = c->in_lead; /* a frame moved by in_align starts after its lead */
 
 	while (conn_may_read(c)) {
 		struct peer_frame m;
@@ -660,10 +692,15 @@ static int conn_process(struct peer_conn *c)
 					       &why);
 
 		if (r == 0 && (need == 0 || c->in.len - done < need)) {
-			if (need && peer_buf_reserve(&c->in, need - (c->in.len - done)) < 0)
-				r = -ENOMEM, why = "no memory for a frame";
-			else
+			r = need && !c->in_lead && need > c->in.cap - done ? in_align(c, done, need)
+									   : 0;
+			if (r < 0) {
+				why = "no memory for a frame";
+			} else {
+				if (r == 1)
+					done = c->in_lead; /* the frame's place in the new buffer */
 				break;
+			}
 		}
 		if (r == 0)
 			r = peer_session_input(c->s, c->in.data + done, need, &m, &c->out, &why);
@@ -672,6 +709,7 @@ static int conn_process(struct peer_conn *c)
 			return -1;
 		}
 		done += need;
+		c->in_lead = 0;
 		if (!was_open && peer_session_is_open(c->s) && conn_authenticated(c))
 			return -1;
 		if (r == 1) {
@@ -682,7 +720,8 @@ static int conn_process(struct peer_conn *c)
 				done = 0; /* a request took the buffer; the rest starts a new one */
 		}
 	}
-	peer_buf_consume(&c->in, done);
+	if (done > c->in_lead)
+		peer_buf_consume(&c->in, done); /* (a moved frame keeps its place) */
 	return 0;
 }
 

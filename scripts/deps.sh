@@ -7,7 +7,7 @@ PACKAGES="build-essential cmake pkg-config liburing-dev libisal-dev librocksdb-d
 	libnbd-dev libcriterion-dev libjson-c-dev fio nbdkit qemu-utils libnbd-bin python3
 	python3-libnbd qemu-system-x86 busybox-static cpio libgnutls28-dev gnutls-bin strace
 	fdisk e2fsprogs libsodium-dev clang libclang-rt-dev etcd-server etcd-client
-	libcurl4-openssl-dev curl"
+	libcurl4-openssl-dev curl python3-cryptography"
 
 missing=()
 for pkg in $PACKAGES; do

@@ -17,8 +17,10 @@ import struct
 import sys
 import time
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
 MAGIC = 0x52455051
-VERSION = 1
+VERSION = 2
 F_MAC = 1
 HDR = struct.Struct("<IBBHIIQQQII")  # magic version op flags len pcrc req vol epoch rsv hcrc
 assert HDR.size == 48
@@ -73,6 +75,13 @@ def kdf(master, subkey_id):
                            person=b"qpeerv01" + bytes(8)).digest()
 
 
+def frame_mac(key, ctr, *parts):
+    """A session frame's MAC: the ChaCha20-Poly1305 (IETF) tag over no plaintext, the
+    frame as associated data, the counter as nonce (docs/peer-protocol.md)."""
+    nonce = struct.pack("<Q", ctr) + bytes(4)
+    return ChaCha20Poly1305(key).encrypt(nonce, b"", b"".join(parts))
+
+
 def keyed(key, *parts, size=32):
     h = hashlib.blake2b(digest_size=size, key=key)
     for p in parts:
@@ -116,8 +125,7 @@ class Peer:
             raise Fail("a bad payload CRC from the node")
         if flags & F_MAC:
             mac = self.recv_exact(MAC_BYTES)
-            want = keyed(self.recv_key, struct.pack("<Q", self.recv_ctr), head, payload,
-                         size=MAC_BYTES)
+            want = frame_mac(self.recv_key, self.recv_ctr, head, payload)
             if mac != want:
                 raise Fail("a bad MAC from the node")
             self.recv_ctr += 1
@@ -177,8 +185,7 @@ class Peer:
 
     def frame(self, op, payload, req=1, mac_fix=None, vol=0, epoch=0):
         head = header(op, payload, flags=F_MAC, req=req, vol=vol, epoch=epoch)
-        mac = keyed(self.send_key, struct.pack("<Q", self.send_ctr), head, payload,
-                    size=MAC_BYTES)
+        mac = frame_mac(self.send_key, self.send_ctr, head, payload)
         self.send_ctr += 1
         if mac_fix:
             mac = mac_fix(mac)
@@ -277,7 +284,7 @@ def case_not_our_protocol(port, master):
 def case_other_version(port, master):
     p = Peer(port, master)
     head = bytearray(header(OP_HELLO, b""))
-    head[4] = 2
+    head[4] = VERSION + 1
     head[44:48] = struct.pack("<I", crc32c(bytes(head[:44])))
     p.send(bytes(head))
     p.expect_closed()

@@ -36,6 +36,7 @@ enum mode { ANSWER, HOLD, BAD_REPLY };
 static struct srv {
 	enum mode mode;
 	unsigned served, bad_crc, stop_at;
+	unsigned big_appends, big_aligned; /* appends of 64 KiB or more; data 4 KiB aligned */
 	struct peer_req *held[MAX_HELD];
 	unsigned nheld;
 	struct peer_hdr last_hdr;
@@ -95,6 +96,10 @@ static void serve(void *arg, struct peer_req *req)
 	cr_assert_eq(peer_seg_req_decode(h->op, p, len, &srv.last), 0, "peer.c checked it");
 	if (srv.last.op == PEER_OP_SEG_APPEND && peer_seg_data_check(&srv.last) < 0)
 		srv.bad_crc++;
+	if (srv.last.op == PEER_OP_SEG_APPEND && srv.last.nblocks >= 16) {
+		srv.big_appends++;
+		srv.big_aligned += (uintptr_t)srv.last.data % 4096 == 0;
+	}
 	if (srv.mode == HOLD) {
 		cr_assert_lt(srv.nheld, MAX_HELD);
 		srv.held[srv.nheld++] = req;
@@ -283,6 +288,9 @@ Test(peer_request, request_and_reply)
 
 	cr_assert_eq(srv.served, 5);
 	cr_assert_eq(srv.bad_crc, 0, "every append's data arrived whole");
+	/* the 1 MiB append's data landed 4 KiB aligned: a holder writes it without a copy */
+	cr_assert_eq(srv.big_appends, 1);
+	cr_assert_eq(srv.big_aligned, 1, "a large append's data is not 4 KiB aligned");
 	cr_assert_eq(srv.last_hdr.volume_id, FAMILY);
 	cr_assert_eq(srv.last_hdr.epoch, EPOCH);
 	cr_assert_eq(open.calls, 1);
