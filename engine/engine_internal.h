@@ -439,6 +439,12 @@ int eng_sync_wait(struct engine *eng, struct eng_sync *s, int started);
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
 struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
+/* Where a new store's layer ids and segment generations start: a random 62-bit base
+ * of its own (from its uuid), so that a family adopted from another node's store
+ * brings ids this one never handed out (docs/format.md, "Ids across the cluster").
+ * The store record's next layer id is a floor for generations too: an old store's
+ * counters (small) stay as they were. */
+uint64_t eng_id_base(const struct engine *eng);
 /* engine_opts.test_pause: holds the calling thread if point is the one named. */
 void eng_test_pause(const struct engine *eng, const char *point);
 uint64_t eng_now_realtime_ns(void);

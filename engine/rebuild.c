@@ -729,8 +729,12 @@ static void settle_slots(struct eng_rebuild *rb)
 	}
 	eng->next_seq = rb->max_seq + 1;
 	eng->open_seq = eng->next_seq; /* marks this run records start here */
-	eng->next_gen = rb->max_gen + 1;
 	eng->next_volume_id = rb->max_id + 1;
+	if (eng->next_volume_id < eng_id_base(eng))
+		eng->next_volume_id = eng_id_base(eng);
+	eng->next_gen = rb->max_gen + 1;
+	if (eng->next_gen < eng->next_volume_id)
+		eng->next_gen = eng->next_volume_id; /* as replay does */
 }
 
 static int persist(struct engine *eng)

@@ -458,6 +458,8 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 	eng->next_seq = rp.max_seq + 1;
 	eng->open_seq = eng->next_seq; /* marks this run records start here */
 	eng->next_gen = rp.max_gen + 1;
+	if (eng->next_gen < eng->next_volume_id)
+		eng->next_gen = eng->next_volume_id; /* a new store's base (eng_id_base) */
 	eng->nfree = 0;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot *s = &eng->slots[i];
