@@ -285,3 +285,115 @@ Test(adopt, a_copy_not_held_or_not_sealed_is_refused)
 	cr_assert_eq(stats().segments_held, f.n + 1);
 	family_free(&f);
 }
+
+/* ---- a crash in the middle: the held copies, or the family, never neither ---- */
+
+enum crash_at { CRASH_HEADERS, CRASH_COMMITTED };
+static enum crash_at crash_at;
+
+/* What the parent needs of the family, across the fork. */
+static void family_save(const struct family *f)
+{
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	snprintf(p, sizeof(p), "%s/family.bin", dir);
+	fp = fopen(p, "w");
+	cr_assert_not_null(fp);
+	cr_assert_eq(fwrite(f, sizeof(*f), 1, fp), 1);
+	cr_assert_eq(fwrite(f->vol, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	cr_assert_eq(fwrite(f->snap, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	fclose(fp);
+}
+
+static void family_load(struct family *f)
+{
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	snprintf(p, sizeof(p), "%s/family.bin", dir);
+	fp = fopen(p, "r");
+	cr_assert_not_null(fp);
+	cr_assert_eq(fread(f, sizeof(*f), 1, fp), 1);
+	f->vol = malloc((size_t)VOL_BLOCKS * BLK);
+	f->snap = malloc((size_t)VOL_BLOCKS * BLK);
+	cr_assert(f->vol && f->snap);
+	cr_assert_eq(fread(f->vol, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	cr_assert_eq(fread(f->snap, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	fclose(fp);
+	memset(f->seg, 0, sizeof(f->seg)); /* the parent has none of the bytes */
+}
+
+/* Has copy i's slot this store's header on disk yet? */
+static bool header_rewritten(const struct family *f, uint32_t slot)
+{
+	uint8_t *b = seg_buf_alloc(BLK);
+	struct segment_header h;
+	bool ours;
+
+	(void)f;
+	ours = b && seg_read_sync(eng, slot, 0, b, 1) == 0 &&
+	       ondisk_segment_header_decode(b, BLK, &h) == 0 &&
+	       memcmp(h.uuid, eng->sb.uuid, sizeof(h.uuid)) == 0;
+	seg_buf_free(b);
+	return ours;
+}
+
+/* The child: engine 1's family held on engine 2, an adoption that stops at the crash
+ * point: the process ends without closing the engine. */
+static int adopt_and_crash(void)
+{
+	struct family f;
+	struct engine_held_info hi;
+	struct done d = { 0 };
+	uint32_t slot;
+
+	src_family(&f);
+	family_save(&f);
+	open_engine();
+	hold_copies(&f);
+	CHILD_CHECK(engine_held_stat(eng, f.uid, f.sno[f.n - 1], &hi) == 0);
+	slot = hi.slot;
+	CHILD_CHECK(engine_family_adopt_async(eng, f.uid, f.sno, f.n, on_done, &d) == 0);
+	for (;;) {
+		CHILD_CHECK(!d.done); /* the crash point comes before the answer */
+		CHILD_CHECK(engine_poll(eng, 1) >= 0);
+		if (crash_at == CRASH_HEADERS && header_rewritten(&f, slot))
+			break; /* headers written, nothing committed */
+		if (crash_at == CRASH_COMMITTED &&
+		    engine_held_stat(eng, f.uid, f.sno[0], &hi) == -ENOENT)
+			break; /* committed, no checkpoint yet */
+	}
+	return 0;
+}
+
+static void crash_then_check(enum crash_at at)
+{
+	struct family f;
+
+	crash_at = at;
+	in_child(adopt_and_crash);
+	family_load(&f);
+	cr_assert_eq(try_open(false), 0);
+	if (at == CRASH_HEADERS) {
+		cr_assert_eq(stats().segments_held, f.n, "the copies are still held");
+		cr_assert_eq(engine_volume_family(eng, "v", &(uint64_t){ 0 }), -ENOENT);
+		cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0, "adopted again");
+	} else {
+		cr_assert_eq(stats().segments_held, 0, "the family is adopted");
+	}
+	expect_family(&f);
+	reopen_engine();
+	expect_family(&f);
+	family_free(&f);
+}
+
+Test(adopt, a_crash_after_the_headers_leaves_the_held_copies)
+{
+	crash_then_check(CRASH_HEADERS);
+}
+
+Test(adopt, a_crash_after_the_commit_leaves_the_family)
+{
+	crash_then_check(CRASH_COMMITTED);
+}
