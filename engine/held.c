@@ -245,17 +245,24 @@ int engine_held_list(const struct engine *eng,
 
 /* ---- records ---- */
 
-static void put_held_record(struct meta_batch *mb, const struct held *h, bool sealed,
-			    uint32_t length)
+void eng_held_put(struct meta_batch *mb, uint64_t uid, uint32_t sno,
+		  const struct held_record *r)
 {
 	uint8_t key[ONDISK_HELD_KEY_LEN];
 	struct ondisk_held_record rec;
+
+	ondisk_held_key(uid, sno, key);
+	ondisk_held_record_encode(r, &rec);
+	meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+}
+
+static void put_held_record(struct meta_batch *mb, const struct held *h, bool sealed,
+			    uint32_t length)
+{
 	struct held_record r = { .slot = h->slot, .epoch = h->epoch, .sealed = sealed,
 				 .length = length };
 
-	ondisk_held_key(h->uid, h->sno, key);
-	ondisk_held_record_encode(&r, &rec);
-	meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+	eng_held_put(mb, h->uid, h->sno, &r);
 }
 
 /* ---- management: jobs whose step commits a record ---- */
@@ -337,12 +344,17 @@ static void put_seal(struct held_job *hj)
 	put_held_record(hj->mb, held_find(hj->job.eng, hj->uid, hj->sno), true, hj->length);
 }
 
-static void put_delete(struct held_job *hj)
+void eng_held_put_drop(struct meta_batch *mb, uint64_t uid, uint32_t sno)
 {
 	uint8_t key[ONDISK_HELD_KEY_LEN];
 
-	ondisk_held_key(hj->uid, hj->sno, key);
-	meta_batch_delete(hj->mb, key, sizeof(key));
+	ondisk_held_key(uid, sno, key);
+	meta_batch_delete(mb, key, sizeof(key));
+}
+
+static void put_delete(struct held_job *hj)
+{
+	eng_held_put_drop(hj->mb, hj->uid, hj->sno);
 }
 
 static void put_epoch(struct held_job *hj)
@@ -861,8 +873,10 @@ static int open_length(struct engine *eng, struct held *h)
 
 	if (r < 0)
 		return r;
+	/* a header of another segment is one an earlier use of the slot left: this copy's
+	 * own header never landed, and that log is not this copy's */
 	if (ondisk_segment_header_decode(eng->gc_buf, QUILL_BLOCK_SIZE, &sh) < 0 ||
-	    sh.state != ONDISK_SEG_USED) {
+	    sh.state != ONDISK_SEG_USED || sh.family_uid != h->uid || sh.sno != h->sno) {
 		h->length = 0; /* not even its header landed */
 		return 0;
 	}
@@ -891,4 +905,48 @@ int eng_held_load(struct engine *eng)
 		log_msg(LOG_INFO, ENG_LOG, "holding %zu segments for other nodes",
 			eng->held->n);
 	return r;
+}
+
+/* ---- adoption (adopt.c) ---- */
+
+int eng_held_adopt_begin(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t *slot,
+			 uint32_t *length)
+{
+	struct held *h = held_find(eng, uid, sno);
+
+	if (!h || h->opening || h->deleting)
+		return -ENOENT;
+	if (!h->sealed || h->closing || h->reads)
+		return -EBUSY;
+	h->closing = true; /* a delete or a seal waits for the adoption to end */
+	*slot = h->slot;
+	*length = h->length;
+	return 0;
+}
+
+void eng_held_adopt_end(struct engine *eng, uint64_t uid, uint32_t sno, bool adopted)
+{
+	struct held *h = held_find(eng, uid, sno);
+
+	if (!h)
+		return;
+	h->closing = false;
+	if (!adopted)
+		return;
+	eng->slots[h->slot].held = false; /* the slot stays: the family's log now */
+	held_remove(eng, h);
+}
+
+int eng_held_keep(struct engine *eng, uint64_t uid, uint32_t sno, const struct held_record *r)
+{
+	struct held *h = held_find(eng, uid, sno) ? NULL : held_add(eng, uid, sno);
+
+	if (!h)
+		return -ENOMEM; /* or held already: cannot be, the family was this node's */
+	h->slot = r->slot;
+	h->epoch = r->epoch;
+	h->sealed = true;
+	h->length = h->ahead = r->length;
+	seg_hold_restore(eng, r->slot, uid, sno, true, r->length);
+	return 0;
 }

@@ -181,6 +181,9 @@ static int forming_batch(struct engine_volume *vol, uint32_t blocks, enum slot_u
 		r = seg_open(eng, vol, who);
 		if (r < 0)
 			return r;
+		/* not the cleaner's: its relocations must not take room for records */
+		vol->new_segment = eng->opts.family_records && who != SLOT_FOR_GC &&
+				   vol->rec.kind != ONDISK_LAYER_CATALOG;
 	}
 	b = batch_new(eng);
 	if (!b)
@@ -226,6 +229,7 @@ int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
 	b->sum.data_blocks++;
 	vol->eng->slots[b->slot].used++;
 	owner->pending++;
+	eng_catalog_family_relog(vol, owner);
 	return 0;
 }
 
@@ -248,6 +252,7 @@ int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
 		e->src_block = src_block;
 		b->parts[b->sum.nentries++] = owner;
 		owner->pending++;
+		eng_catalog_family_relog(vol, owner);
 		lba += n;
 		nblocks -= n;
 	}
