@@ -469,6 +469,32 @@ int engine_held_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 int engine_held_list(const struct engine *eng,
 		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg);
 
+/* ---- taking a family over (docs/replication.md, "Takeover") ----
+ * The sealed held copies (uid, snos[0..n-1]) become this engine's own log of family
+ * uid, and the family's layers (its volume, snapshots, clones' roots in it) are rebuilt
+ * from those logs alone, the way rebuild.c rebuilds a store (LAYER blocks, batches,
+ * trims, merges, in sequence order). Every copy must be held here and sealed (-ENOENT,
+ * -EBUSY otherwise); a layer id or a volume name of the family already in use here
+ * refuses it (-EEXIST), and nothing changes. After cb(0): the volumes open by name like
+ * any other; the family's next segments take numbers past every adopted one; the
+ * store's sequence and generation counters are past the adopted ones; and all of it is
+ * durable (a crash at any point leaves either the held copies or the adopted family,
+ * never neither: docs/engine.md, "Adopting a family"). The reads of the copies are
+ * asynchronous (a job, engine/job.c); the loop serves other volumes meanwhile. */
+int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *snos,
+			      size_t n, engine_cb cb, void *arg);
+int engine_family_adopt(struct engine *eng, uint64_t uid, const uint32_t *snos, size_t n);
+/* The reverse, for a node that lost a family to another owner: the family's layers
+ * leave the catalog and each of its sealed segments numbered in keep[0..nkeep-1]
+ * becomes a held copy (the rest are freed); open ones are sealed at their length first.
+ * Volumes of the family must not be open (-EBUSY). */
+int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
+				size_t nkeep, engine_cb cb, void *arg);
+int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep,
+			  size_t nkeep);
+/* The family uid of a volume (0 and *uid, or -ENOENT). */
+int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid);
+
 /* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----
  * Reads the store's log alone (no RocksDB, nothing written) and calls fn for every
  * layer that engine_open() with rebuild_meta would create, oldest first. */
