@@ -37,6 +37,7 @@
 #include "replication/replica.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
+#include "tools/quilld/takeovers.h"
 #include "vhost/vhost_blk.h"
 
 #define LOG_TAG "quilld"
@@ -57,6 +58,7 @@ struct node {
 	struct blk_guard *guard;   /* the cluster's guard over client I/O; NULL: single */
 	struct replicas *replicas; /* copies of this node's volumes elsewhere (a cluster
 				      with a peer listener), or NULL */
+	struct takeovers *takeovers; /* volumes being taken over here (with replicas) */
 	char self_id[LAYOUT_ID_MAX + 1];
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
@@ -338,8 +340,18 @@ static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned re
 		return;
 	if (!replicas && cluster_volume_get(n->cluster, name, &v) == 0)
 		replicas = v.rec.replicas;
-	if (replicas <= 1 || engine_volume_info(n->eng, name, &info) < 0)
+	if (replicas <= 1)
 		return;
+	if (engine_volume_info(n->eng, name, &info) < 0) {
+		/* claimed, and not here: its owner died elsewhere; the copies hold it */
+		r = takeovers_run(n->takeovers, name, epoch, NULL, NULL);
+		if (r < 0)
+			log_msg(LOG_ERROR, LOG_TAG, "volume %s: cannot take it over: %s", name,
+				err_str(-r));
+		return;
+	}
+	if (takeovers_step(n->takeovers, name, NULL, 0))
+		return; /* the takeover sets its family when it is done */
 	r = replica_family_set(n->replicas, info.id, name, epoch, replicas,
 			       layout_min_replicas(replicas));
 	if (r < 0)
@@ -375,16 +387,33 @@ static void replicas_changed(struct node *n)
 	}
 }
 
-/* The replica sets of this node's volumes: in a cluster, with a peer listener. */
+/* The replica sets of this node's volumes, and the takeovers of volumes whose owner
+ * died: in a cluster, with a peer listener. */
 static int start_replicas(struct node *n)
 {
 	struct replica_opts ro = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				   .cluster = n->cluster, .self_id = n->self_id,
 				   .peer_timeout_ms = n->cfg.peer_timeout_ms };
+	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
+				    .cluster = n->cluster, .self_id = n->self_id,
+				    .peer_timeout_ms = n->cfg.peer_timeout_ms };
+	int r;
 
 	if (!n->cluster || !n->peer)
 		return 0;
-	return replica_create(&ro, &n->replicas);
+	r = replica_create(&ro, &n->replicas);
+	if (r < 0)
+		return r;
+	to.rs = n->replicas;
+	return takeovers_create(&to, &n->takeovers);
+}
+
+/* Is name being taken over here? Its step, for volume info and cluster status. */
+static bool volume_takeover(void *arg, const char *name, char *step, size_t len)
+{
+	struct node *n = arg;
+
+	return takeovers_step(n->takeovers, name, step, len);
 }
 
 
@@ -392,7 +421,8 @@ static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
 				   .cluster = n->cluster, .guard = n->guard, .replicas = n->replicas,
-				   .volume_owned = volume_owned, .volume_owned_arg = n };
+				   .volume_owned = volume_owned, .volume_owned_arg = n,
+				   .volume_takeover = volume_takeover };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -501,9 +531,13 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 	struct node *n = arg;
 	struct cluster_volume v;
 	struct cluster_info self;
-	char nbd[LAYOUT_ADDR_MAX + 16];
+	char nbd[LAYOUT_ADDR_MAX + 16], step[96];
 
 	*epoch = 0;
+	if (n->cluster && takeovers_step(n->takeovers, vol, step, sizeof(step))) {
+		snprintf(why, len, "taking over %s (%s), retry", vol, step);
+		return -EREMOTE;
+	}
 	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
 	    cluster_volume_get(n->cluster, vol, &v) < 0)
 		return 0;
@@ -527,6 +561,7 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 
 /* A claim made for an attach (blk_guard_claim): the cluster's call, then done. */
 struct attach_claim {
+	struct node *n;
 	struct cluster_vol_req req;
 	void (*done)(void *arg, int res);
 	void *done_arg;
@@ -535,11 +570,17 @@ struct attach_claim {
 static void attach_claimed(void *arg, int res, const char *msg)
 {
 	struct attach_claim *ac = arg;
+	struct engine_volume_info info;
 
 	if (res < 0)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: not claimed for an attach: %s",
 			ac->req.vol.name, msg);
-	ac->done(ac->done_arg, res);
+	/* a volume whose owner died elsewhere: the attach waits for its takeover */
+	if (res < 0 || engine_volume_info(ac->n->eng, ac->req.vol.name, &info) == 0 ||
+	    !ac->n->takeovers ||
+	    takeovers_run(ac->n->takeovers, ac->req.vol.name, ac->req.epoch, ac->done,
+			  ac->done_arg) < 0)
+		ac->done(ac->done_arg, res);
 	free(ac);
 }
 
@@ -555,6 +596,7 @@ static int guard_claim(void *arg, const char *vol, void (*done)(void *done_arg, 
 	ac = calloc(1, sizeof(*ac));
 	if (!ac)
 		return -ENOMEM;
+	ac->n = n;
 	ac->req.op = CLUSTER_VOL_CLAIM;
 	snprintf(ac->req.vol.name, sizeof(ac->req.vol.name), "%s", vol);
 	ac->done = done;
@@ -656,6 +698,7 @@ static void stop(struct node *n)
 	/* the front ends drain: what the lease holds back fails rather than waits */
 	blk_guard_shutdown(n->guard);
 	control_destroy(n->ctl);
+	takeovers_destroy(n->takeovers); /* before the replica sets it registers with */
 	replica_destroy(n->replicas); /* before the endpoint (its connections) and the
 					 engine (its mirror) */
 	peer_endpoint_destroy(n->peer);
