@@ -114,7 +114,7 @@ static void show_volumes(struct json_object *ans)
 		       *cli_str(o, "owner") ? cli_str(o, "owner") : "(none)",
 		       (long long)cli_i64(o, "epoch"), cli_str(o, "state"),
 		       cli_copies_brief(o, (char[200]){ 0 }, 200),
-		       *cli_str(o, "taking_over") ? ", taking over: " : "",
+		       *cli_str(o, "taking_over") ? ", " : "",
 		       cli_str(o, "taking_over"));
 	}
 }

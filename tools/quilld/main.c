@@ -345,12 +345,12 @@ static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned re
 	if (engine_volume_info(n->eng, name, &info) < 0) {
 		/* claimed, and not here: its owner died elsewhere; the copies hold it */
 		r = takeovers_run(n->takeovers, name, epoch, NULL, NULL);
-		if (r < 0)
+		if (r < 0 && r != -EIO)
 			log_msg(LOG_ERROR, LOG_TAG, "volume %s: cannot take it over: %s", name,
 				err_str(-r));
 		return;
 	}
-	if (takeovers_step(n->takeovers, name, NULL, 0))
+	if (takeovers_running(n->takeovers, name))
 		return; /* the takeover sets its family when it is done */
 	r = replica_family_set(n->replicas, info.id, name, epoch, replicas,
 			       layout_min_replicas(replicas));
@@ -413,7 +413,10 @@ static bool volume_takeover(void *arg, const char *name, char *step, size_t len)
 {
 	struct node *n = arg;
 
-	return takeovers_step(n->takeovers, name, step, len);
+	int64_t epoch = 0;
+
+	return n->cluster && cluster_volume_owned(n->cluster, name, &epoch) &&
+	       takeovers_state(n->takeovers, name, epoch, step, len);
 }
 
 
@@ -531,13 +534,13 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 	struct node *n = arg;
 	struct cluster_volume v;
 	struct cluster_info self;
-	char nbd[LAYOUT_ADDR_MAX + 16], step[96];
+	char nbd[LAYOUT_ADDR_MAX + 16];
+	int64_t claim;
 
 	*epoch = 0;
-	if (n->cluster && takeovers_step(n->takeovers, vol, step, sizeof(step))) {
-		snprintf(why, len, "taking over %s (%s), retry", vol, step);
-		return -EREMOTE;
-	}
+	if (n->cluster && cluster_volume_owned(n->cluster, vol, &claim) &&
+	    takeovers_state(n->takeovers, vol, claim, why, len))
+		return -EREMOTE; /* not here yet */
 	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
 	    cluster_volume_get(n->cluster, vol, &v) < 0)
 		return 0;
