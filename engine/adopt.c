@@ -1,20 +1,418 @@
-/* engine/adopt.c — a family taken over from held copies, and released (engine.h,
- * "taking a family over"; docs/engine.md, "Adopting a family"). */
-#include "engine/engine.h"
-
+/* engine/adopt.c — a family taken over from held copies (engine.h, "taking a family
+ * over"; docs/engine.md, "Adopting a family").
+ *
+ * The copies are sealed held segments of family uid (held.c). A job reads each one
+ * whole, in turn (a read in flight per step; the loop serves other volumes meanwhile),
+ * and feeds it to the machinery of a whole-store rebuild (rebuild.c): its header and
+ * its log, walked with every batch's data checked. Once all are read:
+ *   1. refusals (nothing written yet): a layer id the copies name is in use here (a
+ *      layer, a merged snapshot's alias, a tombstone), or their volume's name is;
+ *   2. each copy's header is rewritten as this store's (same generation, volume,
+ *      family, number, epoch: what its summaries name), and a zero block goes where
+ *      its log ends, when the slot has room; then a store flush. The "H" records still
+ *      stand: a crash here leaves held copies (start-up skips held slots' headers);
+ *   3. the layers are rebuilt in memory (flagged committing: nobody opens them), and
+ *      one synced RocksDB batch makes them this store's: their records and whole maps,
+ *      the aliases of merged snapshots, the store record's next layer id, and the
+ *      deletion of the "H" records. A crash before it lands leaves held copies; after,
+ *      the family (its slots now carry this store's headers and name its layers);
+ *   4. the slots leave the held table, the counters move past the copies', and the job
+ *      waits for a checkpoint before it answers (see the doc for why).
+ * A failure before 3 lands undoes the in-memory part: the copies are held as before.
+ */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "engine/engine_internal.h"
+#include "metadata/meta.h"
+
+enum { AD_READ, AD_WALK, AD_CHECK, AD_HEADERS, AD_FLUSH, AD_APPLY, AD_COMMIT, AD_CKPT };
+
+struct adopt_copy {
+	uint32_t sno, slot, length;
+	bool began;                /* set aside in the held table (eng_held_adopt_begin) */
+	struct slot saved;         /* the slot as it was: restored if the adoption fails */
+	struct segment_header h;   /* its header as the old owner wrote it */
+};
+
+struct adopt_job {
+	struct eng_job job; /* first: job.c frees it through release */
+	uint64_t uid;
+	size_t n, next;     /* copies; the one being read and walked */
+	struct adopt_copy *c;
+	uint8_t *buf;       /* one copy, whole */
+	uint8_t *hdrs;      /* n rewritten headers, then a zero block */
+	struct eng_rebuild *rb;
+	struct meta_batch *mb;
+	bool applied, committed;
+	size_t naliases, ndead, nops; /* as they were before the layers were rebuilt */
+	uint64_t started_ms;
+};
+
+static struct engine_volume *family_layer(struct engine *eng, uint64_t uid)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == uid && eng->vols[i]->rec.kind != ONDISK_LAYER_CATALOG)
+			return eng->vols[i];
+	return NULL;
+}
+
+/* The in-memory part of a failed adoption goes; the copies are held as before. */
+static void adopt_undo(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	struct engine_volume *v;
+
+	if (aj->applied) {
+		while ((v = family_layer(eng, aj->uid)))
+			eng_volume_remove(eng, v);
+		eng->naliases = aj->naliases;
+		eng->ndead = aj->ndead;
+		eng->nops = aj->nops;
+	}
+	for (size_t i = 0; i < aj->n; i++) {
+		if (!aj->c[i].began)
+			continue;
+		eng->slots[aj->c[i].slot] = aj->c[i].saved;
+		eng_held_adopt_end(eng, aj->uid, aj->c[i].sno, false);
+	}
+}
+
+static void adopt_release(struct eng_job *job)
+{
+	struct adopt_job *aj = (struct adopt_job *)job;
+
+	if (!aj->committed)
+		adopt_undo(aj);
+	if (aj->mb)
+		meta_batch_destroy(aj->mb);
+	eng_rebuild_end(aj->rb);
+	seg_buf_free(aj->buf);
+	seg_buf_free(aj->hdrs);
+	free(aj->c);
+	free(aj);
+}
+
+/* ---- reading and walking the copies ---- */
+
+static int read_copy(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	const struct adopt_copy *c = &aj->c[aj->next];
+	struct iovec iov = { aj->buf, (size_t)c->length * QUILL_BLOCK_SIZE };
+	int r;
+
+	if (c->length == 0)
+		return -EILSEQ; /* not even a header */
+	eng_job_io_begin(&aj->job);
+	r = seg_read(eng, c->slot, 0, &iov, 1, eng_job_io_done, &aj->job);
+	if (r < 0)
+		eng_job_io_done(&aj->job, r);
+	return 0;
+}
+
+/* The copy just read: its header must name it; its log is fed to the rebuild, with
+ * nothing past its sealed length (zeros there: an earlier use of the slot left
+ * whatever it left). */
+static int walk_copy(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	struct adopt_copy *c = &aj->c[aj->next];
+	struct slot *s = &eng->slots[c->slot];
+
+	memset(aj->buf + (size_t)c->length * QUILL_BLOCK_SIZE, 0,
+	       (size_t)(eng->blocks_per_seg - c->length) * QUILL_BLOCK_SIZE);
+	if (ondisk_segment_header_decode(aj->buf, QUILL_BLOCK_SIZE, &c->h) < 0 ||
+	    c->h.state != ONDISK_SEG_USED || c->h.family_uid != aj->uid || c->h.sno != c->sno) {
+		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: the copy of segment %u in "
+			"slot %u has no header of that segment; not adopted",
+			(unsigned long long)aj->uid, c->sno, c->slot);
+		return -EILSEQ;
+	}
+	/* the walk counts its entries afresh */
+	s->tombs = s->records = 0;
+	s->first_seq = s->last_seq = 0;
+	return eng_rebuild_slot(aj->rb, c->slot, &c->h, aj->buf);
+}
+
+/* ---- refusals ---- */
+
+static bool id_taken(struct engine *eng, uint64_t id)
+{
+	if (eng_layer_for_owner(eng, id))
+		return true;
+	for (size_t i = 0; i < eng->ndead; i++)
+		if (eng->dead[i].id == id)
+			return true;
+	return false;
+}
+
+static int check_collisions(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+
+	for (size_t i = 0; i < eng_rebuild_nlayers(aj->rb); i++) {
+		struct volume_record rec;
+		bool alive = eng_rebuild_layer(aj->rb, i, &rec);
+
+		if (id_taken(eng, rec.volume_id)) {
+			log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: its layer id %llu is in "
+				"use here; refused", (unsigned long long)aj->uid,
+				(unsigned long long)rec.volume_id);
+			return -EEXIST;
+		}
+		if (alive && rec.kind == ONDISK_LAYER_VOLUME && eng_volume_by_name(eng, rec.name)) {
+			log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: a volume named %s "
+				"exists here; refused", (unsigned long long)aj->uid, rec.name);
+			return -EEXIST;
+		}
+	}
+	return 0;
+}
+
+/* ---- writing ---- */
+
+/* Each copy's header as this store's, and a zero block where its log ends. */
+static int write_headers(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	uint8_t *zero = aj->hdrs + aj->n * QUILL_BLOCK_SIZE;
+
+	for (size_t i = 0; i < aj->n; i++) {
+		struct adopt_copy *c = &aj->c[i];
+		struct segment_header h = c->h;
+		uint8_t *blk = aj->hdrs + i * QUILL_BLOCK_SIZE;
+		uint32_t end = eng->slots[c->slot].used; /* where the walk stopped */
+		struct iovec iov[2] = { { blk, QUILL_BLOCK_SIZE }, { zero, QUILL_BLOCK_SIZE } };
+		int r;
+
+		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
+		ondisk_segment_header_encode(&h, blk);
+		for (int k = 0; k < 2; k++) {
+			if (k == 1 && end >= eng->blocks_per_seg)
+				break;
+			eng_job_io_begin(&aj->job);
+			r = seg_write(eng, c->slot, k ? end : 0, &iov[k], 1, eng_job_io_done, &aj->job);
+			if (r < 0)
+				eng_job_io_done(&aj->job, r);
+		}
+	}
+	return 0;
+}
+
+static void put_alias(struct meta_batch *mb, const struct eng_alias *a)
+{
+	uint8_t key[ONDISK_ALIAS_KEY_LEN];
+
+	ondisk_alias_key(a->from, key);
+	meta_batch_put(mb, key, sizeof(key), &a->to, sizeof(a->to));
+}
+
+/* The batch that makes the family this store's (step 3 at the top). */
+static int build_commit(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	struct ondisk_store_record srec;
+	uint64_t seq, gen, id;
+	int r = meta_batch_create(&aj->mb);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < eng->nvols && r == 0; i++) {
+		struct engine_volume *v = eng->vols[i];
+
+		if (v->rec.uid != aj->uid || v->rec.kind == ONDISK_LAYER_CATALOG)
+			continue;
+		eng_batch_put_record(aj->mb, &v->rec);
+		r = eng_map_put_dirty(aj->mb, v);
+	}
+	for (size_t i = aj->naliases; i < eng->naliases; i++)
+		put_alias(aj->mb, &eng->aliases[i]);
+	eng_rebuild_maxima(aj->rb, &seq, &gen, &id);
+	if (id >= eng->next_volume_id)
+		eng->next_volume_id = id + 1; /* never handed out again, committed or not */
+	ondisk_store_record_encode(eng->sb.uuid, eng->next_volume_id, &srec);
+	meta_batch_put(aj->mb, ONDISK_KEY_STORE, 1, &srec, sizeof(srec));
+	for (size_t i = 0; i < aj->n; i++)
+		eng_held_put_drop(aj->mb, aj->uid, aj->c[i].sno);
+	return r;
+}
+
+static int apply(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	int r;
+
+	aj->naliases = eng->naliases;
+	aj->ndead = eng->ndead;
+	aj->nops = eng->nops;
+	aj->applied = true;
+	r = eng_rebuild_apply(aj->rb);
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == aj->uid)
+			eng->vols[i]->committing = true; /* not opened before the commit lands */
+	return r < 0 ? r : build_commit(aj);
+}
+
+/* The commit landed: the family is this store's. */
+static void adopted(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	uint64_t seq, gen, id;
+	size_t layers = 0;
+
+	aj->committed = true;
+	for (size_t i = 0; i < aj->n; i++) {
+		struct adopt_copy *c = &aj->c[i];
+		struct engine_volume *owner = eng_layer_for_owner(eng, c->h.volume_id);
+
+		eng_held_adopt_end(eng, aj->uid, c->sno, true);
+		/* a slot of a layer that is gone holds nothing live: a checkpoint frees it */
+		eng->slots[c->slot].volume_id = owner ? owner->rec.volume_id : c->h.volume_id;
+	}
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == aj->uid) {
+			eng->vols[i]->committing = false;
+			layers++;
+		}
+	eng_rebuild_maxima(aj->rb, &seq, &gen, &id);
+	if (seq >= eng->next_seq)
+		eng->next_seq = seq + 1;
+	if (gen >= eng->next_gen)
+		eng->next_gen = gen + 1;
+	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx: %zu segments, %zu layers, in %llu ms",
+		(unsigned long long)aj->uid, aj->n, layers,
+		(unsigned long long)(eng_now_ms() - aj->started_ms));
+}
+
+/* A wait's result r: on to state `next` once it is done. */
+static int next_state(struct adopt_job *aj, int r, unsigned next)
+{
+	if (r == ENG_JOB_WAIT || r < 0)
+		return r;
+	aj->job.pc = next;
+	return ENG_JOB_WAIT;
+}
+
+static int commit(struct adopt_job *aj)
+{
+	int r = eng_job_meta_commit(&aj->job, &aj->mb);
+
+	if (r == 0)
+		adopted(aj);
+	return next_state(aj, r, AD_CKPT);
+}
+
+static int adopt_step(struct eng_job *job)
+{
+	struct adopt_job *aj = (struct adopt_job *)job;
+	int r;
+
+	switch (job->pc) {
+	case AD_READ:
+		if (aj->next == aj->n)
+			return next_state(aj, 0, AD_CHECK);
+		return next_state(aj, read_copy(aj), AD_WALK);
+	case AD_WALK:
+		r = eng_job_wait_io(job);
+		if (r == 0)
+			r = walk_copy(aj);
+		if (r == 0)
+			aj->next++;
+		return next_state(aj, r, AD_READ);
+	case AD_CHECK:
+		r = check_collisions(aj);
+		return next_state(aj, r < 0 ? r : write_headers(aj), AD_HEADERS);
+	case AD_HEADERS:
+		return next_state(aj, eng_job_wait_io(job), AD_FLUSH);
+	case AD_FLUSH:
+		return next_state(aj, eng_job_wait_flush(job), AD_APPLY);
+	case AD_APPLY:
+		r = apply(aj);
+		if (r < 0)
+			return r;
+		job->pc = AD_COMMIT;
+		/* the commit starts in this step, before any checkpoint can capture the new
+		 * layers */
+		return commit(aj);
+	case AD_COMMIT:
+		return commit(aj);
+	default:
+		/* replay from an older checkpoint would apply the copies' batches again, and a
+		 * trim the old owner's cleaner carried into a TOMB is not among them: the
+		 * answer waits for a checkpoint that covers them */
+		r = eng_job_wait_ckpt(job);
+		if (r < 0 && r != ENG_JOB_WAIT) {
+			log_msg(LOG_WARN, ENG_LOG, "adopted family %llx, but the checkpoint after "
+				"it failed; the next one covers it", (unsigned long long)aj->uid);
+			return 0;
+		}
+		return r;
+	}
+}
+
+/* Sets the copies aside and notes their slots (undone by release on failure). */
+static int adopt_prepare(struct engine *eng, struct adopt_job *aj, const uint32_t *snos)
+{
+	for (size_t i = 0; i < aj->n; i++) {
+		struct adopt_copy *c = &aj->c[i];
+		int r;
+
+		c->sno = snos[i];
+		r = eng_held_adopt_begin(eng, aj->uid, c->sno, &c->slot, &c->length);
+		if (r < 0) {
+			log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: segment %u is %s here",
+				(unsigned long long)aj->uid, c->sno,
+				r == -ENOENT ? "not held" : "not sealed, or busy");
+			return r;
+		}
+		c->began = true;
+		c->saved = eng->slots[c->slot];
+	}
+	return 0;
+}
 
 int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *snos,
 			      size_t n, engine_cb cb, void *arg)
 {
-	(void)eng; (void)uid; (void)snos; (void)n; (void)cb; (void)arg;
-	return -EOPNOTSUPP;
+	struct adopt_job *aj;
+	int r;
+
+	if (uid == 0 || uid == ONDISK_CATALOG_UID || !snos || n == 0 || !cb)
+		return -EINVAL;
+	if (family_layer(eng, uid)) {
+		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: it has layers here already",
+			(unsigned long long)uid);
+		return -EEXIST;
+	}
+	aj = calloc(1, sizeof(*aj));
+	if (!aj)
+		return -ENOMEM;
+	aj->job.release = adopt_release;
+	aj->uid = uid;
+	aj->n = n;
+	aj->started_ms = eng_now_ms();
+	aj->c = calloc(n, sizeof(*aj->c));
+	aj->buf = seg_buf_alloc((size_t)eng->blocks_per_seg * QUILL_BLOCK_SIZE);
+	aj->hdrs = seg_buf_alloc((n + 1) * QUILL_BLOCK_SIZE);
+	r = !aj->c || !aj->buf || !aj->hdrs ? -ENOMEM : eng_rebuild_begin(eng, &aj->rb);
+	if (r == 0)
+		r = adopt_prepare(eng, aj, snos);
+	if (r < 0) {
+		adopt_release(&aj->job);
+		return r;
+	}
+	return eng_job_start(eng, &aj->job, adopt_step, cb, arg);
 }
 
 int engine_family_adopt(struct engine *eng, uint64_t uid, const uint32_t *snos, size_t n)
 {
-	(void)eng; (void)uid; (void)snos; (void)n;
-	return -EOPNOTSUPP;
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_family_adopt_async(eng, uid, snos, n,
+								eng_sync_done, &s));
 }
 
 int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
@@ -27,12 +425,18 @@ int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t
 int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep,
 			  size_t nkeep)
 {
-	(void)eng; (void)uid; (void)keep; (void)nkeep;
-	return -EOPNOTSUPP;
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_family_release_async(eng, uid, keep, nkeep,
+								  eng_sync_done, &s));
 }
 
 int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid)
 {
-	(void)eng; (void)name; (void)uid;
-	return -EOPNOTSUPP;
+	struct engine_volume *v = name ? eng_layer_by_spec(eng, name) : NULL;
+
+	if (!v)
+		return -ENOENT;
+	*uid = v->rec.uid;
+	return 0;
 }

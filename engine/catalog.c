@@ -207,6 +207,44 @@ void eng_catalog_orphans(struct engine *eng, uint64_t id)
 	}
 }
 
+/* Is the block at loc (valid) in a segment of family uid? */
+static bool in_family_log(const struct engine *eng, bool valid, const struct map_loc *loc,
+			  uint64_t uid)
+{
+	return valid && loc->slot < eng->sb.segment_count &&
+	       eng->slots[loc->slot].family_uid == uid;
+}
+
+void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner)
+{
+	struct engine *eng = vol->eng;
+	uint64_t uid = vol->rec.uid;
+	int r = 0;
+
+	if (!vol->new_segment)
+		return;
+	vol->new_segment = false; /* and a record that opens another one does not recurse */
+	for (size_t i = 0; i < eng->nvols && r == 0; i++) {
+		struct engine_volume *l = eng->vols[i];
+		struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = l->rec };
+
+		if (l->rec.uid == uid && !is_catalog(l) && !l->committing &&
+		    !in_family_log(eng, l->rec_logged, &l->rec_loc, uid))
+			r = append_layer(vol, &lb, SLOT_FOR_TRIM, owner);
+	}
+	for (size_t i = 0; i < eng->ndead && r == 0; i++) {
+		struct eng_dead *d = &eng->dead[i];
+		struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = d->rec };
+
+		lb.rec.flags |= ONDISK_LAYER_DELETED;
+		if (d->rec.uid == uid && !in_family_log(eng, d->logged, &d->loc, uid))
+			r = append_layer(vol, &lb, SLOT_FOR_TRIM, owner);
+	}
+	if (r < 0) /* the records stay where they are: only an adoption misses them */
+		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "layer records of family %llx were not "
+				"copied into its log: %s", (unsigned long long)uid, strerror(-r));
+}
+
 void eng_catalog_relog(struct engine *eng, uint64_t skip)
 {
 	for (size_t i = 0; i < eng->nvols; i++)

@@ -107,7 +107,8 @@ static void job_free(struct ckpt_job *job)
 }
 
 struct emit_ctx {
-	struct ckpt_job *job;
+	struct meta_batch *mb;
+	size_t *nchunks;
 	uint64_t volume_id;
 };
 
@@ -118,11 +119,19 @@ static int emit_chunk(void *arg, uint64_t chunk, const struct ondisk_map_entry *
 
 	ondisk_map_key(c->volume_id, chunk, key);
 	if (n)
-		meta_batch_put(c->job->mb, key, sizeof(key), e, n * sizeof(*e));
+		meta_batch_put(c->mb, key, sizeof(key), e, n * sizeof(*e));
 	else
-		meta_batch_delete(c->job->mb, key, sizeof(key));
-	c->job->nchunks++;
+		meta_batch_delete(c->mb, key, sizeof(key));
+	(*c->nchunks)++;
 	return 0;
+}
+
+int eng_map_put_dirty(struct meta_batch *mb, struct engine_volume *vol)
+{
+	size_t n = 0;
+	struct emit_ctx c = { .mb = mb, .nchunks = &n, .volume_id = vol->rec.volume_id };
+
+	return map_take_dirty(vol->map, emit_chunk, &c);
 }
 
 uint64_t eng_stable_seq(const struct engine *eng)
@@ -215,7 +224,8 @@ static int capture_slice(struct engine *eng, struct ckpt_job *job)
 	bool more = false;
 
 	for (size_t i = 0; i < eng->nvols; i++) {
-		struct emit_ctx c = { .job = job, .volume_id = eng->vols[i]->rec.volume_id };
+		struct emit_ctx c = { .mb = job->mb, .nchunks = &job->nchunks,
+				      .volume_id = eng->vols[i]->rec.volume_id };
 		struct map *m = eng->vols[i]->map;
 
 		if (!map_taking(m))

@@ -58,6 +58,17 @@ void engine_opts_init(struct engine_opts *opts)
 }
 
 /* The RocksDB directory must belong to this store; a fresh one is claimed. */
+
+uint64_t eng_id_base(const struct engine *eng)
+{
+	uint64_t base;
+
+	/* the uuid is random (superblock.c): 62 bits of it, past the catalog's ids */
+	memcpy(&base, eng->sb.uuid, sizeof(base));
+	base &= (1ull << 62) - 1;
+	return base < 2 ? 2 : base;
+}
+
 static int check_store_record(struct engine *eng, bool formatted)
 {
 	struct ondisk_store_record rec;
@@ -76,7 +87,7 @@ static int check_store_record(struct engine *eng, bool formatted)
 				eng->opts.store_path, uuid);
 			return -EINVAL;
 		}
-		eng->next_volume_id = 1;
+		eng->next_volume_id = eng_id_base(eng);
 		ondisk_store_record_encode(eng->sb.uuid, eng->next_volume_id, &rec);
 		return meta_put(eng->meta, ONDISK_KEY_STORE, 1, &rec, sizeof(rec), META_SYNC);
 	}

@@ -100,6 +100,14 @@ struct engine_opts {
 				      at a time, so that a later sequential read finds them
 				      in one piece (engine/defrag.c); default on through
 				      engine_opts_init */
+	bool family_records;       /* each family's own log carries its layers' records:
+				      when a volume opens a segment, the records (and
+				      tombstones) of its family that were written to the
+				      store's catalog log go into it too, so that another
+				      node can adopt the family from its segments alone
+				      (engine_family_adopt; a cluster node sets it). Off:
+				      a layer record goes to the catalog log while its
+				      volume has no open segment */
 	bool rebuild_meta;         /* meta_path is empty: rebuild the catalog, aliases and
 				      maps from the store's log alone (docs/format.md) */
 	const char *test_pause;    /* crash tests only: "POINT:MS" holds the thread that

@@ -135,6 +135,8 @@ struct engine_volume {
 	unsigned readers;     /* snapshots: handles out (read-only opens never conflict) */
 	char holder[ENGINE_HOLDER_MAX + 1]; /* who holds the writable handle, or "" */
 	int64_t open_slot;    /* -1: the next write allocates a slot */
+	bool new_segment;     /* it just opened a segment: the family's records that live
+				 outside the family's log go into it (catalog.c) */
 	/* the newest LAYER SET block of this layer in the log: live, carried by the cleaner */
 	struct map_loc rec_loc;
 	bool rec_logged;
@@ -439,6 +441,12 @@ int eng_sync_wait(struct engine *eng, struct eng_sync *s, int started);
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
 struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
+/* Where a new store's layer ids and segment generations start: a random 62-bit base
+ * of its own (from its uuid), so that a family adopted from another node's store
+ * brings ids this one never handed out (docs/format.md, "Ids across the cluster").
+ * The store record's next layer id is a floor for generations too: an old store's
+ * counters (small) stay as they were. */
+uint64_t eng_id_base(const struct engine *eng);
 /* engine_opts.test_pause: holds the calling thread if point is the one named. */
 void eng_test_pause(const struct engine *eng, const char *point);
 uint64_t eng_now_realtime_ns(void);
@@ -564,6 +572,15 @@ int eng_load_prefix(struct engine *eng, char p,
  * slot is marked (seg_hold_restore), an open copy's length found by walking its log. */
 int eng_held_load(struct engine *eng);
 void eng_held_free(struct engine *eng);
+/* Into mb: the deletion of the "H" record of (uid, sno). */
+void eng_held_put_drop(struct meta_batch *mb, uint64_t uid, uint32_t sno);
+/* Adoption: a sealed copy, not being read, is set aside (a delete or a seal of it
+ * waits) and its slot and length given; -ENOENT not held, -EBUSY open or busy. end:
+ * adopted, it leaves the table and its slot is no longer held (the slot is the
+ * caller's); otherwise it is an ordinary held copy again. */
+int eng_held_adopt_begin(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t *slot,
+			 uint32_t *length);
+void eng_held_adopt_end(struct engine *eng, uint64_t uid, uint32_t sno, bool adopted);
 
 /* checkpoint.c */
 int eng_ckpt_start_thread(struct engine *eng);
@@ -571,6 +588,9 @@ void eng_ckpt_stop_thread(struct engine *eng);
 void eng_ckpt_maybe(struct engine *eng);
 void eng_ckpt_reap(struct engine *eng);
 int eng_ckpt_sync(struct engine *eng);
+/* Into mb: every chunk of vol's map changed since the last capture (as a checkpoint
+ * writes them), its dirty bits cleared. */
+int eng_map_put_dirty(struct meta_batch *mb, struct engine_volume *vol);
 /* One less than the oldest batch submitted and not retired (the newest seq if none):
  * every batch up to it is in the map, and a flush started now makes it durable. */
 uint64_t eng_stable_seq(const struct engine *eng);
@@ -617,6 +637,12 @@ int eng_catalog_reconcile(struct engine *eng);
  * about to be freed, lose it; eng_catalog_relog() then writes them again. */
 void eng_catalog_orphans(struct engine *eng, uint64_t id);
 void eng_catalog_relog(struct engine *eng, uint64_t skip); /* all but layer skip */
+/* vol opened a segment for the entry owner's request just appended: the records of
+ * its family's layers (and tombstones) whose newest block lies outside the family's
+ * log (in the catalog log: the head had no open slot then) are appended to it, so
+ * that the family's own segments carry its catalog (a node that adopts the family
+ * reads nothing else: adopt.c). */
+void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner);
 /* The in-memory layer (id 0) whose log holds records of layers without an open slot
  * of their own, and tombstones. */
 int eng_catalog_layer_add(struct engine *eng);
@@ -644,11 +670,35 @@ typedef int (*eng_walk_fn)(void *arg, const struct logcheck_item *it, const stru
 			   const uint8_t *data);
 int eng_walk_slot(struct engine *eng, uint32_t slot, const struct segment_header *h,
 		  uint64_t check_above, eng_walk_fn visit, void *arg);
+/* The same over buf (the slot's blocks, read whole) instead of gc_buf. */
+int eng_walk_buf(struct engine *eng, uint32_t slot, const struct segment_header *h,
+		 const uint8_t *buf, uint64_t check_above, eng_walk_fn visit, void *arg);
 
 /* rebuild.c */
 /* engine_open() with opts.rebuild_meta: the catalog and the maps from the log alone. */
 /* keep: write the result into the (empty) RocksDB directory; otherwise only look. */
 int eng_rebuild(struct engine *eng, bool keep);
+/* The machinery a whole-store rebuild and a family's adoption (adopt.c) share:
+ * slots are fed one at a time (their header and their blocks read whole), then the
+ * layers they name are created and every batch, carried trim and merge applied in
+ * sequence order (the top of rebuild.c). */
+struct eng_rebuild;
+int eng_rebuild_begin(struct engine *eng, struct eng_rebuild **out);
+/* Notes slot's header h (of this store's layout: the caller decoded it) and, for a
+ * USED one, walks its log in buf (blocks_per_seg blocks, block 0 the header). */
+int eng_rebuild_slot(struct eng_rebuild *rb, uint32_t slot, const struct segment_header *h,
+		     const uint8_t *buf);
+/* The layers the fed slots name (LAYER blocks), before eng_rebuild_apply: layer i's
+ * oldest record (its id at least); false if a tombstone names it. */
+size_t eng_rebuild_nlayers(const struct eng_rebuild *rb);
+bool eng_rebuild_layer(const struct eng_rebuild *rb, size_t i, struct volume_record *rec);
+/* Judges bad batches, creates the layers, applies, marks damaged layers, and makes
+ * the newest record blocks live. */
+int eng_rebuild_apply(struct eng_rebuild *rb);
+/* The highest sequence number, generation and layer id the fed slots hold. */
+void eng_rebuild_maxima(const struct eng_rebuild *rb, uint64_t *seq, uint64_t *gen,
+			uint64_t *id);
+void eng_rebuild_end(struct eng_rebuild *rb); /* NULL ok */
 
 /* gc.c */
 void eng_gc_maybe(struct engine *eng);

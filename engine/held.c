@@ -337,12 +337,17 @@ static void put_seal(struct held_job *hj)
 	put_held_record(hj->mb, held_find(hj->job.eng, hj->uid, hj->sno), true, hj->length);
 }
 
-static void put_delete(struct held_job *hj)
+void eng_held_put_drop(struct meta_batch *mb, uint64_t uid, uint32_t sno)
 {
 	uint8_t key[ONDISK_HELD_KEY_LEN];
 
-	ondisk_held_key(hj->uid, hj->sno, key);
-	meta_batch_delete(hj->mb, key, sizeof(key));
+	ondisk_held_key(uid, sno, key);
+	meta_batch_delete(mb, key, sizeof(key));
+}
+
+static void put_delete(struct held_job *hj)
+{
+	eng_held_put_drop(hj->mb, hj->uid, hj->sno);
 }
 
 static void put_epoch(struct held_job *hj)
@@ -861,8 +866,10 @@ static int open_length(struct engine *eng, struct held *h)
 
 	if (r < 0)
 		return r;
+	/* a header of another segment is one an earlier use of the slot left: this copy's
+	 * own header never landed, and that log is not this copy's */
 	if (ondisk_segment_header_decode(eng->gc_buf, QUILL_BLOCK_SIZE, &sh) < 0 ||
-	    sh.state != ONDISK_SEG_USED) {
+	    sh.state != ONDISK_SEG_USED || sh.family_uid != h->uid || sh.sno != h->sno) {
 		h->length = 0; /* not even its header landed */
 		return 0;
 	}
@@ -891,4 +898,34 @@ int eng_held_load(struct engine *eng)
 		log_msg(LOG_INFO, ENG_LOG, "holding %zu segments for other nodes",
 			eng->held->n);
 	return r;
+}
+
+/* ---- adoption (adopt.c) ---- */
+
+int eng_held_adopt_begin(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t *slot,
+			 uint32_t *length)
+{
+	struct held *h = held_find(eng, uid, sno);
+
+	if (!h || h->opening || h->deleting)
+		return -ENOENT;
+	if (!h->sealed || h->closing || h->reads)
+		return -EBUSY;
+	h->closing = true; /* a delete or a seal waits for the adoption to end */
+	*slot = h->slot;
+	*length = h->length;
+	return 0;
+}
+
+void eng_held_adopt_end(struct engine *eng, uint64_t uid, uint32_t sno, bool adopted)
+{
+	struct held *h = held_find(eng, uid, sno);
+
+	if (!h)
+		return;
+	h->closing = false;
+	if (!adopted)
+		return;
+	eng->slots[h->slot].held = false; /* the slot stays: the family's log now */
+	held_remove(eng, h);
 }

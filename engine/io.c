@@ -181,6 +181,8 @@ static int forming_batch(struct engine_volume *vol, uint32_t blocks, enum slot_u
 		r = seg_open(eng, vol, who);
 		if (r < 0)
 			return r;
+		vol->new_segment = eng->opts.family_records &&
+				   vol->rec.kind != ONDISK_LAYER_CATALOG;
 	}
 	b = batch_new(eng);
 	if (!b)
@@ -226,6 +228,7 @@ int eng_append_data(struct engine_volume *vol, uint64_t lba, const void *data,
 	b->sum.data_blocks++;
 	vol->eng->slots[b->slot].used++;
 	owner->pending++;
+	eng_catalog_family_relog(vol, owner);
 	return 0;
 }
 
@@ -248,6 +251,7 @@ int eng_append_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks,
 		e->src_block = src_block;
 		b->parts[b->sum.nentries++] = owner;
 		owner->pending++;
+		eng_catalog_family_relog(vol, owner);
 		lba += n;
 		nblocks -= n;
 	}

@@ -76,7 +76,7 @@ struct rb_bad {
 	bool damaged;                  /* the summary itself is lost */
 };
 
-struct rebuild {
+struct eng_rebuild {
 	struct engine *eng;
 	struct logcheck_facts facts;
 	struct rb_bad *bad;
@@ -90,7 +90,7 @@ struct rebuild {
 	uint64_t max_seq, max_gen, max_id;
 };
 
-static int ev_push(struct rebuild *rb, const struct rb_event *e)
+static int ev_push(struct eng_rebuild *rb, const struct rb_event *e)
 {
 	if (ARRAY_GROW(rb->ev, rb->evcap, rb->nev, 1024) < 0)
 		return -ENOMEM;
@@ -98,7 +98,7 @@ static int ev_push(struct rebuild *rb, const struct rb_event *e)
 	return 0;
 }
 
-static struct rb_layer *layer_slot(struct rebuild *rb, uint64_t id)
+static struct rb_layer *layer_slot(struct eng_rebuild *rb, uint64_t id)
 {
 	for (size_t i = 0; i < rb->nlayers; i++)
 		if (rb->layers[i].id == id)
@@ -113,7 +113,7 @@ static struct rb_layer *layer_slot(struct rebuild *rb, uint64_t id)
 }
 
 /* A record of the layer it names, found at seq (SET) or in a MERGE block. */
-static int note_record(struct rebuild *rb, uint64_t seq, const struct layer_block *lb,
+static int note_record(struct eng_rebuild *rb, uint64_t seq, const struct layer_block *lb,
 		       const struct map_loc *loc)
 {
 	struct rb_layer *l = layer_slot(rb, lb->rec.volume_id);
@@ -156,7 +156,7 @@ static int note_record(struct rebuild *rb, uint64_t seq, const struct layer_bloc
 }
 
 /* The data blocks of one batch that carry catalog: LAYER and TOMB. */
-static int note_blocks(struct rebuild *rb, uint32_t slot, const struct summary *sum,
+static int note_blocks(struct eng_rebuild *rb, uint32_t slot, const struct summary *sum,
 		       const uint8_t *data, uint32_t first_data, struct rb_event *ev)
 {
 	struct tomb_block *t = NULL;
@@ -203,7 +203,7 @@ static int note_blocks(struct rebuild *rb, uint32_t slot, const struct summary *
 	return r;
 }
 
-static int note_moves(struct rebuild *rb, const struct summary *sum)
+static int note_moves(struct eng_rebuild *rb, const struct summary *sum)
 {
 	for (uint32_t i = 0; i < sum->nentries; i++) {
 		if (sum->entries[i].kind != ONDISK_ENTRY_MOVE)
@@ -215,7 +215,7 @@ static int note_moves(struct rebuild *rb, const struct summary *sum)
 	return 0;
 }
 
-static int keep_batch(struct rebuild *rb, uint32_t slot, const struct summary *sum,
+static int keep_batch(struct eng_rebuild *rb, uint32_t slot, const struct summary *sum,
 		      const uint8_t *data, uint32_t first_data)
 {
 	struct rb_event ev = { .seq = sum->seq, .kind = RB_BATCH, .layer = sum->volume_id,
@@ -239,7 +239,7 @@ static int keep_batch(struct rebuild *rb, uint32_t slot, const struct summary *s
 	return r;
 }
 
-static int note_bad(struct rebuild *rb, const struct rb_bad *b)
+static int note_bad(struct eng_rebuild *rb, const struct rb_bad *b)
 {
 	if (ARRAY_GROW(rb->bad, rb->badcap, rb->nbad, 16) < 0)
 		return -ENOMEM;
@@ -260,7 +260,7 @@ static void count_entries(struct slot *s, const struct summary *sum)
 }
 
 struct rebuild_walk {
-	struct rebuild *rb;
+	struct eng_rebuild *rb;
 	uint32_t slot;
 	uint64_t owner;
 };
@@ -269,7 +269,7 @@ static int rebuild_visit(void *arg, const struct logcheck_item *it, const struct
 			 const uint8_t *data)
 {
 	struct rebuild_walk *rw = arg;
-	struct rebuild *rb = rw->rb;
+	struct eng_rebuild *rb = rw->rb;
 	int r;
 
 	if (it->kind == LOGCHECK_DAMAGED)
@@ -288,21 +288,20 @@ static int rebuild_visit(void *arg, const struct logcheck_item *it, const struct
 	return r;
 }
 
-/* Walks one USED slot, read whole into gc_buf; every batch's data is checked. */
-static int walk(struct rebuild *rb, uint32_t slot, const struct segment_header *h)
+/* Walks one USED slot, read whole into buf; every batch's data is checked. */
+static int walk(struct eng_rebuild *rb, uint32_t slot, const struct segment_header *h,
+		const uint8_t *buf)
 {
 	struct rebuild_walk rw = { rb, slot, h->volume_id };
 	int r;
 
 	rb->eng->slots[slot].volume_id = h->volume_id;
-	if (h->volume_id > rb->max_id)
-		rb->max_id = h->volume_id;
 	r = logcheck_note_slot(&rb->facts, h);
-	return r < 0 ? r : eng_walk_slot(rb->eng, slot, h, 0, rebuild_visit, &rw);
+	return r < 0 ? r : eng_walk_buf(rb->eng, slot, h, buf, 0, rebuild_visit, &rw);
 }
 
 /* A tear at (slot, pos): what the slot holds from there on was in flight at a crash. */
-static void cut_slot(struct rebuild *rb, uint32_t slot, uint32_t pos)
+static void cut_slot(struct eng_rebuild *rb, uint32_t slot, uint32_t pos)
 {
 	size_t n = 0;
 
@@ -321,7 +320,7 @@ static void cut_slot(struct rebuild *rb, uint32_t slot, uint32_t pos)
 }
 
 /* Replay's verdict on every bad batch (docs/format.md, "Tears and corruption"). */
-static void judge_bad(struct rebuild *rb)
+static void judge_bad(struct eng_rebuild *rb)
 {
 	for (size_t i = 0; i < rb->nbad; i++) {
 		struct rb_bad *b = &rb->bad[i];
@@ -348,7 +347,7 @@ static void judge_bad(struct rebuild *rb)
 }
 
 /* Damaged summaries that were durable: their layers lost blocks they cannot name. */
-static void mark_damaged(struct rebuild *rb)
+static void mark_damaged(struct eng_rebuild *rb)
 {
 	for (size_t i = 0; i < rb->nbad; i++) {
 		struct engine_volume *vol;
@@ -361,7 +360,21 @@ static void mark_damaged(struct rebuild *rb)
 	}
 }
 
-static int scan(struct rebuild *rb)
+int eng_rebuild_slot(struct eng_rebuild *rb, uint32_t slot, const struct segment_header *h,
+		     const uint8_t *buf)
+{
+	int r = seg_note_header(rb->eng, slot, h);
+
+	if (r < 0)
+		return r;
+	if (h->generation > rb->max_gen)
+		rb->max_gen = h->generation;
+	if (h->volume_id > rb->max_id)
+		rb->max_id = h->volume_id;
+	return h->state == ONDISK_SEG_USED ? walk(rb, slot, h, buf) : 0;
+}
+
+static int scan(struct eng_rebuild *rb)
 {
 	struct engine *eng = rb->eng;
 	int r = 0;
@@ -370,19 +383,8 @@ static int scan(struct rebuild *rb)
 		struct segment_header h;
 
 		r = seg_read_sync(eng, i, 0, eng->gc_buf, eng->blocks_per_seg);
-		if (r < 0)
-			break;
-		if (seg_header_decode(eng, eng->gc_buf, &h) < 0)
-			continue;
-		r = seg_note_header(eng, i, &h);
-		if (r < 0)
-			break;
-		if (h.generation > rb->max_gen)
-			rb->max_gen = h.generation;
-		if (h.volume_id > rb->max_id)
-			rb->max_id = h.volume_id;
-		if (h.state == ONDISK_SEG_USED)
-			r = walk(rb, i, &h);
+		if (r == 0 && seg_header_decode(eng, eng->gc_buf, &h) == 0)
+			r = eng_rebuild_slot(rb, i, &h, eng->gc_buf);
 	}
 	return r;
 }
@@ -406,7 +408,7 @@ static int cmp_move(const void *a, const void *b)
 }
 
 /* The first MOVE of layer at or after lba. */
-static size_t moves_from(const struct rebuild *rb, uint64_t layer, uint64_t lba)
+static size_t moves_from(const struct eng_rebuild *rb, uint64_t layer, uint64_t lba)
 {
 	size_t lo = 0, hi = rb->nmoves;
 
@@ -424,7 +426,7 @@ static size_t moves_from(const struct rebuild *rb, uint64_t layer, uint64_t lba)
 
 /* After a trim of vol's [lba, lba + n): zero entries where a parent will get a block
  * by a MOVE (see the top of this file). */
-static int trim_moved(struct rebuild *rb, struct engine_volume *vol, uint64_t lba, uint64_t n)
+static int trim_moved(struct eng_rebuild *rb, struct engine_volume *vol, uint64_t lba, uint64_t n)
 {
 	static const struct map_loc zero = { .slot = MAP_SLOT_ZERO };
 	uint64_t end = lba + n < lba ? UINT64_MAX : lba + n;
@@ -452,7 +454,7 @@ static int trim_moved(struct rebuild *rb, struct engine_volume *vol, uint64_t lb
 
 /* ---- applying ---- */
 
-static const struct rb_layer *rb_layer_find(const struct rebuild *rb, uint64_t id)
+static const struct rb_layer *rb_layer_find(const struct eng_rebuild *rb, uint64_t id)
 {
 	for (size_t i = 0; i < rb->nlayers; i++)
 		if (rb->layers[i].id == id)
@@ -461,7 +463,7 @@ static const struct rb_layer *rb_layer_find(const struct rebuild *rb, uint64_t i
 }
 
 /* The first snapshot merged into c (its MERGE block names c), or NULL. */
-static const struct rb_layer *first_merged_into(const struct rebuild *rb, uint64_t c)
+static const struct rb_layer *first_merged_into(const struct eng_rebuild *rb, uint64_t c)
 {
 	const struct rb_layer *first = NULL;
 
@@ -479,7 +481,7 @@ static const struct rb_layer *first_merged_into(const struct rebuild *rb, uint64
  * names the merged snapshot's parent. Until the merge, c read through the snapshot:
  * without that, c's trims would leave holes that the merge then fills with the
  * snapshot's blocks, and the merge itself would find no child. */
-static void read_through_merged(struct rebuild *rb, const struct rb_layer *cl)
+static void read_through_merged(struct eng_rebuild *rb, const struct rb_layer *cl)
 {
 	const struct rb_layer *sl = first_merged_into(rb, cl->id);
 	struct engine_volume *c = eng_volume_by_id(rb->eng, cl->id), *s;
@@ -494,7 +496,7 @@ static void read_through_merged(struct rebuild *rb, const struct rb_layer *cl)
 	c->rec.overlap = sl->child_overlap;
 }
 
-static int create_layers(struct rebuild *rb)
+static int create_layers(struct eng_rebuild *rb)
 {
 	struct engine *eng = rb->eng;
 
@@ -554,7 +556,7 @@ static int set_record(struct engine *eng, const struct volume_record *rec)
 	return 0;
 }
 
-static int apply_batch(struct rebuild *rb, const struct rb_event *ev)
+static int apply_batch(struct eng_rebuild *rb, const struct rb_event *ev)
 {
 	struct engine *eng = rb->eng;
 	struct engine_volume *vol = eng_volume_by_id(eng, ev->layer);
@@ -585,7 +587,7 @@ static int apply_batch(struct rebuild *rb, const struct rb_event *ev)
 	return 0;
 }
 
-static int apply_tomb(struct rebuild *rb, const struct rb_event *ev)
+static int apply_tomb(struct eng_rebuild *rb, const struct rb_event *ev)
 {
 	struct engine_volume *vol = eng_volume_by_id(rb->eng, ev->layer);
 	int r;
@@ -603,7 +605,7 @@ static int apply_tomb(struct rebuild *rb, const struct rb_event *ev)
 	return r < 0 || e.kind == ONDISK_ENTRY_ZERO ? r : trim_moved(rb, vol, e.lba, e.nblocks);
 }
 
-static int apply_merge(struct rebuild *rb, const struct rb_event *ev)
+static int apply_merge(struct eng_rebuild *rb, const struct rb_event *ev)
 {
 	struct engine *eng = rb->eng;
 	struct engine_volume *s = eng_volume_by_id(eng, ev->layer), *child = NULL;
@@ -637,7 +639,7 @@ static int apply_merge(struct rebuild *rb, const struct rb_event *ev)
 	return 0;
 }
 
-static int apply_all(struct rebuild *rb)
+static int apply_all(struct eng_rebuild *rb)
 {
 	int r = 0;
 
@@ -656,7 +658,7 @@ static int apply_all(struct rebuild *rb)
 }
 
 /* The newest record blocks are live; aliases know their MERGE block. */
-static void settle_records(struct rebuild *rb)
+static void settle_records(struct eng_rebuild *rb)
 {
 	struct engine *eng = rb->eng;
 
@@ -699,7 +701,7 @@ static void settle_records(struct rebuild *rb)
 }
 
 /* Slots of layers that are gone are free (FREE headers by eng_catalog_reconcile). */
-static void settle_slots(struct rebuild *rb)
+static void settle_slots(struct eng_rebuild *rb)
 {
 	struct engine *eng = rb->eng;
 
@@ -727,8 +729,12 @@ static void settle_slots(struct rebuild *rb)
 	}
 	eng->next_seq = rb->max_seq + 1;
 	eng->open_seq = eng->next_seq; /* marks this run records start here */
-	eng->next_gen = rb->max_gen + 1;
 	eng->next_volume_id = rb->max_id + 1;
+	if (eng->next_volume_id < eng_id_base(eng))
+		eng->next_volume_id = eng_id_base(eng);
+	eng->next_gen = rb->max_gen + 1;
+	if (eng->next_gen < eng->next_volume_id)
+		eng->next_gen = eng->next_volume_id; /* as replay does */
 }
 
 static int persist(struct engine *eng)
@@ -767,7 +773,7 @@ static int persist(struct engine *eng)
 	return r;
 }
 
-static void rebuild_free(struct rebuild *rb)
+static void rebuild_free(struct eng_rebuild *rb)
 {
 	for (size_t i = 0; i < rb->nev; i++) {
 		free(rb->ev[i].entries);
@@ -780,26 +786,72 @@ static void rebuild_free(struct rebuild *rb)
 	logcheck_facts_free(&rb->facts);
 }
 
+int eng_rebuild_begin(struct engine *eng, struct eng_rebuild **out)
+{
+	*out = calloc(1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	(*out)->eng = eng;
+	return 0;
+}
+
+size_t eng_rebuild_nlayers(const struct eng_rebuild *rb)
+{
+	return rb->nlayers;
+}
+
+bool eng_rebuild_layer(const struct eng_rebuild *rb, size_t i, struct volume_record *rec)
+{
+	const struct rb_layer *l = &rb->layers[i];
+
+	*rec = l->first_seq ? l->first : l->dead_rec;
+	rec->volume_id = l->id;
+	return !l->dead;
+}
+
+void eng_rebuild_maxima(const struct eng_rebuild *rb, uint64_t *seq, uint64_t *gen,
+			uint64_t *id)
+{
+	*seq = rb->max_seq;
+	*gen = rb->max_gen;
+	*id = rb->max_id;
+}
+
+int eng_rebuild_apply(struct eng_rebuild *rb)
+{
+	int r;
+
+	judge_bad(rb); /* marks are store-wide: only once every slot is read */
+	r = create_layers(rb);
+	if (r == 0)
+		r = apply_all(rb);
+	if (r == 0) {
+		mark_damaged(rb);
+		settle_records(rb);
+	}
+	return r;
+}
+
+void eng_rebuild_end(struct eng_rebuild *rb)
+{
+	if (!rb)
+		return;
+	rebuild_free(rb);
+	free(rb);
+}
+
 int eng_rebuild(struct engine *eng, bool keep)
 {
-	struct rebuild rb = { .eng = eng };
+	struct eng_rebuild rb = { .eng = eng };
 	int r;
 
 	log_msg(LOG_INFO, ENG_LOG, "rebuilding the metadata from the log: %u segments",
 		eng->sb.segment_count);
 	r = scan(&rb);
-	if (r == 0) {
-		judge_bad(&rb); /* marks are store-wide: only once every slot is read */
-		r = create_layers(&rb);
-	}
 	if (r == 0)
-		r = apply_all(&rb);
+		r = eng_rebuild_apply(&rb);
 	if (r == 0)
-		mark_damaged(&rb);
-	if (r == 0) {
-		settle_records(&rb);
 		settle_slots(&rb);
-	}
 	if (r == 0 && keep)
 		r = persist(eng);
 	rebuild_free(&rb);

@@ -125,6 +125,12 @@ static int replay_add_damage(struct replay *rp, uint32_t slot, const struct logc
 int eng_walk_slot(struct engine *eng, uint32_t slot, const struct segment_header *h,
 		  uint64_t check_above, eng_walk_fn visit, void *arg)
 {
+	return eng_walk_buf(eng, slot, h, eng->gc_buf, check_above, visit, arg);
+}
+
+int eng_walk_buf(struct engine *eng, uint32_t slot, const struct segment_header *h,
+		 const uint8_t *buf, uint64_t check_above, eng_walk_fn visit, void *arg)
+{
 	struct slot *s = &eng->slots[slot];
 	struct summary *sum = malloc(sizeof(*sum));
 	struct logcheck_walk w;
@@ -135,12 +141,12 @@ int eng_walk_slot(struct engine *eng, uint32_t slot, const struct segment_header
 		return -ENOMEM;
 	s->state = SLOT_SEALED;
 	s->generation = h->generation;
-	logcheck_walk_init(&w, eng->gc_buf, eng->blocks_per_seg, h, check_above);
+	logcheck_walk_init(&w, buf, eng->blocks_per_seg, h, check_above);
 	while (r == 0) {
 		logcheck_walk_next(&w, sum, &it);
 		if (it.kind == LOGCHECK_END)
 			break;
-		r = visit(arg, &it, sum, eng->gc_buf + (size_t)(it.pos + 1) * QUILL_BLOCK_SIZE);
+		r = visit(arg, &it, sum, buf + (size_t)(it.pos + 1) * QUILL_BLOCK_SIZE);
 	}
 	s->used = it.pos;
 	free(sum);
@@ -452,6 +458,8 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 	eng->next_seq = rp.max_seq + 1;
 	eng->open_seq = eng->next_seq; /* marks this run records start here */
 	eng->next_gen = rp.max_gen + 1;
+	if (eng->next_gen < eng->next_volume_id)
+		eng->next_gen = eng->next_volume_id; /* a new store's base (eng_id_base) */
 	eng->nfree = 0;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot *s = &eng->slots[i];

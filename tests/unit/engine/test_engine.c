@@ -230,10 +230,10 @@ Test(engine, volume_delete_writes_free_headers_without_blocking_the_loop)
 	open_engine();
 	vol = create_and_open("gone", VOL_SIZE);
 	write_tagged(vol, 0, 80, 1); /* three slots of 31 blocks */
-	engine_volume_close(vol);
 	for (uint32_t i = 0; i < NSEGS; i++)
-		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == 1)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == vol->rec.volume_id)
 			used[nused++] = i;
+	engine_volume_close(vol);
 	cr_assert_geq(nused, 3);
 	cr_assert_eq(engine_volume_delete_async(eng, "gone", on_done, &d), 0);
 	while (!d.done) {

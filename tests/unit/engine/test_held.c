@@ -2,7 +2,8 @@
  * open, write, read, seal and delete with the bytes compared; the retry and error
  * rules of the contract; the epoch fence across a reopen; an open copy's length found
  * again from its log after a reopen (a real owner's segment, copied from a second
- * engine, and a torn last batch cut off); held slots left alone by the cleaner and
+ * engine, and a torn last batch cut off; a slot whose header names another segment
+ * is not walked as the copy's); held slots left alone by the cleaner and
  * never reused; delete freeing the slot for good; a store full of held slots leaving
  * the cleaner its reserve.
  */
@@ -274,6 +275,29 @@ static uint32_t owner_segment(uint8_t **out, uint32_t *last)
 	return used;
 }
 
+/* The owner's header in seg's block 0 renamed (UID, sno): a holder checks that a
+ * copy's header names it (held.c's open_length). */
+static void stamp(uint8_t *seg, uint32_t sno)
+{
+	struct segment_header h;
+
+	cr_assert_eq(ondisk_segment_header_decode(seg, BLK, &h), 0);
+	h.family_uid = UID;
+	h.sno = sno;
+	ondisk_segment_header_encode(&h, seg);
+}
+
+/* A copy of seg's n blocks, stamped (UID, sno). */
+static uint8_t *stamped(const uint8_t *seg, uint32_t n, uint32_t sno)
+{
+	uint8_t *c = seg_buf_alloc((size_t)n * BLK);
+
+	cr_assert_not_null(c);
+	memcpy(c, seg, (size_t)n * BLK);
+	stamp(c, sno);
+	return c;
+}
+
 /* A fresh engine holding (UID, 0): a copy of a real owner's segment, `used` blocks of
  * it; *last: its last batch's summary block. */
 static uint8_t *held_owner_copy(uint32_t *used, uint32_t *last)
@@ -282,6 +306,7 @@ static uint8_t *held_owner_copy(uint32_t *used, uint32_t *last)
 
 	open_engine();
 	*used = owner_segment(&seg, last);
+	stamp(seg, 0);
 	cr_assert_eq(held_open(UID, 0, 1), 0);
 	cr_assert_eq(held_write(UID, 0, 0, *used, seg), 0);
 	return seg;
@@ -290,12 +315,17 @@ static uint8_t *held_owner_copy(uint32_t *used, uint32_t *last)
 Test(held, an_open_copys_length_is_found_again_from_its_log)
 {
 	uint32_t last, used;
-	uint8_t *seg;
+	uint8_t *seg, *seg1;
 
 	seg = held_owner_copy(&used, &last);
+	seg1 = stamped(seg, used, 1);
 	/* a torn copy: the last batch's summary and one of its data blocks only */
 	cr_assert_eq(held_open(UID, 1, 1), 0);
-	cr_assert_eq(held_write(UID, 1, 0, last + 2, seg), 0);
+	cr_assert_eq(held_write(UID, 1, 0, last + 2, seg1), 0);
+	/* a slot whose block 0 names another segment (an earlier use of it, or this
+	 * copy's header never landed): its log is not this copy's */
+	cr_assert_eq(held_open(UID, 2, 1), 0);
+	cr_assert_eq(held_write(UID, 2, 0, used, seg), 0);
 	cr_assert_eq(eflush(), 0);
 	reopen_engine();
 
@@ -303,12 +333,14 @@ Test(held, an_open_copys_length_is_found_again_from_its_log)
 	cr_assert_not(held_stat(UID, 0).sealed);
 	expect_bytes(UID, 0, 0, used, seg);
 	cr_assert_eq(held_stat(UID, 1).length, last, "the torn last batch is cut off");
-	expect_bytes(UID, 1, 0, last, seg);
+	expect_bytes(UID, 1, 0, last, seg1);
+	cr_assert_eq(held_stat(UID, 2).length, 0, "another segment's log is not walked");
 	/* and the owner goes on where the copy ends */
-	cr_assert_eq(held_write(UID, 1, last, used - last, seg + (size_t)last * BLK), 0);
+	cr_assert_eq(held_write(UID, 1, last, used - last, seg1 + (size_t)last * BLK), 0);
 	cr_assert_eq(held_stat(UID, 1).length, used);
-	cr_assert_eq(stats().segments_held, 2);
+	cr_assert_eq(stats().segments_held, 3);
 	seg_buf_free(seg);
+	seg_buf_free(seg1);
 }
 
 Test(held, a_sealed_copys_length_is_its_records_after_a_reopen)
@@ -397,6 +429,7 @@ Test(held, the_cleaner_running_hard_never_touches_a_held_slot)
 
 	open_engine();
 	b_len = owner_segment(&b, &last);
+	stamp(b, 1);
 	cr_assert_eq(held_open(UID, 0, 1), 0);
 	cr_assert_eq(held_write(UID, 0, 0, 8, a + 1), 0);
 	cr_assert_eq(held_seal(UID, 0, 8), 0);

@@ -1,0 +1,399 @@
+/* tests/unit/engine/test_adopt.c — a family adopted from held copies (engine/adopt.c):
+ * two engines on two stores in one process. Engine 1 writes a volume with a snapshot,
+ * overwrites and trims over several segments, some cleaned by its cleaner; every live
+ * segment of the family is copied into held copies on engine 2 (held open, write,
+ * seal with the bytes of engine 1's slots) and adopted there. Every block of the
+ * volume and the snapshot then reads as on engine 1, after a reopen too and after a
+ * rebuild of the metadata from the log; new writes take segment numbers past the
+ * adopted ones. A colliding layer id or volume name is refused with nothing changed.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "engine_fixture.h"
+#include "testutil.h"
+
+#define SRC_SEGS 64u
+#define MAX_COPIES 64u
+
+/* engine 1's family: its segments' bytes and what its layers read */
+struct family {
+	uint64_t uid;
+	size_t n;
+	uint32_t sno[MAX_COPIES], len[MAX_COPIES];
+	uint8_t *seg[MAX_COPIES];
+	uint8_t *vol, *snap; /* VOL_BLOCKS blocks each */
+	uint64_t ids[8];     /* its layer ids */
+	size_t nids;
+};
+
+static void read_all(struct engine_volume *v, uint8_t *out)
+{
+	cr_assert_eq(vread(v, 0, VOL_BLOCKS, out), 0);
+}
+
+/* Engine 1's volume "v": a snapshot, overwrites, trims, the cleaner. */
+static void src_write(void)
+{
+	struct engine_volume *vol = create_and_open("v", VOL_SIZE);
+	struct engine_stats st;
+
+	write_tagged(vol, 0, 64, 1);
+	cr_assert_eq(engine_snap_create(eng, "v", "s1"), 0);
+	write_tagged(vol, 0, 32, 2);
+	cr_assert_eq(vtrim(vol, 40, 8), 0);
+	write_tagged(vol, 100, 60, 3);
+	write_tagged(vol, 100, 60, 4);
+	write_tagged(vol, 200, 40, 5);
+	write_tagged(vol, 200, 30, 6);
+	cr_assert_eq(vtrim(vol, 235, 3), 0);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	cr_assert_geq(engine_gc(eng, SRC_SEGS - 4), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	engine_get_stats(eng, &st);
+	cr_assert_gt(st.gc_blocks_moved, 0, "the cleaner moved blocks of the family");
+	write_tagged(vol, 300, 8, 7);
+	cr_assert_eq(vtrim(vol, 302, 2), 0);
+	cr_assert_eq(eflush(), 0);
+	engine_volume_close(vol);
+}
+
+/* Runs engine 1 on its own store, then copies out what engine 2 needs. */
+static void src_family(struct family *f)
+{
+	char store1[PATH_MAX + 16], meta1[PATH_MAX + 16];
+	struct engine *mine = eng;
+	struct engine_volume *v;
+	struct engine_opts o;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(store1, sizeof(store1), "%s/src.img", dir);
+	snprintf(meta1, sizeof(meta1), "%s/src-meta", dir);
+	opts_for(&o, store1, meta1, true);
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)SRC_SEGS * SEG_SIZE;
+	o.family_records = true;
+	eng = NULL;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	src_write();
+	cr_assert_eq(engine_volume_family(eng, "v", &f->uid), 0);
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == f->uid)
+			f->ids[f->nids++] = eng->vols[i]->rec.volume_id;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		struct slot *s = &eng->slots[i];
+
+		if (s->state == SLOT_FREE || s->held || s->family_uid != f->uid)
+			continue;
+		cr_assert_lt(f->n, MAX_COPIES);
+		f->sno[f->n] = s->sno;
+		f->len[f->n] = s->used;
+		f->seg[f->n] = seg_buf_alloc((size_t)s->used * BLK);
+		cr_assert_eq(seg_read_sync(eng, i, 0, f->seg[f->n], s->used), 0);
+		f->n++;
+	}
+	cr_assert_geq(f->n, 3, "several segments (%zu)", f->n);
+	f->vol = malloc((size_t)VOL_BLOCKS * BLK);
+	f->snap = malloc((size_t)VOL_BLOCKS * BLK);
+	cr_assert(f->vol && f->snap);
+	v = open_vol("v");
+	read_all(v, f->vol);
+	engine_volume_close(v);
+	v = open_vol("v@s1");
+	read_all(v, f->snap);
+	engine_volume_close(v);
+	engine_close(eng);
+	eng = mine;
+}
+
+static void family_free(struct family *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		seg_buf_free(f->seg[i]);
+	free(f->vol);
+	free(f->snap);
+}
+
+static int sync_call(int r, struct done *d)
+{
+	return finish(r, d);
+}
+
+/* Engine 2 holds every copy, sealed. */
+static void hold_copies(const struct family *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		struct iovec iov = { f->seg[i], (size_t)f->len[i] * BLK };
+		struct done d1 = { 0 }, d2 = { 0 }, d3 = { 0 };
+
+		cr_assert_eq(sync_call(engine_held_open_async(eng, f->uid, f->sno[i], 1, on_done,
+							      &d1), &d1), 0);
+		cr_assert_eq(sync_call(engine_held_write(eng, f->uid, f->sno[i], 0, &iov, 1,
+							 f->len[i], on_done, &d2), &d2), 0);
+		cr_assert_eq(sync_call(engine_held_seal_async(eng, f->uid, f->sno[i], f->len[i],
+							      on_done, &d3), &d3), 0);
+	}
+}
+
+static void expect_layer(const char *name, const uint8_t *want)
+{
+	struct engine_volume *v = open_vol(name);
+	uint8_t *got = malloc((size_t)VOL_BLOCKS * BLK);
+
+	cr_assert_not_null(got);
+	read_all(v, got);
+	for (uint32_t b = 0; b < VOL_BLOCKS; b++)
+		cr_assert_eq(memcmp(got + (size_t)b * BLK, want + (size_t)b * BLK, BLK), 0,
+			     "%s: lba %u differs from engine 1's", name, b);
+	engine_volume_close(v);
+	free(got);
+}
+
+static void expect_family(const struct family *f)
+{
+	uint64_t uid = 0;
+
+	expect_layer("v", f->vol);
+	expect_layer("v@s1", f->snap);
+	cr_assert_eq(engine_volume_family(eng, "v", &uid), 0);
+	cr_assert_eq(uid, f->uid);
+}
+
+static uint32_t max_sno(const struct family *f)
+{
+	uint32_t m = 0;
+
+	for (size_t i = 0; i < f->n; i++)
+		if (f->sno[i] > m)
+			m = f->sno[i];
+	return m;
+}
+
+/* An own volume of engine 2, written before the adoption: it must not change. */
+static void own_volume(void)
+{
+	struct engine_volume *v = create_and_open("mine", VOL_SIZE);
+
+	write_tagged(v, 0, 20, 50);
+	engine_volume_close(v);
+}
+
+static void expect_own_volume(void)
+{
+	struct engine_volume *v = open_vol("mine");
+
+	expect_tagged(v, 0, 20, 50);
+	engine_volume_close(v);
+}
+
+TestSuite(adopt, .init = setup, .fini = teardown);
+
+Test(adopt, every_block_reads_as_on_the_old_owner_and_stays_so)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t top = 0;
+
+	src_family(&f);
+	open_engine();
+	own_volume();
+	hold_copies(&f);
+	cr_assert_eq(stats().segments_held, f.n);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	cr_assert_eq(stats().segments_held, 0, "the copies are the family's log now");
+	expect_family(&f);
+	expect_own_volume();
+	cr_assert_gt(eng->next_volume_id, f.ids[0]);
+
+	reopen_engine();
+	expect_family(&f);
+	expect_own_volume();
+
+	/* new writes: segments numbered past every adopted one */
+	v = open_vol("v");
+	write_tagged(v, 600, 80, 9);
+	fill(f.vol + (size_t)600 * BLK, 600, 80, 9);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid &&
+		    eng->slots[i].sno > top)
+			top = eng->slots[i].sno;
+	cr_assert_gt(top, max_sno(&f), "a new segment takes a number past the adopted ones");
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
+	reopen_engine();
+	expect_family(&f);
+	/* the store alone says the same: the copies' headers are this store's now */
+	rebuild_engine();
+	expect_family(&f);
+	expect_own_volume();
+	family_free(&f);
+}
+
+Test(adopt, a_colliding_layer_id_or_name_is_refused_and_nothing_changes)
+{
+	struct family f;
+	struct engine_held_info hi;
+
+	src_family(&f);
+	open_engine();
+	/* a volume named like the family's */
+	cr_assert_eq(engine_volume_create(eng, "v", VOL_SIZE), 0);
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), -EEXIST);
+	cr_assert_eq(engine_volume_delete(eng, "v"), 0);
+	/* a layer with one of the family's ids */
+	eng->next_volume_id = f.ids[0];
+	cr_assert_eq(engine_volume_create(eng, "other", VOL_SIZE), 0);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), -EEXIST);
+	/* nothing changed: the copies are held, sealed, byte for byte */
+	cr_assert_eq(stats().segments_held, f.n);
+	for (size_t i = 0; i < f.n; i++) {
+		uint8_t *got = seg_buf_alloc((size_t)f.len[i] * BLK);
+		struct iovec iov = { got, (size_t)f.len[i] * BLK };
+		struct done d = { 0 };
+
+		cr_assert_eq(engine_held_stat(eng, f.uid, f.sno[i], &hi), 0);
+		cr_assert(hi.sealed);
+		cr_assert_eq(hi.length, f.len[i]);
+		cr_assert_eq(sync_call(engine_held_read(eng, f.uid, f.sno[i], 0, &iov, 1,
+							f.len[i], on_done, &d), &d), 0);
+		cr_assert_eq(memcmp(got, f.seg[i], (size_t)f.len[i] * BLK), 0);
+		seg_buf_free(got);
+	}
+	cr_assert_eq(engine_volume_family(eng, "v", &(uint64_t){ 0 }), -ENOENT);
+	family_free(&f);
+}
+
+Test(adopt, a_copy_not_held_or_not_sealed_is_refused)
+{
+	struct family f;
+	struct done d = { 0 };
+
+	src_family(&f);
+	open_engine();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, (uint32_t[]){ max_sno(&f) + 5 }, 1),
+		     -ENOENT);
+	cr_assert_eq(sync_call(engine_held_open_async(eng, f.uid, max_sno(&f) + 1, 1, on_done,
+						      &d), &d), 0);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, (uint32_t[]){ max_sno(&f) + 1 }, 1),
+		     -EBUSY);
+	cr_assert_eq(engine_family_adopt(eng, 0, f.sno, f.n), -EINVAL);
+	cr_assert_eq(stats().segments_held, f.n + 1);
+	family_free(&f);
+}
+
+/* ---- a crash in the middle: the held copies, or the family, never neither ---- */
+
+enum crash_at { CRASH_HEADERS, CRASH_COMMITTED };
+static enum crash_at crash_at;
+
+/* What the parent needs of the family, across the fork. */
+static void family_save(const struct family *f)
+{
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	snprintf(p, sizeof(p), "%s/family.bin", dir);
+	fp = fopen(p, "w");
+	cr_assert_not_null(fp);
+	cr_assert_eq(fwrite(f, sizeof(*f), 1, fp), 1);
+	cr_assert_eq(fwrite(f->vol, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	cr_assert_eq(fwrite(f->snap, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	fclose(fp);
+}
+
+static void family_load(struct family *f)
+{
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	snprintf(p, sizeof(p), "%s/family.bin", dir);
+	fp = fopen(p, "r");
+	cr_assert_not_null(fp);
+	cr_assert_eq(fread(f, sizeof(*f), 1, fp), 1);
+	f->vol = malloc((size_t)VOL_BLOCKS * BLK);
+	f->snap = malloc((size_t)VOL_BLOCKS * BLK);
+	cr_assert(f->vol && f->snap);
+	cr_assert_eq(fread(f->vol, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	cr_assert_eq(fread(f->snap, BLK, VOL_BLOCKS, fp), VOL_BLOCKS);
+	fclose(fp);
+	memset(f->seg, 0, sizeof(f->seg)); /* the parent has none of the bytes */
+}
+
+/* Has copy i's slot this store's header on disk yet? */
+static bool header_rewritten(const struct family *f, uint32_t slot)
+{
+	uint8_t *b = seg_buf_alloc(BLK);
+	struct segment_header h;
+	bool ours;
+
+	(void)f;
+	ours = b && seg_read_sync(eng, slot, 0, b, 1) == 0 &&
+	       ondisk_segment_header_decode(b, BLK, &h) == 0 &&
+	       memcmp(h.uuid, eng->sb.uuid, sizeof(h.uuid)) == 0;
+	seg_buf_free(b);
+	return ours;
+}
+
+/* The child: engine 1's family held on engine 2, an adoption that stops at the crash
+ * point: the process ends without closing the engine. */
+static int adopt_and_crash(void)
+{
+	struct family f;
+	struct engine_held_info hi;
+	struct done d = { 0 };
+	uint32_t slot;
+
+	src_family(&f);
+	family_save(&f);
+	open_engine();
+	hold_copies(&f);
+	CHILD_CHECK(engine_held_stat(eng, f.uid, f.sno[f.n - 1], &hi) == 0);
+	slot = hi.slot;
+	CHILD_CHECK(engine_family_adopt_async(eng, f.uid, f.sno, f.n, on_done, &d) == 0);
+	for (;;) {
+		CHILD_CHECK(!d.done); /* the crash point comes before the answer */
+		CHILD_CHECK(engine_poll(eng, 1) >= 0);
+		if (crash_at == CRASH_HEADERS && header_rewritten(&f, slot))
+			break; /* headers written, nothing committed */
+		if (crash_at == CRASH_COMMITTED &&
+		    engine_held_stat(eng, f.uid, f.sno[0], &hi) == -ENOENT)
+			break; /* committed, no checkpoint yet */
+	}
+	return 0;
+}
+
+static void crash_then_check(enum crash_at at)
+{
+	struct family f;
+
+	crash_at = at;
+	in_child(adopt_and_crash);
+	family_load(&f);
+	cr_assert_eq(try_open(false), 0);
+	if (at == CRASH_HEADERS) {
+		cr_assert_eq(stats().segments_held, f.n, "the copies are still held");
+		cr_assert_eq(engine_volume_family(eng, "v", &(uint64_t){ 0 }), -ENOENT);
+		cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0, "adopted again");
+	} else {
+		cr_assert_eq(stats().segments_held, 0, "the family is adopted");
+	}
+	expect_family(&f);
+	reopen_engine();
+	expect_family(&f);
+	family_free(&f);
+}
+
+Test(adopt, a_crash_after_the_headers_leaves_the_held_copies)
+{
+	crash_then_check(CRASH_HEADERS);
+}
+
+Test(adopt, a_crash_after_the_commit_leaves_the_family)
+{
+	crash_then_check(CRASH_COMMITTED);
+}
