@@ -345,7 +345,11 @@ static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned re
 	if (replicas <= 1)
 		return;
 	if (engine_volume_info(n->eng, name, &info) < 0) {
-		/* claimed, and not here: its owner died elsewhere; the copies hold it */
+		/* claimed, ready in the map, and not here: its owner died elsewhere; the
+		 * copies hold it (a volume being created here is not ready yet) */
+		if (cluster_volume_get(n->cluster, name, &v) < 0 ||
+		    v.rec.state != LAYOUT_VOL_READY)
+			return;
 		r = takeovers_run(n->takeovers, name, epoch, NULL, NULL);
 		if (r < 0 && r != -EIO)
 			log_msg(LOG_ERROR, LOG_TAG, "volume %s: cannot take it over: %s", name,
