@@ -15,6 +15,11 @@
 #   - cluster status on node1 showed no takeover left; the volume's new segments have
 #     3 holders again
 #   - node0 restarted does not serve the volume: an attach there names node1
+#   - a stale owner: a second volume owned by node1 with a writer that keeps writes
+#     queued (fence_client.py); SIGSTOP node1 until node2 sees it down, node2 claims
+#     the volume (the takeover) and a write is served there; SIGCONT node1: its
+#     writer sees its queued writes fail and none acknowledged after; every write it
+#     acknowledged reads back through node2, and node2's write is intact
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_takeover
@@ -24,6 +29,7 @@ need_nbd_python
 QUILL_PEER="${QUILL_PEER:-$IT_ROOT/build/tools/quill-peer}"
 [ -x "$QUILL_PEER" ] || skip "quill-peer not built ($QUILL_PEER is missing)"
 source "$(dirname "$0")/cluster_lib.sh"
+FENCE_CLIENT="$(dirname "$0")/fence_client.py"
 CRASH_PY="$(dirname "$0")/crash_nbd.py"
 PROBE_PY="$(dirname "$0")/takeover_probe.py"
 SEED="${QUILL_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
@@ -108,6 +114,36 @@ start_peer_node 0
 out=$(qemu-io -f raw "$URI0" -c 'read 0 4k' 2>&1) && fail "node0 serves $VOL after node1 took it over: $out"
 grep -q "owned by node node1" <<<"$out" || fail "node0's refusal does not name node1: $out"
 log "node0 restarted: refuses $VOL, naming node1"
+
+# ---- a stale owner: SIGSTOP node1 until its lease lapses, node2 takes over ----
+acked() { if [ -f "$1" ]; then grep -c '^K' "$1" || true; else echo 0; fi; }
+enough_acked() { [ "$(acked "$1")" -ge "$2" ]; }
+qexpect 1 0 volume create st 256M --replicas 3
+STURI1="nbd://127.0.0.1:${NODE_PORT[1]}/st"
+STURI2="nbd://127.0.0.1:${NODE_PORT[2]}/st"
+"$PY" "$FENCE_CLIENT" write "$STURI1" "$WORK/st.journal" st 120 >"$WORK/st.out" 2>&1 &
+WRITER=$!
+track "$WRITER"
+wait_for 30 "the st writer acknowledges nothing" enough_acked "$WORK/st.journal" 200
+kill -STOP "${NODE_PID[1]}"
+wait_for 15 "node2 does not see node1 down" state_is 2 node1 down
+qexpect 2 0 volume claim st
+wait_for 60 "node2 does not take st over: $(grep 'takeover: volume st' "$WORK/node2.log" | tail -3)" \
+	grep -q "takeover: volume st: taken over at epoch" "$WORK/node2.log"
+out=$(qemu-io -f raw "$STURI2" -c 'write -P 0xa5 255M 1M' -c 'flush' 2>&1) ||
+	fail "a write through node2 after it took st over: $out"
+kill -CONT "${NODE_PID[1]}"
+rc=0
+wait "$WRITER" || rc=$?
+[ "$rc" = 0 ] || fail "the st writer (exit $rc): $(cat "$WORK/st.out")"
+log "SIGCONT node1: $(tail -1 "$WORK/st.out")"
+"$PY" "$FENCE_CLIENT" verify "$STURI2" "$WORK/st.journal" st >"$WORK/st.verify" 2>&1 ||
+	fail "st through node2: $(cat "$WORK/st.verify")"
+out=$(qemu-io -f raw "$STURI2" -c 'read -P 0xa5 255M 1M' 2>&1) || fail "st through node2: $out"
+grep -q "Pattern verification failed" <<<"$out" && fail "node2's write to st is not intact: $out"
+log "stale owner: acknowledged nothing after the takeover; $(cat "$WORK/st.verify"); node2's write intact"
+grep -c "ESTALE\|stale\|fenced\|Stale" "$WORK/node1.log" >/dev/null &&
+	log "node1 after SIGCONT: $(grep -i "stale\|fenced" "$WORK/node1.log" | tail -2)"
 
 "$ETCD_LOCAL" stop "$ETCD_DIR" >/dev/null
 it_pass
