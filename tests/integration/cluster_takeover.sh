@@ -66,6 +66,12 @@ URI0="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"
 URI1="nbd://127.0.0.1:${NODE_PORT[1]}/$VOL"
 
 # ---- kill -9 the owner mid-write, flushes along the way ----
+if [ -n "${QUILL_TAKEOVER_FILL:-}" ]; then # bytes written first (a measurement)
+	t0=$(date +%s.%N)
+	"$PY" "$PROBE_PY" fill "$URI0" "$WORK/journal" "$SEED" "$QUILL_TAKEOVER_FILL" ||
+		fail "the fill failed"
+	log "filled $QUILL_TAKEOVER_FILL bytes in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+fi
 "$PY" "$CRASH_PY" write "$URI0" "$WORK/journal" "$SEED" 300 >"$WORK/writer.log" 2>&1 &
 WRITER=$!
 track "$WRITER"

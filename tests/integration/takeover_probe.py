@@ -6,6 +6,11 @@
       of a block in crash_nbd.py's format completes; journals it (W, then D) so that
       crash_nbd.py verify expects it. Prints the seconds from KILLED_AT (a unix time,
       the kill -9) to that write's completion, and how many attaches were refused.
+
+  takeover_probe.py fill URI JOURNAL SEED BYTES
+      Writes the first BYTES of the export in crash_nbd.py's format (version 1),
+      journaled, then a FLUSH: a volume with that much written before the writer
+      starts (the takeover's roll-forward per GiB).
 """
 import os
 import sys
@@ -19,7 +24,25 @@ from crash_nbd import BS, block_data, load_journal  # noqa: E402
 VERSION = 1 << 40  # above every version the writer used
 
 
+def fill(uri, journal, seed, nbytes):
+    chunk = 256  # blocks per request
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    with open(journal, "a") as jr:
+        jr.write("S %d\n" % seed)
+        for blk in range(0, nbytes // BS, chunk):
+            n = min(chunk, nbytes // BS - blk)
+            jr.write("W %d %d 1\n" % (blk, n))
+            h.pwrite(b"".join(block_data(seed, b, 1) for b in range(blk, blk + n)), blk * BS)
+        h.flush()
+        jr.write("F\n")
+    h.shutdown()
+    return 0
+
+
 def main(argv):
+    if len(argv) == 6 and argv[1] == "fill":
+        return fill(argv[2], argv[3], int(argv[4]), int(argv[5]))
     if len(argv) < 4:
         print(__doc__, file=sys.stderr)
         return 2
