@@ -29,6 +29,7 @@ need_nbd_python
 QUILL_PEER="${QUILL_PEER:-$IT_ROOT/build/tools/quill-peer}"
 [ -x "$QUILL_PEER" ] || skip "quill-peer not built ($QUILL_PEER is missing)"
 source "$(dirname "$0")/cluster_lib.sh"
+TTL="${QUILL_TAKEOVER_TTL:-$TTL}" # a longer lease for a measurement under heavy load
 FENCE_CLIENT="$(dirname "$0")/fence_client.py"
 CRASH_PY="$(dirname "$0")/crash_nbd.py"
 PROBE_PY="$(dirname "$0")/takeover_probe.py"
