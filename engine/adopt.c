@@ -288,11 +288,11 @@ static void adopted(struct adopt_job *aj)
 }
 
 /* A wait's result r: on to state `next` once it is done. */
-static int next_state(struct adopt_job *aj, int r, unsigned next)
+static int next_state(struct eng_job *job, int r, unsigned next)
 {
 	if (r == ENG_JOB_WAIT || r < 0)
 		return r;
-	aj->job.pc = next;
+	job->pc = next;
 	return ENG_JOB_WAIT;
 }
 
@@ -302,7 +302,7 @@ static int commit(struct adopt_job *aj)
 
 	if (r == 0)
 		adopted(aj);
-	return next_state(aj, r, AD_CKPT);
+	return next_state(&aj->job, r, AD_CKPT);
 }
 
 static int adopt_step(struct eng_job *job)
@@ -313,22 +313,22 @@ static int adopt_step(struct eng_job *job)
 	switch (job->pc) {
 	case AD_READ:
 		if (aj->next == aj->n)
-			return next_state(aj, 0, AD_CHECK);
-		return next_state(aj, read_copy(aj), AD_WALK);
+			return next_state(&aj->job, 0, AD_CHECK);
+		return next_state(&aj->job, read_copy(aj), AD_WALK);
 	case AD_WALK:
 		r = eng_job_wait_io(job);
 		if (r == 0)
 			r = walk_copy(aj);
 		if (r == 0)
 			aj->next++;
-		return next_state(aj, r, AD_READ);
+		return next_state(&aj->job, r, AD_READ);
 	case AD_CHECK:
 		r = check_collisions(aj);
-		return next_state(aj, r < 0 ? r : write_headers(aj), AD_HEADERS);
+		return next_state(&aj->job, r < 0 ? r : write_headers(aj), AD_HEADERS);
 	case AD_HEADERS:
-		return next_state(aj, eng_job_wait_io(job), AD_FLUSH);
+		return next_state(&aj->job, eng_job_wait_io(job), AD_FLUSH);
 	case AD_FLUSH:
-		return next_state(aj, eng_job_wait_flush(job), AD_APPLY);
+		return next_state(&aj->job, eng_job_wait_flush(job), AD_APPLY);
 	case AD_APPLY:
 		r = apply(aj);
 		if (r < 0)
@@ -415,11 +415,175 @@ int engine_family_adopt(struct engine *eng, uint64_t uid, const uint32_t *snos, 
 								eng_sync_done, &s));
 }
 
+/* ---- release: the reverse, for a node that lost the family ---- */
+
+enum { RL_QUIET, RL_FLUSH, RL_COMMIT };
+
+struct release_job {
+	struct eng_job job; /* first: job.c frees it with free() unless release */
+	uint64_t uid;
+	uint32_t *keep;
+	size_t nkeep;
+	struct meta_batch *mb;
+};
+
+static void release_free(struct eng_job *job)
+{
+	struct release_job *rj = (struct release_job *)job;
+
+	for (size_t i = 0; i < job->eng->nvols; i++) /* a failed release: the family stays */
+		if (job->eng->vols[i]->rec.uid == rj->uid)
+			job->eng->vols[i]->committing = false;
+
+	if (rj->mb)
+		meta_batch_destroy(rj->mb);
+	free(rj->keep);
+	free(rj);
+}
+
+static bool kept(const struct release_job *rj, uint32_t sno)
+{
+	for (size_t i = 0; i < rj->nkeep; i++)
+		if (rj->keep[i] == sno)
+			return true;
+	return false;
+}
+
+/* Is slot i one of the family's own segments that the release keeps as a copy? */
+static bool kept_slot(const struct release_job *rj, const struct slot *s)
+{
+	return s->state != SLOT_FREE && !s->held && s->family_uid == rj->uid &&
+	       s->volume_id != 0 && kept(rj, s->sno);
+}
+
+/* The family's writes are retired and nothing moves its blocks; its open segments
+ * are sealed where they end. */
+static int release_quiet(struct release_job *rj)
+{
+	struct engine *eng = rj->job.eng;
+
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *v = eng->vols[i];
+		int r;
+
+		if (v->rec.uid != rj->uid)
+			continue;
+		r = eng_job_wait_quiet(&rj->job, v);
+		if (r != 0)
+			return r;
+	}
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *v = eng->vols[i];
+
+		if (v->rec.uid == rj->uid && v->open_slot >= 0) {
+			seg_seal(eng, (uint32_t)v->open_slot);
+			v->open_slot = -1;
+		}
+	}
+	return 0;
+}
+
+/* One synced batch: the layers' records and maps go, the kept segments' "H" records
+ * come. A crash before it leaves the family; after, the copies (start-up frees the
+ * family's other slots: their headers name layers that are gone). */
+static int release_batch(struct release_job *rj)
+{
+	struct engine *eng = rj->job.eng;
+	uint64_t epoch = engine_held_epoch(eng, rj->uid);
+	int r = meta_batch_create(&rj->mb);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == rj->uid)
+			eng_batch_delete_layer(eng, rj->mb, eng->vols[i]->rec.volume_id);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		const struct slot *s = &eng->slots[i];
+		struct held_record hr = { .slot = i, .epoch = epoch, .sealed = true,
+					  .length = s->used };
+
+		if (kept_slot(rj, s))
+			eng_held_put(rj->mb, rj->uid, s->sno, &hr);
+	}
+	return 0;
+}
+
+static int released(struct release_job *rj)
+{
+	struct engine *eng = rj->job.eng;
+	struct engine_volume *v;
+	int r = 0;
+
+	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++) {
+		struct slot *s = &eng->slots[i];
+		struct held_record hr = { .slot = i, .epoch = engine_held_epoch(eng, rj->uid),
+					  .sealed = true, .length = s->used };
+
+		if (!kept_slot(rj, s))
+			continue;
+		s->volume_id = 0; /* not freed with its layer below */
+		r = eng_held_keep(eng, rj->uid, s->sno, &hr);
+	}
+	/* no tombstones: the family lives on elsewhere, and may come back here */
+	while ((v = family_layer(eng, rj->uid))) {
+		eng_layer_discard(eng, v);
+		eng_volume_remove(eng, v);
+	}
+	log_msg(LOG_INFO, ENG_LOG, "released family %llx: %zu segments kept as copies",
+		(unsigned long long)rj->uid, rj->nkeep);
+	return r;
+}
+
+static int release_step(struct eng_job *job)
+{
+	struct release_job *rj = (struct release_job *)job;
+	int r;
+
+	switch (job->pc) {
+	case RL_QUIET:
+		return next_state(job, release_quiet(rj), RL_FLUSH);
+	case RL_FLUSH:
+		r = eng_job_wait_flush(job);
+		if (r == 0)
+			r = release_batch(rj);
+		return next_state(job, r, RL_COMMIT);
+	default:
+		r = eng_job_meta_commit(job, &rj->mb);
+		return r == 0 ? released(rj) : r;
+	}
+}
+
 int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
 				size_t nkeep, engine_cb cb, void *arg)
 {
-	(void)eng; (void)uid; (void)keep; (void)nkeep; (void)cb; (void)arg;
-	return -EOPNOTSUPP;
+	struct release_job *rj;
+
+	if (uid == 0 || uid == ONDISK_CATALOG_UID || (nkeep && !keep) || !cb)
+		return -EINVAL;
+	if (!family_layer(eng, uid))
+		return -ENOENT;
+	for (size_t i = 0; i < eng->nvols; i++) {
+		const struct engine_volume *v = eng->vols[i];
+
+		if (v->rec.uid == uid && (v->open || v->readers || v->job || v->committing ||
+					  v->flatten))
+			return -EBUSY;
+	}
+	rj = calloc(1, sizeof(*rj));
+	if (!rj || (nkeep && !(rj->keep = malloc(nkeep * sizeof(*keep))))) {
+		free(rj);
+		return -ENOMEM;
+	}
+	if (nkeep)
+		memcpy(rj->keep, keep, nkeep * sizeof(*keep));
+	rj->uid = uid;
+	rj->nkeep = nkeep;
+	rj->job.release = release_free;
+	/* nobody opens the family's layers while it goes */
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == uid)
+			eng->vols[i]->committing = true;
+	return eng_job_start(eng, &rj->job, release_step, cb, arg);
 }
 
 int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep,

@@ -572,6 +572,12 @@ int eng_load_prefix(struct engine *eng, char p,
  * slot is marked (seg_hold_restore), an open copy's length found by walking its log. */
 int eng_held_load(struct engine *eng);
 void eng_held_free(struct engine *eng);
+/* Into mb: the "H" record of (uid, sno). */
+void eng_held_put(struct meta_batch *mb, uint64_t uid, uint32_t sno,
+		  const struct held_record *r);
+/* Release: a sealed segment of this node's (slot r->slot, r->length blocks) becomes
+ * the held copy (uid, sno), once eng_held_put's record has landed. -ENOMEM. */
+int eng_held_keep(struct engine *eng, uint64_t uid, uint32_t sno, const struct held_record *r);
 /* Into mb: the deletion of the "H" record of (uid, sno). */
 void eng_held_put_drop(struct meta_batch *mb, uint64_t uid, uint32_t sno);
 /* Adoption: a sealed copy, not being read, is set aside (a delete or a seal of it

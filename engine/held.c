@@ -245,17 +245,24 @@ int engine_held_list(const struct engine *eng,
 
 /* ---- records ---- */
 
-static void put_held_record(struct meta_batch *mb, const struct held *h, bool sealed,
-			    uint32_t length)
+void eng_held_put(struct meta_batch *mb, uint64_t uid, uint32_t sno,
+		  const struct held_record *r)
 {
 	uint8_t key[ONDISK_HELD_KEY_LEN];
 	struct ondisk_held_record rec;
+
+	ondisk_held_key(uid, sno, key);
+	ondisk_held_record_encode(r, &rec);
+	meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+}
+
+static void put_held_record(struct meta_batch *mb, const struct held *h, bool sealed,
+			    uint32_t length)
+{
 	struct held_record r = { .slot = h->slot, .epoch = h->epoch, .sealed = sealed,
 				 .length = length };
 
-	ondisk_held_key(h->uid, h->sno, key);
-	ondisk_held_record_encode(&r, &rec);
-	meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+	eng_held_put(mb, h->uid, h->sno, &r);
 }
 
 /* ---- management: jobs whose step commits a record ---- */
@@ -928,4 +935,18 @@ void eng_held_adopt_end(struct engine *eng, uint64_t uid, uint32_t sno, bool ado
 		return;
 	eng->slots[h->slot].held = false; /* the slot stays: the family's log now */
 	held_remove(eng, h);
+}
+
+int eng_held_keep(struct engine *eng, uint64_t uid, uint32_t sno, const struct held_record *r)
+{
+	struct held *h = held_find(eng, uid, sno) ? NULL : held_add(eng, uid, sno);
+
+	if (!h)
+		return -ENOMEM; /* or held already: cannot be, the family was this node's */
+	h->slot = r->slot;
+	h->epoch = r->epoch;
+	h->sealed = true;
+	h->length = h->ahead = r->length;
+	seg_hold_restore(eng, r->slot, uid, sno, true, r->length);
+	return 0;
 }

@@ -181,7 +181,8 @@ static int forming_batch(struct engine_volume *vol, uint32_t blocks, enum slot_u
 		r = seg_open(eng, vol, who);
 		if (r < 0)
 			return r;
-		vol->new_segment = eng->opts.family_records &&
+		/* not the cleaner's: its relocations must not take room for records */
+		vol->new_segment = eng->opts.family_records && who != SLOT_FOR_GC &&
 				   vol->rec.kind != ONDISK_LAYER_CATALOG;
 	}
 	b = batch_new(eng);

@@ -397,3 +397,63 @@ Test(adopt, a_crash_after_the_commit_leaves_the_family)
 {
 	crash_then_check(CRASH_COMMITTED);
 }
+
+/* ---- release, and adopt again ---- */
+
+static int release(uint64_t uid, const uint32_t *keep, size_t n)
+{
+	return engine_family_release(eng, uid, keep, n);
+}
+
+Test(adopt, released_then_adopted_again_reads_the_same)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t snos[NSEGS];
+	size_t n = 0;
+
+	src_family(&f);
+	open_engine();
+	own_volume();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	v = open_vol("v"); /* a write of its own: an open segment, sealed by the release */
+	write_tagged(v, 700, 10, 11);
+	fill(f.vol + (size_t)700 * BLK, 700, 10, 11);
+	cr_assert_eq(release(f.uid, NULL, 0), -EBUSY, "the volume is open");
+	engine_volume_close(v);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f.uid, snos, n), 0);
+	cr_assert_eq(stats().segments_held, n, "every segment is a held copy");
+	cr_assert_eq(engine_volume_family(eng, "v", &(uint64_t){ 0 }), -ENOENT);
+	cr_assert_eq(release(f.uid, snos, n), -ENOENT, "released already");
+	expect_own_volume();
+	reopen_engine();
+	cr_assert_eq(stats().segments_held, n);
+	cr_assert_eq(engine_volume_family(eng, "v", &(uint64_t){ 0 }), -ENOENT);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
+	expect_family(&f);
+	expect_own_volume();
+	family_free(&f);
+}
+
+Test(adopt, a_release_frees_the_segments_it_does_not_keep)
+{
+	struct family f;
+	uint32_t free0;
+
+	src_family(&f);
+	open_engine();
+	free0 = stats().segments_free;
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	cr_assert_eq(release(f.uid, f.sno, 1), 0);
+	cr_assert_eq(stats().segments_held, 1);
+	cr_assert_eq(stats().segments_free, free0 - 1, "the others are free again");
+	reopen_engine();
+	cr_assert_eq(stats().segments_held, 1);
+	cr_assert_eq(stats().segments_free, free0 - 1);
+	family_free(&f);
+}
