@@ -2,6 +2,8 @@
 #ifndef QUILL_QUILLD_CONTROL_H
 #define QUILL_QUILLD_CONTROL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct blk_guard;
@@ -27,6 +29,8 @@ struct control_opts {
 	/* a create or claim made this node the owner of a volume at epoch: its copies
 	 * start now (replicas 0: the map says how many) */
 	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
+	/* is name being taken over here (its owner died elsewhere)? its step then */
+	bool (*volume_takeover)(void *arg, const char *name, char *step, size_t len);
 	void *volume_owned_arg;
 };
 

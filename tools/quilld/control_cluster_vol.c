@@ -131,6 +131,7 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 {
 	struct json_object *o = json_object_new_object();
 	struct replica_status st;
+	char step[96];
 
 	ctl_add_int(o, "replicas", v->rec.replicas);
 	ctl_add_int(o, "min_replicas", v->rec.min_replicas);
@@ -141,6 +142,9 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 	ctl_add_int(o, "created", v->rec.created);
 	if (replica_status(ctl->replicas, v->rec.name, &st) == 0)
 		json_object_object_add(o, "copies", copies_json(&st));
+	if (ctl->volume_takeover &&
+	    ctl->volume_takeover(ctl->volume_owned_arg, v->rec.name, step, sizeof(step)))
+		add_str(o, "taking_over", step);
 	return o;
 }
 

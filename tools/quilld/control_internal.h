@@ -29,6 +29,8 @@ struct control {
 	struct replicas *replicas;  /* or NULL: nothing replicated here */
 	struct orphans *orphans;    /* or NULL: no holder, or a single node */
 	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
+	/* is name being taken over here (its owner died elsewhere)? its step then */
+	bool (*volume_takeover)(void *arg, const char *name, char *step, size_t len);
 	void *volume_owned_arg;
 	struct control_conn *current; /* the connection whose request is being dispatched */
 	unsigned npending;     /* calls waiting for their engine completion */

@@ -38,6 +38,7 @@
 #include "replication/replica.h"
 #include "tools/quilld/config.h"
 #include "tools/quilld/control.h"
+#include "tools/quilld/takeovers.h"
 #include "vhost/vhost_blk.h"
 
 #define LOG_TAG "quilld"
@@ -60,6 +61,7 @@ struct node {
 				      with a peer listener), or NULL */
 	struct orphans *orphans;   /* drops the held copies nobody needs (a cluster with
 				      a holder), or NULL */
+	struct takeovers *takeovers; /* volumes being taken over here (with replicas) */
 	char self_id[LAYOUT_ID_MAX + 1];
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
@@ -343,8 +345,22 @@ static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned re
 		return;
 	if (!replicas && cluster_volume_get(n->cluster, name, &v) == 0)
 		replicas = v.rec.replicas;
-	if (replicas <= 1 || engine_volume_info(n->eng, name, &info) < 0)
+	if (replicas <= 1)
 		return;
+	if (engine_volume_info(n->eng, name, &info) < 0) {
+		/* claimed, ready in the map, and not here: its owner died elsewhere; the
+		 * copies hold it (a volume being created here is not ready yet) */
+		if (cluster_volume_get(n->cluster, name, &v) < 0 ||
+		    v.rec.state != LAYOUT_VOL_READY)
+			return;
+		r = takeovers_run(n->takeovers, name, epoch, NULL, NULL);
+		if (r < 0 && r != -EIO)
+			log_msg(LOG_ERROR, LOG_TAG, "volume %s: cannot take it over: %s", name,
+				err_str(-r));
+		return;
+	}
+	if (takeovers_running(n->takeovers, name))
+		return; /* the takeover sets its family when it is done */
 	r = replica_family_set(n->replicas, info.id, name, epoch, replicas,
 			       layout_min_replicas(replicas));
 	if (r < 0)
@@ -380,16 +396,36 @@ static void replicas_changed(struct node *n)
 	}
 }
 
-/* The replica sets of this node's volumes: in a cluster, with a peer listener. */
+/* The replica sets of this node's volumes, and the takeovers of volumes whose owner
+ * died: in a cluster, with a peer listener. */
 static int start_replicas(struct node *n)
 {
 	struct replica_opts ro = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				   .cluster = n->cluster, .self_id = n->self_id,
 				   .peer_timeout_ms = n->cfg.peer_timeout_ms };
+	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
+				    .cluster = n->cluster, .self_id = n->self_id,
+				    .peer_timeout_ms = n->cfg.peer_timeout_ms };
+	int r;
 
 	if (!n->cluster || !n->peer)
 		return 0;
-	return replica_create(&ro, &n->replicas);
+	r = replica_create(&ro, &n->replicas);
+	if (r < 0)
+		return r;
+	to.rs = n->replicas;
+	return takeovers_create(&to, &n->takeovers);
+}
+
+/* Is name being taken over here? Its step, for volume info and cluster status. */
+static bool volume_takeover(void *arg, const char *name, char *step, size_t len)
+{
+	struct node *n = arg;
+
+	int64_t epoch = 0;
+
+	return n->cluster && cluster_volume_owned(n->cluster, name, &epoch) &&
+	       takeovers_state(n->takeovers, name, epoch, step, len);
 }
 
 /* The holder's clean-up: copies whose records are gone or no longer name this node. */
@@ -409,7 +445,8 @@ static int start_control(struct node *n)
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
 				   .cluster = n->cluster, .guard = n->guard, .replicas = n->replicas,
 				   .orphans = n->orphans,
-				   .volume_owned = volume_owned, .volume_owned_arg = n };
+				   .volume_owned = volume_owned, .volume_owned_arg = n,
+				   .volume_takeover = volume_takeover };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {
@@ -520,8 +557,12 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 	struct cluster_volume v;
 	struct cluster_info self;
 	char nbd[LAYOUT_ADDR_MAX + 16];
+	int64_t claim;
 
 	*epoch = 0;
+	if (n->cluster && cluster_volume_owned(n->cluster, vol, &claim) &&
+	    takeovers_state(n->takeovers, vol, claim, why, len))
+		return -EREMOTE; /* not here yet */
 	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
 	    cluster_volume_get(n->cluster, vol, &v) < 0)
 		return 0;
@@ -545,6 +586,7 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 
 /* A claim made for an attach (blk_guard_claim): the cluster's call, then done. */
 struct attach_claim {
+	struct node *n;
 	struct cluster_vol_req req;
 	void (*done)(void *arg, int res);
 	void *done_arg;
@@ -553,11 +595,17 @@ struct attach_claim {
 static void attach_claimed(void *arg, int res, const char *msg)
 {
 	struct attach_claim *ac = arg;
+	struct engine_volume_info info;
 
 	if (res < 0)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: not claimed for an attach: %s",
 			ac->req.vol.name, msg);
-	ac->done(ac->done_arg, res);
+	/* a volume whose owner died elsewhere: the attach waits for its takeover */
+	if (res < 0 || engine_volume_info(ac->n->eng, ac->req.vol.name, &info) == 0 ||
+	    !ac->n->takeovers ||
+	    takeovers_run(ac->n->takeovers, ac->req.vol.name, ac->req.epoch, ac->done,
+			  ac->done_arg) < 0)
+		ac->done(ac->done_arg, res);
 	free(ac);
 }
 
@@ -573,6 +621,7 @@ static int guard_claim(void *arg, const char *vol, void (*done)(void *done_arg, 
 	ac = calloc(1, sizeof(*ac));
 	if (!ac)
 		return -ENOMEM;
+	ac->n = n;
 	ac->req.op = CLUSTER_VOL_CLAIM;
 	snprintf(ac->req.vol.name, sizeof(ac->req.vol.name), "%s", vol);
 	ac->done = done;
@@ -677,6 +726,7 @@ static void stop(struct node *n)
 	/* the front ends drain: what the lease holds back fails rather than waits */
 	blk_guard_shutdown(n->guard);
 	control_destroy(n->ctl);
+	takeovers_destroy(n->takeovers); /* before the replica sets it registers with */
 	orphans_destroy(n->orphans); /* before the engine and the cluster it calls */
 	replica_destroy(n->replicas); /* before the endpoint (its connections) and the
 					 engine (its mirror) */
