@@ -432,7 +432,11 @@ static void stat_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	(void)h;
 	if (r == 0)
 		stat_take(q->t, rp.length);
-	else if (r != -ENOENT)
+	else if (r == -ENOENT)
+		/* a full member that never got the segment: no write in it was acknowledged
+		 * (each needs every member of the record), so it answers "0 blocks" */
+		stat_take(q->t, 0);
+	else
 		q->n->ready = false;
 	call_end(q->t);
 	free(q);
@@ -538,8 +542,8 @@ static void seal_stat(struct takeover *t)
 	t->stating = true;
 	t->pending++;
 	t->refs++;
-	if (segment_local(t, s) && engine_held_stat(t->o.eng, t->uid, s->id.seq, &hi) == 0)
-		stat_take(t, hi.length);
+	if (segment_local(t, s)) /* this node is a full member: its copy, or "0 blocks" */
+		stat_take(t, engine_held_stat(t->o.eng, t->uid, s->id.seq, &hi) == 0 ? hi.length : 0);
 	for (unsigned h = 0; h < s->nholders; h++) {
 		struct tnode *n = node_find(t, s->holders[h]);
 

@@ -78,3 +78,24 @@ qexpect()
 	ERR=$(cat "$WORK/err")
 	[ "$got" = "$want" ] || fail "node$i: quill $* exited $got, expected $want (stdout: $OUT, stderr: $ERR)"
 }
+
+# start_peer_node I: node I with a peer listener and its address in the map (store
+# size $STORE, the cluster secret $WORK/cluster.key); a test may define its own.
+start_peer_node()
+{
+	local i="$1"
+	[ -n "${PEER_PORT[$i]:-}" ] || PEER_PORT[$i]=$(free_port)
+	node_start "$i" --store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$i]}" \
+		--peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$i]}"
+}
+
+# etcd, then nodes 0, 1 and 2 by start_peer_node, until node0 sees all three up.
+start_three_peer_nodes()
+{
+	etcd_start
+	for i in 0 1 2; do
+		start_peer_node "$i"
+	done
+	wait_for 30 "node0 does not see three nodes up" \
+		bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+}

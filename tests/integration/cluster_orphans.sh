@@ -63,12 +63,7 @@ held_json() # held_json I FILE: node I's held copies
 	qn "$1" --json node held >"$2" || fail "node held on node$1"
 }
 
-etcd_start
-for i in 0 1 2; do
-	start_peer_node "$i"
-done
-wait_for 30 "node0 does not see three nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+start_three_peer_nodes
 
 qexpect 0 0 volume create rv 64M --replicas 3
 qexpect 0 0 volume create gone 16M --replicas 3

@@ -36,20 +36,7 @@ declare -a PEER_PORT
 
 # start_peer_node I: node I with a peer listener, a bigger store (held copies are
 # never cleaned by the holder), and its peer address in the map
-start_peer_node()
-{
-	local i="$1"
-	[ -n "${PEER_PORT[$i]:-}" ] || PEER_PORT[$i]=$(free_port)
-	node_start "$i" --store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$i]}" \
-		--peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$i]}"
-}
-
-etcd_start
-for i in 0 1 2; do
-	start_peer_node "$i"
-done
-wait_for 30 "node0 does not see three nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+start_three_peer_nodes
 
 qexpect 0 0 volume create "$VOL" 160M --replicas 3
 URI="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"

@@ -43,25 +43,12 @@ log "seed $SEED (QUILL_TEST_SEED=$SEED replays the writer)"
 
 "$QUILL_PEER" secret "$WORK/cluster.key" >/dev/null || fail "quill-peer secret"
 
-start_peer_node() # start_peer_node I: node I with a peer listener and its address in the map
-{
-	local i="$1"
-	[ -n "${PEER_PORT[$i]:-}" ] || PEER_PORT[$i]=$(free_port)
-	node_start "$i" --store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$i]}" \
-		--peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$i]}"
-}
-
 flushes() # flushes JOURNAL: FLUSHes completed
 {
 	if [ -f "$1" ]; then grep -c '^F' "$1" || true; else echo 0; fi
 }
 
-etcd_start
-for i in 0 1 2; do
-	start_peer_node "$i"
-done
-wait_for 30 "node0 does not see three nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+start_three_peer_nodes
 qexpect 0 0 volume create "$VOL" "$VOLSIZE" --replicas 3
 URI0="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"
 URI1="nbd://127.0.0.1:${NODE_PORT[1]}/$VOL"
