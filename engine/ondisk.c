@@ -15,6 +15,19 @@ static uint32_t record_crc(const void *buf, size_t len, size_t crc_off)
 	return crc32c_extend(crc, (const uint8_t *)buf + crc_off + 4, len - crc_off - 4);
 }
 
+/* A fixed-size record copied from buf into d (size bytes, its crc field at crc_off):
+ * -EINVAL unless len is its size, -EILSEQ if its CRC is wrong. */
+static int record_load(const void *buf, size_t len, void *d, size_t size, size_t crc_off)
+{
+	uint32_t crc;
+
+	if (len != size)
+		return -EINVAL;
+	memcpy(d, buf, size);
+	memcpy(&crc, (const uint8_t *)d + crc_off, sizeof(crc));
+	return crc == record_crc(buf, size, crc_off) ? 0 : -EILSEQ;
+}
+
 static void put_be64(uint8_t *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--, v >>= 8)
@@ -155,12 +168,10 @@ void ondisk_held_record_encode(const struct held_record *r, struct ondisk_held_r
 int ondisk_held_record_decode(const void *buf, size_t len, struct held_record *r)
 {
 	struct ondisk_held_record d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_held_record, crc));
 
-	if (len != sizeof(d))
-		return -EINVAL;
-	memcpy(&d, buf, sizeof(d));
-	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_held_record, crc)))
-		return -EILSEQ;
+	if (err < 0)
+		return err;
 	if (d.version != ONDISK_HELD_RECORD_VERSION || d.sealed > 1)
 		return -EPROTO;
 	*r = (struct held_record){ .slot = d.slot, .epoch = d.epoch, .sealed = d.sealed,
@@ -179,12 +190,10 @@ void ondisk_epoch_record_encode(uint64_t epoch, struct ondisk_epoch_record *out)
 int ondisk_epoch_record_decode(const void *buf, size_t len, uint64_t *epoch)
 {
 	struct ondisk_epoch_record d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_epoch_record, crc));
 
-	if (len != sizeof(d))
-		return -EINVAL;
-	memcpy(&d, buf, sizeof(d));
-	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_epoch_record, crc)))
-		return -EILSEQ;
+	if (err < 0)
+		return err;
 	if (d.version != ONDISK_EPOCH_RECORD_VERSION)
 		return -EPROTO;
 	*epoch = d.epoch;
@@ -207,12 +216,10 @@ void ondisk_slot_record_encode(const struct slot_record *r, struct ondisk_slot_r
 int ondisk_slot_record_decode(const void *buf, size_t len, struct slot_record *r)
 {
 	struct ondisk_slot_record d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_slot_record, crc));
 
-	if (len != sizeof(d))
-		return -EINVAL;
-	memcpy(&d, buf, sizeof(d));
-	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_slot_record, crc)))
-		return -EILSEQ;
+	if (err < 0)
+		return err;
 	if (d.version != ONDISK_SLOT_RECORD_VERSION || d.used == 0)
 		return -EPROTO;
 	*r = (struct slot_record){ .volume_id = d.volume_id, .generation = d.generation,
@@ -242,12 +249,10 @@ void ondisk_family_record_encode(uint32_t next_sno, struct ondisk_family_record 
 int ondisk_family_record_decode(const void *buf, size_t len, uint32_t *next_sno)
 {
 	struct ondisk_family_record d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_family_record, crc));
 
-	if (len != sizeof(d))
-		return -EINVAL;
-	memcpy(&d, buf, sizeof(d));
-	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_family_record, crc)))
-		return -EILSEQ;
+	if (err < 0)
+		return err;
 	if (d.version != ONDISK_FAMILY_RECORD_VERSION)
 		return -EPROTO;
 	*next_sno = d.next_sno;
@@ -476,12 +481,10 @@ void ondisk_volume_record_encode(const struct volume_record *v, struct ondisk_vo
 int ondisk_volume_record_decode(const void *buf, size_t len, struct volume_record *v)
 {
 	struct ondisk_volume_record d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_volume_record, crc));
 
-	if (len != sizeof(d))
-		return -EINVAL;
-	memcpy(&d, buf, sizeof(d));
-	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_volume_record, crc)))
-		return -EILSEQ;
+	if (err < 0)
+		return err;
 	if (d.version != QUILL_FORMAT_VERSION || d.size % QUILL_BLOCK_SIZE ||
 	    memchr(d.name, '\0', sizeof(d.name)) == NULL || d.name[0] == '\0' ||
 	    d.kind > ONDISK_LAYER_SNAPSHOT || d.parent_id == d.volume_id ||
@@ -594,12 +597,10 @@ int ondisk_store_record_decode(const void *buf, size_t len, uint8_t uuid[16],
 			       uint64_t *next_volume_id)
 {
 	struct ondisk_store_record d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_store_record, crc));
 
-	if (len != sizeof(d))
-		return -EINVAL;
-	memcpy(&d, buf, sizeof(d));
-	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_store_record, crc)))
-		return -EILSEQ;
+	if (err < 0)
+		return err;
 	if (d.version != QUILL_FORMAT_VERSION)
 		return -EPROTO;
 	memcpy(uuid, d.uuid, sizeof(d.uuid));
@@ -618,12 +619,10 @@ void ondisk_checkpoint_encode(uint64_t seq, struct ondisk_checkpoint *out)
 int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq)
 {
 	struct ondisk_checkpoint d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_checkpoint, crc));
 
-	if (len != sizeof(d))
-		return -EINVAL;
-	memcpy(&d, buf, sizeof(d));
-	if (d.crc != record_crc(buf, sizeof(d), offsetof(struct ondisk_checkpoint, crc)))
-		return -EILSEQ;
+	if (err < 0)
+		return err;
 	if (d.version != QUILL_FORMAT_VERSION)
 		return -EPROTO;
 	*seq = d.seq;
