@@ -57,8 +57,6 @@ void engine_opts_init(struct engine_opts *opts)
 	opts->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 }
 
-/* The RocksDB directory must belong to this store; a fresh one is claimed. */
-
 uint64_t eng_id_base(const struct engine *eng)
 {
 	uint64_t base;
@@ -69,6 +67,7 @@ uint64_t eng_id_base(const struct engine *eng)
 	return base < 2 ? 2 : base;
 }
 
+/* The RocksDB directory must belong to this store; a fresh one is claimed. */
 static int check_store_record(struct engine *eng, bool formatted)
 {
 	struct ondisk_store_record rec;
