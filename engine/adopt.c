@@ -202,14 +202,6 @@ static int write_headers(struct adopt_job *aj)
 	return 0;
 }
 
-static void put_alias(struct meta_batch *mb, const struct eng_alias *a)
-{
-	uint8_t key[ONDISK_ALIAS_KEY_LEN];
-
-	ondisk_alias_key(a->from, key);
-	meta_batch_put(mb, key, sizeof(key), &a->to, sizeof(a->to));
-}
-
 /* The batch that makes the family this store's (step 3 at the top). */
 static int build_commit(struct adopt_job *aj)
 {
@@ -229,7 +221,7 @@ static int build_commit(struct adopt_job *aj)
 		r = eng_map_put_dirty(aj->mb, v);
 	}
 	for (size_t i = aj->naliases; i < eng->naliases; i++)
-		put_alias(aj->mb, &eng->aliases[i]);
+		eng_batch_put_alias(aj->mb, &eng->aliases[i]);
 	eng_rebuild_maxima(aj->rb, &seq, &gen, &id);
 	if (id >= eng->next_volume_id)
 		eng->next_volume_id = id + 1; /* never handed out again, committed or not */

@@ -485,6 +485,8 @@ uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb);
  * draw was taken. */
 int eng_family_uid_new(struct engine *eng, uint64_t *uid);
 void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec);
+/* A merged snapshot's alias (its id -> the layer it was merged into) into mb. */
+void eng_batch_put_alias(struct meta_batch *mb, const struct eng_alias *a);
 int eng_volume_record_save(struct engine *eng, const struct volume_record *rec); /* synced */
 /* Ends vol's writes waiting for space with err (the layer they aimed at is gone). */
 void eng_fail_parked(struct engine *eng, struct engine_volume *vol, int err);

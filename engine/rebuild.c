@@ -761,13 +761,8 @@ static int persist(struct engine *eng)
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.kind != ONDISK_LAYER_CATALOG)
 			eng_batch_put_record(mb, &eng->vols[i]->rec);
-	for (size_t i = 0; i < eng->naliases; i++) {
-		uint8_t key[ONDISK_ALIAS_KEY_LEN];
-
-		ondisk_alias_key(eng->aliases[i].from, key);
-		meta_batch_put(mb, key, sizeof(key), &eng->aliases[i].to,
-			       sizeof(eng->aliases[i].to));
-	}
+	for (size_t i = 0; i < eng->naliases; i++)
+		eng_batch_put_alias(mb, &eng->aliases[i]);
 	r = meta_batch_commit(eng->meta, mb, META_SYNC);
 	meta_batch_destroy(mb);
 	return r;

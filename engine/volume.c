@@ -109,6 +109,14 @@ void eng_batch_put_record(struct meta_batch *mb, const struct volume_record *rec
 	meta_batch_put(mb, key, sizeof(key), &d, sizeof(d));
 }
 
+void eng_batch_put_alias(struct meta_batch *mb, const struct eng_alias *a)
+{
+	uint8_t key[ONDISK_ALIAS_KEY_LEN];
+
+	ondisk_alias_key(a->from, key);
+	meta_batch_put(mb, key, sizeof(key), &a->to, sizeof(a->to));
+}
+
 int eng_volume_record_save(struct engine *eng, const struct volume_record *rec)
 {
 	struct meta_batch *mb;
