@@ -279,22 +279,13 @@ static void adopted(struct adopt_job *aj)
 		(unsigned long long)(eng_now_ms() - aj->started_ms));
 }
 
-/* A wait's result r: on to state `next` once it is done. */
-static int next_state(struct eng_job *job, int r, unsigned next)
-{
-	if (r == ENG_JOB_WAIT || r < 0)
-		return r;
-	job->pc = next;
-	return ENG_JOB_WAIT;
-}
-
 static int commit(struct adopt_job *aj)
 {
 	int r = eng_job_meta_commit(&aj->job, &aj->mb);
 
 	if (r == 0)
 		adopted(aj);
-	return next_state(&aj->job, r, AD_CKPT);
+	return eng_job_next(&aj->job, r, AD_CKPT);
 }
 
 static int adopt_step(struct eng_job *job)
@@ -305,22 +296,22 @@ static int adopt_step(struct eng_job *job)
 	switch (job->pc) {
 	case AD_READ:
 		if (aj->next == aj->n)
-			return next_state(&aj->job, 0, AD_CHECK);
-		return next_state(&aj->job, read_copy(aj), AD_WALK);
+			return eng_job_next(&aj->job, 0, AD_CHECK);
+		return eng_job_next(&aj->job, read_copy(aj), AD_WALK);
 	case AD_WALK:
 		r = eng_job_wait_io(job);
 		if (r == 0)
 			r = walk_copy(aj);
 		if (r == 0)
 			aj->next++;
-		return next_state(&aj->job, r, AD_READ);
+		return eng_job_next(&aj->job, r, AD_READ);
 	case AD_CHECK:
 		r = check_collisions(aj);
-		return next_state(&aj->job, r < 0 ? r : write_headers(aj), AD_HEADERS);
+		return eng_job_next(&aj->job, r < 0 ? r : write_headers(aj), AD_HEADERS);
 	case AD_HEADERS:
-		return next_state(&aj->job, eng_job_wait_io(job), AD_FLUSH);
+		return eng_job_next(&aj->job, eng_job_wait_io(job), AD_FLUSH);
 	case AD_FLUSH:
-		return next_state(&aj->job, eng_job_wait_flush(job), AD_APPLY);
+		return eng_job_next(&aj->job, eng_job_wait_flush(job), AD_APPLY);
 	case AD_APPLY:
 		r = apply(aj);
 		if (r < 0)
@@ -533,12 +524,12 @@ static int release_step(struct eng_job *job)
 
 	switch (job->pc) {
 	case RL_QUIET:
-		return next_state(job, release_quiet(rj), RL_FLUSH);
+		return eng_job_next(job, release_quiet(rj), RL_FLUSH);
 	case RL_FLUSH:
 		r = eng_job_wait_flush(job);
 		if (r == 0)
 			r = release_batch(rj);
-		return next_state(job, r, RL_COMMIT);
+		return eng_job_next(job, r, RL_COMMIT);
 	default:
 		r = eng_job_meta_commit(job, &rj->mb);
 		return r == 0 ? released(rj) : r;

@@ -415,6 +415,10 @@ void eng_job_io_begin(struct eng_job *job);
 void eng_job_io_done(void *job, int res); /* an engine_cb */
 /* ENG_JOB_WAIT while the job's writes are in flight, then the first one's error or 0 */
 int eng_job_wait_io(struct eng_job *job);
+/* A step's state machine: r is what the state's work or wait returned. ENG_JOB_WAIT
+ * and -errno are returned as they are; 0 moves the job to state `next`, which runs
+ * from its next step (ENG_JOB_WAIT). */
+int eng_job_next(struct eng_job *job, int r, unsigned next);
 /* In a job step: commits *mb (META_SYNC) on the metadata thread (metacommit.c).
  * ENG_JOB_WAIT until it has landed: the step is called again and calls this again
  * with the same *mb; then the commit's result, 0 or -errno, with *mb destroyed and

@@ -395,15 +395,12 @@ static int seal_cut(struct held_job *hj, struct held *h)
 	return 0;
 }
 
-/* A seal's wait that returned r: on to state `next` once it is done. */
+/* A seal's wait that returned r: on to state `next` once it is done; a failure ends
+ * the seal. */
 static int seal_next(struct held_job *hj, struct held *h, int r, unsigned next)
 {
-	if (r == ENG_JOB_WAIT)
-		return r;
-	if (r < 0)
-		return seal_fail(h, r);
-	hj->job.pc = next;
-	return ENG_JOB_WAIT;
+	r = eng_job_next(&hj->job, r, next);
+	return r < 0 && r != ENG_JOB_WAIT ? seal_fail(h, r) : r;
 }
 
 static int seal_step(struct held_job *hj)

@@ -157,6 +157,14 @@ int eng_job_wait_io(struct eng_job *job)
 	return r;
 }
 
+int eng_job_next(struct eng_job *job, int r, unsigned next)
+{
+	if (r == ENG_JOB_WAIT || r < 0)
+		return r;
+	job->pc = next;
+	return ENG_JOB_WAIT;
+}
+
 bool eng_jobs_pending(const struct engine *eng)
 {
 	return eng->jobs != NULL;
