@@ -432,11 +432,19 @@ static bool kept(const struct release_job *rj, uint32_t sno)
 	return false;
 }
 
-/* Is slot i one of the family's own segments that the release keeps as a copy? */
-static bool kept_slot(const struct release_job *rj, const struct slot *s)
+/* If slot i holds one of the family's own segments that the release keeps as a copy:
+ * true, and the copy's "H" record (sealed where the segment ends) in *hr. */
+static bool kept_slot(const struct release_job *rj, uint32_t i, uint64_t epoch,
+		      struct held_record *hr)
 {
-	return s->state != SLOT_FREE && !s->held && s->family_uid == rj->uid &&
-	       s->volume_id != 0 && kept(rj, s->sno);
+	const struct slot *s = &rj->job.eng->slots[i];
+
+	if (s->state == SLOT_FREE || s->held || s->family_uid != rj->uid ||
+	    s->volume_id == 0 || !kept(rj, s->sno))
+		return false;
+	*hr = (struct held_record){ .slot = i, .epoch = epoch, .sealed = true,
+				    .length = s->used };
+	return true;
 }
 
 /* The family's writes are retired and nothing moves its blocks; its open segments
@@ -481,12 +489,10 @@ static int release_batch(struct release_job *rj)
 		if (eng->vols[i]->rec.uid == rj->uid)
 			eng_batch_delete_layer(eng, rj->mb, eng->vols[i]->rec.volume_id);
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
-		struct held_record hr = { .slot = i, .epoch = epoch, .sealed = true,
-					  .length = s->used };
+		struct held_record hr;
 
-		if (kept_slot(rj, s))
-			eng_held_put(rj->mb, rj->uid, s->sno, &hr);
+		if (kept_slot(rj, i, epoch, &hr))
+			eng_held_put(rj->mb, rj->uid, eng->slots[i].sno, &hr);
 	}
 	return 0;
 }
@@ -494,18 +500,17 @@ static int release_batch(struct release_job *rj)
 static int released(struct release_job *rj)
 {
 	struct engine *eng = rj->job.eng;
+	uint64_t epoch = engine_held_epoch(eng, rj->uid);
 	struct engine_volume *v;
 	int r = 0;
 
 	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++) {
-		struct slot *s = &eng->slots[i];
-		struct held_record hr = { .slot = i, .epoch = engine_held_epoch(eng, rj->uid),
-					  .sealed = true, .length = s->used };
+		struct held_record hr;
 
-		if (!kept_slot(rj, s))
+		if (!kept_slot(rj, i, epoch, &hr))
 			continue;
-		s->volume_id = 0; /* not freed with its layer below */
-		r = eng_held_keep(eng, rj->uid, s->sno, &hr);
+		eng->slots[i].volume_id = 0; /* not freed with its layer below */
+		r = eng_held_keep(eng, rj->uid, eng->slots[i].sno, &hr);
 	}
 	/* no tombstones: the family lives on elsewhere, and may come back here */
 	while ((v = family_layer(eng, rj->uid))) {
