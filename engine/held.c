@@ -862,7 +862,8 @@ static int held_walk_visit(void *arg, const struct logcheck_item *it, const stru
 }
 
 /* An open copy's length: its log, walked as replay walks one (the owner's header and
- * generation, every batch's data checked); a torn last batch is cut off. */
+ * generation, every batch's data checked); a torn last batch is cut off. The walk
+ * leaves its marks on the slot: the slot is the held copy's again after it. */
 static int open_length(struct engine *eng, struct held *h)
 {
 	struct segment_header sh;
@@ -881,6 +882,7 @@ static int open_length(struct engine *eng, struct held *h)
 	if (r < 0)
 		return r;
 	h->length = eng->slots[h->slot].used; /* where the walk stopped */
+	seg_hold_restore(eng, h->slot, h->uid, h->sno, false, h->length);
 	return 0;
 }
 
@@ -896,7 +898,6 @@ int eng_held_load(struct engine *eng)
 		if (!h->sealed)
 			r = open_length(eng, h);
 		h->ahead = h->length;
-		seg_hold_restore(eng, h->slot, h->uid, h->sno, h->sealed, h->length);
 	}
 	if (r == 0 && eng->held && eng->held->n)
 		log_msg(LOG_INFO, ENG_LOG, "holding %zu segments for other nodes",
