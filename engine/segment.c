@@ -263,8 +263,9 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 
 	if (block == 0)
 		header_encode(eng, slot, ONDISK_SEG_USED, seq, buf);
-	/* a slot out of range is the store's to refuse */
-	if (slot >= eng->sb.segment_count || !eng->slots[slot].mirrored || !eng->mirror)
+	/* a node without a mirror goes straight to the store; a slot out of range is the
+	 * store's to refuse */
+	if (!eng->mirror || slot >= eng->sb.segment_count || !eng->slots[slot].mirrored)
 		return eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, cb, arg);
 	j = join_new(cb, arg);
 	if (!j)
@@ -295,7 +296,6 @@ int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iov
 int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *arg)
 {
 	struct iovec iov = { buf, QUILL_BLOCK_SIZE };
-
 	int r;
 
 	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
