@@ -532,21 +532,16 @@ static void print_segments(const struct inspect *in)
 	       "segment\n");
 	for (uint32_t i = 0; i < in->sb.segment_count; i++) {
 		const struct slot_info *si = &in->slots[i];
+		bool held = si->kind == SK_FOREIGN;
 
-		if (si->kind == SK_USED)
+		if (si->kind == SK_USED || held)
 			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "  %9" PRIu64 "  %8" PRIu64
-			       "  %7u  %4" PRIu64 "  %3u  %016" PRIx64 ":%" PRIu32 "%s\n", i,
+			       "  %7u  %4" PRIu64 "  %3u  %016" PRIx64 ":%" PRIu32 "%s%s\n", i,
 			       kind_str(si->kind), si->h.volume_id, si->h.generation,
 			       si->h.first_seq, si->last_seq, si->batches, si->data_blocks,
 			       si->end_block, si->h.family_uid, si->h.sno,
-			       si->torn ? "  torn tail" : "");
-		else if (si->kind == SK_FOREIGN)
-			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "  %9" PRIu64 "  %8" PRIu64
-			       "  %7u  %4" PRIu64 "  %3u  %016" PRIx64 ":%" PRIu32 "  another store's "
-			       "segment (held for another node)%s\n", i, kind_str(si->kind),
-			       si->h.volume_id, si->h.generation, si->h.first_seq, si->last_seq,
-			       si->batches, si->data_blocks, si->end_block, si->h.family_uid,
-			       si->h.sno, si->torn ? ", bad tail" : "");
+			       held ? "  another store's segment (held for another node)" : "",
+			       !si->torn ? "" : held ? ", bad tail" : "  torn tail");
 		else if (si->kind == SK_FREE)
 			printf("%4u  %-10s  %6" PRIu64 "  %10" PRIu64 "  %016" PRIx64 ":%" PRIu32 "\n",
 			       i, kind_str(si->kind), si->h.volume_id, si->h.generation,
