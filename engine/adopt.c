@@ -99,17 +99,11 @@ static void adopt_release(struct eng_job *job)
 
 static int read_copy(struct adopt_job *aj)
 {
-	struct engine *eng = aj->job.eng;
 	const struct adopt_copy *c = &aj->c[aj->next];
-	struct iovec iov = { aj->buf, (size_t)c->length * QUILL_BLOCK_SIZE };
-	int r;
 
 	if (c->length == 0)
 		return -EILSEQ; /* not even a header */
-	eng_job_io_begin(&aj->job);
-	r = seg_read(eng, c->slot, 0, &iov, 1, eng_job_io_done, &aj->job);
-	if (r < 0)
-		eng_job_io_done(&aj->job, r);
+	eng_job_seg_io(&aj->job, false, c->slot, 0, aj->buf, c->length);
 	return 0;
 }
 
@@ -185,19 +179,12 @@ static int write_headers(struct adopt_job *aj)
 		struct segment_header h = c->h;
 		uint8_t *blk = aj->hdrs + i * QUILL_BLOCK_SIZE;
 		uint32_t end = eng->slots[c->slot].used; /* where the walk stopped */
-		struct iovec iov[2] = { { blk, QUILL_BLOCK_SIZE }, { zero, QUILL_BLOCK_SIZE } };
-		int r;
 
 		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
 		ondisk_segment_header_encode(&h, blk);
-		for (int k = 0; k < 2; k++) {
-			if (k == 1 && end >= eng->blocks_per_seg)
-				break;
-			eng_job_io_begin(&aj->job);
-			r = seg_write(eng, c->slot, k ? end : 0, &iov[k], 1, eng_job_io_done, &aj->job);
-			if (r < 0)
-				eng_job_io_done(&aj->job, r);
-		}
+		eng_job_seg_io(&aj->job, true, c->slot, 0, blk, 1);
+		if (end < eng->blocks_per_seg)
+			eng_job_seg_io(&aj->job, true, c->slot, end, zero, 1);
 	}
 	return 0;
 }

@@ -415,6 +415,11 @@ void eng_job_io_begin(struct eng_job *job);
 void eng_job_io_done(void *job, int res); /* an engine_cb */
 /* ENG_JOB_WAIT while the job's writes are in flight, then the first one's error or 0 */
 int eng_job_wait_io(struct eng_job *job);
+/* A segment write (seg_write) or read (seg_read) of nblocks blocks at buf, counted as
+ * one of the job's I/Os (eng_job_io_begin): its refusal is its failure, seen by
+ * eng_job_wait_io. */
+void eng_job_seg_io(struct eng_job *job, bool write, uint32_t slot, uint32_t block, void *buf,
+		    uint32_t nblocks);
 /* A step's state machine: r is what the state's work or wait returned. ENG_JOB_WAIT
  * and -errno are returned as they are; 0 moves the job to state `next`, which runs
  * from its next step (ENG_JOB_WAIT). */

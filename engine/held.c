@@ -380,18 +380,10 @@ static int seal_fail(struct held *h, int err)
 
 static int seal_cut(struct held_job *hj, struct held *h)
 {
-	struct engine *eng = hj->job.eng;
-	struct iovec iov;
-	int r;
-
-	hj->cut = seg_buf_alloc(QUILL_BLOCK_SIZE);
+	hj->cut = seg_buf_alloc(QUILL_BLOCK_SIZE); /* zeroed */
 	if (!hj->cut)
 		return -ENOMEM;
-	iov = (struct iovec){ hj->cut, QUILL_BLOCK_SIZE };
-	eng_job_io_begin(&hj->job);
-	r = seg_write(eng, h->slot, hj->length, &iov, 1, eng_job_io_done, &hj->job);
-	if (r < 0)
-		eng_job_io_done(&hj->job, r);
+	eng_job_seg_io(&hj->job, true, h->slot, hj->length, hj->cut, 1);
 	return 0;
 }
 

@@ -157,6 +157,19 @@ int eng_job_wait_io(struct eng_job *job)
 	return r;
 }
 
+void eng_job_seg_io(struct eng_job *job, bool write, uint32_t slot, uint32_t block, void *buf,
+		    uint32_t nblocks)
+{
+	struct iovec iov = { buf, (size_t)nblocks * QUILL_BLOCK_SIZE };
+	int r;
+
+	eng_job_io_begin(job);
+	r = write ? seg_write(job->eng, slot, block, &iov, 1, eng_job_io_done, job)
+		  : seg_read(job->eng, slot, block, &iov, 1, eng_job_io_done, job);
+	if (r < 0)
+		eng_job_io_done(job, r);
+}
+
 int eng_job_next(struct eng_job *job, int r, unsigned next)
 {
 	if (r == ENG_JOB_WAIT || r < 0)
