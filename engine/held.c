@@ -267,7 +267,7 @@ static void put_held_record(struct meta_batch *mb, const struct held *h, bool se
 
 /* ---- management: jobs whose step commits a record ---- */
 
-enum held_op { HELD_OPEN, HELD_OPEN_AGAIN, HELD_SEAL, HELD_DELETE, HELD_RAISE };
+enum held_op { HELD_OPEN, HELD_SEAL, HELD_DELETE, HELD_RAISE };
 
 struct held_job {
 	struct eng_job job; /* first: job.c frees it with free() */
@@ -276,7 +276,8 @@ struct held_job {
 	uint32_t sno;
 	uint64_t epoch;
 	uint32_t length;
-	bool owns;          /* seal, delete: this job set the entry's closing/deleting */
+	bool owns;          /* this job set the entry's opening, closing or deleting;
+			       an open or a seal without it is a retry of one under way */
 	struct meta_batch *mb;
 	uint8_t *cut;       /* seal: the zero block written at `length` */
 };
@@ -323,7 +324,7 @@ static int open_step(struct held_job *hj)
 	struct held *h = held_find(eng, hj->uid, hj->sno);
 	int r;
 
-	if (hj->op == HELD_OPEN_AGAIN) /* a retry: answered once the first open is */
+	if (!hj->owns) /* a retry: answered once the first open is */
 		return !h ? -EIO : h->opening ? ENG_JOB_WAIT : 0;
 	/* the fence may have risen while the job waited to commit */
 	if (!hj->mb && hj->epoch < engine_held_epoch(eng, hj->uid))
@@ -490,7 +491,6 @@ static int held_step(struct eng_job *job)
 
 	switch (hj->op) {
 	case HELD_OPEN:
-	case HELD_OPEN_AGAIN:
 		return open_step(hj);
 	case HELD_SEAL:
 		return seal_step(hj);
@@ -528,7 +528,7 @@ int engine_held_open_async(struct engine *eng, uint64_t uid, uint32_t sno, uint6
 	h = held_find(eng, uid, sno);
 	if (h)
 		return h->deleting ? -EBUSY
-				   : held_job_start(eng, HELD_OPEN_AGAIN, uid, sno, epoch, 0, false,
+				   : held_job_start(eng, HELD_OPEN, uid, sno, epoch, 0, false,
 						    cb, arg);
 	r = seg_hold(eng, uid, sno, &slot);
 	if (r < 0)
