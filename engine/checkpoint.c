@@ -191,9 +191,8 @@ static struct ckpt_job *capture_begin(struct engine *eng)
 		const struct slot *s = &eng->slots[i];
 
 		/* last_seq <= seq: replay from this checkpoint never needs its batches */
-		if (s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 && !s->held &&
-		    s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i) &&
-		    !eng_slot_pinned(eng->slots, eng->sb.segment_count, i))
+		if (s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i) &&
+		    eng_slot_frees_at_checkpoint(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
 	}
 	for (size_t i = 0; i < eng->nvols; i++)

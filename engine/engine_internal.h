@@ -747,6 +747,10 @@ void eng_prezero_init(struct engine *eng);
 void eng_prezero_maybe(struct engine *eng);
 /* ms until eng_prezero_maybe() has work, INT_MAX when nothing but an event brings it */
 int eng_prezero_timeout(const struct engine *eng);
+/* Is slot i empty, waiting only for a checkpoint to be freed (gc.c)? Sealed, nothing
+ * live or pending in it, not a held copy, and not kept for trims that still hide older
+ * blocks (the cleaner carries them first). */
+bool eng_slot_frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uint32_t i);
 /* The slot the cleaner should take next (cost-benefit), or -1. *empty_waiting counts
  * the slots that are already empty and only wait for a checkpoint. */
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,

@@ -33,9 +33,7 @@ static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 	       !s->held && (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
 }
 
-/* Slots that are empty and only wait for a checkpoint to be freed (not those whose
- * trims still hide older blocks: the cleaner carries them first). */
-static bool frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uint32_t i)
+bool eng_slot_frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uint32_t i)
 {
 	const struct slot *s = &slots[i];
 
@@ -54,7 +52,7 @@ int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t b
 		const struct slot *s = &slots[i];
 		double u, age, score;
 
-		if (frees_at_checkpoint(slots, nslots, i)) {
+		if (eng_slot_frees_at_checkpoint(slots, nslots, i)) {
 			(*empty_waiting)++;
 			continue;
 		}
