@@ -51,14 +51,6 @@ struct adopt_job {
 	uint64_t started_ms;
 };
 
-static struct engine_volume *family_layer(struct engine *eng, uint64_t uid)
-{
-	for (size_t i = 0; i < eng->nvols; i++)
-		if (eng->vols[i]->rec.uid == uid && eng->vols[i]->rec.kind != ONDISK_LAYER_CATALOG)
-			return eng->vols[i];
-	return NULL;
-}
-
 /* The in-memory part of a failed adoption goes; the copies are held as before. */
 static void adopt_undo(struct adopt_job *aj)
 {
@@ -66,7 +58,7 @@ static void adopt_undo(struct adopt_job *aj)
 	struct engine_volume *v;
 
 	if (aj->applied) {
-		while ((v = family_layer(eng, aj->uid)))
+		while ((v = eng_family_layer(eng, aj->uid)))
 			eng_volume_remove(eng, v);
 		eng->naliases = aj->naliases;
 		eng->ndead = aj->ndead;
@@ -352,7 +344,7 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 
 	if (uid == 0 || uid == ONDISK_CATALOG_UID || !snos || n == 0 || !cb)
 		return -EINVAL;
-	if (family_layer(eng, uid)) {
+	if (eng_family_layer(eng, uid)) {
 		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: it has layers here already",
 			(unsigned long long)uid);
 		return -EEXIST;
@@ -500,7 +492,7 @@ static int released(struct release_job *rj)
 		r = eng_held_keep(eng, rj->uid, eng->slots[i].sno, &hr);
 	}
 	/* no tombstones: the family lives on elsewhere, and may come back here */
-	while ((v = family_layer(eng, rj->uid))) {
+	while ((v = eng_family_layer(eng, rj->uid))) {
 		eng_layer_discard(eng, v);
 		eng_volume_remove(eng, v);
 	}
@@ -535,7 +527,7 @@ int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t
 
 	if (uid == 0 || uid == ONDISK_CATALOG_UID || (nkeep && !keep) || !cb)
 		return -EINVAL;
-	if (!family_layer(eng, uid))
+	if (!eng_family_layer(eng, uid))
 		return -ENOENT;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *v = eng->vols[i];

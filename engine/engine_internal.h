@@ -448,6 +448,8 @@ int eng_sync_wait(struct engine *eng, struct eng_sync *s, int started);
 
 /* engine.c, volume.c (the volume catalog) */
 struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
+/* A layer of family uid (the catalog layer is family ONDISK_CATALOG_UID's), or NULL. */
+struct engine_volume *eng_family_layer(const struct engine *eng, uint64_t uid);
 struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
 /* Where a new store's layer ids and segment generations start: a random 62-bit base

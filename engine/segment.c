@@ -509,14 +509,6 @@ static void delete_prefix(struct meta_batch *mb, char p)
 	meta_batch_delete_range(mb, begin, sizeof(begin), end, sizeof(end));
 }
 
-static bool family_has_layer(const struct engine *eng, uint64_t uid)
-{
-	for (size_t i = 0; i < eng->nvols; i++)
-		if (eng->vols[i]->rec.uid == uid)
-			return true;
-	return false;
-}
-
 /* The families' counters that changed. A family without a layer any more loses its
  * record (nothing opens a segment of it again); its entry stays, so that its uid is
  * not drawn again while this engine runs (start-up notes the headers that name it). */
@@ -530,7 +522,7 @@ static void capture_families(struct engine *eng, struct meta_batch *mb, bool uns
 		struct ondisk_family_record rec;
 
 		ondisk_family_key(f->uid, key);
-		if (!family_has_layer(eng, f->uid)) {
+		if (!eng_family_layer(eng, f->uid)) {
 			if (f->saved_sno && !unsure)
 				meta_batch_delete(mb, key, sizeof(key));
 			f->saved_sno = 0;

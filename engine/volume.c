@@ -20,6 +20,14 @@ struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id)
 	return NULL;
 }
 
+struct engine_volume *eng_family_layer(const struct engine *eng, uint64_t uid)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (eng->vols[i]->rec.uid == uid)
+			return eng->vols[i];
+	return NULL;
+}
+
 /* A volume's live layer by name (snapshots have their own namespace per volume). */
 struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name)
 {
@@ -147,11 +155,8 @@ uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb)
  * on disk)? */
 static bool family_uid_unused(const struct engine *eng, uint64_t uid)
 {
-	if (uid == 0 || uid == ONDISK_CATALOG_UID)
+	if (uid == 0 || uid == ONDISK_CATALOG_UID || eng_family_layer(eng, uid))
 		return false;
-	for (size_t i = 0; i < eng->nvols; i++)
-		if (eng->vols[i]->rec.uid == uid)
-			return false;
 	for (size_t i = 0; i < eng->ndead; i++)
 		if (eng->dead[i].rec.uid == uid)
 			return false;
