@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -270,46 +269,27 @@ static int op_fence(struct hold_op *op, struct engine *eng)
 	return r < 0 ? r : 1;
 }
 
-/* Answers a request the holder could not even take on (no memory for it). */
-static void refuse_bare(struct peer_req *req, int res)
-{
-	const struct peer_hdr *hdr = peer_req_hdr(req);
-	uint8_t head[PEER_SEG_HEAD_MAX];
-	struct peer_seg_reply rep = { .result = res };
-	struct peer_msg m = { .op = hdr->op | PEER_OP_REPLY, .volume_id = hdr->volume_id,
-			      .epoch = hdr->epoch, .head = head };
-
-	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
-	peer_req_reply(req, &m);
-}
-
 void holder_serve(void *arg, struct peer_req *req)
 {
 	struct holder *h = arg;
 	const struct peer_hdr *hdr = peer_req_hdr(req);
 	struct hold_op *op = calloc(1, sizeof(*op));
-	const void *payload;
-	size_t len;
 	int r;
 
 	if (!op) {
-		refuse_bare(req, -ENOMEM);
+		peer_req_refuse(req, -ENOMEM);
 		return;
 	}
 	op->h = h;
 	op->req = req;
 	op->uid = hdr->volume_id;
 	op->epoch = hdr->epoch;
-	payload = peer_req_payload(req, &len);
-	/* peer.c checked the layout; decoding again gives the fields */
-	r = peer_seg_req_decode(hdr->op, payload, len, &op->sr);
-	op->sr.op = hdr->op;
+	op->sr = *peer_req_seg(req); /* decoded and checked by peer.c */
 	op->next = h->ops;
 	if (h->ops)
 		h->ops->prev = op;
 	h->ops = op;
-	if (r == 0)
-		r = op_check(op, h->eng);
+	r = op_check(op, h->eng);
 	if (r == 0)
 		r = op_fence(op, h->eng);
 	if (r < 0)

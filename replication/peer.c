@@ -61,6 +61,7 @@ struct peer_req {
 	struct peer_conn *c;            /* NULL once the connection closed */
 	struct peer_req *next, *prev;   /* c's requests being served */
 	struct peer_hdr hdr;
+	struct peer_seg_req seg;        /* the payload, decoded: its data points into it */
 	const uint8_t *payload;
 	uint8_t *mem;                   /* owned: what payload points into */
 };
@@ -549,23 +550,19 @@ static int on_request(struct peer_conn *c, const struct peer_frame *f, size_t en
 		return -1;
 	}
 	req->hdr = f->hdr;
+	req->seg = sr;
+	if (sr.data) /* the payload's copy, or the same bytes in the buffer taken */
+		req->seg.data = req->payload + (sr.data - f->payload);
 	req->c = c;
 	req->next = c->served;
 	if (c->served)
 		c->served->prev = req;
 	c->served = req;
 	c->busy++;
-	if (c->ep->serve) {
+	if (c->ep->serve)
 		c->ep->serve(c->ep->serve_arg, req);
-	} else {
-		uint8_t head[PEER_SEG_HEAD_MAX];
-		struct peer_seg_reply no = { .result = -EOPNOTSUPP };
-		struct peer_msg m = { .op = f->hdr.op | PEER_OP_REPLY, .volume_id = f->hdr.volume_id,
-				      .epoch = f->hdr.epoch, .head = head };
-
-		m.head_len = peer_seg_reply_encode(m.op, &no, head);
-		peer_req_reply(req, &m);
-	}
+	else
+		peer_req_refuse(req, -EOPNOTSUPP);
 	return conn_unbusy(c) ? -1 : taken;
 }
 
@@ -578,6 +575,11 @@ const void *peer_req_payload(const struct peer_req *req, size_t *len)
 {
 	*len = req->hdr.payload_len;
 	return req->payload;
+}
+
+const struct peer_seg_req *peer_req_seg(const struct peer_req *req)
+{
+	return &req->seg;
 }
 
 int peer_req_reply(struct peer_req *req, const struct peer_msg *reply)
@@ -600,6 +602,17 @@ int peer_req_reply(struct peer_req *req, const struct peer_msg *reply)
 	}
 	req_free(req);
 	return r;
+}
+
+int peer_req_refuse(struct peer_req *req, int res)
+{
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_seg_reply no = { .result = res };
+	struct peer_msg m = { .op = req->hdr.op | PEER_OP_REPLY, .volume_id = req->hdr.volume_id,
+			      .epoch = req->hdr.epoch, .head = head };
+
+	m.head_len = peer_seg_reply_encode(m.op, &no, head);
+	return peer_req_reply(req, &m);
 }
 
 void peer_req_drop(struct peer_req *req)

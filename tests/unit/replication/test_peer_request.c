@@ -89,11 +89,20 @@ static void serve(void *arg, struct peer_req *req)
 	const struct peer_hdr *h = peer_req_hdr(req);
 	size_t len;
 	const void *p = peer_req_payload(req, &len);
+	const struct peer_seg_req *seg = peer_req_seg(req);
 
 	cr_assert_eq(arg, &srv);
 	srv.served++;
 	srv.last_hdr = *h;
 	cr_assert_eq(peer_seg_req_decode(h->op, p, len, &srv.last), 0, "peer.c checked it");
+	/* the request as peer.c decoded it is the payload's */
+	cr_assert_eq(seg->op, srv.last.op);
+	cr_assert_eq(seg->sno, srv.last.sno);
+	cr_assert_eq(seg->block, srv.last.block);
+	cr_assert_eq(seg->nblocks, srv.last.nblocks);
+	cr_assert_eq(seg->length, srv.last.length);
+	cr_assert_eq(seg->data_crc, srv.last.data_crc);
+	cr_assert_eq(seg->data, srv.last.data, "an APPEND's data in the payload handed on");
 	if (srv.last.op == PEER_OP_SEG_APPEND && peer_seg_data_check(&srv.last) < 0)
 		srv.bad_crc++;
 	if (srv.last.op == PEER_OP_SEG_APPEND && srv.last.nblocks >= 16) {
