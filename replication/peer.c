@@ -426,12 +426,26 @@ static int on_reply(struct peer_conn *c, const struct peer_frame *f)
 	return conn_unbusy(c) ? -1 : 0;
 }
 
+/* Queues a frame of ours (a request, a PING): its bytes are not answers, so they do not
+ * hold back our reading (conn_may_read). */
+static int conn_send_ours(struct peer_conn *c, const struct peer_hdr *h, const void *head,
+			  size_t head_len, const struct iovec *data, int datacnt)
+{
+	size_t before = c->out.len;
+	int r = peer_session_sendv(c->s, h, head, head_len, data, datacnt, &c->out);
+
+	if (r == 0) {
+		c->out_reqs += c->out.len - before;
+		conn_kick(c);
+	}
+	return r;
+}
+
 int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout_ms,
 		 peer_reply_cb cb, void *arg)
 {
 	struct peer_hdr h = { .op = m->op, .request_id = c->last_id + 1,
 			      .volume_id = m->volume_id, .epoch = m->epoch };
-	size_t before = c->out.len;
 	struct pending *p;
 	int r;
 
@@ -449,14 +463,12 @@ int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout
 	p->deadline = timeout_ms ? loop_now_ms() + timeout_ms : 0;
 	r = p->deadline ? req_timer_arm(c, p->deadline) : 0;
 	if (r == 0)
-		r = peer_session_sendv(c->s, &h, m->head, m->head_len, m->data, m->datacnt,
-				       &c->out);
+		r = conn_send_ours(c, &h, m->head, m->head_len, m->data, m->datacnt);
 	if (r < 0) {
 		free(p); /* a timer armed for it finds nothing late, and goes */
 		return r;
 	}
 	c->last_id++;
-	c->out_reqs += c->out.len - before;
 	p->prev = c->pend_tail;
 	if (c->pend_tail)
 		c->pend_tail->next = p;
@@ -464,7 +476,6 @@ int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout
 		c->pend_head = p;
 	c->pend_tail = p;
 	c->npending++;
-	conn_kick(c);
 	return 0;
 }
 
@@ -700,7 +711,6 @@ static int conn_process(struct peer_conn *c)
 		struct peer_frame m;
 		const char *why = NULL;
 		size_t need;
-		bool was_open = c->open;
 		int r = peer_session_frame_len(c->s, c->in.data + done, c->in.len - done, &need,
 					       &why);
 
@@ -723,7 +733,7 @@ static int conn_process(struct peer_conn *c)
 		}
 		done += need;
 		c->in_lead = 0;
-		if (!was_open && peer_session_is_open(c->s) && conn_authenticated(c))
+		if (!c->open && peer_session_is_open(c->s) && conn_authenticated(c))
 			return -1;
 		if (r == 1) {
 			r = dispatch(c, &m, done);
@@ -1008,9 +1018,7 @@ int peer_connect(struct peer_endpoint *ep, const char *addr, uint16_t port,
 
 int peer_ping(struct peer_conn *c, uint64_t request_id, const void *payload, size_t len)
 {
-	struct peer_hdr h = { .op = PEER_OP_PING, .request_id = request_id,
-			      .payload_len = (uint32_t)len };
-	int r;
+	struct peer_hdr h = { .op = PEER_OP_PING, .request_id = request_id };
 
 	if (!c->open)
 		return -ENOTCONN;
@@ -1018,12 +1026,7 @@ int peer_ping(struct peer_conn *c, uint64_t request_id, const void *payload, siz
 		return -EMSGSIZE;
 	if (c->closing || c->close_pending)
 		return -ENOTCONN;
-	r = peer_session_send(c->s, &h, payload, &c->out);
-	if (r == 0) {
-		c->out_reqs += peer_frame_len(&h) + PEER_MAC_BYTES;
-		conn_kick(c);
-	}
-	return r;
+	return conn_send_ours(c, &h, payload, len, NULL, 0);
 }
 
 /* ---- the endpoint ---- */
