@@ -45,6 +45,10 @@
 #define PEER_OUT_MAX (1u << 20) /* queued answers past which we stop reading */
 #define PEER_ADDR_MAX 64
 #define PEER_STEAL_MIN (64u << 10) /* a served payload this large keeps the read buffer */
+/* A served SEG_APPEND's data is put at a 4 KiB boundary (the holder's O_DIRECT writes
+ * take it as it is); the data starts this far into its frame. */
+#define DATA_ALIGN 4096u
+#define APPEND_DATA_OFF (PEER_HDR_BYTES + sizeof(struct peer_seg_append))
 
 /* A request of ours waiting for its reply. */
 struct pending {
@@ -487,20 +491,26 @@ unsigned peer_conn_pending(const struct peer_conn *c)
 /* ---- requests of the peer's, served ---- */
 
 /* A served request keeps its payload until the reply. A large one takes the read
- * buffer itself (what follows the frame moves to a new one): no copy of the data; a
- * small one is copied. Returns 0, 1 (the buffer was taken), or -ENOMEM. */
+ * buffer itself (what follows the frame moves to a new one): no copy of the data
+ * (in_align landed an APPEND's aligned); a small one is copied, an APPEND's data to
+ * a 4 KiB boundary (the holder's write then needs no bounce copy of it). Returns 0,
+ * 1 (the buffer was taken), or -ENOMEM. */
 static int req_take_payload(struct peer_conn *c, struct peer_req *req,
 			    const struct peer_frame *f, size_t end)
 {
 	struct peer_buf rest = { 0 };
-	size_t len = f->hdr.payload_len;
+	size_t len = f->hdr.payload_len, lead;
 
 	if (len < PEER_STEAL_MIN) {
-		req->mem = malloc(len ? len : 1);
+		lead = f->hdr.op == PEER_OP_SEG_APPEND ? DATA_ALIGN - sizeof(struct peer_seg_append)
+						       : 0;
+		req->mem = lead ? aligned_alloc(DATA_ALIGN, (lead + len + DATA_ALIGN - 1) /
+								    DATA_ALIGN * DATA_ALIGN)
+				: malloc(len ? len : 1);
 		if (!req->mem)
 			return -ENOMEM;
-		memcpy(req->mem, f->payload, len);
-		req->payload = req->mem;
+		memcpy(req->mem + lead, f->payload, len);
+		req->payload = req->mem + lead;
 		return 0;
 	}
 	if (peer_buf_reserve(&rest, PEER_READ_CHUNK) < 0 ||
@@ -669,10 +679,6 @@ static int dispatch(struct peer_conn *c, const struct peer_frame *m, size_t end)
 		return on_error_msg(c, m);
 	}
 }
-
-/* The offset of a SEG_APPEND's data in its frame. */
-#define APPEND_DATA_OFF (PEER_HDR_BYTES + sizeof(struct peer_seg_append))
-#define DATA_ALIGN 4096u
 
 /* A large SEG_APPEND whose header is in but not its data (the frame of `need` bytes
  * at `done`): it moves to a new buffer where its data will land 4 KiB aligned, so that

@@ -37,6 +37,7 @@ static struct srv {
 	enum mode mode;
 	unsigned served, bad_crc, stop_at;
 	unsigned big_appends, big_aligned; /* appends of 64 KiB or more; data 4 KiB aligned */
+	unsigned small_appends, small_aligned; /* the smaller ones, copied */
 	struct peer_req *held[MAX_HELD];
 	unsigned nheld;
 	struct peer_hdr last_hdr;
@@ -108,6 +109,9 @@ static void serve(void *arg, struct peer_req *req)
 	if (srv.last.op == PEER_OP_SEG_APPEND && srv.last.nblocks >= 16) {
 		srv.big_appends++;
 		srv.big_aligned += (uintptr_t)srv.last.data % 4096 == 0;
+	} else if (srv.last.op == PEER_OP_SEG_APPEND) {
+		srv.small_appends++;
+		srv.small_aligned += (uintptr_t)srv.last.data % 4096 == 0;
 	}
 	if (srv.mode == HOLD) {
 		cr_assert_lt(srv.nheld, MAX_HELD);
@@ -300,6 +304,8 @@ Test(peer_request, request_and_reply)
 	/* the 1 MiB append's data landed 4 KiB aligned: a holder writes it without a copy */
 	cr_assert_eq(srv.big_appends, 1);
 	cr_assert_eq(srv.big_aligned, 1, "a large append's data is not 4 KiB aligned");
+	cr_assert_eq(srv.small_appends, 1);
+	cr_assert_eq(srv.small_aligned, 1, "a small append's data is not copied 4 KiB aligned");
 	cr_assert_eq(srv.last_hdr.volume_id, FAMILY);
 	cr_assert_eq(srv.last_hdr.epoch, EPOCH);
 	cr_assert_eq(open.calls, 1);
