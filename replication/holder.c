@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -96,19 +95,20 @@ static bool op_has_segment(const struct hold_op *op)
 	return op->sr.op != PEER_OP_SEG_FLUSH && op->sr.op != PEER_OP_EPOCH_RAISE;
 }
 
-/* The family's fence rose above the op's epoch: another owner took the family. */
-static bool op_fenced(const struct hold_op *op, struct engine *eng)
+/* The op's family's fence now (0 for an op about no family): an op below it was
+ * fenced off by another owner. */
+static uint64_t family_fence(const struct hold_op *op, struct engine *eng)
 {
-	return op_has_family(op) && op->epoch < engine_held_epoch(eng, op->uid);
+	return op_has_family(op) ? engine_held_epoch(eng, op->uid) : 0;
 }
 
-static void log_refusal(const struct hold_op *op, struct engine *eng, int res)
+static void log_refusal(const struct hold_op *op, uint64_t fence, int res)
 {
 	if (res == -ESTALE)
 		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "family %llx: %s of segment %u at epoch %llu "
 				"refused: fenced at epoch %llu", (unsigned long long)op->uid,
 				peer_op_name(op->sr.op), op->sr.sno, (unsigned long long)op->epoch,
-				(unsigned long long)engine_held_epoch(eng, op->uid));
+				(unsigned long long)fence);
 	else if (res == -EILSEQ)
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "family %llx: append to segment %u at block %u "
 				"refused: its data does not match its CRC",
@@ -120,20 +120,21 @@ static void log_refusal(const struct hold_op *op, struct engine *eng, int res)
 static void op_finish(struct hold_op *op, int res)
 {
 	struct engine *eng = op->h->eng;
+	uint64_t fence = family_fence(op, eng);
 	uint8_t head[PEER_SEG_HEAD_MAX];
 	struct peer_seg_reply rep = { 0 };
 	struct engine_held_info info;
 	struct iovec data;
 	struct peer_msg m = { .op = op->sr.op | PEER_OP_REPLY, .volume_id = op->uid,
-			      .head = head };
+			      .epoch = fence, .head = head };
 	bool held;
 
-	if (res == 0 && op_fenced(op, eng))
+	if (res == 0 && op->epoch < fence)
 		res = -ESTALE; /* never acknowledge what a newer owner fenced off */
 	held = op_has_segment(op) && engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT && !held)
 		res = -ENOENT;
-	log_refusal(op, eng, res);
+	log_refusal(op, fence, res);
 	rep.result = res;
 	rep.length = held ? info.length : 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT) {
@@ -145,7 +146,6 @@ static void op_finish(struct hold_op *op, int res)
 		m.data = &data;
 		m.datacnt = 1;
 	}
-	m.epoch = op_has_family(op) ? engine_held_epoch(eng, op->uid) : 0;
 	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
 	peer_req_reply(op->req, &m);
 	op->req = NULL;
@@ -216,10 +216,8 @@ static int op_start(struct hold_op *op)
 
 static void op_run(struct hold_op *op)
 {
-	int r;
+	int r = op_start(op);
 
-	/* a raise of ours may have been overtaken by a higher one while it committed */
-	r = op_fenced(op, op->h->eng) ? -ESTALE : op_start(op);
 	if (r != 0)
 		op_finish(op, r < 0 ? r : 0);
 }
@@ -232,6 +230,9 @@ static void op_raised(void *arg, int res)
 		op_free(op);
 		return;
 	}
+	/* our raise may have been overtaken by a higher one while it committed */
+	if (res >= 0 && op->epoch < family_fence(op, op->h->eng))
+		res = -ESTALE;
 	if (res < 0)
 		op_finish(op, res);
 	else
@@ -270,46 +271,27 @@ static int op_fence(struct hold_op *op, struct engine *eng)
 	return r < 0 ? r : 1;
 }
 
-/* Answers a request the holder could not even take on (no memory for it). */
-static void refuse_bare(struct peer_req *req, int res)
-{
-	const struct peer_hdr *hdr = peer_req_hdr(req);
-	uint8_t head[PEER_SEG_HEAD_MAX];
-	struct peer_seg_reply rep = { .result = res };
-	struct peer_msg m = { .op = hdr->op | PEER_OP_REPLY, .volume_id = hdr->volume_id,
-			      .epoch = hdr->epoch, .head = head };
-
-	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
-	peer_req_reply(req, &m);
-}
-
 void holder_serve(void *arg, struct peer_req *req)
 {
 	struct holder *h = arg;
 	const struct peer_hdr *hdr = peer_req_hdr(req);
 	struct hold_op *op = calloc(1, sizeof(*op));
-	const void *payload;
-	size_t len;
 	int r;
 
 	if (!op) {
-		refuse_bare(req, -ENOMEM);
+		peer_req_refuse(req, -ENOMEM);
 		return;
 	}
 	op->h = h;
 	op->req = req;
 	op->uid = hdr->volume_id;
 	op->epoch = hdr->epoch;
-	payload = peer_req_payload(req, &len);
-	/* peer.c checked the layout; decoding again gives the fields */
-	r = peer_seg_req_decode(hdr->op, payload, len, &op->sr);
-	op->sr.op = hdr->op;
+	op->sr = *peer_req_seg(req); /* decoded and checked by peer.c */
 	op->next = h->ops;
 	if (h->ops)
 		h->ops->prev = op;
 	h->ops = op;
-	if (r == 0)
-		r = op_check(op, h->eng);
+	r = op_check(op, h->eng);
 	if (r == 0)
 		r = op_fence(op, h->eng);
 	if (r < 0)

@@ -45,6 +45,10 @@
 #define PEER_OUT_MAX (1u << 20) /* queued answers past which we stop reading */
 #define PEER_ADDR_MAX 64
 #define PEER_STEAL_MIN (64u << 10) /* a served payload this large keeps the read buffer */
+/* A served SEG_APPEND's data is put at a 4 KiB boundary (the holder's O_DIRECT writes
+ * take it as it is); the data starts this far into its frame. */
+#define DATA_ALIGN 4096u
+#define APPEND_DATA_OFF (PEER_HDR_BYTES + sizeof(struct peer_seg_append))
 
 /* A request of ours waiting for its reply. */
 struct pending {
@@ -61,6 +65,7 @@ struct peer_req {
 	struct peer_conn *c;            /* NULL once the connection closed */
 	struct peer_req *next, *prev;   /* c's requests being served */
 	struct peer_hdr hdr;
+	struct peer_seg_req seg;        /* the payload, decoded: its data points into it */
 	const uint8_t *payload;
 	uint8_t *mem;                   /* owned: what payload points into */
 };
@@ -425,12 +430,26 @@ static int on_reply(struct peer_conn *c, const struct peer_frame *f)
 	return conn_unbusy(c) ? -1 : 0;
 }
 
+/* Queues a frame of ours (a request, a PING): its bytes are not answers, so they do not
+ * hold back our reading (conn_may_read). */
+static int conn_send_ours(struct peer_conn *c, const struct peer_hdr *h, const void *head,
+			  size_t head_len, const struct iovec *data, int datacnt)
+{
+	size_t before = c->out.len;
+	int r = peer_session_sendv(c->s, h, head, head_len, data, datacnt, &c->out);
+
+	if (r == 0) {
+		c->out_reqs += c->out.len - before;
+		conn_kick(c);
+	}
+	return r;
+}
+
 int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout_ms,
 		 peer_reply_cb cb, void *arg)
 {
 	struct peer_hdr h = { .op = m->op, .request_id = c->last_id + 1,
 			      .volume_id = m->volume_id, .epoch = m->epoch };
-	size_t before = c->out.len;
 	struct pending *p;
 	int r;
 
@@ -448,14 +467,12 @@ int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout
 	p->deadline = timeout_ms ? loop_now_ms() + timeout_ms : 0;
 	r = p->deadline ? req_timer_arm(c, p->deadline) : 0;
 	if (r == 0)
-		r = peer_session_sendv(c->s, &h, m->head, m->head_len, m->data, m->datacnt,
-				       &c->out);
+		r = conn_send_ours(c, &h, m->head, m->head_len, m->data, m->datacnt);
 	if (r < 0) {
 		free(p); /* a timer armed for it finds nothing late, and goes */
 		return r;
 	}
 	c->last_id++;
-	c->out_reqs += c->out.len - before;
 	p->prev = c->pend_tail;
 	if (c->pend_tail)
 		c->pend_tail->next = p;
@@ -463,7 +480,6 @@ int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout
 		c->pend_head = p;
 	c->pend_tail = p;
 	c->npending++;
-	conn_kick(c);
 	return 0;
 }
 
@@ -475,20 +491,26 @@ unsigned peer_conn_pending(const struct peer_conn *c)
 /* ---- requests of the peer's, served ---- */
 
 /* A served request keeps its payload until the reply. A large one takes the read
- * buffer itself (what follows the frame moves to a new one): no copy of the data; a
- * small one is copied. Returns 0, 1 (the buffer was taken), or -ENOMEM. */
+ * buffer itself (what follows the frame moves to a new one): no copy of the data
+ * (in_align landed an APPEND's aligned); a small one is copied, an APPEND's data to
+ * a 4 KiB boundary (the holder's write then needs no bounce copy of it). Returns 0,
+ * 1 (the buffer was taken), or -ENOMEM. */
 static int req_take_payload(struct peer_conn *c, struct peer_req *req,
 			    const struct peer_frame *f, size_t end)
 {
 	struct peer_buf rest = { 0 };
-	size_t len = f->hdr.payload_len;
+	size_t len = f->hdr.payload_len, lead;
 
 	if (len < PEER_STEAL_MIN) {
-		req->mem = malloc(len ? len : 1);
+		lead = f->hdr.op == PEER_OP_SEG_APPEND ? DATA_ALIGN - sizeof(struct peer_seg_append)
+						       : 0;
+		req->mem = lead ? aligned_alloc(DATA_ALIGN, (lead + len + DATA_ALIGN - 1) /
+								    DATA_ALIGN * DATA_ALIGN)
+				: malloc(len ? len : 1);
 		if (!req->mem)
 			return -ENOMEM;
-		memcpy(req->mem, f->payload, len);
-		req->payload = req->mem;
+		memcpy(req->mem + lead, f->payload, len);
+		req->payload = req->mem + lead;
 		return 0;
 	}
 	if (peer_buf_reserve(&rest, PEER_READ_CHUNK) < 0 ||
@@ -549,23 +571,19 @@ static int on_request(struct peer_conn *c, const struct peer_frame *f, size_t en
 		return -1;
 	}
 	req->hdr = f->hdr;
+	req->seg = sr;
+	if (sr.data) /* the payload's copy, or the same bytes in the buffer taken */
+		req->seg.data = req->payload + (sr.data - f->payload);
 	req->c = c;
 	req->next = c->served;
 	if (c->served)
 		c->served->prev = req;
 	c->served = req;
 	c->busy++;
-	if (c->ep->serve) {
+	if (c->ep->serve)
 		c->ep->serve(c->ep->serve_arg, req);
-	} else {
-		uint8_t head[PEER_SEG_HEAD_MAX];
-		struct peer_seg_reply no = { .result = -EOPNOTSUPP };
-		struct peer_msg m = { .op = f->hdr.op | PEER_OP_REPLY, .volume_id = f->hdr.volume_id,
-				      .epoch = f->hdr.epoch, .head = head };
-
-		m.head_len = peer_seg_reply_encode(m.op, &no, head);
-		peer_req_reply(req, &m);
-	}
+	else
+		peer_req_refuse(req, -EOPNOTSUPP);
 	return conn_unbusy(c) ? -1 : taken;
 }
 
@@ -578,6 +596,11 @@ const void *peer_req_payload(const struct peer_req *req, size_t *len)
 {
 	*len = req->hdr.payload_len;
 	return req->payload;
+}
+
+const struct peer_seg_req *peer_req_seg(const struct peer_req *req)
+{
+	return &req->seg;
 }
 
 int peer_req_reply(struct peer_req *req, const struct peer_msg *reply)
@@ -600,6 +623,17 @@ int peer_req_reply(struct peer_req *req, const struct peer_msg *reply)
 	}
 	req_free(req);
 	return r;
+}
+
+int peer_req_refuse(struct peer_req *req, int res)
+{
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_seg_reply no = { .result = res };
+	struct peer_msg m = { .op = req->hdr.op | PEER_OP_REPLY, .volume_id = req->hdr.volume_id,
+			      .epoch = req->hdr.epoch, .head = head };
+
+	m.head_len = peer_seg_reply_encode(m.op, &no, head);
+	return peer_req_reply(req, &m);
 }
 
 void peer_req_drop(struct peer_req *req)
@@ -646,10 +680,6 @@ static int dispatch(struct peer_conn *c, const struct peer_frame *m, size_t end)
 	}
 }
 
-/* The offset of a SEG_APPEND's data in its frame. */
-#define APPEND_DATA_OFF (PEER_HDR_BYTES + sizeof(struct peer_seg_append))
-#define DATA_ALIGN 4096u
-
 /* A large SEG_APPEND whose header is in but not its data (the frame of `need` bytes
  * at `done`): it moves to a new buffer where its data will land 4 KiB aligned, so that
  * the holder writes it as it is (O_DIRECT) instead of copying it to a bounce buffer;
@@ -687,7 +717,6 @@ static int conn_process(struct peer_conn *c)
 		struct peer_frame m;
 		const char *why = NULL;
 		size_t need;
-		bool was_open = c->open;
 		int r = peer_session_frame_len(c->s, c->in.data + done, c->in.len - done, &need,
 					       &why);
 
@@ -710,7 +739,7 @@ static int conn_process(struct peer_conn *c)
 		}
 		done += need;
 		c->in_lead = 0;
-		if (!was_open && peer_session_is_open(c->s) && conn_authenticated(c))
+		if (!c->open && peer_session_is_open(c->s) && conn_authenticated(c))
 			return -1;
 		if (r == 1) {
 			r = dispatch(c, &m, done);
@@ -995,9 +1024,7 @@ int peer_connect(struct peer_endpoint *ep, const char *addr, uint16_t port,
 
 int peer_ping(struct peer_conn *c, uint64_t request_id, const void *payload, size_t len)
 {
-	struct peer_hdr h = { .op = PEER_OP_PING, .request_id = request_id,
-			      .payload_len = (uint32_t)len };
-	int r;
+	struct peer_hdr h = { .op = PEER_OP_PING, .request_id = request_id };
 
 	if (!c->open)
 		return -ENOTCONN;
@@ -1005,12 +1032,7 @@ int peer_ping(struct peer_conn *c, uint64_t request_id, const void *payload, siz
 		return -EMSGSIZE;
 	if (c->closing || c->close_pending)
 		return -ENOTCONN;
-	r = peer_session_send(c->s, &h, payload, &c->out);
-	if (r == 0) {
-		c->out_reqs += peer_frame_len(&h) + PEER_MAC_BYTES;
-		conn_kick(c);
-	}
-	return r;
+	return conn_send_ours(c, &h, payload, len, NULL, 0);
 }
 
 /* ---- the endpoint ---- */

@@ -120,16 +120,21 @@ int peer_request(struct peer_conn *c, const struct peer_msg *m, unsigned timeout
 /* Requests sent and not answered yet. */
 unsigned peer_conn_pending(const struct peer_conn *c);
 
-/* Server side: a request handed to the serve hook. The header and payload stay valid
- * until the reply (the payload is the request's whole payload: peer_seg_req_decode
- * reads it). */
+/* Server side: a request handed to the serve hook. The header, payload and decoded
+ * request stay valid until the reply (the payload is the request's whole payload;
+ * peer_req_seg is it decoded by peer_seg_req_decode, an APPEND's data pointing into
+ * it). */
 const struct peer_hdr *peer_req_hdr(const struct peer_req *req);
 const void *peer_req_payload(const struct peer_req *req, size_t *len);
+const struct peer_seg_req *peer_req_seg(const struct peer_req *req);
 /* Answers req with reply (its op must be the request's | PEER_OP_REPLY; the request
  * id is req's) and frees req. If the connection closed meanwhile, the reply is dropped
  * (-ENOTCONN); if it cannot be queued (-EMSGSIZE, -EINVAL, -ENOMEM) the connection is
  * closed: the requester must not wait for an answer that will not come. */
 int peer_req_reply(struct peer_req *req, const struct peer_msg *reply);
+/* Answers req with a refusal: a reply of result res (< 0) and nothing after it, its
+ * header echoing the request's volume and epoch. As peer_req_reply. */
+int peer_req_refuse(struct peer_req *req, int res);
 /* Frees req without an answer (a server shutting down); the requester's timeout or
  * the connection's close ends its wait. */
 void peer_req_drop(struct peer_req *req);

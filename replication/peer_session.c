@@ -452,6 +452,19 @@ static int fail(struct peer_session *s, int r, const char **why, const char *tex
 	return r;
 }
 
+/* Decodes the header at the head of buf (len >= PEER_HDR_BYTES) and checks it against
+ * what the state allows. */
+static int hdr_input(struct peer_session *s, const void *buf, size_t len, struct peer_hdr *h,
+		     const char **why)
+{
+	int r = peer_hdr_decode(buf, len, h);
+
+	if (r < 0)
+		return fail(s, r, why, hdr_why(r));
+	r = expect(s, h, why);
+	return r < 0 ? fail(s, r, why, *why) : 0;
+}
+
 int peer_session_frame_len(struct peer_session *s, const void *buf, size_t len,
 			   size_t *frame_len, const char **why)
 {
@@ -461,14 +474,10 @@ int peer_session_frame_len(struct peer_session *s, const void *buf, size_t len,
 	*frame_len = 0;
 	if (len < PEER_HDR_BYTES)
 		return 0;
-	r = peer_hdr_decode(buf, len, &h);
-	if (r < 0)
-		return fail(s, r, why, hdr_why(r));
-	r = expect(s, &h, why);
-	if (r < 0)
-		return fail(s, r, why, *why);
-	*frame_len = peer_frame_len(&h);
-	return 0;
+	r = hdr_input(s, buf, len, &h, why);
+	if (r == 0)
+		*frame_len = peer_frame_len(&h);
+	return r;
 }
 
 static int on_hello(struct peer_session *s, const uint8_t *payload, struct peer_buf *out,
@@ -547,14 +556,15 @@ int peer_session_input(struct peer_session *s, const void *frame, size_t len,
 		       struct peer_frame *msg, struct peer_buf *out, const char **why)
 {
 	const uint8_t *p = frame;
-	size_t need;
-	int r = peer_session_frame_len(s, frame, len, &need, why);
+	int r;
 
+	if (len < PEER_HDR_BYTES)
+		return fail(s, -EINVAL, why, "truncated frame");
+	r = hdr_input(s, p, len, &msg->hdr, why);
 	if (r < 0)
 		return r;
-	if (need == 0 || len != need)
+	if (len != peer_frame_len(&msg->hdr))
 		return fail(s, -EINVAL, why, "truncated frame");
-	peer_hdr_decode(p, len, &msg->hdr); /* checked by peer_session_frame_len */
 	msg->payload = p + PEER_HDR_BYTES;
 	if (peer_payload_check(&msg->hdr, msg->payload) < 0)
 		return fail(s, -EILSEQ, why, "bad payload CRC");

@@ -37,6 +37,7 @@ static struct srv {
 	enum mode mode;
 	unsigned served, bad_crc, stop_at;
 	unsigned big_appends, big_aligned; /* appends of 64 KiB or more; data 4 KiB aligned */
+	unsigned small_appends, small_aligned; /* the smaller ones, copied */
 	struct peer_req *held[MAX_HELD];
 	unsigned nheld;
 	struct peer_hdr last_hdr;
@@ -89,16 +90,28 @@ static void serve(void *arg, struct peer_req *req)
 	const struct peer_hdr *h = peer_req_hdr(req);
 	size_t len;
 	const void *p = peer_req_payload(req, &len);
+	const struct peer_seg_req *seg = peer_req_seg(req);
 
 	cr_assert_eq(arg, &srv);
 	srv.served++;
 	srv.last_hdr = *h;
 	cr_assert_eq(peer_seg_req_decode(h->op, p, len, &srv.last), 0, "peer.c checked it");
+	/* the request as peer.c decoded it is the payload's */
+	cr_assert_eq(seg->op, srv.last.op);
+	cr_assert_eq(seg->sno, srv.last.sno);
+	cr_assert_eq(seg->block, srv.last.block);
+	cr_assert_eq(seg->nblocks, srv.last.nblocks);
+	cr_assert_eq(seg->length, srv.last.length);
+	cr_assert_eq(seg->data_crc, srv.last.data_crc);
+	cr_assert_eq(seg->data, srv.last.data, "an APPEND's data in the payload handed on");
 	if (srv.last.op == PEER_OP_SEG_APPEND && peer_seg_data_check(&srv.last) < 0)
 		srv.bad_crc++;
 	if (srv.last.op == PEER_OP_SEG_APPEND && srv.last.nblocks >= 16) {
 		srv.big_appends++;
 		srv.big_aligned += (uintptr_t)srv.last.data % 4096 == 0;
+	} else if (srv.last.op == PEER_OP_SEG_APPEND) {
+		srv.small_appends++;
+		srv.small_aligned += (uintptr_t)srv.last.data % 4096 == 0;
 	}
 	if (srv.mode == HOLD) {
 		cr_assert_lt(srv.nheld, MAX_HELD);
@@ -291,6 +304,8 @@ Test(peer_request, request_and_reply)
 	/* the 1 MiB append's data landed 4 KiB aligned: a holder writes it without a copy */
 	cr_assert_eq(srv.big_appends, 1);
 	cr_assert_eq(srv.big_aligned, 1, "a large append's data is not 4 KiB aligned");
+	cr_assert_eq(srv.small_appends, 1);
+	cr_assert_eq(srv.small_aligned, 1, "a small append's data is not copied 4 KiB aligned");
 	cr_assert_eq(srv.last_hdr.volume_id, FAMILY);
 	cr_assert_eq(srv.last_hdr.epoch, EPOCH);
 	cr_assert_eq(open.calls, 1);
