@@ -62,7 +62,7 @@ struct rop;
 struct rseg {
 	struct replicas *rs;
 	struct family *fam;
-	uint32_t slot, sno;
+	uint32_t sno;
 	enum rseg_state state;
 	unsigned nholders;              /* remote holders now */
 	struct rnode *holders[MAX_REMOTE];
@@ -81,7 +81,6 @@ struct rseg {
 };
 
 struct rop {
-	struct rseg *seg;
 	uint32_t block, nblocks;
 	struct iovec iov;               /* the engine's buffer, alive until cb */
 	uint32_t crc;
