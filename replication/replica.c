@@ -204,6 +204,20 @@ static void op_unref(struct rop *op)
 		free(op);
 }
 
+/* s's completions on the loop's next turn (kick_run): s is held until then. */
+static void seg_kick_later(struct rseg *s)
+{
+	struct replicas *rs = s->rs;
+
+	if (!s->kicked) {
+		s->kicked = true;
+		s->refs++;
+		s->next_kick = rs->kicked;
+		rs->kicked = s;
+	}
+	loop_task_schedule(rs->kick);
+}
+
 /* Completes, oldest first, every append of s that may: each current holder has it, no
  * drop is waiting for its record, and s has min_replicas copies. */
 static void seg_complete(struct rseg *s)
@@ -213,7 +227,7 @@ static void seg_complete(struct rseg *s)
 	if (s->rs->in_hook) {
 		/* never call the engine back from inside its own call (a batch it is
 		 * submitting could retire under it): on the loop's next turn */
-		loop_task_schedule(s->rs->kick);
+		seg_kick_later(s);
 		return;
 	}
 	if (s->record_busy || s->record_again || s->state < RS_OPEN)
@@ -678,6 +692,7 @@ static void seg_step(struct rseg *s)
 	case RS_PLACING:
 		if (s->delete_wanted && !s->ops) {
 			s->state = RS_DEAD; /* never recorded, never written elsewhere */
+			s->delete_wanted = false; /* the slot's ref goes once */
 			seg_unref(s);
 			return;
 		}
@@ -797,20 +812,19 @@ static const struct seg_mirror_ops mirror_ops = {
 
 /* ---- the module ---- */
 
-/* The deferred completions: every segment's appends that may complete, the flushes. */
+/* The deferred completions: the appends of the segments kicked (each held by its
+ * place in the list, so that a completion may delete any of them), the flushes. Only
+ * those: a sealed segment is not walked again on every append and flush. */
 static void kick_run(void *arg)
 {
 	struct replicas *rs = arg;
+	struct rseg *s = rs->kicked, *next;
 
-	struct rseg *s = rs->all, *next;
-
-	if (s)
-		s->refs++; /* a completion may delete it, or the next one: each is held */
+	rs->kicked = NULL; /* segments kicked from here on go to a new list */
 	for (; s; s = next) {
+		next = s->next_kick;
+		s->kicked = false;
 		seg_complete(s);
-		next = s->next_all;
-		if (next)
-			next->refs++;
 		seg_unref(s);
 	}
 	replica_flushes_recheck(rs);

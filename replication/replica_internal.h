@@ -78,6 +78,8 @@ struct rseg {
 	unsigned refs;                  /* requests and etcd calls referring to it */
 	struct loop_timer *retry;
 	struct rseg *next_all;
+	bool kicked;                    /* in rs->kicked (holding a ref) */
+	struct rseg *next_kick;
 };
 
 struct rop {
@@ -121,6 +123,7 @@ struct replicas {
 	struct rseg *all;               /* every rseg, also those no longer in a slot */
 	unsigned records_busy;          /* holders records in flight: flushes wait */
 	struct loop_task *kick;         /* completions deferred out of the engine's calls */
+	struct rseg *kicked;            /* the segments whose completions were deferred */
 	bool in_hook;                   /* inside a mirror hook: complete nothing now */
 	struct seg_call *calls;         /* etcd calls not answered yet */
 	struct rflush **flushes;        /* flushes waiting for records */
