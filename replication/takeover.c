@@ -181,14 +181,6 @@ static struct tnode *node_find(struct takeover *t, const char *id)
 	return NULL;
 }
 
-static bool segment_local(const struct takeover *t, const struct layout_segment *s)
-{
-	for (unsigned h = 0; h < s->nholders; h++)
-		if (strcmp(s->holders[h], t->self) == 0)
-			return true;
-	return false;
-}
-
 /* ---- peer requests ---- */
 
 static int send_req(struct takeover *t, struct tnode *n, const struct peer_seg_req *rq,
@@ -542,7 +534,8 @@ static void seal_stat(struct takeover *t)
 	t->stating = true;
 	t->pending++;
 	t->refs++;
-	if (segment_local(t, s)) /* this node is a full member: its copy, or "0 blocks" */
+	/* this node is a full member: its copy, or "0 blocks" */
+	if (layout_segment_names(s, t->self))
 		stat_take(t, engine_held_stat(t->o.eng, t->uid, s->id.seq, &hi) == 0 ? hi.length : 0);
 	for (unsigned h = 0; h < s->nholders; h++) {
 		struct tnode *n = node_find(t, s->holders[h]);
