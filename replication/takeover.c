@@ -354,8 +354,7 @@ static void connect_start(struct takeover *t)
 			snprintf(t->nodes[t->nnodes].id, sizeof(t->nodes[0].id), "%s", id);
 			t->nnodes++;
 		}
-	t->pending++; /* this function's: the step ends here when nothing waits */
-	t->refs++;
+	call_begin(t); /* this function's: the step ends here when nothing waits */
 	for (size_t i = 0; i < t->nnodes; i++)
 		node_connect(t, &t->nodes[i]);
 	call_end(t);
@@ -394,8 +393,7 @@ static void raise_start(struct takeover *t)
 {
 	struct peer_seg_req rq = { .op = PEER_OP_EPOCH_RAISE };
 
-	t->pending++;
-	t->refs++;
+	call_begin(t); /* this function's, ended below */
 	for (size_t i = 0; i < t->nnodes; i++)
 		if (send_req(t, &t->nodes[i], &rq, raised) < 0)
 			t->nodes[i].ready = false;
@@ -460,8 +458,7 @@ static void seal_send(struct takeover *t)
 
 	s->state = LAYOUT_SEG_SEALED;
 	s->length = (uint64_t)t->minlen * ENGINE_BLOCK_SIZE;
-	t->pending++;
-	t->refs++;
+	call_begin(t); /* this function's, ended below */
 	for (unsigned h = 0; h < s->nholders; h++) {
 		struct tnode *n = node_find(t, s->holders[h]);
 
@@ -532,8 +529,7 @@ static void seal_stat(struct takeover *t)
 	t->minlen = UINT32_MAX;
 	t->answered = 0;
 	t->stating = true;
-	t->pending++;
-	t->refs++;
+	call_begin(t); /* this function's, ended below */
 	/* this node is a full member: its copy, or "0 blocks" */
 	if (layout_segment_names(s, t->self))
 		stat_take(t, engine_held_stat(t->o.eng, t->uid, s->id.seq, &hi) == 0 ? hi.length : 0);
