@@ -999,13 +999,13 @@ int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t 
 	return r;
 }
 
+/* Queues a command for the session thread: a node mark (id, out) or a volume call
+ * (vreq). */
 static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_vol_req *vreq,
 		   cluster_cb cb, void *arg)
 {
 	struct cmd *c, **tail;
 
-	if (!layout_id_valid(id))
-		return -EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1025,15 +1025,18 @@ static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_
 
 int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg)
 {
+	if (!layout_id_valid(id))
+		return -EINVAL;
 	return enqueue(cl, id, out, NULL, cb, arg);
 }
 
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
 			 void *arg)
 {
-	/* a list of every volume's records names none: any valid id queues it */
-	return enqueue(cl, req->op == CLUSTER_VOL_SEG_LIST_ALL ? "segments" : req->vol.name,
-		       false, req, cb, arg);
+	/* a list of every volume's records names none */
+	if (req->op != CLUSTER_VOL_SEG_LIST_ALL && !layout_id_valid(req->vol.name))
+		return -EINVAL;
+	return enqueue(cl, "", false, req, cb, arg);
 }
 
 uint64_t cluster_segments_gen(const struct cluster *cl)
