@@ -57,9 +57,6 @@ struct claim {
 	int64_t since;  /* the first epoch of this node's unbroken ownership (below) */
 };
 
-struct cluster;
-static void claim_forget(struct cluster *cl, size_t i);
-
 /* A growable array of n elements of size sz: a new zeroed slot, or NULL. */
 static void *grow(void **arr, size_t *n, size_t *cap, size_t sz)
 {
@@ -250,6 +247,23 @@ static struct cluster_volume *vol_find(struct cluster *cl, const char *name, boo
 	return v;
 }
 
+/* Under cl->mu: this node's claim on name, or NULL. */
+static struct claim *claim_find(struct cluster *cl, const char *name)
+{
+	for (size_t i = 0; i < cl->nclaims; i++)
+		if (strcmp(cl->claims[i].name, name) == 0)
+			return &cl->claims[i];
+	return NULL;
+}
+
+/* Under cl->mu: forgets claim c; the loop learns it from claims_gen (and the
+ * notify that the caller's news brings). */
+static void claim_forget(struct cluster *cl, struct claim *c)
+{
+	*c = cl->claims[--cl->nclaims];
+	atomic_fetch_add(&cl->claims_gen, 1);
+}
+
 /* Under cl->mu: a watch event shows name's claim as now. A claim of this node at a
  * lower epoch is gone (another node claimed since, or this node again after a lease
  * that lapsed): forgotten at once, so that the loop stops serving the volume even
@@ -258,19 +272,14 @@ static struct cluster_volume *vol_find(struct cluster *cl, const char *name, boo
  * claim's deletion must not undo the new one; the lease and release cover those.) */
 static void claims_check_map(struct cluster *cl, const char *name, const struct layout_claim *now)
 {
-	for (size_t i = 0; i < cl->nclaims; i++) {
-		struct claim *c = &cl->claims[i];
+	struct claim *c = claim_find(cl, name);
 
-		if (strcmp(c->name, name) != 0)
-			continue;
-		if (now->epoch <= c->epoch)
-			return; /* ours as we know it, or an older event */
-		log_msg(LOG_WARN, LOG_TAG, "volume %s: the map shows node %s owning it at epoch "
-			"%lld: this node's claim at epoch %lld is gone", name, now->node,
-			(long long)now->epoch, (long long)c->epoch);
-		claim_forget(cl, i);
-		return;
-	}
+	if (!c || now->epoch <= c->epoch)
+		return; /* not ours, ours as we know it, or an older event */
+	log_msg(LOG_WARN, LOG_TAG, "volume %s: the map shows node %s owning it at epoch "
+		"%lld: this node's claim at epoch %lld is gone", name, now->node,
+		(long long)now->epoch, (long long)c->epoch);
+	claim_forget(cl, c);
 }
 
 /* A volumes/ or owners/ key. A claim without a record (seen first) keeps an entry
@@ -381,12 +390,10 @@ static int64_t claim_since(struct cluster *cl, const char *name, int64_t epoch)
 
 static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 {
-	struct claim *c = NULL;
+	struct claim *c;
 
 	pthread_mutex_lock(&cl->mu);
-	for (size_t i = 0; i < cl->nclaims && !c; i++)
-		if (strcmp(cl->claims[i].name, name) == 0)
-			c = &cl->claims[i];
+	c = claim_find(cl, name);
 	if (!c)
 		c = grow((void **)&cl->claims, &cl->nclaims, &cl->capclaims, sizeof(*c));
 	if (c) {
@@ -397,22 +404,14 @@ static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 	pthread_mutex_unlock(&cl->mu);
 }
 
-/* Under cl->mu: forgets claim i; the loop learns it from claims_gen (and the
- * notify that the caller's news brings). */
-static void claim_forget(struct cluster *cl, size_t i)
-{
-	cl->claims[i] = cl->claims[--cl->nclaims];
-	atomic_fetch_add(&cl->claims_gen, 1);
-}
-
 static void claim_drop(struct cluster *cl, const char *name)
 {
+	struct claim *c;
+
 	pthread_mutex_lock(&cl->mu);
-	for (size_t i = 0; i < cl->nclaims; i++)
-		if (strcmp(cl->claims[i].name, name) == 0) {
-			claim_forget(cl, i);
-			break;
-		}
+	c = claim_find(cl, name);
+	if (c)
+		claim_forget(cl, c);
 	pthread_mutex_unlock(&cl->mu);
 }
 
@@ -441,19 +440,16 @@ static void claims_lost(struct cluster *cl)
 static bool owned(const struct cluster *cl, const char *name, int64_t *epoch, int64_t *since)
 {
 	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
-	bool found = false;
+	const struct claim *m;
 
 	pthread_mutex_lock(&c->mu);
-	for (size_t i = 0; i < cl->nclaims && !found; i++)
-		if (strcmp(cl->claims[i].name, name) == 0) {
-			found = true;
-			if (epoch)
-				*epoch = cl->claims[i].epoch;
-			if (since)
-				*since = cl->claims[i].since;
-		}
+	m = claim_find(c, name);
+	if (m && epoch)
+		*epoch = m->epoch;
+	if (m && since)
+		*since = m->since;
 	pthread_mutex_unlock(&c->mu);
-	return found;
+	return m != NULL;
 }
 
 bool cluster_volume_owned(const struct cluster *cl, const char *name, int64_t *epoch)
@@ -1003,13 +999,13 @@ int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t 
 	return r;
 }
 
+/* Queues a command for the session thread: a node mark (id, out) or a volume call
+ * (vreq). */
 static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_vol_req *vreq,
 		   cluster_cb cb, void *arg)
 {
 	struct cmd *c, **tail;
 
-	if (!layout_id_valid(id))
-		return -EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1029,15 +1025,18 @@ static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_
 
 int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg)
 {
+	if (!layout_id_valid(id))
+		return -EINVAL;
 	return enqueue(cl, id, out, NULL, cb, arg);
 }
 
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
 			 void *arg)
 {
-	/* a list of every volume's records names none: any valid id queues it */
-	return enqueue(cl, req->op == CLUSTER_VOL_SEG_LIST_ALL ? "segments" : req->vol.name,
-		       false, req, cb, arg);
+	/* a list of every volume's records names none */
+	if (req->op != CLUSTER_VOL_SEG_LIST_ALL && !layout_id_valid(req->vol.name))
+		return -EINVAL;
+	return enqueue(cl, "", false, req, cb, arg);
 }
 
 uint64_t cluster_segments_gen(const struct cluster *cl)

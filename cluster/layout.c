@@ -337,6 +337,14 @@ char *layout_segment_encode(const struct layout_segment *seg)
 			      add_int(o, "epoch", seg->epoch) == 0);
 }
 
+bool layout_segment_names(const struct layout_segment *seg, const char *id)
+{
+	for (unsigned i = 0; i < seg->nholders; i++)
+		if (strcmp(seg->holders[i], id) == 0)
+			return true;
+	return false;
+}
+
 static int get_holders(struct json_object *o, struct layout_segment *seg)
 {
 	struct json_object *h;

@@ -128,6 +128,8 @@ struct layout_segment {
 	char holders[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
 };
 char *layout_segment_encode(const struct layout_segment *seg);
+/* Does seg name node id among its holders? */
+bool layout_segment_names(const struct layout_segment *seg, const char *id);
 /* The id is not in the value (it is the key's). */
 int layout_segment_decode(const char *text, size_t len, struct layout_segment *seg);
 

@@ -662,47 +662,48 @@ out:
 	return r;
 }
 
-int clvol_segment_list(struct etcd *e, const char *prefix, const char *name,
-		       struct layout_segment **segs, size_t *n, char *msg, size_t len)
+/* The records of the range of dir (PREFIX segments/ and below), decoded as
+ * decode_records() does. */
+static int list_records(struct etcd *e, const char *prefix, const char *dir, const char *name,
+			struct layout_segment **segs, char (**vols)[LAYOUT_ID_MAX + 1], size_t *n,
+			char *msg, size_t len)
 {
-	char dir[KEY_MAX], end[KEY_MAX];
+	char end[KEY_MAX];
 	struct etcd_kv *kvs;
 	int64_t rev;
 	size_t nk;
 	int r;
+
+	etcd_prefix_end(dir, end);
+	r = etcd_range(e, dir, end, &rev, &kvs, &nk);
+	if (r < 0)
+		return etcd_failed(e, r, msg, len);
+	r = decode_records(prefix, name, kvs, nk, segs, vols, n, msg, len);
+	etcd_kv_free(kvs, nk);
+	return r;
+}
+
+int clvol_segment_list(struct etcd *e, const char *prefix, const char *name,
+		       struct layout_segment **segs, size_t *n, char *msg, size_t len)
+{
+	char dir[KEY_MAX];
 
 	*segs = NULL;
 	*n = 0;
 	if (layout_segment_dir(dir, sizeof(dir), prefix, name) < 0)
 		return say(-EINVAL, msg, len, "'%.80s' is not a volume name", name);
-	etcd_prefix_end(dir, end);
-	r = etcd_range(e, dir, end, &rev, &kvs, &nk);
-	if (r < 0)
-		return etcd_failed(e, r, msg, len);
-	r = decode_records(prefix, name, kvs, nk, segs, NULL, n, msg, len);
-	etcd_kv_free(kvs, nk);
-	return r;
+	return list_records(e, prefix, dir, name, segs, NULL, n, msg, len);
 }
 
 int clvol_segment_list_all(struct etcd *e, const char *prefix, struct layout_segment **segs,
 			   char (**vols)[LAYOUT_ID_MAX + 1], size_t *n, char *msg, size_t len)
 {
-	char dir[KEY_MAX], end[KEY_MAX];
-	struct etcd_kv *kvs;
-	int64_t rev;
-	size_t nk;
-	int r;
+	char dir[KEY_MAX];
 
 	*segs = NULL;
 	*vols = NULL;
 	*n = 0;
 	if (snprintf(dir, sizeof(dir), "%ssegments/", prefix) >= (int)sizeof(dir))
 		return say(-ENAMETOOLONG, msg, len, "the prefix is too long");
-	etcd_prefix_end(dir, end);
-	r = etcd_range(e, dir, end, &rev, &kvs, &nk);
-	if (r < 0)
-		return etcd_failed(e, r, msg, len);
-	r = decode_records(prefix, NULL, kvs, nk, segs, vols, n, msg, len);
-	etcd_kv_free(kvs, nk);
-	return r;
+	return list_records(e, prefix, dir, NULL, segs, vols, n, msg, len);
 }

@@ -114,14 +114,6 @@ static size_t lower_bound(const struct orphan_records *r, uint64_t uid, uint32_t
 	return lo;
 }
 
-static bool names(const struct layout_segment *s, const char *self)
-{
-	for (unsigned i = 0; i < s->nholders; i++)
-		if (strcmp(s->holders[i], self) == 0)
-			return true;
-	return false;
-}
-
 enum orphan_why orphans_judge(const struct orphan_records *r, const char *self, uint64_t uid,
 			      uint32_t sno, bool (*owned)(void *arg, const char *vol),
 			      void *arg, const char **vol)
@@ -137,7 +129,7 @@ enum orphan_why orphans_judge(const struct orphan_records *r, const char *self, 
 		return ORPHAN_OWNED;
 	if (!found)
 		return ORPHAN_NO_RECORD;
-	return names(&r->segs[i], self) ? ORPHAN_KEPT : ORPHAN_NOT_HOLDER;
+	return layout_segment_names(&r->segs[i], self) ? ORPHAN_KEPT : ORPHAN_NOT_HOLDER;
 }
 
 bool orphans_owned(void *orphans, const char *vol)

@@ -53,10 +53,6 @@ static void seg_id_text(const struct rseg *s, char *buf, size_t len)
 		 s->sno);
 }
 
-/* ---- nodes and connections ---- */
-
-
-
 /* ---- families ---- */
 
 static struct family *family_find(const struct replicas *rs, uint64_t uid)
@@ -149,32 +145,39 @@ struct rreq {
 	struct rnode *node;
 };
 
-static struct rreq *rreq_new(struct rseg *s, struct rop *op, struct rnode *n)
+/* Sends r (its head encoded here) about s to node n, data after it; op: the append it
+ * carries, or NULL. 0: cb gets a struct rreq (free it), s is held until then; or
+ * -errno (-ENOTCONN, -ENOMEM, peer_request's) and cb never runs. */
+static int send_req(struct rseg *s, struct rop *op, struct rnode *n, const struct peer_seg_req *r,
+		    const struct iovec *data, int datacnt, peer_reply_cb cb)
 {
-	struct rreq *q = malloc(sizeof(*q));
-
-	if (q) {
-		*q = (struct rreq){ .seg = s, .op = op, .node = n };
-		s->refs++;
-	}
-	return q;
-}
-
-/* Sends r (its head encoded here) about q's segment to q's node, data after it. */
-static int send_req(struct rreq *q, const struct peer_seg_req *r, const struct iovec *data,
-		    int datacnt, peer_reply_cb cb)
-{
-	struct rseg *s = q->seg;
 	uint8_t head[PEER_SEG_HEAD_MAX];
 	struct peer_msg m = { .op = r->op, .volume_id = s->fam->uid,
 			      .epoch = (uint64_t)s->fam->epoch, .head = head,
 			      .data = data, .datacnt = datacnt };
+	struct rreq *q;
+	int res;
 
-	m.head_len = peer_seg_req_encode(r, head);
-
-	if (!q->node->ready || !q->node->conn)
+	if (!n->ready || !n->conn)
 		return -ENOTCONN;
-	return peer_request(q->node->conn, &m, s->rs->timeout_ms, cb, q);
+	q = malloc(sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	*q = (struct rreq){ .seg = s, .op = op, .node = n };
+	m.head_len = peer_seg_req_encode(r, head);
+	s->refs++;
+	res = peer_request(n->conn, &m, s->rs->timeout_ms, cb, q);
+	if (res < 0) {
+		s->refs--;
+		free(q);
+	}
+	return res;
+}
+
+/* Why a holder is dropped when send_req() to it failed with r. */
+static const char *send_failed_why(int r)
+{
+	return r == -ENOTCONN ? "not connected" : err_str(-r);
 }
 
 /* ---- appends: completion ---- */
@@ -201,6 +204,20 @@ static void op_unref(struct rop *op)
 		free(op);
 }
 
+/* s's completions on the loop's next turn (kick_run): s is held until then. */
+static void seg_kick_later(struct rseg *s)
+{
+	struct replicas *rs = s->rs;
+
+	if (!s->kicked) {
+		s->kicked = true;
+		s->refs++;
+		s->next_kick = rs->kicked;
+		rs->kicked = s;
+	}
+	loop_task_schedule(rs->kick);
+}
+
 /* Completes, oldest first, every append of s that may: each current holder has it, no
  * drop is waiting for its record, and s has min_replicas copies. */
 static void seg_complete(struct rseg *s)
@@ -210,7 +227,7 @@ static void seg_complete(struct rseg *s)
 	if (s->rs->in_hook) {
 		/* never call the engine back from inside its own call (a batch it is
 		 * submitting could retire under it): on the loop's next turn */
-		loop_task_schedule(s->rs->kick);
+		seg_kick_later(s);
 		return;
 	}
 	if (s->record_busy || s->record_again || s->state < RS_OPEN)
@@ -336,7 +353,6 @@ static void family_stale(struct rseg *s, const char *msg)
 
 static void record_holders(struct rseg *s);
 
-
 static void holders_recorded(void *arg, int res, const char *msg)
 {
 	struct rseg *s = call_end(arg);
@@ -454,19 +470,14 @@ static void op_send(struct rseg *s, struct rop *op)
 
 	for (unsigned i = 0; i < s->nholders; i++) {
 		struct rnode *n = s->holders[i];
-		struct rreq *q = rreq_new(s, op, n);
-		int r = q ? send_req(q, &rq, &op->iov, 1, append_replied) : -ENOMEM;
+		int r = send_req(s, op, n, &rq, &op->iov, 1, append_replied);
 
 		op->sent[op->nsent++] = n;
 		if (r == 0) {
 			op->refs++;
 			continue;
 		}
-		if (q) {
-			free(q);
-			s->refs--;
-		}
-		seg_drop(s, n, r == -ENOTCONN ? "not connected" : err_str(-r));
+		seg_drop(s, n, send_failed_why(r));
 		i--; /* seg_drop moved another holder into slot i */
 	}
 }
@@ -492,7 +503,7 @@ static int mirror_append(void *ctx, uint32_t slot, uint32_t block, const struct 
 	op = calloc(1, sizeof(*op));
 	if (!op)
 		return -ENOMEM;
-	*op = (struct rop){ .seg = s, .block = block, .nblocks = nblocks, .iov = iov[0],
+	*op = (struct rop){ .block = block, .nblocks = nblocks, .iov = iov[0],
 			    .crc = crc32c(iov[0].iov_base, iov[0].iov_len), .cb = cb, .arg = arg,
 			    .refs = 1 };
 	for (p = &s->ops; *p; p = &(*p)->next)
@@ -555,19 +566,14 @@ static void seg_send_open(struct rseg *s)
 	s->opening = 1; /* this function's, so that a drop cannot finish the open early */
 	for (unsigned i = 0; i < s->nholders; i++) {
 		struct rnode *n = s->holders[i];
-		struct rreq *q = rreq_new(s, NULL, n);
-		int r = q ? send_req(q, &rq, NULL, 0, open_replied) : -ENOMEM;
+		int r = send_req(s, NULL, n, &rq, NULL, 0, open_replied);
 
 		if (r == 0) {
 			s->opening++;
 			continue;
 		}
-		if (q) {
-			free(q);
-			s->refs--;
-		}
-		seg_drop(s, n, r == -ENOTCONN ? "not connected" : err_str(-r));
-		i--;
+		seg_drop(s, n, send_failed_why(r));
+		i--; /* seg_drop moved another holder into slot i */
 	}
 	if (--s->opening == 0) {
 		s->state = RS_OPEN;
@@ -623,14 +629,9 @@ static void seg_send_all(struct rseg *s, uint8_t opcode, uint32_t length, peer_r
 {
 	struct peer_seg_req rq = { .op = opcode, .sno = s->sno, .length = length };
 
-	for (unsigned i = 0; i < s->nholders; i++) {
-		struct rreq *q = rreq_new(s, NULL, s->holders[i]);
-
-		if (q && send_req(q, &rq, NULL, 0, cb) < 0) {
-			free(q);
-			s->refs--;
-		}
-	}
+	/* best effort: a holder that misses it is not dropped for that */
+	for (unsigned i = 0; i < s->nholders; i++)
+		(void)send_req(s, NULL, s->holders[i], &rq, NULL, 0, cb);
 }
 
 static void seal_recorded(void *arg, int res, const char *msg)
@@ -691,6 +692,7 @@ static void seg_step(struct rseg *s)
 	case RS_PLACING:
 		if (s->delete_wanted && !s->ops) {
 			s->state = RS_DEAD; /* never recorded, never written elsewhere */
+			s->delete_wanted = false; /* the slot's ref goes once */
 			seg_unref(s);
 			return;
 		}
@@ -766,7 +768,7 @@ static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return;
-	*s = (struct rseg){ .rs = rs, .fam = family_find(rs, uid), .slot = slot, .sno = sno,
+	*s = (struct rseg){ .rs = rs, .fam = family_find(rs, uid), .sno = sno,
 			    .state = RS_PLACING, .refs = 1, .next_all = rs->all };
 	rs->all = s;
 	rs->by_slot[slot] = s;
@@ -799,8 +801,6 @@ static void mirror_deleted(void *ctx, uint32_t slot)
 	rs->in_hook = false;
 }
 
-/* ---- flush ---- */
-
 static const struct seg_mirror_ops mirror_ops = {
 	.wants = mirror_wants,
 	.opened = mirror_opened,
@@ -812,20 +812,19 @@ static const struct seg_mirror_ops mirror_ops = {
 
 /* ---- the module ---- */
 
-/* The deferred completions: every segment's appends that may complete, the flushes. */
+/* The deferred completions: the appends of the segments kicked (each held by its
+ * place in the list, so that a completion may delete any of them), the flushes. Only
+ * those: a sealed segment is not walked again on every append and flush. */
 static void kick_run(void *arg)
 {
 	struct replicas *rs = arg;
+	struct rseg *s = rs->kicked, *next;
 
-	struct rseg *s = rs->all, *next;
-
-	if (s)
-		s->refs++; /* a completion may delete it, or the next one: each is held */
+	rs->kicked = NULL; /* segments kicked from here on go to a new list */
 	for (; s; s = next) {
+		next = s->next_kick;
+		s->kicked = false;
 		seg_complete(s);
-		next = s->next_all;
-		if (next)
-			next->refs++;
 		seg_unref(s);
 	}
 	replica_flushes_recheck(rs);

@@ -62,7 +62,7 @@ struct rop;
 struct rseg {
 	struct replicas *rs;
 	struct family *fam;
-	uint32_t slot, sno;
+	uint32_t sno;
 	enum rseg_state state;
 	unsigned nholders;              /* remote holders now */
 	struct rnode *holders[MAX_REMOTE];
@@ -78,10 +78,11 @@ struct rseg {
 	unsigned refs;                  /* requests and etcd calls referring to it */
 	struct loop_timer *retry;
 	struct rseg *next_all;
+	bool kicked;                    /* in rs->kicked (holding a ref) */
+	struct rseg *next_kick;
 };
 
 struct rop {
-	struct rseg *seg;
 	uint32_t block, nblocks;
 	struct iovec iov;               /* the engine's buffer, alive until cb */
 	uint32_t crc;
@@ -122,6 +123,7 @@ struct replicas {
 	struct rseg *all;               /* every rseg, also those no longer in a slot */
 	unsigned records_busy;          /* holders records in flight: flushes wait */
 	struct loop_task *kick;         /* completions deferred out of the engine's calls */
+	struct rseg *kicked;            /* the segments whose completions were deferred */
 	bool in_hook;                   /* inside a mirror hook: complete nothing now */
 	struct seg_call *calls;         /* etcd calls not answered yet */
 	struct rflush **flushes;        /* flushes waiting for records */

@@ -26,7 +26,6 @@ static void node_retry_fire(void *arg)
 	node_connect(n);
 }
 
-
 static void node_schedule(struct rnode *n)
 {
 	if (n->rs->closing || n->retry || !n->in_map)
@@ -38,7 +37,6 @@ static void node_schedule(struct rnode *n)
 		n->retry = NULL;
 }
 
-
 static void conn_ready(void *arg, struct peer_conn *c)
 {
 	struct rnode *n = arg;
@@ -49,7 +47,6 @@ static void conn_ready(void *arg, struct peer_conn *c)
 	log_msg(LOG_INFO, LOG_TAG, "holder node %s (%s): connected", n->id, n->peer);
 	replica_segs_retry_placing(n->rs);
 }
-
 
 static void conn_closed(void *arg, struct peer_conn *c, int err, const char *why)
 {
@@ -68,12 +65,10 @@ static void conn_closed(void *arg, struct peer_conn *c, int err, const char *why
 	node_schedule(n);
 }
 
-
 static const struct peer_conn_ops conn_ops = {
 	.ready = conn_ready,
 	.closed = conn_closed,
 };
-
 
 static void node_connect(struct rnode *n)
 {
@@ -97,7 +92,6 @@ static void node_connect(struct rnode *n)
 	}
 }
 
-
 static struct rnode *node_find(struct replicas *rs, const char *id)
 {
 	for (size_t i = 0; i < rs->nnodes; i++)
@@ -105,7 +99,6 @@ static struct rnode *node_find(struct replicas *rs, const char *id)
 			return rs->nodes[i];
 	return NULL;
 }
-
 
 static struct rnode *node_add(struct replicas *rs, const char *id)
 {
@@ -123,7 +116,6 @@ static struct rnode *node_add(struct replicas *rs, const char *id)
 	rs->nodes[rs->nnodes++] = n;
 	return n;
 }
-
 
 /* Takes the map's view of every other node; connects to those that may hold copies. */
 void replica_nodes_refresh(struct replicas *rs)
@@ -160,7 +152,6 @@ void replica_nodes_refresh(struct replicas *rs)
 			node_connect(n);
 	}
 }
-
 
 /* The remote holders of s by placement: up, in, connected nodes of other failure
  * domains. 0, or -EAGAIN: too few now (or nodes still connecting that might make R). */
@@ -201,7 +192,6 @@ int replica_place(struct rseg *s)
 	return r;
 }
 
-
 /* A flush is done when every holder it went to answered and every drop it caused
  * is recorded: a holder that failed it is not counted among the copies any more,
  * so the flush holds on the others (the error is theirs to give, and they gave
@@ -211,7 +201,6 @@ static void flush_end(struct rflush *f)
 	f->cb(f->arg, 0);
 	free(f);
 }
-
 
 void replica_flushes_recheck(struct replicas *rs)
 {
@@ -234,7 +223,6 @@ void replica_flushes_recheck(struct replicas *rs)
 	}
 	rs->nflushes = k;
 }
-
 
 /* A SEG_FLUSH to one node. */
 struct flush_req {

@@ -181,14 +181,6 @@ static struct tnode *node_find(struct takeover *t, const char *id)
 	return NULL;
 }
 
-static bool segment_local(const struct takeover *t, const struct layout_segment *s)
-{
-	for (unsigned h = 0; h < s->nholders; h++)
-		if (strcmp(s->holders[h], t->self) == 0)
-			return true;
-	return false;
-}
-
 /* ---- peer requests ---- */
 
 static int send_req(struct takeover *t, struct tnode *n, const struct peer_seg_req *rq,
@@ -362,8 +354,7 @@ static void connect_start(struct takeover *t)
 			snprintf(t->nodes[t->nnodes].id, sizeof(t->nodes[0].id), "%s", id);
 			t->nnodes++;
 		}
-	t->pending++; /* this function's: the step ends here when nothing waits */
-	t->refs++;
+	call_begin(t); /* this function's: the step ends here when nothing waits */
 	for (size_t i = 0; i < t->nnodes; i++)
 		node_connect(t, &t->nodes[i]);
 	call_end(t);
@@ -402,8 +393,7 @@ static void raise_start(struct takeover *t)
 {
 	struct peer_seg_req rq = { .op = PEER_OP_EPOCH_RAISE };
 
-	t->pending++;
-	t->refs++;
+	call_begin(t); /* this function's, ended below */
 	for (size_t i = 0; i < t->nnodes; i++)
 		if (send_req(t, &t->nodes[i], &rq, raised) < 0)
 			t->nodes[i].ready = false;
@@ -468,8 +458,7 @@ static void seal_send(struct takeover *t)
 
 	s->state = LAYOUT_SEG_SEALED;
 	s->length = (uint64_t)t->minlen * ENGINE_BLOCK_SIZE;
-	t->pending++;
-	t->refs++;
+	call_begin(t); /* this function's, ended below */
 	for (unsigned h = 0; h < s->nholders; h++) {
 		struct tnode *n = node_find(t, s->holders[h]);
 
@@ -540,9 +529,9 @@ static void seal_stat(struct takeover *t)
 	t->minlen = UINT32_MAX;
 	t->answered = 0;
 	t->stating = true;
-	t->pending++;
-	t->refs++;
-	if (segment_local(t, s)) /* this node is a full member: its copy, or "0 blocks" */
+	call_begin(t); /* this function's, ended below */
+	/* this node is a full member: its copy, or "0 blocks" */
+	if (layout_segment_names(s, t->self))
 		stat_take(t, engine_held_stat(t->o.eng, t->uid, s->id.seq, &hi) == 0 ? hi.length : 0);
 	for (unsigned h = 0; h < s->nholders; h++) {
 		struct tnode *n = node_find(t, s->holders[h]);

@@ -79,14 +79,34 @@ qexpect()
 	[ "$got" = "$want" ] || fail "node$i: quill $* exited $got, expected $want (stdout: $OUT, stderr: $ERR)"
 }
 
-# start_peer_node I: node I with a peer listener and its address in the map (store
-# size $STORE, the cluster secret $WORK/cluster.key); a test may define its own.
+# ---- nodes that hold copies (the peer protocol) ----
+declare -a PEER_PORT
+
+# peer_init: quill-peer is built ($QUILL_PEER; else the test is skipped), and the
+# cluster secret is in $WORK/cluster.key.
+peer_init()
+{
+	QUILL_PEER="${QUILL_PEER:-$IT_ROOT/build/tools/quill-peer}"
+	[ -x "$QUILL_PEER" ] || skip "quill-peer not built ($QUILL_PEER is missing)"
+	"$QUILL_PEER" secret "$WORK/cluster.key" >/dev/null || fail "quill-peer secret"
+}
+
+# peer_flags I: PEER_FLAGS, node I's flags for a peer listener with its address in the
+# map (store size $STORE, the cluster secret); later flags override them.
+peer_flags()
+{
+	[ -n "${PEER_PORT[$1]:-}" ] || PEER_PORT[$1]=$(free_port)
+	PEER_FLAGS=(--store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$1]}"
+		    --peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$1]}")
+}
+
+# start_peer_node I [EXTRA FLAGS]: node I by peer_flags, registered
 start_peer_node()
 {
 	local i="$1"
-	[ -n "${PEER_PORT[$i]:-}" ] || PEER_PORT[$i]=$(free_port)
-	node_start "$i" --store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$i]}" \
-		--peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$i]}"
+	shift
+	peer_flags "$i"
+	node_start "$i" "${PEER_FLAGS[@]}" "$@"
 }
 
 # etcd, then nodes 0, 1 and 2 by start_peer_node, until node0 sees all three up.

@@ -18,28 +18,12 @@ source "$(dirname "$0")/clients_lib.sh"
 it_init cluster_orphans
 quilld_only "replicated volumes"
 need_cmd etcd etcdctl curl fio python3
-QUILL_PEER="${QUILL_PEER:-$IT_ROOT/build/tools/quill-peer}"
-[ -x "$QUILL_PEER" ] || skip "quill-peer not built ($QUILL_PEER is missing)"
 fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || skip "fio has no nbd engine"
 source "$(dirname "$0")/cluster_lib.sh"
+peer_init
 
 SEG=1048576
 STORE=256M
-declare -a PEER_PORT
-"$QUILL_PEER" secret "$WORK/cluster.key" >/dev/null || fail "quill-peer secret"
-
-peer_flags() # peer_flags I: the peer listener of node I
-{
-	[ -n "${PEER_PORT[$1]:-}" ] || PEER_PORT[$1]=$(free_port)
-	PEER_FLAGS=(--store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$1]}"
-		    --peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$1]}")
-}
-
-start_peer_node()
-{
-	peer_flags "$1"
-	node_start "$1" "${PEER_FLAGS[@]}"
-}
 
 # write VOL SIZE OFFSET: fio writes SIZE at OFFSET through node0, with flushes
 write()

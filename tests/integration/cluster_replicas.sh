@@ -22,20 +22,14 @@ source "$(dirname "$0")/clients_lib.sh"
 it_init cluster_replicas
 quilld_only "replicated volumes"
 need_cmd etcd etcdctl curl fio python3
-QUILL_PEER="${QUILL_PEER:-$IT_ROOT/build/tools/quill-peer}"
-[ -x "$QUILL_PEER" ] || skip "quill-peer not built ($QUILL_PEER is missing)"
 fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || skip "fio has no nbd engine"
 source "$(dirname "$0")/cluster_lib.sh"
+peer_init
 
 VOL=rv
 SEG=1048576
-STORE=320M
-declare -a PEER_PORT
+STORE=320M # a bigger store: held copies are never cleaned by the holder
 
-"$QUILL_PEER" secret "$WORK/cluster.key" >/dev/null || fail "quill-peer secret"
-
-# start_peer_node I: node I with a peer listener, a bigger store (held copies are
-# never cleaned by the holder), and its peer address in the map
 start_three_peer_nodes
 
 qexpect 0 0 volume create "$VOL" 160M --replicas 3
@@ -187,9 +181,7 @@ assert "node2" in r["holders"], r' "$OUT" || fail "no new segment on node2 after
 log "segments opened after node2's return are placed on it again"
 
 # ---- a node of another segment size is refused, clearly, and never used ----
-PEER_PORT[3]=$(free_port)
-node_start 3 --store-size 64M --segment-size 2M --peer-listen "127.0.0.1:${PEER_PORT[3]}" \
-	--peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[3]}"
+start_peer_node 3 --store-size 64M --segment-size 2M
 wait_for 30 "node0 does not see node3 up" state_is 0 node3 up
 fio_verify_job "$WORK/mid.fio" "$URI" 32M 0
 sed -i '/rate_iops/d; s/^size=.*/size=32M\noffset=64M\nfsync=8/' "$WORK/mid.fio"

@@ -26,9 +26,8 @@ it_init cluster_takeover
 quilld_only "takeover of a replicated volume"
 need_cmd etcd etcdctl curl qemu-io python3
 need_nbd_python
-QUILL_PEER="${QUILL_PEER:-$IT_ROOT/build/tools/quill-peer}"
-[ -x "$QUILL_PEER" ] || skip "quill-peer not built ($QUILL_PEER is missing)"
 source "$(dirname "$0")/cluster_lib.sh"
+peer_init
 TTL="${QUILL_TAKEOVER_TTL:-$TTL}" # a longer lease for a measurement under heavy load
 FENCE_CLIENT="$(dirname "$0")/fence_client.py"
 CRASH_PY="$(dirname "$0")/crash_nbd.py"
@@ -38,10 +37,7 @@ VOL=tk
 VOLSIZE="${QUILL_TAKEOVER_SIZE:-64M}"
 FLUSHES="${QUILL_TAKEOVER_FLUSHES:-20}"
 STORE="${QUILL_TAKEOVER_STORE:-320M}"
-declare -a PEER_PORT
 log "seed $SEED (QUILL_TEST_SEED=$SEED replays the writer)"
-
-"$QUILL_PEER" secret "$WORK/cluster.key" >/dev/null || fail "quill-peer secret"
 
 flushes() # flushes JOURNAL: FLUSHes completed
 {

@@ -295,3 +295,16 @@ Test(layout, segment_keys_sort_by_family_then_number)
 					      strlen(P "segments/vm0/1f.2"), &back), -ENOENT);
 	cr_assert_eq(layout_segment_key(ka, sizeof(ka), P, "a/b", &a), -EINVAL);
 }
+
+Test(layout, a_segment_names_its_holders)
+{
+	struct layout_segment s = { .nholders = 2 };
+
+	strcpy(s.holders[0], "n0");
+	strcpy(s.holders[1], "n1");
+	strcpy(s.holders[2], "n2"); /* past nholders: not a holder */
+	cr_assert(layout_segment_names(&s, "n0"));
+	cr_assert(layout_segment_names(&s, "n1"));
+	cr_assert_not(layout_segment_names(&s, "n2"));
+	cr_assert_not(layout_segment_names(&s, "n"));
+}
