@@ -171,6 +171,18 @@ void blk_busy_reason(struct engine *eng, const char *spec, char *buf, size_t len
 		snprintf(buf, len, "volume '%s' is attached", spec);
 }
 
+bool blk_open_refusal(struct engine *eng, struct blk_guard *guard, const char *spec, int err,
+		      char *buf, size_t len)
+{
+	if (err == -EBUSY)
+		blk_busy_reason(eng, spec, buf, len);
+	else if (err == -EREMOTE || err == -EAGAIN)
+		blk_guard_refusal(guard, spec, buf, len);
+	else
+		return false;
+	return true;
+}
+
 uint64_t blk_size(const struct blk_dev *dev)
 {
 	return dev->vol ? engine_volume_size(dev->vol) : 0;

@@ -169,6 +169,12 @@ void blk_guard_shutdown(struct blk_guard *g);
 /* The sentence for an open of spec refused with -EREMOTE or -EAGAIN: "volume 'v1' is
  * owned by node node1 (epoch 3, NBD at 127.0.0.1:10810): attach it there". */
 void blk_guard_refusal(struct blk_guard *g, const char *spec, char *buf, size_t len);
+/* The sentence for an open of spec refused with err, as a front end gives it to its
+ * client or its log: blk_busy_reason's for -EBUSY, blk_guard_refusal's for -EREMOTE
+ * and -EAGAIN (guard may be NULL). False for any other err (buf untouched): the
+ * front end says that one its own way. */
+bool blk_open_refusal(struct engine *eng, struct blk_guard *guard, const char *spec, int err,
+		      char *buf, size_t len);
 /* Attach anywhere: blk_open(spec) said -EAGAIN (no node owns the volume now): claims
  * it for this node, then cb(arg, 0 or -errno), after which the front end opens again
  * (the open decides: served, or refused if another node won the race). Returns 0

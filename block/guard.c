@@ -295,14 +295,14 @@ static struct blk_dev *next_unchecked(struct blk_guard *g)
 
 void blk_guard_recheck(struct blk_guard *g)
 {
-	uint64_t gen = g ? g->ops.claims_gen(g->arg) : 0; /* before the owners: a later
-							     move is seen by the next
-							     recheck */
 	struct blk_dev *dev;
 	char why[WHY_MAX + 96];
+	uint64_t gen;
 
 	if (!g)
 		return;
+	gen = g->ops.claims_gen(g->arg); /* before the owners: a later move is seen by the
+					    next recheck */
 	g->pass++;
 	g->undecided = false;
 	while ((dev = next_unchecked(g))) {

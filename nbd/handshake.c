@@ -202,13 +202,10 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 	}
 	if (r < 0) {
 		/* EXPORT_NAME cannot answer with an error: the spec says close */
-		if (r == -EBUSY)
-			blk_busy_reason(c->srv->eng, name, why, sizeof(why));
-		else if (r == -EREMOTE || r == -EAGAIN)
-			blk_guard_refusal(c->srv->guard, name, why, sizeof(why));
+		if (!blk_open_refusal(c->srv->eng, c->srv->guard, name, r, why, sizeof(why)))
+			snprintf(why, sizeof(why), "%s", err_str(-r));
 		LOG_RATELIMITED(LOG_WARN, NBD_LOG, "%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer,
-				(int)(len > 64 ? 64 : len), (const char *)data,
-				r == -EBUSY || r == -EREMOTE || r == -EAGAIN ? why : err_str(-r));
+				(int)(len > 64 ? 64 : len), (const char *)data, why);
 		nbd_conn_close(c, NULL);
 		return;
 	}
@@ -264,37 +261,21 @@ static void opt_list(struct nbd_conn *c, size_t len)
 		opt_ack(c);
 }
 
-/* The volume has another writer: the refusal names it. */
-static void opt_busy(struct nbd_conn *c, const char *name)
-{
-	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
-
-	blk_busy_reason(c->srv->eng, name, why, sizeof(why));
-	opt_error(c, NBD_REP_ERR_POLICY, "%s: a volume has one writer at a time", why);
-}
-
-/* Another node owns the volume (or none does): the refusal says which, and where. */
-static void opt_remote(struct nbd_conn *c, const char *name)
-{
-	char why[320];
-
-	blk_guard_refusal(c->srv->guard, name, why, sizeof(why));
-	opt_error(c, NBD_REP_ERR_POLICY, "%s", why);
-}
-
 /* Replies for an export lookup that failed; true if it did. */
 static bool export_error(struct nbd_conn *c, const char *name, int r)
 {
+	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
+
 	if (r == 0)
 		return false;
 	if (r == -ENOENT)
 		opt_error(c, NBD_REP_ERR_UNKNOWN, "no volume or snapshot named '%s'", name);
 	else if (r == -ESHUTDOWN)
 		opt_error(c, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
-	else if (r == -EBUSY)
-		opt_busy(c, name);
-	else if (r == -EREMOTE || r == -EAGAIN)
-		opt_remote(c, name);
+	else if (blk_open_refusal(c->srv->eng, c->srv->guard, name, r, why, sizeof(why)))
+		/* another writer (named), or another node owns it, or none does */
+		opt_error(c, NBD_REP_ERR_POLICY, "%s%s", why,
+			  r == -EBUSY ? ": a volume has one writer at a time" : "");
 	else
 		opt_error(c, NBD_REP_ERR_POLICY, "volume '%s': %s", name, err_str(-r));
 	return true;

@@ -57,7 +57,6 @@ struct nbd_export {
 	uint64_t size;
 	bool readonly;                   /* a snapshot: writes, trims, zeroes get EPERM */
 	unsigned refs;                   /* attached connections */
-	bool fenced;                     /* the node lost the volume: no new attach here */
 	struct loop_timer *close_timer;  /* pending close once refs reached 0 */
 };
 

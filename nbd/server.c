@@ -52,7 +52,7 @@
 static struct nbd_export *export_find(const struct nbd_server *srv, const char *name)
 {
 	for (struct nbd_export *e = srv->exports; e; e = e->next)
-		if (!e->fenced && strcmp(e->name, name) == 0)
+		if (!blk_fenced(e->dev) && strcmp(e->name, name) == 0)
 			return e;
 	return NULL;
 }
@@ -68,7 +68,6 @@ static void export_fenced(void *arg, const char *why)
 	struct nbd_export *exp = arg;
 	struct nbd_conn *next;
 
-	exp->fenced = true;
 	for (struct nbd_conn *c = exp->srv->conns; c; c = next) {
 		next = c->next;
 		if (c->exp != exp || c->state == NBD_CS_DEAD || c->state == NBD_CS_DRAIN)

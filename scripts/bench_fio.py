@@ -1,5 +1,6 @@
 """scripts/bench_fio.py — reading fio's JSON and printing tables, for the bench
-scripts (bench.sh, bench_cluster.sh), which run python with PYTHONPATH=scripts."""
+scripts (bench.sh, bench_cluster.sh, bench_snap.sh), which run python with
+PYTHONPATH=scripts."""
 import json
 import os
 

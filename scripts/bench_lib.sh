@@ -20,7 +20,8 @@
 #                      unix) and waiting until it does
 #   start_quill DIR    a quilld on a new store, the volume 'bench' (PRECONDITION=1:
 #                      the store file written once first)
-# and procs.sh's free_port, port_free, free_ports, port_open, wait_ready, stop_pid.
+# and procs.sh's free_port, port_free, free_ports, port_open, pid_runs, wait_ready,
+# stop_pid.
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"

@@ -55,10 +55,9 @@ fio_iops()
 	local out="$WORK/$1-$2.json"
 	NBD_URI="$(uri "$2")" SIZE="$3" RUNTIME="$RUNTIME" fio --output-format=json \
 		--output="$out" "$ROOT/fio-jobs/$1.fio"
-	python3 -c 'import json,sys
-text = open(sys.argv[1]).read()
-j = json.loads(text[text.index("{"):])["jobs"][0]
-print(int(j["read"]["iops"] + j["write"]["iops"]))' "$out"
+	PYTHONPATH="$ROOT/scripts" python3 -c 'import sys
+from bench_fio import fio_result
+print(int(fio_result(sys.argv[1])["iops"]))' "$out"
 }
 
 prefill()

@@ -23,16 +23,13 @@ cmd=$1
 dir=$2
 prefix=${3:-/quill/default/}
 
-# free_port, port_free
+# free_port, port_free, pid_runs
 source "$(dirname "${BASH_SOURCE[0]}")/procs.sh"
 
 # running: etcd.pid names a running etcd (not a zombie killed and not reaped yet,
 # not another program given the pid since)
 running() {
-	local st
-	[ -f "$dir/etcd.pid" ] || return 1
-	st=$(ps -o stat=,comm= -p "$(cat "$dir/etcd.pid")" 2>/dev/null) || return 1
-	[ "${st:0:1}" != Z ] && [ "${st##* }" = etcd ]
+	[ -f "$dir/etcd.pid" ] && pid_runs "$(cat "$dir/etcd.pid")" etcd
 }
 
 endpoint() {
@@ -46,7 +43,7 @@ write_cred() { # FILE USER PASSWORD
 	(umask 077; printf 'user = %s\npassword = %s\n' "$2" "$3" >"$1")
 }
 
-wait_ready() {
+etcd_ready() {
 	local url
 	url=$(endpoint)
 	for _ in $(seq 1 100); do
@@ -110,7 +107,7 @@ start() {
 		--initial-cluster "quill-local=http://127.0.0.1:$peer" \
 		--log-outputs stderr >>"$dir/etcd.log" 2>&1 </dev/null &
 	echo $! >"$dir/etcd.pid"
-	wait_ready
+	etcd_ready
 	if [ "$first" = 1 ]; then
 		setup_auth
 	fi

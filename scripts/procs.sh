@@ -1,5 +1,5 @@
 # scripts/procs.sh — helpers for scripts that start servers on 127.0.0.1 and stop
-# them by PID (scripts/bench.sh, scripts/quickstart.sh,
+# them by PID (scripts/bench.sh, scripts/quickstart.sh, scripts/etcd-local.sh,
 # tests/integration/clients_lib.sh). Sourced.
 
 # free_port: prints a TCP port of 127.0.0.1 that was free a moment ago
@@ -45,6 +45,15 @@ free_ports()
 port_open()
 {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pid_runs PID COMM: PID is running (not a zombie not reaped yet) and is COMM (not
+# another program given the pid since): a pid file's check
+pid_runs()
+{
+	local st
+	st=$(ps -o stat=,comm= -p "$1" 2>/dev/null) || return 1
+	[ "${st:0:1}" != Z ] && [ "${st##* }" = "$2" ]
 }
 
 # wait_ready PID CHECK...: until the command CHECK succeeds; fails if PID exits

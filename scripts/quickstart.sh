@@ -64,7 +64,7 @@ case "$TLS" in
 	;;
 esac
 
-# port_free
+# port_free, pid_runs
 source "$ROOT/scripts/procs.sh"
 
 # show PATH: PATH as the user typed it from the repository's root (data/node0/...)
@@ -93,11 +93,8 @@ PSK_FILE="$PSK_DIR/keys.psk"
 # program that was given the pid since)
 alive()
 {
-	local pidfile="$DATA/node$1/quilld.pid" pid state
-	[ -f "$pidfile" ] || return 1
-	pid=$(cat "$pidfile")
-	state=$(ps -o stat=,comm= -p "$pid" 2>/dev/null) || return 1
-	[ "${state:0:1}" != Z ] && [ "${state##* }" = quilld ]
+	local pidfile="$DATA/node$1/quilld.pid"
+	[ -f "$pidfile" ] && pid_runs "$(cat "$pidfile")" quilld
 }
 
 # qn I ARGS: quill on node I (node0: the CLI's default socket, as a user types it)

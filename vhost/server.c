@@ -350,11 +350,7 @@ static void refuse(struct vhost_export *exp, int fd, int err)
 {
 	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
 
-	if (err == -EBUSY)
-		blk_busy_reason(exp->srv->eng, exp->name, why, sizeof(why));
-	else if (err == -EREMOTE || err == -EAGAIN)
-		blk_guard_refusal(exp->srv->guard, exp->name, why, sizeof(why));
-	else
+	if (!blk_open_refusal(exp->srv->eng, exp->srv->guard, exp->name, err, why, sizeof(why)))
 		snprintf(why, sizeof(why), "volume '%s': %s", exp->name, err_str(-err));
 	LOG_RATELIMITED(LOG_WARN, VHOST_LOG, "%s: front-end on %s refused: %s%s", exp->name,
 			exp->path, why, err == -EBUSY ? ": a volume has one writer at a time "

@@ -36,10 +36,12 @@ enough_acked() # enough_acked JOURNAL N
 	[ "$(acked "$1")" -ge "$2" ]
 }
 
-# writer TAG URI: starts the writer on URI ($WRITER, journal $WORK/TAG.journal)
+# writer TAG URI [MODE SECONDS]: starts fence_client.py MODE (write, 60 s; or keep) on
+# URI ($WRITER, journal $WORK/TAG.journal) and waits for 200 writes acknowledged
 writer()
 {
-	"$PY" "$FENCE_CLIENT" write "$2" "$WORK/$1.journal" "$1" 60 >"$WORK/$1.out" 2>&1 &
+	"$PY" "$FENCE_CLIENT" "${3:-write}" "$2" "$WORK/$1.journal" "$1" "${4:-60}" \
+		>"$WORK/$1.out" 2>&1 &
 	WRITER=$!
 	track "$WRITER"
 	wait_for 20 "the $1 writer acknowledges nothing" enough_acked "$WORK/$1.journal" 200
@@ -136,10 +138,7 @@ log "SIGSTOP: the stale owner acknowledged nothing after its claim went; acknowl
 
 # ---- the lease lapses and no one claims: the node takes it again, clients go on ----
 epoch=$(qn 0 --json volume info v1 | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["volume"]["cluster"]["epoch"])')
-"$PY" "$FENCE_CLIENT" keep "$URI0" "$WORK/c.journal" c 15 >"$WORK/c.out" 2>&1 &
-WRITER=$!
-track "$WRITER"
-wait_for 20 "the c writer acknowledges nothing" enough_acked "$WORK/c.journal" 200
+writer c "$URI0" keep 15
 kill -STOP "${NODE_PID[0]}"
 wait_for 15 "node1 does not see node0 down" state_is 1 node0 down
 kill -CONT "${NODE_PID[0]}"

@@ -1,5 +1,5 @@
 /* tools/quill/cli.h — what the quill CLI's modules share: the parsed command line,
- * talking to the node (client.c), and the commands of snap.c and image.c.
+ * talking to the node (client.c), and the commands of the other modules.
  */
 #ifndef QUILL_TOOLS_QUILL_CLI_H
 #define QUILL_TOOLS_QUILL_CLI_H
@@ -27,7 +27,9 @@ struct cli {
 	char **argv;          /* the words left after the options */
 };
 
-/* ---- cluster.c: volumes in the cluster map ---- */
+/* ---- cluster.c: the cluster, its nodes, and volumes in its map ---- */
+int cmd_cluster(const struct cli *c);   /* cluster status */
+int cmd_node(const struct cli *c);      /* node ls|held|out|in */
 /* Adds --replicas (if given) to a volume.create request: 0, or -EINVAL (said). */
 int cli_add_replicas(const struct cli *c, struct json_object *req);
 /* volume claim|release|segment ...: the exit code, or -ENOENT (not one of these). */
@@ -72,10 +74,6 @@ int cmd_diff(const struct cli *c);
 
 /* ---- vhost.c ---- */
 int cmd_vhost(const struct cli *c);     /* vhost start|stop|ls */
-
-/* ---- cluster.c ---- */
-int cmd_cluster(const struct cli *c);   /* cluster status */
-int cmd_node(const struct cli *c);      /* node ls|out|in */
 
 /* ---- image.c ---- */
 int cmd_export(const struct cli *c);

@@ -13,29 +13,19 @@
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
 
-static void add_str(struct json_object *o, const char *key, const char *v)
-{
-	json_object_object_add(o, key, json_object_new_string(v));
-}
-
-static void add_bool(struct json_object *o, const char *key, bool v)
-{
-	json_object_object_add(o, key, json_object_new_boolean(v));
-}
-
 static struct json_object *node_json(const struct cluster_node *n)
 {
 	struct json_object *o = json_object_new_object();
 
-	add_str(o, "id", n->rec.id);
-	add_str(o, "state", n->up ? "up" : "down");
-	add_bool(o, "out", n->out);
-	add_bool(o, "self", n->self);
-	add_bool(o, "compatible", n->compatible);
-	add_str(o, "failure_domain", n->rec.domain);
-	add_str(o, "nbd", n->rec.nbd);
-	add_str(o, "control", n->rec.control);
-	add_str(o, "peer", n->rec.peer);
+	ctl_add_str(o, "id", n->rec.id);
+	ctl_add_str(o, "state", n->up ? "up" : "down");
+	ctl_add_bool(o, "out", n->out);
+	ctl_add_bool(o, "self", n->self);
+	ctl_add_bool(o, "compatible", n->compatible);
+	ctl_add_str(o, "failure_domain", n->rec.domain);
+	ctl_add_str(o, "nbd", n->rec.nbd);
+	ctl_add_str(o, "control", n->rec.control);
+	ctl_add_str(o, "peer", n->rec.peer);
 	ctl_add_int(o, "format_version", n->rec.format_version);
 	ctl_add_int(o, "protocol_version", n->rec.protocol_version);
 	ctl_add_int(o, "up_since", n->rec.up_since);
@@ -67,7 +57,7 @@ static int add_nodes(struct control *ctl, struct json_object *o)
 	return 0;
 }
 
-static struct json_object *single_node(void)
+struct json_object *ctl_single_node(void)
 {
 	return ctl_error(ENOTSUP, "this node is not part of a cluster (quilld runs without "
 			 "--etcd-endpoints)");
@@ -99,25 +89,25 @@ static struct json_object *cmd_cluster_status(struct control *ctl, struct json_o
 	}
 	cluster_info(ctl->cluster, &ci);
 	c = json_object_new_object();
-	add_str(c, "prefix", ci.prefix);
-	add_str(c, "node_id", ci.node_id);
-	add_str(c, "etcd_endpoint", ci.endpoint);
-	add_bool(c, "etcd_reachable", ci.etcd_ok);
-	add_str(c, "etcd_error", ci.etcd_error);
-	add_str(c, "state", ci.state);
+	ctl_add_str(c, "prefix", ci.prefix);
+	ctl_add_str(c, "node_id", ci.node_id);
+	ctl_add_str(c, "etcd_endpoint", ci.endpoint);
+	ctl_add_bool(c, "etcd_reachable", ci.etcd_ok);
+	ctl_add_str(c, "etcd_error", ci.etcd_error);
+	ctl_add_str(c, "state", ci.state);
 	ctl_add_int(c, "map_revision", ci.map_revision);
 	json_object_object_add(v, "cluster", c);
 	lease = json_object_new_object();
 	snprintf(why, sizeof(why), "%llx", (unsigned long long)ci.lease_id);
-	add_str(lease, "id", ci.lease_id ? why : "");
+	ctl_add_str(lease, "id", ci.lease_id ? why : "");
 	ctl_add_int(lease, "ttl_s", ci.ttl_s);
-	add_bool(lease, "valid", ci.lease_valid);
+	ctl_add_bool(lease, "valid", ci.lease_valid);
 	ctl_add_int(lease, "remaining_ms", ci.lease_valid ? ci.lease_remaining_ms : 0);
 	json_object_object_add(v, "lease", lease);
 	io = json_object_new_object();
 	io_wait_reason(&ci, why, sizeof(why));
-	add_str(io, "state", ci.lease_valid ? "serving" : "waiting");
-	add_str(io, "why", why);
+	ctl_add_str(io, "state", ci.lease_valid ? "serving" : "waiting");
+	ctl_add_str(io, "why", why);
 	ctl_add_int(io, "requests_waiting", blk_guard_waiting(ctl->guard));
 	json_object_object_add(v, "io", io);
 	if (add_nodes(ctl, v) < 0 || ctl_cluster_add_volumes(ctl, v) < 0) {
@@ -133,7 +123,7 @@ static struct json_object *cmd_cluster_nodes(struct control *ctl, struct json_ob
 
 	(void)req;
 	if (!ctl->cluster)
-		return single_node();
+		return ctl_single_node();
 	v = ctl_ok();
 	if (add_nodes(ctl, v) < 0) {
 		json_object_put(v);
@@ -168,7 +158,7 @@ static struct json_object *node_mark(struct control *ctl, struct json_object *re
 	int r;
 
 	if (!ctl->cluster)
-		return single_node();
+		return ctl_single_node();
 	if (!id)
 		return ctl_error(EINVAL, "which node? (\"id\")");
 	if (!layout_id_valid(id))
@@ -198,10 +188,10 @@ static int held_one(void *arg, const struct engine_held_info *h)
 	char uid[24];
 
 	snprintf(uid, sizeof(uid), "%016llx", (unsigned long long)h->uid);
-	add_str(o, "family", uid);
+	ctl_add_str(o, "family", uid);
 	ctl_add_int(o, "segment", h->sno);
 	ctl_add_int(o, "epoch", (int64_t)h->epoch);
-	add_str(o, "state", h->sealed ? "sealed" : "open");
+	ctl_add_str(o, "state", h->sealed ? "sealed" : "open");
 	ctl_add_int(o, "length", h->length);
 	ctl_add_int(o, "slot", h->slot);
 	json_object_array_add(arg, o);
@@ -240,9 +230,9 @@ static void orphans_judge_all(struct control *ctl, struct json_object *arr, unsi
 						    sno, orphans_owned, ctl->orphans, &vol);
 		bool orphan = why != ORPHAN_KEPT && why != ORPHAN_OWNED;
 
-		add_bool(o, "orphan", orphan);
-		add_str(o, "why", orphans_why_str(why));
-		add_str(o, "volume", vol);
+		ctl_add_bool(o, "orphan", orphan);
+		ctl_add_str(o, "why", orphans_why_str(why));
+		ctl_add_str(o, "volume", vol);
 		*n += orphan;
 	}
 }
@@ -283,7 +273,7 @@ static struct json_object *cmd_node_held(struct control *ctl, struct json_object
 	if (!ctl_get_bool(req, "orphans"))
 		return held_answer(ctl);
 	if (!ctl->cluster)
-		return single_node();
+		return ctl_single_node();
 	if (!ctl->orphans)
 		return ctl_error(ENOTSUP, "this node keeps no copies for others (no peer listener)");
 	call = ctl_call_new(ctl, req, orphans_finish);

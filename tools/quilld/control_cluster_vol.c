@@ -96,11 +96,6 @@ static struct json_object *job_error(int res, const char *name)
 
 /* ---- the "cluster" object of a volume ---- */
 
-static void add_str(struct json_object *o, const char *key, const char *v)
-{
-	json_object_object_add(o, key, json_object_new_string(v));
-}
-
 /* The "copies" of a volume this node replicates: the holders of its open segments,
  * and whether it runs below R (degraded) or its writes wait. */
 static struct json_object *copies_json(const struct replica_status *st)
@@ -110,14 +105,14 @@ static struct json_object *copies_json(const struct replica_status *st)
 	ctl_add_int(o, "replicas", st->replicas);
 	ctl_add_int(o, "min_replicas", st->min_replicas);
 	ctl_add_int(o, "current", st->copies);
-	json_object_object_add(o, "degraded", json_object_new_boolean(st->degraded));
-	json_object_object_add(o, "waiting", json_object_new_boolean(st->waiting));
-	add_str(o, "why", st->why);
+	ctl_add_bool(o, "degraded", st->degraded);
+	ctl_add_bool(o, "waiting", st->waiting);
+	ctl_add_str(o, "why", st->why);
 	for (unsigned i = 0; i < st->nsegs; i++) {
 		struct json_object *s = json_object_new_object(), *h = json_object_new_array();
 
 		ctl_add_int(s, "segment", st->segs[i].sno);
-		json_object_object_add(s, "placed", json_object_new_boolean(st->segs[i].placed));
+		ctl_add_bool(s, "placed", st->segs[i].placed);
 		for (unsigned k = 0; k < st->segs[i].nholders; k++)
 			json_object_array_add(h, json_object_new_string(st->segs[i].holders[k]));
 		json_object_object_add(s, "holders", h);
@@ -135,16 +130,16 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 
 	ctl_add_int(o, "replicas", v->rec.replicas);
 	ctl_add_int(o, "min_replicas", v->rec.min_replicas);
-	add_str(o, "owner", v->claimed ? v->claim.node : "");
-	add_str(o, "last_owner", v->rec.owner);
+	ctl_add_str(o, "owner", v->claimed ? v->claim.node : "");
+	ctl_add_str(o, "last_owner", v->rec.owner);
 	ctl_add_int(o, "epoch", v->claimed ? v->claim.epoch : v->rec.epoch);
-	add_str(o, "state", v->rec.state == LAYOUT_VOL_READY ? "ready" : "creating");
+	ctl_add_str(o, "state", v->rec.state == LAYOUT_VOL_READY ? "ready" : "creating");
 	ctl_add_int(o, "created", v->rec.created);
 	if (replica_status(ctl->replicas, v->rec.name, &st) == 0)
 		json_object_object_add(o, "copies", copies_json(&st));
 	if (ctl->volume_takeover &&
 	    ctl->volume_takeover(ctl->volume_owned_arg, v->rec.name, step, sizeof(step)))
-		add_str(o, "taking_over", step);
+		ctl_add_str(o, "taking_over", step);
 	return o;
 }
 
@@ -171,7 +166,7 @@ int ctl_cluster_add_volumes(struct control *ctl, struct json_object *o)
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = cluster_vol_json(ctl, &vols[i]);
 
-		add_str(v, "name", vols[i].rec.name);
+		ctl_add_str(v, "name", vols[i].rec.name);
 		ctl_add_int(v, "size", (int64_t)vols[i].rec.size);
 		json_object_array_add(arr, v);
 	}
@@ -401,8 +396,7 @@ static struct json_object *simple_job(struct control *ctl, struct json_object *r
 	struct vol_job *job;
 
 	if (!ctl->cluster)
-		return ctl_error(ENOTSUP, "this node is not part of a cluster (quilld runs without "
-				 "--etcd-endpoints)");
+		return ctl_single_node();
 	if (!name)
 		return ctl_no_name();
 	if (!layout_id_valid(name))
@@ -441,8 +435,8 @@ static struct json_object *segment_json(const struct layout_segment *s)
 	char id[32];
 
 	snprintf(id, sizeof(id), "%016" PRIx64 ".%08" PRIx32, s->id.family, s->id.seq);
-	add_str(o, "segment", id);
-	add_str(o, "state", s->state == LAYOUT_SEG_OPEN ? "open" : "sealed");
+	ctl_add_str(o, "segment", id);
+	ctl_add_str(o, "state", s->state == LAYOUT_SEG_OPEN ? "open" : "sealed");
 	ctl_add_int(o, "length", (int64_t)s->length);
 	ctl_add_int(o, "epoch", s->epoch);
 	for (unsigned i = 0; i < s->nholders; i++)
@@ -530,8 +524,7 @@ static struct json_object *cmd_volume_segment(struct control *ctl, struct json_o
 	uint64_t epoch = 0, length = 0;
 
 	if (!ctl->cluster)
-		return ctl_error(ENOTSUP, "this node is not part of a cluster (quilld runs without "
-				 "--etcd-endpoints)");
+		return ctl_single_node();
 	if (!name)
 		return ctl_no_name();
 	if (segment_op(ctl_get_string(req, "op"), &op) < 0)

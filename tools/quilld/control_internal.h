@@ -73,6 +73,8 @@ int ctl_get_u64(struct json_object *req, const char *key, uint64_t *out);
 /* A boolean field; false if absent. */
 bool ctl_get_bool(struct json_object *req, const char *key);
 void ctl_add_int(struct json_object *o, const char *key, int64_t v);
+void ctl_add_str(struct json_object *o, const char *key, const char *v);
+void ctl_add_bool(struct json_object *o, const char *key, bool v);
 /* The answer to a volume call that failed with r (-errno). */
 struct json_object *ctl_volume_error(int r, const char *name);
 /* An answer with the volume object after a call that succeeded (or r's error). */
@@ -129,6 +131,8 @@ extern const struct control_cmd ctl_snap_commands[];
 extern const struct control_cmd ctl_vhost_commands[];
 /* control_cluster.c: cluster status, nodes, out and in. */
 extern const struct control_cmd ctl_cluster_commands[];
+/* The answer to a cluster command on a single node (ENOTSUP). */
+struct json_object *ctl_single_node(void);
 /* control_cluster_vol.c: volumes in the cluster map. */
 extern const struct control_cmd ctl_cluster_vol_commands[];
 /* volume.create and volume.rm of a node of a cluster (records in etcd, then the local

@@ -417,11 +417,11 @@ static int start_replicas(struct node *n)
 	return takeovers_create(&to, &n->takeovers);
 }
 
-/* Is name being taken over here? Its step, for volume info and cluster status. */
+/* Is name being taken over here? Its step, for volume info, cluster status and the
+ * guard (which refuses attaches until it ends). */
 static bool volume_takeover(void *arg, const char *name, char *step, size_t len)
 {
 	struct node *n = arg;
-
 	int64_t epoch = 0;
 
 	return n->cluster && cluster_volume_owned(n->cluster, name, &epoch) &&
@@ -438,7 +438,6 @@ static int start_orphans(struct node *n)
 		return 0;
 	return orphans_create(&oo, &n->orphans);
 }
-
 
 static int start_control(struct node *n)
 {
@@ -557,11 +556,9 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 	struct cluster_volume v;
 	struct cluster_info self;
 	char nbd[LAYOUT_ADDR_MAX + 16];
-	int64_t claim;
 
 	*epoch = 0;
-	if (n->cluster && cluster_volume_owned(n->cluster, vol, &claim) &&
-	    takeovers_state(n->takeovers, vol, claim, why, len))
+	if (volume_takeover(n, vol, why, len))
 		return -EREMOTE; /* not here yet */
 	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
 	    cluster_volume_get(n->cluster, vol, &v) < 0)

@@ -328,6 +328,9 @@ Test(block, one_writer_and_its_refusal_names_the_holder)
 	blk_set_holder(dev, "NBD by 127.0.0.1:53122");
 	blk_busy_reason(eng, "disk0", why, sizeof(why));
 	cr_assert_str_eq(why, "volume 'disk0' is attached over NBD by 127.0.0.1:53122");
+	cr_assert(blk_open_refusal(eng, NULL, "disk0", -EBUSY, why, sizeof(why)));
+	cr_assert_str_eq(why, "volume 'disk0' is attached over NBD by 127.0.0.1:53122",
+			 "what a front end says for its open's -EBUSY");
 	cr_assert_eq(engine_volume_info(eng, "disk0", &info), 0);
 	cr_assert(info.open);
 	cr_assert_str_eq(info.holder, "NBD by 127.0.0.1:53122");

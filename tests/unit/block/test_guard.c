@@ -265,13 +265,18 @@ Test(block_guard, shutdown_fails_what_waits)
 Test(block_guard, open_of_a_volume_owned_elsewhere_is_refused)
 {
 	struct blk_dev *d2;
-	char why[256];
+	char why[256], why2[256];
 
 	cr_assert_eq(engine_snap_create(eng, "disk0", "s"), 0);
 	node.owned = false;
 	cr_assert_eq(blk_open(eng, guard, "disk0@s", &d2), -EREMOTE);
 	blk_guard_refusal(guard, "disk0@s", why, sizeof(why));
 	cr_assert(strstr(why, "owned by node n2") && strstr(why, "127.0.0.1:10811"), "%s", why);
+	/* what a front end says for the error of its open: the same sentence */
+	cr_assert(blk_open_refusal(eng, guard, "disk0@s", -EREMOTE, why2, sizeof(why2)));
+	cr_assert_str_eq(why2, why);
+	cr_assert_not(blk_open_refusal(eng, guard, "disk0@s", -ENOENT, why2, sizeof(why2)),
+		      "other errors are the front end's to say");
 	node.owned = true;
 	cr_assert_eq(blk_open(eng, guard, "disk0@s", &d2), 0);
 	blk_close(d2);
