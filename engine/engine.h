@@ -392,6 +392,11 @@ struct engine_stats {
 	uint64_t defrag_skipped;  /* scattered windows left as they were (over budget, no
 				     room, a job on the volume) */
 	uint64_t defrag_idle_reads; /* windows the idle defragmenter read to rewrite */
+	uint64_t blocks_repaired;    /* blocks whose local copy failed (checksum or read) and
+					were read from a copy elsewhere and written back
+					(engine/repair.c) */
+	uint64_t blocks_unrecoverable; /* ...and those for which no copy had good data:
+					  the read failed */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
 	uint64_t replayed_batches;   /* at the last open */

@@ -332,6 +332,7 @@ struct engine {
 	unsigned gc_want_free;
 
 	struct engine_stats stats;
+	struct repair *repairs; /* repair.c: blocks being read around, then written back */
 };
 
 /* superblock.c (docs/format.md, "Superblock") */
@@ -541,6 +542,17 @@ void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, ui
 /* Sorts b[0..n) by place in the log and returns how many I/Os a read of them takes
  * (blocks of one slot close together are one). */
 uint32_t eng_read_spans(struct read_block *b, uint32_t n);
+
+/* repair.c: read-around and repair of a block whose local copy failed */
+/* The block `block` of slot (of volume vol's read req, its lba; the map says crc)
+ * could not be read here: `why` is -EILSEQ (its checksum failed) or the read's error.
+ * If the slot's family has copies elsewhere (the mirror's read), the block is fetched
+ * from one into dst (req keeps a reference until then, with the error if none is
+ * good) and written back over the bad local copy: true. false when there is no copy
+ * to ask (a single node, a held slot, no memory): the caller fails the read. */
+bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine_volume *vol,
+		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
+		      int why);
 
 /* layer.c */
 /* What a read of lba gives: true with *loc for data, false for zeros. */

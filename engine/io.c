@@ -664,22 +664,36 @@ static uint8_t *want_data(const struct read_part *p, const struct read_want *w)
 			 : p->dst + (size_t)w->idx * QUILL_BLOCK_SIZE;
 }
 
-static int read_verify(struct read_part *p)
+/* Checks each wanted block of a span that was read (res: the read's answer) and moves
+ * it to the caller's buffer. A block that failed (its checksum, or the whole read) is
+ * read around from a copy elsewhere when there is one (repair.c); otherwise the read
+ * fails with the first such error. */
+static int read_verify(struct read_part *p, int res)
 {
+	int err = 0;
+
 	for (uint32_t i = 0; i < p->nwant; i++) {
 		const struct read_want *w = &p->want[i];
 		uint8_t *data = want_data(p, w);
+		uint8_t *dst = p->dst + (size_t)w->idx * QUILL_BLOCK_SIZE;
+		int why = res < 0 ? res : crc32c(data, QUILL_BLOCK_SIZE) != w->crc ? -EILSEQ : 0;
 
-		if (crc32c(data, QUILL_BLOCK_SIZE) != w->crc) {
+		if (why == 0) {
+			if (p->bounce)
+				memcpy(dst, data, QUILL_BLOCK_SIZE);
+			continue;
+		}
+		if (eng_repair_start(p->eng, p->req, p->vol, p->lba + w->idx, p->slot,
+				     p->first + w->pos, w->crc, dst, why))
+			continue;
+		if (why == -EILSEQ)
 			LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: checksum mismatch at lba "
 					"%llu (slot %u): returning an I/O error", p->vol->rec.name,
 					(unsigned long long)(p->lba + w->idx), p->slot);
-			return -EILSEQ;
-		}
-		if (p->bounce)
-			memcpy(p->dst + (size_t)w->idx * QUILL_BLOCK_SIZE, data, QUILL_BLOCK_SIZE);
+		if (err == 0)
+			err = why;
 	}
-	return 0;
+	return err;
 }
 
 static void read_done(void *arg, int res)
@@ -687,13 +701,12 @@ static void read_done(void *arg, int res)
 	struct read_part *p = arg;
 	struct engine *eng = p->eng;
 
-	if (res >= 0)
-		res = read_verify(p);
-	else
+	if (res < 0)
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: read of slot %u failed: %s",
 				p->vol->rec.name, p->slot, err_str(-res));
+	res = read_verify(p, res);
 	eng->slots[p->slot].readers--;
-	eng_req_put(eng, p->req, res < 0 ? res : 0);
+	eng_req_put(eng, p->req, res);
 	seg_buf_free(p->bounce);
 	free(p);
 }
@@ -1064,7 +1077,7 @@ int eng_drain(struct engine *eng)
 {
 	for (;;) {
 		bool busy = eng->done.head || eng->flush_wait || eng->flush_inflight ||
-			    eng->ckpt_busy || eng->gc_busy || eng->jobs ||
+			    eng->ckpt_busy || eng->gc_busy || eng->jobs || eng->repairs ||
 			    seg_inflight(eng);
 		for (size_t i = 0; i < eng->nvols && !busy; i++)
 			busy = eng->vols[i]->head != NULL;

@@ -136,6 +136,16 @@ struct seg_mirror_ops {
 	int (*flush)(void *ctx, seg_cb cb, void *arg);
 	void (*sealed)(void *ctx, uint32_t slot, uint32_t length);
 	void (*deleted)(void *ctx, uint32_t slot);
+	/* read (optional, NULL: no copy can be read): one block of segment (uid, sno) of a
+	 * family it wants, from a copy elsewhere, into buf (QUILL_BLOCK_SIZE, aligned),
+	 * for a block whose local copy failed (engine/repair.c). crc is the map's CRC32C
+	 * of the block: cb(0) only once buf holds a copy that has it; else cb(-EILSEQ)
+	 * when some copy was read but none had it, another -errno (-EIO, -ENOENT,
+	 * -ESHUTDOWN) when none could be read. The async contract above; cb runs from the
+	 * loop, never from inside this call. Whatever copies it tries and why each failed
+	 * is its to log. */
+	int (*read)(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+		    uint32_t crc, seg_cb cb, void *arg);
 };
 /* Sets (ops NULL: clears) the mirror; the engine's thread, with no segment I/O of a
  * mirrored family in flight. ops and ctx outlive the engine or the next call. Once

@@ -109,6 +109,11 @@ static void log_refusal(const struct hold_op *op, uint64_t fence, int res)
 				"refused: fenced at epoch %llu", (unsigned long long)op->uid,
 				peer_op_name(op->sr.op), op->sr.sno, (unsigned long long)op->epoch,
 				(unsigned long long)fence);
+	else if (res == -EILSEQ && op->sr.op == PEER_OP_SEG_READ)
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "family %llx: read of segment %u at block %u "
+				"(%u blocks): the copy held here fails its checksum: not sent",
+				(unsigned long long)op->uid, op->sr.sno, op->sr.block,
+				op->sr.nblocks);
 	else if (res == -EILSEQ)
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "family %llx: append to segment %u at block %u "
 				"refused: its data does not match its CRC",
@@ -131,6 +136,8 @@ static void op_finish(struct hold_op *op, int res)
 
 	if (res == 0 && op->epoch < fence)
 		res = -ESTALE; /* never acknowledge what a newer owner fenced off */
+	if (res == 0 && op->sr.op == PEER_OP_SEG_READ)
+		res = peer_seg_read_check(&op->sr, op->buf); /* a read-around's CRCs */
 	held = op_has_segment(op) && engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT && !held)
 		res = -ENOENT;

@@ -15,6 +15,8 @@
  *   - SEG_OPEN's segment size must be this store's (-EINVAL);
  *   - SEG_APPEND's data CRC is checked before anything is written or raised
  *     (-EILSEQ); with FUA the reply comes after engine_flush().
+ * SEG_READ with PEER_SEG_F_CRCS (a read-around) checks each block read against
+ * its CRC before answering: a copy that fails is answered -EILSEQ, never sent.
  * SEG_FLUSH flushes the store (no family, no fence). A refused op is a reply with a
  * negative result; the connection stays open.
  *

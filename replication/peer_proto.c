@@ -33,7 +33,7 @@ static const struct op_info {
 	SEG(PEER_OP_SEG_APPEND, "SEG_APPEND", sizeof(struct peer_seg_append) + PEER_SEG_BLOCK,
 	    PEER_PAYLOAD_MAX, SEG_REPLY_MIN),
 	SEG(PEER_OP_SEG_READ, "SEG_READ", sizeof(struct peer_seg_read),
-	    sizeof(struct peer_seg_read),
+	    sizeof(struct peer_seg_read) + PEER_SEG_READ_MAX_BLOCKS * sizeof(uint32_t),
 	    SEG_REPLY_MIN + PEER_SEG_READ_MAX_BLOCKS * PEER_SEG_BLOCK),
 	SEG(PEER_OP_SEG_SEAL, "SEG_SEAL", sizeof(struct peer_seg_seal),
 	    sizeof(struct peer_seg_seal), SEG_REPLY_MIN),
@@ -292,14 +292,38 @@ static int seg_append_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 
 static int seg_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
-	if (len != sizeof(struct peer_seg_read))
+	size_t want = sizeof(struct peer_seg_read);
+	int r;
+
+	if (len < sizeof(struct peer_seg_read))
 		return -EINVAL;
 	out->sno = peer_get32(p + RD(sno));
 	out->block = peer_get32(p + RD(block));
 	out->nblocks = peer_get32(p + RD(nblocks));
-	if (peer_get32(p + RD(reserved)))
+	out->flags = peer_get32(p + RD(flags));
+	if (out->flags & ~PEER_SEG_F_CRCS)
 		return -EPROTO;
-	return range_check(out->block, out->nblocks, PEER_SEG_READ_MAX_BLOCKS);
+	r = range_check(out->block, out->nblocks, PEER_SEG_READ_MAX_BLOCKS);
+	if (r < 0)
+		return r;
+	if (out->flags & PEER_SEG_F_CRCS) {
+		want += (size_t)out->nblocks * sizeof(uint32_t);
+		out->data = p + sizeof(struct peer_seg_read);
+	}
+	return len == want ? 0 : -EINVAL; /* the CRCs are exactly one per block */
+}
+
+int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks)
+{
+	const uint8_t *b = blocks;
+
+	if (!(r->flags & PEER_SEG_F_CRCS))
+		return 0;
+	for (uint32_t i = 0; i < r->nblocks; i++)
+		if (crc32c(b + (size_t)i * PEER_SEG_BLOCK, PEER_SEG_BLOCK) !=
+		    peer_get32(r->data + (size_t)i * sizeof(uint32_t)))
+			return -EILSEQ;
+	return 0;
 }
 
 /* The ops whose payload is 8 bytes: sno, then a length (SEAL) or reserved. */
@@ -378,7 +402,7 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p + RD(sno), r->sno);
 		peer_put32(p + RD(block), r->block);
 		peer_put32(p + RD(nblocks), r->nblocks);
-		peer_put32(p + RD(reserved), 0);
+		peer_put32(p + RD(flags), r->flags);
 		return sizeof(struct peer_seg_read);
 	case PEER_OP_SEG_SEAL:
 	case PEER_OP_SEG_DELETE:

@@ -137,6 +137,9 @@ _Static_assert(sizeof(struct peer_error) == 8, "ERROR payload head is 8 bytes");
 
 #define PEER_SEG_BLOCK 4096u              /* a segment's block: the engine's */
 #define PEER_SEG_F_FUA (1u << 0)          /* SEG_APPEND: durable before the reply */
+#define PEER_SEG_F_CRCS (1u << 1)         /* SEG_READ: nblocks CRC32Cs follow its head;
+					     the holder answers -EILSEQ rather than
+					     send blocks that do not have them */
 #define PEER_SEG_READ_MAX_BLOCKS 1024u    /* 4 MiB per SEG_READ */
 
 /* SEG_OPEN: the holder allocates a slot for (volume_id, sno). */
@@ -165,14 +168,17 @@ _Static_assert(offsetof(struct peer_seg_append, data_crc) == 16, "data_crc at 16
 	((PEER_PAYLOAD_MAX - (uint32_t)sizeof(struct peer_seg_append)) / PEER_SEG_BLOCK)
 _Static_assert(PEER_SEG_APPEND_MAX_BLOCKS == 4095, "16 MiB less the head: 4095 blocks");
 
-/* SEG_READ: nblocks at block; the reply carries them after its result. */
+/* SEG_READ: nblocks at block; the reply carries them after its result. With
+ * PEER_SEG_F_CRCS the head is followed by nblocks little-endian CRC32Cs, one per
+ * block (a read-around: the owner's map says what each block must be). */
 struct peer_seg_read {
 	uint32_t sno;
 	uint32_t block;
 	uint32_t nblocks;  /* 1..PEER_SEG_READ_MAX_BLOCKS */
-	uint32_t reserved; /* 0 */
+	uint32_t flags;    /* 0 or PEER_SEG_F_CRCS (was reserved: 0) */
 } PEER_PACKED;
-_Static_assert(sizeof(struct peer_seg_read) == 16, "SEG_READ payload is 16 bytes");
+_Static_assert(sizeof(struct peer_seg_read) == 16, "SEG_READ head is 16 bytes");
+_Static_assert(offsetof(struct peer_seg_read, flags) == 12, "flags at 12");
 
 /* SEG_SEAL: cut at length blocks, no more appends. */
 struct peer_seg_seal {
@@ -280,10 +286,12 @@ struct peer_seg_req {
 	uint32_t sno;
 	uint32_t segment_blocks; /* OPEN */
 	uint32_t block, nblocks; /* APPEND, READ */
-	uint32_t flags;          /* APPEND: PEER_SEG_F_* */
+	uint32_t flags;          /* APPEND, READ: PEER_SEG_F_* */
 	uint32_t data_crc;       /* APPEND */
 	uint32_t length;         /* SEAL */
-	const uint8_t *data;     /* APPEND: nblocks * PEER_SEG_BLOCK bytes, in the payload */
+	const uint8_t *data;     /* APPEND: nblocks * PEER_SEG_BLOCK bytes, in the payload;
+				    READ with PEER_SEG_F_CRCS: nblocks CRC32Cs (4 bytes
+				    each, little-endian: peer_seg_read_crc) */
 };
 
 /* A segment op's reply, decoded. */
@@ -340,6 +348,9 @@ size_t peer_error_encode(int err, const char *msg, void *buf);
 int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out);
 /* 0 if an APPEND's data has its data_crc, else -EILSEQ. */
 int peer_seg_data_check(const struct peer_seg_req *r);
+/* A READ with PEER_SEG_F_CRCS: 0 if each of the nblocks blocks at blocks has the CRC32C
+ * the request names for it, else -EILSEQ. Without the flag: 0. */
+int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks);
 /* Writes r's fixed part (an APPEND's head without its data: the data follows it in the
  * payload) into buf of PEER_SEG_HEAD_MAX bytes; returns its length (0 for the empty
  * ones). data_crc is written as given (crc32c of the data, the caller's). */

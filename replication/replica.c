@@ -31,6 +31,7 @@
 #include "engine/segment.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
+#include "replication/readaround.h"
 #include "replication/replica_internal.h"
 
 /* ---- wire helpers (payload layouts: peer_proto.h) ---- */
@@ -808,6 +809,7 @@ static const struct seg_mirror_ops mirror_ops = {
 	.flush = replica_flush,
 	.sealed = mirror_sealed,
 	.deleted = mirror_deleted,
+	.read = readaround_read,
 };
 
 /* ---- the module ---- */
@@ -884,6 +886,7 @@ void replica_destroy(struct replicas *rs)
 	seg_mirror_set(rs->eng, NULL, NULL);
 	rs->closing = true;
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
+	readaround_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
 	for (struct rseg *s = rs->all, *next; s; s = next) {

@@ -16,6 +16,7 @@
  *   seal    once every append of the segment is done: the sealed record in etcd, then
  *           SEG_SEAL to the holders
  *   delete  the record deleted in etcd, then SEG_DELETE to the holders
+ *   read    a block whose local copy failed, from a holder (replication/readaround.h)
  *
  * A holder that fails (an error, its connection lost) or is silent for the peer
  * timeout is dropped from each segment it holds: the reduced holder set is recorded

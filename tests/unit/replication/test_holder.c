@@ -204,6 +204,10 @@ static struct answer *call(const struct peer_seg_req *sr, uint64_t epoch, const 
 	if (sr->op == PEER_OP_SEG_APPEND) {
 		m.data = &iov;
 		m.datacnt = 1;
+	} else if (data) { /* a read-around's CRCs */
+		iov.iov_len = (size_t)sr->nblocks * sizeof(uint32_t);
+		m.data = &iov;
+		m.datacnt = 1;
 	}
 	cr_assert_eq(peer_request(conn, &m, timeout_ms, on_reply, &a), 0);
 	while (!a.done)
@@ -307,6 +311,40 @@ Test(holder, open_append_read_seal_delete)
 	cr_assert_eq(stat_seg(1, 3)->rep.result, -ENOENT);
 	cr_assert_eq(result_of(&sr, 3, NULL), 0, "a delete again is a retry");
 	cr_assert_eq(append(9, 0, 1, 0, 0, 3)->rep.result, -ENOENT, "not held");
+	cr_assert_eq(closes, 0);
+}
+
+/* A read-around names each block's CRC: a good copy is sent, a bad one refused. */
+static struct answer *read_checked(uint32_t sno, uint32_t block, uint32_t n,
+				   const uint32_t *crcs)
+{
+	uint8_t le[8 * sizeof(uint32_t)];
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_READ, .sno = sno, .block = block,
+				   .nblocks = n, .flags = PEER_SEG_F_CRCS };
+
+	for (uint32_t i = 0; i < n; i++)
+		peer_put32(le + 4 * i, crcs[i]);
+	return call(&sr, 3, le, 5000);
+}
+
+Test(holder, read_with_crcs_sends_only_a_copy_that_has_them)
+{
+	uint8_t blk[BLK];
+	uint32_t crcs[2];
+	struct answer *a;
+
+	cr_assert_eq(open_seg(1, 3), 0);
+	cr_assert_eq(append(1, 0, 2, 0xa1, 0, 3)->rep.result, 0);
+	memset(blk, 0xa1, BLK);
+	crcs[0] = crcs[1] = crc32c(blk, BLK);
+	a = read_checked(1, 0, 2, crcs);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.nblocks, 2);
+	cr_assert(all(a->data, 2 * BLK, 0xa1));
+	crcs[1] ^= 1; /* the owner's map says the second block is something else */
+	a = read_checked(1, 0, 2, crcs);
+	cr_assert_eq(a->rep.result, -EILSEQ);
+	cr_assert_null(a->rep.data, "no blocks with a refusal");
 	cr_assert_eq(closes, 0);
 }
 

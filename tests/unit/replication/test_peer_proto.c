@@ -148,7 +148,7 @@ Test(peer_proto, segment_ops_known_with_bounds)
 	} want[] = {
 		{ PEER_OP_SEG_OPEN, 16, 16, 8 },
 		{ PEER_OP_SEG_APPEND, 24 + 4096, 16u << 20, 8 },
-		{ PEER_OP_SEG_READ, 16, 16, 8 + (4u << 20) },
+		{ PEER_OP_SEG_READ, 16, 16 + 4 * 1024, 8 + (4u << 20) },
 		{ PEER_OP_SEG_SEAL, 8, 8, 8 },
 		{ PEER_OP_SEG_DELETE, 8, 8, 8 },
 		{ PEER_OP_EPOCH_RAISE, 0, 0, 8 },
@@ -431,6 +431,17 @@ Test(peer_proto, seg_request_refusals)
 	peer_put32(buf + 8, 1);
 	peer_put32(buf + 12, 1);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EPROTO);
+	/* READ with CRCs: exactly one per block after the head */
+	peer_put32(buf + 8, 2);
+	peer_put32(buf + 12, PEER_SEG_F_CRCS);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 20, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 28, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 24, &d), 0);
+	cr_assert_eq(d.flags, PEER_SEG_F_CRCS);
+	cr_assert_eq(d.data, buf + 16);
+	peer_put32(buf + 12, PEER_SEG_F_CRCS | PEER_SEG_F_FUA);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 24, &d), -EPROTO);
 	/* SEAL has a length where DELETE and STAT have reserved */
 	memset(buf, 0, sizeof(buf));
 	peer_put32(buf + 4, 9);
@@ -520,4 +531,28 @@ Test(peer_proto, seg_reply_refusals)
 	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_STAT, buf, 24, &d), -EPROTO,
 		     "reserved set");
 	cr_assert_eq(peer_seg_reply_decode(PEER_OP_PONG, buf, 8, &d), -EOPNOTSUPP);
+}
+
+/* A read-around's CRCs: each block is checked against its own. */
+Test(peer_proto, seg_read_crcs_check_each_block)
+{
+	static uint8_t blocks[2 * PEER_SEG_BLOCK];
+	uint8_t head[PEER_SEG_HEAD_MAX + 8];
+	struct peer_seg_req r = { .op = PEER_OP_SEG_READ, .sno = 3, .block = 5, .nblocks = 2,
+				  .flags = PEER_SEG_F_CRCS };
+	struct peer_seg_req d;
+	size_t n;
+
+	memset(blocks, 7, PEER_SEG_BLOCK);
+	memset(blocks + PEER_SEG_BLOCK, 9, PEER_SEG_BLOCK);
+	n = peer_seg_req_encode(&r, head);
+	cr_assert_eq(n, 16);
+	peer_put32(head + n, crc32c(blocks, PEER_SEG_BLOCK));
+	peer_put32(head + n + 4, crc32c(blocks + PEER_SEG_BLOCK, PEER_SEG_BLOCK));
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, head, n + 8, &d), 0);
+	cr_assert_eq(peer_seg_read_check(&d, blocks), 0);
+	blocks[PEER_SEG_BLOCK + 100] ^= 1; /* the second block goes bad */
+	cr_assert_eq(peer_seg_read_check(&d, blocks), -EILSEQ);
+	d.flags = 0;
+	cr_assert_eq(peer_seg_read_check(&d, blocks), 0, "no CRCs asked: nothing checked");
 }

@@ -1,0 +1,201 @@
+/* engine/repair.c — read-around and repair of a block whose local copy failed.
+ *
+ * A read (io.c) whose block fails its CRC32C, or whose read from the store fails,
+ * hands that block here when its segment's family has copies on other nodes (the
+ * segment mirror wants the family and has a read op: segment.h). One repair per
+ * block:
+ *   fetch   the mirror reads the block from a copy elsewhere, checked against the
+ *           map's CRC on arrival (again here: the border is asserted both sides);
+ *           the client's buffer gets it and its read completes at once
+ *   write   the good block is written back over the bad one: the same offset of the
+ *           same slot (a sealed segment's bytes never change, and an open segment's
+ *           written blocks do not either: rewriting them with the same bytes is safe)
+ *   verify  the block is read again and checked; blocks_repaired counts it, and the
+ *           log says so once for the block
+ * No copy with good data: the read fails with the local error, as on a single node,
+ * and blocks_unrecoverable counts it.
+ *
+ * The slot cannot change under a repair: it holds the slot's `readers` count from the
+ * start to the end, like any read, so a slot the cleaner frees meanwhile is not
+ * released (seg_release defers it) nor given to another segment (slot_take skips
+ * it). A slot that is being freed (its FREE header going out, or its release
+ * deferred) is not written: its segment is going away and nothing will read it.
+ * Two reads of one bad block each fetch it; only one writes it back.
+ *
+ * Threading: the engine's thread; every step is asynchronous.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "engine/engine_internal.h"
+
+enum repair_step { REPAIR_FETCH, REPAIR_WRITE, REPAIR_VERIFY };
+
+struct repair {
+	struct engine *eng;
+	struct ioreq *req;   /* the read, until the block is in dst; then NULL */
+	uint8_t *dst;        /* the read's buffer for the block */
+	uint8_t *buf;        /* aligned: the good copy, then what reads back */
+	char vol[ENGINE_VOLUME_NAME_MAX + 1];
+	uint64_t lba;
+	uint64_t generation; /* the slot's segment when the repair began */
+	uint32_t slot, block, crc;
+	int why;             /* the local failure: the read's answer if no copy is good */
+	enum repair_step step;
+	struct repair *next; /* eng->repairs */
+};
+
+static const char *failure_text(int why)
+{
+	return why == -EILSEQ ? "checksum mismatch" : err_str(-why);
+}
+
+static void repair_end(struct repair *rp)
+{
+	struct engine *eng = rp->eng;
+
+	for (struct repair **p = &eng->repairs; *p; p = &(*p)->next)
+		if (*p == rp) {
+			*p = rp->next;
+			break;
+		}
+	eng->slots[rp->slot].readers--;
+	if (rp->req)
+		eng_req_put(eng, rp->req, rp->why);
+	seg_buf_free(rp->buf);
+	free(rp);
+}
+
+/* Is another repair of the same block writing it back already? */
+static bool being_written(const struct repair *rp)
+{
+	for (const struct repair *o = rp->eng->repairs; o; o = o->next)
+		if (o != rp && o->step != REPAIR_FETCH && o->slot == rp->slot &&
+		    o->block == rp->block)
+			return true;
+	return false;
+}
+
+static void repair_verified(void *arg, int res)
+{
+	struct repair *rp = arg;
+
+	if (res >= 0 && crc32c(rp->buf, QUILL_BLOCK_SIZE) == rp->crc) {
+		rp->eng->stats.blocks_repaired++;
+		log_msg(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
+			"local copy repaired from a copy elsewhere (it was: %s)", rp->vol, rp->lba,
+			rp->slot, rp->block, failure_text(rp->why));
+	} else {
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block "
+				"%u): the repaired block does not read back good (%s): the local "
+				"copy stays bad", rp->vol, rp->lba, rp->slot, rp->block,
+				res < 0 ? err_str(-res) : "checksum mismatch");
+	}
+	repair_end(rp);
+}
+
+static void repair_written(void *arg, int res)
+{
+	struct repair *rp = arg;
+	struct iovec iov = { rp->buf, QUILL_BLOCK_SIZE };
+	int r = res;
+
+	if (res >= 0) {
+		memset(rp->buf, 0, QUILL_BLOCK_SIZE); /* what reads back is the disk's */
+		rp->step = REPAIR_VERIFY;
+		r = seg_read(rp->eng, rp->slot, rp->block, &iov, 1, repair_verified, rp);
+		if (r == 0)
+			return;
+	}
+	repair_verified(rp, r);
+}
+
+/* May the good block go back into the slot? Not when its segment is going away. */
+static bool slot_writable(const struct repair *rp)
+{
+	const struct slot *s = &rp->eng->slots[rp->slot];
+
+	for (size_t i = 0; i < rp->eng->ndeferred_free; i++)
+		if (rp->eng->deferred_free[i] == rp->slot)
+			return false;
+	return s->state != SLOT_FREE && !s->freeing && s->generation == rp->generation;
+}
+
+static void repair_write(struct repair *rp)
+{
+	struct iovec iov = { rp->buf, QUILL_BLOCK_SIZE };
+	int r;
+
+	if (!slot_writable(rp) || being_written(rp)) {
+		repair_end(rp);
+		return;
+	}
+	rp->step = REPAIR_WRITE;
+	r = seg_write(rp->eng, rp->slot, rp->block, &iov, 1, repair_written, rp);
+	if (r < 0)
+		repair_verified(rp, r);
+}
+
+static void repair_fetched(void *arg, int res)
+{
+	struct repair *rp = arg;
+
+	if (res >= 0 && crc32c(rp->buf, QUILL_BLOCK_SIZE) != rp->crc)
+		res = -EILSEQ; /* the mirror's contract says it checked: never trust a border */
+	if (res < 0) {
+		rp->eng->stats.blocks_unrecoverable++;
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block "
+				"%u): local copy failed (%s) and no copy elsewhere is good (%s): "
+				"returning an I/O error", rp->vol, rp->lba, rp->slot, rp->block,
+				failure_text(rp->why), err_str(-res));
+		repair_end(rp); /* the read fails with the local error */
+		return;
+	}
+	memcpy(rp->dst, rp->buf, QUILL_BLOCK_SIZE);
+	eng_req_put(rp->eng, rp->req, 0); /* the client has its block: it does not wait */
+	rp->req = NULL;
+	repair_write(rp);
+}
+
+bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine_volume *vol,
+		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
+		      int why)
+{
+	struct slot *s = &eng->slots[slot];
+	struct repair *rp;
+	int r;
+
+	if (!eng->mirror || !eng->mirror->read || s->held ||
+	    !eng->mirror->wants(eng->mirror_ctx, s->family_uid))
+		return false;
+	rp = calloc(1, sizeof(*rp));
+	if (!rp)
+		return false;
+	*rp = (struct repair){ .eng = eng, .req = req, .dst = dst, .lba = lba,
+			       .generation = s->generation, .slot = slot, .block = block,
+			       .crc = crc, .why = why };
+	snprintf(rp->vol, sizeof(rp->vol), "%s", vol->rec.name);
+	rp->buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
+	r = rp->buf ? eng->mirror->read(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf,
+					crc, repair_fetched, rp)
+		    : -ENOMEM;
+	if (r < 0) {
+		seg_buf_free(rp->buf);
+		free(rp);
+		return false;
+	}
+	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
+			"local copy failed (%s): reading it from a copy elsewhere", rp->vol, lba,
+			slot, block, failure_text(why));
+	s->readers++;
+	req->pending++;
+	rp->next = eng->repairs;
+	eng->repairs = rp;
+	return true;
+}
