@@ -785,11 +785,12 @@ static int conn_read(struct peer_conn *c)
 		c->in.len += (size_t)n;
 		if (conn_process(c) < 0)
 			return -1;
-		/* less than there was room for: the socket is empty now, and the next recv
-		 * would only say EAGAIN (a system call per frame, on every hop of a
-		 * replicated write). The watch is level-triggered: what arrives meanwhile
-		 * wakes the loop again. */
-		if ((size_t)n < room)
+		/* less than there was room for, and only whole frames: the socket is empty
+		 * now, and the next recv would only say EAGAIN (a system call per frame, on
+		 * every hop of a replicated write). The watch is level-triggered: what
+		 * arrives meanwhile wakes the loop again. The rest of a frame cut short is
+		 * read on at once: it is on its way (a large append, sent as it is read). */
+		if ((size_t)n < room && c->in.len == c->in_lead)
 			return 0;
 	}
 	return 0;
