@@ -759,13 +759,15 @@ static int conn_process(struct peer_conn *c)
 static int conn_read(struct peer_conn *c)
 {
 	for (int round = 0; round < PEER_READ_ROUNDS && conn_may_read(c); round++) {
+		size_t room;
 		ssize_t n;
 
 		if (peer_buf_reserve(&c->in, PEER_READ_CHUNK) < 0) {
 			conn_close(c, ENOMEM, "no memory for input");
 			return -1;
 		}
-		n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+		room = c->in.cap - c->in.len;
+		n = recv(c->fd, c->in.data + c->in.len, room, MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -783,6 +785,13 @@ static int conn_read(struct peer_conn *c)
 		c->in.len += (size_t)n;
 		if (conn_process(c) < 0)
 			return -1;
+		/* less than there was room for, and only whole frames: the socket is empty
+		 * now, and the next recv would only say EAGAIN (a system call per frame, on
+		 * every hop of a replicated write). The watch is level-triggered: what
+		 * arrives meanwhile wakes the loop again. The rest of a frame cut short is
+		 * read on at once: it is on its way (a large append, sent as it is read). */
+		if ((size_t)n < room && c->in.len == c->in_lead)
+			return 0;
 	}
 	return 0;
 }

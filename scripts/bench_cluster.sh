@@ -15,8 +15,10 @@
 # with a flush after every write (FLUSH over NBD, fsync on the raw file: 1 / IOPS,
 # the time of a durable write), QD1 random read (mean latency), QD32 random write
 # (IOPS), 1 MiB sequential write at QD8 (MiB/s). quilld CPU per write: user + system
-# time of every quilld of the target (one, or three nodes) over a write job, ramp
-# included, divided by the writes it made in that time.
+# time of every quilld of the target (one, or three nodes) over a write job (fio's
+# start and exit included), divided by the writes of its ramp and its run (fio's
+# rate times the seconds it did I/O, not the wall time: fio's start and exit write
+# nothing). For the 1 MiB job a write is 1 MiB.
 #
 # Prints a table and issue 12's targets: r3's QD32 write IOPS >= min(0.5 x single,
 # 0.8 x ceiling), r3's QD1 write latency <= single + 60 us; then the load before and
@@ -144,13 +146,15 @@ targets = ["single", "r2", "r3"]
 
 
 def cpu_per_write(t, job, r):
-    """quilld CPU (us) per write: the job's CPU over the writes made in its wall time
-    (ramp and connection included, at the measured rate)"""
+    """quilld CPU (us) per write: the CPU over the whole job (fio's start, its ramp,
+    its run, its exit) divided by the writes of its ramp and run (the measured rate
+    over the seconds fio did I/O: not over the wall time, which counts seconds
+    without I/O as if they had writes at that rate)"""
     path = os.path.join(out, t, job + ".cpu")
-    if not r or not os.path.exists(path):
+    if not r or not os.path.exists(path) or not r["io_s"]:
         return None
-    ticks, wall = (float(x) for x in open(path).read().split())
-    return ticks / tck * 1e6 / (r["iops"] * wall)
+    ticks, _wall = (float(x) for x in open(path).read().split())
+    return ticks / tck * 1e6 / (r["iops"] * r["io_s"])
 
 
 res = {t: {} for t in targets + ["ceiling", "ceiling-min"]}
@@ -177,13 +181,16 @@ metrics = [
 ]
 rows = [[name] + [f(res[t][job]) if res[t].get(job) else "-" for t in cols]
         for name, job, f in metrics]
-for job in ("randwrite-4k-qd1", "randwrite-4k-qd32", "seqwrite-1m-qd8"):
+for job, what in (("randwrite-4k-qd1", "4K write"), ("randwrite-4k-qd32", "4K write"),
+                  ("seqwrite-1m-qd8", "MiB")):
     cpu = [cpu_per_write(t, job, res[t].get(job)) for t in targets]
-    rows.append(["quilld CPU/write, " + job] + [lat(c) if c else "-" for c in cpu] + ["", ""])
+    rows.append(["quilld CPU per %s, %s" % (what, job)] + [lat(c) if c else "-" for c in cpu] +
+                ["", ""])
 table(["figure"] + cols, rows)
 print("r2, r3: one 3-node cluster on this machine, written through node0; ceiling: the mean")
 print("of three fio writers at once on three raw files (ceiling-min: the slowest of them).")
-print("quilld CPU/write: all the target's quilld processes, summed.")
+print("quilld CPU: all the target's quilld processes, summed, over the job; per write of")
+print("its ramp and run (1M job: one write is 1 MiB).")
 
 print("\nissue 12's targets, this run")
 trows = []

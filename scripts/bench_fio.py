@@ -13,10 +13,14 @@ def fio_result(path):
     text = open(path).read()
     # skip any line fio printed first; a file of several jobs (stonewall) is measured
     # by its last one (seqread-after-randwrite: the read after the writes)
-    j = json.loads(text[text.index("{"):])["jobs"][-1]
+    out = json.loads(text[text.index("{"):])
+    j = out["jobs"][-1]
     dirs = [j[d] for d in ("read", "write") if j[d]["total_ios"] > 0]
     ios = sum(d["total_ios"] for d in dirs) or 1
+    ramp = j["job options"].get("ramp_time", out.get("global options", {}).get("ramp_time", "0"))
     return {
+        # seconds of I/O: the measured runtime and the ramp before it (same rate)
+        "io_s": max((d["runtime"] for d in dirs), default=0) / 1e3 + float(ramp),
         "iops": sum(d["iops"] for d in dirs),
         "mib_s": sum(d["bw_bytes"] for d in dirs) / 2**20,
         "ios": sum(d["total_ios"] for d in dirs),

@@ -4,11 +4,13 @@
  * of order, a reply later than its timeout, a close with requests in flight (every
  * callback runs once), replies to a connection that closed (dropped, never a use
  * after free: run under ASan in build-san), no serve hook, a malformed reply, the
- * calls' refusals, and a peer that does not read its replies stalling no one else. */
+ * calls' refusals, a peer that does not read its replies stalling no one else, and
+ * one recv per frame (recv is wrapped here to count the calls that found nothing). */
 #include "replication/peer.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -20,6 +22,23 @@
 #include "common/loop.h"
 #include "replication/peer_session.h"
 #include "peer_fixture.h"
+
+/* Every recv of this process goes through here (the executable's definition comes
+ * before libc's): the calls that found the socket empty are counted. */
+static unsigned recv_empty;
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	static ssize_t (*real)(int, void *, size_t, int);
+	ssize_t n;
+
+	if (!real)
+		real = (ssize_t (*)(int, void *, size_t, int))dlsym(RTLD_NEXT, "recv");
+	n = real(fd, buf, len, flags);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		recv_empty++;
+	return n;
+}
 
 #define MAX_HELD 512
 #define FAMILY 0x77
@@ -322,6 +341,32 @@ Test(peer_request, request_and_reply)
 	cr_assert_eq(st.rep.length, 40);
 	cr_assert_eq(peer_conn_pending(cl.c), 0);
 	cr_assert_eq(cl.closes, 0, "the connection stays");
+}
+
+/* A lone request and its reply, one after another (a QD1 write's hop to a holder):
+ * each side reads a frame with one recv and goes back to sleep; no second recv to
+ * learn that the socket is empty (a system call per frame and side, on a guest where
+ * each costs microseconds). */
+Test(peer_request, one_recv_per_frame_at_queue_depth_1)
+{
+	struct cli cl = { 0 };
+	enum { N = 40 };
+	unsigned done = 0;
+
+	connect_ready(&cl, true);
+	recv_empty = 0;
+	for (unsigned i = 0; i < N; i++) {
+		struct call k = { .done = &done, .stop_at = i + 1 };
+
+		cr_assert_eq(send_append(&cl, i, 1, (uint8_t)i, 1, 0, 1000, &k), 0);
+		cr_assert_eq(loop_run(lp), 0);
+		cr_assert_eq(k.calls, 1);
+		cr_assert_eq(k.rep.result, 0);
+	}
+	cr_assert_eq(srv.served, N);
+	/* 2N frames were read (N requests, N replies): before, each read ended with an
+	 * empty recv; a few may still (a wake-up for data already read) */
+	cr_assert_lt(recv_empty, N / 4, "%u empty recvs for %u frames", recv_empty, 2 * N);
 }
 
 /* Many appends in flight at once, answered in the reverse order: each callback runs
