@@ -23,7 +23,9 @@
  * acknowledged, and the drop is logged with the node and the reason. While a segment
  * has fewer than min_replicas copies (the owner's included), its writes wait: they
  * are never acknowledged with fewer. The next segment is placed on healthy nodes.
- * A dropped node gets no copy of a segment it missed (catch-up is not built).
+ * Sealed segments recorded with fewer than R holders (a holder dropped, or a segment
+ * placed while a node was away) are copied to a suitable node by catch-up
+ * (replication/catchup.h), throttled.
  *
  * Threading: the loop's thread, which is the engine's. Nothing blocks: etcd calls go
  * through cluster_volume_async, peers through peer_request.
@@ -50,6 +52,7 @@ struct replica_opts {
 	struct cluster *cluster;  /* the map, and the segment records */
 	const char *self_id;      /* this node's id in the map */
 	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
+	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS */
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */
@@ -76,6 +79,12 @@ struct replica_status {
 	bool waiting;          /* an open segment's writes wait: fewer than min_replicas
 				  copies, or not placed yet */
 	char why[160];         /* when degraded or waiting: why, for people */
+	/* catch-up (catchup.h): segments recorded with fewer than R holders */
+	unsigned catchup_segs;
+	uint64_t catchup_bytes; /* of the sealed ones: what is left to copy */
+	unsigned catchup_copying;
+	uint64_t catchup_rate;  /* bytes per second since the catch-up began */
+	uint64_t catchup_copied;
 	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */
 	struct replica_seg_status {
 		uint32_t sno;

@@ -128,6 +128,7 @@ struct replicas {
 	struct seg_call *calls;         /* etcd calls not answered yet */
 	struct rflush **flushes;        /* flushes waiting for records */
 	size_t nflushes;
+	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 };
 
 /* replica.c */
