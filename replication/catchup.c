@@ -286,6 +286,8 @@ static void peer_replied(void *arg, int res, const struct peer_hdr *h, const voi
 		return;
 	}
 	r = replica_reply_result(ops[j->step], res, payload, len);
+	if (r == -EINVAL && j->step == CJ_OPEN)
+		replica_node_bad_size(j->to);
 	if (r < 0) {
 		job_fail(j, r, what[j->step]);
 		return;

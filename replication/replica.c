@@ -539,12 +539,8 @@ static void open_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	(void)h;
 	free(q);
 	if (!s->rs->closing) {
-		if (r == -EINVAL && !n->bad_size) {
-			log_msg(LOG_ERROR, LOG_TAG, "node %s refuses segments of %u blocks (its "
-				"segment size differs from this node's): no copies go to it",
-				n->id, s->rs->seg_blocks);
-			n->bad_size = true;
-		}
+		if (r == -EINVAL)
+			replica_node_bad_size(n);
 		if (r < 0) {
 			char why[128];
 
