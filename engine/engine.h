@@ -484,6 +484,8 @@ int engine_held_list(const struct engine *eng,
  * it holds or a misaligned buffer, -ENOMEM. */
 int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
 			      void *buf, uint32_t nblocks, engine_cb cb, void *arg);
+/* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT. */
+int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno);
 
 /* ---- taking a family over (docs/replication.md, "Takeover") ----
  * The sealed held copies (uid, snos[0..n-1]) become this engine's own log of family

@@ -28,6 +28,13 @@ static int64_t own_sealed_slot(const struct engine *eng, uint64_t uid, uint32_t 
 	return -ENOENT;
 }
 
+int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	int64_t slot = own_sealed_slot(eng, uid, sno);
+
+	return slot < 0 ? (int)slot : (int)eng->slots[slot].used;
+}
+
 static void segcopy_read_done(void *arg, int res)
 {
 	struct segcopy_read *r = arg;

@@ -531,12 +531,19 @@ static void scanned(void *arg, int res, const char *msg)
 			const struct layout_segment *rec = &s->req.segs[i];
 			struct rnode *to;
 
-			if (rec->id.family != f->uid || rec->nholders >= f->replicas)
+			/* an open segment below R is the replica set's to show (its copies);
+			 * its seal kicks a scan */
+			if (rec->id.family != f->uid || !catchup_wanted(rec, f->replicas))
 				continue;
+			/* copied from the local copy only; one not here whole is the
+			 * cleaner's leftover (freed here, its record not deleted) */
+			if (engine_segment_sealed_blocks(c->rs->eng, f->uid, rec->id.seq) !=
+			    (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+				st.no_source++;
+				continue;
+			}
 			st.segs_left++;
 			c->busy = true;
-			if (!catchup_wanted(rec, f->replicas))
-				continue; /* open: it may be sealed later */
 			st.bytes_left += rec->length;
 			if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
 				continue;

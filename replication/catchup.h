@@ -20,8 +20,8 @@
  *
  * Throttle: a byte budget per second over every copy (catchup_budget), at most
  * max_inflight segments at a time. Scans: one range read of the family's records
- * every second while some record has fewer than R holders, else every 30 s, and soon
- * after the map changes or a holder fails.
+ * every second while some sealed record has fewer than R holders, else every 30 s,
+ * and soon after the map changes, a holder fails or a segment below R is sealed.
  *
  * Threading: the loop's thread (the engine's), like replica.c.
  */
@@ -85,8 +85,10 @@ void catchup_kick(struct catchup *c);
 
 /* A family's catch-up, as the last scan saw it. */
 struct catchup_status {
-	unsigned segs_left;   /* records with fewer than R holders (open ones included) */
-	uint64_t bytes_left;  /* of the sealed ones among them */
+	unsigned segs_left;   /* sealed records with fewer than R holders */
+	uint64_t bytes_left;  /* what is left to copy of them */
+	unsigned no_source;   /* sealed records below R that this node has no whole local
+				 copy of (not copied: reading from a holder is not built) */
 	unsigned copying;     /* segments being copied now */
 	uint64_t rate;        /* bytes per second of the copies since the catch-up began
 				 (0: none done yet) */

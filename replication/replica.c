@@ -649,6 +649,8 @@ static void seal_recorded(void *arg, int res, const char *msg)
 		} else {
 			s->state = RS_SEALED;
 			seg_send_all(s, PEER_OP_SEG_SEAL, s->seal_len, seal_replied);
+			if (seg_copies(s) < s->fam->replicas)
+				catchup_kick(s->rs->catchup); /* it wants its copies back */
 		}
 		seg_step(s);
 	}
@@ -937,6 +939,7 @@ static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 	out->catchup_segs = cs.segs_left;
 	out->catchup_bytes = cs.bytes_left;
 	out->catchup_copying = cs.copying;
+	out->catchup_no_source = cs.no_source;
 	out->catchup_rate = cs.rate;
 	out->catchup_copied = cs.copied;
 	if (cs.segs_left)

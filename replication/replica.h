@@ -83,6 +83,7 @@ struct replica_status {
 	unsigned catchup_segs;
 	uint64_t catchup_bytes; /* of the sealed ones: what is left to copy */
 	unsigned catchup_copying;
+	unsigned catchup_no_source; /* sealed records below R with no local copy here */
 	uint64_t catchup_rate;  /* bytes per second since the catch-up began */
 	uint64_t catchup_copied;
 	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */

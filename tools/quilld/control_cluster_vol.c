@@ -108,12 +108,13 @@ static struct json_object *copies_json(const struct replica_status *st)
 	ctl_add_bool(o, "degraded", st->degraded);
 	ctl_add_bool(o, "waiting", st->waiting);
 	ctl_add_str(o, "why", st->why);
-	if (st->catchup_segs || st->catchup_copied) {
+	if (st->catchup_segs || st->catchup_copied || st->catchup_no_source) {
 		struct json_object *c = json_object_new_object();
 
 		ctl_add_int(c, "segments_left", st->catchup_segs);
 		ctl_add_int(c, "bytes_left", (int64_t)st->catchup_bytes);
 		ctl_add_int(c, "copying", st->catchup_copying);
+		ctl_add_int(c, "no_local_copy", st->catchup_no_source);
 		ctl_add_int(c, "bytes_copied", (int64_t)st->catchup_copied);
 		ctl_add_int(c, "bytes_per_second", (int64_t)st->catchup_rate);
 		json_object_object_add(o, "catchup", c);
