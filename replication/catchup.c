@@ -44,8 +44,11 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
 	int64_t need = (int64_t)(bytes < b->burst ? bytes : b->burst);
 
 	if (now_ms > b->last_ms) {
-		uint64_t add = (now_ms - b->last_ms) * b->rate / 1000;
-		int64_t t = b->tokens + (int64_t)(add > 2 * b->burst ? 2 * b->burst : add);
+		/* what fills the bucket from where it is (a debt included): no more */
+		uint64_t room = b->burst + (uint64_t)(b->tokens < 0 ? -b->tokens : 0);
+		uint64_t ms = now_ms - b->last_ms;
+		uint64_t add = ms > room / b->rate * 1000 + 1000 ? room : ms * b->rate / 1000;
+		int64_t t = b->tokens + (int64_t)(add > room ? room : add);
 
 		b->tokens = t > (int64_t)b->burst ? (int64_t)b->burst : t;
 		b->last_ms = now_ms;
