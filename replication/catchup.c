@@ -497,6 +497,42 @@ static struct rnode *pick_node(struct catchup *c, const struct layout_segment *r
 	return i < 0 ? NULL : rs->nodes[i];
 }
 
+/* A `copying` entry no copy of this owner's is behind (one that died, an ABORT that
+ * did not land, an earlier owner's): taken out, so that the node's orphan check drops
+ * what it holds. Fire and forget: the answer only frees it. */
+struct cstale {
+	struct cluster_vol_req req;
+};
+
+static void stale_cleared(void *arg, int res, const char *msg)
+{
+	(void)res;
+	(void)msg;
+	free(arg);
+}
+
+static void clear_stale_copying(struct catchup *c, const struct family *f,
+				const struct layout_segment *rec)
+{
+	for (unsigned i = 0; i < rec->ncopying; i++) {
+		struct cstale *x = calloc(1, sizeof(*x));
+
+		if (!x)
+			return;
+		x->req.op = CLUSTER_VOL_SEG_COPY;
+		snprintf(x->req.vol.name, sizeof(x->req.vol.name), "%s", f->name);
+		x->req.epoch = f->epoch;
+		x->req.seg.id = rec->id;
+		snprintf(x->req.copy_node, sizeof(x->req.copy_node), "%s", rec->copying[i]);
+		x->req.copy_phase = CLVOL_COPY_ABORT;
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": no copy "
+			"to node %s is under way: it leaves the record's copying list", f->name,
+			rec->id.family, rec->id.seq, rec->copying[i]);
+		if (cluster_volume_async(c->rs->cluster, &x->req, stale_cleared, x) < 0)
+			free(x);
+	}
+}
+
 static void scan_free(struct cscan *s)
 {
 	free(s->req.segs);
@@ -534,9 +570,16 @@ static void scanned(void *arg, int res, const char *msg)
 			const struct layout_segment *rec = &s->req.segs[i];
 			struct rnode *to;
 
+			if (rec->id.family != f->uid)
+				continue;
+			/* the scan's answer may predate a job's DONE, never its START: an
+			 * entry without a job here is stale (its ABORT of a copy that was
+			 * done meanwhile is a no-op) */
+			if (rec->ncopying && !job_running(c, f->uid, rec->id.seq))
+				clear_stale_copying(c, f, rec);
 			/* an open segment below R is the replica set's to show (its copies);
 			 * its seal kicks a scan */
-			if (rec->id.family != f->uid || !catchup_wanted(rec, f->replicas))
+			if (!catchup_wanted(rec, f->replicas))
 				continue;
 			/* copied from the local copy only; one not here whole is the
 			 * cleaner's leftover (freed here, its record not deleted) */

@@ -872,7 +872,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		free(rs);
 		return -ENOMEM;
 	}
-	if (catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0) {
+	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0) {
 		loop_task_destroy(rs->kick);
 		free(rs);
 		return -ENOMEM;

@@ -53,6 +53,7 @@ struct replica_opts {
 	const char *self_id;      /* this node's id in the map */
 	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
 	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS */
+	bool catchup_off;         /* no catch-up: segments below R stay so */
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */

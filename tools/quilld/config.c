@@ -144,8 +144,7 @@ static const char *check_etcd_prefix(const struct quilld_config *c)
 
 static const char *check_catchup_mbps(const struct quilld_config *c)
 {
-	return c->catchup_mbps < 1 || c->catchup_mbps > 100000
-		       ? "must be between 1 and 100000 MB/s" : NULL;
+	return c->catchup_mbps > 100000 ? "must be between 0 (off) and 100000 MB/s" : NULL;
 }
 
 static const char *check_peer_timeout(const struct quilld_config *c)
@@ -213,7 +212,7 @@ static const struct setting settings[] = {
 	{ "peer-addr", SET_STR, F(peer_addr), CAP(peer_addr), "HOST:PORT other nodes reach this one at (peer protocol)", NULL, false },
 	{ "lease-ttl", SET_UINT, F(lease_ttl), 0, "seconds without etcd before this node stops serving I/O and is down (10)", check_lease_ttl, false },
 	{ "peer-timeout-ms", SET_UINT, F(peer_timeout_ms), 0, "a node holding copies that does not answer this long is dropped from them (1000)", check_peer_timeout, false },
-	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them (64)", check_catchup_mbps, false },
+	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them; 0: none (64)", check_catchup_mbps, false },
 };
 
 static const struct setting *find_setting(const char *key)
