@@ -933,16 +933,8 @@ static struct family *family_named(const struct replicas *rs, const char *name)
 static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 				   struct replica_status *out)
 {
-	struct catchup_status cs;
-
-	catchup_status(rs->catchup, uid, &cs);
-	out->catchup_segs = cs.segs_left;
-	out->catchup_bytes = cs.bytes_left;
-	out->catchup_copying = cs.copying;
-	out->catchup_no_source = cs.no_source;
-	out->catchup_rate = cs.rate;
-	out->catchup_copied = cs.copied;
-	if (cs.segs_left)
+	catchup_status(rs->catchup, uid, &out->catchup);
+	if (out->catchup.segs_left)
 		out->degraded = true;
 }
 
@@ -989,6 +981,6 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 			 out->copies, f->replicas);
 	else if (out->degraded)
 		snprintf(out->why, sizeof(out->why), "catching up: %u segments below %u copies",
-			 out->catchup_segs, f->replicas);
+			 out->catchup.segs_left, f->replicas);
 	return 0;
 }

@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "replication/catchup.h"
+
 struct loop;
 struct engine;
 struct cluster;
@@ -80,13 +82,7 @@ struct replica_status {
 	bool waiting;          /* an open segment's writes wait: fewer than min_replicas
 				  copies, or not placed yet */
 	char why[160];         /* when degraded or waiting: why, for people */
-	/* catch-up (catchup.h): segments recorded with fewer than R holders */
-	unsigned catchup_segs;
-	uint64_t catchup_bytes; /* of the sealed ones: what is left to copy */
-	unsigned catchup_copying;
-	unsigned catchup_no_source; /* sealed records below R with no local copy here */
-	uint64_t catchup_rate;  /* bytes per second since the catch-up began */
-	uint64_t catchup_copied;
+	struct catchup_status catchup; /* sealed segments recorded below R (catchup.h) */
 	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */
 	struct replica_seg_status {
 		uint32_t sno;
