@@ -128,14 +128,20 @@ compare_copies()
 		[ -n "${NODE_PID[$i]:-}" ] && kill -0 "${NODE_PID[$i]}" 2>/dev/null &&
 			stop_pid "${NODE_PID[$i]}"
 	done
+	sed -n "s/.*catchup: volume $VOL segment \([0-9a-f.]*\) to node node$1: copied.*/\1/p" \
+		"$WORK/node0.log" >"$WORK/caught$1.txt"
 	python3 - "$WORK/node0/store.img" "$WORK/node$1/store.img" "$WORK/held$1.json" \
-		"$WORK/records.json" "$SEG" "node$1" <<'PY' || fail "a held copy on node$1 differs from the owner's segment"
+		"$WORK/records.json" "$SEG" "node$1" "$WORK/caught$1.txt" <<'PY' || fail "a held copy on node$1 differs from the owner's segment"
 import json, struct, sys
-owner, holder, heldf, recsf, seg, me = sys.argv[1:7]
+owner, holder, heldf, recsf, seg, me, caughtf = sys.argv[1:8]
+caught = set()
+for line in open(caughtf):   # the copies catch-up made to this node (node0.log)
+    f, s = line.split(".")
+    caught.add((int(f, 16), int(s, 16)))
+freed_since = checked_caught = 0
 seg = int(seg)
 DATA = 1 << 20
 recs = {r["segment"]: r for r in json.load(open(recsf))["segments"]}
-freed = set()
 def slots(path):
     out = {}
     with open(path, "rb") as f:
@@ -148,8 +154,6 @@ def slots(path):
             fam, sno = struct.unpack_from("<QI", h, 56)
             if state == 1:  # USED
                 out.setdefault((fam, sno), []).append(i)
-            elif state == 2:  # FREE: the owner freed it
-                freed.add((fam, sno))
     return out
 own = slots(owner)
 checked = 0
@@ -159,9 +163,11 @@ with open(owner, "rb") as fo, open(holder, "rb") as fh:
         key = "%016x.%08x" % (fam, sno)
         if key not in recs:
             continue   # a segment the owner deleted meanwhile
-        if (fam, sno) not in own and (fam, sno) in freed:
-            continue   # freed by the owner, its record not deleted yet (or ever)
-        assert (fam, sno) in own, "the owner has no slot for %s" % key
+        if (fam, sno) not in own:
+            # freed by the owner (its slot FREE, or reused) since its restart: its
+            # record is not deleted then (a known gap, docs/replication.md)
+            freed_since += 1
+            continue
         n = h["length"] * 4096
         fh.seek(DATA + h["slot"] * seg)
         copy = fh.read(n)
@@ -171,7 +177,9 @@ with open(owner, "rb") as fo, open(holder, "rb") as fh:
             same = same or fo.read(n) == copy
         assert same, "copy of %s (%d blocks) differs from the owner's" % (key, h["length"])
         checked += 1
+        checked_caught += (fam, sno) in caught
 assert checked, "no held copy compared"
+assert checked_caught or not caught, "no copy made by catch-up compared"
 held = {(int(h["family"], 16), h["segment"]): h for h in json.load(open(heldf))["held"]}
 for key, r in recs.items():
     fam, seq = key.split(".")
@@ -181,7 +189,8 @@ for key, r in recs.items():
         # killed right after its last append: a seal is best effort, a known gap)
         assert h and h["length"] * 4096 == r["length"], \
             "%s names %s, which does not hold it whole: %s" % (key, me, h)
-print("%d copies byte-identical" % checked)
+print("%d copies byte-identical (%d of them made by catch-up); %d skipped: the owner freed "
+      "them since" % (checked, checked_caught, freed_since))
 PY
 }
 
