@@ -517,6 +517,10 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 	case CLUSTER_VOL_SEG_HOLDERS:
 		c->res = clvol_segment_holders(cl->sess, &w, name, epoch, &q->seg, msg, len);
 		break;
+	case CLUSTER_VOL_SEG_COPY:
+		c->res = clvol_segment_copy(cl->sess, &w, name, epoch, &q->seg.id, q->copy_node,
+					    q->copy_phase, msg, len);
+		break;
 	case CLUSTER_VOL_SEG_DELETE:
 		c->res = clvol_segment_delete(cl->sess, &w, name, epoch, &q->seg.id, msg, len);
 		break;

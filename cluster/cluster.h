@@ -139,6 +139,7 @@ enum cluster_vol_op {
 	CLUSTER_VOL_SEG_SEAL, /* seg: id, length */
 	CLUSTER_VOL_SEG_DELETE, /* seg: id */
 	CLUSTER_VOL_SEG_HOLDERS, /* seg: id, holders (an open segment's, after a drop) */
+	CLUSTER_VOL_SEG_COPY, /* seg: id; copy_node, copy_phase (catch-up: clvol_segment_copy) */
 	CLUSTER_VOL_SEG_LIST, /* -> segs, nsegs */
 	CLUSTER_VOL_SEG_LIST_ALL, /* every volume's (vol.name unused) -> segs, seg_vols, nsegs */
 };
@@ -151,6 +152,8 @@ struct cluster_vol_req {
 	 * CREATE, CLAIM: the new one */
 	int64_t epoch;
 	struct layout_segment seg;
+	char copy_node[LAYOUT_ID_MAX + 1]; /* in, SEG_COPY */
+	enum clvol_copy_phase copy_phase;  /* in, SEG_COPY */
 	bool resumed;               /* out, CREATE: an unfinished create was taken over */
 	struct layout_segment *segs; /* out, SEG_LIST(_ALL): free() it */
 	char (*seg_vols)[LAYOUT_ID_MAX + 1]; /* out, SEG_LIST_ALL: segs[i]'s volume; free() it */

@@ -320,15 +320,28 @@ int layout_claim_decode(const char *text, size_t len, struct layout_claim *claim
 	return r;
 }
 
+/* Adds the array key of ids[0..n) to o. */
+static int add_ids(struct json_object *o, const char *key,
+		   const char (*ids)[LAYOUT_ID_MAX + 1], unsigned n)
+{
+	struct json_object *h = json_object_new_array();
+	bool ok = h != NULL;
+
+	for (unsigned i = 0; ok && i < n; i++)
+		ok = json_object_array_add(h, json_object_new_string(ids[i])) == 0;
+	if (!ok || json_object_object_add(o, key, h) < 0) {
+		json_object_put(h);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 char *layout_segment_encode(const struct layout_segment *seg)
 {
-	struct json_object *o = json_object_new_object(), *h = json_object_new_array();
-	bool ok = o && h;
+	struct json_object *o = json_object_new_object();
 
-	for (unsigned i = 0; ok && i < seg->nholders; i++)
-		ok = json_object_array_add(h, json_object_new_string(seg->holders[i])) == 0;
-	if (!ok || json_object_object_add(o, "holders", h) < 0) {
-		json_object_put(h);
+	if (!o || add_ids(o, "holders", seg->holders, seg->nholders) < 0 ||
+	    (seg->ncopying && add_ids(o, "copying", seg->copying, seg->ncopying) < 0)) {
 		json_object_put(o);
 		return NULL;
 	}
@@ -337,33 +350,48 @@ char *layout_segment_encode(const struct layout_segment *seg)
 			      add_int(o, "epoch", seg->epoch) == 0);
 }
 
-bool layout_segment_names(const struct layout_segment *seg, const char *id)
+static bool ids_name(const char (*ids)[LAYOUT_ID_MAX + 1], unsigned n, const char *id)
 {
-	for (unsigned i = 0; i < seg->nholders; i++)
-		if (strcmp(seg->holders[i], id) == 0)
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(ids[i], id) == 0)
 			return true;
 	return false;
 }
 
-static int get_holders(struct json_object *o, struct layout_segment *seg)
+bool layout_segment_names(const struct layout_segment *seg, const char *id)
+{
+	return ids_name(seg->holders, seg->nholders, id);
+}
+
+bool layout_segment_copying(const struct layout_segment *seg, const char *id)
+{
+	return ids_name(seg->copying, seg->ncopying, id);
+}
+
+/* The array key of o into ids (*n of them): 0, -EPROTO; absent: 0 ids if optional. */
+static int get_ids(struct json_object *o, const char *key, bool optional,
+		   char (*ids)[LAYOUT_ID_MAX + 1], unsigned *n)
 {
 	struct json_object *h;
-	size_t n;
+	size_t len;
 
-	if (!json_object_object_get_ex(o, "holders", &h) || !json_object_is_type(h, json_type_array))
+	*n = 0;
+	if (!json_object_object_get_ex(o, key, &h))
+		return optional ? 0 : -EPROTO;
+	if (!json_object_is_type(h, json_type_array))
 		return -EPROTO;
-	n = json_object_array_length(h);
-	if (n > LAYOUT_MAX_HOLDERS)
+	len = json_object_array_length(h);
+	if (len > LAYOUT_MAX_HOLDERS)
 		return -EPROTO;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < len; i++) {
 		struct json_object *v = json_object_array_get_idx(h, i);
 
 		if (!json_object_is_type(v, json_type_string) ||
 		    !layout_id_valid(json_object_get_string(v)))
 			return -EPROTO;
-		snprintf(seg->holders[i], sizeof(seg->holders[i]), "%s", json_object_get_string(v));
+		snprintf(ids[i], LAYOUT_ID_MAX + 1, "%s", json_object_get_string(v));
 	}
-	seg->nholders = (unsigned)n;
+	*n = (unsigned)len;
 	return 0;
 }
 
@@ -378,7 +406,9 @@ int layout_segment_decode(const char *text, size_t len, struct layout_segment *s
 		return -EPROTO;
 	if ((st = get_enum(o, "state", seg_states, 2)) >= 0 &&
 	    get_int(o, "length", 0, INT64_MAX, &length) == 0 &&
-	    get_int(o, "epoch", 1, INT64_MAX, &seg->epoch) == 0 && get_holders(o, seg) == 0)
+	    get_int(o, "epoch", 1, INT64_MAX, &seg->epoch) == 0 &&
+	    get_ids(o, "holders", false, seg->holders, &seg->nholders) == 0 &&
+	    get_ids(o, "copying", true, seg->copying, &seg->ncopying) == 0)
 		r = 0;
 	json_object_put(o);
 	if (r < 0) {

@@ -126,10 +126,17 @@ struct layout_segment {
 	int64_t epoch;    /* the epoch it was last recorded under */
 	unsigned nholders;
 	char holders[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
+	/* sealed only: nodes a copy is being made on (catch-up, docs/replication.md):
+	 * never full members (a takeover ignores them), kept by their orphan check.
+	 * Encoded only when not empty ("copying": [...]). */
+	unsigned ncopying;
+	char copying[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
 };
 char *layout_segment_encode(const struct layout_segment *seg);
-/* Does seg name node id among its holders? */
+/* Does seg name node id among its holders? (copying is not counted) */
 bool layout_segment_names(const struct layout_segment *seg, const char *id);
+/* Does seg name node id among the nodes a copy is being made on? */
+bool layout_segment_copying(const struct layout_segment *seg, const char *id);
 /* The id is not in the value (it is the key's). */
 int layout_segment_decode(const char *text, size_t len, struct layout_segment *seg);
 

@@ -514,17 +514,20 @@ int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *na
 			  len);
 }
 
-/* Rewrites an existing record: its state, length and epoch from `to`, and its holders
- * too if to->nholders (else kept); fenced, and only if the record did not change since
- * it was read. */
-static int seg_rewrite(struct etcd *e, const struct clvol_who *w, const char *name,
-		       int64_t epoch, const struct layout_segment *to, char *msg, size_t len)
+/* Rewrites an existing record: apply(rec, arg) changes it (0) or refuses (-errno, its
+ * sentence in msg); the epoch becomes this one; fenced, and only if the record did not
+ * change since it was read. */
+static int seg_update(struct etcd *e, const struct clvol_who *w, const char *name,
+		      int64_t epoch, const struct layout_segid *id,
+		      int (*apply)(struct layout_segment *rec, const void *arg, char *msg,
+				   size_t len),
+		      const void *arg, char *msg, size_t len)
 {
 	struct layout_segment rec;
 	struct etcd_kv *kv = NULL;
 	char key[KEY_MAX];
 	bool ok = false;
-	int r = seg_key(w, name, &to->id, key, msg, len);
+	int r = seg_key(w, name, id, key, msg, len);
 
 	if (r == 0)
 		r = get_one(e, key, &kv, msg, len);
@@ -534,20 +537,17 @@ static int seg_rewrite(struct etcd *e, const struct clvol_who *w, const char *na
 	if (r < 0)
 		return r;
 	r = layout_segment_decode(kv->value, kv->value_len, &rec);
+	if (r < 0)
+		r = say(-EPROTO, msg, len, "the record of segment %s does not decode", key);
 	if (r == 0) {
-		rec.id = to->id;
-		rec.state = to->state;
-		rec.length = to->length;
+		rec.id = *id;
+		r = apply(&rec, arg, msg, len);
+	}
+	if (r == 0) {
 		rec.epoch = epoch;
-		if (to->nholders) {
-			rec.nholders = to->nholders;
-			memcpy(rec.holders, to->holders, sizeof(rec.holders));
-		}
 		r = seg_put(e, w, name, epoch, key, &rec,
 			    etcd_json_compare_eq(key, ETCD_TARGET_MOD, kv->mod_revision), &ok, msg,
 			    len);
-	} else {
-		r = say(-EPROTO, msg, len, "the record of segment %s does not decode", key);
 	}
 	etcd_kv_free(kv, 1);
 	if (r < 0 || ok)
@@ -556,13 +556,30 @@ static int seg_rewrite(struct etcd *e, const struct clvol_who *w, const char *na
 			  msg, len);
 }
 
+/* seg_update's apply for seal and holders: state and length from `to`, and its holders
+ * too if to->nholders (else kept). */
+static int apply_rewrite(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+{
+	const struct layout_segment *to = arg;
+
+	(void)msg;
+	(void)len;
+	rec->state = to->state;
+	rec->length = to->length;
+	if (to->nholders) {
+		rec->nholders = to->nholders;
+		memcpy(rec->holders, to->holders, sizeof(rec->holders));
+	}
+	return 0;
+}
+
 int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *name,
 		       int64_t epoch, const struct layout_segid *id, uint64_t length, char *msg,
 		       size_t len)
 {
 	struct layout_segment to = { .id = *id, .state = LAYOUT_SEG_SEALED, .length = length };
 
-	return seg_rewrite(e, w, name, epoch, &to, msg, len);
+	return seg_update(e, w, name, epoch, id, apply_rewrite, &to, msg, len);
 }
 
 int clvol_segment_holders(struct etcd *e, const struct clvol_who *w, const char *name,
@@ -574,7 +591,69 @@ int clvol_segment_holders(struct etcd *e, const struct clvol_who *w, const char 
 		return say(-EINVAL, msg, len, "a segment has 1 to %u holders", LAYOUT_MAX_HOLDERS);
 	to.state = LAYOUT_SEG_OPEN;
 	to.length = 0;
-	return seg_rewrite(e, w, name, epoch, &to, msg, len);
+	return seg_update(e, w, name, epoch, &seg->id, apply_rewrite, &to, msg, len);
+}
+
+/* Removes id from ids[0..*n) if there. */
+static void ids_remove(char (*ids)[LAYOUT_ID_MAX + 1], unsigned *n, const char *id)
+{
+	for (unsigned i = 0; i < *n; i++)
+		if (strcmp(ids[i], id) == 0) {
+			if (i != *n - 1)
+				memcpy(ids[i], ids[*n - 1], LAYOUT_ID_MAX + 1);
+			(*n)--;
+			return;
+		}
+}
+
+struct copy_step {
+	const char *node;
+	enum clvol_copy_phase phase;
+};
+
+static int apply_copy(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+{
+	const struct copy_step *c = arg;
+	bool holder = layout_segment_names(rec, c->node);
+	bool copying = layout_segment_copying(rec, c->node);
+
+	if (rec->state != LAYOUT_SEG_SEALED)
+		return say(-EBUSY, msg, len, "only a sealed segment is copied");
+	switch (c->phase) {
+	case CLVOL_COPY_START:
+		if (holder)
+			return say(-EEXIST, msg, len, "node %s holds that segment already", c->node);
+		if (copying)
+			return 0; /* a retry */
+		if (rec->nholders + rec->ncopying >= LAYOUT_MAX_HOLDERS)
+			return say(-ENOSPC, msg, len, "that segment has %u holders already",
+				   LAYOUT_MAX_HOLDERS);
+		snprintf(rec->copying[rec->ncopying++], LAYOUT_ID_MAX + 1, "%s", c->node);
+		return 0;
+	case CLVOL_COPY_DONE:
+		if (holder && !copying)
+			return 0; /* a retry */
+		if (!copying)
+			return say(-ENOENT, msg, len, "no copy to node %s is under way", c->node);
+		ids_remove(rec->copying, &rec->ncopying, c->node);
+		snprintf(rec->holders[rec->nholders++], LAYOUT_ID_MAX + 1, "%s", c->node);
+		return 0;
+	case CLVOL_COPY_ABORT:
+		ids_remove(rec->copying, &rec->ncopying, c->node);
+		return 0;
+	}
+	return say(-EINVAL, msg, len, "no such copy step");
+}
+
+int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segid *id, const char *node,
+		       enum clvol_copy_phase phase, char *msg, size_t len)
+{
+	struct copy_step c = { .node = node, .phase = phase };
+
+	if (!layout_id_valid(node))
+		return say(-EINVAL, msg, len, "'%.80s' is not a node id", node);
+	return seg_update(e, w, name, epoch, id, apply_copy, &c, msg, len);
 }
 
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,

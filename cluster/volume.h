@@ -91,6 +91,16 @@ int clvol_segment_seal(struct etcd *e, const struct clvol_who *w, const char *na
  * docs/replication.md), fenced, the record unchanged since it was read. */
 int clvol_segment_holders(struct etcd *e, const struct clvol_who *w, const char *name,
 			  int64_t epoch, const struct layout_segment *seg, char *msg, size_t len);
+/* copy (catch-up, docs/replication.md): a sealed segment's copy to node. START: node
+ * joins the record's "copying" list (never a full member; its orphan check keeps the
+ * copy); DONE: it moves from "copying" to the holders (the copy is whole and sealed);
+ * ABORT: it leaves "copying". Fenced, the record unchanged since it was read; retries
+ * of a step that took effect succeed. -EBUSY the segment is open, -EEXIST (START) node
+ * holds it already, -ENOENT (DONE) no such copy under way, or no such record. */
+enum clvol_copy_phase { CLVOL_COPY_START, CLVOL_COPY_DONE, CLVOL_COPY_ABORT };
+int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const struct layout_segid *id, const char *node,
+		       enum clvol_copy_phase phase, char *msg, size_t len);
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
 			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len);
 /* Every segment record of the volume, in (family, seq) order: *segs (free() it), *n. */

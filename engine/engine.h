@@ -482,6 +482,16 @@ int engine_held_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 int engine_held_list(const struct engine *eng,
 		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg);
 
+/* ---- copies of this engine's own segments (catch-up, engine/segcopy.c) ----
+ * Reads nblocks at `block` of this engine's own sealed segment (uid, sno) into buf
+ * (SEG_ALIGN-aligned, nblocks * ENGINE_BLOCK_SIZE bytes); the slot is kept from reuse
+ * until cb. -ENOENT it is not here (or not sealed, or being freed), -ERANGE past what
+ * it holds or a misaligned buffer, -ENOMEM. */
+int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
+			      void *buf, uint32_t nblocks, engine_cb cb, void *arg);
+/* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT. */
+int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno);
+
 /* ---- taking a family over (docs/replication.md, "Takeover") ----
  * The sealed held copies (uid, snos[0..n-1]) become this engine's own log of family
  * uid, and the family's layers (its volume, snapshots, clones' roots in it) are rebuilt

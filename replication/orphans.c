@@ -23,6 +23,8 @@
 struct copy {
 	uint64_t uid;
 	uint32_t sno;
+	bool sealed;     /* as listed: a copy that changed since is not judged */
+	uint32_t length;
 };
 
 struct check {
@@ -129,7 +131,11 @@ enum orphan_why orphans_judge(const struct orphan_records *r, const char *self, 
 		return ORPHAN_OWNED;
 	if (!found)
 		return ORPHAN_NO_RECORD;
-	return layout_segment_names(&r->segs[i], self) ? ORPHAN_KEPT : ORPHAN_NOT_HOLDER;
+	/* a copy being made here (catch-up) is kept: its owner records it as a holder
+	 * once it is whole, or drops it from "copying" and deletes it */
+	return layout_segment_names(&r->segs[i], self) || layout_segment_copying(&r->segs[i], self)
+		       ? ORPHAN_KEPT
+		       : ORPHAN_NOT_HOLDER;
 }
 
 bool orphans_owned(void *orphans, const char *vol)
@@ -174,7 +180,7 @@ static int copy_add(void *arg, const struct engine_held_info *h)
 		c->copies = a;
 		c->cap = cap;
 	}
-	c->copies[c->ncopies++] = (struct copy){ h->uid, h->sno };
+	c->copies[c->ncopies++] = (struct copy){ h->uid, h->sno, h->sealed, h->length };
 	return 0;
 }
 
@@ -234,6 +240,10 @@ static void drop_next(struct check *c)
 
 		if (engine_held_stat(o->eng, cp->uid, cp->sno, &info) < 0)
 			continue; /* gone meanwhile (a SEG_DELETE, an adoption) */
+		if (info.sealed != cp->sealed || info.length != cp->length)
+			/* not the copy that was listed: a catch-up may have dropped it and
+			 * made a new one after the records were read (judged next time) */
+			continue;
 		why = orphans_judge(&c->recs, o->self, cp->uid, cp->sno, orphans_owned, o, &vol);
 		if (why == ORPHAN_KEPT || why == ORPHAN_OWNED)
 			continue;

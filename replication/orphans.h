@@ -6,8 +6,10 @@
  *   - its family has no record at all (the volume was removed): the family goes whole;
  *   - its segment has no record (the owner's cleaner deleted it while this node was
  *     away: SEG_DELETE never reached it);
- *   - its record no longer names this node as a holder (the owner dropped it after a
- *     failure; catch-up is not built, so it never comes back).
+ *   - its record no longer names this node as a holder, nor as a node a copy is being
+ *     made on ("copying": catch-up, replication/catchup.h): the owner dropped it
+ *     after a failure, or a catch-up to it failed. A copy that changed since it was
+ *     listed (a catch-up may have replaced it) is left to the next check.
  * A copy of a volume this node owns (holds the claim of) is never judged here: the
  * owner's takeover and release manage its own family.
  *

@@ -29,6 +29,7 @@
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "engine/segment.h"
+#include "replication/catchup.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/readaround.h"
@@ -429,6 +430,7 @@ void replica_node_failed(struct rnode *n, const char *why)
 	for (struct rseg *s = rs->all; s; s = s->next_all)
 		if (s->state <= RS_OPEN && holder_of(s, n))
 			seg_drop(s, n, why);
+	catchup_kick(rs->catchup);
 }
 
 /* ---- appends: sending ---- */
@@ -538,12 +540,8 @@ static void open_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	(void)h;
 	free(q);
 	if (!s->rs->closing) {
-		if (r == -EINVAL && !n->bad_size) {
-			log_msg(LOG_ERROR, LOG_TAG, "node %s refuses segments of %u blocks (its "
-				"segment size differs from this node's): no copies go to it",
-				n->id, s->rs->seg_blocks);
-			n->bad_size = true;
-		}
+		if (r == -EINVAL)
+			replica_node_bad_size(n);
 		if (r < 0) {
 			char why[128];
 
@@ -652,6 +650,8 @@ static void seal_recorded(void *arg, int res, const char *msg)
 		} else {
 			s->state = RS_SEALED;
 			seg_send_all(s, PEER_OP_SEG_SEAL, s->seal_len, seal_replied);
+			if (seg_copies(s) < s->fam->replicas)
+				catchup_kick(s->rs->catchup); /* it wants its copies back */
 		}
 		seg_step(s);
 	}
@@ -849,6 +849,7 @@ void replica_map_changed(struct replicas *rs)
 	replica_nodes_refresh(rs);
 	replica_segs_retry_placing(rs);
 	replica_flushes_recheck(rs);
+	catchup_kick(rs->catchup);
 }
 
 int replica_create(const struct replica_opts *opts, struct replicas **out)
@@ -873,6 +874,11 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		free(rs);
 		return -ENOMEM;
 	}
+	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0) {
+		loop_task_destroy(rs->kick);
+		free(rs);
+		return -ENOMEM;
+	}
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
 	replica_nodes_refresh(rs);
 	*out = rs;
@@ -885,6 +891,7 @@ void replica_destroy(struct replicas *rs)
 		return;
 	seg_mirror_set(rs->eng, NULL, NULL);
 	rs->closing = true;
+	catchup_destroy(rs->catchup); /* before the nodes: their replies find it gone */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
@@ -925,6 +932,15 @@ static struct family *family_named(const struct replicas *rs, const char *name)
 	return NULL;
 }
 
+/* The catch-up's part of a family's status: still below R while segments are. */
+static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
+				   struct replica_status *out)
+{
+	catchup_status(rs->catchup, uid, &out->catchup);
+	if (out->catchup.segs_left)
+		out->degraded = true;
+}
+
 int replica_status(const struct replicas *rs, const char *name, struct replica_status *out)
 {
 	const struct family *f = rs ? family_named(rs, name) : NULL;
@@ -956,14 +972,18 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 				 s->holders[i]->id);
 	}
 	out->degraded = out->copies < f->replicas;
+	replica_catchup_status(rs, f->uid, out);
 	if (f->stale)
 		snprintf(out->why, sizeof(out->why), "this node is no longer its owner at epoch %lld",
 			 (long long)f->epoch);
 	else if (out->waiting)
 		snprintf(out->why, sizeof(out->why), "writes wait: fewer than %u copies can be "
 			 "placed or recorded", f->min_replicas);
-	else if (out->degraded)
+	else if (out->copies < f->replicas)
 		snprintf(out->why, sizeof(out->why), "%u of %u copies: a holder is missing",
 			 out->copies, f->replicas);
+	else if (out->degraded)
+		snprintf(out->why, sizeof(out->why), "catching up: %u segments below %u copies",
+			 out->catchup.segs_left, f->replicas);
 	return 0;
 }

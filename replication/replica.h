@@ -24,7 +24,9 @@
  * acknowledged, and the drop is logged with the node and the reason. While a segment
  * has fewer than min_replicas copies (the owner's included), its writes wait: they
  * are never acknowledged with fewer. The next segment is placed on healthy nodes.
- * A dropped node gets no copy of a segment it missed (catch-up is not built).
+ * Sealed segments recorded with fewer than R holders (a holder dropped, or a segment
+ * placed while a node was away) are copied to a suitable node by catch-up
+ * (replication/catchup.h), throttled.
  *
  * Threading: the loop's thread, which is the engine's. Nothing blocks: etcd calls go
  * through cluster_volume_async, peers through peer_request.
@@ -35,6 +37,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "replication/catchup.h"
 
 struct loop;
 struct engine;
@@ -51,6 +55,8 @@ struct replica_opts {
 	struct cluster *cluster;  /* the map, and the segment records */
 	const char *self_id;      /* this node's id in the map */
 	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
+	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS */
+	bool catchup_off;         /* no catch-up: segments below R stay so */
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */
@@ -77,6 +83,7 @@ struct replica_status {
 	bool waiting;          /* an open segment's writes wait: fewer than min_replicas
 				  copies, or not placed yet */
 	char why[160];         /* when degraded or waiting: why, for people */
+	struct catchup_status catchup; /* sealed segments recorded below R (catchup.h) */
 	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */
 	struct replica_seg_status {
 		uint32_t sno;

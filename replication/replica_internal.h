@@ -129,6 +129,7 @@ struct replicas {
 	struct rflush **flushes;        /* flushes waiting for records */
 	size_t nflushes;
 	struct readaround *readarounds; /* readaround.c: blocks asked of holders */
+	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 };
 
 /* replica.c */
@@ -144,6 +145,9 @@ void replica_segs_retry_placing(struct replicas *rs);
 void replica_nodes_refresh(struct replicas *rs);
 /* Closes every connection (replies in flight: -ECONNRESET) and frees the nodes. */
 void replica_nodes_destroy(struct replicas *rs);
+/* n refused SEG_OPEN with EINVAL (another segment size): logged once, never placed on
+ * again. */
+void replica_node_bad_size(struct rnode *n);
 /* The remote holders of s by placement: 0, or -EAGAIN (too few now, or nodes still
  * connecting that might make R), -ENOMEM. */
 int replica_place(struct rseg *s);

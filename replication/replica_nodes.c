@@ -153,6 +153,15 @@ void replica_nodes_refresh(struct replicas *rs)
 	}
 }
 
+void replica_node_bad_size(struct rnode *n)
+{
+	if (n->bad_size)
+		return;
+	log_msg(LOG_ERROR, LOG_TAG, "node %s refuses segments of %u blocks (its segment size "
+		"differs from this node's): no copies go to it", n->id, n->rs->seg_blocks);
+	n->bad_size = true;
+}
+
 /* The remote holders of s by placement: up, in, connected nodes of other failure
  * domains. 0, or -EAGAIN: too few now (or nodes still connecting that might make R). */
 int replica_place(struct rseg *s)

@@ -92,12 +92,14 @@ peer_init()
 }
 
 # peer_flags I: PEER_FLAGS, node I's flags for a peer listener with its address in the
-# map (store size $STORE, the cluster secret); later flags override them.
+# map (store size $STORE, the cluster secret, then the test's PEER_EXTRA array if
+# set); later flags override them.
 peer_flags()
 {
 	[ -n "${PEER_PORT[$1]:-}" ] || PEER_PORT[$1]=$(free_port)
 	PEER_FLAGS=(--store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$1]}"
-		    --peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$1]}")
+		    --peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$1]}"
+		    ${PEER_EXTRA[@]+"${PEER_EXTRA[@]}"})
 }
 
 # start_peer_node I [EXTRA FLAGS]: node I by peer_flags, registered

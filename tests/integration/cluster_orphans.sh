@@ -24,6 +24,9 @@ peer_init
 
 SEG=1048576
 STORE=256M
+# no catch-up: the copy node2 was dropped from must stay an orphan to be judged (a
+# catch-up would replace it: cluster_replicas.sh proves that)
+PEER_EXTRA=(--catchup-mbps 0)
 
 # write VOL SIZE OFFSET: fio writes SIZE at OFFSET through node0, with flushes
 write()

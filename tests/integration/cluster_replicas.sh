@@ -12,7 +12,10 @@
 #   - the copies are byte-identical: with the nodes stopped, every held copy's blocks
 #     equal the owner's segment's (read from the stores' slots)
 #   - node2 restarts, joins, and the volume keeps working (a short fio verify); it gets
-#     new copies, none of what it missed (catch-up is not built)
+#     new copies, and catch-up copies it every sealed segment it missed: every record
+#     lists 3 holders again (polled, bounded), volume info stops saying DEGRADED and
+#     shows the catch-up's MB/s (printed, not asserted), node2's copies are
+#     byte-identical to the owner's
 #   - a node whose segment size differs is refused with a clear message, holds nothing
 #   - a silent holder (SIGSTOP) is dropped after the peer timeout and the writes go on
 #   - with one copy left (node1 stopped, node2 killed) a write waits, never completes,
@@ -111,18 +114,31 @@ qexpect 0 0 cluster status
 grep -q "DEGRADED (2 of 3 copies" <<<"$OUT" || fail "cluster status text: $OUT"
 log "cluster status shows the volume degraded (2 of 3 copies)"
 
-# ---- the copies are byte-identical: compare the slots with the nodes stopped ----
-qexpect 0 0 --json volume segment "$VOL" list
-echo "$OUT" >"$WORK/records.json"
-qexpect 1 0 --json node held
-echo "$OUT" >"$WORK/held1.json"
-for i in 0 1; do
-	stop_pid "${NODE_PID[$i]}"
-done
-python3 - "$WORK/node0/store.img" "$WORK/node1/store.img" "$WORK/held1.json" \
-	"$WORK/records.json" "$SEG" <<'PY' || fail "a held copy differs from the owner's segment"
+# Every held copy of node $1 that a record still names is byte-identical to the owner's
+# segment, read from the stores' slots: the records and held lists are taken now, then
+# nodes 0, 1 and 2 are stopped (not restarted here).
+compare_copies()
+{
+	local i
+	qexpect 0 0 --json volume segment "$VOL" list
+	echo "$OUT" >"$WORK/records.json"
+	qexpect "$1" 0 --json node held
+	echo "$OUT" >"$WORK/held$1.json"
+	for i in 0 1 2; do
+		[ -n "${NODE_PID[$i]:-}" ] && kill -0 "${NODE_PID[$i]}" 2>/dev/null &&
+			stop_pid "${NODE_PID[$i]}"
+	done
+	sed -n "s/.*catchup: volume $VOL segment \([0-9a-f.]*\) to node node$1: copied.*/\1/p" \
+		"$WORK/node0.log" >"$WORK/caught$1.txt"
+	python3 - "$WORK/node0/store.img" "$WORK/node$1/store.img" "$WORK/held$1.json" \
+		"$WORK/records.json" "$SEG" "node$1" "$WORK/caught$1.txt" <<'PY' || fail "a held copy on node$1 differs from the owner's segment"
 import json, struct, sys
-owner, holder, heldf, recsf, seg = sys.argv[1:6]
+owner, holder, heldf, recsf, seg, me, caughtf = sys.argv[1:8]
+caught = set()
+for line in open(caughtf):   # the copies catch-up made to this node (node0.log)
+    f, s = line.split(".")
+    caught.add((int(f, 16), int(s, 16)))
+freed_since = checked_caught = 0
 seg = int(seg)
 DATA = 1 << 20
 recs = {r["segment"]: r for r in json.load(open(recsf))["segments"]}
@@ -147,7 +163,11 @@ with open(owner, "rb") as fo, open(holder, "rb") as fh:
         key = "%016x.%08x" % (fam, sno)
         if key not in recs:
             continue   # a segment the owner deleted meanwhile
-        assert (fam, sno) in own, "the owner has no slot for %s" % key
+        if (fam, sno) not in own:
+            # freed by the owner (its slot FREE, or reused) since its restart: its
+            # record is not deleted then (a known gap, docs/replication.md)
+            freed_since += 1
+            continue
         n = h["length"] * 4096
         fh.seek(DATA + h["slot"] * seg)
         copy = fh.read(n)
@@ -157,9 +177,25 @@ with open(owner, "rb") as fo, open(holder, "rb") as fh:
             same = same or fo.read(n) == copy
         assert same, "copy of %s (%d blocks) differs from the owner's" % (key, h["length"])
         checked += 1
+        checked_caught += (fam, sno) in caught
 assert checked, "no held copy compared"
-print("%d copies byte-identical" % checked)
+assert checked_caught or not caught, "no copy made by catch-up compared"
+held = {(int(h["family"], 16), h["segment"]): h for h in json.load(open(heldf))["held"]}
+for key, r in recs.items():
+    fam, seq = key.split(".")
+    if me in r["holders"] and r["state"] == "sealed":
+        h = held.get((int(fam, 16), int(seq, 16)))
+        # whole; sealed, or open when the owner's SEG_SEAL did not reach it (it was
+        # killed right after its last append: a seal is best effort, a known gap)
+        assert h and h["length"] * 4096 == r["length"], \
+            "%s names %s, which does not hold it whole: %s" % (key, me, h)
+print("%d copies byte-identical (%d of them made by catch-up); %d skipped: the owner freed "
+      "them since" % (checked, checked_caught, freed_since))
 PY
+}
+
+# ---- the copies are byte-identical: compare the slots with the nodes stopped ----
+compare_copies 1
 log "every held copy on node1 is byte-identical to the owner's segment"
 
 # ---- node2 comes back; the volume keeps working ----
@@ -172,13 +208,73 @@ fio_verify_job "$WORK/small.fio" "$URI" 16M 0
 sed -i '/rate_iops/d' "$WORK/small.fio"
 fio --output="$WORK/fio-small.log" "$WORK/small.fio" ||
 	fail "fio after node2's return: $(tail -20 "$WORK/fio-small.log")"
-log "node2 is back; the volume keeps working (what it missed is not caught up: not built)"
+log "node2 is back; the volume keeps working"
 qexpect 0 0 --json volume segment "$VOL" list
 python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])["segments"][-1]
 assert "node2" in r["holders"], r' "$OUT" || fail "no new segment on node2 after its return: $OUT"
 log "segments opened after node2's return are placed on it again"
+
+# ---- catch-up: every sealed segment gets its 3 copies back, byte-identical ----
+catchup_left() # node0's volume info: the catch-up's segments left (none shown: 0)
+{
+	qn 0 --json volume info "$VOL" | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["volume"]["cluster"]["copies"]
+print(c.get("catchup", {}).get("segments_left", 0))'
+}
+caught_up() # the owner copied to node2 and has nothing left to copy
+{
+	grep -q "catchup.*to node node2: copied" "$WORK/node0.log" && [ "$(catchup_left)" = 0 ]
+}
+for _ in $(seq 900); do # bounded: 180 s
+	caught_up && break
+	sleep 0.2
+done
+caught_up || fail "the catch-up does not end in 180 s (left: $(catchup_left))"
+qexpect 0 0 --json volume info "$VOL"
+echo "$OUT" >"$WORK/info-caught-up.json"
+qexpect 0 0 --json volume segment "$VOL" list
+python3 - "$OUT" "$WORK/info-caught-up.json" <<'PY' || fail "segment records below 3 holders after the catch-up"
+import json, sys
+recs = json.loads(sys.argv[1])["segments"]
+cu = json.load(open(sys.argv[2]))["volume"]["cluster"]["copies"]["catchup"]
+short = [r["segment"] for r in recs if r["state"] == "sealed" and len(r["holders"]) < 3 and r["length"] > 0]
+# a record the owner freed locally after its restart stays (not deleted: a known gap),
+# with no local copy to copy from; volume info counts those apart
+assert len(short) <= cu["no_local_copy"], (short, cu)
+print("%d sealed records, %d below 3 holders (freed by the owner, no local copy)" % (
+    sum(r["state"] == "sealed" for r in recs), len(short)))
+PY
+grep -q "catchup.*to node node2: copied" "$WORK/node0.log" ||
+	fail "the owner logs no copy to node2: the catch-up proves nothing"
+qexpect 0 0 --json volume info "$VOL"
+python3 -c '
+import json, sys
+c = json.loads(sys.argv[1])["volume"]["cluster"]["copies"]
+assert not c["degraded"], c
+cu = c["catchup"]
+assert cu["segments_left"] == 0 and cu["bytes_copied"] > 0, cu
+print("catch-up: %d bytes copied at %.1f MB/s (volume info)" % (cu["bytes_copied"], cu["bytes_per_second"] / 1e6))' "$OUT" ||
+	fail "volume info after the catch-up: $OUT"
+python3 - "$WORK/node0.log" <<'PY'
+import re, sys
+n = b = ms = 0
+for m in re.finditer(r"to node node2: copied \((\d+) bytes in (\d+) ms", open(sys.argv[1]).read()):
+    n += 1; b += int(m.group(1)); ms += int(m.group(2))
+print("catch-up: %d segments (%d bytes) copied to node2, %.1f MB/s per copy (node0.log)" % (n, b, b / 1e3 / ms if ms else 0))
+PY
+qexpect 0 0 volume info "$VOL"
+grep -q "catch-up:  0 segments below R" <<<"$OUT" || fail "volume info text: $OUT"
+log "node2 caught up: every segment is back on 3 nodes, the volume is not degraded"
+compare_copies 2
+log "every copy node2 caught up is byte-identical to the owner's segment"
+for i in 0 1 2; do
+	start_peer_node "$i"
+done
+wait_for 30 "node0 does not claim rv again" \
+	bash -c "'$QUILL' --socket '$WORK/ctl0.sock' volume info $VOL | grep -q 'owner node0'"
 
 # ---- a node of another segment size is refused, clearly, and never used ----
 start_peer_node 3 --store-size 64M --segment-size 2M

@@ -77,7 +77,15 @@ void cli_show_copies(struct json_object *c)
 {
 	struct json_object *cp = c ? json_object_object_get(c, "copies") : NULL;
 	struct json_object *segs = cp ? json_object_object_get(cp, "open_segments") : NULL;
+	struct json_object *cu = cp ? json_object_object_get(cp, "catchup") : NULL;
 	size_t n = segs ? json_object_array_length(segs) : 0;
+
+	if (cu)
+		printf("catch-up:  %lld segments below R (%lld bytes to copy, %lld being copied), "
+		       "%lld bytes copied at %.1f MB/s\n", (long long)cli_i64(cu, "segments_left"),
+		       (long long)cli_i64(cu, "bytes_left"), (long long)cli_i64(cu, "copying"),
+		       (long long)cli_i64(cu, "bytes_copied"),
+		       (double)cli_i64(cu, "bytes_per_second") / 1e6);
 
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *s = json_object_array_get_idx(segs, i);

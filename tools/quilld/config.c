@@ -142,6 +142,11 @@ static const char *check_etcd_prefix(const struct quilld_config *c)
 		       : NULL;
 }
 
+static const char *check_catchup_mbps(const struct quilld_config *c)
+{
+	return c->catchup_mbps > 100000 ? "must be between 0 (off) and 100000 MB/s" : NULL;
+}
+
 static const char *check_peer_timeout(const struct quilld_config *c)
 {
 	return c->peer_timeout_ms < 50 || c->peer_timeout_ms > 600000
@@ -207,6 +212,7 @@ static const struct setting settings[] = {
 	{ "peer-addr", SET_STR, F(peer_addr), CAP(peer_addr), "HOST:PORT other nodes reach this one at (peer protocol)", NULL, false },
 	{ "lease-ttl", SET_UINT, F(lease_ttl), 0, "seconds without etcd before this node stops serving I/O and is down (10)", check_lease_ttl, false },
 	{ "peer-timeout-ms", SET_UINT, F(peer_timeout_ms), 0, "a node holding copies that does not answer this long is dropped from them (1000)", check_peer_timeout, false },
+	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them; 0: none (64)", check_catchup_mbps, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -540,6 +546,7 @@ static void set_defaults(struct quilld_config *cfg)
 	strcpy(cfg->etcd_prefix, "/quill/default/");
 	cfg->lease_ttl = 10;
 	cfg->peer_timeout_ms = 1000;
+	cfg->catchup_mbps = 64;
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	cfg->prezero = true;
 	cfg->idle_defrag = true;

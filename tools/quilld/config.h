@@ -56,6 +56,7 @@ struct quilld_config {
 	char peer_addr[256];             /* "HOST:PORT" published for the peer protocol */
 	unsigned lease_ttl;              /* seconds; default 10 */
 	unsigned peer_timeout_ms;        /* a holder silent this long is dropped; 1000 */
+	unsigned catchup_mbps;           /* catch-up's budget (replication/catchup.h); 64 */
 };
 
 #define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)

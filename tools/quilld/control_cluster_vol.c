@@ -101,6 +101,7 @@ static struct json_object *job_error(int res, const char *name)
 static struct json_object *copies_json(const struct replica_status *st)
 {
 	struct json_object *o = json_object_new_object(), *segs = json_object_new_array();
+	const struct catchup_status *cu = &st->catchup;
 
 	ctl_add_int(o, "replicas", st->replicas);
 	ctl_add_int(o, "min_replicas", st->min_replicas);
@@ -108,6 +109,17 @@ static struct json_object *copies_json(const struct replica_status *st)
 	ctl_add_bool(o, "degraded", st->degraded);
 	ctl_add_bool(o, "waiting", st->waiting);
 	ctl_add_str(o, "why", st->why);
+	if (cu->segs_left || cu->copied || cu->no_source) {
+		struct json_object *c = json_object_new_object();
+
+		ctl_add_int(c, "segments_left", cu->segs_left);
+		ctl_add_int(c, "bytes_left", (int64_t)cu->bytes_left);
+		ctl_add_int(c, "copying", cu->copying);
+		ctl_add_int(c, "no_local_copy", cu->no_source);
+		ctl_add_int(c, "bytes_copied", (int64_t)cu->copied);
+		ctl_add_int(c, "bytes_per_second", (int64_t)cu->rate);
+		json_object_object_add(o, "catchup", c);
+	}
 	for (unsigned i = 0; i < st->nsegs; i++) {
 		struct json_object *s = json_object_new_object(), *h = json_object_new_array();
 

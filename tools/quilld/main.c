@@ -402,7 +402,9 @@ static int start_replicas(struct node *n)
 {
 	struct replica_opts ro = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				   .cluster = n->cluster, .self_id = n->self_id,
-				   .peer_timeout_ms = n->cfg.peer_timeout_ms };
+				   .peer_timeout_ms = n->cfg.peer_timeout_ms,
+				   .catchup_mbps = n->cfg.catchup_mbps,
+				   .catchup_off = n->cfg.catchup_mbps == 0 };
 	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				    .cluster = n->cluster, .self_id = n->self_id,
 				    .peer_timeout_ms = n->cfg.peer_timeout_ms };

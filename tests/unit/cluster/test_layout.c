@@ -308,3 +308,36 @@ Test(layout, a_segment_names_its_holders)
 	cr_assert_not(layout_segment_names(&s, "n2"));
 	cr_assert_not(layout_segment_names(&s, "n"));
 }
+
+Test(layout, a_copy_being_made_is_recorded_apart_from_the_holders)
+{
+	struct layout_segment s = { .state = LAYOUT_SEG_SEALED, .length = 4096, .epoch = 2,
+				    .nholders = 2, .ncopying = 1 }, back;
+	const char *old = "{\"holders\":[\"n0\"],\"state\":\"sealed\",\"length\":4096,\"epoch\":1}";
+	char *text;
+
+	strcpy(s.holders[0], "n0");
+	strcpy(s.holders[1], "n1");
+	strcpy(s.copying[0], "n2");
+	text = layout_segment_encode(&s);
+	cr_assert_not_null(text);
+	cr_assert_not_null(strstr(text, "\"copying\":[\"n2\"]"), "%s", text);
+	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), 0, "%s", text);
+	cr_assert_eq(memcmp(&s, &back, sizeof(s)), 0);
+	free(text);
+	/* never a full member, but named as a copy */
+	cr_assert_not(layout_segment_names(&back, "n2"));
+	cr_assert(layout_segment_copying(&back, "n2"));
+	cr_assert_not(layout_segment_copying(&back, "n1"));
+	/* none: the field is left out, and a record without it decodes (older owners) */
+	s.ncopying = 0;
+	text = layout_segment_encode(&s);
+	cr_assert_null(strstr(text, "copying"), "%s", text);
+	free(text);
+	cr_assert_eq(layout_segment_decode(old, strlen(old), &back), 0);
+	cr_assert_eq(back.ncopying, 0);
+	old = "{\"holders\":[\"n0\"],\"copying\":[\"x/y\"],\"state\":\"sealed\",\"length\":1,\"epoch\":1}";
+	cr_assert_eq(layout_segment_decode(old, strlen(old), &back), -EPROTO);
+	old = "{\"holders\":[\"n0\"],\"copying\":\"n1\",\"state\":\"sealed\",\"length\":1,\"epoch\":1}";
+	cr_assert_eq(layout_segment_decode(old, strlen(old), &back), -EPROTO);
+}

@@ -124,3 +124,18 @@ Test(orphans, every_reason_has_words)
 	for (int w = ORPHAN_KEPT; w <= ORPHAN_NOT_HOLDER; w++)
 		cr_assert_neq(strcmp(orphans_why_str(w), "?"), 0);
 }
+
+Test(orphans, a_copy_being_made_here_is_kept, .init = setup)
+{
+	const char *vol;
+
+	/* "a" 9.3 is on n0 and n2; n1 is having it copied to it (catch-up) */
+	for (size_t i = 0; i < N; i++)
+		if (segs[i].id.family == 9 && segs[i].id.seq == 3) {
+			segs[i].ncopying = 1;
+			strcpy(segs[i].copying[0], "n1");
+		}
+	cr_assert_eq(orphans_judge(&recs, "n1", 9, 3, NULL, NULL, &vol), ORPHAN_KEPT);
+	/* its neighbour, not being copied there, is still an orphan on n1 */
+	cr_assert_eq(orphans_judge(&recs, "n1", 9, 7, NULL, NULL, &vol), ORPHAN_NOT_HOLDER);
+}

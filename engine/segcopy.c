@@ -1,0 +1,71 @@
+/* engine/segcopy.c — reads of this engine's own sealed segments by their cluster-wide
+ * id, for the copies an owner makes elsewhere (catch-up: replication/catchup.h,
+ * docs/replication.md). The slot is pinned (slot.readers) while a read is in flight,
+ * so that the cleaner does not reuse it under the read.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "engine/engine_internal.h"
+
+struct segcopy_read {
+	struct engine *eng;
+	uint32_t slot;
+	engine_cb cb;
+	void *arg;
+};
+
+/* The slot of this engine's own (not held) sealed segment (uid, sno), or -ENOENT. */
+static int64_t own_sealed_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	for (uint32_t i = 0; i < eng->segs->count; i++) {
+		const struct slot *s = &eng->slots[i];
+
+		if (s->state == SLOT_SEALED && !s->held && !s->freeing && s->family_uid == uid &&
+		    s->sno == sno)
+			return i;
+	}
+	return -ENOENT;
+}
+
+int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	int64_t slot = own_sealed_slot(eng, uid, sno);
+
+	return slot < 0 ? (int)slot : (int)eng->slots[slot].used;
+}
+
+static void segcopy_read_done(void *arg, int res)
+{
+	struct segcopy_read *r = arg;
+
+	r->eng->slots[r->slot].readers--;
+	r->cb(r->arg, res < 0 ? res : 0);
+	free(r);
+}
+
+int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
+			      void *buf, uint32_t nblocks, engine_cb cb, void *arg)
+{
+	int64_t slot = own_sealed_slot(eng, uid, sno);
+	struct iovec iov = { buf, (size_t)nblocks * ENGINE_BLOCK_SIZE };
+	struct segcopy_read *r;
+	int res;
+
+	if (slot < 0)
+		return (int)slot;
+	if (!nblocks || block + nblocks > eng->slots[slot].used ||
+	    (uintptr_t)buf % SEG_ALIGN)
+		return -ERANGE;
+	r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*r = (struct segcopy_read){ .eng = eng, .slot = (uint32_t)slot, .cb = cb, .arg = arg };
+	res = seg_read(eng, (uint32_t)slot, block, &iov, 1, segcopy_read_done, r);
+	if (res < 0) {
+		free(r);
+		return res;
+	}
+	eng->slots[slot].readers++;
+	return 0;
+}

@@ -1,0 +1,722 @@
+/* replication/catchup.c — the owner's copies of sealed segments that have fewer than R
+ * holders (catchup.h). A `struct cjob` is one segment being copied to one node; it has
+ * exactly one thing outstanding at a time (an etcd call, a peer request, a local read
+ * or the budget's timer), so after catchup_destroy() the answer to that one thing
+ * frees it (its `c` is NULL). A `struct cscan` is one family's range read.
+ */
+#include "replication/catchup.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cluster.h"
+#include "cluster/placement.h"
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "engine/engine.h"
+#include "engine/segment.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
+#include "replication/replica_internal.h"
+
+#undef LOG_TAG
+#define LOG_TAG "catchup"
+#define SCAN_BUSY_MS 1000u   /* some record has fewer than R holders */
+#define SCAN_IDLE_MS 30000u
+#define SCAN_KICK_MS 100u
+
+/* ---- pure parts ---- */
+
+void catchup_budget_init(struct catchup_budget *b, uint64_t rate, uint64_t burst,
+			 uint64_t now_ms)
+{
+	*b = (struct catchup_budget){ .rate = rate ? rate : 1, .burst = burst ? burst : 1,
+				      .tokens = (int64_t)(burst ? burst : 1), .last_ms = now_ms };
+}
+
+unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes)
+{
+	int64_t need = (int64_t)(bytes < b->burst ? bytes : b->burst);
+
+	if (now_ms > b->last_ms) {
+		/* what fills the bucket from where it is (a debt included): no more */
+		uint64_t room = b->burst + (uint64_t)(b->tokens < 0 ? -b->tokens : 0);
+		uint64_t ms = now_ms - b->last_ms;
+		uint64_t add = ms > room / b->rate * 1000 + 1000 ? room : ms * b->rate / 1000;
+		int64_t t = b->tokens + (int64_t)(add > room ? room : add);
+
+		b->tokens = t > (int64_t)b->burst ? (int64_t)b->burst : t;
+		b->last_ms = now_ms;
+	}
+	if (b->tokens >= need) {
+		b->tokens -= (int64_t)bytes;
+		return 0;
+	}
+	return (unsigned)(((uint64_t)(need - b->tokens) * 1000 + b->rate - 1) / b->rate);
+}
+
+bool catchup_wanted(const struct layout_segment *rec, unsigned replicas)
+{
+	return rec->state == LAYOUT_SEG_SEALED && rec->length > 0 && rec->nholders < replicas;
+}
+
+static const char *cand_domain(const struct catchup_cand *k)
+{
+	return k->domain && k->domain[0] ? k->domain : k->id;
+}
+
+/* The failure domain of holder id (self's, a candidate's, else its own id). */
+static uint64_t holder_domain(const char *id, const struct catchup_cand *cands, size_t n,
+			      const char *self, const char *self_domain)
+{
+	if (strcmp(id, self) == 0)
+		return placement_domain_id(self_domain && self_domain[0] ? self_domain : self);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(cands[i].id, id) == 0)
+			return placement_domain_id(cand_domain(&cands[i]));
+	return placement_domain_id(id);
+}
+
+int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *cands, size_t n,
+		 const char *self, const char *self_domain)
+{
+	struct placement_node *pn = calloc(n ? n : 1, sizeof(*pn));
+	uint64_t used[LAYOUT_MAX_HOLDERS], picked;
+	int best = -1;
+
+	if (!pn)
+		return -1;
+	for (unsigned h = 0; h < rec->nholders; h++)
+		used[h] = holder_domain(rec->holders[h], cands, n, self, self_domain);
+	for (size_t i = 0; i < n; i++) {
+		pn[i].id = placement_domain_id(cands[i].id);
+		pn[i].domain = placement_domain_id(cand_domain(&cands[i]));
+		pn[i].weight = 1;
+		pn[i].usable = cands[i].usable && strcmp(cands[i].id, self) != 0 &&
+			       !layout_segment_names(rec, cands[i].id);
+		for (unsigned h = 0; pn[i].usable && h < rec->nholders; h++)
+			pn[i].usable = pn[i].domain != used[h];
+	}
+	/* the same key as replica_place(): the node first placed there wins again */
+	if (placement_domains(pn, n) > 0 &&
+	    placement_pick(pn, n, rec->id.family ^ ((uint64_t)rec->id.seq << 32 | rec->id.seq), 1,
+			   &picked) == 0)
+		for (size_t i = 0; i < n && best < 0; i++)
+			if (pn[i].usable && pn[i].id == picked)
+				best = (int)i;
+	free(pn);
+	return best;
+}
+
+/* ---- the owner's catch-up ---- */
+
+struct cfam {
+	uint64_t uid;
+	struct catchup_status st;
+};
+
+struct cjob;
+struct cscan;
+
+struct catchup {
+	struct replicas *rs;
+	struct catchup_budget budget;
+	unsigned inflight_max;
+	struct loop_timer *scan_timer;
+	unsigned scans;              /* range reads in flight */
+	bool busy;                   /* the last scan found records below R */
+	struct cscan *scan_list;
+	struct cjob *jobs;
+	unsigned njobs;
+	struct cfam *fams;
+	size_t nfams;
+	uint64_t run_start_ms;       /* the catch-up began (0: nothing left to copy) */
+	uint64_t run_end_ms;         /* the last copy of the run was recorded */
+	uint64_t run_copied;
+	uint64_t done_rate;          /* bytes per second of the last run that finished */
+};
+
+enum cstep { CJ_START, CJ_DROP, CJ_OPEN, CJ_WAIT, CJ_READ, CJ_APPEND, CJ_SEAL, CJ_DONE,
+	     CJ_ABORT };
+
+struct cjob {
+	struct catchup *c;           /* NULL: abandoned */
+	struct cjob *next;
+	enum cstep step;
+	uint64_t uid;
+	uint32_t sno;
+	char vol[LAYOUT_ID_MAX + 1];
+	int64_t epoch;
+	struct rnode *to;
+	uint32_t length, at, n;      /* blocks: sealed length, copied, this chunk */
+	void *buf;
+	struct loop_timer *wait;
+	struct cluster_vol_req req;
+	uint64_t start_ms;
+};
+
+struct cscan {
+	struct catchup *c;           /* NULL: abandoned */
+	struct cscan *next;
+	uint64_t uid;
+	unsigned replicas;
+	struct cluster_vol_req req;
+};
+
+static void scan_schedule(struct catchup *c, unsigned ms);
+static void job_next(struct cjob *j);
+
+static struct cfam *cfam_get(struct catchup *c, uint64_t uid)
+{
+	struct cfam *v;
+
+	for (size_t i = 0; i < c->nfams; i++)
+		if (c->fams[i].uid == uid)
+			return &c->fams[i];
+	v = realloc(c->fams, (c->nfams + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	c->fams = v;
+	c->fams[c->nfams] = (struct cfam){ .uid = uid };
+	return &c->fams[c->nfams++];
+}
+
+static void job_free(struct cjob *j)
+{
+	seg_buf_free(j->buf);
+	free(j);
+}
+
+/* j is over (its copy recorded, or given up): it leaves the list. */
+static void job_end(struct cjob *j)
+{
+	struct catchup *c = j->c;
+	struct cfam *f = cfam_get(c, j->uid);
+
+	for (struct cjob **p = &c->jobs; *p; p = &(*p)->next)
+		if (*p == j) {
+			*p = j->next;
+			break;
+		}
+	c->njobs--;
+	if (f && f->st.copying)
+		f->st.copying--;
+	job_free(j);
+	scan_schedule(c, SCAN_KICK_MS);
+}
+
+static void job_id(const struct cjob *j, char *buf, size_t len)
+{
+	snprintf(buf, len, "volume %s segment %016" PRIx64 ".%08" PRIx32 " to node %s", j->vol,
+		 j->uid, j->sno, j->to->id);
+}
+
+/* etcd: the copy step phase for j. */
+static int job_record(struct cjob *j, enum clvol_copy_phase phase, cluster_cb cb)
+{
+	memset(&j->req, 0, sizeof(j->req));
+	j->req.op = CLUSTER_VOL_SEG_COPY;
+	snprintf(j->req.vol.name, sizeof(j->req.vol.name), "%s", j->vol);
+	j->req.epoch = j->epoch;
+	j->req.seg.id = (struct layout_segid){ .family = j->uid, .seq = j->sno };
+	snprintf(j->req.copy_node, sizeof(j->req.copy_node), "%s", j->to->id);
+	j->req.copy_phase = phase;
+	return cluster_volume_async(j->c->rs->cluster, &j->req, cb, j);
+}
+
+static void aborted(void *arg, int res, const char *msg)
+{
+	struct cjob *j = arg;
+
+	if (j->c && res < 0)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a copy's record keeps naming node "
+				"%s (%s): dropped at the next attempt", j->vol, j->to->id, msg);
+	if (j->c)
+		job_end(j);
+	else
+		job_free(j);
+}
+
+/* The copy failed at its current step (why): "copying" loses the node if it was
+ * recorded there; the node's partial copy is then an orphan. */
+static void job_fail(struct cjob *j, int err, const char *what)
+{
+	char id[192];
+	bool recorded = j->step > CJ_START;
+
+	job_id(j, id, sizeof(id));
+	LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s: copy failed at %s: %s (tried again later)", id,
+			what, err_str(-err));
+	j->step = CJ_ABORT;
+	if (!recorded || job_record(j, CLVOL_COPY_ABORT, aborted) < 0)
+		job_end(j);
+}
+
+/* The chunk just appended counts. */
+static void job_progress(struct cjob *j)
+{
+	struct cfam *f = cfam_get(j->c, j->uid);
+	uint64_t b = (uint64_t)j->n * ENGINE_BLOCK_SIZE;
+
+	j->at += j->n;
+	j->c->run_copied += b;
+	if (f) {
+		f->st.bytes_left = f->st.bytes_left > b ? f->st.bytes_left - b : 0;
+		f->st.copied += b;
+	}
+}
+
+static void peer_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			 size_t len)
+{
+	static const uint8_t ops[] = { [CJ_DROP] = PEER_OP_SEG_DELETE, [CJ_OPEN] = PEER_OP_SEG_OPEN,
+				       [CJ_APPEND] = PEER_OP_SEG_APPEND,
+				       [CJ_SEAL] = PEER_OP_SEG_SEAL };
+	static const char *const what[] = { [CJ_DROP] = "dropping its old copy",
+					    [CJ_OPEN] = "open", [CJ_APPEND] = "append",
+					    [CJ_SEAL] = "seal" };
+	struct cjob *j = arg;
+	int r;
+
+	(void)h;
+	if (!j->c) {
+		job_free(j);
+		return;
+	}
+	r = replica_reply_result(ops[j->step], res, payload, len);
+	if (r == -EINVAL && j->step == CJ_OPEN)
+		replica_node_bad_size(j->to);
+	if (r < 0) {
+		job_fail(j, r, what[j->step]);
+		return;
+	}
+	if (j->step == CJ_APPEND)
+		job_progress(j);
+	job_next(j);
+}
+
+static int job_send(struct cjob *j, uint8_t op, const struct iovec *data)
+{
+	struct peer_seg_req rq = { .op = op, .sno = j->sno,
+				   .segment_blocks = j->c->rs->seg_blocks, .block = j->at,
+				   .nblocks = j->n, .length = j->length };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = op, .volume_id = j->uid, .epoch = (uint64_t)j->epoch,
+			      .head = head, .data = data, .datacnt = data ? 1 : 0 };
+
+	if (data)
+		rq.data_crc = crc32c(data->iov_base, data->iov_len);
+	if (!j->to->ready || !j->to->conn)
+		return -ENOTCONN;
+	m.head_len = peer_seg_req_encode(&rq, head);
+	return peer_request(j->to->conn, &m, j->c->rs->timeout_ms, peer_replied, j);
+}
+
+static void read_done(void *arg, int res)
+{
+	struct cjob *j = arg;
+	struct iovec iov;
+	int r;
+
+	if (!j->c) {
+		job_free(j);
+		return;
+	}
+	if (res < 0) {
+		job_fail(j, res, "reading the local copy");
+		return;
+	}
+	iov = (struct iovec){ j->buf, (size_t)j->n * ENGINE_BLOCK_SIZE };
+	j->step = CJ_APPEND;
+	r = job_send(j, PEER_OP_SEG_APPEND, &iov);
+	if (r < 0)
+		job_fail(j, r, "append");
+}
+
+static void wait_fire(void *arg)
+{
+	struct cjob *j = arg;
+
+	j->wait = NULL;
+	job_next(j);
+}
+
+static void recorded(void *arg, int res, const char *msg);
+
+/* The step after the one that just succeeded. */
+static void job_next(struct cjob *j)
+{
+	struct catchup *c = j->c;
+	uint64_t now = loop_now_ms();
+	unsigned ms;
+	int r;
+
+	switch (j->step) {
+	case CJ_START: /* recorded as copying: a stale copy there goes first */
+		j->step = CJ_DROP;
+		r = job_send(j, PEER_OP_SEG_DELETE, NULL);
+		break;
+	case CJ_DROP:
+		j->step = CJ_OPEN;
+		r = job_send(j, PEER_OP_SEG_OPEN, NULL);
+		break;
+	case CJ_OPEN:
+	case CJ_WAIT:
+	case CJ_APPEND:
+		if (j->at == j->length) {
+			j->step = CJ_SEAL;
+			r = job_send(j, PEER_OP_SEG_SEAL, NULL);
+			break;
+		}
+		j->n = j->length - j->at < CATCHUP_CHUNK_BLOCKS ? j->length - j->at
+								 : CATCHUP_CHUNK_BLOCKS;
+		ms = catchup_budget_take(&c->budget, now, (uint64_t)j->n * ENGINE_BLOCK_SIZE);
+		if (ms) {
+			j->step = CJ_WAIT;
+			r = loop_timer_add(c->rs->loop, ms, wait_fire, j, &j->wait);
+			break;
+		}
+		j->step = CJ_READ;
+		r = engine_segment_read_async(c->rs->eng, j->uid, j->sno, j->at, j->buf, j->n,
+					      read_done, j);
+		break;
+	case CJ_SEAL:
+		j->step = CJ_DONE;
+		r = job_record(j, CLVOL_COPY_DONE, recorded);
+		break;
+	default:
+		r = -EINVAL;
+		break;
+	}
+	if (r < 0)
+		job_fail(j, r, "sending");
+}
+
+static void recorded(void *arg, int res, const char *msg)
+{
+	struct cjob *j = arg;
+	char id[192];
+
+	if (!j->c) {
+		job_free(j);
+		return;
+	}
+	if (res < 0) {
+		job_id(j, id, sizeof(id));
+		if (j->step == CJ_START && res == -EEXIST) {
+			job_end(j); /* it holds it already: nothing to do */
+			return;
+		}
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s: the record did not take it (%s)", id, msg);
+		if (j->step == CJ_START)
+			job_end(j);
+		else
+			job_fail(j, res, "recording the new holder");
+		return;
+	}
+	if (j->step == CJ_DONE) {
+		uint64_t ms = loop_now_ms() - j->start_ms;
+		uint64_t bytes = (uint64_t)j->length * ENGINE_BLOCK_SIZE;
+
+		job_id(j, id, sizeof(id));
+		j->c->run_end_ms = loop_now_ms();
+		log_msg(LOG_INFO, LOG_TAG, "%s: copied (%" PRIu64 " bytes in %" PRIu64 " ms, %.1f "
+			"MB/s); it is a holder again", id, bytes, ms,
+			ms ? (double)bytes / 1e3 / (double)ms : 0.0);
+		job_end(j);
+		return;
+	}
+	job_next(j);
+}
+
+/* A copy of rec (of family f) to node `to`. */
+static void job_start(struct catchup *c, const struct family *f,
+		      const struct layout_segment *rec, struct rnode *to)
+{
+	struct cjob *j = calloc(1, sizeof(*j));
+	struct cfam *cf = cfam_get(c, f->uid);
+	char id[192];
+
+	if (!j || !cf || !(j->buf = seg_buf_alloc((size_t)CATCHUP_CHUNK_BLOCKS *
+						  ENGINE_BLOCK_SIZE))) {
+		free(j);
+		return;
+	}
+	*j = (struct cjob){ .c = c, .step = CJ_START, .uid = f->uid, .sno = rec->id.seq,
+			    .epoch = f->epoch, .to = to, .buf = j->buf,
+			    .length = (uint32_t)(rec->length / ENGINE_BLOCK_SIZE),
+			    .start_ms = loop_now_ms() };
+	snprintf(j->vol, sizeof(j->vol), "%s", f->name);
+	if (job_record(j, CLVOL_COPY_START, recorded) < 0) {
+		job_free(j);
+		return;
+	}
+	j->next = c->jobs;
+	c->jobs = j;
+	c->njobs++;
+	cf->st.copying++;
+	if (!c->run_start_ms) {
+		c->run_start_ms = j->start_ms;
+		c->run_copied = 0;
+	}
+	job_id(j, id, sizeof(id));
+	log_msg(LOG_INFO, LOG_TAG, "%s: copying %u blocks (the record has %u of %u holders)", id,
+		j->length, rec->nholders, f->replicas);
+}
+
+static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno)
+{
+	for (const struct cjob *j = c->jobs; j; j = j->next)
+		if (j->uid == uid && j->sno == sno)
+			return true;
+	return false;
+}
+
+/* The node to copy rec to, by catchup_pick over the replica sets' nodes, or NULL. */
+static struct rnode *pick_node(struct catchup *c, const struct layout_segment *rec)
+{
+	struct replicas *rs = c->rs;
+	struct catchup_cand *k = calloc(rs->nnodes ? rs->nnodes : 1, sizeof(*k));
+	int i;
+
+	if (!k)
+		return NULL;
+	for (size_t n = 0; n < rs->nnodes; n++) {
+		const struct rnode *r = rs->nodes[n];
+
+		k[n] = (struct catchup_cand){ .id = r->id, .domain = r->domain,
+					      .usable = r->in_map && r->ready && !r->bad_size };
+	}
+	i = catchup_pick(rec, k, rs->nnodes, rs->self, rs->self_domain);
+	free(k);
+	return i < 0 ? NULL : rs->nodes[i];
+}
+
+/* A `copying` entry no copy of this owner's is behind (one that died, an ABORT that
+ * did not land, an earlier owner's): taken out, so that the node's orphan check drops
+ * what it holds. Fire and forget: the answer only frees it. */
+struct cstale {
+	struct cluster_vol_req req;
+};
+
+static void stale_cleared(void *arg, int res, const char *msg)
+{
+	(void)res;
+	(void)msg;
+	free(arg);
+}
+
+static void clear_stale_copying(struct catchup *c, const struct family *f,
+				const struct layout_segment *rec)
+{
+	for (unsigned i = 0; i < rec->ncopying; i++) {
+		struct cstale *x = calloc(1, sizeof(*x));
+
+		if (!x)
+			return;
+		x->req.op = CLUSTER_VOL_SEG_COPY;
+		snprintf(x->req.vol.name, sizeof(x->req.vol.name), "%s", f->name);
+		x->req.epoch = f->epoch;
+		x->req.seg.id = rec->id;
+		snprintf(x->req.copy_node, sizeof(x->req.copy_node), "%s", rec->copying[i]);
+		x->req.copy_phase = CLVOL_COPY_ABORT;
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": no copy "
+			"to node %s is under way: it leaves the record's copying list", f->name,
+			rec->id.family, rec->id.seq, rec->copying[i]);
+		if (cluster_volume_async(c->rs->cluster, &x->req, stale_cleared, x) < 0)
+			free(x);
+	}
+}
+
+static void scan_free(struct cscan *s)
+{
+	free(s->req.segs);
+	free(s);
+}
+
+static void scanned(void *arg, int res, const char *msg)
+{
+	struct cscan *s = arg;
+	struct catchup *c = s->c;
+	struct family *f = NULL;
+	struct catchup_status st = { 0 };
+	struct cfam *cf;
+
+	if (!c) {
+		scan_free(s);
+		return;
+	}
+	for (struct cscan **p = &c->scan_list; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	c->scans--;
+	for (size_t i = 0; i < c->rs->nfams; i++)
+		if (c->rs->fams[i]->uid == s->uid)
+			f = c->rs->fams[i];
+	if (res < 0 || !f || f->stale) {
+		if (res < 0)
+			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cannot read the segment records (%s)",
+					msg);
+		c->busy = true; /* not known: look again soon */
+	} else {
+		for (size_t i = 0; i < s->req.nsegs; i++) {
+			const struct layout_segment *rec = &s->req.segs[i];
+			struct rnode *to;
+
+			if (rec->id.family != f->uid)
+				continue;
+			/* the scan's answer may predate a job's DONE, never its START: an
+			 * entry without a job here is stale (its ABORT of a copy that was
+			 * done meanwhile is a no-op) */
+			if (rec->ncopying && !job_running(c, f->uid, rec->id.seq))
+				clear_stale_copying(c, f, rec);
+			/* an open segment below R is the replica set's to show (its copies);
+			 * its seal kicks a scan */
+			if (!catchup_wanted(rec, f->replicas))
+				continue;
+			/* copied from the local copy only; one not here whole is the
+			 * cleaner's leftover (freed here, its record not deleted) */
+			if (engine_segment_sealed_blocks(c->rs->eng, f->uid, rec->id.seq) !=
+			    (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+				st.no_source++;
+				continue;
+			}
+			st.segs_left++;
+			c->busy = true;
+			st.bytes_left += rec->length;
+			if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
+				continue;
+			to = pick_node(c, rec);
+			if (to)
+				job_start(c, f, rec, to);
+		}
+		cf = cfam_get(c, f->uid);
+		if (cf) {
+			st.copying = cf->st.copying;
+			st.copied = cf->st.copied;
+			cf->st = st;
+		}
+	}
+	if (c->scans == 0) {
+		if (!c->busy && !c->njobs && c->run_start_ms) {
+			/* nothing left: its rate stays shown; the next catch-up starts afresh */
+			c->done_rate = c->run_end_ms > c->run_start_ms
+					       ? c->run_copied * 1000 / (c->run_end_ms - c->run_start_ms)
+					       : 0;
+			c->run_start_ms = 0;
+		}
+		scan_schedule(c, c->busy ? SCAN_BUSY_MS : SCAN_IDLE_MS);
+	}
+	scan_free(s);
+}
+
+static void scan_fire(void *arg)
+{
+	struct catchup *c = arg;
+	struct replicas *rs = c->rs;
+
+	c->scan_timer = NULL;
+	if (rs->closing || c->scans)
+		return;
+	c->busy = false;
+	for (size_t i = 0; i < rs->nfams; i++) {
+		const struct family *f = rs->fams[i];
+		struct cscan *s;
+
+		if (f->stale || f->replicas < 2)
+			continue;
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			continue;
+		*s = (struct cscan){ .c = c, .uid = f->uid, .replicas = f->replicas };
+		s->req.op = CLUSTER_VOL_SEG_LIST;
+		snprintf(s->req.vol.name, sizeof(s->req.vol.name), "%s", f->name);
+		if (cluster_volume_async(rs->cluster, &s->req, scanned, s) < 0) {
+			free(s);
+			continue;
+		}
+		s->next = c->scan_list;
+		c->scan_list = s;
+		c->scans++;
+	}
+	if (!c->scans)
+		scan_schedule(c, SCAN_IDLE_MS);
+}
+
+/* The next scan in ms at the latest. */
+static void scan_schedule(struct catchup *c, unsigned ms)
+{
+	if (c->scans || c->rs->closing)
+		return; /* the scan in flight schedules the next one */
+	if (c->scan_timer) {
+		if (ms >= SCAN_BUSY_MS)
+			return;
+		loop_timer_cancel(c->scan_timer);
+		c->scan_timer = NULL;
+	}
+	if (loop_timer_add(c->rs->loop, ms, scan_fire, c, &c->scan_timer) < 0)
+		c->scan_timer = NULL;
+}
+
+void catchup_kick(struct catchup *c)
+{
+	if (c)
+		scan_schedule(c, SCAN_KICK_MS);
+}
+
+int catchup_create(struct replicas *rs, unsigned mbps, unsigned inflight, struct catchup **out)
+{
+	struct catchup *c = calloc(1, sizeof(*c));
+	uint64_t rate = (uint64_t)(mbps ? mbps : CATCHUP_DEFAULT_MBPS) * 1000 * 1000;
+
+	if (!c)
+		return -ENOMEM;
+	c->rs = rs;
+	c->inflight_max = inflight ? inflight : CATCHUP_DEFAULT_INFLIGHT;
+	catchup_budget_init(&c->budget, rate, (uint64_t)CATCHUP_CHUNK_BLOCKS * ENGINE_BLOCK_SIZE,
+			    loop_now_ms());
+	scan_schedule(c, SCAN_BUSY_MS);
+	*out = c;
+	return 0;
+}
+
+void catchup_destroy(struct catchup *c)
+{
+	if (!c)
+		return;
+	loop_timer_cancel(c->scan_timer);
+	for (struct cscan *s = c->scan_list; s; s = s->next)
+		s->c = NULL;
+	for (struct cjob *j = c->jobs, *next; j; j = next) {
+		next = j->next;
+		if (j->step == CJ_WAIT) {
+			loop_timer_cancel(j->wait);
+			job_free(j);
+		} else {
+			j->c = NULL; /* its one outstanding answer frees it */
+		}
+	}
+	free(c->fams);
+	free(c);
+}
+
+void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status *out)
+{
+	uint64_t ms;
+
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nfams; i++)
+		if (c->fams[i].uid == uid)
+			*out = c->fams[i].st;
+	ms = c->run_start_ms ? loop_now_ms() - c->run_start_ms : 0;
+	out->rate = !c->run_start_ms ? c->done_rate : ms ? c->run_copied * 1000 / ms : 0;
+}

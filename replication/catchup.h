@@ -1,0 +1,99 @@
+/* replication/catchup.h — the owner keeps every sealed segment of its families at R
+ * copies (docs/replication.md, "Catch-up").
+ *
+ * A holder that failed is dropped from the open segments it held (replica.c); the
+ * segments it missed while away are recorded with fewer holders than R. Once a
+ * suitable node is connected (placement's rules: up, in, compatible, of a failure
+ * domain no holder of that segment has; among those the rendezvous choice for the
+ * segment, which is the node that held it before when the membership is the same),
+ * the owner copies each such sealed segment there, from its own local copy:
+ *
+ *   1. the record's "copying" list names the node (CLUSTER_VOL_SEG_COPY START,
+ *      fenced): its orphan check keeps the copy; a takeover never counts it
+ *   2. SEG_DELETE to the node: a stale copy of the segment it kept (a prefix from
+ *      before it was dropped) goes first, so that the copy is made in a fresh slot
+ *   3. SEG_OPEN, SEG_APPEND in chunks read from the local copy, throttled, SEG_SEAL at
+ *      the sealed length
+ *   4. the node moves from "copying" to the holders (CLUSTER_VOL_SEG_COPY DONE)
+ * A failure at any step: "copying" loses the node (ABORT, best effort) and its partial
+ * copy is an orphan there; the segment is tried again at a later scan.
+ *
+ * Throttle: a byte budget per second over every copy (catchup_budget), at most
+ * max_inflight segments at a time. Scans: one range read of the family's records
+ * every second while some sealed record has fewer than R holders, else every 30 s,
+ * and soon after the map changes, a holder fails or a segment below R is sealed.
+ *
+ * Threading: the loop's thread (the engine's), like replica.c.
+ */
+#ifndef QUILL_REPLICATION_CATCHUP_H
+#define QUILL_REPLICATION_CATCHUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/layout.h"
+
+struct replicas;
+struct catchup;
+
+#define CATCHUP_DEFAULT_MBPS 64u       /* MB/s over all copies of an owner */
+#define CATCHUP_DEFAULT_INFLIGHT 2u    /* segments copied at once */
+#define CATCHUP_CHUNK_BLOCKS 256u      /* 1 MiB per SEG_APPEND */
+
+/* ---- pure parts (unit-tested) ---- */
+
+/* A byte budget per second: a token bucket holding at most `burst` bytes. */
+struct catchup_budget {
+	uint64_t rate;    /* bytes per second (> 0) */
+	uint64_t burst;   /* the most that may be taken at once */
+	int64_t tokens;   /* may go negative by one take larger than what was there */
+	uint64_t last_ms;
+};
+void catchup_budget_init(struct catchup_budget *b, uint64_t rate, uint64_t burst,
+			 uint64_t now_ms);
+/* Takes bytes at now_ms: 0, or the milliseconds to wait before trying again (nothing
+ * taken). A take larger than burst is allowed once the bucket is full. */
+unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes);
+
+/* Does the record want another copy made now? (sealed, not empty, fewer than
+ * `replicas` holders) */
+bool catchup_wanted(const struct layout_segment *rec, unsigned replicas);
+
+/* A node that might take a copy. */
+struct catchup_cand {
+	const char *id;
+	const char *domain; /* "" or NULL: its own id */
+	bool usable;        /* up, in, compatible, connected, takes our segment size */
+};
+/* The candidate to copy rec to: usable, not a holder, of a failure domain none of its
+ * holders has (self: the owner's id, of self_domain), the rendezvous choice among those
+ * for the segment; its index, or -1 when none fits. */
+int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *cands, size_t n,
+		 const char *self, const char *self_domain);
+
+/* ---- the owner's catch-up ---- */
+
+/* mbps 0: CATCHUP_DEFAULT_MBPS; inflight 0: CATCHUP_DEFAULT_INFLIGHT. 0 or -ENOMEM. */
+int catchup_create(struct replicas *rs, unsigned mbps, unsigned inflight,
+		   struct catchup **out);
+/* Abandons the copies in flight (their answers only free them). Before the replica
+ * sets' nodes go. NULL ok. */
+void catchup_destroy(struct catchup *c);
+/* The map changed or a holder failed: scan soon. NULL ok. */
+void catchup_kick(struct catchup *c);
+
+/* A family's catch-up, as the last scan saw it. */
+struct catchup_status {
+	unsigned segs_left;   /* sealed records with fewer than R holders */
+	uint64_t bytes_left;  /* what is left to copy of them */
+	unsigned no_source;   /* sealed records below R that this node has no whole local
+				 copy of (not copied: reading from a holder is not built) */
+	unsigned copying;     /* segments being copied now */
+	uint64_t rate;        /* bytes per second of the copies since the catch-up began
+				 (0: none done yet) */
+	uint64_t copied;      /* bytes copied since the catch-up began */
+};
+void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status *out);
+
+#endif

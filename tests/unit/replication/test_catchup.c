@@ -1,0 +1,118 @@
+/* tests/unit/replication/test_catchup.c — replication/catchup.c's pure parts: which
+ * records want a copy, which node takes it, and the byte budget. */
+#include "replication/catchup.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster/placement.h"
+
+static struct layout_segment sealed(uint32_t seq, unsigned nholders, const char *const *h)
+{
+	struct layout_segment s = { .id = { 0x1234, seq }, .state = LAYOUT_SEG_SEALED,
+				    .length = 1 << 20, .epoch = 1, .nholders = nholders };
+
+	for (unsigned i = 0; i < nholders; i++)
+		snprintf(s.holders[i], sizeof(s.holders[i]), "%s", h[i]);
+	return s;
+}
+
+Test(catchup, only_sealed_nonempty_records_below_r_want_a_copy)
+{
+	const char *h[] = { "n0", "n1", "n2" };
+	struct layout_segment s = sealed(1, 2, h);
+
+	cr_assert(catchup_wanted(&s, 3));
+	cr_assert_not(catchup_wanted(&s, 2));
+	s.nholders = 3;
+	cr_assert_not(catchup_wanted(&s, 3));
+	s = sealed(1, 2, h);
+	s.state = LAYOUT_SEG_OPEN; /* the replica set's: a seal first */
+	cr_assert_not(catchup_wanted(&s, 3));
+	s = sealed(1, 2, h);
+	s.length = 0; /* nothing acknowledged in it: nothing to copy */
+	cr_assert_not(catchup_wanted(&s, 3));
+}
+
+Test(catchup, picks_a_usable_node_of_a_domain_no_holder_has)
+{
+	const char *h[] = { "n0", "n1" };
+	struct layout_segment s = sealed(7, 2, h);
+	struct catchup_cand k[] = {
+		{ "n1", "", true },         /* a holder */
+		{ "n2", "rack1", true },    /* n1's rack: refused */
+		{ "n3", "", false },        /* down or not connected */
+		{ "n4", "", true },         /* the only fit */
+		{ "n0", "", true },         /* self */
+	};
+
+	k[0].domain = "rack1";
+	cr_assert_eq(catchup_pick(&s, k, 5, "n0", ""), 3);
+	k[3].usable = false;
+	cr_assert_eq(catchup_pick(&s, k, 5, "n0", ""), -1);
+	/* n2 in the owner's own domain is refused too */
+	k[1].domain = "home";
+	cr_assert_eq(catchup_pick(&s, k, 5, "n0", "home"), -1);
+	k[1].domain = "rack2";
+	cr_assert_eq(catchup_pick(&s, k, 5, "n0", "home"), 1);
+}
+
+/* Among several fits, the node placement first chose for the segment (the key
+ * replica_place uses), so a returning holder gets back what it held. */
+Test(catchup, prefers_the_rendezvous_choice_of_the_segment)
+{
+	const char *h[] = { "n0" };
+	struct catchup_cand k[] = { { "n1", "", true }, { "n2", "", true }, { "n3", "", true } };
+	unsigned hits[3] = { 0 };
+
+	for (uint32_t seq = 1; seq <= 64; seq++) {
+		struct layout_segment s = sealed(seq, 1, h);
+		struct placement_node pn[3];
+		uint64_t picked[2];
+		int i = catchup_pick(&s, k, 3, "n0", "");
+
+		for (int j = 0; j < 3; j++)
+			pn[j] = (struct placement_node){ placement_domain_id(k[j].id),
+							 placement_domain_id(k[j].id), 1, true };
+		cr_assert_eq(placement_pick(pn, 3, 0x1234 ^ ((uint64_t)seq << 32 | seq), 2, picked),
+			     0);
+		cr_assert_geq(i, 0);
+		cr_assert_eq(pn[i].id, picked[0], "segment %u", seq);
+		hits[i]++;
+	}
+	cr_assert(hits[0] && hits[1] && hits[2], "every node gets some: %u %u %u", hits[0],
+		  hits[1], hits[2]);
+}
+
+Test(catchup, the_budget_lets_rate_bytes_a_second_through)
+{
+	struct catchup_budget b;
+	uint64_t taken = 0, now = 1000;
+
+	catchup_budget_init(&b, 1000000, 100000, now); /* 1 MB/s, 100 kB at once */
+	cr_assert_eq(catchup_budget_take(&b, now, 100000), 0); /* a full bucket */
+	cr_assert_eq(catchup_budget_take(&b, now, 100000), 100); /* empty: 100 ms */
+	cr_assert_eq(catchup_budget_take(&b, now + 50, 100000), 50);
+	cr_assert_eq(catchup_budget_take(&b, now + 100, 100000), 0);
+	/* over 10 s of 1 ms steps, about 10 MB go through, never much more */
+	for (now += 100; now < 11100; now++)
+		while (catchup_budget_take(&b, now, 25000) == 0)
+			taken += 25000;
+	cr_assert_geq(taken, 9900000);
+	cr_assert_leq(taken, 10100000);
+	/* idle for a minute: the bucket holds one burst, not a minute's worth */
+	now += 60000;
+	cr_assert_eq(catchup_budget_take(&b, now, 100000), 0);
+	cr_assert_neq(catchup_budget_take(&b, now, 1), 0);
+}
+
+Test(catchup, a_take_larger_than_the_burst_waits_for_a_full_bucket)
+{
+	struct catchup_budget b;
+
+	catchup_budget_init(&b, 1000000, 100000, 0);
+	cr_assert_eq(catchup_budget_take(&b, 0, 300000), 0); /* full: allowed, debt of 200 kB */
+	cr_assert_eq(catchup_budget_take(&b, 0, 300000), 300); /* 200 kB debt + a full bucket */
+	cr_assert_eq(catchup_budget_take(&b, 300, 300000), 0);
+}
