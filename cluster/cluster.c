@@ -551,10 +551,14 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 		break;
 	}
 	if (c->res == 0 && (q->op == CLUSTER_VOL_CREATE || q->op == CLUSTER_VOL_CLAIM)) {
+		char after[LAYOUT_ID_MAX + 48] = "";
+
 		claim_set(cl, name, q->epoch, &q->prev);
-		log_msg(LOG_INFO, LOG_TAG, "volume %s: owned by this node at epoch %lld (after "
-			"%s's epoch %lld)%s", name, (long long)q->epoch,
-			q->prev.node[0] ? q->prev.node : "no node", (long long)q->prev.epoch,
+		if (q->op == CLUSTER_VOL_CLAIM)
+			snprintf(after, sizeof(after), " (after %s's epoch %lld)",
+				 q->prev.node[0] ? q->prev.node : "no node", (long long)q->prev.epoch);
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: owned by this node at epoch %lld%s%s", name,
+			(long long)q->epoch, after,
 			q->resumed ? " (an unfinished create taken over)" : "");
 	}
 	if ((c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE)) ||

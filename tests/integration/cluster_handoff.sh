@@ -14,6 +14,8 @@
 #   - a clean ping-pong without kills: `pp` created on node0, written through node0,
 #     node1, node0, node1 in turn (a release after each), every step's data verified
 #     through the next node before it writes
+#   - a single copy (R=1): an attach at another node is refused, naming its node, and
+#     claims nothing; its node serves it again
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_handoff
@@ -29,14 +31,11 @@ uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
 # volume there); fails the test on an error or a pattern mismatch
 io()
 {
-	local i="$1" vol="$2" out args=()
+	local i="$1" vol="$2" out rc=0 args=()
 	shift 2
 	for c in "$@"; do args+=(-c "$c"); done
 	out=$(qemu-io -f raw "$(uri "$i" "$vol")" "${args[@]}" 2>&1) || rc=$?
-	if [ -e /tmp/s8-xdebug ] && [ "${rc:-0}" != 0 ]; then
-		for o in 0 1M 2M 3M 4M 5M 6M 7M 8M 9M; do echo "XD $o $(qemu-io -f raw "$(uri "$i" "$vol")" -c "read -v $o 512" 2>&1 | head -1)"; done
-	fi
-	[ "${rc:-0}" = 0 ] ||
+	[ "$rc" = 0 ] ||
 		fail "node$i, $vol: qemu-io $*: $out; node$i: $(tail -5 "$WORK/node$i.log")"
 	grep -q "Pattern verification failed" <<<"$out" &&
 		fail "node$i serves other bytes of $vol than were written ($*): $out"
@@ -97,6 +96,18 @@ release 1 pp
 io 0 pp 'read -P 0x44 0 1M' 'read -P 0x41 1M 1M' 'read -P 0x42 2M 3M' 'read -P 0x43 5M 3M' \
 	'read -P 0 8M 24M'
 log "ping-pong node0 -> node1 -> node0 -> node1 -> node0: every step's writes read back"
+
+# ---- a single copy (R=1) lives on its node only: elsewhere an attach is refused ----
+qexpect 0 0 volume create r1 8M --replicas 1
+io 0 r1 'write -P 0x51 0 1M' 'flush'
+release 0 r1
+out=$(qemu-io -f raw "$(uri 2 r1)" -c 'read 0 4k' 2>&1) && fail "node2 serves r1, whose only copy is on node0: $out"
+grep -q "single copy (replicas 1), on node node0" <<<"$out" || fail "node2's refusal of r1: $out"
+owner=$(qn 0 --json volume info r1 | python3 -c '
+import json, sys; print("owner=" + json.load(sys.stdin)["volume"]["cluster"]["owner"])')
+[ "$owner" = "owner=" ] || fail "node2 claimed r1 for an attach it cannot serve: $owner"
+io 0 r1 'read -P 0x51 0 1M'
+log "R=1: an attach at node2 is refused naming node0 (no claim made); node0 serves it again"
 
 "$ETCD_LOCAL" stop "$ETCD_DIR" >/dev/null
 it_pass

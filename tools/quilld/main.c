@@ -385,12 +385,14 @@ static int volume_claimed(struct node *n, const char *name, int64_t epoch, unsig
 		return 0; /* no takeovers here, or a local volume the map does not know */
 	if (!replicas)
 		replicas = v.rec.replicas;
+	if (replicas <= 1)
+		return 0; /* no copies to take it over from (guard_owns refuses it elsewhere) */
 	if (takeovers_running(n->takeovers, name)) {
 		r = takeovers_run(n->takeovers, name, epoch, 0, done, arg); /* waits for it */
 		return r < 0 ? r : 1;
 	}
 	if (engine_volume_family(n->eng, name, &uid) == 0) {
-		if (replicas <= 1 || !(stale = stale_family(n, name, epoch)))
+		if (!(stale = stale_family(n, name, epoch)))
 			return 0;
 	} else if (v.rec.state != LAYOUT_VOL_READY) {
 		return 0; /* being created here: not ready yet */
@@ -637,6 +639,37 @@ static void owner_nbd(struct node *n, const char *id, char *buf, size_t len)
 		snprintf(buf, len, ", NBD at %s", cn.rec.nbd);
 }
 
+/* Is vol's data not here to serve, whoever owns it? Then why. Until the map is read,
+ * every volume would look like a local one it does not know (this node's to serve),
+ * yet its layers may be stale (sync_families releases those once the map is here).
+ * A single-copy volume's only copy is on the node that created it: no takeover can
+ * bring it here, and a claim here would only make an empty owner. And layers that a
+ * claim here found stale wait for their takeover (its start is on its way to the
+ * loop with the claim's answer). */
+static bool not_here(struct node *n, const char *vol, char *why, size_t len)
+{
+	struct cluster_info self;
+	struct cluster_volume v;
+	struct layout_claim prev;
+	uint64_t uid;
+	int64_t now;
+
+	cluster_info(n->cluster, &self);
+	if (self.map_revision == 0)
+		snprintf(why, len, "volume '%s': this node has not read the cluster map yet, "
+			 "retry", vol);
+	else if (cluster_volume_get(n->cluster, vol, &v) == 0 && v.rec.replicas <= 1 &&
+		 v.rec.state == LAYOUT_VOL_READY && engine_volume_family(n->eng, vol, &uid) < 0)
+		snprintf(why, len, "volume '%s' has a single copy (replicas 1), on node %s: "
+			 "attach it there", vol, v.rec.owner);
+	else if (cluster_volume_owned(n->cluster, vol, &now) && layers_stale(n, vol, now, &prev))
+		snprintf(why, len, "taking over %s (its layers here are stale: %s owned it at "
+			 "epoch %lld), retry", vol, prev.node, (long long)prev.epoch);
+	else
+		return false;
+	return true;
+}
+
 /* A volume of the map is served only by the node that holds its claim; the epoch the
  * guard keeps is the first of the node's unbroken ownership, so that a lease that
  * lapsed and was replaced with no other claim between (etcd away for longer than
@@ -649,28 +682,10 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 	struct cluster_volume v;
 	struct cluster_info self;
 	char nbd[LAYOUT_ADDR_MAX + 16];
-	struct layout_claim prev;
-	int64_t now;
 
 	*epoch = 0;
-	if (volume_takeover(n, vol, why, len))
-		return -EREMOTE; /* not here yet */
-	if (n->cluster && (cluster_info(n->cluster, &self), self.map_revision == 0)) {
-		/* until the map is read, every volume would look like one it does not know
-		 * (this node's to serve): its layers may be stale (another node owned it
-		 * since), and sync_families releases those once the map is here */
-		snprintf(why, len, "volume '%s': this node has not read the cluster map yet, "
-			 "retry", vol);
-		return -EREMOTE;
-	}
-	if (n->cluster && cluster_volume_owned(n->cluster, vol, &now) &&
-	    layers_stale(n, vol, now, &prev)) {
-		/* claimed, and the takeover not started yet (the claim's answer is on its
-		 * way to the loop): the layers here must not be served meanwhile */
-		snprintf(why, len, "taking over %s (its layers here are stale: %s owned it "
-			 "at epoch %lld), retry", vol, prev.node, (long long)prev.epoch);
-		return -EREMOTE;
-	}
+	if (volume_takeover(n, vol, why, len) || (n->cluster && not_here(n, vol, why, len)))
+		return -EREMOTE; /* not here (yet) */
 	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
 	    cluster_volume_get(n->cluster, vol, &v) < 0)
 		return 0;
