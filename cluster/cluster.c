@@ -55,6 +55,7 @@ struct claim {
 	char name[LAYOUT_ID_MAX + 1];
 	int64_t epoch;
 	int64_t since;  /* the first epoch of this node's unbroken ownership (below) */
+	struct layout_claim prev; /* the claim this one replaced (as the claim txn read it) */
 };
 
 /* A growable array of n elements of size sz: a new zeroed slot, or NULL. */
@@ -90,6 +91,7 @@ struct cluster {
 	atomic_uint_fast64_t deadline_ms;
 	atomic_uint_fast64_t claims_gen; /* moves whenever a claim of this node goes */
 	atomic_uint_fast64_t segments_gen; /* moves when the watch sees segments/ change */
+	atomic_bool reclaimed;           /* the first join took this node's volumes again */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -388,7 +390,8 @@ static int64_t claim_since(struct cluster *cl, const char *name, int64_t epoch)
 	return since;
 }
 
-static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
+static void claim_set(struct cluster *cl, const char *name, int64_t epoch,
+		      const struct layout_claim *prev)
 {
 	struct claim *c;
 
@@ -400,6 +403,7 @@ static void claim_set(struct cluster *cl, const char *name, int64_t epoch)
 		snprintf(c->name, sizeof(c->name), "%s", name);
 		c->since = claim_since(cl, name, epoch);
 		c->epoch = epoch;
+		c->prev = *prev;
 	}
 	pthread_mutex_unlock(&cl->mu);
 }
@@ -462,6 +466,20 @@ bool cluster_volume_owned_since(const struct cluster *cl, const char *name, int6
 	return owned(cl, name, NULL, since);
 }
 
+bool cluster_volume_replaced(const struct cluster *cl, const char *name,
+			     struct layout_claim *prev)
+{
+	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
+	const struct claim *m;
+
+	pthread_mutex_lock(&c->mu);
+	m = claim_find(c, name);
+	if (m)
+		*prev = m->prev;
+	pthread_mutex_unlock(&c->mu);
+	return m != NULL;
+}
+
 bool cluster_volume_lapsed(const struct cluster *cl, const char *name)
 {
 	struct cluster *c = (struct cluster *)cl; /* the mutex, only */
@@ -494,12 +512,15 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 	case CLUSTER_VOL_CREATE:
 		c->res = clvol_create(cl->sess, &w, &q->vol, &q->resumed, msg, len);
 		q->epoch = q->vol.epoch;
+		/* its layers are made here, now (a resumed create: never served elsewhere) */
+		snprintf(q->prev.node, sizeof(q->prev.node), "%s", cl->self.id);
+		q->prev.epoch = q->epoch;
 		break;
 	case CLUSTER_VOL_READY:
 		c->res = clvol_ready(cl->sess, &w, name, epoch, msg, len);
 		break;
 	case CLUSTER_VOL_CLAIM:
-		c->res = clvol_claim(cl->sess, &w, name, &q->epoch, msg, len);
+		c->res = clvol_claim(cl->sess, &w, name, &q->epoch, &q->prev, msg, len);
 		break;
 	case CLUSTER_VOL_RELEASE:
 		c->res = clvol_release(cl->sess, &w, name, epoch, msg, len);
@@ -534,9 +555,15 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 		break;
 	}
 	if (c->res == 0 && (q->op == CLUSTER_VOL_CREATE || q->op == CLUSTER_VOL_CLAIM)) {
-		claim_set(cl, name, q->epoch);
-		log_msg(LOG_INFO, LOG_TAG, "volume %s: owned by this node at epoch %lld%s", name,
-			(long long)q->epoch, q->resumed ? " (an unfinished create taken over)" : "");
+		char after[LAYOUT_ID_MAX + 48] = "";
+
+		claim_set(cl, name, q->epoch, &q->prev);
+		if (q->op == CLUSTER_VOL_CLAIM)
+			snprintf(after, sizeof(after), " (after %s's epoch %lld)",
+				 q->prev.node[0] ? q->prev.node : "no node", (long long)q->prev.epoch);
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: owned by this node at epoch %lld%s%s", name,
+			(long long)q->epoch, after,
+			q->resumed ? " (an unfinished create taken over)" : "");
 	}
 	if ((c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE)) ||
 	    c->res == -ESTALE)
@@ -552,6 +579,7 @@ static void reclaim(struct cluster *cl)
 	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
 	char dir[KEY_MAX], end[KEY_MAX], msg[MSG_MAX];
 	struct layout_volume vol;
+	struct layout_claim prev;
 	struct etcd_kv *kvs;
 	int64_t rev, epoch;
 	size_t n;
@@ -566,8 +594,8 @@ static void reclaim(struct cluster *cl)
 		if (layout_volume_decode(kvs[i].value, kvs[i].value_len, &vol) < 0 ||
 		    strcmp(vol.owner, cl->self.id) != 0)
 			continue;
-		if (clvol_claim(cl->sess, &w, vol.name, &epoch, msg, sizeof(msg)) == 0) {
-			claim_set(cl, vol.name, epoch);
+		if (clvol_claim(cl->sess, &w, vol.name, &epoch, &prev, msg, sizeof(msg)) == 0) {
+			claim_set(cl, vol.name, epoch, &prev);
 			log_msg(LOG_INFO, LOG_TAG, "volume %s: owned again by this node, epoch %lld",
 				vol.name, (long long)epoch);
 		} else {
@@ -581,6 +609,12 @@ static void reclaim(struct cluster *cl)
 		atomic_fetch_add(&cl->claims_gen, 1);
 	cl->nlapsed = 0;
 	pthread_mutex_unlock(&cl->mu);
+	atomic_store(&cl->reclaimed, true);
+}
+
+bool cluster_reclaimed(const struct cluster *cl)
+{
+	return atomic_load(&((struct cluster *)cl)->reclaimed);
 }
 
 /* ---- the session thread ---- */

@@ -125,6 +125,15 @@ bool cluster_volume_owned_since(const struct cluster *cl, const char *name, int6
  * yet (it then takes its volumes again, if no one claimed them: owned_since says
  * whether the ownership is unbroken)? Undecided until then. Any thread. */
 bool cluster_volume_lapsed(const struct cluster *cl, const char *name);
+/* Does this node hold the claim on name? *prev: the claim it replaced, as the claim
+ * txn read the record (owner and epoch before; for a create, this node's own): whether
+ * this node's local layers are current (layout_local_current). Any thread. */
+bool cluster_volume_replaced(const struct cluster *cl, const char *name,
+			     struct layout_claim *prev);
+/* Has this node joined, and claimed again the volumes whose record names it as their
+ * last owner (cluster_volume_async)? Until then a volume it owned before a restart
+ * looks unowned. Any thread. */
+bool cluster_reclaimed(const struct cluster *cl);
 /* Failure domains with at least one node up, in and compatible: their number, and
  * their names, comma-separated, into names (len bytes). */
 unsigned cluster_domains(const struct cluster *cl, char *names, size_t len);
@@ -155,6 +164,8 @@ struct cluster_vol_req {
 	char copy_node[LAYOUT_ID_MAX + 1]; /* in, SEG_COPY */
 	enum clvol_copy_phase copy_phase;  /* in, SEG_COPY */
 	bool resumed;               /* out, CREATE: an unfinished create was taken over */
+	struct layout_claim prev;   /* out, CREATE, CLAIM: the claim it replaced
+				       (cluster_volume_replaced) */
 	struct layout_segment *segs; /* out, SEG_LIST(_ALL): free() it */
 	char (*seg_vols)[LAYOUT_ID_MAX + 1]; /* out, SEG_LIST_ALL: segs[i]'s volume; free() it */
 	size_t nsegs;

@@ -336,6 +336,30 @@ static int add_ids(struct json_object *o, const char *key,
 	return 0;
 }
 
+size_t layout_segments_kept(const struct layout_segment *segs, size_t n, const char *self,
+			    uint32_t block_size, uint32_t *keep, uint32_t *keep_len)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool sealed = segs[i].state == LAYOUT_SEG_SEALED;
+
+		if (!layout_segment_names(&segs[i], self) ||
+		    (sealed && segs[i].length / block_size >= UINT32_MAX))
+			continue;
+		keep[k] = segs[i].id.seq;
+		keep_len[k++] = sealed ? (uint32_t)(segs[i].length / block_size) : UINT32_MAX;
+	}
+	return k;
+}
+
+bool layout_local_current(const char *self, const struct layout_claim *prev, int64_t epoch)
+{
+	if (!self || !self[0] || strcmp(prev->node, self) != 0 || epoch < 1)
+		return false;
+	return prev->epoch == epoch || (prev->epoch >= 1 && prev->epoch + 1 == epoch);
+}
+
 char *layout_segment_encode(const struct layout_segment *seg)
 {
 	struct json_object *o = json_object_new_object();

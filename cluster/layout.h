@@ -109,6 +109,14 @@ struct layout_claim {
 };
 char *layout_claim_encode(const struct layout_claim *claim);
 int layout_claim_decode(const char *text, size_t len, struct layout_claim *claim);
+/* Are node self's local layers of a volume current under its claim at epoch, given
+ * prev, the claim that one replaced (the record's owner and epoch the claim txn read)?
+ * Only under unbroken ownership (docs/cluster.md, "Unbroken ownership"): epochs rise by
+ * exactly one per claim, so prev being self's own at epoch - 1 proves nobody else
+ * claimed, nor wrote, in between; prev at epoch itself is the claim self holds already.
+ * Anything else (another node's, a gap, no prev: node "") means the volume lived
+ * elsewhere meanwhile, and self's layers are stale. */
+bool layout_local_current(const char *self, const struct layout_claim *prev, int64_t epoch);
 
 /* A segment's id, opaque here: (family uid, segment number). */
 struct layout_segid {
@@ -139,6 +147,15 @@ bool layout_segment_names(const struct layout_segment *seg, const char *id);
 bool layout_segment_copying(const struct layout_segment *seg, const char *id);
 /* The id is not in the value (it is the key's). */
 int layout_segment_decode(const char *text, size_t len, struct layout_segment *seg);
+/* Of segs[0..n-1] (one family's records), those a node self that lost the family keeps
+ * as copies: the ones naming it as a holder. A sealed one at its recorded length in
+ * blocks of block_size (what a takeover compares a copy with: a tail past it was
+ * never acknowledged); an open one (its owner released it, the next has not sealed
+ * it yet: it holds acknowledged writes, and the takeover seals it at the length
+ * every holder has) at UINT32_MAX, where it ends. Their numbers into keep[], lengths
+ * into keep_len[] (n each): their count. */
+size_t layout_segments_kept(const struct layout_segment *segs, size_t n, const char *self,
+			    uint32_t block_size, uint32_t *keep, uint32_t *keep_len);
 
 /* PREFIX segments/VOL/ (the range of one volume's records): 0, -EINVAL, -ENAMETOOLONG. */
 int layout_segment_dir(char *buf, size_t len, const char *prefix, const char *vol);

@@ -354,7 +354,7 @@ static int get_unclaimed(struct etcd *e, const struct clvol_who *w, const char *
 }
 
 int clvol_claim(struct etcd *e, const struct clvol_who *w, const char *name, int64_t *epoch,
-		char *msg, size_t len)
+		struct layout_claim *prev, char *msg, size_t len)
 {
 	struct layout_volume vol;
 	struct layout_claim claim;
@@ -368,8 +368,11 @@ int clvol_claim(struct etcd *e, const struct clvol_who *w, const char *name, int
 		return r;
 	if (claim.node[0]) {
 		*epoch = claim.epoch; /* ours already (the lease is the node's one lease) */
+		*prev = claim;
 		return 0;
 	}
+	snprintf(prev->node, sizeof(prev->node), "%s", vol.owner);
+	prev->epoch = vol.epoch; /* the txn compares the record: this is what it replaces */
 	vol.epoch++;
 	snprintf(vol.owner, sizeof(vol.owner), "%s", w->node);
 	r = clvol_txn_claim(w->prefix, &vol, mod, w->lease, &t);

@@ -67,10 +67,12 @@ int clvol_create(struct etcd *e, const struct clvol_who *w, struct layout_volume
 /* The create is done: the record's state becomes ready (fenced). */
 int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
 		char *msg, size_t len);
-/* Claims the volume for this node (no live claim): *epoch the new one. Already this
- * node's under its current lease: 0, the same epoch. */
+/* Claims the volume for this node (no live claim): *epoch the new one, *prev the claim
+ * it replaced (the record's owner and epoch as the txn read them: whose layers are
+ * current, layout_local_current). Already this node's under its current lease: 0, the
+ * same epoch, *prev that claim itself. */
 int clvol_claim(struct etcd *e, const struct clvol_who *w, const char *name, int64_t *epoch,
-		char *msg, size_t len);
+		struct layout_claim *prev, char *msg, size_t len);
 /* Gives up the claim (fenced): another node may claim at once. */
 int clvol_release(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
 		  char *msg, size_t len);

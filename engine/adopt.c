@@ -385,6 +385,7 @@ struct release_job {
 	struct eng_job job; /* first: job.c frees it with free() unless release */
 	uint64_t uid;
 	uint32_t *keep;
+	uint32_t *keep_len; /* NULL: each kept where it ends */
 	size_t nkeep;
 	struct meta_batch *mb;
 };
@@ -400,14 +401,19 @@ static void release_free(struct eng_job *job)
 	if (rj->mb)
 		meta_batch_destroy(rj->mb);
 	free(rj->keep);
+	free(rj->keep_len);
 	free(rj);
 }
 
-static bool kept(const struct release_job *rj, uint32_t sno)
+/* Is segment sno, used blocks long, kept? *len: the kept copy's length. */
+static bool kept(const struct release_job *rj, uint32_t sno, uint32_t used, uint32_t *len)
 {
-	for (size_t i = 0; i < rj->nkeep; i++)
-		if (rj->keep[i] == sno)
-			return true;
+	for (size_t i = 0; i < rj->nkeep; i++) {
+		if (rj->keep[i] != sno)
+			continue;
+		*len = rj->keep_len && rj->keep_len[i] != UINT32_MAX ? rj->keep_len[i] : used;
+		return *len <= used; /* a shorter segment is no copy of that length */
+	}
 	return false;
 }
 
@@ -417,12 +423,12 @@ static bool kept_slot(const struct release_job *rj, uint32_t i, uint64_t epoch,
 		      struct held_record *hr)
 {
 	const struct slot *s = &rj->job.eng->slots[i];
+	uint32_t len;
 
 	if (s->state == SLOT_FREE || s->held || s->family_uid != rj->uid ||
-	    s->volume_id == 0 || !kept(rj, s->sno))
+	    s->volume_id == 0 || !kept(rj, s->sno, s->used, &len))
 		return false;
-	*hr = (struct held_record){ .slot = i, .epoch = epoch, .sealed = true,
-				    .length = s->used };
+	*hr = (struct held_record){ .slot = i, .epoch = epoch, .sealed = true, .length = len };
 	return true;
 }
 
@@ -480,22 +486,28 @@ static int released(struct release_job *rj)
 {
 	struct engine *eng = rj->job.eng;
 	uint64_t epoch = engine_held_epoch(eng, rj->uid);
+	struct held_record *hr = malloc((rj->nkeep ? rj->nkeep : 1) * sizeof(*hr));
 	struct engine_volume *v;
+	size_t n = 0;
 	int r = 0;
 
-	for (uint32_t i = 0; i < eng->sb.segment_count && r == 0; i++) {
-		struct held_record hr;
-
-		if (!kept_slot(rj, i, epoch, &hr))
-			continue;
-		eng->slots[i].volume_id = 0; /* not freed with its layer below */
-		r = eng_held_keep(eng, rj->uid, eng->slots[i].sno, &hr);
-	}
-	/* no tombstones: the family lives on elsewhere, and may come back here */
+	if (!hr)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < eng->sb.segment_count && n < rj->nkeep; i++)
+		if (kept_slot(rj, i, epoch, &hr[n]))
+			eng->slots[i].volume_id = 0, n++; /* not freed with its layer below */
+	/* no tombstones: the family lives on elsewhere, and may come back here. The
+	 * layers go before their kept slots become copies: discarding a map counts its
+	 * blocks out of the slots they are in, and a copy starts from nothing (a slot
+	 * whose count went below zero would look empty once adopted again, and be freed
+	 * under the blocks it holds) */
 	while ((v = eng_family_layer(eng, rj->uid))) {
 		eng_layer_discard(eng, v);
 		eng_volume_remove(eng, v);
 	}
+	for (size_t k = 0; k < n && r == 0; k++)
+		r = eng_held_keep(eng, rj->uid, eng->slots[hr[k].slot].sno, &hr[k]);
+	free(hr);
 	log_msg(LOG_INFO, ENG_LOG, "released family %llx: %zu segments kept as copies",
 		(unsigned long long)rj->uid, rj->nkeep);
 	return r;
@@ -523,6 +535,13 @@ static int release_step(struct eng_job *job)
 int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
 				size_t nkeep, engine_cb cb, void *arg)
 {
+	return engine_family_release_to_async(eng, uid, keep, NULL, nkeep, cb, arg);
+}
+
+int engine_family_release_to_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
+				   const uint32_t *keep_len, size_t nkeep, engine_cb cb,
+				   void *arg)
+{
 	struct release_job *rj;
 
 	if (uid == 0 || uid == ONDISK_CATALOG_UID || (nkeep && !keep) || !cb)
@@ -537,12 +556,17 @@ int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t
 			return -EBUSY;
 	}
 	rj = calloc(1, sizeof(*rj));
-	if (!rj || (nkeep && !(rj->keep = malloc(nkeep * sizeof(*keep))))) {
+	if (!rj || (nkeep && !(rj->keep = malloc(nkeep * sizeof(*keep)))) ||
+	    (nkeep && keep_len && !(rj->keep_len = malloc(nkeep * sizeof(*keep_len))))) {
+		if (rj)
+			free(rj->keep);
 		free(rj);
 		return -ENOMEM;
 	}
 	if (nkeep)
 		memcpy(rj->keep, keep, nkeep * sizeof(*keep));
+	if (rj->keep_len)
+		memcpy(rj->keep_len, keep_len, nkeep * sizeof(*keep_len));
 	rj->uid = uid;
 	rj->nkeep = nkeep;
 	rj->job.release = release_free;

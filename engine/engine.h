@@ -513,6 +513,13 @@ int engine_family_adopt(struct engine *eng, uint64_t uid, const uint32_t *snos, 
  * Volumes of the family must not be open (-EBUSY). */
 int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
 				size_t nkeep, engine_cb cb, void *arg);
+/* The same, each kept copy sealed at keep_len[i] blocks (the length its segment record
+ * gives it: blocks past it were never acknowledged, and a takeover compares the two);
+ * a segment shorter than that is freed instead. keep_len NULL, or keep_len[i]
+ * UINT32_MAX: where it ends. */
+int engine_family_release_to_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
+				   const uint32_t *keep_len, size_t nkeep, engine_cb cb,
+				   void *arg);
 int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep,
 			  size_t nkeep);
 /* The family uid of a volume (0 and *uid, or -ENOENT). */

@@ -69,6 +69,7 @@ struct takeover {
 	bool stating;             /* the stats of segment cur are out */
 	/* ST_COPY: the current segment */
 	uint32_t have, len;
+	unsigned src;             /* the holder of segment cur it reads from (its index) */
 	uint8_t *buf;
 	uint32_t *snos;
 	size_t nsnos;
@@ -628,7 +629,12 @@ static void copy_replied(void *arg, int res, const struct peer_hdr *h, const voi
 		return;
 	}
 	if (r < 0 || rp.nblocks == 0) {
-		retry_later(t, "a holder did not answer a segment read");
+		/* that holder has no such copy (a former owner's, freed or kept shorter):
+		 * the next one of the record may */
+		if (++t->src < t->segs[t->cur].nholders)
+			copy_read(t);
+		else
+			retry_later(t, "no holder answered a segment read");
 		unref(t);
 		return;
 	}
@@ -657,8 +663,8 @@ static void copy_read(struct takeover *t)
 		return;
 	}
 	rq.nblocks = n > PEER_SEG_READ_MAX_BLOCKS ? PEER_SEG_READ_MAX_BLOCKS : n;
-	for (unsigned h = 0; h < s->nholders; h++) {
-		struct tnode *nd = node_find(t, s->holders[h]);
+	for (; t->src < s->nholders; t->src++) {
+		struct tnode *nd = node_find(t, s->holders[t->src]);
 
 		if (nd && send_req(t, nd, &rq, copy_replied) == 0)
 			return;
@@ -693,6 +699,7 @@ static void copy_next(struct takeover *t)
 	}
 	s = &t->segs[t->cur];
 	t->len = (uint32_t)(s->length / ENGINE_BLOCK_SIZE);
+	t->src = 0;
 	if (engine_held_stat(t->o.eng, t->uid, s->id.seq, &hi) == 0) {
 		if (hi.sealed && hi.length == t->len) {
 			copy_have(t);

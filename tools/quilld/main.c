@@ -332,8 +332,81 @@ static void nbd_opts_fill(struct node *n, struct nbd_server_opts *no)
 
 /* ---- replicated volumes: the replica sets of this node's volumes ---- */
 
+/* Name's local layers if this node may not serve them under its claim at epoch:
+ * a replicated volume whose claim replaced another node's (or not the one right
+ * before: this node's ownership was broken, layout_local_current), so the volume
+ * lived elsewhere meanwhile and writes made there are not in them; unless a takeover
+ * at this very epoch made them current. Their family's uid, or 0 (none here, or
+ * current). *prev: the replaced claim. */
+static uint64_t layers_stale(struct node *n, const char *name, int64_t epoch,
+			     struct layout_claim *prev)
+{
+	struct cluster_volume v;
+	uint64_t uid;
+
+	if (!n->takeovers || engine_volume_family(n->eng, name, &uid) < 0 ||
+	    cluster_volume_get(n->cluster, name, &v) < 0 || v.rec.replicas <= 1 ||
+	    !cluster_volume_replaced(n->cluster, name, prev) ||
+	    layout_local_current(n->self_id, prev, epoch) ||
+	    takeovers_taken(n->takeovers, name, epoch))
+		return 0;
+	return uid;
+}
+
+/* layers_stale(), said in the log when they are. */
+static uint64_t stale_family(struct node *n, const char *name, int64_t epoch)
+{
+	struct layout_claim prev;
+	uint64_t uid = layers_stale(n, name, epoch, &prev);
+
+	if (!uid)
+		return 0;
+	log_msg(LOG_WARN, LOG_TAG, "volume %s: claimed at epoch %lld after %s's epoch %lld: its "
+		"local layers here are stale: releasing them and taking it over from its "
+		"copies", name, (long long)epoch, prev.node[0] ? prev.node : "no node",
+		(long long)prev.epoch);
+	return uid;
+}
+
+/* This node claimed name at epoch: may it serve the layers it has? Not when it has
+ * none (its owner died elsewhere; the copies hold it) or they are stale
+ * (stale_family): then a takeover runs first, done (may be NULL) runs when it ends,
+ * and the guard refuses attaches meanwhile. A single-copy volume (R=1, replicas 0:
+ * the map says) has no copies to take it over from: its layers here are all there is.
+ * 0 serve, 1 a takeover runs, -errno. */
+static int volume_claimed(struct node *n, const char *name, int64_t epoch, unsigned replicas,
+			  void (*done)(void *arg, int res), void *arg)
+{
+	struct cluster_volume v;
+	uint64_t uid, stale = 0;
+	int r;
+
+	if (!n->takeovers || cluster_volume_get(n->cluster, name, &v) < 0)
+		return 0; /* no takeovers here, or a local volume the map does not know */
+	if (!replicas)
+		replicas = v.rec.replicas;
+	if (replicas <= 1)
+		return 0; /* no copies to take it over from (guard_owns refuses it elsewhere) */
+	if (takeovers_running(n->takeovers, name)) {
+		r = takeovers_run(n->takeovers, name, epoch, 0, done, arg); /* waits for it */
+		return r < 0 ? r : 1;
+	}
+	if (engine_volume_family(n->eng, name, &uid) == 0) {
+		if (!(stale = stale_family(n, name, epoch)))
+			return 0;
+	} else if (v.rec.state != LAYOUT_VOL_READY) {
+		return 0; /* being created here: not ready yet */
+	}
+	r = takeovers_run(n->takeovers, name, epoch, stale, done, arg);
+	if (r < 0 && r != -EIO)
+		log_msg(LOG_ERROR, LOG_TAG, "volume %s: cannot take it over: %s", name,
+			err_str(-r));
+	return r < 0 ? r : 1;
+}
+
 /* Registers name's family with the replica sets if this node owns it at epoch and
- * it has more than one copy (replicas 0: the map says how many). */
+ * it has more than one copy (replicas 0: the map says how many); takes it over first
+ * if its layers here are missing or stale (volume_claimed). */
 static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned replicas)
 {
 	struct node *n = arg;
@@ -347,19 +420,8 @@ static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned re
 		replicas = v.rec.replicas;
 	if (replicas <= 1)
 		return;
-	if (engine_volume_info(n->eng, name, &info) < 0) {
-		/* claimed, ready in the map, and not here: its owner died elsewhere; the
-		 * copies hold it (a volume being created here is not ready yet) */
-		if (cluster_volume_get(n->cluster, name, &v) < 0 ||
-		    v.rec.state != LAYOUT_VOL_READY)
-			return;
-		r = takeovers_run(n->takeovers, name, epoch, NULL, NULL);
-		if (r < 0 && r != -EIO)
-			log_msg(LOG_ERROR, LOG_TAG, "volume %s: cannot take it over: %s", name,
-				err_str(-r));
-		return;
-	}
-	if (takeovers_running(n->takeovers, name))
+	if (volume_claimed(n, name, epoch, replicas, NULL, NULL) != 0 ||
+	    engine_volume_info(n->eng, name, &info) < 0)
 		return; /* the takeover sets its family when it is done */
 	r = replica_family_set(n->replicas, info.id, name, epoch, replicas,
 			       layout_min_replicas(replicas));
@@ -368,8 +430,39 @@ static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned re
 			err_str(-r));
 }
 
+/* A replicated volume this node lost while its layers are still here: this node holds
+ * no claim on it, nor one that lapsed with its lease (no loss until the join
+ * decides), and the map's record names another owner (that node claimed it since: a
+ * restart after kill -9 learns it here, before anything attaches), or names this
+ * node with no live claim after the join (released: the clean handoff). Its layers
+ * are released, their segments kept as copies (takeovers_release), at once: the next
+ * owner's takeover needs every holder's copy to be a held copy it can seal and read
+ * (a holder without one answers "never had it"), and a claim back here starts from
+ * the copies too. Once nothing here has them open (the guard fenced its handles;
+ * the next map change or keepalive tries again). */
+static void release_if_lost(struct node *n, const struct cluster_volume *v)
+{
+	const char *name = v->rec.name;
+	struct engine_volume_info info;
+	bool mine = strcmp(v->rec.owner, n->self_id) == 0;
+	uint64_t uid;
+	int r;
+
+	if (v->rec.replicas <= 1 || !n->takeovers || !v->rec.owner[0] ||
+	    (mine && (v->claimed || !cluster_reclaimed(n->cluster))) ||
+	    cluster_volume_owned(n->cluster, name, NULL) ||
+	    cluster_volume_lapsed(n->cluster, name) || takeovers_running(n->takeovers, name) ||
+	    engine_volume_family(n->eng, name, &uid) < 0 ||
+	    (engine_volume_info(n->eng, name, &info) == 0 && info.open))
+		return;
+	r = takeovers_release(n->takeovers, name, uid);
+	if (r < 0)
+		log_msg(LOG_ERROR, LOG_TAG, "volume %s: its stale layers here cannot be released: %s",
+			name, err_str(-r));
+}
+
 /* The volumes of the map this node owns (a claim at a join, after a restart): their
- * copies go on under the claim's epoch. */
+ * copies go on under the claim's epoch; those it lost: their layers go. */
 static void sync_families(struct node *n)
 {
 	struct cluster_volume *vols;
@@ -383,6 +476,8 @@ static void sync_families(struct node *n)
 		if (vols[i].rec.replicas > 1 &&
 		    cluster_volume_owned(n->cluster, vols[i].rec.name, &epoch))
 			volume_owned(n, vols[i].rec.name, epoch, vols[i].rec.replicas);
+		else
+			release_if_lost(n, &vols[i]);
 	}
 	free(vols);
 }
@@ -546,6 +641,37 @@ static void owner_nbd(struct node *n, const char *id, char *buf, size_t len)
 		snprintf(buf, len, ", NBD at %s", cn.rec.nbd);
 }
 
+/* Is vol's data not here to serve, whoever owns it? Then why. Until the map is read,
+ * every volume would look like a local one it does not know (this node's to serve),
+ * yet its layers may be stale (sync_families releases those once the map is here).
+ * A single-copy volume's only copy is on the node that created it: no takeover can
+ * bring it here, and a claim here would only make an empty owner. And layers that a
+ * claim here found stale wait for their takeover (its start is on its way to the
+ * loop with the claim's answer). */
+static bool not_here(struct node *n, const char *vol, char *why, size_t len)
+{
+	struct cluster_info self;
+	struct cluster_volume v;
+	struct layout_claim prev;
+	uint64_t uid;
+	int64_t now;
+
+	cluster_info(n->cluster, &self);
+	if (self.map_revision == 0)
+		snprintf(why, len, "volume '%s': this node has not read the cluster map yet, "
+			 "retry", vol);
+	else if (cluster_volume_get(n->cluster, vol, &v) == 0 && v.rec.replicas <= 1 &&
+		 v.rec.state == LAYOUT_VOL_READY && engine_volume_family(n->eng, vol, &uid) < 0)
+		snprintf(why, len, "volume '%s' has a single copy (replicas 1), on node %s: "
+			 "attach it there", vol, v.rec.owner);
+	else if (cluster_volume_owned(n->cluster, vol, &now) && layers_stale(n, vol, now, &prev))
+		snprintf(why, len, "taking over %s (its layers here are stale: %s owned it at "
+			 "epoch %lld), retry", vol, prev.node, (long long)prev.epoch);
+	else
+		return false;
+	return true;
+}
+
 /* A volume of the map is served only by the node that holds its claim; the epoch the
  * guard keeps is the first of the node's unbroken ownership, so that a lease that
  * lapsed and was replaced with no other claim between (etcd away for longer than
@@ -560,8 +686,8 @@ static int guard_owns(void *arg, const char *vol, int64_t *epoch, char *why, siz
 	char nbd[LAYOUT_ADDR_MAX + 16];
 
 	*epoch = 0;
-	if (volume_takeover(n, vol, why, len))
-		return -EREMOTE; /* not here yet */
+	if (volume_takeover(n, vol, why, len) || (n->cluster && not_here(n, vol, why, len)))
+		return -EREMOTE; /* not here (yet) */
 	if (!n->cluster || cluster_volume_owned_since(n->cluster, vol, epoch) ||
 	    cluster_volume_get(n->cluster, vol, &v) < 0)
 		return 0;
@@ -594,16 +720,14 @@ struct attach_claim {
 static void attach_claimed(void *arg, int res, const char *msg)
 {
 	struct attach_claim *ac = arg;
-	struct engine_volume_info info;
 
 	if (res < 0)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: not claimed for an attach: %s",
 			ac->req.vol.name, msg);
-	/* a volume whose owner died elsewhere: the attach waits for its takeover */
-	if (res < 0 || engine_volume_info(ac->n->eng, ac->req.vol.name, &info) == 0 ||
-	    !ac->n->takeovers ||
-	    takeovers_run(ac->n->takeovers, ac->req.vol.name, ac->req.epoch, ac->done,
-			  ac->done_arg) < 0)
+	/* a volume whose owner died elsewhere, or whose layers here are stale: the
+	 * attach waits for its takeover */
+	if (res < 0 || volume_claimed(ac->n, ac->req.vol.name, ac->req.epoch, 0, ac->done,
+				      ac->done_arg) <= 0)
 		ac->done(ac->done_arg, res);
 	free(ac);
 }

@@ -341,3 +341,54 @@ Test(layout, a_copy_being_made_is_recorded_apart_from_the_holders)
 	old = "{\"holders\":[\"n0\"],\"copying\":\"n1\",\"state\":\"sealed\",\"length\":1,\"epoch\":1}";
 	cr_assert_eq(layout_segment_decode(old, strlen(old), &back), -EPROTO);
 }
+
+/* A node's own layers of a volume are current only if the claim it just made
+ * replaced its own previous one, the epoch right before (or is the one it holds). */
+Test(layout, local_layers_are_current_only_under_unbroken_ownership)
+{
+	struct layout_claim mine = { .node = "n1", .epoch = 6 };
+	struct layout_claim other = { .node = "n2", .epoch = 6 };
+	struct layout_claim none = { .node = "", .epoch = 0 };
+
+	cr_assert(layout_local_current("n1", &mine, 7)); /* n1 at 6, again at 7 */
+	cr_assert(layout_local_current("n1", &mine, 6)); /* the claim n1 holds */
+	cr_assert_not(layout_local_current("n1", &other, 7)); /* n2 owned it at 6 */
+	cr_assert_not(layout_local_current("n2", &mine, 7));
+	cr_assert_not(layout_local_current("n1", &mine, 8)); /* someone's claim at 7 between */
+	cr_assert_not(layout_local_current("n1", &mine, 5)); /* an older claim */
+	cr_assert_not(layout_local_current("n1", &none, 1));
+	cr_assert_not(layout_local_current("", &none, 1));
+	cr_assert_not(layout_local_current(NULL, &mine, 7));
+	strcpy(mine.node, "n10"); /* a prefix of another id is another node */
+	cr_assert_not(layout_local_current("n1", &mine, 7));
+}
+
+/* A node that lost a family keeps as copies the segments its records name it a
+ * holder of: sealed ones at their recorded length (in blocks), open ones where they
+ * end; none of another holder set. */
+Test(layout, a_lost_family_keeps_its_recorded_segments)
+{
+	struct layout_segment segs[4] = {
+		{ .id = { 7, 0 }, .state = LAYOUT_SEG_SEALED, .length = 27 * 4096, .nholders = 2,
+		  .holders = { "n1", "n2" } },
+		{ .id = { 7, 1 }, .state = LAYOUT_SEG_SEALED, .length = 256 * 4096, .nholders = 2,
+		  .holders = { "n2", "n3" } },
+		{ .id = { 7, 2 }, .state = LAYOUT_SEG_SEALED, .length = 0, .nholders = 1,
+		  .holders = { "n1" } },
+		{ .id = { 7, 3 }, .state = LAYOUT_SEG_OPEN, .nholders = 3,
+		  .holders = { "n3", "n2", "n1" } },
+	};
+	uint32_t keep[4], len[4];
+
+	cr_assert_eq(layout_segments_kept(segs, 4, "n1", 4096, keep, len), 3);
+	cr_assert_eq(keep[0], 0);
+	cr_assert_eq(len[0], 27);
+	cr_assert_eq(keep[1], 2);
+	cr_assert_eq(len[1], 0);
+	cr_assert_eq(keep[2], 3);
+	cr_assert_eq(len[2], UINT32_MAX);
+	cr_assert_eq(layout_segments_kept(segs, 4, "n4", 4096, keep, len), 0);
+	cr_assert_eq(layout_segments_kept(segs, 4, "n3", 4096, keep, len), 2);
+	cr_assert_eq(keep[0], 1);
+	cr_assert_eq(len[0], 256);
+}

@@ -457,3 +457,32 @@ Test(adopt, a_release_frees_the_segments_it_does_not_keep)
 	cr_assert_eq(stats().segments_free, free0 - 1);
 	family_free(&f);
 }
+
+/* A family released here and taken over again by this same engine, without a restart
+ * in between (a node that lost a volume and claims it back): its old blocks still read,
+ * and new writes do not land in the slots its copies occupy. */
+Test(adopt, released_then_adopted_again_without_a_restart_takes_writes)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t snos[NSEGS + 8];
+	size_t n = 0;
+
+	src_family(&f);
+	open_engine();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f.uid, snos, n), 0);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
+	v = open_vol("v");
+	for (uint32_t b = 0; b < 4; b++) /* enough for new segments */
+		write_tagged(v, 700 + b * 40, 40, 21 + b);
+	engine_volume_close(v);
+	for (uint32_t b = 0; b < 4; b++)
+		fill(f.vol + (size_t)(700 + b * 40) * BLK, 700 + b * 40, 40, 21 + b);
+	expect_family(&f);
+	family_free(&f);
+}
