@@ -586,6 +586,11 @@ int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep
 								  eng_sync_done, &s));
 }
 
+bool engine_family_here(const struct engine *eng, uint64_t uid)
+{
+	return uid != 0 && uid != ONDISK_CATALOG_UID && eng_family_layer(eng, uid);
+}
+
 int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid)
 {
 	struct engine_volume *v = name ? eng_layer_by_spec(eng, name) : NULL;

@@ -524,6 +524,9 @@ int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep
 			  size_t nkeep);
 /* The family uid of a volume (0 and *uid, or -ENOENT). */
 int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid);
+/* Does this engine run family uid (it has layers of it), rather than hold copies of it
+ * for another owner? A node that lost a family runs it until its release is done. */
+bool engine_family_here(const struct engine *eng, uint64_t uid);
 
 /* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----
  * Reads the store's log alone (no RocksDB, nothing written) and calls fn for every

@@ -253,6 +253,13 @@ static int op_check(const struct hold_op *op, struct engine *eng)
 
 	if (op_has_family(op) && (op->uid == 0 || op->epoch == 0))
 		return -EINVAL; /* every segment op names a family and its owner's epoch */
+	/* This node runs the family (it owned it, and its release is not done yet): its
+	 * segments are its own log, not copies. Above all a SEG_STAT must not answer
+	 * "no such segment": a takeover counts that as 0 blocks and would seal the open
+	 * segment short of writes this node acknowledged. Asked again once released. */
+	if (op_has_segment(op) && sr->op != PEER_OP_SEG_DELETE &&
+	    engine_family_here(eng, op->uid))
+		return -EBUSY;
 	if (sr->op == PEER_OP_SEG_OPEN && sr->segment_blocks != engine_segment_blocks(eng))
 		return -EINVAL;
 	if (sr->op == PEER_OP_SEG_APPEND)

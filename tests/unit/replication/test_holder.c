@@ -29,6 +29,7 @@ static struct peer_endpoint *server, *client;
 static struct holder *holder;
 static struct peer_conn *conn;
 static bool destroy_in_serve;
+static uint64_t call_uid; /* the family call() names: UID unless a test says */
 
 /* ---- the engine on the loop, as quilld runs it ---- */
 
@@ -132,6 +133,7 @@ static void holder_setup(void)
 	flushes_done = 0;
 	closes = 0;
 	destroy_in_serve = false;
+	call_uid = UID;
 	sec = peer_fixture_secret(9);
 	cr_assert_eq(holder_create(eng, &holder), 0);
 	so = (struct peer_endpoint_opts){ .loop = lp, .secret = sec, .listen_addr = "127.0.0.1",
@@ -197,7 +199,8 @@ static struct answer *call(const struct peer_seg_req *sr, uint64_t epoch, const 
 	static struct answer a;
 	uint8_t head[PEER_SEG_HEAD_MAX];
 	struct iovec iov = { (void *)data, (size_t)sr->nblocks * BLK };
-	struct peer_msg m = { .op = sr->op, .volume_id = UID, .epoch = epoch, .head = head };
+	struct peer_msg m = { .op = sr->op, .volume_id = call_uid, .epoch = epoch,
+			      .head = head };
 
 	memset(&a, 0, sizeof(a));
 	m.head_len = peer_seg_req_encode(sr, head);
@@ -213,7 +216,7 @@ static struct answer *call(const struct peer_seg_req *sr, uint64_t epoch, const 
 	while (!a.done)
 		cr_assert_eq(loop_run(lp), 0);
 	cr_assert_eq(a.res, 0, "a reply, not the connection's end: %d", a.res);
-	cr_assert_eq(a.vol, UID);
+	cr_assert_eq(a.vol, call_uid);
 	return &a;
 }
 
@@ -470,4 +473,35 @@ Test(holder, destroyed_with_an_op_in_flight)
 		cr_assert_eq(loop_run(lp), 0);
 	cr_assert_eq(late.res, -ETIMEDOUT, "never answered");
 	cr_assert_null(holder);
+}
+
+/* A node that runs a family (it owned it and has not released it to copies yet) has
+ * its segments in its own log: it answers "busy", never "not held" (a takeover counts
+ * "not held" as 0 blocks and would seal the open segment short). */
+Test(holder, a_family_run_here_is_not_held_here)
+{
+	struct peer_seg_req sr;
+	uint64_t uid;
+
+	cr_assert_eq(engine_volume_create(eng, "mine", 1u << 20), 0);
+	cr_assert_eq(engine_volume_family(eng, "mine", &uid), 0);
+	cr_assert(engine_family_here(eng, uid));
+	cr_assert_not(engine_family_here(eng, UID));
+	call_uid = uid;
+	cr_assert_eq(stat_seg(1, 3)->rep.result, -EBUSY);
+	cr_assert_eq(open_seg(9, 3), -EBUSY, "no copy of it is taken either");
+	cr_assert_eq(append(1, 0, 1, 0xa1, 0, 3)->rep.result, -EBUSY);
+	cr_assert_eq(read_back(1, 0, 1, 3)->rep.result, -EBUSY);
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_SEAL, .sno = 1, .length = 1 };
+	cr_assert_eq(result_of(&sr, 3, NULL), -EBUSY);
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_DELETE, .sno = 9 };
+	cr_assert_eq(result_of(&sr, 3, NULL), 0, "a delete of what is not held: done");
+	/* released to copies (none kept), the family is another's: "not held" again */
+	cr_assert_eq(engine_family_release(eng, uid, NULL, 0), 0);
+	cr_assert_not(engine_family_here(eng, uid));
+	cr_assert_eq(stat_seg(1, 3)->rep.result, -ENOENT);
+	/* a family held here as copies only, the others: as before */
+	call_uid = UID;
+	cr_assert_eq(stat_seg(1, 3)->rep.result, -ENOENT);
+	cr_assert_eq(closes, 0);
 }
