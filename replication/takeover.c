@@ -133,6 +133,20 @@ static void fail(struct takeover *t, int res, const char *fmt, const char *detai
 	finish(t, res, msg);
 }
 
+/* The end of one engine step of the takeover's own: on to next, or the takeover fails
+ * (fmt names the volume, then the error). Ends the step's reference. */
+static void engine_step_end(struct takeover *t, int res, const char *fmt,
+			    void (*next)(struct takeover *t))
+{
+	if (!t->finished) {
+		if (res < 0)
+			fail(t, res, fmt, err_str(-res));
+		else
+			next(t);
+	}
+	unref(t);
+}
+
 /* A call of the current step ended: the step goes on when it was the last. */
 static void call_end(struct takeover *t)
 {
@@ -578,15 +592,7 @@ static void copy_have(struct takeover *t)
 
 static void copy_sealed(void *arg, int res)
 {
-	struct takeover *t = arg;
-
-	if (!t->finished) {
-		if (res < 0)
-			fail(t, res, "volume %s: a copied segment does not seal: %s", err_str(-res));
-		else
-			copy_have(t);
-	}
-	unref(t);
+	engine_step_end(arg, res, "volume %s: a copied segment does not seal: %s", copy_have);
 }
 
 static void copy_seal(struct takeover *t)
@@ -601,15 +607,7 @@ static void copy_seal(struct takeover *t)
 
 static void copy_written(void *arg, int res)
 {
-	struct takeover *t = arg;
-
-	if (!t->finished) {
-		if (res < 0)
-			fail(t, res, "volume %s: a copy is not written here: %s", err_str(-res));
-		else
-			copy_read(t);
-	}
-	unref(t);
+	engine_step_end(arg, res, "volume %s: a copy is not written here: %s", copy_read);
 }
 
 static void copy_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
@@ -674,15 +672,7 @@ static void copy_read(struct takeover *t)
 
 static void copy_opened(void *arg, int res)
 {
-	struct takeover *t = arg;
-
-	if (!t->finished) {
-		if (res < 0)
-			fail(t, res, "volume %s: no copy can be made here: %s", err_str(-res));
-		else
-			copy_read(t);
-	}
-	unref(t);
+	engine_step_end(arg, res, "volume %s: no copy can be made here: %s", copy_read);
 }
 
 static void copy_next(struct takeover *t)
@@ -727,15 +717,7 @@ static void copy_next(struct takeover *t)
 
 static void adopted(void *arg, int res)
 {
-	struct takeover *t = arg;
-
-	if (!t->finished) {
-		if (res < 0)
-			fail(t, res, "volume %s: its log cannot be adopted: %s", err_str(-res));
-		else
-			step_next(t);
-	}
-	unref(t);
+	engine_step_end(arg, res, "volume %s: its log cannot be adopted: %s", step_next);
 }
 
 static void adopt_start(struct takeover *t)
