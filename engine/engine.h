@@ -491,6 +491,10 @@ int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, ui
 			      void *buf, uint32_t nblocks, engine_cb cb, void *arg);
 /* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT. */
 int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno);
+/* Does this engine's own log (not a held copy) have segment (uid, sno), in any state?
+ * A segment whose first write never landed is not in it (docs/replication.md,
+ * "Segment numbers"). */
+bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno);
 
 /* ---- taking a family over (docs/replication.md, "Takeover") ----
  * The sealed held copies (uid, snos[0..n-1]) become this engine's own log of family
@@ -527,6 +531,26 @@ int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid);
 /* Does this engine run family uid (it has layers of it), rather than hold copies of it
  * for another owner? A node that lost a family runs it until its release is done. */
 bool engine_family_here(const struct engine *eng, uint64_t uid);
+/* Segment numbers of family uid (docs/replication.md, "Segment numbers"). A number is
+ * spent once anything outside this engine may name it (a segment record in etcd), even
+ * if no segment of it ever reached the log: never draw it again.
+ * reserve: the counter rises to `next` at least, at once (a segment opened after
+ * this call takes a number past it), and the family's "F" record says at least
+ * max(counter, `durable`) durably before cb(0): a restart starts the counter there.
+ * An owner reserves ahead (durable past the segment it is about to record) so that
+ * its restart never redraws a recorded number; a new owner reserves past every
+ * number its records name. A family without layers here loses its record at the next
+ * checkpoint (nothing opens its segments): reserve after an adopt, not before.
+ * -EINVAL (uid 0, the catalog's), -ENOMEM. The blocking form: tools and tests. */
+int engine_family_reserve_sno_async(struct engine *eng, uint64_t uid, uint32_t next,
+				    uint32_t durable, engine_cb cb, void *arg);
+int engine_family_reserve_sno(struct engine *eng, uint64_t uid, uint32_t next,
+			      uint32_t durable);
+/* The number family uid's next segment takes (0: none was ever numbered here). */
+uint32_t engine_family_next_sno(const struct engine *eng, uint64_t uid);
+/* What the family's "F" record says durably: numbers below it are never drawn again
+ * after a restart (0: no record). */
+uint32_t engine_family_durable_sno(const struct engine *eng, uint64_t uid);
 
 /* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----
  * Reads the store's log alone (no RocksDB, nothing written) and calls fn for every

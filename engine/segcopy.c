@@ -15,17 +15,28 @@ struct segcopy_read {
 	void *arg;
 };
 
-/* The slot of this engine's own (not held) sealed segment (uid, sno), or -ENOENT. */
-static int64_t own_sealed_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
+/* The slot of this engine's own (not held) segment (uid, sno), or -ENOENT; sealed
+ * and not being freed only if `sealed`. */
+static int64_t own_slot(const struct engine *eng, uint64_t uid, uint32_t sno, bool sealed)
 {
 	for (uint32_t i = 0; i < eng->segs->count; i++) {
 		const struct slot *s = &eng->slots[i];
 
-		if (s->state == SLOT_SEALED && !s->held && !s->freeing && s->family_uid == uid &&
-		    s->sno == sno)
+		if (s->state != SLOT_FREE && !s->held && s->family_uid == uid && s->sno == sno &&
+		    (!sealed || (s->state == SLOT_SEALED && !s->freeing)))
 			return i;
 	}
 	return -ENOENT;
+}
+
+static int64_t own_sealed_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	return own_slot(eng, uid, sno, true);
+}
+
+bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	return own_slot(eng, uid, sno, false) >= 0;
 }
 
 int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno)

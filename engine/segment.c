@@ -16,15 +16,20 @@
 /* uid's entry in the family table; added (next_sno 0) if `add`. NULL if absent, or
  * without memory. Linear: a store holds hundreds of families, and only seg_open and
  * start-up look. */
-static struct seg_family *family_find(struct engine *eng, uint64_t uid, bool add)
+static const struct seg_family *family_get(const struct engine *eng, uint64_t uid)
 {
-	struct seg_family *f;
-
 	for (size_t i = 0; i < eng->nfamilies; i++)
 		if (eng->families[i].uid == uid)
 			return &eng->families[i];
-	if (!add)
-		return NULL;
+	return NULL;
+}
+
+static struct seg_family *family_find(struct engine *eng, uint64_t uid, bool add)
+{
+	struct seg_family *f = (struct seg_family *)family_get(eng, uid);
+
+	if (f || !add)
+		return f;
 	f = realloc(eng->families, (eng->nfamilies + 1) * sizeof(*f));
 	if (!f)
 		return NULL;
@@ -42,6 +47,104 @@ static struct seg_family *family_restart(struct engine *eng, uint64_t uid, uint3
 	if (f && next > f->next_sno)
 		f->next_sno = next;
 	return f;
+}
+
+/* ---- reserving numbers (engine_family_reserve_sno) ---- */
+
+/* What the family's "F" record says, or must say: its counter, or a reservation past
+ * it (a restart then starts there: the numbers between are never used). */
+static uint32_t family_floor(const struct seg_family *f)
+{
+	return f->next_sno > f->saved_sno ? f->next_sno : f->saved_sno;
+}
+
+struct reserve_job {
+	struct eng_job job; /* first: job.c frees it with free() */
+	uint64_t uid;
+	uint32_t durable;   /* the "F" record says at least this at the end */
+	uint32_t put;       /* what the batch says */
+	struct meta_batch *mb;
+};
+
+static void reserve_release(struct eng_job *job)
+{
+	struct reserve_job *rj = (struct reserve_job *)job;
+
+	if (rj->mb)
+		meta_batch_destroy(rj->mb);
+	free(rj);
+}
+
+/* Commits the family's "F" record at max(its counter, the reservation asked, what it
+ * says now): a later raise may have gone past the one that started this job. */
+static int reserve_step(struct eng_job *job)
+{
+	struct reserve_job *rj = (struct reserve_job *)job;
+	struct seg_family *f = family_find(job->eng, rj->uid, false);
+	uint8_t key[ONDISK_FAMILY_KEY_LEN];
+	struct ondisk_family_record rec;
+	int r;
+
+	if (!f)
+		return -ENOENT; /* the entry is never removed while the engine runs */
+	if (!rj->mb) {
+		uint32_t want = family_floor(f) > rj->durable ? family_floor(f) : rj->durable;
+
+		if (f->saved_sno >= want)
+			return 0; /* a checkpoint or an earlier reservation saved it already */
+		r = meta_batch_create(&rj->mb);
+		if (r < 0)
+			return r;
+		ondisk_family_key(rj->uid, key);
+		ondisk_family_record_encode(want, &rec);
+		meta_batch_put(rj->mb, key, sizeof(key), &rec, sizeof(rec));
+		rj->put = want;
+	}
+	r = eng_job_meta_commit(job, &rj->mb);
+	if (r == 0 && rj->put > f->saved_sno)
+		f->saved_sno = rj->put; /* no checkpoint ran meanwhile (commits go one at a time) */
+	return r;
+}
+
+int engine_family_reserve_sno_async(struct engine *eng, uint64_t uid, uint32_t next,
+				    uint32_t durable, engine_cb cb, void *arg)
+{
+	struct reserve_job *rj;
+
+	if (uid == 0 || uid == ONDISK_CATALOG_UID || !cb)
+		return -EINVAL;
+	/* in memory at once: a segment opened from here on takes a number past it */
+	if (!family_restart(eng, uid, next))
+		return -ENOMEM;
+	rj = calloc(1, sizeof(*rj));
+	if (!rj)
+		return -ENOMEM;
+	rj->uid = uid;
+	rj->durable = durable;
+	rj->job.release = reserve_release;
+	return eng_job_start(eng, &rj->job, reserve_step, cb, arg);
+}
+
+int engine_family_reserve_sno(struct engine *eng, uint64_t uid, uint32_t next, uint32_t durable)
+{
+	struct eng_sync s = { 0 };
+
+	return eng_sync_wait(eng, &s, engine_family_reserve_sno_async(eng, uid, next, durable,
+								      eng_sync_done, &s));
+}
+
+uint32_t engine_family_next_sno(const struct engine *eng, uint64_t uid)
+{
+	const struct seg_family *f = family_get(eng, uid);
+
+	return f ? f->next_sno : 0;
+}
+
+uint32_t engine_family_durable_sno(const struct engine *eng, uint64_t uid)
+{
+	const struct seg_family *f = family_get(eng, uid);
+
+	return f ? f->saved_sno : 0;
 }
 
 int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_header *h)
@@ -526,10 +629,12 @@ static void capture_families(struct engine *eng, struct meta_batch *mb, bool uns
 			if (f->saved_sno && !unsure)
 				meta_batch_delete(mb, key, sizeof(key));
 			f->saved_sno = 0;
-		} else if (f->next_sno != f->saved_sno || unsure) {
-			ondisk_family_record_encode(f->next_sno, &rec);
+		} else if (f->next_sno > f->saved_sno || unsure) {
+			/* never below a reservation (engine_family_reserve_sno): numbers
+			 * recorded elsewhere may lie between */
+			ondisk_family_record_encode(family_floor(f), &rec);
 			meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
-			f->saved_sno = f->next_sno;
+			f->saved_sno = family_floor(f);
 		}
 	}
 }

@@ -722,3 +722,122 @@ Test(segment, rebuild_restarts_the_counters_from_the_headers)
 	cr_assert_not_null(family(uid));
 	cr_assert_gt(family(uid)->next_sno, top);
 }
+
+/* ---- reserved numbers (engine_family_reserve_sno): a number a segment record names
+ * elsewhere is never drawn again, even if no segment of it reached the log ---- */
+
+static uint64_t reserve_uid;
+static uint32_t reserve_top; /* the family's counter before the reservation */
+
+/* A volume with one segment written; its family and counter in reserve_*. */
+static struct engine_volume *written_family(void)
+{
+	struct engine_volume *vol = create_and_open("v", VOL_SIZE);
+
+	reserve_uid = info("v").id;
+	write_tagged(vol, 0, 4, 1);
+	cr_assert_eq(eflush(), 0);
+	reserve_top = engine_family_next_sno(eng, reserve_uid);
+	cr_assert_gt(reserve_top, 0, "the write opened a segment");
+	return vol;
+}
+
+/* The sno of the segment the family's next write opens. */
+static uint32_t next_segment_sno(struct engine_volume *vol)
+{
+	int32_t slot;
+
+	/* fill the open segment so that the next write takes a new one */
+	for (uint32_t lba = 16; lba < 16 + 2 * SEG_BLOCKS; lba += 8)
+		write_tagged(vol, lba, 8, 2);
+	slot = vol->open_slot;
+	cr_assert_geq(slot, 0);
+	return eng->slots[slot].sno;
+}
+
+Test(segment, a_reservation_raises_the_counter_at_once_and_durably)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = written_family();
+	cr_assert_eq(engine_family_reserve_sno(eng, reserve_uid, reserve_top + 5, reserve_top + 5),
+		     0);
+	cr_assert_eq(engine_family_next_sno(eng, reserve_uid), reserve_top + 5);
+	cr_assert_eq(engine_family_durable_sno(eng, reserve_uid), reserve_top + 5,
+		     "the F record says so before the callback");
+	cr_assert_geq(next_segment_sno(vol), reserve_top + 5, "numbers below it are spent");
+	/* lower reservations change nothing */
+	cr_assert_eq(engine_family_reserve_sno(eng, reserve_uid, 1, 1), 0);
+	cr_assert_geq(engine_family_next_sno(eng, reserve_uid), reserve_top + 5);
+	engine_volume_close(vol);
+}
+
+static int crash_after_reserving(void)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 4, 1);
+	CHILD_CHECK(eflush() == 0);
+	CHILD_CHECK(engine_checkpoint(eng) == 0); /* the F record as the checkpoint writes it */
+	reserve_uid = info("v").id;
+	reserve_top = engine_family_next_sno(eng, reserve_uid);
+	/* ahead: the counter stays, the record goes past it */
+	CHILD_CHECK(engine_family_reserve_sno(eng, reserve_uid, 0, reserve_top + 64) == 0);
+	CHILD_CHECK(engine_family_next_sno(eng, reserve_uid) == reserve_top);
+	return 0; /* _exit without closing: a crash, no checkpoint after the reservation */
+}
+
+Test(segment, a_reservation_ahead_survives_a_crash_and_restarts_the_counter_past_it)
+{
+	struct engine_volume *vol;
+	uint64_t uid;
+	uint32_t top;
+
+	in_child(crash_after_reserving);
+	open_engine();
+	vol = open_vol("v");
+	uid = info("v").id;
+	top = engine_family_next_sno(eng, uid);
+	/* the child's values are not ours: the log's counter is 1 (one segment) */
+	cr_assert_geq(top, 1 + 64, "the reservation's record, not the log's %u", top);
+	cr_assert_eq(engine_family_durable_sno(eng, uid), top);
+	cr_assert_geq(next_segment_sno(vol), top);
+	engine_volume_close(vol);
+}
+
+Test(segment, a_checkpoint_never_lowers_a_reservation)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = written_family();
+	cr_assert_eq(engine_family_reserve_sno(eng, reserve_uid, 0, reserve_top + 64), 0);
+	(void)next_segment_sno(vol); /* the counter moves on below the reservation */
+	cr_assert_lt(engine_family_next_sno(eng, reserve_uid), reserve_top + 64);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	cr_assert_eq(engine_family_durable_sno(eng, reserve_uid), reserve_top + 64,
+		     "the checkpoint's F record keeps the reservation");
+	engine_volume_close(vol);
+	reopen_engine();
+	cr_assert_eq(engine_family_next_sno(eng, reserve_uid), reserve_top + 64);
+}
+
+Test(segment, segment_here_names_only_segments_of_this_log)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = written_family();
+	cr_assert(engine_segment_here(eng, reserve_uid, reserve_top - 1));
+	cr_assert_not(engine_segment_here(eng, reserve_uid, reserve_top), "never opened");
+	cr_assert_eq(engine_family_reserve_sno(eng, reserve_uid, reserve_top + 3, reserve_top + 3),
+		     0);
+	cr_assert_not(engine_segment_here(eng, reserve_uid, reserve_top + 1),
+		      "a reserved number is not a segment");
+	cr_assert_not(engine_segment_here(eng, reserve_uid + 1, reserve_top - 1));
+	cr_assert_eq(engine_family_reserve_sno(eng, 0, 1, 1), -EINVAL);
+	engine_volume_close(vol);
+}
