@@ -88,11 +88,14 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 	if (f->epoch != epoch || f->replicas != replicas)
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: %u copies of each segment (at least %u), "
 			"epoch %lld", name, replicas, min_replicas, (long long)epoch);
+	if (f->epoch != epoch)
+		f->numbers_done = false; /* records deleted under the new epoch */
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->epoch = epoch;
 	f->replicas = replicas;
 	f->min_replicas = min_replicas ? min_replicas : 1;
 	f->stale = false;
+	replica_numbers_reconcile(rs, f);
 	return 0;
 }
 
@@ -304,7 +307,7 @@ static struct rseg *call_end(struct seg_call *c)
 	return s;
 }
 
-static void fill_holders(const struct rseg *s, struct layout_segment *seg)
+void replica_fill_holders(const struct rseg *s, struct layout_segment *seg)
 {
 	seg->id.family = s->fam->uid;
 	seg->id.seq = s->sno;
@@ -325,7 +328,7 @@ static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
 	c->req.op = op;
 	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", s->fam->name);
 	c->req.epoch = s->fam->epoch;
-	fill_holders(s, &c->req.seg);
+	replica_fill_holders(s, &c->req.seg);
 	if (op == CLUSTER_VOL_SEG_SEAL)
 		c->req.seg.length = (uint64_t)s->seal_len * ENGINE_BLOCK_SIZE;
 	s->refs++;
@@ -597,6 +600,7 @@ static void open_recorded(void *arg, int res, const char *msg)
 			s->state = RS_PLACING;
 			seg_retry_later(s);
 		} else {
+			replica_numbers_test_crash(s);
 			seg_send_open(s);
 		}
 	}
@@ -687,6 +691,8 @@ static void delete_recorded(void *arg, int res, const char *msg)
 /* Moves s on as far as it can go now. */
 static void seg_step(struct rseg *s)
 {
+	int r;
+
 	if (s->rs->closing)
 		return;
 	switch (s->state) {
@@ -704,7 +710,10 @@ static void seg_step(struct rseg *s)
 			seg_complete(s);
 			return;
 		}
-		if (replica_place(s) < 0) {
+		r = replica_numbers_ready(s); /* before its number is recorded anywhere */
+		if (r == -EINPROGRESS)
+			return;
+		if (r < 0 || replica_place(s) < 0) {
 			seg_retry_later(s);
 			return;
 		}
@@ -870,6 +879,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->timeout_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms
 					       : REPLICA_DEFAULT_PEER_TIMEOUT_MS;
 	rs->seg_blocks = engine_segment_blocks(opts->eng);
+	rs->test_crash_after = opts->test_crash_after_open;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0) {
 		free(rs);
 		return -ENOMEM;
@@ -896,6 +906,7 @@ void replica_destroy(struct replicas *rs)
 	readaround_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
+	replica_numbers_destroy(rs);
 	for (struct rseg *s = rs->all, *next; s; s = next) {
 		next = s->next_all;
 		loop_timer_cancel(s->retry);

@@ -57,6 +57,10 @@ struct replica_opts {
 	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
 	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS */
 	bool catchup_off;         /* no catch-up: segments below R stay so */
+	/* tests only (quilld: QUILL_TEST_CRASH_AFTER_OPEN=N): after the N-th open record
+	 * of this process landed, record the next number open too and raise SIGKILL, so
+	 * that a record names a segment the log never got. 0: off */
+	unsigned test_crash_after_open;
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */

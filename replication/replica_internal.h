@@ -44,6 +44,10 @@ struct family {
 	int64_t epoch;
 	unsigned replicas, min_replicas;
 	bool stale;          /* etcd refused its epoch: this node is not its owner */
+	/* numbers.c: its segment numbers */
+	bool reserving;      /* a reservation ahead is being made durable */
+	uint64_t reserve_failed_ms; /* when the last one failed (0: none did) */
+	bool numbers_busy, numbers_done; /* the reconciliation with its records */
 };
 
 enum rseg_state {
@@ -130,6 +134,9 @@ struct replicas {
 	size_t nflushes;
 	struct readaround *readarounds; /* readaround.c: blocks asked of holders */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
+	struct ncall *ncalls;           /* numbers.c: its calls in flight */
+	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
+	unsigned test_opens;            /* open records written, for it */
 };
 
 /* replica.c */
@@ -139,6 +146,24 @@ int replica_reply_result(uint8_t op, int res, const void *payload, size_t len);
 void replica_node_failed(struct rnode *n, const char *why);
 /* A node became usable: segments waiting for placement try again. */
 void replica_segs_retry_placing(struct replicas *rs);
+
+/* The record's holders of s: this node first, then its remote holders. */
+void replica_fill_holders(const struct rseg *s, struct layout_segment *seg);
+
+/* numbers.c (docs/replication.md, "Segment numbers") */
+/* May s be recorded open? 0: its number is durably spent here (a restart never draws
+ * it again); -EINPROGRESS: a reservation is being made (segments waiting for
+ * placement are retried at its end); -EAGAIN (the last one failed just now), -ENOMEM:
+ * retry later. */
+int replica_numbers_ready(struct rseg *s);
+/* Once per family started here: its records listed, its counter raised past them,
+ * the records of segments never written deleted. Retried on the next call after a
+ * failure. */
+void replica_numbers_reconcile(struct replicas *rs, struct family *f);
+/* Its calls in flight become orphans. */
+void replica_numbers_destroy(struct replicas *rs);
+/* The test hook (replica_opts.test_crash_after_open): after s's open record landed. */
+void replica_numbers_test_crash(struct rseg *s);
 
 /* replica_nodes.c */
 /* Takes the map's view of every other node; connects to those that may hold copies. */

@@ -26,12 +26,14 @@
 #define LOG_TAG "takeover"
 #define RETRY_MS 500u
 
-enum step { ST_LIST, ST_CONNECT, ST_RAISE, ST_SEAL, ST_COPY, ST_ADOPT, ST_SERVE, ST_DONE };
+enum step { ST_LIST, ST_CONNECT, ST_RAISE, ST_SEAL, ST_COPY, ST_ADOPT, ST_NUMBER, ST_SERVE,
+	    ST_DONE };
 
 static const char *const step_names[] = {
 	[ST_LIST] = "listing segment records", [ST_CONNECT] = "connecting to holders",
 	[ST_RAISE] = "raising the epoch", [ST_SEAL] = "sealing open segments",
 	[ST_COPY] = "copying segments", [ST_ADOPT] = "rebuilding the volume from its log",
+	[ST_NUMBER] = "reserving segment numbers",
 	[ST_SERVE] = "starting replication", [ST_DONE] = "done",
 };
 
@@ -733,6 +735,32 @@ static void adopt_start(struct takeover *t)
 	}
 }
 
+static void numbered(void *arg, int res)
+{
+	engine_step_end(arg, res, "volume %s: its segment numbers cannot be reserved: %s",
+			step_next);
+}
+
+/* The adopted log knows only the segments it holds; a record may name a later number
+ * (sealed empty above: its owner died before its first write). The counter goes past
+ * every recorded number, durably, before this node opens a segment of the family:
+ * no number is drawn twice (docs/replication.md, "Segment numbers"). */
+static void number_start(struct takeover *t)
+{
+	uint32_t next = 0;
+	int r;
+
+	for (size_t i = 0; i < t->nsegs; i++)
+		if (t->segs[i].id.seq >= next)
+			next = t->segs[i].id.seq == UINT32_MAX ? UINT32_MAX : t->segs[i].id.seq + 1;
+	t->refs++;
+	r = engine_family_reserve_sno_async(t->o.eng, t->uid, next, next, numbered, t);
+	if (r < 0) {
+		t->refs--;
+		fail(t, r, "volume %s: its segment numbers cannot be reserved: %s", err_str(-r));
+	}
+}
+
 static void serve_start(struct takeover *t)
 {
 	struct cluster_volume v;
@@ -767,6 +795,7 @@ static void run_step(struct takeover *t)
 	case ST_SEAL: t->cur = 0; seal_next(t); break;
 	case ST_COPY: t->cur = 0; t->nsnos = 0; copy_next(t); break;
 	case ST_ADOPT: adopt_start(t); break;
+	case ST_NUMBER: number_start(t); break;
 	case ST_SERVE: serve_start(t); break;
 	case ST_DONE: break;
 	}

@@ -500,6 +500,7 @@ static int start_replicas(struct node *n)
 				   .peer_timeout_ms = n->cfg.peer_timeout_ms,
 				   .catchup_mbps = n->cfg.catchup_mbps,
 				   .catchup_off = n->cfg.catchup_mbps == 0 };
+	const char *crash = getenv("QUILL_TEST_CRASH_AFTER_OPEN"); /* tests (replica.h) */
 	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				    .cluster = n->cluster, .self_id = n->self_id,
 				    .peer_timeout_ms = n->cfg.peer_timeout_ms };
@@ -507,6 +508,8 @@ static int start_replicas(struct node *n)
 
 	if (!n->cluster || !n->peer)
 		return 0;
+	if (crash)
+		ro.test_crash_after_open = (unsigned)strtoul(crash, NULL, 10);
 	r = replica_create(&ro, &n->replicas);
 	if (r < 0)
 		return r;
