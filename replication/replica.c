@@ -488,8 +488,14 @@ static void op_send(struct rseg *s, struct rop *op)
 	}
 }
 
+static void seg_open_ahead(const struct rseg *cur);
+
+/* s is open on its holders: its queued appends go, and the family's next segment is
+ * opened ahead of need. */
 static void seg_send_queued(struct rseg *s)
 {
+	if (!s->ahead)
+		seg_open_ahead(s);
 	for (struct rop *op = s->ops; op; op = op->next)
 		if (!op->nsent && op->res == 0)
 			op_send(s, op);
@@ -703,8 +709,8 @@ static void seg_step(struct rseg *s)
 			seg_unref(s);
 			return;
 		}
-		if (!s->ops && !s->appended)
-			return; /* placed at its first append: an empty segment costs nothing */
+		if (!s->ops && !s->appended && !s->ahead)
+			return; /* placed at its first append (or ahead of need: seg_open_ahead) */
 		if (s->fam->stale) {
 			s->state = RS_DEAD;
 			seg_complete(s);
@@ -759,6 +765,49 @@ static bool mirror_wants(void *ctx, uint64_t uid)
 	return family_find(ctx, uid) != NULL;
 }
 
+/* ---- opening ahead of need (docs/replication.md, "Opening ahead of need") ---- */
+
+/* Places, records and opens on its holders the family's next segment (the number the
+ * engine's next seg_open of it draws) while cur fills, so that the switch waits for
+ * no etcd transaction. One per family; held by its own ref, which becomes the slot's
+ * when seg_open binds it (mirror_opened). One the engine never opens (the node stops,
+ * the family goes elsewhere) is a record of a segment never written: the next
+ * reconciliation deletes it (numbers.c). */
+static void seg_open_ahead(const struct rseg *cur)
+{
+	struct replicas *rs = cur->rs;
+	struct family *f = cur->fam;
+	uint32_t sno;
+	struct rseg *s;
+
+	if (rs->closing || !f || f->stale)
+		return;
+	sno = engine_family_next_sno(rs->eng, f->uid);
+	if (sno == UINT32_MAX)
+		return;
+	for (s = rs->all; s; s = s->next_all)
+		if (s->fam == f && (s->ahead || s->sno >= sno))
+			return; /* one ahead already, or that number is taken */
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	*s = (struct rseg){ .rs = rs, .fam = f, .sno = sno, .state = RS_PLACING, .refs = 1,
+			    .ahead = true, .next_all = rs->all };
+	rs->all = s;
+	seg_step(s);
+}
+
+/* The segment opened ahead as (uid, sno), now the engine's: NULL if none. */
+static struct rseg *seg_ahead_take(struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	for (struct rseg *s = rs->all; s; s = s->next_all)
+		if (s->ahead && s->fam && s->fam->uid == uid && s->sno == sno) {
+			s->ahead = false;
+			return s;
+		}
+	return NULL;
+}
+
 static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
 {
 	struct replicas *rs = ctx;
@@ -774,6 +823,13 @@ static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, 
 		memset(v + rs->nslots, 0, (n - rs->nslots) * sizeof(*v));
 		rs->by_slot = v;
 		rs->nslots = n;
+	}
+	s = seg_ahead_take(rs, uid, sno);
+	if (s) {
+		rs->by_slot[slot] = s; /* its ref becomes the slot's */
+		if (s->state == RS_OPEN)
+			seg_open_ahead(s); /* and the one after it */
+		return;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -966,8 +1022,9 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 		struct replica_seg_status *st;
 		bool placed = s->state >= RS_OPENING && s->state <= RS_OPEN;
 
-		if (s->fam != f || s->state > RS_OPEN || (s->state == RS_PLACING && !s->ops))
-			continue;
+		if (s->fam != f || s->state > RS_OPEN || (s->state == RS_PLACING && !s->ops) ||
+		    s->ahead)
+			continue; /* an ahead segment holds no write yet */
 		if (placed && seg_copies(s) < out->copies)
 			out->copies = seg_copies(s);
 		if (!placed || seg_copies(s) < f->min_replicas)

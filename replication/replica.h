@@ -9,7 +9,8 @@
  *   open    holders by placement_pick over the cluster map (up, in, compatible nodes
  *           of other failure domains, connected; the owner itself is the first copy),
  *           the segment recorded open in etcd (CLUSTER_VOL_SEG_OPEN), then SEG_OPEN
- *           to each holder; appends queue meanwhile
+ *           to each holder; appends queue meanwhile. The family's next segment is
+ *           opened so ahead of need, while the current one fills
  *   append  SEG_APPEND to every holder in parallel with the local write; the engine's
  *           call completes when the local write and every current holder did
  *   flush   SEG_FLUSH to every holder that acknowledged an append since its last one

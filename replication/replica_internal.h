@@ -82,6 +82,8 @@ struct rseg {
 	unsigned refs;                  /* requests and etcd calls referring to it */
 	struct loop_timer *retry;
 	struct rseg *next_all;
+	bool ahead;                     /* opened ahead of need: in no slot until the
+					   engine's seg_open draws its number */
 	bool kicked;                    /* in rs->kicked (holding a ref) */
 	struct rseg *next_kick;
 };

@@ -17,6 +17,8 @@
 #      (node1's writes in it read back as zeros).
 #   2. no record names the dead number any more (deleted once the counter was past it)
 #      and every new segment is numbered past it.
+#      Meanwhile the owner keeps its next segment opened ahead of need (two open
+#      records: the one written, the next).
 #   3. restart under unbroken ownership: node2 (hooked) dies the same way; restarted at
 #      once it claims its volume back, writes go on, they read back, and again no new
 #      segment takes the dead number.
@@ -128,6 +130,15 @@ rounds "${URI[1]}" 32 4 "$WORK/journal"
 	fail "node1 did not take 4 MiB of writes: $(tail -3 "$WORK/rounds.log"); $(grep -h 'WARN  replica' "$WORK/node1.log" | tail -3)"
 records 1 "$WORK/rec1.txt"
 log "node1 wrote 4 MiB; records: $(tr '\n' ' ' <"$WORK/rec1.txt")"
+
+# the next segment is opened ahead of need: besides the one being written, an open
+# record past it (docs/replication.md, "Opening ahead of need")
+ahead_open()
+{
+	records 1 "$WORK/rec.txt"
+	[ "$(awk '$2 == "open"' "$WORK/rec.txt" | wc -l)" -ge 2 ]
+}
+wait_for 10 "node1 opened no segment ahead of need" ahead_open
 
 # ---- 2. the dead number: no record with data, none at all once deleted ----
 above "$DEAD" "$WORK/rec1.txt" ||

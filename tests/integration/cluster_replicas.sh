@@ -97,8 +97,8 @@ for r in recs:
     if r["state"] == "sealed":
         assert h["state"] == "sealed", (r, h)
         assert h["length"] * 4096 == r["length"], (r, h)
-    else:
-        assert h["length"] > 0, (r, h)
+    else:  # the last may be opened ahead of need: recorded and held, no write yet
+        assert h["length"] > 0 or r is recs[-1], (r, h)
 print("%d segments, %d opened after the kill" % (len(recs), len(recs) - first))
 PY
 log "node1 holds every segment at the owner's length; the segments opened after the kill are on node0 and node1 only"
