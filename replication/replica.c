@@ -785,9 +785,11 @@ static void seg_open_ahead(const struct rseg *cur)
 	sno = engine_family_next_sno(rs->eng, f->uid);
 	if (sno == UINT32_MAX)
 		return;
+	/* one ahead already, or that number is taken; an ahead segment the engine can no
+	 * longer draw (a reservation went past it) does not stop the next one */
 	for (s = rs->all; s; s = s->next_all)
-		if (s->fam == f && (s->ahead || s->sno >= sno))
-			return; /* one ahead already, or that number is taken */
+		if (s->fam == f && s->sno >= sno)
+			return;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return;
