@@ -492,6 +492,14 @@ int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, ui
 /* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT. */
 int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno);
 
+/* Ends the family's open segment sno now, at its write pointer, as if it were full:
+ * the batches already given blocks in it go out there, the next one opens the family's
+ * next segment. For an owner whose holder of sno failed (docs/replication.md,
+ * "Seal and reopen"): the mirror's sealed hook runs from inside this call. Engine
+ * thread, not from inside an engine callback or a mirror hook. 0, or -ENOENT: sno is
+ * not the open segment of a layer of uid (sealed already, or another family's). */
+int engine_family_seal_open(struct engine *eng, uint64_t uid, uint32_t sno);
+
 /* ---- taking a family over (docs/replication.md, "Takeover") ----
  * The sealed held copies (uid, snos[0..n-1]) become this engine's own log of family
  * uid, and the family's layers (its volume, snapshots, clones' roots in it) are rebuilt
