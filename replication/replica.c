@@ -399,6 +399,39 @@ static void record_holders(struct rseg *s)
 	}
 }
 
+/* A holder of s failed: s is to end now, at the engine's write pointer, so that the
+ * next batch goes to a fresh segment placed on the nodes that are healthy then, with R
+ * copies when the map has them, instead of going on in s with fewer (catch-up brings s
+ * back to R once it is sealed). The engine is asked from kick_run, never from inside
+ * its own call. Once: a segment sealed or being sealed already is left alone. */
+static void seg_reseal_want(struct rseg *s, const struct rnode *n, const char *why)
+{
+	if (s->reseal || s->seal_wanted || s->state < RS_RECORDING || s->state > RS_OPEN)
+		return;
+	s->reseal = true;
+	snprintf(s->reseal_why, sizeof(s->reseal_why), "holder %s failed (%s)", n->id, why);
+	seg_kick_later(s);
+}
+
+/* kick_run's side of seg_reseal_want: the engine seals s (its sealed hook,
+ * mirror_sealed, logs it). ENOENT: the engine sealed it meanwhile (it was full). */
+static void seg_reseal_run(struct rseg *s)
+{
+	int r;
+
+	if (!s->reseal || s->reseal_asked || s->seal_wanted || s->rs->closing)
+		return;
+	s->reseal_asked = true;
+	r = engine_family_seal_open(s->rs->eng, s->fam->uid, s->sno);
+	if (r < 0 && r != -ENOENT) {
+		char id[128];
+
+		seg_id_text(s, id, sizeof(id));
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: not sealed after a failure (%s): it goes on "
+			"with %u copies", id, err_str(-r), seg_copies(s));
+	}
+}
+
 /* Drops n from s's holders: logged, recorded in etcd before a write n lacks is
  * acknowledged. */
 static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
@@ -418,6 +451,7 @@ static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
 	 * cluster runs its calls in order) */
 	if (s->state >= RS_RECORDING && s->state <= RS_SEALING)
 		record_holders(s);
+	seg_reseal_want(s, n, why);
 	seg_complete(s);
 }
 
@@ -684,6 +718,22 @@ static void delete_recorded(void *arg, int res, const char *msg)
 	seg_unref(s); /* the slot's: the segment is gone */
 }
 
+/* The first segment placed after a seal for a failed holder: where it went. */
+static void seg_placed_log(struct rseg *s)
+{
+	char who[LAYOUT_MAX_HOLDERS * (LAYOUT_ID_MAX + 2)];
+	size_t at;
+
+	if (!s->fam->reopened)
+		return;
+	s->fam->reopened = false;
+	at = (size_t)snprintf(who, sizeof(who), "%s", s->rs->self);
+	for (unsigned i = 0; i < s->nholders && at < sizeof(who); i++)
+		at += (size_t)snprintf(who + at, sizeof(who) - at, ",%s", s->holders[i]->id);
+	log_msg(LOG_INFO, LOG_TAG, "volume %s: next segment %016" PRIx64 ".%08" PRIx32 " on %s "
+		"(%u copies)", s->fam->name, s->fam->uid, s->sno, who, seg_copies(s));
+}
+
 /* Moves s on as far as it can go now. */
 static void seg_step(struct rseg *s)
 {
@@ -708,6 +758,7 @@ static void seg_step(struct rseg *s)
 			seg_retry_later(s);
 			return;
 		}
+		seg_placed_log(s);
 		s->state = RS_RECORDING;
 		if (seg_call(s, CLUSTER_VOL_SEG_OPEN, open_recorded) < 0) {
 			s->state = RS_PLACING;
@@ -775,6 +826,17 @@ static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, 
 	rs->by_slot[slot] = s;
 }
 
+/* The seal a failed holder asked for: which, where s ends, on how many copies (those
+ * that hold it all once the appends in flight are in). The next segment's holders are
+ * logged when it is placed (seg_placed_log). */
+static void seg_reseal_log(struct rseg *s)
+{
+	log_msg(LOG_WARN, LOG_TAG, "volume %s: %s: sealing segment %016" PRIx64 ".%08" PRIx32
+		" at %u blocks on %u copies, the next segment on healthy nodes", s->fam->name,
+		s->reseal_why, s->fam->uid, s->sno, s->seal_len, seg_copies(s));
+	s->fam->reopened = true;
+}
+
 static void mirror_sealed(void *ctx, uint32_t slot, uint32_t length)
 {
 	struct rseg *s = seg_at(ctx, slot);
@@ -783,6 +845,8 @@ static void mirror_sealed(void *ctx, uint32_t slot, uint32_t length)
 		return;
 	s->seal_wanted = true;
 	s->seal_len = length;
+	if (s->reseal)
+		seg_reseal_log(s);
 	s->rs->in_hook = true;
 	seg_step(s);
 	s->rs->in_hook = false;
@@ -826,6 +890,7 @@ static void kick_run(void *arg)
 	for (; s; s = next) {
 		next = s->next_kick;
 		s->kicked = false;
+		seg_reseal_run(s);
 		seg_complete(s);
 		seg_unref(s);
 	}

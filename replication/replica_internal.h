@@ -44,6 +44,8 @@ struct family {
 	int64_t epoch;
 	unsigned replicas, min_replicas;
 	bool stale;          /* etcd refused its epoch: this node is not its owner */
+	bool reopened;       /* a segment was sealed for a failed holder: the next
+				placement is logged */
 };
 
 enum rseg_state {
@@ -75,6 +77,9 @@ struct rseg {
 	bool record_busy;               /* a holders record is in etcd's hands */
 	bool record_again;              /* the set changed again meanwhile */
 	bool warned_min;
+	bool reseal;                    /* a holder failed: the engine is to seal it now */
+	bool reseal_asked;              /* ... and was asked (kick_run) */
+	char reseal_why[192];           /* which holder failed and why, for the seal's log */
 	unsigned refs;                  /* requests and etcd calls referring to it */
 	struct loop_timer *retry;
 	struct rseg *next_all;

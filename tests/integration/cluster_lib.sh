@@ -111,13 +111,21 @@ start_peer_node()
 	node_start "$i" "${PEER_FLAGS[@]}" "$@"
 }
 
+# start_peer_nodes N: etcd, then nodes 0 .. N-1 by start_peer_node, until node0 sees
+# all N up.
+start_peer_nodes()
+{
+	local i
+	etcd_start
+	for ((i = 0; i < $1; i++)); do
+		start_peer_node "$i"
+	done
+	wait_for 30 "node0 does not see $1 nodes up" \
+		bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = $1 ]"
+}
+
 # etcd, then nodes 0, 1 and 2 by start_peer_node, until node0 sees all three up.
 start_three_peer_nodes()
 {
-	etcd_start
-	for i in 0 1 2; do
-		start_peer_node "$i"
-	done
-	wait_for 30 "node0 does not see three nodes up" \
-		bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+	start_peer_nodes 3
 }
