@@ -10,8 +10,9 @@
  *   rop     one append: the engine's callback, which holders acknowledged it
  * An append completes when every current holder of its segment acknowledged it, no
  * record of a drop is pending, and the segment has min_replicas copies. A holder that
- * fails is dropped from the segment (rseg_drop), which reconsiders every waiting
- * append once the reduced set is recorded.
+ * fails is dropped from the segment (seg_drop), which reconsiders every waiting
+ * append once the reduced set is recorded, and asks the engine to seal the segment
+ * now (seg_reseal_want): the next write opens one placed on healthy nodes.
  */
 #include "replication/replica.h"
 
