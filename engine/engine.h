@@ -485,11 +485,13 @@ int engine_held_list(const struct engine *eng,
 /* ---- copies of this engine's own segments (catch-up, engine/segcopy.c) ----
  * Reads nblocks at `block` of this engine's own sealed segment (uid, sno) into buf
  * (SEG_ALIGN-aligned, nblocks * ENGINE_BLOCK_SIZE bytes); the slot is kept from reuse
- * until cb. -ENOENT it is not here (or not sealed, or being freed), -ERANGE past what
- * it holds or a misaligned buffer, -ENOMEM. */
+ * until cb. -ENOENT it is not here (or not sealed, or being freed), -EBUSY appends to
+ * it are still being written here (sealed early, docs/replication.md "Seal and
+ * reopen"), -ERANGE past what it holds or a misaligned buffer, -ENOMEM. */
 int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
 			      void *buf, uint32_t nblocks, engine_cb cb, void *arg);
-/* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT. */
+/* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT, or -EBUSY
+ * while appends to it are still being written here. */
 int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno);
 
 /* Ends the family's open segment sno now, at its write pointer, as if it were full:

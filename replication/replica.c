@@ -244,11 +244,15 @@ static void seg_complete(struct rseg *s)
 				"its writes wait", id, seg_copies(s), s->fam->min_replicas);
 			s->warned_min = true;
 		}
+		seg_step(s); /* its seal may be due: catch-up then makes the copies */
 		return;
 	}
 	for (struct rop **p = &s->ops; *p;) {
 		struct rop *op = *p;
-		bool all = op->res < 0 || s->state == RS_DEAD;
+		/* a sealed segment with appends still here was sealed below min_replicas
+		 * (seg_seal_due): its holders have all of it, the survivors by their
+		 * acknowledgements, the others by catch-up's whole copies */
+		bool all = op->res < 0 || s->state == RS_DEAD || s->state == RS_SEALED;
 
 		if (!all) {
 			all = true;
@@ -466,6 +470,19 @@ void replica_node_failed(struct rnode *n, const char *why)
 		if (s->state <= RS_OPEN && holder_of(s, n))
 			seg_drop(s, n, why);
 	catchup_kick(rs->catchup);
+}
+
+void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n)
+{
+	for (struct rseg *s = rs->all; s; s = s->next_all) {
+		if (s->fam->uid != uid || s->sno != sno || s->state != RS_SEALED || !s->ops ||
+		    holder_of(s, n) || s->nholders == MAX_REMOTE)
+			continue;
+		s->holders[s->nholders++] = n;
+		n->dirty = true; /* a later flush asks it too (its seal flushed already) */
+		seg_complete(s);
+		return;
+	}
 }
 
 /* ---- appends: sending ---- */
@@ -719,6 +736,34 @@ static void delete_recorded(void *arg, int res, const char *msg)
 	seg_unref(s); /* the slot's: the segment is gone */
 }
 
+/* Every append of s is answered by every holder it has now (they may wait for
+ * min_replicas copies, nothing else). */
+static bool seg_appends_answered(const struct rseg *s)
+{
+	for (const struct rop *op = s->ops; op; op = op->next) {
+		if (op->res < 0)
+			continue;
+		for (unsigned i = 0; i < s->nholders; i++)
+			if (!op_acked_by(op, s->holders[i]))
+				return false;
+	}
+	return true;
+}
+
+/* May s's sealed record be written now? The engine sealed it, every append up to the
+ * length was given to us, the last drop is recorded, and every append completed; or,
+ * below min_replicas, every append is on every surviving holder and only waits for
+ * copies: the record is written at the full length then, and catch-up makes the
+ * copies those appends wait for (docs/replication.md, "Seal and reopen"). */
+static bool seg_seal_due(const struct rseg *s)
+{
+	if (!s->seal_wanted || s->appended < s->seal_len || s->record_busy || s->record_again)
+		return false;
+	if (!s->inflight)
+		return true;
+	return seg_copies(s) < s->fam->min_replicas && seg_appends_answered(s);
+}
+
 /* The first segment placed after a seal for a failed holder: where it went. */
 static void seg_placed_log(struct rseg *s)
 {
@@ -769,7 +814,7 @@ static void seg_step(struct rseg *s)
 	case RS_OPEN:
 		if (s->record_again && !s->record_busy)
 			record_holders(s);
-		if (!s->seal_wanted || s->inflight || s->appended < s->seal_len || s->record_busy)
+		if (!seg_seal_due(s))
 			return;
 		s->state = RS_SEALING;
 		if (seg_call(s, CLUSTER_VOL_SEG_SEAL, seal_recorded) < 0) {
@@ -1021,6 +1066,8 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 		struct replica_seg_status *st;
 		bool placed = s->state >= RS_OPENING && s->state <= RS_OPEN;
 
+		if (s->fam == f && s->state == RS_SEALED && s->ops)
+			out->waiting = true; /* sealed below min_replicas: waits for catch-up */
 		if (s->fam != f || s->state > RS_OPEN || (s->state == RS_PLACING && !s->ops))
 			continue;
 		if (placed && seg_copies(s) < out->copies)

@@ -142,6 +142,9 @@ struct replicas {
 int replica_reply_result(uint8_t op, int res, const void *payload, size_t len);
 /* n failed (why): it leaves every segment still written that it holds (recorded). */
 void replica_node_failed(struct rnode *n, const char *why);
+/* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that
+ * waited for min_replicas copies count it. */
+void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n);
 /* A node became usable: segments waiting for placement try again. */
 void replica_segs_retry_placing(struct replicas *rs);
 

@@ -4,7 +4,7 @@
 # (cluster_lib.sh), --replicas 3, 8 MiB segments, the default 1 s peer timeout: each
 # segment has the owner (node0) and two of node1..node3, so the third is a spare.
 # Twice, once with kill -9 and once with SIGSTOP (the "too slow" holder):
-#   - fio (nbd engine, rate-limited, flushes, verify=crc32c) writes over NBD; while the
+#   - fio (nbd engine, 512 KB/s, flushes, verify=crc32c) writes over NBD; while the
 #     open segment is 2-40 % written (its length on a holder, quill node held), one of
 #     its holders fails; the job finishes without an error and verifies
 #   - the records: that segment is sealed well short of full (at most 75 %: without
@@ -15,7 +15,14 @@
 #     the owner, the survivor and the spare, never the failed node
 #   - catch-up copies the sealed segment to the spare: every sealed record lists 3
 #     holders again (polled, bounded)
-# Between the two, the killed node is restarted so that a spare exists again.
+# Then below min_replicas (2 for R = 3): both remote holders of the open segment are
+# stopped (SIGSTOP, so that writes are in flight to them) at once, leaving the owner
+# and the spare. The segment's last appends are on
+# one copy and may not complete with that: the segment is sealed at its full length
+# on the owner alone (etcd's history), catch-up copies it to the spare, and only then
+# do they complete: fio finishes (bounded: a hang fails) and verifies; the next
+# segments are on the owner and the spare.
+# Between the cases, the failed nodes come back so that a spare exists again.
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_reopen
@@ -75,10 +82,25 @@ import json, sys; print(json.load(sys.stdin)["kvs"][0]["create_revision"])') ||
 	grep '^{' "$WORK/history.txt"
 }
 
-# run_case MODE OFFSET: MODE kill or stop, fio writes 24M at OFFSET
+# wait_bounded PID SECONDS WHAT: waits for PID's exit (its status), failing if it runs
+# longer than SECONDS (a write that hangs)
+wait_bounded()
+{
+	local i
+	for ((i = 0; i < $2 * 5; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill -0 "$1" 2>/dev/null && fail "$3 still runs after $2 s: its writes hang"
+	wait "$1"
+}
+
+# run_case MODE OFFSET: MODE kill or stop (one holder of the open segment), or two
+# (both, kill -9); fio writes 16M at OFFSET
 run_case()
 {
-	local mode="$1" off="$2" id h1 h2 victim survivor spare len fio_pid i n
+	local mode="$1" off="$2" id h1 h2 victim survivor spare len fio_pid i n want conns
+	local -a victims survivors
 	cat >"$WORK/$mode.fio" <<FIO
 [$mode]
 ioengine=nbd
@@ -86,8 +108,8 @@ uri=$URI
 rw=write
 bs=64k
 offset=$off
-size=24M
-rate=1m
+size=16M
+rate=512k
 iodepth=4
 fsync=16
 verify=crc32c
@@ -111,50 +133,62 @@ FIO
 	victim=$h1
 	survivor=$h2
 	for n in node1 node2 node3; do
-		[ "$n" != "$victim" ] && [ "$n" != "$survivor" ] && spare=$n
+		[ "$n" != "$h1" ] && [ "$n" != "$h2" ] && spare=$n
 	done
-	failed_at=$(date -u +%s.%N)
-	if [ "$mode" = kill ]; then
-		kill -9 "${NODE_PID[${victim#node}]}"
-		wait "${NODE_PID[${victim#node}]}" 2>/dev/null || true
-	else
-		kill -STOP "${NODE_PID[${victim#node}]}"
+	victims=("$h1")
+	survivors=("$h2")
+	if [ "$mode" = two ]; then
+		victims=("$h1" "$h2")
+		survivors=()
+		survivor=""
 	fi
-	log "$mode: $victim (a holder of segment $id, $len of $SEGB blocks written there) failed; $survivor survives, $spare is the spare"
-	wait "$fio_pid" || fail "fio failed after the $mode: $(tail -20 "$WORK/fio-$mode.log")"
+	conns=$(grep -c "holder node $victim (.*): connected" "$WORK/node0.log" || true)
+	failed_at=$(date -u +%s.%N)
+	for n in "${victims[@]}"; do
+		if [ "$mode" = kill ]; then
+			kill -9 "${NODE_PID[${n#node}]}"
+			wait "${NODE_PID[${n#node}]}" 2>/dev/null || true
+		else
+			kill -STOP "${NODE_PID[${n#node}]}"
+		fi
+	done
+	log "$mode: ${victims[*]} (holding segment $id, $len of $SEGB blocks written there) failed; ${survivor:-no holder} survives, $spare is the spare"
+	wait_bounded "$fio_pid" 120 fio || fail "fio failed after the $mode: $(tail -20 "$WORK/fio-$mode.log")"
 	grep -q "err= 0" "$WORK/fio-$mode.log" || fail "fio reports an error: $(cat "$WORK/fio-$mode.log")"
-	[ "$mode" = stop ] && kill -CONT "${NODE_PID[${victim#node}]}"
-	log "$mode: fio wrote 24 MB with flushes and verified it"
+	log "$mode: fio wrote 16 MB with flushes and verified it"
+	want=$((1 + ${#survivors[@]}))
 
 	# ---- the records: sealed short of full on 2 holders, the next ones on 3 ----
 	records >"$WORK/records-$mode.json"
 	record_history "$id" >"$WORK/history-$mode.txt"
 	python3 - "$WORK/records-$mode.json" "$WORK/history-$mode.txt" "$id" "$SEG" \
-		"$victim" "$survivor" "$spare" <<'PY' || fail "$mode: the records do not show a seal and reopen"
+		"${victims[*]}" "${survivors[*]:-}" "$spare" <<'PY' || fail "$mode: the records do not show a seal and reopen"
 import json, sys
 recs = json.load(open(sys.argv[1]))["segments"]
 hist = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
-sid, seg, victim, survivor, spare = sys.argv[3], int(sys.argv[4]), *sys.argv[5:8]
+sid, seg, spare = sys.argv[3], int(sys.argv[4]), sys.argv[7]
+victims, survivors = sys.argv[5].split(), sys.argv[6].split()
 fam, sno = sid.split(".")
 r = [x for x in recs if x["segment"] == sid][0]
 assert r["state"] == "sealed", r
 assert 0 < r["length"] <= seg * 3 // 4, \
-    "segment %s sealed at %d of %d bytes: it went on after %s failed" % (sid, r["length"], seg, victim)
-sealed2 = [h for h in hist if h["state"] == "sealed" and sorted(h["holders"]) == sorted(["node0", survivor])]
-assert sealed2, "etcd never recorded %s sealed on node0 and %s alone: %s" % (sid, survivor, hist)
+    "segment %s sealed at %d of %d bytes: it went on after %s failed" % (sid, r["length"], seg, victims)
+sealed = [h for h in hist if h["state"] == "sealed" and sorted(h["holders"]) == sorted(["node0"] + survivors)]
+assert sealed, "etcd never recorded %s sealed on node0 %s alone: %s" % (sid, survivors, hist)
 after = [x for x in recs if x["segment"].split(".")[0] == fam and int(x["segment"].split(".")[1], 16) > int(sno, 16)]
 assert after, "no segment after %s" % sid
 first = after[0]
-assert sorted(first["holders"]) == sorted(["node0", survivor, spare]), \
-    "the next segment is not on node0, %s and the spare %s: %s" % (survivor, spare, first)
+assert sorted(first["holders"]) == sorted(["node0", spare] + survivors), \
+    "the next segment is not on node0, %s and the spare %s: %s" % (survivors, spare, first)
 for x in after:
-    assert victim not in x["holders"] and len(x["holders"]) == 3, x
-print("segment %s sealed at %d of %d bytes on %s; %d segments after it on 3 nodes, the first %s" % (
-    sid, r["length"], seg, ",".join(sealed2[0]["holders"]), len(after), ",".join(first["holders"])))
+    assert not set(victims) & set(x["holders"]) and len(x["holders"]) == 2 + len(survivors), x
+print("segment %s sealed at %d of %d bytes on %s; %d segments after it on %d nodes, the first %s" % (
+    sid, r["length"], seg, ",".join(sealed[0]["holders"]), len(after), 2 + len(survivors),
+    ",".join(first["holders"])))
 PY
-	grep -q "volume $VOL: holder $victim failed (.*): sealing segment $id at [0-9]* blocks on 2 copies" \
-		"$WORK/node0.log" || fail "$mode: the owner does not log the seal of $id for $victim"
-	grep -q "volume $VOL: next segment [0-9a-f.]* on node0,.*(3 copies)" "$WORK/node0.log" ||
+	grep -q "volume $VOL: holder \($victim\|$h2\) failed (.*): sealing segment $id at [0-9]* blocks on $want copies" \
+		"$WORK/node0.log" || fail "$mode: the owner does not log the seal of $id for ${victims[*]}"
+	grep -q "volume $VOL: next segment [0-9a-f.]* on node0,.*($((want + 1)) copies)" "$WORK/node0.log" ||
 		fail "$mode: the owner does not log where the next segment went"
 	grep "sealing segment $id\|next segment" "$WORK/node0.log" | tail -2
 	python3 - "$WORK/node0.log" "$failed_at" "$id" <<'PY' # a figure, not asserted
@@ -165,34 +199,54 @@ if m:
     t = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp()
     print("the next segment was placed %.0f ms after the failure (owner's log)" % ((t - t0) * 1000))
 PY
-	log "$mode: segment $id sealed on 2 holders, the next ones on node0, $survivor and $spare"
+	log "$mode: segment $id sealed on $want holders, the next ones on node0, ${survivor:+$survivor and }$spare"
 
-	# ---- catch-up brings the sealed segment back to 3 copies (on the spare) ----
+	# ---- catch-up brings the sealed segment back to R copies, or as many nodes as
+	# are up (on the spare) ----
 	for i in $(seq 300); do # bounded: 60 s
 		records | python3 -c '
 import json, sys
 short = [r for r in json.load(sys.stdin)["segments"]
-         if r["state"] == "sealed" and r["length"] > 0 and len(r["holders"]) < 3]
-sys.exit(1 if short else 0)' && break
+         if r["state"] == "sealed" and r["length"] > 0 and len(r["holders"]) < int(sys.argv[1])]
+sys.exit(1 if short else 0)' $((want + 1)) && break
 		sleep 0.2
 	done
-	[ "$i" -lt 300 ] || fail "$mode: sealed segments below 3 holders after 60 s: $(records)"
+	[ "$i" -lt 300 ] || fail "$mode: sealed segments below $((want + 1)) holders after 60 s: $(records)"
 	records | python3 -c '
 import json, sys
 r = [x for x in json.load(sys.stdin)["segments"] if x["segment"] == sys.argv[1]][0]
 assert sys.argv[2] in r["holders"], r' "$id" "$spare" || fail "$mode: $id was not copied to $spare"
-	log "$mode: catch-up copied $id to $spare: every sealed segment has 3 copies"
+	log "$mode: catch-up copied $id to $spare: every sealed segment has $((want + 1)) copies"
+	if [ "$mode" = two ]; then # the writes in flight waited for copies (not vacuous)
+		grep -q "volume $VOL segment $id: 1 copies, below min_replicas 2: its writes wait" \
+			"$WORK/node0.log" || fail "two: no write of $id waited below min_replicas"
+		grep -q "catchup: volume $VOL segment $id to node $spare: copied" "$WORK/node0.log" ||
+			fail "two: $id was not copied to $spare by catch-up"
+		log "two: the writes of $id that waited below min_replicas completed once catch-up copied it to $spare"
+	fi
+	if [ "$mode" = stop ]; then # back, and connected again (the timeout closed it)
+		kill -CONT "${NODE_PID[${victim#node}]}"
+		wait_for 30 "node0 does not reconnect to $victim" bash -c \
+			"[ \$(grep -c 'holder node $victim (.*): connected' '$WORK/node0.log') -gt $conns ]"
+	fi
+}
+
+# back: restarts the nodes that are not running and waits until the owner is connected
+# to every node again (so that a spare exists for the next case)
+back()
+{
+	local i before
+	for i in 1 2 3; do
+		kill -0 "${NODE_PID[$i]}" 2>/dev/null && continue
+		before=$(grep -c "holder node node$i (.*): connected" "$WORK/node0.log" || true)
+		start_peer_node "$i"
+		wait_for 30 "node0 does not reconnect to node$i" bash -c \
+			"[ \$(grep -c 'holder node node$i (.*): connected' '$WORK/node0.log') -gt $before ]"
+	done
 }
 
 run_case kill 0
-v=${victim:-}
-# the killed node comes back, so that a spare exists for the second case
-for i in 1 2 3; do
-	kill -0 "${NODE_PID[$i]}" 2>/dev/null && continue
-	before=$(grep -c "holder node node$i (.*): connected" "$WORK/node0.log" || true)
-	start_peer_node "$i"
-	wait_for 30 "node0 does not reconnect to node$i" bash -c \
-		"[ \$(grep -c 'holder node node$i (.*): connected' '$WORK/node0.log') -gt $before ]"
-done
+back
 run_case stop 64M
+run_case two 128M
 it_pass
