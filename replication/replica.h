@@ -25,7 +25,8 @@
  * seals the segment at once (engine_family_seal_open) and the next write opens a
  * segment placed on healthy nodes ("Seal and reopen" in docs/replication.md). While a
  * segment has fewer than min_replicas copies (the owner's included), its writes wait:
- * they are never acknowledged with fewer.
+ * they are never acknowledged with fewer (sealed at its full length, it is copied by
+ * catch-up, and they complete once enough nodes hold it).
  * Sealed segments recorded with fewer than R holders (a holder dropped, or a segment
  * placed while a node was away) are copied to a suitable node by catch-up
  * (replication/catchup.h), throttled.
