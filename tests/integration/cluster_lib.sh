@@ -91,6 +91,15 @@ peer_init()
 	"$QUILL_PEER" secret "$WORK/cluster.key" >/dev/null || fail "quill-peer secret"
 }
 
+# fio_peer_init: what a cluster test with fio over NBD and the peer protocol needs
+# (else it is skipped), then peer_init.
+fio_peer_init()
+{
+	need_cmd etcd etcdctl curl fio python3
+	fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || skip "fio has no nbd engine"
+	peer_init
+}
+
 # peer_flags I: PEER_FLAGS, node I's flags for a peer listener with its address in the
 # map (store size $STORE, the cluster secret, then the test's PEER_EXTRA array if
 # set); later flags override them.

@@ -27,10 +27,8 @@ source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_reopen
 quilld_only "replicated volumes"
-need_cmd etcd etcdctl curl fio python3
-fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || skip "fio has no nbd engine"
 source "$(dirname "$0")/cluster_lib.sh"
-peer_init
+fio_peer_init
 
 VOL=rv
 SEG=8388608
