@@ -485,16 +485,26 @@ int engine_held_list(const struct engine *eng,
 /* ---- copies of this engine's own segments (catch-up, engine/segcopy.c) ----
  * Reads nblocks at `block` of this engine's own sealed segment (uid, sno) into buf
  * (SEG_ALIGN-aligned, nblocks * ENGINE_BLOCK_SIZE bytes); the slot is kept from reuse
- * until cb. -ENOENT it is not here (or not sealed, or being freed), -ERANGE past what
- * it holds or a misaligned buffer, -ENOMEM. */
+ * until cb. -ENOENT it is not here (or not sealed, or being freed), -EBUSY appends to
+ * it are still being written here (sealed early, docs/replication.md "Seal and
+ * reopen"), -ERANGE past what it holds or a misaligned buffer, -ENOMEM. */
 int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
 			      void *buf, uint32_t nblocks, engine_cb cb, void *arg);
-/* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT. */
+/* The blocks this engine's own sealed segment (uid, sno) holds, or -ENOENT, or -EBUSY
+ * while appends to it are still being written here. */
 int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno);
 /* Does this engine's own log (not a held copy) have segment (uid, sno), in any state?
  * A segment whose first write never landed is not in it (docs/replication.md,
  * "Segment numbers"). */
 bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno);
+
+/* Ends the family's open segment sno now, at its write pointer, as if it were full:
+ * the batches already given blocks in it go out there, the next one opens the family's
+ * next segment. For an owner whose holder of sno failed (docs/replication.md,
+ * "Seal and reopen"): the mirror's sealed hook runs from inside this call. Engine
+ * thread, not from inside an engine callback or a mirror hook. 0, or -ENOENT: sno is
+ * not the open segment of a layer of uid (sealed already, or another family's). */
+int engine_family_seal_open(struct engine *eng, uint64_t uid, uint32_t sno);
 
 /* ---- taking a family over (docs/replication.md, "Takeover") ----
  * The sealed held copies (uid, snos[0..n-1]) become this engine's own log of family

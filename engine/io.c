@@ -350,6 +350,33 @@ static void volume_kick(struct engine_volume *vol)
 	}
 }
 
+/* A holder of the segment failed (replication/replica.c): the segment ends here, at
+ * its write pointer, the way a full one does in forming_batch: the forming batch is
+ * closed (it was given its blocks in this slot already, and goes out there), the slot
+ * sealed (the mirror is told the length, every block reserved included), and the
+ * volume's next batch opens a fresh segment. Nothing waits here: the batches already
+ * in this slot complete as they would have. */
+int engine_family_seal_open(struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	for (size_t i = 0; i < eng->nvols; i++) {
+		struct engine_volume *vol = eng->vols[i];
+		const struct slot *s;
+
+		if (vol->rec.uid != uid || vol->open_slot < 0)
+			continue;
+		s = &eng->slots[vol->open_slot];
+		if (s->family_uid != uid || s->sno != sno || s->state != SLOT_OPEN)
+			continue;
+		if (vol->tail && vol->tail->slot == (uint32_t)vol->open_slot)
+			batch_close(vol->tail);
+		seg_seal(eng, (uint32_t)vol->open_slot);
+		vol->open_slot = -1;
+		volume_kick(vol);
+		return 0;
+	}
+	return -ENOENT;
+}
+
 static void flush_done(void *arg, int res)
 {
 	struct engine *eng = arg;

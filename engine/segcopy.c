@@ -43,7 +43,11 @@ int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_
 {
 	int64_t slot = own_sealed_slot(eng, uid, sno);
 
-	return slot < 0 ? (int)slot : (int)eng->slots[slot].used;
+	if (slot < 0)
+		return (int)slot;
+	/* sealed before its last appends were on the store (a seal for a failed holder
+	 * with appends waiting for copies): not whole here yet */
+	return eng->slots[slot].local_writes ? -EBUSY : (int)eng->slots[slot].used;
 }
 
 static void segcopy_read_done(void *arg, int res)
@@ -65,6 +69,8 @@ int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, ui
 
 	if (slot < 0)
 		return (int)slot;
+	if (eng->slots[slot].local_writes)
+		return -EBUSY;
 	if (!nblocks || block + nblocks > eng->slots[slot].used ||
 	    (uintptr_t)buf % SEG_ALIGN)
 		return -ERANGE;

@@ -313,6 +313,7 @@ struct mirror_join {
 	void *arg;
 	int pending;
 	int res;
+	struct slot *slot; /* its local_writes counts this append's local half */
 };
 
 static void join_done(void *arg, int res)
@@ -335,6 +336,15 @@ static struct mirror_join *join_new(seg_cb cb, void *arg)
 	if (j)
 		*j = (struct mirror_join){ .cb = cb, .arg = arg, .pending = 1 };
 	return j;
+}
+
+/* The local half of a mirrored append is on the store (or failed). */
+static void join_local_done(void *arg, int res)
+{
+	struct mirror_join *j = arg;
+
+	j->slot->local_writes--;
+	join_done(j, res);
 }
 
 /* After both halves were started with j (pending 3: each half, and the caller): drops
@@ -374,9 +384,13 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 	if (!j)
 		return -ENOMEM;
 	j->pending = 3; /* the local write, the mirror's, and this function until it returns */
-	local = eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, join_done, j);
-	if (local < 0)
+	j->slot = &eng->slots[slot];
+	j->slot->local_writes++;
+	local = eng->segs->ops->writev(eng->segs, slot, block, &iov, 1, join_local_done, j);
+	if (local < 0) {
+		j->slot->local_writes--;
 		j->pending--;
+	}
 	mirror = eng->mirror->append(eng->mirror_ctx, slot, block, &iov, 1, nblocks, false,
 				     join_done, j);
 	if (mirror < 0)

@@ -63,6 +63,8 @@ struct slot {
 	uint32_t used;      /* blocks written: header, summaries, data (the write pointer) */
 	uint32_t readers;   /* reads in flight: the slot is not reused meanwhile */
 	uint32_t pending;   /* batches written here that have not retired */
+	uint32_t local_writes; /* mirrored appends whose local half is in flight: a copy
+				  made elsewhere from this slot waits for them */
 	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
 	uint32_t tombs;     /* TRIM, ZERO and TOMB entries in it: they hide older blocks */
 	uint32_t records;   /* LAYER entries in it (any, current or not) */

@@ -428,6 +428,7 @@ static void recorded(void *arg, int res, const char *msg)
 		log_msg(LOG_INFO, LOG_TAG, "%s: copied (%" PRIu64 " bytes in %" PRIu64 " ms, %.1f "
 			"MB/s); it is a holder again", id, bytes, ms,
 			ms ? (double)bytes / 1e3 / (double)ms : 0.0);
+		replica_seg_holder_added(j->c->rs, j->uid, j->sno, j->to);
 		job_end(j);
 		return;
 	}
@@ -569,6 +570,7 @@ static void scanned(void *arg, int res, const char *msg)
 		for (size_t i = 0; i < s->req.nsegs; i++) {
 			const struct layout_segment *rec = &s->req.segs[i];
 			struct rnode *to;
+			int have;
 
 			if (rec->id.family != f->uid)
 				continue;
@@ -582,9 +584,15 @@ static void scanned(void *arg, int res, const char *msg)
 			if (!catchup_wanted(rec, f->replicas))
 				continue;
 			/* copied from the local copy only; one not here whole is the
-			 * cleaner's leftover (freed here, its record not deleted) */
-			if (engine_segment_sealed_blocks(c->rs->eng, f->uid, rec->id.seq) !=
-			    (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+			 * cleaner's leftover (freed here, its record not deleted); one whose
+			 * last appends are still being written here (sealed for a failed
+			 * holder) is copied at a later scan */
+			have = engine_segment_sealed_blocks(c->rs->eng, f->uid, rec->id.seq);
+			if (have == -EBUSY) {
+				c->busy = true;
+				continue;
+			}
+			if (have != (int)(rec->length / ENGINE_BLOCK_SIZE)) {
 				st.no_source++;
 				continue;
 			}

@@ -10,8 +10,9 @@
  *   rop     one append: the engine's callback, which holders acknowledged it
  * An append completes when every current holder of its segment acknowledged it, no
  * record of a drop is pending, and the segment has min_replicas copies. A holder that
- * fails is dropped from the segment (rseg_drop), which reconsiders every waiting
- * append once the reduced set is recorded.
+ * fails is dropped from the segment (seg_drop), which reconsiders every waiting
+ * append once the reduced set is recorded, and asks the engine to seal the segment
+ * now (seg_reseal_want): the next write opens one placed on healthy nodes.
  */
 #include "replication/replica.h"
 
@@ -246,11 +247,15 @@ static void seg_complete(struct rseg *s)
 				"its writes wait", id, seg_copies(s), s->fam->min_replicas);
 			s->warned_min = true;
 		}
+		seg_step(s); /* its seal may be due: catch-up then makes the copies */
 		return;
 	}
 	for (struct rop **p = &s->ops; *p;) {
 		struct rop *op = *p;
-		bool all = op->res < 0 || s->state == RS_DEAD;
+		/* a sealed segment with appends still here was sealed below min_replicas
+		 * (seg_seal_due): its holders have all of it, the survivors by their
+		 * acknowledgements, the others by catch-up's whole copies */
+		bool all = op->res < 0 || s->state == RS_DEAD || s->state == RS_SEALED;
 
 		if (!all) {
 			all = true;
@@ -402,6 +407,39 @@ static void record_holders(struct rseg *s)
 	}
 }
 
+/* A holder of s failed: s is to end now, at the engine's write pointer, so that the
+ * next batch goes to a fresh segment placed on the nodes that are healthy then, with R
+ * copies when the map has them, instead of going on in s with fewer (catch-up brings s
+ * back to R once it is sealed). The engine is asked from kick_run, never from inside
+ * its own call. Once: a segment sealed or being sealed already is left alone. */
+static void seg_reseal_want(struct rseg *s, const struct rnode *n, const char *why)
+{
+	if (s->reseal || s->seal_wanted || s->state < RS_RECORDING || s->state > RS_OPEN)
+		return;
+	s->reseal = true;
+	snprintf(s->reseal_why, sizeof(s->reseal_why), "holder %s failed (%s)", n->id, why);
+	seg_kick_later(s);
+}
+
+/* kick_run's side of seg_reseal_want: the engine seals s (its sealed hook,
+ * mirror_sealed, logs it). ENOENT: the engine sealed it meanwhile (it was full). */
+static void seg_reseal_run(struct rseg *s)
+{
+	int r;
+
+	if (!s->reseal || s->reseal_asked || s->seal_wanted || s->rs->closing)
+		return;
+	s->reseal_asked = true;
+	r = engine_family_seal_open(s->rs->eng, s->fam->uid, s->sno);
+	if (r < 0 && r != -ENOENT) {
+		char id[128];
+
+		seg_id_text(s, id, sizeof(id));
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: not sealed after a failure (%s): it goes on "
+			"with %u copies", id, err_str(-r), seg_copies(s));
+	}
+}
+
 /* Drops n from s's holders: logged, recorded in etcd before a write n lacks is
  * acknowledged. */
 static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
@@ -421,6 +459,7 @@ static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
 	 * cluster runs its calls in order) */
 	if (s->state >= RS_RECORDING && s->state <= RS_SEALING)
 		record_holders(s);
+	seg_reseal_want(s, n, why);
 	seg_complete(s);
 }
 
@@ -434,6 +473,19 @@ void replica_node_failed(struct rnode *n, const char *why)
 		if (s->state <= RS_OPEN && holder_of(s, n))
 			seg_drop(s, n, why);
 	catchup_kick(rs->catchup);
+}
+
+void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n)
+{
+	for (struct rseg *s = rs->all; s; s = s->next_all) {
+		if (s->fam->uid != uid || s->sno != sno || s->state != RS_SEALED || !s->ops ||
+		    holder_of(s, n) || s->nholders == MAX_REMOTE)
+			continue;
+		s->holders[s->nholders++] = n;
+		n->dirty = true; /* a later flush asks it too (its seal flushed already) */
+		seg_complete(s);
+		return;
+	}
 }
 
 /* ---- appends: sending ---- */
@@ -694,6 +746,50 @@ static void delete_recorded(void *arg, int res, const char *msg)
 	seg_unref(s); /* the slot's: the segment is gone */
 }
 
+/* Every append of s is answered by every holder it has now (they may wait for
+ * min_replicas copies, nothing else). */
+static bool seg_appends_answered(const struct rseg *s)
+{
+	for (const struct rop *op = s->ops; op; op = op->next) {
+		if (op->res < 0)
+			continue;
+		for (unsigned i = 0; i < s->nholders; i++)
+			if (!op_acked_by(op, s->holders[i]))
+				return false;
+	}
+	return true;
+}
+
+/* May s's sealed record be written now? The engine sealed it, every append up to the
+ * length was given to us, the last drop is recorded, and every append completed; or,
+ * below min_replicas, every append is on every surviving holder and only waits for
+ * copies: the record is written at the full length then, and catch-up makes the
+ * copies those appends wait for (docs/replication.md, "Seal and reopen"). */
+static bool seg_seal_due(const struct rseg *s)
+{
+	if (!s->seal_wanted || s->appended < s->seal_len || s->record_busy || s->record_again)
+		return false;
+	if (!s->inflight)
+		return true;
+	return seg_copies(s) < s->fam->min_replicas && seg_appends_answered(s);
+}
+
+/* The first segment placed after a seal for a failed holder: where it went. */
+static void seg_placed_log(struct rseg *s)
+{
+	char who[LAYOUT_MAX_HOLDERS * (LAYOUT_ID_MAX + 2)];
+	size_t at;
+
+	if (!s->fam->reopened)
+		return;
+	s->fam->reopened = false;
+	at = (size_t)snprintf(who, sizeof(who), "%s", s->rs->self);
+	for (unsigned i = 0; i < s->nholders && at < sizeof(who); i++)
+		at += (size_t)snprintf(who + at, sizeof(who) - at, ",%s", s->holders[i]->id);
+	log_msg(LOG_INFO, LOG_TAG, "volume %s: next segment %016" PRIx64 ".%08" PRIx32 " on %s "
+		"(%u copies)", s->fam->name, s->fam->uid, s->sno, who, seg_copies(s));
+}
+
 /* Moves s on as far as it can go now. */
 static void seg_step(struct rseg *s)
 {
@@ -723,6 +819,7 @@ static void seg_step(struct rseg *s)
 			seg_retry_later(s);
 			return;
 		}
+		seg_placed_log(s);
 		s->state = RS_RECORDING;
 		if (seg_call(s, CLUSTER_VOL_SEG_OPEN, open_recorded) < 0) {
 			s->state = RS_PLACING;
@@ -732,7 +829,7 @@ static void seg_step(struct rseg *s)
 	case RS_OPEN:
 		if (s->record_again && !s->record_busy)
 			record_holders(s);
-		if (!s->seal_wanted || s->inflight || s->appended < s->seal_len || s->record_busy)
+		if (!seg_seal_due(s))
 			return;
 		s->state = RS_SEALING;
 		if (seg_call(s, CLUSTER_VOL_SEG_SEAL, seal_recorded) < 0) {
@@ -842,6 +939,17 @@ static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, 
 	rs->by_slot[slot] = s;
 }
 
+/* The seal a failed holder asked for: which, where s ends, on how many copies (those
+ * that hold it all once the appends in flight are in). The next segment's holders are
+ * logged when it is placed (seg_placed_log). */
+static void seg_reseal_log(struct rseg *s)
+{
+	log_msg(LOG_WARN, LOG_TAG, "volume %s: %s: sealing segment %016" PRIx64 ".%08" PRIx32
+		" at %u blocks on %u copies, the next segment on healthy nodes", s->fam->name,
+		s->reseal_why, s->fam->uid, s->sno, s->seal_len, seg_copies(s));
+	s->fam->reopened = true;
+}
+
 static void mirror_sealed(void *ctx, uint32_t slot, uint32_t length)
 {
 	struct rseg *s = seg_at(ctx, slot);
@@ -850,6 +958,8 @@ static void mirror_sealed(void *ctx, uint32_t slot, uint32_t length)
 		return;
 	s->seal_wanted = true;
 	s->seal_len = length;
+	if (s->reseal)
+		seg_reseal_log(s);
 	s->rs->in_hook = true;
 	seg_step(s);
 	s->rs->in_hook = false;
@@ -893,6 +1003,7 @@ static void kick_run(void *arg)
 	for (; s; s = next) {
 		next = s->next_kick;
 		s->kicked = false;
+		seg_reseal_run(s);
 		seg_complete(s);
 		seg_unref(s);
 	}
@@ -1024,6 +1135,8 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 		struct replica_seg_status *st;
 		bool placed = s->state >= RS_OPENING && s->state <= RS_OPEN;
 
+		if (s->fam == f && s->state == RS_SEALED && s->ops)
+			out->waiting = true; /* sealed below min_replicas: waits for catch-up */
 		if (s->fam != f || s->state > RS_OPEN || (s->state == RS_PLACING && !s->ops) ||
 		    s->ahead)
 			continue; /* an ahead segment holds no write yet */

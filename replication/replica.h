@@ -22,9 +22,12 @@
  * A holder that fails (an error, its connection lost) or is silent for the peer
  * timeout is dropped from each segment it holds: the reduced holder set is recorded
  * in etcd (CLUSTER_VOL_SEG_HOLDERS) before any write that holder lacks is
- * acknowledged, and the drop is logged with the node and the reason. While a segment
- * has fewer than min_replicas copies (the owner's included), its writes wait: they
- * are never acknowledged with fewer. The next segment is placed on healthy nodes.
+ * acknowledged, and the drop is logged with the node and the reason. The engine then
+ * seals the segment at once (engine_family_seal_open) and the next write opens a
+ * segment placed on healthy nodes ("Seal and reopen" in docs/replication.md). While a
+ * segment has fewer than min_replicas copies (the owner's included), its writes wait:
+ * they are never acknowledged with fewer (sealed at its full length, it is copied by
+ * catch-up, and they complete once enough nodes hold it).
  * Sealed segments recorded with fewer than R holders (a holder dropped, or a segment
  * placed while a node was away) are copied to a suitable node by catch-up
  * (replication/catchup.h), throttled.

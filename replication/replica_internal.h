@@ -48,6 +48,8 @@ struct family {
 	bool reserving;      /* a reservation ahead is being made durable */
 	uint64_t reserve_failed_ms; /* when the last one failed (0: none did) */
 	bool numbers_busy, numbers_done; /* the reconciliation with its records */
+	bool reopened;       /* a segment was sealed for a failed holder: the next
+				placement is logged */
 };
 
 enum rseg_state {
@@ -79,6 +81,9 @@ struct rseg {
 	bool record_busy;               /* a holders record is in etcd's hands */
 	bool record_again;              /* the set changed again meanwhile */
 	bool warned_min;
+	bool reseal;                    /* a holder failed: the engine is to seal it now */
+	bool reseal_asked;              /* ... and was asked (kick_run) */
+	char reseal_why[192];           /* which holder failed and why, for the seal's log */
 	unsigned refs;                  /* requests and etcd calls referring to it */
 	struct loop_timer *retry;
 	struct rseg *next_all;
@@ -146,6 +151,9 @@ struct replicas {
 int replica_reply_result(uint8_t op, int res, const void *payload, size_t len);
 /* n failed (why): it leaves every segment still written that it holds (recorded). */
 void replica_node_failed(struct rnode *n, const char *why);
+/* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that
+ * waited for min_replicas copies count it. */
+void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n);
 /* A node became usable: segments waiting for placement try again. */
 void replica_segs_retry_placing(struct replicas *rs);
 

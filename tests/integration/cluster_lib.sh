@@ -91,6 +91,15 @@ peer_init()
 	"$QUILL_PEER" secret "$WORK/cluster.key" >/dev/null || fail "quill-peer secret"
 }
 
+# fio_peer_init: what a cluster test with fio over NBD and the peer protocol needs
+# (else it is skipped), then peer_init.
+fio_peer_init()
+{
+	need_cmd etcd etcdctl curl fio python3
+	fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || skip "fio has no nbd engine"
+	peer_init
+}
+
 # peer_flags I: PEER_FLAGS, node I's flags for a peer listener with its address in the
 # map (store size $STORE, the cluster secret, then the test's PEER_EXTRA array if
 # set); later flags override them.
@@ -111,13 +120,21 @@ start_peer_node()
 	node_start "$i" "${PEER_FLAGS[@]}" "$@"
 }
 
+# start_peer_nodes N: etcd, then nodes 0 .. N-1 by start_peer_node, until node0 sees
+# all N up.
+start_peer_nodes()
+{
+	local i
+	etcd_start
+	for ((i = 0; i < $1; i++)); do
+		start_peer_node "$i"
+	done
+	wait_for 30 "node0 does not see $1 nodes up" \
+		bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = $1 ]"
+}
+
 # etcd, then nodes 0, 1 and 2 by start_peer_node, until node0 sees all three up.
 start_three_peer_nodes()
 {
-	etcd_start
-	for i in 0 1 2; do
-		start_peer_node "$i"
-	done
-	wait_for 30 "node0 does not see three nodes up" \
-		bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+	start_peer_nodes 3
 }

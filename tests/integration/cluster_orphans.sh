@@ -3,8 +3,9 @@
 # (issue 12; docs/replication.md, "The cleaner and deletion"; replication/orphans.h),
 # on a real etcd (auth on) with three quilld nodes, a 2 s lease, 1 MiB segments:
 #   - rv and gone, --replicas 3 on node0, both written (fio); node2 killed -9
-#   - with node2 away: rv is written again (node2 is dropped from the open segment)
-#     and overwritten, the owner's cleaner frees segments (their records deleted),
+#   - with node2 away: rv is written again (node2 is dropped from the open segment,
+#     which is sealed then) and overwritten, the owner frees the segments written
+#     over (a checkpoint: nothing live in them; their records deleted),
 #     and gone is removed (volume rm: every record of its family deleted)
 #   - node2 restarts with etcd stopped (SIGSTOP): it cannot read the records and drops
 #     nothing
@@ -80,7 +81,6 @@ grep -q "dropping holder node node2" "$WORK/node0.log" || fail "the owner did no
 write rv 6M 0
 qexpect 0 0 --json volume segment rv list
 echo "$OUT" >"$WORK/rv-records-before-gc.json"
-qexpect 0 0 gc
 freed() # some segment record of rv that node2 holds a copy of is gone
 {
 	qn 0 --json volume segment rv list >"$WORK/rv-records.json" 2>/dev/null || return 1
@@ -93,9 +93,13 @@ lost = [h for h in held if h[0] not in gone and "%s.%08x" % h not in recs]
 sys.exit(0 if lost else 1)
 PY
 }
-wait_for 60 "the owner's cleaner freed no segment node2 holds a copy of" \
-	bash -c "'$QUILL' --socket '$WORK/ctl0.sock' gc >/dev/null; $(declare -f qn freed); QUILL='$QUILL' WORK='$WORK' freed"
-log "the owner's cleaner freed segments node2 holds copies of (their records deleted)"
+# no `quill gc`: the segments written over hold nothing live and a checkpoint frees
+# them; the cleaner would also take the segment node2 was dropped from, which was
+# sealed then, short (docs/replication.md, "Seal and reopen"), and its copy on node2
+# would be of kind "deleted", leaving none of kind "dropped"
+wait_for 60 "the owner freed no segment node2 holds a copy of" \
+	bash -c "$(declare -f qn freed); QUILL='$QUILL' WORK='$WORK' freed"
+log "the owner freed segments node2 holds copies of (their records deleted)"
 qexpect 0 0 volume rm gone
 log "gone removed: every record of its family deleted"
 

@@ -288,3 +288,32 @@ Test(segment_mirror, once_cleared_a_mirrored_segment_goes_on_locally)
 	cr_assert_eq(fk.appends + fk.sealed, 0);
 	seg_buf_free(buf);
 }
+
+/* A segment sealed while an append's local half is still in flight (an owner's seal
+ * for a failed holder, with appends that wait for copies): catch-up may not copy it
+ * from here until that write is on the store (engine/segcopy.c). */
+Test(segment_mirror, a_copy_waits_for_the_local_writes_of_a_sealed_segment)
+{
+	uint32_t slot = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(2 * BLK), *rd = seg_buf_alloc(BLK);
+	struct done d = { 0 }, r = { 0 };
+
+	eng->slots[slot].used = 2;
+	cr_assert_eq(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), 0);
+	cr_assert_eq(eng->slots[slot].local_writes, 1);
+	seg_seal(eng, slot);
+	cr_assert_eq(engine_segment_sealed_blocks(eng, MIRRORED, fk.sno), -EBUSY);
+	cr_assert_eq(engine_segment_read_async(eng, MIRRORED, fk.sno, 0, rd, 1, on_done, &r),
+		     -EBUSY);
+	drain_local(); /* the local half lands; the mirror's is still out */
+	cr_assert_eq(eng->slots[slot].local_writes, 0);
+	cr_assert_not(d.done);
+	cr_assert_eq(engine_segment_sealed_blocks(eng, MIRRORED, fk.sno), 2);
+	cr_assert_eq(finish(engine_segment_read_async(eng, MIRRORED, fk.sno, 0, rd, 1, on_done,
+						      &r), &r), 0);
+	mirror_completes(0);
+	cr_assert(d.done);
+	eng->slots[slot].used = 0; /* the engine's accounting knows no batch of this layer */
+	seg_buf_free(buf);
+	seg_buf_free(rd);
+}
