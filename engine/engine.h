@@ -207,6 +207,12 @@ int engine_volume_list(struct engine *eng,
  * opens never conflict. */
 int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out);
 bool engine_volume_readonly(const struct engine_volume *vol);
+/* Opens snapshot layer `id` of family uid read-only, as engine_volume_open() opens
+ * "VOL@SNAP" (a clone on another node names its base by family and layer id:
+ * docs/replication.md, "Snapshots and clones across owners"). -ENOENT if this engine
+ * has no such snapshot (removed, never here, or a layer that is not a snapshot). */
+int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
+			       struct engine_volume **out);
 /* Describes who holds a volume's handle ("NBD by 127.0.0.1:53122"), for the refusals
  * of others and engine_volume_info(); copied, truncated to ENGINE_HOLDER_MAX. Cleared
  * when the handle is closed. Ignored for snapshots (they have no one holder). */

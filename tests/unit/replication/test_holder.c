@@ -4,7 +4,8 @@
  * epoch refused with the connection kept; a raise persisted before the op; a FUA
  * append answered only after the store's flush; a data CRC mismatch refused with
  * nothing written; another segment size refused; the holder destroyed with an op in
- * the engine (its reply dropped). */
+ * the engine (its reply dropped); a LAYER_READ through a snapshot of a family this
+ * engine runs, and its refusals. */
 #include "replication/holder.h"
 
 #include <criterion/criterion.h>
@@ -183,6 +184,9 @@ static void on_reply(void *arg, int res, const struct peer_hdr *h, const void *p
 		a->vol = h->volume_id;
 		a->epoch = h->epoch;
 		cr_assert_eq(peer_seg_reply_decode(h->op, payload, len, &a->rep), 0);
+		if (a->rep.crcs) /* a LAYER_READ's blocks arrive with their CRCs */
+			cr_assert_eq(peer_layer_read_check(&a->rep), 0);
+		a->rep.crcs = NULL; /* points into the payload, gone after this call */
 		if (a->rep.data) {
 			cr_assert_leq((size_t)a->rep.nblocks * BLK, sizeof(a->data));
 			memcpy(a->data, a->rep.data, (size_t)a->rep.nblocks * BLK);
@@ -504,4 +508,58 @@ Test(holder, a_family_run_here_is_not_held_here)
 	call_uid = UID;
 	cr_assert_eq(stat_seg(1, 3)->rep.result, -ENOENT);
 	cr_assert_eq(closes, 0);
+}
+
+/* The snapshot layer named by id, read through the wire (holes as zeros, each block
+ * with its CRC): what the snapshot holds, never what its volume wrote since. */
+static struct answer *layer_read(uint64_t layer, uint64_t lba, uint32_t n)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_LAYER_READ, .layer = layer, .lba = lba,
+				   .nblocks = n };
+
+	return call(&sr, 0, NULL, 5000);
+}
+
+static int first_snapshot(const struct engine_snap_info *si, void *arg)
+{
+	*(uint64_t *)arg = si->id;
+	return 1;
+}
+
+Test(holder, layer_read_answers_the_snapshot)
+{
+	struct engine_volume *v = create_and_open("golden", 1u << 20);
+	uint8_t want[4 * BLK], zeros[2 * BLK] = { 0 };
+	uint64_t layer = 0;
+	struct answer *a;
+
+	write_tagged(v, 0, 4, 7);
+	cr_assert_eq(engine_snap_create(eng, "golden", "base"), 0);
+	write_tagged(v, 0, 2, 8); /* after the snapshot: never read through it */
+	cr_assert_eq(engine_volume_family(eng, "golden", &call_uid), 0);
+	cr_assert_eq(engine_snap_list(eng, "golden", first_snapshot, &layer), 1);
+
+	a = layer_read(layer, 0, 6);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.nblocks, 6);
+	cr_assert_eq(a->epoch, 0, "no fence on a read of a snapshot");
+	fill(want, 0, 4, 7);
+	cr_assert_arr_eq(a->data, want, sizeof(want), "the snapshot's blocks");
+	cr_assert_arr_eq(a->data + 4 * BLK, zeros, sizeof(zeros), "its holes, as zeros");
+	a = layer_read(layer, 3, 1);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_arr_eq(a->data, want + 3 * BLK, BLK);
+
+	cr_assert_eq(layer_read(layer, 255, 2)->rep.result, -ERANGE, "past its end");
+	cr_assert_eq(layer_read(layer + 1000, 0, 1)->rep.result, -ENOENT, "no such layer");
+	cr_assert_eq(layer_read(info("golden").id, 0, 1)->rep.result, -ENOENT,
+		     "a volume's live layer is not a snapshot");
+	call_uid ^= 1;
+	cr_assert_eq(layer_read(layer, 0, 1)->rep.result, -ESTALE,
+		     "a family this engine does not run: ask its owner");
+	call_uid ^= 1;
+	engine_volume_close(v);
+	cr_assert_eq(engine_snap_delete(eng, "golden", "base"), 0);
+	cr_assert_eq(layer_read(layer, 0, 1)->rep.result, -ENOENT, "a removed snapshot");
+	cr_assert(conn != NULL, "refusals keep the connection");
 }
