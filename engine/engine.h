@@ -516,7 +516,9 @@ int engine_family_adopt(struct engine *eng, uint64_t uid, const uint32_t *snos, 
 /* The reverse, for a node that lost a family to another owner: the family's layers
  * leave the catalog and each of its sealed segments numbered in keep[0..nkeep-1]
  * becomes a held copy (the rest are freed); open ones are sealed at their length first.
- * Volumes of the family must not be open (-EBUSY). */
+ * Volumes of the family must not be open (-EBUSY), and no layer of another family
+ * (a clone made here) may read through one of its snapshots (-EMLINK: the clone would
+ * lose its base; flatten or remove it first). */
 int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
 				size_t nkeep, engine_cb cb, void *arg);
 /* The same, each kept copy sealed at keep_len[i] blocks (the length its segment record
@@ -528,6 +530,9 @@ int engine_family_release_to_async(struct engine *eng, uint64_t uid, const uint3
 				   void *arg);
 int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep,
 			  size_t nkeep);
+/* The layers of other families (clones made here) that read through a layer of family
+ * uid: their number, and "c1 (of vm0@base), c2 (of vm0@s2)" into buf (cut to len). */
+int engine_family_clones(struct engine *eng, uint64_t uid, char *buf, size_t len);
 /* The family uid of a volume (0 and *uid, or -ENOENT). */
 int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid);
 /* Does this engine run family uid (it has layers of it), rather than hold copies of it

@@ -431,7 +431,16 @@ static struct json_object *cmd_volume_release(struct control *ctl, struct json_o
 {
 	const char *name = ctl_get_string(req, "name");
 	struct engine_volume_info info;
+	char clones[256];
+	uint64_t uid;
 
+	/* the family's layers leave this node with the claim; a clone made here reading
+	 * through one of its snapshots would lose its base (not even --force) */
+	if (ctl->cluster && name && engine_volume_family(ctl->eng, name, &uid) == 0 &&
+	    engine_family_clones(ctl->eng, uid, clones, sizeof(clones)) > 0)
+		return ctl_error(EMLINK, "volume '%s' cannot leave this node: clone %s reads "
+				 "through its snapshot here: flatten the clone (quill flatten) "
+				 "or remove it first", name, clones);
 	if (ctl->cluster && name && !ctl_get_bool(req, "force") &&
 	    engine_volume_info(ctl->eng, name, &info) == 0 && info.open)
 		return ctl_busy_error(ctl, name, "releasing it cuts its clients off: detach "
