@@ -14,6 +14,9 @@
 #     the clone's next use — and the clone still reads its base bytes there
 #   - once the clone is flattened, the parent's release goes through
 #   - the other node serves the parent it claimed, bytes intact
+#   - a snapshot that a volume record of the map names as its base (written with
+#     etcdctl as a cross-owner clone's create will write it) cannot be removed, nor
+#     its volume, from any node: refused, naming the clone; removed once it is gone
 # Cross-owner clones (a clone in the map reading through the parent's owner with the
 # peer op LAYER_READ) are not wired yet: the op and its server are (test_holder).
 source "$(dirname "$0")/clients_lib.sh"
@@ -98,6 +101,29 @@ io 1 vm0 'read -P 0x22 0 1M' 'read -P 0x11 1M 5M' 'write -P 0x44 8M 1M' 'flush'
 io 1 vm0 'read -P 0x22 0 1M' 'read -P 0x11 1M 5M' 'read -P 0x44 8M 1M'
 alive 0
 log "node1 took vm0 over and serves it, bytes intact"
+
+# ---- a snapshot a volume of the map names as its base is not removed, from any node ----
+# (the record as a cross-owner clone's create will write it: docs/cluster.md)
+qexpect 1 0 snap create vm0@gold
+etcd_root put "${PREFIX}volumes/vm2" '{"name":"vm2","size":67108864,"sector_size":512,"replicas":2,"min_replicas":2,"owner":"nobody","epoch":1,"created":0,"state":"ready","base":{"volume":"vm0","snap":"gold","family":1,"layer":2}}' >/dev/null ||
+	fail "etcdctl put of vm2's record"
+base_seen() { qn "$1" cluster status | grep -q "^vm2 "; }
+for i in 0 1 2; do
+	wait_for 15 "node$i does not see vm2 in the map" base_seen "$i"
+	qexpect "$i" 1 snap rm vm0@gold
+	grep -q "snapshot 'vm0@gold' is the base of clone vm2 (of vm0@gold) in the cluster: flatten it" <<<"$ERR" ||
+		fail "node$i: snap rm of vm2's base: $ERR"
+done
+qexpect 1 1 volume rm vm0
+grep -q "volume 'vm0' is the base of clone vm2 (of vm0@gold)" <<<"$ERR" ||
+	fail "volume rm of vm2's base's volume: $ERR"
+qexpect 1 0 snap ls vm0
+grep -q "gold" <<<"$OUT" || fail "vm0@gold is gone: $OUT"
+etcd_root del "${PREFIX}volumes/vm2" >/dev/null || fail "etcdctl del of vm2's record"
+wait_for 15 "node1 still sees vm2 in the map" bash -c "! '$QUILL' --socket '$WORK/ctl1.sock' cluster status | grep -q '^vm2 '"
+qexpect 1 0 snap rm vm0@gold
+io 1 vm0 'read -P 0x22 0 1M' 'read -P 0x11 1M 5M' 'read -P 0x44 8M 1M'
+log "snap rm / volume rm of a base named by a map record: refused on every node, naming the clone"
 
 "$ETCD_LOCAL" stop "$ETCD_DIR" >/dev/null
 it_pass

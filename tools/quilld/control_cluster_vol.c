@@ -19,6 +19,7 @@
 #include "cluster/cluster.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/volspec.h"
 #include "engine/engine.h"
 #include "replication/replica.h"
 #include "tools/control_proto.h"
@@ -353,6 +354,38 @@ static void rm_local_done(void *arg, int res)
 	r = cluster_volume_async(job->ctl->cluster, &job->req, rm_recorded, job);
 	if (r < 0)
 		job_end(job, r, NULL);
+}
+
+struct json_object *ctl_cluster_refuse_base_rm(struct control *ctl, const char *spec)
+{
+	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1], names[256] = "";
+	struct cluster_volume *vols;
+	size_t n, used = 0;
+	unsigned found = 0;
+
+	if (!ctl->cluster || !spec || volspec_parse(spec, vol, snap) < 0 ||
+	    cluster_volumes(ctl->cluster, &vols, &n) < 0)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct layout_base *b = &vols[i].rec.base;
+		int w;
+
+		if (!b->volume[0] || strcmp(b->volume, vol) != 0 ||
+		    (snap[0] && strcmp(b->snap, snap) != 0))
+			continue;
+		w = snprintf(names + used, sizeof(names) - used, "%s%s (of %s@%s)",
+			     found ? ", " : "", vols[i].rec.name, b->volume, b->snap);
+		if (w > 0 && used + (size_t)w < sizeof(names))
+			used += (size_t)w;
+		found++;
+	}
+	free(vols);
+	if (!found)
+		return NULL;
+	return ctl_error(EBUSY, "%s '%s' is the base of %s %s in the cluster: flatten %s "
+			 "(quill flatten) or remove %s first", snap[0] ? "snapshot" : "volume",
+			 spec, found > 1 ? "clones" : "clone", names, found > 1 ? "them" : "it",
+			 found > 1 ? "them" : "it");
 }
 
 bool ctl_cluster_volume_rm(struct control *ctl, struct json_object *req, const char *name,

@@ -230,7 +230,8 @@ static struct json_object *cmd_snap_rm(struct control *ctl, struct json_object *
 
 	if ((ans = need_snap(req, &ref)))
 		return ans;
-	if ((ans = ctl_vhost_refuse_rm(ctl, ctl_get_string(req, "snap"))))
+	if ((ans = ctl_vhost_refuse_rm(ctl, ctl_get_string(req, "snap"))) ||
+	    (ans = ctl_cluster_refuse_base_rm(ctl, ctl_get_string(req, "snap"))))
 		return ans;
 	call = ctl_call_new(ctl, req, snap_rm_finish);
 	return ctl_call_started(call, engine_snap_delete_async(ctl->eng, ref.vol, ref.snap,
