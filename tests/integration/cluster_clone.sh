@@ -5,6 +5,7 @@
 # protocol (cluster_lib.sh). What is built so far: a clone is made on the node that
 # owns its parent, as a local volume (a family of its own, not in the map) reading
 # through the parent's snapshot there. The parent must then stay on that node:
+#   - a clone asked of another node is refused, naming the parent's owner
 #   - the clone reads the snapshot's bytes and its writes show neither in the
 #     snapshot nor in the parent (qemu-io read -P, byte for byte)
 #   - `quill volume release` of the parent is refused, naming the clone
@@ -55,6 +56,9 @@ qexpect 0 0 volume create vm0 64M --replicas 3
 io 0 vm0 'write -P 0x11 0 6M' 'flush'
 qexpect 0 0 snap create vm0@base
 io 0 vm0 'write -P 0x22 0 1M' 'flush' # after the snapshot: never in it
+qexpect 1 1 clone vm0@base vm1
+grep -q "volume 'vm0' is owned by node node0: make the clone there" <<<"$ERR" ||
+	fail "clone on a node that is not vm0's owner: $ERR"
 qexpect 0 0 clone vm0@base vm1
 io 0 vm1 'read -P 0x11 0 6M' 'read -P 0 6M 58M' 'write -P 0x33 2M 1M' 'flush'
 io 0 vm1 'read -P 0x11 0 2M' 'read -P 0x33 2M 1M' 'read -P 0x11 3M 3M'

@@ -388,6 +388,24 @@ struct json_object *ctl_cluster_refuse_base_rm(struct control *ctl, const char *
 			 found > 1 ? "them" : "it");
 }
 
+struct json_object *ctl_cluster_refuse_clone(struct control *ctl, const char *snap_spec)
+{
+	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
+	struct cluster_volume v;
+	uint64_t uid;
+
+	if (!ctl->cluster || !snap_spec || volspec_parse(snap_spec, vol, snap) < 0 ||
+	    engine_volume_family(ctl->eng, vol, &uid) == 0 ||
+	    cluster_volume_get(ctl->cluster, vol, &v) < 0)
+		return NULL;
+	if (v.claimed)
+		return ctl_error(EREMOTE, "volume '%s' is owned by node %s: make the clone there "
+				 "(a clone is made on its parent's owner; clones across owners "
+				 "are not built yet)", vol, v.claim.node);
+	return ctl_error(EREMOTE, "volume '%s' has no owner now: claim it here (quill volume "
+			 "claim %s) or on another node, then make the clone there", vol, vol);
+}
+
 bool ctl_cluster_volume_rm(struct control *ctl, struct json_object *req, const char *name,
 			   struct json_object **ans)
 {
