@@ -29,23 +29,7 @@ source "$(dirname "$0")/cluster_lib.sh"
 peer_init
 STORE=320M
 
-uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
-
-# io I VOL CMD…: qemu-io commands through node I; fails the test on an error or a
-# pattern mismatch
-io()
-{
-	local i="$1" vol="$2" out rc=0 args=()
-	shift 2
-	for c in "$@"; do args+=(-c "$c"); done
-	[[ "$vol" != *@* ]] || args+=(-r) # a snapshot is read-only
-	out=$(qemu-io -f raw "$(uri "$i" "$vol")" "${args[@]}" 2>&1) || rc=$?
-	[ "$rc" = 0 ] ||
-		fail "node$i, $vol: qemu-io $*: $out; node$i: $(tail -5 "$WORK/node$i.log")"
-	grep -q "Pattern verification failed" <<<"$out" &&
-		fail "node$i serves other bytes of $vol than were written ($*): $out"
-	return 0
-}
+io() { node_io "$@"; }
 
 alive() { kill -0 "${NODE_PID[$1]}" 2>/dev/null || fail "node$1 died: $(tail -5 "$WORK/node$1.log")"; }
 
