@@ -234,8 +234,9 @@ static int layer_read_start(struct hold_op *op, struct engine *eng)
 	op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)sr->nblocks * PEER_SEG_BLOCK);
 	if (!op->buf)
 		return -ENOMEM;
-	if (sr->lba + sr->nblocks > engine_volume_size(op->snap) / PEER_SEG_BLOCK)
-		return -ERANGE;
+	if (sr->lba + sr->nblocks >
+	    (engine_volume_size(op->snap) + PEER_SEG_BLOCK - 1) / PEER_SEG_BLOCK)
+		return -ERANGE; /* (the decoder refused a range that wraps) */
 	return engine_read(op->snap, sr->lba, sr->nblocks, op->buf, op_done, op);
 }
 

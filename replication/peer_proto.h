@@ -328,7 +328,7 @@ struct peer_seg_reply {
 
 /* ---- ops ---- */
 
-/* Whether op is one this version implements; its name ("op 0x28" style for others,
+/* Whether op is one this version implements; its name ("op 0x29" style for others,
  * in a static buffer: for logs of the loop's thread). */
 bool peer_op_known(uint8_t op);
 /* Whether a known op belongs to the authenticated session (not the handshake). */
