@@ -230,6 +230,45 @@ static char *finish_text(struct json_object *o, bool ok)
 	return text;
 }
 
+/* A clone's base into o, as an object; nothing when there is none. */
+static int add_base(struct json_object *o, const struct layout_base *b)
+{
+	struct json_object *bo;
+
+	if (!b->volume[0])
+		return 0;
+	bo = json_object_new_object();
+	if (!bo || json_object_object_add(o, "base", bo) < 0) {
+		json_object_put(bo);
+		return -ENOMEM;
+	}
+	return add_str(bo, "volume", b->volume) == 0 && add_str(bo, "snap", b->snap) == 0 &&
+			       add_int(bo, "family", (int64_t)b->family) == 0 &&
+			       add_int(bo, "layer", (int64_t)b->layer) == 0
+		       ? 0
+		       : -ENOMEM;
+}
+
+/* A clone's base from o: none without the key, else every field valid. */
+static int get_base(struct json_object *o, struct layout_base *b)
+{
+	struct json_object *bo;
+	int64_t family, layer;
+
+	if (!json_object_object_get_ex(o, "base", &bo))
+		return 0;
+	if (!json_object_is_type(bo, json_type_object) ||
+	    get_str(bo, "volume", b->volume, sizeof(b->volume)) < 0 ||
+	    get_str(bo, "snap", b->snap, sizeof(b->snap)) < 0 ||
+	    get_int(bo, "family", 1, INT64_MAX, &family) < 0 ||
+	    get_int(bo, "layer", 1, INT64_MAX, &layer) < 0 || !layout_id_valid(b->volume) ||
+	    !layout_id_valid(b->snap))
+		return -EPROTO;
+	b->family = (uint64_t)family;
+	b->layer = (uint64_t)layer;
+	return 0;
+}
+
 char *layout_volume_encode(const struct layout_volume *vol)
 {
 	struct json_object *o = json_object_new_object();
@@ -244,7 +283,8 @@ char *layout_volume_encode(const struct layout_volume *vol)
 			      add_str(o, "owner", vol->owner) == 0 &&
 			      add_int(o, "epoch", vol->epoch) == 0 &&
 			      add_int(o, "created", vol->created) == 0 &&
-			      add_str(o, "state", vol_states[vol->state]) == 0);
+			      add_str(o, "state", vol_states[vol->state]) == 0 &&
+			      add_base(o, &vol->base) == 0);
 }
 
 /* The index of the string field key in names[0..n), or -EPROTO. */
@@ -278,7 +318,7 @@ int layout_volume_decode(const char *text, size_t len, struct layout_volume *vol
 	    get_int(o, "epoch", 1, INT64_MAX, &vol->epoch) == 0 &&
 	    get_int(o, "created", 0, INT64_MAX, &vol->created) == 0 &&
 	    (st = get_enum(o, "state", vol_states, 2)) >= 0 && layout_id_valid(vol->name) &&
-	    layout_id_valid(vol->owner))
+	    layout_id_valid(vol->owner) && get_base(o, &vol->base) == 0)
 		r = 0;
 	json_object_put(o);
 	if (r < 0) {

@@ -81,6 +81,15 @@ enum layout_volume_state {
 	LAYOUT_VOL_READY,
 };
 
+/* A clone's base: the snapshot of another family its unwritten ranges read through
+ * (docs/cluster.md, "Clones across owners"). volume[0] == '\0': none. */
+struct layout_base {
+	char volume[LAYOUT_ID_MAX + 1]; /* the parent volume (the family's name in the map) */
+	char snap[LAYOUT_ID_MAX + 1];   /* the snapshot, for people and refusals */
+	uint64_t family;                /* the parent family's uid (a LAYER_READ's volume_id) */
+	uint64_t layer;                 /* the snapshot's layer id (its `layer`) */
+};
+
 /* A volume's record (volumes/NAME). */
 struct layout_volume {
 	char name[LAYOUT_ID_MAX + 1];
@@ -92,12 +101,15 @@ struct layout_volume {
 	int64_t epoch;                  /* raised by every claim; 1 at creation */
 	int64_t created;                /* unix seconds, for people */
 	enum layout_volume_state state;
+	struct layout_base base;        /* a clone's; left out of the text when none */
 };
 
 /* min_replicas for R copies: R-1 for R >= 3, R for R <= 2. */
 uint32_t layout_min_replicas(uint32_t replicas);
 char *layout_volume_encode(const struct layout_volume *vol);
-/* -EPROTO also for replicas outside 1..LAYOUT_MAX_REPLICAS, an epoch < 1, a bad name. */
+/* -EPROTO also for replicas outside 1..LAYOUT_MAX_REPLICAS, an epoch < 1, a bad name,
+ * a base that is not an object of a valid volume and snapshot name and a family and
+ * layer of 1..INT64_MAX. A record without `base` decodes with none. */
 int layout_volume_decode(const char *text, size_t len, struct layout_volume *vol);
 
 /* The owner's claim (owners/NAME, under its lease). Encoded the same way every time

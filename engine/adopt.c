@@ -21,6 +21,7 @@
  * A failure before 3 lands undoes the in-memory part: the copies are held as before.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -532,6 +533,30 @@ static int release_step(struct eng_job *job)
 	}
 }
 
+int engine_family_clones(struct engine *eng, uint64_t uid, char *buf, size_t len)
+{
+	size_t used = 0;
+	int n = 0;
+
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < eng->nvols; i++) {
+		const struct engine_volume *c = eng->vols[i];
+		char spec[ENGINE_SNAP_SPEC_MAX + 1];
+		int w;
+
+		if (c->rec.uid == uid || !c->parent || c->parent->rec.uid != uid)
+			continue;
+		eng_layer_spec(eng, c->parent, spec, sizeof(spec));
+		w = snprintf(buf + used, len > used ? len - used : 0, "%s%s (of %s)", n ? ", " : "",
+			     c->rec.name, spec);
+		if (w > 0 && used + (size_t)w < len)
+			used += (size_t)w;
+		n++;
+	}
+	return n;
+}
+
 int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
 				size_t nkeep, engine_cb cb, void *arg)
 {
@@ -555,6 +580,10 @@ int engine_family_release_to_async(struct engine *eng, uint64_t uid, const uint3
 					  v->flatten))
 			return -EBUSY;
 	}
+	/* a clone made here (a family of its own) reads through one of the family's
+	 * snapshots: the layers cannot go from under it (its parent would dangle) */
+	if (engine_family_clones(eng, uid, NULL, 0) > 0)
+		return -EMLINK;
 	rj = calloc(1, sizeof(*rj));
 	if (!rj || (nkeep && !(rj->keep = malloc(nkeep * sizeof(*keep)))) ||
 	    (nkeep && keep_len && !(rj->keep_len = malloc(nkeep * sizeof(*keep_len))))) {

@@ -207,6 +207,12 @@ int engine_volume_list(struct engine *eng,
  * opens never conflict. */
 int engine_volume_open(struct engine *eng, const char *name, struct engine_volume **out);
 bool engine_volume_readonly(const struct engine_volume *vol);
+/* Opens snapshot layer `id` of family uid read-only, as engine_volume_open() opens
+ * "VOL@SNAP" (a clone on another node names its base by family and layer id:
+ * docs/replication.md, "Snapshots and clones across owners"). -ENOENT if this engine
+ * has no such snapshot (removed, never here, or a layer that is not a snapshot). */
+int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
+			       struct engine_volume **out);
 /* Describes who holds a volume's handle ("NBD by 127.0.0.1:53122"), for the refusals
  * of others and engine_volume_info(); copied, truncated to ENGINE_HOLDER_MAX. Cleared
  * when the handle is closed. Ignored for snapshots (they have no one holder). */
@@ -524,7 +530,9 @@ int engine_family_adopt(struct engine *eng, uint64_t uid, const uint32_t *snos, 
 /* The reverse, for a node that lost a family to another owner: the family's layers
  * leave the catalog and each of its sealed segments numbered in keep[0..nkeep-1]
  * becomes a held copy (the rest are freed); open ones are sealed at their length first.
- * Volumes of the family must not be open (-EBUSY). */
+ * Volumes of the family must not be open (-EBUSY), and no layer of another family
+ * (a clone made here) may read through one of its snapshots (-EMLINK: the clone would
+ * lose its base; flatten or remove it first). */
 int engine_family_release_async(struct engine *eng, uint64_t uid, const uint32_t *keep,
 				size_t nkeep, engine_cb cb, void *arg);
 /* The same, each kept copy sealed at keep_len[i] blocks (the length its segment record
@@ -536,6 +544,9 @@ int engine_family_release_to_async(struct engine *eng, uint64_t uid, const uint3
 				   void *arg);
 int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep,
 			  size_t nkeep);
+/* The layers of other families (clones made here) that read through a layer of family
+ * uid: their number, and "c1 (of vm0@base), c2 (of vm0@s2)" into buf (cut to len). */
+int engine_family_clones(struct engine *eng, uint64_t uid, char *buf, size_t len);
 /* The family uid of a volume (0 and *uid, or -ENOENT). */
 int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid);
 /* Does this engine run family uid (it has layers of it), rather than hold copies of it

@@ -773,6 +773,20 @@ int engine_volume_open(struct engine *eng, const char *name, struct engine_volum
 	return 0;
 }
 
+int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
+			       struct engine_volume **out)
+{
+	struct engine_volume *s = eng_volume_by_id(eng, id);
+	char spec[ENGINE_SNAP_SPEC_MAX + 1];
+
+	/* a clone of another node names the snapshot by id: it must still be a snapshot
+	 * of the family it was taken in (ids are unique across the cluster) */
+	if (!s || s->rec.kind != ONDISK_LAYER_SNAPSHOT || s->rec.uid != uid)
+		return -ENOENT;
+	eng_layer_spec(eng, s, spec, sizeof(spec));
+	return engine_volume_open(eng, spec, out);
+}
+
 void engine_volume_set_holder(struct engine_volume *vol, const char *holder)
 {
 	if (!engine_volume_readonly(vol))

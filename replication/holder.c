@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine.h"
@@ -30,7 +31,9 @@ struct hold_op {
 	struct peer_req *req;
 	struct peer_seg_req sr;      /* the request, decoded */
 	uint64_t uid, epoch;         /* the header's: the family and the sender's epoch */
-	uint8_t *buf;                /* READ: the blocks read */
+	uint8_t *buf;                /* READ, LAYER_READ: the blocks read */
+	uint8_t *crcs;               /* LAYER_READ: one CRC32C per block, sent before them */
+	struct engine_volume *snap;  /* LAYER_READ: the snapshot, open while it is read */
 };
 
 _Static_assert(PEER_SEG_BLOCK == ENGINE_BLOCK_SIZE, "a segment's block is the engine's");
@@ -81,18 +84,22 @@ static void op_free(struct hold_op *op)
 	}
 	if (op->req)
 		peer_req_drop(op->req); /* not answered: the holder is gone */
+	engine_volume_close(op->snap); /* the engine outlives the holder */
 	free(op->buf);
+	free(op->crcs);
 	free(op);
 }
 
+/* Whether the op is about a family's copies, under its fence (LAYER_READ names a
+ * family this node runs, and reads only an immutable snapshot: no epoch). */
 static bool op_has_family(const struct hold_op *op)
 {
-	return op->sr.op != PEER_OP_SEG_FLUSH;
+	return op->sr.op != PEER_OP_SEG_FLUSH && op->sr.op != PEER_OP_LAYER_READ;
 }
 
 static bool op_has_segment(const struct hold_op *op)
 {
-	return op->sr.op != PEER_OP_SEG_FLUSH && op->sr.op != PEER_OP_EPOCH_RAISE;
+	return op_has_family(op) && op->sr.op != PEER_OP_EPOCH_RAISE;
 }
 
 /* The op's family's fence now (0 for an op about no family): an op below it was
@@ -104,7 +111,13 @@ static uint64_t family_fence(const struct hold_op *op, struct engine *eng)
 
 static void log_refusal(const struct hold_op *op, uint64_t fence, int res)
 {
-	if (res == -ESTALE)
+	if (res < 0 && op->sr.op == PEER_OP_LAYER_READ)
+		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "family %llx: read through snapshot layer %llu "
+				"at lba %llu (%u blocks) refused: %s", (unsigned long long)op->uid,
+				(unsigned long long)op->sr.layer, (unsigned long long)op->sr.lba,
+				op->sr.nblocks, res == -ESTALE ? "this node does not run the family"
+				: err_str(-res));
+	else if (res == -ESTALE)
 		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "family %llx: %s of segment %u at epoch %llu "
 				"refused: fenced at epoch %llu", (unsigned long long)op->uid,
 				peer_op_name(op->sr.op), op->sr.sno, (unsigned long long)op->epoch,
@@ -120,6 +133,24 @@ static void log_refusal(const struct hold_op *op, uint64_t fence, int res)
 				(unsigned long long)op->uid, op->sr.sno, op->sr.block);
 }
 
+/* A LAYER_READ's answer: the blocks' CRCs, then the blocks (data[0..1]). */
+static int layer_read_answer(struct hold_op *op, struct peer_seg_reply *rep,
+			     struct iovec data[2])
+{
+	uint32_t n = op->sr.nblocks;
+
+	op->crcs = malloc((size_t)n * sizeof(uint32_t));
+	if (!op->crcs)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		peer_put32(op->crcs + (size_t)i * sizeof(uint32_t),
+			   crc32c(op->buf + (size_t)i * PEER_SEG_BLOCK, PEER_SEG_BLOCK));
+	rep->length = n;
+	data[0] = (struct iovec){ op->crcs, (size_t)n * sizeof(uint32_t) };
+	data[1] = (struct iovec){ op->buf, (size_t)n * PEER_SEG_BLOCK };
+	return 0;
+}
+
 /* Answers the op's request with res (the holder's state of the segment after it) and
  * frees the op. */
 static void op_finish(struct hold_op *op, int res)
@@ -129,9 +160,9 @@ static void op_finish(struct hold_op *op, int res)
 	uint8_t head[PEER_SEG_HEAD_MAX];
 	struct peer_seg_reply rep = { 0 };
 	struct engine_held_info info;
-	struct iovec data;
+	struct iovec data[2];
 	struct peer_msg m = { .op = op->sr.op | PEER_OP_REPLY, .volume_id = op->uid,
-			      .epoch = fence, .head = head };
+			      .epoch = fence, .head = head, .data = data };
 	bool held;
 
 	if (res == 0 && op->epoch < fence)
@@ -141,16 +172,19 @@ static void op_finish(struct hold_op *op, int res)
 	held = op_has_segment(op) && engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT && !held)
 		res = -ENOENT;
+	rep.length = held ? info.length : 0;
+	if (res == 0 && op->sr.op == PEER_OP_LAYER_READ) {
+		res = layer_read_answer(op, &rep, data);
+		m.datacnt = res == 0 ? 2 : 0;
+	}
 	log_refusal(op, fence, res);
 	rep.result = res;
-	rep.length = held ? info.length : 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT) {
 		rep.epoch = info.epoch;
 		rep.sealed = info.sealed;
 	}
 	if (res == 0 && op->sr.op == PEER_OP_SEG_READ) {
-		data = (struct iovec){ op->buf, (size_t)op->sr.nblocks * PEER_SEG_BLOCK };
-		m.data = &data;
+		data[0] = (struct iovec){ op->buf, (size_t)op->sr.nblocks * PEER_SEG_BLOCK };
 		m.datacnt = 1;
 	}
 	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
@@ -188,6 +222,24 @@ static void op_written(void *arg, int res)
 
 /* ---- running ---- */
 
+/* A LAYER_READ: the snapshot's blocks, read as a client reads (through its layers,
+ * holes as zeros) from this node's own map; the cleaner may move them meanwhile. */
+static int layer_read_start(struct hold_op *op, struct engine *eng)
+{
+	const struct peer_seg_req *sr = &op->sr;
+	int r = engine_snapshot_open_by_id(eng, op->uid, sr->layer, &op->snap);
+
+	if (r < 0)
+		return r;
+	op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)sr->nblocks * PEER_SEG_BLOCK);
+	if (!op->buf)
+		return -ENOMEM;
+	if (sr->lba + sr->nblocks >
+	    (engine_volume_size(op->snap) + PEER_SEG_BLOCK - 1) / PEER_SEG_BLOCK)
+		return -ERANGE; /* (the decoder refused a range that wraps) */
+	return engine_read(op->snap, sr->lba, sr->nblocks, op->buf, op_done, op);
+}
+
 /* Starts the op's own engine step. Returns 0 (a callback answers), 1 (nothing to do
  * in the engine: answer now) or -errno. */
 static int op_start(struct hold_op *op)
@@ -216,6 +268,8 @@ static int op_start(struct hold_op *op)
 		return engine_held_delete_async(eng, op->uid, sr->sno, op_done, op);
 	case PEER_OP_SEG_FLUSH:
 		return engine_flush(eng, op_done, op);
+	case PEER_OP_LAYER_READ:
+		return layer_read_start(op, eng);
 	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT */
 		return 1;
 	}
@@ -253,6 +307,10 @@ static int op_check(const struct hold_op *op, struct engine *eng)
 
 	if (op_has_family(op) && (op->uid == 0 || op->epoch == 0))
 		return -EINVAL; /* every segment op names a family and its owner's epoch */
+	/* a clone elsewhere reads through a snapshot of a family this node runs; the
+	 * snapshot is immutable, so any node that runs the family answers it right */
+	if (sr->op == PEER_OP_LAYER_READ)
+		return op->uid && engine_family_here(eng, op->uid) ? 0 : -ESTALE;
 	/* This node runs the family (it owned it, and its release is not done yet): its
 	 * segments are its own log, not copies. Above all a SEG_STAT must not answer
 	 * "no such segment": a takeover counts that as 0 blocks and would seal the open

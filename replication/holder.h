@@ -17,7 +17,12 @@
  *     (-EILSEQ); with FUA the reply comes after engine_flush().
  * SEG_READ with PEER_SEG_F_CRCS (a read-around) checks each block read against
  * its CRC before answering: a copy that fails is answered -EILSEQ, never sent.
- * SEG_FLUSH flushes the store (no family, no fence). A refused op is a reply with a
+ * SEG_FLUSH flushes the store (no family, no fence). LAYER_READ (a clone on another
+ * node reading through a snapshot of a family this node runs: docs/replication.md,
+ * "Snapshots and clones across owners") has no fence either: it is answered from the
+ * engine's own map of that snapshot, with each block's CRC32C; -ESTALE when this
+ * engine does not run the family (the reader looks its owner up again), -ENOENT when
+ * the snapshot is not there, -ERANGE past its end. A refused op is a reply with a
  * negative result; the connection stays open.
  *
  * Threading: the loop's thread (the engine's and the endpoint's).

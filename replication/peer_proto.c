@@ -43,7 +43,12 @@ static const struct op_info {
 	SEG(PEER_OP_SEG_FLUSH, "SEG_FLUSH", 0, 0, SEG_REPLY_MIN),
 	SEG(PEER_OP_SEG_STAT, "SEG_STAT", sizeof(struct peer_seg_sno),
 	    sizeof(struct peer_seg_sno), SEG_REPLY_MIN + sizeof(struct peer_seg_stat)),
+	SEG(PEER_OP_LAYER_READ, "LAYER_READ", sizeof(struct peer_layer_read),
+	    sizeof(struct peer_layer_read),
+	    SEG_REPLY_MIN + PEER_LAYER_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t))),
 };
+_Static_assert(SEG_REPLY_MIN + PEER_LAYER_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t)) <=
+		       PEER_PAYLOAD_MAX, "a LAYER_READ reply fits a payload");
 _Static_assert(sizeof(struct peer_error) + PEER_ERROR_MSG_MAX <= PEER_PAYLOAD_MAX &&
 		       SEG_REPLY_MIN + PEER_SEG_READ_MAX_BLOCKS * PEER_SEG_BLOCK <=
 			       PEER_PAYLOAD_MAX,
@@ -257,6 +262,7 @@ size_t peer_error_encode(int err, const char *msg, void *buf)
 
 #define APP(field) offsetof(struct peer_seg_append, field)
 #define RD(field) offsetof(struct peer_seg_read, field)
+#define LR(field) offsetof(struct peer_layer_read, field)
 #define RES(field) offsetof(struct peer_seg_result, field)
 #define STAT(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_seg_stat, field))
 
@@ -326,6 +332,20 @@ int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks)
 	return 0;
 }
 
+static int layer_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	if (len != sizeof(struct peer_layer_read))
+		return -EINVAL;
+	out->layer = peer_get64(p + LR(layer));
+	out->lba = peer_get64(p + LR(lba));
+	out->nblocks = peer_get32(p + LR(nblocks));
+	if (peer_get32(p + LR(reserved)))
+		return -EPROTO;
+	if (out->layer == 0 || out->nblocks == 0 || out->lba > UINT64_MAX - out->nblocks)
+		return -EINVAL;
+	return out->nblocks > PEER_LAYER_READ_MAX_BLOCKS ? -EMSGSIZE : 0;
+}
+
 /* The ops whose payload is 8 bytes: sno, then a length (SEAL) or reserved. */
 static int seg_sno_decode(uint8_t op, const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
@@ -365,6 +385,8 @@ int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg
 	case PEER_OP_SEG_DELETE:
 	case PEER_OP_SEG_STAT:
 		return seg_sno_decode(op, p, len, out);
+	case PEER_OP_LAYER_READ:
+		return layer_read_decode(p, len, out);
 	case PEER_OP_EPOCH_RAISE:
 	case PEER_OP_SEG_FLUSH:
 		return len == 0 ? 0 : -EINVAL;
@@ -410,9 +432,39 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p, r->sno);
 		peer_put32(p + 4, r->op == PEER_OP_SEG_SEAL ? r->length : 0);
 		return sizeof(struct peer_seg_sno);
+	case PEER_OP_LAYER_READ:
+		peer_put64(p + LR(layer), r->layer);
+		peer_put64(p + LR(lba), r->lba);
+		peer_put32(p + LR(nblocks), r->nblocks);
+		peer_put32(p + LR(reserved), 0);
+		return sizeof(struct peer_layer_read);
 	default: /* EPOCH_RAISE, SEG_FLUSH: empty */
 		return 0;
 	}
+}
+
+/* A LAYER_READ reply's rest (after the result): length CRCs, then length blocks. */
+static int layer_reply_decode(const uint8_t *p, size_t rest, struct peer_seg_reply *out)
+{
+	if (out->length == 0)
+		return -EINVAL;
+	if (out->length > PEER_LAYER_READ_MAX_BLOCKS)
+		return -EMSGSIZE;
+	if (rest != (size_t)out->length * (sizeof(uint32_t) + PEER_SEG_BLOCK))
+		return -EINVAL;
+	out->nblocks = out->length;
+	out->crcs = p + sizeof(struct peer_seg_result);
+	out->data = out->crcs + (size_t)out->nblocks * sizeof(uint32_t);
+	return 0;
+}
+
+int peer_layer_read_check(const struct peer_seg_reply *r)
+{
+	for (uint32_t i = 0; i < r->nblocks; i++)
+		if (crc32c(r->data + (size_t)i * PEER_SEG_BLOCK, PEER_SEG_BLOCK) !=
+		    peer_get32(r->crcs + (size_t)i * sizeof(uint32_t)))
+			return -EILSEQ;
+	return 0;
 }
 
 int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out)
@@ -432,8 +484,11 @@ int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_s
 	if (out->result > 0 || out->result < -4095)
 		return -EPROTO;
 	rest = len - sizeof(struct peer_seg_result);
-	if (out->result < 0 || (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT))
+	if (out->result < 0 ||
+	    (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT && op != PEER_OP_LAYER_READ))
 		return rest == 0 ? 0 : -EINVAL;
+	if (op == PEER_OP_LAYER_READ)
+		return layer_reply_decode(p, rest, out);
 	if (op == PEER_OP_SEG_STAT) {
 		if (rest != sizeof(struct peer_seg_stat))
 			return -EINVAL;

@@ -71,9 +71,15 @@ enum peer_op {
 	PEER_OP_EPOCH_RAISE = 0x25, /* empty: the header's epoch */
 	PEER_OP_SEG_FLUSH   = 0x26, /* empty: flushes the holder's store */
 	PEER_OP_SEG_STAT    = 0x27, /* peer_seg_sno; the reply's data: peer_seg_stat */
+	/* A clone on another node reads through a snapshot of this node's family
+	 * (docs/replication.md, "Snapshots and clones across owners"): answered by the
+	 * family's owner from its own map. It travels as a segment op (same request
+	 * and reply machinery); the header's epoch is 0 (no fence: reads only). */
+	PEER_OP_LAYER_READ  = 0x28, /* peer_layer_read; the reply's data: nblocks CRC32Cs,
+				       then the blocks */
 };
 #define PEER_OP_SEG_FIRST PEER_OP_SEG_OPEN
-#define PEER_OP_SEG_LAST  PEER_OP_SEG_STAT
+#define PEER_OP_SEG_LAST  PEER_OP_LAYER_READ
 
 /* ---- layouts ---- */
 
@@ -194,6 +200,20 @@ struct peer_seg_sno {
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_seg_sno) == 8, "SEG_DELETE / SEG_STAT payload is 8 bytes");
 
+/* LAYER_READ: nblocks blocks of snapshot layer `layer` (of the header's family) from
+ * lba. The reply carries, after peer_seg_result (its length: nblocks), one
+ * little-endian CRC32C per block and then the blocks; the reader checks each block
+ * against its CRC on arrival (peer_layer_read_check). */
+struct peer_layer_read {
+	uint64_t layer;    /* the snapshot's layer id (unique across the cluster), not 0 */
+	uint64_t lba;      /* in blocks of PEER_SEG_BLOCK */
+	uint32_t nblocks;  /* 1..PEER_LAYER_READ_MAX_BLOCKS */
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_layer_read) == 24, "LAYER_READ payload is 24 bytes");
+_Static_assert(offsetof(struct peer_layer_read, nblocks) == 16, "nblocks at 16");
+#define PEER_LAYER_READ_MAX_BLOCKS 256u /* 1 MiB per LAYER_READ */
+
 /* Every segment op's reply begins with this. */
 struct peer_seg_result {
 	int32_t result;  /* 0, or a negative Linux errno (-4095..-1) */
@@ -282,13 +302,14 @@ struct peer_error_msg {
 
 /* A segment op's request, decoded. Fields an op does not have are 0. */
 struct peer_seg_req {
-	uint8_t op;              /* PEER_OP_SEG_OPEN .. PEER_OP_SEG_STAT */
+	uint8_t op;              /* PEER_OP_SEG_OPEN .. PEER_OP_LAYER_READ */
 	uint32_t sno;
 	uint32_t segment_blocks; /* OPEN */
 	uint32_t block, nblocks; /* APPEND, READ */
 	uint32_t flags;          /* APPEND, READ: PEER_SEG_F_* */
 	uint32_t data_crc;       /* APPEND */
 	uint32_t length;         /* SEAL */
+	uint64_t layer, lba;     /* LAYER_READ (nblocks: its count) */
 	const uint8_t *data;     /* APPEND: nblocks * PEER_SEG_BLOCK bytes, in the payload;
 				    READ with PEER_SEG_F_CRCS: nblocks CRC32Cs (4 bytes
 				    each, little-endian: peer_seg_read_crc) */
@@ -300,13 +321,14 @@ struct peer_seg_reply {
 	uint32_t length;
 	uint64_t epoch;      /* STAT, on success */
 	bool sealed;         /* STAT, on success */
-	const uint8_t *data; /* READ, on success: nblocks * PEER_SEG_BLOCK bytes */
-	uint32_t nblocks;    /* READ, on success */
+	const uint8_t *data; /* READ, LAYER_READ on success: nblocks * PEER_SEG_BLOCK bytes */
+	const uint8_t *crcs; /* LAYER_READ on success: nblocks CRC32Cs (4 bytes each) */
+	uint32_t nblocks;    /* READ, LAYER_READ on success */
 };
 
 /* ---- ops ---- */
 
-/* Whether op is one this version implements; its name ("op 0x28" style for others,
+/* Whether op is one this version implements; its name ("op 0x29" style for others,
  * in a static buffer: for logs of the loop's thread). */
 bool peer_op_known(uint8_t op);
 /* Whether a known op belongs to the authenticated session (not the handshake). */
@@ -358,10 +380,15 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf);
 /* A segment reply's payload; op is the request's op or the reply's (bit 7 ignored).
  * A refusal (result < 0) carries nothing after the result; READ carries whole blocks
  * (at most PEER_SEG_READ_MAX_BLOCKS; the caller checks them against what it asked),
- * STAT peer_seg_stat; the others nothing. */
+ * LAYER_READ length (1..PEER_LAYER_READ_MAX_BLOCKS) CRCs and as many blocks, STAT
+ * peer_seg_stat; the others nothing. */
 int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out);
 /* Writes r's fixed part (result, length, and STAT's peer_seg_stat on success) into buf
- * of PEER_SEG_HEAD_MAX bytes; returns its length. READ's blocks follow it. */
+ * of PEER_SEG_HEAD_MAX bytes; returns its length. READ's blocks follow it, and
+ * LAYER_READ's CRCs and then its blocks. */
 size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *buf);
+/* A LAYER_READ reply decoded with success: 0 if each of its blocks has the CRC32C the
+ * reply names for it, else -EILSEQ. */
+int peer_layer_read_check(const struct peer_seg_reply *r);
 
 #endif

@@ -2,8 +2,8 @@
  * (replication/peer_proto.c: peer_seg_req_decode, peer_seg_reply_decode), as a holder
  * meets a hostile member's requests and an owner a hostile holder's replies.
  *
- * The first input byte picks the op: its low 3 bits one of SEG_OPEN..SEG_STAT, bit 3 a
- * reply; the rest is the payload. Besides not crashing, what a decoder accepts must
+ * The first input byte picks the op: its low 3 bits one of SEG_OPEN..SEG_STAT (bit 4
+ * set: LAYER_READ instead), bit 3 a reply; the rest is the payload. Besides not crashing, what a decoder accepts must
  * hold: data inside the payload and exactly its announced blocks, counts and ranges
  * within their bounds, and the fixed part re-encoded from the decoded fields giving
  * the very bytes received (reserved fields are zero, so there is one encoding).
@@ -51,6 +51,9 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
 	if (op == PEER_OP_SEG_OPEN)
 		check(r.segment_blocks != 0);
+	if (op == PEER_OP_LAYER_READ)
+		check(r.layer != 0 && r.nblocks >= 1 && r.nblocks <= PEER_LAYER_READ_MAX_BLOCKS &&
+		      r.lba <= UINT64_MAX - r.nblocks);
 }
 
 static void reply(uint8_t op, const uint8_t *p, size_t len)
@@ -64,7 +67,13 @@ static void reply(uint8_t op, const uint8_t *p, size_t len)
 	check(r.result <= 0 && r.result >= -4095);
 	head_len = peer_seg_reply_encode(op, &r, head);
 	check(head_len <= len && memcmp(head, p, head_len) == 0);
-	if (r.data) {
+	if (r.data && (op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ) {
+		check(r.result == 0 && r.crcs == p + head_len);
+		check(r.nblocks >= 1 && r.nblocks <= PEER_LAYER_READ_MAX_BLOCKS);
+		check(r.data == r.crcs + (size_t)r.nblocks * sizeof(uint32_t));
+		check(len == head_len + (size_t)r.nblocks * (sizeof(uint32_t) + PEER_SEG_BLOCK));
+		peer_layer_read_check(&r); /* reads exactly the CRCs and the blocks */
+	} else if (r.data) {
 		check(r.result == 0 && (op & ~PEER_OP_REPLY) == PEER_OP_SEG_READ);
 		check(r.data == p + head_len);
 		check(r.nblocks >= 1 && r.nblocks <= PEER_SEG_READ_MAX_BLOCKS);
@@ -80,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	op = (uint8_t)(PEER_OP_SEG_FIRST + (data[0] & 7));
+	op = (uint8_t)(data[0] & 16 ? PEER_OP_LAYER_READ : PEER_OP_SEG_OPEN + (data[0] & 7));
 	if (data[0] & 8)
 		reply((uint8_t)(op | PEER_OP_REPLY), data + 1, size - 1);
 	else

@@ -25,22 +25,7 @@ source "$(dirname "$0")/cluster_lib.sh"
 peer_init
 STORE=320M
 
-uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
-
-# io I VOL CMD…: qemu-io commands through node I (the attach claims an unowned
-# volume there); fails the test on an error or a pattern mismatch
-io()
-{
-	local i="$1" vol="$2" out rc=0 args=()
-	shift 2
-	for c in "$@"; do args+=(-c "$c"); done
-	out=$(qemu-io -f raw "$(uri "$i" "$vol")" "${args[@]}" 2>&1) || rc=$?
-	[ "$rc" = 0 ] ||
-		fail "node$i, $vol: qemu-io $*: $out; node$i: $(tail -5 "$WORK/node$i.log")"
-	grep -q "Pattern verification failed" <<<"$out" &&
-		fail "node$i serves other bytes of $vol than were written ($*): $out"
-	return 0
-}
+io() { node_io "$@"; }
 
 # release I VOL: node I gives VOL up once its attach is gone (the handle closes
 # when the client's last request ended)
@@ -101,7 +86,7 @@ log "ping-pong node0 -> node1 -> node0 -> node1 -> node0: every step's writes re
 qexpect 0 0 volume create r1 8M --replicas 1
 io 0 r1 'write -P 0x51 0 1M' 'flush'
 release 0 r1
-out=$(qemu-io -f raw "$(uri 2 r1)" -c 'read 0 4k' 2>&1) && fail "node2 serves r1, whose only copy is on node0: $out"
+out=$(qemu-io -f raw "$(node_uri 2 r1)" -c 'read 0 4k' 2>&1) && fail "node2 serves r1, whose only copy is on node0: $out"
 grep -q "single copy (replicas 1), on node node0" <<<"$out" || fail "node2's refusal of r1: $out"
 owner=$(qn 0 --json volume info r1 | python3 -c '
 import json, sys; print("owner=" + json.load(sys.stdin)["volume"]["cluster"]["owner"])')

@@ -138,3 +138,23 @@ start_three_peer_nodes()
 {
 	start_peer_nodes 3
 }
+
+# node_uri I VOL: the NBD URI of VOL (or VOL@SNAP) through node I
+node_uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
+
+# node_io I VOL CMD…: qemu-io commands through node I (an attach claims an unowned
+# volume there; a snapshot is opened read-only); fails the test on an error or a
+# pattern mismatch
+node_io()
+{
+	local i="$1" vol="$2" out rc=0 args=()
+	shift 2
+	for c in "$@"; do args+=(-c "$c"); done
+	[[ "$vol" != *@* ]] || args+=(-r)
+	out=$(qemu-io -f raw "$(node_uri "$i" "$vol")" "${args[@]}" 2>&1) || rc=$?
+	[ "$rc" = 0 ] ||
+		fail "node$i, $vol: qemu-io $*: $out; node$i: $(tail -5 "$WORK/node$i.log")"
+	grep -q "Pattern verification failed" <<<"$out" &&
+		fail "node$i serves other bytes of $vol than were written ($*): $out"
+	return 0
+}

@@ -269,7 +269,7 @@ static struct json_object *cmd_volume_rm(struct control *ctl, struct json_object
 
 	if (!name)
 		return ctl_no_name();
-	if ((ans = ctl_vhost_refuse_rm(ctl, name)))
+	if ((ans = ctl_vhost_refuse_rm(ctl, name)) || (ans = ctl_cluster_refuse_base_rm(ctl, name)))
 		return ans;
 	if (ctl_cluster_volume_rm(ctl, req, name, &ans))
 		return ans;

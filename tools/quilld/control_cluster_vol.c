@@ -19,6 +19,7 @@
 #include "cluster/cluster.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/volspec.h"
 #include "engine/engine.h"
 #include "replication/replica.h"
 #include "tools/control_proto.h"
@@ -355,6 +356,56 @@ static void rm_local_done(void *arg, int res)
 		job_end(job, r, NULL);
 }
 
+struct json_object *ctl_cluster_refuse_base_rm(struct control *ctl, const char *spec)
+{
+	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1], names[256] = "";
+	struct cluster_volume *vols;
+	size_t n, used = 0;
+	unsigned found = 0;
+
+	if (!ctl->cluster || !spec || volspec_parse(spec, vol, snap) < 0 ||
+	    cluster_volumes(ctl->cluster, &vols, &n) < 0)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct layout_base *b = &vols[i].rec.base;
+		int w;
+
+		if (!b->volume[0] || strcmp(b->volume, vol) != 0 ||
+		    (snap[0] && strcmp(b->snap, snap) != 0))
+			continue;
+		w = snprintf(names + used, sizeof(names) - used, "%s%s (of %s@%s)",
+			     found ? ", " : "", vols[i].rec.name, b->volume, b->snap);
+		if (w > 0 && used + (size_t)w < sizeof(names))
+			used += (size_t)w;
+		found++;
+	}
+	free(vols);
+	if (!found)
+		return NULL;
+	return ctl_error(EBUSY, "%s '%s' is the base of %s %s in the cluster: flatten %s "
+			 "(quill flatten) or remove %s first", snap[0] ? "snapshot" : "volume",
+			 spec, found > 1 ? "clones" : "clone", names, found > 1 ? "them" : "it",
+			 found > 1 ? "them" : "it");
+}
+
+struct json_object *ctl_cluster_refuse_clone(struct control *ctl, const char *snap_spec)
+{
+	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
+	struct cluster_volume v;
+	uint64_t uid;
+
+	if (!ctl->cluster || !snap_spec || volspec_parse(snap_spec, vol, snap) < 0 ||
+	    engine_volume_family(ctl->eng, vol, &uid) == 0 ||
+	    cluster_volume_get(ctl->cluster, vol, &v) < 0)
+		return NULL;
+	if (v.claimed)
+		return ctl_error(EREMOTE, "volume '%s' is owned by node %s: make the clone there "
+				 "(a clone is made on its parent's owner; clones across owners "
+				 "are not built yet)", vol, v.claim.node);
+	return ctl_error(EREMOTE, "volume '%s' has no owner now: claim it here (quill volume "
+			 "claim %s) or on another node, then make the clone there", vol, vol);
+}
+
 bool ctl_cluster_volume_rm(struct control *ctl, struct json_object *req, const char *name,
 			   struct json_object **ans)
 {
@@ -431,7 +482,16 @@ static struct json_object *cmd_volume_release(struct control *ctl, struct json_o
 {
 	const char *name = ctl_get_string(req, "name");
 	struct engine_volume_info info;
+	char clones[256];
+	uint64_t uid;
 
+	/* the family's layers leave this node with the claim; a clone made here reading
+	 * through one of its snapshots would lose its base (not even --force) */
+	if (ctl->cluster && name && engine_volume_family(ctl->eng, name, &uid) == 0 &&
+	    engine_family_clones(ctl->eng, uid, clones, sizeof(clones)) > 0)
+		return ctl_error(EMLINK, "volume '%s' cannot leave this node: clone %s reads "
+				 "through its snapshot here: flatten the clone (quill flatten) "
+				 "or remove it first", name, clones);
 	if (ctl->cluster && name && !ctl_get_bool(req, "force") &&
 	    engine_volume_info(ctl->eng, name, &info) == 0 && info.open)
 		return ctl_busy_error(ctl, name, "releasing it cuts its clients off: detach "

@@ -88,6 +88,14 @@ struct json_object *ctl_busy_error(struct control *ctl, const char *spec, const 
 /* Refuses to delete what a vhost-user export is defined on (spec exactly: "VOL" or
  * "VOL@SNAP"), even with no front-end connected: the answer, or NULL. */
 struct json_object *ctl_vhost_refuse_rm(struct control *ctl, const char *spec);
+/* Refuses to delete what a volume of the cluster map names as its base (spec "VOL@SNAP":
+ * that snapshot; "VOL": any of its snapshots), naming those clones, from any node of
+ * a cluster: the answer, or NULL (none, or no cluster). */
+struct json_object *ctl_cluster_refuse_base_rm(struct control *ctl, const char *spec);
+/* A clone is made on its parent's owner (docs/replication.md, "Snapshots and clones
+ * across owners"): on another node of a cluster, where the parent is a volume of the
+ * map this engine does not have, the answer names where to make it; else NULL. */
+struct json_object *ctl_cluster_refuse_clone(struct control *ctl, const char *snap_spec);
 /* Adds "vhost_exports": [{"spec", "socket", "connected"}] to o: the exports defined on
  * vol and its snapshots. */
 void ctl_vhost_add_exports(struct control *ctl, const char *vol, struct json_object *o);

@@ -230,7 +230,8 @@ static struct json_object *cmd_snap_rm(struct control *ctl, struct json_object *
 
 	if ((ans = need_snap(req, &ref)))
 		return ans;
-	if ((ans = ctl_vhost_refuse_rm(ctl, ctl_get_string(req, "snap"))))
+	if ((ans = ctl_vhost_refuse_rm(ctl, ctl_get_string(req, "snap"))) ||
+	    (ans = ctl_cluster_refuse_base_rm(ctl, ctl_get_string(req, "snap"))))
 		return ans;
 	call = ctl_call_new(ctl, req, snap_rm_finish);
 	return ctl_call_started(call, engine_snap_delete_async(ctl->eng, ref.vol, ref.snap,
@@ -317,6 +318,8 @@ static struct json_object *cmd_clone(struct control *ctl, struct json_object *re
 		return ans;
 	if (!name)
 		return ctl_error(EINVAL, "request without the new volume's name");
+	if ((ans = ctl_cluster_refuse_clone(ctl, ctl_get_string(req, "snap"))))
+		return ans;
 	call = ctl_call_new(ctl, req, clone_finish);
 	return ctl_call_started(call, engine_clone_async(ctl->eng, ctl_get_string(req, "snap"),
 							 name, ctl_call_done, call));

@@ -158,7 +158,10 @@ static void stale_released(void *arg, int res)
 		res = takeover_start(&run->tk->o, run->name, run->epoch, run_done, run, &run->t);
 	if (res < 0) {
 		snprintf(msg, sizeof(msg), "its stale local layers could not be released: %s%s",
-			 err_str(-res), res == -EBUSY ? " (open here)" : "");
+			 err_str(-res), res == -EBUSY ? " (open here)"
+				: res == -EMLINK ? " (a clone made here reads through one of its "
+						   "snapshots: flatten the clone or remove it)"
+				: "");
 		log_msg(LOG_ERROR, LOG_TAG, "volume %s: %s", run->name, msg);
 		run_done(run, res, msg);
 	}

@@ -212,6 +212,54 @@ Test(layout, volume_record_round_trips)
 	free(text);
 }
 
+/* A clone's record names its base (docs/cluster.md, "Clones across owners"); a record
+ * without one has none, and says nothing of it. */
+Test(layout, volume_record_base_round_trips)
+{
+	struct layout_volume v = sample_volume(), back;
+	char *text = layout_volume_encode(&v);
+
+	cr_assert_null(strstr(text, "base"), "no base, no key: %s", text);
+	free(text);
+	v.base = (struct layout_base){ .volume = "vm0", .snap = "golden",
+				       .family = 0x7fffffffffffffffull, .layer = 325557159625344992ull };
+	text = layout_volume_encode(&v);
+	cr_assert_not_null(strstr(text, "\"base\":{\"volume\":\"vm0\",\"snap\":\"golden\","
+				    "\"family\":9223372036854775807,"
+				    "\"layer\":325557159625344992}"), "%s", text);
+	cr_assert_eq(layout_volume_decode(text, strlen(text), &back), 0, "%s", text);
+	cr_assert_eq(memcmp(&v, &back, sizeof(v)), 0);
+	free(text);
+}
+
+Test(layout, bad_volume_bases_are_refused)
+{
+#define BREC(base) \
+	"{\"name\":\"v\",\"size\":4096,\"sector_size\":512,\"replicas\":3," \
+	"\"min_replicas\":2,\"owner\":\"n0\",\"epoch\":1,\"created\":0," \
+	"\"state\":\"ready\",\"base\":" base "}"
+	static const char *const bad[] = {
+		BREC("\"vm0@s\""),                                               /* not an object */
+		BREC("{\"volume\":\"vm0\",\"snap\":\"s\",\"family\":1}"),             /* no layer */
+		BREC("{\"volume\":\"vm0\",\"snap\":\"s\",\"family\":0,\"layer\":1}"), /* no family */
+		BREC("{\"volume\":\"vm0\",\"snap\":\"s\",\"family\":1,\"layer\":-1}"),
+		BREC("{\"volume\":\"\",\"snap\":\"s\",\"family\":1,\"layer\":1}"),  /* no volume */
+		BREC("{\"volume\":\"vm0\",\"snap\":\"a/b\",\"family\":1,\"layer\":1}"),
+	};
+	const char *good = BREC("{\"volume\":\"vm0\",\"snap\":\"s\",\"family\":1,\"layer\":2}");
+	struct layout_volume back;
+
+	cr_assert_eq(layout_volume_decode(good, strlen(good), &back), 0);
+	cr_assert_str_eq(back.base.volume, "vm0");
+	cr_assert_str_eq(back.base.snap, "s");
+	cr_assert_eq(back.base.family, 1);
+	cr_assert_eq(back.base.layer, 2);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(layout_volume_decode(bad[i], strlen(bad[i]), &back), -EPROTO, "%s",
+			     bad[i]);
+#undef BREC
+}
+
 Test(layout, bad_volume_records_are_refused)
 {
 #define VREC(repl, minr, epoch, state, name) \

@@ -439,6 +439,38 @@ Test(adopt, released_then_adopted_again_reads_the_same)
 	family_free(&f);
 }
 
+/* A clone made here is a family of its own reading through a snapshot of the one
+ * released: the release is refused and changes nothing (the clone's parent would
+ * dangle: quilld crashed on the next use of it), and goes once the clone is gone. */
+Test(adopt, a_release_under_a_local_clone_of_another_family_is_refused)
+{
+	struct family f;
+	struct engine_volume *c;
+	char names[64];
+	uint64_t cuid;
+
+	src_family(&f);
+	open_engine();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), 0);
+	cr_assert_eq(engine_volume_family(eng, "c", &cuid), 0);
+	cr_assert_neq(cuid, f.uid, "a clone is a family of its own");
+	cr_assert_eq(engine_family_clones(eng, f.uid, names, sizeof(names)), 1);
+	cr_assert_str_eq(names, "c (of v@s1)");
+	cr_assert_eq(engine_family_clones(eng, cuid, names, sizeof(names)), 0);
+	cr_assert_eq(release(f.uid, f.sno, f.n), -EMLINK);
+	cr_assert_eq(stats().segments_held, 0, "nothing released");
+	expect_family(&f);
+	c = open_vol("c");
+	cr_assert_eq(vread(c, 0, 1, &(uint8_t[BLK]){ 0 }), 0, "the clone still reads");
+	engine_volume_close(c);
+	cr_assert_eq(engine_volume_delete(eng, "c"), 0);
+	cr_assert_eq(release(f.uid, f.sno, f.n), 0);
+	cr_assert_eq(stats().segments_held, f.n);
+	family_free(&f);
+}
+
 Test(adopt, a_release_frees_the_segments_it_does_not_keep)
 {
 	struct family f;

@@ -4,7 +4,8 @@
  * epoch refused with the connection kept; a raise persisted before the op; a FUA
  * append answered only after the store's flush; a data CRC mismatch refused with
  * nothing written; another segment size refused; the holder destroyed with an op in
- * the engine (its reply dropped). */
+ * the engine (its reply dropped); a LAYER_READ through a snapshot of a family this
+ * engine runs (sent and checked by layerread.c), and its refusals. */
 #include "replication/holder.h"
 
 #include <criterion/criterion.h>
@@ -17,6 +18,7 @@
 #include "common/loop.h"
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
+#include "replication/layerread.h"
 #include "replication/peer.h"
 #include "replication/peer_session.h"
 #include "peer_fixture.h"
@@ -183,6 +185,9 @@ static void on_reply(void *arg, int res, const struct peer_hdr *h, const void *p
 		a->vol = h->volume_id;
 		a->epoch = h->epoch;
 		cr_assert_eq(peer_seg_reply_decode(h->op, payload, len, &a->rep), 0);
+		if (a->rep.crcs) /* a LAYER_READ's blocks arrive with their CRCs */
+			cr_assert_eq(peer_layer_read_check(&a->rep), 0);
+		a->rep.crcs = NULL; /* points into the payload, gone after this call */
 		if (a->rep.data) {
 			cr_assert_leq((size_t)a->rep.nblocks * BLK, sizeof(a->data));
 			memcpy(a->data, a->rep.data, (size_t)a->rep.nblocks * BLK);
@@ -504,4 +509,79 @@ Test(holder, a_family_run_here_is_not_held_here)
 	call_uid = UID;
 	cr_assert_eq(stat_seg(1, 3)->rep.result, -ENOENT);
 	cr_assert_eq(closes, 0);
+}
+
+/* The snapshot layer named by id, read through the wire as a clone's node reads it
+ * (layerread.h: each block checked against its CRC on arrival). */
+struct lr_answer {
+	bool done;
+	int res;
+};
+
+static void lr_done(void *arg, int res)
+{
+	struct lr_answer *a = arg;
+
+	a->done = true;
+	a->res = res;
+	loop_stop(lp);
+}
+
+static int read_layer(uint64_t layer, uint64_t lba, uint32_t n, uint8_t *buf)
+{
+	struct lr_answer a = { 0 };
+
+	cr_assert_eq(layer_read(conn, call_uid, layer, lba, n, buf, 5000, lr_done, &a), 0);
+	while (!a.done)
+		cr_assert_eq(loop_run(lp), 0);
+	return a.res;
+}
+
+static int first_snapshot(const struct engine_snap_info *si, void *arg)
+{
+	*(uint64_t *)arg = si->id;
+	return 1;
+}
+
+/* What the snapshot holds (holes as zeros), never what its volume wrote since. */
+Test(holder, layer_read_answers_the_snapshot)
+{
+	struct engine_volume *v = create_and_open("golden", 1u << 20);
+	static uint8_t want[4 * BLK], got[6 * BLK], zeros[2 * BLK];
+	struct peer_seg_req raw = { .op = PEER_OP_LAYER_READ, .lba = 0, .nblocks = 1 };
+	uint64_t layer = 0;
+	struct answer *a;
+
+	write_tagged(v, 0, 4, 7);
+	cr_assert_eq(engine_snap_create(eng, "golden", "base"), 0);
+	write_tagged(v, 0, 2, 8); /* after the snapshot: never read through it */
+	cr_assert_eq(engine_volume_family(eng, "golden", &call_uid), 0);
+	cr_assert_eq(engine_snap_list(eng, "golden", first_snapshot, &layer), 1);
+
+	cr_assert_eq(read_layer(layer, 0, 6, got), 0);
+	fill(want, 0, 4, 7);
+	cr_assert_arr_eq(got, want, sizeof(want), "the snapshot's blocks");
+	cr_assert_arr_eq(got + 4 * BLK, zeros, sizeof(zeros), "its holes, as zeros");
+	cr_assert_eq(read_layer(layer, 3, 1, got), 0);
+	cr_assert_arr_eq(got, want + 3 * BLK, BLK);
+	raw.layer = layer;
+	a = call(&raw, 0, NULL, 5000);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.nblocks, 1);
+	cr_assert_eq(a->epoch, 0, "no fence on a read of a snapshot");
+
+	cr_assert_eq(read_layer(layer, 255, 2, got), -ERANGE, "past its end");
+	cr_assert_eq(read_layer(layer + 1000, 0, 1, got), -ENOENT, "no such layer");
+	cr_assert_eq(read_layer(info("golden").id, 0, 1, got), -ENOENT,
+		     "a volume's live layer is not a snapshot");
+	call_uid ^= 1;
+	cr_assert_eq(read_layer(layer, 0, 1, got), -ESTALE,
+		     "a family this engine does not run: ask its owner");
+	call_uid ^= 1;
+	cr_assert_eq(layer_read(conn, call_uid, layer, 0, 257, got, 0, lr_done, NULL), -EINVAL,
+		     "more than one LAYER_READ carries");
+	engine_volume_close(v);
+	cr_assert_eq(engine_snap_delete(eng, "golden", "base"), 0);
+	cr_assert_eq(read_layer(layer, 0, 1, got), -ENOENT, "a removed snapshot");
+	cr_assert(conn != NULL, "refusals keep the connection");
 }

@@ -121,8 +121,8 @@ Test(peer_proto, unknown_flags_and_reserved_refused)
 
 Test(peer_proto, unknown_ops_refused)
 {
-	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x28, 0x29, 0x7f, 0x80,
-					   0xa8, 0xfe };
+	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x29, 0x2a, 0x7f, 0x80,
+					   0xa9, 0xfe };
 	struct peer_hdr d;
 
 	for (size_t i = 0; i < sizeof(unknown); i++) {
@@ -135,7 +135,7 @@ Test(peer_proto, unknown_ops_refused)
 	}
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND");
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND | PEER_OP_REPLY), "SEG_APPEND reply");
-	cr_assert_str_eq(peer_op_name(0x28), "op 0x28");
+	cr_assert_str_eq(peer_op_name(0x29), "op 0x29");
 	cr_assert_str_eq(peer_op_name(PEER_OP_PING), "PING");
 }
 
@@ -154,6 +154,7 @@ Test(peer_proto, segment_ops_known_with_bounds)
 		{ PEER_OP_EPOCH_RAISE, 0, 0, 8 },
 		{ PEER_OP_SEG_FLUSH, 0, 0, 8 },
 		{ PEER_OP_SEG_STAT, 8, 8, 24 },
+		{ PEER_OP_LAYER_READ, 24, 24, 8 + 256 * (4 + 4096) },
 	};
 	uint32_t min, max;
 
@@ -457,7 +458,7 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_FLUSH, buf, 4, &d), -EINVAL);
 	/* not a segment request */
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_PING, buf, 0, &d), -EOPNOTSUPP);
-	cr_assert_eq(peer_seg_req_decode(0x28, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(0x29, buf, 0, &d), -EOPNOTSUPP);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL | PEER_OP_REPLY, buf, 8, &d),
 		     -EOPNOTSUPP);
 }
@@ -555,4 +556,85 @@ Test(peer_proto, seg_read_crcs_check_each_block)
 	cr_assert_eq(peer_seg_read_check(&d, blocks), -EILSEQ);
 	d.flags = 0;
 	cr_assert_eq(peer_seg_read_check(&d, blocks), 0, "no CRCs asked: nothing checked");
+}
+
+/* LAYER_READ: layer, lba and count at their offsets, one encoding, every bound. */
+Test(peer_proto, layer_read_round_trip_and_refusals)
+{
+	uint8_t buf[PEER_SEG_HEAD_MAX + 4];
+	struct peer_seg_req r = { .op = PEER_OP_LAYER_READ, .layer = 0x1122334455667788ull,
+				  .lba = 1ull << 40, .nblocks = 256 };
+	struct peer_seg_req d;
+	uint8_t again[PEER_SEG_HEAD_MAX];
+	size_t n;
+
+	n = peer_seg_req_encode(&r, buf);
+	cr_assert_eq(n, 24);
+	cr_assert_eq(peer_get64(buf), r.layer, "layer at 0");
+	cr_assert_eq(peer_get64(buf + 8), r.lba, "lba at 8");
+	cr_assert_eq(peer_get32(buf + 16), 256, "nblocks at 16");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n, &d), 0);
+	cr_assert_eq(d.layer, r.layer);
+	cr_assert_eq(d.lba, r.lba);
+	cr_assert_eq(d.nblocks, 256);
+	cr_assert_null(d.data);
+	cr_assert_eq(peer_seg_req_encode(&d, again), n);
+	cr_assert_arr_eq(again, buf, n, "one encoding");
+
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n - 1, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n + 4, &d), -EINVAL,
+		     "bytes after the payload");
+	peer_put32(buf + 20, 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n, &d), -EPROTO, "reserved");
+	peer_put32(buf + 20, 0);
+	peer_put32(buf + 16, 257);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n, &d), -EMSGSIZE,
+		     "past 1 MiB");
+	peer_put32(buf + 16, 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n, &d), -EINVAL, "nothing");
+	peer_put32(buf + 16, 2);
+	peer_put64(buf + 8, UINT64_MAX);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n, &d), -EINVAL, "wraps");
+	peer_put64(buf + 8, 0);
+	peer_put64(buf, 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n, &d), -EINVAL,
+		     "layer 0 is no layer");
+}
+
+/* A LAYER_READ reply: the CRCs, then the blocks, each block checked against its own;
+ * a reply whose sizes do not add up is refused. */
+Test(peer_proto, layer_read_reply_crcs_then_blocks)
+{
+	static uint8_t buf[8 + 2 * (4 + PEER_SEG_BLOCK)];
+	struct peer_seg_reply r = { .result = 0, .length = 2 }, d;
+	size_t len = sizeof(buf);
+
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_LAYER_READ | PEER_OP_REPLY, &r, buf), 8);
+	memset(buf + 16, 0x5a, PEER_SEG_BLOCK);
+	memset(buf + 16 + PEER_SEG_BLOCK, 0xa5, PEER_SEG_BLOCK);
+	peer_put32(buf + 8, crc32c(buf + 16, PEER_SEG_BLOCK));
+	peer_put32(buf + 12, crc32c(buf + 16 + PEER_SEG_BLOCK, PEER_SEG_BLOCK));
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ | PEER_OP_REPLY, buf, len, &d), 0);
+	cr_assert_eq(d.nblocks, 2);
+	cr_assert_eq(d.crcs, buf + 8);
+	cr_assert_eq(d.data, buf + 16);
+	cr_assert_eq(peer_layer_read_check(&d), 0);
+	buf[16 + PEER_SEG_BLOCK + 7] ^= 1; /* the second block goes bad on the way */
+	cr_assert_eq(peer_layer_read_check(&d), -EILSEQ);
+
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ, buf, len - 1, &d), -EINVAL);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ, buf, 8 + 4 + PEER_SEG_BLOCK, &d),
+		     -EINVAL, "fewer blocks than its length says");
+	peer_put32(buf + 4, 0);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ, buf, 8, &d), -EINVAL,
+		     "a read of nothing");
+	peer_put32(buf + 4, 257);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ, buf, len, &d), -EMSGSIZE);
+	/* a refusal carries nothing after the result */
+	r = (struct peer_seg_reply){ .result = -ENOENT };
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_LAYER_READ, &r, buf), 8);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ, buf, 8, &d), 0);
+	cr_assert_eq(d.result, -ENOENT);
+	cr_assert_null(d.data);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ, buf, 12, &d), -EINVAL);
 }

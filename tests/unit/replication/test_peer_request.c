@@ -20,6 +20,7 @@
 
 #include "common/crc32c.h"
 #include "common/loop.h"
+#include "replication/layerread.h"
 #include "replication/peer_session.h"
 #include "peer_fixture.h"
 
@@ -50,7 +51,7 @@ static struct peer_endpoint *server, *client;
 
 /* ---- the server's serve hook ---- */
 
-enum mode { ANSWER, HOLD, BAD_REPLY };
+enum mode { ANSWER, HOLD, BAD_REPLY, LAYER_BAD_CRC, LAYER_SHORT };
 
 static struct srv {
 	enum mode mode;
@@ -79,7 +80,8 @@ static void answer(struct peer_req *req, int result)
 	struct peer_seg_reply rep = { .result = result };
 	uint8_t head[PEER_SEG_HEAD_MAX];
 	static uint8_t blocks[PEER_SEG_READ_MAX_BLOCKS * PEER_SEG_BLOCK];
-	struct iovec data;
+	static uint8_t crcs[PEER_LAYER_READ_MAX_BLOCKS * 4];
+	struct iovec data, two[2];
 	struct peer_msg m = { .op = h->op | PEER_OP_REPLY, .volume_id = h->volume_id,
 			      .epoch = h->epoch, .head = head };
 
@@ -97,6 +99,22 @@ static void answer(struct peer_req *req, int result)
 		data = (struct iovec){ blocks, (size_t)sr.nblocks * PEER_SEG_BLOCK };
 		m.data = &data;
 		m.datacnt = 1;
+	}
+	if (result == 0 && sr.op == PEER_OP_LAYER_READ) {
+		/* the blocks with their CRCs; LAYER_BAD_CRC: one bit flipped after its CRC
+		 * was taken, LAYER_SHORT: one block fewer than asked */
+		rep.length = sr.nblocks - (srv.mode == LAYER_SHORT);
+		for (size_t i = 0; i < (size_t)rep.length * PEER_SEG_BLOCK; i++)
+			blocks[i] = pattern((uint32_t)sr.lba, i);
+		for (uint32_t b = 0; b < rep.length; b++)
+			peer_put32(crcs + 4 * b, crc32c(blocks + (size_t)b * PEER_SEG_BLOCK,
+							PEER_SEG_BLOCK));
+		if (srv.mode == LAYER_BAD_CRC)
+			blocks[PEER_SEG_BLOCK + 5] ^= 1;
+		two[0] = (struct iovec){ crcs, (size_t)rep.length * 4 };
+		two[1] = (struct iovec){ blocks, (size_t)rep.length * PEER_SEG_BLOCK };
+		m.data = two;
+		m.datacnt = 2;
 	}
 	m.head_len = peer_seg_reply_encode(m.op, &rep, head);
 	if (srv.mode == BAD_REPLY)
@@ -741,4 +759,55 @@ Test(peer_request, slow_reader_stalls_no_one_else)
 	peer_session_destroy(r.s);
 	peer_buf_free(&r.in);
 	peer_buf_free(&r.out);
+}
+
+/* ---- LAYER_READ as layerread.c sends it ---- */
+
+static void layer_done(void *arg, int res)
+{
+	*(int *)arg = res;
+	loop_stop(lp);
+}
+
+static int read_layer(struct cli *cl, uint64_t lba, uint32_t n, uint8_t *buf)
+{
+	int res = 1;
+
+	cr_assert_eq(layer_read(cl->c, FAMILY, 42, lba, n, buf, 1000, layer_done, &res), 0);
+	cr_assert_eq(res, 1, "never before layer_read returns");
+	while (res == 1)
+		cr_assert_eq(loop_run(lp), 0);
+	return res;
+}
+
+/* The blocks reach the caller only checked: one that does not match its CRC, or a
+ * reply of another count than asked, is an error and never data. */
+Test(peer_request, layer_read_checks_every_block)
+{
+	static uint8_t buf[3 * PEER_SEG_BLOCK];
+	struct cli cl = { 0 };
+
+	connect_ready(&cl, true);
+	cr_assert_eq(read_layer(&cl, 7, 3, buf), 0);
+	cr_assert_eq(srv.last_hdr.op, PEER_OP_LAYER_READ);
+	cr_assert_eq(srv.last_hdr.volume_id, FAMILY);
+	cr_assert_eq(srv.last_hdr.epoch, 0, "a read of a snapshot names no epoch");
+	cr_assert_eq(srv.last.layer, 42);
+	cr_assert_eq(srv.last.lba, 7);
+	cr_assert_eq(srv.last.nblocks, 3);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], pattern(7, i), "byte %zu", i);
+	srv.mode = LAYER_BAD_CRC;
+	memset(buf, 0, sizeof(buf));
+	cr_assert_eq(read_layer(&cl, 7, 3, buf), -EILSEQ);
+	cr_assert_eq(buf[PEER_SEG_BLOCK + 5], 0, "nothing of a bad reply reaches the buffer");
+	srv.mode = LAYER_SHORT;
+	cr_assert_eq(read_layer(&cl, 7, 3, buf), -EPROTO);
+	srv.mode = ANSWER;
+	cr_assert_eq(read_layer(&cl, 0, 1, buf), 0, "the connection serves on");
+	cr_assert_eq(layer_read(cl.c, 0, 42, 0, 1, buf, 0, layer_done, NULL), -EINVAL,
+		     "no family");
+	cr_assert_eq(layer_read(cl.c, FAMILY, 0, 0, 1, buf, 0, layer_done, NULL), -EINVAL,
+		     "no layer");
+	cr_assert_eq(cl.closes, 0);
 }
