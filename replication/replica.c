@@ -879,17 +879,34 @@ static struct rseg *seg_unopened_new(struct replicas *rs, struct family *f, uint
 	return s;
 }
 
+/* s was written under an epoch of the family that this node lost since (RS_DEAD: its
+ * appends failed then) and took again (an adopt): sealed now (the takeover sealed
+ * every record its owner left open), its record and copies are this node's to
+ * delete again. */
+static void seg_revive(struct rseg *s)
+{
+	if (s->state == RS_DEAD && !s->ops && !s->delete_wanted && !s->fam->stale) {
+		s->state = RS_SEALED;
+		s->nseal_todo = 0;
+	}
+}
+
 /* The segment the engine freed that was not opened in this process (written before a
- * restart, or adopted): the one the start-up's check made for it if any, else a new
- * one. NULL: its delete is under way already, or no memory (logged: the record
- * stays until the next start-up's check). */
+ * restart, or adopted) or opened under an epoch lost since: the one the start-up's
+ * check (or that epoch) made for it if any, else a new one. NULL: its delete is under
+ * way already, or no memory (logged: the record stays until the next start-up's
+ * check). */
 static struct rseg *seg_unopened(struct replicas *rs, uint64_t uid, uint32_t sno)
 {
 	struct family *f = family_find(rs, uid);
 	struct rseg *s = seg_find(rs, uid, sno);
 
-	if (s)
+	if (f && !cluster_volume_owned(rs->cluster, f->name, NULL))
+		return NULL; /* lost or given up: its owner's start-up check deletes it */
+	if (s) {
+		seg_revive(s);
 		return s->delete_wanted || s->state == RS_DELETING ? NULL : s;
+	}
 	if (f && (s = seg_unopened_new(rs, f, sno, NULL)))
 		return s;
 	log_msg(LOG_ERROR, LOG_TAG, "family %016" PRIx64 " segment %08" PRIx32 ": freed, but "
@@ -953,12 +970,15 @@ static void check_seal(struct family *f, const struct layout_segment *rec, uint3
 	seg_step(s);
 }
 
-/* A recorded segment the log no longer has (freed): its record and copies go. */
-static void check_delete(struct family *f, const struct layout_segment *rec)
+/* A recorded segment the log no longer has (freed): its record and copies go. s: the
+ * segment as an epoch lost since left it (RS_DEAD), or NULL. */
+static void check_delete(struct family *f, struct rseg *s, const struct layout_segment *rec)
 {
-	struct rseg *s = seg_unopened_new(f->rs, f, rec->id.seq, rec);
-
-	if (!s)
+	if (s)
+		seg_revive(s);
+	else
+		s = seg_unopened_new(f->rs, f, rec->id.seq, rec);
+	if (!s || s->state != RS_SEALED)
 		return;
 	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": recorded, "
 		"but freed from this node's log: deleting its record and its copies", f->name,
@@ -1030,15 +1050,16 @@ static int check_records(struct family *f, const struct layout_segment *segs, si
 		}
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
+		struct rseg *s = seg_find(f->rs, f->uid, rec->id.seq);
 		int own;
 
-		if (seg_find(f->rs, f->uid, rec->id.seq))
+		if (s && s->state != RS_DEAD)
 			continue; /* opened, sealed or deleted by this process: its own */
 		own = own_seg_blocks(&o, rec->id.seq);
-		if (own >= 0 && rec->state == LAYOUT_SEG_OPEN)
+		if (own >= 0 && rec->state == LAYOUT_SEG_OPEN && !s)
 			check_seal(f, rec, (uint32_t)own);
 		else if (own == -ENOENT && any && rec->id.seq < newest)
-			check_delete(f, rec);
+			check_delete(f, s, rec);
 	}
 	free(o.v);
 	return 0;
