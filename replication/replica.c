@@ -23,6 +23,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
+#include "common/array.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -1000,15 +1001,8 @@ static int own_seg_add(void *arg, uint32_t sno, int blocks)
 {
 	struct own_segs *o = arg;
 
-	if (o->n == o->cap) {
-		size_t cap = o->cap ? o->cap * 2 : 64;
-		struct own_seg *v = realloc(o->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		o->v = v;
-		o->cap = cap;
-	}
+	if (ARRAY_GROW(o->v, o->cap, o->n, 64) < 0)
+		return -ENOMEM;
 	o->v[o->n++] = (struct own_seg){ .sno = sno, .blocks = blocks };
 	return 0;
 }
