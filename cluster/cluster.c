@@ -408,13 +408,15 @@ static void claim_set(struct cluster *cl, const char *name, int64_t epoch,
 	pthread_mutex_unlock(&cl->mu);
 }
 
-static void claim_drop(struct cluster *cl, const char *name)
+/* The claim on name goes, if its epoch is at most upto: a fenced call under an older
+ * epoch refused late (ESTALE) says nothing of a claim this node took again since. */
+static void claim_drop(struct cluster *cl, const char *name, int64_t upto)
 {
 	struct claim *c;
 
 	pthread_mutex_lock(&cl->mu);
 	c = claim_find(cl, name);
-	if (c)
+	if (c && c->epoch <= upto)
 		claim_forget(cl, c);
 	pthread_mutex_unlock(&cl->mu);
 }
@@ -565,9 +567,10 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 			(long long)q->epoch, after,
 			q->resumed ? " (an unfinished create taken over)" : "");
 	}
-	if ((c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE)) ||
-	    c->res == -ESTALE)
-		claim_drop(cl, name);
+	if (c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE))
+		claim_drop(cl, name, INT64_MAX);
+	else if (c->res == -ESTALE)
+		claim_drop(cl, name, epoch);
 	if (c->res < 0 && !msg[0])
 		snprintf(msg, len, "%s", strerror(-c->res));
 }

@@ -512,6 +512,14 @@ bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno);
  * not the open segment of a layer of uid (sealed already, or another family's). */
 int engine_family_seal_open(struct engine *eng, uint64_t uid, uint32_t sno);
 
+/* Every segment of family uid in this engine's own log (not a held copy, not being
+ * freed), in slot order: fn(arg, sno, blocks), blocks the length of a sealed one or
+ * -EBUSY for an open one; stops at fn's first nonzero result, which it returns. One
+ * pass over the slots: a replicated family's start-up checks its segment records
+ * against it (replica.c, docs/cluster.md "After a restart or an adopt"). */
+int engine_segment_own_each(const struct engine *eng, uint64_t uid,
+			    int (*fn)(void *arg, uint32_t sno, int blocks), void *arg);
+
 /* ---- taking a family over (docs/replication.md, "Takeover") ----
  * The sealed held copies (uid, snos[0..n-1]) become this engine's own log of family
  * uid, and the family's layers (its volume, snapshots, clones' roots in it) are rebuilt

@@ -50,6 +50,20 @@ int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_
 	return eng->slots[slot].local_writes ? -EBUSY : (int)eng->slots[slot].used;
 }
 
+int engine_segment_own_each(const struct engine *eng, uint64_t uid,
+			    int (*fn)(void *arg, uint32_t sno, int blocks), void *arg)
+{
+	int r = 0;
+
+	for (uint32_t i = 0; i < eng->segs->count && r == 0; i++) {
+		const struct slot *s = &eng->slots[i];
+
+		if (s->state != SLOT_FREE && !s->held && !s->freeing && s->family_uid == uid)
+			r = fn(arg, s->sno, s->state == SLOT_SEALED ? (int)s->used : -EBUSY);
+	}
+	return r;
+}
+
 static void segcopy_read_done(void *arg, int res)
 {
 	struct segcopy_read *r = arg;

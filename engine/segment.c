@@ -410,6 +410,16 @@ int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iov
 	return eng->segs->ops->readv(eng->segs, slot, block, iov, iovcnt, cb, arg);
 }
 
+/* Is the mirror told of s's deletion? Not only when s was opened in this process: a
+ * segment written before a restart, or adopted in a takeover, has copies and a record
+ * elsewhere too whenever its family is mirrored now. A held slot is another node's. */
+static bool delete_is_mirrored(struct engine *eng, const struct slot *s)
+{
+	if (!eng->mirror || s->held)
+		return false;
+	return s->mirrored || eng->mirror->wants(eng->mirror_ctx, s->family_uid);
+}
+
 int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *arg)
 {
 	struct iovec iov = { buf, QUILL_BLOCK_SIZE };
@@ -417,10 +427,11 @@ int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *ar
 
 	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
 	r = eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
-	if (r == 0 && eng->slots[slot].mirrored && eng->mirror) {
+	if (r == 0 && delete_is_mirrored(eng, &eng->slots[slot])) {
 		/* the copies go too; the slot may hold another segment from now on */
 		eng->slots[slot].mirrored = false;
-		eng->mirror->deleted(eng->mirror_ctx, slot);
+		eng->mirror->deleted(eng->mirror_ctx, slot, eng->slots[slot].family_uid,
+				     eng->slots[slot].sno);
 	}
 	return r;
 }

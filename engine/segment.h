@@ -128,8 +128,11 @@ struct segs {
  * have, with the first error of the two. opened's epoch is 0: the mirror knows the
  * family's. sealed's length is the blocks the segment will hold (appends still in
  * flight or not yet submitted included); deleted comes with the FREE header's write,
- * and the slot may be given to another segment right after. Without a mirror (or for
- * a family it does not want) nothing of this runs: the local path is unchanged. */
+ * and the slot may be given to another segment right after. deleted is also told of
+ * a segment that was not opened in this process (slot.mirrored false: a restart, an
+ * adopt) when its family is wanted now, so (uid, sno) name the segment: its copies
+ * and its record elsewhere would leak otherwise. Without a mirror (or for a family it
+ * does not want) nothing of this runs: the local path is unchanged. */
 struct seg_mirror_ops {
 	bool (*wants)(void *ctx, uint64_t uid);
 	void (*opened)(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch);
@@ -137,7 +140,7 @@ struct seg_mirror_ops {
 		      int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg);
 	int (*flush)(void *ctx, seg_cb cb, void *arg);
 	void (*sealed)(void *ctx, uint32_t slot, uint32_t length);
-	void (*deleted)(void *ctx, uint32_t slot);
+	void (*deleted)(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno);
 	/* read (optional, NULL: no copy can be read): one block of segment (uid, sno) of a
 	 * family it wants, from a copy elsewhere, into buf (QUILL_BLOCK_SIZE, aligned),
 	 * for a block whose local copy failed (engine/repair.c). crc is the map's CRC32C

@@ -24,6 +24,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
+#include "common/array.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -58,6 +59,8 @@ static void seg_id_text(const struct rseg *s, char *buf, size_t len)
 
 /* ---- families ---- */
 
+static void family_check(struct family *f);
+
 static struct family *family_find(const struct replicas *rs, uint64_t uid)
 {
 	for (size_t i = 0; i < rs->nfams; i++)
@@ -84,6 +87,7 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 		if (!f)
 			return -ENOMEM;
 		f->uid = uid;
+		f->rs = rs;
 		rs->fams[rs->nfams++] = f;
 	}
 	if (f->epoch != epoch || f->replicas != replicas)
@@ -97,6 +101,8 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 	f->min_replicas = min_replicas ? min_replicas : 1;
 	f->stale = false;
 	replica_numbers_reconcile(rs, f);
+	if (f->checked_epoch != epoch)
+		family_check(f); /* a start-up, an adopt, a claim again: the records may lag */
 	return 0;
 }
 
@@ -137,11 +143,27 @@ static void seg_retry_fire(void *arg)
 	seg_step(s);
 }
 
-static void seg_retry_later(struct rseg *s)
+static void seg_retry_in(struct rseg *s, unsigned ms)
 {
 	if (!s->retry && !s->rs->closing &&
-	    loop_timer_add(s->rs->loop, RETRY_MS, seg_retry_fire, s, &s->retry) < 0)
+	    loop_timer_add(s->rs->loop, ms, seg_retry_fire, s, &s->retry) < 0)
 		s->retry = NULL;
+}
+
+static void seg_retry_later(struct rseg *s)
+{
+	seg_retry_in(s, RETRY_MS);
+}
+
+/* A delete or a seal that failed: again after a delay that doubles up to
+ * BACKOFF_MAX_MS (etcd or a holder may be away for long; one that never happens
+ * leaks a copy or leaves one open). */
+static void seg_retry_backoff(struct rseg *s)
+{
+	s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : RETRY_MS;
+	if (s->backoff_ms > BACKOFF_MAX_MS)
+		s->backoff_ms = BACKOFF_MAX_MS;
+	seg_retry_in(s, s->backoff_ms);
 }
 
 /* A request about s to node n: the one struct every reply callback gets. */
@@ -667,6 +689,45 @@ static void open_recorded(void *arg, int res, const char *msg)
 
 /* ---- seal and delete ---- */
 
+/* A holder's answer to SEG_SEAL that no retry changes: it has no such copy (ENOENT),
+ * less of it than the seal's length (ERANGE), a seal at another length (EROFS), a
+ * newer epoch (ESTALE), or it does not understand us. */
+static bool seal_refused(int r)
+{
+	return r == -ENOENT || r == -ERANGE || r == -EROFS || r == -ESTALE || r == -EINVAL ||
+	       r == -EPROTO;
+}
+
+/* n answered SEG_SEAL of s with r: it leaves the holders to seal once it sealed or
+ * refused for good; any other failure (a timeout, a lost connection, EBUSY) is sent
+ * again later. */
+static void seal_answered(struct rseg *s, struct rnode *n, int r)
+{
+	char id[128];
+	unsigned i;
+
+	for (i = 0; i < s->nseal_todo && s->seal_todo[i] != n; i++)
+		;
+	if (i == s->nseal_todo)
+		return; /* deleted meanwhile */
+	s->seal_sent[i] = false;
+	seg_id_text(s, id, sizeof(id));
+	if (r < 0 && !seal_refused(r)) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: holder node %s did not seal its copy "
+				"(%s): sending it again", id, n->id, err_str(-r));
+		seg_retry_backoff(s);
+		return;
+	}
+	if (r < 0)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: holder node %s refuses to seal its copy at "
+			"%u blocks: %s", id, n->id, s->seal_len, err_str(-r));
+	s->nseal_todo--;
+	s->seal_todo[i] = s->seal_todo[s->nseal_todo];
+	s->seal_sent[i] = s->seal_sent[s->nseal_todo];
+	if (s->nseal_todo == 0)
+		s->backoff_ms = 0;
+}
+
 static void seal_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
 			 size_t len)
 {
@@ -674,23 +735,52 @@ static void seal_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	int r = replica_reply_result(PEER_OP_SEG_SEAL, res, payload, len);
 
 	(void)h;
-	if (r < 0 && !q->seg->rs->closing) {
-		char id[128];
-
-		seg_id_text(q->seg, id, sizeof(id));
-		log_msg(LOG_WARN, LOG_TAG, "volume %s: holder node %s did not seal its copy: %s",
-			id, q->node->id, err_str(-r));
-	}
+	if (!q->seg->rs->closing)
+		seal_answered(q->seg, q->node, r);
 	seg_unref(q->seg);
 	free(q);
 }
 
-/* Sends SEG_SEAL (at length) or SEG_DELETE to every holder. */
-static void seg_send_all(struct rseg *s, uint8_t opcode, uint32_t length, peer_reply_cb cb)
+/* SEG_SEAL to every holder that has not confirmed it and has none in flight. One not
+ * connected now gets it when it connects again (replica_segs_retry_placing). */
+static void seal_send_todo(struct rseg *s)
 {
-	struct peer_seg_req rq = { .op = opcode, .sno = s->sno, .length = length };
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_SEAL, .sno = s->sno, .length = s->seal_len };
 
-	/* best effort: a holder that misses it is not dropped for that */
+	if (s->fam->stale)
+		s->nseal_todo = 0; /* not its owner any more: the next one seals what it finds */
+	for (unsigned i = 0; i < s->nseal_todo; i++) {
+		int r;
+
+		if (s->seal_sent[i])
+			continue;
+		r = send_req(s, NULL, s->seal_todo[i], &rq, NULL, 0, seal_replied);
+		if (r == 0)
+			s->seal_sent[i] = true;
+		else if (r != -ENOTCONN)
+			seg_retry_backoff(s);
+	}
+}
+
+/* The record says sealed: every holder is to seal its copy. */
+static void seal_send_all(struct rseg *s)
+{
+	s->nseal_todo = s->nholders;
+	for (unsigned i = 0; i < s->nholders; i++) {
+		s->seal_todo[i] = s->holders[i];
+		s->seal_sent[i] = false;
+	}
+	s->backoff_ms = 0;
+	seal_send_todo(s);
+}
+
+/* Sends SEG_DELETE to every holder. */
+static void delete_send_all(struct rseg *s, peer_reply_cb cb)
+{
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_DELETE, .sno = s->sno };
+
+	/* best effort: a holder that misses it drops its copy at its next orphan check,
+	 * which the record's deletion starts (docs/replication.md) */
 	for (unsigned i = 0; i < s->nholders; i++)
 		(void)send_req(s, NULL, s->holders[i], &rq, NULL, 0, cb);
 }
@@ -711,7 +801,7 @@ static void seal_recorded(void *arg, int res, const char *msg)
 			seg_retry_later(s);
 		} else {
 			s->state = RS_SEALED;
-			seg_send_all(s, PEER_OP_SEG_SEAL, s->seal_len, seal_replied);
+			seal_send_all(s);
 			if (seg_copies(s) < s->fam->replicas)
 				catchup_kick(s->rs->catchup); /* it wants its copies back */
 		}
@@ -737,11 +827,20 @@ static void delete_recorded(void *arg, int res, const char *msg)
 
 	if (!s)
 		return;
-	if (res < 0 && !s->rs->closing)
-		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a deleted segment's record stays "
-				"(%s): its copies stay too", s->fam->name, msg);
+	if (res < 0 && res != -ESTALE && res != -ENOENT && !s->rs->closing) {
+		/* etcd away, a failed txn: a delete that never happens leaks every copy */
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a freed segment's record is not "
+				"deleted yet (%s): trying again", s->fam->name, msg);
+		s->state = RS_SEALED;
+		seg_retry_backoff(s);
+		seg_unref(s); /* the call's; the slot's keeps s until the delete is done */
+		return;
+	}
+	if (res == -ESTALE && !s->rs->closing)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: a freed segment's record stays (%s): the "
+			"volume's owner now decides about it", s->fam->name, msg);
 	else if (!s->rs->closing)
-		seg_send_all(s, PEER_OP_SEG_DELETE, 0, delete_replied);
+		delete_send_all(s, delete_replied);
 	s->refs--;    /* the call's (the slot's still holds it) */
 	seg_unref(s); /* the slot's: the segment is gone */
 }
@@ -838,8 +937,11 @@ static void seg_step(struct rseg *s)
 		}
 		return;
 	case RS_SEALED:
-		if (!s->delete_wanted)
+		if (!s->delete_wanted) {
+			seal_send_todo(s); /* a retry's turn */
 			return;
+		}
+		s->nseal_todo = 0; /* the copies go: no seal is wanted any more */
 		s->state = RS_DELETING;
 		if (seg_call(s, CLUSTER_VOL_SEG_DELETE, delete_recorded) < 0) {
 			s->state = RS_SEALED;
@@ -855,6 +957,278 @@ static void seg_step(struct rseg *s)
 	default:
 		return;
 	}
+}
+
+/* ---- segments this process did not open (a restart, an adopt) ---- */
+
+static struct rseg *seg_find(const struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	for (struct rseg *s = rs->all; s; s = s->next_all)
+		if (s->fam->uid == uid && s->sno == sno)
+			return s;
+	return NULL;
+}
+
+/* A segment of f this process did not open, sealed, in no slot: its holders are those
+ * of its record rec (NULL: none known; the holders' orphan checks drop their copies
+ * once the record is gone). Its reference (refs 1) is the one a slot's segment has,
+ * given up by its deletion. NULL without memory. */
+static struct rseg *seg_unopened_new(struct replicas *rs, struct family *f, uint32_t sno,
+				     const struct layout_segment *rec)
+{
+	struct rseg *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	*s = (struct rseg){ .rs = rs, .fam = f, .sno = sno, .state = RS_SEALED, .refs = 1,
+			    .next_all = rs->all };
+	for (unsigned i = 0; rec && i < rec->nholders && s->nholders < MAX_REMOTE; i++) {
+		struct rnode *n = replica_node_find(rs, rec->holders[i]);
+
+		if (n)
+			s->holders[s->nholders++] = n;
+	}
+	rs->all = s;
+	return s;
+}
+
+/* s was written under an epoch of the family that this node lost since (RS_DEAD: its
+ * appends failed then) and took again (an adopt): sealed now (the takeover sealed
+ * every record its owner left open), its record and copies are this node's to
+ * delete again. */
+static void seg_revive(struct rseg *s)
+{
+	if (s->state == RS_DEAD && !s->ops && !s->delete_wanted && !s->fam->stale) {
+		s->state = RS_SEALED;
+		s->nseal_todo = 0;
+	}
+}
+
+/* The segment the engine freed that was not opened in this process (written before a
+ * restart, or adopted) or opened under an epoch lost since: the one the start-up's
+ * check (or that epoch) made for it if any, else a new one. NULL: its delete is under
+ * way already, or no memory (logged: the record stays until the next start-up's
+ * check). */
+static struct rseg *seg_unopened(struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	struct family *f = family_find(rs, uid);
+	struct rseg *s = seg_find(rs, uid, sno);
+
+	if (f && !cluster_volume_owned(rs->cluster, f->name, NULL))
+		return NULL; /* lost or given up: its owner's start-up check deletes it */
+	if (s) {
+		seg_revive(s);
+		return s->delete_wanted || s->state == RS_DELETING ? NULL : s;
+	}
+	if (f && (s = seg_unopened_new(rs, f, sno, NULL)))
+		return s;
+	log_msg(LOG_ERROR, LOG_TAG, "family %016" PRIx64 " segment %08" PRIx32 ": freed, but "
+		"its record cannot be deleted now (%s): it stays until the next start-up",
+		uid, sno, f ? "no memory" : "not replicated here");
+	return NULL;
+}
+
+/* ---- start-up: the family's records checked against the log ----
+ * Once per epoch of a family here (a start-up with the local layers trusted, an
+ * adopt, a claim again): one list of its records (CLUSTER_VOL_SEG_LIST). For each
+ * segment this process has not opened:
+ *   - open in its record, sealed in the log (the open segment of a killed or stopped
+ *     owner): its record is sealed at the log's length, then SEG_SEAL to the holders
+ *     it names (retried: seal_send_todo);
+ *   - recorded, not in the log, older than a segment the log has (the cleaner freed
+ *     it while its delete could not be recorded: a stop, etcd away): its record is
+ *     deleted, then SEG_DELETE to its holders.
+ * Records newer than the log's newest are not this check's (a segment opened after
+ * the log's end: the open path's reservations). */
+
+struct fam_call {
+	struct replicas *rs; /* NULL: an orphan (replica_destroy ran): free it and go */
+	struct family *fam;
+	struct cluster_vol_req req;
+	struct fam_call *next; /* in rs->fam_calls */
+};
+
+static void check_fire(void *arg)
+{
+	struct family *f = arg;
+
+	f->check_retry = NULL;
+	family_check(f);
+}
+
+static void check_later(struct family *f)
+{
+	f->check_backoff_ms = f->check_backoff_ms ? f->check_backoff_ms * 2 : RETRY_MS;
+	if (f->check_backoff_ms > BACKOFF_MAX_MS)
+		f->check_backoff_ms = BACKOFF_MAX_MS;
+	if (!f->check_retry && !f->rs->closing &&
+	    loop_timer_add(f->rs->loop, f->check_backoff_ms, check_fire, f, &f->check_retry) < 0)
+		f->check_retry = NULL;
+}
+
+/* A segment open in its record and sealed at `blocks` in the log: sealed as the
+ * engine would have had it run on. */
+static void check_seal(struct family *f, const struct layout_segment *rec, uint32_t blocks)
+{
+	struct rseg *s = seg_unopened_new(f->rs, f, rec->id.seq, rec);
+
+	if (!s)
+		return; /* the next check (a claim again, a restart) */
+	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": open in its "
+		"record, sealed in this node's log at %u blocks: sealing its record and its copies",
+		f->name, f->uid, rec->id.seq, blocks);
+	s->state = RS_OPEN;
+	s->seal_wanted = true;
+	s->seal_len = s->appended = blocks;
+	seg_step(s);
+}
+
+/* A recorded segment the log no longer has (freed): its record and copies go. s: the
+ * segment as an epoch lost since left it (RS_DEAD), or NULL. */
+static void check_delete(struct family *f, struct rseg *s, const struct layout_segment *rec)
+{
+	if (s)
+		seg_revive(s);
+	else
+		s = seg_unopened_new(f->rs, f, rec->id.seq, rec);
+	if (!s || s->state != RS_SEALED)
+		return;
+	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": recorded, "
+		"but freed from this node's log: deleting its record and its copies", f->name,
+		f->uid, rec->id.seq);
+	s->delete_wanted = true;
+	seg_step(s);
+}
+
+/* The family's segments in the local log, by number (engine_segment_own_each). */
+struct own_segs {
+	struct own_seg {
+		uint32_t sno;
+		int blocks; /* sealed: its length; -EBUSY: open */
+	} *v;
+	size_t n, cap;
+};
+
+static int own_seg_add(void *arg, uint32_t sno, int blocks)
+{
+	struct own_segs *o = arg;
+
+	if (ARRAY_GROW(o->v, o->cap, o->n, 64) < 0)
+		return -ENOMEM;
+	o->v[o->n++] = (struct own_seg){ .sno = sno, .blocks = blocks };
+	return 0;
+}
+
+static int own_seg_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct own_seg *)a)->sno, y = ((const struct own_seg *)b)->sno;
+
+	return x < y ? -1 : x > y;
+}
+
+/* sno's length in the local log (o sorted), -EBUSY while open, -ENOENT if not there. */
+static int own_seg_blocks(const struct own_segs *o, uint32_t sno)
+{
+	struct own_seg key = { .sno = sno };
+	const struct own_seg *hit = bsearch(&key, o->v, o->n, sizeof(key), own_seg_cmp);
+
+	return hit ? hit->blocks : -ENOENT;
+}
+
+/* segs: the family's records. 0, or -ENOMEM (nothing done: the check is tried again). */
+static int check_records(struct family *f, const struct layout_segment *segs, size_t n)
+{
+	struct own_segs o = { 0 };
+	uint32_t newest = 0;
+	bool any = false;
+	int r = engine_segment_own_each(f->rs->eng, f->uid, own_seg_add, &o);
+
+	if (r < 0) {
+		free(o.v);
+		return r;
+	}
+	qsort(o.v, o.n, sizeof(*o.v), own_seg_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (own_seg_blocks(&o, segs[i].id.seq) != -ENOENT &&
+		    (!any || segs[i].id.seq > newest)) {
+			newest = segs[i].id.seq;
+			any = true;
+		}
+	for (size_t i = 0; i < n; i++) {
+		const struct layout_segment *rec = &segs[i];
+		struct rseg *s = seg_find(f->rs, f->uid, rec->id.seq);
+		int own;
+
+		if (s && s->state != RS_DEAD)
+			continue; /* opened, sealed or deleted by this process: its own */
+		own = own_seg_blocks(&o, rec->id.seq);
+		if (own >= 0 && rec->state == LAYOUT_SEG_OPEN && !s)
+			check_seal(f, rec, (uint32_t)own);
+		else if (own == -ENOENT && any && rec->id.seq < newest)
+			check_delete(f, s, rec);
+	}
+	free(o.v);
+	return 0;
+}
+
+static void checked(void *arg, int res, const char *msg)
+{
+	struct fam_call *c = arg;
+	struct replicas *rs = c->rs;
+	struct family *f = c->fam;
+
+	if (rs) {
+		for (struct fam_call **p = &rs->fam_calls; *p; p = &(*p)->next)
+			if (*p == c) {
+				*p = c->next;
+				break;
+			}
+		f->checking = false;
+		if (res == -ESTALE) {
+			log_msg(LOG_WARN, LOG_TAG, "volume %s: its records are not checked: %s",
+				f->name, msg);
+		} else if (res < 0) {
+			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: its segment records cannot be "
+					"read (%s): trying again", f->name, msg);
+			check_later(f);
+		} else if (check_records(f, c->req.segs, c->req.nsegs) < 0) {
+			check_later(f);
+		} else {
+			f->check_backoff_ms = 0;
+			f->checked_epoch = c->req.epoch;
+			if (f->checked_epoch != f->epoch)
+				family_check(f); /* claimed again meanwhile */
+		}
+	}
+	free(c->req.segs);
+	free(c);
+}
+
+static void family_check(struct family *f)
+{
+	struct replicas *rs = f->rs;
+	struct fam_call *c;
+
+	if (f->checking || f->check_retry || rs->closing)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		check_later(f);
+		return;
+	}
+	c->rs = rs;
+	c->fam = f;
+	c->req.op = CLUSTER_VOL_SEG_LIST;
+	c->req.epoch = f->epoch;
+	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", f->name);
+	if (cluster_volume_async(rs->cluster, &c->req, checked, c) < 0) {
+		free(c);
+		check_later(f);
+		return;
+	}
+	f->checking = true;
+	c->next = rs->fam_calls;
+	rs->fam_calls = c;
 }
 
 static bool mirror_wants(void *ctx, uint64_t uid)
@@ -965,14 +1339,18 @@ static void mirror_sealed(void *ctx, uint32_t slot, uint32_t length)
 	s->rs->in_hook = false;
 }
 
-static void mirror_deleted(void *ctx, uint32_t slot)
+static void mirror_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 {
 	struct replicas *rs = ctx;
 	struct rseg *s = seg_at(rs, slot);
 
-	if (!s)
-		return;
-	rs->by_slot[slot] = NULL; /* the slot may take another segment at once */
+	if (s && s->fam->uid == uid && s->sno == sno) {
+		rs->by_slot[slot] = NULL; /* the slot may take another segment at once */
+	} else {
+		s = seg_unopened(rs, uid, sno);
+		if (!s)
+			return;
+	}
 	s->delete_wanted = true;
 	rs->in_hook = true;
 	seg_step(s);
@@ -1017,6 +1395,8 @@ void replica_segs_retry_placing(struct replicas *rs)
 			loop_timer_cancel(s->retry);
 			s->retry = NULL;
 			seg_step(s);
+		} else if (s->state == RS_SEALED && s->nseal_todo) {
+			seal_send_todo(s); /* a holder that missed it may be back */
 		}
 }
 
@@ -1076,6 +1456,8 @@ void replica_destroy(struct replicas *rs)
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
 	replica_numbers_destroy(rs);
+	for (struct fam_call *c = rs->fam_calls; c; c = c->next)
+		c->rs = NULL;
 	for (struct rseg *s = rs->all, *next; s; s = next) {
 		next = s->next_all;
 		loop_timer_cancel(s->retry);
@@ -1093,8 +1475,10 @@ void replica_destroy(struct replicas *rs)
 		rs->flushes[i]->cb(rs->flushes[i]->arg, -ESHUTDOWN);
 		free(rs->flushes[i]);
 	}
-	for (size_t i = 0; i < rs->nfams; i++)
+	for (size_t i = 0; i < rs->nfams; i++) {
+		loop_timer_cancel(rs->fams[i]->check_retry);
 		free(rs->fams[i]);
+	}
 	loop_task_destroy(rs->kick);
 	free(rs->flushes);
 	free(rs->fams);

@@ -15,6 +15,7 @@
 
 struct peer_conn;
 struct seg_call;
+struct fam_call;
 struct loop_timer;
 struct loop_task;
 
@@ -39,6 +40,7 @@ struct rnode {
 };
 
 struct family {
+	struct replicas *rs;
 	uint64_t uid;
 	char name[LAYOUT_ID_MAX + 1];
 	int64_t epoch;
@@ -50,6 +52,11 @@ struct family {
 	bool numbers_busy, numbers_done; /* the reconciliation with its records */
 	bool reopened;       /* a segment was sealed for a failed holder: the next
 				placement is logged */
+	/* its records checked against the local log (replica.c, family_check) */
+	int64_t checked_epoch;          /* the epoch of the last check done (0: none) */
+	bool checking;                  /* the list of its records is in etcd's hands */
+	unsigned check_backoff_ms;
+	struct loop_timer *check_retry;
 };
 
 enum rseg_state {
@@ -86,6 +93,12 @@ struct rseg {
 	char reseal_why[192];           /* which holder failed and why, for the seal's log */
 	unsigned refs;                  /* requests and etcd calls referring to it */
 	struct loop_timer *retry;
+	unsigned backoff_ms;            /* of the retries of a delete or a seal */
+	/* sealed: the holders that have not confirmed SEG_SEAL yet, and whether one is
+	 * in flight to each (seal_send_todo) */
+	struct rnode *seal_todo[MAX_REMOTE];
+	bool seal_sent[MAX_REMOTE];
+	unsigned nseal_todo;
 	struct rseg *next_all;
 	bool ahead;                     /* opened ahead of need: in no slot until the
 					   engine's seg_open draws its number */
@@ -137,6 +150,7 @@ struct replicas {
 	struct rseg *kicked;            /* the segments whose completions were deferred */
 	bool in_hook;                   /* inside a mirror hook: complete nothing now */
 	struct seg_call *calls;         /* etcd calls not answered yet */
+	struct fam_call *fam_calls;     /* the same, about a family (its records' check) */
 	struct rflush **flushes;        /* flushes waiting for records */
 	size_t nflushes;
 	struct readaround *readarounds; /* readaround.c: blocks asked of holders */
@@ -154,7 +168,8 @@ void replica_node_failed(struct rnode *n, const char *why);
 /* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that
  * waited for min_replicas copies count it. */
 void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n);
-/* A node became usable: segments waiting for placement try again. */
+/* A node became usable: segments waiting for placement try again, and the seals a
+ * holder has not confirmed are sent again. */
 void replica_segs_retry_placing(struct replicas *rs);
 
 /* The record's holders of s: this node first, then its remote holders. */
@@ -180,6 +195,8 @@ void replica_numbers_test_crash(struct rseg *s);
 void replica_nodes_refresh(struct replicas *rs);
 /* Closes every connection (replies in flight: -ECONNRESET) and frees the nodes. */
 void replica_nodes_destroy(struct replicas *rs);
+/* The node of the map with that id (up or not), or NULL. */
+struct rnode *replica_node_find(struct replicas *rs, const char *id);
 /* n refused SEG_OPEN with EINVAL (another segment size): logged once, never placed on
  * again. */
 void replica_node_bad_size(struct rnode *n);

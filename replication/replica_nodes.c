@@ -100,6 +100,11 @@ static struct rnode *node_find(struct replicas *rs, const char *id)
 	return NULL;
 }
 
+struct rnode *replica_node_find(struct replicas *rs, const char *id)
+{
+	return node_find(rs, id);
+}
+
 static struct rnode *node_add(struct replicas *rs, const char *id)
 {
 	struct rnode **v = realloc(rs->nodes, (rs->nnodes + 1) * sizeof(*v));

@@ -46,6 +46,14 @@ static void fake_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, ui
 	(void)epoch;
 }
 
+static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
+{
+	(void)ctx;
+	(void)slot;
+	(void)uid;
+	(void)sno;
+}
+
 /* Nothing to make durable: answers when the local store's own flush does. */
 static int fake_flush(void *ctx, seg_cb cb, void *arg)
 {
@@ -71,6 +79,7 @@ static int fake_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void
 
 static const struct seg_mirror_ops fake_ops = {
 	.wants = fake_wants, .opened = fake_opened, .flush = fake_flush, .read = fake_read,
+	.deleted = fake_deleted,
 };
 
 static struct engine_volume *vol;
@@ -240,6 +249,7 @@ Test(repair, a_mirror_without_read_keeps_the_local_answer)
 {
 	static const struct seg_mirror_ops no_read = {
 		.wants = fake_wants, .opened = fake_opened, .flush = fake_flush,
+		.deleted = fake_deleted,
 	};
 	uint8_t *buf = seg_buf_alloc(4 * BLK);
 

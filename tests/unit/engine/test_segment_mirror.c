@@ -25,8 +25,8 @@ TestSuite(segment_mirror, .init = setup, .fini = fini);
 
 struct fake {
 	unsigned opened, sealed, deleted, appends, flushes;
-	uint32_t slot, sno, seal_len, deleted_slot, block, nblocks;
-	uint64_t uid;
+	uint32_t slot, sno, seal_len, deleted_slot, deleted_sno, block, nblocks;
+	uint64_t uid, deleted_uid;
 	int refuse;         /* append/flush return this (<0) instead of starting */
 	seg_cb cb;          /* the one call in flight */
 	void *arg;
@@ -88,11 +88,13 @@ static void fake_sealed(void *ctx, uint32_t slot, uint32_t length)
 	fk.seal_len = length;
 }
 
-static void fake_deleted(void *ctx, uint32_t slot)
+static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 {
 	(void)ctx;
 	fk.deleted++;
 	fk.deleted_slot = slot;
+	fk.deleted_uid = uid;
+	fk.deleted_sno = sno;
 }
 
 static const struct seg_mirror_ops fake_ops = {
@@ -114,18 +116,28 @@ static void fini(void)
 	teardown();
 }
 
-static uint32_t open_family(uint64_t uid)
+/* A segment of family uid, opened before (mirror_first false: as after a restart or
+ * an adopt, the mirror is set later) or after the mirror was set. */
+static uint32_t open_segment(uint64_t uid, bool mirror_first)
 {
 	open_engine();
 	memset(&fk, 0, sizeof(fk));
-	seg_mirror_set(eng, &fake_ops, NULL);
+	if (mirror_first)
+		seg_mirror_set(eng, &fake_ops, NULL);
 	memset(&layer, 0, sizeof(layer));
 	layer.eng = eng;
 	layer.rec.volume_id = TEST_LAYER;
 	layer.rec.uid = uid;
 	layer.open_slot = -1;
 	cr_assert_eq(seg_open(eng, &layer, SLOT_FOR_WRITE), 0);
+	if (!mirror_first)
+		seg_mirror_set(eng, &fake_ops, NULL);
 	return (uint32_t)layer.open_slot;
+}
+
+static uint32_t open_family(uint64_t uid)
+{
+	return open_segment(uid, true);
 }
 
 /* Runs the engine's completions until the local I/O in flight is done. */
@@ -251,6 +263,8 @@ Test(segment_mirror, seal_and_delete_are_told)
 	cr_assert_eq(finish(seg_delete(eng, slot, hdr, on_done, &d), &d), BLK);
 	cr_assert_eq(fk.deleted, 1);
 	cr_assert_eq(fk.deleted_slot, slot);
+	cr_assert_eq(fk.deleted_uid, MIRRORED);
+	cr_assert_eq(fk.deleted_sno, fk.sno);
 	cr_assert_not(eng->slots[slot].mirrored);
 	seg_buf_free(buf);
 	seg_buf_free(hdr);
@@ -316,4 +330,38 @@ Test(segment_mirror, a_copy_waits_for_the_local_writes_of_a_sealed_segment)
 	eng->slots[slot].used = 0; /* the engine's accounting knows no batch of this layer */
 	seg_buf_free(buf);
 	seg_buf_free(rd);
+}
+
+/* A segment opened before the mirror was set (written before a restart, or adopted in
+ * a takeover) was never opened on it, yet it has copies and a record elsewhere: its
+ * deletion is told, naming it by (uid, sno), not by a slot the mirror never saw. */
+Test(segment_mirror, a_segment_not_opened_on_the_mirror_is_still_told_deleted)
+{
+	uint32_t slot = open_segment(MIRRORED, false);
+	uint32_t sno = eng->slots[slot].sno;
+	uint8_t *hdr = seg_buf_alloc(BLK);
+	struct done d = { 0 };
+
+	cr_assert_not(eng->slots[slot].mirrored);
+	cr_assert_eq(fk.opened, 0);
+	seg_seal(eng, slot);
+	cr_assert_eq(fk.sealed, 0, "sealed is told only of segments opened on the mirror");
+	cr_assert_eq(finish(seg_delete(eng, slot, hdr, on_done, &d), &d), BLK);
+	cr_assert_eq(fk.deleted, 1, "the freed segment's copies and record would leak");
+	cr_assert_eq(fk.deleted_slot, slot);
+	cr_assert_eq(fk.deleted_uid, MIRRORED);
+	cr_assert_eq(fk.deleted_sno, sno);
+	seg_buf_free(hdr);
+}
+
+Test(segment_mirror, a_segment_of_an_unwanted_family_is_not_told_deleted)
+{
+	uint32_t slot = open_segment(LOCAL_ONLY, false);
+	uint8_t *hdr = seg_buf_alloc(BLK);
+	struct done d = { 0 };
+
+	seg_seal(eng, slot);
+	cr_assert_eq(finish(seg_delete(eng, slot, hdr, on_done, &d), &d), BLK);
+	cr_assert_eq(fk.deleted, 0);
+	seg_buf_free(hdr);
 }
