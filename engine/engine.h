@@ -476,6 +476,11 @@ int engine_held_seal_async(struct engine *eng, uint64_t uid, uint32_t sno, uint3
  * cb(0) (a retry). */
 int engine_held_delete_async(struct engine *eng, uint64_t uid, uint32_t sno, engine_cb cb,
 			     void *arg);
+/* Makes every held write that completed before this call durable: this node's store
+ * alone, not the engine's flush (engine_flush), which also waits for this node's own
+ * segments' copies on other nodes. Two owners each holding the other's copies would
+ * otherwise wait on each other's flush until the peer timeout dropped both. */
+int engine_held_flush(struct engine *eng, engine_cb cb, void *arg);
 /* The family's fence: the highest epoch seen (0: none). raise persists a higher one
  * before cb(0); a lower or equal one: cb(0) at once, unchanged. */
 uint64_t engine_held_epoch(const struct engine *eng, uint64_t uid);

@@ -406,6 +406,9 @@ int eng_job_wait_ckpt(struct eng_job *job);
 int eng_job_wait_settled(struct eng_job *job);
 int eng_job_wait_quiet(struct eng_job *job, const struct engine_volume *vol);
 int eng_job_wait_flush(struct eng_job *job);
+/* The same with this node's store alone: never waits for the mirror's copies
+ * elsewhere (held copies: engine/held.c). */
+int eng_job_wait_local_flush(struct eng_job *job);
 /* The job whose step is running, or NULL: what a step calls learns from it that it must
  * not wait for its writes (catalog.c) but leave them to the job. */
 struct eng_job *eng_job_running(const struct engine *eng);

@@ -423,7 +423,7 @@ static int seal_step(struct held_job *hj)
 	case SEAL_CUT_WAIT:
 		return seal_next(hj, h, eng_job_wait_io(&hj->job), SEAL_FLUSH);
 	case SEAL_FLUSH:
-		return seal_next(hj, h, eng_job_wait_flush(&hj->job), SEAL_COMMIT);
+		return seal_next(hj, h, eng_job_wait_local_flush(&hj->job), SEAL_COMMIT);
 	default:
 		r = held_commit(hj, put_seal);
 		if (r == ENG_JOB_WAIT)
@@ -578,6 +578,13 @@ int engine_held_delete_async(struct engine *eng, uint64_t uid, uint32_t sno, eng
 			     void *arg)
 {
 	return held_job_start(eng, HELD_DELETE, uid, sno, 0, 0, false, cb, arg);
+}
+
+int engine_held_flush(struct engine *eng, engine_cb cb, void *arg)
+{
+	if (!cb)
+		return -EINVAL;
+	return seg_flush_local(eng, cb, arg);
 }
 
 int engine_held_epoch_raise_async(struct engine *eng, uint64_t uid, uint64_t epoch,

@@ -242,14 +242,17 @@ static void flushed(void *arg, int res)
 	job->io_done = true;
 }
 
-int eng_job_wait_flush(struct eng_job *job)
+/* local: this node's store alone (seg_flush_local), for held copies; else the
+ * engine's store flush, which waits for the mirror too. */
+static int job_wait_flush(struct eng_job *job, bool local)
 {
 	int r;
 
 	if (!job->io_started) {
 		job->io_started = true;
 		job->io_done = false;
-		r = eng_store_flush(job->eng, flushed, job);
+		r = local ? seg_flush_local(job->eng, flushed, job)
+			  : eng_store_flush(job->eng, flushed, job);
 		if (r < 0)
 			flushed(job, r);
 	}
@@ -257,6 +260,16 @@ int eng_job_wait_flush(struct eng_job *job)
 		return ENG_JOB_WAIT;
 	job->io_started = false;
 	return job->io_result;
+}
+
+int eng_job_wait_flush(struct eng_job *job)
+{
+	return job_wait_flush(job, false);
+}
+
+int eng_job_wait_local_flush(struct eng_job *job)
+{
+	return job_wait_flush(job, true);
 }
 
 /* ---- the blocking wrappers ---- */

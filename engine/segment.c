@@ -436,13 +436,18 @@ int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *ar
 	return r;
 }
 
+int seg_flush_local(struct engine *eng, seg_cb cb, void *arg)
+{
+	return eng->segs->ops->flush(eng->segs, cb, arg);
+}
+
 int seg_flush(struct engine *eng, seg_cb cb, void *arg)
 {
 	struct mirror_join *j;
 	int local, mirror;
 
 	if (!eng->mirror)
-		return eng->segs->ops->flush(eng->segs, cb, arg);
+		return seg_flush_local(eng, cb, arg);
 	j = join_new(cb, arg);
 	if (!j)
 		return -ENOMEM;

@@ -202,6 +202,10 @@ void seg_release(struct engine *eng, uint32_t slot);
 void seg_release_deferred(struct engine *eng);
 /* flush: every append and delete that completed before this call is durable at cb. */
 int seg_flush(struct engine *eng, seg_cb cb, void *arg);
+/* flush_local: the same for this node's store alone, never waiting for the mirror:
+ * for copies held for other nodes (engine_held_flush), whose owner asks for them
+ * while its own flush may be waiting on this node's. */
+int seg_flush_local(struct engine *eng, seg_cb cb, void *arg);
 
 /* Start-up and tools only (block the thread): */
 int seg_read_sync(struct engine *eng, uint32_t slot, uint32_t block, void *buf,

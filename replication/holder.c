@@ -215,7 +215,7 @@ static void op_written(void *arg, int res)
 		op_done(op, res);
 		return;
 	}
-	r = engine_flush(op->h->eng, op_done, op);
+	r = engine_held_flush(op->h->eng, op_done, op);
 	if (r < 0)
 		op_finish(op, r);
 }
@@ -266,8 +266,8 @@ static int op_start(struct hold_op *op)
 		return engine_held_seal_async(eng, op->uid, sr->sno, sr->length, op_done, op);
 	case PEER_OP_SEG_DELETE:
 		return engine_held_delete_async(eng, op->uid, sr->sno, op_done, op);
-	case PEER_OP_SEG_FLUSH:
-		return engine_flush(eng, op_done, op);
+	case PEER_OP_SEG_FLUSH: /* the held copies only: see engine_held_flush */
+		return engine_held_flush(eng, op_done, op);
 	case PEER_OP_LAYER_READ:
 		return layer_read_start(op, eng);
 	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT */

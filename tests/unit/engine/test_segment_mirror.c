@@ -365,3 +365,42 @@ Test(segment_mirror, a_segment_of_an_unwanted_family_is_not_told_deleted)
 	cr_assert_eq(fk.deleted, 0);
 	seg_buf_free(hdr);
 }
+
+/* Copies held for other nodes are made durable by this node's store alone: an owner
+ * whose own flush waits for this node's SEG_FLUSH must not have that SEG_FLUSH (or a
+ * held seal) wait for this node's own flush to the owner in turn. */
+Test(segment_mirror, held_flush_does_not_wait_for_the_mirror)
+{
+	struct done mine = { 0 }, held = { 0 };
+
+	open_family(MIRRORED);
+	cr_assert_eq(seg_flush(eng, on_done, &mine), 0);
+	cr_assert_eq(fk.flushes, 1);
+	cr_assert_eq(engine_held_flush(eng, on_done, &held), 0);
+	cr_assert_eq(fk.flushes, 1, "the held copies' flush asked the mirror too");
+	drain_local();
+	cr_assert(held.done, "the held copies' flush waited for the mirror's");
+	cr_assert_eq(held.res, 0);
+	cr_assert_not(mine.done);
+	mirror_completes(0);
+	cr_assert(mine.done);
+}
+
+Test(segment_mirror, a_held_seal_does_not_flush_the_mirror)
+{
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct iovec iov = { buf, 2 * BLK };
+	struct done d = { 0 };
+
+	open_family(MIRRORED);
+	cr_assert_eq(finish(engine_held_open_async(eng, LOCAL_ONLY, 3, 1, on_done, &d), &d), 0);
+	memset(&d, 0, sizeof(d));
+	cr_assert_eq(finish(engine_held_write(eng, LOCAL_ONLY, 3, 0, &iov, 1, 2, on_done, &d),
+			    &d), 0);
+	fk.refuse = -EIO; /* a flush that reached the mirror would fail the seal */
+	memset(&d, 0, sizeof(d));
+	/* short of what is written: the cut is flushed before the seal is committed */
+	cr_assert_eq(finish(engine_held_seal_async(eng, LOCAL_ONLY, 3, 1, on_done, &d), &d), 0);
+	cr_assert_eq(fk.flushes, 0);
+	seg_buf_free(buf);
+}
