@@ -434,8 +434,43 @@ static void record_holders(struct rseg *s)
  * copies when the map has them, instead of going on in s with fewer (catch-up brings s
  * back to R once it is sealed). The engine is asked from kick_run, never from inside
  * its own call. Once: a segment sealed or being sealed already is left alone. */
+static void ahead_skipped(void *arg, int res)
+{
+	(void)arg;
+	if (res < 0)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "a segment number skipped is not recorded "
+				"durably (%s): the reservation ahead still covers it",
+				err_str(-res));
+}
+
+/* An ahead segment (no write yet) lost holder n: kept, it would become the family's
+ * next segment with fewer copies than a fresh placement could give. Its number is
+ * skipped instead (the counter passes it at once; the reservation ahead made it
+ * durable already: numbers.c), and it is sealed empty and deleted, so that the
+ * engine's next segment is placed afresh on the nodes that are healthy then. */
+static void seg_ahead_abandon(struct rseg *s, const struct rnode *n)
+{
+	char id[128];
+
+	seg_id_text(s, id, sizeof(id));
+	log_msg(LOG_INFO, LOG_TAG, "volume %s: opened ahead, lost holder node %s before any "
+		"write: skipping it, the next segment is placed afresh", id, n->id);
+	s->ahead = false;
+	if (engine_family_reserve_sno_async(s->rs->eng, s->fam->uid, s->sno + 1, 0,
+					    ahead_skipped, NULL) < 0)
+		ahead_skipped(NULL, -ENOMEM);
+	s->seal_wanted = true;
+	s->seal_len = 0;
+	s->delete_wanted = true; /* its own ref, never a slot's, goes with it */
+	seg_retry_later(s);
+}
+
 static void seg_reseal_want(struct rseg *s, const struct rnode *n, const char *why)
 {
+	if (s->ahead && !s->ops && !s->appended && s->fam && s->state >= RS_RECORDING) {
+		seg_ahead_abandon(s, n);
+		return;
+	}
 	if (s->reseal || s->seal_wanted || s->state < RS_RECORDING || s->state > RS_OPEN)
 		return;
 	s->reseal = true;
@@ -568,7 +603,7 @@ static void seg_open_ahead(const struct rseg *cur);
  * opened ahead of need. */
 static void seg_send_queued(struct rseg *s)
 {
-	if (!s->ahead)
+	if (!s->ahead && !s->delete_wanted) /* (not one skipped: seg_ahead_abandon) */
 		seg_open_ahead(s);
 	for (struct rop *op = s->ops; op; op = op->next)
 		if (!op->nsent && op->res == 0)
@@ -1522,8 +1557,8 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 		if (s->fam == f && s->state == RS_SEALED && s->ops)
 			out->waiting = true; /* sealed below min_replicas: waits for catch-up */
 		if (s->fam != f || s->state > RS_OPEN || (s->state == RS_PLACING && !s->ops) ||
-		    s->ahead)
-			continue; /* an ahead segment holds no write yet */
+		    s->ahead || (s->delete_wanted && !s->appended))
+			continue; /* an ahead segment (or one skipped) holds no write */
 		if (placed && seg_copies(s) < out->copies)
 			out->copies = seg_copies(s);
 		if (!placed || seg_copies(s) < f->min_replicas)
