@@ -77,6 +77,7 @@ iodepth=8
 fsync=16
 verify=crc32c
 verify_fatal=1
+rate=40m
 do_verify=1
 FIO
 fio --output="$WORK/fio-big.log" "$WORK/big.fio" &
