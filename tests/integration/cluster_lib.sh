@@ -21,7 +21,9 @@ etcd_root()
 {
 	local pw
 	pw=$(sed -n 's/^password = //p' "$ETCD_DIR/root.cred")
-	etcdctl --endpoints="$ENDPOINT" --user "root:$pw" "$@"
+	# ETCD_TIMEOUT=S: ended after S seconds (a watch), in the foreground: a watch put in
+	# the background through this function would leave etcdctl behind its subshell
+	${ETCD_TIMEOUT:+timeout "$ETCD_TIMEOUT"} etcdctl --endpoints="$ENDPOINT" --user "root:$pw" "$@"
 }
 
 qn() # qn I ARGS: quill on node I

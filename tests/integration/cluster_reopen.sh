@@ -73,11 +73,7 @@ record_history()
 	rev=$(etcd_root get "$key" -w json | python3 -c '
 import json, sys; print(json.load(sys.stdin)["kvs"][0]["create_revision"])') ||
 		fail "no record of segment $1"
-	etcd_root watch --rev="$rev" "$key" >"$WORK/history.txt" 2>&1 &
-	local w=$!
-	sleep 2
-	kill "$w" 2>/dev/null
-	wait "$w" 2>/dev/null || true
+	ETCD_TIMEOUT=2 etcd_root watch --rev="$rev" "$key" >"$WORK/history.txt" 2>&1 || true
 	grep '^{' "$WORK/history.txt"
 }
 
