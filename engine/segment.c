@@ -452,7 +452,7 @@ int seg_flush(struct engine *eng, seg_cb cb, void *arg)
 	if (!j)
 		return -ENOMEM;
 	j->pending = 3;
-	local = eng->segs->ops->flush(eng->segs, join_done, j);
+	local = seg_flush_local(eng, join_done, j);
 	if (local < 0)
 		j->pending--;
 	mirror = eng->mirror->flush(eng->mirror_ctx, join_done, j);

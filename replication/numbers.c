@@ -141,21 +141,13 @@ static void reconcile_next(struct ncall *c, struct family *f);
  * (the owner died before its first local write; or a number this process skipped) or
  * sealed empty (a takeover sealed such a record at 0 blocks). Nothing in it was ever
  * acknowledged. */
-static bool process_segment(const struct replicas *rs, const struct family *f, uint32_t sno)
-{
-	for (const struct rseg *s = rs->all; s; s = s->next_all)
-		if (s->fam == f && s->sno == sno)
-			return true;
-	return false;
-}
-
 static bool never_written(const struct replicas *rs, const struct family *f,
 			  const struct layout_segment *seg)
 {
 	if (seg->state != LAYOUT_SEG_OPEN && seg->length >= ENGINE_BLOCK_SIZE)
 		return false;
 	return !engine_segment_here(rs->eng, f->uid, seg->id.seq) &&
-	       !process_segment(rs, f, seg->id.seq);
+	       !replica_seg_find(rs, f->uid, seg->id.seq);
 }
 
 static void reconcile_end(struct ncall *c, struct family *f, bool done)
@@ -250,7 +242,7 @@ static void listed(void *arg, int res, const char *msg)
 	 * the engine's next number) */
 	for (size_t i = 0; i < c->nsegs; i++)
 		if (c->segs[i].id.family == f->uid && c->segs[i].id.seq >= next &&
-		    !process_segment(c->rs, f, c->segs[i].id.seq))
+		    !replica_seg_find(c->rs, f->uid, c->segs[i].id.seq))
 			next = c->segs[i].id.seq == UINT32_MAX ? UINT32_MAX : c->segs[i].id.seq + 1;
 	r = engine_family_reserve_sno_async(c->rs->eng, f->uid, next, next, raised, c);
 	if (r < 0)

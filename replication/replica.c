@@ -996,7 +996,7 @@ static void seg_step(struct rseg *s)
 
 /* ---- segments this process did not open (a restart, an adopt) ---- */
 
-static struct rseg *seg_find(const struct replicas *rs, uint64_t uid, uint32_t sno)
+struct rseg *replica_seg_find(const struct replicas *rs, uint64_t uid, uint32_t sno)
 {
 	for (struct rseg *s = rs->all; s; s = s->next_all)
 		if (s->fam->uid == uid && s->sno == sno)
@@ -1047,7 +1047,7 @@ static void seg_revive(struct rseg *s)
 static struct rseg *seg_unopened(struct replicas *rs, uint64_t uid, uint32_t sno)
 {
 	struct family *f = family_find(rs, uid);
-	struct rseg *s = seg_find(rs, uid, sno);
+	struct rseg *s = replica_seg_find(rs, uid, sno);
 
 	if (f && !cluster_volume_owned(rs->cluster, f->name, NULL))
 		return NULL; /* lost or given up: its owner's start-up check deletes it */
@@ -1191,7 +1191,7 @@ static int check_records(struct family *f, const struct layout_segment *segs, si
 		}
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
-		struct rseg *s = seg_find(f->rs, f->uid, rec->id.seq);
+		struct rseg *s = replica_seg_find(f->rs, f->uid, rec->id.seq);
 		int own;
 
 		if (s && s->state != RS_DEAD)

@@ -163,6 +163,8 @@ struct replicas {
 /* replica.c */
 /* A segment reply's result: the transport's error (res < 0), or the holder's. */
 int replica_reply_result(uint8_t op, int res, const void *payload, size_t len);
+/* The segment (uid, sno) this process knows (opened, ahead, adopted or dead), or NULL. */
+struct rseg *replica_seg_find(const struct replicas *rs, uint64_t uid, uint32_t sno);
 /* n failed (why): it leaves every segment still written that it holds (recorded). */
 void replica_node_failed(struct rnode *n, const char *why);
 /* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that
