@@ -1,0 +1,112 @@
+/* replication/ec_format.c — the fragment header and CRC table of ec_format.h. */
+#include "replication/ec_format.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+
+#define F(field) offsetof(struct ec_frag_hdr, field)
+
+static void put_le(uint8_t *p, uint64_t v, size_t n)
+{
+	for (size_t i = 0; i < n; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_le(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+
+	for (size_t i = n; i-- > 0;)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t hdr_crc(const uint8_t *p)
+{
+	return crc32c(p, F(hdr_crc));
+}
+
+void ec_frag_hdr_encode(const struct ec_frag_info *f, void *buf)
+{
+	uint8_t *p = buf;
+
+	memset(p, 0, sizeof(struct ec_frag_hdr));
+	put_le(p + F(magic), EC_FRAG_MAGIC, 8);
+	put_le(p + F(version), EC_FRAG_VERSION, 2);
+	p[F(k)] = (uint8_t)f->geom.k;
+	p[F(m)] = (uint8_t)f->geom.m;
+	p[F(index)] = (uint8_t)f->index;
+	put_le(p + F(family), f->family, 8);
+	put_le(p + F(seq), f->seq, 4);
+	put_le(p + F(seg_blocks), f->geom.seg_blocks, 4);
+	put_le(p + F(frag_blocks), f->geom.frag_blocks, 4);
+	put_le(p + F(pad_blocks), f->geom.pad_blocks, 4);
+	put_le(p + F(frag_crc), f->frag_crc, 4);
+	put_le(p + F(table_crc), f->table_crc, 4);
+	put_le(p + F(epoch), f->epoch, 8);
+	put_le(p + F(hdr_crc), hdr_crc(p), 4);
+}
+
+static bool reserved_zero(const uint8_t *p)
+{
+	return p[F(reserved0)] == 0 && p[F(reserved0) + 1] == 0 && p[F(reserved0) + 2] == 0 &&
+	       get_le(p + F(reserved1), 4) == 0;
+}
+
+int ec_frag_hdr_decode(const void *buf, size_t len, struct ec_frag_info *f)
+{
+	const uint8_t *p = buf;
+	struct ec_frag_info d = { 0 };
+
+	if (len < sizeof(struct ec_frag_hdr))
+		return -EINVAL;
+	if (get_le(p + F(magic), 8) != EC_FRAG_MAGIC)
+		return -EPROTO;
+	if (get_le(p + F(version), 2) != EC_FRAG_VERSION)
+		return -EPROTONOSUPPORT;
+	if (get_le(p + F(hdr_crc), 4) != hdr_crc(p))
+		return -EILSEQ;
+	if (!reserved_zero(p))
+		return -EPROTO;
+	if (ec_geom_init(&d.geom, p[F(k)], p[F(m)], (uint32_t)get_le(p + F(seg_blocks), 4)) < 0)
+		return -EPROTO;
+	if (get_le(p + F(frag_blocks), 4) != d.geom.frag_blocks ||
+	    get_le(p + F(pad_blocks), 4) != d.geom.pad_blocks || p[F(index)] >= d.geom.k + d.geom.m)
+		return -EPROTO;
+	d.index = p[F(index)];
+	d.family = get_le(p + F(family), 8);
+	d.seq = (uint32_t)get_le(p + F(seq), 4);
+	d.frag_crc = (uint32_t)get_le(p + F(frag_crc), 4);
+	d.table_crc = (uint32_t)get_le(p + F(table_crc), 4);
+	d.epoch = get_le(p + F(epoch), 8);
+	*f = d;
+	return 0;
+}
+
+uint32_t ec_frag_table_blocks(uint32_t frag_blocks)
+{
+	return (uint32_t)(((uint64_t)frag_blocks * 4 + EC_BLOCK - 1) / EC_BLOCK);
+}
+
+uint32_t ec_frag_table_fill(const uint8_t *frag, uint32_t frag_blocks, void *table)
+{
+	uint8_t *t = table;
+
+	memset(t, 0, (size_t)ec_frag_table_blocks(frag_blocks) * EC_BLOCK);
+	for (uint32_t i = 0; i < frag_blocks; i++)
+		put_le(t + (size_t)i * 4, crc32c(frag + (size_t)i * EC_BLOCK, EC_BLOCK), 4);
+	return crc32c(t, (size_t)frag_blocks * 4);
+}
+
+int ec_frag_block_check(const void *table, uint32_t frag_blocks, uint32_t i,
+			const void *block)
+{
+	if (i >= frag_blocks)
+		return -ERANGE;
+	return get_le((const uint8_t *)table + (size_t)i * 4, 4) == crc32c(block, EC_BLOCK)
+		       ? 0
+		       : -EILSEQ;
+}

@@ -1,0 +1,85 @@
+/* replication/ec_format.h — a fragment of an erasure-coded stripe, on disk and on the
+ * wire (spec: docs/erasure-coding.md, "Fragment format"; the codec: ec.h).
+ *
+ * All integers are little-endian. The packed struct documents the layout and pins its
+ * size; the decoder reads fields at their offsets and checks every one first.
+ *
+ * A fragment is F data blocks (4 KiB) described by a header block and a table of
+ * per-block CRC32Cs, in this order wherever it is kept or sent:
+ *
+ *   | header block (ec_frag_hdr, zero-padded to 4096) | CRC table | F data blocks |
+ *
+ * The CRC table is F little-endian CRC32Cs, one per data block, zero-padded to whole
+ * blocks (ec_frag_table_blocks). It lets a healthy read of one block check that block
+ * alone, without reading the F blocks of its fragment; frag_crc, the CRC32C of all F
+ * blocks, is what the stripe's record and a scrub check the fragment against, and
+ * table_crc guards the table itself.
+ */
+#ifndef QUILL_REPLICATION_EC_FORMAT_H
+#define QUILL_REPLICATION_EC_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "replication/ec.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "quill's formats are little-endian and the codecs assume a little-endian host"
+#endif
+
+#define EC_FRAG_MAGIC UINT64_C(0x4752464c4c495551) /* "QUILLFRG" */
+#define EC_FRAG_VERSION 1u
+
+struct __attribute__((packed)) ec_frag_hdr {
+	uint64_t magic;       /* EC_FRAG_MAGIC */
+	uint16_t version;     /* EC_FRAG_VERSION */
+	uint8_t k, m;         /* the code: 1..16, 1..4, k + m ≤ 20 */
+	uint8_t index;        /* 0..k-1 data, k..k+m-1 parity */
+	uint8_t reserved0[3]; /* zero */
+	uint64_t family;      /* the segment's id: family uid ... */
+	uint32_t seq;         /* ... and segment number */
+	uint32_t seg_blocks;  /* L: the sealed segment's length, blocks */
+	uint32_t frag_blocks; /* F = ceil(L / k) */
+	uint32_t pad_blocks;  /* k·F − L: zero blocks ending the data fragments */
+	uint32_t frag_crc;    /* CRC32C of the F data blocks */
+	uint32_t table_crc;   /* CRC32C of the F block CRCs (4·F bytes, no padding) */
+	uint64_t epoch;       /* the family's epoch the stripe was encoded under */
+	uint32_t reserved1;   /* zero */
+	uint32_t hdr_crc;     /* CRC32C of the 64 bytes with this field zero */
+};
+_Static_assert(sizeof(struct ec_frag_hdr) == 64, "fragment header is 64 bytes");
+_Static_assert(offsetof(struct ec_frag_hdr, index) == 12, "index offset");
+_Static_assert(offsetof(struct ec_frag_hdr, family) == 16, "family offset");
+_Static_assert(offsetof(struct ec_frag_hdr, seg_blocks) == 28, "seg_blocks offset");
+_Static_assert(offsetof(struct ec_frag_hdr, frag_crc) == 40, "frag_crc offset");
+_Static_assert(offsetof(struct ec_frag_hdr, epoch) == 48, "epoch offset");
+_Static_assert(offsetof(struct ec_frag_hdr, hdr_crc) == 60, "hdr_crc at the end");
+
+/* In memory. */
+struct ec_frag_info {
+	struct ec_geom geom;
+	unsigned index;
+	uint64_t family;
+	uint32_t seq;
+	uint32_t frag_crc, table_crc;
+	uint64_t epoch;
+};
+
+/* Writes the 64-byte header (buf: at least sizeof(struct ec_frag_hdr)). */
+void ec_frag_hdr_encode(const struct ec_frag_info *f, void *buf);
+/* -EINVAL shorter than the header; -EPROTO not a fragment header, a reserved field
+ * set, or a geometry that does not hold (code out of range, index ≥ k+m,
+ * F ≠ ceil(L/k), pad ≠ k·F − L, L = 0); -EPROTONOSUPPORT another version; -EILSEQ a
+ * bad hdr_crc. */
+int ec_frag_hdr_decode(const void *buf, size_t len, struct ec_frag_info *f);
+
+/* Blocks of the CRC table of a fragment of frag_blocks blocks. */
+uint32_t ec_frag_table_blocks(uint32_t frag_blocks);
+/* Fills the table (ec_frag_table_blocks blocks, padding zeroed) with the CRC32C of
+ * each of the fragment's blocks, and returns the table's CRC (table_crc). */
+uint32_t ec_frag_table_fill(const uint8_t *frag, uint32_t frag_blocks, void *table);
+/* Checks block i (4096 bytes) against the table: 0, -EILSEQ, -ERANGE past F. */
+int ec_frag_block_check(const void *table, uint32_t frag_blocks, uint32_t i,
+			const void *block);
+
+#endif

@@ -1,0 +1,353 @@
+/* tests/unit/replication/test_ec.c — replication/ec.c: the Reed-Solomon codec (every
+ * pattern of up to M lost fragments rebuilt, for several K+M), a fragment failing its
+ * CRC treated as lost, and the geometry of a sealed segment's stripe (odd lengths).
+ * The data is random: the seed is printed ($QUILL_TEST_SEED replays it). */
+#include "replication/ec.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "testutil.h"
+
+static uint64_t rng;
+
+static void fill_random(uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		p[i] = (uint8_t)(rng >> 24);
+	}
+}
+
+static void seed(void)
+{
+	rng = (uint64_t)testutil_seed() * 2654435761u + 1;
+}
+
+TestSuite(ec, .init = seed);
+
+struct frags {
+	unsigned n;
+	size_t len;
+	uint8_t *buf[EC_N_MAX];  /* the working copies, damaged and rebuilt */
+	uint8_t *want[EC_N_MAX]; /* what encoding gave */
+};
+
+static void frags_alloc(struct frags *f, unsigned n, size_t len)
+{
+	f->n = n;
+	f->len = len;
+	for (unsigned i = 0; i < n; i++) {
+		f->buf[i] = malloc(len);
+		f->want[i] = malloc(len);
+		cr_assert(f->buf[i] && f->want[i]);
+	}
+}
+
+static void frags_free(struct frags *f)
+{
+	for (unsigned i = 0; i < f->n; i++) {
+		free(f->buf[i]);
+		free(f->want[i]);
+	}
+}
+
+/* Encodes random data with k+m, then, for every mask of at most m lost fragments,
+ * overwrites the lost ones with garbage, decodes and compares all k+m. */
+static void every_pattern(unsigned k, unsigned m, size_t len)
+{
+	struct ec_code *code;
+	struct frags f;
+	unsigned n = k + m, patterns = 0;
+
+	cr_assert_eq(ec_code_create(k, m, &code), 0);
+	frags_alloc(&f, n, len);
+	for (unsigned i = 0; i < k; i++)
+		fill_random(f.want[i], len);
+	ec_encode(code, len, f.want, f.want + k);
+	for (uint32_t lost = 1; lost < (1u << n); lost++) {
+		if ((unsigned)__builtin_popcount(lost) > m)
+			continue;
+		for (unsigned i = 0; i < n; i++) {
+			if (lost & (1u << i))
+				memset(f.buf[i], 0xa5, len);
+			else
+				memcpy(f.buf[i], f.want[i], len);
+		}
+		cr_assert_eq(ec_decode(code, len, f.buf, lost), 0, "%u+%u lost %#x", k, m, lost);
+		for (unsigned i = 0; i < n; i++)
+			cr_assert(memcmp(f.buf[i], f.want[i], len) == 0,
+				  "%u+%u lost %#x: fragment %u differs", k, m, lost, i);
+		patterns++;
+	}
+	cr_log_info("%u+%u: %u loss patterns rebuilt", k, m, patterns);
+	cr_assert_gt(patterns, n - 1);
+	frags_free(&f);
+	ec_code_destroy(code);
+}
+
+Test(ec, every_loss_pattern_2_1) { every_pattern(2, 1, 2 * EC_BLOCK); }
+Test(ec, every_loss_pattern_3_2) { every_pattern(3, 2, 2 * EC_BLOCK); }
+Test(ec, every_loss_pattern_4_2) { every_pattern(4, 2, EC_BLOCK); }
+Test(ec, every_loss_pattern_8_3) { every_pattern(8, 3, EC_BLOCK); }
+/* The largest code, and lengths that are no multiple of ISA-L's vector width. */
+Test(ec, every_loss_pattern_16_4_odd_length) { every_pattern(16, 4, 1000); }
+Test(ec, every_loss_pattern_3_2_tiny_length) { every_pattern(3, 2, 7); }
+
+Test(ec, parity_is_not_a_copy_of_the_data)
+{
+	struct ec_code *code;
+	struct frags f;
+
+	cr_assert_eq(ec_code_create(2, 2, &code), 0);
+	frags_alloc(&f, 4, EC_BLOCK);
+	fill_random(f.want[0], EC_BLOCK);
+	fill_random(f.want[1], EC_BLOCK);
+	ec_encode(code, EC_BLOCK, f.want, f.want + 2);
+	cr_assert(memcmp(f.want[2], f.want[3], EC_BLOCK) != 0);
+	cr_assert(memcmp(f.want[2], f.want[0], EC_BLOCK) != 0);
+	cr_assert(memcmp(f.want[2], f.want[1], EC_BLOCK) != 0);
+	frags_free(&f);
+	ec_code_destroy(code);
+}
+
+Test(ec, codes_out_of_range_are_refused)
+{
+	struct ec_code *code = NULL;
+
+	cr_assert_eq(ec_code_create(0, 1, &code), -EINVAL);
+	cr_assert_eq(ec_code_create(2, 0, &code), -EINVAL);
+	cr_assert_eq(ec_code_create(17, 1, &code), -EINVAL);
+	cr_assert_eq(ec_code_create(2, 5, &code), -EINVAL);
+	cr_assert_eq(ec_code_create(16, 4, &code), 0);
+	ec_code_destroy(code);
+	cr_assert_eq(ec_code_create(1, 1, &code), 0);
+	cr_assert_eq(ec_code_k(code), 1);
+	cr_assert_eq(ec_code_m(code), 1);
+	ec_code_destroy(code);
+	ec_code_destroy(NULL);
+}
+
+Test(ec, more_lost_than_m_writes_nothing)
+{
+	struct ec_code *code;
+	struct frags f;
+
+	cr_assert_eq(ec_code_create(4, 2, &code), 0);
+	frags_alloc(&f, 6, 256);
+	for (unsigned i = 0; i < 6; i++)
+		memset(f.buf[i], (int)i, 256);
+	cr_assert_eq(ec_decode(code, 256, f.buf, 0x7), -EIO);
+	for (unsigned i = 0; i < 6; i++)
+		cr_assert_eq(f.buf[i][255], i);
+	cr_assert_eq(ec_decode(code, 256, f.buf, 1u << 6), -EINVAL, "a bit past k+m");
+	cr_assert_eq(ec_decode(code, 0, f.buf, 1), -EINVAL);
+	cr_assert_eq(ec_decode(code, 256, f.buf, 0), 0);
+	frags_free(&f);
+	ec_code_destroy(code);
+}
+
+/* The same pattern decoded twice, with other patterns between them (the cache's
+ * entries replaced), gives the same answer. */
+Test(ec, decode_tables_survive_cache_turnover)
+{
+	struct ec_code *code;
+	struct frags f;
+
+	cr_assert_eq(ec_code_create(8, 3, &code), 0);
+	frags_alloc(&f, 11, 512);
+	for (unsigned i = 0; i < 8; i++)
+		fill_random(f.want[i], 512);
+	ec_encode(code, 512, f.want, f.want + 8);
+	for (unsigned round = 0; round < 3; round++) {
+		for (uint32_t lost = 1; lost < (1u << 11); lost = lost * 3 + 1) {
+			if (__builtin_popcount(lost) > 3)
+				continue;
+			for (unsigned i = 0; i < 11; i++)
+				memcpy(f.buf[i], f.want[i], 512);
+			for (unsigned i = 0; i < 11; i++)
+				if (lost & (1u << i))
+					memset(f.buf[i], 0, 512);
+			cr_assert_eq(ec_decode(code, 512, f.buf, lost), 0);
+			for (unsigned i = 0; i < 11; i++)
+				cr_assert(memcmp(f.buf[i], f.want[i], 512) == 0, "lost %#x", lost);
+		}
+	}
+	frags_free(&f);
+	ec_code_destroy(code);
+}
+
+/* ---- the stripe of a sealed segment ---- */
+
+Test(ec, geometry_of_odd_lengths)
+{
+	struct ec_geom g;
+
+	cr_assert_eq(ec_geom_init(&g, 4, 2, 1024), 0);
+	cr_assert_eq(g.frag_blocks, 256);
+	cr_assert_eq(g.pad_blocks, 0);
+	cr_assert_eq(ec_geom_init(&g, 4, 2, 1023), 0);
+	cr_assert_eq(g.frag_blocks, 256);
+	cr_assert_eq(g.pad_blocks, 1);
+	cr_assert_eq(ec_geom_init(&g, 8, 3, 3), 0, "L < K");
+	cr_assert_eq(g.frag_blocks, 1);
+	cr_assert_eq(g.pad_blocks, 5);
+	cr_assert_eq(ec_geom_frag_bytes(&g), EC_BLOCK);
+	cr_assert_eq(ec_geom_init(&g, 2, 1, 0), -EINVAL, "an empty segment is never encoded");
+	cr_assert_eq(ec_geom_init(&g, 0, 1, 5), -EINVAL);
+}
+
+Test(ec, locate_maps_every_block_once_and_in_order)
+{
+	static const unsigned codes[][3] = { { 2, 1, 1023 }, { 4, 2, 1024 }, { 8, 3, 3 },
+					     { 8, 3, 17 }, { 3, 2, 1 } };
+
+	for (size_t c = 0; c < sizeof(codes) / sizeof(codes[0]); c++) {
+		struct ec_geom g;
+		uint32_t frag, fb;
+
+		cr_assert_eq(ec_geom_init(&g, codes[c][0], codes[c][1], codes[c][2]), 0);
+		for (uint32_t b = 0; b < g.seg_blocks; b++) {
+			cr_assert_eq(ec_geom_locate(&g, b, &frag, &fb), 0);
+			cr_assert_lt(frag, g.k, "a healthy read goes to a data fragment");
+			cr_assert_lt(fb, g.frag_blocks);
+			cr_assert_eq((uint64_t)frag * g.frag_blocks + fb, b, "contiguous");
+		}
+		cr_assert_eq(ec_geom_locate(&g, g.seg_blocks, &frag, &fb), -ERANGE,
+			     "padding is no block");
+	}
+	struct ec_geom g;
+	uint32_t frag, fb;
+
+	cr_assert_eq(ec_geom_init(&g, 2, 1, 5), 0); /* F = 3: blocks 0-2 | 3-4 + pad */
+	cr_assert_eq(ec_geom_locate(&g, 3, &frag, &fb), 0);
+	cr_assert_eq(frag, 1);
+	cr_assert_eq(fb, 0);
+	cr_assert_eq(ec_geom_locate(&g, 2, &frag, &fb), 0);
+	cr_assert_eq(frag, 0);
+	cr_assert_eq(fb, 2);
+}
+
+/* A segment of L blocks (random data), split, encoded, damaged, repaired, joined. */
+struct stripe {
+	struct ec_geom g;
+	struct ec_code *code;
+	uint8_t *seg, *back;
+	uint8_t *frags[EC_N_MAX];
+	uint32_t crcs[EC_N_MAX];
+};
+
+static void stripe_make(struct stripe *s, unsigned k, unsigned m, uint32_t blocks)
+{
+	size_t fb;
+
+	cr_assert_eq(ec_geom_init(&s->g, k, m, blocks), 0);
+	cr_assert_eq(ec_code_create(k, m, &s->code), 0);
+	fb = ec_geom_frag_bytes(&s->g);
+	s->seg = malloc((size_t)blocks * EC_BLOCK);
+	s->back = calloc(blocks, EC_BLOCK);
+	cr_assert(s->seg && s->back);
+	fill_random(s->seg, (size_t)blocks * EC_BLOCK);
+	for (unsigned i = 0; i < k + m; i++) {
+		s->frags[i] = malloc(fb);
+		cr_assert(s->frags[i]);
+		memset(s->frags[i], 0xee, fb); /* the padding must be zeroed by split */
+	}
+	ec_stripe_split(&s->g, s->seg, s->frags);
+	cr_assert_eq(ec_stripe_encode(s->code, &s->g, s->frags, s->crcs), 0);
+}
+
+static void stripe_free(struct stripe *s)
+{
+	for (unsigned i = 0; i < s->g.k + s->g.m; i++)
+		free(s->frags[i]);
+	free(s->seg);
+	free(s->back);
+	ec_code_destroy(s->code);
+}
+
+static void stripe_round_trip(unsigned k, unsigned m, uint32_t blocks)
+{
+	struct stripe s;
+	size_t fb;
+	uint32_t lost;
+
+	stripe_make(&s, k, m, blocks);
+	fb = ec_geom_frag_bytes(&s.g);
+	/* the padding is zeros: the last data fragment's tail */
+	for (size_t i = (size_t)(blocks - (k - 1) * s.g.frag_blocks) * EC_BLOCK;
+	     s.g.pad_blocks && blocks > (k - 1) * s.g.frag_blocks && i < fb; i++)
+		cr_assert_eq(s.frags[k - 1][i], 0);
+	/* lose the first m fragments (data), then rebuild and join */
+	for (unsigned i = 0; i < m && i < k + m; i++)
+		memset(s.frags[i], 0x5a, fb);
+	cr_assert_eq(ec_stripe_repair(s.code, &s.g, s.frags, s.crcs, (1u << m) - 1, &lost), 0);
+	cr_assert_eq(lost, (1u << m) - 1);
+	ec_stripe_join(&s.g, s.frags, s.back);
+	cr_assert(memcmp(s.back, s.seg, (size_t)blocks * EC_BLOCK) == 0, "%u+%u L=%u", k, m,
+		  blocks);
+	stripe_free(&s);
+}
+
+Test(ec, stripe_round_trip_l_multiple_of_k) { stripe_round_trip(4, 2, 64); }
+Test(ec, stripe_round_trip_l_not_multiple_of_k) { stripe_round_trip(4, 2, 63); }
+Test(ec, stripe_round_trip_l_below_k) { stripe_round_trip(8, 3, 5); }
+Test(ec, stripe_round_trip_one_block) { stripe_round_trip(2, 1, 1); }
+
+Test(ec, fragment_failing_its_crc_is_treated_as_lost)
+{
+	struct stripe s;
+	uint32_t lost;
+
+	stripe_make(&s, 4, 2, 37);
+	s.frags[1][100] ^= 0x01;           /* silent damage: read fine, CRC bad */
+	memset(s.frags[5], 0, EC_BLOCK);   /* and parity 5 could not be read */
+	cr_assert_eq(ec_stripe_repair(s.code, &s.g, s.frags, s.crcs, 1u << 5, &lost), 0);
+	cr_assert_eq(lost, (1u << 1) | (1u << 5));
+	for (unsigned i = 0; i < 6; i++)
+		cr_assert_eq(crc32c(s.frags[i], ec_geom_frag_bytes(&s.g)), s.crcs[i]);
+	ec_stripe_join(&s.g, s.frags, s.back);
+	cr_assert(memcmp(s.back, s.seg, (size_t)37 * EC_BLOCK) == 0);
+	stripe_free(&s);
+}
+
+Test(ec, bad_fragments_beyond_m_are_an_error_not_wrong_data)
+{
+	struct stripe s;
+
+	stripe_make(&s, 2, 1, 10);
+	s.frags[0][0] ^= 0x80;
+	s.frags[2][4095] ^= 0x80;
+	cr_assert_eq(ec_stripe_repair(s.code, &s.g, s.frags, s.crcs, 0, NULL), -EIO);
+	stripe_free(&s);
+}
+
+Test(ec, a_wrong_crc_is_caught_after_rebuild)
+{
+	struct stripe s;
+	uint32_t crcs[EC_N_MAX];
+
+	stripe_make(&s, 3, 2, 9);
+	memcpy(crcs, s.crcs, sizeof(crcs));
+	crcs[0] ^= 1; /* the record says fragment 0 is other than it is */
+	cr_assert_eq(ec_stripe_repair(s.code, &s.g, s.frags, crcs, 0, NULL), -EILSEQ);
+	stripe_free(&s);
+}
+
+Test(ec, stripe_and_code_must_agree)
+{
+	struct stripe s;
+	struct ec_code *other;
+
+	stripe_make(&s, 3, 2, 9);
+	cr_assert_eq(ec_code_create(4, 2, &other), 0);
+	cr_assert_eq(ec_stripe_encode(other, &s.g, s.frags, s.crcs), -EINVAL);
+	cr_assert_eq(ec_stripe_repair(other, &s.g, s.frags, s.crcs, 0, NULL), -EINVAL);
+	ec_code_destroy(other);
+	stripe_free(&s);
+}

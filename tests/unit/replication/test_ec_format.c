@@ -1,0 +1,127 @@
+/* tests/unit/replication/test_ec_format.c — replication/ec_format.c: the fragment
+ * header (round trip, every check of the decoder) and the per-block CRC table. */
+#include "replication/ec_format.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+
+static struct ec_frag_info sample(void)
+{
+	struct ec_frag_info f = { 0 };
+
+	cr_assert_eq(ec_geom_init(&f.geom, 4, 2, 1023), 0);
+	f.index = 5;
+	f.family = 0x1122334455667788ull;
+	f.seq = 42;
+	f.frag_crc = 0xdeadbeef;
+	f.table_crc = 0x01020304;
+	f.epoch = 7;
+	return f;
+}
+
+Test(ec_format, header_round_trip)
+{
+	uint8_t buf[64];
+	struct ec_frag_info f = sample(), d;
+
+	ec_frag_hdr_encode(&f, buf);
+	cr_assert_eq(ec_frag_hdr_decode(buf, sizeof(buf), &d), 0);
+	cr_assert_eq(d.geom.k, 4);
+	cr_assert_eq(d.geom.m, 2);
+	cr_assert_eq(d.geom.seg_blocks, 1023);
+	cr_assert_eq(d.geom.frag_blocks, 256);
+	cr_assert_eq(d.geom.pad_blocks, 1);
+	cr_assert_eq(d.index, 5);
+	cr_assert_eq(d.family, f.family);
+	cr_assert_eq(d.seq, 42);
+	cr_assert_eq(d.frag_crc, 0xdeadbeef);
+	cr_assert_eq(d.table_crc, 0x01020304);
+	cr_assert_eq(d.epoch, 7);
+	/* fields where the spec puts them */
+	cr_assert_eq(buf[12], 5);
+	cr_assert_eq(buf[28], 1023 & 0xff);
+	cr_assert_eq(buf[48], 7);
+}
+
+/* Re-seals the header's CRC after a field was changed, so that the field's own
+ * check is what refuses it. */
+static void reseal(uint8_t *buf)
+{
+	uint32_t crc = crc32c(buf, 60);
+
+	memcpy(buf + 60, &crc, 4);
+}
+
+Test(ec_format, header_decoder_checks_every_field)
+{
+	uint8_t buf[64], bad[64];
+	struct ec_frag_info f = sample(), d;
+
+	ec_frag_hdr_encode(&f, buf);
+	cr_assert_eq(ec_frag_hdr_decode(buf, 63, &d), -EINVAL);
+	memcpy(bad, buf, 64);
+	bad[0] ^= 1;
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "magic");
+	memcpy(bad, buf, 64);
+	bad[8] = 2;
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTONOSUPPORT, "version");
+	memcpy(bad, buf, 64);
+	bad[20] ^= 1;
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EILSEQ, "crc");
+	memcpy(bad, buf, 64);
+	bad[13] = 1;
+	reseal(bad);
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "reserved0");
+	memcpy(bad, buf, 64);
+	bad[56] = 1;
+	reseal(bad);
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "reserved1");
+	memcpy(bad, buf, 64);
+	bad[12] = 6;
+	reseal(bad);
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "index past k+m");
+	memcpy(bad, buf, 64);
+	bad[10] = 17;
+	reseal(bad);
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "k out of range");
+	memcpy(bad, buf, 64);
+	bad[32] = 255; /* frag_blocks */
+	reseal(bad);
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "F is not ceil(L/k)");
+	memcpy(bad, buf, 64);
+	bad[36] = 0; /* pad_blocks */
+	reseal(bad);
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "pad is not k·F − L");
+	memcpy(bad, buf, 64);
+	memset(bad + 28, 0, 4); /* L = 0 */
+	reseal(bad);
+	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "empty segment");
+}
+
+Test(ec_format, crc_table_checks_one_block)
+{
+	enum { F = 1030 }; /* a table of two blocks */
+	static uint8_t frag[F * EC_BLOCK];
+	static uint8_t table[2 * EC_BLOCK];
+	uint32_t tcrc;
+
+	cr_assert_eq(ec_frag_table_blocks(F), 2);
+	cr_assert_eq(ec_frag_table_blocks(1024), 1);
+	cr_assert_eq(ec_frag_table_blocks(1), 1);
+	for (size_t i = 0; i < sizeof(frag); i++)
+		frag[i] = (uint8_t)(i * 7 + i / EC_BLOCK);
+	memset(table, 0xff, sizeof(table));
+	tcrc = ec_frag_table_fill(frag, F, table);
+	cr_assert_eq(tcrc, crc32c(table, F * 4));
+	for (size_t i = F * 4; i < sizeof(table); i++)
+		cr_assert_eq(table[i], 0, "padding zeroed");
+	cr_assert_eq(ec_frag_block_check(table, F, 1029, frag + 1029 * EC_BLOCK), 0);
+	cr_assert_eq(ec_frag_block_check(table, F, 3, frag + 3 * EC_BLOCK), 0);
+	cr_assert_eq(ec_frag_block_check(table, F, 3, frag + 4 * EC_BLOCK), -EILSEQ);
+	frag[3 * EC_BLOCK + 17] ^= 4;
+	cr_assert_eq(ec_frag_block_check(table, F, 3, frag + 3 * EC_BLOCK), -EILSEQ);
+	cr_assert_eq(ec_frag_block_check(table, F, F, frag), -ERANGE);
+}
