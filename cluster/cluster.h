@@ -139,7 +139,7 @@ bool cluster_reclaimed(const struct cluster *cl);
 unsigned cluster_domains(const struct cluster *cl, char *names, size_t len);
 
 enum cluster_vol_op {
-	CLUSTER_VOL_CREATE,   /* vol: name, size, sector_size, replicas -> the record */
+	CLUSTER_VOL_CREATE,   /* vol: name, size, sector_size, replicas, ec_k/ec_m -> the record */
 	CLUSTER_VOL_READY,    /* the create is done */
 	CLUSTER_VOL_CLAIM,    /* -> epoch */
 	CLUSTER_VOL_RELEASE,

@@ -221,6 +221,59 @@ static int add_int(struct json_object *o, const char *key, int64_t v)
 	return json_object_object_add(o, key, json_object_new_int64(v));
 }
 
+/* A number of 1 or 2 decimal digits at *p, moving *p past it; -1 if none. */
+static int small_number(const char **p)
+{
+	int v = 0, n = 0;
+
+	for (; n < 3 && **p >= '0' && **p <= '9'; n++, (*p)++)
+		v = v * 10 + (**p - '0');
+	return n >= 1 && n <= 2 ? v : -1;
+}
+
+int layout_ec_parse(const char *text, uint32_t *k, uint32_t *m)
+{
+	const char *p = text;
+	int kk = small_number(&p), mm = -1;
+
+	if (*p == '+') {
+		p++;
+		mm = small_number(&p);
+	}
+	if (*p || kk < 1 || kk > (int)LAYOUT_EC_K_MAX || mm < 1 || mm > (int)LAYOUT_EC_M_MAX ||
+	    kk + mm > (int)LAYOUT_EC_N_MAX)
+		return -EINVAL;
+	*k = (uint32_t)kk;
+	*m = (uint32_t)mm;
+	return 0;
+}
+
+/* An EC volume's code into o ("ec": "K+M"); nothing for a replicated one. */
+static int add_ec(struct json_object *o, const struct layout_volume *vol)
+{
+	char buf[16];
+
+	if (!vol->ec_k)
+		return 0;
+	snprintf(buf, sizeof(buf), "%u+%u", vol->ec_k, vol->ec_m);
+	return add_str(o, "ec", buf);
+}
+
+/* The code from o: none without the key, else one layout_ec_parse takes, with
+ * M+1 copies of the open segment, all needed. */
+static int get_ec(struct json_object *o, struct layout_volume *vol, int64_t repl, int64_t minr)
+{
+	char buf[16];
+
+	if (!json_object_object_get_ex(o, "ec", NULL))
+		return 0;
+	if (get_str(o, "ec", buf, sizeof(buf)) < 0 || layout_ec_parse(buf, &vol->ec_k,
+								     &vol->ec_m) < 0 ||
+	    repl != vol->ec_m + 1 || minr != repl)
+		return -EPROTO;
+	return 0;
+}
+
 /* The text of o (taken), or NULL. */
 static char *finish_text(struct json_object *o, bool ok)
 {
@@ -284,7 +337,7 @@ char *layout_volume_encode(const struct layout_volume *vol)
 			      add_int(o, "epoch", vol->epoch) == 0 &&
 			      add_int(o, "created", vol->created) == 0 &&
 			      add_str(o, "state", vol_states[vol->state]) == 0 &&
-			      add_base(o, &vol->base) == 0);
+			      add_base(o, &vol->base) == 0 && add_ec(o, vol) == 0);
 }
 
 /* The index of the string field key in names[0..n), or -EPROTO. */
@@ -318,7 +371,8 @@ int layout_volume_decode(const char *text, size_t len, struct layout_volume *vol
 	    get_int(o, "epoch", 1, INT64_MAX, &vol->epoch) == 0 &&
 	    get_int(o, "created", 0, INT64_MAX, &vol->created) == 0 &&
 	    (st = get_enum(o, "state", vol_states, 2)) >= 0 && layout_id_valid(vol->name) &&
-	    layout_id_valid(vol->owner) && get_base(o, &vol->base) == 0)
+	    layout_id_valid(vol->owner) && get_base(o, &vol->base) == 0 &&
+	    get_ec(o, vol, repl, minr) == 0)
 		r = 0;
 	json_object_put(o);
 	if (r < 0) {

@@ -97,6 +97,9 @@ struct layout_volume {
 	uint32_t sector_size;           /* 512 or 4096 */
 	uint32_t replicas;              /* R */
 	uint32_t min_replicas;          /* copies below which writes wait */
+	/* An erasure-coded volume's code K+M (docs/erasure-coding.md), 0 and 0 for a
+	 * replicated one. Its open segment has replicas = min_replicas = M+1 copies. */
+	uint32_t ec_k, ec_m;
 	char owner[LAYOUT_ID_MAX + 1];  /* the node of the last claim (live or not) */
 	int64_t epoch;                  /* raised by every claim; 1 at creation */
 	int64_t created;                /* unix seconds, for people */
@@ -106,8 +109,18 @@ struct layout_volume {
 
 /* min_replicas for R copies: R-1 for R >= 3, R for R <= 2. */
 uint32_t layout_min_replicas(uint32_t replicas);
+
+/* The erasure codes a volume can have: K data and M parity fragments (the codec's
+ * bounds, replication/ec.h). */
+#define LAYOUT_EC_K_MAX 16u
+#define LAYOUT_EC_M_MAX 4u
+#define LAYOUT_EC_N_MAX 20u
+/* "K+M" (as `--ec` and the record write it) into *k and *m: 0, or -EINVAL for any
+ * other text or a code out of bounds. */
+int layout_ec_parse(const char *text, uint32_t *k, uint32_t *m);
 char *layout_volume_encode(const struct layout_volume *vol);
 /* -EPROTO also for replicas outside 1..LAYOUT_MAX_REPLICAS, an epoch < 1, a bad name,
+ * an `ec` that layout_ec_parse refuses or whose M+1 is not replicas and min_replicas,
  * a base that is not an object of a valid volume and snapshot name and a family and
  * layer of 1..INT64_MAX. A record without `base` decodes with none. */
 int layout_volume_decode(const char *text, size_t len, struct layout_volume *vol);

@@ -265,7 +265,8 @@ static int describe_existing(struct etcd *e, const struct clvol_who *w,
 	if (r < 0)
 		return r;
 	if (old->state == LAYOUT_VOL_CREATING && !claim.node[0] && old->size == want->size &&
-	    old->replicas == want->replicas && old->sector_size == want->sector_size) {
+	    old->replicas == want->replicas && old->sector_size == want->sector_size &&
+	    old->ec_k == want->ec_k && old->ec_m == want->ec_m) {
 		*resumable = true;
 		return 0;
 	}
@@ -288,7 +289,8 @@ int clvol_create(struct etcd *e, const struct clvol_who *w, struct layout_volume
 		return say(-EINVAL, msg, len, "'%.80s' is not a volume name in a cluster (1 to %d "
 			   "of A-Z a-z 0-9 . _ -)", vol->name, LAYOUT_ID_MAX);
 	vol->state = LAYOUT_VOL_CREATING;
-	vol->min_replicas = layout_min_replicas(vol->replicas);
+	/* an EC volume's open segment needs all its M+1 copies (docs/erasure-coding.md) */
+	vol->min_replicas = vol->ec_k ? vol->replicas : layout_min_replicas(vol->replicas);
 	vol->epoch = 1;
 	vol->created = (int64_t)time(NULL);
 	snprintf(vol->owner, sizeof(vol->owner), "%s", w->node);

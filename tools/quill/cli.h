@@ -22,6 +22,7 @@ struct cli {
 	const char *format;   /* --format raw|qcow2, or NULL */
 	const char *sector_size; /* --sector-size 512|4096 (volume create, import), or NULL */
 	const char *replicas; /* --replicas R (volume create in a cluster), or NULL */
+	const char *ec;       /* --ec K+M (volume create in a cluster), or NULL */
 	const char *epoch;    /* --epoch E (volume segment), or NULL */
 	int argc;
 	char **argv;          /* the words left after the options */
@@ -30,8 +31,12 @@ struct cli {
 /* ---- cluster.c: the cluster, its nodes, and volumes in its map ---- */
 int cmd_cluster(const struct cli *c);   /* cluster status */
 int cmd_node(const struct cli *c);      /* node ls|held|out|in */
-/* Adds --replicas (if given) to a volume.create request: 0, or -EINVAL (said). */
+/* Adds --replicas and --ec (if given) to a volume.create request: 0, or -EINVAL
+ * (said). quilld judges the code and refuses the two together. */
 int cli_add_replicas(const struct cli *c, struct json_object *req);
+/* volume info's "policy:" line (and for an EC volume what its sealed segments are),
+ * from its "cluster" object (NULL: nothing). */
+void cli_show_policy(struct json_object *c);
 /* volume claim|release|segment ...: the exit code, or -ENOENT (not one of these). */
 int cmd_volume_cluster(const struct cli *c);
 /* " [R3 owner n1 epoch 2]" for a volume object's "cluster" ("" without), into buf. */

@@ -42,14 +42,25 @@ static void show_nodes(struct json_object *ans)
 	}
 }
 
+/* "R3" for a replicated volume, "EC 2+1" for an erasure-coded one. */
+static const char *policy_brief(struct json_object *c, char *buf, size_t len)
+{
+	if (cli_i64(c, "ec_k"))
+		snprintf(buf, len, "EC %lld+%lld", (long long)cli_i64(c, "ec_k"),
+			 (long long)cli_i64(c, "ec_m"));
+	else
+		snprintf(buf, len, "R%lld", (long long)cli_i64(c, "replicas"));
+	return buf;
+}
+
 const char *cli_cluster_brief(struct json_object *v, char *buf, size_t len)
 {
 	struct json_object *c = json_object_object_get(v, "cluster");
 
 	buf[0] = '\0';
 	if (c)
-		snprintf(buf, len, "  [R%lld owner %s epoch %lld%s%s]",
-			 (long long)cli_i64(c, "replicas"), or_dash(cli_str(c, "owner")),
+		snprintf(buf, len, "  [%s owner %s epoch %lld%s%s]",
+			 policy_brief(c, (char[32]){ 0 }, 32), or_dash(cli_str(c, "owner")),
 			 (long long)cli_i64(c, "epoch"),
 			 strcmp(cli_str(c, "state"), "ready") ? ", being created" : "",
 			 cli_copies_brief(c, (char[200]){ 0 }, 200));
@@ -71,6 +82,15 @@ const char *cli_copies_brief(struct json_object *c, char *buf, size_t len)
 	else
 		snprintf(buf, len, ", %lld copies", (long long)cli_i64(cp, "current"));
 	return buf;
+}
+
+void cli_show_policy(struct json_object *c)
+{
+	if (!c || !*cli_str(c, "policy"))
+		return;
+	printf("policy:    %s\n", cli_str(c, "policy"));
+	if (*cli_str(c, "sealed_segments"))
+		printf("sealed segments: %s\n", cli_str(c, "sealed_segments"));
 }
 
 void cli_show_copies(struct json_object *c)
@@ -224,6 +244,8 @@ int cli_add_replicas(const struct cli *c, struct json_object *req)
 	char *end;
 	long r;
 
+	if (c->ec)
+		json_object_object_add(req, "ec", json_object_new_string(c->ec));
 	if (!c->replicas)
 		return 0;
 	r = strtol(c->replicas, &end, 10);

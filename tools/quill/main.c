@@ -19,11 +19,13 @@ int cli_usage(FILE *out, int code)
 {
 	fprintf(out,
 		"usage: quill [--socket PATH] [--json] COMMAND\n\n"
-		"  volume create NAME SIZE [--sector-size 512|4096] [--replicas R]\n"
+		"  volume create NAME SIZE [--sector-size 512|4096] [--replicas R | --ec K+M]\n"
 		"                                 a thin volume (SIZE like 10G, 512M) with 512-byte\n"
 		"                                 logical sectors, or 4096 (a 4Kn disk); in a\n"
 		"                                 cluster, R copies (default 3: needs 3 failure\n"
-		"                                 domains), registered in etcd, owned by this node\n"
+		"                                 domains), registered in etcd, owned by this node;\n"
+		"                                 --ec K+M: erasure-coded (needs K+M failure\n"
+		"                                 domains; the open segment has M+1 copies)\n"
 		"  volume ls                      all volumes\n"
 		"  volume info NAME               one volume\n"
 		"  volume resize NAME SIZE [--allow-shrink]\n"
@@ -168,6 +170,7 @@ static void show_volume(struct json_object *ans)
 	show_holder(v);
 	if (json_object_object_get(v, "cluster"))
 		printf("cluster:  %s\n", cli_cluster_brief(v, (char[400]){ 0 }, 400));
+	cli_show_policy(json_object_object_get(v, "cluster"));
 	cli_show_copies(json_object_object_get(v, "cluster"));
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
@@ -327,6 +330,8 @@ static int parse_options(struct cli *c, int argc, char **argv)
 			c->sector_size = v;
 		else if ((v = option_value("--replicas", argc, argv, &i)))
 			c->replicas = v;
+		else if ((v = option_value("--ec", argc, argv, &i)))
+			c->ec = v;
 		else if ((v = option_value("--epoch", argc, argv, &i)))
 			c->epoch = v;
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)

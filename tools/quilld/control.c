@@ -441,7 +441,7 @@ static struct json_object *cmd_gc(struct control *ctl, struct json_object *req)
 static const struct control_cmd node_commands[] = {
 	{ CONTROL_CMD_VOLUME_CREATE, cmd_volume_create,
 	  { CTL_KEY_NAME, KEY_SIZE, { "importing", CTL_BOOL }, { "sector_size", CTL_UINT },
-	    { "replicas", CTL_UINT } } },
+	    { "replicas", CTL_UINT }, { "ec", CTL_STRING } } },
 	{ CONTROL_CMD_VOLUME_LIST, cmd_volume_list, { { NULL } } },
 	{ CONTROL_CMD_VOLUME_INFO, cmd_volume_info, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_VOLUME_RESIZE, cmd_volume_resize,

@@ -135,6 +135,25 @@ static struct json_object *copies_json(const struct replica_status *st)
 	return o;
 }
 
+/* The durability policy: "replicas R" or "ec K+M", and for an EC volume its code and
+ * what its sealed segments are (encoding on seal is not built: they stay replicated
+ * on the open segment's M+1 holders). */
+static void add_policy(struct json_object *o, const struct layout_volume *rec)
+{
+	char buf[32];
+
+	if (!rec->ec_k) {
+		snprintf(buf, sizeof(buf), "replicas %u", rec->replicas);
+		ctl_add_str(o, "policy", buf);
+		return;
+	}
+	snprintf(buf, sizeof(buf), "ec %u+%u", rec->ec_k, rec->ec_m);
+	ctl_add_str(o, "policy", buf);
+	ctl_add_int(o, "ec_k", rec->ec_k);
+	ctl_add_int(o, "ec_m", rec->ec_m);
+	ctl_add_str(o, "sealed_segments", "replicated (encoding not built yet)");
+}
+
 static struct json_object *cluster_vol_json(struct control *ctl, const struct cluster_volume *v)
 {
 	struct json_object *o = json_object_new_object();
@@ -143,6 +162,7 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 
 	ctl_add_int(o, "replicas", v->rec.replicas);
 	ctl_add_int(o, "min_replicas", v->rec.min_replicas);
+	add_policy(o, &v->rec);
 	ctl_add_str(o, "owner", v->claimed ? v->claim.node : "");
 	ctl_add_str(o, "last_owner", v->rec.owner);
 	ctl_add_int(o, "epoch", v->claimed ? v->claim.epoch : v->rec.epoch);
@@ -262,14 +282,44 @@ static void create_registered(void *arg, int res, const char *msg)
 		create_local_done(job, r);
 }
 
-/* R: the request's, or the default: 3 when the map has 3 failure domains up and in. */
-static struct json_object *pick_replicas(struct control *ctl, struct json_object *req,
-					 const char *name, uint32_t *r_out)
+/* An EC volume's code (--ec K+M, docs/erasure-coding.md): K+M failure domains up and
+ * in, so that every fragment of a stripe has its own; its open segment is replicated
+ * M+1 ways (R = M+1, all needed). Never with --replicas: the code says how many. */
+static struct json_object *pick_ec(struct control *ctl, struct json_object *req,
+				   const char *name, struct layout_volume *vol)
 {
 	char domains[512];
 	unsigned nd = cluster_domains(ctl->cluster, domains, sizeof(domains));
+	const char *text = ctl_get_string(req, "ec");
+
+	if (json_object_object_get_ex(req, "replicas", NULL))
+		return ctl_error(EINVAL, "volume '%s': --ec and --replicas exclude each other (an "
+				 "EC volume's open segment has M+1 copies)", name);
+	if (!text || layout_ec_parse(text, &vol->ec_k, &vol->ec_m) < 0)
+		return ctl_error(EINVAL, "volume '%s': --ec '%s' is not a code K+M with K 1 to "
+				 "%u, M 1 to %u, K+M at most %u (e.g. 2+1, 4+2, 8+3)", name,
+				 text ? text : "", LAYOUT_EC_K_MAX, LAYOUT_EC_M_MAX,
+				 LAYOUT_EC_N_MAX);
+	if (vol->ec_k + vol->ec_m > nd)
+		return ctl_error(ERANGE, "volume '%s': --ec %u+%u needs %u failure domains up and "
+				 "in, and the cluster has %u (%s)", name, vol->ec_k, vol->ec_m,
+				 vol->ec_k + vol->ec_m, nd, nd ? domains : "none");
+	vol->replicas = vol->ec_m + 1;
+	return NULL;
+}
+
+/* R: the request's, or the default: 3 when the map has 3 failure domains up and in;
+ * or the open segment's M+1 copies of an EC volume (pick_ec). */
+static struct json_object *pick_replicas(struct control *ctl, struct json_object *req,
+					 const char *name, struct layout_volume *vol)
+{
+	char domains[512];
+	unsigned nd;
 	uint64_t r = 0;
 
+	if (json_object_object_get_ex(req, "ec", NULL))
+		return pick_ec(ctl, req, name, vol);
+	nd = cluster_domains(ctl->cluster, domains, sizeof(domains));
 	if (json_object_object_get_ex(req, "replicas", NULL) &&
 	    (ctl_get_u64(req, "replicas", &r) < 0 || r < 1 || r > LAYOUT_MAX_REPLICAS))
 		return ctl_error(EINVAL, "volume '%s': --replicas is 1 to %u", name,
@@ -284,7 +334,7 @@ static struct json_object *pick_replicas(struct control *ctl, struct json_object
 		return ctl_error(ERANGE, "volume '%s': %llu replicas need %llu failure domains up "
 				 "and in, and the cluster has %u (%s)", name, (unsigned long long)r,
 				 (unsigned long long)r, nd, nd ? domains : "none");
-	*r_out = (uint32_t)r;
+	vol->replicas = (uint32_t)r;
 	return NULL;
 }
 
@@ -292,11 +342,16 @@ bool ctl_cluster_volume_create(struct control *ctl, struct json_object *req, con
 			       uint64_t size, unsigned flags, struct json_object **ans)
 {
 	struct vol_job *job = NULL;
-	uint32_t replicas = 0;
+	struct layout_volume pick = { 0 };
 
 	if (!ctl->cluster) {
 		uint64_t r = 1;
 
+		if (json_object_object_get_ex(req, "ec", NULL)) {
+			*ans = ctl_error(EINVAL, "volume '%s': this node is not part of a cluster "
+					 "(quilld runs without --etcd-endpoints): no --ec", name);
+			return true;
+		}
 		if (json_object_object_get_ex(req, "replicas", NULL) &&
 		    (ctl_get_u64(req, "replicas", &r) < 0 || r != 1)) {
 			*ans = ctl_error(EINVAL, "volume '%s': this node is not part of a cluster "
@@ -308,7 +363,7 @@ bool ctl_cluster_volume_create(struct control *ctl, struct json_object *req, con
 	}
 	if (!layout_id_valid(name))
 		*ans = ctl_volume_error(-EINVAL, name);
-	else if (!(*ans = pick_replicas(ctl, req, name, &replicas)) &&
+	else if (!(*ans = pick_replicas(ctl, req, name, &pick)) &&
 		 !(job = job_new(ctl, req, create_finish, CLUSTER_VOL_CREATE, name)))
 		*ans = ctl_error(ENOMEM, "out of memory");
 	if (*ans)
@@ -318,7 +373,9 @@ bool ctl_cluster_volume_create(struct control *ctl, struct json_object *req, con
 	job->req.vol.size = size;
 	job->req.vol.sector_size = flags & ENGINE_CREATE_SECTOR_4K ? ENGINE_SECTOR_SIZE_4K
 								  : ENGINE_SECTOR_SIZE_DEFAULT;
-	job->req.vol.replicas = replicas;
+	job->req.vol.replicas = pick.replicas;
+	job->req.vol.ec_k = pick.ec_k;
+	job->req.vol.ec_m = pick.ec_m;
 	*ans = job_start(job, create_registered);
 	return true;
 }

@@ -412,19 +412,24 @@ static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned re
 	struct node *n = arg;
 	struct engine_volume_info info;
 	struct cluster_volume v;
+	unsigned min_replicas = 0;
 	int r;
 
 	if (!n->replicas)
 		return;
-	if (!replicas && cluster_volume_get(n->cluster, name, &v) == 0)
-		replicas = v.rec.replicas;
+	if (cluster_volume_get(n->cluster, name, &v) == 0) {
+		replicas = replicas ? replicas : v.rec.replicas;
+		min_replicas = v.rec.min_replicas; /* an EC volume's: all M+1 */
+	}
 	if (replicas <= 1)
 		return;
 	if (volume_claimed(n, name, epoch, replicas, NULL, NULL) != 0 ||
 	    engine_volume_info(n->eng, name, &info) < 0)
 		return; /* the takeover sets its family when it is done */
 	r = replica_family_set(n->replicas, info.id, name, epoch, replicas,
-			       layout_min_replicas(replicas));
+			       min_replicas && min_replicas <= replicas
+				       ? min_replicas
+				       : layout_min_replicas(replicas));
 	if (r < 0)
 		log_msg(LOG_ERROR, LOG_TAG, "volume %s: its copies cannot start: %s", name,
 			err_str(-r));

@@ -285,6 +285,65 @@ Test(layout, bad_volume_records_are_refused)
 #undef VREC
 }
 
+Test(layout, ec_codes_parse_within_the_codec_bounds)
+{
+	static const char *const bad[] = { "", "2", "2+", "+1", "0+1", "2+0", "17+1", "2+5",
+					   "17+3", "16+5", "2+1 ", " 2+1", "2 +1", "2+-1",
+					   "2+1+1", "002+1", "2x1", "a+b" };
+	uint32_t k = 0, m = 0;
+
+	cr_assert_eq(layout_ec_parse("2+1", &k, &m), 0);
+	cr_assert(k == 2 && m == 1);
+	cr_assert_eq(layout_ec_parse("16+4", &k, &m), 0);
+	cr_assert(k == 16 && m == 4);
+	cr_assert_eq(layout_ec_parse("8+3", &k, &m), 0);
+	cr_assert(k == 8 && m == 3);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(layout_ec_parse(bad[i], &k, &m), -EINVAL, "'%s'", bad[i]);
+}
+
+/* An EC volume's record says its code; the open segment's copies are M+1, all of them
+ * needed (docs/erasure-coding.md). A replicated volume's record says nothing of it. */
+Test(layout, volume_record_ec_round_trips)
+{
+	struct layout_volume v = sample_volume(), back;
+	char *text = layout_volume_encode(&v);
+
+	cr_assert_null(strstr(text, "\"ec\""), "replicated: no ec key: %s", text);
+	free(text);
+	v.ec_k = 4;
+	v.ec_m = 2;
+	v.replicas = v.min_replicas = 3;
+	text = layout_volume_encode(&v);
+	cr_assert_not_null(strstr(text, "\"ec\":\"4+2\""), "%s", text);
+	cr_assert_eq(layout_volume_decode(text, strlen(text), &back), 0, "%s", text);
+	cr_assert_eq(memcmp(&v, &back, sizeof(v)), 0);
+	free(text);
+}
+
+Test(layout, bad_ec_volume_records_are_refused)
+{
+#define EREC(repl, minr, ec) \
+	"{\"name\":\"v\",\"size\":4096,\"sector_size\":512,\"replicas\":" #repl \
+	",\"min_replicas\":" #minr ",\"owner\":\"n0\",\"epoch\":1,\"created\":0," \
+	"\"state\":\"ready\",\"ec\":" ec "}"
+	static const char *const bad[] = {
+		EREC(3, 3, "\"2+1\""), /* 2+1 has 2 copies of its open segment */
+		EREC(2, 1, "\"2+1\""), /* ... and needs both */
+		EREC(2, 2, "\"2+0\""), /* not a code */
+		EREC(2, 2, "21"),        /* not a string */
+	};
+	const char *good = EREC(2, 2, "\"2+1\"");
+	struct layout_volume back;
+
+	cr_assert_eq(layout_volume_decode(good, strlen(good), &back), 0);
+	cr_assert(back.ec_k == 2 && back.ec_m == 1);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(layout_volume_decode(bad[i], strlen(bad[i]), &back), -EPROTO, "%s",
+			     bad[i]);
+#undef EREC
+}
+
 Test(layout, claims_encode_to_fixed_bytes)
 {
 	struct layout_claim c = { .node = "n1", .epoch = 42 }, back;

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# tests/integration/cluster_ec.sh — the erasure-coded volume policy (issue 13, first
+# steps; docs/erasure-coding.md) on a real etcd with three real quilld nodes:
+#   - volume create --ec 4+2 with three failure domains is refused, naming the count
+#     and the domains; --ec with --replicas is refused; a code out of bounds is refused
+#   - volume create --ec 2+1: the record carries "ec":"2+1" with replicas = min_replicas
+#     = 2 (the open segment's M+1 copies, all needed); volume info says "policy: ec
+#     2+1" and that sealed segments stay replicated (encoding is not built yet)
+#   - fio (nbd engine, verify=crc32c) writes and verifies 24 MiB through the owner,
+#     sealing segments of 1 MiB; every segment record names M+1 = 2 holders
+source "$(dirname "$0")/clients_lib.sh"
+
+it_init cluster_ec
+quilld_only "erasure-coded volumes"
+source "$(dirname "$0")/cluster_lib.sh"
+fio_peer_init
+
+STORE=160M
+start_three_peer_nodes
+
+# ---- refusals ----
+qexpect 0 1 volume create e42 32M --ec 4+2
+grep -q "volume 'e42': --ec 4+2 needs 6 failure domains up and in, and the cluster has 3 (node[0-2], node[0-2], node[0-2])" <<<"$ERR" ||
+	fail "4+2 with 3 failure domains: $ERR"
+qexpect 0 1 volume create ebo 32M --ec 2+1 --replicas 3
+grep -q "volume 'ebo': --ec and --replicas exclude each other" <<<"$ERR" ||
+	fail "--ec with --replicas: $ERR"
+for bad in 2+0 0+1 17+1 2+5 2 2+1+1; do
+	qexpect 0 1 volume create ebad 32M --ec "$bad"
+	grep -q "volume 'ebad': --ec '$bad' is not a code K+M" <<<"$ERR" || fail "--ec $bad: $ERR"
+done
+qexpect 0 0 --json volume ls
+grep -q '"e42"\|"ebo"\|"ebad"' <<<"$OUT" && fail "a refused create left a volume: $OUT"
+log "--ec 4+2 on 3 failure domains, --ec with --replicas and bad codes refused"
+
+# ---- an EC 2+1 volume ----
+VOL=ev
+qexpect 0 0 volume create "$VOL" 32M --ec 2+1
+rec=$(etcd_root get --print-value-only "${PREFIX}volumes/$VOL")
+python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["ec"] == "2+1" and r["replicas"] == 2 and r["min_replicas"] == 2, r' "$rec" ||
+	fail "the volume record: $rec"
+qexpect 0 0 volume info "$VOL"
+grep -q "^policy: *ec 2+1$" <<<"$OUT" || fail "volume info has no policy line: $OUT"
+grep -q "^sealed segments: replicated (encoding not built yet)$" <<<"$OUT" ||
+	fail "volume info does not say what sealed segments are: $OUT"
+grep -q "EC 2+1 owner node0 epoch 1" <<<"$OUT" || fail "volume info's cluster line: $OUT"
+# status_policy I: the policy of $VOL in node I's cluster status
+status_policy()
+{
+	qn "$1" --json cluster status | python3 -c '
+import json, sys
+v = [x for x in json.load(sys.stdin)["volumes"] if x["name"] == sys.argv[1]]
+print(v[0].get("policy", "none") if v else "absent")' "$VOL"
+}
+policy_is() { [ "$(status_policy "$1")" = "$2" ]; }
+wait_for 10 "node1's cluster status does not show the policy" policy_is 1 "ec 2+1"
+log "--ec 2+1 recorded (replicas 2, min_replicas 2) and shown"
+
+fio_verify_job "$WORK/ec.fio" "$(node_uri 0 "$VOL")" 24M 0
+sed -i '/rate_iops/d; s/^rw=randwrite/rw=randwrite\nfsync=32/' "$WORK/ec.fio"
+fio --output="$WORK/fio-ec.log" "$WORK/ec.fio" ||
+	fail "fio on the EC volume: $(tail -20 "$WORK/fio-ec.log"); node0: $(tail -5 "$WORK/node0.log")"
+grep -q "err= 0" "$WORK/fio-ec.log" || fail "fio reports an error: $(cat "$WORK/fio-ec.log")"
+
+qexpect 0 0 --json volume segment "$VOL" list
+python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])["segments"]
+sealed = [x for x in s if x["state"] == "sealed"]
+assert len(sealed) >= 4, "fio sealed few segments: %s" % s
+for x in s:
+    assert len(x["holders"]) == 2 and x["holders"][0] == "node0", x' "$OUT" ||
+	fail "segment records of the EC volume: $OUT"
+log "fio wrote and verified 24 MiB on the EC 2+1 volume; every segment on M+1 = 2 holders"
+
+it_pass
