@@ -20,6 +20,9 @@
 # rate times the seconds it did I/O, not the wall time: fio's start and exit write
 # nothing). For the 1 MiB job a write is 1 MiB.
 #
+# Then issue 13's codec rows: quill-ec-bench (ISA-L encode, decode with 1 and M lost,
+# GB/s on one core) for 2+1, 4+2, 8+3, when it is built beside quilld.
+#
 # Prints a table and issue 12's targets: r3's QD32 write IOPS >= min(0.5 x single,
 # 0.8 x ceiling), r3's QD1 write latency <= single + 60 us; then the load before and
 # after. Saves it with fio's JSON under data/bench/<timestamp>-cluster/; the stores
@@ -209,6 +212,14 @@ for r in ("r2", "r3"):
                       "single + %.0f us" % (q["lat_mean_us"] - s["lat_mean_us"])])
 table(["target", "measured", "limit", "met", ""], trows)
 PY
+# issue 13's codec figure: ISA-L encode and decode on one core (no disk, no cluster)
+ECBENCH="$(dirname "$QUILLD")/quill-ec-bench"
+if [ -x "$ECBENCH" ]; then
+	echo
+	echo "issue 13: the erasure code on one core, 4 MiB segments (quill-ec-bench)"
+	"$ECBENCH" | tee "$OUT/ec.txt"
+	echo
+fi
 echo "load (uptime) before and after:"
 sed 's/^/  /' "$OUT/load.txt"
 echo "$BENCH: table and fio JSON in $OUT"
