@@ -47,6 +47,9 @@ void ec_encode(struct ec_code *code, size_t len, uint8_t *const *data, uint8_t *
  * of one block does not invert a matrix each time. 0 (also when lost is 0);
  * -EINVAL for a bit past K+M or a len of 0 or above INT_MAX (ISA-L's int);
  * -EIO when more than M are lost (nothing is written). */
+/* The code works byte by byte position: the same slice of every fragment (block j of
+ * each: frags[i] + j·EC_BLOCK, len EC_BLOCK) decodes to that slice of the lost ones,
+ * which is how a degraded read rebuilds one block without reading whole fragments. */
 int ec_decode(struct ec_code *code, size_t len, uint8_t *const *frags, uint32_t lost);
 
 /* ---- the stripe of one sealed segment ---- */

@@ -351,3 +351,33 @@ Test(ec, stripe_and_code_must_agree)
 	ec_code_destroy(other);
 	stripe_free(&s);
 }
+
+/* A degraded read of one block: the same block of K surviving fragments rebuilds that
+ * block of the lost data fragment; nothing else of the fragments is read. */
+Test(ec, one_block_rebuilt_from_the_same_block_of_k_survivors)
+{
+	struct stripe s;
+	uint8_t *slice[EC_N_MAX], *blocks[EC_N_MAX];
+	uint32_t frag, fb, lost = (1u << 1) | (1u << 4); /* data 1 and parity 4 gone */
+
+	stripe_make(&s, 4, 2, 63);
+	for (uint32_t b = s.g.frag_blocks; b < 2 * s.g.frag_blocks; b += 5) {
+		cr_assert_eq(ec_geom_locate(&s.g, b, &frag, &fb), 0);
+		cr_assert_eq(frag, 1);
+		for (unsigned i = 0; i < 6; i++) {
+			blocks[i] = malloc(EC_BLOCK);
+			cr_assert(blocks[i]);
+			if (lost & (1u << i))
+				memset(blocks[i], 0x77, EC_BLOCK); /* not read */
+			else
+				memcpy(blocks[i], s.frags[i] + (size_t)fb * EC_BLOCK, EC_BLOCK);
+			slice[i] = blocks[i];
+		}
+		cr_assert_eq(ec_decode(s.code, EC_BLOCK, slice, lost), 0);
+		cr_assert(memcmp(blocks[1], s.seg + (size_t)b * EC_BLOCK, EC_BLOCK) == 0,
+			  "block %u", b);
+		for (unsigned i = 0; i < 6; i++)
+			free(blocks[i]);
+	}
+	stripe_free(&s);
+}
