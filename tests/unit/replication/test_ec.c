@@ -57,19 +57,27 @@ static void frags_free(struct frags *f)
 	}
 }
 
+/* A k+m code and k+m fragments of len bytes, the data random and encoded in want[]. */
+static struct ec_code *encoded(unsigned k, unsigned m, size_t len, struct frags *f)
+{
+	struct ec_code *code;
+
+	cr_assert_eq(ec_code_create(k, m, &code), 0);
+	frags_alloc(f, k + m, len);
+	for (unsigned i = 0; i < k; i++)
+		fill_random(f->want[i], len);
+	ec_encode(code, len, f->want, f->want + k);
+	return code;
+}
+
 /* Encodes random data with k+m, then, for every mask of at most m lost fragments,
  * overwrites the lost ones with garbage, decodes and compares all k+m. */
 static void every_pattern(unsigned k, unsigned m, size_t len)
 {
-	struct ec_code *code;
 	struct frags f;
+	struct ec_code *code = encoded(k, m, len, &f);
 	unsigned n = k + m, patterns = 0;
 
-	cr_assert_eq(ec_code_create(k, m, &code), 0);
-	frags_alloc(&f, n, len);
-	for (unsigned i = 0; i < k; i++)
-		fill_random(f.want[i], len);
-	ec_encode(code, len, f.want, f.want + k);
 	for (uint32_t lost = 1; lost < (1u << n); lost++) {
 		if ((unsigned)__builtin_popcount(lost) > m)
 			continue;
@@ -101,14 +109,9 @@ Test(ec, every_loss_pattern_3_2_tiny_length) { every_pattern(3, 2, 7); }
 
 Test(ec, parity_is_not_a_copy_of_the_data)
 {
-	struct ec_code *code;
 	struct frags f;
+	struct ec_code *code = encoded(2, 2, EC_BLOCK, &f);
 
-	cr_assert_eq(ec_code_create(2, 2, &code), 0);
-	frags_alloc(&f, 4, EC_BLOCK);
-	fill_random(f.want[0], EC_BLOCK);
-	fill_random(f.want[1], EC_BLOCK);
-	ec_encode(code, EC_BLOCK, f.want, f.want + 2);
 	cr_assert(memcmp(f.want[2], f.want[3], EC_BLOCK) != 0);
 	cr_assert(memcmp(f.want[2], f.want[0], EC_BLOCK) != 0);
 	cr_assert(memcmp(f.want[2], f.want[1], EC_BLOCK) != 0);
@@ -135,11 +138,9 @@ Test(ec, codes_out_of_range_are_refused)
 
 Test(ec, more_lost_than_m_writes_nothing)
 {
-	struct ec_code *code;
 	struct frags f;
+	struct ec_code *code = encoded(4, 2, 256, &f);
 
-	cr_assert_eq(ec_code_create(4, 2, &code), 0);
-	frags_alloc(&f, 6, 256);
 	for (unsigned i = 0; i < 6; i++)
 		memset(f.buf[i], (int)i, 256);
 	cr_assert_eq(ec_decode(code, 256, f.buf, 0x7), -EIO);
@@ -156,14 +157,9 @@ Test(ec, more_lost_than_m_writes_nothing)
  * entries replaced), gives the same answer. */
 Test(ec, decode_tables_survive_cache_turnover)
 {
-	struct ec_code *code;
 	struct frags f;
+	struct ec_code *code = encoded(8, 3, 512, &f);
 
-	cr_assert_eq(ec_code_create(8, 3, &code), 0);
-	frags_alloc(&f, 11, 512);
-	for (unsigned i = 0; i < 8; i++)
-		fill_random(f.want[i], 512);
-	ec_encode(code, 512, f.want, f.want + 8);
 	for (unsigned round = 0; round < 3; round++) {
 		for (uint32_t lost = 1; lost < (1u << 11); lost = lost * 3 + 1) {
 			if (__builtin_popcount(lost) > 3)

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,46 +57,44 @@ static void reseal(uint8_t *buf)
 	memcpy(buf + 60, &crc, 4);
 }
 
+/* One damaged header: the byte at `off` set to `val` (xor when `flip`), its CRC
+ * resealed or not, and what the decoder says. */
+struct damage {
+	size_t off;
+	uint8_t val;
+	bool flip, reseal;
+	int want;
+	const char *what;
+};
+
 Test(ec_format, header_decoder_checks_every_field)
 {
+	static const struct damage cases[] = {
+		{ 0, 1, true, false, -EPROTO, "magic" },
+		{ 8, 2, false, false, -EPROTONOSUPPORT, "version" },
+		{ 20, 1, true, false, -EILSEQ, "crc" },
+		{ 13, 1, false, true, -EPROTO, "reserved0" },
+		{ 56, 1, false, true, -EPROTO, "reserved1" },
+		{ 12, 6, false, true, -EPROTO, "index past k+m" },
+		{ 10, 17, false, true, -EPROTO, "k out of range" },
+		{ 11, 0, false, true, -EPROTO, "m of 0" },
+		{ 32, 255, false, true, -EPROTO, "F is not ceil(L/k)" },
+		{ 36, 0, false, true, -EPROTO, "pad is not k·F − L" },
+	};
 	uint8_t buf[64], bad[64];
 	struct ec_frag_info f = sample(), d;
 
 	ec_frag_hdr_encode(&f, buf);
 	cr_assert_eq(ec_frag_hdr_decode(buf, 63, &d), -EINVAL);
-	memcpy(bad, buf, 64);
-	bad[0] ^= 1;
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "magic");
-	memcpy(bad, buf, 64);
-	bad[8] = 2;
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTONOSUPPORT, "version");
-	memcpy(bad, buf, 64);
-	bad[20] ^= 1;
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EILSEQ, "crc");
-	memcpy(bad, buf, 64);
-	bad[13] = 1;
-	reseal(bad);
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "reserved0");
-	memcpy(bad, buf, 64);
-	bad[56] = 1;
-	reseal(bad);
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "reserved1");
-	memcpy(bad, buf, 64);
-	bad[12] = 6;
-	reseal(bad);
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "index past k+m");
-	memcpy(bad, buf, 64);
-	bad[10] = 17;
-	reseal(bad);
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "k out of range");
-	memcpy(bad, buf, 64);
-	bad[32] = 255; /* frag_blocks */
-	reseal(bad);
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "F is not ceil(L/k)");
-	memcpy(bad, buf, 64);
-	bad[36] = 0; /* pad_blocks */
-	reseal(bad);
-	cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), -EPROTO, "pad is not k·F − L");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct damage *c = &cases[i];
+
+		memcpy(bad, buf, 64);
+		bad[c->off] = c->flip ? bad[c->off] ^ c->val : c->val;
+		if (c->reseal)
+			reseal(bad);
+		cr_assert_eq(ec_frag_hdr_decode(bad, 64, &d), c->want, "%s", c->what);
+	}
 	memcpy(bad, buf, 64);
 	memset(bad + 28, 0, 4); /* L = 0 */
 	reseal(bad);
