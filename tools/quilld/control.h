@@ -27,8 +27,10 @@ struct control_opts {
 	struct replicas *replicas; /* this node's replicated families, or NULL */
 	struct orphans *orphans;   /* the held copies' clean-up (node held --orphans), or NULL */
 	/* a create or claim made this node the owner of a volume at epoch: its copies
-	 * start now (replicas 0: the map says how many) */
-	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
+	 * start now (replicas 0: the map says how many; min_replicas 0: the map's, or
+	 * layout_min_replicas) */
+	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas,
+			     unsigned min_replicas);
 	/* is name being taken over here (its owner died elsewhere)? its step then */
 	bool (*volume_takeover)(void *arg, const char *name, char *step, size_t len);
 	void *volume_owned_arg;

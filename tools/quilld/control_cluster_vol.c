@@ -232,7 +232,8 @@ static void owned(struct control *ctl, const struct vol_job *job)
 {
 	if (ctl->volume_owned)
 		ctl->volume_owned(ctl->volume_owned_arg, job->req.vol.name, job->req.epoch,
-				  job->req.vol.replicas);
+				  job->req.vol.replicas,
+				  job->req.vol.ec_k ? job->req.vol.replicas : 0);
 }
 
 static void create_ready(void *arg, int res, const char *msg)

@@ -28,7 +28,8 @@ struct control {
 	struct blk_guard *guard;    /* or NULL: a single node */
 	struct replicas *replicas;  /* or NULL: nothing replicated here */
 	struct orphans *orphans;    /* or NULL: no holder, or a single node */
-	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas);
+	void (*volume_owned)(void *arg, const char *name, int64_t epoch, unsigned replicas,
+			     unsigned min_replicas);
 	/* is name being taken over here (its owner died elsewhere)? its step then */
 	bool (*volume_takeover)(void *arg, const char *name, char *step, size_t len);
 	void *volume_owned_arg;

@@ -405,21 +405,23 @@ static int volume_claimed(struct node *n, const char *name, int64_t epoch, unsig
 }
 
 /* Registers name's family with the replica sets if this node owns it at epoch and
- * it has more than one copy (replicas 0: the map says how many); takes it over first
+ * it has more than one copy (replicas 0: the map says how many; min_replicas 0: the
+ * map's, else layout_min_replicas: an EC volume needs all M+1); takes it over first
  * if its layers here are missing or stale (volume_claimed). */
-static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned replicas)
+static void volume_owned(void *arg, const char *name, int64_t epoch, unsigned replicas,
+			 unsigned min_replicas)
 {
 	struct node *n = arg;
 	struct engine_volume_info info;
 	struct cluster_volume v;
-	unsigned min_replicas = 0;
 	int r;
 
 	if (!n->replicas)
 		return;
 	if (cluster_volume_get(n->cluster, name, &v) == 0) {
 		replicas = replicas ? replicas : v.rec.replicas;
-		min_replicas = v.rec.min_replicas; /* an EC volume's: all M+1 */
+		if (!min_replicas)
+			min_replicas = v.rec.min_replicas; /* an EC volume's: all M+1 */
 	}
 	if (replicas <= 1)
 		return;
@@ -480,7 +482,8 @@ static void sync_families(struct node *n)
 
 		if (vols[i].rec.replicas > 1 &&
 		    cluster_volume_owned(n->cluster, vols[i].rec.name, &epoch))
-			volume_owned(n, vols[i].rec.name, epoch, vols[i].rec.replicas);
+			volume_owned(n, vols[i].rec.name, epoch, vols[i].rec.replicas,
+				     vols[i].rec.min_replicas);
 		else
 			release_if_lost(n, &vols[i]);
 	}
