@@ -110,3 +110,58 @@ int ec_frag_block_check(const void *table, uint32_t frag_blocks, uint32_t i,
 		       ? 0
 		       : -EILSEQ;
 }
+
+size_t ec_frag_data_offset(const struct ec_geom *g)
+{
+	return ((size_t)1 + ec_frag_table_blocks(g->frag_blocks)) * EC_BLOCK;
+}
+
+size_t ec_frag_image_bytes(const struct ec_geom *g)
+{
+	return ec_frag_data_offset(g) + ec_geom_frag_bytes(g);
+}
+
+void ec_frag_seal(struct ec_frag_info *f, uint8_t *image)
+{
+	const uint8_t *data = image + ec_frag_data_offset(&f->geom);
+
+	f->table_crc = ec_frag_table_fill(data, f->geom.frag_blocks, image + EC_BLOCK);
+	f->frag_crc = crc32c(data, ec_geom_frag_bytes(&f->geom));
+	memset(image, 0, EC_BLOCK);
+	ec_frag_hdr_encode(f, image);
+}
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f)
+{
+	const uint8_t *p = image, *table = p + EC_BLOCK, *data;
+	struct ec_frag_info d;
+	int r = ec_frag_hdr_decode(p, len, &d);
+
+	if (r < 0)
+		return r;
+	if (len != ec_frag_image_bytes(&d.geom))
+		return -EINVAL;
+	if (!all_zero(p + sizeof(struct ec_frag_hdr), EC_BLOCK - sizeof(struct ec_frag_hdr)) ||
+	    !all_zero(table + (size_t)d.geom.frag_blocks * 4,
+		      (size_t)ec_frag_table_blocks(d.geom.frag_blocks) * EC_BLOCK -
+			      (size_t)d.geom.frag_blocks * 4))
+		return -EPROTO;
+	if (crc32c(table, (size_t)d.geom.frag_blocks * 4) != d.table_crc)
+		return -EILSEQ;
+	data = p + ec_frag_data_offset(&d.geom);
+	for (uint32_t i = 0; i < d.geom.frag_blocks; i++)
+		if (ec_frag_block_check(table, d.geom.frag_blocks, i, data + (size_t)i * EC_BLOCK))
+			return -EILSEQ;
+	if (crc32c(data, ec_geom_frag_bytes(&d.geom)) != d.frag_crc)
+		return -EILSEQ;
+	*f = d;
+	return 0;
+}

@@ -25,6 +25,23 @@
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "quill's formats are little-endian and the codecs assume a little-endian host"
+/* ---- a whole fragment image: header block | CRC table | data ---- */
+
+/* Bytes of the image of a fragment of g: (1 + table blocks + F) blocks. */
+size_t ec_frag_image_bytes(const struct ec_geom *g);
+/* Where its data starts: (1 + table blocks) blocks. The encoder points the codec at
+ * image + this, so that parity is written in place. */
+size_t ec_frag_data_offset(const struct ec_geom *g);
+/* Completes an image whose data is in place: fills the CRC table, f->frag_crc and
+ * f->table_crc, and the header block (the header, then zeros). f's geometry, index,
+ * segment id and epoch are the caller's. */
+void ec_frag_seal(struct ec_frag_info *f, uint8_t *image);
+/* Checks a whole image as received or read back: its header (ec_frag_hdr_decode's
+ * errors), len equal to the image of that geometry (-EINVAL), the header block's
+ * and the table's padding zero (-EPROTO), the table against table_crc and every data block against
+ * the table (-EILSEQ), and the data against frag_crc (-EILSEQ). Fills *f. */
+int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f);
+
 #endif
 
 #define EC_FRAG_MAGIC UINT64_C(0x4752464c4c495551) /* "QUILLFRG" */
@@ -81,5 +98,22 @@ uint32_t ec_frag_table_fill(const uint8_t *frag, uint32_t frag_blocks, void *tab
 /* Checks block i (4096 bytes) against the table: 0, -EILSEQ, -ERANGE past F. */
 int ec_frag_block_check(const void *table, uint32_t frag_blocks, uint32_t i,
 			const void *block);
+
+/* ---- a whole fragment image: header block | CRC table | data ---- */
+
+/* Bytes of the image of a fragment of g: (1 + table blocks + F) blocks. */
+size_t ec_frag_image_bytes(const struct ec_geom *g);
+/* Where its data starts: (1 + table blocks) blocks. The encoder points the codec at
+ * image + this, so that parity is written in place. */
+size_t ec_frag_data_offset(const struct ec_geom *g);
+/* Completes an image whose data is in place: fills the CRC table, f->frag_crc and
+ * f->table_crc, and the header block (the header, then zeros). f's geometry, index,
+ * segment id and epoch are the caller's. */
+void ec_frag_seal(struct ec_frag_info *f, uint8_t *image);
+/* Checks a whole image as received or read back: its header (ec_frag_hdr_decode's
+ * errors), len equal to the image of that geometry (-EINVAL), the header block's
+ * and the table's padding zero (-EPROTO), the table against table_crc and every data block against
+ * the table (-EILSEQ), and the data against frag_crc (-EILSEQ). Fills *f. */
+int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f);
 
 #endif

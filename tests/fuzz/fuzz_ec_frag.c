@@ -1,6 +1,7 @@
 /* tests/fuzz/fuzz_ec_frag.c — libFuzzer target for the erasure-coded fragment's header
- * decoder (replication/ec_format.c: ec_frag_hdr_decode), as a holder or a reader meets
- * a header from a hostile peer or a damaged disk.
+ * decoder and image check (replication/ec_format.c: ec_frag_hdr_decode,
+ * ec_frag_verify), as a holder or a reader meets a fragment from a hostile peer or a
+ * damaged disk.
  *
  * The first input byte is a mode: bit 0 set, the header's CRC is computed afresh over
  * the input before it is decoded (so that the fuzzer reaches the field checks behind
@@ -45,6 +46,9 @@ static void decode(const uint8_t *data, size_t size)
 	check(g->pad_blocks == g->frag_blocks * g->k - g->seg_blocks);
 	ec_frag_hdr_encode(&f, again);
 	check(memcmp(again, data, sizeof(again)) == 0);
+	/* the whole image: what verifies is exactly one image of its geometry */
+	if (ec_frag_verify(data, size, &f) == 0)
+		check(size == ec_frag_image_bytes(&f.geom));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/crc32c.h"
@@ -158,4 +159,98 @@ Test(ec_format, version_1_fixtures_load)
 			cr_assert(memcmp(enc, buf + 1, 64) == 0, "the fixture is sample()'s header");
 		}
 	}
+}
+
+/* The K+M images of a segment's stripe: data split into the images, parity encoded in
+ * place, each sealed; every one verifies, and each kind of damage is caught. */
+struct images {
+	struct ec_geom g;
+	uint8_t *img[EC_N_MAX];
+	size_t bytes;
+};
+
+static void images_make(struct images *im, unsigned k, unsigned m, uint32_t blocks)
+{
+	struct ec_code *code;
+	uint8_t *seg, *data[EC_N_MAX];
+	size_t off;
+
+	cr_assert_eq(ec_geom_init(&im->g, k, m, blocks), 0);
+	cr_assert_eq(ec_code_create(k, m, &code), 0);
+	im->bytes = ec_frag_image_bytes(&im->g);
+	off = ec_frag_data_offset(&im->g);
+	seg = malloc((size_t)blocks * EC_BLOCK);
+	cr_assert_not_null(seg);
+	for (size_t i = 0; i < (size_t)blocks * EC_BLOCK; i++)
+		seg[i] = (uint8_t)(i * 13 + i / EC_BLOCK);
+	for (unsigned i = 0; i < k + m; i++) {
+		im->img[i] = calloc(1, im->bytes);
+		cr_assert_not_null(im->img[i]);
+		data[i] = im->img[i] + off;
+	}
+	ec_stripe_split(&im->g, seg, data);
+	ec_encode(code, ec_geom_frag_bytes(&im->g), data, data + k);
+	for (unsigned i = 0; i < k + m; i++) {
+		struct ec_frag_info f = { .geom = im->g, .index = i, .family = 0x1f, .seq = 3,
+					  .epoch = 2 };
+
+		ec_frag_seal(&f, im->img[i]);
+	}
+	free(seg);
+	ec_code_destroy(code);
+}
+
+static void images_free(struct images *im)
+{
+	for (unsigned i = 0; i < im->g.k + im->g.m; i++)
+		free(im->img[i]);
+}
+
+Test(ec_format, fragment_images_verify_and_damage_is_caught)
+{
+	struct images im;
+	struct ec_frag_info f;
+	size_t off;
+
+	images_make(&im, 4, 2, 1030); /* F = 258 */
+	off = ec_frag_data_offset(&im.g);
+	cr_assert_eq(off, 2 * EC_BLOCK, "a header block and one table block");
+	for (unsigned i = 0; i < 6; i++) {
+		cr_assert_eq(ec_frag_verify(im.img[i], im.bytes, &f), 0, "fragment %u", i);
+		cr_assert_eq(f.index, i);
+		cr_assert_eq(f.geom.seg_blocks, 1030);
+		cr_assert_eq(f.frag_crc, crc32c(im.img[i] + off, 258 * EC_BLOCK));
+	}
+	cr_assert_eq(ec_frag_verify(im.img[0], im.bytes - EC_BLOCK, &f), -EINVAL, "short");
+	cr_assert_eq(ec_frag_verify(im.img[0], 64, &f), -EINVAL, "a header alone");
+	/* one block of the table checks one block of the data */
+	cr_assert_eq(ec_frag_block_check(im.img[5] + EC_BLOCK, 258, 100,
+					 im.img[5] + off + 100 * EC_BLOCK), 0);
+	im.img[5][off + 100 * EC_BLOCK + 7] ^= 1;
+	cr_assert_eq(ec_frag_block_check(im.img[5] + EC_BLOCK, 258, 100,
+					 im.img[5] + off + 100 * EC_BLOCK), -EILSEQ);
+	cr_assert_eq(ec_frag_verify(im.img[5], im.bytes, &f), -EILSEQ, "a data block");
+	im.img[4][EC_BLOCK + 40] ^= 1;
+	cr_assert_eq(ec_frag_verify(im.img[4], im.bytes, &f), -EILSEQ, "the table");
+	im.img[3][EC_BLOCK + 258 * 4] = 1;
+	cr_assert_eq(ec_frag_verify(im.img[3], im.bytes, &f), -EPROTO, "the table's padding");
+	im.img[2][100] = 1;
+	cr_assert_eq(ec_frag_verify(im.img[2], im.bytes, &f), -EPROTO, "the header's padding");
+	im.img[1][20] ^= 1;
+	cr_assert_eq(ec_frag_verify(im.img[1], im.bytes, &f), -EILSEQ, "the header");
+	images_free(&im);
+}
+
+/* The smallest stripe: one block, 2+1; its images are 3 blocks each. */
+Test(ec_format, one_block_stripe_images)
+{
+	struct images im;
+	struct ec_frag_info f;
+
+	images_make(&im, 2, 1, 1);
+	cr_assert_eq(im.bytes, 3 * EC_BLOCK);
+	for (unsigned i = 0; i < 3; i++)
+		cr_assert_eq(ec_frag_verify(im.img[i], im.bytes, &f), 0, "fragment %u", i);
+	cr_assert_eq(f.geom.pad_blocks, 1);
+	images_free(&im);
 }
