@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/integration/cluster_ec.sh — the erasure-coded volume policy (issue 13, first
 # steps; docs/erasure-coding.md) on a real etcd with three real quilld nodes:
+#   - a single node without etcd refuses --ec
 #   - volume create --ec 4+2 with three failure domains is refused, naming the count
 #     and the domains; --ec with --replicas is refused; a code out of bounds is refused
 #   - volume create --ec 2+1: the record carries "ec":"2+1" with replicas = min_replicas
@@ -14,6 +15,14 @@ it_init cluster_ec
 quilld_only "erasure-coded volumes"
 source "$(dirname "$0")/cluster_lib.sh"
 fio_peer_init
+
+# ---- a single node without etcd: no --ec ----
+IT_STORE_SIZE=64M server_start
+expect 1 volume create one 16M --ec 2+1
+grep -q "volume 'one': this node is not part of a cluster.*no --ec" <<<"$ERR" ||
+	fail "--ec on a single node: $ERR"
+server_stop
+log "a single node refuses --ec"
 
 STORE=160M
 start_three_peer_nodes
