@@ -178,6 +178,9 @@ static void op_finish(struct hold_op *op, int res)
 		m.datacnt = res == 0 ? 2 : 0;
 	}
 	log_refusal(op, fence, res);
+	if (res == 0 && op->sr.op == PEER_OP_SEG_DELETE)
+		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %08x: copy deleted by its "
+			"owner (SEG_DELETE)", (unsigned long long)op->uid, op->sr.sno);
 	rep.result = res;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT) {
 		rep.epoch = info.epoch;

@@ -128,7 +128,7 @@ int replica_numbers_ready(struct rseg *s)
 	return -EINPROGRESS;
 }
 
-/* ---- the test hook (QUILL_TEST_CRASH_AFTER_OPEN) ---- */
+/* ---- the test hooks (QUILL_TEST_CRASH_AFTER_OPEN, QUILL_TEST_CRASH_AFTER_SEAL) ---- */
 
 static void crash_recorded(void *arg, int res, const char *msg)
 {
@@ -162,4 +162,15 @@ void replica_numbers_test_crash(struct rseg *s)
 		c->req.seg.id.seq);
 	if (cluster_volume_async(rs->cluster, &c->req, crash_recorded, c) < 0)
 		raise(SIGKILL);
+}
+
+void replica_numbers_test_crash_seal(struct rseg *s)
+{
+	struct replicas *rs = s->rs;
+
+	if (!rs->test_crash_seal || ++rs->test_seals < rs->test_crash_seal)
+		return;
+	log_msg(LOG_WARN, LOG_TAG, "test: the sealed record of segment %08" PRIx32 " at %u "
+		"blocks landed: killing this node before SEG_SEAL", s->sno, s->seal_len);
+	raise(SIGKILL);
 }

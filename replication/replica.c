@@ -338,20 +338,27 @@ void replica_fill_holders(const struct rseg *s, struct layout_segment *seg)
 		snprintf(seg->holders[seg->nholders++], LAYOUT_ID_MAX + 1, "%s", s->holders[i]->id);
 }
 
-static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
+/* A call about s (its id, holders, epoch filled in): NULL without memory. */
+static struct seg_call *seg_call_new(struct rseg *s, enum cluster_vol_op op)
 {
 	struct seg_call *c = calloc(1, sizeof(*c));
-	int r;
 
 	if (!c)
-		return -ENOMEM;
+		return NULL;
 	c->seg = s;
 	c->req.op = op;
 	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", s->fam->name);
 	c->req.epoch = s->fam->epoch;
 	replica_fill_holders(s, &c->req.seg);
-	if (op == CLUSTER_VOL_SEG_SEAL)
-		c->req.seg.length = (uint64_t)s->seal_len * ENGINE_BLOCK_SIZE;
+	return c;
+}
+
+/* Sends c (holding a ref of its segment until cb): 0, or <0 (c freed, cb never runs). */
+static int seg_call_send(struct seg_call *c, cluster_cb cb)
+{
+	struct rseg *s = c->seg;
+	int r;
+
 	s->refs++;
 	r = cluster_volume_async(s->rs->cluster, &c->req, cb, c);
 	if (r < 0) {
@@ -362,6 +369,17 @@ static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
 	c->next = s->rs->calls;
 	s->rs->calls = c;
 	return 0;
+}
+
+static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
+{
+	struct seg_call *c = seg_call_new(s, op);
+
+	if (!c)
+		return -ENOMEM;
+	if (op == CLUSTER_VOL_SEG_SEAL)
+		c->req.seg.length = (uint64_t)s->seal_len * ENGINE_BLOCK_SIZE;
+	return seg_call_send(c, cb);
 }
 
 /* etcd said this node is not the family's owner at its epoch: nothing of it can be
@@ -727,6 +745,50 @@ static bool seal_refused(int r)
 	       r == -EPROTO;
 }
 
+static void unhold_recorded(void *arg, int res, const char *msg)
+{
+	struct seg_call *c = arg;
+	char node[LAYOUT_ID_MAX + 1];
+	struct rseg *s;
+
+	snprintf(node, sizeof(node), "%s", c->req.copy_node);
+	s = call_end(c);
+	if (!s)
+		return;
+	if (!s->rs->closing && res < 0 && res != -ESTALE && res != -ENOENT) {
+		/* the record still names a copy that does not exist: the holder's orphan
+		 * check keeps it, catch-up does not replace it; logged, not retried (the
+		 * next reconciliation sends the seal again and meets ERANGE again) */
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: node %s is not dropped from the record of "
+			"segment %08" PRIx32 " (%s)", s->fam->name, node, s->sno, msg);
+	} else if (!s->rs->closing && res == 0) {
+		for (unsigned i = 0; i < s->nholders; i++)
+			if (strcmp(s->holders[i]->id, node) == 0) {
+				s->holders[i] = s->holders[--s->nholders];
+				break;
+			}
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: node %s dropped from the record of sealed "
+			"segment %08" PRIx32 " (it holds less than its %u blocks): catch-up makes "
+			"a whole copy", s->fam->name, node, s->sno, s->seal_len);
+		catchup_kick(s->rs->catchup);
+	}
+	seg_unref(s);
+}
+
+/* n holds less of sealed s than its length (its seal answered ERANGE): it leaves the
+ * record's holders (fenced), so that the record claims no copy that does not exist
+ * and catch-up makes a whole one. */
+static void seg_unhold(struct rseg *s, struct rnode *n)
+{
+	struct seg_call *c = seg_call_new(s, CLUSTER_VOL_SEG_COPY);
+
+	if (!c)
+		return;
+	c->req.copy_phase = CLVOL_COPY_DROP;
+	snprintf(c->req.copy_node, sizeof(c->req.copy_node), "%s", n->id);
+	(void)seg_call_send(c, unhold_recorded);
+}
+
 /* n answered SEG_SEAL of s with r: it leaves the holders to seal once it sealed or
  * refused for good; any other failure (a timeout, a lost connection, EBUSY) is sent
  * again later. */
@@ -749,7 +811,10 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 	}
 	if (r < 0)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: holder node %s refuses to seal its copy at "
-			"%u blocks: %s", id, n->id, s->seal_len, err_str(-r));
+			"%u blocks: %s%s", id, n->id, s->seal_len, err_str(-r),
+			r == -ERANGE ? ": it leaves the record's holders" : "");
+	if (r == -ERANGE)
+		seg_unhold(s, n);
 	s->nseal_todo--;
 	s->seal_todo[i] = s->seal_todo[s->nseal_todo];
 	s->seal_sent[i] = s->seal_sent[s->nseal_todo];
@@ -830,6 +895,7 @@ static void seal_recorded(void *arg, int res, const char *msg)
 			seg_retry_later(s);
 		} else {
 			s->state = RS_SEALED;
+			replica_numbers_test_crash_seal(s);
 			seal_send_all(s);
 			if (seg_copies(s) < s->fam->replicas)
 				catchup_kick(s->rs->catchup); /* it wants its copies back */
@@ -1037,17 +1103,18 @@ static void seg_revive(struct rseg *s)
 }
 
 /* The segment the engine freed that was not opened in this process (written before a
- * restart, or adopted) or opened under an epoch lost since: the one the start-up's
- * check (or that epoch) made for it if any, else a new one. NULL: its delete is under
- * way already, or no memory (logged: the record stays until the next start-up's
- * check). */
+ * restart, or adopted) or opened under an epoch lost since: the one the family's
+ * reconciliation (or that epoch) made for it if any, with the holders its record
+ * names, else a new one without holders (freed before the reconciliation listed the
+ * records: the holders' orphan checks drop the copies). NULL: its delete is under way
+ * already, or no memory (logged: the record stays until the next reconciliation). */
 static struct rseg *seg_unopened(struct replicas *rs, uint64_t uid, uint32_t sno)
 {
 	struct family *f = replica_family_find(rs, uid);
 	struct rseg *s = replica_seg_find(rs, uid, sno);
 
 	if (f && !cluster_volume_owned(rs->cluster, f->name, NULL))
-		return NULL; /* lost or given up: its owner's start-up check deletes it */
+		return NULL; /* lost or given up: its owner's reconciliation deletes it */
 	if (s) {
 		seg_revive(s);
 		return s->delete_wanted || s->state == RS_DELETING ? NULL : s;
@@ -1307,6 +1374,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 					       : REPLICA_DEFAULT_PEER_TIMEOUT_MS;
 	rs->seg_blocks = engine_segment_blocks(opts->eng);
 	rs->test_crash_after = opts->test_crash_after_open;
+	rs->test_crash_seal = opts->test_crash_after_seal;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0) {
 		free(rs);
 		return -ENOMEM;

@@ -159,6 +159,8 @@ struct replicas {
 	struct ncall *ncalls;           /* numbers.c: its calls in flight */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
+	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
+	unsigned test_seals;            /* sealed records written, for it */
 };
 
 /* replica.c */
@@ -188,6 +190,8 @@ int replica_numbers_ready(struct rseg *s);
 void replica_numbers_destroy(struct replicas *rs);
 /* The test hook (replica_opts.test_crash_after_open): after s's open record landed. */
 void replica_numbers_test_crash(struct rseg *s);
+/* The test hook (replica_opts.test_crash_after_seal): after s's sealed record landed. */
+void replica_numbers_test_crash_seal(struct rseg *s);
 
 /* The family uid here, or NULL. */
 struct family *replica_family_find(const struct replicas *rs, uint64_t uid);
