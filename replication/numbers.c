@@ -29,66 +29,13 @@
 
 #define SNO_AHEAD 64u
 
-/* One call of this file's in flight (engine job or etcd). The module may go first
- * (replica_numbers_destroy): the call is then an orphan (rs NULL), freed by its
- * callback, which touches nothing else. */
-struct ncall {
-	struct replicas *rs;
-	uint64_t uid;              /* the family's (looked up again on each answer) */
-	struct cluster_vol_req req;
-	struct ncall *next;        /* in rs->ncalls */
-};
-
-static struct ncall *ncall_new(struct replicas *rs, uint64_t uid)
-{
-	struct ncall *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->rs = rs;
-	c->uid = uid;
-	c->next = rs->ncalls;
-	rs->ncalls = c;
-	return c;
-}
-
-static void ncall_free(struct ncall *c)
-{
-	if (c->rs)
-		for (struct ncall **p = &c->rs->ncalls; *p; p = &(*p)->next)
-			if (*p == c) {
-				*p = c->next;
-				break;
-			}
-	free(c->req.segs);
-	free(c);
-}
-
-/* c's family, or NULL when the module went (c is freed then). */
-static struct family *ncall_family(struct ncall *c)
-{
-	if (c->rs)
-		for (size_t i = 0; i < c->rs->nfams; i++)
-			if (c->rs->fams[i]->uid == c->uid)
-				return c->rs->fams[i];
-	ncall_free(c);
-	return NULL;
-}
-
-void replica_numbers_destroy(struct replicas *rs)
-{
-	for (struct ncall *c = rs->ncalls; c; c = c->next)
-		c->rs = NULL; /* answered later: orphans */
-	rs->ncalls = NULL;
-}
-
 /* ---- the reservation before a segment is recorded ---- */
 
 static void reserved(void *arg, int res)
 {
-	struct ncall *c = arg;
+	struct fam_call *c = arg;
 	struct replicas *rs = c->rs;
-	struct family *f = ncall_family(c);
+	struct family *f = replica_fam_call_family(c);
 
 	if (!f)
 		return;
@@ -98,7 +45,7 @@ static void reserved(void *arg, int res)
 				"reserved (%s): its next segment waits", f->name, err_str(-res));
 		f->reserve_failed_ms = loop_now_ms();
 	}
-	ncall_free(c);
+	replica_fam_call_free(c);
 	replica_segs_retry_placing(rs);
 }
 
@@ -107,7 +54,7 @@ int replica_numbers_ready(struct rseg *s)
 	struct replicas *rs = s->rs;
 	struct family *f = s->fam;
 	uint32_t ahead = s->sno > UINT32_MAX - SNO_AHEAD ? UINT32_MAX : s->sno + SNO_AHEAD;
-	struct ncall *c;
+	struct fam_call *c;
 	int r;
 
 	if (engine_family_durable_sno(rs->eng, f->uid) > s->sno)
@@ -116,12 +63,12 @@ int replica_numbers_ready(struct rseg *s)
 		return -EINPROGRESS; /* its end retries every segment waiting to be placed */
 	if (f->reserve_failed_ms && loop_now_ms() - f->reserve_failed_ms < RETRY_MS)
 		return -EAGAIN;
-	c = ncall_new(rs, f->uid);
+	c = replica_fam_call_new(rs, f->uid);
 	if (!c)
 		return -ENOMEM;
 	r = engine_family_reserve_sno_async(rs->eng, f->uid, 0, ahead, reserved, c);
 	if (r < 0) {
-		ncall_free(c);
+		replica_fam_call_free(c);
 		return r;
 	}
 	f->reserving = true;
@@ -132,7 +79,7 @@ int replica_numbers_ready(struct rseg *s)
 
 static void crash_recorded(void *arg, int res, const char *msg)
 {
-	struct ncall *c = arg;
+	struct fam_call *c = arg;
 
 	log_msg(LOG_WARN, LOG_TAG, "test: the open record of segment %08" PRIx32 " %s (%s): "
 		"killing this node now", c->req.seg.id.seq, res < 0 ? "failed" : "landed", msg);
@@ -142,13 +89,13 @@ static void crash_recorded(void *arg, int res, const char *msg)
 void replica_numbers_test_crash(struct rseg *s)
 {
 	struct replicas *rs = s->rs;
-	struct ncall *c;
+	struct fam_call *c;
 
 	if (!rs->test_crash_after || ++rs->test_opens < rs->test_crash_after)
 		return;
 	/* record the next number open, as an owner that opens ahead of need would, and
 	 * die before any write of it: the window between a record and the log */
-	c = ncall_new(rs, s->fam->uid);
+	c = replica_fam_call_new(rs, s->fam->uid);
 	if (!c)
 		raise(SIGKILL);
 	c->req.op = CLUSTER_VOL_SEG_OPEN;

@@ -59,21 +59,23 @@ const char *recon_action_name(enum recon_action a)
 
 /* ---- the call ---- */
 
-/* The call in flight for one family. The module may go first (replica_reconcile_destroy):
- * the call is then an orphan (rs NULL), freed by its callback, which touches nothing
- * else. */
-struct rcall {
-	struct replicas *rs;
-	uint64_t uid;              /* the family's (looked up again on each answer) */
-	int64_t epoch;             /* the one reconciled */
-	struct cluster_vol_req req;
-	struct rcall *next;        /* in rs->rcalls */
-};
+struct fam_call *replica_fam_call_new(struct replicas *rs, uint64_t uid)
+{
+	struct fam_call *c = calloc(1, sizeof(*c));
 
-static void rcall_free(struct rcall *c)
+	if (!c)
+		return NULL;
+	c->rs = rs;
+	c->uid = uid;
+	c->next = rs->fam_calls;
+	rs->fam_calls = c;
+	return c;
+}
+
+void replica_fam_call_free(struct fam_call *c)
 {
 	if (c->rs)
-		for (struct rcall **p = &c->rs->rcalls; *p; p = &(*p)->next)
+		for (struct fam_call **p = &c->rs->fam_calls; *p; p = &(*p)->next)
 			if (*p == c) {
 				*p = c->next;
 				break;
@@ -82,21 +84,20 @@ static void rcall_free(struct rcall *c)
 	free(c);
 }
 
-/* c's family, or NULL when the module went (c is freed then). */
-static struct family *rcall_family(struct rcall *c)
+struct family *replica_fam_call_family(struct fam_call *c)
 {
 	struct family *f = c->rs ? replica_family_find(c->rs, c->uid) : NULL;
 
 	if (!f)
-		rcall_free(c);
+		replica_fam_call_free(c);
 	return f;
 }
 
 void replica_reconcile_destroy(struct replicas *rs)
 {
-	for (struct rcall *c = rs->rcalls; c; c = c->next)
+	for (struct fam_call *c = rs->fam_calls; c; c = c->next)
 		c->rs = NULL; /* answered later: orphans */
-	rs->rcalls = NULL;
+	rs->fam_calls = NULL;
 	for (size_t i = 0; i < rs->nfams; i++) {
 		loop_timer_cancel(rs->fams[i]->recon_retry);
 		rs->fams[i]->recon_retry = NULL;
@@ -117,13 +118,13 @@ static void retry_fire(void *arg)
 }
 
 /* c ends; done: its epoch is reconciled; else, unless stale, it starts again later. */
-static void rcall_end(struct rcall *c, struct family *f, bool done, bool stale)
+static void recon_end(struct fam_call *c, struct family *f, bool done, bool stale)
 {
 	struct replicas *rs = c->rs;
 	int64_t epoch = c->epoch;
 
 	f->recon_busy = false;
-	rcall_free(c);
+	replica_fam_call_free(c);
 	if (done || stale) {
 		/* stale: another owner's now; a claim again is a new epoch */
 		f->recon_epoch = epoch;
@@ -248,8 +249,8 @@ static int apply(struct family *f, const struct layout_segment *segs, size_t n)
 
 static void raised(void *arg, int res)
 {
-	struct rcall *c = arg;
-	struct family *f = rcall_family(c);
+	struct fam_call *c = arg;
+	struct family *f = replica_fam_call_family(c);
 	struct replicas *rs = c->rs;
 
 	if (!f)
@@ -259,25 +260,25 @@ static void raised(void *arg, int res)
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: its segment numbers cannot be "
 				"raised past its records (%s): trying again", f->name,
 				err_str(-res));
-		rcall_end(c, f, false, false);
+		recon_end(c, f, false, false);
 		return;
 	}
 	if (f->epoch == c->epoch)
 		f->raised_epoch = c->epoch;
 	if (apply(f, c->req.segs, c->req.nsegs) < 0) {
-		rcall_end(c, f, false, false);
+		recon_end(c, f, false, false);
 	} else {
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: %zu segment records reconciled at epoch "
 			"%lld", f->name, c->req.nsegs, (long long)c->epoch);
-		rcall_end(c, f, true, false);
+		recon_end(c, f, true, false);
 	}
 	replica_segs_retry_placing(rs); /* the segments that waited for the raise */
 }
 
 static void listed(void *arg, int res, const char *msg)
 {
-	struct rcall *c = arg;
-	struct family *f = rcall_family(c);
+	struct fam_call *c = arg;
+	struct family *f = replica_fam_call_family(c);
 	uint32_t next = 0;
 	int r;
 
@@ -290,7 +291,7 @@ static void listed(void *arg, int res, const char *msg)
 		else
 			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: its segment records cannot "
 					"be listed (%s): trying again", f->name, msg);
-		rcall_end(c, f, false, res == -ESTALE);
+		recon_end(c, f, false, res == -ESTALE);
 		return;
 	}
 	/* this process's own segments drew their numbers from the counter already (an
@@ -310,26 +311,22 @@ static void listed(void *arg, int res, const char *msg)
 
 void replica_reconcile_start(struct replicas *rs, struct family *f)
 {
-	struct rcall *c;
+	struct fam_call *c;
 
 	if (f->recon_epoch == f->epoch || f->recon_busy || f->recon_retry || f->stale ||
 	    rs->closing)
 		return;
-	c = calloc(1, sizeof(*c));
+	c = replica_fam_call_new(rs, f->uid);
 	if (!c)
 		return; /* the next map change tries again */
-	c->rs = rs;
-	c->uid = f->uid;
 	c->epoch = f->epoch;
 	c->req.op = CLUSTER_VOL_SEG_LIST;
 	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", f->name);
 	c->req.epoch = f->epoch;
 	if (cluster_volume_async(rs->cluster, &c->req, listed, c) < 0) {
-		free(c);
+		replica_fam_call_free(c);
 		return;
 	}
-	c->next = rs->rcalls;
-	rs->rcalls = c;
 	f->recon_busy = true;
 }
 

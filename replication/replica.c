@@ -1401,7 +1401,6 @@ void replica_destroy(struct replicas *rs)
 	readaround_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
-	replica_numbers_destroy(rs);
 	replica_reconcile_destroy(rs);
 	for (struct rseg *s = rs->all, *next; s; s = next) {
 		next = s->next_all;

@@ -9,13 +9,14 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "cluster/cluster.h"
 #include "cluster/layout.h"
 #include "engine/segment.h"
 #include "replication/replica.h"
 
 struct peer_conn;
 struct seg_call;
-struct rcall;
+struct fam_call;
 struct loop_timer;
 struct loop_task;
 
@@ -151,12 +152,11 @@ struct replicas {
 	struct rseg *kicked;            /* the segments whose completions were deferred */
 	bool in_hook;                   /* inside a mirror hook: complete nothing now */
 	struct seg_call *calls;         /* etcd calls not answered yet */
-	struct rcall *rcalls;           /* reconcile.c: its calls in flight */
+	struct fam_call *fam_calls;     /* numbers.c, reconcile.c: their calls in flight */
 	struct rflush **flushes;        /* flushes waiting for records */
 	size_t nflushes;
 	struct readaround *readarounds; /* readaround.c: blocks asked of holders */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
-	struct ncall *ncalls;           /* numbers.c: its calls in flight */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
@@ -186,8 +186,6 @@ void replica_fill_holders(const struct rseg *s, struct layout_segment *seg);
  * placement are retried at its end); -EAGAIN (the last one failed just now), -ENOMEM:
  * retry later. */
 int replica_numbers_ready(struct rseg *s);
-/* Its calls in flight become orphans. */
-void replica_numbers_destroy(struct replicas *rs);
 /* The test hook (replica_opts.test_crash_after_open): after s's open record landed. */
 void replica_numbers_test_crash(struct rseg *s);
 /* The test hook (replica_opts.test_crash_after_seal): after s's sealed record landed. */
@@ -209,6 +207,22 @@ void replica_seg_recon_delete(struct family *f, struct rseg *s,
 void replica_seg_recon_reseal(struct family *f, const struct layout_segment *rec);
 
 /* reconcile.c (docs/replication.md, "Reconciliation with the records") */
+/* One call about a family in flight (an engine job or etcd). The module may go first
+ * (replica_reconcile_destroy): the call is then an orphan (rs NULL), freed by its
+ * callback, which touches nothing else. */
+struct fam_call {
+	struct replicas *rs;
+	uint64_t uid;              /* the family's (looked up again on each answer) */
+	int64_t epoch;             /* the reconciliation's */
+	struct cluster_vol_req req;
+	struct fam_call *next;     /* in rs->fam_calls */
+};
+/* A call about family uid, in rs->fam_calls: NULL without memory. */
+struct fam_call *replica_fam_call_new(struct replicas *rs, uint64_t uid);
+/* Leaves rs->fam_calls (unless an orphan) and is freed, with its listing. */
+void replica_fam_call_free(struct fam_call *c);
+/* c's family, or NULL when the module or the family went (c is freed then). */
+struct family *replica_fam_call_family(struct fam_call *c);
 /* Once per (family, epoch) here: its records listed, its counter raised past them
  * (f->raised_epoch), each record kept, sealed, deleted or sealed again by recon_rule.
  * A failure starts it again after a backoff (250 ms to 2 s) or at replica_reconcile_kick;
@@ -216,7 +230,7 @@ void replica_seg_recon_reseal(struct family *f, const struct layout_segment *rec
 void replica_reconcile_start(struct replicas *rs, struct family *f);
 /* A map change: every family owned here and not reconciled at its epoch tries now. */
 void replica_reconcile_kick(struct replicas *rs);
-/* Its calls in flight become orphans, its timers go. */
+/* The family calls in flight become orphans, the retry timers go. */
 void replica_reconcile_destroy(struct replicas *rs);
 
 /* replica_nodes.c */
