@@ -118,7 +118,21 @@ freed_by_delete()
 	grep -q "family $FAM segment $(printf %08x "$1"): copy deleted by its owner (SEG_DELETE)" \
 		"$WORK/node1.log"
 }
-any_freed()
+# some_freed: the record of a segment written before the restart is gone; FREED its number
+some_freed()
+{
+	local list s
+	list=$(qn 1 --json volume segment "$VOL" list 2>/dev/null) || return 1
+	for s in $held_before; do
+		[ "$s" -lt "$SNO" ] || continue
+		grep -q "\"$FAM\.$(printf %08x "$s")\"" <<<"$list" && continue
+		FREED=$s
+		return 0
+	done
+	sleep 0.5
+	return 1
+}
+any_freed_by_delete()
 {
 	local s
 	for s in $held_before; do
@@ -126,8 +140,10 @@ any_freed()
 	done
 	return 1
 }
-wait_for 90 "node1 got no SEG_DELETE for a segment written before node0's restart: $(grep -h 'orphans:\|SEG_DELETE' "$WORK/node1.log" | tail -5)" \
-	any_freed
+wait_for 90 "the owner freed no segment written before its restart" some_freed
+log "the owner freed segment $FREED (written before its restart): its record is gone"
+wait_for 10 "node1 got no SEG_DELETE for a segment written before node0's restart: $(grep -h 'orphans:\|SEG_DELETE' "$WORK/node1.log" | tail -5)" \
+	any_freed_by_delete
 for s in $held_before; do
 	[ "$s" -lt "$SNO" ] || continue
 	if freed_by_delete "$s"; then
