@@ -135,6 +135,10 @@ static void recon_end(struct fam_call *c, struct family *f, bool done, bool stal
 	}
 	if (rs->closing || f->recon_retry)
 		return;
+	if (f->epoch != epoch) {
+		replica_reconcile_start(rs, f); /* claimed again meanwhile: at once */
+		return;
+	}
 	f->recon_backoff_ms = f->recon_backoff_ms ? f->recon_backoff_ms * 2 : RETRY_MS;
 	if (f->recon_backoff_ms > BACKOFF_MAX_MS)
 		f->recon_backoff_ms = BACKOFF_MAX_MS;
@@ -250,8 +254,8 @@ static int apply(struct family *f, const struct layout_segment *segs, size_t n)
 static void raised(void *arg, int res)
 {
 	struct fam_call *c = arg;
+	struct replicas *rs = c->rs; /* read before c may be freed */
 	struct family *f = replica_fam_call_family(c);
-	struct replicas *rs = c->rs;
 
 	if (!f)
 		return;
@@ -263,8 +267,11 @@ static void raised(void *arg, int res)
 		recon_end(c, f, false, false);
 		return;
 	}
-	if (f->epoch == c->epoch)
-		f->raised_epoch = c->epoch;
+	if (f->epoch != c->epoch) {
+		recon_end(c, f, false, false); /* claimed again meanwhile: listed again */
+		return;
+	}
+	f->raised_epoch = c->epoch;
 	if (apply(f, c->req.segs, c->req.nsegs) < 0) {
 		recon_end(c, f, false, false);
 	} else {
@@ -285,9 +292,14 @@ static void listed(void *arg, int res, const char *msg)
 	if (!f)
 		return;
 	if (res < 0) {
-		if (res == -ESTALE)
+		if (res == -ESTALE && f->epoch == c->epoch) {
+			/* not its owner at this epoch: its segments waiting for the raise fail
+			 * (seg_step), as a record etcd refused would make them */
 			log_msg(LOG_WARN, LOG_TAG, "volume %s: its records are not reconciled: %s",
 				f->name, msg);
+			f->stale = true;
+			replica_segs_retry_placing(c->rs);
+		}
 		else
 			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: its segment records cannot "
 					"be listed (%s): trying again", f->name, msg);
