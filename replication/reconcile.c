@@ -178,7 +178,8 @@ static int own_seg_cmp(const void *a, const void *b)
 static int own_seg_blocks(const struct own_segs *o, uint32_t sno)
 {
 	struct own_seg key = { .sno = sno };
-	const struct own_seg *hit = bsearch(&key, o->v, o->n, sizeof(key), own_seg_cmp);
+	const struct own_seg *hit = o->n ? bsearch(&key, o->v, o->n, sizeof(key), own_seg_cmp)
+					 : NULL;
 
 	return hit ? hit->blocks : -ENOENT;
 }
@@ -212,7 +213,8 @@ static int apply(struct family *f, const struct layout_segment *segs, size_t n)
 		free(o.v);
 		return r;
 	}
-	qsort(o.v, o.n, sizeof(*o.v), own_seg_cmp);
+	if (o.n) /* qsort() and bsearch() want a non-NULL array even when empty */
+		qsort(o.v, o.n, sizeof(*o.v), own_seg_cmp);
 	for (size_t i = 0; i < n; i++)
 		if (own_seg_blocks(&o, segs[i].id.seq) != -ENOENT &&
 		    (!any || segs[i].id.seq > newest)) {
