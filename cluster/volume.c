@@ -646,6 +646,13 @@ static int apply_copy(struct layout_segment *rec, const void *arg, char *msg, si
 	case CLVOL_COPY_ABORT:
 		ids_remove(rec->copying, &rec->ncopying, c->node);
 		return 0;
+	case CLVOL_COPY_DROP:
+		if (!holder)
+			return 0; /* a retry */
+		if (rec->nholders <= 1)
+			return say(-EBUSY, msg, len, "node %s is the segment's last holder", c->node);
+		ids_remove(rec->holders, &rec->nholders, c->node);
+		return 0;
 	}
 	return say(-EINVAL, msg, len, "no such copy step");
 }

@@ -96,10 +96,13 @@ int clvol_segment_holders(struct etcd *e, const struct clvol_who *w, const char 
 /* copy (catch-up, docs/replication.md): a sealed segment's copy to node. START: node
  * joins the record's "copying" list (never a full member; its orphan check keeps the
  * copy); DONE: it moves from "copying" to the holders (the copy is whole and sealed);
- * ABORT: it leaves "copying". Fenced, the record unchanged since it was read; retries
- * of a step that took effect succeed. -EBUSY the segment is open, -EEXIST (START) node
- * holds it already, -ENOENT (DONE) no such copy under way, or no such record. */
-enum clvol_copy_phase { CLVOL_COPY_START, CLVOL_COPY_DONE, CLVOL_COPY_ABORT };
+ * ABORT: it leaves "copying"; DROP: it leaves the holders (it refused the seal with
+ * ERANGE: it holds less than the sealed length, so the record must not claim its copy;
+ * catch-up makes a good one). Fenced, the record unchanged since it was read; retries
+ * of a step that took effect succeed. -EBUSY the segment is open (or DROP of its last
+ * holder), -EEXIST (START) node holds it already, -ENOENT (DONE) no such copy under
+ * way, or no such record. */
+enum clvol_copy_phase { CLVOL_COPY_START, CLVOL_COPY_DONE, CLVOL_COPY_ABORT, CLVOL_COPY_DROP };
 int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *name,
 		       int64_t epoch, const struct layout_segid *id, const char *node,
 		       enum clvol_copy_phase phase, char *msg, size_t len);

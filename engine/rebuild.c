@@ -14,6 +14,9 @@
  *      flatten's end lands between the same writes as it did at run time;
  *   3. slots whose header names no layer left (deleted ones) are free, and get FREE
  *      headers when the rebuild is kept.
+ * The families' counters restart past every header's number, and SEG_REBUILD_SNO_MARGIN
+ * more: the "F" records (reservations past the log) are lost; they are written anew
+ * with the rest.
  * A MOVE applies as a DATA entry here: its source slot is usually gone, and the
  * cleaner never writes a MOVE that would lose (gc.c), so it always applied.
  *
@@ -763,6 +766,7 @@ static int persist(struct engine *eng)
 			eng_batch_put_record(mb, &eng->vols[i]->rec);
 	for (size_t i = 0; i < eng->naliases; i++)
 		eng_batch_put_alias(mb, &eng->aliases[i]);
+	seg_families_put(eng, mb); /* the counters, as the lost "F" records would have */
 	r = meta_batch_commit(eng->meta, mb, META_SYNC);
 	meta_batch_destroy(mb);
 	return r;
@@ -843,6 +847,8 @@ int eng_rebuild(struct engine *eng, bool keep)
 	log_msg(LOG_INFO, ENG_LOG, "rebuilding the metadata from the log: %u segments",
 		eng->sb.segment_count);
 	r = scan(&rb);
+	if (r == 0)
+		seg_families_rebuilt(eng); /* the reservations past the log are lost */
 	if (r == 0)
 		r = eng_rebuild_apply(&rb);
 	if (r == 0)

@@ -158,6 +158,16 @@ int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_head
 			      h->sno == UINT32_MAX ? UINT32_MAX : h->sno + 1) ? 0 : -ENOMEM;
 }
 
+void seg_families_rebuilt(struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nfamilies; i++) {
+		struct seg_family *f = &eng->families[i];
+
+		f->next_sno = f->next_sno > UINT32_MAX - SEG_REBUILD_SNO_MARGIN
+				      ? UINT32_MAX : f->next_sno + SEG_REBUILD_SNO_MARGIN;
+	}
+}
+
 /* ---- open, seal, release ---- */
 
 /* A free slot for `who`, taken (OPEN, zeroed otherwise), or -ENOSPC. */
@@ -666,6 +676,22 @@ static void capture_families(struct engine *eng, struct meta_batch *mb, bool uns
 			meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
 			f->saved_sno = family_floor(f);
 		}
+	}
+}
+
+void seg_families_put(struct engine *eng, struct meta_batch *mb)
+{
+	for (size_t i = 0; i < eng->nfamilies; i++) {
+		struct seg_family *f = &eng->families[i];
+		uint8_t key[ONDISK_FAMILY_KEY_LEN];
+		struct ondisk_family_record rec;
+
+		if (!eng_family_layer(eng, f->uid))
+			continue;
+		ondisk_family_key(f->uid, key);
+		ondisk_family_record_encode(family_floor(f), &rec);
+		meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));
+		f->saved_sno = family_floor(f);
 	}
 }
 

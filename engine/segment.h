@@ -229,6 +229,15 @@ int seg_header_decode(const struct engine *eng, const void *buf, struct segment_
  * (USED), and its family's counter restarts past its number, so that no number is
  * given out twice. -ENOMEM. */
 int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_header *h);
+/* A metadata rebuild (--rebuild-meta) lost the "F" records, and with them the numbers
+ * reserved past the log (engine_family_reserve_sno: a segment record elsewhere may
+ * name them, with no header of them here). Every family's counter goes
+ * SEG_REBUILD_SNO_MARGIN past the newest number its headers name: a reservation goes
+ * at most 64 numbers past the segment being placed (replication/numbers.c), and
+ * numbers are 32 bits, so skipping costs nothing. The cluster's reconciliation raises
+ * it past every record as well before a segment is placed (docs/replication.md). */
+#define SEG_REBUILD_SNO_MARGIN 1024u
+void seg_families_rebuilt(struct engine *eng);
 
 /* The completions of the calls above (engine_poll and friends): store.h's meaning. */
 int seg_poll(struct engine *eng, int timeout_ms);
@@ -247,6 +256,9 @@ struct meta_batch;
 /* Puts into mb the records that changed since the last capture (engine thread, with
  * the map of the checkpoint at seq). -ENOMEM: nothing put. */
 int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq);
+/* Puts into mb the "F" record of every family that has a layer, at its counter (a
+ * metadata rebuild's first commit: rebuild.c). */
+void seg_families_put(struct engine *eng, struct meta_batch *mb);
 /* The checkpoint of the last capture did not land: the next one writes every record. */
 void seg_table_unsure(struct engine *eng);
 /* Start-up: the records of the stored table, and the families' counters. */

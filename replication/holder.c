@@ -34,6 +34,8 @@ struct hold_op {
 	uint8_t *buf;                /* READ, LAYER_READ: the blocks read */
 	uint8_t *crcs;               /* LAYER_READ: one CRC32C per block, sent before them */
 	struct engine_volume *snap;  /* LAYER_READ: the snapshot, open while it is read */
+	bool held_before;            /* DELETE: the copy was here when it started (logged:
+					not one the orphan check dropped first) */
 };
 
 _Static_assert(PEER_SEG_BLOCK == ENGINE_BLOCK_SIZE, "a segment's block is the engine's");
@@ -178,6 +180,9 @@ static void op_finish(struct hold_op *op, int res)
 		m.datacnt = res == 0 ? 2 : 0;
 	}
 	log_refusal(op, fence, res);
+	if (res == 0 && op->sr.op == PEER_OP_SEG_DELETE && op->held_before)
+		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %08x: copy deleted by its "
+			"owner (SEG_DELETE)", (unsigned long long)op->uid, op->sr.sno);
 	rep.result = res;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT) {
 		rep.epoch = info.epoch;
@@ -265,6 +270,8 @@ static int op_start(struct hold_op *op)
 	case PEER_OP_SEG_SEAL:
 		return engine_held_seal_async(eng, op->uid, sr->sno, sr->length, op_done, op);
 	case PEER_OP_SEG_DELETE:
+		op->held_before = engine_held_stat(eng, op->uid, sr->sno,
+						   &(struct engine_held_info){ 0 }) == 0;
 		return engine_held_delete_async(eng, op->uid, sr->sno, op_done, op);
 	case PEER_OP_SEG_FLUSH: /* the held copies only: see engine_held_flush */
 		return engine_held_flush(eng, op_done, op);

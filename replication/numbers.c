@@ -9,11 +9,9 @@
  *              durably that numbers up to it (and SNO_AHEAD more, so that this costs
  *              one metadata commit per SNO_AHEAD segments) are spent: a restart never
  *              draws a recorded number again (replica_numbers_ready)
- *   reconcile  when a family starts here (a restart, a claim, a takeover's end): its
- *              records are listed, the counter is raised past every number they name,
- *              and the records of segments the log never got (recorded open, or sealed
- *              empty by a takeover) are deleted, fenced under the epoch; the holders'
- *              orphan checks then drop their copies (replica_numbers_reconcile)
+ *   raise      when a family starts here (a restart, a claim, a takeover's end): the
+ *              reconciliation with its records (reconcile.c) raises the counter past
+ *              every number they name before any segment of it is placed
  * The loop's thread only. */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,69 +29,13 @@
 
 #define SNO_AHEAD 64u
 
-/* One call of this file's in flight (engine job or etcd). The module may go first
- * (replica_numbers_destroy): the call is then an orphan (rs NULL), freed by its
- * callback, which touches nothing else. */
-struct ncall {
-	struct replicas *rs;
-	uint64_t uid;              /* the family's (looked up again on each answer) */
-	struct cluster_vol_req req;
-	struct layout_segment *segs;
-	size_t nsegs, cur;
-	struct ncall *next;        /* in rs->ncalls */
-};
-
-static struct ncall *ncall_new(struct replicas *rs, uint64_t uid)
-{
-	struct ncall *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->rs = rs;
-	c->uid = uid;
-	c->next = rs->ncalls;
-	rs->ncalls = c;
-	return c;
-}
-
-static void ncall_free(struct ncall *c)
-{
-	if (c->rs)
-		for (struct ncall **p = &c->rs->ncalls; *p; p = &(*p)->next)
-			if (*p == c) {
-				*p = c->next;
-				break;
-			}
-	free(c->segs);
-	free(c->req.segs);
-	free(c);
-}
-
-/* c's family, or NULL when the module went (c is freed then). */
-static struct family *ncall_family(struct ncall *c)
-{
-	if (c->rs)
-		for (size_t i = 0; i < c->rs->nfams; i++)
-			if (c->rs->fams[i]->uid == c->uid)
-				return c->rs->fams[i];
-	ncall_free(c);
-	return NULL;
-}
-
-void replica_numbers_destroy(struct replicas *rs)
-{
-	for (struct ncall *c = rs->ncalls; c; c = c->next)
-		c->rs = NULL; /* answered later: orphans */
-	rs->ncalls = NULL;
-}
-
 /* ---- the reservation before a segment is recorded ---- */
 
 static void reserved(void *arg, int res)
 {
-	struct ncall *c = arg;
+	struct fam_call *c = arg;
 	struct replicas *rs = c->rs;
-	struct family *f = ncall_family(c);
+	struct family *f = replica_fam_call_family(c);
 
 	if (!f)
 		return;
@@ -103,7 +45,7 @@ static void reserved(void *arg, int res)
 				"reserved (%s): its next segment waits", f->name, err_str(-res));
 		f->reserve_failed_ms = loop_now_ms();
 	}
-	ncall_free(c);
+	replica_fam_call_free(c);
 	replica_segs_retry_placing(rs);
 }
 
@@ -112,7 +54,7 @@ int replica_numbers_ready(struct rseg *s)
 	struct replicas *rs = s->rs;
 	struct family *f = s->fam;
 	uint32_t ahead = s->sno > UINT32_MAX - SNO_AHEAD ? UINT32_MAX : s->sno + SNO_AHEAD;
-	struct ncall *c;
+	struct fam_call *c;
 	int r;
 
 	if (engine_family_durable_sno(rs->eng, f->uid) > s->sno)
@@ -121,158 +63,23 @@ int replica_numbers_ready(struct rseg *s)
 		return -EINPROGRESS; /* its end retries every segment waiting to be placed */
 	if (f->reserve_failed_ms && loop_now_ms() - f->reserve_failed_ms < RETRY_MS)
 		return -EAGAIN;
-	c = ncall_new(rs, f->uid);
+	c = replica_fam_call_new(rs, f->uid);
 	if (!c)
 		return -ENOMEM;
 	r = engine_family_reserve_sno_async(rs->eng, f->uid, 0, ahead, reserved, c);
 	if (r < 0) {
-		ncall_free(c);
+		replica_fam_call_free(c);
 		return r;
 	}
 	f->reserving = true;
 	return -EINPROGRESS;
 }
 
-/* ---- the reconciliation when a family starts here ---- */
-
-static void reconcile_next(struct ncall *c, struct family *f);
-
-/* A record this node's log never got, and no segment of this process: recorded open
- * (the owner died before its first local write; or a number this process skipped) or
- * sealed empty (a takeover sealed such a record at 0 blocks). Nothing in it was ever
- * acknowledged. */
-static bool never_written(const struct replicas *rs, const struct family *f,
-			  const struct layout_segment *seg)
-{
-	if (seg->state != LAYOUT_SEG_OPEN && seg->length >= ENGINE_BLOCK_SIZE)
-		return false;
-	return !engine_segment_here(rs->eng, f->uid, seg->id.seq) &&
-	       !replica_seg_find(rs, f->uid, seg->id.seq);
-}
-
-static void reconcile_end(struct ncall *c, struct family *f, bool done)
-{
-	f->numbers_busy = false;
-	f->numbers_done = done;
-	ncall_free(c);
-}
-
-static void deleted(void *arg, int res, const char *msg)
-{
-	struct ncall *c = arg;
-	struct family *f = ncall_family(c);
-
-	if (!f)
-		return;
-	if (res < 0) {
-		log_msg(LOG_WARN, LOG_TAG, "volume %s: the record of never-written segment "
-			"%08" PRIx32 " stays (%s)", f->name, c->segs[c->cur].id.seq, msg);
-		reconcile_end(c, f, false); /* tried again at the next map change */
-		return;
-	}
-	c->cur++;
-	reconcile_next(c, f);
-}
-
-/* Deletes the next record of a segment never written, or ends. */
-static void reconcile_next(struct ncall *c, struct family *f)
-{
-	struct replicas *rs = c->rs;
-
-	for (; c->cur < c->nsegs; c->cur++) {
-		const struct layout_segment *seg = &c->segs[c->cur];
-
-		if (!never_written(rs, f, seg))
-			continue;
-		log_msg(LOG_INFO, LOG_TAG, "volume %s: segment %08" PRIx32 " was recorded (%s, "
-			"%" PRIu64 " bytes) but never written by its owner: its record is deleted, "
-			"its number stays spent", f->name, seg->id.seq,
-			seg->state == LAYOUT_SEG_OPEN ? "open" : "sealed", seg->length);
-		memset(&c->req, 0, sizeof(c->req));
-		c->req.op = CLUSTER_VOL_SEG_DELETE;
-		snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", f->name);
-		c->req.epoch = f->epoch;
-		c->req.seg.id = seg->id;
-		if (cluster_volume_async(rs->cluster, &c->req, deleted, c) < 0)
-			break;
-		return;
-	}
-	reconcile_end(c, f, c->cur == c->nsegs);
-}
-
-static void raised(void *arg, int res)
-{
-	struct ncall *c = arg;
-	struct family *f = ncall_family(c);
-
-	if (!f)
-		return;
-	if (res < 0) {
-		/* no record is deleted before the counter is durably past it */
-		log_msg(LOG_WARN, LOG_TAG, "volume %s: its segment numbers cannot be raised past "
-			"its records (%s): tried again at the next map change", f->name,
-			err_str(-res));
-		reconcile_end(c, f, false);
-		return;
-	}
-	c->cur = 0;
-	reconcile_next(c, f);
-}
-
-static void listed(void *arg, int res, const char *msg)
-{
-	struct ncall *c = arg;
-	struct family *f = ncall_family(c);
-	uint32_t next = 0;
-	int r;
-
-	if (!f)
-		return;
-	c->segs = c->req.segs;
-	c->nsegs = c->req.nsegs;
-	c->req.segs = NULL;
-	if (res < 0) {
-		log_msg(LOG_WARN, LOG_TAG, "volume %s: its segment records cannot be listed (%s): "
-			"tried again at the next map change", f->name, msg);
-		reconcile_end(c, f, false);
-		return;
-	}
-	/* this process's own segments drew their numbers from the counter already (an
-	 * ahead one, recorded before a reconciliation after an epoch change, must stay
-	 * the engine's next number) */
-	for (size_t i = 0; i < c->nsegs; i++)
-		if (c->segs[i].id.family == f->uid && c->segs[i].id.seq >= next &&
-		    !replica_seg_find(c->rs, f->uid, c->segs[i].id.seq))
-			next = c->segs[i].id.seq == UINT32_MAX ? UINT32_MAX : c->segs[i].id.seq + 1;
-	r = engine_family_reserve_sno_async(c->rs->eng, f->uid, next, next, raised, c);
-	if (r < 0)
-		raised(c, r);
-}
-
-void replica_numbers_reconcile(struct replicas *rs, struct family *f)
-{
-	struct ncall *c;
-
-	if (f->numbers_done || f->numbers_busy || f->stale)
-		return;
-	c = ncall_new(rs, f->uid);
-	if (!c)
-		return; /* the next map change tries again */
-	c->req.op = CLUSTER_VOL_SEG_LIST;
-	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", f->name);
-	c->req.epoch = f->epoch;
-	if (cluster_volume_async(rs->cluster, &c->req, listed, c) < 0) {
-		ncall_free(c);
-		return;
-	}
-	f->numbers_busy = true;
-}
-
-/* ---- the test hook (QUILL_TEST_CRASH_AFTER_OPEN) ---- */
+/* ---- the test hooks (QUILL_TEST_CRASH_AFTER_OPEN, QUILL_TEST_CRASH_AFTER_SEAL) ---- */
 
 static void crash_recorded(void *arg, int res, const char *msg)
 {
-	struct ncall *c = arg;
+	struct fam_call *c = arg;
 
 	log_msg(LOG_WARN, LOG_TAG, "test: the open record of segment %08" PRIx32 " %s (%s): "
 		"killing this node now", c->req.seg.id.seq, res < 0 ? "failed" : "landed", msg);
@@ -282,13 +89,13 @@ static void crash_recorded(void *arg, int res, const char *msg)
 void replica_numbers_test_crash(struct rseg *s)
 {
 	struct replicas *rs = s->rs;
-	struct ncall *c;
+	struct fam_call *c;
 
 	if (!rs->test_crash_after || ++rs->test_opens < rs->test_crash_after)
 		return;
 	/* record the next number open, as an owner that opens ahead of need would, and
 	 * die before any write of it: the window between a record and the log */
-	c = ncall_new(rs, s->fam->uid);
+	c = replica_fam_call_new(rs, s->fam->uid);
 	if (!c)
 		raise(SIGKILL);
 	c->req.op = CLUSTER_VOL_SEG_OPEN;
@@ -302,4 +109,15 @@ void replica_numbers_test_crash(struct rseg *s)
 		c->req.seg.id.seq);
 	if (cluster_volume_async(rs->cluster, &c->req, crash_recorded, c) < 0)
 		raise(SIGKILL);
+}
+
+void replica_numbers_test_crash_seal(struct rseg *s)
+{
+	struct replicas *rs = s->rs;
+
+	if (!rs->test_crash_seal || ++rs->test_seals < rs->test_crash_seal)
+		return;
+	log_msg(LOG_WARN, LOG_TAG, "test: the sealed record of segment %08" PRIx32 " at %u "
+		"blocks landed: killing this node before SEG_SEAL", s->sno, s->seal_len);
+	raise(SIGKILL);
 }

@@ -19,6 +19,11 @@
 
 #define LOG_TAG "orphans"
 #define RETRY_MS 2000u /* the records could not be read: try again after */
+/* A record changed (the watch): the check waits this long, so that the owner's
+ * SEG_DELETE, sent right after it deleted a record, drops the copy first; the check
+ * is the net for a holder that missed it (docs/replication.md, "The cleaner and
+ * deletion"). */
+#define SETTLE_MS 2000u
 
 struct copy {
 	uint64_t uid;
@@ -49,6 +54,7 @@ struct orphans {
 	struct check *running;       /* the check in flight, or NULL */
 	struct check *inflight;      /* every check and report in flight */
 	struct loop_timer *timer;    /* the next check, or NULL */
+	uint64_t due_ms;             /* when timer fires */
 	uint64_t gen_checked;        /* cluster_segments_gen() the last good check saw */
 	bool checked_once;           /* a check succeeded under the current lease */
 	bool lease_was_valid;
@@ -200,7 +206,7 @@ static void check_end(struct orphans *o, struct check *c, int res)
 	if (res < 0)
 		schedule(o, RETRY_MS);
 	else if (o->want || cluster_segments_gen(o->cluster) != o->gen_checked)
-		schedule(o, o->min_interval_ms);
+		schedule(o, o->min_interval_ms > SETTLE_MS ? o->min_interval_ms : SETTLE_MS);
 	else
 		schedule(o, o->period_ms);
 }
@@ -360,6 +366,7 @@ static void schedule(struct orphans *o, unsigned ms)
 		return;
 	if (loop_timer_add(o->loop, ms, timer_fire, o, &o->timer) < 0)
 		o->timer = NULL;
+	o->due_ms = loop_now_ms() + ms;
 }
 
 void orphans_kick(struct orphans *o)
@@ -382,13 +389,20 @@ void orphans_kick(struct orphans *o)
 		o->want = true;
 		return;
 	}
-	if (o->checked_once && since < o->min_interval_ms) {
-		/* not before the interval is over; the timer set (the period's, or a retry's)
-		 * may be later: brought forward */
+	if (o->checked_once && !joined) {
+		/* a record changed: not before SETTLE_MS, nor before the interval is over; the
+		 * timer set (the period's, or a retry's) may be later: brought forward, never
+		 * put back (records change at every segment of a busy owner) */
+		uint64_t wait = since < o->min_interval_ms ? o->min_interval_ms - since : 0;
+
+		if (wait < SETTLE_MS)
+			wait = SETTLE_MS;
 		o->want = true;
+		if (o->timer && o->due_ms <= loop_now_ms() + wait)
+			return;
 		loop_timer_cancel(o->timer);
 		o->timer = NULL;
-		schedule(o, (unsigned)(o->min_interval_ms - since));
+		schedule(o, (unsigned)wait);
 		return;
 	}
 	loop_timer_cancel(o->timer);

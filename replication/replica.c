@@ -24,7 +24,6 @@
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
-#include "common/array.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -59,9 +58,7 @@ static void seg_id_text(const struct rseg *s, char *buf, size_t len)
 
 /* ---- families ---- */
 
-static void family_check(struct family *f);
-
-static struct family *family_find(const struct replicas *rs, uint64_t uid)
+struct family *replica_family_find(const struct replicas *rs, uint64_t uid)
 {
 	for (size_t i = 0; i < rs->nfams; i++)
 		if (rs->fams[i]->uid == uid)
@@ -72,7 +69,7 @@ static struct family *family_find(const struct replicas *rs, uint64_t uid)
 int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int64_t epoch,
 		       unsigned replicas, unsigned min_replicas)
 {
-	struct family *f = family_find(rs, uid);
+	struct family *f = replica_family_find(rs, uid);
 
 	if (!uid || replicas == 0 || replicas > LAYOUT_MAX_REPLICAS || min_replicas > replicas ||
 	    strlen(name) > LAYOUT_ID_MAX)
@@ -93,16 +90,13 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 	if (f->epoch != epoch || f->replicas != replicas)
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: %u copies of each segment (at least %u), "
 			"epoch %lld", name, replicas, min_replicas, (long long)epoch);
-	if (f->epoch != epoch)
-		f->numbers_done = false; /* records deleted under the new epoch */
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->epoch = epoch;
 	f->replicas = replicas;
 	f->min_replicas = min_replicas ? min_replicas : 1;
 	f->stale = false;
-	replica_numbers_reconcile(rs, f);
-	if (f->checked_epoch != epoch)
-		family_check(f); /* a start-up, an adopt, a claim again: the records may lag */
+	replica_reconcile_start(rs, f); /* a start-up, an adopt, a claim again: the records
+					 may lag */
 	return 0;
 }
 
@@ -344,20 +338,27 @@ void replica_fill_holders(const struct rseg *s, struct layout_segment *seg)
 		snprintf(seg->holders[seg->nholders++], LAYOUT_ID_MAX + 1, "%s", s->holders[i]->id);
 }
 
-static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
+/* A call about s (its id, holders, epoch filled in): NULL without memory. */
+static struct seg_call *seg_call_new(struct rseg *s, enum cluster_vol_op op)
 {
 	struct seg_call *c = calloc(1, sizeof(*c));
-	int r;
 
 	if (!c)
-		return -ENOMEM;
+		return NULL;
 	c->seg = s;
 	c->req.op = op;
 	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", s->fam->name);
 	c->req.epoch = s->fam->epoch;
 	replica_fill_holders(s, &c->req.seg);
-	if (op == CLUSTER_VOL_SEG_SEAL)
-		c->req.seg.length = (uint64_t)s->seal_len * ENGINE_BLOCK_SIZE;
+	return c;
+}
+
+/* Sends c (holding a ref of its segment until cb): 0, or <0 (c freed, cb never runs). */
+static int seg_call_send(struct seg_call *c, cluster_cb cb)
+{
+	struct rseg *s = c->seg;
+	int r;
+
 	s->refs++;
 	r = cluster_volume_async(s->rs->cluster, &c->req, cb, c);
 	if (r < 0) {
@@ -368,6 +369,17 @@ static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
 	c->next = s->rs->calls;
 	s->rs->calls = c;
 	return 0;
+}
+
+static int seg_call(struct rseg *s, enum cluster_vol_op op, cluster_cb cb)
+{
+	struct seg_call *c = seg_call_new(s, op);
+
+	if (!c)
+		return -ENOMEM;
+	if (op == CLUSTER_VOL_SEG_SEAL)
+		c->req.seg.length = (uint64_t)s->seal_len * ENGINE_BLOCK_SIZE;
+	return seg_call_send(c, cb);
 }
 
 /* etcd said this node is not the family's owner at its epoch: nothing of it can be
@@ -733,6 +745,50 @@ static bool seal_refused(int r)
 	       r == -EPROTO;
 }
 
+static void unhold_recorded(void *arg, int res, const char *msg)
+{
+	struct seg_call *c = arg;
+	char node[LAYOUT_ID_MAX + 1];
+	struct rseg *s;
+
+	snprintf(node, sizeof(node), "%s", c->req.copy_node);
+	s = call_end(c);
+	if (!s)
+		return;
+	if (!s->rs->closing && res < 0 && res != -ESTALE && res != -ENOENT) {
+		/* the record still names a copy that does not exist: the holder's orphan
+		 * check keeps it, catch-up does not replace it; logged, not retried (the
+		 * next reconciliation sends the seal again and meets ERANGE again) */
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: node %s is not dropped from the record of "
+			"segment %08" PRIx32 " (%s)", s->fam->name, node, s->sno, msg);
+	} else if (!s->rs->closing && res == 0) {
+		for (unsigned i = 0; i < s->nholders; i++)
+			if (strcmp(s->holders[i]->id, node) == 0) {
+				s->holders[i] = s->holders[--s->nholders];
+				break;
+			}
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: node %s dropped from the record of sealed "
+			"segment %08" PRIx32 " (it holds less than its %u blocks): catch-up makes "
+			"a whole copy", s->fam->name, node, s->sno, s->seal_len);
+		catchup_kick(s->rs->catchup);
+	}
+	seg_unref(s);
+}
+
+/* n holds less of sealed s than its length (its seal answered ERANGE): it leaves the
+ * record's holders (fenced), so that the record claims no copy that does not exist
+ * and catch-up makes a whole one. */
+static void seg_unhold(struct rseg *s, struct rnode *n)
+{
+	struct seg_call *c = seg_call_new(s, CLUSTER_VOL_SEG_COPY);
+
+	if (!c)
+		return;
+	c->req.copy_phase = CLVOL_COPY_DROP;
+	snprintf(c->req.copy_node, sizeof(c->req.copy_node), "%s", n->id);
+	(void)seg_call_send(c, unhold_recorded);
+}
+
 /* n answered SEG_SEAL of s with r: it leaves the holders to seal once it sealed or
  * refused for good; any other failure (a timeout, a lost connection, EBUSY) is sent
  * again later. */
@@ -755,7 +811,10 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 	}
 	if (r < 0)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: holder node %s refuses to seal its copy at "
-			"%u blocks: %s", id, n->id, s->seal_len, err_str(-r));
+			"%u blocks: %s%s", id, n->id, s->seal_len, err_str(-r),
+			r == -ERANGE ? ": it leaves the record's holders" : "");
+	if (r == -ERANGE)
+		seg_unhold(s, n);
 	s->nseal_todo--;
 	s->seal_todo[i] = s->seal_todo[s->nseal_todo];
 	s->seal_sent[i] = s->seal_sent[s->nseal_todo];
@@ -836,6 +895,7 @@ static void seal_recorded(void *arg, int res, const char *msg)
 			seg_retry_later(s);
 		} else {
 			s->state = RS_SEALED;
+			replica_numbers_test_crash_seal(s);
 			seal_send_all(s);
 			if (seg_copies(s) < s->fam->replicas)
 				catchup_kick(s->rs->catchup); /* it wants its copies back */
@@ -946,6 +1006,9 @@ static void seg_step(struct rseg *s)
 			seg_complete(s);
 			return;
 		}
+		if (s->fam->raised_epoch != s->fam->epoch)
+			return; /* not before the counter is past every record (reconcile.c):
+				   its end retries the segments placing */
 		r = replica_numbers_ready(s); /* before its number is recorded anywhere */
 		if (r == -EINPROGRESS)
 			return;
@@ -1040,17 +1103,18 @@ static void seg_revive(struct rseg *s)
 }
 
 /* The segment the engine freed that was not opened in this process (written before a
- * restart, or adopted) or opened under an epoch lost since: the one the start-up's
- * check (or that epoch) made for it if any, else a new one. NULL: its delete is under
- * way already, or no memory (logged: the record stays until the next start-up's
- * check). */
+ * restart, or adopted) or opened under an epoch lost since: the one the family's
+ * reconciliation (or that epoch) made for it if any, with the holders its record
+ * names, else a new one without holders (freed before the reconciliation listed the
+ * records: the holders' orphan checks drop the copies). NULL: its delete is under way
+ * already, or no memory (logged: the record stays until the next reconciliation). */
 static struct rseg *seg_unopened(struct replicas *rs, uint64_t uid, uint32_t sno)
 {
-	struct family *f = family_find(rs, uid);
+	struct family *f = replica_family_find(rs, uid);
 	struct rseg *s = replica_seg_find(rs, uid, sno);
 
 	if (f && !cluster_volume_owned(rs->cluster, f->name, NULL))
-		return NULL; /* lost or given up: its owner's start-up check deletes it */
+		return NULL; /* lost or given up: its owner's reconciliation deletes it */
 	if (s) {
 		seg_revive(s);
 		return s->delete_wanted || s->state == RS_DELETING ? NULL : s;
@@ -1063,52 +1127,14 @@ static struct rseg *seg_unopened(struct replicas *rs, uint64_t uid, uint32_t sno
 	return NULL;
 }
 
-/* ---- start-up: the family's records checked against the log ----
- * Once per epoch of a family here (a start-up with the local layers trusted, an
- * adopt, a claim again): one list of its records (CLUSTER_VOL_SEG_LIST). For each
- * segment this process has not opened:
- *   - open in its record, sealed in the log (the open segment of a killed or stopped
- *     owner): its record is sealed at the log's length, then SEG_SEAL to the holders
- *     it names (retried: seal_send_todo);
- *   - recorded, not in the log, older than a segment the log has (the cleaner freed
- *     it while its delete could not be recorded: a stop, etcd away): its record is
- *     deleted, then SEG_DELETE to its holders.
- * Records newer than the log's newest are not this check's (a segment opened after
- * the log's end: the open path's reservations). */
+/* ---- the reconciliation's actions (reconcile.c) ---- */
 
-struct fam_call {
-	struct replicas *rs; /* NULL: an orphan (replica_destroy ran): free it and go */
-	struct family *fam;
-	struct cluster_vol_req req;
-	struct fam_call *next; /* in rs->fam_calls */
-};
-
-static void check_fire(void *arg)
-{
-	struct family *f = arg;
-
-	f->check_retry = NULL;
-	family_check(f);
-}
-
-static void check_later(struct family *f)
-{
-	f->check_backoff_ms = f->check_backoff_ms ? f->check_backoff_ms * 2 : RETRY_MS;
-	if (f->check_backoff_ms > BACKOFF_MAX_MS)
-		f->check_backoff_ms = BACKOFF_MAX_MS;
-	if (!f->check_retry && !f->rs->closing &&
-	    loop_timer_add(f->rs->loop, f->check_backoff_ms, check_fire, f, &f->check_retry) < 0)
-		f->check_retry = NULL;
-}
-
-/* A segment open in its record and sealed at `blocks` in the log: sealed as the
- * engine would have had it run on. */
-static void check_seal(struct family *f, const struct layout_segment *rec, uint32_t blocks)
+void replica_seg_recon_seal(struct family *f, const struct layout_segment *rec, uint32_t blocks)
 {
 	struct rseg *s = seg_unopened_new(f->rs, f, rec->id.seq, rec);
 
 	if (!s)
-		return; /* the next check (a claim again, a restart) */
+		return; /* the next reconciliation (a claim again, a restart) */
 	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": open in its "
 		"record, sealed in this node's log at %u blocks: sealing its record and its copies",
 		f->name, f->uid, rec->id.seq, blocks);
@@ -1118,9 +1144,8 @@ static void check_seal(struct family *f, const struct layout_segment *rec, uint3
 	seg_step(s);
 }
 
-/* A recorded segment the log no longer has (freed): its record and copies go. s: the
- * segment as an epoch lost since left it (RS_DEAD), or NULL. */
-static void check_delete(struct family *f, struct rseg *s, const struct layout_segment *rec)
+void replica_seg_recon_delete(struct family *f, struct rseg *s, const struct layout_segment *rec,
+			      const char *why)
 {
 	if (s)
 		seg_revive(s);
@@ -1128,147 +1153,31 @@ static void check_delete(struct family *f, struct rseg *s, const struct layout_s
 		s = seg_unopened_new(f->rs, f, rec->id.seq, rec);
 	if (!s || s->state != RS_SEALED)
 		return;
-	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": recorded, "
-		"but freed from this node's log: deleting its record and its copies", f->name,
-		f->uid, rec->id.seq);
+	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 " (%s, %" PRIu64
+		" bytes): %s: deleting its record, then SEG_DELETE to its %u holders; its number "
+		"stays spent", f->name, f->uid, rec->id.seq,
+		rec->state == LAYOUT_SEG_OPEN ? "open" : "sealed", rec->length, why, s->nholders);
 	s->delete_wanted = true;
 	seg_step(s);
 }
 
-/* The family's segments in the local log, by number (engine_segment_own_each). */
-struct own_segs {
-	struct own_seg {
-		uint32_t sno;
-		int blocks; /* sealed: its length; -EBUSY: open */
-	} *v;
-	size_t n, cap;
-};
-
-static int own_seg_add(void *arg, uint32_t sno, int blocks)
+void replica_seg_recon_reseal(struct family *f, const struct layout_segment *rec)
 {
-	struct own_segs *o = arg;
+	struct rseg *s = seg_unopened_new(f->rs, f, rec->id.seq, rec);
 
-	if (ARRAY_GROW(o->v, o->cap, o->n, 64) < 0)
-		return -ENOMEM;
-	o->v[o->n++] = (struct own_seg){ .sno = sno, .blocks = blocks };
-	return 0;
-}
-
-static int own_seg_cmp(const void *a, const void *b)
-{
-	uint32_t x = ((const struct own_seg *)a)->sno, y = ((const struct own_seg *)b)->sno;
-
-	return x < y ? -1 : x > y;
-}
-
-/* sno's length in the local log (o sorted), -EBUSY while open, -ENOENT if not there. */
-static int own_seg_blocks(const struct own_segs *o, uint32_t sno)
-{
-	struct own_seg key = { .sno = sno };
-	const struct own_seg *hit = bsearch(&key, o->v, o->n, sizeof(key), own_seg_cmp);
-
-	return hit ? hit->blocks : -ENOENT;
-}
-
-/* segs: the family's records. 0, or -ENOMEM (nothing done: the check is tried again). */
-static int check_records(struct family *f, const struct layout_segment *segs, size_t n)
-{
-	struct own_segs o = { 0 };
-	uint32_t newest = 0;
-	bool any = false;
-	int r = engine_segment_own_each(f->rs->eng, f->uid, own_seg_add, &o);
-
-	if (r < 0) {
-		free(o.v);
-		return r;
-	}
-	qsort(o.v, o.n, sizeof(*o.v), own_seg_cmp);
-	for (size_t i = 0; i < n; i++)
-		if (own_seg_blocks(&o, segs[i].id.seq) != -ENOENT &&
-		    (!any || segs[i].id.seq > newest)) {
-			newest = segs[i].id.seq;
-			any = true;
-		}
-	for (size_t i = 0; i < n; i++) {
-		const struct layout_segment *rec = &segs[i];
-		struct rseg *s = replica_seg_find(f->rs, f->uid, rec->id.seq);
-		int own;
-
-		if (s && s->state != RS_DEAD)
-			continue; /* opened, sealed or deleted by this process: its own */
-		own = own_seg_blocks(&o, rec->id.seq);
-		if (own >= 0 && rec->state == LAYOUT_SEG_OPEN && !s)
-			check_seal(f, rec, (uint32_t)own);
-		else if (own == -ENOENT && any && rec->id.seq < newest)
-			check_delete(f, s, rec);
-	}
-	free(o.v);
-	return 0;
-}
-
-static void checked(void *arg, int res, const char *msg)
-{
-	struct fam_call *c = arg;
-	struct replicas *rs = c->rs;
-	struct family *f = c->fam;
-
-	if (rs) {
-		for (struct fam_call **p = &rs->fam_calls; *p; p = &(*p)->next)
-			if (*p == c) {
-				*p = c->next;
-				break;
-			}
-		f->checking = false;
-		if (res == -ESTALE) {
-			log_msg(LOG_WARN, LOG_TAG, "volume %s: its records are not checked: %s",
-				f->name, msg);
-		} else if (res < 0) {
-			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: its segment records cannot be "
-					"read (%s): trying again", f->name, msg);
-			check_later(f);
-		} else if (check_records(f, c->req.segs, c->req.nsegs) < 0) {
-			check_later(f);
-		} else {
-			f->check_backoff_ms = 0;
-			f->checked_epoch = c->req.epoch;
-			if (f->checked_epoch != f->epoch)
-				family_check(f); /* claimed again meanwhile */
-		}
-	}
-	free(c->req.segs);
-	free(c);
-}
-
-static void family_check(struct family *f)
-{
-	struct replicas *rs = f->rs;
-	struct fam_call *c;
-
-	if (f->checking || f->check_retry || rs->closing)
+	if (!s)
 		return;
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		check_later(f);
-		return;
-	}
-	c->rs = rs;
-	c->fam = f;
-	c->req.op = CLUSTER_VOL_SEG_LIST;
-	c->req.epoch = f->epoch;
-	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", f->name);
-	if (cluster_volume_async(rs->cluster, &c->req, checked, c) < 0) {
-		free(c);
-		check_later(f);
-		return;
-	}
-	f->checking = true;
-	c->next = rs->fam_calls;
-	rs->fam_calls = c;
+	s->seal_len = s->appended = (uint32_t)(rec->length / ENGINE_BLOCK_SIZE);
+	if (s->nholders)
+		log_msg(LOG_DEBUG, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": sealed "
+			"at %u blocks before this node's start: SEG_SEAL again to its %u holders",
+			f->name, f->uid, rec->id.seq, s->seal_len, s->nholders);
+	seal_send_all(s);
 }
 
 static bool mirror_wants(void *ctx, uint64_t uid)
 {
-	return family_find(ctx, uid) != NULL;
+	return replica_family_find(ctx, uid) != NULL;
 }
 
 /* ---- opening ahead of need (docs/replication.md, "Opening ahead of need") ---- */
@@ -1342,7 +1251,7 @@ static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return;
-	*s = (struct rseg){ .rs = rs, .fam = family_find(rs, uid), .sno = sno,
+	*s = (struct rseg){ .rs = rs, .fam = replica_family_find(rs, uid), .sno = sno,
 			    .state = RS_PLACING, .refs = 1, .next_all = rs->all };
 	rs->all = s;
 	rs->by_slot[slot] = s;
@@ -1442,6 +1351,7 @@ void replica_map_changed(struct replicas *rs)
 	replica_nodes_refresh(rs);
 	replica_segs_retry_placing(rs);
 	replica_flushes_recheck(rs);
+	replica_reconcile_kick(rs);
 	catchup_kick(rs->catchup);
 }
 
@@ -1464,6 +1374,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 					       : REPLICA_DEFAULT_PEER_TIMEOUT_MS;
 	rs->seg_blocks = engine_segment_blocks(opts->eng);
 	rs->test_crash_after = opts->test_crash_after_open;
+	rs->test_crash_seal = opts->test_crash_after_seal;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0) {
 		free(rs);
 		return -ENOMEM;
@@ -1490,9 +1401,7 @@ void replica_destroy(struct replicas *rs)
 	readaround_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
-	replica_numbers_destroy(rs);
-	for (struct fam_call *c = rs->fam_calls; c; c = c->next)
-		c->rs = NULL;
+	replica_reconcile_destroy(rs);
 	for (struct rseg *s = rs->all, *next; s; s = next) {
 		next = s->next_all;
 		loop_timer_cancel(s->retry);
@@ -1510,10 +1419,8 @@ void replica_destroy(struct replicas *rs)
 		rs->flushes[i]->cb(rs->flushes[i]->arg, -ESHUTDOWN);
 		free(rs->flushes[i]);
 	}
-	for (size_t i = 0; i < rs->nfams; i++) {
-		loop_timer_cancel(rs->fams[i]->check_retry);
+	for (size_t i = 0; i < rs->nfams; i++)
 		free(rs->fams[i]);
-	}
 	loop_task_destroy(rs->kick);
 	free(rs->flushes);
 	free(rs->fams);

@@ -65,6 +65,10 @@ struct replica_opts {
 	 * of this process landed, record the next number open too and raise SIGKILL, so
 	 * that a record names a segment the log never got. 0: off */
 	unsigned test_crash_after_open;
+	/* tests only (quilld: QUILL_TEST_CRASH_AFTER_SEAL=N): after the N-th sealed record
+	 * of this process landed, raise SIGKILL before any SEG_SEAL goes to its holders,
+	 * so that a record says sealed while every copy is still open. 0: off */
+	unsigned test_crash_after_seal;
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "cluster/cluster.h"
 #include "cluster/layout.h"
 #include "engine/segment.h"
 #include "replication/replica.h"
@@ -49,14 +50,15 @@ struct family {
 	/* numbers.c: its segment numbers */
 	bool reserving;      /* a reservation ahead is being made durable */
 	uint64_t reserve_failed_ms; /* when the last one failed (0: none did) */
-	bool numbers_busy, numbers_done; /* the reconciliation with its records */
 	bool reopened;       /* a segment was sealed for a failed holder: the next
 				placement is logged */
-	/* its records checked against the local log (replica.c, family_check) */
-	int64_t checked_epoch;          /* the epoch of the last check done (0: none) */
-	bool checking;                  /* the list of its records is in etcd's hands */
-	unsigned check_backoff_ms;
-	struct loop_timer *check_retry;
+	/* reconcile.c: one reconciliation with its records per epoch */
+	int64_t recon_epoch;  /* the epoch reconciled (0: none yet) */
+	int64_t raised_epoch; /* the epoch whose counter is durably past every record:
+				 no segment is placed before it is the family's epoch */
+	bool recon_busy;      /* its call is in flight */
+	unsigned recon_backoff_ms;
+	struct loop_timer *recon_retry;
 };
 
 enum rseg_state {
@@ -150,14 +152,15 @@ struct replicas {
 	struct rseg *kicked;            /* the segments whose completions were deferred */
 	bool in_hook;                   /* inside a mirror hook: complete nothing now */
 	struct seg_call *calls;         /* etcd calls not answered yet */
-	struct fam_call *fam_calls;     /* the same, about a family (its records' check) */
+	struct fam_call *fam_calls;     /* numbers.c, reconcile.c: their calls in flight */
 	struct rflush **flushes;        /* flushes waiting for records */
 	size_t nflushes;
 	struct readaround *readarounds; /* readaround.c: blocks asked of holders */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
-	struct ncall *ncalls;           /* numbers.c: its calls in flight */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
+	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
+	unsigned test_seals;            /* sealed records written, for it */
 };
 
 /* replica.c */
@@ -183,14 +186,52 @@ void replica_fill_holders(const struct rseg *s, struct layout_segment *seg);
  * placement are retried at its end); -EAGAIN (the last one failed just now), -ENOMEM:
  * retry later. */
 int replica_numbers_ready(struct rseg *s);
-/* Once per family started here: its records listed, its counter raised past them,
- * the records of segments never written deleted. Retried on the next call after a
- * failure. */
-void replica_numbers_reconcile(struct replicas *rs, struct family *f);
-/* Its calls in flight become orphans. */
-void replica_numbers_destroy(struct replicas *rs);
 /* The test hook (replica_opts.test_crash_after_open): after s's open record landed. */
 void replica_numbers_test_crash(struct rseg *s);
+/* The test hook (replica_opts.test_crash_after_seal): after s's sealed record landed. */
+void replica_numbers_test_crash_seal(struct rseg *s);
+
+/* The family uid here, or NULL. */
+struct family *replica_family_find(const struct replicas *rs, uint64_t uid);
+/* The reconciliation's actions on a segment this process did not open (rec its record;
+ * docs/replication.md, "Reconciliation with the records"), each then carried on (and
+ * retried) by the segment's state machine: */
+/* open in rec, sealed at `blocks` in the log: the record sealed, then SEG_SEAL. */
+void replica_seg_recon_seal(struct family *f, const struct layout_segment *rec,
+			    uint32_t blocks);
+/* the record deleted, then SEG_DELETE to the holders rec names; s: the segment as an
+ * epoch lost since left it (RS_DEAD), or NULL; why: for the log. */
+void replica_seg_recon_delete(struct family *f, struct rseg *s,
+			      const struct layout_segment *rec, const char *why);
+/* sealed in rec and in the log: SEG_SEAL again, at rec's length, to its holders. */
+void replica_seg_recon_reseal(struct family *f, const struct layout_segment *rec);
+
+/* reconcile.c (docs/replication.md, "Reconciliation with the records") */
+/* One call about a family in flight (an engine job or etcd). The module may go first
+ * (replica_reconcile_destroy): the call is then an orphan (rs NULL), freed by its
+ * callback, which touches nothing else. */
+struct fam_call {
+	struct replicas *rs;
+	uint64_t uid;              /* the family's (looked up again on each answer) */
+	int64_t epoch;             /* the reconciliation's */
+	struct cluster_vol_req req;
+	struct fam_call *next;     /* in rs->fam_calls */
+};
+/* A call about family uid, in rs->fam_calls: NULL without memory. */
+struct fam_call *replica_fam_call_new(struct replicas *rs, uint64_t uid);
+/* Leaves rs->fam_calls (unless an orphan) and is freed, with its listing. */
+void replica_fam_call_free(struct fam_call *c);
+/* c's family, or NULL when the module or the family went (c is freed then). */
+struct family *replica_fam_call_family(struct fam_call *c);
+/* Once per (family, epoch) here: its records listed, its counter raised past them
+ * (f->raised_epoch), each record kept, sealed, deleted or sealed again by recon_rule.
+ * A failure starts it again after a backoff (250 ms to 2 s) or at replica_reconcile_kick;
+ * ESTALE ends it. */
+void replica_reconcile_start(struct replicas *rs, struct family *f);
+/* A map change: every family owned here and not reconciled at its epoch tries now. */
+void replica_reconcile_kick(struct replicas *rs);
+/* The family calls in flight become orphans, the retry timers go. */
+void replica_reconcile_destroy(struct replicas *rs);
 
 /* replica_nodes.c */
 /* Takes the map's view of every other node; connects to those that may hold copies. */

@@ -145,7 +145,7 @@ above "$DEAD" "$WORK/rec1.txt" ||
 	fail "node1 wrote segment $DEAD again (the dead number): $(cat "$WORK/rec1.txt")"
 wait_for 30 "the record of dead segment $DEAD stays" \
 	no_record_of "$DEAD" 1
-grep -q "segment $(printf %08x "$DEAD") was recorded" "$WORK/node1.log" ||
+grep -q "\.$(printf %08x "$DEAD") (.*): recorded but never written" "$WORK/node1.log" ||
 	fail "node1 did not log the dead record's deletion"
 
 # ---- node1 dies too: node2 takes over from the copies; everything reads back ----

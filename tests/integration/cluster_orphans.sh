@@ -133,14 +133,17 @@ qexpect 2 0 --json node held --orphans
 echo "$OUT" >"$WORK/orphans.json"
 wait_for 30 "node2 does not drop its orphans" bash -c \
 	"grep -q 'dropped [0-9]* orphan cop' '$WORK/node2.log'"
-qexpect 0 0 --json volume segment rv list
-echo "$OUT" >"$WORK/rv-records.json"
-held_json 2 "$WORK/held2-after.json"
-held_json 1 "$WORK/held1-after.json"
-qexpect 2 0 --json status
-echo "$OUT" >"$WORK/status2.json"
-python3 - "$WORK/held2-before.json" "$WORK/held2-after.json" "$WORK/rv-records.json" \
-	"$WORK/gone-records.json" "$WORK/node2.log" "$WORK/status2.json" "$WORK/orphans.json" <<'PY' || fail "node2's copies after its return are wrong"
+# the owner's own reconciliation (a claim again after its lease lapsed with etcd
+# stopped) may still be deleting the records of segments it freed meanwhile, then
+# sending SEG_DELETE: judged once the records and the copies agree
+judge()
+{
+	qn 0 --json volume segment rv list >"$WORK/rv-records.json" || return 1
+	held_json 2 "$WORK/held2-after.json"
+	held_json 1 "$WORK/held1-after.json"
+	qn 2 --json status >"$WORK/status2.json" || return 1
+	python3 - "$WORK/held2-before.json" "$WORK/held2-after.json" "$WORK/rv-records.json" \
+		"$WORK/gone-records.json" "$WORK/node2.log" "$WORK/status2.json" "$WORK/orphans.json" <<'PY'
 import json, sys
 before = json.load(open(sys.argv[1]))["held"]
 after = {(h["family"], h["segment"]): h for h in json.load(open(sys.argv[2]))["held"]}
@@ -166,8 +169,10 @@ for h in before:
     else:
         assert key in after, "a copy still recorded for node2 dropped: %s" % name
         why["kept"] += 1
-    if key in report:   # asked before (or while) it dropped: the verdicts match
-        assert report[key]["orphan"] == (key not in after), report[key]
+    if key in report:   # asked before (or while) it dropped: the verdicts match, but
+        # for a copy whose record the owner deleted since (then SEG_DELETE)
+        assert report[key]["orphan"] == (key not in after) or \
+            (r is None and key not in after), report[key]
 for w in ("gone", "deleted", "dropped", "kept"):
     assert why[w], "no copy of kind %s: the case proves nothing (%s)" % (w, why)
 assert "its family has no record" in log and "its segment has no record" in log \
@@ -176,6 +181,12 @@ held = status.get("segments_held", status.get("store", {}).get("segments_held"))
 assert held == len(after), (held, len(after))
 print(why)
 PY
+}
+for _ in $(seq 30); do
+	judge >/dev/null 2>&1 && break
+	sleep 1
+done
+judge || fail "node2's copies after its return are wrong"
 log "node2 dropped the copies of gone, of freed segments and of the segment it was dropped from; kept the rest; segments_held is $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["held"]))' "$WORK/held2-after.json")"
 
 # ---- what node2 kept is intact: byte for byte node1's copy of the same segment ----

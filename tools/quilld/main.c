@@ -509,6 +509,7 @@ static int start_replicas(struct node *n)
 				   .catchup_mbps = n->cfg.catchup_mbps,
 				   .catchup_off = n->cfg.catchup_mbps == 0 };
 	const char *crash = getenv("QUILL_TEST_CRASH_AFTER_OPEN"); /* tests (replica.h) */
+	const char *crash_seal = getenv("QUILL_TEST_CRASH_AFTER_SEAL");
 	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				    .cluster = n->cluster, .self_id = n->self_id,
 				    .peer_timeout_ms = n->cfg.peer_timeout_ms };
@@ -518,6 +519,8 @@ static int start_replicas(struct node *n)
 		return 0;
 	if (crash)
 		ro.test_crash_after_open = (unsigned)strtoul(crash, NULL, 10);
+	if (crash_seal)
+		ro.test_crash_after_seal = (unsigned)strtoul(crash_seal, NULL, 10);
 	r = replica_create(&ro, &n->replicas);
 	if (r < 0)
 		return r;

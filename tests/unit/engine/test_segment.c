@@ -841,3 +841,28 @@ Test(segment, segment_here_names_only_segments_of_this_log)
 	cr_assert_eq(engine_family_reserve_sno(eng, 0, 1, 1), -EINVAL);
 	engine_volume_close(vol);
 }
+
+/* --rebuild-meta loses the "F" records: a reservation past the log (numbers a segment
+ * record elsewhere may name) must not be drawn again after it, nor after the next
+ * start (the rebuild writes the counters as "F" records). */
+Test(segment, a_reservation_ahead_survives_a_metadata_rebuild)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = written_family();
+	cr_assert_eq(engine_family_reserve_sno(eng, reserve_uid, 0, reserve_top + 64), 0);
+	cr_assert_eq(engine_family_next_sno(eng, reserve_uid), reserve_top);
+	engine_volume_close(vol);
+	rebuild_engine();
+	cr_assert_geq(engine_family_next_sno(eng, reserve_uid), reserve_top + 64,
+		      "the log names numbers below %u only", reserve_top);
+	cr_assert_eq(engine_family_durable_sno(eng, reserve_uid),
+		     engine_family_next_sno(eng, reserve_uid), "its F record is written");
+	vol = open_vol("v");
+	cr_assert_geq(next_segment_sno(vol), reserve_top + 64);
+	engine_volume_close(vol);
+	reopen_engine();
+	cr_assert_geq(engine_family_next_sno(eng, reserve_uid), reserve_top + 64,
+		      "the next start keeps it");
+}
