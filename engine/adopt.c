@@ -50,7 +50,32 @@ struct adopt_job {
 	bool applied, committed;
 	size_t naliases, ndead, nops; /* as they were before the layers were rebuilt */
 	uint64_t started_ms;
+	/* where the time goes (µs, logged at the end): the wait between steps counts to
+	 * the step that ends it */
+	uint64_t lap_us;
+	uint64_t t_read, t_walk, t_write, t_apply, t_commit, t_ckpt;
+	uint64_t bytes;     /* the copies' logs, read whole */
 };
+
+/* Adds the time since the last lap to *phase. */
+static void adopt_lap(struct adopt_job *aj, uint64_t *phase)
+{
+	uint64_t now = log_clock_us();
+
+	*phase += now - aj->lap_us;
+	aj->lap_us = now;
+}
+
+static void adopt_log_times(const struct adopt_job *aj)
+{
+	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx: %llu MiB of log; read %llu ms, "
+		"walk %llu ms, headers+flush %llu ms, layers+maps %llu ms, commit %llu ms, "
+		"checkpoint %llu ms", (unsigned long long)aj->uid,
+		(unsigned long long)(aj->bytes >> 20), (unsigned long long)aj->t_read / 1000,
+		(unsigned long long)aj->t_walk / 1000, (unsigned long long)aj->t_write / 1000,
+		(unsigned long long)aj->t_apply / 1000, (unsigned long long)aj->t_commit / 1000,
+		(unsigned long long)aj->t_ckpt / 1000);
+}
 
 /* The in-memory part of a failed adoption goes; the copies are held as before. */
 static void adopt_undo(struct adopt_job *aj)
@@ -96,6 +121,7 @@ static int read_copy(struct adopt_job *aj)
 
 	if (c->length == 0)
 		return -EILSEQ; /* not even a header */
+	aj->bytes += (uint64_t)c->length * QUILL_BLOCK_SIZE;
 	eng_job_seg_io(&aj->job, false, c->slot, 0, aj->buf, c->length);
 	return 0;
 }
@@ -263,8 +289,10 @@ static int commit(struct adopt_job *aj)
 {
 	int r = eng_job_meta_commit(&aj->job, &aj->mb);
 
-	if (r == 0)
+	if (r == 0) {
+		adopt_lap(aj, &aj->t_commit);
 		adopted(aj);
+	}
 	return eng_job_next(&aj->job, r, AD_CKPT);
 }
 
@@ -280,8 +308,11 @@ static int adopt_step(struct eng_job *job)
 		return eng_job_next(&aj->job, read_copy(aj), AD_WALK);
 	case AD_WALK:
 		r = eng_job_wait_io(job);
-		if (r == 0)
+		if (r == 0) {
+			adopt_lap(aj, &aj->t_read);
 			r = walk_copy(aj);
+			adopt_lap(aj, &aj->t_walk);
+		}
 		if (r == 0)
 			aj->next++;
 		return eng_job_next(&aj->job, r, AD_READ);
@@ -291,11 +322,15 @@ static int adopt_step(struct eng_job *job)
 	case AD_HEADERS:
 		return eng_job_next(&aj->job, eng_job_wait_io(job), AD_FLUSH);
 	case AD_FLUSH:
-		return eng_job_next(&aj->job, eng_job_wait_flush(job), AD_APPLY);
+		r = eng_job_wait_flush(job);
+		if (r == 0)
+			adopt_lap(aj, &aj->t_write);
+		return eng_job_next(&aj->job, r, AD_APPLY);
 	case AD_APPLY:
 		r = apply(aj);
 		if (r < 0)
 			return r;
+		adopt_lap(aj, &aj->t_apply);
 		job->pc = AD_COMMIT;
 		/* the commit starts in this step, before any checkpoint can capture the new
 		 * layers */
@@ -307,6 +342,10 @@ static int adopt_step(struct eng_job *job)
 		 * trim the old owner's cleaner carried into a TOMB is not among them: the
 		 * answer waits for a checkpoint that covers them */
 		r = eng_job_wait_ckpt(job);
+		if (r != ENG_JOB_WAIT) {
+			adopt_lap(aj, &aj->t_ckpt);
+			adopt_log_times(aj);
+		}
 		if (r < 0 && r != ENG_JOB_WAIT) {
 			log_msg(LOG_WARN, ENG_LOG, "adopted family %llx, but the checkpoint after "
 				"it failed; the next one covers it", (unsigned long long)aj->uid);
@@ -357,6 +396,7 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 	aj->uid = uid;
 	aj->n = n;
 	aj->started_ms = eng_now_ms();
+	aj->lap_us = log_clock_us();
 	aj->c = calloc(n, sizeof(*aj->c));
 	aj->buf = seg_buf_alloc((size_t)eng->blocks_per_seg * QUILL_BLOCK_SIZE);
 	aj->hdrs = seg_buf_alloc((n + 1) * QUILL_BLOCK_SIZE);
