@@ -1,10 +1,11 @@
 /* engine/adopt.c — a family taken over from held copies (engine.h, "taking a family
  * over"; docs/engine.md, "Adopting a family").
  *
- * The copies are sealed held segments of family uid (held.c). A job reads each one
- * whole, in turn (a read in flight per step; the loop serves other volumes meanwhile),
- * and feeds it to the machinery of a whole-store rebuild (rebuild.c): its header and
- * its log, walked with every batch's data checked. Once all are read:
+ * The copies are sealed held segments of family uid (held.c). A job reads them whole,
+ * several at a time (ENG_ADOPT_READS, at most ENG_ADOPT_READ_BYTES, in flight per
+ * step; the loop serves other volumes meanwhile), and feeds each to the machinery of
+ * a whole-store rebuild (rebuild.c): its header and its log, walked with every
+ * batch's data checked. Once all are read:
  *   1. refusals (nothing written yet): a layer id the copies name is in use here (a
  *      layer, a merged snapshot's alias, a tombstone), or their volume's name is;
  *   2. each copy's header is rewritten as this store's (same generation, volume,
@@ -41,9 +42,10 @@ struct adopt_copy {
 struct adopt_job {
 	struct eng_job job; /* first: job.c frees it through release */
 	uint64_t uid;
-	size_t n, next;     /* copies; the one being read and walked */
+	size_t n, next, end; /* copies; [next, end) are being read, then walked */
+	size_t inflight;     /* the most copies read at once */
 	struct adopt_copy *c;
-	uint8_t *buf;       /* one copy, whole */
+	uint8_t *buf;        /* inflight copies, whole */
 	uint8_t *hdrs;      /* n rewritten headers, then a zero block */
 	struct eng_rebuild *rb;
 	struct meta_batch *mb;
@@ -115,29 +117,39 @@ static void adopt_release(struct eng_job *job)
 
 /* ---- reading and walking the copies ---- */
 
-static int read_copy(struct adopt_job *aj)
+static uint8_t *copy_buf(const struct adopt_job *aj, size_t i)
 {
-	const struct adopt_copy *c = &aj->c[aj->next];
+	return aj->buf + (i - aj->next) * aj->job.eng->blocks_per_seg * QUILL_BLOCK_SIZE;
+}
 
-	if (c->length == 0)
-		return -EILSEQ; /* not even a header */
-	aj->bytes += (uint64_t)c->length * QUILL_BLOCK_SIZE;
-	eng_job_seg_io(&aj->job, false, c->slot, 0, aj->buf, c->length);
+/* The next copies, up to inflight of them, each read whole into its part of buf. */
+static int read_copies(struct adopt_job *aj)
+{
+	aj->end = aj->next + aj->inflight < aj->n ? aj->next + aj->inflight : aj->n;
+	for (size_t i = aj->next; i < aj->end; i++)
+		if (aj->c[i].length == 0)
+			return -EILSEQ; /* not even a header */
+	for (size_t i = aj->next; i < aj->end; i++) {
+		const struct adopt_copy *c = &aj->c[i];
+
+		aj->bytes += (uint64_t)c->length * QUILL_BLOCK_SIZE;
+		eng_job_seg_io(&aj->job, false, c->slot, 0, copy_buf(aj, i), c->length);
+	}
 	return 0;
 }
 
-/* The copy just read: its header must name it; its log is fed to the rebuild, with
- * nothing past its sealed length (zeros there: an earlier use of the slot left
- * whatever it left). */
-static int walk_copy(struct adopt_job *aj)
+/* Copy i, just read into buf: its header must name it; its log is fed to the
+ * rebuild, with nothing past its sealed length (zeros there: an earlier use of the
+ * slot left whatever it left). */
+static int walk_copy(struct adopt_job *aj, size_t i, uint8_t *buf)
 {
 	struct engine *eng = aj->job.eng;
-	struct adopt_copy *c = &aj->c[aj->next];
+	struct adopt_copy *c = &aj->c[i];
 	struct slot *s = &eng->slots[c->slot];
 
-	memset(aj->buf + (size_t)c->length * QUILL_BLOCK_SIZE, 0,
+	memset(buf + (size_t)c->length * QUILL_BLOCK_SIZE, 0,
 	       (size_t)(eng->blocks_per_seg - c->length) * QUILL_BLOCK_SIZE);
-	if (ondisk_segment_header_decode(aj->buf, QUILL_BLOCK_SIZE, &c->h) < 0 ||
+	if (ondisk_segment_header_decode(buf, QUILL_BLOCK_SIZE, &c->h) < 0 ||
 	    c->h.state != ONDISK_SEG_USED || c->h.family_uid != aj->uid || c->h.sno != c->sno) {
 		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: the copy of segment %u in "
 			"slot %u has no header of that segment; not adopted",
@@ -147,7 +159,19 @@ static int walk_copy(struct adopt_job *aj)
 	/* the walk counts its entries afresh */
 	s->tombs = s->records = 0;
 	s->first_seq = s->last_seq = 0;
-	return eng_rebuild_slot(aj->rb, c->slot, &c->h, aj->buf);
+	return eng_rebuild_slot(aj->rb, c->slot, &c->h, buf);
+}
+
+/* The copies read in this step, walked in turn. */
+static int walk_copies(struct adopt_job *aj)
+{
+	int r = 0;
+
+	for (size_t i = aj->next; i < aj->end && r == 0; i++)
+		r = walk_copy(aj, i, copy_buf(aj, i));
+	if (r == 0)
+		aj->next = aj->end;
+	return r;
 }
 
 /* ---- refusals ---- */
@@ -305,16 +329,14 @@ static int adopt_step(struct eng_job *job)
 	case AD_READ:
 		if (aj->next == aj->n)
 			return eng_job_next(&aj->job, 0, AD_CHECK);
-		return eng_job_next(&aj->job, read_copy(aj), AD_WALK);
+		return eng_job_next(&aj->job, read_copies(aj), AD_WALK);
 	case AD_WALK:
 		r = eng_job_wait_io(job);
 		if (r == 0) {
 			adopt_lap(aj, &aj->t_read);
-			r = walk_copy(aj);
+			r = walk_copies(aj);
 			adopt_lap(aj, &aj->t_walk);
 		}
-		if (r == 0)
-			aj->next++;
 		return eng_job_next(&aj->job, r, AD_READ);
 	case AD_CHECK:
 		r = check_collisions(aj);
@@ -398,7 +420,14 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 	aj->started_ms = eng_now_ms();
 	aj->lap_us = log_clock_us();
 	aj->c = calloc(n, sizeof(*aj->c));
-	aj->buf = seg_buf_alloc((size_t)eng->blocks_per_seg * QUILL_BLOCK_SIZE);
+	aj->inflight = ENG_ADOPT_READ_BYTES / ((size_t)eng->blocks_per_seg * QUILL_BLOCK_SIZE);
+	if (aj->inflight > ENG_ADOPT_READS)
+		aj->inflight = ENG_ADOPT_READS;
+	if (aj->inflight > n)
+		aj->inflight = n;
+	if (aj->inflight == 0)
+		aj->inflight = 1;
+	aj->buf = seg_buf_alloc(aj->inflight * eng->blocks_per_seg * QUILL_BLOCK_SIZE);
 	aj->hdrs = seg_buf_alloc((n + 1) * QUILL_BLOCK_SIZE);
 	r = !aj->c || !aj->buf || !aj->hdrs ? -ENOMEM : eng_rebuild_begin(eng, &aj->rb);
 	if (r == 0)

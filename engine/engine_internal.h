@@ -27,6 +27,10 @@ struct eng_held;
 /* Map chunks a checkpoint takes per poll (~5 us each: a RocksDB batch entry of up to
  * 64 map entries): the whole of a 1 GiB volume written at random held the loop 20 ms */
 #define ENG_CKPT_SLICE_CHUNKS 128u
+/* Copies an adoption reads at once (adopt.c), and the bytes they may take: one read at
+ * a time left the device idle between steps; the walk of a copy is fast */
+#define ENG_ADOPT_READS 8u
+#define ENG_ADOPT_READ_BYTES (16u << 20)
 
 /* A client request (read, write, trim, flush) or the cleaner's relocations. */
 struct ioreq {
