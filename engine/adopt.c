@@ -1,10 +1,11 @@
 /* engine/adopt.c — a family taken over from held copies (engine.h, "taking a family
  * over"; docs/engine.md, "Adopting a family").
  *
- * The copies are sealed held segments of family uid (held.c). A job reads each one
- * whole, in turn (a read in flight per step; the loop serves other volumes meanwhile),
- * and feeds it to the machinery of a whole-store rebuild (rebuild.c): its header and
- * its log, walked with every batch's data checked. Once all are read:
+ * The copies are sealed held segments of family uid (held.c). A job reads them whole,
+ * several at a time (ENG_ADOPT_READS, at most ENG_ADOPT_READ_BYTES, in flight per
+ * step; the loop serves other volumes meanwhile), and feeds each to the machinery of
+ * a whole-store rebuild (rebuild.c): its header and its log, walked with every
+ * batch's data checked. Once all are read:
  *   1. refusals (nothing written yet): a layer id the copies name is in use here (a
  *      layer, a merged snapshot's alias, a tombstone), or their volume's name is;
  *   2. each copy's header is rewritten as this store's (same generation, volume,
@@ -41,16 +42,42 @@ struct adopt_copy {
 struct adopt_job {
 	struct eng_job job; /* first: job.c frees it through release */
 	uint64_t uid;
-	size_t n, next;     /* copies; the one being read and walked */
+	size_t n, next, end; /* copies; [next, end) are being read, then walked */
+	size_t inflight;     /* the most copies read at once */
 	struct adopt_copy *c;
-	uint8_t *buf;       /* one copy, whole */
+	uint8_t *buf;        /* inflight copies, whole */
 	uint8_t *hdrs;      /* n rewritten headers, then a zero block */
 	struct eng_rebuild *rb;
 	struct meta_batch *mb;
 	bool applied, committed;
 	size_t naliases, ndead, nops; /* as they were before the layers were rebuilt */
 	uint64_t started_ms;
+	/* where the time goes (µs, logged at the end): the wait between steps counts to
+	 * the step that ends it */
+	uint64_t lap_us;
+	uint64_t t_read, t_walk, t_write, t_apply, t_commit, t_ckpt;
+	uint64_t bytes;     /* the copies' logs, read whole */
 };
+
+/* Adds the time since the last lap to *phase. */
+static void adopt_lap(struct adopt_job *aj, uint64_t *phase)
+{
+	uint64_t now = log_clock_us();
+
+	*phase += now - aj->lap_us;
+	aj->lap_us = now;
+}
+
+static void adopt_log_times(const struct adopt_job *aj)
+{
+	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx: %llu MiB of log; read %llu ms, "
+		"walk %llu ms, headers+flush %llu ms, layers+maps %llu ms, commit %llu ms, "
+		"checkpoint %llu ms", (unsigned long long)aj->uid,
+		(unsigned long long)(aj->bytes >> 20), (unsigned long long)aj->t_read / 1000,
+		(unsigned long long)aj->t_walk / 1000, (unsigned long long)aj->t_write / 1000,
+		(unsigned long long)aj->t_apply / 1000, (unsigned long long)aj->t_commit / 1000,
+		(unsigned long long)aj->t_ckpt / 1000);
+}
 
 /* The in-memory part of a failed adoption goes; the copies are held as before. */
 static void adopt_undo(struct adopt_job *aj)
@@ -90,28 +117,39 @@ static void adopt_release(struct eng_job *job)
 
 /* ---- reading and walking the copies ---- */
 
-static int read_copy(struct adopt_job *aj)
+static uint8_t *copy_buf(const struct adopt_job *aj, size_t i)
 {
-	const struct adopt_copy *c = &aj->c[aj->next];
+	return aj->buf + (i - aj->next) * aj->job.eng->blocks_per_seg * QUILL_BLOCK_SIZE;
+}
 
-	if (c->length == 0)
-		return -EILSEQ; /* not even a header */
-	eng_job_seg_io(&aj->job, false, c->slot, 0, aj->buf, c->length);
+/* The next copies, up to inflight of them, each read whole into its part of buf. */
+static int read_copies(struct adopt_job *aj)
+{
+	aj->end = aj->next + aj->inflight < aj->n ? aj->next + aj->inflight : aj->n;
+	for (size_t i = aj->next; i < aj->end; i++)
+		if (aj->c[i].length == 0)
+			return -EILSEQ; /* not even a header */
+	for (size_t i = aj->next; i < aj->end; i++) {
+		const struct adopt_copy *c = &aj->c[i];
+
+		aj->bytes += (uint64_t)c->length * QUILL_BLOCK_SIZE;
+		eng_job_seg_io(&aj->job, false, c->slot, 0, copy_buf(aj, i), c->length);
+	}
 	return 0;
 }
 
-/* The copy just read: its header must name it; its log is fed to the rebuild, with
- * nothing past its sealed length (zeros there: an earlier use of the slot left
- * whatever it left). */
-static int walk_copy(struct adopt_job *aj)
+/* Copy i, just read into buf: its header must name it; its log is fed to the
+ * rebuild, with nothing past its sealed length (zeros there: an earlier use of the
+ * slot left whatever it left). */
+static int walk_copy(struct adopt_job *aj, size_t i, uint8_t *buf)
 {
 	struct engine *eng = aj->job.eng;
-	struct adopt_copy *c = &aj->c[aj->next];
+	struct adopt_copy *c = &aj->c[i];
 	struct slot *s = &eng->slots[c->slot];
 
-	memset(aj->buf + (size_t)c->length * QUILL_BLOCK_SIZE, 0,
+	memset(buf + (size_t)c->length * QUILL_BLOCK_SIZE, 0,
 	       (size_t)(eng->blocks_per_seg - c->length) * QUILL_BLOCK_SIZE);
-	if (ondisk_segment_header_decode(aj->buf, QUILL_BLOCK_SIZE, &c->h) < 0 ||
+	if (ondisk_segment_header_decode(buf, QUILL_BLOCK_SIZE, &c->h) < 0 ||
 	    c->h.state != ONDISK_SEG_USED || c->h.family_uid != aj->uid || c->h.sno != c->sno) {
 		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: the copy of segment %u in "
 			"slot %u has no header of that segment; not adopted",
@@ -121,7 +159,19 @@ static int walk_copy(struct adopt_job *aj)
 	/* the walk counts its entries afresh */
 	s->tombs = s->records = 0;
 	s->first_seq = s->last_seq = 0;
-	return eng_rebuild_slot(aj->rb, c->slot, &c->h, aj->buf);
+	return eng_rebuild_slot(aj->rb, c->slot, &c->h, buf);
+}
+
+/* The copies read in this step, walked in turn. */
+static int walk_copies(struct adopt_job *aj)
+{
+	int r = 0;
+
+	for (size_t i = aj->next; i < aj->end && r == 0; i++)
+		r = walk_copy(aj, i, copy_buf(aj, i));
+	if (r == 0)
+		aj->next = aj->end;
+	return r;
 }
 
 /* ---- refusals ---- */
@@ -263,8 +313,10 @@ static int commit(struct adopt_job *aj)
 {
 	int r = eng_job_meta_commit(&aj->job, &aj->mb);
 
-	if (r == 0)
+	if (r == 0) {
+		adopt_lap(aj, &aj->t_commit);
 		adopted(aj);
+	}
 	return eng_job_next(&aj->job, r, AD_CKPT);
 }
 
@@ -277,13 +329,14 @@ static int adopt_step(struct eng_job *job)
 	case AD_READ:
 		if (aj->next == aj->n)
 			return eng_job_next(&aj->job, 0, AD_CHECK);
-		return eng_job_next(&aj->job, read_copy(aj), AD_WALK);
+		return eng_job_next(&aj->job, read_copies(aj), AD_WALK);
 	case AD_WALK:
 		r = eng_job_wait_io(job);
-		if (r == 0)
-			r = walk_copy(aj);
-		if (r == 0)
-			aj->next++;
+		if (r == 0) {
+			adopt_lap(aj, &aj->t_read);
+			r = walk_copies(aj);
+			adopt_lap(aj, &aj->t_walk);
+		}
 		return eng_job_next(&aj->job, r, AD_READ);
 	case AD_CHECK:
 		r = check_collisions(aj);
@@ -291,11 +344,15 @@ static int adopt_step(struct eng_job *job)
 	case AD_HEADERS:
 		return eng_job_next(&aj->job, eng_job_wait_io(job), AD_FLUSH);
 	case AD_FLUSH:
-		return eng_job_next(&aj->job, eng_job_wait_flush(job), AD_APPLY);
+		r = eng_job_wait_flush(job);
+		if (r == 0)
+			adopt_lap(aj, &aj->t_write);
+		return eng_job_next(&aj->job, r, AD_APPLY);
 	case AD_APPLY:
 		r = apply(aj);
 		if (r < 0)
 			return r;
+		adopt_lap(aj, &aj->t_apply);
 		job->pc = AD_COMMIT;
 		/* the commit starts in this step, before any checkpoint can capture the new
 		 * layers */
@@ -307,6 +364,10 @@ static int adopt_step(struct eng_job *job)
 		 * trim the old owner's cleaner carried into a TOMB is not among them: the
 		 * answer waits for a checkpoint that covers them */
 		r = eng_job_wait_ckpt(job);
+		if (r != ENG_JOB_WAIT) {
+			adopt_lap(aj, &aj->t_ckpt);
+			adopt_log_times(aj);
+		}
 		if (r < 0 && r != ENG_JOB_WAIT) {
 			log_msg(LOG_WARN, ENG_LOG, "adopted family %llx, but the checkpoint after "
 				"it failed; the next one covers it", (unsigned long long)aj->uid);
@@ -357,8 +418,16 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 	aj->uid = uid;
 	aj->n = n;
 	aj->started_ms = eng_now_ms();
+	aj->lap_us = log_clock_us();
 	aj->c = calloc(n, sizeof(*aj->c));
-	aj->buf = seg_buf_alloc((size_t)eng->blocks_per_seg * QUILL_BLOCK_SIZE);
+	aj->inflight = ENG_ADOPT_READ_BYTES / ((size_t)eng->blocks_per_seg * QUILL_BLOCK_SIZE);
+	if (aj->inflight > ENG_ADOPT_READS)
+		aj->inflight = ENG_ADOPT_READS;
+	if (aj->inflight > n)
+		aj->inflight = n;
+	if (aj->inflight == 0)
+		aj->inflight = 1;
+	aj->buf = seg_buf_alloc(aj->inflight * eng->blocks_per_seg * QUILL_BLOCK_SIZE);
 	aj->hdrs = seg_buf_alloc((n + 1) * QUILL_BLOCK_SIZE);
 	r = !aj->c || !aj->buf || !aj->hdrs ? -ENOMEM : eng_rebuild_begin(eng, &aj->rb);
 	if (r == 0)

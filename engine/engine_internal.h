@@ -27,6 +27,10 @@ struct eng_held;
 /* Map chunks a checkpoint takes per poll (~5 us each: a RocksDB batch entry of up to
  * 64 map entries): the whole of a 1 GiB volume written at random held the loop 20 ms */
 #define ENG_CKPT_SLICE_CHUNKS 128u
+/* Copies an adoption reads at once (adopt.c), and the bytes they may take: one read at
+ * a time left the device idle between steps; the walk of a copy is fast */
+#define ENG_ADOPT_READS 8u
+#define ENG_ADOPT_READ_BYTES (16u << 20)
 
 /* A client request (read, write, trim, flush) or the cleaner's relocations. */
 struct ioreq {
@@ -792,5 +796,30 @@ struct eng_space {
 void eng_space_census(const struct engine *eng, struct eng_space *sp);
 /* One line of it, for a log message. */
 void eng_space_describe(const struct engine *eng, char *buf, size_t len);
+
+/* ---- family checkpoint maps (fckpt.c; planned: nothing calls these from the
+ * checkpoint or the adoption yet) ---- */
+
+/* Adds chunk (n entries, slot-addressed as map_take_dirty() emits them; n 0: the chunk
+ * is empty now) to MAPS block m, each slot turned into its segment number. -ENOSPC: m
+ * is full (encode it, start another); -ERANGE: a chunk or slot out of range; -EXDEV:
+ * an entry's slot is not a segment of family uid. m is unchanged on error but for the
+ * chunk being added (not counted). */
+int eng_fmaps_add(const struct engine *eng, uint64_t uid, struct fmaps_block *m,
+		  uint64_t chunk, const struct ondisk_map_entry *e, size_t n);
+
+/* Segment number -> the slot holding that segment of one family here. */
+struct eng_sno_table {
+	uint32_t base, n;
+	uint32_t *slot; /* UINT32_MAX: not here */
+};
+/* Of every non-free slot of family uid (held copies too). 0 or -ENOMEM. */
+int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_table *t);
+void eng_sno_table_free(struct eng_sno_table *t);
+/* Replaces each chunk of m in layer v's map (m names v). -EINVAL: another layer;
+ * -ENOENT: a segment m names is not in t (chunks before it are loaded); -EPROTO,
+ * -ERANGE, -ENOMEM as map_load_chunk. */
+int eng_fmaps_load(struct engine_volume *v, const struct eng_sno_table *t,
+		   const struct fmaps_block *m);
 
 #endif

@@ -628,3 +628,142 @@ int ondisk_checkpoint_decode(const void *buf, size_t len, uint64_t *seq)
 	*seq = d.seq;
 	return 0;
 }
+
+/* ---- family checkpoint blocks (planned: docs/format.md, "Family checkpoint blocks") */
+
+void ondisk_fmaps_block_encode(const struct fmaps_block *m, void *buf)
+{
+	struct ondisk_fmaps_hdr *h = buf;
+	uint8_t *p = (uint8_t *)buf + sizeof(*h);
+
+	memset(buf, 0, QUILL_BLOCK_SIZE);
+	h->magic = QUILL_FMAPS_MAGIC;
+	h->version = ONDISK_FMAPS_VERSION;
+	h->nchunks = (uint16_t)m->nchunks;
+	h->layer = m->layer;
+	h->ckpt = m->ckpt;
+	for (uint32_t i = 0; i < m->nchunks; i++) {
+		const struct fmaps_chunk *c = &m->chunks[i];
+		struct ondisk_fmaps_chunk ch = { .chunk = c->chunk,
+						 .nentries = (uint16_t)c->nentries };
+
+		memcpy(p, &ch, sizeof(ch));
+		p += sizeof(ch);
+		memcpy(p, c->e, c->nentries * sizeof(c->e[0]));
+		p += c->nentries * sizeof(c->e[0]);
+	}
+	h->crc = record_crc(buf, QUILL_BLOCK_SIZE, offsetof(struct ondisk_fmaps_hdr, crc));
+}
+
+/* The entries of one chunk: in index order, a zero entry's block 0 or 1. */
+static bool fmaps_entries_ok(const struct fmaps_chunk *c)
+{
+	for (uint32_t k = 0; k < c->nentries; k++) {
+		const struct ondisk_map_entry *e = &c->e[k];
+
+		if (e->index >= MAP_CHUNK_BLOCKS || (k > 0 && e->index <= c->e[k - 1].index))
+			return false;
+		if (e->slot == ONDISK_MAP_SLOT_ZERO && e->block > ONDISK_MAP_ZERO_ALLOCATED)
+			return false;
+	}
+	return true;
+}
+
+/* A block of a family checkpoint: its length, magic and CRC. */
+static int fblock_check(const void *buf, size_t len, uint32_t magic, size_t crc_off)
+{
+	uint32_t m, crc;
+
+	if (len < QUILL_BLOCK_SIZE)
+		return -EINVAL;
+	memcpy(&m, buf, sizeof(m));
+	if (m != magic)
+		return -ENOENT;
+	memcpy(&crc, (const uint8_t *)buf + crc_off, sizeof(crc));
+	return crc == record_crc(buf, QUILL_BLOCK_SIZE, crc_off) ? 0 : -EILSEQ;
+}
+
+int ondisk_fmaps_block_decode(const void *buf, size_t len, struct fmaps_block *m)
+{
+	struct ondisk_fmaps_hdr h;
+	const uint8_t *p = (const uint8_t *)buf + sizeof(h);
+	const uint8_t *end = (const uint8_t *)buf + QUILL_BLOCK_SIZE;
+	int r = fblock_check(buf, len, QUILL_FMAPS_MAGIC, offsetof(struct ondisk_fmaps_hdr, crc));
+
+	if (r < 0)
+		return r;
+	memcpy(&h, buf, sizeof(h));
+	if (h.version != ONDISK_FMAPS_VERSION || h.nchunks == 0 ||
+	    h.nchunks > ONDISK_FMAPS_CHUNKS)
+		return -EPROTO;
+	m->layer = h.layer;
+	m->ckpt = h.ckpt;
+	m->nchunks = h.nchunks;
+	for (uint32_t i = 0; i < m->nchunks; i++) {
+		struct fmaps_chunk *c = &m->chunks[i];
+		struct ondisk_fmaps_chunk ch;
+
+		memcpy(&ch, p, sizeof(ch));
+		p += sizeof(ch);
+		if (ch.nentries > MAP_CHUNK_BLOCKS ||
+		    (size_t)(end - p) < ch.nentries * sizeof(c->e[0]))
+			return -EPROTO;
+		c->chunk = ch.chunk;
+		c->nentries = ch.nentries;
+		memcpy(c->e, p, ch.nentries * sizeof(c->e[0]));
+		p += ch.nentries * sizeof(c->e[0]);
+		if (!fmaps_entries_ok(c))
+			return -EPROTO;
+	}
+	return 0;
+}
+
+void ondisk_fckpt_block_encode(const struct fckpt_block *f, void *buf)
+{
+	struct ondisk_fckpt_hdr *h = buf;
+	uint8_t *p = (uint8_t *)buf + sizeof(*h);
+
+	memset(buf, 0, QUILL_BLOCK_SIZE);
+	h->magic = QUILL_FCKPT_MAGIC;
+	h->version = ONDISK_FCKPT_VERSION;
+	h->type = (uint8_t)f->type;
+	h->last = f->last;
+	h->family = f->family;
+	h->ckpt = f->ckpt;
+	h->base = f->base;
+	h->seq = f->seq;
+	h->epoch = f->epoch;
+	h->nruns = (uint16_t)f->nruns;
+	h->nsegs = (uint16_t)f->nsegs;
+	memcpy(p, f->runs, f->nruns * sizeof(f->runs[0]));
+	memcpy(p + f->nruns * sizeof(f->runs[0]), f->segs, f->nsegs * sizeof(f->segs[0]));
+	h->crc = record_crc(buf, QUILL_BLOCK_SIZE, offsetof(struct ondisk_fckpt_hdr, crc));
+}
+
+int ondisk_fckpt_block_decode(const void *buf, size_t len, struct fckpt_block *f)
+{
+	struct ondisk_fckpt_hdr h;
+	const uint8_t *p = (const uint8_t *)buf + sizeof(h);
+	int r = fblock_check(buf, len, QUILL_FCKPT_MAGIC, offsetof(struct ondisk_fckpt_hdr, crc));
+
+	if (r < 0)
+		return r;
+	memcpy(&h, buf, sizeof(h));
+	if (h.version != ONDISK_FCKPT_VERSION || h.family == 0 || h.ckpt == 0 || h.last > 1 ||
+	    (h.type != ONDISK_FCKPT_BEGIN && h.type != ONDISK_FCKPT_END))
+		return -EPROTO;
+	if (h.type == ONDISK_FCKPT_BEGIN && (h.nruns || h.nsegs || h.last))
+		return -EPROTO;
+	if ((size_t)h.nruns * sizeof(f->runs[0]) + (size_t)h.nsegs * sizeof(f->segs[0]) >
+	    ONDISK_FCKPT_AREA)
+		return -EPROTO;
+	*f = (struct fckpt_block){ .type = h.type, .last = h.last, .family = h.family,
+				   .ckpt = h.ckpt, .base = h.base, .seq = h.seq,
+				   .epoch = h.epoch, .nruns = h.nruns, .nsegs = h.nsegs };
+	memcpy(f->runs, p, h.nruns * sizeof(f->runs[0]));
+	memcpy(f->segs, p + h.nruns * sizeof(f->runs[0]), h.nsegs * sizeof(f->segs[0]));
+	for (uint32_t i = 0; i < f->nruns; i++)
+		if (f->runs[i].count == 0)
+			return -EPROTO;
+	return 0;
+}

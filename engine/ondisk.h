@@ -551,4 +551,112 @@ struct ondisk_map_entry {
 #define ONDISK_MAP_ZERO_ALLOCATED 1u
 _Static_assert(sizeof(struct ondisk_map_entry) == 12, "map entry size");
 
+/* ---- family checkpoint blocks (planned for format version 5: nothing writes or
+ * reads them yet; docs/format.md, "Family checkpoint blocks", and
+ * docs/replication.md, "Family checkpoints") ----
+ * MAPS: map chunks of one layer, their entries naming blocks by the family's segment
+ * number (the `slot` field of ondisk_map_entry holds the sno: slots are a node's
+ * own). FCKPT: a family checkpoint's BEGIN or END marker. Both are one block. */
+#define QUILL_FMAPS_MAGIC 0x504d4651u /* "QFMP" */
+#define QUILL_FCKPT_MAGIC 0x4b434651u /* "QFCK" */
+#define ONDISK_FMAPS_VERSION 1u
+#define ONDISK_FCKPT_VERSION 1u
+#define ONDISK_FMAPS_CHUNKS 5u
+
+struct ondisk_fmaps_hdr {
+	uint32_t magic;     /* QUILL_FMAPS_MAGIC */
+	uint16_t version;   /* ONDISK_FMAPS_VERSION */
+	uint16_t nchunks;   /* 1 .. ONDISK_FMAPS_CHUNKS */
+	uint64_t layer;     /* the layer the chunks are of */
+	uint64_t ckpt;      /* family checkpoint number */
+	uint32_t crc;       /* CRC32C of the whole block, this field 0 */
+	uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_fmaps_hdr) == 32, "MAPS header size");
+_Static_assert(offsetof(struct ondisk_fmaps_hdr, crc) == 24, "MAPS crc offset");
+
+/* followed by nentries struct ondisk_map_entry (slot: the sno), in index order */
+struct ondisk_fmaps_chunk {
+	uint32_t chunk;     /* lba / MAP_CHUNK_BLOCKS */
+	uint16_t nentries;  /* 0 .. MAP_CHUNK_BLOCKS; 0: the chunk is empty now */
+	uint16_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_fmaps_chunk) == 8, "MAPS chunk header size");
+_Static_assert(sizeof(struct ondisk_fmaps_hdr) + ONDISK_FMAPS_CHUNKS *
+	       (sizeof(struct ondisk_fmaps_chunk) + MAP_CHUNK_BLOCKS *
+		sizeof(struct ondisk_map_entry)) <= QUILL_BLOCK_SIZE, "5 full chunks per block");
+
+struct fmaps_chunk {
+	uint32_t chunk, nentries;
+	struct ondisk_map_entry e[MAP_CHUNK_BLOCKS];
+};
+
+struct fmaps_block {
+	uint64_t layer, ckpt;
+	uint32_t nchunks;
+	struct fmaps_chunk chunks[ONDISK_FMAPS_CHUNKS];
+};
+
+/* buf: one block. m must be valid (nchunks 1 .. 5, nentries <= 64). */
+void ondisk_fmaps_block_encode(const struct fmaps_block *m, void *buf);
+/* 0, -EINVAL (len below a block), -ENOENT (magic), -EILSEQ (crc), -EPROTO (version,
+ * nchunks, nentries, an index of 64 or more or out of order, a zero entry whose
+ * block is above 1) */
+int ondisk_fmaps_block_decode(const void *buf, size_t len, struct fmaps_block *m);
+
+enum ondisk_fckpt_type { ONDISK_FCKPT_BEGIN = 1, ONDISK_FCKPT_END = 2 };
+
+struct ondisk_fckpt_hdr {
+	uint32_t magic;     /* QUILL_FCKPT_MAGIC */
+	uint16_t version;   /* ONDISK_FCKPT_VERSION */
+	uint8_t type;       /* enum ondisk_fckpt_type */
+	uint8_t last;       /* END: 1 on its last block */
+	uint64_t family;    /* family uid */
+	uint64_t ckpt;      /* K */
+	uint64_t base;      /* the complete checkpoint K builds on (0: none) */
+	uint64_t seq;       /* S: every batch of the family at or below it is in the maps */
+	uint64_t epoch;
+	uint16_t nruns;     /* END: struct ondisk_fckpt_run after the header */
+	uint16_t nsegs;     /* END: struct ondisk_fckpt_seg after the runs */
+	uint32_t crc;       /* CRC32C of the whole block, this field 0 */
+	uint64_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_fckpt_hdr) == 64, "FCKPT header size");
+_Static_assert(offsetof(struct ondisk_fckpt_hdr, crc) == 52, "FCKPT crc offset");
+
+struct ondisk_fckpt_run {   /* MAPS blocks holding the newest copy of some chunk */
+	uint32_t sno;
+	uint16_t block, count;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_fckpt_run) == 8, "FCKPT run size");
+
+struct ondisk_fckpt_seg {   /* the family's segment table (what "T" records keep) */
+	uint32_t sno, used;
+	uint16_t records, tombs, maps, reserved;
+	uint64_t first_seq, last_seq;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_fckpt_seg) == 32, "FCKPT segment size");
+
+#define ONDISK_FCKPT_AREA (QUILL_BLOCK_SIZE - sizeof(struct ondisk_fckpt_hdr))
+#define ONDISK_FCKPT_RUNS_MAX (ONDISK_FCKPT_AREA / sizeof(struct ondisk_fckpt_run))
+#define ONDISK_FCKPT_SEGS_MAX (ONDISK_FCKPT_AREA / sizeof(struct ondisk_fckpt_seg))
+_Static_assert(ONDISK_FCKPT_RUNS_MAX == 504 && ONDISK_FCKPT_SEGS_MAX == 126,
+	       "FCKPT block capacity");
+
+struct fckpt_block {
+	enum ondisk_fckpt_type type;
+	bool last;
+	uint64_t family, ckpt, base, seq, epoch;
+	uint32_t nruns, nsegs; /* nruns * 8 + nsegs * 32 <= ONDISK_FCKPT_AREA; BEGIN: 0 */
+	struct ondisk_fckpt_run runs[ONDISK_FCKPT_RUNS_MAX];
+	struct ondisk_fckpt_seg segs[ONDISK_FCKPT_SEGS_MAX];
+};
+
+/* buf: one block. f must be valid (its runs and segments fit). */
+void ondisk_fckpt_block_encode(const struct fckpt_block *f, void *buf);
+/* 0, -EINVAL (len below a block), -ENOENT (magic), -EILSEQ (crc), -EPROTO (version,
+ * type, a BEGIN with runs, segments or last set, runs and segments past the block,
+ * a run of 0 blocks, family or ckpt 0) */
+int ondisk_fckpt_block_decode(const void *buf, size_t len, struct fckpt_block *f);
+
 #endif

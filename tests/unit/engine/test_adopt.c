@@ -58,6 +58,7 @@ static void src_write(void)
 	cr_assert_gt(st.gc_blocks_moved, 0, "the cleaner moved blocks of the family");
 	write_tagged(vol, 300, 8, 7);
 	cr_assert_eq(vtrim(vol, 302, 2), 0);
+	write_tagged(vol, 400, 4 * SEG_BLOCKS, 8); /* more copies than an adoption reads at once */
 	cr_assert_eq(eflush(), 0);
 	engine_volume_close(vol);
 }
@@ -198,6 +199,8 @@ Test(adopt, every_block_reads_as_on_the_old_owner_and_stays_so)
 	uint32_t top = 0;
 
 	src_family(&f);
+	/* read ENG_ADOPT_READS at a time: every read's copies are walked */
+	cr_assert_gt(f.n, ENG_ADOPT_READS, "more copies (%zu) than one read takes", f.n);
 	open_engine();
 	own_volume();
 	hold_copies(&f);
@@ -283,6 +286,29 @@ Test(adopt, a_copy_not_held_or_not_sealed_is_refused)
 		     -EBUSY);
 	cr_assert_eq(engine_family_adopt(eng, 0, f.sno, f.n), -EINVAL);
 	cr_assert_eq(stats().segments_held, f.n + 1);
+	family_free(&f);
+}
+
+/* The copies are read ENG_ADOPT_READS at a time: a copy with a wrong header in a
+ * later read refuses the adoption as one in the first would, with every copy still
+ * held and nothing of the family here. */
+Test(adopt, a_wrong_copy_past_the_first_reads_is_refused)
+{
+	struct family f;
+	struct segment_header h;
+	size_t last;
+
+	src_family(&f);
+	cr_assert_gt(f.n, ENG_ADOPT_READS, "more copies (%zu) than one read takes", f.n);
+	last = f.n - 1;
+	open_engine();
+	cr_assert_eq(ondisk_segment_header_decode(f.seg[last], BLK, &h), 0);
+	h.sno++; /* the bytes of another segment */
+	ondisk_segment_header_encode(&h, f.seg[last]);
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), -EILSEQ);
+	cr_assert_eq(stats().segments_held, f.n, "every copy is held as before");
+	cr_assert_eq(engine_volume_family(eng, "v", &(uint64_t){ 0 }), -ENOENT);
 	family_free(&f);
 }
 
