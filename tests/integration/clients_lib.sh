@@ -33,6 +33,13 @@
 #                        writes job file F: 4 KiB random writes over SIZE of URI at
 #                        RATE IOPS, each block verified (crc32c) afterwards
 #
+# QUILL_IT_CLUSTER=3 runs the same test against a cluster (issue 12): server_start
+# starts a real etcd and three peer nodes (cluster_lib.sh's start_three_peer_nodes,
+# store $IT_STORE_SIZE each) and points quill, expect, qio and nbd_uri at node0
+# ($WORK/ctl.sock and server.log are node0's); volume_create makes `--replicas 3`
+# volumes; server_kill9/server_stop/server_start act on node0 only. `in_cluster`
+# says which mode runs, for checks that only a cluster has (qn I, node_io).
+#
 # Environment: QUILLD and QUILL name the binaries (ctest passes them; by default
 # build/tools/quilld and build/tools/quill of this checkout). A missing quilld
 # skips the test. QUILL_TEST_SERVER=nbdkit runs the same test against
@@ -43,6 +50,7 @@ IT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 QUILLD="${QUILLD:-$IT_ROOT/build/tools/quilld}"
 QUILL="${QUILL:-$IT_ROOT/build/tools/quill}"
 QUILL_TEST_SERVER="${QUILL_TEST_SERVER:-quilld}"
+QUILL_IT_CLUSTER="${QUILL_IT_CLUSTER:-}"
 FIO_JOBS="$IT_ROOT/fio-jobs"
 # free_port, port_open, wait_ready, stop_pid
 source "$IT_ROOT/scripts/procs.sh"
@@ -152,7 +160,12 @@ it_init()
 	WORK="$(mktemp -d "$base/$IT_NAME.XXXXXX")"
 	trap it_cleanup EXIT
 	trap 'exit 130' INT TERM
-	log "server $QUILL_TEST_SERVER, scratch $WORK"
+	log "server $QUILL_TEST_SERVER${QUILL_IT_CLUSTER:+ (a cluster of $QUILL_IT_CLUSTER)}, scratch $WORK"
+}
+
+in_cluster()
+{
+	[ -n "$QUILL_IT_CLUSTER" ]
 }
 
 # port_listening PORT: is a socket listening on 127.0.0.1:PORT? Reads /proc/net/tcp
@@ -170,9 +183,35 @@ server_ready()
 
 # Starts the server on $WORK's store; retries with another port if the one picked
 # was taken in the meantime.
+# cluster_server_start: the first call starts etcd and the nodes, a later one node0
+# again on its store (after server_kill9/server_stop)
+cluster_server_start()
+{
+	[ "$QUILL_IT_CLUSTER" = 3 ] || fail "QUILL_IT_CLUSTER must be 3, not '$QUILL_IT_CLUSTER'"
+	if [ -z "${ETCD_DIR:-}" ]; then
+		need_cmd etcd etcdctl curl
+		source "$IT_ROOT/tests/integration/cluster_lib.sh"
+		peer_init
+		STORE="${IT_STORE_SIZE:-2G}"
+		start_three_peer_nodes
+		ln -sf ctl0.sock "$WORK/ctl.sock"
+		ln -sf node0.log "$WORK/server.log"
+	else
+		start_peer_node 0
+	fi
+	NBD_PORT="${NODE_PORT[0]}"
+	SERVER_PID="${NODE_PID[0]}"
+	log "cluster: etcd pid $ETCD_PID, node0 pid $SERVER_PID on 127.0.0.1:$NBD_PORT," \
+		"node1 ${NODE_PID[1]}, node2 ${NODE_PID[2]}"
+}
+
 server_start()
 {
 	local attempt
+	if in_cluster; then
+		cluster_server_start
+		return
+	fi
 	for attempt in 1 2 3; do
 		NBD_PORT="$(free_port)"
 		case "$QUILL_TEST_SERVER" in
@@ -298,7 +337,10 @@ qio()
 volume_create()
 {
 	case "$QUILL_TEST_SERVER" in
-	quilld) quill volume create "$1" "$2" >/dev/null || fail "volume create $1 $2" ;;
+	quilld)
+		quill volume create "$1" "$2" ${QUILL_IT_CLUSTER:+--replicas "$QUILL_IT_CLUSTER"} \
+			>/dev/null || fail "volume create $1 $2"
+		;;
 	nbdkit) truncate -s "$2" "$WORK/node/$1" ;;
 	esac
 }
