@@ -38,7 +38,10 @@
 # store $IT_STORE_SIZE each) and points quill, expect, qio and nbd_uri at node0
 # ($WORK/ctl.sock and server.log are node0's); volume_create makes `--replicas 3`
 # volumes; server_kill9/server_stop/server_start act on node0 only. `in_cluster`
-# says which mode runs, for checks that only a cluster has (qn I, node_io).
+# says which mode runs, for checks that only a cluster has (qn I, node_io);
+# cluster_takeover_by I VOL… kills node0 and has node I take the volumes over (the
+# test's helpers reach node I then); cluster_replicated VOL checks that VOL has 3
+# replicas and that node1 holds copies of it.
 #
 # Environment: QUILLD and QUILL name the binaries (ctest passes them; by default
 # build/tools/quilld and build/tools/quill of this checkout). A missing quilld
@@ -203,6 +206,43 @@ cluster_server_start()
 	SERVER_PID="${NODE_PID[0]}"
 	log "cluster: etcd pid $ETCD_PID, node0 pid $SERVER_PID on 127.0.0.1:$NBD_PORT," \
 		"node1 ${NODE_PID[1]}, node2 ${NODE_PID[2]}"
+}
+
+# cluster_takeover_by I VOL…: kill -9 node0, node I claims each VOL and takes it
+# over; from then on quill, expect, qio and nbd_uri reach node I
+cluster_takeover_by()
+{
+	local i="$1" v
+	shift
+	kill -KILL "${NODE_PID[0]}"
+	wait "${NODE_PID[0]}" 2>/dev/null || true
+	wait_for 15 "node$i does not see node0 down" state_is "$i" node0 down
+	for v in "$@"; do
+		qexpect "$i" 0 volume claim "$v"
+	done
+	for v in "$@"; do
+		wait_for 60 "node$i does not take $v over: $(grep "takeover: volume $v" "$WORK/node$i.log" | tail -3)" \
+			grep -q "takeover: volume $v: taken over at epoch" "$WORK/node$i.log"
+	done
+	ln -sf "ctl$i.sock" "$WORK/ctl.sock"
+	ln -sf "node$i.log" "$WORK/server.log"
+	NBD_PORT="${NODE_PORT[$i]}"
+	SERVER_PID="${NODE_PID[$i]}"
+	log "node0 killed -9; node$i took $* over and serves the test"
+}
+
+# cluster_replicated VOL: VOL is in the map with 3 replicas, and node1 (not its
+# owner) holds copies of its segments
+cluster_replicated()
+{
+	local fam
+	expect 0 --json volume info "$1"
+	[ "$(json_field '["volume"]["cluster"]["replicas"]' <<<"$OUT")" = 3 ] ||
+		fail "volume $1 is not replicated 3 times: $OUT"
+	fam=$(qn 0 --json volume segment "$1" list | json_field '["segments"][0]["segment"]') ||
+		fail "volume $1 has no segment record"
+	qn 1 --json node held | grep -q "\"family\": *\"${fam%%.*}\"" ||
+		fail "node1 holds no copy of $1's family ${fam%%.*}"
 }
 
 server_start()

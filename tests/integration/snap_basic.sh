@@ -59,6 +59,7 @@ volume_create vm0 64M
 qio vm0 'write -P 0x41 0 1M' 'write -P 0x41 8M 1M'
 expect 0 snap create vm0@s1
 grep -q "vm0@s1" <<<"$OUT" || fail "snap create output: $OUT"
+! in_cluster || cluster_replicated vm0
 qio vm0 'write -P 0x42 0 512k'
 expect 0 clone vm0@s1 c1
 grep -q "reading through vm0@s1" <<<"$OUT" || fail "clone output: $OUT"
@@ -194,25 +195,17 @@ if in_cluster; then
 	log "snap rm + gc: $(cat "$WORK/shrank.txt")"
 
 	# a takeover by node1: the snapshot and the rollback are in the replicated log
-	kill -9 "${NODE_PID[0]}"
-	wait "${NODE_PID[0]}" 2>/dev/null || true
-	wait_for 15 "node1 does not see node0 down" state_is 1 node0 down
-	qexpect 1 0 volume claim vm0
-	qexpect 1 0 volume claim sp
-	for v in vm0 sp; do
-		wait_for 60 "node1 does not take $v over: $(grep "takeover: volume $v" "$WORK/node1.log" | tail -3)" \
-			grep -q "takeover: volume $v: taken over at epoch" "$WORK/node1.log"
-	done
-	qexpect 1 0 snap ls vm0
+	cluster_takeover_by 1 vm0 sp
+	expect 0 snap ls vm0
 	grep -q "^s2 " <<<"$OUT" || fail "node1 lost vm0@s2 in the takeover: $OUT"
 	grep -q "^s1 " <<<"$OUT" && fail "node1 brought back the removed vm0@s1: $OUT"
-	qexpect 1 0 --json snap ls sp
+	expect 0 --json snap ls sp
 	[ "$(json_field '["snapshots"]' <<<"$OUT")" = "[]" ] || fail "node1 brought back sp@old: $OUT"
-	node_io 1 vm0@s2 'read -P 0x42 0 512k' 'read -P 0x41 512k 512k' 'read -P 0 1M 1M' \
-		'read -P 0x41 8M 1M'
-	node_io 1 vm0 'read -P 0x42 0 512k' 'read -P 0x41 512k 512k' 'read -P 0 1M 1M' \
-		'read -P 0x41 8M 1M'
-	node_io 1 sp 'read -P 0x52 0 32M'
+	for v in vm0@s2 vm0; do
+		qio -r "$v" 'read -P 0x42 0 512k' 'read -P 0x41 512k 512k' 'read -P 0 1M 1M' \
+			'read -P 0x41 8M 1M'
+	done
+	qio -r sp 'read -P 0x52 0 32M'
 	log "node1 took vm0 and sp over: vm0@s2 and the rolled-back vm0 read the same bytes"
 fi
 
