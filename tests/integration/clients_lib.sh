@@ -186,6 +186,11 @@ server_ready()
 
 # Starts the server on $WORK's store; retries with another port if the one picked
 # was taken in the meantime.
+map_read() # map_read I: node I has read the cluster map
+{
+	qn "$1" --json cluster status 2>/dev/null | grep -q '"map_revision": *[1-9]'
+}
+
 # cluster_server_start: the first call starts etcd and the nodes, a later one node0
 # again on its store (after server_kill9/server_stop)
 cluster_server_start()
@@ -201,6 +206,8 @@ cluster_server_start()
 		ln -sf node0.log "$WORK/server.log"
 	else
 		start_peer_node 0
+		# an attach before the node read the map is refused ("retry")
+		wait_for 30 "node0 has not read the cluster map" map_read 0
 	fi
 	NBD_PORT="${NODE_PORT[0]}"
 	SERVER_PID="${NODE_PID[0]}"
