@@ -188,7 +188,8 @@ server_ready()
 # was taken in the meantime.
 map_read() # map_read I: node I has read the cluster map
 {
-	qn "$1" --json cluster status 2>/dev/null | grep -q '"map_revision": *[1-9]'
+	local st
+	st=$(qn "$1" --json cluster status 2>/dev/null) && grep -q '"map_revision": *[1-9]' <<<"$st"
 }
 
 # cluster_server_start: the first call starts etcd and the nodes, a later one node0
@@ -242,13 +243,16 @@ cluster_takeover_by()
 # owner) holds copies of its segments
 cluster_replicated()
 {
-	local fam
+	local fam held
 	expect 0 --json volume info "$1"
 	[ "$(json_field '["volume"]["cluster"]["replicas"]' <<<"$OUT")" = 3 ] ||
 		fail "volume $1 is not replicated 3 times: $OUT"
 	fam=$(qn 0 --json volume segment "$1" list | json_field '["segments"][0]["segment"]') ||
 		fail "volume $1 has no segment record"
-	qn 1 --json node held | grep -q "\"family\": *\"${fam%%.*}\"" ||
+	# whole before grep: grep -q leaves early, and pipefail takes the writer's SIGPIPE
+	# for a failure when the list is long
+	held=$(qn 1 --json node held) || fail "node held on node1"
+	grep -q "\"family\": *\"${fam%%.*}\"" <<<"$held" ||
 		fail "node1 holds no copy of $1's family ${fam%%.*}"
 }
 
