@@ -54,9 +54,23 @@ static bool is_catalog(const struct engine_volume *l)
 	return l->rec.kind == ONDISK_LAYER_CATALOG;
 }
 
+/* Has family uid a segment of its own log in this store (not a held copy)? */
+static bool family_has_log(const struct engine *eng, uint64_t uid)
+{
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && !eng->slots[i].held &&
+		    eng->slots[i].family_uid == uid)
+			return true;
+	return false;
+}
+
 /* A layer's record goes into its family's log (the volume's head layer) when that has
  * an open slot, so that it moves with the family; otherwise into the catalog log: a
- * slot of its own for one block would cost a segment per empty volume. */
+ * slot of its own for one block would cost a segment per empty volume. With
+ * family_records (a cluster node) a family that has a log already gets the record
+ * there all the same, opening a segment: a snapshot, rollback or resize of an idle
+ * replicated volume must reach its copies before the call answers, or a node that
+ * adopts the family (a takeover) would rebuild it without that change. */
 static struct engine_volume *family_log(struct engine *eng, struct engine_volume *layer)
 {
 	struct engine_volume *head = layer->rec.kind == ONDISK_LAYER_VOLUME ? layer : NULL;
@@ -65,7 +79,12 @@ static struct engine_volume *family_log(struct engine *eng, struct engine_volume
 		if (eng->vols[i]->rec.kind == ONDISK_LAYER_VOLUME &&
 		    eng->vols[i]->rec.uid == layer->rec.uid)
 			head = eng->vols[i];
-	return head && head->open_slot >= 0 ? head : eng->catalog;
+	if (!head)
+		return eng->catalog;
+	if (head->open_slot >= 0 ||
+	    (eng->opts.family_records && family_has_log(eng, head->rec.uid)))
+		return head;
+	return eng->catalog;
 }
 
 static struct eng_dead *dead_find(struct engine *eng, uint64_t id)

@@ -3,7 +3,8 @@
 # quill and its qemu-img while they copy leaves the volume marked as an incomplete
 # import (volume ls, --json, volume info); a second `quill import` of the same name
 # says so, starts over and yields the image; a volume that is not an import's is still
-# refused.
+# refused. With QUILL_IT_CLUSTER=3 (cli_import_resume_cluster) the import makes a
+# replicated volume, and node1 takes it over whole from a killed node0 at the end.
 set -euo pipefail
 source "$(dirname "$0")/clients_lib.sh"
 
@@ -61,5 +62,16 @@ grep -q "already exists" <<<"$ERR" || fail "import over a volume: $ERR"
 volume_create other 64M
 expect 1 import "$WORK/disk.raw" other
 grep -q "already exists" <<<"$ERR" || fail "import over a volume: $ERR"
+if in_cluster; then
+	# an import makes a replicated volume; node1 takes it over, finished and whole
+	cluster_replicated img
+	cluster_takeover_by 1 img
+	expect 0 --json volume info img
+	[ "$(json_field '["volume"]["importing"]' <<<"$OUT")" = False ] ||
+		fail "node1 took img over marked as an import: $OUT"
+	qemu-img compare -f raw -F raw "$WORK/disk.raw" "$(nbd_uri img)" >/dev/null ||
+		fail "img differs from the image after node1 took it over"
+	log "node1 took img over: a finished import, the image whole"
+fi
 server_stop
 it_pass

@@ -33,6 +33,16 @@
 #                        writes job file F: 4 KiB random writes over SIZE of URI at
 #                        RATE IOPS, each block verified (crc32c) afterwards
 #
+# QUILL_IT_CLUSTER=3 runs the same test against a cluster (issue 12): server_start
+# starts a real etcd and three peer nodes (cluster_lib.sh's start_three_peer_nodes,
+# store $IT_STORE_SIZE each) and points quill, expect, qio and nbd_uri at node0
+# ($WORK/ctl.sock and server.log are node0's); volume_create makes `--replicas 3`
+# volumes; server_kill9/server_stop/server_start act on node0 only. `in_cluster`
+# says which mode runs, for checks that only a cluster has (qn I, node_io);
+# cluster_takeover_by I VOL… kills node0 and has node I take the volumes over (the
+# test's helpers reach node I then); cluster_replicated VOL checks that VOL has 3
+# replicas and that node1 holds copies of it.
+#
 # Environment: QUILLD and QUILL name the binaries (ctest passes them; by default
 # build/tools/quilld and build/tools/quill of this checkout). A missing quilld
 # skips the test. QUILL_TEST_SERVER=nbdkit runs the same test against
@@ -43,6 +53,7 @@ IT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 QUILLD="${QUILLD:-$IT_ROOT/build/tools/quilld}"
 QUILL="${QUILL:-$IT_ROOT/build/tools/quill}"
 QUILL_TEST_SERVER="${QUILL_TEST_SERVER:-quilld}"
+QUILL_IT_CLUSTER="${QUILL_IT_CLUSTER:-}"
 FIO_JOBS="$IT_ROOT/fio-jobs"
 # free_port, port_open, wait_ready, stop_pid
 source "$IT_ROOT/scripts/procs.sh"
@@ -152,7 +163,12 @@ it_init()
 	WORK="$(mktemp -d "$base/$IT_NAME.XXXXXX")"
 	trap it_cleanup EXIT
 	trap 'exit 130' INT TERM
-	log "server $QUILL_TEST_SERVER, scratch $WORK"
+	log "server $QUILL_TEST_SERVER${QUILL_IT_CLUSTER:+ (a cluster of $QUILL_IT_CLUSTER)}, scratch $WORK"
+}
+
+in_cluster()
+{
+	[ -n "$QUILL_IT_CLUSTER" ]
 }
 
 # port_listening PORT: is a socket listening on 127.0.0.1:PORT? Reads /proc/net/tcp
@@ -170,9 +186,83 @@ server_ready()
 
 # Starts the server on $WORK's store; retries with another port if the one picked
 # was taken in the meantime.
+map_read() # map_read I: node I has read the cluster map
+{
+	local st
+	st=$(qn "$1" --json cluster status 2>/dev/null) && grep -q '"map_revision": *[1-9]' <<<"$st"
+}
+
+# cluster_server_start: the first call starts etcd and the nodes, a later one node0
+# again on its store (after server_kill9/server_stop)
+cluster_server_start()
+{
+	[ "$QUILL_IT_CLUSTER" = 3 ] || fail "QUILL_IT_CLUSTER must be 3, not '$QUILL_IT_CLUSTER'"
+	if [ -z "${ETCD_DIR:-}" ]; then
+		need_cmd etcd etcdctl curl
+		source "$IT_ROOT/tests/integration/cluster_lib.sh"
+		peer_init
+		STORE="${IT_STORE_SIZE:-2G}"
+		start_three_peer_nodes
+		ln -sf ctl0.sock "$WORK/ctl.sock"
+		ln -sf node0.log "$WORK/server.log"
+	else
+		start_peer_node 0
+		# an attach before the node read the map is refused ("retry")
+		wait_for 30 "node0 has not read the cluster map" map_read 0
+	fi
+	NBD_PORT="${NODE_PORT[0]}"
+	SERVER_PID="${NODE_PID[0]}"
+	log "cluster: etcd pid $ETCD_PID, node0 pid $SERVER_PID on 127.0.0.1:$NBD_PORT," \
+		"node1 ${NODE_PID[1]}, node2 ${NODE_PID[2]}"
+}
+
+# cluster_takeover_by I VOL…: kill -9 node0, node I claims each VOL and takes it
+# over; from then on quill, expect, qio and nbd_uri reach node I
+cluster_takeover_by()
+{
+	local i="$1" v
+	shift
+	kill -KILL "${NODE_PID[0]}"
+	wait "${NODE_PID[0]}" 2>/dev/null || true
+	wait_for 15 "node$i does not see node0 down" state_is "$i" node0 down
+	for v in "$@"; do
+		qexpect "$i" 0 volume claim "$v"
+	done
+	for v in "$@"; do
+		wait_for 60 "node$i does not take $v over: $(grep "takeover: volume $v" "$WORK/node$i.log" | tail -3)" \
+			grep -q "takeover: volume $v: taken over at epoch" "$WORK/node$i.log"
+	done
+	ln -sf "ctl$i.sock" "$WORK/ctl.sock"
+	ln -sf "node$i.log" "$WORK/server.log"
+	NBD_PORT="${NODE_PORT[$i]}"
+	SERVER_PID="${NODE_PID[$i]}"
+	log "node0 killed -9; node$i took $* over and serves the test"
+}
+
+# cluster_replicated VOL: VOL is in the map with 3 replicas, and node1 (not its
+# owner) holds copies of its segments
+cluster_replicated()
+{
+	local fam held
+	expect 0 --json volume info "$1"
+	[ "$(json_field '["volume"]["cluster"]["replicas"]' <<<"$OUT")" = 3 ] ||
+		fail "volume $1 is not replicated 3 times: $OUT"
+	fam=$(qn 0 --json volume segment "$1" list | json_field '["segments"][0]["segment"]') ||
+		fail "volume $1 has no segment record"
+	# whole before grep: grep -q leaves early, and pipefail takes the writer's SIGPIPE
+	# for a failure when the list is long
+	held=$(qn 1 --json node held) || fail "node held on node1"
+	grep -q "\"family\": *\"${fam%%.*}\"" <<<"$held" ||
+		fail "node1 holds no copy of $1's family ${fam%%.*}"
+}
+
 server_start()
 {
 	local attempt
+	if in_cluster; then
+		cluster_server_start
+		return
+	fi
 	for attempt in 1 2 3; do
 		NBD_PORT="$(free_port)"
 		case "$QUILL_TEST_SERVER" in
@@ -298,7 +388,10 @@ qio()
 volume_create()
 {
 	case "$QUILL_TEST_SERVER" in
-	quilld) quill volume create "$1" "$2" >/dev/null || fail "volume create $1 $2" ;;
+	quilld)
+		quill volume create "$1" "$2" ${QUILL_IT_CLUSTER:+--replicas "$QUILL_IT_CLUSTER"} \
+			>/dev/null || fail "volume create $1 $2"
+		;;
 	nbdkit) truncate -s "$2" "$WORK/node/$1" ;;
 	esac
 }

@@ -6,7 +6,7 @@ ETCD_DIR="$WORK/etcd"
 ETCD_LOCAL="$IT_ROOT/scripts/etcd-local.sh"
 PREFIX=/quill/itest/
 TTL=2
-declare -a NODE_PID NODE_PORT
+declare -ga NODE_PID NODE_PORT # -g: clients_lib.sh sources this inside a function
 
 etcd_start()
 {
@@ -82,7 +82,7 @@ qexpect()
 }
 
 # ---- nodes that hold copies (the peer protocol) ----
-declare -a PEER_PORT
+declare -ga PEER_PORT
 
 # peer_init: quill-peer is built ($QUILL_PEER; else the test is skipped), and the
 # cluster secret is in $WORK/cluster.key.

@@ -5,7 +5,12 @@
 # VOL@SNAP is read-only (EPERM); snap ls/volume info/volume ls; removal refused
 # while a clone reads through (naming it); flatten, then the snapshot can go;
 # rollback refused while attached unless --force; space comes back after snap rm
-# and gc.
+# and gc. With QUILL_IT_CLUSTER=3 (snap_basic_cluster) on a replicated volume of
+# three nodes, and also: after snap rm + gc the volume's segment records shrink and
+# a holder that is not the owner (node1) drops its copies of the freed segments;
+# node0 killed -9 at the end, node1 claims the volumes: the snapshot is there, the
+# removed ones are not, and the snapshot and the rolled-back volume read the same
+# bytes through node1.
 set -euo pipefail
 IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
@@ -16,12 +21,45 @@ need_cmd qemu-io qemu-img python3
 need_nbd_python
 server_start
 
+# ---- the cluster variant's checks on the other nodes (QUILL_IT_CLUSTER) ----
+cluster_records() # cluster_records VOL FILE: VOL's segment records
+{
+	qn 0 --json volume segment "$1" list >"$2" || fail "volume segment $1 list"
+}
+
+cluster_held() # cluster_held I FILE: the copies node I holds for others
+{
+	qn "$1" --json node held >"$2" || fail "node held on node$1"
+}
+
+# records_and_copies_shrank VOL N: VOL has N segment records fewer than in
+# $WORK/VOL-records-with.json, and node1 N copies of VOL's family fewer than in
+# $WORK/VOL-held1-with.json (what it says in $WORK/shrank.txt)
+records_and_copies_shrank()
+{
+	cluster_records "$1" "$WORK/$1-records-now.json"
+	cluster_held 1 "$WORK/$1-held1-now.json"
+	python3 - "$WORK/$1" "$2" >"$WORK/shrank.txt" <<'PY'
+import json, sys
+base, n = sys.argv[1], int(sys.argv[2])
+def recs(f): return json.load(open(f))["segments"]
+def fam(rs): return {r["segment"].split(".")[0] for r in rs}
+with_, now = recs(base + "-records-with.json"), recs(base + "-records-now.json")
+fams = fam(with_)
+def held(f): return [h for h in json.load(open(f))["held"] if h["family"] in fams]
+hw, hn = held(base + "-held1-with.json"), held(base + "-held1-now.json")
+print("segment records %d -> %d, node1's copies %d -> %d" % (len(with_), len(now), len(hw), len(hn)))
+sys.exit(0 if len(with_) - len(now) >= n and len(hw) - len(hn) >= n else 1)
+PY
+}
+
 volume_create vm0 64M
 
 # ---- A, snapshot, B, clone ----
 qio vm0 'write -P 0x41 0 1M' 'write -P 0x41 8M 1M'
 expect 0 snap create vm0@s1
 grep -q "vm0@s1" <<<"$OUT" || fail "snap create output: $OUT"
+! in_cluster || cluster_replicated vm0
 qio vm0 'write -P 0x42 0 512k'
 expect 0 clone vm0@s1 c1
 grep -q "reading through vm0@s1" <<<"$OUT" || fail "clone output: $OUT"
@@ -133,6 +171,10 @@ expect 0 --json gc
 	fail "gc changed live data while the snapshot holds it: $live_with -> $OUT"
 used_with=$(json_field '["used_bytes"]' <<<"$OUT")
 qio -r sp@old 'read -P 0x51 0 32M'
+if in_cluster; then
+	cluster_records sp "$WORK/sp-records-with.json"
+	cluster_held 1 "$WORK/sp-held1-with.json"
+fi
 expect 0 snap rm sp@old
 expect 0 --json gc
 live_after=$(json_field '["live_bytes"]' <<<"$OUT")
@@ -144,5 +186,27 @@ log "live data with the snapshot $live_with, after snap rm + gc $live_after;" \
 [ $((used_with - used_after)) -ge $((28 << 20)) ] ||
 	fail "gc after snap rm should reclaim the old data's segments ($used_with -> $used_after)"
 qio -r sp 'read -P 0x52 0 32M'
+
+if in_cluster; then
+	# the freed segments' records are deleted and node1 (a holder, not the owner)
+	# drops its copies of them
+	wait_for 30 "snap rm + gc: sp's segment records and node1's copies do not shrink" \
+		records_and_copies_shrank sp 28
+	log "snap rm + gc: $(cat "$WORK/shrank.txt")"
+
+	# a takeover by node1: the snapshot and the rollback are in the replicated log
+	cluster_takeover_by 1 vm0 sp
+	expect 0 snap ls vm0
+	grep -q "^s2 " <<<"$OUT" || fail "node1 lost vm0@s2 in the takeover: $OUT"
+	grep -q "^s1 " <<<"$OUT" && fail "node1 brought back the removed vm0@s1: $OUT"
+	expect 0 --json snap ls sp
+	[ "$(json_field '["snapshots"]' <<<"$OUT")" = "[]" ] || fail "node1 brought back sp@old: $OUT"
+	for v in vm0@s2 vm0; do
+		qio -r "$v" 'read -P 0x42 0 512k' 'read -P 0x41 512k 512k' 'read -P 0 1M 1M' \
+			'read -P 0x41 8M 1M'
+	done
+	qio -r sp 'read -P 0x52 0 32M'
+	log "node1 took vm0 and sp over: vm0@s2 and the rolled-back vm0 read the same bytes"
+fi
 
 it_pass

@@ -3,7 +3,10 @@
 #   * a chain of 10 clones of clones: c0 → c0@s → c1 → c1@s → … → c10, each volume
 #     writing its own pattern before its snapshot and another after it;
 #   * 10 snapshots of one volume, each after a write that the next one overwrites.
-# Every snapshot and every volume is read back over NBD, pattern by pattern.
+# Every snapshot and every volume is read back over NBD, pattern by pattern. With
+# QUILL_IT_CLUSTER=3 (snap_chain_cluster) c0 and h are replicated (the clones are
+# local to node0, as clones in a cluster are today), and at the end node1 takes c0
+# and h over from a killed node0 and reads every snapshot of them back.
 set -euo pipefail
 IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
@@ -42,7 +45,8 @@ log "built a $DEPTH-deep clone chain and $DEPTH snapshots of one volume"
 # what c$i@s holds: block 0 = i+1, MiB j = j for j <= i+1, zeros above
 snap_reads()
 {
-	local i="$1" j cmds=("read -P $(hex $((i + 1))) 0 4k")
+	local i="$1" j cmds
+	cmds=("read -P $(hex $((i + 1))) 0 4k") # after i is set: local's words expand first
 	for j in $(seq 1 $((i + 1))); do
 		cmds+=("read -P $(hex $j) ${j}M 1M")
 	done
@@ -64,6 +68,13 @@ verify()
 	# the last clone has written nothing: it reads what its parent snapshot holds
 	mapfile -t cmds < <(snap_reads $((DEPTH - 1)))
 	qio -r "c$DEPTH" "${cmds[@]}"
+	verify_h
+}
+
+# h's 10 snapshots and h
+verify_h()
+{
+	local k j cmds
 	for k in $(seq 1 $DEPTH); do
 		cmds=("read -P $(hex $k) 0 4k")
 		for j in $(seq 1 $DEPTH); do
@@ -89,5 +100,17 @@ server_kill9
 server_start
 verify
 log "and again after kill -9 and restart"
+
+if in_cluster; then
+	# c1 … c10 are clones local to node0 (docs/replication.md); c0 and h are
+	# replicated: node1 takes them over with their snapshots
+	cluster_replicated h
+	cluster_takeover_by 1 c0 h
+	verify_h
+	mapfile -t cmds < <(snap_reads 0)
+	qio -r c0@s "${cmds[@]}"
+	qio -r c0 "read -P 0xe0 1M 64k" "read -P 0x01 1088k 960k" "read -P 0x01 0 4k"
+	log "node1 took c0 and h over: their snapshots read back right"
+fi
 
 it_pass

@@ -4,7 +4,9 @@
 # enough for an incremental backup: a raw export of the older snapshot patched
 # with the diff's extents equals the newer one. quill export (raw, qcow2) and
 # quill import round-trip through qemu-img, compared with `qemu-img compare`;
-# export refuses to overwrite a file, import to reuse a volume name.
+# export refuses to overwrite a file, import to reuse a volume name. With
+# QUILL_IT_CLUSTER=3 (snap_diff_image_cluster) on replicated volumes, and then again
+# through node1 after it took the volumes over from a killed node0.
 set -euo pipefail
 IT_STORE_SIZE="${IT_STORE_SIZE:-1G}" # small: a failed test keeps its store
 source "$(dirname "$0")/clients_lib.sh"
@@ -39,12 +41,17 @@ qio d 'write -P 0x03 2M 4k' 'write -z 5M 64k'
 expect 0 snap create d@b
 qio d 'write -P 0x04 10M 8k'
 
-diff_is d@a d@b -- "[{\"offset\": $((2 * M)), \"length\": 4096, \"type\": \"data\"},
-	{\"offset\": $((5 * M)), \"length\": 65536, \"type\": \"zero\"}]"
-diff_is d@a -- "[{\"offset\": $M, \"length\": 65536, \"type\": \"data\"},
-	{\"offset\": $((5 * M)), \"length\": 131072, \"type\": \"data\"}]"
-diff_is d@b d -- "[{\"offset\": $((10 * M)), \"length\": 8192, \"type\": \"data\"}]"
-diff_is d@b d@b -- "[]"
+# diffs_are_right: what d@a, d@b and d hold, as quill diff reports it
+diffs_are_right()
+{
+	diff_is d@a d@b -- "[{\"offset\": $((2 * M)), \"length\": 4096, \"type\": \"data\"},
+		{\"offset\": $((5 * M)), \"length\": 65536, \"type\": \"zero\"}]"
+	diff_is d@a -- "[{\"offset\": $M, \"length\": 65536, \"type\": \"data\"},
+		{\"offset\": $((5 * M)), \"length\": 131072, \"type\": \"data\"}]"
+	diff_is d@b d -- "[{\"offset\": $((10 * M)), \"length\": 8192, \"type\": \"data\"}]"
+	diff_is d@b d@b -- "[]"
+}
+diffs_are_right
 expect 0 diff d@a d
 [ "$(grep -c -E ' (data|zero)$' <<<"$OUT")" = 3 ] || fail "human diff d@a d: $OUT"
 grep -q "3 extents" <<<"$OUT" || fail "diff summary: $OUT"
@@ -111,5 +118,21 @@ PATH=/nonexistent "$QUILL" --socket "$WORK/ctl.sock" import "$WORK/b.img" d4 \
 [ "$got" = 1 ] && grep -q "qemu-img is not installed" "$WORK/err" ||
 	fail "import without qemu-img: exit $got, $(cat "$WORK/err")"
 log "import round-trips; refusals are clear"
+
+if in_cluster; then
+	# the imported volumes are replicated like any other; node1 takes d, d2 and d3
+	# over: the diffs, an export of d@b and the imports are the same through it
+	cluster_replicated d
+	cluster_replicated d2
+	cluster_takeover_by 1 d d2 d3
+	diffs_are_right
+	expect 0 export d@b "$WORK/b1.img" --format raw
+	cmp -s "$WORK/b.img" "$WORK/b1.img" || fail "node1's export of d@b differs from node0's"
+	for v in d2 d3; do
+		qemu-img compare -q -f raw -F raw "$WORK/b.img" "$(nbd_uri $v)" ||
+			fail "imported $v differs from d@b after the takeover"
+	done
+	log "after a takeover by node1: the same diffs, export and imports"
+fi
 
 it_pass

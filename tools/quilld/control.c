@@ -714,6 +714,7 @@ int control_create(struct loop *lp, const struct control_opts *opts, struct cont
 	ctl->volume_owned = opts->volume_owned;
 	ctl->volume_owned_arg = opts->volume_owned_arg;
 	ctl->volume_takeover = opts->volume_takeover;
+	ctl->volume_removing = opts->volume_removing;
 	snprintf(ctl->nbd_tcp, sizeof(ctl->nbd_tcp), "%s", opts->nbd_tcp ? opts->nbd_tcp : "");
 	snprintf(ctl->nbd_unix, sizeof(ctl->nbd_unix), "%s", opts->nbd_unix ? opts->nbd_unix : "");
 	ctl->path = strdup(path);

@@ -33,6 +33,9 @@ struct control_opts {
 			     unsigned min_replicas);
 	/* is name being taken over here (its owner died elsewhere)? its step then */
 	bool (*volume_takeover)(void *arg, const char *name, char *step, size_t len);
+	/* the removal of name, a volume of the map, starts here (on) or has ended: no
+	 * takeover of it may start meanwhile (takeovers_remove_mark) */
+	void (*volume_removing)(void *arg, const char *name, bool on);
 	void *volume_owned_arg;
 };
 

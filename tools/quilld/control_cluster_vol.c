@@ -383,9 +383,19 @@ bool ctl_cluster_volume_create(struct control *ctl, struct json_object *req, con
 
 /* ---- rm ---- */
 
+static void removing(struct control *ctl, const char *name, bool on)
+{
+	if (ctl->volume_removing)
+		ctl->volume_removing(ctl->volume_owned_arg, name, on);
+}
+
+/* Every end of a removal comes here (job_end, job_started): the takeovers may start
+ * again for the name. */
 static struct json_object *rm_finish(struct control *ctl, struct json_object *req, int res)
 {
 	const char *name = ctl_get_string(req, "name");
+
+	removing(ctl, name, false);
 
 	if (res == -EBUSY && finishing && !finishing->msg[0])
 		return ctl_busy_error(ctl, name, "detach it first");
@@ -478,11 +488,13 @@ bool ctl_cluster_volume_rm(struct control *ctl, struct json_object *req, const c
 				 "there", name, v.claim.node, (long long)v.claim.epoch);
 	else if (!(job = job_new(ctl, req, rm_finish, CLUSTER_VOL_REMOVE, name)))
 		*ans = ctl_error(ENOMEM, "out of memory");
-	else if ((r = engine_volume_delete_async(ctl->eng, name, rm_local_done, job)) == -ENOENT)
-		/* no local copy (a retry, or the data is on other nodes): the record alone */
-		*ans = job_start(job, rm_recorded);
-	else
-		*ans = job_started(job, r);
+	else {
+		removing(ctl, name, true); /* until rm_finish: the layers go first */
+		r = engine_volume_delete_async(ctl->eng, name, rm_local_done, job);
+		/* -ENOENT, no local copy (a retry, or the data is on other nodes): the
+		 * record alone */
+		*ans = r == -ENOENT ? job_start(job, rm_recorded) : job_started(job, r);
+	}
 	return true;
 }
 

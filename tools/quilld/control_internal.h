@@ -32,6 +32,7 @@ struct control {
 			     unsigned min_replicas);
 	/* is name being taken over here (its owner died elsewhere)? its step then */
 	bool (*volume_takeover)(void *arg, const char *name, char *step, size_t len);
+	void (*volume_removing)(void *arg, const char *name, bool on);
 	void *volume_owned_arg;
 	struct control_conn *current; /* the connection whose request is being dispatched */
 	unsigned npending;     /* calls waiting for their engine completion */

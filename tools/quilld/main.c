@@ -383,6 +383,8 @@ static int volume_claimed(struct node *n, const char *name, int64_t epoch, unsig
 
 	if (!n->takeovers || cluster_volume_get(n->cluster, name, &v) < 0)
 		return 0; /* no takeovers here, or a local volume the map does not know */
+	if (takeovers_removing(n->takeovers, name))
+		return 0; /* its layers went first, its record goes next: nothing to take */
 	if (!replicas)
 		replicas = v.rec.replicas;
 	if (replicas <= 1)
@@ -550,13 +552,22 @@ static int start_orphans(struct node *n)
 	return orphans_create(&oo, &n->orphans);
 }
 
+/* A removal of name runs here (on) or ended: no takeover of it meanwhile. */
+static void volume_removing(void *arg, const char *name, bool on)
+{
+	struct node *n = arg;
+
+	takeovers_remove_mark(n->takeovers, name, on);
+}
+
 static int start_control(struct node *n)
 {
 	struct control_opts co = { .path = n->cfg.control, .eng = n->eng, .vhost = n->vhost,
 				   .cluster = n->cluster, .guard = n->guard, .replicas = n->replicas,
 				   .orphans = n->orphans,
 				   .volume_owned = volume_owned, .volume_owned_arg = n,
-				   .volume_takeover = volume_takeover };
+				   .volume_takeover = volume_takeover,
+				   .volume_removing = volume_removing };
 	char tcp[96];
 
 	if (nbd_server_tcp_port(n->nbd)) {

@@ -43,11 +43,18 @@ struct failed {
 	char msg[320];
 };
 
+/* A volume whose removal runs here (takeovers_remove_mark). */
+struct removing {
+	struct removing *next;
+	char name[LAYOUT_ID_MAX + 1];
+};
+
 struct takeovers {
 	struct takeover_opts o;
 	char self[LAYOUT_ID_MAX + 1];
 	struct run *runs;
 	struct failed *failed;
+	struct removing *removing;
 };
 
 static struct failed *failed_find(const struct takeovers *tk, const char *name)
@@ -74,6 +81,46 @@ static void failed_note(struct takeovers *tk, const char *name, int64_t epoch, i
 	f->epoch = epoch;
 	f->res = res;
 	snprintf(f->msg, sizeof(f->msg), "%s", msg);
+}
+
+static void failed_forget(struct takeovers *tk, const char *name)
+{
+	for (struct failed **p = &tk->failed; *p; p = &(*p)->next)
+		if (strcmp((*p)->name, name) == 0) {
+			struct failed *f = *p;
+
+			*p = f->next;
+			free(f);
+			return;
+		}
+}
+
+void takeovers_remove_mark(struct takeovers *tk, const char *name, bool on)
+{
+	struct removing **p, *r;
+
+	if (!tk)
+		return;
+	failed_forget(tk, name);
+	for (p = &tk->removing; *p && strcmp((*p)->name, name) != 0; p = &(*p)->next)
+		;
+	if (!on && *p) {
+		r = *p;
+		*p = r->next;
+		free(r);
+	} else if (on && !*p && (r = calloc(1, sizeof(*r)))) {
+		snprintf(r->name, sizeof(r->name), "%s", name);
+		r->next = tk->removing;
+		tk->removing = r;
+	}
+}
+
+bool takeovers_removing(const struct takeovers *tk, const char *name)
+{
+	for (const struct removing *r = tk ? tk->removing : NULL; r; r = r->next)
+		if (strcmp(r->name, name) == 0)
+			return true;
+	return false;
 }
 
 int takeovers_create(const struct takeover_opts *o, struct takeovers **out)
@@ -356,6 +403,12 @@ void takeovers_destroy(struct takeovers *tk)
 
 		tk->failed = f->next;
 		free(f);
+	}
+	while (tk->removing) {
+		struct removing *r = tk->removing;
+
+		tk->removing = r->next;
+		free(r);
 	}
 	free(tk);
 }

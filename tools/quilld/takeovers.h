@@ -35,6 +35,15 @@ int takeovers_run(struct takeovers *tk, const char *name, int64_t epoch, uint64_
  * guard refuses attaches meanwhile); a claim here meanwhile (takeovers_run) has the
  * takeover follow it. 0, or -errno: -EBUSY one runs already. */
 int takeovers_release(struct takeovers *tk, const char *name, uint64_t uid);
+/* name's removal runs on this node (on) or has ended (!on). Meanwhile no takeover of
+ * it starts (takeovers_removing): its local layers go before its record and claim do,
+ * and in between the map shows a volume this node owns without layers here, as after
+ * its owner died elsewhere; a takeover then would find no copies and fail, and that
+ * failure would refuse a volume created again under the name. How its last takeover
+ * ended is forgotten both times. NULL tk: nothing. */
+void takeovers_remove_mark(struct takeovers *tk, const char *name, bool on);
+/* Is name's removal running here? NULL tk: false. */
+bool takeovers_removing(const struct takeovers *tk, const char *name);
 /* Is name being taken over? NULL tk: false. */
 bool takeovers_running(const struct takeovers *tk, const char *name);
 /* Was name taken over at exactly epoch (its layers here are current under that claim)?
