@@ -586,6 +586,41 @@ uint32_t engine_family_next_sno(const struct engine *eng, uint64_t uid);
  * after a restart (0: no record). */
 uint32_t engine_family_durable_sno(const struct engine *eng, uint64_t uid);
 
+/* ---- A family whose root reads through a remote base (docs/engine.md, "Remote bases")
+ * A clone made on another node than its parent's owner is a family of its own whose
+ * root reads, where no layer of the family maps a block, through a snapshot that this
+ * engine does not run (docs/replication.md, "Snapshots and clones across owners").
+ * The engine does not know where that snapshot is: it hands each such range to the
+ * registered ops (replication/ implements them), as segment.h's mirror. The base is
+ * kept in memory only: whoever opens or adopts the family sets it again from the
+ * cluster's record, before the first read and before an adopt's replay. */
+struct engine_base {
+	uint64_t uid;    /* the parent family */
+	uint64_t layer;  /* the snapshot's layer id in it */
+	uint64_t blocks; /* LBAs at or past this never read through (the snapshot's size) */
+};
+struct engine_base_ops {
+	/* Reads nblocks (1..ENGINE_BASE_READ_MAX) blocks at lba of base into buf (any
+	 * alignment). Returns 0 and cb then runs exactly once, from the engine's thread
+	 * (a later engine_poll or the transport's own loop), with 0 once every byte is in
+	 * buf, or -errno; returns -errno and cb never runs. cb must not run from inside
+	 * this call. Waiting for a base that has no owner is the transport's (bounded by
+	 * its own timeout): the engine fails the client read with whatever it answers. */
+	int (*read)(void *ctx, const struct engine_base *base, uint64_t lba, uint32_t nblocks,
+		    void *buf, engine_cb cb, void *arg);
+};
+#define ENGINE_BASE_READ_MAX 256u
+/* Sets (ops NULL: clears) the transport; ops and ctx outlive the engine or the next
+ * call. Without one a read that falls through to a base fails with -ENOTCONN. */
+void engine_base_ops_set(struct engine *eng, const struct engine_base_ops *ops, void *ctx);
+/* Family uid's root reads through base (NULL: no base any more, e.g. after a flatten).
+ * May be called before the family has layers here (an adopt to come). Trims of the
+ * family are written as allocated zeros while it has a base, so that the range stops
+ * reading through whatever replays them. -EINVAL uid 0 or base->uid == uid, -ENOMEM. */
+int engine_family_base_set(struct engine *eng, uint64_t uid, const struct engine_base *base);
+/* 0 and *out, or -ENOENT: family uid has no remote base here. */
+int engine_family_base_get(const struct engine *eng, uint64_t uid, struct engine_base *out);
+
 /* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----
  * Reads the store's log alone (no RocksDB, nothing written) and calls fn for every
  * layer that engine_open() with rebuild_meta would create, oldest first. */
