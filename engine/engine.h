@@ -598,6 +598,8 @@ struct engine_base {
 	uint64_t uid;    /* the parent family */
 	uint64_t layer;  /* the snapshot's layer id in it */
 	uint64_t blocks; /* LBAs at or past this never read through (the snapshot's size) */
+	char volume[ENGINE_VOLUME_NAME_MAX + 1]; /* the parent volume's name: the transport's,
+						    to find who runs the family */
 };
 struct engine_base_ops {
 	/* Reads nblocks (1..ENGINE_BASE_READ_MAX) blocks at lba of base into buf (any

@@ -34,6 +34,7 @@
 #include "replication/catchup.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
+#include "replication/baseread.h"
 #include "replication/readaround.h"
 #include "replication/replica_internal.h"
 
@@ -1402,6 +1403,8 @@ static const struct seg_mirror_ops mirror_ops = {
 	.read = readaround_read,
 };
 
+static const struct engine_base_ops base_ops = { .read = baseread_read };
+
 /* ---- the module ---- */
 
 /* The deferred completions: the appends of the segments kicked (each held by its
@@ -1474,6 +1477,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		return -ENOMEM;
 	}
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
+	engine_base_ops_set(opts->eng, &base_ops, rs);
 	replica_nodes_refresh(rs);
 	*out = rs;
 	return 0;
@@ -1484,10 +1488,12 @@ void replica_destroy(struct replicas *rs)
 	if (!rs)
 		return;
 	seg_mirror_set(rs->eng, NULL, NULL);
+	engine_base_ops_set(rs->eng, NULL, NULL);
 	rs->closing = true;
 	catchup_destroy(rs->catchup); /* before the nodes: their replies find it gone */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
+	baseread_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
 	replica_numbers_destroy(rs);
