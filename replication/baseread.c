@@ -217,6 +217,28 @@ unsigned baseread_waiting(const struct replicas *rs, char *volume, size_t len)
 	return n;
 }
 
+/* ---- the base of a family ---- */
+
+void baseread_base_of(const struct layout_volume *rec, struct engine_base *out)
+{
+	*out = (struct engine_base){ .uid = rec->base.family, .layer = rec->base.layer,
+				     .blocks = rec->size / ENGINE_BLOCK_SIZE };
+	snprintf(out->volume, sizeof(out->volume), "%s", rec->base.volume);
+}
+
+int baseread_family_base(struct replicas *rs, uint64_t uid, const char *name)
+{
+	struct cluster_volume v;
+	struct engine_base base;
+
+	if (cluster_volume_get(rs->cluster, name, &v) < 0)
+		return -ENOENT;
+	if (!v.rec.base.volume[0])
+		return engine_family_base_set(rs->eng, uid, NULL);
+	baseread_base_of(&v.rec, &base);
+	return engine_family_base_set(rs->eng, uid, &base);
+}
+
 /* ---- which layer a snapshot is ---- */
 
 struct bfind {

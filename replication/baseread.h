@@ -46,4 +46,13 @@ typedef void (*baseread_find_cb)(void *arg, int res, uint64_t family, uint64_t l
 int baseread_find(struct replicas *rs, const char *volume, const char *snap,
 		  baseread_find_cb cb, void *arg);
 
+/* Family uid (volume name of the map) reads through the base its record names, or
+ * through none when the record names none (flattened): set in the engine. A family
+ * taken or claimed here gets its base again this way (replica_family_set). 0, or
+ * -ENOENT the map has no such volume (nothing changed), or the engine's -errno. */
+int baseread_family_base(struct replicas *rs, uint64_t uid, const char *name);
+/* The engine's base for a record (rec->base set; its size is the snapshot's). */
+struct layout_volume;
+void baseread_base_of(const struct layout_volume *rec, struct engine_base *out);
+
 #endif

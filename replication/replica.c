@@ -74,6 +74,7 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 		       unsigned replicas, unsigned min_replicas)
 {
 	struct family *f = family_find(rs, uid);
+	int r;
 
 	if (!uid || replicas == 0 || replicas > LAYOUT_MAX_REPLICAS || min_replicas > replicas ||
 	    strlen(name) > LAYOUT_ID_MAX)
@@ -97,6 +98,11 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 	if (f->epoch != epoch)
 		f->numbers_done = false; /* records deleted under the new epoch */
 	snprintf(f->name, sizeof(f->name), "%s", name);
+	/* a clone across owners: its root reads through the base its record names, also
+	 * after a takeover or a claim (the engine keeps no base of its own) */
+	if ((r = baseread_family_base(rs, uid, name)) < 0 && r != -ENOENT)
+		log_msg(LOG_ERROR, LOG_TAG, "volume %s: its base cannot be set: %s", name,
+			err_str(-r));
 	f->epoch = epoch;
 	f->replicas = replicas;
 	f->min_replicas = min_replicas ? min_replicas : 1;

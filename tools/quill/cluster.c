@@ -73,6 +73,16 @@ const char *cli_copies_brief(struct json_object *c, char *buf, size_t len)
 	return buf;
 }
 
+void cli_show_base(struct json_object *c)
+{
+	const char *base = c ? cli_str(c, "base") : "";
+	const char *owner = c ? cli_str(c, "base_owner") : "";
+
+	if (base[0])
+		printf("base:      %s (remote, %s%s)\n", base, owner[0] ? "owner " : "no owner now",
+		       owner);
+}
+
 void cli_show_copies(struct json_object *c)
 {
 	struct json_object *cp = c ? json_object_object_get(c, "copies") : NULL;
