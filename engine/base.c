@@ -82,6 +82,16 @@ const struct engine_base *eng_base_at(const struct engine_volume *root, uint64_t
 	return b && lba < b->base.blocks ? &b->base : NULL;
 }
 
+uint64_t eng_fill_limit(const struct engine_volume *vol)
+{
+	const struct eng_base *b;
+
+	if (vol->parent)
+		return vol->rec.overlap;
+	b = vol->eng->nbases ? base_find(vol->eng, vol->rec.uid) : NULL;
+	return b ? b->base.blocks : 0;
+}
+
 void eng_base_free(struct engine *eng)
 {
 	free(eng->bases);

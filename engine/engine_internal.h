@@ -581,6 +581,9 @@ const struct engine_base *eng_base_at(const struct engine_volume *root, uint64_t
 int eng_base_read(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		  uint32_t idx, uint32_t n);
 void eng_base_free(struct engine *eng);
+/* LBAs below this read through what lies under vol (its parent's overlap, or its
+ * remote base's end): where a flatten copies, and a FILL applies. */
+uint64_t eng_fill_limit(const struct engine_volume *vol);
 /* Applies one summary entry to vol's map (at retire and at replay alike); loc is where
  * a data entry's block was written. */
 int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,

@@ -140,7 +140,7 @@ int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 	case ONDISK_ENTRY_FILL:
 		/* the clone's own write or trim came first; or the LBA no longer reads
 		 * through (shrunk, or flattened: a trim there left no zero entry) */
-		if (e->lba >= vol->rec.overlap || map_get(vol->map, e->lba, NULL))
+		if (e->lba >= eng_fill_limit(vol) || map_get(vol->map, e->lba, NULL))
 			return 0;
 		return map_set(vol->map, e->lba, loc);
 	default:

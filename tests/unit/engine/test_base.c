@@ -20,6 +20,7 @@ TestSuite(base, .init = setup, .fini = teardown);
 #define BASE_UID 0x5151u
 #define BASE_LAYER 42u
 #define BASE_BLOCKS 512u /* the clone is VOL_BLOCKS: past this it reads zeros */
+#define FLAT_BLOCKS 96u /* the flatten test's base */
 #define MAXQ 16
 
 struct pending {
@@ -203,6 +204,53 @@ Test(base, without_a_transport_or_once_cleared)
 	expect_tagged(vol, 0, 2, 0);
 	cr_assert_eq(engine_family_base_set(eng, uid, &(struct engine_base){ .uid = uid }),
 		     -EINVAL, "a family cannot be its own base");
+	free(buf);
+	engine_volume_close(vol);
+}
+
+/* Runs the engine, answering the base's reads, until the flatten of "c" ends. */
+static int flatten_answering(void)
+{
+	struct engine_flatten_status st;
+
+	for (;;) {
+		cr_assert_eq(engine_flatten_status(eng, "c", &st), 0);
+		if (!st.running)
+			return st.result;
+		answer(0);
+		cr_assert_geq(engine_poll(eng, 1), 0);
+	}
+}
+
+/* Flatten copies every base range the clone does not map into its own log, keeps its
+ * writes and trims, then reads through the base no more (and after a restart, with no
+ * base set, reads the same). */
+Test(base, flatten_copies_the_base_and_drops_it)
+{
+	struct engine_volume *vol = clone_with_base();
+	/* a small base: the fixture's store holds 640 blocks */
+	struct engine_base base = { .uid = BASE_UID, .layer = BASE_LAYER, .blocks = FLAT_BLOCKS };
+	uint8_t *buf = malloc((size_t)FLAT_BLOCKS * BLK);
+	uint64_t uid;
+
+	cr_assert_eq(engine_volume_family(eng, "c", &uid), 0);
+	cr_assert_eq(engine_family_base_set(eng, uid, &base), 0);
+	write_tagged(vol, 2, 2, 5);
+	cr_assert_eq(vtrim(vol, 8, 4), 0);
+	cr_assert_eq(engine_flatten_start(eng, "c"), 0);
+	cr_assert_eq(flatten_answering(), 0);
+	cr_assert_eq(engine_family_base_get(eng, uid, NULL), -ENOENT, "the base stays set");
+	tr.reads = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		cr_assert_eq(vread(vol, 0, FLAT_BLOCKS, buf), 0);
+		cr_assert_eq(tr.reads, 0, "a flattened clone asked its base");
+		for (uint32_t i = 0; i < FLAT_BLOCKS; i++)
+			expect_block(buf, 0, i, i == 2 || i == 3 ? 5 : i >= 8 && i < 12 ? 0 : BASE_TAG);
+		expect_tagged(vol, FLAT_BLOCKS, VOL_BLOCKS - FLAT_BLOCKS, 0);
+		engine_volume_close(vol);
+		reopen_engine(); /* the copies are in the checkpoint (flatten waited for one) */
+		vol = open_vol("c");
+	}
 	free(buf);
 	engine_volume_close(vol);
 }
