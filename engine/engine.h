@@ -281,7 +281,10 @@ int engine_clone_async(struct engine *eng, const char *snap_spec, const char *ne
 int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol);
 
 /* Flatten: copies what a clone still reads from its parent into the clone, online (the
- * volume may be open and written), then drops the parent link. Runs in the background
+ * volume may be open and written), then drops the parent link. A clone whose root has
+ * a remote base (engine_family_base_set) copies every range below the base's end that
+ * it does not map, through the base's transport; the base stays set (it is then never
+ * read) until the caller clears it, once the cluster's record forgets it. Runs in the background
  * from engine_poll(). -EINVAL not a clone (or a clone with snapshots of its own),
  * -EALREADY running. The callback of the _async form runs once the flatten is under
  * way (noted in the volume's record), not when it ends. */

@@ -168,8 +168,6 @@ static void flatten_finish(struct flatten_job *job)
 	rec.overlap = 0;
 	rec.flags &= ~(uint32_t)ONDISK_LAYER_FLATTENING;
 	res = eng_volume_record_save(vol->eng, &rec);
-	if (res == 0 && !vol->parent) /* a remote base: read through no more */
-		res = engine_family_base_set(vol->eng, vol->rec.uid, NULL);
 	if (res == 0) {
 		log_msg(LOG_INFO, ENG_LOG, "volume %s flattened: %llu blocks copied",
 			vol->rec.name, (unsigned long long)vol->flatten_copied);

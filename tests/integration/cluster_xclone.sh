@@ -16,7 +16,8 @@
 #   - kill -9 of node0 (the parent's owner) while vm1 reads its base: the read waits
 #     for a new owner; node2 claims vm0 (takeover from the copies), and vm1's reads of
 #     base ranges complete with the right bytes
-# Not built (so not tested): flatten of a cross-owner clone.
+#   - flatten of vm1 on node1 copies its base ranges, drops `base` from its record;
+#     snap rm vm0@base then succeeds, and vm1 reads the same bytes
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_xclone
@@ -102,6 +103,18 @@ grep -q "^base: *vm0@base (remote, owner node2)" <<<"$OUT" || fail "volume info 
 alive 1
 alive 2
 log "node0 killed: vm0 taken over by node2; vm1's base reads went on, right bytes"
+
+# ---- flatten: vm1 copies its base, its record forgets it; the snapshot may go ----
+qexpect 1 0 flatten vm1
+no_base() { ! qn 1 volume info vm1 | grep -q '^base:'; }
+wait_for 30 "vm1's record still names its base after the flatten" no_base
+qexpect 2 0 snap rm vm0@base
+io 1 vm1 'read -P 0x11 0 2M' 'read -P 0x33 2M 1M' 'read -P 0 4M 1M' 'read -P 0x11 5M 3M'
+io 1 vm1 'discard 0 1M' 'flush'
+io 1 vm1 'read -P 0 0 1M' 'read -P 0x11 1M 1M' 'read -P 0x33 2M 1M'
+grep -q "volume vm1: flattened, its record names no base any more" "$WORK/node1.log" ||
+	fail "node1 did not log the base's drop"
+log "vm1 flattened on node1: its base dropped from the record, vm0@base removed, vm1 reads right"
 
 "$ETCD_LOCAL" stop "$ETCD_DIR" >/dev/null
 it_pass

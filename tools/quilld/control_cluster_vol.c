@@ -415,6 +415,49 @@ bool ctl_cluster_clone(struct control *ctl, struct json_object *req, const char 
 	return true;
 }
 
+/* A flattened clone across owners: its record forgets the base (fenced), then its
+ * engine family reads through none. One drop at a time per node; a status asked again
+ * retries one that failed. */
+struct base_drop {
+	struct control *ctl;
+	struct cluster_vol_req req;
+	uint64_t uid;
+};
+
+static bool dropping;
+
+static void base_dropped(void *arg, int res, const char *msg)
+{
+	struct base_drop *d = arg;
+
+	dropping = false;
+	if (res == 0 && engine_family_base_set(d->ctl->eng, d->uid, NULL) == 0)
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: flattened, its record names no base any "
+			"more: its parent's snapshot may be removed", d->req.vol.name);
+	else if (res < 0)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: flattened, but its record still names its "
+			"base: %s (asked again at the next flatten status)", d->req.vol.name, msg);
+	free(d);
+}
+
+void ctl_cluster_flattened(struct control *ctl, const char *name)
+{
+	struct cluster_volume v;
+	struct base_drop *d;
+	uint64_t uid;
+
+	if (!ctl->cluster || dropping || cluster_volume_get(ctl->cluster, name, &v) < 0 ||
+	    !v.rec.base.volume[0] || !cluster_volume_owned(ctl->cluster, name, NULL) ||
+	    engine_volume_family(ctl->eng, name, &uid) < 0 || !(d = calloc(1, sizeof(*d))))
+		return;
+	*d = (struct base_drop){ .ctl = ctl, .uid = uid, .req = { .op = CLUSTER_VOL_BASE_DROP } };
+	snprintf(d->req.vol.name, sizeof(d->req.vol.name), "%s", name);
+	if (cluster_volume_async(ctl->cluster, &d->req, base_dropped, d) < 0)
+		free(d);
+	else
+		dropping = true;
+}
+
 /* ---- rm ---- */
 
 static struct json_object *rm_finish(struct control *ctl, struct json_object *req, int res)

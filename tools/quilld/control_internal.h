@@ -99,6 +99,9 @@ struct json_object *ctl_cluster_refuse_base_rm(struct control *ctl, const char *
  * parent runs here (the local clone) or is not in the map. */
 bool ctl_cluster_clone(struct control *ctl, struct json_object *req, const char *snap_spec,
 		       const char *name, struct json_object **ans);
+/* name's flatten ended well: a clone across owners that this node owns drops `base`
+ * from its record (fenced), then reads through its base no more. */
+void ctl_cluster_flattened(struct control *ctl, const char *name);
 /* Adds "vhost_exports": [{"spec", "socket", "connected"}] to o: the exports defined on
  * vol and its snapshots. */
 void ctl_vhost_add_exports(struct control *ctl, const char *vol, struct json_object *o);

@@ -366,6 +366,8 @@ static struct json_object *flatten_answer(struct control *ctl, struct json_objec
 		r = engine_flatten_status(ctl->eng, name, &st);
 	if (r < 0)
 		return flatten_error(r, name);
+	if (st.finished && !st.running && st.result == 0)
+		ctl_cluster_flattened(ctl, name);
 	ans = ctl_ok();
 	json_object_object_add(ans, "flatten", flatten_json(&st));
 	return ans;
