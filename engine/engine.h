@@ -213,6 +213,10 @@ bool engine_volume_readonly(const struct engine_volume *vol);
  * has no such snapshot (removed, never here, or a layer that is not a snapshot). */
 int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
 			       struct engine_volume **out);
+/* The family uid, layer id and size (bytes) of snapshot vol@snap here: 0, or -ENOENT
+ * (what a clone on another node names its base by: LAYER_FIND). */
+int engine_snapshot_find(struct engine *eng, const char *vol, const char *snap, uint64_t *uid,
+			 uint64_t *id, uint64_t *size);
 /* Describes who holds a volume's handle ("NBD by 127.0.0.1:53122"), for the refusals
  * of others and engine_volume_info(); copied, truncated to ENGINE_HOLDER_MAX. Cleared
  * when the handle is closed. Ignored for snapshots (they have no one holder). */

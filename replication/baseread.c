@@ -257,31 +257,13 @@ static void bf_answer(void *arg)
 	free(bf);
 }
 
-struct snap_pick {
-	const char *name;
-	struct bfind *bf;
-};
-
-static int snap_pick(const struct engine_snap_info *si, void *arg)
-{
-	struct snap_pick *sp = arg;
-
-	if (strcmp(si->name, sp->name) != 0)
-		return 0;
-	sp->bf->layer = si->id;
-	sp->bf->blocks = (si->size + ENGINE_BLOCK_SIZE - 1) / ENGINE_BLOCK_SIZE;
-	return 1;
-}
-
 /* This node runs the volume: its own catalog answers (from a timer, as a peer would). */
 static int bf_local(struct replicas *rs, struct bfind *bf, const char *volume, const char *snap)
 {
-	struct snap_pick sp = { .name = snap, .bf = bf };
-	int r = engine_volume_family(rs->eng, volume, &bf->family);
+	uint64_t size = 0;
 
-	if (r == 0)
-		r = engine_snap_list(rs->eng, volume, snap_pick, &sp);
-	bf->res = r < 0 ? r : r == 1 ? 0 : -ENOENT;
+	bf->res = engine_snapshot_find(rs->eng, volume, snap, &bf->family, &bf->layer, &size);
+	bf->blocks = (size + ENGINE_BLOCK_SIZE - 1) / ENGINE_BLOCK_SIZE;
 	return loop_timer_add(rs->loop, 0, bf_answer, bf, &bf->timer);
 }
 

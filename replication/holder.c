@@ -252,35 +252,19 @@ static int layer_read_start(struct hold_op *op, struct engine *eng)
 	return engine_read(op->snap, sr->lba, sr->nblocks, op->buf, op_done, op);
 }
 
-struct find_snap {
-	const char *name;
-	struct peer_seg_reply *found;
-};
-
-static int find_snap(const struct engine_snap_info *si, void *arg)
-{
-	struct find_snap *fs = arg;
-
-	if (strcmp(si->name, fs->name) != 0)
-		return 0;
-	fs->found->layer = si->id;
-	fs->found->blocks = (si->size + PEER_SEG_BLOCK - 1) / PEER_SEG_BLOCK;
-	return 1;
-}
-
 /* A LAYER_FIND: which layer VOLUME@SNAP is, from this node's catalog (-ESTALE: this
  * node does not run VOLUME; the asker looks its owner up again). */
 static int layer_find(struct hold_op *op, struct engine *eng)
 {
-	struct find_snap fs = { .name = op->sr.snap, .found = &op->found };
-	int r = engine_volume_family(eng, op->sr.volume, &op->found.family);
+	struct peer_seg_reply *f = &op->found;
+	uint64_t size = 0;
+	int r = engine_volume_family(eng, op->sr.volume, &f->family);
 
 	if (r < 0)
 		return r == -ENOENT ? -ESTALE : r;
-	r = engine_snap_list(eng, op->sr.volume, find_snap, &fs);
-	if (r < 0)
-		return r;
-	return r == 1 ? 1 : -ENOENT;
+	r = engine_snapshot_find(eng, op->sr.volume, op->sr.snap, &f->family, &f->layer, &size);
+	f->blocks = (size + PEER_SEG_BLOCK - 1) / PEER_SEG_BLOCK;
+	return r < 0 ? r : 1;
 }
 
 /* Starts the op's own engine step. Returns 0 (a callback answers), 1 (nothing to do
