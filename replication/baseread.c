@@ -205,15 +205,12 @@ void baseread_cancel_all(struct replicas *rs)
 	}
 }
 
-unsigned baseread_waiting(const struct replicas *rs, char *volume, size_t len)
+unsigned baseread_waiting(const struct replicas *rs, const char *volume)
 {
 	unsigned n = 0;
 
-	if (len)
-		volume[0] = '\0';
 	for (const struct bread *br = rs ? rs->breads : NULL; br; br = br->next)
-		if (br->waiting && n++ == 0 && len)
-			snprintf(volume, len, "%s", br->base.volume);
+		n += br->waiting && strcmp(br->base.volume, volume) == 0;
 	return n;
 }
 
@@ -228,12 +225,16 @@ void baseread_base_of(const struct layout_volume *rec, struct engine_base *out)
 
 int baseread_family_base(struct replicas *rs, uint64_t uid, const char *name)
 {
+	struct engine_flatten_status fl;
 	struct cluster_volume v;
 	struct engine_base base;
 
 	if (cluster_volume_get(rs->cluster, name, &v) < 0)
 		return -ENOENT;
-	if (!v.rec.base.volume[0])
+	/* flattened in this run: the record's base is on its way out (the map seen here
+	 * may not show it yet), never set it again */
+	if (!v.rec.base.volume[0] ||
+	    (engine_flatten_status(rs->eng, name, &fl) == 0 && fl.finished && fl.result == 0))
 		return engine_family_base_set(rs->eng, uid, NULL);
 	baseread_base_of(&v.rec, &base);
 	return engine_family_base_set(rs->eng, uid, &base);

@@ -32,9 +32,9 @@ int baseread_read(void *ctx, const struct engine_base *base, uint64_t lba, uint3
 		  void *buf, engine_cb cb, void *arg);
 /* replica_destroy, once the connections are closed: every read waiting ends -ESHUTDOWN. */
 void baseread_cancel_all(struct replicas *rs);
-/* Reads waiting for their base's owner now (no owner in the map, or it did not
- * answer yet), and the parent volume of one of them ("" when none): cluster status. */
-unsigned baseread_waiting(const struct replicas *rs, char *volume, size_t len);
+/* Reads waiting now for the owner of base volume `volume` (no owner in the map, or
+ * it is not connected): cluster status names the clones that wait. */
+unsigned baseread_waiting(const struct replicas *rs, const char *volume);
 
 /* Which layer snapshot volume@snap is: asked of the volume's owner (LAYER_FIND), or
  * of this node's engine when it runs the volume. cb(arg, 0, family, layer, blocks) or

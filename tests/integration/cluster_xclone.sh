@@ -14,7 +14,7 @@
 #     snapshot's segments were half dead by design, so its blocks moved under vm1
 #   - snap rm vm0@base is refused on every node, naming vm1
 #   - kill -9 of node0 (the parent's owner) while vm1 reads its base: the read waits
-#     for a new owner; node2 claims vm0 (takeover from the copies), and vm1's reads of
+#     for a new owner (cluster status says so); node2 claims vm0 (takeover from the copies), and vm1's reads of
 #     base ranges complete with the right bytes
 #   - flatten of vm1 on node1 copies its base ranges, drops `base` from its record;
 #     snap rm vm0@base then succeeds, and vm1 reads the same bytes
@@ -94,6 +94,8 @@ wait_for 15 "node2 does not see node0 down" state_is 2 node0 down
 # no node runs vm0 now: the read cannot have been answered, it waits (not failed)
 kill -0 "$READ_PID" 2>/dev/null ||
 	fail "vm1's base read ended while vm0 had no owner: $(cat "$WORK/during.log")"
+waiting() { qn 1 cluster status | grep -q "^vm1 .*WAITING for the owner of its base vm0@base"; }
+wait_for 15 "cluster status on node1 does not say vm1 waits for its base" waiting
 qexpect 2 0 volume claim vm0
 wait "$READ_PID" || fail "vm1's read during the takeover: $(cat "$WORK/during.log")"
 grep -q "Pattern verification failed" "$WORK/during.log" && fail "wrong bytes: $(cat "$WORK/during.log")"

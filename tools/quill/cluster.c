@@ -127,13 +127,18 @@ static void show_volumes(struct json_object *ans)
 
 		snprintf(repl, sizeof(repl), "%lld/%lld", (long long)cli_i64(o, "replicas"),
 			 (long long)cli_i64(o, "min_replicas"));
-		printf("%-24s %12s %8s %-16s %6lld  %s%s%s%s\n", cli_str(o, "name"),
+		char base[160] = "";
+
+		if (cli_i64(o, "base_waiting") > 0)
+			snprintf(base, sizeof(base), ", WAITING for the owner of its base %s",
+				 cli_str(o, "base"));
+		printf("%-24s %12s %8s %-16s %6lld  %s%s%s%s%s\n", cli_str(o, "name"),
 		       cli_size((uint64_t)cli_i64(o, "size"), 0), repl,
 		       *cli_str(o, "owner") ? cli_str(o, "owner") : "(none)",
 		       (long long)cli_i64(o, "epoch"), cli_str(o, "state"),
 		       cli_copies_brief(o, (char[200]){ 0 }, 200),
 		       *cli_str(o, "taking_over") ? ", " : "",
-		       cli_str(o, "taking_over"));
+		       cli_str(o, "taking_over"), base);
 	}
 }
 

@@ -155,6 +155,7 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 
 		snprintf(spec, sizeof(spec), "%s@%s", v->rec.base.volume, v->rec.base.snap);
 		ctl_add_str(o, "base", spec);
+		ctl_add_int(o, "base_waiting", baseread_waiting(ctl->replicas, v->rec.base.volume));
 		ctl_add_str(o, "base_owner", cluster_volume_get(ctl->cluster, v->rec.base.volume,
 								 &p) == 0 && p.claimed
 						     ? p.claim.node : "");
