@@ -337,7 +337,7 @@ int engine_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsig
 		engine_cb cb, void *arg);
 int engine_flush(struct engine *eng, engine_cb cb, void *arg);
 
-/* Is the block mapped (holds data)? */
+/* Is the block mapped (holds data, or may: a range read through a remote base)? */
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba);
 /* Block status, through the layers: data, allocated zeros (engine_zero), or a hole
  * (never written, trimmed, or past the end). */

@@ -972,7 +972,8 @@ void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, ui
 
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 {
-	return eng_resolve(vol, lba, NULL);
+	/* a remote base's range may hold data: a read-modify-write must read it */
+	return eng_locate(vol, lba, NULL) != ENG_AT_ZERO;
 }
 
 /* ---- the loop ---- */

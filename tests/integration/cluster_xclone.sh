@@ -6,7 +6,8 @@
 #     vm1` issued on node1 makes vm1 a map volume claimed by node1 whose record names
 #     its base (volume info: "base: vm0@base (remote, owner node0)")
 #   - vm1 attached through node1 reads the snapshot's bytes (qemu-io read -P), its
-#     writes land in vm1 only, a discard of vm1 reads zeros (the base hidden)
+#     writes land in vm1 only (a 512-byte one too: its block's other bytes are the
+#     base's), a discard of vm1 reads zeros (the base hidden)
 #   - fio (nbd engine, verify=crc32c) writes vm1 through node1 while qemu-io reads its
 #     base ranges through node1 and vm0 is rewritten through node0, with the cleaner
 #     (quill gc) forced on both nodes: fio verifies, no read is wrong, and node0's
@@ -51,6 +52,11 @@ io 1 vm1 'read -P 0x11 0 8M' 'read -P 0 8M 56M' 'write -P 0x33 2M 1M' 'flush'
 io 1 vm1 'read -P 0x11 0 2M' 'read -P 0x33 2M 1M' 'read -P 0x11 3M 5M'
 io 1 vm1 'discard 4M 1M' 'flush'
 io 1 vm1 'read -P 0 4M 1M' 'read -P 0x11 5M 3M' 'read -P 0x11 0 2M'
+# a 512-byte write inside a block the clone never wrote: the read-modify-write reads
+# the rest of the block from the base (then the block is written whole again)
+io 1 vm1 'write -P 0x55 6292480 512' 'flush'
+io 1 vm1 'read -P 0x11 6291456 1024' 'read -P 0x55 6292480 512' 'read -P 0x11 6292992 2560'
+io 1 vm1 'write -P 0x11 6291456 4096' 'flush'
 io 0 vm0 'read -P 0x22 0 1M' 'read -P 0x11 1M 7M'
 io 0 vm0@base 'read -P 0x11 0 8M'
 log "vm1 (node1) reads vm0@base of node0; its writes and discards show only in vm1"

@@ -122,6 +122,9 @@ Test(base, unwritten_ranges_read_the_base_and_stop_at_its_end)
 		expect_block(buf + 1, BASE_BLOCKS - 32, i, i < 32 ? BASE_TAG : 0);
 	cr_assert_eq(engine_block_state(vol, 3), ENGINE_BLOCK_DATA, "the base may hold data");
 	cr_assert_eq(engine_block_state(vol, BASE_BLOCKS), ENGINE_BLOCK_HOLE);
+	/* the block layer's read-modify-write reads a block only if it is mapped */
+	cr_assert(engine_block_mapped(vol, 3), "a base range is not read by a partial write");
+	cr_assert_not(engine_block_mapped(vol, BASE_BLOCKS));
 	free(buf);
 	engine_volume_close(vol);
 }
