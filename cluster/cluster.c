@@ -521,6 +521,9 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 	case CLUSTER_VOL_READY:
 		c->res = clvol_ready(cl->sess, &w, name, epoch, msg, len);
 		break;
+	case CLUSTER_VOL_BASE_DROP:
+		c->res = clvol_base_drop(cl->sess, &w, name, epoch, msg, len);
+		break;
 	case CLUSTER_VOL_CLAIM:
 		c->res = clvol_claim(cl->sess, &w, name, &q->epoch, &q->prev, msg, len);
 		break;

@@ -141,6 +141,7 @@ unsigned cluster_domains(const struct cluster *cl, char *names, size_t len);
 enum cluster_vol_op {
 	CLUSTER_VOL_CREATE,   /* vol: name, size, sector_size, replicas, ec_k/ec_m -> the record */
 	CLUSTER_VOL_READY,    /* the create is done */
+	CLUSTER_VOL_BASE_DROP, /* a clone across owners was flattened: no base any more */
 	CLUSTER_VOL_CLAIM,    /* -> epoch */
 	CLUSTER_VOL_RELEASE,
 	CLUSTER_VOL_REMOVE,   /* epoch 0 and no claim of this node: only if unclaimed */

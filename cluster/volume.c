@@ -315,8 +315,10 @@ int clvol_create(struct etcd *e, const struct clvol_who *w, struct layout_volume
 	return r;
 }
 
-int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
-		char *msg, size_t len)
+/* The record, read, changed by edit and written back, fenced by this node's claim. */
+static int record_rewrite(struct etcd *e, const struct clvol_who *w, const char *name,
+			  int64_t epoch, void (*edit)(struct layout_volume *vol), char *msg,
+			  size_t len)
 {
 	struct layout_volume vol;
 	struct layout_claim claim;
@@ -327,7 +329,7 @@ int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int
 
 	if (r < 0)
 		return r;
-	vol.state = LAYOUT_VOL_READY;
+	edit(&vol);
 	vol_key(vkey, w->prefix, LAYOUT_VOLUME, name);
 	rec = layout_volume_encode(&vol);
 	r = rec ? fenced_new(w, name, epoch, &t) : -ENOMEM;
@@ -339,6 +341,28 @@ int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int
 	}
 	free(rec);
 	return r;
+}
+
+static void make_ready(struct layout_volume *vol)
+{
+	vol->state = LAYOUT_VOL_READY;
+}
+
+static void drop_base(struct layout_volume *vol)
+{
+	memset(&vol->base, 0, sizeof(vol->base));
+}
+
+int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		char *msg, size_t len)
+{
+	return record_rewrite(e, w, name, epoch, make_ready, msg, len);
+}
+
+int clvol_base_drop(struct etcd *e, const struct clvol_who *w, const char *name,
+		    int64_t epoch, char *msg, size_t len)
+{
+	return record_rewrite(e, w, name, epoch, drop_base, msg, len);
 }
 
 /* clvol_get(), then -EBUSY (the owner named, then advice) if a claim is alive that is

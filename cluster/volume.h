@@ -67,6 +67,9 @@ int clvol_create(struct etcd *e, const struct clvol_who *w, struct layout_volume
 /* The create is done: the record's state becomes ready (fenced). */
 int clvol_ready(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
 		char *msg, size_t len);
+/* A clone across owners was flattened: its record names no base any more (fenced). */
+int clvol_base_drop(struct etcd *e, const struct clvol_who *w, const char *name,
+		    int64_t epoch, char *msg, size_t len);
 /* Claims the volume for this node (no live claim): *epoch the new one, *prev the claim
  * it replaced (the record's owner and epoch as the txn read them: whose layers are
  * current, layout_local_current). Already this node's under its current lease: 0, the

@@ -433,6 +433,7 @@ void engine_close(struct engine *eng)
 		eng_volume_remove(eng, eng->vols[0]);
 	meta_close(eng->meta);
 	seg_close(eng->segs);
+	eng_base_free(eng);
 	while (eng->free_reqs) {
 		struct ioreq *r = eng->free_reqs;
 		eng->free_reqs = r->next;

@@ -213,6 +213,10 @@ bool engine_volume_readonly(const struct engine_volume *vol);
  * has no such snapshot (removed, never here, or a layer that is not a snapshot). */
 int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
 			       struct engine_volume **out);
+/* The family uid, layer id and size (bytes) of snapshot vol@snap here: 0, or -ENOENT
+ * (what a clone on another node names its base by: LAYER_FIND). */
+int engine_snapshot_find(struct engine *eng, const char *vol, const char *snap, uint64_t *uid,
+			 uint64_t *id, uint64_t *size);
 /* Describes who holds a volume's handle ("NBD by 127.0.0.1:53122"), for the refusals
  * of others and engine_volume_info(); copied, truncated to ENGINE_HOLDER_MAX. Cleared
  * when the handle is closed. Ignored for snapshots (they have no one holder). */
@@ -281,7 +285,10 @@ int engine_clone_async(struct engine *eng, const char *snap_spec, const char *ne
 int engine_clone(struct engine *eng, const char *snap_spec, const char *newvol);
 
 /* Flatten: copies what a clone still reads from its parent into the clone, online (the
- * volume may be open and written), then drops the parent link. Runs in the background
+ * volume may be open and written), then drops the parent link. A clone whose root has
+ * a remote base (engine_family_base_set) copies every range below the base's end that
+ * it does not map, through the base's transport; the base stays set (it is then never
+ * read) until the caller clears it, once the cluster's record forgets it. Runs in the background
  * from engine_poll(). -EINVAL not a clone (or a clone with snapshots of its own),
  * -EALREADY running. The callback of the _async form runs once the flatten is under
  * way (noted in the volume's record), not when it ends. */
@@ -330,7 +337,7 @@ int engine_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsig
 		engine_cb cb, void *arg);
 int engine_flush(struct engine *eng, engine_cb cb, void *arg);
 
-/* Is the block mapped (holds data)? */
+/* Is the block mapped (holds data, or may: a range read through a remote base)? */
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba);
 /* Block status, through the layers: data, allocated zeros (engine_zero), or a hole
  * (never written, trimmed, or past the end). */
@@ -585,6 +592,43 @@ uint32_t engine_family_next_sno(const struct engine *eng, uint64_t uid);
 /* What the family's "F" record says durably: numbers below it are never drawn again
  * after a restart (0: no record). */
 uint32_t engine_family_durable_sno(const struct engine *eng, uint64_t uid);
+
+/* ---- A family whose root reads through a remote base (docs/engine.md, "Remote bases")
+ * A clone made on another node than its parent's owner is a family of its own whose
+ * root reads, where no layer of the family maps a block, through a snapshot that this
+ * engine does not run (docs/replication.md, "Snapshots and clones across owners").
+ * The engine does not know where that snapshot is: it hands each such range to the
+ * registered ops (replication/ implements them), as segment.h's mirror. The base is
+ * kept in memory only: whoever opens or adopts the family sets it again from the
+ * cluster's record, before the first read and before an adopt's replay. */
+struct engine_base {
+	uint64_t uid;    /* the parent family */
+	uint64_t layer;  /* the snapshot's layer id in it */
+	uint64_t blocks; /* LBAs at or past this never read through (the snapshot's size) */
+	char volume[ENGINE_VOLUME_NAME_MAX + 1]; /* the parent volume's name: the transport's,
+						    to find who runs the family */
+};
+struct engine_base_ops {
+	/* Reads nblocks (1..ENGINE_BASE_READ_MAX) blocks at lba of base into buf (any
+	 * alignment). Returns 0 and cb then runs exactly once, from the engine's thread
+	 * (a later engine_poll or the transport's own loop), with 0 once every byte is in
+	 * buf, or -errno; returns -errno and cb never runs. cb must not run from inside
+	 * this call. Waiting for a base that has no owner is the transport's (bounded by
+	 * its own timeout): the engine fails the client read with whatever it answers. */
+	int (*read)(void *ctx, const struct engine_base *base, uint64_t lba, uint32_t nblocks,
+		    void *buf, engine_cb cb, void *arg);
+};
+#define ENGINE_BASE_READ_MAX 256u
+/* Sets (ops NULL: clears) the transport; ops and ctx outlive the engine or the next
+ * call. Without one a read that falls through to a base fails with -ENOTCONN. */
+void engine_base_ops_set(struct engine *eng, const struct engine_base_ops *ops, void *ctx);
+/* Family uid's root reads through base (NULL: no base any more, e.g. after a flatten).
+ * May be called before the family has layers here (an adopt to come). Trims of the
+ * family are written as allocated zeros while it has a base, so that the range stops
+ * reading through whatever replays them. -EINVAL uid 0 or base->uid == uid, -ENOMEM. */
+int engine_family_base_set(struct engine *eng, uint64_t uid, const struct engine_base *base);
+/* 0 and *out, or -ENOENT: family uid has no remote base here. */
+int engine_family_base_get(const struct engine *eng, uint64_t uid, struct engine_base *out);
 
 /* ---- The catalog a rebuild would produce (quill-inspect --catalog) ----
  * Reads the store's log alone (no RocksDB, nothing written) and calls fn for every

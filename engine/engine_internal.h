@@ -214,6 +214,10 @@ struct engine {
 	struct segs *segs;  /* where the segments live (segment.h) */
 	const struct seg_mirror_ops *mirror; /* copies elsewhere (segment.h), or NULL */
 	void *mirror_ctx;
+	const struct engine_base_ops *base_ops; /* remote bases' transport (base.c), or NULL */
+	void *base_ctx;
+	struct eng_base *bases; /* families whose root reads through a remote base */
+	size_t nbases;
 	struct meta *meta;
 	struct superblock sb;
 	int sb_err[2];          /* decode result of block 0 and of the copy (superblock.c) */
@@ -564,6 +568,26 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 /* layer.c */
 /* What a read of lba gives: true with *loc for data, false for zeros. */
 bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc);
+/* Where a block of vol reads from: its layers' data (loc filled), zeros, or the remote
+ * base of its family's root (base.c). */
+enum eng_where { ENG_AT_ZERO = 0, ENG_AT_DATA, ENG_AT_BASE };
+enum eng_where eng_locate(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc);
+
+/* ---- remote bases (base.c) ---- */
+struct eng_base {
+	uint64_t uid; /* the family whose root reads through it */
+	struct engine_base base;
+};
+/* The remote base of vol's family when its root is reached at lba, or NULL. */
+const struct engine_base *eng_base_at(const struct engine_volume *root, uint64_t lba);
+/* Reads blocks [idx, idx + n) of a request at lba (its block 0) from the base into
+ * dst's blocks; the request holds a reference until the read completes. */
+int eng_base_read(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
+		  uint32_t idx, uint32_t n);
+void eng_base_free(struct engine *eng);
+/* LBAs below this read through what lies under vol (its parent's overlap, or its
+ * remote base's end): where a flatten copies, and a FILL applies. */
+uint64_t eng_fill_limit(const struct engine_volume *vol);
 /* Applies one summary entry to vol's map (at retire and at replay alike); loc is where
  * a data entry's block was written. */
 int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,

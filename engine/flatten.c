@@ -32,8 +32,12 @@ struct flatten_io {
 	uint8_t *buf;
 };
 
+/* A clone with a remote base (base.c) reads whatever it does not map there from the
+ * base: all of it is copied (the base may hold data anywhere below its end). */
 static bool clone_reads_parent(const struct engine_volume *vol, uint64_t lba)
 {
+	if (!vol->parent)
+		return eng_base_at(vol, lba) && !map_get(vol->map, lba, NULL);
 	return lba < vol->rec.overlap && !map_get(vol->map, lba, NULL) &&
 	       eng_resolve(vol->parent, lba, NULL);
 }
@@ -41,7 +45,7 @@ static bool clone_reads_parent(const struct engine_volume *vol, uint64_t lba)
 /* Does the clone read allocated zeros of a parent there? */
 static bool clone_zeros_parent(const struct engine_volume *vol, uint64_t lba)
 {
-	return lba < vol->rec.overlap && !map_get(vol->map, lba, NULL) &&
+	return vol->parent && lba < vol->rec.overlap && !map_get(vol->map, lba, NULL) &&
 	       engine_block_state(vol->parent, lba) == ENGINE_BLOCK_ZERO;
 }
 
@@ -97,7 +101,9 @@ static int flatten_issue(struct flatten_job *job, uint64_t lba, uint32_t n)
 		free(io);
 		return -ENOMEM;
 	}
-	r = eng_read_layers(job->vol->parent, lba, n, io->buf, flatten_read, io);
+	/* a remote base: the clone's own read of a run it does not map reads the base */
+	r = eng_read_layers(job->vol->parent ? job->vol->parent : job->vol, lba, n, io->buf,
+			    flatten_read, io);
 	if (r < 0) {
 		seg_buf_free(io->buf);
 		free(io);
@@ -188,8 +194,8 @@ static void flatten_step(struct flatten_job *job)
 	struct engine_volume *vol = job->vol;
 	uint32_t scanned = 0;
 
-	if (job->end > vol->rec.overlap)
-		job->end = vol->rec.overlap; /* shrunk meanwhile */
+	if (job->end > eng_fill_limit(vol))
+		job->end = eng_fill_limit(vol); /* shrunk meanwhile */
 	while (!job->error && job->inflight < FLATTEN_MAX_INFLIGHT && job->next < job->end &&
 	       scanned < FLATTEN_SCAN_PER_KICK) {
 		int (*issue)(struct flatten_job *, uint64_t, uint32_t) = flatten_zero;
@@ -256,7 +262,7 @@ static int flatten_begin(struct engine_volume *vol)
 	if (!job)
 		return -ENOMEM;
 	job->vol = vol;
-	job->end = vol->rec.overlap;
+	job->end = eng_fill_limit(vol);
 	vol->flatten = job;
 	vol->flatten_finished = false;
 	vol->flatten_result = 0;
@@ -271,7 +277,9 @@ static int flatten_check(const struct engine_volume *vol)
 	if (vol->flatten)
 		return -EALREADY;
 	/* a clone's own snapshots would lose their parent: not supported */
-	if (!vol->parent || vol->parent->rec.uid == vol->rec.uid)
+	if (!vol->parent)
+		return eng_base_at(vol, 0) ? 0 : -EINVAL; /* a remote base (base.c) */
+	if (vol->parent->rec.uid == vol->rec.uid)
 		return -EINVAL;
 	return 0;
 }

@@ -624,7 +624,12 @@ int engine_write(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, cons
 int engine_trim(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
 		engine_cb cb, void *arg)
 {
-	return start_update(vol, lba, nblocks, ONDISK_ENTRY_TRIM, NULL, flags, cb, arg);
+	/* a family reading through a remote base: allocated zeros hide it whatever
+	 * replays them (base.c) */
+	enum ondisk_entry_kind kind = engine_family_base_get(vol->eng, vol->rec.uid, NULL) == 0
+					      ? ONDISK_ENTRY_ZERO : ONDISK_ENTRY_TRIM;
+
+	return start_update(vol, lba, nblocks, kind, NULL, flags, cb, arg);
 }
 
 int engine_zero(struct engine_volume *vol, uint64_t lba, uint64_t nblocks, unsigned flags,
@@ -936,17 +941,29 @@ void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, ui
 		uint32_t end = nblocks - w < READ_WINDOW ? nblocks : w + READ_WINDOW;
 		uint32_t n = carried;
 
-		for (uint32_t i = w; i < end; i++) {
+		for (uint32_t i = w; i < end && r == 0; i++) {
 			struct map_loc loc;
+			uint32_t run;
 
-			if (!eng_resolve(vol, lba + i, &loc)) {
+			switch (eng_locate(vol, lba + i, &loc)) {
+			case ENG_AT_DATA:
+				b[n++] = (struct read_block){ .slot = loc.slot, .block = loc.block,
+							      .idx = i, .crc = loc.crc };
+				break;
+			case ENG_AT_BASE: /* a run of them is one read of the base */
+				for (run = 1; i + run < end &&
+				     eng_locate(vol, lba + i + run, NULL) == ENG_AT_BASE; run++)
+					;
+				r = eng_base_read(vol, req, lba, dst, i, run);
+				i += run - 1;
+				break;
+			default:
 				memset(dst + (size_t)i * QUILL_BLOCK_SIZE, 0, QUILL_BLOCK_SIZE);
-				continue;
 			}
-			b[n++] = (struct read_block){ .slot = loc.slot, .block = loc.block,
-						      .idx = i, .crc = loc.crc };
 		}
 		carried = 0;
+		if (r < 0)
+			break;
 		if (n)
 			r = read_window(vol, req, lba, dst, b, n, end < nblocks, &carried);
 	}
@@ -955,7 +972,8 @@ void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, ui
 
 bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 {
-	return eng_resolve(vol, lba, NULL);
+	/* a remote base's range may hold data: a read-modify-write must read it */
+	return eng_locate(vol, lba, NULL) != ENG_AT_ZERO;
 }
 
 /* ---- the loop ---- */

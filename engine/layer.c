@@ -24,7 +24,7 @@
 
 /* ---- reading through layers ---- */
 
-bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc)
+enum eng_where eng_locate(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc)
 {
 	struct map_loc tmp;
 
@@ -32,11 +32,18 @@ bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *
 		loc = &tmp;
 	for (;;) {
 		if (map_get(vol->map, lba, loc))
-			return loc->slot != MAP_SLOT_ZERO;
-		if (!vol->parent || lba >= vol->rec.overlap)
-			return false;
+			return loc->slot != MAP_SLOT_ZERO ? ENG_AT_DATA : ENG_AT_ZERO;
+		if (!vol->parent)
+			return eng_base_at(vol, lba) ? ENG_AT_BASE : ENG_AT_ZERO;
+		if (lba >= vol->rec.overlap)
+			return ENG_AT_ZERO;
 		vol = vol->parent;
 	}
+}
+
+bool eng_resolve(const struct engine_volume *vol, uint64_t lba, struct map_loc *loc)
+{
+	return eng_locate(vol, lba, loc) == ENG_AT_DATA;
 }
 
 enum engine_block_state engine_block_state(const struct engine_volume *vol, uint64_t lba)
@@ -50,7 +57,9 @@ enum engine_block_state engine_block_state(const struct engine_volume *vol, uint
 			return loc.block == MAP_ZERO_ALLOCATED ? ENGINE_BLOCK_ZERO
 							       : ENGINE_BLOCK_HOLE;
 		}
-		if (!vol->parent || lba >= vol->rec.overlap)
+		if (!vol->parent) /* a remote base may hold data there: never a hole */
+			return eng_base_at(vol, lba) ? ENGINE_BLOCK_DATA : ENGINE_BLOCK_HOLE;
+		if (lba >= vol->rec.overlap)
 			return ENGINE_BLOCK_HOLE;
 		vol = vol->parent;
 	}
@@ -131,7 +140,7 @@ int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 	case ONDISK_ENTRY_FILL:
 		/* the clone's own write or trim came first; or the LBA no longer reads
 		 * through (shrunk, or flattened: a trim there left no zero entry) */
-		if (e->lba >= vol->rec.overlap || map_get(vol->map, e->lba, NULL))
+		if (e->lba >= eng_fill_limit(vol) || map_get(vol->map, e->lba, NULL))
 			return 0;
 		return map_set(vol->map, e->lba, loc);
 	default:

@@ -787,6 +787,23 @@ int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
 	return engine_volume_open(eng, spec, out);
 }
 
+int engine_snapshot_find(struct engine *eng, const char *vol, const char *snap, uint64_t *uid,
+			 uint64_t *id, uint64_t *size)
+{
+	char spec[ENGINE_SNAP_SPEC_MAX + 2];
+	const struct engine_volume *s;
+
+	if (snprintf(spec, sizeof(spec), "%s@%s", vol, snap) >= (int)sizeof(spec))
+		return -ENOENT;
+	s = eng_snapshot_by_spec(eng, spec);
+	if (!s)
+		return -ENOENT;
+	*uid = s->rec.uid;
+	*id = s->rec.volume_id;
+	*size = s->rec.size;
+	return 0;
+}
+
 void engine_volume_set_holder(struct engine_volume *vol, const char *holder)
 {
 	if (!engine_volume_readonly(vol))

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/crc32c.h"
 #include "common/err.h"
@@ -36,6 +37,7 @@ struct hold_op {
 	struct engine_volume *snap;  /* LAYER_READ: the snapshot, open while it is read */
 	bool held_before;            /* DELETE: the copy was here when it started (logged:
 					not one the orphan check dropped first) */
+	struct peer_seg_reply found; /* LAYER_FIND: family, layer, blocks */
 };
 
 _Static_assert(PEER_SEG_BLOCK == ENGINE_BLOCK_SIZE, "a segment's block is the engine's");
@@ -96,7 +98,8 @@ static void op_free(struct hold_op *op)
  * family this node runs, and reads only an immutable snapshot: no epoch). */
 static bool op_has_family(const struct hold_op *op)
 {
-	return op->sr.op != PEER_OP_SEG_FLUSH && op->sr.op != PEER_OP_LAYER_READ;
+	return op->sr.op != PEER_OP_SEG_FLUSH && op->sr.op != PEER_OP_LAYER_READ &&
+	       op->sr.op != PEER_OP_LAYER_FIND;
 }
 
 static bool op_has_segment(const struct hold_op *op)
@@ -113,7 +116,11 @@ static uint64_t family_fence(const struct hold_op *op, struct engine *eng)
 
 static void log_refusal(const struct hold_op *op, uint64_t fence, int res)
 {
-	if (res < 0 && op->sr.op == PEER_OP_LAYER_READ)
+	if (res < 0 && op->sr.op == PEER_OP_LAYER_FIND)
+		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "snapshot %s@%s: its layer asked for, refused: %s",
+				op->sr.volume, op->sr.snap, res == -ESTALE
+				? "this node does not run the volume" : err_str(-res));
+	else if (res < 0 && op->sr.op == PEER_OP_LAYER_READ)
 		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "family %llx: read through snapshot layer %llu "
 				"at lba %llu (%u blocks) refused: %s", (unsigned long long)op->uid,
 				(unsigned long long)op->sr.layer, (unsigned long long)op->sr.lba,
@@ -184,6 +191,11 @@ static void op_finish(struct hold_op *op, int res)
 		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %08x: copy deleted by its "
 			"owner (SEG_DELETE)", (unsigned long long)op->uid, op->sr.sno);
 	rep.result = res;
+	if (res == 0 && op->sr.op == PEER_OP_LAYER_FIND) {
+		rep.family = op->found.family;
+		rep.layer = op->found.layer;
+		rep.blocks = op->found.blocks;
+	}
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT) {
 		rep.epoch = info.epoch;
 		rep.sealed = info.sealed;
@@ -245,6 +257,21 @@ static int layer_read_start(struct hold_op *op, struct engine *eng)
 	return engine_read(op->snap, sr->lba, sr->nblocks, op->buf, op_done, op);
 }
 
+/* A LAYER_FIND: which layer VOLUME@SNAP is, from this node's catalog (-ESTALE: this
+ * node does not run VOLUME; the asker looks its owner up again). */
+static int layer_find(struct hold_op *op, struct engine *eng)
+{
+	struct peer_seg_reply *f = &op->found;
+	uint64_t size = 0;
+	int r = engine_volume_family(eng, op->sr.volume, &f->family);
+
+	if (r < 0)
+		return r == -ENOENT ? -ESTALE : r;
+	r = engine_snapshot_find(eng, op->sr.volume, op->sr.snap, &f->family, &f->layer, &size);
+	f->blocks = (size + PEER_SEG_BLOCK - 1) / PEER_SEG_BLOCK;
+	return r < 0 ? r : 1;
+}
+
 /* Starts the op's own engine step. Returns 0 (a callback answers), 1 (nothing to do
  * in the engine: answer now) or -errno. */
 static int op_start(struct hold_op *op)
@@ -277,6 +304,8 @@ static int op_start(struct hold_op *op)
 		return engine_held_flush(eng, op_done, op);
 	case PEER_OP_LAYER_READ:
 		return layer_read_start(op, eng);
+	case PEER_OP_LAYER_FIND:
+		return layer_find(op, eng);
 	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT */
 		return 1;
 	}

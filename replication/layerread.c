@@ -79,3 +79,49 @@ int layer_read(struct peer_conn *c, uint64_t uid, uint64_t layer, uint64_t lba,
 		free(lr);
 	return r;
 }
+
+struct layer_find {
+	layer_find_cb cb;
+	void *arg;
+};
+
+static void found(void *arg, int res, const struct peer_hdr *h, const void *payload,
+		  size_t len)
+{
+	struct layer_find *lf = arg;
+	struct peer_seg_reply rep = { 0 };
+
+	(void)h;
+	if (res == 0)
+		res = peer_seg_reply_decode(PEER_OP_LAYER_FIND, payload, len, &rep) < 0
+			      ? -EPROTO : rep.result;
+	if (res < 0)
+		rep = (struct peer_seg_reply){ 0 };
+	lf->cb(lf->arg, res, rep.family, rep.layer, rep.blocks);
+	free(lf);
+}
+
+int layer_find(struct peer_conn *c, const char *volume, const char *snap, unsigned timeout_ms,
+	       layer_find_cb cb, void *arg)
+{
+	struct peer_seg_req rq = { .op = PEER_OP_LAYER_FIND };
+	uint8_t head[sizeof(struct peer_layer_find)];
+	struct peer_msg m = { .op = PEER_OP_LAYER_FIND, .head = head };
+	struct layer_find *lf;
+	int r;
+
+	if (!c || !cb || !volume || !snap || !volume[0] || !snap[0] ||
+	    strlen(volume) >= PEER_LAYER_NAME || strlen(snap) >= PEER_LAYER_NAME)
+		return -EINVAL;
+	lf = malloc(sizeof(*lf));
+	if (!lf)
+		return -ENOMEM;
+	*lf = (struct layer_find){ .cb = cb, .arg = arg };
+	memcpy(rq.volume, volume, strlen(volume) + 1);
+	memcpy(rq.snap, snap, strlen(snap) + 1);
+	m.head_len = peer_seg_req_encode(&rq, head);
+	r = peer_request(c, &m, timeout_ms, found, lf);
+	if (r < 0)
+		free(lf);
+	return r;
+}

@@ -31,4 +31,14 @@ typedef void (*layer_read_cb)(void *arg, int res);
 int layer_read(struct peer_conn *c, uint64_t uid, uint64_t layer, uint64_t lba,
 	       uint32_t nblocks, void *buf, unsigned timeout_ms, layer_read_cb cb, void *arg);
 
+/* LAYER_FIND: which layer snapshot volume@snap is, asked of c (the node that runs the
+ * volume's family). Returns 0 -> cb runs exactly once, never before this returns, with
+ * 0 and the family uid, layer id and size in blocks; -ESTALE (that node does not run
+ * the volume), -ENOENT (no such snapshot), -EPROTO, -ECONNRESET, -ETIMEDOUT. <0 -> cb
+ * never runs (-EINVAL a bad name). */
+typedef void (*layer_find_cb)(void *arg, int res, uint64_t family, uint64_t layer,
+			      uint64_t blocks);
+int layer_find(struct peer_conn *c, const char *volume, const char *snap, unsigned timeout_ms,
+	       layer_find_cb cb, void *arg);
+
 #endif

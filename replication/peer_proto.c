@@ -46,6 +46,8 @@ static const struct op_info {
 	SEG(PEER_OP_LAYER_READ, "LAYER_READ", sizeof(struct peer_layer_read),
 	    sizeof(struct peer_layer_read),
 	    SEG_REPLY_MIN + PEER_LAYER_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t))),
+	SEG(PEER_OP_LAYER_FIND, "LAYER_FIND", sizeof(struct peer_layer_find),
+	    sizeof(struct peer_layer_find), SEG_REPLY_MIN + sizeof(struct peer_layer_found)),
 };
 _Static_assert(SEG_REPLY_MIN + PEER_LAYER_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t)) <=
 		       PEER_PAYLOAD_MAX, "a LAYER_READ reply fits a payload");
@@ -265,6 +267,7 @@ size_t peer_error_encode(int err, const char *msg, void *buf)
 #define LR(field) offsetof(struct peer_layer_read, field)
 #define RES(field) offsetof(struct peer_seg_result, field)
 #define STAT(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_seg_stat, field))
+#define FOUND(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_layer_found, field))
 
 /* A range of blocks that must not be empty, wrap or exceed max blocks. */
 static int range_check(uint32_t block, uint32_t nblocks, uint32_t max)
@@ -346,6 +349,30 @@ static int layer_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 	return out->nblocks > PEER_LAYER_READ_MAX_BLOCKS ? -EMSGSIZE : 0;
 }
 
+/* A name of LAYER_FIND: 1..PEER_LAYER_NAME - 1 bytes, then NULs only. */
+static int layer_name_decode(const uint8_t *p, char *out)
+{
+	size_t n = strnlen((const char *)p, PEER_LAYER_NAME);
+
+	if (n == 0 || n == PEER_LAYER_NAME)
+		return -EINVAL;
+	for (size_t i = n; i < PEER_LAYER_NAME; i++)
+		if (p[i])
+			return -EPROTO;
+	memcpy(out, p, n + 1);
+	return 0;
+}
+
+static int layer_find_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	int r;
+
+	if (len != sizeof(struct peer_layer_find))
+		return -EINVAL;
+	r = layer_name_decode(p + offsetof(struct peer_layer_find, volume), out->volume);
+	return r < 0 ? r : layer_name_decode(p + offsetof(struct peer_layer_find, snap), out->snap);
+}
+
 /* The ops whose payload is 8 bytes: sno, then a length (SEAL) or reserved. */
 static int seg_sno_decode(uint8_t op, const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
@@ -387,6 +414,8 @@ int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg
 		return seg_sno_decode(op, p, len, out);
 	case PEER_OP_LAYER_READ:
 		return layer_read_decode(p, len, out);
+	case PEER_OP_LAYER_FIND:
+		return layer_find_decode(p, len, out);
 	case PEER_OP_EPOCH_RAISE:
 	case PEER_OP_SEG_FLUSH:
 		return len == 0 ? 0 : -EINVAL;
@@ -438,6 +467,13 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p + LR(nblocks), r->nblocks);
 		peer_put32(p + LR(reserved), 0);
 		return sizeof(struct peer_layer_read);
+	case PEER_OP_LAYER_FIND:
+		memset(p, 0, sizeof(struct peer_layer_find));
+		memcpy(p + offsetof(struct peer_layer_find, volume), r->volume,
+		       strnlen(r->volume, PEER_LAYER_NAME - 1));
+		memcpy(p + offsetof(struct peer_layer_find, snap), r->snap,
+		       strnlen(r->snap, PEER_LAYER_NAME - 1));
+		return sizeof(struct peer_layer_find);
 	default: /* EPOCH_RAISE, SEG_FLUSH: empty */
 		return 0;
 	}
@@ -484,9 +520,17 @@ int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_s
 	if (out->result > 0 || out->result < -4095)
 		return -EPROTO;
 	rest = len - sizeof(struct peer_seg_result);
-	if (out->result < 0 ||
-	    (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT && op != PEER_OP_LAYER_READ))
+	if (out->result < 0 || (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT &&
+				op != PEER_OP_LAYER_READ && op != PEER_OP_LAYER_FIND))
 		return rest == 0 ? 0 : -EINVAL;
+	if (op == PEER_OP_LAYER_FIND) {
+		if (rest != sizeof(struct peer_layer_found))
+			return -EINVAL;
+		out->family = peer_get64(p + FOUND(family));
+		out->layer = peer_get64(p + FOUND(layer));
+		out->blocks = peer_get64(p + FOUND(blocks));
+		return out->family && out->layer ? 0 : -EPROTO;
+	}
 	if (op == PEER_OP_LAYER_READ)
 		return layer_reply_decode(p, rest, out);
 	if (op == PEER_OP_SEG_STAT) {
@@ -514,7 +558,14 @@ size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *b
 
 	peer_put32(p + RES(result), (uint32_t)r->result);
 	peer_put32(p + RES(length), r->length);
-	if ((op & (uint8_t)~PEER_OP_REPLY) != PEER_OP_SEG_STAT || r->result < 0)
+	op &= (uint8_t)~PEER_OP_REPLY;
+	if (op == PEER_OP_LAYER_FIND && r->result == 0) {
+		peer_put64(p + FOUND(family), r->family);
+		peer_put64(p + FOUND(layer), r->layer);
+		peer_put64(p + FOUND(blocks), r->blocks);
+		return sizeof(struct peer_seg_result) + sizeof(struct peer_layer_found);
+	}
+	if (op != PEER_OP_SEG_STAT || r->result < 0)
 		return sizeof(struct peer_seg_result);
 	peer_put64(p + STAT(epoch), r->epoch);
 	peer_put32(p + STAT(sealed), r->sealed ? 1 : 0);

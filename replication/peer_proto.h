@@ -77,9 +77,12 @@ enum peer_op {
 	 * and reply machinery); the header's epoch is 0 (no fence: reads only). */
 	PEER_OP_LAYER_READ  = 0x28, /* peer_layer_read; the reply's data: nblocks CRC32Cs,
 				       then the blocks */
+	/* A clone made on another node learns which layer a snapshot is, by name, from
+	 * the node that runs its family; header volume_id 0, epoch 0. */
+	PEER_OP_LAYER_FIND  = 0x29, /* peer_layer_find; the reply's: peer_layer_found */
 };
 #define PEER_OP_SEG_FIRST PEER_OP_SEG_OPEN
-#define PEER_OP_SEG_LAST  PEER_OP_LAYER_READ
+#define PEER_OP_SEG_LAST  PEER_OP_LAYER_FIND
 
 /* ---- layouts ---- */
 
@@ -214,6 +217,24 @@ _Static_assert(sizeof(struct peer_layer_read) == 24, "LAYER_READ payload is 24 b
 _Static_assert(offsetof(struct peer_layer_read, nblocks) == 16, "nblocks at 16");
 #define PEER_LAYER_READ_MAX_BLOCKS 256u /* 1 MiB per LAYER_READ */
 
+/* LAYER_FIND: the snapshot VOLUME@SNAP by name, each NUL-padded (1..63 bytes of name,
+ * a NUL at least after it). Answered -ESTALE by a node that does not run VOLUME's
+ * family, -ENOENT when it has no such snapshot. */
+#define PEER_LAYER_NAME 64u
+struct peer_layer_find {
+	char volume[PEER_LAYER_NAME];
+	char snap[PEER_LAYER_NAME];
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_layer_find) == 128, "LAYER_FIND payload is 128 bytes");
+
+/* LAYER_FIND's reply, on success, after peer_seg_result. */
+struct peer_layer_found {
+	uint64_t family; /* the snapshot's family uid */
+	uint64_t layer;  /* its layer id */
+	uint64_t blocks; /* its size in blocks of PEER_SEG_BLOCK */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_layer_found) == 24, "LAYER_FIND reply data is 24 bytes");
+
 /* Every segment op's reply begins with this. */
 struct peer_seg_result {
 	int32_t result;  /* 0, or a negative Linux errno (-4095..-1) */
@@ -230,8 +251,10 @@ struct peer_seg_stat {
 _Static_assert(sizeof(struct peer_seg_stat) == 16, "SEG_STAT reply data is 16 bytes");
 
 /* The longest fixed part of a request or a reply (the data is apart). */
-#define PEER_SEG_HEAD_MAX 24u
+#define PEER_SEG_HEAD_MAX 32u
 _Static_assert(sizeof(struct peer_seg_result) + sizeof(struct peer_seg_stat) <=
+		       PEER_SEG_HEAD_MAX &&
+		       sizeof(struct peer_seg_result) + sizeof(struct peer_layer_found) <=
 		       PEER_SEG_HEAD_MAX, "reply heads fit");
 
 /* ---- byte order ---- */
@@ -302,7 +325,7 @@ struct peer_error_msg {
 
 /* A segment op's request, decoded. Fields an op does not have are 0. */
 struct peer_seg_req {
-	uint8_t op;              /* PEER_OP_SEG_OPEN .. PEER_OP_LAYER_READ */
+	uint8_t op;              /* PEER_OP_SEG_OPEN .. PEER_OP_LAYER_FIND */
 	uint32_t sno;
 	uint32_t segment_blocks; /* OPEN */
 	uint32_t block, nblocks; /* APPEND, READ */
@@ -310,6 +333,7 @@ struct peer_seg_req {
 	uint32_t data_crc;       /* APPEND */
 	uint32_t length;         /* SEAL */
 	uint64_t layer, lba;     /* LAYER_READ (nblocks: its count) */
+	char volume[PEER_LAYER_NAME], snap[PEER_LAYER_NAME]; /* LAYER_FIND, NUL-terminated */
 	const uint8_t *data;     /* APPEND: nblocks * PEER_SEG_BLOCK bytes, in the payload;
 				    READ with PEER_SEG_F_CRCS: nblocks CRC32Cs (4 bytes
 				    each, little-endian: peer_seg_read_crc) */
@@ -324,6 +348,7 @@ struct peer_seg_reply {
 	const uint8_t *data; /* READ, LAYER_READ on success: nblocks * PEER_SEG_BLOCK bytes */
 	const uint8_t *crcs; /* LAYER_READ on success: nblocks CRC32Cs (4 bytes each) */
 	uint32_t nblocks;    /* READ, LAYER_READ on success */
+	uint64_t family, layer, blocks; /* LAYER_FIND on success */
 };
 
 /* ---- ops ---- */
@@ -374,16 +399,18 @@ int peer_seg_data_check(const struct peer_seg_req *r);
  * the request names for it, else -EILSEQ. Without the flag: 0. */
 int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks);
 /* Writes r's fixed part (an APPEND's head without its data: the data follows it in the
- * payload) into buf of PEER_SEG_HEAD_MAX bytes; returns its length (0 for the empty
- * ones). data_crc is written as given (crc32c of the data, the caller's). */
+ * payload) into buf of PEER_SEG_HEAD_MAX bytes (a LAYER_FIND's: of
+ * sizeof(struct peer_layer_find)); returns its length (0 for the empty ones). data_crc is written as given (crc32c of the data, the caller's). */
 size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf);
 /* A segment reply's payload; op is the request's op or the reply's (bit 7 ignored).
  * A refusal (result < 0) carries nothing after the result; READ carries whole blocks
  * (at most PEER_SEG_READ_MAX_BLOCKS; the caller checks them against what it asked),
  * LAYER_READ length (1..PEER_LAYER_READ_MAX_BLOCKS) CRCs and as many blocks, STAT
- * peer_seg_stat; the others nothing. */
+ * peer_seg_stat, LAYER_FIND peer_layer_found (family and layer not 0); the others
+ * nothing. */
 int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out);
-/* Writes r's fixed part (result, length, and STAT's peer_seg_stat on success) into buf
+/* Writes r's fixed part (result, length, and STAT's peer_seg_stat or LAYER_FIND's
+ * peer_layer_found on success) into buf
  * of PEER_SEG_HEAD_MAX bytes; returns its length. READ's blocks follow it, and
  * LAYER_READ's CRCs and then its blocks. */
 size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *buf);

@@ -33,6 +33,7 @@
 #include "replication/catchup.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
+#include "replication/baseread.h"
 #include "replication/readaround.h"
 #include "replication/replica_internal.h"
 
@@ -70,6 +71,7 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 		       unsigned replicas, unsigned min_replicas)
 {
 	struct family *f = replica_family_find(rs, uid);
+	int r;
 
 	if (!uid || replicas == 0 || replicas > LAYOUT_MAX_REPLICAS || min_replicas > replicas ||
 	    strlen(name) > LAYOUT_ID_MAX)
@@ -91,6 +93,11 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: %u copies of each segment (at least %u), "
 			"epoch %lld", name, replicas, min_replicas, (long long)epoch);
 	snprintf(f->name, sizeof(f->name), "%s", name);
+	/* a clone across owners: its root reads through the base its record names, also
+	 * after a takeover or a claim (the engine keeps no base of its own) */
+	if ((r = baseread_family_base(rs, uid, name)) < 0 && r != -ENOENT)
+		log_msg(LOG_ERROR, LOG_TAG, "volume %s: its base cannot be set: %s", name,
+			err_str(-r));
 	f->epoch = epoch;
 	f->replicas = replicas;
 	f->min_replicas = min_replicas ? min_replicas : 1;
@@ -1311,6 +1318,8 @@ static const struct seg_mirror_ops mirror_ops = {
 	.read = readaround_read,
 };
 
+static const struct engine_base_ops base_ops = { .read = baseread_read };
+
 /* ---- the module ---- */
 
 /* The deferred completions: the appends of the segments kicked (each held by its
@@ -1385,6 +1394,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		return -ENOMEM;
 	}
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
+	engine_base_ops_set(opts->eng, &base_ops, rs);
 	replica_nodes_refresh(rs);
 	*out = rs;
 	return 0;
@@ -1395,10 +1405,12 @@ void replica_destroy(struct replicas *rs)
 	if (!rs)
 		return;
 	seg_mirror_set(rs->eng, NULL, NULL);
+	engine_base_ops_set(rs->eng, NULL, NULL);
 	rs->closing = true;
 	catchup_destroy(rs->catchup); /* before the nodes: their replies find it gone */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
+	baseread_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
 	replica_reconcile_destroy(rs);

@@ -156,6 +156,7 @@ struct replicas {
 	struct rflush **flushes;        /* flushes waiting for records */
 	size_t nflushes;
 	struct readaround *readarounds; /* readaround.c: blocks asked of holders */
+	struct bread *breads;           /* baseread.c: clones' reads of their bases */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */

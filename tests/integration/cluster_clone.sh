@@ -2,10 +2,9 @@
 # tests/integration/cluster_clone.sh — clones and the owners of their parents (issue 12;
 # docs/replication.md, "Snapshots and clones across owners"), on a real etcd (auth on)
 # with three real quilld nodes on loopback, a 2 s lease, 1 MiB segments and the peer
-# protocol (cluster_lib.sh). What is built so far: a clone is made on the node that
-# owns its parent, as a local volume (a family of its own, not in the map) reading
+# protocol (cluster_lib.sh). A clone made on the node that
+# owns its parent is a local volume (a family of its own, not in the map) reading
 # through the parent's snapshot there. The parent must then stay on that node:
-#   - a clone asked of another node is refused, naming the parent's owner
 #   - the clone reads the snapshot's bytes and its writes show neither in the
 #     snapshot nor in the parent (qemu-io read -P, byte for byte)
 #   - `quill volume release` of the parent is refused, naming the clone
@@ -15,11 +14,11 @@
 #     the clone's next use — and the clone still reads its base bytes there
 #   - once the clone is flattened, the parent's release goes through
 #   - the other node serves the parent it claimed, bytes intact
-#   - a snapshot that a volume record of the map names as its base (written with
-#     etcdctl as a cross-owner clone's create will write it) cannot be removed, nor
-#     its volume, from any node: refused, naming the clone; removed once it is gone
-# Cross-owner clones (a clone in the map reading through the parent's owner with the
-# peer op LAYER_READ) are not wired yet: the op and its server are (test_holder).
+#   - a snapshot that a volume record of the map names as its base (vm2, a clone
+#     across owners made with quill clone on a node that does not own vm0) cannot be
+#     removed, nor its volume, from any node: refused, naming the clone; removed once
+#     the clone is gone
+# Clones across owners under load and a kill -9: cluster_xclone.sh.
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_clone
@@ -40,9 +39,6 @@ qexpect 0 0 volume create vm0 64M --replicas 3
 io 0 vm0 'write -P 0x11 0 6M' 'flush'
 qexpect 0 0 snap create vm0@base
 io 0 vm0 'write -P 0x22 0 1M' 'flush' # after the snapshot: never in it
-qexpect 1 1 clone vm0@base vm1
-grep -q "volume 'vm0' is owned by node node0: make the clone there" <<<"$ERR" ||
-	fail "clone on a node that is not vm0's owner: $ERR"
 qexpect 0 0 clone vm0@base vm1
 io 0 vm1 'read -P 0x11 0 6M' 'read -P 0 6M 58M' 'write -P 0x33 2M 1M' 'flush'
 io 0 vm1 'read -P 0x11 0 2M' 'read -P 0x33 2M 1M' 'read -P 0x11 3M 3M'
@@ -91,10 +87,9 @@ alive 0
 log "node1 took vm0 over and serves it, bytes intact"
 
 # ---- a snapshot a volume of the map names as its base is not removed, from any node ----
-# (the record as a cross-owner clone's create will write it: docs/cluster.md)
+# (vm2: a clone across owners, made on node0 while node1 owns vm0)
 qexpect 1 0 snap create vm0@gold
-etcd_root put "${PREFIX}volumes/vm2" '{"name":"vm2","size":67108864,"sector_size":512,"replicas":2,"min_replicas":2,"owner":"nobody","epoch":1,"created":0,"state":"ready","base":{"volume":"vm0","snap":"gold","family":1,"layer":2}}' >/dev/null ||
-	fail "etcdctl put of vm2's record"
+qexpect 0 0 clone vm0@gold vm2 --replicas 2
 base_seen() { qn "$1" cluster status | grep -q "^vm2 "; }
 for i in 0 1 2; do
 	wait_for 15 "node$i does not see vm2 in the map" base_seen "$i"
@@ -107,7 +102,8 @@ grep -q "volume 'vm0' is the base of clone vm2 (of vm0@gold)" <<<"$ERR" ||
 	fail "volume rm of vm2's base's volume: $ERR"
 qexpect 1 0 snap ls vm0
 grep -q "gold" <<<"$OUT" || fail "vm0@gold is gone: $OUT"
-etcd_root del "${PREFIX}volumes/vm2" >/dev/null || fail "etcdctl del of vm2's record"
+io 0 vm2 'read -P 0x22 0 1M' 'read -P 0x11 1M 5M' 'read -P 0x44 8M 1M'
+qexpect 0 0 volume rm vm2
 wait_for 15 "node1 still sees vm2 in the map" bash -c "! '$QUILL' --socket '$WORK/ctl1.sock' cluster status | grep -q '^vm2 '"
 qexpect 1 0 snap rm vm0@gold
 io 1 vm0 'read -P 0x22 0 1M' 'read -P 0x11 1M 5M' 'read -P 0x44 8M 1M'

@@ -45,6 +45,8 @@ const char *cli_cluster_brief(struct json_object *v, char *buf, size_t len);
 const char *cli_copies_brief(struct json_object *c, char *buf, size_t len);
 /* The holders of a replicated volume's open segments, one line each. */
 void cli_show_copies(struct json_object *c);
+/* "base: vm0@base (remote, owner node0)" of a clone across owners (c: "cluster"). */
+void cli_show_base(struct json_object *c);
 
 /* Prints the usage to out; returns code. */
 int cli_usage(FILE *out, int code);

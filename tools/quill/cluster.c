@@ -93,6 +93,16 @@ void cli_show_policy(struct json_object *c)
 		printf("sealed segments: %s\n", cli_str(c, "sealed_segments"));
 }
 
+void cli_show_base(struct json_object *c)
+{
+	const char *base = c ? cli_str(c, "base") : "";
+	const char *owner = c ? cli_str(c, "base_owner") : "";
+
+	if (base[0])
+		printf("base:      %s (remote, %s%s)\n", base, owner[0] ? "owner " : "no owner now",
+		       owner);
+}
+
 void cli_show_copies(struct json_object *c)
 {
 	struct json_object *cp = c ? json_object_object_get(c, "copies") : NULL;
@@ -137,13 +147,18 @@ static void show_volumes(struct json_object *ans)
 
 		snprintf(repl, sizeof(repl), "%lld/%lld", (long long)cli_i64(o, "replicas"),
 			 (long long)cli_i64(o, "min_replicas"));
-		printf("%-24s %12s %8s %-16s %6lld  %s%s%s%s\n", cli_str(o, "name"),
+		char base[160] = "";
+
+		if (cli_i64(o, "base_waiting") > 0)
+			snprintf(base, sizeof(base), ", WAITING for the owner of its base %s",
+				 cli_str(o, "base"));
+		printf("%-24s %12s %8s %-16s %6lld  %s%s%s%s%s\n", cli_str(o, "name"),
 		       cli_size((uint64_t)cli_i64(o, "size"), 0), repl,
 		       *cli_str(o, "owner") ? cli_str(o, "owner") : "(none)",
 		       (long long)cli_i64(o, "epoch"), cli_str(o, "state"),
 		       cli_copies_brief(o, (char[200]){ 0 }, 200),
 		       *cli_str(o, "taking_over") ? ", " : "",
-		       cli_str(o, "taking_over"));
+		       cli_str(o, "taking_over"), base);
 	}
 }
 

@@ -45,7 +45,7 @@ int cli_usage(FILE *out, int code)
 		"  snap rollback VOL@SNAP [--force]\n"
 		"                                 VOL reads what SNAP holds again; what was written\n"
 		"                                 since is lost (refused while attached: --force)\n"
-		"  clone VOL@SNAP NEWVOL          a writable volume reading through to SNAP\n"
+		"  clone VOL@SNAP NEWVOL [--replicas R]  a writable volume reading through to SNAP\n"
 		"  flatten VOL [--no-wait]        copy what clone VOL reads from its parent, then\n"
 		"                                 drop the link (online; a progress bar)\n"
 		"  diff [VOL@A] VOL[@B]           extents that differ between A (or nothing) and B\n"
@@ -172,6 +172,7 @@ static void show_volume(struct json_object *ans)
 		printf("cluster:  %s\n", cli_cluster_brief(v, (char[400]){ 0 }, 400));
 	cli_show_policy(json_object_object_get(v, "cluster"));
 	cli_show_copies(json_object_object_get(v, "cluster"));
+	cli_show_base(json_object_object_get(v, "cluster"));
 	if (cli_bool(v, "flattening"))
 		printf("flatten:   running (quill flatten %s shows its progress)\n",
 		       cli_str(v, "name"));

@@ -122,6 +122,10 @@ int cmd_clone(const struct cli *c)
 	if (!is_snap_spec(c->argv[1]))
 		return EXIT_USAGE;
 	req = snap_request(CONTROL_CMD_CLONE, c->argv[1]);
+	if (cli_add_replicas(c, req) < 0) {
+		json_object_put(req);
+		return EXIT_USAGE;
+	}
 	cli_add_str(req, "name", c->argv[2]);
 	return cli_finish(c, cli_call(c, req), show_clone);
 }

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/volspec.h"
 #include "engine/engine.h"
+#include "replication/baseread.h"
 #include "replication/replica.h"
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
@@ -168,6 +169,17 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 	ctl_add_int(o, "epoch", v->claimed ? v->claim.epoch : v->rec.epoch);
 	ctl_add_str(o, "state", v->rec.state == LAYOUT_VOL_READY ? "ready" : "creating");
 	ctl_add_int(o, "created", v->rec.created);
+	if (v->rec.base.volume[0]) { /* a clone across owners */
+		struct cluster_volume p;
+		char spec[2 * LAYOUT_ID_MAX + 2];
+
+		snprintf(spec, sizeof(spec), "%s@%s", v->rec.base.volume, v->rec.base.snap);
+		ctl_add_str(o, "base", spec);
+		ctl_add_int(o, "base_waiting", baseread_waiting(ctl->replicas, v->rec.base.volume));
+		ctl_add_str(o, "base_owner", cluster_volume_get(ctl->cluster, v->rec.base.volume,
+								 &p) == 0 && p.claimed
+						     ? p.claim.node : "");
+	}
 	if (replica_status(ctl->replicas, v->rec.name, &st) == 0)
 		json_object_object_add(o, "copies", copies_json(&st));
 	if (ctl->volume_takeover &&
@@ -245,6 +257,18 @@ static void create_ready(void *arg, int res, const char *msg)
 	job_end(job, res, msg);
 }
 
+/* A clone across owners: its root reads through the base its record names, before
+ * any client can attach it. */
+static int set_base(const struct vol_job *job)
+{
+	struct engine_base base;
+	uint64_t uid;
+	int r = engine_volume_family(job->ctl->eng, job->req.vol.name, &uid);
+
+	baseread_base_of(&job->req.vol, &base);
+	return r < 0 ? r : engine_family_base_set(job->ctl->eng, uid, &base);
+}
+
 static void create_local_done(void *arg, int res)
 {
 	struct vol_job *job = arg;
@@ -254,6 +278,8 @@ static void create_local_done(void *arg, int res)
 	/* a create taken over may find the local volume there already */
 	if (res == -EEXIST && job->req.resumed)
 		res = 0;
+	if (res == 0 && job->req.vol.base.volume[0])
+		res = set_base(job);
 	job->local_res = res;
 	job->req.op = res < 0 ? CLUSTER_VOL_REMOVE : CLUSTER_VOL_READY;
 	if (res < 0) {
@@ -381,6 +407,116 @@ bool ctl_cluster_volume_create(struct control *ctl, struct json_object *req, con
 	return true;
 }
 
+/* ---- clone across owners ---- */
+
+static void clone_found(void *arg, int res, uint64_t family, uint64_t layer, uint64_t blocks)
+{
+	struct vol_job *job = arg;
+	struct layout_base *b = &job->req.vol.base;
+	int r;
+
+	if (res < 0) {
+		snprintf(job->msg, sizeof(job->msg), "snapshot %s@%s: %s", b->volume, b->snap,
+			 res == -ENOENT ? "no such snapshot (its owner says)"
+			 : res == -ESTALE ? "its volume is changing owner: retry"
+			 : err_str(-res));
+		job_end(job, res, NULL);
+		return;
+	}
+	b->family = family;
+	b->layer = layer;
+	job->size = blocks * ENGINE_BLOCK_SIZE;
+	job->req.vol.size = job->size;
+	r = cluster_volume_async(job->ctl->cluster, &job->req, create_registered, job);
+	if (r < 0)
+		job_end(job, r, NULL);
+}
+
+bool ctl_cluster_clone(struct control *ctl, struct json_object *req, const char *snap_spec,
+		       const char *name, struct json_object **ans)
+{
+	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
+	struct cluster_volume v;
+	struct vol_job *job = NULL;
+	uint32_t replicas = 0;
+	uint64_t uid;
+	int r;
+
+	/* the parent runs here (its owner, or layers a clone made here still reads):
+	 * today's local clone; not in the map: the engine's answer */
+	if (!ctl->cluster || !snap_spec || volspec_parse(snap_spec, vol, snap) < 0 || !snap[0] ||
+	    engine_volume_family(ctl->eng, vol, &uid) == 0 ||
+	    cluster_volume_get(ctl->cluster, vol, &v) < 0)
+		return false;
+	if (!ctl->replicas)
+		*ans = ctl_error(ENOTSUP, "volume '%s' is not on this node, which serves no peers: "
+				 "make the clone on a node of the cluster", vol);
+	else if (!layout_id_valid(name))
+		*ans = ctl_volume_error(-EINVAL, name);
+	else if (!(*ans = pick_replicas(ctl, req, name, &replicas)) &&
+		 !(job = job_new(ctl, req, create_finish, CLUSTER_VOL_CREATE, name)))
+		*ans = ctl_error(ENOMEM, "out of memory");
+	if (*ans)
+		return true;
+	job->req.vol.replicas = replicas;
+	job->req.vol.sector_size = v.rec.sector_size;
+	job->flags = v.rec.sector_size == ENGINE_SECTOR_SIZE_4K ? ENGINE_CREATE_SECTOR_4K : 0;
+	snprintf(job->req.vol.base.volume, sizeof(job->req.vol.base.volume), "%s", vol);
+	snprintf(job->req.vol.base.snap, sizeof(job->req.vol.base.snap), "%s", snap);
+	r = baseread_find(ctl->replicas, vol, snap, clone_found, job);
+	if (r == -EREMOTE)
+		snprintf(job->msg, sizeof(job->msg), "volume '%s' has no owner now: claim it "
+			 "(quill volume claim %s) on any node, then make the clone", vol, vol);
+	else if (r == -ENOTCONN)
+		snprintf(job->msg, sizeof(job->msg), "volume '%s': its owner node %s is not "
+			 "connected to this node: retry", vol, v.claim.node);
+	*ans = job_started(job, r);
+	return true;
+}
+
+/* A flattened clone across owners: its record forgets the base (fenced), then its
+ * engine family reads through none. One drop at a time per node; a status asked again
+ * retries one that failed. */
+struct base_drop {
+	struct control *ctl;
+	struct cluster_vol_req req;
+	uint64_t uid;
+};
+
+static bool dropping;
+
+static void base_dropped(void *arg, int res, const char *msg)
+{
+	struct base_drop *d = arg;
+
+	dropping = false;
+	if (res == 0 && engine_family_base_set(d->ctl->eng, d->uid, NULL) == 0)
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: flattened, its record names no base any "
+			"more: its parent's snapshot may be removed", d->req.vol.name);
+	else if (res < 0)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: flattened, but its record still names its "
+			"base: %s (asked again at the next flatten status)", d->req.vol.name, msg);
+	free(d);
+}
+
+void ctl_cluster_flattened(struct control *ctl, const char *name)
+{
+	struct cluster_volume v;
+	struct base_drop *d;
+	uint64_t uid;
+
+	if (!ctl->cluster || dropping || cluster_volume_get(ctl->cluster, name, &v) < 0 ||
+	    !v.rec.base.volume[0] || !cluster_volume_owned(ctl->cluster, name, NULL) ||
+	    engine_volume_family(ctl->eng, name, &uid) < 0 || !(d = calloc(1, sizeof(*d))))
+		return;
+	*d = (struct base_drop){ .ctl = ctl, .uid = uid, .req = { .op = CLUSTER_VOL_BASE_DROP } };
+	snprintf(d->req.vol.name, sizeof(d->req.vol.name), "%s", name);
+	if (cluster_volume_async(ctl->cluster, &d->req, base_dropped, d) < 0)
+		free(d);
+	else
+		dropping = true;
+}
+
 /* ---- rm ---- */
 
 static void removing(struct control *ctl, const char *name, bool on)
@@ -454,24 +590,6 @@ struct json_object *ctl_cluster_refuse_base_rm(struct control *ctl, const char *
 			 "(quill flatten) or remove %s first", snap[0] ? "snapshot" : "volume",
 			 spec, found > 1 ? "clones" : "clone", names, found > 1 ? "them" : "it",
 			 found > 1 ? "them" : "it");
-}
-
-struct json_object *ctl_cluster_refuse_clone(struct control *ctl, const char *snap_spec)
-{
-	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
-	struct cluster_volume v;
-	uint64_t uid;
-
-	if (!ctl->cluster || !snap_spec || volspec_parse(snap_spec, vol, snap) < 0 ||
-	    engine_volume_family(ctl->eng, vol, &uid) == 0 ||
-	    cluster_volume_get(ctl->cluster, vol, &v) < 0)
-		return NULL;
-	if (v.claimed)
-		return ctl_error(EREMOTE, "volume '%s' is owned by node %s: make the clone there "
-				 "(a clone is made on its parent's owner; clones across owners "
-				 "are not built yet)", vol, v.claim.node);
-	return ctl_error(EREMOTE, "volume '%s' has no owner now: claim it here (quill volume "
-			 "claim %s) or on another node, then make the clone there", vol, vol);
 }
 
 bool ctl_cluster_volume_rm(struct control *ctl, struct json_object *req, const char *name,

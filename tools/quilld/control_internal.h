@@ -94,10 +94,16 @@ struct json_object *ctl_vhost_refuse_rm(struct control *ctl, const char *spec);
  * that snapshot; "VOL": any of its snapshots), naming those clones, from any node of
  * a cluster: the answer, or NULL (none, or no cluster). */
 struct json_object *ctl_cluster_refuse_base_rm(struct control *ctl, const char *spec);
-/* A clone is made on its parent's owner (docs/replication.md, "Snapshots and clones
- * across owners"): on another node of a cluster, where the parent is a volume of the
- * map this engine does not have, the answer names where to make it; else NULL. */
-struct json_object *ctl_cluster_refuse_clone(struct control *ctl, const char *snap_spec);
+/* A clone across owners (docs/replication.md, "Snapshots and clones across owners"):
+ * on a node of a cluster whose engine does not run the parent, a volume of the map,
+ * the clone is a map volume of its own (R like volume create, claimed by this node)
+ * whose record names its base: true and *ans (or the answer to come). false: the
+ * parent runs here (the local clone) or is not in the map. */
+bool ctl_cluster_clone(struct control *ctl, struct json_object *req, const char *snap_spec,
+		       const char *name, struct json_object **ans);
+/* name's flatten ended well: a clone across owners that this node owns drops `base`
+ * from its record (fenced), then reads through its base no more. */
+void ctl_cluster_flattened(struct control *ctl, const char *name);
 /* Adds "vhost_exports": [{"spec", "socket", "connected"}] to o: the exports defined on
  * vol and its snapshots. */
 void ctl_vhost_add_exports(struct control *ctl, const char *vol, struct json_object *o);

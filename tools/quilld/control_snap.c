@@ -318,7 +318,7 @@ static struct json_object *cmd_clone(struct control *ctl, struct json_object *re
 		return ans;
 	if (!name)
 		return ctl_error(EINVAL, "request without the new volume's name");
-	if ((ans = ctl_cluster_refuse_clone(ctl, ctl_get_string(req, "snap"))))
+	if (ctl_cluster_clone(ctl, req, ctl_get_string(req, "snap"), name, &ans))
 		return ans;
 	call = ctl_call_new(ctl, req, clone_finish);
 	return ctl_call_started(call, engine_clone_async(ctl->eng, ctl_get_string(req, "snap"),
@@ -366,6 +366,8 @@ static struct json_object *flatten_answer(struct control *ctl, struct json_objec
 		r = engine_flatten_status(ctl->eng, name, &st);
 	if (r < 0)
 		return flatten_error(r, name);
+	if (st.finished && !st.running && st.result == 0)
+		ctl_cluster_flattened(ctl, name);
 	ans = ctl_ok();
 	json_object_object_add(ans, "flatten", flatten_json(&st));
 	return ans;
@@ -455,7 +457,7 @@ const struct control_cmd ctl_snap_commands[] = {
 	{ CONTROL_CMD_SNAP_LIST, cmd_snap_list, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_SNAP_RM, cmd_snap_rm, { CTL_KEY_SNAP } },
 	{ CONTROL_CMD_SNAP_ROLLBACK, cmd_snap_rollback, { CTL_KEY_SNAP, { "force", CTL_BOOL } } },
-	{ CONTROL_CMD_CLONE, cmd_clone, { CTL_KEY_SNAP, CTL_KEY_NAME } },
+	{ CONTROL_CMD_CLONE, cmd_clone, { CTL_KEY_SNAP, CTL_KEY_NAME, { "replicas", CTL_UINT } } },
 	{ CONTROL_CMD_FLATTEN, cmd_flatten, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_FLATTEN_STATUS, cmd_flatten_status, { CTL_KEY_NAME } },
 	{ CONTROL_CMD_DIFF, cmd_diff, { { "from", CTL_STRING }, { "to", CTL_STRING } } },

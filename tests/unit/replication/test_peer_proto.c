@@ -121,8 +121,8 @@ Test(peer_proto, unknown_flags_and_reserved_refused)
 
 Test(peer_proto, unknown_ops_refused)
 {
-	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x29, 0x2a, 0x7f, 0x80,
-					   0xa9, 0xfe };
+	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2a, 0x2b, 0x7f, 0x80,
+					   0xaa, 0xfe };
 	struct peer_hdr d;
 
 	for (size_t i = 0; i < sizeof(unknown); i++) {
@@ -135,7 +135,7 @@ Test(peer_proto, unknown_ops_refused)
 	}
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND");
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND | PEER_OP_REPLY), "SEG_APPEND reply");
-	cr_assert_str_eq(peer_op_name(0x29), "op 0x29");
+	cr_assert_str_eq(peer_op_name(0x2a), "op 0x2a");
 	cr_assert_str_eq(peer_op_name(PEER_OP_PING), "PING");
 }
 
@@ -155,6 +155,7 @@ Test(peer_proto, segment_ops_known_with_bounds)
 		{ PEER_OP_SEG_FLUSH, 0, 0, 8 },
 		{ PEER_OP_SEG_STAT, 8, 8, 24 },
 		{ PEER_OP_LAYER_READ, 24, 24, 8 + 256 * (4 + 4096) },
+		{ PEER_OP_LAYER_FIND, 128, 128, 8 + 24 },
 	};
 	uint32_t min, max;
 
@@ -458,7 +459,7 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_FLUSH, buf, 4, &d), -EINVAL);
 	/* not a segment request */
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_PING, buf, 0, &d), -EOPNOTSUPP);
-	cr_assert_eq(peer_seg_req_decode(0x29, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(0x2a, buf, 0, &d), -EOPNOTSUPP);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL | PEER_OP_REPLY, buf, 8, &d),
 		     -EOPNOTSUPP);
 }
@@ -599,6 +600,42 @@ Test(peer_proto, layer_read_round_trip_and_refusals)
 	peer_put64(buf, 0);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_READ, buf, n, &d), -EINVAL,
 		     "layer 0 is no layer");
+}
+
+/* LAYER_FIND: two NUL-padded names; the reply's family, layer and size at their
+ * offsets; every refusal. */
+Test(peer_proto, layer_find_round_trip_and_refusals)
+{
+	uint8_t buf[sizeof(struct peer_layer_find)], rep[PEER_SEG_HEAD_MAX];
+	struct peer_seg_req r = { .op = PEER_OP_LAYER_FIND, .volume = "vm0", .snap = "base" };
+	struct peer_seg_reply found = { .family = 7, .layer = 9, .blocks = 16384 }, d;
+	struct peer_seg_req q;
+	size_t n = peer_seg_req_encode(&r, buf);
+
+	cr_assert_eq(n, 128);
+	cr_assert_str_eq((const char *)buf, "vm0");
+	cr_assert_str_eq((const char *)buf + 64, "base");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_FIND, buf, n, &q), 0);
+	cr_assert_str_eq(q.volume, "vm0");
+	cr_assert_str_eq(q.snap, "base");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_FIND, buf, n - 1, &q), -EINVAL);
+	buf[70] = 'x'; /* a byte after the snapshot name's NUL */
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_FIND, buf, n, &q), -EPROTO);
+	memset(buf + 64, 'a', 64); /* no NUL: 64 bytes of name */
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_FIND, buf, n, &q), -EINVAL);
+	memset(buf, 0, sizeof(buf)); /* empty names */
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_LAYER_FIND, buf, n, &q), -EINVAL);
+
+	n = peer_seg_reply_encode(PEER_OP_LAYER_FIND | PEER_OP_REPLY, &found, rep);
+	cr_assert_eq(n, 32);
+	cr_assert_eq(peer_get64(rep + 8), 7, "family at 8");
+	cr_assert_eq(peer_get64(rep + 16), 9, "layer at 16");
+	cr_assert_eq(peer_get64(rep + 24), 16384, "blocks at 24");
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_FIND | PEER_OP_REPLY, rep, n, &d), 0);
+	cr_assert(d.family == 7 && d.layer == 9 && d.blocks == 16384);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_FIND, rep, n - 8, &d), -EINVAL);
+	peer_put64(rep + 16, 0);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_FIND, rep, n, &d), -EPROTO, "layer 0");
 }
 
 /* A LAYER_READ reply: the CRCs, then the blocks, each block checked against its own;
