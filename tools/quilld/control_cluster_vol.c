@@ -438,7 +438,7 @@ bool ctl_cluster_clone(struct control *ctl, struct json_object *req, const char 
 	char vol[VOLSPEC_NAME_MAX + 1], snap[VOLSPEC_NAME_MAX + 1];
 	struct cluster_volume v;
 	struct vol_job *job = NULL;
-	uint32_t replicas = 0;
+	struct layout_volume pick = { 0 };
 	uint64_t uid;
 	int r;
 
@@ -453,12 +453,14 @@ bool ctl_cluster_clone(struct control *ctl, struct json_object *req, const char 
 				 "make the clone on a node of the cluster", vol);
 	else if (!layout_id_valid(name))
 		*ans = ctl_volume_error(-EINVAL, name);
-	else if (!(*ans = pick_replicas(ctl, req, name, &replicas)) &&
+	else if (!(*ans = pick_replicas(ctl, req, name, &pick)) &&
 		 !(job = job_new(ctl, req, create_finish, CLUSTER_VOL_CREATE, name)))
 		*ans = ctl_error(ENOMEM, "out of memory");
 	if (*ans)
 		return true;
-	job->req.vol.replicas = replicas;
+	job->req.vol.replicas = pick.replicas;
+	job->req.vol.ec_k = pick.ec_k;
+	job->req.vol.ec_m = pick.ec_m;
 	job->req.vol.sector_size = v.rec.sector_size;
 	job->flags = v.rec.sector_size == ENGINE_SECTOR_SIZE_4K ? ENGINE_CREATE_SECTOR_4K : 0;
 	snprintf(job->req.vol.base.volume, sizeof(job->req.vol.base.volume), "%s", vol);
