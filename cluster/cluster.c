@@ -115,6 +115,8 @@ struct cluster {
 	bool joined_once;
 	bool waiting_logged;
 	bool outage_logged;
+	bool join_failure_logged;
+	unsigned call_timeout_ms; /* of the session's calls while a lease is held */
 };
 
 /* ---- shared state ---- */
@@ -836,6 +838,36 @@ static void run_commands(struct cluster *cl)
 	}
 }
 
+/* Joining holds no lease yet, so no deadline waits on its calls: they get the time a
+ * loaded etcd needs (a raft write's fsync, the password's bcrypt), where a keepalive's
+ * TTL/3 would time out on every try and the node would never join. */
+#define JOIN_TIMEOUT_MS 5000
+
+static int join_patiently(struct cluster *cl, uint64_t *next_ka)
+{
+	int r;
+
+	etcd_set_timeout(cl->sess, cl->call_timeout_ms > JOIN_TIMEOUT_MS ?
+				   cl->call_timeout_ms : JOIN_TIMEOUT_MS);
+	r = join(cl, next_ka);
+	etcd_set_timeout(cl->sess, cl->call_timeout_ms);
+	if (r == 0 && cl->join_failure_logged)
+		log_msg(LOG_INFO, LOG_TAG, "etcd answers again (%s)", etcd_endpoint(cl->sess));
+	if (r == 0)
+		cl->join_failure_logged = false;
+	return r;
+}
+
+/* Said once per outage in the log, always in the state `cluster status` shows. */
+static void join_failed(struct cluster *cl)
+{
+	set_state(cl, "joining: %s", etcd_last_error(cl->sess));
+	if (!cl->join_failure_logged)
+		log_msg(LOG_WARN, LOG_TAG, "cannot join %s yet: %s (retrying)", cl->prefix,
+			etcd_last_error(cl->sess));
+	cl->join_failure_logged = true;
+}
+
 /* Errors a join cannot get past by waiting: this node is not welcome. */
 static bool join_fatal(int r)
 {
@@ -853,7 +885,7 @@ static void *session_main(void *arg)
 			if (cl->lease_id) {
 				keepalive(cl, &next);
 			} else {
-				int r = join(cl, &next);
+				int r = join_patiently(cl, &next);
 
 				if (r != -EPROTONOSUPPORT)
 					set_etcd(cl, cl->sess, r == -EBUSY ? 0 : r);
@@ -864,7 +896,7 @@ static void *session_main(void *arg)
 				}
 				if (r < 0) {
 					if (r != -EBUSY)
-						set_state(cl, "joining: %s", etcd_last_error(cl->sess));
+						join_failed(cl);
 					next = loop_now_ms() + (r == -EBUSY ? 500 : lease_retry_ms(cl->ttl_s));
 				}
 			}
@@ -1161,6 +1193,7 @@ static int make_clients(struct cluster *cl, const struct cluster_opts *opts)
 	int r = 0;
 
 	eo.timeout_ms = timeout < 300 ? 300 : timeout > 5000 ? 5000 : timeout;
+	cl->call_timeout_ms = eo.timeout_ms;
 	if (opts->credentials_file) {
 		r = cluster_credentials_load(opts->credentials_file, user, password, why,
 					     sizeof(why));

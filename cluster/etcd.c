@@ -103,7 +103,7 @@ int etcd_create(const struct etcd_opts *opts, struct etcd **out)
 	if (!e)
 		return -ENOMEM;
 	pthread_once(&curl_once, curl_init_once);
-	e->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 5000;
+	etcd_set_timeout(e, opts->timeout_ms);
 	r = split_endpoints(e, opts->endpoints ? opts->endpoints : "");
 	if (r == 0 && opts->user) {
 		e->user = strdup(opts->user);
@@ -141,6 +141,11 @@ void etcd_destroy(struct etcd *e)
 		free(e->password);
 	}
 	free(e);
+}
+
+void etcd_set_timeout(struct etcd *e, unsigned timeout_ms)
+{
+	e->timeout_ms = timeout_ms ? timeout_ms : 5000;
 }
 
 void etcd_interrupt(struct etcd *e)

@@ -42,6 +42,8 @@ struct etcd_opts {
 int etcd_create(const struct etcd_opts *opts, struct etcd **out);
 void etcd_destroy(struct etcd *e); /* NULL ok */
 
+/* The timeout of the calls that follow (0: 5000 ms); the thread that makes the calls. */
+void etcd_set_timeout(struct etcd *e, unsigned timeout_ms);
 /* Makes the call in progress, and every later one, return -ECANCELED. Any thread. */
 void etcd_interrupt(struct etcd *e);
 /* The last failure, as a sentence ("" after a success). */

@@ -130,6 +130,7 @@ struct catchup {
 	struct loop_timer *scan_timer;
 	unsigned scans;              /* range reads in flight */
 	bool busy;                   /* the last scan found records below R */
+	bool records_failing;        /* the last scan could not read them (etcd away) */
 	struct cscan *scan_list;
 	struct cjob *jobs;
 	unsigned njobs;
@@ -540,6 +541,23 @@ static void scan_free(struct cscan *s)
 	free(s);
 }
 
+/* Said once per outage: while etcd is away every failed holder and map change kicks a
+ * scan, and a line per scan flooded the log (ten a second at a cluster's stop). */
+static void records_unreadable(struct catchup *c, const char *msg)
+{
+	if (!c->records_failing)
+		log_msg(LOG_WARN, LOG_TAG, "cannot read the segment records (%s): catch-up "
+			"looks again every %u ms", msg, SCAN_BUSY_MS);
+	c->records_failing = true;
+}
+
+static void records_readable(struct catchup *c)
+{
+	if (c->records_failing)
+		log_msg(LOG_INFO, LOG_TAG, "the segment records can be read again");
+	c->records_failing = false;
+}
+
 static void scanned(void *arg, int res, const char *msg)
 {
 	struct cscan *s = arg;
@@ -561,10 +579,11 @@ static void scanned(void *arg, int res, const char *msg)
 	for (size_t i = 0; i < c->rs->nfams; i++)
 		if (c->rs->fams[i]->uid == s->uid)
 			f = c->rs->fams[i];
+	if (res < 0)
+		records_unreadable(c, msg);
+	else
+		records_readable(c);
 	if (res < 0 || !f || f->stale) {
-		if (res < 0)
-			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cannot read the segment records (%s)",
-					msg);
 		c->busy = true; /* not known: look again soon */
 	} else {
 		for (size_t i = 0; i < s->req.nsegs; i++) {
@@ -663,6 +682,8 @@ static void scan_schedule(struct catchup *c, unsigned ms)
 {
 	if (c->scans || c->rs->closing)
 		return; /* the scan in flight schedules the next one */
+	if (c->records_failing && ms < SCAN_BUSY_MS)
+		ms = SCAN_BUSY_MS; /* kicks wait for etcd like the scans do */
 	if (c->scan_timer) {
 		if (ms >= SCAN_BUSY_MS)
 			return;

@@ -9,6 +9,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
+# One test per core: the cluster tests hold a lock (quill_cluster) so that only one of
+# them runs at a time, beside single-node tests. QUILL_TEST_JOBS=1 runs them one by one.
+jobs="${QUILL_TEST_JOBS:-$(nproc)}"
 
 failed=()
 passed=()
@@ -32,11 +35,11 @@ if ! step "deps" scripts/deps.sh; then
 fi
 
 if step "build" scripts/build.sh; then
-	step "tests (build/)" bash -c 'cd build && ctest --output-on-failure'
+	step "tests (build/)" bash -c "cd build && ctest --output-on-failure -j$jobs"
 fi
 if step "build --sanitize" scripts/build.sh --sanitize; then
 	step "unit and 'san' tests under ASan+UBSan (build-san/)" \
-		bash -c "cd build-san && ctest --output-on-failure -L 'unit|san'"
+		bash -c "cd build-san && ctest --output-on-failure -j$jobs -L 'unit|san'"
 fi
 
 echo
