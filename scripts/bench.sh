@@ -39,6 +39,8 @@
 #   KEEP=1            keep the images and quill's store
 #   QUILLD=path       the quilld to run (default build/tools/quilld): before/after
 #                     comparisons of two builds on the same machine
+#   QUILLD_ARGS       extra quilld flags (word-split), e.g. "--read-defrag=yes": A/B
+#                     runs of one build
 #   PRECONDITION=1    write quill's whole store file once before quilld starts
 #                     (default 0: a fallocate()d file, as the quick start makes)
 set -euo pipefail
