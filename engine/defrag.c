@@ -31,8 +31,8 @@
  * couple of batch writes at most. A window whose blocks take few I/Os is left alone,
  * and what was rewritten takes few: a range is rewritten once, not at every read.
  *
- * Sequential readers (engine_opts.seq_defrag, on by default; read_defrag, every
- * read, is off). Rewriting what any read found scattered made a lone 1 MiB read pay
+ * Sequential readers (engine_opts.seq_defrag; read_defrag is every read; both off
+ * by default: docs/engine.md has the A/B). Rewriting what any read found scattered made a lone 1 MiB read pay
  * a 1 MiB write; what pays off is rewriting what a scan reads, since a scan comes
  * back (the next backup, boot, table scan, or the next pass of one). So a client's
  * read that starts where the volume's previous read ended, after DEFRAG_SEQ_MIN

@@ -54,7 +54,6 @@ void engine_opts_init(struct engine_opts *opts)
 	opts->gc_auto = true;
 	opts->prezero = true;
 	opts->idle_defrag = true;
-	opts->seq_defrag = true;
 	opts->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 }
 

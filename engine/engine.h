@@ -98,8 +98,9 @@ struct engine_opts {
 	bool seq_defrag;           /* the same, but only for a read that continues a
 				      sequential stream of the volume's reads (at least
 				      4 MiB read in order before it): a scan, a backup, a
-				      boot, not a lone large read; default on through
-				      engine_opts_init */
+				      boot, not a lone large read; off by default: the
+				      first pass pays a write of what it reads, and
+				      bench.sh showed no gain (docs/engine.md) */
 	bool idle_defrag;          /* when no client request came for a while (100 ms),
 				      rewrite the volumes' scattered windows in LBA order, one
 				      at a time, so that a later sequential read finds them

@@ -207,7 +207,7 @@ def status(job):
 seq_rows, prev = [], {"read_ios": 0}
 for job in jobs:
     q, st = res.get("quill", {}).get(job), status(job)
-    if q and "1m" in job.split("-") and "read" in job and st and prev:
+    if q and job.startswith("seqread") and st and prev:
         mib = q["mib_s"] * q["io_s"]
         mem = (res.get("nbdkit-memory", {}).get(job) or {}).get("iops")
         seq_rows.append([job, "%.0f" % q["iops"],

@@ -2,8 +2,8 @@
  * blocks lie scattered over the log rewrites them once, in LBA order, so that the
  * next read takes few I/Os; a write or trim racing the rewrite wins, at run time,
  * after a crash and after a rebuild of the metadata from the log; snapshots are never
- * rewritten; it is off unless asked for (engine_opts.read_defrag), except behind a
- * sequential reader (engine_opts.seq_defrag, on by default). */
+ * rewritten; it is off unless asked for (engine_opts.read_defrag, or seq_defrag: only
+ * behind a sequential reader). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -304,7 +304,18 @@ Test(defrag, no_rewrite_when_free_slots_are_scarce)
 	cr_assert_geq(stats().defrag_skipped, 1);
 }
 
-/* ---- sequential readers (engine_opts.seq_defrag, on by default) ---- */
+/* ---- sequential readers (engine_opts.seq_defrag) ---- */
+
+static void open_engine_seq(void)
+{
+	struct engine_opts o;
+	int r;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.seq_defrag = true;
+	r = engine_open(&o, &eng);
+	cr_assert_eq(r, 0, "engine_open: %s", strerror(-r));
+}
 
 #define SEQ_BASE 1024u /* the scattered range of a volume of 2 x VOL_BLOCKS */
 
@@ -329,12 +340,12 @@ static uint64_t read_seq_range(struct engine_volume *vol)
 	return stats().read_ios - before;
 }
 
-Test(defrag, a_sequential_reader_rewrites_a_scattered_range_by_default)
+Test(defrag, a_sequential_reader_rewrites_a_scattered_range)
 {
 	struct engine_volume *vol;
 	uint64_t ios;
 
-	open_engine();
+	open_engine_seq();
 	vol = create_and_open("v", 2 * VOL_SIZE);
 	write_scattered(vol, SEQ_BASE, 1);
 	read_in_order(vol, 0, SEQ_BASE); /* 4 MiB in order: a stream */
@@ -353,7 +364,7 @@ Test(defrag, a_read_that_does_not_continue_a_long_stream_is_not_rewritten)
 {
 	struct engine_volume *vol;
 
-	open_engine();
+	open_engine_seq();
 	vol = create_and_open("v", 2 * VOL_SIZE);
 	write_scattered(vol, SEQ_BASE, 1);
 	read_in_order(vol, SEQ_BASE / 2 + 1, SEQ_BASE); /* just under 4 MiB */
@@ -366,12 +377,11 @@ Test(defrag, a_read_that_does_not_continue_a_long_stream_is_not_rewritten)
 	cr_assert_eq(stats().defrag_blocks, 0);
 }
 
-Test(defrag, no_rewrite_behind_a_sequential_reader_when_off)
+Test(defrag, no_rewrite_behind_a_sequential_reader_by_default)
 {
 	struct engine_volume *vol;
 
 	open_engine();
-	eng->opts.seq_defrag = false;
 	vol = create_and_open("v", 2 * VOL_SIZE);
 	write_scattered(vol, SEQ_BASE, 1);
 	read_in_order(vol, 0, SEQ_BASE);
