@@ -32,12 +32,13 @@
  * and what was rewritten takes few: a range is rewritten once, not at every read.
  *
  * Sequential readers (engine_opts.seq_defrag; read_defrag is every read; both off
- * by default: docs/engine.md has the A/B). Rewriting what any read found scattered made a lone 1 MiB read pay
- * a 1 MiB write; what pays off is rewriting what a scan reads, since a scan comes
- * back (the next backup, boot, table scan, or the next pass of one). So a client's
- * read that starts where the volume's previous read ended, after DEFRAG_SEQ_MIN
- * blocks read in order, may rewrite its scattered windows. One stream per volume:
- * two interleaved scans break each other's and rewrite nothing.
+ * by default: docs/engine.md has the A/B). Rewriting what any read found scattered
+ * made a lone 1 MiB read pay a 1 MiB write; what may pay off is rewriting what a
+ * scan reads, since a scan comes back (the next backup, boot, table scan, or the
+ * next pass of one). So with seq_defrag a client's read that starts where the
+ * volume's previous read ended, after DEFRAG_SEQ_MIN blocks read in order, may
+ * rewrite its scattered windows. One stream per volume: two interleaved scans
+ * break each other's and rewrite nothing.
  */
 #include <errno.h>
 #include <limits.h>
