@@ -30,6 +30,15 @@
  * the volume's write pipeline with its client writes, which wait behind them for a
  * couple of batch writes at most. A window whose blocks take few I/Os is left alone,
  * and what was rewritten takes few: a range is rewritten once, not at every read.
+ *
+ * Sequential readers (engine_opts.seq_defrag; read_defrag is every read; both off
+ * by default: docs/engine.md has the A/B). Rewriting what any read found scattered
+ * made a lone 1 MiB read pay a 1 MiB write; what may pay off is rewriting what a
+ * scan reads, since a scan comes back (the next backup, boot, table scan, or the
+ * next pass of one). So with seq_defrag a client's read that starts where the
+ * volume's previous read ended, after DEFRAG_SEQ_MIN blocks read in order, may
+ * rewrite its scattered windows. One stream per volume: two interleaved scans
+ * break each other's and rewrite nothing.
  */
 #include <errno.h>
 #include <limits.h>
@@ -47,6 +56,10 @@
  * two where it crosses a slot's end: it never qualifies again. */
 #define DEFRAG_MIN_BLOCKS 32u
 #define DEFRAG_MAX_INFLIGHT 4096u /* blocks: 16 windows of 1 MiB */
+/* Sequential readers (engine_opts.seq_defrag): a read is part of a stream once this
+ * many blocks (4 MiB) were read in order right before it, so a lone large read, or a
+ * few neighbouring ones, never writes. */
+#define DEFRAG_SEQ_MIN 1024u
 
 struct defrag_block {
 	uint32_t idx; /* block of the request */
@@ -115,9 +128,19 @@ static int plan_add(struct engine_volume *vol, struct ioreq *req, uint64_t lba, 
 void eng_defrag_note(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		     const struct read_block *b, uint32_t n)
 {
-	if (n && (vol->eng->opts.read_defrag || req->idle_defrag) &&
+	if (n && (vol->eng->opts.read_defrag || req->idle_defrag || req->seq_stream) &&
 	    vol->rec.kind == ONDISK_LAYER_VOLUME)
 		(void)plan_add(vol, req, lba, dst, b, n); /* no memory: the range stays as is */
+}
+
+bool eng_defrag_seq_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks)
+{
+	bool in_order = lba == vol->seq_next;
+	bool stream = in_order && vol->seq_blocks >= DEFRAG_SEQ_MIN;
+
+	vol->seq_blocks = in_order ? vol->seq_blocks + nblocks : nblocks;
+	vol->seq_next = lba + nblocks;
+	return stream && vol->eng->opts.seq_defrag;
 }
 
 static void moves_retired(void *arg, int res)

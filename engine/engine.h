@@ -95,6 +95,12 @@ struct engine_opts {
 				      next read of the range is one I/O (engine/defrag.c);
 				      off by default: the first read of a scattered range
 				      pays a write of it (docs/engine.md) */
+	bool seq_defrag;           /* the same, but only for a read that continues a
+				      sequential stream of the volume's reads (at least
+				      4 MiB read in order before it): a scan, a backup, a
+				      boot, not a lone large read; off by default: the
+				      first pass pays a write of what it reads, and
+				      bench.sh showed no gain (docs/engine.md) */
 	bool idle_defrag;          /* when no client request came for a while (100 ms),
 				      rewrite the volumes' scattered windows in LBA order, one
 				      at a time, so that a later sequential read finds them

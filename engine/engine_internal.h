@@ -49,6 +49,8 @@ struct ioreq {
 	struct defrag_plan *defrag;  /* a read: blocks to rewrite once it is done (defrag.c) */
 	bool idle_defrag;            /* a read of the idle defragmenter, not a client's:
 					its windows are rewritten (defrag.c) */
+	bool seq_stream;             /* a client's read that continues a sequential
+					stream: its scattered windows are rewritten */
 };
 
 /* A FIFO of requests, linked through ioreq.next. */
@@ -150,6 +152,9 @@ struct engine_volume {
 	struct batch *tail;
 	unsigned ninflight;   /* submitted, not retired: at most ONDISK_MAX_INFLIGHT_BATCHES */
 	struct eng_job *job;  /* the management job working on this layer, or NULL */
+	/* the clients' reads in order (defrag.c, engine_opts.seq_defrag): where the last
+	 * one ended, and how many blocks were read in order up to there */
+	uint64_t seq_next, seq_blocks;
 	unsigned holds;       /* >0: new writes wait in `held` (a layer switch is coming) */
 	struct req_fifo held;
 };
@@ -774,6 +779,10 @@ bool eng_defrag_wanted(uint32_t n, uint32_t ios);
  * buffer): the blocks vol's own map holds are noted in req, rewritten when it ends. */
 void eng_defrag_note(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		     const struct read_block *b, uint32_t n);
+/* A client's read of [lba, lba + nblocks) of vol arrives: does it continue a
+ * sequential stream long enough for its scattered windows to be rewritten
+ * (engine_opts.seq_defrag)? Updates vol's stream either way. */
+bool eng_defrag_seq_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks);
 /* Before a read's callback (req->defrag set): appends what still qualifies as MOVEs,
  * in LBA order, from req's buffer; frees the plan. */
 void eng_defrag_finish(struct engine *eng, struct ioreq *req);

@@ -907,6 +907,7 @@ static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lb
 int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		engine_cb cb, void *arg)
 {
+	struct ioreq *req;
 	int r = check_range(vol, lba, nblocks);
 
 	if (r < 0)
@@ -914,7 +915,12 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 	if (!buf || !cb || nblocks == 0)
 		return -EINVAL;
 	vol->eng->client_reqs++; /* the idle defragmenter waits for a quiet spell */
-	return eng_read_layers(vol, lba, nblocks, buf, cb, arg);
+	req = eng_req_alloc(vol->eng, cb, arg);
+	if (!req)
+		return -ENOMEM;
+	req->seq_stream = eng_defrag_seq_read(vol, lba, nblocks);
+	eng_read_req(vol, req, lba, nblocks, buf);
+	return 0;
 }
 
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,

@@ -39,6 +39,8 @@
 #   KEEP=1            keep the images and quill's store
 #   QUILLD=path       the quilld to run (default build/tools/quilld): before/after
 #                     comparisons of two builds on the same machine
+#   QUILLD_ARGS       extra quilld flags (word-split), e.g. "--read-defrag=yes": A/B
+#                     runs of one build
 #   PRECONDITION=1    write quill's whole store file once before quilld starts
 #                     (default 0: a fallocate()d file, as the quick start makes)
 set -euo pipefail
@@ -192,6 +194,35 @@ for job in jobs:
 table(head, rows)
 print("IOPS of both directions summed; 1m jobs: IOPS = MiB/s. Latency: fio lat (mean,")
 print("max), clat p99 (worst direction). best-peer = the better of qemu-nbd and nbdkit.")
+
+# Sequential reads (issue 11): quill against raw, the transport's own ceiling (nbdkit
+# memory: NBD with no disk at all), and how scattered quill found the data: its store
+# reads per MiB read during the job (quilld's read_ios before and after; 1 = in
+# order, ~95 = every 4 KiB block in another place).
+def status(job):
+    path = os.path.join(out, "quill", job + ".status.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+seq_rows, prev = [], {"read_ios": 0}
+for job in jobs:
+    q, st = res.get("quill", {}).get(job), status(job)
+    if q and job.startswith("seqread") and st and prev:
+        mib = q["mib_s"] * q["io_s"]
+        mem = (res.get("nbdkit-memory", {}).get(job) or {}).get("iops")
+        seq_rows.append([job, "%.0f" % q["iops"],
+                         "%.0f" % res["raw"][job]["iops"] if res.get("raw", {}).get(job) else "-",
+                         "%.0f" % mem if mem else "-",
+                         ratio(q["iops"], (res.get("raw", {}).get(job) or {}).get("iops")),
+                         ratio(q["iops"], mem),
+                         "%.1f" % ((st["read_ios"] - prev["read_ios"]) / mib) if mib else "-",
+                         "%.0f" % ((st.get("defrag_bytes", 0) - prev.get("defrag_bytes", 0)) / 2**20)])
+    prev = st
+if seq_rows:
+    print("\nsequential reads, same run (MiB/s); store reads per MiB and MiB rewritten in order\n"
+          "(defrag) during the job; the job before a read job is what scattered it")
+    table(["job", "quill", "raw", "nbdkit-memory", "quill/raw", "quill/nbdkit-memory",
+           "reads/MiB", "defrag MiB"], seq_rows)
 qd1 = [job for job in jobs if "qd1" in job.split("-")]
 if qd1:
     print()

@@ -150,7 +150,7 @@ start_quill()
 	fi
 	listen "$1" bench --nbd-unix --nbd-addr --nbd-port
 	"$QUILLD" --data-dir "$1/store" --store-size "$STORE_SIZE" --format --control "$1/ctl.sock" \
-		--nbd-addr "" "${LISTEN[@]}" >"$1/server.log" 2>&1 &
+		--nbd-addr "" "${LISTEN[@]}" ${QUILLD_ARGS:-} >"$1/server.log" 2>&1 &
 	started || return 1
 	wait_ready "$SERVER_PID" "$QUILL" --socket "$1/ctl.sock" status || return 1
 	"$QUILL" --socket "$1/ctl.sock" volume create bench "$EXPORT_BYTES" >/dev/null

@@ -10,6 +10,8 @@
 #   - without either (--idle-defrag=no) nothing is rewritten and the second read is
 #     as scattered as the first; with --prezero=no no zeros are written ahead of the
 #     log, while by default they are (the store file is thin: fallocate()d);
+#   - with --seq-defrag=yes a sequential reader's scattered windows past its first
+#     4 MiB are rewritten, the content unchanged;
 #   - by default the idle defragmenter rewrites the scattered range once the clients
 #     are quiet: the first read after the pause takes at most 3 store reads per MiB,
 #     and the bytes are the same, before and after a restart.
@@ -112,6 +114,23 @@ server_stop
 rm -rf "$WORK/node" "$WORK"/*.img
 
 # the idle defragmenter (on by default): scattered by the random writes, then quiet
+# --seq-defrag: only what a sequential reader reads after its first 4 MiB in order
+IT_QUILLD_ARGS="--seq-defrag=yes --idle-defrag=no"
+server_start
+scatter
+image before
+for pass in 1 2 3 4 5; do
+	seq_read >/dev/null
+	[ "$(status_field defrag_bytes)" -lt $(((MIB - 4) << 20)) ] || break
+done
+moved="$(status_field defrag_bytes)"
+log "seq-defrag: $((moved >> 20)) MiB rewritten after $pass passes"
+[ "$moved" -ge $(((MIB - 4) << 20)) ] || fail "seq-defrag: only $moved bytes rewritten"
+image rewritten
+cmp "$WORK/before.img" "$WORK/rewritten.img" || fail "seq-defrag changed the volume"
+server_stop
+rm -rf "$WORK/node" "$WORK"/*.img
+
 IT_QUILLD_ARGS=""
 server_start
 scatter

@@ -199,6 +199,7 @@ static const struct setting settings[] = {
 	{ "sync-size", SET_SIZE, F(sync_size), 0, "flush the store in the background after this much log, so that no flush holds the disk long (8M; 0: only when asked)", NULL, false },
 	{ "prezero", SET_FLAG, F(prezero), 0, "write zeros over the free segments the log takes next, in the background, so that a thin store file's first writes do not pay the file system's extent conversion (yes; no: leave them)", NULL, false },
 	{ "read-defrag", SET_FLAG, F(read_defrag), 0, "a read whose blocks lie scattered over the log writes them back as one run, so that the next read of it is one I/O per MiB (no: the first read would pay a write)", NULL, false },
+	{ "seq-defrag", SET_FLAG, F(seq_defrag), 0, "read-defrag for sequential readers only: a read that continues 4 MiB or more read in order, and finds its blocks scattered, writes them back as one run, so that the next pass is one I/O per MiB (no: the first pass would pay a write; bench.sh A/B in docs/engine.md)", NULL, false },
 	{ "idle-defrag", SET_FLAG, F(idle_defrag), 0, "when no client request came for 100 ms, rewrite the volumes' scattered ranges in LBA order, a MiB at a time, so that a later sequential read is one I/O per MiB (yes; no: leave them, at the cost of slow sequential reads after random writes)", NULL, false },
 	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)", NULL, false },
 	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)", check_log_level, false },

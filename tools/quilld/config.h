@@ -38,6 +38,8 @@ struct quilld_config {
 	bool prezero;                    /* zeros ahead of the log (engine_opts.prezero); yes */
 	bool read_defrag;                /* read reallocation (engine_opts.read_defrag); no */
 	bool idle_defrag;                /* the idle defragmenter (engine_opts.idle_defrag); yes */
+	bool seq_defrag;                 /* read reallocation behind sequential readers
+					    (engine_opts.seq_defrag); no */
 	char log_level[16];
 	char vhost[CONFIG_VHOST_MAX][CONFIG_PATH_MAX]; /* "VOL=SOCKET" */
 	unsigned nvhost;

@@ -2,7 +2,8 @@
  * blocks lie scattered over the log rewrites them once, in LBA order, so that the
  * next read takes few I/Os; a write or trim racing the rewrite wins, at run time,
  * after a crash and after a rebuild of the metadata from the log; snapshots are never
- * rewritten; it is off unless asked for (engine_opts.read_defrag). */
+ * rewritten; it is off unless asked for (engine_opts.read_defrag, or seq_defrag: only
+ * behind a sequential reader). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -37,17 +38,22 @@ static void open_engine_defrag(void)
 #define NBLK (RUN * RUNS)
 #define NOISE 600u  /* where the writes between the runs go */
 
-/* lba 0..63 tag `tag`, written as 8 runs of 8 blocks, last run first, each followed by
- * a 10-block write elsewhere: the runs lie more than the read's join gap apart, so a
- * read of the range takes one I/O per run. */
+/* lba base..base+63 tag `tag`, written as 8 runs of 8 blocks, last run first, each
+ * followed by a 10-block write elsewhere: the runs lie more than the read's join gap
+ * apart, so a read of the range takes one I/O per run. */
+static void write_scattered(struct engine_volume *vol, uint64_t base, uint32_t tag)
+{
+	for (uint32_t r = RUNS; r-- > 0;) {
+		write_tagged(vol, base + r * RUN, RUN, tag);
+		write_tagged(vol, NOISE + r * 10, 10, 99);
+	}
+}
+
 static struct engine_volume *scattered(uint32_t tag)
 {
 	struct engine_volume *vol = create_and_open("v", VOL_SIZE);
 
-	for (uint32_t r = RUNS; r-- > 0;) {
-		write_tagged(vol, r * RUN, RUN, tag);
-		write_tagged(vol, NOISE + r * 10, 10, 99);
-	}
+	write_scattered(vol, 0, tag);
 	return vol;
 }
 
@@ -296,4 +302,89 @@ Test(defrag, no_rewrite_when_free_slots_are_scarce)
 	cr_assert_eq(read_range(vol, 1), RUNS);
 	cr_assert_eq(stats().defrag_blocks, 0);
 	cr_assert_geq(stats().defrag_skipped, 1);
+}
+
+/* ---- sequential readers (engine_opts.seq_defrag) ---- */
+
+static void open_engine_seq(void)
+{
+	struct engine_opts o;
+	int r;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.seq_defrag = true;
+	r = engine_open(&o, &eng);
+	cr_assert_eq(r, 0, "engine_open: %s", strerror(-r));
+}
+
+#define SEQ_BASE 1024u /* the scattered range of a volume of 2 x VOL_BLOCKS */
+
+/* Reads [from, to) in order, 128 blocks at a time (the noise at NOISE among them). */
+static void read_in_order(struct engine_volume *vol, uint64_t from, uint64_t to)
+{
+	uint8_t *buf = aligned_alloc(BLK, 128u * BLK);
+
+	cr_assert_not_null(buf);
+	for (uint64_t lba = from; lba < to; lba += 128)
+		cr_assert_eq(vread(vol, lba, to - lba < 128 ? (uint32_t)(to - lba) : 128, buf), 0);
+	free(buf);
+}
+
+/* Store reads taken by a read of the scattered range at SEQ_BASE. */
+static uint64_t read_seq_range(struct engine_volume *vol)
+{
+	uint64_t before = stats().read_ios;
+
+	expect_tagged(vol, SEQ_BASE, NBLK, 1);
+	settle();
+	return stats().read_ios - before;
+}
+
+Test(defrag, a_sequential_reader_rewrites_a_scattered_range)
+{
+	struct engine_volume *vol;
+	uint64_t ios;
+
+	open_engine_seq();
+	vol = create_and_open("v", 2 * VOL_SIZE);
+	write_scattered(vol, SEQ_BASE, 1);
+	read_in_order(vol, 0, SEQ_BASE); /* 4 MiB in order: a stream */
+	ios = read_seq_range(vol);
+	cr_assert_eq(ios, RUNS, "the scattered read took %llu I/Os", (unsigned long long)ios);
+	cr_assert_eq(stats().defrag_blocks, NBLK, "the stream's scattered window is rewritten");
+	ios = read_seq_range(vol);
+	cr_assert_leq(ios, 3, "after the rewrite: %llu I/Os", (unsigned long long)ios);
+	expect_tagged(vol, NOISE, 10 * RUNS, 99);
+	reopen_engine();
+	vol = open_vol("v");
+	cr_assert_leq(read_seq_range(vol), 3);
+}
+
+Test(defrag, a_read_that_does_not_continue_a_long_stream_is_not_rewritten)
+{
+	struct engine_volume *vol;
+
+	open_engine_seq();
+	vol = create_and_open("v", 2 * VOL_SIZE);
+	write_scattered(vol, SEQ_BASE, 1);
+	read_in_order(vol, SEQ_BASE / 2 + 1, SEQ_BASE); /* just under 4 MiB */
+	cr_assert_eq(read_seq_range(vol), RUNS);
+	read_in_order(vol, 0, SEQ_BASE - 8); /* a stream, but the read skips 8 blocks */
+	cr_assert_eq(read_seq_range(vol), RUNS);
+	read_in_order(vol, 0, SEQ_BASE); /* a stream broken by a read elsewhere */
+	read_in_order(vol, 2000, 2001);
+	cr_assert_eq(read_seq_range(vol), RUNS);
+	cr_assert_eq(stats().defrag_blocks, 0);
+}
+
+Test(defrag, no_rewrite_behind_a_sequential_reader_by_default)
+{
+	struct engine_volume *vol;
+
+	open_engine();
+	vol = create_and_open("v", 2 * VOL_SIZE);
+	write_scattered(vol, SEQ_BASE, 1);
+	read_in_order(vol, 0, SEQ_BASE);
+	cr_assert_eq(read_seq_range(vol), RUNS);
+	cr_assert_eq(stats().defrag_blocks, 0);
 }
