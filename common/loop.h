@@ -37,6 +37,11 @@ struct loop_wait {
 	void *events;    /* in: struct epoll_event[max_events], owned by the loop; the
 			    waiter may leave a collection of it pending across calls */
 	int max_events;  /* in */
+	unsigned min_events; /* in, set by the waiter's owner (the loop leaves it 0): the
+			    waiter may sleep until this many wake-ups came (each of its
+			    completions, and epfd becoming readable, is one; 0 or 1: the
+			    first). Only for a waiter that knows a lone one does nothing:
+			    timeout_ms still bounds the sleep */
 	bool ready;      /* out: epfd became readable (or has events below) */
 	int nevents;     /* out, when ready: events already in events (0: the loop
 			    collects them with epoll_wait) */

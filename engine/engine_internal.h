@@ -219,6 +219,8 @@ struct engine {
 	struct segs *segs;  /* where the segments live (segment.h) */
 	const struct seg_mirror_ops *mirror; /* copies elsewhere (segment.h), or NULL */
 	void *mirror_ctx;
+	unsigned mirror_both; /* mirrored appends with both halves in flight (segment.c):
+				 the first half to come wakes the loop for nothing */
 	const struct engine_base_ops *base_ops; /* remote bases' transport (base.c), or NULL */
 	void *base_ctx;
 	struct eng_base *bases; /* families whose root reads through a remote base */

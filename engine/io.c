@@ -13,6 +13,7 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/loop.h"
 #include "engine/engine_internal.h"
 
 #define BATCH_BUF_BLOCKS (2 + ONDISK_SUMMARY_MAX_ENTRIES)
@@ -1064,9 +1065,25 @@ int engine_run(struct engine *eng)
 	return poll_end(eng, n);
 }
 
+/* How many wake-ups the ring may sleep for (loop.h's min_events). A mirrored append
+ * completes when its local write AND its copies did; the local write usually comes
+ * first, and waking for it alone is a system call and a context switch for nothing
+ * (on a 2-core machine the CPU the holders need then). While every I/O in flight is
+ * the local half of such an append whose copies are still out, the ring sleeps
+ * until two came. Bounded: each of those local writes completes, and the copies
+ * come through the loop's sockets, event fds or timers (timeout_ms); anything else
+ * that comes meanwhile (a client's request) waits at most for one local write. */
+static unsigned wait_events(const struct engine *eng)
+{
+	return eng->mirror_both && seg_inflight(eng) == eng->mirror_both ? 2 : 1;
+}
+
 int engine_wait_fd(struct engine *eng, struct loop_wait *w, int timeout_ms)
 {
-	int r = seg_wait_fd(eng, w, sleep_bound(eng, timeout_ms));
+	int r;
+
+	w->min_events = wait_events(eng);
+	r = seg_wait_fd(eng, w, sleep_bound(eng, timeout_ms));
 
 	return r < 0 && (r == -ETIME || r == -EINTR) ? 0 : r;
 }

@@ -324,7 +324,18 @@ struct mirror_join {
 	int pending;
 	int res;
 	struct slot *slot; /* its local_writes counts this append's local half */
+	struct engine *eng;
+	bool both;         /* counted in eng->mirror_both: neither half came yet */
 };
+
+/* A half of j came: j no longer waits for two. */
+static void join_half_came(struct mirror_join *j)
+{
+	if (j->both) {
+		j->both = false;
+		j->eng->mirror_both--;
+	}
+}
 
 static void join_done(void *arg, int res)
 {
@@ -354,6 +365,16 @@ static void join_local_done(void *arg, int res)
 	struct mirror_join *j = arg;
 
 	j->slot->local_writes--;
+	join_half_came(j);
+	join_done(j, res);
+}
+
+/* The mirror's half of an append: every holder has it (or it failed). */
+static void join_mirror_done(void *arg, int res)
+{
+	struct mirror_join *j = arg;
+
+	join_half_came(j);
 	join_done(j, res);
 }
 
@@ -402,9 +423,14 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 		j->pending--;
 	}
 	mirror = eng->mirror->append(eng->mirror_ctx, slot, block, &iov, 1, nblocks, false,
-				     join_done, j);
+				     join_mirror_done, j);
 	if (mirror < 0)
 		j->pending--;
+	if (j->pending == 3) { /* both started, neither came yet: engine_wait_fd */
+		j->eng = eng;
+		j->both = true;
+		eng->mirror_both++;
+	}
 	return join_end(j, local, mirror);
 }
 

@@ -545,8 +545,8 @@ int store_submit(struct store *st)
 }
 
 /* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,
- * waits up to timeout_ms (-1: forever) for one. 0 or -errno. */
-static int submit_and_wait(struct store *st, int timeout_ms)
+ * waits up to timeout_ms (-1: forever) for nr of them (at least one). 0 or -errno. */
+static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr)
 {
 	int r;
 
@@ -555,7 +555,7 @@ static int submit_and_wait(struct store *st, int timeout_ms)
 	if (timeout_ms == 0 || idle || io_uring_cq_ready(&st->ring)) {
 		r = io_uring_submit(&st->ring);
 	} else if (timeout_ms < 0) {
-		r = io_uring_submit_and_wait(&st->ring, 1);
+		r = io_uring_submit_and_wait(&st->ring, nr ? nr : 1);
 	} else {
 		struct __kernel_timespec ts = {
 			.tv_sec = timeout_ms / 1000,
@@ -563,7 +563,7 @@ static int submit_and_wait(struct store *st, int timeout_ms)
 		};
 		struct io_uring_cqe *cqe;
 
-		r = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
+		r = io_uring_submit_and_wait_timeout(&st->ring, &cqe, nr ? nr : 1, &ts, NULL);
 	}
 	if (!submit_error_is_transient(r)) {
 		LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_enter: %s", st->path,
@@ -580,7 +580,7 @@ int store_poll(struct store *st, int timeout_ms)
 	if (!st)
 		return -EINVAL;
 	pending_drain(st);
-	r = submit_and_wait(st, timeout_ms);
+	r = submit_and_wait(st, timeout_ms, 1);
 	return r < 0 ? r : reap(st, true);
 }
 
@@ -639,7 +639,7 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 		if (r < 0)
 			return r;
 	}
-	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms);
+	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms, w->min_events);
 	if (r < 0)
 		return r;
 	r = reap(st, true);

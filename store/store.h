@@ -92,6 +92,9 @@ int store_reap(struct store *st);
  * many events this call collected (0: the caller runs epoll_wait). Events collected
  * by an earlier store_poll()/store_reap() are not reported (they may be stale): only
  * ready. One fd per store: another fd or buffer is -EINVAL while the watch is armed.
+ * w->min_events > 1: the sleep lasts until that many completions (the watch's
+ * counts one) or the timeout, not until the first: the caller knows that a lone one
+ * would wake it for nothing (engine.h's engine_wait_fd).
  * Returns the number of callbacks run, or -errno. */
 struct loop_wait;
 int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -774,6 +775,72 @@ Test(store, wait_fd_collects_the_epoll_events_in_the_ring)
 	cr_assert_eq(w.nevents, 0, "events collected before this wait are not reported");
 	store_close(st);
 	loop_fds_close(&l);
+}
+
+/* A timer fd in the loop's epoll set that becomes readable after ms: the "other
+ * wake-up" (a holder's reply) comes later than the store's own write. */
+static int timer_in(const struct loop_fds *l, int ms)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = ms / 1000,
+						.tv_nsec = (long)(ms % 1000) * 1000000 } };
+	struct epoll_event ev = { .events = EPOLLIN };
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev), 0);
+	cr_assert_eq(timerfd_settime(fd, 0, &its, NULL), 0);
+	return fd;
+}
+
+/* min_events 2 (engine_wait_fd: a mirrored append's local write alone would wake the
+ * loop for nothing): the write's completion does not end the sleep; the fd's
+ * readiness, 50 ms later, does, and the one call reaps both. */
+Test(store, wait_fd_sleeps_until_min_events_came)
+{
+	struct store *st = store_make("waitmin", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct loop_fds l;
+	struct loop_wait w;
+	int tfd, ran;
+
+	loop_fds_open(&l);
+	w = (struct loop_wait){ .epfd = l.epfd };
+	cr_assert_eq(store_wait_fd(st, &w, 0), 0); /* the fd's watch armed, nothing ready */
+	tfd = timer_in(&l, 50);
+	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
+	w.min_events = 2;
+	ran = store_wait_fd(st, &w, -1);
+	cr_assert_eq(ran, 1);
+	cr_assert_eq(d.calls, 1);
+	cr_assert(w.ready, "woken by the write alone: min_events not honoured");
+	store_close(st);
+	close(tfd);
+	loop_fds_close(&l);
+	store_buf_free(buf);
+}
+
+/* ... and the timeout still bounds it when the second never comes. */
+Test(store, wait_fd_min_events_is_bounded_by_the_timeout)
+{
+	struct store *st = store_make("waitmint", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct loop_fds l;
+	struct loop_wait w;
+	int ran = 0;
+
+	loop_fds_open(&l);
+	w = (struct loop_wait){ .epfd = l.epfd, .min_events = 2 };
+	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
+	for (int i = 0; i < 100 && !ran; i++)
+		ran = store_wait_fd(st, &w, 20);
+	cr_assert_eq(ran, 1);
+	cr_assert_eq(d.res, BLK);
+	cr_assert_not(w.ready);
+	store_close(st);
+	loop_fds_close(&l);
+	store_buf_free(buf);
 }
 
 /* The poll has its own CQ entry: a ring full of requests cannot overflow with it. */

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# cluster_hotpath.sh — what one replicated QD1 write costs (issue 12's QD1 target;
+# docs/replication.md "What a replicated write costs"), in system calls of each
+# node's loop thread (strace -c of that one thread) while fio's nbd engine writes N
+# 4 KiB blocks at QD1 to a volume with 3 replicas owned by node0:
+#   - the owner: recvfrom (the NBD request), a sendto per holder (the append),
+#     io_uring_enter (submit the local write, sleep), a recvfrom per holder's reply,
+#     sendmsg (the NBD reply), and the sleeps: at most 3.3 io_uring_enter per write
+#     (the ring sleeps through its own write's completion while the copies are out:
+#     engine_wait_fd; 3.6 before), at most 9.5 system calls; no epoll_ctl per write;
+#   - each holder: recvfrom (the append), io_uring_enter (submit the write, sleep
+#     until it is done), sendto (the reply), io_uring_enter (sleep): at most 5.
+# Counts, not times: strace slows everything, the counts stay. Each node's CPU time
+# per write (all its threads, /proc/PID/task/*/schedstat, without strace) is printed,
+# not asserted: the machine is shared. QUILL_HOTPATH_N sets N (2000).
+set -euo pipefail
+source "$(dirname "$0")/clients_lib.sh"
+
+it_init cluster_hotpath
+quilld_only "the loops of a replicated write"
+need_cmd strace
+strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here (ptrace refused)"
+source "$(dirname "$0")/cluster_lib.sh"
+fio_peer_init
+
+STORE=512M
+N="${QUILL_HOTPATH_N:-2000}"
+# 64 MiB segments: the N writes open no new segment (an open is etcd records and
+# placement, not the write path)
+PEER_EXTRA=(--segment-size 64M)
+start_three_peer_nodes
+ln -sf ctl0.sock "$WORK/ctl.sock" # quill, expect: node0
+qexpect 0 0 volume create hot 64M --replicas 3
+URI="$(node_uri 0 hot)"
+
+# One write first: it opens the volume's first segment on the three nodes.
+fio --name=first --ioengine=nbd --uri="$URI" --rw=write --bs=4k --iodepth=1 --size=4k \
+	--output="$WORK/first.txt" || fail "fio first write"
+cluster_replicated hot
+
+# cpu_ns PID: the run time of every thread of PID so far, in ns
+cpu_ns()
+{
+	cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# write NAME: N QD1 4 KiB writes over 32 MiB
+write()
+{
+	fio --name="$1" --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=1 \
+		--size=32M --number_ios="$N" --output="$WORK/$1.txt" || fail "fio $1"
+}
+
+# CPU per write of each node, without strace
+declare -a C0
+for i in 0 1 2; do C0[$i]=$(cpu_ns "${NODE_PID[$i]}"); done
+write cpu
+for i in 0 1 2; do
+	log "node$i: $((($(cpu_ns "${NODE_PID[$i]}") - C0[i]) / N / 1000)) µs of CPU per replicated write (all threads, fio's start and end included; not asserted)"
+done
+
+# System calls of each node's loop thread (its main thread) over N writes.
+declare -a SP
+for i in 0 1 2; do
+	strace -c -p "${NODE_PID[$i]}" -o "$WORK/node$i.strace" 2>"$WORK/node$i.strace.err" &
+	SP[$i]=$!
+	track "${SP[$i]}"
+done
+sleep 0.5 # attached
+write traced
+for i in 0 1 2; do
+	kill -INT "${SP[$i]}"
+	wait "${SP[$i]}" 2>/dev/null || true
+	[ -s "$WORK/node$i.strace" ] || fail "strace wrote nothing: $(cat "$WORK/node$i.strace.err")"
+done
+
+# calls I SYSCALL: how many times node I's loop made that call ("total": all)
+calls()
+{
+	awk -v s="$2" '$NF == s { print $4 }' "$WORK/node$1.strace" | head -n 1 | grep . || echo 0
+}
+
+# check I ROLE MAX_TENTHS_PER_WRITE MAX_TENTHS_OF_IO_URING_ENTER
+check()
+{
+	local i="$1" total ctl enter
+	total="$(calls "$i" total)"
+	ctl="$(calls "$i" epoll_ctl)"
+	enter="$(calls "$i" io_uring_enter)"
+	log "node$i ($2): $total system calls for $N writes: $(awk -v n="$N" '$NF ~ /^[a-z_0-9]+$/ && $NF != "syscall" && $NF != "total" && $4 != "" { printf "%s %.2f  ", $NF, $4 / n }' "$WORK/node$i.strace")"
+	[ "$ctl" -lt $((N / 10)) ] || fail "node$i ($2): $ctl epoll_ctl for $N writes (one per write or more)"
+	[ $((total * 10)) -le $((N * $3)) ] ||
+		fail "node$i ($2): $total system calls for $N writes: more than $(($3 / 10)).$(($3 % 10)) each"
+	[ $((enter * 10)) -le $((N * $4)) ] ||
+		fail "node$i ($2): $enter io_uring_enter for $N writes: more than $(($4 / 10)).$(($4 % 10)) each (woken for each completion?)"
+}
+
+check 0 owner 95 33
+check 1 holder 50 25
+check 2 holder 50 25
+it_pass
