@@ -751,3 +751,59 @@ Test(snap, a_metadata_rebuild_from_the_log_keeps_the_sector_size)
 	expect_tagged(k, 0, 4, 2);
 	engine_volume_close(k);
 }
+
+/* The family table (engine/segment.h) counts each family's layers as snapshots,
+ * clones, deletes and restarts change them: engine_family_here answers without a walk,
+ * and agrees with one. */
+static uint32_t family_layers_walked(uint64_t uid)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < eng->nvols; i++)
+		n += eng->vols[i]->rec.uid == uid;
+	return n;
+}
+
+static void expect_family_layers(const char *name, uint64_t uid, uint32_t layers)
+{
+	const struct seg_family *f = seg_family_get(eng, uid);
+
+	cr_assert_not_null(f, "%s: no entry in the family table", name);
+	cr_assert_eq(f->nlayers, layers, "%s: %u layers counted, %u expected", name,
+		     f->nlayers, layers);
+	cr_assert_eq(family_layers_walked(uid), layers);
+	cr_assert_eq(engine_family_here(eng, uid), layers > 0);
+	cr_assert_eq(seg_families_check(eng), 0);
+}
+
+Test(snap, the_family_table_counts_layers_through_snapshots_clones_and_deletes)
+{
+	struct engine_volume *vol = new_engine_and_volume(), *c;
+	uint64_t v_uid, c_uid;
+
+	cr_assert_eq(engine_volume_family(eng, "v", &v_uid), 0);
+	expect_family_layers("v", v_uid, 1);
+	write_tagged(vol, 0, 64, 1);
+	snap("v", "s1");
+	snap("v", "s2");
+	expect_family_layers("v with two snapshots", v_uid, 3);
+	cr_assert_eq(engine_clone(eng, "v@s1", "c"), 0);
+	cr_assert_eq(engine_volume_family(eng, "c", &c_uid), 0);
+	cr_assert_neq(c_uid, v_uid);
+	expect_family_layers("c", c_uid, 1);
+	c = open_vol("c");
+	write_tagged(c, 0, 4, 2);
+	engine_volume_close(c);
+	cr_assert_gt(seg_family_get(eng, c_uid)->nlog, 0, "the clone's log");
+	engine_volume_close(vol);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s2"), 0);
+	expect_family_layers("v without s2", v_uid, 2);
+	reopen_engine();
+	expect_family_layers("v after a restart", v_uid, 2);
+	expect_family_layers("c after a restart", c_uid, 1);
+	cr_assert_eq(engine_volume_delete(eng, "c"), 0);
+	expect_family_layers("c deleted", c_uid, 0);
+	cr_assert_not(engine_family_here(eng, c_uid));
+	cr_assert_eq(engine_family_here(eng, 0), false);
+	cr_assert_eq(engine_family_here(eng, ONDISK_CATALOG_UID), false);
+}
