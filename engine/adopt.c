@@ -98,6 +98,8 @@ static void adopt_undo(struct adopt_job *aj)
 		eng->slots[aj->c[i].slot] = aj->c[i].saved;
 		eng_held_adopt_end(eng, aj->uid, aj->c[i].sno, false);
 	}
+	if (eng) /* (a job refused before it started changed nothing) */
+		seg_families_recount(eng, aj->uid); /* its slots are copies again */
 }
 
 static void adopt_release(struct eng_job *job)
@@ -294,6 +296,7 @@ static void adopted(struct adopt_job *aj)
 		/* a slot of a layer that is gone holds nothing live: a checkpoint frees it */
 		eng->slots[c->slot].volume_id = owner ? owner->rec.volume_id : c->h.volume_id;
 	}
+	seg_families_recount(eng, aj->uid); /* its copies are its own log now */
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.uid == aj->uid) {
 			eng->vols[i]->committing = false;
@@ -406,7 +409,7 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 
 	if (uid == 0 || uid == ONDISK_CATALOG_UID || !snos || n == 0 || !cb)
 		return -EINVAL;
-	if (eng_family_layer(eng, uid)) {
+	if (engine_family_here(eng, uid)) {
 		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: it has layers here already",
 			(unsigned long long)uid);
 		return -EEXIST;
@@ -578,6 +581,7 @@ static int released(struct release_job *rj)
 	for (size_t k = 0; k < n && r == 0; k++)
 		r = eng_held_keep(eng, rj->uid, eng->slots[hr[k].slot].sno, &hr[k]);
 	free(hr);
+	seg_families_recount(eng, rj->uid); /* its slots went to copies and to be freed */
 	log_msg(LOG_INFO, ENG_LOG, "released family %llx: %zu segments kept as copies",
 		(unsigned long long)rj->uid, rj->nkeep);
 	return r;
@@ -640,7 +644,7 @@ int engine_family_release_to_async(struct engine *eng, uint64_t uid, const uint3
 
 	if (uid == 0 || uid == ONDISK_CATALOG_UID || (nkeep && !keep) || !cb)
 		return -EINVAL;
-	if (!eng_family_layer(eng, uid))
+	if (!engine_family_here(eng, uid))
 		return -ENOENT;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *v = eng->vols[i];
@@ -686,7 +690,12 @@ int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep
 
 bool engine_family_here(const struct engine *eng, uint64_t uid)
 {
-	return uid != 0 && uid != ONDISK_CATALOG_UID && eng_family_layer(eng, uid);
+	const struct seg_family *f;
+
+	if (uid == 0 || uid == ONDISK_CATALOG_UID)
+		return false;
+	f = seg_family_get(eng, uid); /* O(1): asked on every holder append */
+	return f && f->nlayers;
 }
 
 int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid)

@@ -57,11 +57,9 @@ static bool is_catalog(const struct engine_volume *l)
 /* Has family uid a segment of its own log in this store (not a held copy)? */
 static bool family_has_log(const struct engine *eng, uint64_t uid)
 {
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-		if (eng->slots[i].state != SLOT_FREE && !eng->slots[i].held &&
-		    eng->slots[i].family_uid == uid)
-			return true;
-	return false;
+	const struct seg_family *f = seg_family_get(eng, uid);
+
+	return f && f->nlog;
 }
 
 /* A layer's record goes into its family's log (the volume's head layer) when that has

@@ -286,8 +286,11 @@ struct engine {
 	struct slot_record *seg_table;
 	bool seg_table_unsure;
 	struct eng_held *held;       /* held.c: copies of other nodes' segments, epochs */
-	struct seg_family *families; /* segment.c: every family with segments, its counter */
+	struct seg_family *families; /* segment.c: every family with segments or layers */
 	size_t nfamilies;
+	uint32_t *family_index;      /* segment.c: open addressing by uid, 1 + index into
+					families (0: empty); a power of two, half full */
+	size_t family_index_cap;
 	size_t ndeferred_free;
 
 	bool closing;

@@ -3,40 +3,179 @@
  * What a segment is (its slot, its state and generation, its header) is decided
  * here, whatever implementation holds its blocks; the I/O goes to eng->segs->ops.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
 #include "metadata/meta.h"
 
 /* ---- families and their segment numbers ---- */
 
-/* uid's entry in the family table; added (next_sno 0) if `add`. NULL if absent, or
- * without memory. Linear: a store holds hundreds of families, and only seg_open and
- * start-up look. */
-static const struct seg_family *family_get(const struct engine *eng, uint64_t uid)
+/* The family table: an array (checkpoints walk it) and an open-addressing index by
+ * uid over it, so that the questions asked on every holder append (is this family
+ * here?) and on every management call (has it a log?) cost no walk of the layers or
+ * the slots. Entries are never removed: no tombstones. */
+
+static size_t family_hash(uint64_t uid, size_t cap)
 {
-	for (size_t i = 0; i < eng->nfamilies; i++)
-		if (eng->families[i].uid == uid)
-			return &eng->families[i];
-	return NULL;
+	uid ^= uid >> 33; /* murmur3's finalizer: test uids are small and regular */
+	uid *= 0xff51afd7ed558ccdull;
+	uid ^= uid >> 33;
+	return (size_t)uid & (cap - 1);
 }
 
+const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid)
+{
+	size_t cap = eng->family_index_cap;
+
+	if (!cap)
+		return NULL;
+	for (size_t i = family_hash(uid, cap);; i = (i + 1) & (cap - 1)) {
+		uint32_t e = eng->family_index[i];
+
+		if (!e)
+			return NULL;
+		if (eng->families[e - 1].uid == uid)
+			return &eng->families[e - 1];
+	}
+}
+
+static void family_index_put(uint32_t *index, size_t cap, uint64_t uid, uint32_t e)
+{
+	size_t i = family_hash(uid, cap);
+
+	while (index[i])
+		i = (i + 1) & (cap - 1);
+	index[i] = e;
+}
+
+/* Room in the index for one more entry: at most half full. 0 or -ENOMEM. */
+static int family_index_grow(struct engine *eng)
+{
+	size_t cap = eng->family_index_cap ? eng->family_index_cap : 32;
+	uint32_t *index;
+
+	while (2 * (eng->nfamilies + 1) > cap)
+		cap *= 2;
+	if (cap == eng->family_index_cap)
+		return 0;
+	index = calloc(cap, sizeof(*index));
+	if (!index)
+		return -ENOMEM;
+	for (size_t k = 0; k < eng->nfamilies; k++)
+		family_index_put(index, cap, eng->families[k].uid, (uint32_t)k + 1);
+	free(eng->family_index);
+	eng->family_index = index;
+	eng->family_index_cap = cap;
+	return 0;
+}
+
+/* uid's entry in the family table; added (next_sno 0) if `add`. NULL if absent, or
+ * without memory. */
 static struct seg_family *family_find(struct engine *eng, uint64_t uid, bool add)
 {
-	struct seg_family *f = (struct seg_family *)family_get(eng, uid);
+	struct seg_family *f = (struct seg_family *)seg_family_get(eng, uid);
 
 	if (f || !add)
 		return f;
+	if (eng->nfamilies >= UINT32_MAX - 1 || family_index_grow(eng) < 0)
+		return NULL;
 	f = realloc(eng->families, (eng->nfamilies + 1) * sizeof(*f));
 	if (!f)
 		return NULL;
 	eng->families = f;
 	f = &eng->families[eng->nfamilies++];
 	*f = (struct seg_family){ .uid = uid };
+	family_index_put(eng->family_index, eng->family_index_cap, uid,
+			 (uint32_t)eng->nfamilies);
 	return f;
+}
+
+int seg_family_layer_added(struct engine *eng, uint64_t uid)
+{
+	struct seg_family *f = family_find(eng, uid, true);
+
+	if (!f)
+		return -ENOMEM;
+	f->nlayers++;
+	return 0;
+}
+
+void seg_family_layer_removed(struct engine *eng, uint64_t uid)
+{
+	struct seg_family *f = family_find(eng, uid, false);
+
+	assert(f && f->nlayers > 0);
+	f->nlayers--;
+}
+
+/* Is slot s a slot of its family's own log (in use, not another node's copy)? */
+static bool slot_is_own_log(const struct slot *s)
+{
+	return s->state != SLOT_FREE && !s->held && s->family_uid;
+}
+
+/* s leaves its family's own log (freed, or made a held copy). */
+static void slot_own_drop(struct engine *eng, const struct slot *s)
+{
+	struct seg_family *f;
+
+	if (!slot_is_own_log(s) || !(f = family_find(eng, s->family_uid, false)))
+		return;
+	if (f->nlog) /* 0: a slot of a start-up before its recount */
+		f->nlog--;
+}
+
+void seg_families_recount(struct engine *eng, uint64_t uid)
+{
+	for (size_t i = 0; i < eng->nfamilies; i++)
+		if (!uid || eng->families[i].uid == uid)
+			eng->families[i].nlog = 0;
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		const struct slot *s = &eng->slots[i];
+		struct seg_family *f;
+
+		if (slot_is_own_log(s) && (!uid || s->family_uid == uid) &&
+		    (f = family_find(eng, s->family_uid, false)))
+			f->nlog++;
+	}
+}
+
+int seg_families_check(const struct engine *eng)
+{
+	for (size_t k = 0; k < eng->nfamilies; k++) {
+		const struct seg_family *f = &eng->families[k];
+		uint32_t layers = 0, log = 0;
+
+		if (seg_family_get(eng, f->uid) != f) {
+			log_msg(LOG_ERROR, ENG_LOG, "family %llx: not found by its index",
+				(unsigned long long)f->uid);
+			return -EUCLEAN;
+		}
+		for (size_t i = 0; i < eng->nvols; i++)
+			layers += eng->vols[i]->rec.uid == f->uid;
+		for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+			log += slot_is_own_log(&eng->slots[i]) &&
+			       eng->slots[i].family_uid == f->uid;
+		if (layers != f->nlayers || log != f->nlog) {
+			log_msg(LOG_ERROR, ENG_LOG, "family %llx: %u layers and %u own slots "
+				"counted, %u and %u found", (unsigned long long)f->uid,
+				f->nlayers, f->nlog, layers, log);
+			return -EUCLEAN;
+		}
+	}
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (!seg_family_get(eng, eng->vols[i]->rec.uid)) {
+			log_msg(LOG_ERROR, ENG_LOG, "layer %llu: its family %llx has no entry",
+				(unsigned long long)eng->vols[i]->rec.volume_id,
+				(unsigned long long)eng->vols[i]->rec.uid);
+			return -EUCLEAN;
+		}
+	return 0;
 }
 
 /* Raises uid's counter to `next` at least: the numbers below it stay spent. */
@@ -135,14 +274,14 @@ int engine_family_reserve_sno(struct engine *eng, uint64_t uid, uint32_t next, u
 
 uint32_t engine_family_next_sno(const struct engine *eng, uint64_t uid)
 {
-	const struct seg_family *f = family_get(eng, uid);
+	const struct seg_family *f = seg_family_get(eng, uid);
 
 	return f ? f->next_sno : 0;
 }
 
 uint32_t engine_family_durable_sno(const struct engine *eng, uint64_t uid)
 {
-	const struct seg_family *f = family_get(eng, uid);
+	const struct seg_family *f = seg_family_get(eng, uid);
 
 	return f ? f->saved_sno : 0;
 }
@@ -208,6 +347,7 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
 	s->volume_id = vol->rec.volume_id;
 	s->family_uid = f->uid;
 	s->sno = f->next_sno++;
+	f->nlog++;
 	s->generation = eng->next_gen++;
 	s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
 	if (vol->open_slot >= 0)
@@ -236,6 +376,7 @@ void seg_hold_restore(struct engine *eng, uint32_t slot, uint64_t uid, uint32_t 
 {
 	struct slot *s = &eng->slots[slot];
 
+	slot_own_drop(eng, s); /* a released family's slot becomes a copy */
 	memset(s, 0, sizeof(*s));
 	s->state = sealed ? SLOT_SEALED : SLOT_OPEN;
 	s->held = true;
@@ -270,6 +411,7 @@ void seg_release(struct engine *eng, uint32_t slot)
 	}
 	if (!s->held) /* a held copy's slot is the holder's to drop, not the cleaner's win */
 		eng->stats.gc_segments_freed++;
+	slot_own_drop(eng, s);
 	memset(s, 0, sizeof(*s));
 	s->state = SLOT_FREE;
 	eng->nfree++;
@@ -691,11 +833,11 @@ static void capture_families(struct engine *eng, struct meta_batch *mb, bool uns
 		struct ondisk_family_record rec;
 
 		ondisk_family_key(f->uid, key);
-		if (!eng_family_layer(eng, f->uid)) {
+		if (!f->nlayers) {
 			if (f->saved_sno && !unsure)
 				meta_batch_delete(mb, key, sizeof(key));
 			f->saved_sno = 0;
-		} else if (f->next_sno > f->saved_sno || unsure) {
+		} else if (f->next_sno > f->saved_sno || (unsure && family_floor(f))) {
 			/* never below a reservation (engine_family_reserve_sno): numbers
 			 * recorded elsewhere may lie between */
 			ondisk_family_record_encode(family_floor(f), &rec);
@@ -712,8 +854,8 @@ void seg_families_put(struct engine *eng, struct meta_batch *mb)
 		uint8_t key[ONDISK_FAMILY_KEY_LEN];
 		struct ondisk_family_record rec;
 
-		if (!eng_family_layer(eng, f->uid))
-			continue;
+		if (!f->nlayers || !family_floor(f))
+			continue; /* no layer, or never a segment: no record */
 		ondisk_family_key(f->uid, key);
 		ondisk_family_record_encode(family_floor(f), &rec);
 		meta_batch_put(mb, key, sizeof(key), &rec, sizeof(rec));

@@ -78,11 +78,18 @@ struct slot {
 			       reused until the holder drops it (seg_release) */
 };
 
-/* A family (the layers sharing a uid) and the next number its segments take. */
+/* A family (the layers sharing a uid): the next number its segments take, and what
+ * this store has of it. The index of the family table (eng->families, found by uid in
+ * O(1): seg_family_get) is the one place that says whether a family is here; an entry
+ * is never removed while the engine runs. */
 struct seg_family {
 	uint64_t uid;
 	uint32_t next_sno; /* numbers below it may have been given out: never again */
 	uint32_t saved_sno; /* what its "F" record in the metadata says (0: none) */
+	uint32_t nlayers;  /* its layers in eng->vols (seg_family_layer_added/_removed) */
+	uint32_t nlog;     /* slots of its own log in use (not held copies): seg_open and
+			      seg_release keep it, seg_families_recount sets it after a
+			      start-up, an adopt or a release moved slots wholesale */
 };
 
 /* Who asks for a slot decides how deep into the reserve it may go. */
@@ -238,6 +245,18 @@ int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_head
  * it past every record as well before a segment is placed (docs/replication.md). */
 #define SEG_REBUILD_SNO_MARGIN 1024u
 void seg_families_rebuilt(struct engine *eng);
+/* Family uid's entry (O(1): a hash index by uid), or NULL. */
+const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid);
+/* A layer of family uid joined eng->vols / left it. added: 0 or -ENOMEM (the entry
+ * could not be made: the layer is not added). */
+int seg_family_layer_added(struct engine *eng, uint64_t uid);
+void seg_family_layer_removed(struct engine *eng, uint64_t uid);
+/* Counts again, by a walk of the slot table, the own-log slots of family uid (0: of
+ * every family): after start-up, an adopt or a release changed slots in bulk. */
+void seg_families_recount(struct engine *eng, uint64_t uid);
+/* Does the family table agree with a walk of eng->vols and the slots (tests, tools)?
+ * 0, or -EUCLEAN with the first disagreement logged. */
+int seg_families_check(const struct engine *eng);
 
 /* The completions of the calls above (engine_poll and friends): store.h's meaning. */
 int seg_poll(struct engine *eng, int timeout_ms);

@@ -100,6 +100,8 @@ static void switch_layer(struct engine_volume *vol, const struct volume_record *
 		frozen->rec_logged = vol->rec_logged;
 		frozen->rec_seq = vol->rec_seq;
 		eng->vols[eng->nvols++] = frozen;
+		/* the family has an entry (vol's): nothing to allocate, nothing to fail */
+		(void)seg_family_layer_added(eng, frozen->rec.uid);
 	} else {
 		eng_layer_discard(eng, vol);
 		map_destroy(vol->map);

@@ -22,6 +22,10 @@ struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id)
 
 struct engine_volume *eng_family_layer(const struct engine *eng, uint64_t uid)
 {
+	const struct seg_family *f = seg_family_get(eng, uid);
+
+	if (!f || !f->nlayers)
+		return NULL; /* the common answer, without a walk */
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.uid == uid)
 			return eng->vols[i];
@@ -59,6 +63,9 @@ int eng_volume_add(struct engine *eng, const struct volume_record *rec,
 		goto err_free_map;
 	}
 	eng->vols = vols;
+	r = seg_family_layer_added(eng, rec->uid);
+	if (r < 0)
+		goto err_free_map;
 	eng->vols[eng->nvols++] = vol;
 	if (out)
 		*out = vol;
@@ -77,6 +84,7 @@ void eng_volume_remove(struct engine *eng, struct engine_volume *vol)
 		if (eng->vols[i] != vol)
 			continue;
 		eng->vols[i] = eng->vols[--eng->nvols];
+		seg_family_layer_removed(eng, vol->rec.uid);
 		break;
 	}
 	eng_flatten_free(vol);
@@ -155,13 +163,10 @@ uint64_t eng_take_layer_id(struct engine *eng, struct meta_batch *mb)
  * on disk)? */
 static bool family_uid_unused(const struct engine *eng, uint64_t uid)
 {
-	if (uid == 0 || uid == ONDISK_CATALOG_UID || eng_family_layer(eng, uid))
-		return false;
+	if (uid == 0 || uid == ONDISK_CATALOG_UID || seg_family_get(eng, uid))
+		return false; /* a layer or a segment of it is (or was) here */
 	for (size_t i = 0; i < eng->ndead; i++)
 		if (eng->dead[i].rec.uid == uid)
-			return false;
-	for (size_t i = 0; i < eng->nfamilies; i++)
-		if (eng->families[i].uid == uid)
 			return false;
 	return true;
 }

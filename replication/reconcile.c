@@ -57,6 +57,11 @@ const char *recon_action_name(enum recon_action a)
 	return (unsigned)a < sizeof(names) / sizeof(names[0]) ? names[a] : "?";
 }
 
+bool recon_seal_owed(bool sealed, uint32_t length, uint32_t rec_blocks)
+{
+	return !sealed || length != rec_blocks;
+}
+
 /* ---- the call ---- */
 
 struct fam_call *replica_fam_call_new(struct replicas *rs, uint64_t uid)

@@ -6,6 +6,9 @@
 #ifndef QUILL_REPLICATION_RECONCILE_H
 #define QUILL_REPLICATION_RECONCILE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 /* What the record says. */
 enum recon_rec {
 	RECON_REC_OPEN,         /* "open" */
@@ -34,13 +37,21 @@ enum recon_action {
 	RECON_KEEP,             /* nothing to do */
 	RECON_SEAL,             /* seal the record at L, then SEG_SEAL to its holders */
 	RECON_DELETE,           /* delete the record, then SEG_DELETE to its holders */
-	RECON_RESEAL,           /* SEG_SEAL again, at the record's length, to its holders
-				   (a seal owed from before a restart; idempotent there) */
+	RECON_RESEAL,           /* SEG_SEAL again, at the record's length, to the holders
+				   whose copy is not sealed at it (each is asked first:
+				   SEG_STAT, recon_seal_owed): a seal owed from before a
+				   restart */
 };
 
 /* The action for one record: every combination has one (docs/replication.md). */
 enum recon_action recon_rule(enum recon_rec rec, enum recon_log log, enum recon_proc proc);
 /* Its name in logs and tests: "keep", "seal", "delete", "reseal". */
 const char *recon_action_name(enum recon_action a);
+
+/* RECON_RESEAL, for one holder that answered SEG_STAT with its copy (sealed or open,
+ * `length` blocks): is SEG_SEAL at the record's rec_blocks owed to it? Only a copy
+ * sealed at exactly that length owes nothing; one sealed at another length is sent
+ * the seal all the same (it refuses: EROFS, logged), one open is sealed. */
+bool recon_seal_owed(bool sealed, uint32_t length, uint32_t rec_blocks);
 
 #endif

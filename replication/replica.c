@@ -35,6 +35,7 @@
 #include "replication/peer_proto.h"
 #include "replication/baseread.h"
 #include "replication/readaround.h"
+#include "replication/reconcile.h"
 #include "replication/replica_internal.h"
 
 /* ---- wire helpers (payload layouts: peer_proto.h) ---- */
@@ -119,17 +120,96 @@ static unsigned seg_copies(const struct rseg *s)
 	return 1 + s->nholders;
 }
 
+/* ---- every rseg: a list to walk, a hash by (uid, sno) to find one ---- */
+
+#define SEG_HASH_MIN 256u
+
+static uint64_t seg_uid(const struct rseg *s)
+{
+	return s->fam ? s->fam->uid : 0;
+}
+
+static size_t seg_bucket(uint64_t uid, uint32_t sno, size_t cap)
+{
+	uint64_t k = uid ^ ((uint64_t)sno * 0x9e3779b97f4a7c15ull);
+
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdull;
+	k ^= k >> 33;
+	return (size_t)k & (cap - 1);
+}
+
+/* More buckets once there is more than one rseg per bucket (every rseg of rs->all is
+ * hashed again): true if it grew. Without memory the chains just grow longer. */
+static bool seg_hash_grow(struct replicas *rs)
+{
+	size_t cap = rs->seg_hash_cap * 2;
+	struct rseg **v, *last = NULL;
+
+	if (rs->nsegs <= rs->seg_hash_cap)
+		return false;
+	v = calloc(cap, sizeof(*v));
+	if (!v)
+		return false;
+	/* oldest first, so that each chain keeps the newest first, as rs->all does
+	 * (replica_seg_find answers the newest of an id known twice) */
+	for (struct rseg *s = rs->all; s; s = s->next_all)
+		if (!s->next_all)
+			last = s;
+	for (struct rseg *s = last; s; s = s->prev_all) {
+		size_t b = seg_bucket(seg_uid(s), s->sno, cap);
+
+		s->next_hash = v[b];
+		v[b] = s;
+	}
+	free(rs->seg_hash);
+	rs->seg_hash = v;
+	rs->seg_hash_cap = cap;
+	return true;
+}
+
+/* s (fam and sno set) joins rs->all and the hash. */
+static void seg_link(struct replicas *rs, struct rseg *s)
+{
+	size_t b;
+
+	s->prev_all = NULL;
+	s->next_all = rs->all;
+	if (rs->all)
+		rs->all->prev_all = s;
+	rs->all = s;
+	rs->nsegs++;
+	if (seg_hash_grow(rs))
+		return; /* hashed with the rest */
+	b = seg_bucket(seg_uid(s), s->sno, rs->seg_hash_cap);
+	s->next_hash = rs->seg_hash[b];
+	rs->seg_hash[b] = s;
+}
+
+static void seg_unlink(struct replicas *rs, struct rseg *s)
+{
+	if (s->prev_all)
+		s->prev_all->next_all = s->next_all;
+	else
+		rs->all = s->next_all;
+	if (s->next_all)
+		s->next_all->prev_all = s->prev_all;
+	rs->nsegs--;
+	for (struct rseg **p = &rs->seg_hash[seg_bucket(seg_uid(s), s->sno, rs->seg_hash_cap)];
+	     *p; p = &(*p)->next_hash)
+		if (*p == s) {
+			*p = s->next_hash;
+			break;
+		}
+}
+
 static void seg_unref(struct rseg *s)
 {
 	struct replicas *rs = s->rs;
 
 	if (--s->refs)
 		return;
-	for (struct rseg **p = &rs->all; *p; p = &(*p)->next_all)
-		if (*p == s) {
-			*p = s->next_all;
-			break;
-		}
+	seg_unlink(rs, s);
 	loop_timer_cancel(s->retry);
 	free(s);
 }
@@ -825,6 +905,7 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 	s->nseal_todo--;
 	s->seal_todo[i] = s->seal_todo[s->nseal_todo];
 	s->seal_sent[i] = s->seal_sent[s->nseal_todo];
+	s->seal_owed[i] = s->seal_owed[s->nseal_todo];
 	if (s->nseal_todo == 0)
 		s->backoff_ms = 0;
 }
@@ -842,24 +923,68 @@ static void seal_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	free(q);
 }
 
-/* SEG_SEAL to every holder that has not confirmed it and has none in flight. One not
- * connected now gets it when it connects again (replica_segs_retry_placing). */
+static void seal_send_todo(struct rseg *s);
+
+/* A holder's SEG_STAT of s (seal_probe): its copy sealed at seal_len owes nothing (as
+ * a SEG_SEAL answered 0 would say), no copy there is what SEG_SEAL would meet too
+ * (ENOENT); a copy open or of another length is owed its SEG_SEAL, sent now. */
+static void stat_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			 size_t len)
+{
+	struct rreq *q = arg;
+	struct rseg *s = q->seg;
+	struct peer_seg_reply rep = { 0 };
+	int r = res < 0 ? res : peer_seg_reply_decode(PEER_OP_SEG_STAT, payload, len, &rep);
+	unsigned i;
+
+	(void)h;
+	if (r == 0)
+		r = rep.result;
+	for (i = 0; i < s->nseal_todo && s->seal_todo[i] != q->node; i++)
+		;
+	if (s->rs->closing || i == s->nseal_todo) {
+		/* closing, or deleted meanwhile */
+	} else if (r < 0 || !recon_seal_owed(rep.sealed, rep.length, s->seal_len)) {
+		seal_answered(s, q->node, r);
+	} else {
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": node %s's copy is %s "
+			"at %u blocks, its record sealed at %u: SEG_SEAL owed", s->fam->name, s->sno,
+			q->node->id, rep.sealed ? "sealed" : "open", rep.length, s->seal_len);
+		s->seal_sent[i] = false;
+		s->seal_owed[i] = true;
+		seal_send_todo(s);
+	}
+	seg_unref(s);
+	free(q);
+}
+
+/* SEG_SEAL to every holder that has not confirmed it and has none in flight (seal_probe:
+ * SEG_STAT first, unless its copy is known not sealed). One not connected now gets it
+ * when it connects again (replica_segs_retry_placing). */
 static void seal_send_todo(struct rseg *s)
 {
 	struct peer_seg_req rq = { .op = PEER_OP_SEG_SEAL, .sno = s->sno, .length = s->seal_len };
+	struct peer_seg_req st = { .op = PEER_OP_SEG_STAT, .sno = s->sno };
 
 	if (s->fam->stale)
 		s->nseal_todo = 0; /* not its owner any more: the next one seals what it finds */
 	for (unsigned i = 0; i < s->nseal_todo; i++) {
+		bool ask = s->seal_probe && !s->seal_owed[i];
 		int r;
 
 		if (s->seal_sent[i])
 			continue;
-		r = send_req(s, NULL, s->seal_todo[i], &rq, NULL, 0, seal_replied);
-		if (r == 0)
+		r = send_req(s, NULL, s->seal_todo[i], ask ? &st : &rq, NULL, 0,
+			     ask ? stat_replied : seal_replied);
+		if (r == 0) {
 			s->seal_sent[i] = true;
-		else if (r != -ENOTCONN)
+			if (ask)
+				s->rs->seal_stats_sent++;
+			else
+				s->rs->seals_sent++;
+		} else if (r != -ENOTCONN) {
 			seg_retry_backoff(s);
+		}
 	}
 }
 
@@ -870,6 +995,7 @@ static void seal_send_all(struct rseg *s)
 	for (unsigned i = 0; i < s->nholders; i++) {
 		s->seal_todo[i] = s->holders[i];
 		s->seal_sent[i] = false;
+		s->seal_owed[i] = false;
 	}
 	s->backoff_ms = 0;
 	seal_send_todo(s);
@@ -1068,8 +1194,9 @@ static void seg_step(struct rseg *s)
 
 struct rseg *replica_seg_find(const struct replicas *rs, uint64_t uid, uint32_t sno)
 {
-	for (struct rseg *s = rs->all; s; s = s->next_all)
-		if (s->fam->uid == uid && s->sno == sno)
+	for (struct rseg *s = rs->seg_hash[seg_bucket(uid, sno, rs->seg_hash_cap)]; s;
+	     s = s->next_hash)
+		if (seg_uid(s) == uid && s->sno == sno)
 			return s;
 	return NULL;
 }
@@ -1085,15 +1212,14 @@ static struct rseg *seg_unopened_new(struct replicas *rs, struct family *f, uint
 
 	if (!s)
 		return NULL;
-	*s = (struct rseg){ .rs = rs, .fam = f, .sno = sno, .state = RS_SEALED, .refs = 1,
-			    .next_all = rs->all };
+	*s = (struct rseg){ .rs = rs, .fam = f, .sno = sno, .state = RS_SEALED, .refs = 1 };
 	for (unsigned i = 0; rec && i < rec->nholders && s->nholders < MAX_REMOTE; i++) {
 		struct rnode *n = replica_node_find(rs, rec->holders[i]);
 
 		if (n)
 			s->holders[s->nholders++] = n;
 	}
-	rs->all = s;
+	seg_link(rs, s);
 	return s;
 }
 
@@ -1177,8 +1303,9 @@ void replica_seg_recon_reseal(struct family *f, const struct layout_segment *rec
 	s->seal_len = s->appended = (uint32_t)(rec->length / ENGINE_BLOCK_SIZE);
 	if (s->nholders)
 		log_msg(LOG_DEBUG, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": sealed "
-			"at %u blocks before this node's start: SEG_SEAL again to its %u holders",
-			f->name, f->uid, rec->id.seq, s->seal_len, s->nholders);
+			"at %u blocks before this node's start: its %u holders are asked whether "
+			"SEG_SEAL is owed", f->name, f->uid, rec->id.seq, s->seal_len, s->nholders);
+	s->seal_probe = true; /* a copy already sealed at its length costs one SEG_STAT */
 	seal_send_all(s);
 }
 
@@ -1216,20 +1343,20 @@ static void seg_open_ahead(const struct rseg *cur)
 	if (!s)
 		return;
 	*s = (struct rseg){ .rs = rs, .fam = f, .sno = sno, .state = RS_PLACING, .refs = 1,
-			    .ahead = true, .next_all = rs->all };
-	rs->all = s;
+			    .ahead = true };
+	seg_link(rs, s);
 	seg_step(s);
 }
 
 /* The segment opened ahead as (uid, sno), now the engine's: NULL if none. */
 static struct rseg *seg_ahead_take(struct replicas *rs, uint64_t uid, uint32_t sno)
 {
-	for (struct rseg *s = rs->all; s; s = s->next_all)
-		if (s->ahead && s->fam && s->fam->uid == uid && s->sno == sno) {
-			s->ahead = false;
-			return s;
-		}
-	return NULL;
+	struct rseg *s = replica_seg_find(rs, uid, sno);
+
+	if (!s || !s->ahead)
+		return NULL;
+	s->ahead = false;
+	return s;
 }
 
 static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
@@ -1259,8 +1386,8 @@ static void mirror_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, 
 	if (!s)
 		return;
 	*s = (struct rseg){ .rs = rs, .fam = replica_family_find(rs, uid), .sno = sno,
-			    .state = RS_PLACING, .refs = 1, .next_all = rs->all };
-	rs->all = s;
+			    .state = RS_PLACING, .refs = 1 };
+	seg_link(rs, s);
 	rs->by_slot[slot] = s;
 }
 
@@ -1374,6 +1501,12 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs = calloc(1, sizeof(*rs));
 	if (!rs)
 		return -ENOMEM;
+	rs->seg_hash = calloc(SEG_HASH_MIN, sizeof(*rs->seg_hash));
+	if (!rs->seg_hash) {
+		free(rs);
+		return -ENOMEM;
+	}
+	rs->seg_hash_cap = SEG_HASH_MIN;
 	rs->loop = opts->loop;
 	rs->eng = opts->eng;
 	rs->ep = opts->ep;
@@ -1384,20 +1517,22 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->seg_blocks = engine_segment_blocks(opts->eng);
 	rs->test_crash_after = opts->test_crash_after_open;
 	rs->test_crash_seal = opts->test_crash_after_seal;
-	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0) {
-		free(rs);
-		return -ENOMEM;
-	}
-	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0) {
-		loop_task_destroy(rs->kick);
-		free(rs);
-		return -ENOMEM;
-	}
+	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)
+		goto err_free_rs;
+	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0)
+		goto err_destroy_kick;
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
 	engine_base_ops_set(opts->eng, &base_ops, rs);
 	replica_nodes_refresh(rs);
 	*out = rs;
 	return 0;
+
+err_destroy_kick:
+	loop_task_destroy(rs->kick);
+err_free_rs:
+	free(rs->seg_hash);
+	free(rs);
+	return -ENOMEM;
 }
 
 void replica_destroy(struct replicas *rs)
@@ -1407,6 +1542,9 @@ void replica_destroy(struct replicas *rs)
 	seg_mirror_set(rs->eng, NULL, NULL);
 	engine_base_ops_set(rs->eng, NULL, NULL);
 	rs->closing = true;
+	log_msg(LOG_INFO, LOG_TAG, "stopping: %llu SEG_SEAL and %llu SEG_STAT (is a seal owed?) "
+		"sent since start-up", (unsigned long long)rs->seals_sent,
+		(unsigned long long)rs->seal_stats_sent);
 	catchup_destroy(rs->catchup); /* before the nodes: their replies find it gone */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
@@ -1437,6 +1575,7 @@ void replica_destroy(struct replicas *rs)
 	free(rs->flushes);
 	free(rs->fams);
 	free(rs->by_slot);
+	free(rs->seg_hash);
 	free(rs);
 }
 

@@ -100,8 +100,14 @@ struct rseg {
 	 * in flight to each (seal_send_todo) */
 	struct rnode *seal_todo[MAX_REMOTE];
 	bool seal_sent[MAX_REMOTE];
+	bool seal_owed[MAX_REMOTE];     /* seal_probe: the holder's copy is not sealed at
+					   seal_len (its SEG_STAT said so): SEG_SEAL it */
 	unsigned nseal_todo;
-	struct rseg *next_all;
+	struct rseg *next_all, *prev_all; /* rs->all */
+	struct rseg *next_hash;         /* rs->seg_hash's chain (replica_seg_find) */
+	bool seal_probe;                /* sealed before this process started: each holder
+					   is asked first (SEG_STAT) and sent SEG_SEAL only if
+					   its copy is not sealed at seal_len */
 	bool ahead;                     /* opened ahead of need: in no slot until the
 					   engine's seg_open draws its number */
 	bool kicked;                    /* in rs->kicked (holding a ref) */
@@ -147,6 +153,11 @@ struct replicas {
 	struct rseg **by_slot;          /* the mirrored segment in each slot, or NULL */
 	size_t nslots;
 	struct rseg *all;               /* every rseg, also those no longer in a slot */
+	struct rseg **seg_hash;         /* the same by (family uid, sno): chains, a power
+					   of two buckets, grown past one rseg per bucket */
+	size_t seg_hash_cap, nsegs;
+	uint64_t seal_stats_sent;       /* SEG_STATs asking whether a seal is owed */
+	uint64_t seals_sent;            /* SEG_SEALs sent (a first one or one owed) */
 	unsigned records_busy;          /* holders records in flight: flushes wait */
 	struct loop_task *kick;         /* completions deferred out of the engine's calls */
 	struct rseg *kicked;            /* the segments whose completions were deferred */

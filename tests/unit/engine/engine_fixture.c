@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/engine_internal.h"
+#include "engine/segment.h"
 #include "testutil.h"
 
 #ifndef QUILL_TEST_DIR
@@ -35,9 +37,14 @@ void setup(void)
 
 void teardown(void)
 {
+	/* whatever the test did, the family table agrees with a walk of the layers and
+	 * the slots (engine/segment.h, seg_families_check) */
+	int r = eng ? seg_families_check(eng) : 0;
+
 	engine_close(eng);
 	eng = NULL;
 	testutil_rm_tree(dir);
+	cr_assert_eq(r, 0, "the family table disagrees with the layers and slots (logged)");
 }
 
 

@@ -544,3 +544,89 @@ Test(adopt, released_then_adopted_again_without_a_restart_takes_writes)
 	expect_family(&f);
 	family_free(&f);
 }
+
+/* ---- the family table (engine/segment.h: seg_family_get, seg_families_check) ---- */
+
+/* Family uid's own-log slots by a walk of the slot table: what nlog must say. */
+static uint32_t own_slots_walked(uint64_t uid)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		n += eng->slots[i].state != SLOT_FREE && !eng->slots[i].held &&
+		     eng->slots[i].family_uid == uid;
+	return n;
+}
+
+static uint32_t layers_walked(uint64_t uid)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < eng->nvols; i++)
+		n += eng->vols[i]->rec.uid == uid;
+	return n;
+}
+
+/* The table's answer for uid agrees with a walk of the layers and the slots. */
+static void expect_indexed(uint64_t uid, bool here)
+{
+	const struct seg_family *sf = seg_family_get(eng, uid);
+
+	cr_assert_eq(engine_family_here(eng, uid), here);
+	cr_assert_eq(layers_walked(uid) > 0, here);
+	cr_assert_not_null(sf, "family %llx has no entry", (unsigned long long)uid);
+	cr_assert_eq(sf->nlayers, layers_walked(uid));
+	cr_assert_eq(sf->nlog, own_slots_walked(uid));
+	cr_assert_eq(seg_families_check(eng), 0);
+}
+
+Test(adopt, the_family_table_follows_hold_adopt_write_release_and_restart)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t snos[NSEGS];
+	size_t n = 0;
+
+	src_family(&f);
+	open_engine();
+	hold_copies(&f);
+	cr_assert_null(seg_family_get(eng, f.uid), "held copies are not a family here");
+	cr_assert_not(engine_family_here(eng, f.uid));
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	expect_indexed(f.uid, true);
+	cr_assert_eq(seg_family_get(eng, f.uid)->nlog, f.n, "every copy is its log now");
+	v = open_vol("v");
+	write_tagged(v, 700, 10, 11); /* a segment of its own */
+	engine_volume_close(v);
+	expect_indexed(f.uid, true);
+	cr_assert_eq(seg_family_get(eng, f.uid)->nlog, f.n + 1);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f.uid, snos, n - 1), 0); /* one is freed, the rest held */
+	expect_indexed(f.uid, false);
+	cr_assert_eq(eng_family_layer(eng, f.uid), NULL);
+	reopen_engine();
+	expect_indexed(f.uid, false);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n - 1), 0);
+	expect_indexed(f.uid, true);
+	reopen_engine();
+	expect_indexed(f.uid, true);
+	cr_assert_eq(seg_family_get(eng, f.uid)->nlog, n - 1);
+	family_free(&f);
+}
+
+/* A refused adoption leaves the copies held and the family absent, in the table too. */
+Test(adopt, a_refused_adoption_leaves_no_family_in_the_table)
+{
+	struct family f;
+
+	src_family(&f);
+	open_engine();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, (uint32_t[]){ max_sno(&f) + 5 }, 1),
+		     -ENOENT);
+	cr_assert_not(engine_family_here(eng, f.uid));
+	cr_assert_eq(seg_families_check(eng), 0);
+	family_free(&f);
+}

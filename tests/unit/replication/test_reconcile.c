@@ -42,6 +42,17 @@ Test(reconcile, sealed_record_in_log_is_sealed_again_on_holders)
 		     RECON_RESEAL);
 }
 
+/* A restart does not seal every copy again: a holder whose copy is sealed at the
+ * record's length is owed nothing (one SEG_STAT, no SEG_SEAL, no engine job there). */
+Test(reconcile, a_reseal_is_owed_only_to_a_copy_not_sealed_at_the_records_length)
+{
+	cr_assert_not(recon_seal_owed(true, 7, 7), "sealed at the length: nothing owed");
+	cr_assert(recon_seal_owed(false, 7, 7), "open (the owner died before SEG_SEAL)");
+	cr_assert(recon_seal_owed(false, 9, 7), "open and longer: cut at the record's length");
+	cr_assert(recon_seal_owed(true, 9, 7), "sealed elsewhere: sent, refused, logged");
+	cr_assert_not(recon_seal_owed(true, 0, 0), "an empty one sealed empty");
+}
+
 Test(reconcile, never_written_records_are_deleted)
 {
 	cr_assert_eq(recon_rule(RECON_REC_OPEN, RECON_LOG_GONE_NEWER, RECON_PROC_NONE),
