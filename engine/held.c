@@ -196,6 +196,8 @@ void eng_held_free(struct engine *eng)
 {
 	struct eng_held *t = eng->held;
 
+	eng_frag_free(eng);
+
 	if (!t)
 		return;
 	for (size_t i = 0; i < t->n; i++) {
@@ -891,6 +893,8 @@ int eng_held_load(struct engine *eng)
 
 	if (r == 0)
 		r = eng_load_prefix(eng, 'H', load_held);
+	if (r == 0)
+		r = eng_frag_load(eng);
 	for (size_t i = 0; r == 0 && eng->held && i < eng->held->n; i++) {
 		struct held *h = eng->held->v[i];
 
