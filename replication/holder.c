@@ -114,10 +114,28 @@ static bool op_has_segment(const struct hold_op *op)
 	return op_has_family(op) && op->sr.op != PEER_OP_EPOCH_RAISE;
 }
 
-/* A fragment op: about a segment's fragment, never a copy of its log. */
+/* A fragment op: about a segment's fragment, never a copy of its log (SEG_DELETE and
+ * SEG_STAT of kind FRAG too). */
 static bool op_is_frag(const struct hold_op *op)
 {
-	return op->sr.op == PEER_OP_FRAG_PUT || op->sr.op == PEER_OP_FRAG_READ;
+	return op->sr.op == PEER_OP_FRAG_PUT || op->sr.op == PEER_OP_FRAG_READ ||
+	       ((op->sr.op == PEER_OP_SEG_DELETE || op->sr.op == PEER_OP_SEG_STAT) &&
+		op->sr.kind == PEER_SEG_KIND_FRAG);
+}
+
+/* What the holder has of a fragment op's segment, as a copy's info: the image's
+ * blocks, sealed, the epoch it was put under. */
+static bool frag_held(const struct hold_op *op, struct engine *eng,
+		      struct engine_held_info *info)
+{
+	struct engine_frag_info fi;
+
+	if (engine_frag_stat(eng, op->uid, op->sr.sno, &fi) < 0)
+		return false;
+	*info = (struct engine_held_info){ .uid = fi.uid, .sno = fi.sno, .epoch = fi.epoch,
+					   .sealed = true, .length = fi.image_blocks,
+					   .slot = fi.slot };
+	return true;
 }
 
 /* The op's family's fence now (0 for an op about no family): an op below it was
@@ -218,8 +236,11 @@ static void op_finish(struct hold_op *op, int res)
 		res = -ESTALE; /* never acknowledge what a newer owner fenced off */
 	if (res == 0 && op->sr.op == PEER_OP_SEG_READ)
 		res = peer_seg_read_check(&op->sr, op->buf); /* a read-around's CRCs */
-	held = op_has_segment(op) && !op_is_frag(op) &&
-	       engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
+	if (op_is_frag(op))
+		held = op->sr.op != PEER_OP_FRAG_READ && frag_held(op, eng, &info);
+	else
+		held = op_has_segment(op) &&
+		       engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT && !held)
 		res = -ENOENT;
 	rep.length = held ? info.length : 0;
@@ -233,8 +254,9 @@ static void op_finish(struct hold_op *op, int res)
 	}
 	log_refusal(op, fence, res);
 	if (res == 0 && op->sr.op == PEER_OP_SEG_DELETE && op->held_before)
-		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %08x: copy deleted by its "
-			"owner (SEG_DELETE)", (unsigned long long)op->uid, op->sr.sno);
+		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %08x: %s deleted by its "
+			"owner (SEG_DELETE)", (unsigned long long)op->uid, op->sr.sno,
+			op_is_frag(op) ? "fragment" : "copy");
 	rep.result = res;
 	if (res == 0 && op->sr.op == PEER_OP_LAYER_FIND) {
 		rep.family = op->found.family;
@@ -393,6 +415,10 @@ static int op_start(struct hold_op *op)
 	case PEER_OP_SEG_SEAL:
 		return engine_held_seal_async(eng, op->uid, sr->sno, sr->length, op_done, op);
 	case PEER_OP_SEG_DELETE:
+		if (sr->kind == PEER_SEG_KIND_FRAG) {
+			op->held_before = engine_frag_stat(eng, op->uid, sr->sno, &op->fi) == 0;
+			return engine_frag_delete_async(eng, op->uid, sr->sno, op_done, op);
+		}
 		op->held_before = engine_held_stat(eng, op->uid, sr->sno,
 						   &(struct engine_held_info){ 0 }) == 0;
 		return engine_held_delete_async(eng, op->uid, sr->sno, op_done, op);

@@ -415,22 +415,23 @@ static int layer_find_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 	return r < 0 ? r : layer_name_decode(p + offsetof(struct peer_layer_find, snap), out->snap);
 }
 
-/* The ops whose payload is 8 bytes: sno, then a length (SEAL) or reserved. */
+/* The ops whose payload is 8 bytes: sno, then a length (SEAL) or a kind. */
 static int seg_sno_decode(uint8_t op, const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
 	if (len != sizeof(struct peer_seg_sno))
 		return -EINVAL;
 	out->sno = peer_get32(p);
-	if (op == PEER_OP_SEG_SEAL)
+	if (op == PEER_OP_SEG_SEAL) {
 		out->length = peer_get32(p + offsetof(struct peer_seg_seal, length));
-	else if (peer_get32(p + offsetof(struct peer_seg_sno, reserved)))
-		return -EPROTO;
-	return 0;
+		return 0;
+	}
+	out->kind = peer_get32(p + offsetof(struct peer_seg_sno, kind));
+	return out->kind > PEER_SEG_KIND_FRAG ? -EPROTO : 0;
 }
 _Static_assert(sizeof(struct peer_seg_seal) == sizeof(struct peer_seg_sno) &&
 		       offsetof(struct peer_seg_seal, length) ==
-			       offsetof(struct peer_seg_sno, reserved),
-	       "SEAL is sno and a length where the others have reserved");
+			       offsetof(struct peer_seg_sno, kind),
+	       "SEAL is sno and a length where the others have a kind");
 
 int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out)
 {
@@ -505,7 +506,7 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 	case PEER_OP_SEG_DELETE:
 	case PEER_OP_SEG_STAT:
 		peer_put32(p, r->sno);
-		peer_put32(p + 4, r->op == PEER_OP_SEG_SEAL ? r->length : 0);
+		peer_put32(p + 4, r->op == PEER_OP_SEG_SEAL ? r->length : r->kind);
 		return sizeof(struct peer_seg_sno);
 	case PEER_OP_LAYER_READ:
 		peer_put64(p + LR(layer), r->layer);

@@ -201,10 +201,13 @@ struct peer_seg_seal {
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_seg_seal) == 8, "SEG_SEAL payload is 8 bytes");
 
-/* SEG_DELETE, SEG_STAT: a segment number. */
+/* SEG_DELETE, SEG_STAT: a segment number, and which of it: the copy of its log, or
+ * the fragment of its stripe held there (the word was reserved, 0: a copy). */
+#define PEER_SEG_KIND_COPY 0u
+#define PEER_SEG_KIND_FRAG 1u
 struct peer_seg_sno {
 	uint32_t sno;
-	uint32_t reserved; /* 0 */
+	uint32_t kind;     /* PEER_SEG_KIND_* */
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_seg_sno) == 8, "SEG_DELETE / SEG_STAT payload is 8 bytes");
 
@@ -371,6 +374,7 @@ struct peer_seg_req {
 	uint32_t length;         /* SEAL */
 	uint64_t layer, lba;     /* LAYER_READ (nblocks: its count) */
 	uint8_t index;           /* FRAG_READ */
+	uint32_t kind;           /* DELETE, STAT: PEER_SEG_KIND_* */
 	char volume[PEER_LAYER_NAME], snap[PEER_LAYER_NAME]; /* LAYER_FIND, NUL-terminated */
 	const uint8_t *data;     /* APPEND, FRAG_PUT (nblocks: the image's blocks): nblocks *
 				    PEER_SEG_BLOCK bytes, in the payload;

@@ -729,3 +729,34 @@ Test(holder, an_owner_may_hold_a_fragment_of_its_own_family)
 	cr_assert_eq(engine_frag_stat(eng, uid, 2, &fi), 0);
 	cr_assert_eq(frag_read(2, 0, 0, 5, 3)->rep.result, 0);
 }
+
+Test(holder, seg_stat_and_delete_of_kind_frag_name_the_fragment_not_the_copy)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 3, .kind = PEER_SEG_KIND_FRAG };
+	struct engine_frag_info fi;
+	struct answer *a;
+
+	cr_assert_eq(open_seg(3, 4), 0); /* a copy of segment 3, and its fragment */
+	make_frag(UID, 3, 1, 0x60, 4);
+	cr_assert_eq(frag_put(3, 4), 0);
+	a = call(&sr, 4, NULL, 5000);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, FRAG_IMAGE, "the fragment's image");
+	cr_assert(a->rep.sealed);
+	cr_assert_eq(a->rep.epoch, 4);
+	cr_assert_eq(stat_seg(3, 4)->rep.length, 0, "kind 0: the copy, empty");
+
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_DELETE, .sno = 3,
+				    .kind = PEER_SEG_KIND_FRAG };
+	cr_assert_eq(result_of(&sr, 4, NULL), 0);
+	cr_assert_eq(engine_frag_stat(eng, UID, 3, &fi), -ENOENT, "the fragment is gone");
+	cr_assert_eq(stat_seg(3, 4)->rep.result, 0, "the copy is not");
+	cr_assert_eq(result_of(&sr, 4, NULL), 0, "a delete again: a retry");
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_STAT, .sno = 3, .kind = PEER_SEG_KIND_FRAG };
+	cr_assert_eq(result_of(&sr, 4, NULL), -ENOENT);
+	sr.op = PEER_OP_SEG_DELETE;
+	sr.kind = PEER_SEG_KIND_COPY;
+	cr_assert_eq(result_of(&sr, 4, NULL), 0);
+	cr_assert_eq(stat_seg(3, 4)->rep.result, -ENOENT);
+	cr_assert_eq(closes, 0);
+}

@@ -333,8 +333,10 @@ Test(peer_proto, seg_requests_round_trip)
 		{ .op = PEER_OP_SEG_STAT, .sno = UINT32_MAX },
 		{ .op = PEER_OP_EPOCH_RAISE },
 		{ .op = PEER_OP_SEG_FLUSH },
+		{ .op = PEER_OP_SEG_DELETE, .sno = 5, .kind = PEER_SEG_KIND_FRAG },
+		{ .op = PEER_OP_SEG_STAT, .sno = 6, .kind = PEER_SEG_KIND_FRAG },
 	};
-	static const size_t lens[] = { 16, 16, 8, 8, 8, 0, 0 };
+	static const size_t lens[] = { 16, 16, 8, 8, 8, 0, 0, 8, 8 };
 	uint8_t buf[PEER_SEG_HEAD_MAX];
 
 	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
@@ -454,6 +456,11 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(d.length, 9);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 8, &d), -EPROTO);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_STAT, buf, 8, &d), -EPROTO);
+	peer_put32(buf + 4, PEER_SEG_KIND_FRAG); /* kinds 0 (a copy) and 1 (a fragment) */
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 8, &d), 0);
+	cr_assert_eq(d.kind, PEER_SEG_KIND_FRAG);
+	peer_put32(buf + 4, 2);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_STAT, buf, 8, &d), -EPROTO, "kind 2");
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL, buf, 7, &d), -EINVAL);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 9, &d), -EINVAL);
 	/* the empty ones */
