@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/array.h"
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
+#include "engine/segtab.h"
 #include "metadata/meta.h"
 
 /* One fragment held. Allocated on its own: a read's completion keeps a pointer to it. */
@@ -34,85 +34,58 @@ struct frag {
 };
 
 struct eng_frags {
-	struct frag **v; /* sorted by (uid, sno) */
-	size_t n, cap;
+	struct segtab tab; /* of struct frag */
 };
 
 /* ---- the table ---- */
 
-static int frag_cmp(const struct frag *f, uint64_t uid, uint32_t sno)
+static void frag_key(const void *e, uint64_t *uid, uint32_t *sno)
 {
-	if (f->fi.uid != uid)
-		return f->fi.uid < uid ? -1 : 1;
-	return f->fi.sno < sno ? -1 : f->fi.sno > sno;
-}
+	const struct frag *f = e;
 
-static size_t frag_pos(const struct eng_frags *t, uint64_t uid, uint32_t sno, bool *found)
-{
-	size_t lo = 0, hi = t->n;
-
-	*found = false;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = frag_cmp(t->v[mid], uid, sno);
-
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	*uid = f->fi.uid;
+	*sno = f->fi.sno;
 }
 
 static struct frag *frag_find(const struct engine *eng, uint64_t uid, uint32_t sno)
 {
-	bool found;
-	size_t i;
+	return eng->frags ? segtab_find(&eng->frags->tab, frag_key, uid, sno) : NULL;
+}
 
-	if (!eng->frags)
-		return NULL;
-	i = frag_pos(eng->frags, uid, sno, &found);
-	return found ? eng->frags->v[i] : NULL;
+/* The i-th fragment in (uid, sno) order. */
+static struct frag *frag_at(const struct engine *eng, size_t i)
+{
+	return eng->frags->tab.v[i];
+}
+
+static size_t frag_count(const struct engine *eng)
+{
+	return eng->frags ? eng->frags->tab.n : 0;
 }
 
 /* A new entry for fi's (uid, sno), which must not be there. NULL without memory. */
 static struct frag *frag_add(struct engine *eng, const struct engine_frag_info *fi)
 {
-	struct eng_frags *t;
 	struct frag *f;
-	bool found;
-	size_t i;
 
 	if (!eng->frags)
 		eng->frags = calloc(1, sizeof(*eng->frags));
-	t = eng->frags;
-	if (!t || ARRAY_GROW(t->v, t->cap, t->n, 16) < 0)
+	if (!eng->frags)
 		return NULL;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
 	f->fi = *fi;
-	i = frag_pos(t, fi->uid, fi->sno, &found);
-	memmove(&t->v[i + 1], &t->v[i], (t->n - i) * sizeof(*t->v));
-	t->v[i] = f;
-	t->n++;
+	if (segtab_insert(&eng->frags->tab, frag_key, f) < 0) {
+		free(f);
+		return NULL;
+	}
 	return f;
 }
 
 static void frag_remove(struct engine *eng, struct frag *f)
 {
-	struct eng_frags *t = eng->frags;
-	bool found;
-	size_t i = frag_pos(t, f->fi.uid, f->fi.sno, &found);
-
-	if (found) {
-		memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(*t->v));
-		t->n--;
-	}
+	segtab_remove(&eng->frags->tab, frag_key, f);
 	free(f);
 }
 
@@ -122,9 +95,9 @@ void eng_frag_free(struct engine *eng)
 
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->n; i++)
-		free(t->v[i]);
-	free(t->v);
+	for (size_t i = 0; i < t->tab.n; i++)
+		free(frag_at(eng, i));
+	segtab_release(&t->tab);
 	free(t);
 	eng->frags = NULL;
 }
@@ -143,12 +116,12 @@ int engine_frag_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 int engine_frag_list(const struct engine *eng,
 		     int (*fn)(void *arg, const struct engine_frag_info *f), void *arg)
 {
-	for (size_t i = 0; eng->frags && i < eng->frags->n; i++) {
+	for (size_t i = 0; i < frag_count(eng); i++) {
 		int r;
 
-		if (eng->frags->v[i]->putting)
+		if (frag_at(eng, i)->putting)
 			continue;
-		r = fn(arg, &eng->frags->v[i]->fi);
+		r = fn(arg, &frag_at(eng, i)->fi);
 		if (r)
 			return r;
 	}
@@ -479,8 +452,8 @@ int eng_frag_load(struct engine *eng)
 {
 	int r = eng_load_prefix(eng, 'G', load_frag);
 
-	if (r == 0 && eng->frags && eng->frags->n)
+	if (r == 0 && frag_count(eng))
 		log_msg(LOG_INFO, ENG_LOG, "holding %zu fragments for other nodes",
-			eng->frags->n);
+			frag_count(eng));
 	return r;
 }
