@@ -506,6 +506,54 @@ int engine_held_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 int engine_held_list(const struct engine *eng,
 		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg);
 
+/* ---- fragments of other nodes' erasure-coded segments (engine/heldfrag.c) ----
+ * A holder keeps fragment `index` of segment (uid, sno) encoded K+M
+ * (docs/erasure-coding.md) as an image in a held slot of its own, from block 0: the
+ * image's format (replication/ec_format.h: header block, CRC table, data) is the
+ * caller's, which checks it before it puts it and checks what it reads. A node holds at
+ * most one fragment of a segment, apart from a copy of it (engine_held_*): both may be
+ * here while the segment is being encoded. A "G" record per fragment (RocksDB,
+ * committed off the loop thread), loaded at start-up with the "H" records; the image's
+ * header block is checked against it then. The slot is held: never cleaned, reused or
+ * counted as this store's room until the fragment is deleted. The epoch fence is the
+ * family's (engine_held_epoch). */
+struct engine_frag_info {
+	uint64_t uid;
+	uint32_t sno;
+	uint64_t epoch;         /* the owner's epoch it was put under */
+	uint8_t index, k, m;
+	uint32_t seg_blocks;    /* L, the encoded segment's blocks */
+	uint32_t frag_blocks;   /* F, the fragment's data blocks */
+	uint32_t image_blocks;  /* the image's blocks (header, table, data) */
+	uint32_t frag_crc;      /* CRC32C of the data blocks */
+	uint32_t slot;          /* local slot, for tools and tests */
+};
+/* Puts a fragment: fi names it (uid, sno, epoch, index, k, m, seg_blocks, frag_blocks,
+ * image_blocks, frag_crc; slot ignored) and image is its image_blocks blocks (any
+ * alignment: copied; the caller may free it once this returns). Written, synced, its
+ * "G" record committed, then cb(0): a fragment put is durable. Already here with the
+ * same index and frag_crc: cb(0) once that put is (a retry); another fragment of the
+ * segment here: -EEXIST. -EFBIG an image larger than a slot, -ESTALE an epoch below
+ * the family's fence (also when the fence rises while the put waits), -ENOSPC no slot,
+ * -EINVAL a geometry that does not hold (k, m 0, index >= k + m, image_blocks <=
+ * frag_blocks, uid 0). */
+int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
+			  const void *image, engine_cb cb, void *arg);
+/* Reads nblocks image blocks at `block` into buf (SEG_ALIGN-aligned: -EINVAL
+ * otherwise). -ENOENT not here (or being put or deleted), -ERANGE past the image. */
+int engine_frag_read(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
+		     void *buf, uint32_t nblocks, engine_cb cb, void *arg);
+/* Drops a fragment: its "G" record is deleted (durably, after the reads in flight),
+ * then the slot is free. Not here: cb(0) (a retry). */
+int engine_frag_delete_async(struct engine *eng, uint64_t uid, uint32_t sno, engine_cb cb,
+			     void *arg);
+/* 0 and *out, or -ENOENT (not here, or its put is not durable yet). */
+int engine_frag_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
+		     struct engine_frag_info *out);
+/* Every fragment held, in (uid, sno) order; stops at fn's first nonzero result. */
+int engine_frag_list(const struct engine *eng,
+		     int (*fn)(void *arg, const struct engine_frag_info *f), void *arg);
+
 /* ---- copies of this engine's own segments (catch-up, engine/segcopy.c) ----
  * Reads nblocks at `block` of this engine's own sealed segment (uid, sno) into buf
  * (SEG_ALIGN-aligned, nblocks * ENGINE_BLOCK_SIZE bytes); the slot is kept from reuse

@@ -16,6 +16,7 @@
 struct meta;
 struct meta_batch;
 struct eng_held;
+struct eng_frags;
 
 #define ENG_LOG "engine"
 #define ENG_GC_RESERVE_DEFAULT 2
@@ -286,6 +287,7 @@ struct engine {
 	struct slot_record *seg_table;
 	bool seg_table_unsure;
 	struct eng_held *held;       /* held.c: copies of other nodes' segments, epochs */
+	struct eng_frags *frags;     /* heldfrag.c: fragments of other nodes' segments */
 	struct seg_family *families; /* segment.c: every family with segments or layers */
 	size_t nfamilies;
 	uint32_t *family_index;      /* segment.c: open addressing by uid, 1 + index into
@@ -638,6 +640,10 @@ int eng_load_prefix(struct engine *eng, char p,
  * slot is marked (seg_hold_restore), an open copy's length found by walking its log. */
 int eng_held_load(struct engine *eng);
 void eng_held_free(struct engine *eng);
+/* heldfrag.c: fragments held for other nodes (engine.h). Start-up, from eng_held_load:
+ * the "G" records, each slot marked held and its header block checked. */
+int eng_frag_load(struct engine *eng);
+void eng_frag_free(struct engine *eng);
 /* Into mb: the "H" record of (uid, sno). */
 void eng_held_put(struct meta_batch *mb, uint64_t uid, uint32_t sno,
 		  const struct held_record *r);

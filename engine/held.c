@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "engine/logcheck.h"
+#include "engine/segtab.h"
 #include "metadata/meta.h"
 
 struct held_range {
@@ -59,52 +60,35 @@ struct held_family {
 };
 
 struct eng_held {
-	struct held **v; /* sorted by (uid, sno) */
-	size_t n, cap;
+	struct segtab tab; /* of struct held */
 	struct held_family *fam;
 	size_t nfam, capfam;
 };
 
 /* ---- the table ---- */
 
-static int held_cmp(const struct held *h, uint64_t uid, uint32_t sno)
+static void held_key(const void *e, uint64_t *uid, uint32_t *sno)
 {
-	if (h->uid != uid)
-		return h->uid < uid ? -1 : 1;
-	return h->sno < sno ? -1 : h->sno > sno;
-}
+	const struct held *h = e;
 
-/* The index of (uid, sno), or where it would go (*found false). */
-static size_t held_pos(const struct eng_held *t, uint64_t uid, uint32_t sno, bool *found)
-{
-	size_t lo = 0, hi = t->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = held_cmp(t->v[mid], uid, sno);
-
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	*uid = h->uid;
+	*sno = h->sno;
 }
 
 static struct held *held_find(const struct engine *eng, uint64_t uid, uint32_t sno)
 {
-	bool found;
-	size_t i;
+	return eng->held ? segtab_find(&eng->held->tab, held_key, uid, sno) : NULL;
+}
 
-	if (!eng->held)
-		return NULL;
-	i = held_pos(eng->held, uid, sno, &found);
-	return found ? eng->held->v[i] : NULL;
+/* The i-th copy in (uid, sno) order (i < eng->held->tab.n). */
+static struct held *held_at(const struct engine *eng, size_t i)
+{
+	return eng->held->tab.v[i];
+}
+
+static size_t held_count(const struct engine *eng)
+{
+	return eng->held ? eng->held->tab.n : 0;
 }
 
 static int table_get(struct engine *eng)
@@ -117,38 +101,25 @@ static int table_get(struct engine *eng)
 /* A new entry for (uid, sno), which must not be there. NULL without memory. */
 static struct held *held_add(struct engine *eng, uint64_t uid, uint32_t sno)
 {
-	struct eng_held *t;
 	struct held *h;
-	bool found;
-	size_t i;
 
 	if (table_get(eng) < 0)
-		return NULL;
-	t = eng->held;
-	if (ARRAY_GROW(t->v, t->cap, t->n, 16) < 0)
 		return NULL;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	h->uid = uid;
 	h->sno = sno;
-	i = held_pos(t, uid, sno, &found);
-	memmove(&t->v[i + 1], &t->v[i], (t->n - i) * sizeof(*t->v));
-	t->v[i] = h;
-	t->n++;
+	if (segtab_insert(&eng->held->tab, held_key, h) < 0) {
+		free(h);
+		return NULL;
+	}
 	return h;
 }
 
 static void held_remove(struct engine *eng, struct held *h)
 {
-	struct eng_held *t = eng->held;
-	bool found;
-	size_t i = held_pos(t, h->uid, h->sno, &found);
-
-	if (found) {
-		memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(*t->v));
-		t->n--;
-	}
+	segtab_remove(&eng->held->tab, held_key, h);
 	free(h->done);
 	free(h);
 }
@@ -196,13 +167,15 @@ void eng_held_free(struct engine *eng)
 {
 	struct eng_held *t = eng->held;
 
+	eng_frag_free(eng);
+
 	if (!t)
 		return;
-	for (size_t i = 0; i < t->n; i++) {
-		free(t->v[i]->done);
-		free(t->v[i]);
+	for (size_t i = 0; i < t->tab.n; i++) {
+		free(held_at(eng, i)->done);
+		free(held_at(eng, i));
 	}
-	free(t->v);
+	segtab_release(&t->tab);
 	free(t->fam);
 	free(t);
 	eng->held = NULL;
@@ -229,13 +202,13 @@ int engine_held_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 int engine_held_list(const struct engine *eng,
 		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg)
 {
-	for (size_t i = 0; eng->held && i < eng->held->n; i++) {
+	for (size_t i = 0; i < held_count(eng); i++) {
 		struct engine_held_info info;
 		int r;
 
-		if (eng->held->v[i]->opening)
+		if (held_at(eng, i)->opening)
 			continue;
-		held_info(eng->held->v[i], &info);
+		held_info(held_at(eng, i), &info);
 		r = fn(arg, &info);
 		if (r)
 			return r;
@@ -891,16 +864,18 @@ int eng_held_load(struct engine *eng)
 
 	if (r == 0)
 		r = eng_load_prefix(eng, 'H', load_held);
-	for (size_t i = 0; r == 0 && eng->held && i < eng->held->n; i++) {
-		struct held *h = eng->held->v[i];
+	if (r == 0)
+		r = eng_frag_load(eng);
+	for (size_t i = 0; r == 0 && i < held_count(eng); i++) {
+		struct held *h = held_at(eng, i);
 
 		if (!h->sealed)
 			r = open_length(eng, h);
 		h->ahead = h->length;
 	}
-	if (r == 0 && eng->held && eng->held->n)
+	if (r == 0 && held_count(eng))
 		log_msg(LOG_INFO, ENG_LOG, "holding %zu segments for other nodes",
-			eng->held->n);
+			held_count(eng));
 	return r;
 }
 

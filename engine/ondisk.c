@@ -767,3 +767,56 @@ int ondisk_fckpt_block_decode(const void *buf, size_t len, struct fckpt_block *f
 			return -EPROTO;
 	return 0;
 }
+
+/* ---- fragment records ---- */
+
+_Static_assert(ONDISK_FRAG_KEY_LEN == 13, "a fragment key is a segment key");
+
+void ondisk_frag_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_FRAG_KEY_LEN])
+{
+	segment_key('G', family_uid, sno, key);
+}
+
+int ondisk_frag_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno)
+{
+	return segment_key_decode('G', key, len, family_uid, sno);
+}
+
+void ondisk_frag_record_encode(const struct frag_record *r, struct ondisk_frag_record *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = ONDISK_FRAG_RECORD_VERSION;
+	out->slot = r->slot;
+	out->epoch = r->epoch;
+	out->index = r->index;
+	out->k = r->k;
+	out->m = r->m;
+	out->seg_blocks = r->seg_blocks;
+	out->frag_blocks = r->frag_blocks;
+	out->image_blocks = r->image_blocks;
+	out->frag_crc = r->frag_crc;
+	out->head_crc = r->head_crc;
+	out->crc = record_crc(out, sizeof(*out), offsetof(struct ondisk_frag_record, crc));
+}
+
+int ondisk_frag_record_decode(const void *buf, size_t len, struct frag_record *r)
+{
+	struct ondisk_frag_record d;
+	int err = record_load(buf, len, &d, sizeof(d), offsetof(struct ondisk_frag_record, crc));
+
+	if (err < 0)
+		return err;
+	if (d.version != ONDISK_FRAG_RECORD_VERSION)
+		return -EPROTO;
+	for (size_t i = 0; i < sizeof(d.reserved); i++)
+		if (d.reserved[i])
+			return -EPROTO;
+	if (d.reserved0 || !d.k || !d.m || d.index >= d.k + d.m || !d.frag_blocks ||
+	    d.image_blocks <= d.frag_blocks)
+		return -EPROTO;
+	*r = (struct frag_record){ .slot = d.slot, .epoch = d.epoch, .index = d.index,
+				   .k = d.k, .m = d.m, .seg_blocks = d.seg_blocks,
+				   .frag_blocks = d.frag_blocks, .image_blocks = d.image_blocks,
+				   .frag_crc = d.frag_crc, .head_crc = d.head_crc };
+	return 0;
+}

@@ -311,6 +311,10 @@ int ondisk_summary_decode(const void *buf, size_t len, struct summary *s);
  *                                          engine/held.c)
  * key "E" | family uid (8, big-endian)  -> struct ondisk_epoch_record: the highest epoch
  *                                          a holder has seen of that family (META_SYNC)
+ * key "G" | family uid (8, big-endian) | segment number (4, big-endian)
+ *                                       -> struct ondisk_frag_record: a fragment of
+ *                                          another node's encoded segment held here
+ *                                          (META_SYNC, engine/heldfrag.c)
  */
 #define QUILL_VOLUME_NAME_MAX 63u
 
@@ -476,6 +480,38 @@ struct ondisk_epoch_record {
 _Static_assert(sizeof(struct ondisk_epoch_record) == 64, "epoch record size");
 _Static_assert(offsetof(struct ondisk_epoch_record, epoch) == 8, "epoch record epoch");
 
+/* A fragment of another node's erasure-coded segment (engine/heldfrag.c;
+ * docs/erasure-coding.md). Its slot holds the fragment's image (replication/ec_format.h:
+ * header block, CRC table, data) from block 0. The engine does not read that format:
+ * head_crc lets start-up check the header block against the record. Little-endian. */
+#define ONDISK_FRAG_RECORD_VERSION 1u
+struct ondisk_frag_record {
+	uint32_t version;      /* ONDISK_FRAG_RECORD_VERSION */
+	uint32_t slot;         /* where the image is on this node */
+	uint64_t epoch;        /* the owner's epoch it was put under */
+	uint8_t index, k, m;   /* fragment index of k data + m parity */
+	uint8_t reserved0;
+	uint32_t seg_blocks;   /* L: the encoded segment's blocks */
+	uint32_t frag_blocks;  /* F: the fragment's data blocks */
+	uint32_t image_blocks; /* the image: header block, CRC table, F blocks */
+	uint32_t frag_crc;     /* CRC32C of the F data blocks (the header's) */
+	uint32_t head_crc;     /* CRC32C of the image's block 0, the whole 4096 bytes */
+	uint8_t reserved[20];
+	uint32_t crc;
+} __attribute__((packed));
+_Static_assert(sizeof(struct ondisk_frag_record) == 64, "fragment record size");
+_Static_assert(offsetof(struct ondisk_frag_record, index) == 16, "fragment record index");
+_Static_assert(offsetof(struct ondisk_frag_record, head_crc) == 36, "fragment record head_crc");
+
+/* What a fragment record says, without its key. */
+struct frag_record {
+	uint32_t slot;
+	uint64_t epoch;
+	uint8_t index, k, m;
+	uint32_t seg_blocks, frag_blocks, image_blocks;
+	uint32_t frag_crc, head_crc;
+};
+
 /* What a held record says, without its key. */
 struct held_record {
 	uint32_t slot;
@@ -529,6 +565,14 @@ void ondisk_held_record_encode(const struct held_record *r, struct ondisk_held_r
 /* 0, -EINVAL (length), -EILSEQ (crc), -EPROTO (version, sealed not 0 or 1) */
 int ondisk_held_record_decode(const void *buf, size_t len, struct held_record *r);
 void ondisk_epoch_record_encode(uint64_t epoch, struct ondisk_epoch_record *out);
+#define ONDISK_FRAG_KEY_LEN 13u
+void ondisk_frag_key(uint64_t family_uid, uint32_t sno, uint8_t key[ONDISK_FRAG_KEY_LEN]);
+/* -EPROTO unless key is a fragment key. */
+int ondisk_frag_key_decode(const void *key, size_t len, uint64_t *family_uid, uint32_t *sno);
+void ondisk_frag_record_encode(const struct frag_record *r, struct ondisk_frag_record *out);
+/* 0, -EINVAL (length), -EILSEQ (crc), -EPROTO (version, a reserved byte set, k or m 0,
+ * index >= k + m, frag_blocks or image_blocks 0) */
+int ondisk_frag_record_decode(const void *buf, size_t len, struct frag_record *r);
 int ondisk_epoch_record_decode(const void *buf, size_t len, uint64_t *epoch);
 /* -EPROTO unless key is an alias key. */
 int ondisk_alias_key_decode(const void *key, size_t len, uint64_t *layer_id);

@@ -165,3 +165,29 @@ int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f)
 	*f = d;
 	return 0;
 }
+
+int ec_stripe_images(struct ec_code *code, const struct ec_geom *g, const void *seg,
+		     uint64_t family, uint32_t seq, uint64_t epoch, uint8_t *const *images)
+{
+	uint8_t *frags[EC_N_MAX];
+	uint32_t crcs[EC_N_MAX];
+	size_t off = ec_frag_data_offset(g);
+	unsigned n = g->k + g->m;
+	int r;
+
+	if (ec_code_k(code) != g->k || ec_code_m(code) != g->m)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		frags[i] = images[i] + off;
+	ec_stripe_split(g, seg, frags);
+	r = ec_stripe_encode(code, g, frags, crcs);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < n; i++) {
+		struct ec_frag_info f = { .geom = *g, .index = i, .family = family, .seq = seq,
+					  .epoch = epoch };
+
+		ec_frag_seal(&f, images[i]); /* its frag_crc is crcs[i] again, from the data */
+	}
+	return 0;
+}

@@ -42,6 +42,15 @@ void ec_frag_seal(struct ec_frag_info *f, uint8_t *image);
  * the table (-EILSEQ), and the data against frag_crc (-EILSEQ). Fills *f. */
 int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f);
 
+/* The owner's encoding of a sealed segment (seg: its g->seg_blocks blocks) into the
+ * K+M fragment images of its stripe, each sealed and ready for FRAG_PUT: the data cut
+ * into the data fragments in place (padding zeroed), the parity encoded in place, every
+ * header naming (family, seq, epoch) and its index. images[K+M] are the caller's,
+ * ec_frag_image_bytes(g) each (any content). -EINVAL when the code is not g's. CPU
+ * work of a whole segment: off the loop thread. */
+int ec_stripe_images(struct ec_code *code, const struct ec_geom *g, const void *seg,
+		     uint64_t family, uint32_t seq, uint64_t epoch, uint8_t *const *images);
+
 #endif
 
 #define EC_FRAG_MAGIC UINT64_C(0x4752464c4c495551) /* "QUILLFRG" */
@@ -115,5 +124,14 @@ void ec_frag_seal(struct ec_frag_info *f, uint8_t *image);
  * and the table's padding zero (-EPROTO), the table against table_crc and every data block against
  * the table (-EILSEQ), and the data against frag_crc (-EILSEQ). Fills *f. */
 int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f);
+
+/* The owner's encoding of a sealed segment (seg: its g->seg_blocks blocks) into the
+ * K+M fragment images of its stripe, each sealed and ready for FRAG_PUT: the data cut
+ * into the data fragments in place (padding zeroed), the parity encoded in place, every
+ * header naming (family, seq, epoch) and its index. images[K+M] are the caller's,
+ * ec_frag_image_bytes(g) each (any content). -EINVAL when the code is not g's. CPU
+ * work of a whole segment: off the loop thread. */
+int ec_stripe_images(struct ec_code *code, const struct ec_geom *g, const void *seg,
+		     uint64_t family, uint32_t seq, uint64_t epoch, uint8_t *const *images);
 
 #endif

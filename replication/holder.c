@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "engine/engine.h"
+#include "replication/ec_format.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 
@@ -38,6 +39,11 @@ struct hold_op {
 	bool held_before;            /* DELETE: the copy was here when it started (logged:
 					not one the orphan check dropped first) */
 	struct peer_seg_reply found; /* LAYER_FIND: family, layer, blocks */
+	struct engine_frag_info fi;  /* FRAG_PUT: from the image's header; FRAG_READ: held */
+	uint8_t *table;              /* FRAG_READ: the CRC table's blocks that cover the read */
+	uint32_t table_first;        /* ... from this block of the table */
+	unsigned parts;              /* FRAG_READ: its two reads in flight */
+	int part_err;                /* ... the first one's error */
 };
 
 _Static_assert(PEER_SEG_BLOCK == ENGINE_BLOCK_SIZE, "a segment's block is the engine's");
@@ -91,6 +97,7 @@ static void op_free(struct hold_op *op)
 	engine_volume_close(op->snap); /* the engine outlives the holder */
 	free(op->buf);
 	free(op->crcs);
+	free(op->table);
 	free(op);
 }
 
@@ -105,6 +112,30 @@ static bool op_has_family(const struct hold_op *op)
 static bool op_has_segment(const struct hold_op *op)
 {
 	return op_has_family(op) && op->sr.op != PEER_OP_EPOCH_RAISE;
+}
+
+/* A fragment op: about a segment's fragment, never a copy of its log (SEG_DELETE and
+ * SEG_STAT of kind FRAG too). */
+static bool op_is_frag(const struct hold_op *op)
+{
+	return op->sr.op == PEER_OP_FRAG_PUT || op->sr.op == PEER_OP_FRAG_READ ||
+	       ((op->sr.op == PEER_OP_SEG_DELETE || op->sr.op == PEER_OP_SEG_STAT) &&
+		op->sr.kind == PEER_SEG_KIND_FRAG);
+}
+
+/* What the holder has of a fragment op's segment, as a copy's info: the image's
+ * blocks, sealed, the epoch it was put under. */
+static bool frag_held(const struct hold_op *op, struct engine *eng,
+		      struct engine_held_info *info)
+{
+	struct engine_frag_info fi;
+
+	if (engine_frag_stat(eng, op->uid, op->sr.sno, &fi) < 0)
+		return false;
+	*info = (struct engine_held_info){ .uid = fi.uid, .sno = fi.sno, .epoch = fi.epoch,
+					   .sealed = true, .length = fi.image_blocks,
+					   .slot = fi.slot };
+	return true;
 }
 
 /* The op's family's fence now (0 for an op about no family): an op below it was
@@ -131,6 +162,13 @@ static void log_refusal(const struct hold_op *op, uint64_t fence, int res)
 				"refused: fenced at epoch %llu", (unsigned long long)op->uid,
 				peer_op_name(op->sr.op), op->sr.sno, (unsigned long long)op->epoch,
 				(unsigned long long)fence);
+	else if (res < 0 && op_is_frag(op))
+		LOG_RATELIMITED(res == -EILSEQ ? LOG_ERROR : LOG_INFO, LOG_TAG, "family %llx: %s "
+				"of segment %u refused: %s%s", (unsigned long long)op->uid,
+				peer_op_name(op->sr.op), op->sr.sno, err_str(-res),
+				res != -EILSEQ ? ""
+				: op->sr.op == PEER_OP_FRAG_PUT ? " (the image does not check)"
+								: " (the fragment held here fails its CRC: not sent)");
 	else if (res == -EILSEQ && op->sr.op == PEER_OP_SEG_READ)
 		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "family %llx: read of segment %u at block %u "
 				"(%u blocks): the copy held here fails its checksum: not sent",
@@ -160,6 +198,26 @@ static int layer_read_answer(struct hold_op *op, struct peer_seg_reply *rep,
 	return 0;
 }
 
+/* A FRAG_READ's answer: each block checked against the fragment's CRC table (a block
+ * that fails is never sent: -EILSEQ), then the table's CRCs of the blocks and the
+ * blocks (data[0..1]). */
+static int frag_read_answer(struct hold_op *op, struct peer_seg_reply *rep,
+			    struct iovec data[2])
+{
+	uint32_t n = op->sr.nblocks;
+	const uint8_t *crcs = op->table + (size_t)op->sr.block * sizeof(uint32_t) -
+			      (size_t)op->table_first * PEER_SEG_BLOCK;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (crc32c(op->buf + (size_t)i * PEER_SEG_BLOCK, PEER_SEG_BLOCK) !=
+		    peer_get32(crcs + (size_t)i * sizeof(uint32_t)))
+			return -EILSEQ;
+	rep->length = n;
+	data[0] = (struct iovec){ (void *)crcs, (size_t)n * sizeof(uint32_t) };
+	data[1] = (struct iovec){ op->buf, (size_t)n * PEER_SEG_BLOCK };
+	return 0;
+}
+
 /* Answers the op's request with res (the holder's state of the segment after it) and
  * frees the op. */
 static void op_finish(struct hold_op *op, int res)
@@ -178,7 +236,11 @@ static void op_finish(struct hold_op *op, int res)
 		res = -ESTALE; /* never acknowledge what a newer owner fenced off */
 	if (res == 0 && op->sr.op == PEER_OP_SEG_READ)
 		res = peer_seg_read_check(&op->sr, op->buf); /* a read-around's CRCs */
-	held = op_has_segment(op) && engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
+	if (op_is_frag(op))
+		held = op->sr.op != PEER_OP_FRAG_READ && frag_held(op, eng, &info);
+	else
+		held = op_has_segment(op) &&
+		       engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT && !held)
 		res = -ENOENT;
 	rep.length = held ? info.length : 0;
@@ -186,10 +248,15 @@ static void op_finish(struct hold_op *op, int res)
 		res = layer_read_answer(op, &rep, data);
 		m.datacnt = res == 0 ? 2 : 0;
 	}
+	if (res == 0 && op->sr.op == PEER_OP_FRAG_READ) {
+		res = frag_read_answer(op, &rep, data);
+		m.datacnt = res == 0 ? 2 : 0;
+	}
 	log_refusal(op, fence, res);
 	if (res == 0 && op->sr.op == PEER_OP_SEG_DELETE && op->held_before)
-		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %08x: copy deleted by its "
-			"owner (SEG_DELETE)", (unsigned long long)op->uid, op->sr.sno);
+		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %08x: %s deleted by its "
+			"owner (SEG_DELETE)", (unsigned long long)op->uid, op->sr.sno,
+			op_is_frag(op) ? "fragment" : "copy");
 	rep.result = res;
 	if (res == 0 && op->sr.op == PEER_OP_LAYER_FIND) {
 		rep.family = op->found.family;
@@ -272,6 +339,57 @@ static int layer_find(struct hold_op *op, struct engine *eng)
 	return r < 0 ? r : 1;
 }
 
+/* One of a FRAG_READ's two reads (the table's blocks, the data's) ended. */
+static void frag_part_done(void *arg, int res)
+{
+	struct hold_op *op = arg;
+
+	if (res < 0 && !op->part_err)
+		op->part_err = res;
+	if (--op->parts == 0)
+		op_done(op, op->part_err);
+}
+
+/* A FRAG_READ: the blocks asked for and the part of the CRC table that covers them,
+ * read at once; checked against each other when both are in (frag_read_answer). */
+static int frag_read_start(struct hold_op *op, struct engine *eng)
+{
+	const struct peer_seg_req *sr = &op->sr;
+	struct engine_frag_info *fi = &op->fi;
+	uint32_t table_blocks, last;
+	int r = engine_frag_stat(eng, op->uid, sr->sno, fi);
+
+	if (r < 0)
+		return r;
+	if (fi->index != sr->index)
+		return -ENOENT; /* another fragment of the segment: not the one asked for */
+	if ((uint64_t)sr->block + sr->nblocks > fi->frag_blocks)
+		return -ERANGE;
+	table_blocks = fi->image_blocks - 1 - fi->frag_blocks;
+	op->table_first = (uint32_t)((uint64_t)sr->block * sizeof(uint32_t) / PEER_SEG_BLOCK);
+	last = (uint32_t)(((uint64_t)sr->block + sr->nblocks) * sizeof(uint32_t) - 1) /
+	       PEER_SEG_BLOCK;
+	if (last >= table_blocks)
+		return -EIO; /* the record's geometry does not hold */
+	op->table = aligned_alloc(PEER_SEG_BLOCK,
+				  (size_t)(last - op->table_first + 1) * PEER_SEG_BLOCK);
+	op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)sr->nblocks * PEER_SEG_BLOCK);
+	if (!op->table || !op->buf)
+		return -ENOMEM;
+	op->parts = 2;
+	r = engine_frag_read(eng, op->uid, sr->sno, 1 + op->table_first, op->table,
+			     last - op->table_first + 1, frag_part_done, op);
+	if (r < 0)
+		return r;
+	r = engine_frag_read(eng, op->uid, sr->sno, 1 + table_blocks + sr->block, op->buf,
+			     sr->nblocks, frag_part_done, op);
+	if (r < 0) { /* the table's read answers, with this error */
+		op->part_err = r;
+		op->parts--;
+	}
+	return 0;
+}
+
 /* Starts the op's own engine step. Returns 0 (a callback answers), 1 (nothing to do
  * in the engine: answer now) or -errno. */
 static int op_start(struct hold_op *op)
@@ -297,6 +415,10 @@ static int op_start(struct hold_op *op)
 	case PEER_OP_SEG_SEAL:
 		return engine_held_seal_async(eng, op->uid, sr->sno, sr->length, op_done, op);
 	case PEER_OP_SEG_DELETE:
+		if (sr->kind == PEER_SEG_KIND_FRAG) {
+			op->held_before = engine_frag_stat(eng, op->uid, sr->sno, &op->fi) == 0;
+			return engine_frag_delete_async(eng, op->uid, sr->sno, op_done, op);
+		}
 		op->held_before = engine_held_stat(eng, op->uid, sr->sno,
 						   &(struct engine_held_info){ 0 }) == 0;
 		return engine_held_delete_async(eng, op->uid, sr->sno, op_done, op);
@@ -306,6 +428,10 @@ static int op_start(struct hold_op *op)
 		return layer_read_start(op, eng);
 	case PEER_OP_LAYER_FIND:
 		return layer_find(op, eng);
+	case PEER_OP_FRAG_PUT:
+		return engine_frag_put_async(eng, &op->fi, sr->data, op_done, op);
+	case PEER_OP_FRAG_READ:
+		return frag_read_start(op, eng);
 	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT */
 		return 1;
 	}
@@ -336,8 +462,31 @@ static void op_raised(void *arg, int res)
 		op_run(op);
 }
 
-/* What is refused before anything is written, the fence's raise included. */
-static int op_check(const struct hold_op *op, struct engine *eng)
+/* A FRAG_PUT's image, checked whole before anything is written or raised (its header,
+ * its table, every block, the fragment's CRC: ec_frag_verify): the fragment it names
+ * must be of the frame's family and the request's segment. Fills op->fi. */
+static int frag_put_check(struct hold_op *op)
+{
+	const struct peer_seg_req *sr = &op->sr;
+	struct ec_frag_info f;
+	int r = ec_frag_verify(sr->data, (size_t)sr->nblocks * PEER_SEG_BLOCK, &f);
+
+	if (r < 0)
+		return r;
+	if (f.family != op->uid || f.seq != sr->sno)
+		return -EINVAL;
+	op->fi = (struct engine_frag_info){ .uid = op->uid, .sno = sr->sno, .epoch = op->epoch,
+					    .index = (uint8_t)f.index, .k = (uint8_t)f.geom.k,
+					    .m = (uint8_t)f.geom.m,
+					    .seg_blocks = f.geom.seg_blocks,
+					    .frag_blocks = f.geom.frag_blocks,
+					    .image_blocks = sr->nblocks, .frag_crc = f.frag_crc };
+	return 0;
+}
+
+/* What is refused before anything is written, the fence's raise included (a FRAG_PUT
+ * fills op->fi from its image). */
+static int op_check(struct hold_op *op, struct engine *eng)
 {
 	const struct peer_seg_req *sr = &op->sr;
 
@@ -351,9 +500,12 @@ static int op_check(const struct hold_op *op, struct engine *eng)
 	 * segments are its own log, not copies. Above all a SEG_STAT must not answer
 	 * "no such segment": a takeover counts that as 0 blocks and would seal the open
 	 * segment short of writes this node acknowledged. Asked again once released. */
-	if (op_has_segment(op) && sr->op != PEER_OP_SEG_DELETE &&
+	if (op_has_segment(op) && sr->op != PEER_OP_SEG_DELETE && !op_is_frag(op) &&
 	    engine_family_here(eng, op->uid))
 		return -EBUSY;
+	/* (a fragment is never the family's log: the owner may hold one of its own) */
+	if (sr->op == PEER_OP_FRAG_PUT)
+		return frag_put_check(op);
 	if (sr->op == PEER_OP_SEG_OPEN && sr->segment_blocks != engine_segment_blocks(eng))
 		return -EINVAL;
 	if (sr->op == PEER_OP_SEG_APPEND)

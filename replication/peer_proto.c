@@ -48,7 +48,15 @@ static const struct op_info {
 	    SEG_REPLY_MIN + PEER_LAYER_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t))),
 	SEG(PEER_OP_LAYER_FIND, "LAYER_FIND", sizeof(struct peer_layer_find),
 	    sizeof(struct peer_layer_find), SEG_REPLY_MIN + sizeof(struct peer_layer_found)),
+	SEG(PEER_OP_FRAG_PUT, "FRAG_PUT",
+	    sizeof(struct peer_frag_put) + PEER_FRAG_IMAGE_MIN * PEER_SEG_BLOCK, PEER_PAYLOAD_MAX,
+	    SEG_REPLY_MIN),
+	SEG(PEER_OP_FRAG_READ, "FRAG_READ", sizeof(struct peer_frag_read),
+	    sizeof(struct peer_frag_read),
+	    SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t))),
 };
+_Static_assert(SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t)) <=
+		       PEER_PAYLOAD_MAX, "a FRAG_READ reply fits a payload");
 _Static_assert(SEG_REPLY_MIN + PEER_LAYER_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t)) <=
 		       PEER_PAYLOAD_MAX, "a LAYER_READ reply fits a payload");
 _Static_assert(sizeof(struct peer_error) + PEER_ERROR_MSG_MAX <= PEER_PAYLOAD_MAX &&
@@ -265,6 +273,8 @@ size_t peer_error_encode(int err, const char *msg, void *buf)
 #define APP(field) offsetof(struct peer_seg_append, field)
 #define RD(field) offsetof(struct peer_seg_read, field)
 #define LR(field) offsetof(struct peer_layer_read, field)
+#define FP(field) offsetof(struct peer_frag_put, field)
+#define FR(field) offsetof(struct peer_frag_read, field)
 #define RES(field) offsetof(struct peer_seg_result, field)
 #define STAT(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_seg_stat, field))
 #define FOUND(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_layer_found, field))
@@ -349,6 +359,38 @@ static int layer_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 	return out->nblocks > PEER_LAYER_READ_MAX_BLOCKS ? -EMSGSIZE : 0;
 }
 
+static int frag_put_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	if (len < sizeof(struct peer_frag_put))
+		return -EINVAL;
+	out->sno = peer_get32(p + FP(sno));
+	out->nblocks = peer_get32(p + FP(image_blocks));
+	if (peer_get64(p + FP(reserved)))
+		return -EPROTO;
+	if (out->nblocks < PEER_FRAG_IMAGE_MIN)
+		return -EINVAL;
+	if (out->nblocks > PEER_FRAG_PUT_MAX_BLOCKS)
+		return -EMSGSIZE;
+	if (len - sizeof(struct peer_frag_put) != (size_t)out->nblocks * PEER_SEG_BLOCK)
+		return -EINVAL; /* the image is exactly image_blocks blocks */
+	out->data = p + sizeof(struct peer_frag_put);
+	return 0;
+}
+
+static int frag_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	if (len != sizeof(struct peer_frag_read))
+		return -EINVAL;
+	out->sno = peer_get32(p + FR(sno));
+	out->block = peer_get32(p + FR(block));
+	out->nblocks = peer_get32(p + FR(nblocks));
+	out->index = p[FR(index)];
+	for (size_t i = 0; i < sizeof(((struct peer_frag_read *)0)->reserved); i++)
+		if (p[FR(reserved) + i])
+			return -EPROTO;
+	return range_check(out->block, out->nblocks, PEER_FRAG_READ_MAX_BLOCKS);
+}
+
 /* A name of LAYER_FIND: 1..PEER_LAYER_NAME - 1 bytes, then NULs only. */
 static int layer_name_decode(const uint8_t *p, char *out)
 {
@@ -373,22 +415,23 @@ static int layer_find_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 	return r < 0 ? r : layer_name_decode(p + offsetof(struct peer_layer_find, snap), out->snap);
 }
 
-/* The ops whose payload is 8 bytes: sno, then a length (SEAL) or reserved. */
+/* The ops whose payload is 8 bytes: sno, then a length (SEAL) or a kind. */
 static int seg_sno_decode(uint8_t op, const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
 	if (len != sizeof(struct peer_seg_sno))
 		return -EINVAL;
 	out->sno = peer_get32(p);
-	if (op == PEER_OP_SEG_SEAL)
+	if (op == PEER_OP_SEG_SEAL) {
 		out->length = peer_get32(p + offsetof(struct peer_seg_seal, length));
-	else if (peer_get32(p + offsetof(struct peer_seg_sno, reserved)))
-		return -EPROTO;
-	return 0;
+		return 0;
+	}
+	out->kind = peer_get32(p + offsetof(struct peer_seg_sno, kind));
+	return out->kind > PEER_SEG_KIND_FRAG ? -EPROTO : 0;
 }
 _Static_assert(sizeof(struct peer_seg_seal) == sizeof(struct peer_seg_sno) &&
 		       offsetof(struct peer_seg_seal, length) ==
-			       offsetof(struct peer_seg_sno, reserved),
-	       "SEAL is sno and a length where the others have reserved");
+			       offsetof(struct peer_seg_sno, kind),
+	       "SEAL is sno and a length where the others have a kind");
 
 int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out)
 {
@@ -416,6 +459,10 @@ int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg
 		return layer_read_decode(p, len, out);
 	case PEER_OP_LAYER_FIND:
 		return layer_find_decode(p, len, out);
+	case PEER_OP_FRAG_PUT:
+		return frag_put_decode(p, len, out);
+	case PEER_OP_FRAG_READ:
+		return frag_read_decode(p, len, out);
 	case PEER_OP_EPOCH_RAISE:
 	case PEER_OP_SEG_FLUSH:
 		return len == 0 ? 0 : -EINVAL;
@@ -459,7 +506,7 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 	case PEER_OP_SEG_DELETE:
 	case PEER_OP_SEG_STAT:
 		peer_put32(p, r->sno);
-		peer_put32(p + 4, r->op == PEER_OP_SEG_SEAL ? r->length : 0);
+		peer_put32(p + 4, r->op == PEER_OP_SEG_SEAL ? r->length : r->kind);
 		return sizeof(struct peer_seg_sno);
 	case PEER_OP_LAYER_READ:
 		peer_put64(p + LR(layer), r->layer);
@@ -474,17 +521,31 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		memcpy(p + offsetof(struct peer_layer_find, snap), r->snap,
 		       strnlen(r->snap, PEER_LAYER_NAME - 1));
 		return sizeof(struct peer_layer_find);
+	case PEER_OP_FRAG_PUT:
+		peer_put32(p + FP(sno), r->sno);
+		peer_put32(p + FP(image_blocks), r->nblocks);
+		peer_put64(p + FP(reserved), 0);
+		return sizeof(struct peer_frag_put);
+	case PEER_OP_FRAG_READ:
+		memset(p, 0, sizeof(struct peer_frag_read));
+		peer_put32(p + FR(sno), r->sno);
+		peer_put32(p + FR(block), r->block);
+		peer_put32(p + FR(nblocks), r->nblocks);
+		p[FR(index)] = r->index;
+		return sizeof(struct peer_frag_read);
 	default: /* EPOCH_RAISE, SEG_FLUSH: empty */
 		return 0;
 	}
 }
 
-/* A LAYER_READ reply's rest (after the result): length CRCs, then length blocks. */
-static int layer_reply_decode(const uint8_t *p, size_t rest, struct peer_seg_reply *out)
+/* A LAYER_READ or FRAG_READ reply's rest (after the result): length CRCs, then length
+ * blocks, at most max. */
+static int crc_reply_decode(const uint8_t *p, size_t rest, uint32_t max,
+			    struct peer_seg_reply *out)
 {
 	if (out->length == 0)
 		return -EINVAL;
-	if (out->length > PEER_LAYER_READ_MAX_BLOCKS)
+	if (out->length > max)
 		return -EMSGSIZE;
 	if (rest != (size_t)out->length * (sizeof(uint32_t) + PEER_SEG_BLOCK))
 		return -EINVAL;
@@ -521,7 +582,8 @@ int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_s
 		return -EPROTO;
 	rest = len - sizeof(struct peer_seg_result);
 	if (out->result < 0 || (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT &&
-				op != PEER_OP_LAYER_READ && op != PEER_OP_LAYER_FIND))
+				op != PEER_OP_LAYER_READ && op != PEER_OP_LAYER_FIND &&
+				op != PEER_OP_FRAG_READ))
 		return rest == 0 ? 0 : -EINVAL;
 	if (op == PEER_OP_LAYER_FIND) {
 		if (rest != sizeof(struct peer_layer_found))
@@ -532,7 +594,9 @@ int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_s
 		return out->family && out->layer ? 0 : -EPROTO;
 	}
 	if (op == PEER_OP_LAYER_READ)
-		return layer_reply_decode(p, rest, out);
+		return crc_reply_decode(p, rest, PEER_LAYER_READ_MAX_BLOCKS, out);
+	if (op == PEER_OP_FRAG_READ)
+		return crc_reply_decode(p, rest, PEER_FRAG_READ_MAX_BLOCKS, out);
 	if (op == PEER_OP_SEG_STAT) {
 		if (rest != sizeof(struct peer_seg_stat))
 			return -EINVAL;

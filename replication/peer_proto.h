@@ -80,9 +80,14 @@ enum peer_op {
 	/* A clone made on another node learns which layer a snapshot is, by name, from
 	 * the node that runs its family; header volume_id 0, epoch 0. */
 	PEER_OP_LAYER_FIND  = 0x29, /* peer_layer_find; the reply's: peer_layer_found */
+	/* Fragments of an erasure-coded segment (docs/erasure-coding.md): fenced like the
+	 * segment ops (the header's volume_id the family uid, its epoch the owner's). */
+	PEER_OP_FRAG_PUT    = 0x2a, /* peer_frag_put, then the fragment's image */
+	PEER_OP_FRAG_READ   = 0x2b, /* peer_frag_read; the reply's data: nblocks CRC32Cs,
+				       then the blocks (as LAYER_READ's) */
 };
 #define PEER_OP_SEG_FIRST PEER_OP_SEG_OPEN
-#define PEER_OP_SEG_LAST  PEER_OP_LAYER_FIND
+#define PEER_OP_SEG_LAST  PEER_OP_FRAG_READ
 
 /* ---- layouts ---- */
 
@@ -196,10 +201,13 @@ struct peer_seg_seal {
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_seg_seal) == 8, "SEG_SEAL payload is 8 bytes");
 
-/* SEG_DELETE, SEG_STAT: a segment number. */
+/* SEG_DELETE, SEG_STAT: a segment number, and which of it: the copy of its log, or
+ * the fragment of its stripe held there (the word was reserved, 0: a copy). */
+#define PEER_SEG_KIND_COPY 0u
+#define PEER_SEG_KIND_FRAG 1u
 struct peer_seg_sno {
 	uint32_t sno;
-	uint32_t reserved; /* 0 */
+	uint32_t kind;     /* PEER_SEG_KIND_* */
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_seg_sno) == 8, "SEG_DELETE / SEG_STAT payload is 8 bytes");
 
@@ -234,6 +242,38 @@ struct peer_layer_found {
 	uint64_t blocks; /* its size in blocks of PEER_SEG_BLOCK */
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_layer_found) == 24, "LAYER_FIND reply data is 24 bytes");
+
+/* FRAG_PUT: the image of one fragment (replication/ec_format.h: header block, CRC
+ * table, data blocks) follows, exactly image_blocks blocks; the image's header names
+ * the segment (family = the frame's volume_id, seq = sno), the code and the index.
+ * Written once, whole: the reply comes once it is durable on the holder. */
+struct peer_frag_put {
+	uint32_t sno;
+	uint32_t image_blocks; /* PEER_FRAG_IMAGE_MIN..PEER_FRAG_PUT_MAX_BLOCKS */
+	uint64_t reserved;     /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_frag_put) == 16, "FRAG_PUT head is 16 bytes");
+#define PEER_FRAG_IMAGE_MIN 3u /* a header block, a table block, one data block */
+#define PEER_FRAG_PUT_MAX_BLOCKS \
+	((PEER_PAYLOAD_MAX - (uint32_t)sizeof(struct peer_frag_put)) / PEER_SEG_BLOCK)
+_Static_assert(PEER_FRAG_PUT_MAX_BLOCKS == 4095, "16 MiB less the head: 4095 blocks");
+
+/* FRAG_READ: nblocks data blocks of fragment `index` of segment sno from `block` (in
+ * the fragment's data, 0..F-1: not the image's). The holder checks each against the
+ * fragment's CRC table before it sends it (-EILSEQ otherwise); -ENOENT when it holds
+ * no fragment of sno, or another index; -ERANGE past F. The reply carries, after
+ * peer_seg_result (its length: nblocks), one CRC32C per block (the table's) and then
+ * the blocks; the reader checks them on arrival (peer_layer_read_check). */
+struct peer_frag_read {
+	uint32_t sno;
+	uint32_t block;
+	uint32_t nblocks;     /* 1..PEER_FRAG_READ_MAX_BLOCKS */
+	uint8_t index;        /* the fragment the reader expects here */
+	uint8_t reserved[3];  /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_frag_read) == 16, "FRAG_READ payload is 16 bytes");
+_Static_assert(offsetof(struct peer_frag_read, index) == 12, "index at 12");
+#define PEER_FRAG_READ_MAX_BLOCKS 1024u /* 4 MiB per FRAG_READ */
 
 /* Every segment op's reply begins with this. */
 struct peer_seg_result {
@@ -333,8 +373,11 @@ struct peer_seg_req {
 	uint32_t data_crc;       /* APPEND */
 	uint32_t length;         /* SEAL */
 	uint64_t layer, lba;     /* LAYER_READ (nblocks: its count) */
+	uint8_t index;           /* FRAG_READ */
+	uint32_t kind;           /* DELETE, STAT: PEER_SEG_KIND_* */
 	char volume[PEER_LAYER_NAME], snap[PEER_LAYER_NAME]; /* LAYER_FIND, NUL-terminated */
-	const uint8_t *data;     /* APPEND: nblocks * PEER_SEG_BLOCK bytes, in the payload;
+	const uint8_t *data;     /* APPEND, FRAG_PUT (nblocks: the image's blocks): nblocks *
+				    PEER_SEG_BLOCK bytes, in the payload;
 				    READ with PEER_SEG_F_CRCS: nblocks CRC32Cs (4 bytes
 				    each, little-endian: peer_seg_read_crc) */
 };
@@ -345,9 +388,11 @@ struct peer_seg_reply {
 	uint32_t length;
 	uint64_t epoch;      /* STAT, on success */
 	bool sealed;         /* STAT, on success */
-	const uint8_t *data; /* READ, LAYER_READ on success: nblocks * PEER_SEG_BLOCK bytes */
-	const uint8_t *crcs; /* LAYER_READ on success: nblocks CRC32Cs (4 bytes each) */
-	uint32_t nblocks;    /* READ, LAYER_READ on success */
+	const uint8_t *data; /* READ, LAYER_READ, FRAG_READ on success: nblocks *
+				PEER_SEG_BLOCK bytes */
+	const uint8_t *crcs; /* LAYER_READ, FRAG_READ on success: nblocks CRC32Cs (4 bytes
+				each) */
+	uint32_t nblocks;    /* READ, LAYER_READ, FRAG_READ on success */
 	uint64_t family, layer, blocks; /* LAYER_FIND on success */
 };
 
@@ -405,16 +450,17 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf);
 /* A segment reply's payload; op is the request's op or the reply's (bit 7 ignored).
  * A refusal (result < 0) carries nothing after the result; READ carries whole blocks
  * (at most PEER_SEG_READ_MAX_BLOCKS; the caller checks them against what it asked),
- * LAYER_READ length (1..PEER_LAYER_READ_MAX_BLOCKS) CRCs and as many blocks, STAT
+ * LAYER_READ length (1..PEER_LAYER_READ_MAX_BLOCKS) CRCs and as many blocks, FRAG_READ
+ * the same with up to PEER_FRAG_READ_MAX_BLOCKS, STAT
  * peer_seg_stat, LAYER_FIND peer_layer_found (family and layer not 0); the others
  * nothing. */
 int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out);
 /* Writes r's fixed part (result, length, and STAT's peer_seg_stat or LAYER_FIND's
  * peer_layer_found on success) into buf
  * of PEER_SEG_HEAD_MAX bytes; returns its length. READ's blocks follow it, and
- * LAYER_READ's CRCs and then its blocks. */
+ * LAYER_READ's and FRAG_READ's CRCs and then their blocks. */
 size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *buf);
-/* A LAYER_READ reply decoded with success: 0 if each of its blocks has the CRC32C the
+/* A LAYER_READ or FRAG_READ reply decoded with success: 0 if each of its blocks has the CRC32C the
  * reply names for it, else -EILSEQ. */
 int peer_layer_read_check(const struct peer_seg_reply *r);
 

@@ -3,7 +3,8 @@
  * meets a hostile member's requests and an owner a hostile holder's replies.
  *
  * The first input byte picks the op: its low 3 bits one of SEG_OPEN..SEG_STAT (bit 4
- * set: LAYER_READ instead), bit 3 a reply; the rest is the payload. Besides not crashing, what a decoder accepts must
+ * set: bits 5-6 pick LAYER_READ, FRAG_PUT or FRAG_READ instead), bit 3 a reply; the
+ * rest is the payload. Besides not crashing, what a decoder accepts must
  * hold: data inside the payload and exactly its announced blocks, counts and ranges
  * within their bounds, and the fixed part re-encoded from the decoded fields giving
  * the very bytes received (reserved fields are zero, so there is one encoding).
@@ -34,7 +35,11 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 	check(r.op == op);
 	head_len = peer_seg_req_encode(&r, head);
 	check(head_len <= len && memcmp(head, p, head_len) == 0);
-	if (op == PEER_OP_SEG_APPEND) {
+	if (op == PEER_OP_FRAG_PUT) {
+		check(r.nblocks >= PEER_FRAG_IMAGE_MIN && r.nblocks <= PEER_FRAG_PUT_MAX_BLOCKS);
+		check(r.data == p + head_len);
+		check(len == head_len + (size_t)r.nblocks * PEER_SEG_BLOCK);
+	} else if (op == PEER_OP_SEG_APPEND) {
 		check(r.nblocks >= 1 && r.nblocks <= PEER_SEG_APPEND_MAX_BLOCKS);
 		check(r.data == p + head_len);
 		check(len == head_len + (size_t)r.nblocks * PEER_SEG_BLOCK);
@@ -51,6 +56,9 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
 	if (op == PEER_OP_SEG_OPEN)
 		check(r.segment_blocks != 0);
+	if (op == PEER_OP_FRAG_READ)
+		check(r.nblocks >= 1 && r.nblocks <= PEER_FRAG_READ_MAX_BLOCKS &&
+		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
 	if (op == PEER_OP_LAYER_READ)
 		check(r.layer != 0 && r.nblocks >= 1 && r.nblocks <= PEER_LAYER_READ_MAX_BLOCKS &&
 		      r.lba <= UINT64_MAX - r.nblocks);
@@ -67,9 +75,12 @@ static void reply(uint8_t op, const uint8_t *p, size_t len)
 	check(r.result <= 0 && r.result >= -4095);
 	head_len = peer_seg_reply_encode(op, &r, head);
 	check(head_len <= len && memcmp(head, p, head_len) == 0);
-	if (r.data && (op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ) {
+	if (r.data && ((op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ ||
+		       (op & ~PEER_OP_REPLY) == PEER_OP_FRAG_READ)) {
 		check(r.result == 0 && r.crcs == p + head_len);
-		check(r.nblocks >= 1 && r.nblocks <= PEER_LAYER_READ_MAX_BLOCKS);
+		check(r.nblocks >= 1 && r.nblocks <= ((op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ
+							      ? PEER_LAYER_READ_MAX_BLOCKS
+							      : PEER_FRAG_READ_MAX_BLOCKS));
 		check(r.data == r.crcs + (size_t)r.nblocks * sizeof(uint32_t));
 		check(len == head_len + (size_t)r.nblocks * (sizeof(uint32_t) + PEER_SEG_BLOCK));
 		peer_layer_read_check(&r); /* reads exactly the CRCs and the blocks */
@@ -86,10 +97,12 @@ static void reply(uint8_t op, const uint8_t *p, size_t len)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t op;
+	static const uint8_t more[4] = { PEER_OP_LAYER_READ, PEER_OP_FRAG_PUT, PEER_OP_FRAG_READ,
+					 PEER_OP_LAYER_READ };
 
 	if (size < 1)
 		return 0;
-	op = (uint8_t)(data[0] & 16 ? PEER_OP_LAYER_READ : PEER_OP_SEG_OPEN + (data[0] & 7));
+	op = (uint8_t)(data[0] & 16 ? more[(data[0] >> 5) & 3] : PEER_OP_SEG_OPEN + (data[0] & 7));
 	if (data[0] & 8)
 		reply((uint8_t)(op | PEER_OP_REPLY), data + 1, size - 1);
 	else

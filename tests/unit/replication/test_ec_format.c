@@ -167,36 +167,28 @@ struct images {
 	struct ec_geom g;
 	uint8_t *img[EC_N_MAX];
 	size_t bytes;
+	uint8_t *seg; /* the segment they encode */
 };
 
 static void images_make(struct images *im, unsigned k, unsigned m, uint32_t blocks)
 {
 	struct ec_code *code;
-	uint8_t *seg, *data[EC_N_MAX];
-	size_t off;
+	uint8_t *seg;
 
 	cr_assert_eq(ec_geom_init(&im->g, k, m, blocks), 0);
 	cr_assert_eq(ec_code_create(k, m, &code), 0);
 	im->bytes = ec_frag_image_bytes(&im->g);
-	off = ec_frag_data_offset(&im->g);
 	seg = malloc((size_t)blocks * EC_BLOCK);
 	cr_assert_not_null(seg);
 	for (size_t i = 0; i < (size_t)blocks * EC_BLOCK; i++)
 		seg[i] = (uint8_t)(i * 13 + i / EC_BLOCK);
 	for (unsigned i = 0; i < k + m; i++) {
-		im->img[i] = calloc(1, im->bytes);
+		im->img[i] = malloc(im->bytes); /* any content: ec_stripe_images fills it */
 		cr_assert_not_null(im->img[i]);
-		data[i] = im->img[i] + off;
+		memset(im->img[i], 0xee, im->bytes);
 	}
-	ec_stripe_split(&im->g, seg, data);
-	ec_encode(code, ec_geom_frag_bytes(&im->g), data, data + k);
-	for (unsigned i = 0; i < k + m; i++) {
-		struct ec_frag_info f = { .geom = im->g, .index = i, .family = 0x1f, .seq = 3,
-					  .epoch = 2 };
-
-		ec_frag_seal(&f, im->img[i]);
-	}
-	free(seg);
+	cr_assert_eq(ec_stripe_images(code, &im->g, seg, 0x1f, 3, 2, im->img), 0);
+	im->seg = seg;
 	ec_code_destroy(code);
 }
 
@@ -204,6 +196,54 @@ static void images_free(struct images *im)
 {
 	for (unsigned i = 0; i < im->g.k + im->g.m; i++)
 		free(im->img[i]);
+	free(im->seg);
+}
+
+/* The owner's encoding: the data fragments of the images are the segment, cut; any
+ * one of them lost (or M) comes back from the others, byte for byte; a code that is
+ * not the geometry's is refused. */
+Test(ec_format, stripe_images_carry_the_segment_and_rebuild_a_lost_one)
+{
+	struct images im;
+	struct ec_code *code;
+	uint8_t *frags[EC_N_MAX], *seg_back, *saved;
+	uint32_t crcs[EC_N_MAX], lost = 0;
+	struct ec_frag_info f;
+	size_t off, fb;
+
+	images_make(&im, 4, 2, 1030);
+	off = ec_frag_data_offset(&im.g);
+	fb = ec_geom_frag_bytes(&im.g);
+	for (unsigned i = 0; i < 6; i++) {
+		cr_assert_eq(ec_frag_verify(im.img[i], im.bytes, &f), 0);
+		cr_assert_eq(f.family, 0x1f);
+		cr_assert_eq(f.seq, 3);
+		cr_assert_eq(f.epoch, 2);
+		frags[i] = im.img[i] + off;
+		crcs[i] = f.frag_crc;
+	}
+	seg_back = malloc((size_t)1030 * EC_BLOCK);
+	cr_assert_not_null(seg_back);
+	ec_stripe_join(&im.g, frags, seg_back);
+	cr_assert_eq(memcmp(seg_back, im.seg, (size_t)1030 * EC_BLOCK), 0);
+	/* fragments 1 and 4 lost: rebuilt from the four others */
+	saved = malloc(fb);
+	cr_assert_not_null(saved);
+	memcpy(saved, frags[1], fb);
+	memset(frags[1], 0, fb);
+	memset(frags[4], 0, fb);
+	cr_assert_eq(ec_code_create(4, 2, &code), 0);
+	cr_assert_eq(ec_stripe_repair(code, &im.g, frags, crcs, (1u << 1) | (1u << 4), &lost), 0);
+	cr_assert_eq(lost, (1u << 1) | (1u << 4));
+	cr_assert_eq(memcmp(frags[1], saved, fb), 0);
+	cr_assert_eq(ec_frag_verify(im.img[4], im.bytes, &f), 0, "parity 4 rebuilt whole");
+	ec_code_destroy(code);
+	cr_assert_eq(ec_code_create(2, 1, &code), 0);
+	cr_assert_eq(ec_stripe_images(code, &im.g, im.seg, 1, 1, 1, im.img), -EINVAL);
+	ec_code_destroy(code);
+	free(saved);
+	free(seg_back);
+	images_free(&im);
 }
 
 Test(ec_format, fragment_images_verify_and_damage_is_caught)

@@ -5,19 +5,24 @@
  * append answered only after the store's flush; a data CRC mismatch refused with
  * nothing written; another segment size refused; the holder destroyed with an op in
  * the engine (its reply dropped); a LAYER_READ through a snapshot of a family this
- * engine runs (sent and checked by layerread.c), and its refusals. */
+ * engine runs (sent and checked by layerread.c), and its refusals; FRAG_PUT and
+ * FRAG_READ: a fragment image checked whole before it is kept, read back block by block
+ * with its CRCs, a damaged block never sent, and their refusals. */
 #include "replication/holder.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../engine/engine_fixture.h"
 #include "common/crc32c.h"
 #include "common/loop.h"
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
+#include "replication/ec_format.h"
 #include "replication/layerread.h"
 #include "replication/peer.h"
 #include "replication/peer_session.h"
@@ -209,7 +214,7 @@ static struct answer *call(const struct peer_seg_req *sr, uint64_t epoch, const 
 
 	memset(&a, 0, sizeof(a));
 	m.head_len = peer_seg_req_encode(sr, head);
-	if (sr->op == PEER_OP_SEG_APPEND) {
+	if (sr->op == PEER_OP_SEG_APPEND || sr->op == PEER_OP_FRAG_PUT) {
 		m.data = &iov;
 		m.datacnt = 1;
 	} else if (data) { /* a read-around's CRCs */
@@ -584,4 +589,174 @@ Test(holder, layer_read_answers_the_snapshot)
 	cr_assert_eq(engine_snap_delete(eng, "golden", "base"), 0);
 	cr_assert_eq(read_layer(layer, 0, 1, got), -ENOENT, "a removed snapshot");
 	cr_assert(conn != NULL, "refusals keep the connection");
+}
+
+/* ---- fragments ---- */
+
+/* The image of fragment `index` of a 2+1 stripe of a 9-block segment sno of UID: F = 5,
+ * one table block, 7 blocks; its data blocks each filled with fill + their number. */
+#define FRAG_L 9u
+#define FRAG_F 5u
+#define FRAG_IMAGE 7u
+static uint8_t frag_image[FRAG_IMAGE * BLK];
+
+static void make_frag(uint64_t uid, uint32_t sno, unsigned index, uint8_t fill, uint64_t epoch)
+{
+	struct ec_frag_info f = { .index = index, .family = uid, .seq = sno, .epoch = epoch };
+	size_t off;
+
+	cr_assert_eq(ec_geom_init(&f.geom, 2, 1, FRAG_L), 0);
+	cr_assert_eq(f.geom.frag_blocks, FRAG_F);
+	cr_assert_eq(ec_frag_image_bytes(&f.geom), sizeof(frag_image));
+	off = ec_frag_data_offset(&f.geom);
+	for (uint32_t b = 0; b < FRAG_F; b++)
+		memset(frag_image + off + (size_t)b * BLK, fill + b, BLK);
+	ec_frag_seal(&f, frag_image);
+	cr_assert_eq(ec_frag_verify(frag_image, sizeof(frag_image), &f), 0);
+}
+
+static int frag_put(uint32_t sno, uint64_t epoch)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_FRAG_PUT, .sno = sno, .nblocks = FRAG_IMAGE };
+
+	return result_of(&sr, epoch, frag_image);
+}
+
+static struct answer *frag_read(uint32_t sno, unsigned index, uint32_t block, uint32_t n,
+				uint64_t epoch)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_FRAG_READ, .sno = sno, .block = block,
+				   .nblocks = n, .index = (uint8_t)index };
+
+	return call(&sr, epoch, NULL, 5000);
+}
+
+Test(holder, frag_put_then_read_block_by_block)
+{
+	struct engine_frag_info fi;
+	struct answer *a;
+
+	make_frag(UID, 4, 1, 0x40, 3);
+	cr_assert_eq(frag_put(4, 3), 0);
+	cr_assert_eq(engine_frag_stat(eng, UID, 4, &fi), 0, "durable when answered");
+	cr_assert_eq(fi.index, 1);
+	cr_assert_eq(fi.k, 2);
+	cr_assert_eq(fi.m, 1);
+	cr_assert_eq(fi.seg_blocks, FRAG_L);
+	cr_assert_eq(fi.frag_blocks, FRAG_F);
+	cr_assert_eq(fi.image_blocks, FRAG_IMAGE);
+	cr_assert_eq(fi.epoch, 3);
+	cr_assert_eq(engine_held_epoch(eng, UID), 3, "the fence was raised first");
+	cr_assert_eq(frag_put(4, 3), 0, "the same fragment again: a retry");
+
+	a = frag_read(4, 1, 1, 3, 3); /* on_reply checks each block against its CRC */
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.nblocks, 3);
+	for (uint32_t b = 0; b < 3; b++)
+		cr_assert(all(a->data + (size_t)b * BLK, BLK, (uint8_t)(0x40 + 1 + b)),
+			  "data block %u", 1 + b);
+	a = frag_read(4, 1, 4, 1, 3);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert(all(a->data, BLK, 0x44), "the last data block");
+	cr_assert_eq(frag_read(4, 0, 0, 1, 3)->rep.result, -ENOENT, "another index");
+	cr_assert_eq(frag_read(5, 1, 0, 1, 3)->rep.result, -ENOENT, "another segment");
+	cr_assert_eq(frag_read(4, 1, 4, 2, 3)->rep.result, -ERANGE, "past F");
+	cr_assert_eq(frag_read(4, 1, 0, 1, 2)->rep.result, -ESTALE, "below the fence");
+	make_frag(UID, 4, 2, 0x50, 3);
+	cr_assert_eq(frag_put(4, 3), -EEXIST, "one fragment of a segment per node");
+	cr_assert_eq(closes, 0);
+}
+
+Test(holder, frag_put_of_a_bad_image_refused_nothing_kept)
+{
+	struct engine_frag_info fi;
+	uint32_t held0 = stats().segments_held;
+
+	make_frag(UID, 6, 0, 0x10, 3);
+	frag_image[FRAG_IMAGE * BLK - 9] ^= 0x01; /* a data block no longer its CRC */
+	cr_assert_eq(frag_put(6, 3), -EILSEQ);
+	make_frag(UID + 1, 6, 0, 0x10, 3);
+	cr_assert_eq(frag_put(6, 3), -EINVAL, "another family's fragment");
+	make_frag(UID, 7, 0, 0x10, 3);
+	cr_assert_eq(frag_put(6, 3), -EINVAL, "another segment's fragment");
+	cr_assert_eq(engine_frag_stat(eng, UID, 6, &fi), -ENOENT);
+	cr_assert_eq(stats().segments_held, held0);
+	cr_assert_eq(engine_held_epoch(eng, UID), 0, "refused before the fence's raise");
+	make_frag(UID, 6, 0, 0x10, 2);
+	cr_assert_eq(frag_put(6, 3), 0);
+	cr_assert_eq(frag_put(6, 2), -ESTALE, "below the fence");
+	cr_assert_eq(closes, 0);
+}
+
+Test(holder, frag_read_never_sends_a_block_that_fails_its_crc)
+{
+	struct engine_frag_info fi;
+	uint8_t bad[BLK];
+	off_t off;
+	int fd;
+
+	make_frag(UID, 8, 2, 0x20, 3);
+	cr_assert_eq(frag_put(8, 3), 0);
+	cr_assert_eq(engine_frag_stat(eng, UID, 8, &fi), 0);
+	/* data block 2 of the fragment rots on the disk: image block 1 + 1 + 2 */
+	off = (off_t)(eng->sb.data_offset + (uint64_t)fi.slot * eng->sb.segment_size +
+		      (1 + 1 + 2) * BLK);
+	fd = open(store_path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, bad, BLK, off), (ssize_t)BLK);
+	cr_assert(all(bad, BLK, 0x22), "the block is where the format says");
+	bad[77] ^= 0x08;
+	cr_assert_eq(pwrite(fd, bad, BLK, off), (ssize_t)BLK);
+	cr_assert_eq(fsync(fd), 0);
+	close(fd);
+	cr_assert_eq(frag_read(8, 2, 0, 5, 3)->rep.result, -EILSEQ);
+	cr_assert_eq(frag_read(8, 2, 2, 1, 3)->rep.result, -EILSEQ);
+	cr_assert_eq(frag_read(8, 2, 0, 2, 3)->rep.result, 0, "the blocks before it are fine");
+	cr_assert_eq(frag_read(8, 2, 3, 2, 3)->rep.result, 0, "...and those after it");
+	cr_assert_eq(closes, 0);
+}
+
+Test(holder, an_owner_may_hold_a_fragment_of_its_own_family)
+{
+	struct engine_frag_info fi;
+	uint64_t uid;
+
+	cr_assert_eq(engine_volume_create(eng, "mine", 1u << 20), 0);
+	cr_assert_eq(engine_volume_family(eng, "mine", &uid), 0);
+	call_uid = uid;
+	make_frag(uid, 2, 0, 0x30, 3);
+	cr_assert_eq(frag_put(2, 3), 0, "a fragment is never the family's log");
+	cr_assert_eq(engine_frag_stat(eng, uid, 2, &fi), 0);
+	cr_assert_eq(frag_read(2, 0, 0, 5, 3)->rep.result, 0);
+}
+
+Test(holder, seg_stat_and_delete_of_kind_frag_name_the_fragment_not_the_copy)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 3, .kind = PEER_SEG_KIND_FRAG };
+	struct engine_frag_info fi;
+	struct answer *a;
+
+	cr_assert_eq(open_seg(3, 4), 0); /* a copy of segment 3, and its fragment */
+	make_frag(UID, 3, 1, 0x60, 4);
+	cr_assert_eq(frag_put(3, 4), 0);
+	a = call(&sr, 4, NULL, 5000);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, FRAG_IMAGE, "the fragment's image");
+	cr_assert(a->rep.sealed);
+	cr_assert_eq(a->rep.epoch, 4);
+	cr_assert_eq(stat_seg(3, 4)->rep.length, 0, "kind 0: the copy, empty");
+
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_DELETE, .sno = 3,
+				    .kind = PEER_SEG_KIND_FRAG };
+	cr_assert_eq(result_of(&sr, 4, NULL), 0);
+	cr_assert_eq(engine_frag_stat(eng, UID, 3, &fi), -ENOENT, "the fragment is gone");
+	cr_assert_eq(stat_seg(3, 4)->rep.result, 0, "the copy is not");
+	cr_assert_eq(result_of(&sr, 4, NULL), 0, "a delete again: a retry");
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_STAT, .sno = 3, .kind = PEER_SEG_KIND_FRAG };
+	cr_assert_eq(result_of(&sr, 4, NULL), -ENOENT);
+	sr.op = PEER_OP_SEG_DELETE;
+	sr.kind = PEER_SEG_KIND_COPY;
+	cr_assert_eq(result_of(&sr, 4, NULL), 0);
+	cr_assert_eq(stat_seg(3, 4)->rep.result, -ENOENT);
+	cr_assert_eq(closes, 0);
 }

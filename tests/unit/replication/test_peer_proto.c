@@ -121,8 +121,8 @@ Test(peer_proto, unknown_flags_and_reserved_refused)
 
 Test(peer_proto, unknown_ops_refused)
 {
-	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2a, 0x2b, 0x7f, 0x80,
-					   0xaa, 0xfe };
+	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2c, 0x2f, 0x7f, 0x80,
+					   0xac, 0xfe };
 	struct peer_hdr d;
 
 	for (size_t i = 0; i < sizeof(unknown); i++) {
@@ -135,7 +135,8 @@ Test(peer_proto, unknown_ops_refused)
 	}
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND");
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND | PEER_OP_REPLY), "SEG_APPEND reply");
-	cr_assert_str_eq(peer_op_name(0x2a), "op 0x2a");
+	cr_assert_str_eq(peer_op_name(0x2c), "op 0x2c");
+	cr_assert_str_eq(peer_op_name(PEER_OP_FRAG_PUT), "FRAG_PUT");
 	cr_assert_str_eq(peer_op_name(PEER_OP_PING), "PING");
 }
 
@@ -156,6 +157,8 @@ Test(peer_proto, segment_ops_known_with_bounds)
 		{ PEER_OP_SEG_STAT, 8, 8, 24 },
 		{ PEER_OP_LAYER_READ, 24, 24, 8 + 256 * (4 + 4096) },
 		{ PEER_OP_LAYER_FIND, 128, 128, 8 + 24 },
+		{ PEER_OP_FRAG_PUT, 16 + 3 * 4096, 16u << 20, 8 },
+		{ PEER_OP_FRAG_READ, 16, 16, 8 + 1024 * (4 + 4096) },
 	};
 	uint32_t min, max;
 
@@ -330,8 +333,10 @@ Test(peer_proto, seg_requests_round_trip)
 		{ .op = PEER_OP_SEG_STAT, .sno = UINT32_MAX },
 		{ .op = PEER_OP_EPOCH_RAISE },
 		{ .op = PEER_OP_SEG_FLUSH },
+		{ .op = PEER_OP_SEG_DELETE, .sno = 5, .kind = PEER_SEG_KIND_FRAG },
+		{ .op = PEER_OP_SEG_STAT, .sno = 6, .kind = PEER_SEG_KIND_FRAG },
 	};
-	static const size_t lens[] = { 16, 16, 8, 8, 8, 0, 0 };
+	static const size_t lens[] = { 16, 16, 8, 8, 8, 0, 0, 8, 8 };
 	uint8_t buf[PEER_SEG_HEAD_MAX];
 
 	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
@@ -451,6 +456,11 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(d.length, 9);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 8, &d), -EPROTO);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_STAT, buf, 8, &d), -EPROTO);
+	peer_put32(buf + 4, PEER_SEG_KIND_FRAG); /* kinds 0 (a copy) and 1 (a fragment) */
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 8, &d), 0);
+	cr_assert_eq(d.kind, PEER_SEG_KIND_FRAG);
+	peer_put32(buf + 4, 2);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_STAT, buf, 8, &d), -EPROTO, "kind 2");
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL, buf, 7, &d), -EINVAL);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_DELETE, buf, 9, &d), -EINVAL);
 	/* the empty ones */
@@ -459,7 +469,7 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_FLUSH, buf, 4, &d), -EINVAL);
 	/* not a segment request */
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_PING, buf, 0, &d), -EOPNOTSUPP);
-	cr_assert_eq(peer_seg_req_decode(0x2a, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(0x2c, buf, 0, &d), -EOPNOTSUPP);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL | PEER_OP_REPLY, buf, 8, &d),
 		     -EOPNOTSUPP);
 }
@@ -674,4 +684,87 @@ Test(peer_proto, layer_read_reply_crcs_then_blocks)
 	cr_assert_eq(d.result, -ENOENT);
 	cr_assert_null(d.data);
 	cr_assert_eq(peer_seg_reply_decode(PEER_OP_LAYER_READ, buf, 12, &d), -EINVAL);
+}
+
+/* FRAG_PUT: sno and the image's blocks at their offsets, the image exactly that long. */
+Test(peer_proto, frag_put_round_trip_and_refusals)
+{
+	static uint8_t buf[16 + 4 * PEER_SEG_BLOCK];
+	struct peer_seg_req r = { .op = PEER_OP_FRAG_PUT, .sno = 0x01020304, .nblocks = 4 }, d;
+	size_t n = peer_seg_req_encode(&r, buf), len = sizeof(buf);
+
+	cr_assert_eq(n, 16);
+	cr_assert_eq(peer_get32(buf + 0), 0x01020304);
+	cr_assert_eq(peer_get32(buf + 4), 4);
+	memset(buf + 16, 0x3c, 4 * PEER_SEG_BLOCK);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_PUT, buf, len, &d), 0);
+	cr_assert_eq(d.sno, 0x01020304);
+	cr_assert_eq(d.nblocks, 4);
+	cr_assert_eq(d.data, buf + 16);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_PUT, buf, len - 1, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_PUT, buf, len - PEER_SEG_BLOCK, &d),
+		     -EINVAL, "fewer blocks than it says");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_PUT, buf, 15, &d), -EINVAL);
+	buf[13] = 1;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_PUT, buf, len, &d), -EPROTO, "reserved");
+	buf[13] = 0;
+	peer_put32(buf + 4, 2);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_PUT, buf, 16 + 2 * PEER_SEG_BLOCK, &d),
+		     -EINVAL, "an image has a header, a table and data: 3 blocks at least");
+	peer_put32(buf + 4, 4096);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_PUT, buf, len, &d), -EMSGSIZE);
+}
+
+/* FRAG_READ: sno, block, count and index at their offsets; every bound. */
+Test(peer_proto, frag_read_round_trip_and_refusals)
+{
+	uint8_t buf[PEER_SEG_HEAD_MAX];
+	struct peer_seg_req r = { .op = PEER_OP_FRAG_READ, .sno = 9, .block = 0x100,
+				  .nblocks = 1024, .index = 2 }, d;
+	size_t n = peer_seg_req_encode(&r, buf);
+
+	cr_assert_eq(n, 16);
+	cr_assert_eq(peer_get32(buf + 4), 0x100);
+	cr_assert_eq(buf[12], 2);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), 0);
+	cr_assert_eq(d.sno, 9);
+	cr_assert_eq(d.block, 0x100);
+	cr_assert_eq(d.nblocks, 1024);
+	cr_assert_eq(d.index, 2);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n - 1, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n + 1, &d), -EINVAL);
+	buf[15] = 1;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EPROTO, "reserved");
+	buf[15] = 0;
+	peer_put32(buf + 8, 1025);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EMSGSIZE);
+	peer_put32(buf + 8, 0);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EINVAL, "nothing");
+	peer_put32(buf + 4, UINT32_MAX);
+	peer_put32(buf + 8, 2);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EINVAL, "wraps");
+}
+
+/* A FRAG_READ reply is laid out as a LAYER_READ's, with its own bound. */
+Test(peer_proto, frag_read_reply_crcs_then_blocks)
+{
+	static uint8_t buf[8 + 1025 * (4 + PEER_SEG_BLOCK)];
+	struct peer_seg_reply r = { .result = 0, .length = 1 }, d;
+	size_t one = 8 + 4 + PEER_SEG_BLOCK;
+
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_FRAG_READ | PEER_OP_REPLY, &r, buf), 8);
+	memset(buf + 12, 0x77, PEER_SEG_BLOCK);
+	peer_put32(buf + 8, crc32c(buf + 12, PEER_SEG_BLOCK));
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_READ | PEER_OP_REPLY, buf, one, &d), 0);
+	cr_assert_eq(d.nblocks, 1);
+	cr_assert_eq(d.data, buf + 12);
+	cr_assert_eq(peer_layer_read_check(&d), 0);
+	buf[12 + 100] ^= 0x10;
+	cr_assert_eq(peer_layer_read_check(&d), -EILSEQ);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_READ, buf, one + 1, &d), -EINVAL);
+	peer_put32(buf + 4, 1024);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_READ, buf, 8 + 1024 * (4 + PEER_SEG_BLOCK),
+					   &d), 0, "1024 blocks: more than a LAYER_READ's 256");
+	peer_put32(buf + 4, 1025);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_READ, buf, sizeof(buf), &d), -EMSGSIZE);
 }
