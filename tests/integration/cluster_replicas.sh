@@ -66,6 +66,8 @@ qexpect 0 0 volume create "$VOL" 160M --replicas 3
 URI="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"
 
 # ---- fio with flushes; kill -9 node2 mid-run ----
+# 15 MB/s: 10 s of writing, so that the kill lands mid-run even when the polls below are
+# slow (at 40 MB/s, with another test beside this one, it once came after fio's end)
 cat >"$WORK/big.fio" <<FIO
 [big]
 ioengine=nbd
@@ -77,7 +79,7 @@ iodepth=8
 fsync=16
 verify=crc32c
 verify_fatal=1
-rate=40m
+rate=15m
 do_verify=1
 FIO
 fio --output="$WORK/fio-big.log" "$WORK/big.fio" &
