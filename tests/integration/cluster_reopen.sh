@@ -4,7 +4,7 @@
 # (cluster_lib.sh), --replicas 3, 8 MiB segments, the default 1 s peer timeout: each
 # segment has the owner (node0) and two of node1..node3, so the third is a spare.
 # Twice, once with kill -9 and once with SIGSTOP (the "too slow" holder):
-#   - fio (nbd engine, 512 KB/s, flushes, verify=crc32c) writes over NBD; while the
+#   - fio (nbd engine, 768 KB/s, flushes, verify=crc32c) writes over NBD; while the
 #     open segment is 2-40 % written (its length on a holder, quill node held), one of
 #     its holders fails; the job finishes without an error and verifies
 #   - the records: that segment is sealed well short of full (at most 75 %: without
@@ -104,7 +104,7 @@ rw=write
 bs=64k
 offset=$off
 size=16M
-rate=512k
+rate=768k
 iodepth=4
 fsync=16
 verify=crc32c

@@ -13,7 +13,7 @@
 # checks, and quill-inspect on the store (no damage: tears only).
 #
 # QUILL_TEST_SEED=N replays the kill points (the seed is printed);
-# QUILL_CRASH_LOOP_SECS (120) how long the rounds go on, QUILL_CRASH_LOOP_ROUNDS (40)
+# QUILL_CRASH_LOOP_SECS (90) how long the rounds go on, QUILL_CRASH_LOOP_ROUNDS (40)
 # how many at most; QUILL_CRASH_LOOP_MS (3000)
 # the longest life of a round before the kill; QUILL_CRASH_LOOP_ARGS more quilld flags
 # (the last of a flag given twice counts: --read-defrag=no).
@@ -35,7 +35,7 @@ need_nbd_python
 LOOP_PY="$(dirname "$0")/crash_loop.py"
 CRASH_PY="$(dirname "$0")/crash_nbd.py"
 SEED="${QUILL_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
-SECS="${QUILL_CRASH_LOOP_SECS:-120}"
+SECS="${QUILL_CRASH_LOOP_SECS:-90}"
 MAX_MS="${QUILL_CRASH_LOOP_MS:-3000}"
 ROUNDS="${QUILL_CRASH_LOOP_ROUNDS:-40}"
 log "seed $SEED (QUILL_TEST_SEED=$SEED replays the kill points), ${SECS} s of rounds, ${QUILL_CRASH_LOOP_ROUNDS:-40} at most"
