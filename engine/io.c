@@ -905,10 +905,22 @@ static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lb
 	return 0;
 }
 
+/* seq_stream: a client's read continuing a sequential stream (defrag.c) */
+static int read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
+		       bool seq_stream, engine_cb cb, void *arg)
+{
+	struct ioreq *req = eng_req_alloc(vol->eng, cb, arg);
+
+	if (!req)
+		return -ENOMEM;
+	req->seq_stream = seq_stream;
+	eng_read_req(vol, req, lba, nblocks, buf);
+	return 0;
+}
+
 int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		engine_cb cb, void *arg)
 {
-	struct ioreq *req;
 	int r = check_range(vol, lba, nblocks);
 
 	if (r < 0)
@@ -916,23 +928,14 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 	if (!buf || !cb || nblocks == 0)
 		return -EINVAL;
 	vol->eng->client_reqs++; /* the idle defragmenter waits for a quiet spell */
-	req = eng_req_alloc(vol->eng, cb, arg);
-	if (!req)
-		return -ENOMEM;
-	req->seq_stream = eng_defrag_seq_read(vol, lba, nblocks);
-	eng_read_req(vol, req, lba, nblocks, buf);
-	return 0;
+	return read_layers(vol, lba, nblocks, buf, eng_defrag_seq_read(vol, lba, nblocks), cb,
+			   arg);
 }
 
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg)
 {
-	struct ioreq *req = eng_req_alloc(vol->eng, cb, arg);
-
-	if (!req)
-		return -ENOMEM;
-	eng_read_req(vol, req, lba, nblocks, buf);
-	return 0;
+	return read_layers(vol, lba, nblocks, buf, false, cb, arg);
 }
 
 void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint32_t nblocks,
