@@ -407,7 +407,7 @@ nbd_python()
 {
 	local py
 	for py in python3 /usr/bin/python3; do
-		if "$py" -c 'import nbd' 2>/dev/null; then
+		if "$py" -c 'import nbd; nbd.NBD' 2>/dev/null; then # (not a folder named nbd)
 			command -v "$py"
 			return 0
 		fi

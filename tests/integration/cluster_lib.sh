@@ -160,3 +160,64 @@ node_io()
 		fail "node$i serves other bytes of $vol than were written ($*): $out"
 	return 0
 }
+
+# ---- a writer that pauses where the test acts (step_writer.py) ----
+# A node failed "mid-write" by polling while fio runs lands late under load (the writer
+# is done first); step_writer.py instead stops at pause points (bytes written, all of
+# it flushed) until the test says go, so the failure lands where the test wants it.
+
+# writer_start NAME URI OFFSET SIZE [FLAGS…]: step_writer.py writes SIZE bytes at OFFSET
+# of URI in the background, then verifies them (FLAGS: --pause-at B, --step B, --bs,
+# --qd, --flush-every); WRITER_PID, its output in $WORK/NAME.log
+writer_start()
+{
+	local uri="$2" off="$3" size="$4"
+	need_nbd_python
+	WRITER_NAME=$1
+	WRITER_CTL="$WORK/$1.ctl"
+	WRITER_STEP=0
+	shift 4
+	rm -rf "$WRITER_CTL"
+	mkdir -p "$WRITER_CTL"
+	"$PY" "$IT_ROOT/tests/integration/step_writer.py" "$uri" "$WRITER_CTL" \
+		--offset "$off" --size "$size" "$@" >"$WORK/$WRITER_NAME.log" 2>&1 &
+	WRITER_PID=$!
+	track "$WRITER_PID"
+}
+
+# writer_paused: waits until the writer stands at its next pause point (bounded: 120 s;
+# fails if it ends or fails first); WRITTEN: the bytes it wrote and flushed by then
+writer_paused()
+{
+	local f end=$((SECONDS + 120))
+	WRITER_STEP=$((WRITER_STEP + 1))
+	f="$WRITER_CTL/paused.$WRITER_STEP"
+	until [ -f "$f" ]; do
+		kill -0 "$WRITER_PID" 2>/dev/null ||
+			fail "the writer ended before its pause $WRITER_STEP: $(tail -5 "$WORK/$WRITER_NAME.log")"
+		[ "$SECONDS" -lt "$end" ] || fail "the writer did not reach its pause $WRITER_STEP in 120 s"
+		sleep 0.1
+	done
+	WRITTEN=$(cat "$f")
+}
+
+# writer_go step|run: the paused writer goes on to its next pause point (step), or to
+# its end without pausing again (run)
+writer_go()
+{
+	echo "$1" >"$WRITER_CTL/go.tmp"
+	mv "$WRITER_CTL/go.tmp" "$WRITER_CTL/go.$WRITER_STEP"
+}
+
+# writer_wait SECS: waits for the writer's end: fails if it fails (a request or the
+# verify) or still runs after SECS (its writes hang)
+writer_wait()
+{
+	local end=$((SECONDS + $1))
+	while kill -0 "$WRITER_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do
+		sleep 0.1
+	done
+	kill -0 "$WRITER_PID" 2>/dev/null && fail "the writer still runs after $1 s: its writes hang"
+	wait "$WRITER_PID" || fail "the writer failed: $(tail -20 "$WORK/$WRITER_NAME.log")"
+	cat "$WORK/$WRITER_NAME.log"
+}

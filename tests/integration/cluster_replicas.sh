@@ -2,9 +2,10 @@
 # tests/integration/cluster_replicas.sh — replicated volumes end to end (issue 12;
 # docs/replication.md), on a real etcd (auth on) with three real quilld nodes on
 # loopback, a 2 s lease, 1 MiB segments and the peer protocol (cluster_lib.sh):
-#   - volume create --replicas 3 on node0; fio (nbd engine, verify=crc32c) writes
-#     ~150 MB with flushes; node2 (not the owner) is killed -9 by PID mid-run
-#   - the job finishes without an error and verifies
+#   - volume create --replicas 3 on node0; a libnbd writer (step_writer.py) writes
+#     150 MiB with flushes at full speed; node2 (not the owner) is killed -9 by PID at
+#     its pause at 40 MiB (so mid-run at any load)
+#   - the writer finishes without an error and verifies every block
 #   - every segment recorded in etcd is held by the live holders it names, at the
 #     owner's sealed length (quill node held); the holder sets never name node2 again
 #     after the first segment without it, and some segments were opened after the kill
@@ -24,7 +25,8 @@
 #   - the owner stops with an open segment, then node1; the owner starts again: the
 #     segment's record is sealed at the log's length and node2's copy too; node1's
 #     SEG_SEAL is sent again once node1 is back: its copy is sealed
-#   - a silent holder (SIGSTOP) is dropped after the peer timeout and the writes go on
+#   - a silent holder (SIGSTOP, at the writer's pause) is dropped after the peer
+#     timeout and the writes go on
 #   - with one copy left (node1 stopped, node2 killed) a write waits, never completes,
 #     and cluster status says the volume waits
 source "$(dirname "$0")/clients_lib.sh"
@@ -32,6 +34,7 @@ source "$(dirname "$0")/clients_lib.sh"
 it_init cluster_replicas
 quilld_only "replicated volumes"
 need_cmd etcd etcdctl curl fio python3
+need_nbd_python
 fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || skip "fio has no nbd engine"
 source "$(dirname "$0")/cluster_lib.sh"
 peer_init
@@ -65,41 +68,22 @@ PY
 qexpect 0 0 volume create "$VOL" 160M --replicas 3
 URI="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"
 
-# ---- fio with flushes; kill -9 node2 mid-run ----
-# 15 MB/s: 10 s of writing, so that the kill lands mid-run even when the polls below are
-# slow (at 40 MB/s, with another test beside this one, it once came after fio's end)
-cat >"$WORK/big.fio" <<FIO
-[big]
-ioengine=nbd
-uri=$URI
-rw=write
-bs=64k
-size=150M
-iodepth=8
-fsync=16
-verify=crc32c
-verify_fatal=1
-rate=15m
-do_verify=1
-FIO
-fio --output="$WORK/fio-big.log" "$WORK/big.fio" &
-FIO_PID=$!
-track "$FIO_PID"
+# ---- a writer with flushes; kill -9 node2 mid-run ----
+# step_writer.py (cluster_lib.sh) stops at 40 MiB, written and flushed: node2 is killed
+# there whatever the load, then the writer goes on at full speed and verifies
+writer_start big "$URI" 0 $((150 << 20)) --pause-at $((40 << 20))
+writer_paused
 written() # bytes the owner has written of the volume
 {
 	qn 0 --json volume info "$VOL" | python3 -c '
 import json, sys; print(json.load(sys.stdin)["volume"]["written_bytes"])'
 }
-until [ "$(written 2>/dev/null || echo 0)" -gt 40000000 ]; do
-	kill -0 "$FIO_PID" 2>/dev/null || fail "fio ended before the kill: $(tail -5 "$WORK/fio-big.log")"
-	sleep 0.2
-done
 kill -9 "${NODE_PID[2]}"
 wait "${NODE_PID[2]}" 2>/dev/null || true
-log "node2 killed -9 at $(written) bytes written"
-wait "$FIO_PID" || fail "fio failed after the kill: $(tail -20 "$WORK/fio-big.log")"
-grep -q "err= 0" "$WORK/fio-big.log" || fail "fio reports an error: $(cat "$WORK/fio-big.log")"
-log "fio wrote 150 MB with flushes and verified it, node2 killed mid-run"
+log "node2 killed -9 at $WRITTEN bytes written ($(written) in volume info)"
+writer_go run
+writer_wait 300
+log "the writer wrote 150 MB with flushes and verified it, node2 killed mid-run"
 grep -q "dropping holder node node2" "$WORK/node0.log" ||
 	fail "the owner does not log the drop of node2"
 
@@ -422,14 +406,14 @@ wait_for 60 "node1's copy of $TAIL_SEG is not sealed after its return" tail_seal
 log "the segment open at the owner's stop is sealed in its record and on node2; node1, away then, gets its SEG_SEAL once back"
 
 # ---- a silent holder (SIGSTOP) is dropped after the peer timeout; writes go on ----
-fio --output="$WORK/fio-stop.log" "$WORK/mid.fio" &
-FIO_PID=$!
-track "$FIO_PID"
+# node1 stops at the writer's pause (8 of 32 MiB written): the writes after it meet it
+# silent, whatever the load
 drops=$(grep -c "dropping holder node node1" "$WORK/node0.log" || true)
-sleep 1
-kill -0 "$FIO_PID" 2>/dev/null || fail "fio ended before node1 was stopped: the case proves nothing"
+writer_start stop "$URI" $((64 << 20)) $((32 << 20)) --pause-at $((8 << 20))
+writer_paused
 kill -STOP "${NODE_PID[1]}"
-wait "$FIO_PID" || fail "fio while node1 was stopped: $(tail -20 "$WORK/fio-stop.log")"
+writer_go run
+writer_wait 120
 kill -CONT "${NODE_PID[1]}"
 [ "$(grep -c "dropping holder node node1" "$WORK/node0.log")" -gt "$drops" ] ||
 	fail "the owner did not drop node1 while it was stopped"
