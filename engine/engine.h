@@ -505,6 +505,11 @@ int engine_held_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 /* Every held copy, in (uid, sno) order; stops at fn's first nonzero result. */
 int engine_held_list(const struct engine *eng,
 		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg);
+/* The same for the copies of family uid with first <= sno <= last (a binary search,
+ * then those only). */
+int engine_held_list_family(const struct engine *eng, uint64_t uid, uint32_t first,
+			    uint32_t last, int (*fn)(void *arg, const struct engine_held_info *h),
+			    void *arg);
 
 /* ---- fragments of other nodes' erasure-coded segments (engine/heldfrag.c) ----
  * A holder keeps fragment `index` of segment (uid, sno) encoded K+M

@@ -199,21 +199,43 @@ int engine_held_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 	return 0;
 }
 
-int engine_held_list(const struct engine *eng,
-		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg)
+/* The copies from index i on, up to (uid, last) included, to fn (held_list's). */
+static int held_list_from(const struct engine *eng, size_t i, uint64_t uid, uint32_t last,
+			  int (*fn)(void *arg, const struct engine_held_info *h), void *arg)
 {
-	for (size_t i = 0; i < held_count(eng); i++) {
+	for (; i < held_count(eng); i++) {
+		const struct held *h = held_at(eng, i);
 		struct engine_held_info info;
 		int r;
 
-		if (held_at(eng, i)->opening)
+		if (h->uid > uid || (h->uid == uid && h->sno > last))
+			break;
+		if (h->opening)
 			continue;
-		held_info(held_at(eng, i), &info);
+		held_info(h, &info);
 		r = fn(arg, &info);
 		if (r)
 			return r;
 	}
 	return 0;
+}
+
+int engine_held_list(const struct engine *eng,
+		     int (*fn)(void *arg, const struct engine_held_info *h), void *arg)
+{
+	return held_list_from(eng, 0, UINT64_MAX, UINT32_MAX, fn, arg);
+}
+
+int engine_held_list_family(const struct engine *eng, uint64_t uid, uint32_t first,
+			    uint32_t last, int (*fn)(void *arg, const struct engine_held_info *h),
+			    void *arg)
+{
+	bool found;
+
+	if (!eng->held)
+		return 0;
+	return held_list_from(eng, segtab_pos(&eng->held->tab, held_key, uid, first, &found),
+			      uid, last, fn, arg);
 }
 
 /* ---- records ---- */

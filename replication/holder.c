@@ -33,7 +33,7 @@ struct hold_op {
 	struct peer_req *req;
 	struct peer_seg_req sr;      /* the request, decoded */
 	uint64_t uid, epoch;         /* the header's: the family and the sender's epoch */
-	uint8_t *buf;                /* READ, LAYER_READ: the blocks read */
+	uint8_t *buf;                /* READ, LAYER_READ: the blocks read; LIST: its entries */
 	uint8_t *crcs;               /* LAYER_READ: one CRC32C per block, sent before them */
 	struct engine_volume *snap;  /* LAYER_READ: the snapshot, open while it is read */
 	bool held_before;            /* DELETE: the copy was here when it started (logged:
@@ -218,6 +218,39 @@ static int frag_read_answer(struct hold_op *op, struct peer_seg_reply *rep,
 	return 0;
 }
 
+/* A SEG_LIST's entries, as they are filled (list_answer). */
+struct list_fill {
+	uint8_t *p;
+	uint32_t n;
+};
+
+static int list_entry(void *arg, const struct engine_held_info *h)
+{
+	struct list_fill *f = arg;
+	struct peer_seg_entry_msg e = { .sno = h->sno, .length = h->length, .epoch = h->epoch,
+					.sealed = h->sealed };
+
+	peer_seg_entry_encode(&e, f->p + (size_t)f->n * sizeof(struct peer_seg_entry));
+	return ++f->n == PEER_SEG_LIST_MAX; /* full: the asker asks again from the last */
+}
+
+/* A SEG_LIST's answer: the copies of the family held here in the range, by number
+ * (data[0]), at most PEER_SEG_LIST_MAX; what SEG_STAT would answer of each. */
+static int list_answer(struct hold_op *op, struct engine *eng, struct peer_seg_reply *rep,
+		       struct iovec data[2])
+{
+	struct list_fill f = { 0 };
+
+	op->buf = malloc(PEER_SEG_LIST_MAX * sizeof(struct peer_seg_entry));
+	if (!op->buf)
+		return -ENOMEM;
+	f.p = op->buf;
+	(void)engine_held_list_family(eng, op->uid, op->sr.first, op->sr.last, list_entry, &f);
+	rep->length = f.n;
+	data[0] = (struct iovec){ op->buf, (size_t)f.n * sizeof(struct peer_seg_entry) };
+	return 0;
+}
+
 /* Answers the op's request with res (the holder's state of the segment after it) and
  * frees the op. */
 static void op_finish(struct hold_op *op, int res)
@@ -239,7 +272,7 @@ static void op_finish(struct hold_op *op, int res)
 	if (op_is_frag(op))
 		held = op->sr.op != PEER_OP_FRAG_READ && frag_held(op, eng, &info);
 	else
-		held = op_has_segment(op) &&
+		held = op_has_segment(op) && op->sr.op != PEER_OP_SEG_LIST &&
 		       engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
 	if (res == 0 && op->sr.op == PEER_OP_SEG_STAT && !held)
 		res = -ENOENT;
@@ -251,6 +284,10 @@ static void op_finish(struct hold_op *op, int res)
 	if (res == 0 && op->sr.op == PEER_OP_FRAG_READ) {
 		res = frag_read_answer(op, &rep, data);
 		m.datacnt = res == 0 ? 2 : 0;
+	}
+	if (res == 0 && op->sr.op == PEER_OP_SEG_LIST) {
+		res = list_answer(op, eng, &rep, data);
+		m.datacnt = res == 0 ? 1 : 0;
 	}
 	log_refusal(op, fence, res);
 	if (res == 0 && op->sr.op == PEER_OP_SEG_DELETE && op->held_before)
@@ -432,7 +469,7 @@ static int op_start(struct hold_op *op)
 		return engine_frag_put_async(eng, &op->fi, sr->data, op_done, op);
 	case PEER_OP_FRAG_READ:
 		return frag_read_start(op, eng);
-	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT */
+	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT, SEG_LIST */
 		return 1;
 	}
 }

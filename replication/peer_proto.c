@@ -54,6 +54,9 @@ static const struct op_info {
 	SEG(PEER_OP_FRAG_READ, "FRAG_READ", sizeof(struct peer_frag_read),
 	    sizeof(struct peer_frag_read),
 	    SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t))),
+	SEG(PEER_OP_SEG_LIST, "SEG_LIST", sizeof(struct peer_seg_list),
+	    sizeof(struct peer_seg_list),
+	    SEG_REPLY_MIN + PEER_SEG_LIST_MAX * sizeof(struct peer_seg_entry)),
 };
 _Static_assert(SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t)) <=
 		       PEER_PAYLOAD_MAX, "a FRAG_READ reply fits a payload");
@@ -278,6 +281,8 @@ size_t peer_error_encode(int err, const char *msg, void *buf)
 #define RES(field) offsetof(struct peer_seg_result, field)
 #define STAT(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_seg_stat, field))
 #define FOUND(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_layer_found, field))
+#define LIST(field) offsetof(struct peer_seg_list, field)
+#define ENT(field) offsetof(struct peer_seg_entry, field)
 
 /* A range of blocks that must not be empty, wrap or exceed max blocks. */
 static int range_check(uint32_t block, uint32_t nblocks, uint32_t max)
@@ -433,6 +438,17 @@ _Static_assert(sizeof(struct peer_seg_seal) == sizeof(struct peer_seg_sno) &&
 			       offsetof(struct peer_seg_sno, kind),
 	       "SEAL is sno and a length where the others have a kind");
 
+static int seg_list_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	if (len != sizeof(struct peer_seg_list))
+		return -EINVAL;
+	out->first = peer_get32(p + LIST(first));
+	out->last = peer_get32(p + LIST(last));
+	if (peer_get64(p + LIST(reserved)))
+		return -EPROTO;
+	return out->first <= out->last ? 0 : -EINVAL;
+}
+
 int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out)
 {
 	const uint8_t *p = buf;
@@ -463,6 +479,8 @@ int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg
 		return frag_put_decode(p, len, out);
 	case PEER_OP_FRAG_READ:
 		return frag_read_decode(p, len, out);
+	case PEER_OP_SEG_LIST:
+		return seg_list_decode(p, len, out);
 	case PEER_OP_EPOCH_RAISE:
 	case PEER_OP_SEG_FLUSH:
 		return len == 0 ? 0 : -EINVAL;
@@ -533,6 +551,11 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p + FR(nblocks), r->nblocks);
 		p[FR(index)] = r->index;
 		return sizeof(struct peer_frag_read);
+	case PEER_OP_SEG_LIST:
+		peer_put32(p + LIST(first), r->first);
+		peer_put32(p + LIST(last), r->last);
+		peer_put64(p + LIST(reserved), 0);
+		return sizeof(struct peer_seg_list);
 	default: /* EPOCH_RAISE, SEG_FLUSH: empty */
 		return 0;
 	}
@@ -564,6 +587,50 @@ int peer_layer_read_check(const struct peer_seg_reply *r)
 	return 0;
 }
 
+/* A SEG_LIST reply's rest (after the result): length entries, by strictly ascending
+ * sno, each with known flags and a zero reserved word. */
+static int seg_list_reply_decode(const uint8_t *p, size_t rest, struct peer_seg_reply *out)
+{
+	const uint8_t *e = p + sizeof(struct peer_seg_result);
+
+	if (out->length > PEER_SEG_LIST_MAX)
+		return -EMSGSIZE;
+	if (rest != (size_t)out->length * sizeof(struct peer_seg_entry))
+		return -EINVAL;
+	for (uint32_t i = 0; i < out->length; i++, e += sizeof(struct peer_seg_entry)) {
+		if ((peer_get32(e + ENT(flags)) & ~PEER_SEG_ENTRY_F_SEALED) ||
+		    peer_get32(e + ENT(reserved)))
+			return -EPROTO;
+		if (i && peer_get32(e + ENT(sno)) <=
+				 peer_get32(e - sizeof(struct peer_seg_entry) + ENT(sno)))
+			return -EINVAL; /* one entry per segment, in order */
+	}
+	out->entries = p + sizeof(struct peer_seg_result);
+	return 0;
+}
+
+void peer_seg_entry_get(const struct peer_seg_reply *r, uint32_t i,
+			struct peer_seg_entry_msg *out)
+{
+	const uint8_t *e = r->entries + (size_t)i * sizeof(struct peer_seg_entry);
+
+	*out = (struct peer_seg_entry_msg){
+		.sno = peer_get32(e + ENT(sno)), .length = peer_get32(e + ENT(length)),
+		.epoch = peer_get64(e + ENT(epoch)),
+		.sealed = peer_get32(e + ENT(flags)) & PEER_SEG_ENTRY_F_SEALED };
+}
+
+void peer_seg_entry_encode(const struct peer_seg_entry_msg *e, void *buf)
+{
+	uint8_t *p = buf;
+
+	peer_put32(p + ENT(sno), e->sno);
+	peer_put32(p + ENT(length), e->length);
+	peer_put64(p + ENT(epoch), e->epoch);
+	peer_put32(p + ENT(flags), e->sealed ? PEER_SEG_ENTRY_F_SEALED : 0);
+	peer_put32(p + ENT(reserved), 0);
+}
+
 int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out)
 {
 	const uint8_t *p = buf;
@@ -583,8 +650,10 @@ int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_s
 	rest = len - sizeof(struct peer_seg_result);
 	if (out->result < 0 || (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT &&
 				op != PEER_OP_LAYER_READ && op != PEER_OP_LAYER_FIND &&
-				op != PEER_OP_FRAG_READ))
+				op != PEER_OP_FRAG_READ && op != PEER_OP_SEG_LIST))
 		return rest == 0 ? 0 : -EINVAL;
+	if (op == PEER_OP_SEG_LIST)
+		return seg_list_reply_decode(p, rest, out);
 	if (op == PEER_OP_LAYER_FIND) {
 		if (rest != sizeof(struct peer_layer_found))
 			return -EINVAL;

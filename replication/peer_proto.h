@@ -85,9 +85,14 @@ enum peer_op {
 	PEER_OP_FRAG_PUT    = 0x2a, /* peer_frag_put, then the fragment's image */
 	PEER_OP_FRAG_READ   = 0x2b, /* peer_frag_read; the reply's data: nblocks CRC32Cs,
 				       then the blocks (as LAYER_READ's) */
+	/* What a holder has of a family's segments in a range of numbers, one call for
+	 * all of them (a restart's reseal asks each holder once per family, not once
+	 * per segment: SEG_STAT stays for one segment). Fenced like SEG_STAT. */
+	PEER_OP_SEG_LIST    = 0x2c, /* peer_seg_list; the reply's data: peer_seg_entry
+				       each (count in its length) */
 };
 #define PEER_OP_SEG_FIRST PEER_OP_SEG_OPEN
-#define PEER_OP_SEG_LAST  PEER_OP_FRAG_READ
+#define PEER_OP_SEG_LAST  PEER_OP_SEG_LIST
 
 /* ---- layouts ---- */
 
@@ -275,6 +280,30 @@ _Static_assert(sizeof(struct peer_frag_read) == 16, "FRAG_READ payload is 16 byt
 _Static_assert(offsetof(struct peer_frag_read, index) == 12, "index at 12");
 #define PEER_FRAG_READ_MAX_BLOCKS 1024u /* 4 MiB per FRAG_READ */
 
+/* SEG_LIST: the copies held of the header's family with first <= sno <= last. */
+struct peer_seg_list {
+	uint32_t first;
+	uint32_t last;     /* >= first */
+	uint64_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_list) == 16, "SEG_LIST payload is 16 bytes");
+
+/* SEG_LIST's reply, on success: `length` (peer_seg_result) entries after the result,
+ * by ascending sno, at most PEER_SEG_LIST_MAX; a holder with more in the range sends
+ * the first PEER_SEG_LIST_MAX and the asker asks again from the last one's sno + 1.
+ * An entry is what SEG_STAT would answer for that segment; a segment held in the range
+ * but not listed is not held there (what SEG_STAT answers -ENOENT). */
+#define PEER_SEG_ENTRY_F_SEALED (1u << 0)
+struct peer_seg_entry {
+	uint32_t sno;
+	uint32_t length;   /* blocks written (open) or the sealed length */
+	uint64_t epoch;    /* the epoch the copy was opened or last appended under */
+	uint32_t flags;    /* PEER_SEG_ENTRY_F_* */
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_entry) == 24, "a SEG_LIST entry is 24 bytes");
+#define PEER_SEG_LIST_MAX 4096u /* entries per reply: 96 KiB */
+
 /* Every segment op's reply begins with this. */
 struct peer_seg_result {
 	int32_t result;  /* 0, or a negative Linux errno (-4095..-1) */
@@ -375,6 +404,7 @@ struct peer_seg_req {
 	uint64_t layer, lba;     /* LAYER_READ (nblocks: its count) */
 	uint8_t index;           /* FRAG_READ */
 	uint32_t kind;           /* DELETE, STAT: PEER_SEG_KIND_* */
+	uint32_t first, last;    /* LIST: its range of segment numbers */
 	char volume[PEER_LAYER_NAME], snap[PEER_LAYER_NAME]; /* LAYER_FIND, NUL-terminated */
 	const uint8_t *data;     /* APPEND, FRAG_PUT (nblocks: the image's blocks): nblocks *
 				    PEER_SEG_BLOCK bytes, in the payload;
@@ -394,6 +424,14 @@ struct peer_seg_reply {
 				each) */
 	uint32_t nblocks;    /* READ, LAYER_READ, FRAG_READ on success */
 	uint64_t family, layer, blocks; /* LAYER_FIND on success */
+	const uint8_t *entries; /* LIST on success: length peer_seg_entry (peer_seg_entry_get) */
+};
+
+/* A SEG_LIST reply's entry, decoded. */
+struct peer_seg_entry_msg {
+	uint32_t sno, length;
+	uint64_t epoch;
+	bool sealed;
 };
 
 /* ---- ops ---- */
@@ -452,14 +490,20 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf);
  * (at most PEER_SEG_READ_MAX_BLOCKS; the caller checks them against what it asked),
  * LAYER_READ length (1..PEER_LAYER_READ_MAX_BLOCKS) CRCs and as many blocks, FRAG_READ
  * the same with up to PEER_FRAG_READ_MAX_BLOCKS, STAT
- * peer_seg_stat, LAYER_FIND peer_layer_found (family and layer not 0); the others
- * nothing. */
+ * peer_seg_stat, LAYER_FIND peer_layer_found (family and layer not 0), LIST `length`
+ * (at most PEER_SEG_LIST_MAX) entries by strictly ascending sno; the others nothing. */
 int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out);
 /* Writes r's fixed part (result, length, and STAT's peer_seg_stat or LAYER_FIND's
  * peer_layer_found on success) into buf
- * of PEER_SEG_HEAD_MAX bytes; returns its length. READ's blocks follow it, and
- * LAYER_READ's and FRAG_READ's CRCs and then their blocks. */
+ * of PEER_SEG_HEAD_MAX bytes; returns its length. READ's blocks follow it,
+ * LAYER_READ's and FRAG_READ's CRCs and then their blocks, LIST's entries. */
 size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *buf);
+/* Entry i (< r->length) of a SEG_LIST reply decoded with success (checked by
+ * peer_seg_reply_decode: ascending numbers, flags and reserved fields). */
+void peer_seg_entry_get(const struct peer_seg_reply *r, uint32_t i,
+			struct peer_seg_entry_msg *out);
+/* Writes e as a SEG_LIST reply's entry (24 bytes) into buf. */
+void peer_seg_entry_encode(const struct peer_seg_entry_msg *e, void *buf);
 /* A LAYER_READ or FRAG_READ reply decoded with success: 0 if each of its blocks has the CRC32C the
  * reply names for it, else -EILSEQ. */
 int peer_layer_read_check(const struct peer_seg_reply *r);

@@ -214,6 +214,16 @@ static void seg_unref(struct rseg *s)
 	free(s);
 }
 
+void replica_seg_hold(struct rseg *s)
+{
+	s->refs++;
+}
+
+void replica_seg_release(struct rseg *s)
+{
+	seg_unref(s);
+}
+
 static void seg_step(struct rseg *s);
 
 static void seg_retry_fire(void *arg)
@@ -925,46 +935,34 @@ static void seal_replied(void *arg, int res, const struct peer_hdr *h, const voi
 
 static void seal_send_todo(struct rseg *s);
 
-/* A holder's SEG_STAT of s (seal_probe): its copy sealed at seal_len owes nothing (as
- * a SEG_SEAL answered 0 would say), no copy there is what SEG_SEAL would meet too
- * (ENOENT); a copy open or of another length is owed its SEG_SEAL, sent now. */
-static void stat_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
-			 size_t len)
+void replica_seal_probed(struct rseg *s, struct rnode *n, int r, bool sealed,
+			 uint32_t length)
 {
-	struct rreq *q = arg;
-	struct rseg *s = q->seg;
-	struct peer_seg_reply rep = { 0 };
-	int r = res < 0 ? res : peer_seg_reply_decode(PEER_OP_SEG_STAT, payload, len, &rep);
 	unsigned i;
 
-	(void)h;
-	if (r == 0)
-		r = rep.result;
-	for (i = 0; i < s->nseal_todo && s->seal_todo[i] != q->node; i++)
+	for (i = 0; i < s->nseal_todo && s->seal_todo[i] != n; i++)
 		;
 	if (s->rs->closing || i == s->nseal_todo) {
 		/* closing, or deleted meanwhile */
-	} else if (r < 0 || !recon_seal_owed(rep.sealed, rep.length, s->seal_len)) {
-		seal_answered(s, q->node, r);
+	} else if (r < 0 || !recon_seal_owed(sealed, length, s->seal_len)) {
+		seal_answered(s, n, r);
 	} else {
 		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": node %s's copy is %s "
 			"at %u blocks, its record sealed at %u: SEG_SEAL owed", s->fam->name, s->sno,
-			q->node->id, rep.sealed ? "sealed" : "open", rep.length, s->seal_len);
+			n->id, sealed ? "sealed" : "open", length, s->seal_len);
 		s->seal_sent[i] = false;
 		s->seal_owed[i] = true;
 		seal_send_todo(s);
 	}
-	seg_unref(s);
-	free(q);
 }
 
 /* SEG_SEAL to every holder that has not confirmed it and has none in flight (seal_probe:
- * SEG_STAT first, unless its copy is known not sealed). One not connected now gets it
- * when it connects again (replica_segs_retry_placing). */
+ * asked first, with the family's other segments (sealprobe.c), unless its copy is known
+ * not sealed). One not connected now gets it when it connects again
+ * (replica_segs_retry_placing). */
 static void seal_send_todo(struct rseg *s)
 {
 	struct peer_seg_req rq = { .op = PEER_OP_SEG_SEAL, .sno = s->sno, .length = s->seal_len };
-	struct peer_seg_req st = { .op = PEER_OP_SEG_STAT, .sno = s->sno };
 
 	if (s->fam->stale)
 		s->nseal_todo = 0; /* not its owner any more: the next one seals what it finds */
@@ -974,13 +972,11 @@ static void seal_send_todo(struct rseg *s)
 
 		if (s->seal_sent[i])
 			continue;
-		r = send_req(s, NULL, s->seal_todo[i], ask ? &st : &rq, NULL, 0,
-			     ask ? stat_replied : seal_replied);
+		r = ask ? replica_probe_ask(s, s->seal_todo[i])
+			: send_req(s, NULL, s->seal_todo[i], &rq, NULL, 0, seal_replied);
 		if (r == 0) {
 			s->seal_sent[i] = true;
-			if (ask)
-				s->rs->seal_stats_sent++;
-			else
+			if (!ask)
 				s->rs->seals_sent++;
 		} else if (r != -ENOTCONN) {
 			seg_retry_backoff(s);
@@ -1305,7 +1301,7 @@ void replica_seg_recon_reseal(struct family *f, const struct layout_segment *rec
 		log_msg(LOG_DEBUG, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": sealed "
 			"at %u blocks before this node's start: its %u holders are asked whether "
 			"SEG_SEAL is owed", f->name, f->uid, rec->id.seq, s->seal_len, s->nholders);
-	s->seal_probe = true; /* a copy already sealed at its length costs one SEG_STAT */
+	s->seal_probe = true; /* a copy sealed at its length costs a share of a SEG_LIST */
 	seal_send_all(s);
 }
 
@@ -1519,14 +1515,18 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->test_crash_seal = opts->test_crash_after_seal;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)
 		goto err_free_rs;
-	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0)
+	if (replica_probes_init(rs) < 0)
 		goto err_destroy_kick;
+	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0)
+		goto err_destroy_probes;
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
 	engine_base_ops_set(opts->eng, &base_ops, rs);
 	replica_nodes_refresh(rs);
 	*out = rs;
 	return 0;
 
+err_destroy_probes:
+	replica_probes_destroy(rs);
 err_destroy_kick:
 	loop_task_destroy(rs->kick);
 err_free_rs:
@@ -1542,9 +1542,10 @@ void replica_destroy(struct replicas *rs)
 	seg_mirror_set(rs->eng, NULL, NULL);
 	engine_base_ops_set(rs->eng, NULL, NULL);
 	rs->closing = true;
-	log_msg(LOG_INFO, LOG_TAG, "stopping: %llu SEG_SEAL and %llu SEG_STAT (is a seal owed?) "
+	log_msg(LOG_INFO, LOG_TAG, "stopping: %llu SEG_SEAL and %llu SEG_LIST (is a seal owed?) "
 		"sent since start-up", (unsigned long long)rs->seals_sent,
-		(unsigned long long)rs->seal_stats_sent);
+		(unsigned long long)rs->seal_lists_sent);
+	replica_probes_destroy(rs); /* those not sent; those sent end with the nodes */
 	catchup_destroy(rs->catchup); /* before the nodes: their replies find it gone */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);

@@ -19,6 +19,7 @@ struct seg_call;
 struct fam_call;
 struct loop_timer;
 struct loop_task;
+struct probe;
 
 #define LOG_TAG "replica"
 #define RETRY_MS 250u          /* a record etcd did not take, a placement not possible */
@@ -101,13 +102,14 @@ struct rseg {
 	struct rnode *seal_todo[MAX_REMOTE];
 	bool seal_sent[MAX_REMOTE];
 	bool seal_owed[MAX_REMOTE];     /* seal_probe: the holder's copy is not sealed at
-					   seal_len (its SEG_STAT said so): SEG_SEAL it */
+					   seal_len (its SEG_LIST said so): SEG_SEAL it */
 	unsigned nseal_todo;
 	struct rseg *next_all, *prev_all; /* rs->all */
 	struct rseg *next_hash;         /* rs->seg_hash's chain (replica_seg_find) */
 	bool seal_probe;                /* sealed before this process started: each holder
-					   is asked first (SEG_STAT) and sent SEG_SEAL only if
-					   its copy is not sealed at seal_len */
+					   is asked first (one SEG_LIST per family: sealprobe.c)
+					   and sent SEG_SEAL only if its copy is not sealed at
+					   seal_len */
 	bool ahead;                     /* opened ahead of need: in no slot until the
 					   engine's seg_open draws its number */
 	bool kicked;                    /* in rs->kicked (holding a ref) */
@@ -156,7 +158,9 @@ struct replicas {
 	struct rseg **seg_hash;         /* the same by (family uid, sno): chains, a power
 					   of two buckets, grown past one rseg per bucket */
 	size_t seg_hash_cap, nsegs;
-	uint64_t seal_stats_sent;       /* SEG_STATs asking whether a seal is owed */
+	uint64_t seal_lists_sent;       /* SEG_LISTs asking whether seals are owed */
+	struct probe *probes;           /* sealprobe.c: the probes not sent yet */
+	struct loop_task *probe_task;   /* ... sends them */
 	uint64_t seals_sent;            /* SEG_SEALs sent (a first one or one owed) */
 	unsigned records_busy;          /* holders records in flight: flushes wait */
 	struct loop_task *kick;         /* completions deferred out of the engine's calls */
@@ -188,6 +192,26 @@ void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, s
 /* A node became usable: segments waiting for placement try again, and the seals a
  * holder has not confirmed are sent again. */
 void replica_segs_retry_placing(struct replicas *rs);
+
+/* A ref on s, so that it stays while a call about it is in flight; its release (the
+ * last frees it). */
+void replica_seg_hold(struct rseg *s);
+void replica_seg_release(struct rseg *s);
+/* n's answer about its copy of s to a seal probe (s->seal_probe): r < 0 no answer, or
+ * none of use (-ENOENT: no copy there); else the copy sealed or not, at length blocks.
+ * A copy not sealed at s->seal_len is sent SEG_SEAL; a failure is asked again later. */
+void replica_seal_probed(struct rseg *s, struct rnode *n, int r, bool sealed,
+			 uint32_t length);
+
+/* sealprobe.c: is a seal owed? One SEG_LIST per holder and family. */
+/* s asks n (a holder in s->seal_todo) whether its copy is sealed at s->seal_len: joins
+ * the probe of (s's family, n) not sent yet (or a new one), sent from a loop task once
+ * the caller's pass is over. 0: replica_seal_probed(s, n, ...) runs once, later;
+ * -ENOTCONN (n not connected: asked when it is again), -ENOMEM. */
+int replica_probe_ask(struct rseg *s, struct rnode *n);
+int replica_probes_init(struct replicas *rs);
+/* Drops the probes not sent yet (those in flight end with their connections). */
+void replica_probes_destroy(struct replicas *rs);
 
 /* The record's holders of s: this node first, then its remote holders. */
 void replica_fill_holders(const struct rseg *s, struct layout_segment *seg);

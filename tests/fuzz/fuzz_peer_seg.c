@@ -3,7 +3,7 @@
  * meets a hostile member's requests and an owner a hostile holder's replies.
  *
  * The first input byte picks the op: its low 3 bits one of SEG_OPEN..SEG_STAT (bit 4
- * set: bits 5-6 pick LAYER_READ, FRAG_PUT or FRAG_READ instead), bit 3 a reply; the
+ * set: bits 5-6 pick LAYER_READ, FRAG_PUT, FRAG_READ or SEG_LIST instead), bit 3 a reply; the
  * rest is the payload. Besides not crashing, what a decoder accepts must
  * hold: data inside the payload and exactly its announced blocks, counts and ranges
  * within their bounds, and the fixed part re-encoded from the decoded fields giving
@@ -62,6 +62,27 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 	if (op == PEER_OP_LAYER_READ)
 		check(r.layer != 0 && r.nblocks >= 1 && r.nblocks <= PEER_LAYER_READ_MAX_BLOCKS &&
 		      r.lba <= UINT64_MAX - r.nblocks);
+	if (op == PEER_OP_SEG_LIST)
+		check(r.first <= r.last);
+}
+
+/* A SEG_LIST reply accepted: its entries fill the rest exactly, by strictly ascending
+ * number, and each re-encodes to the bytes received. */
+static void list_reply(const uint8_t *p, size_t len, size_t head_len,
+		       const struct peer_seg_reply *r)
+{
+	uint8_t e[sizeof(struct peer_seg_entry)];
+	struct peer_seg_entry_msg m, prev = { 0 };
+
+	check(r->result == 0 && r->entries == p + head_len && r->length <= PEER_SEG_LIST_MAX);
+	check(len == head_len + (size_t)r->length * sizeof(struct peer_seg_entry));
+	for (uint32_t i = 0; i < r->length; i++) {
+		peer_seg_entry_get(r, i, &m);
+		check(i == 0 || m.sno > prev.sno);
+		peer_seg_entry_encode(&m, e);
+		check(memcmp(e, r->entries + (size_t)i * sizeof(e), sizeof(e)) == 0);
+		prev = m;
+	}
 }
 
 static void reply(uint8_t op, const uint8_t *p, size_t len)
@@ -75,7 +96,9 @@ static void reply(uint8_t op, const uint8_t *p, size_t len)
 	check(r.result <= 0 && r.result >= -4095);
 	head_len = peer_seg_reply_encode(op, &r, head);
 	check(head_len <= len && memcmp(head, p, head_len) == 0);
-	if (r.data && ((op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ ||
+	if ((op & ~PEER_OP_REPLY) == PEER_OP_SEG_LIST && r.result == 0) {
+		list_reply(p, len, head_len, &r);
+	} else if (r.data && ((op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ ||
 		       (op & ~PEER_OP_REPLY) == PEER_OP_FRAG_READ)) {
 		check(r.result == 0 && r.crcs == p + head_len);
 		check(r.nblocks >= 1 && r.nblocks <= ((op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ
@@ -98,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t op;
 	static const uint8_t more[4] = { PEER_OP_LAYER_READ, PEER_OP_FRAG_PUT, PEER_OP_FRAG_READ,
-					 PEER_OP_LAYER_READ };
+					 PEER_OP_SEG_LIST };
 
 	if (size < 1)
 		return 0;

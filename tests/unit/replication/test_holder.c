@@ -193,6 +193,13 @@ static void on_reply(void *arg, int res, const struct peer_hdr *h, const void *p
 		if (a->rep.crcs) /* a LAYER_READ's blocks arrive with their CRCs */
 			cr_assert_eq(peer_layer_read_check(&a->rep), 0);
 		a->rep.crcs = NULL; /* points into the payload, gone after this call */
+		if (a->rep.entries) { /* a SEG_LIST's */
+			cr_assert_leq((size_t)a->rep.length * sizeof(struct peer_seg_entry),
+				      sizeof(a->data));
+			memcpy(a->data, a->rep.entries,
+			       (size_t)a->rep.length * sizeof(struct peer_seg_entry));
+			a->rep.entries = a->data;
+		}
 		if (a->rep.data) {
 			cr_assert_leq((size_t)a->rep.nblocks * BLK, sizeof(a->data));
 			memcpy(a->data, a->rep.data, (size_t)a->rep.nblocks * BLK);
@@ -268,6 +275,13 @@ static struct answer *read_back(uint32_t sno, uint32_t block, uint32_t n, uint64
 static struct answer *stat_seg(uint32_t sno, uint64_t epoch)
 {
 	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = sno };
+
+	return call(&sr, epoch, NULL, 5000);
+}
+
+static struct answer *list_segs(uint32_t first, uint32_t last, uint64_t epoch)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_LIST, .first = first, .last = last };
 
 	return call(&sr, epoch, NULL, 5000);
 }
@@ -499,6 +513,7 @@ Test(holder, a_family_run_here_is_not_held_here)
 	cr_assert_not(engine_family_here(eng, UID));
 	call_uid = uid;
 	cr_assert_eq(stat_seg(1, 3)->rep.result, -EBUSY);
+	cr_assert_eq(list_segs(0, 9, 3)->rep.result, -EBUSY, "no list says \"none held\"");
 	cr_assert_eq(open_seg(9, 3), -EBUSY, "no copy of it is taken either");
 	cr_assert_eq(append(1, 0, 1, 0xa1, 0, 3)->rep.result, -EBUSY);
 	cr_assert_eq(read_back(1, 0, 1, 3)->rep.result, -EBUSY);
@@ -513,6 +528,44 @@ Test(holder, a_family_run_here_is_not_held_here)
 	/* a family held here as copies only, the others: as before */
 	call_uid = UID;
 	cr_assert_eq(stat_seg(1, 3)->rep.result, -ENOENT);
+	cr_assert_eq(closes, 0);
+}
+
+/* SEG_LIST answers for the family's copies in the range what SEG_STAT answers for each
+ * (another family's and those outside the range left out), by number. */
+Test(holder, seg_list_answers_each_copy_in_the_range_as_seg_stat)
+{
+	static const uint32_t snos[] = { 2, 3, 5, 8 };
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_SEAL, .sno = 3, .length = 1 };
+	struct peer_seg_entry_msg e;
+	struct answer *a, st;
+
+	for (size_t i = 0; i < 4; i++) {
+		cr_assert_eq(open_seg(snos[i], 4), 0);
+		cr_assert_eq(append(snos[i], 0, 1 + (uint32_t)i, 0xa0, 0, 4)->rep.result, 0);
+	}
+	cr_assert_eq(result_of(&sr, 4, NULL), 0);
+	call_uid = UID + 1; /* another family's copy, numbered within the range */
+	cr_assert_eq(open_seg(4, 4), 0);
+	call_uid = UID;
+
+	a = list_segs(3, 7, 4);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 2, "3 and 5: not 2 or 8 (outside), not 4 (another family's)");
+	for (uint32_t i = 0; i < 2; i++) {
+		peer_seg_entry_get(&a->rep, i, &e);
+		st = *stat_seg(e.sno, 4);
+		cr_assert_eq(e.sno, i == 0 ? 3 : 5);
+		cr_assert_eq(e.length, st.rep.length, "segment %u", e.sno);
+		cr_assert_eq(e.sealed, st.rep.sealed, "segment %u", e.sno);
+		cr_assert_eq(e.epoch, st.rep.epoch, "segment %u", e.sno);
+		a = list_segs(3, 7, 4); /* (stat_seg's answer is the same static one) */
+	}
+	peer_seg_entry_get(&a->rep, 0, &e);
+	cr_assert(e.sealed && e.length == 1, "3 was sealed at 1 block");
+	cr_assert_eq(list_segs(0, UINT32_MAX, 4)->rep.length, 4);
+	cr_assert_eq(list_segs(9, 100, 4)->rep.length, 0, "none held there");
+	cr_assert_eq(list_segs(2, 8, 3)->rep.result, -ESTALE, "fenced as SEG_STAT is");
 	cr_assert_eq(closes, 0);
 }
 

@@ -121,8 +121,8 @@ Test(peer_proto, unknown_flags_and_reserved_refused)
 
 Test(peer_proto, unknown_ops_refused)
 {
-	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2c, 0x2f, 0x7f, 0x80,
-					   0xac, 0xfe };
+	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2d, 0x2f, 0x7f, 0x80,
+					   0xad, 0xfe };
 	struct peer_hdr d;
 
 	for (size_t i = 0; i < sizeof(unknown); i++) {
@@ -135,7 +135,7 @@ Test(peer_proto, unknown_ops_refused)
 	}
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND");
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND | PEER_OP_REPLY), "SEG_APPEND reply");
-	cr_assert_str_eq(peer_op_name(0x2c), "op 0x2c");
+	cr_assert_str_eq(peer_op_name(0x2d), "op 0x2d");
 	cr_assert_str_eq(peer_op_name(PEER_OP_FRAG_PUT), "FRAG_PUT");
 	cr_assert_str_eq(peer_op_name(PEER_OP_PING), "PING");
 }
@@ -159,6 +159,7 @@ Test(peer_proto, segment_ops_known_with_bounds)
 		{ PEER_OP_LAYER_FIND, 128, 128, 8 + 24 },
 		{ PEER_OP_FRAG_PUT, 16 + 3 * 4096, 16u << 20, 8 },
 		{ PEER_OP_FRAG_READ, 16, 16, 8 + 1024 * (4 + 4096) },
+		{ PEER_OP_SEG_LIST, 16, 16, 8 + 4096 * 24 },
 	};
 	uint32_t min, max;
 
@@ -469,7 +470,7 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_FLUSH, buf, 4, &d), -EINVAL);
 	/* not a segment request */
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_PING, buf, 0, &d), -EOPNOTSUPP);
-	cr_assert_eq(peer_seg_req_decode(0x2c, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(0x2d, buf, 0, &d), -EOPNOTSUPP);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL | PEER_OP_REPLY, buf, 8, &d),
 		     -EOPNOTSUPP);
 }
@@ -543,6 +544,101 @@ Test(peer_proto, seg_reply_refusals)
 	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_STAT, buf, 24, &d), -EPROTO,
 		     "reserved set");
 	cr_assert_eq(peer_seg_reply_decode(PEER_OP_PONG, buf, 8, &d), -EOPNOTSUPP);
+}
+
+/* SEG_LIST: a range of numbers asked; the reply's entries, by number, each as SEG_STAT
+ * would answer that segment. */
+Test(peer_proto, seg_list_round_trip)
+{
+	struct peer_seg_req r = { .op = PEER_OP_SEG_LIST, .first = 7, .last = UINT32_MAX }, d;
+	static const struct peer_seg_entry_msg ents[] = {
+		{ .sno = 7, .length = 256, .epoch = 1ull << 40, .sealed = true },
+		{ .sno = 9, .length = 3, .epoch = 5, .sealed = false },
+	};
+	uint8_t buf[8 + 2 * sizeof(struct peer_seg_entry)];
+	struct peer_seg_reply rep = { .length = 2 }, got;
+	struct peer_seg_entry_msg e;
+	size_t len = peer_seg_req_encode(&r, buf);
+
+	cr_assert_eq(len, 16);
+	cr_assert_eq(peer_get32(buf + 4), UINT32_MAX, "last at 4");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_LIST, buf, len, &d), 0);
+	cr_assert_eq(memcmp(&d, &r, sizeof(d)), 0);
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_SEG_LIST | PEER_OP_REPLY, &rep, buf), 8);
+	for (size_t i = 0; i < 2; i++)
+		peer_seg_entry_encode(&ents[i], buf + 8 + i * sizeof(struct peer_seg_entry));
+	cr_assert_eq(peer_get32(buf + 8 + 24 + 16), 0, "flags at 16: open");
+	cr_assert_eq(peer_get32(buf + 8 + 16), 1, "flags at 16: sealed");
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, sizeof(buf), &got), 0);
+	cr_assert_eq(got.length, 2);
+	cr_assert_eq(got.entries, buf + 8);
+	for (uint32_t i = 0; i < 2; i++) {
+		peer_seg_entry_get(&got, i, &e);
+		cr_assert(e.sno == ents[i].sno && e.length == ents[i].length &&
+			  e.epoch == ents[i].epoch && e.sealed == ents[i].sealed, "entry %u", i);
+	}
+	/* none held in the range: no entry */
+	rep.length = 0;
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_SEG_LIST, &rep, buf), 8);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8, &got), 0);
+	cr_assert_eq(got.length, 0);
+}
+
+Test(peer_proto, seg_list_refusals)
+{
+	static uint8_t buf[8 + (PEER_SEG_LIST_MAX + 1) * sizeof(struct peer_seg_entry)];
+	struct peer_seg_req d;
+	struct peer_seg_reply got;
+	const size_t ent = sizeof(struct peer_seg_entry);
+
+	memset(buf, 0, 16);
+	peer_put32(buf, 5);
+	peer_put32(buf + 4, 4);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_LIST, buf, 16, &d), -EINVAL, "last < first");
+	peer_put32(buf + 4, 5);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_LIST, buf, 16, &d), 0, "one number");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_LIST, buf, 15, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_LIST, buf, 17, &d), -EINVAL);
+	buf[8] = 1;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_LIST, buf, 16, &d), -EPROTO, "reserved");
+
+	/* replies: two entries 3 and 4 */
+	memset(buf, 0, sizeof(buf));
+	peer_put32(buf + 4, 2);
+	peer_put32(buf + 8, 3);
+	peer_put32(buf + 8 + ent, 4);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + 2 * ent, &got), 0);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + 2 * ent - 1, &got), -EINVAL,
+		     "part of an entry");
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + ent, &got), -EINVAL,
+		     "fewer entries than its count");
+	peer_put32(buf + 8 + ent, 3);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + 2 * ent, &got), -EINVAL,
+		     "a number twice");
+	peer_put32(buf + 8 + ent, 2);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + 2 * ent, &got), -EINVAL,
+		     "out of order");
+	peer_put32(buf + 8 + ent, 4);
+	peer_put32(buf + 8 + ent + 16, 2);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + 2 * ent, &got), -EPROTO,
+		     "an unknown flag");
+	peer_put32(buf + 8 + ent + 16, 1);
+	peer_put32(buf + 8 + ent + 20, 1);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + 2 * ent, &got), -EPROTO,
+		     "reserved set");
+	peer_put32(buf + 8 + ent + 20, 0);
+	peer_put32(buf, (uint32_t)-ESTALE);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + 2 * ent, &got), -EINVAL,
+		     "a refusal with entries");
+	/* more than a reply may carry */
+	memset(buf, 0, sizeof(buf));
+	for (uint32_t i = 0; i <= PEER_SEG_LIST_MAX; i++)
+		peer_put32(buf + 8 + i * ent, i);
+	peer_put32(buf + 4, PEER_SEG_LIST_MAX);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, 8 + PEER_SEG_LIST_MAX * ent, &got),
+		     0, "the most");
+	peer_put32(buf + 4, PEER_SEG_LIST_MAX + 1);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_LIST, buf, sizeof(buf), &got), -EMSGSIZE);
 }
 
 /* A read-around's CRCs: each block is checked against its own. */
