@@ -4,9 +4,11 @@
 # (cluster_lib.sh), --replicas 3, 8 MiB segments, the default 1 s peer timeout: each
 # segment has the owner (node0) and two of node1..node3, so the third is a spare.
 # Twice, once with kill -9 and once with SIGSTOP (the "too slow" holder):
-#   - fio (nbd engine, 768 KB/s, flushes, verify=crc32c) writes over NBD; while the
-#     open segment is 2-40 % written (its length on a holder, quill node held), one of
-#     its holders fails; the job finishes without an error and verifies
+#   - a libnbd writer (step_writer.py: flushes, then reads back and checks every block)
+#     writes over NBD at full speed, stopping every 512 KiB; at the first stop where
+#     the open segment is 2-40 % written (its length on a holder, quill node held), one
+#     of its holders fails, whatever the load; the writer goes on, ends without an
+#     error and verifies
 #   - the records: that segment is sealed well short of full (at most 75 %: without
 #     the reseal it goes on with two copies until it is full), and etcd's history of
 #     its record shows it sealed on 2 holders (the owner and the survivor)
@@ -16,11 +18,11 @@
 #   - catch-up copies the sealed segment to the spare: every sealed record lists 3
 #     holders again (polled, bounded)
 # Then below min_replicas (2 for R = 3): both remote holders of the open segment are
-# stopped (SIGSTOP, so that writes are in flight to them) at once, leaving the owner
+# stopped (SIGSTOP, so that the writes after it wait for them) at once, leaving the owner
 # and the spare. The segment's last appends are on
 # one copy and may not complete with that: the segment is sealed at its full length
 # on the owner alone (etcd's history), catch-up copies it to the spare, and only then
-# do they complete: fio finishes (bounded: a hang fails) and verifies; the next
+# do they complete: the writer finishes (bounded: a hang fails) and verifies; the next
 # segments are on the owner and the spare.
 # Between the cases, the failed nodes come back so that a spare exists again.
 source "$(dirname "$0")/clients_lib.sh"
@@ -28,7 +30,9 @@ source "$(dirname "$0")/clients_lib.sh"
 it_init cluster_reopen
 quilld_only "replicated volumes"
 source "$(dirname "$0")/cluster_lib.sh"
-fio_peer_init
+peer_init
+need_cmd etcd etcdctl curl python3
+need_nbd_python
 
 VOL=rv
 SEG=8388608
@@ -77,54 +81,24 @@ import json, sys; print(json.load(sys.stdin)["kvs"][0]["create_revision"])') ||
 	grep '^{' "$WORK/history.txt"
 }
 
-# wait_bounded PID SECONDS WHAT: waits for PID's exit (its status), failing if it runs
-# longer than SECONDS (a write that hangs)
-wait_bounded()
-{
-	local i
-	for ((i = 0; i < $2 * 5; i++)); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.2
-	done
-	kill -0 "$1" 2>/dev/null && fail "$3 still runs after $2 s: its writes hang"
-	wait "$1"
-}
-
 # run_case MODE OFFSET: MODE kill or stop (one holder of the open segment), or two
-# (both, kill -9); fio writes 16M at OFFSET
+# (both, SIGSTOP); the writer writes 16M at OFFSET
 run_case()
 {
-	local mode="$1" off="$2" id h1 h2 victim survivor spare len fio_pid i n want conns
+	local mode="$1" off="$2" id h1 h2 victim survivor spare len i n want conns
 	local -a victims survivors
-	cat >"$WORK/$mode.fio" <<FIO
-[$mode]
-ioengine=nbd
-uri=$URI
-rw=write
-bs=64k
-offset=$off
-size=16M
-rate=768k
-iodepth=4
-fsync=16
-verify=crc32c
-verify_fatal=1
-do_verify=1
-FIO
-	fio --output="$WORK/fio-$mode.log" "$WORK/$mode.fio" &
-	fio_pid=$!
-	track "$fio_pid"
-	for i in $(seq 300); do # bounded: 60 s
-		kill -0 "$fio_pid" 2>/dev/null ||
-			fail "fio ended before a holder failed (last seen: segment ${id:-none} on ${h1:-?} ${h2:-?}, ${len:-?} blocks there)"
+	# the writer stops every 512 KiB (written and flushed): the holder fails at the first
+	# stop where the open segment is 2-40 % written, whatever the load
+	writer_start "$mode" "$URI" "$off" $((16 << 20)) --step $((512 << 10)) --qd 4
+	while :; do
+		writer_paused
 		if read -r id h1 h2 < <(open_holders 2>>"$WORK/poll.err") && [ -n "${h2:-}" ]; then
 			len=$(held_blocks "$h1" "$id" 2>>"$WORK/poll.err" || echo 0)
-			echo "$id $h1 $h2 $len" >>"$WORK/poll.log"
+			echo "$WRITTEN: $id $h1 $h2 $len" >>"$WORK/poll.log"
 			[ "$len" -ge $((SEGB / 50)) ] && [ "$len" -le $((SEGB * 2 / 5)) ] && break
 		fi
-		sleep 0.2
+		writer_go step
 	done
-	[ "$i" -lt 300 ] || fail "the open segment never was 2-40 % written on a holder"
 	victim=$h1
 	survivor=$h2
 	for n in node1 node2 node3; do
@@ -147,10 +121,10 @@ FIO
 			kill -STOP "${NODE_PID[${n#node}]}"
 		fi
 	done
-	log "$mode: ${victims[*]} (holding segment $id, $len of $SEGB blocks written there) failed; ${survivor:-no holder} survives, $spare is the spare"
-	wait_bounded "$fio_pid" 120 fio || fail "fio failed after the $mode: $(tail -20 "$WORK/fio-$mode.log")"
-	grep -q "err= 0" "$WORK/fio-$mode.log" || fail "fio reports an error: $(cat "$WORK/fio-$mode.log")"
-	log "$mode: fio wrote 16 MB with flushes and verified it"
+	log "$mode: ${victims[*]} (holding segment $id, $len of $SEGB blocks written there) failed at $WRITTEN bytes written; ${survivor:-no holder} survives, $spare is the spare"
+	writer_go run
+	writer_wait 120
+	log "$mode: the writer wrote 16 MB with flushes and verified it"
 	want=$((1 + ${#survivors[@]}))
 
 	# ---- the records: sealed short of full on 2 holders, the next ones on 3 ----

@@ -26,7 +26,7 @@ HDR = struct.Struct("<IBBHIIQQQII")  # magic version op flags len pcrc req vol e
 assert HDR.size == 48
 OP_HELLO, OP_CHALLENGE, OP_AUTH, OP_AUTH_OK = 0x01, 0x81, 0x02, 0x82
 OP_PING, OP_PONG, OP_ERROR = 0x10, 0x90, 0xFF
-OP_UNKNOWN = 0x2f  # no op (after the segment ops, LAYER_READ, LAYER_FIND, FRAG_PUT, FRAG_READ)
+OP_UNKNOWN = 0x2f  # no op (after the segment ops, LAYER_READ, LAYER_FIND, FRAG_PUT, FRAG_READ, SEG_LIST)
 OP_SEG_OPEN, OP_SEG_APPEND, OP_SEG_READ, OP_SEG_SEAL = 0x20, 0x21, 0x22, 0x23
 OP_SEG_DELETE, OP_EPOCH_RAISE, OP_SEG_FLUSH, OP_SEG_STAT = 0x24, 0x25, 0x26, 0x27
 OP_REPLY = 0x80

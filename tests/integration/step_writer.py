@@ -3,6 +3,8 @@
   step_writer.py URI CTL --offset O --size S [--bs B] [--qd N] [--flush-every N]
                  [--pause-at BYTES]... [--step BYTES] [--seed N]
 
+(sizes and offsets in bytes, or with a K, M or G suffix)
+
 Writes S bytes at offset O of the export, in order, B bytes a request (65536), N
 requests in flight (8), a FLUSH after every --flush-every requests (16); then reads
 the range back and checks every 4 KiB block (as fio's verify=crc32c does). Exit 0:
@@ -34,6 +36,12 @@ BS = 4096
 MAGIC = b"QUILLSTP"
 HDR = struct.Struct("<8sQQ")
 GO_TIMEOUT = 600  # s without a go: the test is gone
+
+
+def size(text):
+    """An int of bytes, or one with a K, M or G suffix (powers of 1024), as fio takes."""
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    return int(text[:-1] if mult > 1 else text) * mult
 
 
 def chunk_data(seed, off, n):
@@ -160,13 +168,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("uri")
     p.add_argument("ctl")
-    p.add_argument("--offset", type=int, required=True)
-    p.add_argument("--size", type=int, required=True)
-    p.add_argument("--bs", type=int, default=65536)
+    p.add_argument("--offset", type=size, required=True)
+    p.add_argument("--size", type=size, required=True)
+    p.add_argument("--bs", type=size, default=65536)
     p.add_argument("--qd", type=int, default=8)
     p.add_argument("--flush-every", type=int, default=16)
-    p.add_argument("--pause-at", type=int, action="append", default=[])
-    p.add_argument("--step", type=int, default=0)
+    p.add_argument("--pause-at", type=size, action="append", default=[])
+    p.add_argument("--step", type=size, default=0)
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     if a.bs % BS or a.offset % BS or a.size % BS or a.step % BS or any(x % BS for x in a.pause_at):
