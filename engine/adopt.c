@@ -95,11 +95,9 @@ static void adopt_undo(struct adopt_job *aj)
 	for (size_t i = 0; i < aj->n; i++) {
 		if (!aj->c[i].began)
 			continue;
-		eng->slots[aj->c[i].slot] = aj->c[i].saved;
+		seg_slot_set(eng, aj->c[i].slot, &aj->c[i].saved);
 		eng_held_adopt_end(eng, aj->uid, aj->c[i].sno, false);
 	}
-	if (eng) /* (a job refused before it started changed nothing) */
-		seg_families_recount(eng, aj->uid); /* its slots are copies again */
 }
 
 static void adopt_release(struct eng_job *job)
@@ -296,7 +294,6 @@ static void adopted(struct adopt_job *aj)
 		/* a slot of a layer that is gone holds nothing live: a checkpoint frees it */
 		eng->slots[c->slot].volume_id = owner ? owner->rec.volume_id : c->h.volume_id;
 	}
-	seg_families_recount(eng, aj->uid); /* its copies are its own log now */
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.uid == aj->uid) {
 			eng->vols[i]->committing = false;
@@ -581,7 +578,6 @@ static int released(struct release_job *rj)
 	for (size_t k = 0; k < n && r == 0; k++)
 		r = eng_held_keep(eng, rj->uid, eng->slots[hr[k].slot].sno, &hr[k]);
 	free(hr);
-	seg_families_recount(eng, rj->uid); /* its slots went to copies and to be freed */
 	log_msg(LOG_INFO, ENG_LOG, "released family %llx: %zu segments kept as copies",
 		(unsigned long long)rj->uid, rj->nkeep);
 	return r;

@@ -300,8 +300,6 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 		if (r == 0)
 			r = eng_replay(eng, ckpt_seq);
 	}
-	if (r == 0) /* the slots' families as the log and the checkpoint left them */
-		seg_families_recount(eng, 0);
 	if (r == 0)
 		r = eng_ckpt_start_thread(eng);
 	if (r < 0)
@@ -398,8 +396,6 @@ int engine_catalog_scan(const char *store_path,
 	r = eng->slots && eng->gc_buf ? eng_catalog_layer_add(eng) : -ENOMEM;
 	if (r == 0)
 		r = eng_rebuild(eng, false);
-	if (r == 0)
-		seg_families_recount(eng, 0);
 	if (r == 0 && eng->nvols)
 		qsort(eng->vols, eng->nvols, sizeof(*eng->vols), cmp_layer_id);
 	for (size_t i = 0; i < eng->nvols && r == 0; i++) {

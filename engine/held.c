@@ -921,13 +921,16 @@ int eng_held_adopt_begin(struct engine *eng, uint64_t uid, uint32_t sno, uint32_
 void eng_held_adopt_end(struct engine *eng, uint64_t uid, uint32_t sno, bool adopted)
 {
 	struct held *h = held_find(eng, uid, sno);
+	struct slot to;
 
 	if (!h)
 		return;
 	h->closing = false;
 	if (!adopted)
 		return;
-	eng->slots[h->slot].held = false; /* the slot stays: the family's log now */
+	to = eng->slots[h->slot];
+	to.held = false; /* the slot stays: the family's log now */
+	seg_slot_set(eng, h->slot, &to);
 	held_remove(eng, h);
 }
 

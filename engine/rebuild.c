@@ -726,8 +726,9 @@ static void settle_slots(struct eng_rebuild *rb)
 			log_msg(LOG_ERROR, ENG_LOG, "rebuild: slot %u holds %u mapped blocks of "
 				"a layer that is gone", i, s->live);
 		eng_catalog_stale_slot(eng, i);
-		*s = (struct slot){ .state = SLOT_FREE, .volume_id = s->volume_id,
-				    .generation = s->generation, .records = s->records };
+		seg_slot_set(eng, i, &(struct slot){ .state = SLOT_FREE, .volume_id = s->volume_id,
+						     .generation = s->generation,
+						     .records = s->records });
 		eng->nfree++;
 	}
 	eng->next_seq = rb->max_seq + 1;

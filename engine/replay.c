@@ -131,7 +131,7 @@ int eng_walk_slot(struct engine *eng, uint32_t slot, const struct segment_header
 int eng_walk_buf(struct engine *eng, uint32_t slot, const struct segment_header *h,
 		 const uint8_t *buf, uint64_t check_above, eng_walk_fn visit, void *arg)
 {
-	struct slot *s = &eng->slots[slot];
+	struct slot to = eng->slots[slot];
 	struct summary *sum = malloc(sizeof(*sum));
 	struct logcheck_walk w;
 	struct logcheck_item it = { 0 };
@@ -139,8 +139,9 @@ int eng_walk_buf(struct engine *eng, uint32_t slot, const struct segment_header 
 
 	if (!sum)
 		return -ENOMEM;
-	s->state = SLOT_SEALED;
-	s->generation = h->generation;
+	to.state = SLOT_SEALED;
+	to.generation = h->generation;
+	seg_slot_set(eng, slot, &to);
 	logcheck_walk_init(&w, buf, eng->blocks_per_seg, h, check_above);
 	while (r == 0) {
 		logcheck_walk_next(&w, sum, &it);
@@ -148,7 +149,7 @@ int eng_walk_buf(struct engine *eng, uint32_t slot, const struct segment_header 
 			break;
 		r = visit(arg, &it, sum, buf + (size_t)(it.pos + 1) * QUILL_BLOCK_SIZE);
 	}
-	s->used = it.pos;
+	eng->slots[slot].used = it.pos;
 	free(sum);
 	return r;
 }
@@ -466,10 +467,13 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 
 		if (s->state == SLOT_FREE && s->live) {
 			/* the map points into a slot whose header is gone: keep it */
+			struct slot to = *s;
+
 			log_msg(LOG_ERROR, ENG_LOG, "slot %u: %u mapped blocks but no valid header; "
 				"kept out of use", i, s->live);
-			s->state = SLOT_SEALED;
-			s->used = eng->blocks_per_seg;
+			to.state = SLOT_SEALED;
+			to.used = eng->blocks_per_seg;
+			seg_slot_set(eng, i, &to);
 		}
 		if (s->state == SLOT_FREE)
 			eng->nfree++;

@@ -119,30 +119,25 @@ static bool slot_is_own_log(const struct slot *s)
 	return s->state != SLOT_FREE && !s->held && s->family_uid;
 }
 
-/* s leaves its family's own log (freed, or made a held copy). */
-static void slot_own_drop(struct engine *eng, const struct slot *s)
+/* s's family's count of own-log slots moves by delta if s is one (the entry is made
+ * if need be: a start-up restores slots before their family's layers). */
+static void own_count(struct engine *eng, const struct slot *s, int delta)
 {
 	struct seg_family *f;
 
-	if (!slot_is_own_log(s) || !(f = family_find(eng, s->family_uid, false)))
-		return;
-	if (f->nlog) /* 0: a slot of a start-up before its recount */
-		f->nlog--;
+	if (!slot_is_own_log(s) || !(f = family_find(eng, s->family_uid, delta > 0)))
+		return; /* (without memory: seg_families_check says so) */
+	assert(delta > 0 || f->nlog > 0);
+	f->nlog += (uint32_t)delta;
 }
 
-void seg_families_recount(struct engine *eng, uint64_t uid)
+void seg_slot_set(struct engine *eng, uint32_t slot, const struct slot *to)
 {
-	for (size_t i = 0; i < eng->nfamilies; i++)
-		if (!uid || eng->families[i].uid == uid)
-			eng->families[i].nlog = 0;
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
-		struct seg_family *f;
+	struct slot *s = &eng->slots[slot];
 
-		if (slot_is_own_log(s) && (!uid || s->family_uid == uid) &&
-		    (f = family_find(eng, s->family_uid, false)))
-			f->nlog++;
-	}
+	own_count(eng, s, -1);
+	*s = *to;
+	own_count(eng, s, 1);
 }
 
 int seg_families_check(const struct engine *eng)
@@ -289,8 +284,11 @@ uint32_t engine_family_durable_sno(const struct engine *eng, uint64_t uid)
 int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_header *h)
 {
 	if (h->state == ONDISK_SEG_USED) {
-		eng->slots[slot].family_uid = h->family_uid;
-		eng->slots[slot].sno = h->sno;
+		struct slot to = eng->slots[slot];
+
+		to.family_uid = h->family_uid;
+		to.sno = h->sno;
+		seg_slot_set(eng, slot, &to);
 	}
 	/* a FREE header's number was spent too; UINT32_MAX leaves the counter full */
 	return family_restart(eng, h->family_uid,
@@ -321,8 +319,7 @@ static int64_t slot_take(struct engine *eng, enum slot_user who)
 
 		if (s->state != SLOT_FREE || s->readers || s->freeing)
 			continue;
-		memset(s, 0, sizeof(*s));
-		s->state = SLOT_OPEN;
+		seg_slot_set(eng, i, &(struct slot){ .state = SLOT_OPEN });
 		eng->nfree--;
 		eng->gc_no_room = false;
 		return i;
@@ -343,13 +340,13 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
 	i = slot_take(eng, who);
 	if (i < 0)
 		return (int)i;
+	/* its first batch takes next_seq or a later one */
+	seg_slot_set(eng, (uint32_t)i, &(struct slot){ .state = SLOT_OPEN,
+						       .volume_id = vol->rec.volume_id,
+						       .family_uid = f->uid, .sno = f->next_sno++,
+						       .generation = eng->next_gen++,
+						       .first_seq = eng->next_seq });
 	s = &eng->slots[i];
-	s->volume_id = vol->rec.volume_id;
-	s->family_uid = f->uid;
-	s->sno = f->next_sno++;
-	f->nlog++;
-	s->generation = eng->next_gen++;
-	s->first_seq = eng->next_seq; /* its first batch takes this number or a later one */
 	if (vol->open_slot >= 0)
 		seg_seal(eng, (uint32_t)vol->open_slot);
 	vol->open_slot = i;
@@ -374,15 +371,10 @@ int seg_hold(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t *slot)
 void seg_hold_restore(struct engine *eng, uint32_t slot, uint64_t uid, uint32_t sno,
 		      bool sealed, uint32_t used)
 {
-	struct slot *s = &eng->slots[slot];
-
-	slot_own_drop(eng, s); /* a released family's slot becomes a copy */
-	memset(s, 0, sizeof(*s));
-	s->state = sealed ? SLOT_SEALED : SLOT_OPEN;
-	s->held = true;
-	s->family_uid = uid; /* another node's family: not in eng->families */
-	s->sno = sno;
-	s->used = used;
+	/* (a released family's slot becomes a copy: it leaves the family's own log) */
+	seg_slot_set(eng, slot, &(struct slot){ .state = sealed ? SLOT_SEALED : SLOT_OPEN,
+						.held = true, .family_uid = uid, .sno = sno,
+						.used = used });
 }
 
 void seg_seal(struct engine *eng, uint32_t slot)
@@ -411,9 +403,7 @@ void seg_release(struct engine *eng, uint32_t slot)
 	}
 	if (!s->held) /* a held copy's slot is the holder's to drop, not the cleaner's win */
 		eng->stats.gc_segments_freed++;
-	slot_own_drop(eng, s);
-	memset(s, 0, sizeof(*s));
-	s->state = SLOT_FREE;
+	seg_slot_set(eng, slot, &(struct slot){ .state = SLOT_FREE });
 	eng->nfree++;
 	eng->gc_no_room = false;
 }
@@ -968,7 +958,7 @@ bool seg_table_restore(struct engine *eng, uint32_t slot, const struct segment_h
 		       uint64_t ckpt_seq, uint64_t volume_id)
 {
 	const struct slot_record *rec = eng->seg_table ? &eng->seg_table[slot] : NULL;
-	struct slot *s = &eng->slots[slot];
+	struct slot to = eng->slots[slot], *s = &to;
 
 	/* the same segment (its id, and the same use of the slot: generations are never
 	 * reused), and one the checkpoint that start-up loaded covers whole: a record a
@@ -988,5 +978,6 @@ bool seg_table_restore(struct engine *eng, uint32_t slot, const struct segment_h
 	s->last_seq = rec->last_seq;
 	s->tombs = rec->tombs;
 	s->records = 0;
+	seg_slot_set(eng, slot, &to);
 	return true;
 }

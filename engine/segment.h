@@ -87,9 +87,8 @@ struct seg_family {
 	uint32_t next_sno; /* numbers below it may have been given out: never again */
 	uint32_t saved_sno; /* what its "F" record in the metadata says (0: none) */
 	uint32_t nlayers;  /* its layers in eng->vols (seg_family_layer_added/_removed) */
-	uint32_t nlog;     /* slots of its own log in use (not held copies): seg_open and
-			      seg_release keep it, seg_families_recount sets it after a
-			      start-up, an adopt or a release moved slots wholesale */
+	uint32_t nlog;     /* slots of its own log in use (not held copies): kept by
+			      seg_slot_set, through which every slot changes */
 };
 
 /* Who asks for a slot decides how deep into the reserve it may go. */
@@ -251,9 +250,10 @@ const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid);
  * could not be made: the layer is not added). */
 int seg_family_layer_added(struct engine *eng, uint64_t uid);
 void seg_family_layer_removed(struct engine *eng, uint64_t uid);
-/* Counts again, by a walk of the slot table, the own-log slots of family uid (0: of
- * every family): after start-up, an adopt or a release changed slots in bulk. */
-void seg_families_recount(struct engine *eng, uint64_t uid);
+/* Gives slot its new value `to`: the one way a slot is taken, freed or changes owner
+ * (state from or to FREE, held, family_uid), so that its family's count of own-log
+ * slots (nlog) follows. Any other field (OPEN to SEALED too) may be written in place. */
+void seg_slot_set(struct engine *eng, uint32_t slot, const struct slot *to);
 /* Does the family table agree with a walk of eng->vols and the slots (tests, tools)?
  * 0, or -EUCLEAN with the first disagreement logged. */
 int seg_families_check(const struct engine *eng);
