@@ -36,6 +36,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/stages.h"
 #include "replication/peer_session.h"
 
 #define LOG_TAG "peer"
@@ -252,6 +253,7 @@ static int conn_flush(struct peer_conn *c)
 			return -errno;
 		}
 		c->out_sent += (size_t)n;
+		stages_mark("peer.sent");
 	}
 	if (c->out_sent == c->out.len) {
 		c->out.len = c->out_sent = c->out_reqs = 0;
@@ -783,6 +785,9 @@ static int conn_read(struct peer_conn *c)
 			return -1;
 		}
 		c->in.len += (size_t)n;
+		if (!c->outgoing)
+			stages_begin(); /* a holder: a request came */
+		stages_mark("peer.recv");
 		if (conn_process(c) < 0)
 			return -1;
 		/* less than there was room for, and only whole frames: the socket is empty
