@@ -17,6 +17,7 @@ struct stage_hist {
 
 struct stage {
 	const char *name;
+	unsigned occurrence; /* 1: the first mark of name in a request, 2: the second… */
 	struct stage_hist since_start, since_prev;
 };
 
@@ -24,6 +25,8 @@ bool stages_on;
 static struct stage stages[STAGES_MAX];
 static unsigned nstages;
 static uint64_t t_start, t_prev; /* ns; t_start 0: no request begun */
+static const char *seen_name[STAGES_MAX]; /* names marked in this request, how often */
+static unsigned seen_n[STAGES_MAX], nseen;
 
 static uint64_t now_ns(void)
 {
@@ -43,16 +46,38 @@ void stages_init(void)
 void stages_begin_slow(void)
 {
 	t_start = t_prev = now_ns();
+	nseen = 0;
 }
 
-static struct stage *stage_find(const char *name)
+void stages_end_slow(const char *name)
+{
+	stages_mark_slow(name);
+	t_start = 0;
+}
+
+/* How many times name was marked in this request, this one included. */
+static unsigned occurrence(const char *name)
+{
+	for (unsigned i = 0; i < nseen; i++)
+		if (seen_name[i] == name || strcmp(seen_name[i], name) == 0)
+			return ++seen_n[i];
+	if (nseen == STAGES_MAX)
+		return 1;
+	seen_name[nseen] = name;
+	seen_n[nseen] = 1;
+	return seen_n[nseen++];
+}
+
+static struct stage *stage_find(const char *name, unsigned occ)
 {
 	for (unsigned i = 0; i < nstages; i++)
-		if (stages[i].name == name || strcmp(stages[i].name, name) == 0)
+		if (stages[i].occurrence == occ &&
+		    (stages[i].name == name || strcmp(stages[i].name, name) == 0))
 			return &stages[i];
 	if (nstages == STAGES_MAX)
 		return NULL;
 	stages[nstages].name = name;
+	stages[nstages].occurrence = occ;
 	return &stages[nstages++];
 }
 
@@ -77,7 +102,7 @@ void stages_mark_slow(const char *name)
 
 	if (!t_start)
 		return;
-	s = stage_find(name);
+	s = stage_find(name, occurrence(name));
 	if (!s)
 		return;
 	t = now_ns();
@@ -109,9 +134,9 @@ void stages_report(void)
 		if (!s->since_start.n)
 			continue;
 		log_msg(LOG_INFO, "stages",
-			"%-20s n %8llu  since start: mean %6.1f µs, median < %5llu µs;"
+			"%-20s #%u n %7llu  since start: mean %6.1f µs, median < %5llu µs;"
 			"  since the previous mark: mean %6.1f µs, median < %5llu µs",
-			s->name, (unsigned long long)s->since_start.n,
+			s->name, s->occurrence, (unsigned long long)s->since_start.n,
 			(double)s->since_start.sum_ns / (double)s->since_start.n / 1000.0,
 			(unsigned long long)hist_median_us(&s->since_start),
 			(double)s->since_prev.sum_ns / (double)s->since_prev.n / 1000.0,

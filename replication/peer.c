@@ -253,7 +253,10 @@ static int conn_flush(struct peer_conn *c)
 			return -errno;
 		}
 		c->out_sent += (size_t)n;
-		stages_mark("peer.sent");
+		if (c->outgoing)
+			stages_mark("peer.sent");
+		else
+			stages_end("peer.sent"); /* a holder's reply */
 	}
 	if (c->out_sent == c->out.len) {
 		c->out.len = c->out_sent = c->out_reqs = 0;
@@ -440,6 +443,7 @@ static int conn_send_ours(struct peer_conn *c, const struct peer_hdr *h, const v
 	size_t before = c->out.len;
 	int r = peer_session_sendv(c->s, h, head, head_len, data, datacnt, &c->out);
 
+	stages_mark("peer.framed"); /* copied, MACed */
 	if (r == 0) {
 		c->out_reqs += c->out.len - before;
 		conn_kick(c);
@@ -582,6 +586,7 @@ static int on_request(struct peer_conn *c, const struct peer_frame *f, size_t en
 		c->served->prev = req;
 	c->served = req;
 	c->busy++;
+	stages_mark("peer.served"); /* decoded, MAC checked */
 	if (c->ep->serve)
 		c->ep->serve(c->ep->serve_arg, req);
 	else
