@@ -242,9 +242,11 @@ void peer_conn_close(struct peer_conn *c)
 static int conn_flush(struct peer_conn *c)
 {
 	while (conn_queued(c)) {
-		ssize_t n = send(c->fd, c->out.data + c->out_sent, conn_queued(c),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
 
+		stages_mark("peer.sending");
+		n = send(c->fd, c->out.data + c->out_sent, conn_queued(c),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -9,7 +9,8 @@
 #     (the ring sleeps through its own write's completion while the copies are out:
 #     engine_wait_fd; 3.6 before), at most 9.5 system calls; no epoll_ctl per write;
 #   - each holder: recvfrom (the append), io_uring_enter (submit the write, sleep
-#     until it is done), sendto (the reply), io_uring_enter (sleep): at most 5.
+#     until it is done), sendto (the reply), io_uring_enter (sleep): at most 4.5
+#     (4.03-4.07 measured in session 12; 5 before).
 # Counts, not times: strace slows everything, the counts stay. Each node's CPU time
 # per write (all its threads, /proc/PID/task/*/schedstat, without strace) is printed,
 # not asserted: the machine is shared. QUILL_HOTPATH_N sets N (2000).
@@ -96,6 +97,6 @@ check()
 }
 
 check 0 owner 95 33
-check 1 holder 50 25
-check 2 holder 50 25
+check 1 holder 45 25
+check 2 holder 45 25
 it_pass
