@@ -98,11 +98,13 @@ static void hist_add(struct stage_hist *h, uint64_t ns)
 void stages_mark_slow(const char *name)
 {
 	struct stage *s;
+	unsigned occ;
 	uint64_t t;
 
 	if (!t_start)
 		return;
-	s = stage_find(name, occurrence(name));
+	occ = occurrence(name);
+	s = stage_find(name, occ < STAGES_OCCURRENCES ? occ : STAGES_OCCURRENCES);
 	if (!s)
 		return;
 	t = now_ns();

@@ -5,7 +5,8 @@
  * and then each stage it passes (stages_mark("name")) until its end (stages_end: the
  * reply sent; marks after it count nothing): every mark adds the time since that
  * start to the stage's histogram (powers of two of µs), its count and its sum. The
- * second mark of a name in one request is a stage of its own ("#2"), and so on.
+ * second mark of a name in one request is a stage of its own ("#2"), and so on up to
+ * STAGES_OCCURRENCES.
  * stages_report() logs one line per stage: count, mean and median since the start,
  * and the median of the time since the previous mark. At queue depth 1 a start and
  * its marks are one request; deeper, the marks mix requests (a debug tool, not a
@@ -19,7 +20,8 @@
 
 #include <stdbool.h>
 
-#define STAGES_MAX 24
+#define STAGES_MAX 64
+#define STAGES_OCCURRENCES 6 /* the 6th and later marks of a name share "#6" */
 
 extern bool stages_on;
 

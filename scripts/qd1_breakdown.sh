@@ -34,7 +34,6 @@ fio --name=first --ioengine=nbd --uri="$URI" --rw=write --bs=4k --iodepth=1 --si
 	--output=/dev/null || fail "fio first write"
 cluster_replicated qd1
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 write()
 {
 	fio --name="$1" --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=1 \
@@ -45,32 +44,18 @@ p=j["percentile"]; print("fio %s: clat mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1
 		"$WORK/$1.json" "$1"
 }
 
-declare -a C0
-for i in 0 1 2; do C0[$i]=$(cpu_ns "${NODE_PID[$i]}"); done
-write plain
-for i in 0 1 2; do
-	echo "node$i: $((($(cpu_ns "${NODE_PID[$i]}") - C0[i]) / N / 1000)) µs CPU per write (all threads)"
-done
-
+cpu_per_write "$N" write plain
 if [ "$STRACE" = 1 ]; then
-	declare -a SP
-	for i in 0 1 2; do
-		strace -c -p "${NODE_PID[$i]}" -o "$WORK/node$i.strace" 2>/dev/null &
-		SP[$i]=$!
-		track "${SP[$i]}"
-	done
-	sleep 0.5
-	write traced
-	for i in 0 1 2; do
-		kill -INT "${SP[$i]}"
-		wait "${SP[$i]}" 2>/dev/null || true
-		echo "node$i system calls per write: $(awk -v n="$N" '$NF ~ /^[a-z_0-9]+$/ && $NF != "syscall" && $4 != "" { printf "%s %.2f  ", $NF, $4 / n }' "$WORK/node$i.strace")"
-	done
+	strace_loops write traced
+	for i in 0 1 2; do log "node$i system calls per write: $(strace_per_write "$i" "$N")"; done
 fi
 
 for i in 0 1 2; do stop_pid "${NODE_PID[$i]}"; done
 for i in 0 1 2; do
 	[ "$STRACE" = 1 ] || echo "node$i stages:"
-	grep ' stages: ' "$WORK/node$i.log" | sed 's/^.* stages: /  /' | sort -t: -k2 -g -s || true
+	# by the mean time since the start
+	grep ' stages: ' "$WORK/node$i.log" | sed 's/^.* stages: /  /' |
+		awk '{ for (f = 1; f < NF; f++) if ($f == "start:") { print $(f + 2) "\t" $0; break } }' |
+		sort -g | cut -f2- || true
 done
 it_pass

@@ -39,12 +39,6 @@ fio --name=first --ioengine=nbd --uri="$URI" --rw=write --bs=4k --iodepth=1 --si
 	--output="$WORK/first.txt" || fail "fio first write"
 cluster_replicated hot
 
-# cpu_ns PID: the run time of every thread of PID so far, in ns
-cpu_ns()
-{
-	cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
-
 # write NAME: N QD1 4 KiB writes over 32 MiB
 write()
 {
@@ -52,28 +46,10 @@ write()
 		--size=32M --number_ios="$N" --output="$WORK/$1.txt" || fail "fio $1"
 }
 
-# CPU per write of each node, without strace
-declare -a C0
-for i in 0 1 2; do C0[$i]=$(cpu_ns "${NODE_PID[$i]}"); done
-write cpu
-for i in 0 1 2; do
-	log "node$i: $((($(cpu_ns "${NODE_PID[$i]}") - C0[i]) / N / 1000)) µs of CPU per replicated write (all threads, fio's start and end included; not asserted)"
-done
-
+# CPU per write of each node, without strace (not asserted)
+cpu_per_write "$N" write cpu
 # System calls of each node's loop thread (its main thread) over N writes.
-declare -a SP
-for i in 0 1 2; do
-	strace -c -p "${NODE_PID[$i]}" -o "$WORK/node$i.strace" 2>"$WORK/node$i.strace.err" &
-	SP[$i]=$!
-	track "${SP[$i]}"
-done
-sleep 0.5 # attached
-write traced
-for i in 0 1 2; do
-	kill -INT "${SP[$i]}"
-	wait "${SP[$i]}" 2>/dev/null || true
-	[ -s "$WORK/node$i.strace" ] || fail "strace wrote nothing: $(cat "$WORK/node$i.strace.err")"
-done
+strace_loops write traced
 
 # calls I SYSCALL: how many times node I's loop made that call ("total": all)
 calls()
@@ -88,7 +64,7 @@ check()
 	total="$(calls "$i" total)"
 	ctl="$(calls "$i" epoll_ctl)"
 	enter="$(calls "$i" io_uring_enter)"
-	log "node$i ($2): $total system calls for $N writes: $(awk -v n="$N" '$NF ~ /^[a-z_0-9]+$/ && $NF != "syscall" && $NF != "total" && $4 != "" { printf "%s %.2f  ", $NF, $4 / n }' "$WORK/node$i.strace")"
+	log "node$i ($2): $total system calls for $N writes: $(strace_per_write "$i" "$N")"
 	[ "$ctl" -lt $((N / 10)) ] || fail "node$i ($2): $ctl epoll_ctl for $N writes (one per write or more)"
 	[ $((total * 10)) -le $((N * $3)) ] ||
 		fail "node$i ($2): $total system calls for $N writes: more than $(($3 / 10)).$(($3 % 10)) each"
