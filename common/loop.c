@@ -5,6 +5,7 @@
  * once — in epoll_wait, or in the waiter (the engine's ring, which also watches the
  * epoll fd) — then dispatches fd events and due timers. */
 #include "common/loop.h"
+#include "common/stages.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -329,9 +330,13 @@ int loop_run(struct loop *lp)
 {
 	lp->stop = 0;
 	while (!lp->stop) {
-		int n = wait_events(lp, prepare(lp));
+		int n;
 		struct epoll_event *evs = lp->evs;
 
+		n = prepare(lp);
+		stages_mark("loop.sleep");
+		n = wait_events(lp, n);
+		stages_mark("loop.woke");
 		if (n < 0) {
 			if (n == -EINTR)
 				continue;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/stages.h"
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
 #include "metadata/meta.h"
@@ -497,6 +498,7 @@ static void join_local_done(void *arg, int res)
 	struct mirror_join *j = arg;
 
 	j->slot->local_writes--;
+	stages_mark("seg.local_done");
 	join_half_came(j);
 	join_done(j, res);
 }
@@ -506,6 +508,7 @@ static void join_mirror_done(void *arg, int res)
 {
 	struct mirror_join *j = arg;
 
+	stages_mark("seg.copies_done");
 	join_half_came(j);
 	join_done(j, res);
 }
@@ -558,6 +561,7 @@ int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uin
 				     join_mirror_done, j);
 	if (mirror < 0)
 		j->pending--;
+	stages_mark("seg.append_started");
 	if (j->pending == 3) { /* both started, neither came yet: engine_wait_fd */
 		j->eng = eng;
 		j->both = true;

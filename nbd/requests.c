@@ -15,6 +15,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/stages.h"
 
 #define BS ENGINE_BLOCK_SIZE
 #define META_CONTEXT_ID 1u
@@ -102,6 +103,7 @@ static void blk_done(void *arg, int res)
 {
 	struct nbd_req *r = arg;
 
+	stages_mark("nbd.done");
 	if (res < 0)
 		fail(r, res, NULL);
 	req_reply(r);
@@ -325,12 +327,14 @@ static bool parse_header(struct nbd_conn *c)
 		return false;
 	}
 	c->in_start += sizeof(struct nbd_request);
+	stages_begin();
 	r = req_new(c, &h);
 	if (!r) {
 		nbd_conn_close(c, "out of memory");
 		return false;
 	}
 	if (h.type == NBD_CMD_WRITE) {
+		stages_mark("nbd.header");
 		c->cur = r;
 		c->payload_got = 0;
 		c->state = NBD_CS_REQ_PAYLOAD;

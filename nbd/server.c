@@ -35,6 +35,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/stages.h"
 #include "common/unixsock.h"
 #include "nbd/nbd_tls.h"
 
@@ -291,6 +292,7 @@ static void conn_flush(struct nbd_conn *c)
 			return;
 		}
 		c->tx_ms = loop_now_ms();
+		stages_end("nbd.reply_sent");
 		for (left = (size_t)n; left && c->out_head;) {
 			struct nbd_out *o = c->out_head;
 			size_t rest = o->hdr_len + o->data_len - o->sent;

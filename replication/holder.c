@@ -15,6 +15,7 @@
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/stages.h"
 #include "engine/engine.h"
 #include "replication/ec_format.h"
 #include "replication/peer.h"
@@ -332,6 +333,7 @@ static void op_written(void *arg, int res)
 	struct hold_op *op = arg;
 	int r;
 
+	stages_mark("holder.written");
 	if (res < 0 || !op->h || !(op->sr.flags & PEER_SEG_F_FUA)) {
 		op_done(op, res);
 		return;

@@ -36,6 +36,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/stages.h"
 #include "replication/peer_session.h"
 
 #define LOG_TAG "peer"
@@ -241,9 +242,11 @@ void peer_conn_close(struct peer_conn *c)
 static int conn_flush(struct peer_conn *c)
 {
 	while (conn_queued(c)) {
-		ssize_t n = send(c->fd, c->out.data + c->out_sent, conn_queued(c),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
 
+		stages_mark("peer.sending");
+		n = send(c->fd, c->out.data + c->out_sent, conn_queued(c),
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -252,6 +255,10 @@ static int conn_flush(struct peer_conn *c)
 			return -errno;
 		}
 		c->out_sent += (size_t)n;
+		if (c->outgoing)
+			stages_mark("peer.sent");
+		else
+			stages_end("peer.sent"); /* a holder's reply */
 	}
 	if (c->out_sent == c->out.len) {
 		c->out.len = c->out_sent = c->out_reqs = 0;
@@ -438,6 +445,7 @@ static int conn_send_ours(struct peer_conn *c, const struct peer_hdr *h, const v
 	size_t before = c->out.len;
 	int r = peer_session_sendv(c->s, h, head, head_len, data, datacnt, &c->out);
 
+	stages_mark("peer.framed"); /* copied, MACed */
 	if (r == 0) {
 		c->out_reqs += c->out.len - before;
 		conn_kick(c);
@@ -580,6 +588,7 @@ static int on_request(struct peer_conn *c, const struct peer_frame *f, size_t en
 		c->served->prev = req;
 	c->served = req;
 	c->busy++;
+	stages_mark("peer.served"); /* decoded, MAC checked */
 	if (c->ep->serve)
 		c->ep->serve(c->ep->serve_arg, req);
 	else
@@ -783,6 +792,9 @@ static int conn_read(struct peer_conn *c)
 			return -1;
 		}
 		c->in.len += (size_t)n;
+		if (!c->outgoing)
+			stages_begin(); /* a holder: a request came */
+		stages_mark("peer.recv");
 		if (conn_process(c) < 0)
 			return -1;
 		/* less than there was room for, and only whole frames: the socket is empty

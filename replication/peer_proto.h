@@ -30,8 +30,8 @@
 #define PEER_PACKED __attribute__((packed))
 
 #define PEER_MAGIC   UINT32_C(0x52455051) /* "QPER" in byte order on the wire */
-#define PEER_VERSION 2u
-#define PEER_VERSION_TEXT "2" /* for messages */
+#define PEER_VERSION 3u
+#define PEER_VERSION_TEXT "3" /* for messages */
 
 /* Header flags; any other bit set is refused. */
 #define PEER_F_MAC (1u << 0) /* a MAC follows the payload: every frame after the handshake */

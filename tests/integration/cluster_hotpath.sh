@@ -9,7 +9,8 @@
 #     (the ring sleeps through its own write's completion while the copies are out:
 #     engine_wait_fd; 3.6 before), at most 9.5 system calls; no epoll_ctl per write;
 #   - each holder: recvfrom (the append), io_uring_enter (submit the write, sleep
-#     until it is done), sendto (the reply), io_uring_enter (sleep): at most 5.
+#     until it is done), sendto (the reply), io_uring_enter (sleep): at most 4.5
+#     (4.03-4.07 measured in session 12; 5 before).
 # Counts, not times: strace slows everything, the counts stay. Each node's CPU time
 # per write (all its threads, /proc/PID/task/*/schedstat, without strace) is printed,
 # not asserted: the machine is shared. QUILL_HOTPATH_N sets N (2000).
@@ -38,12 +39,6 @@ fio --name=first --ioengine=nbd --uri="$URI" --rw=write --bs=4k --iodepth=1 --si
 	--output="$WORK/first.txt" || fail "fio first write"
 cluster_replicated hot
 
-# cpu_ns PID: the run time of every thread of PID so far, in ns
-cpu_ns()
-{
-	cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
-
 # write NAME: N QD1 4 KiB writes over 32 MiB
 write()
 {
@@ -51,28 +46,10 @@ write()
 		--size=32M --number_ios="$N" --output="$WORK/$1.txt" || fail "fio $1"
 }
 
-# CPU per write of each node, without strace
-declare -a C0
-for i in 0 1 2; do C0[$i]=$(cpu_ns "${NODE_PID[$i]}"); done
-write cpu
-for i in 0 1 2; do
-	log "node$i: $((($(cpu_ns "${NODE_PID[$i]}") - C0[i]) / N / 1000)) µs of CPU per replicated write (all threads, fio's start and end included; not asserted)"
-done
-
+# CPU per write of each node, without strace (not asserted)
+cpu_per_write "$N" write cpu
 # System calls of each node's loop thread (its main thread) over N writes.
-declare -a SP
-for i in 0 1 2; do
-	strace -c -p "${NODE_PID[$i]}" -o "$WORK/node$i.strace" 2>"$WORK/node$i.strace.err" &
-	SP[$i]=$!
-	track "${SP[$i]}"
-done
-sleep 0.5 # attached
-write traced
-for i in 0 1 2; do
-	kill -INT "${SP[$i]}"
-	wait "${SP[$i]}" 2>/dev/null || true
-	[ -s "$WORK/node$i.strace" ] || fail "strace wrote nothing: $(cat "$WORK/node$i.strace.err")"
-done
+strace_loops write traced
 
 # calls I SYSCALL: how many times node I's loop made that call ("total": all)
 calls()
@@ -87,7 +64,7 @@ check()
 	total="$(calls "$i" total)"
 	ctl="$(calls "$i" epoll_ctl)"
 	enter="$(calls "$i" io_uring_enter)"
-	log "node$i ($2): $total system calls for $N writes: $(awk -v n="$N" '$NF ~ /^[a-z_0-9]+$/ && $NF != "syscall" && $NF != "total" && $4 != "" { printf "%s %.2f  ", $NF, $4 / n }' "$WORK/node$i.strace")"
+	log "node$i ($2): $total system calls for $N writes: $(strace_per_write "$i" "$N")"
 	[ "$ctl" -lt $((N / 10)) ] || fail "node$i ($2): $ctl epoll_ctl for $N writes (one per write or more)"
 	[ $((total * 10)) -le $((N * $3)) ] ||
 		fail "node$i ($2): $total system calls for $N writes: more than $(($3 / 10)).$(($3 % 10)) each"
@@ -96,6 +73,6 @@ check()
 }
 
 check 0 owner 95 33
-check 1 holder 50 25
-check 2 holder 50 25
+check 1 holder 45 25
+check 2 holder 45 25
 it_pass

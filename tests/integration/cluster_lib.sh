@@ -221,3 +221,49 @@ writer_wait()
 	wait "$WRITER_PID" || fail "the writer failed: $(tail -20 "$WORK/$WRITER_NAME.log")"
 	cat "$WORK/$WRITER_NAME.log"
 }
+
+# cpu_ns PID: the run time of every thread of PID so far, in ns
+cpu_ns()
+{
+	cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# cpu_per_write N CMD…: runs CMD (N writes) and logs each node's CPU time per write
+# (all its threads, without strace; CMD's start and end included)
+cpu_per_write()
+{
+	local n="$1" i
+	local -a c0
+	shift
+	for i in 0 1 2; do c0[$i]=$(cpu_ns "${NODE_PID[$i]}"); done
+	"$@"
+	for i in 0 1 2; do
+		log "node$i: $((($(cpu_ns "${NODE_PID[$i]}") - c0[i]) / n / 1000)) µs of CPU per write (all threads)"
+	done
+}
+
+# strace_loops CMD…: runs CMD while strace -c counts the system calls of each node's
+# loop thread (its main thread) into $WORK/nodeI.strace
+strace_loops()
+{
+	local i
+	local -a sp
+	for i in 0 1 2; do
+		strace -c -p "${NODE_PID[$i]}" -o "$WORK/node$i.strace" 2>"$WORK/node$i.strace.err" &
+		sp[$i]=$!
+		track "${sp[$i]}"
+	done
+	sleep 0.5 # attached
+	"$@"
+	for i in 0 1 2; do
+		kill -INT "${sp[$i]}"
+		wait "${sp[$i]}" 2>/dev/null || true
+		[ -s "$WORK/node$i.strace" ] || fail "strace wrote nothing: $(cat "$WORK/node$i.strace.err")"
+	done
+}
+
+# strace_per_write I N: node I's system calls per write, by name, from strace_loops
+strace_per_write()
+{
+	awk -v n="$2" '$NF ~ /^[a-z_0-9]+$/ && $NF != "syscall" && $NF != "total" && $4 != "" { printf "%s %.2f  ", $NF, $4 / n }' "$WORK/node$1.strace"
+}

@@ -17,10 +17,10 @@ import struct
 import sys
 import time
 
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = 0x52455051
-VERSION = 2
+VERSION = 3
 F_MAC = 1
 HDR = struct.Struct("<IBBHIIQQQII")  # magic version op flags len pcrc req vol epoch rsv hcrc
 assert HDR.size == 48
@@ -76,10 +76,10 @@ def kdf(master, subkey_id):
 
 
 def frame_mac(key, ctr, *parts):
-    """A session frame's MAC: the ChaCha20-Poly1305 (IETF) tag over no plaintext, the
-    frame as associated data, the counter as nonce (docs/peer-protocol.md)."""
+    """A session frame's MAC: the AES-256-GCM tag over no plaintext, the frame as
+    associated data, the counter as nonce (docs/peer-protocol.md)."""
     nonce = struct.pack("<Q", ctr) + bytes(4)
-    return ChaCha20Poly1305(key).encrypt(nonce, b"", b"".join(parts))
+    return AESGCM(key).encrypt(nonce, b"", b"".join(parts))
 
 
 def keyed(key, *parts, size=32):

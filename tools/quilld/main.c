@@ -25,6 +25,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/stages.h"
 #include "block/block.h"
 #include "cluster/cluster.h"
 #include "engine/engine.h"
@@ -904,6 +905,7 @@ int main(int argc, char **argv)
 	if (r)
 		return r > 0 ? 0 : 2;
 	set_log_level(n.cfg.log_level);
+	stages_init(); /* QUILL_STAGES=1: where a request's time goes (common/stages.h) */
 	/* NBD requests carry buffers of up to 32 MiB: keep them on the heap and keep the
 	 * heap, instead of an mmap, page faults and munmap per large request. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
@@ -921,6 +923,7 @@ int main(int argc, char **argv)
 	} else {
 		log_msg(LOG_ERROR, LOG_TAG, "cannot start: %s", err_str(-r));
 	}
+	stages_report();
 	stop(&n);
 	if (!started)
 		remove_created(&n);
