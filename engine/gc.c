@@ -29,8 +29,11 @@
 
 static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 {
+	/* nothing live but its family's newest MAPS blocks: a checkpoint rewrites them
+	 * (capture_begin asks for it), nothing to move */
 	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip && !s->freeing &&
-	       !s->held && (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
+	       !s->held && !(s->live == 0 && s->fmaps) &&
+	       (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
 }
 
 bool eng_slot_frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uint32_t i)
@@ -38,7 +41,7 @@ bool eng_slot_frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uin
 	const struct slot *s = &slots[i];
 
 	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 && !s->held &&
-	       !eng_slot_pinned(slots, nslots, i);
+	       s->fmaps == 0 && !eng_slot_pinned(slots, nslots, i);
 }
 
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
@@ -180,6 +183,8 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 				continue;
 			}
 			d++;
+			if (ONDISK_ENTRY_FCKPT_PART(e->kind))
+				continue; /* no map names it; the next checkpoint rewrites it */
 			if (!block_live(vol, e->lba, eng->gc_victim, block, &loc))
 				continue;
 			/* a write or trim of it not yet retired comes first and wins; a MOVE

@@ -68,6 +68,8 @@ struct slot {
 	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
 	uint32_t tombs;     /* TRIM, ZERO and TOMB entries in it: they hide older blocks */
 	uint32_t records;   /* LAYER entries in it (any, current or not) */
+	uint32_t fmaps;     /* MAPS blocks of its family's newest complete family
+			       checkpoint (fckpt.c): not freed while some are */
 	bool carried;       /* the cleaner carried its tombstones forward: not pinned */
 	bool freeing;       /* its FREE header is being written: not reused meanwhile */
 	bool broken;        /* a write here failed: nothing after it can be replayed */
