@@ -26,8 +26,10 @@
 static void ref_move(struct engine *eng, struct map_loc *cur, bool *valid,
 		     const struct map_loc *loc)
 {
-	if (*valid && cur->slot < eng->sb.segment_count && eng->slots[cur->slot].live)
+	if (*valid && cur->slot < eng->sb.segment_count && eng->slots[cur->slot].live) {
 		eng->slots[cur->slot].live--;
+		eng->slots[cur->slot].dead++;
+	}
 	*cur = *loc;
 	*valid = true;
 	if (loc->slot < eng->sb.segment_count)
@@ -479,8 +481,10 @@ void eng_catalog_forget(struct engine_volume *vol)
 	if (!vol->rec_logged || vol->rec_loc.slot >= vol->eng->sb.segment_count)
 		return;
 	s = &vol->eng->slots[vol->rec_loc.slot];
-	if (s->live)
+	if (s->live) {
 		s->live--;
+		s->dead++;
+	}
 	vol->rec_logged = false;
 }
 

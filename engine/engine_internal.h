@@ -840,7 +840,8 @@ bool eng_gc_ckpt_due(const struct engine *eng, uint64_t now_ms);
 struct eng_space {
 	uint32_t used;      /* slots not free */
 	uint32_t busy;      /* open, batches or reads in flight, being freed */
-	uint32_t too_live;  /* sealed, more than ENG_GC_MAX_LIVE_PCT live: not worth cleaning */
+	uint32_t too_live;  /* sealed, more than ENG_GC_MAX_LIVE_PCT live or too little died in
+			       it (gc.c, reclaims()): not worth cleaning */
 	uint32_t pinned;    /* sealed, nothing live, kept for the trims in them */
 	uint32_t waiting;   /* sealed, nothing live: the next checkpoint frees them */
 	uint32_t skipped;   /* hold a block that failed its checksum */

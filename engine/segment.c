@@ -323,6 +323,7 @@ static int64_t slot_take(struct engine *eng, enum slot_user who)
 			continue;
 		memset(s, 0, sizeof(*s));
 		s->state = SLOT_OPEN;
+		s->dead_known = true; /* every block it will hold is counted from here */
 		eng->nfree--;
 		eng->gc_no_room = false;
 		return i;
