@@ -785,6 +785,26 @@ bool eng_rebuild_layer(const struct eng_rebuild *rb, size_t i, struct volume_rec
 /* Judges bad batches, creates the layers, applies, marks damaged layers, and makes
  * the newest record blocks live. */
 int eng_rebuild_apply(struct eng_rebuild *rb);
+/* A family checkpoint's: judges, creates the layers that have a record above base_seq
+ * (S), calls load (the checkpoint's maps into them), applies only what is above S,
+ * and settles as eng_rebuild_apply does. */
+int eng_rebuild_apply_base(struct eng_rebuild *rb, uint64_t base_seq,
+			   int (*load)(void *arg), void *arg);
+/* Notes a USED header h of a slot that is not walked (older than a family checkpoint
+ * an adoption loads): the family's counters and the maxima, as eng_rebuild_slot. */
+int eng_rebuild_note(struct eng_rebuild *rb, uint32_t slot, const struct segment_header *h);
+/* Does a batch or carried trim above `above`, among those fed, map layer's lba? */
+bool eng_rebuild_remaps(const struct eng_rebuild *rb, uint64_t layer, uint64_t lba,
+			uint64_t above);
+/* Keeps every family checkpoint block (BEGIN, END, MAPS) the walks meet, whole. */
+void eng_rebuild_keep_fckpt(struct eng_rebuild *rb);
+struct eng_rb_fblock {
+	uint32_t slot, block;
+	enum ondisk_entry_kind kind;
+	uint64_t seq;  /* its batch's */
+	uint8_t *data; /* one block */
+};
+size_t eng_rebuild_fblocks(const struct eng_rebuild *rb, const struct eng_rb_fblock **out);
 /* The highest sequence number, generation and layer id the fed slots hold. */
 void eng_rebuild_maxima(const struct eng_rebuild *rb, uint64_t *seq, uint64_t *gen,
 			uint64_t *id);
@@ -873,6 +893,20 @@ void eng_fckpt_free_after(struct engine *eng, struct ckpt_free *slots, size_t n)
 void eng_fckpt_want(struct engine *eng, uint64_t uid);
 void eng_fckpt_want_all(struct engine *eng);
 void eng_fckpt_destroy(struct engine *eng);
+/* The loader (an adoption): the newest complete family checkpoint of uid among the
+ * blocks rb kept whose MAPS blocks rb kept too and whose maps name only segments held
+ * here; b->k 0: none. 0 or -ENOMEM. */
+struct eng_fckpt_base {
+	uint64_t k, seq;  /* K and its S */
+	size_t *maps;     /* its MAPS blocks: indices into eng_rebuild_fblocks() */
+	size_t nmaps;
+};
+int eng_fckpt_find(const struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
+		   struct eng_fckpt_base *b);
+/* b's maps into the family's layers (created by eng_rebuild_apply_base). */
+int eng_fckpt_load(struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
+		   const struct eng_fckpt_base *b);
+void eng_fckpt_base_free(struct eng_fckpt_base *b);
 
 /* Adds chunk (n entries, slot-addressed as map_take_dirty() emits them; n 0: the chunk
  * is empty now) to MAPS block m, each slot turned into its segment number. -ENOSPC: m

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "common/array.h"
 #include "common/log.h"
@@ -95,35 +96,45 @@ static uint32_t sno_slot(const struct eng_sno_table *t, uint32_t sno)
 
 /* One chunk of a MAPS block into map: the chunk's range cleared, then its entries. */
 static int load_chunk(struct map *map, const struct eng_sno_table *t,
-		      const struct fmaps_chunk *c)
+		      const struct fmaps_chunk *c, bool skip_missing)
 {
 	struct ondisk_map_entry e[MAP_CHUNK_BLOCKS];
 	uint64_t base = (uint64_t)c->chunk * MAP_CHUNK_BLOCKS;
+	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < c->nentries; i++) {
-		e[i] = c->e[i];
-		if (e[i].slot == ONDISK_MAP_SLOT_ZERO)
-			continue;
-		e[i].slot = sno_slot(t, c->e[i].slot);
-		if (e[i].slot == UINT32_MAX)
-			return -ENOENT; /* a segment the checkpoint needs is not here */
+		e[n] = c->e[i];
+		if (e[n].slot != ONDISK_MAP_SLOT_ZERO) {
+			e[n].slot = sno_slot(t, c->e[i].slot);
+			if (e[n].slot == UINT32_MAX && !skip_missing)
+				return -ENOENT; /* a segment the checkpoint needs is not here */
+			if (e[n].slot == UINT32_MAX)
+				continue; /* the roll-forward maps it again (eng_fckpt_find) */
+		}
+		n++;
 	}
 	if (base < map_nblocks(map))
 		map_clear(map, base, map_nblocks(map) - base < MAP_CHUNK_BLOCKS
 					     ? map_nblocks(map) - base : MAP_CHUNK_BLOCKS);
-	return map_load_chunk(map, c->chunk, e, c->nentries * sizeof(e[0]));
+	return map_load_chunk(map, c->chunk, e, n * sizeof(e[0]));
 }
 
-int eng_fmaps_load(struct engine_volume *v, const struct eng_sno_table *t,
-		   const struct fmaps_block *m)
+static int fmaps_load(struct engine_volume *v, const struct eng_sno_table *t,
+		      const struct fmaps_block *m, bool skip_missing)
 {
 	int r = 0;
 
 	if (m->layer != v->rec.volume_id)
 		return -EINVAL;
 	for (uint32_t i = 0; i < m->nchunks && r == 0; i++)
-		r = load_chunk(v->map, t, &m->chunks[i]);
+		r = load_chunk(v->map, t, &m->chunks[i], skip_missing);
 	return r;
+}
+
+int eng_fmaps_load(struct engine_volume *v, const struct eng_sno_table *t,
+		   const struct fmaps_block *m)
+{
+	return fmaps_load(v, t, m, false);
 }
 
 /* ---- the writer ----
@@ -564,4 +575,176 @@ void eng_fckpt_destroy(struct engine *eng)
 	free(eng->fckpt_want);
 	eng->fckpt_want = NULL;
 	eng->nfckpt_want = 0;
+}
+
+/* ---- the loader (an adoption: adopt.c) ----
+ *
+ * The adoption walks the copies newest first, keeping every family checkpoint block
+ * it meets (eng_rebuild_keep_fckpt). A checkpoint K is usable when an END of K with
+ * `last` set is among them, every MAPS block its runs name is too (a MAPS block of K,
+ * in the segment and at the block named), and every segment those maps name is one
+ * of the copies: then the adoption stops reading whole once a copy's first batch is
+ * at or below K's S, loads K's maps and rolls forward the batches above S. A partial
+ * K (no END: the owner died first) or one whose blocks the cleaner freed is passed
+ * over for an older one, else the whole log is read.
+ */
+
+static bool fckpt_decode(const struct eng_rb_fblock *f, uint64_t uid, struct fckpt_block *fb)
+{
+	return f->kind == ONDISK_ENTRY_FCKPT &&
+	       ondisk_fckpt_block_decode(f->data, QUILL_BLOCK_SIZE, fb) == 0 && fb->family == uid;
+}
+
+/* The kept MAPS block at (sno, block), or -1. */
+static ssize_t maps_at(const struct engine *eng, const struct eng_rb_fblock *fbs, size_t n,
+		       uint32_t sno, uint32_t block)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fbs[i].kind == ONDISK_ENTRY_MAPS && fbs[i].block == block &&
+		    eng->slots[fbs[i].slot].sno == sno)
+			return (ssize_t)i;
+	return -1;
+}
+
+static int base_add(struct eng_fckpt_base *b, size_t i)
+{
+	size_t *v = realloc(b->maps, (b->nmaps + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	b->maps = v;
+	b->maps[b->nmaps++] = i;
+	return 0;
+}
+
+/* Entries of m naming a segment not here: the old owner's cleaner moved their blocks
+ * after S and freed it. Each must be mapped again by what is rolled forward (a MOVE,
+ * a write, a trim above S), or K cannot be loaded. */
+static bool missing_covered(const struct eng_rebuild *rb, const struct eng_sno_table *t,
+			    const struct fmaps_block *m, uint64_t s)
+{
+	for (uint32_t c = 0; c < m->nchunks; c++)
+		for (uint32_t e = 0; e < m->chunks[c].nentries; e++) {
+			const struct ondisk_map_entry *x = &m->chunks[c].e[e];
+			uint64_t lba = (uint64_t)m->chunks[c].chunk * MAP_CHUNK_BLOCKS + x->index;
+
+			if (x->slot != ONDISK_MAP_SLOT_ZERO && sno_slot(t, x->slot) == UINT32_MAX &&
+			    !eng_rebuild_remaps(rb, m->layer, lba, s))
+				return false;
+		}
+	return true;
+}
+
+/* One run of K's END: its MAPS blocks kept, of K, naming only segments here or
+ * entries the roll-forward maps again. */
+static int check_run(const struct engine *eng, const struct eng_rebuild *rb,
+		     const struct eng_rb_fblock *fbs, size_t n, const struct eng_sno_table *t,
+		     const struct ondisk_fckpt_run *run, uint64_t s, uint64_t k,
+		     struct fmaps_block *m, struct eng_fckpt_base *b)
+{
+	for (uint32_t blk = run->block; blk < (uint32_t)run->block + run->count; blk++) {
+		ssize_t i = maps_at(eng, fbs, n, run->sno, blk);
+		int r;
+
+		if (i < 0 || ondisk_fmaps_block_decode(fbs[i].data, QUILL_BLOCK_SIZE, m) < 0 ||
+		    m->ckpt != k || !missing_covered(rb, t, m, s))
+			return -ENOENT;
+		r = base_add(b, (size_t)i);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Checkpoint k, if complete and loadable: its MAPS blocks in b. */
+static int try_ckpt(const struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
+		    const struct eng_rb_fblock *fbs, size_t n, const struct eng_sno_table *t,
+		    uint64_t k, struct fckpt_block *fb, struct fmaps_block *m,
+		    struct eng_fckpt_base *b)
+{
+	bool last = false;
+	int r = 0;
+
+	b->nmaps = 0;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (!fckpt_decode(&fbs[i], uid, fb) || fb->type != ONDISK_FCKPT_END || fb->ckpt != k)
+			continue;
+		last |= fb->last;
+		b->seq = fb->seq;
+		for (uint32_t j = 0; j < fb->nruns && r == 0; j++)
+			r = check_run(eng, rb, fbs, n, t, &fb->runs[j], fb->seq, k, m, b);
+	}
+	if (r == 0 && !last)
+		r = -ENOENT; /* cut short: END's last block never landed */
+	if (r == 0)
+		b->k = k;
+	return r;
+}
+
+int eng_fckpt_find(const struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
+		   struct eng_fckpt_base *b)
+{
+	const struct eng_rb_fblock *fbs;
+	size_t n = eng_rebuild_fblocks(rb, &fbs);
+	struct fckpt_block *fb = malloc(sizeof(*fb));
+	struct fmaps_block *m = malloc(sizeof(*m));
+	struct eng_sno_table t;
+	uint64_t below = UINT64_MAX;
+	int r = fb && m ? eng_sno_table_build(eng, uid, &t) : -ENOMEM;
+
+	b->k = b->seq = 0;
+	while (r == 0) {
+		uint64_t k = 0;
+
+		for (size_t i = 0; i < n; i++) /* the newest END below those tried */
+			if (fckpt_decode(&fbs[i], uid, fb) && fb->type == ONDISK_FCKPT_END &&
+			    fb->ckpt < below && fb->ckpt > k)
+				k = fb->ckpt;
+		if (k == 0)
+			break;
+		r = try_ckpt(eng, uid, rb, fbs, n, &t, k, fb, m, b);
+		if (r == 0)
+			break;
+		if (r == -ENOENT)
+			r = 0;
+		below = k;
+	}
+	if (fb && m)
+		eng_sno_table_free(&t);
+	if (b->k == 0)
+		b->nmaps = 0;
+	free(fb);
+	free(m);
+	return r;
+}
+
+int eng_fckpt_load(struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
+		   const struct eng_fckpt_base *b)
+{
+	const struct eng_rb_fblock *fbs;
+	struct fmaps_block *m = malloc(sizeof(*m));
+	struct eng_sno_table t;
+	int r = m ? eng_sno_table_build(eng, uid, &t) : -ENOMEM;
+
+	eng_rebuild_fblocks(rb, &fbs);
+	for (size_t i = 0; i < b->nmaps && r == 0; i++) {
+		struct engine_volume *v;
+
+		r = ondisk_fmaps_block_decode(fbs[b->maps[i]].data, QUILL_BLOCK_SIZE, m);
+		v = r == 0 ? eng_volume_by_id(eng, m->layer) : NULL;
+		if (r == 0 && (!v || v->rec.uid != uid))
+			r = -ENOENT; /* maps of a layer the checkpoint has no record of */
+		if (r == 0)
+			r = fmaps_load(v, &t, m, true);
+	}
+	if (m)
+		eng_sno_table_free(&t);
+	free(m);
+	return r;
+}
+
+void eng_fckpt_base_free(struct eng_fckpt_base *b)
+{
+	free(b->maps);
+	memset(b, 0, sizeof(*b));
 }
