@@ -37,16 +37,24 @@ static void read_all(struct engine_volume *v, uint8_t *out)
 	cr_assert_eq(vread(v, 0, VOL_BLOCKS, out), 0);
 }
 
-/* Engine 1's volume "v": a snapshot, overwrites, trims, the cleaner. */
-static void src_write(void)
+/* Every writer's start: "v" written, snapshot s1, overwrites and a trim. */
+static struct engine_volume *src_begin(void)
 {
 	struct engine_volume *vol = create_and_open("v", VOL_SIZE);
-	struct engine_stats st;
 
 	write_tagged(vol, 0, 64, 1);
 	cr_assert_eq(engine_snap_create(eng, "v", "s1"), 0);
 	write_tagged(vol, 0, 32, 2);
 	cr_assert_eq(vtrim(vol, 40, 8), 0);
+	return vol;
+}
+
+/* Engine 1's volume "v": a snapshot, overwrites, trims, the cleaner. */
+static void src_write(void)
+{
+	struct engine_volume *vol = src_begin();
+	struct engine_stats st;
+
 	write_tagged(vol, 100, 60, 3);
 	write_tagged(vol, 100, 60, 4);
 	write_tagged(vol, 200, 40, 5);
@@ -672,12 +680,8 @@ static void open_family_engine(void)
  * (moves above S, out of slots the checkpoint's maps name, which it then frees). */
 static void src_write_fckpt(void)
 {
-	struct engine_volume *vol = create_and_open("v", VOL_SIZE);
+	struct engine_volume *vol = src_begin();
 
-	write_tagged(vol, 0, 64, 1);
-	cr_assert_eq(engine_snap_create(eng, "v", "s1"), 0);
-	write_tagged(vol, 0, 32, 2);
-	cr_assert_eq(vtrim(vol, 40, 8), 0);
 	cr_assert_eq(vzero(vol, 50, 4), 0);
 	write_tagged(vol, 100, 60, 3);
 	write_tagged(vol, 100, 60, 4);
@@ -790,12 +794,8 @@ static size_t find_ends(const struct family *f, uint64_t *ks, uint64_t *ss, size
  * the copies end where K2's END would be. */
 static void src_write_cut(void)
 {
-	struct engine_volume *vol = create_and_open("v", VOL_SIZE);
+	struct engine_volume *vol = src_begin();
 
-	write_tagged(vol, 0, 64, 1);
-	cr_assert_eq(engine_snap_create(eng, "v", "s1"), 0);
-	write_tagged(vol, 0, 32, 2);
-	cr_assert_eq(vtrim(vol, 40, 8), 0);
 	write_tagged(vol, 100, 3 * SEG_BLOCKS, 3);
 	cr_assert_eq(eflush(), 0);
 	cr_assert_eq(engine_checkpoint(eng), 0); /* K1 */
