@@ -56,6 +56,7 @@ struct adopt_job {
 	/* a family checkpoint found in the copies read (newest first): copies whose
 	 * batches are all at or below its S are not read whole (skippable()) */
 	struct eng_fckpt_base base;
+	bool from_fckpt;    /* family_records, and not QUILL_ADOPT_WHOLE_LOG=1 */
 	size_t nread;       /* c[0, nread) are read whole, c[nread, n) are skipped */
 	size_t nwhole;      /* copies read whole */
 	size_t naliases, ndead, nops; /* as they were before the layers were rebuilt */
@@ -212,7 +213,7 @@ static int find_base(struct adopt_job *aj)
 	size_t w, k = 0;
 	int r;
 
-	if (!eng->opts.family_records || aj->end == aj->nread)
+	if (!aj->from_fckpt || aj->end == aj->nread)
 		return 0;
 	r = eng_fckpt_find(eng, aj->uid, aj->rb, &aj->base);
 	if (r < 0 || !aj->base.k)
@@ -476,7 +477,7 @@ static int adopt_step(struct eng_job *job)
 
 	switch (job->pc) {
 	case AD_HEADS:
-		if (!job->eng->opts.family_records)
+		if (!aj->from_fckpt)
 			return eng_job_next(&aj->job, 0, AD_READ);
 		read_heads(aj);
 		return eng_job_next(&aj->job, 0, AD_HEADS_WAIT);
@@ -538,6 +539,13 @@ static int adopt_step(struct eng_job *job)
 	}
 }
 
+static bool whole_log_asked(void)
+{
+	const char *v = getenv("QUILL_ADOPT_WHOLE_LOG");
+
+	return v && strcmp(v, "1") == 0;
+}
+
 static int by_sno_desc(const void *a, const void *b)
 {
 	const struct adopt_copy *x = a, *y = b;
@@ -588,6 +596,8 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 	aj->uid = uid;
 	aj->n = n;
 	aj->nread = n;
+	/* QUILL_ADOPT_WHOLE_LOG=1: the whole log as before (a measurement's baseline) */
+	aj->from_fckpt = eng->opts.family_records && !whole_log_asked();
 	aj->started_ms = eng_now_ms();
 	aj->lap_us = log_clock_us();
 	aj->c = calloc(n, sizeof(*aj->c));

@@ -394,6 +394,12 @@ static int fam_begin(struct engine *eng, struct fckpt_fam *f)
 
 	if (!log)
 		return -ENOENT; /* no segment of its own: nothing to adopt it from */
+	/* nor while its log has no open segment: opening one is for its writes. A
+	 * takeover reserves the family's segment numbers after the adoption (and its
+	 * checkpoint): a segment opened by a family checkpoint before that took a number
+	 * a record names, and the family's release later failed on it (cluster_handoff) */
+	if (log->open_slot < 0)
+		return -ENOENT;
 	f->log_id = log->rec.volume_id;
 	fb = calloc(1, sizeof(*fb));
 	req = fb ? eng_req_alloc(eng, body_done, f) : NULL;

@@ -844,3 +844,70 @@ Test(adopt, without_family_records_the_whole_log_is_read)
 	expect_family(&f);
 	family_free(&f);
 }
+
+/* cluster_handoff's path: engine 2 adopts, checkpoints (a family checkpoint of its
+ * own, at its S), writes more over several segments, and releases; adopted again
+ * (here, after a restart), the checkpoint engine 2 wrote is loaded and its writes
+ * are rolled forward. */
+Test(adopt, adopted_written_released_and_adopted_again_from_its_checkpoint)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t snos[SRC_SEGS];
+	size_t n = 0;
+
+	src_family_with(&f, src_write_fckpt);
+	open_family_engine();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	v = open_vol("v");
+	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
+	fill(f.vol + (size_t)96 * BLK, 96, 3 * SEG_BLOCKS, 12);
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f.uid, snos, n), 0);
+	engine_close(eng);
+	eng = NULL;
+	open_family_engine();
+	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
+	cr_assert_eq(stats().adopt_fckpt_loads, 1);
+	expect_family(&f);
+	family_free(&f);
+}
+
+/* The same, but engine 2 adopts from the whole log and writes no family checkpoint of
+ * its own: engine 1's is loaded the second time, engine 2's writes rolled forward. */
+Test(adopt, adopted_whole_written_released_and_adopted_from_the_first_owners_checkpoint)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t snos[SRC_SEGS];
+	size_t n = 0;
+
+	src_family_with(&f, src_write_fckpt);
+	open_family_engine();
+	hold_copies(&f);
+	setenv("QUILL_ADOPT_WHOLE_LOG", "1", 1);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	unsetenv("QUILL_ADOPT_WHOLE_LOG");
+	v = open_vol("v");
+	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
+	fill(f.vol + (size_t)96 * BLK, 96, 3 * SEG_BLOCKS, 12);
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f.uid, snos, n), 0);
+	engine_close(eng);
+	eng = NULL;
+	open_family_engine();
+	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
+	cr_assert_eq(stats().adopt_fckpt_loads, 1);
+	expect_family(&f);
+	family_free(&f);
+}
