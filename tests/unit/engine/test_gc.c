@@ -423,7 +423,7 @@ Test(gc_engine, a_rebuild_merges_a_snapshot_whose_childs_first_record_was_cleane
  * TOMB block), a snapshot, overwrites and trims; then `quill gc` asks for more free
  * slots than the live data leaves. The cleaner used to move the same ~26 live blocks
  * from slot to slot forever; now it packs them once and stops, saying it cannot. */
-Test(gc_engine, an_unreachable_goal_stalls_instead_of_cycling, .timeout = 60)
+Test(gc_engine, an_unreachable_goal_stalls_instead_of_cycling, .timeout = 120)
 {
 	enum { SEGS = 64 };
 	struct engine_volume *vol;
