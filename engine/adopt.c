@@ -30,11 +30,14 @@
 #include "engine/engine_internal.h"
 #include "metadata/meta.h"
 
-enum { AD_READ, AD_WALK, AD_CHECK, AD_HEADERS, AD_FLUSH, AD_APPLY, AD_COMMIT, AD_CKPT };
+enum { AD_HEADS, AD_HEADS_WAIT, AD_READ, AD_WALK, AD_CHECK, AD_HEADERS, AD_FLUSH, AD_APPLY, AD_COMMIT,
+       AD_CKPT };
 
 struct adopt_copy {
 	uint32_t sno, slot, length;
 	bool began;                /* set aside in the held table (eng_held_adopt_begin) */
+	bool walked;
+	uint64_t first;            /* walked: its first batch's seq */
 	struct slot saved;         /* the slot as it was: restored if the adoption fails */
 	struct segment_header h;   /* its header as the old owner wrote it */
 };
@@ -50,12 +53,19 @@ struct adopt_job {
 	struct eng_rebuild *rb;
 	struct meta_batch *mb;
 	bool applied, committed;
+	/* a family checkpoint found in the copies read (newest first): copies whose
+	 * batches are all at or below its S are not read whole (skippable()) */
+	struct eng_fckpt_base base;
+	bool from_fckpt;    /* family_records, and not QUILL_ADOPT_WHOLE_LOG=1 */
+	size_t nread;       /* c[0, nread) are read whole, c[nread, n) are skipped */
+	size_t nwhole;      /* copies read whole */
 	size_t naliases, ndead, nops; /* as they were before the layers were rebuilt */
 	uint64_t started_ms;
 	/* where the time goes (µs, logged at the end): the wait between steps counts to
 	 * the step that ends it */
 	uint64_t lap_us;
 	uint64_t t_read, t_walk, t_write, t_apply, t_commit, t_ckpt;
+	uint64_t t_find;    /* looking for a family checkpoint (within walk) */
 	uint64_t bytes;     /* the copies' logs, read whole */
 };
 
@@ -70,11 +80,20 @@ static void adopt_lap(struct adopt_job *aj, uint64_t *phase)
 
 static void adopt_log_times(const struct adopt_job *aj)
 {
-	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx: %llu MiB of log; read %llu ms, "
-		"walk %llu ms, headers+flush %llu ms, layers+maps %llu ms, commit %llu ms, "
-		"checkpoint %llu ms", (unsigned long long)aj->uid,
+	char from[96];
+
+	if (aj->nread < aj->n)
+		snprintf(from, sizeof(from), "from its family checkpoint at seq %llu (%zu MAPS "
+			 "blocks)", (unsigned long long)aj->base.seq, aj->base.nmaps);
+	else
+		snprintf(from, sizeof(from), "from the whole log");
+	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx %s: %zu of %zu copies read whole, "
+		"%llu MiB of log; read %llu ms, walk %llu ms (finding the checkpoint %llu ms), "
+		"headers+flush %llu ms, layers+maps+roll-forward %llu ms, commit %llu ms, "
+		"checkpoint %llu ms", (unsigned long long)aj->uid, from, aj->nwhole, aj->n,
 		(unsigned long long)(aj->bytes >> 20), (unsigned long long)aj->t_read / 1000,
-		(unsigned long long)aj->t_walk / 1000, (unsigned long long)aj->t_write / 1000,
+		(unsigned long long)aj->t_walk / 1000, (unsigned long long)aj->t_find / 1000,
+		(unsigned long long)aj->t_write / 1000,
 		(unsigned long long)aj->t_apply / 1000, (unsigned long long)aj->t_commit / 1000,
 		(unsigned long long)aj->t_ckpt / 1000);
 }
@@ -109,6 +128,7 @@ static void adopt_release(struct eng_job *job)
 	if (aj->mb)
 		meta_batch_destroy(aj->mb);
 	eng_rebuild_end(aj->rb);
+	eng_fckpt_base_free(&aj->base);
 	seg_buf_free(aj->buf);
 	seg_buf_free(aj->hdrs);
 	free(aj->c);
@@ -125,7 +145,7 @@ static uint8_t *copy_buf(const struct adopt_job *aj, size_t i)
 /* The next copies, up to inflight of them, each read whole into its part of buf. */
 static int read_copies(struct adopt_job *aj)
 {
-	aj->end = aj->next + aj->inflight < aj->n ? aj->next + aj->inflight : aj->n;
+	aj->end = aj->next + aj->inflight < aj->nread ? aj->next + aj->inflight : aj->nread;
 	for (size_t i = aj->next; i < aj->end; i++)
 		if (aj->c[i].length == 0)
 			return -EILSEQ; /* not even a header */
@@ -133,6 +153,7 @@ static int read_copies(struct adopt_job *aj)
 		const struct adopt_copy *c = &aj->c[i];
 
 		aj->bytes += (uint64_t)c->length * QUILL_BLOCK_SIZE;
+		aj->nwhole++;
 		eng_job_seg_io(&aj->job, false, c->slot, 0, copy_buf(aj, i), c->length);
 	}
 	return 0;
@@ -162,15 +183,128 @@ static int walk_copy(struct adopt_job *aj, size_t i, uint8_t *buf)
 	return eng_rebuild_slot(aj->rb, c->slot, &c->h, buf);
 }
 
+/* Can copy j go unread? A layer's log is one segment open at a time, its batches
+ * numbered in the order they stand: so if a copy walked of the same layer's log (the
+ * header's volume), with a higher segment number, begins at or below S, every batch
+ * of j is below S, in the checkpoint's maps. (Its header's first_seq is no such
+ * bound: a batch formed in the segment before may take its number later.) */
+static bool skippable(const struct adopt_job *aj, size_t j)
+{
+	for (size_t i = 0; i < aj->n; i++) {
+		const struct adopt_copy *z = &aj->c[i];
+
+		if (z->walked && z->h.volume_id == aj->c[j].h.volume_id && z->sno > aj->c[j].sno &&
+		    z->first && z->first <= aj->base.seq)
+			return true;
+	}
+	return false;
+}
+
+/* After the copies of a step are walked: the newest loadable family checkpoint so far,
+ * and the copies not read yet that it covers go to the back (stable, newest first
+ * among the rest). */
+static int find_base(struct adopt_job *aj)
+{
+	struct engine *eng = aj->job.eng;
+	struct adopt_copy *tmp;
+	uint64_t t0 = log_clock_us();
+	size_t w, k = 0;
+	int r;
+
+	if (!aj->from_fckpt || aj->end == aj->nread)
+		return 0;
+	r = eng_fckpt_find(eng, aj->uid, aj->rb, &aj->base);
+	if (r < 0 || !aj->base.k)
+		goto out;
+	tmp = malloc((aj->nread - aj->end) * sizeof(*tmp));
+	if (!tmp) {
+		r = -ENOMEM;
+		goto out;
+	}
+	w = aj->end;
+	for (size_t j = aj->end; j < aj->nread; j++)
+		if (skippable(aj, j))
+			tmp[k++] = aj->c[j];
+		else
+			aj->c[w++] = aj->c[j];
+	memcpy(&aj->c[w], tmp, k * sizeof(*tmp));
+	free(tmp);
+	aj->nread = w;
+out:
+	aj->t_find += log_clock_us() - t0;
+	return r;
+}
+
 /* The copies read in this step, walked in turn. */
 static int walk_copies(struct adopt_job *aj)
 {
 	int r = 0;
 
-	for (size_t i = aj->next; i < aj->end && r == 0; i++)
+	for (size_t i = aj->next; i < aj->end && r == 0; i++) {
 		r = walk_copy(aj, i, copy_buf(aj, i));
+		aj->c[i].walked = true;
+		aj->c[i].first = aj->job.eng->slots[aj->c[i].slot].first_seq;
+	}
+	if (r == 0)
+		r = find_base(aj);
 	if (r == 0)
 		aj->next = aj->end;
+	return r;
+}
+
+/* Every copy's header (into hdrs): which layer's log each is (skippable()). */
+static void read_heads(struct adopt_job *aj)
+{
+	for (size_t i = 0; i < aj->n; i++)
+		eng_job_seg_io(&aj->job, false, aj->c[i].slot, 0,
+			       aj->hdrs + i * QUILL_BLOCK_SIZE, 1);
+}
+
+static int decode_head(struct adopt_job *aj, size_t i)
+{
+	struct adopt_copy *c = &aj->c[i];
+
+	if (c->length == 0 ||
+	    ondisk_segment_header_decode(aj->hdrs + i * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE,
+					 &c->h) < 0 ||
+	    c->h.state != ONDISK_SEG_USED || c->h.family_uid != aj->uid || c->h.sno != c->sno) {
+		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: the copy of segment %u in "
+			"slot %u has no header of that segment; not adopted",
+			(unsigned long long)aj->uid, c->sno, c->slot);
+		return -EILSEQ;
+	}
+	return 0;
+}
+
+static int decode_heads(struct adopt_job *aj)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < aj->n && r == 0; i++)
+		r = decode_head(aj, i);
+	return r;
+}
+
+/* Copy i, not walked: its slot says what a walk cannot tell (unknown trims and
+ * records: kept, as if it had some; the cleaner carries them when it cleans it). */
+static int note_head(struct adopt_job *aj, size_t i)
+{
+	struct adopt_copy *c = &aj->c[i];
+	struct slot *s = &aj->job.eng->slots[c->slot];
+
+	s->used = c->length;
+	s->tombs = s->records = 1;
+	s->first_seq = 1;
+	s->last_seq = aj->base.seq;
+	return eng_rebuild_note(aj->rb, c->slot, &c->h);
+}
+
+static int note_heads(struct adopt_job *aj)
+{
+	int r = 0;
+
+	for (size_t i = aj->nread; i < aj->n && r == 0; i++)
+		r = note_head(aj, i);
 	return r;
 }
 
@@ -262,6 +396,13 @@ static int build_commit(struct adopt_job *aj)
 	return r;
 }
 
+static int load_base(void *arg)
+{
+	struct adopt_job *aj = arg;
+
+	return eng_fckpt_load(aj->job.eng, aj->uid, aj->rb, &aj->base);
+}
+
 static int apply(struct adopt_job *aj)
 {
 	struct engine *eng = aj->job.eng;
@@ -271,7 +412,8 @@ static int apply(struct adopt_job *aj)
 	aj->ndead = eng->ndead;
 	aj->nops = eng->nops;
 	aj->applied = true;
-	r = eng_rebuild_apply(aj->rb);
+	r = aj->nread < aj->n ? eng_rebuild_apply_base(aj->rb, aj->base.seq, load_base, aj)
+		    : eng_rebuild_apply(aj->rb);
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.uid == aj->uid)
 			eng->vols[i]->committing = true; /* not opened before the commit lands */
@@ -286,6 +428,11 @@ static void adopted(struct adopt_job *aj)
 	size_t layers = 0;
 
 	aj->committed = true;
+	if (aj->nread < aj->n) {
+		eng->stats.adopt_fckpt_loads++;
+		eng->stats.adopt_copies_unread += aj->n - aj->nread;
+		eng->stats.adopt_fckpt_seq = aj->base.seq;
+	}
 	for (size_t i = 0; i < aj->n; i++) {
 		struct adopt_copy *c = &aj->c[i];
 		struct engine_volume *owner = eng_layer_for_owner(eng, c->h.volume_id);
@@ -326,9 +473,21 @@ static int adopt_step(struct eng_job *job)
 	int r;
 
 	switch (job->pc) {
+	case AD_HEADS:
+		if (!aj->from_fckpt)
+			return eng_job_next(&aj->job, 0, AD_READ);
+		read_heads(aj);
+		return eng_job_next(&aj->job, 0, AD_HEADS_WAIT);
+	case AD_HEADS_WAIT:
+		r = eng_job_wait_io(job);
+		if (r == 0) {
+			adopt_lap(aj, &aj->t_read);
+			r = decode_heads(aj);
+		}
+		return eng_job_next(&aj->job, r, AD_READ);
 	case AD_READ:
-		if (aj->next == aj->n)
-			return eng_job_next(&aj->job, 0, AD_CHECK);
+		if (aj->next == aj->nread)
+			return eng_job_next(&aj->job, note_heads(aj), AD_CHECK);
 		return eng_job_next(&aj->job, read_copies(aj), AD_WALK);
 	case AD_WALK:
 		r = eng_job_wait_io(job);
@@ -377,6 +536,20 @@ static int adopt_step(struct eng_job *job)
 	}
 }
 
+static bool whole_log_asked(void)
+{
+	const char *v = getenv("QUILL_ADOPT_WHOLE_LOG");
+
+	return v && strcmp(v, "1") == 0;
+}
+
+static int by_sno_desc(const void *a, const void *b)
+{
+	const struct adopt_copy *x = a, *y = b;
+
+	return x->sno < y->sno ? 1 : x->sno > y->sno ? -1 : 0;
+}
+
 /* Sets the copies aside and notes their slots (undone by release on failure). */
 static int adopt_prepare(struct engine *eng, struct adopt_job *aj, const uint32_t *snos)
 {
@@ -395,6 +568,8 @@ static int adopt_prepare(struct engine *eng, struct adopt_job *aj, const uint32_
 		c->began = true;
 		c->saved = eng->slots[c->slot];
 	}
+	/* newest first: a family checkpoint is found before the copies it covers */
+	qsort(aj->c, aj->n, sizeof(*aj->c), by_sno_desc);
 	return 0;
 }
 
@@ -417,6 +592,9 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 	aj->job.release = adopt_release;
 	aj->uid = uid;
 	aj->n = n;
+	aj->nread = n;
+	/* QUILL_ADOPT_WHOLE_LOG=1: the whole log as before (a measurement's baseline) */
+	aj->from_fckpt = eng->opts.family_records && !whole_log_asked();
 	aj->started_ms = eng_now_ms();
 	aj->lap_us = log_clock_us();
 	aj->c = calloc(n, sizeof(*aj->c));
@@ -430,6 +608,8 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 	aj->buf = seg_buf_alloc(aj->inflight * eng->blocks_per_seg * QUILL_BLOCK_SIZE);
 	aj->hdrs = seg_buf_alloc((n + 1) * QUILL_BLOCK_SIZE);
 	r = !aj->c || !aj->buf || !aj->hdrs ? -ENOMEM : eng_rebuild_begin(eng, &aj->rb);
+	if (r == 0)
+		eng_rebuild_keep_fckpt(aj->rb);
 	if (r == 0)
 		r = adopt_prepare(eng, aj, snos);
 	if (r < 0) {

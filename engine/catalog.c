@@ -26,8 +26,10 @@
 static void ref_move(struct engine *eng, struct map_loc *cur, bool *valid,
 		     const struct map_loc *loc)
 {
-	if (*valid && cur->slot < eng->sb.segment_count && eng->slots[cur->slot].live)
+	if (*valid && cur->slot < eng->sb.segment_count && eng->slots[cur->slot].live) {
 		eng->slots[cur->slot].live--;
+		eng->slots[cur->slot].dead++;
+	}
 	*cur = *loc;
 	*valid = true;
 	if (loc->slot < eng->sb.segment_count)
@@ -232,21 +234,20 @@ static bool in_family_log(const struct engine *eng, bool valid, const struct map
 	       eng->slots[loc->slot].family_uid == uid;
 }
 
-void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner)
+/* Appends to vol's log the SET records of vol's family (layers and tombstones): with
+ * all, every one; otherwise those not in the family's log yet. */
+static int family_records(struct engine_volume *vol, bool all, struct ioreq *owner)
 {
 	struct engine *eng = vol->eng;
 	uint64_t uid = vol->rec.uid;
 	int r = 0;
 
-	if (!vol->new_segment)
-		return;
-	vol->new_segment = false; /* and a record that opens another one does not recurse */
 	for (size_t i = 0; i < eng->nvols && r == 0; i++) {
 		struct engine_volume *l = eng->vols[i];
 		struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = l->rec };
 
 		if (l->rec.uid == uid && !is_catalog(l) && !l->committing &&
-		    !in_family_log(eng, l->rec_logged, &l->rec_loc, uid))
+		    (all || !in_family_log(eng, l->rec_logged, &l->rec_loc, uid)))
 			r = append_layer(vol, &lb, SLOT_FOR_TRIM, owner);
 	}
 	for (size_t i = 0; i < eng->ndead && r == 0; i++) {
@@ -254,12 +255,36 @@ void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner)
 		struct layer_block lb = { .op = ONDISK_LAYER_SET, .rec = d->rec };
 
 		lb.rec.flags |= ONDISK_LAYER_DELETED;
-		if (d->rec.uid == uid && !in_family_log(eng, d->logged, &d->loc, uid))
+		if (d->rec.uid == uid && (all || !in_family_log(eng, d->logged, &d->loc, uid)))
 			r = append_layer(vol, &lb, SLOT_FOR_TRIM, owner);
 	}
+	return r;
+}
+
+void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner)
+{
+	int r;
+
+	if (!vol->new_segment)
+		return;
+	vol->new_segment = false; /* and a record that opens another one does not recurse */
+	r = family_records(vol, false, owner);
 	if (r < 0) /* the records stay where they are: only an adoption misses them */
 		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "layer records of family %llx were not "
-				"copied into its log: %s", (unsigned long long)uid, strerror(-r));
+				"copied into its log: %s", (unsigned long long)vol->rec.uid,
+				strerror(-r));
+}
+
+int eng_catalog_family_records(struct engine_volume *log, struct ioreq *owner)
+{
+	return family_records(log, true, owner);
+}
+
+struct engine_volume *eng_catalog_family_log(struct engine *eng, struct engine_volume *layer)
+{
+	struct engine_volume *log = family_log(eng, layer);
+
+	return log == eng->catalog ? NULL : log;
 }
 
 void eng_catalog_relog(struct engine *eng, uint64_t skip)
@@ -456,8 +481,10 @@ void eng_catalog_forget(struct engine_volume *vol)
 	if (!vol->rec_logged || vol->rec_loc.slot >= vol->eng->sb.segment_count)
 		return;
 	s = &vol->eng->slots[vol->rec_loc.slot];
-	if (s->live)
+	if (s->live) {
 		s->live--;
+		s->dead++;
+	}
 	vol->rec_logged = false;
 }
 

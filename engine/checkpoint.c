@@ -176,7 +176,7 @@ static void drop_ops(struct engine *eng, size_t n)
  * batches after job->seq as well: replay from job->seq applies them again in order and
  * reaches the same map, as when RocksDB persists a memtable early (a MOVE applies only
  * where its block still lives; writes and trims override). */
-static struct ckpt_job *capture_begin(struct engine *eng)
+static struct ckpt_job *capture_begin(struct engine *eng, bool families)
 {
 	struct ckpt_job *job = calloc(1, sizeof(*job));
 
@@ -194,6 +194,9 @@ static struct ckpt_job *capture_begin(struct engine *eng)
 		if (s->last_seq <= job->seq && !(eng->gc_busy && eng->gc_victim == i) &&
 		    eng_slot_frees_at_checkpoint(eng->slots, eng->sb.segment_count, i))
 			job->free_slots[job->nfree++] = (struct ckpt_free){ i, s->generation };
+		else if (s->fmaps && !s->live && s->state == SLOT_SEALED)
+			eng_fckpt_want(eng, s->family_uid); /* only its family's newest
+							       MAPS: the next rewrite frees it */
 	}
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (map_take_begin(eng->vols[i]->map) < 0)
@@ -203,6 +206,8 @@ static struct ckpt_job *capture_begin(struct engine *eng)
 	if (seg_table_capture(eng, job->mb, job->seq) < 0)
 		goto err_abort;
 	add_ops(eng, job);
+	/* the families with chunks set aside now (families), and those asked for */
+	eng_fckpt_start(eng, job->seq, families);
 	return job;
 err_abort:
 	for (size_t i = 0; i < eng->nvols; i++)
@@ -286,9 +291,13 @@ static void capture_step(struct engine *eng)
 		store_flushed(job, r);
 }
 
-static void ckpt_start(struct engine *eng)
+/* families: write family checkpoints too: the periodic ones and engine_checkpoint()
+ * do; not those the cleaner or a job asks for to free slots (the cleaner may ask
+ * every ENG_GC_CKPT_MIN_MS, and each would rewrite the families' whole maps, which
+ * the cleaner would then clean) */
+static void ckpt_start(struct engine *eng, bool families)
 {
-	struct ckpt_job *job = capture_begin(eng);
+	struct ckpt_job *job = capture_begin(eng, families);
 
 	if (!job)
 		return;
@@ -462,11 +471,15 @@ int eng_slots_free_async(struct engine *eng, const struct ckpt_free *slots, size
 	return 0;
 }
 
-/* The slots a checkpoint found empty; without memory they stay sealed, and the next
+/* The slots a checkpoint found empty, once the family checkpoints it started are
+ * complete (or failed): an adoption rolls forward from the newest complete one and
+ * needs every batch above its S. Without memory they stay sealed, and the next
  * checkpoint notes them again. */
 static void free_noted(struct engine *eng, struct ckpt_job *job)
 {
-	eng_slots_free_async(eng, job->free_slots, job->nfree, ENG_FREE_ONLY_EMPTY, NULL, NULL);
+	eng_fckpt_free_after(eng, job->free_slots, job->nfree);
+	job->free_slots = NULL;
+	job->nfree = 0;
 }
 
 void eng_ckpt_reap(struct engine *eng)
@@ -505,12 +518,17 @@ void eng_ckpt_maybe(struct engine *eng)
 
 	if (eng->ckpt_capturing)
 		capture_step(eng);
-	if (eng->ckpt_busy || eng_mc_busy(eng))
-		return; /* a job's commit in flight: its maps change when it lands */
+	if (eng->ckpt_busy || eng_mc_busy(eng) || eng->fckpt)
+		return; /* a job's commit in flight: its maps change when it lands; or the
+			   last one's family checkpoints (one at a time per family) */
 	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see
 	 * one start as the last lands, for ever */
-	if (eng->ckpt_wanted || (!eng->closing && eng_now_ms() - eng->ckpt_last_ms >= period))
-		ckpt_start(eng);
+	if (eng->ckpt_wanted || (!eng->closing && eng_now_ms() - eng->ckpt_last_ms >= period)) {
+		bool periodic = eng_now_ms() - eng->ckpt_last_ms >= period;
+
+		ckpt_start(eng, periodic || eng->ckpt_families);
+		eng->ckpt_families = false;
+	}
 }
 
 /* Writes a checkpoint of everything retired now and waits for it, spinning the
@@ -522,7 +540,8 @@ int eng_ckpt_sync(struct engine *eng)
 	eng->ckpt_wanted = true;
 	eng_ckpt_maybe(eng);
 	/* and the slots it frees are free */
-	while ((eng->ckpt_landed_no <= after && eng->ckpt_failed_no <= after) || eng->free_jobs) {
+	while ((eng->ckpt_landed_no <= after && eng->ckpt_failed_no <= after) || eng->free_jobs ||
+	       eng->fckpt) {
 		int r = engine_poll(eng, 10);
 		if (r < 0)
 			return r;
@@ -534,6 +553,8 @@ int eng_ckpt_sync(struct engine *eng)
 
 static int checkpoint_step(struct eng_job *job)
 {
+	if (!job->ckpt_asked)
+		job->eng->ckpt_families = true;
 	return eng_job_wait_ckpt(job);
 }
 

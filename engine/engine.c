@@ -227,6 +227,7 @@ static void free_engine(struct engine *eng)
 	free(eng->gc_moves);
 	seg_buf_free(eng->pz_zeros);
 	eng_defrag_idle_free(eng);
+	eng_fckpt_destroy(eng);
 	free(eng->deferred_free);
 	free(eng->seg_table);
 	free(eng->families);
@@ -319,6 +320,9 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 		engine_close(eng);
 		return r;
 	}
+	/* the slots' MAPS counts are not stored: every family's checkpoint is written
+	 * again at the next one, so that its newest is counted (fckpt.c) */
+	eng_fckpt_want_all(eng);
 	eng->ckpt_last_ms = eng_now_ms();
 	eng_flatten_resume(eng);
 	eng_prezero_init(eng);

@@ -418,6 +418,12 @@ struct engine_stats {
 					  the read failed */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
+	uint64_t family_checkpoints;      /* complete (END acknowledged) in families' logs */
+	uint64_t family_checkpoints_failed; /* begun, no END (a write failed) */
+	uint64_t family_maps_blocks;      /* MAPS blocks they wrote */
+	uint64_t adopt_fckpt_loads;       /* adoptions that loaded a family checkpoint */
+	uint64_t adopt_copies_unread;     /* copies those did not read whole (below S) */
+	uint64_t adopt_fckpt_seq;         /* the S the last of them loaded */
 	uint64_t replayed_batches;   /* at the last open */
 	uint64_t torn_batches;       /* dropped at the last open (in flight at a crash) */
 	uint64_t corrupt_batches;    /* durable but damaged, found at the last open: kept,

@@ -278,9 +278,15 @@ struct engine {
 	struct ckpt_job *ckpt_capturing; /* a job taking its chunks, a slice per poll */
 	size_t ckpt_slice_chunks;       /* chunks a slice takes (ENG_CKPT_SLICE_CHUNKS) */
 	bool ckpt_wanted;
+	bool ckpt_families;             /* the next one writes family checkpoints too
+					   (engine_checkpoint(); periodic ones do anyway) */
 	uint64_t ckpt_last_ms;
 	int ckpt_error;                 /* of the last checkpoint, if it failed */
 	unsigned free_jobs;             /* FREE header writes in flight (checkpoint.c) */
+	struct eng_fckpt *fckpt;        /* family checkpoints in flight (fckpt.c), or NULL */
+	uint64_t *fckpt_want;           /* families whose next one is asked for */
+	size_t nfckpt_want;
+	bool fckpt_want_all;
 	uint32_t *deferred_free;        /* slots waiting for their readers to finish */
 	/* segment.c: the segment table as the last checkpoint's capture put it, one
 	 * record per slot (used 0: none); unsure after a checkpoint that did not land */
@@ -721,6 +727,12 @@ void eng_catalog_relog(struct engine *eng, uint64_t skip); /* all but layer skip
  * that the family's own segments carry its catalog (a node that adopts the family
  * reads nothing else: adopt.c). */
 void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner);
+/* Appends every SET record of log's family (its layers, its tombstones) to log, for
+ * a family checkpoint. 0 or eng_append_data()'s error. */
+int eng_catalog_family_records(struct engine_volume *log, struct ioreq *owner);
+/* The layer whose log is layer's family's (its head volume), or NULL: the family's
+ * records go to the catalog log (it has no segment of its own). */
+struct engine_volume *eng_catalog_family_log(struct engine *eng, struct engine_volume *layer);
 /* The in-memory layer (id 0) whose log holds records of layers without an open slot
  * of their own, and tombstones. */
 int eng_catalog_layer_add(struct engine *eng);
@@ -773,6 +785,26 @@ bool eng_rebuild_layer(const struct eng_rebuild *rb, size_t i, struct volume_rec
 /* Judges bad batches, creates the layers, applies, marks damaged layers, and makes
  * the newest record blocks live. */
 int eng_rebuild_apply(struct eng_rebuild *rb);
+/* A family checkpoint's: judges, creates the layers that have a record above base_seq
+ * (S), calls load (the checkpoint's maps into them), applies only what is above S,
+ * and settles as eng_rebuild_apply does. */
+int eng_rebuild_apply_base(struct eng_rebuild *rb, uint64_t base_seq,
+			   int (*load)(void *arg), void *arg);
+/* Notes a USED header h of a slot that is not walked (older than a family checkpoint
+ * an adoption loads): the family's counters and the maxima, as eng_rebuild_slot. */
+int eng_rebuild_note(struct eng_rebuild *rb, uint32_t slot, const struct segment_header *h);
+/* Does a batch or carried trim above `above`, among those fed, map layer's lba? */
+bool eng_rebuild_remaps(const struct eng_rebuild *rb, uint64_t layer, uint64_t lba,
+			uint64_t above);
+/* Keeps every family checkpoint block (BEGIN, END, MAPS) the walks meet, whole. */
+void eng_rebuild_keep_fckpt(struct eng_rebuild *rb);
+struct eng_rb_fblock {
+	uint32_t slot, block;
+	enum ondisk_entry_kind kind;
+	uint64_t seq;  /* its batch's */
+	uint8_t *data; /* one block */
+};
+size_t eng_rebuild_fblocks(const struct eng_rebuild *rb, const struct eng_rb_fblock **out);
 /* The highest sequence number, generation and layer id the fed slots hold. */
 void eng_rebuild_maxima(const struct eng_rebuild *rb, uint64_t *seq, uint64_t *gen,
 			uint64_t *id);
@@ -828,7 +860,8 @@ bool eng_gc_ckpt_due(const struct engine *eng, uint64_t now_ms);
 struct eng_space {
 	uint32_t used;      /* slots not free */
 	uint32_t busy;      /* open, batches or reads in flight, being freed */
-	uint32_t too_live;  /* sealed, more than ENG_GC_MAX_LIVE_PCT live: not worth cleaning */
+	uint32_t too_live;  /* sealed, more than ENG_GC_MAX_LIVE_PCT live or too little died in
+			       it (gc.c, reclaims()): not worth cleaning */
 	uint32_t pinned;    /* sealed, nothing live, kept for the trims in them */
 	uint32_t waiting;   /* sealed, nothing live: the next checkpoint frees them */
 	uint32_t skipped;   /* hold a block that failed its checksum */
@@ -841,8 +874,39 @@ void eng_space_census(const struct engine *eng, struct eng_space *sp);
 /* One line of it, for a log message. */
 void eng_space_describe(const struct engine *eng, char *buf, size_t len);
 
-/* ---- family checkpoint maps (fckpt.c; planned: nothing calls these from the
- * checkpoint or the adoption yet) ---- */
+/* ---- family checkpoints (fckpt.c; docs/replication.md, "Family checkpoints") ---- */
+
+/* Called by capture_begin() after the maps' dirty chunks are set aside, with S: with
+ * engine_opts.family_records, each family asked for (eng_fckpt_want) and, with dirty,
+ * each some of whose chunks are set aside gets a family checkpoint in its own log:
+ * BEGIN, its layers' SET records, MAPS blocks of its layers' whole maps, then (once
+ * those are acknowledged) END. eng->fckpt is set while any is in flight. */
+void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty);
+/* A MAPS or FCKPT entry retired at loc (layer.c): where a MAPS block landed. */
+void eng_fckpt_retired(struct engine_volume *vol, const struct summary_entry *e,
+		       const struct map_loc *loc);
+/* The slots a landed checkpoint found empty: freed now, or once the family
+ * checkpoints it started have their END (or failed). Takes slots (malloc'd). */
+void eng_fckpt_free_after(struct engine *eng, struct ckpt_free *slots, size_t n);
+/* Family uid's next family checkpoint is written even if none of its chunks is dirty
+ * (the cleaner wants a slot holding its MAPS blocks; a start; an adoption). */
+void eng_fckpt_want(struct engine *eng, uint64_t uid);
+void eng_fckpt_want_all(struct engine *eng);
+void eng_fckpt_destroy(struct engine *eng);
+/* The loader (an adoption): the newest complete family checkpoint of uid among the
+ * blocks rb kept whose MAPS blocks rb kept too and whose maps name only segments held
+ * here; b->k 0: none. 0 or -ENOMEM. */
+struct eng_fckpt_base {
+	uint64_t k, seq;  /* K and its S */
+	size_t *maps;     /* its MAPS blocks: indices into eng_rebuild_fblocks() */
+	size_t nmaps;
+};
+int eng_fckpt_find(const struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
+		   struct eng_fckpt_base *b);
+/* b's maps into the family's layers (created by eng_rebuild_apply_base). */
+int eng_fckpt_load(struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
+		   const struct eng_fckpt_base *b);
+void eng_fckpt_base_free(struct eng_fckpt_base *b);
 
 /* Adds chunk (n entries, slot-addressed as map_take_dirty() emits them; n 0: the chunk
  * is empty now) to MAPS block m, each slot turned into its segment number. -ENOSPC: m

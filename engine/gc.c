@@ -27,10 +27,34 @@
 #include "engine/engine_internal.h"
 #include "engine/logcheck.h"
 
+/* Does cleaning s reclaim room? Its live blocks are written again, with a summary
+ * and whatever it carries (TOMB and LAYER blocks that still count), so "at most 90%
+ * live" alone is not enough: a slot the cleaner itself packed holds less than 90%
+ * data once a TOMB block and summaries take their share, and moving it filled another
+ * slot just as full, forever (test_gc: an_unreachable_goal_stalls_instead_of_cycling).
+ * So a slot with live blocks must also hold (100 - ENG_GC_MAX_LIVE_PCT)% of a slot in
+ * what a move drops: blocks that died in it, and the summaries beyond the one its
+ * moves take. A slot found at start-up or adopted has no such counts: the 90% rule
+ * alone, so it is moved at most once on that guess (its blocks land in a counted
+ * slot). */
+static bool reclaims(const struct slot *s, uint32_t blocks_per_seg)
+{
+	uint64_t drops;
+
+	if ((uint64_t)s->live * 100 > (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT)
+		return false;
+	if (s->live == 0 || !s->dead_known)
+		return true;
+	drops = (uint64_t)s->dead + (s->sums ? s->sums - 1 : 0);
+	return drops * 100 >= (uint64_t)blocks_per_seg * (100 - ENG_GC_MAX_LIVE_PCT);
+}
+
 static bool cleanable(const struct slot *s, uint32_t blocks_per_seg)
 {
+	/* nothing live but its family's newest MAPS blocks: a checkpoint rewrites them
+	 * (capture_begin asks for it), nothing to move */
 	return s->state == SLOT_SEALED && s->pending == 0 && !s->gc_skip && !s->freeing &&
-	       !s->held && (uint64_t)s->live * 100 <= (uint64_t)blocks_per_seg * ENG_GC_MAX_LIVE_PCT;
+	       !s->held && !(s->live == 0 && s->fmaps) && reclaims(s, blocks_per_seg);
 }
 
 bool eng_slot_frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uint32_t i)
@@ -38,7 +62,7 @@ bool eng_slot_frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uin
 	const struct slot *s = &slots[i];
 
 	return s->state == SLOT_SEALED && s->live == 0 && s->pending == 0 && !s->held &&
-	       !eng_slot_pinned(slots, nslots, i);
+	       s->fmaps == 0 && !eng_slot_pinned(slots, nslots, i);
 }
 
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
@@ -180,6 +204,8 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 				continue;
 			}
 			d++;
+			if (ONDISK_ENTRY_FCKPT_PART(e->kind))
+				continue; /* no map names it; the next checkpoint rewrites it */
 			if (!block_live(vol, e->lba, eng->gc_victim, block, &loc))
 				continue;
 			/* a write or trim of it not yet retired comes first and wins; a MOVE

@@ -101,8 +101,11 @@ void eng_map_ref(void *arg, const struct map_loc *loc, int delta)
 {
 	struct engine *eng = arg;
 
-	if (loc->slot < eng->sb.segment_count)
+	if (loc->slot < eng->sb.segment_count) {
 		eng->slots[loc->slot].live += (uint32_t)delta;
+		if (delta < 0)
+			eng->slots[loc->slot].dead += (uint32_t)-delta;
+	}
 	eng->stats.live_blocks += (uint64_t)(int64_t)delta;
 }
 
@@ -197,6 +200,7 @@ static int forming_batch(struct engine_volume *vol, uint32_t blocks, enum slot_u
 	b->sum.generation = s->generation;
 	b->sum.volume_id = vol->rec.volume_id;
 	s->used += batch_blocks(b);
+	s->sums++;
 	s->pending++;
 	if (vol->tail)
 		vol->tail->next = b;

@@ -196,7 +196,7 @@ int eng_job_wait_ckpt(struct eng_job *job)
 		return ENG_JOB_WAIT;
 	}
 	if (eng->ckpt_landed_no > job->ckpt_after) {
-		if (eng->free_jobs)
+		if (eng->free_jobs || eng->fckpt)
 			return ENG_JOB_WAIT; /* and the slots it frees are free (as eng_ckpt_sync) */
 		job->ckpt_asked = false;
 		return 0;

@@ -129,6 +129,10 @@ int eng_apply_entry(struct engine_volume *vol, const struct summary_entry *e,
 		return layer_zero(vol, e->lba, e->nblocks, e->src_block == ONDISK_ZERO_FILL);
 	if (e->kind == ONDISK_ENTRY_LAYER || e->kind == ONDISK_ENTRY_TOMB)
 		return 0; /* no map change: a record, or trims applied long ago */
+	if (ONDISK_ENTRY_FCKPT_PART(e->kind)) {
+		eng_fckpt_retired(vol, e, loc); /* fckpt.c: where the blocks landed */
+		return 0; /* a family checkpoint's block: no map change */
+	}
 	if (e->lba >= map_nblocks(vol->map))
 		return 0; /* written before a shrink */
 	switch (e->kind) {

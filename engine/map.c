@@ -271,6 +271,21 @@ static int emit_chunk(const struct map_leaf *leaf, uint64_t li, unsigned k,
 	return emit(arg, li * MAPX_CHUNKS_PER_LEAF + k, e, n);
 }
 
+int map_for_each_chunk(const struct map *m, map_chunk_fn emit, void *arg)
+{
+	for (uint64_t li = 0; li < m->nleaves; li++) {
+		const struct map_leaf *leaf = m->leaves[li];
+
+		for (unsigned k = 0; leaf && k < MAPX_CHUNKS_PER_LEAF; k++) {
+			int r = emit_chunk(leaf, li, k, emit, arg);
+
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
 /* Emits a listed leaf's dirty chunks and takes it off the list. */
 static int take_leaf(struct map *m, uint64_t li, map_chunk_fn emit, void *arg, size_t *emitted)
 {

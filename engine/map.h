@@ -83,6 +83,10 @@ int map_take_some(struct map *m, size_t max_chunks, map_chunk_fn emit, void *arg
 		  size_t *emitted);
 bool map_taking(const struct map *m);
 void map_take_abort(struct map *m);
+/* Calls emit for every chunk of every leaf allocated (n 0: an empty chunk), dirty or
+ * not, leaving the dirty bits alone (a family checkpoint's whole maps). Stops at
+ * emit's error. */
+int map_for_each_chunk(const struct map *m, map_chunk_fn emit, void *arg);
 /* Marks every chunk that holds or held data dirty (after a failed checkpoint). */
 void map_mark_all_dirty(struct map *m);
 /* Forgets every dirty bit (after loading a checkpoint, which is what they'd write). */

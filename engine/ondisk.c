@@ -411,6 +411,11 @@ static int summary_entry_decode(const struct ondisk_summary_entry *o, struct sum
 	case ONDISK_ENTRY_FILL:
 	case ONDISK_ENTRY_TOMB:
 		return o->nblocks == 1 ? 1 : -EPROTO;
+	case ONDISK_ENTRY_MAPS:
+		return o->nblocks == 1 ? 1 : -EPROTO;
+	case ONDISK_ENTRY_FCKPT:
+		return o->nblocks == 1 && (o->src_block == ONDISK_FCKPT_BEGIN ||
+					   o->src_block == ONDISK_FCKPT_END) ? 1 : -EPROTO;
 	case ONDISK_ENTRY_LAYER:
 		return o->nblocks == 1 && (o->src_block == ONDISK_LAYER_SET ||
 					   o->src_block == ONDISK_LAYER_MERGE) ? 1 : -EPROTO;

@@ -31,14 +31,17 @@
 #endif
 
 #define QUILL_BLOCK_SIZE 4096u
-#define QUILL_FORMAT_VERSION 4u /* 2: summaries carry durable_seq and open_seq;
+#define QUILL_FORMAT_VERSION 5u /* 2: summaries carry durable_seq and open_seq;
 				   the catalog is in the log too (LAYER, TOMB);
 				   3: allocated zeros (ZERO entries, flagged tombs and
 				   map entries), which a version 2 reader would take
 				   for a damaged summary;
 				   4: segments named by (family uid, segment number):
 				   random family uids, headers and slot records name
-				   the segment (docs/format.md, "Segment ids") */
+				   the segment (docs/format.md, "Segment ids");
+				   5: family checkpoints in the family's log (MAPS
+				   and FCKPT entries), which a version 4 reader would
+				   take for a damaged summary */
 
 /* Batches of one volume that can be in flight at once (submitted, not yet retired):
  * the engine never submits more. After a crash, a batch whose data is bad can be a
@@ -125,7 +128,14 @@ enum ondisk_entry_kind {
 				   allocated (block status: zeros, not a hole); no data.
 				   src_block ONDISK_ZERO_FILL: flatten's, applies only
 				   where the layer's own map has nothing (like FILL) */
+	ONDISK_ENTRY_MAPS = 8,  /* one block follows: a family checkpoint's MAPS block;
+				   lba = the layer; no effect on any map */
+	ONDISK_ENTRY_FCKPT = 9, /* one block follows: a family checkpoint's BEGIN or END
+				   block; lba = its number K, src_block = type */
 };
+/* Does an entry of this kind belong to a family checkpoint (no map change)? */
+#define ONDISK_ENTRY_FCKPT_PART(kind) \
+	((kind) == ONDISK_ENTRY_MAPS || (kind) == ONDISK_ENTRY_FCKPT)
 #define ONDISK_ZERO_FILL 1u
 
 /* Does an entry of this kind have a block after the summary? TRIM and ZERO do not. */
@@ -595,8 +605,8 @@ struct ondisk_map_entry {
 #define ONDISK_MAP_ZERO_ALLOCATED 1u
 _Static_assert(sizeof(struct ondisk_map_entry) == 12, "map entry size");
 
-/* ---- family checkpoint blocks (planned for format version 5: nothing writes or
- * reads them yet; docs/format.md, "Family checkpoint blocks", and
+/* ---- family checkpoint blocks (format version 5; docs/format.md, "Family
+ * checkpoint blocks", and
  * docs/replication.md, "Family checkpoints") ----
  * MAPS: map chunks of one layer, their entries naming blocks by the family's segment
  * number (the `slot` field of ondisk_map_entry holds the sno: slots are a node's

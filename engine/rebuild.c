@@ -91,6 +91,12 @@ struct eng_rebuild {
 	struct rb_layer *layers;
 	size_t nlayers, lcap;
 	uint64_t max_seq, max_gen, max_id;
+	/* an adoption from a family checkpoint (eng_rebuild_keep_fckpt): its blocks, and
+	 * the S the maps were loaded at (0: the whole log) */
+	bool keep_fckpt;
+	struct eng_rb_fblock *fblocks;
+	size_t nfblocks, fcap;
+	uint64_t base_seq;
 };
 
 static int ev_push(struct eng_rebuild *rb, const struct rb_event *e)
@@ -158,7 +164,26 @@ static int note_record(struct eng_rebuild *rb, uint64_t seq, const struct layer_
 	return 0;
 }
 
-/* The data blocks of one batch that carry catalog: LAYER and TOMB. */
+/* A family checkpoint's block (BEGIN, END, MAPS), kept whole for the loader. */
+static int keep_fblock(struct eng_rebuild *rb, uint32_t slot, uint32_t block,
+		       enum ondisk_entry_kind kind, uint64_t seq, const uint8_t *blk)
+{
+	struct eng_rb_fblock *f;
+
+	if (ARRAY_GROW(rb->fblocks, rb->fcap, rb->nfblocks, 64) < 0)
+		return -ENOMEM;
+	f = &rb->fblocks[rb->nfblocks];
+	*f = (struct eng_rb_fblock){ .slot = slot, .block = block, .kind = kind, .seq = seq };
+	f->data = malloc(QUILL_BLOCK_SIZE);
+	if (!f->data)
+		return -ENOMEM;
+	memcpy(f->data, blk, QUILL_BLOCK_SIZE);
+	rb->nfblocks++;
+	return 0;
+}
+
+/* The data blocks of one batch that carry catalog: LAYER and TOMB (and, for an
+ * adoption, a family checkpoint's). */
 static int note_blocks(struct eng_rebuild *rb, uint32_t slot, const struct summary *sum,
 		       const uint8_t *data, uint32_t first_data, struct rb_event *ev)
 {
@@ -175,6 +200,8 @@ static int note_blocks(struct eng_rebuild *rb, uint32_t slot, const struct summa
 		if (!ONDISK_ENTRY_HAS_BLOCK(e->kind))
 			continue;
 		d++;
+		if (ONDISK_ENTRY_FCKPT_PART(e->kind) && rb->keep_fckpt)
+			r = keep_fblock(rb, slot, loc.block, e->kind, sum->seq, blk);
 		if (e->kind == ONDISK_ENTRY_LAYER &&
 		    ondisk_layer_block_decode(blk, QUILL_BLOCK_SIZE, &lb) == 0) {
 			r = note_record(rb, sum->seq, &lb, &loc);
@@ -366,15 +393,16 @@ static void mark_damaged(struct eng_rebuild *rb)
 int eng_rebuild_slot(struct eng_rebuild *rb, uint32_t slot, const struct segment_header *h,
 		     const uint8_t *buf)
 {
-	int r = seg_note_header(rb->eng, slot, h);
+	uint64_t owner = rb->eng->slots[slot].volume_id;
+	int r = eng_rebuild_note(rb, slot, h);
 
 	if (r < 0)
 		return r;
-	if (h->generation > rb->max_gen)
-		rb->max_gen = h->generation;
-	if (h->volume_id > rb->max_id)
-		rb->max_id = h->volume_id;
-	return h->state == ONDISK_SEG_USED ? walk(rb, slot, h, buf) : 0;
+	if (h->state != ONDISK_SEG_USED) {
+		rb->eng->slots[slot].volume_id = owner; /* as before: a FREE one names none */
+		return 0;
+	}
+	return walk(rb, slot, h, buf);
 }
 
 static int scan(struct eng_rebuild *rb)
@@ -499,6 +527,35 @@ static void read_through_merged(struct eng_rebuild *rb, const struct rb_layer *c
 	c->rec.overlap = sl->child_overlap;
 }
 
+/* Does a record of l stand above the loaded checkpoint's S? Every layer alive at S
+ * has one: the family checkpoint writes all their SET records after S. */
+static bool above_base(const struct eng_rebuild *rb, const struct rb_layer *l)
+{
+	return l->last_seq > rb->base_seq || (l->dead && l->dead_seq > rb->base_seq) ||
+	       (l->merged && l->merge_block_seq > rb->base_seq);
+}
+
+/* Layer id's first SET record above S (the events are sorted): what it was when the
+ * checkpoint's maps were taken, or created after. */
+static bool first_above_base(const struct eng_rebuild *rb, uint64_t id,
+			     struct volume_record *rec)
+{
+	for (size_t i = 0; i < rb->nev; i++) {
+		const struct rb_event *ev = &rb->ev[i];
+
+		if (ev->seq <= rb->base_seq || ev->kind != RB_BATCH || !ev->recs)
+			continue;
+		for (uint32_t k = 0; k < ev->nentries; k++)
+			if (ev->entries[k].kind == ONDISK_ENTRY_LAYER &&
+			    ev->entries[k].src_block == ONDISK_LAYER_SET &&
+			    ev->recs[k].volume_id == id) {
+				*rec = ev->recs[k];
+				return true;
+			}
+	}
+	return false;
+}
+
 static int create_layers(struct eng_rebuild *rb)
 {
 	struct engine *eng = rb->eng;
@@ -507,7 +564,11 @@ static int create_layers(struct eng_rebuild *rb)
 		struct volume_record rec = rb->layers[i].first;
 		int r;
 
-		if (!rb->layers[i].first_seq)
+		if (rb->base_seq && !above_base(rb, &rb->layers[i]))
+			continue; /* gone before the checkpoint: it wrote every layer's record */
+		if (rb->base_seq && first_above_base(rb, rb->layers[i].id, &rec))
+			; /* the maps loaded are of that size */
+		else if (!rb->layers[i].first_seq)
 			rec = rb->layers[i].dead_rec; /* only its tombstone is left */
 		rec.flags &= ~(uint32_t)ONDISK_LAYER_DELETED;
 		r = eng_volume_add(eng, &rec, NULL);
@@ -646,13 +707,15 @@ static int apply_all(struct eng_rebuild *rb)
 {
 	int r = 0;
 
-	qsort(rb->ev, rb->nev, sizeof(*rb->ev), cmp_event);
+	/* the events are sorted (eng_rebuild_apply_base) */
 	if (rb->nmoves)
 		qsort(rb->moves, rb->nmoves, sizeof(*rb->moves), cmp_move);
 	rb->eng->replaying = true; /* the slots' counts come from the walk */
 	for (size_t i = 0; i < rb->nev && r == 0; i++) {
 		const struct rb_event *ev = &rb->ev[i];
 
+		if (ev->seq <= rb->base_seq)
+			continue; /* in the loaded maps already */
 		r = ev->kind == RB_BATCH ? apply_batch(rb, ev)
 		    : ev->kind == RB_TOMB ? apply_tomb(rb, ev) : apply_merge(rb, ev);
 	}
@@ -783,6 +846,9 @@ static void rebuild_free(struct eng_rebuild *rb)
 	free(rb->layers);
 	free(rb->moves);
 	free(rb->bad);
+	for (size_t i = 0; i < rb->nfblocks; i++)
+		free(rb->fblocks[i].data);
+	free(rb->fblocks);
 	logcheck_facts_free(&rb->facts);
 }
 
@@ -819,10 +885,20 @@ void eng_rebuild_maxima(const struct eng_rebuild *rb, uint64_t *seq, uint64_t *g
 
 int eng_rebuild_apply(struct eng_rebuild *rb)
 {
+	return eng_rebuild_apply_base(rb, 0, NULL, NULL);
+}
+
+int eng_rebuild_apply_base(struct eng_rebuild *rb, uint64_t base_seq,
+			   int (*load)(void *arg), void *arg)
+{
 	int r;
 
 	judge_bad(rb); /* marks are store-wide: only once every slot is read */
+	rb->base_seq = base_seq;
+	qsort(rb->ev, rb->nev, sizeof(*rb->ev), cmp_event);
 	r = create_layers(rb);
+	if (r == 0 && load)
+		r = load(arg);
 	if (r == 0)
 		r = apply_all(rb);
 	if (r == 0) {
@@ -830,6 +906,55 @@ int eng_rebuild_apply(struct eng_rebuild *rb)
 		settle_records(rb);
 	}
 	return r;
+}
+
+static bool entry_maps(const struct summary_entry *e, uint64_t lba)
+{
+	return !ONDISK_ENTRY_FCKPT_PART(e->kind) && e->kind != ONDISK_ENTRY_LAYER &&
+	       e->kind != ONDISK_ENTRY_TOMB && lba >= e->lba && lba - e->lba < e->nblocks;
+}
+
+bool eng_rebuild_remaps(const struct eng_rebuild *rb, uint64_t layer, uint64_t lba,
+			uint64_t above)
+{
+	for (size_t i = 0; i < rb->nev; i++) {
+		const struct rb_event *ev = &rb->ev[i];
+
+		if (ev->seq <= above || ev->layer != layer || ev->kind == RB_MERGE)
+			continue;
+		if (ev->kind == RB_TOMB && lba >= ev->lba &&
+		    lba - ev->lba < (ev->nblocks & 0xffffffffull))
+			return true;
+		for (uint32_t k = 0; ev->kind == RB_BATCH && k < ev->nentries; k++)
+			if (entry_maps(&ev->entries[k], lba))
+				return true;
+	}
+	return false;
+}
+
+void eng_rebuild_keep_fckpt(struct eng_rebuild *rb)
+{
+	rb->keep_fckpt = true;
+}
+
+size_t eng_rebuild_fblocks(const struct eng_rebuild *rb, const struct eng_rb_fblock **out)
+{
+	*out = rb->fblocks;
+	return rb->nfblocks;
+}
+
+int eng_rebuild_note(struct eng_rebuild *rb, uint32_t slot, const struct segment_header *h)
+{
+	int r = seg_note_header(rb->eng, slot, h);
+
+	if (r < 0)
+		return r;
+	if (h->generation > rb->max_gen)
+		rb->max_gen = h->generation;
+	if (h->volume_id > rb->max_id)
+		rb->max_id = h->volume_id;
+	rb->eng->slots[slot].volume_id = h->volume_id;
+	return 0;
 }
 
 void eng_rebuild_end(struct eng_rebuild *rb)

@@ -320,7 +320,8 @@ static int64_t slot_take(struct engine *eng, enum slot_user who)
 
 		if (s->state != SLOT_FREE || s->readers || s->freeing)
 			continue;
-		seg_slot_set(eng, i, &(struct slot){ .state = SLOT_OPEN });
+		/* dead_known: every block it will hold is counted from here */
+		seg_slot_set(eng, i, &(struct slot){ .state = SLOT_OPEN, .dead_known = true });
 		eng->nfree--;
 		eng->gc_no_room = false;
 		return i;

@@ -60,6 +60,9 @@ struct slot {
 	uint64_t generation;
 	uint64_t last_seq;  /* newest batch: the segment's age for the cleaner */
 	uint32_t live;      /* blocks some volume's map points at */
+	uint32_t dead;      /* blocks a map (or the catalog) pointed at and no longer does */
+	uint32_t sums;      /* summary blocks (batches) in it: moved, its live blocks
+			       need one. Both counted only while dead_known */
 	uint32_t used;      /* blocks written: header, summaries, data (the write pointer) */
 	uint32_t readers;   /* reads in flight: the slot is not reused meanwhile */
 	uint32_t pending;   /* batches written here that have not retired */
@@ -68,10 +71,14 @@ struct slot {
 	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
 	uint32_t tombs;     /* TRIM, ZERO and TOMB entries in it: they hide older blocks */
 	uint32_t records;   /* LAYER entries in it (any, current or not) */
+	uint32_t fmaps;     /* MAPS blocks of its family's newest complete family
+			       checkpoint (fckpt.c): not freed while some are */
 	bool carried;       /* the cleaner carried its tombstones forward: not pinned */
 	bool freeing;       /* its FREE header is being written: not reused meanwhile */
 	bool broken;        /* a write here failed: nothing after it can be replayed */
 	bool gc_skip;       /* holds a block that failed its checksum: not cleanable */
+	bool dead_known;    /* opened here since the start: `dead` is exact (a slot found
+			       at start-up, adopted or held counts none; gc.c guesses) */
 	bool mirrored;      /* its family has copies elsewhere: the mirror hooks run */
 	bool held;          /* a copy of another node's segment (engine/held.c): volume_id
 			       0, never cleaned, freed by a checkpoint, prezeroed or

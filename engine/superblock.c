@@ -333,7 +333,9 @@ int eng_sb_load(struct engine *eng, bool *format)
 		 * version 2: a quill of that version may still open it, and would take a
 		 * ZERO entry written here for a damaged summary (docs/format.md);
 		 * version 3: its segments are named by slot and its volumes have no family
-		 * uid, which version 4's map, headers and segment table need */
+		 * uid, which version 4's map, headers and segment table need;
+		 * version 4: a quill of that version would take the family checkpoints
+		 * (MAPS, FCKPT entries) written here for damaged summaries */
 		log_msg(LOG_ERROR, ENG_LOG, "%s: store of format version %u; this quill reads "
 			"version %u only: copy its volumes out with the quill that wrote it (quill "
 			"export) into a new store. Nothing was changed", eng->opts.store_path,

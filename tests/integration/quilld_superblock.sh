@@ -117,12 +117,15 @@ with open(sys.argv[1], "r+b") as f:
 PY
 }
 
-# a store of format version 3 (segments named by slot): refused, said so, untouched
+# a store of format version 3 (segments named by slot) or 4 (no family checkpoints):
+# refused, said so, untouched
 set_version 3
-refused_start "store of format version 3; this quill reads version 4 only"
+refused_start "store of format version 3; this quill reads version 5 only"
 set_version 4
-"$INSPECT" "$STORE" --no-data >"$WORK/inspect" || fail "version 4 again: $(cat "$WORK/inspect")"
-log "a version 3 store: refused with its version named, store unchanged"
+refused_start "store of format version 4; this quill reads version 5 only"
+set_version 5
+"$INSPECT" "$STORE" --no-data >"$WORK/inspect" || fail "version 5 again: $(cat "$WORK/inspect")"
+log "version 3 and 4 stores: refused with the version named, store unchanged"
 
 # zeroed first 4 KiB and no metadata directory: refused, nothing created
 dd if=/dev/zero of="$STORE" bs=4096 count=1 conv=notrunc status=none

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
+#include "engine/logcheck.h"
 #include "engine_fixture.h"
 #include "testutil.h"
 
@@ -26,6 +27,7 @@ struct family {
 	uint32_t sno[MAX_COPIES], len[MAX_COPIES];
 	uint8_t *seg[MAX_COPIES];
 	uint8_t *vol, *snap; /* VOL_BLOCKS blocks each */
+	uint8_t *snap2;      /* v@s2's, if there is one */
 	uint64_t ids[8];     /* its layer ids */
 	size_t nids;
 };
@@ -35,16 +37,24 @@ static void read_all(struct engine_volume *v, uint8_t *out)
 	cr_assert_eq(vread(v, 0, VOL_BLOCKS, out), 0);
 }
 
-/* Engine 1's volume "v": a snapshot, overwrites, trims, the cleaner. */
-static void src_write(void)
+/* Every writer's start: "v" written, snapshot s1, overwrites and a trim. */
+static struct engine_volume *src_begin(void)
 {
 	struct engine_volume *vol = create_and_open("v", VOL_SIZE);
-	struct engine_stats st;
 
 	write_tagged(vol, 0, 64, 1);
 	cr_assert_eq(engine_snap_create(eng, "v", "s1"), 0);
 	write_tagged(vol, 0, 32, 2);
 	cr_assert_eq(vtrim(vol, 40, 8), 0);
+	return vol;
+}
+
+/* Engine 1's volume "v": a snapshot, overwrites, trims, the cleaner. */
+static void src_write(void)
+{
+	struct engine_volume *vol = src_begin();
+	struct engine_stats st;
+
 	write_tagged(vol, 100, 60, 3);
 	write_tagged(vol, 100, 60, 4);
 	write_tagged(vol, 200, 40, 5);
@@ -63,8 +73,9 @@ static void src_write(void)
 	engine_volume_close(vol);
 }
 
-/* Runs engine 1 on its own store, then copies out what engine 2 needs. */
-static void src_family(struct family *f)
+/* Runs engine 1 on its own store (writer writes), then copies out what engine 2
+ * needs. */
+static void src_family_with(struct family *f, void (*writer)(void))
 {
 	char store1[PATH_MAX + 16], meta1[PATH_MAX + 16];
 	struct engine *mine = eng;
@@ -79,7 +90,7 @@ static void src_family(struct family *f)
 	o.family_records = true;
 	eng = NULL;
 	cr_assert_eq(engine_open(&o, &eng), 0);
-	src_write();
+	writer();
 	cr_assert_eq(engine_volume_family(eng, "v", &f->uid), 0);
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.uid == f->uid)
@@ -106,8 +117,20 @@ static void src_family(struct family *f)
 	v = open_vol("v@s1");
 	read_all(v, f->snap);
 	engine_volume_close(v);
+	if (eng_layer_by_spec(eng, "v@s2")) {
+		f->snap2 = malloc((size_t)VOL_BLOCKS * BLK);
+		cr_assert_not_null(f->snap2);
+		v = open_vol("v@s2");
+		read_all(v, f->snap2);
+		engine_volume_close(v);
+	}
 	engine_close(eng);
 	eng = mine;
+}
+
+static void src_family(struct family *f)
+{
+	src_family_with(f, src_write);
 }
 
 static void family_free(struct family *f)
@@ -116,6 +139,7 @@ static void family_free(struct family *f)
 		seg_buf_free(f->seg[i]);
 	free(f->vol);
 	free(f->snap);
+	free(f->snap2);
 }
 
 static int sync_call(int r, struct done *d)
@@ -159,6 +183,8 @@ static void expect_family(const struct family *f)
 
 	expect_layer("v", f->vol);
 	expect_layer("v@s1", f->snap);
+	if (f->snap2)
+		expect_layer("v@s2", f->snap2);
 	cr_assert_eq(engine_volume_family(eng, "v", &uid), 0);
 	cr_assert_eq(uid, f->uid);
 }
@@ -628,5 +654,260 @@ Test(adopt, a_refused_adoption_leaves_no_family_in_the_table)
 		     -ENOENT);
 	cr_assert_not(engine_family_here(eng, f.uid));
 	cr_assert_eq(seg_families_check(eng), 0);
+	family_free(&f);
+}
+
+/* ---- from a family checkpoint (engine/fckpt.c, the loader) ----
+ *
+ * Engine 1 writes family checkpoints into the family's log (family_records); engine
+ * 2, adopting, loads the newest complete one and rolls forward only what follows it:
+ * every layer must read as on engine 1, as a whole-log adoption does, and the copies
+ * older than the checkpoint are not read whole. */
+
+/* Engine 2 with family records (the loader is on) and room for the copies. */
+static void open_family_engine(void)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)SRC_SEGS * SEG_SIZE;
+	o.family_records = true;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+}
+
+/* Before the checkpoint: a snapshot, overwrites, trims, zeros, cleaner moves; after
+ * it: overwrites, trims, a second snapshot and more writes, and the cleaner again
+ * (moves above S, out of slots the checkpoint's maps name, which it then frees). */
+static void src_write_fckpt(void)
+{
+	struct engine_volume *vol = src_begin();
+
+	cr_assert_eq(vzero(vol, 50, 4), 0);
+	write_tagged(vol, 100, 60, 3);
+	write_tagged(vol, 100, 60, 4);
+	write_tagged(vol, 200, 40, 5);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	cr_assert_geq(engine_gc(eng, SRC_SEGS - 4), 0);
+	write_tagged(vol, 300, 3 * SEG_BLOCKS, 6);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0); /* the family checkpoint K */
+	write_tagged(vol, 100, 40, 7);
+	cr_assert_eq(vtrim(vol, 310, 20), 0);
+	cr_assert_eq(engine_snap_create(eng, "v", "s2"), 0);
+	write_tagged(vol, 0, 8, 8);
+	cr_assert_eq(vtrim(vol, 60, 4), 0);
+	cr_assert_eq(vzero(vol, 210, 4), 0);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_geq(engine_gc(eng, SRC_SEGS - 4), 0);
+	write_tagged(vol, 600, 2 * SEG_BLOCKS, 9);
+	cr_assert_eq(eflush(), 0);
+	engine_volume_close(vol);
+}
+
+static void adopt_expect_loaded(const struct family *f)
+{
+	struct engine_stats st;
+
+	hold_copies(f);
+	cr_assert_eq(engine_family_adopt(eng, f->uid, f->sno, f->n), 0);
+	engine_get_stats(eng, &st);
+	cr_assert_eq(st.adopt_fckpt_loads, 1, "loaded from a family checkpoint");
+	cr_assert_gt(st.adopt_copies_unread, 0, "older copies were not read whole");
+	cr_log_info("%llu of %zu copies not read whole, S %llu",
+		    (unsigned long long)st.adopt_copies_unread, f->n,
+		    (unsigned long long)st.adopt_fckpt_seq);
+	expect_family(f);
+}
+
+Test(adopt, from_a_family_checkpoint_every_layer_reads_as_on_the_old_owner)
+{
+	struct family f;
+	struct engine_volume *v;
+
+	src_family_with(&f, src_write_fckpt);
+	cr_assert_not_null(f.snap2);
+	open_family_engine();
+	adopt_expect_loaded(&f);
+	/* and it takes writes; a reopen finds the same */
+	v = open_vol("v");
+	write_tagged(v, 700, 40, 10);
+	fill(f.vol + (size_t)700 * BLK, 700, 40, 10);
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	expect_family(&f);
+	family_free(&f);
+}
+
+/* The family checkpoint ENDs in f's copies, newest first (ckpt, S). */
+static size_t find_ends(const struct family *f, uint64_t *ks, uint64_t *ss, size_t *copy,
+			uint32_t *pos, size_t max)
+{
+	static struct fckpt_block fb;
+	size_t n = 0;
+
+	for (size_t i = 0; i < f->n; i++) {
+		struct segment_header h = { .state = ONDISK_SEG_USED };
+		struct logcheck_walk w;
+		struct logcheck_item it;
+		struct summary sum;
+
+		cr_assert_eq(ondisk_segment_header_decode(f->seg[i], BLK, &h), 0);
+		logcheck_walk_init(&w, f->seg[i], f->len[i], &h, UINT64_MAX);
+		for (logcheck_walk_next(&w, &sum, &it); it.kind == LOGCHECK_BATCH;
+		     logcheck_walk_next(&w, &sum, &it)) {
+			uint32_t d = 0;
+
+			for (uint32_t k = 0; k < sum.nentries; k++) {
+				const uint8_t *blk = f->seg[i] + (size_t)(it.pos + 1 + d) * BLK;
+
+				if (!ONDISK_ENTRY_HAS_BLOCK(sum.entries[k].kind))
+					continue;
+				d++;
+				if (sum.entries[k].kind != ONDISK_ENTRY_FCKPT ||
+				    ondisk_fckpt_block_decode(blk, BLK, &fb) < 0 ||
+				    fb.type != ONDISK_FCKPT_END || n == max)
+					continue;
+				ks[n] = fb.ckpt;
+				ss[n] = fb.seq;
+				copy[n] = i;
+				pos[n] = it.pos;
+				n++;
+			}
+		}
+	}
+	for (size_t a = 0; a < n; a++) /* newest first */
+		for (size_t b = a + 1; b < n; b++)
+			if (ks[b] > ks[a]) {
+				uint64_t tk = ks[a], ts = ss[a];
+				size_t tc = copy[a];
+				uint32_t tp = pos[a];
+
+				ks[a] = ks[b], ss[a] = ss[b], copy[a] = copy[b], pos[a] = pos[b];
+				ks[b] = tk, ss[b] = ts, copy[b] = tc, pos[b] = tp;
+			}
+	return n;
+}
+
+/* K1 complete, writes, then K2 whose END never landed (the owner died just before):
+ * the copies end where K2's END would be. */
+static void src_write_cut(void)
+{
+	struct engine_volume *vol = src_begin();
+
+	write_tagged(vol, 100, 3 * SEG_BLOCKS, 3);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0); /* K1 */
+	write_tagged(vol, 100, 40, 4);
+	cr_assert_eq(vtrim(vol, 150, 10), 0);
+	write_tagged(vol, 500, 2 * SEG_BLOCKS, 5);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0); /* K2: cut short below */
+	engine_volume_close(vol);
+}
+
+Test(adopt, a_checkpoint_cut_short_before_its_end_falls_back_to_the_one_before)
+{
+	uint64_t ks[32], ss[32];
+	size_t copy[32];
+	uint32_t pos[32];
+	struct engine_stats st;
+	struct family f;
+	size_t n;
+
+	src_family_with(&f, src_write_cut);
+	n = find_ends(&f, ks, ss, copy, pos, 32);
+	cr_assert_geq(n, 2, "K1 and K2 ended in the log");
+	/* the owner died before K2's END: its copy ends there, nothing newer exists */
+	for (size_t i = 0; i < f.n; i++)
+		cr_assert_leq(f.sno[i], f.sno[copy[0]], "K2's END is in the newest copy");
+	f.len[copy[0]] = pos[0];
+	open_family_engine();
+	adopt_expect_loaded(&f);
+	engine_get_stats(eng, &st);
+	cr_assert_eq(st.adopt_fckpt_seq, ss[1], "K1's S (%llu), not K2's (%llu)",
+		     (unsigned long long)ss[1], (unsigned long long)ss[0]);
+	family_free(&f);
+}
+
+/* Without family records on engine 2 the whole log is read, and reads the same. */
+Test(adopt, without_family_records_the_whole_log_is_read)
+{
+	struct family f;
+
+	src_family_with(&f, src_write_fckpt);
+	open_engine();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	cr_assert_eq(stats().adopt_fckpt_loads, 0);
+	expect_family(&f);
+	family_free(&f);
+}
+
+/* cluster_handoff's path: engine 2 adopts, checkpoints (a family checkpoint of its
+ * own, at its S), writes more over several segments, and releases; adopted again
+ * (here, after a restart), the checkpoint engine 2 wrote is loaded and its writes
+ * are rolled forward. */
+Test(adopt, adopted_written_released_and_adopted_again_from_its_checkpoint)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t snos[SRC_SEGS];
+	size_t n = 0;
+
+	src_family_with(&f, src_write_fckpt);
+	open_family_engine();
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	v = open_vol("v");
+	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
+	fill(f.vol + (size_t)96 * BLK, 96, 3 * SEG_BLOCKS, 12);
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f.uid, snos, n), 0);
+	engine_close(eng);
+	eng = NULL;
+	open_family_engine();
+	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
+	cr_assert_eq(stats().adopt_fckpt_loads, 1);
+	expect_family(&f);
+	family_free(&f);
+}
+
+/* The same, but engine 2 adopts from the whole log and writes no family checkpoint of
+ * its own: engine 1's is loaded the second time, engine 2's writes rolled forward. */
+Test(adopt, adopted_whole_written_released_and_adopted_from_the_first_owners_checkpoint)
+{
+	struct family f;
+	struct engine_volume *v;
+	uint32_t snos[SRC_SEGS];
+	size_t n = 0;
+
+	src_family_with(&f, src_write_fckpt);
+	open_family_engine();
+	hold_copies(&f);
+	setenv("QUILL_ADOPT_WHOLE_LOG", "1", 1);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	unsetenv("QUILL_ADOPT_WHOLE_LOG");
+	v = open_vol("v");
+	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
+	fill(f.vol + (size_t)96 * BLK, 96, 3 * SEG_BLOCKS, 12);
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f.uid, snos, n), 0);
+	engine_close(eng);
+	eng = NULL;
+	open_family_engine();
+	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
+	cr_assert_eq(stats().adopt_fckpt_loads, 1);
+	expect_family(&f);
 	family_free(&f);
 }

@@ -113,7 +113,10 @@ Test(ondisk, superblock_of_an_older_version_is_refused_and_says_so)
 {
 	struct ondisk_superblock d = sb_encoded();
 
-	cr_assert_eq(QUILL_FORMAT_VERSION, 4);
+	cr_assert_eq(QUILL_FORMAT_VERSION, 5);
+	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 5);
+	d.version = 4; /* no family checkpoints: would take them for a damaged summary */
+	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);
 	cr_assert_eq(ondisk_superblock_version(&d, sizeof(d)), 4);
 	d.version = 3; /* segments named by slot, volumes by the store's counter */
 	cr_assert_eq(DECODE_RESEALED(ondisk_superblock_decode, d, &sb_out), -EPROTO);

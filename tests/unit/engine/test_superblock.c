@@ -257,8 +257,15 @@ Test(superblock, a_store_of_version_2_is_refused_and_untouched)
  * headers mean something else here. (The message: quilld_superblock.sh.) */
 Test(superblock, a_store_of_version_3_is_refused_and_untouched)
 {
-	cr_assert_eq(QUILL_FORMAT_VERSION, 4);
+	cr_assert_eq(QUILL_FORMAT_VERSION, 5);
 	expect_version_refused(3);
+}
+
+/* A version 4 quill would take a family checkpoint's MAPS or FCKPT entry for a
+ * damaged summary: a version 4 store is refused (and a version 5 one by it). */
+Test(superblock, a_store_of_version_4_is_refused_and_untouched)
+{
+	expect_version_refused(4);
 }
 
 Test(superblock, zeroed_superblocks_of_a_store_with_a_log_are_refused)
