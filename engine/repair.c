@@ -184,9 +184,12 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 			       .crc = crc, .why = why };
 	snprintf(rp->vol, sizeof(rp->vol), "%s", vol->rec.name);
 	rp->buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
-	r = rp->buf ? eng->mirror->read(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf,
-					crc, repair_fetched, rp)
-		    : -ENOMEM;
+	r = !rp->buf ? -ENOMEM
+	    : why == -EREMOTE && eng->mirror->read_remote
+		? eng->mirror->read_remote(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf,
+					   crc, repair_fetched, rp)
+		: eng->mirror->read(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf, crc,
+				    repair_fetched, rp);
 	if (r < 0) {
 		seg_buf_free(rp->buf);
 		free(rp);

@@ -163,6 +163,10 @@ struct seg_mirror_ops {
 	 * is its to log. */
 	int (*read)(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
 		    uint32_t crc, seg_cb cb, void *arg);
+	/* read_remote (optional, NULL: read serves): the same for a block of a segment with
+	 * no local copy (segment_remote.c), whose reads all come here: not a failure */
+	int (*read_remote)(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+			   uint32_t crc, seg_cb cb, void *arg);
 };
 /* Sets (ops NULL: clears) the mirror; the engine's thread, with no segment I/O of a
  * mirrored family in flight. ops and ctx outlive the engine or the next call. Once
