@@ -49,15 +49,6 @@ static bool fake_wants(void *ctx, uint64_t uid)
 	return hd.family && uid == hd.family;
 }
 
-static void fake_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
-{
-	(void)ctx;
-	(void)slot;
-	(void)uid;
-	(void)sno;
-	(void)epoch;
-}
-
 static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 {
 	(void)ctx;
@@ -65,12 +56,6 @@ static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 	hd.deletes++;
 	hd.deleted_uid = uid;
 	hd.deleted_sno = sno;
-}
-
-static int fake_flush(void *ctx, seg_cb cb, void *arg)
-{
-	(void)ctx;
-	return eng->segs->ops->flush(eng->segs, cb, arg);
 }
 
 static int fake_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
@@ -85,30 +70,12 @@ static int fake_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void
 	return 0;
 }
 
-/* New segments of the family are copied too: the holder takes the appends (it keeps
- * only the dropped segment's bytes, which is all it is asked for). */
-static int fake_append(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
-		       int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg)
-{
-	(void)slot;
-	(void)block;
-	(void)iov;
-	(void)iovcnt;
-	(void)nblocks;
-	(void)fua;
-	return fake_flush(ctx, cb, arg);
-}
-
-static void fake_sealed(void *ctx, uint32_t slot, uint32_t length)
-{
-	(void)ctx;
-	(void)slot;
-	(void)length;
-}
-
+/* New segments of the family are copied too: the holder takes the appends and keeps
+ * only the dropped segment's bytes, which is all it is asked for. */
 static const struct seg_mirror_ops fake_ops = {
-	.wants = fake_wants, .opened = fake_opened, .append = fake_append,
-	.flush = fake_flush, .sealed = fake_sealed, .deleted = fake_deleted, .read = fake_read,
+	.wants = fake_wants, .opened = mirror_nop_opened, .append = mirror_local_append,
+	.flush = mirror_local_flush, .sealed = mirror_nop_sealed, .deleted = fake_deleted,
+	.read = fake_read,
 };
 
 /* The holder answers what it was asked, as a holder does: the block if it has the
