@@ -250,3 +250,45 @@ Test(segment_remote, without_copies_to_read_nothing_is_dropped)
 		     -EOPNOTSUPP);
 	expect_tagged(vol, 0, 64, 1);
 }
+
+/* The child: a segment dropped, then killed before any checkpoint (no engine_close). */
+static int drop_and_crash(void)
+{
+	struct map_loc loc;
+	int r = -EBUSY;
+
+	CHILD_CHECK(try_open(true) == 0);
+	seg_mirror_set(eng, &fake_ops, NULL);
+	CHILD_CHECK(engine_volume_create(eng, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	write_tagged(vol, 0, 64, 1);
+	CHILD_CHECK(eflush() == 0);
+	CHILD_CHECK(eng_resolve(vol, 0, &loc));
+	hd.family = eng->slots[loc.slot].family_uid;
+	for (int tries = 0; tries < 100 && r == -EBUSY; tries++) {
+		r = engine_segment_drop_local(eng, hd.family, eng->slots[loc.slot].sno);
+		if (r == -EBUSY)
+			CHILD_CHECK(engine_poll(eng, 10) >= 0);
+	}
+	CHILD_CHECK(r == 0);
+	CHILD_CHECK(eng_resolve(vol, 0, &loc) && seg_is_remote(eng, loc.slot));
+	write_tagged(vol, 64, 96, 2); /* the log goes on: new segments take free slots */
+	CHILD_CHECK(eflush() == 0);
+	return 0;
+}
+
+/* A crash between the drop and the checkpoint that records it: the last checkpoint's
+ * maps (none here: the log replayed) name the store slot, which still holds the
+ * segment: it is not freed before then, and no copy is needed. */
+Test(segment_remote, a_crash_before_the_checkpoint_keeps_the_local_copy)
+{
+	struct map_loc loc;
+
+	in_child(drop_and_crash);
+	open_engine(); /* no mirror: nothing could be read elsewhere */
+	vol = open_vol("v");
+	cr_assert(eng_resolve(vol, 0, &loc));
+	cr_assert_lt(loc.slot, eng->sb.segment_count, "the map names the store slot again");
+	expect_tagged(vol, 0, 64, 1);
+	expect_tagged(vol, 64, 96, 2);
+}
