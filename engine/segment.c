@@ -113,10 +113,12 @@ void seg_family_layer_removed(struct engine *eng, uint64_t uid)
 	f->nlayers--;
 }
 
-/* Is slot s a slot of its family's own log (in use, not another node's copy)? */
+/* Is slot s a slot of its family's own log (in use, not another node's copy)? A
+ * remote entry is (its segment is the family's, elsewhere); the store slot it was
+ * dropped from is not any more (the same segment, counted once). */
 static bool slot_is_own_log(const struct slot *s)
 {
-	return s->state != SLOT_FREE && !s->held && s->family_uid;
+	return s->state != SLOT_FREE && !s->held && !s->dropped && s->family_uid;
 }
 
 /* s leaves its family's own log (freed, or made a held copy). */
@@ -135,7 +137,7 @@ void seg_families_recount(struct engine *eng, uint64_t uid)
 	for (size_t i = 0; i < eng->nfamilies; i++)
 		if (!uid || eng->families[i].uid == uid)
 			eng->families[i].nlog = 0;
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
 		const struct slot *s = &eng->slots[i];
 		struct seg_family *f;
 
@@ -158,7 +160,7 @@ int seg_families_check(const struct engine *eng)
 		}
 		for (size_t i = 0; i < eng->nvols; i++)
 			layers += eng->vols[i]->rec.uid == f->uid;
-		for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		for (uint32_t i = 0; i < eng->slot_cap; i++)
 			log += slot_is_own_log(&eng->slots[i]) &&
 			       eng->slots[i].family_uid == f->uid;
 		if (layers != f->nlayers || log != f->nlog) {
@@ -401,6 +403,7 @@ void seg_release(struct engine *eng, uint32_t slot)
 	if (s->state == SLOT_FREE)
 		return; /* noted twice (deferred, then again by a later checkpoint) */
 	if (s->remote && !s->readers) { /* no local slot: nothing counts it free */
+		slot_own_drop(eng, s);
 		memset(s, 0, sizeof(*s));
 		return;
 	}

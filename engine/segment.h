@@ -92,7 +92,8 @@ struct seg_family {
 	uint32_t next_sno; /* numbers below it may have been given out: never again */
 	uint32_t saved_sno; /* what its "F" record in the metadata says (0: none) */
 	uint32_t nlayers;  /* its layers in eng->vols (seg_family_layer_added/_removed) */
-	uint32_t nlog;     /* slots of its own log in use (not held copies): seg_open and
+	uint32_t nlog;     /* slots of its own log in use (not held copies; remote entries
+			      included, not the slots they were dropped from): seg_open and
 			      seg_release keep it, seg_families_recount sets it after a
 			      start-up, an adopt or a release moved slots wholesale */
 };

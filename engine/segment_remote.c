@@ -69,7 +69,7 @@ int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote)
 			    .generation = s->generation, .last_seq = s->last_seq,
 			    .used = s->used, .first_seq = s->first_seq, .remote = true,
 			    .mirrored = s->mirrored, .gc_skip = true };
-	s->dropped = true;
+	s->dropped = true; /* the family's own log: the entry instead of the slot (nlog) */
 	*remote = (uint32_t)i;
 	return 0;
 }
