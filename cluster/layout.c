@@ -454,12 +454,87 @@ bool layout_local_current(const char *self, const struct layout_claim *prev, int
 	return prev->epoch == epoch || (prev->epoch >= 1 && prev->epoch + 1 == epoch);
 }
 
+/* Adds "stripe": {"k", "m", "frags": [[node, crc], ...]} to o. */
+static int add_stripe(struct json_object *o, const struct layout_stripe *st)
+{
+	struct json_object *so = json_object_new_object(), *fa = json_object_new_array();
+	bool ok = so && fa && add_int(so, "k", st->k) == 0 && add_int(so, "m", st->m) == 0;
+
+	for (unsigned i = 0; ok && i < st->k + st->m; i++) {
+		struct json_object *f = json_object_new_array();
+
+		ok = f && json_object_array_add(fa, f) == 0;
+		if (!ok) {
+			json_object_put(f);
+			break;
+		}
+		ok = json_object_array_add(f, json_object_new_string(st->frags[i])) == 0 &&
+		     json_object_array_add(f, json_object_new_int64(st->crcs[i])) == 0;
+	}
+	if (ok && json_object_object_add(so, "frags", fa) == 0) {
+		fa = NULL;
+		ok = json_object_object_add(o, "stripe", so) == 0;
+		if (ok)
+			return 0;
+	}
+	json_object_put(fa);
+	json_object_put(so);
+	return -ENOMEM;
+}
+
+/* One [node, crc] of a stripe's frags into frag and crc: 0, -EPROTO. */
+static int get_frag(struct json_object *f, char *frag, uint32_t *crc)
+{
+	struct json_object *n, *c;
+	int64_t v;
+
+	if (!json_object_is_type(f, json_type_array) || json_object_array_length(f) != 2)
+		return -EPROTO;
+	n = json_object_array_get_idx(f, 0);
+	c = json_object_array_get_idx(f, 1);
+	if (!json_object_is_type(n, json_type_string) || !json_object_is_type(c, json_type_int) ||
+	    !layout_id_valid(json_object_get_string(n)))
+		return -EPROTO;
+	v = json_object_get_int64(c);
+	if (v < 0 || v > UINT32_MAX)
+		return -EPROTO;
+	snprintf(frag, LAYOUT_ID_MAX + 1, "%s", json_object_get_string(n));
+	*crc = (uint32_t)v;
+	return 0;
+}
+
+/* o's "stripe" (absent: k 0): 0, -EPROTO (a code out of bounds, not k+m fragments, a
+ * node id or CRC that is none). */
+static int get_stripe(struct json_object *o, struct layout_stripe *st)
+{
+	struct json_object *so, *fa;
+	int64_t k, m;
+
+	memset(st, 0, sizeof(*st));
+	if (!json_object_object_get_ex(o, "stripe", &so))
+		return 0;
+	if (!json_object_is_type(so, json_type_object) ||
+	    get_int(so, "k", 1, LAYOUT_EC_K_MAX, &k) < 0 ||
+	    get_int(so, "m", 1, LAYOUT_EC_M_MAX, &m) < 0 || k + m > LAYOUT_EC_N_MAX ||
+	    !json_object_object_get_ex(so, "frags", &fa) ||
+	    !json_object_is_type(fa, json_type_array) ||
+	    json_object_array_length(fa) != (size_t)(k + m))
+		return -EPROTO;
+	for (size_t i = 0; i < (size_t)(k + m); i++)
+		if (get_frag(json_object_array_get_idx(fa, i), st->frags[i], &st->crcs[i]) < 0)
+			return -EPROTO;
+	st->k = (unsigned)k;
+	st->m = (unsigned)m;
+	return 0;
+}
+
 char *layout_segment_encode(const struct layout_segment *seg)
 {
 	struct json_object *o = json_object_new_object();
 
 	if (!o || add_ids(o, "holders", seg->holders, seg->nholders) < 0 ||
-	    (seg->ncopying && add_ids(o, "copying", seg->copying, seg->ncopying) < 0)) {
+	    (seg->ncopying && add_ids(o, "copying", seg->copying, seg->ncopying) < 0) ||
+	    (seg->stripe.k && add_stripe(o, &seg->stripe) < 0)) {
 		json_object_put(o);
 		return NULL;
 	}
@@ -526,7 +601,9 @@ int layout_segment_decode(const char *text, size_t len, struct layout_segment *s
 	    get_int(o, "length", 0, INT64_MAX, &length) == 0 &&
 	    get_int(o, "epoch", 1, INT64_MAX, &seg->epoch) == 0 &&
 	    get_ids(o, "holders", false, seg->holders, &seg->nholders) == 0 &&
-	    get_ids(o, "copying", true, seg->copying, &seg->ncopying) == 0)
+	    get_ids(o, "copying", true, seg->copying, &seg->ncopying) == 0 &&
+	    get_stripe(o, &seg->stripe) == 0 &&
+	    (!seg->stripe.k || st == LAYOUT_SEG_SEALED)) /* only a sealed segment is encoded */
 		r = 0;
 	json_object_put(o);
 	if (r < 0) {

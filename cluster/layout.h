@@ -152,6 +152,15 @@ struct layout_segid {
 enum layout_segment_state { LAYOUT_SEG_OPEN, LAYOUT_SEG_SEALED };
 
 /* A segment record (segments/NAME/ID). */
+/* A sealed segment encoded K+M (docs/erasure-coding.md): fragment i (0..k-1 data,
+ * k..k+m-1 parity) is held by node frags[i] and its fragment CRC32C is crcs[i] (the
+ * image header's frag_crc). k == 0: no stripe. */
+struct layout_stripe {
+	unsigned k, m;
+	char frags[LAYOUT_EC_N_MAX][LAYOUT_ID_MAX + 1];
+	uint32_t crcs[LAYOUT_EC_N_MAX];
+};
+
 struct layout_segment {
 	struct layout_segid id;
 	enum layout_segment_state state;
@@ -164,6 +173,10 @@ struct layout_segment {
 	 * Encoded only when not empty ("copying": [...]). */
 	unsigned ncopying;
 	char copying[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
+	/* sealed only: its stripe, once every fragment is durable ("stripe": {"k", "m",
+	 * "frags": [[node, crc], ...]}); encoded only when k > 0. Not written by anything
+	 * yet: encoding on seal is not built. */
+	struct layout_stripe stripe;
 };
 char *layout_segment_encode(const struct layout_segment *seg);
 /* Does seg name node id among its holders? (copying is not counted) */

@@ -755,6 +755,7 @@ static int released(struct release_job *rj)
 		eng_layer_discard(eng, v);
 		eng_volume_remove(eng, v);
 	}
+	seg_remote_forget(eng, rj->uid); /* its copies are the new owner's segments */
 	for (size_t k = 0; k < n && r == 0; k++)
 		r = eng_held_keep(eng, rj->uid, eng->slots[hr[k].slot].sno, &hr[k]);
 	free(hr);

@@ -184,10 +184,11 @@ static struct ckpt_job *capture_begin(struct engine *eng, bool families)
 		goto err;
 	job->started_us = log_clock_us();
 	job->seq = eng_stable_seq(eng);
-	job->free_slots = malloc(eng->sb.segment_count * sizeof(*job->free_slots));
+	job->free_slots = malloc(eng->slot_cap * sizeof(*job->free_slots));
 	if (!job->free_slots)
 		goto err;
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+	/* remote entries too (segment_remote.c): an empty one's copies go */
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
 		const struct slot *s = &eng->slots[i];
 
 		/* last_seq <= seq: replay from this checkpoint never needs its batches */

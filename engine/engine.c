@@ -276,7 +276,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 			 eng->sb.segment_count);
 	eng->gc_reserve = opts->gc_reserve_segments ? opts->gc_reserve_segments
 						    : ENG_GC_RESERVE_DEFAULT;
-	eng->slots = calloc(eng->sb.segment_count, sizeof(*eng->slots));
+	eng->slots = seg_slots_alloc(eng);
 	eng->gc_buf = seg_buf_alloc(eng->sb.segment_size);
 	if (!eng->slots || !eng->gc_buf) {
 		r = -ENOMEM;
@@ -395,7 +395,7 @@ int engine_catalog_scan(const char *store_path,
 	eng->blocks_per_seg = eng->sb.segment_size / QUILL_BLOCK_SIZE;
 	seg_local_layout(eng->segs, eng->sb.data_offset, eng->sb.segment_size,
 			 eng->sb.segment_count);
-	eng->slots = calloc(eng->sb.segment_count, sizeof(*eng->slots));
+	eng->slots = seg_slots_alloc(eng);
 	eng->gc_buf = seg_buf_alloc(eng->sb.segment_size);
 	r = eng->slots && eng->gc_buf ? eng_catalog_layer_add(eng) : -ENOMEM;
 	if (r == 0)

@@ -634,6 +634,15 @@ int engine_family_release(struct engine *eng, uint64_t uid, const uint32_t *keep
 int engine_family_clones(struct engine *eng, uint64_t uid, char *buf, size_t len);
 /* The family uid of a volume (0 and *uid, or -ENOENT). */
 int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid);
+/* The sealed segment (uid, sno) of this node's own log gives up its local copy: its
+ * reads go to its copies elsewhere (the mirror's read) from now on, and its store slot
+ * is freed by the next checkpoint (engine/remote.c). For a segment whose every copy
+ * elsewhere is whole and sealed: the caller (replication/) knows, the engine does not.
+ * Engine thread, not from inside an engine callback. 0; -ENOENT (no such segment
+ * here); -EOPNOTSUPP (its family has no copies elsewhere to read); -EBUSY (not sealed
+ * and settled yet, a checkpoint or the cleaner or a job on it: try later); -ENOSPC
+ * (no remote entry free); -ENOMEM (the segment stays local, in part). */
+int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno);
 /* Does this engine run family uid (it has layers of it), rather than hold copies of it
  * for another owner? A node that lost a family runs it until its release is done. */
 bool engine_family_here(const struct engine *eng, uint64_t uid);

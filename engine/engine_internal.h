@@ -232,7 +232,9 @@ struct engine {
 	bool sb_copy_stale;     /* the copy is not the bytes of block 0: rewrite it */
 	uint32_t sb_old_version; /* a place holds a superblock of this older format: refused */
 	uint32_t blocks_per_seg;
-	struct slot *slots;
+	struct slot *slots;     /* the store's segment_count slots, then the remote entries
+				   (slot_cap in all: seg_drop_local) */
+	uint32_t slot_cap;
 	uint32_t nfree;
 	uint32_t gc_reserve;
 	uint64_t next_seq;
@@ -574,7 +576,8 @@ uint32_t eng_read_spans(struct read_block *b, uint32_t n);
 
 /* repair.c: read-around and repair of a block whose local copy failed */
 /* The block `block` of slot (of volume vol's read req, its lba; the map says crc)
- * could not be read here: `why` is -EILSEQ (its checksum failed) or the read's error.
+ * could not be read here: `why` is -EILSEQ (its checksum failed), the read's error, or
+ * -EREMOTE (a remote entry: no local copy, nothing to write back).
  * If the slot's family has copies elsewhere (the mirror's read), the block is fetched
  * from one into dst (req keeps a reference until then, with the error if none is
  * good) and written back over the bad local copy: true. false when there is no copy
@@ -582,6 +585,13 @@ uint32_t eng_read_spans(struct read_block *b, uint32_t n);
 bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine_volume *vol,
 		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
 		      int why);
+
+/* remote.c: reads of remote entries (segment_remote.c) */
+/* Reads blocks b[0..n) (one remote entry) of vol's read req (its block 0 at lba) into
+ * dst from the copies elsewhere, each a reference of req: 0, or -EIO when no copy can
+ * be asked (the blocks already asked still answer into req). */
+int eng_remote_read(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
+		    const struct read_block *b, uint32_t n);
 
 /* layer.c */
 /* What a read of lba gives: true with *loc for data, false for zeros. */

@@ -101,7 +101,7 @@ void eng_map_ref(void *arg, const struct map_loc *loc, int delta)
 {
 	struct engine *eng = arg;
 
-	if (loc->slot < eng->sb.segment_count) {
+	if (loc->slot < eng->slot_cap) { /* a store slot or a remote entry */
 		eng->slots[loc->slot].live += (uint32_t)delta;
 		if (delta < 0)
 			eng->slots[loc->slot].dead += (uint32_t)-delta;
@@ -785,12 +785,15 @@ static int read_span(struct engine_volume *vol, struct ioreq *req, uint64_t lba,
 		     const struct read_block *b, uint32_t n)
 {
 	struct engine *eng = vol->eng;
-	struct read_part *p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
+	struct read_part *p;
 	struct iovec iov[READ_MAX_SPAN]; /* each covers one block of the span at least */
 	uint8_t *scratch = NULL;
 	struct iovec one;
 	int r, niov;
 
+	if (seg_is_remote(eng, b[0].slot)) /* no local copy (segment_remote.c) */
+		return eng_remote_read(vol, req, lba, dst, b, n);
+	p = malloc(sizeof(*p) + n * sizeof(p->want[0]));
 	if (!p)
 		return -ENOMEM;
 	*p = (struct read_part){ .eng = eng, .req = req, .vol = vol, .lba = lba, .dst = dst,

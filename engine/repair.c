@@ -53,7 +53,8 @@ struct repair {
 
 static const char *failure_text(int why)
 {
-	return why == -EILSEQ ? "checksum mismatch" : err_str(-why);
+	return why == -EILSEQ ? "checksum mismatch" : why == -EREMOTE ? "no local copy"
+									  : err_str(-why);
 }
 
 static void repair_end(struct repair *rp)
@@ -124,7 +125,8 @@ static bool slot_writable(const struct repair *rp)
 	for (size_t i = 0; i < rp->eng->ndeferred_free; i++)
 		if (rp->eng->deferred_free[i] == rp->slot)
 			return false;
-	return s->state != SLOT_FREE && !s->freeing && s->generation == rp->generation;
+	return s->state != SLOT_FREE && !s->freeing && !s->remote &&
+	       s->generation == rp->generation;
 }
 
 static void repair_write(struct repair *rp)
@@ -182,17 +184,21 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 			       .crc = crc, .why = why };
 	snprintf(rp->vol, sizeof(rp->vol), "%s", vol->rec.name);
 	rp->buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
-	r = rp->buf ? eng->mirror->read(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf,
-					crc, repair_fetched, rp)
-		    : -ENOMEM;
+	r = !rp->buf ? -ENOMEM
+	    : why == -EREMOTE && eng->mirror->read_remote
+		? eng->mirror->read_remote(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf,
+					   crc, repair_fetched, rp)
+		: eng->mirror->read(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf, crc,
+				    repair_fetched, rp);
 	if (r < 0) {
 		seg_buf_free(rp->buf);
 		free(rp);
 		return false;
 	}
-	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
-			"local copy failed (%s): reading it from a copy elsewhere", rp->vol, lba,
-			slot, block, failure_text(why));
+	if (why != -EREMOTE) /* a remote entry's read is its ordinary read */
+		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block "
+				"%u): local copy failed (%s): reading it from a copy elsewhere",
+				rp->vol, lba, slot, block, failure_text(why));
 	s->readers++;
 	req->pending++;
 	rp->next = eng->repairs;

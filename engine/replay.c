@@ -434,8 +434,10 @@ int eng_replay(struct engine *eng, uint64_t ckpt_seq)
 	log_msg(LOG_INFO, ENG_LOG, "scanning the log: %u segments, checkpoint %llu",
 		eng->sb.segment_count, (unsigned long long)ckpt_seq);
 	r = seg_table_load(eng);
-	if (r == 0)
+	if (r == 0) {
+		seg_remote_restore(eng);
 		r = seg_list_sync(eng, scan_slot, &rp);
+	}
 	if (r == 0)
 		log_msg(LOG_INFO, ENG_LOG, "start-up read the logs of %u segments; %u settled "
 			"ones came from the checkpoint's segment table", rp.walked, rp.settled);

@@ -55,10 +55,13 @@ int engine_segment_own_each(const struct engine *eng, uint64_t uid,
 {
 	int r = 0;
 
-	for (uint32_t i = 0; i < eng->segs->count && r == 0; i++) {
+	/* remote entries too: segments of the log whose copies are elsewhere only; a
+	 * dropped slot is the same segment as its entry */
+	for (uint32_t i = 0; i < eng->slot_cap && r == 0; i++) {
 		const struct slot *s = &eng->slots[i];
 
-		if (s->state != SLOT_FREE && !s->held && !s->freeing && s->family_uid == uid)
+		if (s->state != SLOT_FREE && !s->held && !s->freeing && !s->dropped &&
+		    s->family_uid == uid)
 			r = fn(arg, s->sno, s->state == SLOT_SEALED ? (int)s->used : -EBUSY);
 	}
 	return r;

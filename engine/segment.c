@@ -114,10 +114,12 @@ void seg_family_layer_removed(struct engine *eng, uint64_t uid)
 	f->nlayers--;
 }
 
-/* Is slot s a slot of its family's own log (in use, not another node's copy)? */
+/* Is slot s a slot of its family's own log (in use, not another node's copy)? A
+ * remote entry is (its segment is the family's, elsewhere); the store slot it was
+ * dropped from is not any more (the same segment, counted once). */
 static bool slot_is_own_log(const struct slot *s)
 {
-	return s->state != SLOT_FREE && !s->held && s->family_uid;
+	return s->state != SLOT_FREE && !s->held && !s->dropped && s->family_uid;
 }
 
 /* s's family's count of own-log slots moves by delta if s is one (the entry is made
@@ -154,7 +156,7 @@ int seg_families_check(const struct engine *eng)
 		}
 		for (size_t i = 0; i < eng->nvols; i++)
 			layers += eng->vols[i]->rec.uid == f->uid;
-		for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		for (uint32_t i = 0; i < eng->slot_cap; i++)
 			log += slot_is_own_log(&eng->slots[i]) &&
 			       eng->slots[i].family_uid == f->uid;
 		if (layers != f->nlayers || log != f->nlog) {
@@ -315,7 +317,7 @@ static int64_t slot_take(struct engine *eng, enum slot_user who)
 
 	if (eng->nfree <= keep)
 		return -ENOSPC;
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
 		struct slot *s = &eng->slots[i];
 
 		if (s->state != SLOT_FREE || s->readers || s->freeing)
@@ -394,6 +396,10 @@ void seg_release(struct engine *eng, uint32_t slot)
 
 	if (s->state == SLOT_FREE)
 		return; /* noted twice (deferred, then again by a later checkpoint) */
+	if (s->remote && !s->readers) { /* no local slot: nothing counts it free */
+		seg_slot_set(eng, slot, &(struct slot){ .state = SLOT_FREE });
+		return;
+	}
 	if (s->readers) {
 		uint32_t *v = realloc(eng->deferred_free,
 				      (eng->ndeferred_free + 1) * sizeof(*v));
@@ -580,6 +586,8 @@ int seg_write(struct engine *eng, uint32_t slot, uint32_t block, const struct io
 int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
 	     int iovcnt, seg_cb cb, void *arg)
 {
+	if (slot < eng->slot_cap && eng->slots[slot].remote)
+		return -EREMOTE; /* no local copy: the caller reads the copies (seg_is_remote) */
 	return eng->segs->ops->readv(eng->segs, slot, block, iov, iovcnt, cb, arg);
 }
 
@@ -588,7 +596,7 @@ int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iov
  * elsewhere too whenever its family is mirrored now. A held slot is another node's. */
 static bool delete_is_mirrored(struct engine *eng, const struct slot *s)
 {
-	if (!eng->mirror || s->held)
+	if (!eng->mirror || s->held || s->dropped)
 		return false;
 	return s->mirrored || eng->mirror->wants(eng->mirror_ctx, s->family_uid);
 }
@@ -598,6 +606,8 @@ int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *ar
 	struct iovec iov = { buf, QUILL_BLOCK_SIZE };
 	int r;
 
+	if (eng->slots[slot].remote)
+		return seg_remote_delete(eng, slot, cb, arg);
 	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
 	r = eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
 	if (r == 0 && delete_is_mirrored(eng, &eng->slots[slot])) {
@@ -769,7 +779,8 @@ static struct slot_record settled_record(const struct engine *eng, uint32_t i, u
 	const struct slot *s = &eng->slots[i];
 
 	if (s->state != SLOT_SEALED || s->used == 0 || s->pending || s->broken || s->freeing ||
-	    s->records || s->last_seq > seq || s->held) /* "H" records are held copies' */
+	    s->records || s->last_seq > seq || s->held || /* "H" records are held copies' */
+	    s->dropped) /* its record is its remote entry's (same key: deleted first) */
 		return (struct slot_record){ 0 };
 	/* carried trims (the cleaner put what still counts in a TOMB block elsewhere, durable
 	 * before this record commits: the checkpoint syncs the store first) pin nothing:
@@ -783,7 +794,7 @@ static struct slot_record settled_record(const struct engine *eng, uint32_t i, u
 static int table_alloc(struct engine *eng)
 {
 	if (!eng->seg_table)
-		eng->seg_table = calloc(eng->sb.segment_count ? eng->sb.segment_count : 1,
+		eng->seg_table = calloc(eng->slot_cap ? eng->slot_cap : 1,
 					sizeof(*eng->seg_table));
 	return eng->seg_table ? 0 : -ENOMEM;
 }
@@ -867,7 +878,9 @@ int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq)
 		return r;
 	if (unsure)
 		delete_prefix(mb, 'T');
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+	/* the store's slots first: a dropped slot's delete goes before its remote entry's
+	 * put of the same key */
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
 		struct slot_record now = settled_record(eng, i, seq);
 		struct slot_record *was = &eng->seg_table[i];
 
@@ -900,7 +913,7 @@ static int load_slot_record(struct engine *eng, const void *key, size_t klen,
 
 	if (ondisk_slot_record_decode(val, vlen, &rec) < 0 ||
 	    ondisk_slot_key_decode(key, klen, &rec.family_uid, &rec.sno) < 0 ||
-	    rec.slot >= eng->sb.segment_count)
+	    rec.slot >= eng->slot_cap)
 		return 0;
 	if (eng->seg_table[rec.slot].used)
 		eng->seg_table_unsure = true; /* the next checkpoint drops the other one */

@@ -83,6 +83,11 @@ struct slot {
 	bool held;          /* a copy of another node's segment (engine/held.c): volume_id
 			       0, never cleaned, freed by a checkpoint, prezeroed or
 			       reused until the holder drops it (seg_release) */
+	bool remote;        /* a remote entry (index >= the store's slot count): a sealed
+			       segment of this node's log with no local copy; its reads go
+			       to the copies elsewhere (seg_drop_local) */
+	bool dropped;       /* its segment moved to a remote entry: freeing this slot frees
+			       the local copy only, never the copies elsewhere */
 };
 
 /* A family (the layers sharing a uid): the next number its segments take, and what
@@ -94,7 +99,8 @@ struct seg_family {
 	uint32_t next_sno; /* numbers below it may have been given out: never again */
 	uint32_t saved_sno; /* what its "F" record in the metadata says (0: none) */
 	uint32_t nlayers;  /* its layers in eng->vols (seg_family_layer_added/_removed) */
-	uint32_t nlog;     /* slots of its own log in use (not held copies): kept by
+	uint32_t nlog;     /* slots of its own log in use (not held copies; remote entries
+			      included, not the slots they were dropped from): kept by
 			      seg_slot_set, through which every slot changes */
 };
 
@@ -164,6 +170,10 @@ struct seg_mirror_ops {
 	 * is its to log. */
 	int (*read)(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
 		    uint32_t crc, seg_cb cb, void *arg);
+	/* read_remote (optional, NULL: read serves): the same for a block of a segment with
+	 * no local copy (segment_remote.c), whose reads all come here: not a failure */
+	int (*read_remote)(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+			   uint32_t crc, seg_cb cb, void *arg);
 };
 /* Sets (ops NULL: clears) the mirror; the engine's thread, with no segment I/O of a
  * mirrored family in flight. ops and ctx outlive the engine or the next call. Once
@@ -190,7 +200,8 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who);
  * volume and generation and seq, the first batch's sequence number. */
 int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uint32_t nblocks,
 	       uint64_t seq, seg_cb cb, void *arg);
-/* read: blocks starting at `block` of slot's segment into iov. */
+/* read: blocks starting at `block` of slot's segment into iov. -EREMOTE for a remote
+ * entry (seg_is_remote): the caller reads the copies. */
 int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
 	     int iovcnt, seg_cb cb, void *arg);
 /* hold: a free slot (leaving gc_reserve slots to the cleaner, as a write does) for a
@@ -219,6 +230,29 @@ int seg_flush(struct engine *eng, seg_cb cb, void *arg);
  * for copies held for other nodes (engine_held_flush), whose owner asks for them
  * while its own flush may be waiting on this node's. */
 int seg_flush_local(struct engine *eng, seg_cb cb, void *arg);
+
+/* ---- remote entries (segment_remote.c): sealed segments with no local copy ---- */
+
+/* The slot table: the store's segment_count slots, then as many remote entries
+ * (eng->slot_cap set); NULL without memory. */
+struct slot *seg_slots_alloc(struct engine *eng);
+/* Is slot a remote entry (its reads go to the copies elsewhere)? */
+bool seg_is_remote(const struct engine *eng, uint32_t slot);
+/* drop_local: the sealed segment in store slot `slot` (settled: nothing in flight in
+ * it, no LAYER entry) gets a remote entry *remote with its id and accounting, live 0;
+ * the store slot is marked dropped (its freeing frees the local copy only). The caller
+ * moves every map entry from slot to *remote. -EBUSY (not such a segment now),
+ * -ENOSPC (no remote entry free). */
+int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote);
+/* seg_delete of a remote entry: the mirror deletes the copies; cb runs from a later
+ * poll (the async contract above). */
+int seg_remote_delete(struct engine *eng, uint32_t slot, seg_cb cb, void *arg);
+/* Family uid went to another owner (a release): its remote entries are forgotten, its
+ * copies left alone (they are the new owner's segments now). */
+void seg_remote_forget(struct engine *eng, uint64_t uid);
+/* Start-up, after the segment table is loaded and the maps counted: the remote
+ * entries the table records. */
+void seg_remote_restore(struct engine *eng);
 
 /* Start-up and tools only (block the thread): */
 int seg_read_sync(struct engine *eng, uint32_t slot, uint32_t block, void *buf,

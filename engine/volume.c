@@ -434,13 +434,13 @@ static void layer_slots_freed(void *job, int res)
 
 static void free_layer_slots(struct engine *eng, uint64_t id)
 {
-	struct ckpt_free *gone = malloc(eng->sb.segment_count * sizeof(*gone));
+	struct ckpt_free *gone = malloc(eng->slot_cap * sizeof(*gone));
 	struct eng_job *job = eng_job_running(eng);
 	size_t n = 0;
 
 	if (!gone)
 		return;
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+	for (uint32_t i = 0; i < eng->slot_cap; i++) /* remote entries too: their copies go */
 		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == id)
 			gone[n++] = (struct ckpt_free){ i, eng->slots[i].generation };
 	if (job)
@@ -719,8 +719,9 @@ static void volume_fill_info(struct engine *eng, struct engine_volume *vol,
 		p = p->parent;
 	if (p)
 		eng_layer_spec(eng, p, out->parent, sizeof(out->parent));
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].volume_id == vol->rec.volume_id)
+	for (uint32_t i = 0; i < eng->slot_cap; i++) /* remote entries too */
+		if (eng->slots[i].state != SLOT_FREE && !eng->slots[i].dropped &&
+		    eng->slots[i].volume_id == vol->rec.volume_id)
 			out->segments++;
 }
 

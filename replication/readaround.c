@@ -35,6 +35,7 @@ struct readaround {
 	unsigned nholders, asked; /* holders, and how many were asked */
 	bool live;           /* holders from this process's replica set, not etcd */
 	bool in_etcd;        /* creq is etcd's */
+	bool quiet;          /* a remote segment's read: a first-try success is no news */
 	int res;             /* the answer if no copy is good: -EILSEQ once one was bad */
 	char tried[320];     /* "node1: its copy fails the checksum; node2: not connected" */
 	struct cluster_vol_req creq;
@@ -66,7 +67,7 @@ static void ra_finish(struct readaround *ra, int res, const char *from)
 	if (res < 0 && res != -ESHUTDOWN)
 		log_msg(LOG_ERROR, LOG_TAG, "volume %s: no copy elsewhere is good (%s)", id,
 			ra->tried[0] ? ra->tried : "no holder but this node");
-	else if (res == 0)
+	else if (res == 0 && (!ra->quiet || ra->tried[0]))
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: read from the copy on node %s%s%s%s", id,
 			from, ra->tried[0] ? " (also tried: " : "", ra->tried,
 			ra->tried[0] ? ")" : "");
@@ -225,8 +226,8 @@ static bool live_holders(struct readaround *ra)
 	return false;
 }
 
-int readaround_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
-		    uint32_t crc, seg_cb cb, void *arg)
+static int ra_new(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+		  uint32_t crc, seg_cb cb, void *arg, bool quiet)
 {
 	struct replicas *rs = ctx;
 	const struct family *f = NULL;
@@ -242,7 +243,7 @@ int readaround_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void 
 		return -ENOMEM;
 	*ra = (struct readaround){ .rs = rs, .uid = uid, .sno = sno, .block = block, .crc = crc,
 				   .epoch = f->epoch, .buf = buf, .cb = cb, .arg = arg,
-				   .res = -EIO };
+				   .res = -EIO, .quiet = quiet };
 	snprintf(ra->name, sizeof(ra->name), "%s", f->name);
 	ra->live = live_holders(ra);
 	if (loop_timer_add(rs->loop, 0, ra_start, ra, &ra->start) < 0) {
@@ -252,6 +253,18 @@ int readaround_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void 
 	ra->next = rs->readarounds;
 	rs->readarounds = ra;
 	return 0;
+}
+
+int readaround_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+		    uint32_t crc, seg_cb cb, void *arg)
+{
+	return ra_new(ctx, uid, sno, block, buf, crc, cb, arg, false);
+}
+
+int readaround_read_remote(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+			   uint32_t crc, seg_cb cb, void *arg)
+{
+	return ra_new(ctx, uid, sno, block, buf, crc, cb, arg, true);
 }
 
 void readaround_cancel_all(struct replicas *rs)

@@ -26,6 +26,10 @@ struct replicas;
  * family of this node's; -ENOMEM. */
 int readaround_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
 		    uint32_t crc, seg_cb cb, void *arg);
+/* seg_mirror_ops.read_remote: the same for a segment with no local copy, whose reads
+ * are its ordinary reads: a block read from the first holder asked is not logged. */
+int readaround_read_remote(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+			   uint32_t crc, seg_cb cb, void *arg);
 /* replica_destroy, once the connections are closed: every read still waiting ends
  * -ESHUTDOWN now (one waiting for etcd is freed when etcd answers). */
 void readaround_cancel_all(struct replicas *rs);

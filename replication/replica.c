@@ -34,6 +34,7 @@
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/baseread.h"
+#include "replication/dropown.h"
 #include "replication/readaround.h"
 #include "replication/reconcile.h"
 #include "replication/replica_internal.h"
@@ -955,6 +956,8 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 	s->seal_owed[i] = s->seal_owed[s->nseal_todo];
 	if (s->nseal_todo == 0)
 		s->backoff_ms = 0;
+	if (s->nseal_todo == 0 && s->rs->drop_own && s->nholders && s->state == RS_SEALED)
+		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder has it whole */
 }
 
 static void seal_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
@@ -1479,6 +1482,7 @@ static const struct seg_mirror_ops mirror_ops = {
 	.sealed = mirror_sealed,
 	.deleted = mirror_deleted,
 	.read = readaround_read,
+	.read_remote = readaround_read_remote,
 };
 
 static const struct engine_base_ops base_ops = { .read = baseread_read };
@@ -1562,6 +1566,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->seg_blocks = engine_segment_blocks(opts->eng);
 	rs->test_crash_after = opts->test_crash_after_open;
 	rs->test_crash_seal = opts->test_crash_after_seal;
+	rs->drop_own = opts->drop_own;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)
 		goto err_free_rs;
 	if (replica_probes_init(rs) < 0)
@@ -1621,6 +1626,7 @@ void replica_destroy(struct replicas *rs)
 	}
 	for (size_t i = 0; i < rs->nfams; i++)
 		free(rs->fams[i]);
+	dropown_destroy(rs);
 	loop_task_destroy(rs->kick);
 	free(rs->flushes);
 	free(rs->fams);

@@ -69,6 +69,10 @@ struct replica_opts {
 	 * of this process landed, raise SIGKILL before any SEG_SEAL goes to its holders,
 	 * so that a record says sealed while every copy is still open. 0: off */
 	unsigned test_crash_after_seal;
+	/* tests only (quilld: QUILL_TEST_DROP_OWN=1): the owner's own copy of a sealed
+	 * segment goes once every holder sealed its copy, its reads go to the holders
+	 * (dropown.h): issue 13's segment without a local slot, before encoding exists */
+	bool drop_own;
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */

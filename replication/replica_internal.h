@@ -181,6 +181,8 @@ struct replicas {
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
+	bool drop_own;                  /* replica_opts.drop_own */
+	struct dropown *dropown;        /* dropown.c: own copies waiting to go */
 	unsigned test_seals;            /* sealed records written, for it */
 };
 

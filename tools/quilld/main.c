@@ -525,6 +525,7 @@ static int start_replicas(struct node *n)
 		ro.test_crash_after_open = (unsigned)strtoul(crash, NULL, 10);
 	if (crash_seal)
 		ro.test_crash_after_seal = (unsigned)strtoul(crash_seal, NULL, 10);
+	ro.drop_own = getenv("QUILL_TEST_DROP_OWN") && strcmp(getenv("QUILL_TEST_DROP_OWN"), "1") == 0;
 	r = replica_create(&ro, &n->replicas);
 	if (r < 0)
 		return r;

@@ -3,6 +3,7 @@
  * ones refused, version compatibility. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cluster/layout.h"
@@ -378,6 +379,65 @@ Test(layout, segment_records_round_trip)
 	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), -EPROTO);
 	text = "{\"holders\":[],\"state\":\"half\",\"length\":0,\"epoch\":1}";
 	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), -EPROTO);
+}
+
+/* An encoded segment's record: its stripe round-trips, the replicas' holders emptied
+ * (docs/erasure-coding.md: one write adds the stripe and empties the holders). */
+Test(layout, a_stripe_round_trips_in_a_sealed_record)
+{
+	struct layout_segment s = { .state = LAYOUT_SEG_SEALED, .length = 3u << 20, .epoch = 7,
+				    .stripe = { .k = 2, .m = 1,
+						.crcs = { 0, 0xffffffffu, 0x12345678u } } },
+			      back;
+	char *text;
+
+	strcpy(s.stripe.frags[0], "n0");
+	strcpy(s.stripe.frags[1], "n1");
+	strcpy(s.stripe.frags[2], "n3");
+	text = layout_segment_encode(&s);
+	cr_assert_not_null(text);
+	cr_assert_not_null(strstr(text, "\"stripe\":{\"k\":2,\"m\":1,\"frags\":[[\"n0\",0],"
+					"[\"n1\",4294967295],[\"n3\",305419896]]}"), "%s", text);
+	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), 0, "%s", text);
+	cr_assert_eq(memcmp(&s, &back, sizeof(s)), 0);
+	free(text);
+}
+
+Test(layout, a_stripe_that_does_not_hold_is_refused)
+{
+	static const char *const bad[] = {
+		/* k out of bounds, m out of bounds, k+m past 20 */
+		"\"stripe\":{\"k\":0,\"m\":1,\"frags\":[[\"n0\",1]]}",
+		"\"stripe\":{\"k\":1,\"m\":5,\"frags\":[]}",
+		"\"stripe\":{\"k\":16,\"m\":4,\"frags\":[]}",
+		/* not k+m fragments */
+		"\"stripe\":{\"k\":2,\"m\":1,\"frags\":[[\"n0\",1],[\"n1\",2]]}",
+		/* a node id that is none, a CRC out of 32 bits, a fragment not a pair */
+		"\"stripe\":{\"k\":1,\"m\":1,\"frags\":[[\"n/0\",1],[\"n1\",2]]}",
+		"\"stripe\":{\"k\":1,\"m\":1,\"frags\":[[\"n0\",-1],[\"n1\",2]]}",
+		"\"stripe\":{\"k\":1,\"m\":1,\"frags\":[[\"n0\",4294967296],[\"n1\",2]]}",
+		"\"stripe\":{\"k\":1,\"m\":1,\"frags\":[[\"n0\"],[\"n1\",2]]}",
+		"\"stripe\":{\"k\":1,\"m\":1,\"frags\":[\"n0\",\"n1\"]}",
+		"\"stripe\":[1,1]",
+	};
+	struct layout_segment back;
+	char text[512];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "{\"holders\":[],\"state\":\"sealed\",\"length\":4096,"
+			 "\"epoch\":1,%s}", bad[i]);
+		cr_assert_eq(layout_segment_decode(text, strlen(text), &back), -EPROTO, "%s", text);
+	}
+	/* only a sealed segment is encoded */
+	snprintf(text, sizeof(text), "{\"holders\":[],\"state\":\"open\",\"length\":0,"
+		 "\"epoch\":1,\"stripe\":{\"k\":1,\"m\":1,\"frags\":[[\"n0\",1],[\"n1\",2]]}}");
+	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), -EPROTO, "%s", text);
+	snprintf(text, sizeof(text), "{\"holders\":[],\"state\":\"sealed\",\"length\":4096,"
+		 "\"epoch\":1,\"stripe\":{\"k\":1,\"m\":1,\"frags\":[[\"n0\",1],[\"n1\",2]]}}");
+	cr_assert_eq(layout_segment_decode(text, strlen(text), &back), 0, "%s", text);
+	cr_assert_eq(back.stripe.k, 1);
+	cr_assert_str_eq(back.stripe.frags[1], "n1");
+	cr_assert_eq(back.stripe.crcs[1], 2);
 }
 
 Test(layout, segment_keys_sort_by_family_then_number)

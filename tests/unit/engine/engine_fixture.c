@@ -270,3 +270,37 @@ void in_child(int (*fn)(void))
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: status %d", status);
 }
 
+
+void mirror_nop_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
+{
+	(void)ctx;
+	(void)slot;
+	(void)uid;
+	(void)sno;
+	(void)epoch;
+}
+
+void mirror_nop_sealed(void *ctx, uint32_t slot, uint32_t length)
+{
+	(void)ctx;
+	(void)slot;
+	(void)length;
+}
+
+int mirror_local_flush(void *ctx, seg_cb cb, void *arg)
+{
+	(void)ctx;
+	return eng->segs->ops->flush(eng->segs, cb, arg);
+}
+
+int mirror_local_append(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
+			int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg)
+{
+	(void)slot;
+	(void)block;
+	(void)iov;
+	(void)iovcnt;
+	(void)nblocks;
+	(void)fua;
+	return mirror_local_flush(ctx, cb, arg);
+}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "engine/engine.h"
+#include "engine/segment.h"
 #include "engine/ondisk.h"
 
 
@@ -60,6 +61,15 @@ void fill(void *buf, uint64_t lba, uint32_t n, uint32_t tag);
 void write_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag);
 void expect_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag);
 void in_child(int (*fn)(void));
+
+/* Hooks of a test's fake segment mirror (segment.h's seg_mirror_ops) that do nothing
+ * but what the contract needs: opened/sealed ignore, flush and append answer when the
+ * local store's flush does (nothing elsewhere to make durable). ctx is unused. */
+void mirror_nop_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch);
+void mirror_nop_sealed(void *ctx, uint32_t slot, uint32_t length);
+int mirror_local_flush(void *ctx, seg_cb cb, void *arg);
+int mirror_local_append(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
+			int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg);
 
 /* In a child: no Criterion assertions, just a status. */
 #define CHILD_CHECK(x) \

@@ -37,28 +37,12 @@ static bool fake_wants(void *ctx, uint64_t uid)
 	return fk.wants && uid == fk.family;
 }
 
-static void fake_opened(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno, uint64_t epoch)
-{
-	(void)ctx;
-	(void)slot;
-	(void)uid;
-	(void)sno;
-	(void)epoch;
-}
-
 static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 {
 	(void)ctx;
 	(void)slot;
 	(void)uid;
 	(void)sno;
-}
-
-/* Nothing to make durable: answers when the local store's own flush does. */
-static int fake_flush(void *ctx, seg_cb cb, void *arg)
-{
-	(void)ctx;
-	return eng->segs->ops->flush(eng->segs, cb, arg);
 }
 
 static int fake_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
@@ -78,8 +62,8 @@ static int fake_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void
 }
 
 static const struct seg_mirror_ops fake_ops = {
-	.wants = fake_wants, .opened = fake_opened, .flush = fake_flush, .read = fake_read,
-	.deleted = fake_deleted,
+	.wants = fake_wants, .opened = mirror_nop_opened, .flush = mirror_local_flush,
+	.read = fake_read, .deleted = fake_deleted,
 };
 
 static struct engine_volume *vol;
@@ -248,7 +232,7 @@ Test(repair, a_family_the_mirror_does_not_want_keeps_the_local_answer)
 Test(repair, a_mirror_without_read_keeps_the_local_answer)
 {
 	static const struct seg_mirror_ops no_read = {
-		.wants = fake_wants, .opened = fake_opened, .flush = fake_flush,
+		.wants = fake_wants, .opened = mirror_nop_opened, .flush = mirror_local_flush,
 		.deleted = fake_deleted,
 	};
 	uint8_t *buf = seg_buf_alloc(4 * BLK);

@@ -1,0 +1,137 @@
+/* engine/remote.c — the engine's side of sealed segments with no local copy.
+ *
+ * engine_segment_drop_local: a sealed, settled segment of this node's log gives up
+ * its store slot. The segment layer makes it a remote entry (segment_remote.c); here
+ * every map entry that names the store slot is pointed at the entry instead (same
+ * block, same CRC), so the store slot's live count drops to zero and the next
+ * checkpoint — which writes those map chunks and the entry's "T" record in one batch
+ * — frees it once that is durable. Until then a crash leaves the old checkpoint, whose
+ * maps name the store slot and its data, which is still there.
+ *
+ * Reads of a remote entry (io.c read_span → eng_remote_read) take each block from a
+ * copy elsewhere through the mirror's read, checked against the map's CRC on arrival
+ * (repair.c's fetch, with no write-back: there is no local copy to mend).
+ *
+ * Not here yet (docs/erasure-coding.md): the cleaner never picks a remote entry (its
+ * blocks are freed by overwrites and deletes, and the entry with its copies once it is
+ * empty); a map rebuilt from the log alone (--rebuild-meta) does not know remote
+ * entries; the walk of the maps is one pass over every layer's map on the loop thread.
+ *
+ * Threading: the engine's thread.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "common/log.h"
+#include "engine/engine_internal.h"
+#include "engine/map.h"
+
+struct repoint {
+	uint32_t from;
+	uint64_t *lbas;
+	size_t n, cap;
+};
+
+static int note_lba(void *arg, uint64_t lba, const struct map_loc *loc)
+{
+	struct repoint *rp = arg;
+
+	if (loc->slot != rp->from)
+		return 0;
+	if (rp->n == rp->cap) {
+		size_t cap = rp->cap ? rp->cap * 2 : 256;
+		uint64_t *v = realloc(rp->lbas, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		rp->lbas = v;
+		rp->cap = cap;
+	}
+	rp->lbas[rp->n++] = lba;
+	return 0;
+}
+
+/* Points vol's entries in slot `from` at slot `to`. */
+static int repoint_layer(struct engine_volume *vol, uint32_t from, uint32_t to)
+{
+	struct repoint rp = { .from = from };
+	int r = map_for_each(vol->map, note_lba, &rp);
+
+	for (size_t i = 0; r == 0 && i < rp.n; i++) {
+		struct map_loc loc;
+
+		if (!map_get(vol->map, rp.lbas[i], &loc) || loc.slot != from)
+			continue;
+		loc.slot = to;
+		r = map_set(vol->map, rp.lbas[i], &loc);
+	}
+	free(rp.lbas);
+	return r;
+}
+
+/* The store slot holding this node's own segment (uid, sno), or -ENOENT. */
+static int64_t own_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+		const struct slot *s = &eng->slots[i];
+
+		if (s->state != SLOT_FREE && !s->held && !s->dropped && s->family_uid == uid &&
+		    s->sno == sno)
+			return i;
+	}
+	return -ENOENT;
+}
+
+/* May the segment in slot i leave now? Nothing may hold (slot, block) pairs of it
+ * across the map's change but reads (which finish on the store slot: it is freed
+ * only when they are done). */
+static int drop_allowed(const struct engine *eng, uint32_t i, uint64_t uid)
+{
+	if (!eng->mirror || !eng->mirror->read || !eng->mirror->wants(eng->mirror_ctx, uid))
+		return -EOPNOTSUPP; /* no copies elsewhere to read from */
+	if (eng->ckpt_capturing || (eng->gc_busy && eng->gc_victim == i))
+		return -EBUSY; /* a checkpoint taking its chunks, or the cleaner on it */
+	for (size_t v = 0; v < eng->nvols; v++)
+		if (eng->vols[v]->rec.uid == uid && eng->vols[v]->job)
+			return -EBUSY; /* a snapshot, flatten or merge of the family */
+	return 0;
+}
+
+int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno)
+{
+	int64_t i = own_slot(eng, uid, sno);
+	uint32_t to;
+	int r;
+
+	if (i < 0)
+		return (int)i;
+	r = drop_allowed(eng, (uint32_t)i, uid);
+	if (r == 0)
+		r = seg_drop_local(eng, (uint32_t)i, &to);
+	if (r < 0)
+		return r;
+	/* every layer, not only the family's: a merge may have left a clone's map naming
+	 * another family's segment (docs/engine.md, "Next: cluster-wide segment ids") */
+	for (size_t v = 0; v < eng->nvols && r == 0; v++)
+		r = repoint_layer(eng->vols[v], (uint32_t)i, to);
+	if (r < 0) /* the entries moved read the copies, the others the slot: both hold */
+		log_msg(LOG_ERROR, ENG_LOG, "segment %016" PRIx64 ".%08" PRIx32 ": dropping its "
+			"local copy stopped half way (out of memory): it stays", uid, sno);
+	else
+		log_msg(LOG_INFO, ENG_LOG, "segment %016" PRIx64 ".%08" PRIx32 ": local copy "
+			"(slot %" PRId64 ") dropped, read from its copies elsewhere", uid, sno, i);
+	eng->ckpt_wanted = true; /* the store slot is free once a checkpoint lands */
+	return r;
+}
+
+int eng_remote_read(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
+		    const struct read_block *b, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!eng_repair_start(vol->eng, req, vol, lba + b[i].idx, b[i].slot, b[i].block,
+				      b[i].crc, dst + (size_t)b[i].idx * QUILL_BLOCK_SIZE,
+				      -EREMOTE))
+			return -EIO; /* no mirror now: the copies cannot be read */
+	return 0;
+}

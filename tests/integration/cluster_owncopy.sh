@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# tests/integration/cluster_owncopy.sh — a sealed segment without the owner's local
+# copy (issue 13, the step before encoding; docs/erasure-coding.md "The owner's own
+# copy"), on a real etcd with three real quilld nodes and 1 MiB segments:
+#   - with QUILL_TEST_DROP_OWN=1 the owner of a --replicas 3 volume drops its own copy
+#     of each sealed segment once both holders sealed theirs (engine/remote.c,
+#     replication/dropown.c)
+#   - fio (nbd, verify=crc32c) writes 24 MiB through the owner and verifies it
+#   - the owner's store holds fewer of the volume's segments than the records name
+#     sealed (its dropped slots were freed by its checkpoints), the holders still
+#     hold every recorded segment
+#   - every block reads back and verifies through the owner (fio verify_only): the
+#     blocks of dropped segments come from the holders
+#   - kill -9 of a holder (node2): everything still verifies (read from node1)
+#   - node2 restarts: everything verifies again
+#   - the owner restarts: its dropped segments are still read from the holders
+source "$(dirname "$0")/clients_lib.sh"
+
+it_init cluster_owncopy
+quilld_only "segments without the owner's copy"
+source "$(dirname "$0")/cluster_lib.sh"
+fio_peer_init
+
+VOL=oc
+SEG=1048576
+STORE=160M
+export QUILL_TEST_DROP_OWN=1
+start_three_peer_nodes
+
+# slots.py: the USED segments of family FAM in a store (docs/format.md's layout)
+cat >"$WORK/slots.py" <<'PY'
+import struct, sys
+DATA = 1 << 20
+path, seg = sys.argv[1], int(sys.argv[2])
+n_used = 0
+with open(path, "rb") as f:
+    f.seek(0, 2)
+    n = (f.tell() - DATA) // seg
+    fams = {}
+    for i in range(n):
+        f.seek(DATA + i * seg)
+        h = f.read(80)
+        magic, version, state = struct.unpack_from("<QII", h, 0)
+        fam, sno = struct.unpack_from("<QI", h, 56)
+        if state == 1:
+            fams.setdefault(fam, set()).add(sno)
+print(max(len(v) for v in fams.values()) if fams else 0)
+PY
+
+qexpect 0 0 volume create "$VOL" 48M --replicas 3
+URI=$(node_uri 0 "$VOL")
+fio_verify_job "$WORK/w.fio" "$URI" 24M 0
+sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32/' "$WORK/w.fio"
+fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
+	fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
+grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+log "fio wrote and verified 24 MiB"
+
+dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
+wait_for 30 "the owner dropped no copy: $(grep -i 'dropp\|keeps its copy' "$WORK/node0.log" | tail -5)" \
+	bash -c "[ \$(grep -c 'local copy (slot [0-9]*) dropped' '$WORK/node0.log') -ge 8 ]"
+qexpect 0 0 --json volume segment "$VOL" list
+SEALED=$(python3 -c '
+import json, sys
+print(sum(1 for x in json.loads(sys.argv[1])["segments"] if x["state"] == "sealed"))' "$OUT")
+# the dropped slots go at the owner's next checkpoint (5 s)
+owner_used() { python3 "$WORK/slots.py" "$WORK/node0/store.img" "$SEG"; }
+few_here() { [ "$(owner_used)" -le $((SEALED - 8)) ]; }
+[ -f "$WORK/node0/store.img" ] || fail "no store at $WORK/node0/store.img: $(ls "$WORK/node0")"
+wait_for 30 "the owner's store still holds $(owner_used) of the $SEALED sealed segments" few_here
+H1=$(python3 "$WORK/slots.py" "$WORK/node1/store.img" "$SEG")
+[ "$H1" -ge "$SEALED" ] || fail "node1 holds $H1 segments of $SEALED sealed"
+log "$(dropped) own copies dropped: the owner's store holds $(owner_used) segments, node1 $H1, $SEALED sealed in the records"
+
+# verify_all LABEL: fio reads every block through the owner and checks it
+verify_all()
+{
+	sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
+	fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
+		fail "$1: fio verify: $(tail -20 "$WORK/fio-v-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
+	grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-v-$1.log")"
+	grep -q "verify.*fail\|bad magic\|crc32c: verify failed" "$WORK/fio-v-$1.log" &&
+		fail "$1: fio verify failed: $(cat "$WORK/fio-v-$1.log")"
+	log "$1: every block verifies through the owner ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-v-$1.log"), printed, not asserted)"
+}
+verify_all healthy
+
+kill -9 "${NODE_PID[2]}"
+wait "${NODE_PID[2]}" 2>/dev/null || true
+verify_all "node2 killed"
+
+start_peer_node 2
+verify_all "node2 back"
+
+kill -TERM "${NODE_PID[0]}"
+wait "${NODE_PID[0]}" 2>/dev/null || true
+start_peer_node 0
+wait_for 30 "node0 does not see 3 nodes up" \
+	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+[ "$(owner_used)" -le $((SEALED - 8)) ] || fail "the owner's restart brought back $(owner_used) segments"
+verify_all "owner restarted"
+
+it_pass

@@ -1,0 +1,294 @@
+/* tests/unit/engine/test_segment_remote.c — a sealed segment without a local slot
+ * (engine/remote.c, engine/segment_remote.c): once the owner drops its local copy,
+ * the maps name a remote entry, reads go to the copies elsewhere (the mirror's read)
+ * and verify, the store slot is freed by the next checkpoint without touching the
+ * copies, and a restart finds the entry again from the checkpoint.
+ *
+ * The mirror is a holder in memory: it keeps the bytes of the dropped segment, read
+ * from the store slot before the drop, and answers each read from them, from the
+ * loop (never inside the engine's call), as replication/readaround.c does.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "engine/engine_internal.h"
+#include "engine/segment.h"
+
+#include "engine_fixture.h"
+
+static void fini(void);
+TestSuite(segment_remote, .init = setup, .fini = fini);
+
+#define MAX_ASKED 64u
+
+struct asked {
+	uint32_t block, crc;
+	void *buf;
+	seg_cb cb;
+	void *arg;
+};
+
+struct holder {
+	uint64_t family, uid;
+	uint32_t sno;
+	uint8_t *copy;       /* the segment as the holders have it */
+	unsigned reads, deletes;
+	uint64_t deleted_uid;
+	uint32_t deleted_sno;
+	struct asked q[MAX_ASKED];
+	unsigned nq;
+};
+
+static struct holder hd;
+
+static bool fake_wants(void *ctx, uint64_t uid)
+{
+	(void)ctx;
+	return hd.family && uid == hd.family;
+}
+
+static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
+{
+	(void)ctx;
+	(void)slot;
+	hd.deletes++;
+	hd.deleted_uid = uid;
+	hd.deleted_sno = sno;
+}
+
+static int fake_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
+		     uint32_t crc, seg_cb cb, void *arg)
+{
+	(void)ctx;
+	if (uid != hd.uid || sno != hd.sno || !hd.copy)
+		return -ENOENT;
+	cr_assert_lt(hd.nq, MAX_ASKED);
+	hd.q[hd.nq++] = (struct asked){ block, crc, buf, cb, arg };
+	hd.reads++;
+	return 0;
+}
+
+/* New segments of the family are copied too: the holder takes the appends and keeps
+ * only the dropped segment's bytes, which is all it is asked for. */
+static const struct seg_mirror_ops fake_ops = {
+	.wants = fake_wants, .opened = mirror_nop_opened, .append = mirror_local_append,
+	.flush = mirror_local_flush, .sealed = mirror_nop_sealed, .deleted = fake_deleted,
+	.read = fake_read,
+};
+
+/* The holder answers what it was asked, as a holder does: the block if it has the
+ * CRC the reader expects, -EILSEQ otherwise. */
+static void holder_answer(void)
+{
+	while (hd.nq) {
+		struct asked a = hd.q[--hd.nq];
+		const uint8_t *b = hd.copy + (size_t)a.block * BLK;
+
+		memcpy(a.buf, b, BLK);
+		a.cb(a.arg, crc32c(b, BLK) == a.crc ? 0 : -EILSEQ);
+	}
+}
+
+static int hread(struct engine_volume *vol, uint64_t lba, uint32_t n, void *buf)
+{
+	struct done d = { 0 };
+	int r = engine_read(vol, lba, n, buf, on_done, &d);
+
+	if (r < 0)
+		return r;
+	while (!d.done) {
+		holder_answer();
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	return d.res;
+}
+
+static void hexpect(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)
+{
+	uint8_t *buf = seg_buf_alloc((size_t)n * BLK), *want = seg_buf_alloc((size_t)n * BLK);
+
+	cr_assert_eq(hread(vol, lba, n, buf), 0);
+	fill(want, lba, n, tag);
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(memcmp(buf + (size_t)i * BLK, want + (size_t)i * BLK, BLK), 0,
+			     "lba %llu", (unsigned long long)(lba + i));
+	seg_buf_free(buf);
+	seg_buf_free(want);
+}
+
+static void checkpoint(void)
+{
+	struct done d = { 0 };
+
+	cr_assert_eq(engine_checkpoint_async(eng, on_done, &d), 0);
+	while (!d.done) {
+		holder_answer();
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	cr_assert_eq(d.res, 0);
+}
+
+static void fini(void)
+{
+	if (eng)
+		seg_mirror_set(eng, NULL, NULL);
+	free(hd.copy);
+	memset(&hd, 0, sizeof(hd));
+	teardown();
+}
+
+static struct engine_volume *vol;
+static uint32_t dropped_slot; /* the store slot the segment was in */
+static uint32_t in_segment;   /* how many of lba 0.. the dropped segment holds */
+
+/* A volume's first 64 blocks written (tag 1), so that its first segments are sealed;
+ * the first sealed one whose blocks the map names is dropped (its bytes kept by the
+ * holder first). */
+static void prepare(void)
+{
+	struct map_loc loc;
+	int r = -ENOENT;
+
+	open_engine();
+	seg_mirror_set(eng, &fake_ops, NULL);
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 64, 1);
+	cr_assert_eq(eflush(), 0);
+	cr_assert(eng_resolve(vol, 0, &loc));
+	dropped_slot = loc.slot;
+	cr_assert_eq(eng->slots[loc.slot].state, SLOT_SEALED, "lba 0's segment is sealed");
+	for (in_segment = 0; in_segment < 64; in_segment++)
+		if (!eng_resolve(vol, in_segment, &loc) || loc.slot != dropped_slot)
+			break;
+	cr_assert_gt(in_segment, 0);
+	hd.family = hd.uid = eng->slots[dropped_slot].family_uid;
+	hd.sno = eng->slots[dropped_slot].sno;
+	hd.copy = seg_buf_alloc(SEG_SIZE);
+	cr_assert_eq(seg_read_sync(eng, dropped_slot, 0, hd.copy, SEG_BLOCKS), 0);
+	for (int tries = 0; tries < 100 && r == -EBUSY ? true : tries == 0; tries++) {
+		r = engine_segment_drop_local(eng, hd.uid, hd.sno);
+		if (r == -EBUSY)
+			cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	cr_assert_eq(r, 0, "drop: %d", r);
+}
+
+Test(segment_remote, reads_go_to_the_copies_once_the_local_copy_is_dropped)
+{
+	struct map_loc loc;
+
+	prepare();
+	cr_assert(eng_resolve(vol, 0, &loc));
+	cr_assert_geq(loc.slot, eng->sb.segment_count, "the map names a remote entry");
+	cr_assert(seg_is_remote(eng, loc.slot));
+	cr_assert_eq(eng->slots[loc.slot].live, in_segment);
+	cr_assert_eq(eng->slots[dropped_slot].live, 0, "nothing reads the store slot now");
+	hexpect(vol, 0, 64, 1);
+	cr_assert_eq(hd.reads, in_segment, "one read of a copy per block of the segment");
+	cr_assert_eq(stats().blocks_repaired, 0, "nothing is written back");
+}
+
+Test(segment_remote, a_checkpoint_frees_the_store_slot_and_leaves_the_copies)
+{
+	uint32_t free_before;
+
+	prepare();
+	free_before = eng->nfree;
+	checkpoint();
+	cr_assert_eq(eng->slots[dropped_slot].state, SLOT_FREE);
+	cr_assert_eq(eng->nfree, free_before + 1);
+	cr_assert_eq(hd.deletes, 0, "the copies are the segment now: not deleted");
+	/* the store slot takes new data; the old blocks still read from the copies */
+	write_tagged(vol, 64, 96, 2);
+	cr_assert_eq(eflush(), 0);
+	hexpect(vol, 0, 64, 1);
+	hexpect(vol, 64, 96, 2);
+}
+
+Test(segment_remote, a_restart_reads_the_copies_again)
+{
+	prepare();
+	checkpoint();
+	seg_mirror_set(eng, NULL, NULL);
+	reopen_engine();
+	seg_mirror_set(eng, &fake_ops, NULL);
+	vol = open_vol("v");
+	hd.reads = 0;
+	hexpect(vol, 0, 64, 1);
+	cr_assert_eq(hd.reads, in_segment, "the remote entry came back from the checkpoint");
+}
+
+Test(segment_remote, an_overwritten_remote_segment_is_deleted_with_its_copies)
+{
+	prepare();
+	checkpoint();
+	write_tagged(vol, 0, in_segment, 3); /* nothing of it is live any more */
+	cr_assert_eq(eflush(), 0);
+	checkpoint();
+	checkpoint(); /* the first may have begun before the writes retired */
+	cr_assert_eq(hd.deletes, 1, "the empty remote segment's copies go");
+	cr_assert_eq(hd.deleted_uid, hd.uid);
+	cr_assert_eq(hd.deleted_sno, hd.sno);
+	hd.reads = 0;
+	hexpect(vol, 0, in_segment, 3);
+	cr_assert_eq(hd.reads, 0);
+}
+
+Test(segment_remote, without_copies_to_read_nothing_is_dropped)
+{
+	struct map_loc loc;
+
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	write_tagged(vol, 0, 64, 1);
+	cr_assert_eq(eflush(), 0);
+	cr_assert(eng_resolve(vol, 0, &loc));
+	cr_assert_eq(engine_segment_drop_local(eng, eng->slots[loc.slot].family_uid,
+					       eng->slots[loc.slot].sno),
+		     -EOPNOTSUPP);
+	expect_tagged(vol, 0, 64, 1);
+}
+
+/* The child: a segment dropped, then killed before any checkpoint (no engine_close). */
+static int drop_and_crash(void)
+{
+	struct map_loc loc;
+	int r = -EBUSY;
+
+	CHILD_CHECK(try_open(true) == 0);
+	seg_mirror_set(eng, &fake_ops, NULL);
+	CHILD_CHECK(engine_volume_create(eng, "v", VOL_SIZE) == 0);
+	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
+	write_tagged(vol, 0, 64, 1);
+	CHILD_CHECK(eflush() == 0);
+	CHILD_CHECK(eng_resolve(vol, 0, &loc));
+	hd.family = eng->slots[loc.slot].family_uid;
+	for (int tries = 0; tries < 100 && r == -EBUSY; tries++) {
+		r = engine_segment_drop_local(eng, hd.family, eng->slots[loc.slot].sno);
+		if (r == -EBUSY)
+			CHILD_CHECK(engine_poll(eng, 10) >= 0);
+	}
+	CHILD_CHECK(r == 0);
+	CHILD_CHECK(eng_resolve(vol, 0, &loc) && seg_is_remote(eng, loc.slot));
+	write_tagged(vol, 64, 96, 2); /* the log goes on: new segments take free slots */
+	CHILD_CHECK(eflush() == 0);
+	return 0;
+}
+
+/* A crash between the drop and the checkpoint that records it: the last checkpoint's
+ * maps (none here: the log replayed) name the store slot, which still holds the
+ * segment: it is not freed before then, and no copy is needed. */
+Test(segment_remote, a_crash_before_the_checkpoint_keeps_the_local_copy)
+{
+	struct map_loc loc;
+
+	in_child(drop_and_crash);
+	open_engine(); /* no mirror: nothing could be read elsewhere */
+	vol = open_vol("v");
+	cr_assert(eng_resolve(vol, 0, &loc));
+	cr_assert_lt(loc.slot, eng->sb.segment_count, "the map names the store slot again");
+	expect_tagged(vol, 0, 64, 1);
+	expect_tagged(vol, 64, 96, 2);
+}
