@@ -322,8 +322,7 @@ static int64_t slot_take(struct engine *eng, enum slot_user who)
 
 		if (s->state != SLOT_FREE || s->readers || s->freeing)
 			continue;
-		/* dead_known: every block it will hold is counted from here */
-		seg_slot_set(eng, i, &(struct slot){ .state = SLOT_OPEN, .dead_known = true });
+		seg_slot_set(eng, i, &(struct slot){ .state = SLOT_OPEN });
 		eng->nfree--;
 		eng->gc_no_room = false;
 		return i;
@@ -344,8 +343,9 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who)
 	i = slot_take(eng, who);
 	if (i < 0)
 		return (int)i;
-	/* its first batch takes next_seq or a later one */
-	seg_slot_set(eng, (uint32_t)i, &(struct slot){ .state = SLOT_OPEN,
+	/* its first batch takes next_seq or a later one; dead_known: every block it will
+	 * hold is counted from here (the cleaner's reclaims()) */
+	seg_slot_set(eng, (uint32_t)i, &(struct slot){ .state = SLOT_OPEN, .dead_known = true,
 						       .volume_id = vol->rec.volume_id,
 						       .family_uid = f->uid, .sno = f->next_sno++,
 						       .generation = eng->next_gen++,
