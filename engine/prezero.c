@@ -17,7 +17,8 @@
  * seg_open() does not hand the slot out under it.
  *
  * Bandwidth. One chunk in flight at a time. While the clients are quiet (none of
- * their I/O in flight for PZ_QUIET_MS) chunks of PZ_CHUNK go back to back; while
+ * their requests in flight, started or ended for PZ_QUIET_MS, and no other store I/O
+ * in flight: eng_clients_quiet()) chunks of PZ_CHUNK go back to back; while
  * they are busy, a chunk of PZ_BUSY_CHUNK at most every PZ_BUSY_GAP_MS (64 MiB/s: more
  * than a QD1 writer consumes, a few % of a disk's sequential bandwidth).
  * None when free slots are scarce (the cleaner's time).
@@ -135,7 +136,8 @@ void eng_prezero_maybe(struct engine *eng)
 		eng->pz_busy_ms = now;
 	if (eng->pz_inflight || eng->nfree <= eng->gc_reserve + 2)
 		return;
-	busy = now - eng->pz_busy_ms < PZ_QUIET_MS;
+	/* a client's request in flight for long is a slow disk, not a quiet one */
+	busy = now - eng->pz_busy_ms < PZ_QUIET_MS || !eng_clients_quiet(eng, now, PZ_QUIET_MS);
 	if (busy && now < eng->pz_next_ms)
 		return;
 	r = next_chunk(eng, busy ? PZ_BUSY_CHUNK : PZ_CHUNK, &off, &len);
