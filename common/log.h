@@ -18,6 +18,9 @@ enum log_level log_get_level(void);
 /* Microseconds on the monotonic clock: for debug lines that time an event (a slow
  * store request, a checkpoint's steps), so that stalls can be matched to causes. */
 uint64_t log_clock_us(void);
+/* The calling thread's CPU time in microseconds: set against log_clock_us(), whether a
+ * slow step worked or waited (a system call that blocked, or the CPU taken away). */
+uint64_t log_thread_cpu_us(void);
 
 void log_msg(enum log_level level, const char *component, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -1028,10 +1028,12 @@ bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 #define TIMED(what, stmt)                                                              \
 	do {                                                                           \
 		uint64_t t0_ = trace ? log_clock_us() : 0;                             \
+		uint64_t c0_ = trace ? log_thread_cpu_us() : 0;                        \
 		stmt;                                                                  \
 		if (trace && log_clock_us() - t0_ >= ENG_TRACE_SLOW_US)                \
-			log_msg(LOG_DEBUG, ENG_LOG, "%s held the loop %.1f ms", what,  \
-				(double)(log_clock_us() - t0_) / 1000.0);              \
+			log_msg(LOG_DEBUG, ENG_LOG, "%s held the loop %.1f ms (%.1f ms "  \
+				"of CPU)", what, (double)(log_clock_us() - t0_) / 1000.0,  \
+				(double)(log_thread_cpu_us() - c0_) / 1000.0);             \
 	} while (0)
 
 static int poll_begin(struct engine *eng)
