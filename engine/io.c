@@ -1028,13 +1028,27 @@ bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 #define TIMED(what, stmt)                                                              \
 	do {                                                                           \
 		uint64_t t0_ = trace ? log_clock_us() : 0;                             \
-		uint64_t c0_ = trace ? log_thread_cpu_us() : 0;                        \
+		struct log_usage u0_ = { 0 };                                          \
+		if (trace)                                                             \
+			log_thread_usage(&u0_);                                        \
 		stmt;                                                                  \
 		if (trace && log_clock_us() - t0_ >= ENG_TRACE_SLOW_US)                \
-			log_msg(LOG_DEBUG, ENG_LOG, "%s held the loop %.1f ms (%.1f ms "  \
-				"of CPU)", what, (double)(log_clock_us() - t0_) / 1000.0,  \
-				(double)(log_thread_cpu_us() - c0_) / 1000.0);             \
+			trace_slow(what, t0_, &u0_);                                   \
 	} while (0)
+
+/* A background step held the loop: how long, and whether it worked, blocked in the
+ * kernel or lost the CPU (the same figures for the thread since t0). */
+static void trace_slow(const char *what, uint64_t t0, const struct log_usage *u0)
+{
+	struct log_usage u;
+
+	log_thread_usage(&u);
+	log_msg(LOG_DEBUG, ENG_LOG, "%s held the loop %.1f ms: %.1f ms of CPU, %llu sleeps in "
+		"the kernel, %llu preemptions", what, (double)(log_clock_us() - t0) / 1000.0,
+		(double)(u.cpu_us - u0->cpu_us) / 1000.0,
+		(unsigned long long)(u.waits - u0->waits),
+		(unsigned long long)(u.preempted - u0->preempted));
+}
 
 static int poll_begin(struct engine *eng)
 {
