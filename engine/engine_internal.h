@@ -351,6 +351,13 @@ struct engine {
 	bool pz_inflight;
 	bool pz_waiting;      /* the lead is reached: the next slot waits for the log */
 	bool pz_done;         /* off, nothing left, or an error */
+	struct pz_hole {      /* the unwritten range the cursor is in, as last asked */
+		bool valid;
+		uint32_t slot;
+		uint64_t generation; /* of the slot then: the same free slot since */
+		uint64_t end;        /* store offset where it ends (within the slot) */
+	} pz_hole;
+	uint64_t pz_queries;  /* of the file system (lseek pairs on the loop thread) */
 	struct ioreq gc_req;
 	unsigned gc_want_free;
 
