@@ -25,6 +25,14 @@ struct eng_frags;
  * below that: about 90% of its blocks hold live data. */
 #define ENG_GC_MAX_LIVE_PCT 90u
 #define ENG_GC_CKPT_MIN_MS 200u /* between checkpoints the automatic cleaner asks for */
+/* The cleaner appends a victim's live blocks this many per poll, and only while its
+ * volume has fewer than ENG_GC_MAX_INFLIGHT batches on their way (a slice may spill
+ * into one more): the rest of the pipeline stays the clients' (gc.c, "Slices"). */
+#define ENG_GC_SLICE_BLOCKS 64u
+#define ENG_GC_MAX_INFLIGHT 2u
+struct engine;
+/* Is the cleaner's next slice of moves due now (else a batch's completion wakes it)? */
+bool eng_gc_slice_due(const struct engine *eng);
 /* Map chunks a checkpoint takes per poll (~5 us each: a RocksDB batch entry of up to
  * 64 map entries): the whole of a 1 GiB volume written at random held the loop 20 ms */
 #define ENG_CKPT_SLICE_CHUNKS 128u
@@ -335,6 +343,8 @@ struct engine {
 	uint8_t *gc_buf;
 	struct gc_move *gc_moves; /* gc.c: the victim's live blocks, sorted before moving */
 	uint32_t gc_nmoves;
+	uint32_t gc_next_move;    /* the first of gc_moves not yet appended */
+	bool gc_moving;           /* gc_moves are being appended, a slice per poll */
 	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
 	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
 	uint64_t client_reqs;     /* reads, writes, trims and zeroes asked for by clients */

@@ -1157,7 +1157,7 @@ int engine_timeout_ms(const struct engine *eng)
 	int64_t sync = eng->flush_inflight ? -1 : sync_due_ms(eng);
 
 	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || eng->ckpt_capturing ||
-	    sync == 0)
+	    sync == 0 || eng_gc_slice_due(eng))
 		return 0;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *vol = eng->vols[i];
