@@ -254,7 +254,8 @@ static int append_slice(struct engine *eng, struct engine_volume *vol)
 static void move_slice(struct engine *eng)
 {
 	struct engine_volume *vol = eng_volume_by_id(eng, eng->slots[eng->gc_victim].volume_id);
-	int r = 1;
+	int r = -ENOENT; /* gone meanwhile (a job waits for the cleaner): its TOMB block
+			    unwritten, the slot is not marked carried */
 
 	if (vol && vol->ninflight >= ENG_GC_MAX_INFLIGHT)
 		return; /* its batches' completion rings the event fd */
