@@ -20,7 +20,10 @@
  * that volume waited behind ~2.7 MiB of the cleaner's writes (a QD1 write's worst
  * case, the tail of a QD32 job). So the moves go in slices of ENG_GC_SLICE_BLOCKS, one
  * per poll, and only while the volume has fewer than ENG_GC_MAX_INFLIGHT batches in
- * flight: client writes share the batches and keep the rest of the pipeline. Each move
+ * flight: client writes share the batches and keep the rest of the pipeline. When
+ * space is short (writes parked, free slots down to the reserve + 2) the rest goes at
+ * once, as before: client writes between slices took the slots the moves needed, and
+ * the cleaner stalled with writes failing -ENOSPC (test_gc_engine). Each move
  * is checked again when its slice is appended (still live, no write or trim of it
  * pending), so a MOVE still always applies. gc_busy stays set until the last one
  * retired: a job waiting for a quiet volume waits for all of them (job.c).
@@ -224,9 +227,9 @@ static int gc_move_cmp(const void *a, const void *b)
 /* Appends the next slice of the live blocks visit_live() found, in LBA order (see the
  * top): 0 while more remain, 1 once all are appended (the TOMB block too), or -errno.
  * A block written, trimmed or moved since it was found is left where it is. */
-static int append_slice(struct engine *eng, struct engine_volume *vol)
+static int append_slice(struct engine *eng, struct engine_volume *vol, bool all)
 {
-	uint32_t end = eng->gc_next_move + ENG_GC_SLICE_BLOCKS;
+	uint32_t end = all ? eng->gc_nmoves : eng->gc_next_move + ENG_GC_SLICE_BLOCKS;
 	int r;
 
 	if (end > eng->gc_nmoves)
@@ -257,10 +260,14 @@ static void move_slice(struct engine *eng)
 	int r = -ENOENT; /* gone meanwhile (a job waits for the cleaner): its TOMB block
 			    unwritten, the slot is not marked carried */
 
-	if (vol && vol->ninflight >= ENG_GC_MAX_INFLIGHT)
+	/* space short: the rest at once, before client writes take the slots the moves
+	 * need (they wait for space anyway) */
+	bool short_of_space = eng->parked.head || eng->nfree <= eng->gc_reserve + 2;
+
+	if (vol && vol->ninflight >= ENG_GC_MAX_INFLIGHT && !short_of_space)
 		return; /* its batches' completion rings the event fd */
 	if (vol)
-		r = append_slice(eng, vol);
+		r = append_slice(eng, vol, short_of_space);
 	if (r == 0)
 		return;
 	eng->gc_moving = false;
