@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -141,6 +142,21 @@ uint64_t log_clock_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void log_thread_usage(struct log_usage *u)
+{
+	struct timespec ts;
+	struct rusage ru;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	u->cpu_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+		u->waits = (uint64_t)ru.ru_nvcsw;
+		u->preempted = (uint64_t)ru.ru_nivcsw;
+	} else {
+		u->waits = u->preempted = 0;
+	}
 }
 
 static long monotonic_seconds(void)

@@ -18,6 +18,15 @@ enum log_level log_get_level(void);
 /* Microseconds on the monotonic clock: for debug lines that time an event (a slow
  * store request, a checkpoint's steps), so that stalls can be matched to causes. */
 uint64_t log_clock_us(void);
+/* The calling thread's CPU time, and how often it slept in the kernel (a system call
+ * that blocked) or lost the CPU to another thread: set against log_clock_us(), whether
+ * a slow step worked, blocked, or waited for a CPU (a loaded machine). */
+struct log_usage {
+	uint64_t cpu_us;
+	uint64_t waits;     /* voluntary context switches */
+	uint64_t preempted; /* involuntary ones */
+};
+void log_thread_usage(struct log_usage *u);
 
 void log_msg(enum log_level level, const char *component, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -300,8 +300,7 @@ static uint32_t idle_window(const struct engine *eng)
 void eng_defrag_idle_init(struct engine *eng)
 {
 	eng->idle = (struct defrag_idle){ .quiet_ms = DEFRAG_IDLE_QUIET_MS,
-					  .seen_reqs = eng->client_reqs,
-					  .busy_ms = eng_now_ms() };
+					  .seen_reqs = eng->client_reqs };
 	if (!eng->opts.idle_defrag || idle_window(eng) < DEFRAG_MIN_BLOCKS)
 		return; /* (slots too small for a window worth it: tests' stores) */
 	eng->idle.buf = seg_buf_alloc((size_t)DEFRAG_IDLE_READS * DEFRAG_IDLE_WINDOW *
@@ -330,11 +329,13 @@ static bool pass_ending(const struct engine *eng)
 }
 
 /* 0: the idle defragmenter may work now; else ms until it may (INT_MAX: until an
- * event). Client requests it has not noticed yet count as just now. */
+ * event). Client requests it has not noticed yet count as just now. Quiet means no
+ * client request in flight either: a write the disk holds for 100 ms is not an idle
+ * node, and two windows' reads queued then would hold the next request behind them. */
 static int idle_wait_ms(const struct engine *eng, uint64_t now)
 {
 	const struct defrag_idle *d = &eng->idle;
-	uint64_t quiet_end = d->busy_ms + d->quiet_ms;
+	uint32_t quiet_in;
 
 	if (!d->buf || eng->closing || d->reading == DEFRAG_IDLE_READS)
 		return INT_MAX; /* a read's completion rings the event fd */
@@ -346,7 +347,8 @@ static int idle_wait_ms(const struct engine *eng, uint64_t now)
 	    eng->nfree <= eng_gc_low_water(eng) ||
 	    eng->defrag_inflight > DEFRAG_IDLE_READS * idle_window(eng) || pass_ending(eng))
 		return INT_MAX; /* a request, a checkpoint or a retired batch comes first */
-	return quiet_end > now ? (int)(quiet_end - now) : 0;
+	quiet_in = eng_clients_quiet_in(eng, now, d->quiet_ms);
+	return quiet_in == UINT32_MAX ? INT_MAX : (int)quiet_in;
 }
 
 int eng_defrag_idle_timeout(const struct engine *eng)
@@ -475,7 +477,6 @@ void eng_defrag_idle_maybe(struct engine *eng)
 	now = eng_now_ms();
 	if (eng->client_reqs != d->seen_reqs) {
 		d->seen_reqs = eng->client_reqs;
-		d->busy_ms = now;
 		d->clean = false;
 		d->found = true; /* the pass under way may have passed what they changed */
 		return;

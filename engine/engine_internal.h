@@ -25,6 +25,14 @@ struct eng_frags;
  * below that: about 90% of its blocks hold live data. */
 #define ENG_GC_MAX_LIVE_PCT 90u
 #define ENG_GC_CKPT_MIN_MS 200u /* between checkpoints the automatic cleaner asks for */
+/* The cleaner appends a victim's live blocks this many per poll, and only while its
+ * volume has fewer than ENG_GC_MAX_INFLIGHT batches on their way (a slice may spill
+ * into one more): the rest of the pipeline stays the clients' (gc.c, "Slices"). */
+#define ENG_GC_SLICE_BLOCKS 64u
+#define ENG_GC_MAX_INFLIGHT 2u
+struct engine;
+/* Is the cleaner's next slice of moves due now (else a batch's completion wakes it)? */
+bool eng_gc_slice_due(const struct engine *eng);
 /* Map chunks a checkpoint takes per poll (~5 us each: a RocksDB batch entry of up to
  * 64 map entries): the whole of a 1 GiB volume written at random held the loop 20 ms */
 #define ENG_CKPT_SLICE_CHUNKS 128u
@@ -52,6 +60,8 @@ struct ioreq {
 					its windows are rewritten (defrag.c) */
 	bool seq_stream;             /* a client's read that continues a sequential
 					stream: its scattered windows are rewritten */
+	bool client;                 /* a client's read, write, trim or zero: counted in
+					engine.client_inflight until its callback ran */
 };
 
 /* A FIFO of requests, linked through ioreq.next. */
@@ -98,7 +108,6 @@ struct defrag_idle {
 	size_t vol_idx;        /* eng->vols[vol_idx]: the layer the scan is in */
 	uint64_t lba;          /* its next window */
 	uint64_t seen_reqs;    /* eng->client_reqs at the last look */
-	uint64_t busy_ms;      /* when client requests were last seen */
 	uint32_t quiet_ms;     /* no client request for this long: the node is idle */
 	uint8_t *buf;          /* the reads' buffers, one allocation (NULL: off) */
 	struct defrag_idle_read reads[DEFRAG_IDLE_READS];
@@ -342,20 +351,31 @@ struct engine {
 	uint8_t *gc_buf;
 	struct gc_move *gc_moves; /* gc.c: the victim's live blocks, sorted before moving */
 	uint32_t gc_nmoves;
+	uint32_t gc_next_move;    /* the first of gc_moves not yet appended */
+	bool gc_moving;           /* gc_moves are being appended, a slice per poll */
 	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
 	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
 	uint64_t client_reqs;     /* reads, writes, trims and zeroes asked for by clients */
+	uint32_t client_inflight; /* of them, not yet called back */
+	uint64_t client_last_ms;  /* when one last started or was called back */
 	struct defrag_idle idle;  /* defrag.c: the idle defragmenter */
 
 	/* prezero.c: zeros over unwritten free slots ahead of the log */
 	uint64_t pz_cursor;   /* store offset: the next chunk is looked for from here */
-	uint64_t pz_busy_ms;  /* client I/O was last seen in flight */
+	uint64_t pz_busy_ms;  /* store I/O other than ours was last seen in flight */
 	uint64_t pz_next_ms;  /* while busy, no chunk before this */
 	uint8_t *pz_zeros;
 	uint32_t pz_slot;     /* of the chunk in flight */
 	bool pz_inflight;
 	bool pz_waiting;      /* the lead is reached: the next slot waits for the log */
 	bool pz_done;         /* off, nothing left, or an error */
+	struct pz_hole {      /* the unwritten range the cursor is in, as last asked */
+		bool valid;
+		uint32_t slot;
+		uint64_t generation; /* of the slot then: the same free slot since */
+		uint64_t end;        /* store offset where it ends (within the slot) */
+	} pz_hole;
+	uint64_t pz_queries;  /* of the file system (lseek pairs on the loop thread) */
 	struct ioreq gc_req;
 	unsigned gc_want_free;
 
@@ -484,6 +504,13 @@ struct engine_volume *eng_volume_by_id(struct engine *eng, uint64_t id);
 struct engine_volume *eng_family_layer(const struct engine *eng, uint64_t uid);
 struct engine_volume *eng_volume_by_name(struct engine *eng, const char *name);
 uint64_t eng_now_ms(void);
+/* io.c: have clients had nothing in flight, and nothing started or ended, for quiet_ms?
+ * A request the disk holds for long is in flight: background work that waits for
+ * quiet clients must not take a stalled device for an idle node and add to its queue. */
+bool eng_clients_quiet(const struct engine *eng, uint64_t now_ms, uint32_t quiet_ms);
+/* ms until eng_clients_quiet() may hold: 0 if it does, UINT32_MAX while a request is
+ * in flight (its end wakes the loop) */
+uint32_t eng_clients_quiet_in(const struct engine *eng, uint64_t now_ms, uint32_t quiet_ms);
 /* Where a new store's layer ids and segment generations start: a random 62-bit base
  * of its own (from its uuid), so that a family adopted from another node's store
  * brings ids this one never handed out (docs/format.md, "Ids across the cluster").

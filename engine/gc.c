@@ -14,6 +14,19 @@
  * random writes leave a volume's neighbouring blocks scattered through its log, and
  * every relocation gathers those of the victim into ascending runs, which a
  * sequential read then takes with few I/Os (io.c joins neighbouring blocks).
+ *
+ * Slices. A victim may hold a thousand live blocks: appended at once they filled the
+ * volume's whole pipeline (four batches of 168 blocks), and every client write of
+ * that volume waited behind ~2.7 MiB of the cleaner's writes (a QD1 write's worst
+ * case, the tail of a QD32 job). So the moves go in slices of ENG_GC_SLICE_BLOCKS, one
+ * per poll, and only while the volume has fewer than ENG_GC_MAX_INFLIGHT batches in
+ * flight: client writes share the batches and keep the rest of the pipeline. When
+ * space is short (writes parked, free slots down to the reserve + 2) the rest goes at
+ * once, as before: client writes between slices took the slots the moves needed, and
+ * the cleaner stalled with writes failing -ENOSPC (test_gc_engine). Each move
+ * is checked again when its slice is appended (still live, no write or trim of it
+ * pending), so a MOVE still always applies. gc_busy stays set until the last one
+ * retired: a job waiting for a quiet volume waits for all of them (job.c).
  */
 #include <errno.h>
 #include <stddef.h>
@@ -237,23 +250,58 @@ static int gc_move_cmp(const void *a, const void *b)
 	return x->lba < y->lba ? -1 : x->lba > y->lba;
 }
 
-/* Appends the live blocks visit_live() found, in LBA order (see the top). */
-static int append_moves(struct engine *eng, struct engine_volume *vol)
+/* Appends the next slice of the live blocks visit_live() found, in LBA order (see the
+ * top): 0 while more remain, 1 once all are appended (the TOMB block too), or -errno.
+ * A block written, trimmed or moved since it was found is left where it is. */
+static int append_slice(struct engine *eng, struct engine_volume *vol, bool all)
 {
-	qsort(eng->gc_moves, eng->gc_nmoves, sizeof(eng->gc_moves[0]), gc_move_cmp);
-	for (uint32_t i = 0; i < eng->gc_nmoves; i++) {
-		const struct gc_move *m = &eng->gc_moves[i];
-		int r = eng_append_data(vol, m->lba, m->data, ONDISK_ENTRY_MOVE, eng->gc_victim,
-					m->block, m->crc, SLOT_FOR_GC, &eng->gc_req);
+	uint32_t end = all ? eng->gc_nmoves : eng->gc_next_move + ENG_GC_SLICE_BLOCKS;
+	int r;
 
+	if (end > eng->gc_nmoves)
+		end = eng->gc_nmoves;
+	for (; eng->gc_next_move < end; eng->gc_next_move++) {
+		const struct gc_move *m = &eng->gc_moves[eng->gc_next_move];
+		struct map_loc loc;
+
+		if (!block_live(vol, m->lba, eng->gc_victim, m->block, &loc) ||
+		    eng_lba_pending(vol, m->lba))
+			continue;
+		r = eng_append_data(vol, m->lba, m->data, ONDISK_ENTRY_MOVE, eng->gc_victim,
+				    m->block, m->crc, SLOT_FOR_GC, &eng->gc_req);
 		if (r < 0)
 			return r;
 	}
-	return eng_catalog_carry_end(vol);
+	if (eng->gc_next_move < eng->gc_nmoves)
+		return 0;
+	r = eng_catalog_carry_end(vol);
+	return r < 0 ? r : 1;
 }
 
-/* Finds the victim's live blocks (gc_moves) and carries its records, then moves the
- * blocks. */
+/* A slice of the moves, when the victim's volume has room in its pipeline; the
+ * cleaner's own reference on gc_req goes once all are appended (or one failed). */
+static void move_slice(struct engine *eng)
+{
+	struct engine_volume *vol = eng_volume_by_id(eng, eng->slots[eng->gc_victim].volume_id);
+	int r = -ENOENT; /* gone meanwhile (a job waits for the cleaner): its TOMB block
+			    unwritten, the slot is not marked carried */
+
+	/* space short: the rest at once, before client writes take the slots the moves
+	 * need (they wait for space anyway) */
+	bool short_of_space = eng->parked.head || eng->nfree <= eng->gc_reserve + 2;
+
+	if (vol && vol->ninflight >= ENG_GC_MAX_INFLIGHT && !short_of_space)
+		return; /* its batches' completion rings the event fd */
+	if (vol)
+		r = append_slice(eng, vol, short_of_space);
+	if (r == 0)
+		return;
+	eng->gc_moving = false;
+	eng_req_put(eng, &eng->gc_req, r < 0 ? r : 0);
+}
+
+/* Finds the victim's live blocks (gc_moves) and carries its records; the blocks are
+ * moved in slices (move_slice). */
 static int relocate(struct engine *eng, struct engine_volume *vol)
 {
 	int r;
@@ -264,12 +312,16 @@ static int relocate(struct engine *eng, struct engine_volume *vol)
 			return -ENOMEM;
 	}
 	eng->gc_nmoves = 0;
+	eng->gc_next_move = 0;
 	eng->gc_trims_seen = eng->gc_trims_kept = 0;
 	eng->gc_ntrims = 0; /* what a failed run left */
 	if (eng->gc_tombs)
 		eng->gc_tombs->count = 0;
 	r = visit_live(eng, vol, true);
-	return r < 0 ? r : append_moves(eng, vol);
+	if (r < 0)
+		return r;
+	qsort(eng->gc_moves, eng->gc_nmoves, sizeof(eng->gc_moves[0]), gc_move_cmp);
+	return 0;
 }
 
 static void victim_read(void *arg, int res)
@@ -292,7 +344,22 @@ static void victim_read(void *arg, int res)
 	eng->gc_req = (struct ioreq){ .cb = moves_done, .arg = eng, .pending = 1 };
 	if (vol)
 		r = relocate(eng, vol);
-	eng_req_put(eng, &eng->gc_req, r);
+	if (r < 0 || !vol) {
+		eng_req_put(eng, &eng->gc_req, r);
+		return;
+	}
+	eng->gc_moving = true;
+	move_slice(eng);
+}
+
+bool eng_gc_slice_due(const struct engine *eng)
+{
+	const struct engine_volume *vol;
+
+	if (!eng->gc_moving)
+		return false;
+	vol = eng_volume_by_id((struct engine *)eng, eng->slots[eng->gc_victim].volume_id);
+	return !vol || vol->ninflight < ENG_GC_MAX_INFLIGHT;
 }
 
 /* Batches on their way to disk change what is live when they retire (the blocks
@@ -344,6 +411,10 @@ void eng_gc_maybe(struct engine *eng)
 	int64_t victim;
 	int r;
 
+	if (eng->gc_moving) {
+		move_slice(eng);
+		return;
+	}
 	if (eng->gc_busy || eng->closing)
 		return;
 	if (eng->opts.gc_auto && want < eng_gc_low_water(eng))

@@ -79,6 +79,35 @@ void eng_req_put(struct engine *eng, struct ioreq *req, int res)
 	fifo_push(&eng->done, req);
 }
 
+/* A client's request starts: background work that waits for quiet clients waits. */
+static void client_start(struct engine *eng, struct ioreq *req)
+{
+	req->client = true;
+	eng->client_reqs++;
+	eng->client_inflight++;
+	eng->client_last_ms = eng_now_ms();
+}
+
+static void client_end(struct engine *eng)
+{
+	eng->client_inflight--;
+	eng->client_last_ms = eng_now_ms();
+}
+
+uint32_t eng_clients_quiet_in(const struct engine *eng, uint64_t now_ms, uint32_t quiet_ms)
+{
+	uint64_t end = eng->client_last_ms + quiet_ms;
+
+	if (eng->client_inflight)
+		return UINT32_MAX;
+	return end > now_ms ? (uint32_t)(end - now_ms) : 0;
+}
+
+bool eng_clients_quiet(const struct engine *eng, uint64_t now_ms, uint32_t quiet_ms)
+{
+	return eng_clients_quiet_in(eng, now_ms, quiet_ms) == 0;
+}
+
 static int run_done(struct engine *eng)
 {
 	struct ioreq *req;
@@ -87,6 +116,8 @@ static int run_done(struct engine *eng)
 	while ((req = fifo_pop(&eng->done))) {
 		if (req->defrag) /* a read: its buffer is still the engine's */
 			eng_defrag_finish(eng, req);
+		if (req->client)
+			client_end(eng);
 		req->cb(req->arg, req->result);
 		req->next = eng->free_reqs;
 		eng->free_reqs = req;
@@ -573,7 +604,7 @@ static int start_update(struct engine_volume *vol, uint64_t lba, uint64_t nblock
 	req = eng_req_alloc(vol->eng, cb, arg);
 	if (!req)
 		return -ENOMEM;
-	vol->eng->client_reqs++;
+	client_start(vol->eng, req);
 	req->fua = flags & ENGINE_FUA;
 	req->vol = vol;
 	req->lba = lba;
@@ -914,12 +945,14 @@ static int read_window(struct engine_volume *vol, struct ioreq *req, uint64_t lb
 
 /* seq_stream: a client's read continuing a sequential stream (defrag.c) */
 static int read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
-		       bool seq_stream, engine_cb cb, void *arg)
+		       bool seq_stream, bool client, engine_cb cb, void *arg)
 {
 	struct ioreq *req = eng_req_alloc(vol->eng, cb, arg);
 
 	if (!req)
 		return -ENOMEM;
+	if (client)
+		client_start(vol->eng, req);
 	req->seq_stream = seq_stream;
 	eng_read_req(vol, req, lba, nblocks, buf);
 	return 0;
@@ -934,15 +967,14 @@ int engine_read(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void 
 		return r;
 	if (!buf || !cb || nblocks == 0)
 		return -EINVAL;
-	vol->eng->client_reqs++; /* the idle defragmenter waits for a quiet spell */
-	return read_layers(vol, lba, nblocks, buf, eng_defrag_seq_read(vol, lba, nblocks), cb,
-			   arg);
+	return read_layers(vol, lba, nblocks, buf, eng_defrag_seq_read(vol, lba, nblocks), true,
+			   cb, arg);
 }
 
 int eng_read_layers(struct engine_volume *vol, uint64_t lba, uint32_t nblocks, void *buf,
 		    engine_cb cb, void *arg)
 {
-	return read_layers(vol, lba, nblocks, buf, false, cb, arg);
+	return read_layers(vol, lba, nblocks, buf, false, false, cb, arg);
 }
 
 void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint32_t nblocks,
@@ -1003,11 +1035,27 @@ bool engine_block_mapped(const struct engine_volume *vol, uint64_t lba)
 #define TIMED(what, stmt)                                                              \
 	do {                                                                           \
 		uint64_t t0_ = trace ? log_clock_us() : 0;                             \
+		struct log_usage u0_ = { 0 };                                          \
+		if (trace)                                                             \
+			log_thread_usage(&u0_);                                        \
 		stmt;                                                                  \
 		if (trace && log_clock_us() - t0_ >= ENG_TRACE_SLOW_US)                \
-			log_msg(LOG_DEBUG, ENG_LOG, "%s held the loop %.1f ms", what,  \
-				(double)(log_clock_us() - t0_) / 1000.0);              \
+			trace_slow(what, t0_, &u0_);                                   \
 	} while (0)
+
+/* A background step held the loop: how long, and whether it worked, blocked in the
+ * kernel or lost the CPU (the same figures for the thread since t0). */
+static void trace_slow(const char *what, uint64_t t0, const struct log_usage *u0)
+{
+	struct log_usage u;
+
+	log_thread_usage(&u);
+	log_msg(LOG_DEBUG, ENG_LOG, "%s held the loop %.1f ms: %.1f ms of CPU, %llu sleeps in "
+		"the kernel, %llu preemptions", what, (double)(log_clock_us() - t0) / 1000.0,
+		(double)(u.cpu_us - u0->cpu_us) / 1000.0,
+		(unsigned long long)(u.waits - u0->waits),
+		(unsigned long long)(u.preempted - u0->preempted));
+}
 
 static int poll_begin(struct engine *eng)
 {
@@ -1116,7 +1164,7 @@ int engine_timeout_ms(const struct engine *eng)
 	int64_t sync = eng->flush_inflight ? -1 : sync_due_ms(eng);
 
 	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || eng->ckpt_capturing ||
-	    sync == 0)
+	    sync == 0 || eng_gc_slice_due(eng))
 		return 0;
 	for (size_t i = 0; i < eng->nvols; i++) {
 		const struct engine_volume *vol = eng->vols[i];

@@ -17,7 +17,8 @@
  * seg_open() does not hand the slot out under it.
  *
  * Bandwidth. One chunk in flight at a time. While the clients are quiet (none of
- * their I/O in flight for PZ_QUIET_MS) chunks of PZ_CHUNK go back to back; while
+ * their requests in flight, started or ended for PZ_QUIET_MS, and no other store I/O
+ * in flight: eng_clients_quiet()) chunks of PZ_CHUNK go back to back; while
  * they are busy, a chunk of PZ_BUSY_CHUNK at most every PZ_BUSY_GAP_MS (64 MiB/s: more
  * than a QD1 writer consumes, a few % of a disk's sequential bandwidth).
  * None when free slots are scarce (the cleaner's time).
@@ -56,6 +57,36 @@ static bool within_lead(const struct engine *eng, uint32_t i)
 	return false;
 }
 
+/* Where the unwritten range at cur ends, within its slot i: from the file system
+ * (seg_dev_next_data: two lseek() calls on the loop thread, which wait for the inode's
+ * lock behind writes converting unwritten extents, and walk the extent tree), asked
+ * once per slot, not once per chunk. The answer stays true while slot i is the same
+ * free slot: only the log (in a slot it opened: another generation, and the cursor
+ * leaves it) and these zeros write the store. 0 or -errno. */
+static int hole_end(struct engine *eng, uint32_t i, uint64_t cur, uint64_t *start, uint64_t *end)
+{
+	struct pz_hole *h = &eng->pz_hole;
+	int r;
+
+	if (h->valid && h->slot == i && h->generation == eng->slots[i].generation &&
+	    cur < h->end) {
+		*start = h->end;
+		*end = h->end;
+		return 0;
+	}
+	eng->pz_queries++;
+	r = seg_dev_next_data(eng->segs, cur, start, end);
+	if (r == -ENXIO) { /* no data from here on */
+		*start = *end = data_end(eng);
+		r = 0;
+	}
+	h->valid = r == 0 && *start > cur;
+	if (h->valid)
+		*h = (struct pz_hole){ .valid = true, .slot = i, .end = *start,
+				       .generation = eng->slots[i].generation };
+	return r;
+}
+
 /* The next range to zero from the cursor, at most max bytes: 0 and [*off, *off + *len),
  * or -EAGAIN (beyond the lead: later) or -ENXIO (nothing left). Moves the cursor past
  * what it skips. */
@@ -74,10 +105,8 @@ static int next_chunk(struct engine *eng, uint32_t max, uint64_t *off, uint32_t 
 		}
 		if (!within_lead(eng, i))
 			return -EAGAIN;
-		r = seg_dev_next_data(eng->segs, cur, &start, &end);
-		if (r == -ENXIO)
-			start = data_end(eng); /* no data from here on */
-		else if (r < 0)
+		r = hole_end(eng, i, cur, &start, &end);
+		if (r < 0)
 			return r;
 		if (start <= cur) { /* data here: written once already */
 			eng->pz_cursor = end < slot_end ? end : slot_end;
@@ -135,7 +164,8 @@ void eng_prezero_maybe(struct engine *eng)
 		eng->pz_busy_ms = now;
 	if (eng->pz_inflight || eng->nfree <= eng->gc_reserve + 2)
 		return;
-	busy = now - eng->pz_busy_ms < PZ_QUIET_MS;
+	/* a client's request in flight for long is a slow disk, not a quiet one */
+	busy = now - eng->pz_busy_ms < PZ_QUIET_MS || !eng_clients_quiet(eng, now, PZ_QUIET_MS);
 	if (busy && now < eng->pz_next_ms)
 		return;
 	r = next_chunk(eng, busy ? PZ_BUSY_CHUNK : PZ_CHUNK, &off, &len);

@@ -187,6 +187,39 @@ Test(defrag_idle, waits_for_a_quiet_spell_and_stops_at_a_client_request)
 	expect_one_run(vol, 1);
 }
 
+/* A client request the engine (or a slow disk) holds is in flight: the node is not
+ * idle however long it waits, and no window is read until it ended. */
+Test(defrag_idle, a_request_in_flight_is_no_quiet_spell)
+{
+	struct engine_volume *vol;
+	uint8_t *buf = calloc(1, BLK);
+	struct done d = { 0 };
+
+	cr_assert_not_null(buf);
+	open_engine_idle(true);
+	vol = scattered(1);
+	for (unsigned i = 0; i < 50; i++) /* everything written retired */
+		cr_assert_geq(engine_poll(eng, 0), 0);
+	eng_hold_writes(vol);
+	cr_assert_eq(engine_write(vol, NOISE, 1, buf, 0, on_done, &d), 0);
+	eng->idle.quiet_ms = 0;
+	for (unsigned i = 0; i < 200; i++)
+		cr_assert_geq(engine_poll(eng, 1), 0);
+	cr_assert_not(d.done);
+	cr_assert_eq(stats().defrag_idle_reads, 0, "a window was read with a client's write "
+		     "in flight");
+	cr_assert_eq(eng_defrag_idle_timeout(eng), INT_MAX, "woken by the write's end only");
+
+	eng_release_writes(vol);
+	while (!d.done)
+		cr_assert_geq(engine_poll(eng, 1), 0);
+	cr_assert_eq(d.res, 0);
+	run_idle();
+	cr_assert_geq(stats().defrag_idle_reads, WINDOWS);
+	expect_tagged(vol, 0, NBLK, 1);
+	free(buf);
+}
+
 Test(defrag_idle, snapshots_are_never_rewritten)
 {
 	struct engine_volume *vol;

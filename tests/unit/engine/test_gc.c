@@ -278,6 +278,66 @@ Test(gc_engine, relocated_blocks_are_written_in_lba_order)
 	expect_ascending_in_one_slot(vol, 0, N);
 }
 
+/* ---- the cleaner leaves the clients their pipeline ---- */
+
+/* A victim of ~900 live blocks (slots of 1024): its moves go in slices, and the volume
+ * never has more than ENG_GC_MAX_INFLIGHT (+ the one a slice spills into) batches of
+ * them in flight, where appending
+ * them at once filled the whole pipeline (ONDISK_MAX_INFLIGHT_BATCHES) and held every
+ * client write of the volume behind ~3.5 MiB of the cleaner's writes. The data reads
+ * back, after a reopen too. */
+#define BIG_BPS 1024u
+
+static void open_big_slots(bool format)
+{
+	struct engine_opts o;
+
+	opts_for(&o, store_path, meta_path, format);
+	o.segment_size = (uint64_t)BIG_BPS * BLK;
+	o.store_size = QUILL_DATA_OFFSET + 12ull * BIG_BPS * BLK;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+}
+
+Test(gc_engine, a_big_victim_is_moved_in_slices_leaving_the_pipeline_to_clients)
+{
+	const uint32_t nlba = 1800;
+	struct engine_volume *vol;
+	struct done d = { 0 };
+	unsigned most = 0;
+	uint64_t moved;
+
+	open_big_slots(true);
+	vol = create_and_open("v", (uint64_t)2 * nlba * BLK);
+	for (uint32_t lba = 0; lba < nlba; lba += 100)
+		write_tagged(vol, lba, 100, 1);
+	write_tagged(vol, 0, 100, 2); /* the first slot: ~90% live, cleanable */
+
+	cr_assert_eq(engine_gc_async(eng, eng->nfree + 1, on_done, &d), 0);
+	while (!d.done) {
+		cr_assert_geq(engine_poll(eng, 1), 0);
+		if (eng->gc_busy && vol->ninflight > most)
+			most = vol->ninflight;
+	}
+	cr_assert_geq(d.res, 0);
+	moved = stats().gc_blocks_moved;
+	cr_assert_gt(moved, 2 * ENG_GC_SLICE_BLOCKS, "a victim of %llu live blocks only",
+		     (unsigned long long)moved);
+	/* (a slice may spill over into one more batch) */
+	cr_assert_leq(most, ENG_GC_MAX_INFLIGHT + 1, "the cleaner's batches took %u of the "
+		      "pipeline", most);
+	cr_assert_lt(most, ONDISK_MAX_INFLIGHT_BATCHES, "no room left for a client's batch");
+	expect_tagged(vol, 0, 100, 2);
+	expect_tagged(vol, 100, nlba - 100, 1);
+
+	engine_volume_close(vol);
+	engine_close(eng);
+	eng = NULL;
+	open_big_slots(false);
+	vol = open_vol("v");
+	expect_tagged(vol, 0, 100, 2);
+	expect_tagged(vol, 100, nlba - 100, 1);
+}
+
 /* ---- carried trims stay bounded ---- */
 
 struct burst {

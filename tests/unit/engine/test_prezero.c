@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/engine_internal.h"
 #include "engine_fixture.h"
 
 TestSuite(prezero, .init = setup, .fini = teardown);
@@ -40,16 +41,22 @@ static uint64_t settle(void)
 	return now;
 }
 
-/* Does slot i of the store file hold data (written), as the file system says? */
-static bool slot_written(unsigned i)
+/* Does the store file hold data (written) at off, as the file system says? */
+static bool written_at(off_t off)
 {
 	int fd = open(store_path, O_RDONLY);
-	off_t off = (off_t)QUILL_DATA_OFFSET + (off_t)i * SEG_SIZE, d;
+	off_t d;
 
 	cr_assert_geq(fd, 0);
 	d = lseek(fd, off, SEEK_DATA);
 	close(fd);
 	return d == off;
+}
+
+/* Does slot i of the store file hold data? */
+static bool slot_written(unsigned i)
+{
+	return written_at((off_t)QUILL_DATA_OFFSET + (off_t)i * SEG_SIZE);
 }
 
 Test(prezero, free_slots_ahead_of_the_log_are_written_up_to_the_lead)
@@ -84,6 +91,28 @@ Test(prezero, the_lead_follows_the_log)
 	cr_assert_gt(settle(), before, "the lead moved on");
 	cr_assert(slot_written(LEAD + 6));
 	expect_tagged(vol, 0, 8 * SEG_BLOCKS, 1);
+}
+
+/* Slots of 2 MiB, two chunks each: the file system is asked where the unwritten range
+ * ends once per slot, not once per chunk (each asking is two lseek() calls on the loop
+ * thread, which wait behind writes converting unwritten extents). */
+Test(prezero, the_file_system_is_asked_once_per_slot)
+{
+	const uint64_t seg = 2u << 20;
+	struct engine_opts o;
+	uint64_t slots;
+
+	opts_for(&o, store_path, meta_path, true);
+	o.segment_size = seg;
+	o.store_size = QUILL_DATA_OFFSET + 24 * seg;
+	o.prezero = true;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	if (written_at((off_t)(QUILL_DATA_OFFSET + 23 * seg)))
+		cr_skip_test("this file system reports no holes or unwritten extents");
+	slots = settle() / seg;
+	cr_assert_geq(slots, LEAD, "the lead is written: %llu slots", (unsigned long long)slots);
+	cr_assert_leq(eng->pz_queries, slots + 1, "%llu queries for %llu slots",
+		      (unsigned long long)eng->pz_queries, (unsigned long long)slots);
 }
 
 Test(prezero, off_when_asked)
