@@ -845,6 +845,31 @@ Test(adopt, without_family_records_the_whole_log_is_read)
 	family_free(&f);
 }
 
+/* The adopting engine writes 3 segments' worth, releases the family, restarts and
+ * adopts it again: from a family checkpoint (one loaded), every layer as expected. */
+static void write_release_readopt(struct family *f)
+{
+	struct engine_volume *v = open_vol("v");
+	uint32_t snos[SRC_SEGS];
+	size_t n = 0;
+
+	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
+	fill(f->vol + (size_t)96 * BLK, 96, 3 * SEG_BLOCKS, 12);
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f->uid)
+			snos[n++] = eng->slots[i].sno;
+	cr_assert_eq(release(f->uid, snos, n), 0);
+	engine_close(eng);
+	eng = NULL;
+	open_family_engine();
+	cr_assert_eq(engine_family_adopt(eng, f->uid, snos, n), 0);
+	cr_assert_eq(stats().adopt_fckpt_loads, 1);
+	expect_family(f);
+	family_free(f);
+}
+
 /* cluster_handoff's path: engine 2 adopts, checkpoints (a family checkpoint of its
  * own, at its S), writes more over several segments, and releases; adopted again
  * (here, after a restart), the checkpoint engine 2 wrote is loaded and its writes
@@ -852,31 +877,13 @@ Test(adopt, without_family_records_the_whole_log_is_read)
 Test(adopt, adopted_written_released_and_adopted_again_from_its_checkpoint)
 {
 	struct family f;
-	struct engine_volume *v;
-	uint32_t snos[SRC_SEGS];
-	size_t n = 0;
 
 	src_family_with(&f, src_write_fckpt);
 	open_family_engine();
 	hold_copies(&f);
 	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
 	cr_assert_eq(engine_checkpoint(eng), 0);
-	v = open_vol("v");
-	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
-	fill(f.vol + (size_t)96 * BLK, 96, 3 * SEG_BLOCKS, 12);
-	engine_volume_close(v);
-	cr_assert_eq(eflush(), 0);
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
-			snos[n++] = eng->slots[i].sno;
-	cr_assert_eq(release(f.uid, snos, n), 0);
-	engine_close(eng);
-	eng = NULL;
-	open_family_engine();
-	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
-	cr_assert_eq(stats().adopt_fckpt_loads, 1);
-	expect_family(&f);
-	family_free(&f);
+	write_release_readopt(&f);
 }
 
 /* The same, but engine 2 adopts from the whole log and writes no family checkpoint of
@@ -884,9 +891,6 @@ Test(adopt, adopted_written_released_and_adopted_again_from_its_checkpoint)
 Test(adopt, adopted_whole_written_released_and_adopted_from_the_first_owners_checkpoint)
 {
 	struct family f;
-	struct engine_volume *v;
-	uint32_t snos[SRC_SEGS];
-	size_t n = 0;
 
 	src_family_with(&f, src_write_fckpt);
 	open_family_engine();
@@ -894,20 +898,5 @@ Test(adopt, adopted_whole_written_released_and_adopted_from_the_first_owners_che
 	setenv("QUILL_ADOPT_WHOLE_LOG", "1", 1);
 	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
 	unsetenv("QUILL_ADOPT_WHOLE_LOG");
-	v = open_vol("v");
-	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
-	fill(f.vol + (size_t)96 * BLK, 96, 3 * SEG_BLOCKS, 12);
-	engine_volume_close(v);
-	cr_assert_eq(eflush(), 0);
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f.uid)
-			snos[n++] = eng->slots[i].sno;
-	cr_assert_eq(release(f.uid, snos, n), 0);
-	engine_close(eng);
-	eng = NULL;
-	open_family_engine();
-	cr_assert_eq(engine_family_adopt(eng, f.uid, snos, n), 0);
-	cr_assert_eq(stats().adopt_fckpt_loads, 1);
-	expect_family(&f);
-	family_free(&f);
+	write_release_readopt(&f);
 }
