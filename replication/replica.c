@@ -169,45 +169,10 @@ static bool seg_hash_grow(struct replicas *rs)
 	return true;
 }
 
-/* s may wait for a node: it joins rs->waiting, which replica_segs_retry_placing walks
- * (placing, or sealed with holders yet to confirm; it leaves the list there once it
- * is neither, or when it is freed). */
-static void seg_wait_add(struct rseg *s)
-{
-	struct replicas *rs = s->rs;
-
-	if (s->in_waiting)
-		return;
-	s->in_waiting = true;
-	s->prev_wait = NULL;
-	s->next_wait = rs->waiting;
-	if (rs->waiting)
-		rs->waiting->prev_wait = s;
-	rs->waiting = s;
-}
-
-static void seg_wait_drop(struct rseg *s)
-{
-	struct replicas *rs = s->rs;
-
-	if (!s->in_waiting)
-		return;
-	s->in_waiting = false;
-	if (s->prev_wait)
-		s->prev_wait->next_wait = s->next_wait;
-	else
-		rs->waiting = s->next_wait;
-	if (s->next_wait)
-		s->next_wait->prev_wait = s->prev_wait;
-}
-
-/* s (fam, sno and state set) joins rs->all and the hash. */
+/* s (fam and sno set) joins rs->all and the hash. */
 static void seg_link(struct replicas *rs, struct rseg *s)
 {
 	size_t b;
-
-	if (s->state == RS_PLACING)
-		seg_wait_add(s);
 
 	s->prev_all = NULL;
 	s->next_all = rs->all;
@@ -224,7 +189,6 @@ static void seg_link(struct replicas *rs, struct rseg *s)
 
 static void seg_unlink(struct replicas *rs, struct rseg *s)
 {
-	seg_wait_drop(s);
 	if (s->prev_all)
 		s->prev_all->next_all = s->next_all;
 	else
@@ -859,7 +823,6 @@ static void open_recorded(void *arg, int res, const char *msg)
 			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: a segment's open record is "
 					"not written (%s): its writes wait", s->fam->name, msg);
 			s->state = RS_PLACING;
-			seg_wait_add(s);
 			seg_retry_later(s);
 		} else {
 			replica_numbers_test_crash(s);
@@ -1028,7 +991,6 @@ static void seal_send_todo(struct rseg *s)
 static void seal_send_all(struct rseg *s)
 {
 	s->nseal_todo = s->nholders;
-	seg_wait_add(s); /* a holder not connected gets it when it is */
 	for (unsigned i = 0; i < s->nholders; i++) {
 		s->seal_todo[i] = s->holders[i];
 		s->seal_sent[i] = false;
@@ -1190,7 +1152,6 @@ static void seg_step(struct rseg *s)
 		s->state = RS_RECORDING;
 		if (seg_call(s, CLUSTER_VOL_SEG_OPEN, open_recorded) < 0) {
 			s->state = RS_PLACING;
-			seg_wait_add(s);
 			seg_retry_later(s);
 		}
 		return;
@@ -1372,12 +1333,11 @@ static void seg_open_ahead(const struct rseg *cur)
 	sno = engine_family_next_sno(rs->eng, f->uid);
 	if (sno == UINT32_MAX)
 		return;
-	/* one ahead already, or that number is taken: by (family, number) in the hash. An
-	 * ahead segment has the number the engine draws next, and the engine's counter only
-	 * grows: one it can no longer draw (a reservation went past it) is below sno and
-	 * does not stop the next one */
-	if (replica_seg_find(rs, f->uid, sno))
-		return;
+	/* one ahead already, or that number is taken; an ahead segment the engine can no
+	 * longer draw (a reservation went past it) does not stop the next one */
+	for (s = rs->all; s; s = s->next_all)
+		if (s->fam == f && s->sno >= sno)
+			return;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return;
@@ -1510,23 +1470,14 @@ static void kick_run(void *arg)
 
 void replica_segs_retry_placing(struct replicas *rs)
 {
-	struct rseg *s, *next;
-
-	/* (rs->waiting, not rs->all: those that may wait for a node, a few of many) */
-	for (s = rs->waiting; s; s = next) {
+	for (struct rseg *s = rs->all; s; s = s->next_all)
 		if (s->state == RS_PLACING) {
 			loop_timer_cancel(s->retry);
 			s->retry = NULL;
 			seg_step(s);
 		} else if (s->state == RS_SEALED && s->nseal_todo) {
 			seal_send_todo(s); /* a holder that missed it may be back */
-		} else {
-			next = s->next_wait;
-			seg_wait_drop(s); /* neither: it no longer waits */
-			continue;
 		}
-		next = s->next_wait;
-	}
 }
 
 void replica_map_changed(struct replicas *rs)

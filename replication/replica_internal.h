@@ -106,8 +106,6 @@ struct rseg {
 	unsigned nseal_todo;
 	struct rseg *next_all, *prev_all; /* rs->all */
 	struct rseg *next_hash;         /* rs->seg_hash's chain (replica_seg_find) */
-	struct rseg *next_wait, *prev_wait; /* rs->waiting, while in_waiting */
-	bool in_waiting;
 	bool seal_probe;                /* sealed before this process started: each holder
 					   is asked first (one SEG_LIST per family: sealprobe.c)
 					   and sent SEG_SEAL only if its copy is not sealed at
@@ -157,9 +155,6 @@ struct replicas {
 	struct rseg **by_slot;          /* the mirrored segment in each slot, or NULL */
 	size_t nslots;
 	struct rseg *all;               /* every rseg, also those no longer in a slot */
-	struct rseg *waiting;           /* those that may wait for a node: placing, or
-					   sealed with holders yet to confirm (a superset:
-					   replica_segs_retry_placing drops the others) */
 	struct rseg **seg_hash;         /* the same by (family uid, sno): chains, a power
 					   of two buckets, grown past one rseg per bucket */
 	size_t seg_hash_cap, nsegs;
