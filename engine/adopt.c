@@ -162,6 +162,22 @@ static int read_copies(struct adopt_job *aj)
 /* Copy i, just read into buf: its header must name it; its log is fed to the
  * rebuild, with nothing past its sealed length (zeros there: an earlier use of the
  * slot left whatever it left). */
+/* Decodes copy i's header from blk into c->h: is it the header of that segment of the
+ * family (and has the copy any block)? */
+static int check_head(struct adopt_job *aj, size_t i, const uint8_t *blk)
+{
+	struct adopt_copy *c = &aj->c[i];
+
+	if (c->length == 0 || ondisk_segment_header_decode(blk, QUILL_BLOCK_SIZE, &c->h) < 0 ||
+	    c->h.state != ONDISK_SEG_USED || c->h.family_uid != aj->uid || c->h.sno != c->sno) {
+		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: the copy of segment %u in "
+			"slot %u has no header of that segment; not adopted",
+			(unsigned long long)aj->uid, c->sno, c->slot);
+		return -EILSEQ;
+	}
+	return 0;
+}
+
 static int walk_copy(struct adopt_job *aj, size_t i, uint8_t *buf)
 {
 	struct engine *eng = aj->job.eng;
@@ -170,13 +186,8 @@ static int walk_copy(struct adopt_job *aj, size_t i, uint8_t *buf)
 
 	memset(buf + (size_t)c->length * QUILL_BLOCK_SIZE, 0,
 	       (size_t)(eng->blocks_per_seg - c->length) * QUILL_BLOCK_SIZE);
-	if (ondisk_segment_header_decode(buf, QUILL_BLOCK_SIZE, &c->h) < 0 ||
-	    c->h.state != ONDISK_SEG_USED || c->h.family_uid != aj->uid || c->h.sno != c->sno) {
-		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: the copy of segment %u in "
-			"slot %u has no header of that segment; not adopted",
-			(unsigned long long)aj->uid, c->sno, c->slot);
+	if (check_head(aj, i, buf) < 0)
 		return -EILSEQ;
-	}
 	/* the walk counts its entries afresh */
 	s->tombs = s->records = 0;
 	s->first_seq = s->last_seq = 0;
@@ -260,28 +271,12 @@ static void read_heads(struct adopt_job *aj)
 			       aj->hdrs + i * QUILL_BLOCK_SIZE, 1);
 }
 
-static int decode_head(struct adopt_job *aj, size_t i)
-{
-	struct adopt_copy *c = &aj->c[i];
-
-	if (c->length == 0 ||
-	    ondisk_segment_header_decode(aj->hdrs + i * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE,
-					 &c->h) < 0 ||
-	    c->h.state != ONDISK_SEG_USED || c->h.family_uid != aj->uid || c->h.sno != c->sno) {
-		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: the copy of segment %u in "
-			"slot %u has no header of that segment; not adopted",
-			(unsigned long long)aj->uid, c->sno, c->slot);
-		return -EILSEQ;
-	}
-	return 0;
-}
-
 static int decode_heads(struct adopt_job *aj)
 {
 	int r = 0;
 
 	for (size_t i = 0; i < aj->n && r == 0; i++)
-		r = decode_head(aj, i);
+		r = check_head(aj, i, aj->hdrs + i * QUILL_BLOCK_SIZE);
 	return r;
 }
 

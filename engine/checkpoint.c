@@ -516,6 +516,7 @@ void eng_ckpt_reap(struct engine *eng)
 void eng_ckpt_maybe(struct engine *eng)
 {
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
+	bool periodic;
 
 	if (eng->ckpt_capturing)
 		capture_step(eng);
@@ -524,9 +525,8 @@ void eng_ckpt_maybe(struct engine *eng)
 			   last one's family checkpoints (one at a time per family) */
 	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see
 	 * one start as the last lands, for ever */
-	if (eng->ckpt_wanted || (!eng->closing && eng_now_ms() - eng->ckpt_last_ms >= period)) {
-		bool periodic = eng_now_ms() - eng->ckpt_last_ms >= period;
-
+	periodic = eng_now_ms() - eng->ckpt_last_ms >= period;
+	if (eng->ckpt_wanted || (!eng->closing && periodic)) {
 		ckpt_start(eng, periodic || eng->ckpt_families);
 		eng->ckpt_families = false;
 	}

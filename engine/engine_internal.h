@@ -357,7 +357,7 @@ struct engine {
 	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
 	uint64_t client_reqs;     /* reads, writes, trims and zeroes asked for by clients */
 	uint32_t client_inflight; /* of them, not yet called back */
-	uint64_t client_last_ms;  /* when one last started or was called back */
+	uint64_t client_last_ms;  /* when the last one in flight was called back */
 	struct defrag_idle idle;  /* defrag.c: the idle defragmenter */
 
 	/* prezero.c: zeros over unwritten free slots ahead of the log */

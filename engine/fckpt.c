@@ -293,14 +293,21 @@ static void fc_put(struct eng_fckpt *fc)
 		fc_end(fc);
 }
 
+/* No MAPS block of family uid's own slots counts any more (a newer checkpoint's, or
+ * none, will). */
+static void forget_fmaps(struct engine *eng, uint64_t uid)
+{
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+		if (eng->slots[i].family_uid == uid && !eng->slots[i].held)
+			eng->slots[i].fmaps = 0;
+}
+
 /* K is complete: its MAPS blocks are the family's live ones, older ones garbage. */
 static void completed(struct fckpt_fam *f)
 {
 	struct engine *eng = f->fc->eng;
 
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-		if (eng->slots[i].family_uid == f->uid && !eng->slots[i].held)
-			eng->slots[i].fmaps = 0;
+	forget_fmaps(eng, f->uid);
 	for (size_t i = 0; i < f->nruns; i++) {
 		struct slot *s = &eng->slots[f->runs[i].slot];
 
@@ -324,9 +331,7 @@ static void fam_done(struct fckpt_fam *f, int res)
 		/* the previous complete one is given up too: its MAPS slots may go, so
 		 * that a family whose checkpoints fail (a full store) cannot pin space;
 		 * an adoption then reads the whole log */
-		for (uint32_t i = 0; i < eng->sb.segment_count; i++)
-			if (eng->slots[i].family_uid == f->uid && !eng->slots[i].held)
-				eng->slots[i].fmaps = 0;
+		forget_fmaps(eng, f->uid);
 		eng->stats.family_checkpoints_failed++;
 		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "family %llx: checkpoint at seq %llu not "
 				"written (%s); an adoption uses the previous one or the whole log",

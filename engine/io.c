@@ -85,13 +85,14 @@ static void client_start(struct engine *eng, struct ioreq *req)
 	req->client = true;
 	eng->client_reqs++;
 	eng->client_inflight++;
-	eng->client_last_ms = eng_now_ms();
 }
 
+/* The quiet spell starts when the last one in flight ends (while any is in flight,
+ * eng_clients_quiet_in does not look at the time): one clock read per request. */
 static void client_end(struct engine *eng)
 {
-	eng->client_inflight--;
-	eng->client_last_ms = eng_now_ms();
+	if (--eng->client_inflight == 0)
+		eng->client_last_ms = eng_now_ms();
 }
 
 uint32_t eng_clients_quiet_in(const struct engine *eng, uint64_t now_ms, uint32_t quiet_ms)

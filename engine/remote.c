@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "common/array.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "engine/map.h"
@@ -39,15 +40,8 @@ static int note_lba(void *arg, uint64_t lba, const struct map_loc *loc)
 
 	if (loc->slot != rp->from)
 		return 0;
-	if (rp->n == rp->cap) {
-		size_t cap = rp->cap ? rp->cap * 2 : 256;
-		uint64_t *v = realloc(rp->lbas, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		rp->lbas = v;
-		rp->cap = cap;
-	}
+	if (ARRAY_GROW(rp->lbas, rp->cap, rp->n, 256) < 0)
+		return -ENOMEM;
 	rp->lbas[rp->n++] = lba;
 	return 0;
 }

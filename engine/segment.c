@@ -317,7 +317,7 @@ static int64_t slot_take(struct engine *eng, enum slot_user who)
 
 	if (eng->nfree <= keep)
 		return -ENOSPC;
-	for (uint32_t i = 0; i < eng->slot_cap; i++) {
+	for (uint32_t i = 0; i < eng->sb.segment_count; i++) { /* store slots, not remote entries */
 		struct slot *s = &eng->slots[i];
 
 		if (s->state != SLOT_FREE || s->readers || s->freeing)
@@ -586,8 +586,8 @@ int seg_write(struct engine *eng, uint32_t slot, uint32_t block, const struct io
 int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
 	     int iovcnt, seg_cb cb, void *arg)
 {
-	if (slot < eng->slot_cap && eng->slots[slot].remote)
-		return -EREMOTE; /* no local copy: the caller reads the copies (seg_is_remote) */
+	if (seg_is_remote(eng, slot))
+		return -EREMOTE; /* no local copy: the caller reads the copies */
 	return eng->segs->ops->readv(eng->segs, slot, block, iov, iovcnt, cb, arg);
 }
 

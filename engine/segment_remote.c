@@ -67,7 +67,7 @@ int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote)
 			.state = SLOT_SEALED, .volume_id = s->volume_id,
 			.family_uid = s->family_uid, .sno = s->sno, .generation = s->generation,
 			.last_seq = s->last_seq, .used = s->used, .first_seq = s->first_seq,
-			.remote = true, .mirrored = s->mirrored, .gc_skip = true });
+			.remote = true, .mirrored = s->mirrored });
 	/* the family's own log: the entry instead of the slot (nlog) */
 	dropped = *s;
 	dropped.dropped = true;
@@ -105,7 +105,7 @@ void seg_remote_restore(struct engine *eng)
 				.state = SLOT_SEALED, .volume_id = rec->volume_id,
 				.family_uid = rec->family_uid, .sno = rec->sno,
 				.generation = rec->generation, .last_seq = rec->last_seq,
-				.used = rec->used, .live = live, .remote = true, .gc_skip = true });
+				.used = rec->used, .live = live, .remote = true });
 	}
 }
 

@@ -214,7 +214,9 @@ static void ra_start(void *arg)
 /* The live holder set of (uid, sno) if this process placed it; false if not. */
 static bool live_holders(struct readaround *ra)
 {
-	for (const struct rseg *s = ra->rs->all; s; s = s->next_all) {
+	/* (its hash chain, not rs->all: a remote entry's every read comes here) */
+	for (const struct rseg *s = replica_seg_chain(ra->rs, ra->uid, ra->sno); s;
+	     s = s->next_hash) {
 		if (s->fam->uid != ra->uid || s->sno != ra->sno || s->state < RS_OPENING ||
 		    s->state > RS_SEALED)
 			continue;

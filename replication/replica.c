@@ -907,10 +907,12 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 		seg_retry_backoff(s);
 		return;
 	}
-	if (r < 0)
+	if (r < 0) {
+		s->seal_refusals++;
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: holder node %s refuses to seal its copy at "
 			"%u blocks: %s%s", id, n->id, s->seal_len, err_str(-r),
 			r == -ERANGE ? ": it leaves the record's holders" : "");
+	}
 	if (r == -ERANGE)
 		seg_unhold(s, n);
 	s->nseal_todo--;
@@ -919,8 +921,9 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 	s->seal_owed[i] = s->seal_owed[s->nseal_todo];
 	if (s->nseal_todo == 0)
 		s->backoff_ms = 0;
-	if (s->nseal_todo == 0 && s->rs->drop_own && s->nholders && s->state == RS_SEALED)
-		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder has it whole */
+	if (s->nseal_todo == 0 && !s->seal_refusals && s->rs->drop_own && s->nholders &&
+	    s->state == RS_SEALED)
+		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder sealed it whole */
 }
 
 static void seal_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
@@ -991,6 +994,7 @@ static void seal_send_todo(struct rseg *s)
 static void seal_send_all(struct rseg *s)
 {
 	s->nseal_todo = s->nholders;
+	s->seal_refusals = 0;
 	for (unsigned i = 0; i < s->nholders; i++) {
 		s->seal_todo[i] = s->holders[i];
 		s->seal_sent[i] = false;
@@ -1191,10 +1195,14 @@ static void seg_step(struct rseg *s)
 
 /* ---- segments this process did not open (a restart, an adopt) ---- */
 
+struct rseg *replica_seg_chain(const struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	return rs->seg_hash[seg_bucket(uid, sno, rs->seg_hash_cap)];
+}
+
 struct rseg *replica_seg_find(const struct replicas *rs, uint64_t uid, uint32_t sno)
 {
-	for (struct rseg *s = rs->seg_hash[seg_bucket(uid, sno, rs->seg_hash_cap)]; s;
-	     s = s->next_hash)
+	for (struct rseg *s = replica_seg_chain(rs, uid, sno); s; s = s->next_hash)
 		if (seg_uid(s) == uid && s->sno == sno)
 			return s;
 	return NULL;

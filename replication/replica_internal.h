@@ -104,6 +104,7 @@ struct rseg {
 	bool seal_owed[MAX_REMOTE];     /* seal_probe: the holder's copy is not sealed at
 					   seal_len (its SEG_LIST said so): SEG_SEAL it */
 	unsigned nseal_todo;
+	unsigned seal_refusals; /* holders that refused this round's SEG_SEAL for good */
 	struct rseg *next_all, *prev_all; /* rs->all */
 	struct rseg *next_hash;         /* rs->seg_hash's chain (replica_seg_find) */
 	bool seal_probe;                /* sealed before this process started: each holder
@@ -186,6 +187,9 @@ struct replicas {
 int replica_reply_result(uint8_t op, int res, const void *payload, size_t len);
 /* The segment (uid, sno) this process knows (opened, ahead, adopted or dead), or NULL. */
 struct rseg *replica_seg_find(const struct replicas *rs, uint64_t uid, uint32_t sno);
+/* The head of (uid, sno)'s hash chain: every state of that segment (as in rs->all) is
+ * on it; walk it by next_hash, other segments share it. */
+struct rseg *replica_seg_chain(const struct replicas *rs, uint64_t uid, uint32_t sno);
 /* n failed (why): it leaves every segment still written that it holds (recorded). */
 void replica_node_failed(struct rnode *n, const char *why);
 /* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
@@ -200,15 +201,8 @@ int replica_probe_ask(struct rseg *s, struct rnode *n)
 		rs->probes = p;
 		loop_task_schedule(rs->probe_task);
 	}
-	if (p->nsegs == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 16;
-		struct rseg **v = realloc(p->segs, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM; /* (an empty probe is dropped by the task) */
-		p->segs = v;
-		p->cap = cap;
-	}
+	if (ARRAY_GROW(p->segs, p->cap, p->nsegs, 16) < 0)
+		return -ENOMEM; /* (an empty probe is dropped by the task) */
 	p->segs[p->nsegs++] = s;
 	replica_seg_hold(s);
 	return 0;

@@ -17,7 +17,7 @@ export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$ROOT/build/tests/integration}"
 source "$ROOT/tests/integration/clients_lib.sh"
 
 it_init qd1_breakdown
-need_cmd strace fio
+need_cmd fio
 source "$ROOT/tests/integration/cluster_lib.sh"
 fio_peer_init
 N="${N:-3000}"
@@ -25,6 +25,7 @@ REPLICAS="${REPLICAS:-3}"
 STORE=512M
 PEER_EXTRA=(--segment-size 64M) # no segment opens during the runs
 STRACE="${STRACE:-0}"
+[ "$STRACE" = 1 ] && need_cmd strace
 if [ "$STRACE" = 1 ]; then export QUILL_STAGES=0; else export QUILL_STAGES=1; fi
 start_three_peer_nodes
 ln -sf ctl0.sock "$WORK/ctl.sock"

@@ -514,6 +514,7 @@ static int start_replicas(struct node *n)
 				   .catchup_off = n->cfg.catchup_mbps == 0 };
 	const char *crash = getenv("QUILL_TEST_CRASH_AFTER_OPEN"); /* tests (replica.h) */
 	const char *crash_seal = getenv("QUILL_TEST_CRASH_AFTER_SEAL");
+	const char *drop_own = getenv("QUILL_TEST_DROP_OWN");
 	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				    .cluster = n->cluster, .self_id = n->self_id,
 				    .peer_timeout_ms = n->cfg.peer_timeout_ms };
@@ -525,7 +526,7 @@ static int start_replicas(struct node *n)
 		ro.test_crash_after_open = (unsigned)strtoul(crash, NULL, 10);
 	if (crash_seal)
 		ro.test_crash_after_seal = (unsigned)strtoul(crash_seal, NULL, 10);
-	ro.drop_own = getenv("QUILL_TEST_DROP_OWN") && strcmp(getenv("QUILL_TEST_DROP_OWN"), "1") == 0;
+	ro.drop_own = drop_own && strcmp(drop_own, "1") == 0;
 	r = replica_create(&ro, &n->replicas);
 	if (r < 0)
 		return r;
