@@ -244,10 +244,30 @@ lease_valid()
 	qn 0 --json cluster status 2>/dev/null | grep -q '"valid":true'
 }
 
-# nodes_up: node0's map has the three nodes up
+# registered I: node I holds its own lease; prints the start time it registered with
+registered()
+{
+	qn "$1" --json cluster status 2>/dev/null | python3 -c 'import json, sys
+v = json.load(sys.stdin)
+me = [n for n in v.get("nodes", []) if n.get("self")]
+if not (v["lease"]["valid"] and me):
+	sys.exit(1)
+print(me[0]["up_since"])' 2>/dev/null
+}
+
+# nodes_up: every node holds its lease and node0's map has the three up, each with the
+# registration it holds now: a node killed and restarted has an old registration that
+# stays "up" in the map until its lease lapses, and only then registers again
 nodes_up()
 {
-	[ "$(qn 0 node ls 2>/dev/null | awk '$2 == "up"' | wc -l)" -ge 3 ]
+	local n since
+	for n in 0 1 2; do
+		since=$(registered "$n") || return 1
+		qn 0 --json node ls 2>/dev/null | python3 -c 'import json, sys
+sys.exit(0 if any(n["id"] == sys.argv[1] and n["state"] == "up" and
+	str(n["up_since"]) == sys.argv[2] for n in json.load(sys.stdin)["nodes"]) else 1)' 2>/dev/null \
+			"node$n" "$since" || return 1
+	done
 }
 
 # until_ok SECS CMD...: polls CMD every 0.1 s for SECS seconds of wall time (not a
@@ -291,7 +311,8 @@ if [ "$MODE" = cluster ]; then
 	fi
 	# vm0's 3 replicas need the three nodes in node0's map
 	if ! until_ok 60 nodes_up; then
-		echo "quickstart: node0's map does not have the three nodes up after 60 s:" >&2
+		echo "quickstart: the three nodes are not registered and up in node0's map" \
+			"after 60 s:" >&2
 		qn 0 node ls >&2
 		exit 1
 	fi
