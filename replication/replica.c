@@ -227,6 +227,22 @@ void replica_seg_release(struct rseg *s)
 
 static void seg_step(struct rseg *s);
 
+/* fn(s, arg) for every rseg. fn may end s (a step that deletes a segment never placed
+ * drops its last ref) or others: s is held across the call, and its successor read
+ * after it. */
+static void segs_each(struct replicas *rs, void (*fn)(struct rseg *s, void *arg), void *arg)
+{
+	struct rseg *s = rs->all, *next;
+
+	while (s) {
+		replica_seg_hold(s);
+		fn(s, arg);
+		next = s->next_all;
+		seg_unref(s);
+		s = next;
+	}
+}
+
 static void seg_retry_fire(void *arg)
 {
 	struct rseg *s = arg;
@@ -630,15 +646,28 @@ static void seg_drop(struct rseg *s, struct rnode *n, const char *why)
 	seg_complete(s);
 }
 
+struct node_failed {
+	struct rnode *n;
+	const char *why;
+};
+
+static void node_failed_seg(struct rseg *s, void *arg)
+{
+	struct node_failed *nf = arg;
+
+	if (s->state <= RS_OPEN && holder_of(s, nf->n))
+		seg_drop(s, nf->n, nf->why);
+}
+
 /* n failed: it leaves every segment still written that it holds. */
 void replica_node_failed(struct rnode *n, const char *why)
 {
 	struct replicas *rs = n->rs;
 
+	struct node_failed nf = { n, why };
+
 	n->dirty = false;
-	for (struct rseg *s = rs->all; s; s = s->next_all)
-		if (s->state <= RS_OPEN && holder_of(s, n))
-			seg_drop(s, n, why);
+	segs_each(rs, node_failed_seg, &nf);
 	catchup_kick(rs->catchup);
 }
 
@@ -1476,16 +1505,21 @@ static void kick_run(void *arg)
 	replica_flushes_recheck(rs);
 }
 
+static void retry_placing_seg(struct rseg *s, void *arg)
+{
+	(void)arg;
+	if (s->state == RS_PLACING) {
+		loop_timer_cancel(s->retry);
+		s->retry = NULL;
+		seg_step(s);
+	} else if (s->state == RS_SEALED && s->nseal_todo) {
+		seal_send_todo(s); /* a holder that missed it may be back */
+	}
+}
+
 void replica_segs_retry_placing(struct replicas *rs)
 {
-	for (struct rseg *s = rs->all; s; s = s->next_all)
-		if (s->state == RS_PLACING) {
-			loop_timer_cancel(s->retry);
-			s->retry = NULL;
-			seg_step(s);
-		} else if (s->state == RS_SEALED && s->nseal_todo) {
-			seal_send_todo(s); /* a holder that missed it may be back */
-		}
+	segs_each(rs, retry_placing_seg, NULL);
 }
 
 void replica_map_changed(struct replicas *rs)
