@@ -320,6 +320,7 @@ static int drop_and_crash(void)
 	CHILD_CHECK(engine_volume_create(eng, "v", VOL_SIZE) == 0);
 	CHILD_CHECK(engine_volume_open(eng, "v", &vol) == 0);
 	write_tagged(vol, 0, 64, 1);
+	write_tagged(vol, 64, 96, 2); /* the log went on: lba 0's segment is sealed */
 	CHILD_CHECK(eflush() == 0);
 	CHILD_CHECK(eng_resolve(vol, 0, &loc));
 	hd.family = eng->slots[loc.slot].family_uid;
@@ -330,8 +331,8 @@ static int drop_and_crash(void)
 	}
 	CHILD_CHECK(r == 0);
 	CHILD_CHECK(eng_resolve(vol, 0, &loc) && seg_is_remote(eng, loc.slot));
-	write_tagged(vol, 64, 96, 2); /* the log goes on: new segments take free slots */
-	CHILD_CHECK(eflush() == 0);
+	/* killed now: no poll after the drop, which wants a checkpoint (a poll could
+	 * start it, and it could land before the end: the test would see the entry) */
 	return 0;
 }
 
