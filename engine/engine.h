@@ -416,6 +416,12 @@ struct engine_stats {
 					(engine/repair.c) */
 	uint64_t blocks_unrecoverable; /* ...and those for which no copy had good data:
 					  the read failed */
+	uint64_t fetches;         /* runs asked of copies elsewhere (seg_fetch: a remote
+				     segment's read, a read-around): each one peer request
+				     when its first holder has it good */
+	uint64_t fetch_blocks;    /* blocks those runs wanted */
+	uint64_t fetch_requests;  /* peer requests they took (a holder that fails one
+				     costs another) */
 	uint64_t checkpoints;
 	uint64_t last_checkpoint_seq;
 	uint64_t family_checkpoints;      /* complete (END acknowledged) in families' logs */

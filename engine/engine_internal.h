@@ -602,9 +602,9 @@ void eng_read_req(struct engine_volume *vol, struct ioreq *req, uint64_t lba, ui
 uint32_t eng_read_spans(struct read_block *b, uint32_t n);
 
 /* repair.c: read-around and repair of a block whose local copy failed */
-/* The block `block` of slot (of volume vol's read req, its lba; the map says crc)
- * could not be read here: `why` is -EILSEQ (its checksum failed), the read's error, or
- * -EREMOTE (a remote entry: no local copy, nothing to write back).
+/* The block `block` of store slot `slot` (of volume vol's read req, its lba; the map
+ * says crc) could not be read here: `why` is -EILSEQ (its checksum failed) or the
+ * read's error.
  * If the slot's family has copies elsewhere (the mirror's read), the block is fetched
  * from one into dst (req keeps a reference until then, with the error if none is
  * good) and written back over the bad local copy: true. false when there is no copy
@@ -614,9 +614,9 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 		      int why);
 
 /* remote.c: reads of remote entries (segment_remote.c) */
-/* Reads blocks b[0..n) (one remote entry) of vol's read req (its block 0 at lba) into
- * dst from the copies elsewhere, each a reference of req: 0, or -EIO when no copy can
- * be asked (the blocks already asked still answer into req). */
+/* Reads blocks b[0..n) (one span of one remote entry: ascending, within a fetch) of
+ * vol's read req (its block 0 at lba) into dst from the copies elsewhere: one fetch
+ * (seg_fetch), one reference of req: 0, or -EIO when no copy can be asked, -ENOMEM. */
 int eng_remote_read(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		    const struct read_block *b, uint32_t n);
 

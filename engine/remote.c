@@ -8,9 +8,10 @@
  * — frees it once that is durable. Until then a crash leaves the old checkpoint, whose
  * maps name the store slot and its data, which is still there.
  *
- * Reads of a remote entry (io.c read_span → eng_remote_read) take each block from a
- * copy elsewhere through the mirror's read, checked against the map's CRC on arrival
- * (repair.c's fetch, with no write-back: there is no local copy to mend).
+ * Reads of a remote entry (io.c read_span → eng_remote_read) are fetches: a span of
+ * the entry's blocks that a client's read wants (with the few blocks between its runs)
+ * is one seg_fetch, whose mirror copies each block, checked against the map's CRC,
+ * straight into the client's buffer. No write-back: there is no local copy to mend.
  *
  * Not here yet (docs/erasure-coding.md): the cleaner never picks a remote entry (its
  * blocks are freed by overwrites and deletes, and the entry with its copies once it is
@@ -24,6 +25,8 @@
 #include <stdlib.h>
 
 #include "common/array.h"
+#include "common/crc32c.h"
+#include "common/err.h"
 #include "common/log.h"
 #include "engine/engine_internal.h"
 #include "engine/map.h"
@@ -82,7 +85,7 @@ static int64_t own_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
  * only when they are done). */
 static int drop_allowed(const struct engine *eng, uint32_t i, uint64_t uid)
 {
-	if (!eng->mirror || !eng->mirror->read || !eng->mirror->wants(eng->mirror_ctx, uid))
+	if (!eng->mirror || !eng->mirror->fetch || !eng->mirror->wants(eng->mirror_ctx, uid))
 		return -EOPNOTSUPP; /* no copies elsewhere to read from */
 	if (eng->ckpt_capturing || (eng->gc_busy && eng->gc_victim == i))
 		return -EBUSY; /* a checkpoint taking its chunks, or the cleaner on it */
@@ -119,13 +122,61 @@ int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno)
 	return r;
 }
 
+/* One run of a remote entry that a client's read wants: one fetch. */
+struct remote_read {
+	struct seg_fetch f;
+	struct engine_volume *vol;
+	struct ioreq *req;
+	uint64_t lba;  /* of the request's block 0 */
+	uint8_t *dst;  /* the request's buffer (block 0) */
+	struct seg_fetch_block want[];
+};
+
+static void remote_read_done(void *arg, int res)
+{
+	struct remote_read *rr = arg;
+	struct engine *eng = rr->vol->eng;
+
+	for (uint32_t i = 0; i < rr->f.nblocks; i++) {
+		struct seg_fetch_block *w = &rr->want[i];
+
+		if (w->dst && w->res == 0 && crc32c(w->dst, QUILL_BLOCK_SIZE) != w->crc)
+			w->res = -EILSEQ; /* the mirror checked: never trust a border */
+		if (!w->dst || w->res == 0)
+			continue;
+		if (res == 0)
+			res = w->res;
+		eng->stats.blocks_unrecoverable++;
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: lba %" PRIu64 " (segment %016"
+				PRIx64 ".%08" PRIx32 " block %" PRIu32 ", no local copy): no copy "
+				"elsewhere is good (%s): returning an I/O error", rr->vol->rec.name,
+				rr->lba + (uint64_t)(w->dst - rr->dst) / QUILL_BLOCK_SIZE, rr->f.uid,
+				rr->f.sno, rr->f.block + i, err_str(-w->res));
+	}
+	eng_req_put(eng, rr->req, res);
+	free(rr);
+}
+
 int eng_remote_read(struct engine_volume *vol, struct ioreq *req, uint64_t lba, uint8_t *dst,
 		    const struct read_block *b, uint32_t n)
 {
-	for (uint32_t i = 0; i < n; i++)
-		if (!eng_repair_start(vol->eng, req, vol, lba + b[i].idx, b[i].slot, b[i].block,
-				      b[i].crc, dst + (size_t)b[i].idx * QUILL_BLOCK_SIZE,
-				      -EREMOTE))
-			return -EIO; /* no mirror now: the copies cannot be read */
+	uint32_t span = b[n - 1].block - b[0].block + 1;
+	struct remote_read *rr = calloc(1, sizeof(*rr) + span * sizeof(rr->want[0]));
+	int r;
+
+	if (!rr)
+		return -ENOMEM;
+	*rr = (struct remote_read){ .f = { .block = b[0].block, .nblocks = span, .want = rr->want,
+					   .cb = remote_read_done, .arg = rr },
+				    .vol = vol, .req = req, .lba = lba, .dst = dst };
+	for (uint32_t i = 0; i < n; i++) /* the blocks between runs stay unwanted */
+		rr->want[b[i].block - b[0].block] = (struct seg_fetch_block){
+			.dst = dst + (size_t)b[i].idx * QUILL_BLOCK_SIZE, .crc = b[i].crc };
+	r = seg_fetch(vol->eng, b[0].slot, &rr->f);
+	if (r < 0) {
+		free(rr);
+		return r == -EOPNOTSUPP ? -EIO : r; /* no mirror now: no copy can be read */
+	}
+	req->pending++;
 	return 0;
 }

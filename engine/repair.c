@@ -4,9 +4,10 @@
  * hands that block here when its segment's family has copies on other nodes (the
  * segment mirror wants the family and has a read op: segment.h). One repair per
  * block:
- *   fetch   the mirror reads the block from a copy elsewhere, checked against the
- *           map's CRC on arrival (again here: the border is asserted both sides);
- *           the client's buffer gets it and its read completes at once
+ *   fetch   a one-block seg_fetch (the stage a remote entry's reads use too) takes
+ *           the block from a copy elsewhere, checked against the map's CRC on
+ *           arrival (again here: the border is asserted both sides); the client's
+ *           buffer gets it and its read completes at once
  *   write   the good block is written back over the bad one: the same offset of the
  *           same slot (a sealed segment's bytes never change, and an open segment's
  *           written blocks do not either: rewriting them with the same bytes is safe)
@@ -24,6 +25,7 @@
  *
  * Threading: the engine's thread; every step is asynchronous.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -39,6 +41,8 @@ enum repair_step { REPAIR_FETCH, REPAIR_WRITE, REPAIR_VERIFY };
 
 struct repair {
 	struct engine *eng;
+	struct seg_fetch f;  /* the fetch of the good copy into buf */
+	struct seg_fetch_block want;
 	struct ioreq *req;   /* the read, until the block is in dst; then NULL */
 	uint8_t *dst;        /* the read's buffer for the block */
 	uint8_t *buf;        /* aligned: the good copy, then what reads back */
@@ -53,8 +57,7 @@ struct repair {
 
 static const char *failure_text(int why)
 {
-	return why == -EILSEQ ? "checksum mismatch" : why == -EREMOTE ? "no local copy"
-									  : err_str(-why);
+	return why == -EILSEQ ? "checksum mismatch" : err_str(-why);
 }
 
 static void repair_end(struct repair *rp)
@@ -125,8 +128,7 @@ static bool slot_writable(const struct repair *rp)
 	for (size_t i = 0; i < rp->eng->ndeferred_free; i++)
 		if (rp->eng->deferred_free[i] == rp->slot)
 			return false;
-	return s->state != SLOT_FREE && !s->freeing && !s->remote &&
-	       s->generation == rp->generation;
+	return s->state != SLOT_FREE && !s->freeing && s->generation == rp->generation;
 }
 
 static void repair_write(struct repair *rp)
@@ -170,13 +172,9 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 		      int why)
 {
 	struct slot *s = &eng->slots[slot];
-	struct repair *rp;
-	int r;
+	struct repair *rp = calloc(1, sizeof(*rp));
 
-	if (!eng->mirror || !eng->mirror->read || s->held ||
-	    !eng->mirror->wants(eng->mirror_ctx, s->family_uid))
-		return false;
-	rp = calloc(1, sizeof(*rp));
+	assert(!s->remote); /* a remote entry's reads are fetches of their own (remote.c) */
 	if (!rp)
 		return false;
 	*rp = (struct repair){ .eng = eng, .req = req, .dst = dst, .lba = lba,
@@ -184,21 +182,17 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 			       .crc = crc, .why = why };
 	snprintf(rp->vol, sizeof(rp->vol), "%s", vol->rec.name);
 	rp->buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
-	r = !rp->buf ? -ENOMEM
-	    : why == -EREMOTE && eng->mirror->read_remote
-		? eng->mirror->read_remote(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf,
-					   crc, repair_fetched, rp)
-		: eng->mirror->read(eng->mirror_ctx, s->family_uid, s->sno, block, rp->buf, crc,
-				    repair_fetched, rp);
-	if (r < 0) {
+	rp->want = (struct seg_fetch_block){ .dst = rp->buf, .crc = crc };
+	rp->f = (struct seg_fetch){ .block = block, .nblocks = 1, .want = &rp->want,
+				    .cb = repair_fetched, .arg = rp };
+	if (!rp->buf || seg_fetch(eng, slot, &rp->f) < 0) {
 		seg_buf_free(rp->buf);
 		free(rp);
 		return false;
 	}
-	if (why != -EREMOTE) /* a remote entry's read is its ordinary read */
-		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block "
-				"%u): local copy failed (%s): reading it from a copy elsewhere",
-				rp->vol, lba, slot, block, failure_text(why));
+	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
+			"local copy failed (%s): reading it from a copy elsewhere", rp->vol, lba,
+			slot, block, failure_text(why));
 	s->readers++;
 	req->pending++;
 	rp->next = eng->repairs;

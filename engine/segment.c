@@ -591,6 +591,47 @@ int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iov
 	return eng->segs->ops->readv(eng->segs, slot, block, iov, iovcnt, cb, arg);
 }
 
+/* A fetch's completion from the mirror: the slot is let go, then the caller's. */
+static void fetch_done(struct seg_fetch *f, int res)
+{
+	struct engine *eng = f->eng;
+
+	assert(eng->slots[f->slot].readers > 0);
+	eng->slots[f->slot].readers--; /* as a read's end: a deferred release follows */
+	eng->stats.fetch_requests += f->requests;
+	f->cb(f->arg, res);
+}
+
+int seg_fetch(struct engine *eng, uint32_t slot, struct seg_fetch *f)
+{
+	struct slot *s = &eng->slots[slot];
+	int r;
+
+	assert(slot < eng->slot_cap && s->state != SLOT_FREE);
+	assert(f->nblocks >= 1 && f->nblocks <= SEG_FETCH_MAX_BLOCKS && f->want && f->cb);
+	assert(f->block + f->nblocks <= eng->segs->blocks_per_seg);
+	if (!eng->mirror || !eng->mirror->fetch || s->held ||
+	    !eng->mirror->wants(eng->mirror_ctx, s->family_uid))
+		return -EOPNOTSUPP;
+	f->eng = eng;
+	f->uid = s->family_uid;
+	f->sno = s->sno;
+	f->slot = slot;
+	f->remote = s->remote;
+	f->done = fetch_done;
+	f->requests = 0;
+	for (uint32_t i = 0; i < f->nblocks; i++)
+		f->want[i].res = f->want[i].dst ? -EIO : 0;
+	r = eng->mirror->fetch(eng->mirror_ctx, f);
+	if (r < 0)
+		return r;
+	s->readers++;
+	eng->stats.fetches++;
+	for (uint32_t i = 0; i < f->nblocks; i++)
+		eng->stats.fetch_blocks += f->want[i].dst != NULL;
+	return 0;
+}
+
 /* Is the mirror told of s's deletion? Not only when s was opened in this process: a
  * segment written before a restart, or adopted in a takeover, has copies and a record
  * elsewhere too whenever its family is mirrored now. A held slot is another node's. */

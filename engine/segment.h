@@ -139,6 +139,45 @@ struct segs {
 	uint32_t blocks_per_seg;
 };
 
+/* ---- a fetch: blocks of a segment from its copies elsewhere ----
+ * The one way the engine reads a copy that is not its store's: a remote entry's
+ * ordinary read (remote.c) and a repair's read-around of a block whose local copy
+ * failed (repair.c) both call seg_fetch(), which asks the mirror's fetch. A fetch is a
+ * run: blocks [block, block + nblocks) of one segment, one peer request when one
+ * holder has them all good. Wanted blocks name where their good copy goes (any
+ * address: the mirror copies each block there from what arrived, no bounce) and the
+ * map's CRC32C they must have; the others (dst NULL) are blocks between two runs of
+ * wanted ones (a summary, another batch's data), asked only to join the runs.
+ * The mirror tries the segment's holders in turn (docs/replication.md, "Fetches"):
+ * each block that arrives is checked against its CRC before it is copied to dst;
+ * the blocks still missing are asked of the next holder. */
+
+#define SEG_FETCH_MAX_BLOCKS 1024u /* a run: one peer request's worth (4 MiB) */
+
+struct seg_fetch_block {
+	uint8_t *dst; /* where its good copy goes; NULL: not wanted */
+	uint32_t crc; /* the map's CRC32C of it (wanted blocks) */
+	int res;      /* set before done: 0 (dst holds a good copy), -EILSEQ (copies were
+			 read and each failed the CRC), another -errno (none was read) */
+};
+
+struct seg_fetch {
+	/* the caller's (seg_fetch's arguments): owned by it until cb */
+	uint32_t block, nblocks; /* 1..SEG_FETCH_MAX_BLOCKS, within the segment */
+	struct seg_fetch_block *want; /* nblocks entries */
+	seg_cb cb;                    /* res: 0 when every wanted block arrived good, else
+					 the first wanted block's error */
+	void *arg;
+	/* filled by seg_fetch for the mirror (eng: the segment layer's own) */
+	struct engine *eng;
+	uint64_t uid;
+	uint32_t sno, slot;
+	bool remote; /* the segment has no local copy: this is its ordinary read (quiet),
+			not a read-around of a failed one */
+	void (*done)(struct seg_fetch *f, int res); /* the mirror's completion, once */
+	uint32_t requests; /* set by the mirror before done: the peer requests it took */
+};
+
 /* ---- copies beyond the local store (replication/replica.c) ----
  * Copies of a family's segments on other nodes. Each hook is called by segment.c on
  * the engine's thread, only for the segments of families for which wants() was true
@@ -160,20 +199,13 @@ struct seg_mirror_ops {
 	int (*flush)(void *ctx, seg_cb cb, void *arg);
 	void (*sealed)(void *ctx, uint32_t slot, uint32_t length);
 	void (*deleted)(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno);
-	/* read (optional, NULL: no copy can be read): one block of segment (uid, sno) of a
-	 * family it wants, from a copy elsewhere, into buf (QUILL_BLOCK_SIZE, aligned),
-	 * for a block whose local copy failed (engine/repair.c). crc is the map's CRC32C
-	 * of the block: cb(0) only once buf holds a copy that has it; else cb(-EILSEQ)
-	 * when some copy was read but none had it, another -errno (-EIO, -ENOENT,
-	 * -ESHUTDOWN) when none could be read. The async contract above; cb runs from the
-	 * loop, never from inside this call. Whatever copies it tries and why each failed
-	 * is its to log. */
-	int (*read)(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
-		    uint32_t crc, seg_cb cb, void *arg);
-	/* read_remote (optional, NULL: read serves): the same for a block of a segment with
-	 * no local copy (segment_remote.c), whose reads all come here: not a failure */
-	int (*read_remote)(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
-			   uint32_t crc, seg_cb cb, void *arg);
+	/* fetch (optional, NULL: no copy can be read): f's blocks of segment (f->uid,
+	 * f->sno), of a family it wants, from copies elsewhere into f->want[] (struct
+	 * seg_fetch above; seg_fetch() is the one caller). Every wanted block's res is set
+	 * before f->done(f, res) (res: the first wanted block's error, or 0). The async
+	 * contract above: done runs from the loop, never inside this call; -errno: it
+	 * never runs. Which copies it tried and why each failed is its to log. */
+	int (*fetch)(void *ctx, struct seg_fetch *f);
 };
 /* Sets (ops NULL: clears) the mirror; the engine's thread, with no segment I/O of a
  * mirrored family in flight. ops and ctx outlive the engine or the next call. Once
@@ -201,7 +233,7 @@ int seg_open(struct engine *eng, struct engine_volume *vol, enum slot_user who);
 int seg_append(struct engine *eng, uint32_t slot, uint32_t block, void *buf, uint32_t nblocks,
 	       uint64_t seq, seg_cb cb, void *arg);
 /* read: blocks starting at `block` of slot's segment into iov. -EREMOTE for a remote
- * entry (seg_is_remote): the caller reads the copies. */
+ * entry (seg_is_remote): the caller fetches from the copies. */
 int seg_read(struct engine *eng, uint32_t slot, uint32_t block, const struct iovec *iov,
 	     int iovcnt, seg_cb cb, void *arg);
 /* hold: a free slot (leaving gc_reserve slots to the cleaner, as a write does) for a
@@ -253,6 +285,13 @@ void seg_remote_forget(struct engine *eng, uint64_t uid);
 /* Start-up, after the segment table is loaded and the maps counted: the remote
  * entries the table records. */
 void seg_remote_restore(struct engine *eng);
+
+/* fetch: f->nblocks blocks of slot's segment from f->block, from its copies elsewhere
+ * (struct seg_fetch above; f filled by the caller: block, nblocks, want, cb, arg).
+ * The slot is held (its readers count) until cb, so it is not reused meanwhile.
+ * -EOPNOTSUPP: no copy to ask (no mirror, no fetch op, a family it does not want, a
+ * held slot). Otherwise the async contract: 0 and cb(arg, res) once, or -errno. */
+int seg_fetch(struct engine *eng, uint32_t slot, struct seg_fetch *f);
 
 /* Start-up and tools only (block the thread): */
 int seg_read_sync(struct engine *eng, uint32_t slot, uint32_t block, void *buf,

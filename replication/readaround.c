@@ -1,9 +1,13 @@
-/* replication/readaround.c — a block from a copy elsewhere (readaround.h).
+/* replication/readaround.c — runs of a segment from its copies elsewhere (readaround.h).
  *
- * One struct readaround per block asked: it learns the holders (the live set, or the
- * record from etcd), then asks them one after another until a good copy arrives. It
- * starts from a zero-delay timer, so that its callback never runs inside the
- * engine's call.
+ * One struct readaround per run asked: one fetch of the engine's (seg_fetch), or
+ * several whose runs of one segment lie end to end, asked in the same turn of the
+ * loop (a client's sequential small reads: one peer request for them all). It learns
+ * the holders (the live set, or the record from etcd), orders them (connected ones
+ * first, each segment starting at another), then asks them one after another for the
+ * blocks still missing until every wanted block arrived good or no holder is left.
+ * It starts from a zero-delay timer, so that its callbacks never run inside the
+ * engine's call, and so that the runs asked in one turn can join it first.
  */
 #include "replication/readaround.h"
 
@@ -14,6 +18,7 @@
 #include <string.h>
 
 #include "cluster/cluster.h"
+#include "common/array.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -22,31 +27,57 @@
 #include "replication/peer_proto.h"
 #include "replication/replica_internal.h"
 
+_Static_assert(SEG_FETCH_MAX_BLOCKS <= PEER_SEG_READ_MAX_BLOCKS,
+	       "a fetch's run is one SEG_READ");
+
 struct readaround {
 	struct replicas *rs; /* NULL: cancelled while etcd had its call (freed on answer) */
 	uint64_t uid;
-	uint32_t sno, block, crc;
+	uint32_t sno;
+	uint32_t block, nblocks; /* the run: its fetches' runs end to end */
+	struct seg_fetch **fs;   /* the fetches, by block (each one's run follows the last) */
+	size_t nfs, cap;
 	int64_t epoch;
 	char name[LAYOUT_ID_MAX + 1];
-	void *buf;
-	seg_cb cb;
-	void *arg;
 	char holders[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
 	unsigned nholders, asked; /* holders, and how many were asked */
+	uint32_t first, count;   /* the range asked of the holder now */
+	uint32_t requests;       /* peer requests sent */
 	bool live;           /* holders from this process's replica set, not etcd */
 	bool in_etcd;        /* creq is etcd's */
 	bool quiet;          /* a remote segment's read: a first-try success is no news */
-	int res;             /* the answer if no copy is good: -EILSEQ once one was bad */
+	bool plain;          /* the holder asked now is asked again without CRCs */
 	char tried[320];     /* "node1: its copy fails the checksum; node2: not connected" */
 	struct cluster_vol_req creq;
 	struct loop_timer *start;
 	struct readaround *next; /* rs->readarounds */
 };
 
+/* Block b of the run (ra->block <= b < ra->block + ra->nblocks): its entry. */
+static struct seg_fetch_block *ra_want(const struct readaround *ra, uint32_t b)
+{
+	for (size_t i = 0; i < ra->nfs; i++) {
+		const struct seg_fetch *f = ra->fs[i];
+
+		if (b >= f->block && b < f->block + f->nblocks)
+			return &f->want[b - f->block];
+	}
+	return NULL;
+}
+
+/* Does block b still wait for a good copy? */
+static bool ra_missing(const struct readaround *ra, uint32_t b)
+{
+	const struct seg_fetch_block *w = ra_want(ra, b);
+
+	return w && w->dst && w->res != 0;
+}
+
 static void ra_id(const struct readaround *ra, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s segment %016" PRIx64 ".%08" PRIx32 " block %" PRIu32, ra->name,
-		 ra->uid, ra->sno, ra->block);
+	snprintf(buf, len, "%s segment %016" PRIx64 ".%08" PRIx32 " block %" PRIu32 "%s%" PRIu32,
+		 ra->name, ra->uid, ra->sno, ra->block, ra->nblocks > 1 ? "+" : "",
+		 ra->nblocks > 1 ? ra->nblocks - 1 : 0);
 }
 
 static void ra_unlink(struct readaround *ra)
@@ -58,22 +89,46 @@ static void ra_unlink(struct readaround *ra)
 		}
 }
 
-/* The end: logged with every holder tried, then the engine's callback. */
-static void ra_finish(struct readaround *ra, int res, const char *from)
+/* Each fetch's end: its first missing block's error, or 0. The requests are the first
+ * fetch's to count. */
+static void ra_complete(struct readaround *ra, int cancel)
 {
-	char id[160];
+	for (size_t i = 0; i < ra->nfs; i++) {
+		struct seg_fetch *f = ra->fs[i];
+		int res = 0;
 
+		for (uint32_t b = 0; b < f->nblocks; b++) {
+			if (cancel && f->want[b].dst && f->want[b].res != 0)
+				f->want[b].res = cancel;
+			if (res == 0 && f->want[b].dst)
+				res = f->want[b].res;
+		}
+		f->requests = i == 0 ? ra->requests : 0;
+		f->done(f, res);
+	}
+	free(ra->fs);
+}
+
+/* The end: logged with every holder tried, then the engine's callbacks (cancel: the
+ * replicas are closing, every missing block ends -ESHUTDOWN). */
+static void ra_finish(struct readaround *ra, const char *from, bool cancel)
+{
+	bool missing = false;
+	char id[200];
+
+	for (uint32_t b = ra->block; b < ra->block + ra->nblocks && !missing; b++)
+		missing = ra_missing(ra, b);
 	ra_id(ra, id, sizeof(id));
-	if (res < 0 && res != -ESHUTDOWN)
+	if (missing && !cancel)
 		log_msg(LOG_ERROR, LOG_TAG, "volume %s: no copy elsewhere is good (%s)", id,
 			ra->tried[0] ? ra->tried : "no holder but this node");
-	else if (res == 0 && (!ra->quiet || ra->tried[0]))
+	else if (!missing && (!ra->quiet || ra->tried[0]))
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: read from the copy on node %s%s%s%s", id,
-			from, ra->tried[0] ? " (also tried: " : "", ra->tried,
+			from ? from : "?", ra->tried[0] ? " (also tried: " : "", ra->tried,
 			ra->tried[0] ? ")" : "");
 	ra_unlink(ra);
 	loop_timer_cancel(ra->start);
-	ra->cb(ra->arg, res);
+	ra_complete(ra, cancel ? -ESHUTDOWN : 0);
 	free(ra);
 }
 
@@ -93,7 +148,44 @@ static struct rnode *node_named(const struct replicas *rs, const char *id)
 	return NULL;
 }
 
+static bool node_live(const struct rnode *n)
+{
+	return n && n->ready && n->conn;
+}
+
 static void ra_try_next(struct readaround *ra);
+static int ra_ask(struct readaround *ra, struct rnode *n);
+
+/* Every wanted block of the range asked: this holder's copy was bad (-EILSEQ). */
+static void ra_range_bad(struct readaround *ra)
+{
+	for (uint32_t b = ra->first; b < ra->first + ra->count; b++)
+		if (ra_missing(ra, b))
+			ra_want(ra, b)->res = -EILSEQ;
+}
+
+/* The blocks that arrived: each missing one that has its CRC is copied to its place.
+ * Returns how many failed their CRC. */
+static uint32_t ra_take(struct readaround *ra, const uint8_t *data)
+{
+	uint32_t bad = 0;
+
+	for (uint32_t i = 0; i < ra->count; i++) {
+		struct seg_fetch_block *w = ra_want(ra, ra->first + i);
+		const uint8_t *d = data + (size_t)i * PEER_SEG_BLOCK;
+
+		if (!w || !w->dst || w->res == 0)
+			continue;
+		if (crc32c(d, PEER_SEG_BLOCK) != w->crc) {
+			w->res = -EILSEQ;
+			bad++;
+			continue;
+		}
+		memcpy(w->dst, d, PEER_SEG_BLOCK);
+		w->res = 0;
+	}
+	return bad;
+}
 
 static void ra_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
 		       size_t len)
@@ -101,47 +193,98 @@ static void ra_replied(void *arg, int res, const struct peer_hdr *h, const void 
 	struct readaround *ra = arg;
 	const char *node = ra->holders[ra->asked - 1];
 	struct peer_seg_reply rep = { 0 };
+	uint32_t bad = 0;
 	int r = res;
+	char why[96];
 
 	(void)h;
 	if (ra->rs->closing) {
-		ra_finish(ra, -ESHUTDOWN, NULL);
+		ra_finish(ra, NULL, true);
 		return;
 	}
 	if (r == 0)
 		r = peer_seg_reply_decode(PEER_OP_SEG_READ, payload, len, &rep) < 0 ? -EPROTO
 										 : rep.result;
-	if (r == 0 && (rep.nblocks != 1 || crc32c(rep.data, PEER_SEG_BLOCK) != ra->crc))
-		r = -EBADMSG; /* it said good and sent something else */
-	if (r == 0) {
-		memcpy(ra->buf, rep.data, PEER_SEG_BLOCK);
-		ra_finish(ra, 0, node);
-		return;
+	if (r == 0 && rep.nblocks != ra->count)
+		r = -EPROTO;
+	if (r == 0)
+		bad = ra_take(ra, rep.data);
+	if (r == -EILSEQ && !ra->plain && ra->count > 1) {
+		/* some block of its copy is bad (it logged which run): the others may be
+		 * good, so the run is asked again as it is and checked here block by block */
+		ra->plain = true;
+		if (ra_ask(ra, node_named(ra->rs, node)) == 0)
+			return;
 	}
-	if (r == -EILSEQ || r == -EBADMSG)
-		ra->res = -EILSEQ;
-	ra_note(ra, node, r == -EILSEQ	  ? "its copy fails the checksum"
-			  : r == -EBADMSG ? "it sent a block that fails the checksum"
-					  : err_str(-r));
+	ra->plain = false;
+	if (r == -EILSEQ)
+		ra_range_bad(ra);
+	if (r == 0 && bad == 0) {
+		bool missing = false;
+
+		for (uint32_t b = ra->block; b < ra->block + ra->nblocks && !missing; b++)
+			missing = ra_missing(ra, b);
+		if (!missing) {
+			ra_finish(ra, node, false);
+			return;
+		}
+	}
+	if (bad)
+		snprintf(why, sizeof(why), "%" PRIu32 " block%s of its copy fail%s the checksum",
+			 bad, bad > 1 ? "s" : "", bad > 1 ? "" : "s");
+	ra_note(ra, node, bad ? why : r == -EILSEQ ? "its copy fails the checksum"
+							 : err_str(-r));
 	ra_try_next(ra);
 }
 
-/* Asks holder `node`: 0 (ra_replied runs) or -errno. */
+/* The range of the run still missing: ra->first, ra->count. */
+static void ra_range(struct readaround *ra)
+{
+	uint32_t first = ra->block + ra->nblocks, last = ra->block;
+
+	for (uint32_t b = ra->block; b < ra->block + ra->nblocks; b++)
+		if (ra_missing(ra, b)) {
+			first = b < first ? b : first;
+			last = b;
+		}
+	ra->first = first;
+	ra->count = last + 1 - first;
+}
+
+/* Asks holder n for the missing range: 0 (ra_replied runs) or -errno. With CRCs (the
+ * holder checks its copy, and refuses a bad one rather than send it) when every
+ * block of the range is wanted; without (checked here) when some only join runs, or
+ * when the holder refused the run: ra->plain. */
 static int ra_ask(struct readaround *ra, struct rnode *n)
 {
-	struct peer_seg_req rq = { .op = PEER_OP_SEG_READ, .sno = ra->sno, .block = ra->block,
-				   .nblocks = 1, .flags = PEER_SEG_F_CRCS };
-	uint8_t head[PEER_SEG_HEAD_MAX], crc[4];
-	struct iovec data = { crc, sizeof(crc) };
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_READ, .sno = ra->sno };
+	uint8_t head[PEER_SEG_HEAD_MAX], crcs[SEG_FETCH_MAX_BLOCKS * 4];
+	struct iovec data = { crcs, 0 };
 	struct peer_msg m = { .op = PEER_OP_SEG_READ, .volume_id = ra->uid,
-			      .epoch = (uint64_t)ra->epoch, .head = head, .data = &data,
-			      .datacnt = 1 };
+			      .epoch = (uint64_t)ra->epoch, .head = head, .data = &data };
+	bool all = !ra->plain;
+	int r;
 
-	if (!n || !n->ready || !n->conn)
+	if (!node_live(n))
 		return -ENOTCONN;
+	ra_range(ra);
+	for (uint32_t i = 0; i < ra->count && all; i++) {
+		const struct seg_fetch_block *w = ra_want(ra, ra->first + i);
+
+		all = w && w->dst;
+		if (all)
+			peer_put32(crcs + (size_t)i * 4, w->crc);
+	}
+	rq.block = ra->first;
+	rq.nblocks = ra->count;
+	rq.flags = all ? PEER_SEG_F_CRCS : 0;
+	data.iov_len = all ? (size_t)ra->count * 4 : 0;
+	m.datacnt = all ? 1 : 0;
 	m.head_len = peer_seg_req_encode(&rq, head);
-	peer_put32(crc, ra->crc);
-	return peer_request(n->conn, &m, ra->rs->timeout_ms, ra_replied, ra);
+	r = peer_request(n->conn, &m, ra->rs->timeout_ms, ra_replied, ra);
+	if (r == 0)
+		ra->requests++;
+	return r;
 }
 
 static void ra_try_next(struct readaround *ra)
@@ -154,7 +297,7 @@ static void ra_try_next(struct readaround *ra)
 			return;
 		ra_note(ra, id, r == -ENOTCONN ? "not connected" : err_str(-r));
 	}
-	ra_finish(ra, ra->res, NULL);
+	ra_finish(ra, NULL, false);
 }
 
 /* The holders, this node left out. */
@@ -163,6 +306,25 @@ static void ra_holders(struct readaround *ra, const char (*ids)[LAYOUT_ID_MAX + 
 	for (unsigned i = 0; i < n && ra->nholders < LAYOUT_MAX_HOLDERS; i++)
 		if (strcmp(ids[i], ra->rs->self) != 0)
 			snprintf(ra->holders[ra->nholders++], LAYOUT_ID_MAX + 1, "%s", ids[i]);
+}
+
+/* The order the holders are asked in: the connected ones first (a holder that is down
+ * costs nothing but a note), and among them each segment starts at another one, so
+ * that the reads of many segments spread over the holders. */
+static void ra_order(struct readaround *ra)
+{
+	char sorted[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
+	unsigned n = 0, nlive;
+
+	for (int live = 1; live >= 0; live--)
+		for (unsigned i = 0; i < ra->nholders; i++)
+			if (node_live(node_named(ra->rs, ra->holders[i])) == (bool)live)
+				memcpy(sorted[n++], ra->holders[i], sizeof(sorted[0]));
+	for (nlive = 0; nlive < n && node_live(node_named(ra->rs, sorted[nlive])); nlive++)
+		;
+	for (unsigned i = 0; i < n; i++) /* the live ones rotated by the segment */
+		memcpy(ra->holders[i], i < nlive ? sorted[(i + ra->sno) % nlive] : sorted[i],
+		       sizeof(sorted[0]));
 }
 
 static void ra_listed(void *arg, int res, const char *msg)
@@ -185,6 +347,7 @@ static void ra_listed(void *arg, int res, const char *msg)
 		snprintf(ra->tried, sizeof(ra->tried), "%s", res < 0 ? msg : "no segment record");
 	free(ra->creq.segs);
 	ra->creq.segs = NULL;
+	ra_order(ra);
 	ra_try_next(ra);
 }
 
@@ -196,6 +359,7 @@ static void ra_start(void *arg)
 
 	ra->start = NULL;
 	if (ra->live) {
+		ra_order(ra);
 		ra_try_next(ra);
 		return;
 	}
@@ -205,7 +369,7 @@ static void ra_start(void *arg)
 	if (r < 0) {
 		snprintf(ra->tried, sizeof(ra->tried), "the segment records are not readable: %s",
 			 err_str(-r));
-		ra_finish(ra, -EIO, NULL);
+		ra_finish(ra, NULL, false);
 		return;
 	}
 	ra->in_etcd = true;
@@ -228,27 +392,63 @@ static bool live_holders(struct readaround *ra)
 	return false;
 }
 
-static int ra_new(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
-		  uint32_t crc, seg_cb cb, void *arg, bool quiet)
+/* Adds f to ra's fetches, before or after them: 0 or -ENOMEM. */
+static int ra_add(struct readaround *ra, struct seg_fetch *f)
+{
+	bool before = ra->nfs && f->block < ra->block;
+
+	if (ARRAY_GROW(ra->fs, ra->cap, ra->nfs, 4) < 0)
+		return -ENOMEM;
+	if (before) {
+		memmove(ra->fs + 1, ra->fs, ra->nfs * sizeof(ra->fs[0]));
+		ra->fs[0] = f;
+		ra->block = f->block;
+	} else {
+		ra->fs[ra->nfs] = f;
+		if (!ra->nfs)
+			ra->block = f->block;
+	}
+	ra->nfs++;
+	ra->nblocks += f->nblocks;
+	return 0;
+}
+
+/* A run asked in this turn of the loop (not started) that f's run continues or
+ * leads into, within one request; NULL if none. */
+static struct readaround *ra_joinable(const struct replicas *rs, const struct seg_fetch *f)
+{
+	for (struct readaround *ra = rs->readarounds; ra; ra = ra->next)
+		if (ra->start && ra->uid == f->uid && ra->sno == f->sno &&
+		    ra->quiet == f->remote &&
+		    ra->nblocks + f->nblocks <= SEG_FETCH_MAX_BLOCKS &&
+		    (f->block == ra->block + ra->nblocks || f->block + f->nblocks == ra->block))
+			return ra;
+	return NULL;
+}
+
+int readaround_fetch(void *ctx, struct seg_fetch *f)
 {
 	struct replicas *rs = ctx;
-	const struct family *f = NULL;
+	const struct family *fam = NULL;
 	struct readaround *ra;
 
-	for (size_t i = 0; i < rs->nfams && !f; i++)
-		if (rs->fams[i]->uid == uid)
-			f = rs->fams[i];
-	if (!f || rs->closing)
+	for (size_t i = 0; i < rs->nfams && !fam; i++)
+		if (rs->fams[i]->uid == f->uid)
+			fam = rs->fams[i];
+	if (!fam || rs->closing)
 		return -ENOENT;
+	ra = ra_joinable(rs, f);
+	if (ra)
+		return ra_add(ra, f);
 	ra = calloc(1, sizeof(*ra));
 	if (!ra)
 		return -ENOMEM;
-	*ra = (struct readaround){ .rs = rs, .uid = uid, .sno = sno, .block = block, .crc = crc,
-				   .epoch = f->epoch, .buf = buf, .cb = cb, .arg = arg,
-				   .res = -EIO, .quiet = quiet };
-	snprintf(ra->name, sizeof(ra->name), "%s", f->name);
+	*ra = (struct readaround){ .rs = rs, .uid = f->uid, .sno = f->sno, .epoch = fam->epoch,
+				   .quiet = f->remote };
+	snprintf(ra->name, sizeof(ra->name), "%s", fam->name);
 	ra->live = live_holders(ra);
-	if (loop_timer_add(rs->loop, 0, ra_start, ra, &ra->start) < 0) {
+	if (ra_add(ra, f) < 0 || loop_timer_add(rs->loop, 0, ra_start, ra, &ra->start) < 0) {
+		free(ra->fs);
 		free(ra);
 		return -ENOMEM;
 	}
@@ -257,29 +457,18 @@ static int ra_new(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *b
 	return 0;
 }
 
-int readaround_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
-		    uint32_t crc, seg_cb cb, void *arg)
-{
-	return ra_new(ctx, uid, sno, block, buf, crc, cb, arg, false);
-}
-
-int readaround_read_remote(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
-			   uint32_t crc, seg_cb cb, void *arg)
-{
-	return ra_new(ctx, uid, sno, block, buf, crc, cb, arg, true);
-}
-
 void readaround_cancel_all(struct replicas *rs)
 {
 	while (rs->readarounds) {
 		struct readaround *ra = rs->readarounds;
 
 		if (!ra->in_etcd) {
-			ra_finish(ra, -ESHUTDOWN, NULL); /* unlinks it */
+			ra_finish(ra, NULL, true); /* unlinks it */
 			continue;
 		}
 		rs->readarounds = ra->next;
-		ra->cb(ra->arg, -ESHUTDOWN);
+		ra_complete(ra, -ESHUTDOWN);
+		ra->fs = NULL;
 		ra->rs = NULL; /* ra_listed frees it */
 	}
 }

@@ -1478,8 +1478,7 @@ static const struct seg_mirror_ops mirror_ops = {
 	.flush = replica_flush,
 	.sealed = mirror_sealed,
 	.deleted = mirror_deleted,
-	.read = readaround_read,
-	.read_remote = readaround_read_remote,
+	.fetch = readaround_fetch,
 };
 
 static const struct engine_base_ops base_ops = { .read = baseread_read };

@@ -33,6 +33,12 @@ qn() # qn I ARGS: quill on node I
 	"$QUILL" --socket "$WORK/ctl$i.sock" "$@"
 }
 
+# status_of I FIELD: node I's node.status field (quill status --json)
+status_of()
+{
+	qn "$1" status --json | json_field "[\"$2\"]"
+}
+
 # node_launch I [EXTRA FLAGS]: starts quilld node I in the background ($LAUNCHED)
 node_launch()
 {

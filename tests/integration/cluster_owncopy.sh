@@ -10,7 +10,10 @@
 #     sealed (its dropped slots were freed by its checkpoints), the holders still
 #     hold every recorded segment
 #   - every block reads back and verifies through the owner (fio verify_only): the
-#     blocks of dropped segments come from the holders
+#     blocks of dropped segments come from the holders, fetched as runs (the owner's
+#     fetch counters: peer requests per MiB are printed for each verify)
+#   - a sequential read with 1 MiB requests takes one peer request per run, not one
+#     per 4 KiB block: at least 16 blocks per request on average
 #   - kill -9 of a holder (node2): everything still verifies (read from node1)
 #   - node2 restarts: everything verifies again
 #   - the owner restarts: its dropped segments are still read from the holders
@@ -72,18 +75,58 @@ H1=$(python3 "$WORK/slots.py" "$WORK/node1/store.img" "$SEG")
 [ "$H1" -ge "$SEALED" ] || fail "node1 holds $H1 segments of $SEALED sealed"
 log "$(dropped) own copies dropped: the owner's store holds $(owner_used) segments, node1 $H1, $SEALED sealed in the records"
 
+# fetch_counts: the owner's fetch counters "requests blocks" (quill status --json)
+fetch_counts() { echo "$(status_of 0 fetch_requests) $(status_of 0 fetch_blocks)"; }
+# fetch_since "REQ BLOCKS": the peer requests and blocks fetched since those counts,
+# and requests per MiB fetched
+fetch_since()
+{
+	local now
+	now=$(fetch_counts)
+	python3 -c '
+import sys
+r0, b0, r1, b1 = map(int, sys.argv[1].split() + sys.argv[2].split())
+r, b = r1 - r0, b1 - b0
+print("%d peer requests for %d blocks fetched: %.1f requests per MiB" % (r, b, r * 256.0 / b if b else 0))
+' "$1" "$now"
+}
+
 # verify_all LABEL: fio reads every block through the owner and checks it
 verify_all()
 {
+	local before
+	before=$(fetch_counts)
+	local cpu0
+	cpu0=$(cpu_ns "${NODE_PID[0]}")
 	sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
 	fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
 		fail "$1: fio verify: $(tail -20 "$WORK/fio-v-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
 	grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-v-$1.log")"
 	grep -q "verify.*fail\|bad magic\|crc32c: verify failed" "$WORK/fio-v-$1.log" &&
 		fail "$1: fio verify failed: $(cat "$WORK/fio-v-$1.log")"
-	log "$1: every block verifies through the owner ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-v-$1.log"), printed, not asserted)"
+	log "$1: the owner's CPU per MiB verified: $(( ($(cpu_ns "${NODE_PID[0]}") - cpu0) / 24 / 1000 )) us (24 MiB, printed, not asserted)"
+	log "$1: every block verifies through the owner ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-v-$1.log"), printed, not asserted); $(fetch_since "$before")"
 }
 verify_all healthy
+
+# big reads: 1 MiB sequential requests, each spanning runs of one or two segments
+BEFORE=$(fetch_counts)
+cat >"$WORK/r.fio" <<FIO
+[seqread]
+ioengine=nbd
+uri=$URI
+rw=read
+bs=1M
+size=24M
+iodepth=4
+FIO
+fio --output="$WORK/fio-r.log" "$WORK/r.fio" || fail "fio 1 MiB reads: $(tail -20 "$WORK/fio-r.log")"
+read -r R0 B0 <<<"$BEFORE"
+read -r R1 B1 <<<"$(fetch_counts)"
+[ $((B1 - B0)) -ge 1024 ] || fail "the 1 MiB reads fetched $((B1 - B0)) blocks: the owner holds its segments"
+[ $(((R1 - R0) * 16)) -le $((B1 - B0)) ] ||
+	fail "1 MiB reads took $((R1 - R0)) peer requests for $((B1 - B0)) blocks: not runs"
+log "1 MiB reads ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-r.log"), printed): $(fetch_since "$BEFORE")"
 
 kill -9 "${NODE_PID[2]}"
 wait "${NODE_PID[2]}" 2>/dev/null || true

@@ -29,11 +29,6 @@ N=256
 BLOCKS="$(dirname "$0")/repair_blocks.py"
 blocks() { "$PY" "$BLOCKS" "$@"; }
 
-status_of() # status_of I FIELD: node I's node.status field
-{
-	qn "$1" status --json | json_field "[\"$2\"]"
-}
-
 start_three_peer_nodes
 qexpect 0 0 volume create "$VOL" 16M --replicas 3
 URI="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"

@@ -399,6 +399,9 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "defrag_idle_reads", (int64_t)st.defrag_idle_reads);
 	ctl_add_int(v, "blocks_repaired", (int64_t)st.blocks_repaired);
 	ctl_add_int(v, "blocks_unrecoverable", (int64_t)st.blocks_unrecoverable);
+	ctl_add_int(v, "fetches", (int64_t)st.fetches);
+	ctl_add_int(v, "fetch_blocks", (int64_t)st.fetch_blocks);
+	ctl_add_int(v, "fetch_requests", (int64_t)st.fetch_requests);
 	add_bytes(v, "moved_bytes", st.gc_blocks_moved * ENGINE_BLOCK_SIZE);
 	json_object_object_add(v, "nbd_tcp", json_object_new_string(ctl->nbd_tcp));
 	json_object_object_add(v, "nbd_unix", json_object_new_string(ctl->nbd_unix));

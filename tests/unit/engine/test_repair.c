@@ -23,10 +23,9 @@ struct fake {
 	uint64_t family;
 	unsigned reads;
 	uint64_t uid;
-	uint32_t sno, block, crc;
+	uint32_t sno, block, nblocks, crc;
 	void *buf;
-	seg_cb cb;           /* the read in flight */
-	void *arg;
+	struct seg_fetch *f; /* the fetch in flight */
 };
 
 static struct fake fk;
@@ -45,25 +44,24 @@ static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 	(void)sno;
 }
 
-static int fake_read(void *ctx, uint64_t uid, uint32_t sno, uint32_t block, void *buf,
-		     uint32_t crc, seg_cb cb, void *arg)
+static int fake_fetch(void *ctx, struct seg_fetch *f)
 {
 	(void)ctx;
-	cr_assert_null(fk.cb, "one read at a time here");
+	cr_assert_null(fk.f, "one fetch at a time here");
 	fk.reads++;
-	fk.uid = uid;
-	fk.sno = sno;
-	fk.block = block;
-	fk.crc = crc;
-	fk.buf = buf;
-	fk.cb = cb;
-	fk.arg = arg;
+	fk.uid = f->uid;
+	fk.sno = f->sno;
+	fk.block = f->block;
+	fk.nblocks = f->nblocks;
+	fk.crc = f->want[0].crc;
+	fk.buf = f->want[0].dst;
+	fk.f = f;
 	return 0;
 }
 
 static const struct seg_mirror_ops fake_ops = {
 	.wants = fake_wants, .opened = mirror_nop_opened, .flush = mirror_local_flush,
-	.read = fake_read, .deleted = fake_deleted,
+	.fetch = fake_fetch, .deleted = fake_deleted,
 };
 
 static struct engine_volume *vol;
@@ -94,28 +92,29 @@ static void prepare(void)
 static void read_until_asked(uint8_t *buf, struct done *d)
 {
 	cr_assert_eq(engine_read(vol, 0, 4, buf, on_done, d), 0);
-	while (!fk.cb && !d->done)
+	while (!fk.f && !d->done)
 		cr_assert_geq(engine_poll(eng, 100), 0);
 	cr_assert_not(d->done, "the read ended without asking for a copy (res %d)", d->res);
 }
 
-/* The mirror's read answers res, with the good block (tag 1) or junk in its buffer. */
+/* The mirror's fetch answers res, with the good block (tag 1) or junk in its buffer. */
 static void mirror_answers(int res, bool good)
 {
-	seg_cb cb = fk.cb;
+	struct seg_fetch *f = fk.f;
 
 	if (good)
 		fill(fk.buf, 1, 1, 1);
 	else
 		memset(fk.buf, 0x3c, BLK);
-	fk.cb = NULL;
-	cb(fk.arg, res);
+	fk.f = NULL;
+	f->want[0].res = res;
+	f->done(f, res);
 }
 
 /* A read the test left asked ends as a mirror going away would end it. */
 static void fini(void)
 {
-	if (fk.cb)
+	if (fk.f)
 		mirror_answers(-ESHUTDOWN, false);
 	if (eng)
 		seg_mirror_set(eng, NULL, NULL);
@@ -145,6 +144,7 @@ Test(repair, a_bad_block_is_served_from_a_copy_and_written_back)
 	cr_assert_eq(fk.sno, eng->slots[where.slot].sno);
 	cr_assert_eq(fk.uid, eng->slots[where.slot].family_uid);
 	cr_assert_eq(fk.block, where.block);
+	cr_assert_eq(fk.nblocks, 1, "a repair fetches its one block");
 	cr_assert_eq(fk.crc, where.crc, "the map's CRC goes to the mirror");
 	mirror_answers(0, true);
 	run_until(&d);
@@ -229,16 +229,16 @@ Test(repair, a_family_the_mirror_does_not_want_keeps_the_local_answer)
 	seg_buf_free(buf);
 }
 
-Test(repair, a_mirror_without_read_keeps_the_local_answer)
+Test(repair, a_mirror_without_fetch_keeps_the_local_answer)
 {
-	static const struct seg_mirror_ops no_read = {
+	static const struct seg_mirror_ops no_fetch = {
 		.wants = fake_wants, .opened = mirror_nop_opened, .flush = mirror_local_flush,
 		.deleted = fake_deleted,
 	};
 	uint8_t *buf = seg_buf_alloc(4 * BLK);
 
 	prepare();
-	seg_mirror_set(eng, &no_read, NULL);
+	seg_mirror_set(eng, &no_fetch, NULL);
 	cr_assert_eq(vread(vol, 1, 1, buf), -EILSEQ);
 	seg_buf_free(buf);
 }
