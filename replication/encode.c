@@ -82,6 +82,8 @@ struct encoder {
 	struct replicas *rs;
 	unsigned test_crash_after, jobs_put;
 	struct loop_timer *scan_timer;
+	uint64_t due_ms;             /* when scan_timer fires */
+	bool records_failing;        /* the last scan could not read them (etcd away) */
 	unsigned scans;
 	bool busy;
 	struct escan *scan_list;
@@ -636,11 +638,16 @@ static void scanned(void *arg, int res, const char *msg)
 	f = replica_family_find(e->rs, s->uid);
 	ef = efam_get(e, s->uid);
 	if (res < 0 || !f || f->stale || !ef) {
-		if (res < 0)
-			LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cannot read the segment records (%s)", msg);
+		if (res < 0 && !e->records_failing)
+			log_msg(LOG_WARN, LOG_TAG, "cannot read the segment records (%s): encoding "
+				"looks again every %u ms", msg, SCAN_BUSY_MS);
+		e->records_failing |= res < 0;
 		e->busy = true;
 		goto out;
 	}
+	if (e->records_failing)
+		log_msg(LOG_INFO, LOG_TAG, "the segment records can be read again");
+	e->records_failing = false;
 	domains = domains_now(e->rs);
 	ef->st.replicated = ef->st.encoded = 0;
 	for (size_t i = 0; i < s->req.nsegs; i++) {
@@ -722,18 +729,26 @@ static void scan_fire(void *arg)
 		scan_schedule(e, SCAN_IDLE_MS);
 }
 
+/* The next scan in ms at the latest: a timer due sooner stays (a kick per seal would
+ * otherwise push the scan back for as long as the writes go on). */
 static void scan_schedule(struct encoder *e, unsigned ms)
 {
+	uint64_t due;
+
 	if (e->scans || e->rs->closing)
 		return; /* the scan in flight schedules the next one */
+	if (e->records_failing && ms < SCAN_BUSY_MS)
+		ms = SCAN_BUSY_MS; /* kicks wait for etcd like the scans do */
+	due = loop_now_ms() + ms;
 	if (e->scan_timer) {
-		if (ms >= SCAN_BUSY_MS)
+		if (e->due_ms <= due)
 			return;
 		loop_timer_cancel(e->scan_timer);
 		e->scan_timer = NULL;
 	}
 	if (loop_timer_add(e->rs->loop, ms, scan_fire, e, &e->scan_timer) < 0)
 		e->scan_timer = NULL;
+	e->due_ms = due;
 }
 
 void encoder_kick(struct encoder *e)
