@@ -70,6 +70,13 @@ struct ejob {
 	uint64_t start_ms;
 };
 
+/* A segment the last scan of its family found waiting, started as jobs end. */
+struct ecand {
+	uint64_t uid;
+	uint32_t sno, blocks;
+	unsigned k, m;
+};
+
 struct escan {
 	struct encoder *e;           /* NULL: abandoned */
 	struct escan *next;
@@ -91,6 +98,8 @@ struct encoder {
 	unsigned njobs;
 	struct efam *fams;
 	size_t nfams;
+	struct ecand *cands;         /* waiting, oldest scan first */
+	size_t ncands;
 	/* the worker */
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -103,6 +112,7 @@ struct encoder {
 
 static void scan_schedule(struct encoder *e, unsigned ms);
 static void job_put_all(struct ejob *j);
+static void jobs_fill(struct encoder *e);
 
 static struct efam *efam_get(struct encoder *e, uint64_t uid)
 {
@@ -196,7 +206,9 @@ static void job_end(struct ejob *j)
 	if (f && f->st.encoding)
 		f->st.encoding--;
 	job_free(j);
-	scan_schedule(e, SCAN_KICK_MS);
+	jobs_fill(e);
+	if (!e->ncands)
+		scan_schedule(e, SCAN_KICK_MS);
 }
 
 static void job_fail(struct ejob *j, int err, const char *what)
@@ -561,17 +573,17 @@ static void recorded(void *arg, int res, const char *msg)
 	job_end(j);
 }
 
-/* A job for rec of family f, code k+m. */
-static void job_start(struct encoder *e, const struct family *f, const struct layout_segment *rec,
-		      unsigned k, unsigned m)
+/* A job for candidate c of family f. */
+static void job_start(struct encoder *e, const struct family *f, const struct ecand *c)
 {
 	struct ejob *j = calloc(1, sizeof(*j));
 	struct efam *ef = efam_get(e, f->uid);
-	uint32_t blocks = (uint32_t)(rec->length / ENGINE_BLOCK_SIZE);
+	uint32_t blocks = c->blocks;
+	unsigned k = c->k, m = c->m;
 
 	if (!j || !ef)
 		goto err_free;
-	*j = (struct ejob){ .e = e, .step = EJ_READ, .uid = f->uid, .sno = rec->id.seq,
+	*j = (struct ejob){ .e = e, .step = EJ_READ, .uid = f->uid, .sno = c->sno,
 			    .epoch = f->epoch, .start_ms = loop_now_ms() };
 	snprintf(j->vol, sizeof(j->vol), "%s", f->name);
 	if (ec_geom_init(&j->g, k, m, blocks) < 0)
@@ -600,6 +612,47 @@ static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
 		if (j->uid == uid && j->sno == sno)
 			return true;
 	return false;
+}
+
+/* Jobs for the waiting candidates, up to ENCODE_INFLIGHT: as one ends the next starts,
+ * without a scan in between (a candidate that changed meanwhile fails its local read
+ * or its fenced record: it is looked at again at a later scan). */
+static void jobs_fill(struct encoder *e)
+{
+	size_t used = 0;
+
+	while (e->njobs < ENCODE_INFLIGHT && used < e->ncands) {
+		const struct ecand *c = &e->cands[used++];
+		const struct family *f = replica_family_find(e->rs, c->uid);
+
+		if (!f || f->stale || e->rs->closing || job_running(e, c->uid, c->sno) ||
+		    engine_segment_sealed_blocks(e->rs->eng, c->uid, c->sno) != (int)c->blocks)
+			continue;
+		job_start(e, f, c);
+	}
+	memmove(e->cands, e->cands + used, (e->ncands - used) * sizeof(*e->cands));
+	e->ncands -= used;
+}
+
+/* The candidates of family uid go (a new scan of it replaces them). */
+static void cands_drop(struct encoder *e, uint64_t uid)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < e->ncands; i++)
+		if (e->cands[i].uid != uid)
+			e->cands[keep++] = e->cands[i];
+	e->ncands = keep;
+}
+
+static void cand_add(struct encoder *e, const struct ecand *c)
+{
+	struct ecand *v = realloc(e->cands, (e->ncands + 1) * sizeof(*v));
+
+	if (!v)
+		return; /* found again at the next scan */
+	e->cands = v;
+	e->cands[e->ncands++] = *c;
 }
 
 /* ---- scans ---- */
@@ -650,6 +703,7 @@ static void scanned(void *arg, int res, const char *msg)
 	e->records_failing = false;
 	domains = domains_now(e->rs);
 	ef->st.replicated = ef->st.encoded = 0;
+	cands_drop(e, f->uid);
 	for (size_t i = 0; i < s->req.nsegs; i++) {
 		const struct layout_segment *rec = &s->req.segs[i];
 		int have;
@@ -669,11 +723,12 @@ static void scanned(void *arg, int res, const char *msg)
 			continue; /* not here whole: reading from a holder is not built */
 		}
 		waiting++;
-		if (domains < s->k + s->m || e->njobs >= ENCODE_INFLIGHT ||
-		    job_running(e, f->uid, rec->id.seq))
-			continue;
-		job_start(e, f, rec, s->k, s->m);
+		if (domains >= s->k + s->m && !job_running(e, f->uid, rec->id.seq))
+			cand_add(e, &(struct ecand){ .uid = f->uid, .sno = rec->id.seq,
+						     .blocks = (uint32_t)have, .k = s->k,
+						     .m = s->m });
 	}
+	jobs_fill(e);
 	if (waiting && domains < s->k + s->m) {
 		snprintf(ef->st.why, sizeof(ef->st.why), "%u segments stay replicated: %u failure "
 			 "domains usable, %u+%u needs %u", waiting, domains, s->k, s->m, s->k + s->m);
@@ -820,6 +875,7 @@ void encoder_destroy(struct encoder *e)
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->lock);
 	free(e->fams);
+	free(e->cands);
 	free(e);
 }
 

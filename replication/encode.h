@@ -3,8 +3,8 @@
  *
  * A scan reads each EC family's segment records (one range read, like catch-up's) and
  * picks the sealed ones with no stripe that every replica holds (R = M+1 holders, no
- * copy under way) and that this node has whole in its own log. One such segment is
- * one job:
+ * copy under way) and that this node has whole in its own log: the candidates, started
+ * as jobs (ENCODE_INFLIGHT at once), the next as soon as one ends. One job:
  *
  *   1. read: the owner's sealed copy, in chunks (engine_segment_read_async)
  *   2. encode: on the encoder's worker thread (ec_stripe_images: K data and M parity
@@ -37,7 +37,7 @@
 struct replicas;
 struct encoder;
 
-#define ENCODE_INFLIGHT 2u        /* segments being encoded or put at once */
+#define ENCODE_INFLIGHT 4u        /* segments being read, encoded or put at once */
 #define ENCODE_READ_BLOCKS 256u   /* 1 MiB per local read */
 #define ENCODE_PUT_TIMEOUT_MS 30000u /* a FRAG_PUT is a whole fragment, synced */
 
