@@ -18,6 +18,8 @@
 #     node0 restarted: the segments are encoded again under the new epoch, nothing is
 #     lost (fio verifies all), and no fragment is left that no stripe names (the
 #     orphan check drops those of the dead encoding that the new one did not reuse)
+#   - node0 killed -9 again, node1 claims the volume: the takeover accepts the
+#     records with stripes, every region verifies through node1
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_encode
@@ -216,5 +218,19 @@ quiet_stripes() { stripes_hold >/dev/null; }
 wait_for 30 "fragments are left that no stripe names: $(tail -3 "$WORK/stripes.err" 2>/dev/null)" quiet_stripes
 check_stripes "after the crash"
 log "node0 restarted: every segment encoded ($(records)), everything verifies, no orphan fragment"
+
+# ---- a takeover: node1 takes the volume with its stripes over ----
+kill -9 "${NODE_PID[0]}"
+wait "${NODE_PID[0]}" 2>/dev/null || true
+wait_for 20 "node1 still sees node0 up" state_is 1 node0 down
+wait_for 30 "node1 cannot claim $VOL" bash -c "'$QUILL' --socket '$WORK/ctl1.sock' volume claim $VOL >/dev/null 2>&1"
+wait_for 60 "node1 does not take $VOL over: $(grep "takeover: volume $VOL" "$WORK/node1.log" | tail -3)" \
+	grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log"
+URI=$(node_uri 1 "$VOL")
+for f in "$WORK"/w*.fio; do sed -i "s|^uri=.*|uri=$URI|" "$f"; done
+verify_only "after the takeover"
+read -r _ S4 _ E4 <<<"$(records)"
+[ "$S4" = "$E4" ] || fail "the takeover changed the stripes: $(records)"
+log "node1 took $VOL over with its $E4 stripes; everything verifies through node1"
 
 it_pass
