@@ -549,6 +549,9 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 		c->res = clvol_segment_copy(cl->sess, &w, name, epoch, &q->seg.id, q->copy_node,
 					    q->copy_phase, msg, len);
 		break;
+	case CLUSTER_VOL_SEG_STRIPE:
+		c->res = clvol_segment_stripe(cl->sess, &w, name, epoch, &q->seg, msg, len);
+		break;
 	case CLUSTER_VOL_SEG_DELETE:
 		c->res = clvol_segment_delete(cl->sess, &w, name, epoch, &q->seg.id, msg, len);
 		break;

@@ -150,6 +150,7 @@ enum cluster_vol_op {
 	CLUSTER_VOL_SEG_DELETE, /* seg: id */
 	CLUSTER_VOL_SEG_HOLDERS, /* seg: id, holders (an open segment's, after a drop) */
 	CLUSTER_VOL_SEG_COPY, /* seg: id; copy_node, copy_phase (catch-up: clvol_segment_copy) */
+	CLUSTER_VOL_SEG_STRIPE, /* seg: id, length, stripe (encoding: clvol_segment_stripe) */
 	CLUSTER_VOL_SEG_LIST, /* -> segs, nsegs */
 	CLUSTER_VOL_SEG_LIST_ALL, /* every volume's (vol.name unused) -> segs, seg_vols, nsegs */
 };

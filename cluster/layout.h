@@ -174,8 +174,8 @@ struct layout_segment {
 	unsigned ncopying;
 	char copying[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
 	/* sealed only: its stripe, once every fragment is durable ("stripe": {"k", "m",
-	 * "frags": [[node, crc], ...]}); encoded only when k > 0. Not written by anything
-	 * yet: encoding on seal is not built. */
+	 * "frags": [[node, crc], ...]}); encoded only when k > 0. Written by the owner's
+	 * encoder (replication/encode.h, CLUSTER_VOL_SEG_STRIPE); holders are kept. */
 	struct layout_stripe stripe;
 };
 char *layout_segment_encode(const struct layout_segment *seg);

@@ -692,6 +692,45 @@ int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *na
 	return seg_update(e, w, name, epoch, id, apply_copy, &c, msg, len);
 }
 
+static bool stripe_same(const struct layout_stripe *a, const struct layout_stripe *b)
+{
+	if (a->k != b->k || a->m != b->m)
+		return false;
+	for (unsigned i = 0; i < a->k + a->m; i++)
+		if (strcmp(a->frags[i], b->frags[i]) != 0 || a->crcs[i] != b->crcs[i])
+			return false;
+	return true;
+}
+
+static int apply_stripe(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+{
+	const struct layout_segment *to = arg;
+
+	if (rec->state != LAYOUT_SEG_SEALED)
+		return say(-EBUSY, msg, len, "only a sealed segment is encoded");
+	if (rec->length != to->length)
+		return say(-ERANGE, msg, len, "the segment is sealed at %llu bytes, not %llu",
+			   (unsigned long long)rec->length, (unsigned long long)to->length);
+	if (rec->stripe.k && !stripe_same(&rec->stripe, &to->stripe))
+		return say(-EEXIST, msg, len, "the segment has another stripe recorded");
+	rec->stripe = to->stripe;
+	return 0;
+}
+
+int clvol_segment_stripe(struct etcd *e, const struct clvol_who *w, const char *name,
+			 int64_t epoch, const struct layout_segment *seg, char *msg, size_t len)
+{
+	const struct layout_stripe *st = &seg->stripe;
+
+	if (st->k < 1 || st->k > LAYOUT_EC_K_MAX || st->m < 1 || st->m > LAYOUT_EC_M_MAX ||
+	    st->k + st->m > LAYOUT_EC_N_MAX)
+		return say(-EINVAL, msg, len, "a stripe is K+M fragments within the codec's bounds");
+	for (unsigned i = 0; i < st->k + st->m; i++)
+		if (!layout_id_valid(st->frags[i]))
+			return say(-EINVAL, msg, len, "fragment %u names no node", i);
+	return seg_update(e, w, name, epoch, &seg->id, apply_stripe, seg, msg, len);
+}
+
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
 			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len)
 {

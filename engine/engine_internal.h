@@ -686,6 +686,10 @@ void eng_held_free(struct engine *eng);
 /* heldfrag.c: fragments held for other nodes (engine.h). Start-up, from eng_held_load:
  * the "G" records, each slot marked held and its header block checked. */
 int eng_frag_load(struct engine *eng);
+/* Does slot hold a fragment (not a copy) of the segment its slot entry names? A node
+ * may hold both of one segment (while it is encoded, and after, until the replicas
+ * go): lookups of a segment's copy by (family, sno) skip these. */
+bool eng_frag_slot(const struct engine *eng, uint32_t slot);
 void eng_frag_free(struct engine *eng);
 /* Into mb: the "H" record of (uid, sno). */
 void eng_held_put(struct meta_batch *mb, uint64_t uid, uint32_t sno,
@@ -958,7 +962,8 @@ struct eng_sno_table {
 	uint32_t base, n;
 	uint32_t *slot; /* UINT32_MAX: not here */
 };
-/* Of every non-free slot of family uid (held copies too). 0 or -ENOMEM. */
+/* Of every non-free slot of family uid (held copies too, not the held fragments of
+ * its stripes: a fragment is no copy of the segment's log). 0 or -ENOMEM. */
 int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_table *t);
 void eng_sno_table_free(struct eng_sno_table *t);
 /* Replaces each chunk of m in layer v's map (m names v). -EINVAL: another layer;

@@ -66,7 +66,7 @@ int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_t
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		const struct slot *s = &eng->slots[i];
 
-		if (s->state == SLOT_FREE || s->family_uid != uid)
+		if (s->state == SLOT_FREE || s->family_uid != uid || eng_frag_slot(eng, i))
 			continue;
 		lo = s->sno < lo ? s->sno : lo;
 		hi = s->sno > hi ? s->sno : hi;
@@ -82,7 +82,7 @@ int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_t
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		const struct slot *s = &eng->slots[i];
 
-		if (s->state != SLOT_FREE && s->family_uid == uid)
+		if (s->state != SLOT_FREE && s->family_uid == uid && !eng_frag_slot(eng, i))
 			t->slot[s->sno - lo] = i;
 	}
 	return 0;

@@ -52,6 +52,14 @@ static struct frag *frag_find(const struct engine *eng, uint64_t uid, uint32_t s
 	return eng->frags ? segtab_find(&eng->frags->tab, frag_key, uid, sno) : NULL;
 }
 
+bool eng_frag_slot(const struct engine *eng, uint32_t slot)
+{
+	const struct slot *s = &eng->slots[slot];
+	const struct frag *f = s->held ? frag_find(eng, s->family_uid, s->sno) : NULL;
+
+	return f && f->fi.slot == slot;
+}
+
 /* The i-th fragment in (uid, sno) order. */
 static struct frag *frag_at(const struct engine *eng, size_t i)
 {

@@ -30,6 +30,10 @@ struct copy {
 	uint32_t sno;
 	bool sealed;     /* as listed: a copy that changed since is not judged */
 	uint32_t length;
+	bool frag;       /* a fragment (engine_frag_*), not a copy */
+	uint8_t index;   /* the fragment's, as listed */
+	uint32_t frag_crc;
+	uint64_t epoch;
 };
 
 struct check {
@@ -72,6 +76,8 @@ const char *orphans_why_str(enum orphan_why why)
 	case ORPHAN_NO_FAMILY: return "its family has no record (the volume was removed)";
 	case ORPHAN_NO_RECORD: return "its segment has no record (the owner deleted it)";
 	case ORPHAN_NOT_HOLDER: return "its record no longer names this node as a holder";
+	case ORPHAN_NOT_IN_STRIPE: return "its record's stripe does not name this fragment here";
+	case ORPHAN_UNRECORDED: return "a fragment of an encoding that was never recorded";
 	}
 	return "?";
 }
@@ -144,6 +150,34 @@ enum orphan_why orphans_judge(const struct orphan_records *r, const char *self, 
 		       : ORPHAN_NOT_HOLDER;
 }
 
+enum orphan_why orphans_judge_frag(const struct orphan_records *r, const char *self,
+				   uint64_t uid, uint32_t sno, unsigned index, uint32_t frag_crc,
+				   uint64_t epoch, int64_t (*vol_epoch)(void *arg, const char *vol),
+				   void *arg, const char **vol)
+{
+	size_t i = lower_bound(r, uid, sno), fam = lower_bound(r, uid, 0);
+	bool family = fam < r->n && r->segs[fam].id.family == uid;
+	bool found = i < r->n && r->segs[i].id.family == uid && r->segs[i].id.seq == sno;
+	const struct layout_stripe *st;
+	int64_t now;
+
+	*vol = family ? r->vols[found ? i : fam] : "";
+	if (!family)
+		return ORPHAN_NO_FAMILY;
+	if (!found)
+		return ORPHAN_NO_RECORD;
+	st = &r->segs[i].stripe;
+	if (st->k)
+		return index < st->k + st->m && strcmp(st->frags[index], self) == 0 &&
+				       st->crcs[index] == frag_crc
+			       ? ORPHAN_KEPT
+			       : ORPHAN_NOT_IN_STRIPE;
+	/* no stripe yet: the encoding that put it may still record it, unless a newer
+	 * owner (a higher epoch) has the volume; an unknown epoch keeps it */
+	now = vol_epoch ? vol_epoch(arg, *vol) : 0;
+	return now <= 0 || (uint64_t)now <= epoch ? ORPHAN_KEPT : ORPHAN_UNRECORDED;
+}
+
 bool orphans_owned(void *orphans, const char *vol)
 {
 	struct orphans *o = orphans;
@@ -186,8 +220,50 @@ static int copy_add(void *arg, const struct engine_held_info *h)
 		c->copies = a;
 		c->cap = cap;
 	}
-	c->copies[c->ncopies++] = (struct copy){ h->uid, h->sno, h->sealed, h->length };
+	c->copies[c->ncopies++] = (struct copy){ .uid = h->uid, .sno = h->sno, .sealed = h->sealed,
+						    .length = h->length };
 	return 0;
+}
+
+static int frag_add(void *arg, const struct engine_frag_info *f)
+{
+	struct check *c = arg;
+	struct engine_held_info h = { .uid = f->uid, .sno = f->sno };
+	int r = copy_add(c, &h);
+
+	if (r == 0) {
+		struct copy *cp = &c->copies[c->ncopies - 1];
+
+		cp->frag = true;
+		cp->index = f->index;
+		cp->frag_crc = f->frag_crc;
+		cp->epoch = f->epoch;
+	}
+	return r;
+}
+
+/* The map's epoch of vol (0: not known). */
+static int64_t map_epoch(void *orphans, const char *vol)
+{
+	struct orphans *o = orphans;
+	struct cluster_volume v;
+
+	return vol[0] && cluster_volume_get(o->cluster, vol, &v) == 0 ? v.rec.epoch : 0;
+}
+
+/* Is cp, as listed, still here as it was? Fills info (a copy's) for the log. */
+static bool copy_unchanged(struct orphans *o, const struct copy *cp,
+			   struct engine_held_info *info)
+{
+	struct engine_frag_info fi;
+
+	if (cp->frag)
+		return engine_frag_stat(o->eng, cp->uid, cp->sno, &fi) == 0 &&
+		       fi.index == cp->index && fi.frag_crc == cp->frag_crc;
+	/* not the copy that was listed: a catch-up may have dropped it and made a new one
+	 * after the records were read (judged next time) */
+	return engine_held_stat(o->eng, cp->uid, cp->sno, info) == 0 &&
+	       info->sealed == cp->sealed && info->length == cp->length;
 }
 
 static void schedule(struct orphans *o, unsigned ms);
@@ -244,20 +320,27 @@ static void drop_next(struct check *c)
 		enum orphan_why why;
 		int r;
 
-		if (engine_held_stat(o->eng, cp->uid, cp->sno, &info) < 0)
-			continue; /* gone meanwhile (a SEG_DELETE, an adoption) */
-		if (info.sealed != cp->sealed || info.length != cp->length)
-			/* not the copy that was listed: a catch-up may have dropped it and
-			 * made a new one after the records were read (judged next time) */
-			continue;
-		why = orphans_judge(&c->recs, o->self, cp->uid, cp->sno, orphans_owned, o, &vol);
+		if (!copy_unchanged(o, cp, &info))
+			continue; /* gone meanwhile (a SEG_DELETE, an adoption), or replaced */
+		why = cp->frag ? orphans_judge_frag(&c->recs, o->self, cp->uid, cp->sno, cp->index,
+						    cp->frag_crc, cp->epoch, map_epoch, o, &vol)
+			       : orphans_judge(&c->recs, o->self, cp->uid, cp->sno, orphans_owned,
+					       o, &vol);
 		if (why == ORPHAN_KEPT || why == ORPHAN_OWNED)
 			continue;
-		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %u%s%s (%s, %u blocks): "
-			"dropping this node's copy: %s", (unsigned long long)cp->uid, cp->sno,
-			vol[0] ? " of volume " : "", vol, info.sealed ? "sealed" : "open",
-			info.length, orphans_why_str(why));
-		r = engine_held_delete_async(o->eng, cp->uid, cp->sno, dropped, c);
+		if (cp->frag) {
+			log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %u%s%s: dropping this "
+				"node's fragment %u (epoch %llu): %s", (unsigned long long)cp->uid,
+				cp->sno, vol[0] ? " of volume " : "", vol, cp->index,
+				(unsigned long long)cp->epoch, orphans_why_str(why));
+			r = engine_frag_delete_async(o->eng, cp->uid, cp->sno, dropped, c);
+		} else {
+			log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %u%s%s (%s, %u blocks): "
+				"dropping this node's copy: %s", (unsigned long long)cp->uid, cp->sno,
+				vol[0] ? " of volume " : "", vol, info.sealed ? "sealed" : "open",
+				info.length, orphans_why_str(why));
+			r = engine_held_delete_async(o->eng, cp->uid, cp->sno, dropped, c);
+		}
 		if (r == 0)
 			return;
 		log_msg(LOG_WARN, LOG_TAG, "family %016llx segment %u: dropping the orphan copy "
@@ -306,6 +389,8 @@ static int check_new(struct orphans *o, orphans_report_cb report, void *arg,
 	c->report_arg = arg;
 	c->req.op = CLUSTER_VOL_SEG_LIST_ALL;
 	r = report ? 0 : engine_held_list(o->eng, copy_add, c);
+	if (r == 0 && !report)
+		r = engine_frag_list(o->eng, frag_add, c);
 	if (r == 0 && !report && c->ncopies == 0) {
 		/* nothing held: nothing to judge, and no range read to pay */
 		free(c);

@@ -10,6 +10,9 @@
  *     made on ("copying": catch-up, replication/catchup.h): the owner dropped it
  *     after a failure, or a catch-up to it failed. A copy that changed since it was
  *     listed (a catch-up may have replaced it) is left to the next check.
+ * A held fragment (engine_frag_*: a stripe's, docs/erasure-coding.md) is judged by
+ * orphans_judge_frag: kept while its record's stripe names it, or while an encoding
+ * under the epoch that put it may still record it; also on the volume's owner.
  * A copy of a volume this node owns (holds the claim of) is never judged here: the
  * owner's takeover and release manage its own family.
  *
@@ -70,6 +73,9 @@ enum orphan_why {
 	ORPHAN_NO_FAMILY,   /* no record of its family at all (a volume removed) */
 	ORPHAN_NO_RECORD,   /* no record of the segment (deleted) */
 	ORPHAN_NOT_HOLDER,  /* the record does not name this node (it was dropped) */
+	ORPHAN_NOT_IN_STRIPE, /* a fragment its record's stripe does not name here */
+	ORPHAN_UNRECORDED,  /* a fragment of an encoding never recorded, put under an
+			       epoch that has passed (docs/erasure-coding.md) */
 };
 const char *orphans_why_str(enum orphan_why why);
 
@@ -86,6 +92,16 @@ void orphans_records_sort(struct orphan_records *r);
 enum orphan_why orphans_judge(const struct orphan_records *r, const char *self, uint64_t uid,
 			      uint32_t sno, bool (*owned)(void *arg, const char *vol),
 			      void *arg, const char **vol);
+
+/* Judges fragment `index` (CRC frag_crc, put under epoch) of segment (uid, sno):
+ * kept while the record's stripe names this node for it with that CRC, or while the
+ * record has no stripe and the volume's epoch now (vol_epoch, the map's) is not past
+ * the fragment's (its owner may be encoding it); an orphan otherwise, also on the
+ * volume's owner (its own fragments are judged like any). */
+enum orphan_why orphans_judge_frag(const struct orphan_records *r, const char *self,
+				   uint64_t uid, uint32_t sno, unsigned index, uint32_t frag_crc,
+				   uint64_t epoch, int64_t (*vol_epoch)(void *arg, const char *vol),
+				   void *arg, const char **vol);
 
 /* For `quill node held --orphans`: lists the copies and the records now, and calls
  * cb(arg, 0, NULL, records, owned, owned_arg) on the loop with them (records sorted),

@@ -948,8 +948,10 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 	s->seal_todo[i] = s->seal_todo[s->nseal_todo];
 	s->seal_sent[i] = s->seal_sent[s->nseal_todo];
 	s->seal_owed[i] = s->seal_owed[s->nseal_todo];
-	if (s->nseal_todo == 0)
+	if (s->nseal_todo == 0) {
 		s->backoff_ms = 0;
+		encoder_kick(s->rs->encoder); /* an EC family's segment may be encoded now */
+	}
 	if (s->nseal_todo == 0 && !s->seal_refusals && s->rs->drop_own && s->nholders &&
 	    s->state == RS_SEALED)
 		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder sealed it whole */
@@ -1530,6 +1532,7 @@ void replica_map_changed(struct replicas *rs)
 	replica_flushes_recheck(rs);
 	replica_reconcile_kick(rs);
 	catchup_kick(rs->catchup);
+	encoder_kick(rs->encoder);
 }
 
 int replica_create(const struct replica_opts *opts, struct replicas **out)
@@ -1565,12 +1568,16 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		goto err_destroy_kick;
 	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0)
 		goto err_destroy_probes;
+	if (encoder_create(rs, opts->test_crash_encode, &rs->encoder) < 0)
+		goto err_destroy_catchup;
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
 	engine_base_ops_set(opts->eng, &base_ops, rs);
 	replica_nodes_refresh(rs);
 	*out = rs;
 	return 0;
 
+err_destroy_catchup:
+	catchup_destroy(rs->catchup);
 err_destroy_probes:
 	replica_probes_destroy(rs);
 err_destroy_kick:
@@ -1593,6 +1600,7 @@ void replica_destroy(struct replicas *rs)
 		(unsigned long long)rs->seal_lists_sent);
 	replica_probes_destroy(rs); /* those not sent; those sent end with the nodes */
 	catchup_destroy(rs->catchup); /* before the nodes: their replies find it gone */
+	encoder_destroy(rs->encoder); /* the same */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
 	baseread_cancel_all(rs);
@@ -1681,6 +1689,7 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 	}
 	out->degraded = out->copies < f->replicas;
 	replica_catchup_status(rs, f->uid, out);
+	encoder_status(rs->encoder, f->uid, &out->encode);
 	if (f->stale)
 		snprintf(out->why, sizeof(out->why), "this node is no longer its owner at epoch %lld",
 			 (long long)f->epoch);

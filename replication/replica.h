@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "replication/catchup.h"
+#include "replication/encode.h"
 
 struct loop;
 struct engine;
@@ -73,6 +74,9 @@ struct replica_opts {
 	 * segment goes once every holder sealed its copy, its reads go to the holders
 	 * (dropown.h): issue 13's segment without a local slot, before encoding exists */
 	bool drop_own;
+	/* tests only (quilld: QUILL_TEST_CRASH_ENCODE=N): SIGKILL once the N-th encoded
+	 * segment's fragments are durable, before its stripe is recorded (encode.h). 0: off */
+	unsigned test_crash_encode;
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */
@@ -100,6 +104,7 @@ struct replica_status {
 				  copies, or not placed yet */
 	char why[160];         /* when degraded or waiting: why, for people */
 	struct catchup_status catchup; /* sealed segments recorded below R (catchup.h) */
+	struct encoder_status encode;  /* an EC family's sealed segments (encode.h) */
 	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */
 	struct replica_seg_status {
 		uint32_t sno;

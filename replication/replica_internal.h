@@ -174,6 +174,7 @@ struct replicas {
 	struct readaround *readarounds; /* readaround.c: blocks asked of holders */
 	struct bread *breads;           /* baseread.c: clones' reads of their bases */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
+	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */

@@ -6,7 +6,8 @@
 #     and the domains; --ec with --replicas is refused; a code out of bounds is refused
 #   - volume create --ec 2+1: the record carries "ec":"2+1" with replicas = min_replicas
 #     = 2 (the open segment's M+1 copies, all needed); volume info says "policy: ec
-#     2+1" and that sealed segments stay replicated (encoding is not built yet)
+#     2+1" and counts its sealed segments encoded and replicated (cluster_ec_encode
+#     tests the encoding)
 #   - fio (nbd engine, verify=crc32c) writes and verifies 24 MiB through the owner,
 #     sealing segments of 1 MiB; every segment record names M+1 = 2 holders
 source "$(dirname "$0")/clients_lib.sh"
@@ -53,7 +54,7 @@ assert r["ec"] == "2+1" and r["replicas"] == 2 and r["min_replicas"] == 2, r' "$
 	fail "the volume record: $rec"
 qexpect 0 0 volume info "$VOL"
 grep -q "^policy: *ec 2+1$" <<<"$OUT" || fail "volume info has no policy line: $OUT"
-grep -q "^sealed segments: replicated (encoding not built yet)$" <<<"$OUT" ||
+grep -q "^sealed segments: [0-9]* encoded, [0-9]* replicated only" <<<"$OUT" ||
 	fail "volume info does not say what sealed segments are: $OUT"
 grep -q "EC 2+1 owner node0 epoch 1" <<<"$OUT" || fail "volume info's cluster line: $OUT"
 # status_policy I: the policy of $VOL in node I's cluster status

@@ -198,13 +198,39 @@ static int held_one(void *arg, const struct engine_held_info *h)
 	return 0;
 }
 
+/* A fragment of another node's (or this node's own) erasure-coded segment. */
+static int frag_one(void *arg, const struct engine_frag_info *f)
+{
+	struct json_object *o = json_object_new_object();
+	char uid[24], crc[12];
+
+	snprintf(uid, sizeof(uid), "%016llx", (unsigned long long)f->uid);
+	snprintf(crc, sizeof(crc), "%08x", f->frag_crc);
+	ctl_add_str(o, "family", uid);
+	ctl_add_int(o, "segment", f->sno);
+	ctl_add_int(o, "epoch", (int64_t)f->epoch);
+	ctl_add_int(o, "index", f->index);
+	ctl_add_int(o, "k", f->k);
+	ctl_add_int(o, "m", f->m);
+	ctl_add_int(o, "segment_blocks", f->seg_blocks);
+	ctl_add_int(o, "image_blocks", f->image_blocks);
+	ctl_add_str(o, "crc", crc);
+	ctl_add_int(o, "slot", f->slot);
+	json_object_array_add(arg, o);
+	return 0;
+}
+
 static struct json_object *held_answer(struct control *ctl)
 {
 	struct json_object *v = ctl_ok(), *arr = json_object_new_array();
+	struct json_object *frags = json_object_new_array();
 	int r;
 
 	json_object_object_add(v, "held", arr);
-	r = engine_held_list(ctl->eng, held_one, arr);
+	json_object_object_add(v, "fragments", frags);
+	r = engine_frag_list(ctl->eng, frag_one, frags);
+	if (r == 0)
+		r = engine_held_list(ctl->eng, held_one, arr);
 	if (r < 0) {
 		json_object_put(v);
 		return ctl_error(-r, "cannot list the held copies: %s", strerror(-r));

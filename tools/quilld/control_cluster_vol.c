@@ -137,11 +137,13 @@ static struct json_object *copies_json(const struct replica_status *st)
 }
 
 /* The durability policy: "replicas R" or "ec K+M", and for an EC volume its code and
- * what its sealed segments are (encoding on seal is not built: they stay replicated
- * on the open segment's M+1 holders). */
-static void add_policy(struct json_object *o, const struct layout_volume *rec)
+ * what its sealed segments are: on its owner (st: its status) how many are encoded
+ * (a stripe recorded) and how many still only replicated; the replicas of an encoded
+ * one stay until reads from fragments exist (docs/erasure-coding.md). */
+static void add_policy(struct json_object *o, const struct layout_volume *rec,
+		       const struct replica_status *st)
 {
-	char buf[32];
+	char buf[384];
 
 	if (!rec->ec_k) {
 		snprintf(buf, sizeof(buf), "replicas %u", rec->replicas);
@@ -152,18 +154,32 @@ static void add_policy(struct json_object *o, const struct layout_volume *rec)
 	ctl_add_str(o, "policy", buf);
 	ctl_add_int(o, "ec_k", rec->ec_k);
 	ctl_add_int(o, "ec_m", rec->ec_m);
-	ctl_add_str(o, "sealed_segments", "replicated (encoding not built yet)");
+	if (!st) {
+		ctl_add_str(o, "sealed_segments", "replicated, then encoded by the owner (its "
+			    "volume info counts them)");
+		return;
+	}
+	ctl_add_int(o, "segments_replicated", st->encode.replicated);
+	ctl_add_int(o, "segments_encoded", st->encode.encoded);
+	ctl_add_int(o, "segments_encoding", st->encode.encoding);
+	ctl_add_int(o, "encoded_bytes", (int64_t)st->encode.encoded_bytes);
+	ctl_add_int(o, "encode_ns", (int64_t)st->encode.encode_ns);
+	snprintf(buf, sizeof(buf), "%u encoded, %u replicated only%s%s (the replicas of "
+		 "encoded ones stay: reads from fragments are not built)", st->encode.encoded,
+		 st->encode.replicated, st->encode.why[0] ? ": " : "", st->encode.why);
+	ctl_add_str(o, "sealed_segments", buf);
 }
 
 static struct json_object *cluster_vol_json(struct control *ctl, const struct cluster_volume *v)
 {
 	struct json_object *o = json_object_new_object();
 	struct replica_status st;
+	bool owner = replica_status(ctl->replicas, v->rec.name, &st) == 0;
 	char step[96];
 
 	ctl_add_int(o, "replicas", v->rec.replicas);
 	ctl_add_int(o, "min_replicas", v->rec.min_replicas);
-	add_policy(o, &v->rec);
+	add_policy(o, &v->rec, owner ? &st : NULL);
 	ctl_add_str(o, "owner", v->claimed ? v->claim.node : "");
 	ctl_add_str(o, "last_owner", v->rec.owner);
 	ctl_add_int(o, "epoch", v->claimed ? v->claim.epoch : v->rec.epoch);
@@ -180,7 +196,7 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 								 &p) == 0 && p.claimed
 						     ? p.claim.node : "");
 	}
-	if (replica_status(ctl->replicas, v->rec.name, &st) == 0)
+	if (owner)
 		json_object_object_add(o, "copies", copies_json(&st));
 	if (ctl->volume_takeover &&
 	    ctl->volume_takeover(ctl->volume_owned_arg, v->rec.name, step, sizeof(step)))

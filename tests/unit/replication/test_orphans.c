@@ -121,7 +121,7 @@ Test(orphans, a_volume_this_node_owns_is_its_owners_business)
 
 Test(orphans, every_reason_has_words)
 {
-	for (int w = ORPHAN_KEPT; w <= ORPHAN_NOT_HOLDER; w++)
+	for (int w = ORPHAN_KEPT; w <= ORPHAN_UNRECORDED; w++)
 		cr_assert_neq(strcmp(orphans_why_str(w), "?"), 0);
 }
 
@@ -138,4 +138,66 @@ Test(orphans, a_copy_being_made_here_is_kept, .init = setup)
 	cr_assert_eq(orphans_judge(&recs, "n1", 9, 3, NULL, NULL, &vol), ORPHAN_KEPT);
 	/* its neighbour, not being copied there, is still an orphan on n1 */
 	cr_assert_eq(orphans_judge(&recs, "n1", 9, 7, NULL, NULL, &vol), ORPHAN_NOT_HOLDER);
+}
+
+/* "a" 9.1 (record index i) encoded 2+1: fragment 0 on n1, 1 on n2, 2 on n0. */
+static void stripe_9_1(void)
+{
+	for (size_t i = 0; i < N; i++)
+		if (segs[i].id.family == 9 && segs[i].id.seq == 1) {
+			struct layout_stripe *st = &segs[i].stripe;
+
+			st->k = 2;
+			st->m = 1;
+			strcpy(st->frags[0], "n1");
+			strcpy(st->frags[1], "n2");
+			strcpy(st->frags[2], "n0");
+			st->crcs[0] = 0x10;
+			st->crcs[1] = 0x11;
+			st->crcs[2] = 0x12;
+		}
+}
+
+static int64_t epoch_7(void *arg, const char *vol)
+{
+	(void)arg;
+	return strcmp(vol, "a") == 0 ? 7 : 0;
+}
+
+Test(orphans, a_fragment_its_stripe_names_is_kept_any_other_goes, .init = setup)
+{
+	const char *vol;
+
+	stripe_9_1();
+	cr_assert_eq(orphans_judge_frag(&recs, "n2", 9, 1, 1, 0x11, 3, epoch_7, NULL, &vol),
+		     ORPHAN_KEPT);
+	cr_assert_str_eq(vol, "a");
+	/* another index, another CRC, another node: not the stripe's */
+	cr_assert_eq(orphans_judge_frag(&recs, "n2", 9, 1, 0, 0x11, 7, epoch_7, NULL, &vol),
+		     ORPHAN_NOT_IN_STRIPE);
+	cr_assert_eq(orphans_judge_frag(&recs, "n2", 9, 1, 1, 0x99, 7, epoch_7, NULL, &vol),
+		     ORPHAN_NOT_IN_STRIPE);
+	cr_assert_eq(orphans_judge_frag(&recs, "n3", 9, 1, 1, 0x11, 7, epoch_7, NULL, &vol),
+		     ORPHAN_NOT_IN_STRIPE);
+}
+
+Test(orphans, a_fragment_without_a_stripe_waits_for_its_epoch_to_pass, .init = setup)
+{
+	const char *vol;
+
+	/* 9.3 has no stripe: put under the volume's epoch now (7), its encoding may still
+	 * record it; put under 6, the owner that put it is gone */
+	cr_assert_eq(orphans_judge_frag(&recs, "n1", 9, 3, 0, 1, 7, epoch_7, NULL, &vol),
+		     ORPHAN_KEPT);
+	cr_assert_eq(orphans_judge_frag(&recs, "n1", 9, 3, 0, 1, 6, epoch_7, NULL, &vol),
+		     ORPHAN_UNRECORDED);
+	/* the epoch not known (the map has no such volume yet): kept */
+	cr_assert_eq(orphans_judge_frag(&recs, "n1", 9, 3, 0, 1, 6, NULL, NULL, &vol),
+		     ORPHAN_KEPT);
+	/* no record, no family: orphans whatever the epoch; owning the volume changes
+	 * nothing for a fragment */
+	cr_assert_eq(orphans_judge_frag(&recs, "n1", 9, 4, 0, 1, 99, epoch_7, NULL, &vol),
+		     ORPHAN_NO_RECORD);
+	cr_assert_eq(orphans_judge_frag(&recs, "n1", 77, 1, 0, 1, 99, epoch_7, NULL, &vol),
+		     ORPHAN_NO_FAMILY);
 }

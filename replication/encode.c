@@ -1,0 +1,888 @@
+/* replication/encode.c — the owner's encoding of sealed segments of EC volumes
+ * (encode.h). A `struct ejob` is one segment: read, encoded on the worker, put on its
+ * K+M holders, recorded. While the loop has it, exactly one kind of thing is
+ * outstanding (a local read, the worker, the puts, the record); after
+ * encoder_destroy() (its `e` NULL) the last answer frees it. A `struct escan` is one
+ * family's range read.
+ */
+#include "replication/encode.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/cluster.h"
+#include "cluster/placement.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "engine/engine.h"
+#include "engine/segment.h"
+#include "replication/ec.h"
+#include "replication/ec_format.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
+#include "replication/replica_internal.h"
+
+#undef LOG_TAG
+#define LOG_TAG "encode"
+#define SCAN_BUSY_MS 1000u   /* some segment waits for its encoding */
+#define SCAN_IDLE_MS 5000u
+#define SCAN_KICK_MS 200u
+
+enum estep { EJ_READ, EJ_ENCODE, EJ_PUT, EJ_RECORD };
+
+struct efam {
+	uint64_t uid;
+	struct encoder_status st;
+	bool short_logged;   /* "too few failure domains" said for this outage */
+};
+
+struct ejob {
+	struct encoder *e;           /* NULL: abandoned */
+	struct ejob *next;           /* e->jobs */
+	struct ejob *wnext;          /* the worker's todo or done (under e->lock) */
+	enum estep step;
+	uint64_t uid;
+	uint32_t sno;
+	char vol[LAYOUT_ID_MAX + 1];
+	int64_t epoch;
+	struct ec_geom g;
+	uint32_t at, n;              /* read: blocks read, this chunk */
+	uint8_t *seg;                /* the segment's L blocks */
+	uint8_t *images[EC_N_MAX];   /* the fragments' images (worker's output) */
+	size_t image_bytes;
+	struct rnode *to[EC_N_MAX];  /* fragment i's holder; NULL: this node */
+	bool deleted[EC_N_MAX];      /* an -EEXIST there was answered by a delete once */
+	bool deleting[EC_N_MAX];     /* put_one sends that delete next */
+	unsigned pending;            /* puts (or deletes) not answered */
+	int put_res;                 /* the first failure among them */
+	int enc_res;                 /* the worker's result */
+	uint64_t enc_ns;             /* its CPU time */
+	struct cluster_vol_req req;
+	uint64_t start_ms;
+};
+
+/* A segment the last scan of its family found waiting, started as jobs end. */
+struct ecand {
+	uint64_t uid;
+	uint32_t sno, blocks;
+	unsigned k, m;
+};
+
+struct escan {
+	struct encoder *e;           /* NULL: abandoned */
+	struct escan *next;
+	uint64_t uid;
+	unsigned k, m;
+	struct cluster_vol_req req;
+};
+
+struct encoder {
+	struct replicas *rs;
+	unsigned test_crash_after, jobs_put;
+	struct loop_timer *scan_timer;
+	uint64_t due_ms;             /* when scan_timer fires */
+	bool records_failing;        /* the last scan could not read them (etcd away) */
+	unsigned scans;
+	bool busy;
+	struct escan *scan_list;
+	struct ejob *jobs;           /* on the loop's side */
+	unsigned njobs;
+	struct efam *fams;
+	size_t nfams;
+	struct ecand *cands;         /* waiting, oldest scan first */
+	size_t ncands;
+	/* the worker */
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct ejob *todo, *done;    /* under lock */
+	bool stop;                   /* under lock */
+	int efd;                     /* done jobs: the worker writes, the loop reads */
+	struct loop_watch *watch;
+};
+
+static void scan_schedule(struct encoder *e, unsigned ms);
+static void job_put_all(struct ejob *j);
+static void jobs_fill(struct encoder *e);
+
+static struct efam *efam_get(struct encoder *e, uint64_t uid)
+{
+	struct efam *v;
+
+	for (size_t i = 0; i < e->nfams; i++)
+		if (e->fams[i].uid == uid)
+			return &e->fams[i];
+	v = realloc(e->fams, (e->nfams + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	e->fams = v;
+	e->fams[e->nfams] = (struct efam){ .uid = uid };
+	return &e->fams[e->nfams++];
+}
+
+/* ---- the worker ---- */
+
+static uint64_t thread_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The CPU work of one job: the K+M images of its segment. */
+static void job_encode(struct ejob *j)
+{
+	struct ec_code *code = NULL;
+	uint64_t t0 = thread_ns();
+
+	j->enc_res = ec_code_create(j->g.k, j->g.m, &code);
+	if (j->enc_res == 0)
+		j->enc_res = ec_stripe_images(code, &j->g, j->seg, j->uid, j->sno,
+					      (uint64_t)j->epoch, j->images);
+	ec_code_destroy(code);
+	j->enc_ns = thread_ns() - t0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct encoder *e = arg;
+	const uint64_t one = 1;
+
+	pthread_mutex_lock(&e->lock);
+	for (;;) {
+		struct ejob *j;
+
+		while (!e->todo && !e->stop)
+			pthread_cond_wait(&e->cond, &e->lock);
+		if (e->stop)
+			break;
+		j = e->todo;
+		e->todo = j->wnext;
+		pthread_mutex_unlock(&e->lock);
+		job_encode(j);
+		pthread_mutex_lock(&e->lock);
+		j->wnext = e->done;
+		e->done = j;
+		if (write(e->efd, &one, sizeof(one)) < 0) {
+			/* the counter cannot overflow here: the loop reads it */
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* ---- a job ---- */
+
+static void job_free(struct ejob *j)
+{
+	seg_buf_free(j->seg);
+	for (unsigned i = 0; i < EC_N_MAX; i++)
+		seg_buf_free(j->images[i]);
+	free(j);
+}
+
+/* j is over (recorded, or given up): it leaves the list; a scan soon picks the next. */
+static void job_end(struct ejob *j)
+{
+	struct encoder *e = j->e;
+	struct efam *f = efam_get(e, j->uid);
+
+	for (struct ejob **p = &e->jobs; *p; p = &(*p)->next)
+		if (*p == j) {
+			*p = j->next;
+			break;
+		}
+	e->njobs--;
+	if (f && f->st.encoding)
+		f->st.encoding--;
+	job_free(j);
+	jobs_fill(e);
+	if (!e->ncands)
+		scan_schedule(e, SCAN_KICK_MS);
+}
+
+static void job_fail(struct ejob *j, int err, const char *what)
+{
+	LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": "
+			"encoding failed at %s: %s (it stays replicated; tried again later)",
+			j->vol, j->uid, j->sno, what, err_str(-err));
+	job_end(j);
+}
+
+static void read_next(struct ejob *j);
+
+static void read_done(void *arg, int res)
+{
+	struct ejob *j = arg;
+
+	if (!j->e) {
+		job_free(j);
+		return;
+	}
+	if (res < 0) {
+		job_fail(j, res, "reading the local copy");
+		return;
+	}
+	j->at += j->n;
+	read_next(j);
+}
+
+/* The next chunk of the local copy, or (all read) the worker's turn. */
+static void read_next(struct ejob *j)
+{
+	struct encoder *e = j->e;
+	int r;
+
+	if (j->at < j->g.seg_blocks) {
+		j->n = j->g.seg_blocks - j->at < ENCODE_READ_BLOCKS ? j->g.seg_blocks - j->at
+								    : ENCODE_READ_BLOCKS;
+		r = engine_segment_read_async(e->rs->eng, j->uid, j->sno, j->at,
+					      j->seg + (size_t)j->at * ENGINE_BLOCK_SIZE, j->n,
+					      read_done, j);
+		if (r < 0)
+			job_fail(j, r, "reading the local copy");
+		return;
+	}
+	j->step = EJ_ENCODE;
+	pthread_mutex_lock(&e->lock);
+	j->wnext = NULL;
+	{
+		struct ejob **p = &e->todo;
+
+		while (*p)
+			p = &(*p)->wnext;
+		*p = j;
+	}
+	pthread_cond_signal(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* ---- placement and puts ---- */
+
+/* The usable nodes and this one as placement sees them, this one last: their count
+ * (pn: rs->nnodes + 1 entries). */
+static size_t place_nodes(const struct replicas *rs, struct placement_node *pn)
+{
+	size_t n = rs->nnodes;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct rnode *nd = rs->nodes[i];
+
+		pn[i].id = placement_domain_id(nd->id);
+		pn[i].domain = placement_domain_id(nd->domain[0] ? nd->domain : nd->id);
+		pn[i].weight = 1;
+		pn[i].usable = nd->in_map && nd->ready && !nd->bad_size;
+	}
+	pn[n] = (struct placement_node){
+		.id = placement_domain_id(rs->self),
+		.domain = placement_domain_id(rs->self_domain[0] ? rs->self_domain : rs->self),
+		.weight = 1, .usable = true };
+	return n + 1;
+}
+
+/* Failure domains usable for fragments now (this node's included). */
+static unsigned domains_now(const struct replicas *rs)
+{
+	struct placement_node *pn = calloc(rs->nnodes + 1, sizeof(*pn));
+	unsigned d;
+
+	if (!pn)
+		return 0;
+	d = placement_domains(pn, place_nodes(rs, pn));
+	free(pn);
+	return d;
+}
+
+/* The K+M holders of j's fragments: rendezvous over the usable nodes and this one, one
+ * per failure domain, best first (fragment 0 on the best). 0, -ENOSPC (too few
+ * domains), -ENOMEM. */
+static int job_place(struct ejob *j)
+{
+	struct replicas *rs = j->e->rs;
+	struct placement_node *pn = calloc(rs->nnodes + 1, sizeof(*pn));
+	uint64_t picked[PLACEMENT_MAX_COPIES];
+	unsigned want = j->g.k + j->g.m;
+	size_t n;
+	int r;
+
+	if (!pn)
+		return -ENOMEM;
+	n = place_nodes(rs, pn);
+	/* the replicas' key for the segment: the same membership picks the same nodes */
+	r = placement_pick(pn, n, j->uid ^ ((uint64_t)j->sno << 32 | j->sno), want, picked);
+	for (unsigned k = 0; r == 0 && k < want; k++) {
+		j->to[k] = NULL; /* this node, unless one of the others */
+		for (size_t i = 0; i < rs->nnodes; i++)
+			if (pn[i].id == picked[k])
+				j->to[k] = rs->nodes[i];
+	}
+	free(pn);
+	return r;
+}
+
+static const char *holder_id(const struct ejob *j, unsigned i)
+{
+	return j->to[i] ? j->to[i]->id : j->e->rs->self;
+}
+
+static void recorded(void *arg, int res, const char *msg);
+
+/* Every put answered: the stripe's record, or a failure. */
+static void puts_over(struct ejob *j)
+{
+	struct encoder *e = j->e;
+	struct layout_stripe *st = &j->req.seg.stripe;
+
+	if (j->put_res < 0) {
+		job_fail(j, j->put_res, "putting the fragments");
+		return;
+	}
+	if (e->test_crash_after && ++e->jobs_put == e->test_crash_after) {
+		log_msg(LOG_WARN, LOG_TAG, "test: crashing after the fragments of segment %08"
+			PRIx32 " are durable, before the stripe's record", j->sno);
+		raise(SIGKILL);
+	}
+	j->step = EJ_RECORD;
+	memset(&j->req, 0, sizeof(j->req));
+	j->req.op = CLUSTER_VOL_SEG_STRIPE;
+	snprintf(j->req.vol.name, sizeof(j->req.vol.name), "%s", j->vol);
+	j->req.epoch = j->epoch;
+	j->req.seg.id = (struct layout_segid){ .family = j->uid, .seq = j->sno };
+	j->req.seg.state = LAYOUT_SEG_SEALED;
+	j->req.seg.length = (uint64_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE;
+	st->k = j->g.k;
+	st->m = j->g.m;
+	for (unsigned i = 0; i < j->g.k + j->g.m; i++) {
+		struct ec_frag_info fi;
+
+		snprintf(st->frags[i], sizeof(st->frags[i]), "%s", holder_id(j, i));
+		(void)ec_frag_hdr_decode(j->images[i], j->image_bytes, &fi);
+		st->crcs[i] = fi.frag_crc;
+	}
+	if (cluster_volume_async(e->rs->cluster, &j->req, recorded, j) < 0)
+		job_fail(j, -ENOMEM, "recording the stripe");
+}
+
+static int put_one(struct ejob *j, unsigned i);
+
+/* Fragment i's put (or the delete before its second put) answered r. */
+static void put_answered(struct ejob *j, unsigned i, int r, bool was_delete)
+{
+	if (!j->e) {
+		if (--j->pending == 0)
+			job_free(j);
+		return;
+	}
+	j->pending--;
+	if (r == -EEXIST && !was_delete && !j->deleted[i]) {
+		/* another fragment of this segment there, of an encoding never recorded (no
+		 * stripe names it: this job started from a record without one) */
+		j->deleted[i] = j->deleting[i] = true;
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": node %s holds another "
+			"fragment of it (an encoding not recorded): deleting it first", j->vol,
+			j->sno, holder_id(j, i));
+		r = put_one(j, i); /* the delete now, the put after it */
+		if (r == 0)
+			return;
+	} else if (was_delete && r == 0) {
+		r = put_one(j, i);
+		if (r == 0)
+			return;
+	}
+	if (r < 0 && j->put_res == 0) {
+		j->put_res = r;
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s segment %08" PRIx32 ": fragment %u "
+				"on node %s: %s", j->vol, j->sno, i, holder_id(j, i), err_str(-r));
+	}
+	if (j->pending == 0)
+		puts_over(j);
+}
+
+struct eput {
+	struct ejob *j;
+	unsigned i;
+	bool was_delete;
+};
+
+static void local_put_done(void *arg, int res)
+{
+	struct eput *p = arg;
+
+	put_answered(p->j, p->i, res, p->was_delete);
+	free(p);
+}
+
+static void peer_put_done(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			  size_t len)
+{
+	struct eput *p = arg;
+	uint8_t op = p->was_delete ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT;
+
+	(void)h;
+	put_answered(p->j, p->i, replica_reply_result(op, res, payload, len), p->was_delete);
+	free(p);
+}
+
+/* Sends fragment i's put, or (deleted[i] set and not done yet) the delete of the other
+ * fragment there. 0: one more answer pending. */
+static int put_one(struct ejob *j, unsigned i)
+{
+	struct replicas *rs = j->e->rs;
+	struct eput *p = calloc(1, sizeof(*p));
+	bool del = j->deleting[i];
+	struct rnode *to = j->to[i];
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	j->deleting[i] = false; /* the put follows the delete's answer */
+	*p = (struct eput){ .j = j, .i = i, .was_delete = del };
+	if (!to && del) {
+		r = engine_frag_delete_async(rs->eng, j->uid, j->sno, local_put_done, p);
+	} else if (!to) {
+		struct engine_frag_info fi = { .uid = j->uid, .sno = j->sno,
+					       .epoch = (uint64_t)j->epoch, .index = (uint8_t)i,
+					       .k = (uint8_t)j->g.k, .m = (uint8_t)j->g.m,
+					       .seg_blocks = j->g.seg_blocks,
+					       .frag_blocks = j->g.frag_blocks,
+					       .image_blocks = (uint32_t)(j->image_bytes /
+									  ENGINE_BLOCK_SIZE) };
+		struct ec_frag_info hi;
+
+		(void)ec_frag_hdr_decode(j->images[i], j->image_bytes, &hi);
+		fi.frag_crc = hi.frag_crc;
+		r = engine_frag_put_async(rs->eng, &fi, j->images[i], local_put_done, p);
+	} else if (!to->ready || !to->conn) {
+		r = -ENOTCONN;
+	} else {
+		struct peer_seg_req rq = { .op = del ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT,
+					   .sno = j->sno, .kind = PEER_SEG_KIND_FRAG,
+					   .nblocks = (uint32_t)(j->image_bytes / PEER_SEG_BLOCK) };
+		uint8_t head[PEER_SEG_HEAD_MAX];
+		struct iovec iov = { j->images[i], j->image_bytes };
+		struct peer_msg m = { .op = rq.op, .volume_id = j->uid,
+				      .epoch = (uint64_t)j->epoch, .head = head,
+				      .data = del ? NULL : &iov, .datacnt = del ? 0 : 1 };
+
+		m.head_len = peer_seg_req_encode(&rq, head);
+		r = peer_request(to->conn, &m, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
+				 peer_put_done, p);
+	}
+	if (r < 0) {
+		free(p);
+		return r;
+	}
+	j->pending++;
+	return 0;
+}
+
+/* The encoded images go to their holders, all at once. */
+static void job_put_all(struct ejob *j)
+{
+	struct efam *f = efam_get(j->e, j->uid);
+	int r;
+
+	if (j->enc_res < 0) {
+		job_fail(j, j->enc_res, "encoding");
+		return;
+	}
+	if (f) {
+		f->st.encoded_bytes += (uint64_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE;
+		f->st.encode_ns += j->enc_ns;
+	}
+	r = job_place(j);
+	if (r == -ENOSPC) {
+		/* the scan checked, but a node may have gone meanwhile */
+		job_fail(j, r, "placing (too few failure domains)");
+		return;
+	}
+	if (r < 0) {
+		job_fail(j, r, "placing");
+		return;
+	}
+	j->step = EJ_PUT;
+	j->put_res = 0;
+	for (unsigned i = 0; i < j->g.k + j->g.m; i++) {
+		r = put_one(j, i);
+		if (r < 0 && j->put_res == 0)
+			j->put_res = r;
+	}
+	if (j->pending == 0)
+		puts_over(j); /* none sent: fails with the first error */
+}
+
+/* The worker's finished jobs, on the loop. */
+static void worker_done(void *arg, unsigned events)
+{
+	struct encoder *e = arg;
+	struct ejob *list, *next;
+	uint64_t v;
+
+	(void)events;
+	if (read(e->efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: another wake-up took it; the list below is what counts */
+	}
+	pthread_mutex_lock(&e->lock);
+	list = e->done;
+	e->done = NULL;
+	pthread_mutex_unlock(&e->lock);
+	for (struct ejob *j = list; j; j = next) {
+		next = j->wnext;
+		seg_buf_free(j->seg); /* the images are all the puts need */
+		j->seg = NULL;
+		job_put_all(j);
+	}
+}
+
+static void recorded(void *arg, int res, const char *msg)
+{
+	struct ejob *j = arg;
+	struct efam *f;
+
+	if (!j->e) {
+		job_free(j);
+		return;
+	}
+	if (res < 0) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s segment %08" PRIx32 ": the stripe is "
+				"not recorded (%s): its fragments are orphans, it stays replicated",
+				j->vol, j->sno, msg);
+		job_end(j);
+		return;
+	}
+	f = efam_get(j->e, j->uid);
+	if (f && f->st.replicated) {
+		f->st.replicated--;
+		f->st.encoded++;
+	}
+	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": encoded %u+%u (%u blocks "
+		"into fragments of %u; %.2f ms encoding, %" PRIu64 " ms in all), fragment 0 on "
+		"node %s; the replicas stay", j->vol, j->sno, j->g.k, j->g.m, j->g.seg_blocks,
+		j->g.frag_blocks, (double)j->enc_ns / 1e6, loop_now_ms() - j->start_ms,
+		j->req.seg.stripe.frags[0]);
+	job_end(j);
+}
+
+/* A job for candidate c of family f. */
+static void job_start(struct encoder *e, const struct family *f, const struct ecand *c)
+{
+	struct ejob *j = calloc(1, sizeof(*j));
+	struct efam *ef = efam_get(e, f->uid);
+	uint32_t blocks = c->blocks;
+	unsigned k = c->k, m = c->m;
+
+	if (!j || !ef)
+		goto err_free;
+	*j = (struct ejob){ .e = e, .step = EJ_READ, .uid = f->uid, .sno = c->sno,
+			    .epoch = f->epoch, .start_ms = loop_now_ms() };
+	snprintf(j->vol, sizeof(j->vol), "%s", f->name);
+	if (ec_geom_init(&j->g, k, m, blocks) < 0)
+		goto err_free;
+	j->image_bytes = ec_frag_image_bytes(&j->g);
+	if (!(j->seg = seg_buf_alloc((size_t)blocks * ENGINE_BLOCK_SIZE)))
+		goto err_free;
+	for (unsigned i = 0; i < k + m; i++)
+		if (!(j->images[i] = seg_buf_alloc(j->image_bytes)))
+			goto err_free;
+	j->next = e->jobs;
+	e->jobs = j;
+	e->njobs++;
+	ef->st.encoding++;
+	read_next(j);
+	return;
+
+err_free:
+	if (j)
+		job_free(j);
+}
+
+static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
+{
+	for (const struct ejob *j = e->jobs; j; j = j->next)
+		if (j->uid == uid && j->sno == sno)
+			return true;
+	return false;
+}
+
+/* Jobs for the waiting candidates, up to ENCODE_INFLIGHT: as one ends the next starts,
+ * without a scan in between (a candidate that changed meanwhile fails its local read
+ * or its fenced record: it is looked at again at a later scan). */
+static void jobs_fill(struct encoder *e)
+{
+	size_t used = 0;
+
+	while (e->njobs < ENCODE_INFLIGHT && used < e->ncands) {
+		const struct ecand *c = &e->cands[used++];
+		const struct family *f = replica_family_find(e->rs, c->uid);
+
+		if (!f || f->stale || e->rs->closing || job_running(e, c->uid, c->sno) ||
+		    engine_segment_sealed_blocks(e->rs->eng, c->uid, c->sno) != (int)c->blocks)
+			continue;
+		job_start(e, f, c);
+	}
+	memmove(e->cands, e->cands + used, (e->ncands - used) * sizeof(*e->cands));
+	e->ncands -= used;
+}
+
+/* The candidates of family uid go (a new scan of it replaces them). */
+static void cands_drop(struct encoder *e, uint64_t uid)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < e->ncands; i++)
+		if (e->cands[i].uid != uid)
+			e->cands[keep++] = e->cands[i];
+	e->ncands = keep;
+}
+
+static void cand_add(struct encoder *e, const struct ecand *c)
+{
+	struct ecand *v = realloc(e->cands, (e->ncands + 1) * sizeof(*v));
+
+	if (!v)
+		return; /* found again at the next scan */
+	e->cands = v;
+	e->cands[e->ncands++] = *c;
+}
+
+/* ---- scans ---- */
+
+/* Does rec wait for its encoding? Sealed, not empty, no stripe, every replica made. */
+static bool encode_wanted(const struct layout_segment *rec, unsigned replicas)
+{
+	return rec->state == LAYOUT_SEG_SEALED && rec->length > 0 && !rec->stripe.k &&
+	       rec->nholders >= replicas && !rec->ncopying;
+}
+
+static void scan_free(struct escan *s)
+{
+	free(s->req.segs);
+	free(s);
+}
+
+static void scanned(void *arg, int res, const char *msg)
+{
+	struct escan *s = arg;
+	struct encoder *e = s->e;
+	struct family *f;
+	struct efam *ef;
+	unsigned domains, waiting = 0;
+
+	if (!e) {
+		scan_free(s);
+		return;
+	}
+	for (struct escan **p = &e->scan_list; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	e->scans--;
+	f = replica_family_find(e->rs, s->uid);
+	ef = efam_get(e, s->uid);
+	if (res < 0 || !f || f->stale || !ef) {
+		if (res < 0 && !e->records_failing)
+			log_msg(LOG_WARN, LOG_TAG, "cannot read the segment records (%s): encoding "
+				"looks again every %u ms", msg, SCAN_BUSY_MS);
+		e->records_failing |= res < 0;
+		e->busy = true;
+		goto out;
+	}
+	if (e->records_failing)
+		log_msg(LOG_INFO, LOG_TAG, "the segment records can be read again");
+	e->records_failing = false;
+	domains = domains_now(e->rs);
+	ef->st.replicated = ef->st.encoded = 0;
+	cands_drop(e, f->uid);
+	for (size_t i = 0; i < s->req.nsegs; i++) {
+		const struct layout_segment *rec = &s->req.segs[i];
+		int have;
+
+		if (rec->id.family != f->uid || rec->state != LAYOUT_SEG_SEALED || !rec->length)
+			continue;
+		if (rec->stripe.k) {
+			ef->st.encoded++;
+			continue;
+		}
+		ef->st.replicated++;
+		if (!encode_wanted(rec, f->replicas))
+			continue; /* catch-up makes its replicas first */
+		have = engine_segment_sealed_blocks(e->rs->eng, f->uid, rec->id.seq);
+		if (have != (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+			e->busy |= have == -EBUSY; /* its last appends still being written */
+			continue; /* not here whole: reading from a holder is not built */
+		}
+		waiting++;
+		if (domains >= s->k + s->m && !job_running(e, f->uid, rec->id.seq))
+			cand_add(e, &(struct ecand){ .uid = f->uid, .sno = rec->id.seq,
+						     .blocks = (uint32_t)have, .k = s->k,
+						     .m = s->m });
+	}
+	jobs_fill(e);
+	if (waiting && domains < s->k + s->m) {
+		snprintf(ef->st.why, sizeof(ef->st.why), "%u segments stay replicated: %u failure "
+			 "domains usable, %u+%u needs %u", waiting, domains, s->k, s->m, s->k + s->m);
+		if (!ef->short_logged)
+			log_msg(LOG_WARN, LOG_TAG, "volume %s: %s (encoded once they are back)",
+				f->name, ef->st.why);
+		ef->short_logged = true;
+	} else {
+		if (ef->short_logged)
+			log_msg(LOG_INFO, LOG_TAG, "volume %s: enough failure domains again: "
+				"encoding resumes", f->name);
+		ef->short_logged = false;
+		ef->st.why[0] = '\0';
+	}
+	e->busy |= waiting > 0;
+out:
+	if (e->scans == 0)
+		scan_schedule(e, e->busy ? SCAN_BUSY_MS : SCAN_IDLE_MS);
+	scan_free(s);
+}
+
+static void scan_fire(void *arg)
+{
+	struct encoder *e = arg;
+	struct replicas *rs = e->rs;
+
+	e->scan_timer = NULL;
+	if (rs->closing || e->scans)
+		return;
+	e->busy = false;
+	for (size_t i = 0; i < rs->nfams; i++) {
+		const struct family *f = rs->fams[i];
+		struct cluster_volume v;
+		struct escan *s;
+
+		if (f->stale || cluster_volume_get(rs->cluster, f->name, &v) < 0 || !v.rec.ec_k)
+			continue;
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			continue;
+		*s = (struct escan){ .e = e, .uid = f->uid, .k = v.rec.ec_k, .m = v.rec.ec_m };
+		s->req.op = CLUSTER_VOL_SEG_LIST;
+		snprintf(s->req.vol.name, sizeof(s->req.vol.name), "%s", f->name);
+		if (cluster_volume_async(rs->cluster, &s->req, scanned, s) < 0) {
+			free(s);
+			continue;
+		}
+		s->next = e->scan_list;
+		e->scan_list = s;
+		e->scans++;
+	}
+	if (!e->scans)
+		scan_schedule(e, SCAN_IDLE_MS);
+}
+
+/* The next scan in ms at the latest: a timer due sooner stays (a kick per seal would
+ * otherwise push the scan back for as long as the writes go on). */
+static void scan_schedule(struct encoder *e, unsigned ms)
+{
+	uint64_t due;
+
+	if (e->scans || e->rs->closing)
+		return; /* the scan in flight schedules the next one */
+	if (e->records_failing && ms < SCAN_BUSY_MS)
+		ms = SCAN_BUSY_MS; /* kicks wait for etcd like the scans do */
+	due = loop_now_ms() + ms;
+	if (e->scan_timer) {
+		if (e->due_ms <= due)
+			return;
+		loop_timer_cancel(e->scan_timer);
+		e->scan_timer = NULL;
+	}
+	if (loop_timer_add(e->rs->loop, ms, scan_fire, e, &e->scan_timer) < 0)
+		e->scan_timer = NULL;
+	e->due_ms = due;
+}
+
+void encoder_kick(struct encoder *e)
+{
+	if (e)
+		scan_schedule(e, SCAN_KICK_MS);
+}
+
+/* ---- the module ---- */
+
+int encoder_create(struct replicas *rs, unsigned test_crash_after, struct encoder **out)
+{
+	struct encoder *e = calloc(1, sizeof(*e));
+	int r;
+
+	if (!e)
+		return -ENOMEM;
+	e->rs = rs;
+	e->test_crash_after = test_crash_after;
+	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->efd < 0) {
+		r = -errno;
+		goto err_free;
+	}
+	r = loop_watch_add(rs->loop, e->efd, LOOP_READ, worker_done, e, &e->watch);
+	if (r < 0)
+		goto err_close;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	r = -pthread_create(&e->thread, NULL, worker_main, e);
+	if (r < 0)
+		goto err_unwatch;
+	scan_schedule(e, SCAN_BUSY_MS);
+	*out = e;
+	return 0;
+
+err_unwatch:
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+	loop_watch_remove(e->watch);
+err_close:
+	close(e->efd);
+err_free:
+	free(e);
+	return r;
+}
+
+void encoder_destroy(struct encoder *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->stop = true;
+	pthread_cond_signal(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	pthread_join(e->thread, NULL); /* at most one segment's encoding away */
+	loop_timer_cancel(e->scan_timer);
+	for (struct escan *s = e->scan_list; s; s = s->next)
+		s->e = NULL;
+	for (struct ejob *j = e->jobs, *next; j; j = next) {
+		next = j->next;
+		if (j->step == EJ_ENCODE) /* in the worker's queues: nothing else has it */
+			job_free(j);
+		else
+			j->e = NULL; /* its outstanding answers free it */
+	}
+	loop_watch_remove(e->watch);
+	close(e->efd);
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+	free(e->fams);
+	free(e->cands);
+	free(e);
+}
+
+void encoder_status(const struct encoder *e, uint64_t uid, struct encoder_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; e && i < e->nfams; i++)
+		if (e->fams[i].uid == uid)
+			*out = e->fams[i].st;
+}

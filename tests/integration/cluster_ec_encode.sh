@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# tests/integration/cluster_ec_encode.sh — the owner encodes the sealed segments of an
+# EC volume into K+M fragments (issue 13, stage 2; docs/erasure-coding.md "Encoding on
+# seal"), on a real etcd with three real quilld nodes and 1 MiB segments:
+#   - fio (nbd, verify=crc32c) writes 16 MiB to an --ec 2+1 volume through node0
+#   - every sealed segment's record gets a stripe: 3 fragments on 3 distinct nodes
+#   - checked on the holders, apart from the owner's claims: each node's own list of
+#     the fragments it holds (node held) names exactly the fragments the stripes
+#     place there, with their CRCs; each image cut from the holder's store verifies
+#     whole (quill-ec-check verify: header, table, every block, CRC), and every 2 of a
+#     stripe's 3 fragments decode to the segment's bytes as the owner's store holds
+#     them (quill-ec-check decode)
+#   - volume info on the owner counts the segments encoded
+#   - node2 killed: new segments stay replicated (2 failure domains for 2+1), said in
+#     the owner's log and volume info; fio still writes and verifies
+#   - node0 restarted with QUILL_TEST_CRASH_ENCODE=1, node2 back: node0 kills itself
+#     (SIGKILL) once the first segment's fragments are durable, before its record;
+#     node0 restarted: the segments are encoded again under the new epoch, nothing is
+#     lost (fio verifies all), and no fragment is left that no stripe names (the
+#     orphan check drops those of the dead encoding that the new one did not reuse)
+#   - node0 killed -9 again, node1 claims the volume: the takeover accepts the
+#     records with stripes, every region verifies through node1
+source "$(dirname "$0")/clients_lib.sh"
+
+it_init cluster_ec_encode
+quilld_only "encoding of erasure-coded volumes"
+source "$(dirname "$0")/cluster_lib.sh"
+fio_peer_init
+EC_CHECK="${QUILL_EC_CHECK:-$IT_ROOT/build/tools/quill-ec-check}"
+[ -x "$EC_CHECK" ] || skip "quill-ec-check not built ($EC_CHECK is missing)"
+
+VOL=enc
+SEG=1048576
+STORE=160M
+etcd_start
+for i in 0 1 2; do start_peer_node "$i"; done
+wait_for 30 "node0 does not see 3 nodes up" \
+	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+
+qexpect 0 0 volume create "$VOL" 48M --ec 2+1
+URI=$(node_uri 0 "$VOL")
+
+# write_verify LABEL OFFSET SIZE: fio writes SIZE at OFFSET through node0, verifies it
+write_verify()
+{
+	fio_verify_job "$WORK/$1.fio" "$URI" "$3" 0
+	sed -i "/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32\noffset=$2/" "$WORK/$1.fio"
+	fio --output="$WORK/fio-$1.log" "$WORK/$1.fio" ||
+		fail "$1: fio: $(tail -20 "$WORK/fio-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
+	grep -q "err= 0" "$WORK/fio-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-$1.log")"
+}
+# verify_only LABEL: every region written so far reads back and verifies
+verify_only()
+{
+	local f
+	for f in "$WORK"/w*.fio; do
+		sed 's/^do_verify=1/verify_only=1/' "$f" >"$WORK/v.fio"
+		fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
+			fail "$1: fio verify of $f: $(tail -20 "$WORK/fio-v-$1.log")"
+		grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio: $(cat "$WORK/fio-v-$1.log")"
+	done
+}
+
+# records.py: the volume's segment records (etcd JSON lines) -> "sealed N encoded E"
+cat >"$WORK/records.py" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in sys.stdin if l.strip().startswith("{")]
+sealed = [r for r in recs if r.get("state") == "sealed" and r.get("length", 0) > 0]
+print("sealed %d encoded %d" % (len(sealed), sum(1 for r in sealed if "stripe" in r)))
+PY
+records() { etcd_root get --prefix --print-value-only "${PREFIX}segments/$VOL/" | python3 "$WORK/records.py"; }
+# all_encoded [MIN]: at least MIN sealed segments, all of them encoded
+all_encoded()
+{
+	local s e
+	read -r _ s _ e <<<"$(records)"
+	[ "$s" -ge "${1:-1}" ] && [ "$s" = "$e" ]
+}
+
+# check_stripes LABEL: the stripes of the records against what the holders hold
+cat >"$WORK/stripes.py" <<'PY'
+import json, os, subprocess, sys
+work, check, seg, recs = sys.argv[1:5]
+seg = int(seg)
+DATA = 1 << 20
+B = 4096
+
+# each node's own answer: the fragments it holds
+held = {}
+for i in range(3):
+    out = subprocess.run([os.environ["QUILL"], "--socket", "%s/ctl%d.sock" % (work, i), "--json",
+                          "node", "held"], capture_output=True, text=True)
+    if out.returncode != 0:
+        continue  # a node that is down holds what it held: not listed here
+    for f in json.loads(out.stdout)["fragments"]:
+        held[("node%d" % i, int(f["family"], 16), f["segment"])] = f
+
+def slot_bytes(node, slot, n):
+    with open("%s/%s/store.img" % (work, node), "rb") as fp:
+        fp.seek(DATA + slot * seg)
+        return fp.read(n)
+
+def own_slot(family, sno):
+    """the owner's (node0's) slot of its own segment: its header names it, in use"""
+    import struct
+    with open("%s/node0/store.img" % work, "rb") as fp:
+        fp.seek(0, 2)
+        n = (fp.tell() - DATA) // seg
+        for i in range(n):
+            fp.seek(DATA + i * seg)
+            h = fp.read(80)
+            magic, version, state = struct.unpack_from("<QII", h, 0)
+            fam, s = struct.unpack_from("<QI", h, 56)
+            if state == 1 and fam == family and s == sno and h[:8] != b"QUILLFRG":
+                return i
+    return None
+
+lines = open(recs).read().splitlines()
+named = set()
+checked = 0
+for key, val in zip(lines[0::2], lines[1::2]):
+    r = json.loads(val)
+    if "stripe" not in r:
+        continue
+    fam_hex, sno_hex = key.rsplit("/", 1)[1].split(".")
+    family, sno = int(fam_hex, 16), int(sno_hex, 16)
+    st = r["stripe"]
+    k, m = st["k"], st["m"]
+    assert r["state"] == "sealed", r
+    nodes = [f[0] for f in st["frags"]]
+    assert len(nodes) == k + m and len(set(nodes)) == k + m, "fragments not on distinct nodes: %s" % r
+    assert len(r["holders"]) == m + 1, "the replicas must stay: %s" % r
+    images = []
+    for idx, (node, crc) in enumerate(st["frags"]):
+        named.add((node, family, sno))
+        f = held.get((node, family, sno))
+        assert f is not None, "%s does not hold fragment %d of %x.%x" % (node, idx, family, sno)
+        assert f["index"] == idx and int(f["crc"], 16) == crc, "%s holds %s, the stripe says %d %08x" % (node, f, idx, crc)
+        path = "%s/frag-%x-%d" % (work, sno, idx)
+        with open(path, "wb") as out:
+            out.write(slot_bytes(node, f["slot"], f["image_blocks"] * B))
+        images.append(path)
+    v = subprocess.run([check, "verify"] + images, capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+    ref = "%s/seg-%x" % (work, sno)
+    slot = own_slot(family, sno)
+    assert slot is not None, "node0 has no slot of its segment %x" % sno
+    with open(ref, "wb") as out:
+        out.write(slot_bytes("node0", slot, r["length"]))
+    if True:
+        d = subprocess.run([check, "decode", ref] + images, capture_output=True, text=True)
+        assert d.returncode == 0, "segment %x: %s" % (sno, d.stderr)
+    checked += 1
+# no fragment held that no stripe names
+extra = [key for key in held if key not in named]
+assert not extra, "fragments no stripe names: %s" % extra
+print(checked)
+PY
+# stripes_hold: stripes.py over the records now (its count on stdout, why not on stderr)
+stripes_hold()
+{
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
+		QUILL="$QUILL" python3 "$WORK/stripes.py" "$WORK" "$EC_CHECK" "$SEG" "$WORK/recs.txt" \
+			2>"$WORK/stripes.err"
+}
+check_stripes()
+{
+	local n
+	n=$(stripes_hold) || fail "$1: the stripes: $(tail -5 "$WORK/stripes.err")"
+	log "$1: $n stripes checked on their holders: fragments whole, every 2 of 3 decode to the segment"
+}
+
+# ---- encoding keeps up with the writes ----
+write_verify w1 0 16M
+wait_for 60 "not every sealed segment is encoded: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)" all_encoded 8
+check_stripes "healthy"
+qexpect 0 0 volume info "$VOL"
+read -r _ S _ E <<<"$(records)"
+grep -q "^sealed segments: $E encoded, 0 replicated only" <<<"$OUT" ||
+	fail "volume info does not count the encoded segments ($E): $OUT"
+log "records: $S sealed, $E encoded; volume info: $(grep '^sealed segments' <<<"$OUT")"
+
+# ---- a failure domain down: new segments stay replicated ----
+kill -9 "${NODE_PID[2]}"
+wait "${NODE_PID[2]}" 2>/dev/null || true
+wait_for 20 "node0 still sees node2 up" state_is 0 node2 down
+write_verify w2 16M 8M
+wait_for 30 "the owner does not say why segments stay replicated: $(grep encode "$WORK/node0.log" | tail -3)" \
+	grep -q "segments stay replicated: 2 failure domains usable, 2+1 needs 3" "$WORK/node0.log"
+read -r _ S2 _ E2 <<<"$(records)"
+[ "$S2" -gt "$S" ] && [ "$E2" = "$E" ] || fail "with node2 down: $S2 sealed, $E2 encoded (before: $S, $E)"
+qexpect 0 0 volume info "$VOL"
+# (its counts are the last scan's: a segment sealed since may be missing)
+grep -q "^sealed segments: $E encoded, [1-9][0-9]* replicated only: .*2 failure domains usable" <<<"$OUT" ||
+	fail "volume info with a domain down: $OUT"
+log "node2 down: $((S2 - E)) new segments stay replicated, said in the log and volume info"
+
+# ---- the owner killed while it encodes ----
+kill -TERM "${NODE_PID[0]}"
+wait "${NODE_PID[0]}" 2>/dev/null || true
+QUILL_TEST_CRASH_ENCODE=1 start_peer_node 0
+start_peer_node 2
+wait_for 60 "node0 did not crash while encoding: $(grep encode "$WORK/node0.log" | tail -3)" \
+	bash -c "! kill -0 ${NODE_PID[0]} 2>/dev/null"
+wait "${NODE_PID[0]}" 2>/dev/null || true
+grep -q "test: crashing after the fragments of segment" "$WORK/node0.log" ||
+	fail "node0 died of something else: $(tail -5 "$WORK/node0.log")"
+read -r _ S3 _ E3 <<<"$(records)"
+[ "$E3" = "$E" ] || fail "a stripe was recorded before the crash: $E3 encoded, $E before"
+log "node0 killed itself once a segment's fragments were durable, before its record ($E3 of $S3 encoded)"
+
+start_peer_node 0
+wait_for 30 "node0 does not see 3 nodes up" \
+	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+wait_for 90 "encoding does not resume: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)" all_encoded "$S3"
+verify_only "after the crash"
+# the orphan check runs a few seconds after the records change
+quiet_stripes() { stripes_hold >/dev/null; }
+wait_for 30 "fragments are left that no stripe names: $(tail -3 "$WORK/stripes.err" 2>/dev/null)" quiet_stripes
+check_stripes "after the crash"
+log "node0 restarted: every segment encoded ($(records)), everything verifies, no orphan fragment"
+
+# ---- a takeover: node1 takes the volume with its stripes over ----
+kill -9 "${NODE_PID[0]}"
+wait "${NODE_PID[0]}" 2>/dev/null || true
+wait_for 20 "node1 still sees node0 up" state_is 1 node0 down
+wait_for 30 "node1 cannot claim $VOL" bash -c "'$QUILL' --socket '$WORK/ctl1.sock' volume claim $VOL >/dev/null 2>&1"
+wait_for 60 "node1 does not take $VOL over: $(grep "takeover: volume $VOL" "$WORK/node1.log" | tail -3)" \
+	grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log"
+URI=$(node_uri 1 "$VOL")
+for f in "$WORK"/w*.fio; do sed -i "s|^uri=.*|uri=$URI|" "$f"; done
+verify_only "after the takeover"
+read -r _ S4 _ E4 <<<"$(records)"
+[ "$S4" = "$E4" ] || fail "the takeover changed the stripes: $(records)"
+log "node1 took $VOL over with its $E4 stripes; everything verifies through node1"
+
+it_pass
