@@ -470,13 +470,22 @@ static void release_wanted(struct engine *eng)
 	eng->fckpt_want_all = false;
 }
 
+/* QUILL_FCKPT_WRITER=0: no family checkpoint is written (a measurement of the
+ * writer's cost; an adoption then reads the whole log). */
+static bool writer_off(void)
+{
+	const char *v = getenv("QUILL_FCKPT_WRITER");
+
+	return v && strcmp(v, "0") == 0;
+}
+
 void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 {
 	struct eng_fckpt *fc;
 	uint64_t *uids;
 	size_t n;
 
-	if (!eng->opts.family_records || eng->closing || eng->fckpt || seq == 0)
+	if (!eng->opts.family_records || eng->closing || eng->fckpt || seq == 0 || writer_off())
 		return;
 	if (eng->nfree <= eng_gc_low_water(eng)) {
 		release_wanted(eng); /* short of room: a family checkpoint would take some */

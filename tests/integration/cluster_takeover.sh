@@ -82,6 +82,22 @@ grep "takeover: volume $VOL" "$WORK/node1.log" | sed 's/^/    node1: /' >&2
 grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log" ||
 	fail "node1 logged no takeover of $VOL"
 log "roll-forward: $written bytes written before the kill"
+# the adoption's own figures (printed, never asserted): from a family checkpoint or
+# the whole log (QUILL_ADOPT_WHOLE_LOG=1), copies read whole and header only, its
+# steps, and its time per GiB of log read whole (from the checkpoint's S on: what was
+# written since it, in whole segments)
+adopt=$(grep "engine: adopted family .* copies read whole" "$WORK/node1.log" | tail -1)
+total=$(grep -o "engine: adopted family [0-9a-f]*: [0-9]* segments, [0-9]* layers, in [0-9]* ms" \
+	"$WORK/node1.log" | tail -1 | awk '{ print $(NF - 1) }')
+if [ -n "$adopt" ] && [ -n "$total" ]; then
+	log "node1: ${adopt#*engine: }"
+	awk -v t="$total" -v a="$adopt" 'BEGIN {
+		match(a, /: [0-9]+ of [0-9]+ copies/); split(substr(a, RSTART + 2, RLENGTH - 2), c, " ")
+		match(a, /[0-9]+ MiB of log/); mib = substr(a, RSTART, RLENGTH) + 0
+		printf "adoption %d ms: %d of %d copies read whole, %d header only; %d MiB read whole", t, c[1], c[3], c[3] - c[1], mib
+		if (mib > 0) printf ": %.0f ms per GiB read whole", t * 1024 / mib
+		printf "\n" }' | while read -r line; do log "$line"; done
+fi
 
 # ---- every flushed write reads back through node1; writes go on there ----
 "$PY" "$CRASH_PY" verify "$URI1" "$WORK/journal" >"$WORK/verify.log" 2>&1 ||
