@@ -279,10 +279,11 @@ void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner)
 /* A copy of the MERGE block of every snapshot merged into a layer of log's family,
  * naming in alias_to the layer it leads to now: a family checkpoint's, so that an
  * adoption that does not read the copy holding the merge (below S) keeps the alias.
- * Its child is 0 (unknown): a whole-log rebuild takes the child from the merge's own
- * block, and with the copy alone does as with the one eng_catalog_reconcile writes.
+ * It names the merge's child and overlap as the merge's own block did (the newest
+ * copy becomes the alias's live block, and a whole-log rebuild takes the child from
+ * it), when this run knows them; else 0, as the block eng_catalog_reconcile writes.
  * A merge whose block this run has not walked (settled at start-up) has no record in
- * memory: the copy names the snapshot by id only. */
+ * memory either: the copy names the snapshot by id only. */
 static int family_aliases(struct engine_volume *log, struct ioreq *owner)
 {
 	struct engine *eng = log->eng;
@@ -302,6 +303,8 @@ static int family_aliases(struct engine_volume *log, struct ioreq *owner)
 							 .size = to->rec.size };
 			snprintf(lb.rec.name, sizeof(lb.rec.name), "(merged)");
 		}
+		lb.child_id = a->child_id;
+		lb.child_overlap = a->child_overlap;
 		lb.alias_to = to->rec.volume_id;
 		r = append_layer(log, &lb, SLOT_FOR_TRIM, owner);
 	}
@@ -391,6 +394,10 @@ int eng_catalog_log_merge(struct engine_volume *child, const struct volume_recor
 		a->rec = *srec;
 		a->has_rec = true;
 		a->merge_seq = merge_seq;
+		if (lb.child_id) {
+			a->child_id = lb.child_id;
+			a->child_overlap = lb.child_overlap;
+		}
 	}
 	r = append_wait(child, &lb);
 	if (r < 0)
@@ -445,6 +452,10 @@ static void note_layer(struct engine *eng, uint64_t seq, const struct layer_bloc
 	a->rec = lb->rec;
 	a->has_rec = true;
 	a->merge_seq = lb->merge_seq;
+	if (lb->child_id) {
+		a->child_id = lb->child_id;
+		a->child_overlap = lb->child_overlap;
+	}
 }
 
 void eng_catalog_retired(struct engine_volume *vol, const struct summary_entry *e,

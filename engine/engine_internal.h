@@ -187,6 +187,8 @@ struct eng_alias {
 	uint64_t from, to;
 	struct volume_record rec; /* the merged snapshot's (valid when has_rec) */
 	uint64_t merge_seq;
+	uint64_t child_id, child_overlap; /* its MERGE block's (0: not known here): a
+					     family checkpoint's copy names them too */
 	bool has_rec;
 	bool logged;              /* a MERGE block at loc is live */
 	struct map_loc loc;

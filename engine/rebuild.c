@@ -806,6 +806,8 @@ static void settle_records(struct eng_rebuild *rb)
 			a->rec = l->merged_rec;
 			a->has_rec = true;
 			a->merge_seq = l->merge_seq;
+			a->child_id = l->merge_child;
+			a->child_overlap = l->child_overlap;
 			a->loc = l->merge_loc;
 			a->loc_seq = l->merge_block_seq;
 			a->logged = true;
