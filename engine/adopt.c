@@ -66,6 +66,7 @@ struct adopt_job {
 	uint64_t lap_us;
 	uint64_t t_read, t_walk, t_write, t_apply, t_commit, t_ckpt;
 	uint64_t t_find;    /* looking for a family checkpoint (within walk) */
+	uint64_t t_load;    /* loading its maps (within apply) */
 	uint64_t bytes;     /* the copies' logs, read whole */
 };
 
@@ -89,12 +90,12 @@ static void adopt_log_times(const struct adopt_job *aj)
 		snprintf(from, sizeof(from), "from the whole log");
 	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx %s: %zu of %zu copies read whole, "
 		"%llu MiB of log; read %llu ms, walk %llu ms (finding the checkpoint %llu ms), "
-		"headers+flush %llu ms, layers+maps+roll-forward %llu ms, commit %llu ms, "
-		"checkpoint %llu ms", (unsigned long long)aj->uid, from, aj->nwhole, aj->n,
+		"headers+flush %llu ms, layers+maps+roll-forward %llu ms (maps %llu ms), commit "
+		"%llu ms, checkpoint %llu ms", (unsigned long long)aj->uid, from, aj->nwhole, aj->n,
 		(unsigned long long)(aj->bytes >> 20), (unsigned long long)aj->t_read / 1000,
 		(unsigned long long)aj->t_walk / 1000, (unsigned long long)aj->t_find / 1000,
-		(unsigned long long)aj->t_write / 1000,
-		(unsigned long long)aj->t_apply / 1000, (unsigned long long)aj->t_commit / 1000,
+		(unsigned long long)aj->t_write / 1000, (unsigned long long)aj->t_apply / 1000,
+		(unsigned long long)aj->t_load / 1000, (unsigned long long)aj->t_commit / 1000,
 		(unsigned long long)aj->t_ckpt / 1000);
 }
 
@@ -394,8 +395,11 @@ static int build_commit(struct adopt_job *aj)
 static int load_base(void *arg)
 {
 	struct adopt_job *aj = arg;
+	uint64_t t0 = log_clock_us();
+	int r = eng_fckpt_load(aj->job.eng, aj->uid, aj->rb, &aj->base);
 
-	return eng_fckpt_load(aj->job.eng, aj->uid, aj->rb, &aj->base);
+	aj->t_load += log_clock_us() - t0;
+	return r;
 }
 
 static int apply(struct adopt_job *aj)

@@ -15,6 +15,7 @@
  *   - a freed slot gets a FREE header, so that nothing freed looks like log.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -275,9 +276,46 @@ void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner)
 				strerror(-r));
 }
 
+/* A copy of the MERGE block of every snapshot merged into a layer of log's family,
+ * naming in alias_to the layer it leads to now: a family checkpoint's, so that an
+ * adoption that does not read the copy holding the merge (below S) keeps the alias.
+ * It names the merge's child and overlap as the merge's own block did (the newest
+ * copy becomes the alias's live block, and a whole-log rebuild takes the child from
+ * it), when this run knows them; else 0, as the block eng_catalog_reconcile writes.
+ * A merge whose block this run has not walked (settled at start-up) has no record in
+ * memory either: the copy names the snapshot by id only. */
+static int family_aliases(struct engine_volume *log, struct ioreq *owner)
+{
+	struct engine *eng = log->eng;
+	int r = 0;
+
+	for (size_t i = 0; i < eng->naliases && r == 0; i++) {
+		const struct eng_alias *a = &eng->aliases[i];
+		struct engine_volume *to = eng_layer_for_owner(eng, a->to);
+		struct layer_block lb = { .op = ONDISK_LAYER_MERGE, .merge_seq = a->merge_seq,
+					  .rec = a->rec };
+
+		if (!to || is_catalog(to) || to->rec.uid != log->rec.uid)
+			continue;
+		if (!a->has_rec) {
+			lb.rec = (struct volume_record){ .volume_id = a->from, .uid = to->rec.uid,
+							 .kind = ONDISK_LAYER_SNAPSHOT,
+							 .size = to->rec.size };
+			snprintf(lb.rec.name, sizeof(lb.rec.name), "(merged)");
+		}
+		lb.child_id = a->child_id;
+		lb.child_overlap = a->child_overlap;
+		lb.alias_to = to->rec.volume_id;
+		r = append_layer(log, &lb, SLOT_FOR_TRIM, owner);
+	}
+	return r;
+}
+
 int eng_catalog_family_records(struct engine_volume *log, struct ioreq *owner)
 {
-	return family_records(log, true, owner);
+	int r = family_records(log, true, owner);
+
+	return r < 0 ? r : family_aliases(log, owner);
 }
 
 struct engine_volume *eng_catalog_family_log(struct engine *eng, struct engine_volume *layer)
@@ -356,6 +394,10 @@ int eng_catalog_log_merge(struct engine_volume *child, const struct volume_recor
 		a->rec = *srec;
 		a->has_rec = true;
 		a->merge_seq = merge_seq;
+		if (lb.child_id) {
+			a->child_id = lb.child_id;
+			a->child_overlap = lb.child_overlap;
+		}
 	}
 	r = append_wait(child, &lb);
 	if (r < 0)
@@ -410,6 +452,10 @@ static void note_layer(struct engine *eng, uint64_t seq, const struct layer_bloc
 	a->rec = lb->rec;
 	a->has_rec = true;
 	a->merge_seq = lb->merge_seq;
+	if (lb->child_id) {
+		a->child_id = lb->child_id;
+		a->child_overlap = lb->child_overlap;
+	}
 }
 
 void eng_catalog_retired(struct engine_volume *vol, const struct summary_entry *e,

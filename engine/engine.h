@@ -427,6 +427,7 @@ struct engine_stats {
 	uint64_t family_checkpoints;      /* complete (END acknowledged) in families' logs */
 	uint64_t family_checkpoints_failed; /* begun, no END (a write failed) */
 	uint64_t family_maps_blocks;      /* MAPS blocks they wrote */
+	uint64_t family_checkpoint_seq;   /* the S of the last one completed */
 	uint64_t adopt_fckpt_loads;       /* adoptions that loaded a family checkpoint */
 	uint64_t adopt_copies_unread;     /* copies those did not read whole (below S) */
 	uint64_t adopt_fckpt_seq;         /* the S the last of them loaded */

@@ -187,6 +187,8 @@ struct eng_alias {
 	uint64_t from, to;
 	struct volume_record rec; /* the merged snapshot's (valid when has_rec) */
 	uint64_t merge_seq;
+	uint64_t child_id, child_overlap; /* its MERGE block's (0: not known here): a
+					     family checkpoint's copy names them too */
 	bool has_rec;
 	bool logged;              /* a MERGE block at loc is live */
 	struct map_loc loc;
@@ -768,8 +770,9 @@ void eng_catalog_relog(struct engine *eng, uint64_t skip); /* all but layer skip
  * that the family's own segments carry its catalog (a node that adopts the family
  * reads nothing else: adopt.c). */
 void eng_catalog_family_relog(struct engine_volume *vol, struct ioreq *owner);
-/* Appends every SET record of log's family (its layers, its tombstones) to log, for
- * a family checkpoint. 0 or eng_append_data()'s error. */
+/* Appends every SET record of log's family (its layers, its tombstones) and a copy of
+ * the MERGE block of each snapshot merged into one of its layers (alias_to: where it
+ * leads) to log, for a family checkpoint. 0 or eng_append_data()'s error. */
 int eng_catalog_family_records(struct engine_volume *log, struct ioreq *owner);
 /* The layer whose log is layer's family's (its head volume), or NULL: the family's
  * records go to the catalog log (it has no segment of its own). */
@@ -837,6 +840,8 @@ int eng_rebuild_note(struct eng_rebuild *rb, uint32_t slot, const struct segment
 /* Does a batch or carried trim above `above`, among those fed, map layer's lba? */
 bool eng_rebuild_remaps(const struct eng_rebuild *rb, uint64_t layer, uint64_t lba,
 			uint64_t above);
+/* Is layer merged away or deleted above `above`, among the records fed? */
+bool eng_rebuild_goes_above(const struct eng_rebuild *rb, uint64_t layer, uint64_t above);
 /* Keeps every family checkpoint block (BEGIN, END, MAPS) the walks meet, whole. */
 void eng_rebuild_keep_fckpt(struct eng_rebuild *rb);
 struct eng_rb_fblock {

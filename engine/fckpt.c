@@ -315,6 +315,7 @@ static void completed(struct fckpt_fam *f)
 			s->fmaps += f->runs[i].count;
 	}
 	eng->stats.family_checkpoints++;
+	eng->stats.family_checkpoint_seq = f->seq;
 	eng->gc_next_scan_ms = 0; /* slots holding only superseded MAPS may go now */
 }
 
@@ -469,13 +470,22 @@ static void release_wanted(struct engine *eng)
 	eng->fckpt_want_all = false;
 }
 
+/* QUILL_FCKPT_WRITER=0: no family checkpoint is written (a measurement of the
+ * writer's cost; an adoption then reads the whole log). */
+static bool writer_off(void)
+{
+	const char *v = getenv("QUILL_FCKPT_WRITER");
+
+	return v && strcmp(v, "0") == 0;
+}
+
 void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 {
 	struct eng_fckpt *fc;
 	uint64_t *uids;
 	size_t n;
 
-	if (!eng->opts.family_records || eng->closing || eng->fckpt || seq == 0)
+	if (!eng->opts.family_records || eng->closing || eng->fckpt || seq == 0 || writer_off())
 		return;
 	if (eng->nfree <= eng_gc_low_water(eng)) {
 		release_wanted(eng); /* short of room: a family checkpoint would take some */
@@ -628,12 +638,19 @@ static int base_add(struct eng_fckpt_base *b, size_t i)
 	return 0;
 }
 
-/* Entries of m naming a segment not here: the old owner's cleaner moved their blocks
- * after S and freed it. Each must be mapped again by what is rolled forward (a MOVE,
- * a write, a trim above S), or K cannot be loaded. */
+/* Entries of m naming a segment not here: the old owner freed it after S, so nothing
+ * live was left in it. Either the cleaner moved their blocks (each must then be
+ * mapped again by what is rolled forward: a MOVE, a write, a trim above S), or m's
+ * layer went above S: deleted, or merged into its only child, which took an entry
+ * only where it had none of its own (and then held it live, so the segment would
+ * still be here unless something above S mapped the child's block again). Loaded
+ * without those entries, such a layer ends as on the old owner; otherwise K cannot be
+ * loaded. */
 static bool missing_covered(const struct eng_rebuild *rb, const struct eng_sno_table *t,
 			    const struct fmaps_block *m, uint64_t s)
 {
+	if (eng_rebuild_goes_above(rb, m->layer, s))
+		return true;
 	for (uint32_t c = 0; c < m->nchunks; c++)
 		for (uint32_t e = 0; e < m->chunks[c].nentries; e++) {
 			const struct ondisk_map_entry *x = &m->chunks[c].e[e];

@@ -521,6 +521,7 @@ void ondisk_layer_block_encode(const struct layer_block *l, void *buf)
 	d->merge_seq = l->merge_seq;
 	d->child_id = l->child_id;
 	d->child_overlap = l->child_overlap;
+	d->alias_to = l->alias_to;
 	ondisk_volume_record_encode(&l->rec, &rec);
 	memcpy(d->rec, &rec, sizeof(rec));
 	d->crc = record_crc(d, sizeof(*d), offsetof(struct ondisk_layer_block, crc));
@@ -547,6 +548,7 @@ int ondisk_layer_block_decode(const void *buf, size_t len, struct layer_block *l
 	l->merge_seq = d->merge_seq;
 	l->child_id = d->child_id;
 	l->child_overlap = d->child_overlap;
+	l->alias_to = d->alias_to;
 	return 0;
 }
 

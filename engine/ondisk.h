@@ -202,12 +202,15 @@ struct ondisk_layer_block {
 	uint8_t rec[128];   /* struct ondisk_volume_record, with its own CRC */
 	uint64_t child_id;  /* MERGE: the layer rec was merged into (0: unknown) */
 	uint64_t child_overlap; /* MERGE: its overlap before the merge */
-	uint8_t reserved[3924];
+	uint64_t alias_to;  /* MERGE copied into a family checkpoint: the layer rec led to
+			       then (0 in the MERGE the merge itself wrote) */
+	uint8_t reserved[3916];
 	uint32_t crc;       /* CRC32C of the block */
 } __attribute__((packed));
 _Static_assert(sizeof(struct ondisk_layer_block) == QUILL_BLOCK_SIZE, "layer block is one block");
 _Static_assert(offsetof(struct ondisk_layer_block, rec) == 24, "layer block rec offset");
 _Static_assert(offsetof(struct ondisk_layer_block, child_id) == 152, "layer block child offset");
+_Static_assert(offsetof(struct ondisk_layer_block, alias_to) == 168, "layer block alias offset");
 
 /* ---- tombstone block (the data block of a TOMB entry) ----
  * Trims of layer `layer_id` that the cleaner carried out of a slot it freed, because
@@ -411,6 +414,7 @@ struct layer_block {
 	uint64_t merge_seq;
 	struct volume_record rec;
 	uint64_t child_id, child_overlap; /* MERGE (0: unknown) */
+	uint64_t alias_to;                /* MERGE, a family checkpoint's copy (0: none) */
 };
 void ondisk_layer_block_encode(const struct layer_block *l, void *buf);
 int ondisk_layer_block_decode(const void *buf, size_t len, struct layer_block *l);

@@ -65,6 +65,8 @@ struct rb_layer {
 	struct map_loc merge_loc;
 	struct volume_record merged_rec;
 	uint64_t merge_child, child_overlap; /* its MERGE block's (0: not named) */
+	uint64_t alias_to, alias_seq;  /* the newest family checkpoint copy of its MERGE
+					  block: where it led then (0: none seen) */
 };
 
 /* A MOVE entry: which layer will hold data at lba (see above). */
@@ -159,6 +161,10 @@ static int note_record(struct eng_rebuild *rb, uint64_t seq, const struct layer_
 	if (lb->child_id && lb->merge_seq == l->merge_seq) {
 		l->merge_child = lb->child_id;
 		l->child_overlap = lb->child_overlap;
+	}
+	if (lb->alias_to && seq >= l->alias_seq) {
+		l->alias_to = lb->alias_to;
+		l->alias_seq = seq;
 	}
 	l->merged = true;
 	return 0;
@@ -556,14 +562,55 @@ static bool first_above_base(const struct eng_rebuild *rb, uint64_t id,
 	return false;
 }
 
+/* Loading a checkpoint at S, l was merged away at or below S: its merge is in the maps
+ * loaded, and what is left of it is an alias, to the layer a family checkpoint's copy
+ * of its MERGE block names (else its MERGE block's child; chains are followed once
+ * every alias is in: alias_resolve()). */
+static bool merged_below_base(const struct eng_rebuild *rb, const struct rb_layer *l)
+{
+	return rb->base_seq && l->merged && l->merge_seq <= rb->base_seq;
+}
+
+static int alias_below_base(struct eng_rebuild *rb, const struct rb_layer *l)
+{
+	uint64_t to = l->alias_to ? l->alias_to : l->merge_child;
+
+	if (!to) {
+		log_msg(LOG_WARN, ENG_LOG, "rebuild: layer %llu was merged away before the "
+			"checkpoint loaded, into a layer its MERGE block does not name; its "
+			"alias is lost", (unsigned long long)l->id);
+		return 0;
+	}
+	return eng_alias_add(rb->eng, l->id, to);
+}
+
+/* Aliases from first on lead straight to a layer (an alias to a snapshot merged
+ * away too follows that one's). */
+static void alias_resolve(struct engine *eng, size_t first)
+{
+	for (size_t i = first; i < eng->naliases; i++) {
+		struct engine_volume *to = eng_layer_for_owner(eng, eng->aliases[i].to);
+
+		if (to)
+			eng->aliases[i].to = to->rec.volume_id;
+	}
+}
+
 static int create_layers(struct eng_rebuild *rb)
 {
 	struct engine *eng = rb->eng;
+	size_t naliases = eng->naliases;
 
 	for (size_t i = 0; i < rb->nlayers; i++) {
 		struct volume_record rec = rb->layers[i].first;
 		int r;
 
+		if (merged_below_base(rb, &rb->layers[i])) {
+			r = alias_below_base(rb, &rb->layers[i]);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		if (rb->base_seq && !above_base(rb, &rb->layers[i]))
 			continue; /* gone before the checkpoint: it wrote every layer's record */
 		if (rb->base_seq && first_above_base(rb, rb->layers[i].id, &rec))
@@ -579,6 +626,7 @@ static int create_layers(struct eng_rebuild *rb)
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.parent_id)
 			eng->vols[i]->parent = eng_volume_by_id(eng, eng->vols[i]->rec.parent_id);
+	alias_resolve(eng, naliases);
 	for (size_t i = 0; i < rb->nlayers; i++)
 		read_through_merged(rb, &rb->layers[i]);
 	return 0;
@@ -758,6 +806,8 @@ static void settle_records(struct eng_rebuild *rb)
 			a->rec = l->merged_rec;
 			a->has_rec = true;
 			a->merge_seq = l->merge_seq;
+			a->child_id = l->merge_child;
+			a->child_overlap = l->child_overlap;
 			a->loc = l->merge_loc;
 			a->loc_seq = l->merge_block_seq;
 			a->logged = true;
@@ -930,6 +980,13 @@ bool eng_rebuild_remaps(const struct eng_rebuild *rb, uint64_t layer, uint64_t l
 				return true;
 	}
 	return false;
+}
+
+bool eng_rebuild_goes_above(const struct eng_rebuild *rb, uint64_t layer, uint64_t above)
+{
+	const struct rb_layer *l = rb_layer_find(rb, layer);
+
+	return l && ((l->merged && l->merge_seq > above) || (l->dead && l->dead_seq > above));
 }
 
 void eng_rebuild_keep_fckpt(struct eng_rebuild *rb)

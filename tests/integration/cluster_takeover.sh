@@ -82,6 +82,39 @@ grep "takeover: volume $VOL" "$WORK/node1.log" | sed 's/^/    node1: /' >&2
 grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log" ||
 	fail "node1 logged no takeover of $VOL"
 log "roll-forward: $written bytes written before the kill"
+# the adoption's own figures (printed, never asserted): from a family checkpoint or
+# the whole log (QUILL_ADOPT_WHOLE_LOG=1), copies read whole and header only; the
+# checkpoint's load, and the roll-forward's time per GiB of log read whole (from the
+# checkpoint's S on: what was written since it, in whole segments; all of it without
+# a checkpoint)
+adopt=$(grep "engine: adopted family .* copies read whole" "$WORK/node1.log" | tail -1)
+total=$(grep -o "engine: adopted family [0-9a-f]*: [0-9]* segments, [0-9]* layers, in [0-9]* ms" \
+	"$WORK/node1.log" | tail -1 | awk '{ print $(NF - 1) }')
+if [ -n "$adopt" ] && [ -n "$total" ]; then
+	log "node1: ${adopt#*engine: }"
+	awk -v t="$total" -v a="$adopt" '
+	function ms(label,   m) { # the figure after "label " and before " ms" (0: none)
+		if (!match(a, label " [0-9]+ ms"))
+			return 0
+		m = substr(a, RSTART, RLENGTH - 3)
+		sub(/.* /, "", m)
+		return m + 0
+	}
+	BEGIN {
+		match(a, /: [0-9]+ of [0-9]+ copies/); split(substr(a, RSTART + 2, RLENGTH - 2), c, " ")
+		match(a, /[0-9]+ MiB of log/); mib = substr(a, RSTART, RLENGTH) + 0
+		load = ms("finding the checkpoint") + ms("\\(maps")
+		fwd = ms("; read") + ms("walk") - ms("finding the checkpoint") + \
+			ms("roll-forward") - ms("\\(maps")
+		printf "adoption %d ms: %d of %d copies read whole, %d header only; " \
+			"checkpoint load (find + maps) %d ms; roll-forward (read + walk + apply) " \
+			"%d ms for %d MiB read whole", t, c[1], c[3], c[3] - c[1], load, fwd, mib
+		if (mib > 0)
+			printf " (%.0f ms per GiB)", fwd * 1024 / mib
+		printf "; headers+flush, commit, checkpoint %d ms\n", \
+			ms("headers\\+flush") + ms("commit") + ms(", checkpoint") }' |
+		while read -r line; do log "$line"; done
+fi
 
 # ---- every flushed write reads back through node1; writes go on there ----
 "$PY" "$CRASH_PY" verify "$URI1" "$WORK/journal" >"$WORK/verify.log" 2>&1 ||

@@ -30,6 +30,8 @@ struct family {
 	uint8_t *snap2;      /* v@s2's, if there is one */
 	uint64_t ids[8];     /* its layer ids */
 	size_t nids;
+	uint64_t alias_from[8], alias_to[8]; /* merged snapshots -> the layer they lead to */
+	size_t naliases;
 };
 
 static void read_all(struct engine_volume *v, uint8_t *out)
@@ -95,6 +97,15 @@ static void src_family_with(struct family *f, void (*writer)(void))
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.uid == f->uid)
 			f->ids[f->nids++] = eng->vols[i]->rec.volume_id;
+	for (size_t i = 0; i < eng->naliases; i++) {
+		struct engine_volume *to = eng_layer_for_owner(eng, eng->aliases[i].from);
+
+		cr_assert_not_null(to, "alias of %llu leads nowhere on engine 1",
+				   (unsigned long long)eng->aliases[i].from);
+		cr_assert_lt(f->naliases, 8);
+		f->alias_from[f->naliases] = eng->aliases[i].from;
+		f->alias_to[f->naliases++] = to->rec.volume_id;
+	}
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		struct slot *s = &eng->slots[i];
 
@@ -114,9 +125,14 @@ static void src_family_with(struct family *f, void (*writer)(void))
 	v = open_vol("v");
 	read_all(v, f->vol);
 	engine_volume_close(v);
-	v = open_vol("v@s1");
-	read_all(v, f->snap);
-	engine_volume_close(v);
+	if (eng_layer_by_spec(eng, "v@s1")) {
+		v = open_vol("v@s1");
+		read_all(v, f->snap);
+		engine_volume_close(v);
+	} else { /* merged away */
+		free(f->snap);
+		f->snap = NULL;
+	}
 	if (eng_layer_by_spec(eng, "v@s2")) {
 		f->snap2 = malloc((size_t)VOL_BLOCKS * BLK);
 		cr_assert_not_null(f->snap2);
@@ -182,7 +198,8 @@ static void expect_family(const struct family *f)
 	uint64_t uid = 0;
 
 	expect_layer("v", f->vol);
-	expect_layer("v@s1", f->snap);
+	if (f->snap)
+		expect_layer("v@s1", f->snap);
 	if (f->snap2)
 		expect_layer("v@s2", f->snap2);
 	cr_assert_eq(engine_volume_family(eng, "v", &uid), 0);
@@ -790,6 +807,17 @@ static size_t find_ends(const struct family *f, uint64_t *ks, uint64_t *ss, size
 	return n;
 }
 
+/* The S of the newest family checkpoint END in f's copies (engine 1's). */
+static uint64_t newest_end_seq(const struct family *f)
+{
+	uint64_t ks[32], ss[32];
+	size_t copy[32];
+	uint32_t pos[32];
+
+	cr_assert_geq(find_ends(f, ks, ss, copy, pos, 32), 1, "engine 1 ended a checkpoint");
+	return ss[0];
+}
+
 /* K1 complete, writes, then K2 whose END never landed (the owner died just before):
  * the copies end where K2's END would be. */
 static void src_write_cut(void)
@@ -846,11 +874,15 @@ Test(adopt, without_family_records_the_whole_log_is_read)
 }
 
 /* The adopting engine writes 3 segments' worth, releases the family, restarts and
- * adopts it again: from a family checkpoint (one loaded), every layer as expected. */
-static void write_release_readopt(struct family *f)
+ * adopts it again: from the family checkpoint at S want (0: the newest one the
+ * adopting engine completed itself, which must be newer than engine 1's), every layer
+ * as expected. */
+static void write_release_readopt(struct family *f, uint64_t want)
 {
 	struct engine_volume *v = open_vol("v");
 	uint32_t snos[SRC_SEGS];
+	struct engine_stats st;
+	uint64_t first = newest_end_seq(f);
 	size_t n = 0;
 
 	write_tagged(v, 96, 3 * SEG_BLOCKS, 12);
@@ -861,29 +893,44 @@ static void write_release_readopt(struct family *f)
 		if (eng->slots[i].state != SLOT_FREE && eng->slots[i].family_uid == f->uid)
 			snos[n++] = eng->slots[i].sno;
 	cr_assert_eq(release(f->uid, snos, n), 0);
+	if (!want) {
+		want = stats().family_checkpoint_seq;
+		cr_assert_gt(want, first, "engine 2 completed a family checkpoint of its own "
+			     "(S %llu), newer than engine 1's (S %llu)", (unsigned long long)want,
+			     (unsigned long long)first);
+	}
 	engine_close(eng);
 	eng = NULL;
 	open_family_engine();
 	cr_assert_eq(engine_family_adopt(eng, f->uid, snos, n), 0);
-	cr_assert_eq(stats().adopt_fckpt_loads, 1);
+	engine_get_stats(eng, &st);
+	cr_assert_eq(st.adopt_fckpt_loads, 1);
+	cr_assert_eq(st.adopt_fckpt_seq, want, "loaded the checkpoint at S %llu, not %llu",
+		     (unsigned long long)want, (unsigned long long)st.adopt_fckpt_seq);
 	expect_family(f);
 	family_free(f);
 }
 
-/* cluster_handoff's path: engine 2 adopts, checkpoints (a family checkpoint of its
- * own, at its S), writes more over several segments, and releases; adopted again
- * (here, after a restart), the checkpoint engine 2 wrote is loaded and its writes
- * are rolled forward. */
+/* cluster_handoff's path: engine 2 adopts, writes (a family checkpoint needs an open
+ * segment), checkpoints (a family checkpoint of its own, at its S), writes more over
+ * several segments, and releases; adopted again (here, after a restart), the
+ * checkpoint engine 2 wrote is loaded and its writes are rolled forward. */
 Test(adopt, adopted_written_released_and_adopted_again_from_its_checkpoint)
 {
+	struct engine_volume *v;
 	struct family f;
 
 	src_family_with(&f, src_write_fckpt);
 	open_family_engine();
 	hold_copies(&f);
 	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	v = open_vol("v");
+	write_tagged(v, 20, 4, 11);
+	fill(f.vol + (size_t)20 * BLK, 20, 4, 11);
+	engine_volume_close(v);
+	cr_assert_eq(eflush(), 0);
 	cr_assert_eq(engine_checkpoint(eng), 0);
-	write_release_readopt(&f);
+	write_release_readopt(&f, 0);
 }
 
 /* The same, but engine 2 adopts from the whole log and writes no family checkpoint of
@@ -898,5 +945,154 @@ Test(adopt, adopted_whole_written_released_and_adopted_from_the_first_owners_che
 	setenv("QUILL_ADOPT_WHOLE_LOG", "1", 1);
 	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
 	unsetenv("QUILL_ADOPT_WHOLE_LOG");
-	write_release_readopt(&f);
+	write_release_readopt(&f, newest_end_seq(&f));
+}
+
+/* ---- merged snapshots (aliases) and family checkpoints ----
+ *
+ * Engine 1: snapshots s1, s2, s3 of v with writes between; before the family
+ * checkpoint K, s2 is deleted (merged into s3: its MERGE block opens a segment of s3's
+ * log, read whole in any adoption) and then s3 (merged into v: its MERGE block is in
+ * v's log, in a copy wholly below S that a load from K does not read); after K, s4 is
+ * taken and deleted (merged into v above S). Adopted from K or from the whole log:
+ * the same layers (no merged snapshot comes back as a layer), every alias leads where
+ * it led on engine 1, and so after a restart. */
+static void src_write_merged(void)
+{
+	struct engine_volume *vol = src_begin();
+
+	write_tagged(vol, 100, 60, 3);
+	cr_assert_eq(engine_snap_create(eng, "v", "s2"), 0);
+	write_tagged(vol, 100, 30, 4);
+	cr_assert_eq(engine_snap_create(eng, "v", "s3"), 0);
+	write_tagged(vol, 200, 40, 5);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s2"), 0);
+	write_tagged(vol, 210, 10, 6);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s3"), 0);
+	write_tagged(vol, 300, 3 * SEG_BLOCKS, 7);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0); /* K */
+	write_tagged(vol, 120, 20, 8);
+	cr_assert_eq(engine_snap_create(eng, "v", "s4"), 0);
+	write_tagged(vol, 130, 20, 9);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s4"), 0);
+	write_tagged(vol, 600, 2 * SEG_BLOCKS, 10);
+	cr_assert_eq(eflush(), 0);
+	engine_volume_close(vol);
+}
+
+/* Engine 2 has f's layers, no other, and f's aliases lead where they led. */
+static void expect_layers_and_aliases(const struct family *f)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < eng->nvols; i++) {
+		uint64_t id = eng->vols[i]->rec.volume_id;
+		bool known = false;
+
+		if (eng->vols[i]->rec.uid != f->uid)
+			continue;
+		for (size_t k = 0; k < f->nids; k++)
+			known |= f->ids[k] == id;
+		cr_assert(known, "layer %llu (%s) is not one of engine 1's",
+			  (unsigned long long)id, eng->vols[i]->rec.name);
+		n++;
+	}
+	cr_assert_eq(n, f->nids, "%zu layers, engine 1 had %zu", n, f->nids);
+	for (size_t i = 0; i < f->naliases; i++) {
+		struct engine_volume *to = eng_layer_for_owner(eng, f->alias_from[i]);
+
+		cr_assert_not_null(to, "merged layer %llu leads nowhere",
+				   (unsigned long long)f->alias_from[i]);
+		cr_assert_eq(to->rec.volume_id, f->alias_to[i], "merged layer %llu leads to "
+			     "%llu, not %llu", (unsigned long long)f->alias_from[i],
+			     (unsigned long long)to->rec.volume_id,
+			     (unsigned long long)f->alias_to[i]);
+	}
+}
+
+static void reopen_family_engine(void)
+{
+	struct engine_opts o;
+
+	engine_close(eng);
+	eng = NULL;
+	opts_for(&o, store_path, meta_path, false);
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)SRC_SEGS * SEG_SIZE;
+	o.family_records = true;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+}
+
+static void merged_family(struct family *f)
+{
+	src_family_with(f, src_write_merged);
+	cr_assert_not_null(f->snap);
+	cr_assert_null(f->snap2, "s2 was merged away");
+	cr_assert_eq(f->naliases, 3, "s2, s3 and s4 merged (%zu aliases)", f->naliases);
+}
+
+Test(adopt, merged_snapshots_lead_where_they_led_after_a_checkpoint_load)
+{
+	struct family f;
+
+	merged_family(&f);
+	open_family_engine();
+	adopt_expect_loaded(&f);
+	expect_layers_and_aliases(&f);
+	reopen_family_engine();
+	expect_family(&f);
+	expect_layers_and_aliases(&f);
+	family_free(&f);
+}
+
+Test(adopt, merged_snapshots_lead_where_they_led_after_a_whole_log_adoption)
+{
+	struct family f;
+
+	merged_family(&f);
+	open_family_engine();
+	hold_copies(&f);
+	setenv("QUILL_ADOPT_WHOLE_LOG", "1", 1);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	unsetenv("QUILL_ADOPT_WHOLE_LOG");
+	cr_assert_eq(stats().adopt_fckpt_loads, 0);
+	expect_family(&f);
+	expect_layers_and_aliases(&f);
+	family_free(&f);
+}
+
+/* s3 merged into v after K: the blocks of s3 that v hid died with it, and the old
+ * owner freed the segment they were in, which K's maps of s3 still name. K loads all
+ * the same (s3 goes above S: missing_covered()), and the family reads as on engine 1. */
+static void src_write_merge_after(void)
+{
+	struct engine_volume *vol = src_begin();
+
+	write_tagged(vol, 100, 60, 3);
+	cr_assert_eq(engine_snap_create(eng, "v", "s2"), 0);
+	write_tagged(vol, 100, 30, 4);
+	cr_assert_eq(engine_snap_create(eng, "v", "s3"), 0);
+	write_tagged(vol, 200, 40, 5);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s1"), 0);
+	write_tagged(vol, 300, 3 * SEG_BLOCKS, 6);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(engine_checkpoint(eng), 0); /* K */
+	write_tagged(vol, 120, 20, 7);
+	cr_assert_eq(engine_snap_delete(eng, "v", "s3"), 0);
+	write_tagged(vol, 600, 2 * SEG_BLOCKS, 8);
+	cr_assert_eq(eflush(), 0);
+	engine_volume_close(vol);
+}
+
+Test(adopt, a_snapshot_merged_after_the_checkpoint_leaves_it_loadable)
+{
+	struct family f;
+
+	src_family_with(&f, src_write_merge_after);
+	cr_assert_null(f.snap, "s1 was merged away");
+	cr_assert_eq(f.naliases, 2, "s1 and s3 merged (%zu aliases)", f.naliases);
+	open_family_engine();
+	adopt_expect_loaded(&f);
+	expect_layers_and_aliases(&f);
+	family_free(&f);
 }
