@@ -93,7 +93,7 @@ Test(prezero, the_lead_follows_the_log)
 	expect_tagged(vol, 0, 8 * SEG_BLOCKS, 1);
 }
 
-/* Slots of 2 MiB, two chunks each: the file system is asked where the unwritten
+/* Slots of 2 MiB, several chunks each: the file system is asked where the unwritten
  * ranges are once, at open, and never while the zeros go down (each asking is two
  * lseek() calls on the loop thread, which wait behind writes converting unwritten
  * extents: once per slot, they held client I/O behind them). */
