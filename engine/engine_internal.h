@@ -374,8 +374,8 @@ struct engine {
 	} *pz_ranges;         /* in order; pz_next: the first that may lie ahead */
 	size_t pz_nranges, pz_cap, pz_next;
 	uint64_t pz_walked;   /* store offsets below this were walked */
-	uint64_t pz_gen0;     /* next_gen at the walk: a slot of a later generation was
-			       * taken since (data now, whatever the walk said) */
+	uint32_t pz_taken_end; /* slots below this may have been taken since the walk
+				* (data now, whatever it said): slot_take() raises it */
 	uint64_t pz_credit;   /* bytes small batches appended, not yet zeroed ahead */
 	uint64_t pz_queries;  /* of the file system (lseek pairs): at open, and after a grow */
 	struct ioreq gc_req;

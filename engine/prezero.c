@@ -20,9 +20,12 @@
  * of SEEK_DATA/SEEK_HOLE over the slots), and again only over space a grow added:
  * lseek() waits for the inode's lock behind writes converting unwritten extents and
  * walks the extent tree, and on the loop thread, once per slot, it held client I/O
- * behind it. The walk's answer stays true for a free slot the log has not taken
- * since (its generation is older than the walk): only the log, in slots it took,
- * and these zeros write the store.
+ * behind it. The walk's answer stays true for a free slot nobody took since: only
+ * slots slot_take() handed out (the log's, a held copy's) and these zeros write the
+ * store. slot_take() hands out the lowest free slot and notes the highest it ever
+ * handed out (pz_taken_end); the slots below it are left alone (a freed one may hold
+ * data and a FREE header now; a held slot's generation says nothing), while the
+ * lead lies above it.
  *
  * Bandwidth. One chunk in flight at a time. While the clients are quiet (none of
  * their requests in flight, started or ended for PZ_QUIET_MS, and no other store I/O
@@ -132,8 +135,7 @@ static int next_chunk(struct engine *eng, uint32_t max, uint64_t *off, uint32_t 
 				return r;
 			continue;
 		}
-		if (s->state != SLOT_FREE || s->readers || s->freeing ||
-		    s->generation >= eng->pz_gen0) {
+		if (s->state != SLOT_FREE || s->readers || s->freeing || i < eng->pz_taken_end) {
 			eng->pz_cursor = slot_end; /* the log writes it: converted then */
 			continue;
 		}
@@ -177,7 +179,7 @@ void eng_prezero_init(struct engine *eng)
 {
 	eng->pz_cursor = eng->sb.data_offset;
 	eng->pz_walked = eng->sb.data_offset;
-	eng->pz_gen0 = eng->next_gen;
+	eng->pz_taken_end = 0;
 	eng->pz_done = !eng->opts.prezero;
 	if (eng->pz_done)
 		return;
