@@ -226,6 +226,7 @@ static void free_engine(struct engine *eng)
 	seg_buf_free(eng->read_scratch);
 	free(eng->gc_moves);
 	seg_buf_free(eng->pz_zeros);
+	free(eng->pz_ranges);
 	eng_defrag_idle_free(eng);
 	eng_fckpt_destroy(eng);
 	free(eng->deferred_free);

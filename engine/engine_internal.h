@@ -371,13 +371,15 @@ struct engine {
 	bool pz_inflight;
 	bool pz_waiting;      /* the lead is reached: the next slot waits for the log */
 	bool pz_done;         /* off, nothing left, or an error */
-	struct pz_hole {      /* the unwritten range the cursor is in, as last asked */
-		bool valid;
-		uint32_t slot;
-		uint64_t generation; /* of the slot then: the same free slot since */
-		uint64_t end;        /* store offset where it ends (within the slot) */
-	} pz_hole;
-	uint64_t pz_queries;  /* of the file system (lseek pairs on the loop thread) */
+	struct pz_range {     /* unwritten, as the file system said at the walk */
+		uint64_t start, end; /* store offsets */
+	} *pz_ranges;         /* in order; pz_next: the first that may lie ahead */
+	size_t pz_nranges, pz_cap, pz_next;
+	uint64_t pz_walked;   /* store offsets below this were walked */
+	uint32_t pz_taken_end; /* slots below this may have been taken since the walk
+				* (data now, whatever it said): slot_take() raises it */
+	uint64_t pz_credit;   /* bytes small batches appended, not yet zeroed ahead */
+	uint64_t pz_queries;  /* of the file system (lseek pairs): at open, and after a grow */
 	struct ioreq gc_req;
 	unsigned gc_want_free;
 
@@ -887,6 +889,8 @@ bool eng_defrag_idle_busy(const struct engine *eng);
 
 /* prezero.c: zeros over the never-written free slots the log takes next */
 void eng_prezero_init(struct engine *eng);
+/* A batch of `bytes` went to the log: small ones earn zeros ahead while clients are busy */
+void eng_prezero_appended(struct engine *eng, uint64_t bytes);
 void eng_prezero_maybe(struct engine *eng);
 /* ms until eng_prezero_maybe() has work, INT_MAX when nothing but an event brings it */
 int eng_prezero_timeout(const struct engine *eng);

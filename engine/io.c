@@ -365,6 +365,7 @@ static void batch_submit(struct engine *eng, struct batch *b)
 	b->state = BATCH_INFLIGHT;
 	b->vol->ninflight++;
 	eng->unsynced_bytes += (uint64_t)batch_blocks(b) * QUILL_BLOCK_SIZE;
+	eng_prezero_appended(eng, (uint64_t)batch_blocks(b) * QUILL_BLOCK_SIZE);
 	/* the first batch of a slot carries its header: seg_append writes it */
 	r = seg_append(eng, b->slot, b->first_block, start, batch_blocks(b), b->sum.seq,
 		       batch_written, b);

@@ -324,6 +324,8 @@ static int64_t slot_take(struct engine *eng, enum slot_user who)
 			continue;
 		seg_slot_set(eng, i, &(struct slot){ .state = SLOT_OPEN });
 		eng->nfree--;
+		if (i >= eng->pz_taken_end) /* prezero.c: written from now on */
+			eng->pz_taken_end = i + 1;
 		eng->gc_no_room = false;
 		return i;
 	}
