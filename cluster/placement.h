@@ -33,6 +33,13 @@ uint64_t placement_domain_id(const char *name);
 /* Distinct failure domains among the usable nodes of weight > 0. */
 unsigned placement_domains(const struct placement_node *nodes, size_t n);
 
+/* The key placement_pick takes for segment (family uid, sno): every placer of a
+ * segment's copies or fragments (the owner, catch-up, the encoder) agrees on it. */
+static inline uint64_t placement_seg_key(uint64_t uid, uint32_t sno)
+{
+	return uid ^ ((uint64_t)sno << 32 | sno);
+}
+
 /* The r holders of segment seg: their ids in out[0..r-1], best first, each of its own
  * failure domain. Returns 0 or an error above. */
 int placement_pick(const struct placement_node *nodes, size_t n, uint64_t seg, unsigned r,

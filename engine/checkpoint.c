@@ -435,6 +435,10 @@ static void free_write_pass(struct free_job *fj)
 
 		if (free_pass_of(fj, &fj->slots[i]) != fj->pass)
 			continue;
+		if (seg_is_remote(eng, fj->slots[i].slot)) {
+			seg_remote_delete(eng, fj->slots[i].slot); /* nothing to write or flush */
+			continue;
+		}
 		fj->pending++;
 		fj->written++;
 		r = seg_delete(eng, fj->slots[i].slot, b, free_written, fj);

@@ -375,7 +375,6 @@ struct engine {
 		uint64_t start, end; /* store offsets */
 	} *pz_ranges;         /* in order; pz_next: the first that may lie ahead */
 	size_t pz_nranges, pz_cap, pz_next;
-	uint64_t pz_walked;   /* store offsets below this were walked */
 	uint32_t pz_taken_end; /* slots below this may have been taken since the walk
 				* (data now, whatever it said): slot_take() raises it */
 	uint64_t pz_credit;   /* bytes small batches appended, not yet zeroed ahead */
@@ -616,6 +615,10 @@ uint32_t eng_read_spans(struct read_block *b, uint32_t n);
 bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine_volume *vol,
 		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
 		      int why);
+
+/* segcopy.c: the store slot of this node's own (not held, not dropped) segment (uid,
+ * sno), or -ENOENT; sealed and not being freed only if `sealed` */
+int64_t eng_own_slot(const struct engine *eng, uint64_t uid, uint32_t sno, bool sealed);
 
 /* remote.c: reads of remote entries (segment_remote.c) */
 /* Reads blocks b[0..n) (one span of one remote entry: ascending, within a fetch) of

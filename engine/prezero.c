@@ -17,7 +17,7 @@
  * seg_open() does not hand the slot out under it.
  *
  * Where the unwritten ranges are is asked of the file system once, at open (a walk
- * of SEEK_DATA/SEEK_HOLE over the slots), and again only over space a grow added:
+ * of SEEK_DATA/SEEK_HOLE over the slots; a grow happens before it, at open):
  * lseek() waits for the inode's lock behind writes converting unwritten extents and
  * walks the extent tree, and on the loop thread, once per slot, it held client I/O
  * behind it. The walk's answer stays true for a free slot nobody took since: only
@@ -104,11 +104,10 @@ static int walk(struct engine *eng, uint64_t from, uint64_t to)
 			break;
 		off = end;
 	}
-	eng->pz_walked = to;
 	return 0;
 }
 
-/* The unwritten range at or after cur: NULL when none was seen below pz_walked. */
+/* The unwritten range at or after cur: NULL when the walk saw none there. */
 static const struct pz_range *range_from(struct engine *eng, uint64_t cur)
 {
 	while (eng->pz_next < eng->pz_nranges && eng->pz_ranges[eng->pz_next].end <= cur)
@@ -127,14 +126,7 @@ static int next_chunk(struct engine *eng, uint32_t max, uint64_t *off, uint32_t 
 		const struct slot *s = &eng->slots[i];
 		uint64_t slot_end = seg_dev_slot_offset(eng->segs, i + 1);
 		const struct pz_range *rg;
-		int r;
 
-		if (cur >= eng->pz_walked) { /* space a grow added */
-			r = walk(eng, eng->pz_walked, data_end(eng));
-			if (r < 0)
-				return r;
-			continue;
-		}
 		if (s->state != SLOT_FREE || s->readers || s->freeing || i < eng->pz_taken_end) {
 			eng->pz_cursor = slot_end; /* the log writes it: converted then */
 			continue;
@@ -142,10 +134,8 @@ static int next_chunk(struct engine *eng, uint32_t max, uint64_t *off, uint32_t 
 		if (!within_lead(eng, i))
 			return -EAGAIN;
 		rg = range_from(eng, cur);
-		if (!rg) {
-			eng->pz_cursor = eng->pz_walked;
-			continue;
-		}
+		if (!rg)
+			return -ENXIO; /* no unwritten range left */
 		if (rg->start > cur) { /* data here: written once already */
 			eng->pz_cursor = rg->start;
 			continue;
@@ -178,7 +168,6 @@ static void chunk_written(void *arg, int res)
 void eng_prezero_init(struct engine *eng)
 {
 	eng->pz_cursor = eng->sb.data_offset;
-	eng->pz_walked = eng->sb.data_offset;
 	eng->pz_taken_end = 0;
 	eng->pz_done = !eng->opts.prezero;
 	if (eng->pz_done)

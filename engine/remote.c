@@ -33,7 +33,10 @@
 
 struct repoint {
 	uint32_t from;
-	uint64_t *lbas;
+	struct repoint_entry {
+		uint64_t lba;
+		struct map_loc loc;
+	} *v;
 	size_t n, cap;
 };
 
@@ -43,41 +46,26 @@ static int note_lba(void *arg, uint64_t lba, const struct map_loc *loc)
 
 	if (loc->slot != rp->from)
 		return 0;
-	if (ARRAY_GROW(rp->lbas, rp->cap, rp->n, 256) < 0)
+	if (ARRAY_GROW(rp->v, rp->cap, rp->n, 256) < 0)
 		return -ENOMEM;
-	rp->lbas[rp->n++] = lba;
+	rp->v[rp->n++] = (struct repoint_entry){ lba, *loc };
 	return 0;
 }
 
-/* Points vol's entries in slot `from` at slot `to`. */
+/* Points vol's entries in slot `from` at slot `to` (same block, same CRC). */
 static int repoint_layer(struct engine_volume *vol, uint32_t from, uint32_t to)
 {
 	struct repoint rp = { .from = from };
 	int r = map_for_each(vol->map, note_lba, &rp);
 
-	for (size_t i = 0; r == 0 && i < rp.n; i++) {
-		struct map_loc loc;
+	for (size_t i = 0; r >= 0 && i < rp.n; i++) {
+		struct map_loc dst = rp.v[i].loc;
 
-		if (!map_get(vol->map, rp.lbas[i], &loc) || loc.slot != from)
-			continue;
-		loc.slot = to;
-		r = map_set(vol->map, rp.lbas[i], &loc);
+		dst.slot = to;
+		r = map_move(vol->map, rp.v[i].lba, from, rp.v[i].loc.block, &dst);
 	}
-	free(rp.lbas);
-	return r;
-}
-
-/* The store slot holding this node's own segment (uid, sno), or -ENOENT. */
-static int64_t own_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
-{
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
-
-		if (s->state != SLOT_FREE && !s->held && !s->dropped && s->family_uid == uid &&
-		    s->sno == sno)
-			return i;
-	}
-	return -ENOENT;
+	free(rp.v);
+	return r < 0 ? r : 0;
 }
 
 /* May the segment in slot i leave now? Nothing may hold (slot, block) pairs of it
@@ -97,7 +85,7 @@ static int drop_allowed(const struct engine *eng, uint32_t i, uint64_t uid)
 
 int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno)
 {
-	int64_t i = own_slot(eng, uid, sno);
+	int64_t i = eng_own_slot(eng, uid, sno, false);
 	uint32_t to;
 	int r;
 

@@ -15,15 +15,13 @@ struct segcopy_read {
 	void *arg;
 };
 
-/* The slot of this engine's own (not held) segment (uid, sno), or -ENOENT; sealed
- * and not being freed only if `sealed`. */
-static int64_t own_slot(const struct engine *eng, uint64_t uid, uint32_t sno, bool sealed)
+int64_t eng_own_slot(const struct engine *eng, uint64_t uid, uint32_t sno, bool sealed)
 {
 	for (uint32_t i = 0; i < eng->segs->count; i++) {
 		const struct slot *s = &eng->slots[i];
 
-		if (s->state != SLOT_FREE && !s->held && s->family_uid == uid && s->sno == sno &&
-		    (!sealed || (s->state == SLOT_SEALED && !s->freeing)))
+		if (s->state != SLOT_FREE && !s->held && !s->dropped && s->family_uid == uid &&
+		    s->sno == sno && (!sealed || (s->state == SLOT_SEALED && !s->freeing)))
 			return i;
 	}
 	return -ENOENT;
@@ -31,12 +29,12 @@ static int64_t own_slot(const struct engine *eng, uint64_t uid, uint32_t sno, bo
 
 static int64_t own_sealed_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
 {
-	return own_slot(eng, uid, sno, true);
+	return eng_own_slot(eng, uid, sno, true);
 }
 
 bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno)
 {
-	return own_slot(eng, uid, sno, false) >= 0;
+	return eng_own_slot(eng, uid, sno, false) >= 0;
 }
 
 int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno)

@@ -649,8 +649,6 @@ int seg_delete(struct engine *eng, uint32_t slot, void *buf, seg_cb cb, void *ar
 	struct iovec iov = { buf, QUILL_BLOCK_SIZE };
 	int r;
 
-	if (eng->slots[slot].remote)
-		return seg_remote_delete(eng, slot, cb, arg);
 	header_encode(eng, slot, ONDISK_SEG_FREE, 0, buf);
 	r = eng->segs->ops->writev(eng->segs, slot, 0, &iov, 1, cb, arg);
 	if (r == 0 && delete_is_mirrored(eng, &eng->slots[slot])) {

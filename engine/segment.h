@@ -276,15 +276,21 @@ bool seg_is_remote(const struct engine *eng, uint32_t slot);
  * moves every map entry from slot to *remote. -EBUSY (not such a segment now),
  * -ENOSPC (no remote entry free). */
 int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote);
-/* seg_delete of a remote entry: the mirror deletes the copies; cb runs from a later
- * poll (the async contract above). */
-int seg_remote_delete(struct engine *eng, uint32_t slot, seg_cb cb, void *arg);
+/* The delete of a remote entry (not seg_delete: there is no header to write, and so
+ * nothing to wait for): the mirror deletes the copies; the entry is released with the
+ * store slots freed beside it (seg_release). */
+void seg_remote_delete(struct engine *eng, uint32_t slot);
 /* Family uid went to another owner (a release): its remote entries are forgotten, its
  * copies left alone (they are the new owner's segments now). */
 void seg_remote_forget(struct engine *eng, uint64_t uid);
 /* Start-up, after the segment table is loaded and the maps counted: the remote
  * entries the table records. */
 void seg_remote_restore(struct engine *eng);
+/* Before a grow (at open, the segment table not loaded yet): -EBUSY when the metadata
+ * records a remote entry. Its number lies past the store's slots, where a grow puts
+ * new store slots, so it would become one: the maps naming it would read an unwritten
+ * slot, and the entry would be lost. */
+int seg_remote_check_grow(struct engine *eng);
 
 /* fetch: f->nblocks blocks of slot's segment from f->block, from its copies elsewhere
  * (struct seg_fetch above; f filled by the caller: block, nblocks, want, cb, arg).

@@ -76,19 +76,14 @@ int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote)
 	return 0;
 }
 
-int seg_remote_delete(struct engine *eng, uint32_t slot, seg_cb cb, void *arg)
+void seg_remote_delete(struct engine *eng, uint32_t slot)
 {
 	struct slot *e = &eng->slots[slot];
-	int r;
 
-	/* the store's flush only carries the completion to a later poll: nothing of the
-	 * store is written for an entry that has no slot there */
-	r = eng->segs->ops->flush(eng->segs, cb, arg);
-	if (r == 0 && eng->mirror && eng->mirror->wants(eng->mirror_ctx, e->family_uid)) {
+	if (eng->mirror && eng->mirror->wants(eng->mirror_ctx, e->family_uid)) {
 		e->mirrored = false;
 		eng->mirror->deleted(eng->mirror_ctx, slot, e->family_uid, e->sno);
 	}
-	return r;
 }
 
 void seg_remote_restore(struct engine *eng)
@@ -107,6 +102,23 @@ void seg_remote_restore(struct engine *eng)
 				.generation = rec->generation, .last_seq = rec->last_seq,
 				.used = rec->used, .live = live, .remote = true });
 	}
+}
+
+static int remote_record(struct engine *eng, const void *key, size_t klen, const void *val,
+			 size_t vlen)
+{
+	struct slot_record rec;
+
+	(void)key;
+	(void)klen;
+	if (ondisk_slot_record_decode(val, vlen, &rec) == 0 && rec.slot >= eng->sb.segment_count)
+		return -EBUSY;
+	return 0;
+}
+
+int seg_remote_check_grow(struct engine *eng)
+{
+	return eng_load_prefix(eng, 'T', remote_record);
 }
 
 void seg_remote_forget(struct engine *eng, uint64_t uid)

@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 
 #include "common/err.h"
-#include "common/err.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "engine/engine_internal.h"
+#include "engine/segment.h"
 #include "metadata/meta.h"
 
 #define DEFAULT_SEGMENT_SIZE (4u << 20)
@@ -484,6 +484,15 @@ static int grow(struct engine *eng)
 	uint32_t before = eng->sb.segment_count;
 	int r;
 
+	size = want > seg_dev_size(eng->segs) ? want : seg_dev_size(eng->segs);
+	/* refused before the file is extended: it opens as it was */
+	if ((size - eng->sb.data_offset) / eng->sb.segment_size > before &&
+	    (r = seg_remote_check_grow(eng)) < 0) {
+		log_msg(LOG_ERROR, ENG_LOG, "%s: cannot grow: segments of this store's log are "
+			"kept only on other nodes (remote entries, numbered past its %u slots), "
+			"and a grow would renumber them", eng->opts.store_path, before);
+		return r;
+	}
 	if (want > seg_dev_size(eng->segs)) {
 		r = seg_dev_grow(eng->segs, want);
 		if (r < 0) {

@@ -2,7 +2,7 @@
  * holders (catchup.h). A `struct cjob` is one segment being copied to one node; it has
  * exactly one thing outstanding at a time (an etcd call, a peer request, a local read
  * or the budget's timer), so after catchup_destroy() the answer to that one thing
- * frees it (its `c` is NULL). A `struct cscan` is one family's range read.
+ * frees it (its `c` is NULL). The records are scanned by a recscan (recscan.h).
  */
 #include "replication/catchup.h"
 
@@ -22,6 +22,7 @@
 #include "engine/segment.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
+#include "replication/recscan.h"
 #include "replication/replica_internal.h"
 
 #undef LOG_TAG
@@ -104,7 +105,7 @@ int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *ca
 	}
 	/* the same key as replica_place(): the node first placed there wins again */
 	if (placement_domains(pn, n) > 0 &&
-	    placement_pick(pn, n, rec->id.family ^ ((uint64_t)rec->id.seq << 32 | rec->id.seq), 1,
+	    placement_pick(pn, n, placement_seg_key(rec->id.family, rec->id.seq), 1,
 			   &picked) == 0)
 		for (size_t i = 0; i < n && best < 0; i++)
 			if (pn[i].usable && pn[i].id == picked)
@@ -121,17 +122,12 @@ struct cfam {
 };
 
 struct cjob;
-struct cscan;
 
 struct catchup {
 	struct replicas *rs;
 	struct catchup_budget budget;
 	unsigned inflight_max;
-	struct loop_timer *scan_timer;
-	unsigned scans;              /* range reads in flight */
-	bool busy;                   /* the last scan found records below R */
-	bool records_failing;        /* the last scan could not read them (etcd away) */
-	struct cscan *scan_list;
+	struct recscan *scan;
 	struct cjob *jobs;
 	unsigned njobs;
 	struct cfam *fams;
@@ -161,15 +157,6 @@ struct cjob {
 	uint64_t start_ms;
 };
 
-struct cscan {
-	struct catchup *c;           /* NULL: abandoned */
-	struct cscan *next;
-	uint64_t uid;
-	unsigned replicas;
-	struct cluster_vol_req req;
-};
-
-static void scan_schedule(struct catchup *c, unsigned ms);
 static void job_next(struct cjob *j);
 
 static struct cfam *cfam_get(struct catchup *c, uint64_t uid)
@@ -208,7 +195,7 @@ static void job_end(struct cjob *j)
 	if (f && f->st.copying)
 		f->st.copying--;
 	job_free(j);
-	scan_schedule(c, SCAN_KICK_MS);
+	recscan_kick(c->scan);
 }
 
 static void job_id(const struct cjob *j, char *buf, size_t len)
@@ -535,169 +522,90 @@ static void clear_stale_copying(struct catchup *c, const struct family *f,
 	}
 }
 
-static void scan_free(struct cscan *s)
+/* One family's records (recscan's scanned): the copies it wants are started, up to
+ * inflight_max; true while any record is below R. */
+static bool family_scanned(void *ctx, struct family *f, const struct layout_segment *segs,
+			   size_t n)
 {
-	free(s->req.segs);
-	free(s);
-}
-
-/* Said once per outage: while etcd is away every failed holder and map change kicks a
- * scan, and a line per scan flooded the log (ten a second at a cluster's stop). */
-static void records_unreadable(struct catchup *c, const char *msg)
-{
-	if (!c->records_failing)
-		log_msg(LOG_WARN, LOG_TAG, "cannot read the segment records (%s): catch-up "
-			"looks again every %u ms", msg, SCAN_BUSY_MS);
-	c->records_failing = true;
-}
-
-static void records_readable(struct catchup *c)
-{
-	if (c->records_failing)
-		log_msg(LOG_INFO, LOG_TAG, "the segment records can be read again");
-	c->records_failing = false;
-}
-
-static void scanned(void *arg, int res, const char *msg)
-{
-	struct cscan *s = arg;
-	struct catchup *c = s->c;
-	struct family *f = NULL;
+	struct catchup *c = ctx;
 	struct catchup_status st = { 0 };
 	struct cfam *cf;
+	bool busy = false;
 
-	if (!c) {
-		scan_free(s);
-		return;
-	}
-	for (struct cscan **p = &c->scan_list; *p; p = &(*p)->next)
-		if (*p == s) {
-			*p = s->next;
-			break;
-		}
-	c->scans--;
-	for (size_t i = 0; i < c->rs->nfams; i++)
-		if (c->rs->fams[i]->uid == s->uid)
-			f = c->rs->fams[i];
-	if (res < 0)
-		records_unreadable(c, msg);
-	else
-		records_readable(c);
-	if (res < 0 || !f || f->stale) {
-		c->busy = true; /* not known: look again soon */
-	} else {
-		for (size_t i = 0; i < s->req.nsegs; i++) {
-			const struct layout_segment *rec = &s->req.segs[i];
-			struct rnode *to;
-			int have;
+	for (size_t i = 0; i < n; i++) {
+		const struct layout_segment *rec = &segs[i];
+		struct rnode *to;
+		int have;
 
-			if (rec->id.family != f->uid)
-				continue;
-			/* the scan's answer may predate a job's DONE, never its START: an
-			 * entry without a job here is stale (its ABORT of a copy that was
-			 * done meanwhile is a no-op) */
-			if (rec->ncopying && !job_running(c, f->uid, rec->id.seq))
-				clear_stale_copying(c, f, rec);
-			/* an open segment below R is the replica set's to show (its copies);
-			 * its seal kicks a scan */
-			if (!catchup_wanted(rec, f->replicas))
-				continue;
-			/* copied from the local copy only; one not here whole is the
-			 * cleaner's leftover (freed here, its record not deleted); one whose
-			 * last appends are still being written here (sealed for a failed
-			 * holder) is copied at a later scan */
-			have = engine_segment_sealed_blocks(c->rs->eng, f->uid, rec->id.seq);
-			if (have == -EBUSY) {
-				c->busy = true;
-				continue;
-			}
-			if (have != (int)(rec->length / ENGINE_BLOCK_SIZE)) {
-				st.no_source++;
-				continue;
-			}
-			st.segs_left++;
-			c->busy = true;
-			st.bytes_left += rec->length;
-			if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
-				continue;
-			to = pick_node(c, rec);
-			if (to)
-				job_start(c, f, rec, to);
+		if (rec->id.family != f->uid)
+			continue;
+		/* the scan's answer may predate a job's DONE, never its START: an entry
+		 * without a job here is stale (its ABORT of a copy that was done meanwhile
+		 * is a no-op) */
+		if (rec->ncopying && !job_running(c, f->uid, rec->id.seq))
+			clear_stale_copying(c, f, rec);
+		/* an open segment below R is the replica set's to show (its copies); its
+		 * seal kicks a scan */
+		if (!catchup_wanted(rec, f->replicas))
+			continue;
+		/* copied from the local copy only; one not here whole is the cleaner's
+		 * leftover (freed here, its record not deleted); one whose last appends are
+		 * still being written here (sealed for a failed holder) is copied at a
+		 * later scan */
+		have = engine_segment_sealed_blocks(c->rs->eng, f->uid, rec->id.seq);
+		if (have == -EBUSY) {
+			busy = true;
+			continue;
 		}
-		cf = cfam_get(c, f->uid);
-		if (cf) {
-			st.copying = cf->st.copying;
-			st.copied = cf->st.copied;
-			cf->st = st;
+		if (have != (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+			st.no_source++;
+			continue;
 		}
+		st.segs_left++;
+		busy = true;
+		st.bytes_left += rec->length;
+		if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
+			continue;
+		to = pick_node(c, rec);
+		if (to)
+			job_start(c, f, rec, to);
 	}
-	if (c->scans == 0) {
-		if (!c->busy && !c->njobs && c->run_start_ms) {
-			/* nothing left: its rate stays shown; the next catch-up starts afresh */
-			c->done_rate = c->run_end_ms > c->run_start_ms
-					       ? c->run_copied * 1000 / (c->run_end_ms - c->run_start_ms)
-					       : 0;
-			c->run_start_ms = 0;
-		}
-		scan_schedule(c, c->busy ? SCAN_BUSY_MS : SCAN_IDLE_MS);
+	cf = cfam_get(c, f->uid);
+	if (cf) {
+		st.copying = cf->st.copying;
+		st.copied = cf->st.copied;
+		cf->st = st;
 	}
-	scan_free(s);
+	return busy;
 }
 
-static void scan_fire(void *arg)
+static bool family_wanted(void *ctx, const struct family *f)
 {
-	struct catchup *c = arg;
-	struct replicas *rs = c->rs;
-
-	c->scan_timer = NULL;
-	if (rs->closing || c->scans)
-		return;
-	c->busy = false;
-	for (size_t i = 0; i < rs->nfams; i++) {
-		const struct family *f = rs->fams[i];
-		struct cscan *s;
-
-		if (f->stale || f->replicas < 2)
-			continue;
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			continue;
-		*s = (struct cscan){ .c = c, .uid = f->uid, .replicas = f->replicas };
-		s->req.op = CLUSTER_VOL_SEG_LIST;
-		snprintf(s->req.vol.name, sizeof(s->req.vol.name), "%s", f->name);
-		if (cluster_volume_async(rs->cluster, &s->req, scanned, s) < 0) {
-			free(s);
-			continue;
-		}
-		s->next = c->scan_list;
-		c->scan_list = s;
-		c->scans++;
-	}
-	if (!c->scans)
-		scan_schedule(c, SCAN_IDLE_MS);
+	(void)ctx;
+	return f->replicas >= 2;
 }
 
-/* The next scan in ms at the latest. */
-static void scan_schedule(struct catchup *c, unsigned ms)
+/* nothing left: the run's rate stays shown; the next catch-up starts afresh */
+static void round_end(void *ctx, bool busy)
 {
-	if (c->scans || c->rs->closing)
-		return; /* the scan in flight schedules the next one */
-	if (c->records_failing && ms < SCAN_BUSY_MS)
-		ms = SCAN_BUSY_MS; /* kicks wait for etcd like the scans do */
-	if (c->scan_timer) {
-		if (ms >= SCAN_BUSY_MS)
-			return;
-		loop_timer_cancel(c->scan_timer);
-		c->scan_timer = NULL;
-	}
-	if (loop_timer_add(c->rs->loop, ms, scan_fire, c, &c->scan_timer) < 0)
-		c->scan_timer = NULL;
+	struct catchup *c = ctx;
+
+	if (busy || c->njobs || !c->run_start_ms)
+		return;
+	c->done_rate = c->run_end_ms > c->run_start_ms
+			       ? c->run_copied * 1000 / (c->run_end_ms - c->run_start_ms)
+			       : 0;
+	c->run_start_ms = 0;
 }
+
+static const struct recscan_ops scan_ops = { family_wanted, family_scanned, round_end };
+static const struct recscan_periods scan_periods = { SCAN_BUSY_MS, SCAN_IDLE_MS,
+						     SCAN_KICK_MS };
 
 void catchup_kick(struct catchup *c)
 {
 	if (c)
-		scan_schedule(c, SCAN_KICK_MS);
+		recscan_kick(c->scan);
 }
 
 int catchup_create(struct replicas *rs, unsigned mbps, unsigned inflight, struct catchup **out)
@@ -711,7 +619,10 @@ int catchup_create(struct replicas *rs, unsigned mbps, unsigned inflight, struct
 	c->inflight_max = inflight ? inflight : CATCHUP_DEFAULT_INFLIGHT;
 	catchup_budget_init(&c->budget, rate, (uint64_t)CATCHUP_CHUNK_BLOCKS * ENGINE_BLOCK_SIZE,
 			    loop_now_ms());
-	scan_schedule(c, SCAN_BUSY_MS);
+	if (recscan_create(rs, LOG_TAG, &scan_periods, &scan_ops, c, &c->scan) < 0) {
+		free(c);
+		return -ENOMEM;
+	}
 	*out = c;
 	return 0;
 }
@@ -720,9 +631,7 @@ void catchup_destroy(struct catchup *c)
 {
 	if (!c)
 		return;
-	loop_timer_cancel(c->scan_timer);
-	for (struct cscan *s = c->scan_list; s; s = s->next)
-		s->c = NULL;
+	recscan_destroy(c->scan);
 	for (struct cjob *j = c->jobs, *next; j; j = next) {
 		next = j->next;
 		if (j->step == CJ_WAIT) {

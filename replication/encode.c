@@ -2,8 +2,8 @@
  * (encode.h). A `struct ejob` is one segment: read, encoded on the worker, put on its
  * K+M holders, recorded. While the loop has it, exactly one kind of thing is
  * outstanding (a local read, the worker, the puts, the record); after
- * encoder_destroy() (its `e` NULL) the last answer frees it. A `struct escan` is one
- * family's range read.
+ * encoder_destroy() (its `e` NULL) the last answer frees it. The records are scanned by
+ * a recscan (recscan.h).
  */
 #include "replication/encode.h"
 
@@ -29,6 +29,7 @@
 #include "replication/ec_format.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
+#include "replication/recscan.h"
 #include "replication/replica_internal.h"
 
 #undef LOG_TAG
@@ -77,23 +78,10 @@ struct ecand {
 	unsigned k, m;
 };
 
-struct escan {
-	struct encoder *e;           /* NULL: abandoned */
-	struct escan *next;
-	uint64_t uid;
-	unsigned k, m;
-	struct cluster_vol_req req;
-};
-
 struct encoder {
 	struct replicas *rs;
 	unsigned test_crash_after, jobs_put;
-	struct loop_timer *scan_timer;
-	uint64_t due_ms;             /* when scan_timer fires */
-	bool records_failing;        /* the last scan could not read them (etcd away) */
-	unsigned scans;
-	bool busy;
-	struct escan *scan_list;
+	struct recscan *scan;
 	struct ejob *jobs;           /* on the loop's side */
 	unsigned njobs;
 	struct efam *fams;
@@ -110,7 +98,6 @@ struct encoder {
 	struct loop_watch *watch;
 };
 
-static void scan_schedule(struct encoder *e, unsigned ms);
 static void job_put_all(struct ejob *j);
 static void jobs_fill(struct encoder *e);
 
@@ -208,7 +195,7 @@ static void job_end(struct ejob *j)
 	job_free(j);
 	jobs_fill(e);
 	if (!e->ncands)
-		scan_schedule(e, SCAN_KICK_MS);
+		recscan_kick(e->scan);
 }
 
 static void job_fail(struct ejob *j, int err, const char *what)
@@ -319,7 +306,7 @@ static int job_place(struct ejob *j)
 		return -ENOMEM;
 	n = place_nodes(rs, pn);
 	/* the replicas' key for the segment: the same membership picks the same nodes */
-	r = placement_pick(pn, n, j->uid ^ ((uint64_t)j->sno << 32 | j->sno), want, picked);
+	r = placement_pick(pn, n, placement_seg_key(j->uid, j->sno), want, picked);
 	for (unsigned k = 0; r == 0 && k < want; k++) {
 		j->to[k] = NULL; /* this node, unless one of the others */
 		for (size_t i = 0; i < rs->nnodes; i++)
@@ -619,19 +606,18 @@ static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
  * or its fenced record: it is looked at again at a later scan). */
 static void jobs_fill(struct encoder *e)
 {
-	size_t used = 0;
+	while (e->njobs < ENCODE_INFLIGHT && e->ncands) {
+		/* off the list before it starts: a start that fails at once ends its job,
+		 * and job_end fills again from what is left */
+		struct ecand c = e->cands[0];
+		const struct family *f = replica_family_find(e->rs, c.uid);
 
-	while (e->njobs < ENCODE_INFLIGHT && used < e->ncands) {
-		const struct ecand *c = &e->cands[used++];
-		const struct family *f = replica_family_find(e->rs, c->uid);
-
-		if (!f || f->stale || e->rs->closing || job_running(e, c->uid, c->sno) ||
-		    engine_segment_sealed_blocks(e->rs->eng, c->uid, c->sno) != (int)c->blocks)
+		memmove(e->cands, e->cands + 1, --e->ncands * sizeof(*e->cands));
+		if (!f || f->stale || e->rs->closing || job_running(e, c.uid, c.sno) ||
+		    engine_segment_sealed_blocks(e->rs->eng, c.uid, c.sno) != (int)c.blocks)
 			continue;
-		job_start(e, f, c);
+		job_start(e, f, &c);
 	}
-	memmove(e->cands, e->cands + used, (e->ncands - used) * sizeof(*e->cands));
-	e->ncands -= used;
 }
 
 /* The candidates of family uid go (a new scan of it replaces them). */
@@ -657,81 +643,41 @@ static void cand_add(struct encoder *e, const struct ecand *c)
 
 /* ---- scans ---- */
 
-/* Does rec wait for its encoding? Sealed, not empty, no stripe, every replica made. */
-static bool encode_wanted(const struct layout_segment *rec, unsigned replicas)
+/* May a sealed, not empty segment without a stripe be encoded now? Once every replica
+ * is made (catch-up makes them first). */
+static bool replicas_made(const struct layout_segment *rec, unsigned replicas)
 {
-	return rec->state == LAYOUT_SEG_SEALED && rec->length > 0 && !rec->stripe.k &&
-	       rec->nholders >= replicas && !rec->ncopying;
+	return rec->nholders >= replicas && !rec->ncopying;
 }
 
-static void scan_free(struct escan *s)
+/* The EC code of f's volume in k, m; false for a replicated one (or one gone). */
+static bool family_ec(const struct encoder *e, const struct family *f, unsigned *k,
+		      unsigned *m)
 {
-	free(s->req.segs);
-	free(s);
+	struct cluster_volume v;
+
+	if (cluster_volume_get(e->rs->cluster, f->name, &v) < 0 || !v.rec.ec_k)
+		return false;
+	*k = v.rec.ec_k;
+	*m = v.rec.ec_m;
+	return true;
 }
 
-static void scanned(void *arg, int res, const char *msg)
+static bool family_wanted(void *ctx, const struct family *f)
 {
-	struct escan *s = arg;
-	struct encoder *e = s->e;
-	struct family *f;
-	struct efam *ef;
-	unsigned domains, waiting = 0;
+	unsigned k, m;
 
-	if (!e) {
-		scan_free(s);
-		return;
-	}
-	for (struct escan **p = &e->scan_list; *p; p = &(*p)->next)
-		if (*p == s) {
-			*p = s->next;
-			break;
-		}
-	e->scans--;
-	f = replica_family_find(e->rs, s->uid);
-	ef = efam_get(e, s->uid);
-	if (res < 0 || !f || f->stale || !ef) {
-		if (res < 0 && !e->records_failing)
-			log_msg(LOG_WARN, LOG_TAG, "cannot read the segment records (%s): encoding "
-				"looks again every %u ms", msg, SCAN_BUSY_MS);
-		e->records_failing |= res < 0;
-		e->busy = true;
-		goto out;
-	}
-	if (e->records_failing)
-		log_msg(LOG_INFO, LOG_TAG, "the segment records can be read again");
-	e->records_failing = false;
-	domains = domains_now(e->rs);
-	ef->st.replicated = ef->st.encoded = 0;
-	cands_drop(e, f->uid);
-	for (size_t i = 0; i < s->req.nsegs; i++) {
-		const struct layout_segment *rec = &s->req.segs[i];
-		int have;
+	return family_ec(ctx, f, &k, &m);
+}
 
-		if (rec->id.family != f->uid || rec->state != LAYOUT_SEG_SEALED || !rec->length)
-			continue;
-		if (rec->stripe.k) {
-			ef->st.encoded++;
-			continue;
-		}
-		ef->st.replicated++;
-		if (!encode_wanted(rec, f->replicas))
-			continue; /* catch-up makes its replicas first */
-		have = engine_segment_sealed_blocks(e->rs->eng, f->uid, rec->id.seq);
-		if (have != (int)(rec->length / ENGINE_BLOCK_SIZE)) {
-			e->busy |= have == -EBUSY; /* its last appends still being written */
-			continue; /* not here whole: reading from a holder is not built */
-		}
-		waiting++;
-		if (domains >= s->k + s->m && !job_running(e, f->uid, rec->id.seq))
-			cand_add(e, &(struct ecand){ .uid = f->uid, .sno = rec->id.seq,
-						     .blocks = (uint32_t)have, .k = s->k,
-						     .m = s->m });
-	}
-	jobs_fill(e);
-	if (waiting && domains < s->k + s->m) {
+/* Why f's segments stay replicated (waiting of them, with too few failure domains),
+ * logged once per outage; cleared when they are enough again. */
+static void domains_short(struct efam *ef, const struct family *f, unsigned waiting,
+			  unsigned domains, unsigned k, unsigned m)
+{
+	if (waiting && domains < k + m) {
 		snprintf(ef->st.why, sizeof(ef->st.why), "%u segments stay replicated: %u failure "
-			 "domains usable, %u+%u needs %u", waiting, domains, s->k, s->m, s->k + s->m);
+			 "domains usable, %u+%u needs %u", waiting, domains, k, m, k + m);
 		if (!ef->short_logged)
 			log_msg(LOG_WARN, LOG_TAG, "volume %s: %s (encoded once they are back)",
 				f->name, ef->st.why);
@@ -743,73 +689,59 @@ static void scanned(void *arg, int res, const char *msg)
 		ef->short_logged = false;
 		ef->st.why[0] = '\0';
 	}
-	e->busy |= waiting > 0;
-out:
-	if (e->scans == 0)
-		scan_schedule(e, e->busy ? SCAN_BUSY_MS : SCAN_IDLE_MS);
-	scan_free(s);
 }
 
-static void scan_fire(void *arg)
+/* One family's records (recscan's scanned): its waiting segments become the candidates
+ * jobs start from; true while any waits. */
+static bool family_scanned(void *ctx, struct family *f, const struct layout_segment *segs,
+			   size_t n)
 {
-	struct encoder *e = arg;
-	struct replicas *rs = e->rs;
+	struct encoder *e = ctx;
+	struct efam *ef = efam_get(e, f->uid);
+	unsigned domains, k, m, waiting = 0;
+	bool busy = false;
 
-	e->scan_timer = NULL;
-	if (rs->closing || e->scans)
-		return;
-	e->busy = false;
-	for (size_t i = 0; i < rs->nfams; i++) {
-		const struct family *f = rs->fams[i];
-		struct cluster_volume v;
-		struct escan *s;
+	if (!ef || !family_ec(e, f, &k, &m))
+		return true; /* not known: look again soon */
+	domains = domains_now(e->rs);
+	ef->st.replicated = ef->st.encoded = 0;
+	cands_drop(e, f->uid);
+	for (size_t i = 0; i < n; i++) {
+		const struct layout_segment *rec = &segs[i];
+		int have;
 
-		if (f->stale || cluster_volume_get(rs->cluster, f->name, &v) < 0 || !v.rec.ec_k)
+		if (rec->id.family != f->uid || rec->state != LAYOUT_SEG_SEALED || !rec->length)
 			continue;
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			continue;
-		*s = (struct escan){ .e = e, .uid = f->uid, .k = v.rec.ec_k, .m = v.rec.ec_m };
-		s->req.op = CLUSTER_VOL_SEG_LIST;
-		snprintf(s->req.vol.name, sizeof(s->req.vol.name), "%s", f->name);
-		if (cluster_volume_async(rs->cluster, &s->req, scanned, s) < 0) {
-			free(s);
+		if (rec->stripe.k) {
+			ef->st.encoded++;
 			continue;
 		}
-		s->next = e->scan_list;
-		e->scan_list = s;
-		e->scans++;
+		ef->st.replicated++;
+		if (!replicas_made(rec, f->replicas))
+			continue;
+		have = engine_segment_sealed_blocks(e->rs->eng, f->uid, rec->id.seq);
+		if (have != (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+			busy |= have == -EBUSY; /* its last appends still being written */
+			continue; /* not here whole: reading from a holder is not built */
+		}
+		waiting++;
+		if (domains >= k + m && !job_running(e, f->uid, rec->id.seq))
+			cand_add(e, &(struct ecand){ .uid = f->uid, .sno = rec->id.seq,
+						     .blocks = (uint32_t)have, .k = k, .m = m });
 	}
-	if (!e->scans)
-		scan_schedule(e, SCAN_IDLE_MS);
+	jobs_fill(e);
+	domains_short(ef, f, waiting, domains, k, m);
+	return busy || waiting > 0;
 }
 
-/* The next scan in ms at the latest: a timer due sooner stays (a kick per seal would
- * otherwise push the scan back for as long as the writes go on). */
-static void scan_schedule(struct encoder *e, unsigned ms)
-{
-	uint64_t due;
-
-	if (e->scans || e->rs->closing)
-		return; /* the scan in flight schedules the next one */
-	if (e->records_failing && ms < SCAN_BUSY_MS)
-		ms = SCAN_BUSY_MS; /* kicks wait for etcd like the scans do */
-	due = loop_now_ms() + ms;
-	if (e->scan_timer) {
-		if (e->due_ms <= due)
-			return;
-		loop_timer_cancel(e->scan_timer);
-		e->scan_timer = NULL;
-	}
-	if (loop_timer_add(e->rs->loop, ms, scan_fire, e, &e->scan_timer) < 0)
-		e->scan_timer = NULL;
-	e->due_ms = due;
-}
+static const struct recscan_ops scan_ops = { family_wanted, family_scanned, NULL };
+static const struct recscan_periods scan_periods = { SCAN_BUSY_MS, SCAN_IDLE_MS,
+						     SCAN_KICK_MS };
 
 void encoder_kick(struct encoder *e)
 {
 	if (e)
-		scan_schedule(e, SCAN_KICK_MS);
+		recscan_kick(e->scan);
 }
 
 /* ---- the module ---- */
@@ -833,13 +765,17 @@ int encoder_create(struct replicas *rs, unsigned test_crash_after, struct encode
 		goto err_close;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
-	r = -pthread_create(&e->thread, NULL, worker_main, e);
+	r = recscan_create(rs, LOG_TAG, &scan_periods, &scan_ops, e, &e->scan);
 	if (r < 0)
 		goto err_unwatch;
-	scan_schedule(e, SCAN_BUSY_MS);
+	r = -pthread_create(&e->thread, NULL, worker_main, e);
+	if (r < 0)
+		goto err_unscan;
 	*out = e;
 	return 0;
 
+err_unscan:
+	recscan_destroy(e->scan);
 err_unwatch:
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->lock);
@@ -860,9 +796,7 @@ void encoder_destroy(struct encoder *e)
 	pthread_cond_signal(&e->cond);
 	pthread_mutex_unlock(&e->lock);
 	pthread_join(e->thread, NULL); /* at most one segment's encoding away */
-	loop_timer_cancel(e->scan_timer);
-	for (struct escan *s = e->scan_list; s; s = s->next)
-		s->e = NULL;
+	recscan_destroy(e->scan);
 	for (struct ejob *j = e->jobs, *next; j; j = next) {
 		next = j->next;
 		if (j->step == EJ_ENCODE) /* in the worker's queues: nothing else has it */

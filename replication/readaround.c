@@ -429,12 +429,9 @@ static struct readaround *ra_joinable(const struct replicas *rs, const struct se
 int readaround_fetch(void *ctx, struct seg_fetch *f)
 {
 	struct replicas *rs = ctx;
-	const struct family *fam = NULL;
+	const struct family *fam = replica_family_find(rs, f->uid);
 	struct readaround *ra;
 
-	for (size_t i = 0; i < rs->nfams && !fam; i++)
-		if (rs->fams[i]->uid == f->uid)
-			fam = rs->fams[i];
 	if (!fam || rs->closing)
 		return -ENOENT;
 	ra = ra_joinable(rs, f);

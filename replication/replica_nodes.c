@@ -195,7 +195,7 @@ int replica_place(struct rseg *s)
 	if (1 + have < s->fam->min_replicas || (have < want && connecting))
 		r = -EAGAIN;
 	if (r == 0 && have)
-		r = placement_pick(pn, rs->nnodes, s->fam->uid ^ ((uint64_t)s->sno << 32 | s->sno),
+		r = placement_pick(pn, rs->nnodes, placement_seg_key(s->fam->uid, s->sno),
 				   have, picked);
 	s->nholders = 0;
 	for (unsigned k = 0; r == 0 && k < have; k++)

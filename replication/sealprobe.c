@@ -140,10 +140,15 @@ static void probe_replied(void *arg, int res, const struct peer_hdr *h, const vo
 	int r = res < 0 ? res : peer_seg_reply_decode(PEER_OP_SEG_LIST, payload, len, &rep);
 
 	(void)h;
+	/* a list that cannot be read, or lists what was not asked, says nothing of any
+	 * copy: -EIO, which each segment asks again (a -EPROTO or -EINVAL would be taken
+	 * as the holder's refusal of every one); the holder's own result stands */
+	if (r == 0 && rep.result == 0 && !entries_asked(p, &rep))
+		r = -EPROTO;
+	if (r == -EPROTO || r == -EINVAL)
+		r = -EIO;
 	if (r == 0)
 		r = rep.result;
-	if (r == 0 && !entries_asked(p, &rep))
-		r = -EPROTO;
 	if (p->rs->closing) {
 		probe_free(p);
 		return;

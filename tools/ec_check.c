@@ -12,6 +12,7 @@
  * Exit status: 0 all good, 1 a check failed (why on stderr), 2 bad usage.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ err:
 	fprintf(stderr, "quill-ec-check: %s: cannot read it\n", path);
 	if (fp)
 		fclose(fp);
+	free(im->buf);
+	im->buf = NULL;
 	return -EIO;
 }
 
@@ -59,9 +62,12 @@ static int load_verified(const char *path, struct image *im)
 
 		r = want <= im->len ? ec_frag_verify(im->buf, want, &im->f) : -EINVAL;
 	}
-	if (r < 0)
+	if (r < 0) {
 		fprintf(stderr, "quill-ec-check: %s: not a good fragment image: %s\n", path,
 			strerror(-r));
+		free(im->buf);
+		im->buf = NULL;
+	}
 	return r;
 }
 
@@ -108,6 +114,14 @@ static int decode_from(struct ec_code *code, const struct image *by_index, uint3
 	return memcmp(out, seg, (size_t)g->seg_blocks * EC_BLOCK) == 0 ? 0 : -EILSEQ;
 }
 
+/* a and b are fragments of one segment cut the same way (an encoding again at a later
+ * epoch cuts it alike) */
+static bool same_stripe(const struct ec_frag_info *a, const struct ec_frag_info *b)
+{
+	return a->family == b->family && a->seq == b->seq &&
+	       memcmp(&a->geom, &b->geom, sizeof(a->geom)) == 0;
+}
+
 static int cmd_decode(int argc, char **argv)
 {
 	struct image ref = { 0 }, by_index[EC_N_MAX] = { 0 }, im;
@@ -115,8 +129,7 @@ static int cmd_decode(int argc, char **argv)
 	struct ec_code *code = NULL;
 	const struct ec_geom *g;
 	unsigned n, subsets = 0;
-	uint64_t family = 0;
-	uint32_t seq = 0;
+	struct ec_frag_info first = { 0 };
 	int r = 1;
 
 	if (argc < 2 || load(argv[0], &ref) < 0)
@@ -125,11 +138,10 @@ static int cmd_decode(int argc, char **argv)
 		memset(&im, 0, sizeof(im));
 		if (load_verified(argv[i], &im) < 0)
 			goto out;
-		if (i == 1) {
-			family = im.f.family;
-			seq = im.f.seq;
-		}
-		if (by_index[im.f.index].buf || im.f.family != family || im.f.seq != seq) {
+		if (i == 1)
+			first = im.f;
+		/* decode_from takes every image's geometry from the first */
+		if (by_index[im.f.index].buf || !same_stripe(&im.f, &first)) {
 			fprintf(stderr, "quill-ec-check: %s: not another fragment of the stripe\n",
 				argv[i]);
 			free(im.buf);

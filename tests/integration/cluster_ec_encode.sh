@@ -80,9 +80,10 @@ all_encoded()
 # check_stripes LABEL: the stripes of the records against what the holders hold
 cat >"$WORK/stripes.py" <<'PY'
 import json, os, subprocess, sys
-work, check, seg, recs = sys.argv[1:5]
+work, check, seg, recs, itdir = sys.argv[1:6]
 seg = int(seg)
-DATA = 1 << 20
+sys.path.insert(0, itdir)
+from store_slots import copies, DATA
 B = 4096
 
 # each node's own answer: the fragments it holds
@@ -102,18 +103,7 @@ def slot_bytes(node, slot, n):
 
 def own_slot(family, sno):
     """the owner's (node0's) slot of its own segment: its header names it, in use"""
-    import struct
-    with open("%s/node0/store.img" % work, "rb") as fp:
-        fp.seek(0, 2)
-        n = (fp.tell() - DATA) // seg
-        for i in range(n):
-            fp.seek(DATA + i * seg)
-            h = fp.read(80)
-            magic, version, state = struct.unpack_from("<QII", h, 0)
-            fam, s = struct.unpack_from("<QI", h, 56)
-            if state == 1 and fam == family and s == sno and h[:8] != b"QUILLFRG":
-                return i
-    return None
+    return copies("%s/node0/store.img" % work, seg).get((family, sno), [None])[0]
 
 lines = open(recs).read().splitlines()
 named = set()
@@ -147,9 +137,8 @@ for key, val in zip(lines[0::2], lines[1::2]):
     assert slot is not None, "node0 has no slot of its segment %x" % sno
     with open(ref, "wb") as out:
         out.write(slot_bytes("node0", slot, r["length"]))
-    if True:
-        d = subprocess.run([check, "decode", ref] + images, capture_output=True, text=True)
-        assert d.returncode == 0, "segment %x: %s" % (sno, d.stderr)
+    d = subprocess.run([check, "decode", ref] + images, capture_output=True, text=True)
+    assert d.returncode == 0, "segment %x: %s" % (sno, d.stderr)
     checked += 1
 # no fragment held that no stripe names
 extra = [key for key in held if key not in named]
@@ -161,6 +150,7 @@ stripes_hold()
 {
 	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
 		QUILL="$QUILL" python3 "$WORK/stripes.py" "$WORK" "$EC_CHECK" "$SEG" "$WORK/recs.txt" \
+			"$IT_ROOT/tests/integration" \
 			2>"$WORK/stripes.err"
 }
 check_stripes()

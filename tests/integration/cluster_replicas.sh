@@ -45,26 +45,6 @@ STORE=320M # a bigger store: held copies are never cleaned by the holder
 
 start_three_peer_nodes
 
-# slots.own(path, seg): the USED segments of a store, {(family, sno): [slots]} (the
-# stores' layout: docs/format.md); for the python checks below
-cat >"$WORK/slots.py" <<'PY'
-import struct
-DATA = 1 << 20
-def own(path, seg):
-    out = {}
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        n = (f.tell() - DATA) // seg
-        for i in range(n):
-            f.seek(DATA + i * seg)
-            h = f.read(80)
-            magic, version, state = struct.unpack_from("<QII", h, 0)
-            fam, sno = struct.unpack_from("<QI", h, 56)
-            if state == 1:  # USED
-                out.setdefault((fam, sno), []).append(i)
-    return out
-PY
-
 qexpect 0 0 volume create "$VOL" 160M --replicas 3
 URI="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"
 
@@ -145,11 +125,11 @@ compare_copies()
 	sed -n "s/.*catchup: volume $VOL segment \([0-9a-f.]*\) to node node$1: copied.*/\1/p" \
 		"$WORK/node0.log" >"$WORK/caught$1.txt"
 	python3 - "$WORK/node0/store.img" "$WORK/node$1/store.img" "$WORK/held$1.json" \
-		"$WORK/records.json" "$SEG" "node$1" "$WORK/caught$1.txt" "$WORK" <<'PY' || fail "a held copy on node$1 differs from the owner's segment"
+		"$WORK/records.json" "$SEG" "node$1" "$WORK/caught$1.txt" "$IT_ROOT/tests/integration" <<'PY' || fail "a held copy on node$1 differs from the owner's segment"
 import json, sys
 owner, holder, heldf, recsf, seg, me, caughtf = sys.argv[1:8]
 sys.path.insert(0, sys.argv[8])
-from slots import own as slots, DATA
+from store_slots import copies, DATA
 caught = set()
 for line in open(caughtf):   # the copies catch-up made to this node (node0.log)
     f, s = line.split(".")
@@ -157,7 +137,7 @@ for line in open(caughtf):   # the copies catch-up made to this node (node0.log)
 freed_since = checked_caught = 0
 seg = int(seg)
 recs = {r["segment"]: r for r in json.load(open(recsf))["segments"]}
-own = slots(owner, seg)
+own = copies(owner, seg)
 checked = 0
 with open(owner, "rb") as fo, open(holder, "rb") as fh:
     for h in json.load(open(heldf))["held"]:
@@ -224,14 +204,14 @@ lifecycle_clean()
 	qn 0 gc >/dev/null 2>&1
 	qn 0 --json volume segment "$VOL" list >"$WORK/records-now.json" 2>/dev/null || return 1
 	python3 - "$WORK/node0/store.img" "$SEG" "$WORK/records-before-restart.json" \
-		"$WORK/records-now.json" "$WORK" <<'PY' >"$WORK/lifecycle.txt" 2>&1
+		"$WORK/records-now.json" "$IT_ROOT/tests/integration" <<'PY' >"$WORK/lifecycle.txt" 2>&1
 import json, sys
-store, seg, beforef, nowf, work = sys.argv[1:6]
-sys.path.insert(0, work)
-from slots import own
+store, seg, beforef, nowf, itdir = sys.argv[1:6]
+sys.path.insert(0, itdir)
+from store_slots import copies
 before = {r["segment"] for r in json.load(open(beforef))["segments"]}
 now = json.load(open(nowf))["segments"]
-have = own(store, int(seg))
+have = copies(store, int(seg))
 ids = {r["segment"] for r in now}
 gone = before - ids
 newest = max(r["segment"] for r in now)

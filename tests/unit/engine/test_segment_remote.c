@@ -278,6 +278,30 @@ Test(segment_remote, a_restart_reads_the_copies_again)
 	cr_assert_eq(hd.blocks, in_segment, "the remote entry came back from the checkpoint");
 }
 
+/* A grow would turn the remote entry's number into a new store slot's: refused, and
+ * the store opens as it was. */
+Test(segment_remote, a_grow_is_refused_while_a_remote_entry_is_recorded)
+{
+	struct engine_opts o;
+
+	prepare();
+	checkpoint();
+	seg_mirror_set(eng, NULL, NULL);
+	engine_close(eng);
+	eng = NULL;
+	opts_for(&o, store_path, meta_path, false);
+	o.store_size = STORE_SIZE + 8 * (uint64_t)SEG_SIZE;
+	o.grow = true;
+	cr_assert_eq(engine_open(&o, &eng), -EBUSY);
+	eng = NULL;
+	open_engine();
+	seg_mirror_set(eng, &fake_ops, NULL);
+	vol = open_vol("v");
+	hd.blocks = 0;
+	hexpect(vol, 0, 64, 1);
+	cr_assert_eq(hd.blocks, in_segment, "the remote entry is still the segment");
+}
+
 Test(segment_remote, an_overwritten_remote_segment_is_deleted_with_its_copies)
 {
 	prepare();
