@@ -216,7 +216,8 @@ bool engine_volume_readonly(const struct engine_volume *vol);
 /* Opens snapshot layer `id` of family uid read-only, as engine_volume_open() opens
  * "VOL@SNAP" (a clone on another node names its base by family and layer id:
  * docs/replication.md, "Snapshots and clones across owners"). -ENOENT if this engine
- * has no such snapshot (removed, never here, or a layer that is not a snapshot). */
+ * has no such snapshot (removed, never here, or a layer that is not a snapshot);
+ * -EAGAIN while a family adoption that rebuilt it has not committed yet. */
 int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
 			       struct engine_volume **out);
 /* The family uid, layer id and size (bytes) of snapshot vol@snap here: 0, or -ENOENT

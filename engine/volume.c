@@ -789,6 +789,10 @@ int engine_snapshot_open_by_id(struct engine *eng, uint64_t uid, uint64_t id,
 	 * of the family it was taken in (ids are unique across the cluster) */
 	if (!s || s->rec.kind != ONDISK_LAYER_SNAPSHOT || s->rec.uid != uid)
 		return -ENOENT;
+	/* a takeover's adoption rebuilt it and its commit has not landed: there in a
+	 * moment, which a reader elsewhere must not take for "no such snapshot" */
+	if (s->committing)
+		return -EAGAIN;
 	eng_layer_spec(eng, s, spec, sizeof(spec));
 	return engine_volume_open(eng, spec, out);
 }

@@ -75,7 +75,8 @@ static void br_again(struct bread *br, int why)
 static bool passing(int res)
 {
 	return res == -ESTALE || res == -ECONNRESET || res == -ETIMEDOUT || res == -ENOTCONN ||
-	       res == -EREMOTE || res == -ESHUTDOWN || res == -EILSEQ || res == -EPIPE;
+	       res == -EREMOTE || res == -ESHUTDOWN || res == -EILSEQ || res == -EPIPE ||
+	       res == -EAGAIN; /* the owner's adoption of the family is landing */
 }
 
 static void br_answered(struct bread *br, int res)
