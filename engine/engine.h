@@ -596,6 +596,14 @@ bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno);
  * thread, not from inside an engine callback or a mirror hook. 0, or -ENOENT: sno is
  * not the open segment of a layer of uid (sealed already, or another family's). */
 int engine_family_seal_open(struct engine *eng, uint64_t uid, uint32_t sno);
+/* The mirror's word on the family's segment sno, sealed (engine_family_seal_open)
+ * with fewer copies than its writes need: waits, every append given is on every
+ * holder left and only waits for copies, which catch-up makes from the whole segment,
+ * so the batches of sno not submitted yet go now (one at a time, past the in-flight
+ * bound that would hold them behind the waiting ones for ever); !waits: an append
+ * given since is not on every holder yet. 0, or -ENOENT (not a sealed segment of this
+ * log). Engine thread; may submit batches (the mirror's append runs inside). */
+int engine_family_waits_copies(struct engine *eng, uint64_t uid, uint32_t sno, bool waits);
 
 /* Every segment of family uid in this engine's own log (not a held copy, not being
  * freed), in slot order: fn(arg, sno, blocks), blocks the length of a sealed one or

@@ -151,6 +151,7 @@ struct engine_volume {
 	unsigned readers;     /* snapshots: handles out (read-only opens never conflict) */
 	char holder[ENGINE_HOLDER_MAX + 1]; /* who holds the writable handle, or "" */
 	int64_t open_slot;    /* -1: the next write allocates a slot */
+	bool kicking, kick_again; /* volume_kick runs (a mirror's answer inside it asks again) */
 	bool new_segment;     /* it just opened a segment: the family's records that live
 				 outside the family's log go into it (catalog.c) */
 	/* the newest LAYER SET block of this layer in the log: live, carried by the cleaner */

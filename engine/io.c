@@ -377,15 +377,64 @@ static void batch_submit(struct engine *eng, struct batch *b)
  * the volume's batches are unretired: full batches first, then the forming one (which
  * otherwise keeps collecting: group commit). The bound is a promise replay relies on:
  * a batch that never completed is followed by fewer than that many in its log. */
+/* May b go past the bound? Its slot was sealed below the copies its writes need
+ * (engine_family_waits_copies): the batches in flight there wait for catch-up's copy,
+ * which waits for the slot's last batches. One at a time, and only when every batch
+ * in flight is in that slot with its local write done (and the mirror said every
+ * holder left has them): behind a batch that never completed, no other was submitted,
+ * so replay's rule (docs/format.md, "Tears and corruption") still holds. */
+static bool past_bound(const struct engine_volume *vol, const struct batch *b)
+{
+	const struct slot *s = &vol->eng->slots[b->slot];
+
+	if (!s->waits_copies || s->local_writes)
+		return false;
+	for (const struct batch *o = vol->head; o != b; o = o->next)
+		if (o->state == BATCH_INFLIGHT && o->slot != b->slot)
+			return false;
+	return true;
+}
+
 static void volume_kick(struct engine_volume *vol)
 {
-	for (struct batch *b = vol->head; b && vol->ninflight < ONDISK_MAX_INFLIGHT_BATCHES;
-	     b = b->next) {
-		if (b->state == BATCH_FORMING && b->sum.nentries)
-			batch_close(b);
-		if (b->state == BATCH_READY)
-			batch_submit(vol->eng, b);
+	if (vol->kicking) { /* a mirror's answer from inside batch_submit */
+		vol->kick_again = true;
+		return;
 	}
+	vol->kicking = true;
+	do {
+		vol->kick_again = false;
+		for (struct batch *b = vol->head; b; b = b->next) {
+			if (vol->ninflight >= ONDISK_MAX_INFLIGHT_BATCHES &&
+			    !(b->state == BATCH_READY && past_bound(vol, b))) {
+				if (b->state == BATCH_INFLIGHT || b->state == BATCH_DONE)
+					continue; /* (the waiting slot's next may lie past them) */
+				break; /* the forming one keeps collecting: group commit */
+			}
+			if (b->state == BATCH_FORMING && b->sum.nentries)
+				batch_close(b);
+			if (b->state == BATCH_READY)
+				batch_submit(vol->eng, b);
+		}
+	} while (vol->kick_again);
+	vol->kicking = false;
+}
+
+int engine_family_waits_copies(struct engine *eng, uint64_t uid, uint32_t sno, bool waits)
+{
+	for (uint32_t i = 0; i < eng->segs->count; i++) {
+		struct slot *s = &eng->slots[i];
+
+		if (s->state != SLOT_SEALED || s->held || s->family_uid != uid || s->sno != sno)
+			continue;
+		s->waits_copies = waits;
+		if (waits)
+			for (size_t v = 0; v < eng->nvols; v++)
+				if (eng->vols[v]->rec.uid == uid)
+					volume_kick(eng->vols[v]);
+		return 0;
+	}
+	return -ENOENT;
 }
 
 /* A holder of the segment failed (replication/replica.c): the segment ends here, at

@@ -68,6 +68,9 @@ struct slot {
 	uint32_t pending;   /* batches written here that have not retired */
 	uint32_t local_writes; /* mirrored appends whose local half is in flight: a copy
 				  made elsewhere from this slot waits for them */
+	bool waits_copies;  /* sealed below the copies its writes need, every append given
+			       is on every holder left (engine_family_waits_copies): its
+			       batches not yet submitted go past the in-flight bound */
 	uint64_t first_seq; /* no batch in it is older (a lower bound): tombstone pins */
 	uint32_t tombs;     /* TRIM, ZERO and TOMB entries in it: they hide older blocks */
 	uint32_t records;   /* LAYER entries in it (any, current or not) */

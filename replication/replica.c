@@ -354,6 +354,30 @@ static void seg_kick_later(struct rseg *s)
 	loop_task_schedule(rs->kick);
 }
 
+static bool seg_appends_answered(const struct rseg *s);
+
+/* Sealed below min_replicas short of its length: the engine holds the segment's last
+ * batches behind the ones waiting for copies, and catch-up copies only a whole
+ * segment. Once every append given is on every holder left, the engine is told its
+ * last batches may go (engine_family_waits_copies); told otherwise once one is not. */
+static void seg_waits_copies_tell(struct rseg *s)
+{
+	bool waits = s->state == RS_OPEN && s->seal_wanted && s->appended < s->seal_len &&
+		     seg_appends_answered(s);
+
+	if (waits == s->waits_told ||
+	    engine_family_waits_copies(s->rs->eng, s->fam->uid, s->sno, waits) < 0)
+		return;
+	s->waits_told = waits;
+	if (waits) {
+		char id[128];
+
+		seg_id_text(s, id, sizeof(id));
+		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "volume %s: its writes up to block %u go out "
+				"now, so that catch-up can copy it whole", id, s->seal_len);
+	}
+}
+
 /* Completes, oldest first, every append of s that may: each current holder has it, no
  * drop is waiting for its record, and s has min_replicas copies. */
 static void seg_complete(struct rseg *s)
@@ -377,6 +401,7 @@ static void seg_complete(struct rseg *s)
 				"its writes wait", id, seg_copies(s), s->fam->min_replicas);
 			s->warned_min = true;
 		}
+		seg_waits_copies_tell(s);
 		seg_step(s); /* its seal may be due: catch-up then makes the copies */
 		return;
 	}
@@ -770,6 +795,10 @@ static int mirror_append(void *ctx, uint32_t slot, uint32_t block, const struct 
 		;
 	*p = op;
 	s->inflight++;
+	if (s->waits_told && s->nholders) { /* not on the holders left yet: one at a time */
+		s->waits_told = false;
+		engine_family_waits_copies(rs->eng, s->fam->uid, s->sno, false);
+	}
 	if (block + nblocks > s->appended)
 		s->appended = block + nblocks;
 	rs->in_hook = true;
@@ -1588,10 +1617,33 @@ err_free_rs:
 	return -ENOMEM;
 }
 
+/* At stop, each segment whose writes still wait: where it stands, so that a hang's
+ * log says why (a seal never recorded, appends never answered, a record in flight). */
+static void seg_log_waiting(const struct rseg *s)
+{
+	unsigned nops = 0, unacked = 0;
+	char id[128];
+
+	for (const struct rop *op = s->ops; op; op = op->next) {
+		nops++;
+		for (unsigned i = 0; i < s->nholders; i++)
+			unacked += op->res == 0 && !op_acked_by(op, s->holders[i]);
+	}
+	seg_id_text(s, id, sizeof(id));
+	log_msg(LOG_WARN, LOG_TAG, "stopping: volume %s: %u writes still wait (state %d, %u "
+		"copies, %u in flight, appended %u, seal %s at %u, record %s%s, %u holder "
+		"acks missing)", id, nops, (int)s->state, seg_copies(s), s->inflight,
+		s->appended, s->seal_wanted ? "wanted" : "not wanted", s->seal_len,
+		s->record_busy ? "busy" : "idle", s->record_again ? " (again)" : "", unacked);
+}
+
 void replica_destroy(struct replicas *rs)
 {
 	if (!rs)
 		return;
+	for (const struct rseg *s = rs->all; s; s = s->next_all)
+		if (s->ops)
+			seg_log_waiting(s);
 	seg_mirror_set(rs->eng, NULL, NULL);
 	engine_base_ops_set(rs->eng, NULL, NULL);
 	rs->closing = true;

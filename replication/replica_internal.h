@@ -91,6 +91,8 @@ struct rseg {
 	bool record_busy;               /* a holders record is in etcd's hands */
 	bool record_again;              /* the set changed again meanwhile */
 	bool warned_min;
+	bool waits_told;                /* the engine was told its last batches may go
+					   (seg_waits_copies_tell) */
 	bool reseal;                    /* a holder failed: the engine is to seal it now */
 	bool reseal_asked;              /* ... and was asked (kick_run) */
 	char reseal_why[192];           /* which holder failed and why, for the seal's log */

@@ -9,7 +9,8 @@
 #include "engine/engine_internal.h"
 #include "engine_fixture.h"
 
-TestSuite(seal_open, .init = setup, .fini = teardown);
+static void fini(void);
+TestSuite(seal_open, .init = setup, .fini = fini);
 
 static const struct slot *open_slot_of(const struct engine_volume *vol)
 {
@@ -95,4 +96,128 @@ Test(seal_open, another_family_or_segment_is_not_found)
 		     -ENOENT);
 	cr_assert_eq(open_slot_of(vol)->state, SLOT_OPEN);
 	engine_volume_close(vol);
+}
+
+/* ---- sealed below the copies its writes need ---- */
+
+/* A mirror that holds every append until the test lets it go: an owner whose holders
+ * all failed, whose appends wait for catch-up's copies (replication/replica.c). */
+#define HELD_MAX 16
+static struct held {
+	seg_cb cb;
+	void *arg;
+	uint32_t end; /* block + nblocks */
+} held[HELD_MAX];
+static unsigned nheld, nreleased;
+static uint32_t sealed_len;
+static uint64_t held_uid;
+
+static bool hold_wants(void *ctx, uint64_t uid)
+{
+	(void)ctx;
+	return uid == held_uid;
+}
+
+static int hold_append(void *ctx, uint32_t slot, uint32_t block, const struct iovec *iov,
+		       int iovcnt, uint32_t nblocks, bool fua, seg_cb cb, void *arg)
+{
+	(void)ctx, (void)slot, (void)iov, (void)iovcnt, (void)fua;
+	cr_assert_lt(nheld, HELD_MAX);
+	held[nheld++] = (struct held){ cb, arg, block + nblocks };
+	return 0;
+}
+
+static void hold_sealed(void *ctx, uint32_t slot, uint32_t length)
+{
+	(void)ctx, (void)slot;
+	sealed_len = length;
+}
+
+static void hold_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
+{
+	(void)ctx, (void)slot, (void)uid, (void)sno;
+}
+
+static const struct seg_mirror_ops hold_ops = {
+	.wants = hold_wants, .opened = mirror_nop_opened, .append = hold_append,
+	.flush = mirror_local_flush, .sealed = hold_sealed, .deleted = hold_deleted,
+};
+
+static void release_held(void)
+{
+	while (nreleased < nheld) {
+		struct held *h = &held[nreleased++];
+
+		h->cb(h->arg, 0);
+	}
+}
+
+/* A test that failed with appends held: they go, so that the engine can close. */
+static void fini(void)
+{
+	if (eng)
+		seg_mirror_set(eng, NULL, NULL);
+	release_held();
+	teardown();
+}
+
+/* Polls until the segment's local writes are on the store. */
+static void drain_local_writes(const struct slot *s)
+{
+	for (int i = 0; i < 1000 && s->local_writes; i++)
+		engine_poll(eng, 10);
+	cr_assert_eq(s->local_writes, 0);
+}
+
+/* Four batches in flight wait for copies; the fifth, closed by the seal, is held by
+ * the in-flight bound behind them, so the sealed segment is never whole here and
+ * catch-up (which copies whole segments) never makes those copies: a hang. Told that
+ * the segment only waits for copies, the engine submits it past the bound. */
+Test(seal_open, the_last_batches_of_a_segment_waiting_for_copies_go_past_the_bound)
+{
+	enum { N = ONDISK_MAX_INFLIGHT_BATCHES + 2 };
+	struct engine_volume *vol;
+	uint8_t *buf = malloc((size_t)N * BLK);
+	struct done d[N] = { 0 };
+	const struct slot *s;
+	uint32_t sno;
+
+	cr_assert_not_null(buf);
+	open_engine();
+	vol = create_and_open("v", VOL_SIZE);
+	held_uid = vol->rec.uid;
+	nheld = nreleased = 0;
+	seg_mirror_set(eng, &hold_ops, NULL);
+	for (unsigned i = 0; i < N; i++) { /* a batch each while the bound lets them go */
+		fill(buf + (size_t)i * BLK, 8 * i, 1, 20 + i);
+		cr_assert_eq(engine_write(vol, 8 * i, 1, buf + (size_t)i * BLK, 0, on_done, &d[i]),
+			     0);
+		engine_poll(eng, 0);
+	}
+	s = &eng->slots[vol->open_slot];
+	sno = s->sno;
+	cr_assert_eq(nheld, ONDISK_MAX_INFLIGHT_BATCHES, "the bound held nothing back");
+	cr_assert_eq(engine_family_seal_open(eng, vol->rec.uid, sno), 0);
+	drain_local_writes(s);
+	for (int i = 0; i < 20; i++)
+		engine_poll(eng, 1);
+	cr_assert_eq(nheld, ONDISK_MAX_INFLIGHT_BATCHES, "a batch went past the bound untold");
+	cr_assert_lt(held[nheld - 1].end, sealed_len, "nothing of the segment was held back");
+
+	cr_assert_eq(engine_family_waits_copies(eng, vol->rec.uid, sno, true), 0);
+	for (int i = 0; i < 20 && held[nheld - 1].end < sealed_len; i++) {
+		drain_local_writes(s);
+		engine_poll(eng, 1);
+	}
+	cr_assert_eq(held[nheld - 1].end, sealed_len, "the sealed segment is not whole here");
+	cr_assert_eq(engine_family_waits_copies(eng, vol->rec.uid, sno + 1, true), -ENOENT);
+
+	release_held(); /* catch-up made the copies */
+	for (unsigned i = 0; i < N; i++)
+		cr_assert_eq(finish(0, &d[i]), 0);
+	seg_mirror_set(eng, NULL, NULL);
+	for (unsigned i = 0; i < N; i++)
+		expect_tagged(vol, 8 * i, 1, 20 + i);
+	engine_volume_close(vol);
+	free(buf);
 }
