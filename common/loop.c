@@ -334,6 +334,8 @@ int loop_run(struct loop *lp)
 		struct epoll_event *evs = lp->evs;
 
 		n = prepare(lp);
+		if (lp->stop)
+			break; /* a task or the idle hook stopped it: no sleep first */
 		stages_mark("loop.sleep");
 		n = wait_events(lp, n);
 		stages_mark("loop.woke");
