@@ -503,6 +503,70 @@ int scrub_start(struct scrub *sc, const char *name, void (*cb)(void *arg, int re
 	return pass_start(sc, f, false, cb, arg);
 }
 
+/* scrub_start_all's passes: cb once the last one ended. */
+struct sgroup {
+	unsigned left;
+	int res;
+	void (*cb)(void *arg, int res);
+	void *arg;
+};
+
+static void group_pass_done(void *arg, int res)
+{
+	struct sgroup *g = arg;
+
+	if (res < 0 && !g->res)
+		g->res = res;
+	if (--g->left)
+		return;
+	g->cb(g->arg, g->res);
+	free(g);
+}
+
+int scrub_start_all(struct scrub *sc, void (*cb)(void *arg, int res), void *arg)
+{
+	struct sgroup *g;
+
+	if (!sc)
+		return -ENOENT;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	*g = (struct sgroup){ .left = 1, .cb = cb, .arg = arg }; /* one for this call */
+	for (size_t i = 0; i < sc->rs->nfams; i++) {
+		const struct family *f = sc->rs->fams[i];
+
+		if (f->stale || f->replicas < 2)
+			continue;
+		g->left++;
+		if (pass_start(sc, f, false, group_pass_done, g) < 0)
+			g->left--;
+	}
+	if (g->left == 1) {
+		free(g);
+		return -ENOENT;
+	}
+	group_pass_done(g, 0); /* (the others are in flight: it only counts) */
+	return 0;
+}
+
+void scrub_each_report(const struct scrub *sc,
+		       void (*fn)(void *arg, const struct scrub_report *r), void *arg)
+{
+	if (!sc)
+		return;
+	for (const struct spass *p = sc->passes; p; p = p->next)
+		fn(arg, &p->rep);
+	for (size_t i = 0; i < sc->ndone; i++) {
+		bool running = false;
+
+		for (const struct spass *p = sc->passes; p && !running; p = p->next)
+			running = strcmp(p->rep.vol, sc->done[i].vol) == 0;
+		if (!running)
+			fn(arg, &sc->done[i]);
+	}
+}
+
 int scrub_report_get(const struct scrub *sc, const char *name, struct scrub_report *out)
 {
 	if (!sc)

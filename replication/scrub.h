@@ -85,6 +85,14 @@ void scrub_destroy(struct scrub *sc);
  * scrub_report_get), or -ENOENT (no replicated family of that name runs here), -EBUSY
  * (a pass of it is running), -ENOMEM. */
 int scrub_start(struct scrub *sc, const char *name, void (*cb)(void *arg, int res), void *arg);
+/* A pass over every replicated family that runs here, at once (each one at the
+ * budget's rate: they share it): 0 and cb(arg, res) once all ended (res: the first
+ * error), or -ENOENT (none runs here), -ENOMEM. A family whose pass runs already is
+ * left to it. */
+int scrub_start_all(struct scrub *sc, void (*cb)(void *arg, int res), void *arg);
+/* fn for each family's last pass (or the one running), by volume name. */
+void scrub_each_report(const struct scrub *sc,
+		       void (*fn)(void *arg, const struct scrub_report *r), void *arg);
 /* The family's last pass (or the one running): 0, or -ENOENT (none since start). */
 int scrub_report_get(const struct scrub *sc, const char *name, struct scrub_report *out);
 /* The background's settings. */
