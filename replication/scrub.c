@@ -74,12 +74,19 @@ static void pass_free(struct spass *p)
 	free(p);
 }
 
-static void report_keep(struct scrub *sc, const struct scrub_report *r)
+/* r ended: it is the family's last pass, its totals carried on. */
+static void report_keep(struct scrub *sc, struct scrub_report *r)
 {
 	struct scrub_report *v;
 
+	r->passes = 1;
+	r->total_bad = r->blocks_bad;
+	r->total_fixed = r->blocks_fixed;
 	for (size_t i = 0; i < sc->ndone; i++)
 		if (strcmp(sc->done[i].vol, r->vol) == 0) {
+			r->passes += sc->done[i].passes;
+			r->total_bad += sc->done[i].total_bad;
+			r->total_fixed += sc->done[i].total_fixed;
 			sc->done[i] = *r;
 			return;
 		}

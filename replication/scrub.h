@@ -74,6 +74,9 @@ struct scrub_report {
 	unsigned copies_bad, copies_fixed;
 	unsigned nfind;
 	struct scrub_finding find[SCRUB_FINDINGS_MAX];
+	/* since this process started, over the family's passes that ended */
+	unsigned passes;
+	uint64_t total_bad, total_fixed;
 };
 
 /* mbps: the background's (0: no background round), interval_s 0: the default. 0 or

@@ -88,6 +88,10 @@ void cli_show_scrub_status(struct json_object *s)
 
 		printf("  last pass %s, ", when(cli_i64(r, "started"), buf, sizeof(buf)));
 		show_brief(r);
+		printf("    since start-up: %lld passes, %lld bad blocks found, %lld fixed\n",
+		       (long long)cli_i64(r, "passes_since_start"),
+		       (long long)cli_i64(r, "bad_blocks_since_start"),
+		       (long long)cli_i64(r, "fixed_blocks_since_start"));
 	}
 }
 

@@ -47,6 +47,9 @@ static struct json_object *report_json(const struct scrub_report *r, bool brief)
 	ctl_add_int(o, "fixed_blocks", (int64_t)r->blocks_fixed);
 	ctl_add_int(o, "bad_copies", r->copies_bad);
 	ctl_add_int(o, "fixed_copies", r->copies_fixed);
+	ctl_add_int(o, "passes_since_start", r->passes);
+	ctl_add_int(o, "bad_blocks_since_start", (int64_t)r->total_bad);
+	ctl_add_int(o, "fixed_blocks_since_start", (int64_t)r->total_fixed);
 	if (brief)
 		return o;
 	arr = json_object_new_array();
