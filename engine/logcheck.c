@@ -211,7 +211,7 @@ void logcheck_classify(const uint8_t *slot, uint32_t used, uint64_t generation,
 	if (used == 0)
 		return;
 	if (ondisk_segment_header_decode(slot, QUILL_BLOCK_SIZE, &h) == 0 &&
-	    h.generation == generation) {
+	    h.state == ONDISK_SEG_USED && h.generation == generation) {
 		state[0] = LOGCHECK_B_GOOD;
 		crcs[0] = crc32c(slot, QUILL_BLOCK_SIZE);
 	} else {
