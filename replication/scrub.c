@@ -44,6 +44,7 @@ struct spass {
 	uint8_t crcs[PEER_SEG_VERIFY_MAX_BLOCKS * sizeof(uint32_t)];
 	struct scrub_finding cur;      /* that holder's bad blocks so far */
 	struct loop_timer *wait;
+	uint64_t start_ms;
 	void (*cb)(void *arg, int res);
 	void *arg;
 };
@@ -104,6 +105,7 @@ static void pass_end(struct spass *p, int res)
 
 	r->running = false;
 	r->ended = (int64_t)time(NULL);
+	r->elapsed_ms = loop_now_ms() - p->start_ms;
 	r->result = res;
 	for (struct spass **q = &sc->passes; *q; q = &(*q)->next)
 		if (*q == p) {
@@ -111,9 +113,9 @@ static void pass_end(struct spass *p, int res)
 			break;
 		}
 	log_msg(r->blocks_bad ? LOG_WARN : LOG_INFO, LOG_TAG, "volume %s: scrub %s: %u segments, "
-		"%u copies checked (%" PRIu64 " bytes), %u not checked, %u skipped; %" PRIu64 " bad "
+		"%u copies checked (%" PRIu64 " bytes in %" PRIu64 " ms), %u not checked, %u skipped; %" PRIu64 " bad "
 		"blocks in %u copies, %" PRIu64 " repaired (%u copies)%s%s", r->vol,
-		res < 0 ? "stopped" : "done", r->segments, r->copies, r->bytes,
+		res < 0 ? "stopped" : "done", r->segments, r->copies, r->bytes, r->elapsed_ms,
 		r->unchecked_copies, r->skipped, r->blocks_bad, r->copies_bad, r->blocks_fixed,
 		r->copies_fixed, res < 0 ? ": " : "", res < 0 ? err_str(-res) : "");
 	report_keep(sc, r);
@@ -488,6 +490,7 @@ static int pass_start(struct scrub *sc, const struct family *f, bool background,
 	p->rep.running = true;
 	p->rep.background = background;
 	p->rep.started = (int64_t)time(NULL);
+	p->start_ms = loop_now_ms();
 	p->req.op = CLUSTER_VOL_SEG_LIST;
 	snprintf(p->req.vol.name, sizeof(p->req.vol.name), "%s", f->name);
 	if (cluster_volume_async(sc->rs->cluster, &p->req, listed, p) < 0) {
@@ -581,6 +584,7 @@ int scrub_report_get(const struct scrub *sc, const char *name, struct scrub_repo
 	for (const struct spass *p = sc->passes; p; p = p->next)
 		if (strcmp(p->rep.vol, name) == 0) {
 			*out = p->rep;
+			out->elapsed_ms = loop_now_ms() - p->start_ms;
 			return 0;
 		}
 	for (size_t i = 0; i < sc->ndone; i++)

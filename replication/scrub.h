@@ -63,6 +63,7 @@ struct scrub_report {
 	bool running;
 	bool background;               /* started by the background round */
 	int64_t started, ended;        /* unix seconds (ended 0: running) */
+	uint64_t elapsed_ms;           /* from its start to its end (or now) */
 	int result;                    /* 0, or why the pass stopped (-errno) */
 	unsigned segments;             /* sealed segments scrubbed */
 	unsigned skipped;              /* sealed records not scrubbed (no whole local copy

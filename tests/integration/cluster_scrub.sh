@@ -76,7 +76,7 @@ R=$(cat "$WORK/clean0.json")
 	fail "the scrub read fewer than the $SEALED sealed segments: $R"
 [ "$(jget "$R" 'j["scrub"][0]["copies_checked"]')" = "$((3 * $(jget "$R" 'j["scrub"][0]["segments"]')))" ] ||
 	fail "not every copy of every segment was checked: $R"
-log "clean: $(jget "$R" 'j["scrub"][0]["segments"]') segments, $(jget "$R" 'j["scrub"][0]["copies_checked"]') copies checked, nothing found"
+log "clean: $(jget "$R" 'j["scrub"][0]["segments"]') segments, $(jget "$R" 'j["scrub"][0]["copies_checked"]') copies checked, nothing found; $(jget "$R" '"%.1f MB in %d ms: %.1f MB/s over every copy (the budget: 64 MB/s; printed, not asserted)" % (j["scrub"][0]["bytes_checked"] / 1e6, j["scrub"][0]["elapsed_ms"], j["scrub"][0]["bytes_checked"] / 1e3 / max(1, j["scrub"][0]["elapsed_ms"]))')"
 
 # ---- damage: the owner's copy of block 77, node1's copy of block 200 ----
 blocks corrupt "$WORK/node0/store.img" 77 >>"$WORK/corrupt.log" ||
@@ -96,6 +96,7 @@ blocks intact "$WORK/node0/store.img" 77 || fail "the owner's store does not hol
 grep -q "scrub of segment .*: 1 blocks of the copy held here fail their checksum" "$WORK/node1.log" ||
 	fail "node1 does not log its bad copy"
 log "found and fixed: $(jget "$R" '[(f["node"], f["segment"], f["first_bad_blocks"]) for f in j["scrub"][0]["findings"]]')"
+sed 's/^/  quill scrub: /' "$WORK/found.txt"
 
 # ---- catch-up copies node1's again; a second scrub is clean ----
 wait_for 60 "node1's copy is not made again: $(cat "$WORK/segs.json")" whole

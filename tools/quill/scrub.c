@@ -22,10 +22,11 @@ static const char *when(int64_t t, char *buf, size_t len)
 /* "vm0: 12 segments, 36 copies checked (96.0 MiB): 2 bad blocks in 2 copies, 2 fixed" */
 static void show_brief(struct json_object *r)
 {
-	printf("%s: %s%lld segments, %lld copies checked (%s)", cli_str(r, "volume"),
+	printf("%s: %s%lld segments, %lld copies checked (%s in %.1f s)", cli_str(r, "volume"),
 	       cli_bool(r, "running") ? "RUNNING, so far " : "",
 	       (long long)cli_i64(r, "segments"), (long long)cli_i64(r, "copies_checked"),
-	       cli_size((uint64_t)cli_i64(r, "bytes_checked"), 0));
+	       cli_size((uint64_t)cli_i64(r, "bytes_checked"), 0),
+	       (double)cli_i64(r, "elapsed_ms") / 1000.0);
 	if (cli_i64(r, "copies_not_checked"))
 		printf(", %lld NOT checked", (long long)cli_i64(r, "copies_not_checked"));
 	if (cli_i64(r, "segments_skipped"))

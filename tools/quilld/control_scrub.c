@@ -37,6 +37,7 @@ static struct json_object *report_json(const struct scrub_report *r, bool brief)
 	ctl_add_bool(o, "background", r->background);
 	ctl_add_int(o, "started", r->started);
 	ctl_add_int(o, "ended", r->ended);
+	ctl_add_int(o, "elapsed_ms", (int64_t)r->elapsed_ms);
 	ctl_add_str(o, "error", r->result < 0 ? strerror(-r->result) : "");
 	ctl_add_int(o, "segments", r->segments);
 	ctl_add_int(o, "segments_skipped", r->skipped);
