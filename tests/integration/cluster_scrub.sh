@@ -85,7 +85,6 @@ blocks corrupt "$WORK/node1/store.img" 200 >>"$WORK/corrupt.log" ||
 	fail "damaging node1's copy: $(cat "$WORK/corrupt.log")"
 scrub_now found
 R=$(cat "$WORK/found.json")
-qn 0 scrub "$VOL" >"$WORK/found.txt" 2>&1 || true # (the human form, for the log)
 [ "$(jget "$R" 'j["scrub"][0]["bad_blocks"]')" = 2 ] || fail "the scrub did not find the 2 bad blocks: $R"
 [ "$(jget "$R" 'j["scrub"][0]["fixed_blocks"]')" = 2 ] || fail "the scrub did not fix both: $R"
 [ "$(jget "$R" '[f["node"] for f in j["scrub"][0]["findings"] if f["owner"] and f["bad_blocks"] == 1 and f["fixed_blocks"] == 1]')" = "['node0']" ] ||
@@ -95,8 +94,7 @@ qn 0 scrub "$VOL" >"$WORK/found.txt" 2>&1 || true # (the human form, for the log
 blocks intact "$WORK/node0/store.img" 77 || fail "the owner's store does not hold block 77 good again"
 grep -q "scrub of segment .*: 1 blocks of the copy held here fail their checksum" "$WORK/node1.log" ||
 	fail "node1 does not log its bad copy"
-log "found and fixed: $(jget "$R" '[(f["node"], f["segment"], f["first_bad_blocks"]) for f in j["scrub"][0]["findings"]]')"
-sed 's/^/  quill scrub: /' "$WORK/found.txt"
+log "found and fixed: $(jget "$R" '[(f["node"], f["segment"], f["first_bad_blocks"], f["action"]) for f in j["scrub"][0]["findings"]]')"
 
 # ---- catch-up copies node1's again; a second scrub is clean ----
 wait_for 60 "node1's copy is not made again: $(cat "$WORK/segs.json")" whole

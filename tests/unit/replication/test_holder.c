@@ -345,17 +345,26 @@ Test(holder, open_append_read_seal_delete)
 	cr_assert_eq(closes, 0);
 }
 
+/* sr (a read-around's SEG_READ with CRCS, or a scrub's SEG_VERIFY) naming crcs, one
+ * per block, at epoch 3. */
+static struct answer *call_crcs(const struct peer_seg_req *sr, const uint32_t *crcs)
+{
+	uint8_t le[8 * sizeof(uint32_t)];
+
+	cr_assert_leq(sr->nblocks, 8);
+	for (uint32_t i = 0; i < sr->nblocks; i++)
+		peer_put32(le + 4 * i, crcs[i]);
+	return call(sr, 3, le, 5000);
+}
+
 /* A read-around names each block's CRC: a good copy is sent, a bad one refused. */
 static struct answer *read_checked(uint32_t sno, uint32_t block, uint32_t n,
 				   const uint32_t *crcs)
 {
-	uint8_t le[8 * sizeof(uint32_t)];
 	struct peer_seg_req sr = { .op = PEER_OP_SEG_READ, .sno = sno, .block = block,
 				   .nblocks = n, .flags = PEER_SEG_F_CRCS };
 
-	for (uint32_t i = 0; i < n; i++)
-		peer_put32(le + 4 * i, crcs[i]);
-	return call(&sr, 3, le, 5000);
+	return call_crcs(&sr, crcs);
 }
 
 Test(holder, read_with_crcs_sends_only_a_copy_that_has_them)
@@ -383,13 +392,10 @@ Test(holder, read_with_crcs_sends_only_a_copy_that_has_them)
  * blocks that do not have the owner's CRCs come back. */
 static struct answer *verify(uint32_t sno, uint32_t block, uint32_t n, const uint32_t *crcs)
 {
-	uint8_t le[8 * sizeof(uint32_t)];
 	struct peer_seg_req sr = { .op = PEER_OP_SEG_VERIFY, .sno = sno, .block = block,
 				   .nblocks = n };
 
-	for (uint32_t i = 0; i < n; i++)
-		peer_put32(le + 4 * i, crcs[i]);
-	return call(&sr, 3, le, 5000);
+	return call_crcs(&sr, crcs);
 }
 
 Test(holder, verify_answers_the_blocks_that_differ)
