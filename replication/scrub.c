@@ -62,6 +62,24 @@ struct scrub {
 	bool round_busy;               /* a background pass runs */
 };
 
+static bool state_good(uint8_t s)
+{
+	return s == ENGINE_SCRUB_GOOD || s == ENGINE_SCRUB_FIXED;
+}
+
+int scrub_next_run(const uint8_t *state, uint32_t blocks, uint32_t from, uint32_t max,
+		   uint32_t *start, uint32_t *n)
+{
+	while (from < blocks && !state_good(state[from]))
+		from++;
+	if (from >= blocks || max == 0)
+		return -ENOENT;
+	*start = from;
+	for (*n = 0; from + *n < blocks && *n < max && state_good(state[from + *n]); (*n)++)
+		;
+	return 0;
+}
+
 static void seg_next(struct spass *p);
 static void holder_next(struct spass *p);
 static void run_next(struct spass *p);
@@ -284,18 +302,13 @@ static void run_next(struct spass *p)
 			      .datacnt = 1 };
 	int r;
 
-	while (p->at < es->blocks && es->state[p->at] != ENGINE_SCRUB_GOOD &&
-	       es->state[p->at] != ENGINE_SCRUB_FIXED)
-		p->at++;
-	if (p->at >= es->blocks) {
+	if (scrub_next_run(es->state, es->blocks, p->at, PEER_SEG_VERIFY_MAX_BLOCKS, &p->at,
+			   &p->run) < 0) {
 		holder_verified(p);
 		return;
 	}
-	for (p->run = 0; p->at + p->run < es->blocks && p->run < PEER_SEG_VERIFY_MAX_BLOCKS &&
-			 (es->state[p->at + p->run] == ENGINE_SCRUB_GOOD ||
-			  es->state[p->at + p->run] == ENGINE_SCRUB_FIXED);
-	     p->run++)
-		peer_put32(p->crcs + (size_t)p->run * sizeof(uint32_t), es->crcs[p->at + p->run]);
+	for (uint32_t i = 0; i < p->run; i++)
+		peer_put32(p->crcs + (size_t)i * sizeof(uint32_t), es->crcs[p->at + i]);
 	rq.block = p->at;
 	rq.nblocks = p->run;
 	m.head_len = peer_seg_req_encode(&rq, head);

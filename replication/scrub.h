@@ -80,6 +80,14 @@ struct scrub_report {
 	uint64_t total_bad, total_fixed;
 };
 
+/* ---- pure parts (unit-tested) ---- */
+
+/* The next run of blocks to verify on a holder: from `from`, the first block the
+ * owner's copy has good (ENGINE_SCRUB_GOOD or FIXED in state), and as many good ones
+ * after it as follow, at most max. 0 and *start, *n; -ENOENT when none is left. */
+int scrub_next_run(const uint8_t *state, uint32_t blocks, uint32_t from, uint32_t max,
+		   uint32_t *start, uint32_t *n);
+
 /* mbps: the background's (0: no background round), interval_s 0: the default. 0 or
  * -ENOMEM. */
 int scrub_create(struct replicas *rs, unsigned mbps, unsigned interval_s, struct scrub **out);
