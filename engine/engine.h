@@ -589,6 +589,36 @@ int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_
  * "Segment numbers"). */
 bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno);
 
+/* ---- scrub of this engine's own sealed segments (engine/scrub.c) ----
+ * The local copy of sealed segment (uid, sno) is read whole and each block judged by
+ * the segment's own log (logcheck_classify): the header and every summary must decode,
+ * every data block must have its summary's CRC32C. A bad data block is repaired from a
+ * copy elsewhere (the mirror's fetch: the holder checks it before it sends it, this
+ * node again on arrival), written back, read back and checked; once every repair is
+ * done the store is flushed, so a repair is durable before cb. A block nothing can
+ * judge (past the log's end, the data of a damaged summary) is UNCHECKED. */
+enum engine_scrub_block {
+	ENGINE_SCRUB_UNCHECKED = 0,
+	ENGINE_SCRUB_GOOD,      /* checked good */
+	ENGINE_SCRUB_BAD,       /* bad, and not repaired (no good copy, or a header or
+				   summary: nothing says what it must be) */
+	ENGINE_SCRUB_FIXED,     /* was bad, repaired: reads back good */
+};
+struct engine_scrub_seg {
+	uint32_t blocks;        /* the local copy's length */
+	uint8_t *state;         /* blocks entries: enum engine_scrub_block */
+	uint32_t *crcs;         /* blocks entries: a GOOD or FIXED block's CRC32C */
+	uint32_t nbad;          /* blocks found bad (FIXED and BAD) */
+	uint32_t nfixed;        /* ... of which repaired */
+	uint32_t nunchecked;
+};
+/* out is filled before cb (engine_scrub_seg_free it, after an error too). The slot is
+ * kept from reuse until cb. 0 (cb runs once) or -ENOENT (no such sealed local copy),
+ * -EBUSY (its last appends are not written here yet), -ENOMEM. */
+int engine_segment_scrub_async(struct engine *eng, uint64_t uid, uint32_t sno,
+			       struct engine_scrub_seg *out, engine_cb cb, void *arg);
+void engine_scrub_seg_free(struct engine_scrub_seg *s);
+
 /* Ends the family's open segment sno now, at its write pointer, as if it were full:
  * the batches already given blocks in it go out there, the next one opens the family's
  * next segment. For an owner whose holder of sno failed (docs/replication.md,

@@ -616,6 +616,13 @@ uint32_t eng_read_spans(struct read_block *b, uint32_t n);
 bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine_volume *vol,
 		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
 		      int why);
+/* A scrub's repair of a bad block (slot, block) that must have crc: fetched from a copy
+ * elsewhere (checked at both ends), written back, read back and checked; cb(arg, 0)
+ * once it reads back good, else cb(arg, -errno) (-EAGAIN: the slot is going away, or
+ * another repair writes the block). what: the log's name for it. 0 (cb runs once) or
+ * -EOPNOTSUPP (no copy elsewhere to ask, no memory). */
+int eng_repair_block(struct engine *eng, const char *what, uint32_t slot, uint32_t block,
+		     uint32_t crc, engine_cb cb, void *arg);
 
 /* segcopy.c: the store slot of this node's own (not held, not dropped) segment (uid,
  * sno), or -ENOENT; sealed and not being freed only if `sealed` */

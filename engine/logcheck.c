@@ -172,3 +172,63 @@ void logcheck_judge(const struct logcheck_facts *f, uint64_t volume_id, uint64_t
 	}
 	out->corrupt = out->later >= ONDISK_MAX_INFLIGHT_BATCHES || out->durable_seq;
 }
+
+/* ---- scrub ---- */
+
+/* A batch's blocks: its summary and each data block against its entry's CRC32C. */
+static void classify_batch(const uint8_t *slot, const struct summary *sum, uint32_t pos,
+			   uint32_t used, uint8_t *state, uint32_t *crcs)
+{
+	uint32_t d = 0;
+
+	state[pos] = LOGCHECK_B_GOOD;
+	crcs[pos] = crc32c(slot + (size_t)pos * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
+	for (uint32_t i = 0; i < sum->nentries; i++) {
+		uint32_t b = pos + 1 + d;
+		uint32_t crc;
+
+		if (!ONDISK_ENTRY_HAS_BLOCK(sum->entries[i].kind))
+			continue;
+		d++;
+		if (b >= used)
+			break; /* (a valid summary's data lies inside the slot: the walker's) */
+		crc = crc32c(slot + (size_t)b * QUILL_BLOCK_SIZE, QUILL_BLOCK_SIZE);
+		state[b] = crc == sum->entries[i].data_crc ? LOGCHECK_B_GOOD : LOGCHECK_B_BAD;
+		crcs[b] = sum->entries[i].data_crc;
+	}
+}
+
+void logcheck_classify(const uint8_t *slot, uint32_t used, uint64_t generation,
+		       uint8_t *state, uint32_t *crcs)
+{
+	struct segment_header h = { .state = ONDISK_SEG_USED, .generation = generation };
+	struct summary sum;
+	struct logcheck_walk w;
+	struct logcheck_item it;
+
+	memset(state, LOGCHECK_B_UNCHECKED, used);
+	memset(crcs, 0, (size_t)used * sizeof(*crcs));
+	if (used == 0)
+		return;
+	if (ondisk_segment_header_decode(slot, QUILL_BLOCK_SIZE, &h) == 0 &&
+	    h.state == ONDISK_SEG_USED && h.generation == generation) {
+		state[0] = LOGCHECK_B_GOOD;
+		crcs[0] = crc32c(slot, QUILL_BLOCK_SIZE);
+	} else {
+		state[0] = LOGCHECK_B_DAMAGED;
+		/* walk on with what the slot says: its generation, and the header's volume
+		 * where a damaged header still has it (the cleaner reads it the same way) */
+		h = (struct segment_header){ .state = ONDISK_SEG_USED, .generation = generation };
+		memcpy(&h.volume_id, slot + offsetof(struct ondisk_segment_header, volume_id),
+		       sizeof(h.volume_id));
+	}
+	h.first_seq = 0; /* any seq: the walk judges order, not where it starts */
+	logcheck_walk_init(&w, slot, used, &h, UINT64_MAX);
+	for (logcheck_walk_next(&w, &sum, &it); it.kind != LOGCHECK_END;
+	     logcheck_walk_next(&w, &sum, &it)) {
+		if (it.kind == LOGCHECK_BATCH)
+			classify_batch(slot, &sum, it.pos, used, state, crcs);
+		else
+			state[it.pos] = LOGCHECK_B_DAMAGED; /* its data: unchecked */
+	}
+}

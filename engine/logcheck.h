@@ -73,6 +73,26 @@ void logcheck_walk_next(struct logcheck_walk *w, struct summary *sum, struct log
  * gets the first entry that does not. */
 bool logcheck_data_ok(const struct summary *s, const uint8_t *data, uint32_t *bad_entry);
 
+/* ---- scrub: every block of a slot judged by the slot's own log ---- */
+
+enum logcheck_block {
+	LOGCHECK_B_UNCHECKED = 0, /* nothing says what it holds: past the log's end, or the
+				   data of a batch whose summary is damaged */
+	LOGCHECK_B_GOOD,          /* the header that decodes, a valid summary, or a data
+				   block with its summary's CRC32C */
+	LOGCHECK_B_BAD,           /* a data block without its summary's CRC32C (that one is
+				   what it must be) */
+	LOGCHECK_B_DAMAGED,     /* a header or summary that does not decode: bad, and
+				   nothing says what it must be */
+};
+
+/* The first `used` blocks of a slot of this life (generation; block 0 its header),
+ * judged: state[b] one of enum logcheck_block, crcs[b] for GOOD the block's CRC32C, for
+ * BAD the one it must have, else 0. Batches past a damaged summary are judged too
+ * (the walker's resync, as replay does). */
+void logcheck_classify(const uint8_t *slot, uint32_t used, uint64_t generation,
+		       uint8_t *state, uint32_t *crcs);
+
 /* ---- the verdict ---- */
 
 /* What the scan of every slot found: the valid summaries that may judge a bad batch

@@ -16,6 +16,10 @@
  * No copy with good data: the read fails with the local error, as on a single node,
  * and blocks_unrecoverable counts it.
  *
+ * A scrub (scrub.c) repairs the bad blocks it finds the same way, with no read waiting
+ * (eng_repair_block): the fetch, the write, the check; its callback gets 0 once the
+ * block reads back good.
+ *
  * The slot cannot change under a repair: it holds the slot's `readers` count from the
  * start to the end, like any read, so a slot the cleaner frees meanwhile is not
  * released (seg_release defers it) nor given to another segment (slot_take skips
@@ -51,6 +55,9 @@ struct repair {
 	uint64_t generation; /* the slot's segment when the repair began */
 	uint32_t slot, block, crc;
 	int why;             /* the local failure: the read's answer if no copy is good */
+	int result;          /* 0 once the block reads back good */
+	engine_cb done;      /* a scrub's (no read waits): called with result at the end */
+	void *done_arg;
 	enum repair_step step;
 	struct repair *next; /* eng->repairs */
 };
@@ -72,6 +79,8 @@ static void repair_end(struct repair *rp)
 	eng->slots[rp->slot].readers--;
 	if (rp->req)
 		eng_req_put(eng, rp->req, rp->why);
+	if (rp->done)
+		rp->done(rp->done_arg, rp->result);
 	seg_buf_free(rp->buf);
 	free(rp);
 }
@@ -90,7 +99,9 @@ static void repair_verified(void *arg, int res)
 {
 	struct repair *rp = arg;
 
+	rp->result = res < 0 ? res : -EILSEQ;
 	if (res >= 0 && crc32c(rp->buf, QUILL_BLOCK_SIZE) == rp->crc) {
+		rp->result = 0;
 		rp->eng->stats.blocks_repaired++;
 		log_msg(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
 			"local copy repaired from a copy elsewhere (it was: %s)", rp->vol, rp->lba,
@@ -137,6 +148,7 @@ static void repair_write(struct repair *rp)
 	int r;
 
 	if (!slot_writable(rp) || being_written(rp)) {
+		rp->result = -EAGAIN; /* going away, or another repair writes it */
 		repair_end(rp);
 		return;
 	}
@@ -154,33 +166,37 @@ static void repair_fetched(void *arg, int res)
 		res = -EILSEQ; /* the mirror's contract says it checked: never trust a border */
 	if (res < 0) {
 		rp->eng->stats.blocks_unrecoverable++;
+		rp->result = res;
 		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block "
-				"%u): local copy failed (%s) and no copy elsewhere is good (%s): "
-				"returning an I/O error", rp->vol, rp->lba, rp->slot, rp->block,
-				failure_text(rp->why), err_str(-res));
+				"%u): local copy failed (%s) and no copy elsewhere is good (%s)%s",
+				rp->vol, rp->lba, rp->slot, rp->block, failure_text(rp->why),
+				err_str(-res), rp->req ? ": returning an I/O error" : "");
 		repair_end(rp); /* the read fails with the local error */
 		return;
 	}
-	memcpy(rp->dst, rp->buf, QUILL_BLOCK_SIZE);
-	eng_req_put(rp->eng, rp->req, 0); /* the client has its block: it does not wait */
-	rp->req = NULL;
+	if (rp->req) {
+		memcpy(rp->dst, rp->buf, QUILL_BLOCK_SIZE);
+		eng_req_put(rp->eng, rp->req, 0); /* the client has its block: no wait */
+		rp->req = NULL;
+	}
 	repair_write(rp);
 }
 
-bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine_volume *vol,
-		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
-		      int why)
+/* A repair of (slot, block) to crc; its fetch is started. NULL without memory, or
+ * when no copy elsewhere can be asked. */
+static struct repair *repair_new(struct engine *eng, const char *vol, uint64_t lba,
+				 uint32_t slot, uint32_t block, uint32_t crc, int why)
 {
 	struct slot *s = &eng->slots[slot];
 	struct repair *rp = calloc(1, sizeof(*rp));
 
 	assert(!s->remote); /* a remote entry's reads are fetches of their own (remote.c) */
 	if (!rp)
-		return false;
-	*rp = (struct repair){ .eng = eng, .req = req, .dst = dst, .lba = lba,
-			       .generation = s->generation, .slot = slot, .block = block,
-			       .crc = crc, .why = why };
-	snprintf(rp->vol, sizeof(rp->vol), "%s", vol->rec.name);
+		return NULL;
+	*rp = (struct repair){ .eng = eng, .lba = lba, .generation = s->generation,
+			       .slot = slot, .block = block, .crc = crc, .why = why,
+			       .result = -EIO };
+	snprintf(rp->vol, sizeof(rp->vol), "%s", vol);
 	rp->buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
 	rp->want = (struct seg_fetch_block){ .dst = rp->buf, .crc = crc };
 	rp->f = (struct seg_fetch){ .block = block, .nblocks = 1, .want = &rp->want,
@@ -188,14 +204,39 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 	if (!rp->buf || seg_fetch(eng, slot, &rp->f) < 0) {
 		seg_buf_free(rp->buf);
 		free(rp);
-		return false;
+		return NULL;
 	}
+	s->readers++;
+	rp->next = eng->repairs;
+	eng->repairs = rp;
+	return rp;
+}
+
+bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine_volume *vol,
+		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
+		      int why)
+{
+	struct repair *rp = repair_new(eng, vol->rec.name, lba, slot, block, crc, why);
+
+	if (!rp)
+		return false;
+	rp->req = req;
+	rp->dst = dst;
+	req->pending++;
 	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
 			"local copy failed (%s): reading it from a copy elsewhere", rp->vol, lba,
 			slot, block, failure_text(why));
-	s->readers++;
-	req->pending++;
-	rp->next = eng->repairs;
-	eng->repairs = rp;
 	return true;
+}
+
+int eng_repair_block(struct engine *eng, const char *what, uint32_t slot, uint32_t block,
+		     uint32_t crc, engine_cb cb, void *arg)
+{
+	struct repair *rp = repair_new(eng, what, 0, slot, block, crc, -EILSEQ);
+
+	if (!rp)
+		return -EOPNOTSUPP;
+	rp->done = cb;
+	rp->done_arg = arg;
+	return 0;
 }

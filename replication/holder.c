@@ -34,8 +34,10 @@ struct hold_op {
 	struct peer_req *req;
 	struct peer_seg_req sr;      /* the request, decoded */
 	uint64_t uid, epoch;         /* the header's: the family and the sender's epoch */
-	uint8_t *buf;                /* READ, LAYER_READ: the blocks read; LIST: its entries */
-	uint8_t *crcs;               /* LAYER_READ: one CRC32C per block, sent before them */
+	uint8_t *buf;                /* READ, LAYER_READ, VERIFY: the blocks read; LIST: its
+					entries */
+	uint8_t *crcs;               /* LAYER_READ: one CRC32C per block, sent before them;
+					VERIFY: the numbers of the blocks that differ */
 	struct engine_volume *snap;  /* LAYER_READ: the snapshot, open while it is read */
 	bool held_before;            /* DELETE: the copy was here when it started (logged:
 					not one the orphan check dropped first) */
@@ -252,6 +254,24 @@ static int list_answer(struct hold_op *op, struct engine *eng, struct peer_seg_r
 	return 0;
 }
 
+/* A SEG_VERIFY's answer: the numbers of the blocks of the run that do not have the
+ * CRC32C the owner named (data[0]); the blocks themselves stay here. */
+static int verify_answer(struct hold_op *op, struct peer_seg_reply *rep, struct iovec data[2])
+{
+	op->crcs = malloc((size_t)op->sr.nblocks * sizeof(uint32_t));
+	if (!op->crcs)
+		return -ENOMEM;
+	rep->length = peer_seg_verify_run(&op->sr, op->buf, op->crcs);
+	if (rep->length)
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "family %llx: scrub of segment %u, blocks "
+				"%u-%u: %u blocks of the copy held here fail their checksum "
+				"(the first: block %u)", (unsigned long long)op->uid, op->sr.sno,
+				op->sr.block, op->sr.block + op->sr.nblocks - 1, rep->length,
+				peer_get32(op->crcs));
+	data[0] = (struct iovec){ op->crcs, (size_t)rep->length * sizeof(uint32_t) };
+	return 0;
+}
+
 /* Answers the op's request with res (the holder's state of the segment after it) and
  * frees the op. */
 static void op_finish(struct hold_op *op, int res)
@@ -288,6 +308,10 @@ static void op_finish(struct hold_op *op, int res)
 	}
 	if (res == 0 && op->sr.op == PEER_OP_SEG_LIST) {
 		res = list_answer(op, eng, &rep, data);
+		m.datacnt = res == 0 ? 1 : 0;
+	}
+	if (res == 0 && op->sr.op == PEER_OP_SEG_VERIFY) {
+		res = verify_answer(op, &rep, data);
 		m.datacnt = res == 0 ? 1 : 0;
 	}
 	log_refusal(op, fence, res);
@@ -445,6 +469,7 @@ static int op_start(struct hold_op *op)
 		return engine_held_write(eng, op->uid, sr->sno, sr->block, &iov, 1, sr->nblocks,
 					 op_written, op);
 	case PEER_OP_SEG_READ:
+	case PEER_OP_SEG_VERIFY: /* read here, checked here (verify_answer) */
 		op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)sr->nblocks * PEER_SEG_BLOCK);
 		if (!op->buf)
 			return -ENOMEM;

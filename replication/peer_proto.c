@@ -57,6 +57,9 @@ static const struct op_info {
 	SEG(PEER_OP_SEG_LIST, "SEG_LIST", sizeof(struct peer_seg_list),
 	    sizeof(struct peer_seg_list),
 	    SEG_REPLY_MIN + PEER_SEG_LIST_MAX * sizeof(struct peer_seg_entry)),
+	SEG(PEER_OP_SEG_VERIFY, "SEG_VERIFY", sizeof(struct peer_seg_verify) + sizeof(uint32_t),
+	    sizeof(struct peer_seg_verify) + PEER_SEG_VERIFY_MAX_BLOCKS * sizeof(uint32_t),
+	    SEG_REPLY_MIN + PEER_SEG_VERIFY_MAX_BLOCKS * sizeof(uint32_t)),
 };
 _Static_assert(SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t)) <=
 		       PEER_PAYLOAD_MAX, "a FRAG_READ reply fits a payload");
@@ -350,6 +353,45 @@ int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks)
 	return 0;
 }
 
+#define VFY(field) offsetof(struct peer_seg_verify, field)
+
+static int seg_verify_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	int r;
+
+	if (len < sizeof(struct peer_seg_verify))
+		return -EINVAL;
+	out->sno = peer_get32(p + VFY(sno));
+	out->block = peer_get32(p + VFY(block));
+	out->nblocks = peer_get32(p + VFY(nblocks));
+	if (peer_get32(p + VFY(reserved)))
+		return -EPROTO;
+	r = range_check(out->block, out->nblocks, PEER_SEG_VERIFY_MAX_BLOCKS);
+	if (r < 0)
+		return r;
+	out->data = p + sizeof(struct peer_seg_verify);
+	/* the CRCs are exactly one per block */
+	return len == sizeof(struct peer_seg_verify) + (size_t)out->nblocks * sizeof(uint32_t)
+		       ? 0 : -EINVAL;
+}
+
+uint32_t peer_seg_verify_run(const struct peer_seg_req *r, const void *blocks, uint8_t *bad)
+{
+	const uint8_t *b = blocks;
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < r->nblocks; i++)
+		if (crc32c(b + (size_t)i * PEER_SEG_BLOCK, PEER_SEG_BLOCK) !=
+		    peer_get32(r->data + (size_t)i * sizeof(uint32_t)))
+			peer_put32(bad + (size_t)n++ * sizeof(uint32_t), r->block + i);
+	return n;
+}
+
+uint32_t peer_seg_verify_bad(const struct peer_seg_reply *r, uint32_t i)
+{
+	return peer_get32(r->bad + (size_t)i * sizeof(uint32_t));
+}
+
 static int layer_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
 	if (len != sizeof(struct peer_layer_read))
@@ -481,6 +523,8 @@ int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg
 		return frag_read_decode(p, len, out);
 	case PEER_OP_SEG_LIST:
 		return seg_list_decode(p, len, out);
+	case PEER_OP_SEG_VERIFY:
+		return seg_verify_decode(p, len, out);
 	case PEER_OP_EPOCH_RAISE:
 	case PEER_OP_SEG_FLUSH:
 		return len == 0 ? 0 : -EINVAL;
@@ -556,6 +600,12 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p + LIST(last), r->last);
 		peer_put64(p + LIST(reserved), 0);
 		return sizeof(struct peer_seg_list);
+	case PEER_OP_SEG_VERIFY: /* the CRCs follow: the caller's */
+		peer_put32(p + VFY(sno), r->sno);
+		peer_put32(p + VFY(block), r->block);
+		peer_put32(p + VFY(nblocks), r->nblocks);
+		peer_put32(p + VFY(reserved), 0);
+		return sizeof(struct peer_seg_verify);
 	default: /* EPOCH_RAISE, SEG_FLUSH: empty */
 		return 0;
 	}
@@ -609,6 +659,26 @@ static int seg_list_reply_decode(const uint8_t *p, size_t rest, struct peer_seg_
 	return 0;
 }
 
+/* A SEG_VERIFY reply's rest (after the result): length block numbers, strictly
+ * ascending, within one run (less than PEER_SEG_VERIFY_MAX_BLOCKS apart). */
+static int seg_verify_reply_decode(const uint8_t *p, size_t rest, struct peer_seg_reply *out)
+{
+	const uint8_t *b = p + sizeof(struct peer_seg_result);
+
+	if (out->length > PEER_SEG_VERIFY_MAX_BLOCKS)
+		return -EMSGSIZE;
+	if (rest != (size_t)out->length * sizeof(uint32_t))
+		return -EINVAL;
+	for (uint32_t i = 1; i < out->length; i++)
+		if (peer_get32(b + (size_t)i * 4) <= peer_get32(b + (size_t)(i - 1) * 4))
+			return -EINVAL;
+	if (out->length > 1 && peer_get32(b + (size_t)(out->length - 1) * 4) - peer_get32(b) >=
+				       PEER_SEG_VERIFY_MAX_BLOCKS)
+		return -EINVAL;
+	out->bad = b;
+	return 0;
+}
+
 void peer_seg_entry_get(const struct peer_seg_reply *r, uint32_t i,
 			struct peer_seg_entry_msg *out)
 {
@@ -650,10 +720,13 @@ int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_s
 	rest = len - sizeof(struct peer_seg_result);
 	if (out->result < 0 || (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT &&
 				op != PEER_OP_LAYER_READ && op != PEER_OP_LAYER_FIND &&
-				op != PEER_OP_FRAG_READ && op != PEER_OP_SEG_LIST))
+				op != PEER_OP_FRAG_READ && op != PEER_OP_SEG_LIST &&
+				op != PEER_OP_SEG_VERIFY))
 		return rest == 0 ? 0 : -EINVAL;
 	if (op == PEER_OP_SEG_LIST)
 		return seg_list_reply_decode(p, rest, out);
+	if (op == PEER_OP_SEG_VERIFY)
+		return seg_verify_reply_decode(p, rest, out);
 	if (op == PEER_OP_LAYER_FIND) {
 		if (rest != sizeof(struct peer_layer_found))
 			return -EINVAL;

@@ -90,9 +90,15 @@ enum peer_op {
 	 * per segment: SEG_STAT stays for one segment). Fenced like SEG_STAT. */
 	PEER_OP_SEG_LIST    = 0x2c, /* peer_seg_list; the reply's data: peer_seg_entry
 				       each (count in its length) */
+	/* Scrub (docs/replication.md, "Scrub"): the holder reads a run of its copy and
+	 * checks each block against the CRC32C the owner names for it (from its own
+	 * verified copy); only the numbers of the blocks that differ come back, not the
+	 * blocks. Fenced like SEG_READ. */
+	PEER_OP_SEG_VERIFY  = 0x2d, /* peer_seg_verify, then nblocks CRC32Cs; the reply's
+				       data: `length` block numbers (uint32 each) */
 };
 #define PEER_OP_SEG_FIRST PEER_OP_SEG_OPEN
-#define PEER_OP_SEG_LAST  PEER_OP_SEG_LIST
+#define PEER_OP_SEG_LAST  PEER_OP_SEG_VERIFY
 
 /* ---- layouts ---- */
 
@@ -304,6 +310,21 @@ struct peer_seg_entry {
 _Static_assert(sizeof(struct peer_seg_entry) == 24, "a SEG_LIST entry is 24 bytes");
 #define PEER_SEG_LIST_MAX 4096u /* entries per reply: 96 KiB */
 
+/* SEG_VERIFY: nblocks little-endian CRC32Cs follow the head, one per block of the run
+ * [block, block + nblocks) of the holder's copy of sno. The reply, on success, carries
+ * after peer_seg_result (its length: how many differ, 0..nblocks) the numbers of the
+ * blocks whose CRC32C is not the one named, little-endian, strictly ascending, each in
+ * the run. A copy shorter than the run: -ERANGE; no copy: -ENOENT. */
+struct peer_seg_verify {
+	uint32_t sno;
+	uint32_t block;
+	uint32_t nblocks;  /* 1..PEER_SEG_VERIFY_MAX_BLOCKS */
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_seg_verify) == 16, "SEG_VERIFY head is 16 bytes");
+_Static_assert(offsetof(struct peer_seg_verify, nblocks) == 8, "nblocks at 8");
+#define PEER_SEG_VERIFY_MAX_BLOCKS 1024u /* 4 MiB of the copy read per SEG_VERIFY */
+
 /* Every segment op's reply begins with this. */
 struct peer_seg_result {
 	int32_t result;  /* 0, or a negative Linux errno (-4095..-1) */
@@ -394,10 +415,10 @@ struct peer_error_msg {
 
 /* A segment op's request, decoded. Fields an op does not have are 0. */
 struct peer_seg_req {
-	uint8_t op;              /* PEER_OP_SEG_OPEN .. PEER_OP_LAYER_FIND */
+	uint8_t op;              /* PEER_OP_SEG_FIRST .. PEER_OP_SEG_LAST */
 	uint32_t sno;
 	uint32_t segment_blocks; /* OPEN */
-	uint32_t block, nblocks; /* APPEND, READ */
+	uint32_t block, nblocks; /* APPEND, READ, VERIFY */
 	uint32_t flags;          /* APPEND, READ: PEER_SEG_F_* */
 	uint32_t data_crc;       /* APPEND */
 	uint32_t length;         /* SEAL */
@@ -408,8 +429,8 @@ struct peer_seg_req {
 	char volume[PEER_LAYER_NAME], snap[PEER_LAYER_NAME]; /* LAYER_FIND, NUL-terminated */
 	const uint8_t *data;     /* APPEND, FRAG_PUT (nblocks: the image's blocks): nblocks *
 				    PEER_SEG_BLOCK bytes, in the payload;
-				    READ with PEER_SEG_F_CRCS: nblocks CRC32Cs (4 bytes
-				    each, little-endian: peer_seg_read_crc) */
+				    READ with PEER_SEG_F_CRCS, VERIFY: nblocks CRC32Cs (4
+				    bytes each, little-endian: peer_seg_read_crc) */
 };
 
 /* A segment op's reply, decoded. */
@@ -425,6 +446,8 @@ struct peer_seg_reply {
 	uint32_t nblocks;    /* READ, LAYER_READ, FRAG_READ on success */
 	uint64_t family, layer, blocks; /* LAYER_FIND on success */
 	const uint8_t *entries; /* LIST on success: length peer_seg_entry (peer_seg_entry_get) */
+	const uint8_t *bad;     /* VERIFY on success: length block numbers (4 bytes each,
+				   peer_seg_verify_bad) */
 };
 
 /* A SEG_LIST reply's entry, decoded. */
@@ -481,6 +504,12 @@ int peer_seg_data_check(const struct peer_seg_req *r);
 /* A READ with PEER_SEG_F_CRCS: 0 if each of the nblocks blocks at blocks has the CRC32C
  * the request names for it, else -EILSEQ. Without the flag: 0. */
 int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks);
+/* A VERIFY's blocks (nblocks at `blocks`, read from the copy) against the CRCs it
+ * names: the numbers of those that differ go to bad (room for r->nblocks, in the
+ * wire's order: little-endian uint32 each); returns how many. */
+uint32_t peer_seg_verify_run(const struct peer_seg_req *r, const void *blocks, uint8_t *bad);
+/* Number i (< r->length) of a SEG_VERIFY reply decoded with success. */
+uint32_t peer_seg_verify_bad(const struct peer_seg_reply *r, uint32_t i);
 /* Writes r's fixed part (an APPEND's head without its data: the data follows it in the
  * payload) into buf of PEER_SEG_HEAD_MAX bytes (a LAYER_FIND's: of
  * sizeof(struct peer_layer_find)); returns its length (0 for the empty ones). data_crc is written as given (crc32c of the data, the caller's). */
@@ -491,7 +520,9 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf);
  * LAYER_READ length (1..PEER_LAYER_READ_MAX_BLOCKS) CRCs and as many blocks, FRAG_READ
  * the same with up to PEER_FRAG_READ_MAX_BLOCKS, STAT
  * peer_seg_stat, LAYER_FIND peer_layer_found (family and layer not 0), LIST `length`
- * (at most PEER_SEG_LIST_MAX) entries by strictly ascending sno; the others nothing. */
+ * (at most PEER_SEG_LIST_MAX) entries by strictly ascending sno, VERIFY `length` (at
+ * most PEER_SEG_VERIFY_MAX_BLOCKS) block numbers strictly ascending, spanning less than
+ * PEER_SEG_VERIFY_MAX_BLOCKS; the others nothing. */
 int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_reply *out);
 /* Writes r's fixed part (result, length, and STAT's peer_seg_stat or LAYER_FIND's
  * peer_layer_found on success) into buf

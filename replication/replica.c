@@ -38,6 +38,7 @@
 #include "replication/readaround.h"
 #include "replication/reconcile.h"
 #include "replication/replica_internal.h"
+#include "replication/scrub.h"
 
 /* ---- wire helpers (payload layouts: peer_proto.h) ---- */
 
@@ -706,6 +707,20 @@ void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, s
 		n->dirty = true; /* a later flush asks it too (its seal flushed already) */
 		seg_complete(s);
 		return;
+	}
+}
+
+void replica_seg_holder_removed(struct replicas *rs, uint64_t uid, uint32_t sno,
+				const char *node)
+{
+	for (struct rseg *s = replica_seg_chain(rs, uid, sno); s; s = s->next_hash) {
+		if (s->fam->uid != uid || s->sno != sno || s->state != RS_SEALED)
+			continue;
+		for (unsigned i = 0; i < s->nholders; i++)
+			if (strcmp(s->holders[i]->id, node) == 0) {
+				s->holders[i] = s->holders[--s->nholders];
+				break;
+			}
 	}
 }
 
@@ -1552,6 +1567,11 @@ void replica_segs_retry_placing(struct replicas *rs)
 	segs_each(rs, retry_placing_seg, NULL);
 }
 
+struct scrub *replica_scrub(struct replicas *rs)
+{
+	return rs ? rs->scrub : NULL;
+}
+
 void replica_map_changed(struct replicas *rs)
 {
 	if (!rs)
@@ -1599,12 +1619,16 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		goto err_destroy_probes;
 	if (encoder_create(rs, opts->test_crash_encode, &rs->encoder) < 0)
 		goto err_destroy_catchup;
+	if (scrub_create(rs, opts->scrub_mbps, opts->scrub_interval_s, &rs->scrub) < 0)
+		goto err_destroy_encoder;
 	seg_mirror_set(opts->eng, &mirror_ops, rs);
 	engine_base_ops_set(opts->eng, &base_ops, rs);
 	replica_nodes_refresh(rs);
 	*out = rs;
 	return 0;
 
+err_destroy_encoder:
+	encoder_destroy(rs->encoder);
 err_destroy_catchup:
 	catchup_destroy(rs->catchup);
 err_destroy_probes:
@@ -1651,7 +1675,8 @@ void replica_destroy(struct replicas *rs)
 		"sent since start-up", (unsigned long long)rs->seals_sent,
 		(unsigned long long)rs->seal_lists_sent);
 	replica_probes_destroy(rs); /* those not sent; those sent end with the nodes */
-	catchup_destroy(rs->catchup); /* before the nodes: their replies find it gone */
+	scrub_destroy(rs->scrub); /* before the nodes: their replies find it gone */
+	catchup_destroy(rs->catchup); /* the same */
 	encoder_destroy(rs->encoder); /* the same */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);

@@ -62,6 +62,9 @@ struct replica_opts {
 	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
 	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS */
 	bool catchup_off;         /* no catch-up: segments below R stay so */
+	unsigned scrub_mbps;      /* the background scrub's budget, MB/s; 0: no background
+				     scrub (scrub.h) */
+	unsigned scrub_interval_s; /* between background rounds; 0: SCRUB_DEFAULT_INTERVAL_S */
 	/* tests only (quilld: QUILL_TEST_CRASH_AFTER_OPEN=N): after the N-th open record
 	 * of this process landed, record the next number open too and raise SIGKILL, so
 	 * that a record names a segment the log never got. 0: off */
@@ -90,6 +93,9 @@ void replica_destroy(struct replicas *rs);
  * (replicas 0 or above LAYOUT_MAX_REPLICAS, min_replicas above replicas), -ENOMEM. */
 int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int64_t epoch,
 		       unsigned replicas, unsigned min_replicas);
+
+/* The scrub of this node's families (scrub.h: scrub_start, scrub_report_get), or NULL. */
+struct scrub *replica_scrub(struct replicas *rs);
 
 /* The cluster map moved: connects to new nodes, retries what waits for placement. */
 void replica_map_changed(struct replicas *rs);

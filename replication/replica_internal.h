@@ -177,6 +177,7 @@ struct replicas {
 	struct bread *breads;           /* baseread.c: clones' reads of their bases */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
+	struct scrub *scrub;            /* scrub passes (scrub.h) */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
@@ -198,6 +199,10 @@ void replica_node_failed(struct rnode *n, const char *why);
 /* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that
  * waited for min_replicas copies count it. */
 void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n);
+/* Scrub took node's bad copy of the sealed segment (uid, sno) out of its record: it
+ * is no holder of it here either (reads around do not ask it) until catch-up's copy. */
+void replica_seg_holder_removed(struct replicas *rs, uint64_t uid, uint32_t sno,
+				const char *node);
 /* A node became usable: segments waiting for placement try again, and the seals a
  * holder has not confirmed are sent again. */
 void replica_segs_retry_placing(struct replicas *rs);

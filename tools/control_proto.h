@@ -54,6 +54,9 @@
  * ("a,b,c"), length, epoch (absent: this node's claim): the segment lifecycle
  * records replication writes, reachable for tests and operators -> segments */
 #define CONTROL_CMD_VOLUME_SEGMENT "volume.segment"
+/* [name]: a scrub pass over that replicated volume this node owns (every one without
+ * a name), answered once it ended -> scrub: [report...] (docs/control.md) */
+#define CONTROL_CMD_VOLUME_SCRUB "volume.scrub"
 
 /* The socket both sides use when not told otherwise:
  * $XDG_RUNTIME_DIR/quill/quilld.sock, or /tmp/quill-$UID/quilld.sock. Writes the

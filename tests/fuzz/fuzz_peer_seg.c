@@ -3,7 +3,8 @@
  * meets a hostile member's requests and an owner a hostile holder's replies.
  *
  * The first input byte picks the op: its low 3 bits one of SEG_OPEN..SEG_STAT (bit 4
- * set: bits 5-6 pick LAYER_READ, FRAG_PUT, FRAG_READ or SEG_LIST instead), bit 3 a reply; the
+ * set: bits 5-6 pick LAYER_READ, FRAG_PUT, FRAG_READ or SEG_LIST instead, and with bit 7
+ * also set SEG_VERIFY), bit 3 a reply; the
  * rest is the payload. Besides not crashing, what a decoder accepts must
  * hold: data inside the payload and exactly its announced blocks, counts and ranges
  * within their bounds, and the fixed part re-encoded from the decoded fields giving
@@ -45,7 +46,8 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 		check(len == head_len + (size_t)r.nblocks * PEER_SEG_BLOCK);
 		check((uint64_t)r.block + r.nblocks <= UINT32_MAX);
 		peer_seg_data_check(&r); /* reads exactly the data */
-	} else if (op == PEER_OP_SEG_READ && (r.flags & PEER_SEG_F_CRCS)) {
+	} else if ((op == PEER_OP_SEG_READ && (r.flags & PEER_SEG_F_CRCS)) ||
+		   op == PEER_OP_SEG_VERIFY) {
 		check(r.data == p + head_len);
 		check(len == head_len + (size_t)r.nblocks * sizeof(uint32_t));
 	} else {
@@ -53,6 +55,9 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 	}
 	if (op == PEER_OP_SEG_READ)
 		check(r.nblocks >= 1 && r.nblocks <= PEER_SEG_READ_MAX_BLOCKS &&
+		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
+	if (op == PEER_OP_SEG_VERIFY)
+		check(r.nblocks >= 1 && r.nblocks <= PEER_SEG_VERIFY_MAX_BLOCKS &&
 		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
 	if (op == PEER_OP_SEG_OPEN)
 		check(r.segment_blocks != 0);
@@ -85,6 +90,20 @@ static void list_reply(const uint8_t *p, size_t len, size_t head_len,
 	}
 }
 
+/* A SEG_VERIFY reply accepted: its block numbers fill the rest exactly, strictly
+ * ascending, within one run. */
+static void verify_reply(const uint8_t *p, size_t len, size_t head_len,
+			 const struct peer_seg_reply *r)
+{
+	check(r->result == 0 && r->bad == p + head_len &&
+	      r->length <= PEER_SEG_VERIFY_MAX_BLOCKS);
+	check(len == head_len + (size_t)r->length * sizeof(uint32_t));
+	for (uint32_t i = 1; i < r->length; i++)
+		check(peer_seg_verify_bad(r, i) > peer_seg_verify_bad(r, i - 1) &&
+		      peer_seg_verify_bad(r, i) - peer_seg_verify_bad(r, 0) <
+			      PEER_SEG_VERIFY_MAX_BLOCKS);
+}
+
 static void reply(uint8_t op, const uint8_t *p, size_t len)
 {
 	struct peer_seg_reply r;
@@ -98,6 +117,8 @@ static void reply(uint8_t op, const uint8_t *p, size_t len)
 	check(head_len <= len && memcmp(head, p, head_len) == 0);
 	if ((op & ~PEER_OP_REPLY) == PEER_OP_SEG_LIST && r.result == 0) {
 		list_reply(p, len, head_len, &r);
+	} else if ((op & ~PEER_OP_REPLY) == PEER_OP_SEG_VERIFY && r.result == 0) {
+		verify_reply(p, len, head_len, &r);
 	} else if (r.data && ((op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ ||
 		       (op & ~PEER_OP_REPLY) == PEER_OP_FRAG_READ)) {
 		check(r.result == 0 && r.crcs == p + head_len);
@@ -126,6 +147,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	op = (uint8_t)(data[0] & 16 ? more[(data[0] >> 5) & 3] : PEER_OP_SEG_OPEN + (data[0] & 7));
+	if ((data[0] & 0x90) == 0x90)
+		op = PEER_OP_SEG_VERIFY;
 	if (data[0] & 8)
 		reply((uint8_t)(op | PEER_OP_REPLY), data + 1, size - 1);
 	else

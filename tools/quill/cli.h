@@ -79,6 +79,11 @@ int cmd_clone(const struct cli *c);
 int cmd_flatten(const struct cli *c);
 int cmd_diff(const struct cli *c);
 
+/* ---- scrub.c ---- */
+int cmd_scrub(const struct cli *c);     /* scrub [VOL] */
+/* The "scrub:" lines of a status answer's "scrub" object (NULL: nothing). */
+void cli_show_scrub_status(struct json_object *s);
+
 /* ---- vhost.c ---- */
 int cmd_vhost(const struct cli *c);     /* vhost start|stop|ls */
 

@@ -66,6 +66,10 @@ int cli_usage(FILE *out, int code)
 		"  node ls                        the cluster's nodes: up or down, out, domain\n"
 		"  node out|in ID                 mark a node out (an operator's decision, kept\n"
 		"                                 across restarts) or in again\n"
+		"  scrub [VOL]                    (cluster) read every copy of VOL's sealed segments\n"
+		"                                 (every replicated volume this node owns without\n"
+		"                                 VOL), check their checksums, repair bad copies\n"
+		"                                 from good ones; says what it found and fixed\n"
 		"  node held [--orphans]          the copies of other nodes' segments this node\n"
 		"                                 holds (replicated volumes); --orphans: which of\n"
 		"                                 them the segment records no longer want, and why\n"
@@ -212,6 +216,7 @@ static void show_status(struct json_object *ans)
 		       cli_str(ans, "metadata_error"));
 	else
 		printf("metadata:  %s\n", or_dash(cli_str(ans, "metadata")));
+	cli_show_scrub_status(json_object_object_get(ans, "scrub"));
 }
 
 static void show_gc(struct json_object *ans)
@@ -369,6 +374,7 @@ static const struct {
 	{ "status", cmd_status, 0, 0 },  { "gc", cmd_gc, 0, 0 },
 	{ "vhost", cmd_vhost, 1, 3 },
 	{ "cluster", cmd_cluster, 1, 1 }, { "node", cmd_node, 1, 2 },
+	{ "scrub", cmd_scrub, 0, 1 },
 };
 
 static int run(const struct cli *c)

@@ -147,6 +147,17 @@ static const char *check_catchup_mbps(const struct quilld_config *c)
 	return c->catchup_mbps > 100000 ? "must be between 0 (off) and 100000 MB/s" : NULL;
 }
 
+static const char *check_scrub_mbps(const struct quilld_config *c)
+{
+	return c->scrub_mbps > 100000 ? "must be between 0 (off) and 100000 MB/s" : NULL;
+}
+
+static const char *check_scrub_interval(const struct quilld_config *c)
+{
+	return c->scrub_interval_s < 1 || c->scrub_interval_s > 4000000
+		       ? "must be between 1 and 4000000 seconds" : NULL;
+}
+
 static const char *check_peer_timeout(const struct quilld_config *c)
 {
 	return c->peer_timeout_ms < 50 || c->peer_timeout_ms > 600000
@@ -214,6 +225,8 @@ static const struct setting settings[] = {
 	{ "lease-ttl", SET_UINT, F(lease_ttl), 0, "seconds without etcd before this node stops serving I/O and is down (10)", check_lease_ttl, false },
 	{ "peer-timeout-ms", SET_UINT, F(peer_timeout_ms), 0, "a node holding copies that does not answer this long is dropped from them (1000)", check_peer_timeout, false },
 	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them; 0: none (64)", check_catchup_mbps, false },
+	{ "scrub-mbps", SET_UINT, F(scrub_mbps), 0, "the background scrub of the replicated volumes this node owns: the most MB/s it reads over every copy; 0: no background scrub (0; quill scrub runs at 64 then)", check_scrub_mbps, false },
+	{ "scrub-interval", SET_UINT, F(scrub_interval_s), 0, "seconds between background scrub rounds (86400)", check_scrub_interval, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -548,6 +561,7 @@ static void set_defaults(struct quilld_config *cfg)
 	cfg->lease_ttl = 10;
 	cfg->peer_timeout_ms = 1000;
 	cfg->catchup_mbps = 64;
+	cfg->scrub_interval_s = 86400;
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	cfg->prezero = true;
 	cfg->idle_defrag = true;

@@ -59,6 +59,9 @@ struct quilld_config {
 	unsigned lease_ttl;              /* seconds; default 10 */
 	unsigned peer_timeout_ms;        /* a holder silent this long is dropped; 1000 */
 	unsigned catchup_mbps;           /* catch-up's budget (replication/catchup.h); 64 */
+	unsigned scrub_mbps;             /* the background scrub's budget (replication/scrub.h);
+					    0: none (the default) */
+	unsigned scrub_interval_s;       /* between background scrub rounds; 86400 */
 };
 
 #define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)

@@ -399,6 +399,8 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "defrag_idle_reads", (int64_t)st.defrag_idle_reads);
 	ctl_add_int(v, "blocks_repaired", (int64_t)st.blocks_repaired);
 	ctl_add_int(v, "blocks_unrecoverable", (int64_t)st.blocks_unrecoverable);
+	if (ctl->replicas)
+		json_object_object_add(v, "scrub", ctl_scrub_status_json(ctl));
 	ctl_add_int(v, "fetches", (int64_t)st.fetches);
 	ctl_add_int(v, "fetch_blocks", (int64_t)st.fetch_blocks);
 	ctl_add_int(v, "fetch_requests", (int64_t)st.fetch_requests);
@@ -461,7 +463,7 @@ static const struct control_cmd *find_command(const char *cmd)
 {
 	const struct control_cmd *tables[] = { node_commands, ctl_snap_commands,
 					       ctl_vhost_commands, ctl_cluster_commands,
-					       ctl_cluster_vol_commands };
+					       ctl_cluster_vol_commands, ctl_scrub_commands };
 
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct control_cmd *c = tables[t]; c->cmd; c++)

@@ -110,6 +110,8 @@ static struct json_object *cmd_cluster_status(struct control *ctl, struct json_o
 	ctl_add_str(io, "why", why);
 	ctl_add_int(io, "requests_waiting", blk_guard_waiting(ctl->guard));
 	json_object_object_add(v, "io", io);
+	if (ctl->replicas)
+		json_object_object_add(v, "scrub", ctl_scrub_status_json(ctl));
 	if (add_nodes(ctl, v) < 0 || ctl_cluster_add_volumes(ctl, v) < 0) {
 		json_object_put(v);
 		return ctl_error(ENOMEM, "out of memory");

@@ -196,8 +196,13 @@ static struct json_object *cluster_vol_json(struct control *ctl, const struct cl
 								 &p) == 0 && p.claimed
 						     ? p.claim.node : "");
 	}
-	if (owner)
-		json_object_object_add(o, "copies", copies_json(&st));
+	if (owner) {
+		struct json_object *cp = copies_json(&st), *sc = ctl_scrub_last_json(ctl, v->rec.name);
+
+		if (sc)
+			json_object_object_add(cp, "scrub", sc);
+		json_object_object_add(o, "copies", cp);
+	}
 	if (ctl->volume_takeover &&
 	    ctl->volume_takeover(ctl->volume_owned_arg, v->rec.name, step, sizeof(step)))
 		ctl_add_str(o, "taking_over", step);

@@ -151,6 +151,13 @@ extern const struct control_cmd ctl_cluster_commands[];
 struct json_object *ctl_single_node(void);
 /* control_cluster_vol.c: volumes in the cluster map. */
 extern const struct control_cmd ctl_cluster_vol_commands[];
+/* control_scrub.c: volume.scrub. */
+extern const struct control_cmd ctl_scrub_commands[];
+/* The scrub's settings and each owned volume's last pass, brief (cluster status,
+ * node status): an object, or NULL without replicated volumes here. */
+struct json_object *ctl_scrub_status_json(struct control *ctl);
+/* A volume's last scrub pass, brief, or NULL (none since start-up, or not owned here). */
+struct json_object *ctl_scrub_last_json(struct control *ctl, const char *name);
 /* volume.create and volume.rm of a node of a cluster (records in etcd, then the local
  * volume): true if handled, *ans the answer (NULL: it comes later); false: the single
  * node's way (the caller goes on). */

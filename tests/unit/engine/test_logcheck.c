@@ -282,3 +282,110 @@ Test(logcheck_rule, seq_hi_looks_at_the_volume_s_next_slot)
 	cr_assert_eq(logcheck_seq_hi(&facts, 1, 40), 89);
 	cr_assert_eq(logcheck_seq_hi(&facts, 1, 95), UINT64_MAX);
 }
+
+/* ---- scrub: every block judged ---- */
+
+/* The slot's header block (the USED header of this life). */
+static void put_header(void)
+{
+	struct segment_header h = hdr;
+
+	h.family_uid = 5; /* a segment has an id */
+	ondisk_segment_header_encode(&h, blk(0));
+}
+
+Test(logcheck, classify_judges_every_block_of_a_whole_log)
+{
+	uint8_t state[BLOCKS];
+	uint32_t crcs[BLOCKS];
+	uint32_t p;
+
+	put_header();
+	p = put_batch(1, 10, 2, 0);
+	p = put_batch(p, 12, 3, 0);
+	logcheck_classify(slot, p, GEN, state, crcs);
+	for (uint32_t b = 0; b < p; b++) {
+		cr_assert_eq(state[b], LOGCHECK_B_GOOD, "block %u", b);
+		cr_assert_eq(crcs[b], crc32c(blk(b), QUILL_BLOCK_SIZE), "block %u's CRC", b);
+	}
+}
+
+Test(logcheck, classify_names_a_bad_data_block_and_what_it_must_be)
+{
+	uint8_t state[BLOCKS];
+	uint32_t crcs[BLOCKS], want;
+	uint32_t p;
+
+	put_header();
+	p = put_batch(1, 10, 2, 0);
+	p = put_batch(p, 12, 3, 0);
+	want = crc32c(blk(p - 2), QUILL_BLOCK_SIZE);
+	blk(p - 2)[100] ^= 1;
+	logcheck_classify(slot, p, GEN, state, crcs);
+	cr_assert_eq(state[p - 2], LOGCHECK_B_BAD);
+	cr_assert_eq(crcs[p - 2], want, "the summary's CRC: what a repair must bring");
+	cr_assert_eq(state[p - 1], LOGCHECK_B_GOOD, "its neighbours are judged apart");
+	cr_assert_eq(state[p - 3], LOGCHECK_B_GOOD);
+}
+
+Test(logcheck, classify_flags_a_damaged_summary_and_its_data_unchecked)
+{
+	uint8_t state[BLOCKS];
+	uint32_t crcs[BLOCKS];
+	uint32_t p, damaged;
+
+	put_header();
+	p = put_batch(1, 10, 2, 0);
+	damaged = p;
+	p = put_batch(p, 11, 4, 0);
+	p = put_batch(p, 15, 1, 0);
+	blk(damaged)[300] ^= 0x10;
+	logcheck_classify(slot, p, GEN, state, crcs);
+	cr_assert_eq(state[damaged], LOGCHECK_B_DAMAGED);
+	for (uint32_t b = damaged + 1; b < damaged + 5; b++)
+		cr_assert_eq(state[b], LOGCHECK_B_UNCHECKED, "block %u: no summary names it", b);
+	cr_assert_eq(state[p - 2], LOGCHECK_B_GOOD, "the batch after it is judged");
+	cr_assert_eq(state[p - 1], LOGCHECK_B_GOOD);
+}
+
+Test(logcheck, classify_flags_a_damaged_header_and_judges_on)
+{
+	uint8_t state[BLOCKS];
+	uint32_t crcs[BLOCKS];
+	uint32_t p;
+
+	put_header();
+	p = put_batch(1, 10, 2, 0);
+	blk(0)[2000] ^= 4;
+	logcheck_classify(slot, p, GEN, state, crcs);
+	cr_assert_eq(state[0], LOGCHECK_B_DAMAGED);
+	cr_assert_eq(state[1], LOGCHECK_B_GOOD, "its volume is still read from the header");
+	cr_assert_eq(state[2], LOGCHECK_B_GOOD);
+}
+
+Test(logcheck, classify_leaves_blocks_past_the_log_unchecked)
+{
+	uint8_t state[BLOCKS];
+	uint32_t crcs[BLOCKS];
+	uint32_t p;
+
+	put_header();
+	p = put_batch(1, 10, 2, 0);
+	memset(blk(p), 0x33, QUILL_BLOCK_SIZE); /* written past the last batch */
+	logcheck_classify(slot, p + 1, GEN, state, crcs);
+	cr_assert_eq(state[p], LOGCHECK_B_UNCHECKED);
+	cr_assert_eq(crcs[p], 0);
+}
+
+Test(logcheck, classify_refuses_another_life_of_the_slot)
+{
+	uint8_t state[BLOCKS];
+	uint32_t crcs[BLOCKS];
+	uint32_t p;
+
+	put_header();
+	p = put_batch(1, 10, 2, 0);
+	logcheck_classify(slot, p, GEN + 1, state, crcs);
+	cr_assert_eq(state[0], LOGCHECK_B_DAMAGED, "a header of another generation");
+	cr_assert_eq(state[1], LOGCHECK_B_UNCHECKED, "summaries of another life are not its");
+}

@@ -200,6 +200,10 @@ static void on_reply(void *arg, int res, const struct peer_hdr *h, const void *p
 			       (size_t)a->rep.length * sizeof(struct peer_seg_entry));
 			a->rep.entries = a->data;
 		}
+		if (a->rep.bad) { /* a SEG_VERIFY's block numbers */
+			memcpy(a->data, a->rep.bad, (size_t)a->rep.length * sizeof(uint32_t));
+			a->rep.bad = a->data;
+		}
 		if (a->rep.data) {
 			cr_assert_leq((size_t)a->rep.nblocks * BLK, sizeof(a->data));
 			memcpy(a->data, a->rep.data, (size_t)a->rep.nblocks * BLK);
@@ -341,17 +345,26 @@ Test(holder, open_append_read_seal_delete)
 	cr_assert_eq(closes, 0);
 }
 
+/* sr (a read-around's SEG_READ with CRCS, or a scrub's SEG_VERIFY) naming crcs, one
+ * per block, at epoch 3. */
+static struct answer *call_crcs(const struct peer_seg_req *sr, const uint32_t *crcs)
+{
+	uint8_t le[8 * sizeof(uint32_t)];
+
+	cr_assert_leq(sr->nblocks, 8);
+	for (uint32_t i = 0; i < sr->nblocks; i++)
+		peer_put32(le + 4 * i, crcs[i]);
+	return call(sr, 3, le, 5000);
+}
+
 /* A read-around names each block's CRC: a good copy is sent, a bad one refused. */
 static struct answer *read_checked(uint32_t sno, uint32_t block, uint32_t n,
 				   const uint32_t *crcs)
 {
-	uint8_t le[8 * sizeof(uint32_t)];
 	struct peer_seg_req sr = { .op = PEER_OP_SEG_READ, .sno = sno, .block = block,
 				   .nblocks = n, .flags = PEER_SEG_F_CRCS };
 
-	for (uint32_t i = 0; i < n; i++)
-		peer_put32(le + 4 * i, crcs[i]);
-	return call(&sr, 3, le, 5000);
+	return call_crcs(&sr, crcs);
 }
 
 Test(holder, read_with_crcs_sends_only_a_copy_that_has_them)
@@ -372,6 +385,41 @@ Test(holder, read_with_crcs_sends_only_a_copy_that_has_them)
 	a = read_checked(1, 0, 2, crcs);
 	cr_assert_eq(a->rep.result, -EILSEQ);
 	cr_assert_null(a->rep.data, "no blocks with a refusal");
+	cr_assert_eq(closes, 0);
+}
+
+/* A scrub's SEG_VERIFY: the copy is read and checked here, and only the numbers of the
+ * blocks that do not have the owner's CRCs come back. */
+static struct answer *verify(uint32_t sno, uint32_t block, uint32_t n, const uint32_t *crcs)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_VERIFY, .sno = sno, .block = block,
+				   .nblocks = n };
+
+	return call_crcs(&sr, crcs);
+}
+
+Test(holder, verify_answers_the_blocks_that_differ)
+{
+	uint8_t blk[BLK];
+	uint32_t crcs[4];
+	struct answer *a;
+
+	cr_assert_eq(open_seg(1, 3), 0);
+	cr_assert_eq(append(1, 0, 2, 0xa1, 0, 3)->rep.result, 0);
+	cr_assert_eq(append(1, 2, 1, 0xb2, 0, 3)->rep.result, 0); /* the owner's: 0xa1 */
+	cr_assert_eq(append(1, 3, 1, 0xa1, 0, 3)->rep.result, 0);
+	memset(blk, 0xa1, BLK);
+	crcs[0] = crcs[1] = crcs[2] = crcs[3] = crc32c(blk, BLK);
+	a = verify(1, 0, 4, crcs);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 1, "one block differs");
+	cr_assert_eq(peer_seg_verify_bad(&a->rep, 0), 2);
+	cr_assert_null(a->rep.data, "no blocks cross the network");
+	a = verify(1, 3, 1, crcs);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, 0, "a run of good blocks");
+	cr_assert_neq(verify(1, 3, 2, crcs)->rep.result, 0, "past the copy's end");
+	cr_assert_eq(verify(7, 0, 1, crcs)->rep.result, -ENOENT, "no copy of it here");
 	cr_assert_eq(closes, 0);
 }
 

@@ -121,8 +121,8 @@ Test(peer_proto, unknown_flags_and_reserved_refused)
 
 Test(peer_proto, unknown_ops_refused)
 {
-	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2d, 0x2f, 0x7f, 0x80,
-					   0xad, 0xfe };
+	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2e, 0x2f, 0x7f, 0x80,
+					   0xae, 0xfe };
 	struct peer_hdr d;
 
 	for (size_t i = 0; i < sizeof(unknown); i++) {
@@ -135,7 +135,7 @@ Test(peer_proto, unknown_ops_refused)
 	}
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND");
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND | PEER_OP_REPLY), "SEG_APPEND reply");
-	cr_assert_str_eq(peer_op_name(0x2d), "op 0x2d");
+	cr_assert_str_eq(peer_op_name(0x2e), "op 0x2e");
 	cr_assert_str_eq(peer_op_name(PEER_OP_FRAG_PUT), "FRAG_PUT");
 	cr_assert_str_eq(peer_op_name(PEER_OP_PING), "PING");
 }
@@ -160,6 +160,7 @@ Test(peer_proto, segment_ops_known_with_bounds)
 		{ PEER_OP_FRAG_PUT, 16 + 3 * 4096, 16u << 20, 8 },
 		{ PEER_OP_FRAG_READ, 16, 16, 8 + 1024 * (4 + 4096) },
 		{ PEER_OP_SEG_LIST, 16, 16, 8 + 4096 * 24 },
+		{ PEER_OP_SEG_VERIFY, 16 + 4, 16 + 1024 * 4, 8 + 1024 * 4 },
 	};
 	uint32_t min, max;
 
@@ -470,7 +471,7 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_FLUSH, buf, 4, &d), -EINVAL);
 	/* not a segment request */
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_PING, buf, 0, &d), -EOPNOTSUPP);
-	cr_assert_eq(peer_seg_req_decode(0x2d, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(0x2e, buf, 0, &d), -EOPNOTSUPP);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL | PEER_OP_REPLY, buf, 8, &d),
 		     -EOPNOTSUPP);
 }
@@ -863,4 +864,81 @@ Test(peer_proto, frag_read_reply_crcs_then_blocks)
 					   &d), 0, "1024 blocks: more than a LAYER_READ's 256");
 	peer_put32(buf + 4, 1025);
 	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_READ, buf, sizeof(buf), &d), -EMSGSIZE);
+}
+
+/* SEG_VERIFY: a run and one CRC per block asked; the reply, the numbers of the blocks
+ * that differ, ascending, within the run. */
+Test(peer_proto, seg_verify_round_trip)
+{
+	struct peer_seg_req r = { .op = PEER_OP_SEG_VERIFY, .sno = 9, .block = 100, .nblocks = 3 };
+	struct peer_seg_req d;
+	static uint8_t blocks[3 * PEER_SEG_BLOCK];
+	uint8_t buf[16 + 3 * 4], bad[3 * 4];
+	struct peer_seg_reply rep = { .length = 2 }, got;
+	size_t len = peer_seg_req_encode(&r, buf);
+
+	cr_assert_eq(len, 16);
+	cr_assert_eq(peer_get32(buf + 8), 3, "nblocks at 8");
+	memset(blocks, 0x11, sizeof(blocks));
+	for (uint32_t i = 0; i < 3; i++)
+		peer_put32(buf + 16 + i * 4, crc32c(blocks + i * PEER_SEG_BLOCK, PEER_SEG_BLOCK));
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, sizeof(buf), &d), 0);
+	cr_assert(d.sno == 9 && d.block == 100 && d.nblocks == 3 && d.data == buf + 16);
+	cr_assert_eq(peer_seg_verify_run(&d, blocks, bad), 0, "a good copy: nothing differs");
+	blocks[PEER_SEG_BLOCK + 7] ^= 1;
+	blocks[2 * PEER_SEG_BLOCK] ^= 1;
+	cr_assert_eq(peer_seg_verify_run(&d, blocks, bad), 2);
+	cr_assert(peer_get32(bad) == 101 && peer_get32(bad + 4) == 102, "block numbers, not indexes");
+	/* the reply */
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_SEG_VERIFY | PEER_OP_REPLY, &rep, buf), 8);
+	memcpy(buf + 8, bad, 8);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 16, &got), 0);
+	cr_assert_eq(got.length, 2);
+	cr_assert(peer_seg_verify_bad(&got, 0) == 101 && peer_seg_verify_bad(&got, 1) == 102);
+	rep.length = 0;
+	peer_seg_reply_encode(PEER_OP_SEG_VERIFY, &rep, buf);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 8, &got), 0);
+	cr_assert_eq(got.length, 0, "a clean run");
+}
+
+Test(peer_proto, seg_verify_refusals)
+{
+	struct peer_seg_req r = { .op = PEER_OP_SEG_VERIFY, .sno = 1, .block = 0, .nblocks = 2 };
+	struct peer_seg_req d;
+	struct peer_seg_reply rep = { .length = 2 }, got;
+	uint8_t buf[16 + 4 * 4] = { 0 };
+
+	peer_seg_req_encode(&r, buf);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, 16 + 4, &d), -EINVAL,
+		     "one CRC per block, no fewer");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, 16 + 12, &d), -EINVAL,
+		     "no more");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, 16, &d), -EINVAL, "no CRC");
+	peer_put32(buf + 12, 1);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, 16 + 8, &d), -EPROTO,
+		     "reserved");
+	r.nblocks = 0;
+	peer_seg_req_encode(&r, buf);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, 16, &d), -EINVAL, "empty");
+	r.nblocks = PEER_SEG_VERIFY_MAX_BLOCKS + 1;
+	peer_seg_req_encode(&r, buf);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, 16, &d), -EMSGSIZE);
+	r = (struct peer_seg_req){ .op = PEER_OP_SEG_VERIFY, .block = UINT32_MAX, .nblocks = 2 };
+	peer_seg_req_encode(&r, buf);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_VERIFY, buf, 16 + 8, &d), -EINVAL, "wraps");
+	/* replies: numbers ascending, within a run, exactly `length` of them */
+	peer_seg_reply_encode(PEER_OP_SEG_VERIFY, &rep, buf);
+	peer_put32(buf + 8, 5);
+	peer_put32(buf + 12, 5);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 16, &got), -EINVAL, "twice");
+	peer_put32(buf + 12, 4);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 16, &got), -EINVAL, "order");
+	peer_put32(buf + 12, 5 + PEER_SEG_VERIFY_MAX_BLOCKS);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 16, &got), -EINVAL,
+		     "not one run");
+	peer_put32(buf + 12, 6);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 12, &got), -EINVAL, "short");
+	rep.length = PEER_SEG_VERIFY_MAX_BLOCKS + 1;
+	peer_seg_reply_encode(PEER_OP_SEG_VERIFY, &rep, buf);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 16, &got), -EMSGSIZE);
 }

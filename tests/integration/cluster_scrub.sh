@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# tests/integration/cluster_scrub.sh — scrub (issue 13; docs/replication.md, "Scrub"),
+# on a real etcd with three quilld nodes (cluster_lib.sh), a volume replicated 3 ways:
+#   - 256 known blocks (repair_blocks.py: found in a store file by content), then 16
+#     MiB of fio with crc32c verify behind them, so that their segments are sealed
+#   - bytes flipped on disk in one block of the owner's copy and in another of a
+#     holder's copy (node1), while the nodes run: the store is read with O_DIRECT, so
+#     the next read sees the disk, no restart needed (nothing reads those blocks
+#     before the scrub: a client read would repair the owner's block by itself)
+#   - quill scrub reports both (segment, node, block) and fixes both: the owner's block
+#     is rewritten in its store file; node1's copy leaves the segment's record and
+#     catch-up copies it there again from the owner's verified copy
+#   - once catch-up is done a second scrub is clean and checks every copy; fio's
+#     verify-only pass and the known blocks read back right
+#   - the background round: node0 restarted with --scrub-mbps and a 1 s interval, a
+#     block of node2's copy damaged: the background pass finds and fixes it, shown
+#     in quill status
+source "$(dirname "$0")/clients_lib.sh"
+
+it_init cluster_scrub
+quilld_only "scrub"
+need_nbd_python
+source "$(dirname "$0")/cluster_lib.sh"
+fio_peer_init
+
+VOL=sv
+STORE=128M
+N=256
+BLOCKS="$(dirname "$0")/repair_blocks.py"
+blocks() { "$PY" "$BLOCKS" "$@"; }
+# jget JSON PYEXPR: PYEXPR of the parsed JSON (as j)
+jget() { python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+start_three_peer_nodes
+qexpect 0 0 volume create "$VOL" 48M --replicas 3
+URI=$(node_uri 0 "$VOL")
+blocks write "$URI" "$N" || fail "writing the known blocks"
+fio_verify_job "$WORK/w.fio" "$URI" 16M 0
+sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\noffset=4M\nfsync=32/' "$WORK/w.fio"
+fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
+	fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
+grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+log "$N known blocks and 16 MiB of fio (crc32c verify) written"
+
+: >"$WORK/segs.json"
+: >"$WORK/status.json"
+# every sealed record has its 3 holders
+whole() {
+	qn 0 --json volume segment "$VOL" list >"$WORK/segs.json" 2>/dev/null || return 1
+	python3 -c '
+import json, sys
+s = [x for x in json.load(open(sys.argv[1]))["segments"] if x["state"] == "sealed"]
+sys.exit(0 if s and all(len(x["holders"]) == 3 for x in s) else 1)' "$WORK/segs.json"
+}
+wait_for 60 "the sealed segments do not all have 3 holders: $(cat "$WORK/segs.json")" whole
+SEALED=$(python3 -c 'import json, sys
+print(sum(1 for x in json.load(open(sys.argv[1]))["segments"] if x["state"] == "sealed"))' "$WORK/segs.json")
+
+# scrub_now NAME: quill --json scrub on node0 into $WORK/NAME.json (a background pass
+# of the volume running: asked again)
+scrub_now() {
+	local t
+	for ((t = 0; t < 120; t++)); do
+		qn 0 --json scrub "$VOL" >"$WORK/$1.json" 2>"$WORK/$1.err" && return 0
+		grep -q "running already" "$WORK/$1.err" || fail "quill scrub: $(cat "$WORK/$1.err")"
+		sleep 0.5
+	done
+	fail "a scrub of $VOL was running for a minute"
+}
+
+# ---- a clean volume: every copy checked, nothing found ----
+scrub_now clean0
+R=$(cat "$WORK/clean0.json")
+[ "$(jget "$R" 'j["scrub"][0]["bad_blocks"]')" = 0 ] || fail "a clean volume has bad blocks: $R"
+[ "$(jget "$R" 'j["scrub"][0]["segments"]')" -ge "$SEALED" ] ||
+	fail "the scrub read fewer than the $SEALED sealed segments: $R"
+[ "$(jget "$R" 'j["scrub"][0]["copies_checked"]')" = "$((3 * $(jget "$R" 'j["scrub"][0]["segments"]')))" ] ||
+	fail "not every copy of every segment was checked: $R"
+log "clean: $(jget "$R" 'j["scrub"][0]["segments"]') segments, $(jget "$R" 'j["scrub"][0]["copies_checked"]') copies checked, nothing found; $(jget "$R" '"%.1f MB in %d ms: %.1f MB/s over every copy (the budget: 64 MB/s; printed, not asserted)" % (j["scrub"][0]["bytes_checked"] / 1e6, j["scrub"][0]["elapsed_ms"], j["scrub"][0]["bytes_checked"] / 1e3 / max(1, j["scrub"][0]["elapsed_ms"]))')"
+
+# ---- damage: the owner's copy of block 77, node1's copy of block 200 ----
+blocks corrupt "$WORK/node0/store.img" 77 >>"$WORK/corrupt.log" ||
+	fail "damaging the owner's copy: $(cat "$WORK/corrupt.log")"
+blocks corrupt "$WORK/node1/store.img" 200 >>"$WORK/corrupt.log" ||
+	fail "damaging node1's copy: $(cat "$WORK/corrupt.log")"
+scrub_now found
+R=$(cat "$WORK/found.json")
+[ "$(jget "$R" 'j["scrub"][0]["bad_blocks"]')" = 2 ] || fail "the scrub did not find the 2 bad blocks: $R"
+[ "$(jget "$R" 'j["scrub"][0]["fixed_blocks"]')" = 2 ] || fail "the scrub did not fix both: $R"
+[ "$(jget "$R" '[f["node"] for f in j["scrub"][0]["findings"] if f["owner"] and f["bad_blocks"] == 1 and f["fixed_blocks"] == 1]')" = "['node0']" ] ||
+	fail "the owner's bad block is not reported fixed: $R"
+[ "$(jget "$R" '[f["node"] for f in j["scrub"][0]["findings"] if not f["owner"] and f["bad_blocks"] == 1 and f["fixed_blocks"] == 1]')" = "['node1']" ] ||
+	fail "node1's bad block is not reported fixed: $R"
+blocks intact "$WORK/node0/store.img" 77 || fail "the owner's store does not hold block 77 good again"
+grep -q "scrub of segment .*: 1 blocks of the copy held here fail their checksum" "$WORK/node1.log" ||
+	fail "node1 does not log its bad copy"
+log "found and fixed: $(jget "$R" '[(f["node"], f["segment"], f["first_bad_blocks"], f["action"]) for f in j["scrub"][0]["findings"]]')"
+
+# ---- catch-up copies node1's again; a second scrub is clean ----
+wait_for 60 "node1's copy is not made again: $(cat "$WORK/segs.json")" whole
+scrub_now clean1
+R=$(cat "$WORK/clean1.json")
+[ "$(jget "$R" 'j["scrub"][0]["bad_blocks"]')" = 0 ] || fail "the second scrub is not clean: $R"
+[ "$(jget "$R" 'j["scrub"][0]["copies_not_checked"]')" = 0 ] || fail "copies not checked: $R"
+[ "$(jget "$R" 'j["scrub"][0]["copies_checked"]')" = "$((3 * $(jget "$R" 'j["scrub"][0]["segments"]')))" ] ||
+	fail "not every copy was checked the second time: $R"
+sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
+fio --output="$WORK/fio-v.log" "$WORK/v.fio" || fail "fio verify: $(tail -20 "$WORK/fio-v.log")"
+grep -q "err= 0" "$WORK/fio-v.log" || fail "fio verify reports an error: $(cat "$WORK/fio-v.log")"
+blocks read "$URI" "$N" || fail "the known blocks do not read back right"
+[ "$(status_of 0 blocks_unrecoverable)" = 0 ] || fail "a block counted unrecoverable"
+log "after catch-up a second scrub is clean ($(jget "$R" 'j["scrub"][0]["copies_checked"]') copies); fio verify-only and the known blocks read back right"
+
+# ---- the background round ----
+stop_pid "${NODE_PID[0]}"
+blocks corrupt "$WORK/node2/store.img" 120 >>"$WORK/corrupt.log" ||
+	fail "damaging node2's copy: $(cat "$WORK/corrupt.log")"
+start_peer_node 0 --scrub-mbps 64 --scrub-interval 1
+wait_for 30 "node0 does not claim $VOL again" \
+	bash -c "'$QUILL' --socket '$WORK/ctl0.sock' volume info $VOL | grep -q 'owner node0'"
+bg_fixed() {
+	qn 0 --json status >"$WORK/status.json" 2>/dev/null || return 1
+	python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["scrub"]
+sys.exit(0 if s["background_mbps"] == 64 and any(p["background"] and
+         p["bad_blocks_since_start"] == 1 and p["fixed_blocks_since_start"] == 1
+         for p in s["last_passes"]) else 1)' \
+		"$WORK/status.json"
+}
+wait_for 60 "no background pass found node2's bad block: $(cat "$WORK/status.json")" bg_fixed
+qn 0 status | grep -q "^scrub: *background at 64 MB/s" || fail "quill status does not show the background scrub"
+log "the background round found and fixed node2's bad block: $(qn 0 status | grep 'since start-up')"
+
+it_pass
