@@ -456,14 +456,19 @@ static void last_wait_set(struct cluster *cl, bool append, const char *fmt, ...)
 
 /* A fenced call under epoch found name's claim lapsed with the lease, nobody's since
  * (-ENOLCK): etcd expired the lease before this node heard (it was stalled, or its
- * keepalives late). The claim waits for the join, as if the keepalive had told. */
-static void claim_lapsed(struct cluster *cl, const char *name, int64_t epoch)
+ * keepalives late). The claim waits for the join, as if the keepalive had told. False:
+ * this node held no such claim (it released it): the call is simply stale. */
+static bool claim_lapsed(struct cluster *cl, const char *name, int64_t epoch)
 {
 	struct claim *c;
+	bool lapsed = false;
 
 	pthread_mutex_lock(&cl->mu);
 	c = claim_find(cl, name);
-	if (c && c->epoch <= epoch) {
+	for (size_t i = 0; i < cl->nlapsed && !lapsed; i++)
+		lapsed = strcmp(cl->lapsed[i].name, name) == 0 && cl->lapsed[i].epoch == epoch;
+	if (c && c->epoch == epoch) {
+		lapsed = true;
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: this node's claim at epoch %lld lapsed with "
 			"its lease (no other node claimed it): its clients wait for the next join",
 			name, (long long)c->epoch);
@@ -472,7 +477,9 @@ static void claim_lapsed(struct cluster *cl, const char *name, int64_t epoch)
 		claim_lapse(cl, c);
 	}
 	pthread_mutex_unlock(&cl->mu);
-	cl->lapse_seen = true; /* the session thread asks about the lease at once */
+	if (lapsed)
+		cl->lapse_seen = true; /* the session thread asks about the lease at once */
+	return lapsed;
 }
 
 /* The lease is gone, and every claim under it. */
@@ -644,8 +651,8 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 	}
 	else if (c->res == -ESTALE)
 		claim_drop(cl, name, epoch);
-	else if (c->res == -ENOLCK)
-		claim_lapsed(cl, name, epoch);
+	else if (c->res == -ENOLCK && !claim_lapsed(cl, name, epoch))
+		c->res = -ESTALE; /* released here: msg says whose it is not */
 	if (c->res < 0 && !msg[0])
 		snprintf(msg, len, "%s", strerror(-c->res));
 }

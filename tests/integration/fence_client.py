@@ -46,6 +46,36 @@ def block_data(tag, blk, ver):
     return random.Random("%s:%d:%d" % (tag, blk, ver)).randbytes(BS)
 
 
+def gone(h):
+    return h.aio_is_dead() or h.aio_is_closed()
+
+
+def pump(h, state, seconds, issue, keep, who):
+    """Keeps QD requests in flight (issue(i) sends request i) for SECONDS or until one
+    fails (keep: a steady stream, not a flood), then waits for those in flight and,
+    after a failure, for the fenced server's hangup. Returns the requests sent."""
+    i = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and not state["failed"]:
+            if keep:
+                time.sleep(0.001)  # a steady stream over the seconds asked for
+            while state["inflight"] < QD:
+                issue(i)
+                state["inflight"] += 1
+                i += 1
+            h.poll(-1)
+        while state["inflight"] and not gone(h):
+            h.poll(1000)
+        # a fenced server hangs up once its error replies went out
+        end = time.monotonic() + 10
+        while state["failed"] and time.monotonic() < end and not gone(h):
+            h.poll(1000)
+    except nbd.Error as e:
+        print("%s: %s" % (who, e.string))
+    return i
+
+
 def write(uri, journal_path, tag, seconds, keep=False):
     h = nbd.NBD()
     h.connect_uri(uri)
@@ -70,35 +100,19 @@ def write(uri, journal_path, tag, seconds, keep=False):
             return 1
         return cb
 
-    i = 0
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline and not state["failed"]:
-            if keep:
-                time.sleep(0.001)  # a steady stream over the seconds asked for
-            while state["inflight"] < QD:
-                blk, ver = i % nblocks, i // nblocks
-                bufs[i] = nbd.Buffer.from_bytearray(bytearray(block_data(tag, blk, ver)))
-                jr.write("S %d %d\n" % (blk, ver))
-                h.aio_pwrite(bufs[i], blk * BS, completion=done(i))
-                state["inflight"] += 1
-                i += 1
-            h.poll(-1)
-        while state["inflight"] and not (h.aio_is_dead() or h.aio_is_closed()):
-            h.poll(1000)
-        # a fenced server hangs up once its error replies went out
-        end = time.monotonic() + 10
-        while (state["failed"] and time.monotonic() < end and
-               not (h.aio_is_dead() or h.aio_is_closed())):
-            h.poll(1000)
-    except nbd.Error as e:
-        print("writer: %s" % e.string)
-    gone = h.aio_is_dead() or h.aio_is_closed()
+    def issue(i):
+        blk, ver = i % nblocks, i // nblocks
+        bufs[i] = nbd.Buffer.from_bytearray(bytearray(block_data(tag, blk, ver)))
+        jr.write("S %d %d\n" % (blk, ver))
+        h.aio_pwrite(bufs[i], blk * BS, completion=done(i))
+
+    i = pump(h, state, seconds, issue, keep, "writer")
+    hung_up = gone(h)
     oks = sum(1 for line in open(journal_path) if line.startswith("K"))
     print("writer: %d sent, %d done, %d failed, connection %s" %
-          (i, oks, state["failed"], "gone" if gone else "up"))
+          (i, oks, state["failed"], "gone" if hung_up else "up"))
     if keep:
-        return 1 if state["failed"] or gone else 0
+        return 1 if state["failed"] or hung_up else 0
     if state["late_ok"]:
         print("writer: blocks %s completed as done after a write had failed"
               % state["late_ok"][:10])
@@ -127,30 +141,20 @@ def read(uri, off, length, byte, seconds, keep=False):
             return 1
         return cb
 
-    i = 0
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline and not state["failed"]:
-            time.sleep(0.001)
-            while state["inflight"] < QD:
-                bufs[i] = nbd.Buffer(BS)
-                h.aio_pread(bufs[i], off + (i * BS) % length, completion=done(i))
-                state["inflight"] += 1
-                i += 1
-            h.poll(-1)
-        while state["inflight"] and not (h.aio_is_dead() or h.aio_is_closed()):
-            h.poll(1000)
-    except nbd.Error as e:
-        print("reader: %s" % e.string)
-    gone = h.aio_is_dead() or h.aio_is_closed()
+    def issue(i):
+        bufs[i] = nbd.Buffer(BS)
+        h.aio_pread(bufs[i], off + (i * BS) % length, completion=done(i))
+
+    i = pump(h, state, seconds, issue, True, "reader")
+    hung_up = gone(h)
     print("reader: %d sent, %d done, %d failed, %d done with other bytes than 0x%02x, "
           "%d done after a failure, connection %s" %
           (i, state["done"], state["failed"], state["wrong"], byte, state["late_ok"],
-           "gone" if gone else "up"))
+           "gone" if hung_up else "up"))
     if state["wrong"] or state["late_ok"]:
         return 1
     if keep:
-        return 1 if state["failed"] or gone else 0
+        return 1 if state["failed"] or hung_up else 0
     return 0 if state["failed"] else 1
 
 
