@@ -844,6 +844,17 @@ static void keepalive(struct cluster *cl, uint64_t *next_ka)
 
 	set_etcd(cl, cl->sess, r);
 	if (r == 0 && ttl > 0) {
+		uint64_t deadline = atomic_load(&cl->deadline_ms), now = loop_now_ms();
+
+		if (deadline && now > deadline) { /* past it: client I/O waited for this */
+			pthread_mutex_lock(&cl->mu);
+			last_wait_set(cl, false, "the lease deadline passed (no keepalive granted "
+				      "in time: etcd away or slow, or this node stalled): client "
+				      "I/O waited up to %llu ms, until lease %llx was renewed",
+				      (unsigned long long)(now - deadline),
+				      (unsigned long long)cl->lease_id);
+			pthread_mutex_unlock(&cl->mu);
+		}
 		lease_set(cl, cl->lease_id, ttl, sent);
 		*next_ka = lease_next_keepalive_ms(sent, ttl);
 		if (cl->outage_logged)
