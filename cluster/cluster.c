@@ -642,17 +642,17 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 			(long long)q->epoch, after,
 			q->resumed ? " (an unfinished create taken over)" : "");
 	}
-	if (c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE))
+	if (c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE)) {
 		claim_drop(cl, name, INT64_MAX);
-	else if (c->res == -ESTALE && unbroken_since(cl, name, epoch)) {
+	} else if (c->res == -ESTALE && unbroken_since(cl, name, epoch)) {
 		c->res = -EAGAIN; /* the caller asks again under the new epoch */
 		snprintf(msg, len, "volume '%s': claimed again by this node since epoch %lld "
 			 "(unbroken): ask again under the new epoch", name, (long long)epoch);
-	}
-	else if (c->res == -ESTALE)
+	} else if (c->res == -ESTALE) {
 		claim_drop(cl, name, epoch);
-	else if (c->res == -ENOLCK && !claim_lapsed(cl, name, epoch))
+	} else if (c->res == -ENOLCK && !claim_lapsed(cl, name, epoch)) {
 		c->res = -ESTALE; /* released here: msg says whose it is not */
+	}
 	if (c->res < 0 && !msg[0])
 		snprintf(msg, len, "%s", strerror(-c->res));
 }
@@ -708,7 +708,7 @@ static void reclaim(struct cluster *cl)
 	/* what was not taken again is lost for good: the loop fences it (join notifies) */
 	pthread_mutex_lock(&cl->mu);
 	for (size_t i = 0; i < cl->nlapsed && cl->info.last_wait[0]; i++)
-		last_wait_set(cl, true, "; %s lost (another node claimed it)", cl->lapsed[i].name);
+		last_wait_set(cl, true, "; %s lost (not claimed again)", cl->lapsed[i].name);
 	if (cl->nlapsed)
 		atomic_fetch_add(&cl->claims_gen, 1);
 	cl->nlapsed = 0;
