@@ -116,6 +116,7 @@ struct cluster {
 	bool waiting_logged;
 	bool outage_logged;
 	bool join_failure_logged;
+	bool lapse_seen;   /* a fenced call found a claim lapsed: ask etcd about the lease now */
 	unsigned call_timeout_ms; /* of the session's calls while a lease is held */
 };
 
@@ -423,23 +424,77 @@ static void claim_drop(struct cluster *cl, const char *name, int64_t upto)
 	pthread_mutex_unlock(&cl->mu);
 }
 
+/* Under cl->mu: claim c went with the lease: kept among the lapsed, so that a claim
+ * taken again at the next epoch continues it (claim_since) and the guard holds its
+ * clients' answers until the join decides. */
+static void claim_lapse(struct cluster *cl, struct claim *c)
+{
+	struct claim *l = grow((void **)&cl->lapsed, &cl->nlapsed, &cl->caplapsed, sizeof(*l));
+
+	if (l)
+		*l = *c;
+	claim_forget(cl, c);
+}
+
+/* Under cl->mu: what made client I/O wait last, for cluster status (cluster_info). */
+static void last_wait_set(struct cluster *cl, bool append, const char *fmt, ...)
+{
+	size_t used = append ? strlen(cl->info.last_wait) : 0;
+	va_list ap;
+
+	if (!append) {
+		time_t t = time(NULL);
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		used = strftime(cl->info.last_wait, sizeof(cl->info.last_wait), "%H:%M:%SZ ", &tm);
+	}
+	va_start(ap, fmt);
+	vsnprintf(cl->info.last_wait + used, sizeof(cl->info.last_wait) - used, fmt, ap);
+	va_end(ap);
+}
+
+/* A fenced call under epoch found name's claim lapsed with the lease, nobody's since
+ * (-ENOLCK): etcd expired the lease before this node heard (it was stalled, or its
+ * keepalives late). The claim waits for the join, as if the keepalive had told. False:
+ * this node held no such claim (it released it): the call is simply stale. */
+static bool claim_lapsed(struct cluster *cl, const char *name, int64_t epoch)
+{
+	struct claim *c;
+	bool lapsed = false;
+
+	pthread_mutex_lock(&cl->mu);
+	c = claim_find(cl, name);
+	for (size_t i = 0; i < cl->nlapsed && !lapsed; i++)
+		lapsed = strcmp(cl->lapsed[i].name, name) == 0 && cl->lapsed[i].epoch == epoch;
+	if (c && c->epoch == epoch) {
+		lapsed = true;
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: this node's claim at epoch %lld lapsed with "
+			"its lease (no other node claimed it): its clients wait for the next join",
+			name, (long long)c->epoch);
+		last_wait_set(cl, false, "volume %s: its claim lapsed with the lease (etcd did "
+			      "not hear from this node for its TTL)", name);
+		claim_lapse(cl, c);
+	}
+	pthread_mutex_unlock(&cl->mu);
+	if (lapsed)
+		cl->lapse_seen = true; /* the session thread asks about the lease at once */
+	return lapsed;
+}
+
 /* The lease is gone, and every claim under it. */
-static void claims_lost(struct cluster *cl)
+static void claims_lost(struct cluster *cl, int64_t lease_id)
 {
 	pthread_mutex_lock(&cl->mu);
 	for (size_t i = 0; i < cl->nclaims; i++)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: no longer owned by this node (its claim at "
 			"epoch %lld went with the lease)", cl->claims[i].name,
 			(long long)cl->claims[i].epoch);
-	/* kept: a claim taken again at the next epoch continues them (claim_since) */
-	for (size_t i = 0; i < cl->nclaims; i++) {
-		struct claim *l = grow((void **)&cl->lapsed, &cl->nlapsed, &cl->caplapsed,
-				       sizeof(*l));
-
-		if (l)
-			*l = cl->claims[i];
-	}
-	cl->nclaims = 0;
+	if (cl->nclaims || !cl->nlapsed)
+		last_wait_set(cl, false, "lease %llx lapsed (etcd did not hear from this node "
+			      "for its TTL)", (unsigned long long)lease_id);
+	while (cl->nclaims)
+		claim_lapse(cl, &cl->claims[cl->nclaims - 1]);
 	atomic_fetch_add(&cl->claims_gen, 1);
 	pthread_mutex_unlock(&cl->mu);
 	notify(cl); /* the loop fences what it serves of them */
@@ -491,9 +546,21 @@ bool cluster_volume_lapsed(const struct cluster *cl, const char *name)
 
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < cl->nlapsed && !found; i++)
-		found = strcmp(cl->lapsed[i].name, name) == 0;
+		found = !name || strcmp(cl->lapsed[i].name, name) == 0;
 	pthread_mutex_unlock(&c->mu);
 	return found;
+}
+
+/* Does this node hold name under a claim newer than epoch that continues, unbroken,
+ * its ownership at epoch (claim_since)? A call fenced at epoch was then refused only
+ * for its old epoch (made before the claim again, run after it): asked again under the
+ * new one it does what it would have done. */
+static bool unbroken_since(struct cluster *cl, const char *name, int64_t epoch)
+{
+	int64_t now = 0, since = 0;
+	bool held = owned(cl, name, &now, &since);
+
+	return held && epoch && since <= epoch && epoch < now;
 }
 
 static void run_volume(struct cluster *cl, struct cmd *c)
@@ -575,16 +642,35 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 			(long long)q->epoch, after,
 			q->resumed ? " (an unfinished create taken over)" : "");
 	}
-	if (c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE))
+	if (c->res == 0 && (q->op == CLUSTER_VOL_RELEASE || q->op == CLUSTER_VOL_REMOVE)) {
 		claim_drop(cl, name, INT64_MAX);
-	else if (c->res == -ESTALE)
+	} else if (c->res == -ESTALE && unbroken_since(cl, name, epoch)) {
+		c->res = -EAGAIN; /* the caller asks again under the new epoch */
+		snprintf(msg, len, "volume '%s': claimed again by this node since epoch %lld "
+			 "(unbroken): ask again under the new epoch", name, (long long)epoch);
+	} else if (c->res == -ESTALE) {
 		claim_drop(cl, name, epoch);
+	} else if (c->res == -ENOLCK && !claim_lapsed(cl, name, epoch)) {
+		c->res = -ESTALE; /* released here: msg says whose it is not */
+	}
 	if (c->res < 0 && !msg[0])
 		snprintf(msg, len, "%s", strerror(-c->res));
 }
 
+static bool claim_held(struct cluster *cl, const char *name)
+{
+	bool held;
+
+	pthread_mutex_lock(&cl->mu);
+	held = claim_find(cl, name) != NULL;
+	pthread_mutex_unlock(&cl->mu);
+	return held;
+}
+
 /* After a join: claim again the volumes this node owned last, that no one claimed
- * since (a restart, or a lease that lapsed while no other node wanted them). */
+ * since (a restart, or a lease that lapsed while no other node wanted them). Also
+ * after a keepalive while claims are lapsed with the lease still alive (a claim key
+ * deleted by hand): the same rule. */
 static void reclaim(struct cluster *cl)
 {
 	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
@@ -603,12 +689,17 @@ static void reclaim(struct cluster *cl)
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (layout_volume_decode(kvs[i].value, kvs[i].value_len, &vol) < 0 ||
-		    strcmp(vol.owner, cl->self.id) != 0)
+		    strcmp(vol.owner, cl->self.id) != 0 || claim_held(cl, vol.name))
 			continue;
 		if (clvol_claim(cl->sess, &w, vol.name, &epoch, &prev, msg, sizeof(msg)) == 0) {
 			claim_set(cl, vol.name, epoch, &prev);
 			log_msg(LOG_INFO, LOG_TAG, "volume %s: owned again by this node, epoch %lld",
 				vol.name, (long long)epoch);
+			pthread_mutex_lock(&cl->mu);
+			if (cl->info.last_wait[0])
+				last_wait_set(cl, true, "; %s owned again at epoch %lld", vol.name,
+					      (long long)epoch);
+			pthread_mutex_unlock(&cl->mu);
 		} else {
 			log_msg(LOG_WARN, LOG_TAG, "volume %s: not claimed again: %s", vol.name, msg);
 		}
@@ -616,6 +707,8 @@ static void reclaim(struct cluster *cl)
 	etcd_kv_free(kvs, n);
 	/* what was not taken again is lost for good: the loop fences it (join notifies) */
 	pthread_mutex_lock(&cl->mu);
+	for (size_t i = 0; i < cl->nlapsed && cl->info.last_wait[0]; i++)
+		last_wait_set(cl, true, "; %s lost (not claimed again)", cl->lapsed[i].name);
 	if (cl->nlapsed)
 		atomic_fetch_add(&cl->claims_gen, 1);
 	cl->nlapsed = 0;
@@ -751,6 +844,17 @@ static void keepalive(struct cluster *cl, uint64_t *next_ka)
 
 	set_etcd(cl, cl->sess, r);
 	if (r == 0 && ttl > 0) {
+		uint64_t deadline = atomic_load(&cl->deadline_ms), now = loop_now_ms();
+
+		if (deadline && now > deadline) { /* past it: client I/O waited for this */
+			pthread_mutex_lock(&cl->mu);
+			last_wait_set(cl, false, "the lease deadline passed (no keepalive granted "
+				      "in time: etcd away or slow, or this node stalled): client "
+				      "I/O waited up to %llu ms, until lease %llx was renewed",
+				      (unsigned long long)(now - deadline),
+				      (unsigned long long)cl->lease_id);
+			pthread_mutex_unlock(&cl->mu);
+		}
 		lease_set(cl, cl->lease_id, ttl, sent);
 		*next_ka = lease_next_keepalive_ms(sent, ttl);
 		if (cl->outage_logged)
@@ -758,17 +862,21 @@ static void keepalive(struct cluster *cl, uint64_t *next_ka)
 				etcd_endpoint(cl->sess));
 		cl->outage_logged = false;
 		set_state(cl, "registered");
+		/* claims lapse under a live lease only when their keys go by hand: the
+		 * same rule as at a join */
+		if (cluster_volume_lapsed(cl, NULL))
+			reclaim(cl);
 		notify(cl);
 		return;
 	}
 	if (r == 0 || r == -ENOENT) {
 		log_msg(LOG_WARN, LOG_TAG, "lease %llx is gone (etcd did not hear from this node "
 			"for its TTL): joining again", (unsigned long long)cl->lease_id);
+		claims_lost(cl, cl->lease_id);
 		cl->lease_id = 0;
 		pthread_mutex_lock(&cl->mu);
 		cl->info.lease_id = 0;
 		pthread_mutex_unlock(&cl->mu);
-		claims_lost(cl);
 		set_state(cl, "lease lost: joining again");
 		return;
 	}
@@ -884,6 +992,9 @@ static void *session_main(void *arg)
 
 	while (!stopping(cl)) {
 		run_commands(cl);
+		if (cl->lapse_seen)
+			next = 0; /* a claim lapsed: is the lease gone too? (once) */
+		cl->lapse_seen = false;
 		if (loop_now_ms() >= next) {
 			if (cl->lease_id) {
 				keepalive(cl, &next);
@@ -1057,6 +1168,7 @@ void cluster_info(const struct cluster *cl, struct cluster_info *info)
 
 	pthread_mutex_lock(&c->mu);
 	*info = cl->info;
+	info->lapsed = (unsigned)cl->nlapsed;
 	pthread_mutex_unlock(&c->mu);
 	info->lease_valid = lease_valid(deadline, now);
 	info->lease_remaining_ms = deadline ? (int64_t)deadline - (int64_t)now : 0;

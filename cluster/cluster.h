@@ -79,6 +79,9 @@ struct cluster_info {
 	bool lease_valid;
 	int64_t lease_remaining_ms; /* until the deadline; <= 0 past it */
 	int64_t map_revision;      /* the etcd revision the map is at */
+	unsigned lapsed;           /* claims that went with the lease, until the join decides */
+	char last_wait[512];       /* the last lapse of this node's lease or claims and how it
+				      ended ("" before any): why client I/O waited last */
 };
 void cluster_info(const struct cluster *cl, struct cluster_info *info);
 
@@ -176,7 +179,8 @@ struct cluster_vol_req {
  * returns 0 -> cb runs once on the loop's thread with 0 or -errno and a sentence;
  * <0 -> it never runs (-EINVAL a bad name, -ENOMEM). Writes are fenced by the
  * epoch: a node that is not the volume's live owner at that epoch records nothing
- * (-ESTALE). A successful CREATE or CLAIM makes this node the owner (until RELEASE,
+ * (-ESTALE; -ENOLCK while its claim only lapsed with its lease, nobody claimed since:
+ * the claim waits for the next join, and the caller tries again). A successful CREATE or CLAIM makes this node the owner (until RELEASE,
  * REMOVE, or its lease is lost); at each join the node claims again the volumes whose
  * record names it as the last owner and that no one claimed since. */
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,

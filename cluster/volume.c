@@ -220,6 +220,12 @@ static int fence_failed(struct etcd *e, const struct clvol_who *w, const char *n
 
 	if (r < 0)
 		return r;
+	/* this node's claim went with its lease and nobody claimed since (the record still
+	 * names it at that epoch): not lost yet, the next join claims it again */
+	if (!claim.node[0] && vol.epoch == epoch && strcmp(vol.owner, w->node) == 0)
+		return say(-ENOLCK, msg, len, "volume '%s': the claim of node %s at epoch %lld "
+			   "lapsed with its lease and no node claimed it since: waiting for "
+			   "this node's claim again", name, w->node, (long long)epoch);
 	if (!claim.node[0])
 		return say(-ESTALE, msg, len, "volume '%s': node %s at epoch %lld is not its owner: "
 			   "no node owns it now (the claim lapsed; the volume is at epoch %lld)",
@@ -238,7 +244,9 @@ static int fenced_new(const struct clvol_who *w, const char *name, int64_t epoch
 	return clvol_txn_fenced(w->prefix, name, &claim, t);
 }
 
-/* Runs the fenced txn t: 0, -ESTALE (why in msg), or an etcd error. */
+/* Runs the fenced txn t: 0, -ESTALE (another node claimed since, or the claim went
+ * otherwise: why in msg), -ENOLCK (the claim lapsed with the lease, nobody claimed
+ * since), or an etcd error. */
 static int fenced_run(struct etcd *e, const struct clvol_who *w, const char *name,
 		      int64_t epoch, struct clvol_txn *t, char *msg, size_t len)
 {

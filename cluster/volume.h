@@ -7,6 +7,9 @@
  * the owner's lease, and only a claim with a higher epoch replaces it, so the compare
  * holds only while this node's claim at epoch E is alive: an owner whose lease lapsed,
  * or that another node has since taken the volume from, records nothing (-ESTALE).
+ * A claim that only lapsed with the lease (the record still names this node at E, no
+ * claim is alive) is told apart (-ENOLCK): the next join claims it again at E + 1,
+ * and the caller tries again under that epoch.
  *
  * The calls block (etcd.h): they run on the cluster's session thread, reached from the
  * loop through cluster_volume_async() (cluster.h). The txn builders are separate so
@@ -14,7 +17,8 @@
  *
  * Errors (with a sentence in msg): -EEXIST the name (or segment) is taken; -ENOENT no
  * such volume (segment); -EBUSY another node's claim is alive; -ESTALE the caller's
- * epoch is not the volume's live claim; -EINVAL a bad name or argument; etcd's own
+ * epoch is not the volume's live claim; -ENOLCK it was, and lapsed with the caller's
+ * lease, and no node claimed since; -EINVAL a bad name or argument; etcd's own
  * (etcd.h).
  */
 #ifndef QUILL_CLUSTER_VOLUME_H

@@ -9,7 +9,7 @@
 #   - credentials: a wrong password, none at all, and a file of mode 0644 are refused
 #   - a live node of another protocol version: a new node refuses to join
 #   - etcd SIGSTOPped, then killed and restarted, under fio writes over NBD on a node:
-#     `cluster status` says why I/O waits, the writes wait and then complete, fio
+#     `cluster status` says why I/O waits (and once etcd is back, why it waited), the writes wait and then complete, fio
 #     verifies every block, and the node was never restarted
 source "$(dirname "$0")/clients_lib.sh"
 
@@ -170,6 +170,9 @@ outage() # outage stop|kill: one etcd outage under fio
 		etcd_start
 	fi
 	wait_for 30 "node0 not serving again after etcd came back" registered 0
+	qn 0 cluster status | grep -q "^client I/O last waited: .*lease" ||
+		fail "cluster status does not say why client I/O waited ($how): $(qn 0 cluster status)"
+	log "etcd back ($how): $(qn 0 cluster status | grep "^client I/O last waited")"
 	wait "$fio_pid" || rc=$?
 	[ "$rc" = 0 ] || fail "fio failed across the etcd outage ($how): $(grep -i 'err\|verify' "$WORK/fio-$how.log" | head -5)"
 	grep -q "err= 0" "$WORK/fio-$how.log" || fail "fio reported errors: $(head -20 "$WORK/fio-$how.log")"

@@ -186,6 +186,8 @@ static void show_status(struct json_object *ans)
 	else
 		printf("client I/O: WAITING (%lld requests): %s\n",
 		       (long long)cli_i64(io, "requests_waiting"), cli_str(io, "why"));
+	if (cli_str(io, "last_wait")[0])
+		printf("client I/O last waited: %s\n", cli_str(io, "last_wait"));
 	cli_show_scrub_status(json_object_object_get(ans, "scrub"));
 	printf("\n");
 	show_nodes(ans);

@@ -66,7 +66,10 @@ struct json_object *ctl_single_node(void)
 /* Why client I/O waits, in a sentence ("" when it does not). */
 static void io_wait_reason(const struct cluster_info *ci, char *buf, size_t len)
 {
-	if (ci->lease_valid)
+	if (ci->lease_valid && ci->lapsed)
+		snprintf(buf, len, "%u claims of this node lapsed with its lease: taking them "
+			 "again (%s)", ci->lapsed, ci->state);
+	else if (ci->lease_valid)
 		buf[0] = '\0';
 	else if (!ci->lease_id)
 		snprintf(buf, len, "this node holds no lease (%s)", ci->state);
@@ -106,8 +109,9 @@ static struct json_object *cmd_cluster_status(struct control *ctl, struct json_o
 	json_object_object_add(v, "lease", lease);
 	io = json_object_new_object();
 	io_wait_reason(&ci, why, sizeof(why));
-	ctl_add_str(io, "state", ci.lease_valid ? "serving" : "waiting");
+	ctl_add_str(io, "state", why[0] ? "waiting" : "serving");
 	ctl_add_str(io, "why", why);
+	ctl_add_str(io, "last_wait", ci.last_wait);
 	ctl_add_int(io, "requests_waiting", blk_guard_waiting(ctl->guard));
 	json_object_object_add(v, "io", io);
 	if (ctl->replicas)
