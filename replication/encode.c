@@ -547,6 +547,8 @@ static void recorded(void *arg, int res, const char *msg)
 		job_end(j);
 		return;
 	}
+	(void)fragread_stripe_put(j->e->rs, &j->req.seg); /* its reads need no listing (a
+							     cache: may fail) */
 	f = efam_get(j->e, j->uid);
 	if (f && f->st.replicated) {
 		f->st.replicated--;

@@ -1562,6 +1562,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->test_crash_after = opts->test_crash_after_open;
 	rs->test_crash_seal = opts->test_crash_after_seal;
 	rs->drop_own = opts->drop_own;
+	rs->frags_first = opts->frags_first;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)
 		goto err_free_rs;
 	if (replica_probes_init(rs) < 0)
@@ -1603,6 +1604,7 @@ void replica_destroy(struct replicas *rs)
 	encoder_destroy(rs->encoder); /* the same */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
+	fragread_destroy_all(rs);
 	baseread_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
@@ -1690,6 +1692,7 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 	out->degraded = out->copies < f->replicas;
 	replica_catchup_status(rs, f->uid, out);
 	encoder_status(rs->encoder, f->uid, &out->encode);
+	out->frag = f->frag;
 	if (f->stale)
 		snprintf(out->why, sizeof(out->why), "this node is no longer its owner at epoch %lld",
 			 (long long)f->epoch);

@@ -44,6 +44,7 @@
 
 #include "replication/catchup.h"
 #include "replication/encode.h"
+#include "replication/fragread.h"
 
 struct loop;
 struct engine;
@@ -77,6 +78,10 @@ struct replica_opts {
 	/* tests only (quilld: QUILL_TEST_CRASH_ENCODE=N): SIGKILL once the N-th encoded
 	 * segment's fragments are durable, before its stripe is recorded (encode.h). 0: off */
 	unsigned test_crash_encode;
+	/* tests only (quilld: QUILL_TEST_FRAGS_FIRST=1): a fetch of a striped segment reads
+	 * its fragments first, its replicas only if they fail (the path every read of an
+	 * encoded segment takes once its replicas are gone) */
+	bool frags_first;
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */
@@ -105,6 +110,7 @@ struct replica_status {
 	char why[160];         /* when degraded or waiting: why, for people */
 	struct catchup_status catchup; /* sealed segments recorded below R (catchup.h) */
 	struct encoder_status encode;  /* an EC family's sealed segments (encode.h) */
+	struct fragread_status frag;   /* its reads from fragments (fragread.h) */
 	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */
 	struct replica_seg_status {
 		uint32_t sno;

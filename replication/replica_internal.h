@@ -12,6 +12,7 @@
 #include "cluster/cluster.h"
 #include "cluster/layout.h"
 #include "engine/segment.h"
+#include "replication/fragread.h"
 #include "replication/replica.h"
 
 struct peer_conn;
@@ -60,6 +61,7 @@ struct family {
 	bool recon_busy;      /* its call is in flight */
 	unsigned recon_backoff_ms;
 	struct loop_timer *recon_retry;
+	struct fragread_status frag; /* fragread.c: its reads from fragments */
 };
 
 enum rseg_state {
@@ -175,6 +177,8 @@ struct replicas {
 	struct bread *breads;           /* baseread.c: clones' reads of their bases */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
+	struct fragcache *fragcache;    /* fragread.c: the stripes seen, the codes */
+	bool frags_first;               /* replica_opts.frags_first */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
