@@ -26,6 +26,7 @@
 #include "engine/engine.h"
 #include "engine/segment.h"
 #include "replication/ec.h"
+#include "replication/dropown.h"
 #include "replication/ec_format.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
@@ -549,6 +550,9 @@ static void recorded(void *arg, int res, const char *msg)
 	}
 	(void)fragread_stripe_put(j->e->rs, &j->req.seg); /* its reads need no listing (a
 							     cache: may fail) */
+	if (j->e->rs->drop_own)
+		dropown_note(j->e->rs, j->uid, j->sno); /* the test setting: its reads become
+							   fetches */
 	f = efam_get(j->e, j->uid);
 	if (f && f->st.replicated) {
 		f->st.replicated--;

@@ -919,6 +919,14 @@ static void seg_unhold(struct rseg *s, struct rnode *n)
 /* n answered SEG_SEAL of s with r: it leaves the holders to seal once it sealed or
  * refused for good; any other failure (a timeout, a lost connection, EBUSY) is sent
  * again later. */
+/* Is f's volume erasure-coded? (its own copy goes once the stripe is recorded) */
+static bool family_is_ec(const struct replicas *rs, const struct family *f)
+{
+	struct cluster_volume v;
+
+	return cluster_volume_get(rs->cluster, f->name, &v) == 0 && v.rec.ec_k;
+}
+
 static void seal_answered(struct rseg *s, struct rnode *n, int r)
 {
 	char id[128];
@@ -953,8 +961,9 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 		encoder_kick(s->rs->encoder); /* an EC family's segment may be encoded now */
 	}
 	if (s->nseal_todo == 0 && !s->seal_refusals && s->rs->drop_own && s->nholders &&
-	    s->state == RS_SEALED)
-		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder sealed it whole */
+	    s->state == RS_SEALED && !family_is_ec(s->rs, s->fam))
+		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder sealed it whole (an
+							     EC family's: once encoded) */
 }
 
 static void seal_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
