@@ -56,6 +56,7 @@ struct fragread {
 	uint8_t *bufs[EC_N_MAX];       /* each fragment's blocks asked in this phase */
 	uint32_t lost;                 /* fragments lost for this run (a mask) */
 	bool saw_bad;                  /* some block read failed a CRC */
+	bool no_map_crcs;              /* fragread_run's */
 	unsigned pending;
 	uint64_t requests;
 	struct loop_timer *kick;       /* the first phase had nothing to send */
@@ -233,7 +234,7 @@ static unsigned fr_take(struct fragread *fr, unsigned idx, uint32_t row, uint32_
 		w = fr_want(fr, (uint32_t)b);
 		if (!w)
 			continue;
-		if (crc32c(d, EC_BLOCK) != w->crc) {
+		if (!fr->no_map_crcs && crc32c(d, EC_BLOCK) != w->crc) {
 			bad++;
 			continue;
 		}
@@ -515,29 +516,30 @@ static void fr_kicked(void *arg)
 	fr_step(fr);
 }
 
-int fragread_start(struct replicas *rs, const struct family *fam, uint32_t sno,
-		   const struct layout_stripe *st, uint32_t seg_blocks, uint32_t first,
-		   uint32_t count, struct seg_fetch_block *const *want,
+int fragread_start(struct replicas *rs, const struct fragread_run *run,
 		   void (*done)(void *arg, const char *why), void *arg, struct fragread **out)
 {
 	struct fragread *fr = calloc(1, sizeof(*fr));
+	uint32_t first = run->first, count = run->count;
 	int r = -ENOMEM;
 
 	if (!fr)
 		return -ENOMEM;
-	*fr = (struct fragread){ .rs = rs, .uid = fam->uid, .sno = sno, .epoch = fam->epoch,
-				 .st = *st, .first = first, .count = count, .done = done,
+	*fr = (struct fragread){ .rs = rs, .uid = run->uid, .sno = run->sno,
+				 .epoch = run->epoch, .st = *run->st, .first = first,
+				 .count = count, .no_map_crcs = run->no_map_crcs, .done = done,
 				 .arg = arg };
-	if (ec_geom_init(&fr->g, st->k, st->m, seg_blocks) < 0 || count == 0 ||
-	    first >= seg_blocks || count > seg_blocks - first) {
+	if (ec_geom_init(&fr->g, run->st->k, run->st->m, run->seg_blocks) < 0 || count == 0 ||
+	    count > SEG_FETCH_MAX_BLOCKS || first >= run->seg_blocks ||
+	    count > run->seg_blocks - first) {
 		r = -EINVAL;
 		goto err_free;
 	}
-	fr->code = code_get(rs, st->k, st->m);
+	fr->code = code_get(rs, run->st->k, run->st->m);
 	fr->want = malloc(count * sizeof(fr->want[0]));
 	if (!fr->code || !fr->want)
 		goto err_free;
-	memcpy(fr->want, want, count * sizeof(fr->want[0]));
+	memcpy(fr->want, run->want, count * sizeof(fr->want[0]));
 	fr_healthy(fr);
 	if (!fr->pending && loop_timer_add(rs->loop, 0, fr_kicked, fr, &fr->kick) < 0)
 		goto err_free; /* (nothing was sent: no request refers to it) */

@@ -23,7 +23,6 @@
 #include "engine/segment.h"
 
 struct replicas;
-struct family;
 struct fragread;
 
 /* A family's reads from fragments, for volume info (replica_status). */
@@ -43,16 +42,26 @@ int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg);
 /* Frees the stripes kept and the codes (replica_destroy). */
 void fragread_destroy_all(struct replicas *rs);
 
-/* Reads the missing wanted blocks of run [first, first + count) of segment (fam, sno),
- * striped as st over seg_blocks blocks: want[i] is block first + i's entry, NULL when
+/* A run of a striped segment to read. */
+struct fragread_run {
+	uint64_t uid;                 /* the segment: family ... */
+	uint32_t sno;                 /* ... and number */
+	int64_t epoch;                /* the family's, for the FRAG_READ frames */
+	const struct layout_stripe *st;
+	uint32_t seg_blocks;          /* the sealed length, blocks */
+	uint32_t first, count;        /* the run: 1..SEG_FETCH_MAX_BLOCKS blocks */
+	struct seg_fetch_block *const *want; /* count entries (below) */
+	bool no_map_crcs; /* the blocks have no map CRC (a takeover's copy of the whole
+			     segment): a block is good when its fragment's table says so,
+			     a decoded one when its survivors were */
+};
+/* Reads the missing wanted blocks of run: want[i] is block first + i's entry, NULL when
  * it is not wanted or already good. The entries' dst and res are written (res 0 good,
  * -EILSEQ every copy read was bad, -EIO none could be read) until done(arg, why) runs,
  * once, never inside this call (why: the fragments lost and why, "" when none was).
  * 0, or -ENOMEM / -EINVAL (a stripe that does not hold) and done never runs. *out: the
  * read, for fragread_orphan. */
-int fragread_start(struct replicas *rs, const struct family *fam, uint32_t sno,
-		   const struct layout_stripe *st, uint32_t seg_blocks, uint32_t first,
-		   uint32_t count, struct seg_fetch_block *const *want,
+int fragread_start(struct replicas *rs, const struct fragread_run *run,
 		   void (*done)(void *arg, const char *why), void *arg, struct fragread **out);
 /* The reader goes away (the replicas close): done never runs, no dst is written; the
  * read frees itself once its requests end. */

@@ -435,14 +435,17 @@ static int ra_frags(struct readaround *ra)
 {
 	struct seg_fetch_block *want[SEG_FETCH_MAX_BLOCKS];
 	const struct family *fam = replica_family_find(ra->rs, ra->uid);
+	struct fragread_run run = { .uid = ra->uid, .sno = ra->sno, .st = &ra->stripe,
+				    .seg_blocks = ra->seg_blocks, .first = ra->block,
+				    .count = ra->nblocks, .want = want };
 
 	ra->frags_tried = true;
 	if (!fam)
 		return -ENOENT;
+	run.epoch = fam->epoch;
 	for (uint32_t i = 0; i < ra->nblocks; i++)
 		want[i] = ra_missing(ra, ra->block + i) ? ra_want(ra, ra->block + i) : NULL;
-	return fragread_start(ra->rs, fam, ra->sno, &ra->stripe, ra->seg_blocks, ra->block,
-			      ra->nblocks, want, ra_frags_done, ra, &ra->fr);
+	return fragread_start(ra->rs, &run, ra_frags_done, ra, &ra->fr);
 }
 
 /* What is still missing after one source (the holders, or the fragments) is asked of

@@ -1571,7 +1571,8 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->test_crash_after = opts->test_crash_after_open;
 	rs->test_crash_seal = opts->test_crash_after_seal;
 	rs->drop_own = opts->drop_own;
-	rs->frags_first = opts->frags_first;
+	rs->ec_drop_replicas = opts->ec_drop_replicas;
+	rs->frags_first = opts->frags_first || opts->ec_drop_replicas;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)
 		goto err_free_rs;
 	if (replica_probes_init(rs) < 0)

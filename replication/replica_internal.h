@@ -178,7 +178,8 @@ struct replicas {
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
 	struct fragcache *fragcache;    /* fragread.c: the stripes seen, the codes */
-	bool frags_first;               /* replica_opts.frags_first */
+	bool frags_first;               /* replica_opts.frags_first (or ec_drop_replicas) */
+	bool ec_drop_replicas;          /* replica_opts.ec_drop_replicas */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
