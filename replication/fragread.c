@@ -134,6 +134,21 @@ int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg)
 	return 0;
 }
 
+void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	struct fragcache *c = rs->fragcache;
+
+	for (struct stripe_ent **p = c ? &c->buckets[bucket_of(uid, sno)] : NULL; p && *p;
+	     p = &(*p)->next)
+		if ((*p)->uid == uid && (*p)->sno == sno) {
+			struct stripe_ent *e = *p;
+
+			*p = e->next;
+			free(e);
+			return;
+		}
+}
+
 void fragread_destroy_all(struct replicas *rs)
 {
 	struct fragcache *c = rs->fragcache;
@@ -442,6 +457,14 @@ static void fr_fail_missing(struct fragread *fr)
 	}
 }
 
+static void fr_count(struct fragread_status *c, const struct fragread *fr, bool missing)
+{
+	c->runs++;
+	c->requests += fr->requests;
+	c->degraded += fr->degraded;
+	c->failed += missing;
+}
+
 static void fr_end(struct fragread *fr)
 {
 	struct family *fam = replica_family_find(fr->rs, fr->uid);
@@ -449,12 +472,9 @@ static void fr_end(struct fragread *fr)
 
 	if (missing)
 		fr_fail_missing(fr);
-	if (fam) {
-		fam->frag.runs++;
-		fam->frag.requests += fr->requests;
-		fam->frag.degraded += fr->degraded;
-		fam->frag.failed += missing;
-	}
+	if (fam)
+		fr_count(&fam->frag, fr, missing);
+	fr_count(&fr->rs->frag_total, fr, missing);
 	fr->done(fr->arg, fr->why);
 	fr_free(fr);
 }
@@ -485,6 +505,7 @@ static void fr_decode(struct fragread *fr)
 	fam = replica_family_find(fr->rs, fr->uid);
 	if (fam)
 		fam->frag.decodes++;
+	fr->rs->frag_total.decodes++;
 	bad = 0;
 	for (unsigned i = 0; i < fr->g.k; i++)
 		bad += fr_take(fr, i, fr->row, fr->nrows);

@@ -39,6 +39,8 @@ int fragread_stripe_get(const struct replicas *rs, uint64_t uid, uint32_t sno,
 			struct layout_stripe *st, uint32_t *seg_blocks);
 /* Keeps seg's stripe (a sealed record with one; others are ignored): 0 or -ENOMEM. */
 int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg);
+/* The segment is deleted: its stripe is forgotten (the table would grow otherwise). */
+void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno);
 /* Frees the stripes kept and the codes (replica_destroy). */
 void fragread_destroy_all(struct replicas *rs);
 

@@ -1469,6 +1469,7 @@ static void mirror_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 	struct replicas *rs = ctx;
 	struct rseg *s = seg_at(rs, slot);
 
+	fragread_stripe_forget(rs, uid, sno);
 	if (s && s->fam->uid == uid && s->sno == sno) {
 		rs->by_slot[slot] = NULL; /* the slot may take another segment at once */
 	} else {
@@ -1664,6 +1665,11 @@ static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 	catchup_status(rs->catchup, uid, &out->catchup);
 	if (out->catchup.segs_left)
 		out->degraded = true;
+}
+
+void replica_frag_totals(const struct replicas *rs, struct fragread_status *out)
+{
+	*out = rs ? rs->frag_total : (struct fragread_status){ 0 };
 }
 
 int replica_status(const struct replicas *rs, const char *name, struct replica_status *out)

@@ -125,6 +125,8 @@ struct replica_status {
 		bool placed;        /* recorded and open on its holders */
 	} segs[REPLICA_STATUS_SEGS];
 };
+/* Every read from fragments this process made (fragread.h); zeros for NULL. */
+void replica_frag_totals(const struct replicas *rs, struct fragread_status *out);
 /* 0 and *out, or -ENOENT: name is no family registered here. */
 int replica_status(const struct replicas *rs, const char *name, struct replica_status *out);
 

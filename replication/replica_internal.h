@@ -178,6 +178,7 @@ struct replicas {
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
 	struct fragcache *fragcache;    /* fragread.c: the stripes seen, the codes */
+	struct fragread_status frag_total; /* ... and every family's reads (also gone ones) */
 	bool frags_first;               /* replica_opts.frags_first (or ec_drop_replicas) */
 	bool ec_drop_replicas;          /* replica_opts.ec_drop_replicas */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */

@@ -27,23 +27,10 @@ start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
 URI=$(node_uri 0 "$VOL")
-fio_verify_job "$WORK/w.fio" "$URI" 16M 0
-sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32/' "$WORK/w.fio"
-fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
-	fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
-grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+fio_write_seq w "$URI" 16M
 log "fio wrote and verified 16 MiB"
 
-# records.py: the volume's segment records -> "sealed N encoded E bare B" (bare: a
-# stripe and no holder)
-cat >"$WORK/records.py" <<'PY'
-import json, sys
-recs = [json.loads(l) for l in sys.stdin if l.strip().startswith("{")]
-sealed = [r for r in recs if r.get("state") == "sealed" and r.get("length", 0) > 0]
-enc = [r for r in sealed if "stripe" in r]
-print("sealed %d encoded %d bare %d" % (len(sealed), len(enc), sum(1 for r in enc if not r["holders"])))
-PY
-records() { etcd_root get --prefix --print-value-only "${PREFIX}segments/$VOL/" | python3 "$WORK/records.py"; }
+records() { ec_records "$VOL"; }
 all_bare()
 {
 	local s e b

@@ -35,30 +35,19 @@ wait_for 30 "node0 does not see 4 nodes up" \
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
 URI=$(node_uri 0 "$VOL")
-fio_verify_job "$WORK/w.fio" "$URI" 16M 0
-sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32/' "$WORK/w.fio"
-fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
-	fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
-grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+fio_write_seq w "$URI" 16M
 log "fio wrote and verified 16 MiB"
 
-# records.py: the volume's segment records -> "sealed N encoded E"
-cat >"$WORK/records.py" <<'PY'
-import json, sys
-recs = [json.loads(l) for l in sys.stdin if l.strip().startswith("{")]
-sealed = [r for r in recs if r.get("state") == "sealed" and r.get("length", 0) > 0]
-print("sealed %d encoded %d" % (len(sealed), sum(1 for r in sealed if "stripe" in r)))
-PY
-records() { etcd_root get --prefix --print-value-only "${PREFIX}segments/$VOL/" | python3 "$WORK/records.py"; }
+records() { ec_records "$VOL"; }
 all_encoded()
 {
 	local s e
-	read -r _ s _ e <<<"$(records)"
+	read -r _ s _ e _ <<<"$(records)"
 	[ "$s" -ge "${1:-1}" ] && [ "$s" = "$e" ]
 }
 wait_for 60 "not every sealed segment is encoded: $(records)" all_encoded 8
 dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
-read -r _ S _ E <<<"$(records)"
+read -r _ S _ E _ <<<"$(records)"
 # (not every one: a segment the engine keeps busy, as the first one, stays here)
 wait_for 30 "the owner dropped $(dropped) of its $E encoded segments" \
 	bash -c "[ \$(grep -c 'local copy (slot [0-9]*) dropped' '$WORK/node0.log') -ge $((E - 2)) ]"
