@@ -117,8 +117,7 @@ static void ra_complete(struct readaround *ra, int cancel)
 	free(ra->fs);
 }
 
-/* The end: logged with every holder tried, then the engine's callbacks (cancel: the
- * replicas are closing, every missing block ends -ESHUTDOWN). */
+/* Does some wanted block of the run still wait for a good copy? */
 static bool ra_any_missing(const struct readaround *ra)
 {
 	for (uint32_t b = ra->block; b < ra->block + ra->nblocks; b++)
@@ -127,7 +126,9 @@ static bool ra_any_missing(const struct readaround *ra)
 	return false;
 }
 
-/* (from: the holder whose copy completed the run; NULL with frags: its fragments) */
+/* The end: logged with every holder tried, then the engine's callbacks (cancel: the
+ * replicas are closing, every missing block ends -ESHUTDOWN). from: the holder whose
+ * copy completed the run (NULL: its fragments did, or nothing did). */
 static void ra_finish(struct readaround *ra, const char *from, bool cancel)
 {
 	bool missing = ra_any_missing(ra);
@@ -463,10 +464,13 @@ static void ra_exhausted(struct readaround *ra)
 	}
 	if (!ra->frags_tried && ra->striped) {
 		int r = ra_frags(ra);
+		char line[96];
 
 		if (r == 0)
 			return;
-		ra_note(ra, NULL, r == -ENOENT ? "fragments: no family" : "fragments: no memory");
+		snprintf(line, sizeof(line), "fragments: %s", r == -ENOENT ? "no family here"
+									 : err_str(-r));
+		ra_note(ra, NULL, line);
 	}
 	if (!ra->holders_done) {
 		ra_holders_go(ra);
