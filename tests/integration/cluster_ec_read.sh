@@ -16,7 +16,7 @@
 #   - node0 restarted without QUILL_TEST_FRAGS_FIRST, node1 still dead: the segments
 #     whose one replica was on node1 are read from the fragments when the replica
 #     cannot answer (their stripes learnt from the records), everything verifies
-#   - no read from fragments failed (frag_failed 0)
+#   - no read from fragments failed (frag_failed 0); quill status --json counts them
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_read
@@ -143,5 +143,8 @@ wait_for 30 "node0 does not see 3 nodes up" \
 verify "node0 restarted, replicas first, node1 dead"
 [ "$(frag runs)" -gt 0 ] || fail "no run fell back to the fragments: $(counters)"
 log "the runs whose replica was on node1 were read from the fragments: $(counters)"
+# the node's totals (quill status --json) count the volume's reads and any other's
+[ "$(status_of 0 frag_runs)" -ge "$(frag runs)" ] && [ "$(status_of 0 frag_decodes)" -ge "$(frag decodes)" ] ||
+	fail "quill status counts $(status_of 0 frag_runs) runs, $(status_of 0 frag_decodes) decoded: $(counters)"
 
 it_pass
