@@ -617,7 +617,8 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 					    q->copy_phase, msg, len);
 		break;
 	case CLUSTER_VOL_SEG_STRIPE:
-		c->res = clvol_segment_stripe(cl->sess, &w, name, epoch, &q->seg, msg, len);
+		c->res = clvol_segment_stripe(cl->sess, &w, name, epoch, &q->seg,
+					      q->drop_replicas, msg, len);
 		break;
 	case CLUSTER_VOL_SEG_DELETE:
 		c->res = clvol_segment_delete(cl->sess, &w, name, epoch, &q->seg.id, msg, len);

@@ -168,6 +168,7 @@ struct cluster_vol_req {
 	struct layout_segment seg;
 	char copy_node[LAYOUT_ID_MAX + 1]; /* in, SEG_COPY */
 	enum clvol_copy_phase copy_phase;  /* in, SEG_COPY */
+	bool drop_replicas;                /* in, SEG_STRIPE: the write empties holders */
 	bool resumed;               /* out, CREATE: an unfinished create was taken over */
 	struct layout_claim prev;   /* out, CREATE, CLAIM: the claim it replaced
 				       (cluster_volume_replaced) */

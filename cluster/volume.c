@@ -710,9 +710,15 @@ static bool stripe_same(const struct layout_stripe *a, const struct layout_strip
 	return true;
 }
 
+struct stripe_step {
+	const struct layout_segment *seg;
+	bool drop_replicas;
+};
+
 static int apply_stripe(struct layout_segment *rec, const void *arg, char *msg, size_t len)
 {
-	const struct layout_segment *to = arg;
+	const struct stripe_step *s = arg;
+	const struct layout_segment *to = s->seg;
 
 	if (rec->state != LAYOUT_SEG_SEALED)
 		return say(-EBUSY, msg, len, "only a sealed segment is encoded");
@@ -722,13 +728,19 @@ static int apply_stripe(struct layout_segment *rec, const void *arg, char *msg, 
 	if (rec->stripe.k && !stripe_same(&rec->stripe, &to->stripe))
 		return say(-EEXIST, msg, len, "the segment has another stripe recorded");
 	rec->stripe = to->stripe;
+	if (s->drop_replicas) { /* the switch: the fragments are the segment now */
+		rec->nholders = 0;
+		rec->ncopying = 0;
+	}
 	return 0;
 }
 
 int clvol_segment_stripe(struct etcd *e, const struct clvol_who *w, const char *name,
-			 int64_t epoch, const struct layout_segment *seg, char *msg, size_t len)
+			 int64_t epoch, const struct layout_segment *seg, bool drop_replicas,
+			 char *msg, size_t len)
 {
 	const struct layout_stripe *st = &seg->stripe;
+	struct stripe_step step = { .seg = seg, .drop_replicas = drop_replicas };
 
 	if (st->k < 1 || st->k > LAYOUT_EC_K_MAX || st->m < 1 || st->m > LAYOUT_EC_M_MAX ||
 	    st->k + st->m > LAYOUT_EC_N_MAX)
@@ -736,7 +748,7 @@ int clvol_segment_stripe(struct etcd *e, const struct clvol_who *w, const char *
 	for (unsigned i = 0; i < st->k + st->m; i++)
 		if (!layout_id_valid(st->frags[i]))
 			return say(-EINVAL, msg, len, "fragment %u names no node", i);
-	return seg_update(e, w, name, epoch, &seg->id, apply_stripe, seg, msg, len);
+	return seg_update(e, w, name, epoch, &seg->id, apply_stripe, &step, msg, len);
 }
 
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,

@@ -115,12 +115,14 @@ int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *na
 		       enum clvol_copy_phase phase, char *msg, size_t len);
 /* stripe (encoding, docs/erasure-coding.md): the sealed segment seg->id, of seg->length
  * bytes, is encoded as seg->stripe (every fragment durable on its node): the record
- * gets "stripe", its holders kept (the replicas stay until reads from fragments exist).
+ * gets "stripe"; with drop_replicas the same write empties its holders (the fragments
+ * are the segment from then on, every copy an orphan), else they are kept.
  * Fenced, the record unchanged since it was read; the same stripe again succeeds (a
  * retry). -EBUSY the segment is open, -ERANGE another length, -EEXIST another stripe
  * recorded, -EINVAL a stripe that is not k+m named fragments, -ENOENT no record. */
 int clvol_segment_stripe(struct etcd *e, const struct clvol_who *w, const char *name,
-			 int64_t epoch, const struct layout_segment *seg, char *msg, size_t len);
+			 int64_t epoch, const struct layout_segment *seg, bool drop_replicas,
+			 char *msg, size_t len);
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
 			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len);
 /* Every segment record of the volume, in (family, seq) order: *segs (free() it), *n. */

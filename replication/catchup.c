@@ -63,7 +63,9 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
 
 bool catchup_wanted(const struct layout_segment *rec, unsigned replicas)
 {
-	return rec->state == LAYOUT_SEG_SEALED && rec->length > 0 && rec->nholders < replicas;
+	/* (a stripe recorded with no holder: its replicas went for it, on purpose) */
+	return rec->state == LAYOUT_SEG_SEALED && rec->length > 0 && rec->nholders < replicas &&
+	       !(rec->stripe.k && rec->nholders == 0);
 }
 
 static const char *cand_domain(const struct catchup_cand *k)

@@ -57,7 +57,7 @@ void catchup_budget_init(struct catchup_budget *b, uint64_t rate, uint64_t burst
 unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes);
 
 /* Does the record want another copy made now? (sealed, not empty, fewer than
- * `replicas` holders) */
+ * `replicas` holders, and not a stripe whose replicas went for it: no holder) */
 bool catchup_wanted(const struct layout_segment *rec, unsigned replicas);
 
 /* A node that might take a copy. */

@@ -2,10 +2,11 @@
  * every holder has sealed its copy (engine_segment_drop_local: the engine reads the
  * segment from the holders from then on, replication/readaround.c).
  *
- * Issue 13's first step towards erasure-coded segments without the owner's copy
- * (docs/erasure-coding.md, "The owner's own copy"). Opt-in (replica_opts.drop_own,
- * quilld's QUILL_TEST_DROP_OWN=1): without a stripe it lowers a segment's copies by
- * one, so it is a test setting until encoding on seal replaces the replicas.
+ * For erasure-coded segments without the owner's copy (docs/erasure-coding.md, "The
+ * owner's own copy"): the encoder notes each segment whose stripe is recorded with
+ * the replicas gone (replica_opts.ec_drop_replicas). As a test setting
+ * (replica_opts.drop_own, quilld's QUILL_TEST_DROP_OWN=1) also every sealed segment of
+ * a replicated family (it lowers its copies by one) and of an EC family once encoded.
  *
  * The loop's thread only. */
 #ifndef QUILL_REPLICATION_DROPOWN_H

@@ -186,6 +186,41 @@ int ec_geom_locate(const struct ec_geom *g, uint32_t seg_block, uint32_t *frag,
 	return 0;
 }
 
+int ec_geom_run(const struct ec_geom *g, uint32_t first, uint32_t count, struct ec_piece *out)
+{
+	uint32_t b = first, end;
+	int n = 0;
+
+	if (count == 0 || first >= g->seg_blocks || count > g->seg_blocks - first)
+		return -ERANGE;
+	end = first + count;
+	while (b < end) {
+		uint32_t frag = b / g->frag_blocks, fb = b % g->frag_blocks;
+		uint32_t len = g->frag_blocks - fb;
+
+		if (len > end - b)
+			len = end - b;
+		out[n++] = (struct ec_piece){ .frag = frag, .frag_block = fb, .seg_block = b,
+					      .nblocks = len };
+		b += len;
+	}
+	return n;
+}
+
+void ec_pieces_rows(const struct ec_piece *p, unsigned n, uint32_t *row, uint32_t *nrows)
+{
+	uint32_t lo = UINT32_MAX, hi = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (p[i].frag_block < lo)
+			lo = p[i].frag_block;
+		if (p[i].frag_block + p[i].nblocks > hi)
+			hi = p[i].frag_block + p[i].nblocks;
+	}
+	*row = n ? lo : 0;
+	*nrows = n ? hi - lo : 0;
+}
+
 size_t ec_geom_frag_bytes(const struct ec_geom *g)
 {
 	return (size_t)g->frag_blocks * EC_BLOCK;

@@ -69,6 +69,24 @@ int ec_geom_init(struct ec_geom *g, unsigned k, unsigned m, uint32_t seg_blocks)
 int ec_geom_locate(const struct ec_geom *g, uint32_t seg_block, uint32_t *frag,
 		   uint32_t *frag_block);
 
+/* A run of the segment's blocks as the data fragments hold it (a fetch from fragments,
+ * docs/erasure-coding.md "Reads from fragments"): fragments being contiguous, blocks
+ * [first, first + count) are one piece of each data fragment they touch (one or two
+ * for a run shorter than F), in ascending order. */
+struct ec_piece {
+	uint32_t frag;       /* the data fragment */
+	uint32_t frag_block; /* its first block in that fragment */
+	uint32_t seg_block;  /* ... which is this block of the segment */
+	uint32_t nblocks;
+};
+/* Fills out[] (room for g->k pieces) and returns how many; -ERANGE for a run that is
+ * empty or ends past seg_blocks. */
+int ec_geom_run(const struct ec_geom *g, uint32_t first, uint32_t count, struct ec_piece *out);
+/* The rows a degraded read of those pieces needs of every fragment: the blocks
+ * [*row, *row + *nrows) of a fragment that cover each piece's (a decode works row by
+ * row: block j of each fragment rebuilds block j of the lost ones). */
+void ec_pieces_rows(const struct ec_piece *p, unsigned n, uint32_t *row, uint32_t *nrows);
+
 /* Bytes of each fragment: frag_blocks · EC_BLOCK. */
 size_t ec_geom_frag_bytes(const struct ec_geom *g);
 

@@ -26,6 +26,7 @@
 #include "engine/engine.h"
 #include "engine/segment.h"
 #include "replication/ec.h"
+#include "replication/dropown.h"
 #include "replication/ec_format.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
@@ -347,6 +348,7 @@ static void puts_over(struct ejob *j)
 	j->req.seg.id = (struct layout_segid){ .family = j->uid, .seq = j->sno };
 	j->req.seg.state = LAYOUT_SEG_SEALED;
 	j->req.seg.length = (uint64_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE;
+	j->req.drop_replicas = e->rs->ec_drop_replicas;
 	st->k = j->g.k;
 	st->m = j->g.m;
 	for (unsigned i = 0; i < j->g.k + j->g.m; i++) {
@@ -547,6 +549,12 @@ static void recorded(void *arg, int res, const char *msg)
 		job_end(j);
 		return;
 	}
+	(void)fragread_stripe_put(j->e->rs, &j->req.seg); /* its reads need no listing (a
+							     cache: may fail) */
+	if (j->e->rs->drop_own || j->req.drop_replicas)
+		dropown_note(j->e->rs, j->uid, j->sno); /* its reads become fetches (the copies
+							   elsewhere are orphans now: their
+							   holders' checks drop them) */
 	f = efam_get(j->e, j->uid);
 	if (f && f->st.replicated) {
 		f->st.replicated--;
@@ -554,9 +562,9 @@ static void recorded(void *arg, int res, const char *msg)
 	}
 	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": encoded %u+%u (%u blocks "
 		"into fragments of %u; %.2f ms encoding, %" PRIu64 " ms in all), fragment 0 on "
-		"node %s; the replicas stay", j->vol, j->sno, j->g.k, j->g.m, j->g.seg_blocks,
+		"node %s; the replicas %s", j->vol, j->sno, j->g.k, j->g.m, j->g.seg_blocks,
 		j->g.frag_blocks, (double)j->enc_ns / 1e6, loop_now_ms() - j->start_ms,
-		j->req.seg.stripe.frags[0]);
+		j->req.seg.stripe.frags[0], j->req.drop_replicas ? "go" : "stay");
 	job_end(j);
 }
 
@@ -704,7 +712,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	if (!ef || !family_ec(e, f, &k, &m))
 		return true; /* not known: look again soon */
 	domains = domains_now(e->rs);
-	ef->st.replicated = ef->st.encoded = 0;
+	ef->st.replicated = ef->st.encoded = ef->st.encoded_bare = 0;
 	cands_drop(e, f->uid);
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
@@ -714,6 +722,12 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			continue;
 		if (rec->stripe.k) {
 			ef->st.encoded++;
+			ef->st.encoded_bare += rec->nholders == 0;
+			(void)fragread_stripe_put(e->rs, rec); /* reads need no listing (a cache) */
+			if (rec->nholders == 0 &&
+			    engine_segment_sealed_blocks(e->rs->eng, f->uid, rec->id.seq) > 0)
+				dropown_note(e->rs, f->uid, rec->id.seq); /* the owner's copy went
+						 not with its replicas (a crash, a restart) */
 			continue;
 		}
 		ef->st.replicated++;

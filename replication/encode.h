@@ -55,6 +55,7 @@ void encoder_kick(struct encoder *e);
 struct encoder_status {
 	unsigned replicated;  /* sealed records without a stripe */
 	unsigned encoded;     /* sealed records with one */
+	unsigned encoded_bare; /* ... of which with no replica left (holders empty) */
 	unsigned encoding;    /* jobs in flight now */
 	uint64_t encoded_bytes; /* segment bytes this process encoded */
 	uint64_t encode_ns;   /* worker CPU time spent on them (thread clock) */

@@ -23,6 +23,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "replication/fragread.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/replica_internal.h"
@@ -47,6 +48,13 @@ struct readaround {
 	bool in_etcd;        /* creq is etcd's */
 	bool quiet;          /* a remote segment's read: a first-try success is no news */
 	bool plain;          /* the holder asked now is asked again without CRCs */
+	bool listed;         /* the records were read from etcd (holders, stripe) */
+	bool holders_done;   /* every holder was asked */
+	bool frags_tried;    /* the stripe's fragments were read (fragread.h) */
+	bool striped;        /* stripe and seg_blocks are the segment's */
+	struct layout_stripe stripe;
+	uint32_t seg_blocks;
+	struct fragread *fr; /* the fragments' read in flight */
 	char tried[320];     /* "node1: its copy fails the checksum; node2: not connected" */
 	struct cluster_vol_req creq;
 	struct loop_timer *start;
@@ -109,35 +117,48 @@ static void ra_complete(struct readaround *ra, int cancel)
 	free(ra->fs);
 }
 
+/* Does some wanted block of the run still wait for a good copy? */
+static bool ra_any_missing(const struct readaround *ra)
+{
+	for (uint32_t b = ra->block; b < ra->block + ra->nblocks; b++)
+		if (ra_missing(ra, b))
+			return true;
+	return false;
+}
+
 /* The end: logged with every holder tried, then the engine's callbacks (cancel: the
- * replicas are closing, every missing block ends -ESHUTDOWN). */
+ * replicas are closing, every missing block ends -ESHUTDOWN). from: the holder whose
+ * copy completed the run (NULL: its fragments did, or nothing did). */
 static void ra_finish(struct readaround *ra, const char *from, bool cancel)
 {
-	bool missing = false;
+	bool missing = ra_any_missing(ra);
 	char id[200];
 
-	for (uint32_t b = ra->block; b < ra->block + ra->nblocks && !missing; b++)
-		missing = ra_missing(ra, b);
 	ra_id(ra, id, sizeof(id));
 	if (missing && !cancel)
 		log_msg(LOG_ERROR, LOG_TAG, "volume %s: no copy elsewhere is good (%s)", id,
 			ra->tried[0] ? ra->tried : "no holder but this node");
-	else if (!missing && (!ra->quiet || ra->tried[0]))
+	else if (!missing && !from && ra->frags_tried && ra->tried[0])
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s: read from its fragments (also "
+				"tried: %s)", id, ra->tried);
+	else if (!missing && from && (!ra->quiet || ra->tried[0]))
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: read from the copy on node %s%s%s%s", id,
-			from ? from : "?", ra->tried[0] ? " (also tried: " : "", ra->tried,
+			from, ra->tried[0] ? " (also tried: " : "", ra->tried,
 			ra->tried[0] ? ")" : "");
 	ra_unlink(ra);
 	loop_timer_cancel(ra->start);
+	fragread_orphan(ra->fr);
 	ra_complete(ra, cancel ? -ESHUTDOWN : 0);
 	free(ra);
 }
 
+/* Notes why a source failed (node NULL: why says which). */
 static void ra_note(struct readaround *ra, const char *node, const char *why)
 {
 	size_t n = strlen(ra->tried);
 
-	snprintf(ra->tried + n, sizeof(ra->tried) - n, "%snode %s: %s", n ? "; " : "", node,
-		 why);
+	snprintf(ra->tried + n, sizeof(ra->tried) - n, "%s%s%s%s%s", n ? "; " : "",
+		 node ? "node " : "", node ? node : "", node ? ": " : "", why);
 }
 
 static struct rnode *node_named(const struct replicas *rs, const char *id)
@@ -219,15 +240,9 @@ static void ra_replied(void *arg, int res, const struct peer_hdr *h, const void 
 	ra->plain = false;
 	if (r == -EILSEQ)
 		ra_range_bad(ra);
-	if (r == 0 && bad == 0) {
-		bool missing = false;
-
-		for (uint32_t b = ra->block; b < ra->block + ra->nblocks && !missing; b++)
-			missing = ra_missing(ra, b);
-		if (!missing) {
-			ra_finish(ra, node, false);
-			return;
-		}
+	if (r == 0 && bad == 0 && !ra_any_missing(ra)) {
+		ra_finish(ra, node, false);
+		return;
 	}
 	if (bad)
 		snprintf(why, sizeof(why), "%" PRIu32 " block%s of its copy fail%s the checksum",
@@ -287,6 +302,8 @@ static int ra_ask(struct readaround *ra, struct rnode *n)
 	return r;
 }
 
+static void ra_exhausted(struct readaround *ra);
+
 static void ra_try_next(struct readaround *ra)
 {
 	while (ra->asked < ra->nholders) {
@@ -297,7 +314,8 @@ static void ra_try_next(struct readaround *ra)
 			return;
 		ra_note(ra, id, r == -ENOTCONN ? "not connected" : err_str(-r));
 	}
-	ra_finish(ra, NULL, false);
+	ra->holders_done = true;
+	ra_exhausted(ra);
 }
 
 /* The holders, this node left out. */
@@ -338,41 +356,138 @@ static void ra_listed(void *arg, int res, const char *msg)
 		return;
 	}
 	ra->in_etcd = false;
-	for (size_t i = 0; res == 0 && i < ra->creq.nsegs; i++)
+	ra->listed = true;
+	for (size_t i = 0; res == 0 && i < ra->creq.nsegs; i++) {
+		(void)fragread_stripe_put(ra->rs, &ra->creq.segs[i]); /* (a cache: may fail) */
 		if (ra->creq.segs[i].id.family == ra->uid && ra->creq.segs[i].id.seq == ra->sno)
 			rec = &ra->creq.segs[i];
-	if (rec)
+	}
+	if (rec && rec->stripe.k && rec->state == LAYOUT_SEG_SEALED) {
+		ra->striped = true;
+		ra->stripe = rec->stripe;
+		ra->seg_blocks = (uint32_t)(rec->length / PEER_SEG_BLOCK);
+	}
+	if (rec && !ra->holders_done && !ra->nholders)
 		ra_holders(ra, rec->holders, rec->nholders);
-	else
-		snprintf(ra->tried, sizeof(ra->tried), "%s", res < 0 ? msg : "no segment record");
+	else if (!rec)
+		ra_note(ra, NULL, res < 0 ? msg : "no segment record");
 	free(ra->creq.segs);
 	ra->creq.segs = NULL;
+	if (ra->holders_done || (ra->striped && ra->rs->frags_first && !ra->frags_tried)) {
+		ra_exhausted(ra); /* (listed for its stripe) */
+		return;
+	}
 	ra_order(ra);
 	ra_try_next(ra);
+}
+
+/* The family's records from etcd (ra_listed goes on): the holders, the stripe. */
+static void ra_list(struct readaround *ra)
+{
+	int r;
+
+	ra->creq = (struct cluster_vol_req){ .op = CLUSTER_VOL_SEG_LIST };
+	snprintf(ra->creq.vol.name, sizeof(ra->creq.vol.name), "%s", ra->name);
+	r = cluster_volume_async(ra->rs->cluster, &ra->creq, ra_listed, ra);
+	if (r < 0) {
+		ra_note(ra, NULL, "the segment records are not readable");
+		ra->listed = true;
+		if (ra->holders_done)
+			ra_exhausted(ra);
+		else
+			ra_try_next(ra);
+		return;
+	}
+	ra->in_etcd = true;
+}
+
+/* The holders' turn: live ones now, the others from the records. */
+static void ra_holders_go(struct readaround *ra)
+{
+	if (ra->live || ra->listed) {
+		ra_order(ra);
+		ra_try_next(ra);
+		return;
+	}
+	ra_list(ra);
+}
+
+static void ra_frags_done(void *arg, const char *why)
+{
+	struct readaround *ra = arg;
+
+	ra->fr = NULL;
+	if (why[0]) {
+		char line[300];
+
+		snprintf(line, sizeof(line), "fragments: %s", why);
+		ra_note(ra, NULL, line);
+	}
+	if (!ra_any_missing(ra)) {
+		ra_finish(ra, NULL, false);
+		return;
+	}
+	ra_exhausted(ra);
+}
+
+/* The fragments of the stripe for the blocks still missing: 0 (ra_frags_done goes
+ * on), or -errno. */
+static int ra_frags(struct readaround *ra)
+{
+	struct seg_fetch_block *want[SEG_FETCH_MAX_BLOCKS];
+	const struct family *fam = replica_family_find(ra->rs, ra->uid);
+	struct fragread_run run = { .uid = ra->uid, .sno = ra->sno, .st = &ra->stripe,
+				    .seg_blocks = ra->seg_blocks, .first = ra->block,
+				    .count = ra->nblocks, .want = want };
+
+	ra->frags_tried = true;
+	if (!fam)
+		return -ENOENT;
+	run.epoch = fam->epoch;
+	for (uint32_t i = 0; i < ra->nblocks; i++)
+		want[i] = ra_missing(ra, ra->block + i) ? ra_want(ra, ra->block + i) : NULL;
+	return fragread_start(ra->rs, &run, ra_frags_done, ra, &ra->fr);
+}
+
+/* What is still missing after one source (the holders, or the fragments) is asked of
+ * the other; with both asked, the end. A striped segment's stripe may need the
+ * records first (a segment this process placed has its holders in memory). */
+static void ra_exhausted(struct readaround *ra)
+{
+	if (!ra_any_missing(ra)) {
+		ra_finish(ra, NULL, false);
+		return;
+	}
+	if (!ra->frags_tried && !ra->striped && !ra->listed) {
+		ra_list(ra);
+		return;
+	}
+	if (!ra->frags_tried && ra->striped) {
+		int r = ra_frags(ra);
+		char line[96];
+
+		if (r == 0)
+			return;
+		snprintf(line, sizeof(line), "fragments: %s", r == -ENOENT ? "no family here"
+									 : err_str(-r));
+		ra_note(ra, NULL, line);
+	}
+	if (!ra->holders_done) {
+		ra_holders_go(ra);
+		return;
+	}
+	ra_finish(ra, NULL, false);
 }
 
 static void ra_start(void *arg)
 {
 	struct readaround *ra = arg;
-	struct replicas *rs = ra->rs;
-	int r;
 
 	ra->start = NULL;
-	if (ra->live) {
-		ra_order(ra);
-		ra_try_next(ra);
-		return;
-	}
-	ra->creq = (struct cluster_vol_req){ .op = CLUSTER_VOL_SEG_LIST };
-	snprintf(ra->creq.vol.name, sizeof(ra->creq.vol.name), "%s", ra->name);
-	r = cluster_volume_async(rs->cluster, &ra->creq, ra_listed, ra);
-	if (r < 0) {
-		snprintf(ra->tried, sizeof(ra->tried), "the segment records are not readable: %s",
-			 err_str(-r));
-		ra_finish(ra, NULL, false);
-		return;
-	}
-	ra->in_etcd = true;
+	if (ra->rs->frags_first && (ra->striped || !ra->live))
+		ra_exhausted(ra); /* the fragments first (the stripe from the records) */
+	else
+		ra_holders_go(ra);
 }
 
 /* The live holder set of (uid, sno) if this process placed it; false if not. */
@@ -444,6 +559,7 @@ int readaround_fetch(void *ctx, struct seg_fetch *f)
 				   .quiet = f->remote };
 	snprintf(ra->name, sizeof(ra->name), "%s", fam->name);
 	ra->live = live_holders(ra);
+	ra->striped = fragread_stripe_get(rs, ra->uid, ra->sno, &ra->stripe, &ra->seg_blocks) == 0;
 	if (ra_add(ra, f) < 0 || loop_timer_add(rs->loop, 0, ra_start, ra, &ra->start) < 0) {
 		free(ra->fs);
 		free(ra);

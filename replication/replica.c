@@ -963,6 +963,14 @@ static void seg_unhold(struct rseg *s, struct rnode *n)
 /* n answered SEG_SEAL of s with r: it leaves the holders to seal once it sealed or
  * refused for good; any other failure (a timeout, a lost connection, EBUSY) is sent
  * again later. */
+/* Is f's volume erasure-coded? (its own copy goes once the stripe is recorded) */
+static bool family_is_ec(const struct replicas *rs, const struct family *f)
+{
+	struct cluster_volume v;
+
+	return cluster_volume_get(rs->cluster, f->name, &v) == 0 && v.rec.ec_k;
+}
+
 static void seal_answered(struct rseg *s, struct rnode *n, int r)
 {
 	char id[128];
@@ -997,8 +1005,9 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 		encoder_kick(s->rs->encoder); /* an EC family's segment may be encoded now */
 	}
 	if (s->nseal_todo == 0 && !s->seal_refusals && s->rs->drop_own && s->nholders &&
-	    s->state == RS_SEALED)
-		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder sealed it whole */
+	    s->state == RS_SEALED && !family_is_ec(s->rs, s->fam))
+		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder sealed it whole (an
+							     EC family's: once encoded) */
 }
 
 static void seal_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
@@ -1504,6 +1513,7 @@ static void mirror_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 	struct replicas *rs = ctx;
 	struct rseg *s = seg_at(rs, slot);
 
+	fragread_stripe_forget(rs, uid, sno);
 	if (s && s->fam->uid == uid && s->sno == sno) {
 		rs->by_slot[slot] = NULL; /* the slot may take another segment at once */
 	} else {
@@ -1611,6 +1621,8 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->test_crash_after = opts->test_crash_after_open;
 	rs->test_crash_seal = opts->test_crash_after_seal;
 	rs->drop_own = opts->drop_own;
+	rs->ec_drop_replicas = opts->ec_drop_replicas;
+	rs->frags_first = opts->frags_first || opts->ec_drop_replicas;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)
 		goto err_free_rs;
 	if (replica_probes_init(rs) < 0)
@@ -1680,6 +1692,7 @@ void replica_destroy(struct replicas *rs)
 	encoder_destroy(rs->encoder); /* the same */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
+	fragread_destroy_all(rs);
 	baseread_cancel_all(rs);
 	for (struct seg_call *c = rs->calls; c; c = c->next)
 		c->seg = NULL; /* answered later, if at all: orphans */
@@ -1731,6 +1744,11 @@ static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 		out->degraded = true;
 }
 
+void replica_frag_totals(const struct replicas *rs, struct fragread_status *out)
+{
+	*out = rs ? rs->frag_total : (struct fragread_status){ 0 };
+}
+
 int replica_status(const struct replicas *rs, const char *name, struct replica_status *out)
 {
 	const struct family *f = rs ? family_named(rs, name) : NULL;
@@ -1767,6 +1785,7 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 	out->degraded = out->copies < f->replicas;
 	replica_catchup_status(rs, f->uid, out);
 	encoder_status(rs->encoder, f->uid, &out->encode);
+	out->frag = f->frag;
 	if (f->stale)
 		snprintf(out->why, sizeof(out->why), "this node is no longer its owner at epoch %lld",
 			 (long long)f->epoch);

@@ -44,6 +44,7 @@
 
 #include "replication/catchup.h"
 #include "replication/encode.h"
+#include "replication/fragread.h"
 
 struct loop;
 struct engine;
@@ -80,6 +81,16 @@ struct replica_opts {
 	/* tests only (quilld: QUILL_TEST_CRASH_ENCODE=N): SIGKILL once the N-th encoded
 	 * segment's fragments are durable, before its stripe is recorded (encode.h). 0: off */
 	unsigned test_crash_encode;
+	/* tests only (quilld: QUILL_TEST_FRAGS_FIRST=1): a fetch of a striped segment reads
+	 * its fragments first, its replicas only if they fail (the path every read of an
+	 * encoded segment takes once its replicas are gone) */
+	bool frags_first;
+	/* quilld: QUILL_EC_DROP_REPLICAS=1 (off by default: a takeover of a family whose
+	 * replicas went reads each striped segment's data from its fragments, below):
+	 * the fenced write that records a stripe also empties the segment's holders, the
+	 * owner drops its own copy, the replicas are left to their holders' orphan checks,
+	 * and fetches of striped segments read the fragments (docs/erasure-coding.md) */
+	bool ec_drop_replicas;
 };
 
 /* 0 or -errno (-EINVAL, -ENOMEM). The engine's segment mirror is set. */
@@ -111,6 +122,7 @@ struct replica_status {
 	char why[160];         /* when degraded or waiting: why, for people */
 	struct catchup_status catchup; /* sealed segments recorded below R (catchup.h) */
 	struct encoder_status encode;  /* an EC family's sealed segments (encode.h) */
+	struct fragread_status frag;   /* its reads from fragments (fragread.h) */
 	unsigned nsegs;        /* open segments (at most REPLICA_STATUS_SEGS, newest) */
 	struct replica_seg_status {
 		uint32_t sno;
@@ -119,6 +131,8 @@ struct replica_status {
 		bool placed;        /* recorded and open on its holders */
 	} segs[REPLICA_STATUS_SEGS];
 };
+/* Every read from fragments this process made (fragread.h); zeros for NULL. */
+void replica_frag_totals(const struct replicas *rs, struct fragread_status *out);
 /* 0 and *out, or -ENOENT: name is no family registered here. */
 int replica_status(const struct replicas *rs, const char *name, struct replica_status *out);
 

@@ -12,6 +12,7 @@
 #include "cluster/cluster.h"
 #include "cluster/layout.h"
 #include "engine/segment.h"
+#include "replication/fragread.h"
 #include "replication/replica.h"
 
 struct peer_conn;
@@ -60,6 +61,7 @@ struct family {
 	bool recon_busy;      /* its call is in flight */
 	unsigned recon_backoff_ms;
 	struct loop_timer *recon_retry;
+	struct fragread_status frag; /* fragread.c: its reads from fragments */
 };
 
 enum rseg_state {
@@ -178,6 +180,10 @@ struct replicas {
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
 	struct scrub *scrub;            /* scrub passes (scrub.h) */
+	struct fragcache *fragcache;    /* fragread.c: the stripes seen, the codes */
+	struct fragread_status frag_total; /* ... and every family's reads (also gone ones) */
+	bool frags_first;               /* replica_opts.frags_first (or ec_drop_replicas) */
+	bool ec_drop_replicas;          /* replica_opts.ec_drop_replicas */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */

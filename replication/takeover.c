@@ -19,6 +19,7 @@
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "replication/peer.h"
+#include "replication/fragread.h"
 #include "replication/peer_proto.h"
 #include "replication/replica.h"
 #include "replication/takeover.h"
@@ -73,6 +74,10 @@ struct takeover {
 	uint32_t have, len;
 	unsigned src;             /* the holder of segment cur it reads from (its index) */
 	uint8_t *buf;
+	/* ST_COPY of a striped segment with no replica: a run read from its fragments */
+	struct seg_fetch_block want[SEG_FETCH_MAX_BLOCKS];
+	struct seg_fetch_block *wantp[SEG_FETCH_MAX_BLOCKS];
+	uint32_t chunk;
 	uint32_t *snos;
 	size_t nsnos;
 };
@@ -651,7 +656,75 @@ static void copy_replied(void *arg, int res, const struct peer_hdr *h, const voi
 	unref(t);
 }
 
-/* Reads the next piece of segment cur from a holder that answered, or seals it. */
+/* A run of a striped segment read from its fragments: written here, or (some block
+ * not read) everything again later. */
+static void frags_copied(void *arg, const char *why)
+{
+	struct takeover *t = arg;
+	struct iovec iov = { t->buf, (size_t)t->chunk * ENGINE_BLOCK_SIZE };
+	bool bad = false;
+
+	t->pending--; /* copies go one call at a time: no step_next */
+	for (uint32_t i = 0; i < t->chunk && !bad; i++)
+		bad = t->want[i].res != 0;
+	if (t->finished) {
+		unref(t);
+		return;
+	}
+	if (bad) {
+		char msg[320];
+
+		snprintf(msg, sizeof(msg), "segment %08" PRIx32 " cannot be read from its "
+			 "fragments (%s)", t->segs[t->cur].id.seq, why);
+		retry_later(t, msg);
+		unref(t);
+		return;
+	}
+	t->refs++;
+	if (engine_held_write(t->o.eng, t->uid, t->segs[t->cur].id.seq, t->have, &iov, 1,
+			      t->chunk, copy_written, t) < 0) {
+		t->refs--;
+		fail(t, -EIO, "volume %s: a copy is not written here%s", "");
+	}
+	t->have += t->chunk;
+	unref(t);
+}
+
+/* The next run of segment cur (striped, its replicas gone) from its fragments. */
+static void copy_read_frags(struct takeover *t)
+{
+	struct layout_segment *s = &t->segs[t->cur];
+	struct fragread *fr;
+	struct fragread_run run = { .uid = t->uid, .sno = s->id.seq, .epoch = t->epoch,
+				    .st = &s->stripe, .seg_blocks = t->len, .first = t->have,
+				    .want = t->wantp, .no_map_crcs = true };
+	int r;
+
+	if (t->have == 0 || t->have + SEG_FETCH_MAX_BLOCKS >= t->len) /* (its first or last run) */
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: segment %08" PRIx32 " has no replica: "
+			"copying %s from its %u+%u fragments", t->name, s->id.seq,
+			t->have ? "the rest" : "it", s->stripe.k, s->stripe.m);
+	t->chunk = t->len - t->have;
+	if (t->chunk > SEG_FETCH_MAX_BLOCKS)
+		t->chunk = SEG_FETCH_MAX_BLOCKS;
+	run.count = t->chunk;
+	for (uint32_t i = 0; i < t->chunk; i++) {
+		t->want[i] = (struct seg_fetch_block){ .dst = t->buf + (size_t)i * ENGINE_BLOCK_SIZE,
+						       .res = -EIO };
+		t->wantp[i] = &t->want[i];
+	}
+	call_begin(t);
+	r = t->o.rs ? fragread_start(t->o.rs, &run, frags_copied, t, &fr) : -EOPNOTSUPP;
+	if (r < 0) {
+		t->pending--;
+		t->refs--;
+		fail(t, r, "volume %s: a striped segment cannot be read from its fragments: %s",
+		     err_str(-r));
+	}
+}
+
+/* Reads the next piece of segment cur from a holder that answered (or, a stripe with
+ * no replica, from its fragments), or seals it. */
 static void copy_read(struct takeover *t)
 {
 	struct layout_segment *s = &t->segs[t->cur];
@@ -660,6 +733,10 @@ static void copy_read(struct takeover *t)
 
 	if (t->have >= t->len) {
 		copy_seal(t);
+		return;
+	}
+	if (s->stripe.k && s->nholders == 0) {
+		copy_read_frags(t);
 		return;
 	}
 	rq.nblocks = n > PEER_SEG_READ_MAX_BLOCKS ? PEER_SEG_READ_MAX_BLOCKS : n;

@@ -41,14 +41,7 @@ qexpect 0 0 volume create "$VOL" 48M --ec 2+1
 URI=$(node_uri 0 "$VOL")
 
 # write_verify LABEL OFFSET SIZE: fio writes SIZE at OFFSET through node0, verifies it
-write_verify()
-{
-	fio_verify_job "$WORK/$1.fio" "$URI" "$3" 0
-	sed -i "/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32\noffset=$2/" "$WORK/$1.fio"
-	fio --output="$WORK/fio-$1.log" "$WORK/$1.fio" ||
-		fail "$1: fio: $(tail -20 "$WORK/fio-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
-	grep -q "err= 0" "$WORK/fio-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-$1.log")"
-}
+write_verify() { fio_write_seq "$1" "$URI" "$3" "$2"; }
 # verify_only LABEL: every region written so far reads back and verifies
 verify_only()
 {
@@ -61,19 +54,12 @@ verify_only()
 	done
 }
 
-# records.py: the volume's segment records (etcd JSON lines) -> "sealed N encoded E"
-cat >"$WORK/records.py" <<'PY'
-import json, sys
-recs = [json.loads(l) for l in sys.stdin if l.strip().startswith("{")]
-sealed = [r for r in recs if r.get("state") == "sealed" and r.get("length", 0) > 0]
-print("sealed %d encoded %d" % (len(sealed), sum(1 for r in sealed if "stripe" in r)))
-PY
-records() { etcd_root get --prefix --print-value-only "${PREFIX}segments/$VOL/" | python3 "$WORK/records.py"; }
+records() { ec_records "$VOL"; }
 # all_encoded [MIN]: at least MIN sealed segments, all of them encoded
 all_encoded()
 {
 	local s e
-	read -r _ s _ e <<<"$(records)"
+	read -r _ s _ e _ <<<"$(records)"
 	[ "$s" -ge "${1:-1}" ] && [ "$s" = "$e" ]
 }
 
@@ -165,7 +151,7 @@ write_verify w1 0 16M
 wait_for 60 "not every sealed segment is encoded: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)" all_encoded 8
 check_stripes "healthy"
 qexpect 0 0 volume info "$VOL"
-read -r _ S _ E <<<"$(records)"
+read -r _ S _ E _ <<<"$(records)"
 grep -q "^sealed segments: $E encoded, 0 replicated only" <<<"$OUT" ||
 	fail "volume info does not count the encoded segments ($E): $OUT"
 log "records: $S sealed, $E encoded; volume info: $(grep '^sealed segments' <<<"$OUT")"
@@ -177,7 +163,7 @@ wait_for 20 "node0 still sees node2 up" state_is 0 node2 down
 write_verify w2 16M 8M
 wait_for 30 "the owner does not say why segments stay replicated: $(grep encode "$WORK/node0.log" | tail -3)" \
 	grep -q "segments stay replicated: 2 failure domains usable, 2+1 needs 3" "$WORK/node0.log"
-read -r _ S2 _ E2 <<<"$(records)"
+read -r _ S2 _ E2 _ <<<"$(records)"
 [ "$S2" -gt "$S" ] && [ "$E2" = "$E" ] || fail "with node2 down: $S2 sealed, $E2 encoded (before: $S, $E)"
 qexpect 0 0 volume info "$VOL"
 # (its counts are the last scan's: a segment sealed since may be missing)
@@ -195,7 +181,7 @@ wait_for 60 "node0 did not crash while encoding: $(grep encode "$WORK/node0.log"
 wait "${NODE_PID[0]}" 2>/dev/null || true
 grep -q "test: crashing after the fragments of segment" "$WORK/node0.log" ||
 	fail "node0 died of something else: $(tail -5 "$WORK/node0.log")"
-read -r _ S3 _ E3 <<<"$(records)"
+read -r _ S3 _ E3 _ <<<"$(records)"
 [ "$E3" = "$E" ] || fail "a stripe was recorded before the crash: $E3 encoded, $E before"
 log "node0 killed itself once a segment's fragments were durable, before its record ($E3 of $S3 encoded)"
 
@@ -220,7 +206,7 @@ wait_for 60 "node1 does not take $VOL over: $(grep "takeover: volume $VOL" "$WOR
 URI=$(node_uri 1 "$VOL")
 for f in "$WORK"/w*.fio; do sed -i "s|^uri=.*|uri=$URI|" "$f"; done
 verify_only "after the takeover"
-read -r _ S4 _ E4 <<<"$(records)"
+read -r _ S4 _ E4 _ <<<"$(records)"
 [ "$S4" = "$E4" ] || fail "the takeover changed the stripes: $(records)"
 log "node1 took $VOL over with its $E4 stripes; everything verifies through node1"
 

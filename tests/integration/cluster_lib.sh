@@ -150,6 +150,30 @@ start_three_peer_nodes()
 # node_uri I VOL: the NBD URI of VOL (or VOL@SNAP) through node I
 node_uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
 
+# fio_write_seq JOB URI SIZE [OFFSET]: fio (nbd, verify=crc32c) writes SIZE from OFFSET
+# (0) through URI in order (fsync every 32 writes) and verifies it; $WORK/JOB.fio
+# stays for verify_only runs.
+fio_write_seq()
+{
+	fio_verify_job "$WORK/$1.fio" "$2" "$3" 0
+	sed -i "/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32\noffset=${4:-0}/" "$WORK/$1.fio"
+	fio --output="$WORK/fio-$1.log" "$WORK/$1.fio" ||
+		fail "fio $1: $(tail -20 "$WORK/fio-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
+	grep -q "err= 0" "$WORK/fio-$1.log" || fail "fio $1 reports an error: $(cat "$WORK/fio-$1.log")"
+}
+
+# ec_records VOL: VOL's segment records in etcd, counted: "sealed N encoded E bare B"
+# (sealed: not empty; encoded: with a stripe; bare: a stripe and no holder left)
+ec_records()
+{
+	etcd_root get --prefix --print-value-only "${PREFIX}segments/$1/" | python3 -c '
+import json, sys
+recs = [json.loads(l) for l in sys.stdin if l.strip().startswith("{")]
+sealed = [r for r in recs if r.get("state") == "sealed" and r.get("length", 0) > 0]
+enc = [r for r in sealed if "stripe" in r]
+print("sealed %d encoded %d bare %d" % (len(sealed), len(enc), sum(1 for r in enc if not r["holders"])))'
+}
+
 # node_io I VOL CMD…: qemu-io commands through node I (an attach claims an unowned
 # volume there; a snapshot is opened read-only); fails the test on an error or a
 # pattern mismatch

@@ -91,6 +91,11 @@ void cli_show_policy(struct json_object *c)
 	printf("policy:    %s\n", cli_str(c, "policy"));
 	if (*cli_str(c, "sealed_segments"))
 		printf("sealed segments: %s\n", cli_str(c, "sealed_segments"));
+	if (cli_i64(c, "frag_runs"))
+		printf("reads from fragments: %lld runs, %lld requests, %lld degraded, %lld "
+		       "decoded, %lld failed\n", (long long)cli_i64(c, "frag_runs"),
+		       (long long)cli_i64(c, "frag_requests"), (long long)cli_i64(c, "frag_degraded"),
+		       (long long)cli_i64(c, "frag_decodes"), (long long)cli_i64(c, "frag_failed"));
 }
 
 void cli_show_base(struct json_object *c)

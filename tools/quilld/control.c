@@ -26,6 +26,7 @@
 #include "block/block.h"
 #include "common/loop.h"
 #include "engine/engine.h"
+#include "replication/replica.h"
 #include "tools/control_proto.h"
 
 #define CTL_LOG "control"
@@ -371,6 +372,7 @@ static void add_bytes(struct json_object *o, const char *key, uint64_t bytes)
 static struct json_object *cmd_status(struct control *ctl, struct json_object *req)
 {
 	struct engine_stats st;
+	struct fragread_status fs;
 	struct json_object *v = ctl_ok();
 	uint64_t seg;
 
@@ -404,6 +406,12 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "fetches", (int64_t)st.fetches);
 	ctl_add_int(v, "fetch_blocks", (int64_t)st.fetch_blocks);
 	ctl_add_int(v, "fetch_requests", (int64_t)st.fetch_requests);
+	replica_frag_totals(ctl->replicas, &fs);
+	ctl_add_int(v, "frag_runs", (int64_t)fs.runs);
+	ctl_add_int(v, "frag_requests", (int64_t)fs.requests);
+	ctl_add_int(v, "frag_degraded", (int64_t)fs.degraded);
+	ctl_add_int(v, "frag_decodes", (int64_t)fs.decodes);
+	ctl_add_int(v, "frag_failed", (int64_t)fs.failed);
 	add_bytes(v, "moved_bytes", st.gc_blocks_moved * ENGINE_BLOCK_SIZE);
 	json_object_object_add(v, "nbd_tcp", json_object_new_string(ctl->nbd_tcp));
 	json_object_object_add(v, "nbd_unix", json_object_new_string(ctl->nbd_unix));

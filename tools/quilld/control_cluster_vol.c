@@ -138,8 +138,8 @@ static struct json_object *copies_json(const struct replica_status *st)
 
 /* The durability policy: "replicas R" or "ec K+M", and for an EC volume its code and
  * what its sealed segments are: on its owner (st: its status) how many are encoded
- * (a stripe recorded) and how many still only replicated; the replicas of an encoded
- * one stay until reads from fragments exist (docs/erasure-coding.md). */
+ * (a stripe recorded), how many of those have no replica left (QUILL_EC_DROP_REPLICAS),
+ * how many still only replicated, and its reads from fragments (docs/erasure-coding.md). */
 static void add_policy(struct json_object *o, const struct layout_volume *rec,
 		       const struct replica_status *st)
 {
@@ -161,12 +161,19 @@ static void add_policy(struct json_object *o, const struct layout_volume *rec,
 	}
 	ctl_add_int(o, "segments_replicated", st->encode.replicated);
 	ctl_add_int(o, "segments_encoded", st->encode.encoded);
+	ctl_add_int(o, "segments_encoded_no_replicas", st->encode.encoded_bare);
 	ctl_add_int(o, "segments_encoding", st->encode.encoding);
 	ctl_add_int(o, "encoded_bytes", (int64_t)st->encode.encoded_bytes);
 	ctl_add_int(o, "encode_ns", (int64_t)st->encode.encode_ns);
-	snprintf(buf, sizeof(buf), "%u encoded, %u replicated only%s%s (the replicas of "
-		 "encoded ones stay: reads from fragments are not built)", st->encode.encoded,
-		 st->encode.replicated, st->encode.why[0] ? ": " : "", st->encode.why);
+	ctl_add_int(o, "frag_runs", (int64_t)st->frag.runs);
+	ctl_add_int(o, "frag_requests", (int64_t)st->frag.requests);
+	ctl_add_int(o, "frag_degraded", (int64_t)st->frag.degraded);
+	ctl_add_int(o, "frag_decodes", (int64_t)st->frag.decodes);
+	ctl_add_int(o, "frag_failed", (int64_t)st->frag.failed);
+	snprintf(buf, sizeof(buf), "%u encoded, %u replicated only%s%s; %u encoded with no "
+		 "replica left (the others keep theirs)", st->encode.encoded,
+		 st->encode.replicated, st->encode.why[0] ? ": " : "", st->encode.why,
+		 st->encode.encoded_bare);
 	ctl_add_str(o, "sealed_segments", buf);
 }
 

@@ -377,3 +377,113 @@ Test(ec, one_block_rebuilt_from_the_same_block_of_k_survivors)
 	}
 	stripe_free(&s);
 }
+
+/* A run of the segment as the data fragments hold it: every block once, in order, one
+ * piece per data fragment touched; padding and past-the-end runs refused. */
+Test(ec, a_run_maps_to_one_piece_per_data_fragment)
+{
+	static const unsigned codes[][3] = { { 2, 1, 1023 }, { 4, 2, 1024 }, { 8, 3, 17 },
+					     { 3, 2, 1 }, { 2, 1, 5 } };
+
+	for (size_t c = 0; c < sizeof(codes) / sizeof(codes[0]); c++) {
+		struct ec_geom g;
+		struct ec_piece p[EC_K_MAX];
+
+		cr_assert_eq(ec_geom_init(&g, codes[c][0], codes[c][1], codes[c][2]), 0);
+		for (uint32_t first = 0; first < g.seg_blocks; first += 1 + first / 3)
+			for (uint32_t count = 1; count <= g.seg_blocks - first;
+			     count += 1 + count / 2) {
+				int n = ec_geom_run(&g, first, count, p);
+				uint32_t b = first;
+
+				cr_assert_gt(n, 0);
+				for (int i = 0; i < n; i++) {
+					uint32_t frag, fb;
+
+					cr_assert_eq(p[i].seg_block, b, "in order, no gap");
+					cr_assert_eq(ec_geom_locate(&g, b, &frag, &fb), 0);
+					cr_assert_eq(p[i].frag, frag);
+					cr_assert_eq(p[i].frag_block, fb);
+					cr_assert_leq(fb + p[i].nblocks, g.frag_blocks,
+						      "a piece stays in its fragment");
+					cr_assert(i == 0 || p[i].frag == p[i - 1].frag + 1);
+					b += p[i].nblocks;
+				}
+				cr_assert_eq(b, first + count, "every block once");
+				cr_assert_eq((uint32_t)n, (first + count - 1) / g.frag_blocks -
+							  first / g.frag_blocks + 1);
+			}
+		cr_assert_eq(ec_geom_run(&g, 0, 0, p), -ERANGE, "empty");
+		cr_assert_eq(ec_geom_run(&g, 0, g.seg_blocks + 1, p), -ERANGE, "into padding");
+		cr_assert_eq(ec_geom_run(&g, g.seg_blocks, 1, p), -ERANGE, "past the end");
+		cr_assert_eq(ec_geom_run(&g, 1, UINT32_MAX, p), -ERANGE, "wraps");
+	}
+	/* 2+1 of 1000 blocks (F = 500): a run across the middle is two pieces */
+	struct ec_geom g;
+	struct ec_piece p[EC_K_MAX];
+	uint32_t row, nrows;
+
+	cr_assert_eq(ec_geom_init(&g, 2, 1, 1000), 0);
+	cr_assert_eq(ec_geom_run(&g, 490, 20, p), 2);
+	cr_assert_eq(p[0].frag, 0);
+	cr_assert_eq(p[0].frag_block, 490);
+	cr_assert_eq(p[0].nblocks, 10);
+	cr_assert_eq(p[1].frag, 1);
+	cr_assert_eq(p[1].frag_block, 0);
+	cr_assert_eq(p[1].nblocks, 10);
+	ec_pieces_rows(p, 2, &row, &nrows);
+	cr_assert_eq(row, 0);
+	cr_assert_eq(nrows, 500, "rows 0..499 of every fragment cover both pieces");
+	cr_assert_eq(ec_geom_run(&g, 100, 50, p), 1);
+	ec_pieces_rows(p, 1, &row, &nrows);
+	cr_assert_eq(row, 100);
+	cr_assert_eq(nrows, 50);
+}
+
+/* A degraded read of a run: the rows its pieces need, of every fragment but the lost,
+ * decode to the run's blocks, for every pattern of at most M lost. */
+static void run_every_pattern(unsigned k, unsigned m, uint32_t blocks, uint32_t first,
+			      uint32_t count)
+{
+	struct stripe s;
+	struct ec_piece p[EC_K_MAX];
+	uint8_t *rows[EC_N_MAX];
+	uint32_t row, nrows;
+	unsigned n = k + m, patterns = 0;
+	int np;
+
+	stripe_make(&s, k, m, blocks);
+	np = ec_geom_run(&s.g, first, count, p);
+	cr_assert_gt(np, 0);
+	ec_pieces_rows(p, (unsigned)np, &row, &nrows);
+	for (unsigned i = 0; i < n; i++) {
+		rows[i] = malloc((size_t)nrows * EC_BLOCK);
+		cr_assert(rows[i]);
+	}
+	for (uint32_t lost = 1; lost < (1u << n); lost++) {
+		if ((unsigned)__builtin_popcount(lost) > m)
+			continue;
+		for (unsigned i = 0; i < n; i++)
+			if (lost & (1u << i))
+				memset(rows[i], 0xc3, (size_t)nrows * EC_BLOCK);
+			else
+				memcpy(rows[i], s.frags[i] + (size_t)row * EC_BLOCK,
+				       (size_t)nrows * EC_BLOCK);
+		cr_assert_eq(ec_decode(s.code, (size_t)nrows * EC_BLOCK, rows, lost), 0);
+		for (int i = 0; i < np; i++)
+			cr_assert(memcmp(rows[p[i].frag] + (size_t)(p[i].frag_block - row) * EC_BLOCK,
+					 s.seg + (size_t)p[i].seg_block * EC_BLOCK,
+					 (size_t)p[i].nblocks * EC_BLOCK) == 0,
+				  "%u+%u run %u+%u lost %#x: piece %d", k, m, first, count, lost, i);
+		patterns++;
+	}
+	cr_log_info("%u+%u run %u+%u: %u loss patterns", k, m, first, count, patterns);
+	for (unsigned i = 0; i < n; i++)
+		free(rows[i]);
+	stripe_free(&s);
+}
+
+Test(ec, a_run_decodes_with_every_pattern_2_1) { run_every_pattern(2, 1, 100, 45, 10); }
+Test(ec, a_run_in_one_fragment_decodes_4_2) { run_every_pattern(4, 2, 63, 17, 3); }
+Test(ec, a_run_over_three_fragments_decodes_4_2) { run_every_pattern(4, 2, 64, 10, 30); }
+Test(ec, a_run_to_the_padded_end_decodes_3_2) { run_every_pattern(3, 2, 31, 20, 11); }

@@ -1,0 +1,584 @@
+/* replication/fragread.c — a fetch's blocks from the fragments of its stripe
+ * (fragread.h; docs/erasure-coding.md, "Reads from fragments").
+ *
+ * One struct fragread per run, in two phases: the data fragments' pieces of the run
+ * (healthy: no decode), then, for what is still missing, the same rows of every
+ * fragment not lost yet and a decode. Each fragment asked is one request: a FRAG_READ
+ * to its holder, or two reads of this node's store (the table's blocks that cover the
+ * rows, and the rows) when the fragment is this node's.
+ */
+#include "replication/fragread.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "engine/engine.h"
+#include "replication/ec.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
+#include "replication/replica_internal.h"
+
+#define STRIPE_BUCKETS 4096u /* chains: a few stripes each for a large store */
+#define CODES_MAX 8u         /* codes kept (one per K+M in use) */
+
+struct stripe_ent {
+	uint64_t uid;
+	uint32_t sno, seg_blocks;
+	struct layout_stripe st;
+	struct stripe_ent *next;
+};
+
+/* The stripes seen and the codes made, in rs->fragcache. */
+struct fragcache {
+	struct stripe_ent *buckets[STRIPE_BUCKETS];
+	struct ec_code *codes[CODES_MAX];
+};
+
+struct fragread {
+	struct replicas *rs; /* NULL: orphaned (freed when its requests end) */
+	uint64_t uid;
+	uint32_t sno;
+	int64_t epoch;
+	struct layout_stripe st;
+	struct ec_geom g;
+	struct ec_code *code;
+	uint32_t first, count;
+	struct seg_fetch_block **want; /* count entries */
+	bool degraded;                 /* the second phase */
+	uint32_t row, nrows;           /* its rows */
+	uint8_t *bufs[EC_N_MAX];       /* each fragment's blocks asked in this phase */
+	uint32_t lost;                 /* fragments lost for this run (a mask) */
+	bool saw_bad;                  /* some block read failed a CRC */
+	bool no_map_crcs;              /* fragread_run's */
+	unsigned pending;
+	uint64_t requests;
+	struct loop_timer *kick;       /* the first phase had nothing to send */
+	char why[256];                 /* "fragment 0 on node2: not connected; ..." */
+	void (*done)(void *arg, const char *why);
+	void *arg;
+};
+
+/* One fragment's read: remote (a FRAG_READ) or local (table + rows). */
+struct frag_req {
+	struct fragread *fr;
+	unsigned idx;
+	uint32_t block, nblocks; /* in the fragment's data */
+	uint8_t *table;          /* local: the table's blocks covering the rows */
+	uint32_t table_first;    /* ... from this table block */
+	unsigned parts;          /* local: reads in flight */
+	int part_err;
+};
+
+/* ---- the stripes seen, the codes ---- */
+
+static struct fragcache *cache_of(struct replicas *rs)
+{
+	if (!rs->fragcache)
+		rs->fragcache = calloc(1, sizeof(*rs->fragcache));
+	return rs->fragcache;
+}
+
+static unsigned bucket_of(uint64_t uid, uint32_t sno)
+{
+	return (unsigned)((uid * 0x9e3779b97f4a7c15ull) >> 40 ^ sno) % STRIPE_BUCKETS;
+}
+
+static struct stripe_ent *stripe_find(const struct fragcache *c, uint64_t uid, uint32_t sno)
+{
+	for (struct stripe_ent *e = c ? c->buckets[bucket_of(uid, sno)] : NULL; e; e = e->next)
+		if (e->uid == uid && e->sno == sno)
+			return e;
+	return NULL;
+}
+
+int fragread_stripe_get(const struct replicas *rs, uint64_t uid, uint32_t sno,
+			struct layout_stripe *st, uint32_t *seg_blocks)
+{
+	const struct stripe_ent *e = stripe_find(rs->fragcache, uid, sno);
+
+	if (!e)
+		return -ENOENT;
+	*st = e->st;
+	*seg_blocks = e->seg_blocks;
+	return 0;
+}
+
+int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg)
+{
+	struct fragcache *c;
+	struct stripe_ent *e;
+	unsigned b;
+
+	if (seg->state != LAYOUT_SEG_SEALED || !seg->stripe.k || !seg->length)
+		return 0;
+	c = cache_of(rs);
+	if (!c)
+		return -ENOMEM;
+	if (stripe_find(c, seg->id.family, seg->id.seq))
+		return 0; /* a stripe never changes */
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	b = bucket_of(seg->id.family, seg->id.seq);
+	*e = (struct stripe_ent){ .uid = seg->id.family, .sno = seg->id.seq,
+				  .seg_blocks = (uint32_t)(seg->length / EC_BLOCK),
+				  .st = seg->stripe, .next = c->buckets[b] };
+	c->buckets[b] = e;
+	return 0;
+}
+
+void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	struct fragcache *c = rs->fragcache;
+
+	for (struct stripe_ent **p = c ? &c->buckets[bucket_of(uid, sno)] : NULL; p && *p;
+	     p = &(*p)->next)
+		if ((*p)->uid == uid && (*p)->sno == sno) {
+			struct stripe_ent *e = *p;
+
+			*p = e->next;
+			free(e);
+			return;
+		}
+}
+
+void fragread_destroy_all(struct replicas *rs)
+{
+	struct fragcache *c = rs->fragcache;
+
+	if (!c)
+		return;
+	for (unsigned b = 0; b < STRIPE_BUCKETS; b++)
+		for (struct stripe_ent *e = c->buckets[b], *next; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	for (unsigned i = 0; i < CODES_MAX; i++)
+		ec_code_destroy(c->codes[i]);
+	free(c);
+	rs->fragcache = NULL;
+}
+
+/* The code K+M (kept: its decode tables are cached inside), or NULL. */
+static struct ec_code *code_get(struct replicas *rs, unsigned k, unsigned m)
+{
+	struct fragcache *c = cache_of(rs);
+	unsigned i;
+
+	if (!c)
+		return NULL;
+	for (i = 0; i < CODES_MAX && c->codes[i]; i++)
+		if (ec_code_k(c->codes[i]) == k && ec_code_m(c->codes[i]) == m)
+			return c->codes[i];
+	if (i == CODES_MAX) { /* more codes in use than kept: the oldest goes */
+		ec_code_destroy(c->codes[0]);
+		memmove(c->codes, c->codes + 1, (CODES_MAX - 1) * sizeof(c->codes[0]));
+		i = CODES_MAX - 1;
+		c->codes[i] = NULL;
+	}
+	if (ec_code_create(k, m, &c->codes[i]) < 0)
+		return NULL;
+	return c->codes[i];
+}
+
+/* ---- one read ---- */
+
+static void fr_free(struct fragread *fr)
+{
+	for (unsigned i = 0; i < EC_N_MAX; i++)
+		free(fr->bufs[i]);
+	free(fr->want);
+	free(fr);
+}
+
+static void fr_note(struct fragread *fr, unsigned idx, const char *why)
+{
+	size_t n = strlen(fr->why);
+
+	snprintf(fr->why + n, sizeof(fr->why) - n, "%sfragment %u on node %s: %s", n ? "; " : "",
+		 idx, fr->st.frags[idx], why);
+}
+
+/* Fragment idx is lost for this run (why: for the log). */
+static void fr_lose(struct fragread *fr, unsigned idx, int r, const char *why)
+{
+	if (fr->lost & (1u << idx))
+		return;
+	fr->lost |= 1u << idx;
+	if (r == -EILSEQ)
+		fr->saw_bad = true;
+	fr_note(fr, idx, why ? why : r == -EILSEQ ? "fails its checksum" : err_str(-r));
+}
+
+static struct seg_fetch_block *fr_want(const struct fragread *fr, uint32_t seg_block)
+{
+	struct seg_fetch_block *w = fr->want[seg_block - fr->first];
+
+	return w && w->dst && w->res != 0 ? w : NULL;
+}
+
+static bool fr_missing(const struct fragread *fr)
+{
+	for (uint32_t b = fr->first; b < fr->first + fr->count; b++)
+		if (fr_want(fr, b))
+			return true;
+	return false;
+}
+
+/* The blocks of data fragment idx from its row `row` (in fr->bufs[idx]) that the run
+ * still misses: each checked against the map's CRC and copied. Returns how many
+ * failed. */
+static unsigned fr_take(struct fragread *fr, unsigned idx, uint32_t row, uint32_t nrows)
+{
+	unsigned bad = 0;
+
+	for (uint32_t j = 0; j < nrows && idx < fr->g.k; j++) {
+		uint64_t b = (uint64_t)idx * fr->g.frag_blocks + row + j;
+		struct seg_fetch_block *w;
+		const uint8_t *d = fr->bufs[idx] + (size_t)j * EC_BLOCK;
+
+		if (b < fr->first || b >= (uint64_t)fr->first + fr->count)
+			continue;
+		w = fr_want(fr, (uint32_t)b);
+		if (!w)
+			continue;
+		if (!fr->no_map_crcs && crc32c(d, EC_BLOCK) != w->crc) {
+			bad++;
+			continue;
+		}
+		memcpy(w->dst, d, EC_BLOCK);
+		w->res = 0;
+	}
+	return bad;
+}
+
+static void fr_step(struct fragread *fr);
+
+/* A fragment's read ended with r (0: fr->bufs[idx] holds its rows, each checked against
+ * the fragment's table). */
+static void fr_arrived(struct frag_req *q, int r)
+{
+	struct fragread *fr = q->fr;
+
+	fr->pending--;
+	if (fr->rs && !fr->rs->closing) {
+		if (r < 0) {
+			fr_lose(fr, q->idx, r, NULL);
+		} else if (!fr->degraded && fr_take(fr, q->idx, q->block, q->nblocks)) {
+			fr->saw_bad = true;
+			fr_lose(fr, q->idx, -EILSEQ, "blocks fail the map's checksum");
+		}
+	}
+	free(q->table);
+	free(q);
+	if (fr->pending)
+		return;
+	if (!fr->rs)
+		fr_free(fr);
+	else if (!fr->rs->closing)
+		fr_step(fr);
+}
+
+static void local_part_done(void *arg, int res)
+{
+	struct frag_req *q = arg;
+	struct fragread *fr = q->fr;
+
+	if (res < 0 && !q->part_err)
+		q->part_err = res;
+	if (--q->parts)
+		return;
+	/* both in: every block against the table's CRC of it */
+	for (uint32_t j = 0; q->part_err == 0 && j < q->nblocks; j++) {
+		size_t at = (size_t)(q->block + j) * 4 - (size_t)q->table_first * EC_BLOCK;
+		uint32_t want = (uint32_t)q->table[at] | (uint32_t)q->table[at + 1] << 8 |
+				(uint32_t)q->table[at + 2] << 16 | (uint32_t)q->table[at + 3] << 24;
+
+		if (crc32c(fr->bufs[q->idx] + (size_t)j * EC_BLOCK, EC_BLOCK) != want)
+			q->part_err = -EILSEQ;
+	}
+	fr_arrived(q, q->part_err);
+}
+
+/* This node's fragment: the table's blocks covering the rows and the rows, at once. */
+static int ask_local(struct frag_req *q)
+{
+	struct fragread *fr = q->fr;
+	struct engine *eng = fr->rs->eng;
+	struct engine_frag_info fi;
+	uint32_t table_blocks, last;
+	int r = engine_frag_stat(eng, fr->uid, fr->sno, &fi);
+
+	if (r < 0)
+		return r;
+	if (fi.index != q->idx || fi.frag_blocks != fr->g.frag_blocks)
+		return -ENOENT; /* another fragment, of another encoding */
+	table_blocks = fi.image_blocks - 1 - fi.frag_blocks;
+	q->table_first = (uint32_t)((uint64_t)q->block * 4 / EC_BLOCK);
+	last = (uint32_t)(((uint64_t)q->block + q->nblocks) * 4 - 1) / EC_BLOCK;
+	if (last >= table_blocks)
+		return -EIO;
+	q->table = aligned_alloc(EC_BLOCK, (size_t)(last - q->table_first + 1) * EC_BLOCK);
+	if (!q->table)
+		return -ENOMEM;
+	q->parts = 2;
+	r = engine_frag_read(eng, fr->uid, fr->sno, 1 + q->table_first, q->table,
+			     last - q->table_first + 1, local_part_done, q);
+	if (r < 0) {
+		free(q->table);
+		q->table = NULL;
+		return r;
+	}
+	r = engine_frag_read(eng, fr->uid, fr->sno, 1 + table_blocks + q->block,
+			     fr->bufs[q->idx], q->nblocks, local_part_done, q);
+	if (r < 0) { /* the table's read ends it, with this error */
+		q->part_err = r;
+		q->parts--;
+	}
+	return 0;
+}
+
+static void remote_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			   size_t len)
+{
+	struct frag_req *q = arg;
+	struct peer_seg_reply rep = { 0 };
+	int r = res;
+
+	(void)h;
+	if (r == 0)
+		r = peer_seg_reply_decode(PEER_OP_FRAG_READ, payload, len, &rep) < 0 ? -EPROTO
+										  : rep.result;
+	if (r == 0 && rep.nblocks != q->nblocks)
+		r = -EPROTO;
+	if (r == 0)
+		r = peer_layer_read_check(&rep);
+	if (r == 0 && q->fr->rs)
+		memcpy(q->fr->bufs[q->idx], rep.data, (size_t)q->nblocks * EC_BLOCK);
+	fr_arrived(q, r);
+}
+
+static int ask_remote(struct frag_req *q)
+{
+	struct fragread *fr = q->fr;
+	struct rnode *n = replica_node_find(fr->rs, fr->st.frags[q->idx]);
+	struct peer_seg_req rq = { .op = PEER_OP_FRAG_READ, .sno = fr->sno, .block = q->block,
+				   .nblocks = q->nblocks, .index = (uint8_t)q->idx };
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = PEER_OP_FRAG_READ, .volume_id = fr->uid,
+			      .epoch = (uint64_t)fr->epoch, .head = head };
+
+	if (!n || !n->ready || !n->conn)
+		return -ENOTCONN;
+	m.head_len = peer_seg_req_encode(&rq, head);
+	return peer_request(n->conn, &m, fr->rs->timeout_ms, remote_replied, q);
+}
+
+/* Asks fragment idx for nblocks from `block` into fr->bufs[idx] (allocated here):
+ * 0 (fr_arrived runs) or the fragment is lost. */
+static void fr_ask(struct fragread *fr, unsigned idx, uint32_t block, uint32_t nblocks)
+{
+	struct frag_req *q = calloc(1, sizeof(*q));
+	int r = -ENOMEM;
+
+	free(fr->bufs[idx]);
+	fr->bufs[idx] = aligned_alloc(EC_BLOCK, (size_t)nblocks * EC_BLOCK);
+	if (q && fr->bufs[idx]) {
+		*q = (struct frag_req){ .fr = fr, .idx = idx, .block = block, .nblocks = nblocks };
+		r = strcmp(fr->st.frags[idx], fr->rs->self) == 0 ? ask_local(q) : ask_remote(q);
+	}
+	if (r == 0) {
+		fr->pending++;
+		fr->requests++;
+		return;
+	}
+	free(q);
+	fr_lose(fr, idx, r, r == -ENOTCONN ? "not connected" : NULL);
+}
+
+/* The first phase: each data fragment's piece of the run that still misses blocks. */
+static void fr_healthy(struct fragread *fr)
+{
+	struct ec_piece p[EC_K_MAX];
+	int n = ec_geom_run(&fr->g, fr->first, fr->count, p);
+
+	for (int i = 0; i < n; i++) {
+		bool need = false;
+
+		for (uint32_t b = p[i].seg_block; b < p[i].seg_block + p[i].nblocks && !need; b++)
+			need = fr_want(fr, b) != NULL;
+		if (need)
+			fr_ask(fr, p[i].frag, p[i].frag_block, p[i].nblocks);
+	}
+}
+
+/* The second phase: the rows of the missing blocks from every fragment not lost. */
+static void fr_degrade(struct fragread *fr)
+{
+	struct ec_piece p[EC_K_MAX], need[EC_K_MAX];
+	int n = ec_geom_run(&fr->g, fr->first, fr->count, p);
+	unsigned nneed = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint32_t lo = UINT32_MAX, hi = 0;
+
+		for (uint32_t b = p[i].seg_block; b < p[i].seg_block + p[i].nblocks; b++)
+			if (fr_want(fr, b)) {
+				lo = lo < b ? lo : b;
+				hi = b + 1;
+			}
+		if (hi)
+			need[nneed++] = (struct ec_piece){
+				.frag = p[i].frag, .seg_block = lo, .nblocks = hi - lo,
+				.frag_block = p[i].frag_block + (lo - p[i].seg_block) };
+	}
+	ec_pieces_rows(need, nneed, &fr->row, &fr->nrows);
+	fr->degraded = true;
+	for (unsigned i = 0; i < fr->g.k + fr->g.m; i++)
+		if (!(fr->lost & (1u << i)))
+			fr_ask(fr, i, fr->row, fr->nrows);
+}
+
+/* Every wanted block still missing ends with this error. */
+static void fr_fail_missing(struct fragread *fr)
+{
+	for (uint32_t b = fr->first; b < fr->first + fr->count; b++) {
+		struct seg_fetch_block *w = fr_want(fr, b);
+
+		if (w)
+			w->res = fr->saw_bad ? -EILSEQ : -EIO;
+	}
+}
+
+static void fr_count(struct fragread_status *c, const struct fragread *fr, bool missing)
+{
+	c->runs++;
+	c->requests += fr->requests;
+	c->degraded += fr->degraded;
+	c->failed += missing;
+}
+
+static void fr_end(struct fragread *fr)
+{
+	struct family *fam = replica_family_find(fr->rs, fr->uid);
+	bool missing = fr_missing(fr);
+
+	if (missing)
+		fr_fail_missing(fr);
+	if (fam)
+		fr_count(&fam->frag, fr, missing);
+	fr_count(&fr->rs->frag_total, fr, missing);
+	fr->done(fr->arg, fr->why);
+	fr_free(fr);
+}
+
+/* The decode of the rows read: every lost fragment rebuilt, the missing blocks taken. */
+static void fr_decode(struct fragread *fr)
+{
+	unsigned lost = (unsigned)__builtin_popcount(fr->lost);
+	struct family *fam;
+	unsigned bad;
+
+	if (lost > fr->g.m) {
+		char n[64];
+
+		snprintf(n, sizeof(n), "; %u fragments lost, %u can be", lost, fr->g.m);
+		strncat(fr->why, n, sizeof(fr->why) - strlen(fr->why) - 1);
+		return;
+	}
+	for (unsigned i = 0; i < fr->g.k + fr->g.m; i++)
+		if (fr->lost & (1u << i)) { /* (a first phase's piece is of another size) */
+			free(fr->bufs[i]);
+			fr->bufs[i] = aligned_alloc(EC_BLOCK, (size_t)fr->nrows * EC_BLOCK);
+			if (!fr->bufs[i])
+				return;
+		}
+	if (ec_decode(fr->code, (size_t)fr->nrows * EC_BLOCK, fr->bufs, fr->lost) < 0)
+		return;
+	fam = replica_family_find(fr->rs, fr->uid);
+	if (fam)
+		fam->frag.decodes++;
+	fr->rs->frag_total.decodes++;
+	bad = 0;
+	for (unsigned i = 0; i < fr->g.k; i++)
+		bad += fr_take(fr, i, fr->row, fr->nrows);
+	if (bad) { /* a survivor bad in a way its own table did not catch */
+		fr->saw_bad = true;
+		strncat(fr->why, "; decoded blocks fail the map's checksum",
+			sizeof(fr->why) - strlen(fr->why) - 1);
+	}
+}
+
+/* A phase ended (no request in flight): the next one, or the end. */
+static void fr_step(struct fragread *fr)
+{
+	if (!fr->degraded && fr_missing(fr)) {
+		fr_degrade(fr);
+		if (fr->pending)
+			return;
+	}
+	if (fr->degraded && fr_missing(fr))
+		fr_decode(fr);
+	fr_end(fr);
+}
+
+static void fr_kicked(void *arg)
+{
+	struct fragread *fr = arg;
+
+	fr->kick = NULL;
+	fr_step(fr);
+}
+
+int fragread_start(struct replicas *rs, const struct fragread_run *run,
+		   void (*done)(void *arg, const char *why), void *arg, struct fragread **out)
+{
+	struct fragread *fr = calloc(1, sizeof(*fr));
+	uint32_t first = run->first, count = run->count;
+	int r = -ENOMEM;
+
+	if (!fr)
+		return -ENOMEM;
+	*fr = (struct fragread){ .rs = rs, .uid = run->uid, .sno = run->sno,
+				 .epoch = run->epoch, .st = *run->st, .first = first,
+				 .count = count, .no_map_crcs = run->no_map_crcs, .done = done,
+				 .arg = arg };
+	if (ec_geom_init(&fr->g, run->st->k, run->st->m, run->seg_blocks) < 0 || count == 0 ||
+	    count > SEG_FETCH_MAX_BLOCKS || first >= run->seg_blocks ||
+	    count > run->seg_blocks - first) {
+		r = -EINVAL;
+		goto err_free;
+	}
+	fr->code = code_get(rs, run->st->k, run->st->m);
+	fr->want = malloc(count * sizeof(fr->want[0]));
+	if (!fr->code || !fr->want)
+		goto err_free;
+	memcpy(fr->want, run->want, count * sizeof(fr->want[0]));
+	fr_healthy(fr);
+	if (!fr->pending && loop_timer_add(rs->loop, 0, fr_kicked, fr, &fr->kick) < 0)
+		goto err_free; /* (nothing was sent: no request refers to it) */
+	*out = fr;
+	return 0;
+
+err_free:
+	fr_free(fr);
+	return r;
+}
+
+void fragread_orphan(struct fragread *fr)
+{
+	if (!fr)
+		return;
+	loop_timer_cancel(fr->kick);
+	fr->kick = NULL;
+	fr->rs = NULL;
+	if (!fr->pending)
+		fr_free(fr);
+}

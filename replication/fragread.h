@@ -1,0 +1,72 @@
+/* replication/fragread.h — a fetch's blocks from the fragments of its segment's stripe
+ * (docs/erasure-coding.md, "Reads from fragments"), for readaround.c when no replica
+ * holder had them good (or first, with replica_opts.frags_first).
+ *
+ * A run of a striped segment is one piece of each data fragment it touches (ec_geom_run):
+ * each is asked of its holder with FRAG_READ (the holder checks every block against its
+ * fragment's CRC table; here each is checked again against the map's CRC). A fragment
+ * that does not answer, answers an error or a block that fails is lost for this run:
+ * the same rows (ec_pieces_rows) of every other fragment are read, and with at most M
+ * lost the run's missing blocks are decoded (ec_decode), each checked against its CRC.
+ * This node's own fragment is read from its store (engine_frag_read), checked against
+ * its table. The stripes seen (from the records, or recorded by this node's encoder)
+ * are kept in memory: a stripe never changes, and a segment number is never reused.
+ *
+ * Threading: the loop's thread (the engine's). Nothing blocks.
+ */
+#ifndef QUILL_REPLICATION_FRAGREAD_H
+#define QUILL_REPLICATION_FRAGREAD_H
+
+#include <stdint.h>
+
+#include "cluster/layout.h"
+#include "engine/segment.h"
+
+struct replicas;
+struct fragread;
+
+/* A family's reads from fragments, for volume info (replica_status). */
+struct fragread_status {
+	uint64_t runs;      /* runs read from fragments */
+	uint64_t requests;  /* FRAG_READs sent and local fragment reads */
+	uint64_t degraded;  /* runs that needed other fragments than their data ones */
+	uint64_t decodes;   /* runs rebuilt by a decode */
+	uint64_t failed;    /* runs some wanted block of which no fragment gave */
+};
+
+/* The stripe of (uid, sno) as last seen: 0 and *st, *seg_blocks; -ENOENT. */
+int fragread_stripe_get(const struct replicas *rs, uint64_t uid, uint32_t sno,
+			struct layout_stripe *st, uint32_t *seg_blocks);
+/* Keeps seg's stripe (a sealed record with one; others are ignored): 0 or -ENOMEM. */
+int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg);
+/* The segment is deleted: its stripe is forgotten (the table would grow otherwise). */
+void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno);
+/* Frees the stripes kept and the codes (replica_destroy). */
+void fragread_destroy_all(struct replicas *rs);
+
+/* A run of a striped segment to read. */
+struct fragread_run {
+	uint64_t uid;                 /* the segment: family ... */
+	uint32_t sno;                 /* ... and number */
+	int64_t epoch;                /* the family's, for the FRAG_READ frames */
+	const struct layout_stripe *st;
+	uint32_t seg_blocks;          /* the sealed length, blocks */
+	uint32_t first, count;        /* the run: 1..SEG_FETCH_MAX_BLOCKS blocks */
+	struct seg_fetch_block *const *want; /* count entries (below) */
+	bool no_map_crcs; /* the blocks have no map CRC (a takeover's copy of the whole
+			     segment): a block is good when its fragment's table says so,
+			     a decoded one when its survivors were */
+};
+/* Reads the missing wanted blocks of run: want[i] is block first + i's entry, NULL when
+ * it is not wanted or already good. The entries' dst and res are written (res 0 good,
+ * -EILSEQ every copy read was bad, -EIO none could be read) until done(arg, why) runs,
+ * once, never inside this call (why: the fragments lost and why, "" when none was).
+ * 0, or -ENOMEM / -EINVAL (a stripe that does not hold) and done never runs. *out: the
+ * read, for fragread_orphan. */
+int fragread_start(struct replicas *rs, const struct fragread_run *run,
+		   void (*done)(void *arg, const char *why), void *arg, struct fragread **out);
+/* The reader goes away (the replicas close): done never runs, no dst is written; the
+ * read frees itself once its requests end. */
+void fragread_orphan(struct fragread *fr);
+
+#endif

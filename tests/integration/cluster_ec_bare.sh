@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# tests/integration/cluster_ec_bare.sh — the replicas of an encoded segment go once its
+# stripe is recorded (issue 13, stage 3; docs/erasure-coding.md "The replicas go"), on
+# a real etcd with four real quilld nodes (QUILL_EC_DROP_REPLICAS=1) and 1 MiB
+# segments, an --ec 2+1 volume owned by node0:
+#   - fio (nbd, verify=crc32c) writes 16 MiB; every sealed segment's record gets its
+#     stripe with no holder left (one fenced write); volume info on the owner counts
+#     them; the owner drops its own copies
+#   - the holders' orphan checks drop the replicas: no node holds a copy of a striped
+#     segment (node held), each holds the fragments the stripes place there
+#   - everything verifies through node0 (read from the fragments)
+#   - node3 killed -9: everything verifies (decoded where node3 held a data fragment)
+#   - node3 back, node0 killed -9, node1 claims the volume: its takeover copies each
+#     striped segment from the fragments, and everything verifies through node1
+source "$(dirname "$0")/clients_lib.sh"
+
+it_init cluster_ec_bare
+quilld_only "encoded segments without replicas"
+source "$(dirname "$0")/cluster_lib.sh"
+fio_peer_init
+
+VOL=bare
+SEG=1048576
+STORE=160M
+export QUILL_EC_DROP_REPLICAS=1
+start_peer_nodes 4
+
+qexpect 0 0 volume create "$VOL" 48M --ec 2+1
+URI=$(node_uri 0 "$VOL")
+fio_write_seq w "$URI" 16M
+log "fio wrote and verified 16 MiB"
+
+records() { ec_records "$VOL"; }
+all_bare()
+{
+	local s e b
+	read -r _ s _ e _ b <<<"$(records)"
+	[ "$s" -ge 8 ] && [ "$s" = "$e" ] && [ "$e" = "$b" ]
+}
+wait_for 60 "not every sealed segment is encoded without replicas: $(records)" all_bare
+read -r _ S _ E _ B <<<"$(records)"
+qexpect 0 0 volume info "$VOL"
+grep -q "^sealed segments: $E encoded, 0 replicated only; $B encoded with no replica left" <<<"$OUT" ||
+	fail "volume info does not count the encoded segments with no replica: $OUT"
+log "records: $S sealed, $E encoded, $B with no holder; $(grep '^sealed segments' <<<"$OUT")"
+
+# held.py: "copies C fragments F" of the striped segments on nodes 1..3 (node held)
+cat >"$WORK/held.py" <<'PY'
+import json, os, subprocess, sys
+work = sys.argv[1]
+striped = set()
+lines = open(sys.argv[2]).read().splitlines()
+for key, val in zip(lines[0::2], lines[1::2]):
+    if "stripe" in json.loads(val):
+        fam, sno = key.rsplit("/", 1)[1].split(".")
+        striped.add((int(fam, 16), int(sno, 16)))
+copies = frags = 0
+for i in range(1, 4):
+    out = subprocess.run([os.environ["QUILL"], "--socket", "%s/ctl%d.sock" % (work, i), "--json",
+                          "node", "held"], capture_output=True, text=True, check=True)
+    v = json.loads(out.stdout)
+    copies += sum(1 for h in v["held"] if (int(h["family"], 16), h["segment"]) in striped)
+    frags += sum(1 for f in v["fragments"] if (int(f["family"], 16), f["segment"]) in striped)
+print("copies %d fragments %d" % (copies, frags))
+PY
+held()
+{
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
+		QUILL="$QUILL" python3 "$WORK/held.py" "$WORK" "$WORK/recs.txt"
+}
+no_copies() { [ "$(held | awk '{print $2}')" = 0 ]; }
+# (the orphan checks run a few seconds after the records change)
+wait_for 60 "the replicas of striped segments stay on their holders: $(held)" no_copies
+read -r _ C _ F <<<"$(held)"
+[ "$F" -ge "$((2 * E))" ] || fail "nodes 1-3 hold $F fragments of $E stripes"
+dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
+[ "$(dropped)" -ge $((E - 2)) ] || fail "the owner dropped $(dropped) of its $E encoded segments"
+log "no replica of a striped segment is left on nodes 1-3 ($F fragments held there); the owner dropped $(dropped) own copies"
+
+# verify LABEL URI: fio reads every block through URI's node and checks it
+verify()
+{
+	sed "s/^do_verify=1/verify_only=1/; s|^uri=.*|uri=$2|" "$WORK/w.fio" >"$WORK/v.fio"
+	fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
+		fail "$1: fio verify: $(tail -20 "$WORK/fio-v-$1.log")"
+	grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-v-$1.log")"
+	log "$1: every block verifies ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-v-$1.log"), printed)"
+}
+verify healthy "$URI"
+qexpect 0 0 volume info "$VOL"
+grep -q "^reads from fragments: [1-9]" <<<"$OUT" || fail "no read from fragments counted: $OUT"
+log "$(grep '^reads from fragments' <<<"$OUT")"
+
+kill -9 "${NODE_PID[3]}"
+wait "${NODE_PID[3]}" 2>/dev/null || true
+wait_for 20 "node0 still sees node3 up" state_is 0 node3 down
+verify "node3 killed" "$URI"
+qexpect 0 0 volume info "$VOL"
+log "node3 killed: $(grep '^reads from fragments' <<<"$OUT")"
+
+start_peer_node 3
+wait_for 30 "node0 does not see 4 nodes up" \
+	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 4 ]"
+kill -9 "${NODE_PID[0]}"
+wait "${NODE_PID[0]}" 2>/dev/null || true
+wait_for 20 "node1 still sees node0 up" state_is 1 node0 down
+wait_for 30 "node1 cannot claim $VOL" bash -c "'$QUILL' --socket '$WORK/ctl1.sock' volume claim $VOL >/dev/null 2>&1"
+wait_for 90 "node1 does not take $VOL over: $(grep "takeover: volume $VOL" "$WORK/node1.log" | tail -3)" \
+	grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log"
+verify "after node1's takeover" "$(node_uri 1 "$VOL")"
+FROM=$(grep -c "segment [0-9a-f]* has no replica: copying it from its 2+1 fragments" "$WORK/node1.log" || true)
+[ "$FROM" -ge 8 ] || fail "node1's takeover copied $FROM segments from their fragments"
+read -r _ S2 _ E2 _ B2 <<<"$(records)"
+[ "$E2" = "$B2" ] || fail "the takeover changed the stripes: $(records)"
+log "node1 took $VOL over, $FROM segments copied from their fragments ($(grep "takeover: volume $VOL: taken over" "$WORK/node1.log" | tail -1 | sed 's/.*taken over/taken over/'))"
+
+it_pass
