@@ -1556,6 +1556,8 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->ep = opts->ep;
 	rs->cluster = opts->cluster;
 	snprintf(rs->self, sizeof(rs->self), "%s", opts->self_id);
+	rs->out_after_ms = (uint64_t)(opts->out_after_s ? opts->out_after_s
+						: REPLICA_DEFAULT_OUT_AFTER_S) * 1000;
 	rs->timeout_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms
 					       : REPLICA_DEFAULT_PEER_TIMEOUT_MS;
 	rs->seg_blocks = engine_segment_blocks(opts->eng);

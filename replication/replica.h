@@ -52,6 +52,7 @@ struct peer_endpoint;
 struct replicas;
 
 #define REPLICA_DEFAULT_PEER_TIMEOUT_MS 1000u
+#define REPLICA_DEFAULT_OUT_AFTER_S 600u
 
 struct replica_opts {
 	struct loop *loop;
@@ -62,6 +63,8 @@ struct replica_opts {
 	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
 	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS */
 	bool catchup_off;         /* no catch-up: segments below R stay so */
+	unsigned out_after_s;     /* a node down this long is gone for good: its copies are
+				     rebuilt elsewhere (catchup.h); 0: REPLICA_DEFAULT_OUT_AFTER_S */
 	/* tests only (quilld: QUILL_TEST_CRASH_AFTER_OPEN=N): after the N-th open record
 	 * of this process landed, record the next number open too and raise SIGKILL, so
 	 * that a record names a segment the log never got. 0: off */

@@ -33,6 +33,9 @@ struct rnode {
 	char domain[LAYOUT_ID_MAX + 1];
 	char peer[LAYOUT_ADDR_MAX + 1]; /* "HOST:PORT" from the map */
 	bool in_map;         /* up, in and compatible in the last map */
+	bool out;            /* marked out in the last map */
+	uint64_t down_since_ms; /* loop time it was first seen down (not registered) in
+				   the map; 0: up (catchup.c: gone for good after out_after) */
 	struct peer_conn *conn;
 	bool ready;          /* conn authenticated */
 	bool bad_size;       /* refused our segment size: never placed again */
@@ -148,6 +151,7 @@ struct replicas {
 	char self_domain[LAYOUT_ID_MAX + 1];
 	unsigned timeout_ms;
 	uint32_t seg_blocks;
+	uint64_t out_after_ms;          /* replica_opts.out_after_s */
 	bool closing;
 	struct family **fams;
 	size_t nfams;

@@ -147,6 +147,12 @@ static const char *check_catchup_mbps(const struct quilld_config *c)
 	return c->catchup_mbps > 100000 ? "must be between 0 (off) and 100000 MB/s" : NULL;
 }
 
+static const char *check_out_after(const struct quilld_config *c)
+{
+	return c->out_after == 0 || c->out_after > 30 * 86400 ? "must be between 1 and 2592000 seconds"
+							      : NULL;
+}
+
 static const char *check_peer_timeout(const struct quilld_config *c)
 {
 	return c->peer_timeout_ms < 50 || c->peer_timeout_ms > 600000
@@ -214,6 +220,7 @@ static const struct setting settings[] = {
 	{ "lease-ttl", SET_UINT, F(lease_ttl), 0, "seconds without etcd before this node stops serving I/O and is down (10)", check_lease_ttl, false },
 	{ "peer-timeout-ms", SET_UINT, F(peer_timeout_ms), 0, "a node holding copies that does not answer this long is dropped from them (1000)", check_peer_timeout, false },
 	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them; 0: none (64)", check_catchup_mbps, false },
+	{ "out-after", SET_UINT, F(out_after), 0, "seconds a node may be down before its copies are rebuilt on other nodes, as if it were out (600)", check_out_after, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -548,6 +555,7 @@ static void set_defaults(struct quilld_config *cfg)
 	cfg->lease_ttl = 10;
 	cfg->peer_timeout_ms = 1000;
 	cfg->catchup_mbps = 64;
+	cfg->out_after = 600;
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	cfg->prezero = true;
 	cfg->idle_defrag = true;

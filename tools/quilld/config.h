@@ -59,6 +59,8 @@ struct quilld_config {
 	unsigned lease_ttl;              /* seconds; default 10 */
 	unsigned peer_timeout_ms;        /* a holder silent this long is dropped; 1000 */
 	unsigned catchup_mbps;           /* catch-up's budget (replication/catchup.h); 64 */
+	unsigned out_after;              /* seconds down before a node's copies are rebuilt
+					    elsewhere (docs/replication.md, "Rebuild"); 600 */
 };
 
 #define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)

@@ -511,7 +511,8 @@ static int start_replicas(struct node *n)
 				   .cluster = n->cluster, .self_id = n->self_id,
 				   .peer_timeout_ms = n->cfg.peer_timeout_ms,
 				   .catchup_mbps = n->cfg.catchup_mbps,
-				   .catchup_off = n->cfg.catchup_mbps == 0 };
+				   .catchup_off = n->cfg.catchup_mbps == 0,
+				   .out_after_s = n->cfg.out_after };
 	const char *crash = getenv("QUILL_TEST_CRASH_AFTER_OPEN"); /* tests (replica.h) */
 	const char *crash_seal = getenv("QUILL_TEST_CRASH_AFTER_SEAL");
 	const char *drop_own = getenv("QUILL_TEST_DROP_OWN");
