@@ -1652,7 +1652,7 @@ static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 				   struct replica_status *out)
 {
 	catchup_status(rs->catchup, uid, &out->catchup);
-	if (out->catchup.segs_left)
+	if (out->catchup.segs_left || out->catchup.rebuild)
 		out->degraded = true;
 }
 
@@ -1701,6 +1701,10 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 	else if (out->copies < f->replicas)
 		snprintf(out->why, sizeof(out->why), "%u of %u copies: a holder is missing",
 			 out->copies, f->replicas);
+	else if (out->degraded && out->catchup.rebuild)
+		snprintf(out->why, sizeof(out->why), "rebuilding: %u segments held by a node gone "
+			 "for good, %u below %u copies", out->catchup.rebuild,
+			 out->catchup.segs_left, f->replicas);
 	else if (out->degraded)
 		snprintf(out->why, sizeof(out->why), "catching up: %u segments below %u copies",
 			 out->catchup.segs_left, f->replicas);
