@@ -612,6 +612,7 @@ static void drop_gone(struct catchup *c, const struct family *f,
 			"record", f->name, rec->id.family, rec->id.seq, rec->holders[h],
 			live->nholders);
 		record_step(c, f, rec, rec->holders[h], CLVOL_COPY_DROP);
+		replica_seg_holder_gone(c->rs, f->uid, rec->id.seq, rec->holders[h]);
 	}
 }
 

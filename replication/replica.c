@@ -671,17 +671,39 @@ void replica_node_failed(struct rnode *n, const char *why)
 	catchup_kick(rs->catchup);
 }
 
+/* (uid, sno) sealed, as this process placed it, or NULL. */
+static struct rseg *sealed_seg(struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	for (struct rseg *s = replica_seg_chain(rs, uid, sno); s; s = s->next_hash)
+		if (s->fam->uid == uid && s->sno == sno && s->state == RS_SEALED)
+			return s;
+	return NULL;
+}
+
 void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n)
 {
-	for (struct rseg *s = rs->all; s; s = s->next_all) {
-		if (s->fam->uid != uid || s->sno != sno || s->state != RS_SEALED || !s->ops ||
-		    holder_of(s, n) || s->nholders == MAX_REMOTE)
-			continue;
-		s->holders[s->nholders++] = n;
-		n->dirty = true; /* a later flush asks it too (its seal flushed already) */
-		seg_complete(s);
+	struct rseg *s = sealed_seg(rs, uid, sno);
+
+	/* also without appends waiting: reads around the owner's copy (readaround.c)
+	 * ask the live holder set, and a rebuilt copy is one of it */
+	if (!s || holder_of(s, n) || s->nholders == MAX_REMOTE)
 		return;
-	}
+	s->holders[s->nholders++] = n;
+	if (!s->ops)
+		return;
+	n->dirty = true; /* a later flush asks it too (its seal flushed already) */
+	seg_complete(s);
+}
+
+void replica_seg_holder_gone(struct replicas *rs, uint64_t uid, uint32_t sno, const char *id)
+{
+	struct rseg *s = sealed_seg(rs, uid, sno);
+
+	for (unsigned i = 0; s && i < s->nholders; i++)
+		if (strcmp(s->holders[i]->id, id) == 0) {
+			s->holders[i] = s->holders[--s->nholders];
+			return;
+		}
 }
 
 /* ---- appends: sending ---- */

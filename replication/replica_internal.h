@@ -200,6 +200,9 @@ void replica_node_failed(struct rnode *n, const char *why);
 /* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that
  * waited for min_replicas copies count it. */
 void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n);
+/* Rebuild took node id, gone for good, out of the sealed segment's record: reads of
+ * the segment stop asking it. */
+void replica_seg_holder_gone(struct replicas *rs, uint64_t uid, uint32_t sno, const char *id);
 /* A node became usable: segments waiting for placement try again, and the seals a
  * holder has not confirmed are sent again. */
 void replica_segs_retry_placing(struct replicas *rs);
