@@ -31,6 +31,9 @@
 #define SCAN_BUSY_MS 1000u   /* some record has fewer than R holders */
 #define SCAN_IDLE_MS 30000u
 #define SCAN_KICK_MS 100u
+#define DROPS_PER_SCAN 32u   /* gone holders' record steps a family's scan sends: the
+				next scan (a second later) sends more, and a retry of one
+				that landed meanwhile is harmless */
 
 /* ---- pure parts ---- */
 
@@ -600,11 +603,12 @@ static void clear_stale_copying(struct catchup *c, const struct family *f,
 }
 
 /* rec has R live holders: the holders gone for good leave it (their copies, should
- * they come back, are orphans there). */
+ * they come back, are orphans there). *budget: the steps this scan may still send. */
 static void drop_gone(struct catchup *c, const struct family *f,
-		      const struct layout_segment *rec, const struct layout_segment *live)
+		      const struct layout_segment *rec, const struct layout_segment *live,
+		      unsigned *budget)
 {
-	for (unsigned h = 0; h < rec->nholders; h++) {
+	for (unsigned h = 0; h < rec->nholders && *budget; h++) {
 		if (layout_segment_names(live, rec->holders[h]))
 			continue;
 		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": node %s "
@@ -612,6 +616,7 @@ static void drop_gone(struct catchup *c, const struct family *f,
 			"record", f->name, rec->id.family, rec->id.seq, rec->holders[h],
 			live->nholders);
 		record_step(c, f, rec, rec->holders[h], CLVOL_COPY_DROP);
+		(*budget)--;
 		replica_seg_holder_gone(c->rs, f->uid, rec->id.seq, rec->holders[h]);
 	}
 }
@@ -667,6 +672,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	struct gone_ctx g = { .c = c, .now_ms = loop_now_ms() };
 	struct layout_segment *live = malloc(sizeof(*live));
 	struct cfam *cf;
+	unsigned drops = DROPS_PER_SCAN;
 	bool busy = false;
 
 	if (!live)
@@ -693,7 +699,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			st.rebuild++;
 			busy = true;
 			if (live->nholders >= f->replicas) {
-				drop_gone(c, f, rec, live);
+				drop_gone(c, f, rec, live, &drops);
 				continue;
 			}
 		}
