@@ -32,21 +32,8 @@ start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 64M --replicas 3
 URI=$(node_uri 0 "$VOL")
-fio_verify_job "$WORK/w.fio" "$URI" 40M 0
-sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32/' "$WORK/w.fio"
-fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
-	fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
-grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+fio_seq_write "$URI" 40M
 log "fio wrote and verified 40 MiB"
-
-# verify_only LABEL: every block written reads back and verifies through node0
-verify_only()
-{
-	sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
-	fio --output="$WORK/fio-v.log" "$WORK/v.fio" ||
-		fail "$1: fio verify: $(tail -20 "$WORK/fio-v.log"); node0: $(tail -5 "$WORK/node0.log")"
-	grep -q "err= 0" "$WORK/fio-v.log" || fail "$1: fio: $(cat "$WORK/fio-v.log")"
-}
 
 # records FILE: the volume's segment records (quill volume segment list --json)
 records()
@@ -152,7 +139,7 @@ log "node1 out: $N1 segments rebuilt, every sealed segment on 3 holders without 
 
 kill -9 "${NODE_PID[2]}"
 wait "${NODE_PID[2]}" 2>/dev/null || true
-verify_only "node1 out and rebuilt, node2 killed"
+fio_verify_w "node1 out and rebuilt, node2 killed"
 log "node2 killed too: everything verifies (read from node3 alone)"
 
 # ---- node1 back in: orphans dropped; node2 gone by --out-after, rebuilt on node1 ----
@@ -165,7 +152,7 @@ grep -q "node node2 is marked out" "$WORK/node0.log" && fail "node2 was marked o
 grep -q "node2 is gone for good" "$WORK/node0.log" || fail "node0 never said node2 is gone"
 kill -9 "${NODE_PID[3]}"
 wait "${NODE_PID[3]}" 2>/dev/null || true
-verify_only "node2 gone by --out-after and rebuilt, node3 killed"
+fio_verify_w "node2 gone by --out-after and rebuilt, node3 killed"
 log "node2 down past --out-after: rebuilt onto node1; node3 killed: everything verifies (read from node1)"
 
 it_pass
