@@ -253,7 +253,10 @@ int segfetch_start(struct replicas *rs, uint64_t uid, uint32_t sno, int64_t epoc
 		if (n)
 			f->src[f->nsrc++] = (struct fsrc){ .n = n };
 	}
-	if (pump(f) || !f->pending) {
+	/* with requests in flight, their answers finish it (even if nobody is left to
+	 * ask for the rest: the last answer says so) */
+	pump(f);
+	if (!f->pending) {
 		fetch_free(f);
 		return -ENOTCONN;
 	}
