@@ -106,9 +106,6 @@ N1=$(naming node1 "$WORK/after3.json")
 kill -9 "${NODE_PID[1]}"
 wait "${NODE_PID[1]}" 2>/dev/null || true
 qexpect 0 0 node out node1
-"$QUILL" --socket "$WORK/ctl0.sock" cluster status --watch >"$WORK/watch.log" 2>&1 &
-WATCH=$!
-track "$WATCH"
 # progress_seen: cluster status --json shows segments left, bytes left and a rate or
 # ETA while the rebuild runs (written into progress.json once seen)
 progress_seen()
@@ -127,6 +124,11 @@ PY
 }
 wait_for 60 "cluster status never showed the rebuild's progress: $(cat "$WORK/st.json")" progress_seen
 log "progress: $(tail -1 "$WORK/progress.json")"
+# (started once the owner's scan has seen node1 out: before, nothing is left to watch
+# and --watch ends at once, as it should)
+"$QUILL" --socket "$WORK/ctl0.sock" cluster status --watch >"$WORK/watch.log" 2>&1 &
+WATCH=$!
+track "$WATCH"
 wait_for 240 "node1's segments are not rebuilt: $(grep -c 'it is a holder again' "$WORK/node0.log") copied; $(grep -E 'rebuild|catchup' "$WORK/node0.log" | tail -3)" rebuilt node1
 grep -q "read from [0-9] holder" "$WORK/node0.log" ||
 	fail "no copy was read from the holders: $(grep catchup "$WORK/node0.log" | tail -3)"
