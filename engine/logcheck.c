@@ -111,6 +111,36 @@ void logcheck_walk_next(struct logcheck_walk *w, struct summary *sum, struct log
 	w->ended = !next;
 }
 
+/* ---- a whole segment from another node ---- */
+
+static int image_bad(uint32_t first, uint32_t end, uint32_t *bad_first, uint32_t *bad_end)
+{
+	*bad_first = first;
+	*bad_end = end;
+	return -EILSEQ;
+}
+
+int logcheck_image_check(const uint8_t *img, uint32_t blocks, uint64_t uid, uint32_t sno,
+			 uint32_t *bad_first, uint32_t *bad_end)
+{
+	struct segment_header h;
+	struct summary sum;
+	struct logcheck_walk w;
+	struct logcheck_item it;
+
+	if (blocks == 0 || ondisk_segment_header_decode(img, QUILL_BLOCK_SIZE, &h) < 0 ||
+	    h.state != ONDISK_SEG_USED || h.family_uid != uid || h.sno != sno)
+		return image_bad(0, 1, bad_first, bad_end);
+	logcheck_walk_init(&w, img, blocks, &h, 0); /* every batch's data checked */
+	for (logcheck_walk_next(&w, &sum, &it); it.kind != LOGCHECK_END;
+	     logcheck_walk_next(&w, &sum, &it))
+		if (it.kind != LOGCHECK_BATCH || !it.data_ok)
+			return image_bad(it.pos, it.next, bad_first, bad_end);
+	if (it.pos != blocks)
+		return image_bad(it.pos, blocks, bad_first, bad_end);
+	return 0;
+}
+
 /* ---- the verdict ---- */
 
 int logcheck_note_batch(struct logcheck_facts *f, const struct summary *s)

@@ -93,6 +93,17 @@ enum logcheck_block {
 void logcheck_classify(const uint8_t *slot, uint32_t used, uint64_t generation,
 		       uint8_t *state, uint32_t *crcs);
 
+/* ---- a whole segment from another node ---- */
+
+/* A sealed segment's image of `blocks` blocks as read from a holder (block 0 its
+ * header): 0 when the header names segment (uid, sno) and the log is whole batches
+ * whose data match their CRCs, ending exactly at `blocks`. Else -EILSEQ, with the
+ * blocks of the first bad part in [*bad_first, *bad_end) (a bad header: [0, 1); a log
+ * that ends early: from where it ends to `blocks`). A rebuild checks a copy read from
+ * a holder this way before it writes it anywhere (replication/segfetch.c). */
+int logcheck_image_check(const uint8_t *img, uint32_t blocks, uint64_t uid, uint32_t sno,
+			 uint32_t *bad_first, uint32_t *bad_end);
+
 /* ---- the verdict ---- */
 
 /* What the scan of every slot found: the valid summaries that may judge a bad batch

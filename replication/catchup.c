@@ -23,6 +23,7 @@
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/recscan.h"
+#include "replication/segfetch.h"
 #include "replication/replica_internal.h"
 
 #undef LOG_TAG
@@ -30,6 +31,9 @@
 #define SCAN_BUSY_MS 1000u   /* some record has fewer than R holders */
 #define SCAN_IDLE_MS 30000u
 #define SCAN_KICK_MS 100u
+#define DROPS_PER_SCAN 32u   /* gone holders' record steps a family's scan sends: the
+				next scan (a second later) sends more, and a retry of one
+				that landed meanwhile is harmless */
 
 /* ---- pure parts ---- */
 
@@ -59,6 +63,37 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
 		return 0;
 	}
 	return (unsigned)(((uint64_t)(need - b->tokens) * 1000 + b->rate - 1) / b->rate);
+}
+
+bool catchup_node_gone(bool out, uint64_t down_since_ms, uint64_t now_ms, uint64_t out_after_ms,
+		       uint64_t *left_ms)
+{
+	uint64_t down = down_since_ms && now_ms > down_since_ms ? now_ms - down_since_ms : 0;
+
+	if (left_ms)
+		*left_ms = 0;
+	if (out)
+		return true;
+	if (!down_since_ms)
+		return false;
+	if (down >= out_after_ms)
+		return true;
+	if (left_ms)
+		*left_ms = out_after_ms - down;
+	return false;
+}
+
+unsigned catchup_without_gone(const struct layout_segment *rec,
+			      bool (*gone)(void *ctx, const char *id), void *ctx,
+			      struct layout_segment *live)
+{
+	*live = *rec;
+	live->nholders = 0;
+	for (unsigned h = 0; h < rec->nholders; h++)
+		if (!gone(ctx, rec->holders[h]))
+			memcpy(live->holders[live->nholders++], rec->holders[h],
+			       sizeof(live->holders[0]));
+	return rec->nholders - live->nholders;
 }
 
 bool catchup_wanted(const struct layout_segment *rec, unsigned replicas)
@@ -140,7 +175,7 @@ struct catchup {
 	uint64_t done_rate;          /* bytes per second of the last run that finished */
 };
 
-enum cstep { CJ_START, CJ_DROP, CJ_OPEN, CJ_WAIT, CJ_READ, CJ_APPEND, CJ_SEAL, CJ_DONE,
+enum cstep { CJ_FETCH, CJ_START, CJ_DROP, CJ_OPEN, CJ_WAIT, CJ_READ, CJ_APPEND, CJ_SEAL, CJ_DONE,
 	     CJ_ABORT };
 
 struct cjob {
@@ -154,6 +189,8 @@ struct cjob {
 	struct rnode *to;
 	uint32_t length, at, n;      /* blocks: sealed length, copied, this chunk */
 	void *buf;
+	struct segfetch *fetch;      /* the source read from the holders, or NULL: the
+					owner's local copy */
 	struct loop_timer *wait;
 	struct cluster_vol_req req;
 	uint64_t start_ms;
@@ -178,6 +215,7 @@ static struct cfam *cfam_get(struct catchup *c, uint64_t uid)
 
 static void job_free(struct cjob *j)
 {
+	segfetch_destroy(j->fetch);
 	seg_buf_free(j->buf);
 	free(j);
 }
@@ -321,7 +359,9 @@ static void read_done(void *arg, int res)
 		job_fail(j, res, "reading the local copy");
 		return;
 	}
-	iov = (struct iovec){ j->buf, (size_t)j->n * ENGINE_BLOCK_SIZE };
+	iov = (struct iovec){ j->fetch ? (uint8_t *)segfetch_data(j->fetch) +
+					  (size_t)j->at * ENGINE_BLOCK_SIZE : j->buf,
+			      (size_t)j->n * ENGINE_BLOCK_SIZE };
 	j->step = CJ_APPEND;
 	r = job_send(j, PEER_OP_SEG_APPEND, &iov);
 	if (r < 0)
@@ -372,6 +412,10 @@ static void job_next(struct cjob *j)
 			break;
 		}
 		j->step = CJ_READ;
+		if (j->fetch) { /* read from the holders already, and checked */
+			read_done(j, 0);
+			return;
+		}
 		r = engine_segment_read_async(c->rs->eng, j->uid, j->sno, j->at, j->buf, j->n,
 					      read_done, j);
 		break;
@@ -425,25 +469,51 @@ static void recorded(void *arg, int res, const char *msg)
 	job_next(j);
 }
 
-/* A copy of rec (of family f) to node `to`. */
+/* The segment is read whole from the holders (or not): the copy's record next. */
+static void fetched(void *arg, int res, const char *why)
+{
+	struct cjob *j = arg;
+	char id[192];
+
+	job_id(j, id, sizeof(id));
+	if (res < 0) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s: no holder gave a whole copy to copy from "
+				"(%s: %s): tried again later", id, err_str(-res), why);
+		job_end(j);
+		return;
+	}
+	log_msg(LOG_INFO, LOG_TAG, "%s: read from %u holder%s and checked", id,
+		segfetch_sources(j->fetch), segfetch_sources(j->fetch) == 1 ? "" : "s");
+	j->step = CJ_START;
+	if (job_record(j, CLVOL_COPY_START, recorded) < 0)
+		job_end(j);
+}
+
+/* A copy of rec (of family f) to node `to`: from the local copy, or (from: its live
+ * holders) read from them first. */
 static void job_start(struct catchup *c, const struct family *f,
-		      const struct layout_segment *rec, struct rnode *to)
+		      const struct layout_segment *rec, const struct layout_segment *from,
+		      struct rnode *to)
 {
 	struct cjob *j = calloc(1, sizeof(*j));
 	struct cfam *cf = cfam_get(c, f->uid);
 	char id[192];
+	int r;
 
 	if (!j || !cf || !(j->buf = seg_buf_alloc((size_t)CATCHUP_CHUNK_BLOCKS *
 						  ENGINE_BLOCK_SIZE))) {
 		free(j);
 		return;
 	}
-	*j = (struct cjob){ .c = c, .step = CJ_START, .uid = f->uid, .sno = rec->id.seq,
-			    .epoch = f->epoch, .to = to, .buf = j->buf,
+	*j = (struct cjob){ .c = c, .step = from ? CJ_FETCH : CJ_START, .uid = f->uid,
+			    .sno = rec->id.seq, .epoch = f->epoch, .to = to, .buf = j->buf,
 			    .length = (uint32_t)(rec->length / ENGINE_BLOCK_SIZE),
 			    .start_ms = loop_now_ms() };
 	snprintf(j->vol, sizeof(j->vol), "%s", f->name);
-	if (job_record(j, CLVOL_COPY_START, recorded) < 0) {
+	r = from ? segfetch_start(c->rs, j->uid, j->sno, j->epoch, j->length, from->holders,
+				  from->nholders, fetched, j, &j->fetch)
+		 : job_record(j, CLVOL_COPY_START, recorded);
+	if (r < 0) {
 		job_free(j);
 		return;
 	}
@@ -456,8 +526,9 @@ static void job_start(struct catchup *c, const struct family *f,
 		c->run_copied = 0;
 	}
 	job_id(j, id, sizeof(id));
-	log_msg(LOG_INFO, LOG_TAG, "%s: copying %u blocks (the record has %u of %u holders)", id,
-		j->length, rec->nholders, f->replicas);
+	log_msg(LOG_INFO, LOG_TAG, "%s: copying %u blocks from %s (the record has %u of %u "
+		"live holders)", id, j->length, from ? "the holders" : "the local copy",
+		from ? from->nholders : rec->nholders, f->replicas);
 }
 
 static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno)
@@ -502,41 +573,117 @@ static void stale_cleared(void *arg, int res, const char *msg)
 	free(arg);
 }
 
+/* The copy step phase of node for rec, fire and forget (a retry of a step that took
+ * effect succeeds: the next scan may send it again). */
+static void record_step(struct catchup *c, const struct family *f,
+			const struct layout_segment *rec, const char *node,
+			enum clvol_copy_phase phase)
+{
+	struct cstale *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return;
+	x->req.op = CLUSTER_VOL_SEG_COPY;
+	snprintf(x->req.vol.name, sizeof(x->req.vol.name), "%s", f->name);
+	x->req.epoch = f->epoch;
+	x->req.seg.id = rec->id;
+	snprintf(x->req.copy_node, sizeof(x->req.copy_node), "%s", node);
+	x->req.copy_phase = phase;
+	if (cluster_volume_async(c->rs->cluster, &x->req, stale_cleared, x) < 0)
+		free(x);
+}
+
 static void clear_stale_copying(struct catchup *c, const struct family *f,
 				const struct layout_segment *rec)
 {
 	for (unsigned i = 0; i < rec->ncopying; i++) {
-		struct cstale *x = calloc(1, sizeof(*x));
-
-		if (!x)
-			return;
-		x->req.op = CLUSTER_VOL_SEG_COPY;
-		snprintf(x->req.vol.name, sizeof(x->req.vol.name), "%s", f->name);
-		x->req.epoch = f->epoch;
-		x->req.seg.id = rec->id;
-		snprintf(x->req.copy_node, sizeof(x->req.copy_node), "%s", rec->copying[i]);
-		x->req.copy_phase = CLVOL_COPY_ABORT;
 		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": no copy "
 			"to node %s is under way: it leaves the record's copying list", f->name,
 			rec->id.family, rec->id.seq, rec->copying[i]);
-		if (cluster_volume_async(c->rs->cluster, &x->req, stale_cleared, x) < 0)
-			free(x);
+		record_step(c, f, rec, rec->copying[i], CLVOL_COPY_ABORT);
 	}
 }
 
+/* rec has R live holders: the holders gone for good leave it (their copies, should
+ * they come back, are orphans there). *budget: the steps this scan may still send. */
+static void drop_gone(struct catchup *c, const struct family *f,
+		      const struct layout_segment *rec, const struct layout_segment *live,
+		      unsigned *budget)
+{
+	for (unsigned h = 0; h < rec->nholders && *budget; h++) {
+		if (layout_segment_names(live, rec->holders[h]))
+			continue;
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": node %s "
+			"is gone for good and the segment has %u other holders: it leaves the "
+			"record", f->name, rec->id.family, rec->id.seq, rec->holders[h],
+			live->nholders);
+		record_step(c, f, rec, rec->holders[h], CLVOL_COPY_DROP);
+		(*budget)--;
+		replica_seg_holder_gone(c->rs, f->uid, rec->id.seq, rec->holders[h]);
+	}
+}
+
+/* holder_gone's ctx: the catch-up, and the least wait until a holder down now is
+ * gone. */
+struct gone_ctx {
+	struct catchup *c;
+	uint64_t now_ms, out_in_ms;
+	bool down;
+};
+
+static bool holder_gone(void *arg, const char *id)
+{
+	struct gone_ctx *g = arg;
+	struct replicas *rs = g->c->rs;
+	const struct rnode *n = strcmp(id, rs->self) ? replica_node_find(rs, id) : NULL;
+	uint64_t left;
+	bool gone;
+
+	if (!n)
+		return false; /* this node, or one the map never showed: not judged */
+	gone = catchup_node_gone(n->out, n->down_since_ms, g->now_ms, rs->out_after_ms, &left);
+	if (left) {
+		g->down = true;
+		g->out_in_ms = !g->out_in_ms || left < g->out_in_ms ? left : g->out_in_ms;
+	}
+	return gone;
+}
+
+/* Is some holder of live (other than this node) connected to read a copy from? */
+static bool holder_reachable(struct catchup *c, const struct layout_segment *live)
+{
+	for (unsigned h = 0; h < live->nholders; h++) {
+		const struct rnode *n = strcmp(live->holders[h], c->rs->self)
+						? replica_node_find(c->rs, live->holders[h])
+						: NULL;
+
+		if (n && n->ready && n->conn)
+			return true;
+	}
+	return false;
+}
+
 /* One family's records (recscan's scanned): the copies it wants are started, up to
- * inflight_max; true while any record is below R. */
+ * inflight_max, and holders gone for good leave the records that no longer need
+ * them; true while any record is below R or names a holder down or gone. */
 static bool family_scanned(void *ctx, struct family *f, const struct layout_segment *segs,
 			   size_t n)
 {
 	struct catchup *c = ctx;
 	struct catchup_status st = { 0 };
+	struct gone_ctx g = { .c = c, .now_ms = loop_now_ms() };
+	struct layout_segment *live = malloc(sizeof(*live));
 	struct cfam *cf;
+	unsigned drops = DROPS_PER_SCAN;
 	bool busy = false;
 
+	if (!live)
+		return true;
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
 		struct rnode *to;
+		unsigned gone;
+		bool remote;
 		int have;
 
 		if (rec->id.family != f->uid)
@@ -546,32 +693,50 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		 * is a no-op) */
 		if (rec->ncopying && !job_running(c, f->uid, rec->id.seq))
 			clear_stale_copying(c, f, rec);
+		g.down = false;
+		gone = catchup_without_gone(rec, holder_gone, &g, live);
+		st.down_holders += g.down;
+		busy |= g.down;
+		if (gone && rec->state == LAYOUT_SEG_SEALED) {
+			st.rebuild++;
+			busy = true;
+			if (live->nholders >= f->replicas) {
+				drop_gone(c, f, rec, live, &drops);
+				continue;
+			}
+		}
 		/* an open segment below R is the replica set's to show (its copies); its
 		 * seal kicks a scan */
-		if (!catchup_wanted(rec, f->replicas))
+		if (!catchup_wanted(live, f->replicas))
 			continue;
-		/* copied from the local copy only; one not here whole is the cleaner's
-		 * leftover (freed here, its record not deleted); one whose last appends are
-		 * still being written here (sealed for a failed holder) is copied at a
-		 * later scan */
+		/* copied from the local copy when it is whole here; one whose last appends
+		 * are still being written here (sealed for a failed holder) is copied at a
+		 * later scan; else read from the live holders. (A cleaner's leftover, freed
+		 * here with its record not deleted yet, is copied too: its record's delete
+		 * makes the new copy an orphan.) */
 		have = engine_segment_sealed_blocks(c->rs->eng, f->uid, rec->id.seq);
 		if (have == -EBUSY) {
 			busy = true;
 			continue;
 		}
-		if (have != (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+		remote = have != (int)(rec->length / ENGINE_BLOCK_SIZE);
+		if (remote && !holder_reachable(c, live)) {
 			st.no_source++;
+			busy = true;
 			continue;
 		}
 		st.segs_left++;
+		st.remote += remote;
 		busy = true;
 		st.bytes_left += rec->length;
 		if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
 			continue;
-		to = pick_node(c, rec);
+		to = pick_node(c, live);
 		if (to)
-			job_start(c, f, rec, to);
+			job_start(c, f, rec, remote ? live : NULL, to);
 	}
+	free(live);
+	st.out_in_ms = g.out_in_ms;
 	cf = cfam_get(c, f->uid);
 	if (cf) {
 		st.copying = cf->st.copying;
@@ -636,9 +801,9 @@ void catchup_destroy(struct catchup *c)
 	recscan_destroy(c->scan);
 	for (struct cjob *j = c->jobs, *next; j; j = next) {
 		next = j->next;
-		if (j->step == CJ_WAIT) {
-			loop_timer_cancel(j->wait);
-			job_free(j);
+		if (j->step == CJ_WAIT || j->step == CJ_FETCH) {
+			loop_timer_cancel(j->wait); /* NULL ok */
+			job_free(j); /* and the fetch's requests drop their answers */
 		} else {
 			j->c = NULL; /* its one outstanding answer frees it */
 		}

@@ -6,7 +6,8 @@
  * suitable node is connected (placement's rules: up, in, compatible, of a failure
  * domain no holder of that segment has; among those the rendezvous choice for the
  * segment, which is the node that held it before when the membership is the same),
- * the owner copies each such sealed segment there, from its own local copy:
+ * the owner copies each such sealed segment there, from its own local copy, or, when
+ * it has none whole, from the other holders (segfetch.h):
  *
  *   1. the record's "copying" list names the node (CLUSTER_VOL_SEG_COPY START,
  *      fenced): its orphan check keeps the copy; a takeover never counts it
@@ -17,6 +18,11 @@
  *   4. the node moves from "copying" to the holders (CLUSTER_VOL_SEG_COPY DONE)
  * A failure at any step: "copying" loses the node (ABORT, best effort) and its partial
  * copy is an orphan there; the segment is tried again at a later scan.
+ *
+ * Rebuild: a holder gone for good (marked out, or down for longer than out_after)
+ * counts as none: a segment it held is below R and is copied as above; once the
+ * record has R holders without it, it leaves the record (CLUSTER_VOL_SEG_COPY DROP,
+ * fenced), and its copy, should it come back, is an orphan there.
  *
  * Throttle: a byte budget per second over every copy (catchup_budget), at most
  * max_inflight segments at a time. Scans: one range read of the family's records
@@ -60,6 +66,18 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
  * `replicas` holders, and not a stripe whose replicas went for it: no holder) */
 bool catchup_wanted(const struct layout_segment *rec, unsigned replicas);
 
+/* Is a holder gone for good (docs/replication.md, "Rebuild")? out: marked out in the
+ * map; down_since_ms: when it was first seen down (0: up). Down for out_after_ms or
+ * longer is gone too; while down for less, *left_ms (may be NULL) gets how long until
+ * it is (else 0). */
+bool catchup_node_gone(bool out, uint64_t down_since_ms, uint64_t now_ms, uint64_t out_after_ms,
+		       uint64_t *left_ms);
+/* rec without the holders for which gone(ctx, id) is true, into *live (rec and live
+ * may not be the same); the number of holders it dropped. */
+unsigned catchup_without_gone(const struct layout_segment *rec,
+			      bool (*gone)(void *ctx, const char *id), void *ctx,
+			      struct layout_segment *live);
+
 /* A node that might take a copy. */
 struct catchup_cand {
 	const char *id;
@@ -85,10 +103,17 @@ void catchup_kick(struct catchup *c);
 
 /* A family's catch-up, as the last scan saw it. */
 struct catchup_status {
-	unsigned segs_left;   /* sealed records with fewer than R holders */
+	unsigned segs_left;   /* sealed records with fewer than R holders (not counting
+				 holders gone for good) */
 	uint64_t bytes_left;  /* what is left to copy of them */
-	unsigned no_source;   /* sealed records below R that this node has no whole local
-				 copy of (not copied: reading from a holder is not built) */
+	unsigned no_source;   /* sealed records below R with neither a whole local copy
+				 nor a connected holder to read one from */
+	unsigned rebuild;     /* sealed records that name a holder gone for good (their
+				 copies are rebuilt elsewhere, then it leaves the record) */
+	unsigned remote;      /* segments_left without a whole local copy: read from the
+				 holders (segfetch.h) */
+	unsigned down_holders; /* records naming a holder down but not yet gone */
+	uint64_t out_in_ms;   /* the least time until such a holder is gone (0: none) */
 	unsigned copying;     /* segments being copied now */
 	uint64_t rate;        /* bytes per second of the copies since the catch-up began
 				 (0: none done yet) */

@@ -697,17 +697,39 @@ void replica_node_failed(struct rnode *n, const char *why)
 	catchup_kick(rs->catchup);
 }
 
+/* (uid, sno) sealed, as this process placed it, or NULL. */
+static struct rseg *sealed_seg(struct replicas *rs, uint64_t uid, uint32_t sno)
+{
+	for (struct rseg *s = replica_seg_chain(rs, uid, sno); s; s = s->next_hash)
+		if (s->fam->uid == uid && s->sno == sno && s->state == RS_SEALED)
+			return s;
+	return NULL;
+}
+
 void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n)
 {
-	for (struct rseg *s = rs->all; s; s = s->next_all) {
-		if (s->fam->uid != uid || s->sno != sno || s->state != RS_SEALED || !s->ops ||
-		    holder_of(s, n) || s->nholders == MAX_REMOTE)
-			continue;
-		s->holders[s->nholders++] = n;
-		n->dirty = true; /* a later flush asks it too (its seal flushed already) */
-		seg_complete(s);
+	struct rseg *s = sealed_seg(rs, uid, sno);
+
+	/* also without appends waiting: reads around the owner's copy (readaround.c)
+	 * ask the live holder set, and a rebuilt copy is one of it */
+	if (!s || holder_of(s, n) || s->nholders == MAX_REMOTE)
 		return;
-	}
+	s->holders[s->nholders++] = n;
+	if (!s->ops)
+		return;
+	n->dirty = true; /* a later flush asks it too (its seal flushed already) */
+	seg_complete(s);
+}
+
+void replica_seg_holder_gone(struct replicas *rs, uint64_t uid, uint32_t sno, const char *id)
+{
+	struct rseg *s = sealed_seg(rs, uid, sno);
+
+	for (unsigned i = 0; s && i < s->nholders; i++)
+		if (strcmp(s->holders[i]->id, id) == 0) {
+			s->holders[i] = s->holders[--s->nholders];
+			return;
+		}
 }
 
 void replica_seg_holder_removed(struct replicas *rs, uint64_t uid, uint32_t sno,
@@ -1615,6 +1637,8 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->ep = opts->ep;
 	rs->cluster = opts->cluster;
 	snprintf(rs->self, sizeof(rs->self), "%s", opts->self_id);
+	rs->out_after_ms = (uint64_t)(opts->out_after_s ? opts->out_after_s
+						: REPLICA_DEFAULT_OUT_AFTER_S) * 1000;
 	rs->timeout_ms = opts->peer_timeout_ms ? opts->peer_timeout_ms
 					       : REPLICA_DEFAULT_PEER_TIMEOUT_MS;
 	rs->seg_blocks = engine_segment_blocks(opts->eng);
@@ -1740,7 +1764,7 @@ static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 				   struct replica_status *out)
 {
 	catchup_status(rs->catchup, uid, &out->catchup);
-	if (out->catchup.segs_left)
+	if (out->catchup.segs_left || out->catchup.rebuild)
 		out->degraded = true;
 }
 
@@ -1795,6 +1819,10 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 	else if (out->copies < f->replicas)
 		snprintf(out->why, sizeof(out->why), "%u of %u copies: a holder is missing",
 			 out->copies, f->replicas);
+	else if (out->degraded && out->catchup.rebuild)
+		snprintf(out->why, sizeof(out->why), "rebuilding: %u segments held by a node gone "
+			 "for good, %u below %u copies", out->catchup.rebuild,
+			 out->catchup.segs_left, f->replicas);
 	else if (out->degraded)
 		snprintf(out->why, sizeof(out->why), "catching up: %u segments below %u copies",
 			 out->catchup.segs_left, f->replicas);

@@ -53,6 +53,7 @@ struct peer_endpoint;
 struct replicas;
 
 #define REPLICA_DEFAULT_PEER_TIMEOUT_MS 1000u
+#define REPLICA_DEFAULT_OUT_AFTER_S 600u
 
 struct replica_opts {
 	struct loop *loop;
@@ -66,6 +67,8 @@ struct replica_opts {
 	unsigned scrub_mbps;      /* the background scrub's budget, MB/s; 0: no background
 				     scrub (scrub.h) */
 	unsigned scrub_interval_s; /* between background rounds; 0: SCRUB_DEFAULT_INTERVAL_S */
+	unsigned out_after_s;     /* a node down this long is gone for good: its copies are
+				     rebuilt elsewhere (catchup.h); 0: REPLICA_DEFAULT_OUT_AFTER_S */
 	/* tests only (quilld: QUILL_TEST_CRASH_AFTER_OPEN=N): after the N-th open record
 	 * of this process landed, record the next number open too and raise SIGKILL, so
 	 * that a record names a segment the log never got. 0: off */

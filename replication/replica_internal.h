@@ -34,6 +34,9 @@ struct rnode {
 	char domain[LAYOUT_ID_MAX + 1];
 	char peer[LAYOUT_ADDR_MAX + 1]; /* "HOST:PORT" from the map */
 	bool in_map;         /* up, in and compatible in the last map */
+	bool out;            /* marked out in the last map */
+	uint64_t down_since_ms; /* loop time it was first seen down (not registered) in
+				   the map; 0: up (catchup.c: gone for good after out_after) */
 	struct peer_conn *conn;
 	bool ready;          /* conn authenticated */
 	bool bad_size;       /* refused our segment size: never placed again */
@@ -152,6 +155,7 @@ struct replicas {
 	char self_domain[LAYOUT_ID_MAX + 1];
 	unsigned timeout_ms;
 	uint32_t seg_blocks;
+	uint64_t out_after_ms;          /* replica_opts.out_after_s */
 	bool closing;
 	struct family **fams;
 	size_t nfams;
@@ -209,6 +213,9 @@ void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, s
  * is no holder of it here either (reads around do not ask it) until catch-up's copy. */
 void replica_seg_holder_removed(struct replicas *rs, uint64_t uid, uint32_t sno,
 				const char *node);
+/* Rebuild took node id, gone for good, out of the sealed segment's record: reads of
+ * the segment stop asking it. */
+void replica_seg_holder_gone(struct replicas *rs, uint64_t uid, uint32_t sno, const char *id);
 /* A node became usable: segments waiting for placement try again, and the seals a
  * holder has not confirmed are sent again. */
 void replica_segs_retry_placing(struct replicas *rs);

@@ -148,6 +148,11 @@ void replica_nodes_refresh(struct replicas *rs)
 			peer_conn_close(n->conn); /* it moved: the old address is not it */
 		snprintf(n->peer, sizeof(n->peer), "%s", m->rec.peer);
 		n->in_map = m->up && !m->out && m->compatible && m->rec.peer[0];
+		n->out = m->out;
+		if (m->up)
+			n->down_since_ms = 0;
+		else if (!n->down_since_ms)
+			n->down_since_ms = loop_now_ms();
 	}
 	free(map);
 	for (size_t i = 0; i < rs->nnodes; i++) {

@@ -147,6 +147,28 @@ start_three_peer_nodes()
 	start_peer_nodes 3
 }
 
+# fio_seq_write URI SIZE: fio writes SIZE sequentially through URI (an fsync every 32
+# writes, verify=crc32c: the job in $WORK/w.fio) and verifies it; fails the test on an
+# error
+fio_seq_write()
+{
+	fio_verify_job "$WORK/w.fio" "$1" "$2" 0
+	sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32/' "$WORK/w.fio"
+	fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
+		fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
+	grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+}
+
+# fio_verify_w LABEL: every block $WORK/w.fio wrote reads back and verifies (fio
+# verify_only, its output in $WORK/fio-v-LABEL.log); fails the test if not
+fio_verify_w()
+{
+	sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
+	fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
+		fail "$1: fio verify: $(tail -20 "$WORK/fio-v-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
+	grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-v-$1.log")"
+}
+
 # node_uri I VOL: the NBD URI of VOL (or VOL@SNAP) through node I
 node_uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
 

@@ -52,11 +52,7 @@ PY
 
 qexpect 0 0 volume create "$VOL" 48M --replicas 3
 URI=$(node_uri 0 "$VOL")
-fio_verify_job "$WORK/w.fio" "$URI" 24M 0
-sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32/' "$WORK/w.fio"
-fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
-	fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
-grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+fio_seq_write "$URI" 24M
 log "fio wrote and verified 24 MiB"
 
 dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
@@ -98,10 +94,7 @@ verify_all()
 	before=$(fetch_counts)
 	local cpu0
 	cpu0=$(cpu_ns "${NODE_PID[0]}")
-	sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
-	fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
-		fail "$1: fio verify: $(tail -20 "$WORK/fio-v-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
-	grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-v-$1.log")"
+	fio_verify_w "$1"
 	grep -q "verify.*fail\|bad magic\|crc32c: verify failed" "$WORK/fio-v-$1.log" &&
 		fail "$1: fio verify failed: $(cat "$WORK/fio-v-$1.log")"
 	log "$1: the owner's CPU per MiB verified: $(( ($(cpu_ns "${NODE_PID[0]}") - cpu0) / 24 / 1000 )) us (24 MiB, printed, not asserted)"

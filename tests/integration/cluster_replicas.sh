@@ -279,7 +279,7 @@ recs = json.loads(sys.argv[1])["segments"]
 cu = json.load(open(sys.argv[2]))["volume"]["cluster"]["copies"]["catchup"]
 short = [r["segment"] for r in recs if r["state"] == "sealed" and len(r["holders"]) < 3 and r["length"] > 0]
 # no record outlives its segment on the owner (lifecycle_clean): none lacks a source
-assert not short and not cu.get("no_local_copy"), (short, cu)
+assert not short and not cu.get("no_source"), (short, cu)
 print("%d sealed records, all with 3 holders" % sum(r["state"] == "sealed" for r in recs))
 PY
 grep -q "catchup.*to node node2: copied" "$WORK/node0.log" ||

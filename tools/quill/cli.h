@@ -19,6 +19,7 @@ struct cli {
 	bool force;
 	bool no_wait;
 	bool orphans;         /* node held --orphans */
+	bool watch;           /* cluster status --watch */
 	const char *format;   /* --format raw|qcow2, or NULL */
 	const char *sector_size; /* --sector-size 512|4096 (volume create, import), or NULL */
 	const char *replicas; /* --replicas R (volume create in a cluster), or NULL */
@@ -70,6 +71,11 @@ int cli_finish(const struct cli *c, struct json_object *ans, void (*show)(struct
 int64_t cli_i64(struct json_object *o, const char *key);
 const char *cli_str(struct json_object *o, const char *key); /* "" if absent */
 bool cli_bool(struct json_object *o, const char *key);
+/* Sleeps ms (through signals' interruptions). */
+void cli_sleep_ms(unsigned ms);
+/* A progress bar of width characters ('#' done, '-' to do) at pct percent into bar
+ * (width + 1 bytes). */
+void cli_bar(char *bar, unsigned width, unsigned pct);
 /* A size for people ("1.5 GiB"), in a static buffer of n (0..3) slots. */
 const char *cli_size(uint64_t bytes, int slot);
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -221,4 +222,21 @@ int cli_finish(const struct cli *c, struct json_object *ans, void (*show)(struct
 		show(ans);
 	json_object_put(ans);
 	return code;
+}
+
+void cli_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+void cli_bar(char *bar, unsigned width, unsigned pct)
+{
+	unsigned fill = (pct > 100 ? 100 : pct) * width / 100;
+
+	memset(bar, '#', fill);
+	memset(bar + fill, '-', width - fill);
+	bar[width] = '\0';
 }

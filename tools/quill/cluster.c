@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tools/control_proto.h"
 #include "tools/quill/cli.h"
@@ -116,11 +117,19 @@ void cli_show_copies(struct json_object *c)
 	size_t n = segs ? json_object_array_length(segs) : 0;
 
 	if (cu)
-		printf("catch-up:  %lld segments below R (%lld bytes to copy, %lld being copied), "
-		       "%lld bytes copied at %.1f MB/s\n", (long long)cli_i64(cu, "segments_left"),
-		       (long long)cli_i64(cu, "bytes_left"), (long long)cli_i64(cu, "copying"),
+		printf("catch-up:  %lld segments below R (%lld bytes to copy, %lld being copied, "
+		       "%lld from the holders), %lld bytes copied at %.1f MB/s\n",
+		       (long long)cli_i64(cu, "segments_left"), (long long)cli_i64(cu, "bytes_left"),
+		       (long long)cli_i64(cu, "copying"), (long long)cli_i64(cu, "from_holders"),
 		       (long long)cli_i64(cu, "bytes_copied"),
 		       (double)cli_i64(cu, "bytes_per_second") / 1e6);
+	if (cu && cli_i64(cu, "rebuild_segments"))
+		printf("rebuild:   %lld segments held by a node gone for good\n",
+		       (long long)cli_i64(cu, "rebuild_segments"));
+	if (cu && cli_i64(cu, "down_holder_segments"))
+		printf("down:      %lld segments held by a node down; rebuilt elsewhere in %llds "
+		       "unless it returns\n", (long long)cli_i64(cu, "down_holder_segments"),
+		       (long long)cli_i64(cu, "out_in_seconds"));
 
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *s = json_object_array_get_idx(segs, i);
@@ -199,8 +208,136 @@ static void show_status(struct json_object *ans)
 	show_volumes(ans);
 }
 
+/* ---- cluster status --watch ---- */
+
+#define WATCH_MS 1000u
+#define WATCH_BAR 30u
+
+/* The most bytes left each volume had while watched: a bar's 100%. */
+struct watch_seen {
+	char name[256];
+	int64_t most;
+};
+
+/* A volume's catch-up object if it has work left (copies to make, a source missing, a
+ * holder gone or down), else NULL. */
+static struct json_object *work_of(struct json_object *v)
+{
+	struct json_object *cp = json_object_object_get(v, "copies");
+	struct json_object *cu = cp ? json_object_object_get(cp, "catchup") : NULL;
+
+	if (!cu)
+		return NULL;
+	return cli_i64(cu, "segments_left") || cli_i64(cu, "rebuild_segments") ||
+			       cli_i64(cu, "no_source") || cli_i64(cu, "down_holder_segments")
+		       ? cu
+		       : NULL;
+}
+
+static int64_t seen_most(struct watch_seen *seen, size_t nseen, const char *name, int64_t left)
+{
+	for (size_t i = 0; i < nseen; i++) {
+		if (!seen[i].name[0])
+			snprintf(seen[i].name, sizeof(seen[i].name), "%s", name);
+		if (strcmp(seen[i].name, name) == 0) {
+			if (left > seen[i].most)
+				seen[i].most = left;
+			return seen[i].most;
+		}
+	}
+	return left;
+}
+
+/* One line per volume with work: bar, segments and bytes left, rate, ETA. */
+static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size_t nseen)
+{
+	struct json_object *vols = json_object_object_get(ans, "volumes");
+	size_t n = vols ? json_object_array_length(vols) : 0;
+	unsigned busy = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *v = json_object_array_get_idx(vols, i);
+		struct json_object *cu = work_of(v);
+		int64_t left, most, eta;
+		char bar[WATCH_BAR + 1], etas[32];
+
+		if (!cu)
+			continue;
+		busy++;
+		left = cli_i64(cu, "bytes_left");
+		most = seen_most(seen, nseen, cli_str(v, "name"), left);
+		cli_bar(bar, WATCH_BAR, most ? (unsigned)((most - left) * 100 / most) : 0);
+		eta = cli_i64(cu, "eta_seconds");
+		if (eta < 0)
+			snprintf(etas, sizeof(etas), "ETA -");
+		else
+			snprintf(etas, sizeof(etas), "ETA %lldm%02llds", (long long)eta / 60,
+				 (long long)eta % 60);
+		printf("%-20s [%s] %3u%%  %lld segs %s left  %.1f MB/s  %s", cli_str(v, "name"),
+		       bar, most ? (unsigned)((most - left) * 100 / most) : 0,
+		       (long long)cli_i64(cu, "segments_left"), cli_size((uint64_t)left, 0),
+		       (double)cli_i64(cu, "bytes_per_second") / 1e6, etas);
+		if (cli_i64(cu, "rebuild_segments"))
+			printf("  (%lld held by a node gone)", (long long)cli_i64(cu, "rebuild_segments"));
+		if (cli_i64(cu, "no_source"))
+			printf("  (%lld with no source)", (long long)cli_i64(cu, "no_source"));
+		if (cli_i64(cu, "down_holder_segments"))
+			printf("  (%lld on a node down: out in %llds)",
+			       (long long)cli_i64(cu, "down_holder_segments"),
+			       (long long)cli_i64(cu, "out_in_seconds"));
+		printf("\n");
+	}
+	return busy;
+}
+
+/* Redraws the status every second until no volume this node owns has work left (or
+ * Ctrl-C). On a terminal the screen is redrawn; otherwise (and with --json: the
+ * status, one a line) each round is appended. */
+static int watch_status(const struct cli *c)
+{
+	bool tty = isatty(STDOUT_FILENO) && !c->json;
+	struct watch_seen seen[64] = { 0 };
+
+	for (;;) {
+		struct json_object *ans = cli_call(c, cli_request(CONTROL_CMD_CLUSTER_STATUS));
+		unsigned busy;
+
+		if (!ans)
+			return EXIT_NO_NODE;
+		if (!cli_ok(ans)) {
+			json_object_put(ans);
+			return EXIT_REFUSED;
+		}
+		if (tty)
+			printf("\033[H\033[2J");
+		if (c->json) {
+			struct json_object *vols = json_object_object_get(ans, "volumes");
+			size_t n = vols ? json_object_array_length(vols) : 0;
+
+			busy = 0;
+			for (size_t i = 0; i < n; i++)
+				busy += work_of(json_object_array_get_idx(vols, i)) != NULL;
+			printf("%s\n", json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PLAIN));
+		} else {
+			if (tty)
+				show_status(ans);
+			printf(tty ? "\n" : "");
+			busy = show_work(ans, seen, sizeof(seen) / sizeof(seen[0]));
+			if (!busy)
+				printf("nothing left to rebuild or catch up on this node's volumes\n");
+		}
+		fflush(stdout);
+		json_object_put(ans);
+		if (!busy)
+			return 0;
+		cli_sleep_ms(WATCH_MS);
+	}
+}
+
 int cmd_cluster(const struct cli *c)
 {
+	if (strcmp(c->argv[1], "status") == 0 && c->argc == 2 && c->watch)
+		return watch_status(c);
 	if (strcmp(c->argv[1], "status") == 0 && c->argc == 2)
 		return cli_finish(c, cli_call(c, cli_request(CONTROL_CMD_CLUSTER_STATUS)),
 				  show_status);

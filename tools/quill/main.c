@@ -61,8 +61,12 @@ int cli_usage(FILE *out, int code)
 		"                                 (VOL is held only while a VM is connected)\n"
 		"  vhost stop VOL                 stop that export (the VM loses its disk)\n"
 		"  vhost ls                       vhost-user-blk exports\n"
-		"  cluster status                 the cluster as this node sees it: nodes, this\n"
-		"                                 node's lease, and why client I/O waits if it does\n"
+		"  cluster status [--watch]       the cluster as this node sees it: nodes, this\n"
+		"                                 node's lease, and why client I/O waits if it does;\n"
+		"                                 --watch: redrawn every second with the rebuild\n"
+		"                                 and catch-up of the volumes this node owns (a\n"
+		"                                 bar, rate, ETA) until none is left (with --json:\n"
+		"                                 one status a line)\n"
 		"  node ls                        the cluster's nodes: up or down, out, domain\n"
 		"  node out|in ID                 mark a node out (an operator's decision, kept\n"
 		"                                 across restarts) or in again\n"
@@ -306,6 +310,7 @@ static bool flag_option(struct cli *c, const char *arg)
 		{ "--force", offsetof(struct cli, force) },
 		{ "--no-wait", offsetof(struct cli, no_wait) },
 		{ "--orphans", offsetof(struct cli, orphans) },
+		{ "--watch", offsetof(struct cli, watch) },
 	};
 
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {

@@ -152,7 +152,7 @@ static unsigned percent(struct json_object *st)
 /* Draws the progress of a flatten: a bar on a terminal, a line per change otherwise. */
 static void draw_progress(const char *vol, struct json_object *st, bool tty, int *last)
 {
-	unsigned pct = percent(st), fill = pct * BAR_WIDTH / 100;
+	unsigned pct = percent(st);
 	char bar[BAR_WIDTH + 1];
 
 	if (!tty) {
@@ -162,20 +162,10 @@ static void draw_progress(const char *vol, struct json_object *st, bool tty, int
 		fflush(stdout);
 		return;
 	}
-	memset(bar, '#', fill);
-	memset(bar + fill, '-', BAR_WIDTH - fill);
-	bar[BAR_WIDTH] = '\0';
+	cli_bar(bar, BAR_WIDTH, pct);
 	printf("\rflatten %s [%s] %3u%%  %s copied", vol, bar, pct,
 	       cli_size((uint64_t)cli_i64(st, "copied_bytes"), 0));
 	fflush(stdout);
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 /* The flatten's end: 0, or why it failed. ans is consumed. */
@@ -216,7 +206,7 @@ int cmd_flatten(const struct cli *c)
 		if (!c->json)
 			draw_progress(c->argv[1], st, tty, &last);
 		json_object_put(ans);
-		sleep_ms(FLATTEN_POLL_MS);
+		cli_sleep_ms(FLATTEN_POLL_MS);
 		ans = flatten_call(c, CONTROL_CMD_FLATTEN_STATUS);
 		if (!ans || !cli_bool(ans, "ok"))
 			return cli_finish(c, ans, NULL);

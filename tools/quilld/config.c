@@ -158,6 +158,12 @@ static const char *check_scrub_interval(const struct quilld_config *c)
 		       ? "must be between 1 and 4000000 seconds" : NULL;
 }
 
+static const char *check_out_after(const struct quilld_config *c)
+{
+	return c->out_after == 0 || c->out_after > 30 * 86400 ? "must be between 1 and 2592000 seconds"
+							      : NULL;
+}
+
 static const char *check_peer_timeout(const struct quilld_config *c)
 {
 	return c->peer_timeout_ms < 50 || c->peer_timeout_ms > 600000
@@ -227,6 +233,7 @@ static const struct setting settings[] = {
 	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them; 0: none (64)", check_catchup_mbps, false },
 	{ "scrub-mbps", SET_UINT, F(scrub_mbps), 0, "the background scrub of the replicated volumes this node owns: the most MB/s it reads over every copy; 0: no background scrub (0; quill scrub runs at 64 then)", check_scrub_mbps, false },
 	{ "scrub-interval", SET_UINT, F(scrub_interval_s), 0, "seconds between background scrub rounds (86400)", check_scrub_interval, false },
+	{ "out-after", SET_UINT, F(out_after), 0, "seconds a node may be down before its copies are rebuilt on other nodes, as if it were out (600)", check_out_after, false },
 };
 
 static const struct setting *find_setting(const char *key)
@@ -562,6 +569,7 @@ static void set_defaults(struct quilld_config *cfg)
 	cfg->peer_timeout_ms = 1000;
 	cfg->catchup_mbps = 64;
 	cfg->scrub_interval_s = 86400;
+	cfg->out_after = 600;
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	cfg->prezero = true;
 	cfg->idle_defrag = true;

@@ -62,6 +62,8 @@ struct quilld_config {
 	unsigned scrub_mbps;             /* the background scrub's budget (replication/scrub.h);
 					    0: none (the default) */
 	unsigned scrub_interval_s;       /* between background scrub rounds; 86400 */
+	unsigned out_after;              /* seconds down before a node's copies are rebuilt
+					    elsewhere (docs/replication.md, "Rebuild"); 600 */
 };
 
 #define CONFIG_DEFAULT_STORE_SIZE (8ull << 30)

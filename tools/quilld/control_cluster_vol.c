@@ -111,15 +111,22 @@ static struct json_object *copies_json(const struct replica_status *st)
 	ctl_add_bool(o, "degraded", st->degraded);
 	ctl_add_bool(o, "waiting", st->waiting);
 	ctl_add_str(o, "why", st->why);
-	if (cu->segs_left || cu->copied || cu->no_source) {
+	if (cu->segs_left || cu->copied || cu->no_source || cu->rebuild || cu->down_holders) {
 		struct json_object *c = json_object_new_object();
 
 		ctl_add_int(c, "segments_left", cu->segs_left);
 		ctl_add_int(c, "bytes_left", (int64_t)cu->bytes_left);
 		ctl_add_int(c, "copying", cu->copying);
-		ctl_add_int(c, "no_local_copy", cu->no_source);
+		ctl_add_int(c, "no_source", cu->no_source);
+		ctl_add_int(c, "from_holders", cu->remote);
+		ctl_add_int(c, "rebuild_segments", cu->rebuild);
+		ctl_add_int(c, "down_holder_segments", cu->down_holders);
+		ctl_add_int(c, "out_in_seconds", (int64_t)((cu->out_in_ms + 999) / 1000));
 		ctl_add_int(c, "bytes_copied", (int64_t)cu->copied);
 		ctl_add_int(c, "bytes_per_second", (int64_t)cu->rate);
+		/* -1: no rate yet to tell */
+		ctl_add_int(c, "eta_seconds", !cu->bytes_left ? 0 : cu->rate ?
+			    (int64_t)((cu->bytes_left + cu->rate - 1) / cu->rate) : -1);
 		json_object_object_add(o, "catchup", c);
 	}
 	for (unsigned i = 0; i < st->nsegs; i++) {

@@ -513,7 +513,8 @@ static int start_replicas(struct node *n)
 				   .catchup_mbps = n->cfg.catchup_mbps,
 				   .catchup_off = n->cfg.catchup_mbps == 0,
 				   .scrub_mbps = n->cfg.scrub_mbps,
-				   .scrub_interval_s = n->cfg.scrub_interval_s };
+				   .scrub_interval_s = n->cfg.scrub_interval_s,
+				   .out_after_s = n->cfg.out_after };
 	const char *crash = getenv("QUILL_TEST_CRASH_AFTER_OPEN"); /* tests (replica.h) */
 	const char *crash_seal = getenv("QUILL_TEST_CRASH_AFTER_SEAL");
 	const char *drop_own = getenv("QUILL_TEST_DROP_OWN");

@@ -4,6 +4,7 @@
 #include "engine/logcheck.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -388,4 +389,65 @@ Test(logcheck, classify_refuses_another_life_of_the_slot)
 	logcheck_classify(slot, p, GEN + 1, state, crcs);
 	cr_assert_eq(state[0], LOGCHECK_B_DAMAGED, "a header of another generation");
 	cr_assert_eq(state[1], LOGCHECK_B_UNCHECKED, "summaries of another life are not its");
+}
+
+/* ---- logcheck_image_check: a whole segment read from a holder ---- */
+
+#define UID 0x1234u
+#define SNO 9u
+
+/* The header of segment (UID, SNO) at block 0, then batches; returns the length. */
+static uint32_t put_image(void)
+{
+	struct segment_header h = hdr;
+	uint32_t p;
+
+	h.family_uid = UID;
+	h.sno = SNO;
+	ondisk_segment_header_encode(&h, blk(0));
+	p = put_batch(1, 10, 2, 0);
+	p = put_batch(p, 12, 3, 0);
+	return put_batch(p, 15, 1, 0);
+}
+
+Test(logcheck, image_check_takes_a_whole_segment)
+{
+	uint32_t len = put_image(), a = 99, b = 99;
+
+	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO, &a, &b), 0);
+}
+
+Test(logcheck, image_check_names_the_batch_with_a_flipped_block)
+{
+	uint32_t len = put_image(), a, b;
+
+	blk(5)[7] ^= 0x40; /* batch 12: summary at 4, data 5..7 */
+	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO, &a, &b), -EILSEQ);
+	cr_assert_eq(a, 4);
+	cr_assert_eq(b, 8);
+}
+
+Test(logcheck, image_check_refuses_another_segment_s_header)
+{
+	uint32_t len = put_image(), a, b;
+
+	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO + 1, &a, &b), -EILSEQ);
+	cr_assert_eq(a, 0);
+	cr_assert_eq(b, 1);
+	blk(0)[40] ^= 1;
+	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO, &a, &b), -EILSEQ);
+}
+
+Test(logcheck, image_check_refuses_a_log_that_ends_early)
+{
+	uint32_t len = put_image(), a, b;
+
+	memset(blk(len - 2), 0, QUILL_BLOCK_SIZE); /* the last summary is gone */
+	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO, &a, &b), -EILSEQ);
+	cr_assert_eq(a, len - 2);
+	cr_assert_eq(b, len);
+	/* and a length past the log's end: blocks nothing describes */
+	len = put_image();
+	cr_assert_eq(logcheck_image_check(slot, len + 2, UID, SNO, &a, &b), -EILSEQ);
+	cr_assert_eq(a, len);
 }

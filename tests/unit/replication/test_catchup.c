@@ -116,3 +116,43 @@ Test(catchup, a_take_larger_than_the_burst_waits_for_a_full_bucket)
 	cr_assert_eq(catchup_budget_take(&b, 0, 300000), 300); /* 200 kB debt + a full bucket */
 	cr_assert_eq(catchup_budget_take(&b, 300, 300000), 0);
 }
+
+/* ---- rebuild: holders gone for good ---- */
+
+Test(catchup, a_node_is_gone_when_out_or_down_past_out_after)
+{
+	uint64_t left = 99;
+
+	cr_assert(catchup_node_gone(true, 0, 1000, 600000, &left), "out: gone at once");
+	cr_assert_eq(left, 0);
+	cr_assert_not(catchup_node_gone(false, 0, 1000, 600000, &left), "up");
+	cr_assert_eq(left, 0);
+	cr_assert_not(catchup_node_gone(false, 1000, 5000, 10000, &left), "down 4 s of 10");
+	cr_assert_eq(left, 6000);
+	cr_assert(catchup_node_gone(false, 1000, 11000, 10000, &left), "down 10 s of 10");
+	cr_assert_eq(left, 0);
+	cr_assert_not(catchup_node_gone(false, 1000, 500, 10000, NULL), "a clock before it");
+}
+
+static bool gone_if_n2(void *ctx, const char *id)
+{
+	(*(unsigned *)ctx)++;
+	return strcmp(id, "n2") == 0;
+}
+
+Test(catchup, a_gone_holder_counts_as_none_so_the_record_wants_a_copy)
+{
+	const char *h[] = { "n0", "n2", "n1" };
+	struct layout_segment s = sealed(1, 3, h), live;
+	unsigned asked = 0;
+
+	cr_assert_not(catchup_wanted(&s, 3));
+	cr_assert_eq(catchup_without_gone(&s, gone_if_n2, &asked, &live), 1);
+	cr_assert_eq(asked, 3);
+	cr_assert_eq(live.nholders, 2);
+	cr_assert(layout_segment_names(&live, "n0") && layout_segment_names(&live, "n1"));
+	cr_assert_not(layout_segment_names(&live, "n2"));
+	cr_assert(catchup_wanted(&live, 3), "two live holders of three: a copy");
+	cr_assert_eq(live.id.seq, 1);
+	cr_assert_eq(live.length, s.length);
+}
