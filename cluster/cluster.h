@@ -181,7 +181,10 @@ struct cluster_vol_req {
  * <0 -> it never runs (-EINVAL a bad name, -ENOMEM). Writes are fenced by the
  * epoch: a node that is not the volume's live owner at that epoch records nothing
  * (-ESTALE; -ENOLCK while its claim only lapsed with its lease, nobody claimed since:
- * the claim waits for the next join, and the caller tries again). A successful CREATE or CLAIM makes this node the owner (until RELEASE,
+ * the claim waits for the next join; -EAGAIN for a write of an older epoch of a
+ * volume this node holds again since, with no other owner between, or while it has
+ * no lease: the caller tries again). A successful CREATE or CLAIM makes this node
+ * the owner (until RELEASE,
  * REMOVE, or its lease is lost); at each join the node claims again the volumes whose
  * record names it as the last owner and that no one claimed since. */
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,

@@ -175,7 +175,8 @@ struct layout_segment {
 	char copying[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
 	/* sealed only: its stripe, once every fragment is durable ("stripe": {"k", "m",
 	 * "frags": [[node, crc], ...]}); encoded only when k > 0. Written by the owner's
-	 * encoder (replication/encode.h, CLUSTER_VOL_SEG_STRIPE); holders are kept. */
+	 * encoder (replication/encode.h, CLUSTER_VOL_SEG_STRIPE); holders are kept, or
+	 * emptied by the same write when the replicas go (drop_replicas). */
 	struct layout_stripe stripe;
 };
 char *layout_segment_encode(const struct layout_segment *seg);

@@ -379,7 +379,7 @@ struct engine {
 	uint32_t pz_taken_end; /* slots below this may have been taken since the walk
 				* (data now, whatever it said): slot_take() raises it */
 	uint64_t pz_credit;   /* bytes small batches appended, not yet zeroed ahead */
-	uint64_t pz_queries;  /* of the file system (lseek pairs): at open, and after a grow */
+	uint64_t pz_queries;  /* of the file system (lseek pairs): at open only */
 	struct ioreq gc_req;
 	unsigned gc_want_free;
 

@@ -373,10 +373,6 @@ static void batch_submit(struct engine *eng, struct batch *b)
 		batch_written(b, r);
 }
 
-/* Submits what can go, in log order, while fewer than ONDISK_MAX_INFLIGHT_BATCHES of
- * the volume's batches are unretired: full batches first, then the forming one (which
- * otherwise keeps collecting: group commit). The bound is a promise replay relies on:
- * a batch that never completed is followed by fewer than that many in its log. */
 /* May b go past the bound? Its slot was sealed below the copies its writes need
  * (engine_family_waits_copies): the batches in flight there wait for catch-up's copy,
  * which waits for the slot's last batches. One at a time, and only when every batch
@@ -395,6 +391,10 @@ static bool past_bound(const struct engine_volume *vol, const struct batch *b)
 	return true;
 }
 
+/* Submits what can go, in log order, while fewer than ONDISK_MAX_INFLIGHT_BATCHES of
+ * the volume's batches are unretired: full batches first, then the forming one (which
+ * otherwise keeps collecting: group commit). The bound is a promise replay relies on:
+ * a batch that never completed is followed by fewer than that many in its log. */
 static void volume_kick(struct engine_volume *vol)
 {
 	if (vol->kicking) { /* a mirror's answer from inside batch_submit */
@@ -404,7 +404,9 @@ static void volume_kick(struct engine_volume *vol)
 	vol->kicking = true;
 	do {
 		vol->kick_again = false;
-		for (struct batch *b = vol->head; b; b = b->next) {
+		for (struct batch *b = vol->head, *next; b; b = next) {
+			next = b->next; /* a submit refused at once retires b (frees it); the
+					   batches after it were not submitted, so they stay */
 			if (vol->ninflight >= ONDISK_MAX_INFLIGHT_BATCHES &&
 			    !(b->state == BATCH_READY && past_bound(vol, b))) {
 				if (b->state == BATCH_INFLIGHT || b->state == BATCH_DONE)
@@ -422,19 +424,16 @@ static void volume_kick(struct engine_volume *vol)
 
 int engine_family_waits_copies(struct engine *eng, uint64_t uid, uint32_t sno, bool waits)
 {
-	for (uint32_t i = 0; i < eng->segs->count; i++) {
-		struct slot *s = &eng->slots[i];
+	int64_t slot = eng_own_slot(eng, uid, sno, true);
 
-		if (s->state != SLOT_SEALED || s->held || s->family_uid != uid || s->sno != sno)
-			continue;
-		s->waits_copies = waits;
-		if (waits)
-			for (size_t v = 0; v < eng->nvols; v++)
-				if (eng->vols[v]->rec.uid == uid)
-					volume_kick(eng->vols[v]);
-		return 0;
-	}
-	return -ENOENT;
+	if (slot < 0)
+		return (int)slot;
+	eng->slots[slot].waits_copies = waits;
+	if (waits)
+		for (size_t v = 0; v < eng->nvols; v++)
+			if (eng->vols[v]->rec.uid == uid)
+				volume_kick(eng->vols[v]);
+	return 0;
 }
 
 /* A holder of the segment failed (replication/replica.c): the segment ends here, at

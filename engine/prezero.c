@@ -22,7 +22,8 @@
  * walks the extent tree, and on the loop thread, once per slot, it held client I/O
  * behind it. The walk's answer stays true for a free slot nobody took since: only
  * slots slot_take() handed out (the log's, a held copy's) and these zeros write the
- * store. slot_take() hands out the lowest free slot and notes the highest it ever
+ * store. slot_take() hands out the lowest free slot (passing one a prezero chunk in
+ * flight reads: that one only loses its zeros) and notes the highest it ever
  * handed out (pz_taken_end); the slots below it are left alone (a freed one may hold
  * data and a FREE header now; a held slot's generation says nothing), while the
  * lead lies above it.

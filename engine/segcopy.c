@@ -27,11 +27,6 @@ int64_t eng_own_slot(const struct engine *eng, uint64_t uid, uint32_t sno, bool 
 	return -ENOENT;
 }
 
-static int64_t own_sealed_slot(const struct engine *eng, uint64_t uid, uint32_t sno)
-{
-	return eng_own_slot(eng, uid, sno, true);
-}
-
 bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno)
 {
 	return eng_own_slot(eng, uid, sno, false) >= 0;
@@ -39,7 +34,7 @@ bool engine_segment_here(const struct engine *eng, uint64_t uid, uint32_t sno)
 
 int engine_segment_sealed_blocks(const struct engine *eng, uint64_t uid, uint32_t sno)
 {
-	int64_t slot = own_sealed_slot(eng, uid, sno);
+	int64_t slot = eng_own_slot(eng, uid, sno, true);
 
 	if (slot < 0)
 		return (int)slot;
@@ -77,7 +72,7 @@ static void segcopy_read_done(void *arg, int res)
 int engine_segment_read_async(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t block,
 			      void *buf, uint32_t nblocks, engine_cb cb, void *arg)
 {
-	int64_t slot = own_sealed_slot(eng, uid, sno);
+	int64_t slot = eng_own_slot(eng, uid, sno, true);
 	struct iovec iov = { buf, (size_t)nblocks * ENGINE_BLOCK_SIZE };
 	struct segcopy_read *r;
 	int res;

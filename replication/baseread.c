@@ -133,7 +133,7 @@ static struct rnode *br_owner(struct bread *br, int *why)
 		return NULL;
 	}
 	n = replica_node_find(br->rs, v.claim.node);
-	if (!n || !n->ready || !n->conn) {
+	if (!replica_node_live(n)) {
 		*why = -ENOTCONN;
 		return NULL;
 	}

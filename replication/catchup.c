@@ -44,10 +44,8 @@ void catchup_budget_init(struct catchup_budget *b, uint64_t rate, uint64_t burst
 				      .tokens = (int64_t)(burst ? burst : 1), .last_ms = now_ms };
 }
 
-unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes)
+static void budget_refill(struct catchup_budget *b, uint64_t now_ms)
 {
-	int64_t need = (int64_t)(bytes < b->burst ? bytes : b->burst);
-
 	if (now_ms > b->last_ms) {
 		/* what fills the bucket from where it is (a debt included): no more */
 		uint64_t room = b->burst + (uint64_t)(b->tokens < 0 ? -b->tokens : 0);
@@ -58,6 +56,19 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
 		b->tokens = t > (int64_t)b->burst ? (int64_t)b->burst : t;
 		b->last_ms = now_ms;
 	}
+}
+
+void catchup_budget_charge(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes)
+{
+	budget_refill(b, now_ms);
+	b->tokens -= (int64_t)bytes;
+}
+
+unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes)
+{
+	int64_t need = (int64_t)(bytes < b->burst ? bytes : b->burst);
+
+	budget_refill(b, now_ms);
 	if (b->tokens >= need) {
 		b->tokens -= (int64_t)bytes;
 		return 0;
@@ -339,7 +350,7 @@ static int job_send(struct cjob *j, uint8_t op, const struct iovec *data)
 
 	if (data)
 		rq.data_crc = crc32c(data->iov_base, data->iov_len);
-	if (!j->to->ready || !j->to->conn)
+	if (!replica_node_live(j->to))
 		return -ENOTCONN;
 	m.head_len = peer_seg_req_encode(&rq, head);
 	return peer_request(j->to->conn, &m, j->c->rs->timeout_ms, peer_replied, j);
@@ -479,6 +490,10 @@ static void fetched(void *arg, int res, const char *why)
 	if (res < 0) {
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s: no holder gave a whole copy to copy from "
 				"(%s: %s): tried again later", id, err_str(-res), why);
+		/* read for nothing, and read again at the next scan: paid for, so that a
+		 * segment no holder gives whole is not read over and over at full speed */
+		catchup_budget_charge(&j->c->budget, loop_now_ms(),
+				      (uint64_t)j->length * ENGINE_BLOCK_SIZE);
 		job_end(j);
 		return;
 	}
@@ -635,7 +650,7 @@ static bool holder_gone(void *arg, const char *id)
 {
 	struct gone_ctx *g = arg;
 	struct replicas *rs = g->c->rs;
-	const struct rnode *n = strcmp(id, rs->self) ? replica_node_find(rs, id) : NULL;
+	const struct rnode *n = replica_node_find(rs, id);
 	uint64_t left;
 	bool gone;
 
@@ -653,11 +668,7 @@ static bool holder_gone(void *arg, const char *id)
 static bool holder_reachable(struct catchup *c, const struct layout_segment *live)
 {
 	for (unsigned h = 0; h < live->nholders; h++) {
-		const struct rnode *n = strcmp(live->holders[h], c->rs->self)
-						? replica_node_find(c->rs, live->holders[h])
-						: NULL;
-
-		if (n && n->ready && n->conn)
+		if (replica_node_live(replica_node_find(c->rs, live->holders[h])))
 			return true;
 	}
 	return false;

@@ -61,6 +61,9 @@ void catchup_budget_init(struct catchup_budget *b, uint64_t rate, uint64_t burst
 /* Takes bytes at now_ms: 0, or the milliseconds to wait before trying again (nothing
  * taken). A take larger than burst is allowed once the bucket is full. */
 unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes);
+/* Bytes spent already (read for a copy that failed): taken whatever the bucket holds,
+ * a debt the next takes wait for. */
+void catchup_budget_charge(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes);
 
 /* Does the record want another copy made now? (sealed, not empty, fewer than
  * `replicas` holders, and not a stripe whose replicas went for it: no holder) */

@@ -111,6 +111,26 @@ int ec_frag_block_check(const void *table, uint32_t frag_blocks, uint32_t i,
 		       : -EILSEQ;
 }
 
+void ec_frag_table_span(uint32_t block, uint32_t n, uint32_t *first, uint32_t *count)
+{
+	uint64_t last = (((uint64_t)block + n) * 4 - 1) / EC_BLOCK;
+
+	*first = (uint32_t)((uint64_t)block * 4 / EC_BLOCK);
+	*count = (uint32_t)(last - *first + 1);
+}
+
+int ec_frag_run_check(const void *part, uint32_t first, uint32_t block, uint32_t n,
+		      const void *blocks)
+{
+	const uint8_t *crcs = (const uint8_t *)part + (size_t)block * 4 - (size_t)first * EC_BLOCK;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (get_le(crcs + (size_t)i * 4, 4) !=
+		    crc32c((const uint8_t *)blocks + (size_t)i * EC_BLOCK, EC_BLOCK))
+			return -EILSEQ;
+	return 0;
+}
+
 size_t ec_frag_data_offset(const struct ec_geom *g)
 {
 	return ((size_t)1 + ec_frag_table_blocks(g->frag_blocks)) * EC_BLOCK;

@@ -25,32 +25,6 @@
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "quill's formats are little-endian and the codecs assume a little-endian host"
-/* ---- a whole fragment image: header block | CRC table | data ---- */
-
-/* Bytes of the image of a fragment of g: (1 + table blocks + F) blocks. */
-size_t ec_frag_image_bytes(const struct ec_geom *g);
-/* Where its data starts: (1 + table blocks) blocks. The encoder points the codec at
- * image + this, so that parity is written in place. */
-size_t ec_frag_data_offset(const struct ec_geom *g);
-/* Completes an image whose data is in place: fills the CRC table, f->frag_crc and
- * f->table_crc, and the header block (the header, then zeros). f's geometry, index,
- * segment id and epoch are the caller's. */
-void ec_frag_seal(struct ec_frag_info *f, uint8_t *image);
-/* Checks a whole image as received or read back: its header (ec_frag_hdr_decode's
- * errors), len equal to the image of that geometry (-EINVAL), the header block's
- * and the table's padding zero (-EPROTO), the table against table_crc and every data block against
- * the table (-EILSEQ), and the data against frag_crc (-EILSEQ). Fills *f. */
-int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f);
-
-/* The owner's encoding of a sealed segment (seg: its g->seg_blocks blocks) into the
- * K+M fragment images of its stripe, each sealed and ready for FRAG_PUT: the data cut
- * into the data fragments in place (padding zeroed), the parity encoded in place, every
- * header naming (family, seq, epoch) and its index. images[K+M] are the caller's,
- * ec_frag_image_bytes(g) each (any content). -EINVAL when the code is not g's. CPU
- * work of a whole segment: off the loop thread. */
-int ec_stripe_images(struct ec_code *code, const struct ec_geom *g, const void *seg,
-		     uint64_t family, uint32_t seq, uint64_t epoch, uint8_t *const *images);
-
 #endif
 
 #define EC_FRAG_MAGIC UINT64_C(0x4752464c4c495551) /* "QUILLFRG" */
@@ -107,6 +81,13 @@ uint32_t ec_frag_table_fill(const uint8_t *frag, uint32_t frag_blocks, void *tab
 /* Checks block i (4096 bytes) against the table: 0, -EILSEQ, -ERANGE past F. */
 int ec_frag_block_check(const void *table, uint32_t frag_blocks, uint32_t i,
 			const void *block);
+/* The table blocks holding the CRCs of data blocks [block, block + n) (n ≥ 1): from
+ * table block *first, *count of them (what a read of that run reads of the table). */
+void ec_frag_table_span(uint32_t block, uint32_t n, uint32_t *first, uint32_t *count);
+/* Checks data blocks [block, block + n) (blocks, n × 4096 bytes) against part, the
+ * table's blocks from `first` on (ec_frag_table_span): 0, or -EILSEQ. */
+int ec_frag_run_check(const void *part, uint32_t first, uint32_t block, uint32_t n,
+		      const void *blocks);
 
 /* ---- a whole fragment image: header block | CRC table | data ---- */
 

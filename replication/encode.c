@@ -451,7 +451,7 @@ static int put_one(struct ejob *j, unsigned i)
 		(void)ec_frag_hdr_decode(j->images[i], j->image_bytes, &hi);
 		fi.frag_crc = hi.frag_crc;
 		r = engine_frag_put_async(rs->eng, &fi, j->images[i], local_put_done, p);
-	} else if (!to->ready || !to->conn) {
+	} else if (!replica_node_live(to)) {
 		r = -ENOTCONN;
 	} else {
 		struct peer_seg_req rq = { .op = del ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT,
@@ -658,24 +658,12 @@ static bool replicas_made(const struct layout_segment *rec, unsigned replicas)
 	return rec->nholders >= replicas && !rec->ncopying;
 }
 
-/* The EC code of f's volume in k, m; false for a replicated one (or one gone). */
-static bool family_ec(const struct encoder *e, const struct family *f, unsigned *k,
-		      unsigned *m)
-{
-	struct cluster_volume v;
-
-	if (cluster_volume_get(e->rs->cluster, f->name, &v) < 0 || !v.rec.ec_k)
-		return false;
-	*k = v.rec.ec_k;
-	*m = v.rec.ec_m;
-	return true;
-}
-
 static bool family_wanted(void *ctx, const struct family *f)
 {
+	const struct encoder *e = ctx;
 	unsigned k, m;
 
-	return family_ec(ctx, f, &k, &m);
+	return replica_family_ec(e->rs, f, &k, &m);
 }
 
 /* Why f's segments stay replicated (waiting of them, with too few failure domains),
@@ -709,7 +697,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	unsigned domains, k, m, waiting = 0;
 	bool busy = false;
 
-	if (!ef || !family_ec(e, f, &k, &m))
+	if (!ef || !replica_family_ec(e->rs, f, &k, &m))
 		return true; /* not known: look again soon */
 	domains = domains_now(e->rs);
 	ef->st.replicated = ef->st.encoded = ef->st.encoded_bare = 0;
@@ -744,7 +732,9 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 						     .blocks = (uint32_t)have, .k = k, .m = m });
 	}
 	jobs_fill(e);
-	domains_short(ef, f, waiting, domains, k, m);
+	ef = efam_get(e, f->uid); /* (a job started may have grown e->fams: ef moved) */
+	if (ef)
+		domains_short(ef, f, waiting, domains, k, m);
 	return busy || waiting > 0;
 }
 

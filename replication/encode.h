@@ -19,7 +19,8 @@
  *      node that holds another fragment of it (an earlier encoding placed otherwise)
  *      gets SEG_DELETE kind 1 first, once
  *   5. record: one fenced write (CLUSTER_VOL_SEG_STRIPE, the owner's epoch) adds
- *      "stripe" to the record. The replicas stay (reads from fragments are not built).
+ *      "stripe" to the record. The replicas stay, unless QUILL_EC_DROP_REPLICAS=1: the
+ *      same write then empties the holders (docs/erasure-coding.md, "The replicas go").
  *
  * A failure or a crash at any step leaves the replicas and the record without stripe;
  * fragments already put are orphans, dropped by the holders' orphan check

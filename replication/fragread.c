@@ -21,12 +21,12 @@
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "replication/ec.h"
+#include "replication/ec_format.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/replica_internal.h"
 
 #define STRIPE_BUCKETS 4096u /* chains: a few stripes each for a large store */
-#define CODES_MAX 8u         /* codes kept (one per K+M in use) */
 
 struct stripe_ent {
 	uint64_t uid;
@@ -38,7 +38,9 @@ struct stripe_ent {
 /* The stripes seen and the codes made, in rs->fragcache. */
 struct fragcache {
 	struct stripe_ent *buckets[STRIPE_BUCKETS];
-	struct ec_code *codes[CODES_MAX];
+	/* each K+M made once and kept (a read in flight holds its code): 64 at most */
+	struct ec_code *codes[EC_K_MAX][EC_M_MAX];
+	struct fragread *live;         /* reads not orphaned (fragread_destroy_all) */
 };
 
 struct fragread {
@@ -63,6 +65,7 @@ struct fragread {
 	char why[256];                 /* "fragment 0 on node2: not connected; ..." */
 	void (*done)(void *arg, const char *why);
 	void *arg;
+	struct fragread *next_live;    /* fragcache.live */
 };
 
 /* One fragment's read: remote (a FRAG_READ) or local (table + rows). */
@@ -160,8 +163,11 @@ void fragread_destroy_all(struct replicas *rs)
 			next = e->next;
 			free(e);
 		}
-	for (unsigned i = 0; i < CODES_MAX; i++)
-		ec_code_destroy(c->codes[i]);
+	while (c->live) /* their requests end later, with rs gone: none may refer to it */
+		fragread_orphan(c->live);
+	for (unsigned k = 0; k < EC_K_MAX; k++)
+		for (unsigned m = 0; m < EC_M_MAX; m++)
+			ec_code_destroy(c->codes[k][m]);
 	free(c);
 	rs->fragcache = NULL;
 }
@@ -170,25 +176,29 @@ void fragread_destroy_all(struct replicas *rs)
 static struct ec_code *code_get(struct replicas *rs, unsigned k, unsigned m)
 {
 	struct fragcache *c = cache_of(rs);
-	unsigned i;
+	struct ec_code **code;
 
-	if (!c)
+	if (!c || k < 1 || k > EC_K_MAX || m < 1 || m > EC_M_MAX)
 		return NULL;
-	for (i = 0; i < CODES_MAX && c->codes[i]; i++)
-		if (ec_code_k(c->codes[i]) == k && ec_code_m(c->codes[i]) == m)
-			return c->codes[i];
-	if (i == CODES_MAX) { /* more codes in use than kept: the oldest goes */
-		ec_code_destroy(c->codes[0]);
-		memmove(c->codes, c->codes + 1, (CODES_MAX - 1) * sizeof(c->codes[0]));
-		i = CODES_MAX - 1;
-		c->codes[i] = NULL;
-	}
-	if (ec_code_create(k, m, &c->codes[i]) < 0)
+	code = &c->codes[k - 1][m - 1];
+	if (!*code && ec_code_create(k, m, code) < 0)
 		return NULL;
-	return c->codes[i];
+	return *code;
 }
 
 /* ---- one read ---- */
+
+/* fr leaves fragcache.live (it ends, or is orphaned). */
+static void live_unlink(struct fragread *fr)
+{
+	struct fragcache *c = fr->rs ? fr->rs->fragcache : NULL;
+
+	for (struct fragread **p = c ? &c->live : NULL; p && *p; p = &(*p)->next_live)
+		if (*p == fr) {
+			*p = fr->next_live;
+			return;
+		}
+}
 
 static void fr_free(struct fragread *fr)
 {
@@ -295,15 +305,9 @@ static void local_part_done(void *arg, int res)
 		q->part_err = res;
 	if (--q->parts)
 		return;
-	/* both in: every block against the table's CRC of it */
-	for (uint32_t j = 0; q->part_err == 0 && j < q->nblocks; j++) {
-		size_t at = (size_t)(q->block + j) * 4 - (size_t)q->table_first * EC_BLOCK;
-		uint32_t want = (uint32_t)q->table[at] | (uint32_t)q->table[at + 1] << 8 |
-				(uint32_t)q->table[at + 2] << 16 | (uint32_t)q->table[at + 3] << 24;
-
-		if (crc32c(fr->bufs[q->idx] + (size_t)j * EC_BLOCK, EC_BLOCK) != want)
-			q->part_err = -EILSEQ;
-	}
+	if (q->part_err == 0) /* both in: every block against the table's CRC of it */
+		q->part_err = ec_frag_run_check(q->table, q->table_first, q->block, q->nblocks,
+						fr->bufs[q->idx]);
 	fr_arrived(q, q->part_err);
 }
 
@@ -313,7 +317,7 @@ static int ask_local(struct frag_req *q)
 	struct fragread *fr = q->fr;
 	struct engine *eng = fr->rs->eng;
 	struct engine_frag_info fi;
-	uint32_t table_blocks, last;
+	uint32_t table_blocks, count;
 	int r = engine_frag_stat(eng, fr->uid, fr->sno, &fi);
 
 	if (r < 0)
@@ -321,16 +325,15 @@ static int ask_local(struct frag_req *q)
 	if (fi.index != q->idx || fi.frag_blocks != fr->g.frag_blocks)
 		return -ENOENT; /* another fragment, of another encoding */
 	table_blocks = fi.image_blocks - 1 - fi.frag_blocks;
-	q->table_first = (uint32_t)((uint64_t)q->block * 4 / EC_BLOCK);
-	last = (uint32_t)(((uint64_t)q->block + q->nblocks) * 4 - 1) / EC_BLOCK;
-	if (last >= table_blocks)
+	ec_frag_table_span(q->block, q->nblocks, &q->table_first, &count);
+	if (q->table_first + count > table_blocks)
 		return -EIO;
-	q->table = aligned_alloc(EC_BLOCK, (size_t)(last - q->table_first + 1) * EC_BLOCK);
+	q->table = aligned_alloc(EC_BLOCK, (size_t)count * EC_BLOCK);
 	if (!q->table)
 		return -ENOMEM;
 	q->parts = 2;
-	r = engine_frag_read(eng, fr->uid, fr->sno, 1 + q->table_first, q->table,
-			     last - q->table_first + 1, local_part_done, q);
+	r = engine_frag_read(eng, fr->uid, fr->sno, 1 + q->table_first, q->table, count,
+			     local_part_done, q);
 	if (r < 0) {
 		free(q->table);
 		q->table = NULL;
@@ -375,7 +378,7 @@ static int ask_remote(struct frag_req *q)
 	struct peer_msg m = { .op = PEER_OP_FRAG_READ, .volume_id = fr->uid,
 			      .epoch = (uint64_t)fr->epoch, .head = head };
 
-	if (!n || !n->ready || !n->conn)
+	if (!replica_node_live(n))
 		return -ENOTCONN;
 	m.head_len = peer_seg_req_encode(&rq, head);
 	return peer_request(n->conn, &m, fr->rs->timeout_ms, remote_replied, q);
@@ -475,6 +478,7 @@ static void fr_end(struct fragread *fr)
 	if (fam)
 		fr_count(&fam->frag, fr, missing);
 	fr_count(&fr->rs->frag_total, fr, missing);
+	live_unlink(fr);
 	fr->done(fr->arg, fr->why);
 	fr_free(fr);
 }
@@ -564,6 +568,8 @@ int fragread_start(struct replicas *rs, const struct fragread_run *run,
 	fr_healthy(fr);
 	if (!fr->pending && loop_timer_add(rs->loop, 0, fr_kicked, fr, &fr->kick) < 0)
 		goto err_free; /* (nothing was sent: no request refers to it) */
+	fr->next_live = rs->fragcache->live; /* (code_get made the cache) */
+	rs->fragcache->live = fr;
 	*out = fr;
 	return 0;
 
@@ -578,6 +584,7 @@ void fragread_orphan(struct fragread *fr)
 		return;
 	loop_timer_cancel(fr->kick);
 	fr->kick = NULL;
+	live_unlink(fr);
 	fr->rs = NULL;
 	if (!fr->pending)
 		fr_free(fr);

@@ -211,10 +211,8 @@ static int frag_read_answer(struct hold_op *op, struct peer_seg_reply *rep,
 	const uint8_t *crcs = op->table + (size_t)op->sr.block * sizeof(uint32_t) -
 			      (size_t)op->table_first * PEER_SEG_BLOCK;
 
-	for (uint32_t i = 0; i < n; i++)
-		if (crc32c(op->buf + (size_t)i * PEER_SEG_BLOCK, PEER_SEG_BLOCK) !=
-		    peer_get32(crcs + (size_t)i * sizeof(uint32_t)))
-			return -EILSEQ;
+	if (ec_frag_run_check(op->table, op->table_first, op->sr.block, n, op->buf) < 0)
+		return -EILSEQ;
 	rep->length = n;
 	data[0] = (struct iovec){ (void *)crcs, (size_t)n * sizeof(uint32_t) };
 	data[1] = (struct iovec){ op->buf, (size_t)n * PEER_SEG_BLOCK };
@@ -419,7 +417,7 @@ static int frag_read_start(struct hold_op *op, struct engine *eng)
 {
 	const struct peer_seg_req *sr = &op->sr;
 	struct engine_frag_info *fi = &op->fi;
-	uint32_t table_blocks, last;
+	uint32_t table_blocks, count;
 	int r = engine_frag_stat(eng, op->uid, sr->sno, fi);
 
 	if (r < 0)
@@ -429,19 +427,16 @@ static int frag_read_start(struct hold_op *op, struct engine *eng)
 	if ((uint64_t)sr->block + sr->nblocks > fi->frag_blocks)
 		return -ERANGE;
 	table_blocks = fi->image_blocks - 1 - fi->frag_blocks;
-	op->table_first = (uint32_t)((uint64_t)sr->block * sizeof(uint32_t) / PEER_SEG_BLOCK);
-	last = (uint32_t)(((uint64_t)sr->block + sr->nblocks) * sizeof(uint32_t) - 1) /
-	       PEER_SEG_BLOCK;
-	if (last >= table_blocks)
+	ec_frag_table_span(sr->block, sr->nblocks, &op->table_first, &count);
+	if (op->table_first + count > table_blocks)
 		return -EIO; /* the record's geometry does not hold */
-	op->table = aligned_alloc(PEER_SEG_BLOCK,
-				  (size_t)(last - op->table_first + 1) * PEER_SEG_BLOCK);
+	op->table = aligned_alloc(PEER_SEG_BLOCK, (size_t)count * PEER_SEG_BLOCK);
 	op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)sr->nblocks * PEER_SEG_BLOCK);
 	if (!op->table || !op->buf)
 		return -ENOMEM;
 	op->parts = 2;
-	r = engine_frag_read(eng, op->uid, sr->sno, 1 + op->table_first, op->table,
-			     last - op->table_first + 1, frag_part_done, op);
+	r = engine_frag_read(eng, op->uid, sr->sno, 1 + op->table_first, op->table, count,
+			     frag_part_done, op);
 	if (r < 0)
 		return r;
 	r = engine_frag_read(eng, op->uid, sr->sno, 1 + table_blocks + sr->block, op->buf,

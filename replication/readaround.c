@@ -161,19 +161,6 @@ static void ra_note(struct readaround *ra, const char *node, const char *why)
 		 node ? "node " : "", node ? node : "", node ? ": " : "", why);
 }
 
-static struct rnode *node_named(const struct replicas *rs, const char *id)
-{
-	for (size_t i = 0; i < rs->nnodes; i++)
-		if (strcmp(rs->nodes[i]->id, id) == 0)
-			return rs->nodes[i];
-	return NULL;
-}
-
-static bool node_live(const struct rnode *n)
-{
-	return n && n->ready && n->conn;
-}
-
 static void ra_try_next(struct readaround *ra);
 static int ra_ask(struct readaround *ra, struct rnode *n);
 
@@ -234,7 +221,7 @@ static void ra_replied(void *arg, int res, const struct peer_hdr *h, const void 
 		/* some block of its copy is bad (it logged which run): the others may be
 		 * good, so the run is asked again as it is and checked here block by block */
 		ra->plain = true;
-		if (ra_ask(ra, node_named(ra->rs, node)) == 0)
+		if (ra_ask(ra, replica_node_find(ra->rs, node)) == 0)
 			return;
 	}
 	ra->plain = false;
@@ -280,7 +267,7 @@ static int ra_ask(struct readaround *ra, struct rnode *n)
 	bool all = !ra->plain;
 	int r;
 
-	if (!node_live(n))
+	if (!replica_node_live(n))
 		return -ENOTCONN;
 	ra_range(ra);
 	for (uint32_t i = 0; i < ra->count && all; i++) {
@@ -308,7 +295,7 @@ static void ra_try_next(struct readaround *ra)
 {
 	while (ra->asked < ra->nholders) {
 		const char *id = ra->holders[ra->asked++];
-		int r = ra_ask(ra, node_named(ra->rs, id));
+		int r = ra_ask(ra, replica_node_find(ra->rs, id));
 
 		if (r == 0)
 			return;
@@ -336,9 +323,9 @@ static void ra_order(struct readaround *ra)
 
 	for (int live = 1; live >= 0; live--)
 		for (unsigned i = 0; i < ra->nholders; i++)
-			if (node_live(node_named(ra->rs, ra->holders[i])) == (bool)live)
+			if (replica_node_live(replica_node_find(ra->rs, ra->holders[i])) == (bool)live)
 				memcpy(sorted[n++], ra->holders[i], sizeof(sorted[0]));
-	for (nlive = 0; nlive < n && node_live(node_named(ra->rs, sorted[nlive])); nlive++)
+	for (nlive = 0; nlive < n && replica_node_live(replica_node_find(ra->rs, sorted[nlive])); nlive++)
 		;
 	for (unsigned i = 0; i < n; i++) /* the live ones rotated by the segment */
 		memcpy(ra->holders[i], i < nlive ? sorted[(i + ra->sno) % nlive] : sorted[i],
@@ -452,14 +439,24 @@ static int ra_frags(struct readaround *ra)
 /* What is still missing after one source (the holders, or the fragments) is asked of
  * the other; with both asked, the end. A striped segment's stripe may need the
  * records first (a segment this process placed has its holders in memory). */
+/* May the segment have a stripe (its volume erasure-coded, or a family not known
+ * here: the records say)? */
+static bool ra_family_ec(const struct readaround *ra)
+{
+	const struct family *f = replica_family_find(ra->rs, ra->uid);
+	unsigned k, m;
+
+	return !f || replica_family_ec(ra->rs, f, &k, &m);
+}
+
 static void ra_exhausted(struct readaround *ra)
 {
 	if (!ra_any_missing(ra)) {
 		ra_finish(ra, NULL, false);
 		return;
 	}
-	if (!ra->frags_tried && !ra->striped && !ra->listed) {
-		ra_list(ra);
+	if (!ra->frags_tried && !ra->striped && !ra->listed && ra_family_ec(ra)) {
+		ra_list(ra); /* (for its stripe: a replicated volume has none) */
 		return;
 	}
 	if (!ra->frags_tried && ra->striped) {

@@ -70,6 +70,18 @@ struct family *replica_family_find(const struct replicas *rs, uint64_t uid)
 	return NULL;
 }
 
+bool replica_family_ec(const struct replicas *rs, const struct family *f, unsigned *k,
+		       unsigned *m)
+{
+	struct cluster_volume v;
+
+	if (!f || cluster_volume_get(rs->cluster, f->name, &v) < 0 || !v.rec.ec_k)
+		return false;
+	*k = v.rec.ec_k;
+	*m = v.rec.ec_m;
+	return true;
+}
+
 int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int64_t epoch,
 		       unsigned replicas, unsigned min_replicas)
 {
@@ -295,7 +307,7 @@ static int send_req(struct rseg *s, struct rop *op, struct rnode *n, const struc
 	struct rreq *q;
 	int res;
 
-	if (!n->ready || !n->conn)
+	if (!replica_node_live(n))
 		return -ENOTCONN;
 	q = malloc(sizeof(*q));
 	if (!q)
@@ -366,10 +378,15 @@ static void seg_waits_copies_tell(struct rseg *s)
 	bool waits = s->state == RS_OPEN && s->seal_wanted && s->appended < s->seal_len &&
 		     seg_appends_answered(s);
 
-	if (waits == s->waits_told ||
-	    engine_family_waits_copies(s->rs->eng, s->fam->uid, s->sno, waits) < 0)
+	if (waits == s->waits_told)
 		return;
+	/* told before the call: the engine submits from inside it, and that append
+	 * (mirror_append) must find the word given, to take it back */
 	s->waits_told = waits;
+	if (engine_family_waits_copies(s->rs->eng, s->fam->uid, s->sno, waits) < 0) {
+		s->waits_told = !waits;
+		return;
+	}
 	if (waits) {
 		char id[128];
 
@@ -723,23 +740,11 @@ void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, s
 
 void replica_seg_holder_gone(struct replicas *rs, uint64_t uid, uint32_t sno, const char *id)
 {
-	struct rseg *s = sealed_seg(rs, uid, sno);
-
-	for (unsigned i = 0; s && i < s->nholders; i++)
-		if (strcmp(s->holders[i]->id, id) == 0) {
-			s->holders[i] = s->holders[--s->nholders];
-			return;
-		}
-}
-
-void replica_seg_holder_removed(struct replicas *rs, uint64_t uid, uint32_t sno,
-				const char *node)
-{
 	for (struct rseg *s = replica_seg_chain(rs, uid, sno); s; s = s->next_hash) {
 		if (s->fam->uid != uid || s->sno != sno || s->state != RS_SEALED)
 			continue;
 		for (unsigned i = 0; i < s->nholders; i++)
-			if (strcmp(s->holders[i]->id, node) == 0) {
+			if (strcmp(s->holders[i]->id, id) == 0) {
 				s->holders[i] = s->holders[--s->nholders];
 				break;
 			}
@@ -1699,11 +1704,16 @@ static void seg_log_waiting(const struct rseg *s)
 
 void replica_destroy(struct replicas *rs)
 {
+	unsigned waiting = 0;
+
 	if (!rs)
 		return;
 	for (const struct rseg *s = rs->all; s; s = s->next_all)
-		if (s->ops)
+		if (s->ops && waiting++ < 8)
 			seg_log_waiting(s);
+	if (waiting > 8)
+		log_msg(LOG_WARN, LOG_TAG, "stopping: %u more segments' writes still wait",
+			waiting - 8);
 	seg_mirror_set(rs->eng, NULL, NULL);
 	engine_base_ops_set(rs->eng, NULL, NULL);
 	rs->closing = true;

@@ -209,12 +209,8 @@ void replica_node_failed(struct rnode *n, const char *why);
 /* Catch-up made n a holder of the sealed segment (uid, sno), whole: appends of it that
  * waited for min_replicas copies count it. */
 void replica_seg_holder_added(struct replicas *rs, uint64_t uid, uint32_t sno, struct rnode *n);
-/* Scrub took node's bad copy of the sealed segment (uid, sno) out of its record: it
- * is no holder of it here either (reads around do not ask it) until catch-up's copy. */
-void replica_seg_holder_removed(struct replicas *rs, uint64_t uid, uint32_t sno,
-				const char *node);
-/* Rebuild took node id, gone for good, out of the sealed segment's record: reads of
- * the segment stop asking it. */
+/* Node id left the sealed segment's record (rebuild: gone for good; scrub: its copy
+ * is bad, until catch-up's copy): reads of the segment (read-around) stop asking it. */
 void replica_seg_holder_gone(struct replicas *rs, uint64_t uid, uint32_t sno, const char *id);
 /* A node became usable: segments waiting for placement try again, and the seals a
  * holder has not confirmed are sent again. */
@@ -256,6 +252,10 @@ void replica_numbers_test_crash_seal(struct rseg *s);
 
 /* The family uid here, or NULL. */
 struct family *replica_family_find(const struct replicas *rs, uint64_t uid);
+/* The EC code of f's volume in k, m (the map's record); false for a replicated volume,
+ * one gone, or f NULL. */
+bool replica_family_ec(const struct replicas *rs, const struct family *f, unsigned *k,
+		       unsigned *m);
 /* The reconciliation's actions on a segment this process did not open (rec its record;
  * docs/replication.md, "Reconciliation with the records"), each then carried on (and
  * retried) by the segment's state machine: */
@@ -301,8 +301,13 @@ void replica_reconcile_destroy(struct replicas *rs);
 void replica_nodes_refresh(struct replicas *rs);
 /* Closes every connection (replies in flight: -ECONNRESET) and frees the nodes. */
 void replica_nodes_destroy(struct replicas *rs);
-/* The node of the map with that id (up or not), or NULL. */
-struct rnode *replica_node_find(struct replicas *rs, const char *id);
+/* The node of the map with that id (up or not; never this node), or NULL. */
+struct rnode *replica_node_find(const struct replicas *rs, const char *id);
+/* Can n be asked now (connected, its handshake done)? */
+static inline bool replica_node_live(const struct rnode *n)
+{
+	return n && n->ready && n->conn;
+}
 /* n refused SEG_OPEN with EINVAL (another segment size): logged once, never placed on
  * again. */
 void replica_node_bad_size(struct rnode *n);

@@ -92,17 +92,12 @@ static void node_connect(struct rnode *n)
 	}
 }
 
-static struct rnode *node_find(struct replicas *rs, const char *id)
+struct rnode *replica_node_find(const struct replicas *rs, const char *id)
 {
 	for (size_t i = 0; i < rs->nnodes; i++)
 		if (strcmp(rs->nodes[i]->id, id) == 0)
 			return rs->nodes[i];
 	return NULL;
-}
-
-struct rnode *replica_node_find(struct replicas *rs, const char *id)
-{
-	return node_find(rs, id);
 }
 
 static struct rnode *node_add(struct replicas *rs, const char *id)
@@ -140,7 +135,7 @@ void replica_nodes_refresh(struct replicas *rs)
 			snprintf(rs->self_domain, sizeof(rs->self_domain), "%s", m->rec.domain);
 			continue;
 		}
-		n = node_find(rs, m->rec.id);
+		n = replica_node_find(rs, m->rec.id);
 		if (!n && !(n = node_add(rs, m->rec.id)))
 			continue;
 		snprintf(n->domain, sizeof(n->domain), "%s", m->rec.domain);

@@ -162,14 +162,6 @@ static const struct layout_segment *cur_rec(const struct spass *p)
 
 /* ---- a holder's copy ---- */
 
-static struct rnode *node_find(const struct replicas *rs, const char *id)
-{
-	for (size_t n = 0; n < rs->nnodes; n++)
-		if (strcmp(rs->nodes[n]->id, id) == 0)
-			return rs->nodes[n];
-	return NULL;
-}
-
 /* The holder could not be asked (why): counted, reported, left as it is. */
 static void holder_unchecked(struct spass *p, int why)
 {
@@ -214,7 +206,7 @@ static void dropped(void *arg, int res, const char *msg)
 		p->rep.blocks_fixed += f->nbad;
 		snprintf(f->action, sizeof(f->action), "it left the record's holders: catch-up "
 			 "copies the segment there again from the owner's verified copy");
-		replica_seg_holder_removed(p->sc->rs, p->uid, f->sno, f->node);
+		replica_seg_holder_gone(p->sc->rs, p->uid, f->sno, f->node);
 		catchup_kick(p->sc->rs->catchup);
 	} else {
 		snprintf(f->action, sizeof(f->action), "not repaired: the record did not take "
@@ -293,7 +285,7 @@ static void verify_replied(void *arg, int res, const struct peer_hdr *h, const v
 static void run_next(struct spass *p)
 {
 	const struct engine_scrub_seg *es = &p->es;
-	struct rnode *n = node_find(p->sc->rs, p->cur.node);
+	struct rnode *n = replica_node_find(p->sc->rs, p->cur.node);
 	struct peer_seg_req rq = { .op = PEER_OP_SEG_VERIFY, .sno = p->cur.sno };
 	uint8_t head[PEER_SEG_HEAD_MAX];
 	struct iovec data;
@@ -313,7 +305,7 @@ static void run_next(struct spass *p)
 	rq.nblocks = p->run;
 	m.head_len = peer_seg_req_encode(&rq, head);
 	data = (struct iovec){ p->crcs, (size_t)p->run * sizeof(uint32_t) };
-	r = n && n->ready && n->conn ? 0 : -ENOTCONN;
+	r = replica_node_live(n) ? 0 : -ENOTCONN;
 	if (r == 0)
 		r = peer_request(n->conn, &m, p->sc->rs->timeout_ms, verify_replied, p);
 	if (r < 0)
@@ -549,6 +541,7 @@ static void group_pass_done(void *arg, int res)
 int scrub_start_all(struct scrub *sc, void (*cb)(void *arg, int res), void *arg)
 {
 	struct sgroup *g;
+	bool owned = false;
 
 	if (!sc)
 		return -ENOENT;
@@ -561,13 +554,14 @@ int scrub_start_all(struct scrub *sc, void (*cb)(void *arg, int res), void *arg)
 
 		if (f->stale || f->replicas < 2)
 			continue;
+		owned = true;
 		g->left++;
 		if (pass_start(sc, f, false, group_pass_done, g) < 0)
 			g->left--;
 	}
-	if (g->left == 1) {
+	if (g->left == 1) { /* none started: none owned, or each one's pass runs already */
 		free(g);
-		return -ENOENT;
+		return owned ? -EBUSY : -ENOENT;
 	}
 	group_pass_done(g, 0); /* (the others are in flight: it only counts) */
 	return 0;

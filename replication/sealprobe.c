@@ -78,7 +78,7 @@ static void probe_send(struct probe *p)
 	if (f && !f->stale) {
 		m.epoch = (uint64_t)f->epoch;
 		m.head_len = peer_seg_req_encode(&rq, head);
-		r = p->n->ready && p->n->conn ? peer_request(p->n->conn, &m, p->rs->timeout_ms,
+		r = replica_node_live(p->n) ? peer_request(p->n->conn, &m, p->rs->timeout_ms,
 							     probe_replied, p)
 					      : -ENOTCONN;
 	}
@@ -194,7 +194,7 @@ int replica_probe_ask(struct rseg *s, struct rnode *n)
 	struct replicas *rs = s->rs;
 	struct probe *p;
 
-	if (!n->ready || !n->conn)
+	if (!replica_node_live(n))
 		return -ENOTCONN;
 	for (p = rs->probes; p && (p->uid != s->fam->uid || p->n != n); p = p->next)
 		;

@@ -74,7 +74,7 @@ static uint32_t chunk_len(const struct segfetch *f, uint32_t c)
 
 static bool src_live(const struct fsrc *s)
 {
-	return !s->bad && s->n->ready && s->n->conn;
+	return !s->bad && replica_node_live(s->n);
 }
 
 /* The end: cb runs last (it may destroy f). */
@@ -247,8 +247,7 @@ int segfetch_start(struct replicas *rs, uint64_t uid, uint32_t sno, int64_t epoc
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < nholders && f->nsrc < LAYOUT_MAX_HOLDERS; i++) {
-		struct rnode *n = strcmp(holders[i], rs->self) ? replica_node_find(rs, holders[i])
-							       : NULL;
+		struct rnode *n = replica_node_find(rs, holders[i]);
 
 		if (n)
 			f->src[f->nsrc++] = (struct fsrc){ .n = n };

@@ -78,6 +78,7 @@ struct takeover {
 	struct seg_fetch_block want[SEG_FETCH_MAX_BLOCKS];
 	struct seg_fetch_block *wantp[SEG_FETCH_MAX_BLOCKS];
 	uint32_t chunk;
+	struct fragread *fr;      /* ... the read in flight (orphaned if the takeover ends) */
 	uint32_t *snos;
 	size_t nsnos;
 };
@@ -129,6 +130,12 @@ static void finish(struct takeover *t, int res, const char *msg)
 	t->step = ST_DONE;
 	t->cb(t->arg, res, msg);
 	nodes_close(t);
+	if (t->fr) { /* its done never runs: the call it began ends here */
+		fragread_orphan(t->fr);
+		t->fr = NULL;
+		t->pending--;
+		t->refs--; /* (never the last: the one dropped below is) */
+	}
 	unref(t);
 }
 
@@ -664,6 +671,7 @@ static void frags_copied(void *arg, const char *why)
 	struct iovec iov = { t->buf, (size_t)t->chunk * ENGINE_BLOCK_SIZE };
 	bool bad = false;
 
+	t->fr = NULL;
 	t->pending--; /* copies go one call at a time: no step_next */
 	for (uint32_t i = 0; i < t->chunk && !bad; i++)
 		bad = t->want[i].res != 0;
@@ -694,7 +702,6 @@ static void frags_copied(void *arg, const char *why)
 static void copy_read_frags(struct takeover *t)
 {
 	struct layout_segment *s = &t->segs[t->cur];
-	struct fragread *fr;
 	struct fragread_run run = { .uid = t->uid, .sno = s->id.seq, .epoch = t->epoch,
 				    .st = &s->stripe, .seg_blocks = t->len, .first = t->have,
 				    .want = t->wantp, .no_map_crcs = true };
@@ -714,7 +721,7 @@ static void copy_read_frags(struct takeover *t)
 		t->wantp[i] = &t->want[i];
 	}
 	call_begin(t);
-	r = t->o.rs ? fragread_start(t->o.rs, &run, frags_copied, t, &fr) : -EOPNOTSUPP;
+	r = t->o.rs ? fragread_start(t->o.rs, &run, frags_copied, t, &t->fr) : -EOPNOTSUPP;
 	if (r < 0) {
 		t->pending--;
 		t->refs--;

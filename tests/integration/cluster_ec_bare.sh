@@ -80,10 +80,7 @@ log "no replica of a striped segment is left on nodes 1-3 ($F fragments held the
 # verify LABEL URI: fio reads every block through URI's node and checks it
 verify()
 {
-	sed "s/^do_verify=1/verify_only=1/; s|^uri=.*|uri=$2|" "$WORK/w.fio" >"$WORK/v.fio"
-	fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
-		fail "$1: fio verify: $(tail -20 "$WORK/fio-v-$1.log")"
-	grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-v-$1.log")"
+	fio_verify_only "$1" w "$2"
 	log "$1: every block verifies ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-v-$1.log"), printed)"
 }
 verify healthy "$URI"
@@ -99,14 +96,8 @@ qexpect 0 0 volume info "$VOL"
 log "node3 killed: $(grep '^reads from fragments' <<<"$OUT")"
 
 start_peer_node 3
-wait_for 30 "node0 does not see 4 nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 4 ]"
-kill -9 "${NODE_PID[0]}"
-wait "${NODE_PID[0]}" 2>/dev/null || true
-wait_for 20 "node1 still sees node0 up" state_is 1 node0 down
-wait_for 30 "node1 cannot claim $VOL" bash -c "'$QUILL' --socket '$WORK/ctl1.sock' volume claim $VOL >/dev/null 2>&1"
-wait_for 90 "node1 does not take $VOL over: $(grep "takeover: volume $VOL" "$WORK/node1.log" | tail -3)" \
-	grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log"
+nodes_up 0 4
+kill_and_take_over 0 1 "$VOL" 90
 verify "after node1's takeover" "$(node_uri 1 "$VOL")"
 FROM=$(grep -c "segment [0-9a-f]* has no replica: copying it from its 2+1 fragments" "$WORK/node1.log" || true)
 [ "$FROM" -ge 8 ] || fail "node1's takeover copied $FROM segments from their fragments"

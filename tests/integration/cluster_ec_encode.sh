@@ -32,36 +32,25 @@ EC_CHECK="${QUILL_EC_CHECK:-$IT_ROOT/build/tools/quill-ec-check}"
 VOL=enc
 SEG=1048576
 STORE=160M
-etcd_start
-for i in 0 1 2; do start_peer_node "$i"; done
-wait_for 30 "node0 does not see 3 nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+start_peer_nodes 3
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
 URI=$(node_uri 0 "$VOL")
 
 # write_verify LABEL OFFSET SIZE: fio writes SIZE at OFFSET through node0, verifies it
 write_verify() { fio_write_seq "$1" "$URI" "$3" "$2"; }
-# verify_only LABEL: every region written so far reads back and verifies
+# verify_only LABEL [URI]: every region written so far reads back and verifies (through
+# URI if given)
 verify_only()
 {
 	local f
 	for f in "$WORK"/w*.fio; do
-		sed 's/^do_verify=1/verify_only=1/' "$f" >"$WORK/v.fio"
-		fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
-			fail "$1: fio verify of $f: $(tail -20 "$WORK/fio-v-$1.log")"
-		grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio: $(cat "$WORK/fio-v-$1.log")"
+		fio_verify_only "$1" "$(basename "$f" .fio)" "${2:-}"
 	done
 }
 
 records() { ec_records "$VOL"; }
-# all_encoded [MIN]: at least MIN sealed segments, all of them encoded
-all_encoded()
-{
-	local s e
-	read -r _ s _ e _ <<<"$(records)"
-	[ "$s" -ge "${1:-1}" ] && [ "$s" = "$e" ]
-}
+all_encoded() { ec_all_encoded "$VOL" "$@"; }
 
 # check_stripes LABEL: the stripes of the records against what the holders hold
 cat >"$WORK/stripes.py" <<'PY'
@@ -186,8 +175,7 @@ read -r _ S3 _ E3 _ <<<"$(records)"
 log "node0 killed itself once a segment's fragments were durable, before its record ($E3 of $S3 encoded)"
 
 start_peer_node 0
-wait_for 30 "node0 does not see 3 nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+nodes_up 0 3
 wait_for 90 "encoding does not resume: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)" all_encoded "$S3"
 verify_only "after the crash"
 # the orphan check runs a few seconds after the records change
@@ -197,15 +185,9 @@ check_stripes "after the crash"
 log "node0 restarted: every segment encoded ($(records)), everything verifies, no orphan fragment"
 
 # ---- a takeover: node1 takes the volume with its stripes over ----
-kill -9 "${NODE_PID[0]}"
-wait "${NODE_PID[0]}" 2>/dev/null || true
-wait_for 20 "node1 still sees node0 up" state_is 1 node0 down
-wait_for 30 "node1 cannot claim $VOL" bash -c "'$QUILL' --socket '$WORK/ctl1.sock' volume claim $VOL >/dev/null 2>&1"
-wait_for 60 "node1 does not take $VOL over: $(grep "takeover: volume $VOL" "$WORK/node1.log" | tail -3)" \
-	grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log"
+kill_and_take_over 0 1 "$VOL" 60
 URI=$(node_uri 1 "$VOL")
-for f in "$WORK"/w*.fio; do sed -i "s|^uri=.*|uri=$URI|" "$f"; done
-verify_only "after the takeover"
+verify_only "after the takeover" "$URI"
 read -r _ S4 _ E4 _ <<<"$(records)"
 [ "$S4" = "$E4" ] || fail "the takeover changed the stripes: $(records)"
 log "node1 took $VOL over with its $E4 stripes; everything verifies through node1"

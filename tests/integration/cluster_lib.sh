@@ -137,8 +137,14 @@ start_peer_nodes()
 	for ((i = 0; i < $1; i++)); do
 		start_peer_node "$i"
 	done
-	wait_for 30 "node0 does not see $1 nodes up" \
-		bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = $1 ]"
+	nodes_up 0 "$1"
+}
+
+# nodes_up I N: waits (30 s at most) until node I sees N nodes up, or fails the test
+nodes_up()
+{
+	wait_for 30 "node$1 does not see $2 nodes up" \
+		bash -c "[ \$('$QUILL' --socket '$WORK/ctl$1.sock' node ls | grep -c ' up ') = $2 ]"
 }
 
 # etcd, then nodes 0, 1 and 2 by start_peer_node, until node0 sees all three up.
@@ -147,26 +153,17 @@ start_three_peer_nodes()
 	start_peer_nodes 3
 }
 
-# fio_seq_write URI SIZE: fio writes SIZE sequentially through URI (an fsync every 32
-# writes, verify=crc32c: the job in $WORK/w.fio) and verifies it; fails the test on an
-# error
-fio_seq_write()
+# fio_verify_only LABEL [JOB [URI]]: every block $WORK/JOB.fio (w) wrote reads back and
+# verifies (fio verify_only, through URI if given, else the job's own; its output in
+# $WORK/fio-v-LABEL.log); fails the test if not
+fio_verify_only()
 {
-	fio_verify_job "$WORK/w.fio" "$1" "$2" 0
-	sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\nfsync=32/' "$WORK/w.fio"
-	fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
-		fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
-	grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
-}
+	local log="$WORK/fio-v-$1.log"
 
-# fio_verify_w LABEL: every block $WORK/w.fio wrote reads back and verifies (fio
-# verify_only, its output in $WORK/fio-v-LABEL.log); fails the test if not
-fio_verify_w()
-{
-	sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
-	fio --output="$WORK/fio-v-$1.log" "$WORK/v.fio" ||
-		fail "$1: fio verify: $(tail -20 "$WORK/fio-v-$1.log"); node0: $(tail -5 "$WORK/node0.log")"
-	grep -q "err= 0" "$WORK/fio-v-$1.log" || fail "$1: fio reports an error: $(cat "$WORK/fio-v-$1.log")"
+	sed "s/^do_verify=1/verify_only=1/${3:+; s|^uri=.*|uri=$3|}" "$WORK/${2:-w}.fio" >"$WORK/v.fio"
+	fio --output="$log" "$WORK/v.fio" ||
+		fail "$1: fio verify of ${2:-w}: $(tail -20 "$log"); node0: $(tail -5 "$WORK/node0.log")"
+	grep -q "err= 0" "$log" || fail "$1: fio reports an error: $(cat "$log")"
 }
 
 # node_uri I VOL: the NBD URI of VOL (or VOL@SNAP) through node I
@@ -194,6 +191,29 @@ recs = [json.loads(l) for l in sys.stdin if l.strip().startswith("{")]
 sealed = [r for r in recs if r.get("state") == "sealed" and r.get("length", 0) > 0]
 enc = [r for r in sealed if "stripe" in r]
 print("sealed %d encoded %d bare %d" % (len(sealed), len(enc), sum(1 for r in enc if not r["holders"])))'
+}
+
+# kill_and_take_over OLD NEW VOL SECS: kill -9 node OLD, wait until node NEW sees it
+# down, claim VOL there and wait (SECS at most) for its takeover to end; fails the test
+# if not
+kill_and_take_over()
+{
+	kill -9 "${NODE_PID[$1]}"
+	wait "${NODE_PID[$1]}" 2>/dev/null || true
+	wait_for 20 "node$2 still sees node$1 up" state_is "$2" "node$1" down
+	wait_for 30 "node$2 cannot claim $3" \
+		bash -c "'$QUILL' --socket '$WORK/ctl$2.sock' volume claim $3 >/dev/null 2>&1"
+	wait_for "$4" "node$2 does not take $3 over: $(grep "takeover: volume $3" "$WORK/node$2.log" | tail -3)" \
+		grep -q "takeover: volume $3: taken over at epoch" "$WORK/node$2.log"
+}
+
+# ec_all_encoded VOL [MIN]: VOL has at least MIN (1) sealed segments, all of them
+# encoded (ec_records)
+ec_all_encoded()
+{
+	local s e
+	read -r _ s _ e _ <<<"$(ec_records "$1")"
+	[ "$s" -ge "${2:-1}" ] && [ "$s" = "$e" ]
 }
 
 # node_io I VOL CMD…: qemu-io commands through node I (an attach claims an unowned

@@ -104,8 +104,7 @@ start_peer_node 0
 unset QUILL_TEST_CRASH_AFTER_OPEN
 start_peer_node 1
 start_peer_node 2
-wait_for 30 "node0 does not see three nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+nodes_up 0 3
 qexpect 0 0 volume create "$VOL" 64M --replicas 3
 URI=(nbd://127.0.0.1:"${NODE_PORT[0]}"/$VOL nbd://127.0.0.1:"${NODE_PORT[1]}"/$VOL
      nbd://127.0.0.1:"${NODE_PORT[2]}"/$VOL)

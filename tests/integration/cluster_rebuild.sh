@@ -32,7 +32,7 @@ start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 64M --replicas 3
 URI=$(node_uri 0 "$VOL")
-fio_seq_write "$URI" 40M
+fio_write_seq w "$URI" 40M
 log "fio wrote and verified 40 MiB"
 
 # records FILE: the volume's segment records (quill volume segment list --json)
@@ -141,7 +141,7 @@ log "node1 out: $N1 segments rebuilt, every sealed segment on 3 holders without 
 
 kill -9 "${NODE_PID[2]}"
 wait "${NODE_PID[2]}" 2>/dev/null || true
-fio_verify_w "node1 out and rebuilt, node2 killed"
+fio_verify_only "node1 out and rebuilt, node2 killed"
 log "node2 killed too: everything verifies (read from node3 alone)"
 
 # ---- node1 back in: orphans dropped; node2 gone by --out-after, rebuilt on node1 ----
@@ -154,7 +154,7 @@ grep -q "node node2 is marked out" "$WORK/node0.log" && fail "node2 was marked o
 grep -q "node2 is gone for good" "$WORK/node0.log" || fail "node0 never said node2 is gone"
 kill -9 "${NODE_PID[3]}"
 wait "${NODE_PID[3]}" 2>/dev/null || true
-fio_verify_w "node2 gone by --out-after and rebuilt, node3 killed"
+fio_verify_only "node2 gone by --out-after and rebuilt, node3 killed"
 log "node2 down past --out-after: rebuilt onto node1; node3 killed: everything verifies (read from node1)"
 
 it_pass

@@ -70,8 +70,7 @@ start_peer_node 0
 unset QUILL_TEST_CRASH_AFTER_SEAL
 start_peer_node 1
 start_peer_node 2
-wait_for 30 "node0 does not see three nodes up" \
-	bash -c "[ \$('$QUILL' --socket '$WORK/ctl0.sock' node ls | grep -c ' up ') = 3 ]"
+nodes_up 0 3
 qexpect 0 0 volume create "$VOL" 64M --replicas 3
 URI0=nbd://127.0.0.1:${NODE_PORT[0]}/$VOL
 

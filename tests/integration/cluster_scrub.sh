@@ -35,11 +35,7 @@ start_three_peer_nodes
 qexpect 0 0 volume create "$VOL" 48M --replicas 3
 URI=$(node_uri 0 "$VOL")
 blocks write "$URI" "$N" || fail "writing the known blocks"
-fio_verify_job "$WORK/w.fio" "$URI" 16M 0
-sed -i '/rate_iops/d; s/^rw=randwrite/rw=write\noffset=4M\nfsync=32/' "$WORK/w.fio"
-fio --output="$WORK/fio-w.log" "$WORK/w.fio" ||
-	fail "fio: $(tail -20 "$WORK/fio-w.log"); node0: $(tail -5 "$WORK/node0.log")"
-grep -q "err= 0" "$WORK/fio-w.log" || fail "fio reports an error: $(cat "$WORK/fio-w.log")"
+fio_write_seq w "$URI" 16M 4M
 log "$N known blocks and 16 MiB of fio (crc32c verify) written"
 
 : >"$WORK/segs.json"
@@ -104,9 +100,7 @@ R=$(cat "$WORK/clean1.json")
 [ "$(jget "$R" 'j["scrub"][0]["copies_not_checked"]')" = 0 ] || fail "copies not checked: $R"
 [ "$(jget "$R" 'j["scrub"][0]["copies_checked"]')" = "$((3 * $(jget "$R" 'j["scrub"][0]["segments"]')))" ] ||
 	fail "not every copy was checked the second time: $R"
-sed 's/^do_verify=1/verify_only=1/' "$WORK/w.fio" >"$WORK/v.fio"
-fio --output="$WORK/fio-v.log" "$WORK/v.fio" || fail "fio verify: $(tail -20 "$WORK/fio-v.log")"
-grep -q "err= 0" "$WORK/fio-v.log" || fail "fio verify reports an error: $(cat "$WORK/fio-v.log")"
+fio_verify_only "after catch-up"
 blocks read "$URI" "$N" || fail "the known blocks do not read back right"
 [ "$(status_of 0 blocks_unrecoverable)" = 0 ] || fail "a block counted unrecoverable"
 log "after catch-up a second scrub is clean ($(jget "$R" 'j["scrub"][0]["copies_checked"]') copies); fio verify-only and the known blocks read back right"

@@ -79,6 +79,15 @@ void ctl_add_int(struct json_object *o, const char *key, int64_t v)
 	json_object_object_add(o, key, json_object_new_int64(v));
 }
 
+void ctl_add_frag(struct json_object *o, const struct fragread_status *fs)
+{
+	ctl_add_int(o, "frag_runs", (int64_t)fs->runs);
+	ctl_add_int(o, "frag_requests", (int64_t)fs->requests);
+	ctl_add_int(o, "frag_degraded", (int64_t)fs->degraded);
+	ctl_add_int(o, "frag_decodes", (int64_t)fs->decodes);
+	ctl_add_int(o, "frag_failed", (int64_t)fs->failed);
+}
+
 void ctl_add_str(struct json_object *o, const char *key, const char *v)
 {
 	json_object_object_add(o, key, json_object_new_string(v));
@@ -407,11 +416,7 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "fetch_blocks", (int64_t)st.fetch_blocks);
 	ctl_add_int(v, "fetch_requests", (int64_t)st.fetch_requests);
 	replica_frag_totals(ctl->replicas, &fs);
-	ctl_add_int(v, "frag_runs", (int64_t)fs.runs);
-	ctl_add_int(v, "frag_requests", (int64_t)fs.requests);
-	ctl_add_int(v, "frag_degraded", (int64_t)fs.degraded);
-	ctl_add_int(v, "frag_decodes", (int64_t)fs.decodes);
-	ctl_add_int(v, "frag_failed", (int64_t)fs.failed);
+	ctl_add_frag(v, &fs);
 	add_bytes(v, "moved_bytes", st.gc_blocks_moved * ENGINE_BLOCK_SIZE);
 	json_object_object_add(v, "nbd_tcp", json_object_new_string(ctl->nbd_tcp));
 	json_object_object_add(v, "nbd_unix", json_object_new_string(ctl->nbd_unix));

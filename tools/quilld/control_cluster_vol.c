@@ -172,11 +172,7 @@ static void add_policy(struct json_object *o, const struct layout_volume *rec,
 	ctl_add_int(o, "segments_encoding", st->encode.encoding);
 	ctl_add_int(o, "encoded_bytes", (int64_t)st->encode.encoded_bytes);
 	ctl_add_int(o, "encode_ns", (int64_t)st->encode.encode_ns);
-	ctl_add_int(o, "frag_runs", (int64_t)st->frag.runs);
-	ctl_add_int(o, "frag_requests", (int64_t)st->frag.requests);
-	ctl_add_int(o, "frag_degraded", (int64_t)st->frag.degraded);
-	ctl_add_int(o, "frag_decodes", (int64_t)st->frag.decodes);
-	ctl_add_int(o, "frag_failed", (int64_t)st->frag.failed);
+	ctl_add_frag(o, &st->frag);
 	snprintf(buf, sizeof(buf), "%u encoded, %u replicated only%s%s; %u encoded with no "
 		 "replica left (the others keep theirs)", st->encode.encoded,
 		 st->encode.replicated, st->encode.why[0] ? ": " : "", st->encode.why,

@@ -102,7 +102,7 @@ static struct json_object *scrub_finish(struct control *ctl, struct json_object 
 {
 	struct scrub *sc = replica_scrub(ctl->replicas);
 	const char *name = ctl_get_string(req, "name");
-	struct json_object *v, *arr = json_object_new_array();
+	struct json_object *v, *arr;
 	struct scrub_report r;
 
 	if (res == -ENOENT && name)
@@ -111,7 +111,9 @@ static struct json_object *scrub_finish(struct control *ctl, struct json_object 
 	if (res == -ENOENT)
 		return ctl_error(ENOENT, "this node owns no replicated volume");
 	if (res == -EBUSY)
-		return ctl_error(EBUSY, "a scrub of '%s' is running already", name);
+		return ctl_error(EBUSY, "a scrub of %s%s%s is running already", name ? "'" : "",
+				 name ? name : "every volume this node owns", name ? "'" : "");
+	arr = json_object_new_array();
 	if (name && scrub_report_get(sc, name, &r) == 0)
 		add_full(arr, &r);
 	else if (!name)

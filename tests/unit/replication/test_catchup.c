@@ -117,6 +117,17 @@ Test(catchup, a_take_larger_than_the_burst_waits_for_a_full_bucket)
 	cr_assert_eq(catchup_budget_take(&b, 300, 300000), 0);
 }
 
+Test(catchup, a_charge_is_a_debt_the_next_take_waits_for)
+{
+	struct catchup_budget b;
+
+	catchup_budget_init(&b, 1000000, 100000, 0);
+	catchup_budget_charge(&b, 0, 1000000); /* 1 MB read for nothing, the bucket full */
+	cr_assert_eq(catchup_budget_take(&b, 0, 100000), 1000, "900 kB of debt + one burst");
+	cr_assert_eq(catchup_budget_take(&b, 999, 100000), 1);
+	cr_assert_eq(catchup_budget_take(&b, 1000, 100000), 0);
+}
+
 /* ---- rebuild: holders gone for good ---- */
 
 Test(catchup, a_node_is_gone_when_out_or_down_past_out_after)

@@ -127,6 +127,34 @@ Test(ec_format, crc_table_checks_one_block)
 	cr_assert_eq(ec_frag_block_check(table, F, F, frag), -ERANGE);
 }
 
+/* A run read with only the table blocks that cover it (FRAG_READ, a local fragment
+ * read): the span, and the run checked against that part of the table. */
+Test(ec_format, a_run_is_checked_against_the_table_blocks_covering_it)
+{
+	enum { F = 2100 }; /* a table of three blocks */
+	static uint8_t frag[F * EC_BLOCK];
+	static uint8_t table[3 * EC_BLOCK];
+	uint32_t first, count;
+
+	for (size_t i = 0; i < sizeof(frag); i++)
+		frag[i] = (uint8_t)(i * 13 + i / EC_BLOCK);
+	ec_frag_table_fill(frag, F, table);
+	ec_frag_table_span(0, 1, &first, &count);
+	cr_assert(first == 0 && count == 1);
+	ec_frag_table_span(1020, 10, &first, &count); /* CRCs 1020..1029: blocks 0 and 1 */
+	cr_assert(first == 0 && count == 2);
+	ec_frag_table_span(1024, 1024, &first, &count);
+	cr_assert(first == 1 && count == 1);
+	ec_frag_table_span(2047, 2, &first, &count);
+	cr_assert(first == 1 && count == 2);
+	/* blocks 2040..2059 against table blocks 1..2 only */
+	cr_assert_eq(ec_frag_run_check(table + EC_BLOCK, 1, 2040, 20, frag + 2040 * EC_BLOCK), 0);
+	frag[2050 * EC_BLOCK + 9] ^= 1;
+	cr_assert_eq(ec_frag_run_check(table + EC_BLOCK, 1, 2040, 20, frag + 2040 * EC_BLOCK),
+		     -EILSEQ);
+	cr_assert_eq(ec_frag_run_check(table + EC_BLOCK, 1, 2051, 9, frag + 2051 * EC_BLOCK), 0);
+}
+
 /* The fuzzer's seeds are version 1 headers written by hand (tests/fuzz/corpus/ec_frag:
  * the fuzzer's mode byte, then the 64 bytes): they load, and the one of a 4+2 parity
  * fragment says what it was made with. */
