@@ -2,6 +2,14 @@
 # them by PID (scripts/bench.sh, scripts/quickstart.sh, scripts/etcd-local.sh,
 # tests/integration/clients_lib.sh). Sourced.
 
+# Debian's python3 comes first: scripts/deps.sh installs the modules these scripts
+# use (python3-libnbd) for it, and a shim ahead of it in PATH (pyenv's) takes about
+# a second to start, which the tests' short python calls (a free port, a JSON field
+# per poll) would pay hundreds of times.
+if [ -x /usr/bin/python3 ]; then
+	PATH="/usr/bin:$PATH"
+fi
+
 # free_port: prints a TCP port of 127.0.0.1 that was free a moment ago
 free_port()
 {
@@ -70,16 +78,28 @@ wait_ready()
 	return 1
 }
 
-# stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; reaps PID if it is our child
+# stop_pid PID...: SIGTERM to each, up to 10 s for all of them to end, then SIGKILL;
+# reaps each PID that is our child. All at once: a test's cluster stops in the time of
+# its slowest process, not the sum.
 stop_pid()
 {
-	local pid="$1" i
-	if kill -TERM "$pid" 2>/dev/null; then
-		for i in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
+	local pid i live
+	local -a sent=()
+	for pid in "$@"; do
+		kill -TERM "$pid" 2>/dev/null && sent+=("$pid")
+	done
+	for i in $(seq 1 100); do
+		live=0
+		for pid in ${sent[@]+"${sent[@]}"}; do
+			kill -0 "$pid" 2>/dev/null && live=1
 		done
+		[ "$live" = 1 ] || break
+		sleep 0.1
+	done
+	for pid in ${sent[@]+"${sent[@]}"}; do
 		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
+	done
+	for pid in "$@"; do
+		wait "$pid" 2>/dev/null || true
+	done
 }

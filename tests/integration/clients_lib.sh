@@ -124,10 +124,7 @@ track()
 
 it_cleanup()
 {
-	local pid
-	for pid in "${IT_PIDS[@]}"; do
-		stop_pid "$pid"
-	done
+	stop_pid ${IT_PIDS[@]+"${IT_PIDS[@]}"}
 	if [ "$IT_PASSED" = 1 ]; then
 		rm -rf "$WORK"
 	elif [ -n "$WORK" ] && [ -d "$WORK" ]; then

@@ -58,12 +58,21 @@ registered() # registered I: node I holds a valid lease (no python per poll: a l
 	qn "$1" cluster status 2>/dev/null | grep -q "^lease: .*valid for"
 }
 
-node_start()
+# node_spawn I [EXTRA FLAGS]: node I launched with the cluster's credentials
+# (NODE_PID[I]), not waited for
+node_spawn()
 {
 	local i="$1"
 	shift
 	node_launch "$i" --etcd-credentials "$ETCD_DIR/quill.cred" "$@"
 	NODE_PID[$i]=$LAUNCHED
+}
+
+node_start()
+{
+	local i="$1"
+	shift
+	node_spawn "$i" "$@"
 	wait_for 30 "node$i not registered" registered "$i"
 }
 
@@ -128,14 +137,18 @@ start_peer_node()
 	node_start "$i" "${PEER_FLAGS[@]}" "$@"
 }
 
-# start_peer_nodes N: etcd, then nodes 0 .. N-1 by start_peer_node, until node0 sees
-# all N up.
+# start_peer_nodes N: etcd, then nodes 0 .. N-1 as start_peer_node starts one, all
+# launched before any is waited for, until each is registered and node0 sees all N up.
 start_peer_nodes()
 {
 	local i
 	etcd_start
 	for ((i = 0; i < $1; i++)); do
-		start_peer_node "$i"
+		peer_flags "$i"
+		node_spawn "$i" "${PEER_FLAGS[@]}"
+	done
+	for ((i = 0; i < $1; i++)); do
+		wait_for 30 "node$i not registered" registered "$i"
 	done
 	nodes_up 0 "$1"
 }
