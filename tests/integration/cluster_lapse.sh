@@ -9,7 +9,7 @@
 #     writer's held writes and the reader's held reads complete, none fails, the
 #     connections stay up, and every block reads back; node0 owns both volumes again at
 #     the next epoch (one claim: no other node's in between); node0's cluster status
-#     tells why client I/O waited (3 rounds: node0 learns of the lapse either from its
+#     tells why client I/O waited (2 rounds: node0 learns of the lapse either from its
 #     keepalive or from a fenced segment record, whichever runs first)
 #   - the same, but node1 claims both volumes (and takes them over) while node0 is
 #     stopped and writes over every block the writer had sent and the whole read
@@ -89,12 +89,14 @@ log "etcd at $ENDPOINT, three nodes up, $VOL and $RVOL replicated 3 ways on node
 # Which of node0's threads runs first after SIGCONT decides how it learns of the lapse:
 # its keepalive (the lease is gone), or a fenced segment record (the peer timeouts of
 # the appends it had in flight drop holders: a seal to record). Each round may go
-# either way; several rounds meet both.
-ROUNDS="${QUILL_LAPSE_ROUNDS:-3}"
+# either way; more rounds (QUILL_LAPSE_ROUNDS) meet both more often.
+ROUNDS="${QUILL_LAPSE_ROUNDS:-2}"
 for ((round = 1; round <= ROUNDS; round++)); do
 	epoch=$(vol_field 0 epoch)
-	writer a$round keep 30 # and for a while after SIGCONT: records made before the
-	                       # claim again and run after it meet the new epoch
+	# 18 s: 200 writes, ~3 s for node1 to see node0 down, 3 × TTL stopped, then ~8 s
+	# after SIGCONT: records made before the claim again and run after it meet the
+	# new epoch
+	writer a$round keep 18
 	stop_node0
 	kill -CONT "${NODE_PID[0]}"
 	rc=0
