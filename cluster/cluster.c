@@ -955,12 +955,16 @@ static void run_commands(struct cluster *cl)
  * TTL/3 would time out on every try and the node would never join. */
 #define JOIN_TIMEOUT_MS 5000
 
+static unsigned patient_timeout_ms(const struct cluster *cl)
+{
+	return cl->call_timeout_ms > JOIN_TIMEOUT_MS ? cl->call_timeout_ms : JOIN_TIMEOUT_MS;
+}
+
 static int join_patiently(struct cluster *cl, uint64_t *next_ka)
 {
 	int r;
 
-	etcd_set_timeout(cl->sess, cl->call_timeout_ms > JOIN_TIMEOUT_MS ?
-				   cl->call_timeout_ms : JOIN_TIMEOUT_MS);
+	etcd_set_timeout(cl->sess, patient_timeout_ms(cl));
 	r = join(cl, next_ka);
 	etcd_set_timeout(cl->sess, cl->call_timeout_ms);
 	if (r == 0 && cl->join_failure_logged)
@@ -1323,6 +1327,11 @@ static int make_clients(struct cluster *cl, const struct cluster_opts *opts)
 	r = etcd_create(&eo, &cl->sess);
 	if (r == 0)
 		r = etcd_create(&eo, &cl->watch);
+	/* The watch holds no deadline either: its reads of the map get a joining call's
+	 * patience (the first one pays the password's bcrypt), where TTL/3 timed out on a
+	 * loaded etcd at every start, logged a warning and left the map empty a while. */
+	if (r == 0)
+		etcd_set_timeout(cl->watch, patient_timeout_ms(cl));
 	if (r == -EINVAL)
 		log_msg(LOG_ERROR, LOG_TAG, "etcd endpoints '%s': expected http://HOST:PORT[,...] "
 			"(at most %d)", opts->endpoints, ETCD_MAX_ENDPOINTS);
