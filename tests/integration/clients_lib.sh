@@ -4,7 +4,8 @@
 #   it_init NAME         scratch folder $WORK (under $QUILL_TEST_DIR or the working
 #                        directory, i.e. the build tree under ctest), a trap that
 #                        stops every process the test started (by PID) and removes
-#                        $WORK when the test passed (kept, with its logs, if not)
+#                        $WORK when the test passed (kept, with its logs, if not,
+#                        or with QUILL_TEST_KEEP=1)
 #   server_start         a quilld on a fresh file-backed store in $WORK/node, NBD on
 #                        127.0.0.1:$NBD_PORT (a free port) and $WORK/nbd.sock, its
 #                        own control socket $WORK/ctl.sock; server_start again after
@@ -125,7 +126,7 @@ track()
 it_cleanup()
 {
 	stop_pid ${IT_PIDS[@]+"${IT_PIDS[@]}"}
-	if [ "$IT_PASSED" = 1 ]; then
+	if [ "$IT_PASSED" = 1 ] && [ -z "${QUILL_TEST_KEEP:-}" ]; then
 		rm -rf "$WORK"
 	elif [ -n "$WORK" ] && [ -d "$WORK" ]; then
 		echo "$IT_NAME: kept $WORK" >&2
