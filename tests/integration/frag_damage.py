@@ -52,8 +52,7 @@ def restale(fp, base, f, block):
     struct.pack_into("<I", image, B + 4 * block, crc32c(bytes(image[at:at + B])))
     struct.pack_into("<I", image, 44, crc32c(bytes(image[B:B + 4 * F])))          # table_crc
     struct.pack_into("<I", image, 40, crc32c(bytes(image[data * B:(data + F) * B])))  # frag_crc
-    struct.pack_into("<I", image, 60, 0)
-    struct.pack_into("<I", image, 60, crc32c(bytes(image[:64])))                  # hdr_crc
+    struct.pack_into("<I", image, 60, crc32c(bytes(image[:60])))                  # hdr_crc
     fp.seek(base)
     fp.write(image)
 
