@@ -21,6 +21,7 @@
 #include "replication/ec.h"
 #include "replication/ec_format.h"
 #include "replication/encode.h"
+#include "replication/fragread.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/replica_internal.h"
@@ -101,6 +102,16 @@ static void fs_free(struct fragscrub *fs)
 	free(fs->image);
 	ec_code_destroy(fs->code);
 	free(fs);
+}
+
+/* Whether the pass abandoned fs: then its one outstanding step just ended, and it is
+ * freed here. */
+static bool fs_gone(struct fragscrub *fs)
+{
+	if (fs->rs)
+		return false;
+	fs_free(fs);
+	return true;
 }
 
 static const char *frag_node(const struct fragscrub *fs, unsigned i)
@@ -218,10 +229,8 @@ static void remote_verified(void *arg, int res, const struct peer_hdr *h, const 
 	uint32_t *bad = NULL;
 
 	(void)h;
-	if (!fs->rs) {
-		fs_free(fs);
+	if (fs_gone(fs))
 		return;
-	}
 	f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
 	if (res == 0 && peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, payload, len, &rep) < 0)
 		res = -EPROTO;
@@ -253,10 +262,8 @@ static void local_verified(void *arg, int res)
 	uint32_t *bad = NULL, nbad = 0, crc = 0;
 	int r = res;
 
-	if (!fs->rs) {
-		fs_free(fs);
+	if (fs_gone(fs))
 		return;
-	}
 	f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
 	f->crcs = f->crcs ? f->crcs : malloc((size_t)fs->g.frag_blocks * sizeof(uint32_t));
 	bad = malloc((size_t)fs->g.frag_blocks * sizeof(uint32_t));
@@ -291,17 +298,12 @@ static int verify_ask(struct fragscrub *fs)
 		return engine_frag_read(rs->eng, fs->uid, fs->sno, 0, fs->image, fi.image_blocks,
 					local_verified, fs);
 	} else {
-		struct rnode *nd = replica_node_find(rs, frag_node(fs, fs->i));
 		struct peer_seg_req rq = { .op = PEER_OP_FRAG_VERIFY, .sno = fs->sno,
 					   .index = (uint8_t)fs->i };
-		uint8_t head[PEER_SEG_HEAD_MAX];
-		struct peer_msg m = { .op = PEER_OP_FRAG_VERIFY, .volume_id = fs->uid,
-				      .epoch = (uint64_t)fs->epoch, .head = head };
 
-		if (!replica_node_live(nd))
-			return -ENOTCONN;
-		m.head_len = peer_seg_req_encode(&rq, head);
-		return peer_request(nd->conn, &m, ENCODE_PUT_TIMEOUT_MS, remote_verified, fs);
+		/* (a whole fragment read and checked: as long as a put may take) */
+		return fragread_request(rs, frag_node(fs, fs->i), fs->uid, fs->epoch, &rq, NULL,
+					ENCODE_PUT_TIMEOUT_MS, remote_verified, fs);
 	}
 }
 
@@ -354,34 +356,20 @@ static void remote_read(void *arg, int res, const struct peer_hdr *h, const void
 			size_t len)
 {
 	struct fragscrub *fs = arg;
-	struct peer_seg_reply rep;
 
 	(void)h;
-	if (!fs->rs) {
-		fs_free(fs);
+	if (fs_gone(fs))
 		return;
-	}
-	if (res == 0)
-		res = peer_seg_reply_decode(PEER_OP_FRAG_READ, payload, len, &rep) < 0 ? -EPROTO
-										       : rep.result;
-	if (res == 0 && rep.nblocks != fs->run)
-		res = -EPROTO;
-	if (res == 0)
-		res = peer_layer_read_check(&rep);
-	if (res == 0)
-		memcpy(fs->data[fs->i] + (size_t)fs->at * EC_BLOCK, rep.data,
-		       (size_t)fs->run * EC_BLOCK);
-	read_arrived(fs, res);
+	read_arrived(fs, fragread_reply(res, payload, len, fs->run,
+					fs->data[fs->i] + (size_t)fs->at * EC_BLOCK));
 }
 
 static void local_read(void *arg, int res)
 {
 	struct fragscrub *fs = arg;
 
-	if (!fs->rs) {
-		fs_free(fs);
+	if (fs_gone(fs))
 		return;
-	}
 	read_arrived(fs, res < 0 ? res : 0);
 }
 
@@ -406,18 +394,12 @@ static void read_next(struct fragscrub *fs)
 				     fs->data[fs->i] + (size_t)fs->at * EC_BLOCK, fs->run,
 				     local_read, fs);
 	} else {
-		struct rnode *nd = replica_node_find(rs, frag_node(fs, fs->i));
 		struct peer_seg_req rq = { .op = PEER_OP_FRAG_READ, .sno = fs->sno,
 					   .block = fs->at, .nblocks = fs->run,
 					   .index = (uint8_t)fs->i };
-		uint8_t head[PEER_SEG_HEAD_MAX];
-		struct peer_msg m = { .op = PEER_OP_FRAG_READ, .volume_id = fs->uid,
-				      .epoch = (uint64_t)fs->epoch, .head = head };
 
-		m.head_len = peer_seg_req_encode(&rq, head);
-		r = replica_node_live(nd) ? peer_request(nd->conn, &m, rs->timeout_ms,
-							  remote_read, fs)
-					  : -ENOTCONN;
+		r = fragread_request(rs, frag_node(fs, fs->i), fs->uid, fs->epoch, &rq, NULL,
+				     rs->timeout_ms, remote_read, fs);
 	}
 	if (r < 0)
 		read_arrived(fs, r);
@@ -508,10 +490,8 @@ static void remote_answered(void *arg, int res, const struct peer_hdr *h, const 
 	struct fragscrub *fs = arg;
 
 	(void)h;
-	if (!fs->rs) {
-		fs_free(fs);
+	if (fs_gone(fs))
 		return;
-	}
 	put_sent(fs, replica_reply_result(fs->step == S_DELETE ? PEER_OP_SEG_DELETE
 							       : PEER_OP_FRAG_PUT,
 					  res, payload, len));
@@ -521,10 +501,8 @@ static void local_answered(void *arg, int res)
 {
 	struct fragscrub *fs = arg;
 
-	if (!fs->rs) {
-		fs_free(fs);
+	if (fs_gone(fs))
 		return;
-	}
 	put_sent(fs, res);
 }
 
@@ -534,13 +512,9 @@ static int put_step(struct fragscrub *fs)
 	struct replicas *rs = fs->rs;
 	uint32_t blocks = (uint32_t)(ec_frag_image_bytes(&fs->g) / EC_BLOCK);
 	bool del = fs->step == S_DELETE;
-	struct rnode *nd;
 	struct peer_seg_req rq = { .op = del ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT,
 				   .sno = fs->sno, .kind = PEER_SEG_KIND_FRAG, .nblocks = blocks };
-	uint8_t head[PEER_SEG_HEAD_MAX];
 	struct iovec iov = { fs->image, ec_frag_image_bytes(&fs->g) };
-	struct peer_msg m = { .op = rq.op, .volume_id = fs->uid, .epoch = (uint64_t)fs->epoch,
-			      .head = head, .data = del ? NULL : &iov, .datacnt = del ? 0 : 1 };
 
 	if (frag_here(fs, fs->i) && del)
 		return engine_frag_delete_async(rs->eng, fs->uid, fs->sno, local_answered, fs);
@@ -553,12 +527,9 @@ static int put_step(struct fragscrub *fs)
 
 		return engine_frag_put_async(rs->eng, &fi, fs->image, local_answered, fs);
 	}
-	nd = replica_node_find(rs, frag_node(fs, fs->i));
-	if (!replica_node_live(nd))
-		return -ENOTCONN;
-	m.head_len = peer_seg_req_encode(&rq, head);
-	return peer_request(nd->conn, &m, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
-			    remote_answered, fs);
+	return fragread_request(rs, frag_node(fs, fs->i), fs->uid, fs->epoch, &rq,
+				del ? NULL : &iov, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
+				remote_answered, fs);
 }
 
 /* Fragment i's repair failed at its step (r): said, and the next one. */

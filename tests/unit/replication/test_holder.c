@@ -800,27 +800,35 @@ Test(holder, frag_put_of_a_bad_image_refused_nothing_kept)
 	cr_assert_eq(closes, 0);
 }
 
-Test(holder, frag_read_never_sends_a_block_that_fails_its_crc)
+/* Data block b of the fragment of segment sno held here rots on the disk (image block
+ * 1 + 1 + b): a bit of its byte 77 flips. blk: the block as it was (fill: what it
+ * must hold), then as it is. */
+static void frag_rot(uint32_t sno, uint32_t b, uint8_t fill, uint8_t *blk)
 {
 	struct engine_frag_info fi;
-	uint8_t bad[BLK];
 	off_t off;
 	int fd;
 
-	make_frag(UID, 8, 2, 0x20, 3);
-	cr_assert_eq(frag_put(8, 3), 0);
-	cr_assert_eq(engine_frag_stat(eng, UID, 8, &fi), 0);
-	/* data block 2 of the fragment rots on the disk: image block 1 + 1 + 2 */
+	cr_assert_eq(engine_frag_stat(eng, UID, sno, &fi), 0);
 	off = (off_t)(eng->sb.data_offset + (uint64_t)fi.slot * eng->sb.segment_size +
-		      (1 + 1 + 2) * BLK);
+		      (1 + 1 + b) * BLK);
 	fd = open(store_path, O_RDWR);
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(pread(fd, bad, BLK, off), (ssize_t)BLK);
-	cr_assert(all(bad, BLK, 0x22), "the block is where the format says");
-	bad[77] ^= 0x08;
-	cr_assert_eq(pwrite(fd, bad, BLK, off), (ssize_t)BLK);
+	cr_assert_eq(pread(fd, blk, BLK, off), (ssize_t)BLK);
+	cr_assert(all(blk, BLK, fill), "the block is where the format says");
+	blk[77] ^= 0x08;
+	cr_assert_eq(pwrite(fd, blk, BLK, off), (ssize_t)BLK);
 	cr_assert_eq(fsync(fd), 0);
 	close(fd);
+}
+
+Test(holder, frag_read_never_sends_a_block_that_fails_its_crc)
+{
+	uint8_t bad[BLK];
+
+	make_frag(UID, 8, 2, 0x20, 3);
+	cr_assert_eq(frag_put(8, 3), 0);
+	frag_rot(8, 2, 0x22, bad);
 	cr_assert_eq(frag_read(8, 2, 0, 5, 3)->rep.result, -EILSEQ);
 	cr_assert_eq(frag_read(8, 2, 2, 1, 3)->rep.result, -EILSEQ);
 	cr_assert_eq(frag_read(8, 2, 0, 2, 3)->rep.result, 0, "the blocks before it are fine");
@@ -843,8 +851,6 @@ Test(holder, frag_verify_answers_each_block_crc_and_the_bad_ones)
 	struct engine_frag_info fi;
 	struct answer *a;
 	uint8_t blk[BLK];
-	off_t off;
-	int fd;
 
 	make_frag(UID, 9, 1, 0x70, 3);
 	cr_assert_eq(frag_put(9, 3), 0);
@@ -859,16 +865,7 @@ Test(holder, frag_verify_answers_each_block_crc_and_the_bad_ones)
 		memset(blk, 0x70 + b, BLK);
 		cr_assert_eq(peer_get32(a->data + b * 4), crc32c(blk, BLK), "block %u", b);
 	}
-	/* data block 3 rots on the disk: image block 1 + 1 + 3 */
-	off = (off_t)(eng->sb.data_offset + (uint64_t)fi.slot * eng->sb.segment_size +
-		      (1 + 1 + 3) * BLK);
-	fd = open(store_path, O_RDWR);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(pread(fd, blk, BLK, off), (ssize_t)BLK);
-	blk[9] ^= 0x04;
-	cr_assert_eq(pwrite(fd, blk, BLK, off), (ssize_t)BLK);
-	cr_assert_eq(fsync(fd), 0);
-	close(fd);
+	frag_rot(9, 3, 0x73, blk);
 	a = frag_verify(9, 1, 3);
 	cr_assert_eq(a->rep.result, 0);
 	cr_assert_eq(a->rep.nbad, 1);
