@@ -440,12 +440,14 @@ static void seg_begin(struct spass *p)
 		local_done(p, r);
 }
 
+/* The budget has room again: the same record is taken from it again (a wait only
+ * refills; starting without the take let a pass read twice its rate). */
 static void wait_fire(void *arg)
 {
 	struct spass *p = arg;
 
 	p->wait = NULL;
-	seg_begin(p);
+	seg_next(p);
 }
 
 /* Copies of rec that this pass reads: the owner's and each other holder's. */

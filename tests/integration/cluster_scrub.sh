@@ -174,6 +174,6 @@ sys.exit(0 if s["background_mbps"] == 64 and any(p["background"] and
 }
 wait_for 60 "no background pass found node2's bad block: $(cat "$WORK/status.json")" bg_fixed
 qn 0 status | grep -q "^scrub: *background at 64 MB/s" || fail "quill status does not show the background scrub"
-log "the background round found and fixed node2's bad block: $(qn 0 status | grep 'since start-up')"
+log "the background round found and fixed node2's bad block: $(qn 0 status | grep -A1 " $VOL: " | grep 'since start-up')"
 
 it_pass
