@@ -326,6 +326,15 @@ static void verify_next(struct fragscrub *fs)
 
 /* ---- parity consistency: K good fragments read whole, the others computed ---- */
 
+/* Nothing can be repaired (why): each fragment found bad says so, and the end. */
+static void fs_unrepaired(struct fragscrub *fs, const char *why)
+{
+	for (unsigned j = 0; j < fs->n; j++)
+		if (fs->f[j].state != FS_OK && fs->f[j].state != FS_UNCHECKED)
+			snprintf(fs->f[j].action, sizeof(fs->f[j].action), "not repaired: %s", why);
+	fs_end(fs);
+}
+
 static void read_next(struct fragscrub *fs);
 
 /* The blocks of fragment i from `at` (in fs->data[i]) arrived: each must be what its
@@ -413,7 +422,7 @@ static void compute(struct fragscrub *fs)
 	uint32_t lost = ((1u << fs->n) - 1) & ~fs->basis;
 
 	if (ec_decode(fs->code, frag_bytes(fs), fs->data, lost) < 0) {
-		fs_end(fs);
+		fs_unrepaired(fs, "the decode failed");
 		return;
 	}
 	for (unsigned j = 0; j < fs->n; j++) {
@@ -455,18 +464,17 @@ static void basis_choose(struct fragscrub *fs)
 			nb++;
 		}
 	if (nb < fs->g.k) {
-		for (unsigned j = 0; j < fs->n; j++)
-			if (fs->f[j].state != FS_OK && fs->f[j].state != FS_UNCHECKED)
-				snprintf(fs->f[j].action, sizeof(fs->f[j].action), "not repaired: "
-					 "fewer than %u fragments of the stripe check", fs->g.k);
-		fs_end(fs);
+		char why[64];
+
+		snprintf(why, sizeof(why), "fewer than %u fragments of the stripe check", fs->g.k);
+		fs_unrepaired(fs, why);
 		return;
 	}
 	for (unsigned j = 0; j < fs->n; j++) {
 		if (!fs->data[j])
 			fs->data[j] = aligned_alloc(EC_BLOCK, frag_bytes(fs));
 		if (!fs->data[j]) {
-			fs_end(fs);
+			fs_unrepaired(fs, "no memory");
 			return;
 		}
 	}
