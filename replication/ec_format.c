@@ -186,6 +186,29 @@ int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f)
 	return 0;
 }
 
+int ec_frag_scrub(const void *image, size_t len, const struct ec_geom *g, unsigned index,
+		  uint32_t *crcs, uint32_t *bad, uint32_t *nbad, uint32_t *frag_crc)
+{
+	const uint8_t *p = image, *table = p + EC_BLOCK, *data = p + ec_frag_data_offset(g);
+	uint32_t F = g->frag_blocks;
+	struct ec_frag_info h;
+	bool table_bad;
+
+	if (len != ec_frag_image_bytes(g))
+		return -EINVAL;
+	table_bad = ec_frag_hdr_decode(p, len, &h) < 0 || h.geom.k != g->k ||
+		    h.geom.m != g->m || h.geom.seg_blocks != g->seg_blocks || h.index != index ||
+		    crc32c(table, (size_t)F * 4) != h.table_crc;
+	*nbad = 0;
+	*frag_crc = crc32c(data, ec_geom_frag_bytes(g));
+	for (uint32_t i = 0; i < F; i++) {
+		crcs[i] = crc32c(data + (size_t)i * EC_BLOCK, EC_BLOCK);
+		if (table_bad || crcs[i] != (uint32_t)get_le(table + (size_t)i * 4, 4))
+			bad[(*nbad)++] = i;
+	}
+	return table_bad ? 1 : 0;
+}
+
 int ec_stripe_images(struct ec_code *code, const struct ec_geom *g, const void *seg,
 		     uint64_t family, uint32_t seq, uint64_t epoch, uint8_t *const *images)
 {

@@ -106,6 +106,16 @@ void ec_frag_seal(struct ec_frag_info *f, uint8_t *image);
  * the table (-EILSEQ), and the data against frag_crc (-EILSEQ). Fills *f. */
 int ec_frag_verify(const void *image, size_t len, struct ec_frag_info *f);
 
+/* Checks a fragment image where it is kept (a scrub), of geometry g and index `index`
+ * as the holder's record says (its header is checked, not trusted): crcs[F] gets the
+ * CRC32C of each data block as it is, *frag_crc that of the F blocks, and bad[] the
+ * numbers of the blocks that fail the table (*nbad of them, ascending). Returns 0, or
+ * 1 when the header does not decode or does not name this geometry and index, or the
+ * table fails its table_crc: then nothing says what a block must be and every block
+ * is counted bad. -EINVAL when len is not the image of g. */
+int ec_frag_scrub(const void *image, size_t len, const struct ec_geom *g, unsigned index,
+		  uint32_t *crcs, uint32_t *bad, uint32_t *nbad, uint32_t *frag_crc);
+
 /* The owner's encoding of a sealed segment (seg: its g->seg_blocks blocks) into the
  * K+M fragment images of its stripe, each sealed and ready for FRAG_PUT: the data cut
  * into the data fragments in place (padding zeroed), the parity encoded in place, every

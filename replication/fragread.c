@@ -348,40 +348,55 @@ static int ask_local(struct frag_req *q)
 	return 0;
 }
 
+int fragread_reply(int res, const void *payload, size_t len, uint32_t nblocks, void *dst)
+{
+	struct peer_seg_reply rep = { 0 };
+
+	if (res == 0)
+		res = peer_seg_reply_decode(PEER_OP_FRAG_READ, payload, len, &rep) < 0 ? -EPROTO
+										      : rep.result;
+	if (res == 0 && rep.nblocks != nblocks)
+		res = -EPROTO;
+	if (res == 0)
+		res = peer_layer_read_check(&rep);
+	if (res == 0 && dst)
+		memcpy(dst, rep.data, (size_t)nblocks * EC_BLOCK);
+	return res;
+}
+
 static void remote_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
 			   size_t len)
 {
 	struct frag_req *q = arg;
-	struct peer_seg_reply rep = { 0 };
-	int r = res;
 
 	(void)h;
-	if (r == 0)
-		r = peer_seg_reply_decode(PEER_OP_FRAG_READ, payload, len, &rep) < 0 ? -EPROTO
-										  : rep.result;
-	if (r == 0 && rep.nblocks != q->nblocks)
-		r = -EPROTO;
-	if (r == 0)
-		r = peer_layer_read_check(&rep);
-	if (r == 0 && q->fr->rs)
-		memcpy(q->fr->bufs[q->idx], rep.data, (size_t)q->nblocks * EC_BLOCK);
-	fr_arrived(q, r);
+	fr_arrived(q, fragread_reply(res, payload, len, q->nblocks,
+				     q->fr->rs ? q->fr->bufs[q->idx] : NULL));
+}
+
+int fragread_request(struct replicas *rs, const char *node, uint64_t uid, int64_t epoch,
+		     const struct peer_seg_req *rq, const struct iovec *data,
+		     unsigned timeout_ms, peer_reply_cb cb, void *arg)
+{
+	struct rnode *n = replica_node_find(rs, node);
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = rq->op, .volume_id = uid, .epoch = (uint64_t)epoch,
+			      .head = head, .data = data, .datacnt = data ? 1 : 0 };
+
+	if (!replica_node_live(n))
+		return -ENOTCONN;
+	m.head_len = peer_seg_req_encode(rq, head);
+	return peer_request(n->conn, &m, timeout_ms, cb, arg);
 }
 
 static int ask_remote(struct frag_req *q)
 {
 	struct fragread *fr = q->fr;
-	struct rnode *n = replica_node_find(fr->rs, fr->st.frags[q->idx]);
 	struct peer_seg_req rq = { .op = PEER_OP_FRAG_READ, .sno = fr->sno, .block = q->block,
 				   .nblocks = q->nblocks, .index = (uint8_t)q->idx };
-	uint8_t head[PEER_SEG_HEAD_MAX];
-	struct peer_msg m = { .op = PEER_OP_FRAG_READ, .volume_id = fr->uid,
-			      .epoch = (uint64_t)fr->epoch, .head = head };
 
-	if (!replica_node_live(n))
-		return -ENOTCONN;
-	m.head_len = peer_seg_req_encode(&rq, head);
-	return peer_request(n->conn, &m, fr->rs->timeout_ms, remote_replied, q);
+	return fragread_request(fr->rs, fr->st.frags[q->idx], fr->uid, fr->epoch, &rq, NULL,
+				fr->rs->timeout_ms, remote_replied, q);
 }
 
 /* Asks fragment idx for nblocks from `block` into fr->bufs[idx] (allocated here):

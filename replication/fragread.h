@@ -21,6 +21,8 @@
 
 #include "cluster/layout.h"
 #include "engine/segment.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
 
 struct replicas;
 struct fragread;
@@ -43,6 +45,18 @@ int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg);
 void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno);
 /* Frees the stripes kept and the codes (replica_destroy). */
 void fragread_destroy_all(struct replicas *rs);
+
+/* A fragment op (rq: FRAG_READ, FRAG_VERIFY, FRAG_PUT with data, SEG_DELETE of kind
+ * FRAG) to the node `node` that holds it, fenced at the family uid's epoch: 0 and
+ * cb(arg, ...) once (peer_request's contract), or -ENOTCONN (not connected), -errno. */
+int fragread_request(struct replicas *rs, const char *node, uint64_t uid, int64_t epoch,
+		     const struct peer_seg_req *rq, const struct iovec *data,
+		     unsigned timeout_ms, peer_reply_cb cb, void *arg);
+
+/* A FRAG_READ's answer (peer_reply_cb's res, payload, len) for nblocks blocks: 0 and
+ * the blocks, each checked against the CRC it came with, copied to dst (NULL: not
+ * copied); else the transport's error, the holder's refusal, or -EPROTO / -EILSEQ. */
+int fragread_reply(int res, const void *payload, size_t len, uint32_t nblocks, void *dst);
 
 /* A run of a striped segment to read. */
 struct fragread_run {

@@ -35,14 +35,16 @@ struct hold_op {
 	struct peer_seg_req sr;      /* the request, decoded */
 	uint64_t uid, epoch;         /* the header's: the family and the sender's epoch */
 	uint8_t *buf;                /* READ, LAYER_READ, VERIFY: the blocks read; LIST: its
-					entries */
+					entries; FRAG_VERIFY: the whole image */
 	uint8_t *crcs;               /* LAYER_READ: one CRC32C per block, sent before them;
-					VERIFY: the numbers of the blocks that differ */
+					VERIFY: the numbers of the blocks that differ;
+					FRAG_VERIFY: each block's CRC32C, then the bad ones */
 	struct engine_volume *snap;  /* LAYER_READ: the snapshot, open while it is read */
 	bool held_before;            /* DELETE: the copy was here when it started (logged:
 					not one the orphan check dropped first) */
 	struct peer_seg_reply found; /* LAYER_FIND: family, layer, blocks */
-	struct engine_frag_info fi;  /* FRAG_PUT: from the image's header; FRAG_READ: held */
+	struct engine_frag_info fi;  /* FRAG_PUT: from the image's header; FRAG_READ,
+					FRAG_VERIFY: held */
 	uint8_t *table;              /* FRAG_READ: the CRC table's blocks that cover the read */
 	uint32_t table_first;        /* ... from this block of the table */
 	unsigned parts;              /* FRAG_READ: its two reads in flight */
@@ -122,7 +124,7 @@ static bool op_has_segment(const struct hold_op *op)
 static bool op_is_frag(const struct hold_op *op)
 {
 	return op->sr.op == PEER_OP_FRAG_PUT || op->sr.op == PEER_OP_FRAG_READ ||
-	       ((op->sr.op == PEER_OP_SEG_DELETE || op->sr.op == PEER_OP_SEG_STAT) &&
+	       op->sr.op == PEER_OP_FRAG_VERIFY || ((op->sr.op == PEER_OP_SEG_DELETE || op->sr.op == PEER_OP_SEG_STAT) &&
 		op->sr.kind == PEER_SEG_KIND_FRAG);
 }
 
@@ -270,6 +272,49 @@ static int verify_answer(struct hold_op *op, struct peer_seg_reply *rep, struct 
 	return 0;
 }
 
+/* A FRAG_VERIFY's answer: the image read whole, checked here (ec_frag_scrub): each
+ * data block's CRC32C as it is and the numbers of those that fail the fragment's table
+ * (data[0]); the blocks stay here. */
+static int frag_verify_answer(struct hold_op *op, struct peer_seg_reply *rep,
+			      struct iovec data[2])
+{
+	const struct engine_frag_info *fi = &op->fi;
+	uint32_t *crcs, *bad, nbad = 0, F = fi->frag_blocks;
+	struct ec_geom g;
+	int r = ec_geom_init(&g, fi->k, fi->m, fi->seg_blocks);
+
+	if (r < 0 || g.frag_blocks != F)
+		return -EIO; /* the record's geometry does not hold */
+	crcs = malloc((size_t)F * sizeof(uint32_t));
+	bad = malloc((size_t)F * sizeof(uint32_t));
+	op->crcs = malloc((size_t)F * 2 * sizeof(uint32_t));
+	if (crcs && bad && op->crcs)
+		r = ec_frag_scrub(op->buf, (size_t)fi->image_blocks * PEER_SEG_BLOCK, &g, fi->index,
+				  crcs, bad, &nbad, &rep->frag_crc);
+	else
+		r = -ENOMEM;
+	if (r >= 0) {
+		rep->vflags = r ? PEER_FRAG_V_TABLE_BAD : 0;
+		rep->nbad = nbad;
+		rep->length = F;
+		for (uint32_t i = 0; i < F; i++)
+			peer_put32(op->crcs + (size_t)i * sizeof(uint32_t), crcs[i]);
+		for (uint32_t i = 0; i < nbad; i++)
+			peer_put32(op->crcs + ((size_t)F + i) * sizeof(uint32_t), bad[i]);
+		data[0] = (struct iovec){ op->crcs, ((size_t)F + nbad) * sizeof(uint32_t) };
+		if (nbad)
+			LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "family %llx: scrub of segment %u: %u "
+					"blocks of fragment %u held here fail its table%s (the "
+					"first: block %u)", (unsigned long long)op->uid,
+					op->sr.sno, nbad, fi->index, r ? " (the header or the "
+					"table itself fails)" : "", bad[0]);
+		r = 0;
+	}
+	free(crcs);
+	free(bad);
+	return r;
+}
+
 /* Answers the op's request with res (the holder's state of the segment after it) and
  * frees the op. */
 static void op_finish(struct hold_op *op, int res)
@@ -289,7 +334,8 @@ static void op_finish(struct hold_op *op, int res)
 	if (res == 0 && op->sr.op == PEER_OP_SEG_READ)
 		res = peer_seg_read_check(&op->sr, op->buf); /* a read-around's CRCs */
 	if (op_is_frag(op))
-		held = op->sr.op != PEER_OP_FRAG_READ && frag_held(op, eng, &info);
+		held = op->sr.op != PEER_OP_FRAG_READ && op->sr.op != PEER_OP_FRAG_VERIFY &&
+		       frag_held(op, eng, &info);
 	else
 		held = op_has_segment(op) && op->sr.op != PEER_OP_SEG_LIST &&
 		       engine_held_stat(eng, op->uid, op->sr.sno, &info) == 0;
@@ -303,6 +349,10 @@ static void op_finish(struct hold_op *op, int res)
 	if (res == 0 && op->sr.op == PEER_OP_FRAG_READ) {
 		res = frag_read_answer(op, &rep, data);
 		m.datacnt = res == 0 ? 2 : 0;
+	}
+	if (res == 0 && op->sr.op == PEER_OP_FRAG_VERIFY) {
+		res = frag_verify_answer(op, &rep, data);
+		m.datacnt = res == 0 ? 1 : 0;
 	}
 	if (res == 0 && op->sr.op == PEER_OP_SEG_LIST) {
 		res = list_answer(op, eng, &rep, data);
@@ -448,6 +498,23 @@ static int frag_read_start(struct hold_op *op, struct engine *eng)
 	return 0;
 }
 
+/* A FRAG_VERIFY: the fragment's whole image, read here (frag_verify_answer checks it). */
+static int frag_verify_start(struct hold_op *op, struct engine *eng)
+{
+	struct engine_frag_info *fi = &op->fi;
+	int r = engine_frag_stat(eng, op->uid, op->sr.sno, fi);
+
+	if (r < 0)
+		return r;
+	if (fi->index != op->sr.index)
+		return -ENOENT; /* another fragment of the segment: not the one asked for */
+	op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)fi->image_blocks * PEER_SEG_BLOCK);
+	if (!op->buf)
+		return -ENOMEM;
+	return engine_frag_read(eng, op->uid, op->sr.sno, 0, op->buf, fi->image_blocks, op_done,
+				op);
+}
+
 /* Starts the op's own engine step. Returns 0 (a callback answers), 1 (nothing to do
  * in the engine: answer now) or -errno. */
 static int op_start(struct hold_op *op)
@@ -491,6 +558,8 @@ static int op_start(struct hold_op *op)
 		return engine_frag_put_async(eng, &op->fi, sr->data, op_done, op);
 	case PEER_OP_FRAG_READ:
 		return frag_read_start(op, eng);
+	case PEER_OP_FRAG_VERIFY:
+		return frag_verify_start(op, eng);
 	default: /* EPOCH_RAISE (the raise was all of it), SEG_STAT, SEG_LIST */
 		return 1;
 	}

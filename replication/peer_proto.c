@@ -60,6 +60,10 @@ static const struct op_info {
 	SEG(PEER_OP_SEG_VERIFY, "SEG_VERIFY", sizeof(struct peer_seg_verify) + sizeof(uint32_t),
 	    sizeof(struct peer_seg_verify) + PEER_SEG_VERIFY_MAX_BLOCKS * sizeof(uint32_t),
 	    SEG_REPLY_MIN + PEER_SEG_VERIFY_MAX_BLOCKS * sizeof(uint32_t)),
+	SEG(PEER_OP_FRAG_VERIFY, "FRAG_VERIFY", sizeof(struct peer_frag_verify),
+	    sizeof(struct peer_frag_verify),
+	    SEG_REPLY_MIN + sizeof(struct peer_frag_verified) +
+		    2 * PEER_FRAG_PUT_MAX_BLOCKS * sizeof(uint32_t)),
 };
 _Static_assert(SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t)) <=
 		       PEER_PAYLOAD_MAX, "a FRAG_READ reply fits a payload");
@@ -424,6 +428,20 @@ static int frag_put_decode(const uint8_t *p, size_t len, struct peer_seg_req *ou
 	return 0;
 }
 
+#define FV(field) offsetof(struct peer_frag_verify, field)
+
+static int frag_verify_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
+	if (len != sizeof(struct peer_frag_verify))
+		return -EINVAL;
+	out->sno = peer_get32(p + FV(sno));
+	out->index = p[FV(index)];
+	for (size_t i = 0; i < sizeof(((struct peer_frag_verify *)0)->reserved); i++)
+		if (p[FV(reserved) + i])
+			return -EPROTO;
+	return peer_get64(p + FV(reserved1)) ? -EPROTO : 0;
+}
+
 static int frag_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
 	if (len != sizeof(struct peer_frag_read))
@@ -525,6 +543,8 @@ int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg
 		return seg_list_decode(p, len, out);
 	case PEER_OP_SEG_VERIFY:
 		return seg_verify_decode(p, len, out);
+	case PEER_OP_FRAG_VERIFY:
+		return frag_verify_decode(p, len, out);
 	case PEER_OP_EPOCH_RAISE:
 	case PEER_OP_SEG_FLUSH:
 		return len == 0 ? 0 : -EINVAL;
@@ -606,6 +626,11 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p + VFY(nblocks), r->nblocks);
 		peer_put32(p + VFY(reserved), 0);
 		return sizeof(struct peer_seg_verify);
+	case PEER_OP_FRAG_VERIFY:
+		memset(p, 0, sizeof(struct peer_frag_verify));
+		peer_put32(p + FV(sno), r->sno);
+		p[FV(index)] = r->index;
+		return sizeof(struct peer_frag_verify);
 	default: /* EPOCH_RAISE, SEG_FLUSH: empty */
 		return 0;
 	}
@@ -679,6 +704,38 @@ static int seg_verify_reply_decode(const uint8_t *p, size_t rest, struct peer_se
 	return 0;
 }
 
+#define FVD(field) (sizeof(struct peer_seg_result) + offsetof(struct peer_frag_verified, field))
+
+/* A FRAG_VERIFY reply's rest (after the result): peer_frag_verified, length (F) CRCs,
+ * nbad block numbers below F, strictly ascending. */
+static int frag_verify_reply_decode(const uint8_t *p, size_t rest, struct peer_seg_reply *out)
+{
+	const uint8_t *b;
+
+	if (rest < sizeof(struct peer_frag_verified))
+		return -EINVAL;
+	out->frag_crc = peer_get32(p + FVD(frag_crc));
+	out->nbad = peer_get32(p + FVD(nbad));
+	out->vflags = peer_get32(p + FVD(flags));
+	if ((out->vflags & ~PEER_FRAG_V_TABLE_BAD) || peer_get32(p + FVD(reserved)))
+		return -EPROTO;
+	if (out->length == 0 || out->nbad > out->length)
+		return -EINVAL;
+	if (out->length > PEER_FRAG_PUT_MAX_BLOCKS)
+		return -EMSGSIZE;
+	if (rest != sizeof(struct peer_frag_verified) +
+			    ((size_t)out->length + out->nbad) * sizeof(uint32_t))
+		return -EINVAL;
+	out->crcs = p + sizeof(struct peer_seg_result) + sizeof(struct peer_frag_verified);
+	b = out->crcs + (size_t)out->length * sizeof(uint32_t);
+	for (uint32_t i = 0; i < out->nbad; i++)
+		if (peer_get32(b + (size_t)i * 4) >= out->length ||
+		    (i && peer_get32(b + (size_t)i * 4) <= peer_get32(b + (size_t)(i - 1) * 4)))
+			return -EINVAL;
+	out->bad = b;
+	return 0;
+}
+
 void peer_seg_entry_get(const struct peer_seg_reply *r, uint32_t i,
 			struct peer_seg_entry_msg *out)
 {
@@ -721,8 +778,10 @@ int peer_seg_reply_decode(uint8_t op, const void *buf, size_t len, struct peer_s
 	if (out->result < 0 || (op != PEER_OP_SEG_READ && op != PEER_OP_SEG_STAT &&
 				op != PEER_OP_LAYER_READ && op != PEER_OP_LAYER_FIND &&
 				op != PEER_OP_FRAG_READ && op != PEER_OP_SEG_LIST &&
-				op != PEER_OP_SEG_VERIFY))
+				op != PEER_OP_SEG_VERIFY && op != PEER_OP_FRAG_VERIFY))
 		return rest == 0 ? 0 : -EINVAL;
+	if (op == PEER_OP_FRAG_VERIFY)
+		return frag_verify_reply_decode(p, rest, out);
 	if (op == PEER_OP_SEG_LIST)
 		return seg_list_reply_decode(p, rest, out);
 	if (op == PEER_OP_SEG_VERIFY)
@@ -770,6 +829,13 @@ size_t peer_seg_reply_encode(uint8_t op, const struct peer_seg_reply *r, void *b
 		peer_put64(p + FOUND(layer), r->layer);
 		peer_put64(p + FOUND(blocks), r->blocks);
 		return sizeof(struct peer_seg_result) + sizeof(struct peer_layer_found);
+	}
+	if (op == PEER_OP_FRAG_VERIFY && r->result == 0) {
+		peer_put32(p + FVD(frag_crc), r->frag_crc);
+		peer_put32(p + FVD(nbad), r->nbad);
+		peer_put32(p + FVD(flags), r->vflags);
+		peer_put32(p + FVD(reserved), 0);
+		return sizeof(struct peer_seg_result) + sizeof(struct peer_frag_verified);
 	}
 	if (op != PEER_OP_SEG_STAT || r->result < 0)
 		return sizeof(struct peer_seg_result);

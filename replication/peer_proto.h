@@ -96,9 +96,15 @@ enum peer_op {
 	 * blocks. Fenced like SEG_READ. */
 	PEER_OP_SEG_VERIFY  = 0x2d, /* peer_seg_verify, then nblocks CRC32Cs; the reply's
 				       data: `length` block numbers (uint32 each) */
+	/* Scrub of a fragment (docs/erasure-coding.md, "Scrub of stripes"): the holder
+	 * reads its whole fragment and checks it where it is (header, table, every block
+	 * against the table); the CRCs of its blocks as they are and the numbers of the
+	 * blocks that fail come back, not the blocks. Fenced like FRAG_READ. */
+	PEER_OP_FRAG_VERIFY = 0x2e, /* peer_frag_verify; the reply's data: peer_frag_verified,
+				       `length` CRC32Cs, then its nbad block numbers */
 };
 #define PEER_OP_SEG_FIRST PEER_OP_SEG_OPEN
-#define PEER_OP_SEG_LAST  PEER_OP_SEG_VERIFY
+#define PEER_OP_SEG_LAST  PEER_OP_FRAG_VERIFY
 
 /* ---- layouts ---- */
 
@@ -325,6 +331,31 @@ _Static_assert(sizeof(struct peer_seg_verify) == 16, "SEG_VERIFY head is 16 byte
 _Static_assert(offsetof(struct peer_seg_verify, nblocks) == 8, "nblocks at 8");
 #define PEER_SEG_VERIFY_MAX_BLOCKS 1024u /* 4 MiB of the copy read per SEG_VERIFY */
 
+/* FRAG_VERIFY: fragment `index` of segment sno, whole. -ENOENT when the holder has no
+ * fragment of sno, or another index. */
+struct peer_frag_verify {
+	uint32_t sno;
+	uint8_t index;        /* the fragment the owner expects here */
+	uint8_t reserved[3];  /* 0 */
+	uint64_t reserved1;   /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_frag_verify) == 16, "FRAG_VERIFY payload is 16 bytes");
+_Static_assert(offsetof(struct peer_frag_verify, index) == 4, "index at 4");
+
+/* FRAG_VERIFY's reply, on success, after peer_seg_result (its length: F, the
+ * fragment's data blocks, 1..PEER_FRAG_PUT_MAX_BLOCKS); then F little-endian CRC32Cs,
+ * each of a data block as it is on the holder's disk (not the table's), then nbad
+ * block numbers (< F, strictly ascending): the blocks that fail the fragment's table. */
+#define PEER_FRAG_V_TABLE_BAD (1u << 0) /* the header or the table fails its own CRC (or
+					   does not decode): every block is counted bad */
+struct peer_frag_verified {
+	uint32_t frag_crc; /* CRC32C of the F data blocks as they are */
+	uint32_t nbad;     /* 0..F */
+	uint32_t flags;    /* PEER_FRAG_V_* */
+	uint32_t reserved; /* 0 */
+} PEER_PACKED;
+_Static_assert(sizeof(struct peer_frag_verified) == 16, "FRAG_VERIFY reply head is 16 bytes");
+
 /* Every segment op's reply begins with this. */
 struct peer_seg_result {
 	int32_t result;  /* 0, or a negative Linux errno (-4095..-1) */
@@ -343,6 +374,8 @@ _Static_assert(sizeof(struct peer_seg_stat) == 16, "SEG_STAT reply data is 16 by
 /* The longest fixed part of a request or a reply (the data is apart). */
 #define PEER_SEG_HEAD_MAX 32u
 _Static_assert(sizeof(struct peer_seg_result) + sizeof(struct peer_seg_stat) <=
+		       PEER_SEG_HEAD_MAX &&
+		       sizeof(struct peer_seg_result) + sizeof(struct peer_frag_verified) <=
 		       PEER_SEG_HEAD_MAX &&
 		       sizeof(struct peer_seg_result) + sizeof(struct peer_layer_found) <=
 		       PEER_SEG_HEAD_MAX, "reply heads fit");
@@ -423,7 +456,7 @@ struct peer_seg_req {
 	uint32_t data_crc;       /* APPEND */
 	uint32_t length;         /* SEAL */
 	uint64_t layer, lba;     /* LAYER_READ (nblocks: its count) */
-	uint8_t index;           /* FRAG_READ */
+	uint8_t index;           /* FRAG_READ, FRAG_VERIFY */
 	uint32_t kind;           /* DELETE, STAT: PEER_SEG_KIND_* */
 	uint32_t first, last;    /* LIST: its range of segment numbers */
 	char volume[PEER_LAYER_NAME], snap[PEER_LAYER_NAME]; /* LAYER_FIND, NUL-terminated */
@@ -447,7 +480,9 @@ struct peer_seg_reply {
 	uint64_t family, layer, blocks; /* LAYER_FIND on success */
 	const uint8_t *entries; /* LIST on success: length peer_seg_entry (peer_seg_entry_get) */
 	const uint8_t *bad;     /* VERIFY on success: length block numbers (4 bytes each,
-				   peer_seg_verify_bad) */
+				   peer_seg_verify_bad); FRAG_VERIFY: nbad of them */
+	uint32_t frag_crc, nbad, vflags; /* FRAG_VERIFY on success (peer_frag_verified);
+					    its block CRCs: crcs, length of them */
 };
 
 /* A SEG_LIST reply's entry, decoded. */
@@ -508,7 +543,8 @@ int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks);
  * names: the numbers of those that differ go to bad (room for r->nblocks, in the
  * wire's order: little-endian uint32 each); returns how many. */
 uint32_t peer_seg_verify_run(const struct peer_seg_req *r, const void *blocks, uint8_t *bad);
-/* Number i (< r->length) of a SEG_VERIFY reply decoded with success. */
+/* Number i (< r->length; FRAG_VERIFY: < r->nbad) of a SEG_VERIFY or FRAG_VERIFY reply
+ * decoded with success. */
 uint32_t peer_seg_verify_bad(const struct peer_seg_reply *r, uint32_t i);
 /* Writes r's fixed part (an APPEND's head without its data: the data follows it in the
  * payload) into buf of PEER_SEG_HEAD_MAX bytes (a LAYER_FIND's: of

@@ -18,6 +18,7 @@
 #include "common/loop.h"
 #include "engine/engine.h"
 #include "replication/catchup.h"
+#include "replication/fragscrub.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/replica_internal.h"
@@ -26,7 +27,7 @@
 #define LOG_TAG "scrub"
 #define SCRUB_BURST_BYTES (4u << 20)
 
-enum pstep { P_LIST, P_WAIT, P_LOCAL, P_VERIFY, P_DROP };
+enum pstep { P_LIST, P_WAIT, P_LOCAL, P_VERIFY, P_DROP, P_STRIPE };
 
 struct spass {
 	struct scrub *sc;              /* NULL: abandoned */
@@ -39,6 +40,8 @@ struct spass {
 	struct layout_segment *segs;   /* the records (req.segs taken over) */
 	size_t nsegs, i;               /* ... and the one being scrubbed */
 	struct engine_scrub_seg es;    /* its owner's copy, judged */
+	bool whole;                    /* ... which is here whole (else its stripe only) */
+	struct fragscrub *fs;          /* P_STRIPE: its stripe's scrub */
 	unsigned h;                    /* its holder being verified (index in holders) */
 	uint32_t at, run;              /* the next block to verify there, the run asked */
 	uint8_t crcs[PEER_SEG_VERIFY_MAX_BLOCKS * sizeof(uint32_t)];
@@ -81,6 +84,7 @@ int scrub_next_run(const uint8_t *state, uint32_t blocks, uint32_t from, uint32_
 }
 
 static void seg_next(struct spass *p);
+static void stripe_next(struct spass *p);
 static void holder_next(struct spass *p);
 static void run_next(struct spass *p);
 static void round_next(struct scrub *sc);
@@ -131,21 +135,35 @@ static void pass_end(struct spass *p, int res)
 			break;
 		}
 	log_msg(r->blocks_bad ? LOG_WARN : LOG_INFO, LOG_TAG, "volume %s: scrub %s: %u segments, "
-		"%u copies checked (%" PRIu64 " bytes in %" PRIu64 " ms), %u not checked, %u skipped; %" PRIu64 " bad "
-		"blocks in %u copies, %" PRIu64 " repaired (%u copies)%s%s", r->vol,
-		res < 0 ? "stopped" : "done", r->segments, r->copies, r->bytes, r->elapsed_ms,
-		r->unchecked_copies, r->skipped, r->blocks_bad, r->copies_bad, r->blocks_fixed,
-		r->copies_fixed, res < 0 ? ": " : "", res < 0 ? err_str(-res) : "");
+		"%u copies checked (%" PRIu64 " bytes in %" PRIu64 " ms), %u not checked, %u skipped; "
+		"%u stripes, %u fragments checked, %u not; %" PRIu64 " bad blocks in %u copies or "
+		"fragments, %" PRIu64 " repaired (%u); found/fixed: replica %u/%u, fragment %u/%u, "
+		"parity %u/%u%s%s", r->vol, res < 0 ? "stopped" : "done", r->segments, r->copies,
+		r->bytes, r->elapsed_ms, r->unchecked_copies, r->skipped, r->stripes, r->frags,
+		r->unchecked_frags, r->blocks_bad, r->copies_bad, r->blocks_fixed, r->copies_fixed,
+		r->found[SCRUB_KIND_REPLICA], r->fixed[SCRUB_KIND_REPLICA],
+		r->found[SCRUB_KIND_FRAGMENT], r->fixed[SCRUB_KIND_FRAGMENT],
+		r->found[SCRUB_KIND_PARITY], r->fixed[SCRUB_KIND_PARITY], res < 0 ? ": " : "",
+		res < 0 ? err_str(-res) : "");
 	report_keep(sc, r);
 	if (p->cb)
 		p->cb(p->arg, res);
 	pass_free(p);
 }
 
+void scrub_report_add(struct scrub_report *r, const struct scrub_finding *f)
+{
+	if (r->nfind < SCRUB_FINDINGS_MAX)
+		r->find[r->nfind++] = *f;
+	if (!f->nbad)
+		return; /* not checked: reported, not counted */
+	r->found[f->kind]++;
+	r->fixed[f->kind] += f->nfixed == f->nbad;
+}
+
 static void finding_add(struct spass *p, const struct scrub_finding *f)
 {
-	if (p->rep.nfind < SCRUB_FINDINGS_MAX)
-		p->rep.find[p->rep.nfind++] = *f;
+	scrub_report_add(&p->rep, f);
 }
 
 static void finding_block(struct scrub_finding *f, uint32_t block)
@@ -165,7 +183,7 @@ static const struct layout_segment *cur_rec(const struct spass *p)
 /* The holder could not be asked (why): counted, reported, left as it is. */
 static void holder_unchecked(struct spass *p, int why)
 {
-	struct scrub_finding f = { .sno = cur_rec(p)->id.seq };
+	struct scrub_finding f = { .index = -1, .sno = cur_rec(p)->id.seq };
 
 	snprintf(f.node, sizeof(f.node), "%s", cur_rec(p)->holders[p->h]);
 	snprintf(f.action, sizeof(f.action), "not checked: %s", why == -ENOENT ? "it holds no "
@@ -321,12 +339,11 @@ static void holder_next(struct spass *p)
 		p->h++;
 	if (p->h >= rec->nholders) {
 		engine_scrub_seg_free(&p->es);
-		p->i++;
-		seg_next(p);
+		stripe_next(p);
 		return;
 	}
 	p->step = P_VERIFY;
-	p->cur = (struct scrub_finding){ .sno = rec->id.seq };
+	p->cur = (struct scrub_finding){ .index = -1, .sno = rec->id.seq };
 	snprintf(p->cur.node, sizeof(p->cur.node), "%s", rec->holders[p->h]);
 	p->at = 0;
 	run_next(p);
@@ -338,7 +355,7 @@ static void local_done(void *arg, int res)
 {
 	struct spass *p = arg;
 	struct engine_scrub_seg *es = &p->es;
-	struct scrub_finding f = { .sno = cur_rec(p)->id.seq, .owner = true };
+	struct scrub_finding f = { .index = -1, .sno = cur_rec(p)->id.seq, .owner = true };
 
 	if (!p->sc) {
 		pass_free(p);
@@ -349,8 +366,7 @@ static void local_done(void *arg, int res)
 			"not be scrubbed (%s)", p->rep.vol, f.sno, err_str(-res));
 		p->rep.skipped++;
 		engine_scrub_seg_free(es);
-		p->i++;
-		seg_next(p);
+		stripe_next(p);
 		return;
 	}
 	p->rep.segments++;
@@ -375,10 +391,48 @@ static void local_done(void *arg, int res)
 	holder_next(p);
 }
 
+/* ---- the segment's stripe ---- */
+
+static void stripe_done(void *arg)
+{
+	struct spass *p = arg;
+
+	p->fs = NULL;
+	p->i++;
+	seg_next(p);
+}
+
+/* The record's stripe, if it has one, after its copies (or alone: no whole copy
+ * here); then the next segment. */
+static void stripe_next(struct spass *p)
+{
+	const struct layout_segment *rec = cur_rec(p);
+	int r;
+
+	if (!rec->stripe.k) {
+		p->i++;
+		seg_next(p);
+		return;
+	}
+	p->rep.segments += !p->whole;
+	p->step = P_STRIPE;
+	r = fragscrub_start(p->sc->rs, p->uid, p->epoch, rec, &p->rep, stripe_done, p, &p->fs);
+	if (r < 0) {
+		log_msg(LOG_WARN, LOG_TAG, "volume %s segment %08" PRIx32 ": its stripe could not "
+			"be scrubbed (%s)", p->rep.vol, rec->id.seq, err_str(-r));
+		p->rep.skipped++;
+		stripe_done(p);
+	}
+}
+
 static void seg_begin(struct spass *p)
 {
 	int r;
 
+	if (!p->whole) {
+		stripe_next(p);
+		return;
+	}
 	p->step = P_LOCAL;
 	r = engine_segment_scrub_async(p->sc->rs->eng, p->uid, cur_rec(p)->id.seq, &p->es,
 				       local_done, p);
@@ -386,12 +440,14 @@ static void seg_begin(struct spass *p)
 		local_done(p, r);
 }
 
+/* The budget has room again: the same record is taken from it again (a wait only
+ * refills; starting without the take let a pass read twice its rate). */
 static void wait_fire(void *arg)
 {
 	struct spass *p = arg;
 
 	p->wait = NULL;
-	seg_begin(p);
+	seg_next(p);
 }
 
 /* Copies of rec that this pass reads: the owner's and each other holder's. */
@@ -416,12 +472,13 @@ static void seg_next(struct spass *p)
 
 		if (rec->id.family != p->uid || rec->state != LAYOUT_SEG_SEALED || !rec->length)
 			continue;
-		if (engine_segment_sealed_blocks(sc->rs->eng, p->uid, rec->id.seq) !=
-		    (int)(rec->length / ENGINE_BLOCK_SIZE)) {
+		p->whole = engine_segment_sealed_blocks(sc->rs->eng, p->uid, rec->id.seq) ==
+			   (int)(rec->length / ENGINE_BLOCK_SIZE);
+		if (!p->whole && !rec->stripe.k) {
 			p->rep.skipped++; /* no whole local copy here (not built: see scrub.h) */
 			continue;
 		}
-		bytes = rec->length * rec_copies(p, rec);
+		bytes = (p->whole ? rec->length * rec_copies(p, rec) : 0) + fragscrub_bytes(rec);
 		ms = catchup_budget_take(&sc->budget, loop_now_ms(), bytes);
 		if (ms) {
 			p->step = P_WAIT;
@@ -684,6 +741,9 @@ void scrub_destroy(struct scrub *sc)
 		next = p->next;
 		if (p->step == P_WAIT) {
 			loop_timer_cancel(p->wait);
+			pass_free(p);
+		} else if (p->step == P_STRIPE) {
+			fragscrub_abandon(p->fs); /* its outstanding answer frees it */
 			pass_free(p);
 		} else {
 			p->sc = NULL; /* its one outstanding answer frees it */

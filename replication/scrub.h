@@ -22,8 +22,12 @@
  * on-demand pass (scrub_start) runs at the same rate, or SCRUB_ON_DEMAND_MBPS when the
  * background is off. One pass per family at a time.
  *
- * Not built: EC stripes (their parity consistency; a striped segment's replicas are
- * scrubbed like any other while they stay), segments this node has no local copy of.
+ * A striped segment (its record has a stripe) is scrubbed by its fragments too, with or
+ * without a local copy (replication/fragscrub.h: each holder checks its fragment,
+ * parity is checked against data by re-encoding, a bad fragment is rebuilt from K
+ * good ones and put again).
+ *
+ * Not built: replicated segments this node has no local copy of.
  *
  * Threading: the loop's thread (the engine's), like replica.c.
  */
@@ -44,8 +48,20 @@ struct scrub;
 #define SCRUB_FINDINGS_MAX 64u          /* copies with bad blocks kept per report */
 #define SCRUB_FIRST_BLOCKS 8u           /* bad block numbers kept per copy */
 
-/* One copy of one segment found with bad blocks (or that could not be checked). */
+/* What a finding is about. */
+enum scrub_kind {
+	SCRUB_KIND_REPLICA,  /* a copy of a segment's log: blocks that fail their CRC */
+	SCRUB_KIND_FRAGMENT, /* a fragment: blocks that fail its own table (or it is gone) */
+	SCRUB_KIND_PARITY,   /* a fragment whole in itself that disagrees with its stripe:
+				not the record's CRC, or not what the others encode to */
+	SCRUB_KINDS
+};
+
+/* One copy of one segment (or fragment of its stripe) found with bad blocks (or that
+ * could not be checked). */
 struct scrub_finding {
+	enum scrub_kind kind;
+	int index;                     /* the fragment's index; -1: a copy */
 	uint32_t sno;
 	char node[LAYOUT_ID_MAX + 1];  /* whose copy (the owner's: this node's id) */
 	bool owner;                    /* the owner's own copy */
@@ -72,7 +88,12 @@ struct scrub_report {
 	unsigned unchecked_copies;     /* holder copies that could not be asked */
 	uint64_t bytes;                /* bytes read and checked, over every copy */
 	uint64_t blocks_bad, blocks_fixed; /* over every copy */
-	unsigned copies_bad, copies_fixed;
+	unsigned copies_bad, copies_fixed; /* over every copy and fragment */
+	unsigned stripes;              /* striped segments whose fragments were scrubbed */
+	unsigned frags;                /* fragments checked */
+	unsigned unchecked_frags;      /* fragments that could not be asked */
+	unsigned found[SCRUB_KINDS];   /* copies or fragments found bad, per kind */
+	unsigned fixed[SCRUB_KINDS];   /* ... and repaired */
 	unsigned nfind;
 	struct scrub_finding find[SCRUB_FINDINGS_MAX];
 	/* since this process started, over the family's passes that ended */
@@ -81,6 +102,10 @@ struct scrub_report {
 };
 
 /* ---- pure parts (unit-tested) ---- */
+
+/* f is kept in r's findings (while there is room) and counted: found per kind, and
+ * fixed when it is. */
+void scrub_report_add(struct scrub_report *r, const struct scrub_finding *f);
 
 /* The next run of blocks to verify on a holder: from `from`, the first block the
  * owner's copy has good (ENGINE_SCRUB_GOOD or FIXED in state), and as many good ones

@@ -4,7 +4,7 @@
  *
  * The first input byte picks the op: its low 3 bits one of SEG_OPEN..SEG_STAT (bit 4
  * set: bits 5-6 pick LAYER_READ, FRAG_PUT, FRAG_READ or SEG_LIST instead, and with bit 7
- * also set SEG_VERIFY), bit 3 a reply; the
+ * also set SEG_VERIFY, or FRAG_VERIFY with bit 0 set too), bit 3 a reply; the
  * rest is the payload. Besides not crashing, what a decoder accepts must
  * hold: data inside the payload and exactly its announced blocks, counts and ranges
  * within their bounds, and the fixed part re-encoded from the decoded fields giving
@@ -104,6 +104,20 @@ static void verify_reply(const uint8_t *p, size_t len, size_t head_len,
 			      PEER_SEG_VERIFY_MAX_BLOCKS);
 }
 
+/* A FRAG_VERIFY reply accepted: its head, F CRCs and nbad block numbers below F,
+ * strictly ascending, fill the rest exactly. */
+static void frag_verify_reply(const uint8_t *p, size_t len, size_t head_len,
+			      const struct peer_seg_reply *r)
+{
+	check(r->result == 0 && r->crcs == p + head_len && r->length >= 1 &&
+	      r->length <= PEER_FRAG_PUT_MAX_BLOCKS && r->nbad <= r->length);
+	check(r->bad == r->crcs + (size_t)r->length * sizeof(uint32_t));
+	check(len == head_len + ((size_t)r->length + r->nbad) * sizeof(uint32_t));
+	for (uint32_t i = 0; i < r->nbad; i++)
+		check(peer_seg_verify_bad(r, i) < r->length &&
+		      (i == 0 || peer_seg_verify_bad(r, i) > peer_seg_verify_bad(r, i - 1)));
+}
+
 static void reply(uint8_t op, const uint8_t *p, size_t len)
 {
 	struct peer_seg_reply r;
@@ -119,6 +133,8 @@ static void reply(uint8_t op, const uint8_t *p, size_t len)
 		list_reply(p, len, head_len, &r);
 	} else if ((op & ~PEER_OP_REPLY) == PEER_OP_SEG_VERIFY && r.result == 0) {
 		verify_reply(p, len, head_len, &r);
+	} else if ((op & ~PEER_OP_REPLY) == PEER_OP_FRAG_VERIFY && r.result == 0) {
+		frag_verify_reply(p, len, head_len, &r);
 	} else if (r.data && ((op & ~PEER_OP_REPLY) == PEER_OP_LAYER_READ ||
 		       (op & ~PEER_OP_REPLY) == PEER_OP_FRAG_READ)) {
 		check(r.result == 0 && r.crcs == p + head_len);
@@ -148,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	op = (uint8_t)(data[0] & 16 ? more[(data[0] >> 5) & 3] : PEER_OP_SEG_OPEN + (data[0] & 7));
 	if ((data[0] & 0x90) == 0x90)
-		op = PEER_OP_SEG_VERIFY;
+		op = data[0] & 1 ? PEER_OP_FRAG_VERIFY : PEER_OP_SEG_VERIFY;
 	if (data[0] & 8)
 		reply((uint8_t)(op | PEER_OP_REPLY), data + 1, size - 1);
 	else

@@ -12,6 +12,14 @@
 #     catch-up copies it there again from the owner's verified copy
 #   - once catch-up is done a second scrub is clean and checks every copy; fio's
 #     verify-only pass and the known blocks read back right
+#   - an --ec 2+1 volume whose replicas go (QUILL_EC_DROP_REPLICAS=1: its stripes are
+#     the only copies): a byte flipped in a data fragment (node1), in a parity
+#     fragment (node2), and a data fragment of node0's (the owner's own) rewritten
+#     whole in itself (a block, its table entry, table, fragment and header CRCs: only
+#     its stripe says it is wrong), each of another stripe; fio's verify reads right;
+#     quill scrub reports the first two as fragment and the third as parity findings
+#     and repairs all three (rebuilt from the two others, put again, checked again);
+#     a second scrub is clean and checks every fragment; fio verifies again
 #   - the background round: node0 restarted with --scrub-mbps and a 1 s interval, a
 #     block of node2's copy damaged: the background pass finds and fixes it, shown
 #     in quill status
@@ -31,6 +39,7 @@ blocks() { "$PY" "$BLOCKS" "$@"; }
 # jget JSON PYEXPR: PYEXPR of the parsed JSON (as j)
 jget() { python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 
+export QUILL_EC_DROP_REPLICAS=1 # (the EC volume's stripes only: the replicated one has none)
 start_three_peer_nodes
 qexpect 0 0 volume create "$VOL" 48M --replicas 3
 URI=$(node_uri 0 "$VOL")
@@ -52,12 +61,12 @@ wait_for 60 "the sealed segments do not all have 3 holders: $(cat "$WORK/segs.js
 SEALED=$(python3 -c 'import json, sys
 print(sum(1 for x in json.load(open(sys.argv[1]))["segments"] if x["state"] == "sealed"))' "$WORK/segs.json")
 
-# scrub_now NAME: quill --json scrub on node0 into $WORK/NAME.json (a background pass
-# of the volume running: asked again)
+# scrub_now NAME [V]: quill --json scrub of V ($VOL) on node0 into $WORK/NAME.json (a
+# background pass of the volume running: asked again)
 scrub_now() {
 	local t
 	for ((t = 0; t < 120; t++)); do
-		qn 0 --json scrub "$VOL" >"$WORK/$1.json" 2>"$WORK/$1.err" && return 0
+		qn 0 --json scrub "${2:-$VOL}" >"$WORK/$1.json" 2>"$WORK/$1.err" && return 0
 		grep -q "running already" "$WORK/$1.err" || fail "quill scrub: $(cat "$WORK/$1.err")"
 		sleep 0.5
 	done
@@ -105,6 +114,47 @@ blocks read "$URI" "$N" || fail "the known blocks do not read back right"
 [ "$(status_of 0 blocks_unrecoverable)" = 0 ] || fail "a block counted unrecoverable"
 log "after catch-up a second scrub is clean ($(jget "$R" 'j["scrub"][0]["copies_checked"]') copies); fio verify-only and the known blocks read back right"
 
+# ---- an EC 2+1 volume, its stripes the only copies: fragments and parity ----
+T0=$SECONDS
+ECV=ev
+qexpect 0 0 volume create "$ECV" 24M --ec 2+1
+fio_write_seq e "$(node_uri 0 "$ECV")" 8M
+all_bare()
+{
+	local s e b
+	read -r _ s _ e _ b <<<"$(ec_records "$ECV")"
+	[ "$s" -ge 6 ] && [ "$s" = "$e" ] && [ "$e" = "$b" ]
+}
+wait_for 60 "not every sealed segment of $ECV is encoded without replicas: $(ec_records "$ECV")" all_bare
+scrub_now ec0 "$ECV"
+R=$(cat "$WORK/ec0.json")
+STRIPES=$(jget "$R" 'j["scrub"][0]["stripes"]')
+[ "$STRIPES" -ge 6 ] && [ "$(jget "$R" 'j["scrub"][0]["bad_blocks"]')" = 0 ] &&
+	[ "$(jget "$R" 'j["scrub"][0]["fragments_checked"]')" = "$((3 * STRIPES))" ] ||
+	fail "a clean EC volume's scrub does not check every fragment of every stripe clean: $R"
+log "EC clean: $STRIPES stripes, $(jget "$R" 'j["scrub"][0]["fragments_checked"]') fragments checked; $(jget "$R" '"%.1f MB in %d ms (printed, not asserted)" % (j["scrub"][0]["bytes_checked"] / 1e6, j["scrub"][0]["elapsed_ms"])')"
+"$PY" "$(dirname "$0")/frag_damage.py" "$WORK" 1048576 "$QUILL" 1:flip 2:parity 0:stale:1 \
+	>"$WORK/damaged.json" || fail "damaging fragments: $(cat "$WORK/damaged.json")"
+log "damaged: $(tr '\n' ' ' <"$WORK/damaged.json")"
+fio_verify_only "EC fragments damaged" e
+scrub_now ec1 "$ECV"
+R=$(cat "$WORK/ec1.json")
+ecfind() { jget "$R" "sorted((f['kind'], f['node'], f['fragment'], f['bad_blocks'] == f['fixed_blocks'] > 0) for f in j['scrub'][0]['findings'])"; }
+[ "$(ecfind)" = "[('fragment', 'node1', 0, True), ('fragment', 'node2', 2, True), ('parity', 'node0', 1, True)]" ] ||
+	fail "the scrub does not report and fix the three damaged fragments (kind, node, index, fixed): $(ecfind): $R"
+[ "$(jget "$R" '[j["scrub"][0][k] for k in ("found_fragment", "fixed_fragment", "found_parity", "fixed_parity")]')" = "[2, 2, 1, 1]" ] ||
+	fail "found/fixed per kind: $R"
+log "EC found and fixed: $(jget "$R" '[(f["kind"], f["node"], f["segment"], f["fragment"], f["first_bad_blocks"], f["action"]) for f in j["scrub"][0]["findings"]]')"
+scrub_now ec2 "$ECV"
+R=$(cat "$WORK/ec2.json")
+[ "$(jget "$R" 'j["scrub"][0]["bad_blocks"]')" = 0 ] &&
+	[ "$(jget "$R" 'j["scrub"][0]["fragments_checked"]')" = "$((3 * STRIPES))" ] ||
+	fail "the second EC scrub is not clean over every fragment: $R"
+fio_verify_only "EC after the scrub" e
+qn 0 scrub "$ECV" >"$WORK/ec3.txt" || fail "quill scrub $ECV: $(cat "$WORK/ec3.txt")"
+log "quill scrub $ECV: $(head -1 "$WORK/ec3.txt")"
+log "EC: a second scrub is clean ($STRIPES stripes); fio verifies; this part took $((SECONDS - T0)) s"
+
 # ---- the background round ----
 stop_pid "${NODE_PID[0]}"
 blocks corrupt "$WORK/node2/store.img" 120 >>"$WORK/corrupt.log" ||
@@ -124,6 +174,6 @@ sys.exit(0 if s["background_mbps"] == 64 and any(p["background"] and
 }
 wait_for 60 "no background pass found node2's bad block: $(cat "$WORK/status.json")" bg_fixed
 qn 0 status | grep -q "^scrub: *background at 64 MB/s" || fail "quill status does not show the background scrub"
-log "the background round found and fixed node2's bad block: $(qn 0 status | grep 'since start-up')"
+log "the background round found and fixed node2's bad block: $(qn 0 status | grep -A1 " $VOL: " | grep 'since start-up')"
 
 it_pass

@@ -29,13 +29,24 @@ static void show_brief(struct json_object *r)
 	       (double)cli_i64(r, "elapsed_ms") / 1000.0);
 	if (cli_i64(r, "copies_not_checked"))
 		printf(", %lld NOT checked", (long long)cli_i64(r, "copies_not_checked"));
+	if (cli_i64(r, "stripes"))
+		printf(", %lld stripes: %lld fragments checked", (long long)cli_i64(r, "stripes"),
+		       (long long)cli_i64(r, "fragments_checked"));
+	if (cli_i64(r, "fragments_not_checked"))
+		printf(", %lld NOT checked", (long long)cli_i64(r, "fragments_not_checked"));
 	if (cli_i64(r, "segments_skipped"))
 		printf(", %lld segments skipped (no whole local copy)",
 		       (long long)cli_i64(r, "segments_skipped"));
-	printf(": %lld bad blocks in %lld copies, %lld blocks fixed%s%s\n",
+	printf(": %lld bad blocks in %lld copies, %lld blocks fixed",
 	       (long long)cli_i64(r, "bad_blocks"), (long long)cli_i64(r, "bad_copies"),
-	       (long long)cli_i64(r, "fixed_blocks"), *cli_str(r, "error") ? "; stopped: " : "",
-	       cli_str(r, "error"));
+	       (long long)cli_i64(r, "fixed_blocks"));
+	if (cli_i64(r, "bad_copies")) /* found/fixed per kind */
+		printf(" (replica %lld/%lld, fragment %lld/%lld, parity %lld/%lld found/fixed)",
+		       (long long)cli_i64(r, "found_replica"), (long long)cli_i64(r, "fixed_replica"),
+		       (long long)cli_i64(r, "found_fragment"),
+		       (long long)cli_i64(r, "fixed_fragment"),
+		       (long long)cli_i64(r, "found_parity"), (long long)cli_i64(r, "fixed_parity"));
+	printf("%s%s\n", *cli_str(r, "error") ? "; stopped: " : "", cli_str(r, "error"));
 }
 
 static void show_finding(struct json_object *f)
@@ -43,9 +54,11 @@ static void show_finding(struct json_object *f)
 	struct json_object *b = json_object_object_get(f, "first_bad_blocks");
 	size_t n = b ? json_object_array_length(b) : 0;
 
-	printf("  segment %08llx node %s%s: %lld bad blocks", (long long)cli_i64(f, "segment"),
-	       cli_str(f, "node"), cli_bool(f, "owner") ? " (owner)" : "",
-	       (long long)cli_i64(f, "bad_blocks"));
+	printf("  segment %08llx node %s%s", (long long)cli_i64(f, "segment"), cli_str(f, "node"),
+	       cli_bool(f, "owner") ? " (owner)" : "");
+	if (cli_i64(f, "fragment") >= 0)
+		printf(" fragment %lld", (long long)cli_i64(f, "fragment"));
+	printf(" [%s]: %lld bad blocks", cli_str(f, "kind"), (long long)cli_i64(f, "bad_blocks"));
 	for (size_t i = 0; i < n; i++)
 		printf("%s%lld", i ? "," : " (", (long long)json_object_get_int64(
 							  json_object_array_get_idx(b, i)));

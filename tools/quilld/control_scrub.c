@@ -11,10 +11,14 @@
 #include "tools/control_proto.h"
 #include "tools/quilld/control_internal.h"
 
+static const char *const kind_names[SCRUB_KINDS] = { "replica", "fragment", "parity" };
+
 static struct json_object *finding_json(const struct scrub_finding *f)
 {
 	struct json_object *o = json_object_new_object(), *b = json_object_new_array();
 
+	ctl_add_str(o, "kind", kind_names[f->kind]);
+	ctl_add_int(o, "fragment", f->index);
 	ctl_add_int(o, "segment", f->sno);
 	ctl_add_str(o, "node", f->node);
 	ctl_add_bool(o, "owner", f->owner);
@@ -48,6 +52,17 @@ static struct json_object *report_json(const struct scrub_report *r, bool brief)
 	ctl_add_int(o, "fixed_blocks", (int64_t)r->blocks_fixed);
 	ctl_add_int(o, "bad_copies", r->copies_bad);
 	ctl_add_int(o, "fixed_copies", r->copies_fixed);
+	ctl_add_int(o, "stripes", r->stripes);
+	ctl_add_int(o, "fragments_checked", r->frags);
+	ctl_add_int(o, "fragments_not_checked", r->unchecked_frags);
+	for (unsigned k = 0; k < SCRUB_KINDS; k++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "found_%s", kind_names[k]);
+		ctl_add_int(o, key, r->found[k]);
+		snprintf(key, sizeof(key), "fixed_%s", kind_names[k]);
+		ctl_add_int(o, key, r->fixed[k]);
+	}
 	ctl_add_int(o, "passes_since_start", r->passes);
 	ctl_add_int(o, "bad_blocks_since_start", (int64_t)r->total_bad);
 	ctl_add_int(o, "fixed_blocks_since_start", (int64_t)r->total_fixed);

@@ -309,6 +309,37 @@ Test(ec_format, fragment_images_verify_and_damage_is_caught)
 	images_free(&im);
 }
 
+/* A scrub's check of an image where it is kept: each block's CRC as it is, the blocks
+ * that fail the table; a table (or header) that fails its own CRC makes every block bad. */
+Test(ec_format, scrub_of_an_image_names_the_blocks_that_fail)
+{
+	struct images im;
+	uint32_t crcs[258], bad[258], nbad, crc;
+	size_t off;
+
+	images_make(&im, 4, 2, 1030); /* F = 258 */
+	off = ec_frag_data_offset(&im.g);
+	cr_assert_eq(ec_frag_scrub(im.img[1], im.bytes, &im.g, 1, crcs, bad, &nbad, &crc), 0);
+	cr_assert_eq(nbad, 0);
+	cr_assert_eq(crc, crc32c(im.img[1] + off, 258 * EC_BLOCK));
+	cr_assert_eq(crcs[7], crc32c(im.img[1] + off + 7 * EC_BLOCK, EC_BLOCK));
+	im.img[1][off + 7 * EC_BLOCK + 3] ^= 1;
+	im.img[1][off + 200 * EC_BLOCK] ^= 1;
+	cr_assert_eq(ec_frag_scrub(im.img[1], im.bytes, &im.g, 1, crcs, bad, &nbad, &crc), 0);
+	cr_assert(nbad == 2 && bad[0] == 7 && bad[1] == 200);
+	cr_assert_eq(crcs[7], crc32c(im.img[1] + off + 7 * EC_BLOCK, EC_BLOCK), "as it is");
+	cr_assert_eq(ec_frag_scrub(im.img[2], im.bytes, &im.g, 1, crcs, bad, &nbad, &crc), 1,
+		     "not the index its holder names");
+	cr_assert_eq(nbad, 258);
+	im.img[3][EC_BLOCK + 8] ^= 1;
+	cr_assert_eq(ec_frag_scrub(im.img[3], im.bytes, &im.g, 3, crcs, bad, &nbad, &crc), 1,
+		     "the table fails its CRC");
+	cr_assert_eq(nbad, 258, "nothing says what a block must be");
+	cr_assert_eq(ec_frag_scrub(im.img[4], im.bytes - EC_BLOCK, &im.g, 4, crcs, bad, &nbad,
+				   &crc), -EINVAL);
+	images_free(&im);
+}
+
 /* The smallest stripe: one block, 2+1; its images are 3 blocks each. */
 Test(ec_format, one_block_stripe_images)
 {

@@ -190,6 +190,17 @@ static void on_reply(void *arg, int res, const struct peer_hdr *h, const void *p
 		a->vol = h->volume_id;
 		a->epoch = h->epoch;
 		cr_assert_eq(peer_seg_reply_decode(h->op, payload, len, &a->rep), 0);
+		if ((h->op & ~PEER_OP_REPLY) == PEER_OP_FRAG_VERIFY && a->rep.result == 0) {
+			/* each block's CRC, then the bad numbers: both kept in data */
+			size_t n = ((size_t)a->rep.length + a->rep.nbad) * sizeof(uint32_t);
+
+			cr_assert_leq(n, sizeof(a->data));
+			memcpy(a->data, a->rep.crcs, n);
+			a->rep.crcs = NULL;
+			a->rep.bad = a->data + (size_t)a->rep.length * sizeof(uint32_t);
+			loop_stop(lp);
+			return;
+		}
 		if (a->rep.crcs) /* a LAYER_READ's blocks arrive with their CRCs */
 			cr_assert_eq(peer_layer_read_check(&a->rep), 0);
 		a->rep.crcs = NULL; /* points into the payload, gone after this call */
@@ -789,31 +800,81 @@ Test(holder, frag_put_of_a_bad_image_refused_nothing_kept)
 	cr_assert_eq(closes, 0);
 }
 
-Test(holder, frag_read_never_sends_a_block_that_fails_its_crc)
+/* Data block b of the fragment of segment sno held here rots on the disk (image block
+ * 1 + 1 + b): a bit of its byte 77 flips. blk: the block as it was (fill: what it
+ * must hold), then as it is. */
+static void frag_rot(uint32_t sno, uint32_t b, uint8_t fill, uint8_t *blk)
 {
 	struct engine_frag_info fi;
-	uint8_t bad[BLK];
 	off_t off;
 	int fd;
 
-	make_frag(UID, 8, 2, 0x20, 3);
-	cr_assert_eq(frag_put(8, 3), 0);
-	cr_assert_eq(engine_frag_stat(eng, UID, 8, &fi), 0);
-	/* data block 2 of the fragment rots on the disk: image block 1 + 1 + 2 */
+	cr_assert_eq(engine_frag_stat(eng, UID, sno, &fi), 0);
 	off = (off_t)(eng->sb.data_offset + (uint64_t)fi.slot * eng->sb.segment_size +
-		      (1 + 1 + 2) * BLK);
+		      (1 + 1 + b) * BLK);
 	fd = open(store_path, O_RDWR);
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(pread(fd, bad, BLK, off), (ssize_t)BLK);
-	cr_assert(all(bad, BLK, 0x22), "the block is where the format says");
-	bad[77] ^= 0x08;
-	cr_assert_eq(pwrite(fd, bad, BLK, off), (ssize_t)BLK);
+	cr_assert_eq(pread(fd, blk, BLK, off), (ssize_t)BLK);
+	cr_assert(all(blk, BLK, fill), "the block is where the format says");
+	blk[77] ^= 0x08;
+	cr_assert_eq(pwrite(fd, blk, BLK, off), (ssize_t)BLK);
 	cr_assert_eq(fsync(fd), 0);
 	close(fd);
+}
+
+Test(holder, frag_read_never_sends_a_block_that_fails_its_crc)
+{
+	uint8_t bad[BLK];
+
+	make_frag(UID, 8, 2, 0x20, 3);
+	cr_assert_eq(frag_put(8, 3), 0);
+	frag_rot(8, 2, 0x22, bad);
 	cr_assert_eq(frag_read(8, 2, 0, 5, 3)->rep.result, -EILSEQ);
 	cr_assert_eq(frag_read(8, 2, 2, 1, 3)->rep.result, -EILSEQ);
 	cr_assert_eq(frag_read(8, 2, 0, 2, 3)->rep.result, 0, "the blocks before it are fine");
 	cr_assert_eq(frag_read(8, 2, 3, 2, 3)->rep.result, 0, "...and those after it");
+	cr_assert_eq(closes, 0);
+}
+
+static struct answer *frag_verify(uint32_t sno, unsigned index, uint64_t epoch)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_FRAG_VERIFY, .sno = sno,
+				   .index = (uint8_t)index };
+
+	return call(&sr, epoch, NULL, 5000);
+}
+
+/* FRAG_VERIFY: the fragment checked where it is; each block's CRC as it is comes back,
+ * and the numbers of the blocks that fail the fragment's table, not the blocks. */
+Test(holder, frag_verify_answers_each_block_crc_and_the_bad_ones)
+{
+	struct engine_frag_info fi;
+	struct answer *a;
+	uint8_t blk[BLK];
+
+	make_frag(UID, 9, 1, 0x70, 3);
+	cr_assert_eq(frag_put(9, 3), 0);
+	cr_assert_eq(engine_frag_stat(eng, UID, 9, &fi), 0);
+	a = frag_verify(9, 1, 3);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.length, FRAG_F);
+	cr_assert_eq(a->rep.nbad, 0);
+	cr_assert_eq(a->rep.vflags, 0);
+	cr_assert_eq(a->rep.frag_crc, fi.frag_crc, "the fragment's CRC as it is");
+	for (uint32_t b = 0; b < FRAG_F; b++) {
+		memset(blk, 0x70 + b, BLK);
+		cr_assert_eq(peer_get32(a->data + b * 4), crc32c(blk, BLK), "block %u", b);
+	}
+	frag_rot(9, 3, 0x73, blk);
+	a = frag_verify(9, 1, 3);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert_eq(a->rep.nbad, 1);
+	cr_assert_eq(peer_seg_verify_bad(&a->rep, 0), 3);
+	cr_assert_eq(peer_get32(a->data + 3 * 4), crc32c(blk, BLK), "the block as it is now");
+	cr_assert_neq(a->rep.frag_crc, fi.frag_crc);
+	cr_assert_eq(frag_verify(9, 0, 3)->rep.result, -ENOENT, "another index");
+	cr_assert_eq(frag_verify(10, 1, 3)->rep.result, -ENOENT, "another segment");
+	cr_assert_eq(frag_verify(9, 1, 2)->rep.result, -ESTALE, "below the fence");
 	cr_assert_eq(closes, 0);
 }
 

@@ -121,8 +121,8 @@ Test(peer_proto, unknown_flags_and_reserved_refused)
 
 Test(peer_proto, unknown_ops_refused)
 {
-	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2e, 0x2f, 0x7f, 0x80,
-					   0xae, 0xfe };
+	static const uint8_t unknown[] = { 0x00, 0x03, 0x11, 0x1f, 0x2f, 0x30, 0x7f, 0x80,
+					   0xaf, 0xfe };
 	struct peer_hdr d;
 
 	for (size_t i = 0; i < sizeof(unknown); i++) {
@@ -135,7 +135,7 @@ Test(peer_proto, unknown_ops_refused)
 	}
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND), "SEG_APPEND");
 	cr_assert_str_eq(peer_op_name(PEER_OP_SEG_APPEND | PEER_OP_REPLY), "SEG_APPEND reply");
-	cr_assert_str_eq(peer_op_name(0x2e), "op 0x2e");
+	cr_assert_str_eq(peer_op_name(0x2f), "op 0x2f");
 	cr_assert_str_eq(peer_op_name(PEER_OP_FRAG_PUT), "FRAG_PUT");
 	cr_assert_str_eq(peer_op_name(PEER_OP_PING), "PING");
 }
@@ -161,6 +161,7 @@ Test(peer_proto, segment_ops_known_with_bounds)
 		{ PEER_OP_FRAG_READ, 16, 16, 8 + 1024 * (4 + 4096) },
 		{ PEER_OP_SEG_LIST, 16, 16, 8 + 4096 * 24 },
 		{ PEER_OP_SEG_VERIFY, 16 + 4, 16 + 1024 * 4, 8 + 1024 * 4 },
+		{ PEER_OP_FRAG_VERIFY, 16, 16, 8 + 16 + 2 * 4095 * 4 },
 	};
 	uint32_t min, max;
 
@@ -471,7 +472,7 @@ Test(peer_proto, seg_request_refusals)
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_FLUSH, buf, 4, &d), -EINVAL);
 	/* not a segment request */
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_PING, buf, 0, &d), -EOPNOTSUPP);
-	cr_assert_eq(peer_seg_req_decode(0x2e, buf, 0, &d), -EOPNOTSUPP);
+	cr_assert_eq(peer_seg_req_decode(0x2f, buf, 0, &d), -EOPNOTSUPP);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_SEAL | PEER_OP_REPLY, buf, 8, &d),
 		     -EOPNOTSUPP);
 }
@@ -941,4 +942,68 @@ Test(peer_proto, seg_verify_refusals)
 	rep.length = PEER_SEG_VERIFY_MAX_BLOCKS + 1;
 	peer_seg_reply_encode(PEER_OP_SEG_VERIFY, &rep, buf);
 	cr_assert_eq(peer_seg_reply_decode(PEER_OP_SEG_VERIFY, buf, 16, &got), -EMSGSIZE);
+}
+
+/* FRAG_VERIFY: a fragment by index; the reply, the CRC of each block as it is and the
+ * numbers of the blocks that fail the fragment's table. */
+Test(peer_proto, frag_verify_round_trip)
+{
+	struct peer_seg_req r = { .op = PEER_OP_FRAG_VERIFY, .sno = 7, .index = 2 }, d;
+	struct peer_seg_reply rep = { .length = 3, .frag_crc = 0xabcd, .nbad = 1,
+				      .vflags = PEER_FRAG_V_TABLE_BAD }, got;
+	uint8_t buf[24 + 4 * 4] = { 0 };
+
+	cr_assert_eq(peer_seg_req_encode(&r, buf), 16);
+	cr_assert_eq(buf[4], 2, "index at 4");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_VERIFY, buf, 16, &d), 0);
+	cr_assert(d.sno == 7 && d.index == 2);
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_FRAG_VERIFY | PEER_OP_REPLY, &rep, buf), 24);
+	for (uint32_t i = 0; i < 3; i++)
+		peer_put32(buf + 24 + i * 4, 100 + i);
+	peer_put32(buf + 36, 2);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 40, &got), 0);
+	cr_assert(got.length == 3 && got.frag_crc == 0xabcd && got.nbad == 1 &&
+		  got.vflags == PEER_FRAG_V_TABLE_BAD);
+	cr_assert_eq(peer_get32(got.crcs + 8), 102);
+	cr_assert_eq(peer_seg_verify_bad(&got, 0), 2);
+	/* a refusal carries nothing */
+	rep.result = -ENOENT;
+	cr_assert_eq(peer_seg_reply_encode(PEER_OP_FRAG_VERIFY, &rep, buf), 8);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 8, &got), 0);
+	cr_assert_eq(got.result, -ENOENT);
+}
+
+Test(peer_proto, frag_verify_refusals)
+{
+	struct peer_seg_req r = { .op = PEER_OP_FRAG_VERIFY, .sno = 1 }, d;
+	struct peer_seg_reply rep = { .length = 2, .nbad = 2 }, got;
+	uint8_t buf[24 + 4 * 4] = { 0 };
+
+	peer_seg_req_encode(&r, buf);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_VERIFY, buf, 15, &d), -EINVAL, "short");
+	buf[5] = 1;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_VERIFY, buf, 16, &d), -EPROTO, "reserved");
+	buf[5] = 0;
+	buf[12] = 1;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_VERIFY, buf, 16, &d), -EPROTO, "reserved1");
+	/* replies: bad numbers below F, ascending; exactly F CRCs and nbad numbers */
+	peer_seg_reply_encode(PEER_OP_FRAG_VERIFY, &rep, buf);
+	peer_put32(buf + 32, 1);
+	peer_put32(buf + 36, 1);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 40, &got), -EINVAL, "twice");
+	peer_put32(buf + 32, 0);
+	peer_put32(buf + 36, 2);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 40, &got), -EINVAL, "past F");
+	peer_put32(buf + 36, 1);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 40, &got), 0);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 36, &got), -EINVAL, "short");
+	peer_put32(buf + 16, 2);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 40, &got), -EPROTO, "flags");
+	rep = (struct peer_seg_reply){ .length = 1, .nbad = 2 };
+	peer_seg_reply_encode(PEER_OP_FRAG_VERIFY, &rep, buf);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 36, &got), -EINVAL,
+		     "more bad than blocks");
+	rep = (struct peer_seg_reply){ .length = PEER_FRAG_PUT_MAX_BLOCKS + 1 };
+	peer_seg_reply_encode(PEER_OP_FRAG_VERIFY, &rep, buf);
+	cr_assert_eq(peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, buf, 40, &got), -EMSGSIZE);
 }

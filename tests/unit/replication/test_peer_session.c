@@ -477,7 +477,7 @@ Test(peer_session, send_refuses_what_the_protocol_does)
 	struct pair p = { 0 };
 	struct peer_hdr big = { .op = PEER_OP_PING, .payload_len = PEER_PING_MAX + 1 };
 	struct peer_hdr seg = { .op = PEER_OP_SEG_APPEND, .payload_len = PEER_PING_MAX + 1 };
-	struct peer_hdr unknown = { .op = 0x2e }, hello = { .op = PEER_OP_HELLO };
+	struct peer_hdr unknown = { .op = 0x2f }, hello = { .op = PEER_OP_HELLO };
 	static uint8_t payload[PEER_PING_MAX + 1];
 
 	handshake(&p, secret_a, secret_a);

@@ -53,3 +53,28 @@ Test(scrub, nothing_good_nothing_asked)
 	cr_assert_eq(scrub_next_run(st, 3, 0, 1024, &start, &n), -ENOENT);
 	cr_assert_eq(scrub_next_run(st, 0, 0, 1024, &start, &n), -ENOENT, "an empty copy");
 }
+
+/* A report counts what it found and fixed per kind (a copy or fragment not checked is
+ * reported, not counted) and keeps at most SCRUB_FINDINGS_MAX findings. */
+Test(scrub, report_counts_found_and_fixed_per_kind)
+{
+	static struct scrub_report r;
+	struct scrub_finding f = { .kind = SCRUB_KIND_FRAGMENT, .index = 0, .nbad = 1,
+				   .nfixed = 1 };
+
+	scrub_report_add(&r, &f);
+	f.kind = SCRUB_KIND_PARITY;
+	f.nfixed = 0; /* found, not fixed */
+	scrub_report_add(&r, &f);
+	f = (struct scrub_finding){ .kind = SCRUB_KIND_REPLICA, .index = -1 }; /* not checked */
+	scrub_report_add(&r, &f);
+	cr_assert_eq(r.nfind, 3);
+	cr_assert(r.found[SCRUB_KIND_FRAGMENT] == 1 && r.fixed[SCRUB_KIND_FRAGMENT] == 1);
+	cr_assert(r.found[SCRUB_KIND_PARITY] == 1 && r.fixed[SCRUB_KIND_PARITY] == 0);
+	cr_assert(r.found[SCRUB_KIND_REPLICA] == 0, "not checked: not a finding of bad blocks");
+	f = (struct scrub_finding){ .kind = SCRUB_KIND_REPLICA, .nbad = 2, .nfixed = 2 };
+	for (unsigned i = 0; i < SCRUB_FINDINGS_MAX; i++)
+		scrub_report_add(&r, &f);
+	cr_assert_eq(r.nfind, SCRUB_FINDINGS_MAX, "the findings kept are bounded");
+	cr_assert_eq(r.found[SCRUB_KIND_REPLICA], SCRUB_FINDINGS_MAX, "every one counted");
+}

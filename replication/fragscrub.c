@@ -1,0 +1,679 @@
+/* replication/fragscrub.c — the scrub of one striped segment's fragments (fragscrub.h;
+ * docs/erasure-coding.md, "Scrub of stripes").
+ *
+ * A struct fragscrub has exactly one thing outstanding at a time (a peer request, an
+ * engine call, or its first timer), so that fragscrub_abandon() leaves the answer to
+ * that one thing to free it.
+ */
+#include "replication/fragscrub.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "engine/engine.h"
+#include "replication/ec.h"
+#include "replication/ec_format.h"
+#include "replication/encode.h"
+#include "replication/fragread.h"
+#include "replication/peer.h"
+#include "replication/peer_proto.h"
+#include "replication/replica_internal.h"
+#include "replication/scrub.h"
+
+#undef LOG_TAG
+#define LOG_TAG "scrub"
+
+enum fstate {
+	FS_UNASKED,
+	FS_OK,        /* checks, and is the record's */
+	FS_BAD,       /* blocks fail its own table (or the table fails) */
+	FS_MISSING,   /* its holder answers it holds no such fragment */
+	FS_WRONG,     /* whole in itself, but not the record's CRC */
+	FS_PARITY,    /* the record's, but not what the stripe's others encode to */
+	FS_UNCHECKED, /* its holder could not be asked */
+};
+
+/* One fragment as found (or as found again after its repair). */
+struct ffrag {
+	enum fstate state;
+	int err;                       /* FS_UNCHECKED: why */
+	uint32_t frag_crc;             /* of its data as it is */
+	uint32_t *crcs;                /* F: each data block's as it is */
+	uint32_t nbad, nfirst, first[SCRUB_FIRST_BLOCKS];
+	bool fixed, tried;
+	char action[160];
+};
+
+enum fstep { S_VERIFY, S_READ, S_DELETE, S_PUT, S_RECHECK };
+
+struct fragscrub {
+	struct replicas *rs;           /* NULL: abandoned */
+	struct scrub_report *rep;
+	uint64_t uid;
+	uint32_t sno;
+	int64_t epoch;
+	struct layout_stripe st;
+	struct ec_geom g;
+	struct ec_code *code;
+	unsigned n;                    /* K + M */
+	enum fstep step;
+	unsigned i;                    /* the fragment at hand */
+	uint32_t at, run;              /* S_READ: the run of fragment i asked */
+	struct ffrag f[EC_N_MAX];
+	struct ffrag re;               /* S_RECHECK: fragment i found again */
+	uint8_t *data[EC_N_MAX];       /* F blocks each: read (the basis) or computed */
+	uint32_t basis, have;          /* the K chosen; those read whole */
+	uint8_t *image;                /* this node's image read, or the image put */
+	struct loop_timer *kick;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static size_t frag_bytes(const struct fragscrub *fs)
+{
+	return (size_t)fs->g.frag_blocks * EC_BLOCK;
+}
+
+uint64_t fragscrub_bytes(const struct layout_segment *rec)
+{
+	struct ec_geom g;
+
+	if (!rec->stripe.k || ec_geom_init(&g, rec->stripe.k, rec->stripe.m,
+					   (uint32_t)(rec->length / EC_BLOCK)) < 0)
+		return 0;
+	return (uint64_t)g.frag_blocks * EC_BLOCK * (2 * g.k + g.m);
+}
+
+static void fs_free(struct fragscrub *fs)
+{
+	loop_timer_cancel(fs->kick);
+	for (unsigned i = 0; i < EC_N_MAX; i++) {
+		free(fs->f[i].crcs);
+		free(fs->data[i]);
+	}
+	free(fs->re.crcs);
+	free(fs->image);
+	ec_code_destroy(fs->code);
+	free(fs);
+}
+
+/* Whether the pass abandoned fs: then its one outstanding step just ended, and it is
+ * freed here. */
+static bool fs_gone(struct fragscrub *fs)
+{
+	if (fs->rs)
+		return false;
+	fs_free(fs);
+	return true;
+}
+
+static const char *frag_node(const struct fragscrub *fs, unsigned i)
+{
+	return fs->st.frags[i];
+}
+
+static bool frag_here(const struct fragscrub *fs, unsigned i)
+{
+	return strcmp(frag_node(fs, i), fs->rs->self) == 0;
+}
+
+static enum scrub_kind state_kind(enum fstate s)
+{
+	return s == FS_WRONG || s == FS_PARITY ? SCRUB_KIND_PARITY : SCRUB_KIND_FRAGMENT;
+}
+
+/* ---- the end: every fragment's finding into the report ---- */
+
+static void fs_end(struct fragscrub *fs)
+{
+	struct scrub_report *r = fs->rep;
+
+	r->stripes++;
+	for (unsigned i = 0; i < fs->n; i++) {
+		const struct ffrag *f = &fs->f[i];
+		struct scrub_finding x = { .kind = state_kind(f->state), .index = (int)i,
+					   .sno = fs->sno, .nbad = f->nbad,
+					   .nfirst = f->nfirst, .nfixed = f->fixed ? f->nbad : 0 };
+
+		if (f->state == FS_OK)
+			continue;
+		snprintf(x.node, sizeof(x.node), "%s", frag_node(fs, i));
+		x.owner = frag_here(fs, i);
+		memcpy(x.first, f->first, sizeof(x.first));
+		if (f->state == FS_UNCHECKED) {
+			r->unchecked_frags++;
+			snprintf(x.action, sizeof(x.action), "not checked: %s", f->action[0]
+				 ? f->action : err_str(-f->err));
+		} else {
+			r->copies_bad++;
+			r->copies_fixed += f->fixed;
+			r->blocks_bad += f->nbad;
+			r->blocks_fixed += x.nfixed;
+			snprintf(x.action, sizeof(x.action), "%s", f->action);
+		}
+		log_msg(f->fixed ? LOG_WARN : LOG_ERROR, LOG_TAG, "volume %s segment %08" PRIx32
+			": fragment %u on node %s: %u bad blocks (%s): %s", r->vol, fs->sno, i,
+			x.node, f->nbad, x.kind == SCRUB_KIND_PARITY ? "parity" : "fragment",
+			x.action);
+		scrub_report_add(r, &x);
+	}
+	fs->done(fs->arg);
+	fs_free(fs);
+}
+
+/* ---- verify: each fragment where it is ---- */
+
+static void verify_next(struct fragscrub *fs);
+static void basis_choose(struct fragscrub *fs);
+static void repair_next(struct fragscrub *fs);
+static void recheck_done(struct fragscrub *fs);
+
+static void bad_add(struct ffrag *f, uint32_t b)
+{
+	if (f->nfirst < SCRUB_FIRST_BLOCKS)
+		f->first[f->nfirst++] = b;
+	f->nbad++;
+}
+
+/* Fragment i as found (res 0: frag_crc, crcs filled, bad/nbad; else why not), into
+ * f[i] or, rechecking, into fs->re. */
+static void verified(struct fragscrub *fs, int res, bool table_bad, uint32_t frag_crc,
+		     const uint32_t *bad, uint32_t nbad)
+{
+	struct ffrag *f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
+
+	f->err = res;
+	if (res == -ENOENT) {
+		f->state = FS_MISSING;
+		f->nbad = fs->g.frag_blocks;
+	} else if (res < 0) {
+		f->state = FS_UNCHECKED;
+	} else {
+		f->frag_crc = frag_crc;
+		for (uint32_t k = 0; k < nbad; k++)
+			bad_add(f, bad[k]);
+		f->state = nbad || table_bad ? FS_BAD
+			 : frag_crc != fs->st.crcs[fs->i] ? FS_WRONG : FS_OK;
+	}
+	if (fs->step == S_RECHECK) {
+		recheck_done(fs);
+		return;
+	}
+	if (res == 0) {
+		fs->rep->frags++;
+		fs->rep->bytes += frag_bytes(fs);
+	}
+	if (f->state == FS_MISSING)
+		snprintf(f->action, sizeof(f->action), "gone: its holder answers it holds no "
+			 "such fragment");
+	if (f->state == FS_BAD)
+		snprintf(f->action, sizeof(f->action), "%u blocks fail the fragment's own %s",
+			 f->nbad, table_bad ? "header or table" : "table");
+	fs->i++;
+	verify_next(fs);
+}
+
+static void remote_verified(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			    size_t len)
+{
+	struct fragscrub *fs = arg;
+	struct ffrag *f;
+	struct peer_seg_reply rep;
+	uint32_t *bad = NULL;
+
+	(void)h;
+	if (fs_gone(fs))
+		return;
+	f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
+	if (res == 0 && peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, payload, len, &rep) < 0)
+		res = -EPROTO;
+	else if (res == 0)
+		res = rep.result;
+	if (res == 0 && rep.length != fs->g.frag_blocks)
+		res = -EPROTO; /* not the stripe's geometry */
+	if (res == 0) {
+		f->crcs = f->crcs ? f->crcs : malloc(frag_bytes(fs) / EC_BLOCK * sizeof(uint32_t));
+		bad = malloc(((size_t)rep.nbad + 1) * sizeof(uint32_t));
+		if (!f->crcs || !bad)
+			res = -ENOMEM;
+	}
+	if (res == 0) {
+		for (uint32_t k = 0; k < rep.length; k++)
+			f->crcs[k] = peer_get32(rep.crcs + (size_t)k * sizeof(uint32_t));
+		for (uint32_t k = 0; k < rep.nbad; k++)
+			bad[k] = peer_seg_verify_bad(&rep, k);
+	}
+	verified(fs, res, res == 0 && (rep.vflags & PEER_FRAG_V_TABLE_BAD),
+		 res == 0 ? rep.frag_crc : 0, bad, res == 0 ? rep.nbad : 0);
+	free(bad);
+}
+
+static void local_verified(void *arg, int res)
+{
+	struct fragscrub *fs = arg;
+	struct ffrag *f;
+	uint32_t *bad = NULL, nbad = 0, crc = 0;
+	int r = res;
+
+	if (fs_gone(fs))
+		return;
+	f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
+	f->crcs = f->crcs ? f->crcs : malloc((size_t)fs->g.frag_blocks * sizeof(uint32_t));
+	bad = malloc((size_t)fs->g.frag_blocks * sizeof(uint32_t));
+	if (r == 0 && (!f->crcs || !bad))
+		r = -ENOMEM;
+	if (r == 0)
+		r = ec_frag_scrub(fs->image, ec_frag_image_bytes(&fs->g), &fs->g, fs->i, f->crcs,
+				  bad, &nbad, &crc);
+	free(fs->image);
+	fs->image = NULL;
+	verified(fs, r < 0 ? (r == -EINVAL ? -EIO : r) : 0, r == 1, crc, bad, nbad);
+	free(bad);
+}
+
+/* Fragment fs->i checked where it is: 0 (an answer comes) or -errno. */
+static int verify_ask(struct fragscrub *fs)
+{
+	struct replicas *rs = fs->rs;
+
+	if (frag_here(fs, fs->i)) {
+		struct engine_frag_info fi;
+		int r = engine_frag_stat(rs->eng, fs->uid, fs->sno, &fi);
+
+		if (r < 0)
+			return r;
+		if (fi.index != fs->i || fi.frag_blocks != fs->g.frag_blocks ||
+		    (size_t)fi.image_blocks * EC_BLOCK != ec_frag_image_bytes(&fs->g))
+			return -ENOENT; /* another fragment, of another encoding */
+		fs->image = aligned_alloc(EC_BLOCK, ec_frag_image_bytes(&fs->g));
+		if (!fs->image)
+			return -ENOMEM;
+		return engine_frag_read(rs->eng, fs->uid, fs->sno, 0, fs->image, fi.image_blocks,
+					local_verified, fs);
+	} else {
+		struct peer_seg_req rq = { .op = PEER_OP_FRAG_VERIFY, .sno = fs->sno,
+					   .index = (uint8_t)fs->i };
+
+		/* (a whole fragment read and checked: as long as a put may take) */
+		return fragread_request(rs, frag_node(fs, fs->i), fs->uid, fs->epoch, &rq, NULL,
+					ENCODE_PUT_TIMEOUT_MS, remote_verified, fs);
+	}
+}
+
+static void verify_next(struct fragscrub *fs)
+{
+	for (; fs->i < fs->n; fs->i++) {
+		int r = verify_ask(fs);
+
+		if (r == 0)
+			return;
+		free(fs->image);
+		fs->image = NULL;
+		fs->f[fs->i].err = r;
+		fs->f[fs->i].state = r == -ENOENT ? FS_MISSING : FS_UNCHECKED;
+		if (r == -ENOENT)
+			fs->f[fs->i].nbad = fs->g.frag_blocks;
+	}
+	basis_choose(fs);
+}
+
+/* ---- parity consistency: K good fragments read whole, the others computed ---- */
+
+/* Nothing can be repaired (why): each fragment found bad says so, and the end. */
+static void fs_unrepaired(struct fragscrub *fs, const char *why)
+{
+	for (unsigned j = 0; j < fs->n; j++)
+		if (fs->f[j].state != FS_OK && fs->f[j].state != FS_UNCHECKED)
+			snprintf(fs->f[j].action, sizeof(fs->f[j].action), "not repaired: %s", why);
+	fs_end(fs);
+}
+
+static void read_next(struct fragscrub *fs);
+
+/* The blocks of fragment i from `at` (in fs->data[i]) arrived: each must be what its
+ * verify saw, then the next run. */
+static void read_arrived(struct fragscrub *fs, int res)
+{
+	struct ffrag *f = &fs->f[fs->i];
+
+	for (uint32_t k = 0; res == 0 && k < fs->run; k++)
+		if (crc32c(fs->data[fs->i] + (size_t)(fs->at + k) * EC_BLOCK, EC_BLOCK) !=
+		    f->crcs[fs->at + k])
+			res = -EILSEQ; /* it changed since its verify */
+	if (res < 0) { /* not a basis: another is chosen if K others check */
+		f->state = FS_UNCHECKED;
+		f->err = res;
+		snprintf(f->action, sizeof(f->action), "its read for the parity check failed (%s)",
+			 err_str(-res));
+		fs->basis &= ~(1u << fs->i);
+		basis_choose(fs);
+		return;
+	}
+	fs->rep->bytes += (uint64_t)fs->run * EC_BLOCK;
+	fs->at += fs->run;
+	read_next(fs);
+}
+
+static void remote_read(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			size_t len)
+{
+	struct fragscrub *fs = arg;
+
+	(void)h;
+	if (fs_gone(fs))
+		return;
+	read_arrived(fs, fragread_reply(res, payload, len, fs->run,
+					fs->data[fs->i] + (size_t)fs->at * EC_BLOCK));
+}
+
+static void local_read(void *arg, int res)
+{
+	struct fragscrub *fs = arg;
+
+	if (fs_gone(fs))
+		return;
+	read_arrived(fs, res < 0 ? res : 0);
+}
+
+/* The next run of the basis fragment being read; it read whole, the next one; all
+ * read: the others computed and compared. */
+static void read_next(struct fragscrub *fs)
+{
+	struct replicas *rs = fs->rs;
+	int r;
+
+	if (fs->at >= fs->g.frag_blocks) {
+		fs->have |= 1u << fs->i;
+		basis_choose(fs);
+		return;
+	}
+	fs->run = fs->g.frag_blocks - fs->at;
+	if (fs->run > PEER_FRAG_READ_MAX_BLOCKS)
+		fs->run = PEER_FRAG_READ_MAX_BLOCKS;
+	if (frag_here(fs, fs->i)) {
+		r = engine_frag_read(rs->eng, fs->uid, fs->sno,
+				     1 + ec_frag_table_blocks(fs->g.frag_blocks) + fs->at,
+				     fs->data[fs->i] + (size_t)fs->at * EC_BLOCK, fs->run,
+				     local_read, fs);
+	} else {
+		struct peer_seg_req rq = { .op = PEER_OP_FRAG_READ, .sno = fs->sno,
+					   .block = fs->at, .nblocks = fs->run,
+					   .index = (uint8_t)fs->i };
+
+		r = fragread_request(rs, frag_node(fs, fs->i), fs->uid, fs->epoch, &rq, NULL,
+				     rs->timeout_ms, remote_read, fs);
+	}
+	if (r < 0)
+		read_arrived(fs, r);
+}
+
+/* The others, computed from the basis: a fragment that checked but is not what they
+ * encode to disagrees with its stripe (parity), and every fragment found bad gets the
+ * blocks where it differs counted. */
+static void compute(struct fragscrub *fs)
+{
+	uint32_t lost = ((1u << fs->n) - 1) & ~fs->basis;
+
+	if (ec_decode(fs->code, frag_bytes(fs), fs->data, lost) < 0) {
+		fs_unrepaired(fs, "the decode failed");
+		return;
+	}
+	for (unsigned j = 0; j < fs->n; j++) {
+		struct ffrag *f = &fs->f[j];
+		uint32_t ndiff = 0;
+
+		if (!(lost & (1u << j)) || (f->state != FS_OK && f->state != FS_WRONG))
+			continue;
+		for (uint32_t b = 0; b < fs->g.frag_blocks; b++)
+			if (crc32c(fs->data[j] + (size_t)b * EC_BLOCK, EC_BLOCK) != f->crcs[b]) {
+				ndiff++;
+				bad_add(f, b);
+			}
+		if (f->state == FS_OK && ndiff) {
+			f->state = FS_PARITY;
+			snprintf(f->action, sizeof(f->action), "%u blocks are not what the "
+				 "stripe's other fragments encode to", ndiff);
+		} else if (f->state == FS_WRONG) {
+			f->nbad = ndiff ? ndiff : 1; /* (0: only its CRC is not the record's) */
+			snprintf(f->action, sizeof(f->action), "whole in itself, but not the "
+				 "stripe record's fragment (%u blocks differ)", ndiff);
+		}
+	}
+	fs->i = 0;
+	repair_next(fs);
+}
+
+/* The first K fragments found good are the basis: read whole (those not yet), then
+ * compute. Fewer than K: nothing can be checked against parity or repaired. */
+static void basis_choose(struct fragscrub *fs)
+{
+	unsigned nb = 0;
+
+	fs->step = S_READ;
+	fs->basis = 0;
+	for (unsigned j = 0; j < fs->n && nb < fs->g.k; j++)
+		if (fs->f[j].state == FS_OK) {
+			fs->basis |= 1u << j;
+			nb++;
+		}
+	if (nb < fs->g.k) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "fewer than %u fragments of the stripe check", fs->g.k);
+		fs_unrepaired(fs, why);
+		return;
+	}
+	for (unsigned j = 0; j < fs->n; j++) {
+		if (!fs->data[j])
+			fs->data[j] = aligned_alloc(EC_BLOCK, frag_bytes(fs));
+		if (!fs->data[j]) {
+			fs_unrepaired(fs, "no memory");
+			return;
+		}
+	}
+	for (unsigned j = 0; j < fs->n; j++)
+		if ((fs->basis & (1u << j)) && !(fs->have & (1u << j))) {
+			fs->i = j;
+			fs->at = 0;
+			read_next(fs);
+			return;
+		}
+	compute(fs);
+}
+
+/* ---- repair: the rebuilt image put again, then checked again ---- */
+
+static void put_sent(void *arg, int res);
+
+static void remote_answered(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			    size_t len)
+{
+	struct fragscrub *fs = arg;
+
+	(void)h;
+	if (fs_gone(fs))
+		return;
+	put_sent(fs, replica_reply_result(fs->step == S_DELETE ? PEER_OP_SEG_DELETE
+							       : PEER_OP_FRAG_PUT,
+					  res, payload, len));
+}
+
+static void local_answered(void *arg, int res)
+{
+	struct fragscrub *fs = arg;
+
+	if (fs_gone(fs))
+		return;
+	put_sent(fs, res);
+}
+
+/* The delete (fs->step S_DELETE) or the put (S_PUT) of fragment i's image. */
+static int put_step(struct fragscrub *fs)
+{
+	struct replicas *rs = fs->rs;
+	uint32_t blocks = (uint32_t)(ec_frag_image_bytes(&fs->g) / EC_BLOCK);
+	bool del = fs->step == S_DELETE;
+	struct peer_seg_req rq = { .op = del ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT,
+				   .sno = fs->sno, .kind = PEER_SEG_KIND_FRAG, .nblocks = blocks };
+	struct iovec iov = { fs->image, ec_frag_image_bytes(&fs->g) };
+
+	if (frag_here(fs, fs->i) && del)
+		return engine_frag_delete_async(rs->eng, fs->uid, fs->sno, local_answered, fs);
+	if (frag_here(fs, fs->i)) {
+		struct engine_frag_info fi = {
+			.uid = fs->uid, .sno = fs->sno, .epoch = (uint64_t)fs->epoch,
+			.index = (uint8_t)fs->i, .k = (uint8_t)fs->g.k, .m = (uint8_t)fs->g.m,
+			.seg_blocks = fs->g.seg_blocks, .frag_blocks = fs->g.frag_blocks,
+			.image_blocks = blocks, .frag_crc = fs->st.crcs[fs->i] };
+
+		return engine_frag_put_async(rs->eng, &fi, fs->image, local_answered, fs);
+	}
+	return fragread_request(rs, frag_node(fs, fs->i), fs->uid, fs->epoch, &rq,
+				del ? NULL : &iov, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
+				remote_answered, fs);
+}
+
+/* Fragment i's repair failed at its step (r): said, and the next one. */
+static void repair_failed(struct fragscrub *fs, int r)
+{
+	struct ffrag *f = &fs->f[fs->i];
+
+	snprintf(f->action, sizeof(f->action), "not repaired: its %s failed (%s)",
+		 fs->step == S_DELETE ? "delete" : fs->step == S_PUT ? "put" : "check after the put",
+		 err_str(-r));
+	free(fs->image);
+	fs->image = NULL;
+	fs->i++;
+	repair_next(fs);
+}
+
+static void put_sent(void *arg, int res)
+{
+	struct fragscrub *fs = arg;
+	int r;
+
+	if (res < 0) {
+		repair_failed(fs, res);
+		return;
+	}
+	if (fs->step == S_DELETE) {
+		fs->step = S_PUT;
+		r = put_step(fs);
+	} else {
+		free(fs->image);
+		fs->image = NULL;
+		fs->step = S_RECHECK;
+		free(fs->re.crcs);
+		fs->re = (struct ffrag){ 0 };
+		r = verify_ask(fs);
+	}
+	if (r < 0)
+		repair_failed(fs, r);
+}
+
+/* The recheck of fragment i ended (fs->re): fixed if it now checks. */
+static void recheck_done(struct fragscrub *fs)
+{
+	struct ffrag *f = &fs->f[fs->i];
+	bool here = frag_here(fs, fs->i);
+
+	if (fs->re.state != FS_OK) {
+		repair_failed(fs, fs->re.err < 0 ? fs->re.err : -EILSEQ);
+		return;
+	}
+	f->fixed = true;
+	snprintf(f->action, sizeof(f->action), "rebuilt from %u fragments that check, put "
+		 "again %s (its bad image deleted first), checked again: good", fs->g.k,
+		 here ? "here" : "on its holder");
+	fs->i++;
+	repair_next(fs);
+}
+
+/* The next fragment to repair from fs->i: its image made from the computed data (its
+ * CRC must be the record's: the record names the fragment, a put of another would be
+ * dropped as an orphan), then deleted and put again; none left: the end. */
+static void repair_next(struct fragscrub *fs)
+{
+	for (; fs->i < fs->n; fs->i++) {
+		struct ffrag *f = &fs->f[fs->i];
+		struct ec_frag_info hi = { .geom = fs->g, .index = fs->i, .family = fs->uid,
+					   .seq = fs->sno, .epoch = (uint64_t)fs->epoch };
+		int r;
+
+		if (f->state == FS_OK || f->state == FS_UNCHECKED || f->tried)
+			continue;
+		f->tried = true;
+		if (crc32c(fs->data[fs->i], frag_bytes(fs)) != fs->st.crcs[fs->i]) {
+			snprintf(f->action, sizeof(f->action), "not repaired: the fragment its "
+				 "stripe encodes to is not the record's CRC (the encoding itself "
+				 "disagrees)");
+			continue;
+		}
+		fs->image = aligned_alloc(EC_BLOCK, ec_frag_image_bytes(&fs->g));
+		if (!fs->image) {
+			snprintf(f->action, sizeof(f->action), "not repaired: no memory");
+			continue;
+		}
+		memcpy(fs->image + ec_frag_data_offset(&fs->g), fs->data[fs->i], frag_bytes(fs));
+		ec_frag_seal(&hi, fs->image);
+		fs->step = S_DELETE;
+		r = put_step(fs);
+		if (r == 0)
+			return;
+		repair_failed(fs, r);
+		return;
+	}
+	fs_end(fs);
+}
+
+/* ---- start ---- */
+
+static void kicked(void *arg)
+{
+	struct fragscrub *fs = arg;
+
+	fs->kick = NULL;
+	verify_next(fs);
+}
+
+int fragscrub_start(struct replicas *rs, uint64_t uid, int64_t epoch,
+		    const struct layout_segment *rec, struct scrub_report *rep,
+		    void (*done)(void *arg), void *arg, struct fragscrub **out)
+{
+	struct fragscrub *fs = calloc(1, sizeof(*fs));
+	int r;
+
+	if (!fs)
+		return -ENOMEM;
+	*fs = (struct fragscrub){ .rs = rs, .rep = rep, .uid = uid, .sno = rec->id.seq,
+				  .epoch = epoch, .st = rec->stripe, .done = done, .arg = arg };
+	r = ec_geom_init(&fs->g, rec->stripe.k, rec->stripe.m,
+			 (uint32_t)(rec->length / EC_BLOCK));
+	if (r == 0)
+		r = ec_code_create(fs->g.k, fs->g.m, &fs->code);
+	if (r == 0 && loop_timer_add(rs->loop, 0, kicked, fs, &fs->kick) < 0)
+		r = -ENOMEM;
+	if (r < 0) {
+		fs_free(fs);
+		return r;
+	}
+	fs->n = fs->g.k + fs->g.m;
+	*out = fs;
+	return 0;
+}
+
+void fragscrub_abandon(struct fragscrub *fs)
+{
+	if (!fs)
+		return;
+	fs->rs = NULL;
+	if (fs->kick) /* nothing else outstanding */
+		fs_free(fs);
+}

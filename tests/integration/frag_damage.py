@@ -1,0 +1,88 @@
+"""Damages fragments of erasure-coded stripes in quill store files, as scrub must find
+them (docs/erasure-coding.md, "Scrub of stripes"), for cluster_scrub.sh.
+
+    frag_damage.py WORK SEG QUILL NODE:KIND[:INDEX] ...
+
+Each NODE:KIND picks a fragment held by node NODE (quill --json node held through
+WORK/ctlNODE.sock), of a segment no earlier pick used, with at least 8 data blocks:
+    flip     data block 3 of a data fragment (INDEX, default 0): its table no longer
+             matches it (found by the holder's own check)
+    parity   data block 5 of a parity fragment (the first parity index): the same
+    stale    data block 2 of a data fragment (INDEX, default 0) rewritten with its table
+             entry, table CRC, fragment CRC and header CRC: whole in itself, found
+             only against its stripe (the record's CRC, or re-encoding the rows)
+Prints one JSON object per pick: node, segment, index, block, kind. The store is
+written while the node runs (it reads with O_DIRECT) and synced.
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_client import crc32c  # noqa: E402
+from store_slots import DATA  # noqa: E402
+
+B = 4096
+
+
+def held(work, quill, node):
+    out = subprocess.run([quill, "--socket", "%s/ctl%d.sock" % (work, node), "--json",
+                          "node", "held"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["fragments"]
+
+
+def flip(fp, at):
+    fp.seek(at)
+    b = fp.read(1)
+    fp.seek(at)
+    fp.write(bytes([b[0] ^ 0xff]))
+
+
+def restale(fp, base, f, block):
+    """block rewritten, and the fragment made whole in itself around it"""
+    fp.seek(base)
+    image = bytearray(fp.read(f["image_blocks"] * B))
+    F = struct.unpack_from("<I", image, 32)[0]
+    tblocks = (4 * F + B - 1) // B
+    data = 1 + tblocks
+    at = (data + block) * B
+    image[at + 100] ^= 0xff
+    struct.pack_into("<I", image, B + 4 * block, crc32c(bytes(image[at:at + B])))
+    struct.pack_into("<I", image, 44, crc32c(bytes(image[B:B + 4 * F])))          # table_crc
+    struct.pack_into("<I", image, 40, crc32c(bytes(image[data * B:(data + F) * B])))  # frag_crc
+    struct.pack_into("<I", image, 60, crc32c(bytes(image[:60])))                  # hdr_crc
+    fp.seek(base)
+    fp.write(image)
+
+
+def main():
+    work, seg, quill = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    used = set()
+    for pick in sys.argv[4:]:
+        parts = pick.split(":")
+        node, kind = int(parts[0]), parts[1]
+        want = int(parts[2]) if len(parts) > 2 else None
+        frags = [f for f in held(work, quill, node)
+                 if f["segment"] not in used and f["image_blocks"] - 2 >= 8 and
+                 (f["index"] >= f["k"] if kind == "parity" else f["index"] == (want or 0))]
+        if not frags:
+            sys.exit("node%d holds no fragment for %s" % (node, pick))
+        f = frags[0]
+        used.add(f["segment"])
+        base = DATA + f["slot"] * seg
+        block = {"flip": 3, "parity": 5, "stale": 2}[kind]
+        with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
+            if kind == "stale":
+                restale(fp, base, f, block)
+            else:
+                flip(fp, base + (2 + block) * B + 100)  # header, one table block, data
+            fp.flush()
+            os.fsync(fp.fileno())
+        print(json.dumps({"node": "node%d" % node, "segment": f["segment"],
+                          "index": f["index"], "block": block, "kind": kind}))
+
+
+if __name__ == "__main__":
+    main()
