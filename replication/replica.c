@@ -1774,7 +1774,7 @@ static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 				   struct replica_status *out)
 {
 	catchup_status(rs->catchup, uid, &out->catchup);
-	if (out->catchup.segs_left || out->catchup.rebuild)
+	if (out->catchup.segs_left || out->catchup.rebuild || out->catchup.frags_unplaced)
 		out->degraded = true;
 }
 

@@ -10,8 +10,14 @@
 #     segment (node held), each holds the fragments the stripes place there
 #   - everything verifies through node0 (read from the fragments)
 #   - node3 killed -9: everything verifies (decoded where node3 held a data fragment)
-#   - node3 back, node0 killed -9, node1 claims the volume: its takeover copies each
-#     striped segment from the fragments, and everything verifies through node1
+#   - node3 marked out: every fragment it held is rebuilt from the other fragments on
+#     the domain its stripe does not use (nodes 0-2), the stripes renamed by one fenced
+#     write each; cluster status on the owner shows the rebuild done; then node2 killed
+#     -9: everything verifies (each stripe has its K fragments left only if node3's
+#     were rebuilt)
+#   - node2 back, node3 back in, node0 killed -9, node1 claims the volume: its takeover
+#     copies each striped segment from the fragments, and everything verifies through
+#     node1
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_bare
@@ -95,6 +101,55 @@ verify "node3 killed" "$URI"
 qexpect 0 0 volume info "$VOL"
 log "node3 killed: $(grep '^reads from fragments' <<<"$OUT")"
 
+# ---- node3 out: its fragments are rebuilt on the other domains (the stripe is the
+# only redundancy: without the rebuild a second loss loses the stripes it shared) ----
+# naming NODE: how many stripes name NODE among their fragments
+naming()
+{
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
+		python3 - "$WORK/recs.txt" "$1" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+print(sum(1 for v in lines[1::2] if any(f[0] == sys.argv[2]
+                                        for f in json.loads(v).get("stripe", {}).get("frags", []))))
+PY
+}
+N3=$(naming node3)
+[ "$N3" -gt 0 ] || fail "no stripe names node3"
+qexpect 0 0 node out node3
+T0=$SECONDS
+none_on_3() { [ "$(naming node3)" = 0 ]; }
+wait_for 120 "stripes still name node3: $(naming node3); $(grep -E 'fragment' "$WORK/node0.log" | tail -3)" none_on_3
+# (cluster status on the owner: the rebuild is done, the bytes it read counted)
+rebuild_done()
+{
+	qn 0 --json cluster status >"$WORK/st.json" 2>/dev/null || return 1
+	python3 - "$WORK/st.json" "$VOL" <<'PY'
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"].get("catchup", {})
+sys.exit(0 if cu.get("bytes_copied", 0) > 0 and cu.get("segments_left", 1) == 0
+         and cu.get("rebuild_segments", 1) == 0 and cu.get("fragments_unplaced", 1) == 0
+         else 1)
+PY
+}
+wait_for 30 "cluster status does not show the rebuild done: $(cat "$WORK/st.json")" rebuild_done
+REB=$(grep -c "rebuilt from the other fragments" "$WORK/node0.log" || true)
+[ "$REB" -ge "$N3" ] || fail "node0 rebuilt $REB fragments of the $N3 node3 held"
+log "node3 out: its $N3 fragments rebuilt on nodes 0-2 in $((SECONDS - T0)) s ($(python3 -c '
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"]["catchup"]
+print("%d bytes read at %.1f MB/s" % (cu["bytes_copied"], cu["bytes_per_second"] / 1e6))' "$WORK/st.json" "$VOL"))"
+
+kill -9 "${NODE_PID[2]}"
+wait "${NODE_PID[2]}" 2>/dev/null || true
+wait_for 20 "node0 still sees node2 up" state_is 0 node2 down
+verify "node3 out and rebuilt, node2 killed" "$URI"
+log "node2 killed too: everything verifies (decoded where node2 held a data fragment)"
+start_peer_node 2
+
+qexpect 0 0 node in node3
 start_peer_node 3
 nodes_up 0 4
 kill_and_take_over 0 1 "$VOL" 90
