@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,13 @@ static void put_done(void *arg, int res)
 		b->deleted = true;
 		res = put(b, true);
 	} else if (res == 0) {
+		if (b->rs->test_crash_rebuild &&
+		    ++b->rs->frags_rebuilt_put == b->rs->test_crash_rebuild) {
+			log_msg(LOG_WARN, LOG_TAG, "test: crashing after the rebuilt fragment %u of "
+				"segment %08" PRIx32 " is durable on node %s, before its record",
+				b->q.index, b->rec.id.seq, to_id(b));
+			raise(SIGKILL);
+		}
 		record(b);
 		return;
 	}

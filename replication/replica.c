@@ -1650,6 +1650,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->test_crash_after = opts->test_crash_after_open;
 	rs->test_crash_seal = opts->test_crash_after_seal;
 	rs->drop_own = opts->drop_own;
+	rs->test_crash_rebuild = opts->test_crash_rebuild;
 	rs->ec_drop_replicas = opts->ec_drop_replicas;
 	rs->frags_first = opts->frags_first || opts->ec_drop_replicas;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)

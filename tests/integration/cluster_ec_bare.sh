@@ -12,7 +12,10 @@
 #   - node3 killed -9: everything verifies (decoded where node3 held a data fragment)
 #   - node3 marked out: every fragment it held is rebuilt from the other fragments on
 #     the domain its stripe does not use (nodes 0-2), the stripes renamed by one fenced
-#     write each; cluster status on the owner shows the rebuild done; then node2 killed
+#     write each; node0 (the owner, rebuilding) kills itself once its 3rd rebuilt
+#     fragment is durable, before its record (QUILL_TEST_CRASH_REBUILD=3), and is
+#     restarted: the rebuild resumes and ends; cluster status on the owner shows the
+#     rebuild done; then node2 killed
 #     -9: everything verifies (each stripe has its K fragments left only if node3's
 #     were rebuilt)
 #   - node2 back, node3 back in, node0 killed -9, node1 claims the volume: its takeover
@@ -29,7 +32,9 @@ VOL=bare
 SEG=1048576
 STORE=160M
 export QUILL_EC_DROP_REPLICAS=1
-start_peer_nodes 4
+# (the owner, node0, is the one that rebuilds: it kills itself once its 3rd rebuilt
+# fragment is durable, before the stripe names it; restarted without the hook)
+QUILL_TEST_CRASH_REBUILD=3 start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
 URI=$(node_uri 0 "$VOL")
@@ -118,6 +123,16 @@ N3=$(naming node3)
 [ "$N3" -gt 0 ] || fail "no stripe names node3"
 qexpect 0 0 node out node3
 T0=$SECONDS
+wait_for 60 "node0 did not crash while rebuilding: $(grep fragment "$WORK/node0.log" | tail -3)" \
+	bash -c "! kill -0 ${NODE_PID[0]} 2>/dev/null"
+wait "${NODE_PID[0]}" 2>/dev/null || true
+grep -q "test: crashing after the rebuilt fragment" "$WORK/node0.log" ||
+	fail "node0 died of something else: $(tail -5 "$WORK/node0.log")"
+LEFT=$(naming node3)
+[ "$LEFT" -gt 0 ] || fail "every stripe was renamed before the crash"
+REB0=$(grep -c "rebuilt from the other fragments" "$WORK/node0.log" || true)
+log "node0 killed itself with its 3rd rebuilt fragment durable, before its record ($REB0 recorded, $LEFT stripes still name node3)"
+QUILL_TEST_CRASH_REBUILD= start_peer_node 0
 none_on_3() { [ "$(naming node3)" = 0 ]; }
 wait_for 120 "stripes still name node3: $(naming node3); $(grep -E 'fragment' "$WORK/node0.log" | tail -3)" none_on_3
 # (cluster status on the owner: the rebuild is done, the bytes it read counted)
@@ -134,9 +149,9 @@ sys.exit(0 if cu.get("bytes_copied", 0) > 0 and cu.get("segments_left", 1) == 0
 PY
 }
 wait_for 30 "cluster status does not show the rebuild done: $(cat "$WORK/st.json")" rebuild_done
-REB=$(grep -c "rebuilt from the other fragments" "$WORK/node0.log" || true)
-[ "$REB" -ge "$N3" ] || fail "node0 rebuilt $REB fragments of the $N3 node3 held"
-log "node3 out: its $N3 fragments rebuilt on nodes 0-2 in $((SECONDS - T0)) s ($(python3 -c '
+REB=$(($(grep -c "rebuilt from the other fragments" "$WORK/node0.log" || true) - REB0))
+[ "$REB" -ge "$LEFT" ] || fail "node0 rebuilt $REB fragments after its restart, $LEFT were left"
+log "node3 out: its $N3 fragments rebuilt on nodes 0-2 ($REB after node0's restart) in $((SECONDS - T0)) s ($(python3 -c '
 import json, sys
 v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
 cu = v["copies"]["catchup"]
