@@ -558,6 +558,19 @@ static void fetched(void *arg, int res, const char *why)
 		job_end(j);
 }
 
+/* j (started) joins the jobs; the run of copies begins with it if none is under way. */
+static void job_add(struct catchup *c, struct cfam *cf, struct cjob *j)
+{
+	j->next = c->jobs;
+	c->jobs = j;
+	c->njobs++;
+	cf->st.copying++;
+	if (!c->run_start_ms) {
+		c->run_start_ms = j->start_ms;
+		c->run_copied = 0;
+	}
+}
+
 /* A copy of rec (of family f) to node `to`: from the local copy, or (from: its live
  * holders) read from them first. */
 static void job_start(struct catchup *c, const struct family *f,
@@ -586,14 +599,7 @@ static void job_start(struct catchup *c, const struct family *f,
 		job_free(j);
 		return;
 	}
-	j->next = c->jobs;
-	c->jobs = j;
-	c->njobs++;
-	cf->st.copying++;
-	if (!c->run_start_ms) {
-		c->run_start_ms = j->start_ms;
-		c->run_copied = 0;
-	}
+	job_add(c, cf, j);
 	job_id(j, id, sizeof(id));
 	log_msg(LOG_INFO, LOG_TAG, "%s: copying %u blocks from %s (the record has %u of %u "
 		"live holders)", id, j->length, from ? "the holders" : "the local copy",
@@ -655,14 +661,7 @@ static void frag_job_start(struct catchup *c, const struct family *f,
 		free(j);
 		return;
 	}
-	j->next = c->jobs;
-	c->jobs = j;
-	c->njobs++;
-	cf->st.copying++;
-	if (!c->run_start_ms) {
-		c->run_start_ms = j->start_ms;
-		c->run_copied = 0;
-	}
+	job_add(c, cf, j);
 	job_id(j, id, sizeof(id));
 	log_msg(LOG_INFO, LOG_TAG, "%s: rebuilding it from the other %u fragments (its holder "
 		"%s is gone for good)", id, rec->stripe.k + rec->stripe.m - 1,

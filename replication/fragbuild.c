@@ -82,6 +82,17 @@ static void fb_fail(struct fragbuild *b, int res, const char *what)
 	fb_done(b, res, why);
 }
 
+/* b's etcd call of step `step`: op on its segment, under its epoch. */
+static void req_init(struct fragbuild *b, enum fbstep step, enum cluster_vol_op op)
+{
+	b->step = step;
+	memset(&b->req, 0, sizeof(b->req));
+	b->req.op = op;
+	snprintf(b->req.vol.name, sizeof(b->req.vol.name), "%s", b->vol);
+	b->req.epoch = b->q.epoch;
+	b->req.seg.id = b->rec.id;
+}
+
 /* ---- 4. the record ---- */
 
 static void recorded(void *arg, int res, const char *msg)
@@ -105,12 +116,7 @@ static void recorded(void *arg, int res, const char *msg)
 
 static void record(struct fragbuild *b)
 {
-	b->step = FB_RECORD;
-	memset(&b->req, 0, sizeof(b->req));
-	b->req.op = CLUSTER_VOL_SEG_REFRAG;
-	snprintf(b->req.vol.name, sizeof(b->req.vol.name), "%s", b->vol);
-	b->req.epoch = b->q.epoch;
-	b->req.seg.id = b->rec.id;
+	req_init(b, FB_RECORD, CLUSTER_VOL_SEG_REFRAG);
 	b->req.frag_index = b->q.index;
 	snprintf(b->req.frag_from, sizeof(b->req.frag_from), "%s",
 		 b->rec.stripe.frags[b->q.index]);
@@ -192,12 +198,7 @@ static void marked(void *arg, int res, const char *msg)
  * own is behind). */
 static void mark(struct fragbuild *b)
 {
-	b->step = FB_MARK;
-	memset(&b->req, 0, sizeof(b->req));
-	b->req.op = CLUSTER_VOL_SEG_COPY;
-	snprintf(b->req.vol.name, sizeof(b->req.vol.name), "%s", b->vol);
-	b->req.epoch = b->q.epoch;
-	b->req.seg.id = b->rec.id;
+	req_init(b, FB_MARK, CLUSTER_VOL_SEG_COPY);
 	snprintf(b->req.copy_node, sizeof(b->req.copy_node), "%s", to_id(b));
 	b->req.copy_phase = CLVOL_COPY_START;
 	if (cluster_volume_async(b->rs->cluster, &b->req, marked, b) < 0)

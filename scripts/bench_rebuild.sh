@@ -103,4 +103,22 @@ log "${what}budget $mbps MB/s: QD32 4k randwrite $base IOPS alone, $during IOPS 
     "($(python3 -c "print('%.2f' % ($during / $base))")x); rebuild bytes left $left0 -> $left1" \
     "over the job, $(python3 -c "print('%.1f' % ($rate / 1e6))") MB/s"
 [ "$left1" -gt 0 ] || log "  (the rebuild ended before the job did: DATA_MIB too small for this budget)"
+if [ "${EC:-0}" = 1 ]; then
+	# the fragments' rebuild from node0's log: first job started to last one recorded
+	done_rebuilding() { ! rebuilding; }
+	wait_for 600 "the rebuild does not end" done_rebuilding
+	python3 - "$WORK/node0.log" <<'PY' | while read -r l; do log "$l"; done
+import re, sys
+from datetime import datetime
+t = lambda l: datetime.strptime(l[:23], "%Y-%m-%dT%H:%M:%S.%f")
+lines = open(sys.argv[1]).read().splitlines()
+start = [l for l in lines if "rebuilding it from the other" in l]
+done = [l for l in lines if "rebuilt from the other fragments" in l]
+blocks = sum(int(re.search(r"\((\d+) blocks read", l).group(1)) for l in done)
+secs = (t(done[-1]) - t(start[0])).total_seconds()
+print("fragments rebuilt: %d in %.1f s: %.1f MB/s of segment data read and decoded, "
+      "%.1f MB/s of fragments written (2+1: half of it)" %
+      (len(done), secs, blocks * 4096 / 1e6 / secs, blocks * 4096 / 2 / 1e6 / secs))
+PY
+fi
 it_pass
