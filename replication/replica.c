@@ -1830,6 +1830,10 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 	else if (out->copies < f->replicas)
 		snprintf(out->why, sizeof(out->why), "%u of %u copies: a holder is missing",
 			 out->copies, f->replicas);
+	else if (out->degraded && out->catchup.frags_unplaced && !out->catchup.rebuild)
+		snprintf(out->why, sizeof(out->why), "%u stripes lost a fragment to a node gone "
+			 "for good and no failure domain is left to rebuild it on",
+			 out->catchup.frags_unplaced);
 	else if (out->degraded && out->catchup.rebuild)
 		snprintf(out->why, sizeof(out->why), "rebuilding: %u segments held by a node gone "
 			 "for good, %u below %u copies", out->catchup.rebuild,

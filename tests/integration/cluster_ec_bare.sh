@@ -19,6 +19,8 @@
 #     rebuild resumes and ends; cluster status on the owner shows it done; then node2
 #     killed -9: everything verifies (each stripe keeps K fragments only if node0's
 #     were rebuilt)
+#   - node2 out too: two domains left, each stripe uses both: cluster status counts its
+#     fragments as having nowhere to go, volume info says so (they stay degraded)
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_bare
@@ -172,5 +174,26 @@ wait "${NODE_PID[2]}" 2>/dev/null || true
 wait_for 20 "node1 still sees node2 up" state_is 1 node2 down
 verify "node0 out and rebuilt, node2 killed" "$URI"
 log "node2 killed too: everything verifies (decoded where node2 held a data fragment)"
+
+# ---- node2 out as well: two domains left, every stripe already uses both: its
+# fragments have nowhere to go, and cluster status says so (they stay degraded) ----
+qexpect 1 0 node out node2
+N2=$(naming node2)
+unplaced()
+{
+	qn 1 --json cluster status >"$WORK/st.json" 2>/dev/null || return 1
+	python3 - "$WORK/st.json" "$VOL" "$N2" <<'PY'
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"].get("catchup", {})
+sys.exit(0 if cu.get("fragments_unplaced", 0) == int(sys.argv[3]) else 1)
+PY
+}
+wait_for 30 "cluster status does not show $N2 unplaced fragments: $(cat "$WORK/st.json")" unplaced
+qexpect 1 0 volume info "$VOL"
+grep -q "^degraded: *$N2 stripes lost a fragment to a node gone for good and no failure domain is left" <<<"$OUT" ||
+	fail "volume info does not say the stripes stay degraded: $OUT"
+[ "$(naming node2)" = "$N2" ] || fail "stripes naming node2 changed with nowhere to go"
+log "node2 out too: $N2 stripes stay degraded, said by cluster status and volume info ($(grep -o "DEGRADED[^)]*)" <<<"$(qn 1 cluster status)" || true))"
 
 it_pass
