@@ -481,6 +481,26 @@ static void job_add(struct catchup *c, struct cfam *cf, struct cjob *j)
 	}
 }
 
+/* The replica sets' nodes as candidates (calloc'd: free() it), and with self this node
+ * last (usable: it may hold a fragment), or NULL. */
+static struct catchup_cand *cands_new(const struct replicas *rs, bool self)
+{
+	struct catchup_cand *k = calloc(rs->nnodes + 1, sizeof(*k));
+
+	if (!k)
+		return NULL;
+	for (size_t n = 0; n < rs->nnodes; n++) {
+		const struct rnode *r = rs->nodes[n];
+
+		k[n] = (struct catchup_cand){ .id = r->id, .domain = r->domain,
+					      .usable = r->in_map && r->ready && !r->bad_size };
+	}
+	if (self)
+		k[rs->nnodes] = (struct catchup_cand){ .id = rs->self, .domain = rs->self_domain,
+						       .usable = true };
+	return k;
+}
+
 /* A copy of rec (of family f) to node `to`: from the local copy, or (from: its live
  * holders) read from them first. */
 static void job_start(struct catchup *c, const struct family *f,
@@ -584,20 +604,12 @@ static struct rnode *pick_frag_node(struct catchup *c, const struct layout_segme
 				    unsigned lost, bool *self)
 {
 	struct replicas *rs = c->rs;
-	struct catchup_cand *k = calloc(rs->nnodes + 1, sizeof(*k));
+	struct catchup_cand *k = cands_new(rs, true);
 	int i;
 
 	*self = false;
 	if (!k)
 		return NULL;
-	for (size_t n = 0; n < rs->nnodes; n++) {
-		const struct rnode *r = rs->nodes[n];
-
-		k[n] = (struct catchup_cand){ .id = r->id, .domain = r->domain,
-					      .usable = r->in_map && r->ready && !r->bad_size };
-	}
-	k[rs->nnodes] = (struct catchup_cand){ .id = rs->self, .domain = rs->self_domain,
-					       .usable = true };
 	i = catchup_pick_frag(rec, lost, k, rs->nnodes + 1);
 	free(k);
 	*self = i == (int)rs->nnodes;
@@ -655,17 +667,11 @@ static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno)
 static struct rnode *pick_node(struct catchup *c, const struct layout_segment *rec)
 {
 	struct replicas *rs = c->rs;
-	struct catchup_cand *k = calloc(rs->nnodes ? rs->nnodes : 1, sizeof(*k));
+	struct catchup_cand *k = cands_new(rs, false);
 	int i;
 
 	if (!k)
 		return NULL;
-	for (size_t n = 0; n < rs->nnodes; n++) {
-		const struct rnode *r = rs->nodes[n];
-
-		k[n] = (struct catchup_cand){ .id = r->id, .domain = r->domain,
-					      .usable = r->in_map && r->ready && !r->bad_size };
-	}
 	i = catchup_pick(rec, k, rs->nnodes, rs->self, rs->self_domain);
 	free(k);
 	return i < 0 ? NULL : rs->nodes[i];
