@@ -619,10 +619,13 @@ static struct rnode *pick_frag_node(struct catchup *c, const struct layout_segme
 static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno);
 static bool holder_gone(void *arg, const char *id);
 
+enum frags_work { FRAGS_NONE, FRAGS_REBUILD, FRAGS_UNPLACED };
+
 /* rec's stripe names a node gone for good at some index: that fragment is rebuilt on a
  * node of a failure domain the stripe does not use (one at a time per segment; the
- * next scan takes the next). Counted in st; true while it has work. */
-static bool frags_scanned(struct catchup *c, const struct family *f,
+ * next scan takes the next), counted in st: FRAGS_REBUILD (the record's replicas, if
+ * kept, wait for it); none fits: FRAGS_UNPLACED (counted apart; the replicas go on). */
+static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 			  const struct layout_segment *rec, void *gone_ctx,
 			  struct catchup_status *st)
 {
@@ -635,24 +638,20 @@ static bool frags_scanned(struct catchup *c, const struct family *f,
 		if (holder_gone(gone_ctx, s->frags[i]) && lost == s->k + s->m)
 			lost = i;
 	if (lost == s->k + s->m)
-		return false;
-	if (job_running(c, f->uid, rec->id.seq)) {
-		st->rebuild++;
-		st->segs_left++;
-		st->bytes_left += rec->length;
-		return true;
-	}
-	to = pick_frag_node(c, rec, lost, &self);
-	if (!to && !self) {
-		st->frags_unplaced++; /* degraded until a domain is back or a node joins */
-		return true;
+		return FRAGS_NONE;
+	if (!job_running(c, f->uid, rec->id.seq)) {
+		to = pick_frag_node(c, rec, lost, &self);
+		if (!to && !self) {
+			st->frags_unplaced++; /* degraded until a domain is back or a node joins */
+			return FRAGS_UNPLACED;
+		}
+		if (c->njobs < c->inflight_max)
+			frag_job_start(c, f, rec, lost, to);
 	}
 	st->rebuild++;
 	st->segs_left++;
 	st->bytes_left += rec->length;
-	if (c->njobs < c->inflight_max)
-		frag_job_start(c, f, rec, lost, to);
-	return true;
+	return FRAGS_REBUILD;
 }
 
 static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno)
@@ -795,6 +794,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		return true;
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
+		enum frags_work fw;
 		struct rnode *to;
 		unsigned gone;
 		bool remote;
@@ -808,12 +808,12 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		if (rec->ncopying && !job_running(c, f->uid, rec->id.seq))
 			clear_stale_copying(c, f, rec);
 		g.down = false;
-		if (rec->stripe.k && rec->state == LAYOUT_SEG_SEALED &&
-		    frags_scanned(c, f, rec, &g, &st)) {
-			busy = true;
-			if (job_running(c, f->uid, rec->id.seq))
-				continue; /* its replicas (if any) wait for the fragment */
-		}
+		fw = rec->stripe.k && rec->state == LAYOUT_SEG_SEALED
+			     ? frags_scanned(c, f, rec, &g, &st)
+			     : FRAGS_NONE;
+		busy |= fw != FRAGS_NONE;
+		if (fw == FRAGS_REBUILD)
+			continue; /* its replicas (if any) wait for the fragment */
 		gone = catchup_without_gone(rec, holder_gone, &g, live);
 		st.down_holders += g.down;
 		busy |= g.down;
