@@ -620,6 +620,10 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 		c->res = clvol_segment_stripe(cl->sess, &w, name, epoch, &q->seg,
 					      q->drop_replicas, msg, len);
 		break;
+	case CLUSTER_VOL_SEG_REFRAG:
+		c->res = clvol_segment_refrag(cl->sess, &w, name, epoch, &q->seg.id,
+					      q->frag_index, q->frag_from, q->copy_node, msg, len);
+		break;
 	case CLUSTER_VOL_SEG_DELETE:
 		c->res = clvol_segment_delete(cl->sess, &w, name, epoch, &q->seg.id, msg, len);
 		break;

@@ -154,6 +154,8 @@ enum cluster_vol_op {
 	CLUSTER_VOL_SEG_HOLDERS, /* seg: id, holders (an open segment's, after a drop) */
 	CLUSTER_VOL_SEG_COPY, /* seg: id; copy_node, copy_phase (catch-up: clvol_segment_copy) */
 	CLUSTER_VOL_SEG_STRIPE, /* seg: id, length, stripe (encoding: clvol_segment_stripe) */
+	CLUSTER_VOL_SEG_REFRAG, /* seg: id; frag_index, frag_from -> copy_node (a rebuilt
+				   fragment: clvol_segment_refrag) */
 	CLUSTER_VOL_SEG_LIST, /* -> segs, nsegs */
 	CLUSTER_VOL_SEG_LIST_ALL, /* every volume's (vol.name unused) -> segs, seg_vols, nsegs */
 };
@@ -166,7 +168,9 @@ struct cluster_vol_req {
 	 * CREATE, CLAIM: the new one */
 	int64_t epoch;
 	struct layout_segment seg;
-	char copy_node[LAYOUT_ID_MAX + 1]; /* in, SEG_COPY */
+	char copy_node[LAYOUT_ID_MAX + 1]; /* in, SEG_COPY; SEG_REFRAG: the new holder */
+	char frag_from[LAYOUT_ID_MAX + 1]; /* in, SEG_REFRAG: the gone holder */
+	unsigned frag_index;               /* in, SEG_REFRAG */
 	enum clvol_copy_phase copy_phase;  /* in, SEG_COPY */
 	bool drop_replicas;                /* in, SEG_STRIPE: the write empties holders */
 	bool resumed;               /* out, CREATE: an unfinished create was taken over */

@@ -751,6 +751,38 @@ int clvol_segment_stripe(struct etcd *e, const struct clvol_who *w, const char *
 	return seg_update(e, w, name, epoch, &seg->id, apply_stripe, &step, msg, len);
 }
 
+struct refrag_step {
+	unsigned index;
+	const char *from, *to;
+};
+
+static int apply_refrag(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+{
+	const struct refrag_step *s = arg;
+	char *at;
+
+	if (!rec->stripe.k || s->index >= rec->stripe.k + rec->stripe.m)
+		return say(-EINVAL, msg, len, "the segment has no fragment %u", s->index);
+	at = rec->stripe.frags[s->index];
+	if (strcmp(at, s->to) != 0 && strcmp(at, s->from) != 0)
+		return say(-ESTALE, msg, len, "fragment %u is on node %s, not %s", s->index, at,
+			   s->from);
+	snprintf(at, sizeof(rec->stripe.frags[0]), "%s", s->to); /* (or a retry) */
+	ids_remove(rec->copying, &rec->ncopying, s->to); /* the put's mark, if any */
+	return 0;
+}
+
+int clvol_segment_refrag(struct etcd *e, const struct clvol_who *w, const char *name,
+			 int64_t epoch, const struct layout_segid *id, unsigned index,
+			 const char *from, const char *to, char *msg, size_t len)
+{
+	struct refrag_step step = { .index = index, .from = from, .to = to };
+
+	if (!layout_id_valid(to) || !layout_id_valid(from))
+		return say(-EINVAL, msg, len, "a fragment moves from a node to a node");
+	return seg_update(e, w, name, epoch, id, apply_refrag, &step, msg, len);
+}
+
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
 			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len)
 {

@@ -123,6 +123,17 @@ int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *na
 int clvol_segment_stripe(struct etcd *e, const struct clvol_who *w, const char *name,
 			 int64_t epoch, const struct layout_segment *seg, bool drop_replicas,
 			 char *msg, size_t len);
+/* refrag (rebuild of a fragment, docs/erasure-coding.md "Rebuild of fragments"): the
+ * stripe's fragment `index`, held by node `from` (gone for good), is held by node `to`
+ * now (rebuilt there, durable, of the same CRC): frags[index] becomes `to`, nothing else
+ * changes but `to` leaving the "copying" list (the mark that kept the fragment put
+ * there from its orphan check: copy START before the put). Fenced, the record
+ * unchanged since it was read; a retry that took effect (frags[index] is `to`
+ * already) succeeds. -EINVAL no stripe or index past it, -ESTALE frags[index] is
+ * neither from nor to, -ENOENT no record. */
+int clvol_segment_refrag(struct etcd *e, const struct clvol_who *w, const char *name,
+			 int64_t epoch, const struct layout_segid *id, unsigned index,
+			 const char *from, const char *to, char *msg, size_t len);
 int clvol_segment_delete(struct etcd *e, const struct clvol_who *w, const char *name,
 			 int64_t epoch, const struct layout_segid *id, char *msg, size_t len);
 /* Every segment record of the volume, in (family, seq) order: *segs (free() it), *n. */

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "cluster/cluster.h"
-#include "cluster/placement.h"
 #include "common/crc32c.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -22,6 +21,7 @@
 #include "engine/segment.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
+#include "replication/fragbuild.h"
 #include "replication/recscan.h"
 #include "replication/segfetch.h"
 #include "replication/replica_internal.h"
@@ -114,54 +114,6 @@ bool catchup_wanted(const struct layout_segment *rec, unsigned replicas)
 	       !(rec->stripe.k && rec->nholders == 0);
 }
 
-static const char *cand_domain(const struct catchup_cand *k)
-{
-	return k->domain && k->domain[0] ? k->domain : k->id;
-}
-
-/* The failure domain of holder id (self's, a candidate's, else its own id). */
-static uint64_t holder_domain(const char *id, const struct catchup_cand *cands, size_t n,
-			      const char *self, const char *self_domain)
-{
-	if (strcmp(id, self) == 0)
-		return placement_domain_id(self_domain && self_domain[0] ? self_domain : self);
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(cands[i].id, id) == 0)
-			return placement_domain_id(cand_domain(&cands[i]));
-	return placement_domain_id(id);
-}
-
-int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *cands, size_t n,
-		 const char *self, const char *self_domain)
-{
-	struct placement_node *pn = calloc(n ? n : 1, sizeof(*pn));
-	uint64_t used[LAYOUT_MAX_HOLDERS], picked;
-	int best = -1;
-
-	if (!pn)
-		return -1;
-	for (unsigned h = 0; h < rec->nholders; h++)
-		used[h] = holder_domain(rec->holders[h], cands, n, self, self_domain);
-	for (size_t i = 0; i < n; i++) {
-		pn[i].id = placement_domain_id(cands[i].id);
-		pn[i].domain = placement_domain_id(cand_domain(&cands[i]));
-		pn[i].weight = 1;
-		pn[i].usable = cands[i].usable && strcmp(cands[i].id, self) != 0 &&
-			       !layout_segment_names(rec, cands[i].id);
-		for (unsigned h = 0; pn[i].usable && h < rec->nholders; h++)
-			pn[i].usable = pn[i].domain != used[h];
-	}
-	/* the same key as replica_place(): the node first placed there wins again */
-	if (placement_domains(pn, n) > 0 &&
-	    placement_pick(pn, n, placement_seg_key(rec->id.family, rec->id.seq), 1,
-			   &picked) == 0)
-		for (size_t i = 0; i < n && best < 0; i++)
-			if (pn[i].usable && pn[i].id == picked)
-				best = (int)i;
-	free(pn);
-	return best;
-}
-
 /* ---- the owner's catch-up ---- */
 
 struct cfam {
@@ -187,7 +139,7 @@ struct catchup {
 };
 
 enum cstep { CJ_FETCH, CJ_START, CJ_DROP, CJ_OPEN, CJ_WAIT, CJ_READ, CJ_APPEND, CJ_SEAL, CJ_DONE,
-	     CJ_ABORT };
+	     CJ_ABORT, CJ_FRAG };
 
 struct cjob {
 	struct catchup *c;           /* NULL: abandoned */
@@ -205,6 +157,8 @@ struct cjob {
 	struct loop_timer *wait;
 	struct cluster_vol_req req;
 	uint64_t start_ms;
+	struct fragbuild *fb;        /* CJ_FRAG: a fragment rebuilt (fragbuild.h) */
+	unsigned frag_index;
 };
 
 static void job_next(struct cjob *j);
@@ -251,8 +205,13 @@ static void job_end(struct cjob *j)
 
 static void job_id(const struct cjob *j, char *buf, size_t len)
 {
-	snprintf(buf, len, "volume %s segment %016" PRIx64 ".%08" PRIx32 " to node %s", j->vol,
-		 j->uid, j->sno, j->to->id);
+	if (j->step == CJ_FRAG)
+		snprintf(buf, len, "volume %s segment %016" PRIx64 ".%08" PRIx32 " fragment %u "
+			 "to node %s", j->vol, j->uid, j->sno, j->frag_index,
+			 j->to ? j->to->id : j->c->rs->self);
+	else
+		snprintf(buf, len, "volume %s segment %016" PRIx64 ".%08" PRIx32 " to node %s",
+			 j->vol, j->uid, j->sno, j->to->id);
 }
 
 /* etcd: the copy step phase for j. */
@@ -296,18 +255,23 @@ static void job_fail(struct cjob *j, int err, const char *what)
 		job_end(j);
 }
 
-/* The chunk just appended counts. */
-static void job_progress(struct cjob *j)
+/* b bytes of j's work are done (copied, or read for a fragment). */
+static void job_count(struct cjob *j, uint64_t b)
 {
 	struct cfam *f = cfam_get(j->c, j->uid);
-	uint64_t b = (uint64_t)j->n * ENGINE_BLOCK_SIZE;
 
-	j->at += j->n;
 	j->c->run_copied += b;
 	if (f) {
 		f->st.bytes_left = f->st.bytes_left > b ? f->st.bytes_left - b : 0;
 		f->st.copied += b;
 	}
+}
+
+/* The chunk just appended counts. */
+static void job_progress(struct cjob *j)
+{
+	j->at += j->n;
+	job_count(j, (uint64_t)j->n * ENGINE_BLOCK_SIZE);
 }
 
 static void peer_replied(void *arg, int res, const struct peer_hdr *h, const void *payload,
@@ -504,6 +468,39 @@ static void fetched(void *arg, int res, const char *why)
 		job_end(j);
 }
 
+/* j (started) joins the jobs; the run of copies begins with it if none is under way. */
+static void job_add(struct catchup *c, struct cfam *cf, struct cjob *j)
+{
+	j->next = c->jobs;
+	c->jobs = j;
+	c->njobs++;
+	cf->st.copying++;
+	if (!c->run_start_ms) {
+		c->run_start_ms = j->start_ms;
+		c->run_copied = 0;
+	}
+}
+
+/* The replica sets' nodes as candidates (calloc'd: free() it), and with self this node
+ * last (usable: it may hold a fragment), or NULL. */
+static struct catchup_cand *cands_new(const struct replicas *rs, bool self)
+{
+	struct catchup_cand *k = calloc(rs->nnodes + 1, sizeof(*k));
+
+	if (!k)
+		return NULL;
+	for (size_t n = 0; n < rs->nnodes; n++) {
+		const struct rnode *r = rs->nodes[n];
+
+		k[n] = (struct catchup_cand){ .id = r->id, .domain = r->domain,
+					      .usable = r->in_map && r->ready && !r->bad_size };
+	}
+	if (self)
+		k[rs->nnodes] = (struct catchup_cand){ .id = rs->self, .domain = rs->self_domain,
+						       .usable = true };
+	return k;
+}
+
 /* A copy of rec (of family f) to node `to`: from the local copy, or (from: its live
  * holders) read from them first. */
 static void job_start(struct catchup *c, const struct family *f,
@@ -532,18 +529,129 @@ static void job_start(struct catchup *c, const struct family *f,
 		job_free(j);
 		return;
 	}
-	j->next = c->jobs;
-	c->jobs = j;
-	c->njobs++;
-	cf->st.copying++;
-	if (!c->run_start_ms) {
-		c->run_start_ms = j->start_ms;
-		c->run_copied = 0;
-	}
+	job_add(c, cf, j);
 	job_id(j, id, sizeof(id));
 	log_msg(LOG_INFO, LOG_TAG, "%s: copying %u blocks from %s (the record has %u of %u "
 		"live holders)", id, j->length, from ? "the holders" : "the local copy",
 		from ? from->nholders : rec->nholders, f->replicas);
+}
+
+/* ---- fragments of a stripe whose holder is gone for good (fragbuild.h) ---- */
+
+static void frag_progress(void *arg, uint64_t bytes)
+{
+	job_count(arg, bytes);
+}
+
+static void frag_done(void *arg, int res, const char *why)
+{
+	struct cjob *j = arg;
+	char id[224];
+
+	j->fb = NULL; /* it freed itself */
+	job_id(j, id, sizeof(id));
+	if (res < 0) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "%s: fragment rebuild failed: %s (tried again "
+				"later)", id, why);
+	} else {
+		uint64_t ms = loop_now_ms() - j->start_ms;
+
+		j->c->run_end_ms = loop_now_ms();
+		log_msg(LOG_INFO, LOG_TAG, "%s: rebuilt from the other fragments (%u blocks read "
+			"in %" PRIu64 " ms) and recorded: the stripe is whole again", id, j->length,
+			ms);
+	}
+	job_end(j);
+}
+
+/* Fragment `index` of rec's stripe (of family f), held by a node gone for good,
+ * rebuilt on node to (NULL: this node). */
+static void frag_job_start(struct catchup *c, const struct family *f,
+			   const struct layout_segment *rec, unsigned index, struct rnode *to)
+{
+	struct cjob *j = calloc(1, sizeof(*j));
+	struct cfam *cf = cfam_get(c, f->uid);
+	char id[224];
+
+	if (!j || !cf) {
+		free(j);
+		return;
+	}
+	*j = (struct cjob){ .c = c, .step = CJ_FRAG, .uid = f->uid, .sno = rec->id.seq,
+			    .epoch = f->epoch, .to = to, .frag_index = index,
+			    .length = (uint32_t)(rec->length / ENGINE_BLOCK_SIZE),
+			    .start_ms = loop_now_ms() };
+	snprintf(j->vol, sizeof(j->vol), "%s", f->name);
+	if (fragbuild_start(c->rs, &(struct fragbuild_req){ .vol = f->name, .epoch = f->epoch,
+							    .rec = rec, .index = index, .to = to,
+							    .budget = &c->budget,
+							    .progress = frag_progress,
+							    .done = frag_done, .arg = j },
+			    &j->fb) < 0) {
+		free(j);
+		return;
+	}
+	job_add(c, cf, j);
+	job_id(j, id, sizeof(id));
+	log_msg(LOG_INFO, LOG_TAG, "%s: rebuilding it from the other %u fragments (its holder "
+		"%s is gone for good)", id, rec->stripe.k + rec->stripe.m - 1,
+		rec->stripe.frags[index]);
+}
+
+/* The node to rebuild fragment `lost` of rec on (catchup_pick_frag over the replica
+ * sets' nodes and this one); *self set when it is this node. NULL and !*self: none. */
+static struct rnode *pick_frag_node(struct catchup *c, const struct layout_segment *rec,
+				    unsigned lost, bool *self)
+{
+	struct replicas *rs = c->rs;
+	struct catchup_cand *k = cands_new(rs, true);
+	int i;
+
+	*self = false;
+	if (!k)
+		return NULL;
+	i = catchup_pick_frag(rec, lost, k, rs->nnodes + 1);
+	free(k);
+	*self = i == (int)rs->nnodes;
+	return i < 0 || *self ? NULL : rs->nodes[i];
+}
+
+static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno);
+static bool holder_gone(void *arg, const char *id);
+
+enum frags_work { FRAGS_NONE, FRAGS_REBUILD, FRAGS_UNPLACED };
+
+/* rec's stripe names a node gone for good at some index: that fragment is rebuilt on a
+ * node of a failure domain the stripe does not use (one at a time per segment; the
+ * next scan takes the next), counted in st: FRAGS_REBUILD (the record's replicas, if
+ * kept, wait for it); none fits: FRAGS_UNPLACED (counted apart; the replicas go on). */
+static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
+			  const struct layout_segment *rec, void *gone_ctx,
+			  struct catchup_status *st)
+{
+	const struct layout_stripe *s = &rec->stripe;
+	unsigned lost = s->k + s->m;
+	struct rnode *to;
+	bool self;
+
+	for (unsigned i = 0; i < s->k + s->m; i++)
+		if (holder_gone(gone_ctx, s->frags[i]) && lost == s->k + s->m)
+			lost = i;
+	if (lost == s->k + s->m)
+		return FRAGS_NONE;
+	if (!job_running(c, f->uid, rec->id.seq)) {
+		to = pick_frag_node(c, rec, lost, &self);
+		if (!to && !self) {
+			st->frags_unplaced++; /* degraded until a domain is back or a node joins */
+			return FRAGS_UNPLACED;
+		}
+		if (c->njobs < c->inflight_max)
+			frag_job_start(c, f, rec, lost, to);
+	}
+	st->rebuild++;
+	st->segs_left++;
+	st->bytes_left += rec->length;
+	return FRAGS_REBUILD;
 }
 
 static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno)
@@ -558,17 +666,11 @@ static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno)
 static struct rnode *pick_node(struct catchup *c, const struct layout_segment *rec)
 {
 	struct replicas *rs = c->rs;
-	struct catchup_cand *k = calloc(rs->nnodes ? rs->nnodes : 1, sizeof(*k));
+	struct catchup_cand *k = cands_new(rs, false);
 	int i;
 
 	if (!k)
 		return NULL;
-	for (size_t n = 0; n < rs->nnodes; n++) {
-		const struct rnode *r = rs->nodes[n];
-
-		k[n] = (struct catchup_cand){ .id = r->id, .domain = r->domain,
-					      .usable = r->in_map && r->ready && !r->bad_size };
-	}
 	i = catchup_pick(rec, k, rs->nnodes, rs->self, rs->self_domain);
 	free(k);
 	return i < 0 ? NULL : rs->nodes[i];
@@ -692,6 +794,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		return true;
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
+		enum frags_work fw;
 		struct rnode *to;
 		unsigned gone;
 		bool remote;
@@ -705,6 +808,12 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		if (rec->ncopying && !job_running(c, f->uid, rec->id.seq))
 			clear_stale_copying(c, f, rec);
 		g.down = false;
+		fw = rec->stripe.k && rec->state == LAYOUT_SEG_SEALED
+			     ? frags_scanned(c, f, rec, &g, &st)
+			     : FRAGS_NONE;
+		busy |= fw != FRAGS_NONE;
+		if (fw == FRAGS_REBUILD)
+			continue; /* its replicas (if any) wait for the fragment */
 		gone = catchup_without_gone(rec, holder_gone, &g, live);
 		st.down_holders += g.down;
 		busy |= g.down;
@@ -812,7 +921,10 @@ void catchup_destroy(struct catchup *c)
 	recscan_destroy(c->scan);
 	for (struct cjob *j = c->jobs, *next; j; j = next) {
 		next = j->next;
-		if (j->step == CJ_WAIT || j->step == CJ_FETCH) {
+		if (j->step == CJ_FRAG) {
+			fragbuild_abandon(j->fb); /* it frees itself when its answer comes */
+			job_free(j);
+		} else if (j->step == CJ_WAIT || j->step == CJ_FETCH) {
 			loop_timer_cancel(j->wait); /* NULL ok */
 			job_free(j); /* and the fetch's requests drop their answers */
 		} else {

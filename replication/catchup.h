@@ -24,6 +24,11 @@
  * record has R holders without it, it leaves the record (CLUSTER_VOL_SEG_COPY DROP,
  * fenced), and its copy, should it come back, is an orphan there.
  *
+ * Fragments: a stripe naming a node gone for good has that fragment rebuilt on a node
+ * of a failure domain the stripe does not use (catchup_pick_frag), from the other
+ * fragments (fragbuild.h), counted with the copies (segments and bytes left, rate) and
+ * paid from the same budget; with no such domain it stays degraded (frags_unplaced).
+ *
  * Throttle: a byte budget per second over every copy (catchup_budget), at most
  * max_inflight segments at a time. Scans: one range read of the family's records
  * every second while some sealed record has fewer than R holders, else every 30 s,
@@ -93,6 +98,14 @@ struct catchup_cand {
 int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *cands, size_t n,
 		 const char *self, const char *self_domain);
 
+/* The candidate to rebuild fragment `lost` of rec's stripe on (its holder gone for
+ * good): usable, holding no fragment of the stripe, of a failure domain no other
+ * fragment's holder has, the rendezvous choice for the segment. cands include this
+ * node when it may hold it (the owner holds fragments like any node). Its index, or
+ * -1 when none fits (the stripe stays degraded). */
+int catchup_pick_frag(const struct layout_segment *rec, unsigned lost,
+		      const struct catchup_cand *cands, size_t n);
+
 /* ---- the owner's catch-up ---- */
 
 /* mbps 0: CATCHUP_DEFAULT_MBPS; inflight 0: CATCHUP_DEFAULT_INFLIGHT. 0 or -ENOMEM. */
@@ -116,6 +129,8 @@ struct catchup_status {
 	unsigned remote;      /* segments_left without a whole local copy: read from the
 				 holders (segfetch.h) */
 	unsigned down_holders; /* records naming a holder down but not yet gone */
+	unsigned frags_unplaced; /* stripes naming a node gone for good whose fragment has
+				    no failure domain left to go to: they stay degraded */
 	uint64_t out_in_ms;   /* the least time until such a holder is gone (0: none) */
 	unsigned copying;     /* segments being copied now */
 	uint64_t rate;        /* bytes per second of the copies since the catch-up began

@@ -397,13 +397,85 @@ static void put_answered(struct ejob *j, unsigned i, int r, bool was_delete)
 		puts_over(j);
 }
 
+/* ---- one fragment's put (the encoder's and the rebuild's, fragbuild.c) ---- */
+
+struct fput {
+	frag_put_cb cb;
+	void *arg;
+	uint8_t op;
+};
+
+static void fput_local_done(void *arg, int res)
+{
+	struct fput *p = arg;
+
+	p->cb(p->arg, res);
+	free(p);
+}
+
+static void fput_peer_done(void *arg, int res, const struct peer_hdr *h, const void *payload,
+			   size_t len)
+{
+	struct fput *p = arg;
+
+	(void)h;
+	p->cb(p->arg, replica_reply_result(p->op, res, payload, len));
+	free(p);
+}
+
+int encode_frag_send(struct replicas *rs, const struct encode_frag *f, bool del,
+		     frag_put_cb cb, void *arg)
+{
+	struct fput *p = calloc(1, sizeof(*p));
+	struct rnode *to = f->to;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	*p = (struct fput){ .cb = cb, .arg = arg,
+			    .op = del ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT };
+	if (!to && del) {
+		r = engine_frag_delete_async(rs->eng, f->uid, f->sno, fput_local_done, p);
+	} else if (!to) {
+		struct engine_frag_info fi = { .uid = f->uid, .sno = f->sno,
+					       .epoch = (uint64_t)f->epoch, .index = (uint8_t)f->index,
+					       .k = (uint8_t)f->g->k, .m = (uint8_t)f->g->m,
+					       .seg_blocks = f->g->seg_blocks,
+					       .frag_blocks = f->g->frag_blocks,
+					       .image_blocks = (uint32_t)(f->image_bytes /
+									  ENGINE_BLOCK_SIZE) };
+		struct ec_frag_info hi;
+
+		(void)ec_frag_hdr_decode(f->image, f->image_bytes, &hi);
+		fi.frag_crc = hi.frag_crc;
+		r = engine_frag_put_async(rs->eng, &fi, f->image, fput_local_done, p);
+	} else if (!replica_node_live(to)) {
+		r = -ENOTCONN;
+	} else {
+		struct peer_seg_req rq = { .op = p->op, .sno = f->sno, .kind = PEER_SEG_KIND_FRAG,
+					   .nblocks = (uint32_t)(f->image_bytes / PEER_SEG_BLOCK) };
+		uint8_t head[PEER_SEG_HEAD_MAX];
+		struct iovec iov = { (void *)f->image, f->image_bytes };
+		struct peer_msg m = { .op = rq.op, .volume_id = f->uid,
+				      .epoch = (uint64_t)f->epoch, .head = head,
+				      .data = del ? NULL : &iov, .datacnt = del ? 0 : 1 };
+
+		m.head_len = peer_seg_req_encode(&rq, head);
+		r = peer_request(to->conn, &m, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
+				 fput_peer_done, p);
+	}
+	if (r < 0)
+		free(p);
+	return r;
+}
+
 struct eput {
 	struct ejob *j;
 	unsigned i;
 	bool was_delete;
 };
 
-static void local_put_done(void *arg, int res)
+static void put_done(void *arg, int res)
 {
 	struct eput *p = arg;
 
@@ -411,62 +483,22 @@ static void local_put_done(void *arg, int res)
 	free(p);
 }
 
-static void peer_put_done(void *arg, int res, const struct peer_hdr *h, const void *payload,
-			  size_t len)
-{
-	struct eput *p = arg;
-	uint8_t op = p->was_delete ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT;
-
-	(void)h;
-	put_answered(p->j, p->i, replica_reply_result(op, res, payload, len), p->was_delete);
-	free(p);
-}
-
 /* Sends fragment i's put, or (deleted[i] set and not done yet) the delete of the other
  * fragment there. 0: one more answer pending. */
 static int put_one(struct ejob *j, unsigned i)
 {
-	struct replicas *rs = j->e->rs;
 	struct eput *p = calloc(1, sizeof(*p));
+	struct encode_frag f = { .to = j->to[i], .uid = j->uid, .sno = j->sno,
+				 .epoch = j->epoch, .g = &j->g, .index = i,
+				 .image = j->images[i], .image_bytes = j->image_bytes };
 	bool del = j->deleting[i];
-	struct rnode *to = j->to[i];
 	int r;
 
 	if (!p)
 		return -ENOMEM;
 	j->deleting[i] = false; /* the put follows the delete's answer */
 	*p = (struct eput){ .j = j, .i = i, .was_delete = del };
-	if (!to && del) {
-		r = engine_frag_delete_async(rs->eng, j->uid, j->sno, local_put_done, p);
-	} else if (!to) {
-		struct engine_frag_info fi = { .uid = j->uid, .sno = j->sno,
-					       .epoch = (uint64_t)j->epoch, .index = (uint8_t)i,
-					       .k = (uint8_t)j->g.k, .m = (uint8_t)j->g.m,
-					       .seg_blocks = j->g.seg_blocks,
-					       .frag_blocks = j->g.frag_blocks,
-					       .image_blocks = (uint32_t)(j->image_bytes /
-									  ENGINE_BLOCK_SIZE) };
-		struct ec_frag_info hi;
-
-		(void)ec_frag_hdr_decode(j->images[i], j->image_bytes, &hi);
-		fi.frag_crc = hi.frag_crc;
-		r = engine_frag_put_async(rs->eng, &fi, j->images[i], local_put_done, p);
-	} else if (!replica_node_live(to)) {
-		r = -ENOTCONN;
-	} else {
-		struct peer_seg_req rq = { .op = del ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT,
-					   .sno = j->sno, .kind = PEER_SEG_KIND_FRAG,
-					   .nblocks = (uint32_t)(j->image_bytes / PEER_SEG_BLOCK) };
-		uint8_t head[PEER_SEG_HEAD_MAX];
-		struct iovec iov = { j->images[i], j->image_bytes };
-		struct peer_msg m = { .op = rq.op, .volume_id = j->uid,
-				      .epoch = (uint64_t)j->epoch, .head = head,
-				      .data = del ? NULL : &iov, .datacnt = del ? 0 : 1 };
-
-		m.head_len = peer_seg_req_encode(&rq, head);
-		r = peer_request(to->conn, &m, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
-				 peer_put_done, p);
-	}
+	r = encode_frag_send(j->e->rs, &f, del, put_done, p);
 	if (r < 0) {
 		free(p);
 		return r;

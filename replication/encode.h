@@ -33,6 +33,8 @@
 #ifndef QUILL_REPLICATION_ENCODE_H
 #define QUILL_REPLICATION_ENCODE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct replicas;
@@ -51,6 +53,27 @@ int encoder_create(struct replicas *rs, unsigned test_crash_after, struct encode
 void encoder_destroy(struct encoder *e);
 /* A segment was sealed or the map changed: a scan soon. NULL ok. */
 void encoder_kick(struct encoder *e);
+
+/* One fragment image to send to its holder (this node's own store when to is NULL). */
+struct rnode;
+struct ec_geom;
+struct encode_frag {
+	struct rnode *to;
+	uint64_t uid;
+	uint32_t sno;
+	int64_t epoch;
+	const struct ec_geom *g;
+	unsigned index;
+	const uint8_t *image; /* the caller's until cb */
+	size_t image_bytes;
+};
+typedef void (*frag_put_cb)(void *arg, int res);
+/* FRAG_PUT of f (del: SEG_DELETE kind 1 of the fragment of f's segment there instead),
+ * or engine_frag_put_async / engine_frag_delete_async for this node's own. 0 -> cb
+ * runs once with the answer (0: durable; -EEXIST another fragment of the segment
+ * there); <0 -> never (-ENOTCONN, -ENOMEM). */
+int encode_frag_send(struct replicas *rs, const struct encode_frag *f, bool del,
+		     frag_put_cb cb, void *arg);
 
 /* An EC family's sealed segments as the last scan saw them. */
 struct encoder_status {

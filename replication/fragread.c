@@ -124,8 +124,14 @@ int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg)
 	c = cache_of(rs);
 	if (!c)
 		return -ENOMEM;
-	if (stripe_find(c, seg->id.family, seg->id.seq))
-		return 0; /* a stripe never changes */
+	e = stripe_find(c, seg->id.family, seg->id.seq);
+	if (e) {
+		/* only a rebuilt fragment's holder changes (CLUSTER_VOL_SEG_REFRAG); a listing
+		 * older than that write puts the gone holder back, which costs a degraded
+		 * read (it is not connected), never a wrong one */
+		e->st = seg->stripe;
+		return 0;
+	}
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;

@@ -10,7 +10,8 @@
  * lost the run's missing blocks are decoded (ec_decode), each checked against its CRC.
  * This node's own fragment is read from its store (engine_frag_read), checked against
  * its table. The stripes seen (from the records, or recorded by this node's encoder)
- * are kept in memory: a stripe never changes, and a segment number is never reused.
+ * are kept in memory: a segment number is never reused, and a stripe changes only
+ * when a fragment of a node gone for good is rebuilt elsewhere (fragbuild.h).
  *
  * Threading: the loop's thread (the engine's). Nothing blocks.
  */
@@ -39,7 +40,8 @@ struct fragread_status {
 /* The stripe of (uid, sno) as last seen: 0 and *st, *seg_blocks; -ENOENT. */
 int fragread_stripe_get(const struct replicas *rs, uint64_t uid, uint32_t sno,
 			struct layout_stripe *st, uint32_t *seg_blocks);
-/* Keeps seg's stripe (a sealed record with one; others are ignored): 0 or -ENOMEM. */
+/* Keeps seg's stripe (a sealed record with one; others are ignored), replacing the one
+ * kept (a fragment rebuilt elsewhere): 0 or -ENOMEM. */
 int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg);
 /* The segment is deleted: its stripe is forgotten (the table would grow otherwise). */
 void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno);

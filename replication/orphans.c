@@ -167,9 +167,13 @@ enum orphan_why orphans_judge_frag(const struct orphan_records *r, const char *s
 	if (!found)
 		return ORPHAN_NO_RECORD;
 	st = &r->segs[i].stripe;
+	/* a fragment being rebuilt here (catch-up's rebuild, fragbuild.h) is kept: its
+	 * record's "copying" names this node until the stripe names it (or the rebuild
+	 * gave up and the mark left) */
 	if (st->k)
-		return index < st->k + st->m && strcmp(st->frags[index], self) == 0 &&
-				       st->crcs[index] == frag_crc
+		return (index < st->k + st->m && strcmp(st->frags[index], self) == 0 &&
+			st->crcs[index] == frag_crc) ||
+				       layout_segment_copying(&r->segs[i], self)
 			       ? ORPHAN_KEPT
 			       : ORPHAN_NOT_IN_STRIPE;
 	/* no stripe yet: the encoding that put it may still record it, unless a newer

@@ -1650,6 +1650,7 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 	rs->test_crash_after = opts->test_crash_after_open;
 	rs->test_crash_seal = opts->test_crash_after_seal;
 	rs->drop_own = opts->drop_own;
+	rs->test_crash_rebuild = opts->test_crash_rebuild;
 	rs->ec_drop_replicas = opts->ec_drop_replicas;
 	rs->frags_first = opts->frags_first || opts->ec_drop_replicas;
 	if (loop_task_create(rs->loop, kick_run, rs, &rs->kick) < 0)
@@ -1774,7 +1775,7 @@ static void replica_catchup_status(const struct replicas *rs, uint64_t uid,
 				   struct replica_status *out)
 {
 	catchup_status(rs->catchup, uid, &out->catchup);
-	if (out->catchup.segs_left || out->catchup.rebuild)
+	if (out->catchup.segs_left || out->catchup.rebuild || out->catchup.frags_unplaced)
 		out->degraded = true;
 }
 
@@ -1829,6 +1830,10 @@ int replica_status(const struct replicas *rs, const char *name, struct replica_s
 	else if (out->copies < f->replicas)
 		snprintf(out->why, sizeof(out->why), "%u of %u copies: a holder is missing",
 			 out->copies, f->replicas);
+	else if (out->degraded && out->catchup.frags_unplaced && !out->catchup.rebuild)
+		snprintf(out->why, sizeof(out->why), "%u stripes lost a fragment to a node gone "
+			 "for good and no failure domain is left to rebuild it on",
+			 out->catchup.frags_unplaced);
 	else if (out->degraded && out->catchup.rebuild)
 		snprintf(out->why, sizeof(out->why), "rebuilding: %u segments held by a node gone "
 			 "for good, %u below %u copies", out->catchup.rebuild,

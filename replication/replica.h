@@ -84,6 +84,10 @@ struct replica_opts {
 	/* tests only (quilld: QUILL_TEST_CRASH_ENCODE=N): SIGKILL once the N-th encoded
 	 * segment's fragments are durable, before its stripe is recorded (encode.h). 0: off */
 	unsigned test_crash_encode;
+	/* tests only (quilld: QUILL_TEST_CRASH_REBUILD=N): SIGKILL once the N-th rebuilt
+	 * fragment is durable on its new holder, before the stripe names it (fragbuild.h).
+	 * 0: off */
+	unsigned test_crash_rebuild;
 	/* tests only (quilld: QUILL_TEST_FRAGS_FIRST=1): a fetch of a striped segment reads
 	 * its fragments first, its replicas only if they fail (the path every read of an
 	 * encoded segment takes once its replicas are gone) */

@@ -192,6 +192,8 @@ struct replicas {
 	unsigned test_opens;            /* open records written, for it */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
 	bool drop_own;                  /* replica_opts.drop_own */
+	unsigned test_crash_rebuild;    /* replica_opts.test_crash_rebuild */
+	unsigned frags_rebuilt_put;     /* fragbuild.c: rebuilt fragments put (the hook's count) */
 	struct dropown *dropown;        /* dropown.c: own copies waiting to go */
 	unsigned test_seals;            /* sealed records written, for it */
 };

@@ -8,6 +8,10 @@
 #   3. node1 is killed -9 and marked out: the owner (node0) rebuilds its copies
 #      elsewhere; the same fio job runs again at once, while the rebuild runs; the
 #      rebuild's bytes left before and after the job say it ran the whole time
+# EC=1: `data` is --ec 2+1 with its replicas dropped (QUILL_EC_DROP_REPLICAS=1), every
+# sealed segment encoded before node1 goes: the rebuild is of fragments (fragbuild.c:
+# read from the other two, decoded, put on the node of the unused domain); the rate is
+# of the segment bytes read for it.
 # MBPS: the catch-up budget (--catchup-mbps; default 64, the default budget). Prints
 # one line: baseline and during-rebuild IOPS, the ratio, the rebuild's rate. Scratch
 # under build/ (kept only on failure). SECS=10 when the rebuild would end first.
@@ -68,13 +72,25 @@ sys.exit(0 if any(v.get("copies", {}).get("catchup", {}).get("rebuild_segments",
 }
 
 PEER_EXTRA=(--segment-size 4M --catchup-mbps "$mbps")
+policy=(--replicas 3)
+what=""
+if [ "${EC:-0}" = 1 ]; then
+	export QUILL_EC_DROP_REPLICAS=1
+	policy=(--ec 2+1)
+	what="EC 2+1 fragments, "
+fi
 start_peer_nodes 4
-qexpect 0 0 volume create data 512M --replicas 3
+qexpect 0 0 volume create data 512M "${policy[@]}"
 qexpect 0 0 volume create client 256M --replicas 3
 fio --name=fill --ioengine=nbd --uri="$(node_uri 0 data)" --rw=write --bs=1M \
     --iodepth=8 --size="${DATA_MIB}M" --output="$WORK/fill.log" >/dev/null ||
 	fail "fill: $(tail -5 "$WORK/fill.log")"
 qd32 warm >/dev/null # the client volume's first writes allocate: not measured
+if [ "${EC:-0}" = 1 ]; then
+	wait_for 600 "data is not all encoded: $(ec_records data)" ec_all_encoded data \
+		$((DATA_MIB / 4 - 1))
+	log "data: $(ec_records data)"
+fi
 base=$(qd32 base)
 kill -9 "${NODE_PID[1]}"
 wait "${NODE_PID[1]}" 2>/dev/null || true
@@ -83,8 +99,26 @@ wait_for 30 "no rebuild starts" rebuilding
 read -r left0 _ <<<"$(left)"
 during=$(qd32 during)
 read -r left1 rate <<<"$(left)"
-log "budget $mbps MB/s: QD32 4k randwrite $base IOPS alone, $during IOPS during the rebuild" \
+log "${what}budget $mbps MB/s: QD32 4k randwrite $base IOPS alone, $during IOPS during the rebuild" \
     "($(python3 -c "print('%.2f' % ($during / $base))")x); rebuild bytes left $left0 -> $left1" \
     "over the job, $(python3 -c "print('%.1f' % ($rate / 1e6))") MB/s"
 [ "$left1" -gt 0 ] || log "  (the rebuild ended before the job did: DATA_MIB too small for this budget)"
+if [ "${EC:-0}" = 1 ]; then
+	# the fragments' rebuild from node0's log: first job started to last one recorded
+	done_rebuilding() { ! rebuilding; }
+	wait_for 600 "the rebuild does not end" done_rebuilding
+	python3 - "$WORK/node0.log" <<'PY' | while read -r l; do log "$l"; done
+import re, sys
+from datetime import datetime
+t = lambda l: datetime.strptime(l[:23], "%Y-%m-%dT%H:%M:%S.%f")
+lines = open(sys.argv[1]).read().splitlines()
+start = [l for l in lines if "rebuilding it from the other" in l]
+done = [l for l in lines if "rebuilt from the other fragments" in l]
+blocks = sum(int(re.search(r"\((\d+) blocks read", l).group(1)) for l in done)
+secs = (t(done[-1]) - t(start[0])).total_seconds()
+print("fragments rebuilt: %d in %.1f s: %.1f MB/s of segment data read and decoded, "
+      "%.1f MB/s of fragments written (2+1: half of it)" %
+      (len(done), secs, blocks * 4096 / 1e6 / secs, blocks * 4096 / 2 / 1e6 / secs))
+PY
+fi
 it_pass

@@ -12,6 +12,15 @@
 #   - node3 killed -9: everything verifies (decoded where node3 held a data fragment)
 #   - node3 back, node0 killed -9, node1 claims the volume: its takeover copies each
 #     striped segment from the fragments, and everything verifies through node1
+#   - node0 marked out: every fragment it held is rebuilt by the owner (node1) from the
+#     other fragments on the domain its stripe does not use (nodes 1-3), each stripe
+#     renamed by one fenced write; node1 kills itself once its 3rd rebuilt fragment is
+#     durable, before its record (QUILL_TEST_CRASH_REBUILD=3), and is restarted: the
+#     rebuild resumes and ends; cluster status on the owner shows it done; then node2
+#     killed -9: everything verifies (each stripe keeps K fragments only if node0's
+#     were rebuilt)
+#   - node2 out too: two domains left, each stripe uses both: cluster status counts its
+#     fragments as having nowhere to go, volume info says so (they stay degraded)
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_bare
@@ -23,7 +32,9 @@ VOL=bare
 SEG=1048576
 STORE=160M
 export QUILL_EC_DROP_REPLICAS=1
-start_peer_nodes 4
+# (the owner then, node1, is the one that rebuilds: it kills itself once its 3rd
+# rebuilt fragment is durable, before the stripe names it; restarted without the hook)
+QUILL_TEST_CRASH_REBUILD=3 start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
 URI=$(node_uri 0 "$VOL")
@@ -98,11 +109,91 @@ log "node3 killed: $(grep '^reads from fragments' <<<"$OUT")"
 start_peer_node 3
 nodes_up 0 4
 kill_and_take_over 0 1 "$VOL" 90
-verify "after node1's takeover" "$(node_uri 1 "$VOL")"
+URI=$(node_uri 1 "$VOL")
+verify "after node1's takeover" "$URI"
 FROM=$(grep -c "segment [0-9a-f]* has no replica: copying it from its 2+1 fragments" "$WORK/node1.log" || true)
 [ "$FROM" -ge 8 ] || fail "node1's takeover copied $FROM segments from their fragments"
 read -r _ S2 _ E2 _ B2 <<<"$(records)"
 [ "$E2" = "$B2" ] || fail "the takeover changed the stripes: $(records)"
 log "node1 took $VOL over, $FROM segments copied from their fragments ($(grep "takeover: volume $VOL: taken over" "$WORK/node1.log" | tail -1 | sed 's/.*taken over/taken over/'))"
+
+# ---- node0 (dead) out: its fragments are rebuilt by the owner, node1, on the domain
+# each stripe does not use (the stripe is the only redundancy: without the rebuild a
+# second loss loses the stripes it shared) ----
+# naming NODE: how many stripes name NODE among their fragments
+naming()
+{
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
+		python3 - "$WORK/recs.txt" "$1" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+print(sum(1 for v in lines[1::2] if any(f[0] == sys.argv[2]
+                                        for f in json.loads(v).get("stripe", {}).get("frags", []))))
+PY
+}
+N0=$(naming node0)
+[ "$N0" -gt 3 ] || fail "$N0 stripes name node0"
+qexpect 1 0 node out node0
+T0=$SECONDS
+wait_for 60 "node1 did not crash while rebuilding: $(grep fragment "$WORK/node1.log" | tail -3)" \
+	bash -c "! kill -0 ${NODE_PID[1]} 2>/dev/null"
+wait "${NODE_PID[1]}" 2>/dev/null || true
+grep -q "test: crashing after the rebuilt fragment" "$WORK/node1.log" ||
+	fail "node1 died of something else: $(tail -5 "$WORK/node1.log")"
+LEFT=$(naming node0)
+[ "$LEFT" -gt 0 ] || fail "every stripe was renamed before the crash"
+REB0=$(grep -c "rebuilt from the other fragments" "$WORK/node1.log" || true)
+log "node1 killed itself with its 3rd rebuilt fragment durable, before its record ($REB0 recorded, $LEFT stripes still name node0)"
+QUILL_TEST_CRASH_REBUILD= start_peer_node 1
+none_on_0() { [ "$(naming node0)" = 0 ]; }
+wait_for 120 "stripes still name node0: $(naming node0); $(grep -E 'fragment' "$WORK/node1.log" | tail -3)" none_on_0
+# (cluster status on the owner: the rebuild is done, the bytes it read counted)
+rebuild_done()
+{
+	qn 1 --json cluster status >"$WORK/st.json" 2>/dev/null || return 1
+	python3 - "$WORK/st.json" "$VOL" <<'PY'
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"].get("catchup", {})
+sys.exit(0 if cu.get("bytes_copied", 0) > 0 and cu.get("segments_left", 1) == 0
+         and cu.get("rebuild_segments", 1) == 0 and cu.get("fragments_unplaced", 1) == 0
+         else 1)
+PY
+}
+wait_for 30 "cluster status does not show the rebuild done: $(cat "$WORK/st.json")" rebuild_done
+REB=$(($(grep -c "rebuilt from the other fragments" "$WORK/node1.log" || true) - REB0))
+[ "$REB" -ge "$LEFT" ] || fail "node1 rebuilt $REB fragments after its restart, $LEFT were left"
+log "node0 out: its $N0 fragments rebuilt on nodes 1-3 ($REB after node1's restart) in $((SECONDS - T0)) s ($(python3 -c '
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"]["catchup"]
+print("%d bytes read at %.1f MB/s" % (cu["bytes_copied"], cu["bytes_per_second"] / 1e6))' "$WORK/st.json" "$VOL"))"
+
+kill -9 "${NODE_PID[2]}"
+wait "${NODE_PID[2]}" 2>/dev/null || true
+wait_for 20 "node1 still sees node2 up" state_is 1 node2 down
+verify "node0 out and rebuilt, node2 killed" "$URI"
+log "node2 killed too: everything verifies (decoded where node2 held a data fragment)"
+
+# ---- node2 out as well: two domains left, every stripe already uses both: its
+# fragments have nowhere to go, and cluster status says so (they stay degraded) ----
+qexpect 1 0 node out node2
+N2=$(naming node2)
+unplaced()
+{
+	qn 1 --json cluster status >"$WORK/st.json" 2>/dev/null || return 1
+	python3 - "$WORK/st.json" "$VOL" "$N2" <<'PY'
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"].get("catchup", {})
+sys.exit(0 if cu.get("fragments_unplaced", 0) == int(sys.argv[3]) else 1)
+PY
+}
+wait_for 30 "cluster status does not show $N2 unplaced fragments: $(cat "$WORK/st.json")" unplaced
+qexpect 1 0 volume info "$VOL"
+grep -q "^degraded: *$N2 stripes lost a fragment to a node gone for good and no failure domain is left" <<<"$OUT" ||
+	fail "volume info does not say the stripes stay degraded: $OUT"
+[ "$(naming node2)" = "$N2" ] || fail "stripes naming node2 changed with nowhere to go"
+log "node2 out too: $N2 stripes stay degraded, said by cluster status and volume info ($(grep -o "DEGRADED[^)]*)" <<<"$(qn 1 cluster status)" || true))"
 
 it_pass

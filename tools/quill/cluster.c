@@ -130,6 +130,10 @@ void cli_show_copies(struct json_object *c)
 		printf("down:      %lld segments held by a node down; rebuilt elsewhere in %llds "
 		       "unless it returns\n", (long long)cli_i64(cu, "down_holder_segments"),
 		       (long long)cli_i64(cu, "out_in_seconds"));
+	if (cu && cli_i64(cu, "fragments_unplaced"))
+		printf("degraded:  %lld stripes lost a fragment to a node gone for good and no "
+		       "failure domain is left to rebuild it on\n",
+		       (long long)cli_i64(cu, "fragments_unplaced"));
 
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *s = json_object_array_get_idx(segs, i);
@@ -281,6 +285,9 @@ static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size
 			printf("  (%lld held by a node gone)", (long long)cli_i64(cu, "rebuild_segments"));
 		if (cli_i64(cu, "no_source"))
 			printf("  (%lld with no source)", (long long)cli_i64(cu, "no_source"));
+		if (cli_i64(cu, "fragments_unplaced"))
+			printf("  (%lld stripes degraded: no failure domain left)",
+			       (long long)cli_i64(cu, "fragments_unplaced"));
 		if (cli_i64(cu, "down_holder_segments"))
 			printf("  (%lld on a node down: out in %llds)",
 			       (long long)cli_i64(cu, "down_holder_segments"),

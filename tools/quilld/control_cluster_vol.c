@@ -111,7 +111,8 @@ static struct json_object *copies_json(const struct replica_status *st)
 	ctl_add_bool(o, "degraded", st->degraded);
 	ctl_add_bool(o, "waiting", st->waiting);
 	ctl_add_str(o, "why", st->why);
-	if (cu->segs_left || cu->copied || cu->no_source || cu->rebuild || cu->down_holders) {
+	if (cu->segs_left || cu->copied || cu->no_source || cu->rebuild || cu->down_holders ||
+	    cu->frags_unplaced) {
 		struct json_object *c = json_object_new_object();
 
 		ctl_add_int(c, "segments_left", cu->segs_left);
@@ -121,6 +122,7 @@ static struct json_object *copies_json(const struct replica_status *st)
 		ctl_add_int(c, "from_holders", cu->remote);
 		ctl_add_int(c, "rebuild_segments", cu->rebuild);
 		ctl_add_int(c, "down_holder_segments", cu->down_holders);
+		ctl_add_int(c, "fragments_unplaced", cu->frags_unplaced);
 		ctl_add_int(c, "out_in_seconds", (int64_t)((cu->out_in_ms + 999) / 1000));
 		ctl_add_int(c, "bytes_copied", (int64_t)cu->copied);
 		ctl_add_int(c, "bytes_per_second", (int64_t)cu->rate);

@@ -519,6 +519,7 @@ static int start_replicas(struct node *n)
 	const char *crash_seal = getenv("QUILL_TEST_CRASH_AFTER_SEAL");
 	const char *drop_own = getenv("QUILL_TEST_DROP_OWN");
 	const char *crash_encode = getenv("QUILL_TEST_CRASH_ENCODE");
+	const char *crash_rebuild = getenv("QUILL_TEST_CRASH_REBUILD");
 	const char *frags_first = getenv("QUILL_TEST_FRAGS_FIRST");
 	const char *drop_replicas = getenv("QUILL_EC_DROP_REPLICAS");
 	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
@@ -537,6 +538,8 @@ static int start_replicas(struct node *n)
 	ro.ec_drop_replicas = drop_replicas && strcmp(drop_replicas, "1") == 0;
 	if (crash_encode)
 		ro.test_crash_encode = (unsigned)strtoul(crash_encode, NULL, 10);
+	if (crash_rebuild)
+		ro.test_crash_rebuild = (unsigned)strtoul(crash_rebuild, NULL, 10);
 	r = replica_create(&ro, &n->replicas);
 	if (r < 0)
 		return r;

@@ -60,6 +60,48 @@ Test(catchup, picks_a_usable_node_of_a_domain_no_holder_has)
 
 /* Among several fits, the node placement first chose for the segment (the key
  * replica_place uses), so a returning holder gets back what it held. */
+static struct layout_segment striped(uint32_t seq, const char *const *frags, unsigned k,
+				     unsigned m)
+{
+	struct layout_segment s = sealed(seq, 0, NULL);
+
+	s.stripe.k = k;
+	s.stripe.m = m;
+	for (unsigned i = 0; i < k + m; i++) {
+		snprintf(s.stripe.frags[i], sizeof(s.stripe.frags[i]), "%s", frags[i]);
+		s.stripe.crcs[i] = 0x1000 + i;
+	}
+	return s;
+}
+
+/* A lost fragment goes to a usable node of a failure domain no other fragment's holder
+ * has; this node (the owner) may take it like any; none fits: -1 (stays degraded). */
+Test(catchup, a_lost_fragment_goes_to_a_domain_the_stripe_does_not_use)
+{
+	const char *f[] = { "n0", "n3", "n1" }; /* 2+1, n3 gone */
+	struct layout_segment s = striped(9, f, 2, 1);
+	struct catchup_cand k[] = {
+		{ "n1", "", true },       /* holds fragment 2 */
+		{ "n2", "rack1", true },  /* n1's rack: refused */
+		{ "n3", "", false },      /* the gone one */
+		{ "n4", "", true },       /* the only fit */
+		{ "n0", "", true },       /* this node: holds fragment 0 */
+	};
+
+	k[0].domain = "rack1";
+	cr_assert_eq(catchup_pick_frag(&s, 1, k, 5), 3);
+	k[3].usable = false;
+	cr_assert_eq(catchup_pick_frag(&s, 1, k, 5), -1);
+	/* the owner holding none of the stripe takes it itself when it is the only fit */
+	f[0] = "n4";
+	s = striped(9, f, 2, 1);
+	cr_assert_eq(catchup_pick_frag(&s, 1, k, 5), 4);
+	/* the lost holder's own domain is free again: a node of it fits */
+	k[2] = (struct catchup_cand){ "n5", "home", true };
+	k[4].usable = false;
+	cr_assert_eq(catchup_pick_frag(&s, 1, k, 5), 2);
+}
+
 Test(catchup, prefers_the_rendezvous_choice_of_the_segment)
 {
 	const char *h[] = { "n0" };

@@ -181,6 +181,32 @@ Test(orphans, a_fragment_its_stripe_names_is_kept_any_other_goes, .init = setup)
 		     ORPHAN_NOT_IN_STRIPE);
 }
 
+/* A fragment being rebuilt on n3 (its record's "copying" names n3, the stripe still
+ * names the gone holder) is kept until the stripe names it or the mark goes. */
+Test(orphans, a_fragment_being_rebuilt_here_is_kept_while_marked, .init = setup)
+{
+	const char *vol;
+	struct layout_segment *s = NULL;
+
+	stripe_9_1();
+	for (size_t i = 0; i < recs.n; i++)
+		if (recs.segs[i].id.family == 9 && recs.segs[i].id.seq == 1)
+			s = &recs.segs[i];
+	cr_assert_not_null(s);
+	cr_assert_eq(orphans_judge_frag(&recs, "n3", 9, 1, 1, 0x11, 7, epoch_7, NULL, &vol),
+		     ORPHAN_NOT_IN_STRIPE);
+	strcpy(s->copying[s->ncopying++], "n3");
+	cr_assert_eq(orphans_judge_frag(&recs, "n3", 9, 1, 1, 0x11, 7, epoch_7, NULL, &vol),
+		     ORPHAN_KEPT);
+	/* recorded: the stripe names it, the mark is gone */
+	s->ncopying = 0;
+	strcpy(s->stripe.frags[1], "n3");
+	cr_assert_eq(orphans_judge_frag(&recs, "n3", 9, 1, 1, 0x11, 7, epoch_7, NULL, &vol),
+		     ORPHAN_KEPT);
+	cr_assert_eq(orphans_judge_frag(&recs, "n2", 9, 1, 1, 0x11, 7, epoch_7, NULL, &vol),
+		     ORPHAN_NOT_IN_STRIPE);
+}
+
 Test(orphans, a_fragment_without_a_stripe_waits_for_its_epoch_to_pass, .init = setup)
 {
 	const char *vol;
