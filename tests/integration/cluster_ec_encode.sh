@@ -21,8 +21,10 @@
 #   - node0 killed -9 again, node1 claims the volume: the takeover accepts the
 #     records with stripes, every region verifies through node1
 #   - the cleaner on striped segments (docs/erasure-coding.md, "The cleaner"): node0
-#     back with QUILL_EC_DROP_REPLICAS=1 (and no idle defragmenter), a second --ec 2+1 volume owned by it; fio
-#     (verify=crc32c) overwrites its first 4 MiB at random, 12 MiB of writes: each
+#     back with QUILL_EC_DROP_REPLICAS=1 and no idle defragmenter, a second --ec 2+1
+#     volume owned by it; fio (verify=crc32c) overwrites its first 4 MiB at random,
+#     12 MiB of writes (verified after the cleaner, not before: a read pass lets the
+#     defragmenter empty the striped segments instead): each
 #     sealed segment is encoded, its replicas go, its entry is remote; the cleaner
 #     relocates the live blocks out of the striped segments and frees them, so the
 #     volume's sealed segments stay bounded (at most 8, where 12 MiB of overwrites
