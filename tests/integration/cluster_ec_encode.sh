@@ -10,9 +10,10 @@
 #     whole (quill-ec-check verify: header, table, every block, CRC), and every 2 of a
 #     stripe's 3 fragments decode to the segment's bytes as the owner's store holds
 #     them (quill-ec-check decode)
-#   - volume info on the owner counts the segments encoded
+#   - volume info on the owner counts the segments encoded, none degraded
 #   - node2 killed: new segments stay replicated (2 failure domains for 2+1), said in
-#     the owner's log and volume info; fio still writes and verifies
+#     the owner's log and volume info; every stripe counts as degraded (a fragment on
+#     node2); fio still writes and verifies
 #   - node0 restarted with QUILL_TEST_CRASH_ENCODE=1, node2 back: node0 kills itself
 #     (SIGKILL) once the first segment's fragments are durable, before its record;
 #     node0 restarted: the segments are encoded again under the new epoch, nothing is
@@ -151,8 +152,8 @@ wait_for 60 "not every sealed segment is encoded: $(records); node0: $(grep enco
 check_stripes "healthy"
 qexpect 0 0 volume info "$VOL"
 read -r _ S _ E _ <<<"$(records)"
-grep -q "^sealed segments: $E encoded, 0 replicated only" <<<"$OUT" ||
-	fail "volume info does not count the encoded segments ($E): $OUT"
+grep -q "^sealed segments: $E encoded, 0 replicated only.*; 0 degraded" <<<"$OUT" ||
+	fail "volume info does not count the encoded segments ($E, none degraded): $OUT"
 log "records: $S sealed, $E encoded; volume info: $(grep '^sealed segments' <<<"$OUT")"
 
 # ---- a failure domain down: new segments stay replicated ----
@@ -166,8 +167,8 @@ read -r _ S2 _ E2 _ <<<"$(records)"
 [ "$S2" -gt "$S" ] && [ "$E2" = "$E" ] || fail "with node2 down: $S2 sealed, $E2 encoded (before: $S, $E)"
 qexpect 0 0 volume info "$VOL"
 # (its counts are the last scan's: a segment sealed since may be missing)
-grep -q "^sealed segments: $E encoded, [1-9][0-9]* replicated only: .*2 failure domains usable" <<<"$OUT" ||
-	fail "volume info with a domain down: $OUT"
+grep -q "^sealed segments: $E encoded, [1-9][0-9]* replicated only: .*2 failure domains usable.*; $E degraded" <<<"$OUT" ||
+	fail "volume info with a domain down (every stripe has a fragment on node2: $E degraded): $OUT"
 log "node2 down: $((S2 - E)) new segments stay replicated, said in the log and volume info"
 
 # ---- the owner killed while it encodes ----
