@@ -477,7 +477,8 @@ static void remote_maybe(struct engine *eng)
 	int64_t victim;
 	int r;
 
-	if (eng->slot_cap <= eng->sb.segment_count || now < eng->gc_remote_next_ms ||
+	if (!eng->opts.gc_auto || eng->slot_cap <= eng->sb.segment_count ||
+	    now < eng->gc_remote_next_ms ||
 	    eng->nfree <= eng_gc_low_water(eng) + 1 || eng->parked.head)
 		return;
 	eng->gc_remote_next_ms = now + ENG_GC_REMOTE_GAP_MS;
