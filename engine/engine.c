@@ -225,6 +225,8 @@ static void free_engine(struct engine *eng)
 	seg_buf_free(eng->gc_buf);
 	seg_buf_free(eng->read_scratch);
 	free(eng->gc_moves);
+	free(eng->gc_fetches);
+	free(eng->gc_want);
 	seg_buf_free(eng->pz_zeros);
 	free(eng->pz_ranges);
 	eng_defrag_idle_free(eng);

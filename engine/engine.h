@@ -403,6 +403,8 @@ struct engine_stats {
 				     rest (about 10%) to work */
 	uint64_t used_blocks;     /* blocks written in non-free segments (live + garbage) */
 	uint64_t gc_runs;
+	uint64_t gc_remote_runs;   /* of them, remote victims (read through fetches) */
+	uint64_t gc_remote_blocks; /* blocks those fetches read */
 	uint64_t gc_blocks_moved;
 	uint64_t gc_segments_freed;
 	uint64_t prezeroed_bytes; /* zeros written ahead of the log (engine_opts.prezero) */

@@ -30,6 +30,10 @@ struct eng_frags;
  * into one more): the rest of the pipeline stays the clients' (gc.c, "Slices"). */
 #define ENG_GC_SLICE_BLOCKS 64u
 #define ENG_GC_MAX_INFLIGHT 2u
+/* Between two remote victims (their reads are peer requests, their moves the
+ * volume's writes), and after a remote victim's read failed. */
+#define ENG_GC_REMOTE_GAP_MS 100u
+#define ENG_GC_REMOTE_RETRY_MS 5000u
 struct engine;
 /* Is the cleaner's next slice of moves due now (else a batch's completion wakes it)? */
 bool eng_gc_slice_due(const struct engine *eng);
@@ -356,6 +360,12 @@ struct engine {
 	uint32_t gc_nmoves;
 	uint32_t gc_next_move;    /* the first of gc_moves not yet appended */
 	bool gc_moving;           /* gc_moves are being appended, a slice per poll */
+	/* gc.c: a remote victim (a remote entry) is read into gc_buf by fetches */
+	struct seg_fetch *gc_fetches;     /* ceil(blocks_per_seg / SEG_FETCH_MAX_BLOCKS) */
+	struct seg_fetch_block *gc_want;  /* blocks_per_seg: block i's entry */
+	unsigned gc_fetching;             /* fetches of the victim not answered yet */
+	int gc_fetch_res;                 /* their first error */
+	uint64_t gc_remote_next_ms;       /* no remote victim is picked before this */
 	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
 	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
 	uint64_t client_reqs;     /* reads, writes, trims and zeroes asked for by clients */

@@ -29,6 +29,7 @@
  * retired: a job waiting for a quiet volume waits for all of them (job.c).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,22 @@ static void moves_done(void *arg, int res)
 	if (res == 0) /* its trims are in a TOMB block now, if they still hide anything */
 		eng->slots[eng->gc_victim].carried = true;
 	eng->stats.gc_runs++;
+	if (seg_is_remote(eng, eng->gc_victim)) {
+		struct slot *v = &eng->slots[eng->gc_victim];
+
+		eng->stats.gc_remote_runs++;
+		if (res == 0 && eng->gc_nmoves == 0 && v->live) {
+			/* live blocks its summaries do not show (not this log's copy?): picking
+			 * it again would read it again for nothing, every ENG_GC_REMOTE_GAP_MS */
+			log_msg(LOG_WARN, ENG_LOG, "cleaner: segment %016" PRIx64 ".%08" PRIx32
+				" (no local copy): %u live blocks but none found in its log: "
+				"left as is", v->family_uid, v->sno, v->live);
+			v->gc_skip = true;
+		}
+		/* a remote entry costs no local slot, so nothing asks for the checkpoint
+		 * that frees it (and deletes its copies): the cleaner does */
+		eng->ckpt_wanted = true;
+	}
 }
 
 /* Is data block `block` of the victim, holding lba, still what the map points at? */
@@ -333,6 +350,16 @@ static void victim_read(void *arg, int res)
 
 	if (r == 0 && vol)
 		r = visit_live(eng, vol, false);
+	if (r < 0 && res < 0 && s->remote) {
+		/* its copies elsewhere could not all be read now (holders down, more than
+		 * M fragments lost): another time, or another victim */
+		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "cleaner: segment %016" PRIx64 ".%08" PRIx32
+				" (no local copy) cannot be read from its copies now (%s): "
+				"trying later", s->family_uid, s->sno, err_str(-res));
+		eng->gc_remote_next_ms = eng_now_ms() + ENG_GC_REMOTE_RETRY_MS;
+		eng->gc_busy = false;
+		return;
+	}
 	if (r < 0) {
 		if (res < 0)
 			log_msg(LOG_ERROR, ENG_LOG, "cleaner: reading slot %u failed: %s",
@@ -350,6 +377,124 @@ static void victim_read(void *arg, int res)
 	}
 	eng->gc_moving = true;
 	move_slice(eng);
+}
+
+/* ---- remote victims (docs/engine.md, "Segments without a local slot") ----
+ * A remote entry (a sealed segment of this node's log whose copies are elsewhere
+ * only: an erasure-coded stripe whose replicas went) costs no local slot, but its
+ * garbage costs the cluster's disks: left alone, an EC volume under overwrites grows
+ * without bound. So the cleaner picks remote entries by the same rules (cleanable:
+ * at most 90% live and a tenth of a segment dropped by a move; cost-benefit among
+ * them), whenever the local store has room for the moves, one victim at a time and
+ * at most one every ENG_GC_REMOTE_GAP_MS. Its whole segment (header and summaries
+ * included: they say which blocks are live and which trims to carry) is fetched into
+ * gc_buf, in runs of SEG_FETCH_MAX_BLOCKS, all at once (the mirror reads fragments,
+ * decoding when some are lost), and then it is cleaned as a slot is: the same walk,
+ * the same checks of every live block against the map's CRC (the fetch has none for
+ * a whole segment), the same MOVEs in slices. Once they retired, the entry holds
+ * nothing live, and the checkpoint the cleaner asks for frees it: the mirror deletes
+ * its record and its copies (seg_remote_delete). */
+
+static int64_t pick_remote(const struct engine *eng)
+{
+	int64_t best = -1;
+	double best_score = 0;
+
+	for (uint32_t i = eng->sb.segment_count; i < eng->slot_cap; i++) {
+		const struct slot *s = &eng->slots[i];
+		double u, age, score;
+
+		if (!s->remote || s->live == 0 || !cleanable(s, eng->blocks_per_seg))
+			continue;
+		u = (double)s->live / eng->blocks_per_seg;
+		age = (double)(eng->next_seq - s->last_seq) + 1.0;
+		score = (1.0 - u) * age / (1.0 + u);
+		if (best < 0 || score > best_score) {
+			best = i;
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+static void remote_fetched(void *arg, int res)
+{
+	struct engine *eng = arg;
+
+	if (res < 0 && eng->gc_fetch_res == 0)
+		eng->gc_fetch_res = res;
+	if (--eng->gc_fetching)
+		return;
+	if (eng->gc_fetch_res == 0)
+		eng->stats.gc_remote_blocks += eng->slots[eng->gc_victim].used;
+	victim_read(eng, eng->gc_fetch_res);
+}
+
+/* Fetches blocks [0, used) of remote entry `victim` into gc_buf: 0 (remote_fetched
+ * runs once every fetch answered) or -errno (none is in flight). */
+static int remote_read(struct engine *eng, uint32_t victim)
+{
+	const uint32_t used = eng->slots[victim].used;
+	const uint32_t nf = (eng->blocks_per_seg + SEG_FETCH_MAX_BLOCKS - 1) / SEG_FETCH_MAX_BLOCKS;
+	int r = 0;
+
+	if (!eng->gc_want) {
+		eng->gc_want = calloc(eng->blocks_per_seg, sizeof(eng->gc_want[0]));
+		eng->gc_fetches = calloc(nf, sizeof(eng->gc_fetches[0]));
+		if (!eng->gc_want || !eng->gc_fetches)
+			return -ENOMEM;
+	}
+	if (used == 0 || used > eng->blocks_per_seg)
+		return -EINVAL;
+	for (uint32_t b = 0; b < used; b++)
+		eng->gc_want[b] = (struct seg_fetch_block){
+			.dst = eng->gc_buf + (size_t)b * QUILL_BLOCK_SIZE };
+	eng->gc_fetch_res = 0;
+	eng->gc_fetching = 1; /* until every fetch is asked: none completes it early */
+	for (uint32_t b = 0, i = 0; b < used && r == 0; b += SEG_FETCH_MAX_BLOCKS, i++) {
+		struct seg_fetch *f = &eng->gc_fetches[i];
+		uint32_t n = used - b < SEG_FETCH_MAX_BLOCKS ? used - b : SEG_FETCH_MAX_BLOCKS;
+
+		*f = (struct seg_fetch){ .block = b, .nblocks = n, .want = eng->gc_want + b,
+					 .cb = remote_fetched, .arg = eng, .no_crcs = true };
+		r = seg_fetch(eng, victim, f);
+		if (r == 0)
+			eng->gc_fetching++;
+	}
+	if (r < 0 && eng->gc_fetching == 1)
+		return r; /* nothing asked */
+	if (r < 0)
+		eng->gc_fetch_res = r;
+	remote_fetched(eng, 0); /* the asking's own count */
+	return 0;
+}
+
+/* With nothing to clean locally: a remote victim, if one is worth it and the store
+ * has room for its moves (beyond what the local cleaner keeps free). */
+static void remote_maybe(struct engine *eng)
+{
+	uint64_t now = eng_now_ms();
+	int64_t victim;
+	int r;
+
+	if (!eng->opts.gc_auto || eng->slot_cap <= eng->sb.segment_count ||
+	    now < eng->gc_remote_next_ms ||
+	    eng->nfree <= eng_gc_low_water(eng) + 1 || eng->parked.head)
+		return;
+	eng->gc_remote_next_ms = now + ENG_GC_REMOTE_GAP_MS;
+	victim = pick_remote(eng);
+	if (victim < 0)
+		return;
+	eng->gc_busy = true;
+	eng->gc_victim = (uint32_t)victim;
+	r = remote_read(eng, eng->gc_victim);
+	if (r < 0) {
+		eng->gc_busy = false;
+		eng->gc_remote_next_ms = now + ENG_GC_REMOTE_RETRY_MS;
+		if (r != -EOPNOTSUPP) /* (a family the mirror no longer has: released) */
+			LOG_RATELIMITED(LOG_WARN, ENG_LOG, "cleaner: remote entry %u cannot be "
+					"read now: %s", eng->gc_victim, err_str(-r));
+	}
 }
 
 bool eng_gc_slice_due(const struct engine *eng)
@@ -421,6 +566,7 @@ void eng_gc_maybe(struct engine *eng)
 		want = eng_gc_low_water(eng);
 	if (eng->nfree >= want && !eng->parked.head) {
 		eng->gc_want_free = 0;
+		remote_maybe(eng);
 		return;
 	}
 	if (eng->gc_next_scan_ms && eng_now_ms() < eng->gc_next_scan_ms)

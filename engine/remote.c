@@ -13,9 +13,8 @@
  * is one seg_fetch, whose mirror copies each block, checked against the map's CRC,
  * straight into the client's buffer. No write-back: there is no local copy to mend.
  *
- * Not here yet (docs/erasure-coding.md): the cleaner never picks a remote entry (its
- * blocks are freed by overwrites and deletes, and the entry with its copies once it is
- * empty); a map rebuilt from the log alone (--rebuild-meta) does not know remote
+ * The cleaner cleans remote entries too (gc.c, "remote victims": fetched whole).
+ * Not here yet (docs/erasure-coding.md): a map rebuilt from the log alone (--rebuild-meta) does not know remote
  * entries; the walk of the maps is one pass over every layer's map on the loop thread.
  *
  * Threading: the engine's thread.

@@ -171,6 +171,10 @@ struct seg_fetch {
 	seg_cb cb;                    /* res: 0 when every wanted block arrived good, else
 					 the first wanted block's error */
 	void *arg;
+	bool no_crcs; /* the wanted blocks have no map CRC (crc unused): the cleaner's read
+			 of a whole remote segment, summaries included. A block is good when
+			 its copy's own checks pass it (a fragment's CRC table; a replica's
+			 block as it arrives): the caller checks what it uses */
 	/* filled by seg_fetch for the mirror (eng: the segment layer's own) */
 	struct engine *eng;
 	uint64_t uid;

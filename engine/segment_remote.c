@@ -67,7 +67,10 @@ int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote)
 			.state = SLOT_SEALED, .volume_id = s->volume_id,
 			.family_uid = s->family_uid, .sno = s->sno, .generation = s->generation,
 			.last_seq = s->last_seq, .used = s->used, .first_seq = s->first_seq,
-			.remote = true, .mirrored = s->mirrored });
+			.remote = true, .mirrored = s->mirrored,
+			/* the cleaner's counts go along: without them a segment it packed
+			 * itself (under 90% live) would be picked again at once, forever */
+			.dead = s->dead, .sums = s->sums, .dead_known = s->dead_known });
 	/* the family's own log: the entry instead of the slot (nlog) */
 	dropped = *s;
 	dropped.dropped = true;

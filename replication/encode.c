@@ -719,6 +719,16 @@ static void domains_short(struct efam *ef, const struct family *f, unsigned wait
 	}
 }
 
+/* Is some fragment of st on a node that is not connected now (this node's own is)? */
+static bool stripe_degraded(const struct replicas *rs, const struct layout_stripe *st)
+{
+	for (unsigned i = 0; i < st->k + st->m; i++)
+		if (strcmp(st->frags[i], rs->self) != 0 &&
+		    !replica_node_live(replica_node_find(rs, st->frags[i])))
+			return true;
+	return false;
+}
+
 /* One family's records (recscan's scanned): its waiting segments become the candidates
  * jobs start from; true while any waits. */
 static bool family_scanned(void *ctx, struct family *f, const struct layout_segment *segs,
@@ -732,7 +742,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	if (!ef || !replica_family_ec(e->rs, f, &k, &m))
 		return true; /* not known: look again soon */
 	domains = domains_now(e->rs);
-	ef->st.replicated = ef->st.encoded = ef->st.encoded_bare = 0;
+	ef->st.replicated = ef->st.encoded = ef->st.encoded_bare = ef->st.degraded = 0;
 	cands_drop(e, f->uid);
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
@@ -743,6 +753,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		if (rec->stripe.k) {
 			ef->st.encoded++;
 			ef->st.encoded_bare += rec->nholders == 0;
+			ef->st.degraded += stripe_degraded(e->rs, &rec->stripe);
 			(void)fragread_stripe_put(e->rs, rec); /* reads need no listing (a cache) */
 			if (rec->nholders == 0 &&
 			    engine_segment_sealed_blocks(e->rs->eng, f->uid, rec->id.seq) > 0)

@@ -80,6 +80,8 @@ struct encoder_status {
 	unsigned replicated;  /* sealed records without a stripe */
 	unsigned encoded;     /* sealed records with one */
 	unsigned encoded_bare; /* ... of which with no replica left (holders empty) */
+	unsigned degraded;    /* ... of which some fragment is on a node not connected now
+				 (down, out, unreachable): its reads may decode */
 	unsigned encoding;    /* jobs in flight now */
 	uint64_t encoded_bytes; /* segment bytes this process encoded */
 	uint64_t encode_ns;   /* worker CPU time spent on them (thread clock) */

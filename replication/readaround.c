@@ -47,6 +47,7 @@ struct readaround {
 	bool live;           /* holders from this process's replica set, not etcd */
 	bool in_etcd;        /* creq is etcd's */
 	bool quiet;          /* a remote segment's read: a first-try success is no news */
+	bool no_crcs;        /* its fetches' blocks have no map CRC (seg_fetch.no_crcs) */
 	bool plain;          /* the holder asked now is asked again without CRCs */
 	bool listed;         /* the records were read from etcd (holders, stripe) */
 	bool holders_done;   /* every holder was asked */
@@ -184,7 +185,7 @@ static uint32_t ra_take(struct readaround *ra, const uint8_t *data)
 
 		if (!w || !w->dst || w->res == 0)
 			continue;
-		if (crc32c(d, PEER_SEG_BLOCK) != w->crc) {
+		if (!ra->no_crcs && crc32c(d, PEER_SEG_BLOCK) != w->crc) {
 			w->res = -EILSEQ;
 			bad++;
 			continue;
@@ -264,7 +265,7 @@ static int ra_ask(struct readaround *ra, struct rnode *n)
 	struct iovec data = { crcs, 0 };
 	struct peer_msg m = { .op = PEER_OP_SEG_READ, .volume_id = ra->uid,
 			      .epoch = (uint64_t)ra->epoch, .head = head, .data = &data };
-	bool all = !ra->plain;
+	bool all = !ra->plain && !ra->no_crcs;
 	int r;
 
 	if (!replica_node_live(n))
@@ -425,7 +426,8 @@ static int ra_frags(struct readaround *ra)
 	const struct family *fam = replica_family_find(ra->rs, ra->uid);
 	struct fragread_run run = { .uid = ra->uid, .sno = ra->sno, .st = &ra->stripe,
 				    .seg_blocks = ra->seg_blocks, .first = ra->block,
-				    .count = ra->nblocks, .want = want };
+				    .count = ra->nblocks, .want = want,
+				    .no_map_crcs = ra->no_crcs };
 
 	ra->frags_tried = true;
 	if (!fam)
@@ -531,7 +533,7 @@ static struct readaround *ra_joinable(const struct replicas *rs, const struct se
 {
 	for (struct readaround *ra = rs->readarounds; ra; ra = ra->next)
 		if (ra->start && ra->uid == f->uid && ra->sno == f->sno &&
-		    ra->quiet == f->remote &&
+		    ra->quiet == f->remote && ra->no_crcs == f->no_crcs &&
 		    ra->nblocks + f->nblocks <= SEG_FETCH_MAX_BLOCKS &&
 		    (f->block == ra->block + ra->nblocks || f->block + f->nblocks == ra->block))
 			return ra;
@@ -553,7 +555,7 @@ int readaround_fetch(void *ctx, struct seg_fetch *f)
 	if (!ra)
 		return -ENOMEM;
 	*ra = (struct readaround){ .rs = rs, .uid = f->uid, .sno = f->sno, .epoch = fam->epoch,
-				   .quiet = f->remote };
+				   .quiet = f->remote, .no_crcs = f->no_crcs };
 	snprintf(ra->name, sizeof(ra->name), "%s", fam->name);
 	ra->live = live_holders(ra);
 	ra->striped = fragread_stripe_get(rs, ra->uid, ra->sno, &ra->stripe, &ra->seg_blocks) == 0;

@@ -225,6 +225,7 @@ static void seg_unref(struct rseg *s)
 		return;
 	seg_unlink(rs, s);
 	loop_timer_cancel(s->retry);
+	free(s->stripe);
 	free(s);
 }
 
@@ -1115,6 +1116,33 @@ static void seal_send_all(struct rseg *s)
 	seal_send_todo(s);
 }
 
+static void frag_deleted_here(void *arg, int res)
+{
+	(void)arg;
+	if (res < 0)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "a freed stripe's fragment here is not "
+				"deleted (%s): the orphan check drops it", err_str(-res));
+}
+
+/* Sends SEG_DELETE kind 1 to every holder of a fragment of s's stripe (this node's
+ * own fragment deleted here), once its record is gone. Best effort, as for copies:
+ * a holder that misses it drops the fragment at its next orphan check (no record). */
+static void frags_delete_send(struct rseg *s, peer_reply_cb cb)
+{
+	struct peer_seg_req rq = { .op = PEER_OP_SEG_DELETE, .sno = s->sno,
+				   .kind = PEER_SEG_KIND_FRAG };
+	const struct layout_stripe *st = s->stripe;
+
+	for (unsigned i = 0; st && i < st->k + st->m; i++) {
+		if (strcmp(st->frags[i], s->rs->self) == 0)
+			(void)engine_frag_delete_async(s->rs->eng, s->fam->uid, s->sno,
+						       frag_deleted_here, NULL);
+		else
+			(void)send_req(s, NULL, replica_node_find(s->rs, st->frags[i]), &rq,
+				       NULL, 0, cb);
+	}
+}
+
 /* Sends SEG_DELETE to every holder. */
 static void delete_send_all(struct rseg *s, peer_reply_cb cb)
 {
@@ -1181,8 +1209,10 @@ static void delete_recorded(void *arg, int res, const char *msg)
 	if (res == -ESTALE && !s->rs->closing)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: a freed segment's record stays (%s): the "
 			"volume's owner now decides about it", s->fam->name, msg);
-	else if (!s->rs->closing)
+	else if (!s->rs->closing) {
 		delete_send_all(s, delete_replied);
+		frags_delete_send(s, delete_replied);
+	}
 	s->refs--;    /* the call's (the slot's still holds it) */
 	seg_unref(s); /* the slot's: the segment is gone */
 }
@@ -1539,6 +1569,9 @@ static void mirror_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 {
 	struct replicas *rs = ctx;
 	struct rseg *s = seg_at(rs, slot);
+	struct layout_stripe st;
+	uint32_t seg_blocks;
+	bool striped = fragread_stripe_get(rs, uid, sno, &st, &seg_blocks) == 0;
 
 	fragread_stripe_forget(rs, uid, sno);
 	if (s && s->fam->uid == uid && s->sno == sno) {
@@ -1548,6 +1581,8 @@ static void mirror_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 		if (!s)
 			return;
 	}
+	if (striped && !s->stripe && (s->stripe = malloc(sizeof(*s->stripe))))
+		*s->stripe = st; /* (without memory: the orphan checks drop the fragments) */
 	s->delete_wanted = true;
 	rs->in_hook = true;
 	seg_step(s);

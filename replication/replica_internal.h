@@ -122,6 +122,8 @@ struct rseg {
 					   engine's seg_open draws its number */
 	bool kicked;                    /* in rs->kicked (holding a ref) */
 	struct rseg *next_kick;
+	struct layout_stripe *stripe;   /* being deleted: its stripe as last seen (NULL:
+					   none known), whose fragments go with it */
 };
 
 struct rop {

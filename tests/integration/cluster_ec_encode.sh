@@ -10,9 +10,10 @@
 #     whole (quill-ec-check verify: header, table, every block, CRC), and every 2 of a
 #     stripe's 3 fragments decode to the segment's bytes as the owner's store holds
 #     them (quill-ec-check decode)
-#   - volume info on the owner counts the segments encoded
+#   - volume info on the owner counts the segments encoded, none degraded
 #   - node2 killed: new segments stay replicated (2 failure domains for 2+1), said in
-#     the owner's log and volume info; fio still writes and verifies
+#     the owner's log and volume info; every stripe counts as degraded (a fragment on
+#     node2); fio still writes and verifies
 #   - node0 restarted with QUILL_TEST_CRASH_ENCODE=1, node2 back: node0 kills itself
 #     (SIGKILL) once the first segment's fragments are durable, before its record;
 #     node0 restarted: the segments are encoded again under the new epoch, nothing is
@@ -20,6 +21,16 @@
 #     orphan check drops those of the dead encoding that the new one did not reuse)
 #   - node0 killed -9 again, node1 claims the volume: the takeover accepts the
 #     records with stripes, every region verifies through node1
+#   - the cleaner on striped segments (docs/erasure-coding.md, "The cleaner"): node0
+#     back with QUILL_EC_DROP_REPLICAS=1 and no idle defragmenter, a second --ec 2+1
+#     volume owned by it; fio (verify=crc32c) overwrites its first 4 MiB at random,
+#     12 MiB of writes (verified after the cleaner, not before: a read pass lets the
+#     defragmenter empty the striped segments instead): each
+#     sealed segment is encoded, its replicas go, its entry is remote; the cleaner
+#     relocates the live blocks out of the striped segments and frees them, so the
+#     volume's sealed segments stay bounded (at most 8, where 12 MiB of overwrites
+#     leave 12 or more when nothing cleans them), the fragments of the freed stripes
+#     are gone from every node's held list, and every block verifies again
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_encode
@@ -141,8 +152,8 @@ wait_for 60 "not every sealed segment is encoded: $(records); node0: $(grep enco
 check_stripes "healthy"
 qexpect 0 0 volume info "$VOL"
 read -r _ S _ E _ <<<"$(records)"
-grep -q "^sealed segments: $E encoded, 0 replicated only" <<<"$OUT" ||
-	fail "volume info does not count the encoded segments ($E): $OUT"
+grep -q "^sealed segments: $E encoded, 0 replicated only.*; 0 degraded" <<<"$OUT" ||
+	fail "volume info does not count the encoded segments ($E, none degraded): $OUT"
 log "records: $S sealed, $E encoded; volume info: $(grep '^sealed segments' <<<"$OUT")"
 
 # ---- a failure domain down: new segments stay replicated ----
@@ -156,8 +167,8 @@ read -r _ S2 _ E2 _ <<<"$(records)"
 [ "$S2" -gt "$S" ] && [ "$E2" = "$E" ] || fail "with node2 down: $S2 sealed, $E2 encoded (before: $S, $E)"
 qexpect 0 0 volume info "$VOL"
 # (its counts are the last scan's: a segment sealed since may be missing)
-grep -q "^sealed segments: $E encoded, [1-9][0-9]* replicated only: .*2 failure domains usable" <<<"$OUT" ||
-	fail "volume info with a domain down: $OUT"
+grep -q "^sealed segments: $E encoded, [1-9][0-9]* replicated only: .*2 failure domains usable.*; $E degraded" <<<"$OUT" ||
+	fail "volume info with a domain down (every stripe has a fragment on node2: $E degraded): $OUT"
 log "node2 down: $((S2 - E)) new segments stay replicated, said in the log and volume info"
 
 # ---- the owner killed while it encodes ----
@@ -191,5 +202,74 @@ verify_only "after the takeover" "$URI"
 read -r _ S4 _ E4 _ <<<"$(records)"
 [ "$S4" = "$E4" ] || fail "the takeover changed the stripes: $(records)"
 log "node1 took $VOL over with its $E4 stripes; everything verifies through node1"
+
+# ---- the cleaner on striped segments: overwrites do not grow an EC volume ----
+GC_START=$SECONDS
+# (--idle-defrag=no: the idle defragmenter reads remote blocks and rewrites them into
+# the log, which empties striped segments too: this part is the cleaner's alone)
+QUILL_EC_DROP_REPLICAS=1 start_peer_node 0 --idle-defrag=no
+nodes_up 0 3
+GCV=encgc
+qexpect 0 0 volume create "$GCV" 16M --ec 2+1
+fio_verify_job "$WORK/g.fio" "$(node_uri 0 "$GCV")" 4M 0
+# (no verify pass yet: reads of remote blocks are reallocated into the log by the
+# defragmenter, which would empty the striped segments without the cleaner)
+sed -i "/rate_iops/d; s/^size=.*/size=4M\nio_size=12M\nnorandommap=1\nfsync=32/; s/^do_verify=1/do_verify=0/" "$WORK/g.fio"
+fio --output="$WORK/fio-g.log" "$WORK/g.fio" ||
+	fail "fio overwriting $GCV: $(tail -20 "$WORK/fio-g.log"); node0: $(tail -5 "$WORK/node0.log")"
+grep -q "err= 0" "$WORK/fio-g.log" || fail "fio overwriting $GCV reports an error: $(cat "$WORK/fio-g.log")"
+gc_records() { ec_records "$GCV"; }
+log "$GCV written: $(gc_records)"
+# frag_census: "stripes S fragments F strays X" of GCV's family: its striped records,
+# the fragments nodes 0-2 hold of it, and how many of those no stripe names
+cat >"$WORK/gcfrags.py" <<'PY'
+import json, os, subprocess, sys
+work, recs = sys.argv[1:3]
+lines = open(recs).read().splitlines()
+fams, named = set(), set()
+for key, val in zip(lines[0::2], lines[1::2]):
+    fam, sno = key.rsplit("/", 1)[1].split(".")
+    fams.add(int(fam, 16))
+    st = json.loads(val).get("stripe")
+    for node, _ in (st or {}).get("frags", []):
+        named.add((node, int(fam, 16), int(sno, 16)))
+held = set()
+for i in range(3):
+    out = subprocess.run([os.environ["QUILL"], "--socket", "%s/ctl%d.sock" % (work, i), "--json",
+                          "node", "held"], capture_output=True, text=True, check=True)
+    for f in json.loads(out.stdout)["fragments"]:
+        if int(f["family"], 16) in fams:
+            held.add(("node%d" % i, int(f["family"], 16), f["segment"]))
+print("stripes %d fragments %d strays %d" % (len(named) // 3, len(held), len(held - named)))
+PY
+frag_census()
+{
+	etcd_root get --prefix "${PREFIX}segments/$GCV/" >"$WORK/gcrecs.txt" &&
+		QUILL="$QUILL" python3 "$WORK/gcfrags.py" "$WORK" "$WORK/gcrecs.txt"
+}
+# bounded: every sealed segment encoded and bare, at most 8 of them, and no fragment
+# held that no stripe names
+gc_bounded()
+{
+	local s e b x
+	read -r _ s _ e _ b <<<"$(gc_records)"
+	read -r _ _ _ _ _ x <<<"$(frag_census)"
+	[ "$s" -le 8 ] && [ "$s" = "$e" ] && [ "$e" = "$b" ] && [ "$x" = 0 ]
+}
+wait_for 60 "the striped segments of $GCV are not cleaned: $(gc_records); $(frag_census); node0: $(grep cleaner "$WORK/node0.log" | tail -3)" gc_bounded
+GC_RUNS=$(status_of 0 gc_remote_runs)
+[ "${GC_RUNS:-0}" -ge 1 ] || fail "node0 counts no remote victim cleaned: $(qn 0 --json status)"
+sed -i "s/^do_verify=0/do_verify=1/" "$WORK/g.fio" # (fio_verify_only's verify_only=1)
+fio_verify_only "after the cleaner" g
+# space per policy (docs/cluster.md, "Space"): ec 2+1 holds 2/3 of the usable share
+qn 0 --json status | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = {x["policy"]: x["usable_bytes"] for x in d["policies"]}
+assert d["raw_bytes"] == d["capacity_bytes"] and 0 < d["raw_used_bytes"] <= d["raw_bytes"], d
+assert p["ec 2+1"] == d["usable_bytes"] * 2 // 3 and p["replicas 3"] == d["usable_bytes"] // 3, p
+' || fail "quill status: the space per policy does not hold: $(qn 0 status)"
+log "$GCV: 12 MiB of overwrites in 4 MiB: $(gc_records), $(frag_census); node0's cleaner took $GC_RUNS remote victims ($(status_of 0 gc_remote_blocks) blocks fetched); every block verifies"
+log "the cleaner's part took $((SECONDS - GC_START)) s"
 
 it_pass

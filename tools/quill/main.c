@@ -194,6 +194,27 @@ static void show_volume(struct json_object *ans)
 		       cli_str(v, "name"));
 }
 
+/* raw, raw used, and usable under each policy (control.c add_policy_space) */
+static void show_policy_space(struct json_object *ans)
+{
+	struct json_object *pol = json_object_object_get(ans, "policies");
+	size_t n = pol ? json_object_array_length(pol) : 0;
+
+	printf("raw:       %s, %s in use (this node's log, copies and fragments of others)\n",
+	       cli_size((uint64_t)cli_i64(ans, "raw_bytes"), 0),
+	       cli_size((uint64_t)cli_i64(ans, "raw_used_bytes"), 1));
+	if (!n)
+		return;
+	printf("per policy:");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *p = json_object_array_get_idx(pol, i);
+
+		printf("%s %s %s", i ? "," : "", cli_str(p, "policy"),
+		       cli_size((uint64_t)cli_i64(p, "usable_bytes"), (int)(i % 3)));
+	}
+	printf(" of volume data (usable / copies, or x K/(K+M))\n");
+}
+
 static void show_status(struct json_object *ans)
 {
 	printf("capacity:  %s in %lld segments of %s\n",
@@ -207,6 +228,7 @@ static void show_status(struct json_object *ans)
 	       (long long)cli_i64(ans, "segments_free"),
 	       cli_size((uint64_t)cli_i64(ans, "live_bytes"), 1),
 	       cli_size((uint64_t)cli_i64(ans, "used_bytes"), 2));
+	show_policy_space(ans);
 	if (cli_i64(ans, "segments_held"))
 		printf("held:      %lld segments of other nodes (replicas kept here)\n",
 		       (long long)cli_i64(ans, "segments_held"));

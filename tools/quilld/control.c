@@ -378,6 +378,36 @@ static void add_bytes(struct json_object *o, const char *key, uint64_t bytes)
 	ctl_add_int(o, key, (int64_t)bytes);
 }
 
+/* Space under each durability policy (docs/cluster.md, "Space"): "raw_bytes" (the
+ * store), "raw_used_bytes" (its segments in use: this node's log, copies and fragments
+ * of other nodes' segments), and "policies": what the store's usable share (usable_bytes:
+ * the cleaner keeps the rest) holds of a volume's data under replicas R (1/R) and ec K+M
+ * (K/(K+M)) when every node is like this one. */
+static void add_policy_space(struct json_object *v, const struct engine_stats *st)
+{
+	static const struct { unsigned k, m; } pol[] = { { 1, 0 }, { 1, 1 }, { 1, 2 },
+							  { 2, 1 }, { 4, 2 } };
+	struct json_object *a = json_object_new_array();
+	uint64_t usable = st->usable_blocks * ENGINE_BLOCK_SIZE;
+	char name[32];
+
+	add_bytes(v, "raw_bytes", st->segment_size * st->segments_total);
+	add_bytes(v, "raw_used_bytes",
+		  st->segment_size * (st->segments_total - st->segments_free));
+	for (size_t i = 0; a && i < sizeof(pol) / sizeof(pol[0]); i++) {
+		struct json_object *p = json_object_new_object();
+
+		if (pol[i].k == 1)
+			snprintf(name, sizeof(name), "replicas %u", pol[i].m + 1);
+		else
+			snprintf(name, sizeof(name), "ec %u+%u", pol[i].k, pol[i].m);
+		ctl_add_str(p, "policy", name);
+		add_bytes(p, "usable_bytes", usable * pol[i].k / (pol[i].k + pol[i].m));
+		json_object_array_add(a, p);
+	}
+	json_object_object_add(v, "policies", a);
+}
+
 static struct json_object *cmd_status(struct control *ctl, struct json_object *req)
 {
 	struct engine_stats st;
@@ -396,12 +426,15 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	add_bytes(v, "usable_bytes", st.usable_blocks * ENGINE_BLOCK_SIZE);
 	add_bytes(v, "live_bytes", st.live_blocks * ENGINE_BLOCK_SIZE);
 	add_bytes(v, "used_bytes", st.used_blocks * ENGINE_BLOCK_SIZE);
+	add_policy_space(v, &st);
 	ctl_add_int(v, "segments_too_live", st.segments_too_live);
 	ctl_add_int(v, "segments_trims_only", st.segments_trims_only);
 	ctl_add_int(v, "segments_empty", st.segments_empty);
 	ctl_add_int(v, "segments_held", st.segments_held);
 	ctl_add_int(v, "trim_entries", (int64_t)st.trim_entries);
 	ctl_add_int(v, "gc_runs", (int64_t)st.gc_runs);
+	ctl_add_int(v, "gc_remote_runs", (int64_t)st.gc_remote_runs);
+	ctl_add_int(v, "gc_remote_blocks", (int64_t)st.gc_remote_blocks);
 	ctl_add_int(v, "gc_blocks_moved", (int64_t)st.gc_blocks_moved);
 	ctl_add_int(v, "checkpoints", (int64_t)st.checkpoints);
 	add_bytes(v, "prezeroed_bytes", st.prezeroed_bytes);

@@ -152,7 +152,7 @@ static struct json_object *copies_json(const struct replica_status *st)
 static void add_policy(struct json_object *o, const struct layout_volume *rec,
 		       const struct replica_status *st)
 {
-	char buf[384];
+	char buf[512];
 
 	if (!rec->ec_k) {
 		snprintf(buf, sizeof(buf), "replicas %u", rec->replicas);
@@ -171,14 +171,16 @@ static void add_policy(struct json_object *o, const struct layout_volume *rec,
 	ctl_add_int(o, "segments_replicated", st->encode.replicated);
 	ctl_add_int(o, "segments_encoded", st->encode.encoded);
 	ctl_add_int(o, "segments_encoded_no_replicas", st->encode.encoded_bare);
+	ctl_add_int(o, "segments_degraded", st->encode.degraded);
 	ctl_add_int(o, "segments_encoding", st->encode.encoding);
 	ctl_add_int(o, "encoded_bytes", (int64_t)st->encode.encoded_bytes);
 	ctl_add_int(o, "encode_ns", (int64_t)st->encode.encode_ns);
 	ctl_add_frag(o, &st->frag);
 	snprintf(buf, sizeof(buf), "%u encoded, %u replicated only%s%s; %u encoded with no "
-		 "replica left (the others keep theirs)", st->encode.encoded,
-		 st->encode.replicated, st->encode.why[0] ? ": " : "", st->encode.why,
-		 st->encode.encoded_bare);
+		 "replica left (the others keep theirs); %u degraded (a fragment's node down "
+		 "or out)", st->encode.encoded, st->encode.replicated,
+		 st->encode.why[0] ? ": " : "", st->encode.why, st->encode.encoded_bare,
+		 st->encode.degraded);
 	ctl_add_str(o, "sealed_segments", buf);
 }
 
