@@ -553,7 +553,8 @@ struct engine_frag_info {
  * image_blocks, frag_crc; slot ignored) and image is its image_blocks blocks (any
  * alignment: copied; the caller may free it once this returns). Written, synced, its
  * "G" record committed, then cb(0): a fragment put is durable. Already here with the
- * same index and frag_crc: cb(0) once that put is (a retry); another fragment of the
+ * same index and frag_crc: cb(0) once that put is (a retry; at a newer epoch, the
+ * fragment's epoch becomes it); another fragment of the
  * segment here: -EEXIST. -EFBIG an image larger than a slot, -ESTALE an epoch below
  * the family's fence (also when the fence rises while the put waits), -ENOSPC no slot,
  * -EINVAL a geometry that does not hold (k, m 0, index >= k + m, image_blocks <=
@@ -568,6 +569,11 @@ int engine_frag_read(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t bl
  * then the slot is free. Not here: cb(0) (a retry). */
 int engine_frag_delete_async(struct engine *eng, uint64_t uid, uint32_t sno, engine_cb cb,
 			     void *arg);
+/* The same, but only if the fragment is still one put at `epoch` or below when the drop
+ * runs (an orphan check's judgement): put again since at a newer epoch (an encoding that
+ * reuses it, engine_frag_put_async), it is kept and cb(-ESTALE). */
+int engine_frag_drop_stale_async(struct engine *eng, uint64_t uid, uint32_t sno,
+				 uint64_t epoch, engine_cb cb, void *arg);
 /* 0 and *out, or -ENOENT (not here, or its put is not durable yet). */
 int engine_frag_stat(const struct engine *eng, uint64_t uid, uint32_t sno,
 		     struct engine_frag_info *out);

@@ -34,6 +34,12 @@ struct eng_frags;
  * volume's writes), and after a remote victim's read failed. */
 #define ENG_GC_REMOTE_GAP_MS 100u
 #define ENG_GC_REMOTE_RETRY_MS 5000u
+/* A remote entry is cleaned for the cluster's space, not for lack of room here: it is
+ * read whole across the network and its live blocks written again, so only one at
+ * least half dead is worth it (at most a block written per block freed). The local
+ * rule (90% live) would rewrite once every segment written in small batches, whose
+ * summaries count as dead. */
+#define ENG_GC_REMOTE_MAX_LIVE_PCT 50u
 struct engine;
 /* Is the cleaner's next slice of moves due now (else a batch's completion wakes it)? */
 bool eng_gc_slice_due(const struct engine *eng);

@@ -404,7 +404,8 @@ static int64_t pick_remote(const struct engine *eng)
 		const struct slot *s = &eng->slots[i];
 		double u, age, score;
 
-		if (!s->remote || s->live == 0 || !cleanable(s, eng->blocks_per_seg))
+		if (!s->remote || s->live == 0 || !cleanable(s, eng->blocks_per_seg) ||
+		    (uint64_t)s->live * 100 > (uint64_t)eng->blocks_per_seg * ENG_GC_REMOTE_MAX_LIVE_PCT)
 			continue;
 		u = (double)s->live / eng->blocks_per_seg;
 		age = (double)(eng->next_seq - s->last_seq) + 1.0;

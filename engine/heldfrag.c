@@ -164,6 +164,8 @@ struct frag_job {
 	uint32_t sno;
 	bool owns;          /* this job put or deletes the entry; a put without it is a retry */
 	bool del;
+	bool stale_only;    /* a delete: only of a fragment put at max_epoch or below */
+	uint64_t max_epoch;
 	uint8_t *image;     /* a put's aligned copy of the image */
 	struct meta_batch *mb;
 };
@@ -257,6 +259,8 @@ static int delete_step(struct frag_job *fj)
 	if (!fj->owns) {
 		if (f->putting || f->deleting)
 			return ENG_JOB_WAIT; /* a put or another delete first */
+		if (fj->stale_only && f->fi.epoch > fj->max_epoch)
+			return -ESTALE; /* put again since, at a newer epoch: kept */
 		f->deleting = true;
 		fj->owns = true;
 	}
@@ -292,7 +296,8 @@ static int frag_step(struct eng_job *job)
 }
 
 static int frag_job_start(struct engine *eng, uint64_t uid, uint32_t sno, bool del,
-			  bool owns, uint8_t *image, engine_cb cb, void *arg)
+			  bool owns, uint8_t *image, const uint64_t *max_epoch, engine_cb cb,
+			  void *arg)
 {
 	struct frag_job *fj = calloc(1, sizeof(*fj));
 
@@ -301,7 +306,8 @@ static int frag_job_start(struct engine *eng, uint64_t uid, uint32_t sno, bool d
 		return -ENOMEM;
 	}
 	*fj = (struct frag_job){ .uid = uid, .sno = sno, .del = del, .owns = owns,
-				 .image = image };
+				 .image = image, .stale_only = max_epoch != NULL,
+				 .max_epoch = max_epoch ? *max_epoch : 0 };
 	fj->job.release = frag_job_release;
 	return eng_job_start(eng, &fj->job, frag_step, cb, arg);
 }
@@ -314,6 +320,19 @@ static int put_check(const struct engine *eng, const struct engine_frag_info *fi
 	if (fi->image_blocks > eng->blocks_per_seg)
 		return -EFBIG;
 	return fi->epoch < engine_held_epoch(eng, fi->uid) ? -ESTALE : 0;
+}
+
+/* The same fragment put again (a retry, or an encoding at a newer epoch that finds the
+ * image of one that was never recorded): answered once the first put is. It now counts
+ * as put at the newer epoch, so that an orphan check that judged it at the old one does
+ * not drop it under the stripe about to name it (engine_frag_drop_stale_async). In
+ * memory only: after a restart the stripe's record, if written, keeps it. */
+static int put_again(struct engine *eng, struct frag *f, uint64_t epoch, engine_cb cb,
+		     void *arg)
+{
+	if (epoch > f->fi.epoch)
+		f->fi.epoch = epoch;
+	return frag_job_start(eng, f->fi.uid, f->fi.sno, false, false, NULL, NULL, cb, arg);
 }
 
 int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
@@ -334,7 +353,7 @@ int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
 		return f->deleting ? -EBUSY
 		       : f->fi.index == fi->index && f->fi.frag_crc == fi->frag_crc &&
 				       f->fi.image_blocks == fi->image_blocks
-			       ? frag_job_start(eng, fi->uid, fi->sno, false, false, NULL, cb, arg)
+			       ? put_again(eng, f, fi->epoch, cb, arg)
 			       : -EEXIST;
 	copy = seg_buf_alloc(len);
 	if (!copy)
@@ -354,7 +373,7 @@ int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
 	f->fi.slot = slot;
 	f->head_crc = crc32c(copy, ENGINE_BLOCK_SIZE);
 	f->putting = true;
-	r = frag_job_start(eng, fi->uid, fi->sno, false, true, copy, cb, arg);
+	r = frag_job_start(eng, fi->uid, fi->sno, false, true, copy, NULL, cb, arg);
 	if (r < 0)
 		put_undo(eng, f, r);
 	return r;
@@ -363,7 +382,13 @@ int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
 int engine_frag_delete_async(struct engine *eng, uint64_t uid, uint32_t sno, engine_cb cb,
 			     void *arg)
 {
-	return frag_job_start(eng, uid, sno, true, false, NULL, cb, arg);
+	return frag_job_start(eng, uid, sno, true, false, NULL, NULL, cb, arg);
+}
+
+int engine_frag_drop_stale_async(struct engine *eng, uint64_t uid, uint32_t sno,
+				 uint64_t epoch, engine_cb cb, void *arg)
+{
+	return frag_job_start(eng, uid, sno, true, false, NULL, &epoch, cb, arg);
 }
 
 /* ---- reads ---- */

@@ -263,7 +263,8 @@ static bool copy_unchanged(struct orphans *o, const struct copy *cp,
 
 	if (cp->frag)
 		return engine_frag_stat(o->eng, cp->uid, cp->sno, &fi) == 0 &&
-		       fi.index == cp->index && fi.frag_crc == cp->frag_crc;
+		       fi.index == cp->index && fi.frag_crc == cp->frag_crc &&
+		       fi.epoch == cp->epoch; /* (put again since: an encoding reuses it) */
 	/* not the copy that was listed: a catch-up may have dropped it and made a new one
 	 * after the records were read (judged next time) */
 	return engine_held_stat(o->eng, cp->uid, cp->sno, info) == 0 &&
@@ -302,7 +303,11 @@ static void dropped(void *arg, int res)
 		check_free(c);
 		return;
 	}
-	if (res < 0)
+	if (res == -ESTALE && cp->frag)
+		log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %u: fragment %u kept: put "
+			"again at a newer epoch since it was judged", (unsigned long long)cp->uid,
+			cp->sno, cp->index);
+	else if (res < 0)
 		log_msg(LOG_WARN, LOG_TAG, "family %016llx segment %u: dropping the orphan copy "
 			"failed: %s (tried again at the next check)", (unsigned long long)cp->uid,
 			cp->sno, strerror(-res));
@@ -337,7 +342,8 @@ static void drop_next(struct check *c)
 				"node's fragment %u (epoch %llu): %s", (unsigned long long)cp->uid,
 				cp->sno, vol[0] ? " of volume " : "", vol, cp->index,
 				(unsigned long long)cp->epoch, orphans_why_str(why));
-			r = engine_frag_delete_async(o->eng, cp->uid, cp->sno, dropped, c);
+			r = engine_frag_drop_stale_async(o->eng, cp->uid, cp->sno, cp->epoch,
+							 dropped, c);
 		} else {
 			log_msg(LOG_INFO, LOG_TAG, "family %016llx segment %u%s%s (%s, %u blocks): "
 				"dropping this node's copy: %s", (unsigned long long)cp->uid, cp->sno,

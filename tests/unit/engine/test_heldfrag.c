@@ -1,7 +1,8 @@
 /* tests/unit/engine/test_heldfrag.c — fragments held for other nodes
  * (engine/heldfrag.c): put, read, stat and delete with the bytes compared; the "G"
  * record bringing a fragment back after a reopen; retries, conflicts, sizes and the
- * epoch fence as the contract says; a copy and a fragment of one segment side by side;
+ * epoch fence as the contract says; a stale drop (an orphan check's) that leaves a
+ * fragment put again at a newer epoch; a copy and a fragment of one segment side by side;
  * a fragment's slot never reused while it is held, free again once it is deleted.
  */
 #include <criterion/criterion.h>
@@ -169,6 +170,45 @@ Test(heldfrag, retries_conflicts_sizes_and_the_fence_answer_as_the_contract_says
 	cr_assert_eq(engine_frag_put_async(eng, &old, raw + 1, on_done, &(struct done){ 0 }),
 		     -ESTALE, "an epoch below the family's fence");
 	cr_assert_eq(stats().segments_held, 1, "nothing refused took a slot");
+	free(raw);
+}
+
+static int drop_stale(uint32_t sno, uint64_t epoch)
+{
+	struct done d = { 0 };
+
+	return finish(engine_frag_drop_stale_async(eng, UID, sno, epoch, on_done, &d), &d);
+}
+
+/* An orphan check judges a fragment of an encoding never recorded (epoch 2) while the
+ * owner's next encoding, at epoch 3, finds the same image and puts it again: the drop
+ * must not take it from under the stripe about to name it, whichever comes first. */
+Test(heldfrag, a_fragment_put_again_at_a_newer_epoch_survives_a_stale_drop)
+{
+	struct engine_frag_info e2 = frag(1, 0, 7, 2), e3 = frag(1, 0, 7, 3);
+	struct engine_frag_info got;
+	uint8_t *raw = image(7, 6);
+	struct done dd = { 0 }, dp = { 0 };
+
+	open_engine();
+	cr_assert_eq(put(&e2, raw + 1), 0);
+	cr_assert_eq(put(&e3, raw + 1), 0, "the same image again is a retry");
+	cr_assert_eq(engine_frag_stat(eng, UID, 1, &got), 0);
+	cr_assert_eq(got.epoch, 3, "the retry at epoch 3 makes it epoch 3's");
+	cr_assert_eq(drop_stale(1, 2), -ESTALE, "judged at epoch 2: kept");
+	cr_assert_eq(engine_frag_stat(eng, UID, 1, &got), 0, "still held");
+	expect_image(1, 0, 7, raw + 1);
+
+	/* the drop asked first, the put again before the drop ran */
+	e3.epoch = 4;
+	cr_assert_eq(engine_frag_drop_stale_async(eng, UID, 1, 3, on_done, &dd), 0);
+	cr_assert_eq(finish(engine_frag_put_async(eng, &e3, raw + 1, on_done, &dp), &dp), 0);
+	cr_assert_eq(finish(0, &dd), -ESTALE, "put again at epoch 4 before the drop ran");
+	cr_assert_eq(engine_frag_stat(eng, UID, 1, &got), 0);
+	cr_assert_eq(got.epoch, 4);
+
+	cr_assert_eq(drop_stale(1, 4), 0, "judged at its own epoch: dropped");
+	cr_assert_eq(engine_frag_stat(eng, UID, 1, &got), -ENOENT);
 	free(raw);
 }
 
