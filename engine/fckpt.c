@@ -39,7 +39,7 @@ int eng_fmaps_add(const struct engine *eng, uint64_t uid, struct fmaps_block *m,
 		if (x.slot != ONDISK_MAP_SLOT_ZERO) {
 			const struct slot *s;
 
-			if (x.slot >= eng->sb.segment_count)
+			if (x.slot >= eng->slot_cap) /* (a remote entry is the family's too) */
 				return -ERANGE;
 			s = &eng->slots[x.slot];
 			if (s->state == SLOT_FREE || s->family_uid != uid)
@@ -58,18 +58,27 @@ void eng_sno_table_free(struct eng_sno_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
+/* Does slot i hold a segment of family uid that the table maps its number to? A
+ * store slot or a remote entry (segment_remote.c), not a fragment, and not the store
+ * slot a remote entry was dropped from (the same segment: the entry is the one). */
+static bool sno_table_has(const struct engine *eng, uint64_t uid, uint32_t i)
+{
+	const struct slot *s = &eng->slots[i];
+
+	return s->state != SLOT_FREE && s->family_uid == uid && !s->dropped &&
+	       (i >= eng->sb.segment_count || !eng_frag_slot(eng, i));
+}
+
 int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_table *t)
 {
 	uint32_t lo = UINT32_MAX, hi = 0;
 
 	memset(t, 0, sizeof(*t));
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
-
-		if (s->state == SLOT_FREE || s->family_uid != uid || eng_frag_slot(eng, i))
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
+		if (!sno_table_has(eng, uid, i))
 			continue;
-		lo = s->sno < lo ? s->sno : lo;
-		hi = s->sno > hi ? s->sno : hi;
+		lo = eng->slots[i].sno < lo ? eng->slots[i].sno : lo;
+		hi = eng->slots[i].sno > hi ? eng->slots[i].sno : hi;
 	}
 	if (lo > hi)
 		return 0; /* the family has no segment here */
@@ -79,12 +88,9 @@ int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_t
 	if (!t->slot)
 		return -ENOMEM;
 	memset(t->slot, 0xff, (size_t)t->n * sizeof(*t->slot));
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
-
-		if (s->state != SLOT_FREE && s->family_uid == uid && !eng_frag_slot(eng, i))
-			t->slot[s->sno - lo] = i;
-	}
+	for (uint32_t i = 0; i < eng->slot_cap; i++)
+		if (sno_table_has(eng, uid, i))
+			t->slot[eng->slots[i].sno - lo] = i;
 	return 0;
 }
 

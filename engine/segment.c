@@ -954,6 +954,24 @@ int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq)
 	return 0;
 }
 
+int seg_table_put(struct engine *eng, struct meta_batch *mb, uint32_t slot)
+{
+	const struct slot *s = &eng->slots[slot];
+	struct slot_record now = { .family_uid = s->family_uid, .sno = s->sno,
+				   .volume_id = s->volume_id, .generation = s->generation,
+				   .last_seq = s->last_seq, .used = s->used, .tombs = s->tombs,
+				   .slot = slot };
+	int r = table_alloc(eng);
+
+	if (r < 0)
+		return r;
+	put_slot_record(mb, &now);
+	/* a checkpoint then finds it stored; an adoption that fails frees the entry, and
+	 * the next checkpoint deletes the record it would have had */
+	eng->seg_table[slot] = now;
+	return 0;
+}
+
 void seg_table_unsure(struct engine *eng)
 {
 	eng->seg_table_unsure = true;

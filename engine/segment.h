@@ -286,6 +286,14 @@ void seg_remote_delete(struct engine *eng, uint32_t slot);
 /* Family uid went to another owner (a release): its remote entries are forgotten, its
  * copies left alone (they are the new owner's segments now). */
 void seg_remote_forget(struct engine *eng, uint64_t uid);
+/* An adoption's remote entry (adopt.c): a free entry made the sealed segment (uid,
+ * sno) of `used` blocks, generation gen, held (no "T" record, never freed by a
+ * checkpoint) until seg_remote_adopt_end. *slot: the entry; -ENOSPC. */
+int seg_remote_adopt_begin(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t used,
+			   uint64_t gen, uint32_t *slot);
+/* adopted: the entry is the family's (its "T" record is in the adoption's commit:
+ * seg_table_put); else it is free again. */
+void seg_remote_adopt_end(struct engine *eng, uint32_t slot, bool adopted);
 /* Start-up, after the segment table is loaded and the maps counted: the remote
  * entries the table records. */
 void seg_remote_restore(struct engine *eng);
@@ -371,6 +379,9 @@ void seg_families_put(struct engine *eng, struct meta_batch *mb);
 void seg_table_unsure(struct engine *eng);
 /* Start-up: the records of the stored table, and the families' counters. */
 int seg_table_load(struct engine *eng);
+/* slot's "T" record into mb as it is now (whatever the checkpoint's rules: an adoption
+ * commits its remote entries' with their maps), and noted as stored. */
+int seg_table_put(struct engine *eng, struct meta_batch *mb, uint32_t slot);
 /* Start-up: if slot's record says the segment whose header is h is settled and the
  * checkpoint at ckpt_seq covers it, sets the slot's state from it (sealed, owned by
  * volume_id) and returns true: its log need not be read. */
