@@ -150,35 +150,51 @@ static uint8_t *copy_buf(const struct adopt_job *aj, size_t i)
 	return aj->buf + (i - aj->next) * aj->job.eng->blocks_per_seg * QUILL_BLOCK_SIZE;
 }
 
-/* Are some of the copies to read now remote entries? They are marked `whole` (and,
- * with no family checkpoint to look for, every remote one: all are read whole), for
- * the caller to copy here before it adopts again. */
-static bool remote_needed(struct adopt_job *aj)
+/* The copies to read now stop before the first remote one (the copies read may find
+ * the family checkpoint that lets the rest go unread). If the very next one is remote,
+ * it is needed whole, and so are the remote ones after it, as many as were read whole
+ * so far (at least one): a checkpoint far back costs a number of adoptions that grows
+ * with the log of the segments above it, not one per segment; with no checkpoint to
+ * look for, every remote one is (all are read whole). They are marked `whole` for the
+ * caller to copy here before it adopts again: -EREMOTE. */
+static int remote_needed(struct adopt_job *aj)
 {
-	bool any = false;
+	size_t want = aj->from_fckpt ? (aj->nwhole ? aj->nwhole : 1) : SIZE_MAX, n = 0;
 
 	for (size_t i = aj->next; i < aj->end; i++)
-		if (aj->c[i].rem)
-			any = aj->c[i].rem->whole = true;
-	for (size_t i = aj->end; any && !aj->from_fckpt && i < aj->nread; i++)
-		if (aj->c[i].rem)
+		if (aj->c[i].rem) {
+			if (i > aj->next) {
+				aj->end = i;
+				return 0;
+			}
+			break;
+		}
+	if (!aj->c[aj->next].rem)
+		return 0;
+	for (size_t i = aj->next; i < aj->nread && n < want; i++)
+		if (aj->c[i].rem) {
 			aj->c[i].rem->whole = true;
-	if (any)
-		log_msg(LOG_INFO, ENG_LOG, "adopting family %llx: segments with no copy here "
-			"are needed whole (above the family checkpoint, or none found)",
-			(unsigned long long)aj->uid);
-	return any;
+			n++;
+		}
+	log_msg(LOG_INFO, ENG_LOG, "adopting family %llx: %zu segments with no copy here are "
+		"needed whole (above the family checkpoint found so far, or none)",
+		(unsigned long long)aj->uid, n);
+	return -EREMOTE;
 }
 
-/* The next copies, up to inflight of them, each read whole into its part of buf. */
+/* The next copies, up to inflight of them and none remote, each read whole into its
+ * part of buf. */
 static int read_copies(struct adopt_job *aj)
 {
+	int r;
+
 	aj->end = aj->next + aj->inflight < aj->nread ? aj->next + aj->inflight : aj->nread;
 	for (size_t i = aj->next; i < aj->end; i++)
 		if (aj->c[i].length == 0)
 			return -EILSEQ; /* not even a header */
-	if (remote_needed(aj))
-		return -EREMOTE;
+	r = remote_needed(aj);
+	if (r < 0)
+		return r;
 	for (size_t i = aj->next; i < aj->end; i++) {
 		const struct adopt_copy *c = &aj->c[i];
 

@@ -339,6 +339,7 @@ static void fam_done(struct fckpt_fam *f, int res)
 		 * that a family whose checkpoints fail (a full store) cannot pin space;
 		 * an adoption then reads the whole log */
 		forget_fmaps(eng, f->uid);
+		seg_family_fckpt_owed(eng, f->uid, true);
 		eng->stats.family_checkpoints_failed++;
 		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "family %llx: checkpoint at seq %llu not "
 				"written (%s); an adoption uses the previous one or the whole log",
@@ -441,8 +442,27 @@ static bool wanted(const struct engine *eng, uint64_t uid)
 	return false;
 }
 
-/* The families to checkpoint now: wanted, or (dirty) with chunks set aside; each
- * once. */
+static bool owed(const struct engine *eng, uint64_t uid)
+{
+	const struct seg_family *f = seg_family_get(eng, uid);
+
+	return f && f->fckpt_owed;
+}
+
+/* A checkpoint that writes no family checkpoint took the dirty chunks of these
+ * families: the next one that does writes theirs. (Without it, a family whose chunks a
+ * cleaner's or a drop's checkpoint took first got none: after its writes stop, its
+ * newest family checkpoint could stay far behind its log, and a new owner then reads
+ * every segment above it: docs/engine.md, "Adopting a family".) */
+static void note_owed(struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (is_layer(eng->vols[i]) && map_taking(eng->vols[i]->map))
+			seg_family_fckpt_owed(eng, eng->vols[i]->rec.uid, true);
+}
+
+/* The families to checkpoint now: wanted, or (dirty) with chunks set aside or owed;
+ * each once. */
 static size_t pick_families(struct engine *eng, uint64_t *uids, bool dirty)
 {
 	size_t n = 0;
@@ -451,7 +471,9 @@ static size_t pick_families(struct engine *eng, uint64_t *uids, bool dirty)
 		const struct engine_volume *l = eng->vols[i];
 		size_t k;
 
-		if (!is_layer(l) || !((dirty && map_taking(l->map)) || wanted(eng, l->rec.uid)))
+		if (!is_layer(l) ||
+		    !((dirty && (map_taking(l->map) || owed(eng, l->rec.uid))) ||
+		      wanted(eng, l->rec.uid)))
 			continue;
 		for (k = 0; k < n && uids[k] != l->rec.uid; k++)
 			;
@@ -491,10 +513,15 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	uint64_t *uids;
 	size_t n;
 
-	if (!eng->opts.family_records || eng->closing || eng->fckpt || seq == 0 || writer_off())
+	if (!eng->opts.family_records || writer_off())
+		return;
+	if (!dirty || eng->closing || eng->fckpt || seq == 0)
+		note_owed(eng); /* (the ones picked below are cleared as they begin) */
+	if (eng->closing || eng->fckpt || seq == 0)
 		return;
 	if (eng->nfree <= eng_gc_low_water(eng)) {
 		release_wanted(eng); /* short of room: a family checkpoint would take some */
+		note_owed(eng);
 		return;
 	}
 	uids = malloc((eng->nvols ? eng->nvols : 1) * sizeof(*uids));
@@ -522,6 +549,7 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 
 		*f = (struct fckpt_fam){ .fc = fc, .uid = uids[i], .seq = seq };
 		r = fam_begin(eng, f);
+		seg_family_fckpt_owed(eng, f->uid, r == -ENOENT); /* (a failure sets it again) */
 		if (r == -ENOENT)
 			fc_put(fc); /* not a failure: no log to write it to */
 		else if (r < 0)

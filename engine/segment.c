@@ -46,6 +46,14 @@ const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid)
 	}
 }
 
+void seg_family_fckpt_owed(struct engine *eng, uint64_t uid, bool owed)
+{
+	struct seg_family *f = (struct seg_family *)seg_family_get(eng, uid);
+
+	if (f)
+		f->fckpt_owed = owed;
+}
+
 static void family_index_put(uint32_t *index, size_t cap, uint64_t uid, uint32_t e)
 {
 	size_t i = family_hash(uid, cap);

@@ -105,6 +105,9 @@ struct seg_family {
 	uint32_t nlog;     /* slots of its own log in use (not held copies; remote entries
 			      included, not the slots they were dropped from): kept by
 			      seg_slot_set, through which every slot changes */
+	bool fckpt_owed;   /* a checkpoint took its dirty chunks and wrote no family
+			      checkpoint (one that was not the families' turn, or its log had
+			      no open segment): the next family checkpoint writes its */
 };
 
 /* Who asks for a slot decides how deep into the reserve it may go. */
@@ -343,6 +346,8 @@ int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_head
 void seg_families_rebuilt(struct engine *eng);
 /* Family uid's entry (O(1): a hash index by uid), or NULL. */
 const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid);
+/* Sets family uid's fckpt_owed (a family not here: nothing). */
+void seg_family_fckpt_owed(struct engine *eng, uint64_t uid, bool owed);
 /* A layer of family uid joined eng->vols / left it. added: 0 or -ENOMEM (the entry
  * could not be made: the layer is not added). */
 int seg_family_layer_added(struct engine *eng, uint64_t uid);
