@@ -20,6 +20,9 @@
 #     orphan check drops those of the dead encoding that the new one did not reuse)
 #   - node0 killed -9 again, node1 claims the volume: the takeover accepts the
 #     records with stripes, every region verifies through node1
+# The nodes run with QUILL_EC_KEEP_REPLICAS=1: the replicas stay beside the stripes, so
+# that each stripe decodes to the owner's own copy (the replicas going is
+# cluster_ec_read's).
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_encode
@@ -32,6 +35,7 @@ EC_CHECK="${QUILL_EC_CHECK:-$IT_ROOT/build/tools/quill-ec-check}"
 VOL=enc
 SEG=1048576
 STORE=160M
+export QUILL_EC_KEEP_REPLICAS=1
 start_peer_nodes 3
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1

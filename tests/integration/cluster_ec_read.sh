@@ -31,7 +31,6 @@ fio_peer_init
 VOL=ecr
 SEG=1048576
 STORE=160M
-export QUILL_EC_DROP_REPLICAS=1
 start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
