@@ -602,6 +602,30 @@ static void seal_next(struct takeover *t)
 static void copy_next(struct takeover *t);
 static void copy_read(struct takeover *t);
 
+/* Reads run (its count blocks of segment cur, from its fragments) into buf, each
+ * block's want[] entry its result; done(t, why) at its end: a call of the step (copies
+ * go one at a time). */
+static void frags_read(struct takeover *t, struct fragread_run *run,
+		       void (*done)(void *arg, const char *why))
+{
+	int r;
+
+	for (uint32_t i = 0; i < run->count; i++) {
+		t->want[i] = (struct seg_fetch_block){ .dst = t->buf + (size_t)i * ENGINE_BLOCK_SIZE,
+						       .res = -EIO };
+		t->wantp[i] = &t->want[i];
+	}
+	run->want = t->wantp;
+	call_begin(t);
+	r = t->o.rs ? fragread_start(t->o.rs, run, done, t, &t->fr) : -EOPNOTSUPP;
+	if (r < 0) {
+		t->pending--;
+		t->refs--;
+		fail(t, r, "volume %s: a striped segment cannot be read from its fragments: %s",
+		     err_str(-r));
+	}
+}
+
 static bool whole_wanted(const struct takeover *t, uint32_t sno)
 {
 	for (size_t i = 0; i < t->nwhole; i++)
@@ -658,19 +682,9 @@ static void remote_head(struct takeover *t)
 	struct layout_segment *s = &t->segs[t->cur];
 	struct fragread_run run = { .uid = t->uid, .sno = s->id.seq, .epoch = t->epoch,
 				    .st = &s->stripe, .seg_blocks = t->len, .first = 0,
-				    .count = 1, .want = t->wantp, .no_map_crcs = true };
-	int r;
+				    .count = 1, .no_map_crcs = true };
 
-	t->want[0] = (struct seg_fetch_block){ .dst = t->buf, .res = -EIO };
-	t->wantp[0] = &t->want[0];
-	call_begin(t);
-	r = t->o.rs ? fragread_start(t->o.rs, &run, head_read, t, &t->fr) : -EOPNOTSUPP;
-	if (r < 0) {
-		t->pending--;
-		t->refs--;
-		fail(t, r, "volume %s: a striped segment cannot be read from its fragments: %s",
-		     err_str(-r));
-	}
+	frags_read(t, &run, head_read);
 }
 
 static void copy_have(struct takeover *t)
@@ -787,8 +801,7 @@ static void copy_read_frags(struct takeover *t)
 	struct layout_segment *s = &t->segs[t->cur];
 	struct fragread_run run = { .uid = t->uid, .sno = s->id.seq, .epoch = t->epoch,
 				    .st = &s->stripe, .seg_blocks = t->len, .first = t->have,
-				    .want = t->wantp, .no_map_crcs = true };
-	int r;
+				    .no_map_crcs = true };
 
 	if (t->have == 0 || t->have + SEG_FETCH_MAX_BLOCKS >= t->len) /* (its first or last run) */
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: segment %08" PRIx32 " has no replica: "
@@ -798,19 +811,7 @@ static void copy_read_frags(struct takeover *t)
 	if (t->chunk > SEG_FETCH_MAX_BLOCKS)
 		t->chunk = SEG_FETCH_MAX_BLOCKS;
 	run.count = t->chunk;
-	for (uint32_t i = 0; i < t->chunk; i++) {
-		t->want[i] = (struct seg_fetch_block){ .dst = t->buf + (size_t)i * ENGINE_BLOCK_SIZE,
-						       .res = -EIO };
-		t->wantp[i] = &t->want[i];
-	}
-	call_begin(t);
-	r = t->o.rs ? fragread_start(t->o.rs, &run, frags_copied, t, &t->fr) : -EOPNOTSUPP;
-	if (r < 0) {
-		t->pending--;
-		t->refs--;
-		fail(t, r, "volume %s: a striped segment cannot be read from its fragments: %s",
-		     err_str(-r));
-	}
+	frags_read(t, &run, frags_copied);
 }
 
 /* Reads the next piece of segment cur from a holder that answered (or, a stripe with

@@ -35,9 +35,88 @@ struct family {
 	size_t naliases;
 };
 
+/* Reads of remote entries (segments adopted with no copy here) are fetches: the
+ * test answers them from engine 1's bytes (far_answer), from its loop, never inside
+ * the engine's call. */
+#define MAX_FETCHES 64u
+
+static struct {
+	const struct family *f;
+	struct seg_fetch *q[MAX_FETCHES];
+	unsigned nq, asked;
+} far;
+
+static bool far_wants(void *ctx, uint64_t uid)
+{
+	(void)ctx;
+	return far.f && uid == far.f->uid;
+}
+
+static void far_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
+{
+	(void)ctx;
+	(void)slot;
+	(void)uid;
+	(void)sno;
+}
+
+static int far_fetch(void *ctx, struct seg_fetch *f)
+{
+	(void)ctx;
+	cr_assert_lt(far.nq, MAX_FETCHES);
+	far.q[far.nq++] = f;
+	far.asked++;
+	return 0;
+}
+
+static const struct seg_mirror_ops far_ops = {
+	.wants = far_wants, .opened = mirror_nop_opened, .append = mirror_local_append,
+	.flush = mirror_local_flush, .sealed = mirror_nop_sealed, .deleted = far_deleted,
+	.fetch = far_fetch,
+};
+
+static const uint8_t *far_segment(uint32_t sno)
+{
+	for (size_t i = 0; i < far.f->n; i++)
+		if (far.f->sno[i] == sno)
+			return far.f->seg[i];
+	return NULL;
+}
+
+/* Each fetch asked: its wanted blocks from engine 1's bytes, checked as a mirror does. */
+static void far_answer(void)
+{
+	while (far.nq) {
+		struct seg_fetch *f = far.q[--far.nq];
+		const uint8_t *seg = far_segment(f->sno);
+		int res = 0;
+
+		for (uint32_t i = 0; i < f->nblocks; i++) {
+			struct seg_fetch_block *w = &f->want[i];
+			const uint8_t *b = seg ? seg + (size_t)(f->block + i) * BLK : NULL;
+
+			if (!w->dst)
+				continue;
+			w->res = b && crc32c(b, BLK) == w->crc ? 0 : -EILSEQ;
+			if (w->res == 0)
+				memcpy(w->dst, b, BLK);
+			if (res == 0)
+				res = w->res;
+		}
+		f->done(f, res);
+	}
+}
+
 static void read_all(struct engine_volume *v, uint8_t *out)
 {
-	cr_assert_eq(vread(v, 0, VOL_BLOCKS, out), 0);
+	struct done d = { 0 };
+
+	cr_assert_eq(engine_read(v, 0, VOL_BLOCKS, out, on_done, &d), 0);
+	while (!d.done) {
+		far_answer(); /* (none asked but by a remote entry's read) */
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	cr_assert_eq(d.res, 0, "the layer reads");
 }
 
 /* Every writer's start: "v" written, snapshot s1, overwrites and a trim. */
@@ -1107,102 +1186,13 @@ Test(adopt, a_snapshot_merged_after_the_checkpoint_leaves_it_loadable)
  * here from engine 1's bytes (from the test's loop, never inside the engine's call),
  * before and after a reopen. */
 
-#define MAX_FETCHES 64u
-
-static struct {
-	const struct family *f;
-	struct seg_fetch *q[MAX_FETCHES];
-	unsigned nq, asked;
-} far;
-
-static bool far_wants(void *ctx, uint64_t uid)
-{
-	(void)ctx;
-	return far.f && uid == far.f->uid;
-}
-
-static void far_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
-{
-	(void)ctx;
-	(void)slot;
-	(void)uid;
-	(void)sno;
-}
-
-static int far_fetch(void *ctx, struct seg_fetch *f)
-{
-	(void)ctx;
-	cr_assert_lt(far.nq, MAX_FETCHES);
-	far.q[far.nq++] = f;
-	far.asked++;
-	return 0;
-}
-
-static const struct seg_mirror_ops far_ops = {
-	.wants = far_wants, .opened = mirror_nop_opened, .append = mirror_local_append,
-	.flush = mirror_local_flush, .sealed = mirror_nop_sealed, .deleted = far_deleted,
-	.fetch = far_fetch,
-};
-
-static const uint8_t *far_segment(uint32_t sno)
-{
-	for (size_t i = 0; i < far.f->n; i++)
-		if (far.f->sno[i] == sno)
-			return far.f->seg[i];
-	return NULL;
-}
-
-/* Each fetch asked: its wanted blocks from engine 1's bytes, checked as a mirror does. */
-static void far_answer(void)
-{
-	while (far.nq) {
-		struct seg_fetch *f = far.q[--far.nq];
-		const uint8_t *seg = far_segment(f->sno);
-		int res = 0;
-
-		for (uint32_t i = 0; i < f->nblocks; i++) {
-			struct seg_fetch_block *w = &f->want[i];
-			const uint8_t *b = seg ? seg + (size_t)(f->block + i) * BLK : NULL;
-
-			if (!w->dst)
-				continue;
-			w->res = b && crc32c(b, BLK) == w->crc ? 0 : -EILSEQ;
-			if (w->res == 0)
-				memcpy(w->dst, b, BLK);
-			if (res == 0)
-				res = w->res;
-		}
-		f->done(f, res);
-	}
-}
-
-static void far_expect_layer(const char *name, const uint8_t *want)
-{
-	struct engine_volume *v = open_vol(name);
-	uint8_t *got = seg_buf_alloc((size_t)VOL_BLOCKS * BLK);
-	struct done d = { 0 };
-
-	cr_assert_not_null(got);
-	cr_assert_eq(engine_read(v, 0, VOL_BLOCKS, got, on_done, &d), 0);
-	while (!d.done) {
-		far_answer();
-		cr_assert_geq(engine_poll(eng, 10), 0);
-	}
-	cr_assert_eq(d.res, 0, "%s reads", name);
-	for (uint32_t b = 0; b < VOL_BLOCKS; b++)
-		cr_assert_eq(memcmp(got + (size_t)b * BLK, want + (size_t)b * BLK, BLK), 0,
-			     "%s: lba %u differs from engine 1's", name, b);
-	engine_volume_close(v);
-	seg_buf_free(got);
-}
-
 static void far_expect_family(const struct family *f)
 {
 	unsigned asked = far.asked;
 
-	far_expect_layer("v", f->vol);
-	far_expect_layer("v@s1", f->snap);
-	far_expect_layer("v@s2", f->snap2);
+	expect_layer("v", f->vol);
+	expect_layer("v@s1", f->snap);
+	expect_layer("v@s2", f->snap2);
 	cr_assert_gt(far.asked, asked, "blocks of remote entries were fetched");
 }
 
