@@ -1208,8 +1208,10 @@ static void hold_copy(const struct family *f, size_t i)
 }
 
 /* Adopts f with every segment remote at first, holding what the adoption asks for
- * whole until it takes the rest as remote entries: the number of remote entries. */
-static size_t adopt_with_remote(const struct family *f)
+ * whole until it takes the rest as remote entries: the number of remote entries.
+ * crash: the last round returns (SIZE_MAX) as soon as its commit lands, before the
+ * checkpoint it then waits for (a child that ends there). */
+static size_t adopt_with_remote(const struct family *f, bool crash)
 {
 	struct engine_adopt_remote rem[MAX_COPIES];
 	uint32_t held[MAX_COPIES];
@@ -1223,8 +1225,14 @@ static size_t adopt_with_remote(const struct family *f)
 		struct done d = { 0 };
 		size_t w = 0;
 
-		r = finish(engine_family_adopt_remote_async(eng, f->uid, held, nheld, rem, nrem,
-							    on_done, &d), &d);
+		cr_assert_eq(engine_family_adopt_remote_async(eng, f->uid, held, nheld, rem, nrem,
+							      on_done, &d), 0);
+		while (!d.done) {
+			cr_assert_geq(engine_poll(eng, 1), 0);
+			if (crash && stats().adopt_remote_entries > 0)
+				return SIZE_MAX; /* committed, no checkpoint yet */
+		}
+		r = d.res;
 		rounds++;
 		if (r != -EREMOTE)
 			break;
@@ -1259,7 +1267,7 @@ Test(adopt, segments_with_no_copy_here_become_remote_entries_read_through_fetche
 	open_family_engine();
 	far.f = &f;
 	seg_mirror_set(eng, &far_ops, NULL);
-	nrem = adopt_with_remote(&f);
+	nrem = adopt_with_remote(&f, false);
 	cr_assert_gt(nrem, 0, "the segments below the family checkpoint stay remote");
 	cr_assert_eq(stats().adopt_remote_entries, nrem);
 	cr_assert_eq(stats().segments_held, 0);
@@ -1292,5 +1300,60 @@ Test(adopt, with_no_family_checkpoint_every_remote_segment_is_asked_whole_at_onc
 	hold_copies(&f);
 	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
 	expect_family(&f);
+	family_free(&f);
+}
+
+/* The child: the family adopted with remote entries, ended once the commit lands. */
+static int adopt_remote_and_crash(void)
+{
+	struct family f;
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	src_family_with(&f, src_write_fckpt);
+	family_save(&f);
+	snprintf(p, sizeof(p), "%s/segs.bin", dir);
+	fp = fopen(p, "w");
+	CHILD_CHECK(fp && fwrite(f.snap2, BLK, VOL_BLOCKS, fp) == VOL_BLOCKS);
+	for (size_t i = 0; i < f.n; i++)
+		CHILD_CHECK(fwrite(f.seg[i], BLK, f.len[i], fp) == f.len[i]);
+	fclose(fp);
+	open_family_engine();
+	far.f = &f;
+	seg_mirror_set(eng, &far_ops, NULL);
+	CHILD_CHECK(adopt_with_remote(&f, true) == SIZE_MAX);
+	return 0;
+}
+
+/* The remote entries' "T" records are in the adoption's commit, with the maps that name
+ * them: a crash before the checkpoint after it leaves them. */
+Test(adopt, a_crash_after_the_commit_leaves_the_remote_entries)
+{
+	struct engine_opts o;
+	struct family f;
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	in_child(adopt_remote_and_crash);
+	family_load(&f);
+	snprintf(p, sizeof(p), "%s/segs.bin", dir);
+	fp = fopen(p, "r");
+	cr_assert_not_null(fp);
+	f.snap2 = malloc((size_t)VOL_BLOCKS * BLK);
+	cr_assert(f.snap2 && fread(f.snap2, BLK, VOL_BLOCKS, fp) == VOL_BLOCKS);
+	for (size_t i = 0; i < f.n; i++) {
+		f.seg[i] = seg_buf_alloc((size_t)f.len[i] * BLK);
+		cr_assert(f.seg[i] && fread(f.seg[i], BLK, f.len[i], fp) == f.len[i]);
+	}
+	fclose(fp);
+	opts_for(&o, store_path, meta_path, false);
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)SRC_SEGS * SEG_SIZE;
+	o.family_records = true;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	far.f = &f;
+	seg_mirror_set(eng, &far_ops, NULL);
+	cr_assert_eq(stats().segments_held, 0, "the family is adopted");
+	far_expect_family(&f);
+	memset(&far, 0, sizeof(far));
 	family_free(&f);
 }
