@@ -35,7 +35,9 @@ enum { AD_HEADS, AD_HEADS_WAIT, AD_READ, AD_WALK, AD_CHECK, AD_HEADERS, AD_FLUSH
 
 struct adopt_copy {
 	uint32_t sno, slot, length;
-	bool began;                /* set aside in the held table (eng_held_adopt_begin) */
+	bool began;                /* set aside in the held table (eng_held_adopt_begin), or
+				      its remote entry taken (seg_remote_adopt_begin) */
+	struct engine_adopt_remote *rem; /* no copy here: a remote entry (its header given) */
 	bool walked;
 	uint64_t first;            /* walked: its first batch's seq */
 	struct slot saved;         /* the slot as it was: restored if the adoption fails */
@@ -46,6 +48,7 @@ struct adopt_job {
 	struct eng_job job; /* first: job.c frees it through release */
 	uint64_t uid;
 	size_t n, next, end; /* copies; [next, end) are being read, then walked */
+	size_t nremote;      /* of them remote entries (engine_adopt_remote) */
 	size_t inflight;     /* the most copies read at once */
 	struct adopt_copy *c;
 	uint8_t *buf;        /* inflight copies, whole */
@@ -115,6 +118,10 @@ static void adopt_undo(struct adopt_job *aj)
 	for (size_t i = 0; i < aj->n; i++) {
 		if (!aj->c[i].began)
 			continue;
+		if (aj->c[i].rem) {
+			seg_remote_adopt_end(eng, aj->c[i].slot, false);
+			continue;
+		}
 		seg_slot_set(eng, aj->c[i].slot, &aj->c[i].saved);
 		eng_held_adopt_end(eng, aj->uid, aj->c[i].sno, false);
 	}
@@ -143,13 +150,51 @@ static uint8_t *copy_buf(const struct adopt_job *aj, size_t i)
 	return aj->buf + (i - aj->next) * aj->job.eng->blocks_per_seg * QUILL_BLOCK_SIZE;
 }
 
-/* The next copies, up to inflight of them, each read whole into its part of buf. */
+/* The copies to read now stop before the first remote one (the copies read may find
+ * the family checkpoint that lets the rest go unread). If the very next one is remote,
+ * it is needed whole, and so are the remote ones after it, as many as were read whole
+ * so far (at least one): a checkpoint far back costs a number of adoptions that grows
+ * with the log of the segments above it, not one per segment; with no checkpoint to
+ * look for, every remote one is (all are read whole). They are marked `whole` for the
+ * caller to copy here before it adopts again: -EREMOTE. */
+static int remote_needed(struct adopt_job *aj)
+{
+	size_t want = aj->from_fckpt ? (aj->nwhole ? aj->nwhole : 1) : SIZE_MAX, n = 0;
+
+	for (size_t i = aj->next; i < aj->end; i++)
+		if (aj->c[i].rem) {
+			if (i > aj->next) {
+				aj->end = i;
+				return 0;
+			}
+			break;
+		}
+	if (!aj->c[aj->next].rem)
+		return 0;
+	for (size_t i = aj->next; i < aj->nread && n < want; i++)
+		if (aj->c[i].rem) {
+			aj->c[i].rem->whole = true;
+			n++;
+		}
+	log_msg(LOG_INFO, ENG_LOG, "adopting family %llx: %zu segments with no copy here are "
+		"needed whole (above the family checkpoint found so far, or none)",
+		(unsigned long long)aj->uid, n);
+	return -EREMOTE;
+}
+
+/* The next copies, up to inflight of them and none remote, each read whole into its
+ * part of buf. */
 static int read_copies(struct adopt_job *aj)
 {
+	int r;
+
 	aj->end = aj->next + aj->inflight < aj->nread ? aj->next + aj->inflight : aj->nread;
 	for (size_t i = aj->next; i < aj->end; i++)
 		if (aj->c[i].length == 0)
 			return -EILSEQ; /* not even a header */
+	r = remote_needed(aj);
+	if (r < 0)
+		return r;
 	for (size_t i = aj->next; i < aj->end; i++) {
 		const struct adopt_copy *c = &aj->c[i];
 
@@ -268,8 +313,12 @@ static int walk_copies(struct adopt_job *aj)
 static void read_heads(struct adopt_job *aj)
 {
 	for (size_t i = 0; i < aj->n; i++)
-		eng_job_seg_io(&aj->job, false, aj->c[i].slot, 0,
-			       aj->hdrs + i * QUILL_BLOCK_SIZE, 1);
+		if (aj->c[i].rem)
+			memcpy(aj->hdrs + i * QUILL_BLOCK_SIZE, aj->c[i].rem->header,
+			       QUILL_BLOCK_SIZE);
+		else
+			eng_job_seg_io(&aj->job, false, aj->c[i].slot, 0,
+				       aj->hdrs + i * QUILL_BLOCK_SIZE, 1);
 }
 
 static int decode_heads(struct adopt_job *aj)
@@ -292,6 +341,10 @@ static int note_head(struct adopt_job *aj, size_t i)
 	s->tombs = s->records = 1;
 	s->first_seq = 1;
 	s->last_seq = aj->base.seq;
+	s->generation = c->h.generation;
+	if (c->rem)
+		s->records = 0; /* never cleaned: nothing to carry (and its "T" record is
+				   written: settled_record wants none) */
 	return eng_rebuild_note(aj->rb, c->slot, &c->h);
 }
 
@@ -353,6 +406,8 @@ static int write_headers(struct adopt_job *aj)
 		uint8_t *blk = aj->hdrs + i * QUILL_BLOCK_SIZE;
 		uint32_t end = eng->slots[c->slot].used; /* where the walk stopped */
 
+		if (c->rem)
+			continue; /* no place on this device */
 		memcpy(h.uuid, eng->sb.uuid, sizeof(h.uuid));
 		ondisk_segment_header_encode(&h, blk);
 		eng_job_seg_io(&aj->job, true, c->slot, 0, blk, 1);
@@ -360,6 +415,14 @@ static int write_headers(struct adopt_job *aj)
 			eng_job_seg_io(&aj->job, true, c->slot, end, zero, 1);
 	}
 	return 0;
+}
+
+/* The layer whose log copy c is (a layer that is gone: the header's id, nothing live). */
+static uint64_t copy_owner(struct engine *eng, const struct adopt_copy *c)
+{
+	struct engine_volume *owner = eng_layer_for_owner(eng, c->h.volume_id);
+
+	return owner ? owner->rec.volume_id : c->h.volume_id;
 }
 
 /* The batch that makes the family this store's (step 3 at the top). */
@@ -387,8 +450,17 @@ static int build_commit(struct adopt_job *aj)
 		eng->next_volume_id = id + 1; /* never handed out again, committed or not */
 	ondisk_store_record_encode(eng->sb.uuid, eng->next_volume_id, &srec);
 	meta_batch_put(aj->mb, ONDISK_KEY_STORE, 1, &srec, sizeof(srec));
-	for (size_t i = 0; i < aj->n; i++)
-		eng_held_put_drop(aj->mb, aj->uid, aj->c[i].sno);
+	for (size_t i = 0; i < aj->n && r == 0; i++) {
+		const struct adopt_copy *c = &aj->c[i];
+
+		if (!c->rem) {
+			eng_held_put_drop(aj->mb, aj->uid, c->sno);
+			continue;
+		}
+		/* the entry's record with the maps that name it: a restart restores it */
+		eng->slots[c->slot].volume_id = copy_owner(eng, c);
+		r = seg_table_put(eng, aj->mb, c->slot);
+	}
 	return r;
 }
 
@@ -434,11 +506,15 @@ static void adopted(struct adopt_job *aj)
 	}
 	for (size_t i = 0; i < aj->n; i++) {
 		struct adopt_copy *c = &aj->c[i];
-		struct engine_volume *owner = eng_layer_for_owner(eng, c->h.volume_id);
 
-		eng_held_adopt_end(eng, aj->uid, c->sno, true);
+		if (c->rem) {
+			seg_remote_adopt_end(eng, c->slot, true);
+			eng->stats.adopt_remote_entries++;
+		} else {
+			eng_held_adopt_end(eng, aj->uid, c->sno, true);
+		}
 		/* a slot of a layer that is gone holds nothing live: a checkpoint frees it */
-		eng->slots[c->slot].volume_id = owner ? owner->rec.volume_id : c->h.volume_id;
+		eng->slots[c->slot].volume_id = copy_owner(eng, c);
 	}
 	for (size_t i = 0; i < eng->nvols; i++)
 		if (eng->vols[i]->rec.uid == aj->uid) {
@@ -450,8 +526,9 @@ static void adopted(struct adopt_job *aj)
 		eng->next_seq = seq + 1;
 	if (gen >= eng->next_gen)
 		eng->next_gen = gen + 1;
-	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx: %zu segments, %zu layers, in %llu ms",
-		(unsigned long long)aj->uid, aj->n, layers,
+	log_msg(LOG_INFO, ENG_LOG, "adopted family %llx: %zu segments (%zu with no copy "
+		"here: remote entries), %zu layers, in %llu ms", (unsigned long long)aj->uid, aj->n,
+		aj->nremote, layers,
 		(unsigned long long)(eng_now_ms() - aj->started_ms));
 }
 
@@ -549,13 +626,41 @@ static int by_sno_desc(const void *a, const void *b)
 	return x->sno < y->sno ? 1 : x->sno > y->sno ? -1 : 0;
 }
 
-/* Sets the copies aside and notes their slots (undone by release on failure). */
+/* Remote segment c (its header given): a remote entry taken for it. */
+static int prepare_remote(struct engine *eng, struct adopt_job *aj, struct adopt_copy *c)
+{
+	int r;
+
+	c->sno = c->rem->sno;
+	c->length = c->rem->length;
+	if (c->length == 0 || c->length > eng->blocks_per_seg)
+		return -EINVAL;
+	r = check_head(aj, (size_t)(c - aj->c), c->rem->header);
+	if (r == 0)
+		r = seg_remote_adopt_begin(eng, aj->uid, c->sno, c->length, c->h.generation,
+					   &c->slot);
+	if (r == -ENOSPC)
+		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: no remote entry free for "
+			"segment %u", (unsigned long long)aj->uid, c->sno);
+	if (r == 0)
+		c->began = true;
+	return r;
+}
+
+/* Sets the copies aside and notes their slots, and takes the remote entries (undone by
+ * release on failure). */
 static int adopt_prepare(struct engine *eng, struct adopt_job *aj, const uint32_t *snos)
 {
 	for (size_t i = 0; i < aj->n; i++) {
 		struct adopt_copy *c = &aj->c[i];
 		int r;
 
+		if (c->rem) {
+			r = prepare_remote(eng, aj, c);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		c->sno = snos[i];
 		r = eng_held_adopt_begin(eng, aj->uid, c->sno, &c->slot, &c->length);
 		if (r < 0) {
@@ -575,10 +680,20 @@ static int adopt_prepare(struct engine *eng, struct adopt_job *aj, const uint32_
 int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *snos,
 			      size_t n, engine_cb cb, void *arg)
 {
+	if (n == 0)
+		return -EINVAL;
+	return engine_family_adopt_remote_async(eng, uid, snos, n, NULL, 0, cb, arg);
+}
+
+int engine_family_adopt_remote_async(struct engine *eng, uint64_t uid, const uint32_t *snos,
+				     size_t n, struct engine_adopt_remote *rem, size_t nrem,
+				     engine_cb cb, void *arg)
+{
 	struct adopt_job *aj;
 	int r;
 
-	if (uid == 0 || uid == ONDISK_CATALOG_UID || !snos || n == 0 || !cb)
+	if (uid == 0 || uid == ONDISK_CATALOG_UID || (n && !snos) || (nrem && !rem) ||
+	    n + nrem == 0 || !cb)
 		return -EINVAL;
 	if (engine_family_here(eng, uid)) {
 		log_msg(LOG_ERROR, ENG_LOG, "adopting family %llx: it has layers here already",
@@ -590,22 +705,27 @@ int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *
 		return -ENOMEM;
 	aj->job.release = adopt_release;
 	aj->uid = uid;
-	aj->n = n;
-	aj->nread = n;
+	aj->n = n + nrem;
+	aj->nread = aj->n;
+	aj->nremote = nrem;
 	/* QUILL_ADOPT_WHOLE_LOG=1: the whole log as before (a measurement's baseline) */
 	aj->from_fckpt = eng->opts.family_records && !whole_log_asked();
 	aj->started_ms = eng_now_ms();
 	aj->lap_us = log_clock_us();
-	aj->c = calloc(n, sizeof(*aj->c));
+	aj->c = calloc(aj->n, sizeof(*aj->c));
 	aj->inflight = ENG_ADOPT_READ_BYTES / ((size_t)eng->blocks_per_seg * QUILL_BLOCK_SIZE);
 	if (aj->inflight > ENG_ADOPT_READS)
 		aj->inflight = ENG_ADOPT_READS;
-	if (aj->inflight > n)
-		aj->inflight = n;
+	if (aj->inflight > aj->n)
+		aj->inflight = aj->n;
 	if (aj->inflight == 0)
 		aj->inflight = 1;
 	aj->buf = seg_buf_alloc(aj->inflight * eng->blocks_per_seg * QUILL_BLOCK_SIZE);
-	aj->hdrs = seg_buf_alloc((n + 1) * QUILL_BLOCK_SIZE);
+	aj->hdrs = seg_buf_alloc((aj->n + 1) * QUILL_BLOCK_SIZE);
+	for (size_t i = 0; aj->c && i < nrem; i++) {
+		aj->c[n + i].rem = &rem[i]; /* (rem is the caller's until cb) */
+		rem[i].whole = false;
+	}
 	r = !aj->c || !aj->buf || !aj->hdrs ? -ENOMEM : eng_rebuild_begin(eng, &aj->rb);
 	if (r == 0)
 		eng_rebuild_keep_fckpt(aj->rb);

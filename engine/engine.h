@@ -434,6 +434,7 @@ struct engine_stats {
 	uint64_t adopt_fckpt_loads;       /* adoptions that loaded a family checkpoint */
 	uint64_t adopt_copies_unread;     /* copies those did not read whole (below S) */
 	uint64_t adopt_fckpt_seq;         /* the S the last of them loaded */
+	uint64_t adopt_remote_entries;    /* segments adopted with no copy here (remote) */
 	uint64_t replayed_batches;   /* at the last open */
 	uint64_t torn_batches;       /* dropped at the last open (in flight at a crash) */
 	uint64_t corrupt_batches;    /* durable but damaged, found at the last open: kept,
@@ -666,6 +667,27 @@ int engine_segment_own_each(const struct engine *eng, uint64_t uid,
 int engine_family_adopt_async(struct engine *eng, uint64_t uid, const uint32_t *snos,
 			      size_t n, engine_cb cb, void *arg);
 int engine_family_adopt(struct engine *eng, uint64_t uid, const uint32_t *snos, size_t n);
+
+/* A sealed segment of the family with no copy here (an erasure-coded stripe whose
+ * replicas are gone): adopted as a remote entry (docs/engine.md, "Segments without a
+ * local slot"), its reads fetches, its map from the family checkpoint. */
+struct engine_adopt_remote {
+	uint32_t sno;
+	uint32_t length;      /* its sealed length, blocks (> 0) */
+	const void *header;   /* its block 0 (the segment header), read from elsewhere */
+	bool whole;           /* out: its log is needed (it is above the family checkpoint
+				 found, or none was): the adoption ended -EREMOTE */
+};
+
+/* engine_family_adopt_async with, besides the held copies snos[0..n-1] (n may be 0),
+ * rem[0..nrem-1] (owned by the caller until cb): each becomes a remote entry, in the
+ * same commit as the layers (its "T" record beside their maps). A remote segment the
+ * adoption would have to read whole ends it with -EREMOTE before anything is written,
+ * with `whole` set on each such one (make them held copies and adopt again); a header
+ * that is not that segment's, USED, of the family: -EILSEQ. */
+int engine_family_adopt_remote_async(struct engine *eng, uint64_t uid, const uint32_t *snos,
+				     size_t n, struct engine_adopt_remote *rem, size_t nrem,
+				     engine_cb cb, void *arg);
 /* The reverse, for a node that lost a family to another owner: the family's layers
  * leave the catalog and each of its sealed segments numbered in keep[0..nkeep-1]
  * becomes a held copy (the rest are freed); open ones are sealed at their length first.

@@ -39,7 +39,7 @@ int eng_fmaps_add(const struct engine *eng, uint64_t uid, struct fmaps_block *m,
 		if (x.slot != ONDISK_MAP_SLOT_ZERO) {
 			const struct slot *s;
 
-			if (x.slot >= eng->sb.segment_count)
+			if (x.slot >= eng->slot_cap) /* (a remote entry is the family's too) */
 				return -ERANGE;
 			s = &eng->slots[x.slot];
 			if (s->state == SLOT_FREE || s->family_uid != uid)
@@ -58,18 +58,27 @@ void eng_sno_table_free(struct eng_sno_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
+/* Does slot i hold a segment of family uid that the table maps its number to? A
+ * store slot or a remote entry (segment_remote.c), not a fragment, and not the store
+ * slot a remote entry was dropped from (the same segment: the entry is the one). */
+static bool sno_table_has(const struct engine *eng, uint64_t uid, uint32_t i)
+{
+	const struct slot *s = &eng->slots[i];
+
+	return s->state != SLOT_FREE && s->family_uid == uid && !s->dropped &&
+	       (i >= eng->sb.segment_count || !eng_frag_slot(eng, i));
+}
+
 int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_table *t)
 {
 	uint32_t lo = UINT32_MAX, hi = 0;
 
 	memset(t, 0, sizeof(*t));
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
-
-		if (s->state == SLOT_FREE || s->family_uid != uid || eng_frag_slot(eng, i))
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
+		if (!sno_table_has(eng, uid, i))
 			continue;
-		lo = s->sno < lo ? s->sno : lo;
-		hi = s->sno > hi ? s->sno : hi;
+		lo = eng->slots[i].sno < lo ? eng->slots[i].sno : lo;
+		hi = eng->slots[i].sno > hi ? eng->slots[i].sno : hi;
 	}
 	if (lo > hi)
 		return 0; /* the family has no segment here */
@@ -79,12 +88,9 @@ int eng_sno_table_build(const struct engine *eng, uint64_t uid, struct eng_sno_t
 	if (!t->slot)
 		return -ENOMEM;
 	memset(t->slot, 0xff, (size_t)t->n * sizeof(*t->slot));
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
-		const struct slot *s = &eng->slots[i];
-
-		if (s->state != SLOT_FREE && s->family_uid == uid && !eng_frag_slot(eng, i))
-			t->slot[s->sno - lo] = i;
-	}
+	for (uint32_t i = 0; i < eng->slot_cap; i++)
+		if (sno_table_has(eng, uid, i))
+			t->slot[eng->slots[i].sno - lo] = i;
 	return 0;
 }
 
@@ -333,6 +339,7 @@ static void fam_done(struct fckpt_fam *f, int res)
 		 * that a family whose checkpoints fail (a full store) cannot pin space;
 		 * an adoption then reads the whole log */
 		forget_fmaps(eng, f->uid);
+		seg_family_fckpt_owed(eng, f->uid, true);
 		eng->stats.family_checkpoints_failed++;
 		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "family %llx: checkpoint at seq %llu not "
 				"written (%s); an adoption uses the previous one or the whole log",
@@ -435,8 +442,27 @@ static bool wanted(const struct engine *eng, uint64_t uid)
 	return false;
 }
 
-/* The families to checkpoint now: wanted, or (dirty) with chunks set aside; each
- * once. */
+static bool owed(const struct engine *eng, uint64_t uid)
+{
+	const struct seg_family *f = seg_family_get(eng, uid);
+
+	return f && f->fckpt_owed;
+}
+
+/* A checkpoint that writes no family checkpoint took the dirty chunks of these
+ * families: the next one that does writes theirs. (Without it, a family whose chunks a
+ * cleaner's or a drop's checkpoint took first got none: after its writes stop, its
+ * newest family checkpoint could stay far behind its log, and a new owner then reads
+ * every segment above it: docs/engine.md, "Adopting a family".) */
+static void note_owed(struct engine *eng)
+{
+	for (size_t i = 0; i < eng->nvols; i++)
+		if (is_layer(eng->vols[i]) && map_taking(eng->vols[i]->map))
+			seg_family_fckpt_owed(eng, eng->vols[i]->rec.uid, true);
+}
+
+/* The families to checkpoint now: wanted, or (dirty) with chunks set aside or owed;
+ * each once. */
 static size_t pick_families(struct engine *eng, uint64_t *uids, bool dirty)
 {
 	size_t n = 0;
@@ -445,7 +471,9 @@ static size_t pick_families(struct engine *eng, uint64_t *uids, bool dirty)
 		const struct engine_volume *l = eng->vols[i];
 		size_t k;
 
-		if (!is_layer(l) || !((dirty && map_taking(l->map)) || wanted(eng, l->rec.uid)))
+		if (!is_layer(l) ||
+		    !((dirty && (map_taking(l->map) || owed(eng, l->rec.uid))) ||
+		      wanted(eng, l->rec.uid)))
 			continue;
 		for (k = 0; k < n && uids[k] != l->rec.uid; k++)
 			;
@@ -485,10 +513,15 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	uint64_t *uids;
 	size_t n;
 
-	if (!eng->opts.family_records || eng->closing || eng->fckpt || seq == 0 || writer_off())
+	if (!eng->opts.family_records || writer_off())
+		return;
+	if (!dirty || eng->closing || eng->fckpt || seq == 0)
+		note_owed(eng); /* (the ones picked below are cleared as they begin) */
+	if (eng->closing || eng->fckpt || seq == 0)
 		return;
 	if (eng->nfree <= eng_gc_low_water(eng)) {
 		release_wanted(eng); /* short of room: a family checkpoint would take some */
+		note_owed(eng);
 		return;
 	}
 	uids = malloc((eng->nvols ? eng->nvols : 1) * sizeof(*uids));
@@ -516,6 +549,7 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 
 		*f = (struct fckpt_fam){ .fc = fc, .uid = uids[i], .seq = seq };
 		r = fam_begin(eng, f);
+		seg_family_fckpt_owed(eng, f->uid, r == -ENOENT); /* (a failure sets it again) */
 		if (r == -ENOENT)
 			fc_put(fc); /* not a failure: no log to write it to */
 		else if (r < 0)

@@ -46,6 +46,14 @@ const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid)
 	}
 }
 
+void seg_family_fckpt_owed(struct engine *eng, uint64_t uid, bool owed)
+{
+	struct seg_family *f = (struct seg_family *)seg_family_get(eng, uid);
+
+	if (f)
+		f->fckpt_owed = owed;
+}
+
 static void family_index_put(uint32_t *index, size_t cap, uint64_t uid, uint32_t e)
 {
 	size_t i = family_hash(uid, cap);
@@ -952,6 +960,24 @@ int seg_table_capture(struct engine *eng, struct meta_batch *mb, uint64_t seq)
 	}
 	capture_families(eng, mb, unsure);
 	eng->seg_table_unsure = false;
+	return 0;
+}
+
+int seg_table_put(struct engine *eng, struct meta_batch *mb, uint32_t slot)
+{
+	const struct slot *s = &eng->slots[slot];
+	struct slot_record now = { .family_uid = s->family_uid, .sno = s->sno,
+				   .volume_id = s->volume_id, .generation = s->generation,
+				   .last_seq = s->last_seq, .used = s->used, .tombs = s->tombs,
+				   .slot = slot };
+	int r = table_alloc(eng);
+
+	if (r < 0)
+		return r;
+	put_slot_record(mb, &now);
+	/* a checkpoint then finds it stored; an adoption that fails frees the entry, and
+	 * the next checkpoint deletes the record it would have had */
+	eng->seg_table[slot] = now;
 	return 0;
 }
 

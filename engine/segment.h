@@ -105,6 +105,9 @@ struct seg_family {
 	uint32_t nlog;     /* slots of its own log in use (not held copies; remote entries
 			      included, not the slots they were dropped from): kept by
 			      seg_slot_set, through which every slot changes */
+	bool fckpt_owed;   /* a checkpoint took its dirty chunks and wrote no family
+			      checkpoint (one that was not the families' turn, or its log had
+			      no open segment): the next family checkpoint writes its */
 };
 
 /* Who asks for a slot decides how deep into the reserve it may go. */
@@ -290,6 +293,14 @@ void seg_remote_delete(struct engine *eng, uint32_t slot);
 /* Family uid went to another owner (a release): its remote entries are forgotten, its
  * copies left alone (they are the new owner's segments now). */
 void seg_remote_forget(struct engine *eng, uint64_t uid);
+/* An adoption's remote entry (adopt.c): a free entry made the sealed segment (uid,
+ * sno) of `used` blocks, generation gen, held (no "T" record, never freed by a
+ * checkpoint) until seg_remote_adopt_end. *slot: the entry; -ENOSPC. */
+int seg_remote_adopt_begin(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t used,
+			   uint64_t gen, uint32_t *slot);
+/* adopted: the entry is the family's (its "T" record is in the adoption's commit:
+ * seg_table_put); else it is free again. */
+void seg_remote_adopt_end(struct engine *eng, uint32_t slot, bool adopted);
 /* Start-up, after the segment table is loaded and the maps counted: the remote
  * entries the table records. */
 void seg_remote_restore(struct engine *eng);
@@ -339,6 +350,8 @@ int seg_note_header(struct engine *eng, uint32_t slot, const struct segment_head
 void seg_families_rebuilt(struct engine *eng);
 /* Family uid's entry (O(1): a hash index by uid), or NULL. */
 const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid);
+/* Sets family uid's fckpt_owed (a family not here: nothing). */
+void seg_family_fckpt_owed(struct engine *eng, uint64_t uid, bool owed);
 /* A layer of family uid joined eng->vols / left it. added: 0 or -ENOMEM (the entry
  * could not be made: the layer is not added). */
 int seg_family_layer_added(struct engine *eng, uint64_t uid);
@@ -375,6 +388,9 @@ void seg_families_put(struct engine *eng, struct meta_batch *mb);
 void seg_table_unsure(struct engine *eng);
 /* Start-up: the records of the stored table, and the families' counters. */
 int seg_table_load(struct engine *eng);
+/* slot's "T" record into mb as it is now (whatever the checkpoint's rules: an adoption
+ * commits its remote entries' with their maps), and noted as stored. */
+int seg_table_put(struct engine *eng, struct meta_batch *mb, uint32_t slot);
 /* Start-up: if slot's record says the segment whose header is h is settled and the
  * checkpoint at ckpt_seq covers it, sets the slot's state from it (sealed, owned by
  * volume_id) and returns true: its log need not be read. */

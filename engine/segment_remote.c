@@ -79,6 +79,34 @@ int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote)
 	return 0;
 }
 
+int seg_remote_adopt_begin(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t used,
+			   uint64_t gen, uint32_t *slot)
+{
+	int64_t i = remote_take(eng);
+
+	if (i < 0)
+		return (int)i;
+	/* held until the commit: no "T" record before the maps that name it, and no
+	 * checkpoint frees it (live 0 until the maps load) and tells the mirror */
+	seg_slot_set(eng, (uint32_t)i, &(struct slot){
+			.state = SLOT_SEALED, .family_uid = uid, .sno = sno, .generation = gen,
+			.used = used, .first_seq = 1, .tombs = 1, .remote = true, .held = true });
+	*slot = (uint32_t)i;
+	return 0;
+}
+
+void seg_remote_adopt_end(struct engine *eng, uint32_t slot, bool adopted)
+{
+	struct slot to = eng->slots[slot];
+
+	if (!adopted) {
+		seg_slot_set(eng, slot, &(struct slot){ .state = SLOT_FREE });
+		return;
+	}
+	to.held = false;
+	seg_slot_set(eng, slot, &to);
+}
+
 void seg_remote_delete(struct engine *eng, uint32_t slot)
 {
 	struct slot *e = &eng->slots[slot];

@@ -70,6 +70,10 @@ struct ejob {
 	uint64_t enc_ns;             /* its CPU time */
 	struct cluster_vol_req req;
 	uint64_t start_ms;
+	/* the replicas' holders as the scan read them: sent SEG_DELETE once the stripe's
+	 * record has emptied holders (best effort: the orphan checks are the backstop) */
+	char holders[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
+	unsigned nholders;
 };
 
 /* A segment the last scan of its family found waiting, started as jobs end. */
@@ -77,6 +81,8 @@ struct ecand {
 	uint64_t uid;
 	uint32_t sno, blocks;
 	unsigned k, m;
+	char holders[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
+	unsigned nholders;
 };
 
 struct encoder {
@@ -565,6 +571,55 @@ static void worker_done(void *arg, unsigned events)
 	}
 }
 
+/* A replica's delete in flight: what its answer's log line names. */
+struct edel {
+	char vol[LAYOUT_ID_MAX + 1];
+	uint32_t sno;
+};
+
+static void replica_deleted(void *arg, int res, const struct peer_hdr *h,
+			    const void *payload, size_t len)
+{
+	struct edel *j = arg;
+	int r = replica_reply_result(PEER_OP_SEG_DELETE, res, payload, len);
+
+	(void)h;
+	if (r < 0 && r != -ENOENT)
+		LOG_RATELIMITED(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": a replica's "
+				"delete: %s (its holder's orphan check drops it)", j->vol, j->sno,
+				err_str(-r));
+	free(j);
+}
+
+/* The stripe's record emptied holders: SEG_DELETE (kind 0, a copy) to each old holder
+ * other than this node (its own copy goes by dropown). Best effort: a holder not
+ * connected, or a failed delete, is left to its orphan check (replication/orphans.c). */
+static void replicas_delete(const struct ejob *j)
+{
+	struct replicas *rs = j->e->rs;
+
+	for (unsigned h = 0; h < j->nholders; h++) {
+		struct rnode *to = replica_node_find(rs, j->holders[h]);
+		struct peer_seg_req rq = { .op = PEER_OP_SEG_DELETE, .sno = j->sno,
+					   .kind = PEER_SEG_KIND_COPY };
+		uint8_t head[PEER_SEG_HEAD_MAX];
+		struct peer_msg m = { .op = rq.op, .volume_id = j->uid,
+				      .epoch = (uint64_t)j->epoch, .head = head };
+		struct edel *names;
+
+		if (!to || !replica_node_live(to))
+			continue;
+		names = malloc(sizeof(*names));
+		if (!names)
+			return;
+		names->sno = j->sno;
+		memcpy(names->vol, j->vol, sizeof(names->vol));
+		m.head_len = peer_seg_req_encode(&rq, head);
+		if (peer_request(to->conn, &m, rs->timeout_ms, replica_deleted, names) < 0)
+			free(names);
+	}
+}
+
 static void recorded(void *arg, int res, const char *msg)
 {
 	struct ejob *j = arg;
@@ -584,9 +639,9 @@ static void recorded(void *arg, int res, const char *msg)
 	(void)fragread_stripe_put(j->e->rs, &j->req.seg); /* its reads need no listing (a
 							     cache: may fail) */
 	if (j->e->rs->drop_own || j->req.drop_replicas)
-		dropown_note(j->e->rs, j->uid, j->sno); /* its reads become fetches (the copies
-							   elsewhere are orphans now: their
-							   holders' checks drop them) */
+		dropown_note(j->e->rs, j->uid, j->sno); /* its reads become fetches */
+	if (j->req.drop_replicas)
+		replicas_delete(j); /* orphans now: deleted sooner than their checks would */
 	f = efam_get(j->e, j->uid);
 	if (f && f->st.replicated) {
 		f->st.replicated--;
@@ -613,6 +668,8 @@ static void job_start(struct encoder *e, const struct family *f, const struct ec
 	*j = (struct ejob){ .e = e, .step = EJ_READ, .uid = f->uid, .sno = c->sno,
 			    .epoch = f->epoch, .start_ms = loop_now_ms() };
 	snprintf(j->vol, sizeof(j->vol), "%s", f->name);
+	j->nholders = c->nholders;
+	memcpy(j->holders, c->holders, c->nholders * sizeof(c->holders[0]));
 	if (ec_geom_init(&j->g, k, m, blocks) < 0)
 		goto err_free;
 	j->image_bytes = ec_frag_image_bytes(&j->g);
@@ -671,14 +728,18 @@ static void cands_drop(struct encoder *e, uint64_t uid)
 	e->ncands = keep;
 }
 
-static void cand_add(struct encoder *e, const struct ecand *c)
+/* c, with the holders of its record rec. */
+static void cand_add(struct encoder *e, const struct ecand *c, const struct layout_segment *rec)
 {
 	struct ecand *v = realloc(e->cands, (e->ncands + 1) * sizeof(*v));
 
 	if (!v)
 		return; /* found again at the next scan */
 	e->cands = v;
-	e->cands[e->ncands++] = *c;
+	v = &e->cands[e->ncands++];
+	*v = *c;
+	v->nholders = rec->nholders;
+	memcpy(v->holders, rec->holders, rec->nholders * sizeof(rec->holders[0]));
 }
 
 /* ---- scans ---- */
@@ -772,7 +833,8 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		waiting++;
 		if (domains >= k + m && !job_running(e, f->uid, rec->id.seq))
 			cand_add(e, &(struct ecand){ .uid = f->uid, .sno = rec->id.seq,
-						     .blocks = (uint32_t)have, .k = k, .m = m });
+						     .blocks = (uint32_t)have, .k = k, .m = m },
+				 rec);
 	}
 	jobs_fill(e);
 	ef = efam_get(e, f->uid); /* (a job started may have grown e->fams: ef moved) */

@@ -19,8 +19,9 @@
  *      node that holds another fragment of it (an earlier encoding placed otherwise)
  *      gets SEG_DELETE kind 1 first, once
  *   5. record: one fenced write (CLUSTER_VOL_SEG_STRIPE, the owner's epoch) adds
- *      "stripe" to the record. The replicas stay, unless QUILL_EC_DROP_REPLICAS=1: the
- *      same write then empties the holders (docs/erasure-coding.md, "The replicas go").
+ *      "stripe" to the record and empties the holders (unless QUILL_EC_KEEP_REPLICAS=1
+ *      on quilld: the replicas stay); then SEG_DELETE to the old holders, best effort
+ *      (docs/erasure-coding.md, "The replicas go").
  *
  * A failure or a crash at any step leaves the replicas and the record without stripe;
  * fragments already put are orphans, dropped by the holders' orphan check

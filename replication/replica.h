@@ -92,11 +92,11 @@ struct replica_opts {
 	 * its fragments first, its replicas only if they fail (the path every read of an
 	 * encoded segment takes once its replicas are gone) */
 	bool frags_first;
-	/* quilld: QUILL_EC_DROP_REPLICAS=1 (off by default: a takeover of a family whose
-	 * replicas went reads each striped segment's data from its fragments, below):
-	 * the fenced write that records a stripe also empties the segment's holders, the
-	 * owner drops its own copy, the replicas are left to their holders' orphan checks,
-	 * and fetches of striped segments read the fragments (docs/erasure-coding.md) */
+	/* quilld: on unless QUILL_EC_KEEP_REPLICAS=1: the fenced write that records a
+	 * stripe also empties the segment's holders, the owner drops its own copy and sends
+	 * SEG_DELETE to the old holders (their orphan checks behind it), and fetches of
+	 * striped segments read the fragments; a new owner adopts such a segment as a
+	 * remote entry (docs/erasure-coding.md, "The replicas go") */
 	bool ec_drop_replicas;
 };
 

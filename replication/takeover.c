@@ -81,6 +81,15 @@ struct takeover {
 	struct fragread *fr;      /* ... the read in flight (orphaned if the takeover ends) */
 	uint32_t *snos;
 	size_t nsnos;
+	/* striped segments with no replica and no copy here: remote entries of the
+	 * adoption, each with its header (block 0) read from its fragments */
+	struct engine_adopt_remote *rem;
+	uint8_t *heads;           /* nrem blocks */
+	size_t nrem;
+	/* ... but those the adoption needed whole (-EREMOTE) are copied here */
+	uint32_t *whole;
+	size_t nwhole;
+	unsigned adopts;          /* adoptions tried (each -EREMOTE one more) */
 };
 
 struct treq {
@@ -99,6 +108,9 @@ static void unref(struct takeover *t)
 	free(t->nodes);
 	free(t->buf);
 	free(t->snos);
+	free(t->rem);
+	free(t->heads);
+	free(t->whole);
 	free(t);
 }
 
@@ -585,10 +597,95 @@ static void seal_next(struct takeover *t)
 	seal_stat(t);
 }
 
-/* ---- 5. every live segment held here whole ---- */
+/* ---- 5. every live segment held here whole, or (striped, no replica) noted remote ---- */
 
 static void copy_next(struct takeover *t);
 static void copy_read(struct takeover *t);
+
+/* Reads run (its count blocks of segment cur, from its fragments) into buf, each
+ * block's want[] entry its result; done(t, why) at its end: a call of the step (copies
+ * go one at a time). */
+static void frags_read(struct takeover *t, struct fragread_run *run,
+		       void (*done)(void *arg, const char *why))
+{
+	int r;
+
+	for (uint32_t i = 0; i < run->count; i++) {
+		t->want[i] = (struct seg_fetch_block){ .dst = t->buf + (size_t)i * ENGINE_BLOCK_SIZE,
+						       .res = -EIO };
+		t->wantp[i] = &t->want[i];
+	}
+	run->want = t->wantp;
+	call_begin(t);
+	r = t->o.rs ? fragread_start(t->o.rs, run, done, t, &t->fr) : -EOPNOTSUPP;
+	if (r < 0) {
+		t->pending--;
+		t->refs--;
+		fail(t, r, "volume %s: a striped segment cannot be read from its fragments: %s",
+		     err_str(-r));
+	}
+}
+
+static bool whole_wanted(const struct takeover *t, uint32_t sno)
+{
+	for (size_t i = 0; i < t->nwhole; i++)
+		if (t->whole[i] == sno)
+			return true;
+	return false;
+}
+
+/* Segment cur's header, read from its fragments into buf: a remote entry to adopt. */
+static void remote_have(struct takeover *t)
+{
+	const struct layout_segment *s = &t->segs[t->cur];
+	struct engine_adopt_remote *rem = realloc(t->rem, (t->nrem + 1) * sizeof(*rem));
+	uint8_t *heads = rem ? realloc(t->heads, (t->nrem + 1) * ENGINE_BLOCK_SIZE) : NULL;
+
+	if (rem)
+		t->rem = rem;
+	if (heads)
+		t->heads = heads;
+	if (!rem || !heads) {
+		finish(t, -ENOMEM, "out of memory");
+		return;
+	}
+	memcpy(t->heads + t->nrem * ENGINE_BLOCK_SIZE, t->buf, ENGINE_BLOCK_SIZE);
+	t->rem[t->nrem++] = (struct engine_adopt_remote){ .sno = s->id.seq, .length = t->len };
+	t->cur++;
+	copy_next(t);
+}
+
+static void head_read(void *arg, const char *why)
+{
+	struct takeover *t = arg;
+	int res = t->want[0].res;
+
+	t->fr = NULL;
+	t->pending--; /* one call at a time: no step_next */
+	if (!t->finished && res != 0) {
+		char msg[320];
+
+		snprintf(msg, sizeof(msg), "the header of segment %08" PRIx32 " cannot be read "
+			 "from its fragments (%s)", t->segs[t->cur].id.seq, why);
+		retry_later(t, msg);
+	} else if (!t->finished) {
+		remote_have(t);
+	}
+	unref(t);
+}
+
+/* Segment cur is striped, has no replica and no copy here: its block 0 (the segment
+ * header, in data fragment 0) is all the adoption reads of it; its map comes from the
+ * family checkpoint (docs/engine.md, "Adopting a family"). */
+static void remote_head(struct takeover *t)
+{
+	struct layout_segment *s = &t->segs[t->cur];
+	struct fragread_run run = { .uid = t->uid, .sno = s->id.seq, .epoch = t->epoch,
+				    .st = &s->stripe, .seg_blocks = t->len, .first = 0,
+				    .count = 1, .no_map_crcs = true };
+
+	frags_read(t, &run, head_read);
+}
 
 static void copy_have(struct takeover *t)
 {
@@ -704,8 +801,7 @@ static void copy_read_frags(struct takeover *t)
 	struct layout_segment *s = &t->segs[t->cur];
 	struct fragread_run run = { .uid = t->uid, .sno = s->id.seq, .epoch = t->epoch,
 				    .st = &s->stripe, .seg_blocks = t->len, .first = t->have,
-				    .want = t->wantp, .no_map_crcs = true };
-	int r;
+				    .no_map_crcs = true };
 
 	if (t->have == 0 || t->have + SEG_FETCH_MAX_BLOCKS >= t->len) /* (its first or last run) */
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: segment %08" PRIx32 " has no replica: "
@@ -715,19 +811,7 @@ static void copy_read_frags(struct takeover *t)
 	if (t->chunk > SEG_FETCH_MAX_BLOCKS)
 		t->chunk = SEG_FETCH_MAX_BLOCKS;
 	run.count = t->chunk;
-	for (uint32_t i = 0; i < t->chunk; i++) {
-		t->want[i] = (struct seg_fetch_block){ .dst = t->buf + (size_t)i * ENGINE_BLOCK_SIZE,
-						       .res = -EIO };
-		t->wantp[i] = &t->want[i];
-	}
-	call_begin(t);
-	r = t->o.rs ? fragread_start(t->o.rs, &run, frags_copied, t, &t->fr) : -EOPNOTSUPP;
-	if (r < 0) {
-		t->pending--;
-		t->refs--;
-		fail(t, r, "volume %s: a striped segment cannot be read from its fragments: %s",
-		     err_str(-r));
-	}
+	frags_read(t, &run, frags_copied);
 }
 
 /* Reads the next piece of segment cur from a holder that answered (or, a stripe with
@@ -790,6 +874,10 @@ static void copy_next(struct takeover *t)
 		copy_read(t);
 		return;
 	}
+	if (s->stripe.k && s->nholders == 0 && !whole_wanted(t, s->id.seq)) {
+		remote_head(t);
+		return;
+	}
 	t->have = 0;
 	t->refs++;
 	if (engine_held_open_async(t->o.eng, t->uid, s->id.seq, (uint64_t)t->epoch, copy_opened,
@@ -801,8 +889,39 @@ static void copy_next(struct takeover *t)
 
 /* ---- 6. adopt, 7. serve ---- */
 
+/* The adoption needs the logs of some remote segments (above the family checkpoint it
+ * found, or none found): they are copied here from their fragments, then it runs again. */
+static void copy_whole_again(struct takeover *t)
+{
+	size_t n = 0;
+	uint32_t *w;
+
+	for (size_t i = 0; i < t->nrem; i++)
+		n += t->rem[i].whole;
+	w = realloc(t->whole, (t->nwhole + n + 1) * sizeof(*w));
+	if (!w) {
+		finish(t, -ENOMEM, "out of memory");
+		return;
+	}
+	t->whole = w;
+	for (size_t i = 0; i < t->nrem; i++)
+		if (t->rem[i].whole)
+			t->whole[t->nwhole++] = t->rem[i].sno;
+	log_msg(LOG_INFO, LOG_TAG, "volume %s: the adoption needs the logs of %zu of its %zu "
+		"segments with no replica: copying them from their fragments", t->name, n, t->nrem);
+	t->step = ST_COPY;
+	run_step(t);
+}
+
 static void adopted(void *arg, int res)
 {
+	struct takeover *t = arg;
+
+	if (res == -EREMOTE && !t->finished && t->adopts <= t->nsegs) {
+		copy_whole_again(t);
+		unref(t);
+		return;
+	}
 	engine_step_end(arg, res, "volume %s: its log cannot be adopted: %s", step_next);
 }
 
@@ -811,8 +930,16 @@ static void adopt_start(struct takeover *t)
 	int r;
 
 	nodes_close(t); /* the copies are here: the holders are the replica sets' now */
+	for (size_t i = 0; i < t->nrem; i++)
+		t->rem[i].header = t->heads + i * ENGINE_BLOCK_SIZE;
+	if (t->nrem)
+		log_msg(LOG_INFO, LOG_TAG, "volume %s: adopting %zu segments held here and %zu "
+			"striped ones with no replica as remote entries (their reads go to the "
+			"fragments)", t->name, t->nsnos, t->nrem);
+	t->adopts++;
 	t->refs++;
-	r = engine_family_adopt_async(t->o.eng, t->uid, t->snos, t->nsnos, adopted, t);
+	r = engine_family_adopt_remote_async(t->o.eng, t->uid, t->snos, t->nsnos, t->rem,
+					     t->nrem, adopted, t);
 	if (r < 0) {
 		t->refs--;
 		fail(t, r, "volume %s: its log cannot be adopted: %s", err_str(-r));
@@ -877,7 +1004,7 @@ static void run_step(struct takeover *t)
 	case ST_CONNECT: connect_start(t); break;
 	case ST_RAISE: raise_start(t); break;
 	case ST_SEAL: t->cur = 0; seal_next(t); break;
-	case ST_COPY: t->cur = 0; t->nsnos = 0; copy_next(t); break;
+	case ST_COPY: t->cur = 0; t->nsnos = 0; t->nrem = 0; copy_next(t); break;
 	case ST_ADOPT: adopt_start(t); break;
 	case ST_NUMBER: number_start(t); break;
 	case ST_SERVE: serve_start(t); break;

@@ -8,7 +8,7 @@
 #   3. node1 is killed -9 and marked out: the owner (node0) rebuilds its copies
 #      elsewhere; the same fio job runs again at once, while the rebuild runs; the
 #      rebuild's bytes left before and after the job say it ran the whole time
-# EC=1: `data` is --ec 2+1 with its replicas dropped (QUILL_EC_DROP_REPLICAS=1), every
+# EC=1: `data` is --ec 2+1 (its replicas dropped once encoded, the default), every
 # sealed segment encoded before node1 goes: the rebuild is of fragments (fragbuild.c:
 # read from the other two, decoded, put on the node of the unused domain); the rate is
 # of the segment bytes read for it.
@@ -75,7 +75,6 @@ PEER_EXTRA=(--segment-size 4M --catchup-mbps "$mbps")
 policy=(--replicas 3)
 what=""
 if [ "${EC:-0}" = 1 ]; then
-	export QUILL_EC_DROP_REPLICAS=1
 	policy=(--ec 2+1)
 	what="EC 2+1 fragments, "
 fi

@@ -22,7 +22,7 @@
 #   - node0 killed -9 again, node1 claims the volume: the takeover accepts the
 #     records with stripes, every region verifies through node1
 #   - the cleaner on striped segments (docs/erasure-coding.md, "The cleaner"): node0
-#     back with QUILL_EC_DROP_REPLICAS=1 and no idle defragmenter, a second --ec 2+1
+#     back without QUILL_EC_KEEP_REPLICAS and no idle defragmenter, a second --ec 2+1
 #     volume owned by it; fio (verify=crc32c) overwrites its first 4 MiB at random,
 #     20 MiB of writes (verified after the cleaner, not before: a read pass lets the
 #     defragmenter empty the striped segments instead): each
@@ -32,6 +32,9 @@
 #     half dead, so 4 MiB live fill 8 at most, where 20 MiB of overwrites leave 20 or
 #     more when nothing cleans them), the fragments of the freed stripes
 #     are gone from every node's held list, and every block verifies again
+# The nodes run with QUILL_EC_KEEP_REPLICAS=1 (but node0 in the cleaner's part): the
+# replicas stay beside the stripes, so that each stripe decodes to the owner's own copy
+# (the replicas going is cluster_ec_read's).
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_encode
@@ -44,6 +47,7 @@ EC_CHECK="${QUILL_EC_CHECK:-$IT_ROOT/build/tools/quill-ec-check}"
 VOL=enc
 SEG=1048576
 STORE=160M
+export QUILL_EC_KEEP_REPLICAS=1
 start_peer_nodes 3
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
@@ -208,7 +212,7 @@ log "node1 took $VOL over with its $E4 stripes; everything verifies through node
 GC_START=$SECONDS
 # (--idle-defrag=no: the idle defragmenter reads remote blocks and rewrites them into
 # the log, which empties striped segments too: this part is the cleaner's alone)
-QUILL_EC_DROP_REPLICAS=1 start_peer_node 0 --idle-defrag=no
+QUILL_EC_KEEP_REPLICAS=0 start_peer_node 0 --idle-defrag=no
 nodes_up 0 3
 GCV=encgc
 qexpect 0 0 volume create "$GCV" 16M --ec 2+1

@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
-# tests/integration/cluster_ec_read.sh — reads of an encoded segment from its fragments
-# (issue 13, stage 3; docs/erasure-coding.md "Reads from fragments"), on a real etcd
-# with four real quilld nodes and 1 MiB segments, an --ec 2+1 volume owned by node0:
-#   - node0 runs with QUILL_TEST_DROP_OWN=1 (its own copy of a segment goes once the
-#     stripe is recorded: every read of it is a fetch) and QUILL_TEST_FRAGS_FIRST=1 (a
-#     fetch of a striped segment asks the fragments before the replicas)
-#   - fio (nbd, verify=crc32c) writes 16 MiB; every sealed segment is encoded and the
-#     owner's copies go
+# tests/integration/cluster_ec_read.sh — an encoded segment's replicas go and its reads
+# come from its fragments (issue 13, stage 3; docs/erasure-coding.md "Reads from
+# fragments" and "The replicas go"), on a real etcd with four real quilld nodes and
+# 1 MiB segments, an --ec 2+1 volume owned by node0 (one cluster for both: this test
+# took over cluster_ec_bare's checks):
+#   - fio (nbd, verify=crc32c) writes 16 MiB; every sealed segment's record gets its
+#     stripe with no holder left (one fenced write), volume info on the owner counts
+#     them, the owner drops its own copies and the old holders drop theirs (SEG_DELETE
+#     from the owner, the orphan checks behind it): no node holds a copy of a striped
+#     segment (node held), each holds the fragments the stripes place there
 #   - healthy: everything verifies through node0, read from the data fragments (volume
 #     info's counters: runs read from fragments, none degraded, none decoded)
 #   - node1's data fragments damaged on disk (a byte of every block flipped): everything
-#     verifies, the runs that touch them decoded from the other two fragments
-#   - node1 killed -9 (a fragment of most stripes gone, and the replicas it held):
-#     everything verifies, decoded
-#   - node0 restarted without QUILL_TEST_FRAGS_FIRST, node1 still dead: the segments
-#     whose one replica was on node1 are read from the fragments when the replica
-#     cannot answer (their stripes learnt from the records), everything verifies
-#   - no read from fragments failed (frag_failed 0); quill status --json counts them
+#     verifies, the runs that touch them decoded from the other two fragments; then
+#     the bytes flipped back
+#   - node1 killed -9 (a fragment of most stripes gone): everything verifies, decoded
+#   - node1 back, node0 restarted (its remote entries from its checkpoint): everything
+#     verifies; quill status --json counts the reads from fragments
+#   - node0 killed -9, node1 claims the volume: its takeover makes remote entries of
+#     the striped segments (their headers read from the fragments, their map from the
+#     family checkpoint) and copies at most the few above that checkpoint (status
+#     adopt_remote_entries, the takeover's log); everything verifies through node1
+#   - node0 marked out: every fragment it held is rebuilt by the owner (node1) from the
+#     other fragments on the domain its stripe does not use (nodes 1-3), each stripe
+#     renamed by one fenced write; node1 kills itself once its 3rd rebuilt fragment is
+#     durable, before its record (QUILL_TEST_CRASH_REBUILD=3), and is restarted: the
+#     rebuild resumes and ends; cluster status on the owner shows it done; then node2
+#     killed -9: everything verifies (each stripe keeps K fragments only if node0's
+#     were rebuilt)
+#   - node2 out too: two domains left, each stripe uses both: cluster status counts its
+#     fragments as having nowhere to go, volume info says so (they stay degraded)
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_read
@@ -27,30 +40,65 @@ fio_peer_init
 VOL=ecr
 SEG=1048576
 STORE=160M
-etcd_start
-QUILL_TEST_DROP_OWN=1 QUILL_TEST_FRAGS_FIRST=1 start_peer_node 0
-for i in 1 2 3; do start_peer_node "$i"; done
-nodes_up 0 4
+start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1
 URI=$(node_uri 0 "$VOL")
 fio_write_seq w "$URI" 16M
 log "fio wrote and verified 16 MiB"
 
+# ---- the replicas go ----
 records() { ec_records "$VOL"; }
-all_encoded() { ec_all_encoded "$VOL" "$@"; }
-wait_for 60 "not every sealed segment is encoded: $(records)" all_encoded 8
-dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
-read -r _ S _ E _ <<<"$(records)"
-# (not every one: a segment the engine keeps busy, as the first one, stays here)
-wait_for 30 "the owner dropped $(dropped) of its $E encoded segments" \
-	bash -c "[ \$(grep -c 'local copy (slot [0-9]*) dropped' '$WORK/node0.log') -ge $((E - 2)) ]"
-log "records: $S sealed, $E encoded; the owner dropped $(dropped) own copies"
+all_bare()
+{
+	local s e b
+	read -r _ s _ e _ b <<<"$(records)"
+	[ "$s" -ge 8 ] && [ "$s" = "$e" ] && [ "$e" = "$b" ]
+}
+wait_for 60 "not every sealed segment is encoded without replicas: $(records)" all_bare
+read -r _ S _ E _ B <<<"$(records)"
+qexpect 0 0 volume info "$VOL"
+grep -q "^sealed segments: $E encoded, 0 replicated only; $B encoded with no replica left" <<<"$OUT" ||
+	fail "volume info does not count the encoded segments with no replica: $OUT"
+log "records: $S sealed, $E encoded, $B with no holder; $(grep '^sealed segments' <<<"$OUT")"
 
-# frag C: the owner's counter C of reads from fragments (volume info --json)
+# held.py: "copies C fragments F" of the striped segments on nodes 1..3 (node held)
+cat >"$WORK/held.py" <<'PY'
+import json, os, subprocess, sys
+work = sys.argv[1]
+striped = set()
+lines = open(sys.argv[2]).read().splitlines()
+for key, val in zip(lines[0::2], lines[1::2]):
+    if "stripe" in json.loads(val):
+        fam, sno = key.rsplit("/", 1)[1].split(".")
+        striped.add((int(fam, 16), int(sno, 16)))
+copies = frags = 0
+for i in range(1, 4):
+    out = subprocess.run([os.environ["QUILL"], "--socket", "%s/ctl%d.sock" % (work, i), "--json",
+                          "node", "held"], capture_output=True, text=True, check=True)
+    v = json.loads(out.stdout)
+    copies += sum(1 for h in v["held"] if (int(h["family"], 16), h["segment"]) in striped)
+    frags += sum(1 for f in v["fragments"] if (int(f["family"], 16), f["segment"]) in striped)
+print("copies %d fragments %d" % (copies, frags))
+PY
+held()
+{
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
+		QUILL="$QUILL" python3 "$WORK/held.py" "$WORK" "$WORK/recs.txt"
+}
+no_copies() { [ "$(held | awk '{print $2}')" = 0 ]; }
+wait_for 60 "the replicas of striped segments stay on their holders: $(held)" no_copies
+read -r _ C _ F <<<"$(held)"
+[ "$F" -ge "$((2 * E))" ] || fail "nodes 1-3 hold $F fragments of $E stripes"
+dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
+# (not every one: a segment the engine keeps busy, as the first one, stays here)
+[ "$(dropped)" -ge $((E - 2)) ] || fail "the owner dropped $(dropped) of its $E encoded segments"
+log "no replica of a striped segment is left on nodes 1-3 ($F fragments held there); the owner dropped $(dropped) own copies"
+
+# frag C [NODE]: node NODE's (0) counter C of reads from fragments (volume info --json)
 frag()
 {
-	qn 0 --json volume info "$VOL" | python3 -c '
+	qn "${2:-0}" --json volume info "$VOL" | python3 -c '
 import json, sys
 def find(o, k):
     if isinstance(o, dict):
@@ -64,14 +112,15 @@ def find(o, k):
 v = find(json.load(sys.stdin), sys.argv[1])
 print(0 if v is None else v)' "frag_$1"
 }
-counters() { echo "runs $(frag runs) requests $(frag requests) degraded $(frag degraded) decodes $(frag decodes) failed $(frag failed)"; }
+counters() { echo "runs $(frag runs "$@") requests $(frag requests "$@") degraded $(frag degraded "$@") decodes $(frag decodes "$@") failed $(frag failed "$@")"; }
 
-# verify LABEL: fio reads every block through node0 and checks it
+# verify LABEL [NODE]: fio reads every block through node NODE (0) and checks it
 verify()
 {
-	fio_verify_only "$1"
-	[ "$(frag failed)" = 0 ] || fail "$1: reads from fragments failed: $(counters)"
-	log "$1: every block verifies through node0 ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-v-$1.log"), printed); $(counters)"
+	local n="${2:-0}"
+	fio_verify_only "$1" w "$(node_uri "$n" "$VOL")"
+	[ "$(frag failed "$n")" = 0 ] || fail "$1: reads from fragments failed: $(counters "$n")"
+	log "$1: every block verifies through node$n ($(grep -o 'READ: bw=[^ ]*' "$WORK/fio-v-$1.log"), printed); $(counters "$n")"
 }
 
 # ---- healthy: the data fragments, no decode ----
@@ -82,6 +131,7 @@ verify healthy
 
 # ---- node1's data fragments damaged on disk ----
 # damage.py NODE: flips a byte of every data block of each data fragment NODE holds
+# (again: flips them back)
 cat >"$WORK/damage.py" <<'PY'
 import json, os, subprocess, sys
 work, node = sys.argv[1], int(sys.argv[2])
@@ -107,8 +157,8 @@ with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
     os.fsync(fp.fileno())
 print(n)
 PY
-N=$(QUILL="$QUILL" python3 "$WORK/damage.py" "$WORK" 1 "$IT_ROOT/tests/integration") ||
-	fail "damaging node1's fragments"
+damage() { QUILL="$QUILL" python3 "$WORK/damage.py" "$WORK" 1 "$IT_ROOT/tests/integration"; }
+N=$(damage) || fail "damaging node1's fragments"
 [ "$N" -gt 0 ] || fail "node1 holds no data fragment"
 D0=$(frag decodes)
 verify "node1's $N data fragments damaged"
@@ -116,6 +166,9 @@ verify "node1's $N data fragments damaged"
 	fail "no run was decoded with node1's data fragments damaged: $(counters)"
 grep -q "fragment [01] on node node1: fails its checksum" "$WORK/node0.log" ||
 	fail "node0 does not say which fragment failed: $(grep -i fragment "$WORK/node0.log" | tail -3)"
+# (node1 is killed next and comes back: then node0 goes, and a stripe must not have
+# lost two fragments)
+[ "$(damage)" = "$N" ] || fail "node1's fragments not mended"
 
 # ---- node1 killed ----
 kill -9 "${NODE_PID[1]}"
@@ -125,17 +178,110 @@ D1=$(frag decodes)
 verify "node1 killed"
 [ "$(frag decodes)" -gt "$D1" ] || fail "no run was decoded with node1 dead: $(counters)"
 
-# ---- the replicas first, then the fragments ----
+# ---- node1 back, the owner restarted: its remote entries from its own checkpoint ----
+# (node1, the owner after the takeover below, rebuilds node0's fragments at the end:
+# it kills itself once its 3rd rebuilt fragment is durable, before the stripe names it)
+QUILL_TEST_CRASH_REBUILD=3 start_peer_node 1
 kill -TERM "${NODE_PID[0]}"
 wait "${NODE_PID[0]}" 2>/dev/null || true
-QUILL_TEST_DROP_OWN=1 start_peer_node 0
-nodes_up 0 3
-verify "node0 restarted, replicas first, node1 dead"
-[ "$(frag runs)" -gt 0 ] || fail "no run fell back to the fragments: $(counters)"
-log "the runs whose replica was on node1 were read from the fragments: $(counters)"
+start_peer_node 0
+nodes_up 0 4
+verify "node0 restarted"
+[ "$(frag runs)" -gt 0 ] || fail "node0 restarted: nothing read from fragments: $(counters)"
 # the node's totals (quill status --json) count every volume's reads: since the restart,
 # this one's only
 [ "$(status_of 0 frag_runs)" = "$(frag runs)" ] && [ "$(status_of 0 frag_decodes)" = "$(frag decodes)" ] ||
 	fail "quill status counts $(status_of 0 frag_runs) runs, $(status_of 0 frag_decodes) decoded: $(counters)"
+
+# ---- node0 killed -9, node1 claims: remote entries, no whole-volume copy ----
+kill_and_take_over 0 1 "$VOL" 90
+REMOTE=$(status_of 1 adopt_remote_entries)
+WHOLE=$(grep -c "segment [0-9a-f]* has no replica: copying it from its 2+1 fragments" "$WORK/node1.log" || true)
+[ "$REMOTE" -gt 0 ] || fail "node1's takeover made no remote entry ($WHOLE segments copied whole)"
+[ "$WHOLE" -lt "$REMOTE" ] && [ $((REMOTE + WHOLE)) -ge "$B" ] ||
+	fail "node1's takeover: $REMOTE remote entries, $WHOLE segments copied whole, of $B striped"
+verify "after node1's takeover" 1
+read -r _ S2 _ E2 _ B2 <<<"$(records)"
+[ "$E2" = "$B2" ] || fail "the takeover changed the stripes: $(records)"
+log "node1 took $VOL over: $REMOTE striped segments adopted as remote entries, $WHOLE copied whole from their fragments ($(grep "takeover: volume $VOL: taken over" "$WORK/node1.log" | tail -1 | sed 's/.*taken over/taken over/'))"
+
+# ---- node0 (dead) out: its fragments are rebuilt by the owner, node1, on the domain
+# each stripe does not use (the stripe is the only redundancy: without the rebuild a
+# second loss loses the stripes it shared) ----
+# naming NODE: how many stripes name NODE among their fragments
+naming()
+{
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
+		python3 - "$WORK/recs.txt" "$1" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+print(sum(1 for v in lines[1::2] if any(f[0] == sys.argv[2]
+                                        for f in json.loads(v).get("stripe", {}).get("frags", []))))
+PY
+}
+N0=$(naming node0)
+[ "$N0" -gt 3 ] || fail "$N0 stripes name node0"
+qexpect 1 0 node out node0
+T0=$SECONDS
+wait_for 60 "node1 did not crash while rebuilding: $(grep fragment "$WORK/node1.log" | tail -3)" \
+	bash -c "! kill -0 ${NODE_PID[1]} 2>/dev/null"
+wait "${NODE_PID[1]}" 2>/dev/null || true
+grep -q "test: crashing after the rebuilt fragment" "$WORK/node1.log" ||
+	fail "node1 died of something else: $(tail -5 "$WORK/node1.log")"
+LEFT=$(naming node0)
+[ "$LEFT" -gt 0 ] || fail "every stripe was renamed before the crash"
+REB0=$(grep -c "rebuilt from the other fragments" "$WORK/node1.log" || true)
+log "node1 killed itself with its 3rd rebuilt fragment durable, before its record ($REB0 recorded, $LEFT stripes still name node0)"
+QUILL_TEST_CRASH_REBUILD= start_peer_node 1
+none_on_0() { [ "$(naming node0)" = 0 ]; }
+wait_for 120 "stripes still name node0: $(naming node0); $(grep -E 'fragment' "$WORK/node1.log" | tail -3)" none_on_0
+# (cluster status on the owner: the rebuild is done, the bytes it read counted)
+rebuild_done()
+{
+	qn 1 --json cluster status >"$WORK/st.json" 2>/dev/null || return 1
+	python3 - "$WORK/st.json" "$VOL" <<'PY'
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"].get("catchup", {})
+sys.exit(0 if cu.get("bytes_copied", 0) > 0 and cu.get("segments_left", 1) == 0
+         and cu.get("rebuild_segments", 1) == 0 and cu.get("fragments_unplaced", 1) == 0
+         else 1)
+PY
+}
+wait_for 30 "cluster status does not show the rebuild done: $(cat "$WORK/st.json")" rebuild_done
+REB=$(($(grep -c "rebuilt from the other fragments" "$WORK/node1.log" || true) - REB0))
+[ "$REB" -ge "$LEFT" ] || fail "node1 rebuilt $REB fragments after its restart, $LEFT were left"
+log "node0 out: its $N0 fragments rebuilt on nodes 1-3 ($REB after node1's restart) in $((SECONDS - T0)) s ($(python3 -c '
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"]["catchup"]
+print("%d bytes read at %.1f MB/s" % (cu["bytes_copied"], cu["bytes_per_second"] / 1e6))' "$WORK/st.json" "$VOL"))"
+
+kill -9 "${NODE_PID[2]}"
+wait "${NODE_PID[2]}" 2>/dev/null || true
+wait_for 20 "node1 still sees node2 up" state_is 1 node2 down
+verify "node0 out and rebuilt, node2 killed" 1
+log "node2 killed too: everything verifies (decoded where node2 held a data fragment)"
+
+# ---- node2 out as well: two domains left, every stripe already uses both: its
+# fragments have nowhere to go, and cluster status says so (they stay degraded) ----
+qexpect 1 0 node out node2
+N2=$(naming node2)
+unplaced()
+{
+	qn 1 --json cluster status >"$WORK/st.json" 2>/dev/null || return 1
+	python3 - "$WORK/st.json" "$VOL" "$N2" <<'PY'
+import json, sys
+v = [x for x in json.load(open(sys.argv[1]))["volumes"] if x["name"] == sys.argv[2]][0]
+cu = v["copies"].get("catchup", {})
+sys.exit(0 if cu.get("fragments_unplaced", 0) == int(sys.argv[3]) else 1)
+PY
+}
+wait_for 30 "cluster status does not show $N2 unplaced fragments: $(cat "$WORK/st.json")" unplaced
+qexpect 1 0 volume info "$VOL"
+grep -q "^degraded: *$N2 stripes lost a fragment to a node gone for good and no failure domain is left" <<<"$OUT" ||
+	fail "volume info does not say the stripes stay degraded: $OUT"
+[ "$(naming node2)" = "$N2" ] || fail "stripes naming node2 changed with nowhere to go"
+log "node2 out too: $N2 stripes stay degraded, said by cluster status and volume info ($(grep -o "DEGRADED[^)]*)" <<<"$(qn 1 cluster status)" || true))"
 
 it_pass

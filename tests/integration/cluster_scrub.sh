@@ -12,7 +12,7 @@
 #     catch-up copies it there again from the owner's verified copy
 #   - once catch-up is done a second scrub is clean and checks every copy; fio's
 #     verify-only pass and the known blocks read back right
-#   - an --ec 2+1 volume whose replicas go (QUILL_EC_DROP_REPLICAS=1: its stripes are
+#   - an --ec 2+1 volume whose replicas go (as they do by default: its stripes are
 #     the only copies): a byte flipped in a data fragment (node1), in a parity
 #     fragment (node2), and a data fragment of node0's (the owner's own) rewritten
 #     whole in itself (a block, its table entry, table, fragment and header CRCs: only
@@ -39,7 +39,6 @@ blocks() { "$PY" "$BLOCKS" "$@"; }
 # jget JSON PYEXPR: PYEXPR of the parsed JSON (as j)
 jget() { python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 
-export QUILL_EC_DROP_REPLICAS=1 # (the EC volume's stripes only: the replicated one has none)
 start_three_peer_nodes
 qexpect 0 0 volume create "$VOL" 48M --replicas 3
 URI=$(node_uri 0 "$VOL")

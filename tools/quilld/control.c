@@ -448,6 +448,7 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "fetches", (int64_t)st.fetches);
 	ctl_add_int(v, "fetch_blocks", (int64_t)st.fetch_blocks);
 	ctl_add_int(v, "fetch_requests", (int64_t)st.fetch_requests);
+	ctl_add_int(v, "adopt_remote_entries", (int64_t)st.adopt_remote_entries);
 	replica_frag_totals(ctl->replicas, &fs);
 	ctl_add_frag(v, &fs);
 	add_bytes(v, "moved_bytes", st.gc_blocks_moved * ENGINE_BLOCK_SIZE);

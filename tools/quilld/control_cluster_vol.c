@@ -147,8 +147,8 @@ static struct json_object *copies_json(const struct replica_status *st)
 
 /* The durability policy: "replicas R" or "ec K+M", and for an EC volume its code and
  * what its sealed segments are: on its owner (st: its status) how many are encoded
- * (a stripe recorded), how many of those have no replica left (QUILL_EC_DROP_REPLICAS),
- * how many still only replicated, and its reads from fragments (docs/erasure-coding.md). */
+ * (a stripe recorded), how many of those have no replica left (the default;
+ * QUILL_EC_KEEP_REPLICAS=1 keeps them), how many still only replicated, and its reads from fragments (docs/erasure-coding.md). */
 static void add_policy(struct json_object *o, const struct layout_volume *rec,
 		       const struct replica_status *st)
 {

@@ -521,7 +521,7 @@ static int start_replicas(struct node *n)
 	const char *crash_encode = getenv("QUILL_TEST_CRASH_ENCODE");
 	const char *crash_rebuild = getenv("QUILL_TEST_CRASH_REBUILD");
 	const char *frags_first = getenv("QUILL_TEST_FRAGS_FIRST");
-	const char *drop_replicas = getenv("QUILL_EC_DROP_REPLICAS");
+	const char *keep_replicas = getenv("QUILL_EC_KEEP_REPLICAS");
 	struct takeover_opts to = { .loop = n->lp, .eng = n->eng, .ep = n->peer,
 				    .cluster = n->cluster, .self_id = n->self_id,
 				    .peer_timeout_ms = n->cfg.peer_timeout_ms };
@@ -535,7 +535,9 @@ static int start_replicas(struct node *n)
 		ro.test_crash_after_seal = (unsigned)strtoul(crash_seal, NULL, 10);
 	ro.drop_own = drop_own && strcmp(drop_own, "1") == 0;
 	ro.frags_first = frags_first && strcmp(frags_first, "1") == 0;
-	ro.ec_drop_replicas = drop_replicas && strcmp(drop_replicas, "1") == 0;
+	/* an EC volume keeps only its stripe once encoded; QUILL_EC_KEEP_REPLICAS=1 keeps
+	 * the replicas beside it (the space of both: docs/erasure-coding.md) */
+	ro.ec_drop_replicas = !(keep_replicas && strcmp(keep_replicas, "1") == 0);
 	if (crash_encode)
 		ro.test_crash_encode = (unsigned)strtoul(crash_encode, NULL, 10);
 	if (crash_rebuild)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/crc32c.h"
 #include "engine/engine_internal.h"
 #include "engine/logcheck.h"
 #include "engine_fixture.h"
@@ -34,9 +35,88 @@ struct family {
 	size_t naliases;
 };
 
+/* Reads of remote entries (segments adopted with no copy here) are fetches: the
+ * test answers them from engine 1's bytes (far_answer), from its loop, never inside
+ * the engine's call. */
+#define MAX_FETCHES 64u
+
+static struct {
+	const struct family *f;
+	struct seg_fetch *q[MAX_FETCHES];
+	unsigned nq, asked;
+} far;
+
+static bool far_wants(void *ctx, uint64_t uid)
+{
+	(void)ctx;
+	return far.f && uid == far.f->uid;
+}
+
+static void far_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
+{
+	(void)ctx;
+	(void)slot;
+	(void)uid;
+	(void)sno;
+}
+
+static int far_fetch(void *ctx, struct seg_fetch *f)
+{
+	(void)ctx;
+	cr_assert_lt(far.nq, MAX_FETCHES);
+	far.q[far.nq++] = f;
+	far.asked++;
+	return 0;
+}
+
+static const struct seg_mirror_ops far_ops = {
+	.wants = far_wants, .opened = mirror_nop_opened, .append = mirror_local_append,
+	.flush = mirror_local_flush, .sealed = mirror_nop_sealed, .deleted = far_deleted,
+	.fetch = far_fetch,
+};
+
+static const uint8_t *far_segment(uint32_t sno)
+{
+	for (size_t i = 0; i < far.f->n; i++)
+		if (far.f->sno[i] == sno)
+			return far.f->seg[i];
+	return NULL;
+}
+
+/* Each fetch asked: its wanted blocks from engine 1's bytes, checked as a mirror does. */
+static void far_answer(void)
+{
+	while (far.nq) {
+		struct seg_fetch *f = far.q[--far.nq];
+		const uint8_t *seg = far_segment(f->sno);
+		int res = 0;
+
+		for (uint32_t i = 0; i < f->nblocks; i++) {
+			struct seg_fetch_block *w = &f->want[i];
+			const uint8_t *b = seg ? seg + (size_t)(f->block + i) * BLK : NULL;
+
+			if (!w->dst)
+				continue;
+			w->res = b && crc32c(b, BLK) == w->crc ? 0 : -EILSEQ;
+			if (w->res == 0)
+				memcpy(w->dst, b, BLK);
+			if (res == 0)
+				res = w->res;
+		}
+		f->done(f, res);
+	}
+}
+
 static void read_all(struct engine_volume *v, uint8_t *out)
 {
-	cr_assert_eq(vread(v, 0, VOL_BLOCKS, out), 0);
+	struct done d = { 0 };
+
+	cr_assert_eq(engine_read(v, 0, VOL_BLOCKS, out, on_done, &d), 0);
+	while (!d.done) {
+		far_answer(); /* (none asked but by a remote entry's read) */
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	cr_assert_eq(d.res, 0, "the layer reads");
 }
 
 /* Every writer's start: "v" written, snapshot s1, overwrites and a trim. */
@@ -1094,5 +1174,186 @@ Test(adopt, a_snapshot_merged_after_the_checkpoint_leaves_it_loadable)
 	open_family_engine();
 	adopt_expect_loaded(&f);
 	expect_layers_and_aliases(&f);
+	family_free(&f);
+}
+
+/* ---- segments with no copy here: remote entries (an erasure-coded stripe's) ----
+ *
+ * Engine 2 is given the family's segments as remote ones (their header only, as a
+ * takeover reads it from the fragments) and holds a copy only of those the adoption
+ * says it needs whole (-EREMOTE: above the family checkpoint). The others become
+ * remote entries, their map from the checkpoint; their reads are fetches, answered
+ * here from engine 1's bytes (from the test's loop, never inside the engine's call),
+ * before and after a reopen. */
+
+static void far_expect_family(const struct family *f)
+{
+	unsigned asked = far.asked;
+
+	expect_layer("v", f->vol);
+	expect_layer("v@s1", f->snap);
+	expect_layer("v@s2", f->snap2);
+	cr_assert_gt(far.asked, asked, "blocks of remote entries were fetched");
+}
+
+/* Holds copy i of f on engine 2 (one segment of hold_copies). */
+static void hold_copy(const struct family *f, size_t i)
+{
+	struct family one = { .uid = f->uid, .n = 1 };
+
+	one.sno[0] = f->sno[i];
+	one.len[0] = f->len[i];
+	one.seg[0] = f->seg[i];
+	hold_copies(&one);
+}
+
+/* Adopts f with every segment remote at first, holding what the adoption asks for
+ * whole until it takes the rest as remote entries: the number of remote entries.
+ * crash: the last round returns (SIZE_MAX) as soon as its commit lands, before the
+ * checkpoint it then waits for (a child that ends there). */
+static size_t adopt_with_remote(const struct family *f, bool crash)
+{
+	struct engine_adopt_remote rem[MAX_COPIES];
+	uint32_t held[MAX_COPIES];
+	size_t nrem = 0, nheld = 0, rounds = 0;
+	int r;
+
+	for (size_t i = 0; i < f->n; i++)
+		rem[nrem++] = (struct engine_adopt_remote){ .sno = f->sno[i], .length = f->len[i],
+							    .header = f->seg[i] };
+	for (;;) {
+		struct done d = { 0 };
+		size_t w = 0;
+
+		cr_assert_eq(engine_family_adopt_remote_async(eng, f->uid, held, nheld, rem, nrem,
+							      on_done, &d), 0);
+		while (!d.done) {
+			cr_assert_geq(engine_poll(eng, 1), 0);
+			if (crash && stats().adopt_remote_entries > 0)
+				return SIZE_MAX; /* committed, no checkpoint yet */
+		}
+		r = d.res;
+		rounds++;
+		if (r != -EREMOTE)
+			break;
+		cr_assert_leq(rounds, f->n, "each -EREMOTE asks for at least one more");
+		for (size_t i = 0; i < nrem; i++) {
+			size_t k = 0;
+
+			if (!rem[i].whole) {
+				rem[w++] = rem[i];
+				continue;
+			}
+			while (f->sno[k] != rem[i].sno)
+				k++;
+			hold_copy(f, k);
+			held[nheld++] = rem[i].sno;
+		}
+		cr_assert_lt(w, nrem, "-EREMOTE names what it needs");
+		nrem = w;
+	}
+	cr_assert_eq(r, 0, "adopted (%s)", strerror(-r));
+	cr_log_info("%zu of %zu segments adopted as remote entries, %zu held, in %zu rounds",
+		    nrem, f->n, nheld, rounds);
+	return nrem;
+}
+
+Test(adopt, segments_with_no_copy_here_become_remote_entries_read_through_fetches)
+{
+	struct family f;
+	size_t nrem;
+
+	src_family_with(&f, src_write_fckpt);
+	open_family_engine();
+	far.f = &f;
+	seg_mirror_set(eng, &far_ops, NULL);
+	nrem = adopt_with_remote(&f, false);
+	cr_assert_gt(nrem, 0, "the segments below the family checkpoint stay remote");
+	cr_assert_eq(stats().adopt_remote_entries, nrem);
+	cr_assert_eq(stats().segments_held, 0);
+	far_expect_family(&f);
+	/* their "T" records and the maps that name them are durable: a reopen finds them */
+	reopen_family_engine();
+	seg_mirror_set(eng, &far_ops, NULL);
+	far_expect_family(&f);
+	memset(&far, 0, sizeof(far));
+	family_free(&f);
+}
+
+Test(adopt, with_no_family_checkpoint_every_remote_segment_is_asked_whole_at_once)
+{
+	struct engine_adopt_remote rem[MAX_COPIES];
+	struct family f;
+	struct done d = { 0 };
+
+	src_family(&f);
+	open_engine(); /* no family records: the whole log is read */
+	for (size_t i = 0; i < f.n; i++)
+		rem[i] = (struct engine_adopt_remote){ .sno = f.sno[i], .length = f.len[i],
+						       .header = f.seg[i] };
+	cr_assert_eq(finish(engine_family_adopt_remote_async(eng, f.uid, NULL, 0, rem, f.n,
+							     on_done, &d), &d), -EREMOTE);
+	for (size_t i = 0; i < f.n; i++)
+		cr_assert(rem[i].whole, "segment %u is asked whole", f.sno[i]);
+	cr_assert_eq(engine_volume_family(eng, "v", &(uint64_t){ 0 }), -ENOENT, "nothing adopted");
+	/* and nothing is left of the try: held whole, they are adopted as before */
+	hold_copies(&f);
+	cr_assert_eq(engine_family_adopt(eng, f.uid, f.sno, f.n), 0);
+	expect_family(&f);
+	family_free(&f);
+}
+
+/* The child: the family adopted with remote entries, ended once the commit lands. */
+static int adopt_remote_and_crash(void)
+{
+	struct family f;
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	src_family_with(&f, src_write_fckpt);
+	family_save(&f);
+	snprintf(p, sizeof(p), "%s/segs.bin", dir);
+	fp = fopen(p, "w");
+	CHILD_CHECK(fp && fwrite(f.snap2, BLK, VOL_BLOCKS, fp) == VOL_BLOCKS);
+	for (size_t i = 0; i < f.n; i++)
+		CHILD_CHECK(fwrite(f.seg[i], BLK, f.len[i], fp) == f.len[i]);
+	fclose(fp);
+	open_family_engine();
+	far.f = &f;
+	seg_mirror_set(eng, &far_ops, NULL);
+	CHILD_CHECK(adopt_with_remote(&f, true) == SIZE_MAX);
+	return 0;
+}
+
+/* The remote entries' "T" records are in the adoption's commit, with the maps that name
+ * them: a crash before the checkpoint after it leaves them. */
+Test(adopt, a_crash_after_the_commit_leaves_the_remote_entries)
+{
+	struct engine_opts o;
+	struct family f;
+	char p[PATH_MAX + 16];
+	FILE *fp;
+
+	in_child(adopt_remote_and_crash);
+	family_load(&f);
+	snprintf(p, sizeof(p), "%s/segs.bin", dir);
+	fp = fopen(p, "r");
+	cr_assert_not_null(fp);
+	f.snap2 = malloc((size_t)VOL_BLOCKS * BLK);
+	cr_assert(f.snap2 && fread(f.snap2, BLK, VOL_BLOCKS, fp) == VOL_BLOCKS);
+	for (size_t i = 0; i < f.n; i++) {
+		f.seg[i] = seg_buf_alloc((size_t)f.len[i] * BLK);
+		cr_assert(f.seg[i] && fread(f.seg[i], BLK, f.len[i], fp) == f.len[i]);
+	}
+	fclose(fp);
+	opts_for(&o, store_path, meta_path, false);
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)SRC_SEGS * SEG_SIZE;
+	o.family_records = true;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+	far.f = &f;
+	seg_mirror_set(eng, &far_ops, NULL);
+	cr_assert_eq(stats().segments_held, 0, "the family is adopted");
+	far_expect_family(&f);
+	memset(&far, 0, sizeof(far));
 	family_free(&f);
 }
