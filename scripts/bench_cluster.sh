@@ -7,6 +7,11 @@
 #            with authentication, three nodes with their peer listeners, on free
 #            ports), volumes r2 (--replicas 2) and r3 (--replicas 3) owned by node0,
 #            written through node0: every write goes to R nodes on this one disk
+#   ec21     the same cluster, volume ec21 (--ec 2+1, owned by node0): writes go to
+#            M+1 = 2 nodes, sealed segments are encoded into 3 fragments in the
+#            background and their replicas dropped, so its reads are the owner's open
+#            segment or the data fragments; then its QD1 read again with node2 killed
+#            -9 (ec21-degraded: the runs whose data fragment was on node2 decoded)
 #   ceiling  three fio writers at once on three raw files (io_uring, O_DIRECT): what
 #            the disk gives each of three nodes writing at the same time. Its
 #            figures are the three writers' mean (their worst in ceiling-min)
@@ -24,8 +29,9 @@
 # GB/s on one core) for 2+1, 4+2, 8+3, when it is built beside quilld.
 #
 # Prints a table and issue 12's targets: r3's QD32 write IOPS >= min(0.5 x single,
-# 0.8 x ceiling), r3's QD1 write latency <= single + 60 us; then the load before and
-# after. Saves it with fio's JSON under data/bench/<timestamp>-cluster/; the stores
+# 0.8 x ceiling), r3's QD1 write latency <= single + 60 us; issue 13's: ec21's QD32
+# write IOPS >= 0.5 x single, its QD1 read >= 0.8 x r3's (as latency: <= r3 / 0.8);
+# then the load before and after. Saves it with fio's JSON under data/bench/<timestamp>-cluster/; the stores
 # and images are deleted afterwards (KEEP=1 keeps them), every process stopped by
 # PID (the cluster by quickstart.sh --stop).
 #
@@ -129,11 +135,19 @@ for n in 0 1 2; do
 	bench_track "${NODES[$n]}"
 done
 "$QUILL" --socket "$CL/run/quill/quilld.sock" volume create r2 "$EXPORT_BYTES" --replicas 2 >/dev/null
-for r in r2 r3; do
+"$QUILL" --socket "$CL/run/quill/quilld.sock" volume create ec21 "$EXPORT_BYTES" --ec 2+1 >/dev/null
+for r in r2 r3 ec21; do
 	mkdir -p "$OUT/$r"
 	NBD_URI="nbd://127.0.0.1:$CL_PORT/$r"
 	run_jobs "$OUT/$r" "${NODES[@]}"
 done
+"$QUILL" --socket "$CL/run/quill/quilld.sock" volume info ec21 >"$OUT/ec21/volume-info.txt" 2>&1 || true
+# a degraded read: node2 killed -9 (its connections close at once: no timeout to wait)
+echo "$BENCH: ec21: randread-4k-qd1 with node2 killed -9"
+kill -9 "${NODES[2]}"
+mkdir -p "$OUT/ec21-degraded"
+NBD_URI="nbd://127.0.0.1:$CL_PORT/ec21" run_fio "$OUT/ec21-degraded" randread-4k-qd1
+"$QUILL" --socket "$CL/run/quill/quilld.sock" volume info ec21 >"$OUT/ec21-degraded/volume-info.txt" 2>&1 || true
 "$QUILL" --socket "$CL/run/quill/quilld.sock" cluster status >"$CL/cluster-status.txt" 2>&1 || true
 
 run_ceiling "$OUT/ceiling"
@@ -145,7 +159,7 @@ import json, os, sys
 from bench_fio import fio_result, lat, table
 
 out, runtime, tck = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-targets = ["single", "r2", "r3"]
+targets = ["single", "r2", "r3", "ec21"]
 
 
 def cpu_per_write(t, job, r):
@@ -166,6 +180,7 @@ jobs = ["randwrite-4k-qd1", "randwrite-4k-qd1-flush", "randread-4k-qd1", "randwr
 for job in jobs:
     for t in targets:
         res[t][job] = fio_result(os.path.join(out, t, job + ".json"))
+degraded = fio_result(os.path.join(out, "ec21-degraded", "randread-4k-qd1.json"))
     ws = [fio_result(os.path.join(out, "ceiling", "w%d" % w, job + ".json")) for w in range(3)]
     ws = [w for w in ws if w]
     if ws:
@@ -190,7 +205,8 @@ for job, what in (("randwrite-4k-qd1", "4K write"), ("randwrite-4k-qd32", "4K wr
     rows.append(["quilld CPU per %s, %s" % (what, job)] + [lat(c) if c else "-" for c in cpu] +
                 ["", ""])
 table(["figure"] + cols, rows)
-print("r2, r3: one 3-node cluster on this machine, written through node0; ceiling: the mean")
+print("r2, r3, ec21 (--ec 2+1): one 3-node cluster on this machine, written through node0;")
+print("ceiling: the mean")
 print("of three fio writers at once on three raw files (ceiling-min: the slowest of them).")
 print("quilld CPU: all the target's quilld processes, summed, over the job; per write of")
 print("its ramp and run (1M job: one write is 1 MiB).")
@@ -210,7 +226,24 @@ for r in ("r2", "r3"):
         trows.append([r + " QD1 write latency <= single + 60 us", lat(q["lat_mean_us"]),
                       lat(limit), "yes" if q["lat_mean_us"] <= limit else "NO",
                       "single + %.0f us" % (q["lat_mean_us"] - s["lat_mean_us"])])
+q, s = res["ec21"].get("randwrite-4k-qd32"), res["single"].get("randwrite-4k-qd32")
+if q and s:
+    limit = 0.5 * s["iops"]
+    trows.append(["ec21 QD32 write IOPS >= 0.5 x single", "%.0f" % q["iops"], "%.0f" % limit,
+                  "yes" if q["iops"] >= limit else "NO", "%.2f x single" % (q["iops"] / s["iops"])])
+q, r3 = res["ec21"].get("randread-4k-qd1"), res["r3"].get("randread-4k-qd1")
+if q and r3:
+    limit = r3["lat_mean_us"] / 0.8
+    trows.append(["ec21 QD1 read >= 0.8 x r3's (latency <= r3 / 0.8)", lat(q["lat_mean_us"]),
+                  lat(limit), "yes" if q["lat_mean_us"] <= limit else "NO",
+                  "%.2f x r3's rate" % (r3["lat_mean_us"] / q["lat_mean_us"])])
 table(["target", "measured", "limit", "met", ""], trows)
+h = res["ec21"].get("randread-4k-qd1")
+if degraded and h:
+    print("\nissue 13: ec21 4K QD1 read with node2 killed -9 (decoded where its data fragment "
+          "was there): %s mean, p99 %s; healthy %s mean (%.2f x)" %
+          (lat(degraded["lat_mean_us"]), lat(degraded["p99_us"]),
+           lat(h["lat_mean_us"]), degraded["lat_mean_us"] / h["lat_mean_us"]))
 PY
 # issue 13's codec figure: ISA-L encode and decode on one core (no disk, no cluster)
 ECBENCH="$(dirname "$QUILLD")/quill-ec-bench"
