@@ -180,13 +180,13 @@ jobs = ["randwrite-4k-qd1", "randwrite-4k-qd1-flush", "randread-4k-qd1", "randwr
 for job in jobs:
     for t in targets:
         res[t][job] = fio_result(os.path.join(out, t, job + ".json"))
-degraded = fio_result(os.path.join(out, "ec21-degraded", "randread-4k-qd1.json"))
     ws = [fio_result(os.path.join(out, "ceiling", "w%d" % w, job + ".json")) for w in range(3)]
     ws = [w for w in ws if w]
     if ws:
         res["ceiling"][job] = {k: sum(w[k] for w in ws) / len(ws) for k in ws[0]}
         worst = min(ws, key=lambda w: w["iops"])
         res["ceiling-min"][job] = worst
+degraded = fio_result(os.path.join(out, "ec21-degraded", "randread-4k-qd1.json"))
 json.dump(res, open(os.path.join(out, "summary.json"), "w"), indent=1)
 
 cols = targets + ["ceiling", "ceiling-min"]

@@ -95,23 +95,8 @@ dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true
 [ "$(dropped)" -ge $((E - 2)) ] || fail "the owner dropped $(dropped) of its $E encoded segments"
 log "no replica of a striped segment is left on nodes 1-3 ($F fragments held there); the owner dropped $(dropped) own copies"
 
-# frag C [NODE]: node NODE's (0) counter C of reads from fragments (volume info --json)
-frag()
-{
-	qn "${2:-0}" --json volume info "$VOL" | python3 -c '
-import json, sys
-def find(o, k):
-    if isinstance(o, dict):
-        if k in o:
-            return o[k]
-        for v in o.values():
-            r = find(v, k)
-            if r is not None:
-                return r
-    return None
-v = find(json.load(sys.stdin), sys.argv[1])
-print(0 if v is None else v)' "frag_$1"
-}
+# frag C [NODE]: node NODE's (0) counter C of reads from fragments of VOL
+frag() { ec_frag_counter "$VOL" "$@"; }
 counters() { echo "runs $(frag runs "$@") requests $(frag requests "$@") degraded $(frag degraded "$@") decodes $(frag decodes "$@") failed $(frag failed "$@")"; }
 
 # verify LABEL [NODE]: fio reads every block through node NODE (0) and checks it
@@ -208,17 +193,7 @@ log "node1 took $VOL over: $REMOTE striped segments adopted as remote entries, $
 # ---- node0 (dead) out: its fragments are rebuilt by the owner, node1, on the domain
 # each stripe does not use (the stripe is the only redundancy: without the rebuild a
 # second loss loses the stripes it shared) ----
-# naming NODE: how many stripes name NODE among their fragments
-naming()
-{
-	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
-		python3 - "$WORK/recs.txt" "$1" <<'PY'
-import json, sys
-lines = open(sys.argv[1]).read().splitlines()
-print(sum(1 for v in lines[1::2] if any(f[0] == sys.argv[2]
-                                        for f in json.loads(v).get("stripe", {}).get("frags", []))))
-PY
-}
+naming() { ec_naming "$VOL" "$1"; }
 N0=$(naming node0)
 [ "$N0" -gt 3 ] || fail "$N0 stripes name node0"
 qexpect 1 0 node out node0

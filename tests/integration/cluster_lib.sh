@@ -206,6 +206,37 @@ enc = [r for r in sealed if "stripe" in r]
 print("sealed %d encoded %d bare %d" % (len(sealed), len(enc), sum(1 for r in enc if not r["holders"])))'
 }
 
+# ec_frag_counter VOL C [NODE]: node NODE's (0) counter C of VOL's reads from fragments
+# (volume info --json: runs, requests, degraded, decodes, failed)
+ec_frag_counter()
+{
+	qn "${3:-0}" --json volume info "$1" | python3 -c '
+import json, sys
+def find(o, k):
+    if isinstance(o, dict):
+        if k in o:
+            return o[k]
+        for v in o.values():
+            r = find(v, k)
+            if r is not None:
+                return r
+    return None
+v = find(json.load(sys.stdin), sys.argv[1])
+print(0 if v is None else v)' "frag_$2"
+}
+
+# ec_naming VOL NODE: how many of VOL's stripes name NODE among their fragments
+ec_naming()
+{
+	etcd_root get --prefix "${PREFIX}segments/$1/" >"$WORK/recs.txt" &&
+		python3 - "$WORK/recs.txt" "$2" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+print(sum(1 for v in lines[1::2] if any(f[0] == sys.argv[2]
+                                        for f in json.loads(v).get("stripe", {}).get("frags", []))))
+PY
+}
+
 # kill_and_take_over OLD NEW VOL SECS: kill -9 node OLD, wait until node NEW sees it
 # down, claim VOL there and wait (SECS at most) for its takeover to end; fails the test
 # if not
