@@ -49,13 +49,7 @@ log "fio wrote and verified 16 MiB"
 
 # ---- the replicas go ----
 records() { ec_records "$VOL"; }
-all_bare()
-{
-	local s e b
-	read -r _ s _ e _ b <<<"$(records)"
-	[ "$s" -ge 8 ] && [ "$s" = "$e" ] && [ "$e" = "$b" ]
-}
-wait_for 60 "not every sealed segment is encoded without replicas: $(records)" all_bare
+wait_for 60 "not every sealed segment is encoded without replicas: $(records)" ec_all_bare "$VOL"
 read -r _ S _ E _ B <<<"$(records)"
 qexpect 0 0 volume info "$VOL"
 grep -q "^sealed segments: $E encoded, 0 replicated only; $B encoded with no replica left" <<<"$OUT" ||

@@ -27,13 +27,7 @@ fio_write_seq w "$URI" 24M
 log "fio wrote and verified 24 MiB"
 
 records() { ec_records "$VOL"; }
-all_bare()
-{
-	local s e b
-	read -r _ s _ e _ b <<<"$(records)"
-	[ "$s" -ge 8 ] && [ "$s" = "$e" ] && [ "$e" = "$b" ]
-}
-wait_for 60 "not every sealed segment is encoded without replicas: $(records)" all_bare
+wait_for 60 "not every sealed segment is encoded without replicas: $(records)" ec_all_bare "$VOL"
 log "records: $(records)"
 
 # kill_pair A B: kill -9 nodes A and B, until node0 sees both down

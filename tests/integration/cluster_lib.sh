@@ -260,6 +260,15 @@ ec_all_encoded()
 	[ "$s" -ge "${2:-1}" ] && [ "$s" = "$e" ]
 }
 
+# ec_all_bare VOL [MIN]: VOL has at least MIN (8) sealed segments, all of them encoded
+# with no replica left (ec_records)
+ec_all_bare()
+{
+	local s e b
+	read -r _ s _ e _ b <<<"$(ec_records "$1")"
+	[ "$s" -ge "${2:-8}" ] && [ "$s" = "$e" ] && [ "$e" = "$b" ]
+}
+
 # node_io I VOL CMD…: qemu-io commands through node I (an attach claims an unowned
 # volume there; a snapshot is opened read-only); fails the test on an error or a
 # pattern mismatch
