@@ -5,10 +5,11 @@ them (docs/erasure-coding.md, "Scrub of stripes"), for cluster_scrub.sh.
 
 Each NODE:KIND picks a fragment held by node NODE (quill --json node held through
 WORK/ctlNODE.sock), of a segment no earlier pick used, with at least 8 data blocks:
-    flip     data block 3 of a data fragment (INDEX, default 0): its table no longer
+    flip     data block 3 of a data fragment (INDEX, default 0, else any data index
+             when the node holds no such one of a stripe left): its table no longer
              matches it (found by the holder's own check)
     parity   data block 5 of a parity fragment (the first parity index): the same
-    stale    data block 2 of a data fragment (INDEX, default 0) rewritten with its table
+    stale    data block 2 of a data fragment (INDEX as for flip) rewritten with its table
              entry, table CRC, fragment CRC and header CRC: whole in itself, found
              only against its stripe (the record's CRC, or re-encoding the rows)
 Prints one JSON object per pick: node, segment, index, block, kind. The store is
@@ -64,9 +65,14 @@ def main():
         parts = pick.split(":")
         node, kind = int(parts[0]), parts[1]
         want = int(parts[2]) if len(parts) > 2 else None
-        frags = [f for f in held(work, quill, node)
-                 if f["segment"] not in used and f["image_blocks"] - 2 >= 8 and
-                 (f["index"] >= f["k"] if kind == "parity" else f["index"] == (want or 0))]
+        cands = [f for f in held(work, quill, node)
+                 if f["segment"] not in used and f["image_blocks"] - 2 >= 8]
+        # the data index asked for if the placement gave this node one, else any data
+        # index (which index a node holds of a stripe is the placement's: a test that
+        # wants one may not find it among the stripes left)
+        frags = ([f for f in cands if f["index"] >= f["k"]] if kind == "parity" else
+                 [f for f in cands if f["index"] == (want or 0)] or
+                 [f for f in cands if f["index"] < f["k"]])
         if not frags:
             sys.exit("node%d holds no fragment for %s" % (node, pick))
         f = frags[0]
