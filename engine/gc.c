@@ -79,6 +79,16 @@ bool eng_slot_frees_at_checkpoint(const struct slot *slots, uint32_t nslots, uin
 	       s->fmaps == 0 && !eng_slot_pinned(slots, nslots, i);
 }
 
+/* Cost-benefit (LFS): the space a move frees, weighted by how long the segment has
+ * stayed as it is, over the cost of reading and rewriting its live share. */
+static double gc_score(const struct slot *s, uint32_t blocks_per_seg, uint64_t next_seq)
+{
+	double u = (double)s->live / blocks_per_seg;
+	double age = (double)(next_seq - s->last_seq) + 1.0;
+
+	return (1.0 - u) * age / (1.0 + u);
+}
+
 int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t blocks_per_seg,
 			   uint64_t next_seq, uint32_t *empty_waiting)
 {
@@ -88,7 +98,7 @@ int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t b
 	*empty_waiting = 0;
 	for (uint32_t i = 0; i < nslots; i++) {
 		const struct slot *s = &slots[i];
-		double u, age, score;
+		double score;
 
 		if (eng_slot_frees_at_checkpoint(slots, nslots, i)) {
 			(*empty_waiting)++;
@@ -96,9 +106,7 @@ int64_t eng_gc_pick_victim(const struct slot *slots, uint32_t nslots, uint32_t b
 		}
 		if (!cleanable(s, blocks_per_seg))
 			continue;
-		u = (double)s->live / blocks_per_seg;
-		age = (double)(next_seq - s->last_seq) + 1.0;
-		score = (1.0 - u) * age / (1.0 + u);
+		score = gc_score(s, blocks_per_seg, next_seq);
 		if (best < 0 || score > best_score) {
 			best = i;
 			best_score = score;
@@ -383,10 +391,11 @@ static void victim_read(void *arg, int res)
  * A remote entry (a sealed segment of this node's log whose copies are elsewhere
  * only: an erasure-coded stripe whose replicas went) costs no local slot, but its
  * garbage costs the cluster's disks: left alone, an EC volume under overwrites grows
- * without bound. So the cleaner picks remote entries by the same rules (cleanable:
- * at most 90% live and a tenth of a segment dropped by a move; cost-benefit among
- * them), whenever the local store has room for the moves, one victim at a time and
- * at most one every ENG_GC_REMOTE_GAP_MS. Its whole segment (header and summaries
+ * without bound. So the cleaner picks remote entries by a slot's rules (cleanable: a
+ * tenth of a segment dropped by a move; cost-benefit among them) but at most half
+ * live (ENG_GC_REMOTE_MAX_LIVE_PCT, where a slot's is 90%), whenever the local store
+ * has room for the moves, one victim at a time and at most one every
+ * ENG_GC_REMOTE_GAP_MS. Its whole segment (header and summaries
  * included: they say which blocks are live and which trims to carry) is fetched into
  * gc_buf, in runs of SEG_FETCH_MAX_BLOCKS, all at once (the mirror reads fragments,
  * decoding when some are lost), and then it is cleaned as a slot is: the same walk,
@@ -402,14 +411,12 @@ static int64_t pick_remote(const struct engine *eng)
 
 	for (uint32_t i = eng->sb.segment_count; i < eng->slot_cap; i++) {
 		const struct slot *s = &eng->slots[i];
-		double u, age, score;
+		double score;
 
 		if (!s->remote || s->live == 0 || !cleanable(s, eng->blocks_per_seg) ||
 		    (uint64_t)s->live * 100 > (uint64_t)eng->blocks_per_seg * ENG_GC_REMOTE_MAX_LIVE_PCT)
 			continue;
-		u = (double)s->live / eng->blocks_per_seg;
-		age = (double)(eng->next_seq - s->last_seq) + 1.0;
-		score = (1.0 - u) * age / (1.0 + u);
+		score = gc_score(s, eng->blocks_per_seg, eng->next_seq);
 		if (best < 0 || score > best_score) {
 			best = i;
 			best_score = score;
@@ -439,9 +446,11 @@ static int remote_read(struct engine *eng, uint32_t victim)
 	const uint32_t nf = (eng->blocks_per_seg + SEG_FETCH_MAX_BLOCKS - 1) / SEG_FETCH_MAX_BLOCKS;
 	int r = 0;
 
-	if (!eng->gc_want) {
-		eng->gc_want = calloc(eng->blocks_per_seg, sizeof(eng->gc_want[0]));
-		eng->gc_fetches = calloc(nf, sizeof(eng->gc_fetches[0]));
+	if (!eng->gc_want || !eng->gc_fetches) { /* (a failed try may have made one) */
+		if (!eng->gc_want)
+			eng->gc_want = calloc(eng->blocks_per_seg, sizeof(eng->gc_want[0]));
+		if (!eng->gc_fetches)
+			eng->gc_fetches = calloc(nf, sizeof(eng->gc_fetches[0]));
 		if (!eng->gc_want || !eng->gc_fetches)
 			return -ENOMEM;
 	}

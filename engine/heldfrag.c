@@ -164,8 +164,7 @@ struct frag_job {
 	uint32_t sno;
 	bool owns;          /* this job put or deletes the entry; a put without it is a retry */
 	bool del;
-	bool stale_only;    /* a delete: only of a fragment put at max_epoch or below */
-	uint64_t max_epoch;
+	uint64_t max_epoch; /* a delete: only of a fragment put at this epoch or below */
 	uint8_t *image;     /* a put's aligned copy of the image */
 	struct meta_batch *mb;
 };
@@ -259,7 +258,7 @@ static int delete_step(struct frag_job *fj)
 	if (!fj->owns) {
 		if (f->putting || f->deleting)
 			return ENG_JOB_WAIT; /* a put or another delete first */
-		if (fj->stale_only && f->fi.epoch > fj->max_epoch)
+		if (f->fi.epoch > fj->max_epoch)
 			return -ESTALE; /* put again since, at a newer epoch: kept */
 		f->deleting = true;
 		fj->owns = true;
@@ -296,8 +295,7 @@ static int frag_step(struct eng_job *job)
 }
 
 static int frag_job_start(struct engine *eng, uint64_t uid, uint32_t sno, bool del,
-			  bool owns, uint8_t *image, const uint64_t *max_epoch, engine_cb cb,
-			  void *arg)
+			  bool owns, uint8_t *image, uint64_t max_epoch, engine_cb cb, void *arg)
 {
 	struct frag_job *fj = calloc(1, sizeof(*fj));
 
@@ -306,8 +304,7 @@ static int frag_job_start(struct engine *eng, uint64_t uid, uint32_t sno, bool d
 		return -ENOMEM;
 	}
 	*fj = (struct frag_job){ .uid = uid, .sno = sno, .del = del, .owns = owns,
-				 .image = image, .stale_only = max_epoch != NULL,
-				 .max_epoch = max_epoch ? *max_epoch : 0 };
+				 .image = image, .max_epoch = max_epoch };
 	fj->job.release = frag_job_release;
 	return eng_job_start(eng, &fj->job, frag_step, cb, arg);
 }
@@ -332,7 +329,7 @@ static int put_again(struct engine *eng, struct frag *f, uint64_t epoch, engine_
 {
 	if (epoch > f->fi.epoch)
 		f->fi.epoch = epoch;
-	return frag_job_start(eng, f->fi.uid, f->fi.sno, false, false, NULL, NULL, cb, arg);
+	return frag_job_start(eng, f->fi.uid, f->fi.sno, false, false, NULL, UINT64_MAX, cb, arg);
 }
 
 int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
@@ -373,7 +370,7 @@ int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
 	f->fi.slot = slot;
 	f->head_crc = crc32c(copy, ENGINE_BLOCK_SIZE);
 	f->putting = true;
-	r = frag_job_start(eng, fi->uid, fi->sno, false, true, copy, NULL, cb, arg);
+	r = frag_job_start(eng, fi->uid, fi->sno, false, true, copy, UINT64_MAX, cb, arg);
 	if (r < 0)
 		put_undo(eng, f, r);
 	return r;
@@ -382,13 +379,13 @@ int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
 int engine_frag_delete_async(struct engine *eng, uint64_t uid, uint32_t sno, engine_cb cb,
 			     void *arg)
 {
-	return frag_job_start(eng, uid, sno, true, false, NULL, NULL, cb, arg);
+	return frag_job_start(eng, uid, sno, true, false, NULL, UINT64_MAX, cb, arg);
 }
 
 int engine_frag_drop_stale_async(struct engine *eng, uint64_t uid, uint32_t sno,
 				 uint64_t epoch, engine_cb cb, void *arg)
 {
-	return frag_job_start(eng, uid, sno, true, false, NULL, &epoch, cb, arg);
+	return frag_job_start(eng, uid, sno, true, false, NULL, epoch, cb, arg);
 }
 
 /* ---- reads ---- */

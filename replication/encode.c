@@ -28,6 +28,7 @@
 #include "replication/ec.h"
 #include "replication/dropown.h"
 #include "replication/ec_format.h"
+#include "replication/fragread.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/recscan.h"
@@ -455,20 +456,13 @@ int encode_frag_send(struct replicas *rs, const struct encode_frag *f, bool del,
 		(void)ec_frag_hdr_decode(f->image, f->image_bytes, &hi);
 		fi.frag_crc = hi.frag_crc;
 		r = engine_frag_put_async(rs->eng, &fi, f->image, fput_local_done, p);
-	} else if (!replica_node_live(to)) {
-		r = -ENOTCONN;
 	} else {
 		struct peer_seg_req rq = { .op = p->op, .sno = f->sno, .kind = PEER_SEG_KIND_FRAG,
 					   .nblocks = (uint32_t)(f->image_bytes / PEER_SEG_BLOCK) };
-		uint8_t head[PEER_SEG_HEAD_MAX];
 		struct iovec iov = { (void *)f->image, f->image_bytes };
-		struct peer_msg m = { .op = rq.op, .volume_id = f->uid,
-				      .epoch = (uint64_t)f->epoch, .head = head,
-				      .data = del ? NULL : &iov, .datacnt = del ? 0 : 1 };
 
-		m.head_len = peer_seg_req_encode(&rq, head);
-		r = peer_request(to->conn, &m, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
-				 fput_peer_done, p);
+		r = fragread_request(rs, to->id, f->uid, f->epoch, &rq, del ? NULL : &iov,
+				     del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS, fput_peer_done, p);
 	}
 	if (r < 0)
 		free(p);
@@ -599,23 +593,19 @@ static void replicas_delete(const struct ejob *j)
 	struct replicas *rs = j->e->rs;
 
 	for (unsigned h = 0; h < j->nholders; h++) {
-		struct rnode *to = replica_node_find(rs, j->holders[h]);
 		struct peer_seg_req rq = { .op = PEER_OP_SEG_DELETE, .sno = j->sno,
 					   .kind = PEER_SEG_KIND_COPY };
-		uint8_t head[PEER_SEG_HEAD_MAX];
-		struct peer_msg m = { .op = rq.op, .volume_id = j->uid,
-				      .epoch = (uint64_t)j->epoch, .head = head };
 		struct edel *names;
 
-		if (!to || !replica_node_live(to))
+		if (!replica_node_live(replica_node_find(rs, j->holders[h])))
 			continue;
 		names = malloc(sizeof(*names));
 		if (!names)
 			return;
 		names->sno = j->sno;
 		memcpy(names->vol, j->vol, sizeof(names->vol));
-		m.head_len = peer_seg_req_encode(&rq, head);
-		if (peer_request(to->conn, &m, rs->timeout_ms, replica_deleted, names) < 0)
+		if (fragread_request(rs, j->holders[h], j->uid, j->epoch, &rq, NULL,
+				     rs->timeout_ms, replica_deleted, names) < 0)
 			free(names);
 	}
 }

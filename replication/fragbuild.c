@@ -211,7 +211,7 @@ static void mark(struct fragbuild *b)
  * CRC, then put. */
 static void image(struct fragbuild *b)
 {
-	struct ec_code *code = NULL;
+	struct ec_code *code = fragread_code(b->rs, b->g.k, b->g.m);
 	struct ec_frag_info fi;
 	char why[160];
 	int r;
@@ -221,11 +221,9 @@ static void image(struct fragbuild *b)
 			fb_fail(b, -ENOMEM, "making the images");
 			return;
 		}
-	r = ec_code_create(b->g.k, b->g.m, &code);
-	if (r == 0)
-		r = ec_stripe_images(code, &b->g, b->seg, b->rec.id.family, b->rec.id.seq,
-				     (uint64_t)b->q.epoch, b->images);
-	ec_code_destroy(code);
+	r = code ? ec_stripe_images(code, &b->g, b->seg, b->rec.id.family, b->rec.id.seq,
+				    (uint64_t)b->q.epoch, b->images)
+		 : -ENOMEM;
 	if (r == 0)
 		r = ec_frag_hdr_decode(b->images[b->q.index], b->image_bytes, &fi);
 	if (r < 0) {
@@ -239,8 +237,14 @@ static void image(struct fragbuild *b)
 		fb_done(b, -EILSEQ, why);
 		return;
 	}
-	seg_buf_free(b->seg); /* the image is all the put needs */
+	/* the lost fragment's image is all the put needs, through the etcd round trips */
+	seg_buf_free(b->seg);
 	b->seg = NULL;
+	for (unsigned i = 0; i < b->g.k + b->g.m; i++)
+		if (i != b->q.index) {
+			seg_buf_free(b->images[i]);
+			b->images[i] = NULL;
+		}
 	mark(b);
 }
 

@@ -31,13 +31,14 @@
 #include <stdint.h>
 
 #include "cluster/layout.h"
+#include "replication/catchup.h"
 
 struct replicas;
 struct rnode;
 struct catchup_budget;
 struct fragbuild;
 
-#define FRAGBUILD_RUN_BLOCKS 256u /* 1 MiB of the segment per fragment read, paid first */
+#define FRAGBUILD_RUN_BLOCKS CATCHUP_CHUNK_BLOCKS /* 1 MiB of the segment per read, paid first */
 
 struct fragbuild_req {
 	const char *vol;

@@ -179,7 +179,7 @@ void fragread_destroy_all(struct replicas *rs)
 }
 
 /* The code K+M (kept: its decode tables are cached inside), or NULL. */
-static struct ec_code *code_get(struct replicas *rs, unsigned k, unsigned m)
+struct ec_code *fragread_code(struct replicas *rs, unsigned k, unsigned m)
 {
 	struct fragcache *c = cache_of(rs);
 	struct ec_code **code;
@@ -581,7 +581,7 @@ int fragread_start(struct replicas *rs, const struct fragread_run *run,
 		r = -EINVAL;
 		goto err_free;
 	}
-	fr->code = code_get(rs, run->st->k, run->st->m);
+	fr->code = fragread_code(rs, run->st->k, run->st->m);
 	fr->want = malloc(count * sizeof(fr->want[0]));
 	if (!fr->code || !fr->want)
 		goto err_free;
@@ -589,7 +589,7 @@ int fragread_start(struct replicas *rs, const struct fragread_run *run,
 	fr_healthy(fr);
 	if (!fr->pending && loop_timer_add(rs->loop, 0, fr_kicked, fr, &fr->kick) < 0)
 		goto err_free; /* (nothing was sent: no request refers to it) */
-	fr->next_live = rs->fragcache->live; /* (code_get made the cache) */
+	fr->next_live = rs->fragcache->live; /* (fragread_code made the cache) */
 	rs->fragcache->live = fr;
 	*out = fr;
 	return 0;

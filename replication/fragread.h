@@ -45,11 +45,15 @@ int fragread_stripe_get(const struct replicas *rs, uint64_t uid, uint32_t sno,
 int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg);
 /* The segment is deleted: its stripe is forgotten (the table would grow otherwise). */
 void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno);
+/* The code of K+M, made at its first use and kept until fragread_destroy_all (a
+ * read, a scrub or a rebuild in flight may hold it): NULL if K or M is out of range
+ * or there is no memory. */
+struct ec_code *fragread_code(struct replicas *rs, unsigned k, unsigned m);
 /* Frees the stripes kept and the codes (replica_destroy). */
 void fragread_destroy_all(struct replicas *rs);
 
-/* A fragment op (rq: FRAG_READ, FRAG_VERIFY, FRAG_PUT with data, SEG_DELETE of kind
- * FRAG) to the node `node` that holds it, fenced at the family uid's epoch: 0 and
+/* A segment op (rq: FRAG_READ, FRAG_VERIFY, FRAG_PUT with data, SEG_DELETE of a
+ * fragment or of a copy) to the node `node`, fenced at the family uid's epoch: 0 and
  * cb(arg, ...) once (peer_request's contract), or -ENOTCONN (not connected), -errno. */
 int fragread_request(struct replicas *rs, const char *node, uint64_t uid, int64_t epoch,
 		     const struct peer_seg_req *rq, const struct iovec *data,

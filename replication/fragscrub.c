@@ -61,7 +61,7 @@ struct fragscrub {
 	int64_t epoch;
 	struct layout_stripe st;
 	struct ec_geom g;
-	struct ec_code *code;
+	struct ec_code *code;          /* fragread_code's: not ours to free */
 	unsigned n;                    /* K + M */
 	enum fstep step;
 	unsigned i;                    /* the fragment at hand */
@@ -100,7 +100,6 @@ static void fs_free(struct fragscrub *fs)
 	}
 	free(fs->re.crcs);
 	free(fs->image);
-	ec_code_destroy(fs->code);
 	free(fs);
 }
 
@@ -237,7 +236,7 @@ static void remote_verified(void *arg, int res, const struct peer_hdr *h, const 
 	else if (res == 0)
 		res = rep.result;
 	if (res == 0 && rep.length != fs->g.frag_blocks)
-		res = -EPROTO; /* not the stripe's geometry */
+		res = -ENOENT; /* another fragment, of another encoding: as verify_ask's own */
 	if (res == 0) {
 		f->crcs = f->crcs ? f->crcs : malloc(frag_bytes(fs) / EC_BLOCK * sizeof(uint32_t));
 		bad = malloc(((size_t)rep.nbad + 1) * sizeof(uint32_t));
@@ -492,20 +491,7 @@ static void basis_choose(struct fragscrub *fs)
 
 static void put_sent(void *arg, int res);
 
-static void remote_answered(void *arg, int res, const struct peer_hdr *h, const void *payload,
-			    size_t len)
-{
-	struct fragscrub *fs = arg;
-
-	(void)h;
-	if (fs_gone(fs))
-		return;
-	put_sent(fs, replica_reply_result(fs->step == S_DELETE ? PEER_OP_SEG_DELETE
-							       : PEER_OP_FRAG_PUT,
-					  res, payload, len));
-}
-
-static void local_answered(void *arg, int res)
+static void put_answered(void *arg, int res)
 {
 	struct fragscrub *fs = arg;
 
@@ -517,27 +503,16 @@ static void local_answered(void *arg, int res)
 /* The delete (fs->step S_DELETE) or the put (S_PUT) of fragment i's image. */
 static int put_step(struct fragscrub *fs)
 {
-	struct replicas *rs = fs->rs;
-	uint32_t blocks = (uint32_t)(ec_frag_image_bytes(&fs->g) / EC_BLOCK);
-	bool del = fs->step == S_DELETE;
-	struct peer_seg_req rq = { .op = del ? PEER_OP_SEG_DELETE : PEER_OP_FRAG_PUT,
-				   .sno = fs->sno, .kind = PEER_SEG_KIND_FRAG, .nblocks = blocks };
-	struct iovec iov = { fs->image, ec_frag_image_bytes(&fs->g) };
+	struct encode_frag f = { .uid = fs->uid, .sno = fs->sno, .epoch = fs->epoch,
+				 .g = &fs->g, .index = fs->i, .image = fs->image,
+				 .image_bytes = ec_frag_image_bytes(&fs->g) };
 
-	if (frag_here(fs, fs->i) && del)
-		return engine_frag_delete_async(rs->eng, fs->uid, fs->sno, local_answered, fs);
-	if (frag_here(fs, fs->i)) {
-		struct engine_frag_info fi = {
-			.uid = fs->uid, .sno = fs->sno, .epoch = (uint64_t)fs->epoch,
-			.index = (uint8_t)fs->i, .k = (uint8_t)fs->g.k, .m = (uint8_t)fs->g.m,
-			.seg_blocks = fs->g.seg_blocks, .frag_blocks = fs->g.frag_blocks,
-			.image_blocks = blocks, .frag_crc = fs->st.crcs[fs->i] };
-
-		return engine_frag_put_async(rs->eng, &fi, fs->image, local_answered, fs);
+	if (!frag_here(fs, fs->i)) { /* (encode_frag_send takes no node for this one) */
+		f.to = replica_node_find(fs->rs, frag_node(fs, fs->i));
+		if (!f.to)
+			return -ENOTCONN;
 	}
-	return fragread_request(rs, frag_node(fs, fs->i), fs->uid, fs->epoch, &rq,
-				del ? NULL : &iov, del ? rs->timeout_ms : ENCODE_PUT_TIMEOUT_MS,
-				remote_answered, fs);
+	return encode_frag_send(fs->rs, &f, fs->step == S_DELETE, put_answered, fs);
 }
 
 /* Fragment i's repair failed at its step (r): said, and the next one. */
@@ -656,8 +631,8 @@ int fragscrub_start(struct replicas *rs, uint64_t uid, int64_t epoch,
 				  .epoch = epoch, .st = rec->stripe, .done = done, .arg = arg };
 	r = ec_geom_init(&fs->g, rec->stripe.k, rec->stripe.m,
 			 (uint32_t)(rec->length / EC_BLOCK));
-	if (r == 0)
-		r = ec_code_create(fs->g.k, fs->g.m, &fs->code);
+	if (r == 0 && !(fs->code = fragread_code(rs, fs->g.k, fs->g.m)))
+		r = -ENOMEM;
 	if (r == 0 && loop_timer_add(rs->loop, 0, kicked, fs, &fs->kick) < 0)
 		r = -ENOMEM;
 	if (r < 0) {

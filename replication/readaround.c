@@ -438,9 +438,6 @@ static int ra_frags(struct readaround *ra)
 	return fragread_start(ra->rs, &run, ra_frags_done, ra, &ra->fr);
 }
 
-/* What is still missing after one source (the holders, or the fragments) is asked of
- * the other; with both asked, the end. A striped segment's stripe may need the
- * records first (a segment this process placed has its holders in memory). */
 /* May the segment have a stripe (its volume erasure-coded, or a family not known
  * here: the records say)? */
 static bool ra_family_ec(const struct readaround *ra)
@@ -451,6 +448,9 @@ static bool ra_family_ec(const struct readaround *ra)
 	return !f || replica_family_ec(ra->rs, f, &k, &m);
 }
 
+/* What is still missing after one source (the holders, or the fragments) is asked of
+ * the other; with both asked, the end. A striped segment's stripe may need the
+ * records first (a segment this process placed has its holders in memory). */
 static void ra_exhausted(struct readaround *ra)
 {
 	if (!ra_any_missing(ra)) {
