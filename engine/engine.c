@@ -327,6 +327,7 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 	 * again at the next one, so that its newest is counted (fckpt.c) */
 	eng_fckpt_want_all(eng);
 	eng->ckpt_last_ms = eng_now_ms();
+	eng->fckpt_last_ms = eng->ckpt_last_ms;
 	eng_flatten_resume(eng);
 	eng_prezero_init(eng);
 	eng_defrag_idle_init(eng);

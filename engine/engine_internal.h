@@ -305,6 +305,7 @@ struct engine {
 	bool ckpt_families;             /* the next one writes family checkpoints too
 					   (engine_checkpoint(); periodic ones do anyway) */
 	uint64_t ckpt_last_ms;
+	uint64_t fckpt_last_ms;         /* the start of the last one with families */
 	int ckpt_error;                 /* of the last checkpoint, if it failed */
 	unsigned free_jobs;             /* FREE header writes in flight (checkpoint.c) */
 	struct eng_fckpt *fckpt;        /* family checkpoints in flight (fckpt.c), or NULL */

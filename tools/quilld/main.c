@@ -44,6 +44,7 @@
 
 #define LOG_TAG "quilld"
 #define CREATED_MAX 16
+#define STOP_CHECKPOINT_MS 5000u /* the most a stop waits for its last checkpoint */
 
 struct node {
 	struct quilld_config cfg;
@@ -67,6 +68,8 @@ struct node {
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
 	int signal_fd;
+	bool stopping;             /* a signal came: the last checkpoint is being written */
+	struct loop_timer *stop_timer; /* gives up waiting for it */
 	/* what this start created, removed again if it fails: a start that cannot finish
 	 * leaves nothing behind (folders in creation order; a store file; a meta tree) */
 	struct created {
@@ -105,6 +108,57 @@ static int engine_idle(void *arg)
 	return engine_timeout_ms(n->eng);
 }
 
+static void stop_now(struct node *n)
+{
+	loop_timer_cancel(n->stop_timer);
+	n->stop_timer = NULL;
+	loop_stop(n->lp);
+}
+
+static void last_checkpoint_done(void *arg, int res)
+{
+	struct node *n = arg;
+
+	if (res < 0)
+		log_msg(LOG_WARN, LOG_TAG, "stopping: the last checkpoint failed (%s)",
+			err_str(-res));
+	if (n->stopping)
+		stop_now(n);
+}
+
+static void last_checkpoint_late(void *arg)
+{
+	struct node *n = arg;
+
+	n->stop_timer = NULL; /* (a fired timer is freed) */
+	log_msg(LOG_WARN, LOG_TAG, "stopping: the last checkpoint took over %u ms; the "
+		"engine's close writes the map without the family checkpoints",
+		STOP_CHECKPOINT_MS);
+	loop_stop(n->lp);
+}
+
+/* A stop writes a checkpoint with the family checkpoints first, while the peers and
+ * the replica sets are still there: they go into the open segments on every replica,
+ * so that a new owner of a volume after this node's restart (which opens no segment
+ * until a write) adopts it from its newest family checkpoint instead of copying every
+ * segment written since the last periodic one. A second signal stops at once. */
+static void stop_begin(struct node *n)
+{
+	int r;
+
+	if (n->stopping) {
+		stop_now(n);
+		return;
+	}
+	n->stopping = true;
+	r = engine_checkpoint_async(n->eng, last_checkpoint_done, n);
+	if (r == 0)
+		r = loop_timer_add(n->lp, STOP_CHECKPOINT_MS, last_checkpoint_late, n,
+				   &n->stop_timer);
+	if (r < 0)
+		stop_now(n); /* (a checkpoint begun ends in engine_close) */
+}
+
 static void signal_ready(void *arg, unsigned events)
 {
 	struct node *n = arg;
@@ -113,7 +167,7 @@ static void signal_ready(void *arg, unsigned events)
 	(void)events;
 	if (read(n->signal_fd, &si, sizeof(si)) == sizeof(si)) {
 		log_msg(LOG_INFO, LOG_TAG, "%s: stopping", strsignal((int)si.ssi_signo));
-		loop_stop(n->lp);
+		stop_begin(n);
 	}
 }
 
