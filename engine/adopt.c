@@ -499,6 +499,7 @@ static void adopted(struct adopt_job *aj)
 	size_t layers = 0;
 
 	aj->committed = true;
+	seg_family_sno_unsure(eng, aj->uid, true); /* until the takeover reserves */
 	if (aj->nread < aj->n) {
 		eng->stats.adopt_fckpt_loads++;
 		eng->stats.adopt_copies_unread += aj->n - aj->nread;

@@ -458,6 +458,10 @@ int engine_gc(struct engine *eng, unsigned want_free);
 /* Writes a map checkpoint now (one captured after the call). */
 int engine_checkpoint_async(struct engine *eng, engine_cb cb, void *arg);
 int engine_checkpoint(struct engine *eng);
+/* The same, before a stop: a family checkpoint owed is written even where the
+ * family's log has no open segment (one is opened for it), unless the family was
+ * adopted here and its numbers are not reserved since. */
+int engine_checkpoint_for_stop_async(struct engine *eng, engine_cb cb, void *arg);
 
 /* ---- segments held for other nodes (replication's holders; docs/replication.md) ----
  * A held segment is named by (family uid, segment number); uid != 0. The I/O and

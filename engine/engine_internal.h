@@ -306,6 +306,8 @@ struct engine {
 					   (engine_checkpoint(); periodic ones do anyway) */
 	uint64_t ckpt_last_ms;
 	uint64_t fckpt_last_ms;         /* the start of the last one with families */
+	bool fckpt_open_logs;           /* the next family checkpoints may open a segment
+					   (engine_checkpoint_for_stop_async) */
 	int ckpt_error;                 /* of the last checkpoint, if it failed */
 	unsigned free_jobs;             /* FREE header writes in flight (checkpoint.c) */
 	struct eng_fckpt *fckpt;        /* family checkpoints in flight (fckpt.c), or NULL */

@@ -398,6 +398,13 @@ static void body_done(void *arg, int res)
 	eng_req_put(eng, req, append_end(log, f, req));
 }
 
+static bool sno_unsure(const struct engine *eng, uint64_t uid)
+{
+	const struct seg_family *f = seg_family_get(eng, uid);
+
+	return !f || f->sno_unsure;
+}
+
 static int fam_begin(struct engine *eng, struct fckpt_fam *f)
 {
 	struct engine_volume *log = family_head(eng, f->uid);
@@ -407,11 +414,13 @@ static int fam_begin(struct engine *eng, struct fckpt_fam *f)
 
 	if (!log)
 		return -ENOENT; /* no segment of its own: nothing to adopt it from */
-	/* nor while its log has no open segment: opening one is for its writes. A
-	 * takeover reserves the family's segment numbers after the adoption (and its
-	 * checkpoint): a segment opened by a family checkpoint before that took a number
-	 * a record names, and the family's release later failed on it (cluster_handoff) */
-	if (log->open_slot < 0)
+	/* nor while its log has no open segment, but for a stop's (engine_checkpoint_
+	 * for_stop_async): opening one is for its writes. A takeover reserves the family's
+	 * segment numbers after the adoption (and its checkpoint): a segment opened by a
+	 * family checkpoint before that took a number a record names, and the family's
+	 * release later failed on it (cluster_handoff); so never one of an adopted
+	 * family not reserved since */
+	if (log->open_slot < 0 && !(eng->fckpt_open_logs && !sno_unsure(eng, f->uid)))
 		return -ENOENT;
 	f->log_id = log->rec.volume_id;
 	fb = calloc(1, sizeof(*fb));
@@ -555,6 +564,7 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 		else if (r < 0)
 			fam_done(f, r);
 	}
+	eng->fckpt_open_logs = false;
 	free(uids);
 	fc_put(fc);
 }

@@ -54,6 +54,14 @@ void seg_family_fckpt_owed(struct engine *eng, uint64_t uid, bool owed)
 		f->fckpt_owed = owed;
 }
 
+void seg_family_sno_unsure(struct engine *eng, uint64_t uid, bool unsure)
+{
+	struct seg_family *f = (struct seg_family *)seg_family_get(eng, uid);
+
+	if (f)
+		f->sno_unsure = unsure;
+}
+
 static void family_index_put(uint32_t *index, size_t cap, uint64_t uid, uint32_t e)
 {
 	size_t i = family_hash(uid, cap);
@@ -262,6 +270,7 @@ int engine_family_reserve_sno_async(struct engine *eng, uint64_t uid, uint32_t n
 	/* in memory at once: a segment opened from here on takes a number past it */
 	if (!family_restart(eng, uid, next))
 		return -ENOMEM;
+	seg_family_sno_unsure(eng, uid, false);
 	rj = calloc(1, sizeof(*rj));
 	if (!rj)
 		return -ENOMEM;

@@ -108,6 +108,9 @@ struct seg_family {
 	bool fckpt_owed;   /* a checkpoint took its dirty chunks and wrote no family
 			      checkpoint (one that was not the families' turn, or its log had
 			      no open segment): the next family checkpoint writes its */
+	bool sno_unsure;   /* adopted here and no reservation since: the old owner may
+			      have recorded numbers at or past next_sno, so only a write
+			      (after the takeover's reservation) opens a segment of it */
 };
 
 /* Who asks for a slot decides how deep into the reserve it may go. */
@@ -352,6 +355,8 @@ void seg_families_rebuilt(struct engine *eng);
 const struct seg_family *seg_family_get(const struct engine *eng, uint64_t uid);
 /* Sets family uid's fckpt_owed (a family not here: nothing). */
 void seg_family_fckpt_owed(struct engine *eng, uint64_t uid, bool owed);
+/* Sets family uid's sno_unsure (a family not here: nothing). */
+void seg_family_sno_unsure(struct engine *eng, uint64_t uid, bool unsure);
 /* A layer of family uid joined eng->vols / left it. added: 0 or -ENOMEM (the entry
  * could not be made: the layer is not added). */
 int seg_family_layer_added(struct engine *eng, uint64_t uid);

@@ -151,7 +151,7 @@ static void stop_begin(struct node *n)
 		return;
 	}
 	n->stopping = true;
-	r = engine_checkpoint_async(n->eng, last_checkpoint_done, n);
+	r = engine_checkpoint_for_stop_async(n->eng, last_checkpoint_done, n);
 	if (r == 0)
 		r = loop_timer_add(n->lp, STOP_CHECKPOINT_MS, last_checkpoint_late, n,
 				   &n->stop_timer);
