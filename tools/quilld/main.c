@@ -44,7 +44,8 @@
 
 #define LOG_TAG "quilld"
 #define CREATED_MAX 16
-#define STOP_CHECKPOINT_MS 5000u /* the most a stop waits for its last checkpoint */
+#define STOP_CHECKPOINT_MS 2000u /* the most a stop waits for its last checkpoint: it
+				   waits for ever where writes wait (copies short) */
 
 struct node {
 	struct quilld_config cfg;
