@@ -4,7 +4,8 @@ them (docs/erasure-coding.md, "Scrub of stripes"), for cluster_scrub.sh.
     frag_damage.py WORK SEG QUILL NODE:KIND[:INDEX] ...
 
 Each NODE:KIND picks a fragment held by node NODE (quill --json node held through
-WORK/ctlNODE.sock), of a segment no earlier pick used, with at least 8 data blocks:
+WORK/ctlNODE.sock), with at least 8 data blocks, each pick of another segment (chosen
+together: one taken first could hold the only segment a later pick has):
     flip     data block 3 of a data fragment (INDEX, default 0, else any data index
              when the node holds no such one of a stripe left): its table no longer
              matches it (found by the holder's own check)
@@ -58,36 +59,58 @@ def restale(fp, base, f, block):
     fp.write(image)
 
 
+def options(work, quill, pick):
+    """pick's fragments, best first: the data index asked for, then any data index
+    (which index a node holds of a stripe is the placement's: a test that wants one may
+    not find it); parity for parity"""
+    parts = pick.split(":")
+    node, kind = int(parts[0]), parts[1]
+    want = int(parts[2]) if len(parts) > 2 else 0
+    frags = [f for f in held(work, quill, node) if f["image_blocks"] - 2 >= 8]
+    if kind == "parity":
+        return node, kind, [f for f in frags if f["index"] >= f["k"]]
+    return node, kind, ([f for f in frags if f["index"] == want] +
+                        [f for f in frags if f["index"] < f["k"] and f["index"] != want])
+
+
+def assign(opts, used=()):
+    """one fragment per pick, each of another segment (a search: taken in order, an
+    early pick could take the only segment a later one has)"""
+    if not opts:
+        return []
+    for f in opts[0][2]:
+        if f["segment"] not in used:
+            rest = assign(opts[1:], used + (f["segment"],))
+            if rest is not None:
+                return [f] + rest
+    return None
+
+
+def damage(work, seg, node, kind, f):
+    base = DATA + f["slot"] * seg
+    block = {"flip": 3, "parity": 5, "stale": 2}[kind]
+    with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
+        if kind == "stale":
+            restale(fp, base, f, block)
+        else:
+            flip(fp, base + (2 + block) * B + 100)  # header, one table block, data
+        fp.flush()
+        os.fsync(fp.fileno())
+    print(json.dumps({"node": "node%d" % node, "segment": f["segment"],
+                      "index": f["index"], "block": block, "kind": kind}))
+
+
 def main():
     work, seg, quill = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    used = set()
-    for pick in sys.argv[4:]:
-        parts = pick.split(":")
-        node, kind = int(parts[0]), parts[1]
-        want = int(parts[2]) if len(parts) > 2 else None
-        cands = [f for f in held(work, quill, node)
-                 if f["segment"] not in used and f["image_blocks"] - 2 >= 8]
-        # the data index asked for if the placement gave this node one, else any data
-        # index (which index a node holds of a stripe is the placement's: a test that
-        # wants one may not find it among the stripes left)
-        frags = ([f for f in cands if f["index"] >= f["k"]] if kind == "parity" else
-                 [f for f in cands if f["index"] == (want or 0)] or
-                 [f for f in cands if f["index"] < f["k"]])
-        if not frags:
-            sys.exit("node%d holds no fragment for %s" % (node, pick))
-        f = frags[0]
-        used.add(f["segment"])
-        base = DATA + f["slot"] * seg
-        block = {"flip": 3, "parity": 5, "stale": 2}[kind]
-        with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
-            if kind == "stale":
-                restale(fp, base, f, block)
-            else:
-                flip(fp, base + (2 + block) * B + 100)  # header, one table block, data
-            fp.flush()
-            os.fsync(fp.fileno())
-        print(json.dumps({"node": "node%d" % node, "segment": f["segment"],
-                          "index": f["index"], "block": block, "kind": kind}))
+    opts = [options(work, quill, pick) for pick in sys.argv[4:]]
+    chosen = assign(opts)
+    if chosen is None:
+        sys.exit("no fragments of distinct segments for %s: %s" % (
+            " ".join(sys.argv[4:]),
+            "; ".join("node%d %s: %s" % (n, k, sorted((f["segment"], f["index"]) for f in o))
+                      for n, k, o in opts)))
+    for (node, kind, _), f in zip(opts, chosen):
+        damage(work, seg, node, kind, f)
 
 
 if __name__ == "__main__":
