@@ -5,9 +5,17 @@
 # Debian's python3 comes first: scripts/deps.sh installs the modules these scripts
 # use (python3-libnbd) for it, and a shim ahead of it in PATH (pyenv's) takes about
 # a second to start, which the tests' short python calls (a free port, a JSON field
-# per poll) would pay hundreds of times.
+# per poll) would pay hundreds of times. Only python3: a folder holding a link to it
+# goes first (all of /usr/bin first would swap every other tool too; a shell function
+# would make a backgrounded python a subshell, whose PID a test then stops instead).
 if [ -x /usr/bin/python3 ]; then
-	PATH="/usr/bin:$PATH"
+	QUILL_PYBIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/pybin"
+	if mkdir -p "$QUILL_PYBIN" 2>/dev/null &&
+	   ln -sfn /usr/bin/python3 "$QUILL_PYBIN/python3" 2>/dev/null; then
+		PATH="$QUILL_PYBIN:$PATH"
+	else
+		PATH="/usr/bin:$PATH" # (a read-only tree)
+	fi
 fi
 
 # free_port: prints a TCP port of 127.0.0.1 that was free a moment ago
