@@ -125,29 +125,26 @@ static void fs_end(struct fragscrub *fs)
 
 	r->stripes++;
 	for (unsigned i = 0; i < fs->n; i++) {
-		struct fragscrub_frag *f = &fs->f[i];
-		struct scrub_finding *x = &f->x;
+		const struct fragscrub_frag *f = &fs->f[i];
+		struct scrub_finding x = f->x;
 
 		if (f->state == FRAGSCRUB_OK)
 			continue;
-		x->kind = state_kind(f->state);
-		x->index = (int)i;
-		x->sno = fs->sno;
-		x->owner = frag_here(fs, i);
-		snprintf(x->node, sizeof(x->node), "%s", frag_node(fs, i));
+		x.kind = state_kind(f->state);
+		x.index = (int)i;
+		x.sno = fs->sno;
+		x.owner = frag_here(fs, i);
+		snprintf(x.node, sizeof(x.node), "%s", frag_node(fs, i));
 		if (f->state == FRAGSCRUB_UNCHECKED) {
-			char why[sizeof(x->action)];
-
-			memcpy(why, x->action, sizeof(why));
-			snprintf(x->action, sizeof(x->action), "not checked: %s",
-				 why[0] ? why : err_str(-f->err));
 			r->unchecked_frags++;
+			snprintf(x.action, sizeof(x.action), "not checked: %s", f->x.action[0]
+				 ? f->x.action : err_str(-f->err));
 		}
-		log_msg(x->nbad && x->nfixed == x->nbad ? LOG_WARN : LOG_ERROR, LOG_TAG,
+		log_msg(x.nbad && x.nfixed == x.nbad ? LOG_WARN : LOG_ERROR, LOG_TAG,
 			"volume %s segment %08" PRIx32 ": fragment %u on node %s: %u bad blocks "
-			"(%s): %s", r->vol, fs->sno, i, x->node, x->nbad,
-			x->kind == SCRUB_KIND_PARITY ? "parity" : "fragment", x->action);
-		scrub_report_add(r, x);
+			"(%s): %s", r->vol, fs->sno, i, x.node, x.nbad,
+			x.kind == SCRUB_KIND_PARITY ? "parity" : "fragment", x.action);
+		scrub_report_add(r, &x);
 	}
 	fs->done(fs->arg);
 	fs_free(fs);
