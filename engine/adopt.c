@@ -309,14 +309,12 @@ static int walk_copies(struct adopt_job *aj)
 	return r;
 }
 
-/* Every copy's header (into hdrs): which layer's log each is (skippable()). */
+/* Every held copy's header (into hdrs): which layer's log each is (skippable()). A
+ * remote one's was decoded and checked by prepare_remote already. */
 static void read_heads(struct adopt_job *aj)
 {
 	for (size_t i = 0; i < aj->n; i++)
-		if (aj->c[i].rem)
-			memcpy(aj->hdrs + i * QUILL_BLOCK_SIZE, aj->c[i].rem->header,
-			       QUILL_BLOCK_SIZE);
-		else
+		if (!aj->c[i].rem)
 			eng_job_seg_io(&aj->job, false, aj->c[i].slot, 0,
 				       aj->hdrs + i * QUILL_BLOCK_SIZE, 1);
 }
@@ -326,7 +324,8 @@ static int decode_heads(struct adopt_job *aj)
 	int r = 0;
 
 	for (size_t i = 0; i < aj->n && r == 0; i++)
-		r = check_head(aj, i, aj->hdrs + i * QUILL_BLOCK_SIZE);
+		if (!aj->c[i].rem)
+			r = check_head(aj, i, aj->hdrs + i * QUILL_BLOCK_SIZE);
 	return r;
 }
 

@@ -372,8 +372,6 @@ struct engine {
 	/* gc.c: a remote victim (a remote entry) is read into gc_buf by fetches */
 	struct seg_fetch *gc_fetches;     /* ceil(blocks_per_seg / SEG_FETCH_MAX_BLOCKS) */
 	struct seg_fetch_block *gc_want;  /* blocks_per_seg: block i's entry */
-	unsigned gc_fetching;             /* fetches of the victim not answered yet */
-	int gc_fetch_res;                 /* their first error */
 	uint64_t gc_remote_next_ms;       /* no remote victim is picked before this */
 	uint8_t *read_scratch; /* io.c: where reads drop the blocks that join two runs */
 	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
@@ -399,7 +397,7 @@ struct engine {
 				* (data now, whatever it said): slot_take() raises it */
 	uint64_t pz_credit;   /* bytes small batches appended, not yet zeroed ahead */
 	uint64_t pz_queries;  /* of the file system (lseek pairs): at open only */
-	struct ioreq gc_req;
+	struct ioreq gc_req;      /* gc.c: a remote victim's fetches, then the victim's moves */
 	unsigned gc_want_free;
 
 	struct engine_stats stats;

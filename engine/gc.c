@@ -425,21 +425,27 @@ static int64_t pick_remote(const struct engine *eng)
 	return best;
 }
 
+/* Every fetch of the victim answered (gc_req's completion: res, the first error). */
 static void remote_fetched(void *arg, int res)
 {
 	struct engine *eng = arg;
 
-	if (res < 0 && eng->gc_fetch_res == 0)
-		eng->gc_fetch_res = res;
-	if (--eng->gc_fetching)
-		return;
-	if (eng->gc_fetch_res == 0)
+	if (res == 0)
 		eng->stats.gc_remote_blocks += eng->slots[eng->gc_victim].used;
-	victim_read(eng, eng->gc_fetch_res);
+	victim_read(eng, res);
+}
+
+/* One fetch answered: one part of gc_req. */
+static void fetch_answered(void *arg, int res)
+{
+	struct engine *eng = arg;
+
+	eng_req_put(eng, &eng->gc_req, res);
 }
 
 /* Fetches blocks [0, used) of remote entry `victim` into gc_buf: 0 (remote_fetched
- * runs once every fetch answered) or -errno (none is in flight). */
+ * runs once every fetch answered, counted on gc_req: the moves' own request, idle
+ * until the victim is read) or -errno (none is in flight). */
 static int remote_read(struct engine *eng, uint32_t victim)
 {
 	const uint32_t used = eng->slots[victim].used;
@@ -459,23 +465,21 @@ static int remote_read(struct engine *eng, uint32_t victim)
 	for (uint32_t b = 0; b < used; b++)
 		eng->gc_want[b] = (struct seg_fetch_block){
 			.dst = eng->gc_buf + (size_t)b * QUILL_BLOCK_SIZE };
-	eng->gc_fetch_res = 0;
-	eng->gc_fetching = 1; /* until every fetch is asked: none completes it early */
+	/* one part until every fetch is asked: none completes it early */
+	eng->gc_req = (struct ioreq){ .cb = remote_fetched, .arg = eng, .pending = 1 };
 	for (uint32_t b = 0, i = 0; b < used && r == 0; b += SEG_FETCH_MAX_BLOCKS, i++) {
 		struct seg_fetch *f = &eng->gc_fetches[i];
 		uint32_t n = used - b < SEG_FETCH_MAX_BLOCKS ? used - b : SEG_FETCH_MAX_BLOCKS;
 
 		*f = (struct seg_fetch){ .block = b, .nblocks = n, .want = eng->gc_want + b,
-					 .cb = remote_fetched, .arg = eng, .no_crcs = true };
+					 .cb = fetch_answered, .arg = eng, .no_crcs = true };
 		r = seg_fetch(eng, victim, f);
 		if (r == 0)
-			eng->gc_fetching++;
+			eng->gc_req.pending++;
 	}
-	if (r < 0 && eng->gc_fetching == 1)
+	if (r < 0 && eng->gc_req.pending == 1)
 		return r; /* nothing asked */
-	if (r < 0)
-		eng->gc_fetch_res = r;
-	remote_fetched(eng, 0); /* the asking's own count */
+	eng_req_put(eng, &eng->gc_req, r); /* the asking's own part (with its error) */
 	return 0;
 }
 

@@ -22,6 +22,7 @@
 #include "replication/ec_format.h"
 #include "replication/encode.h"
 #include "replication/fragread.h"
+#include "replication/holder.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/replica_internal.h"
@@ -29,27 +30,6 @@
 
 #undef LOG_TAG
 #define LOG_TAG "scrub"
-
-enum fstate {
-	FS_UNASKED,
-	FS_OK,        /* checks, and is the record's */
-	FS_BAD,       /* blocks fail its own table (or the table fails) */
-	FS_MISSING,   /* its holder answers it holds no such fragment */
-	FS_WRONG,     /* whole in itself, but not the record's CRC */
-	FS_PARITY,    /* the record's, but not what the stripe's others encode to */
-	FS_UNCHECKED, /* its holder could not be asked */
-};
-
-/* One fragment as found (or as found again after its repair). */
-struct ffrag {
-	enum fstate state;
-	int err;                       /* FS_UNCHECKED: why */
-	uint32_t frag_crc;             /* of its data as it is */
-	uint32_t *crcs;                /* F: each data block's as it is */
-	uint32_t nbad, nfirst, first[SCRUB_FIRST_BLOCKS];
-	bool fixed, tried;
-	char action[160];
-};
 
 enum fstep { S_VERIFY, S_READ, S_DELETE, S_PUT, S_RECHECK };
 
@@ -66,11 +46,12 @@ struct fragscrub {
 	enum fstep step;
 	unsigned i;                    /* the fragment at hand */
 	uint32_t at, run;              /* S_READ: the run of fragment i asked */
-	struct ffrag f[EC_N_MAX];
-	struct ffrag re;               /* S_RECHECK: fragment i found again */
+	struct fragscrub_frag f[EC_N_MAX];
+	struct fragscrub_frag re;      /* S_RECHECK: fragment i found again */
 	uint8_t *data[EC_N_MAX];       /* F blocks each: read (the basis) or computed */
 	uint32_t basis, have;          /* the K chosen; those read whole */
-	uint8_t *image;                /* this node's image read, or the image put */
+	struct holder_frag_check here; /* this node's own fragment, checked here */
+	uint8_t *image;                /* the image put */
 	struct loop_timer *kick;
 	void (*done)(void *arg);
 	void *arg;
@@ -99,6 +80,7 @@ static void fs_free(struct fragscrub *fs)
 		free(fs->data[i]);
 	}
 	free(fs->re.crcs);
+	holder_frag_check_free(&fs->here);
 	free(fs->image);
 	free(fs);
 }
@@ -123,9 +105,16 @@ static bool frag_here(const struct fragscrub *fs, unsigned i)
 	return strcmp(frag_node(fs, i), fs->rs->self) == 0;
 }
 
-static enum scrub_kind state_kind(enum fstate s)
+static enum scrub_kind state_kind(enum fragscrub_state s)
 {
-	return s == FS_WRONG || s == FS_PARITY ? SCRUB_KIND_PARITY : SCRUB_KIND_FRAGMENT;
+	return s == FRAGSCRUB_WRONG || s == FRAGSCRUB_PARITY ? SCRUB_KIND_PARITY
+							     : SCRUB_KIND_FRAGMENT;
+}
+
+/* The fragment at hand: fs->i as first found, or found again after its repair. */
+static struct fragscrub_frag *fs_frag(struct fragscrub *fs)
+{
+	return fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
 }
 
 /* ---- the end: every fragment's finding into the report ---- */
@@ -136,31 +125,25 @@ static void fs_end(struct fragscrub *fs)
 
 	r->stripes++;
 	for (unsigned i = 0; i < fs->n; i++) {
-		const struct ffrag *f = &fs->f[i];
-		struct scrub_finding x = { .kind = state_kind(f->state), .index = (int)i,
-					   .sno = fs->sno, .nbad = f->nbad,
-					   .nfirst = f->nfirst, .nfixed = f->fixed ? f->nbad : 0 };
+		const struct fragscrub_frag *f = &fs->f[i];
+		struct scrub_finding x = f->x;
 
-		if (f->state == FS_OK)
+		if (f->state == FRAGSCRUB_OK)
 			continue;
-		snprintf(x.node, sizeof(x.node), "%s", frag_node(fs, i));
+		x.kind = state_kind(f->state);
+		x.index = (int)i;
+		x.sno = fs->sno;
 		x.owner = frag_here(fs, i);
-		memcpy(x.first, f->first, sizeof(x.first));
-		if (f->state == FS_UNCHECKED) {
+		snprintf(x.node, sizeof(x.node), "%s", frag_node(fs, i));
+		if (f->state == FRAGSCRUB_UNCHECKED) {
 			r->unchecked_frags++;
-			snprintf(x.action, sizeof(x.action), "not checked: %s", f->action[0]
-				 ? f->action : err_str(-f->err));
-		} else {
-			r->copies_bad++;
-			r->copies_fixed += f->fixed;
-			r->blocks_bad += f->nbad;
-			r->blocks_fixed += x.nfixed;
-			snprintf(x.action, sizeof(x.action), "%s", f->action);
+			snprintf(x.action, sizeof(x.action), "not checked: %s", f->x.action[0]
+				 ? f->x.action : err_str(-f->err));
 		}
-		log_msg(f->fixed ? LOG_WARN : LOG_ERROR, LOG_TAG, "volume %s segment %08" PRIx32
-			": fragment %u on node %s: %u bad blocks (%s): %s", r->vol, fs->sno, i,
-			x.node, f->nbad, x.kind == SCRUB_KIND_PARITY ? "parity" : "fragment",
-			x.action);
+		log_msg(x.nbad && x.nfixed == x.nbad ? LOG_WARN : LOG_ERROR, LOG_TAG,
+			"volume %s segment %08" PRIx32 ": fragment %u on node %s: %u bad blocks "
+			"(%s): %s", r->vol, fs->sno, i, x.node, x.nbad,
+			x.kind == SCRUB_KIND_PARITY ? "parity" : "fragment", x.action);
 		scrub_report_add(r, &x);
 	}
 	fs->done(fs->arg);
@@ -174,33 +157,37 @@ static void basis_choose(struct fragscrub *fs);
 static void repair_next(struct fragscrub *fs);
 static void recheck_done(struct fragscrub *fs);
 
-static void bad_add(struct ffrag *f, uint32_t b)
+void fragscrub_verdict(struct fragscrub_frag *f, uint32_t F, uint32_t rec_crc, int res,
+		       bool table_bad, uint32_t frag_crc, const uint32_t *bad, uint32_t nbad)
 {
-	if (f->nfirst < SCRUB_FIRST_BLOCKS)
-		f->first[f->nfirst++] = b;
-	f->nbad++;
-}
-
-/* Fragment i as found (res 0: frag_crc, crcs filled, bad/nbad; else why not), into
- * f[i] or, rechecking, into fs->re. */
-static void verified(struct fragscrub *fs, int res, bool table_bad, uint32_t frag_crc,
-		     const uint32_t *bad, uint32_t nbad)
-{
-	struct ffrag *f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
-
 	f->err = res;
 	if (res == -ENOENT) {
-		f->state = FS_MISSING;
-		f->nbad = fs->g.frag_blocks;
+		f->state = FRAGSCRUB_MISSING;
+		f->x.nbad = F;
+		snprintf(f->x.action, sizeof(f->x.action), "gone: its holder answers it holds no "
+			 "such fragment");
 	} else if (res < 0) {
-		f->state = FS_UNCHECKED;
+		f->state = FRAGSCRUB_UNCHECKED;
 	} else {
 		f->frag_crc = frag_crc;
 		for (uint32_t k = 0; k < nbad; k++)
-			bad_add(f, bad[k]);
-		f->state = nbad || table_bad ? FS_BAD
-			 : frag_crc != fs->st.crcs[fs->i] ? FS_WRONG : FS_OK;
+			scrub_finding_block(&f->x, bad[k]);
+		f->state = nbad || table_bad ? FRAGSCRUB_BAD
+			 : frag_crc != rec_crc ? FRAGSCRUB_WRONG : FRAGSCRUB_OK;
+		if (f->state == FRAGSCRUB_BAD)
+			snprintf(f->x.action, sizeof(f->x.action), "%u blocks fail the "
+				 "fragment's own %s", f->x.nbad, table_bad ? "header or table"
+				 : "table");
 	}
+}
+
+/* Fragment fs->i as found (res 0: its CRCs in fs_frag's crcs, frag_crc, bad/nbad; else
+ * why not), into f[i] or, rechecking, into fs->re; then the next step. */
+static void verified(struct fragscrub *fs, int res, bool table_bad, uint32_t frag_crc,
+		     const uint32_t *bad, uint32_t nbad)
+{
+	fragscrub_verdict(fs_frag(fs), fs->g.frag_blocks, fs->st.crcs[fs->i], res, table_bad,
+			  frag_crc, bad, nbad);
 	if (fs->step == S_RECHECK) {
 		recheck_done(fs);
 		return;
@@ -209,12 +196,6 @@ static void verified(struct fragscrub *fs, int res, bool table_bad, uint32_t fra
 		fs->rep->frags++;
 		fs->rep->bytes += frag_bytes(fs);
 	}
-	if (f->state == FS_MISSING)
-		snprintf(f->action, sizeof(f->action), "gone: its holder answers it holds no "
-			 "such fragment");
-	if (f->state == FS_BAD)
-		snprintf(f->action, sizeof(f->action), "%u blocks fail the fragment's own %s",
-			 f->nbad, table_bad ? "header or table" : "table");
 	fs->i++;
 	verify_next(fs);
 }
@@ -223,14 +204,14 @@ static void remote_verified(void *arg, int res, const struct peer_hdr *h, const 
 			    size_t len)
 {
 	struct fragscrub *fs = arg;
-	struct ffrag *f;
+	struct fragscrub_frag *f;
 	struct peer_seg_reply rep;
 	uint32_t *bad = NULL;
 
 	(void)h;
 	if (fs_gone(fs))
 		return;
-	f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
+	f = fs_frag(fs);
 	if (res == 0 && peer_seg_reply_decode(PEER_OP_FRAG_VERIFY, payload, len, &rep) < 0)
 		res = -EPROTO;
 	else if (res == 0)
@@ -254,27 +235,34 @@ static void remote_verified(void *arg, int res, const struct peer_hdr *h, const 
 	free(bad);
 }
 
+/* This node's own fragment checked here (fs->here), as a holder checks one: its CRCs
+ * taken, and its data kept as the basis read of it (not read again). */
 static void local_verified(void *arg, int res)
 {
 	struct fragscrub *fs = arg;
-	struct ffrag *f;
-	uint32_t *bad = NULL, nbad = 0, crc = 0;
-	int r = res;
+	struct holder_frag_check *c = &fs->here;
+	struct fragscrub_frag *f;
+	uint32_t *bad = NULL;
 
 	if (fs_gone(fs))
 		return;
-	f = fs->step == S_RECHECK ? &fs->re : &fs->f[fs->i];
-	f->crcs = f->crcs ? f->crcs : malloc((size_t)fs->g.frag_blocks * sizeof(uint32_t));
-	bad = malloc((size_t)fs->g.frag_blocks * sizeof(uint32_t));
-	if (r == 0 && (!f->crcs || !bad))
-		r = -ENOMEM;
-	if (r == 0)
-		r = ec_frag_scrub(fs->image, ec_frag_image_bytes(&fs->g), &fs->g, fs->i, f->crcs,
-				  bad, &nbad, &crc);
-	free(fs->image);
-	fs->image = NULL;
-	verified(fs, r < 0 ? (r == -EINVAL ? -EIO : r) : 0, r == 1, crc, bad, nbad);
-	free(bad);
+	f = fs_frag(fs);
+	if (res == 0 && c->fi.frag_blocks != fs->g.frag_blocks)
+		res = -ENOENT; /* another fragment, of another encoding: as a holder's answer */
+	if (res == 0) {
+		free(f->crcs);
+		f->crcs = c->crcs; /* (the bad ones' numbers after them) */
+		c->crcs = NULL;
+		bad = f->crcs + fs->g.frag_blocks;
+	}
+	if (res == 0 && fs->step == S_VERIFY && !fs->data[fs->i] &&
+	    (fs->data[fs->i] = aligned_alloc(EC_BLOCK, frag_bytes(fs)))) {
+		memcpy(fs->data[fs->i], c->image + ec_frag_data_offset(&fs->g), frag_bytes(fs));
+		fs->have |= 1u << fs->i;
+	}
+	free(c->image);
+	c->image = NULL;
+	verified(fs, res, c->table_bad, c->frag_crc, bad, res == 0 ? c->nbad : 0);
 }
 
 /* Fragment fs->i checked where it is: 0 (an answer comes) or -errno. */
@@ -283,19 +271,8 @@ static int verify_ask(struct fragscrub *fs)
 	struct replicas *rs = fs->rs;
 
 	if (frag_here(fs, fs->i)) {
-		struct engine_frag_info fi;
-		int r = engine_frag_stat(rs->eng, fs->uid, fs->sno, &fi);
-
-		if (r < 0)
-			return r;
-		if (fi.index != fs->i || fi.frag_blocks != fs->g.frag_blocks ||
-		    (size_t)fi.image_blocks * EC_BLOCK != ec_frag_image_bytes(&fs->g))
-			return -ENOENT; /* another fragment, of another encoding */
-		fs->image = aligned_alloc(EC_BLOCK, ec_frag_image_bytes(&fs->g));
-		if (!fs->image)
-			return -ENOMEM;
-		return engine_frag_read(rs->eng, fs->uid, fs->sno, 0, fs->image, fi.image_blocks,
-					local_verified, fs);
+		return holder_frag_check_async(rs->eng, fs->uid, fs->sno, fs->i, &fs->here,
+					       local_verified, fs);
 	} else {
 		struct peer_seg_req rq = { .op = PEER_OP_FRAG_VERIFY, .sno = fs->sno,
 					   .index = (uint8_t)fs->i };
@@ -313,12 +290,9 @@ static void verify_next(struct fragscrub *fs)
 
 		if (r == 0)
 			return;
-		free(fs->image);
-		fs->image = NULL;
-		fs->f[fs->i].err = r;
-		fs->f[fs->i].state = r == -ENOENT ? FS_MISSING : FS_UNCHECKED;
-		if (r == -ENOENT)
-			fs->f[fs->i].nbad = fs->g.frag_blocks;
+		holder_frag_check_free(&fs->here);
+		fragscrub_verdict(&fs->f[fs->i], fs->g.frag_blocks, fs->st.crcs[fs->i], r, false,
+				  0, NULL, 0);
 	}
 	basis_choose(fs);
 }
@@ -329,8 +303,9 @@ static void verify_next(struct fragscrub *fs)
 static void fs_unrepaired(struct fragscrub *fs, const char *why)
 {
 	for (unsigned j = 0; j < fs->n; j++)
-		if (fs->f[j].state != FS_OK && fs->f[j].state != FS_UNCHECKED)
-			snprintf(fs->f[j].action, sizeof(fs->f[j].action), "not repaired: %s", why);
+		if (fs->f[j].state != FRAGSCRUB_OK && fs->f[j].state != FRAGSCRUB_UNCHECKED)
+			snprintf(fs->f[j].x.action, sizeof(fs->f[j].x.action), "not repaired: %s",
+				 why);
 	fs_end(fs);
 }
 
@@ -340,16 +315,16 @@ static void read_next(struct fragscrub *fs);
  * verify saw, then the next run. */
 static void read_arrived(struct fragscrub *fs, int res)
 {
-	struct ffrag *f = &fs->f[fs->i];
+	struct fragscrub_frag *f = &fs->f[fs->i];
 
 	for (uint32_t k = 0; res == 0 && k < fs->run; k++)
 		if (crc32c(fs->data[fs->i] + (size_t)(fs->at + k) * EC_BLOCK, EC_BLOCK) !=
 		    f->crcs[fs->at + k])
 			res = -EILSEQ; /* it changed since its verify */
 	if (res < 0) { /* not a basis: another is chosen if K others check */
-		f->state = FS_UNCHECKED;
+		f->state = FRAGSCRUB_UNCHECKED;
 		f->err = res;
-		snprintf(f->action, sizeof(f->action), "its read for the parity check failed (%s)",
+		snprintf(f->x.action, sizeof(f->x.action), "its read for the parity check failed (%s)",
 			 err_str(-res));
 		fs->basis &= ~(1u << fs->i);
 		basis_choose(fs);
@@ -413,9 +388,35 @@ static void read_next(struct fragscrub *fs)
 		read_arrived(fs, r);
 }
 
-/* The others, computed from the basis: a fragment that checked but is not what they
- * encode to disagrees with its stripe (parity), and every fragment found bad gets the
- * blocks where it differs counted. */
+void fragscrub_compare(struct fragscrub_frag *f, unsigned n, uint32_t F, uint8_t *const *data,
+		       uint32_t lost)
+{
+	for (unsigned j = 0; j < n; j++) {
+		struct fragscrub_frag *fj = &f[j];
+		uint32_t ndiff = 0;
+
+		if (!(lost & (1u << j)) ||
+		    (fj->state != FRAGSCRUB_OK && fj->state != FRAGSCRUB_WRONG))
+			continue;
+		for (uint32_t b = 0; b < F; b++)
+			if (crc32c(data[j] + (size_t)b * EC_BLOCK, EC_BLOCK) != fj->crcs[b]) {
+				ndiff++;
+				scrub_finding_block(&fj->x, b);
+			}
+		if (fj->state == FRAGSCRUB_OK && ndiff) {
+			fj->state = FRAGSCRUB_PARITY;
+			snprintf(fj->x.action, sizeof(fj->x.action), "%u blocks are not what the "
+				 "stripe's other fragments encode to", ndiff);
+		} else if (fj->state == FRAGSCRUB_WRONG) {
+			fj->x.nbad = ndiff ? ndiff : 1; /* (0: only its CRC is not the record's) */
+			snprintf(fj->x.action, sizeof(fj->x.action), "whole in itself, but not the "
+				 "stripe record's fragment (%u blocks differ)", ndiff);
+		}
+	}
+}
+
+/* The others, computed from the basis, and compared (fragscrub_compare); then the
+ * repairs. */
 static void compute(struct fragscrub *fs)
 {
 	uint32_t lost = ((1u << fs->n) - 1) & ~fs->basis;
@@ -424,27 +425,7 @@ static void compute(struct fragscrub *fs)
 		fs_unrepaired(fs, "the decode failed");
 		return;
 	}
-	for (unsigned j = 0; j < fs->n; j++) {
-		struct ffrag *f = &fs->f[j];
-		uint32_t ndiff = 0;
-
-		if (!(lost & (1u << j)) || (f->state != FS_OK && f->state != FS_WRONG))
-			continue;
-		for (uint32_t b = 0; b < fs->g.frag_blocks; b++)
-			if (crc32c(fs->data[j] + (size_t)b * EC_BLOCK, EC_BLOCK) != f->crcs[b]) {
-				ndiff++;
-				bad_add(f, b);
-			}
-		if (f->state == FS_OK && ndiff) {
-			f->state = FS_PARITY;
-			snprintf(f->action, sizeof(f->action), "%u blocks are not what the "
-				 "stripe's other fragments encode to", ndiff);
-		} else if (f->state == FS_WRONG) {
-			f->nbad = ndiff ? ndiff : 1; /* (0: only its CRC is not the record's) */
-			snprintf(f->action, sizeof(f->action), "whole in itself, but not the "
-				 "stripe record's fragment (%u blocks differ)", ndiff);
-		}
-	}
+	fragscrub_compare(fs->f, fs->n, fs->g.frag_blocks, fs->data, lost);
 	fs->i = 0;
 	repair_next(fs);
 }
@@ -458,7 +439,7 @@ static void basis_choose(struct fragscrub *fs)
 	fs->step = S_READ;
 	fs->basis = 0;
 	for (unsigned j = 0; j < fs->n && nb < fs->g.k; j++)
-		if (fs->f[j].state == FS_OK) {
+		if (fs->f[j].state == FRAGSCRUB_OK) {
 			fs->basis |= 1u << j;
 			nb++;
 		}
@@ -518,9 +499,9 @@ static int put_step(struct fragscrub *fs)
 /* Fragment i's repair failed at its step (r): said, and the next one. */
 static void repair_failed(struct fragscrub *fs, int r)
 {
-	struct ffrag *f = &fs->f[fs->i];
+	struct fragscrub_frag *f = &fs->f[fs->i];
 
-	snprintf(f->action, sizeof(f->action), "not repaired: its %s failed (%s)",
+	snprintf(f->x.action, sizeof(f->x.action), "not repaired: its %s failed (%s)",
 		 fs->step == S_DELETE ? "delete" : fs->step == S_PUT ? "put" : "check after the put",
 		 err_str(-r));
 	free(fs->image);
@@ -546,7 +527,7 @@ static void put_sent(void *arg, int res)
 		fs->image = NULL;
 		fs->step = S_RECHECK;
 		free(fs->re.crcs);
-		fs->re = (struct ffrag){ 0 };
+		fs->re = (struct fragscrub_frag){ 0 };
 		r = verify_ask(fs);
 	}
 	if (r < 0)
@@ -556,15 +537,15 @@ static void put_sent(void *arg, int res)
 /* The recheck of fragment i ended (fs->re): fixed if it now checks. */
 static void recheck_done(struct fragscrub *fs)
 {
-	struct ffrag *f = &fs->f[fs->i];
+	struct fragscrub_frag *f = &fs->f[fs->i];
 	bool here = frag_here(fs, fs->i);
 
-	if (fs->re.state != FS_OK) {
+	if (fs->re.state != FRAGSCRUB_OK) {
 		repair_failed(fs, fs->re.err < 0 ? fs->re.err : -EILSEQ);
 		return;
 	}
-	f->fixed = true;
-	snprintf(f->action, sizeof(f->action), "rebuilt from %u fragments that check, put "
+	f->x.nfixed = f->x.nbad;
+	snprintf(f->x.action, sizeof(f->x.action), "rebuilt from %u fragments that check, put "
 		 "again %s (its bad image deleted first), checked again: good", fs->g.k,
 		 here ? "here" : "on its holder");
 	fs->i++;
@@ -577,23 +558,23 @@ static void recheck_done(struct fragscrub *fs)
 static void repair_next(struct fragscrub *fs)
 {
 	for (; fs->i < fs->n; fs->i++) {
-		struct ffrag *f = &fs->f[fs->i];
+		struct fragscrub_frag *f = &fs->f[fs->i];
 		struct ec_frag_info hi = { .geom = fs->g, .index = fs->i, .family = fs->uid,
 					   .seq = fs->sno, .epoch = (uint64_t)fs->epoch };
 		int r;
 
-		if (f->state == FS_OK || f->state == FS_UNCHECKED || f->tried)
+		if (f->state == FRAGSCRUB_OK || f->state == FRAGSCRUB_UNCHECKED || f->tried)
 			continue;
 		f->tried = true;
 		if (crc32c(fs->data[fs->i], frag_bytes(fs)) != fs->st.crcs[fs->i]) {
-			snprintf(f->action, sizeof(f->action), "not repaired: the fragment its "
+			snprintf(f->x.action, sizeof(f->x.action), "not repaired: the fragment its "
 				 "stripe encodes to is not the record's CRC (the encoding itself "
 				 "disagrees)");
 			continue;
 		}
 		fs->image = aligned_alloc(EC_BLOCK, ec_frag_image_bytes(&fs->g));
 		if (!fs->image) {
-			snprintf(f->action, sizeof(f->action), "not repaired: no memory");
+			snprintf(f->x.action, sizeof(f->x.action), "not repaired: no memory");
 			continue;
 		}
 		memcpy(fs->image + ec_frag_data_offset(&fs->g), fs->data[fs->i], frag_bytes(fs));

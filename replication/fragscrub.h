@@ -28,9 +28,11 @@
 #ifndef QUILL_REPLICATION_FRAGSCRUB_H
 #define QUILL_REPLICATION_FRAGSCRUB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "cluster/layout.h"
+#include "replication/scrub.h"
 
 struct replicas;
 struct scrub_report;
@@ -49,5 +51,40 @@ int fragscrub_start(struct replicas *rs, uint64_t uid, int64_t epoch,
 /* The pass goes away: done never runs, rep is not written again; the scrub frees
  * itself once its one outstanding step ends. */
 void fragscrub_abandon(struct fragscrub *fs);
+
+/* ---- pure parts (unit-tested) ---- */
+
+/* A fragment of the stripe as the scrub finds it. */
+enum fragscrub_state {
+	FRAGSCRUB_UNASKED,
+	FRAGSCRUB_OK,        /* checks, and is the record's */
+	FRAGSCRUB_BAD,       /* blocks fail its own table (or the table fails) */
+	FRAGSCRUB_MISSING,   /* its holder answers it holds no such fragment */
+	FRAGSCRUB_WRONG,     /* whole in itself, but not the record's CRC */
+	FRAGSCRUB_PARITY,    /* the record's, but not what the stripe's others encode to */
+	FRAGSCRUB_UNCHECKED, /* its holder could not be asked */
+};
+struct fragscrub_frag {
+	enum fragscrub_state state;
+	int err;                  /* UNCHECKED: why */
+	uint32_t frag_crc;        /* of its data as it is */
+	uint32_t *crcs;           /* F: each data block's CRC32C as it is (malloc'd) */
+	bool tried;               /* its repair was tried */
+	struct scrub_finding x;   /* its bad blocks (nbad, first), nfixed, action */
+};
+
+/* A fragment's verify judged into f (fresh): res 0 with its data's frag_crc against
+ * the stripe record's rec_crc, table_bad, and the nbad numbers of the blocks that fail
+ * its table in bad[]; or why it could not be checked (-ENOENT: gone, all F blocks
+ * bad). */
+void fragscrub_verdict(struct fragscrub_frag *f, uint32_t F, uint32_t rec_crc, int res,
+		       bool table_bad, uint32_t frag_crc, const uint32_t *bad, uint32_t nbad);
+/* The parity check, once data[] (n fragments of F blocks) holds the stripe's basis as
+ * read and the fragments of `lost` computed from it (ec_decode): each fragment of lost
+ * found OK or WRONG gets the blocks where its verify's CRCs (f[j].crcs) are not the
+ * computed ones counted bad: one found OK with any disagrees with its stripe (PARITY);
+ * one WRONG counts at least one (its CRC is not the record's). */
+void fragscrub_compare(struct fragscrub_frag *f, unsigned n, uint32_t F, uint8_t *const *data,
+		       uint32_t lost);
 
 #endif

@@ -35,16 +35,15 @@ struct hold_op {
 	struct peer_seg_req sr;      /* the request, decoded */
 	uint64_t uid, epoch;         /* the header's: the family and the sender's epoch */
 	uint8_t *buf;                /* READ, LAYER_READ, VERIFY: the blocks read; LIST: its
-					entries; FRAG_VERIFY: the whole image */
+					entries */
 	uint8_t *crcs;               /* LAYER_READ: one CRC32C per block, sent before them;
-					VERIFY: the numbers of the blocks that differ;
-					FRAG_VERIFY: each block's CRC32C, then the bad ones */
+					VERIFY: the numbers of the blocks that differ */
 	struct engine_volume *snap;  /* LAYER_READ: the snapshot, open while it is read */
 	bool held_before;            /* DELETE: the copy was here when it started (logged:
 					not one the orphan check dropped first) */
 	struct peer_seg_reply found; /* LAYER_FIND: family, layer, blocks */
-	struct engine_frag_info fi;  /* FRAG_PUT: from the image's header; FRAG_READ,
-					FRAG_VERIFY: held */
+	struct engine_frag_info fi;  /* FRAG_PUT: from the image's header; FRAG_READ: held */
+	struct holder_frag_check fc; /* FRAG_VERIFY: the fragment checked */
 	uint8_t *table;              /* FRAG_READ: the CRC table's blocks that cover the read */
 	uint32_t table_first;        /* ... from this block of the table */
 	unsigned parts;              /* FRAG_READ: its two reads in flight */
@@ -103,6 +102,7 @@ static void op_free(struct hold_op *op)
 	free(op->buf);
 	free(op->crcs);
 	free(op->table);
+	holder_frag_check_free(&op->fc);
 	free(op);
 }
 
@@ -272,47 +272,29 @@ static int verify_answer(struct hold_op *op, struct peer_seg_reply *rep, struct 
 	return 0;
 }
 
-/* A FRAG_VERIFY's answer: the image read whole, checked here (ec_frag_scrub): each
- * data block's CRC32C as it is and the numbers of those that fail the fragment's table
- * (data[0]); the blocks stay here. */
+/* A FRAG_VERIFY's answer: the image read whole, checked here (holder_frag_check_async):
+ * each data block's CRC32C as it is and the numbers of those that fail the fragment's
+ * table (data[0], put in wire order where they are); the blocks stay here. */
 static int frag_verify_answer(struct hold_op *op, struct peer_seg_reply *rep,
 			      struct iovec data[2])
 {
-	const struct engine_frag_info *fi = &op->fi;
-	uint32_t *crcs, *bad, nbad = 0, F = fi->frag_blocks;
-	struct ec_geom g;
-	int r = ec_geom_init(&g, fi->k, fi->m, fi->seg_blocks);
+	const struct holder_frag_check *c = &op->fc;
+	uint32_t F = c->fi.frag_blocks, n = F + c->nbad;
 
-	if (r < 0 || g.frag_blocks != F)
-		return -EIO; /* the record's geometry does not hold */
-	crcs = malloc((size_t)F * sizeof(uint32_t));
-	bad = malloc((size_t)F * sizeof(uint32_t));
-	op->crcs = malloc((size_t)F * 2 * sizeof(uint32_t));
-	if (crcs && bad && op->crcs)
-		r = ec_frag_scrub(op->buf, (size_t)fi->image_blocks * PEER_SEG_BLOCK, &g, fi->index,
-				  crcs, bad, &nbad, &rep->frag_crc);
-	else
-		r = -ENOMEM;
-	if (r >= 0) {
-		rep->vflags = r ? PEER_FRAG_V_TABLE_BAD : 0;
-		rep->nbad = nbad;
-		rep->length = F;
-		for (uint32_t i = 0; i < F; i++)
-			peer_put32(op->crcs + (size_t)i * sizeof(uint32_t), crcs[i]);
-		for (uint32_t i = 0; i < nbad; i++)
-			peer_put32(op->crcs + ((size_t)F + i) * sizeof(uint32_t), bad[i]);
-		data[0] = (struct iovec){ op->crcs, ((size_t)F + nbad) * sizeof(uint32_t) };
-		if (nbad)
-			LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "family %llx: scrub of segment %u: %u "
-					"blocks of fragment %u held here fail its table%s (the "
-					"first: block %u)", (unsigned long long)op->uid,
-					op->sr.sno, nbad, fi->index, r ? " (the header or the "
-					"table itself fails)" : "", bad[0]);
-		r = 0;
-	}
-	free(crcs);
-	free(bad);
-	return r;
+	rep->vflags = c->table_bad ? PEER_FRAG_V_TABLE_BAD : 0;
+	rep->nbad = c->nbad;
+	rep->length = F;
+	rep->frag_crc = c->frag_crc;
+	for (uint32_t i = 0; i < n; i++)
+		peer_put32((uint8_t *)&c->crcs[i], c->crcs[i]);
+	data[0] = (struct iovec){ c->crcs, (size_t)n * sizeof(uint32_t) };
+	if (c->nbad)
+		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "family %llx: scrub of segment %u: %u blocks "
+				"of fragment %u held here fail its table%s (the first: block %u)",
+				(unsigned long long)op->uid, op->sr.sno, c->nbad, c->fi.index,
+				c->table_bad ? " (the header or the table itself fails)" : "",
+				peer_get32((const uint8_t *)&c->crcs[F]));
+	return 0;
 }
 
 /* Answers the op's request with res (the holder's state of the segment after it) and
@@ -498,21 +480,12 @@ static int frag_read_start(struct hold_op *op, struct engine *eng)
 	return 0;
 }
 
-/* A FRAG_VERIFY: the fragment's whole image, read here (frag_verify_answer checks it). */
+/* A FRAG_VERIFY: the fragment's whole image, read and checked here (the answer:
+ * frag_verify_answer). */
 static int frag_verify_start(struct hold_op *op, struct engine *eng)
 {
-	struct engine_frag_info *fi = &op->fi;
-	int r = engine_frag_stat(eng, op->uid, op->sr.sno, fi);
-
-	if (r < 0)
-		return r;
-	if (fi->index != op->sr.index)
-		return -ENOENT; /* another fragment of the segment: not the one asked for */
-	op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)fi->image_blocks * PEER_SEG_BLOCK);
-	if (!op->buf)
-		return -ENOMEM;
-	return engine_frag_read(eng, op->uid, op->sr.sno, 0, op->buf, fi->image_blocks, op_done,
-				op);
+	return holder_frag_check_async(eng, op->uid, op->sr.sno, op->sr.index, &op->fc, op_done,
+				       op);
 }
 
 /* Starts the op's own engine step. Returns 0 (a callback answers), 1 (nothing to do
@@ -686,4 +659,54 @@ void holder_serve(void *arg, struct peer_req *req)
 		op_finish(op, r);
 	else if (r == 0)
 		op_run(op);
+}
+
+/* ---- a fragment held here, checked where it is ---- */
+
+static void frag_checked(void *arg, int res)
+{
+	struct holder_frag_check *c = arg;
+	struct ec_geom g;
+	int r = res < 0 ? res : ec_geom_init(&g, c->fi.k, c->fi.m, c->fi.seg_blocks);
+
+	if (r == 0)
+		c->crcs = malloc((size_t)c->fi.frag_blocks * 2 * sizeof(uint32_t));
+	if (r == 0 && !c->crcs)
+		r = -ENOMEM;
+	if (r == 0)
+		r = ec_frag_scrub(c->image, (size_t)c->fi.image_blocks * ENGINE_BLOCK_SIZE, &g,
+				  c->fi.index, c->crcs, c->crcs + c->fi.frag_blocks, &c->nbad,
+				  &c->frag_crc);
+	if (r >= 0)
+		c->table_bad = r == 1;
+	c->cb(c->arg, r < 0 ? (r == -EINVAL ? -EIO : r) : 0);
+}
+
+int holder_frag_check_async(struct engine *eng, uint64_t uid, uint32_t sno, unsigned index,
+			    struct holder_frag_check *c, engine_cb cb, void *arg)
+{
+	struct engine_frag_info *fi = &c->fi;
+	struct ec_geom g;
+	int r;
+
+	*c = (struct holder_frag_check){ .cb = cb, .arg = arg };
+	r = engine_frag_stat(eng, uid, sno, fi);
+	if (r < 0)
+		return r;
+	if (fi->index != index)
+		return -ENOENT; /* another fragment of the segment: not the one asked for */
+	if (ec_geom_init(&g, fi->k, fi->m, fi->seg_blocks) < 0 || g.frag_blocks != fi->frag_blocks)
+		return -EIO; /* the record's geometry does not hold */
+	c->image = aligned_alloc(ENGINE_BLOCK_SIZE, (size_t)fi->image_blocks * ENGINE_BLOCK_SIZE);
+	if (!c->image)
+		return -ENOMEM;
+	return engine_frag_read(eng, uid, sno, 0, c->image, fi->image_blocks, frag_checked, c);
+}
+
+void holder_frag_check_free(struct holder_frag_check *c)
+{
+	free(c->crcs);
+	free(c->image);
+	c->crcs = NULL;
+	c->image = NULL;
 }

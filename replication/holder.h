@@ -30,7 +30,11 @@
 #ifndef QUILL_REPLICATION_HOLDER_H
 #define QUILL_REPLICATION_HOLDER_H
 
-struct engine;
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
 struct holder;
 struct peer_req;
 
@@ -41,5 +45,30 @@ int holder_create(struct engine *eng, struct holder **out);
 void holder_destroy(struct holder *h);
 /* peer_endpoint_opts.serve, arg = the holder. */
 void holder_serve(void *arg, struct peer_req *req);
+
+/* A fragment held here, checked where it is: a FRAG_VERIFY's steps, for a peer's
+ * request and for the owner's scrub of the fragment it holds itself. Its image is
+ * read whole and checked (ec_frag_scrub) against the geometry of its own record. */
+struct holder_frag_check {
+	struct engine_frag_info fi;   /* the fragment held */
+	bool table_bad;               /* its header or table fails: every block is bad */
+	uint32_t frag_crc;            /* CRC32C of its data blocks as they are */
+	uint32_t nbad;
+	uint32_t *crcs;               /* fi.frag_blocks CRC32Cs, of each data block as it
+					 is, then the nbad numbers of those that fail the
+					 table (ascending) */
+	uint8_t *image;               /* the image read (header, table, data) */
+	/* private */
+	engine_cb cb;
+	void *arg;
+};
+/* Fragment `index` of (uid, sno), if held here: 0 and cb(arg, res) once (never inside
+ * this call), res 0 with c filled, -EIO (its record's geometry does not hold) or the
+ * read's error; or -ENOENT (no such fragment here, or another index of it), -EIO,
+ * -ENOMEM. c is the caller's, holder_frag_check_free'd after cb (or an error). */
+int holder_frag_check_async(struct engine *eng, uint64_t uid, uint32_t sno, unsigned index,
+			    struct holder_frag_check *c, engine_cb cb, void *arg);
+/* Frees what c holds (not c); c may be zeroed or freed already. */
+void holder_frag_check_free(struct holder_frag_check *c);
 
 #endif

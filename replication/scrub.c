@@ -159,18 +159,22 @@ void scrub_report_add(struct scrub_report *r, const struct scrub_finding *f)
 		return; /* not checked: reported, not counted */
 	r->found[f->kind]++;
 	r->fixed[f->kind] += f->nfixed == f->nbad;
+	r->copies_bad++;
+	r->copies_fixed += f->nfixed == f->nbad;
+	r->blocks_bad += f->nbad;
+	r->blocks_fixed += f->nfixed;
+}
+
+void scrub_finding_block(struct scrub_finding *f, uint32_t block)
+{
+	if (f->nfirst < SCRUB_FIRST_BLOCKS)
+		f->first[f->nfirst++] = block;
+	f->nbad++;
 }
 
 static void finding_add(struct spass *p, const struct scrub_finding *f)
 {
 	scrub_report_add(&p->rep, f);
-}
-
-static void finding_block(struct scrub_finding *f, uint32_t block)
-{
-	if (f->nfirst < SCRUB_FIRST_BLOCKS)
-		f->first[f->nfirst++] = block;
-	f->nbad++;
 }
 
 static const struct layout_segment *cur_rec(const struct spass *p)
@@ -220,8 +224,6 @@ static void dropped(void *arg, int res, const char *msg)
 	}
 	if (res == 0) {
 		f->nfixed = f->nbad;
-		p->rep.copies_fixed++;
-		p->rep.blocks_fixed += f->nbad;
 		snprintf(f->action, sizeof(f->action), "it left the record's holders: catch-up "
 			 "copies the segment there again from the owner's verified copy");
 		replica_seg_holder_gone(p->sc->rs, p->uid, f->sno, f->node);
@@ -246,8 +248,6 @@ static void holder_verified(struct spass *p)
 		holder_next(p);
 		return;
 	}
-	p->rep.copies_bad++;
-	p->rep.blocks_bad += f->nbad;
 	if (p->es.nbad != p->es.nfixed) {
 		snprintf(f->action, sizeof(f->action), "not repaired: the owner's copy has bad "
 			 "blocks of its own (no verified copy to copy from)");
@@ -292,7 +292,7 @@ static void verify_replied(void *arg, int res, const struct peer_hdr *h, const v
 			holder_unchecked(p, -EPROTO); /* not a block it was asked about */
 			return;
 		}
-		finding_block(&p->cur, b);
+		scrub_finding_block(&p->cur, b);
 	}
 	p->at += p->run;
 	run_next(p);
@@ -376,15 +376,11 @@ static void local_done(void *arg, int res)
 		snprintf(f.node, sizeof(f.node), "%s", p->sc->rs->self);
 		for (uint32_t b = 0; b < es->blocks; b++)
 			if (es->state[b] == ENGINE_SCRUB_BAD || es->state[b] == ENGINE_SCRUB_FIXED)
-				finding_block(&f, b);
+				scrub_finding_block(&f, b);
 		f.nfixed = es->nfixed;
 		snprintf(f.action, sizeof(f.action), "%u of %u blocks rewritten from a holder's "
 			 "copy (checked at both ends), read back good and flushed", es->nfixed,
 			 es->nbad);
-		p->rep.copies_bad++;
-		p->rep.blocks_bad += es->nbad;
-		p->rep.blocks_fixed += es->nfixed;
-		p->rep.copies_fixed += es->nfixed == es->nbad;
 		finding_add(p, &f);
 	}
 	p->h = 0;

@@ -103,9 +103,12 @@ struct scrub_report {
 
 /* ---- pure parts (unit-tested) ---- */
 
-/* f is kept in r's findings (while there is room) and counted: found per kind, and
- * fixed when it is. */
+/* f is kept in r's findings (while there is room) and counted (a finding with no bad
+ * blocks is one not checked: kept, not counted): found per kind, and fixed when it is
+ * (nfixed == nbad); copies_bad, blocks_bad, blocks_fixed, copies_fixed. */
 void scrub_report_add(struct scrub_report *r, const struct scrub_finding *f);
+/* Block `block` of f's copy found bad: counted, and kept among the first ones. */
+void scrub_finding_block(struct scrub_finding *f, uint32_t block);
 
 /* The next run of blocks to verify on a holder: from `from`, the first block the
  * owner's copy has good (ENGINE_SCRUB_GOOD or FIXED in state), and as many good ones

@@ -84,8 +84,12 @@ struct takeover {
 	/* striped segments with no replica and no copy here: remote entries of the
 	 * adoption, each with its header (block 0) read from its fragments */
 	struct engine_adopt_remote *rem;
-	uint8_t *heads;           /* nrem blocks */
 	size_t nrem;
+	/* the headers read so far, of this round and earlier ones (each -EREMOTE round
+	 * builds rem again: a header is read once) */
+	uint8_t *heads;           /* nheads blocks */
+	uint32_t *head_snos;      /* nheads: whose */
+	size_t nheads;
 	/* ... but those the adoption needed whole (-EREMOTE) are copied here */
 	uint32_t *whole;
 	size_t nwhole;
@@ -110,6 +114,7 @@ static void unref(struct takeover *t)
 	free(t->snos);
 	free(t->rem);
 	free(t->heads);
+	free(t->head_snos);
 	free(t->whole);
 	free(t);
 }
@@ -634,25 +639,48 @@ static bool whole_wanted(const struct takeover *t, uint32_t sno)
 	return false;
 }
 
-/* Segment cur's header, read from its fragments into buf: a remote entry to adopt. */
-static void remote_have(struct takeover *t)
+/* Segment sno's header if it was read (this round or an earlier one), or NULL. */
+static const uint8_t *head_known(const struct takeover *t, uint32_t sno)
+{
+	for (size_t i = 0; i < t->nheads; i++)
+		if (t->head_snos[i] == sno)
+			return t->heads + i * ENGINE_BLOCK_SIZE;
+	return NULL;
+}
+
+/* Segment cur, its header known: a remote entry to adopt. */
+static void remote_add(struct takeover *t)
 {
 	const struct layout_segment *s = &t->segs[t->cur];
 	struct engine_adopt_remote *rem = realloc(t->rem, (t->nrem + 1) * sizeof(*rem));
-	uint8_t *heads = rem ? realloc(t->heads, (t->nrem + 1) * ENGINE_BLOCK_SIZE) : NULL;
 
-	if (rem)
-		t->rem = rem;
-	if (heads)
-		t->heads = heads;
-	if (!rem || !heads) {
+	if (!rem) {
 		finish(t, -ENOMEM, "out of memory");
 		return;
 	}
-	memcpy(t->heads + t->nrem * ENGINE_BLOCK_SIZE, t->buf, ENGINE_BLOCK_SIZE);
+	t->rem = rem;
 	t->rem[t->nrem++] = (struct engine_adopt_remote){ .sno = s->id.seq, .length = t->len };
 	t->cur++;
 	copy_next(t);
+}
+
+/* Segment cur's header, read from its fragments into buf: kept, and a remote entry. */
+static void remote_have(struct takeover *t)
+{
+	uint8_t *heads = realloc(t->heads, (t->nheads + 1) * ENGINE_BLOCK_SIZE);
+	uint32_t *snos = heads ? realloc(t->head_snos, (t->nheads + 1) * sizeof(*snos)) : NULL;
+
+	if (heads)
+		t->heads = heads;
+	if (snos)
+		t->head_snos = snos;
+	if (!heads || !snos) {
+		finish(t, -ENOMEM, "out of memory");
+		return;
+	}
+	memcpy(t->heads + t->nheads * ENGINE_BLOCK_SIZE, t->buf, ENGINE_BLOCK_SIZE);
+	t->head_snos[t->nheads++] = t->segs[t->cur].id.seq;
+	remote_add(t);
 }
 
 static void head_read(void *arg, const char *why)
@@ -875,7 +903,10 @@ static void copy_next(struct takeover *t)
 		return;
 	}
 	if (s->stripe.k && s->nholders == 0 && !whole_wanted(t, s->id.seq)) {
-		remote_head(t);
+		if (head_known(t, s->id.seq))
+			remote_add(t); /* read by an earlier round */
+		else
+			remote_head(t);
 		return;
 	}
 	t->have = 0;
@@ -931,11 +962,12 @@ static void adopt_start(struct takeover *t)
 
 	nodes_close(t); /* the copies are here: the holders are the replica sets' now */
 	for (size_t i = 0; i < t->nrem; i++)
-		t->rem[i].header = t->heads + i * ENGINE_BLOCK_SIZE;
+		t->rem[i].header = head_known(t, t->rem[i].sno);
 	if (t->nrem)
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: adopting %zu segments held here and %zu "
 			"striped ones with no replica as remote entries (their reads go to the "
-			"fragments)", t->name, t->nsnos, t->nrem);
+			"fragments; adoption %u, %zu headers read from fragments so far)", t->name,
+			t->nsnos, t->nrem, t->adopts + 1, t->nheads);
 	t->adopts++;
 	t->refs++;
 	r = engine_family_adopt_remote_async(t->o.eng, t->uid, t->snos, t->nsnos, t->rem,

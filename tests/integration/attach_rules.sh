@@ -44,7 +44,7 @@ hold_frontend()
 	python3 "$FRONTEND" "$1" "$2" "$3" hold >"$WORK/$4.out" 2>&1 &
 	FE_PID=$!
 	track "$FE_PID"
-	wait_for 30 "front-end $4 never held its device ($(cat "$WORK/$4.out"))" \
+	wait_until 30 'echo "front-end $4 never held its device ($(cat "$WORK/$4.out"))"' \
 		grep -q "vhost_frontend: holding" "$WORK/$4.out"
 }
 hold_frontend "$sock" vm0 "$SIZE" fe1
@@ -87,7 +87,7 @@ log "snapshot vm0@s1: an NBD reader and a vhost front-end at once, beside the wr
 # ---- the front-end leaves: released after its write is flushed ----
 stop_pid "$fe1"
 nbd_free() { qemu-io -f raw "$(nbd_uri vm0)" -c 'read -P 0x5a 0 4k' >"$WORK/free.txt" 2>&1; }
-wait_for 30 "NBD never attached after the front-end left ($(cat "$WORK/free.txt"))" nbd_free
+wait_until 30 'echo "NBD never attached after the front-end left ($(cat "$WORK/free.txt"))"' nbd_free
 grep -q "vhost: vm0: volume released (no front-end on $sock)" "$WORK/server.log" ||
 	fail "no release in the log"
 log "front-end gone: volume released, NBD reads what it wrote"

@@ -218,18 +218,10 @@ cluster_server_start()
 # over; from then on quill, expect, qio and nbd_uri reach node I
 cluster_takeover_by()
 {
-	local i="$1" v
+	local i="$1"
 	shift
-	kill -KILL "${NODE_PID[0]}"
-	wait "${NODE_PID[0]}" 2>/dev/null || true
-	wait_for 15 "node$i does not see node0 down" state_is "$i" node0 down
-	for v in "$@"; do
-		qexpect "$i" 0 volume claim "$v"
-	done
-	for v in "$@"; do
-		wait_for 60 "node$i does not take $v over: $(grep "takeover: volume $v" "$WORK/node$i.log" | tail -3)" \
-			grep -q "takeover: volume $v: taken over at epoch" "$WORK/node$i.log"
-	done
+	node_killed 0 "$i"
+	take_over "$i" 60 "$@"
 	ln -sf "ctl$i.sock" "$WORK/ctl.sock"
 	ln -sf "node$i.log" "$WORK/server.log"
 	NBD_PORT="${NODE_PORT[$i]}"
@@ -326,11 +318,20 @@ json_field()
 # a loaded machine would stretch without limit
 wait_for()
 {
-	local secs="$1" msg="$2" end
+	wait_until "$1" "printf %s $(printf %q "$2")" "${@:3}"
+}
+
+# wait_until SECS WHY CMD...: wait_for, its failure's message the output of WHY (a
+# command line, eval'd then: give it in single quotes), so that the state a message
+# shows (a log's last lines, a record) is the one the wait ended with, not the one it
+# began with
+wait_until()
+{
+	local secs="$1" why="$2" end
 	shift 2
 	end=$((SECONDS + secs))
 	until "$@"; do
-		[ "$SECONDS" -lt "$end" ] || fail "$msg after $secs s"
+		[ "$SECONDS" -lt "$end" ] || fail "$(eval "$why") after $secs s"
 		sleep 0.1
 	done
 }

@@ -77,7 +77,7 @@ wait_for 60 "vm1 is not flattened" \
 	bash -c "'$QUILL' --socket '$WORK/ctl0.sock' --json volume info vm1 | grep -q '\"parent\":\"\"'"
 io 0 vm1 'read -P 0x11 0 2M' 'read -P 0x33 2M 1M' 'read -P 0x11 3M 3M' 'read -P 0 6M 58M'
 vm0_gone() { ! "$QUILL" --socket "$WORK/ctl0.sock" volume ls | grep -q "^vm0 "; }
-wait_for 30 "node0 keeps vm0's stale layers after vm1 was flattened: $(grep 'vm0' "$WORK/node0.log" | tail -3)" vm0_gone
+wait_until 30 'echo "node0 keeps vm0'\''s stale layers after vm1 was flattened: $(grep '\''vm0'\'' "$WORK/node0.log" | tail -3)"' vm0_gone
 log "vm1 flattened on node0, bytes intact; node0 then released vm0's layers"
 
 # ---- the new owner serves vm0 as it was ----

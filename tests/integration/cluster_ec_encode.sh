@@ -153,7 +153,7 @@ check_stripes()
 
 # ---- encoding keeps up with the writes ----
 write_verify w1 0 16M
-wait_for 60 "not every sealed segment is encoded: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)" all_encoded 8
+wait_until 60 'echo "not every sealed segment is encoded: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)"' all_encoded 8
 check_stripes "healthy"
 qexpect 0 0 volume info "$VOL"
 read -r _ S _ E _ <<<"$(records)"
@@ -166,7 +166,7 @@ kill -9 "${NODE_PID[2]}"
 wait "${NODE_PID[2]}" 2>/dev/null || true
 wait_for 20 "node0 still sees node2 up" state_is 0 node2 down
 write_verify w2 16M 8M
-wait_for 30 "the owner does not say why segments stay replicated: $(grep encode "$WORK/node0.log" | tail -3)" \
+wait_until 30 'echo "the owner does not say why segments stay replicated: $(grep encode "$WORK/node0.log" | tail -3)"' \
 	grep -q "segments stay replicated: 2 failure domains usable, 2+1 needs 3" "$WORK/node0.log"
 read -r _ S2 _ E2 _ <<<"$(records)"
 [ "$S2" -gt "$S" ] && [ "$E2" = "$E" ] || fail "with node2 down: $S2 sealed, $E2 encoded (before: $S, $E)"
@@ -181,7 +181,7 @@ kill -TERM "${NODE_PID[0]}"
 wait "${NODE_PID[0]}" 2>/dev/null || true
 QUILL_TEST_CRASH_ENCODE=1 start_peer_node 0
 start_peer_node 2
-wait_for 60 "node0 did not crash while encoding: $(grep encode "$WORK/node0.log" | tail -3)" \
+wait_until 60 'echo "node0 did not crash while encoding: $(grep encode "$WORK/node0.log" | tail -3)"' \
 	bash -c "! kill -0 ${NODE_PID[0]} 2>/dev/null"
 wait "${NODE_PID[0]}" 2>/dev/null || true
 grep -q "test: crashing after the fragments of segment" "$WORK/node0.log" ||
@@ -192,16 +192,16 @@ log "node0 killed itself once a segment's fragments were durable, before its rec
 
 start_peer_node 0
 nodes_up 0 3
-wait_for 90 "encoding does not resume: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)" all_encoded "$S3"
+wait_until 90 'echo "encoding does not resume: $(records); node0: $(grep encode "$WORK/node0.log" | tail -3)"' all_encoded "$S3"
 verify_only "after the crash"
 # the orphan check runs a few seconds after the records change
 quiet_stripes() { stripes_hold >/dev/null; }
-wait_for 30 "fragments are left that no stripe names: $(tail -3 "$WORK/stripes.err" 2>/dev/null)" quiet_stripes
+wait_until 30 'echo "fragments are left that no stripe names: $(tail -3 "$WORK/stripes.err" 2>/dev/null)"' quiet_stripes
 check_stripes "after the crash"
 log "node0 restarted: every segment encoded ($(records)), everything verifies, no orphan fragment"
 
 # ---- a takeover: node1 takes the volume with its stripes over ----
-kill_and_take_over 0 1 "$VOL" 60
+kill_and_take_over 0 1 60 "$VOL"
 URI=$(node_uri 1 "$VOL")
 verify_only "after the takeover" "$URI"
 read -r _ S4 _ E4 _ <<<"$(records)"
@@ -225,32 +225,13 @@ fio --output="$WORK/fio-g.log" "$WORK/g.fio" ||
 grep -q "err= 0" "$WORK/fio-g.log" || fail "fio overwriting $GCV reports an error: $(cat "$WORK/fio-g.log")"
 gc_records() { ec_records "$GCV"; }
 log "$GCV written: $(gc_records)"
-# frag_census: "stripes S fragments F strays X" of GCV's family: its striped records,
-# the fragments nodes 0-2 hold of it, and how many of those no stripe names
-cat >"$WORK/gcfrags.py" <<'PY'
-import json, os, subprocess, sys
-work, recs = sys.argv[1:3]
-lines = open(recs).read().splitlines()
-fams, named = set(), set()
-for key, val in zip(lines[0::2], lines[1::2]):
-    fam, sno = key.rsplit("/", 1)[1].split(".")
-    fams.add(int(fam, 16))
-    st = json.loads(val).get("stripe")
-    for node, _ in (st or {}).get("frags", []):
-        named.add((node, int(fam, 16), int(sno, 16)))
-held = set()
-for i in range(3):
-    out = subprocess.run([os.environ["QUILL"], "--socket", "%s/ctl%d.sock" % (work, i), "--json",
-                          "node", "held"], capture_output=True, text=True, check=True)
-    for f in json.loads(out.stdout)["fragments"]:
-        if int(f["family"], 16) in fams:
-            held.add(("node%d" % i, int(f["family"], 16), f["segment"]))
-print("stripes %d fragments %d strays %d" % (len(named) // 3, len(held), len(held - named)))
-PY
+# frag_census: "copies C fragments F strays X stripes S" of GCV's family on nodes 0-2:
+# strays X, the fragments held of it that no stripe names
 frag_census()
 {
 	etcd_root get --prefix "${PREFIX}segments/$GCV/" >"$WORK/gcrecs.txt" &&
-		QUILL="$QUILL" python3 "$WORK/gcfrags.py" "$WORK" "$WORK/gcrecs.txt"
+		QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" census "$WORK" \
+			"$WORK/gcrecs.txt" 0 1 2
 }
 # bounded: every sealed segment encoded and bare, at most 10 of them, and no fragment
 # held that no stripe names
@@ -258,10 +239,10 @@ gc_bounded()
 {
 	local s e b x
 	read -r _ s _ e _ b <<<"$(gc_records)"
-	read -r _ _ _ _ _ x <<<"$(frag_census)"
+	read -r _ _ _ _ _ x _ <<<"$(frag_census)"
 	[ "$s" -le 10 ] && [ "$s" = "$e" ] && [ "$e" = "$b" ] && [ "$x" = 0 ]
 }
-wait_for 60 "the striped segments of $GCV are not cleaned: $(gc_records); $(frag_census); node0: $(grep cleaner "$WORK/node0.log" | tail -3)" gc_bounded
+wait_until 60 'echo "the striped segments of $GCV are not cleaned: $(gc_records); $(frag_census); node0: $(grep cleaner "$WORK/node0.log" | tail -3)"' gc_bounded
 GC_RUNS=$(status_of 0 gc_remote_runs)
 [ "${GC_RUNS:-0}" -ge 1 ] || fail "node0 counts no remote victim cleaned: $(qn 0 --json status)"
 sed -i "s/^do_verify=0/do_verify=1/" "$WORK/g.fio" # (fio_verify_only's verify_only=1)

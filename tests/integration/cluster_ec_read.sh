@@ -52,40 +52,23 @@ log "fio wrote and verified 16 MiB"
 
 # ---- the replicas go ----
 records() { ec_records "$VOL"; }
-wait_for 60 "not every sealed segment is encoded without replicas: $(records)" ec_all_bare "$VOL"
+wait_until 60 'echo "not every sealed segment is encoded without replicas: $(records)"' ec_all_bare "$VOL"
 read -r _ S _ E _ B <<<"$(records)"
 qexpect 0 0 volume info "$VOL"
 grep -q "^sealed segments: $E encoded, 0 replicated only; $B encoded with no replica left" <<<"$OUT" ||
 	fail "volume info does not count the encoded segments with no replica: $OUT"
 log "records: $S sealed, $E encoded, $B with no holder; $(grep '^sealed segments' <<<"$OUT")"
 
-# held.py: "copies C fragments F" of the striped segments on nodes 1..3 (node held)
-cat >"$WORK/held.py" <<'PY'
-import json, os, subprocess, sys
-work = sys.argv[1]
-striped = set()
-lines = open(sys.argv[2]).read().splitlines()
-for key, val in zip(lines[0::2], lines[1::2]):
-    if "stripe" in json.loads(val):
-        fam, sno = key.rsplit("/", 1)[1].split(".")
-        striped.add((int(fam, 16), int(sno, 16)))
-copies = frags = 0
-for i in range(1, 4):
-    out = subprocess.run([os.environ["QUILL"], "--socket", "%s/ctl%d.sock" % (work, i), "--json",
-                          "node", "held"], capture_output=True, text=True, check=True)
-    v = json.loads(out.stdout)
-    copies += sum(1 for h in v["held"] if (int(h["family"], 16), h["segment"]) in striped)
-    frags += sum(1 for f in v["fragments"] if (int(f["family"], 16), f["segment"]) in striped)
-print("copies %d fragments %d" % (copies, frags))
-PY
+# held: "copies C fragments F ..." of the striped segments on nodes 1..3 (node held)
 held()
 {
 	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
-		QUILL="$QUILL" python3 "$WORK/held.py" "$WORK" "$WORK/recs.txt"
+		QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" census "$WORK" \
+			"$WORK/recs.txt" 1 2 3
 }
 no_copies() { [ "$(held | awk '{print $2}')" = 0 ]; }
-wait_for 60 "the replicas of striped segments stay on their holders: $(held)" no_copies
-read -r _ C _ F <<<"$(held)"
+wait_until 60 'echo "the replicas of striped segments stay on their holders: $(held)"' no_copies
+read -r _ C _ F _ <<<"$(held)"
 [ "$F" -ge "$((2 * E))" ] || fail "nodes 1-3 hold $F fragments of $E stripes"
 dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
 # (not every one: a segment the engine keeps busy, as the first one, stays here)
@@ -112,34 +95,9 @@ verify healthy
 	fail "healthy: reads were degraded: $(counters); node0: $(grep -i fragment "$WORK/node0.log" | tail -3)"
 
 # ---- node1's data fragments damaged on disk ----
-# damage.py NODE: flips a byte of every data block of each data fragment NODE holds
-# (again: flips them back)
-cat >"$WORK/damage.py" <<'PY'
-import json, os, subprocess, sys
-work, node = sys.argv[1], int(sys.argv[2])
-sys.path.insert(0, sys.argv[3])
-from store_slots import DATA
-B, SEG = 4096, 1 << 20
-out = subprocess.run([os.environ["QUILL"], "--socket", "%s/ctl%d.sock" % (work, node), "--json",
-                      "node", "held"], capture_output=True, text=True, check=True)
-n = 0
-with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
-    for f in json.loads(out.stdout)["fragments"]:
-        if f["index"] >= f["k"]:
-            continue  # parity: read only by decodes
-        frag_blocks = f["image_blocks"] - 2  # header, one table block (F <= 1024), data
-        for j in range(frag_blocks):
-            at = DATA + f["slot"] * SEG + (2 + j) * B + 100
-            fp.seek(at)
-            b = fp.read(1)
-            fp.seek(at)
-            fp.write(bytes([b[0] ^ 0xff]))
-        n += 1
-    fp.flush()
-    os.fsync(fp.fileno())
-print(n)
-PY
-damage() { QUILL="$QUILL" python3 "$WORK/damage.py" "$WORK" 1 "$IT_ROOT/tests/integration"; }
+# damage: flips a byte of every data block of each data fragment node1 holds (again:
+# flips them back)
+damage() { QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" flip-data "$WORK" "$SEG" 1; }
 N=$(damage) || fail "damaging node1's fragments"
 [ "$N" -gt 0 ] || fail "node1 holds no data fragment"
 D0=$(frag decodes)
@@ -176,16 +134,21 @@ verify "node0 restarted"
 	fail "quill status counts $(status_of 0 frag_runs) runs, $(status_of 0 frag_decodes) decoded: $(counters)"
 
 # ---- node0 killed -9, node1 claims: remote entries, no whole-volume copy ----
-kill_and_take_over 0 1 "$VOL" 90
+kill_and_take_over 0 1 90 "$VOL"
 REMOTE=$(status_of 1 adopt_remote_entries)
 WHOLE=$(grep -c "segment [0-9a-f]* has no replica: copying it from its 2+1 fragments" "$WORK/node1.log" || true)
 [ "$REMOTE" -gt 0 ] || fail "node1's takeover made no remote entry ($WHOLE segments copied whole)"
 [ "$WHOLE" -lt "$REMOTE" ] && [ $((REMOTE + WHOLE)) -ge "$B" ] ||
 	fail "node1's takeover: $REMOTE remote entries, $WHOLE segments copied whole, of $B striped"
+# each striped segment's header is read from its fragments once, however many adoptions
+# the takeover runs (each -EREMOTE one more)
+read -r _ ADOPTS HEADS _ <<<"$(grep -o "adoption [0-9]*, [0-9]* headers read" "$WORK/node1.log" | tail -1 | tr -d ,)"
+[ -n "$HEADS" ] && [ "$HEADS" -le $((REMOTE + WHOLE)) ] ||
+	fail "node1's takeover read ${HEADS:-no} headers from fragments for $REMOTE remote entries and $WHOLE segments copied whole (${ADOPTS:-?} adoptions)"
 verify "after node1's takeover" 1
 read -r _ S2 _ E2 _ B2 <<<"$(records)"
 [ "$E2" = "$B2" ] || fail "the takeover changed the stripes: $(records)"
-log "node1 took $VOL over: $REMOTE striped segments adopted as remote entries, $WHOLE copied whole from their fragments ($(grep "takeover: volume $VOL: taken over" "$WORK/node1.log" | tail -1 | sed 's/.*taken over/taken over/'))"
+log "node1 took $VOL over: $REMOTE striped segments adopted as remote entries, $WHOLE copied whole from their fragments, $HEADS headers read from fragments over $ADOPTS adoptions ($(grep "takeover: volume $VOL: taken over" "$WORK/node1.log" | tail -1 | sed 's/.*taken over/taken over/'))"
 
 # ---- node0 (dead) out: its fragments are rebuilt by the owner, node1, on the domain
 # each stripe does not use (the stripe is the only redundancy: without the rebuild a
@@ -195,7 +158,7 @@ N0=$(naming node0)
 [ "$N0" -gt 3 ] || fail "$N0 stripes name node0"
 qexpect 1 0 node out node0
 T0=$SECONDS
-wait_for 60 "node1 did not crash while rebuilding: $(grep fragment "$WORK/node1.log" | tail -3)" \
+wait_until 60 'echo "node1 did not crash while rebuilding: $(grep fragment "$WORK/node1.log" | tail -3)"' \
 	bash -c "! kill -0 ${NODE_PID[1]} 2>/dev/null"
 wait "${NODE_PID[1]}" 2>/dev/null || true
 grep -q "test: crashing after the rebuilt fragment" "$WORK/node1.log" ||
@@ -206,7 +169,7 @@ REB0=$(grep -c "rebuilt from the other fragments" "$WORK/node1.log" || true)
 log "node1 killed itself with its 3rd rebuilt fragment durable, before its record ($REB0 recorded, $LEFT stripes still name node0)"
 QUILL_TEST_CRASH_REBUILD= start_peer_node 1
 none_on_0() { [ "$(naming node0)" = 0 ]; }
-wait_for 120 "stripes still name node0: $(naming node0); $(grep -E 'fragment' "$WORK/node1.log" | tail -3)" none_on_0
+wait_until 120 'echo "stripes still name node0: $(naming node0); $(grep fragment "$WORK/node1.log" | tail -3)"' none_on_0
 # (cluster status on the owner: the rebuild is done, the bytes it read counted)
 rebuild_done()
 {
@@ -220,7 +183,7 @@ sys.exit(0 if cu.get("bytes_copied", 0) > 0 and cu.get("segments_left", 1) == 0
          else 1)
 PY
 }
-wait_for 30 "cluster status does not show the rebuild done: $(cat "$WORK/st.json")" rebuild_done
+wait_until 30 'echo "cluster status does not show the rebuild done: $(cat "$WORK/st.json")"' rebuild_done
 REB=$(($(grep -c "rebuilt from the other fragments" "$WORK/node1.log" || true) - REB0))
 [ "$REB" -ge "$LEFT" ] || fail "node1 rebuilt $REB fragments after its restart, $LEFT were left"
 log "node0 out: its $N0 fragments rebuilt on nodes 1-3 ($REB after node1's restart) in $((SECONDS - T0)) s ($(python3 -c '
@@ -249,7 +212,7 @@ cu = v["copies"].get("catchup", {})
 sys.exit(0 if cu.get("fragments_unplaced", 0) == int(sys.argv[3]) else 1)
 PY
 }
-wait_for 30 "cluster status does not show $N2 unplaced fragments: $(cat "$WORK/st.json")" unplaced
+wait_until 30 'echo "cluster status does not show $N2 unplaced fragments: $(cat "$WORK/st.json")"' unplaced
 qexpect 1 0 volume info "$VOL"
 grep -q "^degraded: *$N2 stripes lost a fragment to a node gone for good and no failure domain is left" <<<"$OUT" ||
 	fail "volume info does not say the stripes stay degraded: $OUT"

@@ -27,7 +27,7 @@ fio_write_seq w "$URI" 24M
 log "fio wrote and verified 24 MiB"
 
 records() { ec_records "$VOL"; }
-wait_for 60 "not every sealed segment is encoded without replicas: $(records)" ec_all_bare "$VOL"
+wait_until 60 'echo "not every sealed segment is encoded without replicas: $(records)"' ec_all_bare "$VOL"
 log "records: $(records)"
 
 # kill_pair A B: kill -9 nodes A and B, until node0 sees both down
@@ -59,7 +59,7 @@ N6=$(ec_naming "$VOL" node6)
 qexpect 0 0 node out node6
 T0=$SECONDS
 none_on_6() { [ "$(ec_naming "$VOL" node6)" = 0 ]; }
-wait_for 120 "stripes still name node6: $(ec_naming "$VOL" node6); $(grep fragment "$WORK/node0.log" | tail -3)" none_on_6
+wait_until 120 'echo "stripes still name node6: $(ec_naming "$VOL" node6); $(grep fragment "$WORK/node0.log" | tail -3)"' none_on_6
 log "node6 out: its $N6 fragments rebuilt on the spare domain in $((SECONDS - T0)) s"
 
 kill_pair 1 2

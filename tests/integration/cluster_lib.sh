@@ -237,18 +237,49 @@ print(sum(1 for v in lines[1::2] if any(f[0] == sys.argv[2]
 PY
 }
 
-# kill_and_take_over OLD NEW VOL SECS: kill -9 node OLD, wait until node NEW sees it
-# down, claim VOL there and wait (SECS at most) for its takeover to end; fails the test
-# if not
-kill_and_take_over()
+# taken_over NEW SECS VOL...: waits (SECS at most) until node NEW took each VOL over;
+# fails the test if not
+taken_over()
+{
+	local new="$1" secs="$2" v
+	shift 2
+	for v in "$@"; do
+		wait_until "$secs" 'echo "node$new does not take $v over: $(grep "takeover: volume $v" "$WORK/node$new.log" | tail -3)"' \
+			grep -q "takeover: volume $v: taken over at epoch" "$WORK/node$new.log"
+	done
+}
+
+# take_over NEW SECS VOL...: node NEW claims each VOL (each claim must succeed) and
+# takes it over within SECS
+take_over()
+{
+	local v
+	for v in "${@:3}"; do
+		qexpect "$1" 0 volume claim "$v"
+	done
+	taken_over "$@"
+}
+
+# node_killed OLD NEW: kill -9 node OLD, and wait until node NEW sees it down
+node_killed()
 {
 	kill -9 "${NODE_PID[$1]}"
 	wait "${NODE_PID[$1]}" 2>/dev/null || true
 	wait_for 20 "node$2 still sees node$1 up" state_is "$2" "node$1" down
-	wait_for 30 "node$2 cannot claim $3" \
-		bash -c "'$QUILL' --socket '$WORK/ctl$2.sock' volume claim $3 >/dev/null 2>&1"
-	wait_for "$4" "node$2 does not take $3 over: $(grep "takeover: volume $3" "$WORK/node$2.log" | tail -3)" \
-		grep -q "takeover: volume $3: taken over at epoch" "$WORK/node$2.log"
+}
+
+# kill_and_take_over OLD NEW SECS VOL...: node_killed OLD NEW, node NEW claims each VOL
+# (again while the claim is refused, 30 s at most: the last refusal is the failure's
+# message) and takes it over within SECS
+kill_and_take_over()
+{
+	local new="$2" v
+	node_killed "$1" "$2"
+	for v in "${@:4}"; do
+		wait_until 30 'echo "node$new cannot claim $v: $(cat "$WORK/claim.out")"' \
+			bash -c "'$QUILL' --socket '$WORK/ctl$new.sock' volume claim $v >'$WORK/claim.out' 2>&1"
+	done
+	taken_over "${@:2}"
 }
 
 # ec_all_encoded VOL [MIN]: VOL has at least MIN (1) sealed segments, all of them

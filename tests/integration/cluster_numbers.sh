@@ -118,9 +118,7 @@ DEAD=$(dead_sno 0)
 log "node0 died after recording segment $DEAD open; $(wc -l <"$WORK/journal") MiB flushed"
 [ -s "$WORK/journal" ] || fail "nothing was flushed before node0 died"
 wait_for 15 "node1 does not see node0 down" state_is 1 node0 down
-qexpect 1 0 volume claim "$VOL"
-wait_for 60 "node1 does not take $VOL over: $(grep "takeover: volume $VOL" "$WORK/node1.log" | tail -3)" \
-	grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node1.log"
+take_over 1 60 "$VOL"
 grep -q "open segment $(printf %08x "$DEAD") sealed at 0 blocks" "$WORK/node1.log" ||
 	fail "node1's takeover did not seal the dead record at 0 blocks: $(grep takeover "$WORK/node1.log")"
 before=$(wc -l <"$WORK/journal")
@@ -152,9 +150,7 @@ kill -9 "${NODE_PID[1]}"
 wait "${NODE_PID[1]}" 2>/dev/null || true
 wait_for 15 "node2 does not see node1 down" state_is 2 node1 down
 start_peer_node 0 # for three holders again; its stale layers are released
-qexpect 2 0 volume claim "$VOL"
-wait_for 60 "node2 does not take $VOL over: $(grep "takeover: volume $VOL" "$WORK/node2.log" | tail -3)" \
-	grep -q "takeover: volume $VOL: taken over at epoch" "$WORK/node2.log"
+take_over 2 60 "$VOL"
 verify "${URI[2]}" "$WORK/journal"
 log "node2 took over: every flushed MiB of node0 and node1 reads back ($(wc -l <"$WORK/journal"))"
 

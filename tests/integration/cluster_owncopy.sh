@@ -56,7 +56,7 @@ fio_write_seq w "$URI" 24M
 log "fio wrote and verified 24 MiB"
 
 dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
-wait_for 30 "the owner dropped no copy: $(grep -i 'dropp\|keeps its copy' "$WORK/node0.log" | tail -5)" \
+wait_until 30 'echo "the owner dropped no copy: $(grep -i '\''dropp\|keeps its copy'\'' "$WORK/node0.log" | tail -5)"' \
 	bash -c "[ \$(grep -c 'local copy (slot [0-9]*) dropped' '$WORK/node0.log') -ge 8 ]"
 qexpect 0 0 --json volume segment "$VOL" list
 SEALED=$(python3 -c '
@@ -66,7 +66,7 @@ print(sum(1 for x in json.loads(sys.argv[1])["segments"] if x["state"] == "seale
 owner_used() { python3 "$WORK/slots.py" "$WORK/node0/store.img" "$SEG"; }
 few_here() { [ "$(owner_used)" -le $((SEALED - 8)) ]; }
 [ -f "$WORK/node0/store.img" ] || fail "no store at $WORK/node0/store.img: $(ls "$WORK/node0")"
-wait_for 30 "the owner's store still holds $(owner_used) of the $SEALED sealed segments" few_here
+wait_until 30 'echo "the owner'\''s store still holds $(owner_used) of the $SEALED sealed segments"' few_here
 H1=$(python3 "$WORK/slots.py" "$WORK/node1/store.img" "$SEG")
 [ "$H1" -ge "$SEALED" ] || fail "node1 holds $H1 segments of $SEALED sealed"
 log "$(dropped) own copies dropped: the owner's store holds $(owner_used) segments, node1 $H1, $SEALED sealed in the records"

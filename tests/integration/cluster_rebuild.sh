@@ -65,7 +65,7 @@ print(sum(1 for r in json.load(open(sys.argv[2]))["segments"]
 }
 
 # ---- a node that comes back before it is out only catches up ----
-wait_for 60 "the owner keeps its copies: $(grep -c 'dropped' "$WORK/node0.log")" \
+wait_until 60 'echo "the owner keeps its copies: $(grep -c '\''dropped'\'' "$WORK/node0.log")"' \
 	bash -c "[ \$(grep -c 'local copy (slot [0-9]*) dropped' '$WORK/node0.log') -ge 20 ]"
 records "$WORK/before3.json" || fail "no records: $(cat "$WORK/records.err")"
 N3=$(naming node3 "$WORK/before3.json")
@@ -85,7 +85,7 @@ sys.exit(0 if cu.get("down_holder_segments", 0) > 0 and cu.get("out_in_seconds",
          and cu.get("rebuild_segments", 0) == 0 else 1)
 PY
 }
-wait_for 20 "cluster status does not show node3's segments waiting: $(cat "$WORK/st.json")" down_shown
+wait_until 20 'echo "cluster status does not show node3'\''s segments waiting: $(cat "$WORK/st.json")"' down_shown
 start_peer_node 3
 wait_for 30 "node0 does not see node3 up" state_is 0 node3 up
 records "$WORK/after3.json" || fail "no records: $(cat "$WORK/records.err")"
@@ -122,17 +122,17 @@ if cu.get("rebuild_segments", 0) > 0 and cu.get("segments_left", 0) > 0 \
 sys.exit(1)
 PY
 }
-wait_for 60 "cluster status never showed the rebuild's progress: $(cat "$WORK/st.json")" progress_seen
+wait_until 60 'echo "cluster status never showed the rebuild'\''s progress: $(cat "$WORK/st.json")"' progress_seen
 log "progress: $(tail -1 "$WORK/progress.json")"
 # (started once the owner's scan has seen node1 out: before, nothing is left to watch
 # and --watch ends at once, as it should)
 "$QUILL" --socket "$WORK/ctl0.sock" cluster status --watch >"$WORK/watch.log" 2>&1 &
 WATCH=$!
 track "$WATCH"
-wait_for 240 "node1's segments are not rebuilt: $(grep -c 'it is a holder again' "$WORK/node0.log") copied; $(grep -E 'rebuild|catchup' "$WORK/node0.log" | tail -3)" rebuilt node1
+wait_until 240 'echo "node1'\''s segments are not rebuilt: $(grep -c '\''it is a holder again'\'' "$WORK/node0.log") copied; $(grep -E '\''rebuild|catchup'\'' "$WORK/node0.log" | tail -3)"' rebuilt node1
 grep -q "read from [0-9] holder" "$WORK/node0.log" ||
 	fail "no copy was read from the holders: $(grep catchup "$WORK/node0.log" | tail -3)"
-wait_for 60 "cluster status --watch does not end by itself: $(tail -3 "$WORK/watch.log")" \
+wait_until 60 'echo "cluster status --watch does not end by itself: $(tail -3 "$WORK/watch.log")"' \
 	bash -c "! kill -0 $WATCH 2>/dev/null"
 wait "$WATCH" || fail "cluster status --watch failed: $(tail -3 "$WORK/watch.log")"
 grep -q '^rb .*\[[#-]*\] *[0-9]*%' "$WORK/watch.log" || fail "no progress bar in --watch: $(head -5 "$WORK/watch.log")"
@@ -147,7 +147,7 @@ log "node2 killed too: everything verifies (read from node3 alone)"
 # ---- node1 back in: orphans dropped; node2 gone by --out-after, rebuilt on node1 ----
 qexpect 0 0 node in node1
 start_peer_node 1
-wait_for 60 "node1 drops no orphan: $(grep orphan "$WORK/node1.log" | tail -3)" \
+wait_until 60 'echo "node1 drops no orphan: $(grep orphan "$WORK/node1.log" | tail -3)"' \
 	grep -q "dropped [0-9]* orphan cop" "$WORK/node1.log"
 wait_for $((OUT_AFTER + 240)) "node2's segments are not rebuilt after --out-after: $(grep -E 'rebuild|catchup' "$WORK/node0.log" | tail -3)" rebuilt node2
 grep -q "node node2 is marked out" "$WORK/node0.log" && fail "node2 was marked out: the test wants --out-after"

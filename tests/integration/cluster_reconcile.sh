@@ -100,7 +100,7 @@ done
 start_peer_node 0 # at once: its claim lapsed, no other node claimed the volume
 wait_for 60 "node0 does not serve $VOL again" serves "$URI0"
 for i in 1 2; do
-	wait_for 30 "node$i's copy of segment $SNO is not sealed at $BLOCKS blocks: '$(copy_state "$i" "$FAM" "$SNO")'" \
+	wait_until 30 'echo "node$i'\''s copy of segment $SNO is not sealed at $BLOCKS blocks: '\''$(copy_state "$i" "$FAM" "$SNO")'\''"' \
 		sealed_at "$i" "$FAM" "$SNO" "$BLOCKS"
 done
 log "after node0's restart both holders' copies of segment $SNO are sealed at $BLOCKS blocks"
@@ -141,7 +141,7 @@ any_freed_by_delete()
 }
 wait_for 90 "the owner freed no segment written before its restart" some_freed
 log "the owner freed segment $FREED (written before its restart): its record is gone"
-wait_for 10 "node1 got no SEG_DELETE for a segment written before node0's restart: $(grep -h 'orphans:\|SEG_DELETE' "$WORK/node1.log" | tail -5)" \
+wait_until 10 'echo "node1 got no SEG_DELETE for a segment written before node0'\''s restart: $(grep -h '\''orphans:\|SEG_DELETE'\'' "$WORK/node1.log" | tail -5)"' \
 	any_freed_by_delete
 for s in $held_before; do
 	[ "$s" -lt "$SNO" ] || continue

@@ -29,10 +29,15 @@ from store_slots import DATA  # noqa: E402
 B = 4096
 
 
-def held(work, quill, node):
+def held_all(work, quill, node):
+    """node NODE's `quill --json node held`: its copies ("held") and fragments"""
     out = subprocess.run([quill, "--socket", "%s/ctl%d.sock" % (work, node), "--json",
                           "node", "held"], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)["fragments"]
+    return json.loads(out.stdout)
+
+
+def held(work, quill, node):
+    return held_all(work, quill, node)["fragments"]
 
 
 def flip(fp, at):

@@ -117,7 +117,7 @@ count()
 # each as many times as cases expect it (the node logs a close as it happens: give it
 # a moment under load; the cases are paced under the node's log rate limit)
 for line in "${!want[@]}"; do
-	wait_for 10 "fewer than ${want[$line]} log lines '$line': $(count "$line")" \
+	wait_until 10 'echo "fewer than ${want[$line]} log lines '\''$line'\'': $(count "$line")"' \
 		test "$(count "$line")" -ge "${want[$line]}"
 done
 log "each refusal logged"

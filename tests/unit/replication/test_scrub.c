@@ -54,8 +54,9 @@ Test(scrub, nothing_good_nothing_asked)
 	cr_assert_eq(scrub_next_run(st, 0, 0, 1024, &start, &n), -ENOENT, "an empty copy");
 }
 
-/* A report counts what it found and fixed per kind (a copy or fragment not checked is
- * reported, not counted) and keeps at most SCRUB_FINDINGS_MAX findings. */
+/* A report counts what it found and fixed per kind and over every copy (a copy or
+ * fragment not checked is reported, not counted) and keeps at most SCRUB_FINDINGS_MAX
+ * findings. */
 Test(scrub, report_counts_found_and_fixed_per_kind)
 {
 	static struct scrub_report r;
@@ -72,9 +73,14 @@ Test(scrub, report_counts_found_and_fixed_per_kind)
 	cr_assert(r.found[SCRUB_KIND_FRAGMENT] == 1 && r.fixed[SCRUB_KIND_FRAGMENT] == 1);
 	cr_assert(r.found[SCRUB_KIND_PARITY] == 1 && r.fixed[SCRUB_KIND_PARITY] == 0);
 	cr_assert(r.found[SCRUB_KIND_REPLICA] == 0, "not checked: not a finding of bad blocks");
+	cr_assert(r.copies_bad == 2 && r.copies_fixed == 1, "copies: %u bad, %u fixed",
+		  r.copies_bad, r.copies_fixed);
+	cr_assert(r.blocks_bad == 2 && r.blocks_fixed == 1);
 	f = (struct scrub_finding){ .kind = SCRUB_KIND_REPLICA, .nbad = 2, .nfixed = 2 };
 	for (unsigned i = 0; i < SCRUB_FINDINGS_MAX; i++)
 		scrub_report_add(&r, &f);
 	cr_assert_eq(r.nfind, SCRUB_FINDINGS_MAX, "the findings kept are bounded");
 	cr_assert_eq(r.found[SCRUB_KIND_REPLICA], SCRUB_FINDINGS_MAX, "every one counted");
+	cr_assert_eq(r.blocks_bad, 2 + 2 * SCRUB_FINDINGS_MAX);
+	cr_assert_eq(r.copies_fixed, 1 + SCRUB_FINDINGS_MAX);
 }

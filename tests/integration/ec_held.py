@@ -1,0 +1,79 @@
+"""What the nodes hold of erasure-coded volumes (`quill --json node held` through
+WORK/ctlI.sock, frag_damage.held), against their segment records, for the cluster
+tests (cluster_ec_read.sh, cluster_ec_encode.sh):
+
+    ec_held.py census WORK RECS NODE...
+        RECS: `etcdctl get --prefix` output of segment records (key and value lines).
+        Prints "copies C fragments F strays X stripes S" over nodes NODE...: C copies
+        held of the striped segments, F fragments held of them, X fragments held of
+        the records' families that no stripe names, S striped records.
+    ec_held.py flip-data WORK SEG NODE
+        Flips a byte of every data block of each data fragment node NODE holds (run
+        again: flips them back), in its store file (segment size SEG); prints how many
+        fragments.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from frag_damage import B, flip, held_all  # noqa: E402
+from store_slots import DATA  # noqa: E402
+
+
+def records(path):
+    """[(family, sno, record)] of the etcdctl output at path"""
+    lines = open(path).read().splitlines()
+    out = []
+    for key, val in zip(lines[0::2], lines[1::2]):
+        fam, sno = key.rsplit("/", 1)[1].split(".")
+        out.append((int(fam, 16), int(sno, 16), json.loads(val)))
+    return out
+
+
+def census(work, quill, recs, nodes):
+    striped, named, fams = set(), set(), set()
+    for fam, sno, rec in records(recs):
+        fams.add(fam)
+        if "stripe" in rec:
+            striped.add((fam, sno))
+            for node, _ in rec["stripe"].get("frags", []):
+                named.add((node, fam, sno))
+    copies = frags = strays = 0
+    for i in nodes:
+        v = held_all(work, quill, i)
+        copies += sum(1 for h in v["held"] if (int(h["family"], 16), h["segment"]) in striped)
+        for f in v["fragments"]:
+            fam = int(f["family"], 16)
+            frags += (fam, f["segment"]) in striped
+            strays += fam in fams and ("node%d" % i, fam, f["segment"]) not in named
+    print("copies %d fragments %d strays %d stripes %d" % (copies, frags, strays, len(striped)))
+
+
+def flip_data(work, quill, seg, node):
+    n = 0
+    with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
+        for f in held_all(work, quill, node)["fragments"]:
+            if f["index"] >= f["k"]:
+                continue  # parity: read only by decodes
+            frag_blocks = f["image_blocks"] - 2  # header, one table block (F <= 1024), data
+            for j in range(frag_blocks):
+                flip(fp, DATA + f["slot"] * seg + (2 + j) * B + 100)
+            n += 1
+        fp.flush()
+        os.fsync(fp.fileno())
+    print(n)
+
+
+def main():
+    quill = os.environ["QUILL"]
+    if sys.argv[1] == "census":
+        census(sys.argv[2], quill, sys.argv[3], [int(i) for i in sys.argv[4:]])
+    elif sys.argv[1] == "flip-data":
+        flip_data(sys.argv[2], quill, int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        sys.exit("usage: ec_held.py census WORK RECS NODE... | flip-data WORK SEG NODE")
+
+
+if __name__ == "__main__":
+    main()
