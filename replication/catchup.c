@@ -481,9 +481,9 @@ static void job_add(struct catchup *c, struct cfam *cf, struct cjob *j)
 	}
 }
 
-/* The replica sets' nodes as candidates (calloc'd: free() it), and with self this node
- * last (usable: it may hold a fragment), or NULL. */
-static struct catchup_cand *cands_new(const struct replicas *rs, bool self)
+/* The replica sets' nodes as candidates (calloc'd: free() it), this node last (usable:
+ * it may hold a fragment; a copy's pick leaves it out), or NULL. */
+static struct catchup_cand *cands_new(const struct replicas *rs)
 {
 	struct catchup_cand *k = calloc(rs->nnodes + 1, sizeof(*k));
 
@@ -495,9 +495,8 @@ static struct catchup_cand *cands_new(const struct replicas *rs, bool self)
 		k[n] = (struct catchup_cand){ .id = r->id, .domain = r->domain,
 					      .usable = r->in_map && r->ready && !r->bad_size };
 	}
-	if (self)
-		k[rs->nnodes] = (struct catchup_cand){ .id = rs->self, .domain = rs->self_domain,
-						       .usable = true };
+	k[rs->nnodes] = (struct catchup_cand){ .id = rs->self, .domain = rs->self_domain,
+					       .usable = true };
 	return k;
 }
 
@@ -598,20 +597,15 @@ static void frag_job_start(struct catchup *c, const struct family *f,
 		rec->stripe.frags[index]);
 }
 
-/* The node to rebuild fragment `lost` of rec on (catchup_pick_frag over the replica
- * sets' nodes and this one); *self set when it is this node. NULL and !*self: none. */
+/* The node to rebuild fragment `lost` of rec on (catchup_pick_frag over cands: the
+ * replica sets' nodes and this one, cands_new); *self set when it is this node. NULL
+ * and !*self: none. */
 static struct rnode *pick_frag_node(struct catchup *c, const struct layout_segment *rec,
-				    unsigned lost, bool *self)
+				    unsigned lost, const struct catchup_cand *cands, bool *self)
 {
 	struct replicas *rs = c->rs;
-	struct catchup_cand *k = cands_new(rs, true);
-	int i;
+	int i = catchup_pick_frag(rec, lost, cands, rs->nnodes + 1);
 
-	*self = false;
-	if (!k)
-		return NULL;
-	i = catchup_pick_frag(rec, lost, k, rs->nnodes + 1);
-	free(k);
 	*self = i == (int)rs->nnodes;
 	return i < 0 || *self ? NULL : rs->nodes[i];
 }
@@ -624,15 +618,17 @@ enum frags_work { FRAGS_NONE, FRAGS_REBUILD, FRAGS_UNPLACED };
 /* rec's stripe names a node gone for good at some index: that fragment is rebuilt on a
  * node of a failure domain the stripe does not use (one at a time per segment; the
  * next scan takes the next), counted in st: FRAGS_REBUILD (the record's replicas, if
- * kept, wait for it); none fits: FRAGS_UNPLACED (counted apart; the replicas go on). */
+ * kept, wait for it); none fits: FRAGS_UNPLACED (counted apart; the replicas go on).
+ * cands: the scan's (cands_new). The rendezvous choice is made only for a job that
+ * starts: with no slot free, whether one fits is all the count needs. */
 static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 			  const struct layout_segment *rec, void *gone_ctx,
-			  struct catchup_status *st)
+			  const struct catchup_cand *cands, struct catchup_status *st)
 {
 	const struct layout_stripe *s = &rec->stripe;
 	unsigned lost = s->k + s->m;
-	struct rnode *to;
-	bool self;
+	struct rnode *to = NULL;
+	bool self = false;
 
 	for (unsigned i = 0; i < s->k + s->m; i++)
 		if (holder_gone(gone_ctx, s->frags[i]) && lost == s->k + s->m)
@@ -640,12 +636,15 @@ static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 	if (lost == s->k + s->m)
 		return FRAGS_NONE;
 	if (!job_running(c, f->uid, rec->id.seq)) {
-		to = pick_frag_node(c, rec, lost, &self);
-		if (!to && !self) {
+		bool slot = c->njobs < c->inflight_max;
+		bool fits = slot ? (to = pick_frag_node(c, rec, lost, cands, &self)) || self
+				 : catchup_frag_placeable(rec, lost, cands, c->rs->nnodes + 1);
+
+		if (!fits) {
 			st->frags_unplaced++; /* degraded until a domain is back or a node joins */
 			return FRAGS_UNPLACED;
 		}
-		if (c->njobs < c->inflight_max)
+		if (slot)
 			frag_job_start(c, f, rec, lost, to);
 	}
 	st->rebuild++;
@@ -662,17 +661,14 @@ static bool job_running(const struct catchup *c, uint64_t uid, uint32_t sno)
 	return false;
 }
 
-/* The node to copy rec to, by catchup_pick over the replica sets' nodes, or NULL. */
-static struct rnode *pick_node(struct catchup *c, const struct layout_segment *rec)
+/* The node to copy rec to, by catchup_pick over the replica sets' nodes (the scan's
+ * cands without this node, their last), or NULL. */
+static struct rnode *pick_node(struct catchup *c, const struct layout_segment *rec,
+			       const struct catchup_cand *cands)
 {
 	struct replicas *rs = c->rs;
-	struct catchup_cand *k = cands_new(rs, false);
-	int i;
+	int i = catchup_pick(rec, cands, rs->nnodes, rs->self, rs->self_domain);
 
-	if (!k)
-		return NULL;
-	i = catchup_pick(rec, k, rs->nnodes, rs->self, rs->self_domain);
-	free(k);
 	return i < 0 ? NULL : rs->nodes[i];
 }
 
@@ -786,12 +782,18 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	struct catchup_status st = { 0 };
 	struct gone_ctx g = { .c = c, .now_ms = loop_now_ms() };
 	struct layout_segment *live = malloc(sizeof(*live));
+	struct catchup_cand *cands = cands_new(c->rs); /* once per scan: the nodes
+						do not change under it (the map's updates
+						come through the loop) */
 	struct cfam *cf;
 	unsigned drops = DROPS_PER_SCAN;
 	bool busy = false;
 
-	if (!live)
+	if (!live || !cands) {
+		free(live);
+		free(cands);
 		return true;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
 		enum frags_work fw;
@@ -809,7 +811,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			clear_stale_copying(c, f, rec);
 		g.down = false;
 		fw = rec->stripe.k && rec->state == LAYOUT_SEG_SEALED
-			     ? frags_scanned(c, f, rec, &g, &st)
+			     ? frags_scanned(c, f, rec, &g, cands, &st)
 			     : FRAGS_NONE;
 		busy |= fw != FRAGS_NONE;
 		if (fw == FRAGS_REBUILD)
@@ -851,11 +853,12 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		st.bytes_left += rec->length;
 		if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
 			continue;
-		to = pick_node(c, live);
+		to = pick_node(c, live, cands);
 		if (to)
 			job_start(c, f, rec, remote ? live : NULL, to);
 	}
 	free(live);
+	free(cands);
 	st.out_in_ms = g.out_in_ms;
 	cf = cfam_get(c, f->uid);
 	if (cf) {

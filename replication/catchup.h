@@ -99,12 +99,17 @@ int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *ca
 		 const char *self, const char *self_domain);
 
 /* The candidate to rebuild fragment `lost` of rec's stripe on (its holder gone for
- * good): usable, holding no fragment of the stripe, of a failure domain no other
- * fragment's holder has, the rendezvous choice for the segment. cands include this
- * node when it may hold it (the owner holds fragments like any node). Its index, or
- * -1 when none fits (the stripe stays degraded). */
+ * good): usable, holding no fragment of the stripe and no replica of the segment (the
+ * rebuild's "copying" mark cannot name a holder: fragbuild.h), of a failure domain no
+ * other fragment's holder has, the rendezvous choice for the segment. cands include
+ * this node when it may hold it (the owner holds fragments like any node). Its index,
+ * or -1 when none fits (the stripe stays degraded). */
 int catchup_pick_frag(const struct layout_segment *rec, unsigned lost,
 		      const struct catchup_cand *cands, size_t n);
+/* Whether some candidate fits that fragment (catchup_pick_frag would not answer -1),
+ * without the rendezvous choice: a scan with no job slot free counts the stripe. */
+bool catchup_frag_placeable(const struct layout_segment *rec, unsigned lost,
+			    const struct catchup_cand *cands, size_t n);
 
 /* ---- the owner's catch-up ---- */
 

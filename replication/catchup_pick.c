@@ -27,9 +27,24 @@ static uint64_t holder_domain(const char *id, const struct catchup_cand *cands, 
 	return placement_domain_id(id);
 }
 
-/* The rendezvous choice for the segment (family, seq) among cands that are usable,
- * not self, not named by taken(), of none of the failure domains used[nused]; its
- * index, or -1. */
+/* Whether candidate c fits: usable, not self, not named by taken(), of none of the
+ * failure domains used[nused]. */
+static bool cand_fits(const struct catchup_cand *c, const uint64_t *used, unsigned nused,
+		      bool (*taken)(const void *ctx, const char *id), const void *ctx,
+		      const char *self)
+{
+	uint64_t domain = placement_domain_id(cand_domain(c));
+
+	if (!c->usable || strcmp(c->id, self) == 0 || taken(ctx, c->id))
+		return false;
+	for (unsigned h = 0; h < nused; h++)
+		if (domain == used[h])
+			return false;
+	return true;
+}
+
+/* The rendezvous choice for the segment (family, seq) among the cands that fit
+ * (cand_fits); its index, or -1. */
 static int pick_core(uint64_t family, uint32_t seq, const uint64_t *used, unsigned nused,
 		     bool (*taken)(const void *ctx, const char *id), const void *ctx,
 		     const struct catchup_cand *cands, size_t n, const char *self)
@@ -44,10 +59,7 @@ static int pick_core(uint64_t family, uint32_t seq, const uint64_t *used, unsign
 		pn[i].id = placement_domain_id(cands[i].id);
 		pn[i].domain = placement_domain_id(cand_domain(&cands[i]));
 		pn[i].weight = 1;
-		pn[i].usable = cands[i].usable && strcmp(cands[i].id, self) != 0 &&
-			       !taken(ctx, cands[i].id);
-		for (unsigned h = 0; pn[i].usable && h < nused; h++)
-			pn[i].usable = pn[i].domain != used[h];
+		pn[i].usable = cand_fits(&cands[i], used, nused, taken, ctx, self);
 	}
 	/* the same key as replica_place(): the node first placed there wins again */
 	if (placement_domains(pn, n) > 0 &&
@@ -75,26 +87,53 @@ int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *ca
 			 cands, n, self);
 }
 
+/* A node that holds a fragment of the stripe, or a replica of the segment (the
+ * replicas kept beside the stripe, QUILL_EC_KEEP_REPLICAS=1): the rebuild's mark
+ * (CLUSTER_VOL_SEG_COPY START) cannot name a holder, and without it the new holder's
+ * orphan check may drop the fragment between its put and its record. */
 static bool frag_taken(const void *ctx, const char *id)
 {
-	const struct layout_stripe *st = ctx;
+	const struct layout_segment *rec = ctx;
+	const struct layout_stripe *st = &rec->stripe;
 
 	for (unsigned i = 0; i < st->k + st->m; i++)
 		if (strcmp(st->frags[i], id) == 0)
 			return true;
-	return false;
+	return layout_segment_names(rec, id);
 }
 
-int catchup_pick_frag(const struct layout_segment *rec, unsigned lost,
-		      const struct catchup_cand *cands, size_t n)
+/* The failure domains of the stripe's fragments other than `lost`, into used: their
+ * count. */
+static unsigned frag_domains(const struct layout_segment *rec, unsigned lost,
+			     const struct catchup_cand *cands, size_t n, uint64_t *used)
 {
 	const struct layout_stripe *st = &rec->stripe;
-	uint64_t used[LAYOUT_EC_N_MAX];
 	unsigned nused = 0;
 
 	for (unsigned i = 0; i < st->k + st->m && i < LAYOUT_EC_N_MAX; i++)
 		if (i != lost) /* (no node is "": every candidate may be picked, self too) */
 			used[nused++] = holder_domain(st->frags[i], cands, n, "", NULL);
-	return pick_core(rec->id.family, rec->id.seq, used, nused, frag_taken, st, cands, n,
+	return nused;
+}
+
+int catchup_pick_frag(const struct layout_segment *rec, unsigned lost,
+		      const struct catchup_cand *cands, size_t n)
+{
+	uint64_t used[LAYOUT_EC_N_MAX];
+	unsigned nused = frag_domains(rec, lost, cands, n, used);
+
+	return pick_core(rec->id.family, rec->id.seq, used, nused, frag_taken, rec, cands, n,
 			 "");
+}
+
+bool catchup_frag_placeable(const struct layout_segment *rec, unsigned lost,
+			    const struct catchup_cand *cands, size_t n)
+{
+	uint64_t used[LAYOUT_EC_N_MAX];
+	unsigned nused = frag_domains(rec, lost, cands, n, used);
+
+	for (size_t i = 0; i < n; i++)
+		if (cand_fits(&cands[i], used, nused, frag_taken, rec, ""))
+			return true;
+	return false;
 }

@@ -9,20 +9,17 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cluster/cluster.h"
 #include "cluster/placement.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/worker.h"
 #include "engine/engine.h"
 #include "engine/segment.h"
 #include "replication/ec.h"
@@ -51,7 +48,7 @@ struct efam {
 struct ejob {
 	struct encoder *e;           /* NULL: abandoned */
 	struct ejob *next;           /* e->jobs */
-	struct ejob *wnext;          /* the worker's todo or done (under e->lock) */
+	struct worker_job wj;        /* EJ_ENCODE: rs->worker's */
 	enum estep step;
 	uint64_t uid;
 	uint32_t sno;
@@ -68,7 +65,6 @@ struct ejob {
 	unsigned pending;            /* puts (or deletes) not answered */
 	int put_res;                 /* the first failure among them */
 	int enc_res;                 /* the worker's result */
-	uint64_t enc_ns;             /* its CPU time */
 	struct cluster_vol_req req;
 	uint64_t start_ms;
 	/* the replicas' holders as the scan read them: sent SEG_DELETE once the stripe's
@@ -96,14 +92,6 @@ struct encoder {
 	size_t nfams;
 	struct ecand *cands;         /* waiting, oldest scan first */
 	size_t ncands;
-	/* the worker */
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct ejob *todo, *done;    /* under lock */
-	bool stop;                   /* under lock */
-	int efd;                     /* done jobs: the worker writes, the loop reads */
-	struct loop_watch *watch;
 };
 
 static void job_put_all(struct ejob *j);
@@ -124,57 +112,23 @@ static struct efam *efam_get(struct encoder *e, uint64_t uid)
 	return &e->fams[e->nfams++];
 }
 
-/* ---- the worker ---- */
+/* ---- the worker (rs->worker) ---- */
 
-static uint64_t thread_ns(void)
+/* The CPU work of one job: the K+M images of its segment (its own code: fragread's
+ * are the loop's). */
+static void job_encode(void *arg)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The CPU work of one job: the K+M images of its segment. */
-static void job_encode(struct ejob *j)
-{
+	struct ejob *j = arg;
 	struct ec_code *code = NULL;
-	uint64_t t0 = thread_ns();
 
 	j->enc_res = ec_code_create(j->g.k, j->g.m, &code);
 	if (j->enc_res == 0)
 		j->enc_res = ec_stripe_images(code, &j->g, j->seg, j->uid, j->sno,
 					      (uint64_t)j->epoch, j->images);
 	ec_code_destroy(code);
-	j->enc_ns = thread_ns() - t0;
 }
 
-static void *worker_main(void *arg)
-{
-	struct encoder *e = arg;
-	const uint64_t one = 1;
-
-	pthread_mutex_lock(&e->lock);
-	for (;;) {
-		struct ejob *j;
-
-		while (!e->todo && !e->stop)
-			pthread_cond_wait(&e->cond, &e->lock);
-		if (e->stop)
-			break;
-		j = e->todo;
-		e->todo = j->wnext;
-		pthread_mutex_unlock(&e->lock);
-		job_encode(j);
-		pthread_mutex_lock(&e->lock);
-		j->wnext = e->done;
-		e->done = j;
-		if (write(e->efd, &one, sizeof(one)) < 0) {
-			/* the counter cannot overflow here: the loop reads it */
-		}
-	}
-	pthread_mutex_unlock(&e->lock);
-	return NULL;
-}
+static void job_encoded(void *arg, int res);
 
 /* ---- a job ---- */
 
@@ -249,17 +203,8 @@ static void read_next(struct ejob *j)
 		return;
 	}
 	j->step = EJ_ENCODE;
-	pthread_mutex_lock(&e->lock);
-	j->wnext = NULL;
-	{
-		struct ejob **p = &e->todo;
-
-		while (*p)
-			p = &(*p)->wnext;
-		*p = j;
-	}
-	pthread_cond_signal(&e->cond);
-	pthread_mutex_unlock(&e->lock);
+	j->wj = (struct worker_job){ .run = job_encode, .done = job_encoded, .arg = j };
+	worker_submit(e->rs->worker, &j->wj);
 }
 
 /* ---- placement and puts ---- */
@@ -519,7 +464,7 @@ static void job_put_all(struct ejob *j)
 	}
 	if (f) {
 		f->st.encoded_bytes += (uint64_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE;
-		f->st.encode_ns += j->enc_ns;
+		f->st.encode_ns += j->wj.run_ns;
 	}
 	r = job_place(j);
 	if (r == -ENOSPC) {
@@ -542,27 +487,20 @@ static void job_put_all(struct ejob *j)
 		puts_over(j); /* none sent: fails with the first error */
 }
 
-/* The worker's finished jobs, on the loop. */
-static void worker_done(void *arg, unsigned events)
+/* The worker encoded j (res: -ECANCELED, the worker stopped first), on the loop. */
+static void job_encoded(void *arg, int res)
 {
-	struct encoder *e = arg;
-	struct ejob *list, *next;
-	uint64_t v;
+	struct ejob *j = arg;
 
-	(void)events;
-	if (read(e->efd, &v, sizeof(v)) < 0) {
-		/* EAGAIN: another wake-up took it; the list below is what counts */
+	if (!j->e) {
+		job_free(j);
+		return;
 	}
-	pthread_mutex_lock(&e->lock);
-	list = e->done;
-	e->done = NULL;
-	pthread_mutex_unlock(&e->lock);
-	for (struct ejob *j = list; j; j = next) {
-		next = j->wnext;
-		seg_buf_free(j->seg); /* the images are all the puts need */
-		j->seg = NULL;
-		job_put_all(j);
-	}
+	if (res < 0)
+		j->enc_res = res;
+	seg_buf_free(j->seg); /* the images are all the puts need */
+	j->seg = NULL;
+	job_put_all(j);
 }
 
 /* A replica's delete in flight: what its answer's log line names. */
@@ -640,7 +578,7 @@ static void recorded(void *arg, int res, const char *msg)
 	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": encoded %u+%u (%u blocks "
 		"into fragments of %u; %.2f ms encoding, %" PRIu64 " ms in all), fragment 0 on "
 		"node %s; the replicas %s", j->vol, j->sno, j->g.k, j->g.m, j->g.seg_blocks,
-		j->g.frag_blocks, (double)j->enc_ns / 1e6, loop_now_ms() - j->start_ms,
+		j->g.frag_blocks, (double)j->wj.run_ns / 1e6, loop_now_ms() - j->start_ms,
 		j->req.seg.stripe.frags[0], j->req.drop_replicas ? "go" : "stay");
 	job_end(j);
 }
@@ -854,59 +792,22 @@ int encoder_create(struct replicas *rs, unsigned test_crash_after, struct encode
 		return -ENOMEM;
 	e->rs = rs;
 	e->test_crash_after = test_crash_after;
-	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (e->efd < 0) {
-		r = -errno;
-		goto err_free;
-	}
-	r = loop_watch_add(rs->loop, e->efd, LOOP_READ, worker_done, e, &e->watch);
-	if (r < 0)
-		goto err_close;
-	pthread_mutex_init(&e->lock, NULL);
-	pthread_cond_init(&e->cond, NULL);
 	r = recscan_create(rs, LOG_TAG, &scan_periods, &scan_ops, e, &e->scan);
-	if (r < 0)
-		goto err_unwatch;
-	r = -pthread_create(&e->thread, NULL, worker_main, e);
-	if (r < 0)
-		goto err_unscan;
+	if (r < 0) {
+		free(e);
+		return r;
+	}
 	*out = e;
 	return 0;
-
-err_unscan:
-	recscan_destroy(e->scan);
-err_unwatch:
-	pthread_cond_destroy(&e->cond);
-	pthread_mutex_destroy(&e->lock);
-	loop_watch_remove(e->watch);
-err_close:
-	close(e->efd);
-err_free:
-	free(e);
-	return r;
 }
 
 void encoder_destroy(struct encoder *e)
 {
 	if (!e)
 		return;
-	pthread_mutex_lock(&e->lock);
-	e->stop = true;
-	pthread_cond_signal(&e->cond);
-	pthread_mutex_unlock(&e->lock);
-	pthread_join(e->thread, NULL); /* at most one segment's encoding away */
 	recscan_destroy(e->scan);
-	for (struct ejob *j = e->jobs, *next; j; j = next) {
-		next = j->next;
-		if (j->step == EJ_ENCODE) /* in the worker's queues: nothing else has it */
-			job_free(j);
-		else
-			j->e = NULL; /* its outstanding answers free it */
-	}
-	loop_watch_remove(e->watch);
-	close(e->efd);
-	pthread_cond_destroy(&e->cond);
-	pthread_mutex_destroy(&e->lock);
+	for (struct ejob *j = e->jobs; j; j = j->next)
+		j->e = NULL; /* its outstanding answer (the worker's too) frees it */
 	free(e->fams);
 	free(e->cands);
 	free(e);

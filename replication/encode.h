@@ -7,9 +7,10 @@
  * as jobs (ENCODE_INFLIGHT at once), the next as soon as one ends. One job:
  *
  *   1. read: the owner's sealed copy, in chunks (engine_segment_read_async)
- *   2. encode: on the encoder's worker thread (ec_stripe_images: K data and M parity
- *      images, each with its header and CRC table); the completion comes back to the
- *      loop through an eventfd. At most ENCODE_INFLIGHT jobs hold buffers at once:
+ *   2. encode: on the replica sets' worker thread (rs->worker, common/worker.h, shared
+ *      with the rebuild's and the scrub's CPU work; ec_stripe_images: K data and M
+ *      parity images, each with its header and CRC table); the completion comes back
+ *      to the loop. At most ENCODE_INFLIGHT jobs hold buffers at once:
  *      memory is bounded by that many segments and their images
  *   3. place: the K+M holders by the replicas' rendezvous placement over the usable
  *      nodes and this one, one per failure domain. Fewer domains: the segment stays
@@ -28,8 +29,8 @@
  * (replication/orphans.h), or met again (same index and CRC: answered 0) when the
  * segment is encoded again at a later scan, by this owner or the next.
  *
- * Threading: the loop's thread (the engine's), apart from the worker, which touches
- * only the jobs handed to it.
+ * Threading: the loop's thread (the engine's), apart from step 2 on the worker, which
+ * touches only the job handed to it.
  */
 #ifndef QUILL_REPLICATION_ENCODE_H
 #define QUILL_REPLICATION_ENCODE_H
@@ -45,12 +46,13 @@ struct encoder;
 #define ENCODE_READ_BLOCKS 256u   /* 1 MiB per local read */
 #define ENCODE_PUT_TIMEOUT_MS 30000u /* a FRAG_PUT is a whole fragment, synced */
 
-/* 0 or -errno (-ENOMEM, a worker thread or eventfd that cannot be made).
+/* 0 or -ENOMEM.
  * test_crash_after: tests only (quilld: QUILL_TEST_CRASH_ENCODE=N): once the N-th job
  * of this process has every fragment durable, SIGKILL before the stripe's record, so
  * that orphan fragments are left. 0: off. */
 int encoder_create(struct replicas *rs, unsigned test_crash_after, struct encoder **out);
-/* Abandons the jobs in flight (their answers only free them); joins the worker. NULL ok. */
+/* Abandons the jobs in flight (their answers, the worker's too, only free them): before
+ * rs->worker goes. NULL ok. */
 void encoder_destroy(struct encoder *e);
 /* A segment was sealed or the map changed: a scan soon. NULL ok. */
 void encoder_kick(struct encoder *e);

@@ -1,7 +1,7 @@
 /* replication/fragbuild.c — one fragment rebuilt on a new holder (fragbuild.h). A
  * `struct fragbuild` has exactly one thing outstanding at a time (the budget's timer, a
- * fragments' read, the put, the record); once abandoned, the answer to that one thing
- * frees it (a timer is cancelled, a read orphaned).
+ * fragments' read, the worker's images, the put, the record); once abandoned, the
+ * answer to that one thing frees it (a timer is cancelled, a read orphaned).
  */
 #include "replication/fragbuild.h"
 
@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/worker.h"
 #include "engine/engine.h"
 #include "engine/segment.h"
 #include "replication/catchup.h"
@@ -29,7 +30,7 @@
 #undef LOG_TAG
 #define LOG_TAG "catchup"
 
-enum fbstep { FB_WAIT, FB_READ, FB_MARK, FB_PUT, FB_RECORD };
+enum fbstep { FB_WAIT, FB_READ, FB_IMAGE, FB_MARK, FB_PUT, FB_RECORD };
 
 struct fragbuild {
 	struct replicas *rs;
@@ -41,6 +42,9 @@ struct fragbuild {
 	struct ec_geom g;
 	uint8_t *seg;                    /* the segment's L blocks, read */
 	uint8_t *images[EC_N_MAX];
+	struct worker_job wj;            /* FB_IMAGE: the worker's, with seg and images */
+	int image_res;                   /* its result */
+	uint32_t image_crc;              /* ... and the lost fragment's CRC */
 	size_t image_bytes;
 	uint32_t at, n;                  /* blocks read, this run */
 	struct seg_fetch_block want[FRAGBUILD_RUN_BLOCKS];
@@ -205,38 +209,28 @@ static void mark(struct fragbuild *b)
 		fb_fail(b, -ENOMEM, "marking the new holder");
 }
 
-/* ---- 2. the image ---- */
+/* ---- 2. the image, on the worker (rs->worker) ---- */
 
-/* The segment is read whole: its K+M images, the lost one checked against the record's
- * CRC, then put. */
-static void image(struct fragbuild *b)
+/* The segment read whole: its K+M images (the code its own: fragread's are the loop's),
+ * the lost one's header decoded for its CRC; all but that image freed. */
+static void image_run(void *arg)
 {
-	struct ec_code *code = fragread_code(b->rs, b->g.k, b->g.m);
+	struct fragbuild *b = arg;
+	struct ec_code *code = NULL;
 	struct ec_frag_info fi;
-	char why[160];
-	int r;
+	int r = ec_code_create(b->g.k, b->g.m, &code);
 
-	for (unsigned i = 0; i < b->g.k + b->g.m; i++)
-		if (!(b->images[i] = seg_buf_alloc(b->image_bytes))) {
-			fb_fail(b, -ENOMEM, "making the images");
-			return;
-		}
-	r = code ? ec_stripe_images(code, &b->g, b->seg, b->rec.id.family, b->rec.id.seq,
-				    (uint64_t)b->q.epoch, b->images)
-		 : -ENOMEM;
+	for (unsigned i = 0; r == 0 && i < b->g.k + b->g.m; i++)
+		if (!(b->images[i] = seg_buf_alloc(b->image_bytes)))
+			r = -ENOMEM;
+	if (r == 0)
+		r = ec_stripe_images(code, &b->g, b->seg, b->rec.id.family, b->rec.id.seq,
+				     (uint64_t)b->q.epoch, b->images);
 	if (r == 0)
 		r = ec_frag_hdr_decode(b->images[b->q.index], b->image_bytes, &fi);
-	if (r < 0) {
-		fb_fail(b, r, "making the images");
-		return;
-	}
-	if (fi.frag_crc != b->rec.stripe.crcs[b->q.index]) {
-		snprintf(why, sizeof(why), "the rebuilt fragment's CRC %08" PRIx32 " is not the "
-			 "recorded %08" PRIx32 ": nothing written", fi.frag_crc,
-			 b->rec.stripe.crcs[b->q.index]);
-		fb_done(b, -EILSEQ, why);
-		return;
-	}
+	ec_code_destroy(code);
+	b->image_res = r;
+	b->image_crc = r == 0 ? fi.frag_crc : 0;
 	/* the lost fragment's image is all the put needs, through the etcd round trips */
 	seg_buf_free(b->seg);
 	b->seg = NULL;
@@ -245,7 +239,42 @@ static void image(struct fragbuild *b)
 			seg_buf_free(b->images[i]);
 			b->images[i] = NULL;
 		}
+}
+
+/* The images made (res: -ECANCELED, the worker stopped first), on the loop: the lost
+ * one must have the record's CRC, then it is put. */
+static void image_done(void *arg, int res)
+{
+	struct fragbuild *b = arg;
+	char why[160];
+
+	if (b->abandoned) {
+		fb_free(b);
+		return;
+	}
+	res = res < 0 ? res : b->image_res;
+	if (res < 0) {
+		fb_fail(b, res, "making the images");
+		return;
+	}
+	if (b->image_crc != b->rec.stripe.crcs[b->q.index]) {
+		snprintf(why, sizeof(why), "the rebuilt fragment's CRC %08" PRIx32 " is not the "
+			 "recorded %08" PRIx32 ": nothing written", b->image_crc,
+			 b->rec.stripe.crcs[b->q.index]);
+		fb_done(b, -EILSEQ, why);
+		return;
+	}
+	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": fragment %u's image made on "
+		"the worker (%.2f ms of its CPU)", b->vol, b->rec.id.seq, b->q.index,
+		(double)b->wj.run_ns / 1e6);
 	mark(b);
+}
+
+static void image(struct fragbuild *b)
+{
+	b->step = FB_IMAGE;
+	b->wj = (struct worker_job){ .run = image_run, .done = image_done, .arg = b };
+	worker_submit(b->rs->worker, &b->wj);
 }
 
 /* ---- 1. the read ---- */
@@ -372,7 +401,7 @@ void fragbuild_abandon(struct fragbuild *b)
 		fb_free(b);
 		break;
 	default:
-		b->abandoned = true; /* the put's or the record's answer frees it */
+		b->abandoned = true; /* the worker's, the put's or the record's answer frees it */
 		break;
 	}
 }

@@ -21,9 +21,10 @@
  * by its orphan check, or met again by the next rebuild: same index and CRC, answered
  * 0); after it the new one.
  *
- * Threading: the loop's thread. The image work (step 2) runs on it too: a whole
- * segment's split, parity and CRCs (ec_images in quill-ec-bench: milliseconds for a
- * 4 MiB segment).
+ * Threading: the loop's thread, but step 2: a whole segment's split, parity and CRCs
+ * (ec_images in quill-ec-bench: milliseconds for a 4 MiB segment) run on the replica
+ * sets' worker thread (rs->worker, common/worker.h, the encoder's and the scrub's
+ * too); its end comes back to the loop.
  */
 #ifndef QUILL_REPLICATION_FRAGBUILD_H
 #define QUILL_REPLICATION_FRAGBUILD_H

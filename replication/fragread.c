@@ -178,8 +178,11 @@ void fragread_destroy_all(struct replicas *rs)
 	rs->fragcache = NULL;
 }
 
-/* The code K+M (kept: its decode tables are cached inside), or NULL. */
-struct ec_code *fragread_code(struct replicas *rs, unsigned k, unsigned m)
+/* The code of K+M for this loop's reads, made at its first use and kept until
+ * fragread_destroy_all (a read in flight may hold it): NULL if K or M is out of range
+ * or there is no memory. (A code caches decode tables: one thread uses it. The
+ * worker's jobs, rs->worker, make their own.) */
+static struct ec_code *fragread_code(struct replicas *rs, unsigned k, unsigned m)
 {
 	struct fragcache *c = cache_of(rs);
 	struct ec_code **code;

@@ -45,10 +45,6 @@ int fragread_stripe_get(const struct replicas *rs, uint64_t uid, uint32_t sno,
 int fragread_stripe_put(struct replicas *rs, const struct layout_segment *seg);
 /* The segment is deleted: its stripe is forgotten (the table would grow otherwise). */
 void fragread_stripe_forget(struct replicas *rs, uint64_t uid, uint32_t sno);
-/* The code of K+M, made at its first use and kept until fragread_destroy_all (a
- * read, a scrub or a rebuild in flight may hold it): NULL if K or M is out of range
- * or there is no memory. */
-struct ec_code *fragread_code(struct replicas *rs, unsigned k, unsigned m);
 /* Frees the stripes kept and the codes (replica_destroy). */
 void fragread_destroy_all(struct replicas *rs);
 

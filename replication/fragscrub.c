@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/worker.h"
 #include "engine/engine.h"
 #include "replication/ec.h"
 #include "replication/ec_format.h"
@@ -41,7 +42,8 @@ struct fragscrub {
 	int64_t epoch;
 	struct layout_stripe st;
 	struct ec_geom g;
-	struct ec_code *code;          /* fragread_code's: not ours to free */
+	struct worker_job wj;          /* the decode's, on rs->worker */
+	int dec_res;                   /* its result */
 	unsigned n;                    /* K + M */
 	enum fstep step;
 	unsigned i;                    /* the fragment at hand */
@@ -415,19 +417,43 @@ void fragscrub_compare(struct fragscrub_frag *f, unsigned n, uint32_t F, uint8_t
 	}
 }
 
-/* The others, computed from the basis, and compared (fragscrub_compare); then the
- * repairs. */
-static void compute(struct fragscrub *fs)
+/* The others, computed from the basis, and compared (fragscrub_compare). On the
+ * worker (rs->worker: the loop leaves fs alone meanwhile), with its own code
+ * (fragread's are the loop's). */
+static void compute_run(void *arg)
 {
+	struct fragscrub *fs = arg;
 	uint32_t lost = ((1u << fs->n) - 1) & ~fs->basis;
+	struct ec_code *code = NULL;
 
-	if (ec_decode(fs->code, frag_bytes(fs), fs->data, lost) < 0) {
+	fs->dec_res = ec_code_create(fs->g.k, fs->g.m, &code);
+	if (fs->dec_res == 0)
+		fs->dec_res = ec_decode(code, frag_bytes(fs), fs->data, lost);
+	ec_code_destroy(code);
+	if (fs->dec_res < 0)
+		return;
+	fragscrub_compare(fs->f, fs->n, fs->g.frag_blocks, fs->data, lost);
+}
+
+/* The worker computed (res: -ECANCELED, it stopped first): the repairs, on the loop. */
+static void compute_done(void *arg, int res)
+{
+	struct fragscrub *fs = arg;
+
+	if (fs_gone(fs))
+		return;
+	if (res < 0 || fs->dec_res < 0) {
 		fs_unrepaired(fs, "the decode failed");
 		return;
 	}
-	fragscrub_compare(fs->f, fs->n, fs->g.frag_blocks, fs->data, lost);
 	fs->i = 0;
 	repair_next(fs);
+}
+
+static void compute(struct fragscrub *fs)
+{
+	fs->wj = (struct worker_job){ .run = compute_run, .done = compute_done, .arg = fs };
+	worker_submit(fs->rs->worker, &fs->wj);
 }
 
 /* The first K fragments found good are the basis: read whole (those not yet), then
@@ -612,8 +638,6 @@ int fragscrub_start(struct replicas *rs, uint64_t uid, int64_t epoch,
 				  .epoch = epoch, .st = rec->stripe, .done = done, .arg = arg };
 	r = ec_geom_init(&fs->g, rec->stripe.k, rec->stripe.m,
 			 (uint32_t)(rec->length / EC_BLOCK));
-	if (r == 0 && !(fs->code = fragread_code(rs, fs->g.k, fs->g.m)))
-		r = -ENOMEM;
 	if (r == 0 && loop_timer_add(rs->loop, 0, kicked, fs, &fs->kick) < 0)
 		r = -ENOMEM;
 	if (r < 0) {

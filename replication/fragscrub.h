@@ -22,8 +22,9 @@
  *      runs one fragment short (the bad one was lost already) until the next scrub
  *      finds it gone and puts it. Never from fewer than K fragments that checked.
  *
- * Threading: the loop's thread. The decode and the CRCs of a segment run on it (about
- * a millisecond per MiB of segment with ISA-L).
+ * Threading: the loop's thread, but step 2's decode and the CRCs of the fragments it
+ * computes (about a millisecond per MiB of segment with ISA-L): on the replica sets'
+ * worker thread (rs->worker, common/worker.h), the encoder's and the rebuild's too.
  */
 #ifndef QUILL_REPLICATION_FRAGSCRUB_H
 #define QUILL_REPLICATION_FRAGSCRUB_H

@@ -28,6 +28,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/worker.h"
 #include "engine/engine.h"
 #include "engine/segment.h"
 #include "replication/catchup.h"
@@ -1692,8 +1693,10 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		goto err_free_rs;
 	if (replica_probes_init(rs) < 0)
 		goto err_destroy_kick;
-	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0)
+	if (worker_create(rs->loop, &rs->worker) < 0)
 		goto err_destroy_probes;
+	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0)
+		goto err_destroy_worker;
 	if (encoder_create(rs, opts->test_crash_encode, &rs->encoder) < 0)
 		goto err_destroy_catchup;
 	if (scrub_create(rs, opts->scrub_mbps, opts->scrub_interval_s, &rs->scrub) < 0)
@@ -1708,6 +1711,8 @@ err_destroy_encoder:
 	encoder_destroy(rs->encoder);
 err_destroy_catchup:
 	catchup_destroy(rs->catchup);
+err_destroy_worker:
+	worker_destroy(rs->worker);
 err_destroy_probes:
 	replica_probes_destroy(rs);
 err_destroy_kick:
@@ -1760,6 +1765,7 @@ void replica_destroy(struct replicas *rs)
 	scrub_destroy(rs->scrub); /* before the nodes: their replies find it gone */
 	catchup_destroy(rs->catchup); /* the same */
 	encoder_destroy(rs->encoder); /* the same */
+	worker_destroy(rs->worker); /* after its users: their jobs' ends free them */
 	replica_nodes_destroy(rs); /* the replies in flight run now (-ECONNRESET) */
 	readaround_cancel_all(rs);
 	fragread_destroy_all(rs);

@@ -20,6 +20,7 @@ struct seg_call;
 struct fam_call;
 struct loop_timer;
 struct loop_task;
+struct worker;
 struct probe;
 
 #define LOG_TAG "replica"
@@ -185,6 +186,8 @@ struct replicas {
 	struct bread *breads;           /* baseread.c: clones' reads of their bases */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
+	struct worker *worker;          /* their encoding, rebuilds' images, scrubs'
+					   decodes: the CPU work off the loop (worker.h) */
 	struct scrub *scrub;            /* scrub passes (scrub.h) */
 	struct fragcache *fragcache;    /* fragread.c: the stripes seen, the codes */
 	struct fragread_status frag_total; /* ... and every family's reads (also gone ones) */
