@@ -570,11 +570,16 @@ static int checkpoint_step(struct eng_job *job)
 	return eng_job_wait_ckpt(job);
 }
 
-int engine_checkpoint_async(struct engine *eng, engine_cb cb, void *arg)
+static int checkpoint_job(struct engine *eng, eng_job_step_fn step, engine_cb cb, void *arg)
 {
 	struct eng_job *job = calloc(1, sizeof(*job));
 
-	return job ? eng_job_start(eng, job, checkpoint_step, cb, arg) : -ENOMEM;
+	return job ? eng_job_start(eng, job, step, cb, arg) : -ENOMEM;
+}
+
+int engine_checkpoint_async(struct engine *eng, engine_cb cb, void *arg)
+{
+	return checkpoint_job(eng, checkpoint_step, cb, arg);
 }
 
 /* A stop's: the owed families' checkpoints are written even into a log with no open
@@ -589,9 +594,7 @@ static int stop_checkpoint_step(struct eng_job *job)
 
 int engine_checkpoint_for_stop_async(struct engine *eng, engine_cb cb, void *arg)
 {
-	struct eng_job *job = calloc(1, sizeof(*job));
-
-	return job ? eng_job_start(eng, job, stop_checkpoint_step, cb, arg) : -ENOMEM;
+	return checkpoint_job(eng, stop_checkpoint_step, cb, arg);
 }
 
 int engine_checkpoint(struct engine *eng)
