@@ -187,7 +187,6 @@ static void show_space(struct json_object *ans)
 	struct json_object *sp = json_object_object_get(ans, "space");
 	struct json_object *pol = sp ? json_object_object_get(sp, "policies") : NULL;
 	size_t n = nodes ? json_object_array_length(nodes) : 0;
-	size_t np = pol ? json_object_array_length(pol) : 0;
 
 	if (!sp)
 		return;
@@ -213,14 +212,21 @@ static void show_space(struct json_object *ans)
 	       cli_size((uint64_t)cli_i64(sp, "used_bytes"), 1),
 	       cli_size((uint64_t)cli_i64(sp, "usable_bytes"), 2),
 	       (long long)cli_i64(sp, "nodes"), (long long)cli_i64(sp, "failure_domains"));
-	printf("usable per policy:");
-	for (size_t i = 0; i < np; i++) {
+	cli_show_policies(pol, "usable per policy:", "one copy or fragment per failure domain");
+}
+
+void cli_show_policies(struct json_object *pol, const char *label, const char *why)
+{
+	size_t n = pol ? json_object_array_length(pol) : 0;
+
+	printf("%s", label);
+	for (size_t i = 0; i < n; i++) {
 		struct json_object *p = json_object_array_get_idx(pol, i);
 
 		printf("%s %s %s", i ? "," : "", cli_str(p, "policy"),
 		       cli_size((uint64_t)cli_i64(p, "usable_bytes"), (int)(i % 3)));
 	}
-	printf(" of volume data (one copy or fragment per failure domain)\n");
+	printf(" of volume data (%s)\n", why);
 }
 
 static void show_status(struct json_object *ans)
