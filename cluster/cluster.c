@@ -109,6 +109,8 @@ struct cluster {
 	size_t nclaims, capclaims;
 	struct claim *lapsed;        /* claims that went with a lease, until claimed again */
 	size_t nlapsed, caplapsed;
+	struct layout_space space;   /* this node's, as the loop last sampled it */
+	bool space_sampled;
 
 	/* the session thread's own */
 	int64_t lease_id;
@@ -118,6 +120,9 @@ struct cluster {
 	bool join_failure_logged;
 	bool lapse_seen;   /* a fenced call found a claim lapsed: ask etcd about the lease now */
 	unsigned call_timeout_ms; /* of the session's calls while a lease is held */
+	struct layout_space space_put; /* what space/ID holds, under space_lease */
+	int64_t space_lease;      /* 0: nothing published under the current lease */
+	uint64_t space_next;      /* no put before (monotonic ms) */
 };
 
 /* ---- shared state ---- */
@@ -218,7 +223,7 @@ static struct entry *map_find(struct cluster *cl, const char *id, bool add)
 
 static void map_drop_unused(struct cluster *cl, struct entry *e)
 {
-	if (e->member || e->n.up || e->n.out)
+	if (e->member || e->n.up || e->n.out || e->n.has_space)
 		return;
 	*e = cl->map[--cl->nmap];
 }
@@ -313,12 +318,25 @@ static void vols_apply(struct cluster *cl, enum layout_kind kind, const char *na
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cluster map: %s does not decode: skipped", kv->key);
 }
 
-/* One key's new value (PUT) or removal; log_changes: a watch event, not a reload. */
-static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bool log_changes)
+/* A node key's value decodes as its kind says. */
+static int node_value_decode(enum layout_kind kind, const struct etcd_kv *kv,
+			     struct layout_node *rec, int64_t *since, struct layout_space *sp)
+{
+	if (kind == LAYOUT_OUT)
+		return layout_out_decode(kv->value, kv->value_len, since);
+	if (kind == LAYOUT_SPACE)
+		return layout_space_decode(kv->value, kv->value_len, sp);
+	return layout_node_decode(kv->value, kv->value_len, rec);
+}
+
+/* One key's new value (PUT) or removal; log_changes: a watch event, not a reload.
+ * Returns whether the loop should hear of it: a node's space is only shown. */
+static bool map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bool log_changes)
 {
 	enum layout_kind kind;
 	char id[LAYOUT_ID_MAX + 1];
 	struct layout_node rec;
+	struct layout_space sp;
 	struct entry *e;
 	int64_t since;
 
@@ -328,20 +346,19 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 		/* segments/, ...: not the map's; a segment record's change is a hint */
 		if (kv->key_len > plen + 9 && memcmp(kv->key + plen, "segments/", 9) == 0)
 			atomic_fetch_add(&cl->segments_gen, 1);
-		return;
+		return true;
 	}
 	if (kind == LAYOUT_VOLUME || kind == LAYOUT_OWNER) {
 		vols_apply(cl, kind, id, kv, put);
-		return;
+		return true;
 	}
-	if (put && ((kind != LAYOUT_OUT && layout_node_decode(kv->value, kv->value_len, &rec) < 0) ||
-		    (kind == LAYOUT_OUT && layout_out_decode(kv->value, kv->value_len, &since) < 0))) {
+	if (put && node_value_decode(kind, kv, &rec, &since, &sp) < 0) {
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cluster map: %s does not decode: skipped", kv->key);
-		return;
+		return kind != LAYOUT_SPACE;
 	}
 	e = map_find(cl, id, put);
 	if (!e)
-		return;
+		return kind != LAYOUT_SPACE;
 	switch (kind) {
 	case LAYOUT_MEMBER:
 		e->member = put;
@@ -366,9 +383,14 @@ static void map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 			log_msg(LOG_INFO, LOG_TAG, "node %s is marked %s", id, put ? "out" : "in");
 		e->n.out = put;
 		break;
+	case LAYOUT_SPACE:
+		e->n.has_space = put;
+		e->n.space = put ? sp : (struct layout_space){ 0 };
+		break;
 	}
 	if (!put)
 		map_drop_unused(cl, e);
+	return kind != LAYOUT_SPACE;
 }
 
 /* ---- volumes: this node's claims, and the calls (cluster/volume.h) ---- */
@@ -954,6 +976,52 @@ static void run_commands(struct cluster *cl)
 	}
 }
 
+/* This node's space under its lease (space/ID): when the loop's sample differs from
+ * what is there, at most once per second (the session wakes at least per keepalive:
+ * a third of the TTL), and again under each new lease. A failed put is tried at the
+ * next wake; the key goes with the lease, so a node down shows no space. */
+#define SPACE_MIN_MS 1000
+
+static void space_publish(struct cluster *cl)
+{
+	char key[KEY_MAX], *val;
+	struct layout_space sp;
+	bool sampled;
+	int r;
+
+	pthread_mutex_lock(&cl->mu);
+	sp = cl->space;
+	sampled = cl->space_sampled;
+	pthread_mutex_unlock(&cl->mu);
+	if (!sampled || !cl->lease_id || loop_now_ms() < cl->space_next ||
+	    (cl->space_lease == cl->lease_id && !memcmp(&sp, &cl->space_put, sizeof(sp))))
+		return;
+	cl->space_next = loop_now_ms() + SPACE_MIN_MS;
+	val = layout_space_encode(&sp);
+	if (!val || key_of(cl, LAYOUT_SPACE, cl->self.id, key) < 0) {
+		free(val);
+		return;
+	}
+	r = etcd_put(cl->sess, key, val, cl->lease_id);
+	free(val);
+	set_etcd(cl, cl->sess, r);
+	if (r < 0) {
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "cannot publish this node's space: %s",
+				etcd_last_error(cl->sess));
+		return;
+	}
+	cl->space_put = sp;
+	cl->space_lease = cl->lease_id;
+}
+
+void cluster_space_set(struct cluster *cl, const struct layout_space *sp)
+{
+	pthread_mutex_lock(&cl->mu);
+	cl->space = *sp;
+	cl->space_sampled = true;
+	pthread_mutex_unlock(&cl->mu);
+}
+
 /* Joining holds no lease yet, so no deadline waits on its calls: they get the time a
  * loaded etcd needs (a raft write's fsync, the password's bcrypt), where a keepalive's
  * TTL/3 would time out on every try and the node would never join. */
@@ -1024,6 +1092,7 @@ static void *session_main(void *arg)
 				}
 			}
 		}
+		space_publish(cl);
 		wait_until(cl, next, true);
 	}
 	/* revoked, the node is down at once rather than after its TTL; not tried when
@@ -1040,17 +1109,19 @@ static void *session_main(void *arg)
 static int watch_events(void *arg, const struct etcd_watch_msg *msg)
 {
 	struct cluster *cl = arg;
+	bool news = false;
 
 	pthread_mutex_lock(&cl->mu);
 	for (size_t i = 0; i < msg->nevents; i++) {
 		const struct etcd_event *ev = &msg->events[i];
 
-		map_apply(cl, &ev->kv, ev->type == ETCD_EVENT_PUT, true);
+		news |= map_apply(cl, &ev->kv, ev->type == ETCD_EVENT_PUT, true);
 		if (ev->kv.mod_revision > cl->info.map_revision)
 			cl->info.map_revision = ev->kv.mod_revision;
 	}
 	pthread_mutex_unlock(&cl->mu);
-	notify(cl);
+	if (news) /* nodes' space alone changes nothing the loop acts on */
+		notify(cl);
 	return 0;
 }
 

@@ -91,11 +91,18 @@ struct cluster_node {
 	bool out;                  /* marked out by an operator */
 	bool compatible;           /* versions match this node's */
 	bool self;
+	bool has_space;            /* space: its space/ID record, while its lease lives */
+	struct layout_space space;
 };
 /* A copy of the map, by node id: *nodes (free() it), *n. 0 or -ENOMEM. */
 int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t *n);
 /* One node of the map: 0 or -ENOENT. */
 int cluster_node_get(const struct cluster *cl, const char *id, struct cluster_node *out);
+
+/* This node's space as it is now (the loop samples it now and then): the session
+ * thread publishes it under the lease (space/ID) when it changed, at most once per
+ * keepalive and per second, and again after every join. Any thread. */
+void cluster_space_set(struct cluster *cl, const struct layout_space *sp);
 
 /* Marks node id out (out true) or in. Async: returns 0 → cb runs once on the loop's
  * thread with 0 or -errno and a sentence (-ENOENT no such node, an etcd error);

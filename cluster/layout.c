@@ -14,6 +14,7 @@ static const char *const dirs[] = {
 	[LAYOUT_OUT] = "out/",
 	[LAYOUT_VOLUME] = "volumes/",
 	[LAYOUT_OWNER] = "owners/",
+	[LAYOUT_SPACE] = "space/",
 };
 
 bool layout_id_valid(const char *id)
@@ -195,6 +196,33 @@ int layout_out_decode(const char *text, size_t len, int64_t *since)
 	if (!o)
 		return -EPROTO;
 	r = get_int(o, "since", 0, INT64_MAX, since);
+	json_object_put(o);
+	return r;
+}
+
+char *layout_space_encode(const struct layout_space *sp)
+{
+	char buf[96];
+
+	snprintf(buf, sizeof(buf), "{\"raw\":%" PRIu64 ",\"used\":%" PRIu64 ",\"usable\":%"
+		 PRIu64 "}", sp->raw, sp->used, sp->usable);
+	return strdup(buf);
+}
+
+int layout_space_decode(const char *text, size_t len, struct layout_space *sp)
+{
+	struct json_object *o = parse_object(text, len);
+	int64_t raw = 0, used = 0, usable = 0;
+	int r = -EPROTO;
+
+	memset(sp, 0, sizeof(*sp));
+	if (!o)
+		return -EPROTO;
+	if (get_int(o, "raw", 0, INT64_MAX, &raw) == 0 &&
+	    get_int(o, "used", 0, raw, &used) == 0 && get_int(o, "usable", 0, raw, &usable) == 0) {
+		*sp = (struct layout_space){ (uint64_t)raw, (uint64_t)used, (uint64_t)usable };
+		r = 0;
+	}
 	json_object_put(o);
 	return r;
 }

@@ -5,6 +5,7 @@
  *   PREFIX members/ID   the node's record, persistent: the cluster knows the node
  *   PREFIX alive/ID     the same record under the node's lease: the node is up
  *   PREFIX out/ID       an operator marked the node out: {"since": UNIX_SECONDS}
+ *   PREFIX space/ID     the node's space, under its lease: {"raw", "used", "usable"}
  *   PREFIX volumes/NAME the volume's record, persistent: size, replicas, epoch, ...
  *   PREFIX owners/NAME  the owner's claim, under the owner's lease: {"node", "epoch"}
  *   PREFIX segments/NAME/FFFFFFFFFFFFFFFF.SSSSSSSS  a segment record (family uid and
@@ -29,6 +30,7 @@ enum layout_kind {
 	LAYOUT_OUT,
 	LAYOUT_VOLUME, /* the id is a volume name (the engine's rule is the same charset) */
 	LAYOUT_OWNER,
+	LAYOUT_SPACE,  /* the id is a node's */
 };
 
 /* A node id or failure domain: 1..LAYOUT_ID_MAX of [A-Za-z0-9._-], not "." or "..". */
@@ -70,6 +72,18 @@ bool layout_compatible(const struct layout_node *a, const struct layout_node *b)
 
 char *layout_out_encode(int64_t since);
 int layout_out_decode(const char *text, size_t len, int64_t *since);
+
+/* A node's space (space/ID, under its lease; docs/cluster.md, "Space"), bytes: its
+ * store, the slots in use (its log, copies and fragments it holds for others), and
+ * what the store holds of any data with the cleaner's share set aside. */
+struct layout_space {
+	uint64_t raw;
+	uint64_t used;   /* <= raw */
+	uint64_t usable; /* <= raw */
+};
+char *layout_space_encode(const struct layout_space *sp);
+/* 0, or -EPROTO: a field missing, negative, or used or usable above raw. */
+int layout_space_decode(const char *text, size_t len, struct layout_space *sp);
 
 /* ---- volumes (docs/cluster.md, "Volumes") ---- */
 

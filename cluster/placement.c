@@ -111,3 +111,42 @@ int placement_pick(const struct placement_node *nodes, size_t n, uint64_t seg, u
 	}
 	return 0;
 }
+
+/* F = min over j < copies of (total - the j largest) / (copies - j): capping the j
+ * largest domains at F, the others must carry copies - j pieces of each F (the
+ * minimum is reached at the j for which exactly those j exceed F). Only the `copies`
+ * largest are needed: kept sorted, largest first, by insertion. */
+uint64_t placement_usable(const uint64_t *cap, size_t n, unsigned copies, unsigned k)
+{
+	uint64_t big[PLACEMENT_MAX_COPIES] = { 0 }, total = 0, top = 0, best = UINT64_MAX;
+	size_t nd = 0;
+
+	if (!copies || copies > PLACEMENT_MAX_COPIES || !k)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t c = cap[i];
+
+		if (!c)
+			continue;
+		nd++;
+		total += c;
+		for (unsigned j = 0; j < copies; j++) {
+			if (c > big[j]) {
+				uint64_t t = big[j];
+
+				big[j] = c;
+				c = t;
+			}
+		}
+	}
+	if (nd < copies)
+		return 0;
+	for (unsigned j = 0; j < copies; j++) {
+		uint64_t f = (total - top) / (copies - j);
+
+		if (f < best)
+			best = f;
+		top += big[j];
+	}
+	return best * k;
+}

@@ -45,4 +45,14 @@ static inline uint64_t placement_seg_key(uint64_t uid, uint32_t sno)
 int placement_pick(const struct placement_node *nodes, size_t n, uint64_t seg, unsigned r,
 		   uint64_t *out);
 
+/* The most volume data domains of capacity cap[0..n-1] (bytes each) can hold under a
+ * policy that writes `copies` pieces of 1/k of the data each, one per failure domain:
+ * replicas R (copies R, k 1) or erasure code K+M (copies K+M, k K). It is k·F for the
+ * largest F with copies·F <= sum of min(cap[i], F): a domain holds at most one piece
+ * of each segment, so a domain larger than the others cannot use its excess (with as
+ * many domains as copies, the smallest bounds them all). 0 with fewer than `copies`
+ * domains of capacity. What the domains allow, whatever the placement: placement_pick
+ * weighs every node 1 today, so unequal nodes fill unequally (docs/cluster.md, "Space"). */
+uint64_t placement_usable(const uint64_t *cap, size_t n, unsigned copies, unsigned k);
+
 #endif

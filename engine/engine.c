@@ -477,6 +477,8 @@ void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 	/* held slots are other nodes' data: neither this store's room nor its use */
 	out->usable_blocks = (uint64_t)(eng->sb.segment_count - sp.held) *
 			     (eng->blocks_per_seg - 1) * ENG_GC_MAX_LIVE_PCT / 100;
+	out->raw_usable_blocks = (uint64_t)eng->sb.segment_count * (eng->blocks_per_seg - 1) *
+				 ENG_GC_MAX_LIVE_PCT / 100;
 	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
 		if (eng->slots[i].held)
 			continue;

@@ -401,6 +401,9 @@ struct engine_stats {
 	uint64_t live_blocks;     /* blocks referenced by some volume's map */
 	uint64_t usable_blocks;   /* live data the store can hold: the cleaner needs the
 				     rest (about 10%) to work */
+	uint64_t raw_usable_blocks; /* the same share of every slot, held ones included:
+				       what the store holds of any node's data (a cluster's
+				       capacity counts it: docs/cluster.md, "Space") */
 	uint64_t used_blocks;     /* blocks written in non-free segments (live + garbage) */
 	uint64_t gc_runs;
 	uint64_t gc_remote_runs;   /* of them, remote victims (read through fetches) */

@@ -34,6 +34,10 @@ struct eng_frags;
  * volume's writes), and after a remote victim's read failed. */
 #define ENG_GC_REMOTE_GAP_MS 100u
 #define ENG_GC_REMOTE_RETRY_MS 5000u
+/* After a remote victim whose live blocks were all being written over (a write or trim
+ * of each not retired yet): usually they die as those retire and a checkpoint frees
+ * the entry; if not, it is taken again after this. */
+#define ENG_GC_REMOTE_PENDING_MS 1000u
 /* A remote entry is cleaned for the cluster's space, not for lack of room here: it is
  * read whole across the network and its live blocks written again, so only one at
  * least half dead is worth it (at most a block written per block freed). The local
@@ -367,6 +371,8 @@ struct engine {
 	uint8_t *gc_buf;
 	struct gc_move *gc_moves; /* gc.c: the victim's live blocks, sorted before moving */
 	uint32_t gc_nmoves;
+	uint32_t gc_npending;     /* live blocks of the victim left for a write or trim of
+				     theirs not retired yet (visit_live) */
 	uint32_t gc_next_move;    /* the first of gc_moves not yet appended */
 	bool gc_moving;           /* gc_moves are being appended, a slice per poll */
 	/* gc.c: a remote victim (a remote entry) is read into gc_buf by fetches */

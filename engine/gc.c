@@ -181,7 +181,16 @@ static void moves_done(void *arg, int res)
 		struct slot *v = &eng->slots[eng->gc_victim];
 
 		eng->stats.gc_remote_runs++;
-		if (res == 0 && eng->gc_nmoves == 0 && v->live) {
+		if (res == 0 && eng->gc_nmoves == 0 && v->live && eng->gc_npending) {
+			/* every live block it has is being written over right now (a
+			 * sequential writer sweeping it): not a count that disagrees with its
+			 * log. Those writes usually empty it; if not, it is taken again. */
+			log_msg(LOG_DEBUG, ENG_LOG, "cleaner: segment %016" PRIx64 ".%08" PRIx32
+				" (no local copy): the %u live blocks found in its log are all being "
+				"written over: taken again later if need be", v->family_uid, v->sno,
+				eng->gc_npending);
+			eng->gc_remote_next_ms = eng_now_ms() + ENG_GC_REMOTE_PENDING_MS;
+		} else if (res == 0 && eng->gc_nmoves == 0 && v->live) {
 			/* live blocks its summaries do not show (not this log's copy?): picking
 			 * it again would read it again for nothing, every ENG_GC_REMOTE_GAP_MS */
 			log_msg(LOG_WARN, ENG_LOG, "cleaner: segment %016" PRIx64 ".%08" PRIx32
@@ -249,8 +258,10 @@ static int visit_live(struct engine *eng, struct engine_volume *vol, bool move)
 			/* a write or trim of it not yet retired comes first and wins; a MOVE
 			 * that would lose is not written, so that a MOVE always applies (a
 			 * rebuild cannot check its source, which is gone by then) */
-			if (eng_lba_pending(vol, e->lba))
+			if (eng_lba_pending(vol, e->lba)) {
+				eng->gc_npending += move;
 				continue;
+			}
 			if (!move) {
 				if (crc32c(data, QUILL_BLOCK_SIZE) != loc.crc) {
 					log_msg(LOG_ERROR, ENG_LOG, "cleaner: volume %s lba %llu in "
@@ -337,6 +348,7 @@ static int relocate(struct engine *eng, struct engine_volume *vol)
 			return -ENOMEM;
 	}
 	eng->gc_nmoves = 0;
+	eng->gc_npending = 0;
 	eng->gc_next_move = 0;
 	eng->gc_trims_seen = eng->gc_trims_kept = 0;
 	eng->gc_ntrims = 0; /* what a failed run left */

@@ -11,6 +11,11 @@
 #   - fio (nbd engine, verify=crc32c) writes and verifies 24 MiB through the owner,
 #     sealing segments of 1 MiB; every segment record names M+1 = 2 holders (or,
 #     encoded already, none: its replicas went)
+#   - space (docs/cluster.md, "Space"): node2's store is smaller; node1's cluster status
+#     shows each node's raw, used and usable bytes as that node's own quill status
+#     does, their sums, and per policy what the three failure domains hold, computed
+#     here another way (bisection on the definition): replicas 3 and ec 2+1 are bounded
+#     by node2, the smallest
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec
@@ -27,6 +32,7 @@ server_stop
 log "a single node refuses --ec"
 
 STORE=160M
+STORE_OF[2]=128M # unequal failure domains: the smallest bounds replicas 3 and ec 2+1
 start_three_peer_nodes
 
 # ---- refusals ----
@@ -88,5 +94,57 @@ for x in s:
         (x["state"] == "sealed" and not x["holders"]), x' "$OUT" ||
 	fail "segment records of the EC volume: $OUT"
 log "fio wrote and verified 24 MiB on the EC 2+1 volume; every segment on M+1 = 2 holders, or encoded with none"
+
+# ---- space: each node's, as published, against its own quill status ----
+# space_agrees: node1's cluster status shows every node's space as the node itself
+# says, the totals, and the usable per policy (published when it changes: polled)
+space_agrees()
+{
+	local i
+	for i in 0 1 2; do
+		qn "$i" --json status >"$WORK/status$i.json" 2>/dev/null || return 1
+	done
+	qn 1 --json cluster status >"$WORK/cstatus.json" 2>/dev/null || return 1
+	python3 - "$WORK" >"$WORK/space.err" 2>&1 <<'PY'
+import json, sys
+w = sys.argv[1]
+own = [json.load(open("%s/status%d.json" % (w, i))) for i in range(3)]
+c = json.load(open(w + "/cstatus.json"))
+nodes = {n["id"]: n for n in c["nodes"]}
+for i, s in enumerate(own):
+    sp = nodes["node%d" % i].get("space")
+    want = {"raw_bytes": s["raw_bytes"], "used_bytes": s["raw_used_bytes"],
+            "usable_bytes": s["raw_usable_bytes"]}
+    assert sp == want, ("node%d" % i, sp, want)
+    assert 0 < s["raw_used_bytes"] < s["raw_usable_bytes"] < s["raw_bytes"], s
+t = c["space"]
+assert t["nodes"] == 3 and t["failure_domains"] == 3, t
+for k, f in (("raw_bytes", "raw_bytes"), ("used_bytes", "raw_used_bytes"),
+             ("usable_bytes", "raw_usable_bytes")):
+    assert t[k] == sum(s[f] for s in own), (k, t)
+cap = [s["raw_usable_bytes"] for s in own]
+def usable(copies, k):  # the largest F with copies*F <= sum(min(cap, F)), times k
+    lo, hi = 0, sum(cap)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if copies * mid <= sum(min(x, mid) for x in cap) else (lo, mid - 1)
+    return lo * k
+pol = {p["policy"]: p["usable_bytes"] for p in t["policies"]}
+assert set(pol) == {"replicas 2", "replicas 3", "ec 2+1"}, pol
+assert pol["replicas 2"] == usable(2, 1) and pol["replicas 3"] == usable(3, 1), pol
+assert pol["ec 2+1"] == usable(3, 2), pol
+assert cap[2] < min(cap[:2]) and pol["replicas 3"] == cap[2] and pol["ec 2+1"] == 2 * cap[2], (cap, pol)
+PY
+}
+SPACE_START=$SECONDS
+until space_agrees; do # (wait_for's message would be the first try's)
+	[ $((SECONDS - SPACE_START)) -lt 20 ] ||
+		fail "node1's cluster status does not show the nodes' space as they do after 20 s: $(cat "$WORK/space.err")"
+	sleep 0.2
+done
+qexpect 1 0 cluster status
+grep -q "^usable per policy: replicas 2 .*, replicas 3 .*, ec 2+1 .* of volume data" <<<"$OUT" ||
+	fail "cluster status has no usable per policy: $OUT"
+log "space ($((SECONDS - SPACE_START)) s): $(grep -E '^(total|usable per policy)' <<<"$OUT" | tr -s ' ' | paste -sd ';')"
 
 it_pass

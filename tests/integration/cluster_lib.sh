@@ -118,12 +118,13 @@ fio_peer_init()
 }
 
 # peer_flags I: PEER_FLAGS, node I's flags for a peer listener with its address in the
-# map (store size $STORE, the cluster secret, then the test's PEER_EXTRA array if
-# set); later flags override them.
+# map (store size ${STORE_OF[I]}, else $STORE, the cluster secret, then the test's
+# PEER_EXTRA array if set); later flags override them.
+declare -gA STORE_OF
 peer_flags()
 {
 	[ -n "${PEER_PORT[$1]:-}" ] || PEER_PORT[$1]=$(free_port)
-	PEER_FLAGS=(--store-size "$STORE" --peer-listen "127.0.0.1:${PEER_PORT[$1]}"
+	PEER_FLAGS=(--store-size "${STORE_OF[$1]:-$STORE}" --peer-listen "127.0.0.1:${PEER_PORT[$1]}"
 		    --peer-secret "$WORK/cluster.key" --peer-addr "127.0.0.1:${PEER_PORT[$1]}"
 		    ${PEER_EXTRA[@]+"${PEER_EXTRA[@]}"})
 }

@@ -48,6 +48,9 @@ const char *cli_copies_brief(struct json_object *c, char *buf, size_t len);
 void cli_show_copies(struct json_object *c);
 /* "base: vm0@base (remote, owner node0)" of a clone across owners (c: "cluster"). */
 void cli_show_base(struct json_object *c);
+/* One line: label, then each of pol's [{policy, usable_bytes}] ("replicas 2 1.2 GiB,
+ * ..."), then " of volume data (why)". quill status and cluster status. */
+void cli_show_policies(struct json_object *pol, const char *label, const char *why);
 
 /* Prints the usage to out; returns code. */
 int cli_usage(FILE *out, int code);

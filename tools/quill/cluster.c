@@ -180,6 +180,55 @@ static void show_volumes(struct json_object *ans)
 	}
 }
 
+/* Each node's space and the cluster's: raw, used, usable, and per policy. */
+static void show_space(struct json_object *ans)
+{
+	struct json_object *nodes = json_object_object_get(ans, "nodes");
+	struct json_object *sp = json_object_object_get(ans, "space");
+	struct json_object *pol = sp ? json_object_object_get(sp, "policies") : NULL;
+	size_t n = nodes ? json_object_array_length(nodes) : 0;
+
+	if (!sp)
+		return;
+	printf("\n%-16s %12s %12s %12s\n", "SPACE", "RAW", "USED", "USABLE");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(nodes, i);
+		struct json_object *s = json_object_object_get(o, "space");
+
+		if (!s) {
+			printf("%-16s %12s %12s %12s  (%s)\n", cli_str(o, "id"), "-", "-", "-",
+			       strcmp(cli_str(o, "state"), "up") ? "down: not counted" :
+			       "not published yet");
+			continue;
+		}
+		printf("%-16s %12s %12s %12s%s\n", cli_str(o, "id"),
+		       cli_size((uint64_t)cli_i64(s, "raw_bytes"), 0),
+		       cli_size((uint64_t)cli_i64(s, "used_bytes"), 1),
+		       cli_size((uint64_t)cli_i64(s, "usable_bytes"), 2),
+		       cli_bool(o, "out") ? "  (out: not counted)" : "");
+	}
+	printf("%-16s %12s %12s %12s  (%lld nodes in %lld failure domains)\n", "total",
+	       cli_size((uint64_t)cli_i64(sp, "raw_bytes"), 0),
+	       cli_size((uint64_t)cli_i64(sp, "used_bytes"), 1),
+	       cli_size((uint64_t)cli_i64(sp, "usable_bytes"), 2),
+	       (long long)cli_i64(sp, "nodes"), (long long)cli_i64(sp, "failure_domains"));
+	cli_show_policies(pol, "usable per policy:", "one copy or fragment per failure domain");
+}
+
+void cli_show_policies(struct json_object *pol, const char *label, const char *why)
+{
+	size_t n = pol ? json_object_array_length(pol) : 0;
+
+	printf("%s", label);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *p = json_object_array_get_idx(pol, i);
+
+		printf("%s %s %s", i ? "," : "", cli_str(p, "policy"),
+		       cli_size((uint64_t)cli_i64(p, "usable_bytes"), (int)(i % 3)));
+	}
+	printf(" of volume data (%s)\n", why);
+}
+
 static void show_status(struct json_object *ans)
 {
 	struct json_object *c = json_object_object_get(ans, "cluster");
@@ -209,6 +258,7 @@ static void show_status(struct json_object *ans)
 	cli_show_scrub_status(json_object_object_get(ans, "scrub"));
 	printf("\n");
 	show_nodes(ans);
+	show_space(ans);
 	show_volumes(ans);
 }
 

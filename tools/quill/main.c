@@ -203,16 +203,8 @@ static void show_policy_space(struct json_object *ans)
 	printf("raw:       %s, %s in use (this node's log, copies and fragments of others)\n",
 	       cli_size((uint64_t)cli_i64(ans, "raw_bytes"), 0),
 	       cli_size((uint64_t)cli_i64(ans, "raw_used_bytes"), 1));
-	if (!n)
-		return;
-	printf("per policy:");
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *p = json_object_array_get_idx(pol, i);
-
-		printf("%s %s %s", i ? "," : "", cli_str(p, "policy"),
-		       cli_size((uint64_t)cli_i64(p, "usable_bytes"), (int)(i % 3)));
-	}
-	printf(" of volume data (usable / copies, or x K/(K+M))\n");
+	if (n)
+		cli_show_policies(pol, "per policy:", "usable / copies, or x K/(K+M)");
 }
 
 static void show_status(struct json_object *ans)

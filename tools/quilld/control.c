@@ -380,20 +380,22 @@ static void add_bytes(struct json_object *o, const char *key, uint64_t bytes)
 
 /* Space under each durability policy (docs/cluster.md, "Space"): "raw_bytes" (the
  * store), "raw_used_bytes" (its segments in use: this node's log, copies and fragments
- * of other nodes' segments), and "policies": what the store's usable share (usable_bytes:
- * the cleaner keeps the rest) holds of a volume's data under replicas R (1/R) and ec K+M
- * (K/(K+M)) when every node is like this one. */
+ * of other nodes' segments), "raw_usable_bytes" (what the store holds of any node's data:
+ * the cleaner keeps the rest), and "policies": what that share holds of a volume's data
+ * under replicas R (1/R) and ec K+M (K/(K+M)) when every node is like this one. The
+ * same three figures are the node's space record in the cluster (quilld space_sample). */
 static void add_policy_space(struct json_object *v, const struct engine_stats *st)
 {
 	static const struct { unsigned k, m; } pol[] = { { 1, 0 }, { 1, 1 }, { 1, 2 },
 							  { 2, 1 }, { 4, 2 } };
 	struct json_object *a = json_object_new_array();
-	uint64_t usable = st->usable_blocks * ENGINE_BLOCK_SIZE;
+	uint64_t usable = st->raw_usable_blocks * ENGINE_BLOCK_SIZE;
 	char name[32];
 
-	add_bytes(v, "raw_bytes", st->segment_size * st->segments_total);
+	add_bytes(v, "raw_bytes", (uint64_t)st->segment_size * st->segments_total);
 	add_bytes(v, "raw_used_bytes",
-		  st->segment_size * (st->segments_total - st->segments_free));
+		  (uint64_t)st->segment_size * (st->segments_total - st->segments_free));
+	add_bytes(v, "raw_usable_bytes", usable);
 	for (size_t i = 0; a && i < sizeof(pol) / sizeof(pol[0]); i++) {
 		struct json_object *p = json_object_new_object();
 

@@ -8,6 +8,7 @@
 
 #include "block/block.h"
 #include "cluster/cluster.h"
+#include "cluster/placement.h"
 #include "engine/engine.h"
 #include "replication/orphans.h"
 #include "tools/control_proto.h"
@@ -29,6 +30,121 @@ static struct json_object *node_json(const struct cluster_node *n)
 	ctl_add_int(o, "format_version", n->rec.format_version);
 	ctl_add_int(o, "protocol_version", n->rec.protocol_version);
 	ctl_add_int(o, "up_since", n->rec.up_since);
+	if (n->has_space) {
+		struct json_object *sp = json_object_new_object();
+
+		ctl_add_int(sp, "raw_bytes", (int64_t)n->space.raw);
+		ctl_add_int(sp, "used_bytes", (int64_t)n->space.used);
+		ctl_add_int(sp, "usable_bytes", (int64_t)n->space.usable);
+		json_object_object_add(o, "space", sp);
+	}
+	return o;
+}
+
+/* ---- the cluster's space (docs/cluster.md, "Space") ---- */
+
+/* A policy shown: replicas R (k 0) or ec K+M. */
+struct space_policy {
+	unsigned k, m, replicas;
+};
+
+#define SPACE_POLICIES 32
+#define SPACE_DOMAINS 256
+
+static void policy_add(struct space_policy *p, size_t *n, unsigned k, unsigned m, unsigned r)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (p[i].k == k && p[i].m == m && p[i].replicas == r)
+			return;
+	if (*n < SPACE_POLICIES)
+		p[(*n)++] = (struct space_policy){ k, m, r };
+}
+
+/* Replicas 2 and 3, and each other policy of a volume in the map. */
+static size_t space_policies(struct control *ctl, struct space_policy *p)
+{
+	struct cluster_volume *vols;
+	size_t n = 0, nv;
+
+	policy_add(p, &n, 0, 0, 2);
+	policy_add(p, &n, 0, 0, 3);
+	if (cluster_volumes(ctl->cluster, &vols, &nv) < 0)
+		return n;
+	for (size_t i = 0; i < nv; i++)
+		policy_add(p, &n, vols[i].rec.ec_k, vols[i].rec.ec_k ? vols[i].rec.ec_m : 0,
+			   vols[i].rec.ec_k ? 0 : vols[i].rec.replicas);
+	free(vols);
+	return n;
+}
+
+/* Does node n count towards the cluster's space: up, in, compatible, and its space
+ * published? (A down node's record went with its lease.) */
+static bool space_counted(const struct cluster_node *n)
+{
+	return n->up && !n->out && n->compatible && n->has_space;
+}
+
+/* The usable share of each failure domain of the counted nodes, into cap: their
+ * number. */
+static size_t space_domains(const struct cluster_node *nodes, size_t n, uint64_t *cap)
+{
+	const char *names[SPACE_DOMAINS];
+	size_t nd = 0, d;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!space_counted(&nodes[i]))
+			continue;
+		for (d = 0; d < nd && strcmp(names[d], nodes[i].rec.domain) != 0; d++)
+			;
+		if (d == nd && nd == SPACE_DOMAINS)
+			continue; /* more domains than shown: the policies are a lower bound */
+		if (d == nd) {
+			names[nd] = nodes[i].rec.domain;
+			cap[nd++] = 0;
+		}
+		cap[d] += nodes[i].space.usable;
+	}
+	return nd;
+}
+
+/* "space": the counted nodes' raw, used and usable bytes summed, and "policies": what
+ * their failure domains hold of volume data under each policy (placement_usable). */
+static struct json_object *space_json(struct control *ctl, const struct cluster_node *nodes,
+				      size_t n)
+{
+	struct json_object *o = json_object_new_object(), *arr = json_object_new_array();
+	struct space_policy pol[SPACE_POLICIES];
+	uint64_t cap[SPACE_DOMAINS], raw = 0, used = 0, usable = 0;
+	size_t nd = space_domains(nodes, n, cap), np = space_policies(ctl, pol), counted = 0;
+	char name[32];
+
+	for (size_t i = 0; i < n; i++) {
+		if (!space_counted(&nodes[i]))
+			continue;
+		counted++;
+		raw += nodes[i].space.raw;
+		used += nodes[i].space.used;
+		usable += nodes[i].space.usable;
+	}
+	ctl_add_int(o, "nodes", (int64_t)counted);
+	ctl_add_int(o, "failure_domains", (int64_t)nd);
+	ctl_add_int(o, "raw_bytes", (int64_t)raw);
+	ctl_add_int(o, "used_bytes", (int64_t)used);
+	ctl_add_int(o, "usable_bytes", (int64_t)usable);
+	for (size_t i = 0; i < np; i++) {
+		struct json_object *p = json_object_new_object();
+		unsigned copies = pol[i].k ? pol[i].k + pol[i].m : pol[i].replicas;
+
+		if (pol[i].k)
+			snprintf(name, sizeof(name), "ec %u+%u", pol[i].k, pol[i].m);
+		else
+			snprintf(name, sizeof(name), "replicas %u", pol[i].replicas);
+		ctl_add_str(p, "policy", name);
+		ctl_add_int(p, "usable_bytes", (int64_t)placement_usable(cap, nd, copies,
+									pol[i].k ? pol[i].k : 1));
+		json_object_array_add(arr, p);
+	}
+	json_object_object_add(o, "policies", arr);
 	return o;
 }
 
@@ -38,8 +154,8 @@ static int by_id(const void *a, const void *b)
 		      ((const struct cluster_node *)b)->rec.id);
 }
 
-/* Adds "nodes": [...] to o. */
-static int add_nodes(struct control *ctl, struct json_object *o)
+/* Adds "nodes": [...] to o, and with_space, the cluster's "space". */
+static int add_nodes(struct control *ctl, struct json_object *o, bool with_space)
 {
 	struct cluster_node *nodes;
 	struct json_object *arr;
@@ -53,6 +169,8 @@ static int add_nodes(struct control *ctl, struct json_object *o)
 	for (size_t i = 0; i < n; i++)
 		json_object_array_add(arr, node_json(&nodes[i]));
 	json_object_object_add(o, "nodes", arr);
+	if (with_space)
+		json_object_object_add(o, "space", space_json(ctl, nodes, n));
 	free(nodes);
 	return 0;
 }
@@ -116,7 +234,7 @@ static struct json_object *cmd_cluster_status(struct control *ctl, struct json_o
 	json_object_object_add(v, "io", io);
 	if (ctl->replicas)
 		json_object_object_add(v, "scrub", ctl_scrub_status_json(ctl));
-	if (add_nodes(ctl, v) < 0 || ctl_cluster_add_volumes(ctl, v) < 0) {
+	if (add_nodes(ctl, v, true) < 0 || ctl_cluster_add_volumes(ctl, v) < 0) {
 		json_object_put(v);
 		return ctl_error(ENOMEM, "out of memory");
 	}
@@ -131,7 +249,7 @@ static struct json_object *cmd_cluster_nodes(struct control *ctl, struct json_ob
 	if (!ctl->cluster)
 		return ctl_single_node();
 	v = ctl_ok();
-	if (add_nodes(ctl, v) < 0) {
+	if (add_nodes(ctl, v, false) < 0) {
 		json_object_put(v);
 		return ctl_error(ENOMEM, "out of memory");
 	}

@@ -66,6 +66,7 @@ struct node {
 				      a holder), or NULL */
 	struct takeovers *takeovers; /* volumes being taken over here (with replicas) */
 	char self_id[LAYOUT_ID_MAX + 1];
+	uint64_t space_next;       /* the next sample of this node's space (space_sample) */
 	bool refused;              /* the cluster would not have this node */
 	struct loop_watch *signal_watch;
 	int signal_fd;
@@ -675,10 +676,29 @@ static int start_vhost(struct node *n)
 /* A keepalive was granted, the map moved or a claim went: volumes this node lost
  * stop being served; requests held for the lease may go; the replica sets see the
  * nodes and the volumes this node owns now. */
+/* This node's space for the cluster (docs/cluster.md, "Space"): sampled at most once a
+ * second from the engine here, on the loop (on_change runs at least per keepalive), and
+ * published by the cluster's session thread when it changed. */
+static void space_sample(struct node *n)
+{
+	struct engine_stats st;
+	struct layout_space sp;
+
+	if (loop_now_ms() < n->space_next)
+		return;
+	n->space_next = loop_now_ms() + 1000;
+	engine_get_stats(n->eng, &st);
+	sp.raw = (uint64_t)st.segment_size * st.segments_total;
+	sp.used = (uint64_t)st.segment_size * (st.segments_total - st.segments_free);
+	sp.usable = st.raw_usable_blocks * ENGINE_BLOCK_SIZE;
+	cluster_space_set(n->cluster, &sp);
+}
+
 static void cluster_changed(void *arg)
 {
 	struct node *n = arg;
 
+	space_sample(n);
 	blk_guard_recheck(n->guard);
 	replicas_changed(n);
 	orphans_kick(n->orphans);

@@ -155,6 +155,30 @@ Test(layout, out_marks)
 	cr_assert_eq(layout_out_decode("{\"since\":\"1\"}", 13, &since), -EPROTO);
 }
 
+Test(layout, space_records)
+{
+	struct layout_space sp = { 100663296, 3145728, 88000000 }, got;
+	char *text = layout_space_encode(&sp), key[128];
+	enum layout_kind kind;
+	char id[LAYOUT_ID_MAX + 1];
+
+	cr_assert_eq(layout_space_decode(text, strlen(text), &got), 0);
+	cr_assert(got.raw == sp.raw && got.used == sp.used && got.usable == sp.usable);
+	free(text);
+	cr_assert_eq(layout_key(key, sizeof(key), "/q/", LAYOUT_SPACE, "node1"), 0);
+	cr_assert_str_eq(key, "/q/space/node1");
+	cr_assert_eq(layout_key_parse("/q/", key, strlen(key), &kind, id), 0);
+	cr_assert(kind == LAYOUT_SPACE && strcmp(id, "node1") == 0);
+	/* a field missing, negative, or more used or usable than raw */
+	cr_assert_eq(layout_space_decode("{\"raw\":10,\"used\":1}", 19, &got), -EPROTO);
+	cr_assert_eq(layout_space_decode("{\"raw\":10,\"used\":-1,\"usable\":1}", 31, &got),
+		     -EPROTO);
+	cr_assert_eq(layout_space_decode("{\"raw\":10,\"used\":11,\"usable\":1}", 31, &got),
+		     -EPROTO);
+	cr_assert_eq(layout_space_decode("{\"raw\":10,\"used\":1,\"usable\":11}", 31, &got),
+		     -EPROTO);
+}
+
 /* ---- volumes ---- */
 
 Test(layout, volume_and_owner_keys)

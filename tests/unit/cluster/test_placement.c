@@ -231,3 +231,67 @@ Test(placement, joining_a_shared_domain_moves_little)
 	pick_all(13, after);
 	check_moved("join a shared domain", 1.0 / 16, 1.25);
 }
+
+/* ---- placement_usable: what failure domains of given capacities hold ---- */
+
+/* The largest F with copies·F <= sum of min(cap, F), by bisection: the definition,
+ * computed another way than the closed form. */
+static uint64_t usable_by_search(const uint64_t *cap, size_t n, unsigned copies, unsigned k)
+{
+	uint64_t lo = 0, hi = 0;
+
+	for (size_t i = 0; i < n; i++)
+		hi += cap[i];
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2, sum = 0;
+
+		for (size_t i = 0; i < n; i++)
+			sum += cap[i] < mid ? cap[i] : mid;
+		if ((uint64_t)copies * mid <= sum)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo * k;
+}
+
+Test(placement, usable_is_bounded_by_the_smallest_of_as_many_domains_as_copies)
+{
+	const uint64_t three[] = { 900, 500, 300 };
+
+	cr_assert_eq(placement_usable(three, 3, 3, 1), 300);    /* replicas 3 */
+	cr_assert_eq(placement_usable(three, 3, 3, 2), 600);    /* ec 2+1 */
+	cr_assert_eq(placement_usable(three, 3, 2, 1), 800);    /* replicas 2: 1700/2 > 800 */
+	cr_assert_eq(placement_usable(three, 3, 1, 1), 1700);   /* replicas 1: all of it */
+	cr_assert_eq(placement_usable(three, 3, 4, 1), 0);      /* 4 copies, 3 domains */
+	cr_assert_eq(placement_usable(three, 2, 3, 1), 0);
+}
+
+Test(placement, usable_of_equal_domains_is_total_over_copies)
+{
+	const uint64_t six[] = { 600, 600, 600, 600, 600, 600, 0 }; /* 0: no capacity */
+
+	cr_assert_eq(placement_usable(six, 7, 3, 1), 1200);
+	cr_assert_eq(placement_usable(six, 7, 6, 4), 2400);     /* ec 4+2: 2/3 of 3600 */
+	cr_assert_eq(placement_usable(six, 7, 7, 1), 0);
+	cr_assert_eq(placement_usable(six, 7, 0, 1), 0);
+}
+
+Test(placement, usable_matches_its_definition)
+{
+	uint64_t cap[12], x = 88172645463325252ull;
+
+	for (unsigned round = 0; round < 2000; round++) {
+		size_t n = 1 + round % 12;
+
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			cap[i] = x % 4 == 0 ? 0 : 1 + x % (round % 2 ? 1000 : 1000000007ull);
+		}
+		for (unsigned copies = 1; copies <= 8; copies++)
+			for (unsigned k = 1; k <= copies; k += 3)
+				cr_assert_eq(placement_usable(cap, n, copies, k),
+					     usable_by_search(cap, n, copies, k),
+					     "round %u copies %u k %u", round, copies, k);
+	}
+}
