@@ -19,6 +19,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/stages.h"
 #include "engine/engine.h"
 #include "replication/ec.h"
 #include "replication/ec_format.h"
@@ -309,6 +310,7 @@ static void local_part_done(void *arg, int res)
 
 	if (res < 0 && !q->part_err)
 		q->part_err = res;
+	stages_mark("fragread.local_part");
 	if (--q->parts)
 		return;
 	if (q->part_err == 0) /* both in: every block against the table's CRC of it */
@@ -376,6 +378,7 @@ static void remote_replied(void *arg, int res, const struct peer_hdr *h, const v
 	struct frag_req *q = arg;
 
 	(void)h;
+	stages_mark("fragread.replied");
 	fr_arrived(q, fragread_reply(res, payload, len, q->nblocks,
 				     q->fr->rs ? q->fr->bufs[q->idx] : NULL));
 }
@@ -419,6 +422,7 @@ static void fr_ask(struct fragread *fr, unsigned idx, uint32_t block, uint32_t n
 		r = strcmp(fr->st.frags[idx], fr->rs->self) == 0 ? ask_local(q) : ask_remote(q);
 	}
 	if (r == 0) {
+		stages_mark("fragread.asked");
 		fr->pending++;
 		fr->requests++;
 		return;

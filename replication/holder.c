@@ -455,6 +455,7 @@ static void frag_part_done(void *arg, int res)
 {
 	struct hold_op *op = arg;
 
+	stages_mark("holder.frag_part");
 	if (res < 0 && !op->part_err)
 		op->part_err = res;
 	if (--op->parts == 0)
