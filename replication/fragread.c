@@ -313,13 +313,15 @@ static void local_part_done(void *arg, int res)
 	stages_mark("fragread.local_part");
 	if (--q->parts)
 		return;
-	if (q->part_err == 0) /* both in: every block against the table's CRC of it */
+	if (q->part_err == 0 && q->table) /* both in: every block against the table's CRC */
 		q->part_err = ec_frag_run_check(q->table, q->table_first, q->block, q->nblocks,
 						fr->bufs[q->idx]);
 	fr_arrived(q, q->part_err);
 }
 
-/* This node's fragment: the table's blocks covering the rows and the rows, at once. */
+/* This node's fragment: the table's blocks covering the rows and the rows, at once;
+ * in the first phase with the map's CRCs the rows alone (fr_take checks each wanted
+ * block against its map CRC, and the others are not used: one read, not two). */
 static int ask_local(struct frag_req *q)
 {
 	struct fragread *fr = q->fr;
@@ -333,6 +335,11 @@ static int ask_local(struct frag_req *q)
 	if (fi.index != q->idx || fi.frag_blocks != fr->g.frag_blocks)
 		return -ENOENT; /* another fragment, of another encoding */
 	table_blocks = fi.image_blocks - 1 - fi.frag_blocks;
+	if (!fr->degraded && !fr->no_map_crcs) {
+		q->parts = 1;
+		return engine_frag_read(eng, fr->uid, fr->sno, 1 + table_blocks + q->block,
+					fr->bufs[q->idx], q->nblocks, local_part_done, q);
+	}
 	ec_frag_table_span(q->block, q->nblocks, &q->table_first, &count);
 	if (q->table_first + count > table_blocks)
 		return -EIO;
