@@ -405,14 +405,41 @@ int fragread_request(struct replicas *rs, const char *node, uint64_t uid, int64_
 	return peer_request(n->conn, &m, timeout_ms, cb, arg);
 }
 
+/* In the first phase, when every block of data fragment q->idx's piece is wanted and
+ * the map has its CRC: those CRCs into crcs (4 bytes each), true. The holder then
+ * checks its blocks against them and reads no table (PEER_SEG_F_CRCS). */
+static bool map_crcs(const struct frag_req *q, uint8_t *crcs)
+{
+	const struct fragread *fr = q->fr;
+
+	if (fr->degraded || fr->no_map_crcs || q->idx >= fr->g.k)
+		return false;
+	for (uint32_t j = 0; j < q->nblocks; j++) {
+		uint64_t b = (uint64_t)q->idx * fr->g.frag_blocks + q->block + j;
+		const struct seg_fetch_block *w;
+
+		if (b < fr->first || b >= (uint64_t)fr->first + fr->count)
+			return false;
+		w = fr_want(fr, (uint32_t)b);
+		if (!w)
+			return false;
+		peer_put32(crcs + (size_t)j * sizeof(uint32_t), w->crc);
+	}
+	return true;
+}
+
 static int ask_remote(struct frag_req *q)
 {
 	struct fragread *fr = q->fr;
+	uint8_t crcs[SEG_FETCH_MAX_BLOCKS * sizeof(uint32_t)];
+	struct iovec data = { crcs, (size_t)q->nblocks * sizeof(uint32_t) };
 	struct peer_seg_req rq = { .op = PEER_OP_FRAG_READ, .sno = fr->sno, .block = q->block,
 				   .nblocks = q->nblocks, .index = (uint8_t)q->idx };
+	bool with_crcs = q->nblocks <= SEG_FETCH_MAX_BLOCKS && map_crcs(q, crcs);
 
-	return fragread_request(fr->rs, fr->st.frags[q->idx], fr->uid, fr->epoch, &rq, NULL,
-				fr->rs->timeout_ms, remote_replied, q);
+	rq.flags = with_crcs ? PEER_SEG_F_CRCS : 0;
+	return fragread_request(fr->rs, fr->st.frags[q->idx], fr->uid, fr->epoch, &rq,
+				with_crcs ? &data : NULL, fr->rs->timeout_ms, remote_replied, q);
 }
 
 /* Asks fragment idx for nblocks from `block` into fr->bufs[idx] (allocated here):

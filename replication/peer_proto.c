@@ -52,7 +52,7 @@ static const struct op_info {
 	    sizeof(struct peer_frag_put) + PEER_FRAG_IMAGE_MIN * PEER_SEG_BLOCK, PEER_PAYLOAD_MAX,
 	    SEG_REPLY_MIN),
 	SEG(PEER_OP_FRAG_READ, "FRAG_READ", sizeof(struct peer_frag_read),
-	    sizeof(struct peer_frag_read),
+	    sizeof(struct peer_frag_read) + PEER_FRAG_READ_MAX_BLOCKS * sizeof(uint32_t),
 	    SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t))),
 	SEG(PEER_OP_SEG_LIST, "SEG_LIST", sizeof(struct peer_seg_list),
 	    sizeof(struct peer_seg_list),
@@ -444,16 +444,29 @@ static int frag_verify_decode(const uint8_t *p, size_t len, struct peer_seg_req 
 
 static int frag_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
-	if (len != sizeof(struct peer_frag_read))
+	size_t want = sizeof(struct peer_frag_read);
+	int r;
+
+	if (len < sizeof(struct peer_frag_read))
 		return -EINVAL;
 	out->sno = peer_get32(p + FR(sno));
 	out->block = peer_get32(p + FR(block));
 	out->nblocks = peer_get32(p + FR(nblocks));
 	out->index = p[FR(index)];
+	out->flags = p[FR(flags)];
+	if (out->flags & ~PEER_SEG_F_CRCS)
+		return -EPROTO;
 	for (size_t i = 0; i < sizeof(((struct peer_frag_read *)0)->reserved); i++)
 		if (p[FR(reserved) + i])
 			return -EPROTO;
-	return range_check(out->block, out->nblocks, PEER_FRAG_READ_MAX_BLOCKS);
+	r = range_check(out->block, out->nblocks, PEER_FRAG_READ_MAX_BLOCKS);
+	if (r < 0)
+		return r;
+	if (out->flags & PEER_SEG_F_CRCS) {
+		want += (size_t)out->nblocks * sizeof(uint32_t);
+		out->data = p + sizeof(struct peer_frag_read);
+	}
+	return len == want ? 0 : -EINVAL; /* the CRCs are exactly one per block */
 }
 
 /* A name of LAYER_FIND: 1..PEER_LAYER_NAME - 1 bytes, then NULs only. */
@@ -614,7 +627,9 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p + FR(block), r->block);
 		peer_put32(p + FR(nblocks), r->nblocks);
 		p[FR(index)] = r->index;
-		return sizeof(struct peer_frag_read);
+		p[FR(flags)] = (uint8_t)r->flags;
+		return sizeof(struct peer_frag_read); /* with PEER_SEG_F_CRCS: the caller's
+							  CRCs follow */
 	case PEER_OP_SEG_LIST:
 		peer_put32(p + LIST(first), r->first);
 		peer_put32(p + LIST(last), r->last);
