@@ -12,7 +12,7 @@
 #   with PERF=1 instead: `perf record` of the three nodes over the job, and the top of
 #     `perf report` by process and symbol (perf.data under the scratch folder).
 # Environment: N=3000, RW=randread (or randwrite), QD=1, POLICY="--ec 2+1" (or
-# "--replicas 3"), VOLSIZE=64M, PERF=0, QUILLD.
+# "--replicas 3"), VOLSIZE=64M, PERF=0, PERF_ARGS=-g (perf record's), QUILLD.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$ROOT/build/tests/integration}"
@@ -53,7 +53,7 @@ c=j["clat_ns"]; p=c["percentile"]; print("fio %s: %.0f IOPS, clat mean %.1f us, 
 }
 
 if [ "$PERF" = 1 ]; then
-	perf record -q -g -o "$WORK/perf.data" \
+	perf record -q ${PERF_ARGS:--g} -o "$WORK/perf.data" \
 		-p "${NODE_PID[0]},${NODE_PID[1]},${NODE_PID[2]}" 2>"$WORK/perf.err" &
 	PERF_PID=$!
 	track "$PERF_PID"
