@@ -321,27 +321,35 @@ static int seg_append_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 	return 0;
 }
 
-static int seg_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+/* A READ's or FRAG_READ's run (out->block, nblocks, flags decoded from a head of
+ * head_len bytes) within max blocks, and with PEER_SEG_F_CRCS exactly one CRC per
+ * block after the head (out->data): nothing else follows. */
+static int read_run_decode(const uint8_t *p, size_t len, size_t head_len, uint32_t max,
+			   struct peer_seg_req *out)
 {
-	size_t want = sizeof(struct peer_seg_read);
 	int r;
 
+	if (out->flags & ~PEER_SEG_F_CRCS)
+		return -EPROTO;
+	r = range_check(out->block, out->nblocks, max);
+	if (r < 0)
+		return r;
+	if (!(out->flags & PEER_SEG_F_CRCS))
+		return len == head_len ? 0 : -EINVAL;
+	out->data = p + head_len;
+	return len == head_len + (size_t)out->nblocks * sizeof(uint32_t) ? 0 : -EINVAL;
+}
+
+static int seg_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
 	if (len < sizeof(struct peer_seg_read))
 		return -EINVAL;
 	out->sno = peer_get32(p + RD(sno));
 	out->block = peer_get32(p + RD(block));
 	out->nblocks = peer_get32(p + RD(nblocks));
 	out->flags = peer_get32(p + RD(flags));
-	if (out->flags & ~PEER_SEG_F_CRCS)
-		return -EPROTO;
-	r = range_check(out->block, out->nblocks, PEER_SEG_READ_MAX_BLOCKS);
-	if (r < 0)
-		return r;
-	if (out->flags & PEER_SEG_F_CRCS) {
-		want += (size_t)out->nblocks * sizeof(uint32_t);
-		out->data = p + sizeof(struct peer_seg_read);
-	}
-	return len == want ? 0 : -EINVAL; /* the CRCs are exactly one per block */
+	return read_run_decode(p, len, sizeof(struct peer_seg_read), PEER_SEG_READ_MAX_BLOCKS,
+			       out);
 }
 
 int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks)
@@ -444,9 +452,6 @@ static int frag_verify_decode(const uint8_t *p, size_t len, struct peer_seg_req 
 
 static int frag_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
-	size_t want = sizeof(struct peer_frag_read);
-	int r;
-
 	if (len < sizeof(struct peer_frag_read))
 		return -EINVAL;
 	out->sno = peer_get32(p + FR(sno));
@@ -454,19 +459,11 @@ static int frag_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *o
 	out->nblocks = peer_get32(p + FR(nblocks));
 	out->index = p[FR(index)];
 	out->flags = p[FR(flags)];
-	if (out->flags & ~PEER_SEG_F_CRCS)
-		return -EPROTO;
 	for (size_t i = 0; i < sizeof(((struct peer_frag_read *)0)->reserved); i++)
 		if (p[FR(reserved) + i])
 			return -EPROTO;
-	r = range_check(out->block, out->nblocks, PEER_FRAG_READ_MAX_BLOCKS);
-	if (r < 0)
-		return r;
-	if (out->flags & PEER_SEG_F_CRCS) {
-		want += (size_t)out->nblocks * sizeof(uint32_t);
-		out->data = p + sizeof(struct peer_frag_read);
-	}
-	return len == want ? 0 : -EINVAL; /* the CRCs are exactly one per block */
+	return read_run_decode(p, len, sizeof(struct peer_frag_read), PEER_FRAG_READ_MAX_BLOCKS,
+			       out);
 }
 
 /* A name of LAYER_FIND: 1..PEER_LAYER_NAME - 1 bytes, then NULs only. */
