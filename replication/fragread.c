@@ -55,6 +55,7 @@ struct fragread {
 	uint32_t first, count;
 	struct seg_fetch_block **want; /* count entries */
 	bool degraded;                 /* the second phase */
+	bool asked_local;              /* some fragment read was this node's own */
 	uint32_t row, nrows;           /* its rows */
 	uint8_t *bufs[EC_N_MAX];       /* each fragment's blocks asked in this phase */
 	uint32_t lost;                 /* fragments lost for this run (a mask) */
@@ -453,7 +454,10 @@ static void fr_ask(struct fragread *fr, unsigned idx, uint32_t block, uint32_t n
 	fr->bufs[idx] = aligned_alloc(EC_BLOCK, (size_t)nblocks * EC_BLOCK);
 	if (q && fr->bufs[idx]) {
 		*q = (struct frag_req){ .fr = fr, .idx = idx, .block = block, .nblocks = nblocks };
-		r = strcmp(fr->st.frags[idx], fr->rs->self) == 0 ? ask_local(q) : ask_remote(q);
+		bool local = strcmp(fr->st.frags[idx], fr->rs->self) == 0;
+
+		r = local ? ask_local(q) : ask_remote(q);
+		fr->asked_local |= local && r == 0;
 	}
 	if (r == 0) {
 		stages_mark("fragread.asked");
@@ -538,6 +542,7 @@ static void fr_end(struct fragread *fr)
 		fr_count(&fam->frag, fr, missing);
 	fr_count(&fr->rs->frag_total, fr, missing);
 	live_unlink(fr);
+	stages_mark(fr->asked_local ? "fragread.end_local" : "fragread.end_remote");
 	fr->done(fr->arg, fr->why);
 	fr_free(fr);
 }
