@@ -5,7 +5,10 @@
  * (healthy: no decode), then, for what is still missing, the same rows of every
  * fragment not lost yet and a decode. Each fragment asked is one request: a FRAG_READ
  * to its holder, or two reads of this node's store (the table's blocks that cover the
- * rows, and the rows) when the fragment is this node's.
+ * rows, and the rows) when the fragment is this node's. A healthy piece whose blocks
+ * the map has CRCs for is checked against those instead of the table: the FRAG_READ
+ * carries them (PEER_SEG_F_CRCS) and the holder reads no table; this node's own
+ * fragment is one store read.
  */
 #include "replication/fragread.h"
 
@@ -448,14 +451,13 @@ static int ask_remote(struct frag_req *q)
 static void fr_ask(struct fragread *fr, unsigned idx, uint32_t block, uint32_t nblocks)
 {
 	struct frag_req *q = calloc(1, sizeof(*q));
+	bool local = strcmp(fr->st.frags[idx], fr->rs->self) == 0;
 	int r = -ENOMEM;
 
 	free(fr->bufs[idx]);
 	fr->bufs[idx] = aligned_alloc(EC_BLOCK, (size_t)nblocks * EC_BLOCK);
 	if (q && fr->bufs[idx]) {
 		*q = (struct frag_req){ .fr = fr, .idx = idx, .block = block, .nblocks = nblocks };
-		bool local = strcmp(fr->st.frags[idx], fr->rs->self) == 0;
-
 		r = local ? ask_local(q) : ask_remote(q);
 		fr->asked_local |= local && r == 0;
 	}
