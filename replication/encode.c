@@ -243,9 +243,25 @@ static unsigned domains_now(const struct replicas *rs)
 	return d;
 }
 
+/* This node among the holders at a parity index p (to[p] NULL): it takes data fragment
+ * sno mod K instead, whose holder takes p. The same nodes hold the stripe; what changes
+ * is which fragment the owner keeps: a healthy read of a data fragment held here is a
+ * read of this node's store, a parity fragment serves no healthy read at all. */
+static void owner_takes_data(struct ejob *j)
+{
+	unsigned d = j->sno % j->g.k;
+
+	for (unsigned p = j->g.k; p < j->g.k + j->g.m; p++)
+		if (!j->to[p]) {
+			j->to[p] = j->to[d];
+			j->to[d] = NULL;
+			return;
+		}
+}
+
 /* The K+M holders of j's fragments: rendezvous over the usable nodes and this one, one
- * per failure domain, best first (fragment 0 on the best). 0, -ENOSPC (too few
- * domains), -ENOMEM. */
+ * per failure domain, best first (fragment 0 on the best), then this node moved onto a
+ * data fragment (owner_takes_data). 0, -ENOSPC (too few domains), -ENOMEM. */
 static int job_place(struct ejob *j)
 {
 	struct replicas *rs = j->e->rs;
@@ -266,6 +282,8 @@ static int job_place(struct ejob *j)
 			if (pn[i].id == picked[k])
 				j->to[k] = rs->nodes[i];
 	}
+	if (r == 0)
+		owner_takes_data(j);
 	free(pn);
 	return r;
 }

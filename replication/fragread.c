@@ -5,7 +5,10 @@
  * (healthy: no decode), then, for what is still missing, the same rows of every
  * fragment not lost yet and a decode. Each fragment asked is one request: a FRAG_READ
  * to its holder, or two reads of this node's store (the table's blocks that cover the
- * rows, and the rows) when the fragment is this node's.
+ * rows, and the rows) when the fragment is this node's. A healthy piece whose blocks
+ * the map has CRCs for is checked against those instead of the table: the FRAG_READ
+ * carries them (PEER_SEG_F_CRCS) and the holder reads no table; this node's own
+ * fragment is one store read.
  */
 #include "replication/fragread.h"
 
@@ -19,6 +22,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/stages.h"
 #include "engine/engine.h"
 #include "replication/ec.h"
 #include "replication/ec_format.h"
@@ -54,6 +58,7 @@ struct fragread {
 	uint32_t first, count;
 	struct seg_fetch_block **want; /* count entries */
 	bool degraded;                 /* the second phase */
+	bool asked_local;              /* some fragment read was this node's own */
 	uint32_t row, nrows;           /* its rows */
 	uint8_t *bufs[EC_N_MAX];       /* each fragment's blocks asked in this phase */
 	uint32_t lost;                 /* fragments lost for this run (a mask) */
@@ -312,15 +317,18 @@ static void local_part_done(void *arg, int res)
 
 	if (res < 0 && !q->part_err)
 		q->part_err = res;
+	stages_mark("fragread.local_part");
 	if (--q->parts)
 		return;
-	if (q->part_err == 0) /* both in: every block against the table's CRC of it */
+	if (q->part_err == 0 && q->table) /* both in: every block against the table's CRC */
 		q->part_err = ec_frag_run_check(q->table, q->table_first, q->block, q->nblocks,
 						fr->bufs[q->idx]);
 	fr_arrived(q, q->part_err);
 }
 
-/* This node's fragment: the table's blocks covering the rows and the rows, at once. */
+/* This node's fragment: the table's blocks covering the rows and the rows, at once;
+ * in the first phase with the map's CRCs the rows alone (fr_take checks each wanted
+ * block against its map CRC, and the others are not used: one read, not two). */
 static int ask_local(struct frag_req *q)
 {
 	struct fragread *fr = q->fr;
@@ -334,6 +342,11 @@ static int ask_local(struct frag_req *q)
 	if (fi.index != q->idx || fi.frag_blocks != fr->g.frag_blocks)
 		return -ENOENT; /* another fragment, of another encoding */
 	table_blocks = fi.image_blocks - 1 - fi.frag_blocks;
+	if (!fr->degraded && !fr->no_map_crcs) {
+		q->parts = 1;
+		return engine_frag_read(eng, fr->uid, fr->sno, 1 + table_blocks + q->block,
+					fr->bufs[q->idx], q->nblocks, local_part_done, q);
+	}
 	ec_frag_table_span(q->block, q->nblocks, &q->table_first, &count);
 	if (q->table_first + count > table_blocks)
 		return -EIO;
@@ -379,6 +392,7 @@ static void remote_replied(void *arg, int res, const struct peer_hdr *h, const v
 	struct frag_req *q = arg;
 
 	(void)h;
+	stages_mark("fragread.replied");
 	fr_arrived(q, fragread_reply(res, payload, len, q->nblocks,
 				     q->fr->rs ? q->fr->bufs[q->idx] : NULL));
 }
@@ -398,14 +412,41 @@ int fragread_request(struct replicas *rs, const char *node, uint64_t uid, int64_
 	return peer_request(n->conn, &m, timeout_ms, cb, arg);
 }
 
+/* In the first phase, when every block of data fragment q->idx's piece is wanted and
+ * the map has its CRC: those CRCs into crcs (4 bytes each), true. The holder then
+ * checks its blocks against them and reads no table (PEER_SEG_F_CRCS). */
+static bool map_crcs(const struct frag_req *q, uint8_t *crcs)
+{
+	const struct fragread *fr = q->fr;
+
+	if (fr->degraded || fr->no_map_crcs || q->idx >= fr->g.k)
+		return false;
+	for (uint32_t j = 0; j < q->nblocks; j++) {
+		uint64_t b = (uint64_t)q->idx * fr->g.frag_blocks + q->block + j;
+		const struct seg_fetch_block *w;
+
+		if (b < fr->first || b >= (uint64_t)fr->first + fr->count)
+			return false;
+		w = fr_want(fr, (uint32_t)b);
+		if (!w)
+			return false;
+		peer_put32(crcs + (size_t)j * sizeof(uint32_t), w->crc);
+	}
+	return true;
+}
+
 static int ask_remote(struct frag_req *q)
 {
 	struct fragread *fr = q->fr;
+	uint8_t crcs[SEG_FETCH_MAX_BLOCKS * sizeof(uint32_t)];
+	struct iovec data = { crcs, (size_t)q->nblocks * sizeof(uint32_t) };
 	struct peer_seg_req rq = { .op = PEER_OP_FRAG_READ, .sno = fr->sno, .block = q->block,
 				   .nblocks = q->nblocks, .index = (uint8_t)q->idx };
+	bool with_crcs = q->nblocks <= SEG_FETCH_MAX_BLOCKS && map_crcs(q, crcs);
 
-	return fragread_request(fr->rs, fr->st.frags[q->idx], fr->uid, fr->epoch, &rq, NULL,
-				fr->rs->timeout_ms, remote_replied, q);
+	rq.flags = with_crcs ? PEER_SEG_F_CRCS : 0;
+	return fragread_request(fr->rs, fr->st.frags[q->idx], fr->uid, fr->epoch, &rq,
+				with_crcs ? &data : NULL, fr->rs->timeout_ms, remote_replied, q);
 }
 
 /* Asks fragment idx for nblocks from `block` into fr->bufs[idx] (allocated here):
@@ -413,15 +454,18 @@ static int ask_remote(struct frag_req *q)
 static void fr_ask(struct fragread *fr, unsigned idx, uint32_t block, uint32_t nblocks)
 {
 	struct frag_req *q = calloc(1, sizeof(*q));
+	bool local = strcmp(fr->st.frags[idx], fr->rs->self) == 0;
 	int r = -ENOMEM;
 
 	free(fr->bufs[idx]);
 	fr->bufs[idx] = aligned_alloc(EC_BLOCK, (size_t)nblocks * EC_BLOCK);
 	if (q && fr->bufs[idx]) {
 		*q = (struct frag_req){ .fr = fr, .idx = idx, .block = block, .nblocks = nblocks };
-		r = strcmp(fr->st.frags[idx], fr->rs->self) == 0 ? ask_local(q) : ask_remote(q);
+		r = local ? ask_local(q) : ask_remote(q);
+		fr->asked_local |= local && r == 0;
 	}
 	if (r == 0) {
+		stages_mark("fragread.asked");
 		fr->pending++;
 		fr->requests++;
 		return;
@@ -503,6 +547,7 @@ static void fr_end(struct fragread *fr)
 		fr_count(&fam->frag, fr, missing);
 	fr_count(&fr->rs->frag_total, fr, missing);
 	live_unlink(fr);
+	stages_mark(fr->asked_local ? "fragread.end_local" : "fragread.end_remote");
 	fr->done(fr->arg, fr->why);
 	fr_free(fr);
 }

@@ -203,18 +203,23 @@ static int layer_read_answer(struct hold_op *op, struct peer_seg_reply *rep,
 	return 0;
 }
 
-/* A FRAG_READ's answer: each block checked against the fragment's CRC table (a block
- * that fails is never sent: -EILSEQ), then the table's CRCs of the blocks and the
- * blocks (data[0..1]). */
+/* A FRAG_READ's answer: each block checked against the fragment's CRC table, or with
+ * PEER_SEG_F_CRCS against the reader's CRCs (a block that fails is never sent:
+ * -EILSEQ), then those CRCs of the blocks and the blocks (data[0..1]). */
 static int frag_read_answer(struct hold_op *op, struct peer_seg_reply *rep,
 			    struct iovec data[2])
 {
 	uint32_t n = op->sr.nblocks;
-	const uint8_t *crcs = op->table + (size_t)op->sr.block * sizeof(uint32_t) -
-			      (size_t)op->table_first * PEER_SEG_BLOCK;
+	const uint8_t *crcs = op->sr.data;
 
-	if (ec_frag_run_check(op->table, op->table_first, op->sr.block, n, op->buf) < 0)
+	if (op->table) {
+		crcs = op->table + (size_t)op->sr.block * sizeof(uint32_t) -
+		       (size_t)op->table_first * PEER_SEG_BLOCK;
+		if (ec_frag_run_check(op->table, op->table_first, op->sr.block, n, op->buf) < 0)
+			return -EILSEQ;
+	} else if (peer_seg_read_check(&op->sr, op->buf) < 0) {
 		return -EILSEQ;
+	}
 	rep->length = n;
 	data[0] = (struct iovec){ (void *)crcs, (size_t)n * sizeof(uint32_t) };
 	data[1] = (struct iovec){ op->buf, (size_t)n * PEER_SEG_BLOCK };
@@ -437,6 +442,7 @@ static void frag_part_done(void *arg, int res)
 {
 	struct hold_op *op = arg;
 
+	stages_mark("holder.frag_part");
 	if (res < 0 && !op->part_err)
 		op->part_err = res;
 	if (--op->parts == 0)
@@ -444,7 +450,8 @@ static void frag_part_done(void *arg, int res)
 }
 
 /* A FRAG_READ: the blocks asked for and the part of the CRC table that covers them,
- * read at once; checked against each other when both are in (frag_read_answer). */
+ * read at once; checked against each other when both are in (frag_read_answer). With
+ * the reader's CRCs (PEER_SEG_F_CRCS) the blocks alone, checked against those. */
 static int frag_read_start(struct hold_op *op, struct engine *eng)
 {
 	const struct peer_seg_req *sr = &op->sr;
@@ -462,9 +469,16 @@ static int frag_read_start(struct hold_op *op, struct engine *eng)
 	ec_frag_table_span(sr->block, sr->nblocks, &op->table_first, &count);
 	if (op->table_first + count > table_blocks)
 		return -EIO; /* the record's geometry does not hold */
-	op->table = aligned_alloc(PEER_SEG_BLOCK, (size_t)count * PEER_SEG_BLOCK);
 	op->buf = aligned_alloc(PEER_SEG_BLOCK, (size_t)sr->nblocks * PEER_SEG_BLOCK);
-	if (!op->table || !op->buf)
+	if (!op->buf)
+		return -ENOMEM;
+	if (sr->flags & PEER_SEG_F_CRCS) {
+		op->parts = 1;
+		return engine_frag_read(eng, op->uid, sr->sno, 1 + table_blocks + sr->block,
+					op->buf, sr->nblocks, frag_part_done, op);
+	}
+	op->table = aligned_alloc(PEER_SEG_BLOCK, (size_t)count * PEER_SEG_BLOCK);
+	if (!op->table)
 		return -ENOMEM;
 	op->parts = 2;
 	r = engine_frag_read(eng, op->uid, sr->sno, 1 + op->table_first, op->table, count,

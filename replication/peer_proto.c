@@ -52,7 +52,7 @@ static const struct op_info {
 	    sizeof(struct peer_frag_put) + PEER_FRAG_IMAGE_MIN * PEER_SEG_BLOCK, PEER_PAYLOAD_MAX,
 	    SEG_REPLY_MIN),
 	SEG(PEER_OP_FRAG_READ, "FRAG_READ", sizeof(struct peer_frag_read),
-	    sizeof(struct peer_frag_read),
+	    sizeof(struct peer_frag_read) + PEER_FRAG_READ_MAX_BLOCKS * sizeof(uint32_t),
 	    SEG_REPLY_MIN + PEER_FRAG_READ_MAX_BLOCKS * (PEER_SEG_BLOCK + sizeof(uint32_t))),
 	SEG(PEER_OP_SEG_LIST, "SEG_LIST", sizeof(struct peer_seg_list),
 	    sizeof(struct peer_seg_list),
@@ -321,27 +321,35 @@ static int seg_append_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 	return 0;
 }
 
-static int seg_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+/* A READ's or FRAG_READ's run (out->block, nblocks, flags decoded from a head of
+ * head_len bytes) within max blocks, and with PEER_SEG_F_CRCS exactly one CRC per
+ * block after the head (out->data): nothing else follows. */
+static int read_run_decode(const uint8_t *p, size_t len, size_t head_len, uint32_t max,
+			   struct peer_seg_req *out)
 {
-	size_t want = sizeof(struct peer_seg_read);
 	int r;
 
+	if (out->flags & ~PEER_SEG_F_CRCS)
+		return -EPROTO;
+	r = range_check(out->block, out->nblocks, max);
+	if (r < 0)
+		return r;
+	if (!(out->flags & PEER_SEG_F_CRCS))
+		return len == head_len ? 0 : -EINVAL;
+	out->data = p + head_len;
+	return len == head_len + (size_t)out->nblocks * sizeof(uint32_t) ? 0 : -EINVAL;
+}
+
+static int seg_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
+{
 	if (len < sizeof(struct peer_seg_read))
 		return -EINVAL;
 	out->sno = peer_get32(p + RD(sno));
 	out->block = peer_get32(p + RD(block));
 	out->nblocks = peer_get32(p + RD(nblocks));
 	out->flags = peer_get32(p + RD(flags));
-	if (out->flags & ~PEER_SEG_F_CRCS)
-		return -EPROTO;
-	r = range_check(out->block, out->nblocks, PEER_SEG_READ_MAX_BLOCKS);
-	if (r < 0)
-		return r;
-	if (out->flags & PEER_SEG_F_CRCS) {
-		want += (size_t)out->nblocks * sizeof(uint32_t);
-		out->data = p + sizeof(struct peer_seg_read);
-	}
-	return len == want ? 0 : -EINVAL; /* the CRCs are exactly one per block */
+	return read_run_decode(p, len, sizeof(struct peer_seg_read), PEER_SEG_READ_MAX_BLOCKS,
+			       out);
 }
 
 int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks)
@@ -444,16 +452,18 @@ static int frag_verify_decode(const uint8_t *p, size_t len, struct peer_seg_req 
 
 static int frag_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *out)
 {
-	if (len != sizeof(struct peer_frag_read))
+	if (len < sizeof(struct peer_frag_read))
 		return -EINVAL;
 	out->sno = peer_get32(p + FR(sno));
 	out->block = peer_get32(p + FR(block));
 	out->nblocks = peer_get32(p + FR(nblocks));
 	out->index = p[FR(index)];
+	out->flags = p[FR(flags)];
 	for (size_t i = 0; i < sizeof(((struct peer_frag_read *)0)->reserved); i++)
 		if (p[FR(reserved) + i])
 			return -EPROTO;
-	return range_check(out->block, out->nblocks, PEER_FRAG_READ_MAX_BLOCKS);
+	return read_run_decode(p, len, sizeof(struct peer_frag_read), PEER_FRAG_READ_MAX_BLOCKS,
+			       out);
 }
 
 /* A name of LAYER_FIND: 1..PEER_LAYER_NAME - 1 bytes, then NULs only. */
@@ -614,7 +624,9 @@ size_t peer_seg_req_encode(const struct peer_seg_req *r, void *buf)
 		peer_put32(p + FR(block), r->block);
 		peer_put32(p + FR(nblocks), r->nblocks);
 		p[FR(index)] = r->index;
-		return sizeof(struct peer_frag_read);
+		p[FR(flags)] = (uint8_t)r->flags;
+		return sizeof(struct peer_frag_read); /* with PEER_SEG_F_CRCS: the caller's
+							  CRCs follow */
 	case PEER_OP_SEG_LIST:
 		peer_put32(p + LIST(first), r->first);
 		peer_put32(p + LIST(last), r->last);

@@ -168,7 +168,8 @@ _Static_assert(sizeof(struct peer_error) == 8, "ERROR payload head is 8 bytes");
 
 #define PEER_SEG_BLOCK 4096u              /* a segment's block: the engine's */
 #define PEER_SEG_F_FUA (1u << 0)          /* SEG_APPEND: durable before the reply */
-#define PEER_SEG_F_CRCS (1u << 1)         /* SEG_READ: nblocks CRC32Cs follow its head;
+#define PEER_SEG_F_CRCS (1u << 1)         /* SEG_READ, FRAG_READ: nblocks CRC32Cs follow
+					     its head;
 					     the holder answers -EILSEQ rather than
 					     send blocks that do not have them */
 #define PEER_SEG_READ_MAX_BLOCKS 1024u    /* 4 MiB per SEG_READ */
@@ -280,16 +281,21 @@ _Static_assert(PEER_FRAG_PUT_MAX_BLOCKS == 4095, "16 MiB less the head: 4095 blo
  * fragment's CRC table before it sends it (-EILSEQ otherwise); -ENOENT when it holds
  * no fragment of sno, or another index; -ERANGE past F. The reply carries, after
  * peer_seg_result (its length: nblocks), one CRC32C per block (the table's) and then
- * the blocks; the reader checks them on arrival (peer_layer_read_check). */
+ * the blocks; the reader checks them on arrival (peer_layer_read_check). With
+ * PEER_SEG_F_CRCS the head is followed by nblocks little-endian CRC32Cs (the reader's
+ * map says what each block must be): the holder checks the blocks against those,
+ * without reading its table (one store read, not two), and sends them back. */
 struct peer_frag_read {
 	uint32_t sno;
 	uint32_t block;
 	uint32_t nblocks;     /* 1..PEER_FRAG_READ_MAX_BLOCKS */
 	uint8_t index;        /* the fragment the reader expects here */
-	uint8_t reserved[3];  /* 0 */
+	uint8_t flags;        /* 0 or PEER_SEG_F_CRCS (was reserved: 0) */
+	uint8_t reserved[2];  /* 0 */
 } PEER_PACKED;
 _Static_assert(sizeof(struct peer_frag_read) == 16, "FRAG_READ payload is 16 bytes");
 _Static_assert(offsetof(struct peer_frag_read, index) == 12, "index at 12");
+_Static_assert(offsetof(struct peer_frag_read, flags) == 13, "flags at 13");
 #define PEER_FRAG_READ_MAX_BLOCKS 1024u /* 4 MiB per FRAG_READ */
 
 /* SEG_LIST: the copies held of the header's family with first <= sno <= last. */
@@ -452,7 +458,7 @@ struct peer_seg_req {
 	uint32_t sno;
 	uint32_t segment_blocks; /* OPEN */
 	uint32_t block, nblocks; /* APPEND, READ, VERIFY */
-	uint32_t flags;          /* APPEND, READ: PEER_SEG_F_* */
+	uint32_t flags;          /* APPEND, READ, FRAG_READ: PEER_SEG_F_* */
 	uint32_t data_crc;       /* APPEND */
 	uint32_t length;         /* SEAL */
 	uint64_t layer, lba;     /* LAYER_READ (nblocks: its count) */
@@ -462,7 +468,8 @@ struct peer_seg_req {
 	char volume[PEER_LAYER_NAME], snap[PEER_LAYER_NAME]; /* LAYER_FIND, NUL-terminated */
 	const uint8_t *data;     /* APPEND, FRAG_PUT (nblocks: the image's blocks): nblocks *
 				    PEER_SEG_BLOCK bytes, in the payload;
-				    READ with PEER_SEG_F_CRCS, VERIFY: nblocks CRC32Cs (4
+				    READ with PEER_SEG_F_CRCS, FRAG_READ with
+				    PEER_SEG_F_CRCS, VERIFY: nblocks CRC32Cs (4
 				    bytes each, little-endian: peer_seg_read_crc) */
 };
 
@@ -536,8 +543,8 @@ size_t peer_error_encode(int err, const char *msg, void *buf);
 int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out);
 /* 0 if an APPEND's data has its data_crc, else -EILSEQ. */
 int peer_seg_data_check(const struct peer_seg_req *r);
-/* A READ with PEER_SEG_F_CRCS: 0 if each of the nblocks blocks at blocks has the CRC32C
- * the request names for it, else -EILSEQ. Without the flag: 0. */
+/* A READ or FRAG_READ with PEER_SEG_F_CRCS: 0 if each of the nblocks blocks at blocks
+ * has the CRC32C the request names for it, else -EILSEQ. Without the flag: 0. */
 int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks);
 /* A VERIFY's blocks (nblocks at `blocks`, read from the copy) against the CRCs it
  * names: the numbers of those that differ go to bad (room for r->nblocks, in the

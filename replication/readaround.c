@@ -23,6 +23,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/stages.h"
 #include "replication/fragread.h"
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
@@ -483,6 +484,7 @@ static void ra_start(void *arg)
 	struct readaround *ra = arg;
 
 	ra->start = NULL;
+	stages_mark("readaround.start");
 	if (ra->rs->frags_first && (ra->striped || !ra->live))
 		ra_exhausted(ra); /* the fragments first (the stripe from the records) */
 	else

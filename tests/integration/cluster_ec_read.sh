@@ -8,7 +8,8 @@
 #     stripe with no holder left (one fenced write), volume info on the owner counts
 #     them, the owner drops its own copies and the old holders drop theirs (SEG_DELETE
 #     from the owner, the orphan checks behind it): no node holds a copy of a striped
-#     segment (node held), each holds the fragments the stripes place there
+#     segment (node held), each holds the fragments the stripes place there; the owner
+#     holds a data fragment, never a parity one, of each stripe it is in
 #   - healthy: everything verifies through node0, read from the data fragments (volume
 #     info's counters: runs read from fragments, none degraded, none decoded)
 #   - node1's data fragments damaged on disk (a byte of every block flipped): everything
@@ -58,6 +59,19 @@ qexpect 0 0 volume info "$VOL"
 grep -q "^sealed segments: $E encoded, 0 replicated only; $B encoded with no replica left" <<<"$OUT" ||
 	fail "volume info does not count the encoded segments with no replica: $OUT"
 log "records: $S sealed, $E encoded, $B with no holder; $(grep '^sealed segments' <<<"$OUT")"
+# the owner keeps a data fragment of every stripe it is in (a parity one serves no
+# healthy read): "stripes S with node0 W at parity P"
+owner_frags()
+{
+	etcd_root get --prefix --print-value-only "${PREFIX}segments/$VOL/" | python3 -c '
+import json, sys
+st = [json.loads(l)["stripe"] for l in sys.stdin if l.strip().startswith("{") and "stripe" in l]
+w = [[f[0] for f in s["frags"]].index("node0") for s in st if "node0" in (f[0] for f in s["frags"])]
+print("stripes %d with node0 %d at parity %d" % (len(st), len(w), sum(1 for i in w if i >= 2)))'
+}
+read -r _ _ _ _ W _ _ P <<<"$(owner_frags)"
+[ "$W" -gt 0 ] && [ "$P" = 0 ] || fail "node0 (the owner) holds parity fragments: $(owner_frags)"
+log "$(owner_frags): the owner holds data fragments only"
 
 # held: "copies C fragments F ..." of the striped segments on nodes 1..3 (node held)
 held()

@@ -836,6 +836,43 @@ Test(holder, frag_read_never_sends_a_block_that_fails_its_crc)
 	cr_assert_eq(closes, 0);
 }
 
+/* A FRAG_READ naming each block's CRC (PEER_SEG_F_CRCS): blocks [block, block + n) of
+ * the fragment filled with fill + their number, the CRC of block `wrong` made another
+ * (n: none). */
+static int frag_read_crcs(uint32_t sno, unsigned index, uint32_t block, uint32_t n,
+			  uint8_t fill, uint32_t wrong)
+{
+	struct peer_seg_req sr = { .op = PEER_OP_FRAG_READ, .sno = sno, .block = block,
+				   .nblocks = n, .index = (uint8_t)index,
+				   .flags = PEER_SEG_F_CRCS };
+	uint32_t crcs[8];
+	uint8_t blk[BLK];
+
+	cr_assert_leq(n, 8);
+	for (uint32_t i = 0; i < n; i++) {
+		memset(blk, fill + block + i, BLK);
+		crcs[i] = crc32c(blk, BLK) ^ (i == wrong ? 1u : 0u);
+	}
+	return call_crcs(&sr, crcs)->rep.result;
+}
+
+/* With the reader's CRCs the holder reads no table: it checks the blocks against those
+ * CRCs and never sends one that fails them, whatever its table says. */
+Test(holder, frag_read_with_the_readers_crcs_checks_those)
+{
+	uint8_t bad[BLK];
+
+	make_frag(UID, 10, 1, 0x30, 3);
+	cr_assert_eq(frag_put(10, 3), 0);
+	cr_assert_eq(frag_read_crcs(10, 1, 0, 5, 0x30, 5), 0);
+	cr_assert_eq(frag_read_crcs(10, 1, 1, 3, 0x30, 1), -EILSEQ,
+		     "a block its table calls good, not the reader's");
+	frag_rot(10, 3, 0x33, bad);
+	cr_assert_eq(frag_read_crcs(10, 1, 2, 3, 0x30, 3), -EILSEQ, "a rotten block");
+	cr_assert_eq(frag_read_crcs(10, 1, 0, 3, 0x30, 3), 0, "the blocks before it are fine");
+	cr_assert_eq(closes, 0);
+}
+
 static struct answer *frag_verify(uint32_t sno, unsigned index, uint64_t epoch)
 {
 	struct peer_seg_req sr = { .op = PEER_OP_FRAG_VERIFY, .sno = sno,

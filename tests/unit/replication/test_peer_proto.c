@@ -158,7 +158,7 @@ Test(peer_proto, segment_ops_known_with_bounds)
 		{ PEER_OP_LAYER_READ, 24, 24, 8 + 256 * (4 + 4096) },
 		{ PEER_OP_LAYER_FIND, 128, 128, 8 + 24 },
 		{ PEER_OP_FRAG_PUT, 16 + 3 * 4096, 16u << 20, 8 },
-		{ PEER_OP_FRAG_READ, 16, 16, 8 + 1024 * (4 + 4096) },
+		{ PEER_OP_FRAG_READ, 16, 16 + 4 * 1024, 8 + 1024 * (4 + 4096) },
 		{ PEER_OP_SEG_LIST, 16, 16, 8 + 4096 * 24 },
 		{ PEER_OP_SEG_VERIFY, 16 + 4, 16 + 1024 * 4, 8 + 1024 * 4 },
 		{ PEER_OP_FRAG_VERIFY, 16, 16, 8 + 16 + 2 * 4095 * 4 },
@@ -841,6 +841,35 @@ Test(peer_proto, frag_read_round_trip_and_refusals)
 	peer_put32(buf + 4, UINT32_MAX);
 	peer_put32(buf + 8, 2);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EINVAL, "wraps");
+}
+
+/* FRAG_READ with PEER_SEG_F_CRCS: the flags at 13, exactly one CRC per block after the
+ * head; no other flag. */
+Test(peer_proto, frag_read_with_crcs_carries_one_per_block)
+{
+	uint8_t buf[16 + 3 * 4];
+	struct peer_seg_req r = { .op = PEER_OP_FRAG_READ, .sno = 9, .block = 4, .nblocks = 3,
+				  .index = 1, .flags = PEER_SEG_F_CRCS }, d;
+	size_t n = peer_seg_req_encode(&r, buf);
+
+	cr_assert_eq(n, 16);
+	cr_assert_eq(buf[13], PEER_SEG_F_CRCS);
+	for (uint32_t i = 0; i < 3; i++)
+		peer_put32(buf + 16 + 4 * i, 0xc0c00000u + i);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, sizeof(buf), &d), 0);
+	cr_assert_eq(d.flags, PEER_SEG_F_CRCS);
+	cr_assert_eq(d.index, 1);
+	cr_assert_eq(d.data, buf + 16);
+	cr_assert_eq(peer_get32(d.data + 8), 0xc0c00002u);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EINVAL, "no CRCs");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, sizeof(buf) - 4, &d), -EINVAL,
+		     "a CRC short");
+	buf[13] = PEER_SEG_F_FUA;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EPROTO, "another flag");
+	buf[13] = 0;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), 0, "without: as before");
+	cr_assert_eq(d.flags, 0);
+	cr_assert_null(d.data);
 }
 
 /* A FRAG_READ reply is laid out as a LAYER_READ's, with its own bound. */

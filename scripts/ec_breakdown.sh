@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# ec_breakdown.sh — where the time of an EC volume's 4 KiB I/O goes, measured by hand
+# (not a test: nothing is asserted; docs/erasure-coding.md "Bench"). Starts etcd and
+# three quilld (tests/integration/cluster_lib.sh, scratch under build/) with 4 MiB
+# segments, a volume of POLICY (--ec 2+1) owned by node0, writes it whole (every
+# segment but the last sealed; an EC volume's then encoded and its replicas dropped),
+# then runs N random 4 KiB RW (randread) I/Os at queue depth QD (1) through node0's NBD
+# with fio and prints fio's latency (and IOPS), each node's CPU per I/O and
+#   by default (QUILL_STAGES=1, common/stages.h): the per-stage times of each node's
+#     loop thread, logged when the nodes stop (owner: since the NBD request's header;
+#     holders: since the request frame's first bytes; at QD > 1 the marks mix requests);
+#   with PERF=1 instead: `perf record` of the three nodes over the job, and the top of
+#     `perf report` by process and symbol (perf.data under the scratch folder).
+# Environment: N=3000, RW=randread (or randwrite), QD=1, POLICY="--ec 2+1" (or
+# "--replicas 3"), VOLSIZE=64M, PERF=0, PERF_ARGS=-g (perf record's), QUILLD.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$ROOT/build/tests/integration}"
+source "$ROOT/tests/integration/clients_lib.sh"
+
+it_init ec_breakdown
+need_cmd fio
+source "$ROOT/tests/integration/cluster_lib.sh"
+fio_peer_init
+N="${N:-3000}"
+RW="${RW:-randread}"
+QD="${QD:-1}"
+POLICY="${POLICY:---ec 2+1}"
+VOLSIZE="${VOLSIZE:-64M}"
+PERF="${PERF:-0}"
+STORE=512M
+PEER_EXTRA=(--segment-size 4M)
+if [ "$PERF" = 1 ]; then export QUILL_STAGES=0; need_cmd perf; else export QUILL_STAGES=1; fi
+start_three_peer_nodes
+read -r -a POL <<<"$POLICY"
+qexpect 0 0 volume create rd "$VOLSIZE" "${POL[@]}"
+URI="$(node_uri 0 rd)"
+fio --name=fill --ioengine=nbd --uri="$URI" --rw=write --bs=1M --iodepth=4 --size="$VOLSIZE" \
+	--output=/dev/null || fail "fio fill"
+if [ "${POL[0]}" = --ec ]; then
+	wait_for 120 "rd's sealed segments are not all encoded and bare: $(ec_records rd)" \
+		ec_all_bare rd 8
+fi
+
+job()
+{
+	fio --name="$1" --ioengine=nbd --uri="$URI" --rw="$RW" --bs=4k --iodepth="$QD" \
+		--size="$VOLSIZE" --number_ios="$N" --output-format=json --output="$WORK/$1.json" ||
+		fail "fio $1"
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0][sys.argv[3]]
+c=j["clat_ns"]; p=c["percentile"]; print("fio %s: %.0f IOPS, clat mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f" % (sys.argv[2], j["iops"], c["mean"]/1e3, p["50.000000"]/1e3, p["90.000000"]/1e3, p["99.000000"]/1e3))' \
+		"$WORK/$1.json" "$1" "${RW#rand}"
+}
+
+if [ "$PERF" = 1 ]; then
+	perf record -q ${PERF_ARGS:--g} -o "$WORK/perf.data" \
+		-p "${NODE_PID[0]},${NODE_PID[1]},${NODE_PID[2]}" 2>"$WORK/perf.err" &
+	PERF_PID=$!
+	track "$PERF_PID"
+	sleep 0.5 # attached
+fi
+cpu_per_write "$N" job plain
+if [ "$PERF" = 1 ]; then
+	kill -INT "$PERF_PID"
+	wait "$PERF_PID" 2>/dev/null || true
+	perf report -i "$WORK/perf.data" --no-children --sort comm,pid,dso,sym --stdio 2>/dev/null |
+		grep -v '^$' | grep -v '^#' | grep '%' | head -60
+	QUILL_TEST_KEEP=1
+fi
+for i in 0 1 2; do stop_pid "${NODE_PID[$i]}"; done
+[ "$PERF" = 1 ] && it_pass
+for i in 0 1 2; do
+	echo "node$i stages:"
+	grep ' stages: ' "$WORK/node$i.log" | sed 's/^.* stages: /  /' |
+		awk '{ for (f = 1; f < NF; f++) if ($f == "start:") { print $(f + 2) "\t" $0; break } }' |
+		sort -g | cut -f2- || true
+done
+it_pass
