@@ -46,7 +46,8 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 		check(len == head_len + (size_t)r.nblocks * PEER_SEG_BLOCK);
 		check((uint64_t)r.block + r.nblocks <= UINT32_MAX);
 		peer_seg_data_check(&r); /* reads exactly the data */
-	} else if ((op == PEER_OP_SEG_READ && (r.flags & PEER_SEG_F_CRCS)) ||
+	} else if (((op == PEER_OP_SEG_READ || op == PEER_OP_FRAG_READ) &&
+		    (r.flags & PEER_SEG_F_CRCS)) ||
 		   op == PEER_OP_SEG_VERIFY) {
 		check(r.data == p + head_len);
 		check(len == head_len + (size_t)r.nblocks * sizeof(uint32_t));
