@@ -41,9 +41,6 @@ fio_peer_init
 VOL=ecr
 SEG=1048576
 STORE=160M
-# no periodic checkpoint: node1's takeover below adopts the stripes as remote entries only
-# from the family checkpoint node0's clean stop writes (without it, every segment is copied)
-PEER_EXTRA=(--checkpoint-ms 600000)
 start_peer_nodes 4
 
 qexpect 0 0 volume create "$VOL" 48M --ec 2+1

@@ -71,6 +71,7 @@ struct node {
 	struct loop_watch *signal_watch;
 	int signal_fd;
 	bool stopping;             /* a signal came: the last checkpoint is being written */
+	uint64_t stop_fckpts[2];   /* family checkpoints written and failed before it */
 	struct loop_timer *stop_timer; /* gives up waiting for it */
 	/* what this start created, removed again if it fails: a start that cannot finish
 	 * leaves nothing behind (folders in creation order; a store file; a meta tree) */
@@ -121,9 +122,17 @@ static void last_checkpoint_done(void *arg, int res)
 {
 	struct node *n = arg;
 
+	struct engine_stats st;
+
+	engine_get_stats(n->eng, &st);
 	if (res < 0)
 		log_msg(LOG_WARN, LOG_TAG, "stopping: the last checkpoint failed (%s)",
 			err_str(-res));
+	else
+		log_msg(LOG_INFO, LOG_TAG, "stopping: the last checkpoint is written, with %llu "
+			"family checkpoints (%llu failed)",
+			(unsigned long long)(st.family_checkpoints - n->stop_fckpts[0]),
+			(unsigned long long)(st.family_checkpoints_failed - n->stop_fckpts[1]));
 	if (n->stopping)
 		stop_now(n);
 }
@@ -146,6 +155,7 @@ static void last_checkpoint_late(void *arg)
  * segment written since the last periodic one. A second signal stops at once. */
 static void stop_begin(struct node *n)
 {
+	struct engine_stats st;
 	int r;
 
 	if (n->stopping) {
@@ -153,6 +163,9 @@ static void stop_begin(struct node *n)
 		return;
 	}
 	n->stopping = true;
+	engine_get_stats(n->eng, &st);
+	n->stop_fckpts[0] = st.family_checkpoints;
+	n->stop_fckpts[1] = st.family_checkpoints_failed;
 	r = engine_checkpoint_for_stop_async(n->eng, last_checkpoint_done, n);
 	if (r == 0)
 		r = loop_timer_add(n->lp, STOP_CHECKPOINT_MS, last_checkpoint_late, n,
