@@ -347,3 +347,46 @@ Test(fckpt_log, the_newest_maps_survive_the_cleaner_and_older_ones_go)
 	cr_assert_geq(st.family_checkpoints, 8);
 	engine_volume_close(v);
 }
+
+/* quilld's stop (stop_begin): a family whose chunks a checkpoint that was not the
+ * families' turn took is owed one; the stop's checkpoint writes it, here with the
+ * family's segment exactly full at the stop (the next block opens a segment). A
+ * clean-clone run of cluster_ec_read found no family checkpoint written by a stop in
+ * that state. */
+Test(fckpt_log, a_stops_checkpoint_writes_the_owed_one_with_the_segment_exactly_full)
+{
+	static uint8_t buf[2 * BLK];
+	struct engine_volume *v;
+	struct engine_stats st0, st;
+	struct eng_sync s = { 0 };
+	struct found fd;
+	uint64_t uid, k0, lba = 400;
+
+	open_family_engine(true);
+	v = write_family(&uid);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	expect_newest_loads(uid, &fd);
+	k0 = fd.k;
+	/* one-block batches (summary + data) until two blocks are left, then one of two */
+	while (eng->blocks_per_seg - eng->slots[v->open_slot].used != 3) {
+		int r = vwrite(v, lba++, 1, buf);
+		cr_assert_eq(r, 0, "write %llu: %d, slot %d used %u of %u",
+			     (unsigned long long)lba, r, v->open_slot,
+			     eng->slots[v->open_slot].used, eng->blocks_per_seg);
+		cr_assert_eq(eflush(), 0);
+	}
+	cr_assert_eq(vwrite(v, lba, 2, buf), 0);
+	cr_assert_eq(eflush(), 0);
+	cr_assert_eq(eng->slots[v->open_slot].used, eng->blocks_per_seg, "exactly full");
+	/* a checkpoint not the families' turn takes the chunks: the family is owed one */
+	cr_assert_eq(eng_ckpt_sync(eng), 0);
+	engine_get_stats(eng, &st0);
+	cr_assert_eq(eng_sync_wait(eng, &s, engine_checkpoint_for_stop_async(eng, eng_sync_done,
+									      &s)), 0);
+	engine_get_stats(eng, &st);
+	cr_assert_eq(st.family_checkpoints, st0.family_checkpoints + 1,
+		     "the stop's checkpoint wrote the family's");
+	expect_newest_loads(uid, &fd);
+	cr_assert_gt(fd.k, k0, "a newer one loads");
+	engine_volume_close(v);
+}
