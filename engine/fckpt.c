@@ -529,6 +529,9 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	if (eng->closing || eng->fckpt || seq == 0)
 		return;
 	if (eng->nfree <= eng_gc_low_water(eng)) {
+		if (eng->fckpt_open_logs)
+			log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint: short of room (%u free): "
+				"no family checkpoint", eng->nfree);
 		release_wanted(eng); /* short of room: a family checkpoint would take some */
 		note_owed(eng);
 		return;
@@ -537,6 +540,9 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	if (!uids)
 		return; /* the maps are in RocksDB all the same; the next one tries again */
 	n = pick_families(eng, uids, dirty);
+	if (eng->fckpt_open_logs) /* a stop's: what it writes, said (cluster_ec_read's flake) */
+		log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint at seq %llu: %zu families owed or "
+			"changed", (unsigned long long)seq, n);
 	eng->nfckpt_want = 0;
 	eng->fckpt_want_all = false;
 	fc = n ? calloc(1, sizeof(*fc)) : NULL;
@@ -558,6 +564,9 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 
 		*f = (struct fckpt_fam){ .fc = fc, .uid = uids[i], .seq = seq };
 		r = fam_begin(eng, f);
+		if (eng->fckpt_open_logs)
+			log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint: family %llx: %s",
+				(unsigned long long)f->uid, r == 0 ? "begun" : strerror(-r));
 		seg_family_fckpt_owed(eng, f->uid, r == -ENOENT); /* (a failure sets it again) */
 		if (r == -ENOENT)
 			fc_put(fc); /* not a failure: no log to write it to */
