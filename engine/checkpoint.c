@@ -522,7 +522,7 @@ void eng_ckpt_reap(struct engine *eng)
 void eng_ckpt_maybe(struct engine *eng)
 {
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
-	bool periodic, families;
+	bool families;
 
 	if (eng->ckpt_capturing)
 		capture_step(eng);
@@ -531,13 +531,13 @@ void eng_ckpt_maybe(struct engine *eng)
 			   last one's family checkpoints (one at a time per family) */
 	/* closing: only the final one (eng_ckpt_sync), or the drain before it could see
 	 * one start as the last lands, for ever */
-	periodic = eng_now_ms() - eng->ckpt_last_ms >= period;
-	/* the families' turn has its own clock: the checkpoints the cleaner asks for (as
-	 * often as every ENG_GC_CKPT_MIN_MS) set ckpt_last_ms too, and while it kept asking
-	 * no periodic one came, so the family checkpoints fell behind their logs and a new
-	 * owner had to copy every segment above them (cluster_ec_read, once in a loaded run) */
+	/* the periodic turn is the families' and has their own clock: the checkpoints the
+	 * cleaner asks for (as often as every ENG_GC_CKPT_MIN_MS) set ckpt_last_ms, and
+	 * while it kept asking no periodic one came, so the family checkpoints fell behind
+	 * their logs and a new owner had to copy every segment above them (cluster_ec_read,
+	 * once in a loaded run) */
 	families = eng_now_ms() - eng->fckpt_last_ms >= period || eng->ckpt_families;
-	if (eng->ckpt_wanted || (!eng->closing && (periodic || families))) {
+	if (eng->ckpt_wanted || (!eng->closing && families)) {
 		ckpt_start(eng, families);
 		eng->ckpt_families = false;
 	}

@@ -405,7 +405,7 @@ static bool sno_unsure(const struct engine *eng, uint64_t uid)
 	return !f || f->sno_unsure;
 }
 
-static int fam_begin(struct engine *eng, struct fckpt_fam *f)
+static int fam_begin(struct engine *eng, struct fckpt_fam *f, bool open_logs)
 {
 	struct engine_volume *log = family_head(eng, f->uid);
 	struct fckpt_block *fb;
@@ -420,7 +420,7 @@ static int fam_begin(struct engine *eng, struct fckpt_fam *f)
 	 * family checkpoint before that took a number a record names, and the family's
 	 * release later failed on it (cluster_handoff); so never one of an adopted
 	 * family not reserved since */
-	if (log->open_slot < 0 && !(eng->fckpt_open_logs && !sno_unsure(eng, f->uid)))
+	if (log->open_slot < 0 && !(open_logs && !sno_unsure(eng, f->uid)))
 		return -ENOENT;
 	f->log_id = log->rec.volume_id;
 	fb = calloc(1, sizeof(*fb));
@@ -518,10 +518,13 @@ static bool writer_off(void)
 
 void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 {
+	/* a stop's asks this checkpoint only: read once, whichever way it returns */
+	bool open_logs = eng->fckpt_open_logs;
 	struct eng_fckpt *fc;
 	uint64_t *uids;
 	size_t n;
 
+	eng->fckpt_open_logs = false;
 	if (!eng->opts.family_records || writer_off())
 		return;
 	if (!dirty || eng->closing || eng->fckpt || seq == 0)
@@ -529,7 +532,7 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	if (eng->closing || eng->fckpt || seq == 0)
 		return;
 	if (eng->nfree <= eng_gc_low_water(eng)) {
-		if (eng->fckpt_open_logs)
+		if (open_logs)
 			log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint: short of room (%u free): "
 				"no family checkpoint", eng->nfree);
 		release_wanted(eng); /* short of room: a family checkpoint would take some */
@@ -540,7 +543,7 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	if (!uids)
 		return; /* the maps are in RocksDB all the same; the next one tries again */
 	n = pick_families(eng, uids, dirty);
-	if (eng->fckpt_open_logs) /* a stop's: what it writes, said (cluster_ec_read's flake) */
+	if (open_logs) /* a stop's: what it writes, said (cluster_ec_read's flake) */
 		log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint at seq %llu: %zu families owed or "
 			"changed", (unsigned long long)seq, n);
 	eng->nfckpt_want = 0;
@@ -563,8 +566,8 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 		int r;
 
 		*f = (struct fckpt_fam){ .fc = fc, .uid = uids[i], .seq = seq };
-		r = fam_begin(eng, f);
-		if (eng->fckpt_open_logs)
+		r = fam_begin(eng, f, open_logs);
+		if (open_logs)
 			log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint: family %llx: %s",
 				(unsigned long long)f->uid, r == 0 ? "begun" : strerror(-r));
 		seg_family_fckpt_owed(eng, f->uid, r == -ENOENT); /* (a failure sets it again) */
@@ -573,7 +576,6 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 		else if (r < 0)
 			fam_done(f, r);
 	}
-	eng->fckpt_open_logs = false;
 	free(uids);
 	fc_put(fc);
 }

@@ -181,7 +181,7 @@ static void moves_done(void *arg, int res)
 		struct slot *v = &eng->slots[eng->gc_victim];
 
 		eng->stats.gc_remote_runs++;
-		if (res == 0 && eng->gc_nmoves == 0 && v->live && eng->gc_npending) {
+		if (res == 0 && eng->gc_nmoves == 0 && v->live && eng->gc_npending >= v->live) {
 			/* every live block it has is being written over right now (a
 			 * sequential writer sweeping it): not a count that disagrees with its
 			 * log. Those writes usually empty it; if not, it is taken again. */
@@ -464,14 +464,13 @@ static int remote_read(struct engine *eng, uint32_t victim)
 	const uint32_t nf = (eng->blocks_per_seg + SEG_FETCH_MAX_BLOCKS - 1) / SEG_FETCH_MAX_BLOCKS;
 	int r = 0;
 
-	if (!eng->gc_want || !eng->gc_fetches) { /* (a failed try may have made one) */
-		if (!eng->gc_want)
-			eng->gc_want = calloc(eng->blocks_per_seg, sizeof(eng->gc_want[0]));
-		if (!eng->gc_fetches)
-			eng->gc_fetches = calloc(nf, sizeof(eng->gc_fetches[0]));
-		if (!eng->gc_want || !eng->gc_fetches)
-			return -ENOMEM;
-	}
+	/* (a failed try may have made one of them) */
+	if (!eng->gc_want)
+		eng->gc_want = calloc(eng->blocks_per_seg, sizeof(eng->gc_want[0]));
+	if (!eng->gc_fetches)
+		eng->gc_fetches = calloc(nf, sizeof(eng->gc_fetches[0]));
+	if (!eng->gc_want || !eng->gc_fetches)
+		return -ENOMEM;
 	if (used == 0 || used > eng->blocks_per_seg)
 		return -EINVAL;
 	for (uint32_t b = 0; b < used; b++)

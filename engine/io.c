@@ -1210,7 +1210,9 @@ static int64_t min_deadline(int64_t a, int64_t b)
 int engine_timeout_ms(const struct engine *eng)
 {
 	unsigned period = eng->opts.checkpoint_ms ? eng->opts.checkpoint_ms : 5000;
-	uint64_t since = eng_now_ms() - eng->ckpt_last_ms;
+	/* the next periodic turn (eng_ckpt_maybe): the families' clock, which the
+	 * checkpoints the cleaner asks for do not reset */
+	uint64_t since = eng_now_ms() - eng->fckpt_last_ms;
 	int64_t sync = eng->flush_inflight ? -1 : sync_due_ms(eng);
 
 	if (eng->done.head || eng->flush_wait || eng->ckpt_wanted || eng->ckpt_capturing ||

@@ -180,6 +180,13 @@ void fragscrub_verdict(struct fragscrub_frag *f, uint32_t F, uint32_t rec_crc, i
 			snprintf(f->x.action, sizeof(f->x.action), "%u blocks fail the "
 				 "fragment's own %s", f->x.nbad, table_bad ? "header or table"
 				 : "table");
+		if (f->state == FRAGSCRUB_WRONG) {
+			/* a finding even if no decode compares it block by block
+			 * (fragscrub_compare then counts the blocks that differ) */
+			f->x.nbad = 1;
+			snprintf(f->x.action, sizeof(f->x.action), "whole in itself, but not "
+				 "the stripe record's fragment");
+		}
 	}
 }
 
@@ -244,7 +251,8 @@ static void local_verified(void *arg, int res)
 	struct fragscrub *fs = arg;
 	struct holder_frag_check *c = &fs->here;
 	struct fragscrub_frag *f;
-	uint32_t *bad = NULL;
+	uint32_t *bad = NULL, frag_crc, nbad;
+	bool table_bad;
 
 	if (fs_gone(fs))
 		return;
@@ -262,9 +270,13 @@ static void local_verified(void *arg, int res)
 		memcpy(fs->data[fs->i], c->image + ec_frag_data_offset(&fs->g), frag_bytes(fs));
 		fs->have |= 1u << fs->i;
 	}
-	free(c->image);
-	c->image = NULL;
-	verified(fs, res, c->table_bad, c->frag_crc, bad, res == 0 ? c->nbad : 0);
+	table_bad = c->table_bad;
+	frag_crc = c->frag_crc;
+	nbad = res == 0 ? c->nbad : 0;
+	/* before verified(): its next step may check the next fragment into fs->here
+	 * (and a refused one's CRCs were never taken) */
+	holder_frag_check_free(c);
+	verified(fs, res, table_bad, frag_crc, bad, nbad);
 }
 
 /* Fragment fs->i checked where it is: 0 (an answer comes) or -errno. */

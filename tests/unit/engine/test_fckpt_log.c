@@ -350,7 +350,7 @@ Test(fckpt_log, the_newest_maps_survive_the_cleaner_and_older_ones_go)
 
 /* quilld's stop (stop_begin): a family whose chunks a checkpoint that was not the
  * families' turn took is owed one; the stop's checkpoint writes it, here with the
- * family's segment exactly full at the stop (the next block opens a segment). A
+ * family's segment exactly full and sealed at the stop (it opens one for it). A
  * clean-clone run of cluster_ec_read found no family checkpoint written by a stop in
  * that state. */
 Test(fckpt_log, a_stops_checkpoint_writes_the_owed_one_with_the_segment_exactly_full)
@@ -378,8 +378,19 @@ Test(fckpt_log, a_stops_checkpoint_writes_the_owed_one_with_the_segment_exactly_
 	cr_assert_eq(vwrite(v, lba, 2, buf), 0);
 	cr_assert_eq(eflush(), 0);
 	cr_assert_eq(eng->slots[v->open_slot].used, eng->blocks_per_seg, "exactly full");
+	/* a replica set seals a full segment at once: the log has no open segment at the
+	 * stop (cluster_ec_read's failed runs) */
+	cr_assert_eq(engine_family_seal_open(eng, uid, eng->slots[v->open_slot].sno), 0);
+	cr_assert_eq(v->open_slot, -1);
 	/* a checkpoint not the families' turn takes the chunks: the family is owed one */
 	cr_assert_eq(eng_ckpt_sync(eng), 0);
+	/* which an ordinary checkpoint does not write: it opens no segment */
+	engine_get_stats(eng, &st0);
+	cr_assert_eq(engine_checkpoint(eng), 0);
+	engine_get_stats(eng, &st);
+	cr_assert_eq(st.family_checkpoints, st0.family_checkpoints,
+		     "an ordinary checkpoint opened a segment for a family checkpoint");
+	cr_assert_eq(v->open_slot, -1);
 	engine_get_stats(eng, &st0);
 	cr_assert_eq(eng_sync_wait(eng, &s, engine_checkpoint_for_stop_async(eng, eng_sync_done,
 									      &s)), 0);

@@ -159,6 +159,7 @@ Test(fragscrub, a_whole_fragment_not_the_records_has_its_blocks_that_differ)
 	for (unsigned i = 0; i < N; i++)
 		verify(&s, i);
 	cr_assert_eq(s.f[5].state, FRAGSCRUB_WRONG, "its CRC is not the record's");
+	cr_assert_eq(s.f[5].x.nbad, 1, "a finding before any decode compares it");
 	parity_check(&s);
 	cr_assert_eq(s.f[5].state, FRAGSCRUB_WRONG);
 	cr_assert(s.f[5].x.nbad == 1 && s.f[5].x.first[0] == 3,
