@@ -82,8 +82,11 @@ wait_until 60 'echo "the replicas of striped segments stay on their holders: $(h
 read -r _ C _ F _ <<<"$(held)"
 [ "$F" -ge "$((2 * E))" ] || fail "nodes 1-3 hold $F fragments of $E stripes"
 dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
-# (not every one: a segment the engine keeps busy, as the first one, stays here)
-[ "$(dropped)" -ge $((E - 2)) ] || fail "the owner dropped $(dropped) of its $E encoded segments"
+# (not every one: a segment the engine keeps busy, as the first one, stays here; and a
+# drop the engine refused while busy is tried again, by dropown's retry or the
+# encoder's next scan: on a loaded machine, after the holders' copies are gone)
+most_dropped() { [ "$(dropped)" -ge $((E - 2)) ]; }
+wait_until 30 'echo "the owner dropped $(dropped) of its $E encoded segments"' most_dropped
 log "no replica of a striped segment is left on nodes 1-3 ($F fragments held there); the owner dropped $(dropped) own copies"
 
 # frag C [NODE]: node NODE's (0) counter C of reads from fragments of VOL
