@@ -207,18 +207,32 @@ int ec_geom_run(const struct ec_geom *g, uint32_t first, uint32_t count, struct 
 	return n;
 }
 
-void ec_pieces_rows(const struct ec_piece *p, unsigned n, uint32_t *row, uint32_t *nrows)
+bool ec_pieces_rows_next(const struct ec_piece *p, unsigned n, uint32_t from, uint32_t max,
+			 uint32_t *row, uint32_t *nrows)
 {
-	uint32_t lo = UINT32_MAX, hi = 0;
+	uint32_t lo = UINT32_MAX, hi;
+	bool grew = true;
 
 	for (unsigned i = 0; i < n; i++) {
-		if (p[i].frag_block < lo)
-			lo = p[i].frag_block;
-		if (p[i].frag_block + p[i].nblocks > hi)
-			hi = p[i].frag_block + p[i].nblocks;
+		uint32_t start = p[i].frag_block > from ? p[i].frag_block : from;
+
+		if (start < p[i].frag_block + p[i].nblocks && start < lo)
+			lo = start;
 	}
-	*row = n ? lo : 0;
-	*nrows = n ? hi - lo : 0;
+	if (lo == UINT32_MAX || max == 0)
+		return false;
+	hi = lo + 1; /* then every piece that goes on from inside [lo, hi) extends it */
+	while (grew && hi - lo < max) {
+		grew = false;
+		for (unsigned i = 0; i < n; i++)
+			if (p[i].frag_block <= hi && p[i].frag_block + p[i].nblocks > hi) {
+				hi = p[i].frag_block + p[i].nblocks;
+				grew = true;
+			}
+	}
+	*row = lo;
+	*nrows = hi - lo < max ? hi - lo : max;
+	return true;
 }
 
 size_t ec_geom_frag_bytes(const struct ec_geom *g)

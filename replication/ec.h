@@ -20,6 +20,7 @@
 #ifndef QUILL_REPLICATION_EC_H
 #define QUILL_REPLICATION_EC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,10 +83,15 @@ struct ec_piece {
 /* Fills out[] (room for g->k pieces) and returns how many; -ERANGE for a run that is
  * empty or ends past seg_blocks. */
 int ec_geom_run(const struct ec_geom *g, uint32_t first, uint32_t count, struct ec_piece *out);
-/* The rows a degraded read of those pieces needs of every fragment: the blocks
- * [*row, *row + *nrows) of a fragment that cover each piece's (a decode works row by
- * row: block j of each fragment rebuilds block j of the lost ones). */
-void ec_pieces_rows(const struct ec_piece *p, unsigned n, uint32_t *row, uint32_t *nrows);
+/* The rows a degraded read of those pieces needs of every fragment (a decode works row
+ * by row: block j of each fragment rebuilds block j of the lost ones), in ranges of at
+ * most max rows (a FRAG_READ's limit): the first range at or after row `from`, as
+ * [*row, *row + *nrows), true; false when no piece has a row at or after from. A range
+ * holds only rows some piece needs: a run across a fragment's end needs the tail rows
+ * of one fragment and the head rows of the next, two ranges, not the rows between
+ * them. Walk them with from = 0, then from = *row + *nrows. */
+bool ec_pieces_rows_next(const struct ec_piece *p, unsigned n, uint32_t from, uint32_t max,
+			 uint32_t *row, uint32_t *nrows);
 
 /* Bytes of each fragment: frag_blocks · EC_BLOCK. */
 size_t ec_geom_frag_bytes(const struct ec_geom *g);

@@ -3,7 +3,8 @@
  *
  * One struct fragread per run, in two phases: the data fragments' pieces of the run
  * (healthy: no decode), then, for what is still missing, the same rows of every
- * fragment not lost yet and a decode. Each fragment asked is one request: a FRAG_READ
+ * fragment not lost yet and a decode, range of rows by range (each at most a
+ * FRAG_READ's: ec_pieces_rows_next). Each fragment asked is one request: a FRAG_READ
  * to its holder, or two reads of this node's store (the table's blocks that cover the
  * rows, and the rows) when the fragment is this node's. A healthy piece whose blocks
  * the map has CRCs for is checked against those instead of the table: the FRAG_READ
@@ -29,6 +30,9 @@
 #include "replication/peer.h"
 #include "replication/peer_proto.h"
 #include "replication/replica_internal.h"
+
+_Static_assert(SEG_FETCH_MAX_BLOCKS <= PEER_FRAG_READ_MAX_BLOCKS,
+	       "a run's piece of a data fragment is one FRAG_READ");
 
 #define STRIPE_BUCKETS 4096u /* chains: a few stripes each for a large store */
 
@@ -59,7 +63,9 @@ struct fragread {
 	struct seg_fetch_block **want; /* count entries */
 	bool degraded;                 /* the second phase */
 	bool asked_local;              /* some fragment read was this node's own */
-	uint32_t row, nrows;           /* its rows */
+	struct ec_piece need[EC_K_MAX]; /* the second phase: what each piece misses */
+	unsigned nneed;
+	uint32_t row, nrows;           /* the rows asked of every fragment now (≤ a FRAG_READ) */
 	uint8_t *bufs[EC_N_MAX];       /* each fragment's blocks asked in this phase */
 	uint32_t lost;                 /* fragments lost for this run (a mask) */
 	bool saw_bad;                  /* some block read failed a CRC */
@@ -490,12 +496,12 @@ static void fr_healthy(struct fragread *fr)
 	}
 }
 
-/* The second phase: the rows of the missing blocks from every fragment not lost. */
+/* The second phase begins: the part of each piece that still misses blocks (its rows
+ * are then read range by range, fr_rows_ask). */
 static void fr_degrade(struct fragread *fr)
 {
-	struct ec_piece p[EC_K_MAX], need[EC_K_MAX];
+	struct ec_piece p[EC_K_MAX];
 	int n = ec_geom_run(&fr->g, fr->first, fr->count, p);
-	unsigned nneed = 0;
 
 	for (int i = 0; i < n; i++) {
 		uint32_t lo = UINT32_MAX, hi = 0;
@@ -506,15 +512,27 @@ static void fr_degrade(struct fragread *fr)
 				hi = b + 1;
 			}
 		if (hi)
-			need[nneed++] = (struct ec_piece){
+			fr->need[fr->nneed++] = (struct ec_piece){
 				.frag = p[i].frag, .seg_block = lo, .nblocks = hi - lo,
 				.frag_block = p[i].frag_block + (lo - p[i].seg_block) };
 	}
-	ec_pieces_rows(need, nneed, &fr->row, &fr->nrows);
 	fr->degraded = true;
+	fr->row = fr->nrows = 0;
+}
+
+/* The next range of rows the missing blocks need (at most a FRAG_READ's: a run across
+ * a fragment's end needs rows at both ends of the fragments, and a fragment of more
+ * than PEER_FRAG_READ_MAX_BLOCKS rows cannot be asked for between them), asked of
+ * every fragment not lost: false when no range is left. */
+static bool fr_rows_ask(struct fragread *fr)
+{
+	if (!ec_pieces_rows_next(fr->need, fr->nneed, fr->row + fr->nrows,
+				 PEER_FRAG_READ_MAX_BLOCKS, &fr->row, &fr->nrows))
+		return false;
 	for (unsigned i = 0; i < fr->g.k + fr->g.m; i++)
 		if (!(fr->lost & (1u << i)))
 			fr_ask(fr, i, fr->row, fr->nrows);
+	return true;
 }
 
 /* Every wanted block still missing ends with this error. */
@@ -552,8 +570,9 @@ static void fr_end(struct fragread *fr)
 	fr_free(fr);
 }
 
-/* The decode of the rows read: every lost fragment rebuilt, the missing blocks taken. */
-static void fr_decode(struct fragread *fr)
+/* The decode of the rows read: every lost fragment rebuilt, the missing blocks taken.
+ * false: no decode (more than M lost, or no memory), the read ends. */
+static bool fr_decode(struct fragread *fr)
 {
 	unsigned lost = (unsigned)__builtin_popcount(fr->lost);
 	struct family *fam;
@@ -564,17 +583,17 @@ static void fr_decode(struct fragread *fr)
 
 		snprintf(n, sizeof(n), "; %u fragments lost, %u can be", lost, fr->g.m);
 		strncat(fr->why, n, sizeof(fr->why) - strlen(fr->why) - 1);
-		return;
+		return false;
 	}
 	for (unsigned i = 0; i < fr->g.k + fr->g.m; i++)
 		if (fr->lost & (1u << i)) { /* (a first phase's piece is of another size) */
 			free(fr->bufs[i]);
 			fr->bufs[i] = aligned_alloc(EC_BLOCK, (size_t)fr->nrows * EC_BLOCK);
 			if (!fr->bufs[i])
-				return;
+				return false;
 		}
 	if (ec_decode(fr->code, (size_t)fr->nrows * EC_BLOCK, fr->bufs, fr->lost) < 0)
-		return;
+		return false;
 	fam = replica_family_find(fr->rs, fr->uid);
 	if (fam)
 		fam->frag.decodes++;
@@ -587,18 +606,26 @@ static void fr_decode(struct fragread *fr)
 		strncat(fr->why, "; decoded blocks fail the map's checksum",
 			sizeof(fr->why) - strlen(fr->why) - 1);
 	}
+	return true;
 }
 
-/* A phase ended (no request in flight): the next one, or the end. */
+/* A phase, or a range of rows of the second, ended (no request in flight): the next
+ * range, or the end. */
 static void fr_step(struct fragread *fr)
 {
-	if (!fr->degraded && fr_missing(fr)) {
-		fr_degrade(fr);
+	if (!fr->degraded) {
+		if (fr_missing(fr))
+			fr_degrade(fr);
+	} else if (fr_missing(fr) && !fr_decode(fr)) {
+		fr_end(fr);
+		return;
+	}
+	while (fr->degraded && fr_missing(fr) && fr_rows_ask(fr)) {
 		if (fr->pending)
 			return;
+		if (!fr_decode(fr)) /* every fragment was lost at once */
+			break;
 	}
-	if (fr->degraded && fr_missing(fr))
-		fr_decode(fr);
 	fr_end(fr);
 }
 

@@ -6,8 +6,11 @@
  * each is asked of its holder with FRAG_READ (the holder checks every block against its
  * fragment's CRC table; here each is checked again against the map's CRC). A fragment
  * that does not answer, answers an error or a block that fails is lost for this run:
- * the same rows (ec_pieces_rows) of every other fragment are read, and with at most M
- * lost the run's missing blocks are decoded (ec_decode), each checked against its CRC.
+ * the same rows (ec_pieces_rows_next) of every other fragment are read, and with at
+ * most M lost the run's missing blocks are decoded (ec_decode), each checked against
+ * its CRC; in ranges of rows of at most PEER_FRAG_READ_MAX_BLOCKS, one after the other
+ * (a run across a fragment's end needs rows at both ends of every fragment, as many as
+ * the run's blocks but more than a FRAG_READ apart when a fragment is larger).
  * This node's own fragment is read from its store (engine_frag_read), checked against
  * its table. The stripes seen (from the records, or recorded by this node's encoder)
  * are kept in memory: a segment number is never reused, and a stripe changes only

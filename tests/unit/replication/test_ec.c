@@ -431,13 +431,99 @@ Test(ec, a_run_maps_to_one_piece_per_data_fragment)
 	cr_assert_eq(p[1].frag, 1);
 	cr_assert_eq(p[1].frag_block, 0);
 	cr_assert_eq(p[1].nblocks, 10);
-	ec_pieces_rows(p, 2, &row, &nrows);
+	cr_assert(ec_pieces_rows_next(p, 2, 0, 1024, &row, &nrows));
 	cr_assert_eq(row, 0);
-	cr_assert_eq(nrows, 500, "rows 0..499 of every fragment cover both pieces");
+	cr_assert_eq(nrows, 10, "the head rows of fragment 1's piece");
+	cr_assert(ec_pieces_rows_next(p, 2, row + nrows, 1024, &row, &nrows));
+	cr_assert_eq(row, 490);
+	cr_assert_eq(nrows, 10, "the tail rows of fragment 0's piece, not the rows between");
+	cr_assert_not(ec_pieces_rows_next(p, 2, row + nrows, 1024, &row, &nrows));
 	cr_assert_eq(ec_geom_run(&g, 100, 50, p), 1);
-	ec_pieces_rows(p, 1, &row, &nrows);
+	cr_assert(ec_pieces_rows_next(p, 1, 0, 1024, &row, &nrows));
 	cr_assert_eq(row, 100);
 	cr_assert_eq(nrows, 50);
+}
+
+/* The ranges of rows of a run's pieces (ec_pieces_rows_next), walked as fragread walks
+ * them: every row some piece needs once, no other, ascending, each range at most max.
+ * Returns how many ranges. */
+static unsigned rows_walk_check(const struct ec_geom *g, uint32_t first, uint32_t count,
+				uint32_t max)
+{
+	struct ec_piece p[EC_K_MAX];
+	int n = ec_geom_run(g, first, count, p);
+	uint8_t *need = calloc(g->frag_blocks, 1), *got = calloc(g->frag_blocks, 1);
+	uint32_t row = 0, nrows = 0, end = 0;
+	unsigned ranges = 0;
+
+	cr_assert(n > 0 && need && got);
+	for (int i = 0; i < n; i++)
+		memset(need + p[i].frag_block, 1, p[i].nblocks);
+	while (ec_pieces_rows_next(p, (unsigned)n, row + nrows, max, &row, &nrows)) {
+		cr_assert(nrows >= 1 && nrows <= max, "run %u+%u: a range of %u rows (max %u)",
+			  first, count, nrows, max);
+		cr_assert(row >= end && row + nrows <= g->frag_blocks, "ascending, in the fragment");
+		for (uint32_t r = row; r < row + nrows; r++) {
+			cr_assert(need[r], "run %u+%u: row %u asked, no piece needs it", first,
+				  count, r);
+			got[r] = 1;
+		}
+		end = row + nrows;
+		ranges++;
+	}
+	cr_assert(memcmp(need, got, g->frag_blocks) == 0, "run %u+%u: a row needed not asked",
+		  first, count);
+	free(need);
+	free(got);
+	return ranges;
+}
+
+/* Every run shape near a FRAG_READ's 1024 rows (fragments of 1023, 1024, 1025 and 2048
+ * blocks at K = 2 and K = 4; runs of up to 1024 blocks, as the fetch asks, inside a
+ * fragment, across one fragment's end, over several): each range fits a FRAG_READ
+ * and the ranges hold exactly the rows needed. (The hull of the rows, all a run read
+ * before, is F rows for a run across a fragment's end: 2048 > 1024 when F = 2048.) */
+Test(ec, a_runs_rows_fit_frag_reads_at_every_shape)
+{
+	static const uint32_t frags[] = { 1023, 1024, 1025, 2048 };
+	static const uint32_t counts[] = { 1, 2, 511, 1022, 1023, 1024 };
+	static const unsigned ks[] = { 2, 4 };
+	unsigned two = 0;
+
+	for (size_t ki = 0; ki < 2; ki++)
+		for (size_t fi = 0; fi < 4; fi++) {
+			struct ec_geom g;
+			uint32_t f = frags[fi];
+
+			cr_assert_eq(ec_geom_init(&g, ks[ki], 1, ks[ki] * f), 0);
+			cr_assert_eq(g.frag_blocks, f);
+			for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+				uint32_t c = counts[ci];
+
+				/* every start around each fragment's end and a few inside */
+				for (uint32_t e = f; e <= (ks[ki] - 1) * f; e += f)
+					for (uint32_t first = e > c + 1 ? e - c - 1 : 0;
+					     first <= e + 1 && first + c <= g.seg_blocks; first++)
+						two += rows_walk_check(&g, first, c, 1024) == 2;
+				for (uint32_t first = 0; first + c <= g.seg_blocks;
+				     first += 1 + first / 2 + c / 3)
+					rows_walk_check(&g, first, c, 1024);
+			}
+		}
+	cr_assert_gt(two, 0, "some run across a fragment's end needs two ranges");
+	/* ranges cut at max: rows 0..2047 of every fragment (the whole of a 2+1 stripe of
+	 * 4096 blocks, a run longer than a fetch) in two of 1024; with max 7, ceil(F/7) */
+	struct ec_geom g;
+
+	cr_assert_eq(ec_geom_init(&g, 2, 1, 4096), 0);
+	cr_assert_eq(rows_walk_check(&g, 0, 4096, 1024), 2);
+	cr_assert_eq(rows_walk_check(&g, 1000, 2000, 1024), 3, "rows 0..951, 1000..2023, 2024..2047");
+	cr_assert_eq(rows_walk_check(&g, 0, 4096, 7), (2048 + 6) / 7);
+	cr_assert_eq(ec_geom_init(&g, 4, 2, 4 * 1025), 0);
+	cr_assert_eq(rows_walk_check(&g, 1025 - 3, 1024, 1024), 2, "1022..1024 and 0..1020");
+	cr_assert_eq(rows_walk_check(&g, 1025 - 1, 1024, 1024), 2, "1024 and 0..1022");
+	cr_assert_eq(ec_geom_init(&g, 2, 1, 2000), 0);
+	cr_assert_eq(rows_walk_check(&g, 500, 1000, 1024), 1, "500..999 and 0..499: adjacent");
 }
 
 /* A degraded read of a run: the rows its pieces need, of every fragment but the lost,
@@ -455,7 +541,14 @@ static void run_every_pattern(unsigned k, unsigned m, uint32_t blocks, uint32_t 
 	stripe_make(&s, k, m, blocks);
 	np = ec_geom_run(&s.g, first, count, p);
 	cr_assert_gt(np, 0);
-	ec_pieces_rows(p, (unsigned)np, &row, &nrows);
+	row = p[0].frag_block; /* the hull of the rows: every piece's in one buffer */
+	nrows = 0;
+	for (int i = 0; i < np; i++) {
+		row = p[i].frag_block < row ? p[i].frag_block : row;
+		nrows = p[i].frag_block + p[i].nblocks > nrows ? p[i].frag_block + p[i].nblocks
+							       : nrows;
+	}
+	nrows -= row;
 	for (unsigned i = 0; i < n; i++) {
 		rows[i] = malloc((size_t)nrows * EC_BLOCK);
 		cr_assert(rows[i]);
