@@ -62,6 +62,7 @@ struct fragread {
 	uint32_t first, count;
 	struct seg_fetch_block **want; /* count entries */
 	bool degraded;                 /* the second phase */
+	bool decoded;                  /* some range of its rows was (counted once a run) */
 	bool asked_local;              /* some fragment read was this node's own */
 	struct ec_piece need[EC_K_MAX]; /* the second phase: what each piece misses */
 	unsigned nneed;
@@ -551,6 +552,7 @@ static void fr_count(struct fragread_status *c, const struct fragread *fr, bool 
 	c->runs++;
 	c->requests += fr->requests;
 	c->degraded += fr->degraded;
+	c->decodes += fr->decoded;
 	c->failed += missing;
 }
 
@@ -575,7 +577,6 @@ static void fr_end(struct fragread *fr)
 static bool fr_decode(struct fragread *fr)
 {
 	unsigned lost = (unsigned)__builtin_popcount(fr->lost);
-	struct family *fam;
 	unsigned bad;
 
 	if (lost > fr->g.m) {
@@ -594,10 +595,7 @@ static bool fr_decode(struct fragread *fr)
 		}
 	if (ec_decode(fr->code, (size_t)fr->nrows * EC_BLOCK, fr->bufs, fr->lost) < 0)
 		return false;
-	fam = replica_family_find(fr->rs, fr->uid);
-	if (fam)
-		fam->frag.decodes++;
-	fr->rs->frag_total.decodes++;
+	fr->decoded = true;
 	bad = 0;
 	for (unsigned i = 0; i < fr->g.k; i++)
 		bad += fr_take(fr, i, fr->row, fr->nrows);

@@ -50,15 +50,24 @@ def census(work, quill, recs, nodes):
     print("copies %d fragments %d strays %d stripes %d" % (copies, frags, strays, len(striped)))
 
 
+def frag_shape(image_blocks):
+    """(table blocks, data blocks F) of a fragment's image: a header block, the CRC
+    table (4 bytes a block: ceil(F / 1024) blocks), then F"""
+    table = 1
+    while image_blocks - 1 - table > 1024 * table:
+        table += 1
+    return table, image_blocks - 1 - table
+
+
 def flip_data(work, quill, seg, node):
     n = 0
     with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
         for f in held_all(work, quill, node)["fragments"]:
             if f["index"] >= f["k"]:
                 continue  # parity: read only by decodes
-            frag_blocks = f["image_blocks"] - 2  # header, one table block (F <= 1024), data
+            table, frag_blocks = frag_shape(f["image_blocks"])
             for j in range(frag_blocks):
-                flip(fp, DATA + f["slot"] * seg + (2 + j) * B + 100)
+                flip(fp, DATA + f["slot"] * seg + (1 + table + j) * B + 100)
             n += 1
         fp.flush()
         os.fsync(fp.fileno())
