@@ -141,6 +141,15 @@ size_t ec_frag_image_bytes(const struct ec_geom *g)
 	return ec_frag_data_offset(g) + ec_geom_frag_bytes(g);
 }
 
+uint32_t ec_frag_max_seg_blocks(unsigned k, uint32_t max_image_blocks)
+{
+	uint32_t f = max_image_blocks > 2 ? max_image_blocks - 2 : 0; /* header, a table block */
+
+	while (f && 1 + ec_frag_table_blocks(f) + f > max_image_blocks)
+		f--;
+	return (uint32_t)((uint64_t)f * k > UINT32_MAX ? UINT32_MAX : (uint64_t)f * k);
+}
+
 void ec_frag_seal(struct ec_frag_info *f, uint8_t *image)
 {
 	const uint8_t *data = image + ec_frag_data_offset(&f->geom);

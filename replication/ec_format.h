@@ -93,6 +93,10 @@ int ec_frag_run_check(const void *part, uint32_t first, uint32_t block, uint32_t
 
 /* Bytes of the image of a fragment of g: (1 + table blocks + F) blocks. */
 size_t ec_frag_image_bytes(const struct ec_geom *g);
+/* The longest segment (blocks) whose fragments at K = k have images of at most
+ * max_image_blocks (what one FRAG_PUT carries): K·F for the largest such F; 0 when
+ * not even one data block fits. */
+uint32_t ec_frag_max_seg_blocks(unsigned k, uint32_t max_image_blocks);
 /* Where its data starts: (1 + table blocks) blocks. The encoder points the codec at
  * image + this, so that parity is written in place. */
 size_t ec_frag_data_offset(const struct ec_geom *g);

@@ -43,6 +43,7 @@ struct efam {
 	uint64_t uid;
 	struct encoder_status st;
 	bool short_logged;   /* "too few failure domains" said for this outage */
+	bool large_logged;   /* "fragments larger than a FRAG_PUT" said */
 };
 
 struct ejob {
@@ -726,6 +727,25 @@ static void domains_short(struct efam *ef, const struct family *f, unsigned wait
 	}
 }
 
+/* f's segments too long for their fragments to travel (a FRAG_PUT carries one image
+ * whole, PEER_FRAG_PUT_MAX_BLOCKS): they stay replicated, said once, not tried (each
+ * try read and encoded the whole segment to fail at its puts, -EMSGSIZE, and the next
+ * scan tried again). Cutting a put in parts is not built (docs/erasure-coding.md). */
+static void too_long(struct efam *ef, const struct family *f, unsigned n, unsigned k,
+		     unsigned m)
+{
+	char why[sizeof(ef->st.why)];
+
+	snprintf(why, sizeof(why), "%u segments stay replicated: their %u+%u fragments are "
+		 "larger than a FRAG_PUT (segments of at most %u blocks encode)", n, k, m,
+		 ec_frag_max_seg_blocks(k, PEER_FRAG_PUT_MAX_BLOCKS));
+	if (n && !ef->st.why[0]) /* (too few domains is said first) */
+		memcpy(ef->st.why, why, sizeof(why));
+	if (n && !ef->large_logged)
+		log_msg(LOG_WARN, LOG_TAG, "volume %s: %s", f->name, why);
+	ef->large_logged = n > 0;
+}
+
 /* Is some fragment of st on a node that is not connected now (this node's own is)? */
 static bool stripe_degraded(const struct replicas *rs, const struct layout_stripe *st)
 {
@@ -743,7 +763,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 {
 	struct encoder *e = ctx;
 	struct efam *ef = efam_get(e, f->uid);
-	unsigned domains, k, m, waiting = 0;
+	unsigned domains, k, m, waiting = 0, longer = 0;
 	bool busy = false;
 
 	if (!ef || !replica_family_ec(e->rs, f, &k, &m))
@@ -776,6 +796,10 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			busy |= have == -EBUSY; /* its last appends still being written */
 			continue; /* not here whole: reading from a holder is not built */
 		}
+		if ((uint32_t)have > ec_frag_max_seg_blocks(k, PEER_FRAG_PUT_MAX_BLOCKS)) {
+			longer++;
+			continue;
+		}
 		waiting++;
 		if (domains >= k + m && !job_running(e, f->uid, rec->id.seq))
 			cand_add(e, &(struct ecand){ .uid = f->uid, .sno = rec->id.seq,
@@ -784,8 +808,10 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	}
 	jobs_fill(e);
 	ef = efam_get(e, f->uid); /* (a job started may have grown e->fams: ef moved) */
-	if (ef)
+	if (ef) {
 		domains_short(ef, f, waiting, domains, k, m);
+		too_long(ef, f, longer, k, m);
+	}
 	return busy || waiting > 0;
 }
 

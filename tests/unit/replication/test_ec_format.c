@@ -353,3 +353,26 @@ Test(ec_format, one_block_stripe_images)
 	cr_assert_eq(f.geom.pad_blocks, 1);
 	images_free(&im);
 }
+
+/* The longest segment whose fragments fit one FRAG_PUT (4095 image blocks): F = 4090
+ * (a header, 4 table blocks, 4090 data blocks = 4095), so 8180 blocks at K = 2 (a
+ * 32 MiB segment's 2+1 fragments, F = 4096, do not fit), 16360 at K = 4. */
+Test(ec_format, the_longest_segment_whose_fragments_fit_a_put)
+{
+	struct ec_geom g;
+
+	cr_assert_eq(ec_frag_max_seg_blocks(2, 4095), 8180);
+	cr_assert_eq(ec_frag_max_seg_blocks(4, 4095), 16360);
+	cr_assert_eq(ec_frag_max_seg_blocks(1, 3), 1, "a header, a table block, one block");
+	cr_assert_eq(ec_frag_max_seg_blocks(3, 2), 0);
+	cr_assert_eq(ec_frag_max_seg_blocks(2, 1026), 2 * 1024, "F = 1024: one table block");
+	cr_assert_eq(ec_frag_max_seg_blocks(2, 1027), 2 * 1024, "F = 1025 needs two");
+	for (unsigned k = 1; k <= 16; k++) {
+		uint32_t l = ec_frag_max_seg_blocks(k, 4095);
+
+		cr_assert_eq(ec_geom_init(&g, k, 1, l), 0);
+		cr_assert_leq(ec_frag_image_bytes(&g), 4095u * EC_BLOCK, "K = %u", k);
+		cr_assert_eq(ec_geom_init(&g, k, 1, l + 1), 0);
+		cr_assert_gt(ec_frag_image_bytes(&g), 4095u * EC_BLOCK, "K = %u: one more", k);
+	}
+}
