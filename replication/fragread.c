@@ -63,6 +63,7 @@ struct fragread {
 	struct seg_fetch_block **want; /* count entries */
 	bool degraded;                 /* the second phase */
 	bool decoded;                  /* some range of its rows was (counted once a run) */
+	unsigned ranges;               /* of rows asked in the second phase */
 	bool asked_local;              /* some fragment read was this node's own */
 	struct ec_piece need[EC_K_MAX]; /* the second phase: what each piece misses */
 	unsigned nneed;
@@ -530,6 +531,7 @@ static bool fr_rows_ask(struct fragread *fr)
 	if (!ec_pieces_rows_next(fr->need, fr->nneed, fr->row + fr->nrows,
 				 PEER_FRAG_READ_MAX_BLOCKS, &fr->row, &fr->nrows))
 		return false;
+	fr->ranges++;
 	for (unsigned i = 0; i < fr->g.k + fr->g.m; i++)
 		if (!(fr->lost & (1u << i)))
 			fr_ask(fr, i, fr->row, fr->nrows);
@@ -553,6 +555,7 @@ static void fr_count(struct fragread_status *c, const struct fragread *fr, bool 
 	c->requests += fr->requests;
 	c->degraded += fr->degraded;
 	c->decodes += fr->decoded;
+	c->split += fr->ranges > 1;
 	c->failed += missing;
 }
 

@@ -37,6 +37,7 @@ struct fragread_status {
 	uint64_t requests;  /* FRAG_READs sent and local fragment reads */
 	uint64_t degraded;  /* runs that needed other fragments than their data ones */
 	uint64_t decodes;   /* runs rebuilt by a decode */
+	uint64_t split;     /* degraded runs whose rows took more than one FRAG_READ range */
 	uint64_t failed;    /* runs some wanted block of which no fragment gave */
 };
 

@@ -47,7 +47,7 @@ wait_until 30 'echo "the owner dropped $(dropped) of its $E encoded segments and
 log "records: $S sealed, $E encoded, $B with no holder; the owner dropped $(dropped) own copies"
 
 frag() { ec_frag_counter "$VOL" "$@"; }
-counters() { echo "runs $(frag runs) requests $(frag requests) degraded $(frag degraded) decodes $(frag decodes) failed $(frag failed)"; }
+counters() { echo "runs $(frag runs) requests $(frag requests) degraded $(frag degraded) decodes $(frag decodes) failed $(frag failed) split $(frag split)"; }
 verify()
 {
 	fio_verify_only "$1" w
@@ -77,6 +77,8 @@ N=$(damage 0 1 2 3)
 D0=$(frag decodes)
 verify "all $N data fragments damaged"
 [ "$(frag decodes)" -gt "$D0" ] || fail "no run was decoded with every data fragment damaged: $(counters)"
+# (runs across data fragment 0's end: the rows at both ends, two ranges)
+[ "$(frag split)" -gt 0 ] || fail "no degraded run needed two ranges of rows: $(counters)"
 [ "$(damage 0 1 2 3)" = "$N" ] || fail "the fragments not mended"
 
 # ---- node1 killed, node0's data fragments damaged ----

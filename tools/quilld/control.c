@@ -86,6 +86,7 @@ void ctl_add_frag(struct json_object *o, const struct fragread_status *fs)
 	ctl_add_int(o, "frag_degraded", (int64_t)fs->degraded);
 	ctl_add_int(o, "frag_decodes", (int64_t)fs->decodes);
 	ctl_add_int(o, "frag_failed", (int64_t)fs->failed);
+	ctl_add_int(o, "frag_split", (int64_t)fs->split);
 }
 
 void ctl_add_str(struct json_object *o, const char *key, const char *v)

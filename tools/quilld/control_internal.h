@@ -77,7 +77,7 @@ bool ctl_get_bool(struct json_object *req, const char *key);
 void ctl_add_int(struct json_object *o, const char *key, int64_t v);
 struct fragread_status;
 /* A fragread_status's counters: frag_runs, frag_requests, frag_degraded, frag_decodes,
- * frag_failed. */
+ * frag_failed, frag_split. */
 void ctl_add_frag(struct json_object *o, const struct fragread_status *fs);
 void ctl_add_str(struct json_object *o, const char *key, const char *v);
 void ctl_add_bool(struct json_object *o, const char *key, bool v);
