@@ -264,13 +264,15 @@ int engine_family_reserve_sno_async(struct engine *eng, uint64_t uid, uint32_t n
 				    uint32_t durable, engine_cb cb, void *arg)
 {
 	struct reserve_job *rj;
+	struct seg_family *f;
 
 	if (uid == 0 || uid == ONDISK_CATALOG_UID || !cb)
 		return -EINVAL;
 	/* in memory at once: a segment opened from here on takes a number past it */
-	if (!family_restart(eng, uid, next))
+	f = family_restart(eng, uid, next);
+	if (!f)
 		return -ENOMEM;
-	seg_family_sno_unsure(eng, uid, false);
+	f->sno_unsure = false;
 	rj = calloc(1, sizeof(*rj));
 	if (!rj)
 		return -ENOMEM;

@@ -619,8 +619,9 @@ enum frags_work { FRAGS_NONE, FRAGS_REBUILD, FRAGS_UNPLACED };
  * node of a failure domain the stripe does not use (one at a time per segment; the
  * next scan takes the next), counted in st: FRAGS_REBUILD (the record's replicas, if
  * kept, wait for it); none fits: FRAGS_UNPLACED (counted apart; the replicas go on).
- * cands: the scan's (cands_new). The rendezvous choice is made only for a job that
- * starts: with no slot free, whether one fits is all the count needs. */
+ * cands: the scan's (cands_new). The rendezvous choice is made whether a job slot is
+ * free or not (one pick per degraded stripe and scan: a small array and a hash per
+ * candidate): with none free it only says whether one fits, for the count. */
 static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 			  const struct layout_segment *rec, void *gone_ctx,
 			  const struct catchup_cand *cands, struct catchup_status *st)
@@ -636,15 +637,12 @@ static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 	if (lost == s->k + s->m)
 		return FRAGS_NONE;
 	if (!job_running(c, f->uid, rec->id.seq)) {
-		bool slot = c->njobs < c->inflight_max;
-		bool fits = slot ? (to = pick_frag_node(c, rec, lost, cands, &self)) || self
-				 : catchup_frag_placeable(rec, lost, cands, c->rs->nnodes + 1);
-
-		if (!fits) {
+		to = pick_frag_node(c, rec, lost, cands, &self);
+		if (!to && !self) {
 			st->frags_unplaced++; /* degraded until a domain is back or a node joins */
 			return FRAGS_UNPLACED;
 		}
-		if (slot)
+		if (c->njobs < c->inflight_max)
 			frag_job_start(c, f, rec, lost, to);
 	}
 	st->rebuild++;

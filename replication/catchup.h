@@ -106,10 +106,6 @@ int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *ca
  * or -1 when none fits (the stripe stays degraded). */
 int catchup_pick_frag(const struct layout_segment *rec, unsigned lost,
 		      const struct catchup_cand *cands, size_t n);
-/* Whether some candidate fits that fragment (catchup_pick_frag would not answer -1),
- * without the rendezvous choice: a scan with no job slot free counts the stripe. */
-bool catchup_frag_placeable(const struct layout_segment *rec, unsigned lost,
-			    const struct catchup_cand *cands, size_t n);
 
 /* ---- the owner's catch-up ---- */
 

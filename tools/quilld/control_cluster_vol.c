@@ -154,13 +154,10 @@ static void add_policy(struct json_object *o, const struct layout_volume *rec,
 {
 	char buf[512];
 
-	if (!rec->ec_k) {
-		snprintf(buf, sizeof(buf), "replicas %u", rec->replicas);
-		ctl_add_str(o, "policy", buf);
-		return;
-	}
-	snprintf(buf, sizeof(buf), "ec %u+%u", rec->ec_k, rec->ec_m);
+	ctl_policy_name(buf, sizeof(buf), rec->replicas, rec->ec_k, rec->ec_m);
 	ctl_add_str(o, "policy", buf);
+	if (!rec->ec_k)
+		return;
 	ctl_add_int(o, "ec_k", rec->ec_k);
 	ctl_add_int(o, "ec_m", rec->ec_m);
 	if (!st) {

@@ -701,9 +701,7 @@ static void space_sample(struct node *n)
 		return;
 	n->space_next = loop_now_ms() + 1000;
 	engine_get_stats(n->eng, &st);
-	sp.raw = (uint64_t)st.segment_size * st.segments_total;
-	sp.used = (uint64_t)st.segment_size * (st.segments_total - st.segments_free);
-	sp.usable = st.raw_usable_blocks * ENGINE_BLOCK_SIZE;
+	control_node_space(&st, &sp);
 	cluster_space_set(n->cluster, &sp);
 }
 
