@@ -723,8 +723,10 @@ int engine_volume_family(struct engine *eng, const char *name, uint64_t *uid);
  * elsewhere is whole and sealed: the caller (replication/) knows, the engine does not.
  * Engine thread, not from inside an engine callback. 0; -ENOENT (no such segment
  * here); -EOPNOTSUPP (its family has no copies elsewhere to read); -EBUSY (not sealed
- * and settled yet, a checkpoint or the cleaner or a job on it: try later); -ENOSPC
- * (no remote entry free); -ENOMEM (the segment stays local, in part). */
+ * and settled yet, a checkpoint or the cleaner or a job on it: try later); -ENOTEMPTY
+ * (it holds LAYER records, which start-up reads from the store: it stays until the
+ * cleaner carries them); -ENOSPC (no remote entry free); -ENOMEM (the segment stays
+ * local, in part). */
 int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno);
 /* Does this engine run family uid (it has layers of it), rather than hold copies of it
  * for another owner? A node that lost a family runs it until its release is done. */

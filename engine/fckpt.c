@@ -741,7 +741,7 @@ static int base_add(struct eng_fckpt_base *b, size_t i)
  * without those entries, such a layer ends as on the old owner; otherwise K cannot be
  * loaded. */
 static bool missing_covered(const struct eng_rebuild *rb, const struct eng_sno_table *t,
-			    const struct fmaps_block *m, uint64_t s)
+			    const struct fmaps_block *m, uint64_t s, uint32_t *missing)
 {
 	if (eng_rebuild_goes_above(rb, m->layer, s))
 		return true;
@@ -751,26 +751,51 @@ static bool missing_covered(const struct eng_rebuild *rb, const struct eng_sno_t
 			uint64_t lba = (uint64_t)m->chunks[c].chunk * MAP_CHUNK_BLOCKS + x->index;
 
 			if (x->slot != ONDISK_MAP_SLOT_ZERO && sno_slot(t, x->slot) == UINT32_MAX &&
-			    !eng_rebuild_remaps(rb, m->layer, lba, s))
+			    !eng_rebuild_remaps(rb, m->layer, lba, s)) {
+				*missing = x->slot;
 				return false;
+			}
 		}
 	return true;
 }
 
+/* Why a family checkpoint was passed over (an adoption's DEBUG line: a new owner that
+ * reads more of the log than it should says which checkpoint it could not use). */
+static void fckpt_passed_over(uint64_t uid, uint64_t k, const char *why, uint32_t sno,
+			      uint32_t block)
+{
+	log_msg(LOG_DEBUG, ENG_LOG, "adopting family %llx: its checkpoint %llu cannot be "
+		"loaded yet: %s (segment %x block %u)", (unsigned long long)uid,
+		(unsigned long long)k, why, sno, block);
+}
+
 /* One run of K's END: its MAPS blocks kept, of K, naming only segments here or
  * entries the roll-forward maps again. */
-static int check_run(const struct engine *eng, const struct eng_rebuild *rb,
+static int check_run(const struct engine *eng, uint64_t uid, const struct eng_rebuild *rb,
 		     const struct eng_rb_fblock *fbs, size_t n, const struct eng_sno_table *t,
 		     const struct ondisk_fckpt_run *run, uint64_t s, uint64_t k,
 		     struct fmaps_block *m, struct eng_fckpt_base *b)
 {
 	for (uint32_t blk = run->block; blk < (uint32_t)run->block + run->count; blk++) {
 		ssize_t i = maps_at(eng, fbs, n, run->sno, blk);
+		uint32_t missing = 0;
 		int r;
 
-		if (i < 0 || ondisk_fmaps_block_decode(fbs[i].data, QUILL_BLOCK_SIZE, m) < 0 ||
-		    m->ckpt != k || !missing_covered(rb, t, m, s))
+		if (i < 0) {
+			fckpt_passed_over(uid, k, "a MAPS block not read", run->sno, blk);
 			return -ENOENT;
+		}
+		if (ondisk_fmaps_block_decode(fbs[i].data, QUILL_BLOCK_SIZE, m) < 0 ||
+		    m->ckpt != k) {
+			fckpt_passed_over(uid, k, "a MAPS block of another one", run->sno,
+					  blk);
+			return -ENOENT;
+		}
+		if (!missing_covered(rb, t, m, s, &missing)) {
+			fckpt_passed_over(uid, k, "its maps name a segment not here, and "
+					  "nothing after it maps those blocks again", missing, 0);
+			return -ENOENT;
+		}
 		r = base_add(b, (size_t)i);
 		if (r < 0)
 			return r;
@@ -794,10 +819,12 @@ static int try_ckpt(const struct engine *eng, uint64_t uid, const struct eng_reb
 		last |= fb->last;
 		b->seq = fb->seq;
 		for (uint32_t j = 0; j < fb->nruns && r == 0; j++)
-			r = check_run(eng, rb, fbs, n, t, &fb->runs[j], fb->seq, k, m, b);
+			r = check_run(eng, uid, rb, fbs, n, t, &fb->runs[j], fb->seq, k, m, b);
 	}
-	if (r == 0 && !last)
+	if (r == 0 && !last) {
+		fckpt_passed_over(uid, k, "cut short: its last END block is not read", 0, 0);
 		r = -ENOENT; /* cut short: END's last block never landed */
+	}
 	if (r == 0)
 		b->k = k;
 	return r;

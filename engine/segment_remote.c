@@ -58,8 +58,10 @@ int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote)
 	int64_t i;
 
 	if (slot >= eng->sb.segment_count || s->state != SLOT_SEALED || s->held || s->dropped ||
-	    s->pending || s->local_writes || s->freeing || s->broken || s->records)
+	    s->pending || s->local_writes || s->freeing || s->broken)
 		return -EBUSY;
+	if (s->records)
+		return -ENOTEMPTY; /* LAYER entries: start-up reads them from the store */
 	i = remote_take(eng);
 	if (i < 0)
 		return (int)i;

@@ -16,47 +16,85 @@ struct dropown {
 	struct dropown_seg {
 		uint64_t uid;
 		uint32_t sno;
+		/* -ENOTEMPTY (it holds catalog records): said once, and tried again only
+		 * when noted again (the encoder's next scan), not every DROPOWN_RETRY_MS */
+		bool parked, noted;
 	} *v;
 	size_t n, cap;
 	struct loop_timer *retry;
 };
 
-/* Tries each waiting segment once; keeps those the engine is busy with. */
+static void dropown_run(void *arg);
+
+static void arm(struct replicas *rs, unsigned ms)
+{
+	struct dropown *d = rs->dropown;
+
+	if (!d->retry && loop_timer_add(rs->loop, ms, dropown_run, rs, &d->retry) < 0)
+		d->retry = NULL; /* tried again at the next note */
+}
+
+/* One try of segment e: whether it waits on (the engine busy with it, or records). */
+static bool try_drop(struct replicas *rs, struct dropown_seg *e)
+{
+	int r = engine_segment_drop_local(rs->eng, e->uid, e->sno);
+
+	if (r == -ENOTEMPTY && !e->parked)
+		log_msg(LOG_INFO, LOG_TAG, "segment %016" PRIx64 ".%08" PRIx32 ": the owner "
+			"keeps its copy while it holds catalog records (until the cleaner "
+			"carries them)", e->uid, e->sno);
+	e->parked = r == -ENOTEMPTY;
+	e->noted = false;
+	if (r == -EBUSY || r == -ENOTEMPTY)
+		return true;
+	if (r < 0 && r != -ENOENT)
+		log_msg(LOG_WARN, LOG_TAG, "segment %016" PRIx64 ".%08" PRIx32 ": the owner "
+			"keeps its copy: %s", e->uid, e->sno, err_str(-r));
+	return false;
+}
+
+/* Tries each waiting segment once (a parked one if noted again); keeps those the
+ * engine is busy with, and the parked ones. */
 static void dropown_run(void *arg)
 {
 	struct replicas *rs = arg;
 	struct dropown *d = rs->dropown;
 	size_t keep = 0;
+	bool busy = false;
 
 	d->retry = NULL;
 	for (size_t i = 0; i < d->n; i++) {
-		int r = engine_segment_drop_local(rs->eng, d->v[i].uid, d->v[i].sno);
+		struct dropown_seg *e = &d->v[i];
 
-		if (r == -EBUSY) {
-			d->v[keep++] = d->v[i];
-			continue;
+		if ((e->parked && !e->noted) || try_drop(rs, e)) {
+			busy |= !e->parked;
+			d->v[keep++] = *e;
 		}
-		if (r < 0 && r != -ENOENT)
-			log_msg(LOG_WARN, LOG_TAG, "segment %016" PRIx64 ".%08" PRIx32 ": the "
-				"owner keeps its copy: %s", d->v[i].uid, d->v[i].sno, err_str(-r));
 	}
 	d->n = keep;
-	if (d->n && loop_timer_add(rs->loop, DROPOWN_RETRY_MS, dropown_run, rs, &d->retry) < 0)
-		d->retry = NULL; /* tried again at the next note */
+	if (busy)
+		arm(rs, DROPOWN_RETRY_MS);
 }
 
 void dropown_note(struct replicas *rs, uint64_t uid, uint32_t sno)
 {
 	struct dropown *d = rs->dropown;
+	size_t i;
 
 	if (!d && !(d = rs->dropown = calloc(1, sizeof(*d))))
 		return;
-	if (ARRAY_GROW(d->v, d->cap, d->n, 64) < 0)
-		return;
-	d->v[d->n++] = (struct dropown_seg){ .uid = uid, .sno = sno };
+	/* the encoder's scans note a kept copy again each time: one entry each */
+	for (i = 0; i < d->n && (d->v[i].uid != uid || d->v[i].sno != sno); i++)
+		;
+	if (i < d->n) {
+		d->v[i].noted = true;
+	} else {
+		if (ARRAY_GROW(d->v, d->cap, d->n, 64) < 0)
+			return;
+		d->v[d->n++] = (struct dropown_seg){ .uid = uid, .sno = sno };
+	}
 	/* never from inside the hook or reply that told us: from the loop, a bit later */
-	if (!d->retry && loop_timer_add(rs->loop, 0, dropown_run, rs, &d->retry) < 0)
-		d->retry = NULL;
+	arm(rs, 0);
 }
 
 void dropown_destroy(struct replicas *rs)
