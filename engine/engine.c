@@ -323,13 +323,15 @@ int engine_open(const struct engine_opts *opts, struct engine **out)
 		engine_close(eng);
 		return r;
 	}
+	/* the slots' MAPS counts are not stored: until every family's checkpoint is
+	 * written again (at the next one, or its next write), so that its newest is
+	 * counted, none of its slots goes for being empty (fckpt.c) */
+	eng_fckpt_pin_unknown(eng);
 	r = eng_ckpt_sync(eng); /* the replayed state becomes the checkpoint */
 	if (r < 0) {
 		engine_close(eng);
 		return r;
 	}
-	/* the slots' MAPS counts are not stored: every family's checkpoint is written
-	 * again at the next one, so that its newest is counted (fckpt.c) */
 	eng_fckpt_want_all(eng);
 	eng->ckpt_last_ms = eng_now_ms();
 	eng->fckpt_last_ms = eng->ckpt_last_ms;

@@ -303,9 +303,26 @@ static void fc_put(struct eng_fckpt *fc)
  * none, will). */
 static void forget_fmaps(struct engine *eng, uint64_t uid)
 {
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++)
+	for (uint32_t i = 0; i < eng->slot_cap; i++) /* (remote entries too) */
 		if (eng->slots[i].family_uid == uid && !eng->slots[i].held)
 			eng->slots[i].fmaps = 0;
+}
+
+/* The slot that stands for slot i's segment now: i, or the remote entry its local copy
+ * was dropped into (seg_drop_local), or NULL. */
+static struct slot *standing_slot(struct engine *eng, uint32_t i)
+{
+	const struct slot *s = &eng->slots[i];
+
+	if (!s->dropped)
+		return &eng->slots[i];
+	for (uint32_t j = eng->sb.segment_count; j < eng->slot_cap; j++) {
+		struct slot *r = &eng->slots[j];
+
+		if (r->state != SLOT_FREE && r->family_uid == s->family_uid && r->sno == s->sno)
+			return r;
+	}
+	return NULL;
 }
 
 /* K is complete: its MAPS blocks are the family's live ones, older ones garbage. */
@@ -317,7 +334,8 @@ static void completed(struct fckpt_fam *f)
 	for (size_t i = 0; i < f->nruns; i++) {
 		struct slot *s = &eng->slots[f->runs[i].slot];
 
-		if (s->state != SLOT_FREE && s->generation == f->runs[i].generation)
+		if (s->state != SLOT_FREE && s->generation == f->runs[i].generation &&
+		    (s = standing_slot(eng, f->runs[i].slot)))
 			s->fmaps += f->runs[i].count;
 	}
 	eng->stats.family_checkpoints++;
@@ -497,7 +515,7 @@ static size_t pick_families(struct engine *eng, uint64_t *uids, bool dirty)
  * next checkpoint instead of after a rewrite that would take room first. */
 static void release_wanted(struct engine *eng)
 {
-	for (uint32_t i = 0; i < eng->sb.segment_count; i++) {
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
 		struct slot *s = &eng->slots[i];
 
 		if (s->fmaps && wanted(eng, s->family_uid))
@@ -679,6 +697,20 @@ void eng_fckpt_want(struct engine *eng, uint64_t uid)
 void eng_fckpt_want_all(struct engine *eng)
 {
 	eng->fckpt_want_all = true;
+}
+
+void eng_fckpt_pin_unknown(struct engine *eng)
+{
+	if (!eng->opts.family_records || writer_off())
+		return;
+	for (uint32_t i = 0; i < eng->slot_cap; i++) {
+		struct slot *s = &eng->slots[i];
+
+		if (s->state != SLOT_FREE && !s->held && !s->dropped && !s->fmaps &&
+		    (i >= eng->sb.segment_count || !eng_frag_slot(eng, i)) &&
+		    engine_family_here(eng, s->family_uid))
+			s->fmaps = 1;
+	}
 }
 
 void eng_fckpt_destroy(struct engine *eng)

@@ -72,10 +72,14 @@ int seg_drop_local(struct engine *eng, uint32_t slot, uint32_t *remote)
 			.remote = true, .mirrored = s->mirrored,
 			/* the cleaner's counts go along: without them a segment it packed
 			 * itself (under 90% live) would be picked again at once, forever */
-			.dead = s->dead, .sums = s->sums, .dead_known = s->dead_known });
+			.dead = s->dead, .sums = s->sums, .dead_known = s->dead_known,
+			/* and its family checkpoint's blocks: the entry is the segment now
+			 * (freed empty, its copies would go, and the checkpoint with them) */
+			.fmaps = s->fmaps });
 	/* the family's own log: the entry instead of the slot (nlog) */
 	dropped = *s;
 	dropped.dropped = true;
+	dropped.fmaps = 0;
 	seg_slot_set(eng, slot, &dropped);
 	*remote = (uint32_t)i;
 	return 0;

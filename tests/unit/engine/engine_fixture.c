@@ -229,6 +229,30 @@ void write_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t 
 	cr_assert_eq(r, 0, "write %u blocks at %llu: %s", n, (unsigned long long)lba, strerror(-r));
 }
 
+static uint32_t left_in_open(const struct engine_volume *vol)
+{
+	cr_assert_geq(vol->open_slot, 0);
+	return vol->eng->blocks_per_seg - vol->eng->slots[vol->open_slot].used;
+}
+
+static void write_batch(struct engine_volume *vol, uint64_t *lba, uint32_t n)
+{
+	write_tagged(vol, *lba, n, 11);
+	*lba += n;
+	cr_assert_eq(eflush(), 0);
+}
+
+void fill_open_segment_to(struct engine_volume *vol, uint64_t *lba, uint32_t left)
+{
+	while (left_in_open(vol) < left + 3)
+		write_batch(vol, lba, 1);
+	if ((left_in_open(vol) - left) % 2)
+		write_batch(vol, lba, 2);
+	while (left_in_open(vol) > left)
+		write_batch(vol, lba, 1);
+	cr_assert_eq(left_in_open(vol), left);
+}
+
 /* Reads n blocks at lba (into an unaligned buffer) and checks they carry tag, or are
  * zeros for tag 0. */
 void expect_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag)

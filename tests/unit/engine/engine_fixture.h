@@ -59,6 +59,10 @@ int eflush(void);
 int flatten_wait(const char *vol);
 void fill(void *buf, uint64_t lba, uint32_t n, uint32_t tag);
 void write_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag);
+/* One-block batches (each takes 2: its summary) from *lba on, and a two-block one if
+ * need be, until vol's open segment has exactly `left` blocks free (on into the next
+ * segment first if it has fewer than left + 3). */
+void fill_open_segment_to(struct engine_volume *vol, uint64_t *lba, uint32_t left);
 void expect_tagged(struct engine_volume *vol, uint64_t lba, uint32_t n, uint32_t tag);
 void in_child(int (*fn)(void));
 
