@@ -1,0 +1,84 @@
+/* replication/catchup_rate.h — the catch-up's budget, adapted to the clients
+ * (docs/replication.md, "Throttle"). Pure: fed one interval's figures at a time, it
+ * answers the rate the catch-up (and the rebuild, which is a catch-up) may spend next.
+ *
+ * The goal (issue 13): clients keep at least half of their throughput while a rebuild
+ * runs, and with no client the rebuild runs at the disk's pace. The signal is the
+ * mean latency of this node's client requests (the block layer's, all front ends):
+ * a client with a fixed number of requests in flight (fio at some queue depth, a VM's
+ * queue) gets throughput = in flight / latency, so the share of its throughput it
+ * keeps is base / now, where base is its latency with no catch-up running. The
+ * controller keeps now <= base * 100 / client_share_pct:
+ *
+ *   - no catch-up work: the clients' latency is the base (a moving average)
+ *   - work, clients idle (fewer than CATCHUP_RATE_BUSY_OPS requests in the interval):
+ *     the rate doubles towards the ceiling ("clients idle"): the disk's pace, bounded
+ *   - work, clients busy, no base or one older than CATCHUP_RATE_PROBE_EVERY_MS: a
+ *     probe: the catch-up holds for CATCHUP_RATE_PROBE_INTERVALS intervals (the first
+ *     lets its chunks in flight end, the last measures the base), then goes on at the
+ *     rate it had ("probing")
+ *   - work, clients busy, latency over the target: the rate shrinks to 70%, never under
+ *     the floor ("throttled: clients busy"); within it: the rate grows by a step
+ *     (ceiling / 32, at least the floor) ("clients busy, within their share")
+ * AIMD: it settles just under the clients' target, and halves its way back down fast
+ * when they get busier. The catch-up never stops for long: the floor while
+ * throttled, and a probe holds it for at most two intervals in every
+ * CATCHUP_RATE_PROBE_EVERY_MS.
+ *
+ * Vitastor tunes its recovery from the utilisation (time busy per interval) of client
+ * and recovery ops; Ceph's mClock gives each class a reservation, a weight and a limit
+ * in IOPS it learns from a benchmark of the disk. This is neither: it needs no disk
+ * model, only the clients' own latency, at the price of short probes.
+ */
+#ifndef QUILL_REPLICATION_CATCHUP_RATE_H
+#define QUILL_REPLICATION_CATCHUP_RATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CATCHUP_RATE_INTERVAL_MS 250u
+#define CATCHUP_RATE_BUSY_OPS 8u          /* client requests per interval: busy */
+#define CATCHUP_RATE_PROBE_EVERY_MS 8000u /* a base older than this is measured again */
+#define CATCHUP_RATE_PROBE_INTERVALS 2u
+#define CATCHUP_RATE_FLOOR 8000000u       /* bytes/s, or the ceiling if lower */
+#define CATCHUP_DEFAULT_CLIENT_SHARE 60u  /* % of their throughput clients keep */
+
+enum catchup_rate_why {
+	CATCHUP_RATE_NO_WORK,      /* nothing to copy: the rate waits as it was */
+	CATCHUP_RATE_FIXED,        /* not adaptive (client_share_pct 0): the ceiling */
+	CATCHUP_RATE_CLIENTS_IDLE, /* climbing to the ceiling */
+	CATCHUP_RATE_WITHIN_SHARE, /* clients busy, their latency within the target */
+	CATCHUP_RATE_THROTTLED,    /* clients busy, over it: backing off */
+	CATCHUP_RATE_PROBING,      /* held a moment to measure the clients alone */
+};
+
+/* One interval's figures. */
+struct catchup_rate_sample {
+	uint64_t ms;      /* its length */
+	uint64_t ops;     /* client requests that ended in it */
+	uint64_t busy_us; /* the sum of their latencies */
+	bool working;     /* the catch-up had copies under way in it */
+};
+
+struct catchup_rate {
+	uint64_t ceiling, floor; /* bytes per second */
+	unsigned share;          /* client_share_pct; 0: fixed at the ceiling */
+	uint64_t rate;           /* what the catch-up may spend now (0: held, a probe) */
+	uint64_t base_us;        /* the clients' mean latency without the catch-up; 0:
+				    not known */
+	uint64_t base_age_ms;    /* the catch-up's working time since base was measured */
+	uint64_t lat_us;         /* the clients' mean latency in the last busy interval */
+	unsigned probe_left;     /* intervals of the probe under way still to go */
+	uint64_t resume_rate;    /* the rate a probe goes back to */
+	enum catchup_rate_why why;
+};
+
+/* ceiling: bytes per second (> 0); client_share_pct: 0 (fixed at the ceiling) to 95.
+ * Starts at the floor. */
+void catchup_rate_init(struct catchup_rate *r, uint64_t ceiling, unsigned client_share_pct);
+/* The interval s ended: the rate for the next one (0: hold the catch-up). */
+uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sample *s);
+/* "clients idle", "throttled: clients busy", ... */
+const char *catchup_rate_why_str(enum catchup_rate_why why);
+
+#endif
