@@ -54,7 +54,9 @@ struct catchup;
 
 #define CATCHUP_DEFAULT_MBPS 512u      /* MB/s over all copies of an owner: the
 					  ceiling of the adaptive rate (catchup_rate.h) */
-#define CATCHUP_DEFAULT_INFLIGHT 2u    /* segments copied at once */
+#define CATCHUP_DEFAULT_INFLIGHT 8u    /* segments copied at once: enough round trips in
+					  flight for the disk's pace (the budget, not
+					  this, is what yields to the clients) */
 #define CATCHUP_CHUNK_BLOCKS 256u      /* 1 MiB per SEG_APPEND */
 
 /* ---- pure parts (unit-tested) ---- */

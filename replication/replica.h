@@ -66,6 +66,7 @@ struct replica_opts {
 				     ceiling of its adaptive rate */
 	unsigned catchup_share;   /* % of their throughput this node's clients keep while it
 				     copies (catchup_rate.h); 0: a fixed rate of catchup_mbps */
+	unsigned catchup_inflight; /* segments copied at once; 0: CATCHUP_DEFAULT_INFLIGHT */
 	bool catchup_off;         /* no catch-up: segments below R stay so */
 	unsigned scrub_mbps;      /* the background scrub's budget, MB/s; 0: no background
 				     scrub (scrub.h) */

@@ -60,6 +60,7 @@ struct quilld_config {
 	unsigned peer_timeout_ms;        /* a holder silent this long is dropped; 1000 */
 	unsigned catchup_mbps;           /* catch-up's budget (replication/catchup.h): the
 					    ceiling of its adaptive rate; 512 */
+	unsigned catchup_segments;       /* segments it copies at once; 8 */
 	unsigned catchup_client_share;   /* % of their throughput clients keep while it
 					    copies (replication/catchup_rate.h); 60; 0: a
 					    fixed rate of catchup_mbps */
