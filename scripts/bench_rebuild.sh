@@ -76,12 +76,13 @@ FIO
 }
 
 # left: node0's bytes left to rebuild of `data` and `client`, the bytes it copied
-# (since it started), and its budget now (MB/s, why)
+# (since it started), and its budget now: MB/s, the clients' latency in the last busy
+# interval and alone (us), why
 left()
 {
 	qn 0 --json cluster status | python3 -c '
 import json, sys
-left = copied = budget = 0
+left = copied = budget = lat = base = 0
 why = "-"
 for v in json.load(sys.stdin)["volumes"]:
     cu = v.get("copies", {}).get("catchup", {})
@@ -89,7 +90,8 @@ for v in json.load(sys.stdin)["volumes"]:
     copied += cu.get("bytes_copied", 0)
     if cu:
         budget, why = cu.get("budget_bytes_per_second", 0), cu.get("budget_why", "-")
-print(left, copied, "%.1f" % (budget / 1e6), why)'
+        lat, base = cu.get("client_latency_us", 0), cu.get("client_latency_alone_us", 0)
+print(left, copied, "%.1f" % (budget / 1e6), lat, base, why)'
 }
 
 rebuilding()
@@ -134,7 +136,7 @@ sleep 1 # its first copies under way
 read -r left0 copied0 _ <<<"$(left)"
 t0=$(date +%s.%N)
 sleep "$IDLE_SECS"
-read -r left1 copied1 budget1 why1 <<<"$(left)"
+read -r left1 copied1 budget1 _ _ why1 <<<"$(left)"
 t1=$(date +%s.%N)
 # the budget and why, every second of the job
 (while :; do left | cut -d' ' -f3- >>"$WORK/budget.log"; sleep 1; done) &
@@ -157,17 +159,24 @@ log "  rebuild during the clients:     $during_mbs MB/s ($(ratio "$during_mbs" "
     "disk, $(ratio "$during_mbs" "$alone_mbs")x alone)"
 log "  its budget over the job, each second: $(python3 -c '
 import sys, collections
-rows = [l.split(" ", 1) for l in open(sys.argv[1]).read().splitlines() if l]
+rows = [l.split(" ", 3) for l in open(sys.argv[1]).read().splitlines() if l]
 b = [float(r[0]) for r in rows]
-whys = collections.Counter(r[1] for r in rows)
-print("mean %.1f MB/s, %.1f..%.1f; %s" % (sum(b) / len(b), min(b), max(b),
-      ", ".join("%s %d" % w for w in whys.most_common())))' "$WORK/budget.log")"
+kept = [int(r[2]) / int(r[1]) for r in rows if int(r[1]) and int(r[2])]
+whys = collections.Counter(r[3] for r in rows)
+print("mean %.1f MB/s, %.1f..%.1f; %s; the clients kept (latency alone / latency, as it "
+      "saw them) %.2f on average" % (sum(b) / len(b), min(b), max(b),
+      ", ".join("%s %d" % w for w in whys.most_common()),
+      sum(kept) / len(kept) if kept else 0))' "$WORK/budget.log")"
 log "  rebuild bytes left: $left0 -> $left1 (alone) -> $left2 (with the clients)"
 [ "$left2" -gt 0 ] || log "  (the rebuild ended before the job did: DATA_MIB too small for this rate)"
+# the clients alone again once it is over, on the three nodes left (the first baseline
+# had four, and the machine's load moves): the other ratio
+done_rebuilding() { ! rebuilding; }
+wait_for 900 "the rebuild does not end" done_rebuilding
+after=$(qd32 after)
+log "  clients alone after the rebuild: $after IOPS (during: $(ratio "$during" "$after")x that)"
 if [ "${EC:-0}" = 1 ]; then
 	# the fragments' rebuild from node0's log: first job started to last one recorded
-	done_rebuilding() { ! rebuilding; }
-	wait_for 600 "the rebuild does not end" done_rebuilding
 	python3 - "$WORK/node0.log" <<'PY' | while read -r l; do log "$l"; done
 import re, sys
 from datetime import datetime
