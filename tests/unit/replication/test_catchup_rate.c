@@ -17,6 +17,17 @@ static uint64_t tick(struct catchup_rate *r, uint64_t ops, uint64_t lat_us, bool
 	return catchup_rate_tick(r, &s);
 }
 
+/* n intervals alike: the rate after the last */
+static uint64_t ticks(struct catchup_rate *r, int n, uint64_t ops, uint64_t lat_us,
+		      bool working)
+{
+	uint64_t rate = r->rate;
+
+	while (n-- > 0)
+		rate = tick(r, ops, lat_us, working);
+	return rate;
+}
+
 /* r with a base of base_us learned while nothing was copied, then one interval of work
  * within the share (so that no probe is due) */
 static void with_base(struct catchup_rate *r, uint64_t ceiling, uint64_t base_us)
@@ -53,9 +64,7 @@ Test(catchup_rate, backs_off_while_clients_are_slowed_beyond_their_share)
 	uint64_t last;
 
 	with_base(&r, 500 * MB, 1000);
-	for (int i = 0; i < 20; i++) /* idle clients: up to the ceiling */
-		tick(&r, 0, 0, true);
-	last = r.rate;
+	last = ticks(&r, 20, 0, 0, true); /* idle clients: up to the ceiling */
 	/* 60%: latency up to 1000 * 100 / 60 = 1666 us is within; 2000 is not */
 	for (int i = 0; i < 5; i++) {
 		uint64_t rate = tick(&r, 100, 2000, true);
@@ -74,9 +83,7 @@ Test(catchup_rate, grows_again_while_clients_are_within_their_share)
 	uint64_t last;
 
 	with_base(&r, 500 * MB, 1000);
-	for (int i = 0; i < 10; i++)
-		tick(&r, 100, 3000, true);
-	last = r.rate;
+	last = ticks(&r, 10, 100, 3000, true);
 	for (int i = 0; i < 5; i++) {
 		uint64_t rate = tick(&r, 100, 1600, true);
 
@@ -125,13 +132,10 @@ Test(catchup_rate, probes_for_the_base_when_none_is_known)
 	uint64_t before;
 
 	catchup_rate_init(&r, 500 * MB, 60);
-	for (int i = 0; i < 5; i++)
-		tick(&r, 0, 0, true);
-	before = r.rate;
+	before = ticks(&r, 5, 0, 0, true);
 	/* busy clients, no base: held for the probe's intervals */
 	cr_assert_eq(tick(&r, 100, 5000, true), 0);
-	for (unsigned i = 1; i < CATCHUP_RATE_PROBE_INTERVALS; i++)
-		cr_assert_eq(tick(&r, 100, 2000, true), 0);
+	cr_assert_eq(ticks(&r, CATCHUP_RATE_PROBE_INTERVALS - 1, 100, 2000, true), 0);
 	/* the last one measured the clients alone: base 1000, back at the rate it had */
 	cr_assert_eq(tick(&r, 100, 1000, true), before);
 	cr_assert_eq(r.base_us, 1000);
@@ -152,8 +156,7 @@ Test(catchup_rate, measures_the_base_again_when_it_is_old)
 	cr_assert_eq(n + 1, CATCHUP_RATE_PROBE_EVERY_MS / IVL);
 	/* the clients' workload changed: 3000 us alone is their new base, and 3000 with
 	 * the catch-up is within it */
-	for (unsigned i = 0; i < CATCHUP_RATE_PROBE_INTERVALS; i++)
-		tick(&r, 100, 3000, true);
+	ticks(&r, CATCHUP_RATE_PROBE_INTERVALS, 100, 3000, true);
 	cr_assert_eq(r.base_us, 3000);
 	tick(&r, 100, 3000, true);
 	cr_assert_eq(r.why, CATCHUP_RATE_WITHIN_SHARE);
