@@ -29,11 +29,13 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 	return a > b ? a : b;
 }
 
-/* The last interval of a probe ended: the clients ran alone in it. */
-static uint64_t probe_end(struct catchup_rate *r, bool busy, uint64_t lat)
+/* The last interval of a probe ended: the clients ran alone in the measured ones. */
+static uint64_t probe_end(struct catchup_rate *r)
 {
+	bool busy = r->probe_ops >= CATCHUP_RATE_BUSY_OPS * CATCHUP_RATE_PROBE_MEASURED;
+
 	if (busy)
-		r->base_us = lat;
+		r->base_us = r->probe_us / r->probe_ops;
 	r->base_age_ms = 0; /* not busy: no base if none was known, and the next busy
 			       interval probes again; else the old one serves */
 	r->rate = r->resume_rate;
@@ -60,8 +62,13 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 		return r->rate;
 	if (busy)
 		r->lat_us = lat;
-	if (r->probe_left)
-		return --r->probe_left ? 0 : probe_end(r, busy, lat);
+	if (r->probe_left) {
+		if (--r->probe_left < CATCHUP_RATE_PROBE_MEASURED) {
+			r->probe_ops += s->ops;
+			r->probe_us += s->busy_us;
+		}
+		return r->probe_left ? 0 : probe_end(r);
+	}
 	if (!s->working) {
 		if (busy)
 			base_learn(r, lat);
@@ -77,6 +84,7 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 	if (!r->base_us || r->base_age_ms >= CATCHUP_RATE_PROBE_EVERY_MS) {
 		r->resume_rate = r->rate;
 		r->probe_left = CATCHUP_RATE_PROBE_INTERVALS;
+		r->probe_ops = r->probe_us = 0;
 		r->why = CATCHUP_RATE_PROBING;
 		return 0;
 	}

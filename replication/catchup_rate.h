@@ -15,15 +15,16 @@
  *     the rate doubles towards the ceiling ("clients idle"): the disk's pace, bounded
  *   - work, clients busy, no base or one older than CATCHUP_RATE_PROBE_EVERY_MS: a
  *     probe: the catch-up holds for CATCHUP_RATE_PROBE_INTERVALS intervals (the first
- *     lets its chunks in flight end, the last measures the base), then goes on at the
- *     rate it had ("probing")
+ *     ones let what it has in flight settle: chunks, seals, the holders' flushes; the
+ *     last CATCHUP_RATE_PROBE_MEASURED measure the base), then goes on at the rate it
+ *     had ("probing")
  *   - work, clients busy, latency over the target: the rate shrinks to 70%, never under
  *     the floor ("throttled: clients busy"); within it: the rate grows by a step
  *     (ceiling / 32, at least the floor) ("clients busy, within their share")
  * AIMD: it settles just under the clients' target, and halves its way back down fast
  * when they get busier. The catch-up never stops for long: the floor while
- * throttled, and a probe holds it for at most two intervals in every
- * CATCHUP_RATE_PROBE_EVERY_MS.
+ * throttled, and a probe holds it for at most CATCHUP_RATE_PROBE_INTERVALS intervals
+ * in every CATCHUP_RATE_PROBE_EVERY_MS of work (10%).
  *
  * Vitastor tunes its recovery from the utilisation (time busy per interval) of client
  * and recovery ops; Ceph's mClock gives each class a reservation, a weight and a limit
@@ -38,8 +39,9 @@
 
 #define CATCHUP_RATE_INTERVAL_MS 250u
 #define CATCHUP_RATE_BUSY_OPS 8u          /* client requests per interval: busy */
-#define CATCHUP_RATE_PROBE_EVERY_MS 8000u /* a base older than this is measured again */
-#define CATCHUP_RATE_PROBE_INTERVALS 2u
+#define CATCHUP_RATE_PROBE_EVERY_MS 10000u /* a base older than this is measured again */
+#define CATCHUP_RATE_PROBE_INTERVALS 4u
+#define CATCHUP_RATE_PROBE_MEASURED 2u    /* of them, the last ones: the clients alone */
 #define CATCHUP_RATE_FLOOR 8000000u       /* bytes/s, or the ceiling if lower */
 #define CATCHUP_DEFAULT_CLIENT_SHARE 60u  /* % of their throughput clients keep */
 
@@ -69,6 +71,7 @@ struct catchup_rate {
 	uint64_t base_age_ms;    /* the catch-up's working time since base was measured */
 	uint64_t lat_us;         /* the clients' mean latency in the last busy interval */
 	unsigned probe_left;     /* intervals of the probe under way still to go */
+	uint64_t probe_ops, probe_us; /* what its measured intervals saw so far */
 	uint64_t resume_rate;    /* the rate a probe goes back to */
 	enum catchup_rate_why why;
 };
