@@ -1011,4 +1011,7 @@ void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status
 	out->budget_why = c->ctl.why;
 	out->client_us = c->ctl.lat_us;
 	out->client_base_us = c->ctl.base_us;
+	out->client_iops = c->ctl.iops;
+	out->client_base_iops = c->ctl.base_iops;
+	out->client_kept_pct = c->ctl.kept_pct;
 }

@@ -162,6 +162,10 @@ struct catchup_status {
 	uint64_t client_us;   /* this node's clients' mean latency in the last busy
 				 interval, and without the catch-up (0: not known) */
 	uint64_t client_base_us;
+	uint64_t client_iops; /* ...their requests ended per second, the same two */
+	uint64_t client_base_iops;
+	unsigned client_kept_pct; /* the share of their throughput they kept, as the rate
+				     judged it last (catchup_rate.h) */
 };
 void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status *out);
 

@@ -34,8 +34,10 @@ static uint64_t probe_end(struct catchup_rate *r)
 {
 	bool busy = r->probe_ops >= CATCHUP_RATE_BUSY_OPS * CATCHUP_RATE_PROBE_MEASURED;
 
-	if (busy)
+	if (busy) {
 		r->base_us = r->probe_us / r->probe_ops;
+		r->base_iops = r->probe_ops * 1000 / (r->probe_ms ? r->probe_ms : 1);
+	}
 	r->base_age_ms = 0; /* not busy: no base if none was known, and the next busy
 			       interval probes again; else the old one serves */
 	r->rate = r->resume_rate;
@@ -44,34 +46,54 @@ static uint64_t probe_end(struct catchup_rate *r)
 }
 
 /* No catch-up in the interval: what the clients saw is their base. */
-static void base_learn(struct catchup_rate *r, uint64_t lat)
+static void base_learn(struct catchup_rate *r, uint64_t lat, uint64_t iops)
 {
-	if (r->base_us && r->base_age_ms < CATCHUP_RATE_PROBE_EVERY_MS)
+	if (r->base_us && r->base_age_ms < CATCHUP_RATE_PROBE_EVERY_MS) {
 		r->base_us = (3 * r->base_us + lat) / 4;
-	else
+		r->base_iops = (3 * r->base_iops + iops) / 4;
+	} else {
 		r->base_us = lat;
+		r->base_iops = iops;
+	}
 	r->base_age_ms = 0;
+}
+
+/* The % of their throughput the clients keep, the worse of two views: requests ended
+ * per second against their base (a closed-loop client's requests may wait before the
+ * block layer sees them, unread in its socket while the loop copies: only its rate
+ * shows that), and their latency's (a client that asks less than it could: only its
+ * latency shows what it pays). */
+static unsigned kept_pct(const struct catchup_rate *r, uint64_t lat, uint64_t iops)
+{
+	uint64_t by_lat = lat > r->base_us ? r->base_us * 100 / lat : 100;
+	uint64_t by_rate = r->base_iops && iops < r->base_iops ? iops * 100 / r->base_iops : 100;
+
+	return (unsigned)min_u64(by_lat, by_rate);
 }
 
 uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sample *s)
 {
 	bool busy = s->ops >= CATCHUP_RATE_BUSY_OPS;
 	uint64_t lat = busy ? s->busy_us / s->ops : 0;
+	uint64_t iops = s->ops * 1000 / (s->ms ? s->ms : 1);
 
 	if (!r->share)
 		return r->rate;
-	if (busy)
+	if (busy) {
 		r->lat_us = lat;
+		r->iops = iops;
+	}
 	if (r->probe_left) {
 		if (--r->probe_left < CATCHUP_RATE_PROBE_MEASURED) {
 			r->probe_ops += s->ops;
 			r->probe_us += s->busy_us;
+			r->probe_ms += s->ms;
 		}
 		return r->probe_left ? 0 : probe_end(r);
 	}
 	if (!s->working) {
 		if (busy)
-			base_learn(r, lat);
+			base_learn(r, lat, iops);
 		r->why = CATCHUP_RATE_NO_WORK;
 		return r->rate;
 	}
@@ -84,12 +106,12 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 	if (!r->base_us || r->base_age_ms >= CATCHUP_RATE_PROBE_EVERY_MS) {
 		r->resume_rate = r->rate;
 		r->probe_left = CATCHUP_RATE_PROBE_INTERVALS;
-		r->probe_ops = r->probe_us = 0;
+		r->probe_ops = r->probe_us = r->probe_ms = 0;
 		r->why = CATCHUP_RATE_PROBING;
 		return 0;
 	}
-	/* the clients keep share% of their throughput while lat <= base * 100 / share */
-	if (lat * r->share > r->base_us * 100) {
+	r->kept_pct = kept_pct(r, lat, iops);
+	if (r->kept_pct < r->share) {
 		r->rate = max_u64(r->floor, r->rate * DECREASE_PCT / 100);
 		r->why = CATCHUP_RATE_THROTTLED;
 	} else {

@@ -3,12 +3,15 @@
  * answers the rate the catch-up (and the rebuild, which is a catch-up) may spend next.
  *
  * The goal (issue 13): clients keep at least half of their throughput while a rebuild
- * runs, and with no client the rebuild runs at the disk's pace. The signal is the
- * mean latency of this node's client requests (the block layer's, all front ends):
- * a client with a fixed number of requests in flight (fio at some queue depth, a VM's
- * queue) gets throughput = in flight / latency, so the share of its throughput it
- * keeps is base / now, where base is its latency with no catch-up running. The
- * controller keeps now <= base * 100 / client_share_pct:
+ * runs, and with no client the rebuild runs at the disk's pace. The signal is this
+ * node's client requests (the block layer's, all front ends): how many ended per
+ * second, and their mean latency, against the same figures with no catch-up running
+ * (the base). The share of their throughput the clients keep is the worse of
+ * iops / base iops (a client with a fixed number of requests in flight, fio at some
+ * queue depth or a VM's queue, loses exactly that; part of its wait is in its socket,
+ * unread while the loop copies, where the block layer's latency does not see it) and
+ * base latency / latency (a client asking less than it could keeps its rate and pays
+ * in latency). The controller keeps it at client_share_pct or more:
  *
  *   - no catch-up work: the clients' latency is the base (a moving average)
  *   - work, clients idle (fewer than CATCHUP_RATE_BUSY_OPS requests in the interval):
@@ -18,9 +21,9 @@
  *     ones let what it has in flight settle: chunks, seals, the holders' flushes; the
  *     last CATCHUP_RATE_PROBE_MEASURED measure the base), then goes on at the rate it
  *     had ("probing")
- *   - work, clients busy, latency over the target: the rate shrinks to 70%, never under
- *     the floor ("throttled: clients busy"); within it: the rate grows by a step
- *     (ceiling / 32, at least the floor) ("clients busy, within their share")
+ *   - work, clients busy, keeping less than their share: the rate shrinks to 70%, never
+ *     under the floor ("throttled: clients busy"); their share or more: the rate grows
+ *     by a step (ceiling / 32, at least the floor) ("clients busy, within their share")
  * AIMD: it settles just under the clients' target, and halves its way back down fast
  * when they get busier. The catch-up never stops for long: the floor while
  * throttled, and a probe holds it for at most CATCHUP_RATE_PROBE_INTERVALS intervals
@@ -29,7 +32,7 @@
  * Vitastor tunes its recovery from the utilisation (time busy per interval) of client
  * and recovery ops; Ceph's mClock gives each class a reservation, a weight and a limit
  * in IOPS it learns from a benchmark of the disk. This is neither: it needs no disk
- * model, only the clients' own latency, at the price of short probes.
+ * model, only the clients' own figures, at the price of short probes.
  */
 #ifndef QUILL_REPLICATION_CATCHUP_RATE_H
 #define QUILL_REPLICATION_CATCHUP_RATE_H
@@ -68,10 +71,13 @@ struct catchup_rate {
 	uint64_t rate;           /* what the catch-up may spend now (0: held, a probe) */
 	uint64_t base_us;        /* the clients' mean latency without the catch-up; 0:
 				    not known */
+	uint64_t base_iops;      /* ...and their requests ended per second */
 	uint64_t base_age_ms;    /* the catch-up's working time since base was measured */
 	uint64_t lat_us;         /* the clients' mean latency in the last busy interval */
+	uint64_t iops;           /* ...and their requests ended per second in it */
+	unsigned kept_pct;       /* the share they kept in the last one judged */
 	unsigned probe_left;     /* intervals of the probe under way still to go */
-	uint64_t probe_ops, probe_us; /* what its measured intervals saw so far */
+	uint64_t probe_ops, probe_us, probe_ms; /* what its measured intervals saw so far */
 	uint64_t resume_rate;    /* the rate a probe goes back to */
 	enum catchup_rate_why why;
 };

@@ -76,13 +76,13 @@ FIO
 }
 
 # left: node0's bytes left to rebuild of `data` and `client`, the bytes it copied
-# (since it started), and its budget now: MB/s, the clients' latency in the last busy
-# interval and alone (us), why
+# (since it started), and its budget now: MB/s, the % of their throughput the clients
+# kept as it judged them last, why
 left()
 {
 	qn 0 --json cluster status | python3 -c '
 import json, sys
-left = copied = budget = lat = base = 0
+left = copied = budget = kept = 0
 why = "-"
 for v in json.load(sys.stdin)["volumes"]:
     cu = v.get("copies", {}).get("catchup", {})
@@ -90,8 +90,8 @@ for v in json.load(sys.stdin)["volumes"]:
     copied += cu.get("bytes_copied", 0)
     if cu:
         budget, why = cu.get("budget_bytes_per_second", 0), cu.get("budget_why", "-")
-        lat, base = cu.get("client_latency_us", 0), cu.get("client_latency_alone_us", 0)
-print(left, copied, "%.1f" % (budget / 1e6), lat, base, why)'
+        kept = cu.get("client_kept_percent", 0)
+print(left, copied, "%.1f" % (budget / 1e6), kept, why)'
 }
 
 rebuilding()
@@ -136,7 +136,7 @@ sleep 1 # its first copies under way
 read -r left0 copied0 _ <<<"$(left)"
 t0=$(date +%s.%N)
 sleep "$IDLE_SECS"
-read -r left1 copied1 budget1 _ _ why1 <<<"$(left)"
+read -r left1 copied1 budget1 _ why1 <<<"$(left)"
 t1=$(date +%s.%N)
 # the budget and why, every second of the job
 (while :; do left | cut -d' ' -f3- >>"$WORK/budget.log"; sleep 1; done) &
@@ -159,12 +159,12 @@ log "  rebuild during the clients:     $during_mbs MB/s ($(ratio "$during_mbs" "
     "disk, $(ratio "$during_mbs" "$alone_mbs")x alone)"
 log "  its budget over the job, each second: $(python3 -c '
 import sys, collections
-rows = [l.split(" ", 3) for l in open(sys.argv[1]).read().splitlines() if l]
+rows = [l.split(" ", 2) for l in open(sys.argv[1]).read().splitlines() if l]
 b = [float(r[0]) for r in rows]
-kept = [int(r[2]) / int(r[1]) for r in rows if int(r[1]) and int(r[2])]
-whys = collections.Counter(r[3] for r in rows)
-print("mean %.1f MB/s, %.1f..%.1f; %s; the clients kept (latency alone / latency, as it "
-      "saw them) %.2f on average" % (sum(b) / len(b), min(b), max(b),
+kept = [int(r[1]) / 100 for r in rows if int(r[1])]
+whys = collections.Counter(r[2] for r in rows)
+print("mean %.1f MB/s, %.1f..%.1f; %s; the clients kept %.2f on average as it judged "
+      "them" % (sum(b) / len(b), min(b), max(b),
       ", ".join("%s %d" % w for w in whys.most_common()),
       sum(kept) / len(kept) if kept else 0))' "$WORK/budget.log")"
 log "  rebuild bytes left: $left0 -> $left1 (alone) -> $left2 (with the clients)"

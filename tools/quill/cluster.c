@@ -124,8 +124,12 @@ void cli_show_copies(struct json_object *c)
 		       (long long)cli_i64(cu, "bytes_copied"),
 		       (double)cli_i64(cu, "bytes_per_second") / 1e6);
 	if (cu)
-		printf("budget:    %.1f MB/s (%s; clients' latency %lld us, %lld us alone)\n",
+		printf("budget:    %.1f MB/s (%s; clients kept %lld%%: %lld IOPS, %lld alone; "
+		       "latency %lld us, %lld us alone)\n",
 		       (double)cli_i64(cu, "budget_bytes_per_second") / 1e6, cli_str(cu, "budget_why"),
+		       (long long)cli_i64(cu, "client_kept_percent"),
+		       (long long)cli_i64(cu, "client_iops"),
+		       (long long)cli_i64(cu, "client_iops_alone"),
 		       (long long)cli_i64(cu, "client_latency_us"),
 		       (long long)cli_i64(cu, "client_latency_alone_us"));
 	if (cu && cli_i64(cu, "rebuild_segments"))

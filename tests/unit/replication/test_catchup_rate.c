@@ -77,6 +77,32 @@ Test(catchup_rate, backs_off_while_clients_are_slowed_beyond_their_share)
 	cr_assert_str_eq(catchup_rate_why_str(r.why), "throttled: clients busy");
 }
 
+Test(catchup_rate, backs_off_when_fewer_requests_end_at_the_same_latency)
+{
+	struct catchup_rate r;
+	uint64_t last;
+
+	with_base(&r, 500 * MB, 1000); /* 100 requests an interval */
+	last = ticks(&r, 20, 0, 0, true);
+	/* half of them at the same latency (the rest waited unread in their sockets, which
+	 * the block layer does not see): they keep 50%, under their 60 */
+	for (int i = 0; i < 3; i++) {
+		uint64_t rate = tick(&r, 50, 1000, true);
+
+		cr_assert_lt(rate, last);
+		last = rate;
+	}
+	cr_assert_eq(r.kept_pct, 50);
+	cr_assert_eq(r.why, CATCHUP_RATE_THROTTLED);
+	/* 70 of them: 70%, within */
+	cr_assert_gt(tick(&r, 70, 1000, true), last);
+	cr_assert_eq(r.kept_pct, 70);
+	/* all of them, each twice as slow: 50% again */
+	last = r.rate;
+	cr_assert_lt(tick(&r, 100, 2000, true), last);
+	cr_assert_eq(r.kept_pct, 50);
+}
+
 Test(catchup_rate, grows_again_while_clients_are_within_their_share)
 {
 	struct catchup_rate r;
