@@ -164,8 +164,9 @@ struct catchup_status {
 	uint64_t client_base_us;
 	uint64_t client_iops; /* ...their requests ended per second, the same two */
 	uint64_t client_base_iops;
-	unsigned client_kept_pct; /* the share of their throughput they kept, as the rate
-				     judged it last (catchup_rate.h) */
+	unsigned client_kept_pct; /* the share of their throughput they kept in the last
+				     interval, as the rate judged it (catchup_rate.h); 0:
+				     not judged (no copies, clients idle, a probe) */
 };
 void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status *out);
 

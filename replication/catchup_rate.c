@@ -83,6 +83,7 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 		r->lat_us = lat;
 		r->iops = iops;
 	}
+	r->kept_pct = 0; /* judged below, or not in this interval */
 	if (r->probe_left) {
 		if (--r->probe_left < CATCHUP_RATE_PROBE_MEASURED) {
 			r->probe_ops += s->ops;

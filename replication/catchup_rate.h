@@ -75,7 +75,8 @@ struct catchup_rate {
 	uint64_t base_age_ms;    /* the catch-up's working time since base was measured */
 	uint64_t lat_us;         /* the clients' mean latency in the last busy interval */
 	uint64_t iops;           /* ...and their requests ended per second in it */
-	unsigned kept_pct;       /* the share they kept in the last one judged */
+	unsigned kept_pct;       /* the share they kept in the last interval (0: not
+				    judged: no copies, clients idle, a probe) */
 	unsigned probe_left;     /* intervals of the probe under way still to go */
 	uint64_t probe_ops, probe_us, probe_ms; /* what its measured intervals saw so far */
 	uint64_t resume_rate;    /* the rate a probe goes back to */

@@ -77,7 +77,7 @@ FIO
 
 # left: node0's bytes left to rebuild of `data` and `client`, the bytes it copied
 # (since it started), and its budget now: MB/s, the % of their throughput the clients
-# kept as it judged them last, why
+# kept in its last interval as it judged them (0: not judged), why
 left()
 {
 	qn 0 --json cluster status | python3 -c '
@@ -164,7 +164,7 @@ b = [float(r[0]) for r in rows]
 kept = [int(r[1]) / 100 for r in rows if int(r[1])]
 whys = collections.Counter(r[2] for r in rows)
 print("mean %.1f MB/s, %.1f..%.1f; %s; the clients kept %.2f on average as it judged "
-      "them" % (sum(b) / len(b), min(b), max(b),
+      "them (seconds judged)" % (sum(b) / len(b), min(b), max(b),
       ", ".join("%s %d" % w for w in whys.most_common()),
       sum(kept) / len(kept) if kept else 0))' "$WORK/budget.log")"
 log "  rebuild bytes left: $left0 -> $left1 (alone) -> $left2 (with the clients)"

@@ -101,6 +101,9 @@ Test(catchup_rate, backs_off_when_fewer_requests_end_at_the_same_latency)
 	last = r.rate;
 	cr_assert_lt(tick(&r, 100, 2000, true), last);
 	cr_assert_eq(r.kept_pct, 50);
+	/* idle clients are not judged: no stale figure shown */
+	tick(&r, 0, 0, true);
+	cr_assert_eq(r.kept_pct, 0);
 }
 
 Test(catchup_rate, grows_again_while_clients_are_within_their_share)
