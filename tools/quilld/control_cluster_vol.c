@@ -126,6 +126,14 @@ static struct json_object *copies_json(const struct replica_status *st)
 		ctl_add_int(c, "out_in_seconds", (int64_t)((cu->out_in_ms + 999) / 1000));
 		ctl_add_int(c, "bytes_copied", (int64_t)cu->copied);
 		ctl_add_int(c, "bytes_per_second", (int64_t)cu->rate);
+		/* the owner's budget now, over all its copies, and why (catchup_rate.h) */
+		ctl_add_int(c, "budget_bytes_per_second", (int64_t)cu->budget);
+		ctl_add_str(c, "budget_why", catchup_rate_why_str(cu->budget_why));
+		ctl_add_int(c, "client_latency_us", (int64_t)cu->client_us);
+		ctl_add_int(c, "client_latency_alone_us", (int64_t)cu->client_base_us);
+		ctl_add_int(c, "client_iops", (int64_t)cu->client_iops);
+		ctl_add_int(c, "client_iops_alone", (int64_t)cu->client_base_iops);
+		ctl_add_int(c, "client_kept_percent", cu->client_kept_pct);
 		/* -1: no rate yet to tell */
 		ctl_add_int(c, "eta_seconds", !cu->bytes_left ? 0 : cu->rate ?
 			    (int64_t)((cu->bytes_left + cu->rate - 1) / cu->rate) : -1);

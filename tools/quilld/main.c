@@ -580,6 +580,8 @@ static int start_replicas(struct node *n)
 				   .cluster = n->cluster, .self_id = n->self_id,
 				   .peer_timeout_ms = n->cfg.peer_timeout_ms,
 				   .catchup_mbps = n->cfg.catchup_mbps,
+				   .catchup_share = n->cfg.catchup_client_share,
+				   .catchup_inflight = n->cfg.catchup_segments,
 				   .catchup_off = n->cfg.catchup_mbps == 0,
 				   .scrub_mbps = n->cfg.scrub_mbps,
 				   .scrub_interval_s = n->cfg.scrub_interval_s,

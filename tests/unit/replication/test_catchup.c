@@ -178,6 +178,23 @@ Test(catchup, the_budget_lets_rate_bytes_a_second_through)
 	cr_assert_neq(catchup_budget_take(&b, now, 1), 0);
 }
 
+Test(catchup, a_new_rate_counts_from_when_it_is_set_and_a_hold_stops_every_take)
+{
+	struct catchup_budget b;
+
+	catchup_budget_init(&b, 1000000, 100000, 0); /* 1 MB/s */
+	cr_assert_eq(catchup_budget_take(&b, 0, 100000), 0);
+	/* 50 ms at 1 MB/s (50 kB), then 10 MB/s: the other 50 kB in 5 ms */
+	catchup_budget_set_rate(&b, 50, 10000000);
+	cr_assert_eq(catchup_budget_take(&b, 50, 100000), 5);
+	cr_assert_eq(catchup_budget_take(&b, 55, 100000), 0);
+	/* held until 300: a full bucket waits all the same, then goes */
+	catchup_budget_hold(&b, 300);
+	cr_assert_eq(catchup_budget_take(&b, 200, 1), 100);
+	cr_assert_eq(catchup_budget_take(&b, 299, 1), 1);
+	cr_assert_eq(catchup_budget_take(&b, 300, 100000), 0);
+}
+
 Test(catchup, a_take_larger_than_the_burst_waits_for_a_full_bucket)
 {
 	struct catchup_budget b;
