@@ -84,6 +84,18 @@ void reopen_engine(void)
 	open_engine();
 }
 
+void reopen_engine_sized(uint32_t segs, bool family_records)
+{
+	struct engine_opts o;
+
+	engine_close(eng);
+	eng = NULL;
+	opts_for(&o, store_path, meta_path, false);
+	o.store_size = QUILL_DATA_OFFSET + (uint64_t)segs * SEG_SIZE;
+	o.family_records = family_records;
+	cr_assert_eq(engine_open(&o, &eng), 0);
+}
+
 /* Reopens from the store alone: the metadata directory is thrown away. */
 void rebuild_engine(void)
 {

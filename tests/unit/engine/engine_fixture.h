@@ -42,6 +42,9 @@ void opts_for(struct engine_opts *o, const char *store, const char *meta, bool f
 int try_open(bool format);
 void open_engine(void);
 void reopen_engine(void);
+/* Closes the engine and opens its store again, of segs segments, with family_records
+ * as given. */
+void reopen_engine_sized(uint32_t segs, bool family_records);
 /* Reopens from the store alone: RocksDB rebuilt from the log (rebuild_meta). */
 void rebuild_engine(void);
 struct engine_stats stats(void);

@@ -1094,14 +1094,7 @@ static void expect_layers_and_aliases(const struct family *f)
 
 static void reopen_family_engine(void)
 {
-	struct engine_opts o;
-
-	engine_close(eng);
-	eng = NULL;
-	opts_for(&o, store_path, meta_path, false);
-	o.store_size = QUILL_DATA_OFFSET + (uint64_t)SRC_SEGS * SEG_SIZE;
-	o.family_records = true;
-	cr_assert_eq(engine_open(&o, &eng), 0);
+	reopen_engine_sized(SRC_SEGS, true);
 }
 
 static void merged_family(struct family *f)

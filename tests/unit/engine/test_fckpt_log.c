@@ -405,14 +405,7 @@ Test(fckpt_log, a_stops_checkpoint_writes_the_owed_one_with_the_segment_exactly_
 
 static void reopen_family_engine(void)
 {
-	struct engine_opts o;
-
-	engine_close(eng);
-	eng = NULL;
-	opts_for(&o, store_path, meta_path, false);
-	o.store_size = QUILL_DATA_OFFSET + (uint64_t)STORE_SEGS * SEG_SIZE;
-	o.family_records = true;
-	cr_assert_eq(engine_open(&o, &eng), 0);
+	reopen_engine_sized(STORE_SEGS, true);
 }
 
 /* The slots' MAPS counts are not stored. A restarted engine whose family writes nothing
