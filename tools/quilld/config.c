@@ -470,6 +470,19 @@ static int check_all(const struct quilld_config *cfg)
 			"with --format\n");
 		return -EINVAL;
 	}
+	if (cfg->rebuild_meta && cfg->etcd_endpoints[0]) {
+		/* its reconciliation would take every segment record its rebuilt log lacks
+		 * (encoded segments whose local copy went, adopted remote entries) for one
+		 * freed while its delete could not be recorded, and delete it everywhere */
+		fprintf(stderr, "quilld: --rebuild-meta rebuilds a single node's metadata from "
+			"its store alone; a cluster node's store does not hold all that its "
+			"metadata names (segments kept only on other nodes or as fragments, copies "
+			"held for other owners), and a node rebuilt that way would delete the "
+			"segments it lacks. Take the node out instead (quill node out ID: its "
+			"volumes are taken over and its copies rebuilt elsewhere), then start it "
+			"again with a blank store\n");
+		return -EINVAL;
+	}
 	if (cfg->destroy_data && !cfg->format) {
 		fprintf(stderr, "quilld: --destroy-data goes with --format (and only then)\n");
 		return -EINVAL;
