@@ -244,7 +244,7 @@ static const struct setting settings[] = {
 	{ "peer-timeout-ms", SET_UINT, F(peer_timeout_ms), 0, "a node holding copies that does not answer this long is dropped from them (1000)", check_peer_timeout, false },
 	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them (a rebuild's too), the ceiling of its adaptive rate; 0: none (512)", check_catchup_mbps, false },
 	{ "catchup-segments", SET_UINT, F(catchup_segments), 0, "segments this node copies at once to nodes that missed them (8)", check_catchup_segments, false },
-	{ "catchup-client-share", SET_UINT, F(catchup_client_share), 0, "while it copies, the % of their throughput this node's clients keep: the copies back off while the clients' latency is over their own alone by more than 100/share; 0: a fixed rate of catchup-mbps (60)", check_catchup_share, false },
+	{ "catchup-client-share", SET_UINT, F(catchup_client_share), 0, "while it copies, the % of their throughput this node's clients keep: the copies back off while the clients complete fewer requests per second, or wait longer, than share% of what they do alone; 0: a fixed rate of catchup-mbps (60)", check_catchup_share, false },
 	{ "scrub-mbps", SET_UINT, F(scrub_mbps), 0, "the background scrub of the replicated volumes this node owns: the most MB/s it reads over every copy; 0: no background scrub (0; quill scrub runs at 64 then)", check_scrub_mbps, false },
 	{ "scrub-interval", SET_UINT, F(scrub_interval_s), 0, "seconds between background scrub rounds (86400)", check_scrub_interval, false },
 	{ "out-after", SET_UINT, F(out_after), 0, "seconds a node may be down before its copies are rebuilt on other nodes, as if it were out (600)", check_out_after, false },
