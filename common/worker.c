@@ -1,9 +1,10 @@
 /* common/worker.c — the worker thread of worker.h: a FIFO of jobs to run and a list of
  * jobs run, both under one mutex; an eventfd tells the loop that the second is not
- * empty.
+ * empty (written once per batch: when a job lands on an empty list, after the lock).
  */
 #include "common/worker.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,8 +22,11 @@ struct worker {
 	struct worker_job *todo, **todo_tail; /* under lock: to run, oldest first */
 	struct worker_job *ran;      /* under lock: run, done() not called yet */
 	bool stop;                   /* under lock */
-	int efd;                     /* the worker writes once per job run, the loop reads */
+	/* the worker writes it when a job run finds ran empty (the loop takes the whole
+	 * list after its read, so every job on it has a wake-up to come or under way) */
+	int efd;
 	struct loop_watch *watch;
+	pthread_t loop_thread;       /* worker_create's: the only one that may submit */
 };
 
 static uint64_t thread_ns(void)
@@ -42,6 +46,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		struct worker_job *j;
 		uint64_t t0;
+		bool wake;
 
 		while (!w->todo && !w->stop)
 			pthread_cond_wait(&w->cond, &w->lock);
@@ -56,11 +61,14 @@ static void *worker_main(void *arg)
 		j->run(j->arg);
 		j->run_ns = thread_ns() - t0;
 		pthread_mutex_lock(&w->lock);
+		wake = !w->ran; /* else a wake-up for the list is already owed */
 		j->next = w->ran;
 		w->ran = j;
-		if (write(w->efd, &one, sizeof(one)) < 0) {
+		pthread_mutex_unlock(&w->lock);
+		if (wake && write(w->efd, &one, sizeof(one)) < 0) {
 			/* the counter cannot overflow here: the loop reads it */
 		}
+		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -96,6 +104,7 @@ static void worker_woken(void *arg, unsigned events)
 	uint64_t v;
 
 	(void)events;
+	assert(pthread_equal(pthread_self(), w->loop_thread));
 	if (read(w->efd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: an earlier wake-up took it; the list below is what counts */
 	}
@@ -114,6 +123,7 @@ int worker_create(struct loop *lp, struct worker **out)
 	if (!w)
 		return -ENOMEM;
 	w->todo_tail = &w->todo;
+	w->loop_thread = pthread_self();
 	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->efd < 0) {
 		r = -errno;
@@ -147,6 +157,7 @@ void worker_destroy(struct worker *w)
 
 	if (!w)
 		return;
+	assert(pthread_equal(pthread_self(), w->loop_thread));
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	pthread_cond_signal(&w->cond);
@@ -166,7 +177,10 @@ void worker_destroy(struct worker *w)
 
 void worker_submit(struct worker *w, struct worker_job *job)
 {
+	assert(job->run && job->done);
+	assert(pthread_equal(pthread_self(), w->loop_thread));
 	pthread_mutex_lock(&w->lock);
+	assert(!w->stop);
 	job->next = NULL;
 	*w->todo_tail = job;
 	w->todo_tail = &job->next;

@@ -9,8 +9,18 @@
  * run() touches are the worker's: the loop leaves them alone (its owner, abandoned
  * meanwhile, lets done() free them).
  *
- * Threading: worker_create, worker_submit, worker_destroy and every done() on the
- * loop's thread; run() on the worker's.
+ * Contract:
+ * - Threads: worker_create, worker_submit, worker_destroy and every done() on the
+ *   loop's thread (the one that called worker_create: asserted); run() on the
+ *   worker's, never two at once.
+ * - done() runs exactly once per job submitted, never inside worker_submit: from the
+ *   loop's callback on the eventfd (res 0, after its run() returned), jobs in the
+ *   order submitted, several per wake-up when the worker ran them meanwhile; or from
+ *   worker_destroy (below). done() may submit again, but not from worker_destroy's.
+ * - worker_destroy: stops taking jobs, waits for the one running (at most one job's
+ *   work), then calls, on the caller's thread and before it returns, done(0) of the
+ *   jobs run and done(-ECANCELED) of the ones never started (their run() never runs),
+ *   both in submission order. The worker is gone by then: no submit after it starts.
  */
 #ifndef QUILL_COMMON_WORKER_H
 #define QUILL_COMMON_WORKER_H
@@ -34,10 +44,11 @@ struct worker_job {
 int worker_create(struct loop *lp, struct worker **out);
 /* Waits for the job running now (at most one job's work), then runs the done() of
  * every job submitted and not done yet: after run() if it ran, else with
- * -ECANCELED (such a done() must not submit: the worker is gone). NULL ok. */
+ * -ECANCELED (such a done() must not submit: the worker is gone). NULL ok. On the
+ * loop's thread. */
 void worker_destroy(struct worker *w);
-/* Queues job (run, done set; it stays the caller's memory until done() runs, once,
- * never inside this call). */
+/* Queues job (run, done set: asserted; it stays the caller's memory until done()
+ * runs, once, never inside this call). On the loop's thread, before worker_destroy. */
 void worker_submit(struct worker *w, struct worker_job *job);
 
 #endif

@@ -464,6 +464,17 @@ void engine_close(struct engine *eng)
 	free_engine(eng);
 }
 
+void engine_client_io_done(struct engine *eng, uint64_t latency_us)
+{
+	eng->client_load.ops++;
+	eng->client_load.busy_us += latency_us;
+}
+
+void engine_get_client_load(const struct engine *eng, struct engine_client_load *out)
+{
+	*out = eng->client_load;
+}
+
 void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 {
 	struct eng_space sp;

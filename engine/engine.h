@@ -452,6 +452,17 @@ struct engine_stats {
 };
 void engine_get_stats(const struct engine *eng, struct engine_stats *out);
 
+/* Client I/O served on this node: the block layer's requests (every front end) that
+ * ended, and the sum of their latencies, since the engine opened. Cheap to read: the
+ * catch-up reads it every interval to yield to the clients (replication/catchup_rate.h).
+ * The block layer adds each request as it ends. */
+struct engine_client_load {
+	uint64_t ops;
+	uint64_t busy_us;
+};
+void engine_client_io_done(struct engine *eng, uint64_t latency_us);
+void engine_get_client_load(const struct engine *eng, struct engine_client_load *out);
+
 /* Runs the cleaner until at least want_free slots are free or nothing is worth
  * cleaning. It cleans one slot per turn of engine_poll(), so client I/O keeps being
  * served in between. The callback gets the number of slots freed, or -errno. */

@@ -280,6 +280,8 @@ struct engine {
 	struct eng_meta_op *ops;     /* for the next checkpoint */
 	size_t nops, ops_cap;
 
+	struct engine_client_load client_load; /* engine_client_io_done() */
+
 	struct ioreq *free_reqs;
 	struct batch *free_batches;
 	struct req_fifo done;   /* callbacks to run */

@@ -534,10 +534,45 @@ static bool writer_off(void)
 	return v && strcmp(v, "0") == 0;
 }
 
+/* What a stop's checkpoint wrote, said in one line when it has begun them all (what
+ * it writes settled cluster_ec_read's clean-clone flake). */
+struct stop_tally {
+	size_t picked;   /* families owed or changed */
+	size_t begun;
+	size_t no_log;   /* -ENOENT: no segment of its own */
+	size_t unsure;   /* -ENOENT: no open segment, its numbers not reserved since adopted */
+	size_t failed;   /* another error (the first one's below) */
+	int first_err;
+};
+
+static void stop_count(struct engine *eng, struct stop_tally *t, uint64_t uid, int r)
+{
+	if (r == 0) {
+		t->begun++;
+	} else if (r == -ENOENT) {
+		if (family_head(eng, uid))
+			t->unsure++;
+		else
+			t->no_log++;
+	} else if (t->failed++ == 0) {
+		t->first_err = r;
+	}
+}
+
+static void stop_said(uint64_t seq, const struct stop_tally *t)
+{
+	log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint at seq %llu: %zu families owed or "
+		"changed, %zu begun; not begun: %zu with no log of their own, %zu with no open "
+		"segment and numbers not reserved since their adoption, %zu failed%s%s",
+		(unsigned long long)seq, t->picked, t->begun, t->no_log, t->unsure, t->failed,
+		t->failed ? ": " : "", t->failed ? strerror(-t->first_err) : "");
+}
+
 void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 {
 	/* a stop's asks this checkpoint only: read once, whichever way it returns */
 	bool open_logs = eng->fckpt_open_logs;
+	struct stop_tally tally = { 0 };
 	struct eng_fckpt *fc;
 	uint64_t *uids;
 	size_t n;
@@ -561,9 +596,7 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	if (!uids)
 		return; /* the maps are in RocksDB all the same; the next one tries again */
 	n = pick_families(eng, uids, dirty);
-	if (open_logs) /* a stop's: what it writes, said (cluster_ec_read's flake) */
-		log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint at seq %llu: %zu families owed or "
-			"changed", (unsigned long long)seq, n);
+	tally.picked = n;
 	eng->nfckpt_want = 0;
 	eng->fckpt_want_all = false;
 	fc = n ? calloc(1, sizeof(*fc)) : NULL;
@@ -573,6 +606,11 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	}
 	if (!fc) {
 		free(uids);
+		if (open_logs) {
+			tally.failed = n;
+			tally.first_err = -ENOMEM;
+			stop_said(seq, &tally);
+		}
 		return;
 	}
 	fc->eng = eng;
@@ -586,8 +624,7 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 		*f = (struct fckpt_fam){ .fc = fc, .uid = uids[i], .seq = seq };
 		r = fam_begin(eng, f, open_logs);
 		if (open_logs)
-			log_msg(LOG_INFO, ENG_LOG, "a stop's checkpoint: family %llx: %s",
-				(unsigned long long)f->uid, r == 0 ? "begun" : strerror(-r));
+			stop_count(eng, &tally, f->uid, r);
 		seg_family_fckpt_owed(eng, f->uid, r == -ENOENT); /* (a failure sets it again) */
 		if (r == -ENOENT)
 			fc_put(fc); /* not a failure: no log to write it to */
@@ -595,6 +632,8 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 			fam_done(f, r);
 	}
 	free(uids);
+	if (open_logs)
+		stop_said(seq, &tally);
 	fc_put(fc);
 }
 

@@ -128,7 +128,13 @@ void seg_family_layer_removed(struct engine *eng, uint64_t uid)
 	struct seg_family *f = family_find(eng, uid, false);
 
 	assert(f && f->nlayers > 0);
-	f->nlayers--;
+	if (--f->nlayers)
+		return;
+	/* not run here any more (deleted, released): no newest family checkpoint of its
+	 * own to keep (fckpt.c; after a start every slot of it counted one) */
+	for (uint32_t i = 0; i < eng->slot_cap; i++)
+		if (eng->slots[i].family_uid == uid && !eng->slots[i].held)
+			eng->slots[i].fmaps = 0;
 }
 
 /* Is slot s a slot of its family's own log (in use, not another node's copy)? A
@@ -264,13 +270,15 @@ int engine_family_reserve_sno_async(struct engine *eng, uint64_t uid, uint32_t n
 				    uint32_t durable, engine_cb cb, void *arg)
 {
 	struct reserve_job *rj;
+	struct seg_family *f;
 
 	if (uid == 0 || uid == ONDISK_CATALOG_UID || !cb)
 		return -EINVAL;
 	/* in memory at once: a segment opened from here on takes a number past it */
-	if (!family_restart(eng, uid, next))
+	f = family_restart(eng, uid, next);
+	if (!f)
 		return -ENOMEM;
-	seg_family_sno_unsure(eng, uid, false);
+	f->sno_unsure = false;
 	rj = calloc(1, sizeof(*rj));
 	if (!rj)
 		return -ENOMEM;

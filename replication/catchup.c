@@ -64,10 +64,23 @@ void catchup_budget_charge(struct catchup_budget *b, uint64_t now_ms, uint64_t b
 	b->tokens -= (int64_t)bytes;
 }
 
+void catchup_budget_set_rate(struct catchup_budget *b, uint64_t now_ms, uint64_t rate)
+{
+	budget_refill(b, now_ms); /* what the old rate gave until now */
+	b->rate = rate ? rate : 1;
+}
+
+void catchup_budget_hold(struct catchup_budget *b, uint64_t until_ms)
+{
+	b->hold_until_ms = until_ms;
+}
+
 unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes)
 {
 	int64_t need = (int64_t)(bytes < b->burst ? bytes : b->burst);
 
+	if (now_ms < b->hold_until_ms)
+		return (unsigned)(b->hold_until_ms - now_ms);
 	budget_refill(b, now_ms);
 	if (b->tokens >= need) {
 		b->tokens -= (int64_t)bytes;
@@ -126,6 +139,11 @@ struct cjob;
 struct catchup {
 	struct replicas *rs;
 	struct catchup_budget budget;
+	struct catchup_rate ctl;     /* sets the budget's rate (catchup_rate.h) */
+	struct loop_timer *tick;     /* its next interval's end */
+	struct engine_client_load load; /* the clients' figures at the last one */
+	uint64_t tick_ms;
+	bool worked;                 /* a copy was under way in this interval */
 	unsigned inflight_max;
 	struct recscan *scan;
 	struct cjob *jobs;
@@ -474,6 +492,7 @@ static void job_add(struct catchup *c, struct cfam *cf, struct cjob *j)
 	j->next = c->jobs;
 	c->jobs = j;
 	c->njobs++;
+	c->worked = true;
 	cf->st.copying++;
 	if (!c->run_start_ms) {
 		c->run_start_ms = j->start_ms;
@@ -619,8 +638,9 @@ enum frags_work { FRAGS_NONE, FRAGS_REBUILD, FRAGS_UNPLACED };
  * node of a failure domain the stripe does not use (one at a time per segment; the
  * next scan takes the next), counted in st: FRAGS_REBUILD (the record's replicas, if
  * kept, wait for it); none fits: FRAGS_UNPLACED (counted apart; the replicas go on).
- * cands: the scan's (cands_new). The rendezvous choice is made only for a job that
- * starts: with no slot free, whether one fits is all the count needs. */
+ * cands: the scan's (cands_new). The rendezvous choice is made whether a job slot is
+ * free or not (one pick per degraded stripe and scan: a small array and a hash per
+ * candidate): with none free it only says whether one fits, for the count. */
 static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 			  const struct layout_segment *rec, void *gone_ctx,
 			  const struct catchup_cand *cands, struct catchup_status *st)
@@ -636,15 +656,12 @@ static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 	if (lost == s->k + s->m)
 		return FRAGS_NONE;
 	if (!job_running(c, f->uid, rec->id.seq)) {
-		bool slot = c->njobs < c->inflight_max;
-		bool fits = slot ? (to = pick_frag_node(c, rec, lost, cands, &self)) || self
-				 : catchup_frag_placeable(rec, lost, cands, c->rs->nnodes + 1);
-
-		if (!fits) {
+		to = pick_frag_node(c, rec, lost, cands, &self);
+		if (!to && !self) {
 			st->frags_unplaced++; /* degraded until a domain is back or a node joins */
 			return FRAGS_UNPLACED;
 		}
-		if (slot)
+		if (c->njobs < c->inflight_max)
 			frag_job_start(c, f, rec, lost, to);
 	}
 	st->rebuild++;
@@ -892,29 +909,66 @@ static const struct recscan_ops scan_ops = { family_wanted, family_scanned, roun
 static const struct recscan_periods scan_periods = { SCAN_BUSY_MS, SCAN_IDLE_MS,
 						     SCAN_KICK_MS };
 
+/* An interval ended: the clients' requests and latency in it set the budget's rate
+ * for the next (catchup_rate.h). */
+static void rate_tick(void *arg)
+{
+	struct catchup *c = arg;
+	struct engine_client_load now;
+	uint64_t ms = loop_now_ms(), rate;
+	struct catchup_rate_sample s;
+
+	c->tick = NULL;
+	engine_get_client_load(c->rs->eng, &now);
+	s = (struct catchup_rate_sample){ .ms = ms - c->tick_ms, .ops = now.ops - c->load.ops,
+					  .busy_us = now.busy_us - c->load.busy_us,
+					  .working = c->worked || c->njobs };
+	c->load = now;
+	c->tick_ms = ms;
+	c->worked = c->njobs > 0;
+	rate = catchup_rate_tick(&c->ctl, &s);
+	if (rate)
+		catchup_budget_set_rate(&c->budget, ms, rate);
+	else
+		catchup_budget_hold(&c->budget, ms + CATCHUP_RATE_INTERVAL_MS);
+	if (loop_timer_add(c->rs->loop, CATCHUP_RATE_INTERVAL_MS, rate_tick, c, &c->tick) < 0)
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "no timer for the budget's next interval: "
+				"its rate stays %" PRIu64 " B/s", rate);
+}
+
 void catchup_kick(struct catchup *c)
 {
 	if (c)
 		recscan_kick(c->scan);
 }
 
-int catchup_create(struct replicas *rs, unsigned mbps, unsigned inflight, struct catchup **out)
+int catchup_create(struct replicas *rs, unsigned mbps, unsigned client_share,
+		   unsigned inflight, struct catchup **out)
 {
 	struct catchup *c = calloc(1, sizeof(*c));
-	uint64_t rate = (uint64_t)(mbps ? mbps : CATCHUP_DEFAULT_MBPS) * 1000 * 1000;
+	uint64_t ceiling = (uint64_t)(mbps ? mbps : CATCHUP_DEFAULT_MBPS) * 1000 * 1000;
 
 	if (!c)
 		return -ENOMEM;
 	c->rs = rs;
 	c->inflight_max = inflight ? inflight : CATCHUP_DEFAULT_INFLIGHT;
-	catchup_budget_init(&c->budget, rate, (uint64_t)CATCHUP_CHUNK_BLOCKS * ENGINE_BLOCK_SIZE,
-			    loop_now_ms());
-	if (recscan_create(rs, LOG_TAG, &scan_periods, &scan_ops, c, &c->scan) < 0) {
-		free(c);
-		return -ENOMEM;
-	}
+	catchup_rate_init(&c->ctl, ceiling, client_share);
+	c->tick_ms = loop_now_ms();
+	catchup_budget_init(&c->budget, c->ctl.rate,
+			    (uint64_t)CATCHUP_CHUNK_BLOCKS * ENGINE_BLOCK_SIZE, c->tick_ms);
+	engine_get_client_load(rs->eng, &c->load);
+	if (recscan_create(rs, LOG_TAG, &scan_periods, &scan_ops, c, &c->scan) < 0)
+		goto err_free;
+	if (client_share &&
+	    loop_timer_add(rs->loop, CATCHUP_RATE_INTERVAL_MS, rate_tick, c, &c->tick) < 0)
+		goto err_scan;
 	*out = c;
 	return 0;
+err_scan:
+	recscan_destroy(c->scan);
+err_free:
+	free(c);
+	return -ENOMEM;
 }
 
 void catchup_destroy(struct catchup *c)
@@ -922,6 +976,7 @@ void catchup_destroy(struct catchup *c)
 	if (!c)
 		return;
 	recscan_destroy(c->scan);
+	loop_timer_cancel(c->tick); /* NULL ok */
 	for (struct cjob *j = c->jobs, *next; j; j = next) {
 		next = j->next;
 		if (j->step == CJ_FRAG) {
@@ -950,4 +1005,11 @@ void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status
 			*out = c->fams[i].st;
 	ms = c->run_start_ms ? loop_now_ms() - c->run_start_ms : 0;
 	out->rate = !c->run_start_ms ? c->done_rate : ms ? c->run_copied * 1000 / ms : 0;
+	out->budget = c->ctl.probe_left ? 0 : c->budget.rate;
+	out->budget_why = c->ctl.why;
+	out->client_us = c->ctl.lat_us;
+	out->client_base_us = c->ctl.base_us;
+	out->client_iops = c->ctl.iops;
+	out->client_base_iops = c->ctl.base_iops;
+	out->client_kept_pct = c->ctl.kept_pct;
 }

@@ -30,7 +30,10 @@
  * paid from the same budget; with no such domain it stays degraded (frags_unplaced).
  *
  * Throttle: a byte budget per second over every copy (catchup_budget), at most
- * max_inflight segments at a time. Scans: one range read of the family's records
+ * max_inflight segments at a time. Its rate follows this node's clients
+ * (catchup_rate.h): every CATCHUP_RATE_INTERVAL_MS it is set from their requests and
+ * latency in the interval, between a floor and the ceiling (`mbps`), so that they keep
+ * client_share% of their throughput; with no client it climbs to the ceiling. Scans: one range read of the family's records
  * every second while some sealed record has fewer than R holders, else every 30 s,
  * and soon after the map changes, a holder fails or a segment below R is sealed.
  *
@@ -44,12 +47,16 @@
 #include <stdint.h>
 
 #include "cluster/layout.h"
+#include "replication/catchup_rate.h"
 
 struct replicas;
 struct catchup;
 
-#define CATCHUP_DEFAULT_MBPS 64u       /* MB/s over all copies of an owner */
-#define CATCHUP_DEFAULT_INFLIGHT 2u    /* segments copied at once */
+#define CATCHUP_DEFAULT_MBPS 512u      /* MB/s over all copies of an owner: the
+					  ceiling of the adaptive rate (catchup_rate.h) */
+#define CATCHUP_DEFAULT_INFLIGHT 8u    /* segments copied at once: enough round trips in
+					  flight for the disk's pace (the budget, not
+					  this, is what yields to the clients) */
 #define CATCHUP_CHUNK_BLOCKS 256u      /* 1 MiB per SEG_APPEND */
 
 /* ---- pure parts (unit-tested) ---- */
@@ -60,6 +67,7 @@ struct catchup_budget {
 	uint64_t burst;   /* the most that may be taken at once */
 	int64_t tokens;   /* may go negative by one take larger than what was there */
 	uint64_t last_ms;
+	uint64_t hold_until_ms; /* nothing is taken before (catchup_budget_hold) */
 };
 void catchup_budget_init(struct catchup_budget *b, uint64_t rate, uint64_t burst,
 			 uint64_t now_ms);
@@ -69,6 +77,11 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
 /* Bytes spent already (read for a copy that failed): taken whatever the bucket holds,
  * a debt the next takes wait for. */
 void catchup_budget_charge(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes);
+/* A new rate (> 0) from now on; what waits already waits as it was told. */
+void catchup_budget_set_rate(struct catchup_budget *b, uint64_t now_ms, uint64_t rate);
+/* Nothing is taken until until_ms: a take waits for it (a probe of the clients
+ * alone, catchup_rate.h). */
+void catchup_budget_hold(struct catchup_budget *b, uint64_t until_ms);
 
 /* Does the record want another copy made now? (sealed, not empty, fewer than
  * `replicas` holders, and not a stripe whose replicas went for it: no holder) */
@@ -106,16 +119,14 @@ int catchup_pick(const struct layout_segment *rec, const struct catchup_cand *ca
  * or -1 when none fits (the stripe stays degraded). */
 int catchup_pick_frag(const struct layout_segment *rec, unsigned lost,
 		      const struct catchup_cand *cands, size_t n);
-/* Whether some candidate fits that fragment (catchup_pick_frag would not answer -1),
- * without the rendezvous choice: a scan with no job slot free counts the stripe. */
-bool catchup_frag_placeable(const struct layout_segment *rec, unsigned lost,
-			    const struct catchup_cand *cands, size_t n);
 
 /* ---- the owner's catch-up ---- */
 
-/* mbps 0: CATCHUP_DEFAULT_MBPS; inflight 0: CATCHUP_DEFAULT_INFLIGHT. 0 or -ENOMEM. */
-int catchup_create(struct replicas *rs, unsigned mbps, unsigned inflight,
-		   struct catchup **out);
+/* mbps: the ceiling (0: CATCHUP_DEFAULT_MBPS); client_share: the % of their
+ * throughput this node's clients keep (catchup_rate.h; 0: not adaptive, a fixed rate
+ * of mbps); inflight 0: CATCHUP_DEFAULT_INFLIGHT. 0 or -ENOMEM. */
+int catchup_create(struct replicas *rs, unsigned mbps, unsigned client_share,
+		   unsigned inflight, struct catchup **out);
 /* Abandons the copies in flight (their answers only free them). Before the replica
  * sets' nodes go. NULL ok. */
 void catchup_destroy(struct catchup *c);
@@ -141,6 +152,17 @@ struct catchup_status {
 	uint64_t rate;        /* bytes per second of the copies since the catch-up began
 				 (0: none done yet) */
 	uint64_t copied;      /* bytes copied since the catch-up began */
+	uint64_t budget;      /* the rate it may spend now, bytes per second (0: held
+				 for a moment, a probe); the owner's, over all its copies */
+	enum catchup_rate_why budget_why; /* why that rate (catchup_rate_why_str) */
+	uint64_t client_us;   /* this node's clients' mean latency in the last busy
+				 interval, and without the catch-up (0: not known) */
+	uint64_t client_base_us;
+	uint64_t client_iops; /* ...their requests ended per second, the same two */
+	uint64_t client_base_iops;
+	unsigned client_kept_pct; /* the share of their throughput they kept in the last
+				     interval, as the rate judged it (catchup_rate.h); 0:
+				     not judged (no copies, clients idle, a probe) */
 };
 void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status *out);
 

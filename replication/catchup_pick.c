@@ -126,14 +126,3 @@ int catchup_pick_frag(const struct layout_segment *rec, unsigned lost,
 			 "");
 }
 
-bool catchup_frag_placeable(const struct layout_segment *rec, unsigned lost,
-			    const struct catchup_cand *cands, size_t n)
-{
-	uint64_t used[LAYOUT_EC_N_MAX];
-	unsigned nused = frag_domains(rec, lost, cands, n, used);
-
-	for (size_t i = 0; i < n; i++)
-		if (cand_fits(&cands[i], used, nused, frag_taken, rec, ""))
-			return true;
-	return false;
-}

@@ -264,7 +264,7 @@ static void image_done(void *arg, int res)
 		fb_done(b, -EILSEQ, why);
 		return;
 	}
-	log_msg(LOG_INFO, LOG_TAG, "volume %s segment %08" PRIx32 ": fragment %u's image made on "
+	log_msg(LOG_DEBUG, LOG_TAG, "volume %s segment %08" PRIx32 ": fragment %u's image made on "
 		"the worker (%.2f ms of its CPU)", b->vol, b->rec.id.seq, b->q.index,
 		(double)b->wj.run_ns / 1e6);
 	mark(b);

@@ -1695,7 +1695,9 @@ int replica_create(const struct replica_opts *opts, struct replicas **out)
 		goto err_destroy_kick;
 	if (worker_create(rs->loop, &rs->worker) < 0)
 		goto err_destroy_probes;
-	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, 0, &rs->catchup) < 0)
+	if (!opts->catchup_off && catchup_create(rs, opts->catchup_mbps, opts->catchup_share,
+						   opts->catchup_inflight,
+						   &rs->catchup) < 0)
 		goto err_destroy_worker;
 	if (encoder_create(rs, opts->test_crash_encode, &rs->encoder) < 0)
 		goto err_destroy_catchup;

@@ -62,7 +62,11 @@ struct replica_opts {
 	struct cluster *cluster;  /* the map, and the segment records */
 	const char *self_id;      /* this node's id in the map */
 	unsigned peer_timeout_ms; /* 0: REPLICA_DEFAULT_PEER_TIMEOUT_MS */
-	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS */
+	unsigned catchup_mbps;    /* catch-up's budget, MB/s; 0: CATCHUP_DEFAULT_MBPS; the
+				     ceiling of its adaptive rate */
+	unsigned catchup_share;   /* % of their throughput this node's clients keep while it
+				     copies (catchup_rate.h); 0: a fixed rate of catchup_mbps */
+	unsigned catchup_inflight; /* segments copied at once; 0: CATCHUP_DEFAULT_INFLIGHT */
 	bool catchup_off;         /* no catch-up: segments below R stay so */
 	unsigned scrub_mbps;      /* the background scrub's budget, MB/s; 0: no background
 				     scrub (scrub.h) */

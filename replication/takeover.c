@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include "cluster/cluster.h"
+#include "common/array.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/loop.h"
@@ -45,6 +46,15 @@ struct tnode {
 	struct loop_timer *timer; /* the handshake's deadline */
 	bool waiting;             /* counted in pending until ready or closed */
 	bool ready;
+};
+
+/* A segment's header (its block 0) read from its fragments, and where it is kept. */
+struct head_block {
+	uint8_t b[ENGINE_BLOCK_SIZE];
+};
+struct head_ref {
+	uint32_t sno;
+	uint32_t at; /* its index in heads */
 };
 
 struct takeover {
@@ -86,10 +96,10 @@ struct takeover {
 	struct engine_adopt_remote *rem;
 	size_t nrem;
 	/* the headers read so far, of this round and earlier ones (each -EREMOTE round
-	 * builds rem again: a header is read once) */
-	uint8_t *heads;           /* nheads blocks */
-	uint32_t *head_snos;      /* nheads: whose */
-	size_t nheads;
+	 * builds rem again: a header is read once); both arrays grow by doubling */
+	struct head_block *heads; /* nheads, in the order read */
+	struct head_ref *head_idx; /* nheads, by ascending sno: which block is whose */
+	size_t nheads, heads_cap, head_idx_cap;
 	/* ... but those the adoption needed whole (-EREMOTE) are copied here */
 	uint32_t *whole;
 	size_t nwhole;
@@ -114,7 +124,7 @@ static void unref(struct takeover *t)
 	free(t->snos);
 	free(t->rem);
 	free(t->heads);
-	free(t->head_snos);
+	free(t->head_idx);
 	free(t->whole);
 	free(t);
 }
@@ -639,13 +649,29 @@ static bool whole_wanted(const struct takeover *t, uint32_t sno)
 	return false;
 }
 
+/* The first index of head_idx whose sno is not below sno (nheads: none). */
+static size_t head_lower(const struct takeover *t, uint32_t sno)
+{
+	size_t lo = 0, hi = t->nheads;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->head_idx[mid].sno < sno)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Segment sno's header if it was read (this round or an earlier one), or NULL. */
 static const uint8_t *head_known(const struct takeover *t, uint32_t sno)
 {
-	for (size_t i = 0; i < t->nheads; i++)
-		if (t->head_snos[i] == sno)
-			return t->heads + i * ENGINE_BLOCK_SIZE;
-	return NULL;
+	size_t i = head_lower(t, sno);
+
+	return i < t->nheads && t->head_idx[i].sno == sno ? t->heads[t->head_idx[i].at].b
+							  : NULL;
 }
 
 /* Segment cur, its header known: a remote entry to adopt. */
@@ -664,22 +690,23 @@ static void remote_add(struct takeover *t)
 	copy_next(t);
 }
 
-/* Segment cur's header, read from its fragments into buf: kept, and a remote entry. */
+/* Segment cur's header, read from its fragments into buf: kept (its sno not known
+ * yet: remote_head is asked only then), and a remote entry. */
 static void remote_have(struct takeover *t)
 {
-	uint8_t *heads = realloc(t->heads, (t->nheads + 1) * ENGINE_BLOCK_SIZE);
-	uint32_t *snos = heads ? realloc(t->head_snos, (t->nheads + 1) * sizeof(*snos)) : NULL;
+	uint32_t sno = t->segs[t->cur].id.seq;
+	size_t at;
 
-	if (heads)
-		t->heads = heads;
-	if (snos)
-		t->head_snos = snos;
-	if (!heads || !snos) {
+	if (ARRAY_GROW(t->heads, t->heads_cap, t->nheads, 16) < 0 ||
+	    ARRAY_GROW(t->head_idx, t->head_idx_cap, t->nheads, 16) < 0) {
 		finish(t, -ENOMEM, "out of memory");
 		return;
 	}
-	memcpy(t->heads + t->nheads * ENGINE_BLOCK_SIZE, t->buf, ENGINE_BLOCK_SIZE);
-	t->head_snos[t->nheads++] = t->segs[t->cur].id.seq;
+	memcpy(t->heads[t->nheads].b, t->buf, ENGINE_BLOCK_SIZE);
+	at = head_lower(t, sno); /* (segments come by ascending number: mostly the end) */
+	memmove(&t->head_idx[at + 1], &t->head_idx[at], (t->nheads - at) * sizeof(*t->head_idx));
+	t->head_idx[at] = (struct head_ref){ .sno = sno, .at = (uint32_t)t->nheads };
+	t->nheads++;
 	remote_add(t);
 }
 

@@ -1,35 +1,60 @@
 #!/usr/bin/env bash
-# scripts/bench_rebuild.sh [MBPS] — what a rebuild costs the clients (issue 13: they
-# keep at least half of their throughput). On a real etcd with four quilld nodes on
-# loopback (the integration tests' cluster_lib.sh), 4 MiB segments, --replicas 3:
-#   1. volume `data` gets DATA_MIB (384) of sequential writes: what a rebuild copies
+# scripts/bench_rebuild.sh [MBPS] — what a rebuild costs the clients, and how fast it
+# goes (issue 13: rebuild >= 0.5x what this machine's disk can read and write at once,
+# while clients keep >= 50% of their throughput). One run prints:
+#   0. the disk: fio reading and writing 1 MiB blocks at once (O_DIRECT, QD16, half
+#      and half) on a file beside the nodes' stores, for DISK_SECS (10): read+write MB/s
+# then, on a real etcd with four quilld nodes on loopback (the integration tests'
+# cluster_lib.sh), 4 MiB segments, --replicas 3:
+#   1. volume `data` gets DATA_MIB (3072) of sequential writes: what a rebuild copies
 #   2. fio 4 KiB random writes at QD32 through NBD to volume `client` for SECS (20):
-#      the baseline
+#      the clients' throughput alone
 #   3. node1 is killed -9 and marked out: the owner (node0) rebuilds its copies
-#      elsewhere; the same fio job runs again at once, while the rebuild runs; the
-#      rebuild's bytes left before and after the job say it ran the whole time
+#      elsewhere; for IDLE_SECS (3) with no client: the rebuild's MB/s alone
+#   4. the same fio job again, while the rebuild goes on: the clients' throughput
+#      during the rebuild, and the rebuild's MB/s meanwhile
+# Rebuild MB/s: the owner's bytes copied (quill cluster status --json, every volume's
+# catchup.bytes_copied) over the phase; a copy writes them on one node and reads them
+# on another (or the owner), so the disk sees each byte read once and written once.
 # EC=1: `data` is --ec 2+1 (its replicas dropped once encoded, the default), every
 # sealed segment encoded before node1 goes: the rebuild is of fragments (fragbuild.c:
 # read from the other two, decoded, put on the node of the unused domain); the rate is
 # of the segment bytes read for it.
-# MBPS: the catch-up budget (--catchup-mbps; default 64, the default budget). Prints
-# one line: baseline and during-rebuild IOPS, the ratio, the rebuild's rate. Scratch
-# under build/ (kept only on failure). SECS=10 when the rebuild would end first.
+# MBPS: the catch-up budget's ceiling (--catchup-mbps; default 512); SHARE: the share
+# of their throughput clients keep (--catchup-client-share; default 60; 0: a fixed
+# budget of MBPS, the old behaviour); SEGS: segments copied at once (--catchup-segments;
+# default 8). Scratch under build/ (kept only on failure).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export QUILL_TEST_SERVER=quilld
 export QUILLD="${QUILLD:-$ROOT/build/tools/quilld}" QUILL="${QUILL:-$ROOT/build/tools/quill}"
 export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$ROOT/build}"
-DATA_MIB="${DATA_MIB:-384}"
+DATA_MIB="${DATA_MIB:-3072}"
 SECS="${SECS:-20}"
-mbps="${1:-64}"
+IDLE_SECS="${IDLE_SECS:-3}"
+SEGS="${SEGS:-8}"
+DISK_SECS="${DISK_SECS:-10}"
+SHARE="${SHARE:-60}"
+mbps="${1:-512}"
 cd "$ROOT/build"
 
 source "$ROOT/tests/integration/clients_lib.sh"
 it_init bench_rebuild
 source "$ROOT/tests/integration/cluster_lib.sh"
 fio_peer_init
-STORE=1G
+STORE="${STORE:-$(((DATA_MIB * 2 + 1024 + 1023) / 1024))G}"
+
+# disk: fio reading and writing at once on this file system; "READ WRITE" MB/s
+disk()
+{
+	fio --name=disk --filename="$WORK/disk.fio" --size=1G --rw=rw --rwmixread=50 --bs=1M \
+	    --iodepth=16 --ioengine=libaio --direct=1 --time_based=1 --runtime="$DISK_SECS" \
+	    --output-format=json --output="$WORK/disk.json" >/dev/null ||
+		fail "fio disk: $(tail -5 "$WORK/disk.json")"
+	rm -f "$WORK/disk.fio"
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]
+print("%.1f %.1f" % (j["read"]["bw_bytes"] / 1e6, j["write"]["bw_bytes"] / 1e6))' "$WORK/disk.json"
+}
 
 # qd32 LABEL: fio 4 KiB random writes at QD32 to `client` for SECS; its write IOPS
 qd32()
@@ -50,17 +75,23 @@ FIO
 	python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["jobs"][0]["write"]["iops"]))' "$WORK/$1.json"
 }
 
-# left: node0's bytes left to rebuild of `data` and `client`, and its rate (B/s)
+# left: node0's bytes left to rebuild of `data` and `client`, the bytes it copied
+# (since it started), and its budget now: MB/s, the % of their throughput the clients
+# kept in its last interval as it judged them (0: not judged), why
 left()
 {
 	qn 0 --json cluster status | python3 -c '
 import json, sys
-left = rate = 0
+left = copied = budget = kept = 0
+why = "-"
 for v in json.load(sys.stdin)["volumes"]:
     cu = v.get("copies", {}).get("catchup", {})
     left += cu.get("bytes_left", 0)
-    rate = max(rate, cu.get("bytes_per_second", 0))
-print(left, rate)'
+    copied += cu.get("bytes_copied", 0)
+    if cu:
+        budget, why = cu.get("budget_bytes_per_second", 0), cu.get("budget_why", "-")
+        kept = cu.get("client_kept_percent", 0)
+print(left, copied, "%.1f" % (budget / 1e6), kept, why)'
 }
 
 rebuilding()
@@ -71,15 +102,21 @@ sys.exit(0 if any(v.get("copies", {}).get("catchup", {}).get("rebuild_segments",
                   for v in json.load(sys.stdin)["volumes"]) else 1)'
 }
 
-PEER_EXTRA=(--segment-size 4M --catchup-mbps "$mbps")
+PEER_EXTRA=(--segment-size 4M --catchup-mbps "$mbps" --catchup-client-share "$SHARE"
+	    --catchup-segments "$SEGS")
 policy=(--replicas 3)
 what=""
 if [ "${EC:-0}" = 1 ]; then
 	policy=(--ec 2+1)
 	what="EC 2+1 fragments, "
 fi
+log "load before: $(uptime)"
+read -r disk_r disk_w <<<"$(disk)"
+disk_rw=$(python3 -c "print('%.1f' % ($disk_r + $disk_w))")
+log "disk: fio 1 MiB O_DIRECT QD16 half read, half write: $disk_r MB/s read + $disk_w MB/s" \
+    "written = $disk_rw MB/s"
 start_peer_nodes 4
-qexpect 0 0 volume create data 512M "${policy[@]}"
+qexpect 0 0 volume create data "${DATA_MIB}M" "${policy[@]}"
 qexpect 0 0 volume create client 256M --replicas 3
 fio --name=fill --ioengine=nbd --uri="$(node_uri 0 data)" --rw=write --bs=1M \
     --iodepth=8 --size="${DATA_MIB}M" --output="$WORK/fill.log" >/dev/null ||
@@ -95,17 +132,51 @@ kill -9 "${NODE_PID[1]}"
 wait "${NODE_PID[1]}" 2>/dev/null || true
 qexpect 0 0 node out node1
 wait_for 30 "no rebuild starts" rebuilding
-read -r left0 _ <<<"$(left)"
+sleep 1 # its first copies under way
+read -r left0 copied0 _ <<<"$(left)"
+t0=$(date +%s.%N)
+sleep "$IDLE_SECS"
+read -r left1 copied1 budget1 _ why1 <<<"$(left)"
+t1=$(date +%s.%N)
+# the budget and why, every second of the job
+(while :; do left | cut -d' ' -f3- >>"$WORK/budget.log"; sleep 1; done) &
+sampler=$!
 during=$(qd32 during)
-read -r left1 rate <<<"$(left)"
-log "${what}budget $mbps MB/s: QD32 4k randwrite $base IOPS alone, $during IOPS during the rebuild" \
-    "($(python3 -c "print('%.2f' % ($during / $base))")x); rebuild bytes left $left0 -> $left1" \
-    "over the job, $(python3 -c "print('%.1f' % ($rate / 1e6))") MB/s"
-[ "$left1" -gt 0 ] || log "  (the rebuild ended before the job did: DATA_MIB too small for this budget)"
+kill "$sampler"; wait "$sampler" 2>/dev/null || true
+read -r left2 copied2 _ <<<"$(left)"
+t2=$(date +%s.%N)
+alone_mbs=$(python3 -c "print('%.1f' % (($copied1 - $copied0) / 1e6 / ($t1 - $t0)))")
+during_mbs=$(python3 -c "print('%.1f' % (($copied2 - $copied1) / 1e6 / ($t2 - $t1)))")
+ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+log "load after: $(uptime)"
+log "${what}ceiling $mbps MB/s, client share $SHARE%, $SEGS segments at once:"
+log "  disk read+write at once:        $disk_rw MB/s (fio)"
+log "  rebuild, no client:             $alone_mbs MB/s ($(ratio "$alone_mbs" "$disk_rw")x the disk;" \
+    "budget then $budget1 MB/s, $why1)"
+log "  clients alone:                  $base IOPS (QD32 4k randwrite)"
+log "  clients during the rebuild:     $during IOPS ($(ratio "$during" "$base")x alone)"
+log "  rebuild during the clients:     $during_mbs MB/s ($(ratio "$during_mbs" "$disk_rw")x the" \
+    "disk, $(ratio "$during_mbs" "$alone_mbs")x alone)"
+log "  its budget over the job, each second: $(python3 -c '
+import sys, collections
+rows = [l.split(" ", 2) for l in open(sys.argv[1]).read().splitlines() if l]
+b = [float(r[0]) for r in rows]
+kept = [int(r[1]) / 100 for r in rows if int(r[1])]
+whys = collections.Counter(r[2] for r in rows)
+print("mean %.1f MB/s, %.1f..%.1f; %s; the clients kept %.2f on average as it judged "
+      "them (seconds judged)" % (sum(b) / len(b), min(b), max(b),
+      ", ".join("%s %d" % w for w in whys.most_common()),
+      sum(kept) / len(kept) if kept else 0))' "$WORK/budget.log")"
+log "  rebuild bytes left: $left0 -> $left1 (alone) -> $left2 (with the clients)"
+[ "$left2" -gt 0 ] || log "  (the rebuild ended before the job did: DATA_MIB too small for this rate)"
+# the clients alone again once it is over, on the three nodes left (the first baseline
+# had four, and the machine's load moves): the other ratio
+done_rebuilding() { ! rebuilding; }
+wait_for 900 "the rebuild does not end" done_rebuilding
+after=$(qd32 after)
+log "  clients alone after the rebuild: $after IOPS (during: $(ratio "$during" "$after")x that)"
 if [ "${EC:-0}" = 1 ]; then
 	# the fragments' rebuild from node0's log: first job started to last one recorded
-	done_rebuilding() { ! rebuilding; }
-	wait_for 600 "the rebuild does not end" done_rebuilding
 	python3 - "$WORK/node0.log" <<'PY' | while read -r l; do log "$l"; done
 import re, sys
 from datetime import datetime

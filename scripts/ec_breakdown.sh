@@ -47,9 +47,7 @@ job()
 	fio --name="$1" --ioengine=nbd --uri="$URI" --rw="$RW" --bs=4k --iodepth="$QD" \
 		--size="$VOLSIZE" --number_ios="$N" --output-format=json --output="$WORK/$1.json" ||
 		fail "fio $1"
-	python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0][sys.argv[3]]
-c=j["clat_ns"]; p=c["percentile"]; print("fio %s: %.0f IOPS, clat mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f" % (sys.argv[2], j["iops"], c["mean"]/1e3, p["50.000000"]/1e3, p["90.000000"]/1e3, p["99.000000"]/1e3))' \
-		"$WORK/$1.json" "$1" "${RW#rand}"
+	fio_clat "$WORK/$1.json" "$1" "${RW#rand}"
 }
 
 if [ "$PERF" = 1 ]; then
@@ -71,8 +69,6 @@ for i in 0 1 2; do stop_pid "${NODE_PID[$i]}"; done
 [ "$PERF" = 1 ] && it_pass
 for i in 0 1 2; do
 	echo "node$i stages:"
-	grep ' stages: ' "$WORK/node$i.log" | sed 's/^.* stages: /  /' |
-		awk '{ for (f = 1; f < NF; f++) if ($f == "start:") { print $(f + 2) "\t" $0; break } }' |
-		sort -g | cut -f2- || true
+	node_stages "$i"
 done
 it_pass

@@ -10,8 +10,10 @@
 # would make a backgrounded python a subshell, whose PID a test then stops instead).
 if [ -x /usr/bin/python3 ]; then
 	QUILL_PYBIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/pybin"
-	if mkdir -p "$QUILL_PYBIN" 2>/dev/null &&
-	   ln -sfn /usr/bin/python3 "$QUILL_PYBIN/python3" 2>/dev/null; then
+	# the link made only when it is missing (not remade by every script that sources this)
+	if [ "$(readlink "$QUILL_PYBIN/python3" 2>/dev/null)" = /usr/bin/python3 ] ||
+	   { mkdir -p "$QUILL_PYBIN" 2>/dev/null &&
+	     ln -sfn /usr/bin/python3 "$QUILL_PYBIN/python3" 2>/dev/null; }; then
 		PATH="$QUILL_PYBIN:$PATH"
 	else
 		PATH="/usr/bin:$PATH" # (a read-only tree)

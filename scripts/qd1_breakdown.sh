@@ -40,9 +40,7 @@ write()
 	fio --name="$1" --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=1 \
 		--size=64M --number_ios="$N" --output-format=json --output="$WORK/$1.json" ||
 		fail "fio $1"
-	python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["write"]["clat_ns"]
-p=j["percentile"]; print("fio %s: clat mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f" % (sys.argv[2], j["mean"]/1e3, p["50.000000"]/1e3, p["90.000000"]/1e3, p["99.000000"]/1e3))' \
-		"$WORK/$1.json" "$1"
+	fio_clat "$WORK/$1.json" "$1" write
 }
 
 cpu_per_write "$N" write plain
@@ -54,9 +52,6 @@ fi
 for i in 0 1 2; do stop_pid "${NODE_PID[$i]}"; done
 for i in 0 1 2; do
 	[ "$STRACE" = 1 ] || echo "node$i stages:"
-	# by the mean time since the start
-	grep ' stages: ' "$WORK/node$i.log" | sed 's/^.* stages: /  /' |
-		awk '{ for (f = 1; f < NF; f++) if ($f == "start:") { print $(f + 2) "\t" $0; break } }' |
-		sort -g | cut -f2- || true
+	node_stages "$i"
 done
 it_pass

@@ -162,9 +162,7 @@ grep -q "^sealed segments: $E encoded, 0 replicated only.*; 0 degraded" <<<"$OUT
 log "records: $S sealed, $E encoded; volume info: $(grep '^sealed segments' <<<"$OUT")"
 
 # ---- a failure domain down: new segments stay replicated ----
-kill -9 "${NODE_PID[2]}"
-wait "${NODE_PID[2]}" 2>/dev/null || true
-wait_for 20 "node0 still sees node2 up" state_is 0 node2 down
+node_killed 2 0
 write_verify w2 16M 8M
 wait_until 30 'echo "the owner does not say why segments stay replicated: $(grep encode "$WORK/node0.log" | tail -3)"' \
 	grep -q "segments stay replicated: 2 failure domains usable, 2+1 needs 3" "$WORK/node0.log"

@@ -127,9 +127,7 @@ grep -q "fragment [01] on node node1: fails its checksum" "$WORK/node0.log" ||
 [ "$(damage)" = "$N" ] || fail "node1's fragments not mended"
 
 # ---- node1 killed ----
-kill -9 "${NODE_PID[1]}"
-wait "${NODE_PID[1]}" 2>/dev/null || true
-wait_for 20 "node0 still sees node1 up" state_is 0 node1 down
+node_killed 1 0
 D1=$(frag decodes)
 verify "node1 killed"
 [ "$(frag decodes)" -gt "$D1" ] || fail "no run was decoded with node1 dead: $(counters)"

@@ -424,3 +424,22 @@ strace_per_write()
 {
 	awk -v n="$2" '$NF ~ /^[a-z_0-9]+$/ && $NF != "syscall" && $NF != "total" && $4 != "" { printf "%s %.2f  ", $NF, $4 / n }' "$WORK/node$1.strace"
 }
+
+# fio_clat JSON NAME DIR: one line of fio's result JSON (--output-format=json) for
+# its first job's DIR (read, write): IOPS and completion latency (mean, p50, p90,
+# p99, µs), NAME in front
+fio_clat()
+{
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0][sys.argv[3]]
+c=j["clat_ns"]; p=c["percentile"]; print("fio %s: %.0f IOPS, clat mean %.1f us, p50 %.1f, p90 %.1f, p99 %.1f" % (sys.argv[2], j["iops"], c["mean"]/1e3, p["50.000000"]/1e3, p["90.000000"]/1e3, p["99.000000"]/1e3))' \
+		"$@"
+}
+
+# node_stages I: node I's per-stage times (QUILL_STAGES=1, common/stages.h), logged
+# when it stopped, one line per stage, by the mean time since the start
+node_stages()
+{
+	grep ' stages: ' "$WORK/node$1.log" | sed 's/^.* stages: /  /' |
+		awk '{ for (f = 1; f < NF; f++) if ($f == "start:") { print $(f + 2) "\t" $0; break } }' |
+		sort -g | cut -f2- || true
+}

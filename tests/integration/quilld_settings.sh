@@ -24,6 +24,8 @@ refused()
 }
 
 refused "store-size = '0': must be a multiple of 4 KiB" --store-size 0
+# (a cluster node rebuilt from its store alone would delete the segments it lacks)
+refused "--rebuild-meta rebuilds a single node's metadata" --rebuild-meta --etcd-endpoints http://127.0.0.1:9
 refused "store-size = '5000': must be a multiple of 4 KiB" --store-size 5000
 refused "too small for 4 segments" --store-size 2M
 refused "segment-size = '1000': must be a multiple of 4 KiB" --segment-size 1000

@@ -123,6 +123,15 @@ void cli_show_copies(struct json_object *c)
 		       (long long)cli_i64(cu, "copying"), (long long)cli_i64(cu, "from_holders"),
 		       (long long)cli_i64(cu, "bytes_copied"),
 		       (double)cli_i64(cu, "bytes_per_second") / 1e6);
+	if (cu)
+		printf("budget:    %.1f MB/s (%s; clients kept %lld%%: %lld IOPS, %lld alone; "
+		       "latency %lld us, %lld us alone)\n",
+		       (double)cli_i64(cu, "budget_bytes_per_second") / 1e6, cli_str(cu, "budget_why"),
+		       (long long)cli_i64(cu, "client_kept_percent"),
+		       (long long)cli_i64(cu, "client_iops"),
+		       (long long)cli_i64(cu, "client_iops_alone"),
+		       (long long)cli_i64(cu, "client_latency_us"),
+		       (long long)cli_i64(cu, "client_latency_alone_us"));
 	if (cu && cli_i64(cu, "rebuild_segments"))
 		printf("rebuild:   %lld segments held by a node gone for good\n",
 		       (long long)cli_i64(cu, "rebuild_segments"));
@@ -327,10 +336,12 @@ static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size
 		else
 			snprintf(etas, sizeof(etas), "ETA %lldm%02llds", (long long)eta / 60,
 				 (long long)eta % 60);
-		printf("%-20s [%s] %3u%%  %lld segs %s left  %.1f MB/s  %s", cli_str(v, "name"),
-		       bar, most ? (unsigned)((most - left) * 100 / most) : 0,
+		printf("%-20s [%s] %3u%%  %lld segs %s left  %.1f MB/s  %s  budget %.1f MB/s (%s)",
+		       cli_str(v, "name"), bar, most ? (unsigned)((most - left) * 100 / most) : 0,
 		       (long long)cli_i64(cu, "segments_left"), cli_size((uint64_t)left, 0),
-		       (double)cli_i64(cu, "bytes_per_second") / 1e6, etas);
+		       (double)cli_i64(cu, "bytes_per_second") / 1e6, etas,
+		       (double)cli_i64(cu, "budget_bytes_per_second") / 1e6,
+		       cli_str(cu, "budget_why"));
 		if (cli_i64(cu, "rebuild_segments"))
 			printf("  (%lld held by a node gone)", (long long)cli_i64(cu, "rebuild_segments"));
 		if (cli_i64(cu, "no_source"))

@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/units.h"
 #include "engine/engine.h"
+#include "replication/catchup.h"
 #include "replication/peer.h"
 #include "tools/control_proto.h"
 
@@ -147,6 +148,17 @@ static const char *check_catchup_mbps(const struct quilld_config *c)
 	return c->catchup_mbps > 100000 ? "must be between 0 (off) and 100000 MB/s" : NULL;
 }
 
+static const char *check_catchup_share(const struct quilld_config *c)
+{
+	return c->catchup_client_share > 95 ? "must be between 0 (a fixed rate) and 95 %" : NULL;
+}
+
+static const char *check_catchup_segments(const struct quilld_config *c)
+{
+	return c->catchup_segments < 1 || c->catchup_segments > 64 ? "must be between 1 and 64"
+								   : NULL;
+}
+
 static const char *check_scrub_mbps(const struct quilld_config *c)
 {
 	return c->scrub_mbps > 100000 ? "must be between 0 (off) and 100000 MB/s" : NULL;
@@ -230,7 +242,9 @@ static const struct setting settings[] = {
 	{ "peer-addr", SET_STR, F(peer_addr), CAP(peer_addr), "HOST:PORT other nodes reach this one at (peer protocol)", NULL, false },
 	{ "lease-ttl", SET_UINT, F(lease_ttl), 0, "seconds without etcd before this node stops serving I/O and is down (10)", check_lease_ttl, false },
 	{ "peer-timeout-ms", SET_UINT, F(peer_timeout_ms), 0, "a node holding copies that does not answer this long is dropped from them (1000)", check_peer_timeout, false },
-	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them; 0: none (64)", check_catchup_mbps, false },
+	{ "catchup-mbps", SET_UINT, F(catchup_mbps), 0, "the most MB/s this node spends copying segments to nodes that missed them (a rebuild's too), the ceiling of its adaptive rate; 0: none (512)", check_catchup_mbps, false },
+	{ "catchup-segments", SET_UINT, F(catchup_segments), 0, "segments this node copies at once to nodes that missed them (8)", check_catchup_segments, false },
+	{ "catchup-client-share", SET_UINT, F(catchup_client_share), 0, "while it copies, the % of their throughput this node's clients keep: the copies back off while the clients complete fewer requests per second, or wait longer, than share% of what they do alone; 0: a fixed rate of catchup-mbps (60)", check_catchup_share, false },
 	{ "scrub-mbps", SET_UINT, F(scrub_mbps), 0, "the background scrub of the replicated volumes this node owns: the most MB/s it reads over every copy; 0: no background scrub (0; quill scrub runs at 64 then)", check_scrub_mbps, false },
 	{ "scrub-interval", SET_UINT, F(scrub_interval_s), 0, "seconds between background scrub rounds (86400)", check_scrub_interval, false },
 	{ "out-after", SET_UINT, F(out_after), 0, "seconds a node may be down before its copies are rebuilt on other nodes, as if it were out (600)", check_out_after, false },
@@ -456,6 +470,19 @@ static int check_all(const struct quilld_config *cfg)
 			"with --format\n");
 		return -EINVAL;
 	}
+	if (cfg->rebuild_meta && cfg->etcd_endpoints[0]) {
+		/* its reconciliation would take every segment record its rebuilt log lacks
+		 * (encoded segments whose local copy went, adopted remote entries) for one
+		 * freed while its delete could not be recorded, and delete it everywhere */
+		fprintf(stderr, "quilld: --rebuild-meta rebuilds a single node's metadata from "
+			"its store alone; a cluster node's store does not hold all that its "
+			"metadata names (segments kept only on other nodes or as fragments, copies "
+			"held for other owners), and a node rebuilt that way would delete the "
+			"segments it lacks. Take the node out instead (quill node out ID: its "
+			"volumes are taken over and its copies rebuilt elsewhere), then start it "
+			"again with a blank store\n");
+		return -EINVAL;
+	}
 	if (cfg->destroy_data && !cfg->format) {
 		fprintf(stderr, "quilld: --destroy-data goes with --format (and only then)\n");
 		return -EINVAL;
@@ -567,7 +594,9 @@ static void set_defaults(struct quilld_config *cfg)
 	strcpy(cfg->etcd_prefix, "/quill/default/");
 	cfg->lease_ttl = 10;
 	cfg->peer_timeout_ms = 1000;
-	cfg->catchup_mbps = 64;
+	cfg->catchup_mbps = CATCHUP_DEFAULT_MBPS;
+	cfg->catchup_client_share = CATCHUP_DEFAULT_CLIENT_SHARE;
+	cfg->catchup_segments = CATCHUP_DEFAULT_INFLIGHT;
 	cfg->scrub_interval_s = 86400;
 	cfg->out_after = 600;
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;

@@ -58,7 +58,12 @@ struct quilld_config {
 	char peer_addr[256];             /* "HOST:PORT" published for the peer protocol */
 	unsigned lease_ttl;              /* seconds; default 10 */
 	unsigned peer_timeout_ms;        /* a holder silent this long is dropped; 1000 */
-	unsigned catchup_mbps;           /* catch-up's budget (replication/catchup.h); 64 */
+	unsigned catchup_mbps;           /* catch-up's budget (replication/catchup.h): the
+					    ceiling of its adaptive rate; 512 */
+	unsigned catchup_segments;       /* segments it copies at once; 8 */
+	unsigned catchup_client_share;   /* % of their throughput clients keep while it
+					    copies (replication/catchup_rate.h); 60; 0: a
+					    fixed rate of catchup_mbps */
 	unsigned scrub_mbps;             /* the background scrub's budget (replication/scrub.h);
 					    0: none (the default) */
 	unsigned scrub_interval_s;       /* between background scrub rounds; 86400 */

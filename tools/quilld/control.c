@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "block/block.h"
 #include "common/loop.h"
+#include "cluster/layout.h"
 #include "engine/engine.h"
 #include "replication/replica.h"
 #include "tools/control_proto.h"
@@ -87,6 +88,14 @@ void ctl_add_frag(struct json_object *o, const struct fragread_status *fs)
 	ctl_add_int(o, "frag_decodes", (int64_t)fs->decodes);
 	ctl_add_int(o, "frag_failed", (int64_t)fs->failed);
 	ctl_add_int(o, "frag_split", (int64_t)fs->split);
+}
+
+void ctl_policy_name(char *buf, size_t len, unsigned replicas, unsigned k, unsigned m)
+{
+	if (k)
+		snprintf(buf, len, "ec %u+%u", k, m);
+	else
+		snprintf(buf, len, "replicas %u", replicas);
 }
 
 void ctl_add_str(struct json_object *o, const char *key, const char *v)
@@ -379,33 +388,37 @@ static void add_bytes(struct json_object *o, const char *key, uint64_t bytes)
 	ctl_add_int(o, key, (int64_t)bytes);
 }
 
-/* Space under each durability policy (docs/cluster.md, "Space"): "raw_bytes" (the
- * store), "raw_used_bytes" (its segments in use: this node's log, copies and fragments
- * of other nodes' segments), "raw_usable_bytes" (what the store holds of any node's data:
- * the cleaner keeps the rest), and "policies": what that share holds of a volume's data
- * under replicas R (1/R) and ec K+M (K/(K+M)) when every node is like this one. The
- * same three figures are the node's space record in the cluster (quilld space_sample). */
+void control_node_space(const struct engine_stats *st, struct layout_space *out)
+{
+	out->raw = (uint64_t)st->segment_size * st->segments_total;
+	out->used = (uint64_t)st->segment_size * (st->segments_total - st->segments_free);
+	out->usable = st->raw_usable_blocks * ENGINE_BLOCK_SIZE;
+}
+
+/* Space under each durability policy (docs/cluster.md, "Space"): this node's space
+ * (control_node_space) as "raw_bytes", "raw_used_bytes" and "raw_usable_bytes", and
+ * "policies": what the usable share holds of a volume's data under replicas R (1/R)
+ * and ec K+M (K/(K+M)) when every node is like this one. */
 static void add_policy_space(struct json_object *v, const struct engine_stats *st)
 {
-	static const struct { unsigned k, m; } pol[] = { { 1, 0 }, { 1, 1 }, { 1, 2 },
-							  { 2, 1 }, { 4, 2 } };
+	static const struct { unsigned replicas, k, m; } pol[] = {
+		{ 1, 0, 0 }, { 2, 0, 0 }, { 3, 0, 0 }, { 0, 2, 1 }, { 0, 4, 2 }
+	};
 	struct json_object *a = json_object_new_array();
-	uint64_t usable = st->raw_usable_blocks * ENGINE_BLOCK_SIZE;
+	struct layout_space sp;
 	char name[32];
 
-	add_bytes(v, "raw_bytes", (uint64_t)st->segment_size * st->segments_total);
-	add_bytes(v, "raw_used_bytes",
-		  (uint64_t)st->segment_size * (st->segments_total - st->segments_free));
-	add_bytes(v, "raw_usable_bytes", usable);
+	control_node_space(st, &sp);
+	add_bytes(v, "raw_bytes", sp.raw);
+	add_bytes(v, "raw_used_bytes", sp.used);
+	add_bytes(v, "raw_usable_bytes", sp.usable);
 	for (size_t i = 0; a && i < sizeof(pol) / sizeof(pol[0]); i++) {
 		struct json_object *p = json_object_new_object();
 
-		if (pol[i].k == 1)
-			snprintf(name, sizeof(name), "replicas %u", pol[i].m + 1);
-		else
-			snprintf(name, sizeof(name), "ec %u+%u", pol[i].k, pol[i].m);
+		ctl_policy_name(name, sizeof(name), pol[i].replicas, pol[i].k, pol[i].m);
 		ctl_add_str(p, "policy", name);
-		add_bytes(p, "usable_bytes", usable * pol[i].k / (pol[i].k + pol[i].m));
+		add_bytes(p, "usable_bytes", pol[i].k ? sp.usable * pol[i].k / (pol[i].k + pol[i].m)
+						    : sp.usable / pol[i].replicas);
 		json_object_array_add(a, p);
 	}
 	json_object_object_add(v, "policies", a);

@@ -9,6 +9,8 @@
 struct blk_guard;
 struct cluster;
 struct control;
+struct engine_stats;
+struct layout_space;
 struct replicas;
 struct orphans;
 struct engine;
@@ -43,5 +45,12 @@ struct control_opts {
  * mode 0600. Runs on the loop's (= the engine's) thread. */
 int control_create(struct loop *lp, const struct control_opts *opts, struct control **out);
 void control_destroy(struct control *c); /* NULL ok; removes the socket file */
+
+/* This node's space (docs/cluster.md, "Space") from its engine's stats: raw (the
+ * store), used (its segments in use: this node's log, copies and fragments of other
+ * nodes' segments) and usable (what the store holds of any node's data: the cleaner
+ * keeps the rest). The node's space record in the cluster (quilld's sample) and the
+ * raw_* figures of `quill status` both come from here. */
+void control_node_space(const struct engine_stats *st, struct layout_space *out);
 
 #endif

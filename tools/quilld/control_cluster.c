@@ -135,10 +135,7 @@ static struct json_object *space_json(struct control *ctl, const struct cluster_
 		struct json_object *p = json_object_new_object();
 		unsigned copies = pol[i].k ? pol[i].k + pol[i].m : pol[i].replicas;
 
-		if (pol[i].k)
-			snprintf(name, sizeof(name), "ec %u+%u", pol[i].k, pol[i].m);
-		else
-			snprintf(name, sizeof(name), "replicas %u", pol[i].replicas);
+		ctl_policy_name(name, sizeof(name), pol[i].replicas, pol[i].k, pol[i].m);
 		ctl_add_str(p, "policy", name);
 		ctl_add_int(p, "usable_bytes", (int64_t)placement_usable(cap, nd, copies,
 									pol[i].k ? pol[i].k : 1));

@@ -126,6 +126,14 @@ static struct json_object *copies_json(const struct replica_status *st)
 		ctl_add_int(c, "out_in_seconds", (int64_t)((cu->out_in_ms + 999) / 1000));
 		ctl_add_int(c, "bytes_copied", (int64_t)cu->copied);
 		ctl_add_int(c, "bytes_per_second", (int64_t)cu->rate);
+		/* the owner's budget now, over all its copies, and why (catchup_rate.h) */
+		ctl_add_int(c, "budget_bytes_per_second", (int64_t)cu->budget);
+		ctl_add_str(c, "budget_why", catchup_rate_why_str(cu->budget_why));
+		ctl_add_int(c, "client_latency_us", (int64_t)cu->client_us);
+		ctl_add_int(c, "client_latency_alone_us", (int64_t)cu->client_base_us);
+		ctl_add_int(c, "client_iops", (int64_t)cu->client_iops);
+		ctl_add_int(c, "client_iops_alone", (int64_t)cu->client_base_iops);
+		ctl_add_int(c, "client_kept_percent", cu->client_kept_pct);
 		/* -1: no rate yet to tell */
 		ctl_add_int(c, "eta_seconds", !cu->bytes_left ? 0 : cu->rate ?
 			    (int64_t)((cu->bytes_left + cu->rate - 1) / cu->rate) : -1);
@@ -154,13 +162,10 @@ static void add_policy(struct json_object *o, const struct layout_volume *rec,
 {
 	char buf[512];
 
-	if (!rec->ec_k) {
-		snprintf(buf, sizeof(buf), "replicas %u", rec->replicas);
-		ctl_add_str(o, "policy", buf);
-		return;
-	}
-	snprintf(buf, sizeof(buf), "ec %u+%u", rec->ec_k, rec->ec_m);
+	ctl_policy_name(buf, sizeof(buf), rec->replicas, rec->ec_k, rec->ec_m);
 	ctl_add_str(o, "policy", buf);
+	if (!rec->ec_k)
+		return;
 	ctl_add_int(o, "ec_k", rec->ec_k);
 	ctl_add_int(o, "ec_m", rec->ec_m);
 	if (!st) {

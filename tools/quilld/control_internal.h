@@ -80,6 +80,8 @@ struct fragread_status;
  * frag_failed, frag_split. */
 void ctl_add_frag(struct json_object *o, const struct fragread_status *fs);
 void ctl_add_str(struct json_object *o, const char *key, const char *v);
+/* A durability policy's name into buf: "replicas R" (k 0) or "ec K+M". */
+void ctl_policy_name(char *buf, size_t len, unsigned replicas, unsigned k, unsigned m);
 void ctl_add_bool(struct json_object *o, const char *key, bool v);
 /* The answer to a volume call that failed with r (-errno). */
 struct json_object *ctl_volume_error(int r, const char *name);

@@ -580,6 +580,8 @@ static int start_replicas(struct node *n)
 				   .cluster = n->cluster, .self_id = n->self_id,
 				   .peer_timeout_ms = n->cfg.peer_timeout_ms,
 				   .catchup_mbps = n->cfg.catchup_mbps,
+				   .catchup_share = n->cfg.catchup_client_share,
+				   .catchup_inflight = n->cfg.catchup_segments,
 				   .catchup_off = n->cfg.catchup_mbps == 0,
 				   .scrub_mbps = n->cfg.scrub_mbps,
 				   .scrub_interval_s = n->cfg.scrub_interval_s,
@@ -701,9 +703,7 @@ static void space_sample(struct node *n)
 		return;
 	n->space_next = loop_now_ms() + 1000;
 	engine_get_stats(n->eng, &st);
-	sp.raw = (uint64_t)st.segment_size * st.segments_total;
-	sp.used = (uint64_t)st.segment_size * (st.segments_total - st.segments_free);
-	sp.usable = st.raw_usable_blocks * ENGINE_BLOCK_SIZE;
+	control_node_space(&st, &sp);
 	cluster_space_set(n->cluster, &sp);
 }
 

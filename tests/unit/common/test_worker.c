@@ -101,7 +101,9 @@ Test(worker, jobs_run_off_the_loop_and_end_on_it_in_order)
 
 Test(worker, destroy_finishes_the_running_job_and_cancels_the_rest)
 {
-	submit(0, 200); /* long enough for the destroy to be asked while it runs */
+	/* long enough for the destroy to be asked while it runs, on a loaded machine too
+	 * (its start is waited for below; only the destroy's call is not) */
+	submit(0, 1000);
 	submit(1, 0);
 	submit(2, 0);
 	while (!started)

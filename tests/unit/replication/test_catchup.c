@@ -105,7 +105,7 @@ Test(catchup, a_lost_fragment_goes_to_a_domain_the_stripe_does_not_use)
 /* With the replicas kept beside the stripe (QUILL_EC_KEEP_REPLICAS=1), a node that
  * holds a replica of the segment is no home for a rebuilt fragment: the rebuild's mark
  * cannot name a holder, so its orphan check could drop the fragment before the stripe
- * names it. catchup_frag_placeable agrees with the pick at every step. */
+ * names it. */
 Test(catchup, a_lost_fragment_never_goes_to_a_replica_holder)
 {
 	const char *f[] = { "n0", "n3", "n1" }; /* 2+1, n3 gone */
@@ -124,14 +124,11 @@ Test(catchup, a_lost_fragment_never_goes_to_a_replica_holder)
 	for (uint32_t seq = 1; seq <= 32; seq++) { /* n2 loses whatever the rendezvous says */
 		s.id.seq = seq;
 		cr_assert_eq(catchup_pick_frag(&s, 1, k, 5), 3, "segment %u", seq);
-		cr_assert(catchup_frag_placeable(&s, 1, k, 5));
 	}
 	k[3].usable = false; /* only the replica holder is left: the stripe stays degraded */
 	cr_assert_eq(catchup_pick_frag(&s, 1, k, 5), -1);
-	cr_assert_not(catchup_frag_placeable(&s, 1, k, 5));
 	s.nholders = 0; /* the replicas went: n2 fits */
 	cr_assert_eq(catchup_pick_frag(&s, 1, k, 5), 1);
-	cr_assert(catchup_frag_placeable(&s, 1, k, 5));
 }
 
 Test(catchup, prefers_the_rendezvous_choice_of_the_segment)
@@ -179,6 +176,23 @@ Test(catchup, the_budget_lets_rate_bytes_a_second_through)
 	now += 60000;
 	cr_assert_eq(catchup_budget_take(&b, now, 100000), 0);
 	cr_assert_neq(catchup_budget_take(&b, now, 1), 0);
+}
+
+Test(catchup, a_new_rate_counts_from_when_it_is_set_and_a_hold_stops_every_take)
+{
+	struct catchup_budget b;
+
+	catchup_budget_init(&b, 1000000, 100000, 0); /* 1 MB/s */
+	cr_assert_eq(catchup_budget_take(&b, 0, 100000), 0);
+	/* 50 ms at 1 MB/s (50 kB), then 10 MB/s: the other 50 kB in 5 ms */
+	catchup_budget_set_rate(&b, 50, 10000000);
+	cr_assert_eq(catchup_budget_take(&b, 50, 100000), 5);
+	cr_assert_eq(catchup_budget_take(&b, 55, 100000), 0);
+	/* held until 300: a full bucket waits all the same, then goes */
+	catchup_budget_hold(&b, 300);
+	cr_assert_eq(catchup_budget_take(&b, 200, 1), 100);
+	cr_assert_eq(catchup_budget_take(&b, 299, 1), 1);
+	cr_assert_eq(catchup_budget_take(&b, 300, 100000), 0);
 }
 
 Test(catchup, a_take_larger_than_the_burst_waits_for_a_full_bucket)

@@ -1,0 +1,137 @@
+/* replication/catchup_rate.c — the catch-up's budget, adapted to the clients'
+ * latency (catchup_rate.h). Pure: no clock, no I/O.
+ */
+#include "replication/catchup_rate.h"
+
+#define DECREASE_PCT 70u /* of the rate, when the clients are over their target */
+#define INCREASE_STEPS 32u /* the additive step: ceiling / this (at least the floor) */
+
+void catchup_rate_init(struct catchup_rate *r, uint64_t ceiling, unsigned client_share_pct)
+{
+	uint64_t c = ceiling ? ceiling : 1;
+
+	*r = (struct catchup_rate){ .ceiling = c,
+				    .floor = c < CATCHUP_RATE_FLOOR ? c : CATCHUP_RATE_FLOOR,
+				    .share = client_share_pct > 95 ? 95 : client_share_pct,
+				    .why = CATCHUP_RATE_NO_WORK };
+	r->rate = r->share ? r->floor : r->ceiling;
+	if (!r->share)
+		r->why = CATCHUP_RATE_FIXED;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/* The last interval of a probe ended: the clients ran alone in the measured ones. */
+static uint64_t probe_end(struct catchup_rate *r)
+{
+	bool busy = r->probe_ops >= CATCHUP_RATE_BUSY_OPS * CATCHUP_RATE_PROBE_MEASURED;
+
+	if (busy) {
+		r->base_us = r->probe_us / r->probe_ops;
+		r->base_iops = r->probe_ops * 1000 / (r->probe_ms ? r->probe_ms : 1);
+	}
+	r->base_age_ms = 0; /* not busy: no base if none was known, and the next busy
+			       interval probes again; else the old one serves */
+	r->rate = r->resume_rate;
+	r->why = busy ? CATCHUP_RATE_WITHIN_SHARE : CATCHUP_RATE_CLIENTS_IDLE;
+	return r->rate;
+}
+
+/* No catch-up in the interval: what the clients saw is their base. */
+static void base_learn(struct catchup_rate *r, uint64_t lat, uint64_t iops)
+{
+	if (r->base_us && r->base_age_ms < CATCHUP_RATE_PROBE_EVERY_MS) {
+		r->base_us = (3 * r->base_us + lat) / 4;
+		r->base_iops = (3 * r->base_iops + iops) / 4;
+	} else {
+		r->base_us = lat;
+		r->base_iops = iops;
+	}
+	r->base_age_ms = 0;
+}
+
+/* The % of their throughput the clients keep, the worse of two views: requests ended
+ * per second against their base (a closed-loop client's requests may wait before the
+ * block layer sees them, unread in its socket while the loop copies: only its rate
+ * shows that), and their latency's (a client that asks less than it could: only its
+ * latency shows what it pays). */
+static unsigned kept_pct(const struct catchup_rate *r, uint64_t lat, uint64_t iops)
+{
+	uint64_t by_lat = lat > r->base_us ? r->base_us * 100 / lat : 100;
+	uint64_t by_rate = r->base_iops && iops < r->base_iops ? iops * 100 / r->base_iops : 100;
+
+	return (unsigned)min_u64(by_lat, by_rate);
+}
+
+uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sample *s)
+{
+	bool busy = s->ops >= CATCHUP_RATE_BUSY_OPS;
+	uint64_t lat = busy ? s->busy_us / s->ops : 0;
+	uint64_t iops = s->ops * 1000 / (s->ms ? s->ms : 1);
+
+	if (!r->share)
+		return r->rate;
+	if (busy) {
+		r->lat_us = lat;
+		r->iops = iops;
+	}
+	r->kept_pct = 0; /* judged below, or not in this interval */
+	if (r->probe_left) {
+		if (--r->probe_left < CATCHUP_RATE_PROBE_MEASURED) {
+			r->probe_ops += s->ops;
+			r->probe_us += s->busy_us;
+			r->probe_ms += s->ms;
+		}
+		return r->probe_left ? 0 : probe_end(r);
+	}
+	if (!s->working) {
+		if (busy)
+			base_learn(r, lat, iops);
+		r->why = CATCHUP_RATE_NO_WORK;
+		return r->rate;
+	}
+	if (!busy) {
+		r->rate = min_u64(r->ceiling, max_u64(r->floor, r->rate * 2));
+		r->why = CATCHUP_RATE_CLIENTS_IDLE;
+		return r->rate;
+	}
+	r->base_age_ms += s->ms;
+	if (!r->base_us || r->base_age_ms >= CATCHUP_RATE_PROBE_EVERY_MS) {
+		r->resume_rate = r->rate;
+		r->probe_left = CATCHUP_RATE_PROBE_INTERVALS;
+		r->probe_ops = r->probe_us = r->probe_ms = 0;
+		r->why = CATCHUP_RATE_PROBING;
+		return 0;
+	}
+	r->kept_pct = kept_pct(r, lat, iops);
+	if (r->kept_pct < r->share) {
+		r->rate = max_u64(r->floor, r->rate * DECREASE_PCT / 100);
+		r->why = CATCHUP_RATE_THROTTLED;
+	} else {
+		r->rate = min_u64(r->ceiling,
+				  r->rate + max_u64(r->floor, r->ceiling / INCREASE_STEPS));
+		r->why = CATCHUP_RATE_WITHIN_SHARE;
+	}
+	return r->rate;
+}
+
+const char *catchup_rate_why_str(enum catchup_rate_why why)
+{
+	switch (why) {
+	case CATCHUP_RATE_NO_WORK: return "nothing to copy";
+	case CATCHUP_RATE_FIXED: return "fixed (not adaptive)";
+	case CATCHUP_RATE_CLIENTS_IDLE: return "clients idle";
+	case CATCHUP_RATE_WITHIN_SHARE: return "clients busy, within their share";
+	case CATCHUP_RATE_THROTTLED: return "throttled: clients busy";
+	case CATCHUP_RATE_PROBING: return "probing the clients alone";
+	}
+	return "?";
+}
