@@ -948,6 +948,7 @@ static int start(struct node *n)
 		return r;
 	loop_set_idle(n->lp, engine_idle, n);
 	loop_set_wait(n->lp, engine_sleep, n);
+	loop_set_wait_sends(n->lp, true); /* the peers' sends go in the ring's sleep */
 	r = make_guard(n);
 	if (r < 0)
 		return r;
