@@ -255,9 +255,9 @@ void loop_send_cancel(struct loop *lp, struct loop_send *s)
 
 /* After the sleep: the sends the waiter did not make are made here, then each one's
  * fn runs (one at a time off the list: an fn may cancel another send). */
-static void sends_finish(struct loop *lp)
+void loop_sends_make(struct loop_send *sends)
 {
-	for (struct loop_send *s = lp->sent; s; s = s->next) {
+	for (struct loop_send *s = sends; s; s = s->next) {
 		ssize_t n;
 
 		if (s->done)
@@ -268,6 +268,11 @@ static void sends_finish(struct loop *lp)
 		s->res = n < 0 ? -errno : (long)n;
 		s->done = true;
 	}
+}
+
+static void sends_finish(struct loop *lp)
+{
+	loop_sends_make(lp->sent);
 	while (lp->sent) {
 		struct loop_send *s = lp->sent;
 

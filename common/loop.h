@@ -108,6 +108,9 @@ void loop_set_wait_sends(struct loop *lp, bool takes);
  * the loop's waiter takes no sends (the caller sends itself), -EBUSY if s is queued
  * already, else 0. */
 int loop_send_queue(struct loop *lp, struct loop_send *s);
+/* For a waiter that cannot sleep in its own way after all (its ring failed): makes
+ * every send of the list not made yet, now, with send(). */
+void loop_sends_make(struct loop_send *sends);
 /* Takes s back if it is queued, made or not (s->done says): its fn will not run.
  * Safe from any callback, including another send's fn. */
 void loop_send_cancel(struct loop *lp, struct loop_send *s);
