@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +52,9 @@ struct loop {
 	void *idle_arg;
 	loop_wait_fn wait;
 	void *wait_arg;
+	bool wait_sends;             /* the waiter makes loop_wait's sends */
+	struct loop_send *sends, **sends_tail; /* queued for the next sleep, in order */
+	struct loop_send *sent;      /* made in the last sleep, their fn not run yet */
 	struct loop_task *tasks, **tasks_tail; /* scheduled, in order */
 	struct loop_timer *timers;   /* sorted by due time */
 	struct loop_watch *dead;     /* removed during dispatch, freed after it */
@@ -74,6 +78,7 @@ int loop_create(struct loop **out)
 	if (!lp)
 		return -ENOMEM;
 	lp->tasks_tail = &lp->tasks;
+	lp->sends_tail = &lp->sends;
 	lp->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (lp->epfd < 0) {
 		int r = -errno;
@@ -202,6 +207,81 @@ void loop_set_wait(struct loop *lp, loop_wait_fn fn, void *arg)
 	lp->wait_arg = arg;
 }
 
+void loop_set_wait_sends(struct loop *lp, bool takes)
+{
+	lp->wait_sends = takes;
+}
+
+int loop_send_queue(struct loop *lp, struct loop_send *s)
+{
+	if (!lp->wait || !lp->wait_sends)
+		return -ENOTSUP;
+	if (s->queued)
+		return -EBUSY;
+	s->queued = true;
+	s->done = false;
+	s->res = 0;
+	s->next = NULL;
+	*lp->sends_tail = s;
+	lp->sends_tail = &s->next;
+	return 0;
+}
+
+/* Unlinks s from the list at *head; returns whether it was there. */
+static bool send_unlink(struct loop_send **head, struct loop_send *s)
+{
+	for (struct loop_send **p = head; *p; p = &(*p)->next) {
+		if (*p == s) {
+			*p = s->next;
+			return true;
+		}
+	}
+	return false;
+}
+
+void loop_send_cancel(struct loop *lp, struct loop_send *s)
+{
+	if (!s->queued)
+		return;
+	s->queued = false;
+	if (send_unlink(&lp->sends, s)) {
+		lp->sends_tail = &lp->sends;
+		while (*lp->sends_tail)
+			lp->sends_tail = &(*lp->sends_tail)->next;
+		return;
+	}
+	send_unlink(&lp->sent, s);
+}
+
+/* After the sleep: the sends the waiter did not make are made here, then each one's
+ * fn runs (one at a time off the list: an fn may cancel another send). */
+void loop_sends_make(struct loop_send *sends)
+{
+	for (struct loop_send *s = sends; s; s = s->next) {
+		ssize_t n;
+
+		if (s->done)
+			continue;
+		do
+			n = send(s->fd, s->buf, s->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		s->res = n < 0 ? -errno : (long)n;
+		s->done = true;
+	}
+}
+
+static void sends_finish(struct loop *lp)
+{
+	loop_sends_make(lp->sent);
+	while (lp->sent) {
+		struct loop_send *s = lp->sent;
+
+		lp->sent = s->next;
+		s->queued = false;
+		s->fn(s->arg, s->res);
+	}
+}
+
 int loop_task_create(struct loop *lp, loop_fn fn, void *arg, struct loop_task **out)
 {
 	struct loop_task *t = calloc(1, sizeof(*t));
@@ -313,8 +393,11 @@ static int wait_events(struct loop *lp, int ms)
 
 	if (lp->wait) {
 		struct loop_wait w = { .epfd = lp->epfd, .events = lp->evs,
-				       .max_events = LOOP_MAX_EVENTS };
+				       .max_events = LOOP_MAX_EVENTS, .sends = lp->sends };
 
+		lp->sent = lp->sends; /* the waiter makes them; their fns run after it */
+		lp->sends = NULL;
+		lp->sends_tail = &lp->sends;
 		r = lp->wait(lp->wait_arg, &w, ms);
 		if (r < 0 || !w.ready)
 			return r < 0 ? r : 0;
@@ -339,12 +422,17 @@ int loop_run(struct loop *lp)
 		stages_mark("loop.sleep");
 		n = wait_events(lp, n);
 		stages_mark("loop.woke");
+		/* the sends' fns first, as dispatch (a watch they remove may have events
+		 * in this round's array) */
+		lp->dispatching = true;
+		sends_finish(lp);
 		if (n < 0) {
+			lp->dispatching = false;
+			free_dead(lp);
 			if (n == -EINTR)
 				continue;
 			return n;
 		}
-		lp->dispatching = true;
 		for (int i = 0; i < n; i++) {
 			struct loop_watch *w = evs[i].data.ptr;
 			unsigned ev = 0;

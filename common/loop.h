@@ -15,12 +15,14 @@
 #define QUILL_COMMON_LOOP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct loop;
 struct loop_watch;
 struct loop_timer;
 struct loop_task;
+struct loop_send;
 
 enum loop_events { LOOP_READ = 1u << 0, LOOP_WRITE = 1u << 1 };
 
@@ -42,9 +44,34 @@ struct loop_wait {
 			    completions, and epfd becoming readable, is one; 0 or 1: the
 			    first). Only for a waiter that knows a lone one does nothing:
 			    timeout_ms still bounds the sleep */
+	struct loop_send *sends; /* in: sends to make before the sleep (a waiter that
+			    takes them: loop_set_wait_sends), linked by next. The waiter
+			    sets res and done of each it made; the loop makes the others
+			    itself after the call */
 	bool ready;      /* out: epfd became readable (or has events below) */
 	int nevents;     /* out, when ready: events already in events (0: the loop
 			    collects them with epoll_wait) */
+};
+
+/* A send on a non-blocking socket that the loop's waiter makes in the system call that
+ * sleeps (io_uring: a SEND beside the store's I/O, one io_uring_enter for all), never
+ * blocking: a short send or -EAGAIN is the caller's to finish. Why: on a loaded machine
+ * each send() that wakes a peer is a place where the kernel switches to that peer
+ * before we go on; inside the sleep's system call the switch falls where we were about
+ * to sleep anyway, after everything queued went out. The caller owns the struct and
+ * keeps buf unchanged until fn runs; fn runs after the sleep, before the loop's events,
+ * with res: bytes sent (maybe fewer than len), or -errno (-EAGAIN: the socket was full). */
+typedef void (*loop_send_fn)(void *arg, long res);
+struct loop_send {
+	int fd;                   /* caller's */
+	const void *buf;
+	size_t len;
+	loop_send_fn fn;
+	void *arg;
+	long res;                 /* the waiter's (or the loop's) */
+	bool done;
+	bool queued;              /* the loop's */
+	struct loop_send *next;
 };
 
 /* Sleeps up to timeout_ms (-1: as long as it likes; 0: not at all) or until w->epfd is
@@ -74,6 +101,19 @@ void loop_set_idle(struct loop *lp, loop_idle_fn fn, void *arg);
 
 /* Replaces the loop's epoll_wait() sleep by fn (see loop_wait_fn). */
 void loop_set_wait(struct loop *lp, loop_wait_fn fn, void *arg);
+/* The waiter makes the sends of loop_wait (loop_send_queue() takes sends from now on). */
+void loop_set_wait_sends(struct loop *lp, bool takes);
+
+/* Queues s (fd, buf, len, fn, arg set) for the loop's next sleep. Returns -ENOTSUP if
+ * the loop's waiter takes no sends (the caller sends itself), -EBUSY if s is queued
+ * already, else 0. */
+int loop_send_queue(struct loop *lp, struct loop_send *s);
+/* For a waiter that cannot sleep in its own way after all (its ring failed): makes
+ * every send of the list not made yet, now, with send(). */
+void loop_sends_make(struct loop_send *sends);
+/* Takes s back if it is queued, made or not (s->done says): its fn will not run.
+ * Safe from any callback, including another send's fn. */
+void loop_send_cancel(struct loop *lp, struct loop_send *s);
 
 /* A task runs fn(arg) once each time it is scheduled, before the loop next sleeps
  * (after the idle hook; no system call, unlike a 0 ms timer's wake-up). Scheduling

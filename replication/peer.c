@@ -82,6 +82,7 @@ struct peer_conn {
 	size_t in_lead;            /* bytes before the frame at the head of in (in_align) */
 	size_t out_sent;           /* bytes at the head of out already sent */
 	size_t out_reqs;           /* bytes of our requests queued since out last drained */
+	struct loop_send ring_send; /* the head of out, handed to the loop's next sleep */
 	struct loop_task *task;    /* writes out (and input held back) before the loop sleeps */
 	struct loop_timer *hs_timer;
 	struct pending *pend_head, *pend_tail;
@@ -139,6 +140,18 @@ static bool conn_may_read(const struct peer_conn *c)
 static void conn_kick(struct peer_conn *c)
 {
 	loop_task_schedule(c->task);
+}
+
+/* The output buffer, about to grow (and maybe move): a send of it handed to the loop
+ * and not made yet is taken back; the task hands it again, with what is added. (One
+ * already made, in the sleep, has its fn still to run: conn_sent counts it.) */
+static struct peer_buf *conn_out(struct peer_conn *c)
+{
+	if (c->ring_send.queued && !c->ring_send.done) {
+		loop_send_cancel(c->ep->lp, &c->ring_send);
+		conn_kick(c);
+	}
+	return &c->out;
 }
 
 /* ---- closing ---- */
@@ -207,6 +220,7 @@ static void conn_close(struct peer_conn *c, int err, const char *why)
 	loop_timer_cancel(c->hs_timer);
 	loop_timer_cancel(c->req_timer);
 	loop_task_destroy(c->task);
+	loop_send_cancel(c->ep->lp, &c->ring_send); /* its fn must not run */
 	close(c->fd);
 	served_orphan_all(c);
 	pending_fail_all(c, -ECONNRESET);
@@ -236,11 +250,30 @@ void peer_conn_close(struct peer_conn *c)
 
 /* ---- output ---- */
 
-/* Writes what the socket takes. Returns 0 or -errno (the connection must close). The
- * sent head of the buffer is dropped when all of it went, or moved away once it is
- * the larger half (so each byte is moved at most once on average). */
-static int conn_flush(struct peer_conn *c)
+/* After bytes went: the sent head of the buffer is dropped when all of it went, or
+ * moved away once it is the larger half (so each byte is moved at most once on
+ * average). */
+static void conn_sent_bytes(struct peer_conn *c, size_t n)
 {
+	c->out_sent += n;
+	if (c->outgoing)
+		stages_mark("peer.sent");
+	else
+		stages_end("peer.sent"); /* a holder's reply */
+	if (c->out_sent == c->out.len) {
+		c->out.len = c->out_sent = c->out_reqs = 0;
+	} else if (c->out_sent >= PEER_READ_CHUNK && c->out_sent >= c->out.len / 2) {
+		peer_buf_consume(&c->out, c->out_sent);
+		c->out_sent = 0;
+	}
+}
+
+/* Writes what the socket takes, now. Returns 0 or -errno (the connection must
+ * close). */
+static int conn_flush_now(struct peer_conn *c)
+{
+	if (c->ring_send.queued)
+		return 0; /* made in the sleep (its fn has yet to count it), or about to be */
 	while (conn_queued(c)) {
 		ssize_t n;
 
@@ -254,18 +287,48 @@ static int conn_flush(struct peer_conn *c)
 				break;
 			return -errno;
 		}
-		c->out_sent += (size_t)n;
-		if (c->outgoing)
-			stages_mark("peer.sent");
-		else
-			stages_end("peer.sent"); /* a holder's reply */
+		conn_sent_bytes(c, (size_t)n);
 	}
-	if (c->out_sent == c->out.len) {
-		c->out.len = c->out_sent = c->out_reqs = 0;
-	} else if (c->out_sent >= PEER_READ_CHUNK && c->out_sent >= c->out.len / 2) {
-		peer_buf_consume(&c->out, c->out_sent);
-		c->out_sent = 0;
+	conn_update_watch(c);
+	return 0;
+}
+
+/* The loop made the send of conn_flush() in its sleep (loop.h's loop_send). */
+static void conn_sent(void *arg, long res)
+{
+	struct peer_conn *c = arg;
+	size_t len = c->ring_send.len;
+
+	if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR) {
+		conn_close(c, (int)-res, "send failed");
+		return;
 	}
+	if (res > 0)
+		conn_sent_bytes(c, (size_t)res);
+	if (res == (long)len && conn_queued(c))
+		conn_kick(c); /* more came meanwhile: the socket took all, so hand it on */
+	else if (c->in.len && conn_may_read(c))
+		conn_kick(c); /* input held back while answers waited */
+	conn_update_watch(c); /* a full socket: its room wakes us */
+}
+
+/* Writes what is queued: handed to the loop's next sleep (the sleep's system call
+ * sends it, see loop.h) when its waiter takes sends, else now. Returns 0 or -errno
+ * (the connection must close). */
+static int conn_flush(struct peer_conn *c)
+{
+	if (c->ring_send.queued)
+		return 0; /* handed already: conn_sent goes on */
+	if (!conn_queued(c))
+		return conn_flush_now(c);
+	c->ring_send.fd = c->fd;
+	c->ring_send.buf = c->out.data + c->out_sent;
+	c->ring_send.len = conn_queued(c);
+	c->ring_send.fn = conn_sent;
+	c->ring_send.arg = c;
+	if (loop_send_queue(c->ep->lp, &c->ring_send) < 0)
+		return conn_flush_now(c);
+	stages_mark("peer.sending");
 	conn_update_watch(c);
 	return 0;
 }
@@ -274,7 +337,7 @@ static void conn_update_watch(struct peer_conn *c)
 {
 	unsigned want = 0;
 
-	if (c->connecting || conn_queued(c))
+	if (c->connecting || (conn_queued(c) && !c->ring_send.queued))
 		want |= LOOP_WRITE;
 	if (!c->connecting && conn_may_read(c))
 		want |= LOOP_READ;
@@ -290,8 +353,8 @@ static void conn_refuse(struct peer_conn *c, int err, const char *why)
 
 	if (c->open) {
 		h.payload_len = (uint32_t)peer_error_encode(err, why, payload);
-		if (peer_session_send(c->s, &h, payload, &c->out) == 0)
-			conn_flush(c);
+		if (peer_session_send(c->s, &h, payload, conn_out(c)) == 0)
+			conn_flush_now(c);
 	}
 	conn_close(c, err, why);
 }
@@ -443,7 +506,7 @@ static int conn_send_ours(struct peer_conn *c, const struct peer_hdr *h, const v
 			  size_t head_len, const struct iovec *data, int datacnt)
 {
 	size_t before = c->out.len;
-	int r = peer_session_sendv(c->s, h, head, head_len, data, datacnt, &c->out);
+	int r = peer_session_sendv(c->s, h, head, head_len, data, datacnt, conn_out(c));
 
 	stages_mark("peer.framed"); /* copied, MACed */
 	if (r == 0) {
@@ -623,7 +686,7 @@ int peer_req_reply(struct peer_req *req, const struct peer_msg *reply)
 	if (c && !c->closing) {
 		r = reply->op == (req->hdr.op | PEER_OP_REPLY) && reply->datacnt >= 0
 			    ? peer_session_sendv(c->s, &h, reply->head, reply->head_len,
-						 reply->data, reply->datacnt, &c->out)
+						 reply->data, reply->datacnt, conn_out(c))
 			    : -EINVAL;
 		if (r == 0)
 			conn_kick(c);
@@ -667,7 +730,7 @@ static int dispatch(struct peer_conn *c, const struct peer_frame *m, size_t end)
 	switch (m->hdr.op) {
 	case PEER_OP_PING:
 		reply.op = PEER_OP_PONG;
-		r = peer_session_send(c->s, &reply, m->payload, &c->out);
+		r = peer_session_send(c->s, &reply, m->payload, conn_out(c));
 		if (r < 0) {
 			conn_close(c, -r, "cannot queue a PONG");
 			return -1;
@@ -741,7 +804,7 @@ static int conn_process(struct peer_conn *c)
 			}
 		}
 		if (r == 0)
-			r = peer_session_input(c->s, c->in.data + done, need, &m, &c->out, &why);
+			r = peer_session_input(c->s, c->in.data + done, need, &m, conn_out(c), &why);
 		if (r < 0) {
 			conn_refuse(c, -r, why);
 			return -1;
@@ -820,7 +883,7 @@ static int conn_connected(struct peer_conn *c)
 		return -1;
 	}
 	c->connecting = false;
-	err = -peer_session_hello(c->s, &c->out);
+	err = -peer_session_hello(c->s, conn_out(c));
 	if (err) {
 		conn_close(c, err, "cannot start the handshake");
 		return -1;

@@ -35,7 +35,7 @@
 # and images are deleted afterwards (KEEP=1 keeps them), every process stopped by
 # PID (the cluster by quickstart.sh --stop).
 #
-# Environment: RUNTIME=10 (seconds per job), SIZE=1G (bytes each job covers),
+# Environment: JOBS (a subset of the jobs above, e.g. JOBS=randwrite-4k-qd1), RUNTIME=10 (seconds per job), SIZE=1G (bytes each job covers),
 # STORE_SIZE (each node's store; default 6 x SIZE, at least 2G), QUILLD (a quilld
 # beside its quill and quill-peer), KEEP=1.
 set -euo pipefail
@@ -44,7 +44,7 @@ set -euo pipefail
 # bench_stop, run_fio, cpu_ticks, start_quill; procs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 bench_need etcd etcdctl curl fallocate
-JOBS="randwrite-4k-qd1 randwrite-4k-qd1-flush randread-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8"
+JOBS="${JOBS:-randwrite-4k-qd1 randwrite-4k-qd1-flush randread-4k-qd1 randwrite-4k-qd32 seqwrite-1m-qd8}"
 EXPORT_BYTES=$SIZE_BYTES
 STORE_SIZE="${STORE_SIZE:-$(((SIZE_BYTES * 6 > 2 << 30 ? SIZE_BYTES * 6 : 2 << 30) >> 20))M}"
 BIN=$(dirname "$QUILLD")

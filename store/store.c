@@ -109,6 +109,8 @@ struct store {
 	int poll_fd;		 /* store_wait_fd()'s fd while its poll is in the ring, or -1 */
 	void *poll_events;	 /* where that poll, an EPOLL_WAIT, puts events (else NULL) */
 	bool poll_fired;	 /* that poll completed: the fd is (or was) readable */
+	unsigned sends_in_ring;	 /* loop sends of store_wait_fd() whose CQE is not reaped
+				    (counted in in_ring too: they take CQ entries) */
 	int poll_nevents;	 /* events an EPOLL_WAIT collected when it completed */
 	bool epoll_wait_op;	 /* the kernel has IORING_OP_EPOLL_WAIT */
 	bool trace;		 /* LOG_DEBUG at open: slow requests and flushes logged */
@@ -370,6 +372,18 @@ static int req_handle(struct store *st, struct store_req *req, int res)
 /* The user_data of store_wait_fd()'s poll: no request has this address. */
 static char poll_tag;
 
+/* A loop_send in the ring (store_wait_fd) is tagged in its user_data's low bit, which
+ * no request's address has (poll_tag's may: it is checked first). */
+#define SEND_TAG 1u
+/* The user_data of a send taken back from an SQ that a failed io_uring_enter left
+ * unconsumed (sends_disarm): a NOP now, whose CQE only frees its CQ entry. */
+static char dead_send_tag;
+
+static bool is_send(const void *data)
+{
+	return data != &poll_tag && data != &dead_send_tag && ((uintptr_t)data & SEND_TAG);
+}
+
 /* Reaps what the CQ holds (at most one CQ's worth, so a chain of callbacks cannot
  * keep one call going forever), then submits what callbacks issued unless told not
  * to. Returns the number of callbacks run. Without submit it never enters the kernel:
@@ -401,6 +415,19 @@ static int reap(struct store *st, bool submit)
 				st->poll_fd = -1;
 				st->poll_fired = true;
 				st->poll_nevents = st->poll_events && done[i].res > 0 ? done[i].res : 0;
+				continue;
+			}
+			if ((void *)done[i].req == &dead_send_tag) {
+				st->in_ring--;
+				continue;
+			}
+			if (is_send(done[i].req)) {
+				struct loop_send *ls = (void *)((uintptr_t)done[i].req & ~(uintptr_t)SEND_TAG);
+
+				ls->res = done[i].res;
+				ls->done = true;
+				st->in_ring--;
+				st->sends_in_ring--;
 				continue;
 			}
 			ran += req_handle(st, done[i].req, done[i].res);
@@ -623,8 +650,81 @@ static bool poll_matches(const struct store *st, const struct loop_wait *w)
 	       (st->poll_fd == w->epfd && (!st->poll_events || st->poll_events == w->events));
 }
 
+/* w's sends go into the SQ as non-blocking SENDs (MSG_DONTWAIT: a full socket
+ * completes -EAGAIN at once, never waits in the ring, so buf is the kernel's only
+ * during the submit), as far as the CQ has room; the loop makes the others. Returns
+ * how many went in. */
+static unsigned sends_arm(struct store *st, struct loop_send *sends)
+{
+	unsigned n = 0;
+
+	for (struct loop_send *ls = sends; ls && st->in_ring < st->max_in_ring; ls = ls->next) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+
+		if (!sqe)
+			break;
+		_Static_assert(_Alignof(struct loop_send) > SEND_TAG, "the tag bit is free");
+		io_uring_prep_send(sqe, ls->fd, ls->buf, ls->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		io_uring_sqe_set_data(sqe, (void *)((uintptr_t)ls | SEND_TAG));
+		st->in_ring++;
+		st->sends_in_ring++;
+		n++;
+	}
+	return n;
+}
+
+static unsigned sends_count(const struct loop_send *sends)
+{
+	unsigned n = 0;
+
+	for (; sends; sends = sends->next)
+		n++;
+	return n;
+}
+
+/* The ring failed to take its SQ: sends still in it (prepared, or handed to the
+ * kernel's SQ but not consumed) become NOPs, so that no later submit sends a buffer
+ * the loop has moved on from (the loop makes them itself, done not set). */
+static void sends_disarm(struct store *st)
+{
+	struct io_uring_sq *sq = &st->ring.sq;
+	unsigned head = __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = head; i != sq->sqe_tail; i++) {
+		struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask]; /* liburing's array
+									     is the identity */
+
+		if (!is_send((void *)(uintptr_t)sqe->user_data))
+			continue;
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data(sqe, &dead_send_tag);
+		st->sends_in_ring--;
+	}
+}
+
+/* Every send of the last wait has its result before the loop may touch its buffer:
+ * they complete in the submit (non-blocking), so this only reaps, unless a kernel
+ * completed one later. 0 or -errno (then sends_disarm). */
+static int sends_reap(struct store *st)
+{
+	for (;;) {
+		int r;
+
+		reap(st, false);
+		if (!st->sends_in_ring)
+			return 0;
+		r = io_uring_submit_and_wait(&st->ring, 1);
+		if (!submit_error_is_transient(r)) {
+			reap(st, false);
+			sends_disarm(st);
+			return r;
+		}
+	}
+}
+
 int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 {
+	unsigned nsends;
 	bool stale;
 	int r;
 
@@ -639,10 +739,24 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 		if (r < 0)
 			return r;
 	}
-	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms, w->min_events);
-	if (r < 0)
-		return r;
+	nsends = sends_arm(st, w->sends);
+	if (nsends < sends_count(w->sends))
+		timeout_ms = 0; /* the loop makes the rest after this call: no sleep */
+	/* each send's CQE is one more to wait for (its completion wakes nothing) */
+	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms,
+			    (w->min_events ? w->min_events : 1) + nsends);
+	if (r < 0) {
+		int rs = sends_reap(st);
+
+		return rs < 0 ? rs : r;
+	}
 	r = reap(st, true);
+	if (st->sends_in_ring) {
+		int rs = sends_reap(st);
+
+		if (rs < 0)
+			return rs;
+	}
 	w->ready = st->poll_fired;
 	w->nevents = st->poll_fired && !stale ? st->poll_nevents : 0;
 	st->poll_fired = false;

@@ -92,6 +92,7 @@ static int engine_sleep(void *arg, struct loop_wait *w, int timeout_ms)
 		struct pollfd pfd = { .fd = w->epfd, .events = POLLIN };
 
 		LOG_RATELIMITED(LOG_ERROR, LOG_TAG, "engine: %s", err_str(-r));
+		loop_sends_make(w->sends); /* not after the poll: a reply may wait on them */
 		r = poll(&pfd, 1, timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms);
 		if (r < 0)
 			return -errno;
@@ -948,6 +949,7 @@ static int start(struct node *n)
 		return r;
 	loop_set_idle(n->lp, engine_idle, n);
 	loop_set_wait(n->lp, engine_sleep, n);
+	loop_set_wait_sends(n->lp, true); /* the peers' sends go in the ring's sleep */
 	r = make_guard(n);
 	if (r < 0)
 		return r;

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* What happened, in order: one letter per event. */
@@ -258,4 +259,78 @@ Test(loop, a_scheduled_task_or_a_due_timer_means_no_sleep)
 	cr_assert_eq(loop_run(f.lp), 0);
 	cr_assert_str_eq(trace, "WX");
 	cr_assert_eq(f.last_timeout, 0);
+}
+
+/* ---- sends in the sleep ---- */
+
+static long sent_res[4];
+static unsigned nsent;
+
+static void on_sent(void *arg, long res)
+{
+	(void)arg;
+	note('S');
+	sent_res[nsent++] = res;
+}
+
+/* A waiter that takes sends but made none (its ring failed, say): the loop makes
+ * them itself after the call, then their fns run before the fds' events. */
+static int waiter_makes_no_sends(void *arg, struct loop_wait *w, int timeout_ms)
+{
+	(void)arg;
+	(void)timeout_ms;
+	note(w->sends ? 'w' : 'W');
+	if (++f.waits >= f.stop_after)
+		loop_stop(f.lp);
+	return 0;
+}
+
+Test(loop, sends_not_made_by_the_waiter_are_made_by_the_loop_after_the_sleep)
+{
+	struct loop_send a = { .buf = "ab", .len = 2, .fn = on_sent };
+	struct loop_send b = { .buf = "cd", .len = 2, .fn = on_sent };
+	char got[8] = { 0 };
+
+	nsent = 0;
+	a.fd = b.fd = -1;
+	cr_assert_eq(loop_send_queue(f.lp, &a), -ENOTSUP, "no waiter that takes sends");
+	loop_set_wait(f.lp, waiter_makes_no_sends, NULL);
+	loop_set_wait_sends(f.lp, true);
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	a.fd = b.fd = sv[0];
+	cr_assert_eq(loop_send_queue(f.lp, &a), 0);
+	cr_assert_eq(loop_send_queue(f.lp, &a), -EBUSY);
+	cr_assert_eq(loop_send_queue(f.lp, &b), 0);
+	f.stop_after = 2;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "wSSW", "one sleep with both sends, their fns, then none");
+	cr_assert_eq(sent_res[0], 2);
+	cr_assert_eq(sent_res[1], 2);
+	cr_assert_eq(read(sv[1], got, sizeof(got)), 4);
+	cr_assert_str_eq(got, "abcd", "in the order queued");
+	close(sv[0]);
+	close(sv[1]);
+}
+
+Test(loop, a_cancelled_send_is_not_made_and_its_fn_does_not_run)
+{
+	struct loop_send a = { .buf = "ab", .len = 2, .fn = on_sent };
+	int sv[2];
+	char c;
+
+	nsent = 0;
+	loop_set_wait(f.lp, waiter_makes_no_sends, NULL);
+	loop_set_wait_sends(f.lp, true);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	a.fd = sv[0];
+	cr_assert_eq(loop_send_queue(f.lp, &a), 0);
+	loop_send_cancel(f.lp, &a);
+	cr_assert_not(a.queued);
+	f.stop_after = 1;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "W");
+	cr_assert_eq(read(sv[1], &c, 1), -1, "nothing was sent");
+	close(sv[0]);
+	close(sv[1]);
 }

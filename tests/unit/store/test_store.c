@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -912,4 +913,70 @@ Test(store, buffers_are_aligned_and_zeroed)
 	store_close(NULL);
 	cr_assert_eq(store_size(NULL), 0);
 	cr_assert_eq(store_inflight(NULL), 0);
+}
+
+/* ---- the loop's sends in the sleep (loop.h's loop_send) ---- */
+
+static void send_noop(void *arg, long res)
+{
+	(void)arg;
+	(void)res;
+}
+
+/* A send handed to the wait goes out in its system call: the bytes are on the peer
+ * socket when it returns, with the result, and the sleep still waits for a wake-up
+ * of its own (here the epoll fd), not for the send's completion. */
+Test(store, wait_fd_makes_the_loops_sends_in_the_sleep)
+{
+	struct store *st = store_make("waitsend", MIB, 0);
+	struct loop_send s = { .buf = "abcdef", .len = 6, .fn = send_noop };
+	struct loop_fds l;
+	struct loop_wait w;
+	int sv[2];
+	char got[8] = { 0 };
+
+	loop_fds_open(&l);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	s.fd = sv[0];
+	w = wait_plain(&l);
+	w.sends = &s;
+	cr_assert_eq(store_wait_fd(st, &w, 50), 0);
+	cr_assert(s.done, "the store made the send");
+	cr_assert_eq(s.res, 6);
+	cr_assert_not(w.ready, "the send's completion is no wake-up of the fd");
+	cr_assert_eq(read(sv[1], got, sizeof(got)), 6);
+	cr_assert_str_eq(got, "abcdef");
+	store_close(st);
+	loop_fds_close(&l);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* A full socket: -EAGAIN at once (MSG_DONTWAIT), the send never left waiting in the
+ * ring where it would keep the caller's buffer. */
+Test(store, a_send_to_a_full_socket_completes_eagain_in_the_sleep)
+{
+	struct store *st = store_make("waitfull", MIB, 0);
+	static char fill[1 << 16];
+	struct loop_send s = { .buf = "x", .len = 1, .fn = send_noop };
+	struct loop_fds l;
+	struct loop_wait w;
+	int sv[2];
+
+	loop_fds_open(&l);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	while (write(sv[0], fill, sizeof(fill)) > 0)
+		;
+	cr_assert_eq(errno, EAGAIN);
+	s.fd = sv[0];
+	w = wait_plain(&l);
+	w.sends = &s;
+	cr_assert_eq(store_wait_fd(st, &w, 50), 0);
+	cr_assert(s.done);
+	cr_assert_eq(s.res, -EAGAIN);
+	cr_assert_eq(store_inflight(st), 0);
+	store_close(st);
+	loop_fds_close(&l);
+	close(sv[0]);
+	close(sv[1]);
 }
