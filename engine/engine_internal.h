@@ -967,14 +967,18 @@ void eng_space_describe(const struct engine *eng, char *buf, size_t len);
  * each some of whose chunks are set aside gets a family checkpoint in its own log:
  * BEGIN, its layers' SET records, MAPS blocks of its layers' whole maps, then (once
  * those are acknowledged) END. eng->fckpt is set while any is in flight. */
+void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty);
 /* Start-up, before its first checkpoint: `fmaps` is not stored, so every slot of a
  * family run here may hold blocks of the family's newest complete checkpoint (its
  * MAPS, or an END that went on into the next segment): each counts one until the
- * family's next one completes (forget_fmaps), or the family gives it up short of room.
- * Freed as empty before that, an END-only segment took the newest checkpoint with it,
- * and a new owner read every segment above an older one (cluster_ec_read's flake). */
+ * family's next one completes (eng_fckpt_forget), or the family gives it up short of
+ * room. Freed as empty before that, an END-only segment took the newest checkpoint
+ * with it, and a new owner read every segment above an older one (cluster_ec_read's
+ * flake). */
 void eng_fckpt_pin_unknown(struct engine *eng);
-void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty);
+/* No slot of family uid counts blocks of a newest family checkpoint any more (a newer
+ * one will, or none: the family is not run here). */
+void eng_fckpt_forget(struct engine *eng, uint64_t uid);
 /* A MAPS or FCKPT entry retired at loc (layer.c): where a MAPS block landed. */
 void eng_fckpt_retired(struct engine_volume *vol, const struct summary_entry *e,
 		       const struct map_loc *loc);

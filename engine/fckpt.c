@@ -299,9 +299,7 @@ static void fc_put(struct eng_fckpt *fc)
 		fc_end(fc);
 }
 
-/* No MAPS block of family uid's own slots counts any more (a newer checkpoint's, or
- * none, will). */
-static void forget_fmaps(struct engine *eng, uint64_t uid)
+void eng_fckpt_forget(struct engine *eng, uint64_t uid)
 {
 	for (uint32_t i = 0; i < eng->slot_cap; i++) /* (remote entries too) */
 		if (eng->slots[i].family_uid == uid && !eng->slots[i].held)
@@ -330,7 +328,7 @@ static void completed(struct fckpt_fam *f)
 {
 	struct engine *eng = f->fc->eng;
 
-	forget_fmaps(eng, f->uid);
+	eng_fckpt_forget(eng, f->uid);
 	for (size_t i = 0; i < f->nruns; i++) {
 		struct slot *s = &eng->slots[f->runs[i].slot];
 
@@ -356,7 +354,7 @@ static void fam_done(struct fckpt_fam *f, int res)
 		/* the previous complete one is given up too: its MAPS slots may go, so
 		 * that a family whose checkpoints fail (a full store) cannot pin space;
 		 * an adoption then reads the whole log */
-		forget_fmaps(eng, f->uid);
+		eng_fckpt_forget(eng, f->uid);
 		seg_family_fckpt_owed(eng, f->uid, true);
 		eng->stats.family_checkpoints_failed++;
 		LOG_RATELIMITED(LOG_WARN, ENG_LOG, "family %llx: checkpoint at seq %llu not "
@@ -423,6 +421,9 @@ static bool sno_unsure(const struct engine *eng, uint64_t uid)
 	return !f || f->sno_unsure;
 }
 
+/* Family f's BEGIN, records and MAPS go into its log: 0, -ENOENT (it has no log of its
+ * own), -EAGAIN (its log has no open segment to write it to, and may not open one
+ * now), or the error of an append. */
 static int fam_begin(struct engine *eng, struct fckpt_fam *f, bool open_logs)
 {
 	struct engine_volume *log = family_head(eng, f->uid);
@@ -439,7 +440,7 @@ static int fam_begin(struct engine *eng, struct fckpt_fam *f, bool open_logs)
 	 * release later failed on it (cluster_handoff); so never one of an adopted
 	 * family not reserved since */
 	if (log->open_slot < 0 && !(open_logs && !sno_unsure(eng, f->uid)))
-		return -ENOENT;
+		return -EAGAIN;
 	f->log_id = log->rec.volume_id;
 	fb = calloc(1, sizeof(*fb));
 	req = fb ? eng_req_alloc(eng, body_done, f) : NULL;
@@ -545,18 +546,16 @@ struct stop_tally {
 	int first_err;
 };
 
-static void stop_count(struct engine *eng, struct stop_tally *t, uint64_t uid, int r)
+static void stop_count(struct stop_tally *t, int r)
 {
-	if (r == 0) {
+	if (r == 0)
 		t->begun++;
-	} else if (r == -ENOENT) {
-		if (family_head(eng, uid))
-			t->unsure++;
-		else
-			t->no_log++;
-	} else if (t->failed++ == 0) {
+	else if (r == -ENOENT)
+		t->no_log++;
+	else if (r == -EAGAIN)
+		t->unsure++;
+	else if (t->failed++ == 0)
 		t->first_err = r;
-	}
 }
 
 static void stop_said(uint64_t seq, const struct stop_tally *t)
@@ -619,15 +618,17 @@ void eng_fckpt_start(struct engine *eng, uint64_t seq, bool dirty)
 	eng->fckpt = fc;
 	for (size_t i = 0; i < n; i++) {
 		struct fckpt_fam *f = &fc->fams[i];
+		bool nowhere;
 		int r;
 
 		*f = (struct fckpt_fam){ .fc = fc, .uid = uids[i], .seq = seq };
 		r = fam_begin(eng, f, open_logs);
 		if (open_logs)
-			stop_count(eng, &tally, f->uid, r);
-		seg_family_fckpt_owed(eng, f->uid, r == -ENOENT); /* (a failure sets it again) */
-		if (r == -ENOENT)
-			fc_put(fc); /* not a failure: no log to write it to */
+			stop_count(&tally, r);
+		nowhere = r == -ENOENT || r == -EAGAIN;
+		seg_family_fckpt_owed(eng, f->uid, nowhere); /* (a failure sets it again) */
+		if (nowhere)
+			fc_put(fc); /* not a failure: no log, or no segment, to write it to */
 		else if (r < 0)
 			fam_done(f, r);
 	}
@@ -706,8 +707,7 @@ void eng_fckpt_pin_unknown(struct engine *eng)
 	for (uint32_t i = 0; i < eng->slot_cap; i++) {
 		struct slot *s = &eng->slots[i];
 
-		if (s->state != SLOT_FREE && !s->held && !s->dropped && !s->fmaps &&
-		    (i >= eng->sb.segment_count || !eng_frag_slot(eng, i)) &&
+		if (!s->fmaps && !s->held && sno_table_has(eng, s->family_uid, i) &&
 		    engine_family_here(eng, s->family_uid))
 			s->fmaps = 1;
 	}

@@ -131,10 +131,8 @@ void seg_family_layer_removed(struct engine *eng, uint64_t uid)
 	if (--f->nlayers)
 		return;
 	/* not run here any more (deleted, released): no newest family checkpoint of its
-	 * own to keep (fckpt.c; after a start every slot of it counted one) */
-	for (uint32_t i = 0; i < eng->slot_cap; i++)
-		if (eng->slots[i].family_uid == uid && !eng->slots[i].held)
-			eng->slots[i].fmaps = 0;
+	 * own to keep (after a start every slot of it counted one) */
+	eng_fckpt_forget(eng, uid);
 }
 
 /* Is slot s a slot of its family's own log (in use, not another node's copy)? A

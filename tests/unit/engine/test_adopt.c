@@ -1354,10 +1354,10 @@ Test(adopt, a_crash_after_the_commit_leaves_the_remote_entries)
 }
 
 /* A family checkpoint written with its segment all but full: its blocks go on into the
- * next segment, or fill the segment to its end (cluster_ec_read's clean-clone flake: a
- * new owner passed over the newest one, at the log's end in the tail of the segment it
- * had filled, and read 16 segments whole). Whatever the room left, the adoption loads
- * the newest one. */
+ * next segment, or fill the segment to its end (its END alone in the next one was what
+ * cluster_ec_read's clean-clone flake left after a restart: test_fckpt_log's
+ * the_newest_stays_loadable_after_a_restart). Whatever the room left, the adoption
+ * loads the newest one, its blocks read from both segments. */
 static uint32_t straddle_gap;
 
 static void src_write_straddle(void)

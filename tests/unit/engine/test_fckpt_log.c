@@ -356,7 +356,6 @@ Test(fckpt_log, the_newest_maps_survive_the_cleaner_and_older_ones_go)
  * that state. */
 Test(fckpt_log, a_stops_checkpoint_writes_the_owed_one_with_the_segment_exactly_full)
 {
-	static uint8_t buf[2 * BLK];
 	struct engine_volume *v;
 	struct engine_stats st0, st;
 	struct eng_sync s = { 0 };
@@ -368,16 +367,7 @@ Test(fckpt_log, a_stops_checkpoint_writes_the_owed_one_with_the_segment_exactly_
 	cr_assert_eq(engine_checkpoint(eng), 0);
 	expect_newest_loads(uid, &fd);
 	k0 = fd.k;
-	/* one-block batches (summary + data) until two blocks are left, then one of two */
-	while (eng->blocks_per_seg - eng->slots[v->open_slot].used != 3) {
-		int r = vwrite(v, lba++, 1, buf);
-		cr_assert_eq(r, 0, "write %llu: %d, slot %d used %u of %u",
-			     (unsigned long long)lba, r, v->open_slot,
-			     eng->slots[v->open_slot].used, eng->blocks_per_seg);
-		cr_assert_eq(eflush(), 0);
-	}
-	cr_assert_eq(vwrite(v, lba, 2, buf), 0);
-	cr_assert_eq(eflush(), 0);
+	fill_open_segment_to(v, &lba, 0);
 	cr_assert_eq(eng->slots[v->open_slot].used, eng->blocks_per_seg, "exactly full");
 	/* a replica set seals a full segment at once: the log has no open segment at the
 	 * stop (cluster_ec_read's failed runs) */
