@@ -3,7 +3,8 @@
  * One iteration: the idle hook and the tasks run until neither has more to do (the
  * engine's completions queue replies; the tasks send them), then the loop sleeps
  * once — in epoll_wait, or in the waiter (the engine's ring, which also watches the
- * epoll fd) — then dispatches fd events and due timers. */
+ * epoll fd, and makes the sends queued for the sleep) — then runs the sends' fns, then
+ * dispatches fd events and due timers. */
 #include "common/loop.h"
 #include "common/stages.h"
 

@@ -23,7 +23,9 @@
  * sleeps and wakes for either. That poll takes one CQ entry, kept aside for it. On
  * kernels with IORING_OP_EPOLL_WAIT (6.15) the poll is an epoll_wait in the ring: it
  * completes with the loop's events already collected, and the loop makes no
- * epoll_wait of its own.
+ * epoll_wait of its own. The loop's sends (loop.h's loop_send) go into that same
+ * io_uring_enter as SENDs with MSG_DONTWAIT: each completes in the submit, takes a CQ
+ * entry (in_ring counts it) and is reaped before store_wait_fd() returns.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
