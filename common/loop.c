@@ -3,7 +3,8 @@
  * One iteration: the idle hook and the tasks run until neither has more to do (the
  * engine's completions queue replies; the tasks send them), then the loop sleeps
  * once — in epoll_wait, or in the waiter (the engine's ring, which also watches the
- * epoll fd) — then dispatches fd events and due timers. */
+ * epoll fd, and makes the sends queued for the sleep) — then runs the sends' fns, then
+ * dispatches fd events and due timers. */
 #include "common/loop.h"
 #include "common/stages.h"
 
@@ -227,12 +228,16 @@ int loop_send_queue(struct loop *lp, struct loop_send *s)
 	return 0;
 }
 
-/* Unlinks s from the list at *head; returns whether it was there. */
-static bool send_unlink(struct loop_send **head, struct loop_send *s)
+/* Unlinks s from the list at *head, and its tail link *tail (if kept) when s was
+ * last; returns whether it was there. */
+static bool send_unlink(struct loop_send **head, struct loop_send ***tail,
+			struct loop_send *s)
 {
 	for (struct loop_send **p = head; *p; p = &(*p)->next) {
 		if (*p == s) {
 			*p = s->next;
+			if (tail && *tail == &s->next)
+				*tail = p;
 			return true;
 		}
 	}
@@ -244,13 +249,8 @@ void loop_send_cancel(struct loop *lp, struct loop_send *s)
 	if (!s->queued)
 		return;
 	s->queued = false;
-	if (send_unlink(&lp->sends, s)) {
-		lp->sends_tail = &lp->sends;
-		while (*lp->sends_tail)
-			lp->sends_tail = &(*lp->sends_tail)->next;
-		return;
-	}
-	send_unlink(&lp->sent, s);
+	if (!send_unlink(&lp->sends, &lp->sends_tail, s))
+		send_unlink(&lp->sent, NULL, s);
 }
 
 /* After the sleep: the sends the waiter did not make are made here, then each one's

@@ -4,9 +4,10 @@
  * server sends the replies those completions queued), and an optional waiter that
  * sleeps instead of epoll_wait (the engine's io_uring, which also watches the epoll
  * fd: one system call sleeps for I/O completions and sockets alike, and on recent
- * kernels collects the sockets' events too). A waiter may keep a collection into
- * the loop's event buffer pending across waits: stop it (close the engine) before
- * loop_destroy().
+ * kernels collects the sockets' events too; it may also make the sends queued for
+ * the sleep, loop_send, in that same system call). A waiter may keep a collection
+ * into the loop's event buffer pending across waits: stop it (close the engine)
+ * before loop_destroy().
  *
  * Threading: a loop and its watchers belong to the thread that runs loop_run().
  * loop_stop() may be called from a signal handler or another thread.

@@ -35,9 +35,10 @@
 # and images are deleted afterwards (KEEP=1 keeps them), every process stopped by
 # PID (the cluster by quickstart.sh --stop).
 #
-# Environment: JOBS (a subset of the jobs above, e.g. JOBS=randwrite-4k-qd1), RUNTIME=10 (seconds per job), SIZE=1G (bytes each job covers),
-# STORE_SIZE (each node's store; default 6 x SIZE, at least 2G), QUILLD (a quilld
-# beside its quill and quill-peer), KEEP=1.
+# Environment: JOBS (a subset of the jobs above, e.g. JOBS=randwrite-4k-qd1),
+# RUNTIME=10 (seconds per job), SIZE=1G (bytes each job covers), STORE_SIZE (each
+# node's store; default 6 x SIZE, at least 2G), QUILLD (a quilld beside its quill and
+# quill-peer), KEEP=1.
 set -euo pipefail
 
 # ROOT, QUILLD, QUILL, RUNTIME, SIZE, SIZE_BYTES; bench_need, bench_out, bench_track,

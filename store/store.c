@@ -23,7 +23,9 @@
  * sleeps and wakes for either. That poll takes one CQ entry, kept aside for it. On
  * kernels with IORING_OP_EPOLL_WAIT (6.15) the poll is an epoll_wait in the ring: it
  * completes with the loop's events already collected, and the loop makes no
- * epoll_wait of its own.
+ * epoll_wait of its own. The loop's sends (loop.h's loop_send) go into that same
+ * io_uring_enter as SENDs with MSG_DONTWAIT: each completes in the submit, takes a CQ
+ * entry (in_ring counts it) and is reaped before store_wait_fd() returns.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -652,13 +654,13 @@ static bool poll_matches(const struct store *st, const struct loop_wait *w)
 
 /* w's sends go into the SQ as non-blocking SENDs (MSG_DONTWAIT: a full socket
  * completes -EAGAIN at once, never waits in the ring, so buf is the kernel's only
- * during the submit), as far as the CQ has room; the loop makes the others. Returns
- * how many went in. */
-static unsigned sends_arm(struct store *st, struct loop_send *sends)
+ * during the submit), as far as the CQ has room (sends_in_ring counts them); the loop
+ * makes the others. Returns the first that did not go in, or NULL. */
+static struct loop_send *sends_arm(struct store *st, struct loop_send *sends)
 {
-	unsigned n = 0;
+	struct loop_send *ls = sends;
 
-	for (struct loop_send *ls = sends; ls && st->in_ring < st->max_in_ring; ls = ls->next) {
+	for (; ls && st->in_ring < st->max_in_ring; ls = ls->next) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
 
 		if (!sqe)
@@ -668,18 +670,8 @@ static unsigned sends_arm(struct store *st, struct loop_send *sends)
 		io_uring_sqe_set_data(sqe, (void *)((uintptr_t)ls | SEND_TAG));
 		st->in_ring++;
 		st->sends_in_ring++;
-		n++;
 	}
-	return n;
-}
-
-static unsigned sends_count(const struct loop_send *sends)
-{
-	unsigned n = 0;
-
-	for (; sends; sends = sends->next)
-		n++;
-	return n;
+	return ls;
 }
 
 /* The ring failed to take its SQ: sends still in it (prepared, or handed to the
@@ -724,7 +716,6 @@ static int sends_reap(struct store *st)
 
 int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 {
-	unsigned nsends;
 	bool stale;
 	int r;
 
@@ -739,12 +730,12 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 		if (r < 0)
 			return r;
 	}
-	nsends = sends_arm(st, w->sends);
-	if (nsends < sends_count(w->sends))
+	if (sends_arm(st, w->sends))
 		timeout_ms = 0; /* the loop makes the rest after this call: no sleep */
-	/* each send's CQE is one more to wait for (its completion wakes nothing) */
+	/* each send in the ring's CQE is one more to wait for (its completion wakes
+	 * nothing) */
 	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms,
-			    (w->min_events ? w->min_events : 1) + nsends);
+			    (w->min_events ? w->min_events : 1) + st->sends_in_ring);
 	if (r < 0) {
 		int rs = sends_reap(st);
 

@@ -95,6 +95,11 @@ int store_reap(struct store *st);
  * w->min_events > 1: the sleep lasts until that many completions (the watch's
  * counts one) or the timeout, not until the first: the caller knows that a lone one
  * would wake it for nothing (engine.h's engine_wait_fd).
+ * w->sends (loop.h's loop_send): each goes into this call's submit as a non-blocking
+ * IORING_OP_SEND (a full socket: -EAGAIN), and has its res with done set when the call
+ * returns, so their buffers are the caller's again; their completions end no sleep.
+ * One the CQ has no room for is left not done, and then the call does not sleep; on a
+ * ring failure those the ring did not take are left not done (the caller makes them).
  * Returns the number of callbacks run, or -errno. */
 struct loop_wait;
 int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms);

@@ -274,14 +274,18 @@ static void on_sent(void *arg, long res)
 }
 
 /* A waiter that takes sends but made none (its ring failed, say): the loop makes
- * them itself after the call, then their fns run before the fds' events. */
+ * them itself after the call, then their fns run before the fds' events. It does
+ * not sleep: it says whether epfd is readable now. */
 static int waiter_makes_no_sends(void *arg, struct loop_wait *w, int timeout_ms)
 {
+	struct pollfd pfd = { .fd = w->epfd, .events = POLLIN };
+
 	(void)arg;
 	(void)timeout_ms;
 	note(w->sends ? 'w' : 'W');
 	if (++f.waits >= f.stop_after)
 		loop_stop(f.lp);
+	w->ready = poll(&pfd, 1, 0) > 0;
 	return 0;
 }
 
@@ -302,9 +306,12 @@ Test(loop, sends_not_made_by_the_waiter_are_made_by_the_loop_after_the_sleep)
 	cr_assert_eq(loop_send_queue(f.lp, &a), 0);
 	cr_assert_eq(loop_send_queue(f.lp, &a), -EBUSY);
 	cr_assert_eq(loop_send_queue(f.lp, &b), 0);
+	cr_assert_eq(loop_watch_add(f.lp, f.pipe[0], LOOP_READ, pipe_ready, NULL, &f.watch), 0);
+	cr_assert_eq(write(f.pipe[1], "x", 1), 1);
 	f.stop_after = 2;
 	cr_assert_eq(loop_run(f.lp), 0);
-	cr_assert_str_eq(trace, "wSSW", "one sleep with both sends, their fns, then none");
+	cr_assert_str_eq(trace, "wSSFW",
+			 "one sleep with both sends, their fns, the fd's event, then none");
 	cr_assert_eq(sent_res[0], 2);
 	cr_assert_eq(sent_res[1], 2);
 	cr_assert_eq(read(sv[1], got, sizeof(got)), 4);
@@ -331,6 +338,41 @@ Test(loop, a_cancelled_send_is_not_made_and_its_fn_does_not_run)
 	cr_assert_eq(loop_run(f.lp), 0);
 	cr_assert_str_eq(trace, "W");
 	cr_assert_eq(read(sv[1], &c, 1), -1, "nothing was sent");
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* A fn that cancels its arg's send (another one made in the same sleep). */
+static void on_sent_cancels(void *arg, long res)
+{
+	(void)res;
+	note('A');
+	loop_send_cancel(f.lp, arg);
+}
+
+Test(loop, a_send_cancelled_from_another_sends_fn_is_made_but_its_fn_does_not_run)
+{
+	struct loop_send c = { .buf = "ef", .len = 2, .fn = on_sent };
+	struct loop_send b = { .buf = "cd", .len = 2, .fn = on_sent };
+	struct loop_send a = { .buf = "ab", .len = 2, .fn = on_sent_cancels, .arg = &c };
+	char got[8] = { 0 };
+	int sv[2];
+
+	nsent = 0;
+	loop_set_wait(f.lp, waiter_makes_no_sends, NULL);
+	loop_set_wait_sends(f.lp, true);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	a.fd = b.fd = c.fd = sv[0];
+	cr_assert_eq(loop_send_queue(f.lp, &a), 0);
+	cr_assert_eq(loop_send_queue(f.lp, &b), 0);
+	loop_send_cancel(f.lp, &b); /* the last: c comes after a */
+	cr_assert_eq(loop_send_queue(f.lp, &c), 0);
+	f.stop_after = 1;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "wA", "c's fn does not run once a's cancelled it");
+	cr_assert_not(c.queued);
+	cr_assert_eq(read(sv[1], got, sizeof(got)), 4);
+	cr_assert_str_eq(got, "abef", "both made in the sleep, b not");
 	close(sv[0]);
 	close(sv[1]);
 }

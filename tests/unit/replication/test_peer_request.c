@@ -4,8 +4,9 @@
  * of order, a reply later than its timeout, a close with requests in flight (every
  * callback runs once), replies to a connection that closed (dropped, never a use
  * after free: run under ASan in build-san), no serve hook, a malformed reply, the
- * calls' refusals, a peer that does not read its replies stalling no one else, and
- * one recv per frame (recv is wrapped here to count the calls that found nothing). */
+ * calls' refusals, a peer that does not read its replies stalling no one else, one
+ * recv per frame (recv is wrapped here to count the calls that found nothing), and
+ * the sends handed to the loop's sleep (short ones, a frame added after the hand-over). */
 #include "replication/peer.h"
 
 #include <arpa/inet.h>
@@ -13,6 +14,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -809,5 +811,109 @@ Test(peer_request, layer_read_checks_every_block)
 		     "no family");
 	cr_assert_eq(layer_read(cl.c, FAMILY, 0, 0, 1, buf, 0, layer_done, NULL), -EINVAL,
 		     "no layer");
+	cr_assert_eq(cl.closes, 0);
+}
+
+/* ---- the sends in the loop's sleep (loop.h's loop_send, as quilld's ring makes them) ---- */
+
+#define SLEEP_SEND_MAX (256u << 10)
+static unsigned sleep_sends, sleep_sends_short;
+
+/* A waiter like quilld's (store_wait_fd): it makes the loop's sends before it sleeps,
+ * non-blocking, at most SLEEP_SEND_MAX bytes of each (a larger frame goes out in
+ * short sends: the connection's LOOP_WRITE fallback), then sleeps in poll() on epfd. */
+static int waiter_sends(void *arg, struct loop_wait *w, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = w->epfd, .events = POLLIN };
+	int r;
+
+	(void)arg;
+	for (struct loop_send *s = w->sends; s; s = s->next) {
+		size_t len = s->len < SLEEP_SEND_MAX ? s->len : SLEEP_SEND_MAX;
+		ssize_t n = send(s->fd, s->buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		s->res = n < 0 ? -errno : (long)n;
+		s->done = true;
+		sleep_sends++;
+		sleep_sends_short += s->res < (long)s->len;
+	}
+	r = poll(&pfd, 1, timeout_ms);
+	if (r < 0)
+		return -errno;
+	w->ready = r > 0;
+	return 0;
+}
+
+static void sends_in_the_sleep(void)
+{
+	loop_set_wait(lp, waiter_sends, NULL);
+	loop_set_wait_sends(lp, true);
+	sleep_sends = sleep_sends_short = 0;
+}
+
+/* Large frames both ways with every send handed to the sleep, most of them short:
+ * each goes on from where the last one stopped (the LOOP_WRITE watch, then the next
+ * sleep), and every byte arrives once, in order. */
+Test(peer_request, large_frames_through_short_sends_in_the_sleep)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call big = { .done = &done, .stop_at = 3 }, small = big, rd = big;
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_READ, .sno = 2, .block = 9,
+				   .nblocks = PEER_SEG_READ_MAX_BLOCKS };
+
+	sends_in_the_sleep();
+	connect_ready(&cl, true);
+	cr_assert_eq(send_append(&cl, 1, 256, 0x5a, 3, 0, 5000, &big), 0); /* 1 MiB */
+	cr_assert_eq(send_append(&cl, 257, 1, 0x11, 1, 0, 5000, &small), 0);
+	rd.want_block = 9;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 5000, &rd), 0); /* a 4 MiB reply */
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(done, 3);
+	cr_assert_eq(srv.served, 3);
+	cr_assert_eq(srv.bad_crc, 0, "every append's data arrived whole");
+	cr_assert_eq(big.rep.length, 257);
+	cr_assert_eq(small.rep.length, 258);
+	cr_assert_eq(rd.rep.nblocks, PEER_SEG_READ_MAX_BLOCKS);
+	cr_assert(rd.data_ok, "the READ's 4 MiB arrived as sent");
+	cr_assert_geq(sleep_sends_short, 4 + 16, "the frames went in short sends: %u of %u",
+		      sleep_sends_short, sleep_sends);
+	cr_assert_eq(cl.closes, 0);
+}
+
+static struct cli *late_cl;
+static struct call *late_k;
+
+static void append_late(void *arg)
+{
+	(void)arg;
+	cr_assert_eq(send_append(late_cl, 1, 1, 0x22, 1, 0, 1000, late_k), 0);
+}
+
+/* A frame queued after the connection handed its output to the sleep (a task that
+ * runs after the connection's): the send is taken back and handed again with both
+ * frames, one send per side, neither frame twice. */
+Test(peer_request, a_frame_queued_after_the_hand_over_goes_with_it)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call a = { .done = &done, .stop_at = 2 }, b = a;
+	struct loop_task *t;
+
+	sends_in_the_sleep();
+	connect_ready(&cl, true);
+	late_cl = &cl;
+	late_k = &b;
+	cr_assert_eq(loop_task_create(lp, append_late, NULL, &t), 0);
+	cr_assert_eq(send_append(&cl, 0, 1, 0x11, 1, 0, 1000, &a), 0); /* kicks the conn's task */
+	loop_task_schedule(t);                                           /* after it */
+	sleep_sends = 0;
+	cr_assert_eq(loop_run(lp), 0);
+	loop_task_destroy(t);
+	cr_assert_eq(done, 2);
+	cr_assert_eq(srv.served, 2, "each frame once");
+	cr_assert_eq(a.rep.length, 1);
+	cr_assert_eq(b.rep.length, 2);
+	cr_assert_eq(sleep_sends, 2, "the requests in one send, the replies in one");
 	cr_assert_eq(cl.closes, 0);
 }

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -923,15 +924,37 @@ static void send_noop(void *arg, long res)
 	(void)res;
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Reads what fd (non-blocking) holds; returns the bytes. */
+static size_t sock_drain(int fd)
+{
+	static char buf[1 << 16];
+	size_t total = 0;
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		total += (size_t)n;
+	cr_assert(n == 0 || errno == EAGAIN);
+	return total;
+}
+
 /* A send handed to the wait goes out in its system call: the bytes are on the peer
  * socket when it returns, with the result, and the sleep still waits for a wake-up
- * of its own (here the epoll fd), not for the send's completion. */
+ * of its own (here none: its whole 50 ms), not for the send's completion. */
 Test(store, wait_fd_makes_the_loops_sends_in_the_sleep)
 {
 	struct store *st = store_make("waitsend", MIB, 0);
 	struct loop_send s = { .buf = "abcdef", .len = 6, .fn = send_noop };
 	struct loop_fds l;
 	struct loop_wait w;
+	uint64_t t0;
 	int sv[2];
 	char got[8] = { 0 };
 
@@ -940,7 +963,9 @@ Test(store, wait_fd_makes_the_loops_sends_in_the_sleep)
 	s.fd = sv[0];
 	w = wait_plain(&l);
 	w.sends = &s;
+	t0 = mono_ms();
 	cr_assert_eq(store_wait_fd(st, &w, 50), 0);
+	cr_assert_geq(mono_ms() - t0, 45, "the send's completion ended the sleep");
 	cr_assert(s.done, "the store made the send");
 	cr_assert_eq(s.res, 6);
 	cr_assert_not(w.ready, "the send's completion is no wake-up of the fd");
@@ -961,12 +986,14 @@ Test(store, a_send_to_a_full_socket_completes_eagain_in_the_sleep)
 	struct loop_send s = { .buf = "x", .len = 1, .fn = send_noop };
 	struct loop_fds l;
 	struct loop_wait w;
+	size_t filled = 0;
+	ssize_t n;
 	int sv[2];
 
 	loop_fds_open(&l);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	while (write(sv[0], fill, sizeof(fill)) > 0)
-		;
+	while ((n = write(sv[0], fill, sizeof(fill))) > 0)
+		filled += (size_t)n;
 	cr_assert_eq(errno, EAGAIN);
 	s.fd = sv[0];
 	w = wait_plain(&l);
@@ -974,7 +1001,11 @@ Test(store, a_send_to_a_full_socket_completes_eagain_in_the_sleep)
 	cr_assert_eq(store_wait_fd(st, &w, 50), 0);
 	cr_assert(s.done);
 	cr_assert_eq(s.res, -EAGAIN);
-	cr_assert_eq(store_inflight(st), 0);
+	/* nothing left in the ring: with room made, the next sleep sends nothing */
+	cr_assert_eq(sock_drain(sv[1]), filled);
+	w = wait_plain(&l);
+	cr_assert_eq(store_wait_fd(st, &w, 10), 0);
+	cr_assert_eq(sock_drain(sv[1]), 0, "the send was kept in the ring and made later");
 	store_close(st);
 	loop_fds_close(&l);
 	close(sv[0]);
