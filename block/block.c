@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/volspec.h"
 
@@ -27,16 +26,6 @@
  * free per guest I/O showed as ~10% of quilld's CPU under vhost (bench_vhost.sh). A
  * queue depth's worth is enough. */
 #define BLK_SPARE_MAX 128u
-
-/* CLOCK_MONOTONIC in µs: a request's latency, for the engine's client load (a vDSO
- * call, no system call). */
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* ---- specs, open, close ---- */
 
@@ -365,7 +354,7 @@ static struct blk_io *io_new(struct blk_dev *dev, uint64_t off, uint64_t len, un
 	io->flags = flags;
 	io->cb = cb;
 	io->arg = arg;
-	io->start_us = mono_us();
+	io->start_us = engine_client_io_start(dev->eng);
 	if (dev->guard)
 		dev->inflight++;
 	return io;
@@ -403,7 +392,7 @@ void blk_io_complete(struct blk_io *io)
 	int err = io->err;
 
 	/* what the client waited, the guard's hold included: the catch-up yields to it */
-	engine_client_io_done(io->dev->eng, mono_us() - io->start_us);
+	engine_client_io_done(io->dev->eng, io->start_us);
 	io_free(io);
 	cb(arg, err);
 }

@@ -50,7 +50,7 @@ struct blk_io {
 	void (*next)(struct blk_io *io);
 	blk_cb cb;
 	void *arg;
-	uint64_t start_us;               /* when it arrived (block.c's mono_us) */
+	uint64_t start_us;               /* engine_client_io_start() as it arrived */
 	/* range lock */
 	bool locked;
 	struct blk_io *lk_prev, *lk_next;

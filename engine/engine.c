@@ -464,10 +464,22 @@ void engine_close(struct engine *eng)
 	free_engine(eng);
 }
 
-void engine_client_io_done(struct engine *eng, uint64_t latency_us)
+void engine_client_load_watch(struct engine *eng)
 {
+	eng->client_load_on = true;
+}
+
+uint64_t engine_client_io_start(const struct engine *eng)
+{
+	return eng->client_load_on ? log_clock_us() : 0; /* the vDSO: no system call */
+}
+
+void engine_client_io_done(struct engine *eng, uint64_t start_us)
+{
+	if (!start_us)
+		return; /* not watched when it arrived */
 	eng->client_load.ops++;
-	eng->client_load.busy_us += latency_us;
+	eng->client_load.busy_us += log_clock_us() - start_us;
 }
 
 void engine_get_client_load(const struct engine *eng, struct engine_client_load *out)

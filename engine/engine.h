@@ -453,14 +453,19 @@ struct engine_stats {
 void engine_get_stats(const struct engine *eng, struct engine_stats *out);
 
 /* Client I/O served on this node: the block layer's requests (every front end) that
- * ended, and the sum of their latencies, since the engine opened. Cheap to read: the
- * catch-up reads it every interval to yield to the clients (replication/catchup_rate.h).
- * The block layer adds each request as it ends. */
+ * ended, and the sum of their latencies, counted once engine_client_load_watch() was
+ * called (the catch-up's adaptive rate, replication/catchup_rate.h, reads it every
+ * interval to yield to the clients). Until then a request reads no clock: a single
+ * node, or a fixed catch-up rate, pays nothing per request for it.
+ * The block layer: engine_client_io_start() as a request arrives (0: not counted),
+ * engine_client_io_done() with that as it ends. */
 struct engine_client_load {
 	uint64_t ops;
 	uint64_t busy_us;
 };
-void engine_client_io_done(struct engine *eng, uint64_t latency_us);
+void engine_client_load_watch(struct engine *eng);
+uint64_t engine_client_io_start(const struct engine *eng);
+void engine_client_io_done(struct engine *eng, uint64_t start_us);
 void engine_get_client_load(const struct engine *eng, struct engine_client_load *out);
 
 /* Runs the cleaner until at least want_free slots are free or nothing is worth

@@ -281,6 +281,7 @@ struct engine {
 	size_t nops, ops_cap;
 
 	struct engine_client_load client_load; /* engine_client_io_done() */
+	bool client_load_on;                   /* engine_client_load_watch() */
 
 	struct ioreq *free_reqs;
 	struct batch *free_batches;

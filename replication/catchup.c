@@ -956,6 +956,8 @@ int catchup_create(struct replicas *rs, unsigned mbps, unsigned client_share,
 	c->tick_ms = loop_now_ms();
 	catchup_budget_init(&c->budget, c->ctl.rate,
 			    (uint64_t)CATCHUP_CHUNK_BLOCKS * ENGINE_BLOCK_SIZE, c->tick_ms);
+	if (client_share)
+		engine_client_load_watch(rs->eng);
 	engine_get_client_load(rs->eng, &c->load);
 	if (recscan_create(rs, LOG_TAG, &scan_periods, &scan_ops, c, &c->scan) < 0)
 		goto err_free;

@@ -33,9 +33,11 @@
  * max_inflight segments at a time. Its rate follows this node's clients
  * (catchup_rate.h): every CATCHUP_RATE_INTERVAL_MS it is set from their requests and
  * latency in the interval, between a floor and the ceiling (`mbps`), so that they keep
- * client_share% of their throughput; with no client it climbs to the ceiling. Scans: one range read of the family's records
- * every second while some sealed record has fewer than R holders, else every 30 s,
- * and soon after the map changes, a holder fails or a segment below R is sealed.
+ * client_share% of their throughput; with no client it climbs to the ceiling.
+ *
+ * Scans: one range read of the family's records every second while some sealed record
+ * has fewer than R holders, else every 30 s, and soon after the map changes, a holder
+ * fails or a segment below R is sealed.
  *
  * Threading: the loop's thread (the engine's), like replica.c.
  */

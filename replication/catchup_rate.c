@@ -1,5 +1,5 @@
 /* replication/catchup_rate.c — the catch-up's budget, adapted to the clients'
- * latency (catchup_rate.h). Pure: no clock, no I/O.
+ * requests and latency (catchup_rate.h). Pure: no clock, no I/O.
  */
 #include "replication/catchup_rate.h"
 

@@ -1,5 +1,5 @@
 /* replication/catchup_rate.h — the catch-up's budget, adapted to the clients
- * (docs/replication.md, "Throttle"). Pure: fed one interval's figures at a time, it
+ * (docs/replication.md, "Adaptive rate"). Pure: fed one interval's figures at a time, it
  * answers the rate the catch-up (and the rebuild, which is a catch-up) may spend next.
  *
  * The goal (issue 13): clients keep at least half of their throughput while a rebuild

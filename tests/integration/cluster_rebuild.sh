@@ -138,12 +138,14 @@ wait "$WATCH" || fail "cluster status --watch failed: $(tail -3 "$WORK/watch.log
 grep -q '^rb .*\[[#-]*\] *[0-9]*%' "$WORK/watch.log" || fail "no progress bar in --watch: $(head -5 "$WORK/watch.log")"
 grep -q "nothing left to rebuild" "$WORK/watch.log" || fail "--watch: $(tail -3 "$WORK/watch.log")"
 # the budget and why, in each line (the adaptive rate: --catchup-mbps 4 is its ceiling
-# and its floor here; 0 while it probes the clients alone)
-grep -q '^rb .* budget [0-9.]* MB/s ([a-z]' "$WORK/watch.log" ||
+# and its floor here, so it is 4 MB/s, or 0 while it probes the clients alone)
+grep -Eq '^rb .* budget (4\.0|0\.0) MB/s \([a-z]' "$WORK/watch.log" ||
 	fail "--watch shows no budget: $(grep '^rb ' "$WORK/watch.log" | head -3)"
 python3 -c 'import json, sys
 cu = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-assert 0 <= cu["budget_bytes_per_second"] <= 4000000 and cu["budget_why"], cu' "$WORK/progress.json" ||
+assert cu["budget_bytes_per_second"] in (0, 4000000) and cu["budget_why"] in (
+    "nothing to copy", "clients idle", "clients busy, within their share",
+    "throttled: clients busy", "probing the clients alone"), cu' "$WORK/progress.json" ||
 	fail "cluster status --json: no budget in $(tail -1 "$WORK/progress.json")"
 log "node1 out: $N1 segments rebuilt, every sealed segment on 3 holders without node1; --watch drew $(grep -c '^rb ' "$WORK/watch.log") lines and ended"
 

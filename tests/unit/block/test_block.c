@@ -413,3 +413,22 @@ Test(block, list_names_every_volume_then_its_snapshots)
 	cr_assert_eq(blk_list(eng, note_spec, &l), 7, "fn's value stops the listing");
 	cr_assert_eq(l.n, 2u);
 }
+
+/* The engine's client load (the catch-up's adaptive rate reads it) counts requests
+ * only once watched: before, a request reads no clock and counts nothing. */
+Test(block, client_load_counts_requests_once_watched)
+{
+	struct engine_client_load l;
+	uint8_t buf[BS];
+
+	pattern(buf, sizeof(buf), 3);
+	cr_assert_eq(bwrite(0, BS, buf), 0);
+	engine_get_client_load(eng, &l);
+	cr_assert_eq(l.ops, 0);
+	cr_assert_eq(l.busy_us, 0);
+	engine_client_load_watch(eng);
+	cr_assert_eq(bwrite(BS, BS, buf), 0);
+	cr_assert_eq(bread(0, BS, buf), 0);
+	engine_get_client_load(eng, &l);
+	cr_assert_eq(l.ops, 2);
+}

@@ -28,8 +28,8 @@ static uint64_t ticks(struct catchup_rate *r, int n, uint64_t ops, uint64_t lat_
 	return rate;
 }
 
-/* r with a base of base_us learned while nothing was copied, then one interval of work
- * within the share (so that no probe is due) */
+/* r with a base of base_us learned in one busy interval while nothing was copied (no
+ * probe is due until CATCHUP_RATE_PROBE_EVERY_MS of work) */
 static void with_base(struct catchup_rate *r, uint64_t ceiling, uint64_t base_us)
 {
 	catchup_rate_init(r, ceiling, 60);
