@@ -86,7 +86,7 @@ log "no replica of a striped segment is left on nodes 1-3 ($F fragments held the
 
 # frag C [NODE]: node NODE's (0) counter C of reads from fragments of VOL
 frag() { ec_frag_counter "$VOL" "$@"; }
-counters() { echo "runs $(frag runs "$@") requests $(frag requests "$@") degraded $(frag degraded "$@") decodes $(frag decodes "$@") failed $(frag failed "$@")"; }
+counters() { ec_frag_counters "$VOL" "$@"; }
 
 # verify LABEL [NODE]: fio reads every block through node NODE (0) and checks it
 verify()

@@ -44,7 +44,7 @@ ec_owner_drops "$E" 1
 log "records: $S sealed, $E encoded, $B with no holder; the owner dropped $(ec_owner_dropped) own copies"
 
 frag() { ec_frag_counter "$VOL" "$@"; }
-counters() { echo "runs $(frag runs) requests $(frag requests) degraded $(frag degraded) decodes $(frag decodes) failed $(frag failed) split $(frag split)"; }
+counters() { ec_frag_counters "$VOL"; }
 verify()
 {
 	fio_verify_only "$1" w

@@ -209,9 +209,14 @@ print("sealed %d encoded %d bare %d" % (len(sealed), len(enc), sum(1 for r in en
 
 # ec_frag_counter VOL C [NODE]: node NODE's (0) counter C of VOL's reads from fragments
 # (volume info --json: runs, requests, degraded, decodes, failed, split)
-ec_frag_counter()
+ec_frag_counter() { ec_frag_json "${3:-0}" "$1" "$2"; }
+# ec_frag_counters VOL [NODE]: all of them, from one volume info: "runs R requests Q
+# degraded D decodes C failed F split S"
+ec_frag_counters() { ec_frag_json "${2:-0}" "$1" runs requests degraded decodes failed split; }
+# ec_frag_json NODE VOL C...: C's value, or "C value" of each of several
+ec_frag_json()
 {
-	qn "${3:-0}" --json volume info "$1" | python3 -c '
+	qn "$1" --json volume info "$2" | python3 -c '
 import json, sys
 def find(o, k):
     if isinstance(o, dict):
@@ -222,8 +227,9 @@ def find(o, k):
             if r is not None:
                 return r
     return None
-v = find(json.load(sys.stdin), sys.argv[1])
-print(0 if v is None else v)' "frag_$2"
+info = json.load(sys.stdin)
+vals = [find(info, "frag_" + k) or 0 for k in sys.argv[1:]]
+print(vals[0] if len(vals) == 1 else " ".join("%s %s" % kv for kv in zip(sys.argv[1:], vals)))' "${@:3}"
 }
 
 # ec_naming VOL NODE: how many of VOL's stripes name NODE among their fragments
