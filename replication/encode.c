@@ -732,18 +732,22 @@ static void domains_short(struct efam *ef, const struct family *f, unsigned wait
  * try read and encoded the whole segment to fail at its puts, -EMSGSIZE, and the next
  * scan tried again). Cutting a put in parts is not built (docs/erasure-coding.md). */
 static void too_long(struct efam *ef, const struct family *f, unsigned n, unsigned k,
-		     unsigned m)
+		     unsigned m, uint32_t longest)
 {
 	char why[sizeof(ef->st.why)];
 
+	if (!n) {
+		ef->large_logged = false;
+		return;
+	}
 	snprintf(why, sizeof(why), "%u segments stay replicated: their %u+%u fragments are "
 		 "larger than a FRAG_PUT (segments of at most %u blocks encode)", n, k, m,
-		 ec_frag_max_seg_blocks(k, PEER_FRAG_PUT_MAX_BLOCKS));
-	if (n && !ef->st.why[0]) /* (too few domains is said first) */
+		 longest);
+	if (!ef->st.why[0]) /* (too few domains is said first) */
 		memcpy(ef->st.why, why, sizeof(why));
-	if (n && !ef->large_logged)
+	if (!ef->large_logged)
 		log_msg(LOG_WARN, LOG_TAG, "volume %s: %s", f->name, why);
-	ef->large_logged = n > 0;
+	ef->large_logged = true;
 }
 
 /* Is some fragment of st on a node that is not connected now (this node's own is)? */
@@ -764,11 +768,13 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	struct encoder *e = ctx;
 	struct efam *ef = efam_get(e, f->uid);
 	unsigned domains, k, m, waiting = 0, longer = 0;
+	uint32_t longest; /* blocks of a segment whose fragments fit a FRAG_PUT */
 	bool busy = false;
 
 	if (!ef || !replica_family_ec(e->rs, f, &k, &m))
 		return true; /* not known: look again soon */
 	domains = domains_now(e->rs);
+	longest = ec_frag_max_seg_blocks(k, PEER_FRAG_PUT_MAX_BLOCKS);
 	ef->st.replicated = ef->st.encoded = ef->st.encoded_bare = ef->st.degraded = 0;
 	cands_drop(e, f->uid);
 	for (size_t i = 0; i < n; i++) {
@@ -796,7 +802,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			busy |= have == -EBUSY; /* its last appends still being written */
 			continue; /* not here whole: reading from a holder is not built */
 		}
-		if ((uint32_t)have > ec_frag_max_seg_blocks(k, PEER_FRAG_PUT_MAX_BLOCKS)) {
+		if ((uint32_t)have > longest) {
 			longer++;
 			continue;
 		}
@@ -810,7 +816,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	ef = efam_get(e, f->uid); /* (a job started may have grown e->fams: ef moved) */
 	if (ef) {
 		domains_short(ef, f, waiting, domains, k, m);
-		too_long(ef, f, longer, k, m);
+		too_long(ef, f, longer, k, m, longest);
 	}
 	return busy || waiting > 0;
 }

@@ -610,22 +610,20 @@ static bool fr_decode(struct fragread *fr)
 	return true;
 }
 
-/* A phase, or a range of rows of the second, ended (no request in flight): the next
- * range, or the end. */
+/* A phase, or a range of rows of the second, ended (no request in flight): the range's
+ * decode, then the next range, or the end. */
 static void fr_step(struct fragread *fr)
 {
-	if (!fr->degraded) {
-		if (fr_missing(fr))
-			fr_degrade(fr);
-	} else if (fr_missing(fr) && !fr_decode(fr)) {
-		fr_end(fr);
-		return;
-	}
-	while (fr->degraded && fr_missing(fr) && fr_rows_ask(fr)) {
+	bool go = fr_missing(fr);
+
+	if (go && !fr->degraded)
+		fr_degrade(fr);
+	else if (go)
+		go = fr_decode(fr); /* the range just read */
+	while (go && fr_missing(fr) && fr_rows_ask(fr)) {
 		if (fr->pending)
 			return;
-		if (!fr_decode(fr)) /* every fragment was lost at once */
-			break;
+		go = fr_decode(fr); /* (every fragment was lost at once: fails) */
 	}
 	fr_end(fr);
 }

@@ -81,19 +81,12 @@ no_copies() { [ "$(held | awk '{print $2}')" = 0 ]; }
 wait_until 60 'echo "the replicas of striped segments stay on their holders: $(held)"' no_copies
 read -r _ C _ F _ <<<"$(held)"
 [ "$F" -ge "$((2 * E))" ] || fail "nodes 1-3 hold $F fragments of $E stripes"
-dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
-# (not the ones holding catalog records, which start-up reads from the store: the first
-# one, and each with a family checkpoint's BEGIN, more of them on a loaded machine; and
-# a drop the engine refused while busy is tried again, by dropown's retry or the
-# encoder's next scan, after the holders' copies are gone)
-kept() { grep -c "the owner keeps its copy while it holds catalog records" "$WORK/node0.log" || true; }
-most_dropped() { [ $(($(dropped) + $(kept))) -ge $((E - 1)) ]; }
-wait_until 30 'echo "the owner dropped $(dropped) of its $E encoded segments and keeps $(kept) for their records"' most_dropped
-log "no replica of a striped segment is left on nodes 1-3 ($F fragments held there); the owner dropped $(dropped) own copies, keeps $(kept) for their records"
+ec_owner_drops "$E"
+log "no replica of a striped segment is left on nodes 1-3 ($F fragments held there); the owner dropped $(ec_owner_dropped) own copies, keeps $(ec_owner_kept) for their records"
 
 # frag C [NODE]: node NODE's (0) counter C of reads from fragments of VOL
 frag() { ec_frag_counter "$VOL" "$@"; }
-counters() { echo "runs $(frag runs "$@") requests $(frag requests "$@") degraded $(frag degraded "$@") decodes $(frag decodes "$@") failed $(frag failed "$@")"; }
+counters() { ec_frag_counters "$VOL" "$@"; }
 
 # verify LABEL [NODE]: fio reads every block through node NODE (0) and checks it
 verify()

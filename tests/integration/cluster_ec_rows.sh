@@ -40,14 +40,11 @@ log "fio wrote and verified 56 MiB"
 records() { ec_records "$VOL"; }
 wait_until 60 'echo "not every sealed segment is encoded without replicas: $(records)"' ec_all_bare "$VOL" 3
 read -r _ S _ E _ B <<<"$(records)"
-dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
-kept() { grep -c "the owner keeps its copy while it holds catalog records" "$WORK/node0.log" || true; }
-most_dropped() { [ $(($(dropped) + $(kept))) -ge $((E - 1)) ] && [ "$(dropped)" -gt 0 ]; }
-wait_until 30 'echo "the owner dropped $(dropped) of its $E encoded segments and keeps $(kept) for their records"' most_dropped
-log "records: $S sealed, $E encoded, $B with no holder; the owner dropped $(dropped) own copies"
+ec_owner_drops "$E" 1
+log "records: $S sealed, $E encoded, $B with no holder; the owner dropped $(ec_owner_dropped) own copies"
 
 frag() { ec_frag_counter "$VOL" "$@"; }
-counters() { echo "runs $(frag runs) requests $(frag requests) degraded $(frag degraded) decodes $(frag decodes) failed $(frag failed) split $(frag split)"; }
+counters() { ec_frag_counters "$VOL"; }
 verify()
 {
 	fio_verify_only "$1" w
@@ -82,9 +79,7 @@ verify "all $N data fragments damaged"
 [ "$(damage 0 1 2 3)" = "$N" ] || fail "the fragments not mended"
 
 # ---- node1 killed, node0's data fragments damaged ----
-kill -9 "${NODE_PID[1]}"
-wait "${NODE_PID[1]}" 2>/dev/null || true
-wait_for 20 "node0 still sees node1 up" state_is 0 node1 down
+node_killed 1 0
 N0=$(damage 0)
 D1=$(frag decodes)
 verify "node1 killed, node0's $N0 data fragments damaged"

@@ -208,10 +208,15 @@ print("sealed %d encoded %d bare %d" % (len(sealed), len(enc), sum(1 for r in en
 }
 
 # ec_frag_counter VOL C [NODE]: node NODE's (0) counter C of VOL's reads from fragments
-# (volume info --json: runs, requests, degraded, decodes, failed)
-ec_frag_counter()
+# (volume info --json: runs, requests, degraded, decodes, failed, split)
+ec_frag_counter() { ec_frag_json "${3:-0}" "$1" "$2"; }
+# ec_frag_counters VOL [NODE]: all of them, from one volume info: "runs R requests Q
+# degraded D decodes C failed F split S"
+ec_frag_counters() { ec_frag_json "${2:-0}" "$1" runs requests degraded decodes failed split; }
+# ec_frag_json NODE VOL C...: C's value, or "C value" of each of several
+ec_frag_json()
 {
-	qn "${3:-0}" --json volume info "$1" | python3 -c '
+	qn "$1" --json volume info "$2" | python3 -c '
 import json, sys
 def find(o, k):
     if isinstance(o, dict):
@@ -222,8 +227,9 @@ def find(o, k):
             if r is not None:
                 return r
     return None
-v = find(json.load(sys.stdin), sys.argv[1])
-print(0 if v is None else v)' "frag_$2"
+info = json.load(sys.stdin)
+vals = [find(info, "frag_" + k) or 0 for k in sys.argv[1:]]
+print(vals[0] if len(vals) == 1 else " ".join("%s %s" % kv for kv in zip(sys.argv[1:], vals)))' "${@:3}"
 }
 
 # ec_naming VOL NODE: how many of VOL's stripes name NODE among their fragments
@@ -299,6 +305,30 @@ ec_all_bare()
 	local s e b
 	read -r _ s _ e _ b <<<"$(ec_records "$1")"
 	[ "$s" -ge "${2:-8}" ] && [ "$s" = "$e" ] && [ "$e" = "$b" ]
+}
+
+# ec_owner_dropped, ec_owner_kept: how many of its encoded segments' own copies node0,
+# the owner, dropped; kept (not the ones holding catalog records, which start-up reads
+# from the store: the first one, and each with a family checkpoint's BEGIN, more of them
+# on a loaded machine)
+ec_owner_dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
+ec_owner_kept() { grep -c "the owner keeps its copy while it holds catalog records" "$WORK/node0.log" || true; }
+
+# ec_owner_drops E [MIN]: wait (30 s) until node0, the owner of E encoded segments, has
+# dropped or kept its own copy of all but one of them, at least MIN (0) dropped (a drop
+# the engine refused while busy is tried again, by dropown's retry or the encoder's next
+# scan, after the holders' copies are gone)
+ec_owner_drops()
+{
+	local encoded="$1" # (the message is eval'd in wait_until: not $1 there)
+	wait_until 30 'echo "the owner dropped $(ec_owner_dropped) of its $encoded encoded segments and keeps $(ec_owner_kept) for their records"' \
+		ec_owner_dropped_most "$1" "${2:-0}"
+}
+ec_owner_dropped_most()
+{
+	local d
+	d=$(ec_owner_dropped)
+	[ $((d + $(ec_owner_kept))) -ge $(($1 - 1)) ] && [ "$d" -ge "$2" ]
 }
 
 # node_io I VOL CMD…: qemu-io commands through node I (an attach claims an unowned

@@ -527,47 +527,55 @@ Test(ec, a_runs_rows_fit_frag_reads_at_every_shape)
 }
 
 /* A degraded read of a run: the rows its pieces need, of every fragment but the lost,
- * decode to the run's blocks, for every pattern of at most M lost. */
+ * decode to the run's blocks, for every pattern of at most M lost, range of rows by
+ * range as fragread asks them (ec_pieces_rows_next; at most 3 rows a range here, so
+ * that ranges split inside pieces too). */
+#define PATTERN_MAX_ROWS 3u
 static void run_every_pattern(unsigned k, unsigned m, uint32_t blocks, uint32_t first,
 			      uint32_t count)
 {
 	struct stripe s;
 	struct ec_piece p[EC_K_MAX];
 	uint8_t *rows[EC_N_MAX];
-	uint32_t row, nrows;
 	unsigned n = k + m, patterns = 0;
 	int np;
 
 	stripe_make(&s, k, m, blocks);
 	np = ec_geom_run(&s.g, first, count, p);
 	cr_assert_gt(np, 0);
-	row = p[0].frag_block; /* the hull of the rows: every piece's in one buffer */
-	nrows = 0;
-	for (int i = 0; i < np; i++) {
-		row = p[i].frag_block < row ? p[i].frag_block : row;
-		nrows = p[i].frag_block + p[i].nblocks > nrows ? p[i].frag_block + p[i].nblocks
-							       : nrows;
-	}
-	nrows -= row;
 	for (unsigned i = 0; i < n; i++) {
-		rows[i] = malloc((size_t)nrows * EC_BLOCK);
+		rows[i] = malloc((size_t)PATTERN_MAX_ROWS * EC_BLOCK);
 		cr_assert(rows[i]);
 	}
 	for (uint32_t lost = 1; lost < (1u << n); lost++) {
+		uint32_t row = 0, nrows = 0, decoded = 0;
+
 		if ((unsigned)__builtin_popcount(lost) > m)
 			continue;
-		for (unsigned i = 0; i < n; i++)
-			if (lost & (1u << i))
-				memset(rows[i], 0xc3, (size_t)nrows * EC_BLOCK);
-			else
-				memcpy(rows[i], s.frags[i] + (size_t)row * EC_BLOCK,
-				       (size_t)nrows * EC_BLOCK);
-		cr_assert_eq(ec_decode(s.code, (size_t)nrows * EC_BLOCK, rows, lost), 0);
-		for (int i = 0; i < np; i++)
-			cr_assert(memcmp(rows[p[i].frag] + (size_t)(p[i].frag_block - row) * EC_BLOCK,
-					 s.seg + (size_t)p[i].seg_block * EC_BLOCK,
-					 (size_t)p[i].nblocks * EC_BLOCK) == 0,
-				  "%u+%u run %u+%u lost %#x: piece %d", k, m, first, count, lost, i);
+		while (ec_pieces_rows_next(p, (unsigned)np, row + nrows, PATTERN_MAX_ROWS, &row,
+					   &nrows)) {
+			for (unsigned i = 0; i < n; i++)
+				if (lost & (1u << i))
+					memset(rows[i], 0xc3, (size_t)nrows * EC_BLOCK);
+				else
+					memcpy(rows[i], s.frags[i] + (size_t)row * EC_BLOCK,
+					       (size_t)nrows * EC_BLOCK);
+			cr_assert_eq(ec_decode(s.code, (size_t)nrows * EC_BLOCK, rows, lost), 0);
+			for (int i = 0; i < np; i++) /* each piece's rows in this range */
+				for (uint32_t r = row; r < row + nrows; r++) {
+					if (r < p[i].frag_block || r >= p[i].frag_block + p[i].nblocks)
+						continue;
+					cr_assert(memcmp(rows[p[i].frag] + (size_t)(r - row) * EC_BLOCK,
+							 s.seg + (size_t)(p[i].seg_block + r -
+									  p[i].frag_block) * EC_BLOCK,
+							 EC_BLOCK) == 0,
+						  "%u+%u run %u+%u lost %#x: piece %d row %u", k, m,
+						  first, count, lost, i, r);
+					decoded++;
+				}
+		}
+		cr_assert_eq(decoded, count, "%u+%u run %u+%u lost %#x: %u of its blocks decoded",
+			     k, m, first, count, lost, decoded);
 		patterns++;
 	}
 	cr_log_info("%u+%u run %u+%u: %u loss patterns", k, m, first, count, patterns);
