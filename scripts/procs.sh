@@ -20,13 +20,13 @@ if [ -x /usr/bin/python3 ]; then
 	fi
 fi
 
-# free_port: prints a TCP port of 127.0.0.1 that was free a moment ago
+# free_port: prints a TCP port of 127.0.0.1 that was free a moment ago, below the
+# ephemeral range: a port the kernel hands out (bind to port 0) is also one that any
+# outgoing connection (a client, curl to etcd, a peer) may take before the server
+# that was meant to bind it does, and that server then fails to start
 free_port()
 {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+	free_ports 1
 }
 
 # port_free PORT: can a server bind 127.0.0.1:PORT now? (SO_REUSEADDR, as servers
@@ -43,8 +43,8 @@ except OSError:
 }
 
 # free_ports N: prints the first of N ports in a row, below the ephemeral range
-# (where free_port's picks come from), that a server could bind a moment ago: a
-# local cluster's NBD and peer ports (quickstart.sh's QUILL_NBD_PORT: node I + I)
+# (32768 and up here), that a server could bind a moment ago: a local cluster's NBD
+# and peer ports (quickstart.sh's QUILL_NBD_PORT: node I + I)
 free_ports()
 {
 	local try base p ok

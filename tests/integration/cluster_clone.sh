@@ -60,7 +60,7 @@ kill -STOP "${NODE_PID[0]}"
 wait_for 15 "node1 does not see node0 down" state_is 1 node0 down
 qexpect 1 0 volume claim vm0
 kill -CONT "${NODE_PID[0]}"
-wait_for 15 "node0 not registered again" registered 0
+wait_registered 0 15
 wait_for 20 "node0 does not say why it keeps vm0's layers" \
 	grep -q "volume vm0: its stale local layers could not be released: .*a clone made here reads through one of its snapshots" \
 	"$WORK/node0.log"

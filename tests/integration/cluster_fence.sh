@@ -128,7 +128,7 @@ wait_for 15 "node1 does not see node0 down" state_is 1 node0 down
 qexpect 1 0 volume claim v1
 kill -CONT "${NODE_PID[0]}"
 writer_end b
-wait_for 15 "node0 not registered again" registered 0
+wait_registered 0 15
 refused 0 v1 "$OWNER1"
 [ "$(fences)" = 2 ] || fail "node0 logged $(fences) fences of v1 in all: $(grep "cut off" "$WORK/node0.log")"
 qexpect 1 0 volume release v1

@@ -58,6 +58,25 @@ registered() # registered I: node I holds a valid lease (no python per poll: a l
 	qn "$1" cluster status 2>/dev/null | grep -q "^lease: .*valid for"
 }
 
+# not_registered_why I: why node I holds no lease, for a failed wait: its state as
+# `cluster status` gives it, or that its process is gone, and its log's last lines
+not_registered_why()
+{
+	local state
+	if [ -n "${NODE_PID[$1]:-}" ] && ! pid_runs "${NODE_PID[$1]}" quilld; then
+		state="its process (pid ${NODE_PID[$1]}) is gone"
+	else
+		state=$(qn "$1" cluster status 2>&1 | grep "^this node:\|^lease:\|^quill:" | tr '\n' ' ')
+	fi
+	echo "node$1 not registered ($state); node$1.log ends: $(tail -5 "$WORK/node$1.log")"
+}
+
+# wait_registered I [SECS]: waits (30 s) until node I holds a lease, or fails the test
+wait_registered()
+{
+	wait_until "${2:-30}" "not_registered_why $1" registered "$1"
+}
+
 # node_spawn I [EXTRA FLAGS]: node I launched with the cluster's credentials
 # (NODE_PID[I]), not waited for
 node_spawn()
@@ -73,7 +92,7 @@ node_start()
 	local i="$1"
 	shift
 	node_spawn "$i" "$@"
-	wait_for 30 "node$i not registered" registered "$i"
+	wait_registered "$i"
 }
 
 # state_is FROM ID STATE [OUT]: node FROM's map says node ID is STATE (and out or not)
@@ -149,7 +168,7 @@ start_peer_nodes()
 		node_spawn "$i" "${PEER_FLAGS[@]}"
 	done
 	for ((i = 0; i < $1; i++)); do
-		wait_for 30 "node$i not registered" registered "$i"
+		wait_registered "$i"
 	done
 	nodes_up 0 "$1"
 }
