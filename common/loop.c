@@ -3,8 +3,9 @@
  * One iteration: the idle hook and the tasks run until neither has more to do (the
  * engine's completions queue replies; the tasks send them), then the loop sleeps
  * once — in epoll_wait, or in the waiter (the engine's ring, which also watches the
- * epoll fd, and makes the sends queued for the sleep) — then runs the sends' fns, then
- * dispatches fd events and due timers. */
+ * epoll fd, makes the sends queued for the sleep and keeps the receives in the ring) —
+ * then runs the sends' fns, then the receives' fns, then dispatches fd events and due
+ * timers. */
 #include "common/loop.h"
 #include "common/stages.h"
 
@@ -56,6 +57,8 @@ struct loop {
 	bool wait_sends;             /* the waiter makes loop_wait's sends */
 	struct loop_send *sends, **sends_tail; /* queued for the next sleep, in order */
 	struct loop_send *sent;      /* made in the last sleep, their fn not run yet */
+	bool wait_recvs;             /* the waiter keeps receives in its ring */
+	struct loop_recv *recvs;     /* every receive not freed yet (all_next) */
 	struct loop_task *tasks, **tasks_tail; /* scheduled, in order */
 	struct loop_timer *timers;   /* sorted by due time */
 	struct loop_watch *dead;     /* removed during dispatch, freed after it */
@@ -109,6 +112,12 @@ void loop_destroy(struct loop *lp)
 		free(t);
 	}
 	free_dead(lp);
+	while (lp->recvs) { /* the waiter is closed: the kernel has none of them */
+		struct loop_recv *r = lp->recvs;
+		lp->recvs = r->all_next;
+		free(r->buf);
+		free(r);
+	}
 	close(lp->epfd);
 	free(lp);
 }
@@ -211,6 +220,105 @@ void loop_set_wait(struct loop *lp, loop_wait_fn fn, void *arg)
 void loop_set_wait_sends(struct loop *lp, bool takes)
 {
 	lp->wait_sends = takes;
+}
+
+void loop_set_wait_recvs(struct loop *lp, bool takes)
+{
+	lp->wait_recvs = takes;
+}
+
+int loop_recv_start(struct loop *lp, int fd, size_t cap, loop_recv_fn fn, void *arg,
+		    struct loop_recv **out)
+{
+	struct loop_recv *r;
+
+	if (!lp->wait || !lp->wait_recvs)
+		return -ENOTSUP;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->buf = malloc(cap);
+	if (!r->buf) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->fd = fd;
+	r->cap = cap;
+	r->fn = fn;
+	r->arg = arg;
+	r->want = true;
+	r->lp = lp;
+	r->all_next = lp->recvs;
+	lp->recvs = r;
+	*out = r;
+	return 0;
+}
+
+void loop_recv_want(struct loop_recv *r, bool want)
+{
+	r->want = want;
+}
+
+void loop_recv_stop(struct loop_recv *r)
+{
+	if (r)
+		r->stopped = true; /* freed by recvs_list, once the kernel gave it back */
+}
+
+/* Before the sleep: frees the stopped receives the kernel gave back, and lists for the
+ * waiter those to put in the ring and those to cancel. Returns whether one completed
+ * already (outside a sleep: a store_poll of the engine's), so the loop must not sleep. */
+static bool recvs_list(struct loop *lp, struct loop_wait *w)
+{
+	struct loop_recv **arm = &w->recvs, **cancel = &w->recv_cancels;
+	bool done = false;
+
+	for (struct loop_recv **p = &lp->recvs; *p;) {
+		struct loop_recv *r = *p;
+
+		if (r->stopped && !r->in_ring) {
+			*p = r->all_next;
+			free(r->buf);
+			free(r);
+			continue;
+		}
+		p = &r->all_next;
+		if (r->stopped && !r->cancel_sent) {
+			*cancel = r;
+			cancel = &r->next;
+		} else if (r->done) {
+			done = true;
+		} else if (!r->stopped && r->want && !r->in_ring) {
+			*arm = r;
+			arm = &r->next;
+		}
+	}
+	*arm = *cancel = NULL;
+	return done;
+}
+
+/* After the sleep: each receive that completed runs its fn (one at a time, each
+ * checked again: an fn may stop another). */
+static void recvs_finish(struct loop *lp)
+{
+	struct loop_recv *ready = NULL, **tail = &ready;
+
+	for (struct loop_recv *r = lp->recvs; r; r = r->all_next) {
+		if (r->done && !r->stopped) {
+			*tail = r;
+			tail = &r->next;
+		}
+	}
+	*tail = NULL;
+	while (ready) {
+		struct loop_recv *r = ready;
+
+		ready = r->next;
+		if (r->stopped || !r->done)
+			continue;
+		r->done = false;
+		r->fn(r->arg, r->buf, r->res);
+	}
 }
 
 int loop_send_queue(struct loop *lp, struct loop_send *s)
@@ -395,6 +503,9 @@ static int wait_events(struct loop *lp, int ms)
 		struct loop_wait w = { .epfd = lp->epfd, .events = lp->evs,
 				       .max_events = LOOP_MAX_EVENTS, .sends = lp->sends };
 
+		if (recvs_list(lp, &w))
+			ms = 0;
+
 		lp->sent = lp->sends; /* the waiter makes them; their fns run after it */
 		lp->sends = NULL;
 		lp->sends_tail = &lp->sends;
@@ -426,6 +537,7 @@ int loop_run(struct loop *lp)
 		 * in this round's array) */
 		lp->dispatching = true;
 		sends_finish(lp);
+		recvs_finish(lp);
 		if (n < 0) {
 			lp->dispatching = false;
 			free_dead(lp);

@@ -24,6 +24,7 @@ struct loop_watch;
 struct loop_timer;
 struct loop_task;
 struct loop_send;
+struct loop_recv;
 
 enum loop_events { LOOP_READ = 1u << 0, LOOP_WRITE = 1u << 1 };
 
@@ -49,6 +50,12 @@ struct loop_wait {
 			    takes them: loop_set_wait_sends), linked by next. The waiter
 			    sets res and done of each it made; the loop makes the others
 			    itself after the call */
+	struct loop_recv *recvs; /* in: receives to put in the ring (a waiter that takes
+			    them: loop_set_wait_recvs), linked by next: each it put in
+			    gets in_ring set; one left out makes it not sleep (timeout 0) */
+	struct loop_recv *recv_cancels; /* in: receives in the ring that the loop gave
+			    up (stopped), linked by next: the waiter asks the kernel to
+			    cancel each (cancel_sent); its completion still comes */
 	bool ready;      /* out: epfd became readable (or has events below) */
 	int nevents;     /* out, when ready: events already in events (0: the loop
 			    collects them with epoll_wait) */
@@ -73,6 +80,32 @@ struct loop_send {
 	bool done;
 	bool queued;              /* the loop's */
 	struct loop_send *next;
+};
+
+/* A receive on a socket that the loop's waiter keeps in its ring (io_uring: a RECV that
+ * waits in the kernel), instead of a watch of the fd: the data arrives as a completion
+ * of the ring the loop sleeps on, so the loop needs no epoll event, no recv() and no
+ * second sleep for it. The loop owns the struct and its buffer (cap bytes), freed only
+ * once the kernel gave it back (a stopped receive in the ring is cancelled, and freed
+ * at its completion): closing the socket never leaves the kernel a freed buffer.
+ * fn(arg, data, res) runs after the sleep, before the loop's fd events: res is the
+ * number of bytes in data (valid during fn only), 0 when the peer closed, or -errno.
+ * Then the receive goes in again at the next sleep while it is wanted. */
+typedef void (*loop_recv_fn)(void *arg, const void *data, long res);
+struct loop_recv {
+	int fd;                   /* the waiter's to read */
+	void *buf;
+	size_t cap;
+	long res;                 /* the waiter's to write: the completion's result */
+	bool in_ring;             /* the waiter's: its RECV is in the kernel */
+	bool done;                /* the waiter's: completed (res set), fn not run yet */
+	bool cancel_sent;         /* the waiter's */
+	struct loop_recv *next;   /* on loop_wait's recvs or recv_cancels */
+	loop_recv_fn fn;          /* the loop's */
+	void *arg;
+	bool want, stopped;
+	struct loop *lp;
+	struct loop_recv *all_next;
 };
 
 /* Sleeps up to timeout_ms (-1: as long as it likes; 0: not at all) or until w->epfd is
@@ -112,6 +145,20 @@ int loop_send_queue(struct loop *lp, struct loop_send *s);
 /* For a waiter that cannot sleep in its own way after all (its ring failed): makes
  * every send of the list not made yet, now, with send(). */
 void loop_sends_make(struct loop_send *sends);
+/* The waiter keeps receives in its ring (loop_recv_start() works from now on). */
+void loop_set_wait_recvs(struct loop *lp, bool takes);
+/* Receives on fd (non-blocking, the caller's to close after loop_recv_stop) into a
+ * buffer of cap bytes, through the waiter: see struct loop_recv. Returns -ENOTSUP if
+ * the waiter takes no receives (the caller watches the fd itself), -ENOMEM, or 0. */
+int loop_recv_start(struct loop *lp, int fd, size_t cap, loop_recv_fn fn, void *arg,
+		    struct loop_recv **out);
+/* Whether the receive goes in again after its completion (flow control: one in the
+ * ring already completes as it will, and its fn runs). */
+void loop_recv_want(struct loop_recv *r, bool want);
+/* Its fn will not run again; the loop frees it once the kernel gave it back. Safe from
+ * any callback, including its own fn. NULL ok. */
+void loop_recv_stop(struct loop_recv *r);
+
 /* Takes s back if it is queued, made or not (s->done says): its fn will not run.
  * Safe from any callback, including another send's fn. */
 void loop_send_cancel(struct loop *lp, struct loop_send *s);

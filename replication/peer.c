@@ -83,6 +83,8 @@ struct peer_conn {
 	size_t out_sent;           /* bytes at the head of out already sent */
 	size_t out_reqs;           /* bytes of our requests queued since out last drained */
 	struct loop_send ring_send; /* the head of out, handed to the loop's next sleep */
+	struct loop_recv *ring_recv; /* the loop's receive in its ring (then the watch has
+				       no LOOP_READ), or NULL: the watch reads */
 	struct loop_task *task;    /* writes out (and input held back) before the loop sleeps */
 	struct loop_timer *hs_timer;
 	struct pending *pend_head, *pend_tail;
@@ -221,6 +223,8 @@ static void conn_close(struct peer_conn *c, int err, const char *why)
 	loop_timer_cancel(c->req_timer);
 	loop_task_destroy(c->task);
 	loop_send_cancel(c->ep->lp, &c->ring_send); /* its fn must not run */
+	loop_recv_stop(c->ring_recv); /* nor its: the loop frees it once the ring gave it
+					 back (the ring holds the socket until then) */
 	close(c->fd);
 	served_orphan_all(c);
 	pending_fail_all(c, -ECONNRESET);
@@ -339,7 +343,9 @@ static void conn_update_watch(struct peer_conn *c)
 
 	if (c->connecting || (conn_queued(c) && !c->ring_send.queued))
 		want |= LOOP_WRITE;
-	if (!c->connecting && conn_may_read(c))
+	if (c->ring_recv)
+		loop_recv_want(c->ring_recv, conn_may_read(c));
+	else if (!c->connecting && conn_may_read(c))
 		want |= LOOP_READ;
 	if (want != c->watched && loop_watch_modify(c->watch, want) == 0)
 		c->watched = want;
@@ -826,6 +832,29 @@ static int conn_process(struct peer_conn *c)
 	return 0;
 }
 
+/* The end of the byte stream (n: 0) or a failed receive (n: -errno): c closes. */
+static void conn_input_end(struct peer_conn *c, long n)
+{
+	if (n == 0 && c->open && c->in.len == 0)
+		conn_close(c, 0, "closed by the peer");
+	else
+		conn_close(c, n == 0 ? EPIPE : (int)-n,
+			   n < 0 ? "receive failed" :
+			   c->open ? "closed by the peer mid-frame (truncated)" :
+				     "closed by the peer during the handshake");
+}
+
+/* n bytes came into the input buffer: the frames they complete are handled. Returns
+ * 0, or -1 if c is gone. */
+static int conn_input(struct peer_conn *c, size_t n)
+{
+	c->in.len += n;
+	if (!c->outgoing)
+		stages_begin(); /* a holder: a request came */
+	stages_mark("peer.recv");
+	return conn_process(c);
+}
+
 /* Reads what the socket has, a few rounds at most (other connections get their turn).
  * Returns 0, or -1 if c is gone. */
 static int conn_read(struct peer_conn *c)
@@ -845,20 +874,10 @@ static int conn_read(struct peer_conn *c)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 		if (n <= 0) {
-			if (n == 0 && c->open && c->in.len == 0)
-				conn_close(c, 0, "closed by the peer");
-			else
-				conn_close(c, n == 0 ? EPIPE : errno,
-					   n < 0 ? "receive failed" :
-					   c->open ? "closed by the peer mid-frame (truncated)" :
-						     "closed by the peer during the handshake");
+			conn_input_end(c, n < 0 ? -errno : 0);
 			return -1;
 		}
-		c->in.len += (size_t)n;
-		if (!c->outgoing)
-			stages_begin(); /* a holder: a request came */
-		stages_mark("peer.recv");
-		if (conn_process(c) < 0)
+		if (conn_input(c, (size_t)n) < 0)
 			return -1;
 		/* less than there was room for, and only whole frames: the socket is empty
 		 * now, and the next recv would only say EAGAIN (a system call per frame, on
@@ -869,6 +888,46 @@ static int conn_read(struct peer_conn *c)
 			return 0;
 	}
 	return 0;
+}
+
+static void conn_pump(void *arg);
+
+/* The loop's receive in its ring completed (loop.h's loop_recv): the bytes join the
+ * input buffer (one copy: the ring's buffer is the loop's, so that a close never
+ * leaves the kernel one of ours) and are handled as conn_read's; the receive goes in
+ * again at the next sleep while c may read. */
+static void conn_received(void *arg, const void *data, long res)
+{
+	struct peer_conn *c = arg;
+
+	if (res == -EINTR || res == -EAGAIN || res == -EWOULDBLOCK)
+		return;
+	if (res <= 0) {
+		conn_input_end(c, res);
+		return;
+	}
+	if (peer_buf_reserve(&c->in, (size_t)res) < 0) {
+		conn_close(c, ENOMEM, "no memory for input");
+		return;
+	}
+	memcpy(c->in.data + c->in.len, data, (size_t)res);
+	if (conn_input(c, (size_t)res) < 0)
+		return;
+	conn_pump(c);
+}
+
+/* Reads through the loop's ring from now on, when its waiter keeps receives (else the
+ * watch reads). 0 or -errno. */
+static int conn_ring_recv(struct peer_conn *c)
+{
+	int r = loop_recv_start(c->ep->lp, c->fd, PEER_READ_CHUNK, conn_received, c,
+				&c->ring_recv);
+
+	if (r == -ENOTSUP)
+		return 0;
+	if (r == 0)
+		conn_update_watch(c);
+	return r;
 }
 
 static int conn_connected(struct peer_conn *c)
@@ -883,6 +942,11 @@ static int conn_connected(struct peer_conn *c)
 		return -1;
 	}
 	c->connecting = false;
+	err = -conn_ring_recv(c);
+	if (err) {
+		conn_close(c, err, "cannot receive through the loop");
+		return -1;
+	}
 	err = -peer_session_hello(c->s, conn_out(c));
 	if (err) {
 		conn_close(c, err, "cannot start the handshake");
@@ -919,6 +983,19 @@ static void conn_event(void *arg, unsigned events)
 
 	if (c->connecting && conn_connected(c) < 0)
 		return;
+	if ((events & LOOP_READ) && c->ring_recv) {
+		/* the watch asks for no input: this is a hang-up or an error (epoll reports
+		 * those always, and again at every sleep while they last). The ring's
+		 * receive, when in, completes with it too and its fn ran first (what came
+		 * before it is handled); one held back would leave this one spinning. */
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		conn_close(c, err ? err : EPIPE, "connection hung up");
+		return;
+	}
 	if ((events & LOOP_READ) && conn_may_read(c) && conn_read(c) < 0)
 		return;
 	conn_pump(c);
@@ -978,6 +1055,9 @@ static int conn_create(struct peer_endpoint *ep, int fd, bool outgoing, const ch
 	r = loop_timer_add(ep->lp, ep->handshake_timeout_ms, handshake_timeout, c, &c->hs_timer);
 	if (r < 0)
 		goto err_remove_watch;
+	r = outgoing ? 0 : conn_ring_recv(c);
+	if (r < 0)
+		goto err_cancel_timer;
 	c->next = ep->conns;
 	ep->conns = c;
 	ep->nconns++;
@@ -985,6 +1065,8 @@ static int conn_create(struct peer_endpoint *ep, int fd, bool outgoing, const ch
 	*out = c;
 	return 0;
 
+err_cancel_timer:
+	loop_timer_cancel(c->hs_timer);
 err_remove_watch:
 	loop_watch_remove(c->watch);
 err_destroy_task:

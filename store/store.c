@@ -25,7 +25,12 @@
  * completes with the loop's events already collected, and the loop makes no
  * epoll_wait of its own. The loop's sends (loop.h's loop_send) go into that same
  * io_uring_enter as SENDs with MSG_DONTWAIT: each completes in the submit, takes a CQ
- * entry (in_ring counts it) and is reaped before store_wait_fd() returns.
+ * entry (in_ring counts it) and is reaped before store_wait_fd() returns. The loop's
+ * receives (loop.h's loop_recv) go in as RECVs that wait in the kernel: each takes a
+ * CQ entry while it is there (in_ring counts it), and its completion is a wake-up of
+ * the sleep like a write's; a stopped one is cancelled (the cancel's own CQE takes an
+ * entry too), and store_close() cancels and reaps those left, so the kernel never
+ * writes into a buffer the loop has freed.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -111,6 +116,7 @@ struct store {
 	int poll_fd;		 /* store_wait_fd()'s fd while its poll is in the ring, or -1 */
 	void *poll_events;	 /* where that poll, an EPOLL_WAIT, puts events (else NULL) */
 	bool poll_fired;	 /* that poll completed: the fd is (or was) readable */
+	unsigned recvs_in_ring;	 /* loop receives whose CQE is not reaped (in in_ring too) */
 	unsigned sends_in_ring;	 /* loop sends of store_wait_fd() whose CQE is not reaped
 				    (counted in in_ring too: they take CQ entries) */
 	int poll_nevents;	 /* events an EPOLL_WAIT collected when it completed */
@@ -381,9 +387,25 @@ static char poll_tag;
  * unconsumed (sends_disarm): a NOP now, whose CQE only frees its CQ entry. */
 static char dead_send_tag;
 
+/* A loop_recv in the ring: tagged in the second bit (its address is 8-aligned). */
+#define RECV_TAG 2u
+#define USER_TAGS (SEND_TAG | RECV_TAG)
+/* The user_data of a cancel of a loop_recv (its CQE only frees its CQ entry). */
+static char recv_cancel_tag;
+
+static bool is_tag(const void *data)
+{
+	return data == &poll_tag || data == &dead_send_tag || data == &recv_cancel_tag;
+}
+
 static bool is_send(const void *data)
 {
-	return data != &poll_tag && data != &dead_send_tag && ((uintptr_t)data & SEND_TAG);
+	return !is_tag(data) && ((uintptr_t)data & USER_TAGS) == SEND_TAG;
+}
+
+static bool is_recv(const void *data)
+{
+	return !is_tag(data) && ((uintptr_t)data & USER_TAGS) == RECV_TAG;
 }
 
 /* Reaps what the CQ holds (at most one CQ's worth, so a chain of callbacks cannot
@@ -419,7 +441,8 @@ static int reap(struct store *st, bool submit)
 				st->poll_nevents = st->poll_events && done[i].res > 0 ? done[i].res : 0;
 				continue;
 			}
-			if ((void *)done[i].req == &dead_send_tag) {
+			if ((void *)done[i].req == &dead_send_tag ||
+			    (void *)done[i].req == &recv_cancel_tag) {
 				st->in_ring--;
 				continue;
 			}
@@ -430,6 +453,17 @@ static int reap(struct store *st, bool submit)
 				ls->done = true;
 				st->in_ring--;
 				st->sends_in_ring--;
+				continue;
+			}
+			if (is_recv(done[i].req)) {
+				struct loop_recv *lr = (void *)((uintptr_t)done[i].req & ~(uintptr_t)RECV_TAG);
+
+				lr->res = done[i].res;
+				lr->done = true;
+				lr->in_ring = false;
+				st->in_ring--;
+				st->recvs_in_ring--;
+				ran++; /* the loop has work: not a sleep's worth of nothing */
 				continue;
 			}
 			ran += req_handle(st, done[i].req, done[i].res);
@@ -674,6 +708,55 @@ static struct loop_send *sends_arm(struct store *st, struct loop_send *sends)
 	return ls;
 }
 
+/* w's receives go into the SQ as RECVs that wait in the kernel for data, into the
+ * loop's buffer (valid until the completion, see loop.h), and w's stopped ones get a
+ * cancel, as far as the CQ has room. Returns whether all went in. */
+static bool recvs_arm(struct store *st, const struct loop_wait *w)
+{
+	for (struct loop_recv *lr = w->recv_cancels; lr; lr = lr->next) {
+		struct io_uring_sqe *sqe;
+
+		if (st->in_ring >= st->max_in_ring || !(sqe = io_uring_get_sqe(&st->ring)))
+			return false;
+		io_uring_prep_cancel64(sqe, (uint64_t)((uintptr_t)lr | RECV_TAG), 0);
+		io_uring_sqe_set_data(sqe, &recv_cancel_tag);
+		st->in_ring++;
+		lr->cancel_sent = true;
+	}
+	for (struct loop_recv *lr = w->recvs; lr; lr = lr->next) {
+		struct io_uring_sqe *sqe;
+
+		if (st->in_ring >= st->max_in_ring || !(sqe = io_uring_get_sqe(&st->ring)))
+			return false;
+		_Static_assert(_Alignof(struct loop_recv) > USER_TAGS, "the tag bits are free");
+		io_uring_prep_recv(sqe, lr->fd, lr->buf, lr->cap, 0);
+		io_uring_sqe_set_data(sqe, (void *)((uintptr_t)lr | RECV_TAG));
+		st->in_ring++;
+		st->recvs_in_ring++;
+		lr->in_ring = true;
+	}
+	return true;
+}
+
+/* store_close(): the receives still in the ring are cancelled and reaped (done, with
+ * their result), so the kernel holds no buffer of the loop's after the close. */
+static void recvs_cancel_all(struct store *st)
+{
+	for (int tries = 0; st->recvs_in_ring && tries < 100; tries++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY |
+						       IORING_ASYNC_CANCEL_ALL);
+			io_uring_sqe_set_data(sqe, &recv_cancel_tag);
+			st->in_ring++;
+		}
+		if (!submit_error_is_transient(io_uring_submit_and_wait(&st->ring, 1)))
+			break;
+		reap(st, false);
+	}
+}
+
 /* The ring failed to take its SQ: sends still in it (prepared, or handed to the
  * kernel's SQ but not consumed) become NOPs, so that no later submit sends a buffer
  * the loop has moved on from (the loop makes them itself, done not set). */
@@ -730,6 +813,8 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 		if (r < 0)
 			return r;
 	}
+	if (!recvs_arm(st, w))
+		timeout_ms = 0; /* the loop lists the rest again after this call */
 	if (sends_arm(st, w->sends))
 		timeout_ms = 0; /* the loop makes the rest after this call: no sleep */
 	/* each send in the ring's CQE is one more to wait for (its completion wakes
@@ -1149,6 +1234,7 @@ void store_close(struct store *st)
 			break;
 		}
 	}
+	recvs_cancel_all(st);
 	io_uring_unregister_eventfd(&st->ring);
 	io_uring_queue_exit(&st->ring);
 	close(st->event_fd);

@@ -950,6 +950,7 @@ static int start(struct node *n)
 	loop_set_idle(n->lp, engine_idle, n);
 	loop_set_wait(n->lp, engine_sleep, n);
 	loop_set_wait_sends(n->lp, true); /* the peers' sends go in the ring's sleep */
+	loop_set_wait_recvs(n->lp, true); /* and their receives wait in the ring */
 	r = make_guard(n);
 	if (r < 0)
 		return r;

@@ -917,3 +917,171 @@ Test(peer_request, a_frame_queued_after_the_hand_over_goes_with_it)
 	cr_assert_eq(sleep_sends, 2, "the requests in one send, the replies in one");
 	cr_assert_eq(cl.closes, 0);
 }
+
+/* ---- the receives in the loop's ring (loop.h's loop_recv, as quilld's ring keeps them) ---- */
+
+#define FAKE_RING_MAX 32
+static struct loop_recv *fake_ring[FAKE_RING_MAX];
+static unsigned fake_nring, ring_completions, ring_cancels;
+static size_t ring_recv_max; /* bytes per completion at most: short receives */
+
+static void fake_ring_drop(unsigned i)
+{
+	fake_ring[i]->in_ring = false;
+	fake_ring[i]->done = true;
+	fake_ring[i] = fake_ring[--fake_nring];
+}
+
+/* A waiter like quilld's (store_wait_fd) for receives: it keeps each one listed in its
+ * "ring" until the socket has data (then recv() of at most ring_recv_max bytes is its
+ * completion), cancels the stopped ones (their completion -ECANCELED), and makes the
+ * sends as waiter_sends does; it sleeps in poll() on epfd and the ring's sockets. */
+static int waiter_ring(void *arg, struct loop_wait *w, int timeout_ms)
+{
+	struct pollfd pfd[FAKE_RING_MAX + 1] = { { .fd = w->epfd, .events = POLLIN } };
+	bool cancelled = false;
+	int r;
+
+	for (struct loop_recv *lr = w->recv_cancels; lr; lr = lr->next) {
+		lr->cancel_sent = true;
+		for (unsigned i = 0; i < fake_nring; i++) {
+			if (fake_ring[i] == lr) {
+				lr->res = -ECANCELED;
+				fake_ring_drop(i);
+				ring_cancels++;
+				cancelled = true;
+				break;
+			}
+		}
+	}
+	for (struct loop_recv *lr = w->recvs; lr; lr = lr->next) {
+		cr_assert_lt(fake_nring, FAKE_RING_MAX);
+		cr_assert(!lr->in_ring && !lr->done && !lr->stopped);
+		lr->in_ring = true;
+		fake_ring[fake_nring++] = lr;
+	}
+	r = waiter_sends(arg, &(struct loop_wait){ .epfd = -1, .sends = w->sends }, 0);
+	for (unsigned i = 0; i < fake_nring; i++)
+		pfd[i + 1] = (struct pollfd){ .fd = fake_ring[i]->fd, .events = POLLIN };
+	r = poll(pfd, fake_nring + 1, cancelled ? 0 : timeout_ms);
+	if (r < 0)
+		return -errno;
+	for (unsigned i = fake_nring; i-- > 0;) {
+		struct loop_recv *lr = fake_ring[i];
+		size_t len = lr->cap < ring_recv_max ? lr->cap : ring_recv_max;
+		ssize_t n;
+
+		if (!pfd[i + 1].revents)
+			continue;
+		n = recv(lr->fd, lr->buf, len, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		lr->res = n < 0 ? -errno : (long)n;
+		fake_ring_drop(i);
+		ring_completions++;
+	}
+	w->ready = pfd[0].revents != 0;
+	return 0;
+}
+
+static void receives_in_the_ring(size_t max)
+{
+	loop_set_wait(lp, waiter_ring, NULL);
+	loop_set_wait_sends(lp, true);
+	loop_set_wait_recvs(lp, true);
+	fake_nring = ring_completions = ring_cancels = 0;
+	ring_recv_max = max;
+	recv_empty = 0;
+}
+
+/* Every frame cut into receives of 7 bytes (short reads; a frame split over hundreds
+ * of completions, several frames in one buffer): each arrives whole and in order, both
+ * ways, and no connection reads its socket itself. */
+Test(peer_request, frames_split_over_many_ring_receives)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call a = { .done = &done, .stop_at = 3 }, b = a, c = a;
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
+
+	receives_in_the_ring(7);
+	connect_ready(&cl, true);
+	cr_assert_eq(send_append(&cl, 1, 2, 0x5a, 2, 0, 5000, &a), 0);
+	cr_assert_eq(send_append(&cl, 3, 1, 0x11, 1, 0, 5000, &b), 0);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 5000, &c), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(done, 3);
+	cr_assert_eq(srv.served, 3);
+	cr_assert_eq(srv.bad_crc, 0, "every append's data arrived whole");
+	cr_assert_eq(a.rep.length, 3);
+	cr_assert_eq(b.rep.length, 4);
+	cr_assert_eq(c.res, 0);
+	cr_assert_gt(ring_completions, 3 * PEER_SEG_BLOCK / 7, "short receives: %u",
+		     ring_completions);
+	cr_assert_eq(cl.closes, 0);
+}
+
+/* Large frames with receives as large as the connection's buffer: the same bytes. */
+Test(peer_request, large_frames_through_the_ring)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call big = { .done = &done, .stop_at = 2 }, rd = big;
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_READ, .sno = 2, .block = 9,
+				   .nblocks = PEER_SEG_READ_MAX_BLOCKS };
+
+	receives_in_the_ring(SIZE_MAX);
+	connect_ready(&cl, true);
+	cr_assert_eq(send_append(&cl, 1, 256, 0x5a, 3, 0, 5000, &big), 0); /* 1 MiB */
+	rd.want_block = 9;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 5000, &rd), 0); /* a 4 MiB reply */
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(done, 2);
+	cr_assert_eq(srv.bad_crc, 0);
+	cr_assert(rd.data_ok, "the READ's 4 MiB arrived as sent");
+	cr_assert_eq(recv_empty, 0, "the connections read only through the ring");
+	cr_assert_eq(cl.closes, 0);
+}
+
+/* A connection closed with its receive in the ring: the receive is cancelled (the
+ * loop frees it after its completion), its fn never runs, and the server's end sees
+ * the close through its own receive (0 bytes). */
+Test(peer_request, close_with_a_receive_in_the_ring)
+{
+	struct cli cl = { 0 };
+	struct call a = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_EPOCH_RAISE };
+
+	receives_in_the_ring(SIZE_MAX);
+	connect_ready(&cl, true);
+	srv.mode = HOLD;
+	srv.stop_at = 1;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 0, &a), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	peer_conn_close(cl.c);
+	cr_assert_eq(a.res, -ECONNRESET);
+	run_for(100);
+	cr_assert_eq(ring_cancels, 1, "the client's receive cancelled");
+	cr_assert_eq(fake_nring, 0, "the server's completed with the close");
+	reply_to_closed();
+	cr_assert_eq(cl.closes, 1);
+}
+
+/* A malformed reply that arrives through the ring closes that connection only, as one
+ * read by the watch does. */
+Test(peer_request, malformed_reply_through_the_ring_closes)
+{
+	struct cli cl = { 0 };
+	struct call a = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
+
+	receives_in_the_ring(5);
+	connect_ready(&cl, true);
+	srv.mode = BAD_REPLY;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &a), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(a.calls, 1);
+	cr_assert_eq(a.res, -ECONNRESET);
+	cr_assert_eq(cl.closes, 1);
+	cr_assert_eq(cl.close_err, EPROTO);
+}

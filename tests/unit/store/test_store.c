@@ -1011,3 +1011,94 @@ Test(store, a_send_to_a_full_socket_completes_eagain_in_the_sleep)
 	close(sv[0]);
 	close(sv[1]);
 }
+
+/* A receive kept in the ring (loop.h's loop_recv): it waits in the kernel, its data's
+ * arrival ends the sleep (no epoll event: the socket is not in the loop's set), and
+ * the bytes are in its buffer with the result when the call returns; a short one
+ * (less than its room) is its own completion. */
+Test(store, a_receive_in_the_ring_completes_as_a_wake_up)
+{
+	struct store *st = store_make("waitrecv", MIB, 0);
+	char buf[16] = { 0 };
+	struct loop_recv lr = { .buf = buf, .cap = sizeof(buf) };
+	struct loop_fds l;
+	struct loop_wait w;
+	int sv[2];
+
+	loop_fds_open(&l);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	lr.fd = sv[0];
+	w = wait_plain(&l);
+	w.recvs = &lr;
+	cr_assert_eq(store_wait_fd(st, &w, 10), 0); /* nothing to read: it stays in */
+	cr_assert(lr.in_ring);
+	cr_assert_not(lr.done);
+	cr_assert_eq(write(sv[1], "hello", 5), 5);
+	w = wait_plain(&l);
+	cr_assert_eq(store_wait_fd(st, &w, -1), 1, "the data woke the unbounded sleep");
+	cr_assert_not(w.ready, "not through the epoll fd");
+	cr_assert(lr.done);
+	cr_assert_not(lr.in_ring);
+	cr_assert_eq(lr.res, 5);
+	cr_assert_eq(memcmp(buf, "hello", 5), 0);
+	/* again, then the peer closes: 0 bytes */
+	lr.done = false;
+	w = wait_plain(&l);
+	w.recvs = &lr;
+	close(sv[1]);
+	cr_assert_eq(store_wait_fd(st, &w, -1), 1);
+	cr_assert(lr.done);
+	cr_assert_eq(lr.res, 0);
+	store_close(st);
+	loop_fds_close(&l);
+	close(sv[0]);
+}
+
+/* The loop gave a receive up (its connection closed): the cancel's completion and the
+ * receive's own (-ECANCELED) come back, and the receive is out of the ring; and a
+ * store closed with a receive still in the ring cancels it, so that the kernel keeps
+ * no buffer of the loop's past the close. */
+Test(store, a_receive_in_the_ring_is_cancelled_on_stop_and_on_close)
+{
+	struct store *st = store_make("waitrecvx", MIB, 0);
+	char buf[16], buf2[16];
+	struct loop_recv a = { .buf = buf, .cap = sizeof(buf) }, b = a;
+	struct loop_fds l;
+	struct loop_wait w;
+	int sv[2], sv2[2];
+
+	loop_fds_open(&l);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
+	a.fd = sv[0];
+	b.fd = sv2[0];
+	b.buf = buf2;
+	a.next = &b;
+	w = wait_plain(&l);
+	w.recvs = &a;
+	cr_assert_eq(store_wait_fd(st, &w, 0), 0);
+	cr_assert(a.in_ring && b.in_ring);
+	a.next = NULL;
+	w = wait_plain(&l);
+	w.recv_cancels = &a;
+	cr_assert_geq(store_wait_fd(st, &w, 10), 0);
+	cr_assert(a.cancel_sent);
+	for (int i = 0; i < 100 && !a.done; i++) { /* its completion may come a call later */
+		w = wait_plain(&l);
+		cr_assert_geq(store_wait_fd(st, &w, 10), 0);
+	}
+	cr_assert(a.done);
+	cr_assert_not(a.in_ring);
+	cr_assert_eq(a.res, -ECANCELED);
+	cr_assert(b.in_ring, "the other stays");
+	cr_assert_eq(write(sv[1], "late", 4), 4); /* nothing reads it now */
+	store_close(st);
+	cr_assert(b.done, "closing the store cancelled it");
+	cr_assert_not(b.in_ring);
+	cr_assert_eq(b.res, -ECANCELED);
+	loop_fds_close(&l);
+	close(sv[0]);
+	close(sv[1]);
+	close(sv2[0]);
+	close(sv2[1]);
+}
