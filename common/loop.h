@@ -5,7 +5,8 @@
  * sleeps instead of epoll_wait (the engine's io_uring, which also watches the epoll
  * fd: one system call sleeps for I/O completions and sockets alike, and on recent
  * kernels collects the sockets' events too; it may also make the sends queued for
- * the sleep, loop_send, in that same system call). A waiter may keep a collection
+ * the sleep, loop_send, in that same system call, and keep receives in its ring,
+ * loop_recv, whose data wakes it like its own I/O). A waiter may keep a collection
  * into the loop's event buffer pending across waits: stop it (close the engine)
  * before loop_destroy().
  *

@@ -708,26 +708,48 @@ static struct loop_send *sends_arm(struct store *st, struct loop_send *sends)
 	return ls;
 }
 
+/* Whether the ring takes one more entry of the loop's (a receive or a cancel): with
+ * *sleep cleared when not and nothing else in the ring would wake the sleep (no SQE,
+ * or a CQ taken by receives alone). A CQ full of I/O only delays the receive: the
+ * I/O's completion wakes the loop, which lists it again. */
+static struct io_uring_sqe *recv_sqe(struct store *st, bool *sleep)
+{
+	struct io_uring_sqe *sqe;
+
+	if (st->in_ring >= st->max_in_ring) {
+		if (st->in_ring == st->recvs_in_ring)
+			*sleep = false;
+		return NULL;
+	}
+	sqe = io_uring_get_sqe(&st->ring);
+	if (!sqe)
+		*sleep = false;
+	return sqe;
+}
+
 /* w's receives go into the SQ as RECVs that wait in the kernel for data, into the
  * loop's buffer (valid until the completion, see loop.h), and w's stopped ones get a
- * cancel, as far as the CQ has room. Returns whether all went in. */
+ * cancel, as far as the ring has room. Returns whether the call may sleep after it
+ * (see recv_sqe). */
 static bool recvs_arm(struct store *st, const struct loop_wait *w)
 {
-	for (struct loop_recv *lr = w->recv_cancels; lr; lr = lr->next) {
-		struct io_uring_sqe *sqe;
+	bool sleep = true;
 
-		if (st->in_ring >= st->max_in_ring || !(sqe = io_uring_get_sqe(&st->ring)))
-			return false;
+	for (struct loop_recv *lr = w->recv_cancels; lr; lr = lr->next) {
+		struct io_uring_sqe *sqe = recv_sqe(st, &sleep);
+
+		if (!sqe)
+			return sleep;
 		io_uring_prep_cancel64(sqe, (uint64_t)((uintptr_t)lr | RECV_TAG), 0);
 		io_uring_sqe_set_data(sqe, &recv_cancel_tag);
 		st->in_ring++;
 		lr->cancel_sent = true;
 	}
 	for (struct loop_recv *lr = w->recvs; lr; lr = lr->next) {
-		struct io_uring_sqe *sqe;
+		struct io_uring_sqe *sqe = recv_sqe(st, &sleep);
 
-		if (st->in_ring >= st->max_in_ring || !(sqe = io_uring_get_sqe(&st->ring)))
-			return false;
+		if (!sqe)
+			return sleep;
 		_Static_assert(_Alignof(struct loop_recv) > USER_TAGS, "the tag bits are free");
 		io_uring_prep_recv(sqe, lr->fd, lr->buf, lr->cap, 0);
 		io_uring_sqe_set_data(sqe, (void *)((uintptr_t)lr | RECV_TAG));
@@ -735,7 +757,7 @@ static bool recvs_arm(struct store *st, const struct loop_wait *w)
 		st->recvs_in_ring++;
 		lr->in_ring = true;
 	}
-	return true;
+	return sleep;
 }
 
 /* store_close(): the receives still in the ring are cancelled and reaped (done, with
@@ -814,7 +836,8 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 			return r;
 	}
 	if (!recvs_arm(st, w))
-		timeout_ms = 0; /* the loop lists the rest again after this call */
+		timeout_ms = 0; /* nothing would wake it for those left out: the loop lists
+				   them again after this call */
 	if (sends_arm(st, w->sends))
 		timeout_ms = 0; /* the loop makes the rest after this call: no sleep */
 	/* each send in the ring's CQE is one more to wait for (its completion wakes

@@ -100,6 +100,15 @@ int store_reap(struct store *st);
  * returns, so their buffers are the caller's again; their completions end no sleep.
  * One the CQ has no room for is left not done, and then the call does not sleep; on a
  * ring failure those the ring did not take are left not done (the caller makes them).
+ * w->recvs (loop.h's loop_recv): each goes in as an IORING_OP_RECV into its buffer and
+ * stays in the ring (in_ring) until data, the peer's close or an error completes it,
+ * in this call or a later store_poll()/store_reap()/store_wait_fd() (then res with done
+ * set, in_ring cleared); each completion is a wake-up of the sleep, and counts as a
+ * callback run. One the ring has no room for is left out (the loop lists it again);
+ * the call sleeps anyway when I/O in the ring will wake it. w->recv_cancels: each gets
+ * a cancel (cancel_sent), and completes later, -ECANCELED unless data came first.
+ * store_close() cancels and reaps those still in the ring (-ECANCELED): the kernel
+ * keeps no buffer of the loop's past the close.
  * Returns the number of callbacks run, or -errno. */
 struct loop_wait;
 int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms);
