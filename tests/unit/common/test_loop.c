@@ -376,3 +376,96 @@ Test(loop, a_send_cancelled_from_another_sends_fn_is_made_but_its_fn_does_not_ru
 	close(sv[0]);
 	close(sv[1]);
 }
+
+/* ---- receives kept in the waiter's ring (loop_recv) ---- */
+
+static bool ring_completes; /* the fake ring completes what it is given at once */
+static struct loop_recv *recv_a, *recv_b;
+
+/* A waiter that keeps receives: notes how many it was given to put in ('0'+n) and to
+ * cancel ('c'), completes the cancelled ones (-ECANCELED) and, when ring_completes,
+ * the others with 3 bytes. It does not sleep. */
+static int waiter_keeps_recvs(void *arg, struct loop_wait *w, int timeout_ms)
+{
+	int n = 0;
+
+	(void)arg;
+	(void)timeout_ms;
+	for (struct loop_recv *r = w->recv_cancels; r; r = r->next) {
+		note('c');
+		r->cancel_sent = true;
+		r->in_ring = false;
+		r->done = true;
+		r->res = -ECANCELED;
+	}
+	for (struct loop_recv *r = w->recvs; r; r = r->next) {
+		n++;
+		cr_assert_not(r->in_ring || r->done || r->stopped);
+		r->in_ring = true;
+		if (ring_completes) {
+			memcpy(r->buf, "abc", 3);
+			r->res = 3;
+			r->done = true;
+			r->in_ring = false;
+		}
+	}
+	note((char)('0' + n));
+	if (++f.waits >= f.stop_after)
+		loop_stop(f.lp);
+	return 0;
+}
+
+/* A's fn stops B (whose completion is in the same round: its fn must not run) and
+ * asks for no more input. */
+static void on_recv_a(void *arg, const void *data, long res)
+{
+	(void)arg;
+	cr_assert_eq(res, 3);
+	cr_assert_eq(memcmp(data, "abc", 3), 0);
+	note('A');
+	loop_recv_stop(recv_b);
+	loop_recv_want(recv_a, false);
+}
+
+static void on_recv_b(void *arg, const void *data, long res)
+{
+	(void)arg;
+	(void)data;
+	(void)res;
+	note('B');
+}
+
+Test(loop, receives_go_in_run_their_fns_and_are_cancelled_when_stopped)
+{
+	int sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	cr_assert_eq(loop_recv_start(f.lp, sv[0], 16, on_recv_a, NULL, &recv_a), -ENOTSUP,
+		     "no waiter that keeps receives");
+	loop_set_wait(f.lp, waiter_keeps_recvs, NULL);
+	loop_set_wait_recvs(f.lp, true);
+	/* B first: the fns run newest first, A's before B's */
+	cr_assert_eq(loop_recv_start(f.lp, sv[1], 16, on_recv_b, NULL, &recv_b), 0);
+	cr_assert_eq(loop_recv_start(f.lp, sv[0], 16, on_recv_a, NULL, &recv_a), 0);
+	ring_completes = true;
+	f.stop_after = 2;
+	cr_assert_eq(loop_run(f.lp), 0);
+	/* both in and done in the first sleep; A's fn stopped B before its fn; then A,
+	 * not wanted, stays out, and B is gone */
+	cr_assert_str_eq(trace, "2A0", "got %s", trace);
+	memset(trace, 0, sizeof(trace));
+	ring_completes = false;
+	loop_recv_want(recv_a, true);
+	f.waits = 0;
+	f.stop_after = 2;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "10", "A goes in once and stays: got %s", trace);
+	memset(trace, 0, sizeof(trace));
+	loop_recv_stop(recv_a); /* in the ring: cancelled, its fn never runs */
+	f.waits = 0;
+	f.stop_after = 3;
+	cr_assert_eq(loop_run(f.lp), 0);
+	cr_assert_str_eq(trace, "c000", "one cancel, then nothing: got %s", trace);
+	close(sv[0]);
+	close(sv[1]);
+}
