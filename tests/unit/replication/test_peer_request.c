@@ -6,7 +6,9 @@
  * after free: run under ASan in build-san), no serve hook, a malformed reply, the
  * calls' refusals, a peer that does not read its replies stalling no one else, one
  * recv per frame (recv is wrapped here to count the calls that found nothing), and
- * the sends handed to the loop's sleep (short ones, a frame added after the hand-over). */
+ * the sends handed to the loop's sleep (short ones, a frame added after the hand-over),
+ * and the receives kept in the loop's ring (frames split over many completions, large
+ * ones, a close with a receive in the ring, a malformed reply through it). */
 #include "replication/peer.h"
 
 #include <arpa/inet.h>
@@ -1021,7 +1023,8 @@ Test(peer_request, frames_split_over_many_ring_receives)
 	cr_assert_eq(cl.closes, 0);
 }
 
-/* Large frames with receives as large as the connection's buffer: the same bytes. */
+/* Large frames with receives as large as the ring's buffer (64 KiB): the same bytes,
+ * the rest of a frame read on after a full receive (conn_read), in order. */
 Test(peer_request, large_frames_through_the_ring)
 {
 	struct cli cl = { 0 };
@@ -1039,7 +1042,8 @@ Test(peer_request, large_frames_through_the_ring)
 	cr_assert_eq(done, 2);
 	cr_assert_eq(srv.bad_crc, 0);
 	cr_assert(rd.data_ok, "the READ's 4 MiB arrived as sent");
-	cr_assert_eq(recv_empty, 0, "the connections read only through the ring");
+	cr_assert_lt(ring_completions, 5 * 16, "not a loop turn per 64 KiB: %u",
+		     ring_completions);
 	cr_assert_eq(cl.closes, 0);
 }
 
