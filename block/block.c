@@ -18,6 +18,15 @@
 #include <string.h>
 
 #include "common/volspec.h"
+#include "engine/engine.h"
+
+/* block.h's names for the engine's sizes: the front ends advertise and bound with them. */
+_Static_assert(BLK_BLOCK_SIZE == ENGINE_BLOCK_SIZE, "BLK_BLOCK_SIZE");
+_Static_assert(BLK_SECTOR_MAX == ENGINE_SECTOR_SIZE_4K &&
+	       ENGINE_SECTOR_SIZE_DEFAULT <= BLK_SECTOR_MAX, "BLK_SECTOR_MAX");
+_Static_assert(BLK_NAME_MAX == ENGINE_VOLUME_NAME_MAX, "BLK_NAME_MAX");
+_Static_assert(BLK_SPEC_MAX == ENGINE_SNAP_SPEC_MAX, "BLK_SPEC_MAX");
+_Static_assert(BLK_HOLDER_MAX == ENGINE_HOLDER_MAX, "BLK_HOLDER_MAX");
 
 #define BS ENGINE_BLOCK_SIZE
 #define SPLIT_BLOCKS (BLK_SPLIT_BYTES / BS)
@@ -29,8 +38,7 @@
 
 /* ---- specs, open, close ---- */
 
-int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
-		   char snap[ENGINE_VOLUME_NAME_MAX + 1])
+int blk_spec_parse(const char *spec, char vol[BLK_NAME_MAX + 1], char snap[BLK_NAME_MAX + 1])
 {
 	return volspec_parse(spec, vol, snap);
 }
@@ -198,14 +206,26 @@ bool blk_readonly(const struct blk_dev *dev)
 	return dev->readonly;
 }
 
-enum engine_block_state blk_state(const struct blk_dev *dev, uint64_t off)
+enum blk_state blk_state(const struct blk_dev *dev, uint64_t off)
 {
-	return dev->vol ? engine_block_state(dev->vol, off / BS) : ENGINE_BLOCK_HOLE;
+	switch (dev->vol ? engine_block_state(dev->vol, off / BS) : ENGINE_BLOCK_HOLE) {
+	case ENGINE_BLOCK_DATA:
+		return BLK_STATE_DATA;
+	case ENGINE_BLOCK_ZERO:
+		return BLK_STATE_ZERO;
+	default:
+		return BLK_STATE_HOLE;
+	}
 }
 
 bool blk_mapped(const struct blk_dev *dev, uint64_t off)
 {
-	return blk_state(dev, off) != ENGINE_BLOCK_HOLE;
+	return blk_state(dev, off) != BLK_STATE_HOLE;
+}
+
+int blk_poll(struct engine *eng, int timeout_ms)
+{
+	return engine_poll(eng, timeout_ms);
 }
 
 unsigned blk_locked(const struct blk_dev *dev)

@@ -1,7 +1,7 @@
 /* block/block.h — the block layer between the front ends (nbd/, vhost/) and the
  * engine: byte-granular I/O on a volume or a "VOL@SNAP" snapshot (read-only).
  *
- * The engine works in whole ENGINE_BLOCK_SIZE blocks; this layer serves any byte
+ * The engine works in whole BLK_BLOCK_SIZE blocks; this layer serves any byte
  * offset and length. Aligned requests go straight to the engine (split into pieces of
  * at most BLK_SPLIT_BYTES); a partial block at either end of a write or zeroing is
  * read, patched and written back (read-modify-write). Every mutating request holds a
@@ -16,7 +16,12 @@
  * (BLK_IO_MAX), -EPERM a write to a snapshot, -ENOMEM; the engine's errors are passed
  * on through cb.
  *
- * Threading: the engine's thread only (completions run from engine_poll()).
+ * The front ends (nbd/, vhost/) see the engine through this header only: quilld opens
+ * the engine and hands it to them as an opaque struct engine, which they pass back
+ * here (blk_open, blk_probe, blk_list, blk_poll). Sizes and names they advertise or
+ * bound are the block layer's constants below (block.c asserts they are the engine's).
+ *
+ * Threading: the engine's thread only (completions run from blk_poll()).
  */
 #ifndef QUILL_BLOCK_BLOCK_H
 #define QUILL_BLOCK_BLOCK_H
@@ -25,11 +30,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/engine.h"
-
 #define BLK_IO_MAX       (64u << 20)  /* bytes of one read or write */
 #define BLK_SPLIT_BYTES  (1u << 20)   /* largest engine call a request is split into */
 
+/* The engine's, under the block layer's names (block.c asserts each equal). */
+#define BLK_BLOCK_SIZE   4096u  /* the unit of mapping and block status: the physical block */
+#define BLK_SECTOR_MAX   4096u  /* the largest logical sector of a volume; divides a block */
+#define BLK_NAME_MAX     63u    /* a volume's or a snapshot's name */
+#define BLK_SPEC_MAX     (2 * BLK_NAME_MAX + 1) /* "VOL@SNAP" */
+#define BLK_HOLDER_MAX   191u   /* blk_set_holder's phrase */
+
+struct engine; /* the node's engine (quilld's): the front ends only pass it on */
 struct blk_dev;
 
 typedef void (*blk_cb)(void *arg, int res);
@@ -41,9 +52,8 @@ enum blk_io_flags {
 
 /* Volume specs: "VOL" or "VOL@SNAP", read by the one parser (common/volspec.h) that
  * the engine and the CLI use too. Fills vol and snap (snap "" for a volume). -EINVAL
- * empty names, a second '@', or a name longer than ENGINE_VOLUME_NAME_MAX. */
-int blk_spec_parse(const char *spec, char vol[ENGINE_VOLUME_NAME_MAX + 1],
-		   char snap[ENGINE_VOLUME_NAME_MAX + 1]);
+ * empty names, a second '@', or a name longer than BLK_NAME_MAX. */
+int blk_spec_parse(const char *spec, char vol[BLK_NAME_MAX + 1], char snap[BLK_NAME_MAX + 1]);
 
 /* What a spec is, read from its record without opening it (so whoever holds it is
  * not disturbed). */
@@ -86,9 +96,13 @@ bool blk_readonly(const struct blk_dev *dev);
 /* Does the engine block holding byte off hold data or allocated zeros (is it not a
  * hole)? */
 bool blk_mapped(const struct blk_dev *dev, uint64_t off);
-/* Block status of the engine block holding byte off: ENGINE_BLOCK_DATA,
- * ENGINE_BLOCK_ZERO (allocated zeros: blk_zero with BLK_NO_HOLE) or ENGINE_BLOCK_HOLE. */
-enum engine_block_state blk_state(const struct blk_dev *dev, uint64_t off);
+/* Block status of the engine block holding byte off. */
+enum blk_state {
+	BLK_STATE_HOLE,
+	BLK_STATE_DATA,
+	BLK_STATE_ZERO, /* allocated zeros: blk_zero with BLK_NO_HOLE */
+};
+enum blk_state blk_state(const struct blk_dev *dev, uint64_t off);
 /* Mutating requests running or waiting for their range (tests, stats). */
 unsigned blk_locked(const struct blk_dev *dev);
 
@@ -107,6 +121,12 @@ int blk_zero(struct blk_dev *dev, uint64_t off, uint64_t len, unsigned flags, bl
 	     void *arg);
 /* Makes every write completed before the call durable (the engine's flush). */
 int blk_flush(struct blk_dev *dev, blk_cb cb, void *arg);
+
+/* Runs the engine's completions, blk_* callbacks among them (engine_poll): waits up
+ * to timeout_ms (-1 forever, 0 not at all) if nothing is ready; returns the number of
+ * callbacks run, or -errno. The front ends drain their requests with it before they
+ * close; the node's loop drives the engine itself. A direct call: nothing more. */
+int blk_poll(struct engine *eng, int timeout_ms);
 
 /* ---- the guard: ownership and the lease (docs/cluster.md) ----
  * In a cluster a node serves a volume only while it owns it, and completes client

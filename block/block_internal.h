@@ -5,6 +5,7 @@
 #define QUILL_BLOCK_BLOCK_INTERNAL_H
 
 #include "block/block.h"
+#include "engine/engine.h"
 
 struct blk_io;
 

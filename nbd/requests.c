@@ -17,7 +17,7 @@
 #include "common/log.h"
 #include "common/stages.h"
 
-#define BS ENGINE_BLOCK_SIZE
+#define BS BLK_BLOCK_SIZE
 #define META_CONTEXT_ID 1u
 
 struct nbd_req {
@@ -125,12 +125,12 @@ static unsigned fua(const struct nbd_req *r)
 
 /* base:allocation: holes are hole|zero, allocated zeros (WRITE_ZEROES with NO_HOLE)
  * zero, data 0; runs merged. */
-static uint32_t alloc_state(enum engine_block_state st)
+static uint32_t alloc_state(enum blk_state st)
 {
 	switch (st) {
-	case ENGINE_BLOCK_DATA:
+	case BLK_STATE_DATA:
 		return 0;
-	case ENGINE_BLOCK_ZERO:
+	case BLK_STATE_ZERO:
 		return NBD_STATE_ZERO;
 	default:
 		return NBD_STATE_HOLE | NBD_STATE_ZERO;
@@ -152,7 +152,7 @@ static void exec_block_status(struct nbd_req *r)
 		return;
 	}
 	while (pos < end && n < max) {
-		enum engine_block_state st = blk_state(dev, pos);
+		enum blk_state st = blk_state(dev, pos);
 		uint64_t run = (pos / BS + 1) * BS;
 		uint8_t *d = r->status + (size_t)n * sizeof(struct nbd_block_descriptor);
 

@@ -123,7 +123,7 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 		*out = exp;
 		return 0;
 	}
-	if (strlen(name) > ENGINE_SNAP_SPEC_MAX)
+	if (strlen(name) > BLK_SPEC_MAX)
 		return -ENOENT;
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)
@@ -177,7 +177,7 @@ int nbd_export_probe(struct nbd_server *srv, const char *name, uint64_t *size, b
 void nbd_export_describe(struct nbd_export *exp)
 {
 	const struct nbd_conn *first = NULL;
-	char holder[ENGINE_HOLDER_MAX + 1];
+	char holder[BLK_HOLDER_MAX + 1];
 	unsigned n = 0;
 
 	for (const struct nbd_conn *c = exp->srv->conns; c; c = c->next) {
@@ -879,7 +879,7 @@ static void drain_connections(struct nbd_server *srv)
 			next = c->next;
 			conn_maybe_free(c);
 		}
-		if (srv->nconns && engine_poll(srv->eng, 10) < 0 && late)
+		if (srv->nconns && blk_poll(srv->eng, 10) < 0 && late)
 			break; /* the engine is broken: nothing will complete */
 	}
 }

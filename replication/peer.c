@@ -658,7 +658,10 @@ static int on_request(struct peer_conn *c, const struct peer_frame *f, size_t en
 	c->served = req;
 	c->busy++;
 	stages_mark("peer.served"); /* decoded, MAC checked */
-	if (c->ep->serve)
+	r = peer_seg_req_check(&sr);
+	if (r < 0) /* well formed, but not a request the op allows: its answer says so */
+		peer_req_refuse(req, r);
+	else if (c->ep->serve)
 		c->ep->serve(c->ep->serve_arg, req);
 	else
 		peer_req_refuse(req, -EOPNOTSUPP);

@@ -15,8 +15,11 @@
  * peer_req_reply(), at once or later. A client sends those requests with
  * peer_request() and gets each reply, or the connection's end, in a callback; a reply
  * later than the request's timeout closes the connection. A refused op (a stale epoch,
- * a hole, no space) is a reply with a negative result: the connection stays. Only a
- * protocol violation (a malformed request or reply, a reply to no request) closes it.
+ * a hole, no space) is a reply with a negative result: the connection stays. A request
+ * that decodes but asks more than its op allows (a READ or FRAG_READ of too many
+ * blocks, peer_seg_req_check) is refused so here, never reaching the serve hook. Only
+ * a protocol violation (a malformed request or reply, a reply to no request) closes
+ * it.
  *
  * Frames are copied at most once on the way out (into the connection's write buffer)
  * and not at all on the way in (a served request's payload is the read buffer's, or
@@ -122,8 +125,8 @@ unsigned peer_conn_pending(const struct peer_conn *c);
 
 /* Server side: a request handed to the serve hook. The header, payload and decoded
  * request stay valid until the reply (the payload is the request's whole payload;
- * peer_req_seg is it decoded by peer_seg_req_decode, an APPEND's data pointing into
- * it). */
+ * peer_req_seg is it decoded by peer_seg_req_decode and checked by
+ * peer_seg_req_check, an APPEND's data pointing into it). */
 const struct peer_hdr *peer_req_hdr(const struct peer_req *req);
 const void *peer_req_payload(const struct peer_req *req, size_t *len);
 const struct peer_seg_req *peer_req_seg(const struct peer_req *req);

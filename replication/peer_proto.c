@@ -321,19 +321,15 @@ static int seg_append_decode(const uint8_t *p, size_t len, struct peer_seg_req *
 	return 0;
 }
 
-/* A READ's or FRAG_READ's run (out->block, nblocks, flags decoded from a head of
- * head_len bytes) within max blocks, and with PEER_SEG_F_CRCS exactly one CRC per
- * block after the head (out->data): nothing else follows. */
-static int read_run_decode(const uint8_t *p, size_t len, size_t head_len, uint32_t max,
+/* A READ's or FRAG_READ's layout (out->block, nblocks, flags decoded from a head of
+ * head_len bytes): with PEER_SEG_F_CRCS exactly one CRC per block after the head
+ * (out->data), nothing else follows. Its run is peer_seg_req_check's: one the holder
+ * cannot serve is answered, not a malformed frame. */
+static int read_run_decode(const uint8_t *p, size_t len, size_t head_len,
 			   struct peer_seg_req *out)
 {
-	int r;
-
 	if (out->flags & ~PEER_SEG_F_CRCS)
 		return -EPROTO;
-	r = range_check(out->block, out->nblocks, max);
-	if (r < 0)
-		return r;
 	if (!(out->flags & PEER_SEG_F_CRCS))
 		return len == head_len ? 0 : -EINVAL;
 	out->data = p + head_len;
@@ -348,8 +344,7 @@ static int seg_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *ou
 	out->block = peer_get32(p + RD(block));
 	out->nblocks = peer_get32(p + RD(nblocks));
 	out->flags = peer_get32(p + RD(flags));
-	return read_run_decode(p, len, sizeof(struct peer_seg_read), PEER_SEG_READ_MAX_BLOCKS,
-			       out);
+	return read_run_decode(p, len, sizeof(struct peer_seg_read), out);
 }
 
 int peer_seg_read_check(const struct peer_seg_req *r, const void *blocks)
@@ -462,8 +457,7 @@ static int frag_read_decode(const uint8_t *p, size_t len, struct peer_seg_req *o
 	for (size_t i = 0; i < sizeof(((struct peer_frag_read *)0)->reserved); i++)
 		if (p[FR(reserved) + i])
 			return -EPROTO;
-	return read_run_decode(p, len, sizeof(struct peer_frag_read), PEER_FRAG_READ_MAX_BLOCKS,
-			       out);
+	return read_run_decode(p, len, sizeof(struct peer_frag_read), out);
 }
 
 /* A name of LAYER_FIND: 1..PEER_LAYER_NAME - 1 bytes, then NULs only. */
@@ -560,6 +554,18 @@ int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg
 		return len == 0 ? 0 : -EINVAL;
 	default:
 		return -EOPNOTSUPP;
+	}
+}
+
+int peer_seg_req_check(const struct peer_seg_req *r)
+{
+	switch (r->op) {
+	case PEER_OP_SEG_READ:
+		return range_check(r->block, r->nblocks, PEER_SEG_READ_MAX_BLOCKS);
+	case PEER_OP_FRAG_READ:
+		return range_check(r->block, r->nblocks, PEER_FRAG_READ_MAX_BLOCKS);
+	default:
+		return 0; /* the others' ranges are their layout's: the decoder checked them */
 	}
 }
 

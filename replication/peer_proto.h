@@ -19,6 +19,8 @@
  * op does not allow below), -EPROTO (not this protocol, a reserved field or flag set),
  * -EPROTONOSUPPORT (another version of it), -EOPNOTSUPP (an op no one implements),
  * -EMSGSIZE (a payload or a count larger than the op allows), -EILSEQ (a CRC mismatch).
+ * A request that decodes but asks for a run its op does not allow is answered with
+ * the error instead (peer_seg_req_check): a frame is well formed or not on its own.
  */
 #ifndef QUILL_REPLICATION_PEER_PROTO_H
 #define QUILL_REPLICATION_PEER_PROTO_H
@@ -538,9 +540,15 @@ int peer_error_decode(const void *buf, size_t len, struct peer_error_msg *out);
 size_t peer_error_encode(int err, const char *msg, void *buf);
 
 /* A segment request's payload (op: a segment op): every length, count, range and
- * reserved field is checked; an APPEND's data is the rest of the payload, exactly
- * nblocks blocks (its CRC is peer_seg_data_check's, which the holder answers). */
+ * reserved field is checked, but for the run a READ or FRAG_READ asks for (that is
+ * peer_seg_req_check's); an APPEND's data is the rest of the payload, exactly nblocks
+ * blocks (its CRC is peer_seg_data_check's, which the holder answers). An error: the
+ * frame is malformed (the receiver closes the connection). */
 int peer_seg_req_decode(uint8_t op, const void *buf, size_t len, struct peer_seg_req *out);
+/* A request decoded whole that its holder may still not serve: a READ's or FRAG_READ's
+ * run of no blocks or one that wraps (-EINVAL), or of more blocks than the op allows
+ * (-EMSGSIZE). 0, or the result to answer it with: the connection serves on. */
+int peer_seg_req_check(const struct peer_seg_req *r);
 /* 0 if an APPEND's data has its data_crc, else -EILSEQ. */
 int peer_seg_data_check(const struct peer_seg_req *r);
 /* A READ or FRAG_READ with PEER_SEG_F_CRCS: 0 if each of the nblocks blocks at blocks

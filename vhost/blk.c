@@ -31,7 +31,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 
-#define BS ENGINE_BLOCK_SIZE
+#define BS BLK_BLOCK_SIZE
 
 struct vhost_req {
 	struct vhost_req *prev, *next;  /* the export's requests in flight */

@@ -27,7 +27,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 
-#define BS ENGINE_BLOCK_SIZE
+#define BS BLK_BLOCK_SIZE
 
 static const uint64_t protocol_features =
 	(1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) |

@@ -86,7 +86,7 @@ void vhost_conn_reply(struct vhost_conn *c, uint32_t request, const void *payloa
 
 static void export_holder(struct vhost_export *exp, const char *state)
 {
-	char holder[ENGINE_HOLDER_MAX + 1];
+	char holder[BLK_HOLDER_MAX + 1];
 
 	snprintf(holder, sizeof(holder), "vhost-user by %s (%s)", exp->path, state);
 	blk_set_holder(exp->dev, holder);
@@ -348,7 +348,7 @@ static void conn_create(struct vhost_export *exp, int fd)
  * quilld's log does). */
 static void refuse(struct vhost_export *exp, int fd, int err)
 {
-	char why[ENGINE_HOLDER_MAX + ENGINE_SNAP_SPEC_MAX + 64];
+	char why[BLK_HOLDER_MAX + BLK_SPEC_MAX + 64];
 
 	if (!blk_open_refusal(exp->srv->eng, exp->srv->guard, exp->name, err, why, sizeof(why)))
 		snprintf(why, sizeof(why), "volume '%s': %s", exp->name, err_str(-err));
@@ -416,7 +416,7 @@ static void export_free(struct vhost_export *exp)
 	if (exp->conn)
 		vhost_conn_close(exp->conn, "export stopped");
 	while ((exp->nreqs || exp->flushing) && loop_now_ms() < deadline)
-		if (engine_poll(exp->srv->eng, 10) < 0)
+		if (blk_poll(exp->srv->eng, 10) < 0)
 			break;
 	if (exp->nreqs || exp->flushing) {
 		/* the engine is stuck: leak the orphans rather than free what it may use */
@@ -438,7 +438,7 @@ int vhost_server_export(struct vhost_server *srv, const char *volume, const char
 		return -EINVAL;
 	if (export_find(srv, volume))
 		return -EEXIST;
-	if (strlen(volume) > ENGINE_SNAP_SPEC_MAX)
+	if (strlen(volume) > BLK_SPEC_MAX)
 		return -ENOENT;
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)

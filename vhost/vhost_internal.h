@@ -18,7 +18,6 @@
 #include <sys/uio.h>
 
 #include "block/block.h"
-#include "engine/engine.h"
 #include "vhost/vhost_blk.h"
 #include "vhost/vhost_proto.h"
 
@@ -26,8 +25,8 @@
 
 /* The advertised physical block is the engine's; the logical one is the volume's
  * sector (blk_sector_size), which divides it. */
-_Static_assert(ENGINE_BLOCK_SIZE % ENGINE_SECTOR_SIZE_4K == 0 &&
-	       ENGINE_SECTOR_SIZE_4K % VIRTIO_BLK_SECTOR == 0, "sector sizes");
+_Static_assert(BLK_BLOCK_SIZE % BLK_SECTOR_MAX == 0 &&
+	       BLK_SECTOR_MAX % VIRTIO_BLK_SECTOR == 0, "sector sizes");
 
 #define VHOST_QUEUES_MAX        8u
 #define VHOST_QUEUES_DEFAULT    4u
@@ -160,7 +159,7 @@ struct vhost_queue {
 struct vhost_export {
 	struct vhost_export *next;
 	struct vhost_server *srv;
-	char name[ENGINE_SNAP_SPEC_MAX + 1]; /* VOL, or VOL@SNAP (read-only) */
+	char name[BLK_SPEC_MAX + 1]; /* VOL, or VOL@SNAP (read-only) */
 	char path[108];
 	struct blk_dev *dev;         /* the claimed volume (block layer: ranges, RMW, range
 					locks) from a front-end's connect until its release

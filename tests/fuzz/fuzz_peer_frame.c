@@ -99,7 +99,7 @@ static void decoders(const uint8_t *p, size_t len)
 		/* a segment op's payload as peer.c hands it on (fuzz_peer_seg goes deeper) */
 		if (peer_op_seg_request(h.op) &&
 		    peer_seg_req_decode(h.op, p + PEER_HDR_BYTES, h.payload_len, &r) == 0 &&
-		    h.op == PEER_OP_SEG_APPEND)
+		    peer_seg_req_check(&r) == 0 && h.op == PEER_OP_SEG_APPEND)
 			peer_seg_data_check(&r);
 		if (peer_op_seg_reply(h.op))
 			peer_seg_reply_decode(h.op, p + PEER_HDR_BYTES, h.payload_len, &rep);

@@ -12,11 +12,12 @@
 #     holds a data fragment, never a parity one, of each stripe it is in
 #   - healthy: everything verifies through node0, read from the data fragments (volume
 #     info's counters: runs read from fragments, none degraded, none decoded)
-#   - node1's data fragments damaged on disk (a byte of every block flipped): everything
-#     verifies, the runs that touch them decoded from the other two fragments; then
-#     the bytes flipped back
-#   - node1 killed -9 (a fragment of most stripes gone): everything verifies, decoded
-#   - node1 back, node0 restarted (its remote entries from its checkpoint): everything
+#   - the data fragments of one node (of nodes 1-3, the one holding the most that are
+#     read: segments the owner keeps a copy of are read from it) damaged on disk (a
+#     byte of every block flipped): everything verifies, the runs that touch them
+#     decoded from the other two fragments; then the bytes flipped back
+#   - that node killed -9 (a fragment of many stripes gone): everything verifies, decoded
+#   - it comes back, node0 restarted (its remote entries from its checkpoint): everything
 #     verifies; quill status --json counts the reads from fragments
 #   - node0 killed -9, node1 claims the volume: its takeover makes remote entries of
 #     the striped segments (their headers read from the fragments, their map from the
@@ -103,31 +104,64 @@ verify healthy
 [ "$(frag degraded)" = 0 ] && [ "$(frag decodes)" = 0 ] ||
 	fail "healthy: reads were degraded: $(counters); node0: $(grep -i fragment "$WORK/node0.log" | tail -3)"
 
-# ---- node1's data fragments damaged on disk ----
-# damage: flips a byte of every data block of each data fragment node1 holds (again:
+# ---- a node's data fragments damaged on disk ----
+# victim: "V N": node V of nodes 1-3 holds N data fragments of stripes whose segment
+# the owner no longer keeps a copy of, the most of the three. (A segment that holds
+# catalog records keeps the owner's copy, and its reads come from that copy: fragments
+# damaged or lost only there are never read, and which node holds what is placement's
+# pick, so the node that loses them is chosen, not fixed.)
+victim()
+{
+	grep -o "segment [0-9a-f.]*: local copy (slot [0-9]*) dropped" "$WORK/node0.log" |
+		awk '{ sub(":", "", $2); print $2 }' >"$WORK/dropped.txt"
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" || return 1
+	python3 - "$WORK/recs.txt" "$WORK/dropped.txt" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+dropped = set(open(sys.argv[2]).read().split())
+count = {"node1": 0, "node2": 0, "node3": 0}
+for key, val in zip(lines[0::2], lines[1::2]):
+    rec = json.loads(val)
+    if key.rsplit("/", 1)[1] in dropped and "stripe" in rec:
+        for node, _ in rec["stripe"]["frags"][:rec["stripe"]["k"]]:
+            if node in count:
+                count[node] += 1
+best = max(sorted(count), key=lambda n: count[n])
+print(best[len("node"):], count[best])
+PY
+}
+read -r V NV <<<"$(victim)"
+[ "${NV:-0}" -gt 0 ] || fail "no node of 1-3 holds a data fragment of a segment the owner dropped: $(cat "$WORK/dropped.txt")"
+log "node$V holds $NV data fragments of segments read from fragments alone: it is the one damaged, then killed"
+# damage: flips a byte of every data block of each data fragment node V holds (again:
 # flips them back)
-damage() { QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" flip-data "$WORK" "$SEG" 1; }
-N=$(damage) || fail "damaging node1's fragments"
-[ "$N" -gt 0 ] || fail "node1 holds no data fragment"
+damage() { QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" flip-data "$WORK" "$SEG" "$V"; }
+N=$(damage) || fail "damaging node$V's fragments"
+[ "$N" -gt 0 ] || fail "node$V holds no data fragment"
 D0=$(frag decodes)
-verify "node1's $N data fragments damaged"
+verify "node$V's $N data fragments damaged"
 [ "$(frag decodes)" -gt "$D0" ] ||
-	fail "no run was decoded with node1's data fragments damaged: $(counters)"
-grep -q "fragment [01] on node node1: fails its checksum" "$WORK/node0.log" ||
+	fail "no run was decoded with node$V's data fragments damaged: $(counters)"
+grep -q "fragment [01] on node node$V: fails its checksum" "$WORK/node0.log" ||
 	fail "node0 does not say which fragment failed: $(grep -i fragment "$WORK/node0.log" | tail -3)"
-# (node1 is killed next and comes back: then node0 goes, and a stripe must not have
+# (node V is killed next and comes back: then node0 goes, and a stripe must not have
 # lost two fragments)
-[ "$(damage)" = "$N" ] || fail "node1's fragments not mended"
+[ "$(damage)" = "$N" ] || fail "node$V's fragments not mended"
 
-# ---- node1 killed ----
-node_killed 1 0
+# ---- node V killed ----
+node_killed "$V" 0
 D1=$(frag decodes)
-verify "node1 killed"
-[ "$(frag decodes)" -gt "$D1" ] || fail "no run was decoded with node1 dead: $(counters)"
+verify "node$V killed"
+[ "$(frag decodes)" -gt "$D1" ] || fail "no run was decoded with node$V dead: $(counters)"
 
-# ---- node1 back, the owner restarted: its remote entries from its own checkpoint ----
+# ---- node V back, the owner restarted: its remote entries from its own checkpoint ----
 # (node1, the owner after the takeover below, rebuilds node0's fragments at the end:
-# it kills itself once its 3rd rebuilt fragment is durable, before the stripe names it)
+# it kills itself once its 3rd rebuilt fragment is durable, before the stripe names it;
+# node1 restarts with that hook whether or not it was the one killed)
+if [ "$V" != 1 ]; then
+	start_peer_node "$V"
+	stop_pid "${NODE_PID[1]}"
+fi
 QUILL_TEST_CRASH_REBUILD=3 start_peer_node 1
 kill -TERM "${NODE_PID[0]}"
 wait "${NODE_PID[0]}" 2>/dev/null || true

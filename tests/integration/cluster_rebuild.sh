@@ -11,7 +11,8 @@
 #     (the records are the same; cluster status showed it down, not gone)
 #   - node1 killed -9, then `quill node out node1`: every sealed segment ends up with 3
 #     holders, none of them node1 (bounded polling); cluster status --json showed
-#     rebuild progress meanwhile, and `cluster status --watch` ended by itself
+#     rebuild progress meanwhile (and plain `cluster status` a line of it), and
+#     `cluster status --watch` ended by itself
 #   - node2 (a different holder) killed -9: everything verifies (fio verify_only)
 #   - node1 back in (`node in`, restarted): its copies are orphans and are dropped;
 #     node2 stays down past --out-after: its segments are rebuilt (onto node1) without
@@ -124,6 +125,14 @@ PY
 }
 wait_until 60 'echo "cluster status never showed the rebuild'\''s progress: $(cat "$WORK/st.json")"' progress_seen
 log "progress: $(tail -1 "$WORK/progress.json")"
+# the plain status says it in words: done, left, rate, ETA and the budget
+plain_progress_seen()
+{
+	qn 0 cluster status >"$WORK/st.txt" 2>/dev/null &&
+		grep -Eq '^rb +[0-9]+% done +[0-9]+ segs .* left +[0-9.]+ MB/s +ETA .* budget [0-9.]+ MB/s \(' "$WORK/st.txt"
+}
+wait_until 30 'echo "cluster status shows no rebuild line: $(cat "$WORK/st.txt")"' plain_progress_seen
+log "cluster status: $(grep -A1 '^REBUILD' "$WORK/st.txt" | tail -1)"
 # (started once the owner's scan has seen node1 out: before, nothing is left to watch
 # and --watch ends at once, as it should)
 "$QUILL" --socket "$WORK/ctl0.sock" cluster status --watch >"$WORK/watch.log" 2>&1 &

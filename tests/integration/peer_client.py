@@ -29,6 +29,7 @@ OP_PING, OP_PONG, OP_ERROR = 0x10, 0x90, 0xFF
 OP_UNKNOWN = 0x2f  # no op (after the segment ops, LAYER_READ, LAYER_FIND, FRAG_PUT, FRAG_READ, SEG_LIST, SEG_VERIFY)
 OP_SEG_OPEN, OP_SEG_APPEND, OP_SEG_READ, OP_SEG_SEAL = 0x20, 0x21, 0x22, 0x23
 OP_SEG_DELETE, OP_EPOCH_RAISE, OP_SEG_FLUSH, OP_SEG_STAT = 0x24, 0x25, 0x26, 0x27
+OP_FRAG_READ = 0x2b
 OP_REPLY = 0x80
 SEG_F_FUA = 1
 BLOCK = 4096
@@ -462,6 +463,34 @@ def case_seg_malformed(port, master):
     data = bytes(BLOCK)
     p.send(p.frame(OP_SEG_APPEND, seg_append(1, 0, data, nblocks=2), vol=0x5E67, epoch=1))
     refused_after_auth(p, EINVAL)
+
+
+def case_frag_read_unservable(port, master):
+    """FRAG_READs no holder can serve, well formed as frames: more than 1024 rows, a range
+    that wraps. Each is answered with an error, and the same session then serves a good
+    round (before session 18 the oversized one closed the connection)."""
+    p = Peer(port, master)
+    p.handshake()
+    vol, epoch = 0x5E68, 1
+
+    def frag_read(sno, block, nblocks, index=0):
+        return struct.pack("<IIIBB2s", sno, block, nblocks, index, 0, b"\0\0")
+
+    p.expect("1025 rows", p.seg(OP_FRAG_READ, frag_read(1, 0, 1025), vol, epoch)[:2],
+             (-EMSGSIZE, 0))
+    p.expect("a range that wraps",
+             p.seg(OP_FRAG_READ, frag_read(1, 0xFFFFFFFF, 2), vol, epoch, req=2)[:2],
+             (-EINVAL, 0))
+    p.expect("no such fragment", p.seg(OP_FRAG_READ, frag_read(1, 0, 1), vol, epoch,
+                                       req=3)[0], -ENOENT)
+    data = b"\x77" * BLOCK
+    p.expect("open", p.seg(OP_SEG_OPEN, seg_open(1), vol, epoch, req=4)[0], 0)
+    p.expect("append", p.seg(OP_SEG_APPEND, seg_append(1, 0, data), vol, epoch, req=5)[:2],
+             (0, 1))
+    res, length, got = p.seg(OP_SEG_READ, struct.pack("<IIII", 1, 0, 1, 0), vol, epoch, req=6)
+    p.expect("read", (res, length, got == data), (0, 1, True))
+    p.expect("delete", p.seg(OP_SEG_DELETE, struct.pack("<II", 1, 0), vol, epoch, req=7)[0], 0)
+    p.ping(8, b"still here")
 
 
 def case_reply_unasked(port, master):

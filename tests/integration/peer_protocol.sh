@@ -5,9 +5,10 @@
 # replayed handshake and a replayed frame are each refused with one log line naming
 # the peer and why, and the node still serves NBD and a good peer's PINGs afterwards.
 # The segment ops go to the node's holder service: a good round (open, append, read
-# back, stat, seal, delete), a stale epoch and a bad data CRC refused by a reply on a
-# session that goes on; a truncated, oversized or malformed append and an unasked
-# reply close the session. The attacks come from
+# back, stat, seal, delete), a stale epoch, a bad data CRC and FRAG_READs no holder
+# can serve (too many rows, a range that wraps) refused by a reply on a session that
+# goes on; a truncated, oversized or malformed append and an unasked reply close the
+# session. The attacks come from
 # peer_client.py, a second implementation of docs/peer-protocol.md; the good peer is
 # quill-peer (replication/ itself).
 set -euo pipefail
@@ -94,6 +95,7 @@ cases=(
 	"seg_truncated|closed by the peer mid-frame (truncated)"
 	"seg_oversized|payload length beyond the op's maximum"
 	"seg_malformed|a malformed segment request"
+	"frag_read_unservable|authenticated"
 	"reply_unasked|a reply that answers no request of ours"
 )
 names=()

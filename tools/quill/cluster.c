@@ -238,7 +238,9 @@ void cli_show_policies(struct json_object *pol, const char *label, const char *w
 	printf(" of volume data (%s)\n", why);
 }
 
-static void show_status(struct json_object *ans)
+/* The node, its lease and client I/O, the nodes, space and volumes: what both the
+ * plain status and the watch show. */
+static void show_overview(struct json_object *ans)
 {
 	struct json_object *c = json_object_object_get(ans, "cluster");
 	struct json_object *lease = json_object_object_get(ans, "lease");
@@ -311,7 +313,45 @@ static int64_t seen_most(struct watch_seen *seen, size_t nseen, const char *name
 	return left;
 }
 
-/* One line per volume with work: bar, segments and bytes left, rate, ETA. */
+/* A volume's work: progress (a bar when watched), segments and bytes left, rate, ETA,
+ * the budget and why, and what keeps it from finishing. */
+static void print_work(struct json_object *v, struct json_object *cu, unsigned pct, bool bar)
+{
+	char bars[WATCH_BAR + 1], etas[32];
+	int64_t eta = cli_i64(cu, "eta_seconds");
+
+	if (eta < 0)
+		snprintf(etas, sizeof(etas), "ETA -");
+	else
+		snprintf(etas, sizeof(etas), "ETA %lldm%02llds", (long long)eta / 60,
+			 (long long)eta % 60);
+	if (bar) {
+		cli_bar(bars, WATCH_BAR, pct);
+		printf("%-20s [%s] %3u%%  ", cli_str(v, "name"), bars, pct);
+	} else {
+		printf("%-24s %3u%% done  ", cli_str(v, "name"), pct);
+	}
+	printf("%lld segs %s left  %.1f MB/s  %s  budget %.1f MB/s (%s)",
+	       (long long)cli_i64(cu, "segments_left"),
+	       cli_size((uint64_t)cli_i64(cu, "bytes_left"), 0),
+	       (double)cli_i64(cu, "bytes_per_second") / 1e6, etas,
+	       (double)cli_i64(cu, "budget_bytes_per_second") / 1e6, cli_str(cu, "budget_why"));
+	if (cli_i64(cu, "rebuild_segments"))
+		printf("  (%lld held by a node gone)", (long long)cli_i64(cu, "rebuild_segments"));
+	if (cli_i64(cu, "no_source"))
+		printf("  (%lld with no source)", (long long)cli_i64(cu, "no_source"));
+	if (cli_i64(cu, "fragments_unplaced"))
+		printf("  (%lld stripes degraded: no failure domain left)",
+		       (long long)cli_i64(cu, "fragments_unplaced"));
+	if (cli_i64(cu, "down_holder_segments"))
+		printf("  (%lld on a node down: out in %llds)",
+		       (long long)cli_i64(cu, "down_holder_segments"),
+		       (long long)cli_i64(cu, "out_in_seconds"));
+	printf("\n");
+}
+
+/* One line per volume with work, its bar's 100% the most bytes left seen while
+ * watched. */
 static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size_t nseen)
 {
 	struct json_object *vols = json_object_object_get(ans, "volumes");
@@ -321,41 +361,47 @@ static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = json_object_array_get_idx(vols, i);
 		struct json_object *cu = work_of(v);
-		int64_t left, most, eta;
-		char bar[WATCH_BAR + 1], etas[32];
+		int64_t left, most;
 
 		if (!cu)
 			continue;
 		busy++;
 		left = cli_i64(cu, "bytes_left");
 		most = seen_most(seen, nseen, cli_str(v, "name"), left);
-		cli_bar(bar, WATCH_BAR, most ? (unsigned)((most - left) * 100 / most) : 0);
-		eta = cli_i64(cu, "eta_seconds");
-		if (eta < 0)
-			snprintf(etas, sizeof(etas), "ETA -");
-		else
-			snprintf(etas, sizeof(etas), "ETA %lldm%02llds", (long long)eta / 60,
-				 (long long)eta % 60);
-		printf("%-20s [%s] %3u%%  %lld segs %s left  %.1f MB/s  %s  budget %.1f MB/s (%s)",
-		       cli_str(v, "name"), bar, most ? (unsigned)((most - left) * 100 / most) : 0,
-		       (long long)cli_i64(cu, "segments_left"), cli_size((uint64_t)left, 0),
-		       (double)cli_i64(cu, "bytes_per_second") / 1e6, etas,
-		       (double)cli_i64(cu, "budget_bytes_per_second") / 1e6,
-		       cli_str(cu, "budget_why"));
-		if (cli_i64(cu, "rebuild_segments"))
-			printf("  (%lld held by a node gone)", (long long)cli_i64(cu, "rebuild_segments"));
-		if (cli_i64(cu, "no_source"))
-			printf("  (%lld with no source)", (long long)cli_i64(cu, "no_source"));
-		if (cli_i64(cu, "fragments_unplaced"))
-			printf("  (%lld stripes degraded: no failure domain left)",
-			       (long long)cli_i64(cu, "fragments_unplaced"));
-		if (cli_i64(cu, "down_holder_segments"))
-			printf("  (%lld on a node down: out in %llds)",
-			       (long long)cli_i64(cu, "down_holder_segments"),
-			       (long long)cli_i64(cu, "out_in_seconds"));
-		printf("\n");
+		print_work(v, cu, most ? (unsigned)((most - left) * 100 / most) : 0, true);
 	}
 	return busy;
+}
+
+/* cluster status without --watch: the same lines, progress counted from the bytes
+ * copied since the catch-up began. */
+static void show_rebuilds(struct json_object *ans)
+{
+	struct json_object *vols = json_object_object_get(ans, "volumes");
+	size_t n = vols ? json_object_array_length(vols) : 0;
+	bool header = false;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *v = json_object_array_get_idx(vols, i);
+		struct json_object *cu = work_of(v);
+		int64_t left, copied;
+
+		if (!cu)
+			continue;
+		if (!header)
+			printf("\nREBUILD AND CATCH-UP (volumes this node owns)\n");
+		header = true;
+		left = cli_i64(cu, "bytes_left");
+		copied = cli_i64(cu, "bytes_copied");
+		print_work(v, cu, copied + left ? (unsigned)(copied * 100 / (copied + left)) : 0,
+			   false);
+	}
+}
+
+static void show_status(struct json_object *ans)
+{
+	show_overview(ans);
+	show_rebuilds(ans);
 }
 
 /* Redraws the status every second until no volume this node owns has work left (or
@@ -388,7 +434,7 @@ static int watch_status(const struct cli *c)
 			printf("%s\n", json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PLAIN));
 		} else {
 			if (tty)
-				show_status(ans);
+				show_overview(ans);
 			printf(tty ? "\n" : "");
 			busy = show_work(ans, seen, sizeof(seen) / sizeof(seen[0]));
 			if (!busy)

@@ -222,16 +222,16 @@ Test(block, zero_without_holes_allocates)
 	cr_assert_eq(bzero_alloc(BS + 100, 4 * BS), 0); /* data edge, 3 whole, hole edge */
 	memset(model + BS + 100, 0, 4 * BS);
 	expect_model(model, SPAN);
-	cr_assert_eq(blk_state(dev, 0), ENGINE_BLOCK_DATA);
-	cr_assert_eq(blk_state(dev, BS), ENGINE_BLOCK_DATA, "the RMW'd edge keeps its data");
+	cr_assert_eq(blk_state(dev, 0), BLK_STATE_DATA);
+	cr_assert_eq(blk_state(dev, BS), BLK_STATE_DATA, "the RMW'd edge keeps its data");
 	for (unsigned b = 2; b <= 5; b++)
-		cr_assert_eq(blk_state(dev, b * BS), ENGINE_BLOCK_ZERO, "block %u", b);
-	cr_assert_eq(blk_state(dev, 6 * BS), ENGINE_BLOCK_HOLE);
+		cr_assert_eq(blk_state(dev, b * BS), BLK_STATE_ZERO, "block %u", b);
+	cr_assert_eq(blk_state(dev, 6 * BS), BLK_STATE_HOLE);
 	cr_assert(blk_mapped(dev, 3 * BS), "allocated zeros are not a hole");
 	/* without the flag, the same range is trimmed: holes again */
 	cr_assert_eq(bzero_range(2 * BS, 3 * BS), 0);
-	cr_assert_eq(blk_state(dev, 3 * BS), ENGINE_BLOCK_HOLE);
-	cr_assert_eq(blk_state(dev, 5 * BS), ENGINE_BLOCK_ZERO);
+	cr_assert_eq(blk_state(dev, 3 * BS), BLK_STATE_HOLE);
+	cr_assert_eq(blk_state(dev, 5 * BS), BLK_STATE_ZERO);
 	expect_model(model, SPAN);
 }
 

@@ -779,6 +779,27 @@ Test(holder, frag_put_then_read_block_by_block)
 	cr_assert_eq(closes, 0);
 }
 
+/* A FRAG_READ the holder cannot serve (more rows than a reply may carry, none, a range
+ * that wraps, or past the fragment's F blocks) gets an error reply; the same
+ * connection then serves a good one (before session 18 the first three closed it,
+ * failing every other request in flight on it). */
+Test(holder, frag_read_it_cannot_serve_answered_connection_kept)
+{
+	struct answer *a;
+
+	make_frag(UID, 4, 1, 0x40, 3);
+	cr_assert_eq(frag_put(4, 3), 0);
+	cr_assert_eq(frag_read(4, 1, 0, PEER_FRAG_READ_MAX_BLOCKS + 1, 3)->rep.result, -EMSGSIZE,
+		     "more rows than a FRAG_READ may ask");
+	cr_assert_eq(frag_read(4, 1, 0, 0, 3)->rep.result, -EINVAL, "no rows");
+	cr_assert_eq(frag_read(4, 1, UINT32_MAX, 2, 3)->rep.result, -EINVAL, "a range that wraps");
+	cr_assert_eq(frag_read(4, 1, FRAG_F - 1, 2, 3)->rep.result, -ERANGE, "past F");
+	a = frag_read(4, 1, 0, 2, 3);
+	cr_assert_eq(a->rep.result, 0);
+	cr_assert(all(a->data, BLK, 0x40), "the first data block");
+	cr_assert_eq(closes, 0);
+}
+
 Test(holder, frag_put_of_a_bad_image_refused_nothing_kept)
 {
 	struct engine_frag_info fi;

@@ -426,17 +426,22 @@ Test(peer_proto, seg_request_refusals)
 	memset(buf, 0, sizeof(buf));
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_OPEN, buf, 16, &d), -EINVAL,
 		     "a segment of no blocks");
-	/* READ: 1..1024 blocks, no wrap, reserved 0 */
+	/* READ: reserved 0; its run, 1..1024 blocks without a wrap, is checked apart
+	 * (peer_seg_req_check: answered, not a malformed frame) */
 	peer_put32(buf + 8, 1);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), 0);
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 12, &d), -EINVAL);
 	peer_put32(buf + 8, 0);
-	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), -EINVAL, "no blocks");
 	peer_put32(buf + 8, PEER_SEG_READ_MAX_BLOCKS + 1);
-	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EMSGSIZE);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), -EMSGSIZE);
 	peer_put32(buf + 4, UINT32_MAX);
 	peer_put32(buf + 8, 2);
-	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), -EINVAL);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_SEG_READ, buf, 16, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), -EINVAL, "wraps");
 	memset(buf, 0, sizeof(buf));
 	peer_put32(buf + 8, 1);
 	peer_put32(buf + 12, 1);
@@ -834,13 +839,20 @@ Test(peer_proto, frag_read_round_trip_and_refusals)
 	buf[15] = 1;
 	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EPROTO, "reserved");
 	buf[15] = 0;
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), 0, "1024 blocks: the most");
+	/* a run the op does not allow decodes (the frame is well formed) and is checked
+	 * apart: the holder answers it with the error */
 	peer_put32(buf + 8, 1025);
-	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EMSGSIZE);
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), -EMSGSIZE);
 	peer_put32(buf + 8, 0);
-	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EINVAL, "nothing");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), -EINVAL, "nothing");
 	peer_put32(buf + 4, UINT32_MAX);
 	peer_put32(buf + 8, 2);
-	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), -EINVAL, "wraps");
+	cr_assert_eq(peer_seg_req_decode(PEER_OP_FRAG_READ, buf, n, &d), 0);
+	cr_assert_eq(peer_seg_req_check(&d), -EINVAL, "wraps");
 }
 
 /* FRAG_READ with PEER_SEG_F_CRCS: the flags at 13, exactly one CRC per block after the

@@ -565,6 +565,60 @@ Test(peer_request, no_serve_hook_answers_eopnotsupp)
 	cr_assert_eq(cl.closes, 0);
 }
 
+/* A FRAG_READ or READ that decodes but asks a run its op does not allow (more blocks
+ * than a reply may carry, none, or a range that wraps) is answered with the error by
+ * peer.c itself, never handed to the serve hook; the connection serves on. A request
+ * malformed as a payload (a reserved byte set) still closes it. */
+Test(peer_request, a_run_the_op_does_not_allow_is_answered_not_dropped)
+{
+	struct cli cl = { 0 };
+	unsigned done = 0;
+	struct call big = { .done = &done, .stop_at = 5 }, none = big, wraps = big, rd_big = big,
+		    good = big, bad = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_FRAG_READ, .sno = 2, .block = 0,
+				   .nblocks = PEER_FRAG_READ_MAX_BLOCKS + 1, .index = 1 };
+
+	connect_ready(&cl, true);
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &big), 0);
+	sr.nblocks = 0;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &none), 0);
+	sr.block = UINT32_MAX;
+	sr.nblocks = 2;
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &wraps), 0);
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_READ, .sno = 2,
+				    .nblocks = PEER_SEG_READ_MAX_BLOCKS + 1 };
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &rd_big), 0);
+	sr = (struct peer_seg_req){ .op = PEER_OP_SEG_STAT, .sno = 2 };
+	cr_assert_eq(send_req(&cl, &sr, NULL, 0, 1000, &good), 0);
+	cr_assert_eq(loop_run(lp), 0);
+
+	cr_assert_eq(big.res, 0, "a reply, not the connection's end");
+	cr_assert_eq(big.hdr.op, PEER_OP_FRAG_READ | PEER_OP_REPLY);
+	cr_assert_eq(big.rep.result, -EMSGSIZE);
+	cr_assert_eq(none.rep.result, -EINVAL);
+	cr_assert_eq(wraps.rep.result, -EINVAL);
+	cr_assert_eq(rd_big.rep.result, -EMSGSIZE);
+	cr_assert_eq(good.res, 0);
+	cr_assert_eq(good.rep.result, 0, "the same connection serves the next request");
+	cr_assert_eq(good.rep.length, 40);
+	cr_assert_eq(srv.served, 1, "only the good one reached the serve hook");
+	cr_assert_eq(cl.closes, 0);
+
+	/* a reserved byte set: malformed, the connection closes */
+	uint8_t head[PEER_SEG_HEAD_MAX];
+	struct peer_msg m = { .op = PEER_OP_FRAG_READ, .volume_id = FAMILY, .epoch = EPOCH,
+			      .head = head };
+
+	sr = (struct peer_seg_req){ .op = PEER_OP_FRAG_READ, .sno = 2, .nblocks = 1 };
+	m.head_len = peer_seg_req_encode(&sr, head);
+	head[15] = 1;
+	cr_assert_eq(peer_request(cl.c, &m, 1000, on_reply, &bad), 0);
+	cr_assert_eq(loop_run(lp), 0);
+	cr_assert_eq(bad.res, -ECONNRESET);
+	cr_assert_eq(cl.closes, 1);
+	cr_assert_eq(cl.close_err, EPROTO);
+}
+
 /* A malformed reply closes that connection (its request ends -ECONNRESET). */
 static void malformed_reply_closes_the_connection(void)
 {

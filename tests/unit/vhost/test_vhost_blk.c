@@ -251,14 +251,14 @@ Test(vhost_blk, write_zeroes_without_unmap_allocates)
 	cr_assert_eq(zero_request(3, VIRTIO_BLK_T_DISCARD, 32, 8, 0), VIRTIO_BLK_S_OK);
 	/* unaligned, over a hole: its block becomes allocated zeros */
 	cr_assert_eq(zero_request(0, VIRTIO_BLK_T_WRITE_ZEROES, 81, 2, 0), VIRTIO_BLK_S_OK);
-	cr_assert_eq(blk_state(xp.dev, 0), ENGINE_BLOCK_DATA);
-	cr_assert_eq(blk_state(xp.dev, 1 * BLK), ENGINE_BLOCK_ZERO);
-	cr_assert_eq(blk_state(xp.dev, 2 * BLK), ENGINE_BLOCK_ZERO);
-	cr_assert_eq(blk_state(xp.dev, 3 * BLK), ENGINE_BLOCK_HOLE, "unmap allowed");
-	cr_assert_eq(blk_state(xp.dev, 4 * BLK), ENGINE_BLOCK_HOLE, "discard");
-	cr_assert_eq(blk_state(xp.dev, 5 * BLK), ENGINE_BLOCK_DATA);
-	cr_assert_eq(blk_state(xp.dev, 10 * BLK), ENGINE_BLOCK_ZERO);
-	cr_assert_eq(blk_state(xp.dev, 11 * BLK), ENGINE_BLOCK_HOLE);
+	cr_assert_eq(blk_state(xp.dev, 0), BLK_STATE_DATA);
+	cr_assert_eq(blk_state(xp.dev, 1 * BLK), BLK_STATE_ZERO);
+	cr_assert_eq(blk_state(xp.dev, 2 * BLK), BLK_STATE_ZERO);
+	cr_assert_eq(blk_state(xp.dev, 3 * BLK), BLK_STATE_HOLE, "unmap allowed");
+	cr_assert_eq(blk_state(xp.dev, 4 * BLK), BLK_STATE_HOLE, "discard");
+	cr_assert_eq(blk_state(xp.dev, 5 * BLK), BLK_STATE_DATA);
+	cr_assert_eq(blk_state(xp.dev, 10 * BLK), BLK_STATE_ZERO);
+	cr_assert_eq(blk_state(xp.dev, 11 * BLK), BLK_STATE_HOLE);
 	cr_assert_eq(request(1, VIRTIO_BLK_T_IN, 0, 8 * BLK, true), VIRTIO_BLK_S_OK);
 	for (unsigned i = 0; i < 8 * BLK; i++)
 		cr_assert_eq(data(1)[i], i < BLK || i >= 5 * BLK ? 0x5a : 0, "byte %u", i);
