@@ -71,10 +71,13 @@ not_registered_why()
 	echo "node$1 not registered ($state); node$1.log ends: $(tail -5 "$WORK/node$1.log")"
 }
 
-# wait_registered I [SECS]: waits (30 s) until node I holds a lease, or fails the test
+# wait_registered I [SECS]: waits (30 s) until node I holds a lease and has read the
+# cluster map (until then it refuses volumes with "has not read the cluster map yet"),
+# or fails the test
 wait_registered()
 {
 	wait_until "${2:-30}" "not_registered_why $1" registered "$1"
+	wait_until "${2:-30}" "echo node$1 has not read the cluster map" map_read "$1"
 }
 
 # node_spawn I [EXTRA FLAGS]: node I launched with the cluster's credentials
