@@ -141,6 +141,61 @@ Test(prezero, only_small_batches_earn_zeros_while_clients_are_busy)
 	expect_tagged(vol, 64, 20, 5);
 }
 
+/* While clients are busy, a chunk waits while one client request is in flight (a QD1
+ * client's): its end leaves the disk to the zeros until the next one comes, whereas a
+ * chunk sent with it went into the same submit, ahead of the request's write. With two
+ * or more in flight (a deep queue, never without one) it goes as before. */
+Test(prezero, a_lone_request_in_flight_holds_the_chunk_back)
+{
+	static uint8_t one[BLK] __attribute__((aligned(4096)));
+	uint8_t *big = aligned_alloc(BLK, (size_t)4 * SEG_SIZE);
+	struct engine_volume *vol;
+	struct done d1 = { 0 }, d2 = { 0 };
+	uint64_t cursor;
+
+	cr_assert(big);
+	cr_assert_eq(open_big(true, true), 0);
+	if (slot_written(BIG_SEGS - 1))
+		cr_skip_test("this file system reports no holes or unwritten extents");
+	settle();
+	vol = create_and_open("v", (uint64_t)BIG_SEGS * SEG_SIZE);
+	write_tagged(vol, 0, 4 * SEG_BLOCKS, 1); /* large batches: the lead has room, no credit */
+
+	eng->pz_credit = 1u << 20; /* earned, and due */
+	eng->pz_next_ms = 0;
+	cursor = eng->pz_cursor;
+	fill(one, 1000, 1, 2);
+	cr_assert_eq(engine_write(vol, 1000, 1, one, 0, on_done, &d1), 0);
+	cr_assert_geq(engine_poll(eng, 0), 0);
+	cr_assert_eq(eng->pz_cursor, cursor, "a chunk went out with a lone request in flight");
+	cr_assert_eq(engine_wait(eng, &d1.done), 0);
+	cr_assert_eq(d1.res, 0);
+	cr_assert_geq(engine_poll(eng, 0), 0);
+	cr_assert_gt(eng->pz_cursor, cursor, "the chunk waits for nothing once it ended");
+
+	while (eng->pz_inflight)
+		cr_assert_geq(engine_poll(eng, 1), 0);
+	eng->pz_credit = 1u << 20;
+	eng->pz_next_ms = 0;
+	cursor = eng->pz_cursor;
+	fill(big, 1024, 2 * SEG_BLOCKS, 3); /* two slots each: new ones, the lead moves on */
+	fill(big + 2 * SEG_SIZE, 1024 + 2 * SEG_BLOCKS, 2 * SEG_BLOCKS, 3);
+	d1 = (struct done){ 0 };
+	cr_assert_eq(engine_write(vol, 1024, 2 * SEG_BLOCKS, big, 0, on_done, &d1), 0);
+	cr_assert_eq(engine_write(vol, 1024 + 2 * SEG_BLOCKS, 2 * SEG_BLOCKS, big + 2 * SEG_SIZE,
+				  0, on_done, &d2), 0);
+	cr_assert_geq(engine_poll(eng, 0), 0);
+	cr_assert_gt(eng->pz_cursor, cursor, "two requests in flight: no chunk went out");
+	cr_assert_eq(engine_wait(eng, &d1.done), 0);
+	cr_assert_eq(engine_wait(eng, &d2.done), 0);
+	cr_assert_eq(d1.res, 0);
+	cr_assert_eq(d2.res, 0);
+	expect_tagged(vol, 0, 4 * SEG_BLOCKS, 1);
+	expect_tagged(vol, 1000, 1, 2);
+	expect_tagged(vol, 1024, 4 * SEG_BLOCKS, 3);
+	free(big);
+}
+
 Test(prezero, off_when_asked)
 {
 	cr_assert_eq(open_big(true, false), 0);
