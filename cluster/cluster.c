@@ -636,7 +636,7 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 		break;
 	case CLUSTER_VOL_SEG_COPY:
 		c->res = clvol_segment_copy(cl->sess, &w, name, epoch, &q->seg.id, q->copy_node,
-					    q->copy_phase, msg, len);
+					    q->copy_phase, &q->copy_gone, msg, len);
 		break;
 	case CLUSTER_VOL_SEG_STRIPE:
 		c->res = clvol_segment_stripe(cl->sess, &w, name, epoch, &q->seg,

@@ -646,54 +646,92 @@ static void ids_remove(char (*ids)[LAYOUT_ID_MAX + 1], unsigned *n, const char *
 struct copy_step {
 	const char *node;
 	enum clvol_copy_phase phase;
+	const struct clvol_gone *gone;
 };
 
-static int apply_copy(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+static bool gone_names(const struct clvol_gone *g, const char *id)
 {
-	const struct copy_step *c = arg;
-	bool holder = layout_segment_names(rec, c->node);
-	bool copying = layout_segment_copying(rec, c->node);
+	for (unsigned i = 0; i < g->n; i++)
+		if (strcmp(g->ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* DONE's gone holders leave rec if `keep` others stay (struct clvol_gone). */
+static void drop_gone_holders(struct layout_segment *rec, const struct clvol_gone *g)
+{
+	unsigned stay = 0;
+
+	if (!g || !g->n || !g->keep)
+		return;
+	for (unsigned h = 0; h < rec->nholders; h++)
+		stay += !gone_names(g, rec->holders[h]);
+	if (stay < g->keep)
+		return;
+	for (unsigned i = 0; i < g->n; i++)
+		ids_remove(rec->holders, &rec->nholders, g->ids[i]);
+}
+
+int clvol_copy_apply(struct layout_segment *rec, const char *node, enum clvol_copy_phase phase,
+		     const struct clvol_gone *gone, char *msg, size_t len)
+{
+	bool holder = layout_segment_names(rec, node);
+	bool copying = layout_segment_copying(rec, node);
 
 	if (rec->state != LAYOUT_SEG_SEALED)
 		return say(-EBUSY, msg, len, "only a sealed segment is copied");
-	switch (c->phase) {
+	switch (phase) {
 	case CLVOL_COPY_START:
 		if (holder)
-			return say(-EEXIST, msg, len, "node %s holds that segment already", c->node);
+			return say(-EEXIST, msg, len, "node %s holds that segment already", node);
 		if (copying)
 			return 0; /* a retry */
 		if (rec->nholders + rec->ncopying >= LAYOUT_MAX_HOLDERS)
 			return say(-ENOSPC, msg, len, "that segment has %u holders already",
 				   LAYOUT_MAX_HOLDERS);
-		snprintf(rec->copying[rec->ncopying++], LAYOUT_ID_MAX + 1, "%s", c->node);
+		snprintf(rec->copying[rec->ncopying++], LAYOUT_ID_MAX + 1, "%s", node);
 		return 0;
 	case CLVOL_COPY_DONE:
-		if (holder && !copying)
-			return 0; /* a retry */
+		if (gone && gone_names(gone, node))
+			return say(-EINVAL, msg, len, "node %s is both the new holder and gone", node);
+		if (holder && !copying) {
+			drop_gone_holders(rec, gone); /* a retry: done already, or as it did */
+			return 0;
+		}
 		if (!copying)
-			return say(-ENOENT, msg, len, "no copy to node %s is under way", c->node);
-		ids_remove(rec->copying, &rec->ncopying, c->node);
-		snprintf(rec->holders[rec->nholders++], LAYOUT_ID_MAX + 1, "%s", c->node);
+			return say(-ENOENT, msg, len, "no copy to node %s is under way", node);
+		ids_remove(rec->copying, &rec->ncopying, node);
+		snprintf(rec->holders[rec->nholders++], LAYOUT_ID_MAX + 1, "%s", node);
+		drop_gone_holders(rec, gone);
 		return 0;
 	case CLVOL_COPY_ABORT:
-		ids_remove(rec->copying, &rec->ncopying, c->node);
+		ids_remove(rec->copying, &rec->ncopying, node);
 		return 0;
 	case CLVOL_COPY_DROP:
 		if (!holder)
 			return 0; /* a retry */
 		if (rec->nholders <= 1)
-			return say(-EBUSY, msg, len, "node %s is the segment's last holder", c->node);
-		ids_remove(rec->holders, &rec->nholders, c->node);
+			return say(-EBUSY, msg, len, "node %s is the segment's last holder", node);
+		ids_remove(rec->holders, &rec->nholders, node);
 		return 0;
 	}
 	return say(-EINVAL, msg, len, "no such copy step");
 }
 
+static int apply_copy(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+{
+	const struct copy_step *c = arg;
+
+	return clvol_copy_apply(rec, c->node, c->phase, c->gone, msg, len);
+}
+
 int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *name,
 		       int64_t epoch, const struct layout_segid *id, const char *node,
-		       enum clvol_copy_phase phase, char *msg, size_t len)
+		       enum clvol_copy_phase phase, const struct clvol_gone *gone, char *msg,
+		       size_t len)
 {
-	struct copy_step c = { .node = node, .phase = phase };
+	struct copy_step c = { .node = node, .phase = phase,
+			       .gone = phase == CLVOL_COPY_DONE ? gone : NULL };
 
 	if (!layout_id_valid(node))
 		return say(-EINVAL, msg, len, "'%.80s' is not a node id", node);
