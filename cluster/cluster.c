@@ -953,11 +953,17 @@ static void run_command(struct cluster *cl, struct cmd *c)
 		log_msg(LOG_INFO, LOG_TAG, "node %s marked %s", c->id, c->out ? "out" : "in");
 }
 
-static void run_commands(struct cluster *cl)
+/* The queued commands, until the queue is empty or the next keepalive is due (next:
+ * loop ms, 0 none): a stream of commands (a rebuild's copy steps, each answer bringing
+ * the next) must not hold the keepalive back until the lease lapses; what is left
+ * runs after it. */
+static void run_commands(struct cluster *cl, uint64_t next)
 {
 	for (;;) {
 		struct cmd *c, **tail;
 
+		if (next && cl->lease_id && loop_now_ms() >= next)
+			return;
 		pthread_mutex_lock(&cl->mu);
 		c = cl->queue;
 		if (c)
@@ -1068,7 +1074,7 @@ static void *session_main(void *arg)
 	uint64_t next = 0;
 
 	while (!stopping(cl)) {
-		run_commands(cl);
+		run_commands(cl, next);
 		if (cl->lapse_seen)
 			next = 0; /* a claim lapsed: is the lease gone too? (once) */
 		cl->lapse_seen = false;
