@@ -86,6 +86,7 @@ struct cluster {
 	void (*on_fatal)(void *arg, const char *why);
 	void *arg;
 	struct etcd *sess, *watch;
+	struct clvol_segcache *segcache; /* the session thread's (clvol_who) */
 	pthread_t sess_thread, watch_thread;
 	bool sess_started, watch_started;
 	atomic_uint_fast64_t deadline_ms;
@@ -588,7 +589,7 @@ static bool unbroken_since(struct cluster *cl, const char *name, int64_t epoch)
 static void run_volume(struct cluster *cl, struct cmd *c)
 {
 	struct cluster_vol_req *q = c->vreq;
-	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
+	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id, cl->segcache };
 	const char *name = q->vol.name;
 	char *msg = c->msg;
 	size_t len = sizeof(c->msg);
@@ -700,7 +701,7 @@ static bool claim_held(struct cluster *cl, const char *name)
  * deleted by hand): the same rule. */
 static void reclaim(struct cluster *cl)
 {
-	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
+	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id, cl->segcache };
 	char dir[KEY_MAX], end[KEY_MAX], msg[MSG_MAX];
 	struct layout_volume vol;
 	struct layout_claim prev;
@@ -1408,6 +1409,8 @@ static int make_clients(struct cluster *cl, const struct cluster_opts *opts)
 	r = etcd_create(&eo, &cl->sess);
 	if (r == 0)
 		r = etcd_create(&eo, &cl->watch);
+	if (r == 0)
+		r = clvol_segcache_create(&cl->segcache);
 	/* The watch holds no deadline either: its reads of the map get a joining call's
 	 * patience (the first one pays the password's bcrypt), where TTL/3 timed out on a
 	 * loaded etcd at every start, logged a warning and left the map empty a while. */
@@ -1519,6 +1522,7 @@ void cluster_stop(struct cluster *cl)
 		close(cl->efd);
 	etcd_destroy(cl->sess);
 	etcd_destroy(cl->watch);
+	clvol_segcache_destroy(cl->segcache);
 	free(cl->map);
 	free(cl->vols);
 	free(cl->claims);

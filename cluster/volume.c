@@ -150,15 +150,81 @@ int clvol_txn_fenced(const char *prefix, const char *vol, const struct layout_cl
 	return r;
 }
 
-/* Runs t (taken): 0 and *ok, or an etcd error. */
-static int txn_run(struct etcd *e, struct clvol_txn *t, bool *ok, char *msg, size_t len)
+/* Runs t (taken): 0 and *ok, or an etcd error; *rev (NULL: not wanted): the
+ * revision the answer's header gives (a put that succeeded: the key's new
+ * mod_revision), 0 if none. */
+static int txn_run_rev(struct etcd *e, struct clvol_txn *t, bool *ok, int64_t *rev, char *msg,
+		       size_t len)
 {
-	struct json_object *resp = NULL;
+	struct json_object *resp = NULL, *hdr, *v;
 	int r = etcd_txn(e, t->cmp, t->ok, t->fail, ok, &resp);
 
 	memset(t, 0, sizeof(*t));
+	if (rev)
+		*rev = r == 0 && resp && json_object_object_get_ex(resp, "header", &hdr) &&
+				       json_object_object_get_ex(hdr, "revision", &v)
+			       ? json_object_get_int64(v)
+			       : 0;
 	json_object_put(resp);
 	return r < 0 ? etcd_failed(e, r, msg, len) : 0;
+}
+
+static int txn_run(struct etcd *e, struct clvol_txn *t, bool *ok, char *msg, size_t len)
+{
+	return txn_run_rev(e, t, ok, NULL, msg, len);
+}
+
+/* ---- the segment records written last (struct clvol_segcache) ---- */
+
+#define SEGCACHE_SLOTS 64u
+
+struct segcache_slot {
+	char key[KEY_MAX];
+	struct layout_segment rec;
+	int64_t mod; /* 0: empty */
+};
+
+struct clvol_segcache {
+	struct segcache_slot slot[SEGCACHE_SLOTS];
+	unsigned next; /* the slot a new key takes (round robin: the oldest) */
+};
+
+int clvol_segcache_create(struct clvol_segcache **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void clvol_segcache_destroy(struct clvol_segcache *c)
+{
+	free(c);
+}
+
+static struct segcache_slot *segcache_find(struct clvol_segcache *c, const char *key)
+{
+	for (unsigned i = 0; c && i < SEGCACHE_SLOTS; i++)
+		if (c->slot[i].mod && strcmp(c->slot[i].key, key) == 0)
+			return &c->slot[i];
+	return NULL;
+}
+
+/* key holds rec at revision mod (0: not known: forgotten). */
+static void segcache_put(struct clvol_segcache *c, const char *key,
+			 const struct layout_segment *rec, int64_t mod)
+{
+	struct segcache_slot *s = segcache_find(c, key);
+
+	if (!c)
+		return;
+	if (!s && !mod)
+		return;
+	if (!s) {
+		s = &c->slot[c->next];
+		c->next = (c->next + 1) % SEGCACHE_SLOTS;
+		snprintf(s->key, sizeof(s->key), "%s", key);
+	}
+	s->rec = *rec;
+	s->mod = mod;
 }
 
 /* The first kv of a range of one key: 0 (found), -ENOENT, or an etcd error. */
@@ -490,9 +556,21 @@ static int seg_key(const struct clvol_who *w, const char *name, const struct lay
 }
 
 /* A fenced txn putting seg at key, with an extra compare on the segment's key (taken). */
+static int seg_put_rev(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const char *key, const struct layout_segment *seg,
+		       struct json_object *cmp, bool *held, int64_t *rev, char *msg, size_t len);
+
 static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
 		   const char *key, const struct layout_segment *seg, struct json_object *cmp,
 		   bool *held, char *msg, size_t len)
+{
+	return seg_put_rev(e, w, name, epoch, key, seg, cmp, held, NULL, msg, len);
+}
+
+/* seg_put, and *rev: the key's new mod_revision when it held (0: not known). */
+static int seg_put_rev(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const char *key, const struct layout_segment *seg,
+		       struct json_object *cmp, bool *held, int64_t *rev, char *msg, size_t len)
 {
 	struct clvol_txn t;
 	char *val = layout_segment_encode(seg);
@@ -509,7 +587,7 @@ static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, 
 		r = push(t.ok, etcd_json_put_op(key, val, 0));
 	free(val);
 	if (r == 0)
-		r = txn_run(e, &t, &ok, msg, len);
+		r = txn_run_rev(e, &t, &ok, rev, msg, len);
 	clvol_txn_free(&t);
 	*held = ok;
 	return r;
@@ -554,20 +632,58 @@ int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *na
 /* Rewrites an existing record: apply(rec, arg) changes it (0) or refuses (-errno, its
  * sentence in msg); the epoch becomes this one; fenced, and only if the record did not
  * change since it was read. */
+/* One read-modify-write of the record at key: from rec as of revision mod. 0 and
+ * *ok (written), or -errno (an etcd error; apply's refusal, with *refused set). */
+static int seg_rmw(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		   const struct layout_segid *id, const char *key, struct layout_segment *rec,
+		   int64_t mod,
+		   int (*apply)(struct layout_segment *rec, const void *arg, char *msg, size_t len),
+		   const void *arg, bool *ok, bool *refused, char *msg, size_t len)
+{
+	int64_t rev = 0;
+	int r;
+
+	rec->id = *id;
+	r = apply(rec, arg, msg, len);
+	*refused = r < 0;
+	if (r < 0)
+		return r;
+	rec->epoch = epoch;
+	r = seg_put_rev(e, w, name, epoch, key, rec,
+			etcd_json_compare_eq(key, ETCD_TARGET_MOD, mod), ok, &rev, msg, len);
+	if (r == 0)
+		segcache_put(w->cache, key, rec, *ok ? rev : 0);
+	return r;
+}
+
 static int seg_update(struct etcd *e, const struct clvol_who *w, const char *name,
 		      int64_t epoch, const struct layout_segid *id,
 		      int (*apply)(struct layout_segment *rec, const void *arg, char *msg,
 				   size_t len),
 		      const void *arg, char *msg, size_t len)
 {
+	struct segcache_slot *known;
 	struct layout_segment rec;
 	struct etcd_kv *kv = NULL;
 	char key[KEY_MAX];
 	bool ok = false;
 	int r = seg_key(w, name, id, key, msg, len);
 
-	if (r == 0)
-		r = get_one(e, key, &kv, msg, len);
+	if (r < 0)
+		return r;
+	/* written last by this node: unchanged since, the compare holds (else read it) */
+	known = segcache_find(w->cache, key);
+	if (known) {
+		bool refused;
+
+		rec = known->rec;
+		r = seg_rmw(e, w, name, epoch, id, key, &rec, known->mod, apply, arg, &ok,
+			    &refused, msg, len);
+		/* (a refusal of what may be an old copy is not an answer: read it) */
+		if ((r < 0 && !refused) || (r == 0 && ok))
+			return r;
+	}
+	r = get_one(e, key, &kv, msg, len);
 	if (r == -ENOENT)
 		return seg_failed(e, w, name, epoch, -ENOENT, "that segment is not recorded", msg,
 				  len);
@@ -576,16 +692,9 @@ static int seg_update(struct etcd *e, const struct clvol_who *w, const char *nam
 	r = layout_segment_decode(kv->value, kv->value_len, &rec);
 	if (r < 0)
 		r = say(-EPROTO, msg, len, "the record of segment %s does not decode", key);
-	if (r == 0) {
-		rec.id = *id;
-		r = apply(&rec, arg, msg, len);
-	}
-	if (r == 0) {
-		rec.epoch = epoch;
-		r = seg_put(e, w, name, epoch, key, &rec,
-			    etcd_json_compare_eq(key, ETCD_TARGET_MOD, kv->mod_revision), &ok, msg,
-			    len);
-	}
+	if (r == 0)
+		r = seg_rmw(e, w, name, epoch, id, key, &rec, kv->mod_revision, apply, arg, &ok,
+			    &(bool){ false }, msg, len);
 	etcd_kv_free(kv, 1);
 	if (r < 0 || ok)
 		return r;

@@ -34,11 +34,20 @@ struct etcd;
 struct json_object;
 
 /* Who writes: the cluster's prefix, this node's id, and its lease (claims go under it). */
+struct clvol_segcache;
 struct clvol_who {
 	const char *prefix;
 	const char *node;
 	int64_t lease;
+	struct clvol_segcache *cache; /* the segment records this node wrote last, or NULL */
 };
+
+/* The segment records this node wrote last, with their mod_revision: a read-modify-
+ * write of one of them (a copy's DONE after its START) skips the read and compares
+ * that revision; a record changed meanwhile fails the compare and is read as before.
+ * One thread's (the session's). */
+int clvol_segcache_create(struct clvol_segcache **out);
+void clvol_segcache_destroy(struct clvol_segcache *c); /* NULL ok */
 
 /* A txn's three arrays: compare, success, failure. */
 struct clvol_txn {
