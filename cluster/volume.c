@@ -208,23 +208,24 @@ static struct segcache_slot *segcache_find(struct clvol_segcache *c, const char 
 	return NULL;
 }
 
-/* key holds rec at revision mod (0: not known: forgotten). */
+/* key holds rec at revision mod (0: not known: forgotten). Kept as a read would give
+ * it: decoded from its encoding. */
 static void segcache_put(struct clvol_segcache *c, const char *key,
 			 const struct layout_segment *rec, int64_t mod)
 {
 	struct segcache_slot *s = segcache_find(c, key);
+	char *val;
 
-	if (!c)
-		return;
-	if (!s && !mod)
+	if (!c || (!s && !mod))
 		return;
 	if (!s) {
 		s = &c->slot[c->next];
 		c->next = (c->next + 1) % SEGCACHE_SLOTS;
 		snprintf(s->key, sizeof(s->key), "%s", key);
 	}
-	s->rec = *rec;
-	s->mod = mod;
+	val = mod ? layout_segment_encode(rec) : NULL;
+	s->mod = val && layout_segment_decode(val, strlen(val), &s->rec) == 0 ? mod : 0;
+	free(val);
 }
 
 /* The first kv of a range of one key: 0 (found), -ENOENT, or an etcd error. */
