@@ -86,6 +86,7 @@ struct cluster {
 	void (*on_fatal)(void *arg, const char *why);
 	void *arg;
 	struct etcd *sess, *watch;
+	struct clvol_segcache *segcache; /* the session thread's (clvol_who) */
 	pthread_t sess_thread, watch_thread;
 	bool sess_started, watch_started;
 	atomic_uint_fast64_t deadline_ms;
@@ -588,7 +589,7 @@ static bool unbroken_since(struct cluster *cl, const char *name, int64_t epoch)
 static void run_volume(struct cluster *cl, struct cmd *c)
 {
 	struct cluster_vol_req *q = c->vreq;
-	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
+	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id, cl->segcache };
 	const char *name = q->vol.name;
 	char *msg = c->msg;
 	size_t len = sizeof(c->msg);
@@ -636,7 +637,7 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 		break;
 	case CLUSTER_VOL_SEG_COPY:
 		c->res = clvol_segment_copy(cl->sess, &w, name, epoch, &q->seg.id, q->copy_node,
-					    q->copy_phase, msg, len);
+					    q->copy_phase, &q->copy_gone, msg, len);
 		break;
 	case CLUSTER_VOL_SEG_STRIPE:
 		c->res = clvol_segment_stripe(cl->sess, &w, name, epoch, &q->seg,
@@ -700,7 +701,7 @@ static bool claim_held(struct cluster *cl, const char *name)
  * deleted by hand): the same rule. */
 static void reclaim(struct cluster *cl)
 {
-	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id };
+	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id, cl->segcache };
 	char dir[KEY_MAX], end[KEY_MAX], msg[MSG_MAX];
 	struct layout_volume vol;
 	struct layout_claim prev;
@@ -953,11 +954,17 @@ static void run_command(struct cluster *cl, struct cmd *c)
 		log_msg(LOG_INFO, LOG_TAG, "node %s marked %s", c->id, c->out ? "out" : "in");
 }
 
-static void run_commands(struct cluster *cl)
+/* The queued commands, until the queue is empty or the next keepalive is due (next:
+ * loop ms, 0 none): a stream of commands (a rebuild's copy steps, each answer bringing
+ * the next) must not hold the keepalive back until the lease lapses; what is left
+ * runs after it. */
+static void run_commands(struct cluster *cl, uint64_t next)
 {
 	for (;;) {
 		struct cmd *c, **tail;
 
+		if (next && cl->lease_id && loop_now_ms() >= next)
+			return;
 		pthread_mutex_lock(&cl->mu);
 		c = cl->queue;
 		if (c)
@@ -1068,7 +1075,7 @@ static void *session_main(void *arg)
 	uint64_t next = 0;
 
 	while (!stopping(cl)) {
-		run_commands(cl);
+		run_commands(cl, next);
 		if (cl->lapse_seen)
 			next = 0; /* a claim lapsed: is the lease gone too? (once) */
 		cl->lapse_seen = false;
@@ -1402,6 +1409,8 @@ static int make_clients(struct cluster *cl, const struct cluster_opts *opts)
 	r = etcd_create(&eo, &cl->sess);
 	if (r == 0)
 		r = etcd_create(&eo, &cl->watch);
+	if (r == 0)
+		r = clvol_segcache_create(&cl->segcache);
 	/* The watch holds no deadline either: its reads of the map get a joining call's
 	 * patience (the first one pays the password's bcrypt), where TTL/3 timed out on a
 	 * loaded etcd at every start, logged a warning and left the map empty a while. */
@@ -1513,6 +1522,7 @@ void cluster_stop(struct cluster *cl)
 		close(cl->efd);
 	etcd_destroy(cl->sess);
 	etcd_destroy(cl->watch);
+	clvol_segcache_destroy(cl->segcache);
 	free(cl->map);
 	free(cl->vols);
 	free(cl->claims);

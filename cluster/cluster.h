@@ -179,6 +179,8 @@ struct cluster_vol_req {
 	char frag_from[LAYOUT_ID_MAX + 1]; /* in, SEG_REFRAG: the gone holder */
 	unsigned frag_index;               /* in, SEG_REFRAG */
 	enum clvol_copy_phase copy_phase;  /* in, SEG_COPY */
+	struct clvol_gone copy_gone;       /* in, SEG_COPY DONE: gone holders that leave
+					      with it (n 0: none; struct clvol_gone) */
 	bool drop_replicas;                /* in, SEG_STRIPE: the write empties holders */
 	bool resumed;               /* out, CREATE: an unfinished create was taken over */
 	struct layout_claim prev;   /* out, CREATE, CLAIM: the claim it replaced

@@ -150,15 +150,82 @@ int clvol_txn_fenced(const char *prefix, const char *vol, const struct layout_cl
 	return r;
 }
 
-/* Runs t (taken): 0 and *ok, or an etcd error. */
-static int txn_run(struct etcd *e, struct clvol_txn *t, bool *ok, char *msg, size_t len)
+/* Runs t (taken): 0 and *ok, or an etcd error; *rev (NULL: not wanted): the
+ * revision the answer's header gives (a put that succeeded: the key's new
+ * mod_revision), 0 if none. */
+static int txn_run_rev(struct etcd *e, struct clvol_txn *t, bool *ok, int64_t *rev, char *msg,
+		       size_t len)
 {
-	struct json_object *resp = NULL;
+	struct json_object *resp = NULL, *hdr, *v;
 	int r = etcd_txn(e, t->cmp, t->ok, t->fail, ok, &resp);
 
 	memset(t, 0, sizeof(*t));
+	if (rev)
+		*rev = r == 0 && resp && json_object_object_get_ex(resp, "header", &hdr) &&
+				       json_object_object_get_ex(hdr, "revision", &v)
+			       ? json_object_get_int64(v)
+			       : 0;
 	json_object_put(resp);
 	return r < 0 ? etcd_failed(e, r, msg, len) : 0;
+}
+
+static int txn_run(struct etcd *e, struct clvol_txn *t, bool *ok, char *msg, size_t len)
+{
+	return txn_run_rev(e, t, ok, NULL, msg, len);
+}
+
+/* ---- the segment records written last (struct clvol_segcache) ---- */
+
+#define SEGCACHE_SLOTS 64u
+
+struct segcache_slot {
+	char key[KEY_MAX];
+	struct layout_segment rec;
+	int64_t mod; /* 0: empty */
+};
+
+struct clvol_segcache {
+	struct segcache_slot slot[SEGCACHE_SLOTS];
+	unsigned next; /* the slot a new key takes (round robin: the oldest) */
+};
+
+int clvol_segcache_create(struct clvol_segcache **out)
+{
+	*out = calloc(1, sizeof(**out));
+	return *out ? 0 : -ENOMEM;
+}
+
+void clvol_segcache_destroy(struct clvol_segcache *c)
+{
+	free(c);
+}
+
+static struct segcache_slot *segcache_find(struct clvol_segcache *c, const char *key)
+{
+	for (unsigned i = 0; c && i < SEGCACHE_SLOTS; i++)
+		if (c->slot[i].mod && strcmp(c->slot[i].key, key) == 0)
+			return &c->slot[i];
+	return NULL;
+}
+
+/* key holds rec at revision mod (0: not known: forgotten). Kept as a read would give
+ * it: decoded from its encoding. */
+static void segcache_put(struct clvol_segcache *c, const char *key,
+			 const struct layout_segment *rec, int64_t mod)
+{
+	struct segcache_slot *s = segcache_find(c, key);
+	char *val;
+
+	if (!c || (!s && !mod))
+		return;
+	if (!s) {
+		s = &c->slot[c->next];
+		c->next = (c->next + 1) % SEGCACHE_SLOTS;
+		snprintf(s->key, sizeof(s->key), "%s", key);
+	}
+	val = mod ? layout_segment_encode(rec) : NULL;
+	s->mod = val && layout_segment_decode(val, strlen(val), &s->rec) == 0 ? mod : 0;
+	free(val);
 }
 
 /* The first kv of a range of one key: 0 (found), -ENOENT, or an etcd error. */
@@ -490,9 +557,21 @@ static int seg_key(const struct clvol_who *w, const char *name, const struct lay
 }
 
 /* A fenced txn putting seg at key, with an extra compare on the segment's key (taken). */
+static int seg_put_rev(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const char *key, const struct layout_segment *seg,
+		       struct json_object *cmp, bool *held, int64_t *rev, char *msg, size_t len);
+
 static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
 		   const char *key, const struct layout_segment *seg, struct json_object *cmp,
 		   bool *held, char *msg, size_t len)
+{
+	return seg_put_rev(e, w, name, epoch, key, seg, cmp, held, NULL, msg, len);
+}
+
+/* seg_put, and *rev: the key's new mod_revision when it held (0: not known). */
+static int seg_put_rev(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, const char *key, const struct layout_segment *seg,
+		       struct json_object *cmp, bool *held, int64_t *rev, char *msg, size_t len)
 {
 	struct clvol_txn t;
 	char *val = layout_segment_encode(seg);
@@ -509,7 +588,7 @@ static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, 
 		r = push(t.ok, etcd_json_put_op(key, val, 0));
 	free(val);
 	if (r == 0)
-		r = txn_run(e, &t, &ok, msg, len);
+		r = txn_run_rev(e, &t, &ok, rev, msg, len);
 	clvol_txn_free(&t);
 	*held = ok;
 	return r;
@@ -554,20 +633,58 @@ int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *na
 /* Rewrites an existing record: apply(rec, arg) changes it (0) or refuses (-errno, its
  * sentence in msg); the epoch becomes this one; fenced, and only if the record did not
  * change since it was read. */
+/* One read-modify-write of the record at key: from rec as of revision mod. 0 and
+ * *ok (written), or -errno (an etcd error; apply's refusal, with *refused set). */
+static int seg_rmw(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
+		   const struct layout_segid *id, const char *key, struct layout_segment *rec,
+		   int64_t mod,
+		   int (*apply)(struct layout_segment *rec, const void *arg, char *msg, size_t len),
+		   const void *arg, bool *ok, bool *refused, char *msg, size_t len)
+{
+	int64_t rev = 0;
+	int r;
+
+	rec->id = *id;
+	r = apply(rec, arg, msg, len);
+	*refused = r < 0;
+	if (r < 0)
+		return r;
+	rec->epoch = epoch;
+	r = seg_put_rev(e, w, name, epoch, key, rec,
+			etcd_json_compare_eq(key, ETCD_TARGET_MOD, mod), ok, &rev, msg, len);
+	if (r == 0)
+		segcache_put(w->cache, key, rec, *ok ? rev : 0);
+	return r;
+}
+
 static int seg_update(struct etcd *e, const struct clvol_who *w, const char *name,
 		      int64_t epoch, const struct layout_segid *id,
 		      int (*apply)(struct layout_segment *rec, const void *arg, char *msg,
 				   size_t len),
 		      const void *arg, char *msg, size_t len)
 {
+	struct segcache_slot *known;
 	struct layout_segment rec;
 	struct etcd_kv *kv = NULL;
 	char key[KEY_MAX];
 	bool ok = false;
 	int r = seg_key(w, name, id, key, msg, len);
 
-	if (r == 0)
-		r = get_one(e, key, &kv, msg, len);
+	if (r < 0)
+		return r;
+	/* written last by this node: unchanged since, the compare holds (else read it) */
+	known = segcache_find(w->cache, key);
+	if (known) {
+		bool refused;
+
+		rec = known->rec;
+		r = seg_rmw(e, w, name, epoch, id, key, &rec, known->mod, apply, arg, &ok,
+			    &refused, msg, len);
+		/* (a refusal of what may be an old copy is not an answer: read it) */
+		if ((r < 0 && !refused) || (r == 0 && ok))
+			return r;
+	}
+	r = get_one(e, key, &kv, msg, len);
 	if (r == -ENOENT)
 		return seg_failed(e, w, name, epoch, -ENOENT, "that segment is not recorded", msg,
 				  len);
@@ -576,16 +693,9 @@ static int seg_update(struct etcd *e, const struct clvol_who *w, const char *nam
 	r = layout_segment_decode(kv->value, kv->value_len, &rec);
 	if (r < 0)
 		r = say(-EPROTO, msg, len, "the record of segment %s does not decode", key);
-	if (r == 0) {
-		rec.id = *id;
-		r = apply(&rec, arg, msg, len);
-	}
-	if (r == 0) {
-		rec.epoch = epoch;
-		r = seg_put(e, w, name, epoch, key, &rec,
-			    etcd_json_compare_eq(key, ETCD_TARGET_MOD, kv->mod_revision), &ok, msg,
-			    len);
-	}
+	if (r == 0)
+		r = seg_rmw(e, w, name, epoch, id, key, &rec, kv->mod_revision, apply, arg, &ok,
+			    &(bool){ false }, msg, len);
 	etcd_kv_free(kv, 1);
 	if (r < 0 || ok)
 		return r;
@@ -646,54 +756,92 @@ static void ids_remove(char (*ids)[LAYOUT_ID_MAX + 1], unsigned *n, const char *
 struct copy_step {
 	const char *node;
 	enum clvol_copy_phase phase;
+	const struct clvol_gone *gone;
 };
 
-static int apply_copy(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+static bool gone_names(const struct clvol_gone *g, const char *id)
 {
-	const struct copy_step *c = arg;
-	bool holder = layout_segment_names(rec, c->node);
-	bool copying = layout_segment_copying(rec, c->node);
+	for (unsigned i = 0; i < g->n; i++)
+		if (strcmp(g->ids[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* DONE's gone holders leave rec if `keep` others stay (struct clvol_gone). */
+static void drop_gone_holders(struct layout_segment *rec, const struct clvol_gone *g)
+{
+	unsigned stay = 0;
+
+	if (!g || !g->n || !g->keep)
+		return;
+	for (unsigned h = 0; h < rec->nholders; h++)
+		stay += !gone_names(g, rec->holders[h]);
+	if (stay < g->keep)
+		return;
+	for (unsigned i = 0; i < g->n; i++)
+		ids_remove(rec->holders, &rec->nholders, g->ids[i]);
+}
+
+int clvol_copy_apply(struct layout_segment *rec, const char *node, enum clvol_copy_phase phase,
+		     const struct clvol_gone *gone, char *msg, size_t len)
+{
+	bool holder = layout_segment_names(rec, node);
+	bool copying = layout_segment_copying(rec, node);
 
 	if (rec->state != LAYOUT_SEG_SEALED)
 		return say(-EBUSY, msg, len, "only a sealed segment is copied");
-	switch (c->phase) {
+	switch (phase) {
 	case CLVOL_COPY_START:
 		if (holder)
-			return say(-EEXIST, msg, len, "node %s holds that segment already", c->node);
+			return say(-EEXIST, msg, len, "node %s holds that segment already", node);
 		if (copying)
 			return 0; /* a retry */
 		if (rec->nholders + rec->ncopying >= LAYOUT_MAX_HOLDERS)
 			return say(-ENOSPC, msg, len, "that segment has %u holders already",
 				   LAYOUT_MAX_HOLDERS);
-		snprintf(rec->copying[rec->ncopying++], LAYOUT_ID_MAX + 1, "%s", c->node);
+		snprintf(rec->copying[rec->ncopying++], LAYOUT_ID_MAX + 1, "%s", node);
 		return 0;
 	case CLVOL_COPY_DONE:
-		if (holder && !copying)
-			return 0; /* a retry */
+		if (gone && gone_names(gone, node))
+			return say(-EINVAL, msg, len, "node %s is both the new holder and gone", node);
+		if (holder && !copying) {
+			drop_gone_holders(rec, gone); /* a retry: done already, or as it did */
+			return 0;
+		}
 		if (!copying)
-			return say(-ENOENT, msg, len, "no copy to node %s is under way", c->node);
-		ids_remove(rec->copying, &rec->ncopying, c->node);
-		snprintf(rec->holders[rec->nholders++], LAYOUT_ID_MAX + 1, "%s", c->node);
+			return say(-ENOENT, msg, len, "no copy to node %s is under way", node);
+		ids_remove(rec->copying, &rec->ncopying, node);
+		snprintf(rec->holders[rec->nholders++], LAYOUT_ID_MAX + 1, "%s", node);
+		drop_gone_holders(rec, gone);
 		return 0;
 	case CLVOL_COPY_ABORT:
-		ids_remove(rec->copying, &rec->ncopying, c->node);
+		ids_remove(rec->copying, &rec->ncopying, node);
 		return 0;
 	case CLVOL_COPY_DROP:
 		if (!holder)
 			return 0; /* a retry */
 		if (rec->nholders <= 1)
-			return say(-EBUSY, msg, len, "node %s is the segment's last holder", c->node);
-		ids_remove(rec->holders, &rec->nholders, c->node);
+			return say(-EBUSY, msg, len, "node %s is the segment's last holder", node);
+		ids_remove(rec->holders, &rec->nholders, node);
 		return 0;
 	}
 	return say(-EINVAL, msg, len, "no such copy step");
 }
 
+static int apply_copy(struct layout_segment *rec, const void *arg, char *msg, size_t len)
+{
+	const struct copy_step *c = arg;
+
+	return clvol_copy_apply(rec, c->node, c->phase, c->gone, msg, len);
+}
+
 int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *name,
 		       int64_t epoch, const struct layout_segid *id, const char *node,
-		       enum clvol_copy_phase phase, char *msg, size_t len)
+		       enum clvol_copy_phase phase, const struct clvol_gone *gone, char *msg,
+		       size_t len)
 {
-	struct copy_step c = { .node = node, .phase = phase };
+	struct copy_step c = { .node = node, .phase = phase,
+			       .gone = phase == CLVOL_COPY_DONE ? gone : NULL };
 
 	if (!layout_id_valid(node))
 		return say(-EINVAL, msg, len, "'%.80s' is not a node id", node);

@@ -34,11 +34,20 @@ struct etcd;
 struct json_object;
 
 /* Who writes: the cluster's prefix, this node's id, and its lease (claims go under it). */
+struct clvol_segcache;
 struct clvol_who {
 	const char *prefix;
 	const char *node;
 	int64_t lease;
+	struct clvol_segcache *cache; /* the segment records this node wrote last, or NULL */
 };
+
+/* The segment records this node wrote last, with their mod_revision: a read-modify-
+ * write of one of them (a copy's DONE after its START) skips the read and compares
+ * that revision; a record changed meanwhile fails the compare and is read as before.
+ * One thread's (the session's). */
+int clvol_segcache_create(struct clvol_segcache **out);
+void clvol_segcache_destroy(struct clvol_segcache *c); /* NULL ok */
 
 /* A txn's three arrays: compare, success, failure. */
 struct clvol_txn {
@@ -105,14 +114,29 @@ int clvol_segment_holders(struct etcd *e, const struct clvol_who *w, const char 
  * copy); DONE: it moves from "copying" to the holders (the copy is whole and sealed);
  * ABORT: it leaves "copying"; DROP: it leaves the holders (it refused the seal with
  * ERANGE: it holds less than the sealed length, so the record must not claim its copy;
- * catch-up makes a good one). Fenced, the record unchanged since it was read; retries
+ * catch-up makes a good one); gone (DONE, or NULL): see struct clvol_gone. Fenced, the
+ * record unchanged since it was read; retries
  * of a step that took effect succeed. -EBUSY the segment is open (or DROP of its last
  * holder), -EEXIST (START) node holds it already, -ENOENT (DONE) no such copy under
  * way, or no such record. */
 enum clvol_copy_phase { CLVOL_COPY_START, CLVOL_COPY_DONE, CLVOL_COPY_ABORT, CLVOL_COPY_DROP };
+/* A DONE's holders gone for good (as the owner judges them) that leave the record in
+ * the same write (a rebuild: one etcd step per segment fewer than a DROP of each
+ * later): they leave only if at least `keep` (R) of the holders that stay are not in
+ * the list, else all stay (the next scan's DROP, once it holds). n 0: none. */
+struct clvol_gone {
+	unsigned n, keep;
+	char ids[LAYOUT_MAX_HOLDERS][LAYOUT_ID_MAX + 1];
+};
 int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *name,
 		       int64_t epoch, const struct layout_segid *id, const char *node,
-		       enum clvol_copy_phase phase, char *msg, size_t len);
+		       enum clvol_copy_phase phase, const struct clvol_gone *gone, char *msg,
+		       size_t len);
+/* The record change of one copy step (clvol_segment_copy without etcd): 0 (rec
+ * changed, or a retry that took effect) or -errno with why in msg. gone: DONE's, or
+ * NULL. */
+int clvol_copy_apply(struct layout_segment *rec, const char *node, enum clvol_copy_phase phase,
+		     const struct clvol_gone *gone, char *msg, size_t len);
 /* stripe (encoding, docs/erasure-coding.md): the sealed segment seg->id, of seg->length
  * bytes, is encoded as seg->stripe (every fragment durable on its node): the record
  * gets "stripe"; with drop_replicas the same write empties its holders (the fragments

@@ -177,6 +177,9 @@ struct cjob {
 	uint64_t start_ms;
 	struct fragbuild *fb;        /* CJ_FRAG: a fragment rebuilt (fragbuild.h) */
 	unsigned frag_index;
+	struct clvol_gone gone;      /* the record's holders gone for good: they leave it
+					with the DONE once it has R live holders */
+	unsigned live;               /* the record's live holders when the copy began */
 };
 
 static void job_next(struct cjob *j);
@@ -242,6 +245,8 @@ static int job_record(struct cjob *j, enum clvol_copy_phase phase, cluster_cb cb
 	j->req.seg.id = (struct layout_segid){ .family = j->uid, .seq = j->sno };
 	snprintf(j->req.copy_node, sizeof(j->req.copy_node), "%s", j->to->id);
 	j->req.copy_phase = phase;
+	if (phase == CLVOL_COPY_DONE)
+		j->req.copy_gone = j->gone;
 	return cluster_volume_async(j->c->rs->cluster, &j->req, cb, j);
 }
 
@@ -424,6 +429,22 @@ static void job_next(struct cjob *j)
 		job_fail(j, r, "sending");
 }
 
+/* j's DONE is recorded: its gone holders left the record with it when the new copy
+ * made R live holders (clvol_copy_apply's rule, on the record as it was scanned; if
+ * it differed, the next scan's drop_gone sees what is left). */
+static void job_gone_left(struct cjob *j)
+{
+	if (j->live + 1 < j->gone.keep)
+		return;
+	for (unsigned i = 0; i < j->gone.n; i++) {
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": node "
+			"%s is gone for good and the segment has %u other holders: it left the "
+			"record with the new copy", j->vol, j->uid, j->sno, j->gone.ids[i],
+			j->live + 1);
+		replica_seg_holder_gone(j->c->rs, j->uid, j->sno, j->gone.ids[i]);
+	}
+}
+
 static void recorded(void *arg, int res, const char *msg)
 {
 	struct cjob *j = arg;
@@ -456,6 +477,7 @@ static void recorded(void *arg, int res, const char *msg)
 			"MB/s); it is a holder again", id, bytes, ms,
 			ms ? (double)bytes / 1e3 / (double)ms : 0.0);
 		replica_seg_holder_added(j->c->rs, j->uid, j->sno, j->to);
+		job_gone_left(j);
 		job_end(j);
 		return;
 	}
@@ -519,12 +541,25 @@ static struct catchup_cand *cands_new(const struct replicas *rs)
 	return k;
 }
 
-/* A copy of rec (of family f) to node `to`: from the local copy, or (from: its live
- * holders) read from them first. */
-static void job_start(struct catchup *c, const struct family *f,
-		      const struct layout_segment *rec, const struct layout_segment *from,
-		      struct rnode *to)
+/* The holders of rec not in live (gone for good) as a DONE's list: they leave with
+ * the new copy if R live holders stay (struct clvol_gone). */
+static void job_gone_set(struct cjob *j, const struct layout_segment *rec,
+			 const struct layout_segment *live, unsigned replicas)
 {
+	j->gone = (struct clvol_gone){ .keep = replicas };
+	j->live = live->nholders;
+	for (unsigned h = 0; h < rec->nholders; h++)
+		if (!layout_segment_names(live, rec->holders[h]))
+			memcpy(j->gone.ids[j->gone.n++], rec->holders[h], sizeof(j->gone.ids[0]));
+}
+
+/* A copy of rec (of family f) to node `to`: from the local copy, or (remote) read
+ * from its live holders first. live: rec without its holders gone for good. */
+static void job_start(struct catchup *c, const struct family *f,
+		      const struct layout_segment *rec, const struct layout_segment *live,
+		      bool remote, struct rnode *to)
+{
+	const struct layout_segment *from = remote ? live : NULL;
 	struct cjob *j = calloc(1, sizeof(*j));
 	struct cfam *cf = cfam_get(c, f->uid);
 	char id[192];
@@ -540,6 +575,7 @@ static void job_start(struct catchup *c, const struct family *f,
 			    .length = (uint32_t)(rec->length / ENGINE_BLOCK_SIZE),
 			    .start_ms = loop_now_ms() };
 	snprintf(j->vol, sizeof(j->vol), "%s", f->name);
+	job_gone_set(j, rec, live, f->replicas);
 	r = from ? segfetch_start(c->rs, j->uid, j->sno, j->epoch, j->length, from->holders,
 				  from->nholders, fetched, j, &j->fetch)
 		 : job_record(j, CLVOL_COPY_START, recorded);
@@ -872,7 +908,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			continue;
 		to = pick_node(c, live, cands);
 		if (to)
-			job_start(c, f, rec, remote ? live : NULL, to);
+			job_start(c, f, rec, live, remote, to);
 	}
 	free(live);
 	free(cands);

@@ -23,7 +23,11 @@
 # MBPS: the catch-up budget's ceiling (--catchup-mbps; default 512); SHARE: the share
 # of their throughput clients keep (--catchup-client-share; default 60; 0: a fixed
 # budget of MBPS, the old behaviour); SEGS: segments copied at once (--catchup-segments;
-# default 8). Scratch under build/ (kept only on failure).
+# default 8). PROFILE=DIR: during the phase with no client, `perf record -g` of the
+# three nodes left (DIR/perf.data) and each of their threads' CPU and run-queue wait
+# over the phase, etcd's too (/proc/PID/task/*/schedstat: DIR/threads.txt), with the bytes copied.
+# QUILLD=path: another quilld (an old build, for an A/B in one run). Scratch under
+# build/ (kept only on failure).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export QUILL_TEST_SERVER=quilld
@@ -133,11 +137,49 @@ wait "${NODE_PID[1]}" 2>/dev/null || true
 qexpect 0 0 node out node1
 wait_for 30 "no rebuild starts" rebuilding
 sleep 1 # its first copies under way
+# schedstat: "PID TID NAME CPU_NS WAIT_NS" of every thread of the nodes left and etcd
+schedstat()
+{
+	local p t
+	for p in "${NODE_PID[0]}" "${NODE_PID[2]}" "${NODE_PID[3]}" "$ETCD_PID"; do
+		for t in /proc/"$p"/task/*; do
+			echo "$p ${t##*/} $(tr ' ' _ <"$t/comm") $(cut -d' ' -f1,2 "$t/schedstat")"
+		done
+	done
+}
+if [ -n "${PROFILE:-}" ]; then
+	mkdir -p "$PROFILE"
+	schedstat >"$PROFILE/sched0.txt"
+	perf record -g -o "$PROFILE/perf.data" \
+		-p "${NODE_PID[0]},${NODE_PID[2]},${NODE_PID[3]}" -- sleep "$IDLE_SECS" \
+		>"$PROFILE/perf.log" 2>&1 &
+	perf_pid=$!
+fi
 read -r left0 copied0 _ <<<"$(left)"
 t0=$(date +%s.%N)
 sleep "$IDLE_SECS"
 read -r left1 copied1 budget1 _ why1 <<<"$(left)"
 t1=$(date +%s.%N)
+if [ -n "${PROFILE:-}" ]; then
+	schedstat >"$PROFILE/sched1.txt"
+	wait "$perf_pid" || true
+	python3 - "$PROFILE" "$((copied1 - copied0))" "$t0" "$t1" <<'PY' >"$PROFILE/threads.txt"
+import sys
+d, copied, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[4]) - float(sys.argv[3])
+rd = lambda f: {(r[0], r[1]): (r[2], int(r[3]), int(r[4])) for r in
+                (l.split() for l in open(f"{d}/{f}")) if len(r) == 5}
+a, b = rd("sched0.txt"), rd("sched1.txt")
+mb = copied / 1e6
+print("%.1f MB copied in %.2f s (%.1f MB/s)" % (mb, secs, mb / secs))
+print("pid tid name: cpu ms, run-queue wait ms, cpu ms per MB copied")
+for k in sorted(b, key=lambda k: -(b[k][1] - a.get(k, (0, 0, 0))[1])):
+    cpu = (b[k][1] - a.get(k, (0, 0, 0))[1]) / 1e6
+    wait = (b[k][2] - a.get(k, (0, 0, 0))[2]) / 1e6
+    if cpu > 1 or wait > 1:
+        print("%s %s %s: %.0f, %.0f, %.2f" % (k[0], k[1], b[k][0], cpu, wait, cpu / mb if mb else 0))
+PY
+	log "profile: $(head -1 "$PROFILE/threads.txt"); $PROFILE/threads.txt, perf.data"
+fi
 # the budget and why, every second of the job
 (while :; do left | cut -d' ' -f3- >>"$WORK/budget.log"; sleep 1; done) &
 sampler=$!

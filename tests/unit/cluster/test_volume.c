@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,4 +132,71 @@ Test(clvol_txn, fenced_compares_the_exact_claim)
 	cr_assert_str_eq(bytes(c, "value"), "{\"node\":\"n2\",\"epoch\":9}");
 	clvol_txn_free(&t);
 	cr_assert_eq(clvol_txn_fenced(P, "a/b", &claim, &t), -EINVAL);
+}
+
+/* ---- copy steps (clvol_copy_apply): a DONE that takes the gone holders with it ---- */
+
+static struct layout_segment copy_rec(const char *const *holders, unsigned n, const char *copying)
+{
+	struct layout_segment r = { .state = LAYOUT_SEG_SEALED, .length = 4096 };
+
+	for (unsigned i = 0; i < n; i++)
+		snprintf(r.holders[r.nholders++], sizeof(r.holders[0]), "%s", holders[i]);
+	if (copying)
+		snprintf(r.copying[r.ncopying++], sizeof(r.copying[0]), "%s", copying);
+	return r;
+}
+
+static struct clvol_gone gone_of(const char *id, unsigned keep)
+{
+	struct clvol_gone g = { .n = 1, .keep = keep };
+
+	snprintf(g.ids[0], sizeof(g.ids[0]), "%s", id);
+	return g;
+}
+
+Test(clvol_copy, done_with_r_live_holders_drops_the_gone_one_in_the_same_write)
+{
+	struct layout_segment r = copy_rec((const char *[]){ "n0", "n1", "n2" }, 3, "n3");
+	struct clvol_gone g = gone_of("n1", 3);
+	char msg[128];
+
+	cr_assert_eq(clvol_copy_apply(&r, "n3", CLVOL_COPY_DONE, &g, msg, sizeof(msg)), 0);
+	cr_assert_eq(r.ncopying, 0);
+	cr_assert_eq(r.nholders, 3);
+	cr_assert(layout_segment_names(&r, "n0") && layout_segment_names(&r, "n2") &&
+		  layout_segment_names(&r, "n3"));
+	cr_assert_not(layout_segment_names(&r, "n1"));
+	/* the same DONE again (a retry): no change */
+	cr_assert_eq(clvol_copy_apply(&r, "n3", CLVOL_COPY_DONE, &g, msg, sizeof(msg)), 0);
+	cr_assert_eq(r.nholders, 3);
+}
+
+Test(clvol_copy, done_below_r_live_holders_keeps_the_gone_one)
+{
+	/* two gone of three: the new copy makes two live, not R = 3 */
+	struct layout_segment r = copy_rec((const char *[]){ "n0", "n1", "n2" }, 3, "n3");
+	struct clvol_gone g = gone_of("n1", 3);
+	char msg[128];
+
+	snprintf(g.ids[g.n++], sizeof(g.ids[0]), "%s", "n2");
+	cr_assert_eq(clvol_copy_apply(&r, "n3", CLVOL_COPY_DONE, &g, msg, sizeof(msg)), 0);
+	cr_assert_eq(r.nholders, 4);
+	cr_assert(layout_segment_names(&r, "n1") && layout_segment_names(&r, "n2") &&
+		  layout_segment_names(&r, "n3"));
+	/* and without a list: a plain DONE */
+	r = copy_rec((const char *[]){ "n0", "n1" }, 2, "n3");
+	cr_assert_eq(clvol_copy_apply(&r, "n3", CLVOL_COPY_DONE, NULL, msg, sizeof(msg)), 0);
+	cr_assert_eq(r.nholders, 3);
+}
+
+Test(clvol_copy, done_refuses_a_new_holder_it_calls_gone_and_a_copy_not_under_way)
+{
+	struct layout_segment r = copy_rec((const char *[]){ "n0", "n1" }, 2, "n3");
+	struct clvol_gone g = gone_of("n3", 2);
+	char msg[128];
+
+	cr_assert_eq(clvol_copy_apply(&r, "n3", CLVOL_COPY_DONE, &g, msg, sizeof(msg)), -EINVAL);
+	cr_assert_eq(r.nholders, 2);
+	cr_assert_eq(clvol_copy_apply(&r, "n4", CLVOL_COPY_DONE, NULL, msg, sizeof(msg)), -ENOENT);
 }
