@@ -350,9 +350,10 @@ static void print_work(struct json_object *v, struct json_object *cu, unsigned p
 	printf("\n");
 }
 
-/* One line per volume with work, its bar's 100% the most bytes left seen while
- * watched. */
-static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size_t nseen)
+/* Calls fn for each volume of a status answer that has work left; returns how many. */
+static unsigned each_work(struct json_object *ans,
+			  void (*fn)(struct json_object *v, struct json_object *cu, void *ctx),
+			  void *ctx)
 {
 	struct json_object *vols = json_object_object_get(ans, "volumes");
 	size_t n = vols ? json_object_array_length(vols) : 0;
@@ -361,47 +362,52 @@ static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = json_object_array_get_idx(vols, i);
 		struct json_object *cu = work_of(v);
-		int64_t left, most;
 
-		if (!cu)
-			continue;
-		busy++;
-		left = cli_i64(cu, "bytes_left");
-		most = seen_most(seen, nseen, cli_str(v, "name"), left);
-		print_work(v, cu, most ? (unsigned)((most - left) * 100 / most) : 0, true);
+		if (cu) {
+			fn(v, cu, ctx);
+			busy++;
+		}
 	}
 	return busy;
 }
 
-/* cluster status without --watch: the same lines, progress counted from the bytes
- * copied since the catch-up began. */
-static void show_rebuilds(struct json_object *ans)
+struct watch_seen_all {
+	struct watch_seen *seen;
+	size_t nseen;
+};
+
+/* A watched line: its bar's 100% the most bytes left seen while watched. */
+static void watch_line(struct json_object *v, struct json_object *cu, void *ctx)
 {
-	struct json_object *vols = json_object_object_get(ans, "volumes");
-	size_t n = vols ? json_object_array_length(vols) : 0;
-	bool header = false;
+	struct watch_seen_all *w = ctx;
+	int64_t left = cli_i64(cu, "bytes_left");
+	int64_t most = seen_most(w->seen, w->nseen, cli_str(v, "name"), left);
 
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *v = json_object_array_get_idx(vols, i);
-		struct json_object *cu = work_of(v);
-		int64_t left, copied;
+	print_work(v, cu, most ? (unsigned)((most - left) * 100 / most) : 0, true);
+}
 
-		if (!cu)
-			continue;
-		if (!header)
-			printf("\nREBUILD AND CATCH-UP (volumes this node owns)\n");
-		header = true;
-		left = cli_i64(cu, "bytes_left");
-		copied = cli_i64(cu, "bytes_copied");
-		print_work(v, cu, copied + left ? (unsigned)(copied * 100 / (copied + left)) : 0,
-			   false);
-	}
+static unsigned show_work(struct json_object *ans, struct watch_seen *seen, size_t nseen)
+{
+	return each_work(ans, watch_line, &(struct watch_seen_all){ seen, nseen });
+}
+
+/* cluster status without --watch: the same line, progress counted from the bytes
+ * copied since the catch-up began, under a heading before the first. */
+static void status_line(struct json_object *v, struct json_object *cu, void *ctx)
+{
+	bool *header = ctx;
+	int64_t left = cli_i64(cu, "bytes_left"), copied = cli_i64(cu, "bytes_copied");
+
+	if (!*header)
+		printf("\nREBUILD AND CATCH-UP (volumes this node owns)\n");
+	*header = true;
+	print_work(v, cu, copied + left ? (unsigned)(copied * 100 / (copied + left)) : 0, false);
 }
 
 static void show_status(struct json_object *ans)
 {
 	show_overview(ans);
-	show_rebuilds(ans);
+	each_work(ans, status_line, &(bool){ false });
 }
 
 /* Redraws the status every second until no volume this node owns has work left (or
