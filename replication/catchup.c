@@ -278,6 +278,12 @@ static void job_fail(struct cjob *j, int err, const char *what)
 		job_end(j);
 }
 
+void catchup_status_carry(struct catchup_status *now, const struct catchup_status *prev)
+{
+	now->copying = prev->copying;
+	now->copied = prev->segs_left || !now->segs_left ? prev->copied : 0;
+}
+
 /* b bytes of j's work are done (copied, or read for a fragment). */
 static void job_count(struct cjob *j, uint64_t b)
 {
@@ -915,8 +921,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	st.out_in_ms = g.out_in_ms;
 	cf = cfam_get(c, f->uid);
 	if (cf) {
-		st.copying = cf->st.copying;
-		st.copied = cf->st.copied;
+		catchup_status_carry(&st, &cf->st);
 		cf->st = st;
 	}
 	return busy;

@@ -167,5 +167,9 @@ struct catchup_status {
 				     not judged (no copies, clients idle, a probe) */
 };
 void catchup_status(const struct catchup *c, uint64_t uid, struct catchup_status *out);
+/* A scan's fresh status `now` of a family takes over what its jobs count from the last
+ * one, `prev`: the copies under way, and the bytes copied, counted again from 0 when a
+ * new catch-up begins (the last scan found nothing left, this one finds some). */
+void catchup_status_carry(struct catchup_status *now, const struct catchup_status *prev);
 
 #endif

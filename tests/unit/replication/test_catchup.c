@@ -255,3 +255,21 @@ Test(catchup, a_gone_holder_counts_as_none_so_the_record_wants_a_copy)
 	cr_assert_eq(live.id.seq, 1);
 	cr_assert_eq(live.length, s.length);
 }
+
+Test(catchup, the_bytes_copied_count_again_when_a_new_catch_up_begins)
+{
+	struct catchup_status prev = { .segs_left = 2, .copying = 1, .copied = 4096 };
+	struct catchup_status now = { .segs_left = 1 };
+
+	catchup_status_carry(&now, &prev);
+	cr_assert_eq(now.copying, 1);
+	cr_assert_eq(now.copied, 4096, "under way: the count goes on");
+	prev = (struct catchup_status){ .segs_left = 1, .copied = 8192 };
+	now = (struct catchup_status){ 0 };
+	catchup_status_carry(&now, &prev);
+	cr_assert_eq(now.copied, 8192, "done: what it copied stays shown");
+	prev = now;
+	now = (struct catchup_status){ .segs_left = 3 };
+	catchup_status_carry(&now, &prev);
+	cr_assert_eq(now.copied, 0, "a new catch-up counts from 0, not on top of the last one");
+}
