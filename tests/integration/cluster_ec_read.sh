@@ -112,26 +112,12 @@ verify healthy
 # pick, so the node that loses them is chosen, not fixed.)
 victim()
 {
-	grep -o "segment [0-9a-f.]*: local copy (slot [0-9]*) dropped" "$WORK/node0.log" |
-		awk '{ sub(":", "", $2); print $2 }' >"$WORK/dropped.txt"
-	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" || return 1
-	python3 - "$WORK/recs.txt" "$WORK/dropped.txt" <<'PY'
-import json, sys
-lines = open(sys.argv[1]).read().splitlines()
-dropped = set(open(sys.argv[2]).read().split())
-count = {"node1": 0, "node2": 0, "node3": 0}
-for key, val in zip(lines[0::2], lines[1::2]):
-    rec = json.loads(val)
-    if key.rsplit("/", 1)[1] in dropped and "stripe" in rec:
-        for node, _ in rec["stripe"]["frags"][:rec["stripe"]["k"]]:
-            if node in count:
-                count[node] += 1
-best = max(sorted(count), key=lambda n: count[n])
-print(best[len("node"):], count[best])
-PY
+	etcd_root get --prefix "${PREFIX}segments/$VOL/" >"$WORK/recs.txt" &&
+		ec_owner_dropped_segments |
+		python3 "$IT_ROOT/tests/integration/ec_held.py" most-data "$WORK/recs.txt" 1 2 3
 }
 read -r V NV <<<"$(victim)"
-[ "${NV:-0}" -gt 0 ] || fail "no node of 1-3 holds a data fragment of a segment the owner dropped: $(cat "$WORK/dropped.txt")"
+[ "${NV:-0}" -gt 0 ] || fail "no node of 1-3 holds a data fragment of a segment the owner dropped: $(ec_owner_dropped_segments | tr '\n' ' ')"
 log "node$V holds $NV data fragments of segments read from fragments alone: it is the one damaged, then killed"
 # damage: flips a byte of every data block of each data fragment node V holds (again:
 # flips them back)

@@ -333,7 +333,13 @@ ec_all_bare()
 # the owner, dropped; kept (not the ones holding catalog records, which start-up reads
 # from the store: the first one, and each with a family checkpoint's BEGIN, more of them
 # on a loaded machine)
-ec_owner_dropped() { grep -c "local copy (slot [0-9]*) dropped" "$WORK/node0.log" || true; }
+ec_owner_dropped() { ec_owner_dropped_segments | wc -l; }
+# ec_owner_dropped_segments: the ids ("family.seq") of those it dropped, one a line
+ec_owner_dropped_segments()
+{
+	grep -o "segment [0-9a-f.]*: local copy (slot [0-9]*) dropped" "$WORK/node0.log" |
+		awk '{ sub(":", "", $2); print $2 }'
+}
 ec_owner_kept() { grep -c "the owner keeps its copy while it holds catalog records" "$WORK/node0.log" || true; }
 
 # ec_owner_drops E [MIN]: wait (30 s) until node0, the owner of E encoded segments, has

@@ -11,6 +11,9 @@ tests (cluster_ec_read.sh, cluster_ec_encode.sh):
         Flips a byte of every data block of each data fragment node NODE holds (run
         again: flips them back), in its store file (segment size SEG); prints how many
         fragments.
+    ec_held.py most-data RECS NODE... < SEGMENTS
+        Of nodes NODE..., the one whose data fragments the stripes of the segments read
+        on standard input (ids "family.seq", one a line) place most often: prints "I N".
 """
 import json
 import os
@@ -74,14 +77,29 @@ def flip_data(work, quill, seg, node):
     print(n)
 
 
+def most_data(recs, nodes, segments):
+    count = {i: 0 for i in nodes}
+    for fam, sno, rec in records(recs):
+        if "%016x.%08x" % (fam, sno) in segments and "stripe" in rec:
+            for node, _ in rec["stripe"]["frags"][:rec["stripe"]["k"]]:
+                i = int(node[len("node"):])
+                if i in count:
+                    count[i] += 1
+    best = max(nodes, key=lambda i: (count[i], -i))
+    print(best, count[best])
+
+
 def main():
-    quill = os.environ["QUILL"]
+    quill = os.environ.get("QUILL", "")
     if sys.argv[1] == "census":
         census(sys.argv[2], quill, sys.argv[3], [int(i) for i in sys.argv[4:]])
     elif sys.argv[1] == "flip-data":
         flip_data(sys.argv[2], quill, int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1] == "most-data":
+        most_data(sys.argv[2], [int(i) for i in sys.argv[3:]], set(sys.stdin.read().split()))
     else:
-        sys.exit("usage: ec_held.py census WORK RECS NODE... | flip-data WORK SEG NODE")
+        sys.exit("usage: ec_held.py census WORK RECS NODE... | flip-data WORK SEG NODE | "
+                 "most-data RECS NODE... < SEGMENTS")
 
 
 if __name__ == "__main__":
