@@ -350,7 +350,8 @@ static void print_work(struct json_object *v, struct json_object *cu, unsigned p
 	printf("\n");
 }
 
-/* Calls fn for each volume of a status answer that has work left; returns how many. */
+/* Calls fn (if not NULL) for each volume of a status answer that has work left;
+ * returns how many. */
 static unsigned each_work(struct json_object *ans,
 			  void (*fn)(struct json_object *v, struct json_object *cu, void *ctx),
 			  void *ctx)
@@ -363,10 +364,9 @@ static unsigned each_work(struct json_object *ans,
 		struct json_object *v = json_object_array_get_idx(vols, i);
 		struct json_object *cu = work_of(v);
 
-		if (cu) {
+		if (cu && fn)
 			fn(v, cu, ctx);
-			busy++;
-		}
+		busy += cu != NULL;
 	}
 	return busy;
 }
@@ -431,12 +431,7 @@ static int watch_status(const struct cli *c)
 		if (tty)
 			printf("\033[H\033[2J");
 		if (c->json) {
-			struct json_object *vols = json_object_object_get(ans, "volumes");
-			size_t n = vols ? json_object_array_length(vols) : 0;
-
-			busy = 0;
-			for (size_t i = 0; i < n; i++)
-				busy += work_of(json_object_array_get_idx(vols, i)) != NULL;
+			busy = each_work(ans, NULL, NULL);
 			printf("%s\n", json_object_to_json_string_ext(ans, JSON_C_TO_STRING_PLAIN));
 		} else {
 			if (tty)
