@@ -247,7 +247,6 @@ int loop_recv_start(struct loop *lp, int fd, size_t cap, loop_recv_fn fn, void *
 	r->fn = fn;
 	r->arg = arg;
 	r->want = true;
-	r->lp = lp;
 	r->all_next = lp->recvs;
 	lp->recvs = r;
 	*out = r;
