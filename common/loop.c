@@ -247,7 +247,6 @@ int loop_recv_start(struct loop *lp, int fd, size_t cap, loop_recv_fn fn, void *
 	r->fn = fn;
 	r->arg = arg;
 	r->want = true;
-	r->lp = lp;
 	r->all_next = lp->recvs;
 	lp->recvs = r;
 	*out = r;
@@ -297,23 +296,12 @@ static bool recvs_list(struct loop *lp, struct loop_wait *w)
 	return done;
 }
 
-/* After the sleep: each receive that completed runs its fn (one at a time, each
- * checked again: an fn may stop another). */
+/* After the sleep: each receive that completed runs its fn, walking the list itself
+ * (each checked as it comes: an fn may stop another, and only recvs_list frees a
+ * stopped one, so the walk stays on the list). */
 static void recvs_finish(struct loop *lp)
 {
-	struct loop_recv *ready = NULL, **tail = &ready;
-
 	for (struct loop_recv *r = lp->recvs; r; r = r->all_next) {
-		if (r->done && !r->stopped) {
-			*tail = r;
-			tail = &r->next;
-		}
-	}
-	*tail = NULL;
-	while (ready) {
-		struct loop_recv *r = ready;
-
-		ready = r->next;
 		if (r->stopped || !r->done)
 			continue;
 		r->done = false;

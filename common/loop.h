@@ -105,7 +105,6 @@ struct loop_recv {
 	loop_recv_fn fn;          /* the loop's */
 	void *arg;
 	bool want, stopped;
-	struct loop *lp;
 	struct loop_recv *all_next;
 };
 

@@ -917,9 +917,9 @@ static void conn_received(void *arg, const void *data, long res)
 	if (conn_input(c, (size_t)res) < 0)
 		return;
 	/* a full buffer: a large frame is coming (a chunk, a SEG_READ's reply), read
-	 * on now as conn_read does (the receive is out of the ring until the next sleep,
-	 * so the bytes stay in order), not one loop turn per 64 KiB */
-	if ((size_t)res == PEER_READ_CHUNK && conn_may_read(c) && conn_read(c) < 0)
+	 * on now with conn_read, while c may read (the receive is out of the ring until
+	 * the next sleep, so the bytes stay in order), not one loop turn per 64 KiB */
+	if ((size_t)res == PEER_READ_CHUNK && conn_read(c) < 0)
 		return;
 	conn_pump(c);
 }

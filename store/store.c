@@ -408,6 +408,12 @@ static bool is_recv(const void *data)
 	return !is_tag(data) && ((uintptr_t)data & USER_TAGS) == RECV_TAG;
 }
 
+/* The loop's struct (a loop_send or loop_recv) that a tagged user_data points to. */
+static void *untag(const void *data)
+{
+	return (void *)((uintptr_t)data & ~(uintptr_t)USER_TAGS);
+}
+
 /* Reaps what the CQ holds (at most one CQ's worth, so a chain of callbacks cannot
  * keep one call going forever), then submits what callbacks issued unless told not
  * to. Returns the number of callbacks run. Without submit it never enters the kernel:
@@ -447,7 +453,7 @@ static int reap(struct store *st, bool submit)
 				continue;
 			}
 			if (is_send(done[i].req)) {
-				struct loop_send *ls = (void *)((uintptr_t)done[i].req & ~(uintptr_t)SEND_TAG);
+				struct loop_send *ls = untag(done[i].req);
 
 				ls->res = done[i].res;
 				ls->done = true;
@@ -456,7 +462,7 @@ static int reap(struct store *st, bool submit)
 				continue;
 			}
 			if (is_recv(done[i].req)) {
-				struct loop_recv *lr = (void *)((uintptr_t)done[i].req & ~(uintptr_t)RECV_TAG);
+				struct loop_recv *lr = untag(done[i].req);
 
 				lr->res = done[i].res;
 				lr->done = true;
