@@ -383,9 +383,10 @@ static char poll_tag;
 /* A loop_send in the ring (store_wait_fd) is tagged in its user_data's low bit, which
  * no request's address has (poll_tag's may: it is checked first). */
 #define SEND_TAG 1u
-/* The user_data of a send taken back from an SQ that a failed io_uring_enter left
- * unconsumed (sends_disarm): a NOP now, whose CQE only frees its CQ entry. */
-static char dead_send_tag;
+/* The user_data of a loop send, receive or receive's cancel taken back from an SQ
+ * that a failed io_uring_enter left unconsumed (ring_disarm): a NOP now, whose CQE only
+ * frees its CQ entry. */
+static char disarmed_tag;
 
 /* A loop_recv in the ring: tagged in the second bit (its address is 8-aligned). */
 #define RECV_TAG 2u
@@ -395,7 +396,7 @@ static char recv_cancel_tag;
 
 static bool is_tag(const void *data)
 {
-	return data == &poll_tag || data == &dead_send_tag || data == &recv_cancel_tag;
+	return data == &poll_tag || data == &disarmed_tag || data == &recv_cancel_tag;
 }
 
 static bool is_send(const void *data)
@@ -447,7 +448,7 @@ static int reap(struct store *st, bool submit)
 				st->poll_nevents = st->poll_events && done[i].res > 0 ? done[i].res : 0;
 				continue;
 			}
-			if ((void *)done[i].req == &dead_send_tag ||
+			if ((void *)done[i].req == &disarmed_tag ||
 			    (void *)done[i].req == &recv_cancel_tag) {
 				st->in_ring--;
 				continue;
@@ -785,10 +786,13 @@ static void recvs_cancel_all(struct store *st)
 	}
 }
 
-/* The ring failed to take its SQ: sends still in it (prepared, or handed to the
- * kernel's SQ but not consumed) become NOPs, so that no later submit sends a buffer
- * the loop has moved on from (the loop makes them itself, done not set). */
-static void sends_disarm(struct store *st)
+/* The ring failed to take its SQ: the loop's sends, receives and cancels still in it
+ * (prepared, or handed to the kernel's SQ but not consumed) become NOPs, so that no
+ * later submit sends a buffer the loop has moved on from, or receives on an fd the
+ * loop may close meanwhile (and the kernel hand to another socket). The loop makes
+ * such sends itself (done not set), and lists such receives and cancels again (out of
+ * the ring, cancel not sent). */
+static void ring_disarm(struct store *st)
 {
 	struct io_uring_sq *sq = &st->ring.sq;
 	unsigned head = __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
@@ -796,18 +800,26 @@ static void sends_disarm(struct store *st)
 	for (unsigned i = head; i != sq->sqe_tail; i++) {
 		struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask]; /* liburing's array
 									     is the identity */
+		void *data = (void *)(uintptr_t)sqe->user_data;
 
-		if (!is_send((void *)(uintptr_t)sqe->user_data))
+		if (is_send(data)) {
+			st->sends_in_ring--;
+		} else if (is_recv(data)) {
+			((struct loop_recv *)untag(data))->in_ring = false;
+			st->recvs_in_ring--;
+		} else if (data == &recv_cancel_tag && sqe->addr) { /* (store_close's: all) */
+			((struct loop_recv *)untag((void *)(uintptr_t)sqe->addr))->cancel_sent = false;
+		} else {
 			continue;
+		}
 		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data(sqe, &dead_send_tag);
-		st->sends_in_ring--;
+		io_uring_sqe_set_data(sqe, &disarmed_tag);
 	}
 }
 
 /* Every send of the last wait has its result before the loop may touch its buffer:
  * they complete in the submit (non-blocking), so this only reaps, unless a kernel
- * completed one later. 0 or -errno (then sends_disarm). */
+ * completed one later. 0 or -errno (then ring_disarm). */
 static int sends_reap(struct store *st)
 {
 	for (;;) {
@@ -819,7 +831,7 @@ static int sends_reap(struct store *st)
 		r = io_uring_submit_and_wait(&st->ring, 1);
 		if (!submit_error_is_transient(r)) {
 			reap(st, false);
-			sends_disarm(st);
+			ring_disarm(st);
 			return r;
 		}
 	}
@@ -853,6 +865,7 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 	if (r < 0) {
 		int rs = sends_reap(st);
 
+		ring_disarm(st); /* what a retry took has gone in: the rest can't go later */
 		return rs < 0 ? rs : r;
 	}
 	r = reap(st, true);
