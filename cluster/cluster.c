@@ -954,16 +954,16 @@ static void run_command(struct cluster *cl, struct cmd *c)
 		log_msg(LOG_INFO, LOG_TAG, "node %s marked %s", c->id, c->out ? "out" : "in");
 }
 
-/* The queued commands, until the queue is empty or the next keepalive is due (next:
- * loop ms, 0 none): a stream of commands (a rebuild's copy steps, each answer bringing
- * the next) must not hold the keepalive back until the lease lapses; what is left
- * runs after it. */
-static void run_commands(struct cluster *cl, uint64_t next)
+/* The queued commands, until the queue is empty or, under a lease, its keepalive is
+ * due (next_ka: loop ms): a stream of commands (a rebuild's copy steps, each answer
+ * bringing the next) must not hold the keepalive back until the lease lapses; what is
+ * left runs after it. (With no lease, next_ka is the next join's try: they all run.) */
+static void run_commands(struct cluster *cl, uint64_t next_ka)
 {
 	for (;;) {
 		struct cmd *c, **tail;
 
-		if (next && cl->lease_id && loop_now_ms() >= next)
+		if (cl->lease_id && loop_now_ms() >= next_ka)
 			return;
 		pthread_mutex_lock(&cl->mu);
 		c = cl->queue;

@@ -156,15 +156,12 @@ int clvol_txn_fenced(const char *prefix, const char *vol, const struct layout_cl
 static int txn_run_rev(struct etcd *e, struct clvol_txn *t, bool *ok, int64_t *rev, char *msg,
 		       size_t len)
 {
-	struct json_object *resp = NULL, *hdr, *v;
+	struct json_object *resp = NULL;
 	int r = etcd_txn(e, t->cmp, t->ok, t->fail, ok, &resp);
 
 	memset(t, 0, sizeof(*t));
-	if (rev)
-		*rev = r == 0 && resp && json_object_object_get_ex(resp, "header", &hdr) &&
-				       json_object_object_get_ex(hdr, "revision", &v)
-			       ? json_object_get_int64(v)
-			       : 0;
+	if (rev && (r < 0 || etcd_json_txn(resp, &(bool){ false }, rev) < 0))
+		*rev = 0;
 	json_object_put(resp);
 	return r < 0 ? etcd_failed(e, r, msg, len) : 0;
 }
@@ -556,22 +553,11 @@ static int seg_key(const struct clvol_who *w, const char *name, const struct lay
 	return 0;
 }
 
-/* A fenced txn putting seg at key, with an extra compare on the segment's key (taken). */
-static int seg_put_rev(struct etcd *e, const struct clvol_who *w, const char *name,
-		       int64_t epoch, const char *key, const struct layout_segment *seg,
-		       struct json_object *cmp, bool *held, int64_t *rev, char *msg, size_t len);
-
+/* A fenced txn putting seg at key, with an extra compare on the segment's key (taken);
+ * *rev (NULL: not wanted): the key's new mod_revision when it held (0: not known). */
 static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
 		   const char *key, const struct layout_segment *seg, struct json_object *cmp,
-		   bool *held, char *msg, size_t len)
-{
-	return seg_put_rev(e, w, name, epoch, key, seg, cmp, held, NULL, msg, len);
-}
-
-/* seg_put, and *rev: the key's new mod_revision when it held (0: not known). */
-static int seg_put_rev(struct etcd *e, const struct clvol_who *w, const char *name,
-		       int64_t epoch, const char *key, const struct layout_segment *seg,
-		       struct json_object *cmp, bool *held, int64_t *rev, char *msg, size_t len)
+		   bool *held, int64_t *rev, char *msg, size_t len)
 {
 	struct clvol_txn t;
 	char *val = layout_segment_encode(seg);
@@ -623,16 +609,13 @@ int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *na
 	rec.length = 0;
 	rec.epoch = epoch;
 	r = seg_put(e, w, name, epoch, key, &rec, etcd_json_compare_eq(key, ETCD_TARGET_CREATE, 0),
-		    &ok, msg, len);
+		    &ok, NULL, msg, len);
 	if (r < 0 || ok)
 		return r;
 	return seg_failed(e, w, name, epoch, -EEXIST, "that segment is recorded already", msg,
 			  len);
 }
 
-/* Rewrites an existing record: apply(rec, arg) changes it (0) or refuses (-errno, its
- * sentence in msg); the epoch becomes this one; fenced, and only if the record did not
- * change since it was read. */
 /* One read-modify-write of the record at key: from rec as of revision mod. 0 and
  * *ok (written), or -errno (an etcd error; apply's refusal, with *refused set). */
 static int seg_rmw(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
@@ -650,13 +633,16 @@ static int seg_rmw(struct etcd *e, const struct clvol_who *w, const char *name, 
 	if (r < 0)
 		return r;
 	rec->epoch = epoch;
-	r = seg_put_rev(e, w, name, epoch, key, rec,
-			etcd_json_compare_eq(key, ETCD_TARGET_MOD, mod), ok, &rev, msg, len);
+	r = seg_put(e, w, name, epoch, key, rec, etcd_json_compare_eq(key, ETCD_TARGET_MOD, mod),
+		    ok, &rev, msg, len);
 	if (r == 0)
 		segcache_put(w->cache, key, rec, *ok ? rev : 0);
 	return r;
 }
 
+/* Rewrites an existing record: apply(rec, arg) changes it (0) or refuses (-errno, its
+ * sentence in msg); the epoch becomes this one; fenced, and only if the record did not
+ * change since it was read (or, one this node wrote last, since that write). */
 static int seg_update(struct etcd *e, const struct clvol_who *w, const char *name,
 		      int64_t epoch, const struct layout_segid *id,
 		      int (*apply)(struct layout_segment *rec, const void *arg, char *msg,

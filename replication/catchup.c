@@ -963,7 +963,7 @@ static void rate_tick(void *arg)
 	engine_get_client_load(c->rs->eng, &now);
 	s = (struct catchup_rate_sample){ .ms = ms - c->tick_ms, .ops = now.ops - c->load.ops,
 					  .busy_us = now.busy_us - c->load.busy_us,
-					  .working = c->worked || c->njobs };
+					  .working = c->worked };
 	c->load = now;
 	c->tick_ms = ms;
 	c->worked = c->njobs > 0;

@@ -40,7 +40,6 @@ static uint64_t probe_end(struct catchup_rate *r)
 	}
 	r->base_age_ms = 0; /* not busy: no base if none was known, and the next busy
 			       interval probes again; else the old one serves */
-	r->rate = r->resume_rate;
 	r->why = busy ? CATCHUP_RATE_WITHIN_SHARE : CATCHUP_RATE_CLIENTS_IDLE;
 	return r->rate;
 }
@@ -105,7 +104,6 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 	}
 	r->base_age_ms += s->ms;
 	if (!r->base_us || r->base_age_ms >= CATCHUP_RATE_PROBE_EVERY_MS) {
-		r->resume_rate = r->rate;
 		r->probe_left = CATCHUP_RATE_PROBE_INTERVALS;
 		r->probe_ops = r->probe_us = r->probe_ms = 0;
 		r->why = CATCHUP_RATE_PROBING;

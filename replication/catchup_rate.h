@@ -68,7 +68,8 @@ struct catchup_rate_sample {
 struct catchup_rate {
 	uint64_t ceiling, floor; /* bytes per second */
 	unsigned share;          /* client_share_pct; 0: fixed at the ceiling */
-	uint64_t rate;           /* what the catch-up may spend now (0: held, a probe) */
+	uint64_t rate;           /* what the catch-up may spend now, and again after a
+				    probe (which holds it: probe_left) */
 	uint64_t base_us;        /* the clients' mean latency without the catch-up; 0:
 				    not known */
 	uint64_t base_iops;      /* ...and their requests ended per second */
@@ -79,7 +80,6 @@ struct catchup_rate {
 				    judged: no copies, clients idle, a probe) */
 	unsigned probe_left;     /* intervals of the probe under way still to go */
 	uint64_t probe_ops, probe_us, probe_ms; /* what its measured intervals saw so far */
-	uint64_t resume_rate;    /* the rate a probe goes back to */
 	enum catchup_rate_why why;
 };
 

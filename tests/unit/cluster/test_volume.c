@@ -1,7 +1,8 @@
 /* tests/unit/cluster/test_volume.c — the transactions of volumes in the cluster map
  * (cluster/volume.c): what each one compares and writes, decoded back from the JSON
  * that goes to etcd. The calls themselves run against a real etcd in
- * tests/integration/cluster_volumes.sh. */
+ * tests/integration/cluster_volumes.sh; the record cache's, whose point is the calls it
+ * saves and the writes it must not make, against a fake one (fake_etcd.h). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -9,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/etcd.h"
 #include "cluster/etcd_json.h"
 #include "cluster/volume.h"
+#include "fake_etcd.h"
 
 #define P "/quill/test/"
 
@@ -199,4 +202,133 @@ Test(clvol_copy, done_refuses_a_new_holder_it_calls_gone_and_a_copy_not_under_wa
 	cr_assert_eq(clvol_copy_apply(&r, "n3", CLVOL_COPY_DONE, &g, msg, sizeof(msg)), -EINVAL);
 	cr_assert_eq(r.nholders, 2);
 	cr_assert_eq(clvol_copy_apply(&r, "n4", CLVOL_COPY_DONE, NULL, msg, sizeof(msg)), -ENOENT);
+}
+
+/* ---- the record cache (struct clvol_segcache): a record this node wrote last is
+ * written again without a read, against the revision its txn returned ---- */
+
+#define SEGKEY P "segments/vm0/0000000000000007.00000001"
+
+struct cache_env {
+	struct fake_etcd *fake;
+	struct etcd *e;
+	struct clvol_who w;
+	struct layout_segid id;
+};
+
+/* vm0 claimed by n1 at epoch 5; its segment 7.1 sealed on n0 and n1. */
+static void cache_env_start(struct cache_env *x)
+{
+	struct layout_segment rec = copy_rec((const char *[]){ "n0", "n1" }, 2, NULL);
+	char endpoint[64], *val;
+
+	cr_assert_eq(fake_etcd_start(&x->fake, endpoint, sizeof(endpoint)), 0);
+	cr_assert_eq(etcd_create(&(struct etcd_opts){ .endpoints = endpoint }, &x->e), 0);
+	x->w = (struct clvol_who){ P, "n1", 77, NULL };
+	cr_assert_eq(clvol_segcache_create(&x->w.cache), 0);
+	x->id = (struct layout_segid){ .family = 7, .seq = 1 };
+	fake_etcd_put(x->fake, P "owners/vm0", "{\"node\":\"n1\",\"epoch\":5}");
+	rec.id = x->id;
+	rec.epoch = 5;
+	val = layout_segment_encode(&rec);
+	fake_etcd_put(x->fake, SEGKEY, val);
+	free(val);
+}
+
+static void cache_env_stop(struct cache_env *x)
+{
+	etcd_destroy(x->e);
+	fake_etcd_stop(x->fake);
+	clvol_segcache_destroy(x->w.cache);
+}
+
+static int copy_step(struct cache_env *x, const char *node, enum clvol_copy_phase phase)
+{
+	char msg[256] = "";
+	int r = clvol_segment_copy(x->e, &x->w, "vm0", 5, &x->id, node, phase, NULL, msg,
+				   sizeof(msg));
+
+	cr_log_info("%s", msg);
+	return r;
+}
+
+static struct layout_segment stored(struct cache_env *x)
+{
+	struct layout_segment rec;
+	const char *val = fake_etcd_value(x->fake, SEGKEY, NULL);
+
+	cr_assert_eq(layout_segment_decode(val, strlen(val), &rec), 0, "%s", val);
+	return rec;
+}
+
+static unsigned reads(struct cache_env *x)
+{
+	return fake_etcd_calls(x->fake, "/v3/kv/range");
+}
+
+Test(clvol_segcache, a_done_after_its_start_writes_without_a_read)
+{
+	struct cache_env x;
+	struct layout_segment rec;
+
+	cache_env_start(&x);
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
+	cr_assert_eq(reads(&x), 1);
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_DONE), 0);
+	cr_assert_eq(reads(&x), 1, "the DONE read the record it wrote itself");
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 2);
+	rec = stored(&x);
+	cr_assert_eq(rec.nholders, 3);
+	cr_assert_eq(rec.ncopying, 0);
+	cr_assert(layout_segment_names(&rec, "n2"));
+	cache_env_stop(&x);
+}
+
+Test(clvol_segcache, a_record_changed_meanwhile_is_read_and_not_written_over)
+{
+	struct layout_segment rec;
+	struct cache_env x;
+	char *val;
+
+	cache_env_start(&x);
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
+	/* someone else starts a copy to n3 meanwhile */
+	rec = stored(&x);
+	snprintf(rec.copying[rec.ncopying++], sizeof(rec.copying[0]), "%s", "n3");
+	val = layout_segment_encode(&rec);
+	fake_etcd_put(x.fake, SEGKEY, val);
+	free(val);
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_DONE), 0);
+	cr_assert_eq(reads(&x), 2, "the DONE's compare failed: it reads the record");
+	rec = stored(&x);
+	cr_assert(layout_segment_names(&rec, "n2"));
+	cr_assert(layout_segment_copying(&rec, "n3"), "the other copy was written over");
+	/* what the DONE wrote after its read is known again: the ABORT reads nothing */
+	cr_assert_eq(copy_step(&x, "n3", CLVOL_COPY_ABORT), 0);
+	cr_assert_eq(reads(&x), 2);
+	rec = stored(&x);
+	cr_assert_not(layout_segment_copying(&rec, "n3"));
+	cache_env_stop(&x);
+}
+
+Test(clvol_segcache, a_refusal_of_the_known_copy_is_checked_against_a_read)
+{
+	struct layout_segment rec;
+	struct cache_env x;
+	char *val;
+
+	cache_env_start(&x);
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_DONE), 0);
+	/* by hand: n2 is dropped and its copy begun again */
+	rec = copy_rec((const char *[]){ "n0", "n1" }, 2, "n2");
+	rec.id = x.id;
+	rec.epoch = 5;
+	val = layout_segment_encode(&rec);
+	fake_etcd_put(x.fake, SEGKEY, val);
+	free(val);
+	/* the known copy calls n2 a holder (-EEXIST); the record says a retry */
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
+	cr_assert_eq(reads(&x), 2);
+	cache_env_stop(&x);
 }
