@@ -963,7 +963,9 @@ static void run_commands(struct cluster *cl, uint64_t next_ka)
 	for (;;) {
 		struct cmd *c, **tail;
 
-		if (cl->lease_id && loop_now_ms() >= next_ka)
+		/* a keepalive due, or a claim found lapsed ("ask at once"), goes before the
+		 * calls still queued */
+		if (cl->lease_id && (cl->lapse_seen || loop_now_ms() >= next_ka))
 			return;
 		pthread_mutex_lock(&cl->mu);
 		c = cl->queue;
