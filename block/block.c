@@ -206,14 +206,18 @@ bool blk_readonly(const struct blk_dev *dev)
 
 enum blk_state blk_state(const struct blk_dev *dev, uint64_t off)
 {
-	switch (dev->vol ? engine_block_state(dev->vol, off / BS) : ENGINE_BLOCK_HOLE) {
+	enum engine_block_state st = dev->vol ? engine_block_state(dev->vol, off / BS)
+					      : ENGINE_BLOCK_HOLE;
+
+	switch (st) { /* every state named, no default: a new one fails -Wswitch */
 	case ENGINE_BLOCK_DATA:
 		return BLK_STATE_DATA;
 	case ENGINE_BLOCK_ZERO:
 		return BLK_STATE_ZERO;
-	default:
-		return BLK_STATE_HOLE;
+	case ENGINE_BLOCK_HOLE:
+		break;
 	}
+	return BLK_STATE_HOLE;
 }
 
 bool blk_mapped(const struct blk_dev *dev, uint64_t off)
