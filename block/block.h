@@ -18,8 +18,9 @@
  *
  * The front ends (nbd/, vhost/) see the engine through this header only: quilld opens
  * the engine and hands it to them as an opaque struct engine, which they pass back
- * here (blk_open, blk_probe, blk_list, blk_poll). Sizes and names they advertise or
- * bound are the block layer's constants below (block.c asserts they are the engine's).
+ * here (blk_open, blk_probe, blk_list, blk_poll). Sizes they advertise or bound are
+ * the block layer's constants below (block.c asserts they are the engine's); a name's
+ * and a spec's, common/volspec.h's, which the engine's are too.
  *
  * Threading: the engine's thread only (completions run from blk_poll()).
  */
@@ -30,14 +31,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/volspec.h"
+
 #define BLK_IO_MAX       (64u << 20)  /* bytes of one read or write */
 #define BLK_SPLIT_BYTES  (1u << 20)   /* largest engine call a request is split into */
 
-/* The engine's, under the block layer's names (block.c asserts each equal). */
+/* The engine's, under the block layer's names (block.c asserts each equal). A name's
+ * and a spec's bounds are common/volspec.h's (VOLSPEC_NAME_MAX, VOLSPEC_MAX). */
 #define BLK_BLOCK_SIZE   4096u  /* the unit of mapping and block status: the physical block */
 #define BLK_SECTOR_MAX   4096u  /* the largest logical sector of a volume; divides a block */
-#define BLK_NAME_MAX     63u    /* a volume's or a snapshot's name */
-#define BLK_SPEC_MAX     (2 * BLK_NAME_MAX + 1) /* "VOL@SNAP" */
 #define BLK_HOLDER_MAX   191u   /* blk_set_holder's phrase */
 
 struct engine; /* the node's engine (quilld's): the front ends only pass it on */
@@ -52,8 +54,9 @@ enum blk_io_flags {
 
 /* Volume specs: "VOL" or "VOL@SNAP", read by the one parser (common/volspec.h) that
  * the engine and the CLI use too. Fills vol and snap (snap "" for a volume). -EINVAL
- * empty names, a second '@', or a name longer than BLK_NAME_MAX. */
-int blk_spec_parse(const char *spec, char vol[BLK_NAME_MAX + 1], char snap[BLK_NAME_MAX + 1]);
+ * empty names, a second '@', or a name longer than VOLSPEC_NAME_MAX. */
+int blk_spec_parse(const char *spec, char vol[VOLSPEC_NAME_MAX + 1],
+		   char snap[VOLSPEC_NAME_MAX + 1]);
 
 /* What a spec is, read from its record without opening it (so whoever holds it is
  * not disturbed). */

@@ -541,7 +541,7 @@ struct stop_tally {
 	size_t picked;   /* families owed or changed */
 	size_t begun;
 	size_t no_log;   /* -ENOENT: no segment of its own */
-	size_t unsure;   /* -ENOENT: no open segment, its numbers not reserved since adopted */
+	size_t unsure;   /* -EAGAIN: no open segment, its numbers not reserved since adopted */
 	size_t failed;   /* another error (the first one's below) */
 	int first_err;
 };

@@ -98,9 +98,9 @@ static void opt_error(struct nbd_conn *c, uint32_t type, const char *fmt, ...)
 
 /* A wire name as a C string, if it could name a volume or a snapshot ("VOL@SNAP":
  * short, no NUL inside). */
-static bool volume_name(const char *wire, size_t len, char out[BLK_SPEC_MAX + 1])
+static bool volume_name(const char *wire, size_t len, char out[VOLSPEC_MAX + 1])
 {
-	if (len > BLK_SPEC_MAX || memchr(wire, 0, len))
+	if (len > VOLSPEC_MAX || memchr(wire, 0, len))
 		return false;
 	memcpy(out, wire, len);
 	out[len] = '\0';
@@ -185,10 +185,10 @@ static bool claim_first(struct nbd_conn *c, const char *name, size_t len)
 
 static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 {
-	char name[BLK_SPEC_MAX + 1];
+	char name[VOLSPEC_MAX + 1];
 	struct nbd_out *o;
 	struct nbd_export *exp;
-	char why[BLK_HOLDER_MAX + BLK_SPEC_MAX + 64];
+	char why[BLK_HOLDER_MAX + VOLSPEC_MAX + 64];
 	int r = volume_name((const char *)data, len, name) ? 0 : -ENOENT;
 
 	if (r == 0)
@@ -227,7 +227,7 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *data, size_t len)
 
 static void list_reply(struct nbd_conn *c, const char *name)
 {
-	uint8_t buf[4 + BLK_SPEC_MAX];
+	uint8_t buf[4 + VOLSPEC_MAX];
 	size_t n = strlen(name);
 
 	nbd_put32(buf, (uint32_t)n);
@@ -264,7 +264,7 @@ static void opt_list(struct nbd_conn *c, size_t len)
 /* Replies for an export lookup that failed; true if it did. */
 static bool export_error(struct nbd_conn *c, const char *name, int r)
 {
-	char why[BLK_HOLDER_MAX + BLK_SPEC_MAX + 64];
+	char why[BLK_HOLDER_MAX + VOLSPEC_MAX + 64];
 
 	if (r == 0)
 		return false;
@@ -300,7 +300,7 @@ static void info_export(struct nbd_conn *c, uint64_t size, bool readonly, uint32
 
 static void info_name(struct nbd_conn *c, const char *name)
 {
-	uint8_t b[2 + BLK_SPEC_MAX];
+	uint8_t b[2 + VOLSPEC_MAX];
 	size_t n = strlen(name);
 
 	nbd_put16(b, NBD_INFO_NAME);
@@ -311,7 +311,7 @@ static void info_name(struct nbd_conn *c, const char *name)
 /* NBD_OPT_INFO and NBD_OPT_GO. */
 static void opt_info(struct nbd_conn *c, const uint8_t *data, size_t len, bool go)
 {
-	char name[BLK_SPEC_MAX + 1] = "";
+	char name[VOLSPEC_MAX + 1] = "";
 	struct nbd_info_opt io;
 	struct nbd_export *exp = NULL;
 	bool readonly = false;
@@ -376,7 +376,7 @@ static void meta_context_reply(struct nbd_conn *c, uint32_t id)
 /* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: we know base:allocation. */
 static void opt_meta(struct nbd_conn *c, const uint8_t *data, size_t len, bool set)
 {
-	char name[BLK_SPEC_MAX + 1] = "";
+	char name[VOLSPEC_MAX + 1] = "";
 	struct nbd_meta_opt mo;
 	bool match = false, readonly;
 	uint64_t size;

@@ -51,7 +51,7 @@ enum nbd_slot { NBD_SLOT_NONE, NBD_SLOT_HANDSHAKE, NBD_SLOT_CLIENT };
 struct nbd_export {
 	struct nbd_export *next;
 	struct nbd_server *srv;
-	char name[BLK_SPEC_MAX + 1];
+	char name[VOLSPEC_MAX + 1];
 	struct blk_dev *dev;             /* the block layer does range checks, RMW, locks */
 	uint64_t size;
 	bool readonly;                   /* a snapshot: writes, trims, zeroes get EPERM */
@@ -115,7 +115,7 @@ struct nbd_conn {
 	bool no_zeroes;
 	bool structured;
 	bool meta_alloc;                 /* base:allocation selected */
-	char meta_export[BLK_SPEC_MAX + 1]; /* the export it was selected for */
+	char meta_export[VOLSPEC_MAX + 1]; /* the export it was selected for */
 	struct nbd_export *exp;          /* after GO / EXPORT_NAME */
 	uint16_t tx_flags;
 

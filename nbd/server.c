@@ -123,7 +123,7 @@ int nbd_export_get(struct nbd_server *srv, const char *name, struct nbd_export *
 		*out = exp;
 		return 0;
 	}
-	if (strlen(name) > BLK_SPEC_MAX)
+	if (strlen(name) > VOLSPEC_MAX)
 		return -ENOENT;
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)

@@ -348,7 +348,7 @@ static void conn_create(struct vhost_export *exp, int fd)
  * quilld's log does). */
 static void refuse(struct vhost_export *exp, int fd, int err)
 {
-	char why[BLK_HOLDER_MAX + BLK_SPEC_MAX + 64];
+	char why[BLK_HOLDER_MAX + VOLSPEC_MAX + 64];
 
 	if (!blk_open_refusal(exp->srv->eng, exp->srv->guard, exp->name, err, why, sizeof(why)))
 		snprintf(why, sizeof(why), "volume '%s': %s", exp->name, err_str(-err));
@@ -438,7 +438,7 @@ int vhost_server_export(struct vhost_server *srv, const char *volume, const char
 		return -EINVAL;
 	if (export_find(srv, volume))
 		return -EEXIST;
-	if (strlen(volume) > BLK_SPEC_MAX)
+	if (strlen(volume) > VOLSPEC_MAX)
 		return -ENOENT;
 	exp = calloc(1, sizeof(*exp));
 	if (!exp)

@@ -159,7 +159,7 @@ struct vhost_queue {
 struct vhost_export {
 	struct vhost_export *next;
 	struct vhost_server *srv;
-	char name[BLK_SPEC_MAX + 1]; /* VOL, or VOL@SNAP (read-only) */
+	char name[VOLSPEC_MAX + 1]; /* VOL, or VOL@SNAP (read-only) */
 	char path[108];
 	struct blk_dev *dev;         /* the claimed volume (block layer: ranges, RMW, range
 					locks) from a front-end's connect until its release

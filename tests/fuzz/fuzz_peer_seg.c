@@ -5,15 +5,16 @@
  * The first input byte picks the op: its low 3 bits one of SEG_OPEN..SEG_STAT (bit 4
  * set: bits 5-6 pick LAYER_READ, FRAG_PUT, FRAG_READ or SEG_LIST instead, and with bit 7
  * also set SEG_VERIFY, or FRAG_VERIFY with bit 0 set too), bit 3 a reply; the
- * rest is the payload. Besides not crashing, what a decoder accepts must
- * hold: data inside the payload and exactly its announced blocks, counts and ranges
- * within their bounds (a READ's or FRAG_READ's once peer_seg_req_check passes it), and
- * the fixed part re-encoded from the decoded fields giving
- * the very bytes received (reserved fields are zero, so there is one encoding).
+ * rest is the payload. Besides not crashing, what a decoder accepts must hold: data
+ * inside the payload and exactly its announced blocks, counts and ranges within their
+ * bounds (a READ's or FRAG_READ's run decodes either way: peer_seg_req_check gives the
+ * answer its bounds call for), and the fixed part re-encoded from the decoded fields
+ * giving the very bytes received (reserved fields are zero, so there is one encoding).
  * Seeds: tests/fuzz/corpus/peer_seg/. A crash becomes a named test in
  * tests/unit/replication/test_peer_proto.c.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -57,23 +58,22 @@ static void request(uint8_t op, const uint8_t *p, size_t len)
 		check(len == head_len && r.data == NULL);
 	}
 	/* a READ's or FRAG_READ's run is peer_seg_req_check's: one the op does not allow
-	 * decodes (the holder answers it with the error) */
-	if (op == PEER_OP_SEG_READ && peer_seg_req_check(&r) == 0)
-		check(r.nblocks >= 1 && r.nblocks <= PEER_SEG_READ_MAX_BLOCKS &&
-		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
-	if (op == PEER_OP_SEG_READ || op == PEER_OP_FRAG_READ)
-		check(peer_seg_req_check(&r) == 0 || peer_seg_req_check(&r) == -EINVAL ||
-		      peer_seg_req_check(&r) == -EMSGSIZE);
-	else
+	 * decodes (the holder answers it with the error), and it says which */
+	if (op == PEER_OP_SEG_READ || op == PEER_OP_FRAG_READ) {
+		uint32_t max = op == PEER_OP_SEG_READ ? PEER_SEG_READ_MAX_BLOCKS
+						      : PEER_FRAG_READ_MAX_BLOCKS;
+		bool none_or_wraps = r.nblocks == 0 || (uint64_t)r.block + r.nblocks > UINT32_MAX;
+
+		check(peer_seg_req_check(&r) ==
+		      (none_or_wraps ? -EINVAL : r.nblocks > max ? -EMSGSIZE : 0));
+	} else {
 		check(peer_seg_req_check(&r) == 0);
+	}
 	if (op == PEER_OP_SEG_VERIFY)
 		check(r.nblocks >= 1 && r.nblocks <= PEER_SEG_VERIFY_MAX_BLOCKS &&
 		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
 	if (op == PEER_OP_SEG_OPEN)
 		check(r.segment_blocks != 0);
-	if (op == PEER_OP_FRAG_READ && peer_seg_req_check(&r) == 0)
-		check(r.nblocks >= 1 && r.nblocks <= PEER_FRAG_READ_MAX_BLOCKS &&
-		      (uint64_t)r.block + r.nblocks <= UINT32_MAX);
 	if (op == PEER_OP_LAYER_READ)
 		check(r.layer != 0 && r.nblocks >= 1 && r.nblocks <= PEER_LAYER_READ_MAX_BLOCKS &&
 		      r.lba <= UINT64_MAX - r.nblocks);
