@@ -1071,6 +1071,29 @@ Test(store, a_receive_in_the_ring_completes_as_a_wake_up)
 	close(sv[0]);
 }
 
+/* Two loop receives, each on its own socket pair: x.a reads x.sa[0], x.b x.sb[0]. */
+struct two_recvs {
+	char abuf[16], bbuf[16];
+	struct loop_recv a, b;
+	int sa[2], sb[2];
+};
+
+static void two_recvs_open(struct two_recvs *x)
+{
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, x->sa), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, x->sb), 0);
+	x->a = (struct loop_recv){ .fd = x->sa[0], .buf = x->abuf, .cap = sizeof(x->abuf) };
+	x->b = (struct loop_recv){ .fd = x->sb[0], .buf = x->bbuf, .cap = sizeof(x->bbuf) };
+}
+
+static void two_recvs_close(struct two_recvs *x)
+{
+	for (int i = 0; i < 2; i++) {
+		close(x->sa[i]);
+		close(x->sb[i]);
+	}
+}
+
 /* The loop gave a receive up (its connection closed): the cancel's completion and the
  * receive's own (-ECANCELED) come back, and the receive is out of the ring; and a
  * store closed with a receive still in the ring cancels it, so that the kernel keeps
@@ -1078,46 +1101,37 @@ Test(store, a_receive_in_the_ring_completes_as_a_wake_up)
 Test(store, a_receive_in_the_ring_is_cancelled_on_stop_and_on_close)
 {
 	struct store *st = store_make("waitrecvx", MIB, 0);
-	char buf[16], buf2[16];
-	struct loop_recv a = { .buf = buf, .cap = sizeof(buf) }, b = a;
+	struct two_recvs x;
 	struct loop_fds l;
 	struct loop_wait w;
-	int sv[2], sv2[2];
 
 	loop_fds_open(&l);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
-	a.fd = sv[0];
-	b.fd = sv2[0];
-	b.buf = buf2;
-	a.next = &b;
+	two_recvs_open(&x);
+	x.a.next = &x.b;
 	w = wait_plain(&l);
-	w.recvs = &a;
+	w.recvs = &x.a;
 	cr_assert_eq(store_wait_fd(st, &w, 0), 0);
-	cr_assert(a.in_ring && b.in_ring);
-	a.next = NULL;
+	cr_assert(x.a.in_ring && x.b.in_ring);
+	x.a.next = NULL;
 	w = wait_plain(&l);
-	w.recv_cancels = &a;
+	w.recv_cancels = &x.a;
 	cr_assert_geq(store_wait_fd(st, &w, 10), 0);
-	cr_assert(a.cancel_sent);
-	for (int i = 0; i < 100 && !a.done; i++) { /* its completion may come a call later */
+	cr_assert(x.a.cancel_sent);
+	for (int i = 0; i < 100 && !x.a.done; i++) { /* its completion may come a call later */
 		w = wait_plain(&l);
 		cr_assert_geq(store_wait_fd(st, &w, 10), 0);
 	}
-	cr_assert(a.done);
-	cr_assert_not(a.in_ring);
-	cr_assert_eq(a.res, -ECANCELED);
-	cr_assert(b.in_ring, "the other stays");
-	cr_assert_eq(write(sv[1], "late", 4), 4); /* nothing reads it now */
+	cr_assert(x.a.done);
+	cr_assert_not(x.a.in_ring);
+	cr_assert_eq(x.a.res, -ECANCELED);
+	cr_assert(x.b.in_ring, "the other stays");
+	cr_assert_eq(write(x.sa[1], "late", 4), 4); /* nothing reads it now */
 	store_close(st);
-	cr_assert(b.done, "closing the store cancelled it");
-	cr_assert_not(b.in_ring);
-	cr_assert_eq(b.res, -ECANCELED);
+	cr_assert(x.b.done, "closing the store cancelled it");
+	cr_assert_not(x.b.in_ring);
+	cr_assert_eq(x.b.res, -ECANCELED);
 	loop_fds_close(&l);
-	close(sv[0]);
-	close(sv[1]);
-	close(sv2[0]);
-	close(sv2[1]);
+	two_recvs_close(&x);
 }
 
 /* A wait whose io_uring_enter fails leaves the loop's receive and cancel unconsumed in
@@ -1126,51 +1140,43 @@ Test(store, a_receive_in_the_ring_is_cancelled_on_stop_and_on_close)
 Test(store, a_failed_enter_takes_the_loops_receives_and_cancels_back)
 {
 	struct store *st = store_make("waitrecvfail", MIB, 0);
-	char buf[16], buf2[16];
-	struct loop_recv a = { .buf = buf, .cap = sizeof(buf) }, b = a;
+	struct two_recvs x;
 	struct loop_fds l;
 	struct loop_wait w;
-	int sv[2], sv2[2];
 	struct done d = { 0 };
+	uint8_t *blk = store_buf_alloc(BLK);
+	char got[16];
 
+	cr_assert_not_null(blk);
 	loop_fds_open(&l);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
-	a.fd = sv[0];
-	b.fd = sv2[0];
-	b.buf = buf2;
+	two_recvs_open(&x);
 	w = wait_plain(&l);
-	w.recvs = &b;
+	w.recvs = &x.b;
 	cr_assert_eq(store_wait_fd(st, &w, 0), 0);
-	cr_assert(b.in_ring, "b waits in the kernel");
+	cr_assert(x.b.in_ring, "b waits in the kernel");
 	submit_fails = -EBADF;
 	w = wait_plain(&l);
-	w.recvs = &a;
-	w.recv_cancels = &b;
+	w.recvs = &x.a;
+	w.recv_cancels = &x.b;
 	cr_assert_eq(store_wait_fd(st, &w, 0), -EBADF);
 	submit_fails = 0;
-	cr_assert_not(a.in_ring, "a's receive was taken back");
-	cr_assert_not(a.done);
-	cr_assert_not(b.cancel_sent, "b's cancel was taken back: the loop sends it again");
-	cr_assert(b.in_ring);
+	cr_assert_not(x.a.in_ring, "a's receive was taken back");
+	cr_assert_not(x.a.done);
+	cr_assert_not(x.b.cancel_sent, "b's cancel was taken back: the loop sends it again");
+	cr_assert(x.b.in_ring);
 	/* the next submit (a write) must not take a's receive into the kernel */
-	cr_assert_eq(write(sv[1], "late", 4), 4);
-	uint8_t *blk = store_buf_alloc(BLK);
-	cr_assert_not_null(blk);
+	cr_assert_eq(write(x.sa[1], "late", 4), 4);
 	cr_assert_eq(store_write(st, 0, blk, BLK, on_done, &d), 0);
 	while (!d.calls)
 		cr_assert_geq(store_poll(st, 100), 0);
 	cr_assert_eq(d.res, (int)BLK);
 	w = wait_plain(&l);
 	cr_assert_geq(store_wait_fd(st, &w, 10), 0);
-	cr_assert_not(a.done, "a receive taken back was made anyway");
-	cr_assert_eq(recv(sv[0], buf, sizeof(buf), 0), 4, "its bytes are still in the socket");
+	cr_assert_not(x.a.done, "a receive taken back was made anyway");
+	cr_assert_eq(recv(x.sa[0], got, sizeof(got), 0), 4, "its bytes are still in the socket");
 	store_buf_free(blk);
 	store_close(st);
-	cr_assert(b.done, "closing the store cancelled b");
+	cr_assert(x.b.done, "closing the store cancelled b");
 	loop_fds_close(&l);
-	close(sv[0]);
-	close(sv[1]);
-	close(sv2[0]);
-	close(sv2[1]);
+	two_recvs_close(&x);
 }
