@@ -307,18 +307,23 @@ static void conn_sent_bytes(struct nbd_conn *c, size_t n)
 		}
 		n -= rest;
 		c->out_head = o->next;
-		if (!c->out_head)
+		if (!c->out_head) {
 			c->out_tail = NULL;
+			c->tx_full = false; /* it took everything */
+		}
 		out_release(c, o);
 	}
 }
 
-/* Writes queued output until the socket is full (or hands it to the loop's sleep:
- * conn_flush_ring). */
-static void conn_flush(struct nbd_conn *c)
+/* Writes queued output now, until the socket is full (then tx_full). A send handed to
+ * the loop and not made yet is taken back first: these bytes go now. */
+static void conn_flush_now(struct nbd_conn *c)
 {
-	if (conn_flush_ring(c))
-		return;
+	if (c->ring_send.queued) {
+		if (c->ring_send.done)
+			return; /* made in the sleep: its fn counts what went first */
+		loop_send_cancel(c->srv->lp, &c->ring_send);
+	}
 	while (conn_output_pending(c) && c->state != NBD_CS_DEAD) {
 		struct iovec iov[NBD_IOV_MAX];
 		size_t want;
@@ -328,12 +333,22 @@ static void conn_flush(struct nbd_conn *c)
 		if (n < 0) {
 			if (sock_retry(c))
 				continue;
+			c->tx_full = true;
 			return;
 		}
 		conn_sent_bytes(c, (size_t)n);
-		if ((size_t)n < want)
+		if ((size_t)n < want) {
+			c->tx_full = true;
 			return;
+		}
 	}
+}
+
+/* Writes queued output: handed to the loop's sleep (conn_flush_ring), else now. */
+static void conn_flush(struct nbd_conn *c)
+{
+	if (!conn_flush_ring(c))
+		conn_flush_now(c);
 }
 
 /* ---- connections: lifetime ---- */
@@ -541,12 +556,12 @@ static bool conn_flush_ring(struct nbd_conn *c)
 {
 	struct loop_send *s = &c->ring_send;
 
+	if (!c->ring_recv || c->srv->shutting_down)
+		return false; /* (conn_flush_now takes back a send not made) */
 	if (s->queued && s->done)
 		return true; /* made in the sleep: conn_sent goes on from what it took */
 	if (s->queued) /* not made yet: handed again with what was queued since */
 		loop_send_cancel(c->srv->lp, s);
-	if (!c->ring_recv || c->srv->shutting_down)
-		return false;
 	if (!c->out_head || c->tx_full)
 		return true; /* nothing to send, or LOOP_WRITE will say when */
 	s->fd = c->fd;
@@ -608,13 +623,15 @@ static bool conn_take(struct nbd_conn *c, const uint8_t *p, size_t n)
 	while (n > 0) {
 		uint8_t *dst;
 		size_t m;
+		bool direct;
 
 		if (!conn_reading(c))
 			return false;
 		if (c->in_start == c->in_end)
 			c->in_start = c->in_end = 0;
 		m = nbd_tx_payload_window(c, &dst);
-		if (m == 0) {
+		direct = m > 0;
+		if (!direct) {
 			if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < n) {
 				memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
 				c->in_end -= c->in_start;
@@ -630,10 +647,10 @@ static bool conn_take(struct nbd_conn *c, const uint8_t *p, size_t n)
 		if (m > n)
 			m = n;
 		memcpy(dst, p, m);
-		if (dst == c->in + c->in_end)
-			c->in_end += m;
-		else
+		if (direct)
 			nbd_tx_payload_got(c, m);
+		else
+			c->in_end += m;
 		p += m;
 		n -= m;
 		conn_parse(c);
@@ -746,7 +763,7 @@ static void conn_event(void *arg, unsigned events)
 		conn_tls_handshake(c); /* whichever way gnutls waited */
 	else if (events & LOOP_WRITE) {
 		c->tx_full = false;
-		conn_flush(c);
+		conn_flush_now(c); /* room, and we are awake: no need to wait for a sleep */
 	}
 	if ((events & LOOP_READ) && c->state != NBD_CS_DEAD && c->state != NBD_CS_TLS_HANDSHAKE) {
 		if (conn_reading(c) && !c->paused && !c->ring_recv) /* the ring reads for it */
