@@ -9,8 +9,8 @@
 #     reply), and the sleeps (the ring sleeps through its own write's completion
 #     while the copies are out: engine_wait_fd), the last of which sends the NBD
 #     reply (no sendmsg): at most 3.8 io_uring_enter per write (2.9-3.4 measured
-#     with the NBD request's recvfrom, 3.44 without: a request whose payload comes
-#     after its header in a second receive costs a loop turn), at most 0.2 recvfrom
+#     with the NBD request's recvfrom; 3.44 without it, against main's 3.16 in the
+#     same session on a loaded machine), at most 0.2 recvfrom
 #     and 4.5 system calls per write (9.02 with a sendto per holder; 7.05 with a
 #     recvfrom per reply, session 17; 5.0-5.4 with the NBD request's recvfrom and
 #     reply's sendmsg, session 18; 3.50 in session 19); no epoll_ctl and no sendto
