@@ -289,6 +289,16 @@ static int waiter_makes_no_sends(void *arg, struct loop_wait *w, int timeout_ms)
 	return 0;
 }
 
+/* The loop with a waiter that takes sends and makes none, and a socket pair for them
+ * (sv[0] sends, sv[1] reads); no send made yet. */
+static void sends_made_by_the_loop(int sv[2])
+{
+	nsent = 0;
+	loop_set_wait(f.lp, waiter_makes_no_sends, NULL);
+	loop_set_wait_sends(f.lp, true);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+}
+
 Test(loop, sends_not_made_by_the_waiter_are_made_by_the_loop_after_the_sleep)
 {
 	struct loop_send a = { .buf = "ab", .len = 2, .fn = on_sent };
@@ -329,10 +339,7 @@ Test(loop, a_gathered_send_not_made_by_the_waiter_goes_out_whole)
 	char got[16] = { 0 };
 	int sv[2];
 
-	nsent = 0;
-	loop_set_wait(f.lp, waiter_makes_no_sends, NULL);
-	loop_set_wait_sends(f.lp, true);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	sends_made_by_the_loop(sv);
 	a.fd = sv[0];
 	cr_assert_eq(loop_send_queue(f.lp, &a), 0);
 	f.stop_after = 1;
@@ -351,10 +358,7 @@ Test(loop, a_cancelled_send_is_not_made_and_its_fn_does_not_run)
 	int sv[2];
 	char c;
 
-	nsent = 0;
-	loop_set_wait(f.lp, waiter_makes_no_sends, NULL);
-	loop_set_wait_sends(f.lp, true);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	sends_made_by_the_loop(sv);
 	a.fd = sv[0];
 	cr_assert_eq(loop_send_queue(f.lp, &a), 0);
 	loop_send_cancel(f.lp, &a);
@@ -383,10 +387,7 @@ Test(loop, a_send_cancelled_from_another_sends_fn_is_made_but_its_fn_does_not_ru
 	char got[8] = { 0 };
 	int sv[2];
 
-	nsent = 0;
-	loop_set_wait(f.lp, waiter_makes_no_sends, NULL);
-	loop_set_wait_sends(f.lp, true);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	sends_made_by_the_loop(sv);
 	a.fd = b.fd = c.fd = sv[0];
 	cr_assert_eq(loop_send_queue(f.lp, &a), 0);
 	cr_assert_eq(loop_send_queue(f.lp, &b), 0);
