@@ -890,6 +890,44 @@ static void batch_prepare(struct etcd *e, const struct clvol_who *w, const char 
 	it->res = r;
 }
 
+/* The records of the steps this node did not write last, read by one range from the
+ * first key to the last (a scan's copies go in key order: neighbours) and known from
+ * then on as read; a step whose record it did not find reads it alone. */
+static void batch_read(struct etcd *e, const struct clvol_who *w, const char *name,
+		       const struct clvol_copy_item *items, size_t n)
+{
+	char first[KEY_MAX] = "", last[KEY_MAX] = "", key[KEY_MAX], end[KEY_MAX + 1];
+	struct etcd_kv *kvs = NULL;
+	size_t unknown = 0, nkv = 0;
+	int64_t rev;
+
+	for (size_t i = 0; w->cache && i < n; i++) {
+		if (layout_segment_key(key, KEY_MAX, w->prefix, name, &items[i].id) < 0 ||
+		    segcache_find(w->cache, key))
+			continue;
+		if (!unknown++ || strcmp(key, first) < 0)
+			snprintf(first, sizeof(first), "%s", key);
+		if (strcmp(key, last) > 0)
+			snprintf(last, sizeof(last), "%s", key);
+	}
+	if (unknown < 2)
+		return;
+	etcd_prefix_end(last, end); /* just past it: the keys are all of one length */
+	if (etcd_range(e, first, end, &rev, &kvs, &nkv) < 0)
+		return; /* each reads its own */
+	for (size_t k = 0; k < nkv; k++) {
+		struct layout_segment rec;
+
+		for (size_t i = 0; i < n; i++)
+			if (layout_segment_key(key, KEY_MAX, w->prefix, name, &items[i].id) == 0 &&
+			    strlen(key) == kvs[k].key_len && !memcmp(key, kvs[k].key, kvs[k].key_len) &&
+			    !segcache_find(w->cache, key) &&
+			    layout_segment_decode(kvs[k].value, kvs[k].value_len, &rec) == 0)
+				segcache_put(w->cache, key, &rec, kvs[k].mod_revision);
+	}
+	etcd_kv_free(kvs, nkv);
+}
+
 /* The batch's records that took a change, each compared against its revision, in one
  * txn fenced by the claim: 0 and *ok, or an etcd error (why in msg). */
 static int batch_write(struct etcd *e, const struct clvol_who *w, const char *name,
@@ -949,6 +987,7 @@ int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const ch
 	b = calloc(n, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
+	batch_read(e, w, name, items, n);
 	for (size_t i = 0; i < n; i++) {
 		items[i].res = 0;
 		items[i].msg[0] = 0;

@@ -136,6 +136,18 @@ struct cfam {
 
 struct cjob;
 
+/* A copy the last scan wanted while every slot was taken: started as soon as one is
+ * free (job_end), not at the next scan (a range read of the family's records, and a
+ * gap of a scan's wait and read in every slot as it frees). Its START is applied to
+ * the record as etcd has it then, as any job's. */
+struct cnext {
+	uint64_t uid;
+	struct layout_segment rec, live;
+	bool remote;
+	char to[LAYOUT_ID_MAX + 1];
+};
+#define CATCHUP_NEXT_MAX 32u
+
 struct catchup {
 	struct replicas *rs;
 	struct catchup_budget budget;
@@ -154,6 +166,8 @@ struct catchup {
 	uint64_t run_end_ms;         /* the last copy of the run was recorded */
 	uint64_t run_copied;
 	uint64_t done_rate;          /* bytes per second of the last run that finished */
+	struct cnext next[CATCHUP_NEXT_MAX]; /* the last scan's copies waiting for a slot */
+	unsigned nnext;
 };
 
 enum cstep { CJ_FETCH, CJ_START, CJ_DROP, CJ_OPEN, CJ_WAIT, CJ_READ, CJ_APPEND, CJ_SEAL, CJ_DONE,
@@ -206,7 +220,10 @@ static void job_free(struct cjob *j)
 	free(j);
 }
 
-/* j is over (its copy recorded, or given up): it leaves the list. */
+static bool next_start(struct catchup *c);
+
+/* j is over (its copy recorded, or given up): it leaves the list, and a copy the last
+ * scan left waiting takes its slot (else the next scan comes soon). */
 static void job_end(struct cjob *j)
 {
 	struct catchup *c = j->c;
@@ -221,7 +238,8 @@ static void job_end(struct cjob *j)
 	if (f && f->st.copying)
 		f->st.copying--;
 	job_free(j);
-	recscan_kick(c->scan);
+	if (!next_start(c))
+		recscan_kick(c->scan);
 }
 
 static void job_id(const struct cjob *j, char *buf, size_t len)
@@ -831,8 +849,50 @@ static bool holder_reachable(struct catchup *c, const struct layout_segment *liv
 	return false;
 }
 
+/* The copies waiting of family uid are forgotten (its scan lists them again). */
+static void next_forget(struct catchup *c, uint64_t uid)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < c->nnext; i++)
+		if (c->next[i].uid != uid)
+			c->next[k++] = c->next[i];
+	c->nnext = k;
+}
+
+static void next_add(struct catchup *c, uint64_t uid, const struct layout_segment *rec,
+		     const struct layout_segment *live, bool remote, const struct rnode *to)
+{
+	struct cnext *x = &c->next[c->nnext++];
+
+	*x = (struct cnext){ .uid = uid, .rec = *rec, .live = *live, .remote = remote };
+	snprintf(x->to, sizeof(x->to), "%s", to->id);
+}
+
+/* A free slot takes the first copy waiting whose family this node still owns, whose
+ * segment no job copies and whose node is still connected: whether one started. */
+static bool next_start(struct catchup *c)
+{
+	while (c->nnext && c->njobs < c->inflight_max) {
+		struct cnext x = c->next[0];
+		struct family *f = replica_family_find(c->rs, x.uid);
+		struct rnode *to = replica_node_find(c->rs, x.to);
+		unsigned njobs = c->njobs;
+
+		memmove(&c->next[0], &c->next[1], (c->nnext - 1) * sizeof(c->next[0]));
+		c->nnext--;
+		if (!f || f->stale || !to || !replica_node_live(to) ||
+		    job_running(c, x.uid, x.rec.id.seq))
+			continue;
+		job_start(c, f, &x.rec, &x.live, x.remote, to);
+		if (c->njobs > njobs)
+			return true;
+	}
+	return false;
+}
+
 /* One family's records (recscan's scanned): the copies it wants are started, up to
- * inflight_max, and holders gone for good leave the records that no longer need
+ * inflight_max (the next ones wait for a slot, up to CATCHUP_NEXT_MAX), and holders gone for good leave the records that no longer need
  * them; true while any record is below R or names a holder down or gone. */
 static bool family_scanned(void *ctx, struct family *f, const struct layout_segment *segs,
 			   size_t n)
@@ -853,6 +913,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		free(cands);
 		return true;
 	}
+	next_forget(c, f->uid); /* this scan says what waits now */
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
 		enum frags_work fw;
@@ -910,11 +971,15 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		st.remote += remote;
 		busy = true;
 		st.bytes_left += rec->length;
-		if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
+		if (job_running(c, f->uid, rec->id.seq))
+			continue;
+		if (c->njobs >= c->inflight_max && c->nnext >= CATCHUP_NEXT_MAX)
 			continue;
 		to = pick_node(c, live, cands);
-		if (to)
+		if (to && c->njobs < c->inflight_max)
 			job_start(c, f, rec, live, remote, to);
+		else if (to)
+			next_add(c, f->uid, rec, live, remote, to);
 	}
 	free(live);
 	free(cands);
@@ -979,7 +1044,10 @@ static void rate_tick(void *arg)
 
 void catchup_kick(struct catchup *c)
 {
-	if (c)
+	/* with copies under way the scan comes every SCAN_BUSY_MS, and a copy that ends
+	 * kicks it when none waits: a kick per record written (each copy step's answer,
+	 * each watched change) would read the family's records ten times a second */
+	if (c && !c->njobs)
 		recscan_kick(c->scan);
 }
 

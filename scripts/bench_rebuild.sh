@@ -25,7 +25,8 @@
 # budget of MBPS, the old behaviour); SEGS: segments copied at once (--catchup-segments;
 # default 8). PROFILE=DIR: during the phase with no client, `perf record -g` of the
 # three nodes left (DIR/perf.data) and each of their threads' CPU and run-queue wait
-# over the phase, etcd's too (/proc/PID/task/*/schedstat: DIR/threads.txt), with the bytes copied.
+# over the phase, etcd's too (/proc/PID/task/*/schedstat: DIR/threads.txt), with the bytes copied;
+# the nodes' logs (DIR/node*.log) once it passed.
 # QUILLD=path: another quilld (an old build, for an A/B in one run). Scratch under
 # build/ (kept only on failure).
 set -euo pipefail
@@ -233,4 +234,6 @@ print("fragments rebuilt: %d in %.1f s: %.1f MB/s of segment data read and decod
       (len(done), secs, blocks * 4096 / 1e6 / secs, blocks * 4096 / 2 / 1e6 / secs))
 PY
 fi
+# PROFILE: the nodes' logs beside the profile (each copy's time is in node0's)
+[ -z "${PROFILE:-}" ] || cp "$WORK"/node*.log "$PROFILE"/
 it_pass
