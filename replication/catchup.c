@@ -62,6 +62,7 @@ void catchup_budget_charge(struct catchup_budget *b, uint64_t now_ms, uint64_t b
 {
 	budget_refill(b, now_ms);
 	b->tokens -= (int64_t)bytes;
+	b->taken += bytes;
 }
 
 void catchup_budget_set_rate(struct catchup_budget *b, uint64_t now_ms, uint64_t rate)
@@ -84,6 +85,7 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
 	budget_refill(b, now_ms);
 	if (b->tokens >= need) {
 		b->tokens -= (int64_t)bytes;
+		b->taken += bytes;
 		return 0;
 	}
 	return (unsigned)(((uint64_t)(need - b->tokens) * 1000 + b->rate - 1) / b->rate);
@@ -156,6 +158,7 @@ struct catchup {
 	struct engine_client_load load; /* the clients' figures at the last one */
 	uint64_t tick_ms;
 	bool worked;                 /* a copy was under way in this interval */
+	uint64_t taken_tick;         /* the budget's bytes taken at the interval's start */
 	unsigned inflight_max;
 	struct recscan *scan;
 	struct cjob *jobs;
@@ -1028,7 +1031,9 @@ static void rate_tick(void *arg)
 	engine_get_client_load(c->rs->eng, &now);
 	s = (struct catchup_rate_sample){ .ms = ms - c->tick_ms, .ops = now.ops - c->load.ops,
 					  .busy_us = now.busy_us - c->load.busy_us,
-					  .working = c->worked };
+					  .working = c->worked,
+					  .bytes = c->budget.taken - c->taken_tick };
+	c->taken_tick = c->budget.taken;
 	c->load = now;
 	c->tick_ms = ms;
 	c->worked = c->njobs > 0;
