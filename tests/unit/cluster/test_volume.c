@@ -252,13 +252,28 @@ static int copy_step(struct cache_env *x, const char *node, enum clvol_copy_phas
 	return r;
 }
 
-static struct layout_segment stored(struct cache_env *x)
+static struct layout_segment stored_at(struct cache_env *x, const char *key)
 {
 	struct layout_segment rec;
-	const char *val = fake_etcd_value(x->fake, SEGKEY, NULL);
+	const char *val = fake_etcd_value(x->fake, key, NULL);
 
 	cr_assert_eq(layout_segment_decode(val, strlen(val), &rec), 0, "%s", val);
 	return rec;
+}
+
+static struct layout_segment stored(struct cache_env *x)
+{
+	return stored_at(x, SEGKEY);
+}
+
+/* The record at key names node among its 3 holders, and no copy under way. */
+static void assert_copied(struct cache_env *x, const char *key, const char *node)
+{
+	struct layout_segment rec = stored_at(x, key);
+
+	cr_assert_eq(rec.nholders, 3);
+	cr_assert_eq(rec.ncopying, 0);
+	cr_assert(layout_segment_names(&rec, node));
 }
 
 static unsigned reads(struct cache_env *x)
@@ -269,7 +284,6 @@ static unsigned reads(struct cache_env *x)
 Test(clvol_segcache, a_done_after_its_start_writes_without_a_read)
 {
 	struct cache_env x;
-	struct layout_segment rec;
 
 	cache_env_start(&x);
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
@@ -277,10 +291,7 @@ Test(clvol_segcache, a_done_after_its_start_writes_without_a_read)
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_DONE), 0);
 	cr_assert_eq(reads(&x), 1, "the DONE read the record it wrote itself");
 	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 2);
-	rec = stored(&x);
-	cr_assert_eq(rec.nholders, 3);
-	cr_assert_eq(rec.ncopying, 0);
-	cr_assert(layout_segment_names(&rec, "n2"));
+	assert_copied(&x, SEGKEY, "n2");
 	cache_env_stop(&x);
 }
 
@@ -351,15 +362,6 @@ static void batch_env_start(struct cache_env *x)
 	free(val);
 }
 
-static struct layout_segment stored_at(struct cache_env *x, const char *key)
-{
-	struct layout_segment rec;
-	const char *val = fake_etcd_value(x->fake, key, NULL);
-
-	cr_assert_eq(layout_segment_decode(val, strlen(val), &rec), 0, "%s", val);
-	return rec;
-}
-
 /* 7.1 and 7.2 copied to node at phase, in one batch; each one's answer in res[] */
 static void batch_step(struct cache_env *x, const char *node, enum clvol_copy_phase phase,
 		       int res[2])
@@ -397,12 +399,8 @@ Test(clvol_copy_batch, two_starts_then_two_dones_are_one_txn_each)
 	cr_assert_eq(res[1], 0);
 	cr_assert_eq(reads(&x), 1, "the DONEs read the records this node wrote itself");
 	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 2, "the two DONEs are one txn");
-	for (unsigned i = 0; i < 2; i++) {
-		rec = stored_at(&x, i ? SEGKEY2 : SEGKEY);
-		cr_assert_eq(rec.nholders, 3);
-		cr_assert_eq(rec.ncopying, 0);
-		cr_assert(layout_segment_names(&rec, "n2"));
-	}
+	assert_copied(&x, SEGKEY, "n2");
+	assert_copied(&x, SEGKEY2, "n2");
 	cache_env_stop(&x);
 }
 
