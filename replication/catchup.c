@@ -160,6 +160,8 @@ struct catchup {
 	bool worked;                 /* a copy was under way in this interval */
 	uint64_t taken_tick;         /* the budget's bytes taken at the interval's start */
 	unsigned inflight_max;
+	unsigned recording;          /* jobs whose DONE is on its way to etcd: their copy is
+					sealed, their slot free (slot_free) */
 	struct recscan *scan;
 	struct cjob *jobs;
 	unsigned njobs;
@@ -197,7 +199,16 @@ struct cjob {
 	struct clvol_gone gone;      /* the record's holders gone for good: they leave it
 					with the DONE once it has R live holders */
 	unsigned live;               /* the record's live holders when the copy began */
+	bool recording;              /* its DONE is sent: counted in c->recording */
 };
+
+/* May another copy start? A copy whose DONE is on its way holds no slot: the next
+ * copy's START goes to the session thread right behind that DONE, and the two share a
+ * txn (docs/cluster.md, "Copy steps in one write"). */
+static bool slot_free(const struct catchup *c)
+{
+	return c->njobs - c->recording < c->inflight_max;
+}
 
 static void job_next(struct cjob *j);
 
@@ -238,6 +249,8 @@ static void job_end(struct cjob *j)
 			break;
 		}
 	c->njobs--;
+	if (j->recording)
+		c->recording--;
 	if (f && f->st.copying)
 		f->st.copying--;
 	job_free(j);
@@ -444,9 +457,14 @@ static void job_next(struct cjob *j)
 		r = engine_segment_read_async(c->rs->eng, j->uid, j->sno, j->at, j->buf, j->n,
 					      read_done, j);
 		break;
-	case CJ_SEAL:
+	case CJ_SEAL: /* sealed on the node: its slot goes to the next copy */
 		j->step = CJ_DONE;
 		r = job_record(j, CLVOL_COPY_DONE, recorded);
+		if (r == 0) {
+			j->recording = true;
+			c->recording++;
+			next_start(c);
+		}
 		break;
 	default:
 		r = -EINVAL;
@@ -724,7 +742,7 @@ static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 			st->frags_unplaced++; /* degraded until a domain is back or a node joins */
 			return FRAGS_UNPLACED;
 		}
-		if (c->njobs < c->inflight_max)
+		if (slot_free(c))
 			frag_job_start(c, f, rec, lost, to);
 	}
 	st->rebuild++;
@@ -876,7 +894,7 @@ static void next_add(struct catchup *c, uint64_t uid, const struct layout_segmen
  * segment no job copies and whose node is still connected: whether one started. */
 static bool next_start(struct catchup *c)
 {
-	while (c->nnext && c->njobs < c->inflight_max) {
+	while (c->nnext && slot_free(c)) {
 		struct cnext x = c->next[0];
 		struct family *f = replica_family_find(c->rs, x.uid);
 		struct rnode *to = replica_node_find(c->rs, x.to);
@@ -976,10 +994,10 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		st.bytes_left += rec->length;
 		if (job_running(c, f->uid, rec->id.seq))
 			continue;
-		if (c->njobs >= c->inflight_max && c->nnext >= CATCHUP_NEXT_MAX)
+		if (!slot_free(c) && c->nnext >= CATCHUP_NEXT_MAX)
 			continue;
 		to = pick_node(c, live, cands);
-		if (to && c->njobs < c->inflight_max)
+		if (to && slot_free(c))
 			job_start(c, f, rec, live, remote, to);
 		else if (to)
 			next_add(c, f->uid, rec, live, remote, to);
