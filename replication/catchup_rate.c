@@ -105,9 +105,17 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 		return r->probe_left ? 0 : probe_end(r);
 	}
 	if (!s->working) {
+		r->was_busy = busy;
 		if (busy)
 			base_learn(r, lat, iops);
 		r->why = CATCHUP_RATE_NO_WORK;
+		return r->rate;
+	}
+	if (!busy && r->was_busy) { /* stalled behind the copies, or gone idle */
+		r->was_busy = false;
+		r->kept_pct = 1; /* (0 would read "not judged") */
+		r->rate = max_u64(r->floor, throttled(r, s));
+		r->why = CATCHUP_RATE_THROTTLED;
 		return r->rate;
 	}
 	if (!busy) {
@@ -115,6 +123,7 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 		r->why = CATCHUP_RATE_CLIENTS_IDLE;
 		return r->rate;
 	}
+	r->was_busy = true;
 	r->base_age_ms += s->ms;
 	if (!r->base_us || r->base_age_ms >= CATCHUP_RATE_PROBE_EVERY_MS) {
 		r->probe_left = CATCHUP_RATE_PROBE_INTERVALS;

@@ -15,7 +15,11 @@
  *
  *   - no catch-up work: the clients' latency is the base (a moving average)
  *   - work, clients idle (fewer than CATCHUP_RATE_BUSY_OPS requests in the interval):
- *     the rate doubles towards the ceiling ("clients idle"): the disk's pace, bounded
+ *     the rate doubles towards the ceiling ("clients idle"): the disk's pace, bounded;
+ *     but in the first such interval after a busy one it is cut as if they kept
+ *     nothing ("throttled"): a closed-loop client whose requests all wait behind the
+ *     copies ends none, and looks idle; one that really went idle costs the copies one
+ *     interval
  *   - work, clients busy, no base or one older than CATCHUP_RATE_PROBE_EVERY_MS: a
  *     probe: the catch-up holds for CATCHUP_RATE_PROBE_INTERVALS intervals (the first
  *     ones let what it has in flight settle: chunks, seals, the holders' flushes; the
@@ -86,6 +90,7 @@ struct catchup_rate {
 	unsigned probe_left;     /* intervals of the probe under way still to go */
 	uint64_t probe_ops, probe_us, probe_ms; /* what its measured intervals saw so far */
 	enum catchup_rate_why why;
+	bool was_busy;           /* the clients were busy in the last interval */
 };
 
 /* ceiling: bytes per second (> 0); client_share_pct: 0 (fixed at the ceiling) to 95.

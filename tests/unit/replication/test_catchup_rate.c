@@ -101,9 +101,29 @@ Test(catchup_rate, backs_off_when_fewer_requests_end_at_the_same_latency)
 	last = r.rate;
 	cr_assert_lt(tick(&r, 100, 2000, true), last);
 	cr_assert_eq(r.kept_pct, 50);
-	/* idle clients are not judged: no stale figure shown */
+	/* idle clients are not judged: no stale figure shown (the first quiet interval
+	 * after busy ones is: clients_that_stall_look_throttled_not_idle) */
+	tick(&r, 0, 0, true);
 	tick(&r, 0, 0, true);
 	cr_assert_eq(r.kept_pct, 0);
+}
+
+Test(catchup_rate, clients_that_stall_look_throttled_not_idle)
+{
+	struct catchup_rate r;
+	uint64_t rate;
+
+	with_base(&r, 500 * MB, 1000);
+	r.rate = 200 * MB;
+	cr_assert_gt(tick(&r, 100, 1000, true), 200 * MB); /* busy, within their share */
+	rate = r.rate;
+	/* then not one request ends in an interval: all wait behind the copies (a
+	 * closed-loop client), or the clients stopped: cut, not doubled */
+	cr_assert_eq(tick(&r, 0, 0, true), rate * 25 / 100);
+	cr_assert_eq(r.why, CATCHUP_RATE_THROTTLED);
+	/* still none: idle after all, the rate doubles again */
+	cr_assert_eq(tick(&r, 0, 0, true), rate * 25 / 100 * 2);
+	cr_assert_eq(r.why, CATCHUP_RATE_CLIENTS_IDLE);
 }
 
 Test(catchup_rate, grows_again_while_clients_are_within_their_share)
