@@ -38,6 +38,7 @@ struct cmd {
 	char id[LAYOUT_ID_MAX + 1];
 	bool out;
 	struct cluster_vol_req *vreq; /* a volume call, else a node mark */
+	bool solo;                    /* a copy step a batch left to run alone */
 	cluster_cb cb;
 	void *arg;
 	int res;
@@ -968,10 +969,11 @@ static void run_command(struct cluster *cl, struct cmd *c)
 		log_msg(LOG_INFO, LOG_TAG, "node %s marked %s", c->id, c->out ? "out" : "in");
 }
 
-/* Is c a copy step that may share a txn with other ones (its epoch given)? */
+/* Is c a copy step that may share a txn with other ones (its epoch given, and no
+ * batch left it to run alone)? */
 static bool copy_step(const struct cmd *c)
 {
-	return c->vreq && c->vreq->op == CLUSTER_VOL_SEG_COPY && c->vreq->epoch;
+	return c->vreq && c->vreq->op == CLUSTER_VOL_SEG_COPY && c->vreq->epoch && !c->solo;
 }
 
 /* c (taken off the queue) into batch[0], and the copy steps queued right behind it, of
@@ -1000,11 +1002,28 @@ static size_t copy_batch_take(struct cluster *cl, struct cmd *c, struct cmd **ba
 	return n;
 }
 
+/* The steps a batch left to run alone (solo), back at the head of the queue in their
+ * order: run_commands runs them one by one, a due keepalive before each. */
+static void copy_batch_requeue(struct cluster *cl, struct cmd **solo, size_t n)
+{
+	pthread_mutex_lock(&cl->mu);
+	for (size_t i = n; i-- > 0;) {
+		solo[i]->solo = true;
+		solo[i]->next = cl->queue;
+		cl->queue = solo[i];
+	}
+	pthread_mutex_unlock(&cl->mu);
+}
+
 /* Copy steps of one volume and epoch on distinct segments (copy_batch_take), in one
  * txn (clvol_segment_copy_batch: a rebuild's START and DONE of several segments, one
- * etcd write instead of one each); a batch of one, or with no lease, as any call. */
-static void run_copy_batch(struct cluster *cl, struct cmd **batch, size_t n)
+ * etcd write instead of one each); a batch of one, or with no lease, as any call.
+ * Returns how many are answered, moved to the front of batch; the others are queued
+ * again to run alone. */
+static size_t run_copy_batch(struct cluster *cl, struct cmd **batch, size_t n)
 {
+	struct cmd *solo[CLVOL_COPY_BATCH_MAX];
+	size_t nsolo = 0, ndone = 0;
 	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id, cl->segcache };
 	struct clvol_copy_item items[CLVOL_COPY_BATCH_MAX];
 	const struct cluster_vol_req *q0 = batch[0]->vreq;
@@ -1025,14 +1044,17 @@ static void run_copy_batch(struct cluster *cl, struct cmd **batch, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct cmd *c = batch[i];
 
-		if (r < 0) { /* not taken as a batch: each as any call */
-			run_command(cl, c);
+		if (r < 0 || items[i].alone) { /* not taken as a batch: each as any call */
+			solo[nsolo++] = c;
 			continue;
 		}
 		c->res = items[i].res;
 		volume_answered(cl, c, q0->epoch);
 		set_etcd(cl, cl->sess, c->res);
+		batch[ndone++] = c;
 	}
+	copy_batch_requeue(cl, solo, nsolo);
+	return ndone;
 }
 
 /* The queued commands, until the queue is empty or, under a lease, its keepalive is
@@ -1059,7 +1081,7 @@ static void run_commands(struct cluster *cl, uint64_t next_ka)
 		if (!c)
 			return;
 		if (n > 1)
-			run_copy_batch(cl, batch, n);
+			n = run_copy_batch(cl, batch, n);
 		else
 			run_command(cl, c);
 		pthread_mutex_lock(&cl->mu);

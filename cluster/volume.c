@@ -991,6 +991,7 @@ int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const ch
 	for (size_t i = 0; i < n; i++) {
 		items[i].res = 0;
 		items[i].msg[0] = 0;
+		items[i].alone = false;
 		if (!layout_id_valid(items[i].node))
 			items[i].res = say(-EINVAL, items[i].msg, items[i].msg_len,
 					   "'%.80s' is not a node id", items[i].node);
@@ -1005,9 +1006,9 @@ int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const ch
 			it->res = r;
 			snprintf(it->msg, it->msg_len, "%s", msg);
 		} else if (b[i].alone || (b[i].in_txn && !ok)) {
-			/* a compare failed (the fence, or one record): each alone */
-			it->res = clvol_segment_copy(e, w, name, epoch, &it->id, it->node, it->phase,
-						     it->gone, it->msg, it->msg_len);
+			/* a compare failed (the fence, or one record): each alone, by the
+			 * caller */
+			it->alone = true;
 		}
 	}
 	free(b);
