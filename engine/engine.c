@@ -517,4 +517,5 @@ void engine_get_stats(const struct engine *eng, struct engine_stats *out)
 		if (eng->slots[i].state != SLOT_FREE)
 			out->used_blocks += eng->slots[i].used;
 	}
+	eng_remote_space(eng, &out->remote_blocks, &out->remote_live_blocks);
 }

@@ -405,6 +405,10 @@ struct engine_stats {
 				       what the store holds of any node's data (a cluster's
 				       capacity counts it: docs/cluster.md, "Space") */
 	uint64_t used_blocks;     /* blocks written in non-free segments (live + garbage) */
+	uint64_t remote_blocks;   /* blocks of segments with no local copy (remote entries:
+				     an EC owner's encoded segments), held elsewhere */
+	uint64_t remote_live_blocks; /* ...of them live: the cleaner takes remote victims
+				       while the rest is over ENG_GC_REMOTE_DEAD_PCT (25%) */
 	uint64_t gc_runs;
 	uint64_t gc_remote_runs;   /* of them, remote victims (read through fetches) */
 	uint64_t gc_remote_blocks; /* blocks those fetches read */

@@ -44,9 +44,20 @@ struct eng_frags;
  * rule (90% live) would rewrite once every segment written in small batches, whose
  * summaries count as dead. */
 #define ENG_GC_REMOTE_MAX_LIVE_PCT 50u
+/* ...and only while the dead blocks of all remote entries are more than this share of
+ * their blocks (the cluster's space they waste is bounded: at most a third more than
+ * their live data). Cleaning each victim as soon as it is half dead moved half a
+ * segment for each half freed, while the clients wrote (an EC volume under random
+ * writes: a remote victim every ~200 ms, each a whole segment fetched and half of it
+ * appended, replicated and encoded again); waiting, the victims are emptier when
+ * taken, and a burst of writes is not cleaned under. */
+#define ENG_GC_REMOTE_DEAD_PCT 25u
 struct engine;
 /* Is the cleaner's next slice of moves due now (else a batch's completion wakes it)? */
 bool eng_gc_slice_due(const struct engine *eng);
+/* The blocks of the remote entries (segments of this log with no local copy), and
+ * the live ones among them. */
+void eng_remote_space(const struct engine *eng, uint64_t *used, uint64_t *live);
 /* Map chunks a checkpoint takes per poll (~5 us each: a RocksDB batch entry of up to
  * 64 map entries): the whole of a 1 GiB volume written at random held the loop 20 ms */
 #define ENG_CKPT_SLICE_CHUNKS 128u

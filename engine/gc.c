@@ -198,9 +198,11 @@ static void moves_done(void *arg, int res)
 				"left as is", v->family_uid, v->sno, v->live);
 			v->gc_skip = true;
 		}
-		/* a remote entry costs no local slot, so nothing asks for the checkpoint
-		 * that frees it (and deletes its copies): the cleaner does */
-		eng->ckpt_wanted = true;
+		/* A remote entry costs no local slot: the next periodic checkpoint frees
+		 * it (and deletes its copies); not asked for now, as each checkpoint flushes
+		 * the store and RocksDB (one per victim, several a second under a writer,
+		 * held the clients' writes at each flush). Until then it counts no more
+		 * among the remote entries whose dead blocks call for cleaning. */
 	}
 }
 
@@ -494,8 +496,34 @@ static int remote_read(struct engine *eng, uint32_t victim)
 	return 0;
 }
 
-/* With nothing to clean locally: a remote victim, if one is worth it and the store
- * has room for its moves (beyond what the local cleaner keeps free). */
+void eng_remote_space(const struct engine *eng, uint64_t *used, uint64_t *live)
+{
+	*used = *live = 0;
+	for (uint32_t i = eng->sb.segment_count; i < eng->slot_cap; i++)
+		if (eng->slots[i].remote) {
+			*used += eng->slots[i].used;
+			*live += eng->slots[i].live;
+		}
+}
+
+/* Are the dead blocks of the remote entries with live ones more than
+ * ENG_GC_REMOTE_DEAD_PCT of theirs? (An entry with none is freed by the next
+ * checkpoint: cleaning others would not free it sooner.) */
+static bool remote_dead_enough(const struct engine *eng)
+{
+	uint64_t used = 0, live = 0;
+
+	for (uint32_t i = eng->sb.segment_count; i < eng->slot_cap; i++)
+		if (eng->slots[i].remote && eng->slots[i].live) {
+			used += eng->slots[i].used;
+			live += eng->slots[i].live;
+		}
+	return (used - live) * 100 > used * ENG_GC_REMOTE_DEAD_PCT;
+}
+
+/* With nothing to clean locally: a remote victim, if the remote entries waste enough
+ * space, one is worth it and the store has room for its moves (beyond what the local
+ * cleaner keeps free). */
 static void remote_maybe(struct engine *eng)
 {
 	uint64_t now = eng_now_ms();
@@ -507,6 +535,8 @@ static void remote_maybe(struct engine *eng)
 	    eng->nfree <= eng_gc_low_water(eng) + 1 || eng->parked.head)
 		return;
 	eng->gc_remote_next_ms = now + ENG_GC_REMOTE_GAP_MS;
+	if (!remote_dead_enough(eng))
+		return;
 	victim = pick_remote(eng);
 	if (victim < 0)
 		return;

@@ -104,7 +104,12 @@ int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno)
 	else
 		log_msg(LOG_INFO, ENG_LOG, "segment %016" PRIx64 ".%08" PRIx32 ": local copy "
 			"(slot %" PRId64 ") dropped, read from its copies elsewhere", uid, sno, i);
-	eng->ckpt_wanted = true; /* the store slot is free once a checkpoint lands */
+	/* The store slot is free once a checkpoint lands. Not asked for here: an EC
+	 * owner drops a segment as each is encoded (several a second under a writer),
+	 * and each checkpoint flushes the store and RocksDB (an SST, its fsync, the
+	 * compactions after), which cost more than the encoding did. The slot counts
+	 * as empty (eng_slot_frees_at_checkpoint): the cleaner asks for the checkpoint
+	 * as soon as space is wanted (eng_gc_ckpt_due), else the periodic one frees it. */
 	return r;
 }
 

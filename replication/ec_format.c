@@ -150,14 +150,21 @@ uint32_t ec_frag_max_seg_blocks(unsigned k, uint32_t max_image_blocks)
 	return (uint32_t)((uint64_t)f * k > UINT32_MAX ? UINT32_MAX : (uint64_t)f * k);
 }
 
-void ec_frag_seal(struct ec_frag_info *f, uint8_t *image)
+/* ec_frag_seal with the CRC of the fragment's data already known (frag_crc). */
+static void frag_seal_crc(struct ec_frag_info *f, uint8_t *image, uint32_t frag_crc)
 {
 	const uint8_t *data = image + ec_frag_data_offset(&f->geom);
 
 	f->table_crc = ec_frag_table_fill(data, f->geom.frag_blocks, image + EC_BLOCK);
-	f->frag_crc = crc32c(data, ec_geom_frag_bytes(&f->geom));
+	f->frag_crc = frag_crc;
 	memset(image, 0, EC_BLOCK);
 	ec_frag_hdr_encode(f, image);
+}
+
+void ec_frag_seal(struct ec_frag_info *f, uint8_t *image)
+{
+	frag_seal_crc(f, image, crc32c(image + ec_frag_data_offset(&f->geom),
+				       ec_geom_frag_bytes(&f->geom)));
 }
 
 static bool all_zero(const uint8_t *p, size_t len)
@@ -239,7 +246,9 @@ int ec_stripe_images(struct ec_code *code, const struct ec_geom *g, const void *
 		struct ec_frag_info f = { .geom = *g, .index = i, .family = family, .seq = seq,
 					  .epoch = epoch };
 
-		ec_frag_seal(&f, images[i]); /* its frag_crc is crcs[i] again, from the data */
+		/* crcs[i] is the CRC of fragment i's data as ec_stripe_encode left it: not
+		 * computed a second time (a pass over every image on the worker) */
+		frag_seal_crc(&f, images[i], crcs[i]);
 	}
 	return 0;
 }

@@ -36,6 +36,14 @@
 #define SCAN_BUSY_MS 1000u   /* some segment waits for its encoding */
 #define SCAN_IDLE_MS 5000u
 #define SCAN_KICK_MS 200u
+/* The buffers of jobs ended are kept for the next (a segment and its K+M images: ~10
+ * MiB at 4 MiB, 2+1): allocated and zeroed for each segment, they cost the loop a
+ * memset and the kernel its page faults, ~10 MiB of each per segment while clients
+ * write. The pool and the jobs' buffers together stay within what ENCODE_INFLIGHT of
+ * the largest job hold (the bound without a pool); the pool is freed once no job
+ * started for POOL_IDLE_MS. */
+#define POOL_MAX (ENCODE_INFLIGHT * (1u + EC_N_MAX))
+#define POOL_IDLE_MS 10000u
 
 enum estep { EJ_READ, EJ_ENCODE, EJ_PUT, EJ_RECORD };
 
@@ -83,6 +91,12 @@ struct ecand {
 	unsigned nholders;
 };
 
+/* Buffers of ended jobs, kept for the next ones (POOL_MAX). */
+struct ebuf {
+	uint8_t *p;
+	size_t len;
+};
+
 struct encoder {
 	struct replicas *rs;
 	unsigned test_crash_after, jobs_put;
@@ -93,6 +107,11 @@ struct encoder {
 	size_t nfams;
 	struct ecand *cands;         /* waiting, oldest scan first */
 	size_t ncands;
+	struct ebuf pool[POOL_MAX];
+	unsigned npool;
+	size_t pool_bytes, live_bytes; /* in the pool; held by jobs */
+	size_t job_bytes_max;        /* the most one job has held */
+	uint64_t pool_used_ms;       /* when a job last took from it */
 };
 
 static void job_put_all(struct ejob *j);
@@ -111,6 +130,68 @@ static struct efam *efam_get(struct encoder *e, uint64_t uid)
 	e->fams = v;
 	e->fams[e->nfams] = (struct efam){ .uid = uid };
 	return &e->fams[e->nfams++];
+}
+
+/* ---- buffers ---- */
+
+/* A buffer of len bytes (seg_buf_alloc's alignment): one an ended job left, of that
+ * length, not zeroed (its user overwrites it whole: a segment's read, the images
+ * ec_stripe_images fills), else a new one. NULL: out of memory. */
+static size_t pool_bound(const struct encoder *e)
+{
+	return ENCODE_INFLIGHT * e->job_bytes_max;
+}
+
+static void pool_drop(struct encoder *e, unsigned i)
+{
+	seg_buf_free(e->pool[i].p);
+	e->pool_bytes -= e->pool[i].len;
+	e->pool[i] = e->pool[--e->npool];
+}
+
+static uint8_t *buf_take(struct encoder *e, size_t len)
+{
+	uint8_t *p = NULL;
+
+	e->pool_used_ms = loop_now_ms();
+	for (unsigned i = 0; i < e->npool && !p; i++)
+		if (e->pool[i].len == len) {
+			p = e->pool[i].p;
+			e->pool_bytes -= len;
+			e->pool[i] = e->pool[--e->npool];
+		}
+	/* none of that length (another geometry, a shorter segment): the pool gives way */
+	while (!p && e->npool && e->live_bytes + e->pool_bytes + len > pool_bound(e))
+		pool_drop(e, 0);
+	if (!p && !(p = seg_buf_alloc(len)))
+		return NULL;
+	e->live_bytes += len;
+	return p;
+}
+
+/* p (len bytes, NULL ok), a job's, kept for the next job or freed (e NULL: the
+ * encoder gone). */
+static void buf_give(struct encoder *e, uint8_t *p, size_t len)
+{
+	if (!p)
+		return;
+	if (!e) {
+		seg_buf_free(p);
+		return;
+	}
+	e->live_bytes -= len;
+	if (e->npool < POOL_MAX && e->live_bytes + e->pool_bytes + len <= pool_bound(e)) {
+		e->pool[e->npool++] = (struct ebuf){ p, len };
+		e->pool_bytes += len;
+		return;
+	}
+	seg_buf_free(p);
+}
+
+static void pool_free(struct encoder *e)
+{
+	while (e->npool)
+		pool_drop(e, e->npool - 1);
 }
 
 /* ---- the worker (rs->worker) ---- */
@@ -133,11 +214,12 @@ static void job_encoded(void *arg, int res);
 
 /* ---- a job ---- */
 
+/* Its buffers go back to the pool (j->e NULL, abandoned: freed). */
 static void job_free(struct ejob *j)
 {
-	seg_buf_free(j->seg);
+	buf_give(j->e, j->seg, (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE);
 	for (unsigned i = 0; i < EC_N_MAX; i++)
-		seg_buf_free(j->images[i]);
+		buf_give(j->e, j->images[i], j->image_bytes);
 	free(j);
 }
 
@@ -517,7 +599,8 @@ static void job_encoded(void *arg, int res)
 	}
 	if (res < 0)
 		j->enc_res = res;
-	seg_buf_free(j->seg); /* the images are all the puts need */
+	buf_give(j->e, j->seg, (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE); /* the images
+								     are all the puts need */
 	j->seg = NULL;
 	job_put_all(j);
 }
@@ -620,10 +703,12 @@ static void job_start(struct encoder *e, const struct family *f, const struct ec
 	if (ec_geom_init(&j->g, k, m, blocks) < 0)
 		goto err_free;
 	j->image_bytes = ec_frag_image_bytes(&j->g);
-	if (!(j->seg = seg_buf_alloc((size_t)blocks * ENGINE_BLOCK_SIZE)))
+	if ((size_t)blocks * ENGINE_BLOCK_SIZE + (k + m) * j->image_bytes > e->job_bytes_max)
+		e->job_bytes_max = (size_t)blocks * ENGINE_BLOCK_SIZE + (k + m) * j->image_bytes;
+	if (!(j->seg = buf_take(e, (size_t)blocks * ENGINE_BLOCK_SIZE)))
 		goto err_free;
 	for (unsigned i = 0; i < k + m; i++)
-		if (!(j->images[i] = seg_buf_alloc(j->image_bytes)))
+		if (!(j->images[i] = buf_take(e, j->image_bytes)))
 			goto err_free;
 	j->next = e->jobs;
 	e->jobs = j;
@@ -650,6 +735,8 @@ static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
  * or its fenced record: it is looked at again at a later scan). */
 static void jobs_fill(struct encoder *e)
 {
+	if (!e->njobs && !e->ncands && loop_now_ms() - e->pool_used_ms >= POOL_IDLE_MS)
+		pool_free(e); /* no encoding for a while: the memory goes back */
 	while (e->njobs < ENCODE_INFLIGHT && e->ncands) {
 		/* off the list before it starts: a start that fails at once ends its job,
 		 * and job_end fills again from what is left */
@@ -858,6 +945,7 @@ void encoder_destroy(struct encoder *e)
 	recscan_destroy(e->scan);
 	for (struct ejob *j = e->jobs; j; j = j->next)
 		j->e = NULL; /* its outstanding answer (the worker's too) frees it */
+	pool_free(e);
 	free(e->fams);
 	free(e->cands);
 	free(e);

@@ -12,7 +12,10 @@
 #   with PERF=1 instead: `perf record` of the three nodes over the job, and the top of
 #     `perf report` by process and symbol (perf.data under the scratch folder).
 # Environment: N=3000, RW=randread (or randwrite), QD=1, POLICY="--ec 2+1" (or
-# "--replicas 3"), VOLSIZE=64M, PERF=0, PERF_ARGS=-g (perf record's), QUILLD.
+# "--replicas 3"), VOLSIZE=64M, STORE=512M (each node's store), PERF=0, PERF_ARGS=-g
+# (perf record's), QUILLD. Also printed: node0's map checkpoints (each one a store
+# flush and a RocksDB SST: an EC owner's drops asked one each, issue 13), cleaner runs
+# and remote victims cleaned over the job.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$ROOT/build/tests/integration}"
@@ -28,7 +31,7 @@ QD="${QD:-1}"
 POLICY="${POLICY:---ec 2+1}"
 VOLSIZE="${VOLSIZE:-64M}"
 PERF="${PERF:-0}"
-STORE=512M
+STORE="${STORE:-512M}"
 PEER_EXTRA=(--segment-size 4M)
 if [ "$PERF" = 1 ]; then export QUILL_STAGES=0; need_cmd perf; else export QUILL_STAGES=1; fi
 start_three_peer_nodes
@@ -57,7 +60,23 @@ if [ "$PERF" = 1 ]; then
 	track "$PERF_PID"
 	sleep 0.5 # attached
 fi
+# counters I: node I's engine counters so far (quill status): map checkpoints (each a
+# store flush and an SST), cleaner runs, remote victims cleaned
+COUNTERS=(checkpoints gc_runs gc_remote_runs)
+counters()
+{
+	"$QUILL" --socket "$WORK/ctl$1.sock" --json status | python3 -c \
+		'import json, sys; d = json.load(sys.stdin); print(*(d[k] for k in sys.argv[1:]))' \
+		"${COUNTERS[@]}"
+}
+read -r -a C0 <<<"$(counters 0)"
 cpu_per_write "$N" job plain
+read -r -a C1 <<<"$(counters 0)"
+for i in "${!COUNTERS[@]}"; do
+	log "node0: ${COUNTERS[$i]} +$((C1[i] - C0[i])) over the job"
+done
+COUNTERS=(remote_blocks remote_live_blocks)
+log "node0 after the job: remote entries' blocks, live: $(counters 0)"
 if [ "$PERF" = 1 ]; then
 	kill -INT "$PERF_PID"
 	wait "$PERF_PID" 2>/dev/null || true

@@ -452,6 +452,8 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 	ctl_add_int(v, "gc_remote_runs", (int64_t)st.gc_remote_runs);
 	ctl_add_int(v, "gc_remote_blocks", (int64_t)st.gc_remote_blocks);
 	ctl_add_int(v, "gc_blocks_moved", (int64_t)st.gc_blocks_moved);
+	ctl_add_int(v, "remote_blocks", (int64_t)st.remote_blocks);
+	ctl_add_int(v, "remote_live_blocks", (int64_t)st.remote_live_blocks);
 	ctl_add_int(v, "checkpoints", (int64_t)st.checkpoints);
 	add_bytes(v, "prezeroed_bytes", st.prezeroed_bytes);
 	ctl_add_int(v, "read_ios", (int64_t)st.read_ios);

@@ -294,6 +294,40 @@ Test(segment_remote, a_checkpoint_frees_the_store_slot_and_leaves_the_copies)
 	hexpect(vol, 64, 96, 2);
 }
 
+/* A drop asks for no checkpoint of its own (an EC owner drops a segment as each is
+ * encoded: one checkpoint each, a store flush and an SST, cost more than the encoding):
+ * the store slot counts as empty, freed by the next checkpoint there is anyway. */
+Test(segment_remote, a_drop_asks_for_no_checkpoint)
+{
+	prepare();
+	cr_assert_not(eng->ckpt_wanted, "the drop asked for a checkpoint");
+	cr_assert(eng_slot_frees_at_checkpoint(eng->slots, eng->sb.segment_count, dropped_slot),
+		  "the store slot waits for a checkpoint, empty");
+	for (int i = 0; i < 20; i++) {
+		holder_answer();
+		cr_assert_geq(engine_poll(eng, 1), 0);
+	}
+	cr_assert_eq(eng->slots[dropped_slot].state, SLOT_SEALED, "no checkpoint came");
+}
+
+/* ... and once space is wanted, the cleaner asks for the checkpoint that frees it. */
+Test(segment_remote, a_dropped_store_slot_is_freed_once_space_is_wanted)
+{
+	struct done d = { 0 };
+	uint32_t free_before;
+
+	prepare();
+	free_before = eng->nfree;
+	cr_assert_eq(engine_gc_async(eng, eng->nfree + 1, on_done, &d), 0); /* `quill gc` */
+	while (!d.done) {
+		holder_answer();
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	cr_assert_eq(d.res, 1, "one slot freed: %d", d.res);
+	cr_assert_eq(eng->slots[dropped_slot].state, SLOT_FREE);
+	cr_assert_geq(eng->nfree, free_before + 1);
+}
+
 Test(segment_remote, a_restart_reads_the_copies_again)
 {
 	prepare();
@@ -345,6 +379,67 @@ Test(segment_remote, an_overwritten_remote_segment_is_deleted_with_its_copies)
 	hd.reads = 0;
 	hexpect(vol, 0, in_segment, 3);
 	cr_assert_eq(hd.reads, 0);
+}
+
+/* Drops the local copy of the sealed segment that holds lba (not the holder's: never
+ * read here). */
+static void drop_segment_of(uint64_t lba)
+{
+	struct map_loc loc;
+	int r = -EBUSY;
+
+	cr_assert(eng_resolve(vol, lba, &loc));
+	cr_assert_lt(loc.slot, eng->sb.segment_count, "lba %llu is in a store slot",
+		     (unsigned long long)lba);
+	cr_assert_eq(eng->slots[loc.slot].state, SLOT_SEALED);
+	for (int tries = 0; tries < 100 && r == -EBUSY; tries++) {
+		r = engine_segment_drop_local(eng, eng->slots[loc.slot].family_uid,
+					      eng->slots[loc.slot].sno);
+		if (r == -EBUSY)
+			cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+	cr_assert_eq(r, 0, "drop: %d", r);
+}
+
+static void poll_for_remote_runs(unsigned ms)
+{
+	for (uint64_t t0 = eng_now_ms(); !stats().gc_remote_runs && eng_now_ms() - t0 < ms;) {
+		holder_answer();
+		cr_assert_geq(engine_poll(eng, 10), 0);
+	}
+}
+
+/* Remote entries are cleaned for the cluster's space only while their dead blocks are
+ * over ENG_GC_REMOTE_DEAD_PCT of theirs: the half-dead entry beside two whole ones
+ * (~19% dead) is left; once one of those is overwritten whole (nothing live: the next
+ * checkpoint frees it, it counts no more) the other two are ~28% dead and it is taken. */
+Test(segment_remote, remote_entries_are_cleaned_only_when_enough_of_them_is_dead)
+{
+	uint64_t b_lba, c_lba;
+	struct map_loc loc;
+
+	prepare();
+	checkpoint();
+	b_lba = in_segment;
+	write_tagged(vol, 64, 64, 1); /* more sealed segments */
+	cr_assert_eq(eflush(), 0);
+	drop_segment_of(b_lba);
+	cr_assert(eng_resolve(vol, b_lba, &loc));
+	for (c_lba = b_lba; eng_resolve(vol, c_lba, &loc) && seg_is_remote(eng, loc.slot);)
+		c_lba++;
+	drop_segment_of(c_lba);
+	write_tagged(vol, 0, in_segment / 2, 3); /* the first entry half dead */
+	cr_assert_eq(eflush(), 0);
+	poll_for_remote_runs(1000);
+	cr_assert_eq(stats().gc_remote_runs, 0, "a remote entry was cleaned though ~19%% of "
+		     "the remote blocks are dead");
+	cr_assert(eng_resolve(vol, b_lba, &loc));
+	write_tagged(vol, b_lba, eng->slots[loc.slot].live, 4); /* the second one dead whole */
+	cr_assert_eq(eflush(), 0);
+	poll_for_remote_runs(10000);
+	cr_assert_eq(stats().gc_remote_runs, 1, "the half-dead entry was not cleaned");
+	hexpect(vol, 0, in_segment / 2, 3);
+	hexpect(vol, in_segment / 2, in_segment - in_segment / 2, 1);
 }
 
 /* The cleaner picks a remote entry by the rules of a slot (half of it overwritten:
