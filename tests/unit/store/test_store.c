@@ -862,6 +862,70 @@ Test(store, wait_fd_min_events_is_bounded_by_the_timeout)
 	store_buf_free(buf);
 }
 
+/* min_events_bounded (engine_wait_fd: a lone mirrored append sleeps for its local write
+ * and every reply): with the kernel's min timeout, the write and the fd's readiness
+ * 50 ms later are one wake-up, though min_events says one. */
+Test(store, wait_fd_sleeps_until_min_events_bounded_came)
+{
+	struct store *st = store_make("waitbnd", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct loop_fds l;
+	struct loop_wait w;
+	int tfd, ran;
+
+	if (!store_has_min_wait(st)) {
+		store_close(st);
+		store_buf_free(buf);
+		cr_skip_test("the kernel has no IORING_FEAT_MIN_TIMEOUT");
+	}
+	loop_fds_open(&l);
+	w = (struct loop_wait){ .epfd = l.epfd };
+	cr_assert_eq(store_wait_fd(st, &w, 0), 0); /* the fd's watch armed, nothing ready */
+	tfd = timer_in(&l, 50);
+	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
+	w.min_events = 1;
+	w.min_events_bounded = 2;
+	w.min_wait_us = 60u * 1000 * 1000; /* far past the timer */
+	ran = store_wait_fd(st, &w, -1);
+	cr_assert_eq(ran, 1);
+	cr_assert_eq(d.calls, 1);
+	cr_assert(w.ready, "woken by the write alone: min_events_bounded not honoured");
+	store_close(st);
+	close(tfd);
+	loop_fds_close(&l);
+	store_buf_free(buf);
+}
+
+/* ... and min_wait_us bounds it when the rest never comes (a holder that died): with
+ * no timeout at all, the sleep ends after min_wait_us with the write that came. */
+Test(store, wait_fd_min_events_bounded_is_bounded_by_min_wait, .timeout = 30)
+{
+	struct store *st = store_make("waitbndw", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct loop_fds l;
+	struct loop_wait w;
+	int ran;
+
+	if (!store_has_min_wait(st)) {
+		store_close(st);
+		store_buf_free(buf);
+		cr_skip_test("the kernel has no IORING_FEAT_MIN_TIMEOUT");
+	}
+	loop_fds_open(&l);
+	w = (struct loop_wait){ .epfd = l.epfd, .min_events = 1, .min_events_bounded = 3,
+				.min_wait_us = 20 * 1000 };
+	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
+	ran = store_wait_fd(st, &w, -1);
+	cr_assert_eq(ran, 1);
+	cr_assert_eq(d.res, BLK);
+	cr_assert_not(w.ready);
+	store_close(st);
+	loop_fds_close(&l);
+	store_buf_free(buf);
+}
+
 /* The poll has its own CQ entry: a ring full of requests cannot overflow with it. */
 Test(store, wait_fd_with_a_full_ring)
 {
