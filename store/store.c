@@ -657,8 +657,9 @@ static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, i
 
 /* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,
  * waits up to timeout_ms (-1: forever) for nr of them (at least one); with the
- * kernel's min timeout and nr_bounded > nr, for nr_bounded of them or, once
- * min_wait_us passed, the first (loop.h's min_events_bounded). 0 or -errno. */
+ * kernel's min timeout and nr_bounded (not 0), for nr_bounded of them instead (more
+ * or fewer) or, once min_wait_us passed, the first (loop.h's min_events_bounded).
+ * 0 or -errno. */
 static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr, unsigned nr_bounded,
 			   unsigned min_wait_us)
 {
@@ -668,7 +669,7 @@ static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr, unsign
 
 	if (timeout_ms == 0 || idle || io_uring_cq_ready(&st->ring)) {
 		r = io_uring_submit(&st->ring);
-	} else if (st->min_wait && nr_bounded > nr && min_wait_us) {
+	} else if (st->min_wait && nr_bounded && min_wait_us) {
 		r = enter_min_wait(st, nr_bounded, min_wait_us, timeout_ms);
 	} else if (timeout_ms < 0) {
 		r = io_uring_submit_and_wait(&st->ring, nr ? nr : 1);
@@ -908,7 +909,8 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 	 * nothing) */
 	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms,
 			    (w->min_events ? w->min_events : 1) + st->sends_in_ring,
-			    w->min_events_bounded + st->sends_in_ring, w->min_wait_us);
+			    w->min_events_bounded ? w->min_events_bounded + st->sends_in_ring : 0,
+			    w->min_wait_us);
 	if (r < 0) {
 		int rs = sends_reap(st);
 

@@ -96,8 +96,8 @@ int store_reap(struct store *st);
  * counts one) or the timeout, not until the first: the caller knows that a lone one
  * would wake it for nothing (engine.h's engine_wait_fd). w->min_events_bounded with
  * w->min_wait_us: where the kernel has the min timeout (store_has_min_wait), the sleep
- * lasts until that many came, or once min_wait_us passed until the first; elsewhere
- * min_events counts.
+ * lasts until that many came (more or fewer than min_events), or once min_wait_us
+ * passed until the first; elsewhere min_events counts.
  * w->sends (loop.h's loop_send): each goes into this call's submit as a non-blocking
  * IORING_OP_SEND (a full socket: -EAGAIN), and has its res with done set when the call
  * returns, so their buffers are the caller's again; their completions end no sleep.
