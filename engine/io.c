@@ -1201,11 +1201,12 @@ int engine_run(struct engine *eng)
 static void wait_events(const struct engine *eng, struct loop_wait *w)
 {
 	bool mirrored_only = eng->mirror_both && seg_inflight(eng) == eng->mirror_both;
+	bool counted = eng->mirror && eng->mirror->replies_awaited;
 
 	w->min_events = mirrored_only ? 2 : 1;
 	w->min_events_bounded = 0;
 	w->min_wait_us = 0;
-	if (mirrored_only && eng->mirror_both == 1 && eng->mirror && eng->mirror->replies_awaited) {
+	if (mirrored_only && eng->mirror_both == 1 && counted) {
 		w->min_events_bounded = 1 + eng->mirror->replies_awaited(eng->mirror_ctx);
 		w->min_wait_us = MIRROR_MIN_WAIT_US;
 	}

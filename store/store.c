@@ -122,7 +122,7 @@ struct store {
 				    (counted in in_ring too: they take CQ entries) */
 	int poll_nevents;	 /* events an EPOLL_WAIT collected when it completed */
 	bool epoll_wait_op;	 /* the kernel has IORING_OP_EPOLL_WAIT */
-	bool min_wait;		 /* the kernel has IORING_FEAT_MIN_TIMEOUT (enter_min_wait) */
+	bool min_wait;		 /* the kernel has the min timeout (enter_min_wait) */
 	bool trace;		 /* LOG_DEBUG at open: slow requests and flushes logged */
 	struct store_req *free;
 	struct store_req *pending_head;
@@ -909,7 +909,7 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 	 * nothing) */
 	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms,
 			    (w->min_events ? w->min_events : 1) + st->sends_in_ring,
-			    w->min_events_bounded ? w->min_events_bounded + st->sends_in_ring : 0,
+			    w->min_events_bounded ? st->sends_in_ring + w->min_events_bounded : 0,
 			    w->min_wait_us);
 	if (r < 0) {
 		int rs = sends_reap(st);
@@ -1221,7 +1221,8 @@ static int ring_open(struct store *st, unsigned queue_depth)
 	}
 	st->max_in_ring = p.cq_entries - STORE_FD_POLL_CQES;
 	st->epoll_wait_op = ring_has_op(&st->ring, STORE_OP_EPOLL_WAIT);
-	st->min_wait = (p.features & IORING_FEAT_MIN_TIMEOUT) && (p.features & IORING_FEAT_EXT_ARG);
+	st->min_wait = (p.features & IORING_FEAT_MIN_TIMEOUT) &&
+		       (p.features & IORING_FEAT_EXT_ARG);
 	r = io_uring_register_files(&st->ring, &st->fd, 1);
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_register_files: %s", st->path,

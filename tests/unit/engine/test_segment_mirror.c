@@ -242,8 +242,8 @@ Test(segment_mirror, a_mirror_that_refuses_fails_the_append_once)
 }
 
 /* What engine_wait_fd asks the loop's waiter to sleep for: with one mirrored append in
- * flight, its local write and every reply the mirror awaits (none came yet: the write alone), bounded by a min wait;
- * once its local write came, the first completion. */
+ * flight, its local write and every reply the mirror awaits (the write alone when they
+ * all came), bounded by a min wait; once its local write came, the first completion. */
 Test(segment_mirror, a_lone_append_sleeps_for_its_write_and_every_reply)
 {
 	uint32_t slot = open_family(MIRRORED);
