@@ -38,6 +38,7 @@ struct cmd {
 	char id[LAYOUT_ID_MAX + 1];
 	bool out;
 	struct cluster_vol_req *vreq; /* a volume call, else a node mark */
+	bool solo;                    /* a copy step a batch left to run alone */
 	cluster_cb cb;
 	void *arg;
 	int res;
@@ -586,6 +587,8 @@ static bool unbroken_since(struct cluster *cl, const char *name, int64_t epoch)
 	return held && epoch && since <= epoch && epoch < now;
 }
 
+static void volume_answered(struct cluster *cl, struct cmd *c, int64_t epoch);
+
 static void run_volume(struct cluster *cl, struct cmd *c)
 {
 	struct cluster_vol_req *q = c->vreq;
@@ -659,6 +662,18 @@ static void run_volume(struct cluster *cl, struct cmd *c)
 						&q->nsegs, msg, len);
 		break;
 	}
+	volume_answered(cl, c, epoch);
+}
+
+/* After a volume call c fenced at epoch: this node's claims as its answer says, and
+ * the answer as the caller should take it. */
+static void volume_answered(struct cluster *cl, struct cmd *c, int64_t epoch)
+{
+	struct cluster_vol_req *q = c->vreq;
+	const char *name = q->vol.name;
+	char *msg = c->msg;
+	size_t len = sizeof(c->msg);
+
 	if (c->res == 0 && (q->op == CLUSTER_VOL_CREATE || q->op == CLUSTER_VOL_CLAIM)) {
 		char after[LAYOUT_ID_MAX + 48] = "";
 
@@ -954,6 +969,94 @@ static void run_command(struct cluster *cl, struct cmd *c)
 		log_msg(LOG_INFO, LOG_TAG, "node %s marked %s", c->id, c->out ? "out" : "in");
 }
 
+/* Is c a copy step that may share a txn with other ones (its epoch given, and no
+ * batch left it to run alone)? */
+static bool copy_step(const struct cmd *c)
+{
+	return c->vreq && c->vreq->op == CLUSTER_VOL_SEG_COPY && c->vreq->epoch && !c->solo;
+}
+
+/* c (taken off the queue) into batch[0], and the copy steps queued right behind it, of
+ * its volume and epoch and on other segments, taken off too, up to
+ * CLVOL_COPY_BATCH_MAX in all: how many. Under mu. */
+static size_t copy_batch_take(struct cluster *cl, struct cmd *c, struct cmd **batch)
+{
+	const struct cluster_vol_req *q = c->vreq;
+	size_t n = 1;
+
+	batch[0] = c;
+	while (copy_step(c) && n < CLVOL_COPY_BATCH_MAX && cl->queue && copy_step(cl->queue)) {
+		const struct cluster_vol_req *x = cl->queue->vreq;
+		bool same_seg = false;
+
+		if (x->epoch != q->epoch || strcmp(x->vol.name, q->vol.name) != 0)
+			break;
+		for (size_t i = 0; i < n; i++)
+			same_seg |= batch[i]->vreq->seg.id.family == x->seg.id.family &&
+				    batch[i]->vreq->seg.id.seq == x->seg.id.seq;
+		if (same_seg)
+			break;
+		batch[n++] = cl->queue;
+		cl->queue = cl->queue->next;
+	}
+	return n;
+}
+
+/* The steps a batch left to run alone (solo), back at the head of the queue in their
+ * order: run_commands runs them one by one, a due keepalive before each. */
+static void copy_batch_requeue(struct cluster *cl, struct cmd **solo, size_t n)
+{
+	pthread_mutex_lock(&cl->mu);
+	for (size_t i = n; i-- > 0;) {
+		solo[i]->solo = true;
+		solo[i]->next = cl->queue;
+		cl->queue = solo[i];
+	}
+	pthread_mutex_unlock(&cl->mu);
+}
+
+/* Copy steps of one volume and epoch on distinct segments (copy_batch_take), in one
+ * txn (clvol_segment_copy_batch: a rebuild's START and DONE of several segments, one
+ * etcd write instead of one each); a batch of one, or with no lease, as any call.
+ * Returns how many are answered, moved to the front of batch; the others are queued
+ * again to run alone. */
+static size_t run_copy_batch(struct cluster *cl, struct cmd **batch, size_t n)
+{
+	struct cmd *solo[CLVOL_COPY_BATCH_MAX];
+	size_t nsolo = 0, ndone = 0;
+	struct clvol_who w = { cl->prefix, cl->self.id, cl->lease_id, cl->segcache };
+	struct clvol_copy_item items[CLVOL_COPY_BATCH_MAX];
+	const struct cluster_vol_req *q0 = batch[0]->vreq;
+	int r = -EINVAL;
+
+	if (n > 1 && cl->lease_id) {
+		for (size_t i = 0; i < n; i++) {
+			struct cluster_vol_req *q = batch[i]->vreq;
+
+			items[i] = (struct clvol_copy_item){ .id = q->seg.id, .node = q->copy_node,
+							     .phase = q->copy_phase,
+							     .gone = &q->copy_gone,
+							     .msg = batch[i]->msg,
+							     .msg_len = sizeof(batch[i]->msg) };
+		}
+		r = clvol_segment_copy_batch(cl->sess, &w, q0->vol.name, q0->epoch, items, n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct cmd *c = batch[i];
+
+		if (r < 0 || items[i].alone) { /* not taken as a batch: each as any call */
+			solo[nsolo++] = c;
+			continue;
+		}
+		c->res = items[i].res;
+		volume_answered(cl, c, q0->epoch);
+		set_etcd(cl, cl->sess, c->res);
+		batch[ndone++] = c;
+	}
+	copy_batch_requeue(cl, solo, nsolo);
+	return ndone;
+}
+
 /* The queued commands, until the queue is empty or, under a lease, its keepalive is
  * due (next_ka: loop ms): a stream of commands (a rebuild's copy steps, each answer
  * bringing the next) must not hold the keepalive back until the lease lapses; what is
@@ -961,7 +1064,8 @@ static void run_command(struct cluster *cl, struct cmd *c)
 static void run_commands(struct cluster *cl, uint64_t next_ka)
 {
 	for (;;) {
-		struct cmd *c, **tail;
+		struct cmd *c, **tail, *batch[CLVOL_COPY_BATCH_MAX];
+		size_t n = 0;
 
 		/* a keepalive due, or a claim found lapsed ("ask at once"), goes before the
 		 * calls still queued */
@@ -969,17 +1073,25 @@ static void run_commands(struct cluster *cl, uint64_t next_ka)
 			return;
 		pthread_mutex_lock(&cl->mu);
 		c = cl->queue;
-		if (c)
+		if (c) {
 			cl->queue = c->next;
+			n = copy_batch_take(cl, c, batch);
+		}
 		pthread_mutex_unlock(&cl->mu);
 		if (!c)
 			return;
-		run_command(cl, c);
+		if (n > 1)
+			n = run_copy_batch(cl, batch, n);
+		else
+			run_command(cl, c);
 		pthread_mutex_lock(&cl->mu);
 		for (tail = &cl->done; *tail; tail = &(*tail)->next)
 			;
-		c->next = NULL;
-		*tail = c;
+		for (size_t i = 0; i < n; i++) {
+			batch[i]->next = NULL;
+			*tail = batch[i];
+			tail = &batch[i]->next;
+		}
 		pthread_mutex_unlock(&cl->mu);
 		notify(cl);
 	}

@@ -834,6 +834,187 @@ int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *na
 	return seg_update(e, w, name, epoch, id, apply_copy, &c, msg, len);
 }
 
+/* ---- several copy steps in one txn (clvol_segment_copy_batch) ---- */
+
+/* One step of a batch: its key, its record as the step changes it, the revision the
+ * txn compares; in_txn: written by the batch's txn; alone: run by itself after it. */
+struct batch_rec {
+	char key[KEY_MAX];
+	struct layout_segment rec;
+	int64_t mod;
+	bool in_txn, alone;
+};
+
+/* it's record changed by its step into b, from what this node wrote last (no read) or
+ * from a read; else it->res (its answer) or b->alone (clvol_segment_copy decides). */
+static void batch_prepare(struct etcd *e, const struct clvol_who *w, const char *name,
+			  struct clvol_copy_item *it, struct batch_rec *b)
+{
+	struct copy_step step = { .node = it->node, .phase = it->phase,
+				  .gone = it->phase == CLVOL_COPY_DONE ? it->gone : NULL };
+	struct segcache_slot *known;
+	struct etcd_kv *kv = NULL;
+	int r = seg_key(w, name, &it->id, b->key, it->msg, it->msg_len);
+
+	if (r < 0) {
+		it->res = r;
+		return;
+	}
+	known = segcache_find(w->cache, b->key);
+	if (known) {
+		b->rec = known->rec;
+		b->mod = known->mod;
+		b->rec.id = it->id;
+		/* (a refusal of what may be an old copy is not an answer: alone, it reads) */
+		b->in_txn = apply_copy(&b->rec, &step, it->msg, it->msg_len) == 0;
+		b->alone = !b->in_txn;
+		return;
+	}
+	r = get_one(e, b->key, &kv, it->msg, it->msg_len);
+	if (r == -ENOENT) {
+		b->alone = true; /* its answer says whether the fence holds */
+		return;
+	}
+	if (r == 0 && layout_segment_decode(kv->value, kv->value_len, &b->rec) < 0)
+		r = say(-EPROTO, it->msg, it->msg_len, "the record of segment %s does not decode",
+			b->key);
+	if (r == 0) {
+		b->mod = kv->mod_revision;
+		/* known as read: should the txn fail, this step alone compares it unread */
+		segcache_put(w->cache, b->key, &b->rec, b->mod);
+		b->rec.id = it->id;
+		r = apply_copy(&b->rec, &step, it->msg, it->msg_len);
+		b->in_txn = r == 0;
+	}
+	etcd_kv_free(kv, 1);
+	it->res = r;
+}
+
+/* The records of the steps this node did not write last, read by one range from the
+ * first key to the last (a scan's copies go in key order: neighbours) and known from
+ * then on as read; a step whose record it did not find reads it alone. */
+static void batch_read(struct etcd *e, const struct clvol_who *w, const char *name,
+		       const struct clvol_copy_item *items, size_t n)
+{
+	char first[KEY_MAX] = "", last[KEY_MAX] = "", key[KEY_MAX], end[KEY_MAX + 1];
+	struct etcd_kv *kvs = NULL;
+	size_t unknown = 0, nkv = 0;
+	int64_t rev;
+
+	for (size_t i = 0; w->cache && i < n; i++) {
+		if (layout_segment_key(key, KEY_MAX, w->prefix, name, &items[i].id) < 0 ||
+		    segcache_find(w->cache, key))
+			continue;
+		if (!unknown++ || strcmp(key, first) < 0)
+			snprintf(first, sizeof(first), "%s", key);
+		if (strcmp(key, last) > 0)
+			snprintf(last, sizeof(last), "%s", key);
+	}
+	if (unknown < 2)
+		return;
+	etcd_prefix_end(last, end); /* just past it: the keys are all of one length */
+	if (etcd_range(e, first, end, &rev, &kvs, &nkv) < 0)
+		return; /* each reads its own */
+	for (size_t k = 0; k < nkv; k++) {
+		struct layout_segment rec;
+
+		for (size_t i = 0; i < n; i++)
+			if (layout_segment_key(key, KEY_MAX, w->prefix, name, &items[i].id) == 0 &&
+			    strlen(key) == kvs[k].key_len && !memcmp(key, kvs[k].key, kvs[k].key_len) &&
+			    !segcache_find(w->cache, key) &&
+			    layout_segment_decode(kvs[k].value, kvs[k].value_len, &rec) == 0)
+				segcache_put(w->cache, key, &rec, kvs[k].mod_revision);
+	}
+	etcd_kv_free(kvs, nkv);
+}
+
+/* The batch's records that took a change, each compared against its revision, in one
+ * txn fenced by the claim: 0 and *ok, or an etcd error (why in msg). */
+static int batch_write(struct etcd *e, const struct clvol_who *w, const char *name,
+		       int64_t epoch, struct batch_rec *b, size_t n, bool *ok, char *msg,
+		       size_t len)
+{
+	struct clvol_txn t;
+	int64_t rev = 0;
+	size_t puts = 0;
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		puts += b[i].in_txn;
+	*ok = false;
+	if (!puts)
+		return 0;
+	r = fenced_new(w, name, epoch, &t);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		char *val;
+
+		if (!b[i].in_txn)
+			continue;
+		b[i].rec.epoch = epoch;
+		val = layout_segment_encode(&b[i].rec);
+		r = val ? push(t.cmp, etcd_json_compare_eq(b[i].key, ETCD_TARGET_MOD, b[i].mod))
+			: -ENOMEM;
+		if (r == 0)
+			r = push(t.ok, etcd_json_put_op(b[i].key, val, 0));
+		free(val);
+	}
+	if (r == 0)
+		r = txn_run_rev(e, &t, ok, &rev, msg, len);
+	clvol_txn_free(&t);
+	/* written: known at the txn's revision; not known any more after an etcd error
+	 * (it may have landed); a failed compare keeps what was known */
+	for (size_t i = 0; i < n; i++)
+		if (b[i].in_txn && (r < 0 || *ok))
+			segcache_put(w->cache, b[i].key, &b[i].rec, r == 0 ? rev : 0);
+	return r;
+}
+
+int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const char *name,
+			     int64_t epoch, struct clvol_copy_item *items, size_t n)
+{
+	struct batch_rec *b;
+	char msg[256] = "";
+	bool ok = false;
+	int r;
+
+	if (n == 0 || n > CLVOL_COPY_BATCH_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = i + 1; k < n; k++)
+			if (items[i].id.family == items[k].id.family &&
+			    items[i].id.seq == items[k].id.seq)
+				return -EINVAL;
+	b = calloc(n, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	batch_read(e, w, name, items, n);
+	for (size_t i = 0; i < n; i++) {
+		items[i].res = 0;
+		items[i].msg[0] = 0;
+		items[i].alone = false;
+		if (!layout_id_valid(items[i].node))
+			items[i].res = say(-EINVAL, items[i].msg, items[i].msg_len,
+					   "'%.80s' is not a node id", items[i].node);
+		else
+			batch_prepare(e, w, name, &items[i], &b[i]);
+	}
+	r = batch_write(e, w, name, epoch, b, n, &ok, msg, sizeof(msg));
+	for (size_t i = 0; i < n; i++) {
+		struct clvol_copy_item *it = &items[i];
+
+		if (b[i].in_txn && r < 0) {
+			it->res = r;
+			snprintf(it->msg, it->msg_len, "%s", msg);
+		} else if (b[i].alone || (b[i].in_txn && !ok)) {
+			/* a compare failed (the fence, or one record): each alone, by the
+			 * caller */
+			it->alone = true;
+		}
+	}
+	free(b);
+	return 0;
+}
+
 static bool stripe_same(const struct layout_stripe *a, const struct layout_stripe *b)
 {
 	if (a->k != b->k || a->m != b->m)

@@ -132,6 +132,31 @@ int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *na
 		       int64_t epoch, const struct layout_segid *id, const char *node,
 		       enum clvol_copy_phase phase, const struct clvol_gone *gone, char *msg,
 		       size_t len);
+/* Several copy steps of one volume, on distinct segments, in one fenced txn
+ * (docs/cluster.md, "Copy steps in one write"): each record compared against its
+ * revision (one this node wrote last: the revision of that write, without a read;
+ * else read first) and written if every compare holds. A failed compare leaves each
+ * step to run alone (its `alone` set: the caller runs it by clvol_segment_copy, the
+ * records still known compare as they were, so only one that changed is read
+ * again); so is a step whose change is refused on a known record, or whose record
+ * it did not find. Left to the caller because those are up to one etcd call each
+ * (a read and a txn): a caller that owes a keepalive runs them one at a time,
+ * keepalives between. Each other step's outcome in its res and msg (as
+ * clvol_segment_copy's); the call returns 0, or -EINVAL for a batch it cannot take
+ * (n 0, or two steps on one segment: none ran). */
+struct clvol_copy_item {
+	struct layout_segid id;
+	const char *node;
+	enum clvol_copy_phase phase;
+	const struct clvol_gone *gone; /* DONE's, or NULL */
+	int res;                       /* out, unless alone */
+	char *msg;                     /* out: msg_len bytes */
+	size_t msg_len;
+	bool alone;                    /* out: not run; run it by clvol_segment_copy */
+};
+#define CLVOL_COPY_BATCH_MAX 16u
+int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const char *name,
+			     int64_t epoch, struct clvol_copy_item *items, size_t n);
 /* The record change of one copy step (clvol_segment_copy without etcd): 0 (rec
  * changed, or a retry that took effect) or -errno with why in msg. gone: DONE's, or
  * NULL. */

@@ -318,6 +318,8 @@ int loop_send_queue(struct loop *lp, struct loop_send *s)
 	s->queued = true;
 	s->done = false;
 	s->res = 0;
+	s->msg = (struct msghdr){ .msg_iov = (struct iovec *)s->iov,
+				  .msg_iovlen = s->iovcnt > 0 ? (size_t)s->iovcnt : 0 };
 	s->next = NULL;
 	*lp->sends_tail = s;
 	lp->sends_tail = &s->next;
@@ -359,7 +361,9 @@ void loop_sends_make(struct loop_send *sends)
 		if (s->done)
 			continue;
 		do
-			n = send(s->fd, s->buf, s->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			n = s->iovcnt > 0 ?
+				    sendmsg(s->fd, &s->msg, MSG_NOSIGNAL | MSG_DONTWAIT) :
+				    send(s->fd, s->buf, s->len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		while (n < 0 && errno == EINTR);
 		s->res = n < 0 ? -errno : (long)n;
 		s->done = true;

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct loop;
 struct loop_watch;
@@ -82,12 +83,17 @@ typedef void (*loop_send_fn)(void *arg, long res);
 struct loop_send {
 	int fd;                   /* caller's */
 	const void *buf;
-	size_t len;
+	size_t len;               /* buf's bytes, or with iov the sum of its lengths */
+	const struct iovec *iov;  /* when iovcnt > 0: sent gathered from iov[iovcnt]
+				     instead of buf (sendmsg); iov and what it points
+				     to stay unchanged until fn runs, as buf */
+	int iovcnt;
 	loop_send_fn fn;
 	void *arg;
 	long res;                 /* the waiter's (or the loop's) */
 	bool done;
 	bool queued;              /* the loop's */
+	struct msghdr msg;        /* the loop's: iov's, for the waiter's sendmsg */
 	struct loop_send *next;
 };
 

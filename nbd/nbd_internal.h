@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "block/block.h"
+#include "common/loop.h"
 #include "nbd/nbd_proto.h"
 #include "nbd/nbd_server.h"
 
@@ -29,6 +30,11 @@
 #define NBD_STATUS_SCAN_MAX  (1ull << 30)   /* bytes one BLOCK_STATUS looks at */
 #define NBD_STATUS_MAX_DESC  1024u          /* descriptors in one reply */
 #define NBD_OUT_HDR_MAX      48u
+#define NBD_IOV_MAX          64u            /* pieces of output in one send */
+/* A plain connection's receive in the loop's ring (transmission phase): at most this
+ * much per completion, so that it always fits beside a partial message in the input
+ * buffer (it goes in only while it does) */
+#define NBD_RING_RECV_SIZE   (NBD_INBUF_SIZE / 2)
 /* Requests up to this size are "small": they may use the last quarter of the
  * server's request memory, which large ones may not, so that a few clients that
  * stall in large WRITEs cannot hold up everybody's small I/O. */
@@ -99,6 +105,15 @@ struct nbd_conn {
 	struct nbd_tls_session *tls;     /* after STARTTLS: every byte goes through it */
 	struct loop_timer *kick;         /* input waits in the TLS session, not the socket */
 	struct loop_task *send_task;     /* sends queued output before the loop sleeps */
+	/* A plain connection in transmission talks through the loop's ring (server.c,
+	 * "Plain transmission"): its input arrives as ring_recv's completions and its
+	 * output goes as ring_send, one SENDMSG made in the system call that sleeps */
+	struct loop_recv *ring_recv;     /* NULL: the watch reads */
+	bool ring_off;                   /* the loop keeps no receives: the watch reads */
+	struct loop_send ring_send;      /* queued: the loop makes it (or made it: done) */
+	struct iovec ring_iov[NBD_IOV_MAX]; /* what ring_send gathers, until its fn */
+	bool tx_full;                    /* the socket took less than was sent: wait for
+					    LOOP_WRITE before the next ring_send */
 
 	/* limits.c: the slot it holds, and when the client last made progress */
 	struct nbd_source *src;

@@ -11,6 +11,11 @@
  * than NBD_CONN_MEM_MAX bytes of request buffers stops reading until replies have
  * gone out; limits.c bounds connections, request memory server-wide and stalls.
  *
+ * A plain connection in transmission moves its socket's bytes through the loop's ring
+ * instead ("plain transmission" below): a RECV waits there for requests and the replies
+ * go as one SENDMSG made in the system call that sleeps, so a QD1 request costs two
+ * io_uring_enter and no recv()/sendmsg(); docs/nbd.md "How a request travels".
+ *
  * The socket is read and written through nbd_conn_recv/nbd_conn_send (tls.c): plain,
  * or a TLS session after NBD_OPT_STARTTLS. During the TLS handshake the connection
  * waits for whatever direction gnutls asks for; afterwards, input that waits
@@ -40,7 +45,6 @@
 #include "nbd/nbd_tls.h"
 
 #define NBD_DEFAULT_PORT      10809
-#define NBD_IOV_MAX           64
 #define NBD_ACCEPT_BATCH      32
 #define NBD_READ_ROUNDS       16
 #define NBD_SHUTDOWN_GRACE_MS 3000
@@ -60,6 +64,8 @@ static struct nbd_export *export_find(const struct nbd_server *srv, const char *
 
 static void conn_pump(struct nbd_conn *c);
 static void conn_maybe_free(struct nbd_conn *c);
+static bool conn_flush_ring(struct nbd_conn *c);
+static bool conn_in_room(const struct nbd_conn *c);
 
 /* The node lost the volume (block.h, the guard): its requests end in errors (the
  * block layer's); the clients' connections read nothing more and close once those
@@ -263,53 +269,86 @@ static bool conn_output_pending(const struct nbd_conn *c)
 	return c->out_head || nbd_conn_send_pending(c);
 }
 
-/* Writes queued output until the socket is full. */
-static void conn_flush(struct nbd_conn *c)
+/* Gathers the queued output, from what was sent of the head on, into iov (at most
+ * NBD_IOV_MAX pieces). Returns the pieces; *len gets their bytes. */
+static int conn_gather(const struct nbd_conn *c, struct iovec *iov, size_t *len)
 {
+	int k = 0;
+
+	*len = 0;
+	for (struct nbd_out *o = c->out_head; o && k < (int)NBD_IOV_MAX - 1; o = o->next) {
+		size_t s = o->sent;
+
+		if (s < o->hdr_len) {
+			iov[k++] = (struct iovec){ o->hdr + s, o->hdr_len - s };
+			s = o->hdr_len;
+		}
+		if (s - o->hdr_len < o->data_len)
+			iov[k++] = (struct iovec){ (void *)(o->data + (s - o->hdr_len)),
+						   o->data_len - (s - o->hdr_len) };
+	}
+	for (int i = 0; i < k; i++)
+		*len += iov[i].iov_len;
+	return k;
+}
+
+/* n bytes of the queued output went out: the messages sent whole are released. */
+static void conn_sent_bytes(struct nbd_conn *c, size_t n)
+{
+	c->tx_ms = loop_now_ms();
+	stages_end("nbd.reply_sent");
+	while (n && c->out_head) {
+		struct nbd_out *o = c->out_head;
+		size_t rest = o->hdr_len + o->data_len - o->sent;
+
+		if (n < rest) {
+			o->sent += n;
+			break;
+		}
+		n -= rest;
+		c->out_head = o->next;
+		if (!c->out_head) {
+			c->out_tail = NULL;
+			c->tx_full = false; /* it took everything */
+		}
+		out_release(c, o);
+	}
+}
+
+/* Writes queued output now, until the socket is full (then tx_full). A send handed to
+ * the loop and not made yet is taken back first: these bytes go now. */
+static void conn_flush_now(struct nbd_conn *c)
+{
+	if (c->ring_send.queued) {
+		if (c->ring_send.done)
+			return; /* made in the sleep: its fn counts what went first */
+		loop_send_cancel(c->srv->lp, &c->ring_send);
+	}
 	while (conn_output_pending(c) && c->state != NBD_CS_DEAD) {
 		struct iovec iov[NBD_IOV_MAX];
-		size_t want = 0, left;
-		ssize_t n;
-		int k = 0;
+		size_t want;
+		int k = conn_gather(c, iov, &want);
+		ssize_t n = nbd_conn_send(c, iov, k);
 
-		for (struct nbd_out *o = c->out_head; o && k < NBD_IOV_MAX - 1; o = o->next) {
-			size_t s = o->sent;
-
-			if (s < o->hdr_len) {
-				iov[k++] = (struct iovec){ o->hdr + s, o->hdr_len - s };
-				s = o->hdr_len;
-			}
-			if (s - o->hdr_len < o->data_len)
-				iov[k++] = (struct iovec){ (void *)(o->data + (s - o->hdr_len)),
-							   o->data_len - (s - o->hdr_len) };
-		}
-		for (int i = 0; i < k; i++)
-			want += iov[i].iov_len;
-		n = nbd_conn_send(c, iov, k);
 		if (n < 0) {
 			if (sock_retry(c))
 				continue;
+			c->tx_full = true;
 			return;
 		}
-		c->tx_ms = loop_now_ms();
-		stages_end("nbd.reply_sent");
-		for (left = (size_t)n; left && c->out_head;) {
-			struct nbd_out *o = c->out_head;
-			size_t rest = o->hdr_len + o->data_len - o->sent;
-
-			if (left < rest) {
-				o->sent += left;
-				break;
-			}
-			left -= rest;
-			c->out_head = o->next;
-			if (!c->out_head)
-				c->out_tail = NULL;
-			out_release(c, o);
-		}
-		if ((size_t)n < want)
+		conn_sent_bytes(c, (size_t)n);
+		if ((size_t)n < want) {
+			c->tx_full = true;
 			return;
+		}
 	}
+}
+
+/* Writes queued output: handed to the loop's sleep (conn_flush_ring), else now. */
+static void conn_flush(struct nbd_conn *c)
+{
+	if (!conn_flush_ring(c))
+		conn_flush_now(c);
 }
 
 /* ---- connections: lifetime ---- */
@@ -346,6 +385,10 @@ void nbd_conn_close(struct nbd_conn *c, const char *reason)
 	c->kick = NULL;
 	loop_watch_remove(c->watch);
 	c->watch = NULL;
+	loop_send_cancel(c->srv->lp, &c->ring_send); /* its fn must not run */
+	loop_recv_stop(c->ring_recv); /* nor its: the loop frees it (and its buffer) once
+					 the ring gave it back, cancelled */
+	c->ring_recv = NULL;
 	nbd_tls_session_free(c);
 	close(c->fd);
 	c->fd = -1;
@@ -392,10 +435,12 @@ void nbd_conn_update_watch(struct nbd_conn *c)
 		return;
 	if (c->state == NBD_CS_TLS_HANDSHAKE)
 		want = nbd_tls_session_events(c);
-	if (conn_reading(c) && !c->paused)
+	if (c->ring_recv) /* the ring reads: while there is room for what it brings */
+		loop_recv_want(c->ring_recv, conn_reading(c) && !c->paused && conn_in_room(c));
+	else if (conn_reading(c) && !c->paused)
 		want |= LOOP_READ;
-	if (conn_output_pending(c))
-		want |= LOOP_WRITE;
+	if (conn_output_pending(c) && !c->ring_send.queued)
+		want |= LOOP_WRITE; /* a full socket (a send in the loop's hands: its fn) */
 	if (want != c->watch_events && loop_watch_modify(c->watch, want) == 0)
 		c->watch_events = want;
 }
@@ -434,6 +479,14 @@ static void conn_parse(struct nbd_conn *c)
 	}
 }
 
+/* The client closed its end: between messages, a clean close. */
+static void conn_input_end(struct nbd_conn *c)
+{
+	bool mid = c->in_end > c->in_start || c->state == NBD_CS_REQ_PAYLOAD;
+
+	nbd_conn_close(c, mid ? "client vanished in the middle of a message" : NULL);
+}
+
 static void conn_read(struct nbd_conn *c)
 {
 	for (int round = 0; round < NBD_READ_ROUNDS; round++) {
@@ -459,9 +512,7 @@ static void conn_read(struct nbd_conn *c)
 		}
 		n = nbd_conn_recv(c, dst, want);
 		if (n == 0) {
-			bool mid = c->in_end > c->in_start || c->state == NBD_CS_REQ_PAYLOAD;
-
-			nbd_conn_close(c, mid ? "client vanished in the middle of a message" : NULL);
+			conn_input_end(c);
 			return;
 		}
 		if (n < 0) {
@@ -479,6 +530,154 @@ static void conn_read(struct nbd_conn *c)
 		if ((size_t)n < want)
 			return;
 	}
+}
+
+/* ---- plain transmission: the socket's I/O in the loop's ring ----
+ *
+ * Why: a QD1 request cost four system calls of the loop thread — recv() of the
+ * request (after the ring's EPOLL_WAIT said the socket was readable), io_uring_enter
+ * to submit its I/O and sleep, sendmsg() of the reply, io_uring_enter to sleep — and
+ * most of a request's CPU is the kernel's. A plain connection in transmission keeps a
+ * RECV in the ring the loop sleeps on (loop.h's loop_recv): a request arrives as a
+ * completion of that ring, like the disk's; and its replies go as one SENDMSG made
+ * in the io_uring_enter that sleeps (loop_send): two system calls a request, both
+ * io_uring_enter. The handshake and TLS connections (gnutls reads and writes the
+ * socket itself) keep recv()/sendmsg() on the watch; so does everything once the
+ * server shuts down (the loop no longer runs). The watch stays, asking for nothing
+ * but LOOP_WRITE while the socket is full (and hang-ups, which epoll always says). */
+
+static void conn_sent(void *arg, long res);
+static void conn_received(void *arg, const void *data, long res);
+
+/* Hands the queued output to the loop's next sleep, as one gathered send of
+ * ring_send, on a plain connection receiving through the ring. Returns false when
+ * the caller sends itself (TLS, the handshake, a server shutting down). */
+static bool conn_flush_ring(struct nbd_conn *c)
+{
+	struct loop_send *s = &c->ring_send;
+
+	if (!c->ring_recv || c->srv->shutting_down)
+		return false; /* (conn_flush_now takes back a send not made) */
+	if (s->queued && s->done)
+		return true; /* made in the sleep: conn_sent goes on from what it took */
+	if (s->queued) /* not made yet: handed again with what was queued since */
+		loop_send_cancel(c->srv->lp, s);
+	if (!c->out_head || c->tx_full)
+		return true; /* nothing to send, or LOOP_WRITE will say when */
+	s->fd = c->fd;
+	s->iov = c->ring_iov;
+	s->iovcnt = conn_gather(c, c->ring_iov, &s->len);
+	s->fn = conn_sent;
+	s->arg = c;
+	return loop_send_queue(c->srv->lp, s) == 0; /* else (no waiter's sends) send now */
+}
+
+/* The loop made ring_send in its sleep: res bytes went, or -errno. */
+static void conn_sent(void *arg, long res)
+{
+	struct nbd_conn *c = arg;
+
+	c->busy++;
+	if (res > 0)
+		conn_sent_bytes(c, (size_t)res);
+	if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR)
+		nbd_conn_close(c, err_str((int)-res));
+	else if (res != -EINTR && (res < 0 || (size_t)res < c->ring_send.len))
+		c->tx_full = true; /* the rest when LOOP_WRITE says there is room */
+	conn_pump(c); /* what is left, or came meanwhile, goes in the next sleep */
+	c->busy--;
+	conn_maybe_free(c);
+}
+
+/* A plain connection that entered transmission receives through the loop's ring from
+ * now on (nbd_conn_update_watch stops the watch's reading). Input already buffered
+ * stays: the ring's bytes come after it. A loop that keeps no receives (-ENOTSUP) or
+ * no memory for one leaves the watch reading, as before. */
+static void conn_ring_start(struct nbd_conn *c)
+{
+	if (c->ring_recv || c->ring_off || c->tls || c->state < NBD_CS_REQ_HDR ||
+	    c->state >= NBD_CS_DRAIN || c->srv->shutting_down)
+		return;
+	if (loop_recv_start(c->srv->lp, c->fd, NBD_RING_RECV_SIZE, conn_received, c,
+			    &c->ring_recv) < 0) {
+		c->ring_recv = NULL;
+		c->ring_off = true;
+	}
+}
+
+/* Whether a completion of the ring's receive (up to NBD_RING_RECV_SIZE bytes) fits in
+ * the input buffer beside what waits there unparsed. */
+static bool conn_in_room(const struct nbd_conn *c)
+{
+	return c->in_end - c->in_start <= NBD_INBUF_SIZE - NBD_RING_RECV_SIZE;
+}
+
+/* Takes n bytes the ring received: a WRITE payload's share straight into its
+ * request's buffer, the rest into the input buffer, parsing as it goes (a frame split
+ * over completions waits there for its rest). Returns false if c stopped reading
+ * (closed, or draining: bytes after NBD_CMD_DISC are dropped). */
+static bool conn_take(struct nbd_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->slot == NBD_SLOT_CLIENT)
+		c->rx_ms = loop_now_ms(); /* any bytes: not stalled */
+	while (n > 0) {
+		uint8_t *dst;
+		size_t m;
+		bool direct;
+
+		if (!conn_reading(c))
+			return false;
+		if (c->in_start == c->in_end)
+			c->in_start = c->in_end = 0;
+		m = nbd_tx_payload_window(c, &dst);
+		direct = m > 0;
+		if (!direct) {
+			if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < n) {
+				memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
+				c->in_end -= c->in_start;
+				c->in_start = 0;
+			}
+			dst = c->in + c->in_end;
+			m = NBD_INBUF_SIZE - c->in_end;
+			if (m == 0) { /* the receive goes in only with room: cannot happen */
+				nbd_conn_close(c, "input buffer overrun");
+				return false;
+			}
+		}
+		if (m > n)
+			m = n;
+		memcpy(dst, p, m);
+		if (direct)
+			nbd_tx_payload_got(c, m);
+		else
+			c->in_end += m;
+		p += m;
+		n -= m;
+		conn_parse(c);
+	}
+	return true;
+}
+
+/* The ring's receive completed: res bytes of input, 0 when the client closed, or
+ * -errno. The receive goes in again at the next sleep while c reads on. */
+static void conn_received(void *arg, const void *data, long res)
+{
+	struct nbd_conn *c = arg;
+
+	if (res == -EINTR || res == -EAGAIN || res == -EWOULDBLOCK)
+		return;
+	c->busy++;
+	if (res == 0)
+		conn_input_end(c);
+	else if (res < 0)
+		nbd_conn_close(c, err_str((int)-res));
+	else if (conn_take(c, data, (size_t)res) && (size_t)res == NBD_RING_RECV_SIZE)
+		conn_read(c); /* a full one: a large payload comes; read on now, straight
+				 into its buffer (the receive is out of the ring until the
+				 next sleep, so the bytes stay in order) */
+	conn_pump(c);
+	c->busy--;
+	conn_maybe_free(c);
 }
 
 /* Readiness while we asked for no input: only a hang-up or an error can do that. */
@@ -550,6 +749,7 @@ static void conn_pump(struct nbd_conn *c)
 		conn_tls_handshake(c);
 	if (c->state == NBD_CS_DRAIN && !c->nreqs && !conn_output_pending(c))
 		nbd_conn_close(c, NULL);
+	conn_ring_start(c);
 	nbd_conn_update_watch(c);
 	conn_kick_pending(c);
 }
@@ -561,10 +761,12 @@ static void conn_event(void *arg, unsigned events)
 	c->busy++;
 	if (c->state == NBD_CS_TLS_HANDSHAKE)
 		conn_tls_handshake(c); /* whichever way gnutls waited */
-	else if (events & LOOP_WRITE)
-		conn_flush(c);
+	else if (events & LOOP_WRITE) {
+		c->tx_full = false;
+		conn_flush_now(c); /* room, and we are awake: no need to wait for a sleep */
+	}
 	if ((events & LOOP_READ) && c->state != NBD_CS_DEAD && c->state != NBD_CS_TLS_HANDSHAKE) {
-		if (conn_reading(c) && !c->paused)
+		if (conn_reading(c) && !c->paused && !c->ring_recv) /* the ring reads for it */
 			conn_read(c);
 		else
 			conn_check_hangup(c);

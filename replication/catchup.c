@@ -62,6 +62,7 @@ void catchup_budget_charge(struct catchup_budget *b, uint64_t now_ms, uint64_t b
 {
 	budget_refill(b, now_ms);
 	b->tokens -= (int64_t)bytes;
+	b->taken += bytes;
 }
 
 void catchup_budget_set_rate(struct catchup_budget *b, uint64_t now_ms, uint64_t rate)
@@ -84,6 +85,7 @@ unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t
 	budget_refill(b, now_ms);
 	if (b->tokens >= need) {
 		b->tokens -= (int64_t)bytes;
+		b->taken += bytes;
 		return 0;
 	}
 	return (unsigned)(((uint64_t)(need - b->tokens) * 1000 + b->rate - 1) / b->rate);
@@ -136,6 +138,18 @@ struct cfam {
 
 struct cjob;
 
+/* A copy the last scan wanted while every slot was taken: started as soon as one is
+ * free (job_end), not at the next scan (a range read of the family's records, and a
+ * gap of a scan's wait and read in every slot as it frees). Its START is applied to
+ * the record as etcd has it then, as any job's. */
+struct cnext {
+	uint64_t uid;
+	struct layout_segment rec, live;
+	bool remote;
+	char to[LAYOUT_ID_MAX + 1];
+};
+#define CATCHUP_NEXT_MAX 32u
+
 struct catchup {
 	struct replicas *rs;
 	struct catchup_budget budget;
@@ -144,7 +158,10 @@ struct catchup {
 	struct engine_client_load load; /* the clients' figures at the last one */
 	uint64_t tick_ms;
 	bool worked;                 /* a copy was under way in this interval */
+	uint64_t taken_tick;         /* the budget's bytes taken at the interval's start */
 	unsigned inflight_max;
+	unsigned recording;          /* jobs whose DONE is on its way to etcd: their copy is
+					sealed, their slot free (slot_free) */
 	struct recscan *scan;
 	struct cjob *jobs;
 	unsigned njobs;
@@ -154,6 +171,8 @@ struct catchup {
 	uint64_t run_end_ms;         /* the last copy of the run was recorded */
 	uint64_t run_copied;
 	uint64_t done_rate;          /* bytes per second of the last run that finished */
+	struct cnext next[CATCHUP_NEXT_MAX]; /* the last scan's copies waiting for a slot */
+	unsigned nnext;
 };
 
 enum cstep { CJ_FETCH, CJ_START, CJ_DROP, CJ_OPEN, CJ_WAIT, CJ_READ, CJ_APPEND, CJ_SEAL, CJ_DONE,
@@ -180,7 +199,16 @@ struct cjob {
 	struct clvol_gone gone;      /* the record's holders gone for good: they leave it
 					with the DONE once it has R live holders */
 	unsigned live;               /* the record's live holders when the copy began */
+	bool recording;              /* its DONE is sent: counted in c->recording */
 };
+
+/* May another copy start? A copy whose DONE is on its way holds no slot: the next
+ * copy's START goes to the session thread right behind that DONE, and the two share a
+ * txn (docs/cluster.md, "Copy steps in one write"). */
+static bool slot_free(const struct catchup *c)
+{
+	return c->njobs - c->recording < c->inflight_max;
+}
 
 static void job_next(struct cjob *j);
 
@@ -206,7 +234,10 @@ static void job_free(struct cjob *j)
 	free(j);
 }
 
-/* j is over (its copy recorded, or given up): it leaves the list. */
+static bool next_start(struct catchup *c);
+
+/* j is over (its copy recorded, or given up): it leaves the list, and a copy the last
+ * scan left waiting takes its slot (else the next scan comes soon). */
 static void job_end(struct cjob *j)
 {
 	struct catchup *c = j->c;
@@ -218,10 +249,13 @@ static void job_end(struct cjob *j)
 			break;
 		}
 	c->njobs--;
+	if (j->recording)
+		c->recording--;
 	if (f && f->st.copying)
 		f->st.copying--;
 	job_free(j);
-	recscan_kick(c->scan);
+	if (!next_start(c))
+		recscan_kick(c->scan);
 }
 
 static void job_id(const struct cjob *j, char *buf, size_t len)
@@ -423,9 +457,14 @@ static void job_next(struct cjob *j)
 		r = engine_segment_read_async(c->rs->eng, j->uid, j->sno, j->at, j->buf, j->n,
 					      read_done, j);
 		break;
-	case CJ_SEAL:
+	case CJ_SEAL: /* sealed on the node: its slot goes to the next copy */
 		j->step = CJ_DONE;
 		r = job_record(j, CLVOL_COPY_DONE, recorded);
+		if (r == 0) {
+			j->recording = true;
+			c->recording++;
+			next_start(c);
+		}
 		break;
 	default:
 		r = -EINVAL;
@@ -703,7 +742,7 @@ static enum frags_work frags_scanned(struct catchup *c, const struct family *f,
 			st->frags_unplaced++; /* degraded until a domain is back or a node joins */
 			return FRAGS_UNPLACED;
 		}
-		if (c->njobs < c->inflight_max)
+		if (slot_free(c))
 			frag_job_start(c, f, rec, lost, to);
 	}
 	st->rebuild++;
@@ -831,8 +870,50 @@ static bool holder_reachable(struct catchup *c, const struct layout_segment *liv
 	return false;
 }
 
+/* The copies waiting of family uid are forgotten (its scan lists them again). */
+static void next_forget(struct catchup *c, uint64_t uid)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < c->nnext; i++)
+		if (c->next[i].uid != uid)
+			c->next[k++] = c->next[i];
+	c->nnext = k;
+}
+
+static void next_add(struct catchup *c, uint64_t uid, const struct layout_segment *rec,
+		     const struct layout_segment *live, bool remote, const struct rnode *to)
+{
+	struct cnext *x = &c->next[c->nnext++];
+
+	*x = (struct cnext){ .uid = uid, .rec = *rec, .live = *live, .remote = remote };
+	snprintf(x->to, sizeof(x->to), "%s", to->id);
+}
+
+/* A free slot takes the first copy waiting whose family this node still owns, whose
+ * segment no job copies and whose node is still connected: whether one started. */
+static bool next_start(struct catchup *c)
+{
+	while (c->nnext && slot_free(c)) {
+		struct cnext x = c->next[0];
+		struct family *f = replica_family_find(c->rs, x.uid);
+		struct rnode *to = replica_node_find(c->rs, x.to);
+		unsigned njobs = c->njobs;
+
+		memmove(&c->next[0], &c->next[1], (c->nnext - 1) * sizeof(c->next[0]));
+		c->nnext--;
+		if (!f || f->stale || !to || !replica_node_live(to) ||
+		    job_running(c, x.uid, x.rec.id.seq))
+			continue;
+		job_start(c, f, &x.rec, &x.live, x.remote, to);
+		if (c->njobs > njobs)
+			return true;
+	}
+	return false;
+}
+
 /* One family's records (recscan's scanned): the copies it wants are started, up to
- * inflight_max, and holders gone for good leave the records that no longer need
+ * inflight_max (the next ones wait for a slot, up to CATCHUP_NEXT_MAX), and holders gone for good leave the records that no longer need
  * them; true while any record is below R or names a holder down or gone. */
 static bool family_scanned(void *ctx, struct family *f, const struct layout_segment *segs,
 			   size_t n)
@@ -853,6 +934,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		free(cands);
 		return true;
 	}
+	next_forget(c, f->uid); /* this scan says what waits now */
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
 		enum frags_work fw;
@@ -910,11 +992,15 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		st.remote += remote;
 		busy = true;
 		st.bytes_left += rec->length;
-		if (c->njobs >= c->inflight_max || job_running(c, f->uid, rec->id.seq))
+		if (job_running(c, f->uid, rec->id.seq))
+			continue;
+		if (!slot_free(c) && c->nnext >= CATCHUP_NEXT_MAX)
 			continue;
 		to = pick_node(c, live, cands);
-		if (to)
+		if (to && slot_free(c))
 			job_start(c, f, rec, live, remote, to);
+		else if (to)
+			next_add(c, f->uid, rec, live, remote, to);
 	}
 	free(live);
 	free(cands);
@@ -963,7 +1049,9 @@ static void rate_tick(void *arg)
 	engine_get_client_load(c->rs->eng, &now);
 	s = (struct catchup_rate_sample){ .ms = ms - c->tick_ms, .ops = now.ops - c->load.ops,
 					  .busy_us = now.busy_us - c->load.busy_us,
-					  .working = c->worked };
+					  .working = c->worked,
+					  .bytes = c->budget.taken - c->taken_tick };
+	c->taken_tick = c->budget.taken;
 	c->load = now;
 	c->tick_ms = ms;
 	c->worked = c->njobs > 0;
@@ -979,7 +1067,10 @@ static void rate_tick(void *arg)
 
 void catchup_kick(struct catchup *c)
 {
-	if (c)
+	/* with copies under way the scan comes every SCAN_BUSY_MS, and a copy that ends
+	 * kicks it when none waits: a kick per record written (each copy step's answer,
+	 * each watched change) would read the family's records ten times a second */
+	if (c && !c->njobs)
 		recscan_kick(c->scan);
 }
 

@@ -70,6 +70,7 @@ struct catchup_budget {
 	int64_t tokens;   /* may go negative by one take larger than what was there */
 	uint64_t last_ms;
 	uint64_t hold_until_ms; /* nothing is taken before (catchup_budget_hold) */
+	uint64_t taken;   /* bytes taken (and charged) so far: what the copies spent */
 };
 void catchup_budget_init(struct catchup_budget *b, uint64_t rate, uint64_t burst,
 			 uint64_t now_ms);

@@ -3,7 +3,8 @@
  */
 #include "replication/catchup_rate.h"
 
-#define DECREASE_PCT 70u /* of the rate, when the clients are over their target */
+#define DECREASE_PCT 70u /* of the rate at most, when the clients are over their target */
+#define DECREASE_MIN_PCT 25u /* ...and at least */
 #define INCREASE_STEPS 32u /* the additive step: ceiling / this (at least the floor) */
 
 void catchup_rate_init(struct catchup_rate *r, uint64_t ceiling, unsigned client_share_pct)
@@ -70,6 +71,18 @@ static unsigned kept_pct(const struct catchup_rate *r, uint64_t lat, uint64_t io
 	return (unsigned)min_u64(by_lat, by_rate);
 }
 
+/* The clients kept less than their share: the rate cut from what the copies spent
+ * (if less), by kept / share, within DECREASE_MIN_PCT..DECREASE_PCT. */
+static uint64_t throttled(const struct catchup_rate *r, const struct catchup_rate_sample *s)
+{
+	uint64_t spent = s->bytes * 1000 / (s->ms ? s->ms : 1);
+	uint64_t from = s->bytes && spent < r->rate ? spent : r->rate;
+	uint64_t pct = (uint64_t)r->kept_pct * 100 / r->share;
+
+	pct = max_u64(DECREASE_MIN_PCT, min_u64(DECREASE_PCT, pct));
+	return from * pct / 100;
+}
+
 uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sample *s)
 {
 	bool busy = s->ops >= CATCHUP_RATE_BUSY_OPS;
@@ -92,9 +105,17 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 		return r->probe_left ? 0 : probe_end(r);
 	}
 	if (!s->working) {
+		r->was_busy = busy;
 		if (busy)
 			base_learn(r, lat, iops);
 		r->why = CATCHUP_RATE_NO_WORK;
+		return r->rate;
+	}
+	if (!busy && r->was_busy) { /* stalled behind the copies, or gone idle */
+		r->was_busy = false;
+		r->kept_pct = 1; /* (0 would read "not judged") */
+		r->rate = max_u64(r->floor, throttled(r, s));
+		r->why = CATCHUP_RATE_THROTTLED;
 		return r->rate;
 	}
 	if (!busy) {
@@ -102,6 +123,7 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 		r->why = CATCHUP_RATE_CLIENTS_IDLE;
 		return r->rate;
 	}
+	r->was_busy = true;
 	r->base_age_ms += s->ms;
 	if (!r->base_us || r->base_age_ms >= CATCHUP_RATE_PROBE_EVERY_MS) {
 		r->probe_left = CATCHUP_RATE_PROBE_INTERVALS;
@@ -111,7 +133,7 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 	}
 	r->kept_pct = kept_pct(r, lat, iops);
 	if (r->kept_pct < r->share) {
-		r->rate = max_u64(r->floor, r->rate * DECREASE_PCT / 100);
+		r->rate = max_u64(r->floor, throttled(r, s));
 		r->why = CATCHUP_RATE_THROTTLED;
 	} else {
 		r->rate = min_u64(r->ceiling,

@@ -15,15 +15,23 @@
  *
  *   - no catch-up work: the clients' latency is the base (a moving average)
  *   - work, clients idle (fewer than CATCHUP_RATE_BUSY_OPS requests in the interval):
- *     the rate doubles towards the ceiling ("clients idle"): the disk's pace, bounded
+ *     the rate doubles towards the ceiling ("clients idle"): the disk's pace, bounded;
+ *     but in the first such interval after a busy one it is cut as if they kept
+ *     nothing ("throttled"): a closed-loop client whose requests all wait behind the
+ *     copies ends none, and looks idle; one that really went idle costs the copies one
+ *     interval
  *   - work, clients busy, no base or one older than CATCHUP_RATE_PROBE_EVERY_MS: a
  *     probe: the catch-up holds for CATCHUP_RATE_PROBE_INTERVALS intervals (the first
  *     ones let what it has in flight settle: chunks, seals, the holders' flushes; the
  *     last CATCHUP_RATE_PROBE_MEASURED measure the base), then goes on at the rate it
  *     had ("probing")
- *   - work, clients busy, keeping less than their share: the rate shrinks to 70%, never
- *     under the floor ("throttled: clients busy"); their share or more: the rate grows
- *     by a step (ceiling / 32, at least the floor) ("clients busy, within their share")
+ *   - work, clients busy, keeping less than their share: the rate shrinks, never under
+ *     the floor ("throttled: clients busy"), from what the copies spent in the interval
+ *     when that is less than the rate (a budget above what the CPU lets them spend
+ *     would take several intervals to bite), to kept / share of it (the further under
+ *     their share, the deeper the cut), at most 70% and at least 25%; their share or
+ *     more: the rate grows by a step (ceiling / 32, at least the floor) ("clients
+ *     busy, within their share")
  * AIMD: it settles just under the clients' target, and halves its way back down fast
  * when they get busier. The catch-up never stops for long: the floor while
  * throttled, and a probe holds it for at most CATCHUP_RATE_PROBE_INTERVALS intervals
@@ -63,6 +71,7 @@ struct catchup_rate_sample {
 	uint64_t ops;     /* client requests that ended in it */
 	uint64_t busy_us; /* the sum of their latencies */
 	bool working;     /* the catch-up had copies under way in it */
+	uint64_t bytes;   /* what they spent of the budget in it (0: not known) */
 };
 
 struct catchup_rate {
@@ -81,6 +90,7 @@ struct catchup_rate {
 	unsigned probe_left;     /* intervals of the probe under way still to go */
 	uint64_t probe_ops, probe_us, probe_ms; /* what its measured intervals saw so far */
 	enum catchup_rate_why why;
+	bool was_busy;           /* the clients were busy in the last interval */
 };
 
 /* ceiling: bytes per second (> 0); client_share_pct: 0 (fixed at the ceiling) to 95.

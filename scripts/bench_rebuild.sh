@@ -25,7 +25,9 @@
 # budget of MBPS, the old behaviour); SEGS: segments copied at once (--catchup-segments;
 # default 8). PROFILE=DIR: during the phase with no client, `perf record -g` of the
 # three nodes left (DIR/perf.data) and each of their threads' CPU and run-queue wait
-# over the phase, etcd's too (/proc/PID/task/*/schedstat: DIR/threads.txt), with the bytes copied.
+# over the phase, etcd's too (/proc/PID/task/*/schedstat: DIR/threads.txt), with the bytes copied;
+# the nodes' logs (DIR/node*.log) once it passed, and etcd's range reads and txns over
+# the phase (its /metrics) per 4 MiB segment copied.
 # QUILLD=path: another quilld (an old build, for an A/B in one run). Scratch under
 # build/ (kept only on failure).
 set -euo pipefail
@@ -81,12 +83,13 @@ FIO
 
 # left: node0's bytes left to rebuild of `data` and `client`, the bytes it copied
 # (since it started), and its budget now: MB/s, the % of their throughput the clients
-# kept in its last interval as it judged them (0: not judged), why
+# kept in its last interval as it judged them (0: not judged), the clients' requests
+# per second it saw then and its base for them (without copies), why
 left()
 {
 	qn 0 --json cluster status | python3 -c '
 import json, sys
-left = copied = budget = kept = 0
+left = copied = budget = kept = iops = base = 0
 why = "-"
 for v in json.load(sys.stdin)["volumes"]:
     cu = v.get("copies", {}).get("catchup", {})
@@ -95,7 +98,8 @@ for v in json.load(sys.stdin)["volumes"]:
     if cu:
         budget, why = cu.get("budget_bytes_per_second", 0), cu.get("budget_why", "-")
         kept = cu.get("client_kept_percent", 0)
-print(left, copied, "%.1f" % (budget / 1e6), kept, why)'
+        iops, base = cu.get("client_iops", 0), cu.get("client_iops_alone", 0)
+print(left, copied, "%.1f" % (budget / 1e6), kept, iops, base, why)'
 }
 
 rebuilding()
@@ -147,8 +151,21 @@ schedstat()
 		done
 	done
 }
+# etcd_calls: "RANGES TXNS" etcd has answered so far (its /metrics, every client's)
+etcd_calls()
+{
+	curl -s --max-time 5 "$ENDPOINT/metrics" | python3 -c '
+import re, sys
+n = {"Range": 0, "Txn": 0}
+for l in sys.stdin:
+    m = re.match(r"grpc_server_handled_total\{.*grpc_method=\"(Range|Txn)\".*\} (\S+)", l)
+    if m:
+        n[m.group(1)] += int(float(m.group(2)))
+print(n["Range"], n["Txn"])'
+}
 if [ -n "${PROFILE:-}" ]; then
 	mkdir -p "$PROFILE"
+	read -r ranges0 txns0 <<<"$(etcd_calls)"
 	schedstat >"$PROFILE/sched0.txt"
 	perf record -g -o "$PROFILE/perf.data" \
 		-p "${NODE_PID[0]},${NODE_PID[2]},${NODE_PID[3]}" -- sleep "$IDLE_SECS" \
@@ -158,9 +175,10 @@ fi
 read -r left0 copied0 _ <<<"$(left)"
 t0=$(date +%s.%N)
 sleep "$IDLE_SECS"
-read -r left1 copied1 budget1 _ why1 <<<"$(left)"
+read -r left1 copied1 budget1 _ _ _ why1 <<<"$(left)"
 t1=$(date +%s.%N)
 if [ -n "${PROFILE:-}" ]; then
+	read -r ranges1 txns1 <<<"$(etcd_calls)"
 	schedstat >"$PROFILE/sched1.txt"
 	wait "$perf_pid" || true
 	python3 - "$PROFILE" "$((copied1 - copied0))" "$t0" "$t1" <<'PY' >"$PROFILE/threads.txt"
@@ -179,6 +197,9 @@ for k in sorted(b, key=lambda k: -(b[k][1] - a.get(k, (0, 0, 0))[1])):
         print("%s %s %s: %.0f, %.0f, %.2f" % (k[0], k[1], b[k][0], cpu, wait, cpu / mb if mb else 0))
 PY
 	log "profile: $(head -1 "$PROFILE/threads.txt"); $PROFILE/threads.txt, perf.data"
+	log "etcd: $((ranges1 - ranges0)) range reads and $((txns1 - txns0)) txns answered" \
+	    "over the phase: $(python3 -c "s = ($copied1 - $copied0) / 4194304
+print('%.2f and %.2f per 4 MiB segment copied' % (($ranges1 - $ranges0) / s, ($txns1 - $txns0) / s) if s else '-')")"
 fi
 # the budget and why, every second of the job
 (while :; do left | cut -d' ' -f3- >>"$WORK/budget.log"; sleep 1; done) &
@@ -201,14 +222,17 @@ log "  rebuild during the clients:     $during_mbs MB/s ($(ratio "$during_mbs" "
     "disk, $(ratio "$during_mbs" "$alone_mbs")x alone)"
 log "  its budget over the job, each second: $(python3 -c '
 import sys, collections
-rows = [l.split(" ", 2) for l in open(sys.argv[1]).read().splitlines() if l]
+rows = [l.split(" ", 4) for l in open(sys.argv[1]).read().splitlines() if l]
 b = [float(r[0]) for r in rows]
-kept = [int(r[1]) / 100 for r in rows if int(r[1])]
-whys = collections.Counter(r[2] for r in rows)
+judged = [r for r in rows if int(r[1])]
+kept = [int(r[1]) / 100 for r in judged]
+whys = collections.Counter(r[4] for r in rows)
 print("mean %.1f MB/s, %.1f..%.1f; %s; the clients kept %.2f on average as it judged "
-      "them (seconds judged)" % (sum(b) / len(b), min(b), max(b),
-      ", ".join("%s %d" % w for w in whys.most_common()),
-      sum(kept) / len(kept) if kept else 0))' "$WORK/budget.log")"
+      "them (seconds judged: %d; their IOPS then %.0f against its base %.0f)" %
+      (sum(b) / len(b), min(b), max(b), ", ".join("%s %d" % w for w in whys.most_common()),
+       sum(kept) / len(kept) if kept else 0, len(judged),
+       sum(int(r[2]) for r in judged) / len(judged) if judged else 0,
+       sum(int(r[3]) for r in judged) / len(judged) if judged else 0))' "$WORK/budget.log")"
 log "  rebuild bytes left: $left0 -> $left1 (alone) -> $left2 (with the clients)"
 [ "$left2" -gt 0 ] || log "  (the rebuild ended before the job did: DATA_MIB too small for this rate)"
 # the clients alone again once it is over, on the three nodes left (the first baseline
@@ -233,4 +257,6 @@ print("fragments rebuilt: %d in %.1f s: %.1f MB/s of segment data read and decod
       (len(done), secs, blocks * 4096 / 1e6 / secs, blocks * 4096 / 2 / 1e6 / secs))
 PY
 fi
+# PROFILE: the nodes' logs beside the profile (each copy's time is in node0's)
+[ -z "${PROFILE:-}" ] || cp "$WORK"/node*.log "$PROFILE"/
 it_pass

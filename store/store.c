@@ -754,7 +754,11 @@ static struct loop_send *sends_arm(struct store *st, struct loop_send *sends)
 		if (!sqe)
 			break;
 		_Static_assert(_Alignof(struct loop_send) > SEND_TAG, "the tag bit is free");
-		io_uring_prep_send(sqe, ls->fd, ls->buf, ls->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (ls->iovcnt > 0) /* gathered: the loop built ls->msg of ls->iov */
+			io_uring_prep_sendmsg(sqe, ls->fd, &ls->msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		else
+			io_uring_prep_send(sqe, ls->fd, ls->buf, ls->len,
+					   MSG_DONTWAIT | MSG_NOSIGNAL);
 		io_uring_sqe_set_data(sqe, (void *)((uintptr_t)ls | SEND_TAG));
 		st->in_ring++;
 		st->sends_in_ring++;

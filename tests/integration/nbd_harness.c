@@ -10,8 +10,8 @@
  * --bulk-volumes N creates N more volumes of 1 MiB, bulk00000, bulk00001...
  *
  * Formats/opens an engine, creates the volumes and then the snapshots (an existing
- * one is kept), runs the
- * loop with the NBD server until SIGTERM or SIGINT, then closes cleanly and exits 0.
+ * one is kept), runs the loop with the NBD server until SIGTERM or SIGINT (the loop
+ * sleeps in the engine's ring, as quilld's), then closes cleanly and exits 0.
  * Once listening it prints one line on stdout: "ready port=N" (N = the bound TCP
  * port; --port 0 picks a free one).
  */
@@ -43,21 +43,22 @@ static void on_signal(int sig)
 		loop_stop(g_loop);
 }
 
-static void engine_ready(void *arg, unsigned events)
-{
-	struct engine *eng = arg;
-	uint64_t count;
-
-	(void)events;
-	if (read(engine_event_fd(eng), &count, sizeof(count)) < 0 && errno != EAGAIN)
-		log_msg(LOG_WARN, "harness", "engine event fd: %s", strerror(errno));
-	engine_poll(eng, 0);
-}
-
 static int engine_idle(void *arg)
 {
-	engine_poll(arg, 0);
+	engine_run(arg);
 	return engine_timeout_ms(arg);
+}
+
+/* The loop sleeps in the engine's ring, as quilld's does: the sockets' events, the
+ * disk's completions, the plain NBD connections' receives and sends (docs/nbd.md "How
+ * a request travels") in one io_uring_enter. */
+static int engine_sleep(void *arg, struct loop_wait *w, int timeout_ms)
+{
+	int r = engine_wait_fd(arg, w, timeout_ms);
+
+	if (r < 0 && r != -EINTR) /* the loop ends, and the harness fails */
+		log_msg(LOG_ERROR, "harness", "engine: %s", strerror(-r));
+	return r < 0 ? r : 0;
 }
 
 static int usage(void)
@@ -128,7 +129,6 @@ int main(int argc, char **argv)
 	unsigned nvol = 0, nsnap = 0, port = 10809, bulk = 0;
 	struct engine *eng = NULL;
 	struct nbd_server *srv = NULL;
-	struct loop_watch *ew = NULL;
 	struct sigaction sa = { .sa_handler = on_signal };
 	int r;
 
@@ -206,10 +206,11 @@ int main(int argc, char **argv)
 		}
 	}
 	r = loop_create(&g_loop);
-	if (r == 0)
-		r = loop_watch_add(g_loop, engine_event_fd(eng), LOOP_READ, engine_ready, eng, &ew);
 	if (r == 0) {
 		loop_set_idle(g_loop, engine_idle, eng);
+		loop_set_wait(g_loop, engine_sleep, eng);
+		loop_set_wait_sends(g_loop, true);
+		loop_set_wait_recvs(g_loop, true);
 		no.eng = eng;
 		no.loop = g_loop;
 		/* the server's port 0 means 10809: for --port 0 try random high ports */
@@ -229,7 +230,6 @@ int main(int argc, char **argv)
 	if (r < 0)
 		fprintf(stderr, "nbd-harness: %s\n", strerror(-r));
 	nbd_server_destroy(srv);
-	loop_watch_remove(ew);
 	engine_close(eng);
 	loop_destroy(g_loop);
 	return r < 0 ? 1 : 0;

@@ -135,28 +135,45 @@ static struct json_object *txn(struct fake_etcd *f, struct json_object *req)
 	return resp;
 }
 
+static int fkey_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct fkey *const *)a)->key, (*(const struct fkey *const *)b)->key);
+}
+
+/* One key, or with range_end every key in [key, range_end), in key order. */
 static struct json_object *range(struct fake_etcd *f, struct json_object *req)
 {
 	struct json_object *resp = json_object_new_object(), *kvs, *kv;
-	char key[256];
-	struct fkey *k;
+	char key[256], end[256];
+	struct fkey *hit[KEYS];
+	unsigned n = 0;
 
 	f->nrange++;
 	field(req, "key", key, sizeof(key));
-	k = find(f, key);
+	field(req, "range_end", end, sizeof(end));
+	for (unsigned i = 0; i < KEYS; i++) {
+		struct fkey *k = &f->keys[i];
+
+		if (k->create && (end[0] ? strcmp(k->key, key) >= 0 && strcmp(k->key, end) < 0
+					 : strcmp(k->key, key) == 0))
+			hit[n++] = k;
+	}
+	qsort(hit, n, sizeof(hit[0]), fkey_cmp);
 	add_header(f, resp);
-	if (!k)
+	if (!n)
 		return resp;
-	kv = json_object_new_object();
-	etcd_json_add_bytes(kv, "key", k->key, strlen(k->key));
-	etcd_json_add_bytes(kv, "value", k->value, strlen(k->value));
-	etcd_json_add_int64(kv, "create_revision", k->create);
-	etcd_json_add_int64(kv, "mod_revision", k->mod);
-	etcd_json_add_int64(kv, "version", 1);
 	kvs = json_object_new_array();
-	json_object_array_add(kvs, kv);
+	for (unsigned i = 0; i < n; i++) {
+		kv = json_object_new_object();
+		etcd_json_add_bytes(kv, "key", hit[i]->key, strlen(hit[i]->key));
+		etcd_json_add_bytes(kv, "value", hit[i]->value, strlen(hit[i]->value));
+		etcd_json_add_int64(kv, "create_revision", hit[i]->create);
+		etcd_json_add_int64(kv, "mod_revision", hit[i]->mod);
+		etcd_json_add_int64(kv, "version", 1);
+		json_object_array_add(kvs, kv);
+	}
 	json_object_object_add(resp, "kvs", kvs);
-	etcd_json_add_int64(resp, "count", 1);
+	etcd_json_add_int64(resp, "count", (int64_t)n);
 	return resp;
 }
 

@@ -1,5 +1,5 @@
 /* tests/unit/cluster/fake_etcd.h — a small etcd for unit tests: the v3 JSON gateway's
- * /v3/kv/range (one key) and /v3/kv/txn (compares EQUAL on MOD, CREATE and VALUE;
+ * /v3/kv/range (one key, or a range_end's keys in key order) and /v3/kv/txn (compares EQUAL on MOD, CREATE and VALUE;
  * puts), over HTTP on 127.0.0.1, served by a thread of its own. It keeps revisions as
  * etcd does (one per write, a key's mod_revision that of its last write) and counts
  * the calls, so a test can say how many reads a step made and change a key "by hand"

@@ -252,13 +252,28 @@ static int copy_step(struct cache_env *x, const char *node, enum clvol_copy_phas
 	return r;
 }
 
-static struct layout_segment stored(struct cache_env *x)
+static struct layout_segment stored_at(struct cache_env *x, const char *key)
 {
 	struct layout_segment rec;
-	const char *val = fake_etcd_value(x->fake, SEGKEY, NULL);
+	const char *val = fake_etcd_value(x->fake, key, NULL);
 
 	cr_assert_eq(layout_segment_decode(val, strlen(val), &rec), 0, "%s", val);
 	return rec;
+}
+
+static struct layout_segment stored(struct cache_env *x)
+{
+	return stored_at(x, SEGKEY);
+}
+
+/* The record at key names node among its 3 holders, and no copy under way. */
+static void assert_copied(struct cache_env *x, const char *key, const char *node)
+{
+	struct layout_segment rec = stored_at(x, key);
+
+	cr_assert_eq(rec.nholders, 3);
+	cr_assert_eq(rec.ncopying, 0);
+	cr_assert(layout_segment_names(&rec, node));
 }
 
 static unsigned reads(struct cache_env *x)
@@ -269,7 +284,6 @@ static unsigned reads(struct cache_env *x)
 Test(clvol_segcache, a_done_after_its_start_writes_without_a_read)
 {
 	struct cache_env x;
-	struct layout_segment rec;
 
 	cache_env_start(&x);
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
@@ -277,10 +291,7 @@ Test(clvol_segcache, a_done_after_its_start_writes_without_a_read)
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_DONE), 0);
 	cr_assert_eq(reads(&x), 1, "the DONE read the record it wrote itself");
 	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 2);
-	rec = stored(&x);
-	cr_assert_eq(rec.nholders, 3);
-	cr_assert_eq(rec.ncopying, 0);
-	cr_assert(layout_segment_names(&rec, "n2"));
+	assert_copied(&x, SEGKEY, "n2");
 	cache_env_stop(&x);
 }
 
@@ -330,5 +341,170 @@ Test(clvol_segcache, a_refusal_of_the_known_copy_is_checked_against_a_read)
 	/* the known copy calls n2 a holder (-EEXIST); the record says a retry */
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
 	cr_assert_eq(reads(&x), 2);
+	cache_env_stop(&x);
+}
+
+/* ---- several segments' copy steps in one txn (clvol_segment_copy_batch) ---- */
+
+#define SEGKEY2 P "segments/vm0/0000000000000007.00000002"
+
+/* cache_env's volume, with a second sealed segment, 7.2, on n0 and n1 */
+static void batch_env_start(struct cache_env *x)
+{
+	struct layout_segment rec = copy_rec((const char *[]){ "n0", "n1" }, 2, NULL);
+	char *val;
+
+	cache_env_start(x);
+	rec.id = (struct layout_segid){ .family = 7, .seq = 2 };
+	rec.epoch = 5;
+	val = layout_segment_encode(&rec);
+	fake_etcd_put(x->fake, SEGKEY2, val);
+	free(val);
+}
+
+/* 7.1 and 7.2 copied to node at phase, in one batch, then those it left alone by
+ * themselves, as the cluster's session runs them; each one's answer in res[], and
+ * how many it left alone. */
+static unsigned batch_step(struct cache_env *x, const char *node, enum clvol_copy_phase phase,
+			   int res[2])
+{
+	char msg[2][256];
+	struct clvol_copy_item it[2];
+	unsigned alone = 0;
+
+	for (unsigned i = 0; i < 2; i++)
+		it[i] = (struct clvol_copy_item){
+			.id = { .family = 7, .seq = 1 + i }, .node = node, .phase = phase,
+			.msg = msg[i], .msg_len = sizeof(msg[i]), .alone = true };
+	cr_assert_eq(clvol_segment_copy_batch(x->e, &x->w, "vm0", 5, it, 2), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		if (it[i].alone) {
+			alone++;
+			it[i].res = clvol_segment_copy(x->e, &x->w, "vm0", 5, &it[i].id, node,
+						       phase, NULL, msg[i], sizeof(msg[i]));
+		}
+		cr_log_info("7.%u: %d %s", 1 + i, it[i].res, msg[i]);
+		res[i] = it[i].res;
+	}
+	return alone;
+}
+
+Test(clvol_copy_batch, two_starts_then_two_dones_are_one_txn_each)
+{
+	struct layout_segment rec;
+	struct cache_env x;
+	int res[2];
+
+	batch_env_start(&x);
+	cr_assert_eq(batch_step(&x, "n2", CLVOL_COPY_START, res), 0, "none left alone");
+	cr_assert_eq(res[0], 0);
+	cr_assert_eq(res[1], 0);
+	cr_assert_eq(reads(&x), 1, "the records not written by this node are one range read");
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 1, "the two STARTs are one txn");
+	rec = stored_at(&x, SEGKEY2);
+	cr_assert(layout_segment_copying(&rec, "n2"));
+	batch_step(&x, "n2", CLVOL_COPY_DONE, res);
+	cr_assert_eq(res[0], 0);
+	cr_assert_eq(res[1], 0);
+	cr_assert_eq(reads(&x), 1, "the DONEs read the records this node wrote itself");
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 2, "the two DONEs are one txn");
+	assert_copied(&x, SEGKEY, "n2");
+	assert_copied(&x, SEGKEY2, "n2");
+	cache_env_stop(&x);
+}
+
+Test(clvol_copy_batch, a_record_changed_by_another_node_is_read_alone_and_not_written_over)
+{
+	struct layout_segment rec;
+	struct cache_env x;
+	int res[2];
+	char *val;
+
+	batch_env_start(&x);
+	batch_step(&x, "n2", CLVOL_COPY_START, res);
+	/* another node starts a copy of 7.2 to n3 meanwhile */
+	rec = stored_at(&x, SEGKEY2);
+	snprintf(rec.copying[rec.ncopying++], sizeof(rec.copying[0]), "%s", "n3");
+	val = layout_segment_encode(&rec);
+	fake_etcd_put(x.fake, SEGKEY2, val);
+	free(val);
+	cr_assert_eq(batch_step(&x, "n2", CLVOL_COPY_DONE, res), 2,
+		     "a failed compare leaves every step of the batch to run alone");
+	cr_assert_eq(res[0], 0);
+	cr_assert_eq(res[1], 0);
+	cr_assert_eq(reads(&x), 2, "only the record that changed is read again");
+	/* the batch's txn (failed), 7.1 alone (unread), 7.2 alone (failed, then read and
+	 * written) */
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 5);
+	rec = stored_at(&x, SEGKEY);
+	cr_assert(layout_segment_names(&rec, "n2"));
+	cr_assert_eq(rec.ncopying, 0);
+	rec = stored_at(&x, SEGKEY2);
+	cr_assert(layout_segment_names(&rec, "n2"));
+	cr_assert(layout_segment_copying(&rec, "n3"), "the other node's copy was written over");
+	cache_env_stop(&x);
+}
+
+Test(clvol_copy_batch, a_step_the_record_refuses_answers_alone_and_the_others_are_written)
+{
+	struct layout_segment rec;
+	struct cache_env x;
+	int res[2];
+
+	batch_env_start(&x);
+	/* n1 holds both: its START is refused on each, nothing is written */
+	batch_step(&x, "n1", CLVOL_COPY_START, res);
+	cr_assert_eq(res[0], -EEXIST);
+	cr_assert_eq(res[1], -EEXIST);
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 0, "a txn that writes nothing");
+	/* 7.1's copy to n2 started alone, then DONE for both: 7.2's is refused */
+	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
+	batch_step(&x, "n2", CLVOL_COPY_DONE, res);
+	cr_assert_eq(res[0], 0);
+	cr_assert_eq(res[1], -ENOENT);
+	rec = stored_at(&x, SEGKEY);
+	cr_assert(layout_segment_names(&rec, "n2"));
+	rec = stored_at(&x, SEGKEY2);
+	cr_assert_not(layout_segment_names(&rec, "n2"));
+	cache_env_stop(&x);
+}
+
+Test(clvol_copy_batch, a_fence_lost_writes_nothing)
+{
+	struct cache_env x;
+	int res[2];
+
+	struct layout_volume vol = { .name = "vm0", .owner = "n3", .epoch = 6, .replicas = 3, .min_replicas = 2,
+				     .size = 1 << 30, .sector_size = 4096,
+				     .state = LAYOUT_VOL_READY };
+	char *val = layout_volume_encode(&vol);
+
+	batch_env_start(&x);
+	/* n3 claimed the volume since */
+	fake_etcd_put(x.fake, P "volumes/vm0", val);
+	free(val);
+	fake_etcd_put(x.fake, P "owners/vm0", "{\"node\":\"n3\",\"epoch\":6}");
+	batch_step(&x, "n2", CLVOL_COPY_START, res);
+	cr_assert_eq(res[0], -ESTALE);
+	cr_assert_eq(res[1], -ESTALE);
+	cr_assert_eq(stored_at(&x, SEGKEY).ncopying, 0);
+	cr_assert_eq(stored_at(&x, SEGKEY2).ncopying, 0);
+	cache_env_stop(&x);
+}
+
+Test(clvol_copy_batch, two_steps_on_one_segment_are_refused)
+{
+	struct cache_env x;
+	char msg[2][64];
+	struct clvol_copy_item it[2] = {
+		{ .id = { 7, 1 }, .node = "n2", .phase = CLVOL_COPY_START, .msg = msg[0],
+		  .msg_len = sizeof(msg[0]) },
+		{ .id = { 7, 1 }, .node = "n3", .phase = CLVOL_COPY_START, .msg = msg[1],
+		  .msg_len = sizeof(msg[1]) },
+	};
+
+	batch_env_start(&x);
+	cr_assert_eq(clvol_segment_copy_batch(x.e, &x.w, "vm0", 5, it, 2), -EINVAL);
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 0);
 	cache_env_stop(&x);
 }

@@ -101,9 +101,29 @@ Test(catchup_rate, backs_off_when_fewer_requests_end_at_the_same_latency)
 	last = r.rate;
 	cr_assert_lt(tick(&r, 100, 2000, true), last);
 	cr_assert_eq(r.kept_pct, 50);
-	/* idle clients are not judged: no stale figure shown */
+	/* idle clients are not judged: no stale figure shown (the first quiet interval
+	 * after busy ones is: clients_that_stall_look_throttled_not_idle) */
+	tick(&r, 0, 0, true);
 	tick(&r, 0, 0, true);
 	cr_assert_eq(r.kept_pct, 0);
+}
+
+Test(catchup_rate, clients_that_stall_look_throttled_not_idle)
+{
+	struct catchup_rate r;
+	uint64_t rate;
+
+	with_base(&r, 500 * MB, 1000);
+	r.rate = 200 * MB;
+	cr_assert_gt(tick(&r, 100, 1000, true), 200 * MB); /* busy, within their share */
+	rate = r.rate;
+	/* then not one request ends in an interval: all wait behind the copies (a
+	 * closed-loop client), or the clients stopped: cut, not doubled */
+	cr_assert_eq(tick(&r, 0, 0, true), rate * 25 / 100);
+	cr_assert_eq(r.why, CATCHUP_RATE_THROTTLED);
+	/* still none: idle after all, the rate doubles again */
+	cr_assert_eq(tick(&r, 0, 0, true), rate * 25 / 100 * 2);
+	cr_assert_eq(r.why, CATCHUP_RATE_CLIENTS_IDLE);
 }
 
 Test(catchup_rate, grows_again_while_clients_are_within_their_share)
@@ -204,4 +224,32 @@ Test(catchup_rate, fixed_at_the_ceiling_when_not_adaptive)
 	cr_assert_eq(tick(&r, 1000, 100000, true), 64 * MB);
 	cr_assert_eq(tick(&r, 0, 0, true), 64 * MB);
 	cr_assert_eq(r.why, CATCHUP_RATE_FIXED);
+}
+
+Test(catchup_rate, cuts_from_what_the_copies_spent_and_deeper_the_further_under)
+{
+	struct catchup_rate r;
+	struct catchup_rate_sample s = { .ms = IVL, .ops = 100, .busy_us = 100 * 1000,
+					  .working = true };
+
+	with_base(&r, 500 * MB, 1000);
+	ticks(&r, 20, 0, 0, true); /* idle clients: the budget at the ceiling, 500 MB/s */
+	/* the copies spent 25 MB in the interval (100 MB/s: the CPU's pace, not the
+	 * budget's) and the clients kept 50 of their 60%: the cut is from 100 MB/s */
+	s.ops = 50;
+	s.busy_us = 50 * 1000;
+	s.bytes = 25 * MB;
+	cr_assert_eq(catchup_rate_tick(&r, &s), 100 * MB * 70 / 100);
+	cr_assert_eq(r.why, CATCHUP_RATE_THROTTLED);
+	/* 20% kept of their 60: a third of it (33%), not 70% */
+	r.rate = 200 * MB;
+	s.ops = 20;
+	s.busy_us = 20 * 1000;
+	s.bytes = 0; /* not known: from the rate */
+	cr_assert_eq(catchup_rate_tick(&r, &s), 200 * MB * 33 / 100);
+	/* 5%: never below a quarter */
+	r.rate = 200 * MB;
+	s.ops = 5 * 4; /* busy: at least CATCHUP_RATE_BUSY_OPS */
+	s.busy_us = s.ops * 1000 * 20; /* 20x slower: 5% by latency */
+	cr_assert_eq(catchup_rate_tick(&r, &s), 200 * MB * 25 / 100);
 }

@@ -1047,6 +1047,35 @@ Test(store, wait_fd_makes_the_loops_sends_in_the_sleep)
 	close(sv[1]);
 }
 
+/* A gathered send (the NBD server's replies: a header, then the data of a read) goes
+ * as one SENDMSG in the sleep's system call, its pieces in order. */
+Test(store, wait_fd_makes_a_gathered_send_in_the_sleep)
+{
+	struct store *st = store_make("waitsendv", MIB, 0);
+	struct iovec iov[] = { { "hdr:", 4 }, { "payload", 7 } };
+	struct loop_send s = { .iov = iov, .iovcnt = 2, .len = 11, .fn = send_noop };
+	struct loop_fds l;
+	struct loop_wait w;
+	int sv[2];
+	char got[16] = { 0 };
+
+	loop_fds_open(&l);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	s.fd = sv[0];
+	s.msg = (struct msghdr){ .msg_iov = iov, .msg_iovlen = 2 }; /* loop_send_queue's */
+	w = wait_plain(&l);
+	w.sends = &s;
+	cr_assert_eq(store_wait_fd(st, &w, 0), 0);
+	cr_assert(s.done, "the store made the send");
+	cr_assert_eq(s.res, 11);
+	cr_assert_eq(read(sv[1], got, sizeof(got)), 11);
+	cr_assert_str_eq(got, "hdr:payload");
+	store_close(st);
+	loop_fds_close(&l);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* A full socket: -EAGAIN at once (MSG_DONTWAIT), the send never left waiting in the
  * ring where it would keep the caller's buffer. */
 Test(store, a_send_to_a_full_socket_completes_eagain_in_the_sleep)
