@@ -48,6 +48,14 @@ struct loop_wait {
 			    completions, and epfd becoming readable, is one; 0 or 1: the
 			    first). Only for a waiter that knows a lone one does nothing:
 			    timeout_ms still bounds the sleep */
+	unsigned min_events_bounded; /* in, instead of min_events (0: none; it may be
+			    more or fewer) for a waiter that can bound the sleep by
+			    min_wait_us (io_uring's min timeout, Linux 6.12): it sleeps until
+			    this many came or, once min_wait_us passed, until the first; one
+			    that cannot uses min_events. Why: a count that may not all come
+			    (a peer that died, a reply split over two reads) costs at most
+			    min_wait_us */
+	unsigned min_wait_us;
 	struct loop_send *sends; /* in: sends to make before the sleep (a waiter that
 			    takes them: loop_set_wait_sends), linked by next. The waiter
 			    sets res and done of each it made; the loop makes the others

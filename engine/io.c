@@ -1173,6 +1173,16 @@ int engine_run(struct engine *eng)
 	return poll_end(eng, n);
 }
 
+/* How long a sleep for a mirrored append's every half may last before the first
+ * completion ends it (loop.h's min_wait_us). It costs only when a count does not
+ * come: a holder that died (the append waits for the peer timeout, ~1 s, anyway), a
+ * reply split over two reads (its rest is read after this). Anything else that comes
+ * is a completion and counts (another client's request: the epoll watch's), and the
+ * loop's timers bound the sleep as before. So well above a replicated QD1 write on a
+ * loaded machine (p90 ~1-2 ms under strace here), where a shorter one wakes the loop
+ * for the local write alone again. */
+#define MIRROR_MIN_WAIT_US 2000
+
 /* How many wake-ups the ring may sleep for (loop.h's min_events). A mirrored append
  * completes when its local write AND its copies did; the local write usually comes
  * first, and waking for it alone is a system call and a context switch for nothing
@@ -1180,17 +1190,33 @@ int engine_run(struct engine *eng)
  * the local half of such an append whose copies are still out, the ring sleeps
  * until two came. Bounded: each of those local writes completes, and the copies
  * come through the loop's sockets, event fds or timers (timeout_ms); anything else
- * that comes meanwhile (a client's request) waits at most for one local write. */
-static unsigned wait_events(const struct engine *eng)
+ * that comes meanwhile (a client's request) waits at most for one local write.
+ * With the kernel's min timeout (min_events_bounded), one such append in flight (a
+ * QD1 write) sleeps for its local write and every reply it awaits, each its own
+ * completion: one wake-up instead of two when the replies come apart, bounded by
+ * MIRROR_MIN_WAIT_US; and when its replies all came before its local write (the
+ * mirror's half completes on the loop's next turn: mirror_both still counts it), one,
+ * where two would sleep on for a wake-up that is not coming. Several appends keep the
+ * two (their completions are better taken as they come, to keep the pipeline going). */
+static void wait_events(const struct engine *eng, struct loop_wait *w)
 {
-	return eng->mirror_both && seg_inflight(eng) == eng->mirror_both ? 2 : 1;
+	bool mirrored_only = eng->mirror_both && seg_inflight(eng) == eng->mirror_both;
+	bool counted = eng->mirror && eng->mirror->replies_awaited;
+
+	w->min_events = mirrored_only ? 2 : 1;
+	w->min_events_bounded = 0;
+	w->min_wait_us = 0;
+	if (mirrored_only && eng->mirror_both == 1 && counted) {
+		w->min_events_bounded = 1 + eng->mirror->replies_awaited(eng->mirror_ctx);
+		w->min_wait_us = MIRROR_MIN_WAIT_US;
+	}
 }
 
 int engine_wait_fd(struct engine *eng, struct loop_wait *w, int timeout_ms)
 {
 	int r;
 
-	w->min_events = wait_events(eng);
+	wait_events(eng, w);
 	r = seg_wait_fd(eng, w, sleep_bound(eng, timeout_ms));
 
 	return r < 0 && (r == -ETIME || r == -EINTR) ? 0 : r;

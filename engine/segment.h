@@ -219,6 +219,10 @@ struct seg_mirror_ops {
 	 * contract above: done runs from the loop, never inside this call; -errno: it
 	 * never runs. Which copies it tried and why each failed is its to log. */
 	int (*fetch)(void *ctx, struct seg_fetch *f);
+	/* replies_awaited (optional): how many replies from other nodes the appends in
+	 * flight still wait for, each a wake-up of the loop of its own (a reply read in
+	 * the ring): the engine sleeps for all of them at once (engine_wait_fd). */
+	unsigned (*replies_awaited)(void *ctx);
 };
 /* Sets (ops NULL: clears) the mirror; the engine's thread, with no segment I/O of a
  * mirrored family in flight. ops and ctx outlive the engine or the next call. Once

@@ -766,6 +766,7 @@ static void append_replied(void *arg, int res, const struct peer_hdr *h, const v
 
 	(void)h;
 	free(q);
+	s->rs->append_replies--;
 	if (!s->rs->closing) {
 		if (r < 0) {
 			char why[128];
@@ -798,6 +799,7 @@ static void op_send(struct rseg *s, struct rop *op)
 		op->sent[op->nsent++] = n;
 		if (r == 0) {
 			op->refs++;
+			s->rs->append_replies++;
 			continue;
 		}
 		seg_drop(s, n, send_failed_why(r));
@@ -1590,6 +1592,13 @@ static void mirror_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 	rs->in_hook = false;
 }
 
+static unsigned mirror_replies_awaited(void *ctx)
+{
+	const struct replicas *rs = ctx;
+
+	return rs->append_replies;
+}
+
 static const struct seg_mirror_ops mirror_ops = {
 	.wants = mirror_wants,
 	.opened = mirror_opened,
@@ -1598,6 +1607,7 @@ static const struct seg_mirror_ops mirror_ops = {
 	.sealed = mirror_sealed,
 	.deleted = mirror_deleted,
 	.fetch = readaround_fetch,
+	.replies_awaited = mirror_replies_awaited,
 };
 
 static const struct engine_base_ops base_ops = { .read = baseread_read };

@@ -178,6 +178,8 @@ struct replicas {
 	struct loop_task *kick;         /* completions deferred out of the engine's calls */
 	struct rseg *kicked;            /* the segments whose completions were deferred */
 	bool in_hook;                   /* inside a mirror hook: complete nothing now */
+	unsigned append_replies;        /* SEG_APPEND replies awaited (mirror_ops'
+					   replies_awaited: the engine sleeps for them) */
 	struct seg_call *calls;         /* etcd calls not answered yet */
 	struct fam_call *fam_calls;     /* numbers.c, reconcile.c: their calls in flight */
 	struct rflush **flushes;        /* flushes waiting for records */

@@ -58,6 +58,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define STORE_DEFAULT_QD 256u
@@ -121,6 +122,7 @@ struct store {
 				    (counted in in_ring too: they take CQ entries) */
 	int poll_nevents;	 /* events an EPOLL_WAIT collected when it completed */
 	bool epoll_wait_op;	 /* the kernel has IORING_OP_EPOLL_WAIT */
+	bool min_wait;		 /* the kernel has the min timeout (enter_min_wait) */
 	bool trace;		 /* LOG_DEBUG at open: slow requests and flushes logged */
 	struct store_req *free;
 	struct store_req *pending_head;
@@ -614,9 +616,52 @@ int store_submit(struct store *st)
 	return ring_submit(st);
 }
 
+/* The kernel's min timeout (Linux 6.12): io_uring_getevents_arg's min_wait_usec, which
+ * liburing 2.3 calls pad and does not fill. Our own copy of the struct, the same size. */
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
+struct getevents_arg {
+	uint64_t sigmask;
+	uint32_t sigmask_sz;
+	uint32_t min_wait_usec;
+	uint64_t ts;
+};
+_Static_assert(sizeof(struct getevents_arg) == sizeof(struct io_uring_getevents_arg),
+	       "the kernel's struct");
+
+/* io_uring_submit_and_wait_timeout() with a min timeout, which liburing 2.3 cannot
+ * pass: the SQ is flushed as liburing does (no SQPOLL here), then one io_uring_enter
+ * submits it and sleeps until nr completions came or, once min_wait_us passed, until
+ * the first (timeout_ms < 0: none, so the min timeout ends the sleep). Returns what
+ * io_uring_enter returns, or -errno. */
+static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, int timeout_ms)
+{
+	struct io_uring_sq *sq = &st->ring.sq;
+	struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000,
+					.tv_nsec = (long long)(timeout_ms % 1000) * 1000000 };
+	struct getevents_arg arg = { .min_wait_usec = min_wait_us,
+				     .ts = timeout_ms < 0 ? 0 : (uint64_t)(uintptr_t)&ts };
+	unsigned submit;
+	long r;
+
+	if (sq->sqe_head != sq->sqe_tail) {
+		sq->sqe_head = sq->sqe_tail;
+		__atomic_store_n(sq->ktail, sq->sqe_tail, __ATOMIC_RELEASE);
+	}
+	submit = sq->sqe_tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
+	r = syscall(__NR_io_uring_enter, st->ring.ring_fd, submit, nr,
+		    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
+	return r < 0 ? -errno : (int)r;
+}
+
 /* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,
- * waits up to timeout_ms (-1: forever) for nr of them (at least one). 0 or -errno. */
-static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr)
+ * waits up to timeout_ms (-1: forever) for nr of them (at least one); with the
+ * kernel's min timeout and nr_bounded (not 0), for nr_bounded of them instead (more
+ * or fewer) or, once min_wait_us passed, the first (loop.h's min_events_bounded).
+ * 0 or -errno. */
+static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr, unsigned nr_bounded,
+			   unsigned min_wait_us)
 {
 	int r;
 
@@ -624,6 +669,8 @@ static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr)
 
 	if (timeout_ms == 0 || idle || io_uring_cq_ready(&st->ring)) {
 		r = io_uring_submit(&st->ring);
+	} else if (st->min_wait && nr_bounded && min_wait_us) {
+		r = enter_min_wait(st, nr_bounded, min_wait_us, timeout_ms);
 	} else if (timeout_ms < 0) {
 		r = io_uring_submit_and_wait(&st->ring, nr ? nr : 1);
 	} else {
@@ -650,7 +697,7 @@ int store_poll(struct store *st, int timeout_ms)
 	if (!st)
 		return -EINVAL;
 	pending_drain(st);
-	r = submit_and_wait(st, timeout_ms, 1);
+	r = submit_and_wait(st, timeout_ms, 1, 0, 0);
 	return r < 0 ? r : reap(st, true);
 }
 
@@ -865,7 +912,9 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 	/* each send in the ring's CQE is one more to wait for (its completion wakes
 	 * nothing) */
 	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms,
-			    (w->min_events ? w->min_events : 1) + st->sends_in_ring);
+			    (w->min_events ? w->min_events : 1) + st->sends_in_ring,
+			    w->min_events_bounded ? st->sends_in_ring + w->min_events_bounded : 0,
+			    w->min_wait_us);
 	if (r < 0) {
 		int rs = sends_reap(st);
 
@@ -883,6 +932,11 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 	w->nevents = st->poll_fired && !stale ? st->poll_nevents : 0;
 	st->poll_fired = false;
 	return r;
+}
+
+bool store_has_min_wait(const struct store *st)
+{
+	return st && st->min_wait;
 }
 
 unsigned store_inflight(const struct store *st)
@@ -1171,6 +1225,8 @@ static int ring_open(struct store *st, unsigned queue_depth)
 	}
 	st->max_in_ring = p.cq_entries - STORE_FD_POLL_CQES;
 	st->epoll_wait_op = ring_has_op(&st->ring, STORE_OP_EPOLL_WAIT);
+	st->min_wait = (p.features & IORING_FEAT_MIN_TIMEOUT) &&
+		       (p.features & IORING_FEAT_EXT_ARG);
 	r = io_uring_register_files(&st->ring, &st->fd, 1);
 	if (r < 0) {
 		log_msg(LOG_ERROR, "store", "%s: io_uring_register_files: %s", st->path,

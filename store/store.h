@@ -94,7 +94,10 @@ int store_reap(struct store *st);
  * ready. One fd per store: another fd or buffer is -EINVAL while the watch is armed.
  * w->min_events > 1: the sleep lasts until that many completions (the watch's
  * counts one) or the timeout, not until the first: the caller knows that a lone one
- * would wake it for nothing (engine.h's engine_wait_fd).
+ * would wake it for nothing (engine.h's engine_wait_fd). w->min_events_bounded with
+ * w->min_wait_us: where the kernel has the min timeout (store_has_min_wait), the sleep
+ * lasts until that many came (more or fewer than min_events), or once min_wait_us
+ * passed until the first; elsewhere min_events counts.
  * w->sends (loop.h's loop_send): each goes into this call's submit as a non-blocking
  * IORING_OP_SEND (a full socket: -EAGAIN), and has its res with done set when the call
  * returns, so their buffers are the caller's again; their completions end no sleep.
@@ -112,6 +115,9 @@ int store_reap(struct store *st);
  * Returns the number of callbacks run, or -errno. */
 struct loop_wait;
 int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms);
+/* Whether store_wait_fd() honours w->min_events_bounded (the kernel's min timeout,
+ * IORING_FEAT_MIN_TIMEOUT, Linux 6.12). */
+bool store_has_min_wait(const struct store *st);
 /* Number of requests submitted or queued whose callback has not run yet. */
 unsigned store_inflight(const struct store *st);
 /* An eventfd that becomes readable when completions are ready (for epoll loops).

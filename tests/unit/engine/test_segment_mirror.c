@@ -10,7 +10,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
+#include "common/loop.h"
 #include "engine/engine_internal.h"
 #include "engine/segment.h"
 
@@ -28,6 +31,7 @@ struct fake {
 	uint32_t slot, sno, seal_len, deleted_slot, deleted_sno, block, nblocks;
 	uint64_t uid, deleted_uid;
 	int refuse;         /* append/flush return this (<0) instead of starting */
+	unsigned replies;   /* replies_awaited's answer */
 	seg_cb cb;          /* the one call in flight */
 	void *arg;
 };
@@ -97,9 +101,16 @@ static void fake_deleted(void *ctx, uint32_t slot, uint64_t uid, uint32_t sno)
 	fk.deleted_sno = sno;
 }
 
+static unsigned fake_replies_awaited(void *ctx)
+{
+	(void)ctx;
+	return fk.replies;
+}
+
 static const struct seg_mirror_ops fake_ops = {
 	.wants = fake_wants, .opened = fake_opened, .append = fake_append,
 	.flush = fake_flush, .sealed = fake_sealed, .deleted = fake_deleted,
+	.replies_awaited = fake_replies_awaited,
 };
 
 /* The engine closes without the fake (its close flushes): what the fake holds is done. */
@@ -228,6 +239,52 @@ Test(segment_mirror, a_mirror_that_refuses_fails_the_append_once)
 	cr_assert(d.done);
 	cr_assert_eq(d.res, -ENOMEM);
 	seg_buf_free(buf);
+}
+
+/* What engine_wait_fd asks the loop's waiter to sleep for right after one mirrored
+ * append whose mirror awaits `replies` (its local write not submitted yet: the call
+ * submits it, and may reap it, so each test asks once before the write came); then
+ * the append is finished, and what it asks once the local write came is checked too. */
+static void lone_append_asks(unsigned replies, unsigned bounded)
+{
+	uint32_t slot = open_family(MIRRORED);
+	uint8_t *buf = seg_buf_alloc(2 * BLK);
+	struct done d = { 0 };
+	struct loop_wait w;
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+	cr_assert_geq(epfd, 0);
+	w = (struct loop_wait){ .epfd = epfd };
+	cr_assert_eq(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), 0);
+	fk.replies = replies;
+	cr_assert_geq(engine_wait_fd(eng, &w, 0), 0);
+	cr_assert_eq(w.min_events, 2);
+	cr_assert_eq(w.min_events_bounded, bounded, "%u replies awaited: %u asked", replies,
+		     w.min_events_bounded);
+	cr_assert_gt(w.min_wait_us, 0, "a count that may not all come needs a bound");
+	drain_local();
+	cr_assert_geq(engine_wait_fd(eng, &w, 0), 0);
+	cr_assert_eq(w.min_events, 1);
+	cr_assert_eq(w.min_events_bounded, 0, "no local write in flight: the first reply");
+	fk.replies = 0;
+	mirror_completes(0);
+	cr_assert(d.done);
+	seg_buf_free(buf);
+	close(epfd);
+}
+
+/* With one mirrored append in flight: its local write and every reply the mirror
+ * awaits, bounded by a min wait ... */
+Test(segment_mirror, a_lone_append_sleeps_for_its_write_and_every_reply)
+{
+	lone_append_asks(2, 3);
+}
+
+/* ... and the write alone when the replies all came first (the mirror's half completes
+ * on the loop's next turn: min_events' two would sleep on for one not coming). */
+Test(segment_mirror, a_lone_append_whose_replies_came_sleeps_for_its_write_alone)
+{
+	lone_append_asks(0, 1);
 }
 
 Test(segment_mirror, flush_waits_for_the_mirrors_flush)

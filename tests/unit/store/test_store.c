@@ -811,55 +811,108 @@ static int timer_in(const struct loop_fds *l, int ms)
 	return fd;
 }
 
-/* min_events 2 (engine_wait_fd: a mirrored append's local write alone would wake the
- * loop for nothing): the write's completion does not end the sleep; the fd's
- * readiness, 50 ms later, does, and the one call reaps both. */
-Test(store, wait_fd_sleeps_until_min_events_came)
+/* A store of its own with a kernel that honours w's counts (bounded: the min timeout,
+ * else the test is skipped), or NULL. */
+static struct store *store_for_counts(const char *name, bool bounded)
 {
-	struct store *st = store_make("waitmin", MIB, 0);
+	struct store *st = store_make(name, MIB, 0);
+
+	if (bounded && !store_has_min_wait(st)) {
+		store_close(st);
+		cr_skip_test("the kernel has no IORING_FEAT_MIN_TIMEOUT");
+	}
+	return st;
+}
+
+/* One write, and the loop's fd readable 50 ms later: one store_wait_fd() with w's
+ * counts and no timeout reaps the write; returns whether the fd's readiness ended
+ * that sleep (it lasted past the write). */
+static bool write_then_fd_in_one_sleep(const char *name, struct loop_wait w, bool bounded)
+{
+	struct store *st = store_for_counts(name, bounded);
 	char *buf = store_buf_alloc(BLK);
 	struct done d = { 0 };
 	struct loop_fds l;
-	struct loop_wait w;
+	struct loop_wait arm;
 	int tfd, ran;
 
 	loop_fds_open(&l);
-	w = (struct loop_wait){ .epfd = l.epfd };
-	cr_assert_eq(store_wait_fd(st, &w, 0), 0); /* the fd's watch armed, nothing ready */
+	arm = (struct loop_wait){ .epfd = l.epfd };
+	cr_assert_eq(store_wait_fd(st, &arm, 0), 0); /* the fd's watch armed, nothing ready */
 	tfd = timer_in(&l, 50);
 	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
-	w.min_events = 2;
+	w.epfd = l.epfd;
 	ran = store_wait_fd(st, &w, -1);
 	cr_assert_eq(ran, 1);
 	cr_assert_eq(d.calls, 1);
-	cr_assert(w.ready, "woken by the write alone: min_events not honoured");
 	store_close(st);
 	close(tfd);
 	loop_fds_close(&l);
 	store_buf_free(buf);
+	return w.ready;
 }
 
-/* ... and the timeout still bounds it when the second never comes. */
-Test(store, wait_fd_min_events_is_bounded_by_the_timeout)
+/* One write and nothing else: store_wait_fd() with w's counts and timeout_ms, until it
+ * reaps the write (tries of them); w.ready must stay false. */
+static void write_alone_ends_the_sleep(const char *name, struct loop_wait w, bool bounded,
+				       int timeout_ms, int tries)
 {
-	struct store *st = store_make("waitmint", MIB, 0);
+	struct store *st = store_for_counts(name, bounded);
 	char *buf = store_buf_alloc(BLK);
 	struct done d = { 0 };
 	struct loop_fds l;
-	struct loop_wait w;
 	int ran = 0;
 
 	loop_fds_open(&l);
-	w = (struct loop_wait){ .epfd = l.epfd, .min_events = 2 };
+	w.epfd = l.epfd;
 	cr_assert_eq(store_write(st, 0, buf, BLK, on_done, &d), 0);
-	for (int i = 0; i < 100 && !ran; i++)
-		ran = store_wait_fd(st, &w, 20);
+	for (int i = 0; i < tries && !ran; i++)
+		ran = store_wait_fd(st, &w, timeout_ms);
 	cr_assert_eq(ran, 1);
 	cr_assert_eq(d.res, BLK);
 	cr_assert_not(w.ready);
 	store_close(st);
 	loop_fds_close(&l);
 	store_buf_free(buf);
+}
+
+/* min_events 2 (engine_wait_fd: a mirrored append's local write alone would wake the
+ * loop for nothing): the write's completion does not end the sleep; the fd's
+ * readiness, 50 ms later, does, and the one call reaps both. */
+Test(store, wait_fd_sleeps_until_min_events_came)
+{
+	cr_assert(write_then_fd_in_one_sleep("waitmin", (struct loop_wait){ .min_events = 2 },
+					     false),
+		  "woken by the write alone: min_events not honoured");
+}
+
+/* ... and the timeout still bounds it when the second never comes. */
+Test(store, wait_fd_min_events_is_bounded_by_the_timeout)
+{
+	write_alone_ends_the_sleep("waitmint", (struct loop_wait){ .min_events = 2 }, false,
+				   20, 100);
+}
+
+/* min_events_bounded (engine_wait_fd: a lone mirrored append sleeps for its local write
+ * and every reply): with the kernel's min timeout, the write and the fd's readiness
+ * 50 ms later are one wake-up, though min_events says one. */
+Test(store, wait_fd_sleeps_until_min_events_bounded_came)
+{
+	struct loop_wait w = { .min_events = 1, .min_events_bounded = 2,
+			       .min_wait_us = 60u * 1000 * 1000 /* far past the timer */ };
+
+	cr_assert(write_then_fd_in_one_sleep("waitbnd", w, true),
+		  "woken by the write alone: min_events_bounded not honoured");
+}
+
+/* ... and min_wait_us bounds it when the rest never comes (a holder that died): with
+ * no timeout at all, the sleep ends after min_wait_us with the write that came. */
+Test(store, wait_fd_min_events_bounded_is_bounded_by_min_wait, .timeout = 30)
+{
+	struct loop_wait w = { .min_events = 1, .min_events_bounded = 3,
+			       .min_wait_us = 20 * 1000 };
+
+	write_alone_ends_the_sleep("waitbndw", w, true, -1, 1);
 }
 
 /* The poll has its own CQ entry: a ring full of requests cannot overflow with it. */
