@@ -21,6 +21,7 @@
 #include "common/loop.h"
 #include "common/worker.h"
 #include "engine/engine.h"
+#include "engine/logcheck.h"
 #include "engine/segment.h"
 #include "replication/ec.h"
 #include "replication/dropown.h"
@@ -74,6 +75,7 @@ struct ejob {
 	unsigned pending;            /* puts (or deletes) not answered */
 	int put_res;                 /* the first failure among them */
 	int enc_res;                 /* the worker's result */
+	uint32_t bad_first, bad_end; /* -EILSEQ: the blocks of the local copy read wrong */
 	struct cluster_vol_req req;
 	uint64_t start_ms;
 	/* the replicas' holders as the scan read them: sent SEG_DELETE once the stripe's
@@ -203,6 +205,13 @@ static void job_encode(void *arg)
 	struct ejob *j = arg;
 	struct ec_code *code = NULL;
 
+	/* The local copy as read back, judged by its own log first: a block the disk
+	 * returned wrong would go into fragments whose own CRCs hold (they are computed
+	 * here), and the replicas, the good copy among them, would then be dropped. */
+	j->enc_res = logcheck_image_check(j->seg, j->g.seg_blocks, j->uid, j->sno,
+					  &j->bad_first, &j->bad_end);
+	if (j->enc_res < 0)
+		return;
 	j->enc_res = ec_code_create(j->g.k, j->g.m, &code);
 	if (j->enc_res == 0)
 		j->enc_res = ec_stripe_images(code, &j->g, j->seg, j->uid, j->sno,
@@ -559,6 +568,15 @@ static void job_put_all(struct ejob *j)
 	struct efam *f = efam_get(j->e, j->uid);
 	int r;
 
+	if (j->enc_res == -EILSEQ) {
+		char what[LAYOUT_ID_MAX + 160];
+
+		snprintf(what, sizeof(what), "checking the local copy (blocks %" PRIu32 "-%" PRIu32
+			 " fail their checksum; `quill scrub %s` repairs them from a replica)",
+			 j->bad_first, j->bad_end - 1, j->vol);
+		job_fail(j, j->enc_res, what);
+		return;
+	}
 	if (j->enc_res < 0) {
 		job_fail(j, j->enc_res, "encoding");
 		return;
