@@ -913,12 +913,18 @@ static void batch_prepare(struct etcd *e, const struct clvol_who *w, int64_t epo
 	it->res = r;
 }
 
+/* A batch's range read takes at most this many records per record it wants. */
+#define BATCH_READ_SPAN 16u
+
 /* The records of the steps this node did not write last, read by one range from the
  * first key to the last (a scan's copies go in key order: neighbours) and known from
- * then on as read; a step whose record it did not find reads it alone. */
-static void batch_read(struct etcd *e, const struct clvol_who *w, const struct batch_rec *b,
-		       size_t n)
+ * then on as read; a step whose record it did not find reads it alone. Only if they
+ * are of one family and near enough (BATCH_READ_SPAN): far apart, a range would read
+ * every record between them on the session thread; each reads its own then. */
+static void batch_read(struct etcd *e, const struct clvol_who *w,
+		       const struct clvol_copy_item *items, const struct batch_rec *b, size_t n)
 {
+	const struct layout_segid *lo = NULL, *hi = NULL;
 	const char *first = NULL, *last = NULL;
 	char end[KEY_MAX + 1];
 	struct etcd_kv *kvs = NULL;
@@ -928,13 +934,18 @@ static void batch_read(struct etcd *e, const struct clvol_who *w, const struct b
 	for (size_t i = 0; w->cache && i < n; i++) {
 		if (!b[i].key[0] || segcache_find(w->cache, b[i].key))
 			continue;
-		unknown++;
-		if (!first || strcmp(b[i].key, first) < 0)
+		if (unknown++ && items[i].id.family != lo->family)
+			return; /* (the keys of one family are in seq order) */
+		if (!lo || items[i].id.seq < lo->seq) {
+			lo = &items[i].id;
 			first = b[i].key;
-		if (!last || strcmp(b[i].key, last) > 0)
+		}
+		if (!hi || items[i].id.seq > hi->seq) {
+			hi = &items[i].id;
 			last = b[i].key;
+		}
 	}
-	if (unknown < 2)
+	if (unknown < 2 || hi->seq - lo->seq >= unknown * BATCH_READ_SPAN)
 		return;
 	etcd_prefix_end(last, end); /* just past it: the keys are all of one length */
 	if (etcd_range(e, first, end, &rev, &kvs, &nkv) < 0)
@@ -1014,7 +1025,7 @@ int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const ch
 		if (it->res < 0)
 			b[i].key[0] = 0;
 	}
-	batch_read(e, w, b, n);
+	batch_read(e, w, items, b, n);
 	for (size_t i = 0; i < n; i++)
 		if (b[i].key[0])
 			batch_prepare(e, w, epoch, &items[i], &b[i]);
