@@ -473,9 +473,8 @@ Test(clvol_copy_batch, a_fence_lost_writes_nothing)
 {
 	struct cache_env x;
 	int res[2];
-
-	struct layout_volume vol = { .name = "vm0", .owner = "n3", .epoch = 6, .replicas = 3, .min_replicas = 2,
-				     .size = 1 << 30, .sector_size = 4096,
+	struct layout_volume vol = { .name = "vm0", .owner = "n3", .epoch = 6, .replicas = 3,
+				     .min_replicas = 2, .size = 1 << 30, .sector_size = 4096,
 				     .state = LAYOUT_VOL_READY };
 	char *val = layout_volume_encode(&vol);
 
