@@ -553,6 +553,21 @@ static int seg_key(const struct clvol_who *w, const char *name, const struct lay
 	return 0;
 }
 
+/* Into t: cmp (taken) on the segment's key, and seg put at key if it holds. */
+static int seg_push(struct clvol_txn *t, const char *key, const struct layout_segment *seg,
+		    struct json_object *cmp)
+{
+	char *val = layout_segment_encode(seg);
+	int r = val ? push(t->cmp, cmp) : -ENOMEM;
+
+	if (!val)
+		json_object_put(cmp);
+	if (r == 0)
+		r = push(t->ok, etcd_json_put_op(key, val, 0));
+	free(val);
+	return r;
+}
+
 /* A fenced txn putting seg at key, with an extra compare on the segment's key (taken);
  * *rev (NULL: not wanted): the key's new mod_revision when it held (0: not known). */
 static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
@@ -560,19 +575,14 @@ static int seg_put(struct etcd *e, const struct clvol_who *w, const char *name, 
 		   bool *held, int64_t *rev, char *msg, size_t len)
 {
 	struct clvol_txn t;
-	char *val = layout_segment_encode(seg);
 	bool ok = false;
-	int r = val ? fenced_new(w, name, epoch, &t) : -ENOMEM;
+	int r = fenced_new(w, name, epoch, &t);
 
 	if (r < 0) {
 		json_object_put(cmp);
-		free(val);
 		return r;
 	}
-	r = push(t.cmp, cmp);
-	if (r == 0)
-		r = push(t.ok, etcd_json_put_op(key, val, 0));
-	free(val);
+	r = seg_push(&t, key, seg, cmp);
 	if (r == 0)
 		r = txn_run_rev(e, &t, &ok, rev, msg, len);
 	clvol_txn_free(&t);
@@ -616,6 +626,40 @@ int clvol_segment_open(struct etcd *e, const struct clvol_who *w, const char *na
 			  len);
 }
 
+/* rec (segment id's) changed by apply(rec, arg) as of this epoch: 0, or apply's refusal
+ * (-errno, its sentence in msg). */
+static int seg_change(struct layout_segment *rec, const struct layout_segid *id, int64_t epoch,
+		      int (*apply)(struct layout_segment *rec, const void *arg, char *msg,
+				   size_t len),
+		      const void *arg, char *msg, size_t len)
+{
+	int r;
+
+	rec->id = *id;
+	r = apply(rec, arg, msg, len);
+	if (r == 0)
+		rec->epoch = epoch;
+	return r;
+}
+
+/* The record at key as etcd has it, and its revision: 0, -ENOENT, or -errno (why in
+ * msg). */
+static int seg_read(struct etcd *e, const char *key, struct layout_segment *rec, int64_t *mod,
+		    char *msg, size_t len)
+{
+	struct etcd_kv *kv = NULL;
+	int r = get_one(e, key, &kv, msg, len);
+
+	if (r < 0)
+		return r;
+	r = layout_segment_decode(kv->value, kv->value_len, rec);
+	if (r < 0)
+		r = say(-EPROTO, msg, len, "the record of segment %s does not decode", key);
+	*mod = kv->mod_revision;
+	etcd_kv_free(kv, 1);
+	return r;
+}
+
 /* One read-modify-write of the record at key: from rec as of revision mod. 0 and
  * *ok (written), or -errno (an etcd error; apply's refusal, with *refused set). */
 static int seg_rmw(struct etcd *e, const struct clvol_who *w, const char *name, int64_t epoch,
@@ -625,14 +669,11 @@ static int seg_rmw(struct etcd *e, const struct clvol_who *w, const char *name, 
 		   const void *arg, bool *ok, bool *refused, char *msg, size_t len)
 {
 	int64_t rev = 0;
-	int r;
+	int r = seg_change(rec, id, epoch, apply, arg, msg, len);
 
-	rec->id = *id;
-	r = apply(rec, arg, msg, len);
 	*refused = r < 0;
 	if (r < 0)
 		return r;
-	rec->epoch = epoch;
 	r = seg_put(e, w, name, epoch, key, rec, etcd_json_compare_eq(key, ETCD_TARGET_MOD, mod),
 		    ok, &rev, msg, len);
 	if (r == 0)
@@ -651,8 +692,8 @@ static int seg_update(struct etcd *e, const struct clvol_who *w, const char *nam
 {
 	struct segcache_slot *known;
 	struct layout_segment rec;
-	struct etcd_kv *kv = NULL;
 	char key[KEY_MAX];
+	int64_t mod = 0;
 	bool ok = false;
 	int r = seg_key(w, name, id, key, msg, len);
 
@@ -670,19 +711,13 @@ static int seg_update(struct etcd *e, const struct clvol_who *w, const char *nam
 		if ((r < 0 && !refused) || (r == 0 && ok))
 			return r;
 	}
-	r = get_one(e, key, &kv, msg, len);
+	r = seg_read(e, key, &rec, &mod, msg, len);
 	if (r == -ENOENT)
 		return seg_failed(e, w, name, epoch, -ENOENT, "that segment is not recorded", msg,
 				  len);
-	if (r < 0)
-		return r;
-	r = layout_segment_decode(kv->value, kv->value_len, &rec);
-	if (r < 0)
-		r = say(-EPROTO, msg, len, "the record of segment %s does not decode", key);
 	if (r == 0)
-		r = seg_rmw(e, w, name, epoch, id, key, &rec, kv->mod_revision, apply, arg, &ok,
+		r = seg_rmw(e, w, name, epoch, id, key, &rec, mod, apply, arg, &ok,
 			    &(bool){ false }, msg, len);
-	etcd_kv_free(kv, 1);
 	if (r < 0 || ok)
 		return r;
 	return seg_failed(e, w, name, epoch, -EAGAIN, "that segment changed meanwhile: try again",
@@ -839,7 +874,7 @@ int clvol_segment_copy(struct etcd *e, const struct clvol_who *w, const char *na
 /* One step of a batch: its key, its record as the step changes it, the revision the
  * txn compares; in_txn: written by the batch's txn; alone: run by itself after it. */
 struct batch_rec {
-	char key[KEY_MAX];
+	char key[KEY_MAX]; /* "": the step is answered already */
 	struct layout_segment rec;
 	int64_t mod;
 	bool in_txn, alone;
@@ -847,70 +882,70 @@ struct batch_rec {
 
 /* it's record changed by its step into b, from what this node wrote last (no read) or
  * from a read; else it->res (its answer) or b->alone (clvol_segment_copy decides). */
-static void batch_prepare(struct etcd *e, const struct clvol_who *w, const char *name,
+static void batch_prepare(struct etcd *e, const struct clvol_who *w, int64_t epoch,
 			  struct clvol_copy_item *it, struct batch_rec *b)
 {
 	struct copy_step step = { .node = it->node, .phase = it->phase,
 				  .gone = it->phase == CLVOL_COPY_DONE ? it->gone : NULL };
-	struct segcache_slot *known;
-	struct etcd_kv *kv = NULL;
-	int r = seg_key(w, name, &it->id, b->key, it->msg, it->msg_len);
+	struct segcache_slot *known = segcache_find(w->cache, b->key);
+	int r;
 
-	if (r < 0) {
-		it->res = r;
-		return;
-	}
-	known = segcache_find(w->cache, b->key);
 	if (known) {
 		b->rec = known->rec;
 		b->mod = known->mod;
-		b->rec.id = it->id;
 		/* (a refusal of what may be an old copy is not an answer: alone, it reads) */
-		b->in_txn = apply_copy(&b->rec, &step, it->msg, it->msg_len) == 0;
+		b->in_txn = seg_change(&b->rec, &it->id, epoch, apply_copy, &step, it->msg,
+				       it->msg_len) == 0;
 		b->alone = !b->in_txn;
 		return;
 	}
-	r = get_one(e, b->key, &kv, it->msg, it->msg_len);
+	r = seg_read(e, b->key, &b->rec, &b->mod, it->msg, it->msg_len);
 	if (r == -ENOENT) {
 		b->alone = true; /* its answer says whether the fence holds */
 		return;
 	}
-	if (r == 0 && layout_segment_decode(kv->value, kv->value_len, &b->rec) < 0)
-		r = say(-EPROTO, it->msg, it->msg_len, "the record of segment %s does not decode",
-			b->key);
 	if (r == 0) {
-		b->mod = kv->mod_revision;
 		/* known as read: should the txn fail, this step alone compares it unread */
 		segcache_put(w->cache, b->key, &b->rec, b->mod);
-		b->rec.id = it->id;
-		r = apply_copy(&b->rec, &step, it->msg, it->msg_len);
+		r = seg_change(&b->rec, &it->id, epoch, apply_copy, &step, it->msg, it->msg_len);
 		b->in_txn = r == 0;
 	}
-	etcd_kv_free(kv, 1);
 	it->res = r;
 }
 
+/* A batch's range read takes at most this many records per record it wants. */
+#define BATCH_READ_SPAN 16u
+
 /* The records of the steps this node did not write last, read by one range from the
  * first key to the last (a scan's copies go in key order: neighbours) and known from
- * then on as read; a step whose record it did not find reads it alone. */
-static void batch_read(struct etcd *e, const struct clvol_who *w, const char *name,
-		       const struct clvol_copy_item *items, size_t n)
+ * then on as read; a step whose record it did not find reads it alone. Only if they
+ * are of one family and near enough (BATCH_READ_SPAN): far apart, a range would read
+ * every record between them on the session thread; each reads its own then. */
+static void batch_read(struct etcd *e, const struct clvol_who *w,
+		       const struct clvol_copy_item *items, const struct batch_rec *b, size_t n)
 {
-	char first[KEY_MAX] = "", last[KEY_MAX] = "", key[KEY_MAX], end[KEY_MAX + 1];
+	const struct layout_segid *lo = NULL, *hi = NULL;
+	const char *first = NULL, *last = NULL;
+	char end[KEY_MAX + 1];
 	struct etcd_kv *kvs = NULL;
 	size_t unknown = 0, nkv = 0;
 	int64_t rev;
 
 	for (size_t i = 0; w->cache && i < n; i++) {
-		if (layout_segment_key(key, KEY_MAX, w->prefix, name, &items[i].id) < 0 ||
-		    segcache_find(w->cache, key))
+		if (!b[i].key[0] || segcache_find(w->cache, b[i].key))
 			continue;
-		if (!unknown++ || strcmp(key, first) < 0)
-			snprintf(first, sizeof(first), "%s", key);
-		if (strcmp(key, last) > 0)
-			snprintf(last, sizeof(last), "%s", key);
+		if (unknown++ && items[i].id.family != lo->family)
+			return; /* (the keys of one family are in seq order) */
+		if (!lo || items[i].id.seq < lo->seq) {
+			lo = &items[i].id;
+			first = b[i].key;
+		}
+		if (!hi || items[i].id.seq > hi->seq) {
+			hi = &items[i].id;
+			last = b[i].key;
+		}
 	}
-	if (unknown < 2)
+	if (unknown < 2 || hi->seq - lo->seq >= unknown * BATCH_READ_SPAN)
 		return;
 	etcd_prefix_end(last, end); /* just past it: the keys are all of one length */
 	if (etcd_range(e, first, end, &rev, &kvs, &nkv) < 0)
@@ -919,11 +954,11 @@ static void batch_read(struct etcd *e, const struct clvol_who *w, const char *na
 		struct layout_segment rec;
 
 		for (size_t i = 0; i < n; i++)
-			if (layout_segment_key(key, KEY_MAX, w->prefix, name, &items[i].id) == 0 &&
-			    strlen(key) == kvs[k].key_len && !memcmp(key, kvs[k].key, kvs[k].key_len) &&
-			    !segcache_find(w->cache, key) &&
+			if (b[i].key[0] && strlen(b[i].key) == kvs[k].key_len &&
+			    !memcmp(b[i].key, kvs[k].key, kvs[k].key_len) &&
+			    !segcache_find(w->cache, b[i].key) &&
 			    layout_segment_decode(kvs[k].value, kvs[k].value_len, &rec) == 0)
-				segcache_put(w->cache, key, &rec, kvs[k].mod_revision);
+				segcache_put(w->cache, b[i].key, &rec, kvs[k].mod_revision);
 	}
 	etcd_kv_free(kvs, nkv);
 }
@@ -945,19 +980,10 @@ static int batch_write(struct etcd *e, const struct clvol_who *w, const char *na
 	if (!puts)
 		return 0;
 	r = fenced_new(w, name, epoch, &t);
-	for (size_t i = 0; r == 0 && i < n; i++) {
-		char *val;
-
-		if (!b[i].in_txn)
-			continue;
-		b[i].rec.epoch = epoch;
-		val = layout_segment_encode(&b[i].rec);
-		r = val ? push(t.cmp, etcd_json_compare_eq(b[i].key, ETCD_TARGET_MOD, b[i].mod))
-			: -ENOMEM;
-		if (r == 0)
-			r = push(t.ok, etcd_json_put_op(b[i].key, val, 0));
-		free(val);
-	}
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (b[i].in_txn)
+			r = seg_push(&t, b[i].key, &b[i].rec,
+				     etcd_json_compare_eq(b[i].key, ETCD_TARGET_MOD, b[i].mod));
 	if (r == 0)
 		r = txn_run_rev(e, &t, ok, &rev, msg, len);
 	clvol_txn_free(&t);
@@ -987,17 +1013,22 @@ int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const ch
 	b = calloc(n, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	batch_read(e, w, name, items, n);
 	for (size_t i = 0; i < n; i++) {
-		items[i].res = 0;
-		items[i].msg[0] = 0;
-		items[i].alone = false;
-		if (!layout_id_valid(items[i].node))
-			items[i].res = say(-EINVAL, items[i].msg, items[i].msg_len,
-					   "'%.80s' is not a node id", items[i].node);
-		else
-			batch_prepare(e, w, name, &items[i], &b[i]);
+		struct clvol_copy_item *it = &items[i];
+
+		it->msg[0] = 0;
+		it->alone = false;
+		it->res = layout_id_valid(it->node)
+				  ? seg_key(w, name, &it->id, b[i].key, it->msg, it->msg_len)
+				  : say(-EINVAL, it->msg, it->msg_len, "'%.80s' is not a node id",
+					it->node);
+		if (it->res < 0)
+			b[i].key[0] = 0;
 	}
+	batch_read(e, w, items, b, n);
+	for (size_t i = 0; i < n; i++)
+		if (b[i].key[0])
+			batch_prepare(e, w, epoch, &items[i], &b[i]);
 	r = batch_write(e, w, name, epoch, b, n, &ok, msg, sizeof(msg));
 	for (size_t i = 0; i < n; i++) {
 		struct clvol_copy_item *it = &items[i];
@@ -1007,8 +1038,9 @@ int clvol_segment_copy_batch(struct etcd *e, const struct clvol_who *w, const ch
 			snprintf(it->msg, it->msg_len, "%s", msg);
 		} else if (b[i].alone || (b[i].in_txn && !ok)) {
 			/* a compare failed (the fence, or one record): each alone, by the
-			 * caller */
+			 * caller (not with what a refusal of a known record said) */
 			it->alone = true;
+			it->msg[0] = 0;
 		}
 	}
 	free(b);

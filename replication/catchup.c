@@ -913,8 +913,9 @@ static bool next_start(struct catchup *c)
 }
 
 /* One family's records (recscan's scanned): the copies it wants are started, up to
- * inflight_max (the next ones wait for a slot, up to CATCHUP_NEXT_MAX), and holders gone for good leave the records that no longer need
- * them; true while any record is below R or names a holder down or gone. */
+ * inflight_max (the next ones wait for a slot, up to CATCHUP_NEXT_MAX), and holders
+ * gone for good leave the records that no longer need them; true while any record is
+ * below R or names a holder down or gone. */
 static bool family_scanned(void *ctx, struct family *f, const struct layout_segment *segs,
 			   size_t n)
 {

@@ -97,6 +97,7 @@ uint64_t catchup_rate_tick(struct catchup_rate *r, const struct catchup_rate_sam
 	}
 	r->kept_pct = 0; /* judged below, or not in this interval */
 	if (r->probe_left) {
+		r->was_busy = busy; /* (the copies held: a client that stops now went idle) */
 		if (--r->probe_left < CATCHUP_RATE_PROBE_MEASURED) {
 			r->probe_ops += s->ops;
 			r->probe_us += s->busy_us;

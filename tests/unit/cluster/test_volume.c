@@ -473,9 +473,8 @@ Test(clvol_copy_batch, a_fence_lost_writes_nothing)
 {
 	struct cache_env x;
 	int res[2];
-
-	struct layout_volume vol = { .name = "vm0", .owner = "n3", .epoch = 6, .replicas = 3, .min_replicas = 2,
-				     .size = 1 << 30, .sector_size = 4096,
+	struct layout_volume vol = { .name = "vm0", .owner = "n3", .epoch = 6, .replicas = 3,
+				     .min_replicas = 2, .size = 1 << 30, .sector_size = 4096,
 				     .state = LAYOUT_VOL_READY };
 	char *val = layout_volume_encode(&vol);
 
@@ -506,5 +505,37 @@ Test(clvol_copy_batch, two_steps_on_one_segment_are_refused)
 	batch_env_start(&x);
 	cr_assert_eq(clvol_segment_copy_batch(x.e, &x.w, "vm0", 5, it, 2), -EINVAL);
 	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 0);
+	cache_env_stop(&x);
+}
+
+Test(clvol_copy_batch, records_far_apart_are_read_each_not_by_a_range_of_all_between)
+{
+	struct layout_segment rec = copy_rec((const char *[]){ "n0", "n1" }, 2, NULL);
+	char msg[2][256], key[256], *val;
+	struct clvol_copy_item it[2];
+	struct cache_env x;
+
+	cache_env_start(&x);
+	/* 7.1 and 7.200, and some of the records between them (not the batch's; in a
+	 * real volume, all 198) */
+	for (uint32_t seq = 2; seq <= 200; seq += seq < 10 ? 1 : 190) {
+		rec.id = (struct layout_segid){ .family = 7, .seq = seq };
+		rec.epoch = 5;
+		val = layout_segment_encode(&rec);
+		cr_assert_eq(layout_segment_key(key, sizeof(key), P, "vm0", &rec.id), 0);
+		fake_etcd_put(x.fake, key, val);
+		free(val);
+	}
+	for (unsigned i = 0; i < 2; i++)
+		it[i] = (struct clvol_copy_item){
+			.id = { .family = 7, .seq = i ? 200 : 1 }, .node = "n2",
+			.phase = CLVOL_COPY_START, .msg = msg[i], .msg_len = sizeof(msg[i]) };
+	cr_assert_eq(clvol_segment_copy_batch(x.e, &x.w, "vm0", 5, it, 2), 0);
+	cr_assert_eq(it[0].res, 0, "%s", msg[0]);
+	cr_assert_eq(it[1].res, 0, "%s", msg[1]);
+	cr_assert_eq(reads(&x), 2, "one range would have read every record between them");
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 1, "still one txn");
+	rec = stored_at(&x, key);
+	cr_assert(layout_segment_copying(&rec, "n2"));
 	cache_env_stop(&x);
 }

@@ -126,6 +126,21 @@ Test(catchup_rate, clients_that_stall_look_throttled_not_idle)
 	cr_assert_eq(r.why, CATCHUP_RATE_CLIENTS_IDLE);
 }
 
+Test(catchup_rate, clients_gone_idle_in_a_probe_are_idle_after_it)
+{
+	struct catchup_rate r;
+
+	catchup_rate_init(&r, 500 * MB, 60);
+	r.rate = 100 * MB;
+	/* busy clients, no base: a probe; they stop while it holds the copies */
+	cr_assert_eq(tick(&r, 100, 1000, true), 0);
+	cr_assert_eq(r.why, CATCHUP_RATE_PROBING);
+	cr_assert_eq(ticks(&r, CATCHUP_RATE_PROBE_INTERVALS, 0, 0, true), 100 * MB);
+	/* the quiet interval after the probe follows quiet ones: idle, not a stall */
+	cr_assert_eq(tick(&r, 0, 0, true), 200 * MB);
+	cr_assert_eq(r.why, CATCHUP_RATE_CLIENTS_IDLE);
+}
+
 Test(catchup_rate, grows_again_while_clients_are_within_their_share)
 {
 	struct catchup_rate r;
