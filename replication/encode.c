@@ -41,8 +41,8 @@
  * MiB at 4 MiB, 2+1): allocated and zeroed for each segment, they cost the loop a
  * memset and the kernel its page faults, ~10 MiB of each per segment while clients
  * write. The pool and the jobs' buffers together stay within what ENCODE_INFLIGHT of
- * the largest job hold (the bound without a pool); the pool is freed once no job
- * started for POOL_IDLE_MS. */
+ * the largest job hold (the bound without a pool); the pool is freed at the end of
+ * the first scan round once no job started for POOL_IDLE_MS (round_end). */
 #define POOL_MAX (ENCODE_INFLIGHT * (1u + EC_N_MAX))
 #define POOL_IDLE_MS 10000u
 
@@ -753,8 +753,6 @@ static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
  * or its fenced record: it is looked at again at a later scan). */
 static void jobs_fill(struct encoder *e)
 {
-	if (!e->njobs && !e->ncands && loop_now_ms() - e->pool_used_ms >= POOL_IDLE_MS)
-		pool_free(e); /* no encoding for a while: the memory goes back */
 	while (e->njobs < ENCODE_INFLIGHT && e->ncands) {
 		/* off the list before it starts: a start that fails at once ends its job,
 		 * and job_end fills again from what is left */
@@ -926,7 +924,18 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	return busy || waiting > 0;
 }
 
-static const struct recscan_ops scan_ops = { family_wanted, family_scanned, NULL };
+/* A scan round ended (also one with no EC family to scan: the last one gone): no
+ * encoding for a while, the pool's memory goes back. */
+static void round_end(void *ctx, bool busy)
+{
+	struct encoder *e = ctx;
+
+	(void)busy;
+	if (!e->njobs && !e->ncands && loop_now_ms() - e->pool_used_ms >= POOL_IDLE_MS)
+		pool_free(e);
+}
+
+static const struct recscan_ops scan_ops = { family_wanted, family_scanned, round_end };
 static const struct recscan_periods scan_periods = { SCAN_BUSY_MS, SCAN_IDLE_MS,
 						     SCAN_KICK_MS };
 
