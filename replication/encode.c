@@ -136,9 +136,7 @@ static struct efam *efam_get(struct encoder *e, uint64_t uid)
 
 /* ---- buffers ---- */
 
-/* A buffer of len bytes (seg_buf_alloc's alignment): one an ended job left, of that
- * length, not zeroed (its user overwrites it whole: a segment's read, the images
- * ec_stripe_images fills), else a new one. NULL: out of memory. */
+/* What the pool and the jobs' buffers may hold together (POOL_MAX's comment). */
 static size_t pool_bound(const struct encoder *e)
 {
 	return ENCODE_INFLIGHT * e->job_bytes_max;
@@ -151,6 +149,9 @@ static void pool_drop(struct encoder *e, unsigned i)
 	e->pool[i] = e->pool[--e->npool];
 }
 
+/* A buffer of len bytes (seg_buf_alloc's alignment): one an ended job left, of that
+ * length, not zeroed (its user overwrites it whole: a segment's read, the images
+ * ec_stripe_images fills), else a new one. NULL: out of memory. */
 static uint8_t *buf_take(struct encoder *e, size_t len)
 {
 	uint8_t *p = NULL;
@@ -223,10 +224,15 @@ static void job_encoded(void *arg, int res);
 
 /* ---- a job ---- */
 
+static size_t seg_bytes(const struct ejob *j)
+{
+	return (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE;
+}
+
 /* Its buffers go back to the pool (j->e NULL, abandoned: freed). */
 static void job_free(struct ejob *j)
 {
-	buf_give(j->e, j->seg, (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE);
+	buf_give(j->e, j->seg, seg_bytes(j));
 	for (unsigned i = 0; i < EC_N_MAX; i++)
 		buf_give(j->e, j->images[i], j->image_bytes);
 	free(j);
@@ -617,8 +623,7 @@ static void job_encoded(void *arg, int res)
 	}
 	if (res < 0)
 		j->enc_res = res;
-	buf_give(j->e, j->seg, (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE); /* the images
-								     are all the puts need */
+	buf_give(j->e, j->seg, seg_bytes(j)); /* the images are all the puts need */
 	j->seg = NULL;
 	job_put_all(j);
 }
@@ -721,9 +726,9 @@ static void job_start(struct encoder *e, const struct family *f, const struct ec
 	if (ec_geom_init(&j->g, k, m, blocks) < 0)
 		goto err_free;
 	j->image_bytes = ec_frag_image_bytes(&j->g);
-	if ((size_t)blocks * ENGINE_BLOCK_SIZE + (k + m) * j->image_bytes > e->job_bytes_max)
-		e->job_bytes_max = (size_t)blocks * ENGINE_BLOCK_SIZE + (k + m) * j->image_bytes;
-	if (!(j->seg = buf_take(e, (size_t)blocks * ENGINE_BLOCK_SIZE)))
+	if (seg_bytes(j) + (k + m) * j->image_bytes > e->job_bytes_max)
+		e->job_bytes_max = seg_bytes(j) + (k + m) * j->image_bytes;
+	if (!(j->seg = buf_take(e, seg_bytes(j))))
 		goto err_free;
 	for (unsigned i = 0; i < k + m; i++)
 		if (!(j->images[i] = buf_take(e, j->image_bytes)))
