@@ -408,7 +408,9 @@ struct engine_stats {
 	uint64_t remote_blocks;   /* blocks of segments with no local copy (remote entries:
 				     an EC owner's encoded segments), held elsewhere */
 	uint64_t remote_live_blocks; /* ...of them live: the cleaner takes remote victims
-				       while the rest is over ENG_GC_REMOTE_DEAD_PCT (25%) */
+				       while over the entries with some live, the dead are
+				       more than ENG_GC_REMOTE_DEAD_PCT (25%) of their blocks
+				       (an empty one waits for the next checkpoint) */
 	uint64_t gc_runs;
 	uint64_t gc_remote_runs;   /* of them, remote victims (read through fetches) */
 	uint64_t gc_remote_blocks; /* blocks those fetches read */

@@ -44,8 +44,9 @@ struct eng_frags;
  * rule (90% live) would rewrite once every segment written in small batches, whose
  * summaries count as dead. */
 #define ENG_GC_REMOTE_MAX_LIVE_PCT 50u
-/* ...and only while the dead blocks of all remote entries are more than this share of
- * their blocks (the cluster's space they waste is bounded: at most a third more than
+/* ...and only while the dead blocks of the remote entries that still have live ones
+ * (the empty ones wait only for a checkpoint) are more than this share of their
+ * blocks (the cluster's space they waste is bounded: at most a third more than
  * their live data). Cleaning each victim as soon as it is half dead moved half a
  * segment for each half freed, while the clients wrote (an EC volume under random
  * writes: a remote victim every ~200 ms, each a whole segment fetched and half of it

@@ -408,15 +408,16 @@ static void victim_read(void *arg, int res)
  * without bound. So the cleaner picks remote entries by a slot's rules (cleanable: a
  * tenth of a segment dropped by a move; cost-benefit among them) but at most half
  * live (ENG_GC_REMOTE_MAX_LIVE_PCT, where a slot's is 90%), whenever the local store
- * has room for the moves, one victim at a time and at most one every
+ * has room for the moves and the remote entries are more than ENG_GC_REMOTE_DEAD_PCT
+ * dead (remote_dead_enough), one victim at a time and at most one every
  * ENG_GC_REMOTE_GAP_MS. Its whole segment (header and summaries
  * included: they say which blocks are live and which trims to carry) is fetched into
  * gc_buf, in runs of SEG_FETCH_MAX_BLOCKS, all at once (the mirror reads fragments,
  * decoding when some are lost), and then it is cleaned as a slot is: the same walk,
  * the same checks of every live block against the map's CRC (the fetch has none for
  * a whole segment), the same MOVEs in slices. Once they retired, the entry holds
- * nothing live, and the checkpoint the cleaner asks for frees it: the mirror deletes
- * its record and its copies (seg_remote_delete). */
+ * nothing live, and the next periodic checkpoint frees it (none is asked per victim:
+ * moves_done): the mirror deletes its record and its copies (seg_remote_delete). */
 
 static int64_t pick_remote(const struct engine *eng)
 {
@@ -496,14 +497,22 @@ static int remote_read(struct engine *eng, uint32_t victim)
 	return 0;
 }
 
-void eng_remote_space(const struct engine *eng, uint64_t *used, uint64_t *live)
+/* The blocks of the remote entries (only those with live ones: live_only), and the
+ * live ones among them. */
+static void remote_sum(const struct engine *eng, bool live_only, uint64_t *used,
+		       uint64_t *live)
 {
 	*used = *live = 0;
 	for (uint32_t i = eng->sb.segment_count; i < eng->slot_cap; i++)
-		if (eng->slots[i].remote) {
+		if (eng->slots[i].remote && (eng->slots[i].live || !live_only)) {
 			*used += eng->slots[i].used;
 			*live += eng->slots[i].live;
 		}
+}
+
+void eng_remote_space(const struct engine *eng, uint64_t *used, uint64_t *live)
+{
+	remote_sum(eng, false, used, live);
 }
 
 /* Are the dead blocks of the remote entries with live ones more than
@@ -511,13 +520,9 @@ void eng_remote_space(const struct engine *eng, uint64_t *used, uint64_t *live)
  * checkpoint: cleaning others would not free it sooner.) */
 static bool remote_dead_enough(const struct engine *eng)
 {
-	uint64_t used = 0, live = 0;
+	uint64_t used, live;
 
-	for (uint32_t i = eng->sb.segment_count; i < eng->slot_cap; i++)
-		if (eng->slots[i].remote && eng->slots[i].live) {
-			used += eng->slots[i].used;
-			live += eng->slots[i].live;
-		}
+	remote_sum(eng, true, &used, &live);
 	return (used - live) * 100 > used * ENG_GC_REMOTE_DEAD_PCT;
 }
 

@@ -41,8 +41,8 @@
  * MiB at 4 MiB, 2+1): allocated and zeroed for each segment, they cost the loop a
  * memset and the kernel its page faults, ~10 MiB of each per segment while clients
  * write. The pool and the jobs' buffers together stay within what ENCODE_INFLIGHT of
- * the largest job hold (the bound without a pool); the pool is freed once no job
- * started for POOL_IDLE_MS. */
+ * the largest job hold (the bound without a pool); the pool is freed at the end of
+ * the first scan round once no job started for POOL_IDLE_MS (round_end). */
 #define POOL_MAX (ENCODE_INFLIGHT * (1u + EC_N_MAX))
 #define POOL_IDLE_MS 10000u
 
@@ -136,9 +136,7 @@ static struct efam *efam_get(struct encoder *e, uint64_t uid)
 
 /* ---- buffers ---- */
 
-/* A buffer of len bytes (seg_buf_alloc's alignment): one an ended job left, of that
- * length, not zeroed (its user overwrites it whole: a segment's read, the images
- * ec_stripe_images fills), else a new one. NULL: out of memory. */
+/* What the pool and the jobs' buffers may hold together (POOL_MAX's comment). */
 static size_t pool_bound(const struct encoder *e)
 {
 	return ENCODE_INFLIGHT * e->job_bytes_max;
@@ -151,6 +149,9 @@ static void pool_drop(struct encoder *e, unsigned i)
 	e->pool[i] = e->pool[--e->npool];
 }
 
+/* A buffer of len bytes (seg_buf_alloc's alignment): one an ended job left, of that
+ * length, not zeroed (its user overwrites it whole: a segment's read, the images
+ * ec_stripe_images fills), else a new one. NULL: out of memory. */
 static uint8_t *buf_take(struct encoder *e, size_t len)
 {
 	uint8_t *p = NULL;
@@ -223,10 +224,15 @@ static void job_encoded(void *arg, int res);
 
 /* ---- a job ---- */
 
+static size_t seg_bytes(const struct ejob *j)
+{
+	return (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE;
+}
+
 /* Its buffers go back to the pool (j->e NULL, abandoned: freed). */
 static void job_free(struct ejob *j)
 {
-	buf_give(j->e, j->seg, (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE);
+	buf_give(j->e, j->seg, seg_bytes(j));
 	for (unsigned i = 0; i < EC_N_MAX; i++)
 		buf_give(j->e, j->images[i], j->image_bytes);
 	free(j);
@@ -617,8 +623,7 @@ static void job_encoded(void *arg, int res)
 	}
 	if (res < 0)
 		j->enc_res = res;
-	buf_give(j->e, j->seg, (size_t)j->g.seg_blocks * ENGINE_BLOCK_SIZE); /* the images
-								     are all the puts need */
+	buf_give(j->e, j->seg, seg_bytes(j)); /* the images are all the puts need */
 	j->seg = NULL;
 	job_put_all(j);
 }
@@ -721,9 +726,9 @@ static void job_start(struct encoder *e, const struct family *f, const struct ec
 	if (ec_geom_init(&j->g, k, m, blocks) < 0)
 		goto err_free;
 	j->image_bytes = ec_frag_image_bytes(&j->g);
-	if ((size_t)blocks * ENGINE_BLOCK_SIZE + (k + m) * j->image_bytes > e->job_bytes_max)
-		e->job_bytes_max = (size_t)blocks * ENGINE_BLOCK_SIZE + (k + m) * j->image_bytes;
-	if (!(j->seg = buf_take(e, (size_t)blocks * ENGINE_BLOCK_SIZE)))
+	if (seg_bytes(j) + (k + m) * j->image_bytes > e->job_bytes_max)
+		e->job_bytes_max = seg_bytes(j) + (k + m) * j->image_bytes;
+	if (!(j->seg = buf_take(e, seg_bytes(j))))
 		goto err_free;
 	for (unsigned i = 0; i < k + m; i++)
 		if (!(j->images[i] = buf_take(e, j->image_bytes)))
@@ -753,8 +758,6 @@ static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
  * or its fenced record: it is looked at again at a later scan). */
 static void jobs_fill(struct encoder *e)
 {
-	if (!e->njobs && !e->ncands && loop_now_ms() - e->pool_used_ms >= POOL_IDLE_MS)
-		pool_free(e); /* no encoding for a while: the memory goes back */
 	while (e->njobs < ENCODE_INFLIGHT && e->ncands) {
 		/* off the list before it starts: a start that fails at once ends its job,
 		 * and job_end fills again from what is left */
@@ -926,7 +929,18 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	return busy || waiting > 0;
 }
 
-static const struct recscan_ops scan_ops = { family_wanted, family_scanned, NULL };
+/* A scan round ended (also one with no EC family to scan: the last one gone): no
+ * encoding for a while, the pool's memory goes back. */
+static void round_end(void *ctx, bool busy)
+{
+	struct encoder *e = ctx;
+
+	(void)busy;
+	if (!e->njobs && !e->ncands && loop_now_ms() - e->pool_used_ms >= POOL_IDLE_MS)
+		pool_free(e);
+}
+
+static const struct recscan_ops scan_ops = { family_wanted, family_scanned, round_end };
 static const struct recscan_periods scan_periods = { SCAN_BUSY_MS, SCAN_IDLE_MS,
 						     SCAN_KICK_MS };
 

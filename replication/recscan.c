@@ -53,6 +53,15 @@ static void records_read(struct recscan *sc, int res, const char *msg)
 	sc->records_failing = res < 0;
 }
 
+/* Every answer of the round is in (or none was asked: no family wanted, or none of
+ * the reads could be sent): the user's round_end, and the next round. */
+static void round_over(struct recscan *sc)
+{
+	if (sc->ops->round_end)
+		sc->ops->round_end(sc->ctx, sc->busy);
+	schedule(sc, sc->busy ? sc->p.busy_ms : sc->p.idle_ms);
+}
+
 static void scanned(void *arg, int res, const char *msg)
 {
 	struct rscan *s = arg;
@@ -75,11 +84,8 @@ static void scanned(void *arg, int res, const char *msg)
 		sc->busy = true; /* not known: look again soon */
 	else if (sc->ops->scanned(sc->ctx, f, s->req.segs, s->req.nsegs))
 		sc->busy = true;
-	if (sc->scans == 0) {
-		if (sc->ops->round_end)
-			sc->ops->round_end(sc->ctx, sc->busy);
-		schedule(sc, sc->busy ? sc->p.busy_ms : sc->p.idle_ms);
-	}
+	if (sc->scans == 0)
+		round_over(sc);
 	rscan_free(s);
 }
 
@@ -113,7 +119,8 @@ static void fire(void *arg)
 		sc->scans++;
 	}
 	if (!sc->scans)
-		schedule(sc, sc->p.idle_ms);
+		round_over(sc); /* an empty round ends too: what round_end does (the
+				   encoder frees its idle buffers) does not wait for a family */
 }
 
 /* The next round in ms at the latest: a timer due sooner stays. */

@@ -22,8 +22,8 @@ struct recscan_ops {
 	 * to do soon (the next round comes after busy_ms, not idle_ms) */
 	bool (*scanned)(void *ctx, struct family *f, const struct layout_segment *segs,
 			size_t n);
-	/* Every answer of the round is in (busy: as the next round's delay says); may be
-	 * NULL */
+	/* Every answer of the round is in, or it asked none (no family wanted): busy as
+	 * the next round's delay says; may be NULL */
 	void (*round_end)(void *ctx, bool busy);
 };
 

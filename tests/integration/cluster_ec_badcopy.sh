@@ -27,8 +27,6 @@ peer_init
 VOL=bad
 STORE=128M
 N=1024
-BLOCKS="$(dirname "$0")/repair_blocks.py"
-blocks() { "$PY" "$BLOCKS" "$@"; }
 records() { ec_records "$VOL"; }
 # all_but_one_encoded: every sealed segment but one has its stripe (ec_records)
 all_but_one_encoded()

@@ -205,6 +205,10 @@ fio_verify_only()
 # node_uri I VOL: the NBD URI of VOL (or VOL@SNAP) through node I
 node_uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
 
+# blocks write|read|read_fails|corrupt|intact ARGS…: known blocks, each found in a store
+# file by its content (repair_blocks.py; needs need_nbd_python's $PY)
+blocks() { "$PY" "$IT_ROOT/tests/integration/repair_blocks.py" "$@"; }
+
 # fio_write_seq JOB URI SIZE [OFFSET]: fio (nbd, verify=crc32c) writes SIZE from OFFSET
 # (0) through URI in order (fsync every 32 writes) and verifies it; $WORK/JOB.fio
 # stays for verify_only runs.

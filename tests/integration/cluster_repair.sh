@@ -26,8 +26,6 @@ peer_init
 VOL=rv
 STORE=128M
 N=256
-BLOCKS="$(dirname "$0")/repair_blocks.py"
-blocks() { "$PY" "$BLOCKS" "$@"; }
 
 start_three_peer_nodes
 qexpect 0 0 volume create "$VOL" 16M --replicas 3

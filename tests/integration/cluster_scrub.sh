@@ -34,8 +34,6 @@ fio_peer_init
 VOL=sv
 STORE=128M
 N=256
-BLOCKS="$(dirname "$0")/repair_blocks.py"
-blocks() { "$PY" "$BLOCKS" "$@"; }
 # jget JSON PYEXPR: PYEXPR of the parsed JSON (as j)
 jget() { python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 

@@ -444,8 +444,9 @@ Test(segment_remote, remote_entries_are_cleaned_only_when_enough_of_them_is_dead
 
 /* The cleaner picks a remote entry by the rules of a slot (half of it overwritten:
  * cleanable), fetches it whole (one fetch of every block, no CRCs: summaries have
- * none), moves its live blocks into the log and asks for the checkpoint that frees
- * it: the copies go, and every block reads back from the local log. */
+ * none), moves its live blocks into the log; the checkpoint after frees it (the test
+ * takes it; the periodic one would): the copies go, and every block reads back from
+ * the local log. */
 Test(segment_remote, a_partly_overwritten_remote_segment_is_cleaned)
 {
 	uint32_t half;
@@ -564,8 +565,8 @@ static int drop_and_crash(void)
 	}
 	CHILD_CHECK(r == 0);
 	CHILD_CHECK(eng_resolve(vol, 0, &loc) && seg_is_remote(eng, loc.slot));
-	/* killed now: no poll after the drop, which wants a checkpoint (a poll could
-	 * start it, and it could land before the end: the test would see the entry) */
+	/* killed now: no poll after the drop (a poll could start a checkpoint, the
+	 * periodic one, and it could land before the end: the test would see the entry) */
 	return 0;
 }
 
