@@ -487,6 +487,38 @@ static void conn_input_end(struct nbd_conn *c)
 	nbd_conn_close(c, mid ? "client vanished in the middle of a message" : NULL);
 }
 
+/* Where the next input goes: straight into a WRITE payload's buffer (*direct), or the
+ * input buffer's free end, its unparsed bytes moved to the front first when less than
+ * room is free there. Returns how many bytes fit. */
+static size_t conn_in_space(struct nbd_conn *c, size_t room, uint8_t **dst, bool *direct)
+{
+	size_t n;
+
+	if (c->in_start == c->in_end)
+		c->in_start = c->in_end = 0;
+	n = nbd_tx_payload_window(c, dst);
+	*direct = n > 0;
+	if (*direct)
+		return n;
+	if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < room) {
+		memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
+		c->in_end -= c->in_start;
+		c->in_start = 0;
+	}
+	*dst = c->in + c->in_end;
+	return NBD_INBUF_SIZE - c->in_end;
+}
+
+/* n bytes of input went where conn_in_space said: counted, then parsed. */
+static void conn_in_got(struct nbd_conn *c, size_t n, bool direct)
+{
+	if (direct)
+		nbd_tx_payload_got(c, n);
+	else
+		c->in_end += n;
+	conn_parse(c);
+}
+
 static void conn_read(struct nbd_conn *c)
 {
 	for (int round = 0; round < NBD_READ_ROUNDS; round++) {
@@ -497,19 +529,7 @@ static void conn_read(struct nbd_conn *c)
 
 		if (!conn_reading(c) || c->paused)
 			return;
-		if (c->in_start == c->in_end)
-			c->in_start = c->in_end = 0;
-		want = nbd_tx_payload_window(c, &dst);
-		direct = want > 0;
-		if (!direct) {
-			if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < NBD_INBUF_SIZE / 2) {
-				memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
-				c->in_end -= c->in_start;
-				c->in_start = 0;
-			}
-			dst = c->in + c->in_end;
-			want = NBD_INBUF_SIZE - c->in_end;
-		}
+		want = conn_in_space(c, NBD_INBUF_SIZE / 2, &dst, &direct);
 		n = nbd_conn_recv(c, dst, want);
 		if (n == 0) {
 			conn_input_end(c);
@@ -522,11 +542,7 @@ static void conn_read(struct nbd_conn *c)
 		}
 		if (c->slot == NBD_SLOT_CLIENT)
 			c->rx_ms = loop_now_ms(); /* any bytes: not stalled */
-		if (direct)
-			nbd_tx_payload_got(c, (size_t)n);
-		else
-			c->in_end += (size_t)n;
-		conn_parse(c);
+		conn_in_got(c, (size_t)n, direct);
 		if ((size_t)n < want)
 			return;
 	}
@@ -631,33 +647,17 @@ static bool conn_take(struct nbd_conn *c, const uint8_t *p, size_t n)
 
 		if (!conn_reading(c))
 			return false;
-		if (c->in_start == c->in_end)
-			c->in_start = c->in_end = 0;
-		m = nbd_tx_payload_window(c, &dst);
-		direct = m > 0;
-		if (!direct) {
-			if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < n) {
-				memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
-				c->in_end -= c->in_start;
-				c->in_start = 0;
-			}
-			dst = c->in + c->in_end;
-			m = NBD_INBUF_SIZE - c->in_end;
-			if (m == 0) { /* the receive goes in only with room: cannot happen */
-				nbd_conn_close(c, "input buffer overrun");
-				return false;
-			}
+		m = conn_in_space(c, n, &dst, &direct);
+		if (m == 0) { /* the receive goes in only with room: cannot happen */
+			nbd_conn_close(c, "input buffer overrun");
+			return false;
 		}
 		if (m > n)
 			m = n;
 		memcpy(dst, p, m);
-		if (direct)
-			nbd_tx_payload_got(c, m);
-		else
-			c->in_end += m;
 		p += m;
 		n -= m;
-		conn_parse(c);
+		conn_in_got(c, m, direct);
 	}
 	return true;
 }
