@@ -65,8 +65,9 @@ static int ring_sleep(void *arg, struct loop_wait *w, int timeout_ms)
 		if (ls->iovcnt > 0)
 			__atomic_add_fetch(&sends_gathered, 1, __ATOMIC_RELAXED);
 	r = engine_wait_fd(eng, w, timeout_ms);
-	if (r >= 0 && last_armed && last_armed->done &&
-	    __atomic_exchange_n(&stall_armed, false, __ATOMIC_ACQ_REL)) {
+	if (r >= 0 && __atomic_load_n(&stall_armed, __ATOMIC_ACQUIRE) && last_armed &&
+	    last_armed->done) { /* (armed only while that receive's connection is open) */
+		__atomic_store_n(&stall_armed, false, __ATOMIC_RELAXED);
 		sem_post(&stalled);
 		while (sem_wait(&stall_go) < 0)
 			;
