@@ -65,7 +65,7 @@ static struct nbd_export *export_find(const struct nbd_server *srv, const char *
 static void conn_pump(struct nbd_conn *c);
 static void conn_maybe_free(struct nbd_conn *c);
 static bool conn_flush_ring(struct nbd_conn *c);
-static bool conn_in_room(const struct nbd_conn *c);
+static bool conn_ring_reads(const struct nbd_conn *c);
 
 /* The node lost the volume (block.h, the guard): its requests end in errors (the
  * block layer's); the clients' connections read nothing more and close once those
@@ -435,8 +435,8 @@ void nbd_conn_update_watch(struct nbd_conn *c)
 		return;
 	if (c->state == NBD_CS_TLS_HANDSHAKE)
 		want = nbd_tls_session_events(c);
-	if (c->ring_recv) /* the ring reads: while there is room for what it brings */
-		loop_recv_want(c->ring_recv, conn_reading(c) && !c->paused && conn_in_room(c));
+	if (c->ring_recv)
+		loop_recv_want(c->ring_recv, conn_ring_reads(c));
 	else if (conn_reading(c) && !c->paused)
 		want |= LOOP_READ;
 	if (conn_output_pending(c) && !c->ring_send.queued)
@@ -487,6 +487,38 @@ static void conn_input_end(struct nbd_conn *c)
 	nbd_conn_close(c, mid ? "client vanished in the middle of a message" : NULL);
 }
 
+/* Where the next input goes: straight into a WRITE payload's buffer (*direct), or the
+ * input buffer's free end, its unparsed bytes moved to the front first when less than
+ * room is free there. Returns how many bytes fit. */
+static size_t conn_in_space(struct nbd_conn *c, size_t room, uint8_t **dst, bool *direct)
+{
+	size_t n;
+
+	if (c->in_start == c->in_end)
+		c->in_start = c->in_end = 0;
+	n = nbd_tx_payload_window(c, dst);
+	*direct = n > 0;
+	if (*direct)
+		return n;
+	if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < room) {
+		memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
+		c->in_end -= c->in_start;
+		c->in_start = 0;
+	}
+	*dst = c->in + c->in_end;
+	return NBD_INBUF_SIZE - c->in_end;
+}
+
+/* n bytes of input went where conn_in_space said: counted, then parsed. */
+static void conn_in_got(struct nbd_conn *c, size_t n, bool direct)
+{
+	if (direct)
+		nbd_tx_payload_got(c, n);
+	else
+		c->in_end += n;
+	conn_parse(c);
+}
+
 static void conn_read(struct nbd_conn *c)
 {
 	for (int round = 0; round < NBD_READ_ROUNDS; round++) {
@@ -497,19 +529,7 @@ static void conn_read(struct nbd_conn *c)
 
 		if (!conn_reading(c) || c->paused)
 			return;
-		if (c->in_start == c->in_end)
-			c->in_start = c->in_end = 0;
-		want = nbd_tx_payload_window(c, &dst);
-		direct = want > 0;
-		if (!direct) {
-			if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < NBD_INBUF_SIZE / 2) {
-				memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
-				c->in_end -= c->in_start;
-				c->in_start = 0;
-			}
-			dst = c->in + c->in_end;
-			want = NBD_INBUF_SIZE - c->in_end;
-		}
+		want = conn_in_space(c, NBD_INBUF_SIZE / 2, &dst, &direct);
 		n = nbd_conn_recv(c, dst, want);
 		if (n == 0) {
 			conn_input_end(c);
@@ -522,11 +542,7 @@ static void conn_read(struct nbd_conn *c)
 		}
 		if (c->slot == NBD_SLOT_CLIENT)
 			c->rx_ms = loop_now_ms(); /* any bytes: not stalled */
-		if (direct)
-			nbd_tx_payload_got(c, (size_t)n);
-		else
-			c->in_end += (size_t)n;
-		conn_parse(c);
+		conn_in_got(c, (size_t)n, direct);
 		if ((size_t)n < want)
 			return;
 	}
@@ -544,7 +560,9 @@ static void conn_read(struct nbd_conn *c)
  * io_uring_enter. The handshake and TLS connections (gnutls reads and writes the
  * socket itself) keep recv()/sendmsg() on the watch; so does everything once the
  * server shuts down (the loop no longer runs). The watch stays, asking for nothing
- * but LOOP_WRITE while the socket is full (and hang-ups, which epoll always says). */
+ * but LOOP_WRITE while the socket is full; the hang-ups that epoll always says count
+ * only while the ring does not read (a unix socket says one with bytes still unread,
+ * which the ring's receive takes first, then its 0). */
 
 static void conn_sent(void *arg, long res);
 static void conn_received(void *arg, const void *data, long res);
@@ -605,11 +623,13 @@ static void conn_ring_start(struct nbd_conn *c)
 	}
 }
 
-/* Whether a completion of the ring's receive (up to NBD_RING_RECV_SIZE bytes) fits in
- * the input buffer beside what waits there unparsed. */
-static bool conn_in_room(const struct nbd_conn *c)
+/* Whether the ring's receive reads for c (it is in the ring, or goes in at the next
+ * sleep): c reads on, and a completion (up to NBD_RING_RECV_SIZE bytes) fits in the
+ * input buffer beside what waits there unparsed. */
+static bool conn_ring_reads(const struct nbd_conn *c)
 {
-	return c->in_end - c->in_start <= NBD_INBUF_SIZE - NBD_RING_RECV_SIZE;
+	return c->ring_recv && conn_reading(c) && !c->paused &&
+	       c->in_end - c->in_start <= NBD_INBUF_SIZE - NBD_RING_RECV_SIZE;
 }
 
 /* Takes n bytes the ring received: a WRITE payload's share straight into its
@@ -627,33 +647,17 @@ static bool conn_take(struct nbd_conn *c, const uint8_t *p, size_t n)
 
 		if (!conn_reading(c))
 			return false;
-		if (c->in_start == c->in_end)
-			c->in_start = c->in_end = 0;
-		m = nbd_tx_payload_window(c, &dst);
-		direct = m > 0;
-		if (!direct) {
-			if (c->in_start > 0 && NBD_INBUF_SIZE - c->in_end < n) {
-				memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
-				c->in_end -= c->in_start;
-				c->in_start = 0;
-			}
-			dst = c->in + c->in_end;
-			m = NBD_INBUF_SIZE - c->in_end;
-			if (m == 0) { /* the receive goes in only with room: cannot happen */
-				nbd_conn_close(c, "input buffer overrun");
-				return false;
-			}
+		m = conn_in_space(c, n, &dst, &direct);
+		if (m == 0) { /* the receive goes in only with room: cannot happen */
+			nbd_conn_close(c, "input buffer overrun");
+			return false;
 		}
 		if (m > n)
 			m = n;
 		memcpy(dst, p, m);
-		if (direct)
-			nbd_tx_payload_got(c, m);
-		else
-			c->in_end += m;
 		p += m;
 		n -= m;
-		conn_parse(c);
+		conn_in_got(c, m, direct);
 	}
 	return true;
 }
@@ -766,9 +770,10 @@ static void conn_event(void *arg, unsigned events)
 		conn_flush_now(c); /* room, and we are awake: no need to wait for a sleep */
 	}
 	if ((events & LOOP_READ) && c->state != NBD_CS_DEAD && c->state != NBD_CS_TLS_HANDSHAKE) {
-		if (conn_reading(c) && !c->paused && !c->ring_recv) /* the ring reads for it */
+		if (conn_reading(c) && !c->paused && !c->ring_recv)
 			conn_read(c);
-		else
+		else if (!conn_ring_reads(c)) /* (the ring's receive reads on to the input's
+						 end: a hang-up is its 0, after the bytes) */
 			conn_check_hangup(c);
 	}
 	conn_pump(c);

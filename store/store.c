@@ -58,7 +58,6 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define STORE_DEFAULT_QD 256u
@@ -631,10 +630,10 @@ _Static_assert(sizeof(struct getevents_arg) == sizeof(struct io_uring_getevents_
 	       "the kernel's struct");
 
 /* io_uring_submit_and_wait_timeout() with a min timeout, which liburing 2.3 cannot
- * pass: the SQ is flushed as liburing does (no SQPOLL here), then one io_uring_enter
- * submits it and sleeps until nr completions came or, once min_wait_us passed, until
- * the first (timeout_ms < 0: none, so the min timeout ends the sleep). Returns what
- * io_uring_enter returns, or -errno. */
+ * pass: the SQ is flushed as liburing's __io_uring_flush_sq does (not exported; no
+ * SQPOLL here), then one io_uring_enter submits it and sleeps until nr completions
+ * came or, once min_wait_us passed, until the first (timeout_ms < 0: none, so the min
+ * timeout ends the sleep). Returns what io_uring_enter returns, or -errno. */
 static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, int timeout_ms)
 {
 	struct io_uring_sq *sq = &st->ring.sq;
@@ -643,16 +642,15 @@ static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, i
 	struct getevents_arg arg = { .min_wait_usec = min_wait_us,
 				     .ts = timeout_ms < 0 ? 0 : (uint64_t)(uintptr_t)&ts };
 	unsigned submit;
-	long r;
 
 	if (sq->sqe_head != sq->sqe_tail) {
 		sq->sqe_head = sq->sqe_tail;
 		__atomic_store_n(sq->ktail, sq->sqe_tail, __ATOMIC_RELEASE);
 	}
 	submit = sq->sqe_tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
-	r = syscall(__NR_io_uring_enter, st->ring.ring_fd, submit, nr,
-		    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg));
-	return r < 0 ? -errno : (int)r;
+	return io_uring_enter2((unsigned)st->ring.ring_fd, submit, nr,
+			       IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg,
+			       sizeof(arg));
 }
 
 /* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,

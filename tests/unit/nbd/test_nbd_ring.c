@@ -36,6 +36,12 @@ static int stop_pipe[2] = { -1, -1 };
 static struct loop_watch *stop_watch;
 static char sock_path[PATH_MAX + 16];
 static unsigned recvs_armed, sends_gathered; /* the loop thread's; read after a stop */
+/* Armed by a test: the waiter holds the loop once, after a sleep in which the last
+ * receive it put in the ring completed, until the test posts stall_go; the loop then
+ * collects the epoll fd's events of that moment with the receive's. */
+static bool stall_armed;
+static sem_t stalled, stall_go;
+static struct loop_recv *last_armed; /* the loop thread's */
 
 /* ---- the server: the engine on the loop, as quilld runs it ---- */
 
@@ -51,12 +57,23 @@ static int ring_sleep(void *arg, struct loop_wait *w, int timeout_ms)
 	int r;
 
 	(void)arg;
-	for (struct loop_recv *lr = w->recvs; lr; lr = lr->next)
+	for (struct loop_recv *lr = w->recvs; lr; lr = lr->next) {
 		__atomic_add_fetch(&recvs_armed, 1, __ATOMIC_RELAXED);
+		last_armed = lr;
+	}
 	for (struct loop_send *ls = w->sends; ls; ls = ls->next)
 		if (ls->iovcnt > 0)
 			__atomic_add_fetch(&sends_gathered, 1, __ATOMIC_RELAXED);
 	r = engine_wait_fd(eng, w, timeout_ms);
+	if (r >= 0 && __atomic_load_n(&stall_armed, __ATOMIC_ACQUIRE) && last_armed &&
+	    last_armed->done) { /* (armed only while that receive's connection is open) */
+		__atomic_store_n(&stall_armed, false, __ATOMIC_RELAXED);
+		sem_post(&stalled);
+		while (sem_wait(&stall_go) < 0)
+			;
+		w->ready = true; /* the loop collects what epoll says now (level-triggered) */
+		w->nevents = 0;
+	}
 	return r < 0 ? r : 0;
 }
 
@@ -134,6 +151,10 @@ static void server_start(void)
 	cr_assert_eq(pipe(stop_pipe), 0);
 	cr_assert_eq(sem_init(&ready, 0, 0), 0);
 	recvs_armed = sends_gathered = 0;
+	last_armed = NULL;
+	stall_armed = false;
+	cr_assert_eq(sem_init(&stalled, 0, 0), 0);
+	cr_assert_eq(sem_init(&stall_go, 0, 0), 0);
 	cr_assert_eq(pthread_create(&loop_thread, NULL, run_loop, NULL), 0);
 	while (sem_wait(&ready) < 0)
 		cr_assert_eq(errno, EINTR);
@@ -151,6 +172,8 @@ static void server_stop(void)
 	close(stop_pipe[0]);
 	close(stop_pipe[1]);
 	sem_destroy(&ready);
+	sem_destroy(&stalled);
+	sem_destroy(&stall_go);
 	teardown();
 }
 
@@ -246,18 +269,26 @@ static void write_block(int fd, uint64_t cookie, uint64_t off, const void *data,
 	expect_reply(fd, cookie);
 }
 
-static void read_expect(int fd, uint64_t cookie, uint64_t off, const void *want, uint32_t len)
+/* Whether a READ of len bytes at off returns want. */
+static bool read_is(int fd, uint64_t cookie, uint64_t off, const void *want, uint32_t len)
 {
 	struct nbd_request rq = request(NBD_CMD_READ, cookie, off, len);
 	uint8_t *got = malloc(len);
+	bool same;
 
 	cr_assert_not_null(got);
 	send_all(fd, &rq, sizeof(rq));
 	expect_reply(fd, cookie);
 	recv_all(fd, got, len);
-	cr_assert(memcmp(got, want, len) == 0, "read back other bytes at %llu",
-		  (unsigned long long)off);
+	same = memcmp(got, want, len) == 0;
 	free(got);
+	return same;
+}
+
+static void read_expect(int fd, uint64_t cookie, uint64_t off, const void *want, uint32_t len)
+{
+	cr_assert(read_is(fd, cookie, off, want, len), "read back other bytes at %llu",
+		  (unsigned long long)off);
 }
 
 static void pattern(uint8_t *buf, size_t len, unsigned seed)
@@ -402,4 +433,39 @@ Test(nbd_ring, connections_closed_with_a_receive_or_replies_in_flight_close_alon
 	server_stop(); /* keep's receive is in the ring */
 	close(keep);
 	expect_ring_used();
+}
+
+/* A client that sends a WRITE and NBD_CMD_DISC and closes at once: the server reads
+ * and serves all it sent (NBD_CMD_DISC: outstanding requests are handled). The hang-up
+ * (epoll says it of a unix socket whose peer closed, bytes still unread) comes here
+ * in the same wake-up as the receive of the header alone: the ring's receive reads on
+ * to the end of the input; the hang-up does not cut it short. */
+Test(nbd_ring, a_hang_up_after_the_last_request_does_not_drop_it)
+{
+	uint8_t block[BLK];
+	struct nbd_request rq = request(NBD_CMD_WRITE, 1, 3 * BLK, BLK);
+	struct nbd_request disc = request(NBD_CMD_DISC, 2, 0, 0);
+	uint8_t rest[BLK + sizeof(disc)];
+	int fd;
+
+	server_start();
+	fd = client_open();
+	pattern(block, sizeof(block), 7);
+	__atomic_store_n(&stall_armed, true, __ATOMIC_RELEASE);
+	send_all(fd, &rq, sizeof(rq));
+	while (sem_wait(&stalled) < 0) /* the header came in alone */
+		cr_assert_eq(errno, EINTR);
+	memcpy(rest, block, BLK);
+	memcpy(rest + BLK, &disc, sizeof(disc));
+	send_all(fd, rest, sizeof(rest));
+	close(fd);
+	sem_post(&stall_go);
+
+	/* another connection sees it once it completed (no order between the two) */
+	fd = client_open();
+	for (int i = 0; i < 200 && !read_is(fd, 3, 3 * BLK, block, sizeof(block)); i++)
+		usleep(10 * 1000);
+	read_expect(fd, 4, 3 * BLK, block, sizeof(block));
+	close(fd);
+	server_stop();
 }

@@ -1015,100 +1015,107 @@ static size_t sock_drain(int fd)
 	return total;
 }
 
+/* A store, the loop's fds and a socket pair (sv[0] the loop's end, sv[1] the peer's,
+ * both non-blocking): what a test of the loop's sends and receives in the sleep needs.
+ * sock_rig_close closes what it opened (an sv set to -1: closed by the test). */
+struct sock_rig {
+	struct store *st;
+	struct loop_fds l;
+	int sv[2];
+};
+
+static void sock_rig_open(struct sock_rig *x, const char *name)
+{
+	x->st = store_make(name, MIB, 0);
+	loop_fds_open(&x->l);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, x->sv), 0);
+}
+
+static void sock_rig_close(struct sock_rig *x)
+{
+	store_close(x->st);
+	loop_fds_close(&x->l);
+	for (int i = 0; i < 2; i++)
+		if (x->sv[i] >= 0)
+			close(x->sv[i]);
+}
+
 /* A send handed to the wait goes out in its system call: the bytes are on the peer
  * socket when it returns, with the result, and the sleep still waits for a wake-up
  * of its own (here none: its whole 50 ms), not for the send's completion. */
 Test(store, wait_fd_makes_the_loops_sends_in_the_sleep)
 {
-	struct store *st = store_make("waitsend", MIB, 0);
 	struct loop_send s = { .buf = "abcdef", .len = 6, .fn = send_noop };
-	struct loop_fds l;
+	struct sock_rig x;
 	struct loop_wait w;
 	uint64_t t0;
-	int sv[2];
 	char got[8] = { 0 };
 
-	loop_fds_open(&l);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	s.fd = sv[0];
-	w = wait_plain(&l);
+	sock_rig_open(&x, "waitsend");
+	s.fd = x.sv[0];
+	w = wait_plain(&x.l);
 	w.sends = &s;
 	t0 = mono_ms();
-	cr_assert_eq(store_wait_fd(st, &w, 50), 0);
+	cr_assert_eq(store_wait_fd(x.st, &w, 50), 0);
 	cr_assert_geq(mono_ms() - t0, 45, "the send's completion ended the sleep");
 	cr_assert(s.done, "the store made the send");
 	cr_assert_eq(s.res, 6);
 	cr_assert_not(w.ready, "the send's completion is no wake-up of the fd");
-	cr_assert_eq(read(sv[1], got, sizeof(got)), 6);
+	cr_assert_eq(read(x.sv[1], got, sizeof(got)), 6);
 	cr_assert_str_eq(got, "abcdef");
-	store_close(st);
-	loop_fds_close(&l);
-	close(sv[0]);
-	close(sv[1]);
+	sock_rig_close(&x);
 }
 
 /* A gathered send (the NBD server's replies: a header, then the data of a read) goes
  * as one SENDMSG in the sleep's system call, its pieces in order. */
 Test(store, wait_fd_makes_a_gathered_send_in_the_sleep)
 {
-	struct store *st = store_make("waitsendv", MIB, 0);
 	struct iovec iov[] = { { "hdr:", 4 }, { "payload", 7 } };
 	struct loop_send s = { .iov = iov, .iovcnt = 2, .len = 11, .fn = send_noop };
-	struct loop_fds l;
+	struct sock_rig x;
 	struct loop_wait w;
-	int sv[2];
 	char got[16] = { 0 };
 
-	loop_fds_open(&l);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	s.fd = sv[0];
+	sock_rig_open(&x, "waitsendv");
+	s.fd = x.sv[0];
 	s.msg = (struct msghdr){ .msg_iov = iov, .msg_iovlen = 2 }; /* loop_send_queue's */
-	w = wait_plain(&l);
+	w = wait_plain(&x.l);
 	w.sends = &s;
-	cr_assert_eq(store_wait_fd(st, &w, 0), 0);
+	cr_assert_eq(store_wait_fd(x.st, &w, 0), 0);
 	cr_assert(s.done, "the store made the send");
 	cr_assert_eq(s.res, 11);
-	cr_assert_eq(read(sv[1], got, sizeof(got)), 11);
+	cr_assert_eq(read(x.sv[1], got, sizeof(got)), 11);
 	cr_assert_str_eq(got, "hdr:payload");
-	store_close(st);
-	loop_fds_close(&l);
-	close(sv[0]);
-	close(sv[1]);
+	sock_rig_close(&x);
 }
 
 /* A full socket: -EAGAIN at once (MSG_DONTWAIT), the send never left waiting in the
  * ring where it would keep the caller's buffer. */
 Test(store, a_send_to_a_full_socket_completes_eagain_in_the_sleep)
 {
-	struct store *st = store_make("waitfull", MIB, 0);
 	static char fill[1 << 16];
 	struct loop_send s = { .buf = "x", .len = 1, .fn = send_noop };
-	struct loop_fds l;
+	struct sock_rig x;
 	struct loop_wait w;
 	size_t filled = 0;
 	ssize_t n;
-	int sv[2];
 
-	loop_fds_open(&l);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	while ((n = write(sv[0], fill, sizeof(fill))) > 0)
+	sock_rig_open(&x, "waitfull");
+	while ((n = write(x.sv[0], fill, sizeof(fill))) > 0)
 		filled += (size_t)n;
 	cr_assert_eq(errno, EAGAIN);
-	s.fd = sv[0];
-	w = wait_plain(&l);
+	s.fd = x.sv[0];
+	w = wait_plain(&x.l);
 	w.sends = &s;
-	cr_assert_eq(store_wait_fd(st, &w, 50), 0);
+	cr_assert_eq(store_wait_fd(x.st, &w, 50), 0);
 	cr_assert(s.done);
 	cr_assert_eq(s.res, -EAGAIN);
 	/* nothing left in the ring: with room made, the next sleep sends nothing */
-	cr_assert_eq(sock_drain(sv[1]), filled);
-	w = wait_plain(&l);
-	cr_assert_eq(store_wait_fd(st, &w, 10), 0);
-	cr_assert_eq(sock_drain(sv[1]), 0, "the send was kept in the ring and made later");
-	store_close(st);
-	loop_fds_close(&l);
-	close(sv[0]);
-	close(sv[1]);
+	cr_assert_eq(sock_drain(x.sv[1]), filled);
+	w = wait_plain(&x.l);
+	cr_assert_eq(store_wait_fd(x.st, &w, 10), 0);
+	cr_assert_eq(sock_drain(x.sv[1]), 0, "the send was kept in the ring and made later");
+	sock_rig_close(&x);
 }
 
 /* A receive kept in the ring (loop.h's loop_recv): it waits in the kernel, its data's
@@ -1117,24 +1124,21 @@ Test(store, a_send_to_a_full_socket_completes_eagain_in_the_sleep)
  * (less than its room) is its own completion. */
 Test(store, a_receive_in_the_ring_completes_as_a_wake_up)
 {
-	struct store *st = store_make("waitrecv", MIB, 0);
 	char buf[16] = { 0 };
 	struct loop_recv lr = { .buf = buf, .cap = sizeof(buf) };
-	struct loop_fds l;
+	struct sock_rig x;
 	struct loop_wait w;
-	int sv[2];
 
-	loop_fds_open(&l);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	lr.fd = sv[0];
-	w = wait_plain(&l);
+	sock_rig_open(&x, "waitrecv");
+	lr.fd = x.sv[0];
+	w = wait_plain(&x.l);
 	w.recvs = &lr;
-	cr_assert_eq(store_wait_fd(st, &w, 10), 0); /* nothing to read: it stays in */
+	cr_assert_eq(store_wait_fd(x.st, &w, 10), 0); /* nothing to read: it stays in */
 	cr_assert(lr.in_ring);
 	cr_assert_not(lr.done);
-	cr_assert_eq(write(sv[1], "hello", 5), 5);
-	w = wait_plain(&l);
-	cr_assert_eq(store_wait_fd(st, &w, -1), 1, "the data woke the unbounded sleep");
+	cr_assert_eq(write(x.sv[1], "hello", 5), 5);
+	w = wait_plain(&x.l);
+	cr_assert_eq(store_wait_fd(x.st, &w, -1), 1, "the data woke the unbounded sleep");
 	cr_assert_not(w.ready, "not through the epoll fd");
 	cr_assert(lr.done);
 	cr_assert_not(lr.in_ring);
@@ -1142,15 +1146,14 @@ Test(store, a_receive_in_the_ring_completes_as_a_wake_up)
 	cr_assert_eq(memcmp(buf, "hello", 5), 0);
 	/* again, then the peer closes: 0 bytes */
 	lr.done = false;
-	w = wait_plain(&l);
+	w = wait_plain(&x.l);
 	w.recvs = &lr;
-	close(sv[1]);
-	cr_assert_eq(store_wait_fd(st, &w, -1), 1);
+	close(x.sv[1]);
+	x.sv[1] = -1;
+	cr_assert_eq(store_wait_fd(x.st, &w, -1), 1);
 	cr_assert(lr.done);
 	cr_assert_eq(lr.res, 0);
-	store_close(st);
-	loop_fds_close(&l);
-	close(sv[0]);
+	sock_rig_close(&x);
 }
 
 /* Two loop receives, each on its own socket pair: x.a reads x.sa[0], x.b x.sb[0]. */
