@@ -96,6 +96,13 @@ quilld_only()
 	[ "$QUILL_TEST_SERVER" = quilld ] || skip "tests $1: quilld only"
 }
 
+# kernel_at_least X.Y: is the running kernel X.Y or later? (what the tests of a kernel
+# feature count on: io_uring's EPOLL_WAIT op in 6.15, its min timeout in 6.12)
+kernel_at_least()
+{
+	[ "$(printf '%s\n%s\n' "$(uname -r | cut -d- -f1)" "$1" | sort -V | head -n 1)" = "$1" ]
+}
+
 need_nbd_python()
 {
 	PY="$(nbd_python)" || skip "no python3 with the nbd module (python3-libnbd; scripts/deps.sh)"

@@ -89,11 +89,7 @@ check()
 
 # The one sleep for the write and every reply needs the kernel's min timeout
 # (IORING_FEAT_MIN_TIMEOUT, Linux 6.12); before it, the sleep for the second reply.
-kernel="$(uname -r)"
-kmajor="${kernel%%.*}"
-kminor="${kernel#*.}"
-kminor="${kminor%%[!0-9]*}"
-if [ "$kmajor" -gt 6 ] || { [ "$kmajor" -eq 6 ] && [ "$kminor" -ge 12 ]; }; then
+if kernel_at_least 6.12; then
 	check 0 owner 30 28 2
 else
 	check 0 owner 45 38 2

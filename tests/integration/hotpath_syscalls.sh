@@ -73,10 +73,7 @@ calls()
 }
 
 # Does the kernel have IORING_OP_EPOLL_WAIT (Linux 6.15 and later)?
-kernel_collects_events()
-{
-	[ "$(printf '%s\n6.15\n' "$(uname -r | cut -d- -f1)" | sort -V | head -n 1)" = 6.15 ]
-}
+kernel_collects_events() { kernel_at_least 6.15; }
 
 # check NAME MAX_TENTHS_PER_REQUEST
 check()
