@@ -91,7 +91,7 @@ void replica_numbers_test_crash(struct rseg *s)
 	struct replicas *rs = s->rs;
 	struct fam_call *c;
 
-	if (!rs->test_crash_after || ++rs->test_opens < rs->test_crash_after)
+	if (!rs->test_crash_after || rs->test_dying || ++rs->test_opens < rs->test_crash_after)
 		return;
 	/* record the next number open, as an owner that opens ahead of need would, and
 	 * die before any write of it: the window between a record and the log */
@@ -102,9 +102,13 @@ void replica_numbers_test_crash(struct rseg *s)
 	snprintf(c->req.vol.name, sizeof(c->req.vol.name), "%s", s->fam->name);
 	c->req.epoch = s->fam->epoch;
 	replica_fill_holders(s, &c->req.seg);
-	/* the number the family's next segment takes (two may be opened at once: not
-	 * s->sno + 1) */
-	c->req.seg.id.seq = engine_family_next_sno(rs->eng, s->fam->uid);
+	/* one past the number the family's next segment takes (two may be opened at once:
+	 * not s->sno + 1). Not that number itself: s may be the one opened ahead, which
+	 * has it, and a request already in flight may fill the current segment and draw
+	 * it while the record is on the way. Nothing draws the one after: no append
+	 * leaves from here on, so no write completes and no more comes in. */
+	c->req.seg.id.seq = engine_family_next_sno(rs->eng, s->fam->uid) + 1;
+	rs->test_dying = true;
 	log_msg(LOG_WARN, LOG_TAG, "test: recording segment %08" PRIx32 " open, then dying",
 		c->req.seg.id.seq);
 	if (cluster_volume_async(rs->cluster, &c->req, crash_recorded, c) < 0)

@@ -792,6 +792,8 @@ static void op_send(struct rseg *s, struct rop *op)
 	struct peer_seg_req rq = { .op = PEER_OP_SEG_APPEND, .sno = s->sno, .block = op->block,
 				   .nblocks = op->nblocks, .data_crc = op->crc };
 
+	if (s->rs->test_dying)
+		return; /* replica_numbers_test_crash: the holders' copies stop where they are */
 	for (unsigned i = 0; i < s->nholders; i++) {
 		struct rnode *n = s->holders[i];
 		int r = send_req(s, op, n, &rq, &op->iov, 1, append_replied);

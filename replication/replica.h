@@ -74,8 +74,9 @@ struct replica_opts {
 	unsigned out_after_s;     /* a node down this long is gone for good: its copies are
 				     rebuilt elsewhere (catchup.h); 0: REPLICA_DEFAULT_OUT_AFTER_S */
 	/* tests only (quilld: QUILL_TEST_CRASH_AFTER_OPEN=N): after the N-th open record
-	 * of this process landed, record the next number open too and raise SIGKILL, so
-	 * that a record names a segment the log never got. 0: off */
+	 * of this process landed, send no more appends, record one past the next number
+	 * open too and raise SIGKILL, so that a record names a segment the log never got.
+	 * 0: off */
 	unsigned test_crash_after_open;
 	/* tests only (quilld: QUILL_TEST_CRASH_AFTER_SEAL=N): after the N-th sealed record
 	 * of this process landed, raise SIGKILL before any SEG_SEAL goes to its holders,

@@ -197,6 +197,7 @@ struct replicas {
 	bool ec_drop_replicas;          /* replica_opts.ec_drop_replicas */
 	unsigned test_crash_after;      /* replica_opts.test_crash_after_open */
 	unsigned test_opens;            /* open records written, for it */
+	bool test_dying;                /* its record is on the way: no append leaves */
 	unsigned test_crash_seal;       /* replica_opts.test_crash_after_seal */
 	bool drop_own;                  /* replica_opts.drop_own */
 	unsigned test_crash_rebuild;    /* replica_opts.test_crash_rebuild */

@@ -6,8 +6,10 @@
 # The window: an owner records a segment `open` in etcd, then dies before its first
 # write of it reaches its own log. Its number is then spent (a record names it) but the
 # log does not know it. quilld's test hook QUILL_TEST_CRASH_AFTER_OPEN=N makes that
-# deterministic: after the N-th open record of the process lands, it records the next
-# number open too (as an owner opening ahead of need would) and raises SIGKILL.
+# deterministic: after the N-th open record of the process lands, it sends no more
+# appends, records one past the family's next number open too (as an owner opening
+# ahead of need would: one past, as the next may be drawn while that record is on the
+# way) and raises SIGKILL.
 #   1. takeover: node0 (hooked) writes 1 MiB rounds, each flushed, until it dies; node1
 #      claims the volume and takes it over (the takeover seals the dead record at 0
 #      blocks), then writes 4 MiB more (new segments), flushed; node1 is killed -9 and
