@@ -337,6 +337,13 @@ static int conn_flush(struct peer_conn *c)
 	return 0;
 }
 
+/* Whether the loop's receive reads for c: it is in the ring, or goes in at the next
+ * sleep (while c may read: flow control holds it back otherwise). */
+static bool conn_ring_reads(const struct peer_conn *c)
+{
+	return c->ring_recv && conn_may_read(c);
+}
+
 static void conn_update_watch(struct peer_conn *c)
 {
 	unsigned want = 0;
@@ -344,7 +351,7 @@ static void conn_update_watch(struct peer_conn *c)
 	if (c->connecting || (conn_queued(c) && !c->ring_send.queued))
 		want |= LOOP_WRITE;
 	if (c->ring_recv)
-		loop_recv_want(c->ring_recv, conn_may_read(c));
+		loop_recv_want(c->ring_recv, conn_ring_reads(c));
 	else if (!c->connecting && conn_may_read(c))
 		want |= LOOP_READ;
 	if (want != c->watched && loop_watch_modify(c->watch, want) == 0)
@@ -991,11 +998,15 @@ static void conn_event(void *arg, unsigned events)
 
 	if (c->connecting && conn_connected(c) < 0)
 		return;
-	if ((events & LOOP_READ) && c->ring_recv) {
+	if ((events & LOOP_READ) && c->ring_recv && !conn_ring_reads(c)) {
 		/* the watch asks for no input: this is a hang-up or an error (epoll reports
-		 * those always, and again at every sleep while they last). The ring's
-		 * receive, when in, completes with it too and its fn ran first (what came
-		 * before it is handled); one held back would leave this one spinning. */
+		 * those always, and again at every sleep while they last), and the receive
+		 * is held back (flow control): waiting for it would leave this one spinning.
+		 * While the receive reads on, a hang-up closes nothing: the socket says it
+		 * with frames still unread (a peer's last replies or appends before its
+		 * close, when a completion brought part of them), which the receive takes
+		 * first, then its 0 or error ends the connection (conn_input_end); each
+		 * sleep until then completes the receive, so nothing spins. */
 		int err = 0;
 		socklen_t len = sizeof(err);
 
@@ -1004,7 +1015,7 @@ static void conn_event(void *arg, unsigned events)
 		conn_close(c, err ? err : EPIPE, "connection hung up");
 		return;
 	}
-	if ((events & LOOP_READ) && conn_may_read(c) && conn_read(c) < 0)
+	if ((events & LOOP_READ) && !c->ring_recv && conn_may_read(c) && conn_read(c) < 0)
 		return;
 	conn_pump(c);
 }

@@ -1138,3 +1138,50 @@ Test(peer_request, malformed_reply_through_the_ring_closes)
 	receives_in_the_ring(5);
 	malformed_reply_closes_the_connection();
 }
+
+static void server_goes(void *arg)
+{
+	(void)arg;
+	peer_endpoint_destroy(server);
+	server = NULL;
+}
+
+/* A holder answers and closes while a request of ours is still unread there: TCP
+ * resets the connection (a close with bytes unread), and epoll says a hang-up of our
+ * socket with every reply still queued in it. The receives bring 7 bytes each (the
+ * first wake-up brings part of the first reply): the ring's receive reads on to the
+ * end, each reply reaches its caller, and only the request the holder never read ends
+ * with the reset. */
+Test(peer_request, replies_before_a_reset_all_arrive)
+{
+	enum { N = 4 };
+	struct cli cl = { 0 };
+	struct call k[N + 1] = { 0 };
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
+	struct loop_task *t;
+
+	receives_in_the_ring(7);
+	loop_set_wait_sends(lp, false); /* the replies go in the connection's task */
+	connect_ready(&cl, true);
+	srv.mode = HOLD;
+	srv.stop_at = N;
+	for (int i = 0; i <= N; i++)
+		cr_assert_eq(send_req(&cl, &sr, NULL, 0, 0, &k[i]), 0);
+	cr_assert_eq(loop_run(lp), 0); /* until N are held: the last one is not read whole */
+	cr_assert_eq(srv.nheld, N);
+	for (unsigned i = 0; i < srv.nheld; i++)
+		answer(srv.held[i], 0); /* queued: the connection's task sends them */
+	srv.nheld = 0;
+	cr_assert_eq(loop_task_create(lp, server_goes, NULL, &t), 0);
+	loop_task_schedule(t); /* after the connection's: the close follows the replies */
+	cr_assert_eq(loop_run(lp), 0); /* until the client's close */
+	loop_task_destroy(t);
+	cr_assert_eq(cl.closes, 1);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(k[i].calls, 1, "request %d", i);
+		cr_assert_eq(k[i].res, 0, "request %d: its reply was sent before the close, "
+			     "yet it ended with %d", i, k[i].res);
+	}
+	cr_assert_eq(k[N].calls, 1);
+	cr_assert_eq(k[N].res, -ECONNRESET, "the request never read there ends with the close");
+}
