@@ -98,8 +98,10 @@ void logcheck_classify(const uint8_t *slot, uint32_t used, uint64_t generation,
 /* A sealed segment's image of `blocks` blocks as read from a holder (block 0 its
  * header): 0 when the header names segment (uid, sno) and the log is whole batches
  * whose data match their CRCs, ending exactly at `blocks`. Else -EILSEQ, with the
- * blocks of the first bad part in [*bad_first, *bad_end) (a bad header: [0, 1); a log
- * that ends early: from where it ends to `blocks`). A rebuild checks a copy read from
+ * blocks of the first bad part in [*bad_first, *bad_end) (a batch whose data fail:
+ * from its first to its last data block that fails its CRC; a bad header: [0, 1); a
+ * damaged summary: to the next valid one; a log that ends early: from where it ends to
+ * `blocks`). A rebuild checks a copy read from
  * a holder this way before it writes it anywhere (replication/segfetch.c). */
 int logcheck_image_check(const uint8_t *img, uint32_t blocks, uint64_t uid, uint32_t sno,
 			 uint32_t *bad_first, uint32_t *bad_end);

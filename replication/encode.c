@@ -45,6 +45,10 @@
  * the first scan round once no job started for POOL_IDLE_MS (round_end). */
 #define POOL_MAX (ENCODE_INFLIGHT * (1u + EC_N_MAX))
 #define POOL_IDLE_MS 10000u
+/* A refused segment (struct erefused) is read again at the earliest 1 s after its
+ * first refusal, then after twice as long each time, at most this long. */
+#define REFUSED_RETRY_MIN_MS 1000u
+#define REFUSED_RETRY_MAX_MS (10u * 60u * 1000u)
 
 enum estep { EJ_READ, EJ_ENCODE, EJ_PUT, EJ_RECORD };
 
@@ -93,6 +97,26 @@ struct ecand {
 	unsigned nholders;
 };
 
+/* A segment whose local copy the encoder refused (-EILSEQ: blocks fail their log's
+ * CRCs). Its repair from a replica (the engine's scrub of the segment, as `quill
+ * scrub` runs it) starts at the refusal, and the segment is not read again while the
+ * repair runs, nor, unless the first repair mended it, before its back-off (1 s,
+ * doubling at each refusal, REFUSED_RETRY_MAX_MS at most). Before, every scan (~1 s)
+ * read and checked the whole segment again, the scan kept at its busy rate, until a
+ * client's read of the bad block or a scrub (daily) repaired it. */
+struct erefused {
+	struct encoder *e;           /* NULL: the encoder gone, the repair's answer frees it */
+	struct erefused *next;       /* e->refused */
+	uint64_t uid;
+	uint32_t sno;
+	char vol[LAYOUT_ID_MAX + 1];
+	unsigned refusals;           /* in a row */
+	uint64_t retry_ms;           /* not read again before (loop_now_ms()) */
+	bool repairing;              /* es's scrub is outstanding */
+	bool seen;                   /* its family's scan found it waiting */
+	struct engine_scrub_seg es;
+};
+
 /* Buffers of ended jobs, kept for the next ones (POOL_MAX). */
 struct ebuf {
 	uint8_t *p;
@@ -109,6 +133,7 @@ struct encoder {
 	size_t nfams;
 	struct ecand *cands;         /* waiting, oldest scan first */
 	size_t ncands;
+	struct erefused *refused;
 	struct ebuf pool[POOL_MAX];
 	unsigned npool;
 	size_t pool_bytes, live_bytes; /* in the pool; held by jobs */
@@ -195,6 +220,131 @@ static void pool_free(struct encoder *e)
 {
 	while (e->npool)
 		pool_drop(e, e->npool - 1);
+}
+
+/* ---- refused segments (struct erefused) ---- */
+
+static struct erefused *refused_find(const struct encoder *e, uint64_t uid, uint32_t sno)
+{
+	for (struct erefused *r = e->refused; r; r = r->next)
+		if (r->uid == uid && r->sno == sno)
+			return r;
+	return NULL;
+}
+
+/* Is segment (uid, sno) left alone for now: its repair runs, or its back-off lasts? */
+static bool refused_waits(const struct encoder *e, uint64_t uid, uint32_t sno)
+{
+	const struct erefused *r = refused_find(e, uid, sno);
+
+	return r && (r->repairing || loop_now_ms() < r->retry_ms);
+}
+
+/* r leaves the list; freed now, or by its repair's answer. */
+static void refused_drop(struct encoder *e, struct erefused *r)
+{
+	for (struct erefused **p = &e->refused; *p; p = &(*p)->next)
+		if (*p == r) {
+			*p = r->next;
+			break;
+		}
+	r->e = NULL;
+	if (!r->repairing)
+		free(r);
+}
+
+static unsigned refused_backoff_ms(unsigned refusals)
+{
+	unsigned ms = REFUSED_RETRY_MIN_MS;
+
+	for (unsigned i = 1; i < refusals && ms < REFUSED_RETRY_MAX_MS; i++)
+		ms *= 2;
+	return ms < REFUSED_RETRY_MAX_MS ? ms : REFUSED_RETRY_MAX_MS;
+}
+
+/* The engine's scrub of a refused segment ended: every bad block it found rewritten
+ * from a replica (read back good, flushed) lets the first refusal's segment be
+ * encoded at once; otherwise (nothing found bad, a block not repaired, a failure, or a
+ * copy refused again after a repair) its back-off stands. */
+static void refused_repaired(void *arg, int res)
+{
+	struct erefused *r = arg;
+	struct encoder *e = r->e;
+	const struct engine_scrub_seg *es = &r->es;
+
+	r->repairing = false;
+	if (!e) {
+		engine_scrub_seg_free(&r->es);
+		free(r);
+		return;
+	}
+	if (res == 0 && es->nbad && es->nfixed == es->nbad) {
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": %u "
+			"blocks of the local copy rewritten from a replica (read back good): it "
+			"is encoded %s", r->vol, r->uid, r->sno, es->nfixed,
+			r->refusals == 1 ? "now" : "after its back-off");
+		if (r->refusals == 1) {
+			r->retry_ms = 0;
+			recscan_kick(e->scan);
+		}
+	} else {
+		char why[64];
+
+		if (res < 0)
+			snprintf(why, sizeof(why), "%s", err_str(-res));
+		else
+			snprintf(why, sizeof(why), "%u of %u bad blocks repaired", es->nfixed,
+				 es->nbad);
+		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32
+				": the local copy is not repaired (%s): read again in %u s", r->vol,
+				r->uid, r->sno, why, refused_backoff_ms(r->refusals) / 1000u);
+	}
+	engine_scrub_seg_free(&r->es);
+}
+
+/* Segment (uid, sno) of volume vol was refused: its back-off grows and its repair
+ * starts (unless one runs). */
+static void refused_note(struct encoder *e, uint64_t uid, uint32_t sno, const char *vol)
+{
+	struct erefused *r = refused_find(e, uid, sno);
+	int res;
+
+	if (!r) {
+		if (!(r = calloc(1, sizeof(*r))))
+			return; /* tried again at the next scan, as before */
+		*r = (struct erefused){ .e = e, .next = e->refused, .uid = uid, .sno = sno,
+					.seen = true };
+		snprintf(r->vol, sizeof(r->vol), "%s", vol);
+		e->refused = r;
+	}
+	r->refusals++;
+	r->retry_ms = loop_now_ms() + refused_backoff_ms(r->refusals);
+	if (r->repairing)
+		return;
+	memset(&r->es, 0, sizeof(r->es));
+	r->repairing = true;
+	res = engine_segment_scrub_async(e->rs->eng, uid, sno, &r->es, refused_repaired, r);
+	if (res < 0)
+		refused_repaired(r, res);
+}
+
+/* Family uid's scan begins: its refused segments are marked unseen. */
+static void refused_scan_begin(struct encoder *e, uint64_t uid)
+{
+	for (struct erefused *r = e->refused; r; r = r->next)
+		if (r->uid == uid)
+			r->seen = false;
+}
+
+/* Family uid's scan ended: a refused segment it did not find waiting (encoded, freed,
+ * its record gone) is forgotten. */
+static void refused_scan_end(struct encoder *e, uint64_t uid)
+{
+	for (struct erefused *r = e->refused, *next; r; r = next) {
+		next = r->next;
+		if (r->uid == uid && !r->seen)
+			refused_drop(e, r);
+	}
 }
 
 /* ---- the worker (rs->worker) ---- */
@@ -578,8 +728,9 @@ static void job_put_all(struct ejob *j)
 		char what[LAYOUT_ID_MAX + 160];
 
 		snprintf(what, sizeof(what), "checking the local copy (blocks %" PRIu32 "-%" PRIu32
-			 " fail their checksum; `quill scrub %s` repairs them from a replica)",
-			 j->bad_first, j->bad_end - 1, j->vol);
+			 " fail their checksum; their repair from a replica starts now, as `quill "
+			 "scrub %s` does)", j->bad_first, j->bad_end - 1, j->vol);
+		refused_note(j->e, j->uid, j->sno, j->vol);
 		job_fail(j, j->enc_res, what);
 		return;
 	}
@@ -676,6 +827,7 @@ static void replicas_delete(const struct ejob *j)
 static void recorded(void *arg, int res, const char *msg)
 {
 	struct ejob *j = arg;
+	struct erefused *r;
 	struct efam *f;
 
 	if (!j->e) {
@@ -695,6 +847,8 @@ static void recorded(void *arg, int res, const char *msg)
 		dropown_note(j->e->rs, j->uid, j->sno); /* its reads become fetches */
 	if (j->req.drop_replicas)
 		replicas_delete(j); /* orphans now: deleted sooner than their checks would */
+	if ((r = refused_find(j->e, j->uid, j->sno)))
+		refused_drop(j->e, r);
 	f = efam_get(j->e, j->uid);
 	if (f && f->st.replicated) {
 		f->st.replicated--;
@@ -875,7 +1029,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 {
 	struct encoder *e = ctx;
 	struct efam *ef = efam_get(e, f->uid);
-	unsigned domains, k, m, waiting = 0, longer = 0;
+	unsigned domains, k, m, waiting = 0, longer = 0, held = 0;
 	uint32_t longest; /* blocks of a segment whose fragments fit a FRAG_PUT */
 	bool busy = false;
 
@@ -885,8 +1039,10 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	longest = ec_frag_max_seg_blocks(k, PEER_FRAG_PUT_MAX_BLOCKS);
 	ef->st.replicated = ef->st.encoded = ef->st.encoded_bare = ef->st.degraded = 0;
 	cands_drop(e, f->uid);
+	refused_scan_begin(e, f->uid);
 	for (size_t i = 0; i < n; i++) {
 		const struct layout_segment *rec = &segs[i];
+		struct erefused *r;
 		int have;
 
 		if (rec->id.family != f->uid || rec->state != LAYOUT_SEG_SEALED || !rec->length)
@@ -915,18 +1071,25 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			continue;
 		}
 		waiting++;
+		if ((r = refused_find(e, f->uid, rec->id.seq)))
+			r->seen = true;
+		if (refused_waits(e, f->uid, rec->id.seq)) {
+			held++; /* its repair, or its back-off: no reason to scan often */
+			continue;
+		}
 		if (domains >= k + m && !job_running(e, f->uid, rec->id.seq))
 			cand_add(e, &(struct ecand){ .uid = f->uid, .sno = rec->id.seq,
 						     .blocks = (uint32_t)have, .k = k, .m = m },
 				 rec);
 	}
+	refused_scan_end(e, f->uid);
 	jobs_fill(e);
 	ef = efam_get(e, f->uid); /* (a job started may have grown e->fams: ef moved) */
 	if (ef) {
 		domains_short(ef, f, waiting, domains, k, m);
 		too_long(ef, f, longer, k, m, longest);
 	}
-	return busy || waiting > 0;
+	return busy || waiting > held;
 }
 
 /* A scan round ended (also one with no EC family to scan: the last one gone): no
@@ -977,6 +1140,8 @@ void encoder_destroy(struct encoder *e)
 	recscan_destroy(e->scan);
 	for (struct ejob *j = e->jobs; j; j = j->next)
 		j->e = NULL; /* its outstanding answer (the worker's too) frees it */
+	while (e->refused)
+		refused_drop(e, e->refused);
 	pool_free(e);
 	free(e->fams);
 	free(e->cands);

@@ -417,13 +417,19 @@ Test(logcheck, image_check_takes_a_whole_segment)
 	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO, &a, &b), 0);
 }
 
-Test(logcheck, image_check_names_the_batch_with_a_flipped_block)
+/* The blocks that fail their CRCs are named, not their whole batch (an encoder's
+ * refusal said "blocks 1-169" for one damaged block). */
+Test(logcheck, image_check_names_the_flipped_blocks_of_a_batch)
 {
 	uint32_t len = put_image(), a, b;
 
-	blk(5)[7] ^= 0x40; /* batch 12: summary at 4, data 5..7 */
+	blk(6)[7] ^= 0x40; /* batch 12: summary at 4, data 5..7 */
 	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO, &a, &b), -EILSEQ);
-	cr_assert_eq(a, 4);
+	cr_assert_eq(a, 6);
+	cr_assert_eq(b, 7);
+	blk(7)[9] ^= 0x01; /* and its last: from the first bad to the last */
+	cr_assert_eq(logcheck_image_check(slot, len, UID, SNO, &a, &b), -EILSEQ);
+	cr_assert_eq(a, 6);
 	cr_assert_eq(b, 8);
 }
 
