@@ -94,6 +94,8 @@ struct peer_conn {
 	uint64_t req_timer_due;
 	struct peer_req *served;
 	bool outgoing, connecting, open, closing;
+	int send_err;              /* the peer reset the connection while the ring read:
+				      nothing more is sent (conn_send_failed) */
 	unsigned busy;             /* inside a callback of ours: close later */
 	bool close_pending;
 	int close_err;
@@ -272,10 +274,17 @@ static void conn_sent_bytes(struct peer_conn *c, size_t n)
 	}
 }
 
+static void conn_out_drop(struct peer_conn *c);
+static bool conn_send_failed(struct peer_conn *c, int err);
+
 /* Writes what the socket takes, now. Returns 0 or -errno (the connection must
- * close). */
+ * close, or conn_send_failed says otherwise). */
 static int conn_flush_now(struct peer_conn *c)
 {
+	if (c->send_err) {
+		conn_out_drop(c);
+		return 0;
+	}
 	if (c->ring_send.queued)
 		return 0; /* made in the sleep (its fn has yet to count it), or about to be */
 	while (conn_queued(c)) {
@@ -304,7 +313,7 @@ static void conn_sent(void *arg, long res)
 	size_t len = c->ring_send.len;
 
 	if (res < 0 && res != -EAGAIN && res != -EWOULDBLOCK && res != -EINTR) {
-		conn_close(c, (int)-res, "send failed");
+		conn_send_failed(c, (int)-res);
 		return;
 	}
 	if (res > 0)
@@ -321,6 +330,10 @@ static void conn_sent(void *arg, long res)
  * (the connection must close). */
 static int conn_flush(struct peer_conn *c)
 {
+	if (c->send_err) {
+		conn_out_drop(c);
+		return 0;
+	}
 	if (c->ring_send.queued)
 		return 0; /* handed already: conn_sent goes on */
 	if (!conn_queued(c))
@@ -356,6 +369,35 @@ static void conn_update_watch(struct peer_conn *c)
 		want |= LOOP_READ;
 	if (want != c->watched && loop_watch_modify(c->watch, want) == 0)
 		c->watched = want;
+}
+
+/* The output goes unsent (the peer reset the connection): queued, handed to the loop,
+ * or queued from now on. */
+static void conn_out_drop(struct peer_conn *c)
+{
+	loop_send_cancel(c->ep->lp, &c->ring_send);
+	c->out.len = c->out_sent = c->out_reqs = 0;
+	conn_update_watch(c); /* no LOOP_WRITE; the receive reads (flow control let go) */
+}
+
+/* A send failed with err: the connection closes, unless the peer reset it while the
+ * ring's receive reads (ECONNRESET, then EPIPE): a holder that answered and closed
+ * with a request of ours unread, as we sent the next. Then nothing more is sent, and
+ * the receive reads on to the end of what the peer sent before (the socket is closed
+ * now: its 0 or error comes at once), which closes (conn_input_end), as a hang-up
+ * does while the receive reads (conn_event): its last replies reach their requests.
+ * Returns false if c is gone. */
+static bool conn_send_failed(struct peer_conn *c, int err)
+{
+	if (!c->ring_recv || (err != ECONNRESET && err != EPIPE)) {
+		conn_close(c, err, "send failed");
+		return false;
+	}
+	c->send_err = err;
+	conn_out_drop(c);
+	if (c->in.len)
+		conn_kick(c); /* input held back while answers waited */
+	return true;
 }
 
 /* A refusal after authentication tells the peer why (best effort), then closes. */
@@ -845,7 +887,9 @@ static int conn_process(struct peer_conn *c)
 /* The end of the byte stream (n: 0) or a failed receive (n: -errno): c closes. */
 static void conn_input_end(struct peer_conn *c, long n)
 {
-	if (n == 0 && c->open && c->in.len == 0)
+	if (n == 0 && c->send_err && c->in.len == 0)
+		conn_close(c, c->send_err, "reset by the peer (what it sent before is read)");
+	else if (n == 0 && c->open && c->in.len == 0)
 		conn_close(c, 0, "closed by the peer");
 	else
 		conn_close(c, n == 0 ? EPIPE : (int)-n,
@@ -984,10 +1028,8 @@ static void conn_pump(void *arg)
 	if (c->in.len && !held && conn_process(c) < 0)
 		return;
 	r = conn_flush(c);
-	if (r < 0) {
-		conn_close(c, -r, "send failed");
+	if (r < 0 && !conn_send_failed(c, -r))
 		return;
-	}
 	if (held && c->in.len && conn_may_read(c))
 		conn_kick(c);
 }

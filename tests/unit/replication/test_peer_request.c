@@ -1139,26 +1139,35 @@ Test(peer_request, malformed_reply_through_the_ring_closes)
 	malformed_reply_closes_the_connection();
 }
 
+static struct cli *reset_cl;
+static struct call *reset_k; /* NULL: no request after the server went */
+
+/* The server goes; then the client sends one more request (into the reset), if asked. */
 static void server_goes(void *arg)
 {
+	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
+
 	(void)arg;
 	peer_endpoint_destroy(server);
 	server = NULL;
+	if (reset_k)
+		cr_assert_eq(send_req(reset_cl, &sr, NULL, 0, 0, reset_k), 0);
 }
 
 /* A holder answers and closes while a request of ours is still unread there: TCP
  * resets the connection (a close with bytes unread), and epoll says a hang-up of our
- * socket with every reply still queued in it. The receives bring 7 bytes each (the
- * first wake-up brings part of the first reply): the ring's receive reads on to the
- * end, each reply reaches its caller, and only the request the holder never read ends
- * with the reset. */
-Test(peer_request, replies_before_a_reset_all_arrive)
+ * socket with every reply still queued in it; with send_after, the next request we
+ * send fails too (ECONNRESET). The receives bring 7 bytes each (the first wake-up
+ * brings part of the first reply): the ring's receive reads on to the end, each reply
+ * reaches its caller, and only the requests the holder never read end with the reset. */
+static void replies_then_a_reset(bool send_after)
 {
 	enum { N = 4 };
 	struct cli cl = { 0 };
-	struct call k[N + 1] = { 0 };
+	struct call k[N + 2] = { 0 };
 	struct peer_seg_req sr = { .op = PEER_OP_SEG_STAT, .sno = 1 };
 	struct loop_task *t;
+	int last = send_after ? N + 1 : N;
 
 	receives_in_the_ring(7);
 	loop_set_wait_sends(lp, false); /* the replies go in the connection's task */
@@ -1172,6 +1181,8 @@ Test(peer_request, replies_before_a_reset_all_arrive)
 	for (unsigned i = 0; i < srv.nheld; i++)
 		answer(srv.held[i], 0); /* queued: the connection's task sends them */
 	srv.nheld = 0;
+	reset_cl = &cl;
+	reset_k = send_after ? &k[N + 1] : NULL;
 	cr_assert_eq(loop_task_create(lp, server_goes, NULL, &t), 0);
 	loop_task_schedule(t); /* after the connection's: the close follows the replies */
 	cr_assert_eq(loop_run(lp), 0); /* until the client's close */
@@ -1182,6 +1193,22 @@ Test(peer_request, replies_before_a_reset_all_arrive)
 		cr_assert_eq(k[i].res, 0, "request %d: its reply was sent before the close, "
 			     "yet it ended with %d", i, k[i].res);
 	}
-	cr_assert_eq(k[N].calls, 1);
-	cr_assert_eq(k[N].res, -ECONNRESET, "the request never read there ends with the close");
+	for (int i = N; i <= last; i++) {
+		cr_assert_eq(k[i].calls, 1, "request %d", i);
+		cr_assert_eq(k[i].res, -ECONNRESET, "request %d, never read there, ends with the "
+			     "close", i);
+	}
+}
+
+/* The hang-up alone: nothing more to send. */
+Test(peer_request, replies_before_a_reset_all_arrive)
+{
+	replies_then_a_reset(false);
+}
+
+/* A request sent into the reset fails (ECONNRESET): nothing more is sent, and the
+ * receive reads on as after a hang-up. */
+Test(peer_request, replies_before_a_reset_arrive_past_a_failed_send)
+{
+	replies_then_a_reset(true);
 }
