@@ -131,11 +131,11 @@ void stages_mark_slow(const char *name)
 		return;
 	occ = occurrence(name);
 	s = stage_find(name, occ < STAGES_OCCURRENCES ? occ : STAGES_OCCURRENCES);
+	t = now_ns();
+	if (trail_on && ntrail < STAGES_TRAIL_MAX) /* (also a mark with no histogram left) */
+		trail[ntrail++] = (struct trail_mark){ name, t - t_start };
 	if (!s)
 		return;
-	t = now_ns();
-	if (trail_on && ntrail < STAGES_TRAIL_MAX)
-		trail[ntrail++] = (struct trail_mark){ name, t - t_start };
 	hist_add(&s->since_start, t - t_start);
 	hist_add(&s->since_prev, t - t_prev);
 	t_prev = t;

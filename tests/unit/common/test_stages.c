@@ -95,6 +95,24 @@ Test(stages, a_long_request_s_trail_keeps_its_first_marks)
 	cr_assert(!strstr(text, "past"), "%s", text);
 }
 
+Test(stages, a_trail_keeps_a_mark_whose_histogram_had_no_room)
+{
+	static char names[STAGES_MAX][16]; /* (names must outlive their marks) */
+	char *text;
+
+	stages_with("trail");
+	for (unsigned i = 0; i < STAGES_MAX; i++) { /* every histogram taken */
+		snprintf(names[i], sizeof(names[i]), "filler%u", i);
+		stages_begin();
+		stages_mark(names[i]);
+		stages_end(names[i]);
+	}
+	one_request("late.first", "late.second", "late.end");
+	text = logged();
+	cr_assert(matches(text, "trail: late\\.first@[0-9]+ late\\.second@[0-9]+ "
+			  "late\\.end@[0-9]+\n"), "%s", text);
+}
+
 Test(stages, without_trail_no_trail_is_logged)
 {
 	stages_with("1");
