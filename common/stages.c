@@ -2,6 +2,7 @@
 #include "common/stages.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,15 @@ static unsigned nstages;
 static uint64_t t_start, t_prev; /* ns; t_start 0: no request begun */
 static const char *seen_name[STAGES_MAX]; /* names marked in this request, how often */
 static unsigned seen_n[STAGES_MAX], nseen;
+/* QUILL_STAGES=trail: this request's marks in order (name, ns since its start), logged
+ * as one line at its end */
+struct trail_mark {
+	const char *name;
+	uint64_t ns;
+};
+static bool trail_on;
+static struct trail_mark trail[STAGES_TRAIL_MAX];
+static unsigned ntrail;
 
 static uint64_t now_ns(void)
 {
@@ -41,17 +51,33 @@ void stages_init(void)
 	const char *env = getenv("QUILL_STAGES");
 
 	stages_on = env && *env && strcmp(env, "0") != 0;
+	trail_on = stages_on && strcmp(env, "trail") == 0;
 }
 
 void stages_begin_slow(void)
 {
 	t_start = t_prev = now_ns();
 	nseen = 0;
+	ntrail = 0;
+}
+
+/* The request's trail as one line: " name@µs" for each mark, µs since its start. */
+static void trail_log(void)
+{
+	char line[STAGES_TRAIL_MAX * 32];
+	size_t n = 0;
+
+	for (unsigned i = 0; i < ntrail && n < sizeof(line); i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s@%llu", trail[i].name,
+				      (unsigned long long)(trail[i].ns / 1000));
+	log_msg(LOG_INFO, "stages", "trail:%s", line);
 }
 
 void stages_end_slow(const char *name)
 {
 	stages_mark_slow(name);
+	if (trail_on && t_start)
+		trail_log();
 	t_start = 0;
 }
 
@@ -105,9 +131,11 @@ void stages_mark_slow(const char *name)
 		return;
 	occ = occurrence(name);
 	s = stage_find(name, occ < STAGES_OCCURRENCES ? occ : STAGES_OCCURRENCES);
+	t = now_ns();
+	if (trail_on && ntrail < STAGES_TRAIL_MAX) /* (also a mark with no histogram left) */
+		trail[ntrail++] = (struct trail_mark){ name, t - t_start };
 	if (!s)
 		return;
-	t = now_ns();
 	hist_add(&s->since_start, t - t_start);
 	hist_add(&s->since_prev, t - t_prev);
 	t_prev = t;

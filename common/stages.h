@@ -12,6 +12,11 @@
  * its marks are one request; deeper, the marks mix requests (a debug tool, not a
  * metric). Without the variable every call is a test of one flag: nothing is timed.
  *
+ * With QUILL_STAGES=trail, each request's marks are also logged in order at its end,
+ * one line ("trail: name@µs ..." since its start, the first STAGES_TRAIL_MAX marks):
+ * the path of one request, where the histograms mix paths (scripts/stages_split.py
+ * splits an EC read's by where its fragment was).
+ *
  * Names are static strings (compared by address, then by text); at most
  * STAGES_MAX of them, later ones are not counted. Threading: one thread (the loop's).
  */
@@ -22,10 +27,12 @@
 
 #define STAGES_MAX 64
 #define STAGES_OCCURRENCES 6 /* the 6th and later marks of a name share "#6" */
+#define STAGES_TRAIL_MAX 48  /* marks of one request in its trail line */
 
 extern bool stages_on;
 
-/* Reads QUILL_STAGES once (quilld's start). */
+/* Reads QUILL_STAGES once (quilld's start): unset, empty or "0" off; "trail" on with
+ * trails; anything else on. */
 void stages_init(void);
 void stages_begin_slow(void);
 void stages_mark_slow(const char *name);

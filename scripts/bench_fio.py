@@ -7,7 +7,7 @@ import os
 
 def fio_result(path):
     """The figures of one fio run (None if it has no output): IOPS and MiB/s of both
-    directions summed, mean latency over both, the worst direction's p99 and max."""
+    directions summed, mean latency over both, the worst direction's p50, p99 and max."""
     if not os.path.exists(path):
         return None
     text = open(path).read()
@@ -25,6 +25,7 @@ def fio_result(path):
         "mib_s": sum(d["bw_bytes"] for d in dirs) / 2**20,
         "ios": sum(d["total_ios"] for d in dirs),
         "lat_mean_us": sum(d["lat_ns"]["mean"] * d["total_ios"] for d in dirs) / ios / 1e3,
+        "p50_us": max(d["clat_ns"]["percentile"]["50.000000"] for d in dirs) / 1e3,
         "p99_us": max(d["clat_ns"]["percentile"]["99.000000"] for d in dirs) / 1e3,
         "max_us": max(d["lat_ns"]["max"] for d in dirs) / 1e3,
         "errors": j["error"],

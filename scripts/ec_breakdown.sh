@@ -6,16 +6,19 @@
 # segment but the last sealed; an EC volume's then encoded and its replicas dropped),
 # then runs N random 4 KiB RW (randread) I/Os at queue depth QD (1) through node0's NBD
 # with fio and prints fio's latency (and IOPS), each node's CPU per I/O and
-#   by default (QUILL_STAGES=1, common/stages.h): the per-stage times of each node's
+#   by default (QUILL_STAGES=trail, common/stages.h): the per-stage times of each node's
 #     loop thread, logged when the nodes stop (owner: since the NBD request's header;
-#     holders: since the request frame's first bytes; at QD > 1 the marks mix requests);
+#     holders: since the request frame's first bytes; at QD > 1 the marks mix requests),
+#     then each read's trail split by where it went (scripts/stages_split.py: the
+#     owner's own fragment, a holder's, its own copy; the holders' service; the hop);
 #   with PERF=1 instead: `perf record` of the three nodes over the job, and the top of
 #     `perf report` by process and symbol (perf.data under the scratch folder).
 # Environment: N=3000, RW=randread (or randwrite), QD=1, POLICY="--ec 2+1" (or
 # "--replicas 3"), VOLSIZE=64M, STORE=512M (each node's store), PERF=0, PERF_ARGS=-g
 # (perf record's), QUILLD. Also printed: node0's map checkpoints (each one a store
 # flush and a RocksDB SST: an EC owner's drops asked one each, issue 13), cleaner runs
-# and remote victims cleaned over the job.
+# and remote victims cleaned over the job, and its reads: store reads, fetches (a
+# remote entry's runs), reads from fragments (runs, requests: one each when healthy).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$ROOT/build/tests/integration}"
@@ -33,7 +36,7 @@ VOLSIZE="${VOLSIZE:-64M}"
 PERF="${PERF:-0}"
 STORE="${STORE:-512M}"
 PEER_EXTRA=(--segment-size 4M)
-if [ "$PERF" = 1 ]; then export QUILL_STAGES=0; need_cmd perf; else export QUILL_STAGES=1; fi
+if [ "$PERF" = 1 ]; then export QUILL_STAGES=0; need_cmd perf; else export QUILL_STAGES=trail; fi
 start_three_peer_nodes
 read -r -a POL <<<"$POLICY"
 qexpect 0 0 volume create rd "$VOLSIZE" "${POL[@]}"
@@ -61,8 +64,9 @@ if [ "$PERF" = 1 ]; then
 	sleep 0.5 # attached
 fi
 # counters I: node I's engine counters so far (quill status): map checkpoints (each a
-# store flush and an SST), cleaner runs, remote victims cleaned
-COUNTERS=(checkpoints gc_runs gc_remote_runs)
+# store flush and an SST), cleaner runs, remote victims cleaned, store reads, fetches,
+# reads from fragments
+COUNTERS=(checkpoints gc_runs gc_remote_runs read_ios fetches frag_runs frag_requests)
 counters()
 {
 	"$QUILL" --socket "$WORK/ctl$1.sock" --json status | python3 -c \
@@ -90,4 +94,6 @@ for i in 0 1 2; do
 	echo "node$i stages:"
 	node_stages "$i"
 done
+echo "reads by path (trails):"
+python3 "$ROOT/scripts/stages_split.py" "$WORK/node0.log" "$WORK/node1.log" "$WORK/node2.log"
 it_pass
