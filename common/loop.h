@@ -56,6 +56,10 @@ struct loop_wait {
 			    (a peer that died, a reply split over two reads) costs at most
 			    min_wait_us */
 	unsigned min_wait_us;
+	unsigned spin_us; /* in (0: none), set by the waiter's owner: a waiter that can
+			    may poll for its completions this long before it sleeps, for
+			    a wait expected to be shorter than a sleep's wake-up costs (a
+			    lone request's disk I/O) */
 	struct loop_send *sends; /* in: sends to make before the sleep (a waiter that
 			    takes them: loop_set_wait_sends), linked by next. The waiter
 			    sets res and done of each it made; the loop makes the others

@@ -59,6 +59,7 @@ void engine_opts_init(struct engine_opts *opts)
 	opts->gc_auto = true;
 	opts->prezero = true;
 	opts->idle_defrag = true;
+	opts->poll_us = ENGINE_POLL_US_DEFAULT;
 	opts->sync_bytes = ENGINE_SYNC_BYTES_DEFAULT;
 }
 

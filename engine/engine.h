@@ -106,6 +106,14 @@ struct engine_opts {
 				      at a time, so that a later sequential read finds them
 				      in one piece (engine/defrag.c); default on through
 				      engine_opts_init */
+	unsigned poll_us;          /* while one client request is in flight, or one was
+				      just answered (QD1), the loop polls the ring for what
+				      it waits for (the disk I/O, the next request) at most
+				      this long before it sleeps: that comes sooner than a
+				      sleeping thread is woken (docs/engine.md, "Polling for
+				      a lone request"); the window adapts, waits longer than
+				      this end the polls. engine_opts_init sets
+				      ENGINE_POLL_US_DEFAULT; 0: sleep at once */
 	bool family_records;       /* each family's own log carries its layers' records:
 				      when a volume opens a segment, the records (and
 				      tombstones) of its family that were written to the
@@ -126,6 +134,8 @@ struct engine_opts {
 				      management call's synced commit). Must outlive the
 				      engine. NULL: none */
 };
+
+#define ENGINE_POLL_US_DEFAULT 100
 
 /* Fills defaults. */
 void engine_opts_init(struct engine_opts *opts);

@@ -1183,6 +1183,27 @@ int engine_run(struct engine *eng)
  * for the local write alone again. */
 #define MIRROR_MIN_WAIT_US 2000
 
+/* A client answered this recently may send its next request while the loop polls */
+#define POLL_AFTER_REPLY_MS 2
+
+/* How long the sleep may poll first (loop.h's spin_us; engine_opts.poll_us): while a
+ * lone client request waits for its disk I/O, or a client was just answered and its
+ * next request is likely on the way (QD1). A wake-up from a sleep, another CPU's
+ * especially, costs more than polling for the rest of such a wait; the store stops
+ * polling by itself when the waits outlast poll_us (an idle client). At a queue
+ * depth the next completion or request ends each sleep soon anyway. */
+static unsigned poll_us(const struct engine *eng, bool mirrored_only)
+{
+	if (!eng->opts.poll_us)
+		return 0;
+	if (eng->client_inflight == 1 && !mirrored_only)
+		return eng->opts.poll_us;
+	if (eng->client_inflight == 0 && eng->client_reqs &&
+	    eng_now_ms() - eng->client_last_ms < POLL_AFTER_REPLY_MS)
+		return eng->opts.poll_us;
+	return 0;
+}
+
 /* How many wake-ups the ring may sleep for (loop.h's min_events). A mirrored append
  * completes when its local write AND its copies did; the local write usually comes
  * first, and waking for it alone is a system call and a context switch for nothing
@@ -1206,6 +1227,7 @@ static void wait_events(const struct engine *eng, struct loop_wait *w)
 	w->min_events = mirrored_only ? 2 : 1;
 	w->min_events_bounded = 0;
 	w->min_wait_us = 0;
+	w->spin_us = poll_us(eng, mirrored_only);
 	/* one client request in flight (QD1): at a queue depth, the append in flight is a
 	 * batch and the next one's requests are arriving; sleeping for every reply held
 	 * them back a round trip (replicated QD32 writes at 0.5-0.6x, session 19) */

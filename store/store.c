@@ -68,6 +68,7 @@
 #define STORE_REAP_BATCH 32
 #define STORE_SLAB_REQS 64
 #define STORE_FD_POLL_CQES 1u	 /* CQ entries kept for the poll of store_wait_fd() */
+#define POLL_GROW_START_NS 20000u /* the poll's window grows from this (poll_adapt) */
 /* IORING_OP_EPOLL_WAIT, enum io_uring_op's number since Linux 6.15 (after RECV_ZC);
  * Debian 12's headers (6.1) do not name it. Used only if the ring's probe says the
  * kernel has it. */
@@ -123,6 +124,9 @@ struct store {
 	bool epoll_wait_op;	 /* the kernel has IORING_OP_EPOLL_WAIT */
 	bool min_wait;		 /* the kernel has the min timeout (enter_min_wait) */
 	bool trace;		 /* LOG_DEBUG at open: slow requests and flushes logged */
+	uint64_t poll_ns;	 /* the poll's window now, at most spin_us (poll_adapt) */
+	uint64_t spins;		 /* store_wait_fd() calls that polled (spin_us) ... */
+	uint64_t spins_caught;	 /* ... and of them, those that did not sleep after */
 	struct store_req *free;
 	struct store_req *pending_head;
 	struct store_req **pending_tail;
@@ -653,32 +657,106 @@ static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, i
 			       sizeof(arg));
 }
 
-/* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,
- * waits up to timeout_ms (-1: forever) for nr of them (at least one); with the
- * kernel's min timeout and nr_bounded (not 0), for nr_bounded of them instead (more
- * or fewer) or, once min_wait_us passed, the first (loop.h's min_events_bounded).
- * 0 or -errno. */
-static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr, unsigned nr_bounded,
-			   unsigned min_wait_us)
+static uint64_t mono_ns(void)
 {
-	int r;
+	struct timespec ts;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Submits what the SQ holds, then polls until nr completions are ready or the clock
+ * passes end_ns (loop.h's spin_us). Completion work the kernel holds for us
+ * (DEFER_TASKRUN) is run only once it says there is some (IORING_SQ_TASKRUN): no
+ * system call while nothing came. True if they came (the caller then does not
+ * sleep); false at end_ns, or on a submit error (the sleep's own submit reports it). */
+static bool poll_for(struct store *st, unsigned nr, uint64_t end_ns)
+{
+	bool flagged = st->ring.flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
+
+	if (!submit_error_is_transient(io_uring_submit_and_get_events(&st->ring)))
+		return false;
+	st->spins++;
+	do {
+		if (io_uring_cq_ready(&st->ring) >= nr) {
+			st->spins_caught++;
+			return true;
+		}
+		if (!flagged || (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_TASKRUN))
+			io_uring_get_events(&st->ring);
+	} while (mono_ns() < end_ns);
+	return false;
+}
+
+/* The poll's window (poll_ns) follows how long the waits polled for last, as the
+ * kernel's haltpoll governor does for an idle CPU: a wait that outlasted the window
+ * but not spin_us doubles it (from POLL_GROW_START_NS), one that outlasted spin_us
+ * halves it (below POLL_GROW_START_NS: 0, no poll, until a wait short enough grows
+ * it again). A disk whose I/O outlasts spin_us (a slow or loaded one) so costs no
+ * CPU in polls that end in a sleep anyway. */
+static void poll_adapt(struct store *st, uint64_t waited_ns, unsigned spin_us)
+{
+	uint64_t max_ns = (uint64_t)spin_us * 1000u;
+
+	if (waited_ns > max_ns) {
+		st->poll_ns /= 2;
+		if (st->poll_ns < POLL_GROW_START_NS)
+			st->poll_ns = 0;
+	} else if (waited_ns > st->poll_ns) {
+		st->poll_ns = st->poll_ns ? 2 * st->poll_ns : POLL_GROW_START_NS;
+		if (st->poll_ns > max_ns)
+			st->poll_ns = max_ns;
+	}
+}
+
+static uint64_t poll_window(const struct store *st, unsigned spin_us)
+{
+	uint64_t max_ns = (uint64_t)spin_us * 1000u;
+
+	return st->poll_ns < max_ns ? st->poll_ns : max_ns;
+}
+
+/* Submits what the SQ holds and sleeps up to timeout_ms (-1: forever) for nr
+ * completions (at least one); with the kernel's min timeout and nr_bounded (not 0),
+ * for nr_bounded of them instead (more or fewer) or, once min_wait_us passed, the
+ * first (loop.h's min_events_bounded). What io_uring_enter returns, or -errno. */
+static int sleep_in_ring(struct store *st, int timeout_ms, unsigned nr, unsigned nr_bounded,
+			 unsigned min_wait_us)
+{
+	struct __kernel_timespec ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+	};
+	struct io_uring_cqe *cqe;
+
+	if (st->min_wait && nr_bounded && min_wait_us)
+		return enter_min_wait(st, nr_bounded, min_wait_us, timeout_ms);
+	if (timeout_ms < 0)
+		return io_uring_submit_and_wait(&st->ring, nr ? nr : 1);
+	return io_uring_submit_and_wait_timeout(&st->ring, &cqe, nr ? nr : 1, &ts, NULL);
+}
+
+/* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,
+ * waits for them (sleep_in_ring), polling first for up to spin_us unless nr_bounded
+ * (poll_for, poll_adapt). 0 or -errno. */
+static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr, unsigned nr_bounded,
+			   unsigned min_wait_us, unsigned spin_us)
+{
 	bool idle = st->in_ring == 0 && st->poll_fd < 0; /* nothing could wake us */
+	bool pollable = spin_us && !nr_bounded;
+	int r;
 
 	if (timeout_ms == 0 || idle || io_uring_cq_ready(&st->ring)) {
 		r = io_uring_submit(&st->ring);
-	} else if (st->min_wait && nr_bounded && min_wait_us) {
-		r = enter_min_wait(st, nr_bounded, min_wait_us, timeout_ms);
-	} else if (timeout_ms < 0) {
-		r = io_uring_submit_and_wait(&st->ring, nr ? nr : 1);
 	} else {
-		struct __kernel_timespec ts = {
-			.tv_sec = timeout_ms / 1000,
-			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
-		};
-		struct io_uring_cqe *cqe;
+		uint64_t t0 = pollable ? mono_ns() : 0;
+		uint64_t window = pollable ? poll_window(st, spin_us) : 0;
 
-		r = io_uring_submit_and_wait_timeout(&st->ring, &cqe, nr ? nr : 1, &ts, NULL);
+		r = window && poll_for(st, nr, t0 + window)
+			    ? 0
+			    : sleep_in_ring(st, timeout_ms, nr, nr_bounded, min_wait_us);
+		if (pollable)
+			poll_adapt(st, mono_ns() - t0, spin_us);
 	}
 	if (!submit_error_is_transient(r)) {
 		LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_enter: %s", st->path,
@@ -695,7 +773,7 @@ int store_poll(struct store *st, int timeout_ms)
 	if (!st)
 		return -EINVAL;
 	pending_drain(st);
-	r = submit_and_wait(st, timeout_ms, 1, 0, 0);
+	r = submit_and_wait(st, timeout_ms, 1, 0, 0, 0);
 	return r < 0 ? r : reap(st, true);
 }
 
@@ -912,7 +990,7 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 	r = submit_and_wait(st, st->poll_fired ? 0 : timeout_ms,
 			    (w->min_events ? w->min_events : 1) + st->sends_in_ring,
 			    w->min_events_bounded ? st->sends_in_ring + w->min_events_bounded : 0,
-			    w->min_wait_us);
+			    w->min_wait_us, w->spin_us);
 	if (r < 0) {
 		int rs = sends_reap(st);
 
@@ -930,6 +1008,12 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms)
 	w->nevents = st->poll_fired && !stale ? st->poll_nevents : 0;
 	st->poll_fired = false;
 	return r;
+}
+
+void store_spin_counts(const struct store *st, uint64_t *spins, uint64_t *caught)
+{
+	*spins = st ? st->spins : 0;
+	*caught = st ? st->spins_caught : 0;
 }
 
 bool store_has_min_wait(const struct store *st)
@@ -1281,6 +1365,7 @@ int store_open(const struct store_opts *opts, struct store **out)
 	st->fd = -1;
 	st->event_fd = -1;
 	st->poll_fd = -1;
+	st->poll_ns = POLL_GROW_START_NS;
 	st->pending_tail = &st->pending_head;
 	st->trace = log_get_level() == LOG_DEBUG;
 	st->path = strdup(opts->path);
@@ -1334,6 +1419,9 @@ void store_close(struct store *st)
 			break;
 		}
 	}
+	if (st->spins)
+		log_msg(LOG_INFO, "store", "%s: %" PRIu64 " sleeps polled for first, %" PRIu64
+			" of them saved", st->path, st->spins, st->spins_caught);
 	recvs_cancel_all(st);
 	io_uring_unregister_eventfd(&st->ring);
 	io_uring_queue_exit(&st->ring);

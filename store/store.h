@@ -98,6 +98,11 @@ int store_reap(struct store *st);
  * w->min_wait_us: where the kernel has the min timeout (store_has_min_wait), the sleep
  * lasts until that many came (more or fewer than min_events), or once min_wait_us
  * passed until the first; elsewhere min_events counts.
+ * w->spin_us (not 0): before it sleeps, the call submits and polls the ring for up to
+ * that long, until the completions the sleep would wait for came (min_events; the
+ * fd's readiness counts; a call with min_events_bounded does not poll), and sleeps
+ * only if they did not (store_spin_counts). How long it polls adapts to the waits
+ * (at most spin_us): waits longer than spin_us end the polls until a short one.
  * w->sends (loop.h's loop_send): each goes into this call's submit as a non-blocking
  * IORING_OP_SEND (a full socket: -EAGAIN), and has its res with done set when the call
  * returns, so their buffers are the caller's again; their completions end no sleep.
@@ -118,6 +123,9 @@ int store_wait_fd(struct store *st, struct loop_wait *w, int timeout_ms);
 /* Whether store_wait_fd() honours w->min_events_bounded (the kernel's min timeout,
  * IORING_FEAT_MIN_TIMEOUT, Linux 6.12). */
 bool store_has_min_wait(const struct store *st);
+/* How many store_wait_fd() calls polled (w->spin_us), and how many of them the
+ * completions came to while polling (the sleep was saved). */
+void store_spin_counts(const struct store *st, uint64_t *spins, uint64_t *caught);
 /* Number of requests submitted or queued whose callback has not run yet. */
 unsigned store_inflight(const struct store *st);
 /* An eventfd that becomes readable when completions are ready (for epoll loops).

@@ -110,6 +110,11 @@ static const char *check_checkpoint(const struct quilld_config *c)
 		       : NULL;
 }
 
+static const char *check_poll_us(const struct quilld_config *c)
+{
+	return c->poll_us > 10000 ? "must be at most 10000 microseconds" : NULL;
+}
+
 static const char *check_peer_listen(const struct quilld_config *c)
 {
 	char addr[64];
@@ -230,6 +235,7 @@ static const struct setting settings[] = {
 	{ "read-defrag", SET_FLAG, F(read_defrag), 0, "a read whose blocks lie scattered over the log writes them back as one run, so that the next read of it is one I/O per MiB (no: the first read would pay a write)", NULL, false },
 	{ "seq-defrag", SET_FLAG, F(seq_defrag), 0, "read-defrag for sequential readers only: a read that continues 4 MiB or more read in order, and finds its blocks scattered, writes them back as one run, so that the next pass is one I/O per MiB (no: the first pass would pay a write; bench.sh A/B in docs/engine.md)", NULL, false },
 	{ "idle-defrag", SET_FLAG, F(idle_defrag), 0, "when no client request came for 100 ms, rewrite the volumes' scattered ranges in LBA order, a MiB at a time, so that a later sequential read is one I/O per MiB (yes; no: leave them, at the cost of slow sequential reads after random writes)", NULL, false },
+	{ "poll-us", SET_UINT, F(poll_us), 0, "while a lone request waits for the disk, or a client was just answered, poll for what comes next at most this many microseconds before sleeping: it comes sooner than a sleeping thread wakes (100; 0: sleep at once, spending no CPU on it)", check_poll_us, false },
 	{ "vhost", SET_VHOST, 0, 0, "VOL=SOCKET: export VOL over vhost-user-blk (repeatable)", NULL, false },
 	{ "log-level", SET_STR, F(log_level), CAP(log_level), "debug, info, warn or error (info)", check_log_level, false },
 	{ "peer-listen", SET_STR, F(peer_listen), CAP(peer_listen), "peer protocol ADDR:PORT for other nodes (none)", check_peer_listen, false },
@@ -602,6 +608,7 @@ static void set_defaults(struct quilld_config *cfg)
 	cfg->sync_size = ENGINE_SYNC_BYTES_DEFAULT;
 	cfg->prezero = true;
 	cfg->idle_defrag = true;
+	cfg->poll_us = ENGINE_POLL_US_DEFAULT;
 	control_default_socket(cfg->control, sizeof(cfg->control));
 }
 

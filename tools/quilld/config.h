@@ -38,6 +38,7 @@ struct quilld_config {
 	bool prezero;                    /* zeros ahead of the log (engine_opts.prezero); yes */
 	bool read_defrag;                /* read reallocation (engine_opts.read_defrag); no */
 	bool idle_defrag;                /* the idle defragmenter (engine_opts.idle_defrag); yes */
+	unsigned poll_us;                /* engine_opts.poll_us; ENGINE_POLL_US_DEFAULT */
 	bool seq_defrag;                 /* read reallocation behind sequential readers
 					    (engine_opts.seq_defrag); no */
 	char log_level[16];

@@ -313,6 +313,7 @@ static int open_engine(struct node *n)
 	eo.prezero = n->cfg.prezero;
 	eo.read_defrag = n->cfg.read_defrag;
 	eo.idle_defrag = n->cfg.idle_defrag;
+	eo.poll_us = n->cfg.poll_us;
 	eo.seq_defrag = n->cfg.seq_defrag;
 	/* a cluster node's families may be adopted elsewhere from their segments alone */
 	eo.family_records = n->cfg.etcd_endpoints[0] != '\0';

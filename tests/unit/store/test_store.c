@@ -915,6 +915,136 @@ Test(store, wait_fd_min_events_bounded_is_bounded_by_min_wait, .timeout = 30)
 	write_alone_ends_the_sleep("waitbndw", w, true, -1, 1);
 }
 
+/* ---- polling before the sleep (loop_wait.spin_us) ---- */
+
+static void spin_counts(const struct store *st, uint64_t want_spins, uint64_t want_caught)
+{
+	uint64_t spins, caught;
+
+	store_spin_counts(st, &spins, &caught);
+	cr_assert_eq(spins, want_spins, "spins %" PRIu64, spins);
+	cr_assert_eq(caught, want_caught, "caught %" PRIu64, caught);
+}
+
+/* n writes one after the other, each waited for with spin_us */
+static void writes_waited(struct store *st, const struct loop_fds *l, int n, unsigned spin_us)
+{
+	char *buf = store_buf_alloc(BLK);
+
+	for (int i = 0; i < n; i++) {
+		struct done d = { 0 };
+		struct loop_wait w = wait_plain(l);
+
+		w.spin_us = spin_us;
+		cr_assert_eq(store_write(st, (uint64_t)(i % 16) * BLK, buf, BLK, on_done, &d), 0);
+		cr_assert_eq(store_wait_fd(st, &w, -1), 1);
+		cr_assert_not(w.ready);
+		cr_assert_eq(d.calls, 1);
+		cr_assert_eq(d.res, BLK);
+	}
+	store_buf_free(buf);
+}
+
+/* The window grows to the writes' time (up to spin_us): polls catch them. */
+Test(store, a_request_in_flight_is_polled_for_not_slept_on)
+{
+	struct store *st = store_make("spinio", MIB, 0);
+	struct loop_fds l;
+	uint64_t spins, caught;
+
+	loop_fds_open(&l);
+	writes_waited(st, &l, 40, 10 * 1000 * 1000); /* longer than any write */
+	store_spin_counts(st, &spins, &caught);
+	cr_assert_eq(spins, 40, "every wait polled");
+	cr_assert_geq(caught, 1, "no poll caught its write");
+	store_close(st);
+	loop_fds_close(&l);
+}
+
+/* Waits longer than spin_us shrink the window to nothing: no more polls. */
+Test(store, waits_longer_than_spin_us_stop_the_polls)
+{
+	struct store *st = store_make("spinlong", MIB, 0);
+	struct loop_fds l;
+
+	loop_fds_open(&l);
+	writes_waited(st, &l, 10, 1); /* no write completes within 1 µs of its submit */
+	spin_counts(st, 1, 0);
+	store_close(st);
+	loop_fds_close(&l);
+}
+
+/* The fd's events end the poll as they end the sleep. */
+Test(store, polling_ends_for_the_fd_too)
+{
+	struct store *st = store_make("spinfd", MIB, 0);
+	char *buf = store_buf_alloc(BLK);
+	struct done d = { 0 };
+	struct loop_fds l;
+	struct loop_wait w;
+	int ran;
+
+	loop_fds_open(&l);
+	w = wait_plain(&l);
+	w.spin_us = 10 * 1000 * 1000;
+	cr_assert_eq(write(l.pipe[1], "x", 1), 1);
+	cr_assert_eq(store_read(st, 0, buf, BLK, on_done, &d), 0);
+	ran = store_wait_fd(st, &w, -1);
+	cr_assert_geq(ran, 0);
+	if (!w.ready) { /* the read came first: the next wait has the fd */
+		w = wait_plain(&l);
+		w.spin_us = 10 * 1000 * 1000;
+		cr_assert_eq(store_wait_fd(st, &w, -1), 0);
+	}
+	cr_assert(w.ready);
+	store_close(st);
+	loop_fds_close(&l);
+	store_buf_free(buf);
+}
+
+/* With nothing of the store's in flight, what ends a poll is the fd: the next
+ * request of a client just answered (the engine decides when to ask for a poll). */
+Test(store, a_poll_with_nothing_in_flight_is_ended_by_the_fd)
+{
+	struct store *st = store_make("spinidle", MIB, 0);
+	struct loop_fds l;
+	struct loop_wait w;
+
+	loop_fds_open(&l);
+	w = wait_plain(&l);
+	w.spin_us = 10 * 1000 * 1000;
+	cr_assert_eq(write(l.pipe[1], "x", 1), 1);
+	cr_assert_eq(store_wait_fd(st, &w, -1), 0);
+	cr_assert(w.ready);
+	spin_counts(st, 1, 1);
+	store_close(st);
+	loop_fds_close(&l);
+}
+
+/* An fd that comes later than spin_us: the poll gives up and sleeps until it, and the
+ * window shrinks to nothing (the next wait does not poll). */
+Test(store, an_fd_later_than_spin_us_ends_the_polls)
+{
+	struct store *st = store_make("spinlate", MIB, 0);
+	struct loop_fds l;
+
+	loop_fds_open(&l);
+	for (int i = 0; i < 2; i++) {
+		int t = timer_in(&l, 5);
+		struct loop_wait w = wait_plain(&l);
+		uint64_t v;
+
+		w.spin_us = 1000;
+		cr_assert_eq(store_wait_fd(st, &w, -1), 0);
+		cr_assert(w.ready);
+		cr_assert_eq(read(t, &v, sizeof(v)), (ssize_t)sizeof(v));
+		close(t); /* (leaves the epoll set) */
+	}
+	spin_counts(st, 1, 0);
+	store_close(st);
+	loop_fds_close(&l);
+}
+
 /* The poll has its own CQ entry: a ring full of requests cannot overflow with it. */
 Test(store, wait_fd_with_a_full_ring)
 {
