@@ -706,6 +706,7 @@ static void held_written(void *arg, int res)
 	struct held *h = io->h;
 
 	h->writes--;
+	io->eng->held_writes--;
 	if (res >= 0) {
 		length_grow(h, io->block, io->block + io->nblocks);
 		/* the background flush's pacing counts held copies' bytes like the log's */
@@ -764,10 +765,12 @@ static int io_start(struct engine *eng, struct held *h, bool write, uint32_t blo
 		io_free(io);
 		return r;
 	}
-	if (write)
+	if (write) {
 		h->writes++;
-	else
+		eng->held_writes++;
+	} else {
 		h->reads++;
+	}
 	return 0;
 }
 

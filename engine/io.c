@@ -1187,8 +1187,9 @@ int engine_run(struct engine *eng)
 #define POLL_AFTER_REPLY_MS 2
 
 /* How long the sleep may poll first (loop.h's spin_us; engine_opts.poll_us): while a
- * lone client request waits for its disk I/O, or a client was just answered and its
- * next request is likely on the way (QD1). A wake-up from a sleep, another CPU's
+ * lone client request waits for its disk I/O, a client was just answered and its
+ * next request is likely on the way (QD1), or a holder's lone append is on the disk
+ * (an owner and its client wait for it). A wake-up from a sleep, another CPU's
  * especially, costs more than polling for the rest of such a wait; the store stops
  * polling by itself when the waits outlast poll_us (an idle client). At a queue
  * depth the next completion or request ends each sleep soon anyway. */
@@ -1197,6 +1198,9 @@ static unsigned poll_us(const struct engine *eng, bool mirrored_only)
 	if (!eng->opts.poll_us)
 		return 0;
 	if (eng->client_inflight == 1 && !mirrored_only)
+		return eng->opts.poll_us;
+	/* a holder's lone append: the owner and its client wait for this write */
+	if (eng->client_inflight == 0 && eng->held_writes == 1 && seg_inflight(eng) == 1)
 		return eng->opts.poll_us;
 	if (eng->client_inflight == 0 && eng->client_reqs &&
 	    eng_now_ms() - eng->client_last_ms < POLL_AFTER_REPLY_MS)

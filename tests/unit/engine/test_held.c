@@ -11,7 +11,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
+#include "common/loop.h"
 #include "engine/engine_internal.h"
 #include "engine/logcheck.h"
 #include "engine_fixture.h"
@@ -205,6 +208,38 @@ Test(held, a_seal_waits_for_the_writes_in_flight_and_counts_them)
 	cr_assert_eq(wb.res, 0);
 	cr_assert_eq(held_stat(UID, 0).length, 8);
 	expect_bytes(UID, 0, 0, 8, raw + 1);
+	free(raw);
+}
+
+/* What the loop's sleep may poll for (engine_wait_fd's spin_us) with the held writes
+ * in flight: a holder's lone append, yes; two (pipelined), no. */
+static unsigned spin_asked(void)
+{
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	struct loop_wait w = { .epfd = epfd };
+
+	cr_assert_geq(epfd, 0);
+	cr_assert_geq(engine_wait_fd(eng, &w, 0), 0);
+	close(epfd);
+	return w.spin_us;
+}
+
+Test(held, a_holders_lone_append_is_polled_for)
+{
+	uint8_t *raw = pattern(8, 7);
+	struct iovec a = { raw, 4 * BLK }, b = { raw + 4 * BLK, 4 * BLK };
+	struct done wa = { 0 }, wb = { 0 };
+
+	open_engine();
+	cr_assert_eq(held_open(UID, 0, 1), 0);
+	cr_assert_eq(spin_asked(), 0, "nothing in flight, no client answered");
+	cr_assert_eq(engine_held_write(eng, UID, 0, 0, &a, 1, 4, on_done, &wa), 0);
+	cr_assert_eq(spin_asked(), ENGINE_POLL_US_DEFAULT);
+	cr_assert_eq(engine_held_write(eng, UID, 0, 4, &b, 1, 4, on_done, &wb), 0);
+	cr_assert_eq(spin_asked(), 0, "two appends in flight: a queue depth");
+	cr_assert_eq(finish(0, &wb), 0);
+	cr_assert(wa.done);
+	cr_assert_eq(eng->held_writes, 0);
 	free(raw);
 }
 

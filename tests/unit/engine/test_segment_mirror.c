@@ -264,6 +264,7 @@ static void lone_append_asks(unsigned clients, unsigned replies, unsigned bounde
 	cr_assert_eq(w.min_events_bounded, bounded, "%u replies awaited: %u asked", replies,
 		     w.min_events_bounded);
 	cr_assert(!bounded || w.min_wait_us > 0, "a count that may not all come needs a bound");
+	cr_assert_eq(w.spin_us, 0, "the local half of a mirrored append is not polled for");
 	drain_local();
 	cr_assert_geq(engine_wait_fd(eng, &w, 0), 0);
 	cr_assert_eq(w.min_events, 1);
@@ -296,6 +297,31 @@ Test(segment_mirror, a_lone_append_whose_replies_came_sleeps_for_its_write_alone
 Test(segment_mirror, an_append_under_a_queue_depth_sleeps_for_two_unbounded)
 {
 	lone_append_asks(2, 2, 0);
+}
+
+/* The client side of the loop's polls (engine_opts.poll_us): a lone request, or a
+ * client just answered; not a queue depth, an old answer, or poll_us 0. */
+Test(segment_mirror, the_loop_polls_at_qd1_only)
+{
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	struct loop_wait w = { .epfd = epfd };
+	struct { uint32_t inflight; uint64_t ago_ms; unsigned poll_us, want; } c[] = {
+		{ 1, 0, 100, 100 }, { 2, 0, 100, 0 }, { 0, 0, 100, 100 },
+		{ 0, 1000, 100, 0 }, { 1, 0, 0, 0 },
+	};
+
+	cr_assert_geq(epfd, 0);
+	open_family(MIRRORED);
+	eng->client_reqs = 1;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		eng->opts.poll_us = c[i].poll_us;
+		eng->client_inflight = c[i].inflight;
+		eng->client_last_ms = eng_now_ms() - c[i].ago_ms;
+		cr_assert_geq(engine_wait_fd(eng, &w, 0), 0);
+		cr_assert_eq(w.spin_us, c[i].want, "case %zu: %u asked", i, w.spin_us);
+	}
+	eng->client_inflight = 0;
+	close(epfd);
 }
 
 Test(segment_mirror, flush_waits_for_the_mirrors_flush)
