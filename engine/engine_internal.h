@@ -398,6 +398,8 @@ struct engine {
 	uint32_t defrag_inflight; /* defrag.c: MOVEs appended, not yet retired */
 	uint64_t client_reqs;     /* reads, writes, trims and zeroes asked for by clients */
 	uint32_t client_inflight; /* of them, not yet called back */
+	uint32_t client_burst;    /* the most in flight at once since none was */
+	uint32_t client_last_burst; /* ... in the last stretch that ended (1: QD1) */
 	uint32_t held_writes;     /* writes to other nodes' segments (a holder's appends) in
 				     flight (engine/held.c; io.c's poll_us) */
 	uint64_t client_last_ms;  /* when the last one in flight was called back */

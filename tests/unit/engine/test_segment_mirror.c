@@ -300,14 +300,20 @@ Test(segment_mirror, an_append_under_a_queue_depth_sleeps_for_two_unbounded)
 }
 
 /* The client side of the loop's polls (engine_opts.poll_us): a lone request, or a
- * client just answered; not a queue depth, an old answer, or poll_us 0. */
+ * client just answered, at QD1; not a queue depth (now, or in the last stretch: its
+ * last request), an old answer, or poll_us 0. */
 Test(segment_mirror, the_loop_polls_at_qd1_only)
 {
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
 	struct loop_wait w = { .epfd = epfd };
-	struct { uint32_t inflight; uint64_t ago_ms; unsigned poll_us, want; } c[] = {
-		{ 1, 0, 100, 100 }, { 2, 0, 100, 0 }, { 0, 0, 100, 100 },
-		{ 0, 1000, 100, 0 }, { 1, 0, 0, 0 },
+	struct {
+		uint32_t inflight, burst, last_burst;
+		uint64_t ago_ms;
+		unsigned poll_us, want;
+	} c[] = {
+		{ 1, 1, 1, 0, 100, 100 }, { 2, 2, 1, 0, 100, 0 }, { 1, 2, 1, 0, 100, 0 },
+		{ 0, 0, 1, 0, 100, 100 }, { 0, 0, 32, 0, 100, 0 }, { 0, 0, 1, 1000, 100, 0 },
+		{ 1, 1, 1, 0, 0, 0 },
 	};
 
 	cr_assert_geq(epfd, 0);
@@ -316,11 +322,14 @@ Test(segment_mirror, the_loop_polls_at_qd1_only)
 	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
 		eng->opts.poll_us = c[i].poll_us;
 		eng->client_inflight = c[i].inflight;
+		eng->client_burst = c[i].burst;
+		eng->client_last_burst = c[i].last_burst;
 		eng->client_last_ms = eng_now_ms() - c[i].ago_ms;
 		cr_assert_geq(engine_wait_fd(eng, &w, 0), 0);
 		cr_assert_eq(w.spin_us, c[i].want, "case %zu: %u asked", i, w.spin_us);
 	}
 	eng->client_inflight = 0;
+	eng->client_burst = 0;
 	close(epfd);
 }
 
