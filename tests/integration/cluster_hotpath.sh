@@ -37,8 +37,10 @@ fio_peer_init
 STORE=512M
 N="${QUILL_HOTPATH_N:-2000}"
 # 64 MiB segments: the N writes open no new segment (an open is etcd records and
-# placement, not the write path)
-PEER_EXTRA=(--segment-size 64M)
+# placement, not the write path). --poll-us 0: these are the counts of the loops
+# sleeping for what they wait for; polling first (the default) adds one
+# io_uring_enter per wait polled for (hotpath_syscalls counts that path)
+PEER_EXTRA=(--segment-size 64M --poll-us 0)
 start_three_peer_nodes
 ln -sf ctl0.sock "$WORK/ctl.sock" # quill, expect: node0
 qexpect 0 0 volume create hot 64M --replicas 3
