@@ -330,14 +330,10 @@ static void conn_sent(void *arg, long res)
  * (the connection must close). */
 static int conn_flush(struct peer_conn *c)
 {
-	if (c->send_err) {
-		conn_out_drop(c);
-		return 0;
-	}
 	if (c->ring_send.queued)
 		return 0; /* handed already: conn_sent goes on */
-	if (!conn_queued(c))
-		return conn_flush_now(c);
+	if (!conn_queued(c) || c->send_err)
+		return conn_flush_now(c); /* (after a reset: drops it) */
 	c->ring_send.fd = c->fd;
 	c->ring_send.buf = c->out.data + c->out_sent;
 	c->ring_send.len = conn_queued(c);
