@@ -93,8 +93,8 @@ void replica_numbers_test_crash(struct rseg *s)
 
 	if (!rs->test_crash_after || rs->test_dying || ++rs->test_opens < rs->test_crash_after)
 		return;
-	/* record the next number open, as an owner that opens ahead of need would, and
-	 * die before any write of it: the window between a record and the log */
+	/* record a number open, as an owner that opens ahead of need would, and die
+	 * before any write of it: the window between a record and the log */
 	c = replica_fam_call_new(rs, s->fam->uid);
 	if (!c)
 		raise(SIGKILL);
