@@ -659,13 +659,13 @@ static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, i
 
 /* Submits what the SQ holds, then polls until nr completions are ready or the clock
  * (log_clock_us) passes end_us (loop.h's spin_us). Completion work the kernel holds
- * for us (DEFER_TASKRUN) is run only once it says there is some (IORING_SQ_TASKRUN):
- * no system call while nothing came. True if they came (the caller then does not
+ * for us (DEFER_TASKRUN, COOP_TASKRUN) is run only once it says there is some
+ * (IORING_SQ_TASKRUN: ring_init's TASKRUN_FLAG); a ring with neither mode holds none
+ * (the kernel interrupts us to post completions), and the flag never comes. So no
+ * system call while nothing came. True if they came (the caller then does not
  * sleep); false at end_us, or on a submit error (the sleep's own submit reports it). */
 static bool poll_for(struct store *st, unsigned nr, uint64_t end_us)
 {
-	bool flagged = st->ring.flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
-
 	if (!submit_error_is_transient(io_uring_submit_and_get_events(&st->ring)))
 		return false;
 	st->spins++;
@@ -674,7 +674,7 @@ static bool poll_for(struct store *st, unsigned nr, uint64_t end_us)
 			st->spins_caught++;
 			return true;
 		}
-		if (!flagged || (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_TASKRUN))
+		if (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_TASKRUN)
 			io_uring_get_events(&st->ring);
 	} while (log_clock_us() < end_us);
 	return false;
