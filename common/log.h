@@ -15,8 +15,9 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 
-/* Microseconds on the monotonic clock: for debug lines that time an event (a slow
- * store request, a checkpoint's steps), so that stalls can be matched to causes. */
+/* Microseconds on the monotonic clock (the vDSO: no system call): for debug lines that
+ * time an event (a slow store request, a checkpoint's steps), so that stalls can be
+ * matched to causes; also the store's clock for its poll (loop.h's spin_us). */
 uint64_t log_clock_us(void);
 /* The calling thread's CPU time, and how often it slept in the kernel (a system call
  * that blocked) or lost the CPU to another thread: set against log_clock_us(), whether

@@ -1201,10 +1201,11 @@ static unsigned poll_us(const struct engine *eng, bool mirrored_only)
 {
 	if (!eng->opts.poll_us)
 		return 0;
-	/* QD1: one request in flight, and no other since none was (client_burst); not
-	 * the last of a queue depth's batch, whose client has more to send anyway (the
-	 * polls took CPU the holders needed: r3 QD32 writes 5-7% down) */
-	if (eng->client_inflight == 1 && eng->client_burst == 1 && !mirrored_only)
+	/* QD1: one request in flight, and no other since none was (client_burst 1: it
+	 * is 0 whenever none is in flight); not the last of a queue depth's batch, whose
+	 * client has more to send anyway (the polls took CPU the holders needed: r3 QD32
+	 * writes 5-7% down) */
+	if (eng->client_burst == 1 && !mirrored_only)
 		return eng->opts.poll_us;
 	/* a holder's lone append: the owner and its client wait for this write */
 	if (eng->client_inflight == 0 && eng->held_writes == 1 && seg_inflight(eng) == 1)

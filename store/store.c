@@ -68,7 +68,7 @@
 #define STORE_REAP_BATCH 32
 #define STORE_SLAB_REQS 64
 #define STORE_FD_POLL_CQES 1u	 /* CQ entries kept for the poll of store_wait_fd() */
-#define POLL_GROW_START_NS 20000u /* the poll's window grows from this (poll_adapt) */
+#define POLL_GROW_START_US 20u /* the poll's window grows from this (poll_adapt) */
 /* IORING_OP_EPOLL_WAIT, enum io_uring_op's number since Linux 6.15 (after RECV_ZC);
  * Debian 12's headers (6.1) do not name it. Used only if the ring's probe says the
  * kernel has it. */
@@ -124,7 +124,7 @@ struct store {
 	bool epoll_wait_op;	 /* the kernel has IORING_OP_EPOLL_WAIT */
 	bool min_wait;		 /* the kernel has the min timeout (enter_min_wait) */
 	bool trace;		 /* LOG_DEBUG at open: slow requests and flushes logged */
-	uint64_t poll_ns;	 /* the poll's window now, at most spin_us (poll_adapt) */
+	uint64_t poll_us;	 /* the poll's window now, at most spin_us (poll_adapt) */
 	uint64_t spins;		 /* store_wait_fd() calls that polled (spin_us) ... */
 	uint64_t spins_caught;	 /* ... and of them, those that did not sleep after */
 	struct store_req *free;
@@ -657,23 +657,15 @@ static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, i
 			       sizeof(arg));
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Submits what the SQ holds, then polls until nr completions are ready or the clock
- * passes end_ns (loop.h's spin_us). Completion work the kernel holds for us
- * (DEFER_TASKRUN) is run only once it says there is some (IORING_SQ_TASKRUN): no
+ * (log_clock_us) passes end_us (loop.h's spin_us). Completion work the kernel holds
+ * for us (DEFER_TASKRUN, COOP_TASKRUN) is run only once it says there is some
+ * (IORING_SQ_TASKRUN: ring_init's TASKRUN_FLAG); a ring with neither mode holds none
+ * (the kernel interrupts us to post completions), and the flag never comes. So no
  * system call while nothing came. True if they came (the caller then does not
- * sleep); false at end_ns, or on a submit error (the sleep's own submit reports it). */
-static bool poll_for(struct store *st, unsigned nr, uint64_t end_ns)
+ * sleep); false at end_us, or on a submit error (the sleep's own submit reports it). */
+static bool poll_for(struct store *st, unsigned nr, uint64_t end_us)
 {
-	bool flagged = st->ring.flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
-
 	if (!submit_error_is_transient(io_uring_submit_and_get_events(&st->ring)))
 		return false;
 	st->spins++;
@@ -682,38 +674,30 @@ static bool poll_for(struct store *st, unsigned nr, uint64_t end_ns)
 			st->spins_caught++;
 			return true;
 		}
-		if (!flagged || (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_TASKRUN))
+		if (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_TASKRUN)
 			io_uring_get_events(&st->ring);
-	} while (mono_ns() < end_ns);
+	} while (log_clock_us() < end_us);
 	return false;
 }
 
-/* The poll's window (poll_ns) follows how long the waits polled for last, as the
+/* The poll's window (poll_us) follows how long the waits polled for last, as the
  * kernel's haltpoll governor does for an idle CPU: a wait that outlasted the window
- * but not spin_us doubles it (from POLL_GROW_START_NS), one that outlasted spin_us
- * halves it (below POLL_GROW_START_NS: 0, no poll, until a wait short enough grows
+ * but not spin_us doubles it (from POLL_GROW_START_US), one that outlasted spin_us
+ * halves it (below POLL_GROW_START_US: 0, no poll, until a wait short enough grows
  * it again). A disk whose I/O outlasts spin_us (a slow or loaded one) so costs no
- * CPU in polls that end in a sleep anyway. */
-static void poll_adapt(struct store *st, uint64_t waited_ns, unsigned spin_us)
+ * CPU in polls that end in a sleep anyway. A poll that caught what it waited for
+ * waited within the window: it stays. */
+static void poll_adapt(struct store *st, uint64_t waited_us, unsigned spin_us)
 {
-	uint64_t max_ns = (uint64_t)spin_us * 1000u;
-
-	if (waited_ns > max_ns) {
-		st->poll_ns /= 2;
-		if (st->poll_ns < POLL_GROW_START_NS)
-			st->poll_ns = 0;
-	} else if (waited_ns > st->poll_ns) {
-		st->poll_ns = st->poll_ns ? 2 * st->poll_ns : POLL_GROW_START_NS;
-		if (st->poll_ns > max_ns)
-			st->poll_ns = max_ns;
+	if (waited_us > spin_us) {
+		st->poll_us /= 2;
+		if (st->poll_us < POLL_GROW_START_US)
+			st->poll_us = 0;
+	} else if (waited_us > st->poll_us) {
+		st->poll_us = st->poll_us ? 2 * st->poll_us : POLL_GROW_START_US;
+		if (st->poll_us > spin_us)
+			st->poll_us = spin_us;
 	}
-}
-
-static uint64_t poll_window(const struct store *st, unsigned spin_us)
-{
-	uint64_t max_ns = (uint64_t)spin_us * 1000u;
-
-	return st->poll_ns < max_ns ? st->poll_ns : max_ns;
 }
 
 /* Submits what the SQ holds and sleeps up to timeout_ms (-1: forever) for nr
@@ -736,28 +720,35 @@ static int sleep_in_ring(struct store *st, int timeout_ms, unsigned nr, unsigned
 	return io_uring_submit_and_wait_timeout(&st->ring, &cqe, nr ? nr : 1, &ts, NULL);
 }
 
+/* sleep_in_ring for nr completions, polled for first (poll_for) within the window
+ * (poll_us, at most spin_us), which the time waited then adapts (poll_adapt). */
+static int poll_then_sleep(struct store *st, int timeout_ms, unsigned nr, unsigned spin_us)
+{
+	uint64_t t0 = log_clock_us();
+	uint64_t window = st->poll_us < spin_us ? st->poll_us : spin_us;
+	int r = 0;
+
+	if (!window || !poll_for(st, nr, t0 + window))
+		r = sleep_in_ring(st, timeout_ms, nr, 0, 0);
+	poll_adapt(st, log_clock_us() - t0, spin_us);
+	return r;
+}
+
 /* Submits what the SQ holds and, unless timeout_ms is 0 or a completion is ready,
  * waits for them (sleep_in_ring), polling first for up to spin_us unless nr_bounded
- * (poll_for, poll_adapt). 0 or -errno. */
+ * (poll_then_sleep). 0 or -errno. */
 static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr, unsigned nr_bounded,
 			   unsigned min_wait_us, unsigned spin_us)
 {
 	bool idle = st->in_ring == 0 && st->poll_fd < 0; /* nothing could wake us */
-	bool pollable = spin_us && !nr_bounded;
 	int r;
 
-	if (timeout_ms == 0 || idle || io_uring_cq_ready(&st->ring)) {
+	if (timeout_ms == 0 || idle || io_uring_cq_ready(&st->ring))
 		r = io_uring_submit(&st->ring);
-	} else {
-		uint64_t t0 = pollable ? mono_ns() : 0;
-		uint64_t window = pollable ? poll_window(st, spin_us) : 0;
-
-		r = window && poll_for(st, nr, t0 + window)
-			    ? 0
-			    : sleep_in_ring(st, timeout_ms, nr, nr_bounded, min_wait_us);
-		if (pollable)
-			poll_adapt(st, mono_ns() - t0, spin_us);
-	}
+	else if (spin_us && !nr_bounded)
+		r = poll_then_sleep(st, timeout_ms, nr, spin_us);
+	else
+		r = sleep_in_ring(st, timeout_ms, nr, nr_bounded, min_wait_us);
 	if (!submit_error_is_transient(r)) {
 		LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_enter: %s", st->path,
 				err_str(-r));
@@ -1365,7 +1356,7 @@ int store_open(const struct store_opts *opts, struct store **out)
 	st->fd = -1;
 	st->event_fd = -1;
 	st->poll_fd = -1;
-	st->poll_ns = POLL_GROW_START_NS;
+	st->poll_us = POLL_GROW_START_US;
 	st->pending_tail = &st->pending_head;
 	st->trace = log_get_level() == LOG_DEBUG;
 	st->path = strdup(opts->path);

@@ -212,7 +212,8 @@ Test(held, a_seal_waits_for_the_writes_in_flight_and_counts_them)
 }
 
 /* What the loop's sleep may poll for (engine_wait_fd's spin_us) with the held writes
- * in flight: a holder's lone append, yes; two (pipelined), no. */
+ * in flight: a holder's lone append, yes; two (pipelined), no; a lone read (not an
+ * append an owner waits for: engine.held_writes counts writes only), no. */
 static unsigned spin_asked(void)
 {
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -228,7 +229,7 @@ Test(held, a_holders_lone_append_is_polled_for)
 {
 	uint8_t *raw = pattern(8, 7);
 	struct iovec a = { raw, 4 * BLK }, b = { raw + 4 * BLK, 4 * BLK };
-	struct done wa = { 0 }, wb = { 0 };
+	struct done wa = { 0 }, wb = { 0 }, r = { 0 };
 
 	open_engine();
 	cr_assert_eq(held_open(UID, 0, 1), 0);
@@ -240,6 +241,9 @@ Test(held, a_holders_lone_append_is_polled_for)
 	cr_assert_eq(finish(0, &wb), 0);
 	cr_assert(wa.done);
 	cr_assert_eq(eng->held_writes, 0);
+	cr_assert_eq(engine_held_read(eng, UID, 0, 0, &a, 1, 4, on_done, &r), 0);
+	cr_assert_eq(spin_asked(), 0, "a lone read in flight");
+	cr_assert_eq(finish(0, &r), 0);
 	free(raw);
 }
 

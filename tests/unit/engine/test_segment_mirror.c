@@ -256,7 +256,7 @@ static void lone_append_asks(unsigned clients, unsigned replies, unsigned bounde
 
 	cr_assert_geq(epfd, 0);
 	w = (struct loop_wait){ .epfd = epfd };
-	eng->client_inflight = clients;
+	eng->client_inflight = eng->client_burst = clients; /* as client_start leaves them */
 	cr_assert_eq(seg_append(eng, slot, 0, buf, 2, 5, on_done, &d), 0);
 	fk.replies = replies;
 	cr_assert_geq(engine_wait_fd(eng, &w, 0), 0);
@@ -270,7 +270,7 @@ static void lone_append_asks(unsigned clients, unsigned replies, unsigned bounde
 	cr_assert_eq(w.min_events, 1);
 	cr_assert_eq(w.min_events_bounded, 0, "no local write in flight: the first reply");
 	fk.replies = 0;
-	eng->client_inflight = 0;
+	eng->client_inflight = eng->client_burst = 0;
 	mirror_completes(0);
 	cr_assert(d.done);
 	seg_buf_free(buf);

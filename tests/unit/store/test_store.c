@@ -974,34 +974,6 @@ Test(store, waits_longer_than_spin_us_stop_the_polls)
 	loop_fds_close(&l);
 }
 
-/* The fd's events end the poll as they end the sleep. */
-Test(store, polling_ends_for_the_fd_too)
-{
-	struct store *st = store_make("spinfd", MIB, 0);
-	char *buf = store_buf_alloc(BLK);
-	struct done d = { 0 };
-	struct loop_fds l;
-	struct loop_wait w;
-	int ran;
-
-	loop_fds_open(&l);
-	w = wait_plain(&l);
-	w.spin_us = 10 * 1000 * 1000;
-	cr_assert_eq(write(l.pipe[1], "x", 1), 1);
-	cr_assert_eq(store_read(st, 0, buf, BLK, on_done, &d), 0);
-	ran = store_wait_fd(st, &w, -1);
-	cr_assert_geq(ran, 0);
-	if (!w.ready) { /* the read came first: the next wait has the fd */
-		w = wait_plain(&l);
-		w.spin_us = 10 * 1000 * 1000;
-		cr_assert_eq(store_wait_fd(st, &w, -1), 0);
-	}
-	cr_assert(w.ready);
-	store_close(st);
-	loop_fds_close(&l);
-	store_buf_free(buf);
-}
-
 /* With nothing of the store's in flight, what ends a poll is the fd: the next
  * request of a client just answered (the engine decides when to ask for a poll). */
 Test(store, a_poll_with_nothing_in_flight_is_ended_by_the_fd)
