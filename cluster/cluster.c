@@ -93,6 +93,7 @@ struct cluster {
 	atomic_uint_fast64_t deadline_ms;
 	atomic_uint_fast64_t claims_gen; /* moves whenever a claim of this node goes */
 	atomic_uint_fast64_t segments_gen; /* moves when the watch sees segments/ change */
+	atomic_uint_fast64_t map_gen;  /* moves when the watch brings news or the map reloads */
 	atomic_bool reclaimed;           /* the first join took this node's volumes again */
 
 	pthread_mutex_t mu;
@@ -1241,8 +1242,10 @@ static int watch_events(void *arg, const struct etcd_watch_msg *msg)
 			cl->info.map_revision = ev->kv.mod_revision;
 	}
 	pthread_mutex_unlock(&cl->mu);
-	if (news) /* nodes' space alone changes nothing the loop acts on */
+	if (news) { /* nodes' space alone changes nothing the loop acts on */
+		atomic_fetch_add(&cl->map_gen, 1);
 		notify(cl);
+	}
 	return 0;
 }
 
@@ -1262,6 +1265,7 @@ static int reload(struct cluster *cl, int64_t *rev)
 	cl->info.map_revision = *rev;
 	pthread_mutex_unlock(&cl->mu);
 	atomic_fetch_add(&cl->segments_gen, 1); /* events may have been missed */
+	atomic_fetch_add(&cl->map_gen, 1);
 	etcd_kv_free(kvs, n);
 	notify(cl);
 	return 0;
@@ -1434,6 +1438,11 @@ int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluste
 uint64_t cluster_segments_gen(const struct cluster *cl)
 {
 	return atomic_load(&cl->segments_gen);
+}
+
+uint64_t cluster_map_gen(const struct cluster *cl)
+{
+	return atomic_load(&cl->map_gen);
 }
 
 int cluster_volumes(const struct cluster *cl, struct cluster_volume **vols, size_t *n)

@@ -87,6 +87,7 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 		       unsigned replicas, unsigned min_replicas)
 {
 	struct family *f = replica_family_find(rs, uid);
+	bool moved;
 	int r;
 
 	if (!uid || replicas == 0 || replicas > LAYOUT_MAX_REPLICAS || min_replicas > replicas ||
@@ -105,6 +106,7 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 		f->rs = rs;
 		rs->fams[rs->nfams++] = f;
 	}
+	moved = f->epoch != epoch || f->replicas != replicas || f->stale;
 	if (f->epoch != epoch || f->replicas != replicas)
 		log_msg(LOG_INFO, LOG_TAG, "volume %s: %u copies of each segment (at least %u), "
 			"epoch %lld", name, replicas, min_replicas, (long long)epoch);
@@ -120,6 +122,10 @@ int replica_family_set(struct replicas *rs, uint64_t uid, const char *name, int6
 	f->stale = false;
 	replica_reconcile_start(rs, f); /* a start-up, an adopt, a claim again: the records
 					 may lag */
+	if (moved) { /* a volume new here (or back): its records are scanned soon */
+		catchup_kick(rs->catchup);
+		encoder_kick(rs->encoder);
+	}
 	return 0;
 }
 
@@ -1657,6 +1663,20 @@ struct scrub *replica_scrub(struct replicas *rs)
 	return rs ? rs->scrub : NULL;
 }
 
+/* Did the map move since the record scans were last kicked for it? This runs after
+ * every command the cluster answers, the scans' own listings too: a kick for each
+ * would make the scans restart each other ten times a second on an idle node. */
+static bool map_moved(struct replicas *rs)
+{
+	uint64_t map = cluster_map_gen(rs->cluster), claims = cluster_claims_gen(rs->cluster);
+
+	if (map == rs->scans_map_gen && claims == rs->scans_claims_gen)
+		return false;
+	rs->scans_map_gen = map;
+	rs->scans_claims_gen = claims;
+	return true;
+}
+
 void replica_map_changed(struct replicas *rs)
 {
 	if (!rs)
@@ -1665,6 +1685,8 @@ void replica_map_changed(struct replicas *rs)
 	replica_segs_retry_placing(rs);
 	replica_flushes_recheck(rs);
 	replica_reconcile_kick(rs);
+	if (!map_moved(rs))
+		return;
 	catchup_kick(rs->catchup);
 	encoder_kick(rs->encoder);
 }

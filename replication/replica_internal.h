@@ -188,6 +188,8 @@ struct replicas {
 	struct bread *breads;           /* baseread.c: clones' reads of their bases */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
+	uint64_t scans_map_gen;         /* cluster_map_gen() and cluster_claims_gen() when */
+	uint64_t scans_claims_gen;      /* ... the map last kicked the record scans */
 	struct worker *worker;          /* their encoding, rebuilds' images, scrubs'
 					   decodes: the CPU work off the loop (worker.h) */
 	struct scrub *scrub;            /* scrub passes (scrub.h) */
