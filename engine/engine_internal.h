@@ -402,6 +402,8 @@ struct engine {
 	uint32_t client_last_burst; /* ... in the last stretch that ended (1: QD1) */
 	uint32_t held_writes;     /* writes to other nodes' segments (a holder's appends) in
 				     flight (engine/held.c; io.c's poll_us) */
+	uint32_t held_reads;      /* reads of them and of fragments held here, for other
+				     nodes, in flight (held.c, heldfrag.c; poll_us) */
 	uint64_t client_last_ms;  /* when the last one in flight was called back */
 	struct defrag_idle idle;  /* defrag.c: the idle defragmenter */
 

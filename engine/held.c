@@ -724,6 +724,7 @@ static void held_read_done(void *arg, int res)
 	struct held_io *io = arg;
 
 	io->h->reads--;
+	io->eng->held_reads--;
 	if (res >= 0 && io->bounce)
 		iov_copy(io->bounce, io->iov, io->iovcnt, true);
 	io_end(io, res);
@@ -770,6 +771,7 @@ static int io_start(struct engine *eng, struct held *h, bool write, uint32_t blo
 		eng->held_writes++;
 	} else {
 		h->reads++;
+		eng->held_reads++;
 	}
 	return 0;
 }

@@ -391,6 +391,7 @@ int engine_frag_drop_stale_async(struct engine *eng, uint64_t uid, uint32_t sno,
 /* ---- reads ---- */
 
 struct frag_read {
+	struct engine *eng;
 	struct frag *f;
 	engine_cb cb;
 	void *arg;
@@ -403,6 +404,7 @@ static void frag_read_done(void *arg, int res)
 	void *cb_arg = rd->arg;
 
 	rd->f->reads--;
+	rd->eng->held_reads--;
 	free(rd);
 	cb(cb_arg, res < 0 ? res : 0);
 }
@@ -424,13 +426,14 @@ int engine_frag_read(struct engine *eng, uint64_t uid, uint32_t sno, uint32_t bl
 	rd = malloc(sizeof(*rd));
 	if (!rd)
 		return -ENOMEM;
-	*rd = (struct frag_read){ .f = f, .cb = cb, .arg = arg };
+	*rd = (struct frag_read){ .eng = eng, .f = f, .cb = cb, .arg = arg };
 	r = seg_read(eng, f->fi.slot, block, &iov, 1, frag_read_done, rd);
 	if (r < 0) {
 		free(rd);
 		return r;
 	}
 	f->reads++;
+	eng->held_reads++;
 	return 0;
 }
 

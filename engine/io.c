@@ -1190,10 +1190,21 @@ int engine_run(struct engine *eng)
 /* A client answered this recently may send its next request while the loop polls */
 #define POLL_AFTER_REPLY_MS 2
 
+/* Is all this node's I/O in flight one request of another node's: a holder's lone
+ * append, or a lone read of a copy or fragment held here (a FRAG_READ's table and data
+ * are two reads)? Its owner and the owner's client wait for it. */
+static bool held_lone(const struct engine *eng)
+{
+	if (eng->client_inflight || seg_inflight(eng) != eng->held_writes + eng->held_reads)
+		return false;
+	return eng->held_reads ? !eng->held_writes && eng->held_reads <= 2
+			       : eng->held_writes == 1;
+}
+
 /* How long the sleep may poll first (loop.h's spin_us; engine_opts.poll_us): while a
  * lone client request waits for its disk I/O, a client was just answered and its
- * next request is likely on the way (QD1), or a holder's lone append is on the disk
- * (an owner and its client wait for it). A wake-up from a sleep, another CPU's
+ * next request is likely on the way (QD1), or a holder's lone request is on the disk
+ * (held_lone). A wake-up from a sleep, another CPU's
  * especially, costs more than polling for the rest of such a wait; the store stops
  * polling by itself when the waits outlast poll_us (an idle client). At a queue
  * depth the next completion or request ends each sleep soon anyway. */
@@ -1207,8 +1218,7 @@ static unsigned poll_us(const struct engine *eng, bool mirrored_only)
 	 * writes 5-7% down) */
 	if (eng->client_burst == 1 && !mirrored_only)
 		return eng->opts.poll_us;
-	/* a holder's lone append: the owner and its client wait for this write */
-	if (eng->client_inflight == 0 && eng->held_writes == 1 && seg_inflight(eng) == 1)
+	if (held_lone(eng))
 		return eng->opts.poll_us;
 	if (eng->client_inflight == 0 && eng->client_last_burst == 1 &&
 	    eng_now_ms() - eng->client_last_ms < POLL_AFTER_REPLY_MS)

@@ -211,9 +211,10 @@ Test(held, a_seal_waits_for_the_writes_in_flight_and_counts_them)
 	free(raw);
 }
 
-/* What the loop's sleep may poll for (engine_wait_fd's spin_us) with the held writes
- * in flight: a holder's lone append, yes; two (pipelined), no; a lone read (not an
- * append an owner waits for: engine.held_writes counts writes only), no. */
+/* What the loop's sleep may poll for (engine_wait_fd's spin_us) with held I/O in
+ * flight: a holder's lone append, yes; two (pipelined), no; a lone read, or the two
+ * of a FRAG_READ (its table and data), yes; three reads, or a read beside an append,
+ * no (a queue depth). */
 static unsigned spin_asked(void)
 {
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -242,8 +243,44 @@ Test(held, a_holders_lone_append_is_polled_for)
 	cr_assert(wa.done);
 	cr_assert_eq(eng->held_writes, 0);
 	cr_assert_eq(engine_held_read(eng, UID, 0, 0, &a, 1, 4, on_done, &r), 0);
-	cr_assert_eq(spin_asked(), 0, "a lone read in flight");
+	cr_assert_eq(spin_asked(), ENGINE_POLL_US_DEFAULT, "a lone read in flight");
 	cr_assert_eq(finish(0, &r), 0);
+	cr_assert_eq(eng->held_reads, 0);
+	free(raw);
+}
+
+Test(held, a_holders_reads_are_polled_for_alone_only)
+{
+	uint8_t *raw = pattern(8, 9);
+	uint8_t *buf[3];
+	struct iovec a = { raw, 4 * BLK }, rd[3];
+	struct done wa = { 0 }, r[3] = { { 0 } };
+
+	open_engine();
+	cr_assert_eq(held_open(UID, 0, 1), 0);
+	cr_assert_eq(engine_held_write(eng, UID, 0, 0, &a, 1, 4, on_done, &wa), 0);
+	cr_assert_eq(finish(0, &wa), 0);
+	for (int i = 0; i < 3; i++) {
+		buf[i] = aligned_alloc(4096, BLK);
+		rd[i] = (struct iovec){ buf[i], BLK };
+	}
+	cr_assert_eq(engine_held_read(eng, UID, 0, 0, &rd[0], 1, 1, on_done, &r[0]), 0);
+	cr_assert_eq(engine_held_read(eng, UID, 0, 1, &rd[1], 1, 1, on_done, &r[1]), 0);
+	cr_assert_eq(spin_asked(), ENGINE_POLL_US_DEFAULT, "two reads: one FRAG_READ's table and data");
+	cr_assert_eq(engine_held_read(eng, UID, 0, 2, &rd[2], 1, 1, on_done, &r[2]), 0);
+	cr_assert_eq(spin_asked(), 0, "three reads in flight: a queue depth");
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(finish(0, &r[i]), 0);
+	r[0] = wa = (struct done){ 0 };
+	cr_assert_eq(engine_held_read(eng, UID, 0, 0, &rd[0], 1, 1, on_done, &r[0]), 0);
+	cr_assert_eq(engine_held_write(eng, UID, 0, 4, &a, 1, 4, on_done, &wa), 0);
+	cr_assert_eq(spin_asked(), 0, "a read beside an append");
+	cr_assert_eq(finish(0, &r[0]), 0);
+	cr_assert_eq(finish(0, &wa), 0);
+	cr_assert_eq(eng->held_reads, 0);
+	cr_assert_eq(eng->held_writes, 0);
+	for (int i = 0; i < 3; i++)
+		free(buf[i]);
 	free(raw);
 }
 
