@@ -1092,13 +1092,44 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 	return busy || waiting > held;
 }
 
-/* A scan round ended (also one with no EC family to scan: the last one gone): no
- * encoding for a while, the pool's memory goes back. */
+/* Is family uid's range read at each round (recscan's fire: known here, not stale,
+ * an EC volume)? */
+static bool family_still_scanned(const struct encoder *e, uint64_t uid)
+{
+	const struct family *f = replica_family_find(e->rs, uid);
+	unsigned k, m;
+
+	return f && !f->stale && replica_family_ec(e->rs, f, &k, &m);
+}
+
+/* The refused segments of families no longer scanned (the volume deleted, no longer
+ * erasure-coded, or another node's now: stale) are forgotten: refused_scan_end drops
+ * only those a scan of their family did not find, and such a family is not scanned
+ * again, so its entries stayed until encoder_destroy (a slow leak on a node that sees
+ * many volumes come and go). A family whose read failed is still scanned: its
+ * back-offs stand. */
+static void refused_prune(struct encoder *e)
+{
+	for (struct erefused *r = e->refused, *next; r; r = next) {
+		next = r->next;
+		if (family_still_scanned(e, r->uid))
+			continue;
+		log_msg(LOG_INFO, LOG_TAG, "volume %s segment %016" PRIx64 ".%08" PRIx32 ": its "
+			"refusal is forgotten (the volume is no longer encoded here)", r->vol,
+			r->uid, r->sno);
+		refused_drop(e, r);
+	}
+}
+
+/* A scan round ended (also one with no EC family to scan: the last one gone): the
+ * refused segments of families gone are forgotten; no encoding for a while, the
+ * pool's memory goes back. */
 static void round_end(void *ctx, bool busy)
 {
 	struct encoder *e = ctx;
 
 	(void)busy;
+	refused_prune(e);
 	if (!e->njobs && !e->ncands && loop_now_ms() - e->pool_used_ms >= POOL_IDLE_MS)
 		pool_free(e);
 }

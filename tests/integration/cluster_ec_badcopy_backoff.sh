@@ -9,7 +9,8 @@
 # earliest (0, 1, 3, 7, 15 s), so 5 at most in the 16 s watched here. Without the
 # back-off every scan read and refused it again (one at least each second; fails so
 # with refused_waits() holding a segment back only while its repair runs); it is read
-# again at all (2 refusals at least: the back-off ends).
+# again at all (2 refusals at least: the back-off ends). Then the volume is deleted:
+# its refusal is forgotten (refused_prune) at the next scan round.
 source "$(dirname "$0")/clients_lib.sh"
 
 it_init cluster_ec_badcopy_backoff
@@ -46,4 +47,11 @@ grep -q "the local copy is not repaired" "$WORK/node0.log" ||
 [ "$C" -ge 2 ] || fail "the refused segment is not read again after its back-off ($C refusals in 16 s)"
 [ "$C" -le 6 ] || fail "the refused segment is read again at every scan, not after its back-off ($C refusals in 16 s)"
 log "an unrepairable copy: $C refusals in 16 s (0, 1, 3, 7, 15 s: its back-off)"
+
+# the volume deleted: its family is scanned no more, and the refusal is forgotten at
+# the end of the next scan round (before, it stayed until the encoder's end)
+qexpect 0 0 volume rm "$VOL"
+forgotten() { grep -q "its refusal is forgotten" "$WORK/node0.log"; }
+wait_until 30 'echo "the refusal of the deleted volume is not forgotten: $(grep -i encod "$WORK/node0.log" | tail -2)"' forgotten
+log "the volume deleted: $(grep "its refusal is forgotten" "$WORK/node0.log" | head -n 1)"
 it_pass
