@@ -136,12 +136,17 @@ void log_msg(enum log_level level, const char *component, const char *fmt, ...)
 	va_end(ap);
 }
 
-uint64_t log_clock_us(void)
+uint64_t log_clock_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t log_clock_us(void)
+{
+	return log_clock_ns() / 1000u;
 }
 
 void log_thread_usage(struct log_usage *u)

@@ -19,6 +19,9 @@ enum log_level log_get_level(void);
  * time an event (a slow store request, a checkpoint's steps), so that stalls can be
  * matched to causes; also the store's clock for its poll (loop.h's spin_us). */
 uint64_t log_clock_us(void);
+/* The same clock in nanoseconds: for times shorter than a few µs (stages.h's marks,
+ * whose histograms split below 1, 2, 4 µs and whose means show tenths of a µs). */
+uint64_t log_clock_ns(void);
 /* The calling thread's CPU time, and how often it slept in the kernel (a system call
  * that blocked) or lost the CPU to another thread: set against log_clock_us(), whether
  * a slow step worked, blocked, or waited for a CPU (a loaded machine). */

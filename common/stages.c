@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/log.h"
 
@@ -38,14 +37,6 @@ static bool trail_on;
 static struct trail_mark trail[STAGES_TRAIL_MAX];
 static unsigned ntrail;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts); /* the vDSO: no system call */
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void stages_init(void)
 {
 	const char *env = getenv("QUILL_STAGES");
@@ -56,7 +47,7 @@ void stages_init(void)
 
 void stages_begin_slow(void)
 {
-	t_start = t_prev = now_ns();
+	t_start = t_prev = log_clock_ns();
 	nseen = 0;
 	ntrail = 0;
 }
@@ -131,7 +122,7 @@ void stages_mark_slow(const char *name)
 		return;
 	occ = occurrence(name);
 	s = stage_find(name, occ < STAGES_OCCURRENCES ? occ : STAGES_OCCURRENCES);
-	t = now_ns();
+	t = log_clock_ns();
 	if (trail_on && ntrail < STAGES_TRAIL_MAX) /* (also a mark with no histogram left) */
 		trail[ntrail++] = (struct trail_mark){ name, t - t_start };
 	if (!s)
