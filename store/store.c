@@ -636,15 +636,14 @@ _Static_assert(sizeof(struct getevents_arg) == sizeof(struct io_uring_getevents_
 /* io_uring_submit_and_wait_timeout() with a min timeout, which liburing 2.3 cannot
  * pass: the SQ is flushed as liburing's __io_uring_flush_sq does (not exported; no
  * SQPOLL here), then one io_uring_enter submits it and sleeps until nr completions
- * came or, once min_wait_us passed, until the first (timeout_ms < 0: none, so the min
+ * came or, once min_wait_us passed, until the first (ts NULL: no timeout, so the min
  * timeout ends the sleep). Returns what io_uring_enter returns, or -errno. */
-static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us, int timeout_ms)
+static int enter_min_wait(struct store *st, unsigned nr, unsigned min_wait_us,
+			  const struct __kernel_timespec *ts)
 {
 	struct io_uring_sq *sq = &st->ring.sq;
-	struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000,
-					.tv_nsec = (long long)(timeout_ms % 1000) * 1000000 };
 	struct getevents_arg arg = { .min_wait_usec = min_wait_us,
-				     .ts = timeout_ms < 0 ? 0 : (uint64_t)(uintptr_t)&ts };
+				     .ts = (uint64_t)(uintptr_t)ts };
 	unsigned submit;
 
 	if (sq->sqe_head != sq->sqe_tail) {
@@ -700,36 +699,53 @@ static void poll_adapt(struct store *st, uint64_t waited_us, unsigned spin_us)
 	}
 }
 
-/* Submits what the SQ holds and sleeps up to timeout_ms (-1: forever) for nr
+/* Submits what the SQ holds and sleeps up to timeout_us (-1: forever) for nr
  * completions (at least one); with the kernel's min timeout and nr_bounded (not 0),
  * for nr_bounded of them instead (more or fewer) or, once min_wait_us passed, the
  * first (loop.h's min_events_bounded). What io_uring_enter returns, or -errno. */
-static int sleep_in_ring(struct store *st, int timeout_ms, unsigned nr, unsigned nr_bounded,
-			 unsigned min_wait_us)
+static int sleep_in_ring(struct store *st, int64_t timeout_us, unsigned nr,
+			 unsigned nr_bounded, unsigned min_wait_us)
 {
 	struct __kernel_timespec ts = {
-		.tv_sec = timeout_ms / 1000,
-		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+		.tv_sec = timeout_us / 1000000,
+		.tv_nsec = (long long)(timeout_us % 1000000) * 1000,
 	};
 	struct io_uring_cqe *cqe;
 
 	if (st->min_wait && nr_bounded && min_wait_us)
-		return enter_min_wait(st, nr_bounded, min_wait_us, timeout_ms);
-	if (timeout_ms < 0)
+		return enter_min_wait(st, nr_bounded, min_wait_us, timeout_us < 0 ? NULL : &ts);
+	if (timeout_us < 0)
 		return io_uring_submit_and_wait(&st->ring, nr ? nr : 1);
 	return io_uring_submit_and_wait_timeout(&st->ring, &cqe, nr ? nr : 1, &ts, NULL);
 }
 
+/* What is left at this time of timeout_ms (-1: forever) counted from t0, in µs (-1:
+ * forever; 0: none). */
+static int64_t timeout_left_us(int timeout_ms, uint64_t t0)
+{
+	int64_t left;
+
+	if (timeout_ms < 0)
+		return -1;
+	left = (int64_t)timeout_ms * 1000 - (int64_t)(log_clock_us() - t0);
+	return left > 0 ? left : 0;
+}
+
 /* sleep_in_ring for nr completions, polled for first (poll_for) within the window
- * (poll_us, at most spin_us), which the time waited then adapts (poll_adapt). */
+ * (poll_us, at most spin_us), which the time waited then adapts (poll_adapt). The
+ * sleep has what the poll left of timeout_ms (nothing left: no sleep): with all of
+ * it, a loop timer due within the window fired up to a window late. */
 static int poll_then_sleep(struct store *st, int timeout_ms, unsigned nr, unsigned spin_us)
 {
 	uint64_t t0 = log_clock_us();
 	uint64_t window = st->poll_us < spin_us ? st->poll_us : spin_us;
 	int r = 0;
 
-	if (!window || !poll_for(st, nr, t0 + window))
-		r = sleep_in_ring(st, timeout_ms, nr, 0, 0);
+	if (!window || !poll_for(st, nr, t0 + window)) {
+		int64_t left_us = timeout_left_us(timeout_ms, t0);
+
+		r = left_us ? sleep_in_ring(st, left_us, nr, 0, 0) : io_uring_submit(&st->ring);
+	}
 	poll_adapt(st, log_clock_us() - t0, spin_us);
 	return r;
 }
@@ -748,7 +764,8 @@ static int submit_and_wait(struct store *st, int timeout_ms, unsigned nr, unsign
 	else if (spin_us && !nr_bounded)
 		r = poll_then_sleep(st, timeout_ms, nr, spin_us);
 	else
-		r = sleep_in_ring(st, timeout_ms, nr, nr_bounded, min_wait_us);
+		r = sleep_in_ring(st, timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000, nr,
+				  nr_bounded, min_wait_us);
 	if (!submit_error_is_transient(r)) {
 		LOG_RATELIMITED(LOG_ERROR, "store", "%s: io_uring_enter: %s", st->path,
 				err_str(-r));

@@ -101,7 +101,7 @@ int store_reap(struct store *st);
  * w->spin_us (not 0): before it sleeps, the call submits and polls the ring for up to
  * that long, until the completions the sleep would wait for came (min_events; the
  * fd's readiness counts; a call with min_events_bounded does not poll), and sleeps
- * only if they did not (store_spin_counts). How long it polls adapts to the waits
+ * only if they did not, for what the poll left of timeout_ms (store_spin_counts). How long it polls adapts to the waits
  * (at most spin_us): waits longer than spin_us end the polls until a short one.
  * w->sends (loop.h's loop_send): each goes into this call's submit as a non-blocking
  * IORING_OP_SEND (a full socket: -EAGAIN), and has its res with done set when the call

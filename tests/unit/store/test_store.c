@@ -6,6 +6,7 @@
  * take QUILL_TEST_SEED.
  */
 #include "store/store.h"
+#include "common/log.h"
 #include "common/loop.h"
 
 #include <criterion/criterion.h>
@@ -1013,6 +1014,49 @@ Test(store, an_fd_later_than_spin_us_ends_the_polls)
 		close(t); /* (leaves the epoll set) */
 	}
 	spin_counts(st, 1, 0);
+	store_close(st);
+	loop_fds_close(&l);
+}
+
+/* A poll that catches nothing leaves the sleep what is left of the timeout, not all of
+ * it: a loop timer due within the poll's window (the timeout the loop asked for) fires
+ * on time, not a window late. Waits ended by a timer at 30 ms grow the window to
+ * spin_us, 40 ms (each outlasts it until a poll catches one); then a wait of 40 ms
+ * with nothing to come polls for its whole 40 ms and must not sleep 40 ms more (80 ms
+ * before; 60 ms leaves 20 ms for a loaded machine). */
+Test(store, a_poll_that_catches_nothing_leaves_the_sleep_the_rest_of_the_timeout)
+{
+	const unsigned spin_us = 40 * 1000;
+	struct store *st = store_make("spintmo", MIB, 0);
+	struct loop_fds l;
+	struct loop_wait w;
+	uint64_t spins, caught = 0, t0, took;
+
+	loop_fds_open(&l);
+	for (int i = 0; i < 100 && !caught; i++) {
+		int t = timer_in(&l, 30);
+		uint64_t v;
+
+		w = wait_plain(&l);
+		w.spin_us = spin_us;
+		cr_assert_eq(store_wait_fd(st, &w, -1), 0);
+		cr_assert(w.ready);
+		cr_assert_eq(read(t, &v, sizeof(v)), (ssize_t)sizeof(v));
+		close(t); /* (leaves the epoll set) */
+		store_spin_counts(st, &spins, &caught);
+	}
+	cr_assert_eq(caught, 1, "no poll caught a timer of 30 ms: the window did not grow");
+	w = wait_plain(&l);
+	w.spin_us = spin_us;
+	t0 = log_clock_us();
+	cr_assert_eq(store_wait_fd(st, &w, 40), 0);
+	took = log_clock_us() - t0;
+	cr_assert_not(w.ready);
+	store_spin_counts(st, &spins, &caught);
+	cr_assert_eq(caught, 1, "the last poll caught something");
+	cr_assert_geq(took, 40 * 1000, "the 40 ms timeout not waited: %" PRIu64 " µs", took);
+	cr_assert_lt(took, 60 * 1000, "a 40 ms wait took %" PRIu64 " µs: the sleep after the "
+		     "poll had the whole timeout again", took);
 	store_close(st);
 	loop_fds_close(&l);
 }
