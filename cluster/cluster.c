@@ -334,6 +334,15 @@ static int node_value_decode(enum layout_kind kind, const struct etcd_kv *kv,
 
 /* One key's new value (PUT) or removal; log_changes: a watch event, not a reload.
  * Returns whether the loop should hear of it: a node's space is only shown. */
+/* Is kv a segment record (segments/...)? Not the map's: its change is a hint for the
+ * segment listings (segments_gen), not news of the map (map_gen). */
+static bool segment_key(const struct cluster *cl, const struct etcd_kv *kv)
+{
+	size_t plen = strlen(cl->prefix);
+
+	return kv->key_len > plen + 9 && memcmp(kv->key + plen, "segments/", 9) == 0;
+}
+
 static bool map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bool log_changes)
 {
 	enum layout_kind kind;
@@ -344,10 +353,7 @@ static bool map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bo
 	int64_t since;
 
 	if (layout_key_parse(cl->prefix, kv->key, kv->key_len, &kind, id) < 0) {
-		size_t plen = strlen(cl->prefix);
-
-		/* segments/, ...: not the map's; a segment record's change is a hint */
-		if (kv->key_len > plen + 9 && memcmp(kv->key + plen, "segments/", 9) == 0)
+		if (segment_key(cl, kv)) /* segments/, ...: not the map's */
 			atomic_fetch_add(&cl->segments_gen, 1);
 		return true;
 	}
@@ -1231,21 +1237,23 @@ static void *session_main(void *arg)
 static int watch_events(void *arg, const struct etcd_watch_msg *msg)
 {
 	struct cluster *cl = arg;
-	bool news = false;
+	bool news = false, map_news = false;
 
 	pthread_mutex_lock(&cl->mu);
 	for (size_t i = 0; i < msg->nevents; i++) {
 		const struct etcd_event *ev = &msg->events[i];
+		bool n = map_apply(cl, &ev->kv, ev->type == ETCD_EVENT_PUT, true);
 
-		news |= map_apply(cl, &ev->kv, ev->type == ETCD_EVENT_PUT, true);
+		news |= n;
+		map_news |= n && !segment_key(cl, &ev->kv);
 		if (ev->kv.mod_revision > cl->info.map_revision)
 			cl->info.map_revision = ev->kv.mod_revision;
 	}
 	pthread_mutex_unlock(&cl->mu);
-	if (news) { /* nodes' space alone changes nothing the loop acts on */
+	if (map_news)
 		atomic_fetch_add(&cl->map_gen, 1);
+	if (news) /* nodes' space alone changes nothing the loop acts on */
 		notify(cl);
-	}
 	return 0;
 }
 

@@ -205,11 +205,12 @@ int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluste
 /* A number that moves whenever the watch sees a segment record change (or reloads the
  * map): a hint that SEG_LIST_ALL may answer differently. Any thread. */
 uint64_t cluster_segments_gen(const struct cluster *cl);
-/* A number that moves whenever the watch brings news (a node, a volume, an owner or a
- * segment record changed: nodes' space alone is not news) or the map reloads. on_change
- * follows each move, but on_change also follows every command the loop sent, so what
- * costs (a scan of etcd's records) waits for this or cluster_claims_gen() to move.
- * Any thread. */
+/* A number that moves whenever the watch brings news of the map (a node, a volume or
+ * an owner changed; not nodes' space, nor segment records: cluster_segments_gen) or
+ * the map reloads. on_change follows each move, but on_change also follows every
+ * command the loop sent and every segment record written, several a second under
+ * writes, so what costs (a scan of a volume's records) waits for this or
+ * cluster_claims_gen() to move. Any thread. */
 uint64_t cluster_map_gen(const struct cluster *cl);
 
 #endif
