@@ -170,6 +170,34 @@ int logcheck_image_check(const uint8_t *img, uint32_t blocks, uint64_t uid, uint
 	return 0;
 }
 
+void logcheck_image_lbas(const uint8_t *img, uint32_t blocks, uint64_t *lba)
+{
+	struct segment_header h;
+	struct summary sum;
+	struct logcheck_walk w;
+	struct logcheck_item it;
+
+	for (uint32_t b = 0; b < blocks; b++)
+		lba[b] = UINT64_MAX;
+	if (blocks == 0 || ondisk_segment_header_decode(img, QUILL_BLOCK_SIZE, &h) < 0)
+		return;
+	logcheck_walk_init(&w, img, blocks, &h, UINT64_MAX); /* no data checks: done */
+	for (logcheck_walk_next(&w, &sum, &it); it.kind == LOGCHECK_BATCH;
+	     logcheck_walk_next(&w, &sum, &it)) {
+		uint32_t block = it.pos + 1;
+
+		for (uint32_t i = 0; i < sum.nentries; i++) {
+			const struct summary_entry *e = &sum.entries[i];
+
+			if (!ONDISK_ENTRY_HAS_BLOCK(e->kind))
+				continue;
+			if (block < blocks && ONDISK_ENTRY_MAPPED(e->kind))
+				lba[block] = e->lba;
+			block++;
+		}
+	}
+}
+
 /* ---- the verdict ---- */
 
 int logcheck_note_batch(struct logcheck_facts *f, const struct summary *s)

@@ -106,6 +106,13 @@ void logcheck_classify(const uint8_t *slot, uint32_t used, uint64_t generation,
 int logcheck_image_check(const uint8_t *img, uint32_t blocks, uint64_t uid, uint32_t sno,
 			 uint32_t *bad_first, uint32_t *bad_end);
 
+/* What each block of a segment's image (as logcheck_image_check takes it, and judged
+ * good by it) was written for: lba[b] the LBA of block b for a data block (a client's
+ * write, a cleaner's or defragmenter's MOVE), UINT64_MAX for the others (the header,
+ * summaries, records, checkpoint parts, blocks past the log's end). lba holds
+ * `blocks` entries. For engine_segment_drop_local_hinted. */
+void logcheck_image_lbas(const uint8_t *img, uint32_t blocks, uint64_t *lba);
+
 /* ---- the verdict ---- */
 
 /* What the scan of every slot found: the valid summaries that may judge a bad batch

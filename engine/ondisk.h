@@ -141,6 +141,9 @@ enum ondisk_entry_kind {
 /* Does an entry of this kind have a block after the summary? TRIM and ZERO do not. */
 #define ONDISK_ENTRY_HAS_BLOCK(kind) \
 	((kind) != ONDISK_ENTRY_TRIM && (kind) != ONDISK_ENTRY_ZERO)
+/* Is its block one that a layer's map names at lba (DATA, MOVE, FILL)? */
+#define ONDISK_ENTRY_MAPPED(kind) \
+	((kind) == ONDISK_ENTRY_DATA || (kind) == ONDISK_ENTRY_MOVE || (kind) == ONDISK_ENTRY_FILL)
 /* Is it a range that reads as zeros (TRIM or ZERO)? */
 #define ONDISK_ENTRY_ZEROES(kind) ((kind) == ONDISK_ENTRY_TRIM || (kind) == ONDISK_ENTRY_ZERO)
 

@@ -14,8 +14,12 @@
  * straight into the client's buffer. No write-back: there is no local copy to mend.
  *
  * The cleaner cleans remote entries too (gc.c, "remote victims": fetched whole).
+ * Which map entries name the slot: the segment's own summaries say, when the caller
+ * read them (engine_segment_drop_local_hinted: the encoder has the image in hand);
+ * without them, or when they leave some, a walk of every layer's whole map on the
+ * loop thread (O(volume size) per segment dropped).
  * Not here yet (docs/erasure-coding.md): a map rebuilt from the log alone (--rebuild-meta) does not know remote
- * entries; the walk of the maps is one pass over every layer's map on the loop thread.
+ * entries.
  *
  * Threading: the engine's thread.
  */
@@ -66,6 +70,46 @@ static int repoint_layer(struct engine_volume *vol, uint32_t from, uint32_t to)
 	return r < 0 ? r : 0;
 }
 
+/* The entries of every layer at the hinted LBAs that name (from, b): pointed at `to`.
+ * Every layer, as repoint_layer: a clone's map may name the slot at the same LBA. */
+static int repoint_hinted(struct engine *eng, uint32_t from, uint32_t to, const uint64_t *lba,
+			  uint32_t nblocks)
+{
+	for (uint32_t b = 0; b < nblocks && eng->slots[from].live; b++) {
+		if (lba[b] == UINT64_MAX)
+			continue;
+		for (size_t v = 0; v < eng->nvols; v++) {
+			struct map *m = eng->vols[v]->map;
+			struct map_loc loc;
+			int r;
+
+			if (!map_get(m, lba[b], &loc))
+				continue;
+			loc.slot = to; /* moved only if it names (from, b) */
+			r = map_move(m, lba[b], from, b, &loc);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* Every entry naming slot i goes to `to`: those the hint finds, then, if any is left,
+ * a walk of every layer's map (a merge may have left a clone's map naming another
+ * family's segment: docs/engine.md, "Next: cluster-wide segment ids"). */
+static int repoint_all(struct engine *eng, uint32_t i, uint32_t to, const uint64_t *lba,
+		       uint32_t nblocks)
+{
+	int r = lba ? repoint_hinted(eng, i, to, lba, nblocks) : 0;
+
+	if (r < 0 || !eng->slots[i].live)
+		return r;
+	eng->stats.drop_walks++;
+	for (size_t v = 0; v < eng->nvols && r == 0; v++)
+		r = repoint_layer(eng->vols[v], i, to);
+	return r;
+}
+
 /* May the segment in slot i leave now? Nothing may hold (slot, block) pairs of it
  * across the map's change but reads (which finish on the store slot: it is freed
  * only when they are done). */
@@ -83,6 +127,12 @@ static int drop_allowed(const struct engine *eng, uint32_t i, uint64_t uid)
 
 int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno)
 {
+	return engine_segment_drop_local_hinted(eng, uid, sno, NULL, 0);
+}
+
+int engine_segment_drop_local_hinted(struct engine *eng, uint64_t uid, uint32_t sno,
+				     const uint64_t *lba, uint32_t nblocks)
+{
 	int64_t i = eng_own_slot(eng, uid, sno, false);
 	uint32_t to;
 	int r;
@@ -94,10 +144,7 @@ int engine_segment_drop_local(struct engine *eng, uint64_t uid, uint32_t sno)
 		r = seg_drop_local(eng, (uint32_t)i, &to);
 	if (r < 0)
 		return r;
-	/* every layer, not only the family's: a merge may have left a clone's map naming
-	 * another family's segment (docs/engine.md, "Next: cluster-wide segment ids") */
-	for (size_t v = 0; v < eng->nvols && r == 0; v++)
-		r = repoint_layer(eng->vols[v], (uint32_t)i, to);
+	r = repoint_all(eng, (uint32_t)i, to, lba, nblocks);
 	if (r < 0) /* the entries moved read the copies, the others the slot: both hold */
 		log_msg(LOG_ERROR, ENG_LOG, "segment %016" PRIx64 ".%08" PRIx32 ": dropping its "
 			"local copy stopped half way (out of memory): it stays", uid, sno);

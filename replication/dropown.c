@@ -16,6 +16,8 @@ struct dropown {
 	struct dropown_seg {
 		uint64_t uid;
 		uint32_t sno;
+		uint64_t *lba;     /* its blocks' LBAs (dropown_note), or NULL */
+		uint32_t nblocks;
 		/* -ENOTEMPTY (it holds catalog records): said once, and tried again only
 		 * when noted again (the encoder's next scan), not every DROPOWN_RETRY_MS */
 		bool parked, noted;
@@ -37,7 +39,7 @@ static void arm(struct replicas *rs, unsigned ms)
 /* One try of segment e: whether it waits on (the engine busy with it, or records). */
 static bool try_drop(struct replicas *rs, struct dropown_seg *e)
 {
-	int r = engine_segment_drop_local(rs->eng, e->uid, e->sno);
+	int r = engine_segment_drop_local_hinted(rs->eng, e->uid, e->sno, e->lba, e->nblocks);
 
 	if (r == -ENOTEMPTY && !e->parked)
 		log_msg(LOG_INFO, LOG_TAG, "segment %016" PRIx64 ".%08" PRIx32 ": the owner "
@@ -69,6 +71,8 @@ static void dropown_run(void *arg)
 		if ((e->parked && !e->noted) || try_drop(rs, e)) {
 			busy |= !e->parked;
 			d->v[keep++] = *e;
+		} else {
+			free(e->lba);
 		}
 	}
 	d->n = keep;
@@ -76,22 +80,34 @@ static void dropown_run(void *arg)
 		arm(rs, DROPOWN_RETRY_MS);
 }
 
-void dropown_note(struct replicas *rs, uint64_t uid, uint32_t sno)
+void dropown_note(struct replicas *rs, uint64_t uid, uint32_t sno, uint64_t *lba,
+		  uint32_t nblocks)
 {
 	struct dropown *d = rs->dropown;
 	size_t i;
 
-	if (!d && !(d = rs->dropown = calloc(1, sizeof(*d))))
+	if (!d && !(d = rs->dropown = calloc(1, sizeof(*d)))) {
+		free(lba);
 		return;
+	}
 	/* the encoder's scans note a kept copy again each time: one entry each */
 	for (i = 0; i < d->n && (d->v[i].uid != uid || d->v[i].sno != sno); i++)
 		;
 	if (i < d->n) {
 		d->v[i].noted = true;
+		if (!d->v[i].lba) {
+			d->v[i].lba = lba;
+			d->v[i].nblocks = nblocks;
+			lba = NULL;
+		}
+		free(lba);
 	} else {
-		if (ARRAY_GROW(d->v, d->cap, d->n, 64) < 0)
+		if (ARRAY_GROW(d->v, d->cap, d->n, 64) < 0) {
+			free(lba);
 			return;
-		d->v[d->n++] = (struct dropown_seg){ .uid = uid, .sno = sno };
+		}
+		d->v[d->n++] = (struct dropown_seg){ .uid = uid, .sno = sno, .lba = lba,
+						     .nblocks = lba ? nblocks : 0 };
 	}
 	/* never from inside the hook or reply that told us: from the loop, a bit later */
 	arm(rs, 0);
@@ -104,6 +120,8 @@ void dropown_destroy(struct replicas *rs)
 	if (!d)
 		return;
 	loop_timer_cancel(d->retry);
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].lba);
 	free(d->v);
 	free(d);
 	rs->dropown = NULL;

@@ -18,9 +18,13 @@ struct replicas;
 
 /* Segment (uid, sno) of a family this node owns is sealed on every holder: its local
  * copy goes, now or (the engine busy with it: not settled yet, a checkpoint taking its
- * chunks) at a later try, every DROPOWN_RETRY_MS. Without memory it stays. */
+ * chunks) at a later try, every DROPOWN_RETRY_MS. Without memory it stays. lba: what
+ * each of its nblocks blocks was written for (logcheck_image_lbas; malloc()ed, taken:
+ * freed here), so that the drop looks up those LBAs rather than walk every map
+ * (engine_segment_drop_local_hinted); NULL without. */
 #define DROPOWN_RETRY_MS 200u
-void dropown_note(struct replicas *rs, uint64_t uid, uint32_t sno);
+void dropown_note(struct replicas *rs, uint64_t uid, uint32_t sno, uint64_t *lba,
+		  uint32_t nblocks);
 /* Forgets what waits, stops the timer. */
 void dropown_destroy(struct replicas *rs);
 

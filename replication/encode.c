@@ -71,6 +71,8 @@ struct ejob {
 	struct ec_geom g;
 	uint32_t at, n;              /* read: blocks read, this chunk */
 	uint8_t *seg;                /* the segment's L blocks */
+	uint64_t *lbas;              /* what each was written for (the worker's: for the
+					drop of the owner's copy, dropown_note) */
 	uint8_t *images[EC_N_MAX];   /* the fragments' images (worker's output) */
 	size_t image_bytes;
 	struct rnode *to[EC_N_MAX];  /* fragment i's holder; NULL: this node */
@@ -363,6 +365,9 @@ static void job_encode(void *arg)
 					  &j->bad_first, &j->bad_end);
 	if (j->enc_res < 0)
 		return;
+	j->lbas = malloc((size_t)j->g.seg_blocks * sizeof(*j->lbas));
+	if (j->lbas) /* else the drop walks the maps */
+		logcheck_image_lbas(j->seg, j->g.seg_blocks, j->lbas);
 	j->enc_res = ec_code_create(j->g.k, j->g.m, &code);
 	if (j->enc_res == 0)
 		j->enc_res = ec_stripe_images(code, &j->g, j->seg, j->uid, j->sno,
@@ -385,6 +390,7 @@ static void job_free(struct ejob *j)
 	buf_give(j->e, j->seg, seg_bytes(j));
 	for (unsigned i = 0; i < EC_N_MAX; i++)
 		buf_give(j->e, j->images[i], j->image_bytes);
+	free(j->lbas);
 	free(j);
 }
 
@@ -843,8 +849,11 @@ static void recorded(void *arg, int res, const char *msg)
 	}
 	(void)fragread_stripe_put(j->e->rs, &j->req.seg); /* its reads need no listing (a
 							     cache: may fail) */
-	if (j->e->rs->drop_own || j->req.drop_replicas)
-		dropown_note(j->e->rs, j->uid, j->sno); /* its reads become fetches */
+	if (j->e->rs->drop_own || j->req.drop_replicas) {
+		/* its reads become fetches */
+		dropown_note(j->e->rs, j->uid, j->sno, j->lbas, j->g.seg_blocks);
+		j->lbas = NULL;
+	}
 	if (j->req.drop_replicas)
 		replicas_delete(j); /* orphans now: deleted sooner than their checks would */
 	if ((r = refused_find(j->e, j->uid, j->sno)))
@@ -1054,7 +1063,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 			(void)fragread_stripe_put(e->rs, rec); /* reads need no listing (a cache) */
 			if (rec->nholders == 0 &&
 			    engine_segment_sealed_blocks(e->rs->eng, f->uid, rec->id.seq) > 0)
-				dropown_note(e->rs, f->uid, rec->id.seq); /* the owner's copy went
+				dropown_note(e->rs, f->uid, rec->id.seq, NULL, 0); /* the owner's copy went
 						 not with its replicas (a crash, a restart) */
 			continue;
 		}

@@ -1045,7 +1045,7 @@ static void seal_answered(struct rseg *s, struct rnode *n, int r)
 	}
 	if (s->nseal_todo == 0 && !s->seal_refusals && s->rs->drop_own && s->nholders &&
 	    s->state == RS_SEALED && !family_is_ec(s->rs, s->fam))
-		dropown_note(s->rs, s->fam->uid, s->sno); /* every holder sealed it whole (an
+		dropown_note(s->rs, s->fam->uid, s->sno, NULL, 0); /* every holder sealed it whole (an
 							     EC family's: once encoded) */
 }
 

@@ -465,6 +465,7 @@ static struct json_object *cmd_status(struct control *ctl, struct json_object *r
 		json_object_object_add(v, "scrub", ctl_scrub_status_json(ctl));
 	ctl_add_int(v, "fetches", (int64_t)st.fetches);
 	ctl_add_int(v, "fetch_blocks", (int64_t)st.fetch_blocks);
+	ctl_add_int(v, "drop_walks", (int64_t)st.drop_walks);
 	ctl_add_int(v, "fetch_requests", (int64_t)st.fetch_requests);
 	ctl_add_int(v, "adopt_remote_entries", (int64_t)st.adopt_remote_entries);
 	replica_frag_totals(ctl->replicas, &fs);

@@ -14,6 +14,7 @@
 
 #include "common/crc32c.h"
 #include "engine/engine_internal.h"
+#include "engine/logcheck.h"
 #include "engine/segment.h"
 
 #include "engine_fixture.h"
@@ -187,10 +188,31 @@ static struct engine_volume *vol;
 static uint32_t dropped_slot; /* the store slot the segment was in */
 static uint32_t in_segment;   /* how many of lba 0.. the dropped segment holds */
 
+/* The hint the drop is given: none (a walk of every map), the segment's own
+ * (logcheck_image_lbas of its image), or one that names no block (a walk after all). */
+enum hint { HINT_NONE, HINT_OWN, HINT_EMPTY };
+
+static int drop(enum hint hint)
+{
+	uint32_t used = eng->slots[dropped_slot].used;
+	uint64_t *lba = calloc(used, sizeof(*lba));
+	int r;
+
+	cr_assert_not_null(lba);
+	if (hint == HINT_OWN)
+		logcheck_image_lbas(hd.copy, used, lba);
+	else
+		memset(lba, 0xff, used * sizeof(*lba)); /* UINT64_MAX: no data */
+	r = engine_segment_drop_local_hinted(eng, hd.uid, hd.sno, hint == HINT_NONE ? NULL : lba,
+					     used);
+	free(lba);
+	return r;
+}
+
 /* A volume's first 64 blocks written (tag 1), so that its first segments are sealed;
  * the first sealed one whose blocks the map names is dropped (its bytes kept by the
- * holder first). */
-static void prepare(void)
+ * holder first), with the hint given. */
+static void prepare_hinted(enum hint hint)
 {
 	struct map_loc loc;
 	int r = -ENOENT;
@@ -212,11 +234,16 @@ static void prepare(void)
 	hd.copy = seg_buf_alloc(SEG_SIZE);
 	cr_assert_eq(seg_read_sync(eng, dropped_slot, 0, hd.copy, SEG_BLOCKS), 0);
 	for (int tries = 0; tries < 100 && r == -EBUSY ? true : tries == 0; tries++) {
-		r = engine_segment_drop_local(eng, hd.uid, hd.sno);
+		r = drop(hint);
 		if (r == -EBUSY)
 			cr_assert_geq(engine_poll(eng, 10), 0);
 	}
 	cr_assert_eq(r, 0, "drop: %d", r);
+}
+
+static void prepare(void)
+{
+	prepare_hinted(HINT_NONE);
 }
 
 Test(segment_remote, reads_go_to_the_copies_once_the_local_copy_is_dropped)
@@ -232,6 +259,37 @@ Test(segment_remote, reads_go_to_the_copies_once_the_local_copy_is_dropped)
 	hexpect(vol, 0, 64, 1);
 	cr_assert_eq(hd.blocks, in_segment, "every block of the segment from the copies");
 	cr_assert_eq(stats().blocks_repaired, 0, "nothing is written back");
+}
+
+/* The drop with hint h: the map comes out the same whatever the hint; the walk of
+ * every map is spared only by a hint that finds every entry naming the slot. */
+static void expect_drop(enum hint h)
+{
+	struct map_loc loc;
+
+	prepare_hinted(h);
+	cr_assert_eq(stats().drop_walks, h == HINT_OWN ? 0 : 1);
+	cr_assert(eng_resolve(vol, 0, &loc));
+	cr_assert(seg_is_remote(eng, loc.slot));
+	cr_assert_eq(eng->slots[loc.slot].live, in_segment);
+	cr_assert_eq(eng->slots[dropped_slot].live, 0, "nothing reads the store slot now");
+	hexpect(vol, 0, 64, 1);
+	cr_assert_eq(hd.blocks, in_segment);
+}
+
+Test(segment_remote, the_segments_own_lbas_spare_the_walk_of_every_map)
+{
+	expect_drop(HINT_OWN);
+}
+
+Test(segment_remote, a_hint_that_finds_nothing_costs_the_walk)
+{
+	expect_drop(HINT_EMPTY);
+}
+
+Test(segment_remote, no_hint_walks_every_map)
+{
+	expect_drop(HINT_NONE);
 }
 
 /* A read of many blocks of one remote segment is one fetch (one peer request), not
