@@ -352,10 +352,9 @@ int engine_frag_put_async(struct engine *eng, const struct engine_frag_info *fi,
 				       f->fi.image_blocks == fi->image_blocks
 			       ? put_again(eng, f, fi->epoch, cb, arg)
 			       : -EEXIST;
-	copy = seg_buf_alloc(len);
+	copy = seg_buf_dup(image, len);
 	if (!copy)
 		return -ENOMEM;
-	memcpy(copy, image, len);
 	r = seg_hold(eng, fi->uid, fi->sno, &slot);
 	if (r < 0) {
 		seg_buf_free(copy);

@@ -233,6 +233,8 @@ void seg_mirror_set(struct engine *eng, const struct seg_mirror_ops *ops, void *
 void seg_close(struct segs *sg);
 /* Buffers fit for every implementation's I/O (aligned, zeroed); NULL without memory. */
 void *seg_buf_alloc(size_t len);
+/* ... and a copy of src in one (not zeroed first) */
+void *seg_buf_dup(const void *src, size_t len);
 void seg_buf_free(void *buf);
 
 /* ---- the segment calls (segment.c): by slot, on eng's slot table ---- */

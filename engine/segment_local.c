@@ -194,6 +194,11 @@ void *seg_buf_alloc(size_t len)
 	return store_buf_alloc(len);
 }
 
+void *seg_buf_dup(const void *src, size_t len)
+{
+	return store_buf_dup(src, len);
+}
+
 void seg_buf_free(void *buf)
 {
 	store_buf_free(buf);

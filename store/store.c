@@ -1110,6 +1110,16 @@ void *store_buf_alloc(size_t len)
 	return buf;
 }
 
+void *store_buf_dup(const void *src, size_t len)
+{
+	void *buf;
+
+	if (len == 0 || posix_memalign(&buf, STORE_ALIGN, len) != 0)
+		return NULL;
+	memcpy(buf, src, len);
+	return buf;
+}
+
 void store_buf_free(void *buf)
 {
 	free(buf);
