@@ -1663,9 +1663,9 @@ struct scrub *replica_scrub(struct replicas *rs)
 	return rs ? rs->scrub : NULL;
 }
 
-/* Did the map move since the record scans were last kicked for it? This runs after
- * every command the cluster answers, the scans' own listings too: a kick for each
- * would make the scans restart each other ten times a second on an idle node. */
+/* Did the map move since replica_map_changed last saw it? That runs after every
+ * command the cluster answers, the scans' own listings too: a scan kicked for each
+ * would restart the others ten times a second on an idle node. */
 static bool map_moved(struct replicas *rs)
 {
 	uint64_t map = cluster_map_gen(rs->cluster), claims = cluster_claims_gen(rs->cluster);
@@ -1679,13 +1679,20 @@ static bool map_moved(struct replicas *rs)
 
 void replica_map_changed(struct replicas *rs)
 {
+	bool moved;
+
 	if (!rs)
 		return;
+	moved = map_moved(rs);
 	replica_nodes_refresh(rs);
-	replica_segs_retry_placing(rs);
+	/* a walk of every segment: not after every answer from etcd (each step of a
+	 * rebuild's copies is one; each placing segment has its own retry timer, and a
+	 * holder's connection retries them too) */
+	if (moved)
+		replica_segs_retry_placing(rs);
 	replica_flushes_recheck(rs);
 	replica_reconcile_kick(rs);
-	if (!map_moved(rs))
+	if (!moved)
 		return;
 	catchup_kick(rs->catchup);
 	encoder_kick(rs->encoder);

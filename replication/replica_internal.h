@@ -189,7 +189,8 @@ struct replicas {
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
 	uint64_t scans_map_gen;         /* cluster_map_gen() and cluster_claims_gen() when */
-	uint64_t scans_claims_gen;      /* ... the map last kicked the record scans */
+	uint64_t scans_claims_gen;      /* ... replica_map_changed last saw them: the record
+					   scans and the placing retries follow their moves */
 	struct worker *worker;          /* their encoding, rebuilds' images, scrubs'
 					   decodes: the CPU work off the loop (worker.h) */
 	struct scrub *scrub;            /* scrub passes (scrub.h) */
