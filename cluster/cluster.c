@@ -93,7 +93,8 @@ struct cluster {
 	atomic_uint_fast64_t deadline_ms;
 	atomic_uint_fast64_t claims_gen; /* moves whenever a claim of this node goes */
 	atomic_uint_fast64_t segments_gen; /* moves when the watch sees segments/ change */
-	atomic_uint_fast64_t map_gen;  /* moves when the watch brings news or the map reloads */
+	atomic_uint_fast64_t map_gen;  /* moves with news of the map (not segment records)
+					  or a reload: cluster_map_gen() */
 	atomic_bool reclaimed;           /* the first join took this node's volumes again */
 
 	pthread_mutex_t mu;
@@ -332,8 +333,6 @@ static int node_value_decode(enum layout_kind kind, const struct etcd_kv *kv,
 	return layout_node_decode(kv->value, kv->value_len, rec);
 }
 
-/* One key's new value (PUT) or removal; log_changes: a watch event, not a reload.
- * Returns whether the loop should hear of it: a node's space is only shown. */
 /* Is kv a segment record (segments/...)? Not the map's: its change is a hint for the
  * segment listings (segments_gen), not news of the map (map_gen). */
 static bool segment_key(const struct cluster *cl, const struct etcd_kv *kv)
@@ -343,6 +342,8 @@ static bool segment_key(const struct cluster *cl, const struct etcd_kv *kv)
 	return kv->key_len > plen + 9 && memcmp(kv->key + plen, "segments/", 9) == 0;
 }
 
+/* One key's new value (PUT) or removal; log_changes: a watch event, not a reload.
+ * Returns whether the loop should hear of it: a node's space is only shown. */
 static bool map_apply(struct cluster *cl, const struct etcd_kv *kv, bool put, bool log_changes)
 {
 	enum layout_kind kind;

@@ -1103,12 +1103,11 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 
 /* Is family uid's range read at each round (recscan's fire: known here, not stale,
  * an EC volume)? */
-static bool family_still_scanned(const struct encoder *e, uint64_t uid)
+static bool family_still_scanned(struct encoder *e, uint64_t uid)
 {
 	const struct family *f = replica_family_find(e->rs, uid);
-	unsigned k, m;
 
-	return f && !f->stale && replica_family_ec(e->rs, f, &k, &m);
+	return f && !f->stale && family_wanted(e, f);
 }
 
 /* The refused segments of families no longer scanned (the volume deleted, no longer

@@ -1670,10 +1670,10 @@ static bool map_moved(struct replicas *rs)
 {
 	uint64_t map = cluster_map_gen(rs->cluster), claims = cluster_claims_gen(rs->cluster);
 
-	if (map == rs->scans_map_gen && claims == rs->scans_claims_gen)
+	if (map == rs->seen_map_gen && claims == rs->seen_claims_gen)
 		return false;
-	rs->scans_map_gen = map;
-	rs->scans_claims_gen = claims;
+	rs->seen_map_gen = map;
+	rs->seen_claims_gen = claims;
 	return true;
 }
 

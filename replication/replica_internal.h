@@ -188,8 +188,8 @@ struct replicas {
 	struct bread *breads;           /* baseread.c: clones' reads of their bases */
 	struct catchup *catchup;        /* copies of segments below R (catchup.h) */
 	struct encoder *encoder;        /* EC families' sealed segments (encode.h) */
-	uint64_t scans_map_gen;         /* cluster_map_gen() and cluster_claims_gen() when */
-	uint64_t scans_claims_gen;      /* ... replica_map_changed last saw them: the record
+	uint64_t seen_map_gen;          /* cluster_map_gen() and cluster_claims_gen() when */
+	uint64_t seen_claims_gen;       /* ... replica_map_changed last saw them: the record
 					   scans and the placing retries follow their moves */
 	struct worker *worker;          /* their encoding, rebuilds' images, scrubs'
 					   decodes: the CPU work off the loop (worker.h) */

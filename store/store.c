@@ -1100,24 +1100,26 @@ int store_flush_sync(struct store *st)
 	return 0;
 }
 
-void *store_buf_alloc(size_t len)
+/* len bytes aligned to STORE_ALIGN, as they come (NULL: none, or len 0). */
+static void *aligned_new(size_t len)
 {
 	void *buf;
 
-	if (len == 0 || posix_memalign(&buf, STORE_ALIGN, len) != 0)
-		return NULL;
-	memset(buf, 0, len);
-	return buf;
+	return len && posix_memalign(&buf, STORE_ALIGN, len) == 0 ? buf : NULL;
+}
+
+void *store_buf_alloc(size_t len)
+{
+	void *buf = aligned_new(len);
+
+	return buf ? memset(buf, 0, len) : NULL;
 }
 
 void *store_buf_dup(const void *src, size_t len)
 {
-	void *buf;
+	void *buf = aligned_new(len);
 
-	if (len == 0 || posix_memalign(&buf, STORE_ALIGN, len) != 0)
-		return NULL;
-	memcpy(buf, src, len);
-	return buf;
+	return buf ? memcpy(buf, src, len) : NULL;
 }
 
 void store_buf_free(void *buf)

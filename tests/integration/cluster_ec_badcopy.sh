@@ -45,8 +45,7 @@ node_killed 2 0
 blocks write "$URI" "$N" || fail "writing the blocks"
 read -r _ S _ E _ <<<"$(records)"
 [ "$S" -ge 3 ] && [ "$E" = 0 ] || fail "with node2 down: $S sealed, $E encoded (want 3+ sealed, none encoded)"
-blocks corrupt "$WORK/node0/store.img" 77 >>"$WORK/corrupt.log" ||
-	fail "damaging the owner's copy: $(cat "$WORK/corrupt.log")"
+damage_copy 0 77
 log "$N blocks written with node2 down ($S segments sealed, replicated); block 77 damaged in node0's store"
 
 start_peer_node 2

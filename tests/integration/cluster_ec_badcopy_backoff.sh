@@ -32,8 +32,7 @@ URI=$(node_uri 0 "$VOL")
 node_killed 2 0
 blocks write "$URI" "$N" || fail "writing the blocks"
 for i in 0 1; do
-	blocks corrupt "$WORK/node$i/store.img" 77 >>"$WORK/corrupt.log" ||
-		fail "damaging node$i's copy: $(cat "$WORK/corrupt.log")"
+	damage_copy $i 77
 done
 log "$N blocks written with node2 down; block 77 damaged in node0's and node1's stores"
 

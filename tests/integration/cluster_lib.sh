@@ -209,6 +209,17 @@ node_uri() { echo "nbd://127.0.0.1:${NODE_PORT[$1]}/$2"; }
 # file by its content (repair_blocks.py; needs need_nbd_python's $PY)
 blocks() { "$PY" "$IT_ROOT/tests/integration/repair_blocks.py" "$@"; }
 
+# damage_copy I BLOCK…: the known BLOCKs (blocks write) damaged in node I's store
+# file, or the test fails
+damage_copy()
+{
+	local i=$1
+
+	shift
+	blocks corrupt "$WORK/node$i/store.img" "$@" >>"$WORK/corrupt.log" ||
+		fail "damaging node$i's copy of block(s) $*: $(cat "$WORK/corrupt.log")"
+}
+
 # fio_write_seq JOB URI SIZE [OFFSET]: fio (nbd, verify=crc32c) writes SIZE from OFFSET
 # (0) through URI in order (fsync every 32 writes) and verifies it; $WORK/JOB.fio
 # stays for verify_only runs.

@@ -35,8 +35,7 @@ blocks read "$URI" "$N" || fail "the blocks do not read back before any damage"
 log "$N known blocks written, flushed and read back"
 
 # ---- damage on the owner only: read around, repaired ----
-blocks corrupt "$WORK/node0/store.img" 3 77 200 >>"$WORK/corrupt.log" ||
-	fail "damaging the owner's copies: $(cat "$WORK/corrupt.log")"
+damage_copy 0 3 77 200
 blocks read "$URI" "$N" || fail "a damaged block did not read back right through NBD"
 log "the three blocks damaged on the owner read back right"
 wait_for 20 "node0 does not count 3 blocks repaired" \
@@ -52,8 +51,7 @@ log "each repair is logged once and counted; the owner's store holds the good by
 
 # ---- damage on every copy: EIO, never wrong data ----
 for i in 0 1 2; do
-	blocks corrupt "$WORK/node$i/store.img" 150 >>"$WORK/corrupt.log" ||
-		fail "damaging node$i's copy: $(cat "$WORK/corrupt.log")"
+	damage_copy $i 150
 done
 blocks read_fails "$URI" 150 || fail "a block bad on every copy did not fail with EIO"
 blocks read "$URI" "$N" 150 || fail "the other blocks do not read back right"
@@ -73,8 +71,7 @@ wait_for 30 "node0 does not claim $VOL again" \
 	bash -c "'$QUILL' --socket '$WORK/ctl0.sock' volume info $VOL | grep -q 'owner node0'"
 URI="nbd://127.0.0.1:${NODE_PORT[0]}/$VOL"
 # a segment written before the restart: its holders come from its etcd record
-blocks corrupt "$WORK/node0/store.img" 42 >>"$WORK/corrupt.log" ||
-	fail "damaging the owner's copy: $(cat "$WORK/corrupt.log")"
+damage_copy 0 42
 blocks read "$URI" "$N" 150 || fail "after the restart, a damaged block did not read back right"
 wait_for 20 "node0 does not count the repair after its restart" \
 	bash -c "[ \"\$('$QUILL' --socket '$WORK/ctl0.sock' status --json |

@@ -81,10 +81,8 @@ R=$(cat "$WORK/clean0.json")
 log "clean: $(jget "$R" 'j["scrub"][0]["segments"]') segments, $(jget "$R" 'j["scrub"][0]["copies_checked"]') copies checked, nothing found; $(jget "$R" '"%.1f MB in %d ms: %.1f MB/s over every copy (the budget: 64 MB/s; printed, not asserted)" % (j["scrub"][0]["bytes_checked"] / 1e6, j["scrub"][0]["elapsed_ms"], j["scrub"][0]["bytes_checked"] / 1e3 / max(1, j["scrub"][0]["elapsed_ms"]))')"
 
 # ---- damage: the owner's copy of block 77, node1's copy of block 200 ----
-blocks corrupt "$WORK/node0/store.img" 77 >>"$WORK/corrupt.log" ||
-	fail "damaging the owner's copy: $(cat "$WORK/corrupt.log")"
-blocks corrupt "$WORK/node1/store.img" 200 >>"$WORK/corrupt.log" ||
-	fail "damaging node1's copy: $(cat "$WORK/corrupt.log")"
+damage_copy 0 77
+damage_copy 1 200
 scrub_now found
 R=$(cat "$WORK/found.json")
 [ "$(jget "$R" 'j["scrub"][0]["bad_blocks"]')" = 2 ] || fail "the scrub did not find the 2 bad blocks: $R"
@@ -168,8 +166,7 @@ log "EC: a second scrub is clean ($STRIPES stripes); fio verifies; this part too
 
 # ---- the background round ----
 stop_pid "${NODE_PID[0]}"
-blocks corrupt "$WORK/node2/store.img" 120 >>"$WORK/corrupt.log" ||
-	fail "damaging node2's copy: $(cat "$WORK/corrupt.log")"
+damage_copy 2 120
 start_peer_node 0 --scrub-mbps 64 --scrub-interval 1
 wait_for 30 "node0 does not claim $VOL again" \
 	bash -c "'$QUILL' --socket '$WORK/ctl0.sock' volume info $VOL | grep -q 'owner node0'"
