@@ -1404,27 +1404,48 @@ int cluster_nodes(const struct cluster *cl, struct cluster_node **nodes, size_t 
 	return r;
 }
 
-/* Queues a command for the session thread: a node mark (id, out) or a volume call
- * (vreq). */
-static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_vol_req *vreq,
-		   cluster_cb cb, void *arg)
+/* A command for the session thread: a node mark (id, out) or a volume call (vreq);
+ * NULL without memory. */
+static struct cmd *cmd_new(const char *id, bool out, struct cluster_vol_req *vreq,
+			   cluster_cb cb, void *arg)
 {
-	struct cmd *c, **tail;
+	struct cmd *c = calloc(1, sizeof(*c));
 
-	c = calloc(1, sizeof(*c));
 	if (!c)
-		return -ENOMEM;
+		return NULL;
 	snprintf(c->id, sizeof(c->id), "%s", id);
 	c->out = out;
 	c->vreq = vreq;
 	c->cb = cb;
 	c->arg = arg;
+	return c;
+}
+
+/* Queues cmds[0..n) in their order, under one lock: the session thread finds them
+ * together (copy_batch_take). */
+static void queue_cmds(struct cluster *cl, struct cmd **cmds, size_t n)
+{
+	struct cmd **tail;
+
 	pthread_mutex_lock(&cl->mu);
 	for (tail = &cl->queue; *tail; tail = &(*tail)->next)
 		;
-	*tail = c;
+	for (size_t i = 0; i < n; i++) {
+		*tail = cmds[i];
+		tail = &cmds[i]->next;
+	}
 	pthread_cond_broadcast(&cl->cond);
 	pthread_mutex_unlock(&cl->mu);
+}
+
+static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_vol_req *vreq,
+		   cluster_cb cb, void *arg)
+{
+	struct cmd *c = cmd_new(id, out, vreq, cb, arg);
+
+	if (!c)
+		return -ENOMEM;
+	queue_cmds(cl, &c, 1);
 	return 0;
 }
 
@@ -1442,6 +1463,29 @@ int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluste
 	if (req->op != CLUSTER_VOL_SEG_LIST_ALL && !layout_id_valid(req->vol.name))
 		return -EINVAL;
 	return enqueue(cl, "", false, req, cb, arg);
+}
+
+int cluster_volume_async_many(struct cluster *cl, struct cluster_vol_req *const *reqs,
+			      void *const *args, size_t n, cluster_cb cb)
+{
+	struct cmd *cmds[CLVOL_COPY_BATCH_MAX];
+	size_t k;
+
+	if (n > CLVOL_COPY_BATCH_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (reqs[i]->op == CLUSTER_VOL_SEG_LIST_ALL || !layout_id_valid(reqs[i]->vol.name))
+			return -EINVAL;
+	for (k = 0; k < n; k++)
+		if (!(cmds[k] = cmd_new("", false, reqs[k], cb, args[k])))
+			break;
+	if (k < n) {
+		while (k-- > 0)
+			free(cmds[k]);
+		return -ENOMEM;
+	}
+	queue_cmds(cl, cmds, n);
+	return 0;
 }
 
 uint64_t cluster_segments_gen(const struct cluster *cl)

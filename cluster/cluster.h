@@ -202,6 +202,12 @@ struct cluster_vol_req {
  * record names it as the last owner and that no one claimed since. */
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
 			 void *arg);
+/* cluster_volume_async of reqs[0..n) with args[0..n) (n <= CLVOL_COPY_BATCH_MAX), queued
+ * together in their order: copy steps of one volume and epoch, so queued, share one
+ * txn (docs/cluster.md, "Copy steps in one write"), where one at a time the session
+ * thread may take each alone. All are queued, or none (-EINVAL, -ENOMEM). */
+int cluster_volume_async_many(struct cluster *cl, struct cluster_vol_req *const *reqs,
+			      void *const *args, size_t n, cluster_cb cb);
 /* A number that moves whenever the watch sees a segment record change (or reloads the
  * map): a hint that SEG_LIST_ALL may answer differently. Any thread. */
 uint64_t cluster_segments_gen(const struct cluster *cl);

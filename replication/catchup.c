@@ -31,6 +31,8 @@
 #define SCAN_BUSY_MS 1000u   /* some record has fewer than R holders */
 #define SCAN_IDLE_MS 30000u
 #define SCAN_KICK_MS 100u
+#define RECORD_GATHER_MS 30u /* a copy's START or DONE waits at most this long for others
+				to share its etcd txn (record_queue) */
 #define DROPS_PER_SCAN 32u   /* gone holders' record steps a family's scan sends: the
 				next scan (a second later) sends more, and a retry of one
 				that landed meanwhile is harmless */
@@ -141,14 +143,19 @@ struct cjob;
 /* A copy the last scan wanted while every slot was taken: started as soon as one is
  * free (job_end), not at the next scan (a range read of the family's records, and a
  * gap of a scan's wait and read in every slot as it frees). Its START is applied to
- * the record as etcd has it then, as any job's. */
+ * the record as etcd has it then, as any job's; its live holders are judged when it
+ * starts. */
 struct cnext {
 	uint64_t uid;
-	struct layout_segment rec, live;
+	struct layout_segment rec;
 	bool remote;
 	char to[LAYOUT_ID_MAX + 1];
 };
-#define CATCHUP_NEXT_MAX 32u
+/* A scan reads every record of the family: the copies it finds wait here, and the
+ * next scan is asked for once half of them have started (job_end), so that a rebuild
+ * reads a family's records every CATCHUP_NEXT_MAX / 2 copies, and its slots never wait
+ * for a scan. */
+#define CATCHUP_NEXT_MAX 64u
 
 struct catchup {
 	struct replicas *rs;
@@ -172,7 +179,12 @@ struct catchup {
 	uint64_t run_copied;
 	uint64_t done_rate;          /* bytes per second of the last run that finished */
 	struct cnext next[CATCHUP_NEXT_MAX]; /* the last scan's copies waiting for a slot */
-	unsigned nnext;
+	unsigned next_at, nnext;     /* next[next_at..nnext) wait */
+	/* copies whose START or DONE waits to go to etcd with others (record_queue) */
+	struct cjob *rec_wait[CLVOL_COPY_BATCH_MAX];
+	unsigned nrec_wait;
+	struct loop_timer *rec_timer; /* their send, at rec_due_ms */
+	uint64_t rec_due_ms;
 };
 
 enum cstep { CJ_FETCH, CJ_START, CJ_DROP, CJ_OPEN, CJ_WAIT, CJ_READ, CJ_APPEND, CJ_SEAL, CJ_DONE,
@@ -199,12 +211,12 @@ struct cjob {
 	struct clvol_gone gone;      /* the record's holders gone for good: they leave it
 					with the DONE once it has R live holders */
 	unsigned live;               /* the record's live holders when the copy began */
-	bool recording;              /* its DONE is sent: counted in c->recording */
+	bool recording;              /* its DONE is sent or queued: counted in c->recording */
+	bool rec_queued;             /* its START or DONE waits in c->rec_wait */
 };
 
-/* May another copy start? A copy whose DONE is on its way holds no slot: the next
- * copy's START goes to the session thread right behind that DONE, and the two share a
- * txn (docs/cluster.md, "Copy steps in one write"). */
+/* May another copy start? A copy whose DONE is on its way (or waits to be sent) holds
+ * no slot: the next copy's START can share that DONE's txn (record_queue). */
 static bool slot_free(const struct catchup *c)
 {
 	return c->njobs - c->recording < c->inflight_max;
@@ -237,7 +249,8 @@ static void job_free(struct cjob *j)
 static bool next_start(struct catchup *c);
 
 /* j is over (its copy recorded, or given up): it leaves the list, and a copy the last
- * scan left waiting takes its slot (else the next scan comes soon). */
+ * scan left waiting takes its slot; the next scan comes soon once half of those have
+ * started (CATCHUP_NEXT_MAX). */
 static void job_end(struct cjob *j)
 {
 	struct catchup *c = j->c;
@@ -254,7 +267,8 @@ static void job_end(struct cjob *j)
 	if (f && f->st.copying)
 		f->st.copying--;
 	job_free(j);
-	if (!next_start(c))
+	next_start(c);
+	if (c->nnext - c->next_at <= CATCHUP_NEXT_MAX / 2)
 		recscan_kick(c->scan);
 }
 
@@ -269,8 +283,8 @@ static void job_id(const struct cjob *j, char *buf, size_t len)
 			 j->vol, j->uid, j->sno, j->to->id);
 }
 
-/* etcd: the copy step phase for j. */
-static int job_record(struct cjob *j, enum clvol_copy_phase phase, cluster_cb cb)
+/* j->req: the copy step phase for j. */
+static void job_req_fill(struct cjob *j, enum clvol_copy_phase phase)
 {
 	memset(&j->req, 0, sizeof(j->req));
 	j->req.op = CLUSTER_VOL_SEG_COPY;
@@ -281,6 +295,12 @@ static int job_record(struct cjob *j, enum clvol_copy_phase phase, cluster_cb cb
 	j->req.copy_phase = phase;
 	if (phase == CLVOL_COPY_DONE)
 		j->req.copy_gone = j->gone;
+}
+
+/* etcd: the copy step phase for j, now. */
+static int job_record(struct cjob *j, enum clvol_copy_phase phase, cluster_cb cb)
+{
+	job_req_fill(j, phase);
 	return cluster_volume_async(j->c->rs->cluster, &j->req, cb, j);
 }
 
@@ -310,6 +330,111 @@ static void job_fail(struct cjob *j, int err, const char *what)
 	j->step = CJ_ABORT;
 	if (!recorded || job_record(j, CLVOL_COPY_ABORT, aborted) < 0)
 		job_end(j);
+}
+
+/* ---- START and DONE sent in groups: one etcd txn for several copies ----
+ *
+ * Copies end at their own pace, each answer a few ms apart, so steps sent one by one
+ * reach an idle session thread one by one: a txn each, and a START's record read
+ * alone (etcd ~2 ms CPU per call, a third of a rebuild's CPU). Held for up to
+ * RECORD_GATHER_MS and queued together (cluster_volume_async_many), they share one
+ * txn and one range read (docs/cluster.md, "Copy steps in one write"). A copy waits
+ * for nothing once no other one is under way: nothing else would come. */
+
+static void recorded(void *arg, int res, const char *msg);
+
+/* Is some copy in the middle of its work, its next record step still to come? */
+static bool copies_under_way(const struct catchup *c)
+{
+	for (const struct cjob *j = c->jobs; j; j = j->next)
+		if (!j->rec_queued && j->step != CJ_START && j->step != CJ_DONE &&
+		    j->step != CJ_ABORT && j->step != CJ_FRAG)
+			return true;
+	return false;
+}
+
+/* In the order of their keys: the session thread batches one volume's steps, and
+ * reads a family's unknown records by one range (clvol_segment_copy_batch). */
+static int job_key_cmp(const void *a, const void *b)
+{
+	const struct cjob *x = *(struct cjob *const *)a, *y = *(struct cjob *const *)b;
+	int r = strcmp(x->vol, y->vol);
+
+	if (r)
+		return r;
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->sno < y->sno ? -1 : x->sno > y->sno;
+}
+
+/* The steps waiting go to the session thread together; if they cannot, a START's
+ * copy ends (the next scan tries it again), a DONE's fails (its ABORT follows). */
+static void record_flush(struct catchup *c)
+{
+	struct cjob *js[CLVOL_COPY_BATCH_MAX];
+	struct cluster_vol_req *reqs[CLVOL_COPY_BATCH_MAX];
+	void *args[CLVOL_COPY_BATCH_MAX];
+	unsigned n = c->nrec_wait;
+	int r;
+
+	loop_timer_cancel(c->rec_timer); /* NULL ok */
+	c->rec_timer = NULL;
+	c->nrec_wait = 0;
+	if (!n)
+		return;
+	memcpy(js, c->rec_wait, n * sizeof(js[0]));
+	qsort(js, n, sizeof(js[0]), job_key_cmp);
+	for (unsigned i = 0; i < n; i++) {
+		js[i]->rec_queued = false;
+		reqs[i] = &js[i]->req;
+		args[i] = js[i];
+	}
+	r = cluster_volume_async_many(c->rs->cluster, reqs, args, n, recorded);
+	for (unsigned i = 0; r < 0 && i < n; i++) {
+		if (js[i]->step == CJ_START)
+			job_end(js[i]);
+		else
+			job_fail(js[i], r, "recording the new holder");
+	}
+}
+
+static void record_fire(void *arg)
+{
+	struct catchup *c = arg;
+
+	c->rec_timer = NULL; /* fired: freed */
+	record_flush(c);
+}
+
+/* The steps waiting go in ms at the latest. */
+static void record_due(struct catchup *c, unsigned ms)
+{
+	uint64_t due = loop_now_ms() + ms;
+
+	if (c->rec_timer && c->rec_due_ms <= due)
+		return;
+	loop_timer_cancel(c->rec_timer); /* NULL ok */
+	c->rec_timer = NULL;
+	c->rec_due_ms = due;
+	if (loop_timer_add(c->rs->loop, ms, record_fire, c, &c->rec_timer) < 0)
+		record_flush(c);
+}
+
+/* j's START or DONE (j->step says which) waits for others to share its txn: sent at
+ * the next loop turn if no other copy is under way, else within RECORD_GATHER_MS, or
+ * as soon as a txn's worth waits. j is in c->jobs; it is never freed here (only
+ * steps queued before it may be, if they cannot be sent). */
+static void record_queue(struct cjob *j, enum clvol_copy_phase phase)
+{
+	struct catchup *c = j->c;
+
+	while (c->nrec_wait == CLVOL_COPY_BATCH_MAX)
+		record_flush(c);
+	job_req_fill(j, phase);
+	j->rec_queued = true;
+	c->rec_wait[c->nrec_wait++] = j;
+	record_due(c, c->nrec_wait == CLVOL_COPY_BATCH_MAX || !copies_under_way(c)
+			      ? 0 : RECORD_GATHER_MS);
 }
 
 void catchup_status_carry(struct catchup_status *now, const struct catchup_status *prev)
@@ -414,8 +539,6 @@ static void wait_fire(void *arg)
 	job_next(j);
 }
 
-static void recorded(void *arg, int res, const char *msg);
-
 /* The step after the one that just succeeded. */
 static void job_next(struct cjob *j)
 {
@@ -459,13 +582,11 @@ static void job_next(struct cjob *j)
 		break;
 	case CJ_SEAL: /* sealed on the node: its slot goes to the next copy */
 		j->step = CJ_DONE;
-		r = job_record(j, CLVOL_COPY_DONE, recorded);
-		if (r == 0) {
-			j->recording = true;
-			c->recording++;
-			next_start(c);
-		}
-		break;
+		j->recording = true;
+		c->recording++;
+		record_queue(j, CLVOL_COPY_DONE);
+		next_start(c);
+		return;
 	default:
 		r = -EINVAL;
 		break;
@@ -549,8 +670,7 @@ static void fetched(void *arg, int res, const char *why)
 	log_msg(LOG_INFO, LOG_TAG, "%s: read from %u holder%s and checked", id,
 		segfetch_sources(j->fetch), segfetch_sources(j->fetch) == 1 ? "" : "s");
 	j->step = CJ_START;
-	if (job_record(j, CLVOL_COPY_START, recorded) < 0)
-		job_end(j);
+	record_queue(j, CLVOL_COPY_START);
 }
 
 /* j (started) joins the jobs; the run of copies begins with it if none is under way. */
@@ -623,12 +743,14 @@ static void job_start(struct catchup *c, const struct family *f,
 	job_gone_set(j, rec, live, f->replicas);
 	r = from ? segfetch_start(c->rs, j->uid, j->sno, j->epoch, j->length, from->holders,
 				  from->nholders, fetched, j, &j->fetch)
-		 : job_record(j, CLVOL_COPY_START, recorded);
+		 : 0;
 	if (r < 0) {
 		job_free(j);
 		return;
 	}
 	job_add(c, cf, j);
+	if (!from)
+		record_queue(j, CLVOL_COPY_START);
 	job_id(j, id, sizeof(id));
 	log_msg(LOG_INFO, LOG_TAG, "%s: copying %u blocks from %s (the record has %u of %u "
 		"live holders)", id, j->length, from ? "the holders" : "the local copy",
@@ -870,46 +992,55 @@ static bool holder_reachable(struct catchup *c, const struct layout_segment *liv
 	return false;
 }
 
-/* The copies waiting of family uid are forgotten (its scan lists them again). */
+/* The copies waiting of family uid are forgotten (its scan lists them again); those
+ * of other families move to the front. */
 static void next_forget(struct catchup *c, uint64_t uid)
 {
 	unsigned k = 0;
 
-	for (unsigned i = 0; i < c->nnext; i++)
+	for (unsigned i = c->next_at; i < c->nnext; i++)
 		if (c->next[i].uid != uid)
 			c->next[k++] = c->next[i];
+	c->next_at = 0;
 	c->nnext = k;
 }
 
 static void next_add(struct catchup *c, uint64_t uid, const struct layout_segment *rec,
-		     const struct layout_segment *live, bool remote, const struct rnode *to)
+		     bool remote, const struct rnode *to)
 {
 	struct cnext *x = &c->next[c->nnext++];
 
-	*x = (struct cnext){ .uid = uid, .rec = *rec, .live = *live, .remote = remote };
+	*x = (struct cnext){ .uid = uid, .rec = *rec, .remote = remote };
 	snprintf(x->to, sizeof(x->to), "%s", to->id);
 }
 
 /* A free slot takes the first copy waiting whose family this node still owns, whose
- * segment no job copies and whose node is still connected: whether one started. */
+ * segment no job copies and whose node is still connected: whether one started. Its
+ * live holders are judged now (catchup_without_gone). */
 static bool next_start(struct catchup *c)
 {
-	while (c->nnext && slot_free(c)) {
-		struct cnext x = c->next[0];
-		struct family *f = replica_family_find(c->rs, x.uid);
-		struct rnode *to = replica_node_find(c->rs, x.to);
+	struct layout_segment *live = NULL;
+	bool started = false;
+
+	while (!started && c->next_at < c->nnext && slot_free(c)) {
+		const struct cnext *x = &c->next[c->next_at++]; /* stays: only a scan
+								   (next_forget) moves them */
+		struct family *f = replica_family_find(c->rs, x->uid);
+		struct rnode *to = replica_node_find(c->rs, x->to);
+		struct gone_ctx g = { .c = c, .now_ms = loop_now_ms() };
 		unsigned njobs = c->njobs;
 
-		memmove(&c->next[0], &c->next[1], (c->nnext - 1) * sizeof(c->next[0]));
-		c->nnext--;
 		if (!f || f->stale || !to || !replica_node_live(to) ||
-		    job_running(c, x.uid, x.rec.id.seq))
+		    job_running(c, x->uid, x->rec.id.seq))
 			continue;
-		job_start(c, f, &x.rec, &x.live, x.remote, to);
-		if (c->njobs > njobs)
-			return true;
+		if (!live && !(live = malloc(sizeof(*live))))
+			break;
+		catchup_without_gone(&x->rec, holder_gone, &g, live);
+		job_start(c, f, &x->rec, live, x->remote, to);
+		started = c->njobs > njobs;
 	}
-	return false;
+	free(live);
+	return started;
 }
 
 /* One family's records (recscan's scanned): the copies it wants are started, up to
@@ -1001,7 +1132,7 @@ static bool family_scanned(void *ctx, struct family *f, const struct layout_segm
 		if (to && slot_free(c))
 			job_start(c, f, rec, live, remote, to);
 		else if (to)
-			next_add(c, f->uid, rec, live, remote, to);
+			next_add(c, f->uid, rec, remote, to);
 	}
 	free(live);
 	free(cands);
@@ -1112,9 +1243,12 @@ void catchup_destroy(struct catchup *c)
 		return;
 	recscan_destroy(c->scan);
 	loop_timer_cancel(c->tick); /* NULL ok */
+	loop_timer_cancel(c->rec_timer); /* NULL ok */
 	for (struct cjob *j = c->jobs, *next; j; j = next) {
 		next = j->next;
-		if (j->step == CJ_FRAG) {
+		if (j->rec_queued) {
+			job_free(j); /* not sent: no answer will come */
+		} else if (j->step == CJ_FRAG) {
 			fragbuild_abandon(j->fb); /* it frees itself when its answer comes */
 			job_free(j);
 		} else if (j->step == CJ_WAIT || j->step == CJ_FETCH) {

@@ -15,11 +15,15 @@
 #      during the rebuild, and the rebuild's MB/s meanwhile
 # Rebuild MB/s: the owner's bytes copied (quill cluster status --json, every volume's
 # catchup.bytes_copied) over the phase; a copy writes them on one node and reads them
-# on another (or the owner), so the disk sees each byte read once and written once.
+# on another (or the owner), so the disk sees each byte read once and written once:
+# "x the disk" is that traffic (2x the rate) over fio's read+write at once. (Until
+# session 22 the rate itself was put over fio's read+write: half the share the disk
+# gave the rebuild.)
 # EC=1: `data` is --ec 2+1 (its replicas dropped once encoded, the default), every
 # sealed segment encoded before node1 goes: the rebuild is of fragments (fragbuild.c:
 # read from the other two, decoded, put on the node of the unused domain); the rate is
-# of the segment bytes read for it.
+# of the segment bytes read for it, and the disk's traffic 1.5x that (two fragments
+# read, one written).
 # MBPS: the catch-up budget's ceiling (--catchup-mbps; default 512); SHARE: the share
 # of their throughput clients keep (--catchup-client-share; default 60; 0: a fixed
 # budget of MBPS, the old behaviour); SEGS: segments copied at once (--catchup-segments;
@@ -114,9 +118,11 @@ PEER_EXTRA=(--segment-size 4M --catchup-mbps "$mbps" --catchup-client-share "$SH
 	    --catchup-segments "$SEGS")
 policy=(--replicas 3)
 what=""
+traffic=2 # bytes the disk reads and writes per byte of the rate
 if [ "${EC:-0}" = 1 ]; then
 	policy=(--ec 2+1)
 	what="EC 2+1 fragments, "
+	traffic=1.5
 fi
 log "load before: $(uptime)"
 read -r disk_r disk_w <<<"$(disk)"
@@ -165,10 +171,11 @@ print(n["Range"], n["Txn"])'
 }
 if [ -n "${PROFILE:-}" ]; then
 	mkdir -p "$PROFILE"
+	curl -s --max-time 5 "$ENDPOINT/metrics" >"$PROFILE/etcd-metrics0.txt" || true
 	read -r ranges0 txns0 <<<"$(etcd_calls)"
 	schedstat >"$PROFILE/sched0.txt"
 	perf record -g -o "$PROFILE/perf.data" \
-		-p "${NODE_PID[0]},${NODE_PID[2]},${NODE_PID[3]}" -- sleep "$IDLE_SECS" \
+		-p "${NODE_PID[0]},${NODE_PID[2]},${NODE_PID[3]},$ETCD_PID" -- sleep "$IDLE_SECS" \
 		>"$PROFILE/perf.log" 2>&1 &
 	perf_pid=$!
 fi
@@ -179,6 +186,7 @@ read -r left1 copied1 budget1 _ _ _ why1 <<<"$(left)"
 t1=$(date +%s.%N)
 if [ -n "${PROFILE:-}" ]; then
 	read -r ranges1 txns1 <<<"$(etcd_calls)"
+	curl -s --max-time 5 "$ENDPOINT/metrics" >"$PROFILE/etcd-metrics1.txt" || true
 	schedstat >"$PROFILE/sched1.txt"
 	wait "$perf_pid" || true
 	python3 - "$PROFILE" "$((copied1 - copied0))" "$t0" "$t1" <<'PY' >"$PROFILE/threads.txt"
@@ -211,15 +219,21 @@ t2=$(date +%s.%N)
 alone_mbs=$(python3 -c "print('%.1f' % (($copied1 - $copied0) / 1e6 / ($t1 - $t0)))")
 during_mbs=$(python3 -c "print('%.1f' % (($copied2 - $copied1) / 1e6 / ($t2 - $t1)))")
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+# MBPS of rebuild: its share of the disk, "0.47x the disk (602.6 of its 1278.8 MB/s read+written)"
+disk_share()
+{
+	python3 -c "print('%.2fx the disk (%.1f of its %s MB/s read+written)' %
+	    ($1 * $traffic / $disk_rw, $1 * $traffic, '$disk_rw'))"
+}
 log "load after: $(uptime)"
 log "${what}ceiling $mbps MB/s, client share $SHARE%, $SEGS segments at once:"
 log "  disk read+write at once:        $disk_rw MB/s (fio)"
-log "  rebuild, no client:             $alone_mbs MB/s ($(ratio "$alone_mbs" "$disk_rw")x the disk;" \
+log "  rebuild, no client:             $alone_mbs MB/s ($(disk_share "$alone_mbs");" \
     "budget then $budget1 MB/s, $why1)"
 log "  clients alone:                  $base IOPS (QD32 4k randwrite)"
 log "  clients during the rebuild:     $during IOPS ($(ratio "$during" "$base")x alone)"
-log "  rebuild during the clients:     $during_mbs MB/s ($(ratio "$during_mbs" "$disk_rw")x the" \
-    "disk, $(ratio "$during_mbs" "$alone_mbs")x alone)"
+log "  rebuild during the clients:     $during_mbs MB/s ($(disk_share "$during_mbs")," \
+    "$(ratio "$during_mbs" "$alone_mbs")x alone)"
 log "  its budget over the job, each second: $(python3 -c '
 import sys, collections
 rows = [l.split(" ", 4) for l in open(sys.argv[1]).read().splitlines() if l]
