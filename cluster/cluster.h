@@ -21,7 +21,7 @@
 #include "cluster/layout.h"
 #include "cluster/volume.h"
 
-#define CLUSTER_PROTOCOL_VERSION 3u /* what a node speaks to the map and to its peers */
+#define CLUSTER_PROTOCOL_VERSION 4u /* what a node speaks to the map and to its peers */
 #define CLUSTER_DEFAULT_PREFIX "/quill/default/"
 #define CLUSTER_DEFAULT_TTL_S 10u
 #define CLUSTER_CRED_MAX 256 /* user name or password, bytes */

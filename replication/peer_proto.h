@@ -11,7 +11,8 @@
  *   | peer_frame_hdr (48) | payload (payload_len) | MAC (16, with PEER_F_MAC) |
  *
  * hdr_crc is the CRC32C of the header's first 44 bytes; payload_crc that of the
- * payload (0 bytes: 0). Every frame names a request id (a reply carries its
+ * payload (0 bytes: 0) in a frame without a MAC, and 0 in a frame with one (the MAC
+ * covers the payload; version 4). Every frame names a request id (a reply carries its
  * request's), a volume id and an epoch, so that every replication message can be
  * fenced; frames that are about no volume carry 0 and 0.
  *
@@ -32,8 +33,8 @@
 #define PEER_PACKED __attribute__((packed))
 
 #define PEER_MAGIC   UINT32_C(0x52455051) /* "QPER" in byte order on the wire */
-#define PEER_VERSION 3u
-#define PEER_VERSION_TEXT "3" /* for messages */
+#define PEER_VERSION 4u
+#define PEER_VERSION_TEXT "4" /* for messages */
 
 /* Header flags; any other bit set is refused. */
 #define PEER_F_MAC (1u << 0) /* a MAC follows the payload: every frame after the handshake */
@@ -116,7 +117,7 @@ struct peer_frame_hdr {
 	uint8_t op;           /* enum peer_op */
 	uint16_t flags;       /* PEER_F_* */
 	uint32_t payload_len; /* <= the op's maximum */
-	uint32_t payload_crc; /* CRC32C of the payload */
+	uint32_t payload_crc; /* CRC32C of the payload; 0 with PEER_F_MAC */
 	uint64_t request_id;  /* chosen by the requester; echoed by the reply */
 	uint64_t volume_id;   /* the volume a message is about (0: none) */
 	uint64_t epoch;       /* the volume's epoch at the sender (0: none) */

@@ -387,8 +387,9 @@ static int append_framev(struct peer_session *s, struct peer_hdr h, const void *
 			memcpy(payload, data[i].iov_base, data[i].iov_len);
 		payload += data[i].iov_len;
 	}
-	/* the CRC over the copy in the buffer: one pass over the bytes we send */
-	h.payload_crc = crc32c(out->data + start + PEER_HDR_BYTES, len);
+	/* the CRC over the copy in the buffer: one pass over the bytes we send; none
+	 * under a MAC, which covers them (a pass per frame on each side saved) */
+	h.payload_crc = mac ? 0 : crc32c(out->data + start + PEER_HDR_BYTES, len);
 	peer_hdr_encode(&h, out->data + start);
 	out->len += PEER_HDR_BYTES + len;
 	if (mac) {
@@ -608,10 +609,14 @@ int peer_session_input(struct peer_session *s, const void *frame, size_t len,
 	if (len != peer_frame_len(&msg->hdr))
 		return fail(s, -EINVAL, why, "truncated frame");
 	msg->payload = p + PEER_HDR_BYTES;
-	if (peer_payload_check(&msg->hdr, msg->payload) < 0)
-		return fail(s, -EILSEQ, why, "bad payload CRC");
-	if ((msg->hdr.flags & PEER_F_MAC) && (r = check_mac(s, p, len, why)) < 0)
+	if (!(msg->hdr.flags & PEER_F_MAC)) {
+		if (peer_payload_check(&msg->hdr, msg->payload) < 0)
+			return fail(s, -EILSEQ, why, "bad payload CRC");
+	} else if (msg->hdr.payload_crc) {
+		return fail(s, -EILSEQ, why, "bad payload CRC (a frame with a MAC carries 0)");
+	} else if ((r = check_mac(s, p, len, why)) < 0) {
 		return r;
+	}
 	switch (s->st) {
 	case ST_SERVER_HELLO:
 		return on_hello(s, msg->payload, out, why);

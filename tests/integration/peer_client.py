@@ -20,7 +20,7 @@ import time
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = 0x52455051
-VERSION = 3
+VERSION = 4
 F_MAC = 1
 HDR = struct.Struct("<IBBHIIQQQII")  # magic version op flags len pcrc req vol epoch rsv hcrc
 assert HDR.size == 48
@@ -64,7 +64,8 @@ assert crc32c(b"123456789") == 0xE3069283
 
 def header(op, payload, flags=0, req=0, vol=0, epoch=0, plen=None, pcrc=None):
     plen = len(payload) if plen is None else plen
-    pcrc = crc32c(payload) if pcrc is None else pcrc
+    if pcrc is None:  # a frame with a MAC carries 0: the MAC covers the payload
+        pcrc = 0 if flags & F_MAC else crc32c(payload)
     head = HDR.pack(MAGIC, VERSION, op, flags, plen, pcrc, req, vol, epoch, 0, 0)[:44]
     return head + struct.pack("<I", crc32c(head))
 
@@ -122,7 +123,7 @@ class Peer:
         if magic != MAGIC or ver != VERSION or crc32c(head[:44]) != HDR.unpack(head)[10]:
             raise Fail("a bad header from the node")
         payload = self.recv_exact(plen)
-        if crc32c(payload) != pcrc:
+        if pcrc != (0 if flags & F_MAC else crc32c(payload)):
             raise Fail("a bad payload CRC from the node")
         if flags & F_MAC:
             mac = self.recv_exact(MAC_BYTES)

@@ -135,14 +135,15 @@ static void send_ping(struct peer_session *s, uint64_t id, const char *text,
 	cr_assert_eq(peer_session_send(s, &h, text, out), 0);
 }
 
-/* Rewrites a frame's CRCs after a test changed its payload: only the MAC can then
- * tell. */
+/* Rewrites a frame's CRCs after a test changed its payload (a frame with a MAC has
+ * no payload CRC, 0): only the MAC, if any, can then tell. */
 static void fix_crcs(uint8_t *frame)
 {
 	uint32_t len = peer_get32(frame + offsetof(struct peer_frame_hdr, payload_len));
+	bool mac = peer_get16(frame + offsetof(struct peer_frame_hdr, flags)) & PEER_F_MAC;
 
 	peer_put32(frame + offsetof(struct peer_frame_hdr, payload_crc),
-		   crc32c(frame + PEER_HDR_BYTES, len));
+		   mac ? 0 : crc32c(frame + PEER_HDR_BYTES, len));
 	peer_put32(frame + offsetof(struct peer_frame_hdr, hdr_crc), crc32c(frame, 44));
 }
 
@@ -340,14 +341,34 @@ Test(peer_session, altered_payload_refused)
 	pair_free(&p);
 }
 
+/* Before the MAC, the payload CRC tells: a HELLO's payload altered. */
 Test(peer_session, bad_payload_crc_refused)
+{
+	struct pair p = { 0 };
+
+	pair_new(&p, secret_a, secret_a);
+	pair_steps(&p, 1);
+	p.c2s.data[PEER_HDR_BYTES] ^= 1;
+	cr_assert_eq(deliver(p.s, &p.c2s, &p.s2c, &p.msg, &p.why), -EILSEQ);
+	cr_assert(strstr(p.why, "bad payload CRC"), "%s", p.why);
+	pair_free(&p);
+}
+
+/* A frame with a MAC carries no payload CRC (the MAC covers the payload): one that
+ * carries one is refused, before its MAC is checked; the frames sent carry 0. */
+Test(peer_session, payload_crc_under_mac_refused)
 {
 	struct pair p = { 0 };
 
 	handshake(&p, secret_a, secret_a);
 	send_ping(p.c, 1, "data", &p.c2s);
-	p.c2s.data[PEER_HDR_BYTES] ^= 1;
+	cr_assert_eq(peer_get32(p.c2s.data + offsetof(struct peer_frame_hdr, payload_crc)), 0);
+	peer_put32(p.c2s.data + offsetof(struct peer_frame_hdr, payload_crc),
+		   crc32c(p.c2s.data + PEER_HDR_BYTES, 4));
+	peer_put32(p.c2s.data + offsetof(struct peer_frame_hdr, hdr_crc),
+		   crc32c(p.c2s.data, 44));
 	cr_assert_eq(deliver(p.s, &p.c2s, &p.s2c, &p.msg, &p.why), -EILSEQ);
+	cr_assert(strstr(p.why, "carries 0"), "%s", p.why);
 	pair_free(&p);
 }
 
