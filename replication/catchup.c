@@ -78,6 +78,20 @@ void catchup_budget_hold(struct catchup_budget *b, uint64_t until_ms)
 	b->hold_until_ms = until_ms;
 }
 
+void catchup_budget_set_burst(struct catchup_budget *b, uint64_t burst)
+{
+	b->burst = burst ? burst : 1;
+	if (b->tokens > (int64_t)b->burst)
+		b->tokens = (int64_t)b->burst;
+}
+
+uint64_t catchup_budget_burst_for(uint64_t rate, uint64_t chunk, unsigned inflight)
+{
+	uint64_t burst = rate / 1000 * CATCHUP_BURST_MS, most = chunk * (inflight ? inflight : 1);
+
+	return burst < chunk ? chunk : burst > most ? most : burst;
+}
+
 unsigned catchup_budget_take(struct catchup_budget *b, uint64_t now_ms, uint64_t bytes)
 {
 	int64_t need = (int64_t)(bytes < b->burst ? bytes : b->burst);
@@ -1168,8 +1182,16 @@ static const struct recscan_ops scan_ops = { family_wanted, family_scanned, roun
 static const struct recscan_periods scan_periods = { SCAN_BUSY_MS, SCAN_IDLE_MS,
 						     SCAN_KICK_MS };
 
+#define CHUNK_BYTES ((uint64_t)CATCHUP_CHUNK_BLOCKS * ENGINE_BLOCK_SIZE)
+
+/* The budget's burst for c's copies at a rate (catchup_budget_burst_for). */
+static uint64_t budget_burst(const struct catchup *c, uint64_t rate)
+{
+	return catchup_budget_burst_for(rate, CHUNK_BYTES, c->inflight_max);
+}
+
 /* An interval ended: the clients' requests and latency in it set the budget's rate
- * for the next (catchup_rate.h). */
+ * (and its burst) for the next (catchup_rate.h). */
 static void rate_tick(void *arg)
 {
 	struct catchup *c = arg;
@@ -1188,9 +1210,10 @@ static void rate_tick(void *arg)
 	c->tick_ms = ms;
 	c->worked = c->njobs > 0;
 	rate = catchup_rate_tick(&c->ctl, &s);
-	if (rate)
+	if (rate) {
 		catchup_budget_set_rate(&c->budget, ms, rate);
-	else
+		catchup_budget_set_burst(&c->budget, budget_burst(c, rate));
+	} else
 		catchup_budget_hold(&c->budget, ms + CATCHUP_RATE_INTERVAL_MS);
 	if (loop_timer_add(c->rs->loop, CATCHUP_RATE_INTERVAL_MS, rate_tick, c, &c->tick) < 0)
 		LOG_RATELIMITED(LOG_WARN, LOG_TAG, "no timer for the budget's next interval: "
@@ -1218,8 +1241,7 @@ int catchup_create(struct replicas *rs, unsigned mbps, unsigned client_share,
 	c->inflight_max = inflight ? inflight : CATCHUP_DEFAULT_INFLIGHT;
 	catchup_rate_init(&c->ctl, ceiling, client_share);
 	c->tick_ms = loop_now_ms();
-	catchup_budget_init(&c->budget, c->ctl.rate,
-			    (uint64_t)CATCHUP_CHUNK_BLOCKS * ENGINE_BLOCK_SIZE, c->tick_ms);
+	catchup_budget_init(&c->budget, c->ctl.rate, budget_burst(c, c->ctl.rate), c->tick_ms);
 	if (client_share)
 		engine_client_load_watch(rs->eng);
 	engine_get_client_load(rs->eng, &c->load);

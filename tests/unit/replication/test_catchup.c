@@ -205,6 +205,49 @@ Test(catchup, a_take_larger_than_the_burst_waits_for_a_full_bucket)
 	cr_assert_eq(catchup_budget_take(&b, 300, 300000), 0);
 }
 
+/* Bytes through in 10 s by `takers` copies of 1 MiB chunks, each trying once per wake
+ * of a loop that wakes every wake_ms (a busy machine's late timers). */
+static uint64_t through_late_wakes(uint64_t rate, uint64_t burst, unsigned takers,
+				  unsigned wake_ms)
+{
+	struct catchup_budget b;
+	uint64_t taken = 0;
+
+	catchup_budget_init(&b, rate, burst, 0);
+	for (uint64_t now = wake_ms; now <= 10000; now += wake_ms)
+		for (unsigned t = 0; t < takers; t++)
+			if (catchup_budget_take(&b, now, 1u << 20) == 0)
+				taken += 1u << 20;
+	return taken;
+}
+
+Test(catchup, the_burst_follows_the_rate_so_late_wakes_lose_nothing)
+{
+	uint64_t chunk = 1u << 20, rate = 512000000;
+
+	cr_assert_eq(catchup_budget_burst_for(rate, chunk, 8), 8 * chunk, "capped: a chunk a copy");
+	cr_assert_eq(catchup_budget_burst_for(200000000, chunk, 8), 200000000 / 1000 * CATCHUP_BURST_MS);
+	cr_assert_eq(catchup_budget_burst_for(10000000, chunk, 8), chunk, "at least one chunk");
+	cr_assert_eq(catchup_budget_burst_for(rate, chunk, 0), chunk);
+	/* 8 copies, a wake every 5 ms: a one-chunk bucket lets 1 MiB through per wake
+	 * (~0.4 of the rate), the rate's own burst all of it */
+	cr_assert_lt(through_late_wakes(rate, chunk, 8, 5), rate * 10 / 2);
+	cr_assert_geq(through_late_wakes(rate, catchup_budget_burst_for(rate, chunk, 8), 8, 5),
+		      rate * 10 * 95 / 100);
+	cr_assert_leq(through_late_wakes(rate, catchup_budget_burst_for(rate, chunk, 8), 8, 5),
+		      rate * 10 + 8 * chunk);
+}
+
+Test(catchup, a_smaller_burst_keeps_only_itself)
+{
+	struct catchup_budget b;
+
+	catchup_budget_init(&b, 1000000, 300000, 0);
+	catchup_budget_set_burst(&b, 100000);
+	cr_assert_eq(catchup_budget_take(&b, 0, 100000), 0);
+	cr_assert_neq(catchup_budget_take(&b, 0, 1), 0, "the bucket held 100 kB, not 300");
+}
+
 Test(catchup, a_charge_is_a_debt_the_next_take_waits_for)
 {
 	struct catchup_budget b;
