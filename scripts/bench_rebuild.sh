@@ -6,7 +6,8 @@
 #      and half) on a file beside the nodes' stores, for DISK_SECS (10): read+write MB/s
 # then, on a real etcd with four quilld nodes on loopback (the integration tests'
 # cluster_lib.sh), 4 MiB segments, --replicas 3:
-#   1. volume `data` gets DATA_MIB (3072) of sequential writes: what a rebuild copies
+#   1. volume `data` gets DATA_MIB (6144) of sequential writes: what a rebuild copies
+#      (enough for ~400 MB/s over the phase with no client and the job after it)
 #   2. fio 4 KiB random writes at QD32 through NBD to volume `client` for SECS (20):
 #      the clients' throughput alone
 #   3. node1 is killed -9 and marked out: the owner (node0) rebuilds its copies
@@ -39,7 +40,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export QUILL_TEST_SERVER=quilld
 export QUILLD="${QUILLD:-$ROOT/build/tools/quilld}" QUILL="${QUILL:-$ROOT/build/tools/quill}"
 export QUILL_TEST_DIR="${QUILL_TEST_DIR:-$ROOT/build}"
-DATA_MIB="${DATA_MIB:-3072}"
+DATA_MIB="${DATA_MIB:-6144}"
 SECS="${SECS:-20}"
 IDLE_SECS="${IDLE_SECS:-3}"
 SEGS="${SEGS:-8}"
