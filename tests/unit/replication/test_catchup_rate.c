@@ -157,6 +157,33 @@ Test(catchup_rate, grows_again_while_clients_are_within_their_share)
 	cr_assert_eq(r.why, CATCHUP_RATE_WITHIN_SHARE);
 }
 
+/* Intervals from a cut (20 MB/s) back to the ceiling while the clients see lat_us of
+ * latency against a base of 1000 us (a share of 60%). */
+static int intervals_back(uint64_t lat_us)
+{
+	struct catchup_rate r;
+	int n = 0;
+
+	with_base(&r, 512 * MB, 1000);
+	r.rate = 20 * MB;
+	while (r.rate < 512 * MB && n < 100) {
+		tick(&r, 100, lat_us, true);
+		n++;
+	}
+	cr_assert_eq(r.why, CATCHUP_RATE_WITHIN_SHARE);
+	return n;
+}
+
+Test(catchup_rate, grows_by_a_quarter_while_clients_keep_well_above_their_share)
+{
+	/* 1000/1250 = 80% kept, 20 above 60: a quarter a time; 1000/1550 = 64%: steps of
+	 * the ceiling / 32 */
+	int fast = intervals_back(1250), slow = intervals_back(1550);
+
+	cr_assert_leq(fast, 16, "%d intervals", fast);
+	cr_assert_geq(slow, 30, "%d intervals", slow);
+}
+
 Test(catchup_rate, never_starves_the_catchup)
 {
 	struct catchup_rate r;
