@@ -1438,31 +1438,23 @@ static void queue_cmds(struct cluster *cl, struct cmd **cmds, size_t n)
 	pthread_mutex_unlock(&cl->mu);
 }
 
-static int enqueue(struct cluster *cl, const char *id, bool out, struct cluster_vol_req *vreq,
-		   cluster_cb cb, void *arg)
+int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg)
 {
-	struct cmd *c = cmd_new(id, out, vreq, cb, arg);
+	struct cmd *c;
 
+	if (!layout_id_valid(id))
+		return -EINVAL;
+	c = cmd_new(id, out, NULL, cb, arg);
 	if (!c)
 		return -ENOMEM;
 	queue_cmds(cl, &c, 1);
 	return 0;
 }
 
-int cluster_node_mark(struct cluster *cl, const char *id, bool out, cluster_cb cb, void *arg)
-{
-	if (!layout_id_valid(id))
-		return -EINVAL;
-	return enqueue(cl, id, out, NULL, cb, arg);
-}
-
 int cluster_volume_async(struct cluster *cl, struct cluster_vol_req *req, cluster_cb cb,
 			 void *arg)
 {
-	/* a list of every volume's records names none */
-	if (req->op != CLUSTER_VOL_SEG_LIST_ALL && !layout_id_valid(req->vol.name))
-		return -EINVAL;
-	return enqueue(cl, "", false, req, cb, arg);
+	return cluster_volume_async_many(cl, &req, &arg, 1, cb);
 }
 
 int cluster_volume_async_many(struct cluster *cl, struct cluster_vol_req *const *reqs,
@@ -1473,8 +1465,8 @@ int cluster_volume_async_many(struct cluster *cl, struct cluster_vol_req *const 
 
 	if (n > CLVOL_COPY_BATCH_MAX)
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (reqs[i]->op == CLUSTER_VOL_SEG_LIST_ALL || !layout_id_valid(reqs[i]->vol.name))
+	for (size_t i = 0; i < n; i++) /* a list of every volume's records names none */
+		if (reqs[i]->op != CLUSTER_VOL_SEG_LIST_ALL && !layout_id_valid(reqs[i]->vol.name))
 			return -EINVAL;
 	for (k = 0; k < n; k++)
 		if (!(cmds[k] = cmd_new("", false, reqs[k], cb, args[k])))

@@ -260,7 +260,7 @@ static void job_free(struct cjob *j)
 	free(j);
 }
 
-static bool next_start(struct catchup *c);
+static void next_start(struct catchup *c);
 
 /* j is over (its copy recorded, or given up): it leaves the list, and a copy the last
  * scan left waiting takes its slot; the next scan comes soon once half of those have
@@ -1029,9 +1029,9 @@ static void next_add(struct catchup *c, uint64_t uid, const struct layout_segmen
 }
 
 /* A free slot takes the first copy waiting whose family this node still owns, whose
- * segment no job copies and whose node is still connected: whether one started. Its
- * live holders are judged now (catchup_without_gone). */
-static bool next_start(struct catchup *c)
+ * segment no job copies and whose node is still connected. Its live holders are
+ * judged now (catchup_without_gone). */
+static void next_start(struct catchup *c)
 {
 	struct layout_segment *live = NULL;
 	bool started = false;
@@ -1054,7 +1054,6 @@ static bool next_start(struct catchup *c)
 		started = c->njobs > njobs;
 	}
 	free(live);
-	return started;
 }
 
 /* One family's records (recscan's scanned): the copies it wants are started, up to

@@ -29,10 +29,11 @@
 # of their throughput clients keep (--catchup-client-share; default 60; 0: a fixed
 # budget of MBPS, the old behaviour); SEGS: segments copied at once (--catchup-segments;
 # default 8). PROFILE=DIR: during the phase with no client, `perf record -g` of the
-# three nodes left (DIR/perf.data) and each of their threads' CPU and run-queue wait
-# over the phase, etcd's too (/proc/PID/task/*/schedstat: DIR/threads.txt), with the bytes copied;
-# the nodes' logs (DIR/node*.log) once it passed, and etcd's range reads and txns over
-# the phase (its /metrics) per 4 MiB segment copied.
+# three nodes left and etcd (DIR/perf.data) and each of their threads' CPU and run-queue
+# wait over the phase (/proc/PID/task/*/schedstat: DIR/threads.txt), with the bytes
+# copied; the nodes' logs (DIR/node*.log) once it passed, and etcd's range reads and
+# txns over the phase per 4 MiB segment copied (its /metrics at the phase's start and
+# end: DIR/etcd-metrics0.txt, etcd-metrics1.txt).
 # QUILLD=path: another quilld (an old build, for an A/B in one run). Scratch under
 # build/ (kept only on failure).
 set -euo pipefail
@@ -158,22 +159,23 @@ schedstat()
 		done
 	done
 }
-# etcd_calls: "RANGES TXNS" etcd has answered so far (its /metrics, every client's)
+# etcd_calls FILE: etcd's /metrics saved in FILE; prints "RANGES TXNS" it has answered
+# so far (every client's)
 etcd_calls()
 {
-	curl -s --max-time 5 "$ENDPOINT/metrics" | python3 -c '
+	curl -s --max-time 5 "$ENDPOINT/metrics" >"$1" || true
+	python3 -c '
 import re, sys
 n = {"Range": 0, "Txn": 0}
-for l in sys.stdin:
+for l in open(sys.argv[1]):
     m = re.match(r"grpc_server_handled_total\{.*grpc_method=\"(Range|Txn)\".*\} (\S+)", l)
     if m:
         n[m.group(1)] += int(float(m.group(2)))
-print(n["Range"], n["Txn"])'
+print(n["Range"], n["Txn"])' "$1"
 }
 if [ -n "${PROFILE:-}" ]; then
 	mkdir -p "$PROFILE"
-	curl -s --max-time 5 "$ENDPOINT/metrics" >"$PROFILE/etcd-metrics0.txt" || true
-	read -r ranges0 txns0 <<<"$(etcd_calls)"
+	read -r ranges0 txns0 <<<"$(etcd_calls "$PROFILE/etcd-metrics0.txt")"
 	schedstat >"$PROFILE/sched0.txt"
 	perf record -g -o "$PROFILE/perf.data" \
 		-p "${NODE_PID[0]},${NODE_PID[2]},${NODE_PID[3]},$ETCD_PID" -- sleep "$IDLE_SECS" \
@@ -186,8 +188,7 @@ sleep "$IDLE_SECS"
 read -r left1 copied1 budget1 _ _ _ why1 <<<"$(left)"
 t1=$(date +%s.%N)
 if [ -n "${PROFILE:-}" ]; then
-	read -r ranges1 txns1 <<<"$(etcd_calls)"
-	curl -s --max-time 5 "$ENDPOINT/metrics" >"$PROFILE/etcd-metrics1.txt" || true
+	read -r ranges1 txns1 <<<"$(etcd_calls "$PROFILE/etcd-metrics1.txt")"
 	schedstat >"$PROFILE/sched1.txt"
 	wait "$perf_pid" || true
 	python3 - "$PROFILE" "$((copied1 - copied0))" "$t0" "$t1" <<'PY' >"$PROFILE/threads.txt"

@@ -135,16 +135,27 @@ static void send_ping(struct peer_session *s, uint64_t id, const char *text,
 	cr_assert_eq(peer_session_send(s, &h, text, out), 0);
 }
 
+/* A frame's payload CRC field set to crc, its header CRC made right again. */
+static void put_crcs(uint8_t *frame, uint32_t crc)
+{
+	peer_put32(frame + offsetof(struct peer_frame_hdr, payload_crc), crc);
+	peer_put32(frame + offsetof(struct peer_frame_hdr, hdr_crc), crc32c(frame, 44));
+}
+
+/* The CRC32C of a frame's payload. */
+static uint32_t payload_crc32c(const uint8_t *frame)
+{
+	return crc32c(frame + PEER_HDR_BYTES,
+		      peer_get32(frame + offsetof(struct peer_frame_hdr, payload_len)));
+}
+
 /* Rewrites a frame's CRCs after a test changed its payload (a frame with a MAC has
  * no payload CRC, 0): only the MAC, if any, can then tell. */
 static void fix_crcs(uint8_t *frame)
 {
-	uint32_t len = peer_get32(frame + offsetof(struct peer_frame_hdr, payload_len));
 	bool mac = peer_get16(frame + offsetof(struct peer_frame_hdr, flags)) & PEER_F_MAC;
 
-	peer_put32(frame + offsetof(struct peer_frame_hdr, payload_crc),
-		   mac ? 0 : crc32c(frame + PEER_HDR_BYTES, len));
-	peer_put32(frame + offsetof(struct peer_frame_hdr, hdr_crc), crc32c(frame, 44));
+	put_crcs(frame, mac ? 0 : payload_crc32c(frame));
 }
 
 Test(peer_session, right_secret_opens_both_ways)
@@ -363,10 +374,7 @@ Test(peer_session, payload_crc_under_mac_refused)
 	handshake(&p, secret_a, secret_a);
 	send_ping(p.c, 1, "data", &p.c2s);
 	cr_assert_eq(peer_get32(p.c2s.data + offsetof(struct peer_frame_hdr, payload_crc)), 0);
-	peer_put32(p.c2s.data + offsetof(struct peer_frame_hdr, payload_crc),
-		   crc32c(p.c2s.data + PEER_HDR_BYTES, 4));
-	peer_put32(p.c2s.data + offsetof(struct peer_frame_hdr, hdr_crc),
-		   crc32c(p.c2s.data, 44));
+	put_crcs(p.c2s.data, payload_crc32c(p.c2s.data));
 	cr_assert_eq(deliver(p.s, &p.c2s, &p.s2c, &p.msg, &p.why), -EILSEQ);
 	cr_assert(strstr(p.why, "carries 0"), "%s", p.why);
 	pair_free(&p);
