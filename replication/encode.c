@@ -916,12 +916,26 @@ static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
 	return false;
 }
 
-/* Jobs for the waiting candidates, up to ENCODE_INFLIGHT: as one ends the next starts,
- * without a scan in between (a candidate that changed meanwhile fails its local read
- * or its fenced record: it is looked at again at a later scan). */
+/* Why one at a time: a job's bulk I/O (the segment's 4 MiB read, K+M images written
+ * and synced, two fragments of 2 MiB on the sockets that carry the holders' appends)
+ * queues ahead of client I/O on the disk and on those sockets. Four jobs started together by the scan that follows a few seals
+ * (200 ms) held a QD32 writer's requests 15-35 ms every ~250 ms (fio's latency log);
+ * one at a time spreads that work and still keeps up with a 4 KiB writer (~19 segments
+ * a second), while a backlog (a fast sequential writer, a domain back after an
+ * outage) still gets every job. */
+unsigned encoder_jobs_allowed(size_t waiting)
+{
+	size_t n = 1 + waiting / ENCODE_BACKLOG_STEP;
+
+	return n < ENCODE_INFLIGHT ? (unsigned)n : ENCODE_INFLIGHT;
+}
+
+/* Jobs for the waiting candidates, up to encoder_jobs_allowed(): as one ends the next
+ * starts, without a scan in between (a candidate that changed meanwhile fails its
+ * local read or its fenced record: it is looked at again at a later scan). */
 static void jobs_fill(struct encoder *e)
 {
-	while (e->njobs < ENCODE_INFLIGHT && e->ncands) {
+	while (e->njobs < encoder_jobs_allowed(e->ncands) && e->ncands) {
 		/* off the list before it starts: a start that fails at once ends its job,
 		 * and job_end fills again from what is left */
 		struct ecand c = e->cands[0];

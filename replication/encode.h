@@ -4,7 +4,8 @@
  * A scan reads each EC family's segment records (one range read, like catch-up's) and
  * picks the sealed ones with no stripe that every replica holds (R = M+1 holders, no
  * copy under way) and that this node has whole in its own log: the candidates, started
- * as jobs (ENCODE_INFLIGHT at once), the next as soon as one ends. One job:
+ * as jobs, the next as soon as one ends: one at a time while that keeps up, up to
+ * ENCODE_INFLIGHT at once while many wait (a backlog). One job:
  *
  *   1. read: the owner's sealed copy, in chunks (engine_segment_read_async)
  *   2. encode: on the replica sets' worker thread (rs->worker, common/worker.h, shared
@@ -42,7 +43,8 @@
 struct replicas;
 struct encoder;
 
-#define ENCODE_INFLIGHT 4u        /* segments being read, encoded or put at once */
+#define ENCODE_INFLIGHT 4u        /* segments being read, encoded or put at once, at most */
+#define ENCODE_BACKLOG_STEP 8u   /* segments waiting to start per job more */
 #define ENCODE_READ_BLOCKS 256u   /* 1 MiB per local read */
 #define ENCODE_PUT_TIMEOUT_MS 30000u /* a FRAG_PUT is a whole fragment, synced */
 
@@ -56,6 +58,10 @@ int encoder_create(struct replicas *rs, unsigned test_crash_after, struct encode
 void encoder_destroy(struct encoder *e);
 /* A segment was sealed or the map changed: a scan soon. NULL ok. */
 void encoder_kick(struct encoder *e);
+/* How many jobs may run while `waiting` candidates wait to start: one, and one more per
+ * ENCODE_BACKLOG_STEP of them, at most ENCODE_INFLIGHT (one at a time while that keeps
+ * up: the jobs' bulk I/O queues ahead of the clients'). */
+unsigned encoder_jobs_allowed(size_t waiting);
 
 /* One fragment image to send to its holder (this node's own store when to is NULL). */
 struct rnode;
