@@ -344,6 +344,72 @@ Test(clvol_segcache, a_refusal_of_the_known_copy_is_checked_against_a_read)
 	cache_env_stop(&x);
 }
 
+#define SEGKEY3 P "segments/vm0/0000000000000007.00000003"
+
+/* x's volume's segment 7.3, opened on n1 and n2 (not recorded before). */
+static struct layout_segid open_third(struct cache_env *x)
+{
+	struct layout_segment seg = copy_rec((const char *[]){ "n1", "n2" }, 2, NULL);
+	char msg[256] = "";
+
+	seg.id = (struct layout_segid){ .family = 7, .seq = 3 };
+	cr_assert_eq(clvol_segment_open(x->e, &x->w, "vm0", 5, &seg, msg, sizeof(msg)), 0,
+		     "%s", msg);
+	return seg.id;
+}
+
+static int seal(struct cache_env *x, const struct layout_segid *id, uint64_t length)
+{
+	char msg[256] = "";
+	int r = clvol_segment_seal(x->e, &x->w, "vm0", 5, id, length, msg, sizeof(msg));
+
+	cr_log_info("%s", msg);
+	return r;
+}
+
+Test(clvol_segcache, a_seal_after_its_open_writes_without_a_read)
+{
+	struct layout_segid id;
+	struct cache_env x;
+	struct layout_segment rec;
+
+	cache_env_start(&x);
+	id = open_third(&x);
+	cr_assert_eq(seal(&x, &id, 1024), 0);
+	cr_assert_eq(reads(&x), 0, "the seal read the record its open wrote");
+	cr_assert_eq(fake_etcd_calls(x.fake, "/v3/kv/txn"), 2);
+	rec = stored_at(&x, SEGKEY3);
+	cr_assert_eq(rec.state, LAYOUT_SEG_SEALED);
+	cr_assert_eq(rec.length, 1024);
+	cr_assert_eq(rec.nholders, 2);
+	cache_env_stop(&x);
+}
+
+Test(clvol_segcache, a_record_changed_after_its_open_is_read_before_the_seal)
+{
+	struct layout_segment rec = copy_rec((const char *[]){ "n1" }, 1, NULL);
+	struct layout_segid id;
+	struct cache_env x;
+	char *val;
+
+	cache_env_start(&x);
+	id = open_third(&x);
+	/* by hand: n2 dropped from the open segment */
+	rec.state = LAYOUT_SEG_OPEN;
+	rec.length = 0;
+	rec.id = id;
+	rec.epoch = 5;
+	val = layout_segment_encode(&rec);
+	fake_etcd_put(x.fake, SEGKEY3, val);
+	free(val);
+	cr_assert_eq(seal(&x, &id, 1024), 0);
+	cr_assert_eq(reads(&x), 1);
+	rec = stored_at(&x, SEGKEY3);
+	cr_assert_eq(rec.state, LAYOUT_SEG_SEALED);
+	cr_assert_eq(rec.nholders, 1, "the seal wrote the holders its open had over");
+	cache_env_stop(&x);
+}
+
 /* ---- several segments' copy steps in one txn (clvol_segment_copy_batch) ---- */
 
 #define SEGKEY2 P "segments/vm0/0000000000000007.00000002"
