@@ -13,9 +13,14 @@
 #     owner's own fragment, a holder's, its own copy; the holders' service; the hop);
 #   with PERF=1 instead: `perf record` of the three nodes over the job, and the top of
 #     `perf report` by process and symbol (perf.data under the scratch folder).
+#   with LATLOG=1 also: fio's latency of every I/O (lat.log* in the scratch folder) and
+#     the stalls in it: I/Os over 5 ms, the 50 ms windows they fall in, p99.9 and max
+#     (an EC writer's stall every ~250 ms was found so: docs/erasure-coding.md).
 # Environment: N=3000, RW=randread (or randwrite), QD=1, POLICY="--ec 2+1" (or
-# "--replicas 3"), VOLSIZE=64M, STORE=512M (each node's store), PERF=0, PERF_ARGS=-g
-# (perf record's), QUILLD. Also printed: node0's map checkpoints (each one a store
+# "--replicas 3"), VOLSIZE=64M, STORE=512M (each node's store), SEGMENT=4M (the nodes'
+# segment size), PERF=0, PERF_ARGS=-g (perf record's), STAGES=trail (QUILL_STAGES of
+# the nodes unless PERF=1; 0: none, whose per-request log costs a QD32 job CPU),
+# LATLOG=0, QUILLD. Also printed: node0's map checkpoints (each one a store
 # flush and a RocksDB SST: an EC owner's drops asked one each, issue 13), cleaner runs
 # and remote victims cleaned over the job, and its reads: store reads, fetches (a
 # remote entry's runs), reads from fragments (runs, requests: one each when healthy).
@@ -35,8 +40,14 @@ POLICY="${POLICY:---ec 2+1}"
 VOLSIZE="${VOLSIZE:-64M}"
 PERF="${PERF:-0}"
 STORE="${STORE:-512M}"
-PEER_EXTRA=(--segment-size 4M)
-if [ "$PERF" = 1 ]; then export QUILL_STAGES=0; need_cmd perf; else export QUILL_STAGES=trail; fi
+PEER_EXTRA=(--segment-size "${SEGMENT:-4M}")
+LATLOG="${LATLOG:-0}"
+if [ "$PERF" = 1 ]; then
+	export QUILL_STAGES=0
+	need_cmd perf
+else
+	export QUILL_STAGES="${STAGES:-trail}"
+fi
 start_three_peer_nodes
 read -r -a POL <<<"$POLICY"
 qexpect 0 0 volume create rd "$VOLSIZE" "${POL[@]}"
@@ -50,10 +61,26 @@ fi
 
 job()
 {
+	local latlog=()
+
+	[ "$LATLOG" = 1 ] && latlog=(--write_lat_log="$WORK/lat" --log_avg_msec=0)
 	fio --name="$1" --ioengine=nbd --uri="$URI" --rw="$RW" --bs=4k --iodepth="$QD" \
-		--size="$VOLSIZE" --number_ios="$N" --output-format=json --output="$WORK/$1.json" ||
-		fail "fio $1"
+		--size="$VOLSIZE" --number_ios="$N" "${latlog[@]}" --output-format=json \
+		--output="$WORK/$1.json" || fail "fio $1"
 	fio_clat "$WORK/$1.json" "$1" "${RW#rand}"
+}
+
+# stalls LOG: from fio's latency log (ms since the start, ns), the I/Os over 5 ms
+stalls()
+{
+	python3 - "$1" <<'PY'
+import sys
+rows = [l.split(",") for l in open(sys.argv[1])]
+lat = sorted(int(r[1]) / 1e6 for r in rows)
+slow = [int(r[0]) // 50 for r in rows if int(r[1]) > 5e6]
+print("stalls: %d of %d I/Os over 5 ms, in %d windows of 50 ms; p99.9 %.1f ms, max %.1f ms"
+      % (len(slow), len(rows), len(set(slow)), lat[int(len(lat) * 0.999)], lat[-1]))
+PY
 }
 
 if [ "$PERF" = 1 ]; then
@@ -76,6 +103,7 @@ counters()
 read -r -a C0 <<<"$(counters 0)"
 cpu_per_write "$N" job plain
 read -r -a C1 <<<"$(counters 0)"
+[ "$LATLOG" != 1 ] || log "$(stalls "$(ls "$WORK"/lat_clat*.log | head -1)")"
 for i in "${!COUNTERS[@]}"; do
 	log "node0: ${COUNTERS[$i]} +$((C1[i] - C0[i])) over the job"
 done
