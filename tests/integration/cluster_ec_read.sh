@@ -120,8 +120,13 @@ read -r V NV <<<"$(victim)"
 [ "${NV:-0}" -gt 0 ] || fail "no node of 1-3 holds a data fragment of a segment the owner dropped: $(ec_owner_dropped_segments | tr '\n' ' ')"
 log "node$V holds $NV data fragments of segments read from fragments alone: it is the one damaged, then killed"
 # damage: flips a byte of every data block of each data fragment node V holds (again:
-# flips them back)
-damage() { QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" flip-data "$WORK" "$SEG" "$V"; }
+# flips those same ones back, noted in a file: a segment sealed meanwhile, by the
+# reads' repairs or the idle defragmenter, may have put a new fragment there)
+damage()
+{
+	QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" flip-data "$WORK" "$SEG" \
+		"$V" "$WORK/flipped.json"
+}
 N=$(damage) || fail "damaging node$V's fragments"
 [ "$N" -gt 0 ] || fail "node$V holds no data fragment"
 D0=$(frag decodes)

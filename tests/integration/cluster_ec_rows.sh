@@ -59,12 +59,14 @@ verify healthy
 
 # ---- every data fragment damaged: decoded from the parity ones ----
 # damage: flips a byte of every data block of each data fragment every node holds
-# (again: flips them back); prints how many fragments
+# (again: flips those same ones back, noted in a file per node: a segment sealed
+# meanwhile may have put a new fragment there); prints how many fragments
 damage()
 {
 	local i n=0
 	for i in "$@"; do
-		n=$((n + $(QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" flip-data "$WORK" "$SEG" "$i"))) ||
+		n=$((n + $(QUILL="$QUILL" python3 "$IT_ROOT/tests/integration/ec_held.py" flip-data \
+			"$WORK" "$SEG" "$i" "$WORK/flipped-$i.json"))) ||
 			fail "damaging node$i's fragments"
 	done
 	echo "$n"

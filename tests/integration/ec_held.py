@@ -7,10 +7,13 @@ tests (cluster_ec_read.sh, cluster_ec_encode.sh):
         Prints "copies C fragments F strays X stripes S" over nodes NODE...: C copies
         held of the striped segments, F fragments held of them, X fragments held of
         the records' families that no stripe names, S striped records.
-    ec_held.py flip-data WORK SEG NODE
-        Flips a byte of every data block of each data fragment node NODE holds (run
-        again: flips them back), in its store file (segment size SEG); prints how many
-        fragments.
+    ec_held.py flip-data WORK SEG NODE [LIST]
+        Flips a byte of every data block of each data fragment node NODE holds, in its
+        store file (segment size SEG); prints how many fragments. With LIST: the first
+        run notes there which (slot, blocks) it flipped, and the next flips exactly
+        those back and removes it, whatever the node holds by then (a segment encoded
+        meanwhile put a new fragment there: run again without LIST, its bytes would be
+        flipped and the old ones left flipped).
     ec_held.py most-data RECS NODE... < SEGMENTS
         Of nodes NODE..., the one whose data fragments the stripes of the segments read
         on standard input (ids "family.seq", one a line) place most often: prints "I N".
@@ -62,19 +65,28 @@ def frag_shape(image_blocks):
     return table, image_blocks - 1 - table
 
 
-def flip_data(work, quill, seg, node):
-    n = 0
+def data_fragments(work, quill, node):
+    """[(slot, image blocks)] of the data fragments node holds"""
+    return [(f["slot"], f["image_blocks"]) for f in held_all(work, quill, node)["fragments"]
+            if f["index"] < f["k"]]  # parity: read only by decodes
+
+
+def flip_data(work, quill, seg, node, listed=None):
+    if listed and os.path.exists(listed):
+        frags = [tuple(f) for f in json.load(open(listed))]
+        os.unlink(listed)
+    else:
+        frags = data_fragments(work, quill, node)
+        if listed:
+            json.dump(frags, open(listed, "w"))
     with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
-        for f in held_all(work, quill, node)["fragments"]:
-            if f["index"] >= f["k"]:
-                continue  # parity: read only by decodes
-            table, frag_blocks = frag_shape(f["image_blocks"])
+        for slot, image_blocks in frags:
+            table, frag_blocks = frag_shape(image_blocks)
             for j in range(frag_blocks):
-                flip(fp, DATA + f["slot"] * seg + (1 + table + j) * B + 100)
-            n += 1
+                flip(fp, DATA + slot * seg + (1 + table + j) * B + 100)
         fp.flush()
         os.fsync(fp.fileno())
-    print(n)
+    print(len(frags))
 
 
 def most_data(recs, nodes, segments):
@@ -94,11 +106,12 @@ def main():
     if sys.argv[1] == "census":
         census(sys.argv[2], quill, sys.argv[3], [int(i) for i in sys.argv[4:]])
     elif sys.argv[1] == "flip-data":
-        flip_data(sys.argv[2], quill, int(sys.argv[3]), int(sys.argv[4]))
+        flip_data(sys.argv[2], quill, int(sys.argv[3]), int(sys.argv[4]),
+                  sys.argv[5] if len(sys.argv) > 5 else None)
     elif sys.argv[1] == "most-data":
         most_data(sys.argv[2], [int(i) for i in sys.argv[3:]], set(sys.stdin.read().split()))
     else:
-        sys.exit("usage: ec_held.py census WORK RECS NODE... | flip-data WORK SEG NODE | "
+        sys.exit("usage: ec_held.py census WORK RECS NODE... | flip-data WORK SEG NODE [LIST] | "
                  "most-data RECS NODE... < SEGMENTS")
 
 
