@@ -918,11 +918,11 @@ static bool job_running(const struct encoder *e, uint64_t uid, uint32_t sno)
 
 /* Why one at a time: a job's bulk I/O (the segment's 4 MiB read, K+M images written
  * and synced, two fragments of 2 MiB on the sockets that carry the holders' appends)
- * queues ahead of client I/O on the disk and on those sockets. Four jobs started together by the scan that follows a few seals
- * (200 ms) held a QD32 writer's requests 15-35 ms every ~250 ms (fio's latency log);
- * one at a time spreads that work and still keeps up with a 4 KiB writer (~19 segments
- * a second), while a backlog (a fast sequential writer, a domain back after an
- * outage) still gets every job. */
+ * queues ahead of client I/O on the disk and on those sockets. Four jobs started
+ * together by the scan that follows a few seals (200 ms) held a QD32 writer's requests
+ * 15-35 ms every ~250 ms (fio's latency log); one at a time spreads that work and still
+ * keeps up with a 4 KiB writer (~19 segments a second), while a backlog (a fast
+ * sequential writer, a domain back after an outage) still gets every job. */
 unsigned encoder_jobs_allowed(size_t waiting)
 {
 	size_t n = 1 + waiting / ENCODE_BACKLOG_STEP;

@@ -1,19 +1,18 @@
 """What the nodes hold of erasure-coded volumes (`quill --json node held` through
 WORK/ctlI.sock, frag_damage.held), against their segment records, for the cluster
-tests (cluster_ec_read.sh, cluster_ec_encode.sh):
+tests (cluster_ec_read.sh, cluster_ec_rows.sh, cluster_ec_encode.sh):
 
     ec_held.py census WORK RECS NODE...
         RECS: `etcdctl get --prefix` output of segment records (key and value lines).
         Prints "copies C fragments F strays X stripes S" over nodes NODE...: C copies
         held of the striped segments, F fragments held of them, X fragments held of
         the records' families that no stripe names, S striped records.
-    ec_held.py flip-data WORK SEG NODE [LIST]
+    ec_held.py flip-data WORK SEG NODE LIST
         Flips a byte of every data block of each data fragment node NODE holds, in its
-        store file (segment size SEG); prints how many fragments. With LIST: the first
-        run notes there which (slot, blocks) it flipped, and the next flips exactly
-        those back and removes it, whatever the node holds by then (a segment encoded
-        meanwhile put a new fragment there: run again without LIST, its bytes would be
-        flipped and the old ones left flipped).
+        store file (segment size SEG), and notes in LIST which (slot, blocks) it
+        flipped; prints how many fragments. Run again while LIST exists: flips exactly
+        those back and removes LIST, whatever the node holds by then (a segment
+        encoded meanwhile may have put a new fragment there).
     ec_held.py most-data RECS NODE... < SEGMENTS
         Of nodes NODE..., the one whose data fragments the stripes of the segments read
         on standard input (ids "family.seq", one a line) place most often: prints "I N".
@@ -71,14 +70,13 @@ def data_fragments(work, quill, node):
             if f["index"] < f["k"]]  # parity: read only by decodes
 
 
-def flip_data(work, quill, seg, node, listed=None):
-    if listed and os.path.exists(listed):
+def flip_data(work, quill, seg, node, listed):
+    if os.path.exists(listed):
         frags = [tuple(f) for f in json.load(open(listed))]
         os.unlink(listed)
     else:
         frags = data_fragments(work, quill, node)
-        if listed:
-            json.dump(frags, open(listed, "w"))
+        json.dump(frags, open(listed, "w"))
     with open("%s/node%d/store.img" % (work, node), "r+b") as fp:
         for slot, image_blocks in frags:
             table, frag_blocks = frag_shape(image_blocks)
@@ -106,12 +104,11 @@ def main():
     if sys.argv[1] == "census":
         census(sys.argv[2], quill, sys.argv[3], [int(i) for i in sys.argv[4:]])
     elif sys.argv[1] == "flip-data":
-        flip_data(sys.argv[2], quill, int(sys.argv[3]), int(sys.argv[4]),
-                  sys.argv[5] if len(sys.argv) > 5 else None)
+        flip_data(sys.argv[2], quill, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif sys.argv[1] == "most-data":
         most_data(sys.argv[2], [int(i) for i in sys.argv[3:]], set(sys.stdin.read().split()))
     else:
-        sys.exit("usage: ec_held.py census WORK RECS NODE... | flip-data WORK SEG NODE [LIST] | "
+        sys.exit("usage: ec_held.py census WORK RECS NODE... | flip-data WORK SEG NODE LIST | "
                  "most-data RECS NODE... < SEGMENTS")
 
 

@@ -216,11 +216,21 @@ struct cache_env {
 	struct layout_segid id;
 };
 
+/* rec written at key by hand (as another node's write would be) */
+static void store_at(struct cache_env *x, const char *key, const struct layout_segment *rec)
+{
+	char *val = layout_segment_encode(rec);
+
+	cr_assert(val);
+	fake_etcd_put(x->fake, key, val);
+	free(val);
+}
+
 /* vm0 claimed by n1 at epoch 5; its segment 7.1 sealed on n0 and n1. */
 static void cache_env_start(struct cache_env *x)
 {
 	struct layout_segment rec = copy_rec((const char *[]){ "n0", "n1" }, 2, NULL);
-	char endpoint[64], *val;
+	char endpoint[64];
 
 	cr_assert_eq(fake_etcd_start(&x->fake, endpoint, sizeof(endpoint)), 0);
 	cr_assert_eq(etcd_create(&(struct etcd_opts){ .endpoints = endpoint }, &x->e), 0);
@@ -230,9 +240,7 @@ static void cache_env_start(struct cache_env *x)
 	fake_etcd_put(x->fake, P "owners/vm0", "{\"node\":\"n1\",\"epoch\":5}");
 	rec.id = x->id;
 	rec.epoch = 5;
-	val = layout_segment_encode(&rec);
-	fake_etcd_put(x->fake, SEGKEY, val);
-	free(val);
+	store_at(x, SEGKEY, &rec);
 }
 
 static void cache_env_stop(struct cache_env *x)
@@ -299,16 +307,13 @@ Test(clvol_segcache, a_record_changed_meanwhile_is_read_and_not_written_over)
 {
 	struct layout_segment rec;
 	struct cache_env x;
-	char *val;
 
 	cache_env_start(&x);
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
 	/* someone else starts a copy to n3 meanwhile */
 	rec = stored(&x);
 	snprintf(rec.copying[rec.ncopying++], sizeof(rec.copying[0]), "%s", "n3");
-	val = layout_segment_encode(&rec);
-	fake_etcd_put(x.fake, SEGKEY, val);
-	free(val);
+	store_at(&x, SEGKEY, &rec);
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_DONE), 0);
 	cr_assert_eq(reads(&x), 2, "the DONE's compare failed: it reads the record");
 	rec = stored(&x);
@@ -326,7 +331,6 @@ Test(clvol_segcache, a_refusal_of_the_known_copy_is_checked_against_a_read)
 {
 	struct layout_segment rec;
 	struct cache_env x;
-	char *val;
 
 	cache_env_start(&x);
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
@@ -335,9 +339,7 @@ Test(clvol_segcache, a_refusal_of_the_known_copy_is_checked_against_a_read)
 	rec = copy_rec((const char *[]){ "n0", "n1" }, 2, "n2");
 	rec.id = x.id;
 	rec.epoch = 5;
-	val = layout_segment_encode(&rec);
-	fake_etcd_put(x.fake, SEGKEY, val);
-	free(val);
+	store_at(&x, SEGKEY, &rec);
 	/* the known copy calls n2 a holder (-EEXIST); the record says a retry */
 	cr_assert_eq(copy_step(&x, "n2", CLVOL_COPY_START), 0);
 	cr_assert_eq(reads(&x), 2);
@@ -390,7 +392,6 @@ Test(clvol_segcache, a_record_changed_after_its_open_is_read_before_the_seal)
 	struct layout_segment rec = copy_rec((const char *[]){ "n1" }, 1, NULL);
 	struct layout_segid id;
 	struct cache_env x;
-	char *val;
 
 	cache_env_start(&x);
 	id = open_third(&x);
@@ -399,9 +400,7 @@ Test(clvol_segcache, a_record_changed_after_its_open_is_read_before_the_seal)
 	rec.length = 0;
 	rec.id = id;
 	rec.epoch = 5;
-	val = layout_segment_encode(&rec);
-	fake_etcd_put(x.fake, SEGKEY3, val);
-	free(val);
+	store_at(&x, SEGKEY3, &rec);
 	cr_assert_eq(seal(&x, &id, 1024), 0);
 	cr_assert_eq(reads(&x), 1);
 	rec = stored_at(&x, SEGKEY3);
@@ -418,14 +417,11 @@ Test(clvol_segcache, a_record_changed_after_its_open_is_read_before_the_seal)
 static void batch_env_start(struct cache_env *x)
 {
 	struct layout_segment rec = copy_rec((const char *[]){ "n0", "n1" }, 2, NULL);
-	char *val;
 
 	cache_env_start(x);
 	rec.id = (struct layout_segid){ .family = 7, .seq = 2 };
 	rec.epoch = 5;
-	val = layout_segment_encode(&rec);
-	fake_etcd_put(x->fake, SEGKEY2, val);
-	free(val);
+	store_at(x, SEGKEY2, &rec);
 }
 
 /* 7.1 and 7.2 copied to node at phase, in one batch, then those it left alone by
@@ -484,16 +480,13 @@ Test(clvol_copy_batch, a_record_changed_by_another_node_is_read_alone_and_not_wr
 	struct layout_segment rec;
 	struct cache_env x;
 	int res[2];
-	char *val;
 
 	batch_env_start(&x);
 	batch_step(&x, "n2", CLVOL_COPY_START, res);
 	/* another node starts a copy of 7.2 to n3 meanwhile */
 	rec = stored_at(&x, SEGKEY2);
 	snprintf(rec.copying[rec.ncopying++], sizeof(rec.copying[0]), "%s", "n3");
-	val = layout_segment_encode(&rec);
-	fake_etcd_put(x.fake, SEGKEY2, val);
-	free(val);
+	store_at(&x, SEGKEY2, &rec);
 	cr_assert_eq(batch_step(&x, "n2", CLVOL_COPY_DONE, res), 2,
 		     "a failed compare leaves every step of the batch to run alone");
 	cr_assert_eq(res[0], 0);
@@ -577,7 +570,7 @@ Test(clvol_copy_batch, two_steps_on_one_segment_are_refused)
 Test(clvol_copy_batch, records_far_apart_are_read_each_not_by_a_range_of_all_between)
 {
 	struct layout_segment rec = copy_rec((const char *[]){ "n0", "n1" }, 2, NULL);
-	char msg[2][256], key[256], *val;
+	char msg[2][256], key[256];
 	struct clvol_copy_item it[2];
 	struct cache_env x;
 
@@ -587,10 +580,8 @@ Test(clvol_copy_batch, records_far_apart_are_read_each_not_by_a_range_of_all_bet
 	for (uint32_t seq = 2; seq <= 200; seq += seq < 10 ? 1 : 190) {
 		rec.id = (struct layout_segid){ .family = 7, .seq = seq };
 		rec.epoch = 5;
-		val = layout_segment_encode(&rec);
 		cr_assert_eq(layout_segment_key(key, sizeof(key), P, "vm0", &rec.id), 0);
-		fake_etcd_put(x.fake, key, val);
-		free(val);
+		store_at(&x, key, &rec);
 	}
 	for (unsigned i = 0; i < 2; i++)
 		it[i] = (struct clvol_copy_item){
